@@ -1,0 +1,92 @@
+import type { z } from 'zod';
+
+/** Options accepted by every {@link NoaError}. */
+export interface NoaErrorOptions {
+  /** The underlying error, kept for `error.cause` chains. */
+  cause?: unknown;
+  /** Structured facts about the failure (key, field, timeout…), safe to log. */
+  details?: Record<string, unknown>;
+}
+
+/**
+ * Base class of every error a Noa package throws. `code` is stable across releases
+ * (`NOA_<WHAT>`), so callers branch on it rather than on messages.
+ */
+export class NoaError extends Error {
+  readonly code: string;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: string, message: string, options: NoaErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}
+
+/** One problem found while validating options. `path` is the dotted field name. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+/** Thrown at construction when options fail validation; the message names each bad field. */
+export class ConfigError extends NoaError {
+  readonly issues: ConfigIssue[];
+
+  constructor(component: string, issues: ConfigIssue[]) {
+    const list = issues.map((issue) => `${issue.path || '(root)'}: ${issue.message}`).join('; ');
+    super('NOA_CONFIG_INVALID', `Invalid ${component} options: ${list}`, { details: { component, issues } });
+    this.issues = issues;
+  }
+
+  /** The dotted paths of every bad field, e.g. `['limits.0.points']`. */
+  get fields(): string[] {
+    return this.issues.map((issue) => issue.path);
+  }
+}
+
+/** Thrown when an operation does not finish within its deadline. */
+export class TimeoutError extends NoaError {
+  constructor(operation: string, timeoutMs: number, options: NoaErrorOptions = {}) {
+    super('NOA_TIMEOUT', `${operation} did not finish within ${timeoutMs} ms`, {
+      ...options,
+      details: { operation, timeoutMs, ...options.details },
+    });
+  }
+}
+
+/** Thrown when a circuit breaker is open and the call was not attempted. */
+export class CircuitOpenError extends NoaError {
+  constructor(operation: string, options: NoaErrorOptions = {}) {
+    super('NOA_CIRCUIT_OPEN', `${operation} was not attempted: circuit breaker is open`, {
+      ...options,
+      details: { operation, ...options.details },
+    });
+  }
+}
+
+/** Thrown when an operation is used after `close()`. */
+export class ClosedError extends NoaError {
+  constructor(component: string) {
+    super('NOA_CLOSED', `${component} is closed`, { details: { component } });
+  }
+}
+
+/**
+ * Parses `input` with a zod schema and returns the typed result, or throws a
+ * {@link ConfigError} naming every bad field. Use at construction of public objects.
+ */
+export function parseOptions<Schema extends z.ZodType>(
+  component: string,
+  schema: Schema,
+  input: unknown,
+): z.output<Schema> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((issue) => ({
+    path: issue.path.map(String).join('.'),
+    message: issue.message,
+  }));
+  throw new ConfigError(component, issues);
+}

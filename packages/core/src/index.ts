@@ -1,0 +1,29 @@
+export {
+  type BreakerOptions,
+  type BreakerState,
+  breakerOptionsSchema,
+  type CircuitBreaker,
+  createCircuitBreaker,
+} from './breaker.js';
+export { type Clock, ManualClock, systemClock } from './clock.js';
+export { delay, withDeadline } from './deadline.js';
+export {
+  CircuitOpenError,
+  ClosedError,
+  ConfigError,
+  type ConfigIssue,
+  NoaError,
+  type NoaErrorOptions,
+  parseOptions,
+  TimeoutError,
+} from './errors.js';
+export { childLogger, fromPino, type Logger, type PinoLike, silentLogger } from './logger.js';
+export {
+  type CounterMetric,
+  type GaugeMetric,
+  type HistogramMetric,
+  type Labels,
+  latencyBucketsSeconds,
+  MetricsFactory,
+} from './metrics.js';
+export { tracingChannel } from './tracing.js';

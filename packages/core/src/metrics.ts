@@ -1,0 +1,109 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** Label values of one observation. */
+export type Labels<L extends string> = Partial<Record<L, string | number>>;
+
+/** A monotonically increasing count. */
+export interface CounterMetric<L extends string = string> {
+  inc(labels?: Labels<L>, value?: number): void;
+}
+
+/** A value that goes up and down. */
+export interface GaugeMetric<L extends string = string> {
+  set(labels: Labels<L>, value: number): void;
+  inc(labels?: Labels<L>, value?: number): void;
+  dec(labels?: Labels<L>, value?: number): void;
+}
+
+/** A distribution of observed values (latencies in seconds, sizes in bytes). */
+export interface HistogramMetric<L extends string = string> {
+  observe(labels: Labels<L>, value: number): void;
+}
+
+/** Default latency buckets in seconds, from 50 µs to 2.5 s. */
+export const latencyBucketsSeconds = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+];
+
+const noop = (): void => {};
+const noopMetric = { inc: noop, dec: noop, set: noop, observe: noop };
+
+/**
+ * Creates a package's prom-client metrics on a user-supplied registry, named
+ * `noa_<package>_<what>_<unit>`. Without a registry every metric is a no-op, so hot paths
+ * pay nothing. Two instances sharing one registry share the metrics instead of throwing
+ * "already registered".
+ */
+export class MetricsFactory {
+  readonly enabled: boolean;
+  readonly #registry: Registry | undefined;
+  readonly #prefix: string;
+
+  /** @param packageName e.g. `rate_limiter`, giving names like `noa_rate_limiter_checks_total`. */
+  constructor(packageName: string, registry?: Registry) {
+    this.#registry = registry;
+    this.#prefix = `noa_${packageName}_`;
+    this.enabled = registry !== undefined;
+  }
+
+  counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): CounterMetric<L> {
+    const existing = this.#existing(name);
+    if (existing) return existing as unknown as CounterMetric<L>;
+    if (!this.#registry) return noopMetric;
+    const metric = new Counter({
+      name: this.#prefix + name,
+      help,
+      labelNames,
+      registers: [this.#registry],
+    });
+    return { inc: (labels = {}, value = 1) => metric.inc(labels, value) };
+  }
+
+  gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): GaugeMetric<L> {
+    const existing = this.#existing(name);
+    if (existing) return existing as unknown as GaugeMetric<L>;
+    if (!this.#registry) return noopMetric;
+    const metric = new Gauge({ name: this.#prefix + name, help, labelNames, registers: [this.#registry] });
+    return {
+      set: (labels, value) => metric.set(labels, value),
+      inc: (labels = {}, value = 1) => metric.inc(labels, value),
+      dec: (labels = {}, value = 1) => metric.dec(labels, value),
+    };
+  }
+
+  histogram<L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[] = [],
+    buckets: number[] = latencyBucketsSeconds,
+  ): HistogramMetric<L> {
+    const existing = this.#existing(name);
+    if (existing) return existing as unknown as HistogramMetric<L>;
+    if (!this.#registry) return noopMetric;
+    const metric = new Histogram({
+      name: this.#prefix + name,
+      help,
+      labelNames,
+      buckets,
+      registers: [this.#registry],
+    });
+    return { observe: (labels, value) => metric.observe(labels, value) };
+  }
+
+  #existing(name: string): object | undefined {
+    const metric = this.#registry?.getSingleMetric(this.#prefix + name);
+    if (!metric) return undefined;
+    const wrapped = metric as unknown as {
+      inc?: (labels: object, value: number) => void;
+      dec?: (labels: object, value: number) => void;
+      set?: (labels: object, value: number) => void;
+      observe?: (labels: object, value: number) => void;
+    };
+    return {
+      inc: (labels: object = {}, value = 1) => wrapped.inc?.(labels, value),
+      dec: (labels: object = {}, value = 1) => wrapped.dec?.(labels, value),
+      set: (labels: object, value: number) => wrapped.set?.(labels, value),
+      observe: (labels: object, value: number) => wrapped.observe?.(labels, value),
+    };
+  }
+}

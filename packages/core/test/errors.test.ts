@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { ConfigError, NoaError, parseOptions, TimeoutError } from '../src/index.js';
+
+describe('parseOptions', () => {
+  const schema = z.object({ limit: z.number().int().positive(), nested: z.object({ name: z.string() }) });
+
+  it('returns the parsed value for good input', () => {
+    expect(parseOptions('thing', schema, { limit: 3, nested: { name: 'a' } })).toEqual({
+      limit: 3,
+      nested: { name: 'a' },
+    });
+  });
+
+  it('throws a ConfigError naming every bad field', () => {
+    let caught: unknown;
+    try {
+      parseOptions('thing', schema, { limit: -1, nested: { name: 5 } });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const error = caught as ConfigError;
+    expect(error.code).toBe('NOA_CONFIG_INVALID');
+    expect(error.fields).toEqual(['limit', 'nested.name']);
+    expect(error.message).toMatch(/^Invalid thing options: limit: .*; nested\.name: /);
+    expect(error).toBeInstanceOf(NoaError);
+  });
+});
+
+describe('errors', () => {
+  it('keep a stable code, the cause and details', () => {
+    const cause = new Error('socket closed');
+    const error = new TimeoutError('redis EVALSHA', 25, { cause, details: { key: 'k' } });
+    expect(error.code).toBe('NOA_TIMEOUT');
+    expect(error.cause).toBe(cause);
+    expect(error.details).toEqual({ operation: 'redis EVALSHA', timeoutMs: 25, key: 'k' });
+    expect(error.name).toBe('TimeoutError');
+  });
+});

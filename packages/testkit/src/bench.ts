@@ -1,0 +1,199 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * The side-by-side benchmark harness. Each case measures ours and the anchor in the same
+ * process, alternating rounds after a warm-up, and reports the median of each, the ratio
+ * ours/theirs and its spread. Output: a table on stdout and `bench/results.json` (the shape
+ * in CONVENTIONS.md). With `NOA_BENCH_SMOKE=1` every case runs one tiny round and nothing
+ * is written: CI uses that so bench code cannot rot.
+ */
+
+/** True when benchmarks should run at smoke size (CI). */
+export const smoke = process.env.NOA_BENCH_SMOKE === '1';
+
+/** Picks the full-size or the smoke-size value of a parameter. */
+export function size<T>(full: T, smokeValue: T): T {
+  return smoke ? smokeValue : full;
+}
+
+/** One comparison row. `ours`/`theirs` each run one sample and return its measured value. */
+export interface BenchCase {
+  case: string;
+  unit: string;
+  better: 'higher' | 'lower';
+  /** Target for `ratio` (or for `ours` when there is no anchor). */
+  goal?: number;
+  /** Anchor name and version, e.g. `rate-limiter-flexible@11.4.0`. */
+  anchor?: string;
+  ours: () => Promise<number> | number;
+  theirs?: () => Promise<number> | number;
+  /** Rounds after warm-up (default 7; 1 in smoke mode). */
+  rounds?: number;
+  /** Extra facts shown in the JSON row (e.g. Redis calls per check for both). */
+  extra?: () => Promise<Record<string, unknown>> | Record<string, unknown>;
+}
+
+/** A row of `bench/results.json`. */
+export interface BenchRow {
+  case: string;
+  unit: string;
+  ours: number;
+  anchor: string | null;
+  theirs: number | null;
+  ratio: number | null;
+  spread: number;
+  better: 'higher' | 'lower';
+  goal: number | null;
+  met: boolean | null;
+  [extra: string]: unknown;
+}
+
+/** Median of a non-empty list. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** Value at quantile `q` (0–1) of a list, nearest rank. */
+export function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/** Relative spread: (max − min) / 2 / median of the per-round values. */
+export function spreadOf(values: number[]): number {
+  const mid = median(values);
+  if (mid === 0 || values.length < 2) return 0;
+  return (Math.max(...values) - Math.min(...values)) / 2 / Math.abs(mid);
+}
+
+/** Runs `fn` `iterations` times (awaiting when it returns a promise) and returns ops/s. */
+export async function opsPerSecond(iterations: number, fn: (index: number) => unknown): Promise<number> {
+  const started = performance.now();
+  for (let index = 0; index < iterations; index += 1) {
+    const result = fn(index);
+    if (result instanceof Promise) await result;
+  }
+  return iterations / ((performance.now() - started) / 1_000);
+}
+
+/** Runs `total` calls of `fn` with `inFlight` outstanding at once and returns ops/s. */
+export async function concurrentOpsPerSecond(
+  total: number,
+  inFlight: number,
+  fn: (index: number) => Promise<unknown>,
+): Promise<number> {
+  let next = 0;
+  const started = performance.now();
+  const lane = async () => {
+    while (next < total) {
+      const index = next;
+      next += 1;
+      await fn(index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inFlight, total) }, lane));
+  return total / ((performance.now() - started) / 1_000);
+}
+
+function isMet(row: {
+  ratio: number | null;
+  ours: number;
+  goal: number | null;
+  better: string;
+}): boolean | null {
+  if (row.goal === null) return null;
+  const value = row.ratio ?? row.ours;
+  return row.better === 'higher' ? value >= row.goal : value <= row.goal;
+}
+
+function format(value: number | null): string {
+  if (value === null) return '-';
+  if (Math.abs(value) >= 1_000) return Math.round(value).toLocaleString('en-US');
+  return Number(value.toPrecision(3)).toString();
+}
+
+/**
+ * Runs every case and prints the table; writes `<benchDir>/results.json` unless in smoke mode.
+ * Returns the rows.
+ */
+export async function runBench(
+  packageName: string,
+  benchDir: string,
+  cases: BenchCase[],
+): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  for (const benchCase of cases) {
+    const rounds = smoke ? 1 : (benchCase.rounds ?? 7);
+    // Warm-up: one untimed sample of each side (JIT, connections, caches).
+    if (!smoke) {
+      await benchCase.ours();
+      await benchCase.theirs?.();
+    }
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    const ratios: number[] = [];
+    for (let round = 0; round < rounds; round += 1) {
+      // Alternate which side goes first so drift on a noisy machine hits both equally.
+      const first = round % 2 === 0;
+      let ourValue: number;
+      let theirValue: number | undefined;
+      if (first || !benchCase.theirs) {
+        ourValue = await benchCase.ours();
+        theirValue = await benchCase.theirs?.();
+      } else {
+        theirValue = await benchCase.theirs();
+        ourValue = await benchCase.ours();
+      }
+      ours.push(ourValue);
+      if (theirValue !== undefined) {
+        theirs.push(theirValue);
+        ratios.push(ourValue / theirValue);
+      }
+    }
+    const oursMedian = median(ours);
+    const theirsMedian = theirs.length ? median(theirs) : null;
+    const ratio = theirsMedian === null ? null : median(ratios);
+    const row: BenchRow = {
+      case: benchCase.case,
+      unit: benchCase.unit,
+      ours: oursMedian,
+      anchor: benchCase.anchor ?? null,
+      theirs: theirsMedian,
+      ratio,
+      spread: Number(spreadOf(ratios.length ? ratios : ours).toFixed(3)),
+      better: benchCase.better,
+      goal: benchCase.goal ?? null,
+      met: null,
+      ...(benchCase.extra ? await benchCase.extra() : {}),
+    };
+    row.met = isMet(row);
+    rows.push(row);
+    console.log(
+      `${row.case.padEnd(56)} ours ${format(row.ours).padStart(12)} ${row.unit.padEnd(6)} ` +
+        `${(row.anchor ?? '').padEnd(30)} ${format(row.theirs).padStart(12)}  ratio ${format(row.ratio).padStart(6)} ` +
+        `±${(row.spread * 100).toFixed(1)}%  goal ${format(row.goal)} ${row.met === null ? '' : row.met ? 'met' : 'NOT met'}`,
+    );
+  }
+  if (!smoke) {
+    const report = { package: packageName, node: process.version, date: new Date().toISOString(), rows };
+    writeFileSync(path.join(benchDir, 'results.json'), `${JSON.stringify(report, null, 2)}\n`);
+  }
+  return rows;
+}
+
+/** Renders rows as a Markdown table for a package README. */
+export function markdownTable(rows: BenchRow[]): string {
+  const lines = [
+    '| case | ours | anchor | theirs | ratio ours/anchor | spread | goal | met |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const row of rows) {
+    lines.push(
+      `| ${row.case} | ${format(row.ours)} ${row.unit} | ${row.anchor ?? '-'} | ${format(row.theirs)} | ${format(row.ratio)} | ±${(row.spread * 100).toFixed(1)}% | ${format(row.goal)} | ${row.met === null ? '-' : row.met ? 'yes' : 'no'} |`,
+    );
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,84 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { sparePort, waitForPort } from './ports.js';
+
+const run = promisify(execFile);
+
+/** A redis-server owned by one test, on a spare port, that the test may pause, kill or restart. */
+export interface PrivateRedis {
+  readonly port: number;
+  readonly url: string;
+  /** `CLIENT PAUSE <ms> ALL`: the server accepts connections but answers nothing for `ms`. */
+  pause(ms: number): Promise<void>;
+  /** SIGKILL: the server is gone at once, without saving. */
+  kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT: the process is frozen (connections hang) until resumed. */
+  freeze(): void;
+  resume(): void;
+  /** Starts the server again on the same port (after `kill` or `stop`). */
+  restart(): Promise<void>;
+  /** Graceful shutdown and removal of its directory. */
+  stop(): Promise<void>;
+}
+
+async function redisCli(port: number, ...args: string[]): Promise<string> {
+  const { stdout } = await run('redis-cli', ['-p', String(port), ...args]);
+  return stdout.trim();
+}
+
+/** Starts a private redis-server (extra args e.g. `['--appendonly', 'yes']`). */
+export async function startPrivateRedis(extraArgs: string[] = []): Promise<PrivateRedis> {
+  const port = await sparePort();
+  const dir = await mkdtemp(path.join(tmpdir(), 'noa-redis-'));
+  let child: ChildProcess | undefined;
+
+  const start = async () => {
+    child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...extraArgs],
+      {
+        stdio: 'ignore',
+      },
+    );
+    await waitForPort(port);
+    // A fresh server can accept TCP before it loads; PING until it answers.
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      if ((await redisCli(port, 'ping').catch(() => '')) === 'PONG') return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  const waitExit = () =>
+    new Promise<void>((resolve) => {
+      if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+    });
+
+  await start();
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    pause: async (ms) => {
+      await redisCli(port, 'client', 'pause', String(ms), 'ALL');
+    },
+    kill: async () => {
+      child?.kill('SIGKILL');
+      await waitExit();
+    },
+    freeze: () => {
+      child?.kill('SIGSTOP');
+    },
+    resume: () => {
+      child?.kill('SIGCONT');
+    },
+    restart: start,
+    stop: async () => {
+      child?.kill('SIGCONT');
+      child?.kill('SIGTERM');
+      await waitExit();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,86 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { sparePort, waitForPort } from './ports.js';
+
+const run = promisify(execFile);
+
+/** A real Redis Cluster of `masters` nodes on spare ports, started for one test file. */
+export interface PrivateRedisCluster {
+  readonly nodes: { host: string; port: number }[];
+  stop(): Promise<void>;
+}
+
+/** Starts `masters` cluster-enabled redis-servers and joins them with `redis-cli --cluster create`. */
+export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluster> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'noa-redis-cluster-'));
+  const children: ChildProcess[] = [];
+  const ports: number[] = [];
+  for (let index = 0; index < masters; index += 1) {
+    // Cluster bus uses port + 10000, so keep the data port below 55536.
+    let port = await sparePort();
+    while (port > 55_000) port = await sparePort();
+    ports.push(port);
+    const nodeDir = path.join(dir, String(port));
+    await run('mkdir', ['-p', nodeDir]);
+    children.push(
+      spawn(
+        'redis-server',
+        [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--dir',
+          nodeDir,
+          '--save',
+          '',
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--cluster-node-timeout',
+          '2000',
+        ],
+        { stdio: 'ignore' },
+      ),
+    );
+  }
+  await Promise.all(ports.map((port) => waitForPort(port)));
+  await run('redis-cli', [
+    '--cluster',
+    'create',
+    ...ports.map((port) => `127.0.0.1:${port}`),
+    '--cluster-replicas',
+    '0',
+    '--cluster-yes',
+  ]);
+  // Wait until every node agrees that all slots are served.
+  const deadline = Date.now() + 20_000;
+  for (const port of ports) {
+    while (true) {
+      const { stdout } = await run('redis-cli', ['-p', String(port), 'cluster', 'info']);
+      if (stdout.includes('cluster_state:ok')) break;
+      if (Date.now() > deadline) throw new Error(`redis cluster node ${port} never reached cluster_state:ok`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return {
+    nodes: ports.map((port) => ({ host: '127.0.0.1', port })),
+    stop: async () => {
+      await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              if (child.exitCode !== null) return resolve();
+              child.once('exit', () => resolve());
+              child.kill('SIGKILL');
+            }),
+        ),
+      );
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// Enforces the dependency edges of CONVENTIONS.md: a package may depend only on the @noa
+// packages listed here, must declare every @noa import in its package.json, and never
+// reaches into another package's src/ or an example.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+const allowed = {
+  core: [],
+  testkit: [],
+  'rate-limiter': ['core'],
+  'cache-manager': ['core'],
+  'connection-pool': ['core'],
+  'message-queue': ['core'],
+  'service-registry': ['core'],
+  'cdn-manager': ['core', 'cache-manager'],
+  'database-optimizer': ['core'],
+  'database-sharding': ['core', 'connection-pool'],
+  'api-gateway': ['core', 'rate-limiter', 'service-registry', 'cache-manager'],
+};
+// Test and bench code may also use the private test kit.
+const testOnly = ['testkit'];
+
+const root = path.resolve(import.meta.dirname, '..');
+const problems = [];
+
+function filesUnder(dir) {
+  let out = [];
+  let entries = [];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const entry of entries) {
+    if (entry === 'node_modules' || entry === 'dist') continue;
+    const full = path.join(dir, entry);
+    if (statSync(full).isDirectory()) out = out.concat(filesUnder(full));
+    else if (/\.(ts|mts|js|mjs)$/.test(entry)) out.push(full);
+  }
+  return out;
+}
+
+const importPattern = /(?:from\s+|import\s*\(\s*|import\s+)['"]([^'"]+)['"]/g;
+
+for (const name of readdirSync(path.join(root, 'packages'))) {
+  const dir = path.join(root, 'packages', name);
+  let manifest;
+  try {
+    manifest = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  } catch {
+    continue;
+  }
+  if (!(name in allowed)) {
+    problems.push(
+      `packages/${name}: not in the allowed-edges table of scripts/check-deps.mjs (add it, and to CONVENTIONS)`,
+    );
+    continue;
+  }
+  const declared = new Set(
+    Object.keys({ ...manifest.dependencies, ...manifest.peerDependencies, ...manifest.devDependencies })
+      .filter((dep) => dep.startsWith('@noa/'))
+      .map((dep) => dep.slice(5)),
+  );
+  for (const dep of declared) {
+    const inProd = Object.keys({ ...manifest.dependencies, ...manifest.peerDependencies }).includes(
+      `@noa/${dep}`,
+    );
+    if (inProd && !allowed[name].includes(dep))
+      problems.push(`packages/${name}: may not depend on @noa/${dep}`);
+    if (!inProd && !allowed[name].includes(dep) && !testOnly.includes(dep))
+      problems.push(`packages/${name}: devDependency @noa/${dep} is not an allowed edge`);
+  }
+  for (const file of filesUnder(dir)) {
+    const relative = path.relative(root, file);
+    const inSrc = relative.includes(`${path.sep}src${path.sep}`);
+    const text = readFileSync(file, 'utf8');
+    for (const match of text.matchAll(importPattern)) {
+      const spec = match[1];
+      if (spec.startsWith('@noa/')) {
+        const target = spec.slice(5).split('/')[0];
+        if (target === name) continue;
+        if (!declared.has(target))
+          problems.push(`${relative}: imports ${spec} without declaring @noa/${target}`);
+        if (inSrc && testOnly.includes(target)) problems.push(`${relative}: src may not import ${spec}`);
+        if (spec.split('/').length > 2 && !testOnly.includes(target))
+          problems.push(`${relative}: imports ${spec}: use the package's public entry only`);
+      } else if (spec.startsWith('.')) {
+        const resolved = path.resolve(path.dirname(file), spec);
+        if (!resolved.startsWith(dir + path.sep))
+          problems.push(`${relative}: relative import ${spec} leaves its package`);
+      }
+    }
+  }
+}
+
+if (problems.length) {
+  console.error(`dependency check failed:\n  ${problems.join('\n  ')}`);
+  process.exit(1);
+}
+console.log('dependency edges ok');
