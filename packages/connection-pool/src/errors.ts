@@ -1,0 +1,59 @@
+import { NoaError, type NoaErrorOptions } from '@noa/core';
+
+/** Base class of every error thrown by @noa/connection-pool; codes start with `NOA_POOL_`. */
+export class ConnectionPoolError extends NoaError {}
+
+/** No resource became free within `acquireTimeoutMs`. */
+export class AcquireTimeoutError extends ConnectionPoolError {
+  constructor(pool: string, timeoutMs: number) {
+    super('NOA_POOL_ACQUIRE_TIMEOUT', `${pool}: no connection free within ${timeoutMs} ms`, {
+      details: { pool, timeoutMs },
+    });
+  }
+}
+
+/** The caller's `AbortSignal` fired while it waited for a resource. */
+export class AcquireAbortedError extends ConnectionPoolError {
+  constructor(pool: string, reason: unknown) {
+    super('NOA_POOL_ACQUIRE_ABORTED', `${pool}: acquire aborted`, { cause: reason, details: { pool } });
+  }
+}
+
+/** The pool is draining or closed, so it hands out nothing more. */
+export class PoolClosedError extends ConnectionPoolError {
+  constructor(pool: string) {
+    super('NOA_POOL_CLOSED', `${pool} is closed`, { details: { pool } });
+  }
+}
+
+/**
+ * The backend cannot be reached: connecting failed, or the pool is backing off after failed
+ * connects. Thrown at once instead of waiting out the acquire timeout, so callers fail fast.
+ */
+export class BackendUnavailableError extends ConnectionPoolError {
+  constructor(pool: string, options: NoaErrorOptions = {}) {
+    super('NOA_POOL_BACKEND_UNAVAILABLE', `${pool}: backend unavailable`, {
+      ...options,
+      details: { pool, ...options.details },
+    });
+  }
+}
+
+/** `release()` or `destroy()` was given something the pool did not lend (or already got back). */
+export class NotBorrowedError extends ConnectionPoolError {
+  constructor(pool: string) {
+    super('NOA_POOL_NOT_BORROWED', `${pool}: released a resource that is not borrowed from it`, {
+      details: { pool },
+    });
+  }
+}
+
+/** A transaction kept failing with a retryable code (serialization failure, deadlock) past `maxRetries`. */
+export class TransactionRetryError extends ConnectionPoolError {
+  constructor(attempts: number, cause: unknown) {
+    super('NOA_POOL_TRANSACTION_RETRIES_EXHAUSTED', `transaction failed after ${attempts} attempts`, {
+      cause,
+      details: { attempts },
+    });
+  }
+}

@@ -1,0 +1,56 @@
+import { MetricsFactory } from '@noa/core';
+import type { Registry } from 'prom-client';
+
+/** One pool's metrics, bound to its `pool` label. Every method is a no-op without a registry. */
+export interface PoolMetrics {
+  readonly enabled: boolean;
+  readonly active: { inc(): void; dec(): void };
+  readonly idle: { inc(): void; dec(): void };
+  readonly waiting: { inc(): void; dec(): void };
+  readonly acquireSeconds: { observe(seconds: number): void };
+  readonly timeouts: { inc(): void };
+  readonly errors: { inc(labels: { kind: string }): void };
+  readonly leaks: { inc(): void };
+  readonly created: { inc(): void };
+  readonly destroyed: { inc(): void };
+}
+
+/**
+ * Creates (or joins, on a shared registry) the pool metrics:
+ * `noa_connection_pool_active_connections`, `…_idle_connections`, `…_waiting_requests`,
+ * `…_acquire_duration_seconds`, `…_acquire_timeouts_total`, `…_errors_total{kind}`,
+ * `…_leaks_total`, `…_connections_created_total`, `…_connections_destroyed_total`.
+ */
+export function poolMetrics(registry: Registry | undefined, pool: string): PoolMetrics {
+  const factory = new MetricsFactory('connection_pool', registry);
+  const labels = { pool };
+  const gauge = (name: string, help: string) => {
+    const metric = factory.gauge(name, help, ['pool']);
+    // Start at 0 so the series exists before the first change.
+    metric.set(labels, 0);
+    return { inc: () => metric.inc(labels), dec: () => metric.dec(labels) };
+  };
+  const counter = (name: string, help: string) => {
+    const metric = factory.counter(name, help, ['pool']);
+    return { inc: () => metric.inc(labels) };
+  };
+  const errors = factory.counter('errors_total', 'Connection errors by kind (create, validate, query).', [
+    'pool',
+    'kind',
+  ]);
+  const acquire = factory.histogram('acquire_duration_seconds', 'Time from acquire() to a lent connection.', [
+    'pool',
+  ]);
+  return {
+    enabled: factory.enabled,
+    active: gauge('active_connections', 'Connections lent to callers.'),
+    idle: gauge('idle_connections', 'Open connections not lent.'),
+    waiting: gauge('waiting_requests', 'Callers queued for a connection.'),
+    acquireSeconds: { observe: (seconds) => acquire.observe(labels, seconds) },
+    timeouts: counter('acquire_timeouts_total', 'acquire() calls that timed out.'),
+    errors: { inc: ({ kind }) => errors.inc({ pool, kind }) },
+    leaks: counter('leaks_total', 'Connections held past the leak threshold or never released.'),
+    created: counter('connections_created_total', 'Connections opened.'),
+    destroyed: counter('connections_destroyed_total', 'Connections closed.'),
+  };
+}

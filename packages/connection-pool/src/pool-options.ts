@@ -1,0 +1,57 @@
+import type { Clock, Logger } from '@noa/core';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+
+/** Options of one {@link Pool}: sizing, timeouts, validation, leak detection and observability. */
+export const poolOptionsSchema = z
+  .object({
+    /** Name used in errors, logs and the `pool` metric label. */
+    name: z.string().min(1).default('pool'),
+    /** Resources kept open even when idle (the pool refills to this after failures). */
+    min: z.number().int().nonnegative().default(0),
+    /** Upper bound on open resources (lent + idle + being created). */
+    max: z.number().int().positive().default(10),
+    /** How long `acquire()` waits for a resource before it rejects with `AcquireTimeoutError`. */
+    acquireTimeoutMs: z.number().int().positive().default(10_000),
+    /** An idle resource above `min` is closed after this long unused. */
+    idleTimeoutMs: z.number().int().positive().default(30_000),
+    /** A resource is closed (and replaced) once it is this old, lent or not, at its next return. */
+    maxLifetimeMs: z.number().int().positive().optional(),
+    /** How often idle eviction, idle validation, refill to `min` and leak checks run. */
+    evictionIntervalMs: z.number().int().positive().default(1_000),
+    /** Run the factory's `validate` before lending an idle resource (one round trip per acquire). */
+    validateOnBorrow: z.boolean().default(false),
+    /** Run the factory's `validate` on idle resources at each eviction run. */
+    validateIdle: z.boolean().default(false),
+    /** A resource lent longer than this is reported as a leak, with the stack of its acquire. */
+    leakDetectionThresholdMs: z.number().int().positive().optional(),
+    /** `close()` waits this long for lent resources to come back before it destroys them. */
+    closeTimeoutMs: z.number().int().nonnegative().default(5_000),
+    /** First delay after a failed create; doubles per failure up to `maxBackoffMs`. */
+    initialBackoffMs: z.number().int().nonnegative().default(100),
+    /** Longest delay between reconnect attempts while the backend is down. */
+    maxBackoffMs: z.number().int().positive().default(5_000),
+    /** Logger for leaks, create failures and destroy errors. */
+    logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).optional(),
+    /** Clock for idle, lifetime and leak ages (tests pass a `ManualClock`). */
+    clock: z.custom<Clock>((value) => typeof value === 'object' && value !== null).optional(),
+    /** prom-client registry for the pool's metrics; none → metrics cost nothing. */
+    registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
+  })
+  .strict()
+  .refine((options) => options.max >= options.min, { path: ['max'], message: 'max must be >= min' });
+
+/** Options accepted by {@link Pool} (every field optional). */
+export type PoolOptions = z.input<typeof poolOptionsSchema>;
+/** Parsed pool options with defaults applied. */
+export type ResolvedPoolOptions = z.output<typeof poolOptionsSchema>;
+
+/** How a {@link Pool} opens, closes and checks its resources. */
+export interface ResourceFactory<T> {
+  /** Opens one resource (a connection). A rejection counts as a backend failure. */
+  create(): Promise<T>;
+  /** Closes a resource; errors are logged, never thrown to the caller. */
+  destroy(resource: T): Promise<void>;
+  /** Resolves true when the resource still works (e.g. `SELECT 1`). */
+  validate?(resource: T): Promise<boolean>;
+}

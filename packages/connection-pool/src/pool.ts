@@ -1,0 +1,680 @@
+import { type Clock, childLogger, type Logger, parseOptions, silentLogger, systemClock } from '@noa/core';
+import {
+  AcquireAbortedError,
+  AcquireTimeoutError,
+  BackendUnavailableError,
+  NotBorrowedError,
+  PoolClosedError,
+} from './errors.js';
+import { type PoolMetrics, poolMetrics } from './metrics.js';
+import {
+  type PoolOptions,
+  poolOptionsSchema,
+  type ResolvedPoolOptions,
+  type ResourceFactory,
+} from './pool-options.js';
+
+/** Per-acquire options. */
+export interface AcquireOptions {
+  /** Gives up waiting (rejects with `AcquireAbortedError`) when this signal aborts. */
+  signal?: AbortSignal;
+  /** Overrides the pool's `acquireTimeoutMs` for this call. */
+  timeoutMs?: number;
+}
+
+/** A point-in-time view of the pool's occupancy. */
+export interface PoolStats {
+  /** Resources lent to callers. */
+  active: number;
+  /** Resources open and free. */
+  idle: number;
+  /** Callers queued for a resource. */
+  waiting: number;
+  /** Resources being opened right now. */
+  pending: number;
+  /** active + idle + pending (never above `max`). */
+  size: number;
+}
+
+/** A resource that was lent and not returned, as reported by leak detection and `close()`. */
+export interface LeakReport {
+  pool: string;
+  heldMs: number;
+  /** Stack of the `acquire()` call, when leak detection is on. */
+  acquireStack: string | undefined;
+}
+
+/** What `close()` found. */
+export interface CloseReport {
+  /** Resources still lent when the close timeout ran out (they were destroyed). */
+  unreleased: LeakReport[];
+}
+
+const IDLE = 0;
+const LENT = 1;
+const BUSY = 2; // being validated or destroyed
+
+interface Entry<T> {
+  readonly resource: T;
+  readonly createdAt: number;
+  state: number;
+  releasedAt: number;
+  acquiredAt: number;
+  acquireStack: string | undefined;
+  leakReported: boolean;
+  broken: boolean;
+}
+
+interface Waiter<T> {
+  resolve: (resource: T) => void;
+  reject: (error: unknown) => void;
+  settled: boolean;
+  timer: NodeJS.Timeout | undefined;
+  /** Date.now() deadline on the shared timer; 0 when the waiter has its own timer. */
+  deadline: number;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  startedAt: number;
+  stack: string | undefined;
+}
+
+const OPEN = 0;
+const DRAINING = 1;
+const CLOSED = 2;
+
+/**
+ * A generic resource pool: an idle stack (LIFO keeps few connections warm and lets the rest age
+ * out), a FIFO queue of waiters served in arrival order, creation on demand up to `max`,
+ * eviction down to `min`, validation, max lifetime, leak detection, fail-fast with backoff
+ * while the backend is down, `drain()` and `close()`.
+ *
+ * The hot path (an idle resource is free and nobody waits) is a pop, a map lookup and a
+ * resolved promise: no timers, no closures, no clock reads unless metrics or leak detection
+ * are on.
+ */
+export class Pool<T> {
+  readonly name: string;
+  readonly options: ResolvedPoolOptions;
+  readonly #factory: ResourceFactory<T>;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #metrics: PoolMetrics;
+  readonly #entries = new Map<T, Entry<T>>();
+  readonly #idle: Entry<T>[] = [];
+  #waiters: (Waiter<T> | undefined)[] = [];
+  #waiterHead = 0;
+  #liveWaiters = 0;
+  #active = 0;
+  #pending = 0;
+  #state = OPEN;
+  #failures = 0;
+  #retryAt = 0;
+  #lastError: unknown;
+  #timer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  #drained: (() => void) | undefined;
+  readonly #fastPath: boolean;
+  readonly #trackTime: boolean;
+
+  constructor(factory: ResourceFactory<T>, options: PoolOptions = {}) {
+    this.options = parseOptions('connection pool', poolOptionsSchema, options);
+    this.name = this.options.name;
+    this.#factory = factory;
+    this.#clock = this.options.clock ?? systemClock;
+    this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.name });
+    this.#metrics = poolMetrics(this.options.registry, this.name);
+    this.#fastPath = !this.options.validateOnBorrow;
+    this.#trackTime = this.#metrics.enabled || this.options.leakDetectionThresholdMs !== undefined;
+    this.#timer = setInterval(() => this.#maintain(), this.options.evictionIntervalMs);
+    this.#timer.unref();
+    this.#fill();
+  }
+
+  /** Current occupancy (cheap; for health endpoints and tests). */
+  get stats(): PoolStats {
+    const idle = this.#idle.length;
+    return {
+      active: this.#active,
+      idle,
+      waiting: this.#liveWaiters,
+      pending: this.#pending,
+      size: this.#size(),
+    };
+  }
+
+  /** True while the last connect attempts failed and the pool is backing off. */
+  get backendDown(): boolean {
+    return this.#failures > 0;
+  }
+
+  /**
+   * Lends a resource: an idle one at once, else a new one (below `max`), else the caller
+   * queues (FIFO) until one is released, the timeout passes or `signal` aborts.
+   */
+  acquire(options?: AcquireOptions): Promise<T> {
+    if (
+      this.#fastPath &&
+      this.#liveWaiters === 0 &&
+      this.#idle.length > 0 &&
+      this.#state === OPEN &&
+      options?.signal?.aborted !== true
+    ) {
+      const entry = this.#idle.pop()!;
+      this.#lend(entry, this.#trackTime ? this.#clock.now() : 0);
+      return Promise.resolve(entry.resource);
+    }
+    return this.#acquireSlow(options);
+  }
+
+  /** Returns a resource to the pool; the oldest waiter gets it directly. */
+  release(resource: T): void {
+    const entry = this.#entries.get(resource);
+    if (entry === undefined || entry.state !== LENT) throw new NotBorrowedError(this.name);
+    this.#active -= 1;
+    if (this.#metrics.enabled) this.#metrics.active.dec();
+    if (entry.broken || this.#state === CLOSED || this.#expired(entry)) {
+      this.#destroyEntry(entry);
+      this.#dispatch();
+      return;
+    }
+    if (this.#liveWaiters > 0) {
+      const waiter = this.#nextWaiter();
+      if (waiter !== undefined) {
+        this.#serve(waiter, entry);
+        return;
+      }
+    }
+    entry.state = IDLE;
+    entry.releasedAt = this.#clock.now();
+    this.#idle.push(entry);
+    if (this.#metrics.enabled) this.#metrics.idle.inc();
+    if (this.#state === DRAINING) this.#checkDrained();
+  }
+
+  /** Closes a lent resource instead of returning it (it failed); a waiter gets a new one. */
+  destroy(resource: T): void {
+    const entry = this.#entries.get(resource);
+    if (entry === undefined || entry.state !== LENT) throw new NotBorrowedError(this.name);
+    this.#active -= 1;
+    if (this.#metrics.enabled) this.#metrics.active.dec();
+    this.#destroyEntry(entry);
+    this.#dispatch();
+  }
+
+  /**
+   * Marks a resource broken (its connection emitted an error): an idle one is closed now, a
+   * lent one when it comes back.
+   */
+  invalidate(resource: T): void {
+    const entry = this.#entries.get(resource);
+    if (entry === undefined) return;
+    entry.broken = true;
+    if (entry.state === IDLE) {
+      this.#removeIdle(entry);
+      this.#destroyEntry(entry);
+      this.#fill();
+    }
+  }
+
+  /** Acquires, runs `fn`, and releases (or destroys when `fn` marks it broken via `invalidate`). */
+  async use<R>(fn: (resource: T) => Promise<R>, options?: AcquireOptions): Promise<R> {
+    const resource = await this.acquire(options);
+    try {
+      return await fn(resource);
+    } finally {
+      this.release(resource);
+    }
+  }
+
+  /**
+   * Stops lending to new callers (they get `PoolClosedError`), serves the queued ones, waits
+   * until every resource is back, then closes them all.
+   */
+  async drain(): Promise<void> {
+    if (this.#state !== OPEN) return;
+    this.#state = DRAINING;
+    await new Promise<void>((resolve) => {
+      this.#drained = resolve;
+      this.#checkDrained();
+    });
+    await this.#shutdown();
+  }
+
+  /**
+   * Rejects queued callers with `PoolClosedError`, closes idle resources, waits up to
+   * `closeTimeoutMs` for lent ones, then destroys those too and reports them (with the stack
+   * of their acquire when leak detection is on).
+   */
+  async close(): Promise<CloseReport> {
+    if (this.#state === CLOSED) return { unreleased: [] };
+    this.#state = DRAINING;
+    this.#rejectAllWaiters(new PoolClosedError(this.name));
+    if (this.#active > 0 && this.options.closeTimeoutMs > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.options.closeTimeoutMs);
+        timer.unref();
+        this.#drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        this.#checkDrained();
+      });
+    }
+    const now = this.#clock.now();
+    const unreleased: LeakReport[] = [];
+    for (const entry of this.#entries.values()) {
+      if (entry.state !== LENT) continue;
+      unreleased.push({ pool: this.name, heldMs: now - entry.acquiredAt, acquireStack: entry.acquireStack });
+    }
+    for (const leak of unreleased) {
+      this.#logger.warn('connection never released before close', { ...leak });
+      this.#metrics.leaks.inc();
+    }
+    await this.#shutdown();
+    return { unreleased };
+  }
+
+  /** Same as `close()`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---- internals ----
+
+  #acquireSlow(options: AcquireOptions | undefined): Promise<T> {
+    if (this.#state !== OPEN) return Promise.reject(new PoolClosedError(this.name));
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(new AcquireAbortedError(this.name, signal.reason));
+    const startedAt = this.#trackTime ? this.#clock.now() : 0;
+    if (this.#liveWaiters === 0 && this.#idle.length > 0) return this.#acquireValidated(startedAt, options);
+    if (this.#failures > 0 && this.#size() === 0 && this.#clock.now() < this.#retryAt) {
+      this.#metrics.errors.inc({ kind: 'unavailable' });
+      return Promise.reject(new BackendUnavailableError(this.name, { cause: this.#lastError }));
+    }
+    return new Promise<T>((resolve, reject) => {
+      const ownTimeout = options?.timeoutMs;
+      const waiter: Waiter<T> = {
+        resolve,
+        reject,
+        settled: false,
+        timer: undefined,
+        deadline: ownTimeout === undefined ? Date.now() + this.options.acquireTimeoutMs : 0,
+        signal,
+        onAbort: undefined,
+        startedAt,
+        stack:
+          this.options.leakDetectionThresholdMs === undefined ? undefined : new Error('acquired here').stack,
+      };
+      if (ownTimeout !== undefined) {
+        waiter.timer = setTimeout(() => this.#timeOut(waiter, ownTimeout), ownTimeout);
+        waiter.timer.unref();
+      } else if (this.#deadlineTimer === undefined) {
+        this.#armDeadlineTimer(this.options.acquireTimeoutMs);
+      }
+      if (signal !== undefined) {
+        waiter.onAbort = () => this.#fail(waiter, new AcquireAbortedError(this.name, signal.reason));
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.#waiters.push(waiter);
+      this.#liveWaiters += 1;
+      if (this.#metrics.enabled) this.#metrics.waiting.inc();
+      this.#dispatch();
+    });
+  }
+
+  /** Idle resources exist but must be validated first (validateOnBorrow). */
+  async #acquireValidated(startedAt: number, options: AcquireOptions | undefined): Promise<T> {
+    while (this.#idle.length > 0 && this.#liveWaiters === 0) {
+      const entry = this.#idle.pop()!;
+      if (this.#metrics.enabled) this.#metrics.idle.dec();
+      if (this.options.validateOnBorrow && !(await this.#validate(entry))) continue;
+      if (this.#state !== OPEN) {
+        this.#returnToIdle(entry);
+        throw new PoolClosedError(this.name);
+      }
+      this.#lend(entry, startedAt, false);
+      return entry.resource;
+    }
+    return this.#acquireSlow(options);
+  }
+
+  #timeOut(waiter: Waiter<T>, timeoutMs: number): void {
+    if (waiter.settled) return;
+    this.#metrics.timeouts.inc();
+    this.#fail(waiter, new AcquireTimeoutError(this.name, timeoutMs));
+  }
+
+  /**
+   * One timer for every waiter on the default timeout: they queue in deadline order, so the
+   * timer fails the expired ones at the head and re-arms for the next. A timer per waiter
+   * costs more than the rest of the slow path together.
+   */
+  #armDeadlineTimer(delayMs: number): void {
+    this.#deadlineTimer = setTimeout(() => {
+      this.#deadlineTimer = undefined;
+      const now = Date.now();
+      for (let index = this.#waiterHead; index < this.#waiters.length; index += 1) {
+        const waiter = this.#waiters[index];
+        if (waiter === undefined || waiter.settled || waiter.deadline === 0) continue;
+        if (waiter.deadline > now) {
+          this.#armDeadlineTimer(waiter.deadline - now);
+          return;
+        }
+        this.#timeOut(waiter, this.options.acquireTimeoutMs);
+      }
+    }, delayMs);
+    this.#deadlineTimer.unref();
+  }
+
+  #size(): number {
+    return this.#entries.size + this.#pending;
+  }
+
+  #lend(entry: Entry<T>, startedAt: number, fromFastPath = true, stack?: string): void {
+    entry.state = LENT;
+    this.#active += 1;
+    if (this.#trackTime) {
+      const now = this.#clock.now();
+      entry.acquiredAt = now;
+      entry.leakReported = false;
+      if (this.options.leakDetectionThresholdMs !== undefined) {
+        entry.acquireStack = stack ?? new Error('acquired here').stack;
+      }
+      if (this.#metrics.enabled) {
+        this.#metrics.acquireSeconds.observe((now - startedAt) / 1_000);
+        this.#metrics.active.inc();
+        if (fromFastPath) this.#metrics.idle.dec();
+      }
+    }
+  }
+
+  #settle(waiter: Waiter<T>): boolean {
+    if (waiter.settled) return false;
+    waiter.settled = true;
+    this.#liveWaiters -= 1;
+    if (this.#metrics.enabled) this.#metrics.waiting.dec();
+    if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+    if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort);
+    return true;
+  }
+
+  #fail(waiter: Waiter<T>, error: unknown): void {
+    if (this.#settle(waiter)) waiter.reject(error);
+  }
+
+  #serve(waiter: Waiter<T>, entry: Entry<T>): void {
+    this.#settle(waiter);
+    this.#lend(entry, waiter.startedAt, false, waiter.stack);
+    waiter.resolve(entry.resource);
+  }
+
+  /** Pops the oldest waiter still waiting (skipping timed-out or aborted ones). */
+  #nextWaiter(): Waiter<T> | undefined {
+    while (this.#waiterHead < this.#waiters.length) {
+      const waiter = this.#waiters[this.#waiterHead];
+      this.#waiters[this.#waiterHead] = undefined;
+      this.#waiterHead += 1;
+      if (waiter !== undefined && !waiter.settled) {
+        this.#compactWaiters();
+        return waiter;
+      }
+    }
+    this.#waiters = [];
+    this.#waiterHead = 0;
+    return undefined;
+  }
+
+  #compactWaiters(): void {
+    if (this.#waiterHead > 1024 && this.#waiterHead * 2 > this.#waiters.length) {
+      this.#waiters = this.#waiters.slice(this.#waiterHead);
+      this.#waiterHead = 0;
+    }
+  }
+
+  #rejectAllWaiters(error: unknown): void {
+    for (let waiter = this.#nextWaiter(); waiter !== undefined; waiter = this.#nextWaiter()) {
+      this.#fail(waiter, error);
+    }
+  }
+
+  /** Serves queued callers from idle resources, then opens new ones for the rest (up to max). */
+  #dispatch(): void {
+    while (this.#liveWaiters > 0 && this.#idle.length > 0 && this.#state !== CLOSED) {
+      const entry = this.#idle.pop()!;
+      if (this.#metrics.enabled) this.#metrics.idle.dec();
+      if (this.options.validateOnBorrow) {
+        void this.#validate(entry).then((ok) => {
+          if (ok) this.#handOut(entry);
+          this.#dispatch();
+        });
+        continue;
+      }
+      this.#handOut(entry);
+    }
+    if (this.#state === CLOSED) return;
+    if (this.#failures > 0 && this.#clock.now() < this.#retryAt) {
+      this.#scheduleRetry();
+      return;
+    }
+    while (this.#liveWaiters > this.#pending && this.#size() < this.options.max) {
+      this.#create();
+    }
+  }
+
+  /** Gives a free resource to the oldest waiter, or puts it back on the idle stack. */
+  #handOut(entry: Entry<T>): void {
+    const waiter = this.#liveWaiters > 0 ? this.#nextWaiter() : undefined;
+    if (waiter !== undefined) this.#serve(waiter, entry);
+    else {
+      this.#returnToIdle(entry);
+      if (this.#state === DRAINING) this.#checkDrained();
+    }
+  }
+
+  #returnToIdle(entry: Entry<T>): void {
+    entry.state = IDLE;
+    entry.releasedAt = this.#clock.now();
+    this.#idle.push(entry);
+    if (this.#metrics.enabled) this.#metrics.idle.inc();
+  }
+
+  #create(): void {
+    this.#pending += 1;
+    this.#factory.create().then(
+      (resource) => {
+        this.#pending -= 1;
+        this.#failures = 0;
+        this.#lastError = undefined;
+        const now = this.#clock.now();
+        const entry: Entry<T> = {
+          resource,
+          createdAt: now,
+          state: BUSY,
+          releasedAt: now,
+          acquiredAt: 0,
+          acquireStack: undefined,
+          leakReported: false,
+          broken: false,
+        };
+        this.#entries.set(resource, entry);
+        this.#metrics.created.inc();
+        if (this.#state === CLOSED) {
+          this.#destroyEntry(entry);
+          return;
+        }
+        this.#handOut(entry);
+        this.#dispatch();
+      },
+      (error: unknown) => {
+        this.#pending -= 1;
+        this.#failures += 1;
+        this.#lastError = error;
+        const backoff = Math.min(
+          this.options.maxBackoffMs,
+          this.options.initialBackoffMs * 2 ** Math.min(this.#failures - 1, 20),
+        );
+        this.#retryAt = this.#clock.now() + backoff;
+        this.#metrics.errors.inc({ kind: 'create' });
+        this.#logger.warn('could not open a connection', { error: String(error), failures: this.#failures });
+        // Fail fast: with nothing open, nobody queued can be served until the backend is back.
+        if (this.#entries.size === 0 && this.#pending === 0) {
+          this.#rejectAllWaiters(new BackendUnavailableError(this.name, { cause: error }));
+        } else {
+          const waiter = this.#nextWaiter();
+          if (waiter !== undefined)
+            this.#fail(waiter, new BackendUnavailableError(this.name, { cause: error }));
+        }
+        this.#scheduleRetry();
+      },
+    );
+  }
+
+  /** While the backend is down, tries again after the backoff delay to restore `min` and serve waiters. */
+  #scheduleRetry(): void {
+    if (this.#retryTimer !== undefined || this.#state === CLOSED) return;
+    const delay = Math.max(0, this.#retryAt - this.#clock.now());
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#retryAt = 0;
+      this.#fill();
+      this.#dispatch();
+    }, delay);
+    this.#retryTimer.unref();
+  }
+
+  /** Opens resources until `min` (counting those being opened). */
+  #fill(): void {
+    if (this.#state !== OPEN) return;
+    if (this.#failures > 0 && this.#clock.now() < this.#retryAt) return;
+    // After a failure, probe with one connect instead of a burst.
+    const target = this.#failures > 0 ? Math.min(this.options.min, this.#size() + 1) : this.options.min;
+    while (this.#size() < target) this.#create();
+  }
+
+  #expired(entry: Entry<T>): boolean {
+    const lifetime = this.options.maxLifetimeMs;
+    return lifetime !== undefined && this.#clock.now() - entry.createdAt >= lifetime;
+  }
+
+  async #validate(entry: Entry<T>): Promise<boolean> {
+    entry.state = BUSY;
+    let ok = false;
+    try {
+      ok = this.#factory.validate === undefined ? true : await this.#factory.validate(entry.resource);
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      this.#metrics.errors.inc({ kind: 'validate' });
+      this.#destroyEntry(entry);
+    }
+    return ok;
+  }
+
+  #destroyEntry(entry: Entry<T>): void {
+    entry.state = BUSY;
+    this.#entries.delete(entry.resource);
+    this.#metrics.destroyed.inc();
+    this.#factory.destroy(entry.resource).catch((error: unknown) => {
+      this.#logger.warn('error while closing a connection', { error: String(error) });
+    });
+  }
+
+  #removeIdle(entry: Entry<T>): void {
+    const index = this.#idle.indexOf(entry);
+    if (index >= 0) {
+      this.#idle.splice(index, 1);
+      if (this.#metrics.enabled) this.#metrics.idle.dec();
+    }
+  }
+
+  /** Periodic work: evict idle and expired resources, validate idle ones, report leaks, refill. */
+  #maintain(): void {
+    if (this.#state === CLOSED) return;
+    const now = this.#clock.now();
+    // The idle stack's bottom holds the longest-idle resources.
+    let keep = this.#idle.length + this.#active + this.#pending;
+    for (let index = 0; index < this.#idle.length; ) {
+      const entry = this.#idle[index]!;
+      const idleTooLong = now - entry.releasedAt >= this.options.idleTimeoutMs && keep > this.options.min;
+      if (idleTooLong || this.#expired(entry) || entry.broken) {
+        this.#idle.splice(index, 1);
+        if (this.#metrics.enabled) this.#metrics.idle.dec();
+        this.#destroyEntry(entry);
+        keep -= 1;
+        continue;
+      }
+      index += 1;
+    }
+    if (this.options.validateIdle && this.#factory.validate !== undefined) {
+      for (const entry of this.#idle.splice(0)) {
+        if (this.#metrics.enabled) this.#metrics.idle.dec();
+        void this.#validate(entry).then((ok) => {
+          if (ok) this.#handOut(entry);
+          this.#dispatch();
+          this.#fill();
+        });
+      }
+    }
+    this.#reportLeaks(now);
+    this.#fill();
+  }
+
+  #reportLeaks(now: number): void {
+    const threshold = this.options.leakDetectionThresholdMs;
+    if (threshold === undefined) return;
+    for (const entry of this.#entries.values()) {
+      if (entry.state !== LENT || entry.leakReported || now - entry.acquiredAt < threshold) continue;
+      entry.leakReported = true;
+      this.#metrics.leaks.inc();
+      this.#logger.warn('connection held longer than the leak threshold', {
+        heldMs: now - entry.acquiredAt,
+        thresholdMs: threshold,
+        acquireStack: entry.acquireStack,
+      });
+    }
+  }
+
+  /** The resources currently lent and held past the leak threshold. */
+  leaks(): LeakReport[] {
+    const threshold = this.options.leakDetectionThresholdMs ?? 0;
+    const now = this.#clock.now();
+    const out: LeakReport[] = [];
+    for (const entry of this.#entries.values()) {
+      if (entry.state === LENT && now - entry.acquiredAt >= threshold) {
+        out.push({ pool: this.name, heldMs: now - entry.acquiredAt, acquireStack: entry.acquireStack });
+      }
+    }
+    return out;
+  }
+
+  #checkDrained(): void {
+    if (this.#drained !== undefined && this.#active === 0 && this.#liveWaiters === 0) {
+      const done = this.#drained;
+      this.#drained = undefined;
+      done();
+    }
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#state = CLOSED;
+    clearInterval(this.#timer);
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    if (this.#deadlineTimer !== undefined) clearTimeout(this.#deadlineTimer);
+    this.#rejectAllWaiters(new PoolClosedError(this.name));
+    const closing: Promise<void>[] = [];
+    for (const entry of [...this.#entries.values()]) {
+      if (entry.state === LENT) this.#active -= 1;
+      entry.state = BUSY;
+      this.#entries.delete(entry.resource);
+      closing.push(
+        this.#factory.destroy(entry.resource).catch((error: unknown) => {
+          this.#logger.warn('error while closing a connection', { error: String(error) });
+        }),
+      );
+    }
+    this.#idle.length = 0;
+    await Promise.all(closing);
+  }
+}

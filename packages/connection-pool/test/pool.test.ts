@@ -1,0 +1,283 @@
+import { ConfigError, type Logger, ManualClock } from '@noa/core';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import {
+  AcquireAbortedError,
+  AcquireTimeoutError,
+  BackendUnavailableError,
+  NotBorrowedError,
+  Pool,
+  PoolClosedError,
+} from '../src/index.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function counterFactory(options: { fail?: () => boolean; validate?: (id: number) => boolean } = {}) {
+  let nextId = 0;
+  const destroyed: number[] = [];
+  return {
+    destroyed,
+    factory: {
+      create: async () => {
+        if (options.fail?.()) throw new Error('connect ECONNREFUSED');
+        nextId += 1;
+        return { id: nextId };
+      },
+      destroy: async (resource: { id: number }) => {
+        destroyed.push(resource.id);
+      },
+      validate: async (resource: { id: number }) => options.validate?.(resource.id) ?? true,
+    },
+  };
+}
+
+function recordingLogger() {
+  const lines: { level: string; message: string; fields: Record<string, unknown> | undefined }[] = [];
+  const log =
+    (level: string) =>
+    (message: string, fields?: Record<string, unknown>): void => {
+      lines.push({ level, message, fields });
+    };
+  const logger: Logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+  return { logger, lines };
+}
+
+describe('Pool', () => {
+  it('rejects bad options with a ConfigError naming the field', () => {
+    const { factory } = counterFactory();
+    expect(() => new Pool(factory, { min: 5, max: 2 })).toThrow(ConfigError);
+    try {
+      new Pool(factory, { min: 5, max: 2 });
+    } catch (error) {
+      expect((error as ConfigError).fields).toEqual(['max']);
+    }
+    expect(() => new Pool(factory, { acquireTimeoutMs: -1 })).toThrow(/acquireTimeoutMs/);
+  });
+
+  it('reuses an idle resource (LIFO) and rejects a double release', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 2 });
+    const first = await pool.acquire();
+    pool.release(first);
+    const again = await pool.acquire();
+    expect(again).toBe(first);
+    pool.release(again);
+    expect(() => pool.release(again)).toThrow(NotBorrowedError);
+    await pool.close();
+  });
+
+  it('times out a waiter with AcquireTimeoutError within the deadline', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 1, acquireTimeoutMs: 100 });
+    const held = await pool.acquire();
+    const started = Date.now();
+    await expect(pool.acquire()).rejects.toBeInstanceOf(AcquireTimeoutError);
+    expect(Date.now() - started).toBeLessThan(100 + 400);
+    pool.release(held);
+    expect(pool.stats.waiting).toBe(0);
+    await pool.close();
+  });
+
+  it('stops waiting when the AbortSignal fires, and the next waiter still gets served', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 1 });
+    const held = await pool.acquire();
+    const controller = new AbortController();
+    const aborted = pool.acquire({ signal: controller.signal });
+    const next = pool.acquire();
+    controller.abort(new Error('client went away'));
+    await expect(aborted).rejects.toBeInstanceOf(AcquireAbortedError);
+    pool.release(held);
+    expect(await next).toBe(held);
+    pool.release(held);
+    await expect(pool.acquire({ signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AcquireAbortedError);
+    await pool.close();
+  });
+
+  it('serves waiters in arrival order (FIFO)', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 2 });
+    const held = [await pool.acquire(), await pool.acquire()];
+    const order: number[] = [];
+    const waiters = Array.from({ length: 8 }, (_, index) =>
+      pool.acquire().then((resource) => {
+        order.push(index);
+        return resource;
+      }),
+    );
+    for (let round = 0; round < 8; round += 1) {
+      const resource = held.shift()!;
+      pool.release(resource);
+      held.push(await waiters[round]!);
+    }
+    expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    for (const resource of held) pool.release(resource);
+    await pool.close();
+  });
+
+  it('close() rejects waiters, and reports clients never released with their acquire stack', async () => {
+    const { factory, destroyed } = counterFactory();
+    const { logger, lines } = recordingLogger();
+    const pool = new Pool(factory, { max: 1, closeTimeoutMs: 50, leakDetectionThresholdMs: 60_000, logger });
+    const leaked = await pool.acquire();
+    const waiter = pool.acquire().catch((error: unknown) => error);
+    const report = await pool.close();
+    expect(await waiter).toBeInstanceOf(PoolClosedError);
+    expect(report.unreleased).toHaveLength(1);
+    expect(report.unreleased[0]!.acquireStack).toMatch(/pool\.test\.ts/);
+    expect(destroyed).toContain(leaked.id);
+    expect(lines.some((line) => line.message.includes('never released'))).toBe(true);
+    await expect(pool.acquire()).rejects.toBeInstanceOf(PoolClosedError);
+  });
+
+  it('close() waits for lent resources that come back in time', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 1, closeTimeoutMs: 2_000 });
+    const held = await pool.acquire();
+    setTimeout(() => pool.release(held), 20);
+    const report = await pool.close();
+    expect(report.unreleased).toEqual([]);
+  });
+
+  it('logs a leak once, with the acquire site, when a client is held past the threshold', async () => {
+    const clock = new ManualClock(1_000);
+    const { factory } = counterFactory();
+    const { logger, lines } = recordingLogger();
+    const registry = new Registry();
+    const pool = new Pool(factory, {
+      leakDetectionThresholdMs: 500,
+      evictionIntervalMs: 10,
+      clock,
+      logger,
+      registry,
+    });
+    const held = await pool.acquire();
+    clock.advance(600);
+    await sleep(40);
+    const leaks = lines.filter((line) => line.message.includes('leak threshold'));
+    expect(leaks).toHaveLength(1);
+    expect(String(leaks[0]!.fields?.acquireStack)).toMatch(/pool\.test\.ts/);
+    expect(pool.leaks()).toHaveLength(1);
+    const metrics = await registry.getSingleMetricAsString('noa_connection_pool_leaks_total');
+    expect(metrics).toMatch(/noa_connection_pool_leaks_total\{pool="pool"\} 1/);
+    pool.release(held);
+    await pool.close();
+  });
+
+  it('fails fast with BackendUnavailableError while the backend is down, then recovers', async () => {
+    let down = true;
+    const { factory } = counterFactory({ fail: () => down });
+    const pool = new Pool(factory, {
+      max: 3,
+      acquireTimeoutMs: 10_000,
+      initialBackoffMs: 50,
+      maxBackoffMs: 50,
+    });
+    const started = Date.now();
+    await expect(pool.acquire()).rejects.toBeInstanceOf(BackendUnavailableError);
+    await expect(pool.acquire()).rejects.toBeInstanceOf(BackendUnavailableError);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(pool.backendDown).toBe(true);
+    down = false;
+    await sleep(80);
+    const resource = await pool.acquire();
+    expect(pool.backendDown).toBe(false);
+    pool.release(resource);
+    await pool.close();
+  });
+
+  it('keeps min open, evicts idle resources above min, and replaces expired ones', async () => {
+    const clock = new ManualClock(0);
+    const { factory, destroyed } = counterFactory();
+    const pool = new Pool(factory, {
+      min: 1,
+      max: 4,
+      idleTimeoutMs: 1_000,
+      maxLifetimeMs: 10_000,
+      evictionIntervalMs: 10,
+      clock,
+    });
+    await sleep(20);
+    expect(pool.stats.idle).toBe(1);
+    const held = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()]);
+    for (const resource of held) pool.release(resource);
+    expect(pool.stats.idle).toBe(3);
+    clock.advance(1_500);
+    await sleep(40);
+    expect(pool.stats.idle).toBe(1);
+    expect(destroyed).toHaveLength(2);
+    clock.advance(10_000);
+    await sleep(40);
+    expect(destroyed).toHaveLength(3);
+    expect(pool.stats.idle).toBe(1);
+    await pool.close();
+  });
+
+  it('grows toward max under waiters and never beyond', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 3 });
+    const all = Array.from({ length: 10 }, () => pool.acquire());
+    await sleep(10);
+    expect(pool.stats.active).toBe(3);
+    expect(pool.stats.waiting).toBe(7);
+    for (const promise of all) pool.release(await promise);
+    expect(pool.stats.size).toBe(3);
+    await pool.close();
+  });
+
+  it('validates on borrow and replaces a resource that fails validation', async () => {
+    const bad = new Set<number>();
+    const { factory, destroyed } = counterFactory({ validate: (id) => !bad.has(id) });
+    const pool = new Pool(factory, { max: 2, validateOnBorrow: true });
+    const first = await pool.acquire();
+    pool.release(first);
+    bad.add(first.id);
+    const second = await pool.acquire();
+    expect(second.id).not.toBe(first.id);
+    expect(destroyed).toContain(first.id);
+    pool.release(second);
+    await pool.close();
+  });
+
+  it('invalidate() closes a broken idle resource; destroy() replaces a lent one for waiters', async () => {
+    const { factory, destroyed } = counterFactory();
+    const pool = new Pool(factory, { max: 1 });
+    const first = await pool.acquire();
+    pool.release(first);
+    pool.invalidate(first);
+    expect(destroyed).toContain(first.id);
+    const second = await pool.acquire();
+    const waiter = pool.acquire();
+    pool.destroy(second);
+    const third = await waiter;
+    expect(third.id).toBeGreaterThan(second.id);
+    pool.release(third);
+    await pool.close();
+  });
+
+  it('drain() serves queued waiters, rejects new callers, then closes everything', async () => {
+    const { factory, destroyed } = counterFactory();
+    const pool = new Pool(factory, { max: 1 });
+    const held = await pool.acquire();
+    const queued = pool.acquire();
+    const draining = pool.drain();
+    await expect(pool.acquire()).rejects.toBeInstanceOf(PoolClosedError);
+    pool.release(held);
+    pool.release(await queued);
+    await draining;
+    expect(destroyed).toEqual([held.id]);
+  });
+
+  it('exports occupancy and acquire-time metrics', async () => {
+    const registry = new Registry();
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { name: 'metrics', max: 2, registry });
+    const held = await pool.acquire();
+    const text = await registry.metrics();
+    expect(text).toMatch(/noa_connection_pool_active_connections\{pool="metrics"\} 1/);
+    expect(text).toMatch(/noa_connection_pool_acquire_duration_seconds_count\{pool="metrics"\} 1/);
+    pool.release(held);
+    expect(await registry.metrics()).toMatch(/noa_connection_pool_idle_connections\{pool="metrics"\} 1/);
+    await pool.close();
+  });
+});
