@@ -1,4 +1,12 @@
 export {
+  type ClusterOptions,
+  clusterOptionsSchema,
+  type FailoverHandler,
+  nodePoolSchema,
+} from './cluster-options.js';
+export { type MysqlConnectionConfig, type MysqlResult, mysqlDriver } from './drivers/mysql-driver.js';
+export { type PgConnectionConfig, pgDriver } from './drivers/pg-driver.js';
+export {
   AcquireAbortedError,
   AcquireTimeoutError,
   BackendUnavailableError,
@@ -7,6 +15,8 @@ export {
   PoolClosedError,
   TransactionRetryError,
 } from './errors.js';
+export { createMysqlPool, MysqlPool, type MysqlPoolOptions, type MysqlTransaction } from './mysql-pool.js';
+export { createPgPool, PgPool, type PgPoolOptions, type PgTransaction } from './pg-pool.js';
 export { type AcquireOptions, type CloseReport, type LeakReport, Pool, type PoolStats } from './pool.js';
 export { type PoolOptions, poolOptionsSchema, type ResourceFactory } from './pool-options.js';
 export {
@@ -18,3 +28,14 @@ export {
   type StatementRoute,
   type StatementTarget,
 } from './routing/classify-statement.js';
+export type { LoadBalancing } from './routing/replica-balancer.js';
+export {
+  type ClusterHealth,
+  type QueryOptions,
+  type ServerHealth,
+  SqlCluster,
+  type Transaction,
+  type TransactionOptions,
+} from './sql-cluster.js';
+export type { ConnectSettings, IsolationLevel, SqlDriver } from './sql-driver.js';
+export { StatementCache } from './statement-cache.js';

@@ -217,6 +217,22 @@ export class Pool<T> {
     }
   }
 
+  /**
+   * Marks every resource broken (after a failover to a new server): idle ones close now, lent
+   * ones when they come back; new acquires open fresh connections at once.
+   */
+  invalidateAll(): void {
+    for (const entry of this.#entries.values()) entry.broken = true;
+    for (const entry of this.#idle.splice(0)) {
+      if (this.#metrics.enabled) this.#metrics.idle.dec();
+      this.#destroyEntry(entry);
+    }
+    this.#failures = 0;
+    this.#retryAt = 0;
+    this.#fill();
+    this.#dispatch();
+  }
+
   /** Acquires, runs `fn`, and releases (or destroys when `fn` marks it broken via `invalidate`). */
   async use<R>(fn: (resource: T) => Promise<R>, options?: AcquireOptions): Promise<R> {
     const resource = await this.acquire(options);

@@ -14,7 +14,7 @@ const cases: [string, 'primary' | 'replica', string][] = [
   ['SELECT "update" FROM t', 'replica', 'read'],
   ['SELECT $$ delete from t $$', 'replica', 'read'],
   ['SELECT $fn$ nextval(1) $fn$', 'replica', 'read'],
-  ['SELECT replace(name, \'a\', \'b\') FROM t', 'replica', 'read'],
+  ["SELECT replace(name, 'a', 'b') FROM t", 'replica', 'read'],
   ['SELECT 1 -- FOR UPDATE', 'replica', 'read'],
   ['SELECT /* update */ 1', 'replica', 'read'],
   ['INSERT INTO t VALUES (1)', 'primary', 'write-statement'],

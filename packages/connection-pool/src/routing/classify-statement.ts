@@ -136,7 +136,11 @@ function scan(sql: string, dialect: SqlDialect): Scan {
         if (sql.charCodeAt(cursor) === 42 && sql.charCodeAt(cursor + 1) === 47) {
           depth -= 1;
           cursor += 2;
-        } else if (dialect === 'postgres' && sql.charCodeAt(cursor) === 47 && sql.charCodeAt(cursor + 1) === 42) {
+        } else if (
+          dialect === 'postgres' &&
+          sql.charCodeAt(cursor) === 47 &&
+          sql.charCodeAt(cursor + 1) === 42
+        ) {
           depth += 1;
           cursor += 2;
         } else cursor += 1;
@@ -146,13 +150,15 @@ function scan(sql: string, dialect: SqlDialect): Scan {
     } else if (code === 39 || code === 34 || code === 96) {
       // 'string', "identifier" (or MySQL string), `identifier`
       const backslashEscapes =
-        dialect === 'mysql' || (code === 39 && index > 0 && (sql[index - 1] === 'E' || sql[index - 1] === 'e'));
+        dialect === 'mysql' ||
+        (code === 39 && index > 0 && (sql[index - 1] === 'E' || sql[index - 1] === 'e'));
       let cursor = index + 1;
       while (cursor < length) {
         const inner = sql.charCodeAt(cursor);
         if (backslashEscapes && inner === 92) cursor += 2;
         else if (inner === code) {
-          if (sql.charCodeAt(cursor + 1) === code) cursor += 2; // doubled quote
+          if (sql.charCodeAt(cursor + 1) === code)
+            cursor += 2; // doubled quote
           else break;
         } else cursor += 1;
       }
@@ -208,7 +214,8 @@ function classifyTokens(tokens: Token[], writeFunctions: ReadonlySet<string>): S
     if (word === 'for' && LOCK_AFTER_FOR.has(tokens[index + 1]?.word ?? '')) {
       return { target: 'primary', reason: 'locking-read' };
     }
-    if (word === 'lock' && tokens[index + 1]?.word === 'in') return { target: 'primary', reason: 'locking-read' };
+    if (word === 'lock' && tokens[index + 1]?.word === 'in')
+      return { target: 'primary', reason: 'locking-read' };
     if (word === 'into' && first !== 'explain') return { target: 'primary', reason: 'select-into' };
     if (WRITE_WORDS.has(word)) {
       return { target: 'primary', reason: first === 'with' ? 'writing-cte' : 'write-statement' };

@@ -1,0 +1,91 @@
+import type { Clock, Logger } from '@noa/core';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+
+const connectionConfig = z.union([z.string().min(1), z.record(z.string(), z.unknown())]);
+
+/** Per-server pool settings, applied to the primary's pool and to each replica's. */
+export const nodePoolSchema = z
+  .object({
+    min: z.number().int().nonnegative().default(0),
+    max: z.number().int().positive().default(10),
+    acquireTimeoutMs: z.number().int().positive().default(10_000),
+    idleTimeoutMs: z.number().int().positive().default(30_000),
+    maxLifetimeMs: z.number().int().positive().optional(),
+    evictionIntervalMs: z.number().int().positive().default(1_000),
+    validateOnBorrow: z.boolean().default(false),
+    validateIdle: z.boolean().default(false),
+    leakDetectionThresholdMs: z.number().int().positive().optional(),
+    closeTimeoutMs: z.number().int().nonnegative().default(5_000),
+    initialBackoffMs: z.number().int().nonnegative().default(100),
+    maxBackoffMs: z.number().int().positive().default(5_000),
+  })
+  .strict()
+  .refine((pool) => pool.max >= pool.min, { path: ['max'], message: 'max must be >= min' });
+
+/** Failover callback: given why the primary failed, returns a new primary's config (or nothing to keep trying the old one). */
+export type FailoverHandler<Config> = (event: {
+  lastError: unknown;
+  current: Config;
+}) => Promise<Config | undefined> | Config | undefined;
+
+/** Options of a primary/replica SQL cluster pool (`createPgPool`, `createMysqlPool`). */
+export const clusterOptionsSchema = z
+  .object({
+    /** Name in logs and the `pool` metric label (`<name>:primary`, `<name>:replica0`…). */
+    name: z.string().min(1).default('db'),
+    /** The primary (writer): a connection string or the driver's connection options. */
+    primary: connectionConfig,
+    /** Read replicas; reads go to them, writes never do. */
+    replicas: z.array(connectionConfig).default([]),
+    /** Pool settings of each server. */
+    pool: nodePoolSchema.default({
+      min: 0,
+      max: 10,
+      acquireTimeoutMs: 10_000,
+      idleTimeoutMs: 30_000,
+      evictionIntervalMs: 1_000,
+      validateOnBorrow: false,
+      validateIdle: false,
+      closeTimeoutMs: 5_000,
+      initialBackoffMs: 100,
+      maxBackoffMs: 5_000,
+    }),
+    /** Connect timeout per connection attempt. */
+    connectTimeoutMs: z.number().int().positive().default(5_000),
+    /** After a write, that session's reads stay on the primary this long (0 turns it off). */
+    readYourWritesMs: z.number().int().nonnegative().default(2_000),
+    /** How reads pick a replica. */
+    loadBalancing: z.enum(['round-robin', 'least-busy']).default('round-robin'),
+    /** A replica further behind than this leaves rotation until it catches up. */
+    maxReplicaLagMs: z.number().int().positive().default(5_000),
+    /** How often replica lag and health are measured. */
+    healthCheckIntervalMs: z.number().int().positive().default(1_000),
+    /** With no healthy replica, reads go to the primary (`primary`) or fail (`error`). */
+    replicaFallback: z.enum(['primary', 'error']).default('primary'),
+    /** Prepared statements kept per connection (LRU; 0 turns caching off). */
+    statementCacheSize: z.number().int().nonnegative().default(100),
+    /** Extra function names that make a read go to the primary (on top of nextval, pg_advisory_lock…). */
+    writeFunctions: z.array(z.string().min(1)).default([]),
+    /** Default retries of `withTransaction` on a retryable error. */
+    maxTransactionRetries: z.number().int().nonnegative().default(3),
+    /** Called when the primary is unreachable; may return a new primary to switch to. */
+    failover: z.custom<FailoverHandler<unknown>>((value) => typeof value === 'function').optional(),
+    logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).optional(),
+    clock: z.custom<Clock>((value) => typeof value === 'object' && value !== null).optional(),
+    registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
+  })
+  .strict();
+
+/** Options accepted by a cluster pool; `Config` is the driver's connection options type. */
+export type ClusterOptions<Config> = Omit<
+  z.input<typeof clusterOptionsSchema>,
+  'primary' | 'replicas' | 'failover'
+> & {
+  primary: Config;
+  replicas?: Config[];
+  failover?: FailoverHandler<Config>;
+};
+
+/** Parsed cluster options. */
+export type ResolvedClusterOptions = z.output<typeof clusterOptionsSchema>;

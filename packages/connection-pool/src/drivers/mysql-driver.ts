@@ -1,0 +1,119 @@
+import type { Connection, ConnectionOptions, FieldPacket, QueryResult } from 'mysql2/promise';
+import type { ConnectSettings, IsolationLevel, SqlDriver } from '../sql-driver.js';
+
+/** How to reach one MySQL/MariaDB server: a URL or mysql2 ConnectionOptions. */
+export type MysqlConnectionConfig = string | ConnectionOptions;
+
+/** What mysql2's promise API returns: rows (or a result header) and field metadata. */
+export type MysqlResult = [QueryResult, FieldPacket[]];
+
+type MysqlModule = typeof import('mysql2/promise');
+let mysqlModule: Promise<MysqlModule> | undefined;
+
+function loadMysql(): Promise<MysqlModule> {
+  mysqlModule ??= import('mysql2/promise').then(
+    (module) => (module as unknown as { default: MysqlModule }).default ?? module,
+  );
+  return mysqlModule;
+}
+
+const useExecute = new WeakSet<Connection>();
+
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ER_SERVER_SHUTDOWN',
+  'ER_CON_COUNT_ERROR',
+]);
+
+/**
+ * Driver for `mysql2/promise`. Parameterized statements run through `execute()`, whose
+ * per-connection statement cache is bounded by `statementCacheSize` (mysql2 closes the
+ * statements it evicts).
+ */
+export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResult> = {
+  name: 'mysql2',
+  dialect: 'mysql',
+  defaultRetryCodes: ['1213', '1205', 'ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT'],
+
+  async connect(settings: ConnectSettings<MysqlConnectionConfig>): Promise<Connection> {
+    const mysql = await loadMysql();
+    const base: ConnectionOptions =
+      typeof settings.config === 'string' ? { uri: settings.config } : settings.config;
+    const conn = await mysql.createConnection({
+      connectTimeout: settings.connectTimeoutMs,
+      ...base,
+      maxPreparedStatements: Math.max(1, settings.statementCacheSize),
+    });
+    let broken = false;
+    const onBroken = (error: unknown) => {
+      if (broken) return;
+      broken = true;
+      settings.onBroken(error);
+    };
+    conn.on('error', onBroken);
+    conn.once('end', () => onBroken(new Error('connection ended')));
+    if (settings.statementCacheSize > 0) useExecute.add(conn);
+    return conn;
+  },
+
+  async close(conn: Connection): Promise<void> {
+    conn.removeAllListeners('end');
+    await conn.end().catch(() => conn.destroy());
+  },
+
+  query(conn: Connection, sql: string, values: readonly unknown[] | undefined): Promise<MysqlResult> {
+    if (values !== undefined && values.length > 0) {
+      const params = values as never;
+      return useExecute.has(conn) ? conn.execute(sql, params) : conn.query(sql, params);
+    }
+    return conn.query(sql);
+  },
+
+  async ping(conn: Connection): Promise<void> {
+    await conn.ping();
+  },
+
+  async replicationLagMs(conn: Connection): Promise<number> {
+    let rows: Record<string, unknown>[];
+    try {
+      [rows] = (await conn.query('SHOW REPLICA STATUS')) as unknown as [Record<string, unknown>[]];
+    } catch {
+      [rows] = (await conn.query('SHOW SLAVE STATUS')) as unknown as [Record<string, unknown>[]];
+    }
+    const row = rows[0];
+    if (row === undefined) return 0; // not a replica
+    const seconds = row.Seconds_Behind_Source ?? row.Seconds_Behind_Master;
+    if (seconds === null || seconds === undefined) return Number.POSITIVE_INFINITY; // replication stopped
+    return Number(seconds) * 1_000;
+  },
+
+  beginStatements(isolation: IsolationLevel | undefined, readOnly: boolean): string[] {
+    const statements: string[] = [];
+    if (isolation !== undefined)
+      statements.push(`SET TRANSACTION ISOLATION LEVEL ${isolation.toUpperCase()}`);
+    statements.push(readOnly ? 'START TRANSACTION READ ONLY' : 'START TRANSACTION');
+    return statements;
+  },
+
+  isConnectionError(error: unknown): boolean {
+    if (typeof error !== 'object' || error === null) return false;
+    const { code, fatal, message } = error as { code?: unknown; fatal?: unknown; message?: unknown };
+    if (fatal === true) return true;
+    if (typeof code === 'string' && CONNECTION_CODES.has(code)) return true;
+    return typeof message === 'string' && /connection is in closed state|connection ended/i.test(message);
+  },
+
+  errorCodes(error: unknown): string[] {
+    const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };
+    const codes: string[] = [];
+    if (typeof code === 'string') codes.push(code);
+    if (typeof errno === 'number') codes.push(String(errno));
+    return codes;
+  },
+};

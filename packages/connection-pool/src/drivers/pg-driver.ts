@@ -1,0 +1,133 @@
+import type { Client, ClientConfig, QueryResult, QueryResultRow } from 'pg';
+import type { ConnectSettings, IsolationLevel, SqlDriver } from '../sql-driver.js';
+import { StatementCache } from '../statement-cache.js';
+
+/** How to reach one Postgres server: a connection string or a `pg` ClientConfig. */
+export type PgConnectionConfig = string | ClientConfig;
+
+type PgModule = typeof import('pg');
+let pgModule: Promise<PgModule> | undefined;
+
+/** Loads the optional `pg` peer dependency on first use. */
+function loadPg(): Promise<PgModule> {
+  pgModule ??= import('pg').then((module) => (module as unknown as { default: PgModule }).default ?? module);
+  return pgModule;
+}
+
+interface PgInternals {
+  connection?: { parsedStatements?: Record<string, string> };
+}
+
+const statementCaches = new WeakMap<Client, StatementCache>();
+
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+  '08000',
+  '08001',
+  '08003',
+  '08006',
+]);
+
+/** Driver for `pg` (node-postgres): named prepared statements with a bounded per-connection LRU. */
+export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryResultRow>> = {
+  name: 'pg',
+  dialect: 'postgres',
+  defaultRetryCodes: ['40001', '40P01'],
+
+  async connect(settings: ConnectSettings<PgConnectionConfig>): Promise<Client> {
+    const pg = await loadPg();
+    const base: ClientConfig =
+      typeof settings.config === 'string' ? { connectionString: settings.config } : settings.config;
+    const client = new pg.Client({ connectionTimeoutMillis: settings.connectTimeoutMs, ...base });
+    let broken = false;
+    const onBroken = (error: unknown) => {
+      if (broken) return;
+      broken = true;
+      settings.onBroken(error);
+    };
+    // An idle client whose server goes away emits 'error'; without a listener it would crash the process.
+    client.on('error', onBroken);
+    client.on('end', () => onBroken(new Error('connection ended')));
+    try {
+      await client.connect();
+    } catch (error) {
+      client.removeAllListeners('end');
+      await client.end().catch(() => {});
+      throw error;
+    }
+    if (settings.statementCacheSize > 0) {
+      statementCaches.set(
+        client,
+        new StatementCache(settings.statementCacheSize, (name) => {
+          // Never reused names, so dropping the server-side statement is only hygiene: ignore failures.
+          client.query(`DEALLOCATE ${name}`).catch(() => {});
+          const parsed = (client as unknown as PgInternals).connection?.parsedStatements;
+          if (parsed) delete parsed[name];
+        }),
+      );
+    }
+    return client;
+  },
+
+  async close(client: Client): Promise<void> {
+    client.removeAllListeners('end');
+    await client.end();
+  },
+
+  query(client: Client, sql: string, values: readonly unknown[] | undefined) {
+    if (values !== undefined && values.length > 0) {
+      const cache = statementCaches.get(client);
+      if (cache !== undefined) {
+        return client.query({ name: cache.nameFor(sql), text: sql, values: values as unknown[] });
+      }
+      return client.query(sql, values as unknown[]);
+    }
+    return client.query(sql);
+  },
+
+  async ping(client: Client): Promise<void> {
+    await client.query('SELECT 1');
+  },
+
+  async replicationLagMs(client: Client): Promise<number> {
+    // Nothing left to replay → 0; else the age of the last replayed transaction.
+    const result = await client.query<{ recovering: boolean; lag_ms: string | null }>(
+      `SELECT pg_is_in_recovery() AS recovering,
+              CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+                   ELSE EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp())) * 1000 END AS lag_ms`,
+    );
+    const row = result.rows[0];
+    if (row === undefined || !row.recovering) return 0;
+    if (row.lag_ms === null) return Number.POSITIVE_INFINITY;
+    return Math.max(0, Number(row.lag_ms));
+  },
+
+  beginStatements(isolation: IsolationLevel | undefined, readOnly: boolean): string[] {
+    let sql = 'BEGIN';
+    if (isolation !== undefined) sql += ` ISOLATION LEVEL ${isolation.toUpperCase()}`;
+    if (readOnly) sql += ' READ ONLY';
+    return [sql];
+  },
+
+  isConnectionError(error: unknown): boolean {
+    if (typeof error !== 'object' || error === null) return false;
+    const { code, message } = error as { code?: unknown; message?: unknown };
+    if (typeof code === 'string' && CONNECTION_CODES.has(code)) return true;
+    return (
+      typeof message === 'string' &&
+      /Connection terminated|not queryable|connection ended|Client was closed|timeout expired/i.test(message)
+    );
+  },
+
+  errorCodes(error: unknown): string[] {
+    const code = (error as { code?: unknown } | null)?.code;
+    return typeof code === 'string' ? [code] : [];
+  },
+};

@@ -1,0 +1,42 @@
+import type { Client, QueryResult, QueryResultRow } from 'pg';
+import type { ClusterOptions } from './cluster-options.js';
+import { type PgConnectionConfig, pgDriver } from './drivers/pg-driver.js';
+import { type QueryOptions, SqlCluster, type Transaction, type TransactionOptions } from './sql-cluster.js';
+
+/** Options of {@link createPgPool}: servers are connection strings or `pg` ClientConfig objects. */
+export type PgPoolOptions = ClusterOptions<PgConnectionConfig>;
+
+/** The transaction handle of a {@link PgPool}. */
+export type PgTransaction = Transaction<Client, QueryResult<QueryResultRow>>;
+
+/**
+ * A Postgres primary/replica pool on `pg`. `query()` has the shape of `pg.Pool#query`, so
+ * existing code keeps working while reads move to replicas.
+ */
+export class PgPool extends SqlCluster<Client, PgConnectionConfig, QueryResult<QueryResultRow>> {
+  constructor(options: PgPoolOptions) {
+    super(pgDriver, options);
+  }
+
+  /** Runs one statement on the right server (see `SqlCluster#query`). */
+  override query<R extends QueryResultRow = QueryResultRow>(
+    sql: string,
+    values?: readonly unknown[],
+    options?: QueryOptions,
+  ): Promise<QueryResult<R>> {
+    return super.query(sql, values, options) as Promise<QueryResult<R>>;
+  }
+
+  /** Runs `fn` in a retried transaction on the primary (see `SqlCluster#withTransaction`). */
+  override withTransaction<T>(
+    fn: (tx: PgTransaction) => Promise<T>,
+    options?: TransactionOptions,
+  ): Promise<T> {
+    return super.withTransaction(fn, options);
+  }
+}
+
+/** Creates a {@link PgPool}; bad options throw a `ConfigError` naming the field. */
+export function createPgPool(options: PgPoolOptions): PgPool {
+  return new PgPool(options);
+}

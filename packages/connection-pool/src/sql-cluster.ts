@@ -1,0 +1,510 @@
+import {
+  type Clock,
+  childLogger,
+  delay,
+  type Logger,
+  MetricsFactory,
+  parseOptions,
+  silentLogger,
+  systemClock,
+} from '@noa/core';
+import {
+  type ClusterOptions,
+  clusterOptionsSchema,
+  type FailoverHandler,
+  type ResolvedClusterOptions,
+} from './cluster-options.js';
+import { BackendUnavailableError, ConnectionPoolError, TransactionRetryError } from './errors.js';
+import { type CloseReport, Pool, type PoolStats } from './pool.js';
+import {
+  createStatementClassifier,
+  type RouteReason,
+  type StatementRoute,
+} from './routing/classify-statement.js';
+import { ReplicaBalancer } from './routing/replica-balancer.js';
+import { SessionTracker } from './routing/session-tracker.js';
+import type { IsolationLevel, SqlDriver } from './sql-driver.js';
+
+/** Per-query options. */
+export interface QueryOptions {
+  /** Session key for read-your-writes (a user or request id); else the `withSession` context is used. */
+  session?: string;
+  /** Forces the target: `primary` always works; `replica` skips read-your-writes (the statement must still be a read). */
+  target?: 'primary' | 'replica';
+  /** Abandons waiting for a connection when this fires. */
+  signal?: AbortSignal;
+}
+
+/** Options of `withTransaction`. */
+export interface TransactionOptions {
+  isolation?: IsolationLevel;
+  readOnly?: boolean;
+  /** Error codes (SQLSTATE like `40001`, MySQL errno like `1213`, or driver codes) that retry the whole function. */
+  retryOn?: readonly string[];
+  /** Retries after the first attempt (default: the pool's `maxTransactionRetries`). */
+  maxRetries?: number;
+  /** Session key credited with the write for read-your-writes. */
+  session?: string;
+  signal?: AbortSignal;
+}
+
+/** The handle `withTransaction` passes to its function: every query runs on the transaction's connection. */
+export interface Transaction<Conn, Result> {
+  query(sql: string, values?: readonly unknown[]): Promise<Result>;
+  /** The driver's own connection, for APIs the handle does not wrap (COPY, cursors). */
+  readonly connection: Conn;
+  /** Which attempt this is (1 for the first run, 2 after one retry…). */
+  readonly attempt: number;
+}
+
+/** Health of one server as seen by the pool. */
+export interface ServerHealth {
+  name: string;
+  role: 'primary' | 'replica';
+  /** In rotation (replicas) / reachable (primary). */
+  healthy: boolean;
+  /** Why it is out of rotation: `lag` or `down`. */
+  reason: 'lag' | 'down' | undefined;
+  /** Last measured replication lag (0 for the primary). */
+  lagMs: number;
+  stats: PoolStats;
+}
+
+/** Health of the whole cluster. */
+export interface ClusterHealth {
+  primary: ServerHealth;
+  replicas: ServerHealth[];
+}
+
+class ServerNode<Conn, Config> {
+  readonly name: string;
+  readonly role: 'primary' | 'replica';
+  config: Config;
+  pool!: Pool<Conn>;
+  healthy = true;
+  reason: 'lag' | 'down' | undefined;
+  lagMs = 0;
+  checking = false;
+
+  constructor(name: string, role: 'primary' | 'replica', config: Config) {
+    this.name = name;
+    this.role = role;
+    this.config = config;
+  }
+
+  get busy(): number {
+    const stats = this.pool.stats;
+    return stats.active + stats.waiting;
+  }
+}
+
+/**
+ * A pool per server (one primary, any number of replicas) behind one `query()`: reads go to a
+ * healthy replica, writes and anything unsure to the primary, with read-your-writes,
+ * lag-aware rotation, fail-fast on outages, optional failover, and retried transactions.
+ */
+export class SqlCluster<Conn, Config, Result> {
+  readonly options: ResolvedClusterOptions;
+  readonly #driver: SqlDriver<Conn, Config, Result>;
+  readonly #primary: ServerNode<Conn, Config>;
+  readonly #replicas: ServerNode<Conn, Config>[];
+  readonly #balancer: ReplicaBalancer<ServerNode<Conn, Config>>;
+  readonly #classify: (sql: string) => StatementRoute;
+  readonly #sessions: SessionTracker;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #owner = new WeakMap<object, ServerNode<Conn, Config>>();
+  readonly #metricsOn: boolean;
+  readonly #routed: { inc(labels: { pool: string; target: string; reason: string }): void };
+  readonly #replicaHealthy: { set(labels: { pool: string; replica: string }, value: number): void };
+  readonly #replicaLag: { set(labels: { pool: string; replica: string }, value: number): void };
+  readonly #failover: FailoverHandler<Config> | undefined;
+  #failoverRunning = false;
+  #failoverAfter = 0;
+  #healthTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(driver: SqlDriver<Conn, Config, Result>, options: ClusterOptions<Config>) {
+    this.options = parseOptions(`${driver.name} pool`, clusterOptionsSchema, options);
+    this.#driver = driver;
+    this.#clock = this.options.clock ?? systemClock;
+    this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.options.name });
+    this.#failover = options.failover;
+    this.#sessions = new SessionTracker(this.options.readYourWritesMs);
+    this.#classify = createStatementClassifier({
+      dialect: driver.dialect,
+      extraWriteFunctions: this.options.writeFunctions,
+    });
+    const metrics = new MetricsFactory('connection_pool', this.options.registry);
+    this.#metricsOn = metrics.enabled;
+    this.#routed = metrics.counter('routed_queries_total', 'Queries by target server and routing reason.', [
+      'pool',
+      'target',
+      'reason',
+    ]);
+    this.#replicaHealthy = metrics.gauge('replica_in_rotation', '1 while a replica takes reads, else 0.', [
+      'pool',
+      'replica',
+    ]);
+    this.#replicaLag = metrics.gauge('replica_lag_seconds', 'Last measured replication lag.', [
+      'pool',
+      'replica',
+    ]);
+    this.#primary = this.#node('primary', 'primary', options.primary);
+    this.#replicas = (options.replicas ?? []).map((config, index) =>
+      this.#node(`replica${index}`, 'replica', config),
+    );
+    this.#balancer = new ReplicaBalancer(this.#replicas, this.options.loadBalancing);
+    if (this.#replicas.length > 0) {
+      this.#healthTimer = setInterval(() => this.#checkReplicas(), this.options.healthCheckIntervalMs);
+      this.#healthTimer.unref();
+      this.#checkReplicas();
+    }
+  }
+
+  /** Where `sql` would go (ignoring sessions and health): for logs, tests and EXPLAIN-style tooling. */
+  route(sql: string): StatementRoute {
+    return this.#classify(sql);
+  }
+
+  /**
+   * Runs one statement: reads on a replica (round robin or least busy, healthy and caught up
+   * only), writes, locking reads, writing CTEs, writing functions, hinted statements and reads
+   * of a session that just wrote on the primary. A read whose replica fails is retried once on
+   * another server. Outages surface as `BackendUnavailableError`.
+   */
+  query(sql: string, values?: readonly unknown[], options?: QueryOptions): Promise<Result> {
+    const route = this.#classify(sql);
+    if (route.target === 'primary' || options?.target === 'primary' || this.#replicas.length === 0) {
+      return this.#write(sql, values, options, route.target === 'primary', route.reason);
+    }
+    const now = this.#clock.now();
+    if (options?.target !== 'replica' && this.#sessions.mustReadPrimary(options?.session, now)) {
+      return this.#onPrimary(sql, values, options, 'read-your-writes');
+    }
+    return this.#read(sql, values, options, route.reason);
+  }
+
+  /**
+   * Runs `fn` in a session: writes inside it keep its reads on the primary for
+   * `readYourWritesMs`. Pass a key to share the session across requests (e.g. a user id).
+   */
+  withSession<R>(fn: () => R): R;
+  withSession<R>(key: string, fn: () => R): R;
+  withSession<R>(keyOrFn: string | (() => R), fn?: () => R): R {
+    if (typeof keyOrFn === 'function') return this.#sessions.run(undefined, keyOrFn);
+    return this.#sessions.run(keyOrFn, fn!);
+  }
+
+  /**
+   * Runs `fn` in a transaction on the primary: COMMIT when it resolves, ROLLBACK when it
+   * throws. Errors whose code is in `retryOn` (serialization failure, deadlock, lock wait
+   * timeout) re-run `fn` from the start, up to `maxRetries` times, then throw
+   * `TransactionRetryError`.
+   */
+  async withTransaction<R>(
+    fn: (tx: Transaction<Conn, Result>) => Promise<R>,
+    options: TransactionOptions = {},
+  ): Promise<R> {
+    const driver = this.#driver;
+    const retryOn = options.retryOn ?? driver.defaultRetryCodes;
+    const maxRetries = options.maxRetries ?? this.options.maxTransactionRetries;
+    const pool = this.#primary.pool;
+    for (let attempt = 1; ; attempt += 1) {
+      const conn = await this.#acquire(this.#primary, options.signal);
+      let outcome: { ok: true; value: R } | { ok: false; error: unknown; broken: boolean };
+      try {
+        for (const statement of driver.beginStatements(options.isolation, options.readOnly ?? false)) {
+          await driver.query(conn, statement, undefined);
+        }
+        const value = await fn({
+          query: (sql, values) => driver.query(conn, sql, values),
+          connection: conn,
+          attempt,
+        });
+        await driver.query(conn, 'COMMIT', undefined);
+        outcome = { ok: true, value };
+      } catch (error) {
+        let broken = driver.isConnectionError(error);
+        if (!broken) {
+          await driver.query(conn, 'ROLLBACK', undefined).catch(() => {
+            broken = true;
+          });
+        }
+        outcome = { ok: false, error, broken };
+      }
+      if (outcome.ok || !outcome.broken) pool.release(conn);
+      else pool.destroy(conn);
+      if (outcome.ok) {
+        if (!options.readOnly) this.#sessions.noteWrite(options.session, this.#clock.now());
+        return outcome.value;
+      }
+      const { error, broken } = outcome;
+      if (broken) throw this.#unavailable(this.#primary, error);
+      const codes = driver.errorCodes(error);
+      if (!codes.some((code) => retryOn.includes(code))) throw error;
+      if (attempt > maxRetries) throw new TransactionRetryError(attempt, error);
+      this.#logger.debug('retrying transaction', { attempt, codes });
+      // Jittered, growing pause so two deadlocked callers do not collide again.
+      await delay(Math.round((5 + Math.random() * 20) * attempt), options.signal);
+    }
+  }
+
+  /**
+   * Borrows a connection for work `query()` cannot express (cursors, COPY, session state).
+   * Give it back with `release(conn)`; a broken one with `release(conn, true)`.
+   */
+  async acquire(role: 'primary' | 'replica' = 'primary', options?: { signal?: AbortSignal }): Promise<Conn> {
+    const node = role === 'replica' ? (this.#balancer.pick() ?? this.#fallback()) : this.#primary;
+    return this.#acquire(node, options?.signal);
+  }
+
+  /** Returns a connection from `acquire()`; `broken` closes it instead. */
+  release(conn: Conn, broken = false): void {
+    const node = this.#owner.get(conn as object);
+    if (node === undefined)
+      throw new ConnectionPoolError('NOA_POOL_NOT_BORROWED', 'connection is not from this pool');
+    if (broken) node.pool.destroy(conn);
+    else node.pool.release(conn);
+  }
+
+  /** Health, lag and occupancy of every server. */
+  health(): ClusterHealth {
+    const view = (node: ServerNode<Conn, Config>): ServerHealth => ({
+      name: node.name,
+      role: node.role,
+      healthy: node.role === 'primary' ? !node.pool.backendDown : node.healthy,
+      reason: node.role === 'primary' ? (node.pool.backendDown ? 'down' : undefined) : node.reason,
+      lagMs: node.lagMs,
+      stats: node.pool.stats,
+    });
+    return { primary: view(this.#primary), replicas: this.#replicas.map(view) };
+  }
+
+  /** Rejects waiters and closes every server's pool; reports connections never released. */
+  async close(): Promise<CloseReport> {
+    if (this.#closed) return { unreleased: [] };
+    this.#closed = true;
+    clearInterval(this.#healthTimer);
+    const reports = await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.close()));
+    return { unreleased: reports.flatMap((report) => report.unreleased) };
+  }
+
+  /** Same as `close()`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---- internals ----
+
+  #node(name: string, role: 'primary' | 'replica', config: Config): ServerNode<Conn, Config> {
+    const node = new ServerNode<Conn, Config>(name, role, config);
+    const driver = this.#driver;
+    node.pool = new Pool<Conn>(
+      {
+        create: async () => {
+          let conn: Conn | undefined;
+          let brokenEarly = false;
+          const created = await driver.connect({
+            config: node.config,
+            connectTimeoutMs: this.options.connectTimeoutMs,
+            statementCacheSize: this.options.statementCacheSize,
+            onBroken: (error) => {
+              this.#logger.debug('connection broke', { server: name, error: String(error) });
+              if (conn === undefined) brokenEarly = true;
+              else node.pool.invalidate(conn);
+            },
+          });
+          conn = created;
+          this.#owner.set(created as object, node);
+          if (brokenEarly) queueMicrotask(() => node.pool.invalidate(created));
+          return created;
+        },
+        destroy: (conn) => driver.close(conn).catch(() => {}),
+        validate: (conn) =>
+          driver.ping(conn).then(
+            () => true,
+            () => false,
+          ),
+      },
+      {
+        ...this.options.pool,
+        name: `${this.options.name}:${name}`,
+        logger: this.options.logger,
+        clock: this.options.clock,
+        registry: this.options.registry,
+      },
+    );
+    if (role === 'replica' && this.#metricsOn) {
+      this.#replicaHealthy.set({ pool: this.options.name, replica: name }, 1);
+    }
+    return node;
+  }
+
+  async #acquire(node: ServerNode<Conn, Config>, signal: AbortSignal | undefined): Promise<Conn> {
+    try {
+      return await node.pool.acquire(signal === undefined ? undefined : { signal });
+    } catch (error) {
+      if (error instanceof BackendUnavailableError) {
+        if (node === this.#primary) this.#maybeFailover(error);
+        else this.#markReplica(node, false, 'down');
+      }
+      throw error;
+    }
+  }
+
+  #count(target: string, reason: RouteReason | 'read-your-writes' | 'fallback' | 'retry'): void {
+    if (this.#metricsOn) this.#routed.inc({ pool: this.options.name, target, reason });
+  }
+
+  #write(
+    sql: string,
+    values: readonly unknown[] | undefined,
+    options: QueryOptions | undefined,
+    isWrite: boolean,
+    reason: RouteReason,
+  ): Promise<Result> {
+    if (isWrite) this.#sessions.noteWrite(options?.session, this.#clock.now());
+    return this.#onPrimary(sql, values, options, reason);
+  }
+
+  #onPrimary(
+    sql: string,
+    values: readonly unknown[] | undefined,
+    options: QueryOptions | undefined,
+    reason: RouteReason | 'read-your-writes' | 'fallback',
+  ): Promise<Result> {
+    this.#count('primary', reason);
+    return this.#exec(this.#primary, sql, values, options?.signal);
+  }
+
+  async #read(
+    sql: string,
+    values: readonly unknown[] | undefined,
+    options: QueryOptions | undefined,
+    reason: RouteReason,
+  ): Promise<Result> {
+    const replica = this.#balancer.pick();
+    if (replica === undefined) return this.#onPrimary(sql, values, options, this.#fallbackReason());
+    this.#count(replica.name, reason);
+    try {
+      return await this.#exec(replica, sql, values, options?.signal);
+    } catch (error) {
+      if (!(error instanceof BackendUnavailableError)) throw error;
+      // A read is safe to repeat: try another replica, else the primary.
+      const next = this.#balancer.pick(replica);
+      if (next === undefined) return this.#onPrimary(sql, values, options, this.#fallbackReason());
+      this.#count(next.name, 'retry');
+      return this.#exec(next, sql, values, options?.signal);
+    }
+  }
+
+  #fallbackReason(): 'fallback' {
+    if (this.options.replicaFallback === 'error') {
+      throw new BackendUnavailableError(`${this.options.name}:replicas`, {
+        details: { reason: 'no replica in rotation' },
+      });
+    }
+    return 'fallback';
+  }
+
+  #fallback(): ServerNode<Conn, Config> {
+    this.#fallbackReason();
+    return this.#primary;
+  }
+
+  async #exec(
+    node: ServerNode<Conn, Config>,
+    sql: string,
+    values: readonly unknown[] | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Result> {
+    const conn = await this.#acquire(node, signal);
+    let result: Result;
+    try {
+      result = await this.#driver.query(conn, sql, values);
+    } catch (error) {
+      if (this.#driver.isConnectionError(error)) {
+        node.pool.destroy(conn);
+        throw this.#unavailable(node, error);
+      }
+      node.pool.release(conn);
+      throw error;
+    }
+    node.pool.release(conn);
+    return result;
+  }
+
+  #unavailable(node: ServerNode<Conn, Config>, error: unknown): BackendUnavailableError {
+    const wrapped = new BackendUnavailableError(`${this.options.name}:${node.name}`, { cause: error });
+    if (node === this.#primary) this.#maybeFailover(wrapped);
+    else this.#markReplica(node, false, 'down');
+    return wrapped;
+  }
+
+  #markReplica(node: ServerNode<Conn, Config>, healthy: boolean, reason: 'lag' | 'down' | undefined): void {
+    if (node.healthy !== healthy) {
+      const fields = { replica: node.name, reason, lagMs: node.lagMs };
+      if (healthy) this.#logger.info('replica back in rotation', fields);
+      else this.#logger.warn('replica left rotation', fields);
+    }
+    node.healthy = healthy;
+    node.reason = healthy ? undefined : reason;
+    if (this.#metricsOn)
+      this.#replicaHealthy.set({ pool: this.options.name, replica: node.name }, healthy ? 1 : 0);
+  }
+
+  /** Measures each replica's lag; out of rotation above `maxReplicaLagMs` or when unreachable. */
+  #checkReplicas(): void {
+    for (const node of this.#replicas) {
+      if (node.checking || this.#closed) continue;
+      node.checking = true;
+      node.pool
+        .use((conn) => this.#driver.replicationLagMs(conn), {
+          timeoutMs: this.options.healthCheckIntervalMs * 2,
+        })
+        .then(
+          (lagMs) => {
+            node.lagMs = lagMs;
+            if (this.#metricsOn) {
+              const seconds = Number.isFinite(lagMs) ? lagMs / 1_000 : -1;
+              this.#replicaLag.set({ pool: this.options.name, replica: node.name }, seconds);
+            }
+            const caughtUp = lagMs <= this.options.maxReplicaLagMs;
+            this.#markReplica(node, caughtUp, caughtUp ? undefined : 'lag');
+          },
+          (error: unknown) => {
+            this.#logger.debug('replica health check failed', { replica: node.name, error: String(error) });
+            this.#markReplica(node, false, 'down');
+          },
+        )
+        .finally(() => {
+          node.checking = false;
+        });
+    }
+  }
+
+  /** Asks the failover callback for a new primary (one call at a time, at most once a second). */
+  #maybeFailover(error: unknown): void {
+    const handler = this.#failover;
+    if (handler === undefined || this.#failoverRunning || this.#closed) return;
+    const now = this.#clock.now();
+    if (now < this.#failoverAfter) return;
+    this.#failoverRunning = true;
+    this.#failoverAfter = now + 1_000;
+    Promise.resolve()
+      .then(() => handler({ lastError: error, current: this.#primary.config }))
+      .then(
+        (next) => {
+          if (next === undefined || this.#closed) return;
+          this.#logger.warn('failing over to a new primary');
+          this.#primary.config = next;
+          this.#primary.pool.invalidateAll();
+        },
+        (failure: unknown) => this.#logger.error('failover callback failed', { error: String(failure) }),
+      )
+      .finally(() => {
+        this.#failoverRunning = false;
+      });
+  }
+}

@@ -1,0 +1,38 @@
+import type { SqlDialect } from './routing/classify-statement.js';
+
+/** SQL transaction isolation levels (both Postgres and MySQL spell them this way). */
+export type IsolationLevel = 'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable';
+
+/** What a driver needs to open a connection. */
+export interface ConnectSettings<Config> {
+  config: Config;
+  connectTimeoutMs: number;
+  statementCacheSize: number;
+  /** Called once when the connection breaks while idle or busy (socket closed, server gone). */
+  onBroken: (error: unknown) => void;
+}
+
+/**
+ * The small interface every SQL backend implements (`pg`, `mysql2`). The cluster does
+ * pooling, routing, health and transactions on top; a driver only talks to one connection.
+ */
+export interface SqlDriver<Conn, Config, Result> {
+  readonly name: string;
+  readonly dialect: SqlDialect;
+  /** Error codes retried by `withTransaction` unless `retryOn` is given. */
+  readonly defaultRetryCodes: readonly string[];
+  connect(settings: ConnectSettings<Config>): Promise<Conn>;
+  close(conn: Conn): Promise<void>;
+  /** Runs one statement; `values` present and caching on → a prepared statement from the per-connection cache. */
+  query(conn: Conn, sql: string, values: readonly unknown[] | undefined): Promise<Result>;
+  /** Cheap liveness probe. */
+  ping(conn: Conn): Promise<void>;
+  /** Replication delay of the server behind `conn` in ms (0 for a primary; Infinity when replication is stopped). */
+  replicationLagMs(conn: Conn): Promise<number>;
+  /** Statements that open a transaction. */
+  beginStatements(isolation: IsolationLevel | undefined, readOnly: boolean): string[];
+  /** True for errors that mean the connection or server is gone (not a SQL error). */
+  isConnectionError(error: unknown): boolean;
+  /** Codes an error carries (SQLSTATE, errno, driver code), for `retryOn` matching. */
+  errorCodes(error: unknown): string[];
+}

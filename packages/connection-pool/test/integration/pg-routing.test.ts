@@ -1,0 +1,214 @@
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPgPool, type PgPool, TransactionRetryError } from '../../src/index.js';
+import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
+
+const skip = privatePgSkipReason();
+if (skip) console.log(skip);
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await sleep(50);
+  }
+}
+
+describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming replica', () => {
+  let cluster: PrivatePgCluster;
+  let pool: PgPool;
+  const registry = new Registry();
+
+  beforeAll(async () => {
+    cluster = await startPrivatePgCluster();
+    pool = createPgPool({
+      name: 'routing',
+      primary: cluster.primaryUrl,
+      replicas: [cluster.replicaUrl],
+      readYourWritesMs: 400,
+      healthCheckIntervalMs: 100,
+      maxReplicaLagMs: 300,
+      pool: { max: 6, initialBackoffMs: 50, maxBackoffMs: 200 },
+      registry,
+    });
+    await pool.query(
+      'CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, v int NOT NULL DEFAULT 0)',
+    );
+    await pool.query('CREATE SEQUENCE ticket');
+    // The replica must have replayed the DDL before reads can see the table.
+    await waitFor(() => pool.health().replicas[0]!.healthy);
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const ready = await pool
+        .query("SELECT to_regclass('items') IS NOT NULL AS ok", [], { target: 'replica' })
+        .then((result) => result.rows[0]?.ok === true);
+      if (ready) break;
+      await sleep(50);
+    }
+  });
+
+  afterAll(async () => {
+    await pool?.close();
+    await cluster?.destroy();
+  });
+
+  const where = async (sql: string, values: unknown[] = [], options = {}) => {
+    const result = await pool.query<{ port: number }>(sql, values, options);
+    return Number(result.rows[0]!.port) === cluster.replicaPort ? 'replica' : 'primary';
+  };
+
+  it('sends reads to the replica and writes to the primary', async () => {
+    const reads = await pool.query<{ recovering: boolean; port: number }>(
+      'SELECT pg_is_in_recovery() AS recovering, inet_server_port() AS port',
+    );
+    expect(reads.rows[0]).toEqual({ recovering: true, port: cluster.replicaPort });
+    expect(await where("INSERT INTO items (name) VALUES ('a') RETURNING inet_server_port() AS port")).toBe(
+      'primary',
+    );
+    expect(await where('SELECT inet_server_port() AS port FROM items LIMIT 1 FOR UPDATE')).toBe('primary');
+    expect(await where("SELECT nextval('ticket'), inet_server_port() AS port")).toBe('primary');
+    expect(await where('SELECT pg_advisory_unlock_all(), inet_server_port() AS port')).toBe('primary');
+    expect(
+      await where(
+        "WITH added AS (INSERT INTO items (name) VALUES ('cte') RETURNING id) SELECT inet_server_port() AS port FROM added",
+      ),
+    ).toBe('primary');
+    expect(await where('/* noa:primary */ SELECT inet_server_port() AS port')).toBe('primary');
+    expect(await where('SELECT inet_server_port() AS port', [], { target: 'primary' })).toBe('primary');
+    expect(await where('SELECT inet_server_port() AS port WHERE $1::int = 1', [1])).toBe('replica');
+    const text = await registry.metrics();
+    expect(text).toMatch(
+      /noa_connection_pool_routed_queries_total\{pool="routing",target="replica0",reason="read"\}/,
+    );
+    expect(text).toMatch(/routed_queries_total\{pool="routing",target="primary",reason="locking-read"\}/);
+  });
+
+  it('keeps a session on the primary after its write (read-your-writes), then returns to the replica', async () => {
+    await pool.withSession(async () => {
+      await pool.query("INSERT INTO items (name) VALUES ('ryw')");
+      expect(await where('SELECT inet_server_port() AS port')).toBe('primary');
+      const seen = await pool.query("SELECT count(*)::int AS n FROM items WHERE name = 'ryw'");
+      expect(seen.rows[0]!.n).toBe(1);
+      await sleep(500);
+      expect(await where('SELECT inet_server_port() AS port')).toBe('replica');
+    });
+    // Another session is not pinned by someone else's write.
+    await pool.query("INSERT INTO items (name) VALUES ('other')", [], { session: 'user-1' });
+    expect(await where('SELECT inet_server_port() AS port', [], { session: 'user-1' })).toBe('primary');
+    expect(await where('SELECT inet_server_port() AS port', [], { session: 'user-2' })).toBe('replica');
+  });
+
+  it('takes a lagging replica (replay paused) out of rotation and back when it catches up', async () => {
+    await cluster.pauseReplay();
+    try {
+      await pool.query("INSERT INTO items (name) VALUES ('while paused')");
+      await waitFor(() => pool.health().replicas[0]!.reason === 'lag');
+      expect(await where('SELECT inet_server_port() AS port')).toBe('primary');
+    } finally {
+      await cluster.resumeReplay();
+    }
+    await waitFor(() => pool.health().replicas[0]!.healthy);
+    expect(await where('SELECT inet_server_port() AS port')).toBe('replica');
+  });
+
+  it('routes reads to the primary while the replica is stopped, and back when it returns', async () => {
+    await cluster.stopReplica('immediate');
+    try {
+      // The first read may hit the dead replica: it is retried on the primary, never failed.
+      for (let index = 0; index < 5; index += 1) {
+        expect(await where('SELECT inet_server_port() AS port')).toBe('primary');
+      }
+      await waitFor(() => pool.health().replicas[0]!.reason === 'down');
+    } finally {
+      await cluster.startReplica();
+    }
+    await waitFor(() => pool.health().replicas[0]!.healthy, 20_000);
+    expect(await where('SELECT inet_server_port() AS port')).toBe('replica');
+  });
+
+  it('commits, rolls back on throw, and retries serialization failures (40001)', async () => {
+    await pool.withTransaction(async (tx) => {
+      await tx.query("INSERT INTO items (name) VALUES ('committed')");
+    });
+    await expect(
+      pool.withTransaction(async (tx) => {
+        await tx.query("INSERT INTO items (name) VALUES ('rolled back')");
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+    const names = await pool.query("SELECT name FROM items WHERE name IN ('committed', 'rolled back')", [], {
+      target: 'primary',
+    });
+    expect(names.rows.map((row) => row.name)).toEqual(['committed']);
+
+    await pool.query('CREATE TABLE ledger (v int NOT NULL)');
+    let arrived = 0;
+    let openGate: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+    const attempts: number[] = [];
+    const transfer = () =>
+      pool.withTransaction(
+        async (tx) => {
+          attempts.push(tx.attempt);
+          await tx.query('SELECT coalesce(sum(v), 0) FROM ledger');
+          if (tx.attempt === 1) {
+            arrived += 1;
+            if (arrived === 2) openGate();
+            await gate;
+          }
+          await tx.query('INSERT INTO ledger VALUES (1)');
+        },
+        { isolation: 'serializable', retryOn: ['40001', '40P01'] },
+      );
+    await Promise.all([transfer(), transfer()]);
+    expect(Math.max(...attempts)).toBeGreaterThan(1);
+    const total = await pool.query('SELECT count(*)::int AS n FROM ledger', [], { target: 'primary' });
+    expect(total.rows[0]!.n).toBe(2);
+
+    // With no retries allowed the same conflict surfaces as TransactionRetryError.
+    arrived = 0;
+    let openSecond: () => void = () => {};
+    const second = new Promise<void>((resolve) => {
+      openSecond = resolve;
+    });
+    const once = () =>
+      pool.withTransaction(
+        async (tx) => {
+          await tx.query('SELECT coalesce(sum(v), 0) FROM ledger');
+          arrived += 1;
+          if (arrived === 2) openSecond();
+          await second;
+          await tx.query('INSERT INTO ledger VALUES (1)');
+        },
+        { isolation: 'serializable', maxRetries: 0 },
+      );
+    const results = await Promise.allSettled([once(), once()]);
+    const failures = results.filter((result) => result.status === 'rejected');
+    expect(failures).toHaveLength(1);
+    expect((failures[0] as PromiseRejectedResult).reason).toBeInstanceOf(TransactionRetryError);
+  });
+
+  it('keeps a bounded LRU of named prepared statements per connection', async () => {
+    const small = createPgPool({ primary: cluster.primaryUrl, statementCacheSize: 3, pool: { max: 1 } });
+    try {
+      await small.withTransaction(async (tx) => {
+        for (let index = 0; index < 6; index += 1) {
+          const result = await tx.query(`SELECT $1::int + ${index} AS n`, [1]);
+          expect(result.rows[0]!.n).toBe(1 + index);
+        }
+        await tx.query('SELECT $1::int + 5 AS n', [2]);
+        await tx.query('SELECT $1::int + 5 AS n', [3]);
+        const prepared = await tx.query<{ statement: string }>(
+          "SELECT statement FROM pg_prepared_statements WHERE name LIKE 'noa_s%' ORDER BY statement",
+        );
+        expect(prepared.rows.length).toBeLessThanOrEqual(3);
+        expect(prepared.rows.map((row) => row.statement)).toContain('SELECT $1::int + 5 AS n');
+      });
+    } finally {
+      await small.close();
+    }
+  });
+});
