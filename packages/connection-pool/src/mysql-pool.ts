@@ -6,8 +6,13 @@ import { type QueryOptions, SqlCluster, type Transaction, type TransactionOption
 /** Options of {@link createMysqlPool}: servers are URLs or mysql2 ConnectionOptions. */
 export type MysqlPoolOptions = ClusterOptions<MysqlConnectionConfig>;
 
-/** The transaction handle of a {@link MysqlPool}. */
-export type MysqlTransaction = Transaction<Connection, MysqlResult>;
+/** The transaction handle of a {@link MysqlPool}: `query()` is typed like mysql2's. */
+export interface MysqlTransaction extends Omit<Transaction<Connection, MysqlResult>, 'query'> {
+  query<T extends QueryResult = QueryResult>(
+    sql: string,
+    values?: readonly unknown[],
+  ): Promise<[T, FieldPacket[]]>;
+}
 
 /**
  * A MySQL/MariaDB primary/replica pool on `mysql2/promise`. `query()` resolves to
@@ -32,7 +37,7 @@ export class MysqlPool extends SqlCluster<Connection, MysqlConnectionConfig, Mys
     fn: (tx: MysqlTransaction) => Promise<T>,
     options?: TransactionOptions,
   ): Promise<T> {
-    return super.withTransaction(fn, options);
+    return super.withTransaction(fn as (tx: Transaction<Connection, MysqlResult>) => Promise<T>, options);
   }
 }
 

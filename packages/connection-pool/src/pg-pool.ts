@@ -6,8 +6,13 @@ import { type QueryOptions, SqlCluster, type Transaction, type TransactionOption
 /** Options of {@link createPgPool}: servers are connection strings or `pg` ClientConfig objects. */
 export type PgPoolOptions = ClusterOptions<PgConnectionConfig>;
 
-/** The transaction handle of a {@link PgPool}. */
-export type PgTransaction = Transaction<Client, QueryResult<QueryResultRow>>;
+/** The transaction handle of a {@link PgPool}: `query()` is typed by row like `pg`'s. */
+export interface PgTransaction extends Omit<Transaction<Client, QueryResult<QueryResultRow>>, 'query'> {
+  query<R extends QueryResultRow = QueryResultRow>(
+    sql: string,
+    values?: readonly unknown[],
+  ): Promise<QueryResult<R>>;
+}
 
 /**
  * A Postgres primary/replica pool on `pg`. `query()` has the shape of `pg.Pool#query`, so
@@ -32,7 +37,10 @@ export class PgPool extends SqlCluster<Client, PgConnectionConfig, QueryResult<Q
     fn: (tx: PgTransaction) => Promise<T>,
     options?: TransactionOptions,
   ): Promise<T> {
-    return super.withTransaction(fn, options);
+    return super.withTransaction(
+      fn as (tx: Transaction<Client, QueryResult<QueryResultRow>>) => Promise<T>,
+      options,
+    );
   }
 }
 
