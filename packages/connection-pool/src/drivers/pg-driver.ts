@@ -97,10 +97,13 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
   },
 
   async replicationLagMs(client: Client): Promise<number> {
-    // Nothing left to replay → 0; else the age of the last replayed transaction.
+    // Not streaming (receive LSN unknown) → unknown lag; nothing received beyond what is
+    // replayed → 0 (after a restart the receive LSN restarts at a segment start, below replay);
+    // else the age of the last replayed transaction.
     const result = await client.query<{ recovering: boolean; lag_ms: string | null }>(
       `SELECT pg_is_in_recovery() AS recovering,
-              CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+              CASE WHEN pg_last_wal_receive_lsn() IS NULL THEN NULL
+                   WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
                    ELSE EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp())) * 1000 END AS lag_ms`,
     );
     const row = result.rows[0];
