@@ -27,7 +27,9 @@ describe.skipIf(!reachable)('MysqlPool against MariaDB', () => {
     admin = createMysqlPool({ primary: url, pool: { max: 2 } });
     for (const database of [primaryDb, replicaDb]) {
       await admin.query(`CREATE DATABASE ${database}`);
-      await admin.query(`CREATE TABLE ${database}.accounts (id int PRIMARY KEY, v int NOT NULL) ENGINE=InnoDB`);
+      await admin.query(
+        `CREATE TABLE ${database}.accounts (id int PRIMARY KEY, v int NOT NULL) ENGINE=InnoDB`,
+      );
       await admin.query(`INSERT INTO ${database}.accounts VALUES (1, 0), (2, 0)`);
     }
     pool = createMysqlPool({
@@ -55,7 +57,9 @@ describe.skipIf(!reachable)('MysqlPool against MariaDB', () => {
     expect(await where('SELECT DATABASE() AS db')).toBe('replica');
     expect(await where('SELECT DATABASE() AS db FROM accounts WHERE id = ?', [1])).toBe('replica');
     expect(await where('SELECT DATABASE() AS db FROM accounts WHERE id = 1 FOR UPDATE')).toBe('primary');
-    expect(await where('SELECT DATABASE() AS db FROM accounts WHERE id = 1 LOCK IN SHARE MODE')).toBe('primary');
+    expect(await where('SELECT DATABASE() AS db FROM accounts WHERE id = 1 LOCK IN SHARE MODE')).toBe(
+      'primary',
+    );
     expect(await where("SELECT GET_LOCK('noa_cp', 0) AS l, DATABASE() AS db")).toBe('primary');
     expect(await where("SELECT RELEASE_LOCK('noa_cp') AS l, DATABASE() AS db")).toBe('primary');
     expect(await where('/* noa:primary */ SELECT DATABASE() AS db')).toBe('primary');

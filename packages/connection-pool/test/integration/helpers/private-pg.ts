@@ -25,6 +25,8 @@ export interface PrivatePgCluster {
   /** Stops applying WAL on the replica (it keeps receiving it): replication lag grows. */
   pauseReplay(): Promise<void>;
   resumeReplay(): Promise<void>;
+  /** `pg_ctl promote`: the replica becomes a primary (for failover tests). */
+  promoteReplica(): Promise<void>;
   /** Stops both servers and deletes their directories. */
   destroy(): Promise<void>;
 }
@@ -141,6 +143,9 @@ export async function startPrivatePgCluster(): Promise<PrivatePgCluster> {
     stopReplica: (mode = 'immediate') => stop(replicaDir, mode),
     startReplica: async () => {
       await start(replicaDir, replicaPort);
+    },
+    promoteReplica: async () => {
+      await asPostgres('pg_ctl', ['-D', replicaDir, '-w', '-t', '30', 'promote']);
     },
     pauseReplay: () => psql(replicaPort, 'SELECT pg_wal_replay_pause()'),
     resumeReplay: () => psql(replicaPort, 'SELECT pg_wal_replay_resume()'),

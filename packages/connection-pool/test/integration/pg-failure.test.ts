@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BackendUnavailableError, createPgPool } from '../../src/index.js';
+import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
+
+const skip = privatePgSkipReason();
+if (skip) console.log(skip);
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Outcome {
+  ok: boolean;
+  error?: unknown;
+  ms: number;
+  at: number;
+}
+
+describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
+  let cluster: PrivatePgCluster;
+
+  beforeAll(async () => {
+    cluster = await startPrivatePgCluster();
+  });
+
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+
+  it('fails queries fast with BackendUnavailableError under load, and recovers when the server is back', async () => {
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      connectTimeoutMs: 2_000,
+      pool: { max: 8, acquireTimeoutMs: 5_000, initialBackoffMs: 50, maxBackoffMs: 400 },
+    });
+    await pool.query('CREATE TABLE IF NOT EXISTS hits (at timestamptz NOT NULL DEFAULT now())');
+    const outcomes: Outcome[] = [];
+    let running = true;
+    const worker = async (index: number) => {
+      while (running) {
+        const started = Date.now();
+        try {
+          await (index % 2 === 0 ? pool.query('SELECT 1') : pool.query('INSERT INTO hits DEFAULT VALUES'));
+          outcomes.push({ ok: true, ms: Date.now() - started, at: started });
+        } catch (error) {
+          outcomes.push({ ok: false, error, ms: Date.now() - started, at: started });
+          await sleep(10);
+        }
+      }
+    };
+    const workers = Array.from({ length: 16 }, (_, index) => worker(index));
+    try {
+      await sleep(300);
+      const killedAt = Date.now();
+      await cluster.stopPrimary('immediate');
+      await sleep(1_500);
+      const during = outcomes.filter((outcome) => outcome.at >= killedAt + 200);
+      const failures = during.filter((outcome) => !outcome.ok);
+      expect(failures.length).toBeGreaterThan(0);
+      for (const failure of failures) expect(failure.error).toBeInstanceOf(BackendUnavailableError);
+      // Fail fast: nobody waits out the 5 s acquire timeout (generous bound: connect timeout + slack).
+      expect(Math.max(...failures.map((failure) => failure.ms))).toBeLessThan(2_000 + 1_000);
+      expect(pool.health().primary.healthy).toBe(false);
+
+      await cluster.startPrimary();
+      const restartedAt = Date.now();
+      const deadline = restartedAt + 15_000;
+      while (Date.now() < deadline && !outcomes.some((outcome) => outcome.ok && outcome.at >= restartedAt)) {
+        await sleep(50);
+      }
+      expect(outcomes.some((outcome) => outcome.ok && outcome.at >= restartedAt)).toBe(true);
+      expect(pool.health().primary.healthy).toBe(true);
+    } finally {
+      running = false;
+      await Promise.all(workers);
+      await pool.close();
+    }
+  });
+
+  it('fails over to a new primary given by the failover callback', async () => {
+    let failovers = 0;
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      connectTimeoutMs: 2_000,
+      pool: { max: 4, initialBackoffMs: 50, maxBackoffMs: 200 },
+      failover: async () => {
+        failovers += 1;
+        await cluster.promoteReplica();
+        return cluster.replicaUrl;
+      },
+    });
+    try {
+      await pool.query('SELECT 1');
+      await cluster.stopPrimary('immediate');
+      await expect(pool.query('INSERT INTO hits DEFAULT VALUES')).rejects.toBeInstanceOf(
+        BackendUnavailableError,
+      );
+      let port = 0;
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline) {
+        try {
+          const result = await pool.query<{ port: number }>(
+            'INSERT INTO hits DEFAULT VALUES RETURNING inet_server_port() AS port',
+          );
+          port = Number(result.rows[0]!.port);
+          break;
+        } catch {
+          await sleep(100);
+        }
+      }
+      expect(port).toBe(cluster.replicaPort);
+      expect(failovers).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  });
+});
