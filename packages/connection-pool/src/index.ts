@@ -19,6 +19,7 @@ export { createMysqlPool, MysqlPool, type MysqlPoolOptions, type MysqlTransactio
 export { createPgPool, PgPool, type PgPoolOptions, type PgTransaction } from './pg-pool.js';
 export { type AcquireOptions, type CloseReport, type LeakReport, Pool, type PoolStats } from './pool.js';
 export { type PoolOptions, poolOptionsSchema, type ResourceFactory } from './pool-options.js';
+export { createRedisPool, RedisPool, type RedisPoolOptions, redisPoolOptionsSchema } from './redis-pool.js';
 export {
   classifyStatement,
   createStatementClassifier,

@@ -2,8 +2,8 @@ import type { Clock, Logger } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 
-/** Options of one {@link Pool}: sizing, timeouts, validation, leak detection and observability. */
-export const poolOptionsSchema = z
+/** The fields of {@link poolOptionsSchema}, for schemas that extend it (e.g. the Redis pool's). */
+export const poolOptionsObject = z
   .object({
     /** Name used in errors, logs and the `pool` metric label. */
     name: z.string().min(1).default('pool'),
@@ -38,8 +38,13 @@ export const poolOptionsSchema = z
     /** prom-client registry for the pool's metrics; none → metrics cost nothing. */
     registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
   })
-  .strict()
-  .refine((options) => options.max >= options.min, { path: ['max'], message: 'max must be >= min' });
+  .strict();
+
+/** Options of one {@link Pool}: sizing, timeouts, validation, leak detection and observability. */
+export const poolOptionsSchema = poolOptionsObject.refine((options) => options.max >= options.min, {
+  path: ['max'],
+  message: 'max must be >= min',
+});
 
 /** Options accepted by {@link Pool} (every field optional). */
 export type PoolOptions = z.input<typeof poolOptionsSchema>;
