@@ -4,6 +4,7 @@ export {
   type FailoverHandler,
   nodePoolSchema,
 } from './cluster-options.js';
+export { createDatabasePool, type DatabasePoolOptions, sqlDrivers } from './create-database-pool.js';
 export { type MysqlConnectionConfig, type MysqlResult, mysqlDriver } from './drivers/mysql-driver.js';
 export { type PgConnectionConfig, pgDriver } from './drivers/pg-driver.js';
 export {
@@ -15,6 +16,7 @@ export {
   PoolClosedError,
   TransactionRetryError,
 } from './errors.js';
+export { createMongoPool, MongoPool, type MongoPoolOptions, mongoPoolOptionsSchema } from './mongo-pool.js';
 export { createMysqlPool, MysqlPool, type MysqlPoolOptions, type MysqlTransaction } from './mysql-pool.js';
 export { createPgPool, PgPool, type PgPoolOptions, type PgTransaction } from './pg-pool.js';
 export { type AcquireOptions, type CloseReport, type LeakReport, Pool, type PoolStats } from './pool.js';

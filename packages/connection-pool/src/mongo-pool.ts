@@ -1,0 +1,244 @@
+import {
+  type Clock,
+  childLogger,
+  type Logger,
+  MetricsFactory,
+  parseOptions,
+  silentLogger,
+  systemClock,
+} from '@noa/core';
+import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import { type PoolMetrics, poolMetrics } from './metrics.js';
+import type { PoolStats } from './pool.js';
+import { SessionTracker } from './routing/session-tracker.js';
+
+type MongoModule = typeof import('mongodb');
+let mongoModule: Promise<MongoModule> | undefined;
+
+function loadMongo(): Promise<MongoModule> {
+  mongoModule ??= import('mongodb');
+  return mongoModule;
+}
+
+/** Options of {@link createMongoPool}. */
+export const mongoPoolOptionsSchema = z
+  .object({
+    /** Name in logs and the `pool` metric label. */
+    name: z.string().min(1).default('mongo'),
+    /** `mongodb://…` connection string (replica set members and options in it as usual). */
+    url: z.string().min(1),
+    /** The driver's pool bounds per server. */
+    min: z.number().int().nonnegative().default(0),
+    max: z.number().int().positive().default(10),
+    /** How long an operation waits for a connection (the driver's `waitQueueTimeoutMS`). */
+    acquireTimeoutMs: z.number().int().positive().default(10_000),
+    /** Idle connections above `min` close after this long (`maxIdleTimeMS`). */
+    idleTimeoutMs: z.number().int().positive().default(30_000),
+    /** How long server selection may take before an operation fails (fail fast when down). */
+    serverSelectionTimeoutMs: z.number().int().positive().default(5_000),
+    /** Read preference for reads (`readDb`); writes always use the primary. */
+    readPreference: z
+      .enum(['primary', 'primaryPreferred', 'secondary', 'secondaryPreferred', 'nearest'])
+      .default('secondaryPreferred'),
+    /** Secondaries further behind than this are not read from (`maxStalenessSeconds`, ≥ 90 per the spec). */
+    maxStalenessSeconds: z.number().int().min(90).optional(),
+    /** After a write, the session's reads use the primary this long. */
+    readYourWritesMs: z.number().int().nonnegative().default(2_000),
+    /** Extra driver options (TLS, auth, appName…). */
+    driverOptions: z.record(z.string(), z.unknown()).default({}),
+    logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).optional(),
+    clock: z.custom<Clock>((value) => typeof value === 'object' && value !== null).optional(),
+    registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
+  })
+  .strict()
+  .refine((options) => options.max >= options.min, { path: ['max'], message: 'max must be >= min' });
+
+/** Options accepted by {@link createMongoPool}. */
+export type MongoPoolOptions = z.input<typeof mongoPoolOptionsSchema>;
+
+/**
+ * MongoDB through the driver's own connection pool, not a second one on top: this wraps a
+ * `MongoClient`, maps our pool options onto the driver's (`maxPoolSize`, `waitQueueTimeoutMS`,
+ * `maxIdleTimeMS`), exposes the same occupancy, acquire-time, timeout and error metrics from
+ * the driver's CMAP events, and routes reads by read preference with read-your-writes.
+ */
+export class MongoPool {
+  readonly options: z.output<typeof mongoPoolOptionsSchema>;
+  readonly #metrics: PoolMetrics;
+  readonly #routed: { inc(labels: { pool: string; target: string; reason: string }): void };
+  readonly #sessions: SessionTracker;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  #client: MongoClient | undefined;
+  #connecting: Promise<MongoClient> | undefined;
+  #active = 0;
+  #open = 0;
+  #waiting = 0;
+  #errors = 0;
+
+  constructor(options: MongoPoolOptions) {
+    this.options = parseOptions('mongo pool', mongoPoolOptionsSchema, options);
+    this.#metrics = poolMetrics(this.options.registry, this.options.name);
+    this.#routed = new MetricsFactory('connection_pool', this.options.registry).counter(
+      'routed_queries_total',
+      'Queries by target server and routing reason.',
+      ['pool', 'target', 'reason'],
+    );
+    this.#sessions = new SessionTracker(this.options.readYourWritesMs);
+    this.#clock = this.options.clock ?? systemClock;
+    this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.options.name });
+  }
+
+  /** Connects (once; later calls share the first) and returns the underlying client. */
+  async connect(): Promise<MongoClient> {
+    if (this.#client !== undefined) return this.#client;
+    this.#connecting ??= this.#openClient();
+    return this.#connecting;
+  }
+
+  /** The database for writes and primary reads. Call `connect()` first. */
+  db(name?: string): Db {
+    return this.#require().db(name, { readPreference: 'primary' });
+  }
+
+  /**
+   * The database for reads: the configured read preference (secondaries by default), or the
+   * primary while this session is inside its read-your-writes window.
+   */
+  readDb(name?: string, options: { session?: string } = {}): Db {
+    const pinned = this.#sessions.mustReadPrimary(options.session, this.#clock.now());
+    const mode: ReadPreferenceMode = pinned ? 'primary' : this.options.readPreference;
+    if (this.#metrics.enabled) {
+      this.#routed.inc({
+        pool: this.options.name,
+        target: mode,
+        reason: pinned ? 'read-your-writes' : 'read',
+      });
+    }
+    const readPreference =
+      !pinned && this.options.maxStalenessSeconds !== undefined && mode !== 'primary'
+        ? { mode, maxStalenessSeconds: this.options.maxStalenessSeconds }
+        : mode;
+    return this.#require().db(name, { readPreference: readPreference as ReadPreferenceMode });
+  }
+
+  /** Records a write by `session` (or the current `withSession` context) for read-your-writes. */
+  noteWrite(session?: string): void {
+    this.#sessions.noteWrite(session, this.#clock.now());
+    if (this.#metrics.enabled)
+      this.#routed.inc({ pool: this.options.name, target: 'primary', reason: 'write' });
+  }
+
+  /** Runs `fn` as one session for read-your-writes (see `SqlCluster#withSession`). */
+  withSession<R>(fn: () => R): R {
+    return this.#sessions.run(undefined, fn);
+  }
+
+  /** Occupancy from the driver's pool events (summed over servers). */
+  get stats(): PoolStats {
+    const idle = Math.max(0, this.#open - this.#active);
+    return { active: this.#active, idle, waiting: this.#waiting, pending: 0, size: this.#open };
+  }
+
+  /** Pings the deployment; healthy when it answers within `serverSelectionTimeoutMs`. */
+  async health(): Promise<{ healthy: boolean; error?: string; stats: PoolStats; checkoutErrors: number }> {
+    try {
+      await (await this.connect()).db('admin').command({ ping: 1 });
+      return { healthy: true, stats: this.stats, checkoutErrors: this.#errors };
+    } catch (error) {
+      return { healthy: false, error: String(error), stats: this.stats, checkoutErrors: this.#errors };
+    }
+  }
+
+  /** Closes the client and its pool. */
+  async close(): Promise<void> {
+    const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
+    this.#client = undefined;
+    this.#connecting = undefined;
+    await client?.close();
+  }
+
+  /** Same as `close()`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #require(): MongoClient {
+    if (this.#client === undefined) throw new Error('MongoPool: call connect() before db()/readDb()');
+    return this.#client;
+  }
+
+  async #openClient(): Promise<MongoClient> {
+    const { MongoClient: Client } = await loadMongo();
+    const options: MongoClientOptions = {
+      ...(this.options.driverOptions as MongoClientOptions),
+      minPoolSize: this.options.min,
+      maxPoolSize: this.options.max,
+      waitQueueTimeoutMS: this.options.acquireTimeoutMs,
+      maxIdleTimeMS: this.options.idleTimeoutMs,
+      serverSelectionTimeoutMS: this.options.serverSelectionTimeoutMs,
+    };
+    const client = new Client(this.options.url, options);
+    this.#watch(client);
+    try {
+      await client.connect();
+    } catch (error) {
+      this.#connecting = undefined;
+      await client.close().catch(() => {});
+      throw error;
+    }
+    this.#client = client;
+    return client;
+  }
+
+  /** Mirrors the driver's CMAP events into the pool metrics. */
+  #watch(client: MongoClient): void {
+    const metrics = this.#metrics;
+    client.on('connectionCreated', () => {
+      this.#open += 1;
+      metrics.created.inc();
+      metrics.idle.inc();
+    });
+    client.on('connectionClosed', () => {
+      this.#open = Math.max(0, this.#open - 1);
+      metrics.destroyed.inc();
+      metrics.idle.dec();
+    });
+    client.on('connectionCheckOutStarted', () => {
+      this.#waiting += 1;
+      metrics.waiting.inc();
+    });
+    client.on('connectionCheckedOut', (event) => {
+      this.#waiting = Math.max(0, this.#waiting - 1);
+      this.#active += 1;
+      metrics.waiting.dec();
+      metrics.active.inc();
+      metrics.idle.dec();
+      metrics.acquireSeconds.observe(event.durationMS / 1_000);
+    });
+    client.on('connectionCheckOutFailed', (event) => {
+      this.#waiting = Math.max(0, this.#waiting - 1);
+      this.#errors += 1;
+      metrics.waiting.dec();
+      if (event.reason === 'timeout') metrics.timeouts.inc();
+      else metrics.errors.inc({ kind: `checkout-${event.reason}` });
+      this.#logger.warn('mongo connection checkout failed', { reason: event.reason });
+    });
+    client.on('connectionCheckedIn', () => {
+      this.#active = Math.max(0, this.#active - 1);
+      metrics.active.dec();
+      metrics.idle.inc();
+    });
+    client.on('connectionPoolCleared', () => {
+      metrics.errors.inc({ kind: 'pool-cleared' });
+      this.#logger.warn('mongo connection pool cleared (server marked unknown)');
+    });
+  }
+}
+
+/** Creates a {@link MongoPool} (call `connect()` before use). */
+export function createMongoPool(options: MongoPoolOptions): MongoPool {
+  return new MongoPool(options);
+}
