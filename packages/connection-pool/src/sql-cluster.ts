@@ -345,12 +345,15 @@ export class SqlCluster<Conn, Config, Result> {
     try {
       return await node.pool.acquire(signal === undefined ? undefined : { signal });
     } catch (error) {
-      if (error instanceof BackendUnavailableError) {
-        if (node === this.#primary) this.#maybeFailover(error);
-        else this.#markReplica(node, false, 'down');
-      }
+      this.#acquireFailed(node, error);
       throw error;
     }
+  }
+
+  #acquireFailed(node: ServerNode<Conn, Config>, error: unknown): void {
+    if (!(error instanceof BackendUnavailableError)) return;
+    if (node === this.#primary) this.#maybeFailover(error);
+    else this.#markReplica(node, false, 'down');
   }
 
   #count(target: string, reason: RouteReason | 'read-your-writes' | 'fallback' | 'retry'): void {
@@ -419,7 +422,13 @@ export class SqlCluster<Conn, Config, Result> {
     values: readonly unknown[] | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Result> {
-    const conn = await this.#acquire(node, signal);
+    let conn: Conn;
+    try {
+      conn = await node.pool.acquire(signal === undefined ? undefined : { signal });
+    } catch (error) {
+      this.#acquireFailed(node, error);
+      throw error;
+    }
     let result: Result;
     try {
       result = await this.#driver.query(conn, sql, values);
