@@ -1,0 +1,77 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createMysqlPool } from '../../src/index.js';
+import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
+
+// Every ```ts block preceded by `<!-- test -->` in the README runs here, against a private
+// Postgres primary + replica, a fresh MariaDB database and the shared Redis.
+const packageDir = path.resolve(import.meta.dirname, '../..');
+const readme = readFileSync(path.join(packageDir, 'README.md'), 'utf8');
+const blocks = [...readme.matchAll(/<!-- test -->\s*```ts\n([\s\S]*?)```/g)].map((match) => match[1]!);
+const runDir = path.join(packageDir, '.readme-run');
+
+// What each block prints, in order.
+const expectedLogs: ((logs: unknown[][]) => void)[] = [
+  (logs) => expect(logs[0]).toEqual(['ada']),
+  (logs) => expect(logs[0]).toEqual([40]),
+  (logs) => expect(logs[0]).toEqual([true]),
+  (logs) => expect(logs[0]).toEqual([1, true]),
+  (logs) => expect(logs[0]).toEqual([[expect.stringMatching(/^readme:jobs:/), 'job-1']]),
+];
+
+const pgSkip = privatePgSkipReason();
+const mysqlUp = await isReachable('mysql');
+const redisUp = await isReachable('redis');
+const skip =
+  pgSkip ??
+  (!mysqlUp ? `skipped: no MariaDB at ${serviceUrl('mysql')}` : undefined) ??
+  (!redisUp ? `skipped: no Redis at ${serviceUrl('redis')}` : undefined);
+if (skip) console.log(skip);
+
+describe.skipIf(skip !== undefined)('README examples', () => {
+  let cluster: PrivatePgCluster;
+  const database = uniqueName('cp_readme');
+  const admin = createMysqlPool({ primary: serviceUrl('mysql') });
+
+  beforeAll(async () => {
+    cluster = await startPrivatePgCluster();
+    process.env.PRIMARY_URL = cluster.primaryUrl;
+    process.env.REPLICA_URL = cluster.replicaUrl;
+    await admin.query(`CREATE DATABASE ${database}`);
+    const url = new URL(serviceUrl('mysql'));
+    url.pathname = `/${database}`;
+    process.env.MYSQL_URL = url.toString();
+    mkdirSync(runDir, { recursive: true });
+  });
+
+  afterAll(async () => {
+    rmSync(runDir, { recursive: true, force: true });
+    delete process.env.PRIMARY_URL;
+    delete process.env.REPLICA_URL;
+    delete process.env.MYSQL_URL;
+    await admin.query(`DROP DATABASE IF EXISTS ${database}`).catch(() => {});
+    await admin.close();
+    await cluster?.destroy();
+  });
+
+  it('has one expectation per example', () => {
+    expect(blocks).toHaveLength(expectedLogs.length);
+  });
+
+  blocks.forEach((code, index) => {
+    it(`example ${index + 1} runs and prints what the README says`, async () => {
+      const source = code.replaceAll("'@noa/connection-pool'", `'${path.join(packageDir, 'src/index.ts')}'`);
+      const file = path.join(runDir, `example-${index + 1}.ts`);
+      writeFileSync(file, source);
+      const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+      try {
+        await import(file);
+        expectedLogs[index]!(log.mock.calls);
+      } finally {
+        log.mockRestore();
+      }
+    });
+  });
+});
