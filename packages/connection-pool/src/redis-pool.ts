@@ -15,6 +15,18 @@ function loadIoredis(): Promise<IoredisModule> {
   return ioredisModule;
 }
 
+const CONNECTION_ERROR =
+  /Stream isn't writeable|Connection is closed|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|socket closed/i;
+
+/** True for errors that mean the socket is gone, whatever state ioredis reports yet. */
+function isConnectionError(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return (
+    (typeof code === 'string' && CONNECTION_ERROR.test(code)) ||
+    (typeof message === 'string' && CONNECTION_ERROR.test(message))
+  );
+}
+
 /**
  * Options of {@link createRedisPool}: the pool options plus where Redis is. Defaults are
  * small (`max` 4): ioredis multiplexes ordinary commands over one connection, so this pool is
@@ -106,7 +118,9 @@ export class RedisPool {
       result = await fn(client);
     } catch (error) {
       this.pool.destroy(client);
-      if (client.status !== 'ready') throw new BackendUnavailableError(this.pool.name, { cause: error });
+      if (client.status !== 'ready' || isConnectionError(error)) {
+        throw new BackendUnavailableError(this.pool.name, { cause: error });
+      }
       throw error;
     }
     this.pool.release(client);

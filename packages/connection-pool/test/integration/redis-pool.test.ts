@@ -15,7 +15,9 @@ describe.skipIf(!reachable)('RedisPool', () => {
         pool.use((client) => client.blpop(`${key}:a`, 5)),
         pool.use((client) => client.blpop(`${key}:b`, 5)),
       ];
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      for (let attempt = 0; attempt < 200 && pool.health().stats.active < 2; attempt += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
       expect(pool.health().stats.active).toBe(2);
       await pool.use(async (client) => {
         await client.rpush(`${key}:b`, 'second');
