@@ -7,6 +7,8 @@ import {
   parseOptions,
   silentLogger,
   systemClock,
+  tracingChannel,
+  withDeadline,
 } from '@noa/core';
 import {
   type ClusterOptions,
@@ -24,6 +26,9 @@ import {
 import { ReplicaBalancer } from './routing/replica-balancer.js';
 import { SessionTracker } from './routing/session-tracker.js';
 import type { IsolationLevel, SqlDriver } from './sql-driver.js';
+
+/** `noa:connection-pool:route` diagnostics channel: one message `{ pool, target, reason }` per routed query. */
+const routeChannel = tracingChannel('connection-pool', 'route');
 
 /** Per-query options. */
 export interface QueryOptions {
@@ -84,6 +89,7 @@ class ServerNode<Conn, Config> {
   healthy = true;
   reason: 'lag' | 'down' | undefined;
   lagMs = 0;
+  lagStrikes = 0;
   checking = false;
 
   constructor(name: string, role: 'primary' | 'replica', config: Config) {
@@ -358,6 +364,7 @@ export class SqlCluster<Conn, Config, Result> {
 
   #count(target: string, reason: RouteReason | 'read-your-writes' | 'fallback' | 'retry'): void {
     if (this.#metricsOn) this.#routed.inc({ pool: this.options.name, target, reason });
+    if (routeChannel.hasSubscribers) routeChannel.publish({ pool: this.options.name, target, reason });
   }
 
   #write(
@@ -468,10 +475,7 @@ export class SqlCluster<Conn, Config, Result> {
     for (const node of this.#replicas) {
       if (node.checking || this.#closed) continue;
       node.checking = true;
-      node.pool
-        .use((conn) => this.#driver.replicationLagMs(conn), {
-          timeoutMs: this.options.healthCheckIntervalMs * 2,
-        })
+      this.#measureLag(node)
         .then(
           (lagMs) => {
             node.lagMs = lagMs;
@@ -479,8 +483,13 @@ export class SqlCluster<Conn, Config, Result> {
               const seconds = Number.isFinite(lagMs) ? lagMs / 1_000 : -1;
               this.#replicaLag.set({ pool: this.options.name, replica: node.name }, seconds);
             }
-            const caughtUp = lagMs <= this.options.maxReplicaLagMs;
-            this.#markReplica(node, caughtUp, caughtUp ? undefined : 'lag');
+            // Two probes in a row over the bound: a probe that lands between a WAL record's
+            // arrival and its replay after a quiet spell sees the age of the previous
+            // transaction, not real lag, and must not flap the replica out.
+            const behind = lagMs > this.options.maxReplicaLagMs;
+            node.lagStrikes = behind ? node.lagStrikes + 1 : 0;
+            if (!behind) this.#markReplica(node, true, undefined);
+            else if (node.lagStrikes >= 2 || !node.healthy) this.#markReplica(node, false, 'lag');
           },
           (error: unknown) => {
             this.#logger.debug('replica health check failed', { replica: node.name, error: String(error) });
@@ -490,6 +499,32 @@ export class SqlCluster<Conn, Config, Result> {
         .finally(() => {
           node.checking = false;
         });
+    }
+  }
+
+  /**
+   * One lag probe with a deadline: a frozen replica (accepting TCP, answering nothing) must
+   * leave rotation too, so a probe that does not answer in time closes its connection.
+   */
+  async #measureLag(node: ServerNode<Conn, Config>): Promise<number> {
+    const deadlineMs = this.options.healthCheckIntervalMs * 2 + this.options.connectTimeoutMs;
+    const conn = await node.pool.acquire({ timeoutMs: deadlineMs });
+    let timedOut = false;
+    try {
+      const lag = await withDeadline(
+        this.#driver.replicationLagMs(conn),
+        deadlineMs,
+        'replica lag probe',
+        () => {
+          timedOut = true;
+          node.pool.destroy(conn);
+        },
+      );
+      node.pool.release(conn);
+      return lag;
+    } catch (error) {
+      if (!timedOut) node.pool.destroy(conn);
+      throw error;
     }
   }
 

@@ -292,3 +292,21 @@ describe('Pool', () => {
     await pool.close();
   });
 });
+
+describe('Pool idle validation', () => {
+  it('validates idle resources on each eviction run and replaces the ones that fail', async () => {
+    const bad = new Set<number>();
+    const { factory, destroyed } = counterFactory({ validate: (id) => !bad.has(id) });
+    const pool = new Pool(factory, { min: 1, max: 2, validateIdle: true, evictionIntervalMs: 10 });
+    await until(() => pool.stats.idle === 1);
+    const first = await pool.acquire();
+    pool.release(first);
+    bad.add(first.id);
+    await until(() => destroyed.includes(first.id));
+    await until(() => pool.stats.idle === 1);
+    const next = await pool.acquire();
+    expect(next.id).not.toBe(first.id);
+    pool.release(next);
+    await pool.close();
+  });
+});

@@ -39,11 +39,13 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     await pool.query('CREATE SEQUENCE ticket');
     // The replica must have replayed the DDL before reads can see the table.
     await waitFor(() => pool.health().replicas[0]!.healthy);
-    for (let attempt = 0; attempt < 100; attempt += 1) {
+    for (let attempt = 0; attempt < 200; attempt += 1) {
       const ready = await pool
-        .query("SELECT to_regclass('items') IS NOT NULL AS ok", [], { target: 'replica' })
+        .query("SELECT pg_is_in_recovery() AND to_regclass('ticket') IS NOT NULL AS ok", [], {
+          target: 'replica',
+        })
         .then((result) => result.rows[0]?.ok === true);
-      if (ready) break;
+      if (ready && pool.health().replicas[0]!.healthy) break;
       await sleep(50);
     }
   });
