@@ -18,7 +18,13 @@ export {
 } from './errors.js';
 export { createMongoPool, MongoPool, type MongoPoolOptions, mongoPoolOptionsSchema } from './mongo-pool.js';
 export { createMysqlPool, MysqlPool, type MysqlPoolOptions, type MysqlTransaction } from './mysql-pool.js';
-export { createPgPool, PgPool, type PgPoolOptions, type PgTransaction } from './pg-pool.js';
+export {
+  createPgPool,
+  PgPool,
+  type PgPoolClient,
+  type PgPoolOptions,
+  type PgTransaction,
+} from './pg-pool.js';
 export { type AcquireOptions, type CloseReport, type LeakReport, Pool, type PoolStats } from './pool.js';
 export { type PoolOptions, poolOptionsSchema, type ResourceFactory } from './pool-options.js';
 export { createRedisPool, RedisPool, type RedisPoolOptions, redisPoolOptionsSchema } from './redis-pool.js';

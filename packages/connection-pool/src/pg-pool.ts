@@ -32,6 +32,18 @@ export class PgPool extends SqlCluster<Client, PgConnectionConfig, QueryResult<Q
     return super.query(sql, values, options) as Promise<QueryResult<R>>;
   }
 
+  /**
+   * Borrows a primary client with `release()`, like `pg.Pool#connect`, for code written
+   * against `pg.Pool` (cursors, COPY, LISTEN). Pass `role: 'replica'` for read-only work.
+   */
+  async connect(options: { role?: 'primary' | 'replica'; signal?: AbortSignal } = {}): Promise<PgPoolClient> {
+    const client = (await this.acquire(options.role ?? 'primary', options)) as PgPoolClient;
+    client.release = (error?: Error | boolean) => {
+      this.release(client, error !== undefined && error !== false);
+    };
+    return client;
+  }
+
   /** Runs `fn` in a retried transaction on the primary (see `SqlCluster#withTransaction`). */
   override withTransaction<T>(
     fn: (tx: PgTransaction) => Promise<T>,
@@ -43,6 +55,12 @@ export class PgPool extends SqlCluster<Client, PgConnectionConfig, QueryResult<Q
     );
   }
 }
+
+/** A borrowed `pg` client with `release()`, as `pg.Pool#connect` returns. */
+export type PgPoolClient = Client & {
+  /** Gives the client back; pass an error (or `true`) to close it instead. */
+  release(error?: Error | boolean): void;
+};
 
 /** Creates a {@link PgPool}; bad options throw a `ConfigError` naming the field. */
 export function createPgPool(options: PgPoolOptions): PgPool {

@@ -193,6 +193,20 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     expect((failures[0] as PromiseRejectedResult).reason).toBeInstanceOf(TransactionRetryError);
   });
 
+  it('lends pg.Pool-style clients with release()', async () => {
+    const client = await pool.connect();
+    const replicaClient = await pool.connect({ role: 'replica' });
+    try {
+      const primary = await client.query('SELECT pg_is_in_recovery() AS r');
+      const replica = await replicaClient.query('SELECT pg_is_in_recovery() AS r');
+      expect([primary.rows[0]!.r, replica.rows[0]!.r]).toEqual([false, true]);
+    } finally {
+      client.release();
+      replicaClient.release(new Error('drop it'));
+    }
+    expect(pool.health().primary.stats.active).toBe(0);
+  });
+
   it('keeps a bounded LRU of named prepared statements per connection', async () => {
     const small = createPgPool({ primary: cluster.primaryUrl, statementCacheSize: 3, pool: { max: 1 } });
     try {
