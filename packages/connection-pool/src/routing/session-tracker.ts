@@ -5,8 +5,6 @@ interface SessionContext {
   writeUntil: number;
 }
 
-const storage = new AsyncLocalStorage<SessionContext>();
-
 /**
  * Read-your-writes bookkeeping: after a write, the writing session's reads stay on the
  * primary for `windowMs`. A session is a caller-given key (a user id, a request id) or the
@@ -15,6 +13,8 @@ const storage = new AsyncLocalStorage<SessionContext>();
 export class SessionTracker {
   readonly #windowMs: number;
   readonly #byKey = new Map<string, number>();
+  // One storage per tracker: a session opened on one pool does not pin another pool's reads.
+  readonly #storage = new AsyncLocalStorage<SessionContext>();
 
   constructor(windowMs: number) {
     this.#windowMs = windowMs;
@@ -22,13 +22,13 @@ export class SessionTracker {
 
   /** Runs `fn` in a session context; writes inside it pin its later reads to the primary. */
   run<R>(key: string | undefined, fn: () => R): R {
-    return storage.run({ key, writeUntil: 0 }, fn);
+    return this.#storage.run({ key, writeUntil: 0 }, fn);
   }
 
   /** Records a write by `key` (or by the current async session) at time `now`. */
   noteWrite(key: string | undefined, now: number): void {
     if (this.#windowMs === 0) return;
-    const context = storage.getStore();
+    const context = this.#storage.getStore();
     const until = now + this.#windowMs;
     if (context !== undefined) context.writeUntil = until;
     const sessionKey = key ?? context?.key;
@@ -40,7 +40,7 @@ export class SessionTracker {
   /** True when the session wrote within the window, so its reads must see the primary. */
   mustReadPrimary(key: string | undefined, now: number): boolean {
     if (this.#windowMs === 0) return false;
-    const context = storage.getStore();
+    const context = this.#storage.getStore();
     if (context !== undefined && context.writeUntil > now) return true;
     const sessionKey = key ?? context?.key;
     if (sessionKey === undefined || this.#byKey.size === 0) return false;
