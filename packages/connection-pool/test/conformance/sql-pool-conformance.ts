@@ -1,0 +1,147 @@
+import { sparePort } from '@noa/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BackendUnavailableError,
+  type ClusterOptions,
+  PoolClosedError,
+  type SqlCluster,
+  TransactionRetryError,
+} from '../../src/index.js';
+
+/** What the conformance suite needs to know about one SQL backend. */
+export interface SqlConformanceTarget<Conn, Config, Result> {
+  /** e.g. `pg on the shared Postgres`. */
+  name: string;
+  /** Why to skip (service unreachable), already printed as `skipped: …`; undefined to run. */
+  skipReason: string | undefined;
+  /** Prepares an isolated namespace (schema / database) and returns the primary's config in it. */
+  setup: () => Promise<Config>;
+  teardown: () => Promise<void>;
+  /** A config pointing at a port where nothing listens. */
+  unreachable: (port: number) => Config;
+  create: (options: ClusterOptions<Config>) => SqlCluster<Conn, Config, Result>;
+  /** Rows of a result as plain objects. */
+  rows: (result: Result) => Record<string, unknown>[];
+  /** Placeholder for the n-th (1-based) parameter: `$1` or `?`. */
+  param: (n: number) => string;
+}
+
+/**
+ * The behaviour every SQL driver must show through `SqlCluster`, run unchanged against each
+ * backend: parameterized queries, raw acquire/release, commit/rollback, retry of a real
+ * deadlock, fail-fast when the server is unreachable, and close() reporting leaks.
+ */
+export function sqlPoolConformance<Conn, Config, Result>(
+  target: SqlConformanceTarget<Conn, Config, Result>,
+): void {
+  describe.skipIf(target.skipReason !== undefined)(`SqlCluster conformance: ${target.name}`, () => {
+    let config: Config;
+    let pool: SqlCluster<Conn, Config, Result>;
+    const p = target.param;
+
+    beforeAll(async () => {
+      config = await target.setup();
+      pool = target.create({ primary: config, pool: { max: 4 } });
+      await pool.query('CREATE TABLE conformance_accounts (id int PRIMARY KEY, v int NOT NULL)');
+      await pool.query('INSERT INTO conformance_accounts VALUES (1, 0), (2, 0)');
+    });
+
+    afterAll(async () => {
+      await pool?.close();
+      await target.teardown();
+    });
+
+    it('runs parameterized queries (prepared and cached) and plain ones', async () => {
+      for (let round = 0; round < 3; round += 1) {
+        const result = await pool.query(`SELECT v FROM conformance_accounts WHERE id = ${p(1)}`, [2]);
+        expect(target.rows(result)).toEqual([{ v: 0 }]);
+      }
+      expect(target.rows(await pool.query('SELECT 1 AS one')).map((row) => Number(row.one))).toEqual([1]);
+    });
+
+    it('lends raw connections with acquire/release', async () => {
+      const conn = await pool.acquire();
+      expect(pool.health().primary.stats.active).toBe(1);
+      pool.release(conn);
+      expect(pool.health().primary.stats.active).toBe(0);
+    });
+
+    it('commits, and rolls back when the function throws', async () => {
+      await pool.withTransaction(async (tx) => {
+        await tx.query(`UPDATE conformance_accounts SET v = ${p(1)} WHERE id = 1`, [5]);
+      });
+      await expect(
+        pool.withTransaction(async (tx) => {
+          await tx.query('UPDATE conformance_accounts SET v = 99 WHERE id = 1');
+          throw new Error('undo');
+        }),
+      ).rejects.toThrow('undo');
+      const result = await pool.query('SELECT v FROM conformance_accounts WHERE id = 1');
+      expect(target.rows(result)).toEqual([{ v: 5 }]);
+    });
+
+    it('retries a real deadlock and gives up with TransactionRetryError when retries are off', async () => {
+      const crossed = (maxRetries: number) => {
+        let arrived = 0;
+        let open: () => void = () => {};
+        const gate = new Promise<void>((resolve) => {
+          open = resolve;
+        });
+        const attempts: number[] = [];
+        const run = (first: number, second: number) =>
+          pool.withTransaction(
+            async (tx) => {
+              attempts.push(tx.attempt);
+              await tx.query(`UPDATE conformance_accounts SET v = v + 1 WHERE id = ${p(1)}`, [first]);
+              if (tx.attempt === 1) {
+                arrived += 1;
+                if (arrived === 2) open();
+                await gate;
+              }
+              await tx.query(`UPDATE conformance_accounts SET v = v + 1 WHERE id = ${p(1)}`, [second]);
+            },
+            { maxRetries },
+          );
+        return { attempts, done: Promise.allSettled([run(1, 2), run(2, 1)]) };
+      };
+      const retried = crossed(3);
+      const outcomes = await retried.done;
+      expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'fulfilled']);
+      expect(Math.max(...retried.attempts)).toBe(2);
+
+      const once = crossed(0);
+      const results = await once.done;
+      const failures = results.filter((outcome) => outcome.status === 'rejected');
+      expect(failures).toHaveLength(1);
+      expect((failures[0] as PromiseRejectedResult).reason).toBeInstanceOf(TransactionRetryError);
+    });
+
+    it('fails fast with BackendUnavailableError when the server cannot be reached', async () => {
+      const dead = target.create({
+        primary: target.unreachable(await sparePort()),
+        pool: { acquireTimeoutMs: 30_000 },
+      });
+      try {
+        const started = Date.now();
+        await expect(dead.query('SELECT 1')).rejects.toBeInstanceOf(BackendUnavailableError);
+        await expect(dead.query('SELECT 1')).rejects.toBeInstanceOf(BackendUnavailableError);
+        expect(Date.now() - started).toBeLessThan(5_000);
+        expect(dead.health().primary.healthy).toBe(false);
+      } finally {
+        await dead.close();
+      }
+    });
+
+    it('close() rejects new work and reports connections never released', async () => {
+      const own = target.create({
+        primary: config,
+        pool: { max: 2, closeTimeoutMs: 20, leakDetectionThresholdMs: 60_000 },
+      });
+      await own.acquire();
+      const report = await own.close();
+      expect(report.unreleased).toHaveLength(1);
+      expect(report.unreleased[0]!.acquireStack).toContain('acquired here');
+      await expect(own.query('SELECT 1')).rejects.toBeInstanceOf(PoolClosedError);
+    });
+  });
+}
