@@ -1,4 +1,4 @@
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { isReachable, serviceUrl, sparePort, uniqueName } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMongoPool, type MongoPool } from '../../src/index.js';
@@ -56,5 +56,21 @@ describe.skipIf(!reachable)('MongoPool over the driver pool', () => {
     expect(pool.stats.size).toBeGreaterThan(0);
     expect(pool.stats.size).toBeLessThanOrEqual(4 + 1);
     expect(pool.stats.active).toBe(0);
+  });
+});
+
+describe('MongoPool without a server', () => {
+  it('fails fast: connect() rejects and health() is unhealthy within serverSelectionTimeoutMs', async () => {
+    const pool = createMongoPool({
+      url: `mongodb://127.0.0.1:${await sparePort()}/none`,
+      serverSelectionTimeoutMs: 300,
+    });
+    const started = Date.now();
+    await expect(pool.connect()).rejects.toThrow();
+    const health = await pool.health();
+    expect(health.healthy).toBe(false);
+    expect(Date.now() - started).toBeLessThan(300 * 2 + 2_000);
+    expect(() => pool.db()).toThrow(/connect\(\)/);
+    await pool.close();
   });
 });
