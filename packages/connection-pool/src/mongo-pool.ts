@@ -65,6 +65,7 @@ export type MongoPoolOptions = z.input<typeof mongoPoolOptionsSchema>;
  * the driver's CMAP events, and routes reads by read preference with read-your-writes.
  */
 export class MongoPool {
+  /** The parsed options, defaults applied. */
   readonly options: z.output<typeof mongoPoolOptionsSchema>;
   readonly #metrics: PoolMetrics;
   readonly #routed: { inc(labels: { pool: string; target: string; reason: string }): void };

@@ -93,7 +93,9 @@ const CLOSED = 2;
  * are on.
  */
 export class Pool<T> {
+  /** Name used in errors, logs and metrics. */
   readonly name: string;
+  /** The parsed options, defaults applied. */
   readonly options: ResolvedPoolOptions;
   readonly #factory: ResourceFactory<T>;
   readonly #clock: Clock;

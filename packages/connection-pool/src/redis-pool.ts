@@ -55,6 +55,7 @@ export type RedisPoolOptions = Omit<z.input<typeof redisPoolOptionsSchema>, 'red
  * broken one is replaced by the pool, and an unreachable server fails fast.
  */
 export class RedisPool {
+  /** The underlying generic pool (stats, leaks, drain). */
   readonly pool: Pool<Redis>;
 
   constructor(options: RedisPoolOptions) {

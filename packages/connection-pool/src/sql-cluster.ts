@@ -55,6 +55,7 @@ export interface TransactionOptions {
 
 /** The handle `withTransaction` passes to its function: every query runs on the transaction's connection. */
 export interface Transaction<Conn, Result> {
+  /** Runs one statement inside the transaction. */
   query(sql: string, values?: readonly unknown[]): Promise<Result>;
   /** The driver's own connection, for APIs the handle does not wrap (COPY, cursors). */
   readonly connection: Conn;
@@ -64,6 +65,7 @@ export interface Transaction<Conn, Result> {
 
 /** Health of one server as seen by the pool. */
 export interface ServerHealth {
+  /** `primary`, `replica0`, `replica1`… */
   name: string;
   role: 'primary' | 'replica';
   /** In rotation (replicas) / reachable (primary). */
@@ -72,12 +74,15 @@ export interface ServerHealth {
   reason: 'lag' | 'down' | undefined;
   /** Last measured replication lag (0 for the primary). */
   lagMs: number;
+  /** Occupancy of this server's pool. */
   stats: PoolStats;
 }
 
 /** Health of the whole cluster. */
 export interface ClusterHealth {
+  /** The writer. */
   primary: ServerHealth;
+  /** The readers, in the order they were configured. */
   replicas: ServerHealth[];
 }
 
@@ -110,6 +115,7 @@ class ServerNode<Conn, Config> {
  * lag-aware rotation, fail-fast on outages, optional failover, and retried transactions.
  */
 export class SqlCluster<Conn, Config, Result> {
+  /** The parsed options, defaults applied. */
   readonly options: ResolvedClusterOptions;
   readonly #driver: SqlDriver<Conn, Config, Result>;
   readonly #primary: ServerNode<Conn, Config>;

@@ -14,7 +14,9 @@ export type RouteReason =
 
 /** The classifier's verdict on one SQL text. */
 export interface StatementRoute {
+  /** Where it may run. */
   target: StatementTarget;
+  /** The rule that decided. */
   reason: RouteReason;
 }
 
