@@ -53,6 +53,12 @@ export const clusterOptionsSchema = z
     }),
     /** Connect timeout per connection attempt. */
     connectTimeoutMs: z.number().int().positive().default(5_000),
+    /**
+     * A statement running longer than this has its connection closed and rejects with
+     * `QueryTimeoutError` (protects against frozen servers; off by default, since long reports
+     * are legitimate). Checked by one timer per pool, not one per query.
+     */
+    queryTimeoutMs: z.number().int().positive().optional(),
     /** After a write, that session's reads stay on the primary this long (0 turns it off). */
     readYourWritesMs: z.number().int().nonnegative().default(2_000),
     /** How reads pick a replica. */

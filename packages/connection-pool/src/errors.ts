@@ -48,6 +48,18 @@ export class NotBorrowedError extends ConnectionPoolError {
   }
 }
 
+/**
+ * A statement ran longer than `queryTimeoutMs` (a frozen or partitioned server, or a runaway
+ * query): its connection was closed so the caller is not left hanging.
+ */
+export class QueryTimeoutError extends ConnectionPoolError {
+  constructor(server: string, timeoutMs: number) {
+    super('NOA_POOL_QUERY_TIMEOUT', `${server}: query did not answer within ${timeoutMs} ms`, {
+      details: { server, timeoutMs },
+    });
+  }
+}
+
 /** A transaction kept failing with a retryable code (serialization failure, deadlock) past `maxRetries`. */
 export class TransactionRetryError extends ConnectionPoolError {
   constructor(attempts: number, cause: unknown) {

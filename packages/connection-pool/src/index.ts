@@ -14,6 +14,7 @@ export {
   ConnectionPoolError,
   NotBorrowedError,
   PoolClosedError,
+  QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
 export { createMongoPool, MongoPool, type MongoPoolOptions, mongoPoolOptionsSchema } from './mongo-pool.js';

@@ -16,7 +16,12 @@ import {
   type FailoverHandler,
   type ResolvedClusterOptions,
 } from './cluster-options.js';
-import { BackendUnavailableError, ConnectionPoolError, TransactionRetryError } from './errors.js';
+import {
+  BackendUnavailableError,
+  ConnectionPoolError,
+  QueryTimeoutError,
+  TransactionRetryError,
+} from './errors.js';
 import { type CloseReport, Pool, type PoolStats } from './pool.js';
 import {
   createStatementClassifier,
@@ -134,6 +139,10 @@ export class SqlCluster<Conn, Config, Result> {
   #failoverRunning = false;
   #failoverAfter = 0;
   #healthTimer: NodeJS.Timeout | undefined;
+  #watchdog: NodeJS.Timeout | undefined;
+  /** Start time of each statement in flight, only while `queryTimeoutMs` is set. */
+  readonly #running = new Map<Conn, number>();
+  readonly #timedOut = new WeakSet<object>();
   #closed = false;
 
   constructor(driver: SqlDriver<Conn, Config, Result>, options: ClusterOptions<Config>) {
@@ -167,6 +176,14 @@ export class SqlCluster<Conn, Config, Result> {
       this.#node(`replica${index}`, 'replica', config),
     );
     this.#balancer = new ReplicaBalancer(this.#replicas, this.options.loadBalancing);
+    const queryTimeoutMs = this.options.queryTimeoutMs;
+    if (queryTimeoutMs !== undefined) {
+      this.#watchdog = setInterval(
+        () => this.#abortSlowQueries(queryTimeoutMs),
+        Math.max(25, Math.min(1_000, queryTimeoutMs / 4)),
+      );
+      this.#watchdog.unref();
+    }
     if (this.#replicas.length > 0) {
       this.#healthTimer = setInterval(() => this.#checkReplicas(), this.options.healthCheckIntervalMs);
       this.#healthTimer.unref();
@@ -227,17 +244,17 @@ export class SqlCluster<Conn, Config, Result> {
       let outcome: { ok: true; value: R } | { ok: false; error: unknown; broken: boolean };
       try {
         for (const statement of driver.beginStatements(options.isolation, options.readOnly ?? false)) {
-          await driver.query(conn, statement, undefined);
+          await this.#run(conn, statement, undefined);
         }
         const value = await fn({
-          query: (sql, values) => driver.query(conn, sql, values),
+          query: (sql, values) => this.#run(conn, sql, values),
           connection: conn,
           attempt,
         });
-        await driver.query(conn, 'COMMIT', undefined);
+        await this.#run(conn, 'COMMIT', undefined);
         outcome = { ok: true, value };
       } catch (error) {
-        let broken = driver.isConnectionError(error);
+        let broken = driver.isConnectionError(error) || this.#timedOut.has(conn as object);
         if (!broken) {
           await driver.query(conn, 'ROLLBACK', undefined).catch(() => {
             broken = true;
@@ -252,6 +269,7 @@ export class SqlCluster<Conn, Config, Result> {
         return outcome.value;
       }
       const { error, broken } = outcome;
+      if (this.#timedOut.has(conn as object)) throw this.#timeout(this.#primary);
       if (broken) throw this.#unavailable(this.#primary, error);
       const codes = driver.errorCodes(error);
       if (!codes.some((code) => retryOn.includes(code))) throw error;
@@ -298,6 +316,7 @@ export class SqlCluster<Conn, Config, Result> {
     if (this.#closed) return { unreleased: [] };
     this.#closed = true;
     clearInterval(this.#healthTimer);
+    clearInterval(this.#watchdog);
     const reports = await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.close()));
     return { unreleased: reports.flatMap((report) => report.unreleased) };
   }
@@ -444,8 +463,12 @@ export class SqlCluster<Conn, Config, Result> {
     }
     let result: Result;
     try {
-      result = await this.#driver.query(conn, sql, values);
+      result = await this.#run(conn, sql, values);
     } catch (error) {
+      if (this.#timedOut.has(conn as object)) {
+        node.pool.destroy(conn);
+        throw this.#timeout(node);
+      }
       if (this.#driver.isConnectionError(error)) {
         node.pool.destroy(conn);
         throw this.#unavailable(node, error);
@@ -455,6 +478,31 @@ export class SqlCluster<Conn, Config, Result> {
     }
     node.pool.release(conn);
     return result;
+  }
+
+  /** Runs one statement, tracked by the query watchdog when `queryTimeoutMs` is set. */
+  #run(conn: Conn, sql: string, values: readonly unknown[] | undefined): Promise<Result> {
+    if (this.#watchdog === undefined) return this.#driver.query(conn, sql, values);
+    this.#running.set(conn, Date.now());
+    return this.#driver.query(conn, sql, values).finally(() => {
+      this.#running.delete(conn);
+    });
+  }
+
+  /** Closes the connections whose statement has run past `queryTimeoutMs`. */
+  #abortSlowQueries(timeoutMs: number): void {
+    const now = Date.now();
+    for (const [conn, startedAt] of this.#running) {
+      if (now - startedAt < timeoutMs) continue;
+      this.#running.delete(conn);
+      this.#timedOut.add(conn as object);
+      this.#logger.warn('query exceeded queryTimeoutMs; closing its connection', { timeoutMs });
+      this.#driver.abort(conn);
+    }
+  }
+
+  #timeout(node: ServerNode<Conn, Config>): QueryTimeoutError {
+    return new QueryTimeoutError(`${this.options.name}:${node.name}`, this.options.queryTimeoutMs ?? 0);
   }
 
   #unavailable(node: ServerNode<Conn, Config>, error: unknown): BackendUnavailableError {

@@ -23,6 +23,8 @@ export interface SqlDriver<Conn, Config, Result> {
   readonly defaultRetryCodes: readonly string[];
   connect(settings: ConnectSettings<Config>): Promise<Conn>;
   close(conn: Conn): Promise<void>;
+  /** Drops the connection's socket at once (a query on it did not answer in time). */
+  abort(conn: Conn): void;
   /** Runs one statement; `values` present and caching on → a prepared statement from the per-connection cache. */
   query(conn: Conn, sql: string, values: readonly unknown[] | undefined): Promise<Result>;
   /** Cheap liveness probe. */

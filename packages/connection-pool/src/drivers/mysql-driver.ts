@@ -67,6 +67,10 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     await conn.end().catch(() => conn.destroy());
   },
 
+  abort(conn: Connection): void {
+    conn.destroy();
+  },
+
   query(conn: Connection, sql: string, values: readonly unknown[] | undefined): Promise<MysqlResult> {
     if (values !== undefined && values.length > 0) {
       const params = values as never;

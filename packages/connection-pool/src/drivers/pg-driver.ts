@@ -81,6 +81,10 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
     await client.end();
   },
 
+  abort(client: Client): void {
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  },
+
   query(client: Client, sql: string, values: readonly unknown[] | undefined) {
     if (values !== undefined && values.length > 0) {
       const cache = statementCaches.get(client);

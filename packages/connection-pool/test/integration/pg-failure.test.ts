@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackendUnavailableError, createPgPool } from '../../src/index.js';
+import { BackendUnavailableError, createPgPool, QueryTimeoutError } from '../../src/index.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
 
 const skip = privatePgSkipReason();
@@ -71,6 +71,42 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
     } finally {
       running = false;
       await Promise.all(workers);
+      await pool.close();
+    }
+  });
+
+  it('does not hang on a frozen primary: queryTimeoutMs closes the stuck connection, connects time out', async () => {
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      queryTimeoutMs: 500,
+      connectTimeoutMs: 1_000,
+      pool: { max: 2, acquireTimeoutMs: 10_000, initialBackoffMs: 50, maxBackoffMs: 200 },
+    });
+    try {
+      await pool.query('SELECT 1');
+      await cluster.freezePrimary();
+      try {
+        let started = Date.now();
+        await expect(pool.query('SELECT 1')).rejects.toBeInstanceOf(QueryTimeoutError);
+        expect(Date.now() - started).toBeLessThan(500 + 1_500);
+        started = Date.now();
+        await expect(pool.query('SELECT 1')).rejects.toBeInstanceOf(BackendUnavailableError);
+        expect(Date.now() - started).toBeLessThan(1_000 + 1_500);
+      } finally {
+        await cluster.thawPrimary();
+      }
+      let answered = false;
+      for (let attempt = 0; attempt < 100 && !answered; attempt += 1) {
+        answered = await pool.query('SELECT 1').then(
+          () => true,
+          async () => {
+            await sleep(100);
+            return false;
+          },
+        );
+      }
+      expect(answered).toBe(true);
+    } finally {
       await pool.close();
     }
   });

@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, chown, mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, chown, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -25,6 +25,10 @@ export interface PrivatePgCluster {
   /** Stops applying WAL on the replica (it keeps receiving it): replication lag grows. */
   pauseReplay(): Promise<void>;
   resumeReplay(): Promise<void>;
+  /** SIGSTOP the primary's postmaster and its backends: connections stay open, nothing answers. */
+  freezePrimary(): Promise<void>;
+  /** SIGCONT what `freezePrimary` stopped. */
+  thawPrimary(): Promise<void>;
   /** `pg_ctl promote`: the replica becomes a primary (for failover tests). */
   promoteReplica(): Promise<void>;
   /** Stops both servers and deletes their directories. */
@@ -131,7 +135,33 @@ export async function startPrivatePgCluster(): Promise<PrivatePgCluster> {
     }
   };
 
+  // The postmaster this harness started (first line of postmaster.pid) and its children.
+  const primaryProcesses = async (): Promise<number[]> => {
+    const postmaster = Number(
+      (await readFile(path.join(primaryDir, 'postmaster.pid'), 'utf8')).split('\n')[0],
+    );
+    const { stdout } = await run('ps', ['-o', 'pid=', '--ppid', String(postmaster)]).catch(() => ({
+      stdout: '',
+    }));
+    const children = stdout
+      .split('\n')
+      .map((line) => Number(line.trim()))
+      .filter((pid) => pid > 0);
+    return [postmaster, ...children];
+  };
+  const signalPrimary = async (signal: NodeJS.Signals) => {
+    for (const pid of await primaryProcesses()) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // exited meanwhile
+      }
+    }
+  };
+
   return {
+    freezePrimary: () => signalPrimary('SIGSTOP'),
+    thawPrimary: () => signalPrimary('SIGCONT'),
     primaryUrl: `postgres://postgres@127.0.0.1:${primaryPort}/postgres`,
     replicaUrl: `postgres://postgres@127.0.0.1:${replicaPort}/postgres`,
     primaryPort,
