@@ -135,6 +135,7 @@ export class SqlCluster<Conn, Config, Result> {
   readonly #routed: { inc(labels: { pool: string; target: string; reason: string }): void };
   readonly #replicaHealthy: { set(labels: { pool: string; replica: string }, value: number): void };
   readonly #replicaLag: { set(labels: { pool: string; replica: string }, value: number): void };
+  readonly #errors: { inc(labels: { pool: string; kind: string }): void };
   readonly #failover: FailoverHandler<Config> | undefined;
   #failoverRunning = false;
   #failoverAfter = 0;
@@ -166,6 +167,10 @@ export class SqlCluster<Conn, Config, Result> {
     this.#replicaHealthy = metrics.gauge('replica_in_rotation', '1 while a replica takes reads, else 0.', [
       'pool',
       'replica',
+    ]);
+    this.#errors = metrics.counter('errors_total', 'Connection errors by kind (create, validate, query).', [
+      'pool',
+      'kind',
     ]);
     this.#replicaLag = metrics.gauge('replica_lag_seconds', 'Last measured replication lag.', [
       'pool',
@@ -502,11 +507,13 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   #timeout(node: ServerNode<Conn, Config>): QueryTimeoutError {
+    this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query-timeout' });
     return new QueryTimeoutError(`${this.options.name}:${node.name}`, this.options.queryTimeoutMs ?? 0);
   }
 
   #unavailable(node: ServerNode<Conn, Config>, error: unknown): BackendUnavailableError {
     const wrapped = new BackendUnavailableError(`${this.options.name}:${node.name}`, { cause: error });
+    this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query-connection' });
     if (node === this.#primary) this.#maybeFailover(wrapped);
     else this.#markReplica(node, false, 'down');
     return wrapped;
