@@ -213,7 +213,8 @@ export class SqlCluster<Conn, Config, Result> {
       return this.#write(sql, values, options, route.target === 'primary', route.reason);
     }
     const now = this.#clock.now();
-    if (options?.target !== 'replica' && this.#sessions.mustReadPrimary(options?.session, now)) {
+    const replicaAsked = options?.target === 'replica' || route.reason === 'hint';
+    if (!replicaAsked && this.#sessions.mustReadPrimary(options?.session, now)) {
       return this.#onPrimary(sql, values, options, 'read-your-writes');
     }
     return this.#read(sql, values, options, route.reason);

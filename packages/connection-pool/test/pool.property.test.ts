@@ -4,16 +4,21 @@ import { Pool } from '../src/index.js';
 
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-type Op = { kind: 'acquire' } | { kind: 'release'; pick: number } | { kind: 'destroy'; pick: number };
+type Op =
+  | { kind: 'acquire' }
+  | { kind: 'release'; pick: number }
+  | { kind: 'destroy'; pick: number }
+  | { kind: 'abort'; pick: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.constant({ kind: 'acquire' } as const),
   fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }),
   fc.record({ kind: fc.constant('destroy' as const), pick: fc.nat() }),
+  fc.record({ kind: fc.constant('abort' as const), pick: fc.nat() }),
 );
 
 describe('Pool invariants under random interleavings', () => {
-  it('keeps active + idle <= max, never lends one resource twice, serves every waiter once', async () => {
+  it('keeps active + idle <= max, never lends one resource twice, serves every live waiter once', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 0, max: 3 }),
@@ -36,6 +41,8 @@ describe('Pool invariants under random interleavings', () => {
           );
           const held: { id: number }[] = [];
           const servedCount = new Map<number, number>();
+          const pending = new Map<number, AbortController>();
+          const aborted = new Set<number>();
           let waiterIndex = 0;
           const check = () => {
             const stats = pool.stats;
@@ -47,14 +54,32 @@ describe('Pool invariants under random interleavings', () => {
           const startAcquire = () => {
             const index = waiterIndex;
             waiterIndex += 1;
-            void pool.acquire().then((resource) => {
-              servedCount.set(index, (servedCount.get(index) ?? 0) + 1);
-              held.push(resource);
-            });
+            const controller = new AbortController();
+            pending.set(index, controller);
+            void pool.acquire({ signal: controller.signal }).then(
+              (resource) => {
+                pending.delete(index);
+                // An aborted caller must never be handed a resource.
+                expect(aborted.has(index)).toBe(false);
+                servedCount.set(index, (servedCount.get(index) ?? 0) + 1);
+                held.push(resource);
+              },
+              () => {
+                pending.delete(index);
+                expect(aborted.has(index)).toBe(true);
+              },
+            );
           };
           for (const op of ops) {
             if (op.kind === 'acquire') startAcquire();
-            else if (held.length > 0) {
+            else if (op.kind === 'abort') {
+              const waiting = [...pending.keys()];
+              if (waiting.length > 0) {
+                const index = waiting[op.pick % waiting.length]!;
+                aborted.add(index);
+                pending.get(index)!.abort();
+              }
+            } else if (held.length > 0) {
               const [resource] = held.splice(op.pick % held.length, 1);
               if (op.kind === 'release') pool.release(resource!);
               else pool.destroy(resource!);
@@ -63,13 +88,14 @@ describe('Pool invariants under random interleavings', () => {
             check();
           }
           // Liveness: give everything back until every waiter was served.
-          for (let round = 0; round < waiterIndex + 5 && servedCount.size < waiterIndex; round += 1) {
+          const live = () => waiterIndex - aborted.size;
+          for (let round = 0; round < waiterIndex + 5 && servedCount.size < live(); round += 1) {
             for (const resource of held.splice(0)) pool.release(resource);
             await flush();
             await flush();
             check();
           }
-          expect(servedCount.size).toBe(waiterIndex);
+          expect(servedCount.size).toBe(live());
           for (const count of servedCount.values()) expect(count).toBe(1);
           for (const resource of held.splice(0)) pool.release(resource);
           await pool.close();
