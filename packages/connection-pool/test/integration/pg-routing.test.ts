@@ -90,6 +90,8 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     await pool.withSession(async () => {
       await pool.query("INSERT INTO items (name) VALUES ('ryw')");
       expect(await where('SELECT inet_server_port() AS port')).toBe('primary');
+      // An explicit replica hint opts out of read-your-writes.
+      expect(await where('/* noa:replica */ SELECT inet_server_port() AS port')).toBe('replica');
       const seen = await pool.query("SELECT count(*)::int AS n FROM items WHERE name = 'ryw'");
       expect(seen.rows[0]!.n).toBe(1);
       await sleep(500);
