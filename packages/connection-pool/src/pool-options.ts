@@ -53,7 +53,10 @@ export type ResolvedPoolOptions = z.output<typeof poolOptionsSchema>;
 
 /** How a {@link Pool} opens, closes and checks its resources. */
 export interface ResourceFactory<T> {
-  /** Opens one resource (a connection). A rejection counts as a backend failure. */
+  /**
+   * Opens one resource (a connection). A rejection counts as a backend failure. Each call must
+   * return a distinct value: the pool tracks resources by identity.
+   */
   create(): Promise<T>;
   /** Closes a resource; errors are logged, never thrown to the caller. */
   destroy(resource: T): Promise<void>;

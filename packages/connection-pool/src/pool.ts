@@ -60,7 +60,8 @@ interface Entry<T> {
   state: number;
   releasedAt: number;
   acquiredAt: number;
-  acquireStack: string | undefined;
+  /** Captured at acquire; V8 formats `.stack` only when read, so capture is cheap. */
+  acquireSite: Error | undefined;
   leakReported: boolean;
   broken: boolean;
 }
@@ -75,7 +76,7 @@ interface Waiter<T> {
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   startedAt: number;
-  stack: string | undefined;
+  site: Error | undefined;
 }
 
 const OPEN = 0;
@@ -283,7 +284,11 @@ export class Pool<T> {
     const unreleased: LeakReport[] = [];
     for (const entry of this.#entries.values()) {
       if (entry.state !== LENT) continue;
-      unreleased.push({ pool: this.name, heldMs: now - entry.acquiredAt, acquireStack: entry.acquireStack });
+      unreleased.push({
+        pool: this.name,
+        heldMs: now - entry.acquiredAt,
+        acquireStack: entry.acquireSite?.stack,
+      });
     }
     for (const leak of unreleased) {
       this.#logger.warn('connection never released before close', { ...leak });
@@ -321,8 +326,7 @@ export class Pool<T> {
         signal,
         onAbort: undefined,
         startedAt,
-        stack:
-          this.options.leakDetectionThresholdMs === undefined ? undefined : new Error('acquired here').stack,
+        site: this.options.leakDetectionThresholdMs === undefined ? undefined : new Error('acquired here'),
       };
       if (ownTimeout !== undefined) {
         waiter.timer = setTimeout(() => this.#timeOut(waiter, ownTimeout), ownTimeout);
@@ -389,7 +393,7 @@ export class Pool<T> {
     return this.#entries.size + this.#pending;
   }
 
-  #lend(entry: Entry<T>, startedAt: number, fromFastPath = true, stack?: string): void {
+  #lend(entry: Entry<T>, startedAt: number, fromFastPath = true, site?: Error): void {
     entry.state = LENT;
     this.#active += 1;
     if (this.#trackTime) {
@@ -397,7 +401,7 @@ export class Pool<T> {
       entry.acquiredAt = now;
       entry.leakReported = false;
       if (this.options.leakDetectionThresholdMs !== undefined) {
-        entry.acquireStack = stack ?? new Error('acquired here').stack;
+        entry.acquireSite = site ?? new Error('acquired here');
       }
       if (this.#metrics.enabled) {
         this.#metrics.acquireSeconds.observe((now - startedAt) / 1_000);
@@ -423,7 +427,7 @@ export class Pool<T> {
 
   #serve(waiter: Waiter<T>, entry: Entry<T>): void {
     this.#settle(waiter);
-    this.#lend(entry, waiter.startedAt, false, waiter.stack);
+    this.#lend(entry, waiter.startedAt, false, waiter.site);
     waiter.resolve(entry.resource);
   }
 
@@ -511,7 +515,7 @@ export class Pool<T> {
           state: BUSY,
           releasedAt: now,
           acquiredAt: 0,
-          acquireStack: undefined,
+          acquireSite: undefined,
           leakReported: false,
           broken: false,
         };
@@ -649,7 +653,7 @@ export class Pool<T> {
       this.#logger.warn('connection held longer than the leak threshold', {
         heldMs: now - entry.acquiredAt,
         thresholdMs: threshold,
-        acquireStack: entry.acquireStack,
+        acquireStack: entry.acquireSite?.stack,
       });
     }
   }
@@ -661,7 +665,7 @@ export class Pool<T> {
     const out: LeakReport[] = [];
     for (const entry of this.#entries.values()) {
       if (entry.state === LENT && now - entry.acquiredAt >= threshold) {
-        out.push({ pool: this.name, heldMs: now - entry.acquiredAt, acquireStack: entry.acquireStack });
+        out.push({ pool: this.name, heldMs: now - entry.acquiredAt, acquireStack: entry.acquireSite?.stack });
       }
     }
     return out;
