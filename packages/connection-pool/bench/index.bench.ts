@@ -90,7 +90,7 @@ if (ourPg && rawPg) {
     better: 'higher',
     goal: 0.97,
     anchor: 'pg.Pool@8.23.1',
-    rounds: 11,
+    rounds: 15,
     ours: () => concurrentOpsPerSecond(queries, 32, () => ourPg.query('SELECT 1')),
     theirs: () => concurrentOpsPerSecond(queries, 32, () => rawPg.query('SELECT 1')),
   });

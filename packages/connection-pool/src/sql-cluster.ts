@@ -317,9 +317,20 @@ export class SqlCluster<Conn, Config, Result> {
     return { primary: view(this.#primary), replicas: this.#replicas.map(view) };
   }
 
+  /**
+   * Graceful shutdown: new queries are refused (`PoolClosedError`), queued and running ones
+   * finish, then every connection is closed.
+   */
+  async drain(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#healthTimer);
+    clearInterval(this.#watchdog);
+    await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.drain()));
+  }
+
   /** Rejects waiters and closes every server's pool; reports connections never released. */
   async close(): Promise<CloseReport> {
-    if (this.#closed) return { unreleased: [] };
     this.#closed = true;
     clearInterval(this.#healthTimer);
     clearInterval(this.#watchdog);

@@ -24,6 +24,8 @@ export interface SqlConformanceTarget<Conn, Config, Result> {
   rows: (result: Result) => Record<string, unknown>[];
   /** Placeholder for the n-th (1-based) parameter: `$1` or `?`. */
   param: (n: number) => string;
+  /** A statement that takes `seconds` to answer. */
+  sleep: (seconds: number) => string;
 }
 
 /**
@@ -130,6 +132,17 @@ export function sqlPoolConformance<Conn, Config, Result>(
       } finally {
         await dead.close();
       }
+    });
+
+    it('drain() lets running statements finish and refuses new ones', async () => {
+      const own = target.create({ primary: config, pool: { max: 2 } });
+      const running = own.query(target.sleep(0.2));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const draining = own.drain();
+      await expect(own.query('SELECT 1')).rejects.toBeInstanceOf(PoolClosedError);
+      await expect(running).resolves.toBeDefined();
+      await draining;
+      expect(own.health().primary.stats.size).toBe(0);
     });
 
     it('close() rejects new work and reports connections never released', async () => {

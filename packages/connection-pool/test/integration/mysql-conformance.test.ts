@@ -32,4 +32,5 @@ sqlPoolConformance<Connection, MysqlConnectionConfig, MysqlResult>({
   create: (options) => createMysqlPool(options),
   rows: (result) => result[0] as unknown as Record<string, unknown>[],
   param: () => '?',
+  sleep: (seconds) => `SELECT SLEEP(${seconds})`,
 });

@@ -31,4 +31,5 @@ sqlPoolConformance<Client, PgConnectionConfig, QueryResult<QueryResultRow>>({
   create: (options) => createPgPool(options),
   rows: (result) => result.rows,
   param: (n) => `$${n}`,
+  sleep: (seconds) => `SELECT pg_sleep(${seconds})`,
 });
