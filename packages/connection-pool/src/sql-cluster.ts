@@ -298,8 +298,7 @@ export class SqlCluster<Conn, Config, Result> {
   /** Returns a connection from `acquire()`; `broken` closes it instead. */
   release(conn: Conn, broken = false): void {
     const node = this.#owner.get(conn as object);
-    if (node === undefined)
-      throw new ConnectionPoolError('NOA_POOL_NOT_BORROWED', 'connection is not from this pool');
+    if (node === undefined) throw new NotBorrowedError(this.options.name);
     if (broken) node.pool.destroy(conn);
     else node.pool.release(conn);
   }
