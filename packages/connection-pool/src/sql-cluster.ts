@@ -18,7 +18,7 @@ import {
 } from './cluster-options.js';
 import {
   BackendUnavailableError,
-  ConnectionPoolError,
+  NotBorrowedError,
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
@@ -262,7 +262,7 @@ export class SqlCluster<Conn, Config, Result> {
       } catch (error) {
         let broken = driver.isConnectionError(error) || this.#timedOut.has(conn as object);
         if (!broken) {
-          await driver.query(conn, 'ROLLBACK', undefined).catch(() => {
+          await this.#run(conn, 'ROLLBACK', undefined).catch(() => {
             broken = true;
           });
         }
