@@ -1,0 +1,123 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { isReachable, parseHostPort, type ServiceName, serviceDefaults } from './env.js';
+
+const run = promisify(execFile);
+
+/** How to run one service in a container when neither its env var nor its loopback default works. */
+export interface ContainerSpec {
+  image: string;
+  env?: Record<string, string>;
+  command?: string[];
+}
+
+/**
+ * The images the fallback starts. Each binds its loopback default port on the host (not a
+ * random one), so the default URL just works, in every test worker, with no env to pass on;
+ * Kafka in particular advertises the address it was configured with. UNTESTED on the machines
+ * of this repo, which have no Docker engine: see the README.
+ */
+export const containerSpecs: Record<ServiceName, ContainerSpec> = {
+  redis: { image: 'redis:7.2-alpine' },
+  postgres: {
+    image: 'postgres:15',
+    env: { POSTGRES_USER: 'noa', POSTGRES_PASSWORD: 'noa', POSTGRES_DB: 'noa' },
+    command: ['postgres', '-c', 'shared_preload_libraries=pg_stat_statements'],
+  },
+  mysql: {
+    image: 'mariadb:10.11',
+    // Root-equivalent grants as on the shared server: withMysqlDatabase creates databases.
+    env: {
+      MARIADB_ROOT_PASSWORD: 'noa',
+      MARIADB_USER: 'noa',
+      MARIADB_PASSWORD: 'noa',
+      MARIADB_DATABASE: 'noa',
+    },
+  },
+  rabbitmq: { image: 'rabbitmq:3.13-management' },
+  etcd: {
+    image: 'quay.io/coreos/etcd:v3.5.17',
+    command: [
+      'etcd',
+      '--listen-client-urls=http://0.0.0.0:2379',
+      '--advertise-client-urls=http://127.0.0.1:2379',
+    ],
+  },
+  nats: { image: 'nats:2.10' },
+  kafka: { image: 'apache/kafka:3.8.0' },
+  mongo: { image: 'mongo:7' },
+  s3: { image: 'motoserver/moto:5.0.28' },
+  sqs: { image: 'motoserver/moto:5.0.28' },
+  cloudfront: { image: 'motoserver/moto:5.0.28' },
+  consul: { image: 'hashicorp/consul:1.20', command: ['agent', '-dev', '-client=0.0.0.0'] },
+};
+
+let dockerAnswer: Promise<boolean> | undefined;
+
+/** True when a Docker engine answers `docker info` (checked once per process). */
+export function dockerAvailable(): Promise<boolean> {
+  dockerAnswer ??= run('docker', ['info'], { timeout: 10_000 }).then(
+    () => true,
+    () => false,
+  );
+  return dockerAnswer;
+}
+
+/** A container the fallback started; stop it in a teardown (testcontainers' reaper also removes it). */
+export interface StartedService {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+const started = new Map<string, Promise<StartedService>>();
+
+/** Starts `service`'s container with testcontainers (imported only here), bound to its default port. */
+export async function startServiceContainer(service: ServiceName): Promise<StartedService> {
+  const { url } = serviceDefaults[service];
+  const spec = containerSpecs[service];
+  const key = `${spec.image}:${parseHostPort(url).port}`;
+  let starting = started.get(key);
+  if (!starting) {
+    starting = (async () => {
+      const { GenericContainer } = await import('testcontainers');
+      const { port } = parseHostPort(url);
+      let container = new GenericContainer(spec.image).withExposedPorts({ container: port, host: port });
+      if (service === 'rabbitmq') container = container.withExposedPorts({ container: 15672, host: 15672 });
+      if (spec.env) container = container.withEnvironment(spec.env);
+      if (spec.command) container = container.withCommand(spec.command);
+      const running = await container.withStartupTimeout(120_000).start();
+      return {
+        url,
+        stop: async () => {
+          await running.stop();
+        },
+      };
+    })();
+    started.set(key, starting);
+  }
+  return starting;
+}
+
+/**
+ * The URL to use for `service`, or undefined when there is none, in this order: its env var
+ * if set (trusted as is); else its loopback default if it answers; else, when a Docker engine
+ * answers, a container started with testcontainers on the default port (and the env var set);
+ * else undefined, and the caller skips with `skipped: no X at …`.
+ */
+export async function ensureService(service: ServiceName): Promise<string | undefined> {
+  const { env, url } = serviceDefaults[service];
+  const fromEnv = process.env[env];
+  if (fromEnv) return fromEnv;
+  if (await isReachable(service)) return url;
+  if (!(await dockerAvailable())) return undefined;
+  const container = await startServiceContainer(service);
+  process.env[env] = container.url;
+  return container.url;
+}
+
+/** Stops every container this process started through {@link ensureService}. */
+export async function stopServiceContainers(): Promise<void> {
+  const all = [...started.values()];
+  started.clear();
+  await Promise.all(all.map(async (starting) => (await starting).stop()));
+}
