@@ -32,6 +32,20 @@ describe('startPrivateRedis', () => {
     }
   });
 
+  it('hangs while frozen and answers again after resume()', async () => {
+    const client = new Redis(redis.url, { commandTimeout: 300 });
+    try {
+      await client.ping();
+      redis.freeze();
+      await expect(client.ping()).rejects.toThrow(/timed out/i);
+      redis.resume();
+      expect(await client.ping()).toBe('PONG');
+    } finally {
+      redis.resume();
+      client.disconnect();
+    }
+  });
+
   it('stalls replies during pause()', async () => {
     const client = new Redis(redis.url);
     try {
