@@ -7,8 +7,8 @@ const packageDir = fileURLToPath(new URL('../..', import.meta.url));
 const readme = readFileSync(path.join(packageDir, 'README.md'), 'utf8');
 /** Every ```ts block right after a `<!-- test -->` line. */
 const examples = [...readme.matchAll(/<!-- test -->\s*```ts\n([\s\S]*?)```/g)].map((match) => match[1] ?? '');
-// Inside the package so its dependencies (pg, amqplib, …) resolve; ignored by git.
-const scratch = path.join(packageDir, '.readme-examples');
+// Inside the package so its dependencies (pg, amqplib, …) resolve; git ignores **/test/.readme/.
+const scratch = path.join(packageDir, 'test', '.readme');
 
 describe('README examples', () => {
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -23,7 +23,7 @@ describe('README examples', () => {
       mkdirSync(scratch, { recursive: true });
       const file = path.join(scratch, `example-${index + 1}.ts`);
       // The package cannot import itself by name here; point the import at its entry.
-      writeFileSync(file, code.replaceAll(`from '@noa/testkit'`, `from '../src/index.ts'`));
+      writeFileSync(file, code.replaceAll(`from '@noa/testkit'`, `from '../../src/index.ts'`));
       await import(pathToFileURL(file).href);
     });
   });
