@@ -72,6 +72,18 @@ describe('startPrivatePostgres', () => {
     expect(await query(primary.url, 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
   });
 
+  it('answers nothing while frozen, and again after resume()', async () => {
+    primary.freeze();
+    try {
+      const client = new pg.Client({ connectionString: primary.url, connectionTimeoutMillis: 500 });
+      client.on('error', () => {});
+      await expect(client.connect()).rejects.toThrow();
+    } finally {
+      primary.resume();
+    }
+    expect(await query(primary.url, 'SELECT 2 AS two')).toEqual([{ two: 2 }]);
+  });
+
   it('streams to a replica made with createReplica(), which promote() turns into a primary', async () => {
     const started = Date.now();
     const replica = await primary.createReplica();
