@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { isReachable, parseHostPort, type ServiceName, serviceDefaults } from './env.js';
+import { isReachable, parseHostPort, type ServiceName, serviceDefaults, serviceUrl } from './env.js';
 
 const run = promisify(execFile);
 
@@ -120,4 +120,17 @@ export async function stopServiceContainers(): Promise<void> {
   const all = [...started.values()];
   started.clear();
   await Promise.all(all.map(async (starting) => (await starting).stop()));
+}
+
+/**
+ * For services that cannot be had on every machine (Consul, MongoDB wire): returns the reason
+ * to skip, printed as `skipped: no Consul at …`, or undefined when the service answers (or,
+ * its env var unset and a Docker engine present, once {@link ensureService} started it).
+ */
+export async function skipReason(service: ServiceName, label: string): Promise<string | undefined> {
+  if (await isReachable(service)) return undefined;
+  if (!process.env[serviceDefaults[service].env] && (await ensureService(service))) return undefined;
+  const reason = `skipped: no ${label} at ${serviceUrl(service)} (set ${serviceDefaults[service].env}, or run scripts/services up)`;
+  console.log(reason);
+  return reason;
 }

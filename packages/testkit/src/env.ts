@@ -92,14 +92,3 @@ export function isReachable(service: ServiceName, timeoutMs = 1_000): Promise<bo
     socket.once('error', () => done(false));
   });
 }
-
-/**
- * For services that cannot be had on every machine (Consul, a real MongoDB): returns the
- * reason to skip, printed as `skipped: no Consul at …`, or undefined when reachable.
- */
-export async function skipReason(service: ServiceName, label: string): Promise<string | undefined> {
-  if (await isReachable(service)) return undefined;
-  const reason = `skipped: no ${label} at ${serviceUrl(service)} (set ${serviceDefaults[service].env}, or run scripts/services up)`;
-  console.log(reason);
-  return reason;
-}

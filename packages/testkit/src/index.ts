@@ -4,6 +4,7 @@ export {
   dockerAvailable,
   ensureService,
   type StartedService,
+  skipReason,
   startServiceContainer,
   stopServiceContainers,
 } from './ensure-service.js';
@@ -16,7 +17,6 @@ export {
   type ServiceName,
   serviceDefaults,
   serviceUrl,
-  skipReason,
 } from './env.js';
 export {
   type MysqlDatabase,
