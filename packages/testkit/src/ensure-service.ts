@@ -134,3 +134,15 @@ export async function skipReason(service: ServiceName, label: string): Promise<s
   console.log(reason);
   return reason;
 }
+
+/**
+ * The URL of a service CI always brings up ({@link ensureService}), or a thrown error naming
+ * it: for tests that must FAIL rather than skip when the service is missing, because a skip
+ * would hide a broken `scripts/services`.
+ */
+export async function requireService(service: ServiceName, label: string = service): Promise<string> {
+  const url = await ensureService(service);
+  if (url) return url;
+  const { env, url: fallback } = serviceDefaults[service];
+  throw new Error(`no ${label} at ${fallback}: CI starts it with scripts/services up (or set ${env})`);
+}

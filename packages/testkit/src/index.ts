@@ -3,6 +3,7 @@ export {
   containerSpecs,
   dockerAvailable,
   ensureService,
+  requireService,
   type StartedService,
   skipReason,
   startServiceContainer,
