@@ -100,14 +100,16 @@ export async function startServiceContainer(service: ServiceName): Promise<Start
 
 /**
  * The URL to use for `service`, or undefined when there is none, in this order: its env var
- * if set (trusted as is); else its loopback default if it answers; else, when a Docker engine
- * answers, a container started with testcontainers on the default port (and the env var set);
- * else undefined, and the caller skips with `skipped: no X at …`.
+ * if set to something other than the default (an external server, trusted as is); else its
+ * loopback default if it answers; else, when a Docker engine answers, a container started
+ * with testcontainers on the default port (and the env var set); else undefined, and the
+ * caller skips with `skipped: no X at …`. An env var equal to the default counts as unset,
+ * as in `scripts/services` (whose `env` command exports the defaults).
  */
 export async function ensureService(service: ServiceName): Promise<string | undefined> {
   const { env, url } = serviceDefaults[service];
   const fromEnv = process.env[env];
-  if (fromEnv) return fromEnv;
+  if (fromEnv && fromEnv !== url) return fromEnv;
   if (await isReachable(service)) return url;
   if (!(await dockerAvailable())) return undefined;
   const container = await startServiceContainer(service);
@@ -129,7 +131,7 @@ export async function stopServiceContainers(): Promise<void> {
  */
 export async function skipReason(service: ServiceName, label: string): Promise<string | undefined> {
   if (await isReachable(service)) return undefined;
-  if (!process.env[serviceDefaults[service].env] && (await ensureService(service))) return undefined;
+  if ((await ensureService(service)) && (await isReachable(service))) return undefined;
   const reason = `skipped: no ${label} at ${serviceUrl(service)} (set ${serviceDefaults[service].env}, or run scripts/services up)`;
   console.log(reason);
   return reason;
@@ -142,7 +144,9 @@ export async function skipReason(service: ServiceName, label: string): Promise<s
  */
 export async function requireService(service: ServiceName, label: string = service): Promise<string> {
   const url = await ensureService(service);
-  if (url) return url;
-  const { env, url: fallback } = serviceDefaults[service];
-  throw new Error(`no ${label} at ${fallback}: CI starts it with scripts/services up (or set ${env})`);
+  if (url && (await isReachable(service))) return url;
+  const { env } = serviceDefaults[service];
+  throw new Error(
+    `no ${label} at ${url ?? serviceUrl(service)}: CI starts it with scripts/services up (or set ${env})`,
+  );
 }

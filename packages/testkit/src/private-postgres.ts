@@ -15,7 +15,7 @@ export interface PrivatePostgresOptions {
   replicaOf?: PrivatePostgres | string;
   /** Extra `-c name=value` server settings, e.g. `{ max_connections: '20' }`. */
   settings?: Record<string, string>;
-  /** Directory with initdb/postgres/pg_ctl; default: the newest /usr/lib/postgresql/<v>/bin, or $PG_BIN_DIR. */
+  /** Directory with initdb/postgres/pg_ctl; default: the newest /usr/lib/postgresql/<v>/bin, or $PG_BIN_DIR / $PG_BINDIR. */
   binDir?: string;
   /** Milliseconds to wait for the server to accept connections; default 60 000. */
   startTimeoutMs?: number;
@@ -51,14 +51,16 @@ export interface PrivatePostgres {
 
 /** The newest Debian PostgreSQL binaries directory, e.g. /usr/lib/postgresql/15/bin. */
 export function postgresBinDir(): string {
-  if (process.env.PG_BIN_DIR) return process.env.PG_BIN_DIR;
+  // PG_BINDIR is what `scripts/services env` exports.
+  const fromEnv = process.env.PG_BIN_DIR || process.env.PG_BINDIR;
+  if (fromEnv) return fromEnv;
   const root = '/usr/lib/postgresql';
   const versions = existsSync(root)
     ? readdirSync(root)
         .filter((name) => existsSync(path.join(root, name, 'bin', 'initdb')))
         .sort((a, b) => Number(b) - Number(a))
     : [];
-  if (!versions[0]) throw new Error(`no PostgreSQL binaries under ${root} (set PG_BIN_DIR)`);
+  if (!versions[0]) throw new Error(`no PostgreSQL binaries under ${root} (set PG_BINDIR)`);
   return path.join(root, versions[0], 'bin');
 }
 
