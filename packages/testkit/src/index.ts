@@ -19,6 +19,7 @@ export {
   serviceDefaults,
   serviceUrl,
 } from './env.js';
+export { clearKafkaTopics } from './kafka-topics.js';
 export {
   type MysqlDatabase,
   quoteMysqlIdentifier,
@@ -51,3 +52,4 @@ export {
 } from './rabbit-vhost.js';
 export { type PrivateRedisCluster, startRedisCluster } from './redis-cluster.js';
 export { clearRedisPrefix, escapeGlob, type RedisPrefix, withRedisPrefix } from './redis-prefix.js';
+export { clearSqsQueues } from './sqs-queues.js';

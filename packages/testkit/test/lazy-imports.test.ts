@@ -13,6 +13,9 @@ const heavy = [
   'nats',
   'testcontainers',
   '@platformatic/kafka',
+  '@aws-sdk/client-s3',
+  '@aws-sdk/client-sqs',
+  '@aws-sdk/client-cloudfront',
 ];
 const srcDir = path.resolve(import.meta.dirname, '..', 'src');
 

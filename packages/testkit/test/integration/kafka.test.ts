@@ -1,6 +1,6 @@
 import { Admin, Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
-import { brokerList, createNamespace } from '../../src/index.js';
+import { brokerList, clearKafkaTopics, createNamespace } from '../../src/index.js';
 import { requireService, smokeLine } from './smoke.js';
 
 describe('Kafka smoke', () => {
@@ -33,7 +33,7 @@ describe('Kafka smoke', () => {
       }
       await stream.close();
       expect(received).toEqual({ key: 'k1', value: `hello ${name}` });
-      await admin.deleteTopics({ topics: [topic] });
+      expect(await clearKafkaTopics(topicPrefix, brokers)).toEqual([topic]);
       smokeLine('kafka', `${metadata.brokers.size} broker(s)`, brokers.join(','));
     } finally {
       await consumer.close(true);

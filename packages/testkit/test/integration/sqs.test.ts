@@ -1,13 +1,13 @@
 import {
   CreateQueueCommand,
   DeleteMessageCommand,
-  DeleteQueueCommand,
+  ListQueuesCommand,
   ReceiveMessageCommand,
   SendMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
-import { uniqueName } from '../../src/index.js';
+import { clearSqsQueues, uniqueName } from '../../src/index.js';
 import { requireService, smokeLine } from './smoke.js';
 
 describe('SQS (moto) smoke', () => {
@@ -19,7 +19,8 @@ describe('SQS (moto) smoke', () => {
       credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     });
     try {
-      const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: uniqueName('queue') }));
+      const name = uniqueName('queue');
+      const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: name }));
       expect(QueueUrl).toBeTruthy();
       await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'hello sqs' }));
       const received = await sqs.send(
@@ -28,7 +29,11 @@ describe('SQS (moto) smoke', () => {
       const message = received.Messages?.[0];
       expect(message?.Body).toBe('hello sqs');
       await sqs.send(new DeleteMessageCommand({ QueueUrl, ReceiptHandle: message?.ReceiptHandle }));
-      await sqs.send(new DeleteQueueCommand({ QueueUrl }));
+      await sqs.send(new CreateQueueCommand({ QueueName: `${name}_second` }));
+      // Both queues of the prefix go, and nothing else.
+      expect((await clearSqsQueues(name, endpoint)).length).toBe(2);
+      const left = await sqs.send(new ListQueuesCommand({ QueueNamePrefix: name }));
+      expect(left.QueueUrls ?? []).toEqual([]);
       smokeLine('sqs', 'moto', endpoint);
     } finally {
       sqs.destroy();
