@@ -9,6 +9,8 @@ export interface ContainerSpec {
   image: string;
   env?: Record<string, string>;
   command?: string[];
+  /** Files written into the container before it starts (e.g. init SQL). */
+  files?: { target: string; content: string }[];
 }
 
 /**
@@ -85,6 +87,7 @@ export async function startServiceContainer(service: ServiceName): Promise<Start
       if (service === 'rabbitmq') container = container.withExposedPorts({ container: 15672, host: 15672 });
       if (spec.env) container = container.withEnvironment(spec.env);
       if (spec.command) container = container.withCommand(spec.command);
+      if (spec.files) container = container.withCopyContentToContainer(spec.files);
       const running = await container.withStartupTimeout(120_000).start();
       return {
         url,
@@ -94,6 +97,8 @@ export async function startServiceContainer(service: ServiceName): Promise<Start
       };
     })();
     started.set(key, starting);
+    // A failed start is not cached: the next caller tries again.
+    starting.catch(() => started.delete(key));
   }
   return starting;
 }
@@ -112,16 +117,22 @@ export async function ensureService(service: ServiceName): Promise<string | unde
   if (fromEnv && fromEnv !== url) return fromEnv;
   if (await isReachable(service)) return url;
   if (!(await dockerAvailable())) return undefined;
-  const container = await startServiceContainer(service);
-  process.env[env] = container.url;
-  return container.url;
+  try {
+    const container = await startServiceContainer(service);
+    process.env[env] = container.url;
+    return container.url;
+  } catch (error) {
+    // An image that cannot be pulled (offline) means "no such service", not a crash.
+    console.log(`[noa testkit] could not start ${service} with testcontainers: ${(error as Error).message}`);
+    return undefined;
+  }
 }
 
 /** Stops every container this process started through {@link ensureService}. */
 export async function stopServiceContainers(): Promise<void> {
   const all = [...started.values()];
   started.clear();
-  await Promise.all(all.map(async (starting) => (await starting).stop()));
+  await Promise.allSettled(all.map(async (starting) => (await starting).stop()));
 }
 
 /**

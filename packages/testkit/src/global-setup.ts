@@ -1,5 +1,5 @@
-import { dockerAvailable, startServiceContainer, stopServiceContainers } from './ensure-service.js';
-import { isReachable, type ServiceName, serviceDefaults, serviceUrl } from './env.js';
+import { dockerAvailable, ensureService, stopServiceContainers } from './ensure-service.js';
+import { isReachable, type ServiceName, serviceUrl } from './env.js';
 
 /**
  * Vitest global setup of the integration project: prints which services answer, so a run's
@@ -21,15 +21,17 @@ export default async function setup(): Promise<() => Promise<void>> {
     's3',
     'consul',
   ];
-  const states = await Promise.all(
-    services.map(async (name) => [name, await isReachable(name, 500)] as const),
-  );
-  const missing = states.filter(([name, up]) => !up && !process.env[serviceDefaults[name].env]);
+  const probe = () =>
+    Promise.all(services.map(async (name) => [name, await isReachable(name, 500)] as const));
+  let states = await probe();
+  const missing = states.filter(([, up]) => !up);
   if (missing.length > 0 && (await dockerAvailable())) {
+    // ensureService leaves alone a service whose env var names another server.
     for (const [name] of missing) {
       console.log(`[noa integration] starting ${name} with testcontainers`);
-      await startServiceContainer(name);
+      await ensureService(name);
     }
+    states = await probe();
   }
   const line = states.map(([name, up]) => `${name}=${up ? 'up' : 'down'}`).join(' ');
   console.log(`[noa integration] services: ${line}`);
