@@ -24,7 +24,9 @@ export const containerSpecs: Record<ServiceName, ContainerSpec> = {
   postgres: {
     image: 'postgres:15',
     env: { POSTGRES_USER: 'noa', POSTGRES_PASSWORD: 'noa', POSTGRES_DB: 'noa' },
-    command: ['postgres', '-c', 'shared_preload_libraries=pg_stat_statements'],
+    // The plain image lacks hypopg and pg_qualstats (docker-compose.yml builds them in), so the
+    // PostgreSQL smoke test fails on this container; most package tests do not need them.
+    command: ['postgres', '-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'wal_level=replica'],
   },
   mysql: {
     image: 'mariadb:10.11',
@@ -36,7 +38,7 @@ export const containerSpecs: Record<ServiceName, ContainerSpec> = {
       MARIADB_DATABASE: 'noa',
     },
   },
-  rabbitmq: { image: 'rabbitmq:3.13-management' },
+  rabbitmq: { image: 'rabbitmq:3-management' },
   etcd: {
     image: 'quay.io/coreos/etcd:v3.5.17',
     command: [
@@ -45,12 +47,28 @@ export const containerSpecs: Record<ServiceName, ContainerSpec> = {
       '--advertise-client-urls=http://127.0.0.1:2379',
     ],
   },
-  nats: { image: 'nats:2.10' },
-  kafka: { image: 'apache/kafka:3.8.0' },
+  nats: { image: 'nats:2-alpine' },
+  kafka: {
+    // As in the repo's docker-compose.yml: single KRaft node advertising the host address.
+    image: 'apache/kafka:4.4.0',
+    env: {
+      KAFKA_NODE_ID: '1',
+      KAFKA_PROCESS_ROLES: 'broker,controller',
+      KAFKA_LISTENERS: 'PLAINTEXT://:9092,CONTROLLER://:9093',
+      KAFKA_ADVERTISED_LISTENERS: 'PLAINTEXT://127.0.0.1:9092',
+      KAFKA_CONTROLLER_LISTENER_NAMES: 'CONTROLLER',
+      KAFKA_LISTENER_SECURITY_PROTOCOL_MAP: 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+      KAFKA_CONTROLLER_QUORUM_VOTERS: '1@localhost:9093',
+      KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: '1',
+      KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: '1',
+      KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: '1',
+      KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS: '0',
+    },
+  },
   mongo: { image: 'mongo:7' },
-  s3: { image: 'motoserver/moto:5.0.28' },
-  sqs: { image: 'motoserver/moto:5.0.28' },
-  cloudfront: { image: 'motoserver/moto:5.0.28' },
+  s3: { image: 'motoserver/moto:5.2.3' },
+  sqs: { image: 'motoserver/moto:5.2.3' },
+  cloudfront: { image: 'motoserver/moto:5.2.3' },
   consul: { image: 'hashicorp/consul:1.20', command: ['agent', '-dev', '-client=0.0.0.0'] },
 };
 
