@@ -41,7 +41,13 @@ function filesUnder(dir) {
   return out;
 }
 
-const importPattern = /(?:from\s+|import\s*\(\s*|import\s+)['"]([^'"]+)['"]/g;
+// Static imports/re-exports at the start of a line, side-effect imports, and dynamic
+// import() of a literal; text inside other strings is not an import.
+const importPatterns = [
+  /^(?:import|export)\b[^;'"]*?\bfrom\s+['"]([^'"]+)['"]/gm,
+  /^import\s+['"]([^'"]+)['"]/gm,
+  /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g,
+];
 
 for (const name of readdirSync(path.join(root, 'packages'))) {
   const dir = path.join(root, 'packages', name);
@@ -75,7 +81,7 @@ for (const name of readdirSync(path.join(root, 'packages'))) {
     const relative = path.relative(root, file);
     const inSrc = relative.includes(`${path.sep}src${path.sep}`);
     const text = readFileSync(file, 'utf8');
-    for (const match of text.matchAll(importPattern)) {
+    for (const match of importPatterns.flatMap((pattern) => [...text.matchAll(pattern)])) {
       const spec = match[1];
       if (spec.startsWith('@noa/')) {
         const target = spec.slice(5).split('/')[0];

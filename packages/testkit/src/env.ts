@@ -25,12 +25,57 @@ export function serviceUrl(service: ServiceName): string {
   return process.env[env] || url;
 }
 
+/** The port each URL scheme implies when the URL names none. */
+const defaultPorts: Record<string, number> = {
+  'redis:': 6379,
+  'rediss:': 6379,
+  'postgres:': 5432,
+  'postgresql:': 5432,
+  'mysql:': 3306,
+  'mariadb:': 3306,
+  'amqp:': 5672,
+  'amqps:': 5671,
+  'mongodb:': 27017,
+  'nats:': 4222,
+  'http:': 80,
+  'https:': 443,
+};
+
+/**
+ * Host and port of a service address: a URL (`redis://h:1/0`, `http://localhost:5000`) or a
+ * comma-separated `host:port` list whose first entry counts (`KAFKA_BROKERS`). IPv6 hosts keep
+ * their brackets off (`::1`). Port 0 means the scheme implies none we know.
+ */
+export function parseHostPort(address: string): { host: string; port: number } {
+  const first = address.split(',')[0]?.trim() ?? '';
+  const url = new URL(first.includes('://') ? first : `tcp://${first}`);
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(url.port) || defaultPorts[url.protocol] || 0 };
+}
+
 /** Host and port of a service URL (or of a `host:port` list's first entry, as for Kafka). */
 export function hostPort(service: ServiceName): { host: string; port: number } {
-  const raw = serviceUrl(service).split(',')[0] ?? '';
-  const url = new URL(raw.includes('://') ? raw : `tcp://${raw}`);
-  const defaults: Record<string, number> = { 'redis:': 6379, 'http:': 80, 'amqp:': 5672, 'mongodb:': 27017 };
-  return { host: url.hostname, port: Number(url.port) || defaults[url.protocol] || 0 };
+  return parseHostPort(serviceUrl(service));
+}
+
+/** `KAFKA_BROKERS` (or any comma-separated `host:port` list) as an array of `host:port`. */
+export function brokerList(value: string = serviceUrl('kafka')): string[] {
+  return value
+    .split(',')
+    .map((entry) => entry.trim().replace(/^[a-z]+:\/\//, ''))
+    .filter((entry) => entry.length > 0);
+}
+
+/** A URL with its password replaced by `***`, for log lines such as the smoke tests'. */
+export function redactUrl(url: string): string {
+  if (!url.includes('://')) return url;
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
 }
 
 /** Resolves true when a TCP connection to the service opens within `timeoutMs`. */
@@ -46,15 +91,4 @@ export function isReachable(service: ServiceName, timeoutMs = 1_000): Promise<bo
     socket.once('connect', () => done(true));
     socket.once('error', () => done(false));
   });
-}
-
-/**
- * For services that cannot be had on every machine (Consul, a real MongoDB): returns the
- * reason to skip, printed as `skipped: no Consul at …`, or undefined when reachable.
- */
-export async function skipReason(service: ServiceName, label: string): Promise<string | undefined> {
-  if (await isReachable(service)) return undefined;
-  const reason = `skipped: no ${label} at ${serviceUrl(service)} (set ${serviceDefaults[service].env} or run docker compose up ${service})`;
-  console.log(reason);
-  return reason;
 }

@@ -1,5 +1,55 @@
-export { hostPort, isReachable, type ServiceName, serviceDefaults, serviceUrl, skipReason } from './env.js';
-export { uniqueName } from './namespace.js';
+export {
+  type ContainerSpec,
+  containerSpecs,
+  dockerAvailable,
+  ensureService,
+  requireService,
+  type StartedService,
+  skipReason,
+  startServiceContainer,
+  stopServiceContainers,
+} from './ensure-service.js';
+export {
+  brokerList,
+  hostPort,
+  isReachable,
+  parseHostPort,
+  redactUrl,
+  type ServiceName,
+  serviceDefaults,
+  serviceUrl,
+} from './env.js';
+export { clearKafkaTopics } from './kafka-topics.js';
+export {
+  type MysqlDatabase,
+  quoteMysqlIdentifier,
+  withDatabasePath,
+  withMysqlDatabase,
+} from './mysql-database.js';
+export { createNamespace, type Namespace, namespaceFor, uniqueName } from './namespace.js';
 export { sparePort, waitForPort } from './ports.js';
+export {
+  type PostgresSchema,
+  postgresExec,
+  quoteIdentifier,
+  withPostgresSchema,
+  withSearchPath,
+} from './postgres-schema.js';
+export {
+  type PrivatePostgres,
+  type PrivatePostgresOptions,
+  postgresBinDir,
+  startPrivatePostgres,
+} from './private-postgres.js';
+export { type PrivateRabbit, type PrivateRabbitOptions, startPrivateRabbit } from './private-rabbit.js';
 export { type PrivateRedis, startPrivateRedis } from './private-redis.js';
+export {
+  type RabbitVhost,
+  type RabbitVhostOptions,
+  rabbitManagementUrl,
+  withRabbitVhost,
+  withVhostPath,
+} from './rabbit-vhost.js';
 export { type PrivateRedisCluster, startRedisCluster } from './redis-cluster.js';
+export { clearRedisPrefix, escapeGlob, type RedisPrefix, withRedisPrefix } from './redis-prefix.js';
+export { clearSqsQueues } from './sqs-queues.js';

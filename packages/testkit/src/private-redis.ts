@@ -1,9 +1,10 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { sparePort, waitForPort } from './ports.js';
+import { removeAtExit, ServerProcess } from './server-process.js';
 
 const run = promisify(execFile);
 
@@ -22,6 +23,8 @@ export interface PrivateRedis {
   restart(): Promise<void>;
   /** Graceful shutdown and removal of its directory. */
   stop(): Promise<void>;
+  /** Same as `stop()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 async function redisCli(port: number, ...args: string[]): Promise<string> {
@@ -33,16 +36,17 @@ async function redisCli(port: number, ...args: string[]): Promise<string> {
 export async function startPrivateRedis(extraArgs: string[] = []): Promise<PrivateRedis> {
   const port = await sparePort();
   const dir = await mkdtemp(path.join(tmpdir(), 'noa-redis-'));
-  let child: ChildProcess | undefined;
+  removeAtExit(dir);
+  // Its own process group, killed when the test process exits even if `stop()` never ran.
+  const server = new ServerProcess({
+    command: 'redis-server',
+    args: ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...extraArgs],
+  });
 
   const start = async () => {
-    child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...extraArgs],
-      {
-        stdio: 'ignore',
-      },
-    );
+    // `stop()` removed the directory; a restart after it gets a fresh one.
+    await mkdir(dir, { recursive: true });
+    server.start();
     await waitForPort(port);
     // A fresh server can accept TCP before it loads; PING until it answers.
     for (let attempt = 0; attempt < 100; attempt += 1) {
@@ -50,11 +54,10 @@ export async function startPrivateRedis(extraArgs: string[] = []): Promise<Priva
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   };
-  const waitExit = () =>
-    new Promise<void>((resolve) => {
-      if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-    });
+  const stop = async () => {
+    await server.terminate('SIGTERM');
+    await rm(dir, { recursive: true, force: true });
+  };
 
   await start();
   return {
@@ -64,21 +67,17 @@ export async function startPrivateRedis(extraArgs: string[] = []): Promise<Priva
       await redisCli(port, 'client', 'pause', String(ms), 'ALL');
     },
     kill: async () => {
-      child?.kill('SIGKILL');
-      await waitExit();
+      server.signal('SIGKILL');
+      await server.waitExit();
     },
     freeze: () => {
-      child?.kill('SIGSTOP');
+      server.signal('SIGSTOP');
     },
     resume: () => {
-      child?.kill('SIGCONT');
+      server.signal('SIGCONT');
     },
     restart: start,
-    stop: async () => {
-      child?.kill('SIGCONT');
-      child?.kill('SIGTERM');
-      await waitExit();
-      await rm(dir, { recursive: true, force: true });
-    },
+    stop,
+    [Symbol.asyncDispose]: stop,
   };
 }

@@ -1,9 +1,10 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { sparePort, waitForPort } from './ports.js';
+import { removeAtExit, ServerProcess } from './server-process.js';
 
 const run = promisify(execFile);
 
@@ -16,7 +17,8 @@ export interface PrivateRedisCluster {
 /** Starts `masters` cluster-enabled redis-servers and joins them with `redis-cli --cluster create`. */
 export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluster> {
   const dir = await mkdtemp(path.join(tmpdir(), 'noa-redis-cluster-'));
-  const children: ChildProcess[] = [];
+  removeAtExit(dir);
+  const children: ServerProcess[] = [];
   const ports: number[] = [];
   for (let index = 0; index < masters; index += 1) {
     // Cluster bus uses port + 10000, so keep the data port below 55536.
@@ -25,28 +27,27 @@ export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluste
     ports.push(port);
     const nodeDir = path.join(dir, String(port));
     await run('mkdir', ['-p', nodeDir]);
-    children.push(
-      spawn(
-        'redis-server',
-        [
-          '--port',
-          String(port),
-          '--bind',
-          '127.0.0.1',
-          '--dir',
-          nodeDir,
-          '--save',
-          '',
-          '--cluster-enabled',
-          'yes',
-          '--cluster-config-file',
-          'nodes.conf',
-          '--cluster-node-timeout',
-          '2000',
-        ],
-        { stdio: 'ignore' },
-      ),
-    );
+    const node = new ServerProcess({
+      command: 'redis-server',
+      args: [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        nodeDir,
+        '--save',
+        '',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        'nodes.conf',
+        '--cluster-node-timeout',
+        '2000',
+      ],
+    });
+    node.start();
+    children.push(node);
   }
   await Promise.all(ports.map((port) => waitForPort(port)));
   await run('redis-cli', [
@@ -71,14 +72,10 @@ export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluste
     nodes: ports.map((port) => ({ host: '127.0.0.1', port })),
     stop: async () => {
       await Promise.all(
-        children.map(
-          (child) =>
-            new Promise<void>((resolve) => {
-              if (child.exitCode !== null) return resolve();
-              child.once('exit', () => resolve());
-              child.kill('SIGKILL');
-            }),
-        ),
+        children.map(async (child) => {
+          child.signal('SIGKILL');
+          await child.waitExit();
+        }),
       );
       await rm(dir, { recursive: true, force: true });
     },

@@ -1,0 +1,109 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type PrivatePostgres, startPrivatePostgres } from '../../src/index.js';
+
+async function query<T extends pg.QueryResultRow>(
+  url: string,
+  sql: string,
+  values: unknown[] = [],
+): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  await client.connect();
+  try {
+    return (await client.query<T>(sql, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function eventually<T>(
+  probe: () => Promise<T>,
+  accept: (value: T) => boolean,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined && accept(value)) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('startPrivatePostgres', () => {
+  let primary: PrivatePostgres;
+  beforeAll(async () => {
+    const started = Date.now();
+    primary = await startPrivatePostgres();
+    console.log(`[private] postgres cluster started in ${Date.now() - started} ms at ${primary.url}`);
+  });
+  afterAll(() => primary?.destroy());
+
+  it('runs a fresh cluster as the postgres OS user with wal_level=replica', async () => {
+    const [settings] = await query<{ wal_level: string; port: string }>(
+      primary.url,
+      `SELECT current_setting('wal_level') AS wal_level, current_setting('port') AS port`,
+    );
+    expect(settings).toEqual({ wal_level: 'replica', port: String(primary.port) });
+    if (process.getuid?.() === 0) {
+      const owner = await query<{ usename: string }>(primary.url, 'SELECT current_user AS usename');
+      expect(owner[0]!.usename).toBe('postgres');
+    }
+  });
+
+  it('loses connections on kill() and keeps committed data across start()', async () => {
+    await query(primary.url, 'CREATE TABLE IF NOT EXISTS kept (id int)');
+    await query(primary.url, 'INSERT INTO kept VALUES (1)');
+    const client = new pg.Client({ connectionString: primary.url });
+    await client.connect();
+    const failed = new Promise<Error>((resolve) => client.on('error', resolve));
+    await primary.kill();
+    expect(await failed).toBeInstanceOf(Error);
+    await expect(query(primary.url, 'SELECT 1')).rejects.toThrow();
+    await client.end().catch(() => {});
+    await primary.start();
+    expect(await query(primary.url, 'SELECT id FROM kept')).toEqual([{ id: 1 }]);
+  });
+
+  it('stop() refuses connections until start()', async () => {
+    await primary.stop();
+    await expect(query(primary.url, 'SELECT 1')).rejects.toThrow();
+    await primary.start();
+    expect(await query(primary.url, 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
+  });
+
+  it('answers nothing while frozen, and again after resume()', async () => {
+    primary.freeze();
+    try {
+      const client = new pg.Client({ connectionString: primary.url, connectionTimeoutMillis: 500 });
+      client.on('error', () => {});
+      await expect(client.connect()).rejects.toThrow();
+    } finally {
+      primary.resume();
+    }
+    expect(await query(primary.url, 'SELECT 2 AS two')).toEqual([{ two: 2 }]);
+  });
+
+  it('streams to a replica made with createReplica(), which promote() turns into a primary', async () => {
+    const started = Date.now();
+    const replica = await primary.createReplica();
+    console.log(`[private] postgres replica started in ${Date.now() - started} ms at ${replica.url}`);
+    try {
+      expect(replica.isReplica).toBe(true);
+      expect(await query(replica.url, 'SELECT pg_is_in_recovery() AS standby')).toEqual([{ standby: true }]);
+      await query(primary.url, 'CREATE TABLE streamed (id int)');
+      await query(primary.url, 'INSERT INTO streamed VALUES (42)');
+      const rows = await eventually(
+        () => query<{ id: number }>(replica.url, 'SELECT id FROM streamed'),
+        (found) => found.length === 1,
+      );
+      expect(rows).toEqual([{ id: 42 }]);
+      await replica.promote();
+      expect(replica.isReplica).toBe(false);
+      await query(replica.url, 'INSERT INTO streamed VALUES (43)');
+      expect(await query(replica.url, 'SELECT count(*)::int AS n FROM streamed')).toEqual([{ n: 2 }]);
+    } finally {
+      await replica.destroy();
+    }
+  });
+});

@@ -1,0 +1,54 @@
+import amqp from 'amqplib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type PrivateRabbit, serviceUrl, startPrivateRabbit } from '../../src/index.js';
+
+describe('startPrivateRabbit', () => {
+  let rabbit: PrivateRabbit;
+  beforeAll(async () => {
+    const started = Date.now();
+    rabbit = await startPrivateRabbit();
+    console.log(
+      `[private] rabbitmq node ${rabbit.nodeName} started in ${Date.now() - started} ms at ${rabbit.url}`,
+    );
+  });
+  afterAll(() => rabbit?.destroy());
+
+  it('is a node of its own, not the shared one', async () => {
+    expect(rabbit.url).not.toBe(serviceUrl('rabbitmq'));
+    expect(await rabbit.ctl('status')).toContain(rabbit.nodeName);
+  });
+
+  it('keeps a durable queue across restart()', async () => {
+    const connection = await amqp.connect(rabbit.url);
+    const channel = await connection.createConfirmChannel();
+    await channel.assertQueue('kept', { durable: true });
+    channel.sendToQueue('kept', Buffer.from('persisted'), { persistent: true });
+    await channel.waitForConfirms();
+    await connection.close();
+    const started = Date.now();
+    await rabbit.restart();
+    console.log(`[private] rabbitmq restart took ${Date.now() - started} ms`);
+    const again = await amqp.connect(rabbit.url);
+    try {
+      const reader = await again.createChannel();
+      const message = await reader.get('kept', { noAck: true });
+      expect(message ? message.content.toString() : undefined).toBe('persisted');
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('drops connections on kill() and accepts them again after start()', async () => {
+    const connection = await amqp.connect(rabbit.url);
+    const closed = new Promise<void>((resolve) => {
+      connection.once('close', () => resolve());
+      connection.on('error', () => {});
+    });
+    await rabbit.kill();
+    await closed;
+    await expect(amqp.connect(rabbit.url)).rejects.toThrow();
+    await rabbit.start();
+    const again = await amqp.connect(rabbit.url);
+    await again.close();
+  });
+});
