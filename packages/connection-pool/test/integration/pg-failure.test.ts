@@ -50,7 +50,7 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
     try {
       await sleep(300);
       const killedAt = Date.now();
-      await cluster.stopPrimary('immediate');
+      await cluster.killPrimary();
       await sleep(1_500);
       const during = outcomes.filter((outcome) => outcome.at >= killedAt + 200);
       const failures = during.filter((outcome) => !outcome.ok);
@@ -125,7 +125,7 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
     });
     try {
       await pool.query('SELECT 1');
-      await cluster.stopPrimary('immediate');
+      await cluster.killPrimary();
       await expect(pool.query('INSERT INTO hits DEFAULT VALUES')).rejects.toBeInstanceOf(
         BackendUnavailableError,
       );

@@ -117,7 +117,7 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
   });
 
   it('routes reads to the primary while the replica is stopped, and back when it returns', async () => {
-    await cluster.stopReplica('immediate');
+    await cluster.stopReplica();
     try {
       // The first read may hit the dead replica: it is retried on the primary, never failed.
       for (let index = 0; index < 5; index += 1) {
