@@ -209,6 +209,43 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     expect(pool.health().primary.stats.active).toBe(0);
   });
 
+  it('spreads reads over replicas round robin, or to the least busy one', async () => {
+    const second = await cluster.addReplica();
+    for (const loadBalancing of ['round-robin', 'least-busy'] as const) {
+      const spread = createPgPool({
+        primary: cluster.primaryUrl,
+        replicas: [cluster.replicaUrl, second.url],
+        loadBalancing,
+        healthCheckIntervalMs: 100,
+        pool: { max: 2 },
+      });
+      try {
+        const counts = new Map<number, number>();
+        for (let index = 0; index < 20; index += 1) {
+          const result = await spread.query<{ port: number }>('SELECT inet_server_port() AS port');
+          const port = Number(result.rows[0]!.port);
+          counts.set(port, (counts.get(port) ?? 0) + 1);
+        }
+        expect([...counts.keys()].sort()).toEqual([cluster.replicaPort, second.port].sort());
+        // Alternating (a replica briefly out of rotation would shift a read or two).
+        if (loadBalancing === 'round-robin') {
+          for (const count of counts.values()) expect(count).toBeGreaterThanOrEqual(8);
+        }
+        // Least busy: 8 concurrent reads on max 2 each keep both replicas busy.
+        const ports = await Promise.all(
+          Array.from({ length: 8 }, () =>
+            spread
+              .query<{ port: number }>('SELECT inet_server_port() AS port, pg_sleep(0.05)')
+              .then((result) => Number(result.rows[0]!.port)),
+          ),
+        );
+        expect(new Set(ports).size).toBe(2);
+      } finally {
+        await spread.close();
+      }
+    }
+  });
+
   it('keeps a bounded LRU of named prepared statements per connection', async () => {
     const small = createPgPool({ primary: cluster.primaryUrl, statementCacheSize: 3, pool: { max: 1 } });
     try {

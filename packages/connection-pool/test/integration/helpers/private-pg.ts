@@ -24,7 +24,9 @@ export interface PrivatePgCluster {
   thawPrimary(): Promise<void>;
   /** `pg_ctl promote`: the replica becomes a primary (for failover tests). */
   promoteReplica(): Promise<void>;
-  /** Stops both servers and deletes their directories. */
+  /** Starts one more streaming replica (stopped by `destroy()` too). */
+  addReplica(): Promise<{ url: string; port: number }>;
+  /** Stops every server and deletes their directories. */
   destroy(): Promise<void>;
 }
 
@@ -92,7 +94,13 @@ export async function startPrivatePgCluster(): Promise<PrivatePgCluster> {
     await primary.destroy();
     throw error;
   }
+  const extra: PrivatePostgres[] = [];
   return {
+    addReplica: async () => {
+      const more = await primary.createReplica();
+      extra.push(more);
+      return { url: more.url, port: more.port };
+    },
     primaryUrl: primary.url,
     replicaUrl: replica.url,
     primaryPort: primary.port,
@@ -107,7 +115,8 @@ export async function startPrivatePgCluster(): Promise<PrivatePgCluster> {
     thawPrimary: () => signalCluster(primary, 'SIGCONT'),
     promoteReplica: () => replica.promote(),
     destroy: async () => {
-      await Promise.allSettled([replica.destroy(), primary.destroy()]);
+      await Promise.allSettled([...extra, replica].map((server) => server.destroy()));
+      await primary.destroy();
     },
   };
 }
