@@ -220,6 +220,9 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
         pool: { max: 2 },
       });
       try {
+        // A just-started replica is out of rotation until its WAL receiver streams.
+        await sleep(300);
+        await waitFor(() => spread.health().replicas.every((replica) => replica.healthy));
         const counts = new Map<number, number>();
         for (let index = 0; index < 20; index += 1) {
           const result = await spread.query<{ port: number }>('SELECT inet_server_port() AS port');
