@@ -10,7 +10,7 @@ export interface PrivatePgCluster {
   readonly replicaUrl: string;
   readonly primaryPort: number;
   readonly replicaPort: number;
-  /** Crash of the primary: SIGKILL to every process (what `pg_ctl stop -m immediate` amounts to). */
+  /** Crash of the primary: SIGKILL to the postmaster and every backend (harsher than `pg_ctl stop -m immediate`). */
   killPrimary(): Promise<void>;
   startPrimary(): Promise<void>;
   /** Fast shutdown of the replica. */
@@ -105,7 +105,11 @@ export async function startPrivatePgCluster(): Promise<PrivatePgCluster> {
     replicaUrl: replica.url,
     primaryPort: primary.port,
     replicaPort: replica.port,
-    killPrimary: () => primary.kill(),
+    // Backends too: they left the postmaster's process group and would answer a moment longer.
+    killPrimary: async () => {
+      await signalCluster(primary, 'SIGKILL');
+      await primary.kill();
+    },
     startPrimary: () => primary.start(),
     stopReplica: () => replica.stop(),
     startReplica: () => replica.start(),
