@@ -70,7 +70,7 @@ describe('grace period', () => {
     const cache = make({ clock, ttlMs: 10, graceMs: 1_000 });
     await cache.getOrSet('k', () => 1);
     clock.advance(20);
-    expect(await cache.getOrSet('k', ({ staleValue }) => (staleValue ?? 0) + 1)).toBe(2);
+    expect(await cache.getOrSet<number>('k', ({ staleValue }) => (staleValue ?? 0) + 1)).toBe(2);
   });
 });
 
