@@ -1,0 +1,75 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache, LockTimeoutError } from '../../src/index.js';
+import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+
+describe.skipIf(!redisUp)('stampede protection across instances (one process, separate caches)', () => {
+  const prefix = testPrefix('cm_stampede');
+  const redis = redisUp ? new Redis(redisUrl) : undefined;
+  const caches: Cache[] = [];
+  const instances = async (count: number, options: ConstructorParameters<typeof Cache>[0] = {}) => {
+    const made = Array.from({ length: count }, () => new Cache({ redis, prefix, ...options }));
+    caches.push(...made);
+    await Promise.all(made.map((cache) => cache.ready()));
+    return made;
+  };
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    if (redis) {
+      await dropPrefix(redis, prefix);
+      redis.disconnect();
+    }
+  });
+
+  it('4 instances × 100 concurrent misses run a 200 ms factory once', async () => {
+    const group = await instances(4);
+    let runs = 0;
+    const factory = async () => {
+      runs += 1;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return { answer: 42 };
+    };
+    const results = await Promise.all(
+      group.flatMap((cache) =>
+        Array.from({ length: 100 }, () => cache.getOrSet('cold', factory, { ttlMs: 60_000 })),
+      ),
+    );
+    expect(runs).toBe(1);
+    expect(results.every((result) => result.answer === 42)).toBe(true);
+  });
+
+  it('when the lease holder fails, a waiter takes over and computes', async () => {
+    const [first, second] = await instances(2);
+    let attempt = 0;
+    const factory = async () => {
+      attempt += 1;
+      const mine = attempt;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (mine === 1) throw new Error('first attempt fails');
+      return 'second attempt';
+    };
+    const [a, b] = await Promise.allSettled([
+      first!.getOrSet('flaky', factory),
+      new Promise((resolve) => setTimeout(resolve, 10)).then(() => second!.getOrSet('flaky', factory)),
+    ]);
+    expect(a.status).toBe('rejected');
+    expect(b).toEqual({ status: 'fulfilled', value: 'second attempt' });
+    expect(attempt).toBe(2);
+  });
+
+  it('waiters give up with LockTimeoutError when the holder is too slow and nothing is stale', async () => {
+    const [holder, waiter] = await instances(2);
+    let release!: () => void;
+    const slow = holder!.getOrSet(
+      'slow',
+      () => new Promise<string>((resolve) => (release = () => resolve('done'))),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const error = await waiter!
+      .getOrSet('slow', () => 'never', { lockTimeoutMs: 150 })
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(LockTimeoutError);
+    expect(error).toMatchObject({ code: 'NOA_CACHE_LOCK_TIMEOUT' });
+    release();
+    expect(await slow).toBe('done');
+  });
+});
