@@ -47,10 +47,8 @@ export class RedisGuard {
   /** Runs `work` guarded; returns `fallback` (or throws) when Redis fails. */
   async run<T>(operation: string, fallback: T, work: () => Promise<T>): Promise<T> {
     const metrics = this.#options.metrics;
-    if (this.#breaker.state === 'open') {
-      metrics.degraded(operation, 'circuit_open');
-      return this.#fail(operation, fallback, undefined);
-    }
+    // No short-cut on state === 'open': cockatiel only moves to half-open when a call is
+    // attempted after halfOpenAfterMs, and an open breaker rejects at once anyway.
     const started = metrics.enabled ? performance.now() : 0;
     try {
       const result = await this.#breaker.execute(() =>
@@ -72,7 +70,7 @@ export class RedisGuard {
   }
 
   #fail<T>(operation: string, fallback: T, error: unknown): T {
-    if (error !== undefined) {
+    if ((error as { code?: string } | undefined)?.code !== 'NOA_CIRCUIT_OPEN') {
       // One warning per second at most: an outage must not flood the logs.
       const now = Date.now();
       if (now - this.#lastWarnAt > 1_000) {
