@@ -75,14 +75,14 @@ for (const [label, value] of payloadCases) {
 }
 // bentocache's memoryDriver({ serialize: false }) is not compared: in 1.6.1 its L1 hit path
 // throws "Cannot read properties of undefined (reading 'deserialize')" (cache_entry.ts:68).
-await cacheable.getOrSet('l1:small', () => payloads.small);
+await cacheable.getOrSet('l1:small', async () => payloads.small);
 cases.push({
   case: 'L1-hit getOrSet, small',
   unit: 'ops/s',
   better: 'higher',
   anchor: 'cacheable@2.5.0',
   ours: () => opsWithin(() => ours.getOrSet('l1:small', () => payloads.small)),
-  theirs: () => opsWithin(() => cacheable.getOrSet('l1:small', () => payloads.small)),
+  theirs: () => opsWithin(() => cacheable.getOrSet('l1:small', async () => payloads.small)),
 });
 
 // ---- L2 hits (L1 misses) -----------------------------------------------------------------
