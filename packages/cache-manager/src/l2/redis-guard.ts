@@ -4,10 +4,10 @@ import {
   type CircuitBreaker,
   createCircuitBreaker,
   type Logger,
-  withDeadline,
 } from '@noa/core';
 import { BackendUnavailableError } from '../errors.js';
 import type { CacheMetrics } from '../metrics.js';
+import { DeadlineQueue } from './deadline-queue.js';
 
 /** Options of {@link RedisGuard}. */
 export interface RedisGuardOptions {
@@ -27,11 +27,13 @@ export interface RedisGuardOptions {
 export class RedisGuard {
   readonly #breaker: CircuitBreaker;
   readonly #options: RedisGuardOptions;
+  readonly #deadlines: DeadlineQueue;
   #lastWarnAt = 0;
 
   constructor(options: RedisGuardOptions) {
     this.#options = options;
     this.#breaker = createCircuitBreaker('redis', options.breaker);
+    this.#deadlines = new DeadlineQueue(options.operationTimeoutMs);
     this.#breaker.onStateChange((state) => {
       options.metrics.breakerState(state);
       const log = state === 'open' ? options.logger.warn : options.logger.info;
@@ -51,9 +53,7 @@ export class RedisGuard {
     // attempted after halfOpenAfterMs, and an open breaker rejects at once anyway.
     const started = metrics.enabled ? performance.now() : 0;
     try {
-      const result = await this.#breaker.execute(() =>
-        withDeadline(work(), this.#options.operationTimeoutMs, `redis ${operation}`),
-      );
+      const result = await this.#breaker.execute(() => this.#deadlines.run(work(), `redis ${operation}`));
       if (metrics.enabled) metrics.latency('l2', operation, (performance.now() - started) / 1_000);
       return result;
     } catch (error) {

@@ -64,8 +64,12 @@ export class EntryCodec {
       const header = bytes[0] ?? 0;
       if (header >> 4 !== FORMAT_VERSION) throw new Error(`unknown format version ${header >> 4}`);
       const serializer = this.#decoders[(header >> 3) & 1]!;
-      const body = decompress(header & 0b111, bytes.subarray(1));
-      const [value, createdAt, expiresAt, staleUntil, computeMs, tags] = serializer.decode(body) as [
+      const compression = header & 0b111;
+      const decoded =
+        compression === 0
+          ? serializer.decode(bytes, 1)
+          : serializer.decode(decompress(compression, bytes.subarray(1)), 0);
+      const [value, createdAt, expiresAt, staleUntil, computeMs, tags] = decoded as [
         unknown,
         number,
         number,

@@ -4,7 +4,8 @@ import { Packr } from 'msgpackr';
 export interface ValueSerializer {
   readonly name: 'msgpack' | 'json';
   encode(value: unknown): Buffer;
-  decode(bytes: Buffer): unknown;
+  /** Decodes `bytes` from offset `start` to the end. */
+  decode(bytes: Buffer, start: number): unknown;
 }
 
 /**
@@ -17,7 +18,7 @@ export function msgpackSerializer(): ValueSerializer {
   return {
     name: 'msgpack',
     encode: (value) => packr.pack(value),
-    decode: (bytes) => packr.unpack(bytes),
+    decode: (bytes, start) => (start === 0 ? packr.unpack(bytes) : packr.unpack(bytes, { start })),
   };
 }
 
@@ -65,6 +66,6 @@ export function jsonSerializer(): ValueSerializer {
   return {
     name: 'json',
     encode: (value) => Buffer.from(JSON.stringify(value, replacer) ?? 'null'),
-    decode: (bytes) => JSON.parse(bytes.toString('utf8'), reviver),
+    decode: (bytes, start) => JSON.parse(bytes.toString('utf8', start), reviver),
   };
 }

@@ -103,11 +103,13 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
     let recovered = false;
     while (Date.now() < deadline && !recovered) {
       await cache.set('after', 'recovered');
-      recovered = (await redis.getBuffer('fail:after').catch(() => null)) !== null;
+      const written = (await redis.getBuffer('fail:after').catch(() => null)) !== null;
+      // A loaded machine may time out a call or two right after the restart, re-opening the
+      // breaker briefly: recovery means it settles closed with writes reaching Redis.
+      recovered = written && cache.stats().l2 === 'closed';
       if (!recovered) await new Promise((resolve) => setTimeout(resolve, 200));
     }
     expect(recovered).toBe(true);
-    expect(cache.stats().l2).toBe('closed');
     const other = new Cache({ redis, prefix: 'fail:' });
     expect(await other.get('after')).toBe('recovered');
     await other.close();
