@@ -35,6 +35,8 @@ export class CacheEngine {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #background = new Set<Promise<unknown>>();
   #closed = false;
+  /** Resolves when start-up work (bus subscription, hot-key warm-up) is done. */
+  readonly ready: Promise<void>;
 
   constructor(options: ResolvedCacheOptions) {
     this.options = options;
@@ -74,6 +76,23 @@ export class CacheEngine {
         });
       }
     }
+    this.ready = Promise.all([this.bus?.ready, this.#warmHotKeys()]).then(() => undefined);
+  }
+
+  /** Loads the saved hot keys from L2 into L1 (see the `hotKeys` option). */
+  async #warmHotKeys(): Promise<void> {
+    if (!this.tier || this.options.hotKeys === 0) return;
+    const keys = await this.tier.loadHotKeys(this.options.hotKeys);
+    for (let start = 0; start < keys.length; start += 100) {
+      await this.getMany(keys.slice(start, start + 100));
+    }
+    if (keys.length > 0) this.logger.info('warmed L1 from the saved hot keys', { keys: keys.length });
+  }
+
+  /** Saves the L1's most valuable keys to Redis for the next start. */
+  async saveHotKeys(limit: number): Promise<void> {
+    if (!this.tier || limit === 0) return;
+    await this.tier.saveHotKeys(this.l1.hottest(limit));
   }
 
   get closed(): boolean {
@@ -426,6 +445,7 @@ export class CacheEngine {
     if (this.#closed) return;
     this.#closed = true;
     await raceTimer(Promise.all([...this.#background]), 5_000);
+    await this.saveHotKeys(this.options.hotKeys);
     for (const wake of [...this.#waiters.values()].flatMap((set) => [...set])) wake();
     await this.bus?.close();
   }

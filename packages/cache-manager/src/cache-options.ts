@@ -92,6 +92,12 @@ export const cacheOptionsSchema = z
       })
       .strict()
       .default({ enabled: true, leaseMs: 10_000, timeoutMs: 5_000, pollMs: 100 }),
+    /**
+     * Hot set across restarts: on `close()` the cache saves its `hotKeys` most valuable L1 keys
+     * (by its eviction policy) to Redis, and a new cache loads them from L2 into L1 on start
+     * (`ready()` waits for it). 0 disables.
+     */
+    hotKeys: z.number().int().nonnegative().default(0),
     /** Ties tags to a CDN purge: `deleteByTag` of a listed tag (or any tag when `tags` is absent) calls it. */
     edge: z
       .object({

@@ -166,9 +166,19 @@ export class Cache {
     };
   }
 
-  /** Resolves once the invalidation bus is subscribed (immediately without Redis). */
+  /**
+   * Resolves once the invalidation bus is subscribed and the saved hot keys are loaded
+   * (immediately for a memory-only cache). The cache works before that; a value written by
+   * another instance meanwhile may just be missed by this one's L1 invalidation.
+   */
   async ready(): Promise<void> {
-    await this.#engine.bus?.ready;
+    await this.#engine.ready;
+  }
+
+  /** Saves this process's hottest L1 keys for the next start (done by `close()` when `hotKeys` > 0). */
+  async saveHotKeys(limit: number): Promise<void> {
+    this.#open();
+    await this.#engine.saveHotKeys(limit);
   }
 
   /**

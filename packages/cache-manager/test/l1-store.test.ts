@@ -144,6 +144,26 @@ describe('eviction order', () => {
   });
 });
 
+describe('hottest keys', () => {
+  it.each(policies)('%s lists at most the held keys, without duplicates', (policy) => {
+    const store = createL1Store(policy, 5, 1_000);
+    for (let index = 0; index < 8; index += 1) store.set(`k${index}`, entry(index, 100 + index), 1);
+    store.get('k6', 0);
+    const hottest = store.hottest(10);
+    expect(new Set(hottest).size).toBe(hottest.length);
+    expect(hottest.length).toBe(store.size);
+    for (const key of hottest) expect(store.get(key, 0)).toBeDefined();
+    expect(store.hottest(2)).toHaveLength(2);
+  });
+
+  it('lru lists the most recently used first', () => {
+    const store = createL1Store('lru', 5, 1_000);
+    for (const key of ['a', 'b', 'c']) store.set(key, entry(key), 1);
+    store.get('a', 0);
+    expect(store.hottest(3)).toEqual(['a', 'c', 'b']);
+  });
+});
+
 describe('count-min sketch', () => {
   it('never under-counts before its first reset', () => {
     fc.assert(

@@ -24,4 +24,6 @@ export interface L1Store {
   clear(): void;
   /** The keys held (no particular order). */
   keys(): IterableIterator<string>;
+  /** Up to `limit` keys, the ones the policy values most first. */
+  hottest(limit: number): string[];
 }

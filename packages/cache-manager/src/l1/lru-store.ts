@@ -63,4 +63,14 @@ export class LruStore implements L1Store {
   keys(): IterableIterator<string> {
     return this.#cache.keys();
   }
+
+  hottest(limit: number): string[] {
+    const keys: string[] = [];
+    // lru-cache iterates most recently used first.
+    for (const key of this.#cache.keys()) {
+      if (keys.length >= limit) break;
+      keys.push(key);
+    }
+    return keys;
+  }
 }

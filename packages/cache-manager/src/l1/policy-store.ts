@@ -91,6 +91,10 @@ export class PolicyStore implements L1Store {
     return this.#slots.keys();
   }
 
+  hottest(limit: number): string[] {
+    return this.#policy.hottest(limit);
+  }
+
   #remove(key: string, slot: Slot, reason: 'evicted' | 'expired' | 'deleted'): void {
     this.#policy.remove(key);
     this.#drop(key, slot, reason);

@@ -132,6 +132,23 @@ export class RedisTier {
     });
   }
 
+  /** Replaces the saved hot-key list (most valuable first). */
+  saveHotKeys(keys: readonly string[]): Promise<boolean> {
+    return this.#guard.run('hot_keys', false, async () => {
+      const listKey = `${this.#prefix}__hot`;
+      await this.client.del(listKey);
+      if (keys.length > 0) await this.client.rpush(listKey, ...keys);
+      return true;
+    });
+  }
+
+  /** Reads up to `limit` saved hot keys. */
+  loadHotKeys(limit: number): Promise<string[]> {
+    return this.#guard.run('hot_keys', [] as string[], () =>
+      this.client.lrange(`${this.#prefix}__hot`, 0, Math.max(0, limit - 1)),
+    );
+  }
+
   /** Publishes a bus message (guarded: dropped when Redis is unavailable). */
   publish(channel: string, message: string): Promise<boolean> {
     return this.#guard.run('publish', false, async () => {

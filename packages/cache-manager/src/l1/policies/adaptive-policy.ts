@@ -100,6 +100,15 @@ export class AdaptivePolicy implements EvictionPolicy {
     return first(this.#probation) ?? first(this.#window) ?? first(this.#protected);
   }
 
+  hottest(limit: number): string[] {
+    const ordered = [
+      ...[...this.#protected].reverse(),
+      ...[...this.#probation].reverse(),
+      ...[...this.#window].reverse(),
+    ];
+    return ordered.slice(0, limit);
+  }
+
   clear(): void {
     this.#segments.clear();
     this.#window.clear();

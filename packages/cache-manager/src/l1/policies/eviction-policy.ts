@@ -23,4 +23,6 @@ export interface EvictionPolicy {
   victim(): string | undefined;
   /** Forgets everything. */
   clear(): void;
+  /** Up to `limit` keys, most valuable to keep first (for saving the hot set across restarts). */
+  hottest(limit: number): string[];
 }

@@ -40,4 +40,8 @@ export class FifoPolicy implements EvictionPolicy {
   clear(): void {
     this.#order.clear();
   }
+
+  hottest(limit: number): string[] {
+    return [...this.#order].reverse().slice(0, limit);
+  }
 }

@@ -72,6 +72,13 @@ export class LfuPolicy implements EvictionPolicy {
     return undefined;
   }
 
+  hottest(limit: number): string[] {
+    return [...this.#counts]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, limit)
+      .map(([key]) => key);
+  }
+
   clear(): void {
     this.#counts.clear();
     this.#buckets.clear();

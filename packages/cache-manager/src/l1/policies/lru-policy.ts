@@ -57,4 +57,8 @@ export class LruPolicy implements EvictionPolicy {
   clear(): void {
     this.#order.clear();
   }
+
+  hottest(limit: number): string[] {
+    return [...this.#order].reverse().slice(0, limit);
+  }
 }

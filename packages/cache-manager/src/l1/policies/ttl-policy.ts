@@ -51,6 +51,13 @@ export class TtlPolicy implements EvictionPolicy {
     return undefined;
   }
 
+  hottest(limit: number): string[] {
+    return [...this.#expiry]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, limit)
+      .map(([key]) => key);
+  }
+
   clear(): void {
     this.#expiry.clear();
     this.#heap = [];
