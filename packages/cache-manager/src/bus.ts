@@ -1,6 +1,7 @@
 import type { Logger } from '@noa/core';
 import type { RedisClient } from './l2/redis-client.js';
 import type { RedisTier } from './l2/redis-tier.js';
+import { TickBatcher } from './l2/tick-batcher.js';
 import type { CacheMetrics } from './metrics.js';
 
 /** A message on the invalidation bus. */
@@ -20,6 +21,8 @@ export interface BusMessage {
  * every other instance's L1, and wakes instances waiting for another's factory. Messages are
  * fire-and-forget: while Redis is down they are lost, so on reconnect each instance drops its
  * whole L1 (`onResync`) rather than serve values it may have missed invalidations for.
+ * Messages of one event-loop turn are merged (one PUBLISH per type), since every message is
+ * an idempotent eviction or wake-up and their order does not matter.
  */
 export class InvalidationBus {
   readonly channel: string;
@@ -30,6 +33,7 @@ export class InvalidationBus {
   readonly #onResync: () => void;
   readonly #metrics: CacheMetrics;
   readonly #logger: Logger;
+  readonly #outbox = new TickBatcher<{ t: BusMessage['t']; k: string[] }, void>((items) => this.#send(items));
   #lostConnection = false;
   #closed = false;
   readonly ready: Promise<void>;
@@ -74,9 +78,24 @@ export class InvalidationBus {
   }
 
   /** Publishes a message from this instance (dropped when Redis is unavailable). */
-  async publish(type: BusMessage['t'], keys: string[]): Promise<void> {
-    const message: BusMessage = { o: this.instanceId, t: type, k: keys, at: Date.now() };
-    if (await this.#tier.publish(this.channel, JSON.stringify(message))) this.#metrics.bus('sent');
+  publish(type: BusMessage['t'], keys: string[]): Promise<void> {
+    return this.#outbox.add({ t: type, k: keys });
+  }
+
+  async #send(items: { t: BusMessage['t']; k: string[] }[]): Promise<void[]> {
+    const byType = new Map<BusMessage['t'], string[]>();
+    for (const { t, k } of items) {
+      const keys = byType.get(t);
+      if (keys) keys.push(...k);
+      else byType.set(t, [...k]);
+    }
+    await Promise.all(
+      [...byType].map(async ([t, k]) => {
+        const message: BusMessage = { o: this.instanceId, t, k, at: Date.now() };
+        if (await this.#tier.publish(this.channel, JSON.stringify(message))) this.#metrics.bus('sent');
+      }),
+    );
+    return items.map(() => undefined);
   }
 
   /** Unsubscribes and closes the subscriber connection. */

@@ -63,7 +63,7 @@ export class CacheEngine {
         metrics: this.metrics,
         logger: this.logger,
       });
-      this.tier = new RedisTier(options.redis, options.prefix, guard);
+      this.tier = new RedisTier(options.redis, options.prefix, guard, options.batching);
       if (options.bus) {
         this.bus = new InvalidationBus({
           tier: this.tier,

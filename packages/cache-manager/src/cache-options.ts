@@ -69,6 +69,11 @@ export const cacheOptionsSchema = z
       })
       .strict()
       .default({ algorithm: defaultCompression, thresholdBytes: 16_384 }),
+    /**
+     * Coalesce Redis reads and writes issued in the same event-loop turn into one MGET / one
+     * pipeline (single node; a Cluster client relies on ioredis `enableAutoPipelining`).
+     */
+    batching: z.boolean().default(true),
     /** `await`: writes resolve after Redis acknowledged; `background`: after L1, Redis write in flight. */
     writeMode: z.enum(['await', 'background']).default('await'),
     /** Deadline of every Redis operation in ms. */

@@ -3,9 +3,17 @@ import { readFileSync } from 'node:fs';
 import type { RedisClient } from './redis-client.js';
 import { isCluster } from './redis-client.js';
 import type { RedisGuard } from './redis-guard.js';
+import { TickBatcher } from './tick-batcher.js';
 
 const releaseLeaseScript = readFileSync(new URL('./lua/release-lease.lua', import.meta.url), 'utf8');
 const releaseLeaseSha = createHash('sha1').update(releaseLeaseScript).digest('hex');
+
+interface PendingWrite {
+  key: string;
+  bytes: Buffer;
+  ttlMs: number | undefined;
+  tags: readonly string[];
+}
 
 /** Result of trying to take a key's compute lease. */
 export type LeaseResult = 'acquired' | 'busy' | 'unavailable';
@@ -14,18 +22,26 @@ export type LeaseResult = 'acquired' | 'busy' | 'unavailable';
  * The Redis tier: raw encoded values, tag sets and compute leases, every call guarded
  * (deadline + breaker). Cluster-safe: no command touches two keys that may live in different
  * slots (multi-key reads fan out per key on a cluster; on a single node they use MGET).
+ * On a single node, reads and writes issued in the same event-loop turn are coalesced into
+ * one MGET and one pipeline (`batching`), each under one deadline and one breaker call.
  */
 export class RedisTier {
   readonly client: RedisClient;
   readonly #guard: RedisGuard;
   readonly #prefix: string;
   readonly #cluster: boolean;
+  readonly #reads: TickBatcher<string, Buffer | undefined> | undefined;
+  readonly #writes: TickBatcher<PendingWrite, boolean> | undefined;
 
-  constructor(client: RedisClient, prefix: string, guard: RedisGuard) {
+  constructor(client: RedisClient, prefix: string, guard: RedisGuard, batching = true) {
     this.client = client;
     this.#guard = guard;
     this.#prefix = prefix;
     this.#cluster = isCluster(client);
+    if (batching && !this.#cluster) {
+      this.#reads = new TickBatcher((keys) => this.getMany(keys));
+      this.#writes = new TickBatcher((writes) => this.#writeBatch(writes));
+    }
   }
 
   /** The guard's breaker state. */
@@ -50,6 +66,7 @@ export class RedisTier {
 
   /** Reads one encoded value (undefined when absent or Redis is unavailable). */
   get(key: string): Promise<Buffer | undefined> {
+    if (this.#reads) return this.#reads.add(key);
     return this.#guard.run(
       'get',
       undefined,
@@ -75,6 +92,7 @@ export class RedisTier {
    * adds it to its tags' key sets. Returns false when Redis was unavailable.
    */
   set(key: string, bytes: Buffer, ttlMs: number | undefined, tags: readonly string[]): Promise<boolean> {
+    if (this.#writes) return this.#writes.add({ key, bytes, ttlMs, tags });
     return this.#guard.run('set', false, async () => {
       const dataKey = this.dataKey(key);
       const writes: Promise<unknown>[] = [
@@ -85,6 +103,33 @@ export class RedisTier {
       for (const tag of tags) writes.push(this.#addToTag(tag, key, ttlMs));
       await Promise.all(writes);
       return true;
+    });
+  }
+
+  /** Writes a batch in one pipeline (single node only). */
+  #writeBatch(writes: PendingWrite[]): Promise<boolean[]> {
+    const failed = writes.map(() => false);
+    return this.#guard.run('set', failed, async () => {
+      const pipeline = this.client.pipeline();
+      for (const { key, bytes, ttlMs, tags } of writes) {
+        const dataKey = this.dataKey(key);
+        if (ttlMs === undefined) pipeline.set(dataKey, bytes);
+        else pipeline.set(dataKey, bytes, 'PX', Math.max(1, Math.ceil(ttlMs)));
+        for (const tag of tags) {
+          const tagKey = this.tagKey(tag);
+          pipeline.sadd(tagKey, key);
+          if (ttlMs === undefined) pipeline.persist(tagKey);
+          else {
+            const ms = Math.max(1, Math.ceil(ttlMs));
+            pipeline.pexpire(tagKey, ms, 'NX');
+            pipeline.pexpire(tagKey, ms, 'GT');
+          }
+        }
+      }
+      const replies = (await pipeline.exec()) ?? [];
+      const error = replies.find(([replyError]) => replyError)?.[0];
+      if (error) throw error;
+      return writes.map(() => true);
     });
   }
 

@@ -29,7 +29,7 @@ describeCacheConformance(
 );
 
 describeCacheConformance(
-  'memory + Redis (json, gzip, adaptive L1)',
+  'memory + Redis (json, gzip, adaptive L1, no batching)',
   () => {
     const redis = new Redis(url);
     const prefix = `${uniqueName('cm_conf_json')}:`;
@@ -41,6 +41,7 @@ describeCacheConformance(
         serializer: 'json',
         compression: { algorithm: 'gzip', thresholdBytes: 16 },
         l1: { policy: 'adaptive' },
+        batching: false,
       }),
       cleanup: async () => {
         const keys = await redis.keys(`${prefix}*`);
