@@ -36,11 +36,12 @@ export async function stampedeRuns(
       { cwd: packageDir, stdio: ['pipe', 'pipe', 'inherit'] },
     ),
   );
+  const exited = children.map((child) => new Promise((resolve) => child.once('exit', resolve)));
   const lines = children.map((child) => createInterface({ input: child.stdout })[Symbol.asyncIterator]());
   await Promise.all(lines.map((iterator) => iterator.next()));
   for (const child of children) child.stdin.write('go\n');
   const results = await Promise.all(lines.map((iterator) => iterator.next()));
-  await Promise.all(children.map((child) => new Promise((resolve) => child.once('exit', resolve))));
+  await Promise.all(exited);
   return results.reduce(
     (sum, result) => sum + (JSON.parse(String(result.value)) as { runs: number }).runs,
     0,

@@ -33,7 +33,9 @@ export class InvalidationBus {
   readonly #onResync: () => void;
   readonly #metrics: CacheMetrics;
   readonly #logger: Logger;
-  readonly #outbox = new TickBatcher<{ t: BusMessage['t']; k: string[] }, void>((items) => this.#send(items));
+  readonly #outbox = new TickBatcher<{ t: BusMessage['t']; k: string[] }, undefined>((items) =>
+    this.#send(items),
+  );
   #lostConnection = false;
   #closed = false;
   readonly ready: Promise<void>;
@@ -78,11 +80,11 @@ export class InvalidationBus {
   }
 
   /** Publishes a message from this instance (dropped when Redis is unavailable). */
-  publish(type: BusMessage['t'], keys: string[]): Promise<void> {
-    return this.#outbox.add({ t: type, k: keys });
+  async publish(type: BusMessage['t'], keys: string[]): Promise<void> {
+    await this.#outbox.add({ t: type, k: keys });
   }
 
-  async #send(items: { t: BusMessage['t']; k: string[] }[]): Promise<void[]> {
+  async #send(items: { t: BusMessage['t']; k: string[] }[]): Promise<undefined[]> {
     const byType = new Map<BusMessage['t'], string[]>();
     for (const { t, k } of items) {
       const keys = byType.get(t);

@@ -3,7 +3,7 @@ import { type Clock, childLogger, type Logger, silentLogger, systemClock } from 
 import { type BusMessage, InvalidationBus } from './bus.js';
 import type { Factory, GetOrSetOptions, ResolvedCacheOptions, SetOptions } from './cache-options.js';
 import { type CacheEntry, createEntry, isFresh, shouldRefreshEarly } from './entry.js';
-import { FactoryError, FactoryTimeoutError, LockTimeoutError } from './errors.js';
+import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
 import { createL1Store } from './l1/create-l1-store.js';
 import { estimateSize } from './l1/estimate-size.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
@@ -76,7 +76,10 @@ export class CacheEngine {
         });
       }
     }
-    this.ready = Promise.all([this.bus?.ready, this.#warmHotKeys()]).then(() => undefined);
+    this.ready = Promise.all([this.bus?.ready, this.#warmHotKeys()]).then(
+      () => undefined,
+      (error: unknown) => this.logger.warn('cache start-up work failed', { error: String(error) }),
+    );
   }
 
   /** Loads the saved hot keys from L2 into L1 (see the `hotKeys` option). */
@@ -283,7 +286,14 @@ export class CacheEngine {
         const value = await factory({ key: userKey, staleValue: stale?.value });
         this.metrics.factoryRun('ok');
         if (value !== undefined) {
-          await this.write(fullKey, value, options, performance.now() - started);
+          try {
+            await this.write(fullKey, value, options, performance.now() - started);
+          } catch (error) {
+            // The value is good, it just cannot be stored: serve it uncached rather than fail.
+            if (!(error instanceof SerializationError)) throw error;
+            this.metrics.error('l2', 'encode');
+            this.logger.warn('factory value cannot be serialized; not cached', { key: userKey });
+          }
         }
         return value;
       } catch (error) {
@@ -292,7 +302,7 @@ export class CacheEngine {
           released = true;
           // Free the lease first, then wake waiters so one of them retries at once.
           await this.tier.releaseLease(fullKey, leaseToken);
-          void this.bus?.publish('rel', [fullKey]);
+          this.bus?.publish('rel', [fullKey]).catch(() => {});
         }
         throw error;
       } finally {
@@ -388,7 +398,10 @@ export class CacheEngine {
     const remote = async () => {
       const written = await tier.set(fullKey, encoded, physicalTtl, entry.tags);
       if (written) this.metrics.written(encoded.length);
-      await this.bus?.publish('set', [fullKey]);
+      // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
+      // write costs one round trip, and other instances' L1s are evicted a moment later.
+      const published = this.bus?.publish('set', [fullKey]);
+      if (published) this.track(published);
     };
     if (this.options.writeMode === 'background') this.track(remote());
     else await remote();

@@ -67,7 +67,13 @@ describe.skipIf(!redisUp)(
         child.stdin.write('exit\n');
         setTimeout(() => child.kill('SIGKILL'), 3_000).unref();
       }
-      await Promise.all(workers.map(({ child }) => new Promise((resolve) => child.once('exit', resolve))));
+      await Promise.all(
+        workers.map(({ child }) =>
+          child.exitCode !== null || child.signalCode !== null
+            ? undefined
+            : new Promise((resolve) => child.once('exit', resolve)),
+        ),
+      );
       if (redis) {
         await dropPrefix(redis, prefix);
         redis.disconnect();
