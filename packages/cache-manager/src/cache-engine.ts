@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Clock, childLogger, type Logger, silentLogger, systemClock } from '@noa/core';
+import { type Clock, childLogger, type Logger, silentLogger, systemClock, tracingChannel } from '@noa/core';
 import { type BusMessage, InvalidationBus } from './bus.js';
 import type { Factory, GetOrSetOptions, ResolvedCacheOptions, SetOptions } from './cache-options.js';
 import { type CacheEntry, createEntry, isFresh, shouldRefreshEarly } from './entry.js';
@@ -13,6 +13,9 @@ import { CacheMetrics } from './metrics.js';
 import { EntryCodec } from './serialization/entry-codec.js';
 
 const TIMED_OUT: unique symbol = Symbol('timed out');
+
+/** `noa:cache-manager:factory` — one message per factory run: `{ key, durationMs, ok }`. */
+const factoryChannel = tracingChannel('cache-manager', 'factory');
 
 /**
  * Everything a cache and its namespace views share: the tiers, the bus, in-flight loads. All
@@ -285,6 +288,9 @@ export class CacheEngine {
       try {
         const value = await factory({ key: userKey, staleValue: stale?.value });
         this.metrics.factoryRun('ok');
+        if (factoryChannel.hasSubscribers) {
+          factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
+        }
         if (value !== undefined) {
           try {
             await this.write(fullKey, value, options, performance.now() - started);
@@ -298,6 +304,9 @@ export class CacheEngine {
         return value;
       } catch (error) {
         this.metrics.factoryRun('error');
+        if (factoryChannel.hasSubscribers) {
+          factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: false, error });
+        }
         if (leaseToken && this.tier) {
           released = true;
           // Free the lease first, then wake waiters so one of them retries at once.

@@ -1,3 +1,4 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { ConfigError, ManualClock } from '@noa/core';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -211,6 +212,23 @@ describe('options and lifecycle', () => {
     await cache.close();
     await expect(cache.get('k')).rejects.toMatchObject({ code: 'NOA_CLOSED' });
     await expect(cache.getOrSet('k', () => 1)).rejects.toMatchObject({ code: 'NOA_CLOSED' });
+  });
+
+  it('publishes factory runs on the noa:cache-manager:factory diagnostics channel', async () => {
+    const seen: unknown[] = [];
+    const listener = (message: unknown) => seen.push(message);
+    diagnosticsChannel.subscribe('noa:cache-manager:factory', listener);
+    try {
+      const cache = make();
+      await cache.getOrSet('traced', () => 1);
+      await cache.getOrSet('failing', () => Promise.reject(new Error('x'))).catch(() => {});
+    } finally {
+      diagnosticsChannel.unsubscribe('noa:cache-manager:factory', listener);
+    }
+    expect(seen).toEqual([
+      expect.objectContaining({ key: 'traced', ok: true }),
+      expect.objectContaining({ key: 'failing', ok: false }),
+    ]);
   });
 
   it('exposes metrics with tier labels', async () => {

@@ -40,7 +40,8 @@ export class RedisTier {
     this.#cluster = isCluster(client);
     if (batching && !this.#cluster) {
       this.#reads = new TickBatcher((keys) => this.getMany(keys));
-      this.#writes = new TickBatcher((writes) => this.#writeBatch(writes));
+      // Writes flush every 16 KiB so Redis ingests a batch while the next is being encoded.
+      this.#writes = new TickBatcher((writes) => this.#writeBatch(writes), 256, 16 * 1024);
     }
   }
 
@@ -92,7 +93,7 @@ export class RedisTier {
    * adds it to its tags' key sets. Returns false when Redis was unavailable.
    */
   set(key: string, bytes: Buffer, ttlMs: number | undefined, tags: readonly string[]): Promise<boolean> {
-    if (this.#writes) return this.#writes.add({ key, bytes, ttlMs, tags });
+    if (this.#writes) return this.#writes.add({ key, bytes, ttlMs, tags }, bytes.length);
     return this.#guard.run('set', false, async () => {
       const dataKey = this.dataKey(key);
       const writes: Promise<unknown>[] = [

@@ -56,6 +56,34 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(attempt).toBe(2);
   });
 
+  it('waiters serve the stale value when the holder is slower than their soft timeout', async () => {
+    const [holder, waiter] = await instances(2, { graceMs: 60_000 });
+    await holder!.set('graced', 'old', { ttlMs: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    let release!: () => void;
+    const slow = holder!.getOrSet(
+      'graced',
+      () => new Promise<string>((resolve) => (release = () => resolve('new'))),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(await waiter!.getOrSet('graced', () => 'never', { softTimeoutMs: 50 })).toBe('old');
+    release();
+    expect(await slow).toBe('new');
+  });
+
+  it('background writes resolve first and reach Redis shortly after', async () => {
+    const [writer, reader] = await instances(2, { writeMode: 'background' });
+    await writer!.set('bg', 'value');
+    expect(writer!.getLocal('bg')).toBe('value');
+    const deadline = Date.now() + 5_000;
+    let seen: unknown;
+    while (seen === undefined && Date.now() < deadline) {
+      seen = await reader!.get('bg');
+      if (seen === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(seen).toBe('value');
+  });
+
   it('waiters give up with LockTimeoutError when the holder is too slow and nothing is stale', async () => {
     const [holder, waiter] = await instances(2);
     let release!: () => void;

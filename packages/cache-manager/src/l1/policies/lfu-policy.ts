@@ -64,8 +64,11 @@ export class LfuPolicy implements EvictionPolicy {
     if (this.#counts.size === 0) return undefined;
     let bucket = this.#buckets.get(this.#minCount);
     if (!bucket || bucket.size === 0) {
-      // The minimum moved (a removal emptied its bucket): find the new one.
-      this.#minCount = Math.min(...this.#buckets.keys());
+      // The minimum moved (a removal emptied its bucket): find the new one. O(distinct counts),
+      // and only after removals; a loop rather than Math.min(...) to avoid argument limits.
+      let min = Number.POSITIVE_INFINITY;
+      for (const count of this.#buckets.keys()) if (count < min) min = count;
+      this.#minCount = min;
       bucket = this.#buckets.get(this.#minCount);
     }
     for (const key of bucket ?? []) return key;
