@@ -554,11 +554,11 @@ export class CacheEngine {
         for (const prefix of message.k) this.#clearL1(prefix);
         break;
     }
-    this.onBusMessage?.(message);
+    for (const listener of this.busListeners) listener(message);
   }
 
-  /** Test and measurement hook: called after every bus message from another instance. */
-  onBusMessage: ((message: BusMessage) => void) | undefined;
+  /** Observers of applied bus messages from other instances (measurements and tests). */
+  readonly busListeners = new Set<(message: BusMessage) => void>();
 
   #sleepOrWake(fullKey: string, ms: number): Promise<void> {
     return new Promise((resolve) => {

@@ -186,13 +186,11 @@ export class Cache {
    * unsubscribe function. Meant for measurements and tests.
    */
   onInvalidation(listener: (message: Readonly<BusMessage>) => void): () => void {
-    const previous = this.#engine.onBusMessage;
-    this.#engine.onBusMessage = (message) => {
-      previous?.(message);
-      listener(message);
-    };
+    // Wrapped so that the same function registered twice gets two subscriptions.
+    const subscription = (message: BusMessage) => listener(message);
+    this.#engine.busListeners.add(subscription);
     return () => {
-      this.#engine.onBusMessage = previous;
+      this.#engine.busListeners.delete(subscription);
     };
   }
 

@@ -180,6 +180,28 @@ export function describeCacheConformance(name: string, setup: () => ConformanceB
       expect(await cache.get('w1')).toBe('cached');
     });
 
+    it('a write on one instance evicts the key from the other instance’s L1 (bus)', async () => {
+      if (!backend?.shared) return;
+      const a = make();
+      const b = make();
+      await Promise.all([a.ready(), b.ready()]);
+      await a.set('busy', 'v1');
+      expect(await b.get('busy')).toBe('v1');
+      expect(b.getLocal('busy')).toBe('v1');
+      const evicted = new Promise<void>((resolve) => {
+        const stop = b.onInvalidation((message) => {
+          if (message.k.some((key) => key.endsWith('busy'))) {
+            stop();
+            resolve();
+          }
+        });
+      });
+      await a.set('busy', 'v2');
+      await evicted;
+      expect(b.getLocal('busy')).toBeUndefined();
+      expect(await b.get('busy')).toBe('v2');
+    });
+
     it('a second instance reads what the first wrote', async () => {
       if (!backend?.shared) return;
       const a = make();
