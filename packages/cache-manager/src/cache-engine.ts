@@ -262,6 +262,16 @@ export class CacheEngine {
       }
       this.metrics.lockWait('acquired');
     }
+    if (lease === 'acquired') {
+      // Double-check: between our L2 miss and the lease, another instance may have computed
+      // the value and released its lease.
+      const remote = await this.#readL2(fullKey);
+      if (remote && isFresh(remote.entry, this.clock.now())) {
+        await tier.releaseLease(fullKey, token);
+        this.#l1Set(fullKey, remote.entry, remote.bytes);
+        return remote.entry.value as T;
+      }
+    }
     // 'unavailable': Redis is down, so only in-process single-flight protects the source.
     return this.#runFactory(
       fullKey,
@@ -283,40 +293,47 @@ export class CacheEngine {
     leaseToken?: string,
   ): Promise<T> {
     const started = performance.now();
+    const tier = this.tier;
     const work = (async () => {
-      let released = false;
+      let value: T;
       try {
-        const value = await factory({ key: userKey, staleValue: stale?.value });
-        this.metrics.factoryRun('ok');
-        if (factoryChannel.hasSubscribers) {
-          factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
-        }
-        if (value !== undefined) {
-          try {
-            await this.write(fullKey, value, options, performance.now() - started);
-          } catch (error) {
-            // The value is good, it just cannot be stored: serve it uncached rather than fail.
-            if (!(error instanceof SerializationError)) throw error;
-            this.metrics.error('l2', 'encode');
-            this.logger.warn('factory value cannot be serialized; not cached', { key: userKey });
-          }
-        }
-        return value;
+        value = await factory({ key: userKey, staleValue: stale?.value });
       } catch (error) {
         this.metrics.factoryRun('error');
         if (factoryChannel.hasSubscribers) {
           factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: false, error });
         }
-        if (leaseToken && this.tier) {
-          released = true;
+        if (leaseToken && tier) {
           // Free the lease first, then wake waiters so one of them retries at once.
-          await this.tier.releaseLease(fullKey, leaseToken);
+          await tier.releaseLease(fullKey, leaseToken);
           this.bus?.publish('rel', [fullKey]).catch(() => {});
         }
         throw error;
-      } finally {
-        if (leaseToken && this.tier && !released) await this.tier.releaseLease(fullKey, leaseToken);
       }
+      this.metrics.factoryRun('ok');
+      if (factoryChannel.hasSubscribers) {
+        factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
+      }
+      let stored: Promise<void> = Promise.resolve();
+      if (value !== undefined) {
+        try {
+          stored = this.#writeEntry(fullKey, value, options, performance.now() - started);
+        } catch (error) {
+          // The value is good, it just cannot be stored: serve it uncached rather than fail.
+          if (!(error instanceof SerializationError)) throw error;
+          this.metrics.error('l2', 'encode');
+          this.logger.warn('factory value cannot be serialized; not cached', { key: userKey });
+        }
+      }
+      // The lease is released only once the value is in L2: whoever takes the lease next
+      // re-reads L2 and finds it, instead of computing it again.
+      const finished =
+        leaseToken && tier
+          ? stored.finally(() => tier.releaseLease(fullKey, leaseToken)).then(() => undefined)
+          : stored;
+      if (this.options.writeMode === 'background') this.track(finished);
+      else await finished;
+      return value;
     })();
     const softTimeoutMs = options.softTimeoutMs ?? this.options.softTimeoutMs;
     const hardTimeoutMs = options.hardTimeoutMs ?? this.options.hardTimeoutMs;
@@ -369,6 +386,15 @@ export class CacheEngine {
         const lease = await this.tier.acquireLease(fullKey, token, this.options.lock.leaseMs);
         if (lease === 'busy') return; // another instance is refreshing; its bus message reaches us
         if (lease === 'unavailable') token = undefined;
+        else {
+          const remote = await this.#readL2(fullKey);
+          if (remote && remote.entry.createdAt > current.createdAt) {
+            // Refreshed by another instance between our decision and the lease.
+            await this.tier.releaseLease(fullKey, token);
+            this.#l1Set(fullKey, remote.entry, remote.bytes);
+            return;
+          }
+        }
       }
       // No timeouts here: nobody waits on a background refresh.
       await this.#runFactory(
@@ -387,6 +413,16 @@ export class CacheEngine {
 
   /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
   async write(fullKey: string, value: unknown, options: SetOptions, computeMs = 0): Promise<void> {
+    const remote = this.#writeEntry(fullKey, value, options, computeMs);
+    if (this.options.writeMode === 'background') this.track(remote);
+    else await remote;
+  }
+
+  /**
+   * Writes L1 synchronously (throws `SerializationError` synchronously when the value cannot
+   * be encoded) and returns the L2 write in flight.
+   */
+  #writeEntry(fullKey: string, value: unknown, options: SetOptions, computeMs: number): Promise<void> {
     const now = this.clock.now();
     const entry = createEntry(
       value,
@@ -399,7 +435,7 @@ export class CacheEngine {
     const tier = this.tier;
     if (!tier) {
       this.#l1Set(fullKey, entry, estimateSize(value));
-      return;
+      return Promise.resolve();
     }
     const encoded = this.codec.encode(entry);
     this.#l1Set(fullKey, entry, encoded.length);
@@ -412,8 +448,7 @@ export class CacheEngine {
       const published = this.bus?.publish('set', [fullKey]);
       if (published) this.track(published);
     };
-    if (this.options.writeMode === 'background') this.track(remote());
-    else await remote();
+    return remote();
   }
 
   async delete(fullKeys: string[]): Promise<void> {
