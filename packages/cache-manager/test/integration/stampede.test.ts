@@ -37,6 +37,44 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(results.every((result) => result.answer === 42)).toBe(true);
   });
 
+  it('does not recompute when another instance finishes between our L2 miss and our lease', async () => {
+    const [first] = await instances(1);
+    // The second instance's first L2 read is answered (a miss) only after the first instance
+    // has computed, written and released the lease: the window of a check-then-act race.
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let delayed = false;
+    const slowReads = new Proxy(redis!, {
+      get(target, property) {
+        if (property === 'mgetBuffer' && !delayed) {
+          delayed = true;
+          return async (...keys: string[]) => {
+            const reply = await target.mgetBuffer(...keys);
+            await gate;
+            return reply;
+          };
+        }
+        const value = Reflect.get(target, property);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const second = new Cache({ redis: slowReads, prefix });
+    caches.push(second);
+    await second.ready();
+    let runs = 0;
+    const factory = async () => {
+      runs += 1;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return `run ${runs}`;
+    };
+    const late = second.getOrSet('race', factory);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await first!.getOrSet('race', factory)).toBe('run 1');
+    openGate();
+    expect(await late).toBe('run 1');
+    expect(runs).toBe(1);
+  });
+
   it('when the lease holder fails, a waiter takes over and computes', async () => {
     const [first, second] = await instances(2);
     let attempt = 0;
