@@ -229,7 +229,9 @@ export class CacheEngine {
     stale: CacheEntry<T> | undefined,
   ): Promise<T> {
     const tier = this.tier;
-    if (!tier || !this.options.lock.enabled)
+    // After a failed Redis call (our L2 read just now, typically) a lease would only cost
+    // another deadline: fall back to in-process single flight until Redis answers again.
+    if (!tier || !this.options.lock.enabled || !tier.healthy)
       return this.#runFactory(fullKey, userKey, factory, options, stale);
     const token = randomUUID();
     let lease = await tier.acquireLease(fullKey, token, this.options.lock.leaseMs);

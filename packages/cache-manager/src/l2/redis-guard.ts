@@ -29,6 +29,7 @@ export class RedisGuard {
   readonly #options: RedisGuardOptions;
   readonly #deadlines: DeadlineQueue;
   #lastWarnAt = 0;
+  #healthy = true;
 
   constructor(options: RedisGuardOptions) {
     this.#options = options;
@@ -39,6 +40,11 @@ export class RedisGuard {
       const log = state === 'open' ? options.logger.warn : options.logger.info;
       log.call(options.logger, `redis circuit breaker ${state}`, { state });
     });
+  }
+
+  /** False from a failed call until the next successful one (cheap hint for optional calls). */
+  get healthy(): boolean {
+    return this.#healthy;
   }
 
   /** The breaker's state. */
@@ -55,6 +61,7 @@ export class RedisGuard {
     try {
       const result = await this.#breaker.execute(() => this.#deadlines.run(work(), `redis ${operation}`));
       if (metrics.enabled) metrics.latency('l2', operation, (performance.now() - started) / 1_000);
+      this.#healthy = true;
       return result;
     } catch (error) {
       const reason =
@@ -63,6 +70,7 @@ export class RedisGuard {
           : (error as { code?: string }).code === 'NOA_CIRCUIT_OPEN'
             ? 'circuit_open'
             : 'error';
+      this.#healthy = false;
       metrics.degraded(operation, reason);
       if (reason !== 'circuit_open') metrics.error('l2', operation);
       return this.#fail(operation, fallback, error);

@@ -45,6 +45,11 @@ export class RedisTier {
     }
   }
 
+  /** False since the last failed Redis call, until one succeeds. */
+  get healthy(): boolean {
+    return this.#guard.healthy;
+  }
+
   /** The guard's breaker state. */
   get state(): 'closed' | 'open' | 'half-open' {
     return this.#guard.state;
