@@ -1,0 +1,219 @@
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import KeyvRedis from '@keyv/redis';
+import { type PrivateRedis, serviceUrl, startPrivateRedis } from '@noa/testkit';
+import { type BenchCase, runBench, size, smoke } from '@noa/testkit/bench';
+import { BentoCache, bentostore } from 'bentocache';
+import { memoryDriver } from 'bentocache/drivers/memory';
+import { redisBusDriver, redisDriver } from 'bentocache/drivers/redis';
+import { Cacheable } from 'cacheable';
+import { Redis } from 'ioredis';
+import { Cache } from '../src/index.js';
+import { hitRate } from './hit-rate.js';
+import { opsWithin } from './measure.js';
+import { payloads } from './payloads.js';
+import { stampedeRuns } from './stampede.js';
+import { scanPollutedTrace, zipfTrace } from './traces.js';
+
+// ---- one Redis for everyone: a private server when redis-server exists, else the shared one
+let privateRedis: PrivateRedis | undefined;
+try {
+  execFileSync('redis-server', ['--version']);
+  privateRedis = await startPrivateRedis();
+} catch {
+  console.log(`no redis-server binary: benchmarking on the shared Redis at ${serviceUrl('redis')}`);
+}
+const url = privateRedis?.url ?? serviceUrl('redis');
+const { hostname, port } = new URL(url);
+const prefix = `noa_bench_${process.pid}:`;
+const redis = new Redis(url);
+const raw = new Redis(url);
+const rawPipelined = new Redis(url, { enableAutoPipelining: true });
+const IN_FLIGHT = 32;
+const KEYS = size(200, 20);
+
+// ---- contenders ----------------------------------------------------------------------
+const ours = new Cache({ redis, prefix: `${prefix}ours:` });
+const oursL2Reader = new Cache({ redis, prefix: `${prefix}ours:`, bus: false, l1: { maxEntries: 1 } });
+const bentoStore = () =>
+  bentostore()
+    .useL1Layer(memoryDriver({ maxItems: 10_000 }))
+    .useL2Layer(redisDriver({ connection: redis }))
+    .useBus(redisBusDriver({ connection: { host: hostname, port: Number(port) } }));
+const bento = new BentoCache({
+  default: 'cache',
+  prefix: `${prefix}bento`,
+  stores: {
+    cache: bentoStore(),
+    l2only: bentostore().useL2Layer(redisDriver({ connection: redis })),
+  },
+});
+const bentoL2 = bento.use('l2only');
+const cacheable = new Cacheable({
+  secondary: new KeyvRedis(url),
+  ttl: '1h',
+  namespace: `${prefix}cacheable`,
+});
+await ours.ready();
+
+const payloadCases = Object.entries(payloads) as [keyof typeof payloads, unknown][];
+const cases: BenchCase[] = [];
+
+// ---- L1 hits through getOrSet ---------------------------------------------------------
+for (const [label, value] of payloadCases) {
+  const key = `l1:${label}`;
+  await ours.getOrSet(key, () => value);
+  await bento.getOrSet({ key, factory: () => value, ttl: '1h' });
+  cases.push({
+    case: `L1-hit getOrSet, ${label}`,
+    unit: 'ops/s',
+    better: 'higher',
+    goal: 10,
+    anchor: 'bentocache@1.6.1',
+    ours: () => opsWithin(() => ours.getOrSet(key, () => value)),
+    theirs: () => opsWithin(() => bento.getOrSet({ key, factory: () => value, ttl: '1h' })),
+  });
+}
+// bentocache's memoryDriver({ serialize: false }) is not compared: in 1.6.1 its L1 hit path
+// throws "Cannot read properties of undefined (reading 'deserialize')" (cache_entry.ts:68).
+await cacheable.getOrSet('l1:small', async () => payloads.small);
+cases.push({
+  case: 'L1-hit getOrSet, small',
+  unit: 'ops/s',
+  better: 'higher',
+  anchor: 'cacheable@2.5.0',
+  ours: () => opsWithin(() => ours.getOrSet('l1:small', () => payloads.small)),
+  theirs: () => opsWithin(() => cacheable.getOrSet('l1:small', async () => payloads.small)),
+});
+
+// ---- L2 hits (L1 misses) -----------------------------------------------------------------
+for (const [label, value] of payloadCases) {
+  const keys = Array.from({ length: KEYS }, (_, index) => `l2:${label}:${index}`);
+  await Promise.all(keys.map((key) => ours.set(key, value, { ttlMs: 3_600_000 })));
+  await Promise.all(keys.map((key) => bentoL2.set({ key, value, ttl: '1h' })));
+  cases.push({
+    case: `L2-hit get, ${label}, ${IN_FLIGHT} in flight`,
+    unit: 'ops/s',
+    better: 'higher',
+    goal: 2,
+    anchor: 'bentocache@1.6.1 (L2 only)',
+    ours: () => opsWithin((index) => oursL2Reader.get(keys[index % KEYS]!), IN_FLIGHT),
+    theirs: () => opsWithin((index) => bentoL2.get({ key: keys[index % KEYS]! }), IN_FLIGHT),
+  });
+  cases.push({
+    case: `L2-hit get, ${label}, ${IN_FLIGHT} in flight, vs raw GET`,
+    unit: 'ops/s',
+    better: 'higher',
+    goal: 0.8,
+    anchor: 'ioredis@5.11.1 getBuffer',
+    ours: () => opsWithin((index) => oursL2Reader.get(keys[index % KEYS]!), IN_FLIGHT),
+    theirs: () => opsWithin((index) => raw.getBuffer(`${prefix}ours:${keys[index % KEYS]!}`), IN_FLIGHT),
+  });
+  if (label === 'small') {
+    // Our reads coalesce into MGET; ioredis can batch too (auto-pipelining): shown for honesty.
+    cases.push({
+      case: `L2-hit get, ${label}, ${IN_FLIGHT} in flight, vs auto-pipelined GET`,
+      unit: 'ops/s',
+      better: 'higher',
+      anchor: 'ioredis@5.11.1 enableAutoPipelining',
+      ours: () => opsWithin((index) => oursL2Reader.get(keys[index % KEYS]!), IN_FLIGHT),
+      theirs: () =>
+        opsWithin((index) => rawPipelined.getBuffer(`${prefix}ours:${keys[index % KEYS]!}`), IN_FLIGHT),
+    });
+  }
+}
+
+// ---- writes ----------------------------------------------------------------------------
+for (const [label, value] of payloadCases.slice(0, 2)) {
+  cases.push({
+    case: `set, ${label}, ${IN_FLIGHT} in flight`,
+    unit: 'ops/s',
+    better: 'higher',
+    goal: 1,
+    anchor: 'bentocache@1.6.1',
+    ours: () =>
+      opsWithin((index) => ours.set(`w:${label}:${index % KEYS}`, value, { ttlMs: 3_600_000 }), IN_FLIGHT),
+    theirs: () =>
+      opsWithin((index) => bento.set({ key: `w:${label}:${index % KEYS}`, value, ttl: '1h' }), IN_FLIGHT),
+  });
+}
+
+// ---- bytes stored --------------------------------------------------------------------------
+async function storedBytes(pattern: string): Promise<number> {
+  const [, keys] = await raw.scan('0', 'MATCH', pattern, 'COUNT', 100_000);
+  const key = keys[0];
+  if (!key) throw new Error(`no key matches ${pattern}`);
+  return raw.strlen(key);
+}
+for (const [label, value] of payloadCases) {
+  await ours.set(`bytes:${label}`, value);
+  await bento.set({ key: `bytes:${label}`, value });
+  cases.push({
+    case: `bytes in Redis, ${label} (JSON ${JSON.stringify(value).length} B)`,
+    unit: 'bytes',
+    better: 'lower',
+    goal: 0.7,
+    anchor: 'bentocache@1.6.1 (JSON)',
+    rounds: 1,
+    ours: () => storedBytes(`${prefix}ours:bytes:${label}`),
+    theirs: () => storedBytes(`${prefix}bento*bytes:${label}`),
+  });
+}
+
+// ---- stampede across processes -------------------------------------------------------------
+const processes = size(4, 2);
+const concurrency = size(100, 10);
+cases.push({
+  case: `stampede: factory runs, ${processes} processes × ${concurrency} concurrent`,
+  unit: 'runs',
+  better: 'lower',
+  goal: 1 / processes,
+  anchor: 'bentocache@1.6.1',
+  rounds: 3,
+  ours: () => stampedeRuns('ours', url, `${prefix}stampede:`, processes, concurrency, 200),
+  theirs: () => stampedeRuns('bentocache', url, `${prefix}stampede`, processes, concurrency, 200),
+});
+
+// ---- hit rates -------------------------------------------------------------------------------
+const requests = size(1_000_000, 20_000);
+const keySpace = size(100_000, 2_000);
+const capacity = size(1_000, 20);
+const traces: [string, Uint32Array][] = [
+  ['Zipf 0.8', zipfTrace(requests, keySpace, 0.8, 1)],
+  ['Zipf 1.0', zipfTrace(requests, keySpace, 1.0, 2)],
+  ['Zipf 1.2', zipfTrace(requests, keySpace, 1.2, 3)],
+  ['scan-polluted Zipf 1.0', scanPollutedTrace(requests, keySpace, 4)],
+];
+for (const [label, trace] of traces) {
+  const percent = (policy: Parameters<typeof hitRate>[0]) =>
+    Math.round(hitRate(policy, capacity, trace) * 10_000) / 100;
+  cases.push({
+    case: `hit rate ${label}, ${capacity} of ${keySpace} keys: adaptive vs LRU`,
+    unit: '% hits',
+    better: 'higher',
+    goal: 1,
+    anchor: 'lru-cache@11.5.3 (LRU)',
+    rounds: 1,
+    ours: () => percent('adaptive'),
+    theirs: () => percent('lru'),
+    extra: () => ({ lfu: percent('lfu'), fifo: percent('fifo'), ttl: percent('ttl') }),
+  });
+}
+
+await runBench('@noa/cache-manager', path.dirname(new URL(import.meta.url).pathname), cases);
+
+// ---- teardown -------------------------------------------------------------------------------
+await Promise.all([ours.close(), oursL2Reader.close(), bento.disconnectAll(), cacheable.disconnect()]);
+if (!privateRedis) {
+  let cursor = '0';
+  do {
+    const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000);
+    cursor = next;
+    if (keys.length > 0) await raw.unlink(...keys);
+  } while (cursor !== '0');
+}
+redis.disconnect();
+raw.disconnect();
+rawPipelined.disconnect();
+await privateRedis?.stop();
+if (smoke) console.log('smoke run: nothing written');

@@ -1,0 +1,661 @@
+import { randomUUID } from 'node:crypto';
+import { type Clock, childLogger, type Logger, silentLogger, systemClock, tracingChannel } from '@noa/core';
+import { type BusMessage, InvalidationBus } from './bus.js';
+import type { Factory, GetOrSetOptions, ResolvedCacheOptions, SetOptions } from './cache-options.js';
+import { type CacheEntry, createEntry, isFresh, shouldRefreshEarly } from './entry.js';
+import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
+import { createL1Store } from './l1/create-l1-store.js';
+import { estimateSize } from './l1/estimate-size.js';
+import type { L1Store, RemovalReason } from './l1/l1-store.js';
+import { RedisGuard } from './l2/redis-guard.js';
+import { RedisTier } from './l2/redis-tier.js';
+import { CacheMetrics } from './metrics.js';
+import { EntryCodec } from './serialization/entry-codec.js';
+
+const TIMED_OUT: unique symbol = Symbol('timed out');
+
+/** `noa:cache-manager:factory` — one message per factory run: `{ key, durationMs, ok }`. */
+const factoryChannel = tracingChannel('cache-manager', 'factory');
+
+/**
+ * Everything a cache and its namespace views share: the tiers, the bus, in-flight loads. All
+ * methods take full keys (namespace included). `Cache` is the public face.
+ */
+export class CacheEngine {
+  readonly options: ResolvedCacheOptions;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: CacheMetrics;
+  readonly l1: L1Store;
+  readonly tier: RedisTier | undefined;
+  readonly bus: InvalidationBus | undefined;
+  readonly codec: EntryCodec;
+  readonly instanceId = randomUUID();
+  readonly #random: () => number;
+  readonly #tagIndex = new Map<string, Set<string>>();
+  readonly #flights = new Map<string, Promise<unknown>>();
+  readonly #refreshing = new Set<string>();
+  readonly #waiters = new Map<string, Set<() => void>>();
+  readonly #background = new Set<Promise<unknown>>();
+  #closed = false;
+  /** Resolves when start-up work (bus subscription, hot-key warm-up) is done. */
+  readonly ready: Promise<void>;
+
+  constructor(options: ResolvedCacheOptions) {
+    this.options = options;
+    this.clock = options.clock ?? systemClock;
+    this.logger = childLogger(options.logger ?? silentLogger, { component: 'cache-manager' });
+    this.metrics = new CacheMetrics(options.metrics);
+    this.#random = options.random ?? (() => 1 - Math.random());
+    this.l1 = createL1Store(
+      options.l1.policy,
+      options.l1.maxEntries,
+      options.l1.maxBytes,
+      (key, entry, reason) => this.#onL1Removal(key, entry, reason),
+    );
+    this.codec = new EntryCodec(
+      options.serializer,
+      options.compression.algorithm,
+      options.compression.thresholdBytes,
+    );
+    if (options.redis) {
+      const guard = new RedisGuard({
+        operationTimeoutMs: options.operationTimeoutMs,
+        breaker: options.breaker,
+        onBackendError: options.onBackendError,
+        metrics: this.metrics,
+        logger: this.logger,
+      });
+      this.tier = new RedisTier(options.redis, options.prefix, guard, options.batching);
+      if (options.bus) {
+        this.bus = new InvalidationBus({
+          tier: this.tier,
+          channel: `${options.prefix}__bus`,
+          instanceId: this.instanceId,
+          onMessage: (message) => this.#onBusMessage(message),
+          onResync: () => this.l1.clear(),
+          metrics: this.metrics,
+          logger: this.logger,
+        });
+      }
+    }
+    this.ready = Promise.all([this.bus?.ready, this.#warmHotKeys()]).then(
+      () => undefined,
+      (error: unknown) => this.logger.warn('cache start-up work failed', { error: String(error) }),
+    );
+  }
+
+  /** Loads the saved hot keys from L2 into L1 (see the `hotKeys` option). */
+  async #warmHotKeys(): Promise<void> {
+    if (!this.tier || this.options.hotKeys === 0) return;
+    const keys = await this.tier.loadHotKeys(this.options.hotKeys);
+    for (let start = 0; start < keys.length; start += 100) {
+      await this.getMany(keys.slice(start, start + 100));
+    }
+    if (keys.length > 0) this.logger.info('warmed L1 from the saved hot keys', { keys: keys.length });
+  }
+
+  /** Saves the L1's most valuable keys to Redis for the next start. */
+  async saveHotKeys(limit: number): Promise<void> {
+    if (!this.tier || limit === 0) return;
+    await this.tier.saveHotKeys(this.l1.hottest(limit));
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** L1 only: the fresh value or undefined, synchronously. */
+  getLocal(fullKey: string): CacheEntry | undefined {
+    const entry = this.l1.get(fullKey, this.clock.now());
+    if (entry !== undefined && isFresh(entry, this.clock.now())) return entry;
+    return undefined;
+  }
+
+  /** Copies a value out of L1 according to the `l1.mode` option. */
+  out<T>(value: T): T {
+    return this.options.l1.mode === 'clone' ? structuredClone(value) : value;
+  }
+
+  // ---- reads ---------------------------------------------------------------------------
+
+  async get(fullKey: string): Promise<CacheEntry | undefined> {
+    const now = this.clock.now();
+    const local = this.l1.get(fullKey, now);
+    if (local !== undefined && isFresh(local, now)) {
+      this.metrics.request('l1', 'hit');
+      return local;
+    }
+    this.metrics.request('l1', local ? 'stale' : 'miss');
+    if (!this.tier) return undefined;
+    const remote = await this.#readL2(fullKey);
+    if (remote && isFresh(remote.entry, this.clock.now())) {
+      this.metrics.request('l2', 'hit');
+      this.#l1Set(fullKey, remote.entry, remote.bytes);
+      return remote.entry;
+    }
+    this.metrics.request('l2', remote ? 'stale' : 'miss');
+    return undefined;
+  }
+
+  async getMany(fullKeys: readonly string[]): Promise<(CacheEntry | undefined)[]> {
+    const now = this.clock.now();
+    const results: (CacheEntry | undefined)[] = fullKeys.map((key) => {
+      const entry = this.l1.get(key, now);
+      const fresh = entry !== undefined && isFresh(entry, now);
+      this.metrics.request('l1', fresh ? 'hit' : 'miss');
+      return fresh ? entry : undefined;
+    });
+    if (!this.tier) return results;
+    const missing = fullKeys.filter((_, index) => results[index] === undefined);
+    if (missing.length === 0) return results;
+    const remote = await this.tier.getMany(missing);
+    const later = this.clock.now();
+    let cursor = 0;
+    for (let index = 0; index < results.length; index += 1) {
+      if (results[index] !== undefined) continue;
+      const bytes = remote[cursor];
+      const key = missing[cursor]!;
+      cursor += 1;
+      const entry = bytes ? this.#decode(key, bytes) : undefined;
+      if (entry && isFresh(entry, later)) {
+        this.metrics.request('l2', 'hit');
+        this.#l1Set(key, entry, bytes!.length);
+        results[index] = entry;
+      } else {
+        this.metrics.request('l2', 'miss');
+      }
+    }
+    return results;
+  }
+
+  // ---- read-through --------------------------------------------------------------------
+
+  getOrSet<T>(fullKey: string, userKey: string, factory: Factory<T>, options: GetOrSetOptions): Promise<T> {
+    const now = this.clock.now();
+    const entry = this.l1.get(fullKey, now);
+    if (entry !== undefined && now < entry.expiresAt) {
+      this.metrics.request('l1', 'hit');
+      const beta = options.earlyRefreshBeta ?? this.options.earlyRefreshBeta;
+      if (entry.computeMs > 0 && shouldRefreshEarly(entry, now, beta, this.#random)) {
+        this.#refreshEarly(fullKey, userKey, factory, options, entry);
+      }
+      return Promise.resolve(this.out(entry.value as T));
+    }
+    this.metrics.request('l1', entry ? 'stale' : 'miss');
+    const inflight = this.#flights.get(fullKey) as Promise<T> | undefined;
+    if (inflight)
+      return this.options.l1.mode === 'clone' ? inflight.then((value) => this.out(value)) : inflight;
+    const load = this.#load(fullKey, userKey, factory, options, entry as CacheEntry<T> | undefined).finally(
+      () => this.#flights.delete(fullKey),
+    );
+    this.#flights.set(fullKey, load);
+    return load;
+  }
+
+  async #load<T>(
+    fullKey: string,
+    userKey: string,
+    factory: Factory<T>,
+    options: GetOrSetOptions,
+    staleL1: CacheEntry<T> | undefined,
+  ): Promise<T> {
+    let stale = staleL1;
+    if (this.tier) {
+      const remote = await this.#readL2(fullKey);
+      if (remote) {
+        const entry = remote.entry as CacheEntry<T>;
+        const now = this.clock.now();
+        if (isFresh(entry, now)) {
+          this.metrics.request('l2', 'hit');
+          this.#l1Set(fullKey, entry, remote.bytes);
+          return entry.value;
+        }
+        this.metrics.request('l2', 'stale');
+        if (now < entry.staleUntil && (!stale || entry.createdAt > stale.createdAt)) stale = entry;
+      } else {
+        this.metrics.request('l2', 'miss');
+      }
+    }
+    return this.#compute(fullKey, userKey, factory, options, stale);
+  }
+
+  /** Runs the factory once across instances: takes the key's lease or waits for its holder. */
+  async #compute<T>(
+    fullKey: string,
+    userKey: string,
+    factory: Factory<T>,
+    options: GetOrSetOptions,
+    stale: CacheEntry<T> | undefined,
+  ): Promise<T> {
+    const tier = this.tier;
+    // After a failed Redis call (our L2 read just now, typically) a lease would only cost
+    // another deadline: fall back to in-process single flight until Redis answers again.
+    if (!tier || !this.options.lock.enabled || !tier.healthy)
+      return this.#runFactory(fullKey, userKey, factory, options, stale);
+    const token = randomUUID();
+    let lease = await tier.acquireLease(fullKey, token, this.options.lock.leaseMs);
+    if (lease === 'busy') {
+      const started = Date.now();
+      const lockTimeoutMs = options.lockTimeoutMs ?? this.options.lock.timeoutMs;
+      const softTimeoutMs = options.softTimeoutMs ?? this.options.softTimeoutMs;
+      const staleAt =
+        stale && softTimeoutMs !== undefined ? started + softTimeoutMs : Number.POSITIVE_INFINITY;
+      const giveUpAt = Math.min(started + lockTimeoutMs, staleAt);
+      while (lease === 'busy') {
+        const remaining = giveUpAt - Date.now();
+        if (remaining <= 0) {
+          if (stale) {
+            this.metrics.lockWait('stale');
+            this.metrics.staleServed(staleAt <= started + lockTimeoutMs ? 'soft_timeout' : 'lock_timeout');
+            return stale.value;
+          }
+          this.metrics.lockWait('timeout');
+          throw new LockTimeoutError(userKey, lockTimeoutMs);
+        }
+        await this.#sleepOrWake(fullKey, Math.min(this.options.lock.pollMs, remaining));
+        const remote = await this.#readL2(fullKey);
+        if (remote && isFresh(remote.entry, this.clock.now())) {
+          this.metrics.lockWait('value');
+          this.#l1Set(fullKey, remote.entry, remote.bytes);
+          return remote.entry.value as T;
+        }
+        lease = await tier.acquireLease(fullKey, token, this.options.lock.leaseMs);
+      }
+      this.metrics.lockWait('acquired');
+    }
+    if (lease === 'acquired') {
+      // Double-check: between our L2 miss and the lease, another instance may have computed
+      // the value and released its lease.
+      const remote = await this.#readL2(fullKey);
+      if (remote && isFresh(remote.entry, this.clock.now())) {
+        await tier.releaseLease(fullKey, token);
+        this.#l1Set(fullKey, remote.entry, remote.bytes);
+        return remote.entry.value as T;
+      }
+    }
+    // 'unavailable': Redis is down, so only in-process single-flight protects the source.
+    return this.#runFactory(
+      fullKey,
+      userKey,
+      factory,
+      options,
+      stale,
+      lease === 'acquired' ? token : undefined,
+    );
+  }
+
+  /** Runs the factory with soft/hard timeouts and grace; writes the result through both tiers. */
+  async #runFactory<T>(
+    fullKey: string,
+    userKey: string,
+    factory: Factory<T>,
+    options: GetOrSetOptions,
+    stale: CacheEntry<T> | undefined,
+    leaseToken?: string,
+  ): Promise<T> {
+    const started = performance.now();
+    const tier = this.tier;
+    const work = (async () => {
+      let value: T;
+      try {
+        value = await factory({ key: userKey, staleValue: stale?.value });
+      } catch (error) {
+        this.metrics.factoryRun('error');
+        if (factoryChannel.hasSubscribers) {
+          factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: false, error });
+        }
+        if (leaseToken && tier) {
+          // Free the lease first, then wake waiters so one of them retries at once.
+          await tier.releaseLease(fullKey, leaseToken);
+          this.bus?.publish('rel', [fullKey]).catch(() => {});
+        }
+        throw error;
+      }
+      this.metrics.factoryRun('ok');
+      if (factoryChannel.hasSubscribers) {
+        factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
+      }
+      let stored: Promise<void> = Promise.resolve();
+      if (value !== undefined) {
+        try {
+          stored = this.#writeEntry(fullKey, value, options, performance.now() - started);
+        } catch (error) {
+          // The value is good, it just cannot be stored: serve it uncached rather than fail.
+          if (!(error instanceof SerializationError)) throw error;
+          this.metrics.error('l2', 'encode');
+          this.logger.warn('factory value cannot be serialized; not cached', { key: userKey });
+        }
+      }
+      // The lease is released only once the value is in L2: whoever takes the lease next
+      // re-reads L2 and finds it, instead of computing it again.
+      const finished =
+        leaseToken && tier
+          ? stored.finally(() => tier.releaseLease(fullKey, leaseToken)).then(() => undefined)
+          : stored;
+      if (this.options.writeMode === 'background') this.track(finished);
+      else await finished;
+      return value;
+    })();
+    const softTimeoutMs = options.softTimeoutMs ?? this.options.softTimeoutMs;
+    const hardTimeoutMs = options.hardTimeoutMs ?? this.options.hardTimeoutMs;
+    const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+    try {
+      const result = limit === undefined ? await work : await raceTimer(work, limit);
+      if (result === TIMED_OUT) {
+        this.track(work);
+        if (stale) {
+          this.metrics.staleServed(softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
+          return stale.value;
+        }
+        throw new FactoryTimeoutError(userKey, limit!);
+      }
+      return result;
+    } catch (error) {
+      if (error instanceof FactoryTimeoutError) throw error;
+      if (stale && this.clock.now() < stale.staleUntil) {
+        this.metrics.staleServed('factory_error');
+        this.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
+        this.#backOff(fullKey, stale);
+        return stale.value;
+      }
+      throw new FactoryError(userKey, { cause: error });
+    }
+  }
+
+  /** After a failure served stale, keep the stale value "fresh" in L1 briefly so the source can recover. */
+  #backOff(fullKey: string, stale: CacheEntry): void {
+    const backoffMs = this.options.graceBackoffMs;
+    if (backoffMs <= 0) return;
+    const now = this.clock.now();
+    const entry = { ...stale, expiresAt: Math.min(now + backoffMs, stale.staleUntil) };
+    this.#l1Set(fullKey, entry, estimateSize(entry.value));
+  }
+
+  #refreshEarly<T>(
+    fullKey: string,
+    userKey: string,
+    factory: Factory<T>,
+    options: GetOrSetOptions,
+    current: CacheEntry,
+  ): void {
+    if (this.#refreshing.has(fullKey) || this.#flights.has(fullKey) || this.#closed) return;
+    this.#refreshing.add(fullKey);
+    const refresh = (async () => {
+      let token: string | undefined;
+      if (this.tier && this.options.lock.enabled) {
+        token = randomUUID();
+        const lease = await this.tier.acquireLease(fullKey, token, this.options.lock.leaseMs);
+        if (lease === 'busy') return; // another instance is refreshing; its bus message reaches us
+        if (lease === 'unavailable') token = undefined;
+        else {
+          const remote = await this.#readL2(fullKey);
+          if (remote && remote.entry.createdAt > current.createdAt) {
+            // Refreshed by another instance between our decision and the lease.
+            await this.tier.releaseLease(fullKey, token);
+            this.#l1Set(fullKey, remote.entry, remote.bytes);
+            return;
+          }
+        }
+      }
+      // No timeouts here: nobody waits on a background refresh.
+      await this.#runFactory(
+        fullKey,
+        userKey,
+        factory,
+        { ...options, softTimeoutMs: undefined, hardTimeoutMs: undefined },
+        current as CacheEntry<T>,
+        token,
+      );
+    })().finally(() => this.#refreshing.delete(fullKey));
+    this.track(refresh);
+  }
+
+  // ---- writes --------------------------------------------------------------------------
+
+  /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
+  async write(fullKey: string, value: unknown, options: SetOptions, computeMs = 0): Promise<void> {
+    const remote = this.#writeEntry(fullKey, value, options, computeMs);
+    if (this.options.writeMode === 'background') this.track(remote);
+    else await remote;
+  }
+
+  /**
+   * Writes L1 synchronously (throws `SerializationError` synchronously when the value cannot
+   * be encoded) and returns the L2 write in flight.
+   */
+  #writeEntry(fullKey: string, value: unknown, options: SetOptions, computeMs: number): Promise<void> {
+    const now = this.clock.now();
+    const entry = createEntry(
+      value,
+      now,
+      options.ttlMs ?? this.options.ttlMs,
+      options.graceMs ?? this.options.graceMs,
+      computeMs,
+      options.tags ?? [],
+    );
+    const tier = this.tier;
+    if (!tier) {
+      this.#l1Set(fullKey, entry, estimateSize(value));
+      return Promise.resolve();
+    }
+    const encoded = this.codec.encode(entry);
+    this.#l1Set(fullKey, entry, encoded.length);
+    const physicalTtl = Number.isFinite(entry.staleUntil) ? entry.staleUntil - now : undefined;
+    const remote = async () => {
+      const written = await tier.set(fullKey, encoded, physicalTtl, entry.tags);
+      if (written) this.metrics.written(encoded.length);
+      // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
+      // write costs one round trip, and other instances' L1s are evicted a moment later.
+      const published = this.bus?.publish('set', [fullKey]);
+      if (published) this.track(published);
+    };
+    return remote();
+  }
+
+  async delete(fullKeys: string[]): Promise<void> {
+    for (const key of fullKeys) this.l1.delete(key);
+    if (!this.tier) return;
+    await this.tier.delete(fullKeys);
+    await this.bus?.publish('del', fullKeys);
+  }
+
+  async deleteByTags(tags: readonly string[]): Promise<number> {
+    const removed = new Set<string>();
+    for (const tag of tags) {
+      for (const key of [...(this.#tagIndex.get(tag) ?? [])]) {
+        if (this.l1.delete(key)) removed.add(key);
+      }
+      this.#tagIndex.delete(tag);
+    }
+    if (this.tier) {
+      const lists = await Promise.all(tags.map((tag) => this.tier!.deleteTag(tag)));
+      for (const list of lists) for (const key of list) removed.add(key);
+      await this.bus?.publish('tag', [...tags]);
+    }
+    const edge = this.options.edge;
+    if (edge) {
+      const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
+      if (tied.length > 0) await edge.purger.purgeTags(tied);
+    }
+    return removed.size;
+  }
+
+  async clear(fullPrefix: string): Promise<void> {
+    this.#clearL1(fullPrefix);
+    if (!this.tier) return;
+    await this.tier.clearPrefix(fullPrefix);
+    await this.bus?.publish('clear', [fullPrefix]);
+  }
+
+  // ---- lifecycle -----------------------------------------------------------------------
+
+  /** Keeps a background promise until it settles (close() waits for them); never rejects. */
+  track(promise: Promise<unknown>): void {
+    const tracked = promise.then(
+      () => undefined,
+      (error: unknown) => this.logger.warn('background cache work failed', { error: String(error) }),
+    );
+    this.#background.add(tracked);
+    void tracked.finally(() => this.#background.delete(tracked));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await raceTimer(Promise.all([...this.#background]), 5_000);
+    await this.saveHotKeys(this.options.hotKeys);
+    for (const wake of [...this.#waiters.values()].flatMap((set) => [...set])) wake();
+    await this.bus?.close();
+  }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  #l1Set(fullKey: string, entry: CacheEntry, bytes: number): void {
+    const maxTtlMs = this.options.l1.maxTtlMs;
+    let local = entry;
+    if (maxTtlMs !== undefined) {
+      const cap = this.clock.now() + maxTtlMs;
+      if (entry.expiresAt > cap) local = { ...entry, expiresAt: cap };
+    }
+    if (this.options.l1.mode === 'freeze') deepFreeze(local.value);
+    this.l1.set(fullKey, local, bytes);
+    for (const tag of local.tags) {
+      let keys = this.#tagIndex.get(tag);
+      if (!keys) {
+        keys = new Set();
+        this.#tagIndex.set(tag, keys);
+      }
+      keys.add(fullKey);
+    }
+    if (this.metrics.enabled) this.metrics.l1Size(this.l1.size, this.l1.bytes);
+  }
+
+  #onL1Removal(fullKey: string, entry: CacheEntry, reason: RemovalReason): void {
+    for (const tag of entry.tags) {
+      const keys = this.#tagIndex.get(tag);
+      if (!keys) continue;
+      keys.delete(fullKey);
+      if (keys.size === 0) this.#tagIndex.delete(tag);
+    }
+    if (reason !== 'deleted') this.metrics.eviction('l1', reason);
+  }
+
+  async #readL2(fullKey: string): Promise<{ entry: CacheEntry; bytes: number } | undefined> {
+    const bytes = await this.tier!.get(fullKey);
+    if (!bytes) return undefined;
+    const entry = this.#decode(fullKey, bytes);
+    return entry ? { entry, bytes: bytes.length } : undefined;
+  }
+
+  #decode(fullKey: string, bytes: Buffer): CacheEntry | undefined {
+    try {
+      return this.codec.decode(bytes);
+    } catch (error) {
+      this.metrics.error('l2', 'decode');
+      this.logger.warn('could not decode an L2 value; treating it as a miss', {
+        key: fullKey,
+        error: String((error as Error).cause ?? error),
+      });
+      return undefined;
+    }
+  }
+
+  #clearL1(fullPrefix: string): void {
+    if (fullPrefix === '') {
+      this.l1.clear();
+      return;
+    }
+    for (const key of [...this.l1.keys()]) if (key.startsWith(fullPrefix)) this.l1.delete(key);
+  }
+
+  #onBusMessage(message: BusMessage): void {
+    switch (message.t) {
+      case 'set':
+      case 'del':
+        for (const key of message.k) {
+          this.l1.delete(key);
+          this.#wake(key);
+        }
+        break;
+      case 'rel':
+        for (const key of message.k) this.#wake(key);
+        break;
+      case 'tag':
+        for (const tag of message.k) {
+          for (const key of [...(this.#tagIndex.get(tag) ?? [])]) this.l1.delete(key);
+          this.#tagIndex.delete(tag);
+        }
+        break;
+      case 'clear':
+        for (const prefix of message.k) this.#clearL1(prefix);
+        break;
+    }
+    for (const listener of this.busListeners) listener(message);
+  }
+
+  /** Observers of applied bus messages from other instances (measurements and tests). */
+  readonly busListeners = new Set<(message: BusMessage) => void>();
+
+  #sleepOrWake(fullKey: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let waiters = this.#waiters.get(fullKey);
+      if (!waiters) {
+        waiters = new Set();
+        this.#waiters.set(fullKey, waiters);
+      }
+      const done = () => {
+        clearTimeout(timer);
+        const set = this.#waiters.get(fullKey);
+        set?.delete(done);
+        if (set?.size === 0) this.#waiters.delete(fullKey);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      waiters.add(done);
+    });
+  }
+
+  #wake(fullKey: string): void {
+    const waiters = this.#waiters.get(fullKey);
+    if (!waiters) return;
+    for (const wake of [...waiters]) wake();
+  }
+}
+
+/** Resolves with `work`'s value, or with {@link TIMED_OUT} after `ms` (unref'd timer). */
+function raceTimer<T>(work: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve(TIMED_OUT), ms);
+    timer.unref();
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+function deepFreeze(value: unknown): void {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value) || ArrayBuffer.isView(value))
+    return;
+  Object.freeze(value);
+  if (value instanceof Map) {
+    for (const [key, entry] of value) {
+      deepFreeze(key);
+      deepFreeze(entry);
+    }
+    return;
+  }
+  if (value instanceof Set) {
+    for (const entry of value) deepFreeze(entry);
+    return;
+  }
+  for (const entry of Object.values(value)) deepFreeze(entry);
+}

@@ -1,0 +1,165 @@
+import { breakerOptionsSchema, type Clock, type Logger } from '@noa/core';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import type { EdgePurger } from './edge-purger.js';
+import type { RedisClient } from './l2/redis-client.js';
+import { defaultCompression } from './serialization/compression.js';
+
+const positiveMs = z.number().int().positive();
+
+/** Options of the in-process tier. */
+export const l1OptionsSchema = z
+  .object({
+    /** Eviction policy: `lru` (lru-cache), `lfu`, `fifo`, `ttl` (soonest expiry first), `adaptive` (W-TinyLFU). */
+    policy: z.enum(['lru', 'lfu', 'fifo', 'ttl', 'adaptive']).default('lru'),
+    /** Most entries held. */
+    maxEntries: z.number().int().positive().default(10_000),
+    /** Most bytes held (encoded size with Redis, an estimate without). */
+    maxBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(64 * 1024 * 1024),
+    /**
+     * How values leave L1: `reference` (fastest; callers must not mutate), `freeze` (deep-frozen
+     * on write, so mutation throws in strict mode), `clone` (structuredClone per read; safest, slowest).
+     */
+    mode: z.enum(['reference', 'freeze', 'clone']).default('reference'),
+    /**
+     * Caps how long an entry stays fresh in L1 regardless of its TTL, bounding staleness when
+     * bus messages are lost (Redis outage). After it, reads go to L2.
+     */
+    maxTtlMs: positiveMs.optional(),
+  })
+  .strict();
+
+/** Options of `new Cache()`. */
+export const cacheOptionsSchema = z
+  .object({
+    /** Root namespace: every key is `<namespace>:<key>`. */
+    namespace: z.string().default(''),
+    /** Redis key prefix (also names the bus channel). */
+    prefix: z.string().min(1).default('noa:cache:'),
+    /** Default freshness of an entry in ms (absent: no expiry). */
+    ttlMs: positiveMs.optional(),
+    /** Default grace period in ms after expiry during which a stale value may be served. */
+    graceMs: z.number().int().nonnegative().default(0),
+    /** After a factory failure served stale, wait this long before calling the factory again. */
+    graceBackoffMs: z.number().int().nonnegative().default(5_000),
+    /** With a stale value at hand, return it after this long and let the factory finish in background. */
+    softTimeoutMs: positiveMs.optional(),
+    /** Without a stale value, give up after this long with `FactoryTimeoutError` (the factory still finishes and is cached). */
+    hardTimeoutMs: positiveMs.optional(),
+    /** XFetch β: 0 disables early refresh; 1 is the paper's optimum; higher refreshes earlier. */
+    earlyRefreshBeta: z.number().nonnegative().default(1),
+    /** The in-process tier. */
+    l1: l1OptionsSchema.default(l1OptionsSchema.parse({})),
+    /** An ioredis 5 client (single node or Cluster) for L2, the bus and leases; absent: memory only. */
+    redis: z.custom<RedisClient>((value) => typeof value === 'object' && value !== null).optional(),
+    /** L2 value encoding. */
+    serializer: z.enum(['msgpack', 'json']).default('msgpack'),
+    /**
+     * L2 compression of encoded values at least `thresholdBytes` long. Node's sync zlib calls
+     * cost ~15–30 µs each whatever the size, so small values are cheaper uncompressed.
+     */
+    compression: z
+      .object({
+        algorithm: z.enum(['none', 'gzip', 'brotli', 'zstd']).default(defaultCompression),
+        thresholdBytes: z.number().int().nonnegative().default(16_384),
+      })
+      .strict()
+      .default({ algorithm: defaultCompression, thresholdBytes: 16_384 }),
+    /**
+     * Coalesce Redis reads and writes issued in the same event-loop turn into one MGET / one
+     * pipeline (single node; a Cluster client relies on ioredis `enableAutoPipelining`).
+     */
+    batching: z.boolean().default(true),
+    /** `await`: writes resolve after Redis acknowledged; `background`: after L1, Redis write in flight. */
+    writeMode: z.enum(['await', 'background']).default('await'),
+    /** Deadline of every Redis operation in ms. */
+    operationTimeoutMs: positiveMs.default(500),
+    /** Circuit breaker over Redis operations. */
+    breaker: breakerOptionsSchema.default(breakerOptionsSchema.parse({})),
+    /** `degrade`: Redis failures are invisible (served from L1, counted); `throw`: `BackendUnavailableError`. */
+    onBackendError: z.enum(['degrade', 'throw']).default('degrade'),
+    /** L1 invalidation across instances over Redis pub/sub (needs `redis`). */
+    bus: z.boolean().default(true),
+    /** Cross-instance stampede protection: a Redis lease per key being computed. */
+    lock: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Lease lifetime: a crashed holder blocks others at most this long. */
+        leaseMs: positiveMs.default(10_000),
+        /** How long waiters wait for the holder before the stale value or `LockTimeoutError`. */
+        timeoutMs: positiveMs.default(5_000),
+        /** Waiters re-check Redis at least this often in case a wake-up message is lost. */
+        pollMs: positiveMs.default(100),
+      })
+      .strict()
+      .default({ enabled: true, leaseMs: 10_000, timeoutMs: 5_000, pollMs: 100 }),
+    /**
+     * Hot set across restarts: on `close()` the cache saves its `hotKeys` most valuable L1 keys
+     * (by its eviction policy) to Redis, and a new cache loads them from L2 into L1 on start
+     * (`ready()` waits for it). 0 disables.
+     */
+    hotKeys: z.number().int().nonnegative().default(0),
+    /** Ties tags to a CDN purge: `deleteByTag` of a listed tag (or any tag when `tags` is absent) calls it. */
+    edge: z
+      .object({
+        purger: z.custom<EdgePurger>(
+          (value) => typeof (value as EdgePurger | undefined)?.purgeTags === 'function',
+          'must have a purgeTags(tags) method',
+        ),
+        tags: z.array(z.string()).optional(),
+      })
+      .strict()
+      .optional(),
+    /** prom-client registry for metrics (absent: no metrics, no cost). */
+    metrics: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
+    /** Logger (winston-compatible; pino through `fromPino`). */
+    logger: z.custom<Logger>((value) => typeof (value as Logger | undefined)?.warn === 'function').optional(),
+    /** Clock for freshness and expiry (timeouts use real timers). */
+    clock: z.custom<Clock>((value) => typeof (value as Clock | undefined)?.now === 'function').optional(),
+    /** Random source in (0, 1] for XFetch (tests inject a fixed one). */
+    random: z.custom<() => number>((value) => typeof value === 'function').optional(),
+  })
+  .strict();
+
+/** Options of `new Cache()` (input type: every field optional). */
+export type CacheOptions = z.input<typeof cacheOptionsSchema>;
+
+/** Parsed options. */
+export type ResolvedCacheOptions = z.output<typeof cacheOptionsSchema>;
+
+/** Per-write options. */
+export interface SetOptions {
+  /** Freshness in ms (default: the cache's `ttlMs`). */
+  ttlMs?: number;
+  /** Grace after expiry in ms (default: the cache's `graceMs`). */
+  graceMs?: number;
+  /** Tags for `deleteByTag` (global across namespaces). */
+  tags?: readonly string[];
+}
+
+/** Per-call options of `getOrSet` and `wrap`. */
+export interface GetOrSetOptions extends SetOptions {
+  /** See the cache option of the same name. */
+  softTimeoutMs?: number;
+  /** See the cache option of the same name. */
+  hardTimeoutMs?: number;
+  /** How long to wait for another instance's factory (default: `lock.timeoutMs`). */
+  lockTimeoutMs?: number;
+  /** XFetch β for this call. */
+  earlyRefreshBeta?: number;
+}
+
+/** What a factory receives. */
+export interface FactoryContext<T> {
+  /** The key being computed (without namespace). */
+  key: string;
+  /** The stale value in grace, if any (useful for conditional requests). */
+  staleValue: T | undefined;
+}
+
+/** Computes a missing value. Returning `undefined` caches nothing. */
+export type Factory<T> = (context: FactoryContext<T>) => T | Promise<T>;

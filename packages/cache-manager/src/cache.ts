@@ -1,0 +1,221 @@
+import type { BreakerState } from '@noa/core';
+import { ClosedError, parseOptions } from '@noa/core';
+import type { BusMessage } from './bus.js';
+import { CacheEngine } from './cache-engine.js';
+import {
+  type CacheOptions,
+  cacheOptionsSchema,
+  type Factory,
+  type GetOrSetOptions,
+  type SetOptions,
+} from './cache-options.js';
+import { type WarmOptions, type WarmReport, warmKeys } from './warm.js';
+
+/** One entry for `setMany`. */
+export interface CacheItem<T> extends SetOptions {
+  key: string;
+  value: T;
+}
+
+/** A snapshot of the cache's own state (for health endpoints and tests). */
+export interface CacheStats {
+  l1: { policy: string; entries: number; bytes: number };
+  /** Redis breaker state, or `none` for a memory-only cache. */
+  l2: BreakerState | 'none';
+}
+
+/**
+ * A two-tier cache: decoded values in process (L1), encoded values in Redis (L2), kept
+ * coherent across instances by a pub/sub bus, with read-through (`getOrSet`), memoisation
+ * (`wrap`), tags, warming and stampede protection in and across processes. Without a Redis
+ * client it is a memory cache with the same API.
+ *
+ * ```ts
+ * const cache = new Cache({ redis, ttlMs: 60_000, graceMs: 600_000 });
+ * const user = await cache.getOrSet(`user:${id}`, () => db.users.find(id), { tags: [`user:${id}`] });
+ * ```
+ */
+export class Cache {
+  readonly #engine: CacheEngine;
+  readonly #prefix: string;
+
+  constructor(options: CacheOptions = {}) {
+    const view = options as unknown as NamespaceView;
+    if (view instanceof NamespaceView) {
+      this.#engine = view.engine;
+      this.#prefix = view.prefix;
+      return;
+    }
+    const parsed = parseOptions('cache-manager', cacheOptionsSchema, options);
+    this.#engine = new CacheEngine(parsed);
+    this.#prefix = parsed.namespace ? `${parsed.namespace}:` : '';
+  }
+
+  /** A view whose keys live under `<this namespace>:<name>:`; shares tiers, bus and metrics. */
+  namespace(name: string): Cache {
+    return new Cache(new NamespaceView(this.#engine, `${this.#prefix}${name}:`) as unknown as CacheOptions);
+  }
+
+  /** The fresh value of `key`, from L1 then L2; undefined when absent or expired. */
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    this.#open();
+    const entry = await this.#engine.get(this.#prefix + key);
+    return entry === undefined ? undefined : this.#engine.out(entry.value as T);
+  }
+
+  /** L1 only, synchronous: the fresh value held in this process, or undefined. */
+  getLocal<T = unknown>(key: string): T | undefined {
+    const entry = this.#engine.getLocal(this.#prefix + key);
+    return entry === undefined ? undefined : this.#engine.out(entry.value as T);
+  }
+
+  /** Many values at once (L1 first, then one batched L2 read for the rest), in order. */
+  async getMany<T = unknown>(keys: readonly string[]): Promise<(T | undefined)[]> {
+    this.#open();
+    const entries = await this.#engine.getMany(keys.map((key) => this.#prefix + key));
+    return entries.map((entry) => (entry === undefined ? undefined : this.#engine.out(entry.value as T)));
+  }
+
+  /** True when a fresh value exists in L1 or L2. */
+  async has(key: string): Promise<boolean> {
+    this.#open();
+    return (await this.#engine.get(this.#prefix + key)) !== undefined;
+  }
+
+  /** Writes through L1 and L2 and evicts the key from other instances' L1 (write-through). */
+  async set<T>(key: string, value: T, options: SetOptions = {}): Promise<void> {
+    this.#open();
+    await this.#engine.write(this.#prefix + key, value, options);
+  }
+
+  /** Writes many entries. */
+  async setMany<T>(items: readonly CacheItem<T>[]): Promise<void> {
+    this.#open();
+    await Promise.all(
+      items.map(({ key, value, ...options }) => this.#engine.write(this.#prefix + key, value, options)),
+    );
+  }
+
+  /** Deletes a key from both tiers and from every instance's L1. */
+  async delete(key: string): Promise<void> {
+    this.#open();
+    await this.#engine.delete([this.#prefix + key]);
+  }
+
+  /** Deletes many keys. */
+  async deleteMany(keys: readonly string[]): Promise<void> {
+    this.#open();
+    await this.#engine.delete(keys.map((key) => this.#prefix + key));
+  }
+
+  /**
+   * Deletes every entry carrying one of the tags, in both tiers and every instance, and
+   * purges the CDN for tags tied to the edge. Tags are global (not namespaced). Returns the
+   * number of keys removed (an upper bound across tiers).
+   */
+  async deleteByTag(tags: string | readonly string[]): Promise<number> {
+    this.#open();
+    return this.#engine.deleteByTags(typeof tags === 'string' ? [tags] : tags);
+  }
+
+  /** Removes every key of this namespace (the whole cache at the root) from both tiers. */
+  async clear(): Promise<void> {
+    this.#open();
+    await this.#engine.clear(this.#prefix);
+  }
+
+  /**
+   * Read-through: returns the fresh value, or runs `factory` once (per key, across
+   * instances) and caches its result. With `graceMs`, a stale value is served when the factory
+   * fails or exceeds `softTimeoutMs`; without one, `hardTimeoutMs` bounds the wait.
+   * Per-call options are not validated (hot path); cache options are.
+   */
+  getOrSet<T>(key: string, factory: Factory<T>, options: GetOrSetOptions = {}): Promise<T> {
+    if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
+    return this.#engine.getOrSet(this.#prefix + key, key, factory, options);
+  }
+
+  /** Memoises an async function: `keyFn(...args)` names the entry, `fn(...args)` computes it. */
+  wrap<Args extends unknown[], T>(
+    fn: (...args: Args) => T | Promise<T>,
+    keyFn: (...args: Args) => string,
+    options: GetOrSetOptions = {},
+  ): (...args: Args) => Promise<T> {
+    return (...args: Args) => this.getOrSet(keyFn(...args), () => fn(...args), options);
+  }
+
+  /**
+   * Loads `keys` that are not cached yet through `loader`, `concurrency` at a time, reporting
+   * progress. Keys already fresh are skipped; failures are counted, not thrown.
+   */
+  warm<T>(
+    keys: Iterable<string>,
+    loader: (key: string) => T | Promise<T>,
+    options: WarmOptions = {},
+  ): Promise<WarmReport> {
+    this.#open();
+    return warmKeys(this, keys, loader, options);
+  }
+
+  /** Sizes and Redis state. */
+  stats(): CacheStats {
+    const l1 = this.#engine.l1;
+    return {
+      l1: { policy: l1.policy, entries: l1.size, bytes: l1.bytes },
+      l2: this.#engine.tier ? this.#engine.tier.state : 'none',
+    };
+  }
+
+  /**
+   * Resolves once the invalidation bus is subscribed and the saved hot keys are loaded
+   * (immediately for a memory-only cache). The cache works before that; a value written by
+   * another instance meanwhile may just be missed by this one's L1 invalidation.
+   */
+  async ready(): Promise<void> {
+    await this.#engine.ready;
+  }
+
+  /** Saves this process's hottest L1 keys for the next start (done by `close()` when `hotKeys` > 0). */
+  async saveHotKeys(limit: number): Promise<void> {
+    this.#open();
+    await this.#engine.saveHotKeys(limit);
+  }
+
+  /**
+   * Observes invalidation messages from other instances (after they are applied); returns an
+   * unsubscribe function. Meant for measurements and tests.
+   */
+  onInvalidation(listener: (message: Readonly<BusMessage>) => void): () => void {
+    // Wrapped so that the same function registered twice gets two subscriptions.
+    const subscription = (message: BusMessage) => listener(message);
+    this.#engine.busListeners.add(subscription);
+    return () => {
+      this.#engine.busListeners.delete(subscription);
+    };
+  }
+
+  /**
+   * Waits for background work (refreshes, background writes; at most 5 s) and closes the bus
+   * connection. The Redis client passed in is the caller's and stays open. Closing a
+   * namespace view closes the whole cache.
+   */
+  async close(): Promise<void> {
+    await this.#engine.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #open(): void {
+    if (this.#engine.closed) throw new ClosedError('cache-manager');
+  }
+}
+
+/** Internal: passed to the constructor to build a namespace view over an existing engine. */
+class NamespaceView {
+  constructor(
+    readonly engine: CacheEngine,
+    readonly prefix: string,
+  ) {}
+}

@@ -1,0 +1,58 @@
+/**
+ * One cached value with its timing, as held by L1 and (encoded) by L2. Times are clock
+ * milliseconds. `expiresAt` ends freshness; `staleUntil` (≥ expiresAt) ends the grace period
+ * during which the value may still be served when the factory fails or is slow.
+ */
+export interface CacheEntry<T = unknown> {
+  value: T;
+  /** When the value was written. */
+  createdAt: number;
+  /** End of freshness (`Infinity` when the entry has no TTL). */
+  expiresAt: number;
+  /** End of the grace period: after this the entry is gone. */
+  staleUntil: number;
+  /** How long the factory took, in ms: XFetch refreshes slower-to-compute values earlier. */
+  computeMs: number;
+  /** Tags for `deleteByTag`. */
+  tags: readonly string[];
+}
+
+/** True while the entry is fresh at `now`. */
+export function isFresh(entry: CacheEntry, now: number): boolean {
+  return now < entry.expiresAt;
+}
+
+/** True while the entry may still be served as stale at `now` (fresh entries included). */
+export function isUsable(entry: CacheEntry, now: number): boolean {
+  return now < entry.staleUntil;
+}
+
+/**
+ * Probabilistic early refresh (XFetch, Vattani et al. 2015): returns true when a fresh entry
+ * should be recomputed now. The chance rises smoothly towards expiry and with the compute
+ * time, so concurrent readers rarely all decide at once. `random` returns a value in (0, 1].
+ */
+export function shouldRefreshEarly(
+  entry: CacheEntry,
+  now: number,
+  beta: number,
+  random: () => number,
+): boolean {
+  if (beta <= 0 || !Number.isFinite(entry.expiresAt) || entry.computeMs <= 0) return false;
+  const draw = random();
+  const safe = draw <= 0 ? Number.MIN_VALUE : draw;
+  return now - entry.computeMs * beta * Math.log(safe) >= entry.expiresAt;
+}
+
+/** Builds an entry written at `now` with the given TTL and grace (ms; TTL ≤ 0 or absent means none). */
+export function createEntry<T>(
+  value: T,
+  now: number,
+  ttlMs: number | undefined,
+  graceMs: number,
+  computeMs: number,
+  tags: readonly string[],
+): CacheEntry<T> {
+  const expiresAt = ttlMs === undefined || ttlMs <= 0 ? Number.POSITIVE_INFINITY : now + ttlMs;
+  return { value, createdAt: now, expiresAt, staleUntil: expiresAt + graceMs, computeMs, tags };
+}

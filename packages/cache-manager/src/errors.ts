@@ -1,0 +1,62 @@
+import { NoaError, type NoaErrorOptions } from '@noa/core';
+
+/** Base class of every error thrown by @noa/cache-manager; codes start with `NOA_CACHE_`. */
+export class CacheManagerError extends NoaError {}
+
+/** The factory of `getOrSet` threw (or rejected) and no stale value could be served instead. */
+export class FactoryError extends CacheManagerError {
+  constructor(key: string, options: NoaErrorOptions = {}) {
+    super('NOA_CACHE_FACTORY_FAILED', `factory for cache key "${key}" failed`, {
+      ...options,
+      details: { key, ...options.details },
+    });
+  }
+}
+
+/** The factory did not finish within `hardTimeoutMs` and no stale value could be served. */
+export class FactoryTimeoutError extends CacheManagerError {
+  constructor(key: string, timeoutMs: number) {
+    super(
+      'NOA_CACHE_FACTORY_TIMEOUT',
+      `factory for cache key "${key}" did not finish within ${timeoutMs} ms`,
+      {
+        details: { key, timeoutMs },
+      },
+    );
+  }
+}
+
+/**
+ * Another instance holds the key's lease (it is computing the value) and did not publish a
+ * value within `lockTimeoutMs`, and no stale value could be served.
+ */
+export class LockTimeoutError extends CacheManagerError {
+  constructor(key: string, timeoutMs: number) {
+    super('NOA_CACHE_LOCK_TIMEOUT', `waited ${timeoutMs} ms for another instance to compute "${key}"`, {
+      details: { key, timeoutMs },
+    });
+  }
+}
+
+/**
+ * Redis failed, was too slow or its circuit breaker is open. Thrown only when the cache was
+ * built with `onBackendError: 'throw'`; by default the cache degrades to L1 silently.
+ */
+export class BackendUnavailableError extends CacheManagerError {
+  constructor(operation: string, options: NoaErrorOptions = {}) {
+    super('NOA_CACHE_BACKEND_UNAVAILABLE', `cache backend unavailable during ${operation}`, {
+      ...options,
+      details: { operation, ...options.details },
+    });
+  }
+}
+
+/** A value could not be encoded for, or decoded from, L2. */
+export class SerializationError extends CacheManagerError {
+  constructor(direction: 'encode' | 'decode', options: NoaErrorOptions = {}) {
+    super('NOA_CACHE_SERIALIZATION', `could not ${direction} a cache value`, {
+      ...options,
+      details: { direction, ...options.details },
+    });
+  }
+}

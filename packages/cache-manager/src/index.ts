@@ -1,0 +1,27 @@
+export type { BusMessage } from './bus.js';
+export { Cache, type CacheItem, type CacheStats } from './cache.js';
+export {
+  type CacheOptions,
+  cacheOptionsSchema,
+  type Factory,
+  type FactoryContext,
+  type GetOrSetOptions,
+  type SetOptions,
+} from './cache-options.js';
+export type { EdgePurger } from './edge-purger.js';
+export { type CacheEntry, shouldRefreshEarly } from './entry.js';
+export {
+  BackendUnavailableError,
+  CacheManagerError,
+  FactoryError,
+  FactoryTimeoutError,
+  LockTimeoutError,
+  SerializationError,
+} from './errors.js';
+export { createEvictionPolicy, createL1Store, type EvictionPolicyName } from './l1/create-l1-store.js';
+export type { L1Store, RemovalReason } from './l1/l1-store.js';
+export type { EvictionPolicy } from './l1/policies/eviction-policy.js';
+export type { RedisClient } from './l2/redis-client.js';
+export type { CompressionName } from './serialization/compression.js';
+export { EntryCodec } from './serialization/entry-codec.js';
+export type { WarmOptions, WarmProgress, WarmReport } from './warm.js';

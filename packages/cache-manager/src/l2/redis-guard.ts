@@ -1,0 +1,97 @@
+import {
+  type BreakerOptions,
+  type BreakerState,
+  type CircuitBreaker,
+  createCircuitBreaker,
+  type Logger,
+} from '@noa/core';
+import { BackendUnavailableError } from '../errors.js';
+import type { CacheMetrics } from '../metrics.js';
+import { DeadlineQueue } from './deadline-queue.js';
+
+/** Options of {@link RedisGuard}. */
+export interface RedisGuardOptions {
+  operationTimeoutMs: number;
+  breaker: BreakerOptions;
+  onBackendError: 'degrade' | 'throw';
+  metrics: CacheMetrics;
+  logger: Logger;
+}
+
+/**
+ * Runs every Redis call under a per-operation deadline and an error-rate circuit breaker.
+ * While the breaker is open calls are not attempted; either way a failure becomes the
+ * caller's fallback value (degraded mode, counted in metrics) or a
+ * {@link BackendUnavailableError} when configured to throw.
+ */
+export class RedisGuard {
+  readonly #breaker: CircuitBreaker;
+  readonly #options: RedisGuardOptions;
+  readonly #deadlines: DeadlineQueue;
+  #lastWarnAt = 0;
+  #healthy = true;
+
+  constructor(options: RedisGuardOptions) {
+    this.#options = options;
+    this.#breaker = createCircuitBreaker('redis', options.breaker);
+    this.#deadlines = new DeadlineQueue(options.operationTimeoutMs);
+    this.#breaker.onStateChange((state) => {
+      options.metrics.breakerState(state);
+      const log = state === 'open' ? options.logger.warn : options.logger.info;
+      log.call(options.logger, `redis circuit breaker ${state}`, { state });
+    });
+  }
+
+  /** False from a failed call until the next successful one (cheap hint for optional calls). */
+  get healthy(): boolean {
+    return this.#healthy;
+  }
+
+  /** The breaker's state. */
+  get state(): BreakerState {
+    return this.#breaker.state;
+  }
+
+  /** Runs `work` guarded; returns `fallback` (or throws) when Redis fails. */
+  async run<T>(operation: string, fallback: T, work: () => Promise<T>): Promise<T> {
+    const metrics = this.#options.metrics;
+    // No short-cut on state === 'open': cockatiel only moves to half-open when a call is
+    // attempted after halfOpenAfterMs, and an open breaker rejects at once anyway.
+    const started = metrics.enabled ? performance.now() : 0;
+    try {
+      const result = await this.#breaker.execute(() => this.#deadlines.run(work(), `redis ${operation}`));
+      if (metrics.enabled) metrics.latency('l2', operation, (performance.now() - started) / 1_000);
+      this.#healthy = true;
+      return result;
+    } catch (error) {
+      const reason =
+        (error as { code?: string }).code === 'NOA_TIMEOUT'
+          ? 'timeout'
+          : (error as { code?: string }).code === 'NOA_CIRCUIT_OPEN'
+            ? 'circuit_open'
+            : 'error';
+      this.#healthy = false;
+      metrics.degraded(operation, reason);
+      if (reason !== 'circuit_open') metrics.error('l2', operation);
+      return this.#fail(operation, fallback, error);
+    }
+  }
+
+  #fail<T>(operation: string, fallback: T, error: unknown): T {
+    if ((error as { code?: string } | undefined)?.code !== 'NOA_CIRCUIT_OPEN') {
+      // One warning per second at most: an outage must not flood the logs.
+      const now = Date.now();
+      if (now - this.#lastWarnAt > 1_000) {
+        this.#lastWarnAt = now;
+        this.#options.logger.warn('redis operation failed; serving from L1', {
+          operation,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
+    }
+    if (this.#options.onBackendError === 'throw') {
+      throw new BackendUnavailableError(operation, { cause: error });
+    }
+    return fallback;
+  }
+}

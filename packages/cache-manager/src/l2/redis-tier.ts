@@ -1,0 +1,245 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { RedisClient } from './redis-client.js';
+import { isCluster } from './redis-client.js';
+import type { RedisGuard } from './redis-guard.js';
+import { TickBatcher } from './tick-batcher.js';
+
+const releaseLeaseScript = readFileSync(new URL('./lua/release-lease.lua', import.meta.url), 'utf8');
+const releaseLeaseSha = createHash('sha1').update(releaseLeaseScript).digest('hex');
+
+interface PendingWrite {
+  key: string;
+  bytes: Buffer;
+  ttlMs: number | undefined;
+  tags: readonly string[];
+}
+
+/** Result of trying to take a key's compute lease. */
+export type LeaseResult = 'acquired' | 'busy' | 'unavailable';
+
+/**
+ * The Redis tier: raw encoded values, tag sets and compute leases, every call guarded
+ * (deadline + breaker). Cluster-safe: no command touches two keys that may live in different
+ * slots (multi-key reads fan out per key on a cluster; on a single node they use MGET).
+ * On a single node, reads and writes issued in the same event-loop turn are coalesced into
+ * one MGET and one pipeline (`batching`), each under one deadline and one breaker call.
+ */
+export class RedisTier {
+  readonly client: RedisClient;
+  readonly #guard: RedisGuard;
+  readonly #prefix: string;
+  readonly #cluster: boolean;
+  readonly #reads: TickBatcher<string, Buffer | undefined> | undefined;
+  readonly #writes: TickBatcher<PendingWrite, boolean> | undefined;
+
+  constructor(client: RedisClient, prefix: string, guard: RedisGuard, batching = true) {
+    this.client = client;
+    this.#guard = guard;
+    this.#prefix = prefix;
+    this.#cluster = isCluster(client);
+    if (batching && !this.#cluster) {
+      this.#reads = new TickBatcher((keys) => this.getMany(keys));
+      // Writes flush every 16 KiB so Redis ingests a batch while the next is being encoded.
+      this.#writes = new TickBatcher((writes) => this.#writeBatch(writes), 256, 16 * 1024);
+    }
+  }
+
+  /** False since the last failed Redis call, until one succeeds. */
+  get healthy(): boolean {
+    return this.#guard.healthy;
+  }
+
+  /** The guard's breaker state. */
+  get state(): 'closed' | 'open' | 'half-open' {
+    return this.#guard.state;
+  }
+
+  /** Redis key of a cache key. */
+  dataKey(key: string): string {
+    return this.#prefix + key;
+  }
+
+  /** Redis key of a tag's key set. */
+  tagKey(tag: string): string {
+    return `${this.#prefix}__tag:${tag}`;
+  }
+
+  /** Redis key of a cache key's compute lease. */
+  leaseKey(key: string): string {
+    return `${this.#prefix}__lease:${key}`;
+  }
+
+  /** Reads one encoded value (undefined when absent or Redis is unavailable). */
+  get(key: string): Promise<Buffer | undefined> {
+    if (this.#reads) return this.#reads.add(key);
+    return this.#guard.run(
+      'get',
+      undefined,
+      async () => (await this.client.getBuffer(this.dataKey(key))) ?? undefined,
+    );
+  }
+
+  /** Reads many encoded values, in order. */
+  getMany(keys: readonly string[]): Promise<(Buffer | undefined)[]> {
+    const empty = keys.map(() => undefined);
+    if (keys.length === 0) return Promise.resolve([]);
+    return this.#guard.run('get_many', empty as (Buffer | undefined)[], async () => {
+      const redisKeys = keys.map((key) => this.dataKey(key));
+      const values = this.#cluster
+        ? await Promise.all(redisKeys.map((key) => this.client.getBuffer(key)))
+        : await this.client.mgetBuffer(...redisKeys);
+      return values.map((value) => value ?? undefined);
+    });
+  }
+
+  /**
+   * Writes one encoded value with a physical TTL (ms; undefined keeps it until deleted) and
+   * adds it to its tags' key sets. Returns false when Redis was unavailable.
+   */
+  set(key: string, bytes: Buffer, ttlMs: number | undefined, tags: readonly string[]): Promise<boolean> {
+    if (this.#writes) return this.#writes.add({ key, bytes, ttlMs, tags }, bytes.length);
+    return this.#guard.run('set', false, async () => {
+      const dataKey = this.dataKey(key);
+      const writes: Promise<unknown>[] = [
+        ttlMs === undefined
+          ? this.client.set(dataKey, bytes)
+          : this.client.set(dataKey, bytes, 'PX', Math.max(1, Math.ceil(ttlMs))),
+      ];
+      for (const tag of tags) writes.push(this.#addToTag(tag, key, ttlMs));
+      await Promise.all(writes);
+      return true;
+    });
+  }
+
+  /** Writes a batch in one pipeline (single node only). */
+  #writeBatch(writes: PendingWrite[]): Promise<boolean[]> {
+    const failed = writes.map(() => false);
+    return this.#guard.run('set', failed, async () => {
+      const pipeline = this.client.pipeline();
+      for (const { key, bytes, ttlMs, tags } of writes) {
+        const dataKey = this.dataKey(key);
+        if (ttlMs === undefined) pipeline.set(dataKey, bytes);
+        else pipeline.set(dataKey, bytes, 'PX', Math.max(1, Math.ceil(ttlMs)));
+        for (const tag of tags) {
+          const tagKey = this.tagKey(tag);
+          pipeline.sadd(tagKey, key);
+          if (ttlMs === undefined) pipeline.persist(tagKey);
+          else {
+            const ms = Math.max(1, Math.ceil(ttlMs));
+            pipeline.pexpire(tagKey, ms, 'NX');
+            pipeline.pexpire(tagKey, ms, 'GT');
+          }
+        }
+      }
+      const replies = (await pipeline.exec()) ?? [];
+      const error = replies.find(([replyError]) => replyError)?.[0];
+      if (error) throw error;
+      return writes.map(() => true);
+    });
+  }
+
+  /** Deletes keys; returns false when Redis was unavailable. */
+  delete(keys: readonly string[]): Promise<boolean> {
+    if (keys.length === 0) return Promise.resolve(true);
+    return this.#guard.run('delete', false, async () => {
+      const redisKeys = keys.map((key) => this.dataKey(key));
+      if (this.#cluster) await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
+      else await this.client.unlink(...redisKeys);
+      return true;
+    });
+  }
+
+  /** Deletes every key of a tag and the tag's set; returns the cache keys removed. */
+  deleteTag(tag: string): Promise<string[]> {
+    return this.#guard.run('delete_tag', [] as string[], async () => {
+      const tagKey = this.tagKey(tag);
+      const keys = await this.client.smembers(tagKey);
+      const redisKeys = keys.map((key) => this.dataKey(key));
+      if (this.#cluster) await Promise.all([...redisKeys, tagKey].map((key) => this.client.unlink(key)));
+      else await this.client.unlink(...redisKeys, tagKey);
+      return keys;
+    });
+  }
+
+  /** Tries to take the compute lease of a key for `leaseMs` (SET NX PX). */
+  acquireLease(key: string, token: string, leaseMs: number): Promise<LeaseResult> {
+    return this.#guard.run('lease', 'unavailable' as LeaseResult, async () => {
+      const reply = await this.client.set(this.leaseKey(key), token, 'PX', leaseMs, 'NX');
+      return reply === 'OK' ? 'acquired' : 'busy';
+    });
+  }
+
+  /** Releases a lease if `token` still holds it. */
+  releaseLease(key: string, token: string): Promise<boolean> {
+    return this.#guard.run('lease_release', false, async () => {
+      const leaseKey = this.leaseKey(key);
+      try {
+        return (await this.client.evalsha(releaseLeaseSha, 1, leaseKey, token)) === 1;
+      } catch (error) {
+        if (!String((error as Error).message).includes('NOSCRIPT')) throw error;
+        return (await this.client.eval(releaseLeaseScript, 1, leaseKey, token)) === 1;
+      }
+    });
+  }
+
+  /** Replaces the saved hot-key list (most valuable first). */
+  saveHotKeys(keys: readonly string[]): Promise<boolean> {
+    return this.#guard.run('hot_keys', false, async () => {
+      const listKey = `${this.#prefix}__hot`;
+      await this.client.del(listKey);
+      if (keys.length > 0) await this.client.rpush(listKey, ...keys);
+      return true;
+    });
+  }
+
+  /** Reads up to `limit` saved hot keys. */
+  loadHotKeys(limit: number): Promise<string[]> {
+    return this.#guard.run('hot_keys', [] as string[], () =>
+      this.client.lrange(`${this.#prefix}__hot`, 0, Math.max(0, limit - 1)),
+    );
+  }
+
+  /** Publishes a bus message (guarded: dropped when Redis is unavailable). */
+  publish(channel: string, message: string): Promise<boolean> {
+    return this.#guard.run('publish', false, async () => {
+      await this.client.publish(channel, message);
+      return true;
+    });
+  }
+
+  /** Deletes every data key under `keyPrefix` (SCAN on every master; clear is rare). */
+  clearPrefix(keyPrefix: string): Promise<boolean> {
+    return this.#guard.run('clear', false, async () => {
+      const pattern = `${escapeGlob(this.#prefix + keyPrefix)}*`;
+      const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
+      await Promise.all(
+        nodes.map(async (node) => {
+          let cursor = '0';
+          do {
+            const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+            cursor = next;
+            if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)));
+          } while (cursor !== '0');
+        }),
+      );
+      return true;
+    });
+  }
+
+  async #addToTag(tag: string, key: string, ttlMs: number | undefined): Promise<void> {
+    const tagKey = this.tagKey(tag);
+    await this.client.sadd(tagKey, key);
+    if (ttlMs === undefined) {
+      await this.client.persist(tagKey);
+      return;
+    }
+    // The set lives as long as its longest-lived member: NX sets a first expiry, GT extends it.
+    const ms = Math.max(1, Math.ceil(ttlMs));
+    await Promise.all([this.client.pexpire(tagKey, ms, 'NX'), this.client.pexpire(tagKey, ms, 'GT')]);
+  }
+}
+
+function escapeGlob(value: string): string {
+  return value.replace(/[*?[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,115 @@
+import { type CounterMetric, type GaugeMetric, type HistogramMetric, MetricsFactory } from '@noa/core';
+import type { Registry } from 'prom-client';
+
+/** Tier label values. */
+export type Tier = 'l1' | 'l2';
+
+/**
+ * The cache's prom-client metrics (`noa_cache_manager_*`), no-ops without a registry. Hot
+ * paths check `enabled` before taking timestamps.
+ */
+export class CacheMetrics {
+  readonly enabled: boolean;
+  readonly #requests: CounterMetric<'tier' | 'result'>;
+  readonly #staleServed: CounterMetric<'reason'>;
+  readonly #factoryRuns: CounterMetric<'result'>;
+  readonly #errors: CounterMetric<'tier' | 'operation'>;
+  readonly #degraded: CounterMetric<'operation' | 'reason'>;
+  readonly #latency: HistogramMetric<'tier' | 'operation'>;
+  readonly #evictions: CounterMetric<'tier' | 'reason'>;
+  readonly #bytes: GaugeMetric<'tier'>;
+  readonly #entries: GaugeMetric<'tier'>;
+  readonly #bytesWritten: CounterMetric<'tier'>;
+  readonly #bus: CounterMetric<'direction'>;
+  readonly #lockWaits: CounterMetric<'result'>;
+  readonly #breaker: GaugeMetric<'state'>;
+
+  constructor(registry?: Registry) {
+    const factory = new MetricsFactory('cache_manager', registry);
+    this.enabled = factory.enabled;
+    this.#requests = factory.counter('requests_total', 'Cache lookups by tier and result', [
+      'tier',
+      'result',
+    ]);
+    this.#staleServed = factory.counter('stale_served_total', 'Stale values served, by reason', ['reason']);
+    this.#factoryRuns = factory.counter('factory_runs_total', 'Factory executions by outcome', ['result']);
+    this.#errors = factory.counter('errors_total', 'Backend errors by tier and operation', [
+      'tier',
+      'operation',
+    ]);
+    this.#degraded = factory.counter(
+      'degraded_operations_total',
+      'Redis operations skipped or failed (served from L1)',
+      ['operation', 'reason'],
+    );
+    this.#latency = factory.histogram('operation_duration_seconds', 'Operation latency by tier', [
+      'tier',
+      'operation',
+    ]);
+    this.#evictions = factory.counter('evictions_total', 'Entries removed from a tier, by reason', [
+      'tier',
+      'reason',
+    ]);
+    this.#bytes = factory.gauge('stored_bytes', 'Bytes held by L1', ['tier']);
+    this.#entries = factory.gauge('entries', 'Entries held by L1', ['tier']);
+    this.#bytesWritten = factory.counter('written_bytes_total', 'Encoded bytes written to L2', ['tier']);
+    this.#bus = factory.counter('bus_messages_total', 'Invalidation bus messages', ['direction']);
+    this.#lockWaits = factory.counter('lock_waits_total', 'Waits for another instance computing a key', [
+      'result',
+    ]);
+    this.#breaker = factory.gauge('breaker_state', 'Redis breaker state (1 for the current state)', [
+      'state',
+    ]);
+  }
+
+  request(tier: Tier, result: 'hit' | 'miss' | 'stale'): void {
+    this.#requests.inc({ tier, result });
+  }
+
+  staleServed(reason: 'factory_error' | 'soft_timeout' | 'hard_timeout' | 'lock_timeout'): void {
+    this.#staleServed.inc({ reason });
+  }
+
+  factoryRun(result: 'ok' | 'error'): void {
+    this.#factoryRuns.inc({ result });
+  }
+
+  error(tier: Tier, operation: string): void {
+    this.#errors.inc({ tier, operation });
+  }
+
+  degraded(operation: string, reason: 'circuit_open' | 'timeout' | 'error'): void {
+    this.#degraded.inc({ operation, reason });
+  }
+
+  latency(tier: Tier, operation: string, seconds: number): void {
+    this.#latency.observe({ tier, operation }, seconds);
+  }
+
+  eviction(tier: Tier, reason: string): void {
+    this.#evictions.inc({ tier, reason });
+  }
+
+  l1Size(entries: number, bytes: number): void {
+    this.#entries.set({ tier: 'l1' }, entries);
+    this.#bytes.set({ tier: 'l1' }, bytes);
+  }
+
+  written(bytes: number): void {
+    this.#bytesWritten.inc({ tier: 'l2' }, bytes);
+  }
+
+  bus(direction: 'sent' | 'received'): void {
+    this.#bus.inc({ direction });
+  }
+
+  lockWait(result: 'value' | 'acquired' | 'stale' | 'timeout'): void {
+    this.#lockWaits.inc({ result });
+  }
+
+  breakerState(state: 'closed' | 'open' | 'half-open'): void {
+    for (const candidate of ['closed', 'open', 'half-open'] as const) {
+      this.#breaker.set({ state: candidate }, candidate === state ? 1 : 0);
+    }
+  }
+}

@@ -1,0 +1,71 @@
+import { Packr } from 'msgpackr';
+
+/** Turns values into bytes and back. */
+export interface ValueSerializer {
+  readonly name: 'msgpack' | 'json';
+  encode(value: unknown): Buffer;
+  /** Decodes `bytes` from offset `start` to the end. */
+  decode(bytes: Buffer, start: number): unknown;
+}
+
+/**
+ * MessagePack via msgpackr with records (objects and Maps stay distinct, repeated object
+ * shapes in arrays are written once), Dates, Maps, Sets, Buffers, typed arrays and BigInt of
+ * any size. Record definitions travel inline, so any instance decodes any other's bytes.
+ */
+export function msgpackSerializer(): ValueSerializer {
+  const packr = new Packr({ moreTypes: true, useBigIntExtension: true, mapsAsObjects: false });
+  return {
+    name: 'msgpack',
+    encode: (value) => packr.pack(value),
+    decode: (bytes, start) => (start === 0 ? packr.unpack(bytes) : packr.unpack(bytes, { start })),
+  };
+}
+
+const TAG = '$noa';
+
+/**
+ * JSON, readable in redis-cli. Dates, Maps, Sets, BigInt and Buffers round-trip through
+ * `{"$noa": <type>, "v": …}` wrappers (so a user object whose only keys are `$noa` and `v`
+ * would be misread: use msgpack for arbitrary data).
+ */
+export function jsonSerializer(): ValueSerializer {
+  function replacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
+    const raw = this[key];
+    if (raw instanceof Date) return { [TAG]: 'date', v: raw.getTime() };
+    if (typeof raw === 'bigint') return { [TAG]: 'bigint', v: raw.toString() };
+    if (raw instanceof Map) return { [TAG]: 'map', v: [...raw] };
+    if (raw instanceof Set) return { [TAG]: 'set', v: [...raw] };
+    if (Buffer.isBuffer(raw)) return { [TAG]: 'buffer', v: raw.toString('base64') };
+    if (raw === undefined && Array.isArray(this)) return { [TAG]: 'undefined', v: 0 };
+    return value;
+  }
+  function reviver(_key: string, value: unknown): unknown {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+    const record = value as Record<string, unknown>;
+    const type = record[TAG];
+    if (typeof type !== 'string' || Object.keys(record).length !== 2 || !('v' in record)) return value;
+    const inner = record.v;
+    switch (type) {
+      case 'date':
+        return new Date(inner as number);
+      case 'bigint':
+        return BigInt(inner as string);
+      case 'map':
+        return new Map(inner as [unknown, unknown][]);
+      case 'set':
+        return new Set(inner as unknown[]);
+      case 'buffer':
+        return Buffer.from(inner as string, 'base64');
+      case 'undefined':
+        return undefined;
+      default:
+        return value;
+    }
+  }
+  return {
+    name: 'json',
+    encode: (value) => Buffer.from(JSON.stringify(value, replacer) ?? 'null'),
+    decode: (bytes, start) => JSON.parse(bytes.toString('utf8', start), reviver),
+  };
+}

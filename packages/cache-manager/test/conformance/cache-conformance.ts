@@ -1,0 +1,213 @@
+import { ManualClock } from '@noa/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions, FactoryError } from '../../src/index.js';
+
+/** Builds caches on one backend; every cache built by one factory shares that backend. */
+export interface ConformanceBackend {
+  /** Options merged into every cache (e.g. `{ redis }` and a unique prefix). */
+  options: () => CacheOptions;
+  /** True when two caches built from `options()` share data (Redis); false for memory. */
+  shared: boolean;
+  cleanup?: () => Promise<void>;
+}
+
+/**
+ * The behaviour every backend combination must have: memory-only, memory + Redis and
+ * memory + Redis Cluster run this same suite unchanged.
+ */
+export function describeCacheConformance(name: string, setup: () => ConformanceBackend, skip = false): void {
+  describe.skipIf(skip)(`cache conformance: ${name}`, () => {
+    const caches: Cache[] = [];
+    let backend: ConformanceBackend | undefined;
+    const make = (extra: CacheOptions = {}) => {
+      backend ??= setup();
+      const cache = new Cache({ ...backend.options(), ...extra });
+      caches.push(cache);
+      return cache;
+    };
+    afterAll(async () => {
+      await Promise.all(caches.map((cache) => cache.close()));
+      await backend?.cleanup?.();
+    });
+
+    it('set, get, has, delete', async () => {
+      const cache = make();
+      expect(await cache.get('a')).toBeUndefined();
+      expect(await cache.has('a')).toBe(false);
+      await cache.set('a', { n: 1 });
+      expect(await cache.get('a')).toEqual({ n: 1 });
+      expect(await cache.has('a')).toBe(true);
+      await cache.delete('a');
+      expect(await cache.get('a')).toBeUndefined();
+    });
+
+    it('stores null and falsy values', async () => {
+      const cache = make();
+      await cache.set('null', null);
+      await cache.set('zero', 0);
+      await cache.set('empty', '');
+      expect(await cache.getMany(['null', 'zero', 'empty', 'missing'])).toEqual([null, 0, '', undefined]);
+    });
+
+    it('setMany, getMany, deleteMany keep order', async () => {
+      const cache = make();
+      await cache.setMany([
+        { key: 'x', value: 1 },
+        { key: 'y', value: 2 },
+        { key: 'z', value: 3 },
+      ]);
+      expect(await cache.getMany(['z', 'nope', 'x', 'y'])).toEqual([3, undefined, 1, 2]);
+      await cache.deleteMany(['x', 'z']);
+      expect(await cache.getMany(['x', 'y', 'z'])).toEqual([undefined, 2, undefined]);
+    });
+
+    it('expires entries after their TTL (injected clock)', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock });
+      await cache.set('short', 'v', { ttlMs: 1_000 });
+      await cache.set('forever', 'w');
+      clock.advance(999);
+      expect(await cache.get('short')).toBe('v');
+      clock.advance(1);
+      expect(await cache.get('short')).toBeUndefined();
+      expect(await cache.get('forever')).toBe('w');
+    });
+
+    it('round-trips rich values (Date, Map, Set, Buffer, BigInt)', async () => {
+      const cache = make();
+      const value = {
+        at: new Date(1_700_000_000_000),
+        map: new Map<unknown, unknown>([
+          ['a', 1],
+          [2, { nested: true }],
+        ]),
+        set: new Set(['x']),
+        bytes: Buffer.from('hello'),
+        big: 2n ** 70n,
+        list: [1, 'two', null],
+      };
+      await cache.set('rich', value);
+      expect(await cache.get('rich')).toEqual(value);
+      if (backend?.shared) {
+        const other = make();
+        expect(await other.get('rich')).toEqual(value);
+      }
+    });
+
+    it('namespaces isolate keys and clear only their own', async () => {
+      const cache = make();
+      const users = cache.namespace('users');
+      const posts = cache.namespace('posts');
+      await users.set('1', 'alice');
+      await posts.set('1', 'hello');
+      expect(await users.get('1')).toBe('alice');
+      expect(await posts.get('1')).toBe('hello');
+      await users.clear();
+      expect(await users.get('1')).toBeUndefined();
+      expect(await posts.get('1')).toBe('hello');
+    });
+
+    it('deleteByTag removes every tagged key and nothing else', async () => {
+      const cache = make();
+      await cache.set('p1', 1, { tags: ['products', 'p1'] });
+      await cache.set('p2', 2, { tags: ['products'] });
+      await cache.set('u1', 3, { tags: ['users'] });
+      expect(await cache.deleteByTag('products')).toBeGreaterThanOrEqual(2);
+      expect(await cache.getMany(['p1', 'p2', 'u1'])).toEqual([undefined, undefined, 3]);
+      if (backend?.shared) {
+        const other = make();
+        expect(await other.get('p1')).toBeUndefined();
+        expect(await other.get('u1')).toBe(3);
+      }
+    });
+
+    it('getOrSet runs the factory once for concurrent misses and caches the result', async () => {
+      const cache = make();
+      let runs = 0;
+      const factory = async () => {
+        runs += 1;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return { computed: true };
+      };
+      const results = await Promise.all(Array.from({ length: 50 }, () => cache.getOrSet('hot', factory)));
+      expect(runs).toBe(1);
+      expect(results.every((result) => result.computed)).toBe(true);
+      expect(await cache.getOrSet('hot', factory)).toEqual({ computed: true });
+      expect(runs).toBe(1);
+    });
+
+    it('getOrSet wraps factory failures in FactoryError and caches nothing', async () => {
+      const cache = make();
+      const failure = new Error('db down');
+      await expect(
+        cache.getOrSet('broken', () => {
+          throw failure;
+        }),
+      ).rejects.toMatchObject({ code: 'NOA_CACHE_FACTORY_FAILED', cause: failure });
+      await expect(cache.getOrSet('broken', () => Promise.reject(failure))).rejects.toBeInstanceOf(
+        FactoryError,
+      );
+      expect(await cache.get('broken')).toBeUndefined();
+    });
+
+    it('wrap memoises by key', async () => {
+      const cache = make();
+      let calls = 0;
+      const square = cache.wrap(
+        async (n: number) => {
+          calls += 1;
+          return n * n;
+        },
+        (n) => `square:${n}`,
+      );
+      expect(await square(4)).toBe(16);
+      expect(await square(4)).toBe(16);
+      expect(await square(5)).toBe(25);
+      expect(calls).toBe(2);
+    });
+
+    it('warm loads missing keys with progress and skips cached ones', async () => {
+      const cache = make();
+      await cache.set('w1', 'cached');
+      const seen: number[] = [];
+      const report = await cache.warm(['w1', 'w2', 'w3', 'w4'], async (key) => `loaded ${key}`, {
+        concurrency: 2,
+        onProgress: (progress) => seen.push(progress.done),
+      });
+      expect(report).toEqual({ total: 4, done: 4, loaded: 3, skipped: 1, failed: 0 });
+      expect(seen.sort()).toEqual([1, 2, 3, 4]);
+      expect(await cache.get('w3')).toBe('loaded w3');
+      expect(await cache.get('w1')).toBe('cached');
+    });
+
+    it('a write on one instance evicts the key from the other instance’s L1 (bus)', async () => {
+      if (!backend?.shared) return;
+      const a = make();
+      const b = make();
+      await Promise.all([a.ready(), b.ready()]);
+      await a.set('busy', 'v1');
+      expect(await b.get('busy')).toBe('v1');
+      expect(b.getLocal('busy')).toBe('v1');
+      const evicted = new Promise<void>((resolve) => {
+        const stop = b.onInvalidation((message) => {
+          if (message.k.some((key) => key.endsWith('busy'))) {
+            stop();
+            resolve();
+          }
+        });
+      });
+      await a.set('busy', 'v2');
+      await evicted;
+      expect(b.getLocal('busy')).toBeUndefined();
+      expect(await b.get('busy')).toBe('v2');
+    });
+
+    it('a second instance reads what the first wrote', async () => {
+      if (!backend?.shared) return;
+      const a = make();
+      const b = make();
+      await a.set('shared', 'from a');
+      expect(await b.get('shared')).toBe('from a');
+    });
+  });
+}

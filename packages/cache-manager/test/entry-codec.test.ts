@@ -1,0 +1,85 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { EntryCodec } from '../src/index.js';
+
+const leaf = fc.oneof(
+  fc.string(),
+  fc.integer(),
+  fc.double({ noNaN: true, noDefaultInfinity: true }).filter((n) => !Object.is(n, -0)),
+  fc.boolean(),
+  fc.constant(null),
+  fc.date({ noInvalidDate: true }),
+  fc.bigInt(),
+  fc.uint8Array({ maxLength: 64 }).map((bytes) => Buffer.from(bytes)),
+);
+
+const key = fc.string().filter((k) => k !== '__proto__');
+
+const value = fc.letrec((tie) => ({
+  node: fc.oneof({ depthSize: 'small' }, leaf, tie('array'), tie('object'), tie('map'), tie('set')),
+  array: fc.array(tie('node'), { maxLength: 5 }),
+  object: fc.dictionary(key, tie('node'), { maxKeys: 5 }),
+  map: fc
+    .array(fc.tuple(fc.oneof(fc.string(), fc.integer()), tie('node')), { maxLength: 4 })
+    .map((pairs) => new Map(pairs)),
+  set: fc.array(fc.oneof(fc.string(), fc.integer()), { maxLength: 4 }).map((items) => new Set(items)),
+})).node;
+
+const codecs = [
+  ['msgpack, no compression', new EntryCodec('msgpack', 'none', 0)],
+  ['msgpack, zstd from 0 bytes', new EntryCodec('msgpack', 'zstd', 0)],
+  ['msgpack, brotli from 0 bytes', new EntryCodec('msgpack', 'brotli', 0)],
+  ['json, gzip from 0 bytes', new EntryCodec('json', 'gzip', 0)],
+] as const;
+
+describe.each(codecs)('entry codec (%s)', (_name, codec) => {
+  it('round-trips values with Dates, Maps, Sets, Buffers and BigInt', () => {
+    // A separate decoder proves nothing leaks between encoder and decoder state.
+    const decoder = new EntryCodec('msgpack', 'none', 0);
+    fc.assert(
+      fc.property(value, fc.array(fc.string(), { maxLength: 3 }), (v, tags) => {
+        const entry = { value: v, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 3.5, tags };
+        const decoded = decoder.decode(codec.encode(entry));
+        expect(decoded).toEqual(entry);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('keeps entries without expiry as Infinity', () => {
+    const entry = {
+      value: 'v',
+      createdAt: 1,
+      expiresAt: Number.POSITIVE_INFINITY,
+      staleUntil: Number.POSITIVE_INFINITY,
+      computeMs: 0,
+      tags: [],
+    };
+    expect(codec.decode(codec.encode(entry))).toEqual(entry);
+  });
+});
+
+describe('entry codec', () => {
+  it('compresses only above the threshold and only when it helps', () => {
+    const codec = new EntryCodec('msgpack', 'zstd', 1_024);
+    const small = {
+      value: 'x'.repeat(100),
+      createdAt: 0,
+      expiresAt: 1,
+      staleUntil: 1,
+      computeMs: 0,
+      tags: [],
+    };
+    const large = { ...small, value: 'x'.repeat(10_000) };
+    expect(codec.encode(small)[0]! & 0b111).toBe(0);
+    expect(codec.encode(large)[0]! & 0b111).toBe(3);
+    expect(codec.encode(large).length).toBeLessThan(200);
+  });
+
+  it('rejects garbage with a typed error', () => {
+    const codec = new EntryCodec('msgpack', 'none', 0);
+    expect(() => codec.decode(Buffer.from([0xff, 1, 2]))).toThrow(
+      expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
+    );
+  });
+});

@@ -1,0 +1,244 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
+import { ConfigError, ManualClock } from '@noa/core';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  Cache,
+  type CacheOptions,
+  type EdgePurger,
+  FactoryError,
+  FactoryTimeoutError,
+  shouldRefreshEarly,
+} from '../src/index.js';
+
+const caches: Cache[] = [];
+function make(options: CacheOptions = {}): Cache {
+  const cache = new Cache(options);
+  caches.push(cache);
+  return cache;
+}
+afterEach(async () => {
+  await Promise.all(caches.splice(0).map((cache) => cache.close()));
+});
+
+/** A promise the test resolves or rejects by hand. */
+function deferred<T>() {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('grace period', () => {
+  it('serves the stale value when the factory fails within grace, and errors after it', async () => {
+    const clock = new ManualClock(1_000_000);
+    const cache = make({ clock, ttlMs: 1_000, graceMs: 10_000, graceBackoffMs: 0 });
+    expect(await cache.getOrSet('k', () => 'v1')).toBe('v1');
+    clock.advance(1_500); // expired, in grace
+    expect(await cache.getOrSet('k', () => Promise.reject(new Error('source down')))).toBe('v1');
+    clock.advance(10_000); // past grace
+    await expect(cache.getOrSet('k', () => Promise.reject(new Error('source down')))).rejects.toBeInstanceOf(
+      FactoryError,
+    );
+  });
+
+  it('backs off after a failure: the stale value counts as fresh for graceBackoffMs', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 1_000, graceMs: 60_000, graceBackoffMs: 5_000 });
+    await cache.getOrSet('k', () => 'v1');
+    clock.advance(2_000);
+    let calls = 0;
+    const failing = () => {
+      calls += 1;
+      return Promise.reject(new Error('down'));
+    };
+    expect(await cache.getOrSet('k', failing)).toBe('v1');
+    clock.advance(4_000);
+    expect(await cache.getOrSet('k', failing)).toBe('v1');
+    expect(calls).toBe(1);
+    clock.advance(1_001);
+    expect(await cache.getOrSet('k', failing)).toBe('v1');
+    expect(calls).toBe(2);
+  });
+
+  it('gives the factory the stale value', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 10, graceMs: 1_000 });
+    await cache.getOrSet('k', () => 1);
+    clock.advance(20);
+    expect(await cache.getOrSet<number>('k', ({ staleValue }) => (staleValue ?? 0) + 1)).toBe(2);
+  });
+});
+
+describe('timeouts', () => {
+  it('soft timeout returns the stale value and lets the factory finish in background', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 10_000, softTimeoutMs: 20 });
+    await cache.getOrSet('k', () => 'old');
+    clock.advance(200);
+    const slow = deferred<string>();
+    expect(await cache.getOrSet('k', () => slow.promise)).toBe('old');
+    slow.resolve('new');
+    await tick();
+    await tick();
+    expect(await cache.get('k')).toBe('new');
+  });
+
+  it('hard timeout rejects with FactoryTimeoutError when nothing stale exists, and still caches the late value', async () => {
+    const cache = make({ hardTimeoutMs: 20 });
+    const slow = deferred<string>();
+    const error = await cache.getOrSet('k', () => slow.promise).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(FactoryTimeoutError);
+    expect(error).toMatchObject({ code: 'NOA_CACHE_FACTORY_TIMEOUT', details: { key: 'k', timeoutMs: 20 } });
+    slow.resolve('late');
+    await tick();
+    await tick();
+    expect(await cache.get('k')).toBe('late');
+  });
+
+  it('without timeouts waits for the factory', async () => {
+    const cache = make();
+    const slow = deferred<number>();
+    const pending = cache.getOrSet('k', () => slow.promise);
+    setTimeout(() => slow.resolve(7), 30);
+    expect(await pending).toBe(7);
+  });
+});
+
+describe('early refresh (XFetch)', () => {
+  it('the decision is never taken for entries without expiry or compute time, and always at expiry', () => {
+    const base = { value: 1, createdAt: 0, staleUntil: 2_000, tags: [] };
+    expect(
+      shouldRefreshEarly({ ...base, expiresAt: Number.POSITIVE_INFINITY, computeMs: 50 }, 0, 1, () => 0.5),
+    ).toBe(false);
+    expect(shouldRefreshEarly({ ...base, expiresAt: 1_000, computeMs: 0 }, 999, 1, () => 1e-9)).toBe(false);
+    expect(shouldRefreshEarly({ ...base, expiresAt: 1_000, computeMs: 50 }, 1_000, 1, () => 1)).toBe(true);
+    // Far from expiry only an extremely unlucky draw refreshes.
+    expect(shouldRefreshEarly({ ...base, expiresAt: 1_000, computeMs: 50 }, 0, 1, () => 0.5)).toBe(false);
+    // Close to expiry (within compute time × -ln(draw)) it does.
+    expect(shouldRefreshEarly({ ...base, expiresAt: 1_000, computeMs: 50 }, 980, 1, () => 0.5)).toBe(true);
+  });
+
+  it('a hit near expiry serves the current value and refreshes once in background', async () => {
+    const clock = new ManualClock(0);
+    let draw = 0.99;
+    const cache = make({ clock, ttlMs: 1_000, random: () => draw });
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      return `v${calls}`;
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    clock.advance(900);
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // draw 0.99: no refresh yet
+    expect(calls).toBe(1);
+    draw = 1e-30; // -ln(draw) ≈ 69: with ~5 ms compute time, 345 ms early
+    const results = await Promise.all(Array.from({ length: 20 }, () => cache.getOrSet('k', factory)));
+    expect(results.every((value) => value === 'v1')).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(calls).toBe(2);
+    draw = 0.99;
+    expect(await cache.getOrSet('k', factory)).toBe('v2');
+  });
+});
+
+describe('L1 value modes', () => {
+  it('freeze makes cached values immutable', async () => {
+    const cache = make({ l1: { mode: 'freeze' } });
+    await cache.set('k', { nested: { n: 1 } });
+    const value = (await cache.get<{ nested: { n: number } }>('k'))!;
+    expect(Object.isFrozen(value.nested)).toBe(true);
+  });
+
+  it('clone hands out copies', async () => {
+    const cache = make({ l1: { mode: 'clone' } });
+    await cache.set('k', { n: 1 });
+    const first = (await cache.get<{ n: number }>('k'))!;
+    first.n = 2;
+    expect(await cache.get('k')).toEqual({ n: 1 });
+  });
+
+  it('reference hands out the same object', async () => {
+    const cache = make();
+    const value = { n: 1 };
+    await cache.set('k', value);
+    expect(await cache.get('k')).toBe(value);
+    expect(cache.getLocal('k')).toBe(value);
+  });
+});
+
+describe('tags and the edge hook', () => {
+  it('purges tied tags at the edge and not others', async () => {
+    const purged: string[][] = [];
+    const purger: EdgePurger = {
+      purgeTags: async (tags) => {
+        purged.push([...tags]);
+      },
+    };
+    const cache = make({ edge: { purger, tags: ['products'] } });
+    await cache.set('p', 1, { tags: ['products'] });
+    await cache.set('u', 2, { tags: ['users'] });
+    await cache.deleteByTag(['products', 'users']);
+    expect(purged).toEqual([['products']]);
+    expect(await cache.getMany(['p', 'u'])).toEqual([undefined, undefined]);
+  });
+
+  it('forgets tags of evicted keys', async () => {
+    const cache = make({ l1: { maxEntries: 1 } });
+    await cache.set('a', 1, { tags: ['t'] });
+    await cache.set('b', 2, { tags: ['t'] });
+    expect(await cache.deleteByTag('t')).toBe(1);
+  });
+});
+
+describe('options and lifecycle', () => {
+  it('rejects bad options with a ConfigError naming the field', () => {
+    expect(() => new Cache({ l1: { maxEntries: 0 } })).toThrow(ConfigError);
+    try {
+      new Cache({ ttlMs: -1, l1: { policy: 'random' as 'lru' } });
+    } catch (error) {
+      expect((error as ConfigError).fields.sort()).toEqual(['l1.policy', 'ttlMs']);
+    }
+  });
+
+  it('rejects calls after close with ClosedError', async () => {
+    const cache = new Cache();
+    await cache.close();
+    await expect(cache.get('k')).rejects.toMatchObject({ code: 'NOA_CLOSED' });
+    await expect(cache.getOrSet('k', () => 1)).rejects.toMatchObject({ code: 'NOA_CLOSED' });
+  });
+
+  it('publishes factory runs on the noa:cache-manager:factory diagnostics channel', async () => {
+    const seen: unknown[] = [];
+    const listener = (message: unknown) => seen.push(message);
+    diagnosticsChannel.subscribe('noa:cache-manager:factory', listener);
+    try {
+      const cache = make();
+      await cache.getOrSet('traced', () => 1);
+      await cache.getOrSet('failing', () => Promise.reject(new Error('x'))).catch(() => {});
+    } finally {
+      diagnosticsChannel.unsubscribe('noa:cache-manager:factory', listener);
+    }
+    expect(seen).toEqual([
+      expect.objectContaining({ key: 'traced', ok: true }),
+      expect.objectContaining({ key: 'failing', ok: false }),
+    ]);
+  });
+
+  it('exposes metrics with tier labels', async () => {
+    const registry = new Registry();
+    const cache = make({ metrics: registry });
+    await cache.getOrSet('k', () => 1);
+    await cache.getOrSet('k', () => 1);
+    const text = await registry.metrics();
+    expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="hit"} 1');
+    expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="miss"} 1');
+    expect(text).toContain('noa_cache_manager_factory_runs_total{result="ok"} 1');
+  });
+});

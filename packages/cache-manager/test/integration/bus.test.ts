@@ -1,0 +1,77 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache } from '../../src/index.js';
+import { dropPrefix, quantile, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+
+describe.skipIf(!redisUp)('L1 invalidation bus', () => {
+  const prefix = testPrefix('cm_bus');
+  const redis = redisUp ? new Redis(redisUrl) : undefined;
+  const a = new Cache({ redis, prefix });
+  const b = new Cache({ redis, prefix });
+  afterAll(async () => {
+    await Promise.all([a.close(), b.close()]);
+    if (redis) {
+      await dropPrefix(redis, prefix);
+      redis.disconnect();
+    }
+  });
+
+  /** Resolves when `cache` has applied the next bus message matching `predicate`. */
+  const nextMessage = (cache: Cache, predicate: (keys: readonly string[]) => boolean) =>
+    new Promise<void>((resolve) => {
+      const stop = cache.onInvalidation((message) => {
+        if (predicate(message.k)) {
+          stop();
+          resolve();
+        }
+      });
+    });
+
+  it('a set on A evicts the key from B’s L1, so B reads the new value', async () => {
+    await Promise.all([a.ready(), b.ready()]);
+    await a.set('user:1', 'v1');
+    expect(await b.get('user:1')).toBe('v1');
+    expect(b.getLocal('user:1')).toBe('v1');
+    const applied = nextMessage(b, (keys) => keys.includes('user:1'));
+    await a.set('user:1', 'v2');
+    await applied;
+    expect(b.getLocal('user:1')).toBeUndefined();
+    expect(await b.get('user:1')).toBe('v2');
+  });
+
+  it('delete, deleteByTag and clear reach the other instance', async () => {
+    await a.set('d', 1, { tags: ['grp'] });
+    await a.set('t', 2, { tags: ['grp'] });
+    await a.namespace('ns').set('c', 3);
+    expect(await b.getMany(['d', 't'])).toEqual([1, 2]);
+    expect(await b.namespace('ns').get('c')).toBe(3);
+
+    const tagApplied = nextMessage(b, (keys) => keys.includes('grp'));
+    await a.deleteByTag('grp');
+    await tagApplied;
+    expect(b.getLocal('d')).toBeUndefined();
+    expect(b.getLocal('t')).toBeUndefined();
+
+    const clearApplied = nextMessage(b, (keys) => keys.includes('ns:'));
+    await a.namespace('ns').clear();
+    await clearApplied;
+    expect(b.namespace('ns').getLocal('c')).toBeUndefined();
+  });
+
+  it('measures invalidation latency across instances (p99 reported, not asserted)', async () => {
+    const latencies: number[] = [];
+    for (let round = 0; round < 200; round += 1) {
+      const key = `lat:${round % 10}`;
+      const applied = nextMessage(b, (keys) => keys.includes(key));
+      const started = performance.now();
+      await a.set(key, round);
+      await applied;
+      latencies.push(performance.now() - started);
+    }
+    const p50 = quantile(latencies, 0.5);
+    const p99 = quantile(latencies, 0.99);
+    console.log(
+      `[cache-manager] bus invalidation latency (set on A → applied on B): p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`,
+    );
+    expect(latencies).toHaveLength(200);
+  });
+});

@@ -1,0 +1,117 @@
+import { execFileSync } from 'node:child_process';
+import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BackendUnavailableError, Cache } from '../../src/index.js';
+
+let hasRedisServer = true;
+try {
+  execFileSync('redis-server', ['--version']);
+} catch {
+  hasRedisServer = false;
+  console.log('skipped: no redis-server binary for a private Redis');
+}
+
+const OPERATION_TIMEOUT_MS = 150;
+// Generous bound (2 noisy cores): the deadline plus slack for timers and GC.
+const CALL_BOUND_MS = OPERATION_TIMEOUT_MS + 400;
+
+describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
+  let server: PrivateRedis;
+  let redis: Redis;
+  let cache: Cache;
+  let strict: Cache;
+  const registry = new Registry();
+
+  beforeAll(async () => {
+    server = await startPrivateRedis();
+    redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    redis.on('error', () => {});
+    const common = {
+      redis,
+      prefix: 'fail:',
+      ttlMs: 60_000,
+      operationTimeoutMs: OPERATION_TIMEOUT_MS,
+      breaker: { consecutiveFailures: 3, halfOpenAfterMs: 300 },
+    };
+    cache = new Cache({ ...common, metrics: registry });
+    strict = new Cache({ ...common, onBackendError: 'throw' });
+    await Promise.all([cache.ready(), strict.ready()]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([cache?.close(), strict?.close()]);
+    redis?.disconnect();
+    await server?.stop();
+  });
+
+  /** Runs a mixed workload for `ms`, asserting every call returns within the bound. */
+  async function workload(ms: number, label: string): Promise<{ calls: number; l1Served: number }> {
+    const until = Date.now() + ms;
+    let calls = 0;
+    let l1Served = 0;
+    let round = 0;
+    while (Date.now() < until) {
+      round += 1;
+      const started = performance.now();
+      const [warm, fresh] = await Promise.all([
+        cache.get<string>('warm:1'),
+        cache.getOrSet(`${label}:${round}`, () => `computed ${round}`),
+        cache.set(`${label}:set:${round}`, round),
+        cache.delete(`${label}:gone:${round}`),
+      ]);
+      const elapsed = performance.now() - started;
+      expect(elapsed, `${label} round ${round} took ${elapsed.toFixed(0)} ms`).toBeLessThan(CALL_BOUND_MS);
+      expect(fresh).toBe(`computed ${round}`);
+      if (warm === 'kept in L1') l1Served += 1;
+      calls += 4;
+    }
+    return { calls, l1Served };
+  }
+
+  it('serves from L1 without exceptions while Redis is paused, within the deadline', async () => {
+    await cache.set('warm:1', 'kept in L1');
+    await server.pause(1_500);
+    const { calls, l1Served } = await workload(1_200, 'paused');
+    expect(calls).toBeGreaterThan(8);
+    expect(l1Served).toBeGreaterThan(2);
+    expect(cache.stats().l2).not.toBe('closed');
+    const metrics = await registry.metrics();
+    expect(metrics).toMatch(
+      /noa_cache_manager_degraded_operations_total\{operation="[a-z_]+",reason="(timeout|circuit_open)"\} [1-9]/,
+    );
+  });
+
+  it('throws BackendUnavailableError when configured to, within the deadline', async () => {
+    await server.pause(800);
+    const started = performance.now();
+    const error = await strict.get('anything').catch((caught: unknown) => caught);
+    expect(performance.now() - started).toBeLessThan(CALL_BOUND_MS);
+    expect(error).toBeInstanceOf(BackendUnavailableError);
+    expect(error).toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
+    await new Promise((resolve) => setTimeout(resolve, 900));
+  });
+
+  it('keeps serving when Redis is killed, and recovers on its own when it returns', async () => {
+    await server.kill();
+    const { l1Served } = await workload(1_000, 'killed');
+    expect(l1Served).toBeGreaterThan(2);
+    await server.restart();
+    // Recovery: the breaker half-opens, a probe succeeds, writes reach Redis again.
+    const deadline = Date.now() + 15_000;
+    let recovered = false;
+    while (Date.now() < deadline && !recovered) {
+      await cache.set('after', 'recovered');
+      const written = (await redis.getBuffer('fail:after').catch(() => null)) !== null;
+      // A loaded machine may time out a call or two right after the restart, re-opening the
+      // breaker briefly: recovery means it settles closed with writes reaching Redis.
+      recovered = written && cache.stats().l2 === 'closed';
+      if (!recovered) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(recovered).toBe(true);
+    const other = new Cache({ redis, prefix: 'fail:' });
+    expect(await other.get('after')).toBe('recovered');
+    await other.close();
+  });
+});

@@ -1,0 +1,141 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache, LockTimeoutError } from '../../src/index.js';
+import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+
+describe.skipIf(!redisUp)('stampede protection across instances (one process, separate caches)', () => {
+  const prefix = testPrefix('cm_stampede');
+  const redis = redisUp ? new Redis(redisUrl) : undefined;
+  const caches: Cache[] = [];
+  const instances = async (count: number, options: ConstructorParameters<typeof Cache>[0] = {}) => {
+    const made = Array.from({ length: count }, () => new Cache({ redis, prefix, ...options }));
+    caches.push(...made);
+    await Promise.all(made.map((cache) => cache.ready()));
+    return made;
+  };
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    if (redis) {
+      await dropPrefix(redis, prefix);
+      redis.disconnect();
+    }
+  });
+
+  it('4 instances × 100 concurrent misses run a 200 ms factory once', async () => {
+    const group = await instances(4);
+    let runs = 0;
+    const factory = async () => {
+      runs += 1;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return { answer: 42 };
+    };
+    const results = await Promise.all(
+      group.flatMap((cache) =>
+        Array.from({ length: 100 }, () => cache.getOrSet('cold', factory, { ttlMs: 60_000 })),
+      ),
+    );
+    expect(runs).toBe(1);
+    expect(results.every((result) => result.answer === 42)).toBe(true);
+  });
+
+  it('does not recompute when another instance finishes between our L2 miss and our lease', async () => {
+    const [first] = await instances(1);
+    // The second instance's first L2 read is answered (a miss) only after the first instance
+    // has computed, written and released the lease: the window of a check-then-act race.
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let delayed = false;
+    const slowReads = new Proxy(redis!, {
+      get(target, property) {
+        if (property === 'mgetBuffer' && !delayed) {
+          delayed = true;
+          return async (...keys: string[]) => {
+            const reply = await target.mgetBuffer(...keys);
+            await gate;
+            return reply;
+          };
+        }
+        const value = Reflect.get(target, property);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const second = new Cache({ redis: slowReads, prefix });
+    caches.push(second);
+    await second.ready();
+    let runs = 0;
+    const factory = async () => {
+      runs += 1;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return `run ${runs}`;
+    };
+    const late = second.getOrSet('race', factory);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await first!.getOrSet('race', factory)).toBe('run 1');
+    openGate();
+    expect(await late).toBe('run 1');
+    expect(runs).toBe(1);
+  });
+
+  it('when the lease holder fails, a waiter takes over and computes', async () => {
+    const [first, second] = await instances(2);
+    let attempt = 0;
+    const factory = async () => {
+      attempt += 1;
+      const mine = attempt;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (mine === 1) throw new Error('first attempt fails');
+      return 'second attempt';
+    };
+    const [a, b] = await Promise.allSettled([
+      first!.getOrSet('flaky', factory),
+      new Promise((resolve) => setTimeout(resolve, 10)).then(() => second!.getOrSet('flaky', factory)),
+    ]);
+    expect(a.status).toBe('rejected');
+    expect(b).toEqual({ status: 'fulfilled', value: 'second attempt' });
+    expect(attempt).toBe(2);
+  });
+
+  it('waiters serve the stale value when the holder is slower than their soft timeout', async () => {
+    const [holder, waiter] = await instances(2, { graceMs: 60_000 });
+    await holder!.set('graced', 'old', { ttlMs: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    let release!: () => void;
+    const slow = holder!.getOrSet(
+      'graced',
+      () => new Promise<string>((resolve) => (release = () => resolve('new'))),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(await waiter!.getOrSet('graced', () => 'never', { softTimeoutMs: 50 })).toBe('old');
+    release();
+    expect(await slow).toBe('new');
+  });
+
+  it('background writes resolve first and reach Redis shortly after', async () => {
+    const [writer, reader] = await instances(2, { writeMode: 'background' });
+    await writer!.set('bg', 'value');
+    expect(writer!.getLocal('bg')).toBe('value');
+    const deadline = Date.now() + 5_000;
+    let seen: unknown;
+    while (seen === undefined && Date.now() < deadline) {
+      seen = await reader!.get('bg');
+      if (seen === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(seen).toBe('value');
+  });
+
+  it('waiters give up with LockTimeoutError when the holder is too slow and nothing is stale', async () => {
+    const [holder, waiter] = await instances(2);
+    let release!: () => void;
+    const slow = holder!.getOrSet(
+      'slow',
+      () => new Promise<string>((resolve) => (release = () => resolve('done'))),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const error = await waiter!
+      .getOrSet('slow', () => 'never', { lockTimeoutMs: 150 })
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(LockTimeoutError);
+    expect(error).toMatchObject({ code: 'NOA_CACHE_LOCK_TIMEOUT' });
+    release();
+    expect(await slow).toBe('done');
+  });
+});
