@@ -35,7 +35,12 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 
 /** A circuit breaker around calls to one backend (Redis, a broker, a database). */
 export interface CircuitBreaker {
-  /** The current state; cheap, for hot paths that want to skip the backend when open. */
+  /**
+   * The current state; cheap, for hot paths that want to skip the backend when open. Once an
+   * open breaker has waited `halfOpenAfterMs`, this reports `'half-open'` (a probe call would be
+   * let through) even before any call arrives, so callers that skip calls while `'open'` still
+   * send the probe that closes it again.
+   */
   readonly state: BreakerState;
   /**
    * Runs `fn` through the breaker. Rejects with {@link CircuitOpenError} without calling `fn`
@@ -70,9 +75,15 @@ export function createCircuitBreaker(operation: string, options: BreakerOptions 
     halfOpenAfter: parsed.halfOpenAfterMs,
     breaker,
   });
+  let openedAt = 0;
+  policy.onBreak(() => {
+    openedAt = Date.now();
+  });
   return {
     get state() {
-      return toBreakerState(policy.state);
+      const state = toBreakerState(policy.state);
+      if (state === 'open' && Date.now() - openedAt >= parsed.halfOpenAfterMs) return 'half-open';
+      return state;
     },
     async execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
       try {

@@ -18,6 +18,8 @@ describe('createCircuitBreaker', () => {
     ).rejects.toBeInstanceOf(CircuitOpenError);
     expect(called).toBe(false);
     await delay(50);
+    // A caller that skips calls while 'open' must still see when a probe is due.
+    expect(breaker.state).toBe('half-open');
     await expect(breaker.execute(async () => 'ok')).resolves.toBe('ok');
     expect(breaker.state).toBe('closed');
     expect(states).toEqual(['open', 'half-open', 'closed']);
