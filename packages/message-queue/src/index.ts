@@ -1,0 +1,61 @@
+export {
+  type Backoff,
+  type BackoffInput,
+  type BackoffStrategy,
+  backoffDelay,
+  backoffSchema,
+} from './backoff.js';
+export {
+  ChildFailedError,
+  InvalidPayloadError,
+  JobCancelledError,
+  JobTimeoutError,
+  MessageQueueError,
+  ProviderError,
+  UnsupportedOperationError,
+  WorkerClosingError,
+} from './errors.js';
+export { type JobEventName, jobEvents } from './events.js';
+export { pickGroup } from './fair-dispatch.js';
+export { Job } from './job.js';
+export {
+  type ChildFailurePolicy,
+  type JobOptions,
+  jobOptionsSchema,
+  maxPriority,
+  type ParsedJobOptions,
+} from './job-options.js';
+export type {
+  ChildrenResults,
+  JobCounts,
+  JobErrorEntry,
+  JobInfo,
+  JobRecord,
+  JobState,
+  ParentLink,
+} from './job-record.js';
+export type {
+  CancelOutcome,
+  ExchangeRequest,
+  ExchangeResponse,
+  MaintenanceResult,
+  ProviderCapabilities,
+  QueueProvider,
+  RetentionPolicy,
+  Settlement,
+} from './provider.js';
+export { MemoryProvider } from './providers/memory-provider.js';
+export {
+  type AddResult,
+  type JobView,
+  type NewFlow,
+  type NewJob,
+  Queue,
+  type QueueOptions,
+  queueOptionsSchema,
+  type RetentionOptions,
+  retentionSchema,
+} from './queue.js';
+export { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
+export { Scheduler, type SchedulerOptions } from './scheduler.js';
+export { Worker, type WorkerEvents, type WorkerOptions, workerOptionsSchema } from './worker.js';
