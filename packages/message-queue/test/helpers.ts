@@ -3,7 +3,7 @@ export async function waitFor<T>(
   check: () => T | Promise<T>,
   timeoutMs = 5_000,
   what = 'condition',
-): Promise<T> {
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   while (true) {
     const value = await check();
