@@ -46,6 +46,11 @@ export type {
 } from './provider.js';
 export { MemoryProvider } from './providers/memory-provider.js';
 export {
+  RedisProvider,
+  type RedisProviderOptions,
+  redisProviderOptionsSchema,
+} from './providers/redis-provider.js';
+export {
   type AddResult,
   type JobView,
   type NewFlow,
