@@ -374,7 +374,7 @@ export class RedisProvider implements QueueProvider {
       const infos = await Promise.all(targets.slice(index, index + 500).map((id) => this.getJob(queue, id)));
       const args: (string | number)[] = [now];
       for (const info of infos) {
-        if (!info || info.state !== 'failed') continue;
+        if (info?.state !== 'failed') continue;
         const {
           state: _state,
           result: _result,
