@@ -5,6 +5,7 @@ export {
   backoffDelay,
   backoffSchema,
 } from './backoff.js';
+export { delayBucket } from './delay-bucket.js';
 export {
   ChildFailedError,
   InvalidPayloadError,
@@ -45,6 +46,11 @@ export type {
   Settlement,
 } from './provider.js';
 export { MemoryProvider } from './providers/memory-provider.js';
+export {
+  RabbitMqProvider,
+  type RabbitMqProviderOptions,
+  rabbitMqProviderOptionsSchema,
+} from './providers/rabbitmq-provider.js';
 export {
   RedisProvider,
   type RedisProviderOptions,

@@ -21,6 +21,12 @@ export interface ProviderCapabilities {
   progress: boolean;
   /** List and redrive the dead-letter queue by id. */
   dlqInspect: boolean;
+  /** `jobId` dedupe (RabbitMQ has no index of message ids). */
+  dedupe: boolean;
+  /** Jobs of a worker that stops heart-beating are recovered when its lease expires (else: when its connection drops). */
+  leaseRecovery: boolean;
+  /** `pause` holds every worker of the queue, in every process (else: only this provider's workers). */
+  globalPause: boolean;
 }
 
 /** A finished try reported by a worker. */

@@ -91,6 +91,9 @@ const capabilities: ProviderCapabilities = {
   cancel: true,
   progress: true,
   dlqInspect: true,
+  dedupe: true,
+  leaseRecovery: true,
+  globalPause: true,
 };
 
 /** Copies through JSON so callers cannot mutate stored state (and payloads behave as on Redis). */
@@ -104,6 +107,8 @@ function clone<T>(value: T): T {
  */
 export class MemoryProvider implements QueueProvider {
   readonly name = 'memory';
+  /** What this provider supports (also readable before constructing one). */
+  static readonly capabilities: ProviderCapabilities = capabilities;
   readonly capabilities = capabilities;
   readonly #queues = new Map<string, MemoryQueue>();
 

@@ -52,6 +52,9 @@ const capabilities: ProviderCapabilities = {
   cancel: true,
   progress: true,
   dlqInspect: true,
+  dedupe: true,
+  leaseRecovery: true,
+  globalPause: true,
 };
 
 interface QueueState {
@@ -80,6 +83,8 @@ function isNoScript(error: unknown): boolean {
  */
 export class RedisProvider implements QueueProvider {
   readonly name = 'redis';
+  /** What this provider supports (also readable before constructing one). */
+  static readonly capabilities: ProviderCapabilities = capabilities;
   readonly capabilities = capabilities;
   readonly #redis: Redis | Cluster;
   readonly #prefix: string;

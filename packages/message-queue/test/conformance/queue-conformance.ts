@@ -19,7 +19,11 @@ export interface ConformanceTarget {
   name: string;
   /** Set when the backend is unreachable: the whole suite is skipped and this is printed. */
   skipReason?: string | undefined;
+  /** The provider's declared capabilities (static, so unsupported tests are skipped up front). */
+  capabilities: ProviderCapabilities;
   create: () => Promise<QueueProvider>;
+  /** Deletes a queue's backend objects after the suite (e.g. RabbitMQ queues). */
+  cleanupQueue?: (provider: QueueProvider, queue: string) => Promise<void>;
 }
 
 /**
@@ -30,26 +34,41 @@ export function describeQueueConformance(target: ConformanceTarget): void {
   describe.skipIf(target.skipReason !== undefined)(`queue conformance: ${target.name}`, () => {
     let provider: QueueProvider;
     const workers: Worker<unknown, unknown>[] = [];
-    let capabilities: ProviderCapabilities;
+    const capabilities = target.capabilities;
+    const queueNames: string[] = [];
+    /** `it`, skipped (with the reason printed) when the provider lacks one of `features`. */
+    const itWith = (features: (keyof ProviderCapabilities)[], title: string, test: () => Promise<void>) => {
+      const missing = features.filter((feature) => !capabilities[feature]);
+      if (missing.length > 0) {
+        console.log(
+          `skipped on ${target.name}: "${title}" needs capabilities ${missing.join(', ')}, declared false`,
+        );
+      }
+      it.skipIf(missing.length > 0)(title, test);
+    };
 
     beforeAll(async () => {
       provider = await target.create();
-      capabilities = provider.capabilities;
     });
     afterEach(async () => {
       await Promise.all(workers.splice(0).map((worker) => worker.close(200)));
     });
     afterAll(async () => {
+      if (target.cleanupQueue) for (const name of queueNames) await target.cleanupQueue(provider, name);
       await provider?.close();
     });
 
+    /** For checks inside a test that the provider may not support; prints what was left out. */
     const supports = (feature: keyof ProviderCapabilities): boolean => {
       if (capabilities[feature]) return true;
-      console.log(`skipped on ${target.name}: provider declares capabilities.${feature} = false`);
+      console.log(`on ${target.name}: part of a test left out, capabilities.${feature} = false`);
       return false;
     };
-    const makeQueue = <Data = unknown>(schema?: z.ZodType<Data>) =>
-      new Queue<Data>({ name: uniqueName('mq'), provider, ...(schema ? { schema } : {}) });
+    const makeQueue = <Data = unknown>(schema?: z.ZodType<Data>) => {
+      const name = uniqueName('mq');
+      queueNames.push(name);
+      return new Queue<Data>({ name, provider, ...(schema ? { schema } : {}) });
+    };
     const startWorker = <Data, Result>(
       queue: Queue<Data>,
       handler: (job: Job<Data>) => Promise<Result> | Result,
@@ -85,8 +104,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
     });
 
-    it('runs higher priority first, then in insertion order', async () => {
-      if (!supports('priorities')) return;
+    itWith(['priorities'], 'runs higher priority first, then in insertion order', async () => {
       const queue = makeQueue<{ n: number }>();
       await queue.pause();
       const priorities = [0, 5, 1, 5, 0, 10, 1];
@@ -178,7 +196,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
     });
 
-    it('dedupes by jobId', async () => {
+    itWith(['dedupe'], 'dedupes by jobId', async () => {
       const queue = makeQueue();
       const first = await queue.add('once', 1, { jobId: 'order-1' });
       const second = await queue.add('once', 2, { jobId: 'order-1' });
@@ -216,8 +234,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       await waitFor(() => seen.length === 1);
     });
 
-    it('cancels a waiting job and an active one (its signal aborts, no retry)', async () => {
-      if (!supports('cancel')) return;
+    itWith(['cancel'], 'cancels a waiting job and an active one (its signal aborts, no retry)', async () => {
       const queue = makeQueue();
       const waiting = await queue.add('w', null, { delay: 60_000 });
       expect(await queue.cancel(waiting.id)).toBe('removed');
@@ -245,8 +262,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect(runs).toBe(1);
     });
 
-    it('stores progress', async () => {
-      if (!supports('progress')) return;
+    itWith(['progress', 'getJob'], 'stores progress', async () => {
       const queue = makeQueue();
       const { id } = await queue.add('long', null);
       let release!: () => void;
@@ -298,8 +314,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       if (supports('exactCounts')) expect((await queue.counts()).waiting).toBe(0);
     });
 
-    it('runs a flow parent after its children, with their results', async () => {
-      if (!supports('flows')) return;
+    itWith(['flows'], 'runs a flow parent after its children, with their results', async () => {
       const queue = makeQueue<{ n: number }>();
       const flow = await queue.addFlow({
         name: 'sum',
@@ -324,8 +339,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       await waitFor(async () => (await queue.getJob(flow.id))?.result === 14);
     });
 
-    it('applies the child failure policy of a flow (fail, ignore, continue)', async () => {
-      if (!supports('flows')) return;
+    itWith(['flows'], 'applies the child failure policy of a flow (fail, ignore, continue)', async () => {
       const queue = makeQueue<{ ok: boolean }>();
       const children = [
         { name: 'child', data: { ok: true } },
@@ -377,8 +391,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect(parents.has(failFlow.id)).toBe(false);
     });
 
-    it('dispatches groups by weight', async () => {
-      if (!supports('groups')) return;
+    itWith(['groups'], 'dispatches groups by weight', async () => {
       const queue = makeQueue<{ group: string }>();
       await queue.pause();
       const jobs = ['a', 'b', 'c'].flatMap((group) =>
@@ -405,7 +418,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect(share('c')).toBeLessThanOrEqual(13);
     });
 
-    it('recovers a job whose worker stopped heart-beating (stalled)', async () => {
+    itWith(['leaseRecovery'], 'recovers a job whose worker stopped heart-beating (stalled)', async () => {
       const queue = makeQueue();
       const { id } = await queue.add('orphan', null);
       // A "worker" that leases the job and then dies: it never settles nor renews the lease.

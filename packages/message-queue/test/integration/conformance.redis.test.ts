@@ -11,6 +11,7 @@ const connections: Redis[] = [];
 
 describeQueueConformance({
   name: 'redis',
+  capabilities: RedisProvider.capabilities,
   skipReason: reachable ? undefined : `no Redis at ${url}`,
   create: async () => {
     const connection = new Redis(url, { maxRetriesPerRequest: null });
