@@ -86,7 +86,10 @@ interface RunningJob {
   done: boolean;
 }
 
-/** Events a worker emits (also published on diagnostics channels). */
+/**
+ * Events a worker emits (also published on diagnostics channels), each once the outcome is
+ * stored: after `completed`, `getJob` shows the job completed.
+ */
 export interface WorkerEvents {
   completed: [jobId: string, result: unknown];
   failed: [jobId: string, error: Error, willRetry: boolean];
@@ -116,7 +119,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   readonly #running = new Map<string, RunningJob>();
   readonly #retention: RetentionPolicy;
   #concurrency: number;
-  #settle: Settlement[] = [];
+  /** Finished tries not yet stored, each with the events to emit once it is. */
+  #settle: { settlement: Settlement; persisted: () => void }[] = [];
   #wakePump: (() => void) | undefined;
   #pumpDone: Promise<void> | undefined;
   #closing = false;
@@ -210,7 +214,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       let response: Awaited<ReturnType<QueueProvider['exchange']>>;
       try {
         response = await this.#provider.exchange(this.queueName, {
-          settle,
+          settle: settle.map((item) => item.settlement),
           fetch: want,
           leaseUntil: now + this.#options.leaseMs,
           now,
@@ -219,6 +223,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
           defaultGroupWeight: this.#options.groups.defaultWeight,
         });
         failures = 0;
+        for (const item of settle) item.persisted();
       } catch (error) {
         this.#settle = settle.concat(this.#settle);
         failures += 1;
@@ -300,10 +305,14 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#metrics.processingSeconds.observe(labels, (performance.now() - running.startedAt) / 1_000);
     const now = this.#clock.now();
     if (!('error' in outcome)) {
-      this.#settle.push({ kind: 'complete', record, result: outcome.result });
-      this.#metrics.completed.inc(labels);
-      publishJobEvent('completed', { queue: this.queueName, jobId: record.id, name: record.name });
-      this.emit('completed', record.id, outcome.result);
+      this.#settle.push({
+        settlement: { kind: 'complete', record, result: outcome.result },
+        persisted: () => {
+          this.#metrics.completed.inc(labels);
+          publishJobEvent('completed', { queue: this.queueName, jobId: record.id, name: record.name });
+          this.emit('completed', record.id, outcome.result);
+        },
+      });
       this.#wake();
       return;
     }
@@ -319,20 +328,24 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       ? null
       : now +
         backoffDelay(record.backoff, attempt, this.#options.random, this.#options.backoffStrategies, error);
-    this.#settle.push({ kind: 'fail', record: failed, retryAt });
-    this.#metrics.failed.inc(labels);
-    if (terminal) this.#metrics.deadLettered.inc(labels);
-    else this.#metrics.retried.inc(labels);
-    const event = {
-      queue: this.queueName,
-      jobId: record.id,
-      name: record.name,
-      error: error.message,
-      attempt,
-    };
-    publishJobEvent('failed', event);
-    publishJobEvent(terminal ? 'deadLettered' : 'retried', event);
-    this.emit('failed', record.id, error, !terminal);
+    this.#settle.push({
+      settlement: { kind: 'fail', record: failed, retryAt },
+      persisted: () => {
+        this.#metrics.failed.inc(labels);
+        if (terminal) this.#metrics.deadLettered.inc(labels);
+        else this.#metrics.retried.inc(labels);
+        const event = {
+          queue: this.queueName,
+          jobId: record.id,
+          name: record.name,
+          error: error.message,
+          attempt,
+        };
+        publishJobEvent('failed', event);
+        publishJobEvent(terminal ? 'deadLettered' : 'retried', event);
+        this.emit('failed', record.id, error, !terminal);
+      },
+    });
     this.#wake();
   }
 

@@ -14,6 +14,7 @@ import type {
   ProviderCapabilities,
   QueueProvider,
 } from '../provider.js';
+import { decodeRecord, encodeRecord } from './record-codec.js';
 
 /** Options of {@link RabbitMqProvider}. */
 export const rabbitMqProviderOptionsSchema = z
@@ -219,7 +220,7 @@ export class RabbitMqProvider implements QueueProvider {
     );
     const { publisher } = await this.#ready();
     for (const [index, { record }] of items.entries()) {
-      publisher.sendToQueue(routes[index]!, Buffer.from(JSON.stringify(record)), {
+      publisher.sendToQueue(routes[index]!, Buffer.from(encodeRecord(record)), {
         persistent: true,
         priority: record.priority,
         messageId: record.id,
@@ -336,7 +337,7 @@ export class RabbitMqProvider implements QueueProvider {
     while (jobs.length < request.fetch && consumer.buffer.length > 0) {
       const delivery = consumer.buffer.shift()!;
       if (delivery.generation !== this.#generation) continue;
-      const record = JSON.parse(delivery.message.content.toString()) as JobRecord;
+      const record = decodeRecord(delivery.message.content.toString());
       this.#held.set(this.#key(queue, record.id), delivery);
       jobs.push(record);
     }
@@ -468,7 +469,7 @@ export class RabbitMqProvider implements QueueProvider {
     while (true) {
       const message = await publisher.get(`${queue}.dead`, { noAck: false });
       if (!message) return moved;
-      const record = JSON.parse(message.content.toString()) as JobRecord;
+      const record = decodeRecord(message.content.toString());
       await this.#publish(queue, [
         { record: { ...record, attemptsMade: 0, availableAt: now }, target: 'queue', now },
       ]);

@@ -19,6 +19,7 @@ import type {
   QueueProvider,
   RetentionPolicy,
 } from '../provider.js';
+import { decodeRecord, encodeRecord } from './record-codec.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
 
 /** Options of {@link RedisProvider}. */
@@ -63,12 +64,6 @@ interface QueueState {
   notified: number;
   seen: number;
   subscribed?: Promise<void>;
-}
-
-function parseRecord(raw: string): JobRecord {
-  const record = JSON.parse(raw) as JobRecord;
-  if (!Array.isArray(record.errors)) record.errors = [];
-  return record;
 }
 
 function isNoScript(error: unknown): boolean {
@@ -173,13 +168,7 @@ export class RedisProvider implements QueueProvider {
       chunks.map((chunk) => {
         const args: (string | number)[] = [now, chunk.length];
         for (const record of chunk) {
-          args.push(
-            record.id,
-            JSON.stringify(record),
-            record.priority,
-            record.group ?? '',
-            record.availableAt,
-          );
+          args.push(record.id, encodeRecord(record), record.priority, record.group ?? '', record.availableAt);
         }
         return this.#run('add', queue, args) as Promise<number[]>;
       }),
@@ -188,9 +177,9 @@ export class RedisProvider implements QueueProvider {
   }
 
   async addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
-    const args: (string | number)[] = [now, parent.id, JSON.stringify(parent), children.length];
+    const args: (string | number)[] = [now, parent.id, encodeRecord(parent), children.length];
     for (const record of children) {
-      args.push(record.id, JSON.stringify(record), record.priority, record.group ?? '', record.availableAt);
+      args.push(record.id, encodeRecord(record), record.priority, record.group ?? '', record.availableAt);
     }
     return (await this.#run('add-flow', queue, args)) === 1;
   }
@@ -213,7 +202,7 @@ export class RedisProvider implements QueueProvider {
         if (record.removeOnComplete) entry.pg = true;
       } else {
         entry.k = 'f';
-        entry.rec = JSON.stringify(record);
+        entry.rec = encodeRecord(record);
         entry.pr = record.priority;
         if (settlement.retryAt !== null) entry.at = settlement.retryAt;
         const last = record.errors.at(-1);
@@ -230,7 +219,7 @@ export class RedisProvider implements QueueProvider {
       JSON.stringify(request.groupWeights),
       settle.length === 0 ? '[]' : JSON.stringify(settle),
     ])) as string[];
-    const jobs = reply.slice(1).map(parseRecord);
+    const jobs = reply.slice(1).map(decodeRecord);
     const nextDue = reply[0];
     return nextDue ? { jobs, nextDueAt: Number(nextDue) } : { jobs };
   }
@@ -302,7 +291,7 @@ export class RedisProvider implements QueueProvider {
       | null;
     if (!reply) return undefined;
     const [raw, state, finishedAt, result, progress, terminalError] = reply;
-    const info: JobInfo = { ...parseRecord(raw), state: state as JobState };
+    const info: JobInfo = { ...decodeRecord(raw), state: state as JobState };
     if (terminalError) info.errors = [...info.errors, JSON.parse(terminalError) as JobErrorEntry];
     if (finishedAt) info.finishedAt = Number(finishedAt);
     if (result) info.result = JSON.parse(result);
@@ -388,7 +377,7 @@ export class RedisProvider implements QueueProvider {
           ...record
         } = info;
         const fresh: JobRecord = { ...record, attemptsMade: 0, availableAt: now };
-        args.push(fresh.id, JSON.stringify(fresh), fresh.priority, fresh.group ?? '');
+        args.push(fresh.id, encodeRecord(fresh), fresh.priority, fresh.group ?? '');
       }
       if (args.length > 1) moved += (await this.#run('redrive', queue, args)) as number;
     }

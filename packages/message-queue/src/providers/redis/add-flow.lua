@@ -8,7 +8,7 @@ if redis.call('EXISTS', unpack(keys)) > 0 then return 0 end
 redis.call('SET', P .. 'j:' .. parentId, ARGV[4])
 if count == 0 then
   local parent = cjson.decode(ARGV[4])
-  enqueue(parentId, parent.priority, parent.group, seqBlock(1) + 1)
+  enqueue(parentId, parent.p or 0, parent.g, seqBlock(1) + 1)
 else
   redis.call('ZADD', WC, fmt(now), parentId)
   redis.call('HSET', P .. 'deps:' .. parentId, '#pending', count)

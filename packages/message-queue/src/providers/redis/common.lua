@@ -112,7 +112,7 @@ local function childSettled(parentId, policy, childId, resultJson, errorJson, no
     local raw = redis.call('GET', P .. 'j:' .. parentId)
     if raw then
       local parent = cjson.decode(raw)
-      enqueue(parentId, parent.priority, parent.group, seqBlock(1) + 1)
+      enqueue(parentId, parent.p or 0, parent.g, seqBlock(1) + 1)
     end
   end
 end

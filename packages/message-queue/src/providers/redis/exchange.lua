@@ -76,7 +76,7 @@ if ARGV[5] == '1' then
     for i, id in ipairs(due) do
       if records[i] then
         local record = cjson.decode(records[i])
-        enqueue(id, record.priority, record.group, base + i)
+        enqueue(id, record.p or 0, record.g, base + i)
       end
     end
   end

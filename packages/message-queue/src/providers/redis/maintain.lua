@@ -15,12 +15,12 @@ if #expired > 0 then
       if redis.call('HINCRBY', P .. 'stalls', id, 1) > maxStalls then
         redis.call('HSET', P .. 'derr', id, ARGV[8])
         redis.call('ZADD', DEAD, ARGV[2], id)
-        if type(record.parent) == 'table' then
-          childSettled(record.parent.id, record.parent.onChildFailure, id, nil, ARGV[8], now)
+        if type(record.P) == 'table' then
+          childSettled(record.P.i, record.P.f, id, nil, ARGV[8], now)
         end
         deadLettered = deadLettered + 1
       else
-        enqueue(id, record.priority, record.group, 0)
+        enqueue(id, record.p or 0, record.g, 0)
         recovered = recovered + 1
       end
     end
