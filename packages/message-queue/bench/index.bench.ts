@@ -4,7 +4,7 @@ import { type BenchCase, quantile, runBench, size, smoke } from '@noa/testkit/be
 import amqp from 'amqplib';
 import { Queue as BullQueue, Worker as BullWorker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Queue, type QueueProvider, RabbitMqProvider, RedisProvider, Worker } from '../src/index.js';
+import { Queue, RabbitMqProvider, RedisProvider, Worker } from '../src/index.js';
 import { commandCalls, usedMemory } from './redis-stats.js';
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
@@ -312,7 +312,8 @@ let rawConnection: amqp.ChannelModel | undefined;
 if (!rabbitUp) console.log(`skipped RabbitMQ cases: no RabbitMQ at ${amqpUrl}`);
 else {
   rabbit = new RabbitMqProvider({ url: amqpUrl });
-  rawConnection = await amqp.connect(amqpUrl);
+  // Same socket option as the provider (noDelay), so the comparison is the library, not Nagle.
+  rawConnection = await amqp.connect(amqpUrl, { noDelay: true });
   const raw = rawConnection;
   const rabbitProvider = rabbit;
   const rabbitCount = size(20_000, 300);
