@@ -90,6 +90,12 @@ export interface QueueProvider {
   /** Enqueues a parent (held in waiting-children) and its children atomically. */
   addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean>;
   exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse>;
+  /**
+   * Optional fast path: settles a completed try at once, outside the worker's fetch loop, for
+   * backends whose acknowledgement is a local fire-and-forget frame (AMQP `basic.ack`). Returns
+   * true when it took the settlement; false sends it through `exchange` as usual.
+   */
+  settleNow?(queue: string, settlement: Settlement): boolean;
   /** Pushes the lease of active jobs to `leaseUntil`. */
   extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<void>;
   /** Puts active jobs back to waiting without counting a try (graceful close). */

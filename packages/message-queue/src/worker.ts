@@ -305,14 +305,14 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#metrics.processingSeconds.observe(labels, (performance.now() - running.startedAt) / 1_000);
     const now = this.#clock.now();
     if (!('error' in outcome)) {
-      this.#settle.push({
-        settlement: { kind: 'complete', record, result: outcome.result },
-        persisted: () => {
-          this.#metrics.completed.inc(labels);
-          publishJobEvent('completed', { queue: this.queueName, jobId: record.id, name: record.name });
-          this.emit('completed', record.id, outcome.result);
-        },
-      });
+      const settlement: Settlement = { kind: 'complete', record, result: outcome.result };
+      const persisted = () => {
+        this.#metrics.completed.inc(labels);
+        publishJobEvent('completed', { queue: this.queueName, jobId: record.id, name: record.name });
+        this.emit('completed', record.id, outcome.result);
+      };
+      if (this.#provider.settleNow?.(this.queueName, settlement)) persisted();
+      else this.#settle.push({ settlement, persisted });
       this.#wake();
       return;
     }

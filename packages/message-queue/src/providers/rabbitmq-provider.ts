@@ -13,6 +13,7 @@ import type {
   MaintenanceResult,
   ProviderCapabilities,
   QueueProvider,
+  Settlement,
 } from '../provider.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 
@@ -344,6 +345,17 @@ export class RabbitMqProvider implements QueueProvider {
       jobs.push(record);
     }
     return { jobs };
+  }
+
+  /** Acknowledges a completed delivery at once, so the prefetch window refills continuously. */
+  settleNow(queue: string, settlement: Settlement): boolean {
+    if (settlement.kind !== 'complete') return false;
+    const key = this.#key(queue, settlement.record.id);
+    const held = this.#held.get(key);
+    this.#held.delete(key);
+    // A delivery of a dead channel was requeued by the broker: nothing to acknowledge.
+    if (held && held.generation === this.#generation) held.channel.ack(held.message);
+    return true;
   }
 
   async extendLeases(): Promise<void> {
