@@ -36,8 +36,8 @@ async function closeConnections(names: string[]): Promise<number> {
   return targets.length;
 }
 
-// A private RabbitMQ node boots in 5–10 s on this machine and its restart is flaky, so the
-// broker failure is simulated by closing our connections from the server side (management API).
+// A second broker failure besides restart.rabbitmq.test.ts (private node stopped and started):
+// the shared broker closes our connections from its side (management API), as on a failover.
 describe.skipIf(!managementUp)('broker failure: RabbitMQ connections closed by the server mid-run', () => {
   it('producers and workers reconnect, re-declare and lose no acknowledged job', async () => {
     const name = uniqueName('reconnect');
