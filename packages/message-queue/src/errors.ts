@@ -1,4 +1,4 @@
-import { NoaError, type NoaErrorOptions } from '@noa/core';
+import { NoaError } from '@noa/core';
 
 /** Base class of every error thrown by @noa/message-queue; codes start with `NOA_MQ_`. */
 export class MessageQueueError extends NoaError {}
@@ -46,26 +46,6 @@ export class WorkerClosingError extends MessageQueueError {
   constructor(jobId: string) {
     super('NOA_MQ_WORKER_CLOSING', `worker closed before job ${jobId} finished; it was released`, {
       details: { jobId },
-    });
-  }
-}
-
-/** A child of a flow failed for good and the parent's policy is `fail`. */
-export class ChildFailedError extends MessageQueueError {
-  constructor(parentId: string, childId: string, options: NoaErrorOptions = {}) {
-    super('NOA_MQ_CHILD_FAILED', `child ${childId} of job ${parentId} failed`, {
-      ...options,
-      details: { parentId, childId, ...options.details },
-    });
-  }
-}
-
-/** The backend (Redis, RabbitMQ) failed a call; the cause is kept. */
-export class ProviderError extends MessageQueueError {
-  constructor(provider: string, operation: string, options: NoaErrorOptions = {}) {
-    super('NOA_MQ_PROVIDER', `${provider} failed during ${operation}`, {
-      ...options,
-      details: { provider, operation, ...options.details },
     });
   }
 }

@@ -7,12 +7,10 @@ export {
 } from './backoff.js';
 export { delayBucket } from './delay-bucket.js';
 export {
-  ChildFailedError,
   InvalidPayloadError,
   JobCancelledError,
   JobTimeoutError,
   MessageQueueError,
-  ProviderError,
   UnsupportedOperationError,
   WorkerClosingError,
 } from './errors.js';

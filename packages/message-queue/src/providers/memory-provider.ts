@@ -548,4 +548,8 @@ export class MemoryProvider implements QueueProvider {
   async close(): Promise<void> {
     for (const queue of this.#queues.values()) this.#wake(queue);
   }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ClosedError, childLogger, delay, type Logger, parseOptions, silentLogger } from '@noa/core';
+import { ClosedError, childLogger, type Logger, parseOptions, silentLogger } from '@noa/core';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
 import { delayBucket } from '../delay-bucket.js';
@@ -145,7 +145,8 @@ export class RabbitMqProvider implements QueueProvider {
           waitMs: wait,
           error: error instanceof Error ? error.message : String(error),
         });
-        await delay(wait);
+        // Unref'd, so a provider that is closed while reconnecting does not hold the process.
+        await new Promise((resolve) => setTimeout(resolve, wait).unref());
       }
     }
   }
@@ -519,5 +520,9 @@ export class RabbitMqProvider implements QueueProvider {
     this.#model = undefined;
     this.#publisher = undefined;
     await model?.close().catch(() => undefined);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }

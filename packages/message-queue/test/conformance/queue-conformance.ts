@@ -196,6 +196,35 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
     });
 
+    itWith(
+      ['exactCounts', 'getJob'],
+      'bounds completed and dead jobs by count and age (retention)',
+      async () => {
+        const queue = makeQueue<{ ok: boolean }>();
+        const ok = await queue.addBulk(Array.from({ length: 5 }, () => ({ name: 'ok', data: { ok: true } })));
+        await queue.add('bad', { ok: false }, { attempts: 1 });
+        startWorker(
+          queue,
+          (job) => {
+            if (!job.data.ok) throw new Error('bad');
+          },
+          { maintenanceIntervalMs: 60_000 },
+        );
+        await waitFor(async () => {
+          const counts = await queue.counts();
+          return counts.completed === 5 && counts.failed === 1;
+        });
+        const removed = await queue.clean({ completedCount: 2 });
+        expect(removed.removed).toBe(3);
+        expect(await queue.counts()).toMatchObject({ completed: 2, failed: 1 });
+        const kept = await Promise.all(ok.map(({ id }) => queue.getJob(id)));
+        expect(kept.filter((job) => job !== undefined)).toHaveLength(2);
+        await sleep(5);
+        expect((await queue.clean({ deadAgeMs: 0 })).removed).toBe(1);
+        expect((await queue.counts()).failed).toBe(0);
+      },
+    );
+
     itWith(['dedupe'], 'dedupes by jobId', async () => {
       const queue = makeQueue();
       const first = await queue.add('once', 1, { jobId: 'order-1' });
