@@ -56,22 +56,26 @@ async function bullAdd(count: number): Promise<number> {
   return rate;
 }
 
-async function oursProcess(count: number, concurrency: number): Promise<number> {
+async function oursProcess(count: number, concurrency: number, prefetch = 0): Promise<number> {
   await admin.flushall();
   const queue = new Queue({ name: uniqueName('ours'), provider: ours });
   for (let index = 0; index < count; index += 10_000)
     await queue.addBulk(jobsOf(Math.min(10_000, count - index)));
   let worker: Worker | undefined;
-  const rate = await measured(`ours process c${concurrency}`, count, async () => {
-    await new Promise<void>((resolve) => {
-      let done = 0;
-      worker = new Worker({ queue, concurrency, handler: () => undefined });
-      worker.on('completed', () => {
-        done += 1;
-        if (done === count) resolve();
+  const rate = await measured(
+    `ours process c${concurrency}${prefetch ? ` p${prefetch}` : ''}`,
+    count,
+    async () => {
+      await new Promise<void>((resolve) => {
+        let done = 0;
+        worker = new Worker({ queue, concurrency, prefetch, handler: () => undefined });
+        worker.on('completed', () => {
+          done += 1;
+          if (done === count) resolve();
+        });
       });
-    });
-  });
+    },
+  );
   await worker?.close();
   return rate;
 }
@@ -205,6 +209,16 @@ const cases: BenchCase[] = [
       }),
     }),
   ),
+  {
+    case: `Redis: process ${processCounts[1]!.toLocaleString('en-US')} no-op jobs, concurrency 1, ours with prefetch 1`,
+    unit: 'jobs/s',
+    better: 'higher',
+    goal: 3,
+    anchor: bullmq,
+    rounds: 3,
+    ours: () => oursProcess(processCounts[1]!, 1, 1),
+    theirs: () => bullProcess(processCounts[1]!, 1),
+  },
   {
     case: 'Redis: commands per added job (bulk)',
     unit: 'cmds',

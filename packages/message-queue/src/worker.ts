@@ -23,6 +23,11 @@ export const workerOptionsSchema = z
     handler: z.custom<(job: Job<unknown>) => unknown>((value) => typeof value === 'function'),
     /** Jobs run at once by this worker. */
     concurrency: z.number().int().positive().max(10_000).default(1),
+    /**
+     * Jobs leased ahead of free slots and started the moment a slot frees, without waiting for a
+     * round trip (like AMQP prefetch). They hold leases meanwhile; `close()` releases them.
+     */
+    prefetch: z.number().int().nonnegative().max(10_000).default(0),
     /** Lease of a fetched job; a worker that stops heart-beating for this long loses its jobs to others. */
     leaseMs: z.number().int().min(100).default(30_000),
     /** Time limit of each try when the job has no `timeout`. */
@@ -117,6 +122,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   readonly #logger: Logger;
   readonly #metrics: QueueMetrics;
   readonly #running = new Map<string, RunningJob>();
+  /** Leased jobs waiting for a free slot (see `prefetch`). */
+  #buffer: JobRecord[] = [];
   readonly #retention: RetentionPolicy;
   #concurrency: number;
   /** Finished tries not yet stored, each with the events to emit once it is. */
@@ -198,7 +205,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     let idle = true;
     let failures = 0;
     while (true) {
-      const want = this.#closing ? 0 : Math.max(0, this.#concurrency - this.#running.size);
+      const want = this.#closing
+        ? 0
+        : Math.max(0, this.#concurrency + this.#options.prefetch - this.#running.size - this.#buffer.length);
       if (want === 0 && this.#settle.length === 0) {
         if (this.#closing && this.#running.size === 0) return;
         await new Promise<void>((resolve) => {
@@ -231,7 +240,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         await this.#idle(Math.min(2_000, 50 * 2 ** Math.min(failures, 6)));
         continue;
       }
-      for (const record of response.jobs) this.#start(record);
+      this.#buffer.push(...response.jobs);
+      this.#startBuffered();
       idle = response.jobs.length === 0;
       if (idle && want > 0 && this.#settle.length === 0 && !this.#closing) {
         const untilDue =
@@ -253,6 +263,13 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#wakePump = () => controller.abort();
     await this.#provider.waitForWork(this.queueName, ms, controller.signal);
     this.#wakePump = undefined;
+  }
+
+  /** Starts buffered jobs while slots are free. */
+  #startBuffered(): void {
+    while (!this.#closing && this.#buffer.length > 0 && this.#running.size < this.#concurrency) {
+      this.#start(this.#buffer.shift()!);
+    }
   }
 
   #start(record: JobRecord): void {
@@ -288,6 +305,16 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   }
 
   #cancelRunning(id: string): void {
+    const index = this.#buffer.findIndex((record) => record.id === id);
+    if (index >= 0) {
+      // Leased but not started: settle it as cancelled without running it.
+      const [record] = this.#buffer.splice(index, 1);
+      const controller = new AbortController();
+      const error = new JobCancelledError(id);
+      controller.abort(error);
+      this.#finish({ record: record!, controller, startedAt: performance.now(), done: false }, { error });
+      return;
+    }
     const running = this.#running.get(id);
     if (!running || running.done) return;
     const error = new JobCancelledError(id);
@@ -313,6 +340,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       };
       if (this.#provider.settleNow?.(this.queueName, settlement)) persisted();
       else this.#settle.push({ settlement, persisted });
+      this.#startBuffered();
       this.#wake();
       return;
     }
@@ -346,15 +374,16 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         this.emit('failed', record.id, error, !terminal);
       },
     });
+    this.#startBuffered();
     this.#wake();
   }
 
   async #heartbeat(): Promise<void> {
-    if (this.#running.size === 0) return;
+    if (this.#running.size === 0 && this.#buffer.length === 0) return;
     try {
       await this.#provider.extendLeases(
         this.queueName,
-        [...this.#running.keys()],
+        [...this.#running.keys(), ...this.#buffer.map((record) => record.id)],
         this.#clock.now() + this.#options.leaseMs,
       );
     } catch (error) {
@@ -432,7 +461,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         check();
       });
     }
-    const released: JobRecord[] = [];
+    const released: JobRecord[] = this.#buffer.splice(0);
     for (const running of [...this.#running.values()]) {
       running.done = true;
       if (running.timer) clearTimeout(running.timer);

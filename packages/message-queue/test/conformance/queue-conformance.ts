@@ -498,6 +498,31 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
     });
 
+    it('prefetch: leases ahead, runs in order, and close releases the leased-ahead jobs', async () => {
+      const queue = makeQueue<number>();
+      await queue.addBulk(Array.from({ length: 10 }, (_, n) => ({ name: 'p', data: n })));
+      const first: number[] = [];
+      const worker = startWorker(
+        queue,
+        async (job) => {
+          first.push(job.data);
+          if (job.data === 3) await new Promise((resolve) => job.signal.addEventListener('abort', resolve));
+        },
+        { concurrency: 1, prefetch: 2 },
+      );
+      await waitFor(() => first.length === 4);
+      await sleep(50);
+      await worker.close(100);
+      expect(first).toEqual([0, 1, 2, 3]);
+      const second: number[] = [];
+      startWorker(queue, (job) => {
+        second.push(job.data);
+      });
+      await waitFor(() => second.length === 7);
+      await sleep(50);
+      expect(second.sort((a, b) => a - b)).toEqual([3, 4, 5, 6, 7, 8, 9]);
+    });
+
     it('drains waiting jobs and counts states', async () => {
       const queue = makeQueue();
       await queue.addBulk(Array.from({ length: 5 }, () => ({ name: 'x', data: null })));
