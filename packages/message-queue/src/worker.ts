@@ -135,6 +135,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   readonly #timers: NodeJS.Timeout[] = [];
   #unsubscribeCancel: (() => void) | undefined;
   #maintaining = false;
+  /** Tries settled since the last maintenance pass: a busy worker also trims every 1,000. */
+  #settledSinceMaintenance = 0;
 
   constructor(options: WorkerOptions<Data, Result>) {
     super();
@@ -233,6 +235,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         });
         failures = 0;
         for (const item of settle) item.persisted();
+        this.#settledSinceMaintenance += settle.length;
+        if (this.#settledSinceMaintenance >= 1_000) void this.maintain();
       } catch (error) {
         this.#settle = settle.concat(this.#settle);
         failures += 1;
@@ -395,6 +399,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   async maintain(): Promise<void> {
     if (this.#maintaining || this.#closing) return;
     this.#maintaining = true;
+    this.#settledSinceMaintenance = 0;
     try {
       const result = await this.#provider.maintain(
         this.queueName,

@@ -27,11 +27,20 @@ if #expired > 0 then
   end
 end
 
+-- Up to 20,000 jobs per set per pass (in chunks), so a busy queue's retention keeps up.
 local function trim(key, maxCount, maxAge)
-  local removed = removeJobs(key, redis.call('ZRANGEBYSCORE', key, '-inf', fmt(now - maxAge), 'LIMIT', 0, 1000))
+  local removed = 0
+  for _ = 1, 20 do
+    local old = redis.call('ZRANGEBYSCORE', key, '-inf', fmt(now - maxAge), 'LIMIT', 0, 1000)
+    if #old == 0 then break end
+    removed = removed + removeJobs(key, old)
+  end
   local size = redis.call('ZCARD', key)
-  if size > maxCount then
-    removed = removed + removeJobs(key, redis.call('ZRANGE', key, 0, math.min(size - maxCount, 1000) - 1))
+  local excess = math.min(size - maxCount, 20000)
+  while excess > 0 do
+    local chunk = math.min(excess, 1000)
+    removed = removed + removeJobs(key, redis.call('ZRANGE', key, 0, chunk - 1))
+    excess = excess - chunk
   end
   return removed
 end
