@@ -110,6 +110,8 @@ export class Queue<Data = unknown> {
   readonly provider: QueueProvider;
   readonly #schema: z.ZodType<Data> | undefined;
   readonly #defaults: JobOptions;
+  /** The defaults parsed once: the common `add` without options skips option parsing. */
+  readonly #parsedDefaults: ParsedJobOptions;
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #metrics: QueueMetrics;
@@ -125,6 +127,7 @@ export class Queue<Data = unknown> {
       jobOptionsSchema.partial(),
       parsed.defaultJobOptions,
     );
+    this.#parsedDefaults = parseOptions('Queue.defaultJobOptions', jobOptionsSchema, this.#defaults);
     this.#clock = parsed.clock;
     this.#logger = parsed.logger;
     this.#metrics = createQueueMetrics(parsed.registry);
@@ -156,10 +159,9 @@ export class Queue<Data = unknown> {
   /** Builds the stored record of a new job (validates payload and options). */
   #record(job: NewJob<Data>, now: number): JobRecord {
     this.#validate(job.data);
-    const options: ParsedJobOptions = parseOptions('job options', jobOptionsSchema, {
-      ...this.#defaults,
-      ...job.options,
-    });
+    const options: ParsedJobOptions = job.options
+      ? parseOptions('job options', jobOptionsSchema, { ...this.#defaults, ...job.options })
+      : this.#parsedDefaults;
     const record: JobRecord = {
       id: options.jobId ?? newJobId(),
       name: job.name,

@@ -227,7 +227,6 @@ export class RabbitMqProvider implements QueueProvider {
       publisher.sendToQueue(routes[index]!, Buffer.from(encodeRecord(record)), {
         persistent: true,
         priority: record.priority,
-        messageId: record.id,
         contentType: 'application/json',
       });
     }
