@@ -1,0 +1,493 @@
+import path from 'node:path';
+import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
+import { type BenchCase, quantile, runBench, size, smoke } from '@noa/testkit/bench';
+import amqp from 'amqplib';
+import { Queue as BullQueue, Worker as BullWorker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Queue, RabbitMqProvider, RedisProvider, Worker } from '../src/index.js';
+import { commandCalls, usedMemory } from './redis-stats.js';
+
+const benchDir = path.dirname(new URL(import.meta.url).pathname);
+const bullmq = 'bullmq@6.7.0';
+const rawAmqp = 'amqplib@2.3.1 (raw)';
+
+// A private Redis, so INFO commandstats and memory see only this benchmark.
+const redisServer = await startPrivateRedis();
+const connectionOptions = { host: '127.0.0.1', port: redisServer.port, maxRetriesPerRequest: null };
+const admin = new Redis(connectionOptions);
+const oursConnection = new Redis(connectionOptions);
+const ours = new RedisProvider({ connection: oursConnection });
+const stats: Record<string, Record<string, number>> = {};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const jobsOf = (count: number) => Array.from({ length: count }, (_, n) => ({ name: 'noop', data: { n } }));
+
+/** Measures `work` and records Redis commands per job for `key`. */
+async function measured(key: string, jobs: number, work: () => Promise<void>): Promise<number> {
+  const before = await commandCalls(admin);
+  const started = performance.now();
+  await work();
+  const seconds = (performance.now() - started) / 1_000;
+  const calls = (await commandCalls(admin)) - before;
+  stats[key] = { commandsPerJob: Number((calls / jobs).toFixed(2)) };
+  return jobs / seconds;
+}
+
+async function oursAdd(count: number): Promise<number> {
+  await admin.flushall();
+  const queue = new Queue({ name: uniqueName('ours'), provider: ours });
+  return measured('ours add', count, async () => {
+    for (let index = 0; index < count; index += 10_000) {
+      await queue.addBulk(jobsOf(Math.min(10_000, count - index)));
+    }
+  });
+}
+
+async function bullAdd(count: number): Promise<number> {
+  await admin.flushall();
+  const queue = new BullQueue(uniqueName('bull'), { connection: connectionOptions });
+  await queue.waitUntilReady();
+  const rate = await measured('bullmq add', count, async () => {
+    for (let index = 0; index < count; index += 10_000) {
+      await queue.addBulk(jobsOf(Math.min(10_000, count - index)));
+    }
+  });
+  await queue.close();
+  return rate;
+}
+
+async function oursProcess(count: number, concurrency: number, prefetch = 0): Promise<number> {
+  await admin.flushall();
+  const queue = new Queue({ name: uniqueName('ours'), provider: ours });
+  for (let index = 0; index < count; index += 10_000)
+    await queue.addBulk(jobsOf(Math.min(10_000, count - index)));
+  let worker: Worker | undefined;
+  const rate = await measured(
+    `ours process c${concurrency}${prefetch ? ` p${prefetch}` : ''}`,
+    count,
+    async () => {
+      await new Promise<void>((resolve) => {
+        let done = 0;
+        worker = new Worker({ queue, concurrency, prefetch, handler: () => undefined });
+        worker.on('completed', () => {
+          done += 1;
+          if (done === count) resolve();
+        });
+      });
+    },
+  );
+  await worker?.close();
+  return rate;
+}
+
+async function bullProcess(count: number, concurrency: number): Promise<number> {
+  await admin.flushall();
+  const name = uniqueName('bull');
+  const queue = new BullQueue(name, {
+    connection: connectionOptions,
+    defaultJobOptions: { removeOnComplete: { count: 1_000 } },
+  });
+  for (let index = 0; index < count; index += 10_000)
+    await queue.addBulk(jobsOf(Math.min(10_000, count - index)));
+  let worker: BullWorker | undefined;
+  const rate = await measured(`bullmq process c${concurrency}`, count, async () => {
+    await new Promise<void>((resolve) => {
+      let done = 0;
+      worker = new BullWorker(name, async () => undefined, { connection: connectionOptions, concurrency });
+      worker.on('completed', () => {
+        done += 1;
+        if (done === count) resolve();
+      });
+    });
+  });
+  await worker?.close();
+  await queue.close();
+  return rate;
+}
+
+/** Bytes of Redis memory per waiting job after adding `count` jobs. */
+async function memoryPerJob(add: (count: number) => Promise<void>, count: number): Promise<number> {
+  await admin.flushall();
+  await sleep(50);
+  const before = await usedMemory(admin);
+  await add(count);
+  return Math.round(((await usedMemory(admin)) - before) / count);
+}
+
+/** Latency add → handler start (ms) of jobs added at `rate` per second. */
+async function latency(
+  produce: (sentAt: number) => Promise<unknown>,
+  consume: (onStart: (sentAt: number) => void) => Promise<() => Promise<void>>,
+  count: number,
+  rate: number,
+): Promise<number[]> {
+  const samples: number[] = [];
+  const stop = await consume((sentAt) => samples.push(performance.timeOrigin + performance.now() - sentAt));
+  const started = performance.now();
+  for (let index = 0; index < count; index += 1) {
+    const due = started + (index * 1_000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    await produce(performance.timeOrigin + performance.now());
+  }
+  while (samples.length < count) await sleep(5);
+  await stop();
+  return samples;
+}
+
+function latencyCases(
+  label: string,
+  anchor: string,
+  oursRun: () => Promise<number[]>,
+  theirsRun: () => Promise<number[]>,
+): BenchCase[] {
+  const last: { ours: number[]; theirs: number[] } = { ours: [], theirs: [] };
+  return [
+    {
+      case: `${label}: add → handler start p50 at 1k jobs/s`,
+      unit: 'ms',
+      better: 'lower',
+      anchor,
+      rounds: 3,
+      ours: async () => {
+        last.ours = await oursRun();
+        return quantile(last.ours, 0.5);
+      },
+      theirs: async () => {
+        last.theirs = await theirsRun();
+        return quantile(last.theirs, 0.5);
+      },
+    },
+    {
+      case: `${label}: add → handler start p99 at 1k jobs/s (same runs)`,
+      unit: 'ms',
+      better: 'lower',
+      anchor,
+      rounds: 1,
+      ours: () => quantile(last.ours, 0.99),
+      theirs: () => quantile(last.theirs, 0.99),
+    },
+  ];
+}
+
+const addCount = size(50_000, 500);
+const processCounts: Record<number, number> = {
+  1: size(3_000, 100),
+  10: size(20_000, 300),
+  100: size(50_000, 500),
+};
+const latencyCount = size(1_000, 50);
+
+const cases: BenchCase[] = [
+  {
+    case: `Redis: bulk add ${addCount.toLocaleString('en-US')} jobs`,
+    unit: 'jobs/s',
+    better: 'higher',
+    goal: 2,
+    anchor: bullmq,
+    rounds: 3,
+    ours: () => oursAdd(addCount),
+    theirs: () => bullAdd(addCount),
+    extra: () => ({
+      oursCommandsPerJob: stats['ours add']?.commandsPerJob,
+      theirsCommandsPerJob: stats['bullmq add']?.commandsPerJob,
+    }),
+  },
+  ...[1, 10, 100].map(
+    (concurrency): BenchCase => ({
+      case: `Redis: process ${processCounts[concurrency]!.toLocaleString('en-US')} no-op jobs, concurrency ${concurrency}`,
+      unit: 'jobs/s',
+      better: 'higher',
+      goal: 3,
+      anchor: bullmq,
+      rounds: 3,
+      ours: () => oursProcess(processCounts[concurrency]!, concurrency),
+      theirs: () => bullProcess(processCounts[concurrency]!, concurrency),
+      extra: () => ({
+        oursCommandsPerJob: stats[`ours process c${concurrency}`]?.commandsPerJob,
+        theirsCommandsPerJob: stats[`bullmq process c${concurrency}`]?.commandsPerJob,
+      }),
+    }),
+  ),
+  {
+    case: `Redis: process ${processCounts[1]!.toLocaleString('en-US')} no-op jobs, concurrency 1, ours with prefetch 1`,
+    unit: 'jobs/s',
+    better: 'higher',
+    goal: 3,
+    anchor: bullmq,
+    rounds: 3,
+    ours: () => oursProcess(processCounts[1]!, 1, 1),
+    theirs: () => bullProcess(processCounts[1]!, 1),
+  },
+  {
+    case: 'Redis: commands per added job (bulk)',
+    unit: 'cmds',
+    better: 'lower',
+    goal: 1 / 3,
+    anchor: bullmq,
+    rounds: 1,
+    ours: async () => {
+      await oursAdd(size(10_000, 200));
+      return stats['ours add']!.commandsPerJob!;
+    },
+    theirs: async () => {
+      await bullAdd(size(10_000, 200));
+      return stats['bullmq add']!.commandsPerJob!;
+    },
+  },
+  ...[1, 100].map(
+    (concurrency): BenchCase => ({
+      case: `Redis: commands per processed job, concurrency ${concurrency}`,
+      unit: 'cmds',
+      better: 'lower',
+      goal: 1 / 3,
+      anchor: bullmq,
+      rounds: 1,
+      ours: async () => {
+        await oursProcess(size(2_000, 100), concurrency);
+        return stats[`ours process c${concurrency}`]!.commandsPerJob!;
+      },
+      theirs: async () => {
+        await bullProcess(size(2_000, 100), concurrency);
+        return stats[`bullmq process c${concurrency}`]!.commandsPerJob!;
+      },
+    }),
+  ),
+  {
+    case: 'Redis: memory per waiting job ({ n } payload)',
+    unit: 'bytes',
+    better: 'lower',
+    anchor: bullmq,
+    rounds: 1,
+    ours: () =>
+      memoryPerJob(
+        async (count) => {
+          await new Queue({ name: uniqueName('ours'), provider: ours }).addBulk(jobsOf(count));
+        },
+        size(10_000, 200),
+      ),
+    theirs: () =>
+      memoryPerJob(
+        async (count) => {
+          const queue = new BullQueue(uniqueName('bull'), { connection: connectionOptions });
+          await queue.addBulk(jobsOf(count));
+          await queue.close();
+        },
+        size(10_000, 200),
+      ),
+  },
+  ...latencyCases(
+    'Redis',
+    bullmq,
+    async () => {
+      await admin.flushall();
+      const queue = new Queue<{ sentAt: number }>({ name: uniqueName('ours'), provider: ours });
+      return latency(
+        (sentAt) => queue.add('t', { sentAt }),
+        async (onStart) => {
+          const worker = new Worker({ queue, concurrency: 10, handler: (job) => onStart(job.data.sentAt) });
+          await sleep(100);
+          return () => worker.close();
+        },
+        latencyCount,
+        1_000,
+      );
+    },
+    async () => {
+      await admin.flushall();
+      const name = uniqueName('bull');
+      const queue = new BullQueue(name, { connection: connectionOptions });
+      return latency(
+        (sentAt) => queue.add('t', { sentAt }),
+        async (onStart) => {
+          const worker = new BullWorker(name, async (job) => onStart(job.data.sentAt), {
+            connection: connectionOptions,
+            concurrency: 10,
+          });
+          await worker.waitUntilReady();
+          await sleep(100);
+          return async () => {
+            await worker.close();
+            await queue.close();
+          };
+        },
+        latencyCount,
+        1_000,
+      );
+    },
+  ),
+];
+
+// RabbitMQ: ours vs raw amqplib with the same prefetch (100) and publisher confirms.
+const amqpUrl = serviceUrl('rabbitmq');
+const rabbitUp = await isReachable('rabbitmq');
+let rabbit: RabbitMqProvider | undefined;
+let rawConnection: amqp.ChannelModel | undefined;
+if (!rabbitUp) console.log(`skipped RabbitMQ cases: no RabbitMQ at ${amqpUrl}`);
+else {
+  rabbit = new RabbitMqProvider({ url: amqpUrl });
+  // Same socket option as the provider (noDelay), so the comparison is the library, not Nagle.
+  rawConnection = await amqp.connect(amqpUrl, { noDelay: true });
+  const raw = rawConnection;
+  const rabbitProvider = rabbit;
+  const rabbitCount = size(20_000, 300);
+  const declareRaw = async (channel: amqp.Channel, name: string) => {
+    await channel.assertQueue(name, { durable: true, arguments: { 'x-max-priority': 10 } });
+  };
+  const rawPublish = async (name: string, count: number) => {
+    const channel = await raw.createConfirmChannel();
+    await declareRaw(channel, name);
+    for (let n = 0; n < count; n += 1) {
+      channel.sendToQueue(name, Buffer.from(JSON.stringify({ name: 'noop', data: { n } })), {
+        persistent: true,
+        priority: 0,
+        contentType: 'application/json',
+      });
+    }
+    await channel.waitForConfirms();
+    await channel.close();
+  };
+  const deleteRaw = async (name: string) => {
+    const channel = await raw.createChannel();
+    await channel.deleteQueue(name);
+    await channel.close();
+  };
+  cases.push(
+    {
+      case: `RabbitMQ: publish ${rabbitCount.toLocaleString('en-US')} jobs with confirms`,
+      unit: 'jobs/s',
+      better: 'higher',
+      goal: 0.9,
+      anchor: rawAmqp,
+      rounds: 3,
+      ours: async () => {
+        const queue = new Queue({ name: uniqueName('ours'), provider: rabbitProvider });
+        const started = performance.now();
+        for (let index = 0; index < rabbitCount; index += 10_000) {
+          await queue.addBulk(jobsOf(Math.min(10_000, rabbitCount - index)));
+        }
+        const rate = rabbitCount / ((performance.now() - started) / 1_000);
+        await rabbitProvider.deleteQueue(queue.name);
+        return rate;
+      },
+      theirs: async () => {
+        const name = uniqueName('raw');
+        const started = performance.now();
+        await rawPublish(name, rabbitCount);
+        const rate = rabbitCount / ((performance.now() - started) / 1_000);
+        await deleteRaw(name);
+        return rate;
+      },
+    },
+    {
+      case: `RabbitMQ: consume ${rabbitCount.toLocaleString('en-US')} no-op jobs, prefetch 100, manual ack`,
+      unit: 'jobs/s',
+      better: 'higher',
+      goal: 0.9,
+      anchor: rawAmqp,
+      rounds: 3,
+      ours: async () => {
+        const queue = new Queue({ name: uniqueName('ours'), provider: rabbitProvider });
+        for (let index = 0; index < rabbitCount; index += 10_000) {
+          await queue.addBulk(jobsOf(Math.min(10_000, rabbitCount - index)));
+        }
+        let worker: Worker | undefined;
+        const started = performance.now();
+        await new Promise<void>((resolve) => {
+          let done = 0;
+          worker = new Worker({ queue, concurrency: 100, handler: () => undefined });
+          worker.on('completed', () => {
+            done += 1;
+            if (done === rabbitCount) resolve();
+          });
+        });
+        const rate = rabbitCount / ((performance.now() - started) / 1_000);
+        await worker?.close();
+        await rabbitProvider.deleteQueue(queue.name);
+        return rate;
+      },
+      theirs: async () => {
+        const name = uniqueName('raw');
+        await rawPublish(name, rabbitCount);
+        const channel = await raw.createChannel();
+        await channel.prefetch(100);
+        const started = performance.now();
+        await new Promise<void>((resolve) => {
+          let done = 0;
+          void channel.consume(name, (message) => {
+            if (!message) return;
+            JSON.parse(message.content.toString());
+            channel.ack(message);
+            done += 1;
+            if (done === rabbitCount) resolve();
+          });
+        });
+        const rate = rabbitCount / ((performance.now() - started) / 1_000);
+        await channel.close();
+        await deleteRaw(name);
+        return rate;
+      },
+    },
+    ...latencyCases(
+      'RabbitMQ',
+      rawAmqp,
+      async () => {
+        const queue = new Queue<{ sentAt: number }>({ name: uniqueName('ours'), provider: rabbitProvider });
+        const samples = await latency(
+          (sentAt) => queue.add('t', { sentAt }),
+          async (onStart) => {
+            const worker = new Worker({ queue, concurrency: 10, handler: (job) => onStart(job.data.sentAt) });
+            await sleep(200);
+            return () => worker.close();
+          },
+          latencyCount,
+          1_000,
+        );
+        await rabbitProvider.deleteQueue(queue.name);
+        return samples;
+      },
+      async () => {
+        const name = uniqueName('raw');
+        const publisher = await raw.createConfirmChannel();
+        await declareRaw(publisher, name);
+        const consumer = await raw.createChannel();
+        await consumer.prefetch(10);
+        const samples = await latency(
+          async (sentAt) => {
+            publisher.sendToQueue(name, Buffer.from(JSON.stringify({ data: { sentAt } })), {
+              persistent: true,
+            });
+            await publisher.waitForConfirms();
+          },
+          async (onStart) => {
+            await consumer.consume(name, (message) => {
+              if (!message) return;
+              onStart((JSON.parse(message.content.toString()) as { data: { sentAt: number } }).data.sentAt);
+              consumer.ack(message);
+            });
+            return async () => {
+              await consumer.close();
+              await publisher.close();
+            };
+          },
+          latencyCount,
+          1_000,
+        );
+        await deleteRaw(name);
+        return samples;
+      },
+    ),
+  );
+}
+
+try {
+  await runBench('@noa/message-queue', benchDir, cases);
+  if (!smoke) console.log(JSON.stringify(stats));
+} finally {
+  await ours.close();
+  await rabbit?.close();
+  await rawConnection?.close();
+  oursConnection.disconnect();
+  admin.disconnect();
+  await redisServer.stop();
+}

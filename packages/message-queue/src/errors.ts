@@ -1,0 +1,51 @@
+import { NoaError } from '@noa/core';
+
+/** Base class of every error thrown by @noa/message-queue; codes start with `NOA_MQ_`. */
+export class MessageQueueError extends NoaError {}
+
+/** A payload failed the queue's zod schema at `add`; `fields` names every bad field. Nothing was enqueued. */
+export class InvalidPayloadError extends MessageQueueError {
+  readonly fields: string[];
+
+  constructor(queue: string, issues: { path: string; message: string }[]) {
+    const list = issues.map((issue) => `${issue.path || '(root)'}: ${issue.message}`).join('; ');
+    super('NOA_MQ_INVALID_PAYLOAD', `Invalid payload for queue ${queue}: ${list}`, {
+      details: { queue, issues },
+    });
+    this.fields = issues.map((issue) => issue.path);
+  }
+}
+
+/** The provider cannot do what was asked (e.g. `getJob` on RabbitMQ); see its `capabilities`. */
+export class UnsupportedOperationError extends MessageQueueError {
+  constructor(provider: string, operation: string) {
+    super('NOA_MQ_UNSUPPORTED', `${provider} provider does not support ${operation}`, {
+      details: { provider, operation },
+    });
+  }
+}
+
+/** The job was cancelled (by `queue.cancel(id)`); the handler's signal aborts with this reason. */
+export class JobCancelledError extends MessageQueueError {
+  constructor(jobId: string) {
+    super('NOA_MQ_JOB_CANCELLED', `job ${jobId} was cancelled`, { details: { jobId } });
+  }
+}
+
+/** The handler ran past the job's `timeout`; its signal aborts with this reason and the slot is freed. */
+export class JobTimeoutError extends MessageQueueError {
+  constructor(jobId: string, timeoutMs: number) {
+    super('NOA_MQ_JOB_TIMEOUT', `job ${jobId} did not finish within ${timeoutMs} ms`, {
+      details: { jobId, timeoutMs },
+    });
+  }
+}
+
+/** The worker is closing and released the job for redelivery; the handler's signal aborts with this. */
+export class WorkerClosingError extends MessageQueueError {
+  constructor(jobId: string) {
+    super('NOA_MQ_WORKER_CLOSING', `worker closed before job ${jobId} finished; it was released`, {
+      details: { jobId },
+    });
+  }
+}

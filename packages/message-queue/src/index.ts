@@ -1,0 +1,70 @@
+export {
+  type Backoff,
+  type BackoffInput,
+  type BackoffStrategy,
+  backoffDelay,
+  backoffSchema,
+} from './backoff.js';
+export { delayBucket } from './delay-bucket.js';
+export {
+  InvalidPayloadError,
+  JobCancelledError,
+  JobTimeoutError,
+  MessageQueueError,
+  UnsupportedOperationError,
+  WorkerClosingError,
+} from './errors.js';
+export { type JobEventName, jobEvents } from './events.js';
+export { pickGroup } from './fair-dispatch.js';
+export { Job } from './job.js';
+export {
+  type ChildFailurePolicy,
+  type JobOptions,
+  jobOptionsSchema,
+  maxPriority,
+  type ParsedJobOptions,
+} from './job-options.js';
+export type {
+  ChildrenResults,
+  JobCounts,
+  JobErrorEntry,
+  JobInfo,
+  JobRecord,
+  JobState,
+  ParentLink,
+} from './job-record.js';
+export type {
+  CancelOutcome,
+  ExchangeRequest,
+  ExchangeResponse,
+  MaintenanceResult,
+  ProviderCapabilities,
+  QueueProvider,
+  RetentionPolicy,
+  Settlement,
+} from './provider.js';
+export { MemoryProvider } from './providers/memory-provider.js';
+export {
+  RabbitMqProvider,
+  type RabbitMqProviderOptions,
+  rabbitMqProviderOptionsSchema,
+} from './providers/rabbitmq-provider.js';
+export {
+  RedisProvider,
+  type RedisProviderOptions,
+  redisProviderOptionsSchema,
+} from './providers/redis-provider.js';
+export {
+  type AddResult,
+  type JobView,
+  type NewFlow,
+  type NewJob,
+  Queue,
+  type QueueOptions,
+  queueOptionsSchema,
+  type RetentionOptions,
+  retentionSchema,
+} from './queue.js';
+export { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
+export { Scheduler, type SchedulerOptions } from './scheduler.js';
+export { Worker, type WorkerEvents, type WorkerOptions, workerOptionsSchema } from './worker.js';

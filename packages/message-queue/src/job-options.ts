@@ -1,0 +1,47 @@
+import { z } from 'zod';
+import { backoffSchema } from './backoff.js';
+
+/** Highest `priority`: RabbitMQ's recommended x-max-priority range, kept for every provider. */
+export const maxPriority = 10;
+
+/** What happens to a flow's parent when one of its children fails for good. */
+export const childFailurePolicySchema = z.enum(['fail', 'ignore', 'continue']);
+
+/**
+ * - `fail`: the parent is dead-lettered at once with a {@link ChildFailedError}.
+ * - `ignore`: the failed child counts as done; the parent runs without its result.
+ * - `continue`: the parent runs once all children settle and sees each failure in `childrenFailures`.
+ */
+export type ChildFailurePolicy = z.infer<typeof childFailurePolicySchema>;
+
+/** Options of one job (`queue.add(name, data, options)`). */
+export const jobOptionsSchema = z
+  .object({
+    /** Idempotency key: adding a job whose id is already held (waiting, active or retained) is a no-op. */
+    jobId: z.string().min(1).max(512).optional(),
+    /** 0 (default) to 10; higher runs first. Same priority runs in insertion order. */
+    priority: z.number().int().min(0).max(maxPriority).default(0),
+    /** Milliseconds before the job becomes runnable. */
+    delay: z.number().int().nonnegative().default(0),
+    /** Total tries including the first; after the last the job goes to the dead-letter queue. */
+    attempts: z.number().int().positive().default(3),
+    /** Delay between tries. */
+    backoff: backoffSchema.default({
+      type: 'exponential',
+      delayMs: 1_000,
+      maxDelayMs: 3_600_000,
+      jitter: 0.5,
+    }),
+    /** Per-try time limit in ms: the handler's signal aborts and the slot is freed. */
+    timeout: z.number().int().positive().optional(),
+    /** Delete the job as soon as it completes instead of keeping it under the queue's retention. */
+    removeOnComplete: z.boolean().default(false),
+    /** Tenant / fairness group: groups are dispatched by weight (see the worker's `groups`). */
+    group: z.string().min(1).max(256).optional(),
+  })
+  .strict();
+
+/** Job options as users write them. */
+export type JobOptions = z.input<typeof jobOptionsSchema>;
+/** Job options after defaults. */
+export type ParsedJobOptions = z.output<typeof jobOptionsSchema>;

@@ -1,0 +1,45 @@
+import { type CounterMetric, type GaugeMetric, type HistogramMetric, MetricsFactory } from '@noa/core';
+import type { Registry } from 'prom-client';
+
+/** The metrics of queues and workers (all labelled by `queue`). */
+export interface QueueMetrics {
+  added: CounterMetric<'queue'>;
+  completed: CounterMetric<'queue'>;
+  failed: CounterMetric<'queue'>;
+  retried: CounterMetric<'queue'>;
+  deadLettered: CounterMetric<'queue'>;
+  stalled: CounterMetric<'queue'>;
+  processingSeconds: HistogramMetric<'queue'>;
+  waitSeconds: HistogramMetric<'queue'>;
+  depth: GaugeMetric<'queue' | 'state'>;
+}
+
+const secondsBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+/** Creates (or reuses, on a shared registry) the `noa_message_queue_*` metrics. */
+export function createQueueMetrics(registry?: Registry): QueueMetrics {
+  const factory = new MetricsFactory('message_queue', registry);
+  return {
+    added: factory.counter('jobs_added_total', 'Jobs enqueued', ['queue']),
+    completed: factory.counter('jobs_completed_total', 'Jobs completed', ['queue']),
+    failed: factory.counter('jobs_failed_total', 'Failed tries (retried or dead-lettered)', ['queue']),
+    retried: factory.counter('jobs_retried_total', 'Failed tries scheduled for a retry', ['queue']),
+    deadLettered: factory.counter('jobs_dead_lettered_total', 'Jobs moved to the dead-letter queue', [
+      'queue',
+    ]),
+    stalled: factory.counter('jobs_stalled_total', 'Jobs recovered from a lost worker', ['queue']),
+    processingSeconds: factory.histogram(
+      'processing_seconds',
+      'Handler run time per try',
+      ['queue'],
+      secondsBuckets,
+    ),
+    waitSeconds: factory.histogram(
+      'queue_wait_seconds',
+      'Time from runnable to handler start',
+      ['queue'],
+      secondsBuckets,
+    ),
+    depth: factory.gauge('queue_depth_jobs', 'Jobs per state at the last count', ['queue', 'state']),
+  };
+}

@@ -1,0 +1,129 @@
+import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from './job-record.js';
+
+/**
+ * What a provider can do. The conformance suite skips exactly the features set to `false`
+ * (and prints why); every other behaviour must be the same on every provider.
+ */
+export interface ProviderCapabilities {
+  /** `getJob` by id (RabbitMQ cannot look a message up). */
+  getJob: boolean;
+  /** Exact `counts` of every state; otherwise only waiting/active are known. */
+  exactCounts: boolean;
+  /** Strict priority order across the whole queue. */
+  priorities: boolean;
+  /** Per-group weighted fair dispatch. */
+  groups: boolean;
+  /** Parent/child flows. */
+  flows: boolean;
+  /** Cancel a waiting or active job. */
+  cancel: boolean;
+  /** Stored progress readable by `getJob`. */
+  progress: boolean;
+  /** List and redrive the dead-letter queue by id. */
+  dlqInspect: boolean;
+  /** `jobId` dedupe (RabbitMQ has no index of message ids). */
+  dedupe: boolean;
+  /** Jobs of a worker that stops heart-beating are recovered when its lease expires (else: when its connection drops). */
+  leaseRecovery: boolean;
+  /** `pause` holds every worker of the queue, in every process (else: only this provider's workers). */
+  globalPause: boolean;
+}
+
+/** A finished try reported by a worker. */
+export type Settlement =
+  | { kind: 'complete'; record: JobRecord; result: unknown }
+  /** `retryAt` null sends the job to the DLQ; `record` already holds the new error history. */
+  | { kind: 'fail'; record: JobRecord; retryAt: number | null };
+
+/** One worker round trip: report finished tries and take new ones. */
+export interface ExchangeRequest {
+  settle: Settlement[];
+  /** How many jobs to lease (0: settle only). */
+  fetch: number;
+  /** Lease end of fetched jobs (ms since epoch). */
+  leaseUntil: number;
+  now: number;
+  /** Move due delayed jobs to waiting first. */
+  promoteDelayed: boolean;
+  /** Group weights for fair dispatch (`defaultWeight` for groups not listed). */
+  groupWeights: Record<string, number>;
+  defaultGroupWeight: number;
+}
+
+/** The answer to an {@link ExchangeRequest}. */
+export interface ExchangeResponse {
+  jobs: JobRecord[];
+  /** When nothing was fetched: the earliest delayed job's due time, if known. */
+  nextDueAt?: number;
+}
+
+/** Retention limits applied by {@link QueueProvider.maintain}. */
+export interface RetentionPolicy {
+  completedCount: number;
+  completedAgeMs: number;
+  deadCount: number;
+  deadAgeMs: number;
+}
+
+/** Result of a maintenance pass. */
+export interface MaintenanceResult {
+  /** Jobs whose lease had expired and that were put back to waiting. */
+  recovered: number;
+  /** Jobs that stalled more than `maxStalls` times and were dead-lettered. */
+  deadLettered: number;
+  /** Completed and dead jobs removed by retention. */
+  removed: number;
+}
+
+/** Outcome of `cancel`. */
+export type CancelOutcome = 'removed' | 'signalled' | 'not-found';
+
+/**
+ * The one interface every backend implements. Queue names are passed per call so one
+ * provider (one connection) serves many queues. Times come from the caller's clock.
+ */
+export interface QueueProvider {
+  readonly name: string;
+  readonly capabilities: ProviderCapabilities;
+  /** Enqueues records; a record whose id is held already is skipped (`false` at its index). */
+  add(queue: string, records: JobRecord[], now: number): Promise<boolean[]>;
+  /** Enqueues a parent (held in waiting-children) and its children atomically. */
+  addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean>;
+  exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse>;
+  /**
+   * Optional fast path: settles a completed try at once, outside the worker's fetch loop, for
+   * backends whose acknowledgement is a local fire-and-forget frame (AMQP `basic.ack`). Returns
+   * true when it took the settlement; false sends it through `exchange` as usual.
+   */
+  settleNow?(queue: string, settlement: Settlement): boolean;
+  /** Pushes the lease of active jobs to `leaseUntil`. */
+  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<void>;
+  /** Puts active jobs back to waiting without counting a try (graceful close). */
+  release(queue: string, records: JobRecord[], now: number): Promise<void>;
+  /** Recovers expired leases and applies retention. Safe to run from many workers at once. */
+  maintain(
+    queue: string,
+    now: number,
+    maxStalls: number,
+    retention: RetentionPolicy,
+  ): Promise<MaintenanceResult>;
+  /** Resolves when new work may be available, or after `timeoutMs`, or when `signal` aborts. */
+  waitForWork(queue: string, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  getJob(queue: string, id: string): Promise<JobInfo | undefined>;
+  counts(queue: string): Promise<JobCounts>;
+  pause(queue: string): Promise<void>;
+  resume(queue: string): Promise<void>;
+  /** Removes waiting (and, if asked, delayed) jobs. Returns how many. */
+  drain(queue: string, includeDelayed: boolean): Promise<number>;
+  setProgress(queue: string, id: string, progress: unknown): Promise<void>;
+  cancel(queue: string, id: string, now: number): Promise<CancelOutcome>;
+  /** Subscribes to cancellations of active jobs; returns the unsubscribe function. */
+  onCancel(queue: string, listener: (id: string) => void): Promise<() => void>;
+  childrenResults(queue: string, parentId: string): Promise<ChildrenResults>;
+  listDead(queue: string, offset: number, limit: number): Promise<JobInfo[]>;
+  /** Moves dead jobs (all when `ids` is undefined) back to waiting with fresh attempts. Returns how many. */
+  redrive(queue: string, ids: string[] | undefined, now: number): Promise<number>;
+  /** Deletes dead jobs (all when `ids` is undefined). Returns how many. */
+  purgeDead(queue: string, ids: string[] | undefined): Promise<number>;
+  close(): Promise<void>;
+}

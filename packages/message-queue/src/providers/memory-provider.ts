@@ -1,0 +1,555 @@
+import { pickGroup } from '../fair-dispatch.js';
+import { maxPriority } from '../job-options.js';
+import type {
+  ChildrenResults,
+  JobCounts,
+  JobErrorEntry,
+  JobInfo,
+  JobRecord,
+  JobState,
+} from '../job-record.js';
+import type {
+  CancelOutcome,
+  ExchangeRequest,
+  ExchangeResponse,
+  MaintenanceResult,
+  ProviderCapabilities,
+  QueueProvider,
+  RetentionPolicy,
+  Settlement,
+} from '../provider.js';
+
+interface Entry {
+  record: JobRecord;
+  state: JobState;
+  /** Bumped on every enqueue so stale bucket entries are skipped (lazy deletion). */
+  version: number;
+  leaseUntil: number;
+  finishedAt?: number;
+  result?: unknown;
+  progress?: unknown;
+  stalls: number;
+  pendingChildren: number;
+  children?: ChildrenResults;
+}
+
+interface Slot {
+  id: string;
+  version: number;
+}
+
+/** A FIFO with O(1) push and shift. */
+class Fifo {
+  items: Slot[] = [];
+  head = 0;
+  push(slot: Slot): void {
+    this.items.push(slot);
+  }
+  unshift(slot: Slot): void {
+    if (this.head > 0) {
+      this.head -= 1;
+      this.items[this.head] = slot;
+    } else this.items.unshift(slot);
+  }
+  shift(): Slot | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const slot = this.items[this.head];
+    this.head += 1;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return slot;
+  }
+  get size(): number {
+    return this.items.length - this.head;
+  }
+}
+
+class MemoryQueue {
+  entries = new Map<string, Entry>();
+  /** group → priority bucket (index = priority) */
+  waiting = new Map<string, Fifo[]>();
+  waitingCount = 0;
+  delayed: { id: string; version: number; at: number }[] = [];
+  active = new Set<string>();
+  completed = new Set<string>();
+  dead = new Set<string>();
+  waitingChildren = 0;
+  paused = false;
+  credits = new Map<string, number>();
+  wakers = new Set<() => void>();
+  cancelListeners = new Set<(id: string) => void>();
+}
+
+const capabilities: ProviderCapabilities = {
+  getJob: true,
+  exactCounts: true,
+  priorities: true,
+  groups: true,
+  flows: true,
+  cancel: true,
+  progress: true,
+  dlqInspect: true,
+  dedupe: true,
+  leaseRecovery: true,
+  globalPause: true,
+};
+
+/** Copies through JSON so callers cannot mutate stored state (and payloads behave as on Redis). */
+function clone<T>(value: T): T {
+  return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
+}
+
+/**
+ * The in-memory provider: one process, no persistence. For the demo, for users' unit tests
+ * and as the reference semantics of the conformance suite.
+ */
+export class MemoryProvider implements QueueProvider {
+  readonly name = 'memory';
+  /** What this provider supports (also readable before constructing one). */
+  static readonly capabilities: ProviderCapabilities = capabilities;
+  readonly capabilities = capabilities;
+  readonly #queues = new Map<string, MemoryQueue>();
+
+  #queue(name: string): MemoryQueue {
+    let queue = this.#queues.get(name);
+    if (!queue) {
+      queue = new MemoryQueue();
+      this.#queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  #wake(queue: MemoryQueue): void {
+    for (const wake of queue.wakers) wake();
+    queue.wakers.clear();
+  }
+
+  #enqueue(queue: MemoryQueue, entry: Entry, now: number, front = false): void {
+    entry.version += 1;
+    if (entry.record.availableAt > now) {
+      entry.state = 'delayed';
+      const item = { id: entry.record.id, version: entry.version, at: entry.record.availableAt };
+      let low = 0;
+      let high = queue.delayed.length;
+      while (low < high) {
+        const middle = (low + high) >> 1;
+        if (queue.delayed[middle]!.at <= item.at) low = middle + 1;
+        else high = middle;
+      }
+      queue.delayed.splice(low, 0, item);
+      return;
+    }
+    entry.state = 'waiting';
+    const group = entry.record.group ?? '';
+    let buckets = queue.waiting.get(group);
+    if (!buckets) {
+      buckets = Array.from({ length: maxPriority + 1 }, () => new Fifo());
+      queue.waiting.set(group, buckets);
+    }
+    const slot = { id: entry.record.id, version: entry.version };
+    if (front) buckets[entry.record.priority]!.unshift(slot);
+    else buckets[entry.record.priority]!.push(slot);
+    queue.waitingCount += 1;
+  }
+
+  #popGroup(queue: MemoryQueue, group: string): Entry | undefined {
+    const buckets = queue.waiting.get(group);
+    if (!buckets) return undefined;
+    for (let priority = maxPriority; priority >= 0; priority -= 1) {
+      const bucket = buckets[priority]!;
+      while (bucket.size > 0) {
+        const slot = bucket.shift()!;
+        const entry = queue.entries.get(slot.id);
+        if (entry && entry.state === 'waiting' && entry.version === slot.version) {
+          queue.waitingCount -= 1;
+          return entry;
+        }
+      }
+    }
+    queue.waiting.delete(group);
+    return undefined;
+  }
+
+  #promote(queue: MemoryQueue, now: number): void {
+    let due = 0;
+    while (due < queue.delayed.length && queue.delayed[due]!.at <= now) due += 1;
+    if (due === 0) return;
+    for (const item of queue.delayed.splice(0, due)) {
+      const entry = queue.entries.get(item.id);
+      if (entry && entry.state === 'delayed' && entry.version === item.version)
+        this.#enqueue(queue, entry, now);
+    }
+  }
+
+  async add(queueName: string, records: JobRecord[], now: number): Promise<boolean[]> {
+    const queue = this.#queue(queueName);
+    const added = records.map((record) => {
+      if (queue.entries.has(record.id)) return false;
+      const entry: Entry = {
+        record: clone(record),
+        state: 'waiting',
+        version: 0,
+        leaseUntil: 0,
+        stalls: 0,
+        pendingChildren: 0,
+      };
+      queue.entries.set(record.id, entry);
+      this.#enqueue(queue, entry, now);
+      return true;
+    });
+    this.#wake(queue);
+    return added;
+  }
+
+  async addFlow(queueName: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
+    const queue = this.#queue(queueName);
+    if (queue.entries.has(parent.id) || children.some((child) => queue.entries.has(child.id))) return false;
+    const entry: Entry = {
+      record: clone(parent),
+      state: 'waiting-children',
+      version: 0,
+      leaseUntil: 0,
+      stalls: 0,
+      pendingChildren: children.length,
+      children: { results: {}, failures: {} },
+    };
+    queue.entries.set(parent.id, entry);
+    queue.waitingChildren += 1;
+    if (children.length === 0) this.#releaseParent(queue, entry, now);
+    await this.add(queueName, children, now);
+    return true;
+  }
+
+  #releaseParent(queue: MemoryQueue, parent: Entry, now: number): void {
+    queue.waitingChildren -= 1;
+    parent.record.availableAt = now;
+    this.#enqueue(queue, parent, now);
+    this.#wake(queue);
+  }
+
+  #childSettled(
+    queue: MemoryQueue,
+    child: JobRecord,
+    now: number,
+    result: unknown,
+    failure?: JobErrorEntry,
+  ): void {
+    const link = child.parent;
+    if (!link) return;
+    const parent = queue.entries.get(link.id);
+    if (parent?.state !== 'waiting-children') return;
+    const children = parent.children ?? { results: {}, failures: {} };
+    parent.children = children;
+    if (failure && link.onChildFailure === 'fail') {
+      queue.waitingChildren -= 1;
+      parent.record.errors.push({
+        attempt: 0,
+        name: 'ChildFailedError',
+        code: 'NOA_MQ_CHILD_FAILED',
+        message: `child ${child.id} of job ${link.id} failed: ${failure.message}`,
+        at: now,
+      });
+      this.#toDead(queue, parent, now);
+      return;
+    }
+    if (failure) {
+      if (link.onChildFailure === 'continue') children.failures[child.id] = failure;
+    } else children.results[child.id] = clone(result);
+    parent.pendingChildren -= 1;
+    if (parent.pendingChildren <= 0) this.#releaseParent(queue, parent, now);
+  }
+
+  #toDead(queue: MemoryQueue, entry: Entry, now: number): void {
+    entry.state = 'failed';
+    entry.finishedAt = now;
+    entry.version += 1;
+    queue.dead.add(entry.record.id);
+  }
+
+  #settle(queue: MemoryQueue, settlement: Settlement, now: number): void {
+    const id = settlement.record.id;
+    const entry = queue.entries.get(id);
+    if (!entry) return;
+    const wasActive = queue.active.delete(id);
+    if (!wasActive && entry.state !== 'waiting' && entry.state !== 'delayed') return;
+    if (!wasActive) {
+      // A stale worker settles a job that stalled and was requeued: take it off the queue.
+      if (entry.state === 'waiting') queue.waitingCount -= 1;
+      entry.version += 1;
+    }
+    if (settlement.kind === 'complete') {
+      entry.state = 'completed';
+      entry.finishedAt = now;
+      entry.result = clone(settlement.result);
+      this.#childSettled(queue, entry.record, now, settlement.result);
+      if (entry.record.removeOnComplete) queue.entries.delete(id);
+      else queue.completed.add(id);
+      return;
+    }
+    entry.record = clone(settlement.record);
+    if (settlement.retryAt === null) {
+      this.#toDead(queue, entry, now);
+      this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
+      return;
+    }
+    entry.record.availableAt = settlement.retryAt;
+    this.#enqueue(queue, entry, now);
+  }
+
+  async exchange(queueName: string, request: ExchangeRequest): Promise<ExchangeResponse> {
+    const queue = this.#queue(queueName);
+    for (const settlement of request.settle) this.#settle(queue, settlement, request.now);
+    if (request.promoteDelayed) this.#promote(queue, request.now);
+    const jobs: JobRecord[] = [];
+    if (!queue.paused) {
+      const weightOf = (group: string) => request.groupWeights[group] ?? request.defaultGroupWeight;
+      while (jobs.length < request.fetch && queue.waitingCount > 0) {
+        let entry: Entry | undefined;
+        if (queue.waiting.size === 1) {
+          const [group] = queue.waiting.keys();
+          entry = this.#popGroup(queue, group!);
+        } else {
+          const group = pickGroup([...queue.waiting.keys()], weightOf, queue.credits);
+          if (group === undefined) break;
+          entry = this.#popGroup(queue, group);
+        }
+        if (!entry) continue;
+        entry.state = 'active';
+        entry.leaseUntil = request.leaseUntil;
+        queue.active.add(entry.record.id);
+        jobs.push(clone(entry.record));
+      }
+    }
+    if (request.settle.length > 0) this.#wake(queue);
+    if (jobs.length === 0 && queue.delayed.length > 0) return { jobs, nextDueAt: queue.delayed[0]!.at };
+    return { jobs };
+  }
+
+  async extendLeases(queueName: string, ids: string[], leaseUntil: number): Promise<void> {
+    const queue = this.#queue(queueName);
+    for (const id of ids) {
+      const entry = queue.entries.get(id);
+      if (entry && entry.state === 'active') entry.leaseUntil = leaseUntil;
+    }
+  }
+
+  async release(queueName: string, records: JobRecord[], now: number): Promise<void> {
+    const queue = this.#queue(queueName);
+    for (const record of records) {
+      const entry = queue.entries.get(record.id);
+      if (!entry || !queue.active.delete(record.id)) continue;
+      entry.record.availableAt = now;
+      this.#enqueue(queue, entry, now, true);
+    }
+    this.#wake(queue);
+  }
+
+  async maintain(
+    queueName: string,
+    now: number,
+    maxStalls: number,
+    retention: RetentionPolicy,
+  ): Promise<MaintenanceResult> {
+    const queue = this.#queue(queueName);
+    const result: MaintenanceResult = { recovered: 0, deadLettered: 0, removed: 0 };
+    for (const id of [...queue.active]) {
+      const entry = queue.entries.get(id)!;
+      if (entry.leaseUntil > now) continue;
+      queue.active.delete(id);
+      entry.stalls += 1;
+      if (entry.stalls > maxStalls) {
+        entry.record.errors.push({
+          attempt: entry.record.attemptsMade,
+          name: 'JobStalledError',
+          message: `job stalled more than ${maxStalls} times`,
+          at: now,
+        });
+        this.#toDead(queue, entry, now);
+        this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
+        result.deadLettered += 1;
+      } else {
+        entry.record.availableAt = now;
+        this.#enqueue(queue, entry, now, true);
+        result.recovered += 1;
+      }
+    }
+    result.removed += this.#trim(
+      queue,
+      queue.completed,
+      retention.completedCount,
+      now - retention.completedAgeMs,
+    );
+    result.removed += this.#trim(queue, queue.dead, retention.deadCount, now - retention.deadAgeMs);
+    if (result.recovered > 0) this.#wake(queue);
+    return result;
+  }
+
+  #trim(queue: MemoryQueue, set: Set<string>, maxCount: number, oldest: number): number {
+    let removed = 0;
+    for (const id of set) {
+      const entry = queue.entries.get(id);
+      const stale = !entry || (entry.finishedAt ?? 0) < oldest || set.size > maxCount;
+      if (!stale) break;
+      set.delete(id);
+      queue.entries.delete(id);
+      removed += 1;
+    }
+    return removed;
+  }
+
+  waitForWork(queueName: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const queue = this.#queue(queueName);
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        queue.wakers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      signal.addEventListener('abort', done, { once: true });
+      queue.wakers.add(done);
+    });
+  }
+
+  async getJob(queueName: string, id: string): Promise<JobInfo | undefined> {
+    const entry = this.#queue(queueName).entries.get(id);
+    if (!entry) return undefined;
+    const info: JobInfo = { ...clone(entry.record), state: entry.state };
+    if (entry.progress !== undefined) info.progress = clone(entry.progress);
+    if (entry.result !== undefined) info.result = clone(entry.result);
+    if (entry.finishedAt !== undefined) info.finishedAt = entry.finishedAt;
+    return info;
+  }
+
+  async counts(queueName: string): Promise<JobCounts> {
+    const queue = this.#queue(queueName);
+    let delayed = 0;
+    for (const item of queue.delayed) {
+      const entry = queue.entries.get(item.id);
+      if (entry && entry.state === 'delayed' && entry.version === item.version) delayed += 1;
+    }
+    return {
+      waiting: queue.waitingCount,
+      delayed,
+      active: queue.active.size,
+      waitingChildren: queue.waitingChildren,
+      completed: queue.completed.size,
+      failed: queue.dead.size,
+      paused: queue.paused,
+    };
+  }
+
+  async pause(queueName: string): Promise<void> {
+    this.#queue(queueName).paused = true;
+  }
+
+  async resume(queueName: string): Promise<void> {
+    const queue = this.#queue(queueName);
+    queue.paused = false;
+    this.#wake(queue);
+  }
+
+  async drain(queueName: string, includeDelayed: boolean): Promise<number> {
+    const queue = this.#queue(queueName);
+    let removed = 0;
+    for (const [id, entry] of queue.entries) {
+      if (entry.state === 'waiting' || (includeDelayed && entry.state === 'delayed')) {
+        queue.entries.delete(id);
+        removed += 1;
+      }
+    }
+    queue.waiting.clear();
+    queue.waitingCount = 0;
+    if (includeDelayed) queue.delayed = [];
+    return removed;
+  }
+
+  async setProgress(queueName: string, id: string, progress: unknown): Promise<void> {
+    const entry = this.#queue(queueName).entries.get(id);
+    if (entry) entry.progress = clone(progress);
+  }
+
+  async cancel(queueName: string, id: string, now: number): Promise<CancelOutcome> {
+    const queue = this.#queue(queueName);
+    const entry = queue.entries.get(id);
+    if (!entry) return 'not-found';
+    if (entry.state === 'active') {
+      for (const listener of queue.cancelListeners) listener(id);
+      return 'signalled';
+    }
+    if (entry.state === 'waiting' || entry.state === 'delayed' || entry.state === 'waiting-children') {
+      if (entry.state === 'waiting') queue.waitingCount -= 1;
+      if (entry.state === 'waiting-children') queue.waitingChildren -= 1;
+      entry.record.errors.push({
+        attempt: entry.record.attemptsMade,
+        name: 'JobCancelledError',
+        code: 'NOA_MQ_JOB_CANCELLED',
+        message: `job ${id} was cancelled`,
+        at: now,
+      });
+      this.#toDead(queue, entry, now);
+      this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
+      return 'removed';
+    }
+    return 'not-found';
+  }
+
+  async onCancel(queueName: string, listener: (id: string) => void): Promise<() => void> {
+    const queue = this.#queue(queueName);
+    queue.cancelListeners.add(listener);
+    return () => queue.cancelListeners.delete(listener);
+  }
+
+  async childrenResults(queueName: string, parentId: string): Promise<ChildrenResults> {
+    const entry = this.#queue(queueName).entries.get(parentId);
+    return clone(entry?.children ?? { results: {}, failures: {} });
+  }
+
+  async listDead(queueName: string, offset: number, limit: number): Promise<JobInfo[]> {
+    const queue = this.#queue(queueName);
+    const ids = [...queue.dead].reverse().slice(offset, offset + limit);
+    const jobs = await Promise.all(ids.map((id) => this.getJob(queueName, id)));
+    return jobs.filter((job): job is JobInfo => job !== undefined);
+  }
+
+  async redrive(queueName: string, ids: string[] | undefined, now: number): Promise<number> {
+    const queue = this.#queue(queueName);
+    let moved = 0;
+    for (const id of ids ?? [...queue.dead]) {
+      const entry = queue.entries.get(id);
+      if (!entry || !queue.dead.delete(id)) continue;
+      entry.record.attemptsMade = 0;
+      entry.record.availableAt = now;
+      entry.stalls = 0;
+      delete entry.finishedAt;
+      this.#enqueue(queue, entry, now);
+      moved += 1;
+    }
+    this.#wake(queue);
+    return moved;
+  }
+
+  async purgeDead(queueName: string, ids: string[] | undefined): Promise<number> {
+    const queue = this.#queue(queueName);
+    let removed = 0;
+    for (const id of ids ?? [...queue.dead]) {
+      if (!queue.dead.delete(id)) continue;
+      queue.entries.delete(id);
+      removed += 1;
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {
+    for (const queue of this.#queues.values()) this.#wake(queue);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,406 @@
+import { createHash } from 'node:crypto';
+import { parseOptions } from '@noa/core';
+import type { Cluster, Redis } from 'ioredis';
+import { z } from 'zod';
+import type {
+  ChildrenResults,
+  JobCounts,
+  JobErrorEntry,
+  JobInfo,
+  JobRecord,
+  JobState,
+} from '../job-record.js';
+import type {
+  CancelOutcome,
+  ExchangeRequest,
+  ExchangeResponse,
+  MaintenanceResult,
+  ProviderCapabilities,
+  QueueProvider,
+  RetentionPolicy,
+} from '../provider.js';
+import { decodeRecord, encodeRecord } from './record-codec.js';
+import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
+
+/** Options of {@link RedisProvider}. */
+export const redisProviderOptionsSchema = z
+  .object({
+    /** An ioredis 5 client or cluster, owned by the caller (not closed by the provider). */
+    connection: z.custom<Redis | Cluster>(
+      (value) => typeof value === 'object' && value !== null && 'evalsha' in value && 'duplicate' in value,
+      { message: 'expected an ioredis Redis or Cluster instance' },
+    ),
+    /** Key prefix; each queue's keys are `<prefix>:{<queue>}:…` (one hash slot per queue). */
+    prefix: z
+      .string()
+      .min(1)
+      .regex(/^[^{}]+$/)
+      .default('noa:mq'),
+    /** Jobs per script call when adding in bulk. */
+    addChunkSize: z.number().int().positive().max(5_000).default(1_000),
+  })
+  .strict();
+
+/** Options of {@link RedisProvider}. */
+export type RedisProviderOptions = z.input<typeof redisProviderOptionsSchema>;
+
+const capabilities: ProviderCapabilities = {
+  getJob: true,
+  exactCounts: true,
+  priorities: true,
+  groups: true,
+  flows: true,
+  cancel: true,
+  progress: true,
+  dlqInspect: true,
+  dedupe: true,
+  leaseRecovery: true,
+  globalPause: true,
+};
+
+interface QueueState {
+  wakers: Set<() => void>;
+  cancelListeners: Set<(id: string) => void>;
+  notified: number;
+  seen: number;
+  subscribed?: Promise<void>;
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.includes('NOSCRIPT');
+}
+
+/**
+ * The Redis provider (ioredis 5, Redis ≥ 6.2, cluster-safe): one Lua script per state
+ * transition, batch leases and batch acknowledgements, pub/sub wake-ups. At-least-once: a job
+ * leaves Redis only when a worker has settled it; leases of dead workers expire and their
+ * jobs are requeued.
+ */
+export class RedisProvider implements QueueProvider {
+  readonly name = 'redis';
+  /** What this provider supports (also readable before constructing one). */
+  static readonly capabilities: ProviderCapabilities = capabilities;
+  readonly capabilities = capabilities;
+  readonly #redis: Redis | Cluster;
+  readonly #prefix: string;
+  readonly #chunk: number;
+  readonly #scripts: Record<RedisScriptName, { source: string; sha: string }>;
+  readonly #queues = new Map<string, QueueState>();
+  readonly #channels = new Map<string, string>();
+  #subscriber: Redis | Cluster | undefined;
+  #closed = false;
+
+  constructor(options: RedisProviderOptions) {
+    const parsed = parseOptions('RedisProvider', redisProviderOptionsSchema, options);
+    this.#redis = parsed.connection;
+    this.#prefix = parsed.prefix;
+    this.#chunk = parsed.addChunkSize;
+    const sources = loadRedisScripts();
+    this.#scripts = Object.fromEntries(
+      Object.entries(sources).map(([name, source]) => [
+        name,
+        { source, sha: createHash('sha1').update(source).digest('hex') },
+      ]),
+    ) as Record<RedisScriptName, { source: string; sha: string }>;
+  }
+
+  #keyPrefix(queue: string): string {
+    return `${this.#prefix}:{${queue}}:`;
+  }
+
+  /** Runs a script by EVALSHA; on NOSCRIPT (first use, or after a Redis restart) loads it once. */
+  async #run(name: RedisScriptName, queue: string, args: (string | number)[]): Promise<unknown> {
+    const script = this.#scripts[name];
+    const prefix = this.#keyPrefix(queue);
+    const meta = `${prefix}meta`;
+    try {
+      return await this.#redis.evalsha(script.sha, 1, meta, prefix, ...args);
+    } catch (error) {
+      if (!isNoScript(error)) throw error;
+      return this.#redis.eval(script.source, 1, meta, prefix, ...args);
+    }
+  }
+
+  #state(queue: string): QueueState {
+    let state = this.#queues.get(queue);
+    if (!state) {
+      state = { wakers: new Set(), cancelListeners: new Set(), notified: 0, seen: 0 };
+      this.#queues.set(queue, state);
+    }
+    return state;
+  }
+
+  #subscribe(queue: string, state: QueueState): Promise<void> {
+    if (state.subscribed) return state.subscribed;
+    if (!this.#subscriber) {
+      const subscriber = this.#redis.duplicate();
+      subscriber.on('error', () => {});
+      subscriber.on('message', (channel: string, message: string) => this.#onMessage(channel, message));
+      this.#subscriber = subscriber;
+    }
+    const channel = `${this.#keyPrefix(queue)}ev`;
+    this.#channels.set(channel, queue);
+    state.subscribed = this.#subscriber.subscribe(channel).then(() => undefined);
+    return state.subscribed;
+  }
+
+  #onMessage(channel: string, message: string): void {
+    const queue = this.#channels.get(channel);
+    if (queue === undefined) return;
+    const state = this.#state(queue);
+    if (message === 'w') {
+      state.notified += 1;
+      for (const wake of state.wakers) wake();
+      state.wakers.clear();
+    } else if (message.startsWith('c:')) {
+      const id = message.slice(2);
+      for (const listener of state.cancelListeners) listener(id);
+    }
+  }
+
+  async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
+    const chunks: JobRecord[][] = [];
+    for (let index = 0; index < records.length; index += this.#chunk) {
+      chunks.push(records.slice(index, index + this.#chunk));
+    }
+    // Sent without waiting for each other: one pipelined burst of script calls.
+    const replies = await Promise.all(
+      chunks.map((chunk) => {
+        const args: (string | number)[] = [now, chunk.length];
+        for (const record of chunk) {
+          args.push(record.id, encodeRecord(record), record.priority, record.group ?? '', record.availableAt);
+        }
+        return this.#run('add', queue, args) as Promise<number[]>;
+      }),
+    );
+    return replies.flat().map((flag) => flag === 1);
+  }
+
+  async addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
+    const args: (string | number)[] = [now, parent.id, encodeRecord(parent), children.length];
+    for (const record of children) {
+      args.push(record.id, encodeRecord(record), record.priority, record.group ?? '', record.availableAt);
+    }
+    return (await this.#run('add-flow', queue, args)) === 1;
+  }
+
+  async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {
+    const state = this.#state(queue);
+    state.seen = state.notified;
+    const settle = request.settle.map((settlement) => {
+      const { record } = settlement;
+      const entry: Record<string, unknown> = { id: record.id };
+      if (record.group !== undefined) entry.g = record.group;
+      if (record.parent) {
+        entry.par = record.parent.id;
+        entry.pol = record.parent.onChildFailure;
+      }
+      if (settlement.kind === 'complete') {
+        entry.k = 'c';
+        if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
+        if (record.removeOnComplete) entry.rm = true;
+        if (record.removeOnComplete) entry.pg = true;
+      } else {
+        entry.k = 'f';
+        entry.rec = encodeRecord(record);
+        entry.pr = record.priority;
+        if (settlement.retryAt !== null) entry.at = settlement.retryAt;
+        const last = record.errors.at(-1);
+        if (last) entry.err = JSON.stringify(last);
+      }
+      return entry;
+    });
+    const reply = (await this.#run('exchange', queue, [
+      request.now,
+      request.leaseUntil,
+      request.fetch,
+      request.promoteDelayed ? 1 : 0,
+      request.defaultGroupWeight,
+      JSON.stringify(request.groupWeights),
+      settle.length === 0 ? '[]' : JSON.stringify(settle),
+    ])) as string[];
+    const jobs = reply.slice(1).map(decodeRecord);
+    const nextDue = reply[0];
+    return nextDue ? { jobs, nextDueAt: Number(nextDue) } : { jobs };
+  }
+
+  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<void> {
+    if (ids.length === 0) return;
+    const pairs: (string | number)[] = [];
+    for (const id of ids) pairs.push(leaseUntil, id);
+    await this.#redis.zadd(`${this.#keyPrefix(queue)}active`, 'XX', ...pairs);
+  }
+
+  async release(queue: string, records: JobRecord[], now: number): Promise<void> {
+    if (records.length === 0) return;
+    const args: (string | number)[] = [now];
+    for (const record of records) args.push(record.id, record.priority, record.group ?? '');
+    await this.#run('release', queue, args);
+  }
+
+  async maintain(
+    queue: string,
+    now: number,
+    maxStalls: number,
+    retention: RetentionPolicy,
+  ): Promise<MaintenanceResult> {
+    const stallError: JobErrorEntry = {
+      attempt: 0,
+      name: 'JobStalledError',
+      code: 'NOA_MQ_JOB_STALLED',
+      message: `job stalled more than ${maxStalls} times`,
+      at: now,
+    };
+    const [recovered, deadLettered, removed] = (await this.#run('maintain', queue, [
+      now,
+      maxStalls,
+      retention.completedCount,
+      retention.completedAgeMs,
+      retention.deadCount,
+      retention.deadAgeMs,
+      JSON.stringify(stallError),
+    ])) as number[];
+    return { recovered: recovered ?? 0, deadLettered: deadLettered ?? 0, removed: removed ?? 0 };
+  }
+
+  async waitForWork(queue: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const state = this.#state(queue);
+    await this.#subscribe(queue, state);
+    if (state.notified !== state.seen) {
+      state.seen = state.notified;
+      return;
+    }
+    return new Promise((resolve) => {
+      if (signal.aborted || this.#closed) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        state.wakers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      signal.addEventListener('abort', done, { once: true });
+      state.wakers.add(done);
+    });
+  }
+
+  async getJob(queue: string, id: string): Promise<JobInfo | undefined> {
+    const reply = (await this.#run('get-job', queue, [id])) as
+      | [string, string, string, string, string, string]
+      | null;
+    if (!reply) return undefined;
+    const [raw, state, finishedAt, result, progress, terminalError] = reply;
+    const info: JobInfo = { ...decodeRecord(raw), state: state as JobState };
+    if (terminalError) info.errors = [...info.errors, JSON.parse(terminalError) as JobErrorEntry];
+    if (finishedAt) info.finishedAt = Number(finishedAt);
+    if (result) info.result = JSON.parse(result);
+    if (progress) info.progress = JSON.parse(progress);
+    return info;
+  }
+
+  async counts(queue: string): Promise<JobCounts> {
+    const [waiting, delayed, active, waitingChildren, completed, failed, paused] = (await this.#run(
+      'counts',
+      queue,
+      [],
+    )) as [number, number, number, number, number, number, string];
+    return { waiting, delayed, active, waitingChildren, completed, failed, paused: paused === '1' };
+  }
+
+  async pause(queue: string): Promise<void> {
+    await this.#redis.hset(`${this.#keyPrefix(queue)}meta`, 'paused', '1');
+  }
+
+  async resume(queue: string): Promise<void> {
+    const prefix = this.#keyPrefix(queue);
+    await this.#redis.hdel(`${prefix}meta`, 'paused');
+    await this.#redis.publish(`${prefix}ev`, 'w');
+  }
+
+  async drain(queue: string, includeDelayed: boolean): Promise<number> {
+    return (await this.#run('drain', queue, [includeDelayed ? 1 : 0])) as number;
+  }
+
+  async setProgress(queue: string, id: string, progress: unknown): Promise<void> {
+    await this.#redis.hset(`${this.#keyPrefix(queue)}prog`, id, JSON.stringify(progress ?? null));
+  }
+
+  async cancel(queue: string, id: string, now: number): Promise<CancelOutcome> {
+    const error: JobErrorEntry = {
+      attempt: 0,
+      name: 'JobCancelledError',
+      code: 'NOA_MQ_JOB_CANCELLED',
+      message: `job ${id} was cancelled`,
+      at: now,
+    };
+    return (await this.#run('cancel', queue, [now, id, JSON.stringify(error)])) as CancelOutcome;
+  }
+
+  async onCancel(queue: string, listener: (id: string) => void): Promise<() => void> {
+    const state = this.#state(queue);
+    await this.#subscribe(queue, state);
+    state.cancelListeners.add(listener);
+    return () => state.cancelListeners.delete(listener);
+  }
+
+  async childrenResults(queue: string, parentId: string): Promise<ChildrenResults> {
+    const fields = await this.#redis.hgetall(`${this.#keyPrefix(queue)}deps:${parentId}`);
+    const results: Record<string, unknown> = {};
+    const failures: Record<string, JobErrorEntry> = {};
+    for (const [field, value] of Object.entries(fields)) {
+      if (field.startsWith('r:')) results[field.slice(2)] = JSON.parse(value);
+      else if (field.startsWith('f:')) failures[field.slice(2)] = JSON.parse(value) as JobErrorEntry;
+    }
+    return { results, failures };
+  }
+
+  async listDead(queue: string, offset: number, limit: number): Promise<JobInfo[]> {
+    const ids = await this.#redis.zrevrange(`${this.#keyPrefix(queue)}dead`, offset, offset + limit - 1);
+    const jobs = await Promise.all(ids.map((id) => this.getJob(queue, id)));
+    return jobs.filter((job): job is JobInfo => job !== undefined);
+  }
+
+  async redrive(queue: string, ids: string[] | undefined, now: number): Promise<number> {
+    const targets = ids ?? (await this.#redis.zrange(`${this.#keyPrefix(queue)}dead`, 0, -1));
+    let moved = 0;
+    for (let index = 0; index < targets.length; index += 500) {
+      const infos = await Promise.all(targets.slice(index, index + 500).map((id) => this.getJob(queue, id)));
+      const args: (string | number)[] = [now];
+      for (const info of infos) {
+        if (info?.state !== 'failed') continue;
+        const {
+          state: _state,
+          result: _result,
+          progress: _progress,
+          finishedAt: _finishedAt,
+          ...record
+        } = info;
+        const fresh: JobRecord = { ...record, attemptsMade: 0, availableAt: now };
+        args.push(fresh.id, encodeRecord(fresh), fresh.priority, fresh.group ?? '');
+      }
+      if (args.length > 1) moved += (await this.#run('redrive', queue, args)) as number;
+    }
+    return moved;
+  }
+
+  async purgeDead(queue: string, ids: string[] | undefined): Promise<number> {
+    return (await this.#run('purge-dead', queue, ids ?? [])) as number;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const state of this.#queues.values()) {
+      for (const wake of state.wakers) wake();
+      state.wakers.clear();
+    }
+    const subscriber = this.#subscriber;
+    this.#subscriber = undefined;
+    if (subscriber) await subscriber.quit().catch(() => subscriber.disconnect());
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

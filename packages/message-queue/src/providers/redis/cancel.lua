@@ -1,0 +1,18 @@
+-- ARGV: prefix, now, id, cancel error JSON
+local id = ARGV[3]
+if redis.call('ZSCORE', ACTIVE, id) then
+  redis.call('PUBLISH', EVENTS, 'c:' .. id)
+  return 'signalled'
+end
+local raw = redis.call('GET', P .. 'j:' .. id)
+if not raw then return 'not-found' end
+local record = cjson.decode(raw)
+local removed = redis.call('ZREM', (waitKey(record.g)), id) + redis.call('ZREM', DELAYED, id) + redis.call('ZREM', WC, id)
+if removed == 0 then return 'not-found' end
+redis.call('HSET', P .. 'derr', id, ARGV[4])
+redis.call('ZADD', DEAD, ARGV[2], id)
+if type(record.P) == 'table' then
+  childSettled(record.P.i, record.P.f, id, nil, ARGV[4], tonumber(ARGV[2]))
+end
+finish()
+return 'removed'

@@ -1,0 +1,118 @@
+-- Shared by every script (prepended at load). ARGV[1] is the queue's key prefix, e.g.
+-- "noa:mq:{emails}:"; every key of a queue shares its {hash tag}, so a script never crosses slots.
+local P = ARGV[1]
+local WAIT = P .. 'wait'
+local DELAYED = P .. 'delayed'
+local ACTIVE = P .. 'active'
+local COMPLETED = P .. 'completed'
+local DEAD = P .. 'dead'
+local WC = P .. 'wc'
+local META = P .. 'meta'
+local GROUPS = P .. 'groups'
+local EVENTS = P .. 'ev'
+-- Priority bands: score = (10 - priority) * BAND + sequence, so higher priority pops first and
+-- equal priority pops in insertion order.
+local BAND = 10000000000000
+
+local function fmt(n)
+  return string.format('%d', n)
+end
+
+local function seqBlock(n)
+  return redis.call('INCRBY', P .. 'seq', n) - n
+end
+
+local pendingAdds = {}
+local pendingGroups = {}
+local woke = false
+
+local function waitKey(group)
+  if group and group ~= '' and group ~= cjson.null then
+    return P .. 'gw:' .. group, group
+  end
+  return WAIT, nil
+end
+
+-- Queues `id` for waiting; flushEnqueue() writes every pending one with one ZADD per key.
+local function enqueue(id, priority, group, seq)
+  local key, realGroup = waitKey(group)
+  if realGroup then pendingGroups[realGroup] = true end
+  local list = pendingAdds[key]
+  if not list then
+    list = {}
+    pendingAdds[key] = list
+  end
+  list[#list + 1] = fmt((10 - priority) * BAND + seq)
+  list[#list + 1] = id
+  woke = true
+end
+
+local function zaddChunked(key, list)
+  for i = 1, #list, 2000 do
+    redis.call('ZADD', key, unpack(list, i, math.min(i + 1999, #list)))
+  end
+end
+
+local function flushEnqueue()
+  for key, list in pairs(pendingAdds) do zaddChunked(key, list) end
+  pendingAdds = {}
+  local groups = {}
+  for group in pairs(pendingGroups) do groups[#groups + 1] = group end
+  if #groups > 0 then
+    redis.call('SADD', GROUPS, unpack(groups))
+    redis.call('HSET', META, 'grouped', '1')
+  end
+  pendingGroups = {}
+end
+
+local function finish()
+  flushEnqueue()
+  if woke then redis.call('PUBLISH', EVENTS, 'w') end
+end
+
+-- Deletes every trace of finished jobs.
+local function removeJobs(setKey, ids)
+  if #ids == 0 then return 0 end
+  for i = 1, #ids, 500 do
+    local chunk = {unpack(ids, i, math.min(i + 499, #ids))}
+    local keys = {}
+    for _, id in ipairs(chunk) do
+      keys[#keys + 1] = P .. 'j:' .. id
+      keys[#keys + 1] = P .. 'deps:' .. id
+    end
+    if setKey then redis.call('ZREM', setKey, unpack(chunk)) end
+    redis.call('DEL', unpack(keys))
+    redis.call('HDEL', P .. 'res', unpack(chunk))
+    redis.call('HDEL', P .. 'prog', unpack(chunk))
+    redis.call('HDEL', P .. 'stalls', unpack(chunk))
+    redis.call('HDEL', P .. 'derr', unpack(chunk))
+  end
+  return #ids
+end
+
+-- A flow child settled: record its result (or failure) and release or fail the parent.
+local function childSettled(parentId, policy, childId, resultJson, errorJson, now)
+  if not redis.call('ZSCORE', WC, parentId) then return end
+  local deps = P .. 'deps:' .. parentId
+  if errorJson and policy == 'fail' then
+    redis.call('ZREM', WC, parentId)
+    redis.call('HSET', P .. 'derr', parentId, cjson.encode({
+      attempt = 0, name = 'ChildFailedError', code = 'NOA_MQ_CHILD_FAILED',
+      message = 'child ' .. childId .. ' of job ' .. parentId .. ' failed', at = now }))
+    redis.call('ZADD', DEAD, fmt(now), parentId)
+    return
+  end
+  if errorJson then
+    if policy == 'continue' then redis.call('HSET', deps, 'f:' .. childId, errorJson) end
+  else
+    redis.call('HSET', deps, 'r:' .. childId, resultJson or 'null')
+  end
+  if redis.call('HINCRBY', deps, '#pending', -1) <= 0 then
+    redis.call('ZREM', WC, parentId)
+    local raw = redis.call('GET', P .. 'j:' .. parentId)
+    if raw then
+      local parent = cjson.decode(raw)
+      enqueue(parentId, parent.p or 0, parent.g, seqBlock(1) + 1)
+    end
+  end
+end

@@ -1,0 +1,159 @@
+-- One worker round trip: settle finished tries, promote due delayed jobs, lease new ones.
+-- ARGV: prefix, now, leaseUntil, fetch, promote (0/1), default weight, weights JSON, settlements JSON
+local now = tonumber(ARGV[2])
+local fetch = tonumber(ARGV[4])
+local settle = cjson.decode(ARGV[8])
+
+-- 1. Settlements.
+if #settle > 0 then
+  local present
+  if #settle == 1 then
+    present = { redis.call('ZREM', ACTIVE, settle[1].id) == 1 }
+  else
+    local ids = {}
+    for i, s in ipairs(settle) do ids[i] = s.id end
+    local scores = redis.call('ZMSCORE', ACTIVE, unpack(ids))
+    present = {}
+    local any = false
+    for i = 1, #ids do
+      present[i] = scores[i] ~= false
+      any = any or present[i]
+    end
+    if any then redis.call('ZREM', ACTIVE, unpack(ids)) end
+  end
+  local completed = {}
+  local results = {}
+  local retries = {}
+  for i, s in ipairs(settle) do
+    local id = s.id
+    if not present[i] then
+      -- A stale worker settles a job that stalled and was requeued: take it off the queue.
+      redis.call('ZREM', (waitKey(s.g)), id)
+      redis.call('ZREM', DELAYED, id)
+    end
+    if s.k == 'c' then
+      if s.rm then
+        redis.call('DEL', P .. 'j:' .. id)
+        if s.pg then redis.call('HDEL', P .. 'prog', id) end
+      else
+        completed[#completed + 1] = ARGV[2]
+        completed[#completed + 1] = id
+        if s.r then
+          results[#results + 1] = id
+          results[#results + 1] = s.r
+        end
+      end
+      if s.par then childSettled(s.par, s.pol, id, s.r, nil, now) end
+    else
+      redis.call('SET', P .. 'j:' .. id, s.rec)
+      if not s.at then
+        redis.call('ZADD', DEAD, ARGV[2], id)
+        if s.par then childSettled(s.par, s.pol, id, nil, s.err, now) end
+      elseif s.at > now then
+        redis.call('ZADD', DELAYED, fmt(s.at), id)
+      else
+        retries[#retries + 1] = s
+      end
+    end
+  end
+  if #completed > 0 then zaddChunked(COMPLETED, completed) end
+  if #results > 0 then redis.call('HSET', P .. 'res', unpack(results)) end
+  if #retries > 0 then
+    local base = seqBlock(#retries)
+    for k, s in ipairs(retries) do enqueue(s.id, s.pr, s.g, base + k) end
+  end
+end
+
+-- 2. Promote due delayed jobs.
+if ARGV[5] == '1' then
+  local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[2], 'LIMIT', 0, 1000)
+  if #due > 0 then
+    redis.call('ZREM', DELAYED, unpack(due))
+    local keys = {}
+    for i, id in ipairs(due) do keys[i] = P .. 'j:' .. id end
+    local records = redis.call('MGET', unpack(keys))
+    local base = seqBlock(#due)
+    for i, id in ipairs(due) do
+      if records[i] then
+        local record = cjson.decode(records[i])
+        enqueue(id, record.p or 0, record.g, base + i)
+      end
+    end
+  end
+end
+flushEnqueue()
+
+-- 3. Lease new jobs.
+local out = {''}
+if fetch > 0 then
+  local meta = redis.call('HMGET', META, 'paused', 'grouped')
+  if meta[1] ~= '1' then
+    local ids = {}
+    if meta[2] ~= '1' then
+      local popped = redis.call('ZPOPMIN', WAIT, fetch)
+      for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+    else
+      -- Smooth weighted round robin over the groups that have work ('' = ungrouped jobs).
+      local weights = cjson.decode(ARGV[7])
+      local defaultWeight = tonumber(ARGV[6])
+      local candidates = redis.call('SMEMBERS', GROUPS)
+      if redis.call('EXISTS', WAIT) == 1 then candidates[#candidates + 1] = '' end
+      local creditList = redis.call('HGETALL', P .. 'credits')
+      local credits = {}
+      for i = 1, #creditList, 2 do credits[creditList[i]] = tonumber(creditList[i + 1]) end
+      while #ids < fetch and #candidates > 0 do
+        local total = 0
+        local best, bestIndex, bestCredit = nil, nil, nil
+        for index, group in ipairs(candidates) do
+          local weight = tonumber(weights[group]) or defaultWeight
+          total = total + weight
+          local credit = (credits[group] or 0) + weight
+          credits[group] = credit
+          if bestCredit == nil or credit > bestCredit then
+            best, bestIndex, bestCredit = group, index, credit
+          end
+        end
+        local key = (waitKey(best))
+        local popped = redis.call('ZPOPMIN', key, 1)
+        if #popped == 0 then
+          -- Undo this round's credit: the group had no work.
+          for _, group in ipairs(candidates) do
+            credits[group] = credits[group] - (tonumber(weights[group]) or defaultWeight)
+          end
+          table.remove(candidates, bestIndex)
+          if best ~= '' then redis.call('SREM', GROUPS, best) end
+        else
+          credits[best] = bestCredit - total
+          ids[#ids + 1] = popped[1]
+        end
+      end
+      local flat = {}
+      for group, credit in pairs(credits) do
+        flat[#flat + 1] = group
+        flat[#flat + 1] = tostring(credit)
+      end
+      if #flat > 0 then redis.call('HSET', P .. 'credits', unpack(flat)) end
+      if redis.call('SCARD', GROUPS) == 0 then redis.call('HDEL', META, 'grouped') end
+    end
+    if #ids > 0 then
+      local lease = {}
+      local keys = {}
+      for i, id in ipairs(ids) do
+        lease[#lease + 1] = ARGV[3]
+        lease[#lease + 1] = id
+        keys[i] = P .. 'j:' .. id
+      end
+      zaddChunked(ACTIVE, lease)
+      local records = redis.call('MGET', unpack(keys))
+      for i = 1, #ids do
+        if records[i] then out[#out + 1] = records[i] end
+      end
+    end
+  end
+end
+if #out == 1 then
+  local first = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  if #first > 0 then out[1] = first[2] end
+end
+if woke then redis.call('PUBLISH', EVENTS, 'w') end
+return out

@@ -1,0 +1,49 @@
+-- Recovers expired leases and applies retention.
+-- ARGV: prefix, now, maxStalls, completedCount, completedAgeMs, deadCount, deadAgeMs, stall error JSON
+local now = tonumber(ARGV[2])
+local maxStalls = tonumber(ARGV[3])
+local recovered, deadLettered = 0, 0
+local expired = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', ARGV[2], 'LIMIT', 0, 500)
+if #expired > 0 then
+  redis.call('ZREM', ACTIVE, unpack(expired))
+  local keys = {}
+  for i, id in ipairs(expired) do keys[i] = P .. 'j:' .. id end
+  local records = redis.call('MGET', unpack(keys))
+  for i, id in ipairs(expired) do
+    if records[i] then
+      local record = cjson.decode(records[i])
+      if redis.call('HINCRBY', P .. 'stalls', id, 1) > maxStalls then
+        redis.call('HSET', P .. 'derr', id, ARGV[8])
+        redis.call('ZADD', DEAD, ARGV[2], id)
+        if type(record.P) == 'table' then
+          childSettled(record.P.i, record.P.f, id, nil, ARGV[8], now)
+        end
+        deadLettered = deadLettered + 1
+      else
+        enqueue(id, record.p or 0, record.g, 0)
+        recovered = recovered + 1
+      end
+    end
+  end
+end
+
+-- Up to 20,000 jobs per set per pass (in chunks), so a busy queue's retention keeps up.
+local function trim(key, maxCount, maxAge)
+  local removed = 0
+  for _ = 1, 20 do
+    local old = redis.call('ZRANGEBYSCORE', key, '-inf', fmt(now - maxAge), 'LIMIT', 0, 1000)
+    if #old == 0 then break end
+    removed = removed + removeJobs(key, old)
+  end
+  local size = redis.call('ZCARD', key)
+  local excess = math.min(size - maxCount, 20000)
+  while excess > 0 do
+    local chunk = math.min(excess, 1000)
+    removed = removed + removeJobs(key, redis.call('ZRANGE', key, 0, chunk - 1))
+    excess = excess - chunk
+  end
+  return removed
+end
+local removed = trim(COMPLETED, tonumber(ARGV[4]), tonumber(ARGV[5])) + trim(DEAD, tonumber(ARGV[6]), tonumber(ARGV[7]))
+finish()
+return {recovered, deadLettered, removed}

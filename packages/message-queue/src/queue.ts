@@ -1,0 +1,304 @@
+import { type Clock, ClosedError, type Logger, parseOptions, silentLogger, systemClock } from '@noa/core';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import { InvalidPayloadError, UnsupportedOperationError } from './errors.js';
+import { publishJobEvent } from './events.js';
+import { newJobId } from './ids.js';
+import {
+  type ChildFailurePolicy,
+  childFailurePolicySchema,
+  type JobOptions,
+  jobOptionsSchema,
+  type ParsedJobOptions,
+} from './job-options.js';
+import type { JobCounts, JobInfo, JobRecord } from './job-record.js';
+import { createQueueMetrics, type QueueMetrics } from './metrics.js';
+import type { CancelOutcome, MaintenanceResult, QueueProvider, RetentionPolicy } from './provider.js';
+
+/** Retention of finished jobs, so backend memory stays bounded. */
+export const retentionSchema = z
+  .object({
+    /** Completed jobs kept at most (newest first). */
+    completedCount: z.number().int().nonnegative().default(1_000),
+    /** Completed jobs older than this are removed. */
+    completedAgeMs: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(24 * 3_600_000),
+    /** Dead-lettered jobs kept at most. */
+    deadCount: z.number().int().nonnegative().default(10_000),
+    /** Dead-lettered jobs older than this are removed (default 7 days). */
+    deadAgeMs: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(7 * 24 * 3_600_000),
+  })
+  .strict();
+
+/** Retention as users write it. */
+export type RetentionOptions = z.input<typeof retentionSchema>;
+
+const providerSchema = z.custom<QueueProvider>(
+  (value) => typeof value === 'object' && value !== null && 'exchange' in value && 'add' in value,
+  { message: 'expected a QueueProvider (MemoryProvider, RedisProvider, RabbitMqProvider)' },
+);
+
+/** Options of {@link Queue}. */
+export const queueOptionsSchema = z
+  .object({
+    /** Queue name: letters, digits, `_ - . :`. */
+    name: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[\w.:-]+$/),
+    /** The backend. One provider may serve many queues. */
+    provider: providerSchema,
+    /** zod schema of the payload: `add` rejects a bad payload before anything is enqueued. */
+    schema: z.custom<z.ZodType>((value) => value instanceof z.ZodType).optional(),
+    /** Defaults merged under every job's options. */
+    defaultJobOptions: z.record(z.string(), z.unknown()).default({}),
+    clock: z
+      .custom<Clock>((value) => typeof (value as Clock | undefined)?.now === 'function')
+      .default(systemClock),
+    logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).default(silentLogger),
+    /** prom-client registry for `noa_message_queue_*` metrics. */
+    registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
+  })
+  .strict();
+
+/** Options of {@link Queue}; `Data` is inferred from `schema` when given. */
+export type QueueOptions<Data = unknown> = Omit<
+  z.input<typeof queueOptionsSchema>,
+  'schema' | 'defaultJobOptions'
+> & {
+  schema?: z.ZodType<Data>;
+  defaultJobOptions?: JobOptions;
+};
+
+/** A job to add: its name (for routing in the handler), payload and options. */
+export interface NewJob<Data> {
+  name: string;
+  data: Data;
+  options?: JobOptions;
+}
+
+/** A flow: the parent runs after all its children settle, and can read their results. */
+export interface NewFlow<Data> extends NewJob<Data> {
+  children: NewJob<Data>[];
+  /** What a child's final failure does to the parent (default `fail`). */
+  onChildFailure?: ChildFailurePolicy;
+}
+
+/** The outcome of an add: the job id and whether it was new (false: deduplicated by `jobId`). */
+export interface AddResult {
+  id: string;
+  added: boolean;
+}
+
+/** A job as read back, with its payload typed. */
+export type JobView<Data> = Omit<JobInfo, 'data'> & { data: Data };
+
+/**
+ * The producer and admin side of one queue: add jobs (single, bulk, flows), read them back,
+ * pause, drain, cancel and manage the dead-letter queue.
+ */
+export class Queue<Data = unknown> {
+  readonly name: string;
+  readonly provider: QueueProvider;
+  readonly #schema: z.ZodType<Data> | undefined;
+  readonly #defaults: JobOptions;
+  /** The defaults parsed once: the common `add` without options skips option parsing. */
+  readonly #parsedDefaults: ParsedJobOptions;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #metrics: QueueMetrics;
+  #closed = false;
+
+  constructor(options: QueueOptions<Data>) {
+    const parsed = parseOptions('Queue', queueOptionsSchema, options);
+    this.name = parsed.name;
+    this.provider = parsed.provider;
+    this.#schema = parsed.schema as z.ZodType<Data> | undefined;
+    this.#defaults = parseOptions(
+      'Queue.defaultJobOptions',
+      jobOptionsSchema.partial(),
+      parsed.defaultJobOptions,
+    );
+    this.#parsedDefaults = parseOptions('Queue.defaultJobOptions', jobOptionsSchema, this.#defaults);
+    this.#clock = parsed.clock;
+    this.#logger = parsed.logger;
+    this.#metrics = createQueueMetrics(parsed.registry);
+  }
+
+  /** The queue's clock (shared with workers and schedulers built from it). */
+  get clock(): Clock {
+    return this.#clock;
+  }
+
+  #check(): void {
+    if (this.#closed) throw new ClosedError(`Queue ${this.name}`);
+  }
+
+  #validate(data: unknown): void {
+    if (!this.#schema) return;
+    const result = this.#schema.safeParse(data);
+    if (!result.success) {
+      throw new InvalidPayloadError(
+        this.name,
+        result.error.issues.map((issue) => ({
+          path: issue.path.map(String).join('.'),
+          message: issue.message,
+        })),
+      );
+    }
+  }
+
+  /** Builds the stored record of a new job (validates payload and options). */
+  #record(job: NewJob<Data>, now: number): JobRecord {
+    this.#validate(job.data);
+    const options: ParsedJobOptions = job.options
+      ? parseOptions('job options', jobOptionsSchema, { ...this.#defaults, ...job.options })
+      : this.#parsedDefaults;
+    const record: JobRecord = {
+      id: options.jobId ?? newJobId(),
+      name: job.name,
+      data: job.data,
+      priority: options.priority,
+      attempts: options.attempts,
+      backoff: options.backoff,
+      removeOnComplete: options.removeOnComplete,
+      attemptsMade: 0,
+      errors: [],
+      createdAt: now,
+      availableAt: now + options.delay,
+    };
+    if (options.timeout !== undefined) record.timeoutMs = options.timeout;
+    if (options.group !== undefined) record.group = options.group;
+    return record;
+  }
+
+  /** Adds one job. With `options.jobId`, adding an id that exists is a no-op (`added: false`). */
+  async add(name: string, data: Data, options?: JobOptions): Promise<AddResult> {
+    const [result] = await this.addBulk([{ name, data, ...(options ? { options } : {}) }]);
+    return result!;
+  }
+
+  /** Adds many jobs in one backend round trip. Every payload is validated before any is enqueued. */
+  async addBulk(jobs: NewJob<Data>[]): Promise<AddResult[]> {
+    this.#check();
+    const now = this.#clock.now();
+    const records = jobs.map((job) => this.#record(job, now));
+    if (records.length === 0) return [];
+    const added = await this.provider.add(this.name, records, now);
+    const count = added.filter(Boolean).length;
+    if (count > 0) this.#metrics.added.inc({ queue: this.name }, count);
+    for (const [index, record] of records.entries()) {
+      if (added[index]) publishJobEvent('added', { queue: this.name, jobId: record.id, name: record.name });
+    }
+    return records.map((record, index) => ({ id: record.id, added: added[index] ?? false }));
+  }
+
+  /**
+   * Adds a parent and its children in one atomic step. The parent waits in `waiting-children`
+   * until every child settles; its handler reads the results with `job.childrenResults()`.
+   */
+  async addFlow(flow: NewFlow<Data>): Promise<{ id: string; childIds: string[]; added: boolean }> {
+    this.#check();
+    if (!this.provider.capabilities.flows) throw new UnsupportedOperationError(this.provider.name, 'flows');
+    const now = this.#clock.now();
+    const parent = this.#record(flow, now);
+    const onChildFailure = parseOptions(
+      'onChildFailure',
+      childFailurePolicySchema.default('fail'),
+      flow.onChildFailure,
+    );
+    const children = flow.children.map((child) => ({
+      ...this.#record(child, now),
+      parent: { id: parent.id, onChildFailure },
+    }));
+    parent.childCount = children.length;
+    const added = await this.provider.addFlow(this.name, parent, children, now);
+    if (added) this.#metrics.added.inc({ queue: this.name }, children.length + 1);
+    return { id: parent.id, childIds: children.map((child) => child.id), added };
+  }
+
+  /** Reads a job (any state, while retained). Throws {@link UnsupportedOperationError} where unsupported. */
+  async getJob(id: string): Promise<JobView<Data> | undefined> {
+    if (!this.provider.capabilities.getJob) throw new UnsupportedOperationError(this.provider.name, 'getJob');
+    return (await this.provider.getJob(this.name, id)) as JobView<Data> | undefined;
+  }
+
+  /** Jobs per state; also sets the `queue_depth_jobs` gauge. */
+  async counts(): Promise<JobCounts> {
+    const counts = await this.provider.counts(this.name);
+    for (const state of ['waiting', 'delayed', 'active', 'completed', 'failed'] as const) {
+      this.#metrics.depth.set({ queue: this.name, state }, counts[state]);
+    }
+    return counts;
+  }
+
+  /** Stops workers everywhere from taking new jobs (in-flight ones finish). */
+  async pause(): Promise<void> {
+    await this.provider.pause(this.name);
+  }
+
+  /** Lets workers take jobs again. */
+  async resume(): Promise<void> {
+    await this.provider.resume(this.name);
+  }
+
+  /** Removes every waiting job (and delayed ones with `{ delayed: true }`). Returns how many. */
+  async drain(options: { delayed?: boolean } = {}): Promise<number> {
+    return this.provider.drain(this.name, options.delayed ?? false);
+  }
+
+  /**
+   * Cancels a job: a waiting or delayed one goes straight to the DLQ (`removed`); an active one
+   * has its handler's signal aborted with {@link JobCancelledError} and is not retried (`signalled`).
+   */
+  async cancel(id: string): Promise<CancelOutcome> {
+    if (!this.provider.capabilities.cancel) throw new UnsupportedOperationError(this.provider.name, 'cancel');
+    return this.provider.cancel(this.name, id, this.#clock.now());
+  }
+
+  /** Recovers stalled jobs and applies retention now (workers also do this periodically). */
+  async clean(retention: RetentionOptions = {}, maxStalls = 1): Promise<MaintenanceResult> {
+    const policy: RetentionPolicy = parseOptions('retention', retentionSchema, retention);
+    return this.provider.maintain(this.name, this.#clock.now(), maxStalls, policy);
+  }
+
+  /** The dead-letter queue: jobs that used all their attempts, with their error history. */
+  readonly dlq = {
+    /** Newest first. */
+    list: async (options: { offset?: number; limit?: number } = {}): Promise<JobView<Data>[]> => {
+      if (!this.provider.capabilities.dlqInspect)
+        throw new UnsupportedOperationError(this.provider.name, 'dlq.list');
+      return (await this.provider.listDead(
+        this.name,
+        options.offset ?? 0,
+        options.limit ?? 100,
+      )) as JobView<Data>[];
+    },
+    /** Moves one dead job back to waiting with a fresh set of attempts. */
+    retry: async (id: string): Promise<boolean> =>
+      (await this.provider.redrive(this.name, [id], this.#clock.now())) > 0,
+    /** Redrives every dead job. Returns how many. */
+    retryAll: async (): Promise<number> => this.provider.redrive(this.name, undefined, this.#clock.now()),
+    /** Deletes dead jobs (all, or the given ids). Returns how many. */
+    purge: async (ids?: string[]): Promise<number> => this.provider.purgeDead(this.name, ids),
+  };
+
+  /** Marks the queue closed (the provider is closed by its owner). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#logger.debug('queue closed', { queue: this.name });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

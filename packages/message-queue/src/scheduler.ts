@@ -1,0 +1,122 @@
+import { childLogger, type Logger, parseOptions, silentLogger } from '@noa/core';
+import { z } from 'zod';
+import type { NewJob, Queue } from './queue.js';
+import { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
+
+/** Options of {@link Scheduler}. */
+export const schedulerOptionsSchema = z
+  .object({
+    logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).default(silentLogger),
+  })
+  .strict();
+
+/** Options of {@link Scheduler}. */
+export type SchedulerOptions = z.input<typeof schedulerOptionsSchema>;
+
+interface Schedule<Data> {
+  name: string;
+  job: NewJob<Data>;
+  next: (afterMs: number) => number | undefined;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * Adds jobs on a cron pattern, a fixed interval or once at a time. Run it in as many processes
+ * as you like: each tick is enqueued with the job id `schedule:<name>:<fireTime>`, so the
+ * queue's jobId dedupe lets exactly one instance's add through and the tick runs once.
+ */
+export class Scheduler<Data = unknown> {
+  readonly #queue: Queue<Data>;
+  readonly #logger: Logger;
+  readonly #schedules = new Map<string, Schedule<Data>>();
+  #closed = false;
+
+  constructor(queue: Queue<Data>, options: SchedulerOptions = {}) {
+    const parsed = parseOptions('Scheduler', schedulerOptionsSchema, options);
+    this.#queue = queue;
+    this.#logger = childLogger(parsed.logger, { component: 'message-queue-scheduler', queue: queue.name });
+  }
+
+  /** Fires `job` on a cron pattern (croner syntax; a 6th leading field means seconds). */
+  cron(name: string, pattern: string, job: NewJob<Data>, options: { timezone?: string } = {}): void {
+    nextFireTimes(pattern, Date.now(), 1, options.timezone); // validates the pattern now
+    this.#define({ name, job, next: (after) => nextFireTimes(pattern, after, 1, options.timezone)[0] });
+  }
+
+  /** Fires `job` every `everyMs`, aligned to multiples of `everyMs` since the epoch. */
+  every(name: string, everyMs: number, job: NewJob<Data>): void {
+    if (!Number.isInteger(everyMs) || everyMs <= 0)
+      throw new RangeError('everyMs must be a positive integer');
+    this.#define({ name, job, next: (after) => nextIntervalTime(everyMs, after) });
+  }
+
+  /**
+   * Adds `job` once, delayed until `atMs` (epoch ms), with a dedupe id derived from name and
+   * time, so several instances calling this add it once. Returns the job id.
+   */
+  async once(name: string, atMs: number, job: NewJob<Data>): Promise<string> {
+    const jobId = tickJobId(name, atMs);
+    await this.#queue.add(job.name, job.data, {
+      ...job.options,
+      jobId,
+      delay: Math.max(0, atMs - this.#queue.clock.now()),
+    });
+    return jobId;
+  }
+
+  /** Stops a schedule in this instance. Returns false if there was none by that name. */
+  cancel(name: string): boolean {
+    const schedule = this.#schedules.get(name);
+    if (!schedule) return false;
+    clearTimeout(schedule.timer);
+    this.#schedules.delete(name);
+    return true;
+  }
+
+  /** Names of the active schedules. */
+  get names(): string[] {
+    return [...this.#schedules.keys()];
+  }
+
+  #define(schedule: Schedule<Data>): void {
+    if (this.#closed) throw new Error('Scheduler is closed');
+    this.cancel(schedule.name);
+    this.#schedules.set(schedule.name, schedule);
+    this.#arm(schedule, Date.now());
+  }
+
+  #arm(schedule: Schedule<Data>, afterMs: number): void {
+    const fireAt = schedule.next(afterMs);
+    if (fireAt === undefined || this.#schedules.get(schedule.name) !== schedule) return;
+    schedule.timer = setTimeout(() => void this.#fire(schedule, fireAt), Math.max(0, fireAt - Date.now()));
+    schedule.timer.unref();
+  }
+
+  async #fire(schedule: Schedule<Data>, fireAt: number): Promise<void> {
+    if (this.#schedules.get(schedule.name) !== schedule) return;
+    // Re-arm first so a slow add cannot delay the next tick.
+    this.#arm(schedule, fireAt);
+    try {
+      await this.#queue.add(schedule.job.name, schedule.job.data, {
+        ...schedule.job.options,
+        jobId: tickJobId(schedule.name, fireAt),
+      });
+    } catch (error) {
+      this.#logger.warn('scheduled add failed', {
+        schedule: schedule.name,
+        fireAt,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+
+  /** Stops every schedule. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const name of [...this.#schedules.keys()]) this.cancel(name);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

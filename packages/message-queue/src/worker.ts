@@ -1,0 +1,493 @@
+import { EventEmitter } from 'node:events';
+import { type Clock, childLogger, type Logger, NoaError, parseOptions, silentLogger } from '@noa/core';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import { type BackoffStrategy, backoffDelay } from './backoff.js';
+import { JobCancelledError, JobTimeoutError, WorkerClosingError } from './errors.js';
+import { publishJobEvent } from './events.js';
+import { Job } from './job.js';
+import type { JobErrorEntry, JobRecord } from './job-record.js';
+import { createQueueMetrics, type QueueMetrics } from './metrics.js';
+import type { QueueProvider, RetentionPolicy, Settlement } from './provider.js';
+import { Queue, retentionSchema } from './queue.js';
+
+/** How many errors a job keeps in its history (the newest). */
+const maxErrorHistory = 20;
+
+/** Options of {@link Worker}. */
+export const workerOptionsSchema = z
+  .object({
+    /** The queue to consume (its provider, name and clock are used). */
+    queue: z.custom<Queue<unknown>>((value) => value instanceof Queue, { message: 'expected a Queue' }),
+    /** The handler: resolve to complete (the value is stored as the result), throw to fail the try. */
+    handler: z.custom<(job: Job<unknown>) => unknown>((value) => typeof value === 'function'),
+    /** Jobs run at once by this worker. */
+    concurrency: z.number().int().positive().max(10_000).default(1),
+    /**
+     * Jobs leased ahead of free slots and started the moment a slot frees, without waiting for a
+     * round trip (like AMQP prefetch). They hold leases meanwhile; `close()` releases them.
+     */
+    prefetch: z.number().int().nonnegative().max(10_000).default(0),
+    /** Lease of a fetched job; a worker that stops heart-beating for this long loses its jobs to others. */
+    leaseMs: z.number().int().min(100).default(30_000),
+    /** Time limit of each try when the job has no `timeout`. */
+    defaultTimeoutMs: z.number().int().positive().optional(),
+    /** How long `close()` waits for in-flight jobs before releasing them for redelivery. */
+    closeTimeoutMs: z.number().int().nonnegative().default(10_000),
+    /** A job whose lease expires more than this many times is dead-lettered (poison job). */
+    maxStalls: z.number().int().nonnegative().default(3),
+    /** Longest idle wait between fetches when no notification arrives. */
+    pollIntervalMs: z.number().int().positive().default(1_000),
+    /** How often this worker recovers stalled jobs and applies retention. */
+    maintenanceIntervalMs: z.number().int().positive().default(5_000),
+    /** Delayed jobs are promoted at most this often while the queue is busy (always when idle). */
+    promoteIntervalMs: z.number().int().positive().default(50),
+    retention: retentionSchema.default(retentionSchema.parse({})),
+    /** Weighted fair dispatch between job groups (tenants); unlisted groups get `defaultWeight`. */
+    groups: z
+      .object({
+        weights: z.record(z.string(), z.number().positive()).default({}),
+        defaultWeight: z.number().positive().default(1),
+      })
+      .strict()
+      .default({ weights: {}, defaultWeight: 1 }),
+    /** Adjusts concurrency to queue depth: `ceil(waiting / jobsPerSlot)` clamped to [min, max]. */
+    autoscale: z
+      .object({
+        min: z.number().int().positive().default(1),
+        max: z.number().int().positive(),
+        jobsPerSlot: z.number().positive().default(10),
+        intervalMs: z.number().int().positive().default(1_000),
+      })
+      .strict()
+      .optional(),
+    /** Named strategies for `backoff: { type: 'custom', strategy }`. */
+    backoffStrategies: z
+      .record(
+        z.string(),
+        z.custom<BackoffStrategy>((value) => typeof value === 'function'),
+      )
+      .default({}),
+    /** Start consuming at construction (default) or on `start()`. */
+    autostart: z.boolean().default(true),
+    /** Random source for backoff jitter (injected in tests). */
+    random: z.custom<() => number>((value) => typeof value === 'function').default(() => Math.random),
+    logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).default(silentLogger),
+    registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
+  })
+  .strict();
+
+/** Options of {@link Worker}, typed by the queue's payload and the handler's result. */
+export type WorkerOptions<Data, Result> = Omit<z.input<typeof workerOptionsSchema>, 'queue' | 'handler'> & {
+  queue: Queue<Data>;
+  handler: (job: Job<Data>) => Promise<Result> | Result;
+};
+
+interface RunningJob {
+  record: JobRecord;
+  controller: AbortController;
+  startedAt: number;
+  timer?: NodeJS.Timeout;
+  done: boolean;
+}
+
+/**
+ * Events a worker emits (also published on diagnostics channels), each once the outcome is
+ * stored: after `completed`, `getJob` shows the job completed.
+ */
+export interface WorkerEvents {
+  completed: [jobId: string, result: unknown];
+  failed: [jobId: string, error: Error, willRetry: boolean];
+  error: [error: Error];
+}
+
+function errorEntry(error: unknown, attempt: number, at: number): JobErrorEntry {
+  const asError = error instanceof Error ? error : new Error(String(error));
+  const entry: JobErrorEntry = { attempt, name: asError.name, message: asError.message, at };
+  if (asError instanceof NoaError) entry.code = asError.code;
+  return entry;
+}
+
+/**
+ * Consumes one queue: leases jobs in batches, runs the handler with a concurrency limit and a
+ * per-try timeout, retries with backoff, dead-letters after the last attempt, heart-beats its
+ * leases, recovers jobs of dead workers and closes gracefully.
+ */
+export class Worker<Data = unknown, Result = unknown> extends EventEmitter<WorkerEvents> {
+  readonly queueName: string;
+  readonly #provider: QueueProvider;
+  readonly #clock: Clock;
+  readonly #options: z.output<typeof workerOptionsSchema>;
+  readonly #handler: (job: Job<Data>) => Promise<Result> | Result;
+  readonly #logger: Logger;
+  readonly #metrics: QueueMetrics;
+  readonly #running = new Map<string, RunningJob>();
+  /** Leased jobs waiting for a free slot (see `prefetch`). */
+  #buffer: JobRecord[] = [];
+  readonly #retention: RetentionPolicy;
+  #concurrency: number;
+  /** Finished tries not yet stored, each with the events to emit once it is. */
+  #settle: { settlement: Settlement; persisted: () => void }[] = [];
+  #wakePump: (() => void) | undefined;
+  #pumpDone: Promise<void> | undefined;
+  #closing = false;
+  #closed: Promise<void> | undefined;
+  readonly #timers: NodeJS.Timeout[] = [];
+  #unsubscribeCancel: (() => void) | undefined;
+  #maintaining = false;
+  /** Tries settled since the last maintenance pass: a busy worker also trims every 1,000. */
+  #settledSinceMaintenance = 0;
+
+  constructor(options: WorkerOptions<Data, Result>) {
+    super();
+    const parsed = parseOptions('Worker', workerOptionsSchema, options);
+    this.#options = parsed;
+    const queue = parsed.queue;
+    this.queueName = queue.name;
+    this.#provider = queue.provider;
+    this.#clock = queue.clock;
+    this.#handler = options.handler;
+    this.#concurrency = parsed.autoscale ? parsed.autoscale.min : parsed.concurrency;
+    this.#logger = childLogger(parsed.logger, { component: 'message-queue', queue: queue.name });
+    this.#metrics = createQueueMetrics(parsed.registry);
+    this.#retention = parsed.retention;
+    // A worker without listeners must not crash the process on a backend hiccup.
+    this.on('error', () => {});
+    if (parsed.autostart) this.start();
+  }
+
+  /** Current concurrency (changes under `autoscale`). */
+  get concurrency(): number {
+    return this.#concurrency;
+  }
+
+  /** Jobs being handled right now. */
+  get activeCount(): number {
+    return this.#running.size;
+  }
+
+  /** Starts consuming (called by the constructor unless `autostart: false`). */
+  start(): void {
+    if (this.#pumpDone || this.#closing) return;
+    this.#pumpDone = this.#pump();
+    const heartbeat = setInterval(
+      () => void this.#heartbeat(),
+      Math.max(50, Math.floor(this.#options.leaseMs / 3)),
+    );
+    const maintenance = setInterval(() => void this.maintain(), this.#options.maintenanceIntervalMs);
+    this.#timers.push(heartbeat, maintenance);
+    if (this.#options.autoscale) {
+      this.#timers.push(setInterval(() => void this.#autoscale(), this.#options.autoscale.intervalMs));
+    }
+    for (const timer of this.#timers) timer.unref();
+    void this.#provider
+      .onCancel(this.queueName, (id) => this.#cancelRunning(id))
+      .then((unsubscribe) => {
+        if (this.#closing) unsubscribe();
+        else this.#unsubscribeCancel = unsubscribe;
+      })
+      .catch((error: unknown) => this.#reportError('subscribe to cancellations', error));
+  }
+
+  #reportError(operation: string, error: unknown): void {
+    const asError = error instanceof Error ? error : new Error(String(error));
+    this.#logger.warn(`worker could not ${operation}`, { error: asError.message });
+    this.emit('error', asError);
+  }
+
+  #wake(): void {
+    const wake = this.#wakePump;
+    this.#wakePump = undefined;
+    wake?.();
+  }
+
+  async #pump(): Promise<void> {
+    let lastPromote = Number.NEGATIVE_INFINITY;
+    let lastYield = performance.now();
+    let idle = true;
+    let failures = 0;
+    while (true) {
+      const want = this.#closing
+        ? 0
+        : Math.max(0, this.#concurrency + this.#options.prefetch - this.#running.size - this.#buffer.length);
+      if (want === 0 && this.#settle.length === 0) {
+        if (this.#closing && this.#running.size === 0) return;
+        await new Promise<void>((resolve) => {
+          this.#wakePump = resolve;
+        });
+        continue;
+      }
+      const now = this.#clock.now();
+      const promoteDelayed = want > 0 && (idle || now - lastPromote >= this.#options.promoteIntervalMs);
+      if (promoteDelayed) lastPromote = now;
+      const settle = this.#settle;
+      this.#settle = [];
+      let response: Awaited<ReturnType<QueueProvider['exchange']>>;
+      try {
+        response = await this.#provider.exchange(this.queueName, {
+          settle: settle.map((item) => item.settlement),
+          fetch: want,
+          leaseUntil: now + this.#options.leaseMs,
+          now,
+          promoteDelayed,
+          groupWeights: this.#options.groups.weights,
+          defaultGroupWeight: this.#options.groups.defaultWeight,
+        });
+        failures = 0;
+        for (const item of settle) item.persisted();
+        this.#settledSinceMaintenance += settle.length;
+        if (this.#settledSinceMaintenance >= 1_000) void this.maintain();
+      } catch (error) {
+        this.#settle = settle.concat(this.#settle);
+        failures += 1;
+        this.#reportError('exchange jobs with the backend', error);
+        await this.#idle(Math.min(2_000, 50 * 2 ** Math.min(failures, 6)));
+        continue;
+      }
+      this.#buffer.push(...response.jobs);
+      this.#startBuffered();
+      idle = response.jobs.length === 0;
+      if (idle && want > 0 && this.#settle.length === 0 && !this.#closing) {
+        const untilDue =
+          response.nextDueAt === undefined
+            ? Number.POSITIVE_INFINITY
+            : response.nextDueAt - this.#clock.now();
+        await this.#idle(Math.max(1, Math.min(this.#options.pollIntervalMs, untilDue)));
+      } else if (performance.now() - lastYield > 5) {
+        // Let timers (timeouts, heartbeats) run when the backend answers from memory.
+        await new Promise((resolve) => setImmediate(resolve));
+        lastYield = performance.now();
+      }
+    }
+  }
+
+  /** Waits for a backend notification, a local wake-up (a job finished, close) or `ms`. */
+  async #idle(ms: number): Promise<void> {
+    const controller = new AbortController();
+    this.#wakePump = () => controller.abort();
+    await this.#provider.waitForWork(this.queueName, ms, controller.signal);
+    this.#wakePump = undefined;
+  }
+
+  /** Starts buffered jobs while slots are free. */
+  #startBuffered(): void {
+    while (!this.#closing && this.#buffer.length > 0 && this.#running.size < this.#concurrency) {
+      this.#start(this.#buffer.shift()!);
+    }
+  }
+
+  #start(record: JobRecord): void {
+    const controller = new AbortController();
+    const now = this.#clock.now();
+    const running: RunningJob = { record, controller, startedAt: performance.now(), done: false };
+    this.#running.set(record.id, running);
+    this.#metrics.waitSeconds.observe(
+      { queue: this.queueName },
+      Math.max(0, now - record.availableAt) / 1_000,
+    );
+    publishJobEvent('active', { queue: this.queueName, jobId: record.id, name: record.name });
+    const timeoutMs = record.timeoutMs ?? this.#options.defaultTimeoutMs;
+    if (timeoutMs !== undefined) {
+      running.timer = setTimeout(() => {
+        const error = new JobTimeoutError(record.id, timeoutMs);
+        controller.abort(error);
+        this.#finish(running, { error });
+      }, timeoutMs);
+      running.timer.unref();
+    }
+    const job = new Job<Data>(this.queueName, this.#provider, record, controller.signal);
+    let outcome: Promise<Result>;
+    try {
+      outcome = Promise.resolve(this.#handler(job));
+    } catch (error) {
+      outcome = Promise.reject(error);
+    }
+    outcome.then(
+      (result) => this.#finish(running, { result }),
+      (error: unknown) => this.#finish(running, { error }),
+    );
+  }
+
+  #cancelRunning(id: string): void {
+    const index = this.#buffer.findIndex((record) => record.id === id);
+    if (index >= 0) {
+      // Leased but not started: settle it as cancelled without running it.
+      const [record] = this.#buffer.splice(index, 1);
+      const controller = new AbortController();
+      const error = new JobCancelledError(id);
+      controller.abort(error);
+      this.#finish({ record: record!, controller, startedAt: performance.now(), done: false }, { error });
+      return;
+    }
+    const running = this.#running.get(id);
+    if (!running || running.done) return;
+    const error = new JobCancelledError(id);
+    running.controller.abort(error);
+    this.#finish(running, { error });
+  }
+
+  #finish(running: RunningJob, outcome: { result?: unknown; error?: unknown }): void {
+    if (running.done) return;
+    running.done = true;
+    if (running.timer) clearTimeout(running.timer);
+    this.#running.delete(running.record.id);
+    const { record } = running;
+    const labels = { queue: this.queueName };
+    this.#metrics.processingSeconds.observe(labels, (performance.now() - running.startedAt) / 1_000);
+    const now = this.#clock.now();
+    if (!('error' in outcome)) {
+      const settlement: Settlement = { kind: 'complete', record, result: outcome.result };
+      const persisted = () => {
+        this.#metrics.completed.inc(labels);
+        publishJobEvent('completed', { queue: this.queueName, jobId: record.id, name: record.name });
+        this.emit('completed', record.id, outcome.result);
+      };
+      if (this.#provider.settleNow?.(this.queueName, settlement)) persisted();
+      else this.#settle.push({ settlement, persisted });
+      this.#startBuffered();
+      this.#wake();
+      return;
+    }
+    const error = outcome.error instanceof Error ? outcome.error : new Error(String(outcome.error));
+    const attempt = record.attemptsMade + 1;
+    const failed: JobRecord = {
+      ...record,
+      attemptsMade: attempt,
+      errors: [...record.errors, errorEntry(error, attempt, now)].slice(-maxErrorHistory),
+    };
+    const terminal = error instanceof JobCancelledError || attempt >= record.attempts;
+    const retryAt = terminal
+      ? null
+      : now +
+        backoffDelay(record.backoff, attempt, this.#options.random, this.#options.backoffStrategies, error);
+    this.#settle.push({
+      settlement: { kind: 'fail', record: failed, retryAt },
+      persisted: () => {
+        this.#metrics.failed.inc(labels);
+        if (terminal) this.#metrics.deadLettered.inc(labels);
+        else this.#metrics.retried.inc(labels);
+        const event = {
+          queue: this.queueName,
+          jobId: record.id,
+          name: record.name,
+          error: error.message,
+          attempt,
+        };
+        publishJobEvent('failed', event);
+        publishJobEvent(terminal ? 'deadLettered' : 'retried', event);
+        this.emit('failed', record.id, error, !terminal);
+      },
+    });
+    this.#startBuffered();
+    this.#wake();
+  }
+
+  async #heartbeat(): Promise<void> {
+    if (this.#running.size === 0 && this.#buffer.length === 0) return;
+    try {
+      await this.#provider.extendLeases(
+        this.queueName,
+        [...this.#running.keys(), ...this.#buffer.map((record) => record.id)],
+        this.#clock.now() + this.#options.leaseMs,
+      );
+    } catch (error) {
+      this.#reportError('extend leases', error);
+    }
+  }
+
+  /** Recovers stalled jobs (leases expired) and applies retention; runs every `maintenanceIntervalMs`. */
+  async maintain(): Promise<void> {
+    if (this.#maintaining || this.#closing) return;
+    this.#maintaining = true;
+    this.#settledSinceMaintenance = 0;
+    try {
+      const result = await this.#provider.maintain(
+        this.queueName,
+        this.#clock.now(),
+        this.#options.maxStalls,
+        this.#retention,
+      );
+      if (result.recovered + result.deadLettered > 0) {
+        this.#metrics.stalled.inc({ queue: this.queueName }, result.recovered + result.deadLettered);
+        publishJobEvent('stalled', { queue: this.queueName, ...result });
+        this.#logger.info('recovered stalled jobs', { ...result });
+        this.#wake();
+      }
+    } catch (error) {
+      this.#reportError('run maintenance', error);
+    } finally {
+      this.#maintaining = false;
+    }
+  }
+
+  async #autoscale(): Promise<void> {
+    const autoscale = this.#options.autoscale;
+    if (!autoscale || this.#closing) return;
+    try {
+      const counts = await this.#provider.counts(this.queueName);
+      const wanted = Math.ceil(counts.waiting / autoscale.jobsPerSlot);
+      const next = Math.min(autoscale.max, Math.max(autoscale.min, wanted));
+      if (next !== this.#concurrency) {
+        this.#logger.debug('autoscale', { from: this.#concurrency, to: next, waiting: counts.waiting });
+        this.#concurrency = next;
+        this.#wake();
+      }
+    } catch (error) {
+      this.#reportError('autoscale', error);
+    }
+  }
+
+  /**
+   * Stops fetching, waits up to `timeoutMs` (default `closeTimeoutMs`) for in-flight jobs, then
+   * aborts the rest with {@link WorkerClosingError} and releases them for immediate redelivery.
+   */
+  close(timeoutMs = this.#options.closeTimeoutMs): Promise<void> {
+    this.#closed ??= this.#close(timeoutMs);
+    return this.#closed;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    this.#closing = true;
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#unsubscribeCancel?.();
+    this.#wake();
+    if (this.#running.size > 0) {
+      await new Promise<void>((resolve) => {
+        const deadline = setTimeout(finish, timeoutMs);
+        const check = () => {
+          if (this.#running.size === 0) finish();
+        };
+        function finish(): void {
+          clearTimeout(deadline);
+          clearInterval(poll);
+          resolve();
+        }
+        const poll = setInterval(check, 10);
+        check();
+      });
+    }
+    const released: JobRecord[] = this.#buffer.splice(0);
+    for (const running of [...this.#running.values()]) {
+      running.done = true;
+      if (running.timer) clearTimeout(running.timer);
+      running.controller.abort(new WorkerClosingError(running.record.id));
+      this.#running.delete(running.record.id);
+      released.push(running.record);
+    }
+    this.#wake();
+    await this.#pumpDone;
+    if (released.length > 0) {
+      try {
+        await this.#provider.release(this.queueName, released, this.#clock.now());
+      } catch (error) {
+        // Not fatal: their leases expire and another worker recovers them.
+        this.#reportError('release in-flight jobs', error);
+      }
+    }
+    this.#logger.debug('worker closed', { released: released.length });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

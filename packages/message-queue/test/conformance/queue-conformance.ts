@@ -1,0 +1,536 @@
+import { uniqueName } from '@noa/testkit';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  InvalidPayloadError,
+  type Job,
+  JobCancelledError,
+  JobTimeoutError,
+  type ProviderCapabilities,
+  Queue,
+  type QueueProvider,
+  Worker,
+  type WorkerOptions,
+} from '../../src/index.js';
+import { sleep, waitFor } from '../helpers.js';
+
+/** A backend under test: how to make its provider, or why it is skipped. */
+export interface ConformanceTarget {
+  name: string;
+  /** Set when the backend is unreachable: the whole suite is skipped and this is printed. */
+  skipReason?: string | undefined;
+  /** The provider's declared capabilities (static, so unsupported tests are skipped up front). */
+  capabilities: ProviderCapabilities;
+  create: () => Promise<QueueProvider>;
+  /** Deletes a queue's backend objects after the suite (e.g. RabbitMQ queues). */
+  cleanupQueue?: (provider: QueueProvider, queue: string) => Promise<void>;
+}
+
+/**
+ * The one behaviour suite every provider passes. Features a provider declares unsupported in
+ * its `capabilities` are skipped, and the reason is printed.
+ */
+export function describeQueueConformance(target: ConformanceTarget): void {
+  describe.skipIf(target.skipReason !== undefined)(`queue conformance: ${target.name}`, () => {
+    let provider: QueueProvider;
+    const workers: Worker<unknown, unknown>[] = [];
+    const capabilities = target.capabilities;
+    const queueNames: string[] = [];
+    /** `it`, skipped (with the reason printed) when the provider lacks one of `features`. */
+    const itWith = (features: (keyof ProviderCapabilities)[], title: string, test: () => Promise<void>) => {
+      const missing = features.filter((feature) => !capabilities[feature]);
+      if (missing.length > 0) {
+        console.log(
+          `skipped on ${target.name}: "${title}" needs capabilities ${missing.join(', ')}, declared false`,
+        );
+      }
+      it.skipIf(missing.length > 0)(title, test);
+    };
+
+    beforeAll(async () => {
+      provider = await target.create();
+    });
+    afterEach(async () => {
+      await Promise.all(workers.splice(0).map((worker) => worker.close(200)));
+    });
+    afterAll(async () => {
+      if (target.cleanupQueue) for (const name of queueNames) await target.cleanupQueue(provider, name);
+      await provider?.close();
+    });
+
+    /** For checks inside a test that the provider may not support; prints what was left out. */
+    const supports = (feature: keyof ProviderCapabilities): boolean => {
+      if (capabilities[feature]) return true;
+      console.log(`on ${target.name}: part of a test left out, capabilities.${feature} = false`);
+      return false;
+    };
+    const makeQueue = <Data = unknown>(schema?: z.ZodType<Data>) => {
+      const name = uniqueName('mq');
+      queueNames.push(name);
+      return new Queue<Data>({ name, provider, ...(schema ? { schema } : {}) });
+    };
+    const startWorker = <Data, Result>(
+      queue: Queue<Data>,
+      handler: (job: Job<Data>) => Promise<Result> | Result,
+      options: Partial<WorkerOptions<Data, Result>> = {},
+    ) => {
+      const worker = new Worker<Data, Result>({
+        queue,
+        handler,
+        leaseMs: 2_000,
+        pollIntervalMs: 100,
+        maintenanceIntervalMs: 200,
+        ...options,
+      });
+      workers.push(worker as Worker<unknown, unknown>);
+      return worker;
+    };
+
+    it('processes a job and stores its result', async () => {
+      const queue = makeQueue<{ n: number }>();
+      const { id, added } = await queue.add('double', { n: 21 });
+      expect(added).toBe(true);
+      const done: unknown[] = [];
+      startWorker(queue, (job) => job.data.n * 2).on('completed', (_id, result) => done.push(result));
+      await waitFor(() => done.length === 1);
+      expect(done).toEqual([42]);
+      if (supports('getJob')) {
+        const job = await waitFor(async () => {
+          const info = await queue.getJob(id);
+          return info?.state === 'completed' ? info : undefined;
+        });
+        expect(job.result).toBe(42);
+        expect(job.data).toEqual({ n: 21 });
+      }
+    });
+
+    itWith(['priorities'], 'runs higher priority first, then in insertion order', async () => {
+      const queue = makeQueue<{ n: number }>();
+      await queue.pause();
+      const priorities = [0, 5, 1, 5, 0, 10, 1];
+      for (const [n, priority] of priorities.entries()) await queue.add('p', { n }, { priority });
+      const order: number[] = [];
+      startWorker(queue, (job) => {
+        order.push(job.data.n);
+      });
+      await queue.resume();
+      await waitFor(() => order.length === priorities.length);
+      expect(order).toEqual([5, 1, 3, 2, 6, 0, 4]);
+    });
+
+    it('does not run a delayed job before its delay', async () => {
+      const queue = makeQueue();
+      const addedAt = Date.now();
+      await queue.add('later', null, { delay: 300 });
+      const startedAt: number[] = [];
+      startWorker(queue, () => {
+        startedAt.push(Date.now());
+      });
+      if (supports('exactCounts')) expect((await queue.counts()).delayed).toBe(1);
+      await waitFor(() => startedAt.length === 1, 5_000);
+      expect(startedAt[0]! - addedAt).toBeGreaterThanOrEqual(290);
+    });
+
+    it('retries with backoff and keeps the error history', async () => {
+      const queue = makeQueue();
+      const attempts: number[] = [];
+      const seenErrors: number[] = [];
+      const { id } = await queue.add('flaky', null, { attempts: 3, backoff: { type: 'fixed', delayMs: 50 } });
+      const times: number[] = [];
+      startWorker(queue, (job) => {
+        attempts.push(job.attempt);
+        seenErrors.push(job.errors.length);
+        times.push(Date.now());
+        if (job.attempt < 3) throw new Error(`boom ${job.attempt}`);
+        return 'ok';
+      });
+      await waitFor(() => attempts.length === 3);
+      expect(attempts).toEqual([1, 2, 3]);
+      expect(seenErrors).toEqual([0, 1, 2]);
+      expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(45);
+      if (supports('getJob')) {
+        const job = await waitFor(async () => {
+          const info = await queue.getJob(id);
+          return info?.state === 'completed' ? info : undefined;
+        });
+        expect(job.errors.map((error) => error.message)).toEqual(['boom 1', 'boom 2']);
+      }
+    });
+
+    it('dead-letters after the last attempt, and redrives and purges the DLQ', async () => {
+      const queue = makeQueue<{ healthy: boolean }>();
+      let healthy = false;
+      const runs: string[] = [];
+      const { id } = await queue.add(
+        'doomed',
+        { healthy: false },
+        { attempts: 2, backoff: { type: 'fixed', delayMs: 10 } },
+      );
+      const failures: boolean[] = [];
+      const worker = startWorker(queue, (job) => {
+        runs.push(job.id);
+        if (!healthy) throw new Error('still broken');
+        return 'fixed';
+      });
+      worker.on('failed', (_id, _error, willRetry) => failures.push(willRetry));
+      await waitFor(() => failures.length === 2);
+      expect(failures).toEqual([true, false]);
+      if (supports('dlqInspect')) {
+        const dead = await waitFor(async () => {
+          const list = await queue.dlq.list();
+          return list.length === 1 ? list : undefined;
+        });
+        expect(dead[0]!.id).toBe(id);
+        expect(dead[0]!.state).toBe('failed');
+        expect(dead[0]!.errors.map((error) => error.message)).toEqual(['still broken', 'still broken']);
+        healthy = true;
+        expect(await queue.dlq.retry(id)).toBe(true);
+        await waitFor(() => runs.length === 3);
+        await waitFor(async () => (await queue.getJob(id))?.state === 'completed');
+        expect(await queue.dlq.list()).toEqual([]);
+        healthy = false;
+        await queue.add('doomed', { healthy: false }, { jobId: 'second', attempts: 1 });
+        await waitFor(async () => (await queue.dlq.list()).length === 1);
+        expect(await queue.dlq.purge()).toBe(1);
+        expect(await queue.getJob('second')).toBeUndefined();
+      }
+    });
+
+    itWith(
+      ['exactCounts', 'getJob'],
+      'bounds completed and dead jobs by count and age (retention)',
+      async () => {
+        const queue = makeQueue<{ ok: boolean }>();
+        const ok = await queue.addBulk(Array.from({ length: 5 }, () => ({ name: 'ok', data: { ok: true } })));
+        await queue.add('bad', { ok: false }, { attempts: 1 });
+        startWorker(
+          queue,
+          (job) => {
+            if (!job.data.ok) throw new Error('bad');
+          },
+          { maintenanceIntervalMs: 60_000 },
+        );
+        await waitFor(async () => {
+          const counts = await queue.counts();
+          return counts.completed === 5 && counts.failed === 1;
+        });
+        const removed = await queue.clean({ completedCount: 2 });
+        expect(removed.removed).toBe(3);
+        expect(await queue.counts()).toMatchObject({ completed: 2, failed: 1 });
+        const kept = await Promise.all(ok.map(({ id }) => queue.getJob(id)));
+        expect(kept.filter((job) => job !== undefined)).toHaveLength(2);
+        await sleep(5);
+        expect((await queue.clean({ deadAgeMs: 0 })).removed).toBe(1);
+        expect((await queue.counts()).failed).toBe(0);
+      },
+    );
+
+    itWith(['dedupe'], 'dedupes by jobId', async () => {
+      const queue = makeQueue();
+      const first = await queue.add('once', 1, { jobId: 'order-1' });
+      const second = await queue.add('once', 2, { jobId: 'order-1' });
+      const bulk = await queue.addBulk([
+        { name: 'once', data: 3, options: { jobId: 'order-1' } },
+        { name: 'once', data: 4, options: { jobId: 'order-2' } },
+      ]);
+      expect([first.added, second.added, ...bulk.map((result) => result.added)]).toEqual([
+        true,
+        false,
+        false,
+        true,
+      ]);
+      const seen: unknown[] = [];
+      startWorker(queue, (job) => {
+        seen.push(job.data);
+      });
+      await waitFor(() => seen.length === 2);
+      await sleep(100);
+      expect(seen.sort()).toEqual([1, 4]);
+    });
+
+    it('pauses and resumes', async () => {
+      const queue = makeQueue();
+      await queue.pause();
+      await queue.add('held', null);
+      const seen: string[] = [];
+      startWorker(queue, (job) => {
+        seen.push(job.id);
+      });
+      await sleep(300);
+      expect(seen).toEqual([]);
+      if (supports('exactCounts')) expect(await queue.counts()).toMatchObject({ waiting: 1, paused: true });
+      await queue.resume();
+      await waitFor(() => seen.length === 1);
+    });
+
+    itWith(['cancel'], 'cancels a waiting job and an active one (its signal aborts, no retry)', async () => {
+      const queue = makeQueue();
+      const waiting = await queue.add('w', null, { delay: 60_000 });
+      expect(await queue.cancel(waiting.id)).toBe('removed');
+      const active = await queue.add('a', null, { attempts: 5 });
+      let reason: unknown;
+      let runs = 0;
+      startWorker(queue, (job) => {
+        runs += 1;
+        return new Promise((_resolve, reject) => {
+          job.signal.addEventListener('abort', () => {
+            reason = job.signal.reason;
+            reject(job.signal.reason);
+          });
+        });
+      });
+      await waitFor(() => runs === 1);
+      await waitFor(async () => (await queue.cancel(active.id)) === 'signalled');
+      await waitFor(() => reason !== undefined);
+      expect(reason).toBeInstanceOf(JobCancelledError);
+      if (supports('getJob')) {
+        await waitFor(async () => (await queue.getJob(active.id))?.state === 'failed');
+        expect((await queue.getJob(waiting.id))?.state).toBe('failed');
+      }
+      await sleep(100);
+      expect(runs).toBe(1);
+    });
+
+    itWith(['progress', 'getJob'], 'stores progress', async () => {
+      const queue = makeQueue();
+      const { id } = await queue.add('long', null);
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      startWorker(queue, async (job) => {
+        await job.progress({ percent: 50 });
+        await gate;
+      });
+      await waitFor(async () => (await queue.getJob(id))?.progress !== undefined);
+      expect((await queue.getJob(id))?.progress).toEqual({ percent: 50 });
+      release();
+    });
+
+    it('aborts a job at its timeout and reuses the slot', async () => {
+      const queue = makeQueue();
+      await queue.add('stuck', null, { timeout: 100, attempts: 1 });
+      await queue.add('next', null);
+      let reason: unknown;
+      const started: string[] = [];
+      startWorker(
+        queue,
+        (job) => {
+          started.push(job.name);
+          if (job.name === 'next') return 'ok';
+          return new Promise(() => {
+            job.signal.addEventListener('abort', () => {
+              reason = job.signal.reason;
+            });
+          });
+        },
+        { concurrency: 1 },
+      );
+      await waitFor(() => started.includes('next'), 5_000, 'the second job to get the freed slot');
+      expect(reason).toBeInstanceOf(JobTimeoutError);
+    });
+
+    it('rejects a bad payload at add, naming the field, before enqueueing', async () => {
+      const queue = makeQueue(z.object({ email: z.email(), count: z.number().int() }));
+      const bad = { email: 'not-an-email', count: 1 } as unknown as { email: string; count: number };
+      await expect(queue.add('mail', bad)).rejects.toThrow(InvalidPayloadError);
+      await expect(
+        queue.addBulk([
+          { name: 'mail', data: { email: 'a@b.co', count: 1 } },
+          { name: 'mail', data: bad },
+        ]),
+      ).rejects.toMatchObject({ fields: ['email'] });
+      if (supports('exactCounts')) expect((await queue.counts()).waiting).toBe(0);
+    });
+
+    itWith(['flows'], 'runs a flow parent after its children, with their results', async () => {
+      const queue = makeQueue<{ n: number }>();
+      const flow = await queue.addFlow({
+        name: 'sum',
+        data: { n: 0 },
+        children: [1, 2, 3].map((n) => ({ name: 'square', data: { n } })),
+      });
+      const parentSaw: unknown[] = [];
+      startWorker(
+        queue,
+        async (job) => {
+          if (job.name === 'square') return job.data.n * job.data.n;
+          const { results } = await job.childrenResults();
+          parentSaw.push(results);
+          return Object.values(results as Record<string, number>).reduce((a, b) => a + b, 0);
+        },
+        { concurrency: 3 },
+      );
+      await waitFor(() => parentSaw.length === 1);
+      expect(parentSaw[0]).toEqual(
+        Object.fromEntries(flow.childIds.map((id, index) => [id, (index + 1) ** 2])),
+      );
+      await waitFor(async () => (await queue.getJob(flow.id))?.result === 14);
+    });
+
+    itWith(['flows'], 'applies the child failure policy of a flow (fail, ignore, continue)', async () => {
+      const queue = makeQueue<{ ok: boolean }>();
+      const children = [
+        { name: 'child', data: { ok: true } },
+        { name: 'child', data: { ok: false }, options: { attempts: 1 } },
+      ];
+      const failFlow = await queue.addFlow({
+        name: 'parent',
+        data: { ok: true },
+        children,
+        onChildFailure: 'fail',
+      });
+      const ignoreFlow = await queue.addFlow({
+        name: 'parent',
+        data: { ok: true },
+        children,
+        onChildFailure: 'ignore',
+      });
+      const continueFlow = await queue.addFlow({
+        name: 'parent',
+        data: { ok: true },
+        children,
+        onChildFailure: 'continue',
+      });
+      const parents = new Map<string, { results: number; failures: number }>();
+      startWorker(
+        queue,
+        async (job) => {
+          if (job.name === 'child') {
+            if (!job.data.ok) throw new Error('child broke');
+            return 'fine';
+          }
+          const { results, failures } = await job.childrenResults();
+          parents.set(job.id, {
+            results: Object.keys(results).length,
+            failures: Object.keys(failures).length,
+          });
+          return 'parent done';
+        },
+        { concurrency: 4 },
+      );
+      await waitFor(() => parents.size === 2);
+      expect(parents.get(ignoreFlow.id)).toEqual({ results: 1, failures: 0 });
+      expect(parents.get(continueFlow.id)).toEqual({ results: 1, failures: 1 });
+      const failedParent = await waitFor(async () => {
+        const info = await queue.getJob(failFlow.id);
+        return info?.state === 'failed' ? info : undefined;
+      });
+      expect(failedParent.errors.at(-1)?.code).toBe('NOA_MQ_CHILD_FAILED');
+      expect(parents.has(failFlow.id)).toBe(false);
+    });
+
+    itWith(['groups'], 'dispatches groups by weight', async () => {
+      const queue = makeQueue<{ group: string }>();
+      await queue.pause();
+      const jobs = ['a', 'b', 'c'].flatMap((group) =>
+        Array.from({ length: 60 }, () => ({ name: 'g', data: { group }, options: { group } })),
+      );
+      await queue.addBulk(jobs);
+      const order: string[] = [];
+      startWorker(
+        queue,
+        (job) => {
+          order.push(job.data.group);
+        },
+        { concurrency: 1, groups: { weights: { a: 3, b: 2, c: 1 }, defaultWeight: 1 } },
+      );
+      await queue.resume();
+      await waitFor(() => order.length >= 60);
+      const first = order.slice(0, 60);
+      const share = (group: string) => first.filter((value) => value === group).length;
+      expect(share('a')).toBeGreaterThanOrEqual(27);
+      expect(share('a')).toBeLessThanOrEqual(33);
+      expect(share('b')).toBeGreaterThanOrEqual(17);
+      expect(share('b')).toBeLessThanOrEqual(23);
+      expect(share('c')).toBeGreaterThanOrEqual(7);
+      expect(share('c')).toBeLessThanOrEqual(13);
+    });
+
+    itWith(['leaseRecovery'], 'recovers a job whose worker stopped heart-beating (stalled)', async () => {
+      const queue = makeQueue();
+      const { id } = await queue.add('orphan', null);
+      // A "worker" that leases the job and then dies: it never settles nor renews the lease.
+      const leased = await provider.exchange(queue.name, {
+        settle: [],
+        fetch: 1,
+        leaseUntil: Date.now() + 150,
+        now: Date.now(),
+        promoteDelayed: true,
+        groupWeights: {},
+        defaultGroupWeight: 1,
+      });
+      expect(leased.jobs.map((job) => job.id)).toEqual([id]);
+      const seen: string[] = [];
+      startWorker(queue, (job) => {
+        seen.push(job.id);
+      });
+      await waitFor(() => seen.length === 1, 5_000, 'the stalled job to be recovered');
+      expect(seen).toEqual([id]);
+    });
+
+    it('closes gracefully: releases jobs still running at the deadline for redelivery', async () => {
+      const queue = makeQueue();
+      await queue.addBulk(Array.from({ length: 4 }, (_, n) => ({ name: n < 2 ? 'quick' : 'slow', data: n })));
+      const seenBy: Record<string, string[]> = { first: [], second: [] };
+      const aborted: unknown[] = [];
+      const first = startWorker(
+        queue,
+        async (job) => {
+          seenBy.first!.push(job.name);
+          if (job.name === 'slow') {
+            await new Promise((resolve) => job.signal.addEventListener('abort', resolve));
+            aborted.push(job.signal.reason);
+          }
+        },
+        { concurrency: 4 },
+      );
+      await waitFor(() => seenBy.first!.length === 4);
+      await first.close(100);
+      expect(aborted).toHaveLength(2);
+      startWorker(queue, (job) => {
+        seenBy.second!.push(job.name);
+      });
+      await waitFor(() => seenBy.second!.length === 2);
+      expect(seenBy.second).toEqual(['slow', 'slow']);
+      if (supports('exactCounts')) {
+        await waitFor(async () => (await queue.counts()).completed === 4);
+      }
+    });
+
+    it('prefetch: leases ahead, runs in order, and close releases the leased-ahead jobs', async () => {
+      const queue = makeQueue<number>();
+      await queue.addBulk(Array.from({ length: 10 }, (_, n) => ({ name: 'p', data: n })));
+      const first: number[] = [];
+      const worker = startWorker(
+        queue,
+        async (job) => {
+          first.push(job.data);
+          if (job.data === 3) await new Promise((resolve) => job.signal.addEventListener('abort', resolve));
+        },
+        { concurrency: 1, prefetch: 2 },
+      );
+      await waitFor(() => first.length === 4);
+      await sleep(50);
+      await worker.close(100);
+      expect(first).toEqual([0, 1, 2, 3]);
+      const second: number[] = [];
+      startWorker(queue, (job) => {
+        second.push(job.data);
+      });
+      await waitFor(() => second.length === 7);
+      await sleep(50);
+      expect(second.sort((a, b) => a - b)).toEqual([3, 4, 5, 6, 7, 8, 9]);
+    });
+
+    it('drains waiting jobs and counts states', async () => {
+      const queue = makeQueue();
+      await queue.addBulk(Array.from({ length: 5 }, () => ({ name: 'x', data: null })));
+      await queue.add('later', null, { delay: 60_000 });
+      if (supports('exactCounts'))
+        expect(await queue.counts()).toMatchObject({ waiting: 5, delayed: 1, active: 0 });
+      expect(await queue.drain()).toBe(5);
+      if (supports('exactCounts')) expect(await queue.counts()).toMatchObject({ waiting: 0, delayed: 1 });
+    });
+  });
+}

@@ -1,0 +1,106 @@
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+import { Queue, RabbitMqProvider, Worker } from '../../src/index.js';
+import { sleep, waitFor } from '../helpers.js';
+
+const url = serviceUrl('rabbitmq');
+const reachable = await isReachable('rabbitmq');
+if (!reachable) console.log(`skipped: no RabbitMQ at ${url}`);
+const broker = new URL(url);
+const managementUrl = `http://${broker.hostname}:15672/api`;
+const auth = `Basic ${Buffer.from(`${decodeURIComponent(broker.username || 'guest')}:${decodeURIComponent(broker.password || 'guest')}`).toString('base64')}`;
+const managementUp =
+  reachable &&
+  (await fetch(`${managementUrl}/overview`, { headers: { authorization: auth } }).then(
+    (r) => r.ok,
+    () => false,
+  ));
+if (reachable && !managementUp) console.log(`skipped: no RabbitMQ management API at ${managementUrl}`);
+
+/** Closes, from the broker's side, every connection whose client-given name is in `names`. */
+async function closeConnections(names: string[]): Promise<number> {
+  const response = await fetch(`${managementUrl}/connections`, { headers: { authorization: auth } });
+  const connections = (await response.json()) as {
+    name: string;
+    client_properties?: { connection_name?: string };
+  }[];
+  const targets = connections.filter((connection) =>
+    names.includes(connection.client_properties?.connection_name ?? ''),
+  );
+  for (const connection of targets) {
+    await fetch(`${managementUrl}/connections/${encodeURIComponent(connection.name)}`, {
+      method: 'DELETE',
+      headers: { authorization: auth, 'x-reason': 'noa message-queue reconnect test' },
+    });
+  }
+  return targets.length;
+}
+
+// A second broker failure besides restart.rabbitmq.test.ts (private node stopped and started):
+// the shared broker closes our connections from its side (management API), as on a failover.
+describe.skipIf(!managementUp)('broker failure: RabbitMQ connections closed by the server mid-run', () => {
+  it('producers and workers reconnect, re-declare and lose no acknowledged job', async () => {
+    const name = uniqueName('reconnect');
+    const producerName = `${name}-producer`;
+    const workerName = `${name}-worker`;
+    const producerProvider = new RabbitMqProvider({ url, connectionName: producerName });
+    const workerProvider = new RabbitMqProvider({ url, connectionName: workerName });
+    const queue = new Queue<number>({ name, provider: producerProvider });
+    const workerQueue = new Queue<number>({ name, provider: workerProvider });
+    try {
+      const completed = new Set<number>();
+      let completions = 0;
+      const worker = new Worker({
+        queue: workerQueue,
+        concurrency: 10,
+        pollIntervalMs: 100,
+        handler: async (job) => {
+          await sleep(2);
+          completed.add(job.data);
+          completions += 1;
+        },
+      });
+      const acknowledged: number[] = [];
+      let producing = true;
+      const producer = (async () => {
+        for (let n = 0; producing; n += 1) {
+          while (true) {
+            try {
+              await queue.add('work', n);
+              acknowledged.push(n);
+              break;
+            } catch {
+              await sleep(50);
+            }
+          }
+          await sleep(1);
+        }
+      })();
+      await waitFor(() => completed.size >= 200, 20_000, '200 completions before the failure');
+      await waitFor(
+        async () => (await closeConnections([producerName, workerName])) === 2,
+        15_000,
+        'our connections to be listed',
+      );
+      const atFailure = acknowledged.length;
+      await waitFor(() => acknowledged.length >= atFailure + 200, 20_000, 'the producer to recover');
+      producing = false;
+      await producer;
+      await waitFor(
+        () => acknowledged.every((n) => completed.has(n)),
+        30_000,
+        'every acknowledged job to complete',
+      );
+      await worker.close();
+      console.log(
+        `rabbitmq reconnect: ${acknowledged.length} acknowledged adds, ${completed.size} distinct completed, ` +
+          `${completions - completed.size} duplicates (redelivered after the connection loss)`,
+      );
+      expect(acknowledged.filter((n) => !completed.has(n))).toEqual([]);
+    } finally {
+      await producerProvider.deleteQueue(name).catch(() => undefined);
+      await producerProvider.close();
+      await workerProvider.close();
+    }
+  });
+});

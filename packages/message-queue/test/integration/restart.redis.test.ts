@@ -1,0 +1,90 @@
+import { startPrivateRedis } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { Queue, RedisProvider, Worker } from '../../src/index.js';
+import { sleep, waitFor } from '../helpers.js';
+
+describe('broker failure: a private Redis (AOF) killed and restarted mid-run', () => {
+  it('producers and workers recover without losing an acknowledged job', async () => {
+    const server = await startPrivateRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
+    const producerConnection = new Redis(server.url, {
+      maxRetriesPerRequest: null,
+      retryStrategy: () => 100,
+    }).on('error', () => {});
+    const workerConnection = new Redis(server.url, {
+      maxRetriesPerRequest: null,
+      retryStrategy: () => 100,
+    }).on('error', () => {});
+    try {
+      const queue = new Queue({
+        name: 'restart',
+        provider: new RedisProvider({ connection: producerConnection }),
+      });
+      const workerQueue = new Queue({
+        name: 'restart',
+        provider: new RedisProvider({ connection: workerConnection }),
+      });
+      const completed = new Set<string>();
+      let completions = 0;
+      const worker = new Worker({
+        queue: workerQueue,
+        concurrency: 10,
+        leaseMs: 1_000,
+        maintenanceIntervalMs: 200,
+        pollIntervalMs: 100,
+        handler: async () => {
+          await sleep(2);
+        },
+      });
+      worker.on('completed', (id) => {
+        completed.add(id);
+        completions += 1;
+      });
+
+      const acknowledged: string[] = [];
+      let producing = true;
+      const producer = (async () => {
+        for (let n = 0; producing; n += 1) {
+          const jobId = `job-${n}`;
+          // A rejected add was not acknowledged; the producer retries it (same id: deduped).
+          while (true) {
+            try {
+              await queue.add('work', n, { jobId });
+              acknowledged.push(jobId);
+              break;
+            } catch {
+              await sleep(50);
+            }
+          }
+          await sleep(1);
+        }
+      })();
+
+      await waitFor(() => completed.size >= 200, 15_000, '200 completions before the crash');
+      await server.kill();
+      await sleep(500);
+      await server.restart();
+      const afterRestart = acknowledged.length;
+      await waitFor(() => acknowledged.length >= afterRestart + 200, 20_000, 'the producer to recover');
+      producing = false;
+      await producer;
+      await waitFor(
+        () => acknowledged.every((id) => completed.has(id)),
+        30_000,
+        'every acknowledged job to complete',
+      );
+      await worker.close();
+      const lost = acknowledged.filter((id) => !completed.has(id));
+      console.log(
+        `restart test: ${acknowledged.length} acknowledged adds, ${completed.size} completed, ${lost.length} lost, ` +
+          `${completions - completed.size} completed twice`,
+      );
+      expect(lost).toEqual([]);
+      expect((await queue.counts()).active).toBe(0);
+    } finally {
+      producerConnection.disconnect();
+      workerConnection.disconnect();
+      await server.stop();
+    }
+  });
+});

@@ -1,0 +1,45 @@
+import { uniqueName } from '@noa/testkit';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Queue, RedisProvider, Scheduler, Worker } from '../../src/index.js';
+import { sleep } from '../helpers.js';
+import { redisContext } from './redis-context.js';
+
+const redis = await redisContext();
+
+describe.skipIf(!redis.reachable)('scheduler singleton (Redis)', () => {
+  afterAll(() => redis.closeAll());
+
+  it('3 scheduler instances on an every-second cron fire each tick once', async () => {
+    const name = uniqueName('cron');
+    // Three "processes": each its own connection, provider, queue and scheduler.
+    const schedulers = Array.from({ length: 3 }, () => {
+      const queue = new Queue({ name, provider: new RedisProvider({ connection: redis.connect() }) });
+      const scheduler = new Scheduler(queue);
+      scheduler.cron('heartbeat', '* * * * * *', { name: 'tick', data: null });
+      return scheduler;
+    });
+    const consumer = new Queue({ name, provider: new RedisProvider({ connection: redis.connect() }) });
+    const ticks: string[] = [];
+    const worker = new Worker({
+      queue: consumer,
+      concurrency: 5,
+      handler: (job) => {
+        ticks.push(job.id);
+      },
+    });
+    await sleep(10_000);
+    await Promise.all(schedulers.map((scheduler) => scheduler.close()));
+    await sleep(300);
+    await worker.close();
+    const fireTimes = ticks.map((id) => Number(id.split(':').at(-1))).sort((a, b) => a - b);
+    console.log(
+      `scheduler singleton: ${ticks.length} runs for ${new Set(ticks).size} distinct ticks in 10 s`,
+    );
+    expect(new Set(ticks).size).toBe(ticks.length);
+    expect(ticks.length).toBeGreaterThanOrEqual(9);
+    expect(ticks.length).toBeLessThanOrEqual(11);
+    for (let index = 1; index < fireTimes.length; index += 1) {
+      expect(fireTimes[index]! - fireTimes[index - 1]!).toBe(1_000);
+    }
+  }, 15_000);
+});

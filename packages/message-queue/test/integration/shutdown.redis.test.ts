@@ -1,0 +1,69 @@
+import { uniqueName } from '@noa/testkit';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Queue, RedisProvider, Worker } from '../../src/index.js';
+import { sleep, waitFor } from '../helpers.js';
+import { redisContext } from './redis-context.js';
+
+const redis = await redisContext();
+
+describe.skipIf(!redis.reachable)('graceful shutdown (Redis)', () => {
+  afterAll(() => redis.closeAll());
+
+  it('close() with 100 jobs in flight drains them within the deadline: none stalled or duplicated', async () => {
+    const queue = new Queue({
+      name: uniqueName('close'),
+      provider: new RedisProvider({ connection: redis.connect() }),
+    });
+    await queue.addBulk(Array.from({ length: 150 }, (_, n) => ({ name: 'work', data: n })));
+    const runs = new Map<string, number>();
+    const worker = new Worker({
+      queue,
+      concurrency: 100,
+      handler: async (job) => {
+        runs.set(job.id, (runs.get(job.id) ?? 0) + 1);
+        await sleep(200 + Math.random() * 300);
+      },
+    });
+    await waitFor(() => worker.activeCount === 100, 10_000, '100 jobs in flight');
+    const deadlineMs = 2_000;
+    const started = performance.now();
+    await worker.close(deadlineMs);
+    const took = performance.now() - started;
+    expect(took).toBeLessThan(deadlineMs + 1_000);
+    const counts = await queue.counts();
+    expect(counts.active).toBe(0);
+    expect(counts.completed).toBe(runs.size);
+    expect([...runs.values()].every((count) => count === 1)).toBe(true);
+    expect(counts.waiting).toBe(150 - runs.size);
+  });
+
+  it('a job past its timeout sees its signal abort and its slot is reused', async () => {
+    const queue = new Queue({
+      name: uniqueName('timeout'),
+      provider: new RedisProvider({ connection: redis.connect() }),
+    });
+    await queue.add('hang', null, { timeout: 200, attempts: 1 });
+    await queue.addBulk(Array.from({ length: 3 }, () => ({ name: 'quick', data: null })));
+    let aborted: unknown;
+    const done: string[] = [];
+    const worker = new Worker({
+      queue,
+      concurrency: 1,
+      handler: (job) => {
+        if (job.name === 'quick') return 'ok';
+        return new Promise((_resolve, reject) => {
+          job.signal.addEventListener('abort', () => {
+            aborted = job.signal.reason;
+            // A handler that ignores its signal would keep running; this one stops.
+            reject(job.signal.reason);
+          });
+        });
+      },
+    });
+    worker.on('completed', (id) => done.push(id));
+    await waitFor(() => done.length === 3, 5_000, 'the quick jobs to run in the freed slot');
+    expect((aborted as Error).name).toBe('JobTimeoutError');
+    await worker.close();
+    expect((await queue.dlq.list()).map((job) => job.name)).toEqual(['hang']);
+  });
+});
