@@ -1,9 +1,38 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chown, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sparePort } from './ports.js';
 import { type OsUser, osUser, pollUntil, removeAtExit, runAs, ServerProcess } from './server-process.js';
+
+/**
+ * Signals the postmaster's backends. Signalling the process group is not enough: every
+ * backend calls setsid() and leaves the postmaster's group, so a frozen or killed cluster would
+ * keep answering on connections already open.
+ */
+function signalBackends(dataDir: string, signal: NodeJS.Signals): void {
+  let postmaster: number;
+  try {
+    postmaster = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return;
+  }
+  let children = '';
+  try {
+    children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(postmaster)], { encoding: 'utf8' });
+  } catch {
+    // no children, or ps found none
+  }
+  for (const pid of children.split('\n').map((line) => Number(line.trim()))) {
+    if (pid <= 0) continue;
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
 
 /** Options of {@link startPrivatePostgres}. */
 export interface PrivatePostgresOptions {
@@ -159,11 +188,18 @@ export async function startPrivatePostgres(options: PrivatePostgresOptions = {})
     start,
     stop,
     kill: async () => {
+      signalBackends(dataDir, 'SIGKILL');
       server.signal('SIGKILL');
       await server.waitExit();
     },
-    freeze: () => server.signal('SIGSTOP'),
-    resume: () => server.signal('SIGCONT'),
+    freeze: () => {
+      signalBackends(dataDir, 'SIGSTOP');
+      server.signal('SIGSTOP');
+    },
+    resume: () => {
+      server.signal('SIGCONT');
+      signalBackends(dataDir, 'SIGCONT');
+    },
     createReplica: (replicaOptions = {}) =>
       startPrivatePostgres({ binDir, ...replicaOptions, replicaOf: handle }),
     promote: async () => {

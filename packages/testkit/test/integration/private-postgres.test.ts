@@ -73,14 +73,24 @@ describe('startPrivatePostgres', () => {
   });
 
   it('answers nothing while frozen, and again after resume()', async () => {
+    // A connection opened before the freeze: its backend left the postmaster's process group,
+    // so freeze() must stop it too.
+    const open = new pg.Client({ connectionString: primary.url });
+    open.on('error', () => {});
+    await open.connect();
     primary.freeze();
     try {
+      const answer = open.query('SELECT 1').then(() => 'answered');
+      const silence = new Promise((resolve) => setTimeout(resolve, 500, 'silent'));
+      expect(await Promise.race([answer, silence])).toBe('silent');
       const client = new pg.Client({ connectionString: primary.url, connectionTimeoutMillis: 500 });
       client.on('error', () => {});
       await expect(client.connect()).rejects.toThrow();
     } finally {
       primary.resume();
     }
+    expect((await open.query('SELECT 3 AS three')).rows).toEqual([{ three: 3 }]);
+    await open.end();
     expect(await query(primary.url, 'SELECT 2 AS two')).toEqual([{ two: 2 }]);
   });
 
