@@ -1,0 +1,1 @@
+export { RateLimiterError } from './errors.js';
