@@ -1,1 +1,23 @@
-export { RateLimiterError } from './errors.js';
+export { type Algorithm, algorithms } from './algorithms/index.js';
+export { type AutoBlockOptions, autoBlockSchema, type BlockState, recordViolation } from './auto-block.js';
+export type { Decision, Step } from './decision.js';
+export { RateLimitedError, RateLimiterError, RateLimitStoreError } from './errors.js';
+export { IpList } from './ip-list.js';
+export { type CheckInput, createRateLimiter, RateLimiter } from './limiter.js';
+export type { MetricsRegistry } from './limiter-metrics.js';
+export {
+  type FailMode,
+  failModes,
+  type RateLimiterOptions,
+  rateLimiterOptionsSchema,
+} from './limiter-options.js';
+export {
+  type AlgorithmName,
+  algorithmNames,
+  type LimitInput,
+  type LimitPolicy,
+  limitSchema,
+} from './policy.js';
+export type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
+export type { ConsumeOutcome, RateLimitStore } from './stores/store.js';

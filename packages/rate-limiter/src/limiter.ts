@@ -1,0 +1,366 @@
+import {
+  type CircuitBreaker,
+  type Clock,
+  ClosedError,
+  childLogger,
+  createCircuitBreaker,
+  type Logger,
+  parseOptions,
+  silentLogger,
+  systemClock,
+  TimeoutError,
+  tracingChannel,
+  withDeadline,
+} from '@noa/core';
+import type { AutoBlockPolicy } from './auto-block.js';
+import { RateLimitedError } from './errors.js';
+import { IpList } from './ip-list.js';
+import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
+import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
+import { LocalBlockCache } from './local-block-cache.js';
+import { type LimitPolicy, nameLimits } from './policy.js';
+import type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
+import { MemoryStore } from './stores/memory-store.js';
+import type { ConsumeOutcome, RateLimitStore } from './stores/store.js';
+
+/** What is being limited. */
+export interface CheckInput {
+  /** The caller's key: a user id, an IP, an API key, `user:42:POST /orders`… */
+  key: string;
+  /** The client's IP address, for the allow/deny lists. */
+  ip?: string | undefined;
+  /** The caller's role, selecting `roles[role]` limits instead of the default ones. */
+  role?: string | undefined;
+  /** Points this request costs (default 1). */
+  cost?: number | undefined;
+}
+
+interface Rule {
+  id: string;
+  limits: LimitPolicy[];
+  /** The same limits divided by `expectedInstances`, for the local fallback. */
+  fallbackLimits: LimitPolicy[];
+}
+
+interface Pending {
+  rule: Rule;
+  costs: number[];
+  settle: ((outcome: ConsumeOutcome, source: DecisionSource) => void)[];
+}
+
+const checkChannel = tracingChannel('rate-limiter', 'check');
+
+/**
+ * The rate limiter: checks keys against their limits in a store, with allow/deny lists,
+ * role rules, auto-blocking, a local cache of refused hot keys and, for remote stores, a
+ * per-call deadline, a circuit breaker and a fail mode.
+ */
+export class RateLimiter implements AsyncDisposable {
+  readonly store: RateLimitStore;
+  readonly failMode: FailMode;
+  readonly #prefix: string;
+  readonly #defaultRule: Rule;
+  readonly #roles = new Map<string, Rule | 'unlimited'>();
+  readonly #allow: IpList;
+  readonly #deny: IpList;
+  readonly #block: AutoBlockPolicy | undefined;
+  readonly #deadlineMs: number;
+  readonly #breaker: CircuitBreaker | undefined;
+  readonly #localBlocks: LocalBlockCache | undefined;
+  readonly #fallbackStore: MemoryStore;
+  readonly #batch: boolean;
+  readonly #pending = new Map<string, Pending>();
+  readonly #metrics: LimiterMetrics;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #ownsStore: boolean;
+  readonly #memoryStore: MemoryStore | undefined;
+  #flushScheduled = false;
+  #closed = false;
+
+  constructor(options: RateLimiterOptions) {
+    const parsed = parseOptions('RateLimiter', rateLimiterOptionsSchema, options);
+    this.#clock = parsed.clock ?? systemClock;
+    this.#ownsStore = parsed.store === undefined;
+    this.store = parsed.store ?? new MemoryStore({ clock: this.#clock });
+    this.#memoryStore = this.store instanceof MemoryStore ? this.store : undefined;
+    this.failMode = parsed.failMode;
+    this.#prefix = parsed.prefix;
+    const rule = (id: string, limits: Parameters<typeof nameLimits>[0]): Rule => {
+      const named = nameLimits(limits);
+      return { id, limits: named, fallbackLimits: divideLimits(named, parsed.expectedInstances) };
+    };
+    this.#defaultRule = rule('default', parsed.limits);
+    for (const [role, limits] of Object.entries(parsed.roles))
+      this.#roles.set(role, limits === 'unlimited' ? 'unlimited' : rule(`role-${role}`, limits));
+    this.#allow = new IpList(parsed.allow);
+    this.#deny = new IpList(parsed.deny);
+    this.#block = parsed.autoBlock;
+    this.#deadlineMs = parsed.deadlineMs;
+    this.#batch = parsed.batch;
+    this.#localBlocks = parsed.localBlockCache ? new LocalBlockCache(parsed.localBlockMaxKeys) : undefined;
+    this.#fallbackStore = new MemoryStore({ clock: this.#clock });
+    this.#metrics = createLimiterMetrics(parsed.registry);
+    this.#logger = childLogger(parsed.logger ?? silentLogger, { component: 'rate-limiter' });
+    this.#metrics.fallback.set({}, 0);
+    if (this.store.remote) {
+      this.#breaker = createCircuitBreaker(`rate-limit store (${this.store.kind})`, parsed.breaker ?? {});
+      this.#breaker.onStateChange((state) => {
+        this.#metrics.fallback.set({}, state === 'closed' ? 0 : 1);
+        const log = state === 'closed' ? this.#logger.info : this.#logger.warn;
+        log(`rate-limit store breaker ${state}`, { store: this.store.kind, failMode: this.failMode });
+      });
+    }
+  }
+
+  /** True while the store is bypassed because its breaker is open. */
+  get fallbackActive(): boolean {
+    return this.#breaker !== undefined && this.#breaker.state !== 'closed';
+  }
+
+  /** The limits that apply to `role` (the default limits when the role has none). */
+  limitsFor(role?: string): readonly LimitPolicy[] {
+    const rule = role === undefined ? undefined : this.#roles.get(role);
+    return rule === undefined ? this.#defaultRule.limits : rule === 'unlimited' ? [] : rule.limits;
+  }
+
+  /** Checks (and counts, when allowed) one request. Never rejects because of the store: see `failMode`. */
+  check(input: CheckInput | string): Promise<RateLimitResult> {
+    if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
+    const request = typeof input === 'string' ? { key: input } : input;
+    const cost = request.cost ?? 1;
+    if (this.#deny.has(request.ip)) return Promise.resolve(this.#listed(request.key, 'denied'));
+    if (this.#allow.has(request.ip)) return Promise.resolve(this.#listed(request.key, 'allowlisted'));
+    const role = request.role === undefined ? undefined : this.#roles.get(request.role);
+    if (role === 'unlimited') return Promise.resolve(this.#listed(request.key, 'unlimited'));
+    const rule = role ?? this.#defaultRule;
+    const storeKey = `${this.#prefix}:${rule.id}:${request.key}`;
+    if (this.#localBlocks !== undefined) {
+      const cached = this.#localBlocks.lookup(storeKey, this.#clock.now());
+      if (cached !== undefined)
+        return Promise.resolve(this.#result(request.key, rule, cached, 'local-cache'));
+    }
+    if (this.#memoryStore !== undefined) {
+      const outcome = this.#memoryStore.consumeOne(storeKey, rule.limits, cost, this.#block);
+      return Promise.resolve(this.#finish(request.key, storeKey, rule, outcome, 'store'));
+    }
+    return new Promise((resolve) => {
+      this.#enqueue(storeKey, rule, cost, (outcome, source) =>
+        resolve(this.#finish(request.key, storeKey, rule, outcome, source)),
+      );
+    });
+  }
+
+  /** Like {@link check}, but rejects with {@link RateLimitedError} when the request is refused. */
+  async consume(input: CheckInput | string): Promise<RateLimitResult> {
+    const result = await this.check(input);
+    if (!result.allowed) throw new RateLimitedError(result.key, result.retryAfterMs, result.outcome);
+    return result;
+  }
+
+  /** Forgets the counters and any block of `key` (for `role`'s limits). */
+  async reset(key: string, role?: string): Promise<void> {
+    const rule = role === undefined ? undefined : this.#roles.get(role);
+    const id = rule === undefined || rule === 'unlimited' ? this.#defaultRule.id : rule.id;
+    const storeKey = `${this.#prefix}:${id}:${key}`;
+    this.#localBlocks?.delete(storeKey);
+    await this.#fallbackStore.reset(storeKey);
+    await this.store.reset(storeKey);
+  }
+
+  /** Stops accepting checks; closes the store only when the limiter created it. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#localBlocks?.clear();
+    await this.#fallbackStore.close();
+    if (this.#ownsStore) await this.store.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #enqueue(
+    storeKey: string,
+    rule: Rule,
+    cost: number,
+    settle: (outcome: ConsumeOutcome, source: DecisionSource) => void,
+  ): void {
+    if (this.#breaker?.state === 'open') {
+      settle(this.#fallback(storeKey, rule, cost), 'fallback');
+      return;
+    }
+    if (!this.#batch) {
+      this.#call(storeKey, { rule, costs: [cost], settle: [settle] });
+      return;
+    }
+    const pending = this.#pending.get(storeKey);
+    if (pending !== undefined && pending.rule === rule) {
+      pending.costs.push(cost);
+      pending.settle.push(settle);
+      return;
+    }
+    if (pending !== undefined) this.#call(storeKey, pending);
+    this.#pending.set(storeKey, { rule, costs: [cost], settle: [settle] });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    for (const [storeKey, pending] of this.#pending) this.#call(storeKey, pending);
+    this.#pending.clear();
+  }
+
+  #call(storeKey: string, pending: Pending): void {
+    const breaker = this.#breaker!;
+    const started = performance.now();
+    breaker
+      .execute(() =>
+        withDeadline(
+          Promise.resolve(this.store.consume(storeKey, pending.rule.limits, pending.costs, this.#block)),
+          this.#deadlineMs,
+          `rate-limit check on ${this.store.kind}`,
+        ),
+      )
+      .then(
+        (outcomes) => {
+          this.#metrics.duration.observe({ store: this.store.kind }, (performance.now() - started) / 1_000);
+          for (let index = 0; index < pending.settle.length; index += 1)
+            pending.settle[index]!(outcomes[index]!, 'store');
+        },
+        (error: unknown) => {
+          const kind =
+            error instanceof TimeoutError
+              ? 'timeout'
+              : (error as { code?: string })?.code === 'NOA_CIRCUIT_OPEN'
+                ? 'circuit-open'
+                : 'error';
+          this.#metrics.errors.inc({ kind });
+          if (kind !== 'circuit-open')
+            this.#logger.warn('rate-limit store call failed; applying fail mode', {
+              store: this.store.kind,
+              failMode: this.failMode,
+              kind,
+              error: (error as Error)?.message,
+            });
+          for (let index = 0; index < pending.settle.length; index += 1)
+            pending.settle[index]!(this.#fallback(storeKey, pending.rule, pending.costs[index]!), 'fallback');
+        },
+      );
+  }
+
+  #fallback(storeKey: string, rule: Rule, cost: number): ConsumeOutcome {
+    if (this.failMode === 'local')
+      return this.#fallbackStore.consumeOne(storeKey, rule.fallbackLimits, cost, this.#block);
+    const allowed = this.failMode === 'open';
+    return {
+      blockedMs: 0,
+      decisions: rule.limits.map((policy) => ({
+        allowed,
+        limit: policy.burst ?? policy.limit,
+        remaining: allowed ? (policy.burst ?? policy.limit) : 0,
+        resetMs: 0,
+        retryAfterMs: allowed ? 0 : this.#deadlineMs * 40,
+        delayMs: 0,
+      })),
+    };
+  }
+
+  #finish(
+    key: string,
+    storeKey: string,
+    rule: Rule,
+    outcome: ConsumeOutcome,
+    source: DecisionSource,
+  ): RateLimitResult {
+    if (source === 'store' && this.#localBlocks !== undefined) {
+      let refused = outcome.blockedMs > 0;
+      for (const decision of outcome.decisions) if (!decision.allowed) refused = true;
+      if (refused) this.#localBlocks.remember(storeKey, outcome, this.#clock.now());
+    }
+    return this.#result(key, rule, outcome, source);
+  }
+
+  #result(key: string, rule: Rule, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
+    const limits: LimitStatus[] = new Array(outcome.decisions.length);
+    let allowed = outcome.blockedMs === 0;
+    let remaining = Number.POSITIVE_INFINITY;
+    let resetMs = 0;
+    let retryAfterMs = 0;
+    let delayMs = 0;
+    for (let index = 0; index < outcome.decisions.length; index += 1) {
+      const decision = outcome.decisions[index]!;
+      const policy = rule.limits[index]!;
+      limits[index] = {
+        name: policy.name,
+        windowMs: policy.windowMs,
+        allowed: decision.allowed,
+        limit: decision.limit,
+        remaining: decision.remaining,
+        resetMs: decision.resetMs,
+        retryAfterMs: decision.retryAfterMs,
+        delayMs: decision.delayMs,
+      };
+      if (!decision.allowed) allowed = false;
+      if (
+        decision.remaining < remaining ||
+        (decision.remaining === remaining && decision.resetMs > resetMs)
+      ) {
+        remaining = decision.remaining;
+        resetMs = decision.resetMs;
+      }
+      if (decision.retryAfterMs > retryAfterMs) retryAfterMs = decision.retryAfterMs;
+      if (decision.delayMs > delayMs) delayMs = decision.delayMs;
+    }
+    if (outcome.blockedMs > retryAfterMs) retryAfterMs = outcome.blockedMs;
+    const result: RateLimitResult = {
+      allowed,
+      outcome: allowed ? 'allowed' : outcome.blockedMs > 0 ? 'blocked' : 'limited',
+      key,
+      limits,
+      remaining: remaining === Number.POSITIVE_INFINITY ? 0 : remaining,
+      resetMs,
+      retryAfterMs: allowed ? 0 : retryAfterMs,
+      delayMs: allowed ? delayMs : 0,
+      source,
+    };
+    this.#metrics.checks.inc({ outcome: result.outcome, source });
+    if (checkChannel.hasSubscribers) checkChannel.publish(result);
+    return result;
+  }
+
+  #listed(key: string, outcome: CheckOutcome): RateLimitResult {
+    const allowed = outcome !== 'denied';
+    this.#metrics.checks.inc({ outcome, source: 'lists' });
+    return {
+      allowed,
+      outcome,
+      key,
+      limits: [],
+      remaining: 0,
+      resetMs: 0,
+      retryAfterMs: 0,
+      delayMs: 0,
+      source: 'lists',
+    };
+  }
+}
+
+/** Each instance's share of the limits when the shared store is unreachable. */
+function divideLimits(limits: LimitPolicy[], instances: number): LimitPolicy[] {
+  if (instances === 1) return limits;
+  return limits.map((policy) => ({
+    ...policy,
+    limit: Math.max(1, Math.floor(policy.limit / instances)),
+    burst: policy.burst === undefined ? undefined : Math.max(1, Math.floor(policy.burst / instances)),
+  }));
+}
+
+/** Creates a {@link RateLimiter}. */
+export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
+  return new RateLimiter(options);
+}

@@ -1,0 +1,176 @@
+import { type Clock, parseOptions, systemClock } from '@noa/core';
+import { z } from 'zod';
+import { algorithms } from '../algorithms/index.js';
+import { type AutoBlockPolicy, type BlockState, blockRemainingMs, recordViolation } from '../auto-block.js';
+import type { Decision } from '../decision.js';
+import type { LimitPolicy } from '../policy.js';
+import type { ConsumeOutcome, RateLimitStore } from './store.js';
+
+/** Options of {@link MemoryStore}. */
+export const memoryStoreOptionsSchema = z
+  .object({
+    /** Hard cap on keys kept; beyond it the least recently refreshed keys are evicted. */
+    maxKeys: z.number().int().positive().default(100_000),
+    /** Time source (tests pass a `ManualClock`). */
+    clock: z
+      .custom<Clock>((value) => typeof (value as Clock)?.now === 'function', 'must have now()')
+      .optional(),
+  })
+  .strict();
+
+/** Options of {@link MemoryStore} as written by users. */
+export type MemoryStoreOptions = z.input<typeof memoryStoreOptionsSchema>;
+
+interface Entry {
+  states: unknown[];
+  block: BlockState | undefined;
+  expiresAt: number;
+  /** When the entry last moved to the young end of the map (approximate LRU). */
+  movedAt: number;
+}
+
+/** An entry older than this (ms since it last moved) is moved to the young end when used. */
+const refreshAfterMs = 1_000;
+/** Expired entries looked at (from the old end) per insertion: cleanup without timers. */
+const sweepPerInsert = 2;
+
+/**
+ * In-process store. Bounded: at most `maxKeys` entries; expired entries are swept a few at a
+ * time on insertion and the oldest are evicted at the cap, so a flood of new keys cannot grow
+ * memory. No timer per key (no timer at all). Decisions are synchronous.
+ */
+export class MemoryStore implements RateLimitStore {
+  readonly kind = 'memory';
+  readonly remote = false;
+  readonly #entries = new Map<string, Entry>();
+  readonly #maxKeys: number;
+  readonly #clock: Clock;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    const parsed = parseOptions('MemoryStore', memoryStoreOptionsSchema, options);
+    this.#maxKeys = parsed.maxKeys;
+    this.#clock = parsed.clock ?? systemClock;
+  }
+
+  /** Keys currently held (expired ones may linger until swept). */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  consume(
+    key: string,
+    limits: readonly LimitPolicy[],
+    costs: readonly number[],
+    block: AutoBlockPolicy | undefined,
+  ): ConsumeOutcome[] {
+    return costs.map((cost) => this.consumeOne(key, limits, cost, block));
+  }
+
+  /** One request of `cost` points; the synchronous fast path used by the limiter. */
+  consumeOne(
+    key: string,
+    limits: readonly LimitPolicy[],
+    cost: number,
+    block: AutoBlockPolicy | undefined,
+  ): ConsumeOutcome {
+    const now = this.#clock.now();
+    let entry = this.#entries.get(key);
+    if (entry !== undefined && entry.expiresAt <= now) {
+      this.#entries.delete(key);
+      entry = undefined;
+    }
+    const blockedMs = block === undefined ? 0 : blockRemainingMs(entry?.block, now);
+    const decisions: Decision[] = new Array(limits.length);
+    const states: unknown[] = new Array(limits.length);
+    let allowed = blockedMs === 0;
+    for (let index = 0; index < limits.length; index += 1) {
+      const policy = limits[index]!;
+      const step = algorithms[policy.algorithm].step(
+        entry?.states[index],
+        now,
+        blockedMs > 0 ? 0 : cost,
+        policy,
+      );
+      decisions[index] = step.decision;
+      states[index] = step.state;
+      if (!step.decision.allowed) allowed = false;
+    }
+    if (blockedMs > 0) {
+      for (const decision of decisions) {
+        decision.allowed = false;
+        decision.retryAfterMs = Math.max(decision.retryAfterMs, blockedMs);
+      }
+      return { decisions, blockedMs };
+    }
+    if (allowed) {
+      let ttl = 0;
+      for (let index = 0; index < limits.length; index += 1) {
+        const policy = limits[index]!;
+        ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(states[index], now, policy));
+      }
+      this.#write(key, entry, states, entry?.block, now, Math.max(ttl, 1));
+      return { decisions, blockedMs: 0 };
+    }
+    // Refused: nothing is counted, so limits that would have admitted report their unspent state.
+    for (let index = 0; index < limits.length; index += 1) {
+      if (!decisions[index]!.allowed) continue;
+      const policy = limits[index]!;
+      decisions[index] = algorithms[policy.algorithm].step(entry?.states[index], now, 0, policy).decision;
+    }
+    if (block !== undefined) {
+      const blockState = recordViolation(entry?.block, now, block);
+      const keepUntil = Math.max(
+        entry?.expiresAt ?? 0,
+        blockState.blockedUntil + block.forgetAfterMs,
+        blockState.windowStart + block.withinMs,
+      );
+      this.#write(key, entry, entry?.states ?? [], blockState, now, keepUntil - now);
+      const nowBlocked = blockRemainingMs(blockState, now);
+      if (nowBlocked > 0) {
+        for (const decision of decisions) decision.retryAfterMs = Math.max(decision.retryAfterMs, nowBlocked);
+      }
+    }
+    return { decisions, blockedMs: 0 };
+  }
+
+  async reset(key: string): Promise<void> {
+    this.#entries.delete(key);
+  }
+
+  async close(): Promise<void> {
+    this.#entries.clear();
+  }
+
+  #write(
+    key: string,
+    entry: Entry | undefined,
+    states: unknown[],
+    block: BlockState | undefined,
+    now: number,
+    ttlMs: number,
+  ): void {
+    if (entry === undefined) {
+      this.#makeRoom(now);
+      this.#entries.set(key, { states, block, expiresAt: now + ttlMs, movedAt: now });
+      return;
+    }
+    entry.states = states;
+    entry.block = block;
+    entry.expiresAt = now + ttlMs;
+    if (now - entry.movedAt > refreshAfterMs) {
+      // Re-inserting moves the key to the young end, so busy keys are the last evicted.
+      entry.movedAt = now;
+      this.#entries.delete(key);
+      this.#entries.set(key, entry);
+    }
+  }
+
+  #makeRoom(now: number): void {
+    let looked = 0;
+    for (const [key, entry] of this.#entries) {
+      if (this.#entries.size < this.#maxKeys && (looked >= sweepPerInsert || entry.expiresAt > now)) break;
+      this.#entries.delete(key);
+      looked += 1;
+    }
+  }
+}
