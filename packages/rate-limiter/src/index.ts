@@ -2,6 +2,13 @@ export { type Algorithm, algorithms } from './algorithms/index.js';
 export { type AutoBlockOptions, autoBlockSchema, type BlockState, recordViolation } from './auto-block.js';
 export type { Decision, Step } from './decision.js';
 export { RateLimitedError, RateLimiterError, RateLimitStoreError } from './errors.js';
+export {
+  type HeaderOptions,
+  type QuotaProblem,
+  quotaExceededType,
+  quotaProblem,
+  rateLimitHeaders,
+} from './headers.js';
 export { IpList } from './ip-list.js';
 export { type CheckInput, createRateLimiter, RateLimiter } from './limiter.js';
 export type { MetricsRegistry } from './limiter-metrics.js';
@@ -11,6 +18,21 @@ export {
   type RateLimiterOptions,
   rateLimiterOptionsSchema,
 } from './limiter-options.js';
+export {
+  type ExpressMiddleware,
+  type ExpressRateLimitOptions,
+  type ExpressRequestLike,
+  expressRateLimit,
+  type RefusalHandler,
+  sendProblem,
+} from './middleware/express.js';
+export {
+  type FastifyRateLimitOptions,
+  type FastifyRefusalHandler,
+  fastifyRateLimit,
+  type RouteRateLimitOptions,
+} from './middleware/fastify.js';
+export { keyKinds, type RequestFacts } from './middleware/options.js';
 export {
   type AlgorithmName,
   algorithmNames,
