@@ -42,4 +42,9 @@ export {
 } from './policy.js';
 export type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
+export {
+  RedisStore,
+  type RedisStoreOptions,
+  recommendedRedisOptions,
+} from './stores/redis-store.js';
 export type { ConsumeOutcome, RateLimitStore } from './stores/store.js';

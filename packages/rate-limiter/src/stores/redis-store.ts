@@ -1,0 +1,139 @@
+import { type Logger, parseOptions, silentLogger } from '@noa/core';
+import type { Cluster, Redis } from 'ioredis';
+import { z } from 'zod';
+import type { AutoBlockPolicy } from '../auto-block.js';
+import type { Decision } from '../decision.js';
+import { RateLimitStoreError } from '../errors.js';
+import { capacityOf, type LimitPolicy } from '../policy.js';
+import { algorithmCodes, checkScript, checkScriptSha } from './lua-script.js';
+import type { ConsumeOutcome, RateLimitStore } from './store.js';
+
+/** Options of {@link RedisStore}. */
+export const redisStoreOptionsSchema = z
+  .object({
+    /** An ioredis client: `new Redis(…)` or `new Cluster(…)` (see `recommendedRedisOptions`). */
+    client: z.custom<Redis | Cluster>(
+      (value) => typeof (value as Redis)?.evalsha === 'function',
+      'must be an ioredis Redis or Cluster client',
+    ),
+    /** Prefix of every key; the key itself is wrapped in `{…}` so all of its state shares a Cluster slot. */
+    prefix: z.string().default('noa:rl:'),
+    /** Logger for configuration warnings. */
+    logger: z
+      .custom<Logger>((value) => typeof (value as Logger)?.warn === 'function', 'must be a Logger')
+      .optional(),
+  })
+  .strict();
+
+/** Options of {@link RedisStore} as written by users. */
+export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
+
+/**
+ * ioredis options that keep a check from waiting on a dead Redis: fail at once while
+ * disconnected instead of queueing, and do not retry a command. The limiter's deadline bounds
+ * the rest (a connected but stalled server).
+ */
+export const recommendedRedisOptions = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 0,
+  connectTimeout: 2_000,
+} as const;
+
+/**
+ * Redis store (standalone or Cluster): one Lua script (EVALSHA, falling back to EVAL on
+ * NOSCRIPT) per check or per batch of checks of one key, atomic over all the key's limits,
+ * timed by Redis `TIME` so that app servers' clocks do not matter.
+ */
+export class RedisStore implements RateLimitStore {
+  readonly kind = 'redis';
+  readonly remote = true;
+  readonly #client: Redis | Cluster;
+  readonly #prefix: string;
+
+  constructor(options: RedisStoreOptions) {
+    const parsed = parseOptions('RedisStore', redisStoreOptionsSchema, options);
+    this.#client = parsed.client;
+    this.#prefix = parsed.prefix;
+    const clientOptions = (parsed.client as Redis).options as { enableOfflineQueue?: boolean } | undefined;
+    if (clientOptions?.enableOfflineQueue !== false)
+      (parsed.logger ?? silentLogger).warn(
+        'RedisStore: the ioredis client queues commands while disconnected; use recommendedRedisOptions',
+        { component: 'rate-limiter' },
+      );
+  }
+
+  async consume(
+    key: string,
+    limits: readonly LimitPolicy[],
+    costs: readonly number[],
+    block: AutoBlockPolicy | undefined,
+  ): Promise<ConsumeOutcome[]> {
+    const hashKey = `${this.#prefix}{${key}}`;
+    const keys = [hashKey, ...limits.map((_, index) => `${hashKey}:log${index + 1}`)];
+    const args: (string | number)[] = [
+      limits.length,
+      costs.length,
+      block === undefined ? 0 : 1,
+      block?.violations ?? 0,
+      block?.withinMs ?? 0,
+      block?.blockMs ?? 0,
+      block?.multiplier ?? 1,
+      block?.maxBlockMs ?? 0,
+      block?.forgetAfterMs ?? 0,
+    ];
+    for (const policy of limits)
+      args.push(
+        algorithmCodes[policy.algorithm],
+        policy.limit,
+        policy.windowMs,
+        capacityOf(policy),
+        policy.queueMaxDelayMs ?? 0,
+      );
+    for (const cost of costs) args.push(cost);
+    const reply = await this.#run(keys, args);
+    return parseReply(reply, limits, costs.length);
+  }
+
+  async reset(key: string): Promise<void> {
+    const hashKey = `${this.#prefix}{${key}}`;
+    // The log keys of up to 16 limits; every key shares the hash tag, so one DEL suffices.
+    const logs = Array.from({ length: 16 }, (_, index) => `${hashKey}:log${index + 1}`);
+    await this.#client.del(hashKey, ...logs);
+  }
+
+  /** The client belongs to the caller, who closes it. */
+  async close(): Promise<void> {}
+
+  async #run(keys: string[], args: (string | number)[]): Promise<unknown> {
+    try {
+      return await this.#client.evalsha(checkScriptSha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+      return this.#client.eval(checkScript, keys.length, ...keys, ...args);
+    }
+  }
+}
+
+function parseReply(reply: unknown, limits: readonly LimitPolicy[], count: number): ConsumeOutcome[] {
+  const width = 1 + limits.length * 5;
+  if (!Array.isArray(reply) || reply.length !== width * count)
+    throw new RateLimitStoreError('unexpected reply from the rate-limit script', { details: { reply } });
+  const outcomes: ConsumeOutcome[] = new Array(count);
+  for (let index = 0; index < count; index += 1) {
+    const offset = index * width;
+    const decisions: Decision[] = new Array(limits.length);
+    for (let limit = 0; limit < limits.length; limit += 1) {
+      const at = offset + 1 + limit * 5;
+      decisions[limit] = {
+        allowed: reply[at] === 1,
+        limit: capacityOf(limits[limit]!),
+        remaining: Number(reply[at + 1]),
+        resetMs: Number(reply[at + 2]),
+        retryAfterMs: Number(reply[at + 3]),
+        delayMs: Number(reply[at + 4]),
+      };
+    }
+    outcomes[index] = { decisions, blockedMs: Number(reply[offset]) };
+  }
+  return outcomes;
+}
