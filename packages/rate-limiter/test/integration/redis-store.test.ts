@@ -1,12 +1,12 @@
 import { isReachable, serviceUrl, startRedisCluster, uniqueName } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
-import { RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import { type RateLimitStore, RedisStore, recommendedRedisOptions } from '../../src/index.js';
 import { storeConformanceSuite } from '../conformance/store-suite.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
 if (skip) console.log(skip);
-const clients = new Map<RedisStore, { quit(): Promise<unknown> }>();
+const clients = new Map<RateLimitStore, { quit(): Promise<unknown> }>();
 
 storeConformanceSuite('redis', {
   skip,
