@@ -187,10 +187,6 @@ export class RateLimiter implements AsyncDisposable {
     cost: number,
     settle: (outcome: ConsumeOutcome, source: DecisionSource) => void,
   ): void {
-    if (this.#breaker?.state === 'open') {
-      settle(this.#fallback(storeKey, rule, cost), 'fallback');
-      return;
-    }
     if (!this.#batch) {
       this.#call(storeKey, { rule, costs: [cost], settle: [settle] });
       return;

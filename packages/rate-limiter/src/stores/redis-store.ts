@@ -49,6 +49,9 @@ export class RedisStore implements RateLimitStore {
   readonly remote = true;
   readonly #client: Redis | Cluster;
   readonly #prefix: string;
+  /** Until the client's first `ready`, calls wait for it (bounded by the limiter's deadline). */
+  #firstReady: Promise<void> | undefined;
+  #everReady = false;
 
   constructor(options: RedisStoreOptions) {
     const parsed = parseOptions('RedisStore', redisStoreOptionsSchema, options);
@@ -105,12 +108,37 @@ export class RedisStore implements RateLimitStore {
   async close(): Promise<void> {}
 
   async #run(keys: string[], args: (string | number)[]): Promise<unknown> {
+    const waiting = this.#waitForFirstConnection();
+    if (waiting !== undefined) await waiting;
     try {
       return await this.#client.evalsha(checkScriptSha, keys.length, ...keys, ...args);
     } catch (error) {
       if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
       return this.#client.eval(checkScript, keys.length, ...keys, ...args);
     }
+  }
+
+  /**
+   * With the offline queue off, commands sent before the very first connection fail at once;
+   * a new client is not an outage, so wait for it (later disconnects fail fast instead).
+   */
+  #waitForFirstConnection(): Promise<void> | undefined {
+    if (this.#everReady) return undefined;
+    const client = this.#client as Redis;
+    if (client.status === 'ready') {
+      this.#everReady = true;
+      return undefined;
+    }
+    if (this.#firstReady === undefined) {
+      if (client.status === 'wait') client.connect().catch(() => {});
+      this.#firstReady = new Promise<void>((resolve) =>
+        client.once('ready', () => {
+          this.#everReady = true;
+          resolve();
+        }),
+      );
+    }
+    return this.#firstReady;
   }
 }
 
