@@ -1,5 +1,9 @@
 /** The outcome of checking one limit for one request. All times are milliseconds from "now". */
 export interface Decision {
+  /** The limit's name (as in the `RateLimit` headers). */
+  name: string;
+  /** The limit's window. */
+  windowMs: number;
   /** True when the request fits (and was counted); false when it was refused (and not counted). */
   allowed: boolean;
   /** The limit's quota (points per window, or the bucket's capacity). */

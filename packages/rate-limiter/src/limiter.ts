@@ -37,6 +37,8 @@ export interface CheckInput {
 
 interface Rule {
   id: string;
+  /** `<prefix>:<id>:`, the start of this rule's store keys. */
+  namespace: string;
   limits: LimitPolicy[];
   /** The same limits divided by `expectedInstances`, for the local fallback. */
   fallbackLimits: LimitPolicy[];
@@ -88,7 +90,12 @@ export class RateLimiter implements AsyncDisposable {
     this.#prefix = parsed.prefix;
     const rule = (id: string, limits: Parameters<typeof nameLimits>[0]): Rule => {
       const named = nameLimits(limits);
-      return { id, limits: named, fallbackLimits: divideLimits(named, parsed.expectedInstances) };
+      return {
+        id,
+        namespace: `${parsed.prefix}:${id}:`,
+        limits: named,
+        fallbackLimits: divideLimits(named, parsed.expectedInstances),
+      };
     };
     this.#defaultRule = rule('default', parsed.limits);
     for (const [role, limits] of Object.entries(parsed.roles))
@@ -134,15 +141,20 @@ export class RateLimiter implements AsyncDisposable {
     const role = request.role === undefined ? undefined : this.#roles.get(request.role);
     if (role === 'unlimited') return Promise.resolve(this.#listed(request.key, 'unlimited'));
     const rule = role ?? this.#defaultRule;
-    const storeKey = `${this.#prefix}:${rule.id}:${request.key}`;
+    if (this.#memoryStore !== undefined) {
+      const outcome = this.#memoryStore.consumeOne(
+        request.key,
+        rule.limits,
+        cost,
+        this.#block,
+        rule.namespace,
+      );
+      return Promise.resolve(this.#result(request.key, outcome, 'store'));
+    }
+    const storeKey = rule.namespace + request.key;
     if (this.#localBlocks !== undefined) {
       const cached = this.#localBlocks.lookup(storeKey, this.#clock.now());
-      if (cached !== undefined)
-        return Promise.resolve(this.#result(request.key, rule, cached, 'local-cache'));
-    }
-    if (this.#memoryStore !== undefined) {
-      const outcome = this.#memoryStore.consumeOne(storeKey, rule.limits, cost, this.#block);
-      return Promise.resolve(this.#finish(request.key, storeKey, rule, outcome, 'store'));
+      if (cached !== undefined) return Promise.resolve(this.#result(request.key, cached, 'local-cache'));
     }
     return new Promise((resolve) => {
       this.#enqueue(storeKey, rule, cost, (outcome, source) =>
@@ -162,10 +174,11 @@ export class RateLimiter implements AsyncDisposable {
   async reset(key: string, role?: string): Promise<void> {
     const rule = role === undefined ? undefined : this.#roles.get(role);
     const id = rule === undefined || rule === 'unlimited' ? this.#defaultRule.id : rule.id;
-    const storeKey = `${this.#prefix}:${id}:${key}`;
-    this.#localBlocks?.delete(storeKey);
-    await this.#fallbackStore.reset(storeKey);
-    await this.store.reset(storeKey);
+    const namespace = `${this.#prefix}:${id}:`;
+    this.#localBlocks?.delete(namespace + key);
+    await this.#fallbackStore.reset(key, namespace);
+    if (this.#memoryStore !== undefined) await this.#memoryStore.reset(key, namespace);
+    else await this.store.reset(namespace + key);
   }
 
   /** Stops accepting checks; closes the store only when the limiter created it. */
@@ -251,11 +264,13 @@ export class RateLimiter implements AsyncDisposable {
 
   #fallback(storeKey: string, rule: Rule, cost: number): ConsumeOutcome {
     if (this.failMode === 'local')
-      return this.#fallbackStore.consumeOne(storeKey, rule.fallbackLimits, cost, this.#block);
+      return this.#fallbackStore.consumeOne(storeKey, rule.fallbackLimits, cost, this.#block, rule.namespace);
     const allowed = this.failMode === 'open';
     return {
       blockedMs: 0,
       decisions: rule.limits.map((policy) => ({
+        name: policy.name,
+        windowMs: policy.windowMs,
         allowed,
         limit: policy.burst ?? policy.limit,
         remaining: allowed ? (policy.burst ?? policy.limit) : 0,
@@ -278,29 +293,18 @@ export class RateLimiter implements AsyncDisposable {
       for (const decision of outcome.decisions) if (!decision.allowed) refused = true;
       if (refused) this.#localBlocks.remember(storeKey, outcome, this.#clock.now());
     }
-    return this.#result(key, rule, outcome, source);
+    return this.#result(key, outcome, source);
   }
 
-  #result(key: string, rule: Rule, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
-    const limits: LimitStatus[] = new Array(outcome.decisions.length);
+  #result(key: string, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
+    const limits: LimitStatus[] = outcome.decisions;
     let allowed = outcome.blockedMs === 0;
     let remaining = Number.POSITIVE_INFINITY;
     let resetMs = 0;
     let retryAfterMs = 0;
     let delayMs = 0;
-    for (let index = 0; index < outcome.decisions.length; index += 1) {
-      const decision = outcome.decisions[index]!;
-      const policy = rule.limits[index]!;
-      limits[index] = {
-        name: policy.name,
-        windowMs: policy.windowMs,
-        allowed: decision.allowed,
-        limit: decision.limit,
-        remaining: decision.remaining,
-        resetMs: decision.resetMs,
-        retryAfterMs: decision.retryAfterMs,
-        delayMs: decision.delayMs,
-      };
+    for (let index = 0; index < limits.length; index += 1) {
+      const decision = limits[index]!;
       if (!decision.allowed) allowed = false;
       if (
         decision.remaining < remaining ||

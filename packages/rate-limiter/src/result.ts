@@ -7,10 +7,7 @@ export type CheckOutcome = 'allowed' | 'limited' | 'blocked' | 'denied' | 'allow
 export type DecisionSource = 'store' | 'local-cache' | 'fallback' | 'lists';
 
 /** One limit's state after a check, as shown in the `RateLimit` headers. */
-export interface LimitStatus extends Decision {
-  name: string;
-  windowMs: number;
-}
+export type LimitStatus = Decision;
 
 /** The answer to `limiter.check()`. */
 export interface RateLimitResult {

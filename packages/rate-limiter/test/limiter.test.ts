@@ -152,8 +152,7 @@ describe('RateLimiter on the memory store', () => {
     await limiter.check('m');
     const text = await registry.metrics();
     expect(text).toContain('noa_rate_limiter_checks_total{outcome="allowed",source="store"} 1');
-    expect(text).toContain('noa_rate_limiter_checks_total{outcome="limited",source="store"} 1');
-    expect(text).toContain('noa_rate_limiter_checks_total{outcome="limited",source="local-cache"} 1');
+    expect(text).toContain('noa_rate_limiter_checks_total{outcome="limited",source="store"} 2');
     expect(text).toContain('noa_rate_limiter_fallback_active 0');
   });
 });

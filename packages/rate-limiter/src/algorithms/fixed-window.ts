@@ -23,6 +23,8 @@ export function fixedWindow(
   if (count + cost > policy.limit) {
     return {
       decision: {
+        name: policy.name,
+        windowMs: policy.windowMs,
         allowed: false,
         limit: policy.limit,
         remaining: Math.max(0, policy.limit - count),
@@ -36,6 +38,8 @@ export function fixedWindow(
   const used = count + cost;
   return {
     decision: {
+      name: policy.name,
+      windowMs: policy.windowMs,
       allowed: true,
       limit: policy.limit,
       remaining: policy.limit - used,

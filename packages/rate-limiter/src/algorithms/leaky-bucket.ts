@@ -37,6 +37,8 @@ export function leakyBucket(
   if (after > capacity + queue) {
     return {
       decision: {
+        name: policy.name,
+        windowMs: policy.windowMs,
         allowed: false,
         limit: capacityOf(policy),
         remaining: Math.max(0, Math.floor((capacity - level) / window)),
@@ -52,6 +54,8 @@ export function leakyBucket(
   }
   return {
     decision: {
+      name: policy.name,
+      windowMs: policy.windowMs,
       allowed: true,
       limit: capacityOf(policy),
       remaining: Math.max(0, Math.floor((capacity - after) / window)),

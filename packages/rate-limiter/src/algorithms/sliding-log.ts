@@ -30,6 +30,8 @@ export function slidingLog(
   if (used + cost > policy.limit) {
     return {
       decision: {
+        name: policy.name,
+        windowMs: policy.windowMs,
         allowed: false,
         limit: policy.limit,
         remaining: Math.max(0, policy.limit - used),
@@ -46,6 +48,8 @@ export function slidingLog(
   }
   return {
     decision: {
+      name: policy.name,
+      windowMs: policy.windowMs,
       allowed: true,
       limit: policy.limit,
       remaining: policy.limit - used - cost,

@@ -41,6 +41,8 @@ export function slidingWindow(
   if (previousWeight + (current + cost) * window > budget) {
     return {
       decision: {
+        name: policy.name,
+        windowMs: policy.windowMs,
         allowed: false,
         limit: policy.limit,
         remaining: Math.max(0, Math.floor((budget - previousWeight - current * window) / window)),
@@ -54,6 +56,8 @@ export function slidingWindow(
   const used = current + cost;
   return {
     decision: {
+      name: policy.name,
+      windowMs: policy.windowMs,
       allowed: true,
       limit: policy.limit,
       remaining: Math.floor((budget - previousWeight - used * window) / window),

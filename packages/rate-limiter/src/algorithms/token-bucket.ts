@@ -33,6 +33,8 @@ export function tokenBucket(
   if (needed > tokens) {
     return {
       decision: {
+        name: policy.name,
+        windowMs: policy.windowMs,
         allowed: false,
         limit: capacityOf(policy),
         remaining: Math.floor(tokens / window),
@@ -49,6 +51,8 @@ export function tokenBucket(
   const left = tokens - needed;
   return {
     decision: {
+      name: policy.name,
+      windowMs: policy.windowMs,
       allowed: true,
       limit: capacityOf(policy),
       remaining: Math.floor(left / window),

@@ -42,7 +42,12 @@ const sweepPerInsert = 2;
 export class MemoryStore implements RateLimitStore {
   readonly kind = 'memory';
   readonly remote = false;
-  readonly #entries = new Map<string, Entry>();
+  /**
+   * Entries by namespace, then key: the limiter passes its rule's namespace and the caller's key
+   * as they are, so no key string is built (and hashed afresh) per check.
+   */
+  readonly #spaces = new Map<string, Map<string, Entry>>();
+  #size = 0;
   readonly #maxKeys: number;
   readonly #clock: Clock;
 
@@ -54,7 +59,7 @@ export class MemoryStore implements RateLimitStore {
 
   /** Keys currently held (expired ones may linger until swept). */
   get size(): number {
-    return this.#entries.size;
+    return this.#size;
   }
 
   consume(
@@ -72,13 +77,22 @@ export class MemoryStore implements RateLimitStore {
     limits: readonly LimitPolicy[],
     cost: number,
     block: AutoBlockPolicy | undefined,
+    namespace = '',
   ): ConsumeOutcome {
-    const now = this.#clock.now();
-    let entry = this.#entries.get(key);
+    const now = this.#clock === systemClock ? Date.now() : this.#clock.now();
+    let entries = this.#spaces.get(namespace);
+    if (entries === undefined) {
+      entries = new Map();
+      this.#spaces.set(namespace, entries);
+    }
+    let entry = entries.get(key);
     if (entry !== undefined && entry.expiresAt <= now) {
-      this.#entries.delete(key);
+      entries.delete(key);
+      this.#size -= 1;
       entry = undefined;
     }
+    if (block === undefined && limits.length === 1)
+      return this.#consumeSingle(entries, key, entry, limits[0]!, cost, now);
     const blockedMs = block === undefined ? 0 : blockRemainingMs(entry?.block, now);
     const decisions: Decision[] = new Array(limits.length);
     const states: unknown[] = new Array(limits.length);
@@ -108,7 +122,7 @@ export class MemoryStore implements RateLimitStore {
         const policy = limits[index]!;
         ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(states[index], now, policy));
       }
-      this.#write(key, entry, states, entry?.block, now, Math.max(ttl, 1));
+      this.#write(entries, key, entry, states, entry?.block, now, Math.max(ttl, 1));
       return { decisions, blockedMs: 0 };
     }
     // Refused: nothing is counted, so limits that would have admitted report their unspent state.
@@ -124,7 +138,7 @@ export class MemoryStore implements RateLimitStore {
         blockState.blockedUntil + block.forgetAfterMs,
         blockState.windowStart + block.withinMs,
       );
-      this.#write(key, entry, entry?.states ?? [], blockState, now, keepUntil - now);
+      this.#write(entries, key, entry, entry?.states ?? [], blockState, now, keepUntil - now);
       const nowBlocked = blockRemainingMs(blockState, now);
       if (nowBlocked > 0) {
         for (const decision of decisions) decision.retryAfterMs = Math.max(decision.retryAfterMs, nowBlocked);
@@ -133,15 +147,47 @@ export class MemoryStore implements RateLimitStore {
     return { decisions, blockedMs: 0 };
   }
 
-  async reset(key: string): Promise<void> {
-    this.#entries.delete(key);
+  /** The common case (one limit, no auto-block) without the general path's arrays. */
+  #consumeSingle(
+    entries: Map<string, Entry>,
+    key: string,
+    entry: Entry | undefined,
+    policy: LimitPolicy,
+    cost: number,
+    now: number,
+  ): ConsumeOutcome {
+    const algorithm = algorithms[policy.algorithm];
+    const step = algorithm.step(entry?.states[0], now, cost, policy);
+    if (step.decision.allowed) {
+      const ttl = Math.max(1, algorithm.ttlMs(step.state, now, policy));
+      if (entry === undefined) {
+        this.#makeRoom(entries, now);
+        entries.set(key, { states: [step.state], block: undefined, expiresAt: now + ttl, movedAt: now });
+        this.#size += 1;
+      } else {
+        entry.states[0] = step.state;
+        entry.expiresAt = now + ttl;
+        if (now - entry.movedAt > refreshAfterMs) {
+          entry.movedAt = now;
+          entries.delete(key);
+          entries.set(key, entry);
+        }
+      }
+    }
+    return { decisions: [step.decision], blockedMs: 0 };
+  }
+
+  async reset(key: string, namespace = ''): Promise<void> {
+    if (this.#spaces.get(namespace)?.delete(key)) this.#size -= 1;
   }
 
   async close(): Promise<void> {
-    this.#entries.clear();
+    this.#spaces.clear();
+    this.#size = 0;
   }
 
   #write(
+    entries: Map<string, Entry>,
     key: string,
     entry: Entry | undefined,
     states: unknown[],
@@ -150,8 +196,9 @@ export class MemoryStore implements RateLimitStore {
     ttlMs: number,
   ): void {
     if (entry === undefined) {
-      this.#makeRoom(now);
-      this.#entries.set(key, { states, block, expiresAt: now + ttlMs, movedAt: now });
+      this.#makeRoom(entries, now);
+      entries.set(key, { states, block, expiresAt: now + ttlMs, movedAt: now });
+      this.#size += 1;
       return;
     }
     entry.states = states;
@@ -160,17 +207,29 @@ export class MemoryStore implements RateLimitStore {
     if (now - entry.movedAt > refreshAfterMs) {
       // Re-inserting moves the key to the young end, so busy keys are the last evicted.
       entry.movedAt = now;
-      this.#entries.delete(key);
-      this.#entries.set(key, entry);
+      entries.delete(key);
+      entries.set(key, entry);
     }
   }
 
-  #makeRoom(now: number): void {
+  /** Sweeps a few expired entries from the old end and, at the cap, evicts the oldest. */
+  #makeRoom(entries: Map<string, Entry>, now: number): void {
     let looked = 0;
-    for (const [key, entry] of this.#entries) {
-      if (this.#entries.size < this.#maxKeys && (looked >= sweepPerInsert || entry.expiresAt > now)) break;
-      this.#entries.delete(key);
+    for (const [key, entry] of entries) {
+      if (this.#size < this.#maxKeys && (looked >= sweepPerInsert || entry.expiresAt > now)) break;
+      entries.delete(key);
+      this.#size -= 1;
       looked += 1;
+    }
+    // Still full (this namespace was empty or small): evict from the others.
+    for (const [namespace, other] of this.#spaces) {
+      if (this.#size < this.#maxKeys) break;
+      for (const key of other.keys()) {
+        if (this.#size < this.#maxKeys) break;
+        other.delete(key);
+        this.#size -= 1;
+      }
+      if (other.size === 0 && other !== entries) this.#spaces.delete(namespace);
     }
   }
 }

@@ -153,6 +153,8 @@ function parseReply(reply: unknown, limits: readonly LimitPolicy[], count: numbe
     for (let limit = 0; limit < limits.length; limit += 1) {
       const at = offset + 1 + limit * 5;
       decisions[limit] = {
+        name: limits[limit]!.name,
+        windowMs: limits[limit]!.windowMs,
         allowed: reply[at] === 1,
         limit: capacityOf(limits[limit]!),
         remaining: Number(reply[at + 1]),
