@@ -45,6 +45,7 @@ interface Rule {
 }
 
 interface Pending {
+  storeKey: string;
   rule: Rule;
   costs: number[];
   settle: ((outcome: ConsumeOutcome, source: DecisionSource) => void)[];
@@ -158,7 +159,7 @@ export class RateLimiter implements AsyncDisposable {
     }
     return new Promise((resolve) => {
       this.#enqueue(storeKey, rule, cost, (outcome, source) =>
-        resolve(this.#finish(request.key, storeKey, rule, outcome, source)),
+        resolve(this.#finish(request.key, storeKey, outcome, source)),
       );
     });
   }
@@ -201,7 +202,7 @@ export class RateLimiter implements AsyncDisposable {
     settle: (outcome: ConsumeOutcome, source: DecisionSource) => void,
   ): void {
     if (!this.#batch) {
-      this.#call(storeKey, { rule, costs: [cost], settle: [settle] });
+      this.#call([{ storeKey, rule, costs: [cost], settle: [settle] }]);
       return;
     }
     const pending = this.#pending.get(storeKey);
@@ -210,8 +211,8 @@ export class RateLimiter implements AsyncDisposable {
       pending.settle.push(settle);
       return;
     }
-    if (pending !== undefined) this.#call(storeKey, pending);
-    this.#pending.set(storeKey, { rule, costs: [cost], settle: [settle] });
+    if (pending !== undefined) this.#call([pending]);
+    this.#pending.set(storeKey, { storeKey, rule, costs: [cost], settle: [settle] });
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(() => this.#flush());
@@ -220,46 +221,58 @@ export class RateLimiter implements AsyncDisposable {
 
   #flush(): void {
     this.#flushScheduled = false;
-    for (const [storeKey, pending] of this.#pending) this.#call(storeKey, pending);
+    const batch = [...this.#pending.values()];
     this.#pending.clear();
+    if (batch.length > 0) this.#call(batch);
   }
 
-  #call(storeKey: string, pending: Pending): void {
-    const breaker = this.#breaker!;
+  /**
+   * One store call per key of the batch, all sent in the same tick (so the client pipelines
+   * them) under one deadline and one breaker decision.
+   */
+  #call(batch: Pending[]): void {
     const started = performance.now();
-    breaker
-      .execute(() =>
-        withDeadline(
-          Promise.resolve(this.store.consume(storeKey, pending.rule.limits, pending.costs, this.#block)),
-          this.#deadlineMs,
-          `rate-limit check on ${this.store.kind}`,
+    const consumeAll = () =>
+      Promise.all(
+        batch.map((pending) =>
+          this.store.consume(pending.storeKey, pending.rule.limits, pending.costs, this.#block),
         ),
-      )
-      .then(
-        (outcomes) => {
-          this.#metrics.duration.observe({ store: this.store.kind }, (performance.now() - started) / 1_000);
+      );
+    this.#breaker!.execute(() =>
+      withDeadline(consumeAll(), this.#deadlineMs, `rate-limit check on ${this.store.kind}`),
+    ).then(
+      (results) => {
+        this.#metrics.duration.observe({ store: this.store.kind }, (performance.now() - started) / 1_000);
+        for (let key = 0; key < batch.length; key += 1) {
+          const pending = batch[key]!;
+          const outcomes = results[key]!;
           for (let index = 0; index < pending.settle.length; index += 1)
             pending.settle[index]!(outcomes[index]!, 'store');
-        },
-        (error: unknown) => {
-          const kind =
-            error instanceof TimeoutError
-              ? 'timeout'
-              : (error as { code?: string })?.code === 'NOA_CIRCUIT_OPEN'
-                ? 'circuit-open'
-                : 'error';
-          this.#metrics.errors.inc({ kind });
-          if (kind !== 'circuit-open')
-            this.#logger.warn('rate-limit store call failed; applying fail mode', {
-              store: this.store.kind,
-              failMode: this.failMode,
-              kind,
-              error: (error as Error)?.message,
-            });
+        }
+      },
+      (error: unknown) => {
+        const kind =
+          error instanceof TimeoutError
+            ? 'timeout'
+            : (error as { code?: string })?.code === 'NOA_CIRCUIT_OPEN'
+              ? 'circuit-open'
+              : 'error';
+        this.#metrics.errors.inc({ kind });
+        if (kind !== 'circuit-open')
+          this.#logger.warn('rate-limit store call failed; applying fail mode', {
+            store: this.store.kind,
+            failMode: this.failMode,
+            kind,
+            error: (error as Error)?.message,
+          });
+        for (const pending of batch)
           for (let index = 0; index < pending.settle.length; index += 1)
-            pending.settle[index]!(this.#fallback(storeKey, pending.rule, pending.costs[index]!), 'fallback');
-        },
-      );
+            pending.settle[index]!(
+              this.#fallback(pending.storeKey, pending.rule, pending.costs[index]!),
+              'fallback',
+            );
+      },
+    );
   }
 
   #fallback(storeKey: string, rule: Rule, cost: number): ConsumeOutcome {
@@ -281,13 +294,7 @@ export class RateLimiter implements AsyncDisposable {
     };
   }
 
-  #finish(
-    key: string,
-    storeKey: string,
-    rule: Rule,
-    outcome: ConsumeOutcome,
-    source: DecisionSource,
-  ): RateLimitResult {
+  #finish(key: string, storeKey: string, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
     if (source === 'store' && this.#localBlocks !== undefined) {
       let refused = outcome.blockedMs > 0;
       for (const decision of outcome.decisions) if (!decision.allowed) refused = true;

@@ -1,17 +1,21 @@
 -- KEYS[1]: the key's state hash; KEYS[1 + i]: limit i's sorted set (sliding log only).
--- ARGV: nLimits, nCosts, autoBlock (0/1), violations, withinMs, blockMs, multiplier, maxBlockMs,
--- forgetAfterMs, then per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs), then costs.
+-- ARGV: nLimits, nCosts, autoBlock (0/1) [, violations, withinMs, blockMs, multiplier, maxBlockMs,
+-- forgetAfterMs when 1], then per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs), then costs.
 -- Returns per cost: blockedMs, then per limit allowed, remaining, resetMs, retryAfterMs, delayMs.
 local hkey = KEYS[1]
 local nl = tonumber(ARGV[1])
 local nc = tonumber(ARGV[2])
 local blocking = ARGV[3] == '1'
-local bp = {
-  violations = tonumber(ARGV[4]), within = tonumber(ARGV[5]), ms = tonumber(ARGV[6]),
-  mult = tonumber(ARGV[7]), max = tonumber(ARGV[8]), forget = tonumber(ARGV[9]),
-}
+local bp = {}
+local at = 4
+if blocking then
+  bp = {
+    violations = tonumber(ARGV[4]), within = tonumber(ARGV[5]), ms = tonumber(ARGV[6]),
+    mult = tonumber(ARGV[7]), max = tonumber(ARGV[8]), forget = tonumber(ARGV[9]),
+  }
+  at = 10
+end
 local policies = {}
-local at = 10
 for i = 1, nl do
   policies[i] = {
     alg = tonumber(ARGV[at]), limit = tonumber(ARGV[at + 1]), window = tonumber(ARGV[at + 2]),
@@ -30,10 +34,12 @@ for i = 1, nl do
   fields[#fields + 1] = i .. ':b'
   fields[#fields + 1] = i .. ':c'
 end
-fields[#fields + 1] = 'bv'
-fields[#fields + 1] = 'bw'
-fields[#fields + 1] = 'bu'
-fields[#fields + 1] = 'bo'
+if blocking then
+  fields[#fields + 1] = 'bv'
+  fields[#fields + 1] = 'bw'
+  fields[#fields + 1] = 'bu'
+  fields[#fields + 1] = 'bo'
+end
 local values = redis.call('HMGET', hkey, unpack(fields))
 local states = {}
 for i = 1, nl do
@@ -57,6 +63,16 @@ local block = {
   u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
 }
 
+-- How long a limit's state must be kept (mirrors the TypeScript ttlMs functions).
+local function state_ttl(p, st)
+  if st.a == nil then return 0 end
+  if p.alg == 1 then return st.a + p.window - now end
+  if p.alg == 2 then return st.a + 2 * p.window - now end
+  if p.alg == 4 then return math.ceil((p.burst * p.window - st.a) / p.limit) - (now - st.b) end
+  if p.alg == 5 then return math.ceil(st.a / p.limit) - (now - st.b) end
+  return 0
+end
+
 local dirty, blockDirty, logDirty = false, false, {}
 local ttl = 1
 local out = {}
@@ -68,12 +84,11 @@ for j = 1, nc do
   if blockedMs > 0 then effective = 0 end
   local res = {}
   local allAllowed = blockedMs == 0
-  local next_states, ttls = {}, {}
+  local next_states = {}
   for i = 1, nl do
-    local allowed, remaining, reset, retry, delay, ns, keep = ALG[policies[i].alg](states[i], now, effective, policies[i])
+    local allowed, remaining, reset, retry, delay, ns = ALG[policies[i].alg](states[i], now, effective, policies[i])
     res[i] = { allowed, remaining, reset, retry, delay }
     next_states[i] = ns
-    ttls[i] = keep
     if not allowed then allAllowed = false end
   end
   if blockedMs > 0 then
@@ -84,7 +99,6 @@ for j = 1, nc do
   elseif allAllowed then
     for i = 1, nl do
       states[i] = next_states[i]
-      ttl = math.max(ttl, ttls[i])
       if policies[i].alg == 3 then logDirty[i] = true end
     end
     dirty = true
@@ -146,11 +160,14 @@ if dirty or blockDirty then
       writes[#writes + 1] = 'b' .. name
       writes[#writes + 1] = block[name]
     end
+  end
+  -- The hash lives as long as its longest-lived state (every limit's, and the block's).
+  for i = 1, nl do ttl = math.max(ttl, state_ttl(policies[i], states[i])) end
+  if blocking and (block.u > 0 or block.w > 0) then
     ttl = math.max(ttl, block.u + bp.forget - now, block.w + bp.within - now)
   end
   if #writes > 0 then redis.call('HSET', hkey, unpack(writes)) end
-  local current = redis.call('PTTL', hkey)
-  redis.call('PEXPIRE', hkey, math.max(ttl, current))
+  redis.call('PEXPIRE', hkey, ttl)
   for i, _ in pairs(logDirty) do
     local s = states[i]
     local lkey = KEYS[1 + i]

@@ -72,18 +72,23 @@ export class RedisStore implements RateLimitStore {
     block: AutoBlockPolicy | undefined,
   ): Promise<ConsumeOutcome[]> {
     const hashKey = `${this.#prefix}{${key}}`;
-    const keys = [hashKey, ...limits.map((_, index) => `${hashKey}:log${index + 1}`)];
-    const args: (string | number)[] = [
-      limits.length,
-      costs.length,
-      block === undefined ? 0 : 1,
-      block?.violations ?? 0,
-      block?.withinMs ?? 0,
-      block?.blockMs ?? 0,
-      block?.multiplier ?? 1,
-      block?.maxBlockMs ?? 0,
-      block?.forgetAfterMs ?? 0,
-    ];
+    const keys = [hashKey];
+    // Sorted-set keys only for sliding logs (KEYS[1 + i] for limit i); they share the hash tag.
+    let logs = false;
+    for (const policy of limits) if (policy.algorithm === 'sliding-log') logs = true;
+    if (logs) for (let index = 0; index < limits.length; index += 1) keys.push(`${hashKey}:log${index + 1}`);
+    const args: (string | number)[] = [limits.length, costs.length];
+    if (block === undefined) args.push(0);
+    else
+      args.push(
+        1,
+        block.violations,
+        block.withinMs,
+        block.blockMs,
+        block.multiplier,
+        block.maxBlockMs,
+        block.forgetAfterMs,
+      );
     for (const policy of limits)
       args.push(
         algorithmCodes[policy.algorithm],
