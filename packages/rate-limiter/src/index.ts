@@ -47,4 +47,4 @@ export {
   type RedisStoreOptions,
   recommendedRedisOptions,
 } from './stores/redis-store.js';
-export type { ConsumeOutcome, RateLimitStore } from './stores/store.js';
+export type { ConsumeOutcome, ConsumeRequest, RateLimitStore } from './stores/store.js';

@@ -232,12 +232,24 @@ export class RateLimiter implements AsyncDisposable {
    */
   #call(batch: Pending[]): void {
     const started = performance.now();
-    const consumeAll = () =>
-      Promise.all(
-        batch.map((pending) =>
-          this.store.consume(pending.storeKey, pending.rule.limits, pending.costs, this.#block),
-        ),
-      );
+    const store = this.store;
+    const consumeAll = (): Promise<ConsumeOutcome[][]> =>
+      store.consumeMany !== undefined
+        ? store.consumeMany(
+            batch.map((pending) => ({
+              key: pending.storeKey,
+              limits: pending.rule.limits,
+              costs: pending.costs,
+            })),
+            this.#block,
+          )
+        : Promise.all(
+            batch.map((pending) =>
+              Promise.resolve(
+                store.consume(pending.storeKey, pending.rule.limits, pending.costs, this.#block),
+              ),
+            ),
+          );
     this.#breaker!.execute(() =>
       withDeadline(consumeAll(), this.#deadlineMs, `rate-limit check on ${this.store.kind}`),
     ).then(

@@ -4,7 +4,7 @@ import { algorithms } from '../algorithms/index.js';
 import { type AutoBlockPolicy, type BlockState, blockRemainingMs, recordViolation } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
-import type { ConsumeOutcome, RateLimitStore } from './store.js';
+import type { ConsumeOutcome, ConsumeRequest, RateLimitStore } from './store.js';
 
 /** Options of {@link MemoryStore}. */
 export const memoryStoreOptionsSchema = z
@@ -69,6 +69,13 @@ export class MemoryStore implements RateLimitStore {
     block: AutoBlockPolicy | undefined,
   ): ConsumeOutcome[] {
     return costs.map((cost) => this.consumeOne(key, limits, cost, block));
+  }
+
+  async consumeMany(
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+  ): Promise<ConsumeOutcome[][]> {
+    return requests.map((request) => this.consume(request.key, request.limits, request.costs, block));
   }
 
   /** One request of `cost` points; the synchronous fast path used by the limiter. */

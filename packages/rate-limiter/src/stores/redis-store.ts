@@ -6,7 +6,7 @@ import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
 import { algorithmCodes, checkScript, checkScriptSha } from './lua-script.js';
-import type { ConsumeOutcome, RateLimitStore } from './store.js';
+import type { ConsumeOutcome, ConsumeRequest, RateLimitStore } from './store.js';
 
 /** Options of {@link RedisStore}. */
 export const redisStoreOptionsSchema = z
@@ -27,6 +27,9 @@ export const redisStoreOptionsSchema = z
 
 /** Options of {@link RedisStore} as written by users. */
 export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
+
+/** Most keys one script call handles, to keep each call (and Redis's pause for it) short. */
+const maxGroupsPerCall = 128;
 
 /**
  * ioredis options that keep a check from waiting on a dead Redis: fail at once while
@@ -65,41 +68,30 @@ export class RedisStore implements RateLimitStore {
       );
   }
 
-  async consume(
+  consume(
     key: string,
     limits: readonly LimitPolicy[],
     costs: readonly number[],
     block: AutoBlockPolicy | undefined,
   ): Promise<ConsumeOutcome[]> {
-    const hashKey = `${this.#prefix}{${key}}`;
-    const keys = [hashKey];
-    // Sorted-set keys only for sliding logs (KEYS[1 + i] for limit i); they share the hash tag.
-    let logs = false;
-    for (const policy of limits) if (policy.algorithm === 'sliding-log') logs = true;
-    if (logs) for (let index = 0; index < limits.length; index += 1) keys.push(`${hashKey}:log${index + 1}`);
-    const args: (string | number)[] = [limits.length, costs.length];
-    if (block === undefined) args.push(0);
-    else
-      args.push(
-        1,
-        block.violations,
-        block.withinMs,
-        block.blockMs,
-        block.multiplier,
-        block.maxBlockMs,
-        block.forgetAfterMs,
-      );
-    for (const policy of limits)
-      args.push(
-        algorithmCodes[policy.algorithm],
-        policy.limit,
-        policy.windowMs,
-        capacityOf(policy),
-        policy.queueMaxDelayMs ?? 0,
-      );
-    for (const cost of costs) args.push(cost);
-    const reply = await this.#run(keys, args);
-    return parseReply(reply, limits, costs.length);
+    return this.#runGroups([{ key, limits, costs }], block).then((outcomes) => outcomes[0]!);
+  }
+
+  /**
+   * Standalone Redis: up to {@link maxGroupsPerCall} keys per script call (one round trip
+   * for a whole tick of checks). Cluster: one call per key, since a script's keys must share a
+   * slot.
+   */
+  async consumeMany(
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+  ): Promise<ConsumeOutcome[][]> {
+    if ((this.#client as Cluster).isCluster === true || requests.length === 1)
+      return Promise.all(requests.map((request) => this.#runGroups([request], block).then((all) => all[0]!)));
+    const chunks: Promise<ConsumeOutcome[][]>[] = [];
+    for (let start = 0; start < requests.length; start += maxGroupsPerCall)
+      chunks.push(this.#runGroups(requests.slice(start, start + maxGroupsPerCall), block));
+    return (await Promise.all(chunks)).flat();
   }
 
   async reset(key: string): Promise<void> {
@@ -111,6 +103,46 @@ export class RedisStore implements RateLimitStore {
 
   /** The client belongs to the caller, who closes it. */
   async close(): Promise<void> {}
+
+  async #runGroups(
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+  ): Promise<ConsumeOutcome[][]> {
+    const keys: string[] = [];
+    const args: (string | number)[] = [requests.length];
+    if (block === undefined) args.push(0);
+    else
+      args.push(
+        1,
+        block.violations,
+        block.withinMs,
+        block.blockMs,
+        block.multiplier,
+        block.maxBlockMs,
+        block.forgetAfterMs,
+      );
+    for (const { key, limits, costs } of requests) {
+      const hashKey = `${this.#prefix}{${key}}`;
+      keys.push(hashKey);
+      // Sorted-set keys only for sliding logs; they share the hash tag, so the slot.
+      let logs = false;
+      for (const policy of limits) if (policy.algorithm === 'sliding-log') logs = true;
+      if (logs)
+        for (let index = 0; index < limits.length; index += 1) keys.push(`${hashKey}:log${index + 1}`);
+      args.push(limits.length, costs.length, logs ? 1 : 0);
+      for (const policy of limits)
+        args.push(
+          algorithmCodes[policy.algorithm],
+          policy.limit,
+          policy.windowMs,
+          capacityOf(policy),
+          policy.queueMaxDelayMs ?? 0,
+        );
+      for (const cost of costs) args.push(cost);
+    }
+    const reply = await this.#run(keys, args);
+    return parseReply(reply, requests);
+  }
 
   async #run(keys: string[], args: (string | number)[]): Promise<unknown> {
     const waiting = this.#waitForFirstConnection();
@@ -147,28 +179,35 @@ export class RedisStore implements RateLimitStore {
   }
 }
 
-function parseReply(reply: unknown, limits: readonly LimitPolicy[], count: number): ConsumeOutcome[] {
-  const width = 1 + limits.length * 5;
-  if (!Array.isArray(reply) || reply.length !== width * count)
+function parseReply(reply: unknown, requests: readonly ConsumeRequest[]): ConsumeOutcome[][] {
+  let expected = 0;
+  for (const { limits, costs } of requests) expected += (1 + limits.length * 5) * costs.length;
+  if (!Array.isArray(reply) || reply.length !== expected)
     throw new RateLimitStoreError('unexpected reply from the rate-limit script', { details: { reply } });
-  const outcomes: ConsumeOutcome[] = new Array(count);
-  for (let index = 0; index < count; index += 1) {
-    const offset = index * width;
-    const decisions: Decision[] = new Array(limits.length);
-    for (let limit = 0; limit < limits.length; limit += 1) {
-      const at = offset + 1 + limit * 5;
-      decisions[limit] = {
-        name: limits[limit]!.name,
-        windowMs: limits[limit]!.windowMs,
-        allowed: reply[at] === 1,
-        limit: capacityOf(limits[limit]!),
-        remaining: Number(reply[at + 1]),
-        resetMs: Number(reply[at + 2]),
-        retryAfterMs: Number(reply[at + 3]),
-        delayMs: Number(reply[at + 4]),
-      };
+  const values = reply as number[];
+  let at = 0;
+  return requests.map(({ limits, costs }) => {
+    const outcomes: ConsumeOutcome[] = new Array(costs.length);
+    for (let index = 0; index < costs.length; index += 1) {
+      const blockedMs = values[at]!;
+      at += 1;
+      const decisions: Decision[] = new Array(limits.length);
+      for (let limit = 0; limit < limits.length; limit += 1) {
+        const policy = limits[limit]!;
+        decisions[limit] = {
+          name: policy.name,
+          windowMs: policy.windowMs,
+          allowed: values[at] === 1,
+          limit: capacityOf(policy),
+          remaining: values[at + 1]!,
+          resetMs: values[at + 2]!,
+          retryAfterMs: values[at + 3]!,
+          delayMs: values[at + 4]!,
+        };
+        at += 5;
+      }
+      outcomes[index] = { decisions, blockedMs };
     }
-    outcomes[index] = { decisions, blockedMs: Number(reply[offset]) };
-  }
-  return outcomes;
+    return outcomes;
+  });
 }

@@ -10,6 +10,13 @@ export interface ConsumeOutcome {
   blockedMs: number;
 }
 
+/** One key's batch for {@link RateLimitStore.consumeMany}. */
+export interface ConsumeRequest {
+  key: string;
+  limits: readonly LimitPolicy[];
+  costs: readonly number[];
+}
+
 /**
  * Where limit state lives. `consume` applies `costs` as consecutive requests of one key
  * (a batch), each all-or-nothing over `limits`, atomically, and returns one outcome per cost.
@@ -25,6 +32,14 @@ export interface RateLimitStore {
     costs: readonly number[],
     block: AutoBlockPolicy | undefined,
   ): ConsumeOutcome[] | Promise<ConsumeOutcome[]>;
+  /**
+   * Optional: several keys' batches in as few round trips as the backend allows (one script
+   * call for a standalone Redis). Same semantics as one `consume` per request.
+   */
+  consumeMany?(
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+  ): Promise<ConsumeOutcome[][]>;
   /** Forgets all state of `key` (its counters and any block). */
   reset(key: string): Promise<void>;
   /** Releases what the store owns (not a client passed in by the user). */

@@ -111,6 +111,24 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
       expect(blocked!.blockedMs).toBeLessThanOrEqual(30_000);
     });
 
+    it('consumeMany handles many keys (mixed limits) in one call, like one consume per key', async () => {
+      const mixed = [policy('sliding-log', 2, 60_000), policy('token-bucket', 3, 60_000)];
+      const single = [policy('fixed-window', 1, 60_000)];
+      const keys = Array.from({ length: 300 }, () => key());
+      const requests = keys.map((k, index) => ({
+        key: k,
+        limits: index % 2 === 0 ? mixed : single,
+        costs: [1, 1, 1],
+      }));
+      const results = await store.consumeMany!(requests, undefined);
+      expect(results).toHaveLength(300);
+      results.forEach((outcomes, index) => {
+        expect(allowedOf(outcomes)).toEqual(index % 2 === 0 ? [true, true, false] : [true, false, false]);
+      });
+      // The state was written per key: one more request of each is refused.
+      expect(allowedOf([await one(keys[0]!, mixed), await one(keys[1]!, single)])).toEqual([false, false]);
+    });
+
     it('reset forgets counters and blocks', async () => {
       const k = key();
       const limits = [policy('fixed-window', 1, 60_000), policy('sliding-log', 1, 60_000)];
