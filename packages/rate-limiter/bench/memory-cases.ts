@@ -10,7 +10,14 @@ const iterations = size(1_000_000, 20_000);
 const points = 1_000_000_000;
 
 function ours(algorithm: AlgorithmName): () => Promise<number> {
-  const limiter = createRateLimiter({ limits: [{ algorithm, limit: points, windowMs: 60_000 }] });
+  // Buckets refill limit/windowMs per ms: a huge limit would refill them within a millisecond, so
+  // their state would expire and be re-created on every check. A huge burst with a slow refill
+  // keeps the state alive and still refuses nothing, like the windows' huge limit.
+  const bucket = algorithm === 'token-bucket' || algorithm === 'leaky-bucket';
+  const limit = bucket
+    ? { algorithm, limit: 1, windowMs: 1_000_000, burst: 1_000_000 }
+    : { algorithm, limit: points, windowMs: 60_000 };
+  const limiter = createRateLimiter({ limits: [limit] });
   return () => opsPerSecond(iterations, (index) => limiter.check(keys[index % keyCount]!));
 }
 

@@ -1,8 +1,9 @@
 -- One call checks a batch of groups; a group is one key with its limits and a list of costs
 -- (consecutive requests of that key), each all-or-nothing over the key's limits.
 -- ARGV: nGroups, autoBlock (0/1) [, violations, withinMs, blockMs, multiplier, maxBlockMs,
--- forgetAfterMs when 1], then per group: nLimits, nCosts, hasLogs (0/1), per limit (algorithm,
--- limit, windowMs, burst, queueMaxDelayMs), then the costs.
+-- forgetAfterMs when 1], nSets, then per set of limits: nLimits and per limit (algorithm, limit,
+-- windowMs, burst, queueMaxDelayMs); then per group: set index, nCosts, hasLogs (0/1), the costs.
+-- Groups of one rule share its set, so limits are sent and parsed once per call.
 -- KEYS: per group its state hash, then (when hasLogs) one sorted set per limit.
 -- Returns per group, per cost: blockedMs, then per limit allowed, remaining, resetMs,
 -- retryAfterMs, delayMs.
@@ -33,19 +34,8 @@ local function state_ttl(p, st)
   return 0
 end
 
-local function check_group(hkey, logBase, nl, nc, policies, costs)
-  local fields = {}
-  for i = 1, nl do
-    fields[#fields + 1] = i .. ':a'
-    fields[#fields + 1] = i .. ':b'
-    fields[#fields + 1] = i .. ':c'
-  end
-  if blocking then
-    fields[#fields + 1] = 'bv'
-    fields[#fields + 1] = 'bw'
-    fields[#fields + 1] = 'bu'
-    fields[#fields + 1] = 'bo'
-  end
+local function check_group(hkey, logBase, set, nc, costs)
+  local nl, policies, fields = set.nl, set.policies, set.fields
   local values = redis.call('HMGET', hkey, unpack(fields))
   local states = {}
   for i = 1, nl do
@@ -64,32 +54,43 @@ local function check_group(hkey, logBase, nl, nc, policies, costs)
     end
   end
   local base = 3 * nl
-  local block = {
-    v = tonumber(values[base + 1]) or 0, w = tonumber(values[base + 2]) or 0,
-    u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
-  }
+  local block = nil
+  if blocking then
+    block = {
+      v = tonumber(values[base + 1]) or 0, w = tonumber(values[base + 2]) or 0,
+      u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
+    }
+  end
 
   local dirty, blockDirty, logDirty = false, false, {}
   local ttl = 1
+  local next_states = {}
   for j = 1, nc do
     local cost = costs[j]
     local blockedMs = 0
     if blocking and block.u > now then blockedMs = block.u - now end
     local effective = cost
     if blockedMs > 0 then effective = 0 end
-    local res = {}
+    -- Results go straight into `out`: blockedMs, then five values per limit.
+    local base = #out
+    out[base + 1] = blockedMs
     local allAllowed = blockedMs == 0
-    local next_states = {}
     for i = 1, nl do
       local allowed, remaining, reset, retry, delay, ns = ALG[policies[i].alg](states[i], now, effective, policies[i])
-      res[i] = { allowed, remaining, reset, retry, delay }
+      local o = base + 2 + (i - 1) * 5
+      out[o] = allowed and 1 or 0
+      out[o + 1] = remaining
+      out[o + 2] = reset
+      out[o + 3] = retry
+      out[o + 4] = delay
       next_states[i] = ns
       if not allowed then allAllowed = false end
     end
     if blockedMs > 0 then
       for i = 1, nl do
-        res[i][1] = false
-        res[i][4] = math.max(res[i][4], blockedMs)
+        local o = base + 2 + (i - 1) * 5
+        out[o] = 0
+        out[o + 3] = math.max(out[o + 3], blockedMs)
       end
     elseif allAllowed then
       for i = 1, nl do
@@ -100,9 +101,13 @@ local function check_group(hkey, logBase, nl, nc, policies, costs)
     else
       -- Refused: nothing is counted, so limits that would have admitted report their unspent state.
       for i = 1, nl do
-        if res[i][1] then
-          local allowed, remaining, reset, retry, delay = ALG[policies[i].alg](states[i], now, 0, policies[i])
-          res[i] = { allowed, remaining, reset, retry, delay }
+        local o = base + 2 + (i - 1) * 5
+        if out[o] == 1 then
+          local _, remaining, reset, retry, delay = ALG[policies[i].alg](states[i], now, 0, policies[i])
+          out[o + 1] = remaining
+          out[o + 2] = reset
+          out[o + 3] = retry
+          out[o + 4] = delay
         end
       end
       if blocking then
@@ -117,19 +122,13 @@ local function check_group(hkey, logBase, nl, nc, policies, costs)
           offences = offences + 1
           local length = math.min(bp.max, math.floor(bp.ms * bp.mult ^ (offences - 1) + 0.5))
           block = { v = 0, w = now, u = now + length, o = offences }
-          for i = 1, nl do res[i][4] = math.max(res[i][4], length) end
+          for i = 1, nl do
+            local o = base + 2 + (i - 1) * 5
+            out[o + 3] = math.max(out[o + 3], length)
+          end
         end
         blockDirty = true
       end
-    end
-    out[#out + 1] = blockedMs
-    for i = 1, nl do
-      local r = res[i]
-      out[#out + 1] = r[1] and 1 or 0
-      out[#out + 1] = r[2]
-      out[#out + 1] = r[3]
-      out[#out + 1] = r[4]
-      out[#out + 1] = r[5]
     end
   end
 
@@ -180,23 +179,41 @@ local function check_group(hkey, logBase, nl, nc, policies, costs)
   end
 end
 
-local keyAt = 1
-for _ = 1, ngroups do
-  local nl, nc, logs = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), ARGV[at + 2] == '1'
-  at = at + 3
-  local policies = {}
+local sets = {}
+local nsets = tonumber(ARGV[at])
+at = at + 1
+for set = 1, nsets do
+  local nl = tonumber(ARGV[at])
+  at = at + 1
+  local policies, fields = {}, {}
   for i = 1, nl do
     policies[i] = {
       alg = tonumber(ARGV[at]), limit = tonumber(ARGV[at + 1]), window = tonumber(ARGV[at + 2]),
       burst = tonumber(ARGV[at + 3]), queue = tonumber(ARGV[at + 4]),
     }
     at = at + 5
+    fields[#fields + 1] = i .. ':a'
+    fields[#fields + 1] = i .. ':b'
+    fields[#fields + 1] = i .. ':c'
   end
+  if blocking then
+    fields[#fields + 1] = 'bv'
+    fields[#fields + 1] = 'bw'
+    fields[#fields + 1] = 'bu'
+    fields[#fields + 1] = 'bo'
+  end
+  sets[set] = { nl = nl, policies = policies, fields = fields }
+end
+
+local keyAt = 1
+for _ = 1, ngroups do
+  local set, nc, logs = sets[tonumber(ARGV[at])], tonumber(ARGV[at + 1]), ARGV[at + 2] == '1'
+  at = at + 3
   local costs = {}
   for j = 1, nc do costs[j] = tonumber(ARGV[at + j - 1]) end
   at = at + nc
-  check_group(KEYS[keyAt], keyAt, nl, nc, policies, costs)
+  check_group(KEYS[keyAt], keyAt, set, nc, costs)
   keyAt = keyAt + 1
-  if logs then keyAt = keyAt + nl end
+  if logs then keyAt = keyAt + set.nl end
 end
 return out

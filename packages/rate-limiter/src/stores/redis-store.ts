@@ -29,7 +29,7 @@ export const redisStoreOptionsSchema = z
 export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
 
 /** Most keys one script call handles, to keep each call (and Redis's pause for it) short. */
-const maxGroupsPerCall = 128;
+const maxGroupsPerCall = 8;
 
 /**
  * ioredis options that keep a check from waiting on a dead Redis: fail at once while
@@ -121,7 +121,25 @@ export class RedisStore implements RateLimitStore {
         block.maxBlockMs,
         block.forgetAfterMs,
       );
+    // Each distinct list of limits (one per rule) is sent once; groups refer to it by index.
+    const sets = new Map<readonly LimitPolicy[], number>();
+    const groupArgs: (string | number)[] = [];
+    const setArgs: (string | number)[] = [];
     for (const { key, limits, costs } of requests) {
+      let set = sets.get(limits);
+      if (set === undefined) {
+        set = sets.size + 1;
+        sets.set(limits, set);
+        setArgs.push(limits.length);
+        for (const policy of limits)
+          setArgs.push(
+            algorithmCodes[policy.algorithm],
+            policy.limit,
+            policy.windowMs,
+            capacityOf(policy),
+            policy.queueMaxDelayMs ?? 0,
+          );
+      }
       const hashKey = `${this.#prefix}{${key}}`;
       keys.push(hashKey);
       // Sorted-set keys only for sliding logs; they share the hash tag, so the slot.
@@ -129,17 +147,10 @@ export class RedisStore implements RateLimitStore {
       for (const policy of limits) if (policy.algorithm === 'sliding-log') logs = true;
       if (logs)
         for (let index = 0; index < limits.length; index += 1) keys.push(`${hashKey}:log${index + 1}`);
-      args.push(limits.length, costs.length, logs ? 1 : 0);
-      for (const policy of limits)
-        args.push(
-          algorithmCodes[policy.algorithm],
-          policy.limit,
-          policy.windowMs,
-          capacityOf(policy),
-          policy.queueMaxDelayMs ?? 0,
-        );
-      for (const cost of costs) args.push(cost);
+      groupArgs.push(set, costs.length, logs ? 1 : 0);
+      for (const cost of costs) groupArgs.push(cost);
     }
+    args.push(sets.size, ...setArgs, ...groupArgs);
     const reply = await this.#run(keys, args);
     return parseReply(reply, requests);
   }
