@@ -74,6 +74,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #batch: boolean;
   readonly #pending = new Map<string, Pending>();
   readonly #metrics: LimiterMetrics;
+  readonly #metricsEnabled: boolean;
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #ownsStore: boolean;
@@ -109,6 +110,7 @@ export class RateLimiter implements AsyncDisposable {
     this.#localBlocks = parsed.localBlockCache ? new LocalBlockCache(parsed.localBlockMaxKeys) : undefined;
     this.#fallbackStore = new MemoryStore({ clock: this.#clock });
     this.#metrics = createLimiterMetrics(parsed.registry);
+    this.#metricsEnabled = parsed.registry !== undefined;
     this.#logger = childLogger(parsed.logger ?? silentLogger, { component: 'rate-limiter' });
     this.#metrics.fallback.set({}, 0);
     if (this.store.remote) {
@@ -347,7 +349,8 @@ export class RateLimiter implements AsyncDisposable {
       delayMs: allowed ? delayMs : 0,
       source,
     };
-    this.#metrics.checks.inc({ outcome: result.outcome, source });
+    // Labels are built only when metrics are on: the hot path allocates nothing for them.
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source });
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }

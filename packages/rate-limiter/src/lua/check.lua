@@ -65,6 +65,7 @@ local function check_group(hkey, logBase, set, nc, costs)
   local dirty, blockDirty, logDirty = false, false, {}
   local ttl = 1
   local next_states = {}
+  local expiryMoved = false
   for j = 1, nc do
     local cost = costs[j]
     local blockedMs = 0
@@ -94,8 +95,11 @@ local function check_group(hkey, logBase, set, nc, costs)
       end
     elseif allAllowed then
       for i = 1, nl do
+        local alg = policies[i].alg
+        -- A window's expiry moves only when a new window starts; a bucket's with every request.
+        if alg == 4 or alg == 5 or states[i].a ~= next_states[i].a then expiryMoved = true end
         states[i] = next_states[i]
-        if policies[i].alg == 3 then logDirty[i] = true end
+        if alg == 3 then logDirty[i] = true end
       end
       dirty = true
     else
@@ -161,7 +165,7 @@ local function check_group(hkey, logBase, set, nc, costs)
       ttl = math.max(ttl, block.u + bp.forget - now, block.w + bp.within - now)
     end
     if #writes > 0 then redis.call('HSET', hkey, unpack(writes)) end
-    redis.call('PEXPIRE', hkey, ttl)
+    if expiryMoved or blockDirty then redis.call('PEXPIRE', hkey, ttl) end
     for i, _ in pairs(logDirty) do
       local s = states[i]
       local lkey = KEYS[logBase + i]
