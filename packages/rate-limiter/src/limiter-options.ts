@@ -6,7 +6,22 @@ import type { MetricsRegistry } from './limiter-metrics.js';
 import { limitSchema } from './policy.js';
 import { isRateLimitStore, type RateLimitStore } from './stores/store.js';
 
-const limitsSchema = z.array(limitSchema).min(1, 'give at least one limit');
+const limitsSchema = z
+  .array(limitSchema)
+  .min(1, 'give at least one limit')
+  .superRefine((limits, context) => {
+    const seen = new Set<string>();
+    limits.forEach((limit, index) => {
+      if (limit.name === undefined) return;
+      if (seen.has(limit.name))
+        context.addIssue({
+          code: 'custom',
+          path: [index, 'name'],
+          message: `duplicate limit name "${limit.name}"`,
+        });
+      seen.add(limit.name);
+    });
+  });
 const cidrSchema = z.string().refine(isAddressOrCidr, 'must be an IPv4/IPv6 address or CIDR range');
 
 /** What to do when the store (Redis) is slow, down, or its breaker is open. */

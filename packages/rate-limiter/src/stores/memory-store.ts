@@ -62,6 +62,7 @@ export class MemoryStore implements RateLimitStore {
     return this.#size;
   }
 
+  /** Applies `costs` as consecutive requests of `key` (see {@link RateLimitStore.consume}). */
   consume(
     key: string,
     limits: readonly LimitPolicy[],
@@ -71,6 +72,7 @@ export class MemoryStore implements RateLimitStore {
     return costs.map((cost) => this.consumeOne(key, limits, cost, block));
   }
 
+  /** One `consume` per request (memory needs no batching; offered for the conformance suite). */
   async consumeMany(
     requests: readonly ConsumeRequest[],
     block: AutoBlockPolicy | undefined,
@@ -184,10 +186,12 @@ export class MemoryStore implements RateLimitStore {
     return { decisions: [step.decision], blockedMs: 0 };
   }
 
+  /** Forgets `key` (in `namespace`, which the limiter uses for its rules). */
   async reset(key: string, namespace = ''): Promise<void> {
     if (this.#spaces.get(namespace)?.delete(key)) this.#size -= 1;
   }
 
+  /** Drops every entry. */
   async close(): Promise<void> {
     this.#spaces.clear();
     this.#size = 0;

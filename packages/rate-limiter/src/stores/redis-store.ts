@@ -68,6 +68,7 @@ export class RedisStore implements RateLimitStore {
       );
   }
 
+  /** One script call for `costs` consecutive requests of `key` over all its limits. */
   consume(
     key: string,
     limits: readonly LimitPolicy[],
@@ -94,6 +95,7 @@ export class RedisStore implements RateLimitStore {
     return (await Promise.all(chunks)).flat();
   }
 
+  /** Deletes the key's hash and sliding-log sets. */
   async reset(key: string): Promise<void> {
     const hashKey = `${this.#prefix}{${key}}`;
     // The log keys of up to 16 limits; every key shares the hash tag, so one DEL suffices.
