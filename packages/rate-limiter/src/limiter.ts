@@ -53,6 +53,9 @@ interface Pending {
 
 const checkChannel = tracingChannel('rate-limiter', 'check');
 
+/** `failMode: 'closed'` tells refused clients to come back after this long. */
+const closedRetryAfterMs = 1_000;
+
 /**
  * The rate limiter: checks keys against their limits in a store, with allow/deny lists,
  * role rules, auto-blocking, a local cache of refused hot keys and, for remote stores, a
@@ -302,7 +305,7 @@ export class RateLimiter implements AsyncDisposable {
         limit: policy.burst ?? policy.limit,
         remaining: allowed ? (policy.burst ?? policy.limit) : 0,
         resetMs: 0,
-        retryAfterMs: allowed ? 0 : this.#deadlineMs * 40,
+        retryAfterMs: allowed ? 0 : closedRetryAfterMs,
         delayMs: 0,
       })),
     };

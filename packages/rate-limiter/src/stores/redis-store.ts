@@ -28,7 +28,8 @@ export const redisStoreOptionsSchema = z
 /** Options of {@link RedisStore} as written by users. */
 export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
 
-/** Most keys one script call handles, to keep each call (and Redis's pause for it) short. */
+/** Most keys one script call carries: small enough that several calls overlap (Redis works on one
+ * while the client prepares the next), large enough to amortise the call. */
 const maxGroupsPerCall = 8;
 
 /**
@@ -79,8 +80,8 @@ export class RedisStore implements RateLimitStore {
   }
 
   /**
-   * Standalone Redis: up to {@link maxGroupsPerCall} keys per script call (one round trip
-   * for a whole tick of checks). Cluster: one call per key, since a script's keys must share a
+   * Standalone Redis: up to {@link maxGroupsPerCall} keys per script call (a few calls, sent
+   * together, for a whole tick of checks). Cluster: one call per key, since a script's keys must share a
    * slot.
    */
   async consumeMany(
