@@ -23,3 +23,12 @@ export class RateLimitStoreError extends RateLimiterError {
     super('NOA_RATE_LIMIT_STORE', message, options);
   }
 }
+
+/** Thrown (as a rejection of `check`) when a request's cost is not a non-negative integer. */
+export class InvalidCostError extends RateLimiterError {
+  constructor(cost: unknown) {
+    super('NOA_RATE_LIMIT_INVALID_COST', `cost must be a non-negative integer, got ${String(cost)}`, {
+      details: { cost },
+    });
+  }
+}

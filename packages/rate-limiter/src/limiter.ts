@@ -13,7 +13,7 @@ import {
   withDeadline,
 } from '@noa/core';
 import type { AutoBlockPolicy } from './auto-block.js';
-import { RateLimitedError } from './errors.js';
+import { InvalidCostError, RateLimitedError } from './errors.js';
 import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
@@ -120,8 +120,10 @@ export class RateLimiter implements AsyncDisposable {
       this.#breaker = createCircuitBreaker(`rate-limit store (${this.store.kind})`, parsed.breaker ?? {});
       this.#breaker.onStateChange((state) => {
         this.#metrics.fallback.set({}, state === 'closed' ? 0 : 1);
-        const log = state === 'closed' ? this.#logger.info : this.#logger.warn;
-        log(`rate-limit store breaker ${state}`, { store: this.store.kind, failMode: this.failMode });
+        const fields = { store: this.store.kind, failMode: this.failMode };
+        if (state === 'closed')
+          this.#logger.info('rate-limit store breaker closed: store back in use', fields);
+        else this.#logger.warn(`rate-limit store breaker ${state}: fail mode applies`, fields);
       });
     }
   }
@@ -137,11 +139,16 @@ export class RateLimiter implements AsyncDisposable {
     return rule === undefined ? this.#defaultRule.limits : rule === 'unlimited' ? [] : rule.limits;
   }
 
-  /** Checks (and counts, when allowed) one request. Never rejects because of the store: see `failMode`. */
+  /**
+   * Checks (and counts, when allowed) one request. Never rejects because of the store (see
+   * `failMode`); rejects only after `close()` or for a cost that is not a non-negative integer.
+   */
   check(input: CheckInput | string): Promise<RateLimitResult> {
     if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
     const request = typeof input === 'string' ? { key: input } : input;
     const cost = request.cost ?? 1;
+    if (cost !== 1 && !(Number.isInteger(cost) && cost >= 0))
+      return Promise.reject(new InvalidCostError(cost));
     if (this.#deny.has(request.ip)) return Promise.resolve(this.#listed(request.key, 'denied'));
     if (this.#allow.has(request.ip)) return Promise.resolve(this.#listed(request.key, 'allowlisted'));
     const role = request.role === undefined ? undefined : this.#roles.get(request.role);
@@ -182,7 +189,7 @@ export class RateLimiter implements AsyncDisposable {
     const id = rule === undefined || rule === 'unlimited' ? this.#defaultRule.id : rule.id;
     const namespace = `${this.#prefix}:${id}:`;
     this.#localBlocks?.delete(namespace + key);
-    await this.#fallbackStore.reset(key, namespace);
+    await this.#fallbackStore.reset(namespace + key);
     if (this.#memoryStore !== undefined) await this.#memoryStore.reset(key, namespace);
     else await this.store.reset(namespace + key);
   }
@@ -294,7 +301,7 @@ export class RateLimiter implements AsyncDisposable {
 
   #fallback(storeKey: string, rule: Rule, cost: number): ConsumeOutcome {
     if (this.failMode === 'local')
-      return this.#fallbackStore.consumeOne(storeKey, rule.fallbackLimits, cost, this.#block, rule.namespace);
+      return this.#fallbackStore.consumeOne(storeKey, rule.fallbackLimits, cost, this.#block);
     const allowed = this.failMode === 'open';
     return {
       blockedMs: 0,

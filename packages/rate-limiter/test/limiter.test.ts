@@ -119,6 +119,33 @@ describe('RateLimiter on the memory store', () => {
     expect(error).toMatchObject({ code: 'NOA_RATE_LIMITED', retryAfterMs: 1_000 });
   });
 
+  it('reset() forgets a key for the default limits or a role', async () => {
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      roles: { pro: [{ limit: 1, windowMs: 60_000 }] },
+      clock: new ManualClock(start),
+    });
+    await limiter.check('r');
+    await limiter.check({ key: 'r', role: 'pro' });
+    expect((await limiter.check('r')).allowed).toBe(false);
+    await limiter.reset('r');
+    expect((await limiter.check('r')).allowed).toBe(true);
+    expect((await limiter.check({ key: 'r', role: 'pro' })).allowed).toBe(false);
+    await limiter.reset('r', 'pro');
+    expect((await limiter.check({ key: 'r', role: 'pro' })).allowed).toBe(true);
+  });
+
+  it('rejects a cost that is not a non-negative integer', async () => {
+    const limiter = createRateLimiter({ limits: [{ limit: 5, windowMs: 1_000 }] });
+    await expect(limiter.check({ key: 'c', cost: -1 })).rejects.toMatchObject({
+      code: 'NOA_RATE_LIMIT_INVALID_COST',
+    });
+    await expect(limiter.check({ key: 'c', cost: 1.5 })).rejects.toMatchObject({
+      code: 'NOA_RATE_LIMIT_INVALID_COST',
+    });
+    expect((await limiter.check({ key: 'c', cost: 0 })).allowed).toBe(true);
+  });
+
   it('rejects bad options with a ConfigError naming the field', () => {
     const attempt = (options: unknown) => {
       try {
