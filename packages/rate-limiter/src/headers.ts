@@ -28,7 +28,11 @@ export function rateLimitHeaders(
 ): Record<string, string> {
   const headers: Record<string, string> = {};
   if (result.limits.length > 0) {
-    if (options.standard !== false) {
+    if (options.standard !== false && result.limits.length === 1) {
+      const limit = result.limits[0]!;
+      headers['RateLimit-Policy'] = `"${limit.name}";q=${limit.limit};w=${seconds(limit.windowMs)}`;
+      headers.RateLimit = `"${limit.name}";r=${limit.remaining};t=${seconds(limit.resetMs)}`;
+    } else if (options.standard !== false) {
       headers['RateLimit-Policy'] = result.limits
         .map((limit) => `${quoted(limit.name)};q=${limit.limit};w=${seconds(limit.windowMs)}`)
         .join(', ');

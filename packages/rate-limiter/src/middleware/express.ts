@@ -35,14 +35,15 @@ export type ExpressMiddleware = (
 ) => void;
 
 function factsOf(req: ExpressRequestLike): RequestFacts {
-  const route =
-    typeof req.route?.path === 'string'
-      ? `${req.baseUrl ?? ''}${req.route.path}`
-      : `${req.baseUrl ?? ''}${req.path ?? req.url ?? ''}`;
   return {
     ip: req.ip ?? req.socket.remoteAddress,
     method: req.method ?? 'GET',
-    route,
+    // Lazy: parsing the path costs, and only per-endpoint keys and custom functions need it.
+    get route() {
+      return typeof req.route?.path === 'string'
+        ? `${req.baseUrl ?? ''}${req.route.path}`
+        : `${req.baseUrl ?? ''}${req.path ?? req.url ?? ''}`;
+    },
     headers: req.headers,
     user: req.user,
   };
