@@ -40,6 +40,27 @@ describe('Express middleware over HTTP', () => {
     app.get('/skipped', expressRateLimit({ limiter: strict, skip: () => true }), (_req, res) => {
       res.send('ok');
     });
+    const smooth = createRateLimiter({
+      limits: [{ algorithm: 'leaky-bucket', limit: 20, windowMs: 1_000, burst: 1, queueMaxDelayMs: 200 }],
+    });
+    app.get('/smooth', expressRateLimit({ limiter: smooth }), (req, res) => {
+      res.json({ delayMs: (req as { rateLimit?: { delayMs: number } }).rateLimit?.delayMs });
+    });
+    const custom = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock });
+    app.get(
+      '/custom',
+      expressRateLimit({
+        limiter: custom,
+        role: (facts) => (facts.headers['x-role'] === 'admin' ? 'admin' : undefined),
+        handler: (_req, res, result) => {
+          res.statusCode = 503;
+          res.end(`busy:${result.outcome}`);
+        },
+      }),
+      (_req, res) => {
+        res.send('ok');
+      },
+    );
     const server = app.listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -75,6 +96,29 @@ describe('Express middleware over HTTP', () => {
     expect((await get(base, '/api/hello', { 'x-forwarded-for': '2001:db8:bad::1' })).status).toBe(403);
   });
 
+  it('queues with a leaky bucket: later requests are admitted with a delay, then refused', async () => {
+    const responses = await Promise.all(Array.from({ length: 8 }, () => fetch(`${base}/smooth`)));
+    const statuses = responses.map((response) => response.status);
+    const delays: number[] = [];
+    for (const response of responses)
+      if (response.status === 200) delays.push(((await response.json()) as { delayMs: number }).delayMs);
+      else await response.text();
+    delays.sort((a, b) => a - b);
+    expect(statuses).toContain(200);
+    expect(statuses).toContain(429);
+    expect(delays[0]).toBe(0);
+    expect(Math.max(...delays)).toBeGreaterThan(0);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(200);
+  });
+
+  it('calls a custom refusal handler with the result', async () => {
+    expect((await get(base, '/custom')).status).toBe(200);
+    const refused = await get(base, '/custom');
+    expect(refused.status).toBe(503);
+    expect(refused.text).toBe('busy:limited');
+    expect(refused.headers.get('retry-after')).not.toBeNull();
+  });
+
   it('applies per-route middleware and skip rules', async () => {
     const post = () => fetch(`${base}/login`, { method: 'POST' }).then((response) => response.status);
     expect(await post()).toBe(200);
@@ -88,9 +132,18 @@ describe('Fastify plugin over HTTP', () => {
   const app = Fastify({ trustProxy: true });
   beforeAll(async () => {
     const clock = new ManualClock(start);
-    const limiter = createRateLimiter({ limits: [{ name: 'api', limit: 2, windowMs: 10_000 }], clock });
+    const limiter = createRateLimiter({
+      limits: [{ name: 'api', limit: 2, windowMs: 10_000 }],
+      roles: { internal: 'unlimited' },
+      deny: ['203.0.113.0/24'],
+      clock,
+    });
     const tight = createRateLimiter({ limits: [{ name: 'tight', limit: 1, windowMs: 60_000 }], clock });
-    await app.register(fastifyRateLimit, { limiter, keyBy: 'api-key' });
+    await app.register(fastifyRateLimit, {
+      limiter,
+      keyBy: 'api-key',
+      role: (facts) => (facts.headers['x-internal'] === 'yes' ? 'internal' : undefined),
+    });
     app.get('/hello', async () => ({ hello: 'world' }));
     app.get('/tight', { config: { rateLimit: { limiter: tight } } }, async () => 'tight');
     app.get('/health', { config: { rateLimit: false } }, async () => 'ok');
@@ -120,6 +173,14 @@ describe('Fastify plugin over HTTP', () => {
     expect((await from('192.0.2.10')).status).toBe(200);
     expect((await from('192.0.2.10')).status).toBe(429);
     expect((await from('192.0.2.11')).status).toBe(200);
+  });
+
+  it('refuses deny-listed clients with 403 and never limits an unlimited role', async () => {
+    const denied = await get(base, '/hello', { 'x-forwarded-for': '203.0.113.9' });
+    expect(denied.status).toBe(403);
+    expect(JSON.parse(denied.text)).toMatchObject({ status: 403 });
+    for (let index = 0; index < 5; index += 1)
+      expect((await get(base, '/hello', { 'x-api-key': 'svc', 'x-internal': 'yes' })).status).toBe(200);
   });
 
   it('applies per-route config and exemptions', async () => {
