@@ -53,6 +53,9 @@ interface Pending {
 
 const checkChannel = tracingChannel('rate-limiter', 'check');
 
+/** Pending distinct keys that trigger a store call without waiting for the end of the tick. */
+const earlyFlushKeys = 8;
+
 /** `failMode: 'closed'` tells refused clients to come back after this long. */
 const closedRetryAfterMs = 1_000;
 
@@ -225,6 +228,14 @@ export class RateLimiter implements AsyncDisposable {
     }
     if (pending !== undefined) this.#call([pending]);
     this.#pending.set(storeKey, { storeKey, rule, costs: [cost], settle: [settle] });
+    // A full call's worth of keys goes at once, so the store works while this process is still
+    // handling other replies (waiting for the tick's end would make both sides take turns).
+    if (this.#pending.size >= earlyFlushKeys) {
+      const batch = [...this.#pending.values()];
+      this.#pending.clear();
+      this.#call(batch);
+      return;
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(() => this.#flush());
