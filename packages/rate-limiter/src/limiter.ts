@@ -1,16 +1,12 @@
 import {
-  type CircuitBreaker,
   type Clock,
   ClosedError,
   childLogger,
-  createCircuitBreaker,
   type Logger,
   parseOptions,
   silentLogger,
   systemClock,
-  TimeoutError,
   tracingChannel,
-  withDeadline,
 } from '@noa/core';
 import type { AutoBlockPolicy } from './auto-block.js';
 import { InvalidCostError, RateLimitedError } from './errors.js';
@@ -19,6 +15,7 @@ import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js'
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
 import { LocalBlockCache } from './local-block-cache.js';
 import { type LimitPolicy, nameLimits } from './policy.js';
+import { RemoteStoreCaller } from './remote-store-caller.js';
 import type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
 import { MemoryStore } from './stores/memory-store.js';
 import type { ConsumeOutcome, RateLimitStore } from './stores/store.js';
@@ -44,25 +41,12 @@ interface Rule {
   fallbackLimits: LimitPolicy[];
 }
 
-interface Pending {
-  storeKey: string;
-  rule: Rule;
-  costs: number[];
-  settle: ((outcome: ConsumeOutcome, source: DecisionSource) => void)[];
-}
-
 const checkChannel = tracingChannel('rate-limiter', 'check');
-
-/** Pending distinct keys that trigger a store call without waiting for the end of the tick. */
-const earlyFlushKeys = 8;
-
-/** `failMode: 'closed'` tells refused clients to come back after this long. */
-const closedRetryAfterMs = 1_000;
 
 /**
  * The rate limiter: checks keys against their limits in a store, with allow/deny lists,
  * role rules, auto-blocking, a local cache of refused hot keys and, for remote stores, a
- * per-call deadline, a circuit breaker and a fail mode.
+ * per-call deadline, a circuit breaker and a fail mode (see {@link RemoteStoreCaller}).
  */
 export class RateLimiter implements AsyncDisposable {
   readonly store: RateLimitStore;
@@ -73,19 +57,15 @@ export class RateLimiter implements AsyncDisposable {
   readonly #allow: IpList;
   readonly #deny: IpList;
   readonly #block: AutoBlockPolicy | undefined;
-  readonly #deadlineMs: number;
-  readonly #breaker: CircuitBreaker | undefined;
+  readonly #remote: RemoteStoreCaller | undefined;
   readonly #localBlocks: LocalBlockCache | undefined;
   readonly #fallbackStore: MemoryStore;
-  readonly #batch: boolean;
-  readonly #pending = new Map<string, Pending>();
   readonly #metrics: LimiterMetrics;
   readonly #metricsEnabled: boolean;
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #ownsStore: boolean;
   readonly #memoryStore: MemoryStore | undefined;
-  #flushScheduled = false;
   #closed = false;
 
   constructor(options: RateLimiterOptions) {
@@ -111,29 +91,30 @@ export class RateLimiter implements AsyncDisposable {
     this.#allow = new IpList(parsed.allow);
     this.#deny = new IpList(parsed.deny);
     this.#block = parsed.autoBlock;
-    this.#deadlineMs = parsed.deadlineMs;
-    this.#batch = parsed.batch;
     this.#localBlocks = parsed.localBlockCache ? new LocalBlockCache(parsed.localBlockMaxKeys) : undefined;
     this.#fallbackStore = new MemoryStore({ clock: this.#clock });
     this.#metrics = createLimiterMetrics(parsed.registry);
     this.#metricsEnabled = parsed.registry !== undefined;
     this.#logger = childLogger(parsed.logger ?? silentLogger, { component: 'rate-limiter' });
     this.#metrics.fallback.set({}, 0);
-    if (this.store.remote) {
-      this.#breaker = createCircuitBreaker(`rate-limit store (${this.store.kind})`, parsed.breaker ?? {});
-      this.#breaker.onStateChange((state) => {
-        this.#metrics.fallback.set({}, state === 'closed' ? 0 : 1);
-        const fields = { store: this.store.kind, failMode: this.failMode };
-        if (state === 'closed')
-          this.#logger.info('rate-limit store breaker closed: store back in use', fields);
-        else this.#logger.warn(`rate-limit store breaker ${state}: fail mode applies`, fields);
-      });
-    }
+    this.#remote = this.store.remote
+      ? new RemoteStoreCaller({
+          store: this.store,
+          failMode: parsed.failMode,
+          deadlineMs: parsed.deadlineMs,
+          breaker: parsed.breaker ?? {},
+          batch: parsed.batch,
+          block: parsed.autoBlock,
+          metrics: this.#metrics,
+          logger: this.#logger,
+          fallbackStore: this.#fallbackStore,
+        })
+      : undefined;
   }
 
   /** True while the store is bypassed because its breaker is open. */
   get fallbackActive(): boolean {
-    return this.#breaker !== undefined && this.#breaker.state !== 'closed';
+    return this.#remote?.fallbackActive ?? false;
   }
 
   /** The limits that apply to `role` (the default limits when the role has none). */
@@ -173,7 +154,7 @@ export class RateLimiter implements AsyncDisposable {
       if (cached !== undefined) return Promise.resolve(this.#result(request.key, cached, 'local-cache'));
     }
     return new Promise((resolve) => {
-      this.#enqueue(storeKey, rule, cost, (outcome, source) =>
+      this.#remote!.submit(storeKey, rule, cost, (outcome, source) =>
         resolve(this.#finish(request.key, storeKey, outcome, source)),
       );
     });
@@ -208,125 +189,6 @@ export class RateLimiter implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
-  }
-
-  #enqueue(
-    storeKey: string,
-    rule: Rule,
-    cost: number,
-    settle: (outcome: ConsumeOutcome, source: DecisionSource) => void,
-  ): void {
-    if (!this.#batch) {
-      this.#call([{ storeKey, rule, costs: [cost], settle: [settle] }]);
-      return;
-    }
-    const pending = this.#pending.get(storeKey);
-    if (pending !== undefined && pending.rule === rule) {
-      pending.costs.push(cost);
-      pending.settle.push(settle);
-      return;
-    }
-    if (pending !== undefined) this.#call([pending]);
-    this.#pending.set(storeKey, { storeKey, rule, costs: [cost], settle: [settle] });
-    // A full call's worth of keys goes at once, so the store works while this process is still
-    // handling other replies (waiting for the tick's end would make both sides take turns).
-    if (this.#pending.size >= earlyFlushKeys) {
-      const batch = [...this.#pending.values()];
-      this.#pending.clear();
-      this.#call(batch);
-      return;
-    }
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(() => this.#flush());
-    }
-  }
-
-  #flush(): void {
-    this.#flushScheduled = false;
-    const batch = [...this.#pending.values()];
-    this.#pending.clear();
-    if (batch.length > 0) this.#call(batch);
-  }
-
-  /**
-   * One store call per key of the batch, all sent in the same tick (so the client pipelines
-   * them) under one deadline and one breaker decision.
-   */
-  #call(batch: Pending[]): void {
-    const started = performance.now();
-    const store = this.store;
-    const consumeAll = (): Promise<ConsumeOutcome[][]> =>
-      store.consumeMany !== undefined
-        ? store.consumeMany(
-            batch.map((pending) => ({
-              key: pending.storeKey,
-              limits: pending.rule.limits,
-              costs: pending.costs,
-            })),
-            this.#block,
-          )
-        : Promise.all(
-            batch.map((pending) =>
-              Promise.resolve(
-                store.consume(pending.storeKey, pending.rule.limits, pending.costs, this.#block),
-              ),
-            ),
-          );
-    this.#breaker!.execute(() =>
-      withDeadline(consumeAll(), this.#deadlineMs, `rate-limit check on ${this.store.kind}`),
-    ).then(
-      (results) => {
-        this.#metrics.duration.observe({ store: this.store.kind }, (performance.now() - started) / 1_000);
-        for (let key = 0; key < batch.length; key += 1) {
-          const pending = batch[key]!;
-          const outcomes = results[key]!;
-          for (let index = 0; index < pending.settle.length; index += 1)
-            pending.settle[index]!(outcomes[index]!, 'store');
-        }
-      },
-      (error: unknown) => {
-        const kind =
-          error instanceof TimeoutError
-            ? 'timeout'
-            : (error as { code?: string })?.code === 'NOA_CIRCUIT_OPEN'
-              ? 'circuit-open'
-              : 'error';
-        this.#metrics.errors.inc({ kind });
-        if (kind !== 'circuit-open')
-          this.#logger.warn('rate-limit store call failed; applying fail mode', {
-            store: this.store.kind,
-            failMode: this.failMode,
-            kind,
-            error: (error as Error)?.message,
-          });
-        for (const pending of batch)
-          for (let index = 0; index < pending.settle.length; index += 1)
-            pending.settle[index]!(
-              this.#fallback(pending.storeKey, pending.rule, pending.costs[index]!),
-              'fallback',
-            );
-      },
-    );
-  }
-
-  #fallback(storeKey: string, rule: Rule, cost: number): ConsumeOutcome {
-    if (this.failMode === 'local')
-      return this.#fallbackStore.consumeOne(storeKey, rule.fallbackLimits, cost, this.#block);
-    const allowed = this.failMode === 'open';
-    return {
-      blockedMs: 0,
-      decisions: rule.limits.map((policy) => ({
-        name: policy.name,
-        windowMs: policy.windowMs,
-        allowed,
-        limit: policy.burst ?? policy.limit,
-        remaining: allowed ? (policy.burst ?? policy.limit) : 0,
-        resetMs: 0,
-        retryAfterMs: allowed ? 0 : closedRetryAfterMs,
-        delayMs: 0,
-      })),
-    };
   }
 
   #finish(key: string, storeKey: string, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
@@ -378,7 +240,7 @@ export class RateLimiter implements AsyncDisposable {
 
   #listed(key: string, outcome: CheckOutcome): RateLimitResult {
     const allowed = outcome !== 'denied';
-    this.#metrics.checks.inc({ outcome, source: 'lists' });
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome, source: 'lists' });
     return {
       allowed,
       outcome,
