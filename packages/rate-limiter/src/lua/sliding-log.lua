@@ -28,12 +28,11 @@ ALG[3] = function(st, now, cost, p)
         end
       end
     end
-    return false, math.max(0, p.limit - used), log_reset(kt, now, w), retry, 0, nil, 0
+    return false, math.max(0, p.limit - used), log_reset(kt, now, w), retry, 0, st
   end
   if cost > 0 then
     kt[#kt + 1] = now
     kc[#kc + 1] = cost
   end
-  local reset = log_reset(kt, now, w)
-  return true, p.limit - used - cost, reset, 0, 0, { times = kt, costs = kc, log = true }, reset
+  return true, p.limit - used - cost, log_reset(kt, now, w), 0, 0, { times = kt, costs = kc }
 end

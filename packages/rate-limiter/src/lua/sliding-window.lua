@@ -16,25 +16,25 @@ local function sw_retry(ws, w, now, prev, cur, cost, limit)
   return ws + 2 * w - math.min(w, slack) - now
 end
 
-ALG[2] = function(st, now, cost, p)
+ALG[2] = function(a, b, c, now, cost, p)
   local w = p.window
   local ws = now - (now % w)
   local prev, cur = 0, 0
-  if st.a ~= nil then
-    if st.a == ws then
-      prev = st.c or 0
-      cur = st.b or 0
-    elseif st.a == ws - w then
-      prev = st.b or 0
+  if a ~= nil then
+    if a == ws then
+      prev = c or 0
+      cur = b or 0
+    elseif a == ws - w then
+      prev = b or 0
     end
   end
   local pw = prev * (w - (now - ws))
   local budget = p.limit * w
   if pw + (cur + cost) * w > budget then
     return false, math.max(0, math.floor((budget - pw - cur * w) / w)), sw_reset(ws, w, now, prev, cur),
-      sw_retry(ws, w, now, prev, cur, cost, p.limit), 0, nil, 0
+      sw_retry(ws, w, now, prev, cur, cost, p.limit), 0, a, b, c
   end
   local used = cur + cost
   return true, math.floor((budget - pw - used * w) / w), sw_reset(ws, w, now, prev, used), 0, 0,
-    { a = ws, b = used, c = prev }, ws + 2 * w - now
+    ws, used, prev
 end
