@@ -34,19 +34,29 @@ export type ExpressMiddleware = (
   next: (error?: unknown) => void,
 ) => void;
 
-function factsOf(req: ExpressRequestLike): RequestFacts {
-  return {
-    ip: req.ip ?? req.socket.remoteAddress,
-    method: req.method ?? 'GET',
-    // Lazy: parsing the path costs, and only per-endpoint keys and custom functions need it.
-    get route() {
-      return typeof req.route?.path === 'string'
-        ? `${req.baseUrl ?? ''}${req.route.path}`
-        : `${req.baseUrl ?? ''}${req.path ?? req.url ?? ''}`;
-    },
-    headers: req.headers,
-    user: req.user,
-  };
+/** The request facts of an Express request; `route` is computed only when read. */
+class ExpressFacts implements RequestFacts {
+  readonly ip: string | undefined;
+  readonly method: string;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly user: unknown;
+  readonly #req: ExpressRequestLike;
+
+  constructor(req: ExpressRequestLike) {
+    this.#req = req;
+    this.ip = req.ip ?? req.socket.remoteAddress;
+    this.method = req.method ?? 'GET';
+    this.headers = req.headers;
+    this.user = req.user;
+  }
+
+  // Lazy: parsing the path costs, and only per-endpoint keys and custom functions need it.
+  get route(): string {
+    const req = this.#req;
+    return typeof req.route?.path === 'string'
+      ? `${req.baseUrl ?? ''}${req.route.path}`
+      : `${req.baseUrl ?? ''}${req.path ?? req.url ?? ''}`;
+  }
 }
 
 /** The default refusal: problem+json, 429 (403 for deny-listed clients). */
@@ -67,7 +77,7 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
   const handler = parsed.handler ?? sendProblem;
   return (incoming, res, next) => {
     const req = incoming as ExpressRequestLike;
-    const facts = factsOf(req);
+    const facts = new ExpressFacts(req);
     const run = async (): Promise<void> => {
       if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
       const result = await parsed.limiter.check({
