@@ -129,33 +129,32 @@ export class RateLimiter implements AsyncDisposable {
    */
   check(input: CheckInput | string): Promise<RateLimitResult> {
     if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
-    const request = typeof input === 'string' ? { key: input } : input;
-    const cost = request.cost ?? 1;
+    // A plain string key is the common case: read the fields without building an object.
+    const key = typeof input === 'string' ? input : input.key;
+    const ip = typeof input === 'string' ? undefined : input.ip;
+    const roleName = typeof input === 'string' ? undefined : input.role;
+    const cost = typeof input === 'string' ? 1 : (input.cost ?? 1);
     if (cost !== 1 && !(Number.isInteger(cost) && cost >= 0))
       return Promise.reject(new InvalidCostError(cost));
-    if (this.#deny.has(request.ip)) return Promise.resolve(this.#listed(request.key, 'denied'));
-    if (this.#allow.has(request.ip)) return Promise.resolve(this.#listed(request.key, 'allowlisted'));
-    const role = request.role === undefined ? undefined : this.#roles.get(request.role);
-    if (role === 'unlimited') return Promise.resolve(this.#listed(request.key, 'unlimited'));
+    if (ip !== undefined) {
+      if (this.#deny.has(ip)) return Promise.resolve(this.#listed(key, 'denied'));
+      if (this.#allow.has(ip)) return Promise.resolve(this.#listed(key, 'allowlisted'));
+    }
+    const role = roleName === undefined ? undefined : this.#roles.get(roleName);
+    if (role === 'unlimited') return Promise.resolve(this.#listed(key, 'unlimited'));
     const rule = role ?? this.#defaultRule;
     if (this.#memoryStore !== undefined) {
-      const outcome = this.#memoryStore.consumeOne(
-        request.key,
-        rule.limits,
-        cost,
-        this.#block,
-        rule.namespace,
-      );
-      return Promise.resolve(this.#result(request.key, outcome, 'store'));
+      const outcome = this.#memoryStore.consumeOne(key, rule.limits, cost, this.#block, rule.namespace);
+      return Promise.resolve(this.#result(key, outcome, 'store'));
     }
-    const storeKey = rule.namespace + request.key;
+    const storeKey = rule.namespace + key;
     if (this.#localBlocks !== undefined) {
       const cached = this.#localBlocks.lookup(storeKey, this.#clock.now());
-      if (cached !== undefined) return Promise.resolve(this.#result(request.key, cached, 'local-cache'));
+      if (cached !== undefined) return Promise.resolve(this.#result(key, cached, 'local-cache'));
     }
     return new Promise((resolve) => {
       this.#remote!.submit(storeKey, rule, cost, (outcome, source) =>
-        resolve(this.#finish(request.key, storeKey, outcome, source)),
+        resolve(this.#finish(key, storeKey, outcome, source)),
       );
     });
   }
