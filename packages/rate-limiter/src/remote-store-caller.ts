@@ -44,7 +44,7 @@ export interface RemoteStoreCallerOptions {
 }
 
 /** Pending distinct keys that trigger a store call without waiting for the end of the tick. */
-const earlyFlushKeys = 16;
+const earlyFlushKeys = 32;
 
 /** `failMode: 'closed'` tells refused clients to come back after this long. */
 const closedRetryAfterMs = 1_000;

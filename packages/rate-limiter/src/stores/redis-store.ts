@@ -30,7 +30,7 @@ export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
 
 /** Most keys one script call carries: small enough that several calls overlap (Redis works on one
  * while the client prepares the next), large enough to amortise the call. */
-const maxGroupsPerCall = 16;
+const maxGroupsPerCall = 32;
 
 /**
  * ioredis options that keep a check from waiting on a dead Redis: fail at once while
