@@ -127,8 +127,8 @@ export class RemoteStoreCaller {
   }
 
   /**
-   * One store call per key of the batch, all sent in the same tick (so the client pipelines
-   * them) under one deadline and one breaker decision.
+   * Sends the batch's keys together (`consumeMany`: shared script calls on a standalone Redis,
+   * one call per key on a Cluster), under one deadline and one breaker decision.
    */
   #call(batch: Pending[]): void {
     const started = performance.now();
