@@ -1,0 +1,215 @@
+import type { PrivateRedis } from '@noa/testkit';
+import { type BenchCase, concurrentOpsPerSecond, quantile, size, smoke } from '@noa/testkit/bench';
+import { Redis } from 'ioredis';
+import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../src/index.js';
+
+const rlfAnchor = 'rate-limiter-flexible@11.4.0 RateLimiterRedis';
+const keyCount = 10_000;
+const keys = Array.from({ length: keyCount }, (_, index) => `user-${index}`);
+let run = 0;
+const fresh = (name: string): string => {
+  run += 1;
+  return `${name}-${run}`;
+};
+
+async function client(redis: PrivateRedis, options: object = recommendedRedisOptions): Promise<Redis> {
+  const connection = new Redis(redis.url, { ...options, lazyConnect: true });
+  connection.on('error', () => {});
+  await connection.connect();
+  return connection;
+}
+
+/** Commands the clients sent (EVAL/EVALSHA and any plain command), from INFO commandstats. */
+async function clientCalls(admin: Redis): Promise<number> {
+  const info = await admin.info('commandstats');
+  let calls = 0;
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    const command = match[1]!;
+    // Commands run inside scripts are counted too; count only what a client can send itself.
+    if (command === 'evalsha' || command === 'eval' || command === 'evalsha_ro') calls += Number(match[2]);
+  }
+  return calls;
+}
+
+/** Runs `work` and returns its value with the client calls it caused. */
+async function counting<T>(admin: Redis, work: () => Promise<T>): Promise<{ value: T; calls: number }> {
+  await admin.config('RESETSTAT');
+  const value = await work();
+  return { value, calls: await clientCalls(admin) };
+}
+
+/** Redis store cases on a private redis-server (clean command stats). */
+export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
+  const admin = await client(redis, {});
+  const oursClient = await client(redis);
+  const theirsClient = await client(redis);
+  const big = 1_000_000_000;
+  const callsPerCheck = { ours: 0, theirs: 0 };
+
+  const total = size(40_000, 2_000);
+  const throughputOurs = async () => {
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client: oursClient, prefix: `${fresh('o')}:` }),
+      limits: [{ limit: big, windowMs: 60_000 }],
+      deadlineMs: 1_000,
+    });
+    const { value, calls } = await counting(admin, () =>
+      concurrentOpsPerSecond(total, 64, (index) => limiter.check(keys[index % keyCount]!)),
+    );
+    callsPerCheck.ours = calls / total;
+    return value;
+  };
+  const throughputTheirs = async () => {
+    const limiter = new RateLimiterRedis({
+      storeClient: theirsClient,
+      keyPrefix: fresh('t'),
+      points: big,
+      duration: 60,
+    });
+    const { value, calls } = await counting(admin, () =>
+      concurrentOpsPerSecond(total, 64, (index) => limiter.consume(keys[index % keyCount]!)),
+    );
+    callsPerCheck.theirs = calls / total;
+    return value;
+  };
+
+  const hotLimit = size(500, 50);
+  const hotRequests = hotLimit * 20;
+  const hotCalls = { ours: 0, theirs: 0 };
+  const hotOurs = async () => {
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client: oursClient, prefix: `${fresh('h')}:` }),
+      limits: [{ limit: hotLimit, windowMs: 60_000 }],
+      deadlineMs: 1_000,
+    });
+    const { value, calls } = await counting(admin, () =>
+      concurrentOpsPerSecond(hotRequests, 64, () => limiter.check('hot')),
+    );
+    hotCalls.ours = calls / hotRequests;
+    return value;
+  };
+  const hotTheirs = async () => {
+    const limiter = new RateLimiterRedis({
+      storeClient: theirsClient,
+      keyPrefix: fresh('ht'),
+      points: hotLimit,
+      duration: 60,
+      inMemoryBlockOnConsumed: hotLimit,
+      inMemoryBlockDuration: 60,
+    });
+    const { value, calls } = await counting(admin, () =>
+      concurrentOpsPerSecond(hotRequests, 64, () =>
+        limiter.consume('hot').catch((error: unknown) => {
+          if (!(error instanceof RateLimiterRes)) throw error;
+        }),
+      ),
+    );
+    hotCalls.theirs = calls / hotRequests;
+    return value;
+  };
+
+  return [
+    {
+      case: 'redis, fixed window, 10k keys, 64 in flight',
+      unit: 'ops/s',
+      better: 'higher',
+      goal: 1.3,
+      anchor: rlfAnchor,
+      ours: throughputOurs,
+      theirs: throughputTheirs,
+      extra: () => ({
+        redisCallsPerCheckOurs: Number(callsPerCheck.ours.toFixed(3)),
+        redisCallsPerCheckTheirs: Number(callsPerCheck.theirs.toFixed(3)),
+      }),
+    },
+    {
+      case: 'redis, one hot key at 20x its limit, 64 in flight',
+      unit: 'ops/s',
+      better: 'higher',
+      goal: 1.5,
+      anchor: `${rlfAnchor} + inMemoryBlockOnConsumed`,
+      ours: hotOurs,
+      theirs: hotTheirs,
+      extra: () => ({
+        redisCallsPerRequestOurs: Number(hotCalls.ours.toFixed(4)),
+        redisCallsPerRequestTheirs: Number(hotCalls.theirs.toFixed(4)),
+      }),
+    },
+    {
+      case: 'redis, one hot key at 20x its limit: Redis calls per request',
+      unit: 'calls',
+      better: 'lower',
+      goal: 0.01,
+      rounds: 1,
+      ours: async () => {
+        await hotOurs();
+        return Number(hotCalls.ours.toFixed(4));
+      },
+      extra: () => ({ anchorCallsPerRequest: Number(hotCalls.theirs.toFixed(4)) }),
+    },
+  ];
+}
+
+/**
+ * Open-loop load at 2k checks/s while Redis is paused (`CLIENT PAUSE`) for 5 s (0.3 s in smoke
+ * mode): p99 latency of a check, ours (25 ms deadline, breaker, local fallback) vs RLF.
+ */
+export function pauseCase(redis: PrivateRedis): BenchCase {
+  const pauseMs = smoke ? 300 : 5_000;
+  const runMs = smoke ? 1_000 : 8_000;
+  const rate = 2_000;
+  const openLoop = async (check: (key: string) => Promise<unknown>): Promise<number> => {
+    const latencies: number[] = [];
+    const pending: Promise<unknown>[] = [];
+    const started = performance.now();
+    let sent = 0;
+    let paused = false;
+    while (performance.now() - started < runMs) {
+      const elapsed = performance.now() - started;
+      if (!paused && elapsed > 500) {
+        paused = true;
+        await redis.pause(pauseMs);
+      }
+      const due = Math.floor((elapsed / 1_000) * rate);
+      for (; sent < due; sent += 1) {
+        const at = performance.now();
+        pending.push(check(keys[sent % keyCount]!).then(() => latencies.push(performance.now() - at)));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await Promise.all(pending);
+    return quantile(latencies, 0.99);
+  };
+  return {
+    case: `redis paused ${pauseMs / 1_000} s during ${rate}/s open loop: p99 latency`,
+    unit: 'ms',
+    better: 'lower',
+    goal: 0.1,
+    rounds: 1,
+    anchor: rlfAnchor,
+    ours: async () => {
+      const connection = await client(redis);
+      const limiter = createRateLimiter({
+        store: new RedisStore({ client: connection, prefix: `${fresh('p')}:` }),
+        limits: [{ limit: 1_000_000, windowMs: 60_000 }],
+        failMode: 'local',
+      });
+      const p99 = await openLoop((key) => limiter.check(key));
+      connection.disconnect();
+      return p99;
+    },
+    theirs: async () => {
+      const connection = await client(redis, {});
+      const limiter = new RateLimiterRedis({
+        storeClient: connection,
+        keyPrefix: fresh('pt'),
+        points: 1_000_000,
+        duration: 60,
+      });
+      const p99 = await openLoop((key) => limiter.consume(key).catch(() => undefined));
+      connection.disconnect();
+      return p99;
+    },
+  };
+}

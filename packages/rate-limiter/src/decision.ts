@@ -1,0 +1,25 @@
+/** The outcome of checking one limit for one request. All times are milliseconds from "now". */
+export interface Decision {
+  /** The limit's name (as in the `RateLimit` headers). */
+  name: string;
+  /** The limit's window. */
+  windowMs: number;
+  /** True when the request fits (and was counted); false when it was refused (and not counted). */
+  allowed: boolean;
+  /** The limit's quota (points per window, or the bucket's capacity). */
+  limit: number;
+  /** Points still available after this request (never negative). */
+  remaining: number;
+  /** Time until the quota is fully available again. */
+  resetMs: number;
+  /** When refused: the earliest time after which the same request would fit. 0 when allowed. */
+  retryAfterMs: number;
+  /** Queueing leaky bucket only: how long the caller must wait before proceeding. 0 otherwise. */
+  delayMs: number;
+}
+
+/** What an algorithm step returns: the decision and the state to keep (unchanged when refused). */
+export interface Step<State> {
+  decision: Decision;
+  state: State;
+}

@@ -1,0 +1,34 @@
+import { NoaError, type NoaErrorOptions } from '@noa/core';
+
+/** Base class of every error thrown by @noa/rate-limiter; codes start with `NOA_RATE_LIMIT`. */
+export class RateLimiterError extends NoaError {}
+
+/** Thrown by `limiter.consume()` when the request is refused (limited, blocked or denied). */
+export class RateLimitedError extends RateLimiterError {
+  /** Milliseconds after which the same request may succeed. */
+  readonly retryAfterMs: number;
+
+  constructor(key: string, retryAfterMs: number, reason: string, options: NoaErrorOptions = {}) {
+    super('NOA_RATE_LIMITED', `rate limit exceeded for ${key} (${reason}); retry after ${retryAfterMs} ms`, {
+      ...options,
+      details: { key, retryAfterMs, reason, ...options.details },
+    });
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** Thrown when the store answers something the limiter cannot read (e.g. a foreign Lua script). */
+export class RateLimitStoreError extends RateLimiterError {
+  constructor(message: string, options: NoaErrorOptions = {}) {
+    super('NOA_RATE_LIMIT_STORE', message, options);
+  }
+}
+
+/** Thrown (as a rejection of `check`) when a request's cost is not a non-negative integer. */
+export class InvalidCostError extends RateLimiterError {
+  constructor(cost: unknown) {
+    super('NOA_RATE_LIMIT_INVALID_COST', `cost must be a non-negative integer, got ${String(cost)}`, {
+      details: { cost },
+    });
+  }
+}

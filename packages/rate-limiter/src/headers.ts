@@ -1,0 +1,90 @@
+import type { RateLimitResult } from './result.js';
+
+/** Which rate-limit headers to send. */
+export interface HeaderOptions {
+  /** IETF `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10). Default true. */
+  standard?: boolean;
+  /** Legacy `X-RateLimit-Limit/Remaining/Reset` (Reset in epoch seconds, as GitHub). Default false. */
+  legacy?: boolean;
+}
+
+/** The problem type of a 429 (draft-ietf-httpapi-ratelimit-headers-10, section "Problem Types"). */
+export const quotaExceededType = 'https://iana.org/assignments/http-problem-types#quota-exceeded';
+
+const seconds = (ms: number): number => Math.ceil(ms / 1_000);
+
+/** Quotes a policy name as a structured-field String (names are validated tokens, so no escaping). */
+const quoted = (name: string): string => `"${name}"`;
+
+/**
+ * The rate-limit response headers of a result, e.g.
+ * `RateLimit-Policy: "burst";q=100;w=60` and `RateLimit: "burst";r=50;t=30`, one list member
+ * per limit; `Retry-After` (seconds) when refused.
+ */
+export function rateLimitHeaders(
+  result: RateLimitResult,
+  options: HeaderOptions = {},
+  nowMs: number = Date.now(),
+): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (result.limits.length > 0) {
+    if (options.standard !== false && result.limits.length === 1) {
+      const limit = result.limits[0]!;
+      headers['RateLimit-Policy'] = `"${limit.name}";q=${limit.limit};w=${seconds(limit.windowMs)}`;
+      headers.RateLimit = `"${limit.name}";r=${limit.remaining};t=${seconds(limit.resetMs)}`;
+    } else if (options.standard !== false) {
+      headers['RateLimit-Policy'] = result.limits
+        .map((limit) => `${quoted(limit.name)};q=${limit.limit};w=${seconds(limit.windowMs)}`)
+        .join(', ');
+      headers.RateLimit = result.limits
+        .map((limit) => `${quoted(limit.name)};r=${limit.remaining};t=${seconds(limit.resetMs)}`)
+        .join(', ');
+    }
+    if (options.legacy === true) {
+      const tightest =
+        result.limits.find(
+          (limit) => limit.remaining === result.remaining && limit.resetMs === result.resetMs,
+        ) ?? result.limits[0]!;
+      headers['X-RateLimit-Limit'] = String(tightest.limit);
+      headers['X-RateLimit-Remaining'] = String(result.remaining);
+      headers['X-RateLimit-Reset'] = String(seconds(nowMs + result.resetMs));
+    }
+  }
+  if (!result.allowed && result.retryAfterMs > 0)
+    headers['Retry-After'] = String(seconds(result.retryAfterMs));
+  return headers;
+}
+
+/** An RFC 9457 problem document for a refused request. */
+export interface QuotaProblem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  /** Seconds until retry (same as the `Retry-After` header). */
+  retryAfter: number;
+  /** The limits that refused the request (empty for deny-listed clients). */
+  violatedPolicies: string[];
+}
+
+/** The `application/problem+json` body of a 429 (or 403 for deny-listed clients). */
+export function quotaProblem(result: RateLimitResult): QuotaProblem {
+  const status = result.outcome === 'denied' ? 403 : 429;
+  const detail =
+    result.outcome === 'denied'
+      ? 'This client is not allowed.'
+      : result.outcome === 'blocked'
+        ? `Too many requests over the limit: blocked for ${seconds(result.retryAfterMs)} s.`
+        : `Quota exceeded; retry in ${seconds(result.retryAfterMs)} s.`;
+  return {
+    type: result.outcome === 'denied' ? 'about:blank' : quotaExceededType,
+    title:
+      result.outcome === 'denied'
+        ? 'Forbidden'
+        : 'Request cannot be satisfied as assigned quota has been exceeded',
+    status,
+    detail,
+    retryAfter: seconds(result.retryAfterMs),
+    violatedPolicies: result.limits.filter((limit) => !limit.allowed).map((limit) => limit.name),
+  };
+}

@@ -1,0 +1,50 @@
+export { type Algorithm, algorithms } from './algorithms/index.js';
+export { type AutoBlockOptions, autoBlockSchema, type BlockState, recordViolation } from './auto-block.js';
+export type { Decision, Step } from './decision.js';
+export { InvalidCostError, RateLimitedError, RateLimiterError, RateLimitStoreError } from './errors.js';
+export {
+  type HeaderOptions,
+  type QuotaProblem,
+  quotaExceededType,
+  quotaProblem,
+  rateLimitHeaders,
+} from './headers.js';
+export { IpList } from './ip-list.js';
+export { type CheckInput, createRateLimiter, RateLimiter } from './limiter.js';
+export type { MetricsRegistry } from './limiter-metrics.js';
+export {
+  type FailMode,
+  failModes,
+  type RateLimiterOptions,
+  rateLimiterOptionsSchema,
+} from './limiter-options.js';
+export {
+  type ExpressMiddleware,
+  type ExpressRateLimitOptions,
+  type ExpressRequestLike,
+  expressRateLimit,
+  type RefusalHandler,
+  sendProblem,
+} from './middleware/express.js';
+export {
+  type FastifyRateLimitOptions,
+  type FastifyRefusalHandler,
+  fastifyRateLimit,
+  type RouteRateLimitOptions,
+} from './middleware/fastify.js';
+export { keyKinds, type RequestFacts } from './middleware/options.js';
+export {
+  type AlgorithmName,
+  algorithmNames,
+  type LimitInput,
+  type LimitPolicy,
+  limitSchema,
+} from './policy.js';
+export type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
+export {
+  RedisStore,
+  type RedisStoreOptions,
+  recommendedRedisOptions,
+} from './stores/redis-store.js';
+export type { ConsumeOutcome, ConsumeRequest, RateLimitStore } from './stores/store.js';

@@ -1,0 +1,33 @@
+import { type CounterMetric, type GaugeMetric, type HistogramMetric, MetricsFactory } from '@noa/core';
+import type { Registry } from 'prom-client';
+
+/** The prom-client registry metrics are created on. */
+export type MetricsRegistry = Registry;
+
+/** The limiter's metrics (no-ops without a registry). */
+export interface LimiterMetrics {
+  checks: CounterMetric<'outcome' | 'source'>;
+  errors: CounterMetric<'kind'>;
+  duration: HistogramMetric<'store'>;
+  fallback: GaugeMetric;
+}
+
+/** Creates `noa_rate_limiter_*` metrics on `registry`. */
+export function createLimiterMetrics(registry: MetricsRegistry | undefined): LimiterMetrics {
+  const factory = new MetricsFactory('rate_limiter', registry);
+  return {
+    checks: factory.counter('checks_total', 'Rate limit checks by outcome and deciding source', [
+      'outcome',
+      'source',
+    ]),
+    errors: factory.counter(
+      'store_errors_total',
+      'Failed store calls by kind (timeout, circuit-open, error)',
+      ['kind'],
+    ),
+    duration: factory.histogram('check_duration_seconds', 'Latency of store calls for rate limit checks', [
+      'store',
+    ]),
+    fallback: factory.gauge('fallback_active', '1 while the store is bypassed (breaker open), else 0'),
+  };
+}

@@ -1,0 +1,81 @@
+import { breakerOptionsSchema, type Clock, type Logger } from '@noa/core';
+import { z } from 'zod';
+import { autoBlockSchema } from './auto-block.js';
+import { isAddressOrCidr } from './ip-list.js';
+import type { MetricsRegistry } from './limiter-metrics.js';
+import { limitSchema } from './policy.js';
+import { isRateLimitStore, type RateLimitStore } from './stores/store.js';
+
+const limitsSchema = z
+  .array(limitSchema)
+  .min(1, 'give at least one limit')
+  .superRefine((limits, context) => {
+    const seen = new Set<string>();
+    limits.forEach((limit, index) => {
+      if (limit.name === undefined) return;
+      if (seen.has(limit.name))
+        context.addIssue({
+          code: 'custom',
+          path: [index, 'name'],
+          message: `duplicate limit name "${limit.name}"`,
+        });
+      seen.add(limit.name);
+    });
+  });
+const cidrSchema = z.string().refine(isAddressOrCidr, 'must be an IPv4/IPv6 address or CIDR range');
+
+/** What to do when the store (Redis) is slow, down, or its breaker is open. */
+export const failModes = ['open', 'closed', 'local'] as const;
+
+/** Options of {@link RateLimiter}. */
+export const rateLimiterOptionsSchema = z
+  .object({
+    /** Where counters live. Default: a new `MemoryStore`. */
+    store: z
+      .custom<RateLimitStore>(isRateLimitStore, 'must be a RateLimitStore (MemoryStore, RedisStore)')
+      .optional(),
+    /** The limits every key gets, all checked at once (e.g. 10/s burst and 1000/day). */
+    limits: limitsSchema,
+    /** Limits by role, replacing `limits` for callers of that role; `'unlimited'` skips limiting. */
+    roles: z.record(z.string(), z.union([limitsSchema, z.literal('unlimited')])).default({}),
+    /** Namespace of the keys in the store (several limiters can share one store). */
+    prefix: z.string().min(1).default('rl'),
+    /** Addresses/CIDRs never limited. */
+    allow: z.array(cidrSchema).default([]),
+    /** Addresses/CIDRs always refused. */
+    deny: z.array(cidrSchema).default([]),
+    /** Block keys that keep hitting the limit. */
+    autoBlock: autoBlockSchema.optional(),
+    /** Store failure: `open` admits, `closed` refuses, `local` limits in-process at `limit ÷ expectedInstances`. */
+    failMode: z.enum(failModes).default('local'),
+    /** App instances sharing the store: the local fallback grants each `limit ÷ expectedInstances`. */
+    expectedInstances: z.number().int().positive().default(1),
+    /** Longest a check waits for a remote store before the fail mode applies. */
+    deadlineMs: z.number().positive().default(25),
+    /** Circuit breaker around the remote store: error ratio over a sliding window, half-open probes (core defaults). */
+    breaker: breakerOptionsSchema.optional(),
+    /** Refuse keys known to be over their limit locally, until their reset, without a store call. */
+    localBlockCache: z.boolean().default(true),
+    /** Most keys the local block cache holds. */
+    localBlockMaxKeys: z.number().int().positive().default(10_000),
+    /** Merge concurrent checks of one key in the same tick into one store call. */
+    batch: z.boolean().default(true),
+    /** prom-client registry for metrics (none: metrics cost nothing). */
+    registry: z.custom<MetricsRegistry>((value) => typeof value === 'object' && value !== null).optional(),
+    /** Logger (winston fits; pino via core's fromPino). */
+    logger: z
+      .custom<Logger>((value) => typeof (value as Logger)?.warn === 'function', 'must be a Logger')
+      .optional(),
+    /** Clock for local decisions (block cache, fallback). */
+    clock: z
+      .custom<Clock>((value) => typeof (value as Clock)?.now === 'function', 'must have now()')
+      .optional(),
+  })
+  .strict();
+
+/** Options of {@link RateLimiter} as written by users. */
+export type RateLimiterOptions = z.input<typeof rateLimiterOptionsSchema>;
+/** Parsed options. */
+export type ParsedRateLimiterOptions = z.infer<typeof rateLimiterOptionsSchema>;
+/** One of {@link failModes}. */
+export type FailMode = (typeof failModes)[number];

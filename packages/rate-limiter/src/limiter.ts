@@ -1,0 +1,270 @@
+import {
+  type Clock,
+  ClosedError,
+  childLogger,
+  type Logger,
+  parseOptions,
+  silentLogger,
+  systemClock,
+  tracingChannel,
+} from '@noa/core';
+import type { AutoBlockPolicy } from './auto-block.js';
+import { InvalidCostError, RateLimitedError } from './errors.js';
+import { IpList } from './ip-list.js';
+import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
+import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
+import { LocalBlockCache } from './local-block-cache.js';
+import { type LimitPolicy, nameLimits } from './policy.js';
+import { RemoteStoreCaller } from './remote-store-caller.js';
+import type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
+import { MemoryStore } from './stores/memory-store.js';
+import type { ConsumeOutcome, RateLimitStore } from './stores/store.js';
+
+/** What is being limited. */
+export interface CheckInput {
+  /** The caller's key: a user id, an IP, an API key, `user:42:POST /orders`… */
+  key: string;
+  /** The client's IP address, for the allow/deny lists. */
+  ip?: string | undefined;
+  /** The caller's role, selecting `roles[role]` limits instead of the default ones. */
+  role?: string | undefined;
+  /** Points this request costs (default 1). */
+  cost?: number | undefined;
+}
+
+interface Rule {
+  id: string;
+  /** `<prefix>:<id>:`, the start of this rule's store keys. */
+  namespace: string;
+  limits: LimitPolicy[];
+  /** The same limits divided by `expectedInstances`, for the local fallback. */
+  fallbackLimits: LimitPolicy[];
+}
+
+const checkChannel = tracingChannel('rate-limiter', 'check');
+
+/**
+ * The rate limiter: checks keys against their limits in a store, with allow/deny lists,
+ * role rules, auto-blocking, a local cache of refused hot keys and, for remote stores, a
+ * per-call deadline, a circuit breaker and a fail mode (see {@link RemoteStoreCaller}).
+ */
+export class RateLimiter implements AsyncDisposable {
+  readonly store: RateLimitStore;
+  readonly failMode: FailMode;
+  readonly #prefix: string;
+  readonly #defaultRule: Rule;
+  readonly #roles = new Map<string, Rule | 'unlimited'>();
+  readonly #allow: IpList;
+  readonly #deny: IpList;
+  readonly #block: AutoBlockPolicy | undefined;
+  readonly #remote: RemoteStoreCaller | undefined;
+  readonly #localBlocks: LocalBlockCache | undefined;
+  readonly #fallbackStore: MemoryStore;
+  readonly #metrics: LimiterMetrics;
+  readonly #metricsEnabled: boolean;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #ownsStore: boolean;
+  readonly #memoryStore: MemoryStore | undefined;
+  #closed = false;
+
+  constructor(options: RateLimiterOptions) {
+    const parsed = parseOptions('RateLimiter', rateLimiterOptionsSchema, options);
+    this.#clock = parsed.clock ?? systemClock;
+    this.#ownsStore = parsed.store === undefined;
+    this.store = parsed.store ?? new MemoryStore({ clock: this.#clock });
+    this.#memoryStore = this.store instanceof MemoryStore ? this.store : undefined;
+    this.failMode = parsed.failMode;
+    this.#prefix = parsed.prefix;
+    const rule = (id: string, limits: Parameters<typeof nameLimits>[0]): Rule => {
+      const named = nameLimits(limits);
+      return {
+        id,
+        namespace: `${parsed.prefix}:${id}:`,
+        limits: named,
+        fallbackLimits: divideLimits(named, parsed.expectedInstances),
+      };
+    };
+    this.#defaultRule = rule('default', parsed.limits);
+    for (const [role, limits] of Object.entries(parsed.roles))
+      this.#roles.set(role, limits === 'unlimited' ? 'unlimited' : rule(`role-${role}`, limits));
+    this.#allow = new IpList(parsed.allow);
+    this.#deny = new IpList(parsed.deny);
+    this.#block = parsed.autoBlock;
+    this.#localBlocks = parsed.localBlockCache ? new LocalBlockCache(parsed.localBlockMaxKeys) : undefined;
+    this.#fallbackStore = new MemoryStore({ clock: this.#clock });
+    this.#metrics = createLimiterMetrics(parsed.registry);
+    this.#metricsEnabled = parsed.registry !== undefined;
+    this.#logger = childLogger(parsed.logger ?? silentLogger, { component: 'rate-limiter' });
+    this.#metrics.fallback.set({}, 0);
+    this.#remote = this.store.remote
+      ? new RemoteStoreCaller({
+          store: this.store,
+          failMode: parsed.failMode,
+          deadlineMs: parsed.deadlineMs,
+          breaker: parsed.breaker ?? {},
+          batch: parsed.batch,
+          block: parsed.autoBlock,
+          metrics: this.#metrics,
+          logger: this.#logger,
+          fallbackStore: this.#fallbackStore,
+        })
+      : undefined;
+  }
+
+  /** True while the store is bypassed because its breaker is open. */
+  get fallbackActive(): boolean {
+    return this.#remote?.fallbackActive ?? false;
+  }
+
+  /** The limits that apply to `role` (the default limits when the role has none). */
+  limitsFor(role?: string): readonly LimitPolicy[] {
+    const rule = role === undefined ? undefined : this.#roles.get(role);
+    return rule === undefined ? this.#defaultRule.limits : rule === 'unlimited' ? [] : rule.limits;
+  }
+
+  /**
+   * Checks (and counts, when allowed) one request. Never rejects because of the store (see
+   * `failMode`); rejects only after `close()` or for a cost that is not a non-negative integer.
+   */
+  check(input: CheckInput | string): Promise<RateLimitResult> {
+    if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
+    // A plain string key is the common case: read the fields without building an object.
+    const key = typeof input === 'string' ? input : input.key;
+    const ip = typeof input === 'string' ? undefined : input.ip;
+    const roleName = typeof input === 'string' ? undefined : input.role;
+    const cost = typeof input === 'string' ? 1 : (input.cost ?? 1);
+    if (cost !== 1 && !(Number.isInteger(cost) && cost >= 0))
+      return Promise.reject(new InvalidCostError(cost));
+    if (ip !== undefined) {
+      if (this.#deny.has(ip)) return Promise.resolve(this.#listed(key, 'denied'));
+      if (this.#allow.has(ip)) return Promise.resolve(this.#listed(key, 'allowlisted'));
+    }
+    const role = roleName === undefined ? undefined : this.#roles.get(roleName);
+    if (role === 'unlimited') return Promise.resolve(this.#listed(key, 'unlimited'));
+    const rule = role ?? this.#defaultRule;
+    if (this.#memoryStore !== undefined) {
+      const outcome = this.#memoryStore.consumeOne(key, rule.limits, cost, this.#block, rule.namespace);
+      return Promise.resolve(this.#result(key, outcome, 'store'));
+    }
+    const storeKey = rule.namespace + key;
+    if (this.#localBlocks !== undefined) {
+      const cached = this.#localBlocks.lookup(storeKey, this.#clock.now());
+      if (cached !== undefined) return Promise.resolve(this.#result(key, cached, 'local-cache'));
+    }
+    return new Promise((resolve) => {
+      this.#remote!.submit(storeKey, rule, cost, (outcome, source) =>
+        resolve(this.#finish(key, storeKey, outcome, source)),
+      );
+    });
+  }
+
+  /** Like {@link check}, but rejects with {@link RateLimitedError} when the request is refused. */
+  async consume(input: CheckInput | string): Promise<RateLimitResult> {
+    const result = await this.check(input);
+    if (!result.allowed) throw new RateLimitedError(result.key, result.retryAfterMs, result.outcome);
+    return result;
+  }
+
+  /** Forgets the counters and any block of `key` (for `role`'s limits). */
+  async reset(key: string, role?: string): Promise<void> {
+    const rule = role === undefined ? undefined : this.#roles.get(role);
+    const id = rule === undefined || rule === 'unlimited' ? this.#defaultRule.id : rule.id;
+    const namespace = `${this.#prefix}:${id}:`;
+    this.#localBlocks?.delete(namespace + key);
+    await this.#fallbackStore.reset(namespace + key);
+    if (this.#memoryStore !== undefined) await this.#memoryStore.reset(key, namespace);
+    else await this.store.reset(namespace + key);
+  }
+
+  /** Stops accepting checks; closes the store only when the limiter created it. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#localBlocks?.clear();
+    await this.#fallbackStore.close();
+    if (this.#ownsStore) await this.store.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #finish(key: string, storeKey: string, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
+    if (source === 'store' && this.#localBlocks !== undefined) {
+      let refused = outcome.blockedMs > 0;
+      for (const decision of outcome.decisions) if (!decision.allowed) refused = true;
+      if (refused) this.#localBlocks.remember(storeKey, outcome, this.#clock.now());
+    }
+    return this.#result(key, outcome, source);
+  }
+
+  #result(key: string, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
+    const limits: LimitStatus[] = outcome.decisions;
+    let allowed = outcome.blockedMs === 0;
+    let remaining = Number.POSITIVE_INFINITY;
+    let resetMs = 0;
+    let retryAfterMs = 0;
+    let delayMs = 0;
+    for (let index = 0; index < limits.length; index += 1) {
+      const decision = limits[index]!;
+      if (!decision.allowed) allowed = false;
+      if (
+        decision.remaining < remaining ||
+        (decision.remaining === remaining && decision.resetMs > resetMs)
+      ) {
+        remaining = decision.remaining;
+        resetMs = decision.resetMs;
+      }
+      if (decision.retryAfterMs > retryAfterMs) retryAfterMs = decision.retryAfterMs;
+      if (decision.delayMs > delayMs) delayMs = decision.delayMs;
+    }
+    if (outcome.blockedMs > retryAfterMs) retryAfterMs = outcome.blockedMs;
+    const result: RateLimitResult = {
+      allowed,
+      outcome: allowed ? 'allowed' : outcome.blockedMs > 0 ? 'blocked' : 'limited',
+      key,
+      limits,
+      remaining: remaining === Number.POSITIVE_INFINITY ? 0 : remaining,
+      resetMs,
+      retryAfterMs: allowed ? 0 : retryAfterMs,
+      delayMs: allowed ? delayMs : 0,
+      source,
+    };
+    // Labels are built only when metrics are on: the hot path allocates nothing for them.
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source });
+    if (checkChannel.hasSubscribers) checkChannel.publish(result);
+    return result;
+  }
+
+  #listed(key: string, outcome: CheckOutcome): RateLimitResult {
+    const allowed = outcome !== 'denied';
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome, source: 'lists' });
+    return {
+      allowed,
+      outcome,
+      key,
+      limits: [],
+      remaining: 0,
+      resetMs: 0,
+      retryAfterMs: 0,
+      delayMs: 0,
+      source: 'lists',
+    };
+  }
+}
+
+/** Each instance's share of the limits when the shared store is unreachable. */
+function divideLimits(limits: LimitPolicy[], instances: number): LimitPolicy[] {
+  if (instances === 1) return limits;
+  return limits.map((policy) => ({
+    ...policy,
+    limit: Math.max(1, Math.floor(policy.limit / instances)),
+    burst: policy.burst === undefined ? undefined : Math.max(1, Math.floor(policy.burst / instances)),
+  }));
+}
+
+/** Creates a {@link RateLimiter}. */
+export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
+  return new RateLimiter(options);
+}

@@ -1,0 +1,274 @@
+-- One call checks a batch of groups; a group is one key with its limits and a list of costs
+-- (consecutive requests of that key), each all-or-nothing over the key's limits.
+-- ARGV: nGroups, autoBlock (0/1) [, violations, withinMs, blockMs, multiplier, maxBlockMs,
+-- forgetAfterMs when 1], nSets, then per set of limits: nLimits and per limit (algorithm, limit,
+-- windowMs, burst, queueMaxDelayMs); then per group: set index, nCosts, hasLogs (0/1), the costs.
+-- Groups of one rule share its set, so limits are sent and parsed once per call.
+-- KEYS: per group its state hash, then (when hasLogs) one sorted set per limit.
+-- Returns per group, per cost: blockedMs, then per limit allowed, remaining, resetMs,
+-- retryAfterMs, delayMs.
+local ngroups = tonumber(ARGV[1])
+local blocking = ARGV[2] == '1'
+local bp = {}
+local at = 3
+if blocking then
+  bp = {
+    violations = tonumber(ARGV[3]), within = tonumber(ARGV[4]), ms = tonumber(ARGV[5]),
+    mult = tonumber(ARGV[6]), max = tonumber(ARGV[7]), forget = tonumber(ARGV[8]),
+  }
+  at = 9
+end
+
+-- The server's clock: app servers' clock skew does not matter.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local out = {}
+
+-- Hash fields per algorithm: windows and buckets keep a and b, the sliding window also c, the
+-- sliding log nothing (its entries live in a sorted set).
+local FIELDS = { 2, 3, 0, 2, 2 }
+local NAMES = { 'a', 'b', 'c' }
+
+-- How long a limit's state must be kept (mirrors the TypeScript ttlMs functions).
+local function state_ttl(p, a, b)
+  if a == nil then return 0 end
+  if p.alg == 1 then return a + p.window - now end
+  if p.alg == 2 then return a + 2 * p.window - now end
+  if p.alg == 4 then return math.ceil((p.burst * p.window - a) / p.limit) - (now - b) end
+  if p.alg == 5 then return math.ceil(a / p.limit) - (now - b) end
+  return 0
+end
+
+-- Per-group scratch, reused: groups are checked one after the other.
+local SA, SB, SC, LOG = {}, {}, {}, {}
+local NA, NB, NC, NLOG = {}, {}, {}, {}
+local W = {}
+
+local function check_group(hkey, logBase, set, nc, costAt)
+  local nl, policies = set.nl, set.policies
+  local values = redis.call('HMGET', hkey, unpack(set.fields))
+  for i = 1, nl do
+    local p = policies[i]
+    if p.alg == 3 then
+      local times, tcosts = {}, {}
+      local entries = redis.call('ZRANGEBYSCORE', KEYS[logBase + i], '(' .. (now - p.window), '+inf')
+      for k = 1, #entries do
+        local t, c = string.match(entries[k], '^(%d+):(%d+):')
+        times[k] = tonumber(t)
+        tcosts[k] = tonumber(c)
+      end
+      LOG[i] = { times = times, costs = tcosts }
+    else
+      local offset = set.offsets[i]
+      SA[i] = tonumber(values[offset + 1])
+      SB[i] = tonumber(values[offset + 2])
+      if FIELDS[p.alg] == 3 then SC[i] = tonumber(values[offset + 3]) else SC[i] = nil end
+    end
+  end
+  local block = nil
+  if blocking then
+    local base = set.blockOffset
+    block = {
+      v = tonumber(values[base + 1]) or 0, w = tonumber(values[base + 2]) or 0,
+      u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
+    }
+  end
+
+  local dirty, blockDirty, expiryMoved = false, false, false
+  local logDirty = nil
+  for j = 1, nc do
+    local cost = tonumber(ARGV[costAt + j - 1])
+    local blockedMs = 0
+    if blocking and block.u > now then blockedMs = block.u - now end
+    local effective = cost
+    if blockedMs > 0 then effective = 0 end
+    -- Results go straight into `out`: blockedMs, then five values per limit.
+    local base = #out
+    out[base + 1] = blockedMs
+    local allAllowed = blockedMs == 0
+    for i = 1, nl do
+      local p = policies[i]
+      local allowed, remaining, reset, retry, delay, na, nb, ncv
+      if p.alg == 3 then
+        allowed, remaining, reset, retry, delay, na = ALG[3](LOG[i], now, effective, p)
+      else
+        allowed, remaining, reset, retry, delay, na, nb, ncv = ALG[p.alg](SA[i], SB[i], SC[i], now, effective, p)
+      end
+      local o = base + 2 + (i - 1) * 5
+      out[o] = allowed and 1 or 0
+      out[o + 1] = remaining
+      out[o + 2] = reset
+      out[o + 3] = retry
+      out[o + 4] = delay
+      if p.alg == 3 then NLOG[i] = na else
+        NA[i] = na
+        NB[i] = nb
+        NC[i] = ncv
+      end
+      if not allowed then allAllowed = false end
+    end
+    if blockedMs > 0 then
+      for i = 1, nl do
+        local o = base + 2 + (i - 1) * 5
+        out[o] = 0
+        out[o + 3] = math.max(out[o + 3], blockedMs)
+      end
+    elseif allAllowed then
+      for i = 1, nl do
+        local alg = policies[i].alg
+        if alg == 3 then
+          LOG[i] = NLOG[i]
+          logDirty = logDirty or {}
+          logDirty[i] = true
+        else
+          -- A window's expiry moves only when a new window starts; a bucket's with every request.
+          if alg == 4 or alg == 5 or SA[i] ~= NA[i] then expiryMoved = true end
+          SA[i] = NA[i]
+          SB[i] = NB[i]
+          SC[i] = NC[i]
+        end
+      end
+      dirty = true
+    else
+      -- Refused: nothing is counted, so limits that would have admitted report their unspent state.
+      for i = 1, nl do
+        local o = base + 2 + (i - 1) * 5
+        if out[o] == 1 then
+          local p = policies[i]
+          local _, remaining, reset, retry, delay
+          if p.alg == 3 then
+            _, remaining, reset, retry, delay = ALG[3](LOG[i], now, 0, p)
+          else
+            _, remaining, reset, retry, delay = ALG[p.alg](SA[i], SB[i], SC[i], now, 0, p)
+          end
+          out[o + 1] = remaining
+          out[o + 2] = reset
+          out[o + 3] = retry
+          out[o + 4] = delay
+        end
+      end
+      if blocking then
+        if now - block.w >= bp.within then
+          block.v = 0
+          block.w = now
+        end
+        block.v = block.v + 1
+        if block.v >= bp.violations then
+          local offences = block.o
+          if now - block.u >= bp.forget then offences = 0 end
+          offences = offences + 1
+          local length = math.min(bp.max, math.floor(bp.ms * bp.mult ^ (offences - 1) + 0.5))
+          block = { v = 0, w = now, u = now + length, o = offences }
+          for i = 1, nl do
+            local o = base + 2 + (i - 1) * 5
+            out[o + 3] = math.max(out[o + 3], length)
+          end
+        end
+        blockDirty = true
+      end
+    end
+  end
+
+  if not (dirty or blockDirty) then return end
+  local n = 0
+  local ttl = 1
+  for i = 1, nl do
+    local p = policies[i]
+    local count = FIELDS[p.alg]
+    if count > 0 and SA[i] ~= nil then
+      if dirty then
+        local fields = set.names[i]
+        W[n + 1] = fields[1]
+        W[n + 2] = SA[i]
+        W[n + 3] = fields[2]
+        W[n + 4] = SB[i]
+        n = n + 4
+        if count == 3 then
+          W[n + 1] = fields[3]
+          W[n + 2] = SC[i]
+          n = n + 2
+        end
+      end
+      -- The hash lives as long as its longest-lived state (every limit's, and the block's).
+      ttl = math.max(ttl, state_ttl(p, SA[i], SB[i]))
+    end
+  end
+  if blockDirty then
+    W[n + 1] = 'bv'
+    W[n + 2] = block.v
+    W[n + 3] = 'bw'
+    W[n + 4] = block.w
+    W[n + 5] = 'bu'
+    W[n + 6] = block.u
+    W[n + 7] = 'bo'
+    W[n + 8] = block.o
+    n = n + 8
+  end
+  if blocking and (block.u > 0 or block.w > 0) then
+    ttl = math.max(ttl, block.u + bp.forget - now, block.w + bp.within - now)
+  end
+  if n > 0 then redis.call('HSET', hkey, unpack(W, 1, n)) end
+  if expiryMoved or blockDirty then redis.call('PEXPIRE', hkey, ttl) end
+  if logDirty ~= nil then
+    for i, _ in pairs(logDirty) do
+      local log = LOG[i]
+      local lkey = KEYS[logBase + i]
+      redis.call('DEL', lkey)
+      if #log.times > 0 then
+        local members = {}
+        for k = 1, #log.times do
+          members[2 * k - 1] = log.times[k]
+          members[2 * k] = log.times[k] .. ':' .. log.costs[k] .. ':' .. k
+        end
+        redis.call('ZADD', lkey, unpack(members))
+        redis.call('PEXPIRE', lkey, policies[i].window)
+      end
+    end
+  end
+end
+
+local sets = {}
+local nsets = tonumber(ARGV[at])
+at = at + 1
+for set = 1, nsets do
+  local nl = tonumber(ARGV[at])
+  at = at + 1
+  local policies, fields, offsets, names = {}, {}, {}, {}
+  for i = 1, nl do
+    local p = {
+      alg = tonumber(ARGV[at]), limit = tonumber(ARGV[at + 1]), window = tonumber(ARGV[at + 2]),
+      burst = tonumber(ARGV[at + 3]), queue = tonumber(ARGV[at + 4]),
+    }
+    policies[i] = p
+    at = at + 5
+    offsets[i] = #fields
+    names[i] = {}
+    for f = 1, FIELDS[p.alg] do
+      names[i][f] = i .. ':' .. NAMES[f]
+      fields[#fields + 1] = names[i][f]
+    end
+  end
+  local blockOffset = #fields
+  if blocking then
+    fields[#fields + 1] = 'bv'
+    fields[#fields + 1] = 'bw'
+    fields[#fields + 1] = 'bu'
+    fields[#fields + 1] = 'bo'
+  end
+  -- HMGET needs at least one field: a log-only set reads a placeholder.
+  if #fields == 0 then fields[1] = 'bv' end
+  sets[set] = {
+    nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,
+  }
+end
+
+local keyAt = 1
+for _ = 1, ngroups do
+  local set, nc, logs = sets[tonumber(ARGV[at])], tonumber(ARGV[at + 1]), ARGV[at + 2] == '1'
+  at = at + 3
+  check_group(KEYS[keyAt], keyAt, set, nc, at)
+  at = at + nc
+  keyAt = keyAt + 1
+  if logs then keyAt = keyAt + set.nl end
+end
+return out

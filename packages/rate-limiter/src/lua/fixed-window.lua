@@ -1,0 +1,16 @@
+-- Fixed window. State: a = window start, b = points used in it.
+ALG[1] = function(a, b, _, now, cost, p)
+  local ws = now - (now % p.window)
+  local count = 0
+  if a == ws then count = b or 0 end
+  local reset = ws + p.window - now
+  if count + cost > p.limit then
+    local shown = reset
+    if count == 0 then shown = 0 end
+    return false, math.max(0, p.limit - count), shown, reset, 0, a, b, nil
+  end
+  local used = count + cost
+  local shown = reset
+  if used == 0 then shown = 0 end
+  return true, p.limit - used, shown, 0, 0, ws, used, nil
+end

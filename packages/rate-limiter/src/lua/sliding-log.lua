@@ -1,0 +1,38 @@
+-- Exact sliding log. State: times/costs arrays (oldest first), kept in a sorted set.
+local function log_reset(times, now, w)
+  local n = #times
+  if n == 0 then return 0 end
+  return times[n] + w - now
+end
+
+ALG[3] = function(st, now, cost, p)
+  local w = p.window
+  local kt, kc = {}, {}
+  local used = 0
+  for k = 1, #st.times do
+    if st.times[k] > now - w then
+      kt[#kt + 1] = st.times[k]
+      kc[#kc + 1] = st.costs[k]
+      used = used + st.costs[k]
+    end
+  end
+  if used + cost > p.limit then
+    local retry = log_reset(kt, now, w)
+    if cost <= p.limit then
+      local freed = 0
+      for k = 1, #kt do
+        freed = freed + kc[k]
+        if used - freed + cost <= p.limit then
+          retry = kt[k] + w - now
+          break
+        end
+      end
+    end
+    return false, math.max(0, p.limit - used), log_reset(kt, now, w), retry, 0, st
+  end
+  if cost > 0 then
+    kt[#kt + 1] = now
+    kc[#kc + 1] = cost
+  end
+  return true, p.limit - used - cost, log_reset(kt, now, w), 0, 0, { times = kt, costs = kc }
+end

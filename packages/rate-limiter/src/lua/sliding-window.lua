@@ -1,0 +1,40 @@
+-- Sliding window (weighted two-window counter). State: a = window start, b = current, c = previous.
+local function sw_reset(ws, w, now, prev, cur)
+  if cur > 0 then return ws + 2 * w - now end
+  if prev > 0 then return ws + w - now end
+  return 0
+end
+
+local function sw_retry(ws, w, now, prev, cur, cost, limit)
+  if cost > limit then return ws + 2 * w - now end
+  if cur + cost <= limit then
+    local slack = math.floor(((limit - cur - cost) * w) / prev)
+    return ws + w - slack - now
+  end
+  local slack = w
+  if cur > 0 then slack = math.floor(((limit - cost) * w) / cur) end
+  return ws + 2 * w - math.min(w, slack) - now
+end
+
+ALG[2] = function(a, b, c, now, cost, p)
+  local w = p.window
+  local ws = now - (now % w)
+  local prev, cur = 0, 0
+  if a ~= nil then
+    if a == ws then
+      prev = c or 0
+      cur = b or 0
+    elseif a == ws - w then
+      prev = b or 0
+    end
+  end
+  local pw = prev * (w - (now - ws))
+  local budget = p.limit * w
+  if pw + (cur + cost) * w > budget then
+    return false, math.max(0, math.floor((budget - pw - cur * w) / w)), sw_reset(ws, w, now, prev, cur),
+      sw_retry(ws, w, now, prev, cur, cost, p.limit), 0, a, b, c
+  end
+  local used = cur + cost
+  return true, math.floor((budget - pw - used * w) / w), sw_reset(ws, w, now, prev, used), 0, 0,
+    ws, used, prev
+end

@@ -1,0 +1,98 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { delay, parseOptions } from '@noa/core';
+import { z } from 'zod';
+import { quotaProblem, rateLimitHeaders } from '../headers.js';
+import type { RateLimitResult } from '../result.js';
+import { middlewareOptionsSchema, type RequestFacts, requestCost, requestKey } from './options.js';
+
+/** What the middleware reads from an Express request (structural, so express is not a dependency). */
+export interface ExpressRequestLike extends IncomingMessage {
+  ip?: string;
+  path?: string;
+  baseUrl?: string;
+  route?: { path?: unknown };
+  user?: unknown;
+  /** Set by the middleware: the check's result. */
+  rateLimit?: RateLimitResult;
+}
+
+/** Sends the refusal; the default writes problem+json with status 429 (403 when deny-listed). */
+export type RefusalHandler = (req: ExpressRequestLike, res: ServerResponse, result: RateLimitResult) => void;
+
+const expressOptionsSchema = middlewareOptionsSchema.extend({
+  /** Replaces the default problem+json refusal. Headers are already set when it runs. */
+  handler: z.custom<RefusalHandler>((value) => typeof value === 'function', 'must be a function').optional(),
+});
+
+/** Options of {@link expressRateLimit}. */
+export type ExpressRateLimitOptions = z.input<typeof expressOptionsSchema>;
+
+/** An Express (4 or 5) middleware function. */
+export type ExpressMiddleware = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: (error?: unknown) => void,
+) => void;
+
+/** The request facts of an Express request; `route` is computed only when read. */
+class ExpressFacts implements RequestFacts {
+  readonly ip: string | undefined;
+  readonly method: string;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly user: unknown;
+  readonly #req: ExpressRequestLike;
+
+  constructor(req: ExpressRequestLike) {
+    this.#req = req;
+    this.ip = req.ip ?? req.socket.remoteAddress;
+    this.method = req.method ?? 'GET';
+    this.headers = req.headers;
+    this.user = req.user;
+  }
+
+  // Lazy: parsing the path costs, and only per-endpoint keys and custom functions need it.
+  get route(): string {
+    const req = this.#req;
+    return typeof req.route?.path === 'string'
+      ? `${req.baseUrl ?? ''}${req.route.path}`
+      : `${req.baseUrl ?? ''}${req.path ?? req.url ?? ''}`;
+  }
+}
+
+/** The default refusal: problem+json, 429 (403 for deny-listed clients). */
+export const sendProblem: RefusalHandler = (_req, res, result) => {
+  const problem = quotaProblem(result);
+  res.statusCode = problem.status;
+  res.setHeader('Content-Type', 'application/problem+json');
+  res.end(JSON.stringify(problem));
+};
+
+/**
+ * Express middleware: checks each request with `limiter`, sets the rate-limit headers, and
+ * answers 429 with a problem+json body when refused. `req.ip` honours Express's
+ * `trust proxy` setting, so configure that, not this.
+ */
+export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddleware {
+  const parsed = parseOptions('expressRateLimit', expressOptionsSchema, options);
+  const handler = parsed.handler ?? sendProblem;
+  return (incoming, res, next) => {
+    const req = incoming as ExpressRequestLike;
+    const facts = new ExpressFacts(req);
+    const run = async (): Promise<void> => {
+      if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
+      const result = await parsed.limiter.check({
+        key: requestKey(facts, parsed),
+        ip: facts.ip,
+        role: parsed.role?.(facts),
+        cost: requestCost(facts, parsed),
+      });
+      req.rateLimit = result;
+      const headers = rateLimitHeaders(result, parsed.headers);
+      for (const name in headers) res.setHeader(name, headers[name]!);
+      if (!result.allowed) return handler(req, res, result);
+      if (result.delayMs > 0) await delay(result.delayMs);
+      next();
+    };
+    run().catch(next);
+  };
+}

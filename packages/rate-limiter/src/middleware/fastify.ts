@@ -1,0 +1,107 @@
+import { delay, parseOptions } from '@noa/core';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import fastifyPlugin from 'fastify-plugin';
+import { z } from 'zod';
+import { quotaProblem, rateLimitHeaders } from '../headers.js';
+import { RateLimiter } from '../limiter.js';
+import type { RateLimitResult } from '../result.js';
+import {
+  middlewareOptionsSchema,
+  type ParsedMiddlewareOptions,
+  type RequestFacts,
+  requestCost,
+  requestKey,
+} from './options.js';
+
+/** Sends the refusal; the default replies problem+json with 429 (403 when deny-listed). */
+export type FastifyRefusalHandler = (
+  request: FastifyRequest,
+  reply: FastifyReply,
+  result: RateLimitResult,
+) => unknown;
+
+const pluginOptionsSchema = middlewareOptionsSchema.extend({
+  /** Limit every route (true) or only routes with `config.rateLimit` (false). */
+  global: z.boolean().default(true),
+  handler: z
+    .custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'must be a function')
+    .optional(),
+});
+
+/** Options of {@link fastifyRateLimit}. */
+export type FastifyRateLimitOptions = z.input<typeof pluginOptionsSchema>;
+
+/** Per-route overrides, in a route's `config.rateLimit` (or `false` to exempt the route). */
+export const routeRateLimitSchema = middlewareOptionsSchema.partial().strict();
+
+/** Per-route options as written in `config: { rateLimit: … }`. */
+export type RouteRateLimitOptions = z.input<typeof routeRateLimitSchema>;
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** @noa/rate-limiter overrides for this route, or `false` to exempt it. */
+    rateLimit?: RouteRateLimitOptions | false;
+  }
+  interface FastifyRequest {
+    /** The rate-limit check's result (set by @noa/rate-limiter). */
+    rateLimit?: RateLimitResult;
+  }
+}
+
+function factsOf(request: FastifyRequest): RequestFacts {
+  return {
+    ip: request.ip,
+    method: request.method,
+    route: request.routeOptions.url ?? request.url,
+    headers: request.headers,
+    user: (request as unknown as { user?: unknown }).user,
+  };
+}
+
+const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, options) => {
+  const { global, handler, ...shared } = parseOptions('fastifyRateLimit', pluginOptionsSchema, options);
+  const routeOptions = new Map<string, ParsedMiddlewareOptions | false>();
+  fastify.decorateRequest('rateLimit', undefined);
+  fastify.addHook('onRoute', (route) => {
+    const config = (route.config as { rateLimit?: RouteRateLimitOptions | false } | undefined)?.rateLimit;
+    const id = `${String(route.method)} ${route.url}`;
+    if (config === false) routeOptions.set(id, false);
+    else if (config !== undefined) {
+      const parsedRoute = parseOptions(`route ${id} config.rateLimit`, routeRateLimitSchema, config);
+      // Only what the route wrote overrides the plugin's options (not the schema's defaults).
+      const overrides = Object.fromEntries(Object.entries(parsedRoute).filter(([name]) => name in config));
+      routeOptions.set(id, { ...shared, ...overrides } as ParsedMiddlewareOptions);
+    }
+  });
+  fastify.addHook('onRequest', async (request, reply) => {
+    const id = `${String(request.routeOptions.method)} ${request.routeOptions.url}`;
+    const route = routeOptions.get(id);
+    if (route === false || (route === undefined && !global)) return;
+    const active = route ?? shared;
+    if (!(active.limiter instanceof RateLimiter)) return;
+    const facts = factsOf(request);
+    if (active.skip !== undefined && (await active.skip(facts))) return;
+    const result = await active.limiter.check({
+      key: requestKey(facts, active),
+      ip: facts.ip,
+      role: active.role?.(facts),
+      cost: requestCost(facts, active),
+    });
+    request.rateLimit = result;
+    reply.headers(rateLimitHeaders(result, active.headers));
+    if (!result.allowed) {
+      if (handler !== undefined) return handler(request, reply, result);
+      const problem = quotaProblem(result);
+      return reply.code(problem.status).type('application/problem+json').send(problem);
+    }
+    if (result.delayMs > 0) await delay(result.delayMs);
+  });
+};
+
+/**
+ * Fastify plugin (fastify-plugin, so it applies to the whole instance): checks requests in an
+ * `onRequest` hook, sets the rate-limit headers, replies 429 problem+json when refused. Routes
+ * override options with `config: { rateLimit: { … } }` or opt out with `config: { rateLimit: false }`.
+ * `request.ip` honours Fastify's `trustProxy` option.
+ */
+export const fastifyRateLimit = fastifyPlugin(plugin, { fastify: '5.x', name: '@noa/rate-limiter' });

@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import { RateLimiter } from '../limiter.js';
+
+/** How the key of a request is found: a built-in kind or a function. */
+export const keyKinds = ['ip', 'user', 'api-key'] as const;
+
+/** The request facts key extractors see, the same for Express and Fastify. */
+export interface RequestFacts {
+  /** Client IP as the framework computed it (honouring its trust-proxy setting). */
+  ip: string | undefined;
+  method: string;
+  /** The route pattern when known (`/users/:id`), else the path. */
+  route: string;
+  headers: Record<string, string | string[] | undefined>;
+  /** `req.user` as set by an auth middleware (passport and friends), if any. */
+  user: unknown;
+}
+
+const fn = <T>(message: string) => z.custom<T>((value) => typeof value === 'function', message);
+
+/** Options shared by the Express middleware and the Fastify plugin. */
+export const middlewareOptionsSchema = z
+  .object({
+    /** The limiter to check requests with. */
+    limiter: z.instanceof(RateLimiter, { message: 'must be a RateLimiter (createRateLimiter())' }),
+    /**
+     * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (the `apiKeyHeader`), or a function of
+     * the request facts. When a user or API key is missing the IP is used.
+     */
+    keyBy: z
+      .union([
+        z.enum(keyKinds),
+        fn<(facts: RequestFacts) => string | undefined>('must be a key kind or function'),
+      ])
+      .default('ip'),
+    /** Header holding API keys (for `keyBy: 'api-key'`). */
+    apiKeyHeader: z.string().min(1).default('x-api-key'),
+    /** Count each endpoint (method + route) separately. */
+    perEndpoint: z.boolean().default(false),
+    /** The caller's role, selecting the limiter's `roles` rules. */
+    role: fn<(facts: RequestFacts) => string | undefined>('must be a function').optional(),
+    /** Points a request costs: a number or a function of the request. */
+    cost: z
+      .union([z.number().int().nonnegative(), fn<(facts: RequestFacts) => number>('must be a function')])
+      .default(1),
+    /** Requests for which this returns true are not limited. */
+    skip: fn<(facts: RequestFacts) => boolean | Promise<boolean>>('must be a function').optional(),
+    /** Which headers to send. */
+    headers: z
+      .object({ standard: z.boolean().default(true), legacy: z.boolean().default(false) })
+      .strict()
+      .default({
+        standard: true,
+        legacy: false,
+      }),
+  })
+  .strict();
+
+/** Parsed middleware options. */
+export type ParsedMiddlewareOptions = z.infer<typeof middlewareOptionsSchema>;
+
+/** The key of a request under `options`. */
+export function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions): string {
+  let key: string | undefined;
+  if (typeof options.keyBy === 'function') key = options.keyBy(facts);
+  else if (options.keyBy === 'user') {
+    const id = (facts.user as { id?: unknown } | undefined)?.id;
+    key = id === undefined || id === null ? undefined : `user:${String(id)}`;
+  } else if (options.keyBy === 'api-key') {
+    const header = facts.headers[options.apiKeyHeader.toLowerCase()];
+    const value = Array.isArray(header) ? header[0] : header;
+    key = value ? `key:${value}` : undefined;
+  }
+  key ??= `ip:${facts.ip ?? 'unknown'}`;
+  return options.perEndpoint ? `${key}:${facts.method} ${facts.route}` : key;
+}
+
+/** The cost of a request under `options`. */
+export function requestCost(facts: RequestFacts, options: ParsedMiddlewareOptions): number {
+  return typeof options.cost === 'function' ? options.cost(facts) : options.cost;
+}

@@ -1,0 +1,82 @@
+import { z } from 'zod';
+
+/** The algorithms a limit can use. */
+export const algorithmNames = [
+  'fixed-window',
+  'sliding-window',
+  'sliding-log',
+  'token-bucket',
+  'leaky-bucket',
+] as const;
+
+/** One of {@link algorithmNames}. */
+export type AlgorithmName = (typeof algorithmNames)[number];
+
+/** The largest `limit` a sliding log accepts: it stores one entry per admitted request. */
+export const maxSlidingLogLimit = 10_000;
+
+/** One limit: `limit` points per `windowMs`, counted with `algorithm`. */
+export const limitSchema = z
+  .object({
+    /** Name shown in the `RateLimit` headers and metrics (a token: letters, digits, `_-.`). */
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, "_", "-" or "."')
+      .optional(),
+    /** How requests are counted; see the README's table of burst behaviour. */
+    algorithm: z.enum(algorithmNames).default('fixed-window'),
+    /** Points allowed per window (for buckets: the refill/leak rate is `limit / windowMs`). */
+    limit: z.number().int().positive(),
+    /** Window length in milliseconds. */
+    windowMs: z.number().int().positive(),
+    /** Token and leaky bucket: capacity (the largest burst). Defaults to `limit`. */
+    burst: z.number().int().positive().optional(),
+    /**
+     * Leaky bucket only: queue instead of refusing. A request that does not fit is admitted
+     * with `delayMs` (the caller waits) as long as that delay is at most this many ms.
+     */
+    queueMaxDelayMs: z.number().int().nonnegative().optional(),
+  })
+  .strict()
+  .superRefine((value, context) => {
+    if (value.algorithm === 'sliding-log' && value.limit > maxSlidingLogLimit)
+      context.addIssue({
+        code: 'custom',
+        path: ['limit'],
+        message: `sliding-log keeps one entry per request: use at most ${maxSlidingLogLimit} (or sliding-window)`,
+      });
+    if (value.burst !== undefined && value.algorithm !== 'token-bucket' && value.algorithm !== 'leaky-bucket')
+      context.addIssue({
+        code: 'custom',
+        path: ['burst'],
+        message: 'only token-bucket and leaky-bucket take burst',
+      });
+    if (value.queueMaxDelayMs !== undefined && value.algorithm !== 'leaky-bucket')
+      context.addIssue({ code: 'custom', path: ['queueMaxDelayMs'], message: 'only leaky-bucket can queue' });
+  });
+
+/** A limit as written by users. */
+export type LimitInput = z.input<typeof limitSchema>;
+
+/** A validated limit with its name filled in. */
+export interface LimitPolicy {
+  name: string;
+  algorithm: AlgorithmName;
+  limit: number;
+  windowMs: number;
+  burst?: number | undefined;
+  queueMaxDelayMs?: number | undefined;
+}
+
+/** Fills in default names (`default`, then `limit-1`, `limit-2`…) of a parsed list of limits. */
+export function nameLimits(limits: readonly z.infer<typeof limitSchema>[]): LimitPolicy[] {
+  return limits.map((limit, index) => ({
+    ...limit,
+    name: limit.name ?? (index === 0 ? 'default' : `limit-${index}`),
+  }));
+}
+
+/** The capacity of a limit: `burst` for buckets, otherwise `limit`. */
+export function capacityOf(policy: LimitPolicy): number {
+  return policy.burst ?? policy.limit;
+}

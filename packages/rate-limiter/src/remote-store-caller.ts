@@ -1,0 +1,208 @@
+import {
+  type BreakerOptions,
+  type CircuitBreaker,
+  createCircuitBreaker,
+  type Logger,
+  TimeoutError,
+  withDeadline,
+} from '@noa/core';
+import type { AutoBlockPolicy } from './auto-block.js';
+import type { LimiterMetrics } from './limiter-metrics.js';
+import type { FailMode } from './limiter-options.js';
+import type { LimitPolicy } from './policy.js';
+import type { DecisionSource } from './result.js';
+import type { MemoryStore } from './stores/memory-store.js';
+import type { ConsumeOutcome, RateLimitStore } from './stores/store.js';
+
+/** The limits a call checks, and their per-instance share for the local fallback. */
+export interface CallRule {
+  limits: LimitPolicy[];
+  fallbackLimits: LimitPolicy[];
+}
+
+/** Receives the outcome of one request and who decided it. */
+export type Settle = (outcome: ConsumeOutcome, source: DecisionSource) => void;
+
+interface Pending {
+  storeKey: string;
+  rule: CallRule;
+  costs: number[];
+  settle: Settle[];
+}
+
+/** Options of {@link RemoteStoreCaller} (already validated by the limiter). */
+export interface RemoteStoreCallerOptions {
+  store: RateLimitStore;
+  failMode: FailMode;
+  deadlineMs: number;
+  breaker: BreakerOptions;
+  batch: boolean;
+  block: AutoBlockPolicy | undefined;
+  metrics: LimiterMetrics;
+  logger: Logger;
+  fallbackStore: MemoryStore;
+}
+
+/** Pending distinct keys that trigger a store call without waiting for the end of the tick. */
+const earlyFlushKeys = 32;
+
+/** `failMode: 'closed'` tells refused clients to come back after this long. */
+const closedRetryAfterMs = 1_000;
+
+/**
+ * Calls a remote store (Redis) so that a check never waits on it for longer than the deadline:
+ * batches the checks of a tick (one key's requests together, keys in shared calls), runs each
+ * call under a deadline and a circuit breaker, and answers by the fail mode when the call fails,
+ * times out or is not attempted.
+ */
+export class RemoteStoreCaller {
+  readonly #store: RateLimitStore;
+  readonly #failMode: FailMode;
+  readonly #deadlineMs: number;
+  readonly #breaker: CircuitBreaker;
+  readonly #batch: boolean;
+  readonly #block: AutoBlockPolicy | undefined;
+  readonly #metrics: LimiterMetrics;
+  readonly #logger: Logger;
+  readonly #fallbackStore: MemoryStore;
+  readonly #pending = new Map<string, Pending>();
+  #flushScheduled = false;
+
+  constructor(options: RemoteStoreCallerOptions) {
+    this.#store = options.store;
+    this.#failMode = options.failMode;
+    this.#deadlineMs = options.deadlineMs;
+    this.#batch = options.batch;
+    this.#block = options.block;
+    this.#metrics = options.metrics;
+    this.#logger = options.logger;
+    this.#fallbackStore = options.fallbackStore;
+    this.#breaker = createCircuitBreaker(`rate-limit store (${this.#store.kind})`, options.breaker);
+    this.#breaker.onStateChange((state) => {
+      this.#metrics.fallback.set({}, state === 'closed' ? 0 : 1);
+      const fields = { store: this.#store.kind, failMode: this.#failMode };
+      if (state === 'closed') this.#logger.info('rate-limit store breaker closed: store back in use', fields);
+      else this.#logger.warn(`rate-limit store breaker ${state}: fail mode applies`, fields);
+    });
+  }
+
+  /** True while the breaker is not closed (the store is bypassed or being probed). */
+  get fallbackActive(): boolean {
+    return this.#breaker.state !== 'closed';
+  }
+
+  /** Queues one request of `cost` points on `storeKey`; `settle` receives its outcome. */
+  submit(storeKey: string, rule: CallRule, cost: number, settle: Settle): void {
+    if (!this.#batch) {
+      this.#call([{ storeKey, rule, costs: [cost], settle: [settle] }]);
+      return;
+    }
+    const pending = this.#pending.get(storeKey);
+    if (pending !== undefined && pending.rule === rule) {
+      pending.costs.push(cost);
+      pending.settle.push(settle);
+      return;
+    }
+    if (pending !== undefined) this.#call([pending]);
+    this.#pending.set(storeKey, { storeKey, rule, costs: [cost], settle: [settle] });
+    // A full call's worth of keys goes at once, so the store works while this process is still
+    // handling other replies (waiting for the tick's end would make both sides take turns).
+    if (this.#pending.size >= earlyFlushKeys) {
+      this.#flush();
+      return;
+    }
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => {
+        this.#flushScheduled = false;
+        this.#flush();
+      });
+    }
+  }
+
+  #flush(): void {
+    const batch = [...this.#pending.values()];
+    this.#pending.clear();
+    if (batch.length > 0) this.#call(batch);
+  }
+
+  /**
+   * Sends the batch's keys together (`consumeMany`: shared script calls on a standalone Redis,
+   * one call per key on a Cluster), under one deadline and one breaker decision.
+   */
+  #call(batch: Pending[]): void {
+    const started = performance.now();
+    const store = this.#store;
+    const consumeAll = (): Promise<ConsumeOutcome[][]> =>
+      store.consumeMany !== undefined
+        ? store.consumeMany(
+            batch.map((pending) => ({
+              key: pending.storeKey,
+              limits: pending.rule.limits,
+              costs: pending.costs,
+            })),
+            this.#block,
+          )
+        : Promise.all(
+            batch.map((pending) =>
+              Promise.resolve(
+                store.consume(pending.storeKey, pending.rule.limits, pending.costs, this.#block),
+              ),
+            ),
+          );
+    this.#breaker
+      .execute(() => withDeadline(consumeAll(), this.#deadlineMs, `rate-limit check on ${this.#store.kind}`))
+      .then(
+        (results) => {
+          this.#metrics.duration.observe({ store: this.#store.kind }, (performance.now() - started) / 1_000);
+          for (let key = 0; key < batch.length; key += 1) {
+            const pending = batch[key]!;
+            const outcomes = results[key]!;
+            for (let index = 0; index < pending.settle.length; index += 1)
+              pending.settle[index]!(outcomes[index]!, 'store');
+          }
+        },
+        (error: unknown) => {
+          const kind =
+            error instanceof TimeoutError
+              ? 'timeout'
+              : (error as { code?: string })?.code === 'NOA_CIRCUIT_OPEN'
+                ? 'circuit-open'
+                : 'error';
+          this.#metrics.errors.inc({ kind });
+          if (kind !== 'circuit-open')
+            this.#logger.warn('rate-limit store call failed; applying fail mode', {
+              store: this.#store.kind,
+              failMode: this.#failMode,
+              kind,
+              error: (error as Error)?.message,
+            });
+          for (const pending of batch)
+            for (let index = 0; index < pending.settle.length; index += 1)
+              pending.settle[index]!(
+                this.#fallback(pending.storeKey, pending.rule, pending.costs[index]!),
+                'fallback',
+              );
+        },
+      );
+  }
+
+  #fallback(storeKey: string, rule: CallRule, cost: number): ConsumeOutcome {
+    if (this.#failMode === 'local')
+      return this.#fallbackStore.consumeOne(storeKey, rule.fallbackLimits, cost, this.#block);
+    const allowed = this.#failMode === 'open';
+    return {
+      blockedMs: 0,
+      decisions: rule.limits.map((policy) => ({
+        name: policy.name,
+        windowMs: policy.windowMs,
+        allowed,
+        limit: policy.burst ?? policy.limit,
+        remaining: allowed ? (policy.burst ?? policy.limit) : 0,
+        resetMs: 0,
+        retryAfterMs: allowed ? 0 : closedRetryAfterMs,
+        delayMs: 0,
+      })),
+    };
+  }
+}

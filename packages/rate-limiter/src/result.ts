@@ -1,0 +1,30 @@
+import type { Decision } from './decision.js';
+
+/** Why a check ended as it did. */
+export type CheckOutcome = 'allowed' | 'limited' | 'blocked' | 'denied' | 'allowlisted' | 'unlimited';
+
+/** Who decided: the store, the local block cache (hot key), the fallback, or the allow/deny lists. */
+export type DecisionSource = 'store' | 'local-cache' | 'fallback' | 'lists';
+
+/** One limit's state after a check, as shown in the `RateLimit` headers. */
+export type LimitStatus = Decision;
+
+/** The answer to `limiter.check()`. */
+export interface RateLimitResult {
+  /** Proceed with the request (after `delayMs` when non-zero). */
+  allowed: boolean;
+  outcome: CheckOutcome;
+  /** The caller's key as given. */
+  key: string;
+  /** Every limit of the key, in order. Empty for allow/deny-listed and unlimited callers. */
+  limits: LimitStatus[];
+  /** The smallest `remaining` over the limits. */
+  remaining: number;
+  /** `resetMs` of the limit with the smallest `remaining`. */
+  resetMs: number;
+  /** When refused: milliseconds until the same request may succeed. */
+  retryAfterMs: number;
+  /** Queueing leaky bucket: milliseconds to wait before proceeding. */
+  delayMs: number;
+  source: DecisionSource;
+}

@@ -1,0 +1,246 @@
+import { type Clock, parseOptions, systemClock } from '@noa/core';
+import { z } from 'zod';
+import { algorithms } from '../algorithms/index.js';
+import { type AutoBlockPolicy, type BlockState, blockRemainingMs, recordViolation } from '../auto-block.js';
+import type { Decision } from '../decision.js';
+import type { LimitPolicy } from '../policy.js';
+import type { ConsumeOutcome, ConsumeRequest, RateLimitStore } from './store.js';
+
+/** Options of {@link MemoryStore}. */
+export const memoryStoreOptionsSchema = z
+  .object({
+    /** Hard cap on keys kept; beyond it the least recently refreshed keys are evicted. */
+    maxKeys: z.number().int().positive().default(100_000),
+    /** Time source (tests pass a `ManualClock`). */
+    clock: z
+      .custom<Clock>((value) => typeof (value as Clock)?.now === 'function', 'must have now()')
+      .optional(),
+  })
+  .strict();
+
+/** Options of {@link MemoryStore} as written by users. */
+export type MemoryStoreOptions = z.input<typeof memoryStoreOptionsSchema>;
+
+interface Entry {
+  states: unknown[];
+  block: BlockState | undefined;
+  expiresAt: number;
+  /** When the entry last moved to the young end of the map (approximate LRU). */
+  movedAt: number;
+}
+
+/** An entry older than this (ms since it last moved) is moved to the young end when used. */
+const refreshAfterMs = 1_000;
+/** Expired entries looked at (from the old end) per insertion: cleanup without timers. */
+const sweepPerInsert = 2;
+
+/**
+ * In-process store. Bounded: at most `maxKeys` entries; expired entries are swept a few at a
+ * time on insertion and the oldest are evicted at the cap, so a flood of new keys cannot grow
+ * memory. No timer per key (no timer at all). Decisions are synchronous.
+ */
+export class MemoryStore implements RateLimitStore {
+  readonly kind = 'memory';
+  readonly remote = false;
+  /**
+   * Entries by namespace, then key: the limiter passes its rule's namespace and the caller's key
+   * as they are, so no key string is built (and hashed afresh) per check.
+   */
+  readonly #spaces = new Map<string, Map<string, Entry>>();
+  #size = 0;
+  readonly #maxKeys: number;
+  readonly #clock: Clock;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    const parsed = parseOptions('MemoryStore', memoryStoreOptionsSchema, options);
+    this.#maxKeys = parsed.maxKeys;
+    this.#clock = parsed.clock ?? systemClock;
+  }
+
+  /** Keys currently held (expired ones may linger until swept). */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Applies `costs` as consecutive requests of `key` (see {@link RateLimitStore.consume}). */
+  consume(
+    key: string,
+    limits: readonly LimitPolicy[],
+    costs: readonly number[],
+    block: AutoBlockPolicy | undefined,
+  ): ConsumeOutcome[] {
+    return costs.map((cost) => this.consumeOne(key, limits, cost, block));
+  }
+
+  /** One `consume` per request (memory needs no batching; offered for the conformance suite). */
+  async consumeMany(
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+  ): Promise<ConsumeOutcome[][]> {
+    return requests.map((request) => this.consume(request.key, request.limits, request.costs, block));
+  }
+
+  /** One request of `cost` points; the synchronous fast path used by the limiter. */
+  consumeOne(
+    key: string,
+    limits: readonly LimitPolicy[],
+    cost: number,
+    block: AutoBlockPolicy | undefined,
+    namespace = '',
+  ): ConsumeOutcome {
+    const now = this.#clock === systemClock ? Date.now() : this.#clock.now();
+    let entries = this.#spaces.get(namespace);
+    if (entries === undefined) {
+      entries = new Map();
+      this.#spaces.set(namespace, entries);
+    }
+    let entry = entries.get(key);
+    if (entry !== undefined && entry.expiresAt <= now) {
+      entries.delete(key);
+      this.#size -= 1;
+      entry = undefined;
+    }
+    if (block === undefined && limits.length === 1)
+      return this.#consumeSingle(entries, key, entry, limits[0]!, cost, now);
+    const blockedMs = block === undefined ? 0 : blockRemainingMs(entry?.block, now);
+    const decisions: Decision[] = new Array(limits.length);
+    const states: unknown[] = new Array(limits.length);
+    let allowed = blockedMs === 0;
+    for (let index = 0; index < limits.length; index += 1) {
+      const policy = limits[index]!;
+      const step = algorithms[policy.algorithm].step(
+        entry?.states[index],
+        now,
+        blockedMs > 0 ? 0 : cost,
+        policy,
+      );
+      decisions[index] = step.decision;
+      states[index] = step.state;
+      if (!step.decision.allowed) allowed = false;
+    }
+    if (blockedMs > 0) {
+      for (const decision of decisions) {
+        decision.allowed = false;
+        decision.retryAfterMs = Math.max(decision.retryAfterMs, blockedMs);
+      }
+      return { decisions, blockedMs };
+    }
+    if (allowed) {
+      let ttl = 0;
+      for (let index = 0; index < limits.length; index += 1) {
+        const policy = limits[index]!;
+        ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(states[index], now, policy));
+      }
+      this.#write(entries, key, entry, states, entry?.block, now, Math.max(ttl, 1));
+      return { decisions, blockedMs: 0 };
+    }
+    // Refused: nothing is counted, so limits that would have admitted report their unspent state.
+    for (let index = 0; index < limits.length; index += 1) {
+      if (!decisions[index]!.allowed) continue;
+      const policy = limits[index]!;
+      decisions[index] = algorithms[policy.algorithm].step(entry?.states[index], now, 0, policy).decision;
+    }
+    if (block !== undefined) {
+      const blockState = recordViolation(entry?.block, now, block);
+      const keepUntil = Math.max(
+        entry?.expiresAt ?? 0,
+        blockState.blockedUntil + block.forgetAfterMs,
+        blockState.windowStart + block.withinMs,
+      );
+      this.#write(entries, key, entry, entry?.states ?? [], blockState, now, keepUntil - now);
+      const nowBlocked = blockRemainingMs(blockState, now);
+      if (nowBlocked > 0) {
+        for (const decision of decisions) decision.retryAfterMs = Math.max(decision.retryAfterMs, nowBlocked);
+      }
+    }
+    return { decisions, blockedMs: 0 };
+  }
+
+  /** The common case (one limit, no auto-block) without the general path's arrays. */
+  #consumeSingle(
+    entries: Map<string, Entry>,
+    key: string,
+    entry: Entry | undefined,
+    policy: LimitPolicy,
+    cost: number,
+    now: number,
+  ): ConsumeOutcome {
+    const algorithm = algorithms[policy.algorithm];
+    const step = algorithm.step(entry?.states[0], now, cost, policy);
+    if (step.decision.allowed) {
+      const ttl = Math.max(1, algorithm.ttlMs(step.state, now, policy));
+      if (entry === undefined) {
+        this.#makeRoom(entries, now);
+        entries.set(key, { states: [step.state], block: undefined, expiresAt: now + ttl, movedAt: now });
+        this.#size += 1;
+      } else {
+        entry.states[0] = step.state;
+        entry.expiresAt = now + ttl;
+        if (now - entry.movedAt > refreshAfterMs) {
+          entry.movedAt = now;
+          entries.delete(key);
+          entries.set(key, entry);
+        }
+      }
+    }
+    return { decisions: [step.decision], blockedMs: 0 };
+  }
+
+  /** Forgets `key` (in `namespace`, which the limiter uses for its rules). */
+  async reset(key: string, namespace = ''): Promise<void> {
+    if (this.#spaces.get(namespace)?.delete(key)) this.#size -= 1;
+  }
+
+  /** Drops every entry. */
+  async close(): Promise<void> {
+    this.#spaces.clear();
+    this.#size = 0;
+  }
+
+  #write(
+    entries: Map<string, Entry>,
+    key: string,
+    entry: Entry | undefined,
+    states: unknown[],
+    block: BlockState | undefined,
+    now: number,
+    ttlMs: number,
+  ): void {
+    if (entry === undefined) {
+      this.#makeRoom(entries, now);
+      entries.set(key, { states, block, expiresAt: now + ttlMs, movedAt: now });
+      this.#size += 1;
+      return;
+    }
+    entry.states = states;
+    entry.block = block;
+    entry.expiresAt = now + ttlMs;
+    if (now - entry.movedAt > refreshAfterMs) {
+      // Re-inserting moves the key to the young end, so busy keys are the last evicted.
+      entry.movedAt = now;
+      entries.delete(key);
+      entries.set(key, entry);
+    }
+  }
+
+  /** Sweeps a few expired entries from the old end and, at the cap, evicts the oldest. */
+  #makeRoom(entries: Map<string, Entry>, now: number): void {
+    let looked = 0;
+    for (const [key, entry] of entries) {
+      if (this.#size < this.#maxKeys && (looked >= sweepPerInsert || entry.expiresAt > now)) break;
+      entries.delete(key);
+      this.#size -= 1;
+      looked += 1;
+    }
+    // Still full (this namespace was empty or small): evict from the others.
+    for (const [namespace, other] of this.#spaces) {
+      if (this.#size < this.#maxKeys) break;
+      for (const key of other.keys()) {
+        if (this.#size < this.#maxKeys) break;
+        other.delete(key);
+        this.#size -= 1;
+      }
+      if (other.size === 0 && other !== entries) this.#spaces.delete(namespace);
+    }
+  }
+}

@@ -1,0 +1,59 @@
+import type { AutoBlockPolicy } from '../auto-block.js';
+import type { Decision } from '../decision.js';
+import type { LimitPolicy } from '../policy.js';
+
+/** The outcome of one request against all the limits of its key. */
+export interface ConsumeOutcome {
+  /** One decision per limit, in order. The request was counted only if every one allowed it. */
+  decisions: Decision[];
+  /** When > 0 the key is auto-blocked for this many more milliseconds (nothing was counted). */
+  blockedMs: number;
+}
+
+/** One key's batch for {@link RateLimitStore.consumeMany}. */
+export interface ConsumeRequest {
+  key: string;
+  limits: readonly LimitPolicy[];
+  costs: readonly number[];
+}
+
+/**
+ * Where limit state lives. `consume` applies `costs` as consecutive requests of one key
+ * (a batch), each all-or-nothing over `limits`, atomically, and returns one outcome per cost.
+ */
+export interface RateLimitStore {
+  /** `'memory'`, `'redis'`… for metrics and logs. */
+  readonly kind: string;
+  /** True when calls leave the process (deadline, breaker and fallback then apply). */
+  readonly remote: boolean;
+  consume(
+    key: string,
+    limits: readonly LimitPolicy[],
+    costs: readonly number[],
+    block: AutoBlockPolicy | undefined,
+  ): ConsumeOutcome[] | Promise<ConsumeOutcome[]>;
+  /**
+   * Optional: several keys' batches in as few round trips as the backend allows (one script
+   * call for a standalone Redis). Same semantics as one `consume` per request.
+   */
+  consumeMany?(
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+  ): Promise<ConsumeOutcome[][]>;
+  /** Forgets all state of `key` (its counters and any block). */
+  reset(key: string): Promise<void>;
+  /** Releases what the store owns (not a client passed in by the user). */
+  close(): Promise<void>;
+}
+
+/** True when `value` looks like a {@link RateLimitStore}. */
+export function isRateLimitStore(value: unknown): value is RateLimitStore {
+  const candidate = value as Partial<RateLimitStore> | null;
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    typeof candidate.consume === 'function' &&
+    typeof candidate.reset === 'function' &&
+    typeof candidate.close === 'function'
+  );
+}

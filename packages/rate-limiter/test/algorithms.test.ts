@@ -1,0 +1,230 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { algorithms } from '../src/algorithms/index.js';
+import { type AlgorithmName, capacityOf, type LimitPolicy } from '../src/policy.js';
+
+interface Request {
+  gap: number;
+  cost: number;
+}
+
+const policyArb = (algorithm: AlgorithmName) =>
+  fc.record({
+    name: fc.constant('p'),
+    algorithm: fc.constant(algorithm),
+    limit: fc.integer({ min: 1, max: 12 }),
+    windowMs: fc.integer({ min: 1, max: 3_000 }),
+    burst:
+      algorithm === 'token-bucket' || algorithm === 'leaky-bucket'
+        ? fc.option(fc.integer({ min: 1, max: 20 }), { nil: undefined })
+        : fc.constant(undefined),
+  }) as fc.Arbitrary<LimitPolicy>;
+
+const requestsArb = (maxGap: number) =>
+  fc.array(fc.record({ gap: fc.integer({ min: 0, max: maxGap }), cost: fc.integer({ min: 0, max: 3 }) }), {
+    minLength: 1,
+    maxLength: 120,
+  });
+
+const startArb = fc.integer({ min: 1_600_000_000_000, max: 1_900_000_000_000 });
+
+/** Runs the requests through an algorithm; returns admitted (time, cost) pairs and every step. */
+function run(algorithm: AlgorithmName, policy: LimitPolicy, start: number, requests: Request[]) {
+  const { step } = algorithms[algorithm];
+  let state: unknown;
+  let now = start;
+  const admitted: { time: number; cost: number }[] = [];
+  const steps: { now: number; cost: number; before: unknown; allowed: boolean; retryAfterMs: number }[] = [];
+  for (const request of requests) {
+    now += request.gap;
+    const before = state;
+    const result = step(state, now, request.cost, policy);
+    steps.push({
+      now,
+      cost: request.cost,
+      before,
+      allowed: result.decision.allowed,
+      retryAfterMs: result.decision.retryAfterMs,
+    });
+    expect(result.decision.remaining).toBeGreaterThanOrEqual(0);
+    expect(result.decision.resetMs).toBeGreaterThanOrEqual(0);
+    if (result.decision.allowed) {
+      admitted.push({ time: now, cost: request.cost });
+      state = result.state;
+    } else {
+      // A refused request consumes nothing: keeping the old state must be equivalent.
+      expect(step(before, now, 0, policy).decision.remaining).toBe(result.decision.remaining);
+    }
+  }
+  return { admitted, steps, state, now };
+}
+
+const all: AlgorithmName[] = [
+  'fixed-window',
+  'sliding-window',
+  'sliding-log',
+  'token-bucket',
+  'leaky-bucket',
+];
+
+describe('algorithms never admit more than the policy allows', () => {
+  it('fixed window matches the reference model exactly', () => {
+    fc.assert(
+      fc.property(policyArb('fixed-window'), startArb, requestsArb(1_500), (policy, start, requests) => {
+        const { steps } = run('fixed-window', policy, start, requests);
+        const used = new Map<number, number>();
+        for (const step of steps) {
+          const window = Math.floor(step.now / policy.windowMs);
+          const count = used.get(window) ?? 0;
+          const expected = count + step.cost <= policy.limit;
+          expect(step.allowed).toBe(expected);
+          if (expected) used.set(window, count + step.cost);
+        }
+      }),
+    );
+  });
+
+  it('sliding log matches the reference model exactly and bounds every sliding window', () => {
+    fc.assert(
+      fc.property(policyArb('sliding-log'), startArb, requestsArb(1_500), (policy, start, requests) => {
+        const { steps, admitted } = run('sliding-log', policy, start, requests);
+        const model: { time: number; cost: number }[] = [];
+        for (const step of steps) {
+          const inWindow = model
+            .filter((entry) => entry.time > step.now - policy.windowMs)
+            .reduce((sum, entry) => sum + entry.cost, 0);
+          const expected = inWindow + step.cost <= policy.limit;
+          expect(step.allowed).toBe(expected);
+          if (expected) model.push({ time: step.now, cost: step.cost });
+        }
+        for (const entry of admitted) {
+          const sum = admitted
+            .filter((other) => other.time > entry.time - policy.windowMs && other.time <= entry.time)
+            .reduce((total, other) => total + other.cost, 0);
+          expect(sum).toBeLessThanOrEqual(policy.limit);
+        }
+      }),
+    );
+  });
+
+  it('sliding window matches the weighted-counter model and bounds every aligned window', () => {
+    fc.assert(
+      fc.property(policyArb('sliding-window'), startArb, requestsArb(1_500), (policy, start, requests) => {
+        const { steps, admitted } = run('sliding-window', policy, start, requests);
+        const counts = new Map<number, number>();
+        for (const step of steps) {
+          const window = Math.floor(step.now / policy.windowMs);
+          const previous = counts.get(window - 1) ?? 0;
+          const current = counts.get(window) ?? 0;
+          const elapsed = step.now - window * policy.windowMs;
+          const estimate = (previous * (policy.windowMs - elapsed)) / policy.windowMs + current;
+          const expected = estimate + step.cost <= policy.limit + 1e-9;
+          expect(step.allowed).toBe(expected);
+          if (expected) counts.set(window, current + step.cost);
+        }
+        const perWindow = new Map<number, number>();
+        for (const entry of admitted) {
+          const window = Math.floor(entry.time / policy.windowMs);
+          perWindow.set(window, (perWindow.get(window) ?? 0) + entry.cost);
+        }
+        for (const sum of perWindow.values()) expect(sum).toBeLessThanOrEqual(policy.limit);
+      }),
+    );
+  });
+
+  for (const algorithm of ['token-bucket', 'leaky-bucket'] as const) {
+    it(`${algorithm} admits at most capacity + rate × elapsed in every interval`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), startArb, requestsArb(800), (policy, start, requests) => {
+          const { admitted } = run(algorithm, policy, start, requests);
+          const capacity = capacityOf(policy);
+          for (let first = 0; first < admitted.length; first += 1) {
+            let sum = 0;
+            for (let last = first; last < admitted.length; last += 1) {
+              sum += admitted[last]!.cost;
+              const elapsed = admitted[last]!.time - admitted[first]!.time;
+              // Integer form of sum ≤ capacity + elapsed × limit / windowMs.
+              expect(sum * policy.windowMs).toBeLessThanOrEqual(
+                capacity * policy.windowMs + elapsed * policy.limit,
+              );
+            }
+          }
+        }),
+      );
+    });
+  }
+});
+
+describe('retry and reset times are exact', () => {
+  for (const algorithm of all) {
+    it(`${algorithm}: a refused request fits at now + retryAfterMs and not 1 ms earlier`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), startArb, requestsArb(400), (policy, start, requests) => {
+          const { step } = algorithms[algorithm];
+          const { steps } = run(algorithm, policy, start, requests);
+          for (const refused of steps.filter((entry) => !entry.allowed)) {
+            if (refused.cost > capacityOf(policy)) continue;
+            const at = refused.now + refused.retryAfterMs;
+            expect(step(refused.before, at, refused.cost, policy).decision.allowed).toBe(true);
+            if (refused.retryAfterMs > 0)
+              expect(step(refused.before, at - 1, refused.cost, policy).decision.allowed).toBe(false);
+          }
+        }),
+      );
+    });
+
+    it(`${algorithm}: the whole quota is back at now + resetMs and not 1 ms earlier`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), startArb, requestsArb(400), (policy, start, requests) => {
+          const { step } = algorithms[algorithm];
+          const { state, now } = run(algorithm, policy, start, requests);
+          const probe = step(state, now, 0, policy).decision;
+          const capacity = capacityOf(policy);
+          expect(step(state, now + probe.resetMs, 0, policy).decision.remaining).toBe(capacity);
+          if (probe.resetMs > 0)
+            expect(step(state, now + probe.resetMs - 1, 0, policy).decision.remaining).toBeLessThan(capacity);
+        }),
+      );
+    });
+  }
+});
+
+describe('leaky bucket queue mode', () => {
+  it('delays instead of refusing, spacing requests at the leak rate, within queueMaxDelayMs', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 10, max: 2_000 }),
+        fc.integer({ min: 0, max: 5_000 }),
+        startArb,
+        (limit, windowMs, queueMaxDelayMs, start) => {
+          const policy: LimitPolicy = {
+            name: 'q',
+            algorithm: 'leaky-bucket',
+            limit,
+            windowMs,
+            burst: 1,
+            queueMaxDelayMs,
+          };
+          const { step } = algorithms['leaky-bucket'];
+          let state: unknown;
+          const releases: number[] = [];
+          for (let index = 0; index < 30; index += 1) {
+            const result = step(state, start, 1, policy);
+            if (!result.decision.allowed) break;
+            expect(result.decision.delayMs).toBeLessThanOrEqual(queueMaxDelayMs);
+            releases.push(start + result.decision.delayMs);
+            state = result.state;
+          }
+          expect(releases[0]).toBe(start);
+          for (let index = 1; index < releases.length; index += 1) {
+            const gap = releases[index]! - releases[index - 1]!;
+            // Spacing is windowMs / limit, rounded up to whole milliseconds per release.
+            expect(gap).toBeGreaterThanOrEqual(Math.floor(windowMs / limit));
+            expect(gap).toBeLessThanOrEqual(Math.ceil(windowMs / limit));
+          }
+        },
+      ),
+    );
+  });
+});

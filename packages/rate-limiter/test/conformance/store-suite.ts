@@ -1,0 +1,149 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { autoBlockSchema } from '../../src/auto-block.js';
+import { type AlgorithmName, algorithmNames, type LimitPolicy } from '../../src/policy.js';
+import type { ConsumeOutcome, RateLimitStore } from '../../src/stores/store.js';
+
+/** How a backend is brought up for the suite; `skip` names why it cannot run here. */
+export interface StoreFactory {
+  skip?: string | undefined;
+  create(): Promise<RateLimitStore>;
+  destroy?(store: RateLimitStore): Promise<void>;
+}
+
+const policy = (
+  algorithm: AlgorithmName,
+  limit: number,
+  windowMs: number,
+  extra: Partial<LimitPolicy> = {},
+) => ({ name: algorithm, algorithm, limit, windowMs, ...extra }) as LimitPolicy;
+
+const allowedOf = (outcomes: ConsumeOutcome[]) =>
+  outcomes.map(
+    (outcome) => outcome.blockedMs === 0 && outcome.decisions.every((decision) => decision.allowed),
+  );
+
+/**
+ * The conformance suite every store passes unchanged (memory, Redis, Redis Cluster): the
+ * store interface's contract, independent of how state is kept.
+ */
+export function storeConformanceSuite(name: string, factory: StoreFactory): void {
+  describe.skipIf(factory.skip !== undefined)(`store conformance: ${name}`, () => {
+    let store: RateLimitStore;
+    const key = () => `conf:${randomUUID()}`;
+    const one = async (k: string, limits: LimitPolicy[], cost = 1) =>
+      (await store.consume(k, limits, [cost], undefined))[0]!;
+
+    beforeAll(async () => {
+      store = await factory.create();
+    });
+    afterAll(async () => {
+      await factory.destroy?.(store);
+    });
+
+    for (const algorithm of algorithmNames) {
+      it(`${algorithm}: admits exactly the limit in a burst, then refuses with a bounded retry time`, async () => {
+        const k = key();
+        const limits = [policy(algorithm, 5, 60_000)];
+        const results: ConsumeOutcome[] = [];
+        for (let index = 0; index < 7; index += 1) results.push(await one(k, limits));
+        expect(allowedOf(results)).toEqual([true, true, true, true, true, false, false]);
+        expect(results.map((result) => result.decisions[0]!.remaining)).toEqual([4, 3, 2, 1, 0, 0, 0]);
+        const refused = results[5]!.decisions[0]!;
+        expect(refused.retryAfterMs).toBeGreaterThan(0);
+        expect(refused.retryAfterMs).toBeLessThanOrEqual(algorithm === 'sliding-window' ? 120_000 : 60_000);
+        expect(refused.limit).toBe(5);
+      });
+
+      it(`${algorithm}: a batch of costs is applied in order, all-or-nothing per request`, async () => {
+        const k = key();
+        const outcomes = await store.consume(k, [policy(algorithm, 4, 60_000)], [2, 3, 1, 1, 0], undefined);
+        expect(allowedOf(outcomes)).toEqual([true, false, true, true, true]);
+        expect(outcomes.map((outcome) => outcome.decisions[0]!.remaining)).toEqual([2, 2, 1, 0, 0]);
+      });
+    }
+
+    it('checks several limits atomically: a refused request is counted in none', async () => {
+      const k = key();
+      const limits = [policy('token-bucket', 2, 60_000), policy('fixed-window', 3, 86_400_000)];
+      expect(allowedOf([await one(k, limits), await one(k, limits)])).toEqual([true, true]);
+      const refused = await one(k, limits);
+      expect(refused.decisions.map((decision) => [decision.allowed, decision.remaining])).toEqual([
+        [false, 0],
+        [true, 1],
+      ]);
+    });
+
+    it('sliding log counts costs exactly', async () => {
+      const k = key();
+      const limits = [policy('sliding-log', 5, 60_000)];
+      expect(allowedOf(await store.consume(k, limits, [3, 3, 2, 1], undefined))).toEqual([
+        true,
+        false,
+        true,
+        false,
+      ]);
+    });
+
+    it('leaky bucket in queue mode admits with growing delays, then refuses past the queue', async () => {
+      const k = key();
+      const limits = [policy('leaky-bucket', 10, 1_000, { burst: 1, queueMaxDelayMs: 250 })];
+      const outcomes = await store.consume(k, limits, [1, 1, 1, 1, 1], undefined);
+      expect(allowedOf(outcomes)).toEqual([true, true, true, false, false]);
+      const delays = outcomes.slice(0, 3).map((outcome) => outcome.decisions[0]!.delayMs);
+      expect(delays[0]).toBe(0);
+      expect(delays[1]).toBeGreaterThan(90);
+      expect(delays[1]).toBeLessThanOrEqual(100);
+      expect(delays[2]).toBeGreaterThan(190);
+      expect(delays[2]).toBeLessThanOrEqual(200);
+    });
+
+    it('auto-blocks after repeated violations and reports the block', async () => {
+      const k = key();
+      const limits = [policy('fixed-window', 1, 60_000)];
+      const block = autoBlockSchema.parse({ violations: 2, withinMs: 60_000, blockMs: 30_000 });
+      const outcomes = await store.consume(k, limits, [1, 1, 1], block);
+      expect(allowedOf(outcomes)).toEqual([true, false, false]);
+      // The refusal that starts the block says so: no retry before the block ends.
+      expect(outcomes[2]!.decisions[0]!.retryAfterMs).toBeGreaterThanOrEqual(30_000);
+      const [blocked] = await store.consume(k, limits, [0], block);
+      expect(blocked!.blockedMs).toBeGreaterThan(29_000);
+      expect(blocked!.blockedMs).toBeLessThanOrEqual(30_000);
+    });
+
+    it('consumeMany handles many keys (mixed limits) in one call, like one consume per key', async () => {
+      const mixed = [policy('sliding-log', 2, 60_000), policy('token-bucket', 3, 60_000)];
+      const single = [policy('fixed-window', 1, 60_000)];
+      const keys = Array.from({ length: 300 }, () => key());
+      const requests = keys.map((k, index) => ({
+        key: k,
+        limits: index % 2 === 0 ? mixed : single,
+        costs: [1, 1, 1],
+      }));
+      const results = await store.consumeMany!(requests, undefined);
+      expect(results).toHaveLength(300);
+      results.forEach((outcomes, index) => {
+        expect(allowedOf(outcomes)).toEqual(index % 2 === 0 ? [true, true, false] : [true, false, false]);
+      });
+      // The state was written per key: one more request of each is refused.
+      expect(allowedOf([await one(keys[0]!, mixed), await one(keys[1]!, single)])).toEqual([false, false]);
+    });
+
+    it('reset forgets counters and blocks', async () => {
+      const k = key();
+      const limits = [policy('fixed-window', 1, 60_000), policy('sliding-log', 1, 60_000)];
+      await one(k, limits);
+      expect(allowedOf([await one(k, limits)])).toEqual([false]);
+      await store.reset(k);
+      expect(allowedOf([await one(k, limits)])).toEqual([true]);
+    });
+
+    it('a window passes in real time', async () => {
+      const k = key();
+      const limits = [policy('sliding-log', 2, 300)];
+      expect(allowedOf(await store.consume(k, limits, [1, 1, 1], undefined))).toEqual([true, true, false]);
+      await new Promise((resolve) => setTimeout(resolve, 350));
+      expect(allowedOf([await one(k, limits)])).toEqual([true]);
+    });
+  });
+}

@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { quotaExceededType, quotaProblem, type RateLimitResult, rateLimitHeaders } from '../src/index.js';
+
+const limited: RateLimitResult = {
+  allowed: false,
+  outcome: 'limited',
+  key: 'k',
+  limits: [
+    {
+      name: 'burst',
+      windowMs: 1_000,
+      allowed: false,
+      limit: 20,
+      remaining: 0,
+      resetMs: 1_400,
+      retryAfterMs: 101,
+      delayMs: 0,
+    },
+    {
+      name: 'daily',
+      windowMs: 86_400_000,
+      allowed: true,
+      limit: 1_000,
+      remaining: 996,
+      resetMs: 41_233_500,
+      retryAfterMs: 0,
+      delayMs: 0,
+    },
+  ],
+  remaining: 0,
+  resetMs: 1_400,
+  retryAfterMs: 101,
+  delayMs: 0,
+  source: 'store',
+};
+
+describe('rate-limit headers (draft-ietf-httpapi-ratelimit-headers-10)', () => {
+  it('lists every policy and its state as structured-field list members, seconds rounded up', () => {
+    const headers = rateLimitHeaders(limited, {}, 1_700_000_000_000);
+    expect(headers).toEqual({
+      'RateLimit-Policy': '"burst";q=20;w=1, "daily";q=1000;w=86400',
+      RateLimit: '"burst";r=0;t=2, "daily";r=996;t=41234',
+      'Retry-After': '1',
+    });
+  });
+
+  it('adds the legacy X-RateLimit fields for the tightest limit on request', () => {
+    const headers = rateLimitHeaders(limited, { standard: false, legacy: true }, 1_700_000_000_000);
+    expect(headers).toEqual({
+      'X-RateLimit-Limit': '20',
+      'X-RateLimit-Remaining': '0',
+      'X-RateLimit-Reset': String(Math.ceil((1_700_000_000_000 + 1_400) / 1_000)),
+      'Retry-After': '1',
+    });
+  });
+
+  it('describes refusals as RFC 9457 problems: 429 quota-exceeded, 403 for deny-listed clients', () => {
+    expect(quotaProblem(limited)).toMatchObject({
+      type: quotaExceededType,
+      status: 429,
+      retryAfter: 1,
+      violatedPolicies: ['burst'],
+    });
+    expect(quotaProblem({ ...limited, outcome: 'denied', limits: [], retryAfterMs: 0 })).toMatchObject({
+      status: 403,
+      violatedPolicies: [],
+    });
+  });
+});

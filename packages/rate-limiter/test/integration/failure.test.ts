@@ -1,0 +1,114 @@
+import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createRateLimiter,
+  type FailMode,
+  type RateLimiter,
+  type RateLimitResult,
+  RedisStore,
+  recommendedRedisOptions,
+} from '../../src/index.js';
+
+const deadlineMs = 25;
+// Generous bound (2 noisy cores, other suites running): what matters is that no check waits on
+// Redis itself (a reconnect or a pause lasts seconds).
+const bound = deadlineMs + 500;
+
+let redis: PrivateRedis;
+const clients: Redis[] = [];
+let skip: string | undefined;
+try {
+  redis = await startPrivateRedis();
+} catch (error) {
+  skip = `skipped: no redis-server binary to start a private Redis (${(error as Error).message})`;
+  console.log(skip);
+}
+
+function limiterOn(failMode: FailMode): RateLimiter {
+  const client = new Redis(redis.url, { ...recommendedRedisOptions, retryStrategy: () => 100 });
+  client.on('error', () => {});
+  clients.push(client);
+  return createRateLimiter({
+    store: new RedisStore({ client }),
+    limits: [{ limit: 8, windowMs: 60_000 }],
+    failMode,
+    expectedInstances: 4,
+    deadlineMs,
+    breaker: { halfOpenAfterMs: 300, consecutiveFailures: 3 },
+  });
+}
+
+async function timed(limiter: RateLimiter, key: string): Promise<RateLimitResult & { ms: number }> {
+  const started = performance.now();
+  const result = await limiter.check(key);
+  return { ...result, ms: performance.now() - started };
+}
+
+describe.skipIf(skip !== undefined)('Redis paused, then killed: checks stay within the deadline', () => {
+  beforeAll(async () => {
+    // Prime: first connection and script load.
+    for (const mode of ['local', 'open', 'closed'] as const) await limiterOn(mode).check('warm');
+  });
+  afterAll(async () => {
+    for (const client of clients) client.disconnect();
+    await redis?.stop();
+  });
+
+  it('honours every fail mode while Redis is paused, and recovers automatically after a kill', async () => {
+    const local = limiterOn('local');
+    const open = limiterOn('open');
+    const closed = limiterOn('closed');
+    for (const limiter of [local, open, closed])
+      expect((await limiter.check('healthy')).source).toBe('store');
+
+    await redis.pause(2_500);
+    const during: Record<string, (RateLimitResult & { ms: number })[]> = { local: [], open: [], closed: [] };
+    for (let index = 0; index < 5; index += 1) {
+      during.local!.push(await timed(local, 'paused'));
+      during.open!.push(await timed(open, 'paused'));
+      during.closed!.push(await timed(closed, 'paused'));
+    }
+    // A burst of concurrent checks is bounded too.
+    const burst = await Promise.all(
+      Array.from({ length: 50 }, (_, index) => timed(local, `burst-${index % 5}`)),
+    );
+    for (const result of [...Object.values(during).flat(), ...burst]) {
+      expect(result.ms).toBeLessThan(bound);
+      expect(result.source).toBe('fallback');
+    }
+    // local: 8 ÷ 4 instances = 2 per key; open admits all; closed refuses all.
+    expect(during.local!.map((result) => result.allowed)).toEqual([true, true, false, false, false]);
+    expect(during.open!.every((result) => result.allowed)).toBe(true);
+    expect(during.closed!.every((result) => !result.allowed)).toBe(true);
+    expect(local.fallbackActive).toBe(true);
+
+    await redis.kill();
+    const killed: (RateLimitResult & { ms: number })[] = [];
+    const until = Date.now() + 1_000;
+    while (Date.now() < until) killed.push(await timed(local, 'killed'));
+    console.log(
+      `killed phase: ${killed.length} checks, max ${Math.max(...killed.map((result) => result.ms)).toFixed(1)} ms; ` +
+        `paused phase max ${Math.max(...burst.map((result) => result.ms)).toFixed(1)} ms`,
+    );
+    for (const result of killed) {
+      expect(result.ms).toBeLessThan(bound);
+      expect(result.source).toBe('fallback');
+    }
+
+    await redis.restart();
+    let recovered: RateLimitResult | undefined;
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      const result = await timed(local, `after-${Date.now()}`);
+      expect(result.ms).toBeLessThan(bound);
+      if (result.source === 'store') {
+        recovered = result;
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(recovered?.allowed).toBe(true);
+    expect(local.fallbackActive).toBe(false);
+  });
+});

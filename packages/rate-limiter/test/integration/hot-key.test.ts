@@ -1,0 +1,59 @@
+import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+
+let redis: PrivateRedis | undefined;
+let skip: string | undefined;
+try {
+  redis = await startPrivateRedis();
+} catch (error) {
+  skip = `skipped: no redis-server binary to start a private Redis (${(error as Error).message})`;
+  console.log(skip);
+}
+
+/** Script calls the server received (a private server: nobody else's commands are counted). */
+async function scriptCalls(admin: Redis): Promise<number> {
+  const info = await admin.info('commandstats');
+  let calls = 0;
+  for (const match of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) calls += Number(match[2]);
+  return calls;
+}
+
+describe.skipIf(skip !== undefined)('hot keys on Redis', () => {
+  let admin: Redis;
+  let client: Redis;
+  beforeAll(async () => {
+    admin = new Redis(redis!.url);
+    client = new Redis(redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
+    await client.connect();
+  });
+  afterAll(async () => {
+    admin.disconnect();
+    client.disconnect();
+    await redis?.stop();
+  });
+
+  it('batches concurrent checks of one key, then refuses it locally until its retry time', async () => {
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client }),
+      limits: [{ limit: 10, windowMs: 60_000 }],
+      deadlineMs: 2_000,
+    });
+    await admin.config('RESETSTAT');
+    const first = await Promise.all(Array.from({ length: 200 }, () => limiter.check('hot')));
+    expect(first.filter((result) => result.allowed)).toHaveLength(10);
+    expect(first.every((result) => result.source === 'store')).toBe(true);
+    // 200 checks in one tick: one script call (two if the first hit NOSCRIPT).
+    expect(await scriptCalls(admin)).toBeLessThanOrEqual(2);
+
+    await admin.config('RESETSTAT');
+    const later = await Promise.all(Array.from({ length: 500 }, () => limiter.check('hot')));
+    expect(later.every((result) => !result.allowed && result.source === 'local-cache')).toBe(true);
+    expect(later.every((result) => result.retryAfterMs > 0 && result.retryAfterMs <= 60_000)).toBe(true);
+    expect(await scriptCalls(admin)).toBe(0);
+    // Another key is not affected.
+    expect((await limiter.check('cold')).allowed).toBe(true);
+    await limiter.close();
+  });
+});

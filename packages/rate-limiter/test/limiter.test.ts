@@ -1,0 +1,268 @@
+import { ConfigError, ManualClock } from '@noa/core';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import {
+  type ConsumeOutcome,
+  createRateLimiter,
+  MemoryStore,
+  RateLimitedError,
+  type RateLimitStore,
+} from '../src/index.js';
+
+const start = 1_700_000_000_000;
+
+describe('RateLimiter on the memory store', () => {
+  it('admits up to the limit, then refuses with an exact retry time', async () => {
+    const clock = new ManualClock(start);
+    const limiter = createRateLimiter({ limits: [{ limit: 3, windowMs: 1_000 }], clock });
+    const results = [];
+    for (let index = 0; index < 4; index += 1) results.push(await limiter.check('a'));
+    expect(results.map((result) => result.allowed)).toEqual([true, true, true, false]);
+    expect(results.map((result) => result.remaining)).toEqual([2, 1, 0, 0]);
+    expect(results[3]).toMatchObject({ outcome: 'limited', retryAfterMs: 1_000, resetMs: 1_000 });
+    clock.advance(1_000);
+    expect((await limiter.check('a')).allowed).toBe(true);
+    await limiter.close();
+  });
+
+  it('checks several limits at once and counts a refused request in none of them', async () => {
+    const clock = new ManualClock(start);
+    const limiter = createRateLimiter({
+      limits: [
+        { name: 'burst', algorithm: 'token-bucket', limit: 2, windowMs: 1_000 },
+        { name: 'daily', limit: 3, windowMs: 86_400_000 },
+      ],
+      clock,
+    });
+    expect((await limiter.check('u')).allowed).toBe(true);
+    expect((await limiter.check('u')).allowed).toBe(true);
+    const refused = await limiter.check('u');
+    expect(refused.allowed).toBe(false);
+    expect(refused.limits.map((limit) => [limit.name, limit.allowed, limit.remaining])).toEqual([
+      ['burst', false, 0],
+      ['daily', true, 1],
+    ]);
+    clock.advance(500);
+    const third = await limiter.check('u');
+    expect(third.allowed).toBe(true);
+    expect(third.limits[1]!.remaining).toBe(0);
+    clock.advance(10_000);
+    const fourth = await limiter.check('u');
+    expect(fourth.allowed).toBe(false);
+    expect(fourth.limits.map((limit) => limit.name + String(limit.allowed))).toEqual([
+      'bursttrue',
+      'dailyfalse',
+    ]);
+  });
+
+  it('applies role rules, cost, and unlimited roles', async () => {
+    const limiter = createRateLimiter({
+      limits: [{ limit: 2, windowMs: 60_000 }],
+      roles: { pro: [{ limit: 10, windowMs: 60_000 }], admin: 'unlimited' },
+      clock: new ManualClock(start),
+    });
+    expect((await limiter.check({ key: 'k', cost: 2 })).allowed).toBe(true);
+    expect((await limiter.check({ key: 'k' })).allowed).toBe(false);
+    expect((await limiter.check({ key: 'k', role: 'pro', cost: 10 })).allowed).toBe(true);
+    const admin = await limiter.check({ key: 'k', role: 'admin', cost: 1_000 });
+    expect(admin).toMatchObject({ allowed: true, outcome: 'unlimited' });
+    expect(limiter.limitsFor('pro')[0]!.limit).toBe(10);
+  });
+
+  it('honours allow and deny lists with IPv4, IPv6 and CIDR ranges', async () => {
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      allow: ['10.0.0.0/8', '2001:db8::/32'],
+      deny: ['192.0.2.7', 'fd00::/8'],
+    });
+    expect((await limiter.check({ key: 'x', ip: '192.0.2.7' })).outcome).toBe('denied');
+    expect((await limiter.check({ key: 'x', ip: '::ffff:192.0.2.7' })).outcome).toBe('denied');
+    expect((await limiter.check({ key: 'x', ip: 'fd12::1' })).allowed).toBe(false);
+    for (let index = 0; index < 3; index += 1) {
+      expect((await limiter.check({ key: 'y', ip: '10.1.2.3' })).outcome).toBe('allowlisted');
+      expect((await limiter.check({ key: 'y', ip: '2001:db8:1::5' })).outcome).toBe('allowlisted');
+    }
+    expect((await limiter.check({ key: 'z', ip: '203.0.113.1' })).allowed).toBe(true);
+    expect((await limiter.check({ key: 'z', ip: '203.0.113.1' })).allowed).toBe(false);
+  });
+
+  it('auto-blocks a key after repeated violations, longer for repeat offenders', async () => {
+    const clock = new ManualClock(start);
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 1_000 }],
+      autoBlock: { violations: 2, withinMs: 10_000, blockMs: 5_000, multiplier: 2 },
+      localBlockCache: false,
+      clock,
+    });
+    await limiter.check('abuser');
+    await limiter.check('abuser');
+    const second = await limiter.check('abuser');
+    expect(second.retryAfterMs).toBe(5_000);
+    clock.advance(2_000);
+    const blocked = await limiter.check('abuser');
+    expect(blocked).toMatchObject({ allowed: false, outcome: 'blocked', retryAfterMs: 3_000 });
+    clock.advance(3_000);
+    expect((await limiter.check('abuser')).allowed).toBe(true);
+    await limiter.check('abuser');
+    const again = await limiter.check('abuser');
+    expect(again.retryAfterMs).toBe(10_000);
+  });
+
+  it('consume() rejects with a RateLimitedError carrying the retry time', async () => {
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 1_000 }],
+      clock: new ManualClock(start),
+    });
+    await limiter.consume('c');
+    const error = await limiter.consume('c').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(RateLimitedError);
+    expect(error).toMatchObject({ code: 'NOA_RATE_LIMITED', retryAfterMs: 1_000 });
+  });
+
+  it('reset() forgets a key for the default limits or a role', async () => {
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      roles: { pro: [{ limit: 1, windowMs: 60_000 }] },
+      clock: new ManualClock(start),
+    });
+    await limiter.check('r');
+    await limiter.check({ key: 'r', role: 'pro' });
+    expect((await limiter.check('r')).allowed).toBe(false);
+    await limiter.reset('r');
+    expect((await limiter.check('r')).allowed).toBe(true);
+    expect((await limiter.check({ key: 'r', role: 'pro' })).allowed).toBe(false);
+    await limiter.reset('r', 'pro');
+    expect((await limiter.check({ key: 'r', role: 'pro' })).allowed).toBe(true);
+  });
+
+  it('rejects a cost that is not a non-negative integer', async () => {
+    const limiter = createRateLimiter({ limits: [{ limit: 5, windowMs: 1_000 }] });
+    await expect(limiter.check({ key: 'c', cost: -1 })).rejects.toMatchObject({
+      code: 'NOA_RATE_LIMIT_INVALID_COST',
+    });
+    await expect(limiter.check({ key: 'c', cost: 1.5 })).rejects.toMatchObject({
+      code: 'NOA_RATE_LIMIT_INVALID_COST',
+    });
+    expect((await limiter.check({ key: 'c', cost: 0 })).allowed).toBe(true);
+  });
+
+  it('rejects bad options with a ConfigError naming the field', () => {
+    const attempt = (options: unknown) => {
+      try {
+        createRateLimiter(options as never);
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    };
+    const error = attempt({ limits: [{ limit: 0, windowMs: 1_000 }] });
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).fields).toEqual(['limits.0.limit']);
+    expect(
+      (attempt({ limits: [{ limit: 1, windowMs: 1 }], deny: ['10.0.0.0/33'] }) as ConfigError).fields,
+    ).toEqual(['deny.0']);
+    expect(
+      (attempt({ limits: [{ algorithm: 'fixed-window', limit: 1, windowMs: 1, burst: 3 }] }) as ConfigError)
+        .fields,
+    ).toEqual(['limits.0.burst']);
+    expect((attempt({ limits: [], failMode: 'maybe' }) as ConfigError).fields.sort()).toEqual([
+      'failMode',
+      'limits',
+    ]);
+  });
+
+  it('counts outcomes in prom-client metrics', async () => {
+    const registry = new Registry();
+    const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }], registry });
+    await limiter.check('m');
+    await limiter.check('m');
+    await limiter.check('m');
+    const text = await registry.metrics();
+    expect(text).toContain('noa_rate_limiter_checks_total{outcome="allowed",source="store"} 1');
+    expect(text).toContain('noa_rate_limiter_checks_total{outcome="limited",source="store"} 2');
+    expect(text).toContain('noa_rate_limiter_fallback_active 0');
+  });
+});
+
+describe('MemoryStore', () => {
+  it('stays bounded under a flood of new keys and keeps busy keys', () => {
+    const clock = new ManualClock(start);
+    const store = new MemoryStore({ maxKeys: 1_000, clock });
+    const limits = [{ name: 'd', algorithm: 'fixed-window' as const, limit: 5, windowMs: 3_600_000 }];
+    for (let index = 0; index < 3; index += 1) store.consumeOne('busy', limits, 1, undefined);
+    for (let index = 0; index < 50_000; index += 1) {
+      store.consumeOne(`flood-${index}`, limits, 1, undefined);
+      if (index % 500 === 0) {
+        clock.advance(1_001);
+        store.consumeOne('busy', limits, 0, undefined);
+      }
+      expect(store.size).toBeLessThanOrEqual(1_000);
+    }
+    expect(store.consumeOne('busy', limits, 1, undefined).decisions[0]!.remaining).toBe(1);
+  });
+
+  it('sweeps expired keys as new ones arrive, with no timers', () => {
+    const clock = new ManualClock(start);
+    const store = new MemoryStore({ clock });
+    const limits = [{ name: 'd', algorithm: 'fixed-window' as const, limit: 5, windowMs: 1_000 }];
+    for (let index = 0; index < 500; index += 1) store.consumeOne(`old-${index}`, limits, 1, undefined);
+    clock.advance(5_000);
+    for (let index = 0; index < 500; index += 1) store.consumeOne(`new-${index}`, limits, 1, undefined);
+    expect(store.size).toBe(500);
+  });
+});
+
+/** A stand-in remote store whose calls never answer: the limiter's deadline and fail modes must cope. */
+class HangingStore implements RateLimitStore {
+  readonly kind = 'hanging';
+  readonly remote = true;
+  calls = 0;
+  consume(): Promise<ConsumeOutcome[]> {
+    this.calls += 1;
+    return new Promise(() => {});
+  }
+  async reset(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+describe('fail modes when the remote store does not answer', () => {
+  for (const [failMode, expected] of [
+    ['open', [true, true, true]],
+    ['closed', [false, false, false]],
+    ['local', [true, true, false]],
+  ] as const) {
+    it(`${failMode}: answers within the deadline`, async () => {
+      const store = new HangingStore();
+      const limiter = createRateLimiter({
+        store,
+        limits: [{ limit: 4, windowMs: 60_000 }],
+        expectedInstances: 2,
+        failMode,
+        deadlineMs: 20,
+        breaker: { consecutiveFailures: 100 },
+      });
+      const started = performance.now();
+      const results = [];
+      for (let index = 0; index < 3; index += 1) results.push(await limiter.check('k'));
+      expect(performance.now() - started).toBeLessThan(3 * 20 + 600);
+      expect(results.map((result) => result.allowed)).toEqual(expected);
+      expect(results.every((result) => result.source === 'fallback')).toBe(true);
+      await limiter.close();
+    });
+  }
+
+  it('opens the breaker and stops calling the store', async () => {
+    const store = new HangingStore();
+    const limiter = createRateLimiter({
+      store,
+      limits: [{ limit: 4, windowMs: 60_000 }],
+      deadlineMs: 10,
+      breaker: { consecutiveFailures: 3, halfOpenAfterMs: 60_000 },
+    });
+    for (let index = 0; index < 3; index += 1) await limiter.check(`k${index}`);
+    expect(limiter.fallbackActive).toBe(true);
+    for (let index = 0; index < 20; index += 1) await limiter.check('k');
+    expect(store.calls).toBe(3);
+    await limiter.close();
+  });
+});
