@@ -46,4 +46,52 @@ describe('demo app over HTTP', () => {
       200,
     );
   });
+
+  it('serves a product from the cache after the first load, and reloads after invalidation', async () => {
+    const first = await fetch(`${base}/api/products/42`);
+    expect(first.headers.get('x-cache')).toBe('MISS');
+    const product = await first.json();
+    const second = await fetch(`${base}/api/products/42`);
+    expect(second.headers.get('x-cache')).toBe('HIT');
+    expect(await second.json()).toEqual(product);
+    const stats = await (await fetch(`${base}/api/cache/stats`)).json();
+    expect(stats).toMatchObject({ hits: 1, misses: 1, l1: { entries: 1 } });
+    const invalidated = await fetch(`${base}/api/products/42/invalidate`, { method: 'POST' });
+    expect(invalidated.status).toBe(200);
+    expect((await fetch(`${base}/api/products/42`)).headers.get('x-cache')).toBe('MISS');
+  });
+
+  it('exposes the metrics of every package on /metrics', async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toContain('noa_rate_limiter_');
+    expect(text).toContain('noa_cache_manager_');
+    expect(text).toContain('noa_message_queue_');
+  });
+
+  it('enqueues an email job that a worker completes, and rejects a bad payload naming the field', async () => {
+    const post = (body: unknown, headers: Record<string, string> = {}) =>
+      fetch(`${base}/api/jobs/email`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+      });
+    const added = await post({ to: 'ada@example.com', subject: 'hi' }, { 'idempotency-key': 'welcome-ada' });
+    expect(added.status).toBe(202);
+    const { id } = (await added.json()) as { id: string };
+    const again = await post({ to: 'ada@example.com', subject: 'hi' }, { 'idempotency-key': 'welcome-ada' });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ id, added: false });
+
+    let job: { state: string; result?: { sentTo: string } } = { state: 'waiting' };
+    for (let attempt = 0; attempt < 100 && job.state !== 'completed'; attempt += 1) {
+      job = (await (await fetch(`${base}/api/jobs/email/${id}`)).json()) as typeof job;
+      if (job.state !== 'completed') await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(job.state).toBe('completed');
+    expect(job.result?.sentTo).toBe('ada@example.com');
+
+    const bad = await post({ to: 'not-an-address', subject: 'hi' });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ fields: ['to'] });
+  });
 });
