@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// After `pnpm build`: imports every publishable package's built entry the way a user's Node
+// would (no @noa/source condition), so a missing .lua copy, a bad exports map or an import
+// that only resolves to sources fails CI.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const root = path.resolve(import.meta.dirname, '..');
+let failed = 0;
+for (const name of readdirSync(path.join(root, 'packages'))) {
+  const dir = path.join(root, 'packages', name);
+  let manifest;
+  try {
+    manifest = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  } catch {
+    continue;
+  }
+  if (manifest.private) continue;
+  const entry = manifest.exports?.['.']?.import;
+  try {
+    const module = await import(pathToFileURL(path.join(dir, entry)).href);
+    console.log(`dist ok: ${manifest.name} (${Object.keys(module).length} exports)`);
+  } catch (error) {
+    failed += 1;
+    console.error(`dist FAILED: ${manifest.name}: ${error.message}`);
+  }
+}
+process.exit(failed ? 1 : 0);
