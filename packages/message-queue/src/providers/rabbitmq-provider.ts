@@ -37,6 +37,11 @@ export const rabbitMqProviderOptionsSchema = z
 /** Options of {@link RabbitMqProvider}. */
 export type RabbitMqProviderOptions = z.input<typeof rabbitMqProviderOptionsSchema>;
 
+/** Message properties by priority, built once (amqplib only reads them). */
+const publishOptions = Array.from({ length: maxPriority + 1 }, (_, priority) =>
+  Object.freeze({ persistent: true, priority, contentType: 'application/json' }),
+);
+
 const capabilities: ProviderCapabilities = {
   getJob: false,
   exactCounts: false,
@@ -221,28 +226,48 @@ export class RabbitMqProvider implements QueueProvider {
     return name;
   }
 
-  /** Publishes records (to the queue, a delay queue or the DLQ) and waits for the broker's confirms. */
+  /**
+   * Publishes records (to the queue, a delay queue or the DLQ) and resolves once the broker has
+   * confirmed every one of them. Each batch counts its own confirms through the per-message
+   * callback (one shared function): `waitForConfirms` would wrap every message still unconfirmed
+   * on the channel in a promise on each call, and make concurrent adds wait for each other.
+   */
   async #publish(
     queue: string,
     items: { record: JobRecord; target: 'queue' | 'dead'; now: number }[],
   ): Promise<void> {
     if (items.length === 0) return;
     await this.#declare(queue);
-    const routes = await Promise.all(
-      items.map(({ record, target, now }) => {
-        if (target === 'dead') return `${queue}.dead`;
-        return record.availableAt > now ? this.#delayQueue(queue, record.availableAt - now) : queue;
-      }),
-    );
-    const { publisher } = await this.#ready();
-    for (const [index, { record }] of items.entries()) {
-      publisher.sendToQueue(routes[index]!, Buffer.from(encodeRecord(record)), {
-        persistent: true,
-        priority: record.priority,
-        contentType: 'application/json',
-      });
+    const routes: string[] = [];
+    for (const { record, target, now } of items) {
+      if (target === 'dead') routes.push(`${queue}.dead`);
+      else if (record.availableAt > now) routes.push(await this.#delayQueue(queue, record.availableAt - now));
+      else routes.push(queue);
     }
-    await publisher.waitForConfirms();
+    const { publisher } = await this.#ready();
+    await new Promise<void>((resolve, reject) => {
+      let unconfirmed = items.length;
+      let settled = false;
+      const confirmed = (error: unknown) => {
+        if (settled) return;
+        if (error) {
+          settled = true;
+          reject(error instanceof Error ? error : new Error(String(error)));
+        } else if (--unconfirmed === 0) {
+          settled = true;
+          resolve();
+        }
+      };
+      for (let index = 0; index < items.length; index += 1) {
+        const { record } = items[index]!;
+        publisher.sendToQueue(
+          routes[index]!,
+          Buffer.from(encodeRecord(record)),
+          publishOptions[record.priority] ?? { ...publishOptions[0], priority: record.priority },
+          confirmed,
+        );
+      }
+    });
   }
 
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
