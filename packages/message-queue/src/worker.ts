@@ -27,9 +27,9 @@ export const workerOptionsSchema = z
     /**
      * Jobs leased ahead of free slots and started the moment a slot frees, without waiting for a
      * round trip (like AMQP prefetch). They hold leases meanwhile; `close()` releases them.
-     * `'auto'` (default): up to `concurrency` ahead while handlers run shorter on average than a
-     * round trip to the backend (then the round trip is the bottleneck, and a leased-ahead job
-     * waits less than a round trip), none otherwise (and until the first job has finished).
+     * `'auto'` (default): while handlers run shorter on average than a round trip to the backend,
+     * as many as run during one round trip (at most `max(concurrency, 16)`); none otherwise
+     * (and until the first job has finished), so slow jobs are never held ahead.
      */
     prefetch: z.union([z.number().int().nonnegative().max(10_000), z.literal('auto')]).default('auto'),
     /** Lease of a fetched job; a worker that stops heart-beating for this long loses its jobs to others. */
@@ -229,6 +229,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         await new Promise<void>((resolve) => {
           this.#wakePump = resolve;
         });
+        // Let every handler that finishes in this tick settle first: one exchange carries them all.
+        await new Promise<void>((resolve) => process.nextTick(resolve));
         continue;
       }
       const now = this.#clock.now();
