@@ -8,6 +8,7 @@ import { publishJobEvent } from './events.js';
 import { Job } from './job.js';
 import type { JobErrorEntry, JobRecord } from './job-record.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
+import { autoPrefetch, movingAverage } from './prefetch.js';
 import type { QueueProvider, RetentionPolicy, Settlement } from './provider.js';
 import { Queue, retentionSchema } from './queue.js';
 
@@ -26,8 +27,11 @@ export const workerOptionsSchema = z
     /**
      * Jobs leased ahead of free slots and started the moment a slot frees, without waiting for a
      * round trip (like AMQP prefetch). They hold leases meanwhile; `close()` releases them.
+     * `'auto'` (default): while handlers run shorter on average than a round trip to the backend,
+     * as many as run during one round trip (at most `max(concurrency, 16)`); none otherwise
+     * (and until the first job has finished), so slow jobs are never held ahead.
      */
-    prefetch: z.number().int().nonnegative().max(10_000).default(0),
+    prefetch: z.union([z.number().int().nonnegative().max(10_000), z.literal('auto')]).default('auto'),
     /** Lease of a fetched job; a worker that stops heart-beating for this long loses its jobs to others. */
     leaseMs: z.number().int().min(100).default(30_000),
     /** Time limit of each try when the job has no `timeout`. */
@@ -137,6 +141,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   #maintaining = false;
   /** Tries settled since the last maintenance pass: a busy worker also trims every 1,000. */
   #settledSinceMaintenance = 0;
+  /** Moving averages (ms) of a handler's run time and of an exchange round trip, for `prefetch: 'auto'`. */
+  #handlerMs: number | undefined;
+  #exchangeMs: number | undefined;
 
   constructor(options: WorkerOptions<Data, Result>) {
     super();
@@ -195,6 +202,13 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.emit('error', asError);
   }
 
+  /** Jobs to hold leased ahead of free slots now (see the `prefetch` option). */
+  #prefetch(): number {
+    const { prefetch } = this.#options;
+    if (prefetch !== 'auto') return prefetch;
+    return autoPrefetch(this.#handlerMs, this.#exchangeMs, this.#concurrency);
+  }
+
   #wake(): void {
     const wake = this.#wakePump;
     this.#wakePump = undefined;
@@ -209,12 +223,14 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     while (true) {
       const want = this.#closing
         ? 0
-        : Math.max(0, this.#concurrency + this.#options.prefetch - this.#running.size - this.#buffer.length);
+        : Math.max(0, this.#concurrency + this.#prefetch() - this.#running.size - this.#buffer.length);
       if (want === 0 && this.#settle.length === 0) {
         if (this.#closing && this.#running.size === 0) return;
         await new Promise<void>((resolve) => {
           this.#wakePump = resolve;
         });
+        // Let every handler that finishes in this tick settle first: one exchange carries them all.
+        await new Promise<void>((resolve) => process.nextTick(resolve));
         continue;
       }
       const now = this.#clock.now();
@@ -223,6 +239,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       const settle = this.#settle;
       this.#settle = [];
       let response: Awaited<ReturnType<QueueProvider['exchange']>>;
+      const sentAt = performance.now();
       try {
         response = await this.#provider.exchange(this.queueName, {
           settle: settle.map((item) => item.settlement),
@@ -234,6 +251,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
           defaultGroupWeight: this.#options.groups.defaultWeight,
         });
         failures = 0;
+        this.#exchangeMs = movingAverage(this.#exchangeMs, performance.now() - sentAt);
         for (const item of settle) item.persisted();
         this.#settledSinceMaintenance += settle.length;
         if (this.#settledSinceMaintenance >= 1_000) void this.maintain();
@@ -333,7 +351,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#running.delete(running.record.id);
     const { record } = running;
     const labels = { queue: this.queueName };
-    this.#metrics.processingSeconds.observe(labels, (performance.now() - running.startedAt) / 1_000);
+    const runMs = performance.now() - running.startedAt;
+    this.#handlerMs = movingAverage(this.#handlerMs, runMs);
+    this.#metrics.processingSeconds.observe(labels, runMs / 1_000);
     const now = this.#clock.now();
     if (!('error' in outcome)) {
       const settlement: Settlement = { kind: 'complete', record, result: outcome.result };

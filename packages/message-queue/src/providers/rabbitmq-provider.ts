@@ -15,6 +15,7 @@ import type {
   QueueProvider,
   Settlement,
 } from '../provider.js';
+import { AckBatcher, type TrackedDelivery } from './ack-batcher.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 
 /** Options of {@link RabbitMqProvider}. */
@@ -36,6 +37,11 @@ export const rabbitMqProviderOptionsSchema = z
 /** Options of {@link RabbitMqProvider}. */
 export type RabbitMqProviderOptions = z.input<typeof rabbitMqProviderOptionsSchema>;
 
+/** Message properties by priority, built once (amqplib only reads them). */
+const publishOptions = Array.from({ length: maxPriority + 1 }, (_, priority) =>
+  Object.freeze({ persistent: true, priority, contentType: 'application/json' }),
+);
+
 const capabilities: ProviderCapabilities = {
   getJob: false,
   exactCounts: false,
@@ -51,9 +57,20 @@ const capabilities: ProviderCapabilities = {
 };
 
 interface Delivery {
-  message: ConsumeMessage;
-  channel: Channel;
+  tracked: TrackedDelivery<ConsumeMessage>;
+  acks: AckBatcher<ConsumeMessage>;
   generation: number;
+}
+
+/** Runs a batcher's flush at the end of the tick; a channel that died meanwhile was requeued by the broker. */
+function endOfTick(flush: () => void): void {
+  process.nextTick(() => {
+    try {
+      flush();
+    } catch {
+      // The channel closed: its unacknowledged deliveries are redelivered (at-least-once).
+    }
+  });
 }
 
 interface Consumer {
@@ -209,28 +226,48 @@ export class RabbitMqProvider implements QueueProvider {
     return name;
   }
 
-  /** Publishes records (to the queue, a delay queue or the DLQ) and waits for the broker's confirms. */
+  /**
+   * Publishes records (to the queue, a delay queue or the DLQ) and resolves once the broker has
+   * confirmed every one of them. Each batch counts its own confirms through the per-message
+   * callback (one shared function): `waitForConfirms` would wrap every message still unconfirmed
+   * on the channel in a promise on each call, and make concurrent adds wait for each other.
+   */
   async #publish(
     queue: string,
     items: { record: JobRecord; target: 'queue' | 'dead'; now: number }[],
   ): Promise<void> {
     if (items.length === 0) return;
     await this.#declare(queue);
-    const routes = await Promise.all(
-      items.map(({ record, target, now }) => {
-        if (target === 'dead') return `${queue}.dead`;
-        return record.availableAt > now ? this.#delayQueue(queue, record.availableAt - now) : queue;
-      }),
-    );
-    const { publisher } = await this.#ready();
-    for (const [index, { record }] of items.entries()) {
-      publisher.sendToQueue(routes[index]!, Buffer.from(encodeRecord(record)), {
-        persistent: true,
-        priority: record.priority,
-        contentType: 'application/json',
-      });
+    const routes: string[] = [];
+    for (const { record, target, now } of items) {
+      if (target === 'dead') routes.push(`${queue}.dead`);
+      else if (record.availableAt > now) routes.push(await this.#delayQueue(queue, record.availableAt - now));
+      else routes.push(queue);
     }
-    await publisher.waitForConfirms();
+    const { publisher } = await this.#ready();
+    await new Promise<void>((resolve, reject) => {
+      let unconfirmed = items.length;
+      let settled = false;
+      const confirmed = (error: unknown) => {
+        if (settled) return;
+        if (error) {
+          settled = true;
+          reject(error instanceof Error ? error : new Error(String(error)));
+        } else if (--unconfirmed === 0) {
+          settled = true;
+          resolve();
+        }
+      };
+      for (let index = 0; index < items.length; index += 1) {
+        const { record } = items[index]!;
+        publisher.sendToQueue(
+          routes[index]!,
+          Buffer.from(encodeRecord(record)),
+          publishOptions[record.priority] ?? { ...publishOptions[0], priority: record.priority },
+          confirmed,
+        );
+      }
+    });
   }
 
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
@@ -265,11 +302,12 @@ export class RabbitMqProvider implements QueueProvider {
         channel.on('error', () => {});
         channel.on('close', () => this.#lost(model));
         await channel.prefetch(consumer.prefetch);
+        const acks = new AckBatcher<ConsumeMessage>(channel, endOfTick);
         const { consumerTag } = await channel.consume(
           queue,
           (message) => {
             if (!message) return;
-            consumer.buffer.push({ message, channel, generation });
+            consumer.buffer.push({ tracked: acks.track(message), acks, generation });
             for (const wake of consumer.wakers) wake();
             consumer.wakers.clear();
           },
@@ -300,7 +338,7 @@ export class RabbitMqProvider implements QueueProvider {
     consumer.buffer = [];
     try {
       if (tag) await channel.cancel(tag);
-      for (const delivery of buffered) channel.nack(delivery.message, false, true);
+      for (const delivery of buffered) delivery.acks.nack(delivery.tracked, true);
     } catch {
       // The channel died already: the broker requeued them.
     }
@@ -328,7 +366,7 @@ export class RabbitMqProvider implements QueueProvider {
     }
     if (publishes.length > 0) await this.#publish(queue, publishes);
     for (const held of acks) {
-      if (held.generation === this.#generation) held.channel.ack(held.message);
+      if (held.generation === this.#generation) held.acks.ack(held.tracked);
     }
     const consumer = this.#consumer(queue);
     if (request.fetch > 0 && !consumer.wanted) {
@@ -340,21 +378,24 @@ export class RabbitMqProvider implements QueueProvider {
     while (jobs.length < request.fetch && consumer.buffer.length > 0) {
       const delivery = consumer.buffer.shift()!;
       if (delivery.generation !== this.#generation) continue;
-      const record = decodeRecord(delivery.message.content.toString());
+      const record = decodeRecord(delivery.tracked.message.content.toString());
       this.#held.set(this.#key(queue, record.id), delivery);
       jobs.push(record);
     }
     return { jobs };
   }
 
-  /** Acknowledges a completed delivery at once, so the prefetch window refills continuously. */
+  /**
+   * Acknowledges a completed delivery without waiting for the worker's next exchange, so the
+   * prefetch window refills continuously; the acks of one tick go out as one `multiple` frame.
+   */
   settleNow(queue: string, settlement: Settlement): boolean {
     if (settlement.kind !== 'complete') return false;
     const key = this.#key(queue, settlement.record.id);
     const held = this.#held.get(key);
     this.#held.delete(key);
     // A delivery of a dead channel was requeued by the broker: nothing to acknowledge.
-    if (held && held.generation === this.#generation) held.channel.ack(held.message);
+    if (held && held.generation === this.#generation) held.acks.ack(held.tracked);
     return true;
   }
 
@@ -367,7 +408,7 @@ export class RabbitMqProvider implements QueueProvider {
       const key = this.#key(queue, record.id);
       const held = this.#held.get(key);
       this.#held.delete(key);
-      if (held && held.generation === this.#generation) held.channel.nack(held.message, false, true);
+      if (held && held.generation === this.#generation) held.acks.nack(held.tracked, true);
     }
   }
 

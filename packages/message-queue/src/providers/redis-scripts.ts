@@ -19,11 +19,19 @@ export const redisScriptNames = [
 /** A script's name. */
 export type RedisScriptName = (typeof redisScriptNames)[number];
 
-function scriptDirectory(): string {
-  // Next to this module in src/; a build that does not copy .lua files falls back to src/.
-  const beside = fileURLToPath(new URL('./redis/', import.meta.url));
-  if (existsSync(`${beside}common.lua`)) return beside;
-  return fileURLToPath(new URL('../../src/providers/redis/', import.meta.url));
+/**
+ * Where the `.lua` files are: next to this module first (src/ when run from source, dist/ once
+ * the build's `scripts/copy-lua.mjs` has copied them), else the package's src/ (a dist built
+ * without the copy step).
+ */
+export function redisScriptDirectory(): string {
+  const candidates = [
+    fileURLToPath(new URL('./redis/', import.meta.url)),
+    fileURLToPath(new URL('../../src/providers/redis/', import.meta.url)),
+  ];
+  const found = candidates.find((directory) => existsSync(`${directory}common.lua`));
+  if (!found) throw new Error(`message-queue: Redis scripts not found in ${candidates.join(' or ')}`);
+  return found;
 }
 
 let loaded: Record<RedisScriptName, string> | undefined;
@@ -31,7 +39,7 @@ let loaded: Record<RedisScriptName, string> | undefined;
 /** Reads every script once (common.lua prepended); ioredis then runs them by EVALSHA. */
 export function loadRedisScripts(): Record<RedisScriptName, string> {
   if (loaded) return loaded;
-  const directory = scriptDirectory();
+  const directory = redisScriptDirectory();
   const common = readFileSync(`${directory}common.lua`, 'utf8');
   const scripts = {} as Record<RedisScriptName, string>;
   for (const name of redisScriptNames) {

@@ -523,6 +523,22 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect(second.sort((a, b) => a - b)).toEqual([3, 4, 5, 6, 7, 8, 9]);
     });
 
+    it("prefetch 'auto' (default): a slow handler leaves the other jobs waiting for any worker", async () => {
+      const queue = makeQueue<number>();
+      await queue.addBulk(Array.from({ length: 4 }, (_, n) => ({ name: 'slow', data: n })));
+      const started: number[] = [];
+      const worker = startWorker(queue, async (job) => {
+        started.push(job.data);
+        await sleep(80);
+      });
+      // After two slow jobs the worker knows its handler is slower than a round trip.
+      await waitFor(() => started.length === 3);
+      if (supports('exactCounts')) expect(await queue.counts()).toMatchObject({ active: 1, waiting: 1 });
+      await waitFor(() => started.length === 4);
+      await worker.close();
+      expect(started).toEqual([0, 1, 2, 3]);
+    });
+
     it('drains waiting jobs and counts states', async () => {
       const queue = makeQueue();
       await queue.addBulk(Array.from({ length: 5 }, () => ({ name: 'x', data: null })));
