@@ -33,6 +33,8 @@ const files = {
       exports: {
         '.': { '@noa/source': './src/index.ts', types: './dist/index.d.ts', import: './dist/index.js' },
       },
+      // pnpm swaps this in at pack/publish time: the published exports have no source condition.
+      publishConfig: { exports: { '.': { types: './dist/index.d.ts', import: './dist/index.js' } } },
       files: ['dist', 'README.md'],
       sideEffects: false,
       scripts: {
