@@ -2,11 +2,8 @@ import { ClosedError, ManualClock } from '@noa/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type FixedWindowState, fixedWindow } from '../src/algorithms/fixed-window.js';
-import {
-  fixedWindowInPlace,
-  newFixedWindowState,
-  windowStartOf,
-} from '../src/algorithms/fixed-window-in-place.js';
+import { fixedWindowInPlace, newFixedWindowState } from '../src/algorithms/fixed-window-in-place.js';
+import { windowStartOf } from '../src/algorithms/window-start.js';
 import {
   type AlgorithmName,
   algorithmNames,

@@ -1,6 +1,7 @@
 import type { Decision } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
 import type { FixedWindowState } from './fixed-window.js';
+import { windowStartOf } from './window-start.js';
 
 /**
  * {@link fixedWindow} for a mutable record owned by the caller (the memory store's fast path):
@@ -50,25 +51,4 @@ export function fixedWindowInPlace(
 /** State for a key never seen: matches no window, so its count reads as 0 (as `undefined` does). */
 export function newFixedWindowState(): FixedWindowState {
   return { windowStart: Number.NaN, count: 0 };
-}
-
-/** The last window computed by {@link windowStartOf}: `%` on a millisecond timestamp is a slow fmod. */
-let memoWindowMs = 0;
-let memoStart = 0;
-let memoEnd = 0;
-
-/**
- * `now - (now % windowMs)` (the start of the fixed window holding `now`), memoised for the last
- * window: every check within the same window skips the division. Only non-negative times are
- * memoised (for them the window holding `now` is `[start, start + windowMs)`).
- */
-export function windowStartOf(now: number, windowMs: number): number {
-  if (windowMs === memoWindowMs && now >= memoStart && now < memoEnd) return memoStart;
-  const start = now - (now % windowMs);
-  if (now >= 0) {
-    memoWindowMs = windowMs;
-    memoStart = start;
-    memoEnd = start + windowMs;
-  }
-  return start;
 }
