@@ -147,13 +147,13 @@ export class RateLimiter implements AsyncDisposable {
    * {@link SyncCheckUnsupportedError} when the store is remote (use `check`).
    */
   checkSync(input: CheckInput | string): RateLimitResult {
-    const decided = this.#decide(input, true);
-    if (decided instanceof Promise) throw new SyncCheckUnsupportedError(this.store.kind);
-    return decided;
+    // Refused on a remote store even for inputs the lists would answer: callers learn it at once.
+    if (this.#memoryStore === undefined) throw new SyncCheckUnsupportedError(this.store.kind);
+    return this.#decide(input) as RateLimitResult;
   }
 
   /** The result when it is known synchronously (memory store, lists), else its promise. */
-  #decide(input: CheckInput | string, syncOnly = false): RateLimitResult | Promise<RateLimitResult> {
+  #decide(input: CheckInput | string): RateLimitResult | Promise<RateLimitResult> {
     if (this.#closed) throw new ClosedError('RateLimiter');
     // A plain string key is the common case: read the fields without building an object.
     const key = typeof input === 'string' ? input : input.key;
@@ -180,7 +180,6 @@ export class RateLimiter implements AsyncDisposable {
         'store',
       );
     }
-    if (syncOnly) throw new SyncCheckUnsupportedError(this.store.kind);
     const storeKey = rule.namespace + key;
     if (this.#localBlocks !== undefined) {
       const cached = this.#localBlocks.lookup(storeKey, this.#clock.now());

@@ -206,8 +206,13 @@ describe('RateLimiter.checkSync', () => {
     expect(() => limiter.checkSync('k')).toThrow(ClosedError);
     await expect(limiter.check('k')).rejects.toThrow(ClosedError);
 
-    const remote = createRateLimiter({ store: new HangingStore(), limits: [{ limit: 3, windowMs: 1_000 }] });
+    const remote = createRateLimiter({
+      store: new HangingStore(),
+      limits: [{ limit: 3, windowMs: 1_000 }],
+      deny: ['10.0.0.1'],
+    });
     expect(() => remote.checkSync('k')).toThrow(SyncCheckUnsupportedError);
+    expect(() => remote.checkSync({ key: 'k', ip: '10.0.0.1' })).toThrow(SyncCheckUnsupportedError);
     expect(() => remote.checkSync('k')).toThrow(
       expect.objectContaining({ code: 'NOA_RATE_LIMIT_SYNC_UNSUPPORTED' }),
     );
