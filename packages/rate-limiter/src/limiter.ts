@@ -69,6 +69,8 @@ export class RateLimiter implements AsyncDisposable {
   readonly #clock: Clock;
   readonly #ownsStore: boolean;
   readonly #memoryStore: MemoryStore | undefined;
+  /** The memory store when the default rule has a single limit (and no auto-block). */
+  readonly #memorySingle: MemoryStore | undefined;
   #closed = false;
 
   constructor(options: RateLimiterOptions) {
@@ -90,6 +92,7 @@ export class RateLimiter implements AsyncDisposable {
       };
     };
     this.#defaultRule = rule('default', parsed.limits);
+    this.#memorySingle = this.#defaultRule.single === undefined ? undefined : this.#memoryStore;
     for (const [role, limits] of Object.entries(parsed.roles))
       this.#roles.set(role, limits === 'unlimited' ? 'unlimited' : rule(`role-${role}`, limits));
     this.#allow = new IpList(parsed.allow);
@@ -132,6 +135,14 @@ export class RateLimiter implements AsyncDisposable {
    * `failMode`); rejects only after `close()` or for a cost that is not a non-negative integer.
    */
   check(input: CheckInput | string): Promise<RateLimitResult> {
+    // The commonest call, a plain key on the memory store with one limit, skips #decide.
+    if (typeof input === 'string' && this.#memorySingle !== undefined && !this.#closed)
+      return Promise.resolve(
+        this.#singleResult(
+          input,
+          this.#memorySingle.consumeSingle(input, this.#defaultRule.single!, 1, this.#defaultRule.namespace),
+        ),
+      );
     let decided: RateLimitResult | Promise<RateLimitResult>;
     try {
       decided = this.#decide(input);
