@@ -32,3 +32,14 @@ export class InvalidCostError extends RateLimiterError {
     });
   }
 }
+
+/** Thrown by `limiter.checkSync()` when the store is remote: its answer cannot be synchronous. */
+export class SyncCheckUnsupportedError extends RateLimiterError {
+  constructor(storeKind: string) {
+    super(
+      'NOA_RATE_LIMIT_SYNC_UNSUPPORTED',
+      `checkSync() needs a memory store; the ${storeKind} store answers asynchronously: use check()`,
+      { details: { store: storeKind } },
+    );
+  }
+}

@@ -1,7 +1,13 @@
 export { type Algorithm, algorithms } from './algorithms/index.js';
 export { type AutoBlockOptions, autoBlockSchema, type BlockState, recordViolation } from './auto-block.js';
 export type { Decision, Step } from './decision.js';
-export { InvalidCostError, RateLimitedError, RateLimiterError, RateLimitStoreError } from './errors.js';
+export {
+  InvalidCostError,
+  RateLimitedError,
+  RateLimiterError,
+  RateLimitStoreError,
+  SyncCheckUnsupportedError,
+} from './errors.js';
 export {
   type HeaderOptions,
   type QuotaProblem,

@@ -9,7 +9,8 @@ import {
   tracingChannel,
 } from '@noa/core';
 import type { AutoBlockPolicy } from './auto-block.js';
-import { InvalidCostError, RateLimitedError } from './errors.js';
+import type { Decision } from './decision.js';
+import { InvalidCostError, RateLimitedError, SyncCheckUnsupportedError } from './errors.js';
 import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
@@ -39,6 +40,8 @@ interface Rule {
   limits: LimitPolicy[];
   /** The same limits divided by `expectedInstances`, for the local fallback. */
   fallbackLimits: LimitPolicy[];
+  /** The only limit, when there is one and no auto-block: the memory store's fast path. */
+  single: LimitPolicy | undefined;
 }
 
 const checkChannel = tracingChannel('rate-limiter', 'check');
@@ -66,6 +69,8 @@ export class RateLimiter implements AsyncDisposable {
   readonly #clock: Clock;
   readonly #ownsStore: boolean;
   readonly #memoryStore: MemoryStore | undefined;
+  /** The memory store when the default rule has a single limit (and no auto-block). */
+  readonly #memorySingle: MemoryStore | undefined;
   #closed = false;
 
   constructor(options: RateLimiterOptions) {
@@ -83,9 +88,11 @@ export class RateLimiter implements AsyncDisposable {
         namespace: `${parsed.prefix}:${id}:`,
         limits: named,
         fallbackLimits: divideLimits(named, parsed.expectedInstances),
+        single: named.length === 1 && parsed.autoBlock === undefined ? named[0] : undefined,
       };
     };
     this.#defaultRule = rule('default', parsed.limits);
+    this.#memorySingle = this.#defaultRule.single === undefined ? undefined : this.#memoryStore;
     for (const [role, limits] of Object.entries(parsed.roles))
       this.#roles.set(role, limits === 'unlimited' ? 'unlimited' : rule(`role-${role}`, limits));
     this.#allow = new IpList(parsed.allow);
@@ -128,29 +135,66 @@ export class RateLimiter implements AsyncDisposable {
    * `failMode`); rejects only after `close()` or for a cost that is not a non-negative integer.
    */
   check(input: CheckInput | string): Promise<RateLimitResult> {
-    if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
+    // The commonest call, a plain key on the memory store with one limit, skips #decide.
+    if (typeof input === 'string' && this.#memorySingle !== undefined && !this.#closed)
+      return Promise.resolve(
+        this.#singleResult(
+          input,
+          this.#memorySingle.consumeSingle(input, this.#defaultRule.single!, 1, this.#defaultRule.namespace),
+        ),
+      );
+    let decided: RateLimitResult | Promise<RateLimitResult>;
+    try {
+      decided = this.#decide(input);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return decided instanceof Promise ? decided : Promise.resolve(decided);
+  }
+
+  /**
+   * {@link check} without the promise, for a limiter on a {@link MemoryStore} (whose decisions
+   * are synchronous): the same result, returned directly. Throws where `check` rejects, and
+   * {@link SyncCheckUnsupportedError} when the store is remote (use `check`).
+   */
+  checkSync(input: CheckInput | string): RateLimitResult {
+    // Refused on a remote store even for inputs the lists would answer: callers learn it at once.
+    if (this.#memoryStore === undefined) throw new SyncCheckUnsupportedError(this.store.kind);
+    return this.#decide(input) as RateLimitResult;
+  }
+
+  /** The result when it is known synchronously (memory store, lists), else its promise. */
+  #decide(input: CheckInput | string): RateLimitResult | Promise<RateLimitResult> {
+    if (this.#closed) throw new ClosedError('RateLimiter');
     // A plain string key is the common case: read the fields without building an object.
     const key = typeof input === 'string' ? input : input.key;
     const ip = typeof input === 'string' ? undefined : input.ip;
     const roleName = typeof input === 'string' ? undefined : input.role;
     const cost = typeof input === 'string' ? 1 : (input.cost ?? 1);
-    if (cost !== 1 && !(Number.isInteger(cost) && cost >= 0))
-      return Promise.reject(new InvalidCostError(cost));
+    if (cost !== 1 && !(Number.isInteger(cost) && cost >= 0)) throw new InvalidCostError(cost);
     if (ip !== undefined) {
-      if (this.#deny.has(ip)) return Promise.resolve(this.#listed(key, 'denied'));
-      if (this.#allow.has(ip)) return Promise.resolve(this.#listed(key, 'allowlisted'));
+      if (this.#deny.has(ip)) return this.#listed(key, 'denied');
+      if (this.#allow.has(ip)) return this.#listed(key, 'allowlisted');
     }
     const role = roleName === undefined ? undefined : this.#roles.get(roleName);
-    if (role === 'unlimited') return Promise.resolve(this.#listed(key, 'unlimited'));
+    if (role === 'unlimited') return this.#listed(key, 'unlimited');
     const rule = role ?? this.#defaultRule;
     if (this.#memoryStore !== undefined) {
-      const outcome = this.#memoryStore.consumeOne(key, rule.limits, cost, this.#block, rule.namespace);
-      return Promise.resolve(this.#result(key, outcome, 'store'));
+      if (rule.single !== undefined)
+        return this.#singleResult(
+          key,
+          this.#memoryStore.consumeSingle(key, rule.single, cost, rule.namespace),
+        );
+      return this.#result(
+        key,
+        this.#memoryStore.consumeOne(key, rule.limits, cost, this.#block, rule.namespace),
+        'store',
+      );
     }
     const storeKey = rule.namespace + key;
     if (this.#localBlocks !== undefined) {
       const cached = this.#localBlocks.lookup(storeKey, this.#clock.now());
-      if (cached !== undefined) return Promise.resolve(this.#result(key, cached, 'local-cache'));
+      if (cached !== undefined) return this.#result(key, cached, 'local-cache');
     }
     return new Promise((resolve) => {
       this.#remote!.submit(storeKey, rule, cost, (outcome, source) =>
@@ -233,6 +277,25 @@ export class RateLimiter implements AsyncDisposable {
     };
     // Labels are built only when metrics are on: the hot path allocates nothing for them.
     if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source });
+    if (checkChannel.hasSubscribers) checkChannel.publish(result);
+    return result;
+  }
+
+  /** {@link #result} of a store decision on a single limit, without the loop and the outcome. */
+  #singleResult(key: string, decision: Decision): RateLimitResult {
+    const allowed = decision.allowed;
+    const result: RateLimitResult = {
+      allowed,
+      outcome: allowed ? 'allowed' : 'limited',
+      key,
+      limits: [decision],
+      remaining: decision.remaining,
+      resetMs: decision.resetMs,
+      retryAfterMs: allowed ? 0 : decision.retryAfterMs,
+      delayMs: allowed ? decision.delayMs : 0,
+      source: 'store',
+    };
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source: 'store' });
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }

@@ -1,5 +1,6 @@
 import type { Step } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
+import { windowStartOf } from './window-start.js';
 
 /** Fixed window state: the window's start (aligned to the epoch) and the points used in it. */
 export interface FixedWindowState {
@@ -17,7 +18,7 @@ export function fixedWindow(
   cost: number,
   policy: LimitPolicy,
 ): Step<FixedWindowState> {
-  const windowStart = now - (now % policy.windowMs);
+  const windowStart = windowStartOf(now, policy.windowMs);
   const count = state !== undefined && state.windowStart === windowStart ? state.count : 0;
   const resetMs = windowStart + policy.windowMs - now;
   if (count + cost > policy.limit) {

@@ -1,5 +1,6 @@
 import type { Step } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
+import { windowStartOf } from './window-start.js';
 
 /** Sliding window counter state: counts of the current aligned window and the one before. */
 export interface SlidingWindowState {
@@ -23,7 +24,7 @@ export function slidingWindow(
   policy: LimitPolicy,
 ): Step<SlidingWindowState> {
   const window = policy.windowMs;
-  const windowStart = now - (now % window);
+  const windowStart = windowStartOf(now, window);
   let previous = 0;
   let current = 0;
   if (state !== undefined) {

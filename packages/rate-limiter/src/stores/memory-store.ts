@@ -1,5 +1,7 @@
 import { type Clock, parseOptions, systemClock } from '@noa/core';
 import { z } from 'zod';
+import type { FixedWindowState } from '../algorithms/fixed-window.js';
+import { fixedWindowInPlace, newFixedWindowState } from '../algorithms/fixed-window-in-place.js';
 import { algorithms } from '../algorithms/index.js';
 import { type AutoBlockPolicy, type BlockState, blockRemainingMs, recordViolation } from '../auto-block.js';
 import type { Decision } from '../decision.js';
@@ -48,6 +50,9 @@ export class MemoryStore implements RateLimitStore {
    */
   readonly #spaces = new Map<string, Map<string, Entry>>();
   #size = 0;
+  /** The namespace last looked up and its entries (the limiter asks for the same one mostly). */
+  #lastNamespace = '';
+  #lastEntries: Map<string, Entry> | undefined;
   readonly #maxKeys: number;
   readonly #clock: Clock;
 
@@ -89,11 +94,7 @@ export class MemoryStore implements RateLimitStore {
     namespace = '',
   ): ConsumeOutcome {
     const now = this.#clock === systemClock ? Date.now() : this.#clock.now();
-    let entries = this.#spaces.get(namespace);
-    if (entries === undefined) {
-      entries = new Map();
-      this.#spaces.set(namespace, entries);
-    }
+    const entries = this.#entriesOf(namespace);
     let entry = entries.get(key);
     if (entry !== undefined && entry.expiresAt <= now) {
       entries.delete(key);
@@ -101,7 +102,7 @@ export class MemoryStore implements RateLimitStore {
       entry = undefined;
     }
     if (block === undefined && limits.length === 1)
-      return this.#consumeSingle(entries, key, entry, limits[0]!, cost, now);
+      return { decisions: [this.#consumeSingle(entries, key, entry, limits[0]!, cost, now)], blockedMs: 0 };
     const blockedMs = block === undefined ? 0 : blockRemainingMs(entry?.block, now);
     const decisions: Decision[] = new Array(limits.length);
     const states: unknown[] = new Array(limits.length);
@@ -156,6 +157,36 @@ export class MemoryStore implements RateLimitStore {
     return { decisions, blockedMs: 0 };
   }
 
+  /**
+   * One request of `cost` points against a single limit, without auto-block: the limiter's fast
+   * path. Same result as {@link consumeOne} with `[policy]` and no block, but returns the limit's
+   * decision alone, and a fixed window's state is updated in place (no state object per check).
+   */
+  consumeSingle(key: string, policy: LimitPolicy, cost: number, namespace = ''): Decision {
+    const now = this.#clock === systemClock ? Date.now() : this.#clock.now();
+    const entries = this.#entriesOf(namespace);
+    let entry = entries.get(key);
+    if (entry !== undefined && entry.expiresAt <= now) {
+      entries.delete(key);
+      this.#size -= 1;
+      entry = undefined;
+    }
+    return this.#consumeSingle(entries, key, entry, policy, cost, now);
+  }
+
+  /** The entries of `namespace` (created when missing), remembering the last one asked for. */
+  #entriesOf(namespace: string): Map<string, Entry> {
+    if (namespace === this.#lastNamespace && this.#lastEntries !== undefined) return this.#lastEntries;
+    let entries = this.#spaces.get(namespace);
+    if (entries === undefined) {
+      entries = new Map();
+      this.#spaces.set(namespace, entries);
+    }
+    this.#lastNamespace = namespace;
+    this.#lastEntries = entries;
+    return entries;
+  }
+
   /** The common case (one limit, no auto-block) without the general path's arrays. */
   #consumeSingle(
     entries: Map<string, Entry>,
@@ -164,26 +195,47 @@ export class MemoryStore implements RateLimitStore {
     policy: LimitPolicy,
     cost: number,
     now: number,
-  ): ConsumeOutcome {
+  ): Decision {
+    if (policy.algorithm === 'fixed-window') {
+      const state = entry === undefined ? newFixedWindowState() : (entry.states[0] as FixedWindowState);
+      const decision = fixedWindowInPlace(state, now, cost, policy);
+      if (decision.allowed) {
+        // fixedWindowTtl of the updated state, as the general path computes it.
+        const ttl = state.windowStart + policy.windowMs - now;
+        this.#keep(entries, key, entry, state, now, Math.max(ttl, 1));
+      }
+      return decision;
+    }
     const algorithm = algorithms[policy.algorithm];
     const step = algorithm.step(entry?.states[0], now, cost, policy);
-    if (step.decision.allowed) {
-      const ttl = Math.max(1, algorithm.ttlMs(step.state, now, policy));
-      if (entry === undefined) {
-        this.#makeRoom(entries, now);
-        entries.set(key, { states: [step.state], block: undefined, expiresAt: now + ttl, movedAt: now });
-        this.#size += 1;
-      } else {
-        entry.states[0] = step.state;
-        entry.expiresAt = now + ttl;
-        if (now - entry.movedAt > refreshAfterMs) {
-          entry.movedAt = now;
-          entries.delete(key);
-          entries.set(key, entry);
-        }
-      }
+    if (step.decision.allowed)
+      this.#keep(entries, key, entry, step.state, now, Math.max(1, algorithm.ttlMs(step.state, now, policy)));
+    return step.decision;
+  }
+
+  /** Stores the single limit's `state` of `key` for `ttlMs` (inserting or refreshing the entry). */
+  #keep(
+    entries: Map<string, Entry>,
+    key: string,
+    entry: Entry | undefined,
+    state: unknown,
+    now: number,
+    ttlMs: number,
+  ): void {
+    if (entry === undefined) {
+      this.#makeRoom(entries, now);
+      entries.set(key, { states: [state], block: undefined, expiresAt: now + ttlMs, movedAt: now });
+      this.#size += 1;
+      return;
     }
-    return { decisions: [step.decision], blockedMs: 0 };
+    entry.states[0] = state;
+    entry.expiresAt = now + ttlMs;
+    if (now - entry.movedAt > refreshAfterMs) {
+      // Re-inserting moves the key to the young end, so busy keys are the last evicted.
+      entry.movedAt = now;
+      entries.delete(key);
+      entries.set(key, entry);
+    }
   }
 
   /** Forgets `key` (in `namespace`, which the limiter uses for its rules). */
@@ -194,6 +246,7 @@ export class MemoryStore implements RateLimitStore {
   /** Drops every entry. */
   async close(): Promise<void> {
     this.#spaces.clear();
+    this.#lastEntries = undefined;
     this.#size = 0;
   }
 
@@ -240,7 +293,10 @@ export class MemoryStore implements RateLimitStore {
         other.delete(key);
         this.#size -= 1;
       }
-      if (other.size === 0 && other !== entries) this.#spaces.delete(namespace);
+      if (other.size === 0 && other !== entries) {
+        this.#spaces.delete(namespace);
+        if (other === this.#lastEntries) this.#lastEntries = undefined;
+      }
     }
   }
 }

@@ -1,0 +1,54 @@
+import type { Decision } from '../decision.js';
+import type { LimitPolicy } from '../policy.js';
+import type { FixedWindowState } from './fixed-window.js';
+import { windowStartOf } from './window-start.js';
+
+/**
+ * {@link fixedWindow} for a mutable record owned by the caller (the memory store's fast path):
+ * returns the same decision, and when the request is admitted updates `state` in place to the
+ * state the pure function returns (a refused request leaves `state` untouched; the pure function
+ * then returns a state the store does not keep). A new key passes a fresh
+ * {@link newFixedWindowState}. Equality with the pure function is property-tested.
+ */
+export function fixedWindowInPlace(
+  state: FixedWindowState,
+  now: number,
+  cost: number,
+  policy: LimitPolicy,
+): Decision {
+  const windowMs = policy.windowMs;
+  const limit = policy.limit;
+  const windowStart = windowStartOf(now, windowMs);
+  const count = state.windowStart === windowStart ? state.count : 0;
+  const resetMs = windowStart + windowMs - now;
+  const used = count + cost;
+  if (used > limit) {
+    return {
+      name: policy.name,
+      windowMs,
+      allowed: false,
+      limit,
+      remaining: Math.max(0, limit - count),
+      resetMs: count > 0 ? resetMs : 0,
+      retryAfterMs: resetMs,
+      delayMs: 0,
+    };
+  }
+  state.windowStart = windowStart;
+  state.count = used;
+  return {
+    name: policy.name,
+    windowMs,
+    allowed: true,
+    limit,
+    remaining: limit - used,
+    resetMs: used > 0 ? resetMs : 0,
+    retryAfterMs: 0,
+    delayMs: 0,
+  };
+}
+
+/** State for a key never seen: matches no window, so its count reads as 0 (as `undefined` does). */
+export function newFixedWindowState(): FixedWindowState {
+  return { windowStart: Number.NaN, count: 0 };
+}

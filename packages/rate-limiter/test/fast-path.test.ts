@@ -1,0 +1,221 @@
+import { ClosedError, ManualClock } from '@noa/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type FixedWindowState, fixedWindow } from '../src/algorithms/fixed-window.js';
+import { fixedWindowInPlace, newFixedWindowState } from '../src/algorithms/fixed-window-in-place.js';
+import { windowStartOf } from '../src/algorithms/window-start.js';
+import {
+  type AlgorithmName,
+  algorithmNames,
+  algorithms,
+  type ConsumeOutcome,
+  createRateLimiter,
+  InvalidCostError,
+  type LimitPolicy,
+  MemoryStore,
+  type RateLimitStore,
+  SyncCheckUnsupportedError,
+} from '../src/index.js';
+
+const start = 1_700_000_000_000;
+
+const fixedPolicyArb = fc.record({
+  name: fc.constant('p'),
+  algorithm: fc.constant('fixed-window' as const),
+  limit: fc.integer({ min: 1, max: 12 }),
+  windowMs: fc.integer({ min: 1, max: 3_000 }),
+}) as fc.Arbitrary<LimitPolicy>;
+
+const policyArb = (algorithm: AlgorithmName) =>
+  fc.record({
+    name: fc.constant('p'),
+    algorithm: fc.constant(algorithm),
+    limit: fc.integer({ min: 1, max: 12 }),
+    windowMs: fc.integer({ min: 1, max: 3_000 }),
+    burst:
+      algorithm === 'token-bucket' || algorithm === 'leaky-bucket'
+        ? fc.option(fc.integer({ min: 1, max: 20 }), { nil: undefined })
+        : fc.constant(undefined),
+  }) as fc.Arbitrary<LimitPolicy>;
+
+const stepsArb = fc.array(
+  fc.record({
+    gap: fc.integer({ min: 0, max: 2_500 }),
+    cost: fc.integer({ min: 0, max: 3 }),
+    which: fc.integer({ min: 0, max: 1 }),
+  }),
+  { minLength: 1, maxLength: 150 },
+);
+
+describe('fixedWindowInPlace', () => {
+  it('decides as the pure fixedWindow and leaves the state it would keep (two policies interleaved)', () => {
+    fc.assert(
+      fc.property(
+        fixedPolicyArb,
+        fixedPolicyArb,
+        fc.integer({ min: -5_000, max: 1_900_000_000_000 }),
+        stepsArb,
+        (first, second, begin, steps) => {
+          const policies = [first, second];
+          const pure: (FixedWindowState | undefined)[] = [undefined, undefined];
+          const mutable = [newFixedWindowState(), newFixedWindowState()];
+          let now = begin;
+          for (const { gap, cost, which } of steps) {
+            now += gap;
+            const policy = policies[which]!;
+            const expected = fixedWindow(pure[which], now, cost, policy);
+            const before = { ...mutable[which]! };
+            const decision = fixedWindowInPlace(mutable[which]!, now, cost, policy);
+            expect(decision).toEqual(expected.decision);
+            if (expected.decision.allowed) {
+              pure[which] = expected.state;
+              expect(mutable[which]).toEqual(expected.state);
+            } else {
+              expect(mutable[which]).toEqual(before);
+            }
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('windowStartOf equals now - now % windowMs, memo or not', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.oneof(fc.integer({ min: -100_000, max: 100_000 }), fc.integer({ min: 0, max: 2 ** 45 })),
+            fc.integer({ min: 1, max: 100_000 }),
+          ),
+          { minLength: 1, maxLength: 50 },
+        ),
+        (calls) => {
+          for (const [now, windowMs] of calls) {
+            expect(windowStartOf(now, windowMs)).toBe(now - (now % windowMs));
+            expect(windowStartOf(now + 0.5, windowMs)).toBe(now + 0.5 - ((now + 0.5) % windowMs));
+            // The memo's edges: the next window starts exactly at the end of this one.
+            const next = now - (now % windowMs) + windowMs;
+            expect(windowStartOf(next - 1, windowMs)).toBe(next - 1 - ((next - 1) % windowMs));
+            expect(windowStartOf(next, windowMs)).toBe(next - (next % windowMs));
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('MemoryStore.consumeSingle', () => {
+  for (const algorithm of algorithmNames) {
+    it(`${algorithm}: same decisions as the pure algorithm on kept-until-expiry state, over keys and namespaces`, () => {
+      fc.assert(
+        fc.property(
+          policyArb(algorithm),
+          fc.array(
+            fc.record({
+              gap: fc.integer({ min: 0, max: 2_500 }),
+              cost: fc.integer({ min: 0, max: 3 }),
+              key: fc.constantFrom('a', 'b', 'c'),
+              namespace: fc.constantFrom('x:', 'y:'),
+            }),
+            { minLength: 1, maxLength: 120 },
+          ),
+          (policy, requests) => {
+            const clock = new ManualClock(start);
+            const store = new MemoryStore({ clock });
+            const model = new Map<string, { state: unknown; expiresAt: number }>();
+            const { step, ttlMs } = algorithms[algorithm];
+            for (const { gap, cost, key, namespace } of requests) {
+              clock.advance(gap);
+              const now = clock.now();
+              const kept = model.get(namespace + key);
+              const state = kept !== undefined && kept.expiresAt > now ? kept.state : undefined;
+              const expected = step(state, now, cost, policy);
+              if (expected.decision.allowed)
+                model.set(namespace + key, {
+                  state: expected.state,
+                  expiresAt: now + Math.max(1, ttlMs(expected.state, now, policy)),
+                });
+              expect(store.consumeSingle(key, policy, cost, namespace)).toEqual(expected.decision);
+            }
+          },
+        ),
+        { numRuns: 60 },
+      );
+    });
+  }
+});
+
+/** A stand-in remote store that never answers: `checkSync` must refuse it. */
+class HangingStore implements RateLimitStore {
+  readonly kind = 'hanging';
+  readonly remote = true;
+  consume(): Promise<ConsumeOutcome[]> {
+    return new Promise(() => {});
+  }
+  async reset(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+describe('RateLimiter.checkSync', () => {
+  it('returns what check() resolves to, for single and several limits, roles, lists and costs', async () => {
+    const options = (clock: ManualClock) =>
+      createRateLimiter({
+        limits: [{ limit: 3, windowMs: 1_000 }],
+        roles: {
+          multi: [
+            { limit: 2, windowMs: 1_000 },
+            { algorithm: 'token-bucket', limit: 5, windowMs: 10_000 },
+          ],
+          root: 'unlimited',
+        },
+        deny: ['10.0.0.1'],
+        clock,
+      });
+    const clockA = new ManualClock(start);
+    const clockB = new ManualClock(start);
+    const viaPromise = options(clockA);
+    const viaSync = options(clockB);
+    const inputs = [
+      'k',
+      'k',
+      { key: 'k', cost: 2 },
+      'k',
+      { key: 'm', role: 'multi' },
+      { key: 'm', role: 'multi' },
+      { key: 'm', role: 'multi' },
+      { key: 'r', role: 'root' },
+      { key: 'd', ip: '10.0.0.1' },
+      { key: 'k', cost: 0 },
+    ];
+    for (let round = 0; round < 3; round += 1) {
+      for (const input of inputs) expect(viaSync.checkSync(input)).toEqual(await viaPromise.check(input));
+      clockA.advance(700);
+      clockB.advance(700);
+    }
+    await viaPromise.close();
+    await viaSync.close();
+  });
+
+  it('throws where check() rejects, and for a remote store', async () => {
+    const limiter = createRateLimiter({ limits: [{ limit: 3, windowMs: 1_000 }] });
+    expect(() => limiter.checkSync({ key: 'k', cost: 1.5 })).toThrow(InvalidCostError);
+    await expect(limiter.check({ key: 'k', cost: -1 })).rejects.toThrow(InvalidCostError);
+    await limiter.close();
+    expect(() => limiter.checkSync('k')).toThrow(ClosedError);
+    await expect(limiter.check('k')).rejects.toThrow(ClosedError);
+
+    const remote = createRateLimiter({
+      store: new HangingStore(),
+      limits: [{ limit: 3, windowMs: 1_000 }],
+      deny: ['10.0.0.1'],
+    });
+    expect(() => remote.checkSync('k')).toThrow(SyncCheckUnsupportedError);
+    expect(() => remote.checkSync({ key: 'k', ip: '10.0.0.1' })).toThrow(SyncCheckUnsupportedError);
+    expect(() => remote.checkSync('k')).toThrow(
+      expect.objectContaining({ code: 'NOA_RATE_LIMIT_SYNC_UNSUPPORTED' }),
+    );
+    await remote.close();
+  });
+});
