@@ -82,4 +82,54 @@ describe('entry codec', () => {
       expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
     );
   });
+
+  it('decodes bytes written by earlier versions (the wire format is stable)', () => {
+    // Written by the first release's encoder (msgpack, and json + gzip); any change to the
+    // format must bump FORMAT_VERSION in the header byte instead of breaking these.
+    const written = [
+      'EJbUckCWomlkpG5hbWWiYXSkdGFnc6FupWl0ZW1zB6NBZGHW/wAAAADUcwCRoWHTAAAAAAAAAAqS1HJBkqFhoWIBoXhBAqF5AQoUy0AMAAAAAAAAkaF0',
+      'GR+LCAAAAAAAAANNybEKwjAUQNF/uTg+JKmI8Da/I2R4JaFkaBwSRCn5d6F16Hg4YaMk9CFUWzPKMxmCdXTjUl+GkqxnhDfqhtBtaadsuR8XMOIQ6innspT6f7xjCKXntaFhw1AvzCgfhuyeDn8ZcYgX72RycrveJdCJ8Qdo4h9OrQAAAA==',
+    ];
+    const expected = {
+      value: {
+        id: 7,
+        name: 'Ada',
+        at: new Date(0),
+        tags: new Set(['a']),
+        n: 10n,
+        items: [
+          { a: 1, b: 'x' },
+          { a: 2, b: 'y' },
+        ],
+      },
+      createdAt: 1,
+      expiresAt: 10,
+      staleUntil: 20,
+      computeMs: 3.5,
+      tags: ['t'],
+    };
+    const codec = new EntryCodec('msgpack', 'none', 0);
+    for (const base64 of written) expect(codec.decode(Buffer.from(base64, 'base64'))).toEqual(expected);
+    expect(codec.encode(expected).toString('base64')).toBe(written[0]);
+  });
+
+  it('returns buffers that later encodes do not overwrite', () => {
+    // Encoded buffers are views into the serializer's output block: keep many, then check them.
+    fc.assert(
+      fc.property(fc.array(value, { minLength: 1, maxLength: 200 }), (values) => {
+        const codec = new EntryCodec('msgpack', 'zstd', 64);
+        const entries = values.map((v, index) => ({
+          value: [v, 'x'.repeat(index * 7)],
+          createdAt: index,
+          expiresAt: 10,
+          staleUntil: 20,
+          computeMs: 0,
+          tags: [],
+        }));
+        const encoded = entries.map((entry) => codec.encode(entry));
+        expect(encoded.map((bytes) => codec.decode(bytes))).toEqual(entries);
+      }),
+      { numRuns: 30 },
+    );
+  });
 });

@@ -25,4 +25,32 @@ describe('TickBatcher', () => {
     const results = await Promise.allSettled([batcher.add(1), batcher.add(2)]);
     expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
   });
+
+  it('flushes a batch as soon as its weight reaches maxWeight', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: 100 }), { minLength: 1, maxLength: 100 }),
+        async (weights) => {
+          const batches: number[][] = [];
+          const batcher = new TickBatcher<number, number>(
+            async (batch) => {
+              batches.push(batch);
+              return batch;
+            },
+            256,
+            150,
+          );
+          const results = await Promise.all(weights.map((weight) => batcher.add(weight, weight)));
+          expect(results).toEqual(weights);
+          expect(batches.flat()).toEqual(weights);
+          for (const batch of batches) {
+            const total = batch.reduce((sum, weight) => sum + weight, 0);
+            // Under the limit until the last item, which may cross it.
+            expect(total - batch[batch.length - 1]!).toBeLessThan(150);
+          }
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
 });

@@ -29,32 +29,35 @@ export class EntryCodec {
 
   /** Encodes an entry; throws {@link SerializationError} when the value cannot be encoded. */
   encode(entry: CacheEntry): Buffer {
-    let body: Buffer;
+    // The serializer leaves the first byte free for the header: no copy of the body just to
+    // prefix one byte.
+    let out: Buffer;
     try {
-      body = this.#serializer.encode([
-        entry.value,
-        entry.createdAt,
-        finiteOr(entry.expiresAt),
-        finiteOr(entry.staleUntil),
-        entry.computeMs,
-        entry.tags,
-      ]);
+      out = this.#serializer.encode(
+        [
+          entry.value,
+          entry.createdAt,
+          finiteOr(entry.expiresAt),
+          finiteOr(entry.staleUntil),
+          entry.computeMs,
+          entry.tags,
+        ],
+        1,
+      );
     } catch (error) {
       throw new SerializationError('encode', { cause: error });
     }
     let compression: CompressionName = 'none';
-    if (this.#compression !== 'none' && body.length >= this.#thresholdBytes) {
-      const packed = compress(this.#compression, body);
-      if (packed.length < body.length) {
-        body = packed;
+    if (this.#compression !== 'none' && out.length - 1 >= this.#thresholdBytes) {
+      const packed = compress(this.#compression, out.subarray(1));
+      if (packed.length < out.length - 1) {
+        out = Buffer.allocUnsafe(packed.length + 1);
+        packed.copy(out, 1);
         compression = this.#compression;
       }
     }
-    const header =
+    out[0] =
       (FORMAT_VERSION << 4) | (serializerCode[this.#serializer.name] << 3) | compressionCode[compression];
-    const out = Buffer.allocUnsafe(body.length + 1);
-    out[0] = header;
-    body.copy(out, 1);
     return out;
   }
 

@@ -1,9 +1,13 @@
-import { Packr } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 
 /** Turns values into bytes and back. */
 export interface ValueSerializer {
   readonly name: 'msgpack' | 'json';
-  encode(value: unknown): Buffer;
+  /**
+   * Encodes `value` after `reserve` (0–255) leading bytes left for the caller (a header),
+   * so the caller need not copy the body into a new buffer to prefix it.
+   */
+  encode(value: unknown, reserve?: number): Buffer;
   /** Decodes `bytes` from offset `start` to the end. */
   decode(bytes: Buffer, start: number): unknown;
 }
@@ -17,7 +21,10 @@ export function msgpackSerializer(): ValueSerializer {
   const packr = new Packr({ moreTypes: true, useBigIntExtension: true, mapsAsObjects: false });
   return {
     name: 'msgpack',
-    encode: (value) => packr.pack(value),
+    // The result is a view into msgpackr's current output block; later packs write after it,
+    // never over it, so it stays valid (a new block is allocated when one is full).
+    encode: (value, reserve = 0) =>
+      reserve === 0 ? packr.pack(value) : packr.pack(value, RESERVE_START_SPACE | reserve),
     decode: (bytes, start) => (start === 0 ? packr.unpack(bytes) : packr.unpack(bytes, { start })),
   };
 }
@@ -65,7 +72,8 @@ export function jsonSerializer(): ValueSerializer {
   }
   return {
     name: 'json',
-    encode: (value) => Buffer.from(JSON.stringify(value, replacer) ?? 'null'),
+    encode: (value, reserve = 0) =>
+      Buffer.from('\0'.repeat(reserve) + (JSON.stringify(value, replacer) ?? 'null')),
     decode: (bytes, start) => JSON.parse(bytes.toString('utf8', start), reviver),
   };
 }

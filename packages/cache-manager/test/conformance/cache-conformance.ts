@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { ManualClock } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions, FactoryError } from '../../src/index.js';
@@ -200,6 +201,27 @@ export function describeCacheConformance(name: string, setup: () => ConformanceB
       await evicted;
       expect(b.getLocal('busy')).toBeUndefined();
       expect(await b.get('busy')).toBe('v2');
+    });
+
+    it('writes large tagged values of one turn together (Redis: separate commands, not a pipeline)', async () => {
+      const cache = make();
+      // Incompressible, ≥ 4 KiB each even under gzip/zstd: the tier's large-value write path.
+      const values = Array.from({ length: 8 }, () => randomBytes(6_000).toString('base64'));
+      await Promise.all(
+        values.map((value, index) =>
+          cache.set(`big:${index}`, value, { ttlMs: 60_000, tags: ['big', `big:${index}`] }),
+        ),
+      );
+      const reader = backend?.shared ? make() : cache;
+      expect(await reader.getMany(values.map((_, index) => `big:${index}`))).toEqual(values);
+      expect(await cache.deleteByTag('big:3')).toBeGreaterThanOrEqual(1);
+      expect(await cache.get('big:3')).toBeUndefined();
+      expect(await cache.deleteByTag('big')).toBeGreaterThanOrEqual(7);
+      // A fresh instance (empty L1) sees what is left in L2: nothing.
+      const fresh = backend?.shared ? make() : cache;
+      expect(await fresh.getMany(values.map((_, index) => `big:${index}`))).toEqual(
+        values.map(() => undefined),
+      );
     });
 
     it('a second instance reads what the first wrote', async () => {
