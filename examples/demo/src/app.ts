@@ -57,7 +57,7 @@ export function createApp(): DemoApp {
       remaining: (req as { rateLimit?: { remaining: number } }).rateLimit?.remaining,
     });
   });
-  const cache = new Cache({ ttlMs: 30_000, graceMs: 300_000, metrics: registry });
+  const cache = new Cache({ ttlMs: 30_000, graceMs: 300_000, registry });
   mountCacheRoutes(app, cache);
   const provider = new MemoryProvider();
   const { emails, worker } = mountJobRoutes(app, provider, registry);

@@ -45,7 +45,7 @@ export class CacheEngine {
     this.options = options;
     this.clock = options.clock ?? systemClock;
     this.logger = childLogger(options.logger ?? silentLogger, { component: 'cache-manager' });
-    this.metrics = new CacheMetrics(options.metrics);
+    this.metrics = new CacheMetrics(options.registry);
     this.#random = options.random ?? (() => 1 - Math.random());
     this.l1 = createL1Store(
       options.l1.policy,

@@ -115,7 +115,7 @@ export const cacheOptionsSchema = z
       .strict()
       .optional(),
     /** prom-client registry for metrics (absent: no metrics, no cost). */
-    metrics: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
+    registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
     /** Logger (winston-compatible; pino through `fromPino`). */
     logger: z.custom<Logger>((value) => typeof (value as Logger | undefined)?.warn === 'function').optional(),
     /** Clock for freshness and expiry (timeouts use real timers). */

@@ -233,7 +233,7 @@ describe('options and lifecycle', () => {
 
   it('exposes metrics with tier labels', async () => {
     const registry = new Registry();
-    const cache = make({ metrics: registry });
+    const cache = make({ registry });
     await cache.getOrSet('k', () => 1);
     await cache.getOrSet('k', () => 1);
     const text = await registry.metrics();

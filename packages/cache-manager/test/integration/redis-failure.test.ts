@@ -35,7 +35,7 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
       operationTimeoutMs: OPERATION_TIMEOUT_MS,
       breaker: { consecutiveFailures: 3, halfOpenAfterMs: 300 },
     };
-    cache = new Cache({ ...common, metrics: registry });
+    cache = new Cache({ ...common, registry });
     strict = new Cache({ ...common, onBackendError: 'throw' });
     await Promise.all([cache.ready(), strict.ready()]);
   });
