@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+// Checks the project rule "every public API appears in the package README":
+// for each non-private package under packages/, collects the names exported by
+// src/index.ts and reports every name that does not appear as a word in the
+// package's README.md. Prints `package: name` lines and exits 1 if any is missing.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const packagesDir = join(root, 'packages');
+
+/** Removes block and line comments (good enough for export statements). */
+function stripComments(source) {
+  return source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+}
+
+/** Resolves a relative `.js` specifier to the `.ts` source file next to `fromFile`. */
+function resolveSource(fromFile, specifier) {
+  const base = join(dirname(fromFile), specifier);
+  const candidates = [
+    base.replace(/\.js$/, '.ts'),
+    base.replace(/\.js$/, '.tsx'),
+    `${base}.ts`,
+    join(base, 'index.ts'),
+    base,
+  ];
+  return candidates.find((file) => existsSync(file) && file.endsWith('.ts'));
+}
+
+/**
+ * Exported names of a module: `export { a, b as c, type D } [from '...']`,
+ * `export [declare] [default] [abstract] class/function/const/let/var/interface/type/enum X`,
+ * and `export * from './x.js'` followed `depth` levels into the target file.
+ */
+function exportedNames(file, depth) {
+  const source = stripComments(readFileSync(file, 'utf8'));
+  const names = new Set();
+  for (const match of source.matchAll(/export\s+(?:type\s+)?\{([^}]*)\}/g)) {
+    for (const raw of match[1].split(',')) {
+      const item = raw.trim().replace(/^type\s+/, '');
+      if (!item) continue;
+      const parts = item.split(/\s+as\s+/);
+      names.add((parts[1] ?? parts[0]).trim());
+    }
+  }
+  const declaration =
+    /export\s+(?:declare\s+)?(?:default\s+)?(?:abstract\s+)?(?:async\s+)?(class|function\*?|const|let|var|interface|type|enum)\s+([A-Za-z_$][\w$]*)/g;
+  for (const match of source.matchAll(declaration)) names.add(match[2]);
+  for (const match of source.matchAll(/export\s+\*\s+as\s+([A-Za-z_$][\w$]*)\s+from/g)) names.add(match[1]);
+  for (const match of source.matchAll(/export\s+(?:type\s+)?\*\s+from\s+['"]([^'"]+)['"]/g)) {
+    if (depth <= 0 || !match[1].startsWith('.')) continue;
+    const target = resolveSource(file, match[1]);
+    if (!target) {
+      console.error(`warning: cannot resolve ${match[1]} from ${file}`);
+      continue;
+    }
+    for (const name of exportedNames(target, depth - 1)) names.add(name);
+  }
+  names.delete('default');
+  return names;
+}
+
+function escapeRegExp(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+const missing = [];
+for (const entry of readdirSync(packagesDir, { withFileTypes: true })) {
+  if (!entry.isDirectory()) continue;
+  const dir = join(packagesDir, entry.name);
+  const manifestFile = join(dir, 'package.json');
+  const indexFile = join(dir, 'src', 'index.ts');
+  if (!existsSync(manifestFile) || !existsSync(indexFile)) continue;
+  const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
+  if (manifest.private) continue;
+  const readmeFile = join(dir, 'README.md');
+  const readme = existsSync(readmeFile) ? readFileSync(readmeFile, 'utf8') : '';
+  for (const name of [...exportedNames(indexFile, 1)].sort()) {
+    const word = new RegExp(`(?<![\\w$])${escapeRegExp(name)}(?![\\w$])`);
+    if (!word.test(readme)) missing.push(`${manifest.name ?? entry.name}: ${name}`);
+  }
+}
+
+if (missing.length > 0) {
+  for (const line of missing) console.log(line);
+  console.error(`\n${missing.length} exported name(s) missing from package READMEs`);
+  process.exit(1);
+}
+console.log('check-readme-api: every exported name appears in its package README');
