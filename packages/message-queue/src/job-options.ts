@@ -8,7 +8,7 @@ export const maxPriority = 10;
 export const childFailurePolicySchema = z.enum(['fail', 'ignore', 'continue']);
 
 /**
- * - `fail`: the parent is dead-lettered at once with a {@link ChildFailedError}.
+ * - `fail`: the parent is dead-lettered at once, with a `ChildFailedError` entry (code `NOA_MQ_CHILD_FAILED`) in its error history.
  * - `ignore`: the failed child counts as done; the parent runs without its result.
  * - `continue`: the parent runs once all children settle and sees each failure in `childrenFailures`.
  */
