@@ -1,13 +1,17 @@
+import path from 'node:path';
+import { readmeBlocks, runReadmeBlock } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
-import { readmeBlocks, runBlock } from './readme-blocks.js';
 
-const blocks = readmeBlocks('test');
+const packageDir = path.resolve(import.meta.dirname, '..');
+const blocks = readmeBlocks(packageDir)
+  .filter((block) => block.tag === undefined)
+  .map((block) => block.code);
 
 describe('README examples (memory only)', () => {
   it('has examples to run', () => {
     expect(blocks.length).toBeGreaterThan(0);
   });
-  it.each(blocks.map((code, index) => [index, code] as const))('example %i runs', async (index, code) => {
-    await runBlock(code, `memory-${index}`);
+  it.each(blocks.map((code, index) => [index, code] as const))('example %i runs', async (_index, code) => {
+    await runReadmeBlock(packageDir, code);
   });
 });

@@ -1,27 +1,40 @@
+import path from 'node:path';
+import { readmeBlocks, runReadmeBlock } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
-import { readmeBlocks, runReadmeBlock } from './readme-examples.js';
+
+const packageDir = path.resolve(import.meta.dirname, '..');
+
+/** What a block logged, one string per call (non-string arguments as JSON). */
+async function runLogged(code: string): Promise<string[]> {
+  const calls = await runReadmeBlock(packageDir, code);
+  return calls.map((args) =>
+    args.map((arg) => (typeof arg === 'string' ? arg : JSON.stringify(arg))).join(' '),
+  );
+}
 
 describe('README examples (memory provider)', () => {
-  const blocks = readmeBlocks('test');
+  const blocks = readmeBlocks(packageDir)
+    .filter((block) => block.tag === undefined)
+    .map((block) => block.code);
 
   it('has the examples', () => {
     expect(blocks.length).toBeGreaterThanOrEqual(4);
   });
 
   it('quick start completes a job', async () => {
-    expect(await runReadmeBlock(blocks[0]!, 'quick-start')).toEqual(['completed']);
+    expect(await runLogged(blocks[0]!)).toEqual(['completed']);
   });
 
   it('worker example dead-letters, keeps the error history and redrives', async () => {
-    const logged = await runReadmeBlock(blocks[1]!, 'worker');
+    const logged = await runLogged(blocks[1]!);
     expect(JSON.parse(logged[0]!)).toHaveLength(2);
   });
 
   it('scheduler example fires the one-off and the interval job', async () => {
-    await runReadmeBlock(blocks[2]!, 'scheduler');
+    await runLogged(blocks[2]!);
   });
 
   it('flow example sums the children results', async () => {
-    expect(await runReadmeBlock(blocks[3]!, 'flow')).toEqual(['14']);
+    expect(await runLogged(blocks[3]!)).toEqual(['14']);
   });
 });

@@ -1,16 +1,15 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { isReachable, readmeBlocks, runReadmeBlock, serviceUrl, uniqueName } from '@noa/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMysqlPool } from '../../src/index.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
 
 // Every ```ts block preceded by `<!-- test -->` in the README runs here, against a private
 // Postgres primary + replica, a fresh MariaDB database and the shared Redis.
 const packageDir = path.resolve(import.meta.dirname, '../..');
-const readme = readFileSync(path.join(packageDir, 'README.md'), 'utf8');
-const blocks = [...readme.matchAll(/<!-- test -->\s*```ts\n([\s\S]*?)```/g)].map((match) => match[1]!);
-const runDir = path.join(packageDir, '.readme-run');
+const blocks = readmeBlocks(packageDir)
+  .filter((block) => block.tag === undefined)
+  .map((block) => block.code);
 
 // What each block prints, in order.
 const expectedLogs: ((logs: unknown[][]) => void)[] = [
@@ -43,11 +42,9 @@ describe.skipIf(skip !== undefined)('README examples', () => {
     const url = new URL(serviceUrl('mysql'));
     url.pathname = `/${database}`;
     process.env.MYSQL_URL = url.toString();
-    mkdirSync(runDir, { recursive: true });
   });
 
   afterAll(async () => {
-    rmSync(runDir, { recursive: true, force: true });
     delete process.env.PRIMARY_URL;
     delete process.env.REPLICA_URL;
     delete process.env.MYSQL_URL;
@@ -62,16 +59,7 @@ describe.skipIf(skip !== undefined)('README examples', () => {
 
   blocks.forEach((code, index) => {
     it(`example ${index + 1} runs and prints what the README says`, async () => {
-      const source = code.replaceAll("'@noa/connection-pool'", `'${path.join(packageDir, 'src/index.ts')}'`);
-      const file = path.join(runDir, `example-${index + 1}.ts`);
-      writeFileSync(file, source);
-      const log = vi.spyOn(console, 'log').mockImplementation(() => {});
-      try {
-        await import(file);
-        expectedLogs[index]!(log.mock.calls);
-      } finally {
-        log.mockRestore();
-      }
+      expectedLogs[index]!(await runReadmeBlock(packageDir, code));
     });
   });
 });

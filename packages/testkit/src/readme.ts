@@ -1,0 +1,82 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { format } from 'node:util';
+
+/**
+ * Runs a package README's examples as modules, so the docs cannot rot. Every package's
+ * README test uses this one runner and keeps its own assertions.
+ */
+
+/** One ```ts block of a README. */
+export interface ReadmeBlock {
+  /** `redis` for `<!-- test:redis -->` or `<!-- test: redis -->`; undefined for `<!-- test -->`. */
+  tag: string | undefined;
+  code: string;
+  /** 1-based line of the block in README.md, for test names. */
+  line: number;
+}
+
+/**
+ * The ```ts blocks of `<packageDir>/README.md` marked by a `<!-- test -->` (or
+ * `<!-- test:tag -->`) line just before them, in order; with `all`, every ```ts block.
+ */
+export function readmeBlocks(packageDir: string, options: { all?: boolean } = {}): ReadmeBlock[] {
+  const readme = readFileSync(path.join(packageDir, 'README.md'), 'utf8');
+  const pattern = options.all
+    ? /()```ts\n([\s\S]*?)```/g
+    : /<!-- test(?::\s*([\w-]+))? -->\s*```ts\n([\s\S]*?)```/g;
+  return [...readme.matchAll(pattern)].map((match) => ({
+    tag: match[1] || undefined,
+    code: match[2]!,
+    line: readme.slice(0, match.index).split('\n').length,
+  }));
+}
+
+let runs = 0;
+
+/**
+ * Runs one block as a module and returns the arguments of each `console.log` call it made.
+ * The file is written under `<packageDir>/node_modules/.readme/` (so the package's own
+ * dependencies resolve, and neither git nor Biome sees it) with the package's published name
+ * pointed at its `src/index.ts`, and removed afterwards.
+ */
+export async function runReadmeBlock(packageDir: string, code: string): Promise<unknown[][]> {
+  const { name } = JSON.parse(readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as {
+    name: string;
+  };
+  const entry = JSON.stringify(path.join(packageDir, 'src', 'index.ts'));
+  const source = code.replaceAll(`'${name}'`, entry).replaceAll(`"${name}"`, entry);
+  const scratch = path.join(packageDir, 'node_modules', '.readme');
+  mkdirSync(scratch, { recursive: true });
+  runs += 1;
+  const file = path.join(scratch, `block-${process.pid}-${runs}.ts`);
+  writeFileSync(file, `${source}\nexport {};\n`);
+  const calls: unknown[][] = [];
+  const original = console.log;
+  console.log = (...args: unknown[]) => {
+    calls.push(args);
+  };
+  try {
+    await import(pathToFileURL(file).href);
+  } finally {
+    console.log = original;
+    rmSync(file, { force: true });
+  }
+  return calls;
+}
+
+/** Each `console.log` call as the terminal would print it. */
+export function formatLogs(calls: unknown[][]): string[] {
+  return calls.map((args) => format(...args));
+}
+
+/**
+ * What a block says it prints: for each `console.log(…); // → x` line, `x` without a trailing
+ * parenthesised remark.
+ */
+export function expectedOutputs(code: string): string[] {
+  return [...code.matchAll(/console\.log\(.*\/\/ → (.*)$/gm)].map((match) =>
+    match[1]!.replace(/\s*\(.*\)\s*$/, ''),
+  );
+}
