@@ -4,6 +4,7 @@
 // reaches into another package's src/ or an example.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { root, workspacePackages } from './workspace-packages.mjs';
 
 const allowed = {
   core: [],
@@ -21,7 +22,6 @@ const allowed = {
 // Test and bench code may also use the private test kit.
 const testOnly = ['testkit'];
 
-const root = path.resolve(import.meta.dirname, '..');
 const problems = [];
 
 function filesUnder(dir) {
@@ -49,14 +49,7 @@ const importPatterns = [
   /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g,
 ];
 
-for (const name of readdirSync(path.join(root, 'packages'))) {
-  const dir = path.join(root, 'packages', name);
-  let manifest;
-  try {
-    manifest = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
-  } catch {
-    continue;
-  }
+for (const { name, dir, manifest } of workspacePackages()) {
   if (!(name in allowed)) {
     problems.push(
       `packages/${name}: not in the allowed-edges table of scripts/check-deps.mjs (add it, and to CONVENTIONS)`,

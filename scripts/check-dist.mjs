@@ -2,20 +2,12 @@
 // After `pnpm build`: imports every publishable package's built entry the way a user's Node
 // would (no @noa/source condition), so a missing .lua copy, a bad exports map or an import
 // that only resolves to sources fails CI.
-import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { workspacePackages } from './workspace-packages.mjs';
 
-const root = path.resolve(import.meta.dirname, '..');
 let failed = 0;
-for (const name of readdirSync(path.join(root, 'packages'))) {
-  const dir = path.join(root, 'packages', name);
-  let manifest;
-  try {
-    manifest = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
-  } catch {
-    continue;
-  }
+for (const { dir, manifest } of workspacePackages()) {
   if (manifest.private) continue;
   const entry = manifest.exports?.['.']?.import;
   try {

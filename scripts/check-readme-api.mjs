@@ -3,12 +3,9 @@
 // for each non-private package under packages/, collects the names exported by
 // src/index.ts and reports every name that does not appear as a word in the
 // package's README.md. Prints `package: name` lines and exits 1 if any is missing.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const packagesDir = join(root, 'packages');
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { workspacePackages } from './workspace-packages.mjs';
 
 /** Removes block and line comments (good enough for export statements). */
 function stripComments(source) {
@@ -66,19 +63,14 @@ function escapeRegExp(text) {
 }
 
 const missing = [];
-for (const entry of readdirSync(packagesDir, { withFileTypes: true })) {
-  if (!entry.isDirectory()) continue;
-  const dir = join(packagesDir, entry.name);
-  const manifestFile = join(dir, 'package.json');
+for (const { name: folder, dir, manifest } of workspacePackages()) {
   const indexFile = join(dir, 'src', 'index.ts');
-  if (!existsSync(manifestFile) || !existsSync(indexFile)) continue;
-  const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
-  if (manifest.private) continue;
+  if (!existsSync(indexFile) || manifest.private) continue;
   const readmeFile = join(dir, 'README.md');
   const readme = existsSync(readmeFile) ? readFileSync(readmeFile, 'utf8') : '';
   for (const name of [...exportedNames(indexFile, 1)].sort()) {
     const word = new RegExp(`(?<![\\w$])${escapeRegExp(name)}(?![\\w$])`);
-    if (!word.test(readme)) missing.push(`${manifest.name ?? entry.name}: ${name}`);
+    if (!word.test(readme)) missing.push(`${manifest.name ?? folder}: ${name}`);
   }
 }
 

@@ -1,9 +1,10 @@
-// Copies src/**/*.lua into dist/ with the same relative layout (tsc copies only .ts output).
+#!/usr/bin/env node
+// Build step of packages with Redis Lua scripts: copies the package's src/**/*.lua into dist/
+// with the same relative layout (tsc emits only JavaScript). Run from the package directory.
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = process.cwd();
 const source = path.join(root, 'src');
 const target = path.join(root, 'dist');
 
@@ -16,4 +17,4 @@ for (const entry of readdirSync(source, { recursive: true, withFileTypes: true }
   copyFileSync(from, to);
   copied += 1;
 }
-console.log(`copy-lua: ${copied} file(s) into ${path.relative(root, target)}/`);
+console.log(`copy-lua: ${copied} file(s) into ${path.relative(process.cwd(), target) || '.'}/`);
