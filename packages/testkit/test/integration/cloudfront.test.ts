@@ -2,6 +2,7 @@ import {
   CloudFrontClient,
   CreateDistributionCommand,
   CreateInvalidationCommand,
+  GetInvalidationCommand,
 } from '@aws-sdk/client-cloudfront';
 import { describe, expect, it } from 'vitest';
 import { uniqueName } from '../../src/index.js';
@@ -38,7 +39,8 @@ describe('CloudFront (moto) smoke', () => {
         }),
       );
       const distributionId = created.Distribution?.Id;
-      expect(distributionId).toBeTruthy();
+      expect(distributionId).toMatch(/^[A-Z0-9]{6,}$/);
+      expect(created.Distribution?.DistributionConfig?.CallerReference).toBe(reference);
       const invalidation = await cloudfront.send(
         new CreateInvalidationCommand({
           DistributionId: distributionId,
@@ -48,8 +50,15 @@ describe('CloudFront (moto) smoke', () => {
           },
         }),
       );
-      expect(invalidation.Invalidation?.Id).toBeTruthy();
+      const invalidationId = invalidation.Invalidation?.Id;
+      expect(invalidationId).toMatch(/^[A-Z0-9]{6,}$/);
       expect(invalidation.Invalidation?.InvalidationBatch?.Paths?.Items).toEqual(['/assets/*']);
+      // The invalidation is stored on that distribution: reading it back by id finds it.
+      const fetched = await cloudfront.send(
+        new GetInvalidationCommand({ DistributionId: distributionId, Id: invalidationId }),
+      );
+      expect(fetched.Invalidation?.Id).toBe(invalidationId);
+      expect(fetched.Invalidation?.InvalidationBatch?.CallerReference).toBe(`${reference}-inv`);
       smokeLine('cloudfront', 'moto', endpoint);
     } finally {
       cloudfront.destroy();

@@ -21,7 +21,7 @@ describe('SQS (moto) smoke', () => {
     try {
       const name = uniqueName('queue');
       const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: name }));
-      expect(QueueUrl).toBeTruthy();
+      expect(QueueUrl).toMatch(new RegExp(`/${name}$`));
       await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'hello sqs' }));
       const received = await sqs.send(
         new ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 1, WaitTimeSeconds: 2 }),
