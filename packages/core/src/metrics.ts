@@ -47,23 +47,20 @@ export class MetricsFactory {
   }
 
   counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): CounterMetric<L> {
-    const existing = this.#existing(name);
-    if (existing) return existing as unknown as CounterMetric<L>;
-    if (!this.#registry) return noopMetric;
-    const metric = new Counter({
-      name: this.#prefix + name,
-      help,
-      labelNames,
-      registers: [this.#registry],
-    });
+    const metric = this.#metric(
+      name,
+      (registers) => new Counter({ name: this.#prefix + name, help, labelNames, registers }),
+    );
+    if (!metric) return noopMetric;
     return { inc: (labels = {}, value = 1) => metric.inc(labels, value) };
   }
 
   gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): GaugeMetric<L> {
-    const existing = this.#existing(name);
-    if (existing) return existing as unknown as GaugeMetric<L>;
-    if (!this.#registry) return noopMetric;
-    const metric = new Gauge({ name: this.#prefix + name, help, labelNames, registers: [this.#registry] });
+    const metric = this.#metric(
+      name,
+      (registers) => new Gauge({ name: this.#prefix + name, help, labelNames, registers }),
+    );
+    if (!metric) return noopMetric;
     return {
       set: (labels, value) => metric.set(labels, value),
       inc: (labels = {}, value = 1) => metric.inc(labels, value),
@@ -77,33 +74,17 @@ export class MetricsFactory {
     labelNames: readonly L[] = [],
     buckets: number[] = latencyBucketsSeconds,
   ): HistogramMetric<L> {
-    const existing = this.#existing(name);
-    if (existing) return existing as unknown as HistogramMetric<L>;
-    if (!this.#registry) return noopMetric;
-    const metric = new Histogram({
-      name: this.#prefix + name,
-      help,
-      labelNames,
-      buckets,
-      registers: [this.#registry],
-    });
+    const metric = this.#metric(
+      name,
+      (registers) => new Histogram({ name: this.#prefix + name, help, labelNames, buckets, registers }),
+    );
+    if (!metric) return noopMetric;
     return { observe: (labels, value) => metric.observe(labels, value) };
   }
 
-  #existing(name: string): object | undefined {
-    const metric = this.#registry?.getSingleMetric(this.#prefix + name);
-    if (!metric) return undefined;
-    const wrapped = metric as unknown as {
-      inc?: (labels: object, value: number) => void;
-      dec?: (labels: object, value: number) => void;
-      set?: (labels: object, value: number) => void;
-      observe?: (labels: object, value: number) => void;
-    };
-    return {
-      inc: (labels: object = {}, value = 1) => wrapped.inc?.(labels, value),
-      dec: (labels: object = {}, value = 1) => wrapped.dec?.(labels, value),
-      set: (labels: object, value: number) => wrapped.set?.(labels, value),
-      observe: (labels: object, value: number) => wrapped.observe?.(labels, value),
-    };
+  /** The metric already on the registry under this name (another instance made it), else a new one. */
+  #metric<M>(name: string, create: (registers: Registry[]) => M): M | undefined {
+    if (!this.#registry) return undefined;
+    return (this.#registry.getSingleMetric(this.#prefix + name) as M | undefined) ?? create([this.#registry]);
   }
 }
