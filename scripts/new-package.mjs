@@ -3,6 +3,7 @@
 // Creates packages/<name> in the layout of CONVENTIONS.md: package.json with an exports map,
 // files, engines and the bench script; tsconfig.build.json; src/index.ts, src/errors.ts;
 // test/, test/integration/, bench/ with a runnable side-by-side skeleton; README skeleton.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -64,7 +65,25 @@ const files = {
 /** Base class of every error thrown by @noa/${name}; codes start with \`NOA_${upper}_\`. */
 export class ${title.replaceAll(' ', '')}Error extends NoaError {}
 `,
-  'test/.gitkeep': '',
+  'test/readme.test.ts': `import path from 'node:path';
+import { expectedOutputs, formatLogs, readmeBlocks, runReadmeBlock } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+
+// Every README block marked \`<!-- test -->\` runs, and each \`console.log(…); // → x\` prints x.
+const packageDir = path.resolve(import.meta.dirname, '..');
+const blocks = readmeBlocks(packageDir).filter((block) => block.tag === undefined);
+
+describe('README examples', () => {
+  it('has examples', () => {
+    expect(blocks.length).toBeGreaterThan(0);
+  });
+  for (const block of blocks) {
+    it(\`example at README.md line \${block.line}\`, async () => {
+      expect(formatLogs(await runReadmeBlock(packageDir, block.code))).toEqual(expectedOutputs(block.code));
+    });
+  }
+});
+`,
   'test/integration/.gitkeep': '',
   'bench/index.bench.ts': `import path from 'node:path';
 import { runBench } from '@noa/testkit/bench';
@@ -82,7 +101,15 @@ npm install @noa/${name}
 \`\`\`
 
 ## Quick start
-(the shortest real use; this example is run by a test)
+The shortest real use; \`test/readme.test.ts\` runs every block marked \`<!-- test -->\` and checks
+each \`// → x\` output.
+
+<!-- test -->
+\`\`\`ts
+import { ${title.replaceAll(' ', '')}Error } from '@noa/${name}';
+
+console.log(new ${title.replaceAll(' ', '')}Error('NOA_${upper}_EXAMPLE', 'example').code); // → NOA_${upper}_EXAMPLE
+\`\`\`
 
 ## Concepts
 
@@ -106,4 +133,6 @@ for (const [file, text] of Object.entries(files)) {
   mkdirSync(path.dirname(target), { recursive: true });
   writeFileSync(target, text);
 }
+// Format the generated files the way `pnpm lint` expects them.
+spawnSync('pnpm', ['exec', 'biome', 'check', '--write', dir], { stdio: 'ignore', cwd: root });
 console.log(`created packages/${name}: add it to scripts/check-deps.mjs allowed edges, then pnpm install`);
