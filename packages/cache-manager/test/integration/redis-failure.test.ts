@@ -1,17 +1,11 @@
-import { execFileSync } from 'node:child_process';
 import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError, Cache } from '../../src/index.js';
+import { redisServerInstalled } from './redis-server.js';
 
-let hasRedisServer = true;
-try {
-  execFileSync('redis-server', ['--version']);
-} catch {
-  hasRedisServer = false;
-  console.log('skipped: no redis-server binary for a private Redis');
-}
+const hasRedisServer = redisServerInstalled('a private Redis');
 
 const OPERATION_TIMEOUT_MS = 150;
 // Generous bound (2 noisy cores): the deadline plus slack for timers and GC.

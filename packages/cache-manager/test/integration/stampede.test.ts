@@ -15,7 +15,7 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
   afterAll(async () => {
     await Promise.all(caches.map((cache) => cache.close()));
     if (redis) {
-      await dropPrefix(redis, prefix);
+      await dropPrefix(prefix);
       redis.disconnect();
     }
   });
