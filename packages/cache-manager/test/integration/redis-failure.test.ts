@@ -1,3 +1,4 @@
+import { delay } from '@noa/core';
 import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
@@ -85,7 +86,7 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
     expect(performance.now() - started).toBeLessThan(CALL_BOUND_MS);
     expect(error).toBeInstanceOf(BackendUnavailableError);
     expect(error).toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
-    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    await delay(2_100);
   });
 
   it('keeps serving when Redis is killed, and recovers on its own when it returns', async () => {
@@ -102,7 +103,7 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
       // A loaded machine may time out a call or two right after the restart, re-opening the
       // breaker briefly: recovery means it settles closed with writes reaching Redis.
       recovered = written && cache.stats().l2 === 'closed';
-      if (!recovered) await new Promise((resolve) => setTimeout(resolve, 200));
+      if (!recovered) await delay(200);
     }
     expect(recovered).toBe(true);
     const other = new Cache({ redis, prefix: 'fail:' });
