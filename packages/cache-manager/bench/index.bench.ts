@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { type PrivateRedis, serviceUrl, startPrivateRedis } from '@noa/testkit';
+import { clearRedisPrefix, type PrivateRedis, serviceUrl, startPrivateRedis } from '@noa/testkit';
 import { type BenchCase, runBench, size, smoke } from '@noa/testkit/bench';
 import { BentoCache, bentostore } from 'bentocache';
 import { memoryDriver } from 'bentocache/drivers/memory';
@@ -240,14 +240,7 @@ await Promise.all([
   bento.disconnectAll(),
   (await cacheable)?.disconnect(),
 ]);
-if (!privateRedis) {
-  let cursor = '0';
-  do {
-    const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000);
-    cursor = next;
-    if (keys.length > 0) await raw.unlink(...keys);
-  } while (cursor !== '0');
-}
+if (!privateRedis) await clearRedisPrefix(prefix, url);
 redis.disconnect();
 raw.disconnect();
 rawPipelined.disconnect();

@@ -1,6 +1,8 @@
 // One process of the stampede benchmark: `ours` or `bentocache`, both with Redis L2 + bus.
 // Waits for "go" on stdin, fires N concurrent getOrSet on one cold key, prints factory runs.
+
 import { createInterface } from 'node:readline';
+import { delay } from '@noa/core';
 import { BentoCache, bentostore } from 'bentocache';
 import { memoryDriver } from 'bentocache/drivers/memory';
 import { redisBusDriver, redisDriver } from 'bentocache/drivers/redis';
@@ -21,7 +23,7 @@ const redis = new Redis(url);
 let runs = 0;
 const factory = async () => {
   runs += 1;
-  await new Promise((resolve) => setTimeout(resolve, factoryMs));
+  await delay(factoryMs);
   return { pid: process.pid };
 };
 

@@ -1,5 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { type Clock, childLogger, type Logger, silentLogger, systemClock, tracingChannel } from '@noa/core';
+import {
+  type Clock,
+  childLogger,
+  type Logger,
+  silentLogger,
+  systemClock,
+  tracingChannel,
+  withDeadline,
+} from '@noa/core';
 import { type BusMessage, InvalidationBus } from './bus.js';
 import type { Factory, GetOrSetOptions, ResolvedCacheOptions, SetOptions } from './cache-options.js';
 import { type CacheEntry, createEntry, isFresh, shouldRefreshEarly } from './entry.js';
@@ -11,8 +19,6 @@ import { RedisGuard } from './l2/redis-guard.js';
 import { RedisTier } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
 import { EntryCodec } from './serialization/entry-codec.js';
-
-const TIMED_OUT: unique symbol = Symbol('timed out');
 
 /** `noa:cache-manager:factory` — one message per factory run: `{ key, durationMs, ok }`. */
 const factoryChannel = tracingChannel('cache-manager', 'factory');
@@ -107,8 +113,9 @@ export class CacheEngine {
 
   /** L1 only: the fresh value or undefined, synchronously. */
   getLocal(fullKey: string): CacheEntry | undefined {
-    const entry = this.l1.get(fullKey, this.clock.now());
-    if (entry !== undefined && isFresh(entry, this.clock.now())) return entry;
+    const now = this.clock.now();
+    const entry = this.l1.get(fullKey, now);
+    if (entry !== undefined && isFresh(entry, now)) return entry;
     return undefined;
   }
 
@@ -340,9 +347,15 @@ export class CacheEngine {
     const softTimeoutMs = options.softTimeoutMs ?? this.options.softTimeoutMs;
     const hardTimeoutMs = options.hardTimeoutMs ?? this.options.hardTimeoutMs;
     const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+    let timedOut = false;
     try {
-      const result = limit === undefined ? await work : await raceTimer(work, limit);
-      if (result === TIMED_OUT) {
+      return limit === undefined
+        ? await work
+        : await withDeadline(work, limit, 'cache factory', () => {
+            timedOut = true;
+          });
+    } catch (error) {
+      if (timedOut) {
         this.track(work);
         if (stale) {
           this.metrics.staleServed(softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
@@ -350,9 +363,6 @@ export class CacheEngine {
         }
         throw new FactoryTimeoutError(userKey, limit!);
       }
-      return result;
-    } catch (error) {
-      if (error instanceof FactoryTimeoutError) throw error;
       if (stale && this.clock.now() < stale.staleUntil) {
         this.metrics.staleServed('factory_error');
         this.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
@@ -503,7 +513,8 @@ export class CacheEngine {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await raceTimer(Promise.all([...this.#background]), 5_000);
+    // Tracked promises never reject: a rejection here can only be the 5 s deadline.
+    await withDeadline(Promise.all([...this.#background]), 5_000, 'cache close').catch(() => {});
     await this.saveHotKeys(this.options.hotKeys);
     for (const wake of [...this.#waiters.values()].flatMap((set) => [...set])) wake();
     await this.bus?.close();
@@ -622,24 +633,6 @@ export class CacheEngine {
     if (!waiters) return;
     for (const wake of [...waiters]) wake();
   }
-}
-
-/** Resolves with `work`'s value, or with {@link TIMED_OUT} after `ms` (unref'd timer). */
-function raceTimer<T>(work: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => resolve(TIMED_OUT), ms);
-    timer.unref();
-    work.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }
 
 function deepFreeze(value: unknown): void {

@@ -22,11 +22,6 @@ export function isFresh(entry: CacheEntry, now: number): boolean {
   return now < entry.expiresAt;
 }
 
-/** True while the entry may still be served as stale at `now` (fresh entries included). */
-export function isUsable(entry: CacheEntry, now: number): boolean {
-  return now < entry.staleUntil;
-}
-
 /**
  * Probabilistic early refresh (XFetch, Vattani et al. 2015): returns true when a fresh entry
  * should be recomputed now. The chance rises smoothly towards expiry and with the compute

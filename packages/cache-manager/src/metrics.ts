@@ -4,6 +4,22 @@ import type { Registry } from 'prom-client';
 /** Tier label values. */
 export type Tier = 'l1' | 'l2';
 
+type RequestResult = 'hit' | 'miss' | 'stale';
+
+/** One label object per (tier, result), built once: `request` runs on every lookup. */
+const requestLabels: Record<Tier, Record<RequestResult, { tier: Tier; result: RequestResult }>> = {
+  l1: {
+    hit: { tier: 'l1', result: 'hit' },
+    miss: { tier: 'l1', result: 'miss' },
+    stale: { tier: 'l1', result: 'stale' },
+  },
+  l2: {
+    hit: { tier: 'l2', result: 'hit' },
+    miss: { tier: 'l2', result: 'miss' },
+    stale: { tier: 'l2', result: 'stale' },
+  },
+};
+
 /**
  * The cache's prom-client metrics (`noa_cache_manager_*`), no-ops without a registry. Hot
  * paths check `enabled` before taking timestamps.
@@ -62,8 +78,9 @@ export class CacheMetrics {
     ]);
   }
 
-  request(tier: Tier, result: 'hit' | 'miss' | 'stale'): void {
-    this.#requests.inc({ tier, result });
+  request(tier: Tier, result: RequestResult): void {
+    // No per-lookup allocation, with or without a registry.
+    if (this.enabled) this.#requests.inc(requestLabels[tier][result]);
   }
 
   staleServed(reason: 'factory_error' | 'soft_timeout' | 'hard_timeout' | 'lock_timeout'): void {

@@ -1,4 +1,4 @@
-import { TimeoutError } from '@noa/core';
+import { delay, TimeoutError } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import { DeadlineQueue } from '../src/l2/deadline-queue.js';
 
@@ -13,7 +13,7 @@ describe('DeadlineQueue', () => {
     const queue = new DeadlineQueue(20);
     const never = new Promise<never>(() => {});
     const first = queue.run(never, 'first').catch((error: unknown) => error);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await delay(10);
     const second = queue.run(never, 'second').catch((error: unknown) => error);
     const quick = queue.run(Promise.resolve('fine'), 'quick');
     expect(await quick).toBe('fine');

@@ -1,5 +1,5 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { ConfigError, ManualClock } from '@noa/core';
+import { ConfigError, delay, ManualClock } from '@noa/core';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -131,7 +131,7 @@ describe('early refresh (XFetch)', () => {
     let calls = 0;
     const factory = async () => {
       calls += 1;
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await delay(5);
       return `v${calls}`;
     };
     expect(await cache.getOrSet('k', factory)).toBe('v1');
@@ -141,7 +141,7 @@ describe('early refresh (XFetch)', () => {
     draw = 1e-30; // -ln(draw) ≈ 69: with ~5 ms compute time, 345 ms early
     const results = await Promise.all(Array.from({ length: 20 }, () => cache.getOrSet('k', factory)));
     expect(results.every((value) => value === 'v1')).toBe(true);
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await delay(30);
     expect(calls).toBe(2);
     draw = 0.99;
     expect(await cache.getOrSet('k', factory)).toBe('v2');

@@ -87,22 +87,16 @@ describe.each(policies)('L1 store (%s)', (policy) => {
 });
 
 describe('eviction order', () => {
-  it('lru evicts the least recently read', () => {
-    const store = createL1Store('lru', 2, 1_000);
+  it.each([
+    ['lru evicts the least recently read', 'lru', ['a', 'c']],
+    ['fifo ignores reads', 'fifo', ['b', 'c']],
+  ] as const)('%s', (_title, policy, kept) => {
+    const store = createL1Store(policy, 2, 1_000);
     store.set('a', entry(1), 1);
     store.set('b', entry(2), 1);
     store.get('a', 0);
     store.set('c', entry(3), 1);
-    expect([...store.keys()].sort()).toEqual(['a', 'c']);
-  });
-
-  it('fifo ignores reads', () => {
-    const store = createL1Store('fifo', 2, 1_000);
-    store.set('a', entry(1), 1);
-    store.set('b', entry(2), 1);
-    store.get('a', 0);
-    store.set('c', entry(3), 1);
-    expect([...store.keys()].sort()).toEqual(['b', 'c']);
+    expect([...store.keys()].sort()).toEqual(kept);
   });
 
   it('lfu keeps the most read', () => {

@@ -15,6 +15,15 @@ interface PendingWrite {
   tags: readonly string[];
 }
 
+/** The write commands of a connection or a pipeline (a pipeline returns itself, not a promise). */
+interface WriteTarget {
+  set(key: string, value: Buffer): unknown;
+  set(key: string, value: Buffer, px: 'PX', ms: number): unknown;
+  sadd(key: string, member: string): unknown;
+  persist(key: string): unknown;
+  pexpire(key: string, ms: number, mode: 'NX' | 'GT'): unknown;
+}
+
 /** Average encoded size from which a batch of writes goes out as separate commands. */
 const DIRECT_WRITE_BYTES = 4 * 1024;
 
@@ -85,9 +94,9 @@ export class RedisTier {
 
   /** Reads many encoded values, in order. */
   getMany(keys: readonly string[]): Promise<(Buffer | undefined)[]> {
-    const empty = keys.map(() => undefined);
     if (keys.length === 0) return Promise.resolve([]);
-    return this.#guard.run('get_many', empty as (Buffer | undefined)[], async () => {
+    const empty: (Buffer | undefined)[] = keys.map(() => undefined);
+    return this.#guard.run('get_many', empty, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
       const values = this.#cluster
         ? await Promise.all(redisKeys.map((key) => this.client.getBuffer(key)))
@@ -103,14 +112,7 @@ export class RedisTier {
   set(key: string, bytes: Buffer, ttlMs: number | undefined, tags: readonly string[]): Promise<boolean> {
     if (this.#writes) return this.#writes.add({ key, bytes, ttlMs, tags }, bytes.length);
     return this.#guard.run('set', false, async () => {
-      const dataKey = this.dataKey(key);
-      const writes: Promise<unknown>[] = [
-        ttlMs === undefined
-          ? this.client.set(dataKey, bytes)
-          : this.client.set(dataKey, bytes, 'PX', Math.max(1, Math.ceil(ttlMs))),
-      ];
-      for (const tag of tags) writes.push(this.#addToTag(tag, key, ttlMs));
-      await Promise.all(writes);
+      await Promise.all(this.#sendWrite(this.client, { key, bytes, ttlMs, tags }));
       return true;
     });
   }
@@ -126,42 +128,13 @@ export class RedisTier {
       // which for large values costs more than the syscalls it saves (measured: ~30% more
       // CPU per 10 KB write).
       return this.#guard.run('set', failed, async () => {
-        const sent: Promise<unknown>[] = [];
-        for (const { key, bytes, ttlMs, tags } of writes) {
-          const dataKey = this.dataKey(key);
-          if (ttlMs === undefined) sent.push(this.client.set(dataKey, bytes));
-          else sent.push(this.client.set(dataKey, bytes, 'PX', Math.max(1, Math.ceil(ttlMs))));
-          for (const tag of tags) {
-            const tagKey = this.tagKey(tag);
-            sent.push(this.client.sadd(tagKey, key));
-            if (ttlMs === undefined) sent.push(this.client.persist(tagKey));
-            else {
-              const ms = Math.max(1, Math.ceil(ttlMs));
-              sent.push(this.client.pexpire(tagKey, ms, 'NX'), this.client.pexpire(tagKey, ms, 'GT'));
-            }
-          }
-        }
-        await Promise.all(sent);
+        await Promise.all(writes.flatMap((write) => this.#sendWrite(this.client, write)));
         return writes.map(() => true);
       });
     }
     return this.#guard.run('set', failed, async () => {
       const pipeline = this.client.pipeline();
-      for (const { key, bytes, ttlMs, tags } of writes) {
-        const dataKey = this.dataKey(key);
-        if (ttlMs === undefined) pipeline.set(dataKey, bytes);
-        else pipeline.set(dataKey, bytes, 'PX', Math.max(1, Math.ceil(ttlMs)));
-        for (const tag of tags) {
-          const tagKey = this.tagKey(tag);
-          pipeline.sadd(tagKey, key);
-          if (ttlMs === undefined) pipeline.persist(tagKey);
-          else {
-            const ms = Math.max(1, Math.ceil(ttlMs));
-            pipeline.pexpire(tagKey, ms, 'NX');
-            pipeline.pexpire(tagKey, ms, 'GT');
-          }
-        }
-      }
+      for (const write of writes) this.#sendWrite(pipeline, write);
       const replies = (await pipeline.exec()) ?? [];
       const error = replies.find(([replyError]) => replyError)?.[0];
       if (error) throw error;
@@ -257,16 +230,24 @@ export class RedisTier {
     });
   }
 
-  async #addToTag(tag: string, key: string, ttlMs: number | undefined): Promise<void> {
-    const tagKey = this.tagKey(tag);
-    await this.client.sadd(tagKey, key);
-    if (ttlMs === undefined) {
-      await this.client.persist(tagKey);
-      return;
+  /**
+   * Sends one write's commands on `target` (the connection or a pipeline) without waiting:
+   * the value with its physical TTL, then each tag's key set. Commands on one key go out in
+   * order on one connection, so a tag set exists before its expiry is set. Returns the
+   * replies: promises on a connection (a pipeline's come from `exec()`).
+   */
+  #sendWrite(target: WriteTarget, { key, bytes, ttlMs, tags }: PendingWrite): unknown[] {
+    const ms = ttlMs === undefined ? undefined : Math.max(1, Math.ceil(ttlMs));
+    const dataKey = this.dataKey(key);
+    const sent = [ms === undefined ? target.set(dataKey, bytes) : target.set(dataKey, bytes, 'PX', ms)];
+    for (const tag of tags) {
+      const tagKey = this.tagKey(tag);
+      sent.push(target.sadd(tagKey, key));
+      // The set lives as long as its longest-lived member: NX sets a first expiry, GT extends it.
+      if (ms === undefined) sent.push(target.persist(tagKey));
+      else sent.push(target.pexpire(tagKey, ms, 'NX'), target.pexpire(tagKey, ms, 'GT'));
     }
-    // The set lives as long as its longest-lived member: NX sets a first expiry, GT extends it.
-    const ms = Math.max(1, Math.ceil(ttlMs));
-    await Promise.all([this.client.pexpire(tagKey, ms, 'NX'), this.client.pexpire(tagKey, ms, 'GT')]);
+    return sent;
   }
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ManualClock } from '@noa/core';
+import { delay, ManualClock } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions, FactoryError } from '../../src/index.js';
 
@@ -127,7 +127,7 @@ export function describeCacheConformance(name: string, setup: () => ConformanceB
       let runs = 0;
       const factory = async () => {
         runs += 1;
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        await delay(20);
         return { computed: true };
       };
       const results = await Promise.all(Array.from({ length: 50 }, () => cache.getOrSet('hot', factory)));

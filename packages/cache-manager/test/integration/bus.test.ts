@@ -10,7 +10,7 @@ describe.skipIf(!redisUp)('L1 invalidation bus', () => {
   afterAll(async () => {
     await Promise.all([a.close(), b.close()]);
     if (redis) {
-      await dropPrefix(redis, prefix);
+      await dropPrefix(prefix);
       redis.disconnect();
     }
   });

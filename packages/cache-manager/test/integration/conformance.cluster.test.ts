@@ -1,16 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { type PrivateRedisCluster, startRedisCluster, uniqueName } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
 import { describeCacheConformance } from '../conformance/cache-conformance.js';
+import { redisServerInstalled } from './redis-server.js';
 
-let hasRedisServer = true;
-try {
-  execFileSync('redis-server', ['--version']);
-} catch {
-  hasRedisServer = false;
-  console.log('skipped: no redis-server binary for a private Redis Cluster');
-}
+const hasRedisServer = redisServerInstalled('a private Redis Cluster');
 
 let cluster: PrivateRedisCluster | undefined;
 let client: Cluster | undefined;

@@ -75,7 +75,7 @@ describe.skipIf(!redisUp)(
         ),
       );
       if (redis) {
-        await dropPrefix(redis, prefix);
+        await dropPrefix(prefix);
         redis.disconnect();
       }
     });

@@ -1,4 +1,4 @@
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { clearRedisPrefix, isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 
 /** The shared Redis URL and whether it answers (tests skip, loudly, when it does not). */
@@ -11,14 +11,9 @@ export function testPrefix(label: string): string {
   return `${uniqueName(label)}:`;
 }
 
-/** Deletes every key under `prefix` (SCAN, never FLUSH: the server is shared). */
-export async function dropPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) await redis.unlink(...keys);
-  } while (cursor !== '0');
+/** Deletes every key under `prefix` on the shared Redis (SCAN, never FLUSH: the server is shared). */
+export function dropPrefix(prefix: string): Promise<number> {
+  return clearRedisPrefix(prefix, redisUrl);
 }
 
 /** Nearest-rank quantile. */

@@ -7,7 +7,7 @@ describe.skipIf(!redisUp)('hot keys across restarts', () => {
   const redis = redisUp ? new Redis(redisUrl) : undefined;
   afterAll(async () => {
     if (redis) {
-      await dropPrefix(redis, prefix);
+      await dropPrefix(prefix);
       redis.disconnect();
     }
   });

@@ -1,17 +1,12 @@
-import { execFileSync } from 'node:child_process';
+import { delay } from '@noa/core';
 import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError, Cache } from '../../src/index.js';
+import { redisServerInstalled } from './redis-server.js';
 
-let hasRedisServer = true;
-try {
-  execFileSync('redis-server', ['--version']);
-} catch {
-  hasRedisServer = false;
-  console.log('skipped: no redis-server binary for a private Redis');
-}
+const hasRedisServer = redisServerInstalled('a private Redis');
 
 const OPERATION_TIMEOUT_MS = 150;
 // Generous bound (2 noisy cores): the deadline plus slack for timers and GC.
@@ -91,7 +86,7 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
     expect(performance.now() - started).toBeLessThan(CALL_BOUND_MS);
     expect(error).toBeInstanceOf(BackendUnavailableError);
     expect(error).toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
-    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    await delay(2_100);
   });
 
   it('keeps serving when Redis is killed, and recovers on its own when it returns', async () => {
@@ -108,7 +103,7 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
       // A loaded machine may time out a call or two right after the restart, re-opening the
       // breaker briefly: recovery means it settles closed with writes reaching Redis.
       recovered = written && cache.stats().l2 === 'closed';
-      if (!recovered) await new Promise((resolve) => setTimeout(resolve, 200));
+      if (!recovered) await delay(200);
     }
     expect(recovered).toBe(true);
     const other = new Cache({ redis, prefix: 'fail:' });

@@ -1,3 +1,4 @@
+import { delay } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, LockTimeoutError } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -15,7 +16,7 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
   afterAll(async () => {
     await Promise.all(caches.map((cache) => cache.close()));
     if (redis) {
-      await dropPrefix(redis, prefix);
+      await dropPrefix(prefix);
       redis.disconnect();
     }
   });
@@ -25,7 +26,7 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     let runs = 0;
     const factory = async () => {
       runs += 1;
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await delay(200);
       return { answer: 42 };
     };
     const results = await Promise.all(
@@ -64,11 +65,11 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     let runs = 0;
     const factory = async () => {
       runs += 1;
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await delay(20);
       return `run ${runs}`;
     };
     const late = second.getOrSet('race', factory);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await delay(20);
     expect(await first!.getOrSet('race', factory)).toBe('run 1');
     openGate();
     expect(await late).toBe('run 1');
@@ -81,13 +82,13 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     const factory = async () => {
       attempt += 1;
       const mine = attempt;
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await delay(50);
       if (mine === 1) throw new Error('first attempt fails');
       return 'second attempt';
     };
     const [a, b] = await Promise.allSettled([
       first!.getOrSet('flaky', factory),
-      new Promise((resolve) => setTimeout(resolve, 10)).then(() => second!.getOrSet('flaky', factory)),
+      delay(10).then(() => second!.getOrSet('flaky', factory)),
     ]);
     expect(a.status).toBe('rejected');
     expect(b).toEqual({ status: 'fulfilled', value: 'second attempt' });
@@ -97,13 +98,13 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
   it('waiters serve the stale value when the holder is slower than their soft timeout', async () => {
     const [holder, waiter] = await instances(2, { graceMs: 60_000 });
     await holder!.set('graced', 'old', { ttlMs: 1 });
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await delay(5);
     let release!: () => void;
     const slow = holder!.getOrSet(
       'graced',
       () => new Promise<string>((resolve) => (release = () => resolve('new'))),
     );
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await delay(30);
     expect(await waiter!.getOrSet('graced', () => 'never', { softTimeoutMs: 50 })).toBe('old');
     release();
     expect(await slow).toBe('new');
@@ -117,7 +118,7 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     let seen: unknown;
     while (seen === undefined && Date.now() < deadline) {
       seen = await reader!.get('bg');
-      if (seen === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
+      if (seen === undefined) await delay(10);
     }
     expect(seen).toBe('value');
   });
@@ -129,7 +130,7 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
       'slow',
       () => new Promise<string>((resolve) => (release = () => resolve('done'))),
     );
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await delay(30);
     const error = await waiter!
       .getOrSet('slow', () => 'never', { lockTimeoutMs: 150 })
       .catch((caught: unknown) => caught);

@@ -1,5 +1,6 @@
 import { CountMinSketch } from './count-min-sketch.js';
 import type { EvictionPolicy } from './eviction-policy.js';
+import { first } from './key-order.js';
 
 type Segment = 'window' | 'probation' | 'protected';
 
@@ -173,11 +174,6 @@ export class AdaptivePolicy implements EvictionPolicy {
     if (segment === 'probation') return this.#probation;
     return this.#protected;
   }
-}
-
-function first(set: Set<string>): string | undefined {
-  for (const key of set) return key;
-  return undefined;
 }
 
 function moveToEnd(set: Set<string>, key: string): void {

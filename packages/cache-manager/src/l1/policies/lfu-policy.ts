@@ -1,4 +1,5 @@
 import type { EvictionPolicy } from './eviction-policy.js';
+import { first, highestFirst } from './key-order.js';
 
 /**
  * Least frequently used in O(1): keys sit in per-count buckets and the lowest non-empty bucket
@@ -71,15 +72,11 @@ export class LfuPolicy implements EvictionPolicy {
       this.#minCount = min;
       bucket = this.#buckets.get(this.#minCount);
     }
-    for (const key of bucket ?? []) return key;
-    return undefined;
+    return bucket === undefined ? undefined : first(bucket);
   }
 
   hottest(limit: number): string[] {
-    return [...this.#counts]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, limit)
-      .map(([key]) => key);
+    return highestFirst(this.#counts, limit);
   }
 
   clear(): void {

@@ -1,25 +1,18 @@
 import type { EvictionPolicy } from './eviction-policy.js';
+import { first } from './key-order.js';
 
 /**
  * Least recently used, on a `Set`'s insertion order (delete + add moves a key to the end).
- * Used as the window and segments of the adaptive policy and for hit-rate simulation; the
- * `lru` store itself runs on `lru-cache`.
+ * Used for hit-rate simulation and as the base of {@link FifoPolicy}; the `lru` store itself
+ * runs on `lru-cache`.
  */
 export class LruPolicy implements EvictionPolicy {
-  readonly name = 'lru';
+  readonly name: string = 'lru';
   readonly #order = new Set<string>();
   readonly #capacity: number;
 
   constructor(capacity: number) {
     this.#capacity = capacity;
-  }
-
-  get size(): number {
-    return this.#order.size;
-  }
-
-  has(key: string): boolean {
-    return this.#order.has(key);
   }
 
   touch(key: string): void {
@@ -50,8 +43,7 @@ export class LruPolicy implements EvictionPolicy {
   }
 
   victim(): string | undefined {
-    for (const key of this.#order) return key;
-    return undefined;
+    return first(this.#order);
   }
 
   clear(): void {

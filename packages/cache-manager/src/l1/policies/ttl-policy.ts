@@ -1,4 +1,5 @@
 import type { EvictionPolicy } from './eviction-policy.js';
+import { highestFirst } from './key-order.js';
 
 /**
  * TTL-only: reads do not matter; when the store is full the key closest to its expiry goes
@@ -52,10 +53,7 @@ export class TtlPolicy implements EvictionPolicy {
   }
 
   hottest(limit: number): string[] {
-    return [...this.#expiry]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, limit)
-      .map(([key]) => key);
+    return highestFirst(this.#expiry, limit);
   }
 
   clear(): void {
