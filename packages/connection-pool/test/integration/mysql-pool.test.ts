@@ -2,6 +2,7 @@ import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import type { RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMysqlPool, type MysqlPool } from '../../src/index.js';
+import { sleep } from './helpers/wait.js';
 
 const url = serviceUrl('mysql');
 const reachable = await isReachable('mysql');
@@ -12,8 +13,6 @@ function urlFor(database: string): string {
   parsed.pathname = `/${database}`;
   return parsed.toString();
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // The shared MariaDB has no replica, so the "replica" is a second database on the same
 // server: `SELECT DATABASE()` then tells which pool a statement went through.

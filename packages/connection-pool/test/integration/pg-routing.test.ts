@@ -2,19 +2,10 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgPool, type PgPool, TransactionRetryError } from '../../src/index.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
+import { sleep, waitFor } from './helpers/wait.js';
 
 const skip = privatePgSkipReason();
 if (skip) console.log(skip);
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await sleep(50);
-  }
-}
 
 describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming replica', () => {
   let cluster: PrivatePgCluster;
