@@ -9,3 +9,20 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     await sleep(50);
   }
 }
+
+/**
+ * A one-shot meeting point: the returned function resolves for everybody once `parties`
+ * callers have called it (two transactions that each hold one lock, then cross).
+ */
+export function barrier(parties: number): () => Promise<void> {
+  let arrived = 0;
+  let open: () => void = () => {};
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return () => {
+    arrived += 1;
+    if (arrived === parties) open();
+    return gate;
+  };
+}
