@@ -1,26 +1,13 @@
 import type { Clock, Logger } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
+import { poolOptionsObject } from './pool-options.js';
 
 const connectionConfig = z.union([z.string().min(1), z.record(z.string(), z.unknown())]);
 
-/** Per-server pool settings, applied to the primary's pool and to each replica's. */
-export const nodePoolSchema = z
-  .object({
-    min: z.number().int().nonnegative().default(0),
-    max: z.number().int().positive().default(10),
-    acquireTimeoutMs: z.number().int().positive().default(10_000),
-    idleTimeoutMs: z.number().int().positive().default(30_000),
-    maxLifetimeMs: z.number().int().positive().optional(),
-    evictionIntervalMs: z.number().int().positive().default(1_000),
-    validateOnBorrow: z.boolean().default(false),
-    validateIdle: z.boolean().default(false),
-    leakDetectionThresholdMs: z.number().int().positive().optional(),
-    closeTimeoutMs: z.number().int().nonnegative().default(5_000),
-    initialBackoffMs: z.number().int().nonnegative().default(100),
-    maxBackoffMs: z.number().int().positive().default(5_000),
-  })
-  .strict()
+/** Per-server pool settings, applied to the primary's pool and to each replica's: the pool options minus those the cluster sets itself. */
+export const nodePoolSchema = poolOptionsObject
+  .omit({ name: true, logger: true, clock: true, registry: true })
   .refine((pool) => pool.max >= pool.min, { path: ['max'], message: 'max must be >= min' });
 
 /** Failover callback: given why the primary failed, returns a new primary's config (or nothing to keep trying the old one). */
@@ -39,18 +26,7 @@ export const clusterOptionsSchema = z
     /** Read replicas; reads go to them, writes never do. */
     replicas: z.array(connectionConfig).default([]),
     /** Pool settings of each server. */
-    pool: nodePoolSchema.default({
-      min: 0,
-      max: 10,
-      acquireTimeoutMs: 10_000,
-      idleTimeoutMs: 30_000,
-      evictionIntervalMs: 1_000,
-      validateOnBorrow: false,
-      validateIdle: false,
-      closeTimeoutMs: 5_000,
-      initialBackoffMs: 100,
-      maxBackoffMs: 5_000,
-    }),
+    pool: nodePoolSchema.prefault({}),
     /** Connect timeout per connection attempt. */
     connectTimeoutMs: z.number().int().positive().default(5_000),
     /**

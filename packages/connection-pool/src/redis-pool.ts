@@ -2,18 +2,12 @@ import { parseOptions } from '@noa/core';
 import type { Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { BackendUnavailableError } from './errors.js';
+import { lazyPeer } from './lazy-peer.js';
 import { type AcquireOptions, type CloseReport, Pool, type PoolStats } from './pool.js';
 import { poolOptionsObject } from './pool-options.js';
 
-type IoredisModule = typeof import('ioredis');
-let ioredisModule: Promise<IoredisModule> | undefined;
-
-function loadIoredis(): Promise<IoredisModule> {
-  ioredisModule ??= import('ioredis').then(
-    (module) => (module as unknown as { default: IoredisModule }).default ?? module,
-  );
-  return ioredisModule;
-}
+/** Loads the optional `ioredis` peer dependency on first use. */
+const loadIoredis = lazyPeer<typeof import('ioredis')>(() => import('ioredis'));
 
 const CONNECTION_ERROR =
   /Stream isn't writeable|Connection is closed|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|socket closed/i;

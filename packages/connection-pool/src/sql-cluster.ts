@@ -152,7 +152,8 @@ export class SqlCluster<Conn, Config, Result> {
     this.#clock = this.options.clock ?? systemClock;
     this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.options.name });
     this.#failover = options.failover;
-    this.#sessions = new SessionTracker(this.options.readYourWritesMs);
+    // Without replicas every read is on the primary anyway: a zero window skips the per-write bookkeeping.
+    this.#sessions = new SessionTracker(this.options.replicas.length > 0 ? this.options.readYourWritesMs : 0);
     this.#classify = createStatementClassifier({
       dialect: driver.dialect,
       extraWriteFunctions: this.options.writeFunctions,
@@ -392,13 +393,13 @@ export class SqlCluster<Conn, Config, Result> {
     try {
       return await node.pool.acquire(signal === undefined ? undefined : { signal });
     } catch (error) {
-      this.#acquireFailed(node, error);
+      if (error instanceof BackendUnavailableError) this.#serverDown(node, error);
       throw error;
     }
   }
 
-  #acquireFailed(node: ServerNode<Conn, Config>, error: unknown): void {
-    if (!(error instanceof BackendUnavailableError)) return;
+  /** A server did not answer: the primary may fail over, a replica leaves rotation. */
+  #serverDown(node: ServerNode<Conn, Config>, error: BackendUnavailableError): void {
     if (node === this.#primary) this.#maybeFailover(error);
     else this.#markReplica(node, false, 'down');
   }
@@ -470,13 +471,7 @@ export class SqlCluster<Conn, Config, Result> {
     values: readonly unknown[] | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Result> {
-    let conn: Conn;
-    try {
-      conn = await node.pool.acquire(signal === undefined ? undefined : { signal });
-    } catch (error) {
-      this.#acquireFailed(node, error);
-      throw error;
-    }
+    const conn = await this.#acquire(node, signal);
     let result: Result;
     try {
       result = await this.#run(conn, sql, values);
@@ -525,8 +520,7 @@ export class SqlCluster<Conn, Config, Result> {
   #unavailable(node: ServerNode<Conn, Config>, error: unknown): BackendUnavailableError {
     const wrapped = new BackendUnavailableError(`${this.options.name}:${node.name}`, { cause: error });
     this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query-connection' });
-    if (node === this.#primary) this.#maybeFailover(wrapped);
-    else this.#markReplica(node, false, 'down');
+    this.#serverDown(node, wrapped);
     return wrapped;
   }
 

@@ -1,4 +1,5 @@
 import type { Connection, ConnectionOptions, FieldPacket, QueryResult } from 'mysql2/promise';
+import { lazyPeer } from '../lazy-peer.js';
 import type { ConnectSettings, IsolationLevel, SqlDriver } from '../sql-driver.js';
 
 /** How to reach one MySQL/MariaDB server: a URL or mysql2 ConnectionOptions. */
@@ -7,15 +8,8 @@ export type MysqlConnectionConfig = string | ConnectionOptions;
 /** What mysql2's promise API returns: rows (or a result header) and field metadata. */
 export type MysqlResult = [QueryResult, FieldPacket[]];
 
-type MysqlModule = typeof import('mysql2/promise');
-let mysqlModule: Promise<MysqlModule> | undefined;
-
-function loadMysql(): Promise<MysqlModule> {
-  mysqlModule ??= import('mysql2/promise').then(
-    (module) => (module as unknown as { default: MysqlModule }).default ?? module,
-  );
-  return mysqlModule;
-}
+/** Loads the optional `mysql2` peer dependency on first use. */
+const loadMysql = lazyPeer<typeof import('mysql2/promise')>(() => import('mysql2/promise'));
 
 const useExecute = new WeakSet<Connection>();
 

@@ -1,18 +1,13 @@
 import type { Client, ClientConfig, QueryResult, QueryResultRow } from 'pg';
+import { lazyPeer } from '../lazy-peer.js';
 import type { ConnectSettings, IsolationLevel, SqlDriver } from '../sql-driver.js';
 import { StatementCache } from '../statement-cache.js';
 
 /** How to reach one Postgres server: a connection string or a `pg` ClientConfig. */
 export type PgConnectionConfig = string | ClientConfig;
 
-type PgModule = typeof import('pg');
-let pgModule: Promise<PgModule> | undefined;
-
 /** Loads the optional `pg` peer dependency on first use. */
-function loadPg(): Promise<PgModule> {
-  pgModule ??= import('pg').then((module) => (module as unknown as { default: PgModule }).default ?? module);
-  return pgModule;
-}
+const loadPg = lazyPeer<typeof import('pg')>(() => import('pg'));
 
 interface PgInternals {
   connection?: { parsedStatements?: Record<string, string> };

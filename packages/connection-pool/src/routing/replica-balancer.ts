@@ -26,12 +26,18 @@ export class ReplicaBalancer<R extends BalancedReplica> {
     if (count === 0) return undefined;
     if (this.#strategy === 'least-busy') {
       let best: R | undefined;
+      // Read each replica's load once: `busy` may be computed (pool stats) on every access.
+      let bestBusy = Number.POSITIVE_INFINITY;
       // Start from a rotating offset so equal loads still alternate.
       const start = this.#cursor++ % count;
       for (let step = 0; step < count; step += 1) {
         const replica = replicas[(start + step) % count]!;
         if (!replica.healthy || replica === exclude) continue;
-        if (best === undefined || replica.busy < best.busy) best = replica;
+        const busy = replica.busy;
+        if (best === undefined || busy < bestBusy) {
+          best = replica;
+          bestBusy = busy;
+        }
       }
       return best;
     }

@@ -7,6 +7,7 @@ import {
   type SqlCluster,
   TransactionRetryError,
 } from '../../src/index.js';
+import { barrier } from '../integration/helpers/wait.js';
 
 /** What the conformance suite needs to know about one SQL backend. */
 export interface SqlConformanceTarget<Conn, Config, Result> {
@@ -84,22 +85,14 @@ export function sqlPoolConformance<Conn, Config, Result>(
 
     it('retries a real deadlock and gives up with TransactionRetryError when retries are off', async () => {
       const crossed = (maxRetries: number) => {
-        let arrived = 0;
-        let open: () => void = () => {};
-        const gate = new Promise<void>((resolve) => {
-          open = resolve;
-        });
+        const meet = barrier(2);
         const attempts: number[] = [];
         const run = (first: number, second: number) =>
           pool.withTransaction(
             async (tx) => {
               attempts.push(tx.attempt);
               await tx.query(`UPDATE conformance_accounts SET v = v + 1 WHERE id = ${p(1)}`, [first]);
-              if (tx.attempt === 1) {
-                arrived += 1;
-                if (arrived === 2) open();
-                await gate;
-              }
+              if (tx.attempt === 1) await meet();
               await tx.query(`UPDATE conformance_accounts SET v = v + 1 WHERE id = ${p(1)}`, [second]);
             },
             { maxRetries },

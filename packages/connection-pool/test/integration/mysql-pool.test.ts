@@ -2,6 +2,7 @@ import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import type { RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMysqlPool, type MysqlPool } from '../../src/index.js';
+import { barrier, sleep } from './helpers/wait.js';
 
 const url = serviceUrl('mysql');
 const reachable = await isReachable('mysql');
@@ -12,8 +13,6 @@ function urlFor(database: string): string {
   parsed.pathname = `/${database}`;
   return parsed.toString();
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // The shared MariaDB has no replica, so the "replica" is a second database on the same
 // server: `SELECT DATABASE()` then tells which pool a statement went through.
@@ -91,22 +90,14 @@ describe.skipIf(!reachable)('MysqlPool against MariaDB', () => {
     });
     expect(rows[0]!.v).toBe(10);
 
-    let arrived = 0;
-    let open: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      open = resolve;
-    });
+    const meet = barrier(2);
     const attempts: number[] = [];
     const cross = (first: number, second: number) =>
       pool.withTransaction(
         async (tx) => {
           attempts.push(tx.attempt);
           await tx.query('UPDATE accounts SET v = v + 1 WHERE id = ?', [first]);
-          if (tx.attempt === 1) {
-            arrived += 1;
-            if (arrived === 2) open();
-            await gate;
-          }
+          if (tx.attempt === 1) await meet();
           await tx.query('UPDATE accounts SET v = v + 1 WHERE id = ?', [second]);
         },
         { isolation: 'repeatable read' },

@@ -6,19 +6,13 @@ import {
   privateMariadbSkipReason,
   startPrivateMariadbReplication,
 } from './helpers/private-mariadb.js';
+import { waitFor as waitUntil } from './helpers/wait.js';
 
 const skip = privateMariadbSkipReason();
 if (skip) console.log(skip);
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await sleep(50);
-  }
-}
+// MariaDB replication restarts take longer to settle than the default wait.
+const waitFor = (check: () => boolean | Promise<boolean>) => waitUntil(check, 20_000);
 
 describe.skipIf(skip !== undefined)('MysqlPool on a private MariaDB primary + replica', () => {
   let servers: PrivateMariadbReplication;

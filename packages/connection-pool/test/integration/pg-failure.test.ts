@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError, createPgPool, QueryTimeoutError } from '../../src/index.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
+import { sleep } from './helpers/wait.js';
 
 const skip = privatePgSkipReason();
 if (skip) console.log(skip);
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Outcome {
   ok: boolean;

@@ -2,19 +2,10 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgPool, type PgPool, TransactionRetryError } from '../../src/index.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
+import { barrier, sleep, waitFor } from './helpers/wait.js';
 
 const skip = privatePgSkipReason();
 if (skip) console.log(skip);
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await sleep(50);
-  }
-}
 
 describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming replica', () => {
   let cluster: PrivatePgCluster;
@@ -147,22 +138,14 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     expect(names.rows.map((row) => row.name)).toEqual(['committed']);
 
     await pool.query('CREATE TABLE ledger (v int NOT NULL)');
-    let arrived = 0;
-    let openGate: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      openGate = resolve;
-    });
+    const meet = barrier(2);
     const attempts: number[] = [];
     const transfer = () =>
       pool.withTransaction(
         async (tx) => {
           attempts.push(tx.attempt);
           await tx.query('SELECT coalesce(sum(v), 0) FROM ledger');
-          if (tx.attempt === 1) {
-            arrived += 1;
-            if (arrived === 2) openGate();
-            await gate;
-          }
+          if (tx.attempt === 1) await meet();
           await tx.query('INSERT INTO ledger VALUES (1)');
         },
         { isolation: 'serializable', retryOn: ['40001', '40P01'] },
@@ -173,18 +156,12 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     expect(total.rows[0]!.n).toBe(2);
 
     // With no retries allowed the same conflict surfaces as TransactionRetryError.
-    arrived = 0;
-    let openSecond: () => void = () => {};
-    const second = new Promise<void>((resolve) => {
-      openSecond = resolve;
-    });
+    const meetAgain = barrier(2);
     const once = () =>
       pool.withTransaction(
         async (tx) => {
           await tx.query('SELECT coalesce(sum(v), 0) FROM ledger');
-          arrived += 1;
-          if (arrived === 2) openSecond();
-          await second;
+          await meetAgain();
           await tx.query('INSERT INTO ledger VALUES (1)');
         },
         { isolation: 'serializable', maxRetries: 0 },

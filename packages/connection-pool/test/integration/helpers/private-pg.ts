@@ -1,7 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
-import { promisify } from 'node:util';
+import { execFileSync } from 'node:child_process';
 import { type PrivatePostgres, postgresBinDir, startPrivatePostgres } from '@noa/testkit';
 
 /** A private Postgres primary plus a streaming replica (testkit's servers), owned by one test file. */
@@ -58,32 +55,6 @@ async function sql(server: PrivatePostgres, statement: string): Promise<void> {
   }
 }
 
-const run = promisify(execFile);
-
-/**
- * Signals the postmaster and every backend. testkit's `freeze()` signals the process group,
- * but Postgres backends call setsid() and leave it, so they would keep answering.
- */
-async function signalCluster(server: PrivatePostgres, signal: NodeJS.Signals): Promise<void> {
-  const postmaster = Number(
-    (await readFile(path.join(server.dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0],
-  );
-  const { stdout } = await run('ps', ['-o', 'pid=', '--ppid', String(postmaster)]).catch(() => ({
-    stdout: '',
-  }));
-  const backends = stdout
-    .split('\n')
-    .map((line) => Number(line.trim()))
-    .filter((pid) => pid > 0);
-  for (const pid of [postmaster, ...backends]) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // exited meanwhile
-    }
-  }
-}
-
 /** Starts a private primary and a `pg_basebackup -R` streaming replica of it on spare ports. */
 export async function startPrivatePgCluster(): Promise<PrivatePgCluster> {
   const primary = await startPrivatePostgres({ settings: { wal_receiver_status_interval: '1s' } });
@@ -105,18 +76,15 @@ export async function startPrivatePgCluster(): Promise<PrivatePgCluster> {
     replicaUrl: replica.url,
     primaryPort: primary.port,
     replicaPort: replica.port,
-    // Backends too: they left the postmaster's process group and would answer a moment longer.
-    killPrimary: async () => {
-      await signalCluster(primary, 'SIGKILL');
-      await primary.kill();
-    },
+    // testkit's kill()/freeze()/resume() signal the backends too, not only the postmaster.
+    killPrimary: () => primary.kill(),
     startPrimary: () => primary.start(),
     stopReplica: () => replica.stop(),
     startReplica: () => replica.start(),
     pauseReplay: () => sql(replica, 'SELECT pg_wal_replay_pause()'),
     resumeReplay: () => sql(replica, 'SELECT pg_wal_replay_resume()'),
-    freezePrimary: () => signalCluster(primary, 'SIGSTOP'),
-    thawPrimary: () => signalCluster(primary, 'SIGCONT'),
+    freezePrimary: async () => primary.freeze(),
+    thawPrimary: async () => primary.resume(),
     promoteReplica: () => replica.promote(),
     destroy: async () => {
       await Promise.allSettled([...extra, replica].map((server) => server.destroy()));
