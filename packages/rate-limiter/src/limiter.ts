@@ -34,8 +34,7 @@ export interface CheckInput {
 }
 
 interface Rule {
-  id: string;
-  /** `<prefix>:<id>:`, the start of this rule's store keys. */
+  /** `<prefix>:<id>:` (`default` or `role-<role>`), the start of this rule's store keys. */
   namespace: string;
   limits: LimitPolicy[];
   /** The same limits divided by `expectedInstances`, for the local fallback. */
@@ -54,7 +53,6 @@ const checkChannel = tracingChannel('rate-limiter', 'check');
 export class RateLimiter implements AsyncDisposable {
   readonly store: RateLimitStore;
   readonly failMode: FailMode;
-  readonly #prefix: string;
   readonly #defaultRule: Rule;
   readonly #roles = new Map<string, Rule | 'unlimited'>();
   readonly #allow: IpList;
@@ -80,11 +78,9 @@ export class RateLimiter implements AsyncDisposable {
     this.store = parsed.store ?? new MemoryStore({ clock: this.#clock });
     this.#memoryStore = this.store instanceof MemoryStore ? this.store : undefined;
     this.failMode = parsed.failMode;
-    this.#prefix = parsed.prefix;
     const rule = (id: string, limits: Parameters<typeof nameLimits>[0]): Rule => {
       const named = nameLimits(limits);
       return {
-        id,
         namespace: `${parsed.prefix}:${id}:`,
         limits: named,
         fallbackLimits: divideLimits(named, parsed.expectedInstances),
@@ -213,8 +209,7 @@ export class RateLimiter implements AsyncDisposable {
   /** Forgets the counters and any block of `key` (for `role`'s limits). */
   async reset(key: string, role?: string): Promise<void> {
     const rule = role === undefined ? undefined : this.#roles.get(role);
-    const id = rule === undefined || rule === 'unlimited' ? this.#defaultRule.id : rule.id;
-    const namespace = `${this.#prefix}:${id}:`;
+    const namespace = (rule === undefined || rule === 'unlimited' ? this.#defaultRule : rule).namespace;
     this.#localBlocks?.delete(namespace + key);
     await this.#fallbackStore.reset(namespace + key);
     if (this.#memoryStore !== undefined) await this.#memoryStore.reset(key, namespace);

@@ -9,7 +9,7 @@ import {
 import type { AutoBlockPolicy } from './auto-block.js';
 import type { LimiterMetrics } from './limiter-metrics.js';
 import type { FailMode } from './limiter-options.js';
-import type { LimitPolicy } from './policy.js';
+import { capacityOf, type LimitPolicy } from './policy.js';
 import type { DecisionSource } from './result.js';
 import type { MemoryStore } from './stores/memory-store.js';
 import type { ConsumeOutcome, RateLimitStore } from './stores/store.js';
@@ -193,16 +193,19 @@ export class RemoteStoreCaller {
     const allowed = this.#failMode === 'open';
     return {
       blockedMs: 0,
-      decisions: rule.limits.map((policy) => ({
-        name: policy.name,
-        windowMs: policy.windowMs,
-        allowed,
-        limit: policy.burst ?? policy.limit,
-        remaining: allowed ? (policy.burst ?? policy.limit) : 0,
-        resetMs: 0,
-        retryAfterMs: allowed ? 0 : closedRetryAfterMs,
-        delayMs: 0,
-      })),
+      decisions: rule.limits.map((policy) => {
+        const limit = capacityOf(policy);
+        return {
+          name: policy.name,
+          windowMs: policy.windowMs,
+          allowed,
+          limit,
+          remaining: allowed ? limit : 0,
+          resetMs: 0,
+          retryAfterMs: allowed ? 0 : closedRetryAfterMs,
+          delayMs: 0,
+        };
+      }),
     };
   }
 }

@@ -2,23 +2,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { algorithms } from '../src/algorithms/index.js';
 import { type AlgorithmName, capacityOf, type LimitPolicy } from '../src/policy.js';
+import { policyArb } from './policy-arbitrary.js';
 
 interface Request {
   gap: number;
   cost: number;
 }
-
-const policyArb = (algorithm: AlgorithmName) =>
-  fc.record({
-    name: fc.constant('p'),
-    algorithm: fc.constant(algorithm),
-    limit: fc.integer({ min: 1, max: 12 }),
-    windowMs: fc.integer({ min: 1, max: 3_000 }),
-    burst:
-      algorithm === 'token-bucket' || algorithm === 'leaky-bucket'
-        ? fc.option(fc.integer({ min: 1, max: 20 }), { nil: undefined })
-        : fc.constant(undefined),
-  }) as fc.Arbitrary<LimitPolicy>;
 
 const requestsArb = (maxGap: number) =>
   fc.array(fc.record({ gap: fc.integer({ min: 0, max: maxGap }), cost: fc.integer({ min: 0, max: 3 }) }), {

@@ -16,6 +16,7 @@ import {
   type RateLimitStore,
   SyncCheckUnsupportedError,
 } from '../src/index.js';
+import { policyArb } from './policy-arbitrary.js';
 
 const start = 1_700_000_000_000;
 
@@ -25,18 +26,6 @@ const fixedPolicyArb = fc.record({
   limit: fc.integer({ min: 1, max: 12 }),
   windowMs: fc.integer({ min: 1, max: 3_000 }),
 }) as fc.Arbitrary<LimitPolicy>;
-
-const policyArb = (algorithm: AlgorithmName) =>
-  fc.record({
-    name: fc.constant('p'),
-    algorithm: fc.constant(algorithm),
-    limit: fc.integer({ min: 1, max: 12 }),
-    windowMs: fc.integer({ min: 1, max: 3_000 }),
-    burst:
-      algorithm === 'token-bucket' || algorithm === 'leaky-bucket'
-        ? fc.option(fc.integer({ min: 1, max: 20 }), { nil: undefined })
-        : fc.constant(undefined),
-  }) as fc.Arbitrary<LimitPolicy>;
 
 const stepsArb = fc.array(
   fc.record({

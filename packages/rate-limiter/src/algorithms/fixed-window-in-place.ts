@@ -4,11 +4,12 @@ import type { FixedWindowState } from './fixed-window.js';
 import { windowStartOf } from './window-start.js';
 
 /**
- * {@link fixedWindow} for a mutable record owned by the caller (the memory store's fast path):
- * returns the same decision, and when the request is admitted updates `state` in place to the
- * state the pure function returns (a refused request leaves `state` untouched; the pure function
- * then returns a state the store does not keep). A new key passes a fresh
- * {@link newFixedWindowState}. Equality with the pure function is property-tested.
+ * The fixed window step on a mutable record owned by the caller (the memory store's fast path;
+ * the pure {@link fixedWindow} runs it on a copy): returns the decision, and when the request is
+ * admitted updates `state` in place to the state the pure function returns (a refused request
+ * leaves `state` untouched; the pure function then returns a state the store does not keep). A
+ * new key passes a fresh {@link newFixedWindowState}. Equality with the pure function is
+ * property-tested.
  */
 export function fixedWindowInPlace(
   state: FixedWindowState,

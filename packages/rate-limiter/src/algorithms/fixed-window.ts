@@ -1,5 +1,6 @@
 import type { Step } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
+import { fixedWindowInPlace } from './fixed-window-in-place.js';
 import { windowStartOf } from './window-start.js';
 
 /** Fixed window state: the window's start (aligned to the epoch) and the points used in it. */
@@ -20,36 +21,9 @@ export function fixedWindow(
 ): Step<FixedWindowState> {
   const windowStart = windowStartOf(now, policy.windowMs);
   const count = state !== undefined && state.windowStart === windowStart ? state.count : 0;
-  const resetMs = windowStart + policy.windowMs - now;
-  if (count + cost > policy.limit) {
-    return {
-      decision: {
-        name: policy.name,
-        windowMs: policy.windowMs,
-        allowed: false,
-        limit: policy.limit,
-        remaining: Math.max(0, policy.limit - count),
-        resetMs: count > 0 ? resetMs : 0,
-        retryAfterMs: resetMs,
-        delayMs: 0,
-      },
-      state: { windowStart, count },
-    };
-  }
-  const used = count + cost;
-  return {
-    decision: {
-      name: policy.name,
-      windowMs: policy.windowMs,
-      allowed: true,
-      limit: policy.limit,
-      remaining: policy.limit - used,
-      resetMs: used > 0 ? resetMs : 0,
-      retryAfterMs: 0,
-      delayMs: 0,
-    },
-    state: { windowStart, count: used },
-  };
+  // The current window's state, which the in-place step counts into when it admits.
+  const next: FixedWindowState = { windowStart, count };
+  return { decision: fixedWindowInPlace(next, now, cost, policy), state: next };
 }
 
 /** How long fixed window state must be kept after `now`. */

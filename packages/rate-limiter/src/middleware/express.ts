@@ -3,7 +3,7 @@ import { delay, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import { quotaProblem, rateLimitHeaders } from '../headers.js';
 import type { RateLimitResult } from '../result.js';
-import { middlewareOptionsSchema, type RequestFacts, requestCost, requestKey } from './options.js';
+import { checkInputOf, middlewareOptionsSchema, type RequestFacts } from './options.js';
 
 /** What the middleware reads from an Express request (structural, so express is not a dependency). */
 export interface ExpressRequestLike extends IncomingMessage {
@@ -80,12 +80,7 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
     const facts = new ExpressFacts(req);
     const run = async (): Promise<void> => {
       if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
-      const result = await parsed.limiter.check({
-        key: requestKey(facts, parsed),
-        ip: facts.ip,
-        role: parsed.role?.(facts),
-        cost: requestCost(facts, parsed),
-      });
+      const result = await parsed.limiter.check(checkInputOf(facts, parsed));
       req.rateLimit = result;
       const headers = rateLimitHeaders(result, parsed.headers);
       for (const name in headers) res.setHeader(name, headers[name]!);

@@ -6,11 +6,10 @@ import { quotaProblem, rateLimitHeaders } from '../headers.js';
 import { RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
 import {
+  checkInputOf,
   middlewareOptionsSchema,
   type ParsedMiddlewareOptions,
   type RequestFacts,
-  requestCost,
-  requestKey,
 } from './options.js';
 
 /** Sends the refusal; the default replies problem+json with 429 (403 when deny-listed). */
@@ -81,12 +80,7 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     if (!(active.limiter instanceof RateLimiter)) return;
     const facts = factsOf(request);
     if (active.skip !== undefined && (await active.skip(facts))) return;
-    const result = await active.limiter.check({
-      key: requestKey(facts, active),
-      ip: facts.ip,
-      role: active.role?.(facts),
-      cost: requestCost(facts, active),
-    });
+    const result = await active.limiter.check(checkInputOf(facts, active));
     request.rateLimit = result;
     reply.headers(rateLimitHeaders(result, active.headers));
     if (!result.allowed) {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { RateLimiter } from '../limiter.js';
+import { type CheckInput, RateLimiter } from '../limiter.js';
 
 /** How the key of a request is found: a built-in kind or a function. */
 export const keyKinds = ['ip', 'user', 'api-key'] as const;
@@ -59,8 +59,18 @@ export const middlewareOptionsSchema = z
 /** Parsed middleware options. */
 export type ParsedMiddlewareOptions = z.infer<typeof middlewareOptionsSchema>;
 
+/** What the limiter checks for a request under `options` (both middlewares ask the same). */
+export function checkInputOf(facts: RequestFacts, options: ParsedMiddlewareOptions): CheckInput {
+  return {
+    key: requestKey(facts, options),
+    ip: facts.ip,
+    role: options.role?.(facts),
+    cost: typeof options.cost === 'function' ? options.cost(facts) : options.cost,
+  };
+}
+
 /** The key of a request under `options`. */
-export function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions): string {
+function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions): string {
   let key: string | undefined;
   if (typeof options.keyBy === 'function') key = options.keyBy(facts);
   else if (options.keyBy === 'user') {
@@ -73,9 +83,4 @@ export function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions
   }
   key ??= `ip:${facts.ip ?? 'unknown'}`;
   return options.perEndpoint ? `${key}:${facts.method} ${facts.route}` : key;
-}
-
-/** The cost of a request under `options`. */
-export function requestCost(facts: RequestFacts, options: ParsedMiddlewareOptions): number {
-  return typeof options.cost === 'function' ? options.cost(facts) : options.cost;
 }

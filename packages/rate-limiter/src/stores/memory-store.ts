@@ -1,6 +1,6 @@
 import { type Clock, parseOptions, systemClock } from '@noa/core';
 import { z } from 'zod';
-import type { FixedWindowState } from '../algorithms/fixed-window.js';
+import { type FixedWindowState, fixedWindowTtl } from '../algorithms/fixed-window.js';
 import { fixedWindowInPlace, newFixedWindowState } from '../algorithms/fixed-window-in-place.js';
 import { algorithms } from '../algorithms/index.js';
 import { type AutoBlockPolicy, type BlockState, blockRemainingMs, recordViolation } from '../auto-block.js';
@@ -95,12 +95,7 @@ export class MemoryStore implements RateLimitStore {
   ): ConsumeOutcome {
     const now = this.#clock === systemClock ? Date.now() : this.#clock.now();
     const entries = this.#entriesOf(namespace);
-    let entry = entries.get(key);
-    if (entry !== undefined && entry.expiresAt <= now) {
-      entries.delete(key);
-      this.#size -= 1;
-      entry = undefined;
-    }
+    const entry = this.#live(entries, key, now);
     if (block === undefined && limits.length === 1)
       return { decisions: [this.#consumeSingle(entries, key, entry, limits[0]!, cost, now)], blockedMs: 0 };
     const blockedMs = block === undefined ? 0 : blockRemainingMs(entry?.block, now);
@@ -165,12 +160,7 @@ export class MemoryStore implements RateLimitStore {
   consumeSingle(key: string, policy: LimitPolicy, cost: number, namespace = ''): Decision {
     const now = this.#clock === systemClock ? Date.now() : this.#clock.now();
     const entries = this.#entriesOf(namespace);
-    let entry = entries.get(key);
-    if (entry !== undefined && entry.expiresAt <= now) {
-      entries.delete(key);
-      this.#size -= 1;
-      entry = undefined;
-    }
+    const entry = this.#live(entries, key, now);
     return this.#consumeSingle(entries, key, entry, policy, cost, now);
   }
 
@@ -187,6 +177,15 @@ export class MemoryStore implements RateLimitStore {
     return entries;
   }
 
+  /** The entry of `key` unless it has expired (an expired one is dropped). */
+  #live(entries: Map<string, Entry>, key: string, now: number): Entry | undefined {
+    const entry = entries.get(key);
+    if (entry === undefined || entry.expiresAt > now) return entry;
+    entries.delete(key);
+    this.#size -= 1;
+    return undefined;
+  }
+
   /** The common case (one limit, no auto-block) without the general path's arrays. */
   #consumeSingle(
     entries: Map<string, Entry>,
@@ -200,9 +199,7 @@ export class MemoryStore implements RateLimitStore {
       const state = entry === undefined ? newFixedWindowState() : (entry.states[0] as FixedWindowState);
       const decision = fixedWindowInPlace(state, now, cost, policy);
       if (decision.allowed) {
-        // fixedWindowTtl of the updated state, as the general path computes it.
-        const ttl = state.windowStart + policy.windowMs - now;
-        this.#keep(entries, key, entry, state, now, Math.max(ttl, 1));
+        this.#keep(entries, key, entry, state, now, Math.max(fixedWindowTtl(state, now, policy), 1));
       }
       return decision;
     }
@@ -223,18 +220,10 @@ export class MemoryStore implements RateLimitStore {
     ttlMs: number,
   ): void {
     if (entry === undefined) {
-      this.#makeRoom(entries, now);
-      entries.set(key, { states: [state], block: undefined, expiresAt: now + ttlMs, movedAt: now });
-      this.#size += 1;
-      return;
-    }
-    entry.states[0] = state;
-    entry.expiresAt = now + ttlMs;
-    if (now - entry.movedAt > refreshAfterMs) {
-      // Re-inserting moves the key to the young end, so busy keys are the last evicted.
-      entry.movedAt = now;
-      entries.delete(key);
-      entries.set(key, entry);
+      this.#write(entries, key, undefined, [state], undefined, now, ttlMs);
+    } else {
+      entry.states[0] = state;
+      this.#extend(entries, key, entry, now, ttlMs);
     }
   }
 
@@ -250,6 +239,7 @@ export class MemoryStore implements RateLimitStore {
     this.#size = 0;
   }
 
+  /** Stores every limit's `states` and the `block` of `key` for `ttlMs` (inserting or refreshing). */
   #write(
     entries: Map<string, Entry>,
     key: string,
@@ -267,6 +257,11 @@ export class MemoryStore implements RateLimitStore {
     }
     entry.states = states;
     entry.block = block;
+    this.#extend(entries, key, entry, now, ttlMs);
+  }
+
+  /** Keeps `entry` for `ttlMs` more and, now and then, moves it to the young end of the map. */
+  #extend(entries: Map<string, Entry>, key: string, entry: Entry, now: number, ttlMs: number): void {
     entry.expiresAt = now + ttlMs;
     if (now - entry.movedAt > refreshAfterMs) {
       // Re-inserting moves the key to the young end, so busy keys are the last evicted.
