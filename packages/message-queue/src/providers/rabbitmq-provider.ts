@@ -17,6 +17,7 @@ import type {
 } from '../provider.js';
 import { AckBatcher, type TrackedDelivery } from './ack-batcher.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
+import { Wakers } from './wakers.js';
 
 /** Options of {@link RabbitMqProvider}. */
 export const rabbitMqProviderOptionsSchema = z
@@ -81,7 +82,7 @@ interface Consumer {
   tag?: string;
   starting?: Promise<void>;
   buffer: Delivery[];
-  wakers: Set<() => void>;
+  wakers: Wakers;
 }
 
 /**
@@ -285,7 +286,7 @@ export class RabbitMqProvider implements QueueProvider {
   #consumer(queue: string): Consumer {
     let consumer = this.#consumers.get(queue);
     if (!consumer) {
-      consumer = { wanted: false, paused: false, prefetch: 0, buffer: [], wakers: new Set() };
+      consumer = { wanted: false, paused: false, prefetch: 0, buffer: [], wakers: new Wakers() };
       this.#consumers.set(queue, consumer);
     }
     return consumer;
@@ -308,8 +309,7 @@ export class RabbitMqProvider implements QueueProvider {
           (message) => {
             if (!message) return;
             consumer.buffer.push({ tracked: acks.track(message), acks, generation });
-            for (const wake of consumer.wakers) wake();
-            consumer.wakers.clear();
+            consumer.wakers.wakeAll();
           },
           { noAck: false },
         );
@@ -419,19 +419,8 @@ export class RabbitMqProvider implements QueueProvider {
 
   waitForWork(queue: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
     const consumer = this.#consumer(queue);
-    return new Promise((resolve) => {
-      if (signal.aborted || consumer.buffer.length > 0 || this.#closed) return resolve();
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        consumer.wakers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      timer.unref();
-      signal.addEventListener('abort', done, { once: true });
-      consumer.wakers.add(done);
-    });
+    if (consumer.buffer.length > 0 || this.#closed) return Promise.resolve();
+    return consumer.wakers.wait(timeoutMs, signal);
   }
 
   async getJob(): Promise<JobInfo | undefined> {
@@ -553,8 +542,7 @@ export class RabbitMqProvider implements QueueProvider {
     if (this.#closed) return;
     this.#closed = true;
     for (const consumer of this.#consumers.values()) {
-      for (const wake of consumer.wakers) wake();
-      consumer.wakers.clear();
+      consumer.wakers.wakeAll();
     }
     const model = this.#model;
     this.#model = undefined;
