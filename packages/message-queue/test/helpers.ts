@@ -15,3 +15,40 @@ export async function waitFor<T>(
 
 /** Resolves after `ms`. */
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** A producer running in the background of a broker-failure test (see {@link startProducer}). */
+export interface Producer<T> {
+  /** What each acknowledged (resolved) add returned, in order. */
+  readonly acknowledged: T[];
+  /** Stops after the add in progress is acknowledged. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Calls `add(0)`, `add(1)`, … one at a time (1 ms apart) until `stop()`. A rejected add was not
+ * acknowledged: it is retried every 50 ms until it resolves.
+ */
+export function startProducer<T>(add: (n: number) => Promise<T>): Producer<T> {
+  const acknowledged: T[] = [];
+  let producing = true;
+  const running = (async () => {
+    for (let n = 0; producing; n += 1) {
+      while (true) {
+        try {
+          acknowledged.push(await add(n));
+          break;
+        } catch {
+          await sleep(50);
+        }
+      }
+      await sleep(1);
+    }
+  })();
+  return {
+    acknowledged,
+    stop: async () => {
+      producing = false;
+      await running;
+    },
+  };
+}
