@@ -199,7 +199,6 @@ export class RedisProvider implements QueueProvider {
         entry.k = 'c';
         if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
         if (record.removeOnComplete) entry.rm = true;
-        if (record.removeOnComplete) entry.pg = true;
       } else {
         entry.k = 'f';
         entry.rec = encodeRecord(record);

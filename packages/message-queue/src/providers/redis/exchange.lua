@@ -34,7 +34,7 @@ if #settle > 0 then
     if s.k == 'c' then
       if s.rm then
         redis.call('DEL', P .. 'j:' .. id)
-        if s.pg then redis.call('HDEL', P .. 'prog', id) end
+        redis.call('HDEL', P .. 'prog', id)
       else
         completed[#completed + 1] = ARGV[2]
         completed[#completed + 1] = id
