@@ -348,15 +348,23 @@ export class RabbitMqProvider implements QueueProvider {
     return `${queue}\u0000${id}`;
   }
 
+  /**
+   * Forgets the held delivery of a job and returns it, unless its channel is gone (the broker
+   * has requeued or redelivered it already: at-least-once).
+   */
+  #takeHeld(queue: string, id: string): Delivery | undefined {
+    const key = this.#key(queue, id);
+    const held = this.#held.get(key);
+    this.#held.delete(key);
+    return held?.generation === this.#generation ? held : undefined;
+  }
+
   async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {
     const publishes: { record: JobRecord; target: 'queue' | 'dead'; now: number }[] = [];
     const acks: Delivery[] = [];
     for (const settlement of request.settle) {
-      const key = this.#key(queue, settlement.record.id);
-      const held = this.#held.get(key);
-      this.#held.delete(key);
-      // Its channel is gone: the broker has redelivered it already (at-least-once).
-      if (!held || held.generation !== this.#generation) continue;
+      const held = this.#takeHeld(queue, settlement.record.id);
+      if (!held) continue;
       if (settlement.kind === 'fail') {
         const record = { ...settlement.record };
         if (settlement.retryAt !== null) record.availableAt = settlement.retryAt;
@@ -391,11 +399,8 @@ export class RabbitMqProvider implements QueueProvider {
    */
   settleNow(queue: string, settlement: Settlement): boolean {
     if (settlement.kind !== 'complete') return false;
-    const key = this.#key(queue, settlement.record.id);
-    const held = this.#held.get(key);
-    this.#held.delete(key);
-    // A delivery of a dead channel was requeued by the broker: nothing to acknowledge.
-    if (held && held.generation === this.#generation) held.acks.ack(held.tracked);
+    const held = this.#takeHeld(queue, settlement.record.id);
+    held?.acks.ack(held.tracked);
     return true;
   }
 
@@ -405,10 +410,8 @@ export class RabbitMqProvider implements QueueProvider {
 
   async release(queue: string, records: JobRecord[]): Promise<void> {
     for (const record of records) {
-      const key = this.#key(queue, record.id);
-      const held = this.#held.get(key);
-      this.#held.delete(key);
-      if (held && held.generation === this.#generation) held.acks.nack(held.tracked, true);
+      const held = this.#takeHeld(queue, record.id);
+      held?.acks.nack(held.tracked, true);
     }
   }
 
