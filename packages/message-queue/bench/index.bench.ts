@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { delay } from '@noa/core';
 import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
 import { type BenchCase, quantile, runBench, size, smoke } from '@noa/testkit/bench';
 import amqp from 'amqplib';
@@ -19,7 +20,7 @@ const oursConnection = new Redis(connectionOptions);
 const ours = new RedisProvider({ connection: oursConnection });
 const stats: Record<string, Record<string, number>> = {};
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const sleep = (ms: number): Promise<void> => delay(ms);
 const jobsOf = (count: number) => Array.from({ length: count }, (_, n) => ({ name: 'noop', data: { n } }));
 
 /** Measures `work` and records Redis commands per job for `key`. */

@@ -1,3 +1,5 @@
+import { delay } from '@noa/core';
+
 /** Polls `check` every 10 ms until it returns a truthy value, or throws after `timeoutMs`. */
 export async function waitFor<T>(
   check: () => T | Promise<T>,
@@ -9,12 +11,12 @@ export async function waitFor<T>(
     const value = await check();
     if (value) return value as NonNullable<T>;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await delay(10);
   }
 }
 
 /** Resolves after `ms`. */
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms: number): Promise<void> => delay(ms);
 
 /** A producer running in the background of a broker-failure test (see {@link startProducer}). */
 export interface Producer<T> {
