@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { delay } from '@noa/core';
 import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
 import { type BenchCase, quantile, runBench, size, smoke } from '@noa/testkit/bench';
 import amqp from 'amqplib';
@@ -19,7 +20,7 @@ const oursConnection = new Redis(connectionOptions);
 const ours = new RedisProvider({ connection: oursConnection });
 const stats: Record<string, Record<string, number>> = {};
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const sleep = (ms: number): Promise<void> => delay(ms);
 const jobsOf = (count: number) => Array.from({ length: count }, (_, n) => ({ name: 'noop', data: { n } }));
 
 /** Measures `work` and records Redis commands per job for `key`. */
@@ -182,6 +183,20 @@ const processCounts: Record<number, number> = {
 };
 const latencyCount = size(1_000, 50);
 
+/** Our side of a latency case: `latencyCount` adds at 1k/s, handled by a 10-slot worker started `warmupMs` before. */
+function oursLatency(queue: Queue<{ sentAt: number }>, warmupMs: number): Promise<number[]> {
+  return latency(
+    (sentAt) => queue.add('t', { sentAt }),
+    async (onStart) => {
+      const worker = new Worker({ queue, concurrency: 10, handler: (job) => onStart(job.data.sentAt) });
+      await sleep(warmupMs);
+      return () => worker.close();
+    },
+    latencyCount,
+    1_000,
+  );
+}
+
 const cases: BenchCase[] = [
   {
     case: `Redis: bulk add ${addCount.toLocaleString('en-US')} jobs`,
@@ -287,16 +302,7 @@ const cases: BenchCase[] = [
     async () => {
       await admin.flushall();
       const queue = new Queue<{ sentAt: number }>({ name: uniqueName('ours'), provider: ours });
-      return latency(
-        (sentAt) => queue.add('t', { sentAt }),
-        async (onStart) => {
-          const worker = new Worker({ queue, concurrency: 10, handler: (job) => onStart(job.data.sentAt) });
-          await sleep(100);
-          return () => worker.close();
-        },
-        latencyCount,
-        1_000,
-      );
+      return oursLatency(queue, 100);
     },
     async () => {
       await admin.flushall();
@@ -477,16 +483,7 @@ else {
       rawAmqp,
       async () => {
         const queue = new Queue<{ sentAt: number }>({ name: uniqueName('ours'), provider: rabbitProvider });
-        const samples = await latency(
-          (sentAt) => queue.add('t', { sentAt }),
-          async (onStart) => {
-            const worker = new Worker({ queue, concurrency: 10, handler: (job) => onStart(job.data.sentAt) });
-            await sleep(200);
-            return () => worker.close();
-          },
-          latencyCount,
-          1_000,
-        );
+        const samples = await oursLatency(queue, 200);
         await rabbitProvider.deleteQueue(queue.name);
         return samples;
       },

@@ -125,6 +125,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   readonly #handler: (job: Job<Data>) => Promise<Result> | Result;
   readonly #logger: Logger;
   readonly #metrics: QueueMetrics;
+  /** The metric labels of this worker (one object, not one per job). */
+  readonly #labels: { queue: string };
   readonly #running = new Map<string, RunningJob>();
   /** Leased jobs waiting for a free slot (see `prefetch`). */
   #buffer: JobRecord[] = [];
@@ -151,6 +153,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#options = parsed;
     const queue = parsed.queue;
     this.queueName = queue.name;
+    this.#labels = { queue: queue.name };
     this.#provider = queue.provider;
     this.#clock = queue.clock;
     this.#handler = options.handler;
@@ -299,10 +302,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     const now = this.#clock.now();
     const running: RunningJob = { record, controller, startedAt: performance.now(), done: false };
     this.#running.set(record.id, running);
-    this.#metrics.waitSeconds.observe(
-      { queue: this.queueName },
-      Math.max(0, now - record.availableAt) / 1_000,
-    );
+    this.#metrics.waitSeconds.observe(this.#labels, Math.max(0, now - record.availableAt) / 1_000);
     publishJobEvent('active', { queue: this.queueName, jobId: record.id, name: record.name });
     const timeoutMs = record.timeoutMs ?? this.#options.defaultTimeoutMs;
     if (timeoutMs !== undefined) {
@@ -350,11 +350,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     if (running.timer) clearTimeout(running.timer);
     this.#running.delete(running.record.id);
     const { record } = running;
-    const labels = { queue: this.queueName };
+    const labels = this.#labels;
     const runMs = performance.now() - running.startedAt;
     this.#handlerMs = movingAverage(this.#handlerMs, runMs);
     this.#metrics.processingSeconds.observe(labels, runMs / 1_000);
-    const now = this.#clock.now();
     if (!('error' in outcome)) {
       const settlement: Settlement = { kind: 'complete', record, result: outcome.result };
       const persisted = () => {
@@ -368,6 +367,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       this.#wake();
       return;
     }
+    const now = this.#clock.now();
     const error = outcome.error instanceof Error ? outcome.error : new Error(String(outcome.error));
     const attempt = record.attemptsMade + 1;
     const failed: JobRecord = {
@@ -428,7 +428,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         this.#retention,
       );
       if (result.recovered + result.deadLettered > 0) {
-        this.#metrics.stalled.inc({ queue: this.queueName }, result.recovered + result.deadLettered);
+        this.#metrics.stalled.inc(this.#labels, result.recovered + result.deadLettered);
         publishJobEvent('stalled', { queue: this.queueName, ...result });
         this.#logger.info('recovered stalled jobs', { ...result });
         this.#wake();

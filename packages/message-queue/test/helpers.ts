@@ -1,3 +1,5 @@
+import { delay } from '@noa/core';
+
 /** Polls `check` every 10 ms until it returns a truthy value, or throws after `timeoutMs`. */
 export async function waitFor<T>(
   check: () => T | Promise<T>,
@@ -9,9 +11,46 @@ export async function waitFor<T>(
     const value = await check();
     if (value) return value as NonNullable<T>;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await delay(10);
   }
 }
 
 /** Resolves after `ms`. */
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms: number): Promise<void> => delay(ms);
+
+/** A producer running in the background of a broker-failure test (see {@link startProducer}). */
+export interface Producer<T> {
+  /** What each acknowledged (resolved) add returned, in order. */
+  readonly acknowledged: T[];
+  /** Stops after the add in progress is acknowledged. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Calls `add(0)`, `add(1)`, … one at a time (1 ms apart) until `stop()`. A rejected add was not
+ * acknowledged: it is retried every 50 ms until it resolves.
+ */
+export function startProducer<T>(add: (n: number) => Promise<T>): Producer<T> {
+  const acknowledged: T[] = [];
+  let producing = true;
+  const running = (async () => {
+    for (let n = 0; producing; n += 1) {
+      while (true) {
+        try {
+          acknowledged.push(await add(n));
+          break;
+        } catch {
+          await sleep(50);
+        }
+      }
+      await sleep(1);
+    }
+  })();
+  return {
+    acknowledged,
+    stop: async () => {
+      producing = false;
+      await running;
+    },
+  };
+}

@@ -18,6 +18,7 @@ import type {
   RetentionPolicy,
   Settlement,
 } from '../provider.js';
+import { Wakers } from './wakers.js';
 
 interface Entry {
   record: JobRecord;
@@ -78,7 +79,7 @@ class MemoryQueue {
   waitingChildren = 0;
   paused = false;
   credits = new Map<string, number>();
-  wakers = new Set<() => void>();
+  readonly wakers = new Wakers();
   cancelListeners = new Set<(id: string) => void>();
 }
 
@@ -122,8 +123,7 @@ export class MemoryProvider implements QueueProvider {
   }
 
   #wake(queue: MemoryQueue): void {
-    for (const wake of queue.wakers) wake();
-    queue.wakers.clear();
+    queue.wakers.wakeAll();
   }
 
   #enqueue(queue: MemoryQueue, entry: Entry, now: number, front = false): void {
@@ -400,20 +400,7 @@ export class MemoryProvider implements QueueProvider {
   }
 
   waitForWork(queueName: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
-    const queue = this.#queue(queueName);
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        queue.wakers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      timer.unref();
-      signal.addEventListener('abort', done, { once: true });
-      queue.wakers.add(done);
-    });
+    return this.#queue(queueName).wakers.wait(timeoutMs, signal);
   }
 
   async getJob(queueName: string, id: string): Promise<JobInfo | undefined> {

@@ -17,6 +17,7 @@ import type {
 } from '../provider.js';
 import { AckBatcher, type TrackedDelivery } from './ack-batcher.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
+import { Wakers } from './wakers.js';
 
 /** Options of {@link RabbitMqProvider}. */
 export const rabbitMqProviderOptionsSchema = z
@@ -81,7 +82,7 @@ interface Consumer {
   tag?: string;
   starting?: Promise<void>;
   buffer: Delivery[];
-  wakers: Set<() => void>;
+  wakers: Wakers;
 }
 
 /**
@@ -285,7 +286,7 @@ export class RabbitMqProvider implements QueueProvider {
   #consumer(queue: string): Consumer {
     let consumer = this.#consumers.get(queue);
     if (!consumer) {
-      consumer = { wanted: false, paused: false, prefetch: 0, buffer: [], wakers: new Set() };
+      consumer = { wanted: false, paused: false, prefetch: 0, buffer: [], wakers: new Wakers() };
       this.#consumers.set(queue, consumer);
     }
     return consumer;
@@ -308,8 +309,7 @@ export class RabbitMqProvider implements QueueProvider {
           (message) => {
             if (!message) return;
             consumer.buffer.push({ tracked: acks.track(message), acks, generation });
-            for (const wake of consumer.wakers) wake();
-            consumer.wakers.clear();
+            consumer.wakers.wakeAll();
           },
           { noAck: false },
         );
@@ -348,15 +348,23 @@ export class RabbitMqProvider implements QueueProvider {
     return `${queue}\u0000${id}`;
   }
 
+  /**
+   * Forgets the held delivery of a job and returns it, unless its channel is gone (the broker
+   * has requeued or redelivered it already: at-least-once).
+   */
+  #takeHeld(queue: string, id: string): Delivery | undefined {
+    const key = this.#key(queue, id);
+    const held = this.#held.get(key);
+    this.#held.delete(key);
+    return held?.generation === this.#generation ? held : undefined;
+  }
+
   async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {
     const publishes: { record: JobRecord; target: 'queue' | 'dead'; now: number }[] = [];
     const acks: Delivery[] = [];
     for (const settlement of request.settle) {
-      const key = this.#key(queue, settlement.record.id);
-      const held = this.#held.get(key);
-      this.#held.delete(key);
-      // Its channel is gone: the broker has redelivered it already (at-least-once).
-      if (!held || held.generation !== this.#generation) continue;
+      const held = this.#takeHeld(queue, settlement.record.id);
+      if (!held) continue;
       if (settlement.kind === 'fail') {
         const record = { ...settlement.record };
         if (settlement.retryAt !== null) record.availableAt = settlement.retryAt;
@@ -391,11 +399,8 @@ export class RabbitMqProvider implements QueueProvider {
    */
   settleNow(queue: string, settlement: Settlement): boolean {
     if (settlement.kind !== 'complete') return false;
-    const key = this.#key(queue, settlement.record.id);
-    const held = this.#held.get(key);
-    this.#held.delete(key);
-    // A delivery of a dead channel was requeued by the broker: nothing to acknowledge.
-    if (held && held.generation === this.#generation) held.acks.ack(held.tracked);
+    const held = this.#takeHeld(queue, settlement.record.id);
+    held?.acks.ack(held.tracked);
     return true;
   }
 
@@ -405,10 +410,8 @@ export class RabbitMqProvider implements QueueProvider {
 
   async release(queue: string, records: JobRecord[]): Promise<void> {
     for (const record of records) {
-      const key = this.#key(queue, record.id);
-      const held = this.#held.get(key);
-      this.#held.delete(key);
-      if (held && held.generation === this.#generation) held.acks.nack(held.tracked, true);
+      const held = this.#takeHeld(queue, record.id);
+      held?.acks.nack(held.tracked, true);
     }
   }
 
@@ -419,19 +422,8 @@ export class RabbitMqProvider implements QueueProvider {
 
   waitForWork(queue: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
     const consumer = this.#consumer(queue);
-    return new Promise((resolve) => {
-      if (signal.aborted || consumer.buffer.length > 0 || this.#closed) return resolve();
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        consumer.wakers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      timer.unref();
-      signal.addEventListener('abort', done, { once: true });
-      consumer.wakers.add(done);
-    });
+    if (consumer.buffer.length > 0 || this.#closed) return Promise.resolve();
+    return consumer.wakers.wait(timeoutMs, signal);
   }
 
   async getJob(): Promise<JobInfo | undefined> {
@@ -553,8 +545,7 @@ export class RabbitMqProvider implements QueueProvider {
     if (this.#closed) return;
     this.#closed = true;
     for (const consumer of this.#consumers.values()) {
-      for (const wake of consumer.wakers) wake();
-      consumer.wakers.clear();
+      consumer.wakers.wakeAll();
     }
     const model = this.#model;
     this.#model = undefined;

@@ -21,6 +21,7 @@ import type {
 } from '../provider.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
+import { Wakers } from './wakers.js';
 
 /** Options of {@link RedisProvider}. */
 export const redisProviderOptionsSchema = z
@@ -59,7 +60,7 @@ const capabilities: ProviderCapabilities = {
 };
 
 interface QueueState {
-  wakers: Set<() => void>;
+  wakers: Wakers;
   cancelListeners: Set<(id: string) => void>;
   notified: number;
   seen: number;
@@ -124,7 +125,7 @@ export class RedisProvider implements QueueProvider {
   #state(queue: string): QueueState {
     let state = this.#queues.get(queue);
     if (!state) {
-      state = { wakers: new Set(), cancelListeners: new Set(), notified: 0, seen: 0 };
+      state = { wakers: new Wakers(), cancelListeners: new Set(), notified: 0, seen: 0 };
       this.#queues.set(queue, state);
     }
     return state;
@@ -150,8 +151,7 @@ export class RedisProvider implements QueueProvider {
     const state = this.#state(queue);
     if (message === 'w') {
       state.notified += 1;
-      for (const wake of state.wakers) wake();
-      state.wakers.clear();
+      state.wakers.wakeAll();
     } else if (message.startsWith('c:')) {
       const id = message.slice(2);
       for (const listener of state.cancelListeners) listener(id);
@@ -199,7 +199,6 @@ export class RedisProvider implements QueueProvider {
         entry.k = 'c';
         if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
         if (record.removeOnComplete) entry.rm = true;
-        if (record.removeOnComplete) entry.pg = true;
       } else {
         entry.k = 'f';
         entry.rec = encodeRecord(record);
@@ -270,19 +269,8 @@ export class RedisProvider implements QueueProvider {
       state.seen = state.notified;
       return;
     }
-    return new Promise((resolve) => {
-      if (signal.aborted || this.#closed) return resolve();
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        state.wakers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      timer.unref();
-      signal.addEventListener('abort', done, { once: true });
-      state.wakers.add(done);
-    });
+    if (this.#closed) return;
+    return state.wakers.wait(timeoutMs, signal);
   }
 
   async getJob(queue: string, id: string): Promise<JobInfo | undefined> {
@@ -392,8 +380,7 @@ export class RedisProvider implements QueueProvider {
     if (this.#closed) return;
     this.#closed = true;
     for (const state of this.#queues.values()) {
-      for (const wake of state.wakers) wake();
-      state.wakers.clear();
+      state.wakers.wakeAll();
     }
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** The Lua scripts of the Redis provider: one per state transition, sharing `common.lua`. */
-export const redisScriptNames = [
+const redisScriptNames = [
   'add',
   'add-flow',
   'exchange',
@@ -24,7 +24,7 @@ export type RedisScriptName = (typeof redisScriptNames)[number];
  * the build's `scripts/copy-lua.mjs` has copied them), else the package's src/ (a dist built
  * without the copy step).
  */
-export function redisScriptDirectory(): string {
+function redisScriptDirectory(): string {
   const candidates = [
     fileURLToPath(new URL('./redis/', import.meta.url)),
     fileURLToPath(new URL('../../src/providers/redis/', import.meta.url)),

@@ -1,7 +1,7 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { Queue, RabbitMqProvider, Worker } from '../../src/index.js';
-import { sleep, waitFor } from '../helpers.js';
+import { sleep, startProducer, waitFor } from '../helpers.js';
 
 const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
@@ -60,22 +60,11 @@ describe.skipIf(!managementUp)('broker failure: RabbitMQ connections closed by t
           completions += 1;
         },
       });
-      const acknowledged: number[] = [];
-      let producing = true;
-      const producer = (async () => {
-        for (let n = 0; producing; n += 1) {
-          while (true) {
-            try {
-              await queue.add('work', n);
-              acknowledged.push(n);
-              break;
-            } catch {
-              await sleep(50);
-            }
-          }
-          await sleep(1);
-        }
-      })();
+      const producer = startProducer(async (n) => {
+        await queue.add('work', n);
+        return n;
+      });
+      const { acknowledged } = producer;
       await waitFor(() => completed.size >= 200, 20_000, '200 completions before the failure');
       await waitFor(
         async () => (await closeConnections([producerName, workerName])) === 2,
@@ -84,8 +73,7 @@ describe.skipIf(!managementUp)('broker failure: RabbitMQ connections closed by t
       );
       const atFailure = acknowledged.length;
       await waitFor(() => acknowledged.length >= atFailure + 200, 20_000, 'the producer to recover');
-      producing = false;
-      await producer;
+      await producer.stop();
       await waitFor(
         () => acknowledged.every((n) => completed.has(n)),
         30_000,

@@ -1,17 +1,21 @@
-import { uniqueName } from '@noa/testkit';
+import { existsSync } from 'node:fs';
+import { startPrivateRabbit, uniqueName } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { Queue, RabbitMqProvider, Worker } from '../../src/index.js';
-import { sleep, waitFor } from '../helpers.js';
-import { privateRabbitMqUnavailable, startPrivateRabbitMq } from './private-rabbitmq.js';
+import { sleep, startProducer, waitFor } from '../helpers.js';
 
-const unavailable = privateRabbitMqUnavailable();
+// Where testkit's startPrivateRabbit looks for the server scripts.
+const binDir = process.env.RABBITMQ_BIN_DIR ?? '/usr/lib/rabbitmq/bin';
+const unavailable = existsSync(`${binDir}/rabbitmq-server`)
+  ? undefined
+  : `no RabbitMQ server binaries in ${binDir}`;
 if (unavailable) console.log(`skipped: ${unavailable}`);
 
 describe.skipIf(unavailable !== undefined)(
   'broker failure: a private RabbitMQ node stopped and restarted mid-run',
   () => {
     it('producers and workers reconnect, re-declare and lose no acknowledged job', async () => {
-      const node = await startPrivateRabbitMq();
+      const node = await startPrivateRabbit();
       const options = { url: node.url, reconnectDelayMs: 100, maxReconnectDelayMs: 500 };
       const producerProvider = new RabbitMqProvider(options);
       const workerProvider = new RabbitMqProvider(options);
@@ -30,30 +34,18 @@ describe.skipIf(unavailable !== undefined)(
             completions += 1;
           },
         });
-        const acknowledged: number[] = [];
-        let producing = true;
-        const producer = (async () => {
-          for (let n = 0; producing; n += 1) {
-            while (true) {
-              try {
-                await queue.add('work', n);
-                acknowledged.push(n);
-                break;
-              } catch {
-                await sleep(50);
-              }
-            }
-            await sleep(1);
-          }
-        })();
+        const producer = startProducer(async (n) => {
+          await queue.add('work', n);
+          return n;
+        });
+        const { acknowledged } = producer;
         await waitFor(() => completed.size >= 200, 20_000, '200 completions before the restart');
         await node.stop();
         await sleep(300);
         await node.start();
         const atRestart = acknowledged.length;
         await waitFor(() => acknowledged.length >= atRestart + 200, 30_000, 'the producer to recover');
-        producing = false;
-        await producer;
+        await producer.stop();
         await waitFor(
           () => acknowledged.every((n) => completed.has(n)),
           30_000,

@@ -2,7 +2,7 @@ import { startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Queue, RedisProvider, Worker } from '../../src/index.js';
-import { sleep, waitFor } from '../helpers.js';
+import { sleep, startProducer, waitFor } from '../helpers.js';
 
 describe('broker failure: a private Redis (AOF) killed and restarted mid-run', () => {
   it('producers and workers recover without losing an acknowledged job', async () => {
@@ -41,24 +41,13 @@ describe('broker failure: a private Redis (AOF) killed and restarted mid-run', (
         completions += 1;
       });
 
-      const acknowledged: string[] = [];
-      let producing = true;
-      const producer = (async () => {
-        for (let n = 0; producing; n += 1) {
-          const jobId = `job-${n}`;
-          // A rejected add was not acknowledged; the producer retries it (same id: deduped).
-          while (true) {
-            try {
-              await queue.add('work', n, { jobId });
-              acknowledged.push(jobId);
-              break;
-            } catch {
-              await sleep(50);
-            }
-          }
-          await sleep(1);
-        }
-      })();
+      // A rejected add was not acknowledged; the producer retries it (same id: deduped).
+      const producer = startProducer(async (n) => {
+        const jobId = `job-${n}`;
+        await queue.add('work', n, { jobId });
+        return jobId;
+      });
+      const { acknowledged } = producer;
 
       await waitFor(() => completed.size >= 200, 15_000, '200 completions before the crash');
       await server.kill();
@@ -66,8 +55,7 @@ describe('broker failure: a private Redis (AOF) killed and restarted mid-run', (
       await server.restart();
       const afterRestart = acknowledged.length;
       await waitFor(() => acknowledged.length >= afterRestart + 200, 20_000, 'the producer to recover');
-      producing = false;
-      await producer;
+      await producer.stop();
       await waitFor(
         () => acknowledged.every((id) => completed.has(id)),
         30_000,

@@ -90,6 +90,24 @@ local function removeJobs(setKey, ids)
   return #ids
 end
 
+-- Removes every job of a sorted set (1,000 per round); returns how many.
+local function removeAllJobs(setKey)
+  local removed = 0
+  while true do
+    local ids = redis.call('ZRANGE', setKey, 0, 999)
+    if #ids == 0 then return removed end
+    removed = removed + removeJobs(setKey, ids)
+  end
+end
+
+-- Takes `ids` off the sorted set `setKey` and returns their stored records (false when gone).
+local function takeRecords(setKey, ids)
+  redis.call('ZREM', setKey, unpack(ids))
+  local keys = {}
+  for i, id in ipairs(ids) do keys[i] = P .. 'j:' .. id end
+  return redis.call('MGET', unpack(keys))
+end
+
 -- A flow child settled: record its result (or failure) and release or fail the parent.
 local function childSettled(parentId, policy, childId, resultJson, errorJson, now)
   if not redis.call('ZSCORE', WC, parentId) then return end

@@ -34,7 +34,7 @@ if #settle > 0 then
     if s.k == 'c' then
       if s.rm then
         redis.call('DEL', P .. 'j:' .. id)
-        if s.pg then redis.call('HDEL', P .. 'prog', id) end
+        redis.call('HDEL', P .. 'prog', id)
       else
         completed[#completed + 1] = ARGV[2]
         completed[#completed + 1] = id
@@ -68,10 +68,7 @@ end
 if ARGV[5] == '1' then
   local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[2], 'LIMIT', 0, 1000)
   if #due > 0 then
-    redis.call('ZREM', DELAYED, unpack(due))
-    local keys = {}
-    for i, id in ipairs(due) do keys[i] = P .. 'j:' .. id end
-    local records = redis.call('MGET', unpack(keys))
+    local records = takeRecords(DELAYED, due)
     local base = seqBlock(#due)
     for i, id in ipairs(due) do
       if records[i] then

@@ -5,10 +5,7 @@ local maxStalls = tonumber(ARGV[3])
 local recovered, deadLettered = 0, 0
 local expired = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', ARGV[2], 'LIMIT', 0, 500)
 if #expired > 0 then
-  redis.call('ZREM', ACTIVE, unpack(expired))
-  local keys = {}
-  for i, id in ipairs(expired) do keys[i] = P .. 'j:' .. id end
-  local records = redis.call('MGET', unpack(keys))
+  local records = takeRecords(ACTIVE, expired)
   for i, id in ipairs(expired) do
     if records[i] then
       local record = cjson.decode(records[i])
