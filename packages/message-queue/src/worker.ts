@@ -179,7 +179,16 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   /** Starts consuming (called by the constructor unless `autostart: false`). */
   start(): void {
     if (this.#pumpDone || this.#closing) return;
-    this.#pumpDone = this.#pump();
+    // Listen for cancellations before taking any job: a cancel of a job this worker runs is a
+    // one-shot message, and one published before the subscription would be lost.
+    const listening = this.#provider
+      .onCancel(this.queueName, (id) => this.#cancelRunning(id))
+      .then((unsubscribe) => {
+        if (this.#closing) unsubscribe();
+        else this.#unsubscribeCancel = unsubscribe;
+      })
+      .catch((error: unknown) => this.#reportError('subscribe to cancellations', error));
+    this.#pumpDone = listening.then(() => this.#pump());
     const heartbeat = setInterval(
       () => void this.#heartbeat(),
       Math.max(50, Math.floor(this.#options.leaseMs / 3)),
@@ -190,13 +199,6 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       this.#timers.push(setInterval(() => void this.#autoscale(), this.#options.autoscale.intervalMs));
     }
     for (const timer of this.#timers) timer.unref();
-    void this.#provider
-      .onCancel(this.queueName, (id) => this.#cancelRunning(id))
-      .then((unsubscribe) => {
-        if (this.#closing) unsubscribe();
-        else this.#unsubscribeCancel = unsubscribe;
-      })
-      .catch((error: unknown) => this.#reportError('subscribe to cancellations', error));
   }
 
   #reportError(operation: string, error: unknown): void {
