@@ -43,12 +43,26 @@ export type {
   RetentionPolicy,
   Settlement,
 } from './provider.js';
+export type {
+  DeliveryVerdict,
+  JobStateStore,
+  StateDelivery,
+  StateEvent,
+  StateExchange,
+  StateExchangeResult,
+  StatePublish,
+} from './providers/job-state-store.js';
 export { MemoryProvider } from './providers/memory-provider.js';
 export {
   RabbitMqProvider,
   type RabbitMqProviderOptions,
   rabbitMqProviderOptionsSchema,
 } from './providers/rabbitmq-provider.js';
+export {
+  RedisJobStateStore,
+  type RedisJobStateStoreOptions,
+  redisJobStateStoreOptionsSchema,
+} from './providers/redis-job-state-store.js';
 export {
   RedisProvider,
   type RedisProviderOptions,

@@ -13,9 +13,11 @@ import type {
   MaintenanceResult,
   ProviderCapabilities,
   QueueProvider,
+  RetentionPolicy,
   Settlement,
 } from '../provider.js';
 import { AckBatcher, type TrackedDelivery } from './ack-batcher.js';
+import type { JobStateStore, StateEvent, StatePublish } from './job-state-store.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import { Wakers } from './wakers.js';
 
@@ -31,6 +33,16 @@ export const rabbitMqProviderOptionsSchema = z
     maxReconnectDelayMs: z.number().int().positive().default(5_000),
     /** Consumer prefetch; default: the worker's concurrency (its first fetch size). */
     prefetch: z.number().int().positive().optional(),
+    /**
+     * Where job state lives (e.g. a `RedisJobStateStore`): enables dedupe, getJob, exact counts,
+     * progress, cancel, flows, lease recovery, DLQ by id and global pause. Closed with the provider.
+     */
+    state: z
+      .custom<JobStateStore>(
+        (value) => typeof value === 'object' && value !== null && 'exchange' in value && 'subscribe' in value,
+        { message: 'expected a JobStateStore (e.g. RedisJobStateStore)' },
+      )
+      .optional(),
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).default(silentLogger),
   })
   .strict();
@@ -42,6 +54,15 @@ export type RabbitMqProviderOptions = z.input<typeof rabbitMqProviderOptionsSche
 const publishOptions = Array.from({ length: maxPriority + 1 }, (_, priority) =>
   Object.freeze({ persistent: true, priority, contentType: 'application/json' }),
 );
+
+/** The header carrying a message's state token (see `JobStateStore`). */
+const tokenHeader = 'x-noa-token';
+
+/** How long the first fetch of a new consumer waits for the broker's first push. */
+const firstDeliveryWaitMs = 50;
+
+/** How often a consumer stopped by a global pause re-reads the flag (in case a resume was missed). */
+const pauseRecheckMs = 1_000;
 
 const capabilities: ProviderCapabilities = {
   getJob: false,
@@ -56,6 +77,28 @@ const capabilities: ProviderCapabilities = {
   leaseRecovery: false,
   globalPause: false,
 };
+
+const stateCapabilities: ProviderCapabilities = {
+  getJob: true,
+  exactCounts: true,
+  priorities: true,
+  groups: false,
+  flows: true,
+  cancel: true,
+  progress: true,
+  dlqInspect: true,
+  dedupe: true,
+  leaseRecovery: true,
+  globalPause: true,
+};
+
+/** The state token of a delivered message (1: published before any retry). */
+function tokenOf(message: ConsumeMessage): number {
+  const token = Number(message.properties.headers?.[tokenHeader]);
+  return Number.isFinite(token) ? token : 1;
+}
+
+const neverAborted = new AbortController().signal;
 
 interface Delivery {
   tracked: TrackedDelivery<ConsumeMessage>;
@@ -83,6 +126,10 @@ interface Consumer {
   starting?: Promise<void>;
   buffer: Delivery[];
   wakers: Wakers;
+  /** With a state store: listening to the queue's events (cancel, pause, resume). */
+  watching?: Promise<void>;
+  /** With a state store: when the pause flag was last read while paused. */
+  pauseCheckedAt?: number;
 }
 
 /**
@@ -90,14 +137,20 @@ interface Consumer {
  * prefetch = worker concurrency, delays through per-bucket TTL queues that dead-letter back
  * into the queue (no plugin), a dead-letter queue, and reconnect with backoff that re-declares
  * the topology and re-subscribes consumers. Job state that AMQP cannot answer (getJob, exact
- * counts, dedupe, flows, groups, cancel) is declared unsupported in `capabilities`.
+ * counts, dedupe, flows, cancel, progress, lease recovery, DLQ by id, global pause) needs a
+ * `state` store beside the broker; without one it is declared unsupported in `capabilities`.
+ * Groups are unsupported either way.
  */
 export class RabbitMqProvider implements QueueProvider {
   readonly name = 'rabbitmq';
-  /** What this provider supports (also readable before constructing one). */
+  /** What this provider supports without a `state` store (also readable before constructing one). */
   static readonly capabilities: ProviderCapabilities = capabilities;
-  readonly capabilities = capabilities;
+  /** What this provider supports with a `state` store. */
+  static readonly stateCapabilities: ProviderCapabilities = stateCapabilities;
+  /** What this instance supports (depends on the `state` option). */
+  readonly capabilities: ProviderCapabilities;
   readonly #options: z.output<typeof rabbitMqProviderOptionsSchema>;
+  readonly #state: JobStateStore | undefined;
   readonly #logger: Logger;
   readonly connectionName: string;
   #model: ChannelModel | undefined;
@@ -114,6 +167,8 @@ export class RabbitMqProvider implements QueueProvider {
     this.#options = parseOptions('RabbitMqProvider', rabbitMqProviderOptionsSchema, options);
     this.#logger = childLogger(this.#options.logger, { component: 'message-queue', provider: 'rabbitmq' });
     this.connectionName = this.#options.connectionName ?? `noa-mq-${randomBytes(4).toString('hex')}`;
+    this.#state = this.#options.state;
+    this.capabilities = this.#state ? stateCapabilities : capabilities;
   }
 
   /** Resolves with an open publisher channel, connecting (with backoff) if needed. */
@@ -235,7 +290,7 @@ export class RabbitMqProvider implements QueueProvider {
    */
   async #publish(
     queue: string,
-    items: { record: JobRecord; target: 'queue' | 'dead'; now: number }[],
+    items: { record: JobRecord; target: 'queue' | 'dead'; now: number; token?: number }[],
   ): Promise<void> {
     if (items.length === 0) return;
     await this.#declare(queue);
@@ -260,18 +315,105 @@ export class RabbitMqProvider implements QueueProvider {
         }
       };
       for (let index = 0; index < items.length; index += 1) {
-        const { record } = items[index]!;
+        const { record, token } = items[index]!;
+        const options = publishOptions[record.priority] ?? {
+          ...publishOptions[0],
+          priority: record.priority,
+        };
         publisher.sendToQueue(
           routes[index]!,
           Buffer.from(encodeRecord(record)),
-          publishOptions[record.priority] ?? { ...publishOptions[0], priority: record.priority },
+          token === undefined ? options : { ...options, headers: { [tokenHeader]: token } },
           confirmed,
         );
       }
     });
   }
 
+  /**
+   * Publishes what the state store asked for (retries, recoveries, redrives, released flow
+   * parents). A failure is logged, not thrown: the entries stay in the store's outbox and the
+   * next maintenance pass after `outboxTimeoutMs` publishes them again.
+   */
+  async #publishForState(
+    queue: string,
+    state: JobStateStore,
+    items: StatePublish[],
+    now: number,
+  ): Promise<void> {
+    if (items.length === 0) return;
+    try {
+      await this.#publish(
+        queue,
+        items.map(({ record, token }) => ({ record, target: 'queue' as const, now, token })),
+      );
+    } catch (error) {
+      this.#logger.warn('publish failed; the state outbox will republish', {
+        queue,
+        jobs: items.length,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return;
+    }
+    this.#confirm(queue, state, items);
+  }
+
+  /** Takes confirmed messages off the outbox, off the caller's path (a lost confirm only republishes). */
+  #confirm(queue: string, state: JobStateStore, items: StatePublish[]): void {
+    state
+      .confirm(
+        queue,
+        items.map(({ record, token }) => ({ id: record.id, token })),
+      )
+      .catch((error: unknown) =>
+        this.#logger.debug('outbox confirm failed', {
+          queue,
+          error: error instanceof Error ? error.message : String(error),
+        }),
+      );
+  }
+
+  /** Claims the ids in the store, publishes the claimed ones, and releases the claims if that fails. */
+  async #addWithState(
+    state: JobStateStore,
+    queue: string,
+    records: JobRecord[],
+    now: number,
+  ): Promise<boolean[]> {
+    const claimed = await state.add(queue, records, now);
+    const fresh: StatePublish[] = [];
+    for (const [index, record] of records.entries()) if (claimed[index]) fresh.push({ record, token: 1 });
+    await this.#publishClaimed(state, queue, fresh, now);
+    return claimed;
+  }
+
+  async #publishClaimed(
+    state: JobStateStore,
+    queue: string,
+    fresh: StatePublish[],
+    now: number,
+  ): Promise<void> {
+    try {
+      await this.#publish(
+        queue,
+        fresh.map(({ record, token }) => ({ record, target: 'queue' as const, now, token })),
+      );
+    } catch (error) {
+      await state
+        .unclaim(
+          queue,
+          fresh.map(({ record, token }) => ({ id: record.id, token })),
+        )
+        .catch(() => {
+          // Left claimed: the outbox publishes them after `outboxTimeoutMs` (the add may still succeed).
+        });
+      throw error;
+    }
+    this.#confirm(queue, state, fresh);
+  }
+
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
+    if (this.#state) return this.#addWithState(this.#state, queue, records, now);
     await this.#publish(
       queue,
       records.map((record) => ({ record, target: 'queue' as const, now })),
@@ -279,8 +421,21 @@ export class RabbitMqProvider implements QueueProvider {
     return records.map(() => true);
   }
 
-  async addFlow(): Promise<boolean> {
-    throw new UnsupportedOperationError(this.name, 'flows');
+  async addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
+    const state = this.#state;
+    if (!state) throw new UnsupportedOperationError(this.name, 'flows');
+    if (!(await state.addFlow(queue, parent, children, now))) return false;
+    const fresh =
+      children.length === 0
+        ? [{ record: parent, token: 1 }]
+        : children.map((record) => ({ record, token: 1 }));
+    try {
+      await this.#publishClaimed(state, queue, fresh, now);
+    } catch (error) {
+      await state.unclaim(queue, [{ id: parent.id, token: 0 }]).catch(() => {});
+      throw error;
+    }
+    return true;
   }
 
   #consumer(queue: string): Consumer {
@@ -292,10 +447,43 @@ export class RabbitMqProvider implements QueueProvider {
     return consumer;
   }
 
+  /** With a state store: follows the queue's pause/resume from every process (once per queue). */
+  #watch(queue: string, consumer: Consumer, state: JobStateStore): Promise<void> {
+    consumer.watching ??= state
+      .subscribe(queue, (event) => this.#onStateEvent(queue, consumer, event))
+      .then(() => undefined);
+    return consumer.watching;
+  }
+
+  #onStateEvent(queue: string, consumer: Consumer, event: StateEvent): void {
+    if (event.type === 'pause') void this.#pauseLocally(consumer);
+    else if (event.type === 'resume') {
+      consumer.paused = false;
+      if (consumer.wanted) void this.#startConsumer(queue, consumer);
+    }
+  }
+
+  async #pauseLocally(consumer: Consumer): Promise<void> {
+    consumer.paused = true;
+    consumer.pauseCheckedAt = Date.now();
+    await consumer.starting;
+    await this.#stopConsumer(consumer);
+  }
+
   async #startConsumer(queue: string, consumer: Consumer): Promise<void> {
     if (consumer.channel || consumer.starting || consumer.paused || this.#closed) return;
     consumer.starting = (async () => {
       try {
+        const state = this.#state;
+        if (state) {
+          // Subscribed before the flag is read, so a pause published meanwhile is not missed.
+          await this.#watch(queue, consumer, state);
+          if (await state.isPaused(queue)) {
+            consumer.paused = true;
+            consumer.pauseCheckedAt = Date.now();
+            return;
+          }
+        }
         await this.#declare(queue);
         const { model } = await this.#ready();
         const generation = this.#generation;
@@ -359,7 +547,87 @@ export class RabbitMqProvider implements QueueProvider {
     return held?.generation === this.#generation ? held : undefined;
   }
 
+  /**
+   * With a state store: one store call settles the finished tries and judges the deliveries
+   * taken from the consumer's buffer (run, drop or requeue); then retries are published and
+   * settled deliveries acknowledged. A settlement is stored even when its delivery is gone
+   * (connection lost): the redelivered message is then dropped instead of run again.
+   */
+  async #exchangeWithState(
+    state: JobStateStore,
+    queue: string,
+    request: ExchangeRequest,
+  ): Promise<ExchangeResponse> {
+    const consumer = this.#consumer(queue);
+    const coldStart = request.fetch > 0 && !consumer.wanted;
+    if (coldStart) {
+      consumer.wanted = true;
+      consumer.prefetch = this.#options.prefetch ?? request.fetch;
+    }
+    if (
+      consumer.paused &&
+      consumer.wanted &&
+      Date.now() - (consumer.pauseCheckedAt ?? 0) >= pauseRecheckMs &&
+      !(await state.isPaused(queue))
+    ) {
+      consumer.paused = false;
+    }
+    if (consumer.paused) consumer.pauseCheckedAt ??= Date.now();
+    if (consumer.wanted && !consumer.channel && !consumer.paused) {
+      const starting = this.#startConsumer(queue, consumer);
+      if (coldStart) {
+        // The first fetch of a consumer waits for the subscription and the broker's first push.
+        await starting;
+        if (consumer.buffer.length === 0) await consumer.wakers.wait(firstDeliveryWaitMs, neverAborted);
+      }
+    }
+    const taken: { delivery: Delivery; record: JobRecord; token: number }[] = [];
+    while (taken.length < request.fetch && consumer.buffer.length > 0) {
+      const delivery = consumer.buffer.shift()!;
+      if (delivery.generation !== this.#generation) continue;
+      const { message } = delivery.tracked;
+      taken.push({ delivery, record: decodeRecord(message.content.toString()), token: tokenOf(message) });
+    }
+    if (request.settle.length === 0 && taken.length === 0) return { jobs: [] };
+    let result: Awaited<ReturnType<JobStateStore['exchange']>>;
+    try {
+      result = await state.exchange(queue, {
+        settle: request.settle,
+        deliveries: taken.map(({ record, token }) => ({ id: record.id, token })),
+        now: request.now,
+        leaseUntil: request.leaseUntil,
+      });
+    } catch (error) {
+      consumer.buffer.unshift(...taken.map(({ delivery }) => delivery));
+      throw error;
+    }
+    await this.#publishForState(queue, state, result.publish, request.now);
+    for (const settlement of request.settle) {
+      const held = this.#takeHeld(queue, settlement.record.id);
+      held?.acks.ack(held.tracked);
+    }
+    const jobs: JobRecord[] = [];
+    let paused = false;
+    for (const [index, { delivery, record }] of taken.entries()) {
+      if (delivery.generation !== this.#generation) continue;
+      const verdict = result.verdicts[index] ?? 'drop';
+      if (verdict === 'run') {
+        this.#held.set(this.#key(queue, record.id), delivery);
+        jobs.push(record);
+      } else if (verdict === 'requeue') {
+        paused = true;
+        delivery.acks.nack(delivery.tracked, true);
+      } else {
+        this.#logger.debug('delivery dropped by the state store', { queue, id: record.id });
+        delivery.acks.ack(delivery.tracked);
+      }
+    }
+    if (paused) await this.#pauseLocally(consumer);
+    return { jobs };
+  }
+
   async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {
+    if (this.#state) return this.#exchangeWithState(this.#state, queue, request);
     const publishes: { record: JobRecord; target: 'queue' | 'dead'; now: number }[] = [];
     const acks: Delivery[] = [];
     for (const settlement of request.settle) {
@@ -398,26 +666,51 @@ export class RabbitMqProvider implements QueueProvider {
    * prefetch window refills continuously; the acks of one tick go out as one `multiple` frame.
    */
   settleNow(queue: string, settlement: Settlement): boolean {
-    if (settlement.kind !== 'complete') return false;
+    // With a state store the outcome is stored first (batched in the next exchange), then acked.
+    if (settlement.kind !== 'complete' || this.#state) return false;
     const held = this.#takeHeld(queue, settlement.record.id);
     held?.acks.ack(held.tracked);
     return true;
   }
 
-  async extendLeases(): Promise<void> {
-    // The broker keeps a delivery until its channel closes: nothing to renew.
+  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<void> {
+    // Without a store the broker keeps a delivery until its channel closes: nothing to renew.
+    await this.#state?.extendLeases(queue, ids, leaseUntil);
   }
 
-  async release(queue: string, records: JobRecord[]): Promise<void> {
-    for (const record of records) {
-      const held = this.#takeHeld(queue, record.id);
-      held?.acks.nack(held.tracked, true);
+  async release(queue: string, records: JobRecord[], now: number): Promise<void> {
+    try {
+      // Back to queued in the store first, so the requeued message is not judged a duplicate.
+      await this.#state?.release(
+        queue,
+        records.map((record) => record.id),
+        now,
+      );
+    } finally {
+      for (const record of records) {
+        const held = this.#takeHeld(queue, record.id);
+        held?.acks.nack(held.tracked, true);
+      }
     }
   }
 
-  async maintain(): Promise<MaintenanceResult> {
-    // Redelivery of a dead consumer's jobs and DLQ expiry are the broker's job.
-    return { recovered: 0, deadLettered: 0, removed: 0 };
+  async maintain(
+    queue: string,
+    now: number,
+    maxStalls: number,
+    retention: RetentionPolicy,
+  ): Promise<MaintenanceResult> {
+    const state = this.#state;
+    // Without a store, redelivery of a dead consumer's jobs and DLQ expiry are the broker's job.
+    if (!state) return { recovered: 0, deadLettered: 0, removed: 0 };
+    const { publish, ...result } = await state.maintain(queue, now, maxStalls, retention);
+    for (const { record } of publish) {
+      // A stale delivery held here would hold a prefetch slot forever: its job has a new message.
+      const held = this.#takeHeld(queue, record.id);
+      held?.acks.ack(held.tracked);
+    }
+    await this.#publishForState(queue, state, publish, now);
+    return result;
   }
 
   waitForWork(queue: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
@@ -426,12 +719,17 @@ export class RabbitMqProvider implements QueueProvider {
     return consumer.wakers.wait(timeoutMs, signal);
   }
 
-  async getJob(): Promise<JobInfo | undefined> {
-    throw new UnsupportedOperationError(this.name, 'getJob');
+  async getJob(queue: string, id: string): Promise<JobInfo | undefined> {
+    if (!this.#state) throw new UnsupportedOperationError(this.name, 'getJob');
+    return this.#state.getJob(queue, id, Date.now());
   }
 
-  /** `waiting`, `failed` and `delayed` from passive declares; `active` is this process's deliveries only. */
+  /**
+   * Exact, from the state store. Without one: `waiting`, `failed` and `delayed` from passive
+   * declares; `active` is this process's deliveries only.
+   */
   async counts(queue: string): Promise<JobCounts> {
+    if (this.#state) return this.#state.counts(queue, Date.now());
     await this.#declare(queue);
     const { publisher } = await this.#ready();
     const main = await publisher.checkQueue(queue);
@@ -458,21 +756,25 @@ export class RabbitMqProvider implements QueueProvider {
     };
   }
 
-  /** Stops this provider's consumers of the queue (other processes keep consuming). */
+  /**
+   * Stops the queue's consumers: with a state store in every process (the flag is stored and
+   * broadcast), else this provider's only (other processes keep consuming).
+   */
   async pause(queue: string): Promise<void> {
-    const consumer = this.#consumer(queue);
-    consumer.paused = true;
-    await consumer.starting;
-    await this.#stopConsumer(consumer);
+    await this.#state?.pause(queue);
+    await this.#pauseLocally(this.#consumer(queue));
   }
 
   async resume(queue: string): Promise<void> {
+    await this.#state?.resume(queue);
     const consumer = this.#consumer(queue);
     consumer.paused = false;
     if (consumer.wanted) await this.#startConsumer(queue, consumer);
   }
 
+  /** With a state store the count is the store's (messages left in delay buckets are dropped when due). */
   async drain(queue: string, includeDelayed: boolean): Promise<number> {
+    const forgotten = await this.#state?.drain(queue, includeDelayed, Date.now());
     await this.#declare(queue);
     const { publisher } = await this.#ready();
     let removed = (await publisher.purgeQueue(queue)).messageCount;
@@ -484,31 +786,48 @@ export class RabbitMqProvider implements QueueProvider {
           .catch(() => 0);
       }
     }
-    return removed;
+    return forgotten ?? removed;
   }
 
-  async setProgress(): Promise<void> {
-    // Not stored: AMQP has nowhere to keep it (progress events are still published locally).
+  async setProgress(queue: string, id: string, progress: unknown): Promise<void> {
+    // Without a store it is not stored: AMQP has nowhere to keep it (progress events are still published locally).
+    await this.#state?.setProgress(queue, id, progress);
   }
 
-  async cancel(): Promise<CancelOutcome> {
-    throw new UnsupportedOperationError(this.name, 'cancel');
+  async cancel(queue: string, id: string, now: number): Promise<CancelOutcome> {
+    const state = this.#state;
+    if (!state) throw new UnsupportedOperationError(this.name, 'cancel');
+    const { outcome, publish } = await state.cancel(queue, id, now);
+    // A flow parent released by the cancelled child (policy `ignore` or `continue`).
+    await this.#publishForState(queue, state, publish, now);
+    return outcome;
   }
 
-  async onCancel(): Promise<() => void> {
-    return () => {};
+  async onCancel(queue: string, listener: (id: string) => void): Promise<() => void> {
+    if (!this.#state) return () => {};
+    return this.#state.subscribe(queue, (event) => {
+      if (event.type === 'cancel') listener(event.id);
+    });
   }
 
-  async childrenResults(): Promise<ChildrenResults> {
-    throw new UnsupportedOperationError(this.name, 'flows');
+  async childrenResults(queue: string, parentId: string): Promise<ChildrenResults> {
+    if (!this.#state) throw new UnsupportedOperationError(this.name, 'flows');
+    return this.#state.childrenResults(queue, parentId);
   }
 
-  async listDead(): Promise<JobInfo[]> {
-    throw new UnsupportedOperationError(this.name, 'dlq.list');
+  async listDead(queue: string, offset: number, limit: number): Promise<JobInfo[]> {
+    if (!this.#state) throw new UnsupportedOperationError(this.name, 'dlq.list');
+    return this.#state.listDead(queue, offset, limit, Date.now());
   }
 
-  /** Redrives the whole DLQ (by id is unsupported: AMQP cannot select a message). */
+  /** Redrives dead jobs; without a state store only the whole DLQ (AMQP cannot select a message). */
   async redrive(queue: string, ids: string[] | undefined, now: number): Promise<number> {
+    const state = this.#state;
+    if (state) {
+      const publish = await state.redrive(queue, ids, now);
+      await this.#publishForState(queue, state, publish, now);
+      return publish.length;
+    }
     if (ids !== undefined) throw new UnsupportedOperationError(this.name, 'dlq.retry(id)');
     await this.#declare(queue);
     const { publisher } = await this.#ready();
@@ -526,6 +845,7 @@ export class RabbitMqProvider implements QueueProvider {
   }
 
   async purgeDead(queue: string, ids: string[] | undefined): Promise<number> {
+    if (this.#state) return this.#state.purgeDead(queue, ids);
     if (ids !== undefined) throw new UnsupportedOperationError(this.name, 'dlq.purge(ids)');
     await this.#declare(queue);
     const { publisher } = await this.#ready();
@@ -551,6 +871,7 @@ export class RabbitMqProvider implements QueueProvider {
     this.#model = undefined;
     this.#publisher = undefined;
     await model?.close().catch(() => undefined);
+    await this.#state?.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -1,0 +1,97 @@
+import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
+import type { CancelOutcome, MaintenanceResult, RetentionPolicy, Settlement } from '../provider.js';
+
+/**
+ * A message the broker must carry for the store: the job's record and the token the store gave
+ * it. The token travels with the message; a delivery whose token is older than the job's is
+ * stale (the job was requeued with a newer message) and is dropped.
+ */
+export interface StatePublish {
+  record: JobRecord;
+  token: number;
+}
+
+/** A delivered message, as the store judges it: the job id and the message's token. */
+export interface StateDelivery {
+  id: string;
+  token: number;
+}
+
+/**
+ * What to do with a delivery: `run` it (the job is now active), `drop` it (acknowledge without
+ * running: the job is finished, cancelled, removed, already running, or the message is stale),
+ * or `requeue` it (the queue is paused).
+ */
+export type DeliveryVerdict = 'run' | 'drop' | 'requeue';
+
+/** One worker round trip against the store. */
+export interface StateExchange {
+  settle: Settlement[];
+  deliveries: StateDelivery[];
+  now: number;
+  leaseUntil: number;
+}
+
+/** The answer to a {@link StateExchange}. */
+export interface StateExchangeResult {
+  /** One per delivery, in order. */
+  verdicts: DeliveryVerdict[];
+  /** Retries and released flow parents to publish (each also in the store's outbox). */
+  publish: StatePublish[];
+}
+
+/** A queue event the store broadcasts to every process. */
+export type StateEvent = { type: 'cancel'; id: string } | { type: 'pause' } | { type: 'resume' };
+
+/**
+ * The job state a broker cannot keep, held beside it (see `RedisJobStateStore`): job records
+ * and states, dedupe claims, results, progress, flows, leases, the dead-letter queue and the
+ * pause flag. The provider keeps using the broker as the transport; the store decides whether
+ * a delivered message runs. Messages the store must have published (retries, recoveries,
+ * redrives, released flow parents) sit in an outbox until confirmed, so a crash between a state
+ * change and its publish is repaired by `maintain`.
+ */
+export interface JobStateStore {
+  readonly name: string;
+  /** Claims ids (false at an index: the id is held); claimed jobs are published with token 1. */
+  add(queue: string, records: JobRecord[], now: number): Promise<boolean[]>;
+  /** Claims a flow; the children are published with token 1, the parent when they settle. */
+  addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean>;
+  /** Releases claims whose publish the broker did not confirm (their add failed). */
+  unclaim(queue: string, claims: StateDelivery[]): Promise<void>;
+  /** The broker confirmed these messages: takes them off the outbox. */
+  confirm(queue: string, published: StateDelivery[]): Promise<void>;
+  exchange(queue: string, request: StateExchange): Promise<StateExchangeResult>;
+  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<void>;
+  /** Active jobs back to queued (their messages are requeued as they are). */
+  release(queue: string, ids: string[], now: number): Promise<void>;
+  /** Expired leases (and unconfirmed outbox entries) come back as messages to publish. */
+  maintain(
+    queue: string,
+    now: number,
+    maxStalls: number,
+    retention: RetentionPolicy,
+  ): Promise<MaintenanceResult & { publish: StatePublish[] }>;
+  getJob(queue: string, id: string, now: number): Promise<JobInfo | undefined>;
+  counts(queue: string, now: number): Promise<JobCounts>;
+  pause(queue: string): Promise<void>;
+  resume(queue: string): Promise<void>;
+  isPaused(queue: string): Promise<boolean>;
+  /** Forgets waiting (and delayed) jobs; returns how many. */
+  drain(queue: string, includeDelayed: boolean, now: number): Promise<number>;
+  setProgress(queue: string, id: string, progress: unknown): Promise<void>;
+  cancel(
+    queue: string,
+    id: string,
+    now: number,
+  ): Promise<{ outcome: CancelOutcome; publish: StatePublish[] }>;
+  /** Listens to the queue's events from every process; resolves once listening. */
+  subscribe(queue: string, listener: (event: StateEvent) => void): Promise<() => void>;
+  childrenResults(queue: string, parentId: string): Promise<ChildrenResults>;
+  listDead(queue: string, offset: number, limit: number, now: number): Promise<JobInfo[]>;
+  /** Moves dead jobs (all when `ids` is undefined) back to queued; returns what to publish. */
+  redrive(queue: string, ids: string[] | undefined, now: number): Promise<StatePublish[]>;
+  purgeDead(queue: string, ids: string[] | undefined): Promise<number>;
+  /** Stops listening (the caller's Redis connection stays open). */
+  close(): Promise<void>;
+}

@@ -1,0 +1,20 @@
+-- ARGV: prefix, now, id, cancel error JSON, outbox deadline. A queued job (or a flow parent
+-- waiting for children) goes to the DLQ ('removed'; its message is dropped when delivered);
+-- an active one is signalled to the worker that runs it ('signalled').
+local now = tonumber(ARGV[2])
+local id = ARGV[3]
+local key = jobKey(id)
+local state = redis.call('HGET', key, 's')
+if state == 'a' then
+  redis.call('PUBLISH', EVENTS, 'c:' .. id)
+  return {'signalled'}
+end
+if state ~= 'q' and state ~= 'w' then return {'not-found'} end
+redis.call('HSET', key, 'e', ARGV[4], 'f', ARGV[2])
+redis.call('ZREM', OUTBOX, id)
+move(id, state, 'f', now)
+local record = decode(redis.call('HGET', key, 'r'))
+if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, ARGV[4], now, tonumber(ARGV[5])) end
+local out = {'removed'}
+for _, value in ipairs(publishes) do out[#out + 1] = value end
+return out

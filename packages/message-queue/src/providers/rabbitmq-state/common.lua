@@ -1,0 +1,81 @@
+-- Shared by every job-state script (prepended at load). ARGV[1] is the queue's key prefix, e.g.
+-- "noa:mq:state:{emails}:"; every key of a queue shares its {hash tag} (one slot per queue).
+-- A job is one hash `j:<id>`: r = record, s = state, t = token of its current message, res =
+-- result, p = progress, e = terminal error, f = finished at, st = stalls. States:
+-- q = queued (waiting, or delayed while its availableAt is ahead), a = active, w = waiting for
+-- children, c = completed, f = failed (the dead-letter queue). One sorted set per state indexes
+-- the jobs (queued by availableAt, active by lease end, completed/failed by finish time).
+local P = ARGV[1]
+local INDEX = { q = P .. 'queued', a = P .. 'active', w = P .. 'wc', c = P .. 'completed', f = P .. 'dead' }
+local OUTBOX = P .. 'outbox'
+local META = P .. 'meta'
+local EVENTS = P .. 'ev'
+
+local function fmt(n)
+  return string.format('%d', n)
+end
+
+local function jobKey(id)
+  return P .. 'j:' .. id
+end
+
+-- Moves a job to state `to` (score: availableAt, lease end or finish time).
+local function move(id, from, to, score)
+  if from and INDEX[from] and from ~= to then redis.call('ZREM', INDEX[from], id) end
+  redis.call('ZADD', INDEX[to], fmt(score), id)
+  redis.call('HSET', jobKey(id), 's', to)
+end
+
+-- Messages the caller must publish (flat: id, token, record), each also in the outbox until
+-- the broker confirms it, so a publish lost to a crash is redone by a maintenance pass.
+local publishes = {}
+local function publish(id, record, token, deadline)
+  redis.call('ZADD', OUTBOX, fmt(deadline), id)
+  publishes[#publishes + 1] = id
+  publishes[#publishes + 1] = token
+  publishes[#publishes + 1] = record
+end
+
+-- Queues a job for a NEW message (retry, recovery, redrive, released flow parent): a new token
+-- makes every older message of the job stale.
+local function requeue(id, from, record, availableAt, deadline)
+  move(id, from, 'q', availableAt)
+  publish(id, record, redis.call('HINCRBY', jobKey(id), 't', 1), deadline)
+end
+
+-- Deletes every trace of jobs.
+local function removeJobs(ids)
+  for _, id in ipairs(ids) do
+    local state = redis.call('HGET', jobKey(id), 's')
+    if state and INDEX[state] then redis.call('ZREM', INDEX[state], id) end
+    redis.call('ZREM', OUTBOX, id)
+    redis.call('DEL', jobKey(id), P .. 'deps:' .. id)
+  end
+  return #ids
+end
+
+local function decode(raw)
+  return cjson.decode(raw)
+end
+
+-- A flow child settled: record its result (or failure) and release or fail the parent.
+local function childSettled(parentId, policy, childId, resultJson, errorJson, now, deadline)
+  local parentKey = jobKey(parentId)
+  if redis.call('HGET', parentKey, 's') ~= 'w' then return end
+  local deps = P .. 'deps:' .. parentId
+  if errorJson and policy == 'fail' then
+    redis.call('HSET', parentKey, 'e', cjson.encode({
+      attempt = 0, name = 'ChildFailedError', code = 'NOA_MQ_CHILD_FAILED',
+      message = 'child ' .. childId .. ' of job ' .. parentId .. ' failed', at = now }), 'f', fmt(now))
+    move(parentId, 'w', 'f', now)
+    return
+  end
+  if errorJson then
+    if policy == 'continue' then redis.call('HSET', deps, 'f:' .. childId, errorJson) end
+  else
+    redis.call('HSET', deps, 'r:' .. childId, resultJson or 'null')
+  end
+  if redis.call('HINCRBY', deps, '#pending', -1) <= 0 then
+    requeue(parentId, 'w', redis.call('HGET', parentKey, 'r'), now, deadline)
+  end
+end

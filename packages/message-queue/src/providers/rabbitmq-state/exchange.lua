@@ -1,0 +1,66 @@
+-- One worker round trip: store settled tries, then decide which deliveries run.
+-- ARGV: prefix, now, lease until, outbox deadline, settlements JSON, deliveries JSON ([[id, token]]).
+-- A delivery runs ('1') only if its job is queued (or active on an expired lease) and its
+-- token is not older than the job's; else it is dropped ('0': acknowledged without running),
+-- or requeued ('2') when the queue is paused. Returns {verdicts, then id, token, record per publish}.
+local now = tonumber(ARGV[2])
+local deadline = tonumber(ARGV[4])
+local settle = cjson.decode(ARGV[5])
+local deliveries = cjson.decode(ARGV[6])
+
+for _, s in ipairs(settle) do
+  local id = s.id
+  local key = jobKey(id)
+  local state = redis.call('HGET', key, 's')
+  if state and state ~= 'c' then
+    if s.k == 'c' then
+      if s.rm then
+        removeJobs({id})
+      else
+        move(id, state, 'c', now)
+        redis.call('HSET', key, 'f', ARGV[2])
+        if s.r then redis.call('HSET', key, 'res', s.r) end
+      end
+      if s.par then childSettled(s.par, s.pol, id, s.r, nil, now, deadline) end
+    elseif state ~= 'f' then
+      redis.call('HSET', key, 'r', s.rec)
+      if s.at then
+        requeue(id, state, s.rec, s.at, deadline)
+      else
+        move(id, state, 'f', now)
+        redis.call('HSET', key, 'f', ARGV[2])
+        if s.par then childSettled(s.par, s.pol, id, nil, s.err, now, deadline) end
+      end
+    end
+  end
+end
+
+local verdicts = {}
+if #deliveries > 0 then
+  if redis.call('HGET', META, 'paused') == '1' then
+    for i = 1, #deliveries do verdicts[i] = '2' end
+  else
+    for i, delivery in ipairs(deliveries) do
+      local id, token = delivery[1], tonumber(delivery[2])
+      local key = jobKey(id)
+      local job = redis.call('HMGET', key, 's', 't')
+      local state, current = job[1], tonumber(job[2])
+      local runs = false
+      if state == 'q' and token >= current then
+        runs = true
+      elseif state == 'a' and token >= current then
+        runs = (tonumber(redis.call('ZSCORE', INDEX.a, id)) or 0) <= now
+      end
+      if runs then
+        move(id, state, 'a', tonumber(ARGV[3]))
+        if token > current then redis.call('HSET', key, 't', token) end
+        verdicts[i] = '1'
+      else
+        verdicts[i] = '0'
+      end
+    end
+  end
+end
+local out = {table.concat(verdicts)}
+for _, value in ipairs(publishes) do out[#out + 1] = value end
+return out

@@ -1,0 +1,53 @@
+-- Recovers expired leases (a new message; dead-lettered after maxStalls), republishes outbox
+-- entries the broker never confirmed, and applies retention.
+-- ARGV: prefix, now, maxStalls, completedCount, completedAgeMs, deadCount, deadAgeMs,
+-- stall error JSON, outbox deadline. Returns {recovered, deadLettered, removed, then publishes}.
+local now = tonumber(ARGV[2])
+local maxStalls = tonumber(ARGV[3])
+local deadline = tonumber(ARGV[9])
+local recovered, deadLettered = 0, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', INDEX.a, '-inf', ARGV[2], 'LIMIT', 0, 500)) do
+  local key = jobKey(id)
+  local raw = redis.call('HGET', key, 'r')
+  if not raw then
+    redis.call('ZREM', INDEX.a, id)
+  elseif redis.call('HINCRBY', key, 'st', 1) > maxStalls then
+    redis.call('HSET', key, 'e', ARGV[8], 'f', ARGV[2])
+    move(id, 'a', 'f', now)
+    local record = decode(raw)
+    if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, ARGV[8], now, deadline) end
+    deadLettered = deadLettered + 1
+  else
+    requeue(id, 'a', raw, now, deadline)
+    recovered = recovered + 1
+  end
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', OUTBOX, '-inf', ARGV[2], 'LIMIT', 0, 500)) do
+  local job = redis.call('HMGET', jobKey(id), 's', 't', 'r')
+  if job[1] == 'q' then
+    publish(id, job[3], tonumber(job[2]), deadline)
+  else
+    redis.call('ZREM', OUTBOX, id)
+  end
+end
+
+local function trim(key, maxCount, maxAge)
+  local removed = 0
+  for _ = 1, 20 do
+    local old = redis.call('ZRANGEBYSCORE', key, '-inf', fmt(now - maxAge), 'LIMIT', 0, 1000)
+    if #old == 0 then break end
+    removed = removed + removeJobs(old)
+  end
+  local excess = math.min(redis.call('ZCARD', key) - maxCount, 20000)
+  while excess > 0 do
+    local chunk = math.min(excess, 1000)
+    removed = removed + removeJobs(redis.call('ZRANGE', key, 0, chunk - 1))
+    excess = excess - chunk
+  end
+  return removed
+end
+local removed = trim(INDEX.c, tonumber(ARGV[4]), tonumber(ARGV[5])) + trim(INDEX.f, tonumber(ARGV[6]), tonumber(ARGV[7]))
+local out = {recovered, deadLettered, removed}
+for _, value in ipairs(publishes) do out[#out + 1] = value end
+return out

@@ -1,0 +1,424 @@
+import { createHash } from 'node:crypto';
+import { parseOptions } from '@noa/core';
+import type { Cluster, Redis } from 'ioredis';
+import { z } from 'zod';
+import type {
+  ChildrenResults,
+  JobCounts,
+  JobErrorEntry,
+  JobInfo,
+  JobRecord,
+  JobState,
+} from '../job-record.js';
+import type { CancelOutcome, MaintenanceResult, RetentionPolicy } from '../provider.js';
+import { type JobStateScriptName, loadJobStateScripts } from './job-state-scripts.js';
+import type {
+  DeliveryVerdict,
+  JobStateStore,
+  StateDelivery,
+  StateEvent,
+  StateExchange,
+  StateExchangeResult,
+  StatePublish,
+} from './job-state-store.js';
+import { decodeRecord, encodeRecord } from './record-codec.js';
+
+/** Options of {@link RedisJobStateStore}. */
+export const redisJobStateStoreOptionsSchema = z
+  .object({
+    /** An ioredis 5 client or cluster, owned by the caller (not closed by the store). */
+    connection: z.custom<Redis | Cluster>(
+      (value) => typeof value === 'object' && value !== null && 'evalsha' in value && 'duplicate' in value,
+      { message: 'expected an ioredis Redis or Cluster instance' },
+    ),
+    /** Key prefix; each queue's keys are `<prefix>:{<queue>}:…` (one hash slot per queue). */
+    prefix: z
+      .string()
+      .min(1)
+      .regex(/^[^{}]+$/)
+      .default('noa:mq:state'),
+    /**
+     * A message the store asked for (add, retry, recovery, redrive, released parent) that the
+     * broker has not confirmed after this long is published again by the next maintenance pass.
+     */
+    outboxTimeoutMs: z.number().int().positive().default(30_000),
+    /** Jobs per script call when adding in bulk. */
+    addChunkSize: z.number().int().positive().max(5_000).default(1_000),
+  })
+  .strict();
+
+/** Options of {@link RedisJobStateStore}. */
+export type RedisJobStateStoreOptions = z.input<typeof redisJobStateStoreOptionsSchema>;
+
+const verdicts: Record<string, DeliveryVerdict> = { '0': 'drop', '1': 'run', '2': 'requeue' };
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.includes('NOSCRIPT');
+}
+
+/** Reads the flat `id, token, record` triples a script returns. */
+function publishes(flat: unknown[], from: number): StatePublish[] {
+  const out: StatePublish[] = [];
+  for (let index = from; index + 2 < flat.length; index += 3) {
+    out.push({ record: decodeRecord(String(flat[index + 2])), token: Number(flat[index + 1]) });
+  }
+  return out;
+}
+
+/**
+ * The job state of a {@link RabbitMqProvider} kept in Redis (ioredis 5, cluster-safe: every key
+ * of a queue carries its `{queue}` hash tag). One Lua script per transition, so a dedupe claim,
+ * a batch of settlements plus the verdicts on a batch of deliveries, or a maintenance pass is
+ * one atomic round trip. Cancellations and pause/resume reach every process by pub/sub.
+ */
+export class RedisJobStateStore implements JobStateStore {
+  readonly name = 'redis';
+  readonly #redis: Redis | Cluster;
+  readonly #prefix: string;
+  readonly #outboxMs: number;
+  readonly #chunk: number;
+  readonly #scripts: Record<JobStateScriptName, { source: string; sha: string }>;
+  readonly #listeners = new Map<string, Set<(event: StateEvent) => void>>();
+  readonly #subscribed = new Map<string, Promise<void>>();
+  #subscriber: Redis | Cluster | undefined;
+  #closed = false;
+
+  constructor(options: RedisJobStateStoreOptions) {
+    const parsed = parseOptions('RedisJobStateStore', redisJobStateStoreOptionsSchema, options);
+    this.#redis = parsed.connection;
+    this.#prefix = parsed.prefix;
+    this.#outboxMs = parsed.outboxTimeoutMs;
+    this.#chunk = parsed.addChunkSize;
+    this.#scripts = Object.fromEntries(
+      Object.entries(loadJobStateScripts()).map(([name, source]) => [
+        name,
+        { source, sha: createHash('sha1').update(source).digest('hex') },
+      ]),
+    ) as Record<JobStateScriptName, { source: string; sha: string }>;
+  }
+
+  #keyPrefix(queue: string): string {
+    return `${this.#prefix}:{${queue}}:`;
+  }
+
+  /** Runs a script by EVALSHA; on NOSCRIPT (first use, or after a Redis restart) loads it once. */
+  async #run(name: JobStateScriptName, queue: string, args: (string | number)[]): Promise<unknown> {
+    const script = this.#scripts[name];
+    const prefix = this.#keyPrefix(queue);
+    const meta = `${prefix}meta`;
+    try {
+      return await this.#redis.evalsha(script.sha, 1, meta, prefix, ...args);
+    } catch (error) {
+      if (!isNoScript(error)) throw error;
+      return this.#redis.eval(script.source, 1, meta, prefix, ...args);
+    }
+  }
+
+  async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
+    const chunks: JobRecord[][] = [];
+    for (let index = 0; index < records.length; index += this.#chunk) {
+      chunks.push(records.slice(index, index + this.#chunk));
+    }
+    const replies = await Promise.all(
+      chunks.map((chunk) => {
+        const args: (string | number)[] = [now + this.#outboxMs, chunk.length];
+        for (const record of chunk) args.push(record.id, encodeRecord(record), record.availableAt);
+        return this.#run('add', queue, args) as Promise<number[]>;
+      }),
+    );
+    return replies.flat().map((flag) => flag === 1);
+  }
+
+  async addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
+    const args: (string | number)[] = [
+      now,
+      now + this.#outboxMs,
+      parent.id,
+      encodeRecord(parent),
+      children.length,
+    ];
+    for (const child of children) args.push(child.id, encodeRecord(child), child.availableAt);
+    return (await this.#run('add-flow', queue, args)) === 1;
+  }
+
+  async unclaim(queue: string, claims: StateDelivery[]): Promise<void> {
+    if (claims.length === 0) return;
+    await this.#run(
+      'unclaim',
+      queue,
+      claims.flatMap(({ id, token }) => [id, token]),
+    );
+  }
+
+  async confirm(queue: string, published: StateDelivery[]): Promise<void> {
+    if (published.length === 0) return;
+    await this.#run(
+      'confirm',
+      queue,
+      published.flatMap(({ id, token }) => [id, token]),
+    );
+  }
+
+  async exchange(queue: string, request: StateExchange): Promise<StateExchangeResult> {
+    const settle = request.settle.map((settlement) => {
+      const { record } = settlement;
+      const entry: Record<string, unknown> = { id: record.id };
+      if (record.parent) {
+        entry.par = record.parent.id;
+        entry.pol = record.parent.onChildFailure;
+      }
+      if (settlement.kind === 'complete') {
+        entry.k = 'c';
+        if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
+        if (record.removeOnComplete) entry.rm = true;
+      } else {
+        entry.k = 'f';
+        entry.rec = encodeRecord(
+          settlement.retryAt === null ? record : { ...record, availableAt: settlement.retryAt },
+        );
+        if (settlement.retryAt !== null) entry.at = settlement.retryAt;
+        const last = record.errors.at(-1);
+        if (last) entry.err = JSON.stringify(last);
+      }
+      return entry;
+    });
+    const reply = (await this.#run('exchange', queue, [
+      request.now,
+      request.leaseUntil,
+      request.now + this.#outboxMs,
+      settle.length === 0 ? '[]' : JSON.stringify(settle),
+      request.deliveries.length === 0
+        ? '[]'
+        : JSON.stringify(request.deliveries.map(({ id, token }) => [id, token])),
+    ])) as unknown[];
+    const flags = String(reply[0] ?? '');
+    return {
+      verdicts: Array.from(flags, (flag) => verdicts[flag] ?? 'drop'),
+      publish: publishes(reply, 1),
+    };
+  }
+
+  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<void> {
+    if (ids.length === 0) return;
+    const pairs: (string | number)[] = [];
+    for (const id of ids) pairs.push(leaseUntil, id);
+    await this.#redis.zadd(`${this.#keyPrefix(queue)}active`, 'XX', ...pairs);
+  }
+
+  async release(queue: string, ids: string[], now: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#run('release', queue, [now, ...ids]);
+  }
+
+  async maintain(
+    queue: string,
+    now: number,
+    maxStalls: number,
+    retention: RetentionPolicy,
+  ): Promise<MaintenanceResult & { publish: StatePublish[] }> {
+    const stallError: JobErrorEntry = {
+      attempt: 0,
+      name: 'JobStalledError',
+      code: 'NOA_MQ_JOB_STALLED',
+      message: `job stalled more than ${maxStalls} times`,
+      at: now,
+    };
+    const reply = (await this.#run('maintain', queue, [
+      now,
+      maxStalls,
+      retention.completedCount,
+      retention.completedAgeMs,
+      retention.deadCount,
+      retention.deadAgeMs,
+      JSON.stringify(stallError),
+      now + this.#outboxMs,
+    ])) as unknown[];
+    return {
+      recovered: Number(reply[0] ?? 0),
+      deadLettered: Number(reply[1] ?? 0),
+      removed: Number(reply[2] ?? 0),
+      publish: publishes(reply, 3),
+    };
+  }
+
+  async getJob(queue: string, id: string, now: number): Promise<JobInfo | undefined> {
+    const reply = (await this.#run('get-job', queue, [id])) as string[] | null;
+    if (!reply) return undefined;
+    const [raw, stored, availableAt, finishedAt, result, progress, terminalError] = reply as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    const states: Record<string, JobState> = {
+      a: 'active',
+      w: 'waiting-children',
+      c: 'completed',
+      f: 'failed',
+    };
+    const state: JobState =
+      stored === 'q'
+        ? availableAt !== '' && Number(availableAt) > now
+          ? 'delayed'
+          : 'waiting'
+        : states[stored]!;
+    const info: JobInfo = { ...decodeRecord(raw), state };
+    if (terminalError) info.errors = [...info.errors, JSON.parse(terminalError) as JobErrorEntry];
+    if (finishedAt) info.finishedAt = Number(finishedAt);
+    if (result) info.result = JSON.parse(result);
+    if (progress) info.progress = JSON.parse(progress);
+    return info;
+  }
+
+  async counts(queue: string, now: number): Promise<JobCounts> {
+    const [waiting, delayed, active, waitingChildren, completed, failed, paused] = (await this.#run(
+      'counts',
+      queue,
+      [now],
+    )) as [number, number, number, number, number, number, string];
+    return { waiting, delayed, active, waitingChildren, completed, failed, paused: paused === '1' };
+  }
+
+  async pause(queue: string): Promise<void> {
+    const prefix = this.#keyPrefix(queue);
+    await this.#redis.hset(`${prefix}meta`, 'paused', '1');
+    await this.#redis.publish(`${prefix}ev`, 'p');
+  }
+
+  async resume(queue: string): Promise<void> {
+    const prefix = this.#keyPrefix(queue);
+    await this.#redis.hdel(`${prefix}meta`, 'paused');
+    await this.#redis.publish(`${prefix}ev`, 'r');
+  }
+
+  async isPaused(queue: string): Promise<boolean> {
+    return (await this.#redis.hget(`${this.#keyPrefix(queue)}meta`, 'paused')) === '1';
+  }
+
+  async drain(queue: string, includeDelayed: boolean, now: number): Promise<number> {
+    return Number(await this.#run('drain', queue, [now, includeDelayed ? 1 : 0]));
+  }
+
+  async setProgress(queue: string, id: string, progress: unknown): Promise<void> {
+    await this.#run('progress', queue, [id, JSON.stringify(progress ?? null)]);
+  }
+
+  async cancel(
+    queue: string,
+    id: string,
+    now: number,
+  ): Promise<{ outcome: CancelOutcome; publish: StatePublish[] }> {
+    const error: JobErrorEntry = {
+      attempt: 0,
+      name: 'JobCancelledError',
+      code: 'NOA_MQ_JOB_CANCELLED',
+      message: `job ${id} was cancelled`,
+      at: now,
+    };
+    const reply = (await this.#run('cancel', queue, [
+      now,
+      id,
+      JSON.stringify(error),
+      now + this.#outboxMs,
+    ])) as unknown[];
+    return { outcome: reply[0] as CancelOutcome, publish: publishes(reply, 1) };
+  }
+
+  #onMessage(channel: string, message: string): void {
+    const listeners = this.#listeners.get(channel);
+    if (!listeners) return;
+    let event: StateEvent | undefined;
+    if (message === 'p') event = { type: 'pause' };
+    else if (message === 'r') event = { type: 'resume' };
+    else if (message.startsWith('c:')) event = { type: 'cancel', id: message.slice(2) };
+    if (!event) return;
+    for (const listener of listeners) listener(event);
+  }
+
+  async subscribe(queue: string, listener: (event: StateEvent) => void): Promise<() => void> {
+    const channel = `${this.#keyPrefix(queue)}ev`;
+    let listeners = this.#listeners.get(channel);
+    if (!listeners) {
+      listeners = new Set();
+      this.#listeners.set(channel, listeners);
+    }
+    listeners.add(listener);
+    const remove = () => {
+      listeners.delete(listener);
+    };
+    if (this.#closed) return remove;
+    if (!this.#subscriber) {
+      const subscriber = this.#redis.duplicate();
+      subscriber.on('error', () => {});
+      subscriber.on('message', (from: string, message: string) => this.#onMessage(from, message));
+      this.#subscriber = subscriber;
+    }
+    let subscribed = this.#subscribed.get(channel);
+    if (!subscribed) {
+      subscribed = this.#subscriber.subscribe(channel).then(() => undefined);
+      this.#subscribed.set(channel, subscribed);
+    }
+    await subscribed;
+    return remove;
+  }
+
+  async childrenResults(queue: string, parentId: string): Promise<ChildrenResults> {
+    const fields = await this.#redis.hgetall(`${this.#keyPrefix(queue)}deps:${parentId}`);
+    const results: Record<string, unknown> = {};
+    const failures: Record<string, JobErrorEntry> = {};
+    for (const [field, value] of Object.entries(fields)) {
+      if (field.startsWith('r:')) results[field.slice(2)] = JSON.parse(value);
+      else if (field.startsWith('f:')) failures[field.slice(2)] = JSON.parse(value) as JobErrorEntry;
+    }
+    return { results, failures };
+  }
+
+  async listDead(queue: string, offset: number, limit: number, now: number): Promise<JobInfo[]> {
+    const ids = await this.#redis.zrevrange(`${this.#keyPrefix(queue)}dead`, offset, offset + limit - 1);
+    const jobs = await Promise.all(ids.map((id) => this.getJob(queue, id, now)));
+    return jobs.filter((job): job is JobInfo => job !== undefined);
+  }
+
+  async redrive(queue: string, ids: string[] | undefined, now: number): Promise<StatePublish[]> {
+    const targets = ids ?? (await this.#redis.zrange(`${this.#keyPrefix(queue)}dead`, 0, -1));
+    const out: StatePublish[] = [];
+    for (let index = 0; index < targets.length; index += 500) {
+      const infos = await Promise.all(
+        targets.slice(index, index + 500).map((id) => this.getJob(queue, id, now)),
+      );
+      const args: (string | number)[] = [now + this.#outboxMs, now];
+      for (const info of infos) {
+        if (info?.state !== 'failed') continue;
+        const {
+          state: _state,
+          result: _result,
+          progress: _progress,
+          finishedAt: _finishedAt,
+          ...record
+        } = info;
+        args.push(record.id, encodeRecord({ ...record, attemptsMade: 0, availableAt: now }));
+      }
+      if (args.length > 2) out.push(...publishes((await this.#run('redrive', queue, args)) as unknown[], 0));
+    }
+    return out;
+  }
+
+  async purgeDead(queue: string, ids: string[] | undefined): Promise<number> {
+    return Number(await this.#run('purge-dead', queue, ids ?? []));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const subscriber = this.#subscriber;
+    this.#subscriber = undefined;
+    if (subscriber) await subscriber.quit().catch(() => subscriber.disconnect());
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
