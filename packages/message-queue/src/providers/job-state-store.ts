@@ -11,10 +11,15 @@ export interface StatePublish {
   token: number;
 }
 
-/** A delivered message, as the store judges it: the job id and the message's token. */
+/** A message, as the store judges it: the job id and the message's token. */
 export interface StateDelivery {
   id: string;
   token: number;
+  /**
+   * Redelivered by the broker after its holder's channel closed, and not held by a worker of
+   * this process: it runs even though the job is active (its holder is presumed dead).
+   */
+  orphaned?: boolean;
 }
 
 /**

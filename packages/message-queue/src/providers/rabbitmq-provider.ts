@@ -235,7 +235,9 @@ export class RabbitMqProvider implements QueueProvider {
       delete consumer.tag;
       consumer.buffer = [];
     }
-    this.#held.clear();
+    // With a state store, deliveries held from the dead channel stay known (their settlements
+    // are still stored), so their redeliveries here are not run twice in this process.
+    if (!this.#state) this.#held.clear();
     if (!this.#closed) {
       this.#logger.warn('RabbitMQ connection lost; reconnecting');
       void this.#ready().catch(() => {});
@@ -581,19 +583,22 @@ export class RabbitMqProvider implements QueueProvider {
         if (consumer.buffer.length === 0) await consumer.wakers.wait(firstDeliveryWaitMs, neverAborted);
       }
     }
-    const taken: { delivery: Delivery; record: JobRecord; token: number }[] = [];
+    const taken: { delivery: Delivery; record: JobRecord; token: number; orphaned: boolean }[] = [];
     while (taken.length < request.fetch && consumer.buffer.length > 0) {
       const delivery = consumer.buffer.shift()!;
       if (delivery.generation !== this.#generation) continue;
       const { message } = delivery.tracked;
-      taken.push({ delivery, record: decodeRecord(message.content.toString()), token: tokenOf(message) });
+      const record = decodeRecord(message.content.toString());
+      // Held here from before a reconnect: our worker still runs it and will store its outcome.
+      const orphaned = message.fields.redelivered && !this.#held.has(this.#key(queue, record.id));
+      taken.push({ delivery, record, token: tokenOf(message), orphaned });
     }
     if (request.settle.length === 0 && taken.length === 0) return { jobs: [] };
     let result: Awaited<ReturnType<JobStateStore['exchange']>>;
     try {
       result = await state.exchange(queue, {
         settle: request.settle,
-        deliveries: taken.map(({ record, token }) => ({ id: record.id, token })),
+        deliveries: taken.map(({ record, token, orphaned }) => ({ id: record.id, token, orphaned })),
         now: request.now,
         leaseUntil: request.leaseUntil,
       });

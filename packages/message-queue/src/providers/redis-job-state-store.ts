@@ -189,7 +189,7 @@ export class RedisJobStateStore implements JobStateStore {
       settle.length === 0 ? '[]' : JSON.stringify(settle),
       request.deliveries.length === 0
         ? '[]'
-        : JSON.stringify(request.deliveries.map(({ id, token }) => [id, token])),
+        : JSON.stringify(request.deliveries.map(({ id, token, orphaned }) => [id, token, orphaned ? 1 : 0])),
     ])) as unknown[];
     const flags = String(reply[0] ?? '');
     return {

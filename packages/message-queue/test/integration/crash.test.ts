@@ -3,13 +3,28 @@ import path from 'node:path';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { Queue, type QueueProvider, RabbitMqProvider, RedisProvider, Worker } from '../../src/index.js';
+import {
+  Queue,
+  type QueueProvider,
+  RabbitMqProvider,
+  RedisJobStateStore,
+  RedisProvider,
+  Worker,
+} from '../../src/index.js';
 import { waitFor } from '../helpers.js';
 
 const root = path.resolve(import.meta.dirname, '../../../..');
 const fixture = path.resolve(import.meta.dirname, '../fixtures/crash-worker.ts');
 
-const backends = [
+const statePrefix = uniqueName('crash-state');
+const backends: {
+  kind: string;
+  url: string;
+  up: boolean;
+  /** Extra arguments of the crash-worker fixture. */
+  extra?: string[];
+  make: (url: string) => { provider: QueueProvider; close: () => Promise<unknown> };
+}[] = [
   {
     kind: 'redis',
     url: serviceUrl('redis'),
@@ -28,6 +43,28 @@ const backends = [
       return { provider: provider as QueueProvider, close: () => provider.close() };
     },
   },
+  {
+    // The broker redelivers the killed worker's messages at once; the store lets them run
+    // (orphaned) although their leases have not expired yet.
+    kind: 'rabbitmq-state',
+    url: serviceUrl('rabbitmq'),
+    up: (await isReachable('rabbitmq')) && (await isReachable('redis')),
+    extra: [serviceUrl('redis'), statePrefix],
+    make: (url: string) => {
+      const connection = new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null });
+      const provider = new RabbitMqProvider({
+        url,
+        state: new RedisJobStateStore({ connection, prefix: statePrefix }),
+      });
+      return {
+        provider: provider as QueueProvider,
+        close: async () => {
+          await provider.close();
+          await connection.quit();
+        },
+      };
+    },
+  },
 ];
 
 for (const backend of backends) {
@@ -44,7 +81,17 @@ for (const backend of backends) {
           await queue.addBulk(Array.from({ length: total }, (_, n) => ({ name: 'work', data: n })));
           const child = spawn(
             process.execPath,
-            ['--conditions=@noa/source', '--import', 'tsx', fixture, backend.kind, backend.url, name, '100'],
+            [
+              '--conditions=@noa/source',
+              '--import',
+              'tsx',
+              fixture,
+              backend.kind,
+              backend.url,
+              name,
+              '100',
+              ...(backend.extra ?? []),
+            ],
             { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
           );
           let output = '';

@@ -1,8 +1,10 @@
 -- One worker round trip: store settled tries, then decide which deliveries run.
--- ARGV: prefix, now, lease until, outbox deadline, settlements JSON, deliveries JSON ([[id, token]]).
--- A delivery runs ('1') only if its job is queued (or active on an expired lease) and its
--- token is not older than the job's; else it is dropped ('0': acknowledged without running),
--- or requeued ('2') when the queue is paused. Returns {verdicts, then id, token, record per publish}.
+-- ARGV: prefix, now, lease until, outbox deadline, settlements JSON, deliveries JSON
+-- ([[id, token, orphaned]]: orphaned = 1 when the broker redelivers it after its holder's
+-- channel closed and no worker of this process holds it).
+-- A delivery runs ('1') only if its token is not older than the job's and the job is queued,
+-- or active but orphaned or on an expired lease; else it is dropped ('0': acknowledged without
+-- running), or requeued ('2') when the queue is paused. Returns {verdicts, then id, token, record per publish}.
 local now = tonumber(ARGV[2])
 local deadline = tonumber(ARGV[4])
 local settle = cjson.decode(ARGV[5])
@@ -49,7 +51,7 @@ if #deliveries > 0 then
       if state == 'q' and token >= current then
         runs = true
       elseif state == 'a' and token >= current then
-        runs = (tonumber(redis.call('ZSCORE', INDEX.a, id)) or 0) <= now
+        runs = delivery[3] == 1 or (tonumber(redis.call('ZSCORE', INDEX.a, id)) or 0) <= now
       end
       if runs then
         move(id, state, 'a', tonumber(ARGV[3]))
