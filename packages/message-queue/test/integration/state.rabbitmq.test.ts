@@ -1,0 +1,193 @@
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import {
+  JobCancelledError,
+  type JobRecord,
+  Queue,
+  RabbitMqProvider,
+  RedisJobStateStore,
+  type RedisJobStateStoreOptions,
+  Worker,
+} from '../../src/index.js';
+import { sleep, waitFor } from '../helpers.js';
+
+// RabbitMQ + Redis job state across processes: two providers (two connections, as two processes
+// would have) share one store prefix; what one does, the other's workers obey.
+const url = serviceUrl('rabbitmq');
+const redisUrl = serviceUrl('redis');
+const reachable = (await isReachable('rabbitmq')) && (await isReachable('redis'));
+if (!reachable) console.log(`skipped: no RabbitMQ at ${url} or no Redis at ${redisUrl}`);
+
+describe.skipIf(!reachable)('RabbitMQ with a Redis job state store, across processes', () => {
+  const connections: Redis[] = [];
+  const providers: RabbitMqProvider[] = [];
+  const workers: Worker<unknown, unknown>[] = [];
+  const queues: string[] = [];
+
+  /** Two providers on one store prefix, and a queue name. */
+  const pair = (options: Partial<RedisJobStateStoreOptions> = {}) => {
+    const prefix = uniqueName('state');
+    const make = () => {
+      const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+      connections.push(connection);
+      const provider = new RabbitMqProvider({
+        url,
+        state: new RedisJobStateStore({ connection, prefix, ...options }),
+      });
+      providers.push(provider);
+      return provider;
+    };
+    const name = uniqueName('mq-state');
+    queues.push(name);
+    return { first: make(), second: make(), name, prefix };
+  };
+  const track = <Data, Result>(worker: Worker<Data, Result>) => {
+    workers.push(worker as Worker<unknown, unknown>);
+    return worker;
+  };
+
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((worker) => worker.close(200)));
+  });
+  afterAll(async () => {
+    for (const name of queues) await providers[0]?.deleteQueue(name);
+    await Promise.all(providers.map((provider) => provider.close()));
+    await Promise.all(connections.map((connection) => connection.quit()));
+  });
+
+  it('declares the state capabilities on the instance', () => {
+    const { first } = pair();
+    expect(first.capabilities).toEqual(RabbitMqProvider.stateCapabilities);
+    expect(new RabbitMqProvider({ url }).capabilities).toEqual(RabbitMqProvider.capabilities);
+    expect(RabbitMqProvider.capabilities.getJob).toBe(false);
+  });
+
+  it('cancel from one process aborts the handler running in another, and it is not retried', async () => {
+    const { first, second, name } = pair();
+    const producer = new Queue({ name, provider: first });
+    const consumer = new Queue({ name, provider: second });
+    const { id } = await producer.add('long', null, { attempts: 5 });
+    let reason: unknown;
+    let runs = 0;
+    track(
+      new Worker({
+        queue: consumer,
+        leaseMs: 2_000,
+        handler: (job) => {
+          runs += 1;
+          return new Promise((_resolve, reject) => {
+            job.signal.addEventListener('abort', () => {
+              reason = job.signal.reason;
+              reject(job.signal.reason);
+            });
+          });
+        },
+      }),
+    );
+    await waitFor(() => runs === 1);
+    expect(await producer.cancel(id)).toBe('signalled');
+    await waitFor(() => reason !== undefined);
+    expect(reason).toBeInstanceOf(JobCancelledError);
+    await waitFor(async () => (await producer.getJob(id))?.state === 'failed');
+    await sleep(200);
+    expect(runs).toBe(1);
+  });
+
+  it('pause in one process holds the workers of another until resume', async () => {
+    const { first, second, name } = pair();
+    const admin = new Queue({ name, provider: first });
+    const consumer = new Queue({ name, provider: second });
+    const seen: string[] = [];
+    track(
+      new Worker({
+        queue: consumer,
+        pollIntervalMs: 100,
+        handler: (job) => {
+          seen.push(job.id);
+        },
+      }),
+    );
+    await admin.add('before', null);
+    await waitFor(() => seen.length === 1);
+    await admin.pause();
+    await admin.add('held', null);
+    await sleep(400);
+    expect(seen).toHaveLength(1);
+    expect(await admin.counts()).toMatchObject({ waiting: 1, paused: true });
+    await admin.resume();
+    await waitFor(() => seen.length === 2, 5_000, 'the held job after resume');
+  });
+
+  it('a job leased by a process that hangs is recovered by another, and runs once there', async () => {
+    const { first, second, name } = pair();
+    const queue = new Queue({ name, provider: second });
+    const { id } = await queue.add('orphan', null);
+    const leased = await first.exchange(name, {
+      settle: [],
+      fetch: 1,
+      leaseUntil: Date.now() + 150,
+      now: Date.now(),
+      promoteDelayed: true,
+      groupWeights: {},
+      defaultGroupWeight: 1,
+    });
+    expect(leased.jobs.map((job) => job.id)).toEqual([id]);
+    const seen: string[] = [];
+    track(
+      new Worker({
+        queue,
+        leaseMs: 2_000,
+        maintenanceIntervalMs: 100,
+        handler: (job) => {
+          seen.push(job.id);
+        },
+      }),
+    );
+    await waitFor(() => seen.length === 1, 5_000, 'the stalled job to be recovered');
+    await waitFor(async () => (await queue.getJob(id))?.state === 'completed');
+    // The hung process dies: the broker redelivers its stale message, which is dropped.
+    await first.close();
+    await sleep(300);
+    expect(seen).toEqual([id]);
+  });
+
+  it('publishes a job that was claimed but never published (the outbox), once', async () => {
+    const { second, name, prefix } = pair({ outboxTimeoutMs: 200 });
+    const queue = new Queue<number>({ name, provider: second });
+    // A producer that claimed the id and died before publishing: only the store knows the job.
+    const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    connections.push(connection);
+    const crashed = new RedisJobStateStore({ connection, prefix, outboxTimeoutMs: 200 });
+    const now = Date.now();
+    const lost: JobRecord = {
+      id: 'claimed-only',
+      name: 'lost',
+      data: 7,
+      priority: 0,
+      attempts: 3,
+      backoff: { type: 'fixed', delayMs: 10 },
+      removeOnComplete: false,
+      attemptsMade: 0,
+      errors: [],
+      createdAt: now,
+      availableAt: now,
+    };
+    expect(await crashed.add(name, [lost], now)).toEqual([true]);
+    await crashed.close();
+    expect((await queue.add('again', 8, { jobId: 'claimed-only' })).added).toBe(false);
+    const seen: number[] = [];
+    track(
+      new Worker({
+        queue,
+        maintenanceIntervalMs: 100,
+        handler: (job) => {
+          seen.push(job.data);
+        },
+      }),
+    );
+    await waitFor(() => seen.length === 1, 5_000, 'the outbox to publish the claimed job');
+    await sleep(500);
+    expect(seen).toEqual([7]);
+  });
+});
