@@ -5,7 +5,7 @@ import { type BenchCase, quantile, runBench, size, smoke } from '@noa/testkit/be
 import amqp from 'amqplib';
 import { Queue as BullQueue, Worker as BullWorker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Queue, RabbitMqProvider, RedisProvider, Worker } from '../src/index.js';
+import { Queue, RabbitMqProvider, RedisJobStateStore, RedisProvider, Worker } from '../src/index.js';
 import { commandCalls, usedMemory } from './redis-stats.js';
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
@@ -335,6 +335,7 @@ const cases: BenchCase[] = [
 const amqpUrl = serviceUrl('rabbitmq');
 const rabbitUp = await isReachable('rabbitmq');
 let rabbit: RabbitMqProvider | undefined;
+let rabbitWithState: RabbitMqProvider | undefined;
 let rawConnection: amqp.ChannelModel | undefined;
 if (!rabbitUp) console.log(`skipped RabbitMQ cases: no RabbitMQ at ${amqpUrl}`);
 else {
@@ -519,6 +520,44 @@ else {
       },
     ),
   );
+  // The cost of a job state store (on the private Redis): publish then consume, ours with the
+  // store against ours without it, same run.
+  rabbitWithState = new RabbitMqProvider({
+    url: amqpUrl,
+    state: new RedisJobStateStore({ connection: oursConnection }),
+  });
+  const stateProvider = rabbitWithState;
+  const publishThenConsume = async (provider: RabbitMqProvider) => {
+    const queue = new Queue({ name: uniqueName('state'), provider });
+    await queue.counts();
+    const started = performance.now();
+    for (let index = 0; index < rabbitCount; index += chunk) {
+      await queue.addBulk(jobsOf(Math.min(chunk, rabbitCount - index)));
+    }
+    let worker: Worker | undefined;
+    await new Promise<void>((resolve) => {
+      let done = 0;
+      worker = new Worker({ queue, concurrency: 100, handler: () => undefined });
+      worker.on('completed', () => {
+        done += 1;
+        if (done === rabbitCount) resolve();
+      });
+    });
+    const rate = rabbitCount / ((performance.now() - started) / 1_000);
+    await worker?.close();
+    await queue.clean({ completedCount: 0 });
+    await provider.deleteQueue(queue.name);
+    return rate;
+  };
+  cases.push({
+    case: `RabbitMQ + Redis job state: publish then consume ${rabbitCount.toLocaleString('en-US')} no-op jobs, concurrency 100`,
+    unit: 'jobs/s',
+    better: 'higher',
+    anchor: 'RabbitMqProvider without state (same run)',
+    rounds: 3,
+    ours: () => publishThenConsume(stateProvider),
+    theirs: () => publishThenConsume(rabbitProvider),
+  });
 }
 
 try {
@@ -527,6 +566,7 @@ try {
 } finally {
   await ours.close();
   await rabbit?.close();
+  await rabbitWithState?.close();
   await rawConnection?.close();
   oursConnection.disconnect();
   admin.disconnect();
