@@ -46,7 +46,12 @@ export interface StateExchangeResult {
 }
 
 /** A queue event the store broadcasts to every process. */
-export type StateEvent = { type: 'cancel'; id: string } | { type: 'pause' } | { type: 'resume' };
+export type StateEvent =
+  | { type: 'cancel'; id: string }
+  | { type: 'pause' }
+  | { type: 'resume' }
+  /** A job group seen for the first time: its queue is to be consumed. */
+  | { type: 'group'; group: string };
 
 /**
  * The job state a broker cannot keep, held beside it (see `RedisJobStateStore`): job records
@@ -82,6 +87,8 @@ export interface JobStateStore {
   pause(queue: string): Promise<void>;
   resume(queue: string): Promise<void>;
   isPaused(queue: string): Promise<boolean>;
+  /** Every job group the queue has seen (each has its own broker queue). */
+  groups(queue: string): Promise<string[]>;
   /** Forgets waiting (and delayed) jobs; returns how many. */
   drain(queue: string, includeDelayed: boolean, now: number): Promise<number>;
   setProgress(queue: string, id: string, progress: unknown): Promise<void>;

@@ -4,6 +4,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqp
 import { z } from 'zod';
 import { delayBucket } from '../delay-bucket.js';
 import { UnsupportedOperationError } from '../errors.js';
+import { pickGroup } from '../fair-dispatch.js';
 import { maxPriority } from '../job-options.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
 import type {
@@ -82,7 +83,7 @@ const stateCapabilities: ProviderCapabilities = {
   getJob: true,
   exactCounts: true,
   priorities: true,
-  groups: false,
+  groups: true,
   flows: true,
   cancel: true,
   progress: true,
@@ -100,10 +101,45 @@ function tokenOf(message: ConsumeMessage): number {
 
 const neverAborted = new AbortController().signal;
 
+/**
+ * With a state store, each job group has its own queue. Its prefetch must cover what the group
+ * can have unacknowledged (running, leased ahead, settling) plus a whole fetch, so a backlogged
+ * group's buffer is never empty at a pick (fair dispatch needs every backlogged group to be a
+ * candidate each time): three times the largest fetch of a worker of that concurrency
+ * (`concurrency + max(concurrency, 16)`).
+ */
+function groupPrefetch(prefetch: number): number {
+  return 3 * (prefetch + Math.max(prefetch, 16));
+}
+
+/**
+ * When a consumer (re)starts with job groups, the first pick waits up to this long for every
+ * group queue's first push, so a group whose consumer started a moment later is not skipped.
+ */
+const groupStartWaitMs = 25;
+
+/** How old a group queue's ready count may be before it is read again. */
+const backlogReadMs = 50;
+
+/** The broker queue of a job group (with a state store). */
+function groupQueueName(queue: string, group: string): string {
+  return `${queue}.group.${group}`;
+}
+
 interface Delivery {
   tracked: TrackedDelivery<ConsumeMessage>;
   acks: AckBatcher<ConsumeMessage>;
   generation: number;
+  /** The job group whose queue it came from (with a state store). */
+  group?: string;
+  /** Its group's count of deliveries not yet acknowledged or rejected (see `settled`). */
+  outstanding?: { count: number };
+}
+
+/** A delivery is being acknowledged or rejected: its group has one outstanding fewer. */
+function settled(delivery: Delivery): void {
+  if (delivery.outstanding) delivery.outstanding.count -= 1;
+  delete delivery.outstanding;
 }
 
 /** Runs a batcher's flush at the end of the tick; a channel that died meanwhile was requeued by the broker. */
@@ -130,6 +166,19 @@ interface Consumer {
   watching?: Promise<void>;
   /** With a state store: when the pause flag was last read while paused. */
   pauseCheckedAt?: number;
+  /** With a state store: the channel's ack batcher (shared by the group consumers). */
+  acks?: AckBatcher<ConsumeMessage>;
+  /** With a state store: deliveries of each job group's queue, and its consumer tag. */
+  groupBuffers: Map<string, Delivery[]>;
+  groupTags: Map<string, string>;
+  /** Smooth weighted round robin credits of the groups (this process's share of fairness). */
+  credits: Map<string, number>;
+  /** Ready messages of each group queue in the broker, as last read (see `#brokerBacklog`). */
+  backlog: Map<string, { count: number; readAt: number; reading: boolean }>;
+  /** Deliveries of each group not yet acknowledged or rejected (their prefetch window). */
+  outstanding: Map<string, { count: number }>;
+  /** A fetch stopped to wait for a group's next push: `waitForWork` waits for a delivery. */
+  awaitingPush: boolean;
 }
 
 /**
@@ -160,6 +209,7 @@ export class RabbitMqProvider implements QueueProvider {
   #closed = false;
   readonly #declared = new Set<string>();
   readonly #delayQueues = new Map<string, Set<string>>();
+  readonly #groupQueues = new Map<string, Set<string>>();
   readonly #consumers = new Map<string, Consumer>();
   readonly #held = new Map<string, Delivery>();
 
@@ -234,6 +284,9 @@ export class RabbitMqProvider implements QueueProvider {
       delete consumer.channel;
       delete consumer.tag;
       consumer.buffer = [];
+      consumer.groupBuffers.clear();
+      consumer.groupTags.clear();
+      consumer.outstanding.clear();
     }
     // With a state store, deliveries held from the dead channel stay known (their settlements
     // are still stored), so their redeliveries here are not run twice in this process.
@@ -259,10 +312,29 @@ export class RabbitMqProvider implements QueueProvider {
     this.#declared.add(queue);
   }
 
-  /** A TTL queue that dead-letters into `queue` after `delayMs` (rounded up to a bucket). */
-  async #delayQueue(queue: string, delayMs: number): Promise<string> {
+  /** A job group's queue (with a state store): priorities like the main queue. */
+  async #declareGroup(queue: string, group: string): Promise<string> {
+    const name = groupQueueName(queue, group);
+    if (this.#declared.has(name)) return name;
+    const { publisher } = await this.#ready();
+    await publisher.assertQueue(name, { durable: true, arguments: { 'x-max-priority': maxPriority } });
+    this.#declared.add(name);
+    let known = this.#groupQueues.get(queue);
+    if (!known) {
+      known = new Set();
+      this.#groupQueues.set(queue, known);
+    }
+    known.add(name);
+    return name;
+  }
+
+  /**
+   * A TTL queue that dead-letters into `target` (the queue, or a group's queue) after `delayMs`
+   * (rounded up to a bucket).
+   */
+  async #delayQueue(queue: string, delayMs: number, target = queue): Promise<string> {
     const bucket = delayBucket(delayMs);
-    const name = `${queue}.delay.${bucket}`;
+    const name = `${target}.delay.${bucket}`;
     if (this.#declared.has(name)) return name;
     const { publisher } = await this.#ready();
     await publisher.assertQueue(name, {
@@ -270,7 +342,7 @@ export class RabbitMqProvider implements QueueProvider {
       arguments: {
         'x-message-ttl': bucket,
         'x-dead-letter-exchange': '',
-        'x-dead-letter-routing-key': queue,
+        'x-dead-letter-routing-key': target,
         'x-expires': bucket + 60_000,
       },
     });
@@ -298,9 +370,13 @@ export class RabbitMqProvider implements QueueProvider {
     await this.#declare(queue);
     const routes: string[] = [];
     for (const { record, target, now } of items) {
+      // Without a state store groups are not supported: grouped jobs share the queue.
+      const base =
+        record.group !== undefined && this.#state ? await this.#declareGroup(queue, record.group) : queue;
       if (target === 'dead') routes.push(`${queue}.dead`);
-      else if (record.availableAt > now) routes.push(await this.#delayQueue(queue, record.availableAt - now));
-      else routes.push(queue);
+      else if (record.availableAt > now)
+        routes.push(await this.#delayQueue(queue, record.availableAt - now, base));
+      else routes.push(base);
     }
     const { publisher } = await this.#ready();
     await new Promise<void>((resolve, reject) => {
@@ -443,7 +519,19 @@ export class RabbitMqProvider implements QueueProvider {
   #consumer(queue: string): Consumer {
     let consumer = this.#consumers.get(queue);
     if (!consumer) {
-      consumer = { wanted: false, paused: false, prefetch: 0, buffer: [], wakers: new Wakers() };
+      consumer = {
+        wanted: false,
+        paused: false,
+        prefetch: 0,
+        buffer: [],
+        wakers: new Wakers(),
+        groupBuffers: new Map(),
+        groupTags: new Map(),
+        credits: new Map(),
+        backlog: new Map(),
+        outstanding: new Map(),
+        awaitingPush: false,
+      };
       this.#consumers.set(queue, consumer);
     }
     return consumer;
@@ -458,7 +546,8 @@ export class RabbitMqProvider implements QueueProvider {
   }
 
   #onStateEvent(queue: string, consumer: Consumer, event: StateEvent): void {
-    if (event.type === 'pause') void this.#pauseLocally(consumer);
+    if (event.type === 'group') void this.#consumeGroup(queue, consumer, event.group);
+    else if (event.type === 'pause') void this.#pauseLocally(consumer);
     else if (event.type === 'resume') {
       consumer.paused = false;
       if (consumer.wanted) void this.#startConsumer(queue, consumer);
@@ -505,6 +594,25 @@ export class RabbitMqProvider implements QueueProvider {
         );
         consumer.channel = channel;
         consumer.tag = consumerTag;
+        consumer.acks = acks;
+        if (state) {
+          // basic.qos (per consumer) applies to the consumers started after it: the group queues.
+          await channel.prefetch(groupPrefetch(consumer.prefetch));
+          const groups = await state.groups(queue);
+          await Promise.all(groups.map((group) => this.#consumeGroup(queue, consumer, group)));
+          await Promise.all(groups.map((group) => this.#readBacklog(queue, consumer, group)));
+          const deadline = Date.now() + groupStartWaitMs;
+          while (
+            Date.now() < deadline &&
+            groups.some(
+              (group) =>
+                (consumer.groupBuffers.get(group)?.length ?? 0) === 0 &&
+                (consumer.backlog.get(group)?.count ?? 0) > 0,
+            )
+          ) {
+            await consumer.wakers.wait(Math.max(1, deadline - Date.now()), neverAborted);
+          }
+        }
         if (consumer.paused) await this.#stopConsumer(consumer);
       } catch (error) {
         this.#logger.warn('could not start consumer', {
@@ -518,17 +626,70 @@ export class RabbitMqProvider implements QueueProvider {
     await consumer.starting;
   }
 
+  /** With a state store: consumes a job group's queue on the consumer's channel (once). */
+  async #consumeGroup(queue: string, consumer: Consumer, group: string): Promise<void> {
+    const { channel, acks } = consumer;
+    if (!channel || !acks || consumer.groupTags.has(group)) return;
+    consumer.groupTags.set(group, '');
+    const generation = this.#generation;
+    try {
+      const name = await this.#declareGroup(queue, group);
+      const { consumerTag } = await channel.consume(
+        name,
+        (message) => {
+          if (!message) return;
+          let buffer = consumer.groupBuffers.get(group);
+          if (!buffer) {
+            buffer = [];
+            consumer.groupBuffers.set(group, buffer);
+          }
+          let outstanding = consumer.outstanding.get(group);
+          if (!outstanding) {
+            outstanding = { count: 0 };
+            consumer.outstanding.set(group, outstanding);
+          }
+          outstanding.count += 1;
+          buffer.push({ tracked: acks.track(message), acks, generation, group, outstanding });
+          consumer.wakers.wakeAll();
+        },
+        { noAck: false },
+      );
+      if (consumer.channel === channel) consumer.groupTags.set(group, consumerTag);
+    } catch (error) {
+      if (consumer.channel === channel) consumer.groupTags.delete(group);
+      this.#logger.warn('could not consume a job group', {
+        queue,
+        group,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+
+  /** Every buffered delivery of the consumer (the queue's and its groups'), emptied. */
+  #takeBuffered(consumer: Consumer): Delivery[] {
+    const all = consumer.buffer;
+    consumer.buffer = [];
+    for (const buffer of consumer.groupBuffers.values()) all.push(...buffer);
+    consumer.groupBuffers.clear();
+    return all;
+  }
+
   async #stopConsumer(consumer: Consumer): Promise<void> {
     const { channel, tag } = consumer;
     delete consumer.channel;
     delete consumer.tag;
     if (!channel) return;
     // Closing the channel returns its unacknowledged buffered deliveries to the queue.
-    const buffered = consumer.buffer;
-    consumer.buffer = [];
+    const buffered = this.#takeBuffered(consumer);
+    const groupTags = [...consumer.groupTags.values()];
+    consumer.groupTags.clear();
     try {
       if (tag) await channel.cancel(tag);
-      for (const delivery of buffered) delivery.acks.nack(delivery.tracked, true);
+      for (const groupTag of groupTags) if (groupTag) await channel.cancel(groupTag);
+      for (const delivery of buffered) {
+        settled(delivery);
+        delivery.acks.nack(delivery.tracked, true);
+      }
     } catch {
       // The channel died already: the broker requeued them.
     }
@@ -583,9 +744,13 @@ export class RabbitMqProvider implements QueueProvider {
         if (consumer.buffer.length === 0) await consumer.wakers.wait(firstDeliveryWaitMs, neverAborted);
       }
     }
+    // A consumer (re)starting its group queues: pick once they all deliver (fair from the start).
+    if (consumer.starting) await consumer.starting;
     const taken: { delivery: Delivery; record: JobRecord; token: number; orphaned: boolean }[] = [];
-    while (taken.length < request.fetch && consumer.buffer.length > 0) {
-      const delivery = consumer.buffer.shift()!;
+    const weightOf = (group: string) => request.groupWeights[group] ?? request.defaultGroupWeight;
+    while (taken.length < request.fetch) {
+      const delivery = this.#nextDelivery(queue, consumer, weightOf);
+      if (!delivery) break;
       if (delivery.generation !== this.#generation) continue;
       const { message } = delivery.tracked;
       const record = decodeRecord(message.content.toString());
@@ -603,13 +768,20 @@ export class RabbitMqProvider implements QueueProvider {
         leaseUntil: request.leaseUntil,
       });
     } catch (error) {
-      consumer.buffer.unshift(...taken.map(({ delivery }) => delivery));
+      for (const { delivery } of taken.reverse()) {
+        const buffer =
+          delivery.group === undefined ? consumer.buffer : consumer.groupBuffers.get(delivery.group);
+        if (buffer) buffer.unshift(delivery);
+        else consumer.groupBuffers.set(delivery.group!, [delivery]);
+      }
       throw error;
     }
     await this.#publishForState(queue, state, result.publish, request.now);
     for (const settlement of request.settle) {
       const held = this.#takeHeld(queue, settlement.record.id);
-      held?.acks.ack(held.tracked);
+      if (!held) continue;
+      settled(held);
+      held.acks.ack(held.tracked);
     }
     const jobs: JobRecord[] = [];
     let paused = false;
@@ -621,14 +793,88 @@ export class RabbitMqProvider implements QueueProvider {
         jobs.push(record);
       } else if (verdict === 'requeue') {
         paused = true;
+        settled(delivery);
         delivery.acks.nack(delivery.tracked, true);
       } else {
         this.#logger.debug('delivery dropped by the state store', { queue, id: record.id });
+        settled(delivery);
         delivery.acks.ack(delivery.tracked);
       }
     }
     if (paused) await this.#pauseLocally(consumer);
     return { jobs };
+  }
+
+  /**
+   * The next buffered delivery: the queue's own in order, or, with job groups, one of the
+   * backlogged groups (ungrouped jobs are the group `''`) by smooth weighted round robin with
+   * this consumer's credits. A group whose buffer is empty but whose broker queue has ready
+   * messages is still a candidate: when it is picked, the fetch stops there (its credit kept)
+   * rather than give its turn away while the broker's push catches up, so weights hold even
+   * when the broker delivers slower than the workers consume.
+   */
+  #nextDelivery(
+    queue: string,
+    consumer: Consumer,
+    weightOf: (group: string) => number,
+  ): Delivery | undefined {
+    const candidates: string[] = [];
+    const window = groupPrefetch(consumer.prefetch);
+    for (const group of consumer.groupTags.keys()) {
+      const buffered = consumer.groupBuffers.get(group)?.length ?? 0;
+      // Empty but the broker has more and may push it (its window is not full of our jobs).
+      const coming =
+        buffered === 0 &&
+        (consumer.outstanding.get(group)?.count ?? 0) < window &&
+        this.#brokerBacklog(queue, consumer, group) > 0;
+      if (buffered > 0 || coming) candidates.push(group);
+    }
+    if (candidates.length === 0) return consumer.buffer.shift();
+    if (consumer.buffer.length > 0) candidates.push('');
+    const before = new Map(consumer.credits);
+    const group =
+      candidates.length === 1 ? candidates[0]! : pickGroup(candidates, weightOf, consumer.credits)!;
+    if (group === '') return consumer.buffer.shift();
+    const delivery = consumer.groupBuffers.get(group)?.shift();
+    if (!delivery) {
+      consumer.credits.clear();
+      for (const [name, credit] of before) consumer.credits.set(name, credit);
+      consumer.awaitingPush = true;
+    }
+    return delivery;
+  }
+
+  /** The last read ready count of a group queue; reads it again (in the background) when stale. */
+  #brokerBacklog(queue: string, consumer: Consumer, group: string): number {
+    const entry = consumer.backlog.get(group);
+    if (!entry || (!entry.reading && Date.now() - entry.readAt >= backlogReadMs)) {
+      void this.#readBacklog(queue, consumer, group);
+    }
+    return entry?.count ?? 0;
+  }
+
+  /** Reads a group queue's ready count (an idempotent declare with its arguments carries it). */
+  async #readBacklog(queue: string, consumer: Consumer, group: string): Promise<void> {
+    let entry = consumer.backlog.get(group);
+    if (!entry) {
+      entry = { count: 0, readAt: 0, reading: false };
+      consumer.backlog.set(group, entry);
+    }
+    if (entry.reading) return;
+    entry.reading = true;
+    try {
+      const { publisher } = await this.#ready();
+      const reply = await publisher.assertQueue(groupQueueName(queue, group), {
+        durable: true,
+        arguments: { 'x-max-priority': maxPriority },
+      });
+      entry.count = reply.messageCount;
+    } catch {
+      entry.count = 0;
+    } finally {
+      entry.reading = false;
+      entry.readAt = Date.now();
+    }
   }
 
   async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {
@@ -694,7 +940,9 @@ export class RabbitMqProvider implements QueueProvider {
     } finally {
       for (const record of records) {
         const held = this.#takeHeld(queue, record.id);
-        held?.acks.nack(held.tracked, true);
+        if (!held) continue;
+        settled(held);
+        held.acks.nack(held.tracked, true);
       }
     }
   }
@@ -712,7 +960,9 @@ export class RabbitMqProvider implements QueueProvider {
     for (const { record } of publish) {
       // A stale delivery held here would hold a prefetch slot forever: its job has a new message.
       const held = this.#takeHeld(queue, record.id);
-      held?.acks.ack(held.tracked);
+      if (!held) continue;
+      settled(held);
+      held.acks.ack(held.tracked);
     }
     await this.#publishForState(queue, state, publish, now);
     return result;
@@ -720,7 +970,14 @@ export class RabbitMqProvider implements QueueProvider {
 
   waitForWork(queue: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
     const consumer = this.#consumer(queue);
-    if (consumer.buffer.length > 0 || this.#closed) return Promise.resolve();
+    if (this.#closed) return Promise.resolve();
+    if (consumer.awaitingPush) {
+      // The last fetch stopped for a group's next push: wait for a delivery (briefly), not spin.
+      consumer.awaitingPush = false;
+      return consumer.wakers.wait(Math.min(timeoutMs, backlogReadMs), signal);
+    }
+    if (consumer.buffer.length > 0) return Promise.resolve();
+    for (const buffer of consumer.groupBuffers.values()) if (buffer.length > 0) return Promise.resolve();
     return consumer.wakers.wait(timeoutMs, signal);
   }
 
@@ -783,6 +1040,9 @@ export class RabbitMqProvider implements QueueProvider {
     await this.#declare(queue);
     const { publisher } = await this.#ready();
     let removed = (await publisher.purgeQueue(queue)).messageCount;
+    for (const name of await this.#groupQueueNames(queue)) {
+      await publisher.purgeQueue(name).catch(() => undefined);
+    }
     if (includeDelayed) {
       for (const name of this.#delayQueues.get(queue) ?? []) {
         removed += await publisher
@@ -857,13 +1117,21 @@ export class RabbitMqProvider implements QueueProvider {
     return (await publisher.purgeQueue(`${queue}.dead`)).messageCount;
   }
 
-  /** Deletes the queue, its DLQ and its delay queues (for tests and teardown). */
+  /** The job group queues of a queue: those the store has seen and those declared here. */
+  async #groupQueueNames(queue: string): Promise<string[]> {
+    const names = new Set(this.#groupQueues.get(queue));
+    for (const group of (await this.#state?.groups(queue)) ?? []) names.add(groupQueueName(queue, group));
+    return [...names];
+  }
+
+  /** Deletes the queue, its DLQ, its delay queues and its group queues (for tests and teardown). */
   async deleteQueue(queue: string): Promise<void> {
     const { publisher } = await this.#ready();
-    for (const name of [queue, `${queue}.dead`, ...(this.#delayQueues.get(queue) ?? [])]) {
+    const groupQueues = await this.#groupQueueNames(queue);
+    for (const name of [queue, `${queue}.dead`, ...(this.#delayQueues.get(queue) ?? []), ...groupQueues]) {
       await publisher.deleteQueue(name).catch(() => undefined);
+      this.#declared.delete(name);
     }
-    this.#declared.delete(queue);
   }
 
   async close(): Promise<void> {

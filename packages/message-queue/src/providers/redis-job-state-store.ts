@@ -122,7 +122,9 @@ export class RedisJobStateStore implements JobStateStore {
     const replies = await Promise.all(
       chunks.map((chunk) => {
         const args: (string | number)[] = [now + this.#outboxMs, chunk.length];
-        for (const record of chunk) args.push(record.id, encodeRecord(record), record.availableAt);
+        for (const record of chunk) {
+          args.push(record.id, encodeRecord(record), record.availableAt, record.group ?? '');
+        }
         return this.#run('add', queue, args) as Promise<number[]>;
       }),
     );
@@ -135,9 +137,11 @@ export class RedisJobStateStore implements JobStateStore {
       now + this.#outboxMs,
       parent.id,
       encodeRecord(parent),
+      parent.group ?? '',
       children.length,
     ];
-    for (const child of children) args.push(child.id, encodeRecord(child), child.availableAt);
+    for (const child of children)
+      args.push(child.id, encodeRecord(child), child.availableAt, child.group ?? '');
     return (await this.#run('add-flow', queue, args)) === 1;
   }
 
@@ -294,6 +298,10 @@ export class RedisJobStateStore implements JobStateStore {
     await this.#redis.publish(`${prefix}ev`, 'r');
   }
 
+  async groups(queue: string): Promise<string[]> {
+    return this.#redis.smembers(`${this.#keyPrefix(queue)}groups`);
+  }
+
   async isPaused(queue: string): Promise<boolean> {
     return (await this.#redis.hget(`${this.#keyPrefix(queue)}meta`, 'paused')) === '1';
   }
@@ -334,6 +342,7 @@ export class RedisJobStateStore implements JobStateStore {
     if (message === 'p') event = { type: 'pause' };
     else if (message === 'r') event = { type: 'resume' };
     else if (message.startsWith('c:')) event = { type: 'cancel', id: message.slice(2) };
+    else if (message.startsWith('g:')) event = { type: 'group', group: message.slice(2) };
     if (!event) return;
     for (const listener of listeners) listener(event);
   }

@@ -1,13 +1,14 @@
 -- Claims a flow: the parent waits for its children, which are claimed like add.lua's jobs.
--- ARGV: prefix, now, outbox deadline, parent id, parent record, child count, then per child:
--- id, record, availableAt. Returns 1, or 0 when any id is held already (nothing claimed).
+-- ARGV: prefix, now, outbox deadline, parent id, parent record, parent group, child count, then
+-- per child: id, record, availableAt, group. Returns 1, or 0 when any id is held already.
 local now = tonumber(ARGV[2])
 local deadline = tonumber(ARGV[3])
 local parentId = ARGV[4]
-local count = tonumber(ARGV[6])
+local count = tonumber(ARGV[7])
 local keys = {jobKey(parentId)}
-for i = 0, count - 1 do keys[#keys + 1] = jobKey(ARGV[7 + i * 3]) end
+for i = 0, count - 1 do keys[#keys + 1] = jobKey(ARGV[8 + i * 4]) end
 if redis.call('EXISTS', unpack(keys)) > 0 then return 0 end
+knowGroup(ARGV[6])
 if count == 0 then
   redis.call('HSET', jobKey(parentId), 'r', ARGV[5], 's', 'q', 't', 1)
   redis.call('ZADD', INDEX.q, fmt(now), parentId)
@@ -18,7 +19,8 @@ redis.call('HSET', jobKey(parentId), 'r', ARGV[5], 's', 'w', 't', 0)
 redis.call('ZADD', INDEX.w, fmt(now), parentId)
 redis.call('HSET', P .. 'deps:' .. parentId, '#pending', count)
 for i = 0, count - 1 do
-  local at = 7 + i * 3
+  local at = 8 + i * 4
+  knowGroup(ARGV[at + 3])
   redis.call('HSET', jobKey(ARGV[at]), 'r', ARGV[at + 1], 's', 'q', 't', 1)
   redis.call('ZADD', INDEX.q, ARGV[at + 2], ARGV[at])
   redis.call('ZADD', OUTBOX, fmt(deadline), ARGV[at])

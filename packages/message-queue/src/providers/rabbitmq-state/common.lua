@@ -54,6 +54,13 @@ local function removeJobs(ids)
   return #ids
 end
 
+-- Records a job group; a new one is announced so every process starts consuming its queue.
+local function knowGroup(group)
+  if group ~= '' and redis.call('SADD', P .. 'groups', group) == 1 then
+    redis.call('PUBLISH', EVENTS, 'g:' .. group)
+  end
+end
+
 local function decode(raw)
   return cjson.decode(raw)
 end
