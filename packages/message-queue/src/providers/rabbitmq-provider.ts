@@ -36,7 +36,8 @@ export const rabbitMqProviderOptionsSchema = z
     prefetch: z.number().int().positive().optional(),
     /**
      * Where job state lives (e.g. a `RedisJobStateStore`): enables dedupe, getJob, exact counts,
-     * progress, cancel, flows, lease recovery, DLQ by id and global pause. Closed with the provider.
+     * progress, cancel, flows, groups, lease recovery, DLQ by id and global pause. Closed with
+     * the provider.
      */
     state: z
       .custom<JobStateStore>(
@@ -186,9 +187,9 @@ interface Consumer {
  * prefetch = worker concurrency, delays through per-bucket TTL queues that dead-letter back
  * into the queue (no plugin), a dead-letter queue, and reconnect with backoff that re-declares
  * the topology and re-subscribes consumers. Job state that AMQP cannot answer (getJob, exact
- * counts, dedupe, flows, cancel, progress, lease recovery, DLQ by id, global pause) needs a
- * `state` store beside the broker; without one it is declared unsupported in `capabilities`.
- * Groups are unsupported either way.
+ * counts, dedupe, flows, groups, cancel, progress, lease recovery, DLQ by id, global pause)
+ * needs a `state` store beside the broker (AMQP stays the transport); without one it is
+ * declared unsupported in `capabilities`.
  */
 export class RabbitMqProvider implements QueueProvider {
   readonly name = 'rabbitmq';
