@@ -4,7 +4,6 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqp
 import { z } from 'zod';
 import { delayBucket } from '../delay-bucket.js';
 import { UnsupportedOperationError } from '../errors.js';
-import { pickGroup } from '../fair-dispatch.js';
 import { maxPriority } from '../job-options.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
 import type {
@@ -18,6 +17,7 @@ import type {
   Settlement,
 } from '../provider.js';
 import { AckBatcher, type TrackedDelivery } from './ack-batcher.js';
+import { type BufferedGroup, pickBufferedGroup } from './buffered-group-pick.js';
 import type { JobStateStore, StateEvent, StatePublish } from './job-state-store.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import { Wakers } from './wakers.js';
@@ -819,30 +819,25 @@ export class RabbitMqProvider implements QueueProvider {
     consumer: Consumer,
     weightOf: (group: string) => number,
   ): Delivery | undefined {
-    const candidates: string[] = [];
+    if (consumer.groupTags.size === 0) return consumer.buffer.shift();
     const window = groupPrefetch(consumer.prefetch);
+    const groups = new Map<string, BufferedGroup>();
     for (const group of consumer.groupTags.keys()) {
       const buffered = consumer.groupBuffers.get(group)?.length ?? 0;
-      // Empty but the broker has more and may push it (its window is not full of our jobs).
       const coming =
         buffered === 0 &&
         (consumer.outstanding.get(group)?.count ?? 0) < window &&
         this.#brokerBacklog(queue, consumer, group) > 0;
-      if (buffered > 0 || coming) candidates.push(group);
+      groups.set(group, { buffered, coming });
     }
-    if (candidates.length === 0) return consumer.buffer.shift();
-    if (consumer.buffer.length > 0) candidates.push('');
-    const before = new Map(consumer.credits);
-    const group =
-      candidates.length === 1 ? candidates[0]! : pickGroup(candidates, weightOf, consumer.credits)!;
-    if (group === '') return consumer.buffer.shift();
-    const delivery = consumer.groupBuffers.get(group)?.shift();
-    if (!delivery) {
-      consumer.credits.clear();
-      for (const [name, credit] of before) consumer.credits.set(name, credit);
+    if (consumer.buffer.length > 0) groups.set('', { buffered: consumer.buffer.length, coming: false });
+    const pick = pickBufferedGroup(groups, weightOf, consumer.credits);
+    if (!pick) return undefined;
+    if ('wait' in pick) {
       consumer.awaitingPush = true;
+      return undefined;
     }
-    return delivery;
+    return pick.take === '' ? consumer.buffer.shift() : consumer.groupBuffers.get(pick.take)!.shift();
   }
 
   /** The last read ready count of a group queue; reads it again (in the background) when stale. */
