@@ -728,13 +728,9 @@ export class RabbitMqProvider implements QueueProvider {
       consumer.wanted = true;
       consumer.prefetch = this.#options.prefetch ?? request.fetch;
     }
-    if (
-      consumer.paused &&
-      consumer.wanted &&
-      Date.now() - (consumer.pauseCheckedAt ?? 0) >= pauseRecheckMs &&
-      !(await state.isPaused(queue))
-    ) {
-      consumer.paused = false;
+    if (consumer.paused && consumer.wanted && Date.now() - (consumer.pauseCheckedAt ?? 0) >= pauseRecheckMs) {
+      consumer.pauseCheckedAt = Date.now();
+      if (!(await state.isPaused(queue))) consumer.paused = false;
     }
     if (consumer.paused) consumer.pauseCheckedAt ??= Date.now();
     if (consumer.wanted && !consumer.channel && !consumer.paused) {
@@ -790,7 +786,15 @@ export class RabbitMqProvider implements QueueProvider {
       if (delivery.generation !== this.#generation) continue;
       const verdict = result.verdicts[index] ?? 'drop';
       if (verdict === 'run') {
-        this.#held.set(this.#key(queue, record.id), delivery);
+        const key = this.#key(queue, record.id);
+        const previous = this.#held.get(key);
+        if (previous && previous.generation === this.#generation) {
+          // A stalled run here whose job the store requeued with this newer message: the old
+          // delivery would otherwise hold its prefetch slot until the channel closes.
+          settled(previous);
+          previous.acks.ack(previous.tracked);
+        }
+        this.#held.set(key, delivery);
         jobs.push(record);
       } else if (verdict === 'requeue') {
         paused = true;
