@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { coarseClock, systemClock } from '@noa/core';
 import { type BenchCase, opsPerCpuSecond, size } from '@noa/testkit/bench';
 import { MemoryStore as ExpressRateLimitMemoryStore } from 'express-rate-limit';
@@ -186,5 +188,75 @@ export function memoryCases(): BenchCase[] {
       theirs: rlf(),
     });
   }
+  cases.push(...keyFloodCases());
   return cases;
+}
+
+const floodKeys = size(300_000, 5_000);
+
+/** Forces a full garbage collection (the flag is set at run time, so the bench needs no CLI flag). */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+/** Heap growth (MB, after a full GC) from `floodKeys` distinct keys checked once each. */
+async function heapGrowthMb(check: (key: string) => Promise<unknown>): Promise<number> {
+  collectGarbage();
+  const before = process.memoryUsage().heapUsed;
+  for (let index = 0; index < floodKeys; index += 1) await check(`flood-${index}`);
+  collectGarbage();
+  return (process.memoryUsage().heapUsed - before) / 1_048_576;
+}
+
+/**
+ * A flood of distinct keys (spoofed IPs): the memory store keeps at most `maxKeys` (here 50k),
+ * RateLimiterMemory keeps every key and a timer per key until its window ends.
+ */
+function keyFloodCases(): BenchCase[] {
+  const ours = async () => {
+    const limiter = createRateLimiter({
+      limits: [{ limit: 100, windowMs: 60_000 }],
+      store: new MemoryStore({ maxKeys: 50_000 }),
+    });
+    const grown = await heapGrowthMb((key) => limiter.check(key));
+    await limiter.close();
+    return grown;
+  };
+  return [
+    {
+      case: `memory, key flood: heap growth after ${floodKeys.toLocaleString('en-US')} distinct keys`,
+      unit: 'MB',
+      better: 'lower',
+      rounds: 3,
+      anchor: 'rate-limiter-flexible@11.4.0 RateLimiterMemory',
+      ours,
+      theirs: async () => {
+        const limiter = new RateLimiterMemory({ points: 100, duration: 60 });
+        const grown = await heapGrowthMb((key) => limiter.consume(key));
+        // Its timers hold the keys until the window ends; drop them so the next round starts clean.
+        const storage = (
+          limiter as unknown as { _memoryStorage: { _storage: Map<string, { timeoutId?: NodeJS.Timeout }> } }
+        )._memoryStorage._storage;
+        for (const record of storage.values()) clearTimeout(record.timeoutId);
+        storage.clear();
+        return grown;
+      },
+    },
+    {
+      case: `memory, key flood: heap growth after ${floodKeys.toLocaleString('en-US')} distinct keys (vs express-rate-limit)`,
+      unit: 'MB',
+      better: 'lower',
+      rounds: 3,
+      anchor: 'express-rate-limit@8.7.4 MemoryStore',
+      ours,
+      theirs: async () => {
+        const store = new ExpressRateLimitMemoryStore();
+        store.init({ windowMs: 60_000 } as Parameters<ExpressRateLimitMemoryStore['init']>[0]);
+        const grown = await heapGrowthMb((key) => store.increment(key));
+        store.shutdown();
+        return grown;
+      },
+    },
+  ];
 }
