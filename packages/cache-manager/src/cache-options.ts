@@ -131,27 +131,40 @@ export type CacheOptions = z.input<typeof cacheOptionsSchema>;
 /** Parsed options. */
 export type ResolvedCacheOptions = z.output<typeof cacheOptionsSchema>;
 
-/** Per-write options. */
-export interface SetOptions {
-  /** Freshness in ms (default: the cache's `ttlMs`). */
-  ttlMs?: number;
-  /** Grace after expiry in ms (default: the cache's `graceMs`). */
-  graceMs?: number;
-  /** Tags for `deleteByTag` (global across namespaces). */
-  tags?: readonly string[];
-}
+/** Per-write options of `set`, `setMany` and the entries written by `getOrSet`. */
+export const setOptionsSchema = z
+  .object({
+    /** Freshness in ms (default: the cache's `ttlMs`). */
+    ttlMs: positiveMs.optional(),
+    /** Grace after expiry in ms (default: the cache's `graceMs`). */
+    graceMs: z.number().int().nonnegative().optional(),
+    /** Tags for `deleteByTag` (global across namespaces). */
+    tags: z.array(z.string()).readonly().optional(),
+  })
+  .strict();
 
-/** Per-call options of `getOrSet` and `wrap`. */
-export interface GetOrSetOptions extends SetOptions {
-  /** See the cache option of the same name. */
-  softTimeoutMs?: number;
-  /** See the cache option of the same name. */
-  hardTimeoutMs?: number;
-  /** How long to wait for another instance's factory (default: `lock.timeoutMs`). */
-  lockTimeoutMs?: number;
-  /** XFetch β for this call. */
-  earlyRefreshBeta?: number;
-}
+/** Per-write options (validated when given: `ConfigError` names the bad field). */
+export type SetOptions = z.input<typeof setOptionsSchema>;
+
+/** One item of `setMany`: a key, its value and its write options. */
+export const setManyItemSchema = setOptionsSchema.extend({ key: z.string(), value: z.unknown() }).strict();
+
+/** Per-call options of `getOrSet` and `wrap`: the write options plus the read-through ones. */
+export const getOrSetOptionsSchema = setOptionsSchema
+  .extend({
+    /** See the cache option of the same name. */
+    softTimeoutMs: positiveMs.optional(),
+    /** See the cache option of the same name. */
+    hardTimeoutMs: positiveMs.optional(),
+    /** How long to wait for another instance's factory (default: `lock.timeoutMs`). */
+    lockTimeoutMs: positiveMs.optional(),
+    /** XFetch β for this call. */
+    earlyRefreshBeta: z.number().nonnegative().optional(),
+  })
+  .strict();
+
+/** Per-call options of `getOrSet` and `wrap` (validated when given). */
+export type GetOrSetOptions = z.input<typeof getOrSetOptionsSchema>;
 
 /** What a factory receives. */
 export interface FactoryContext<T> {
