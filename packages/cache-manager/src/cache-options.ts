@@ -59,6 +59,12 @@ export const cacheOptionsSchema = z
     /** L2 value encoding. */
     serializer: z.enum(['msgpack', 'json']).default('msgpack'),
     /**
+     * msgpack only: the key lists of repeated object shapes (msgpackr record structures, up to
+     * 32) are kept once in Redis (`<prefix>__structures`) instead of inline in every value, so
+     * values are smaller and decode faster. Off: every value describes its shapes inline.
+     */
+    sharedStructures: z.boolean().default(true),
+    /**
      * L2 compression of encoded values at least `thresholdBytes` long. Node's sync zlib calls
      * cost ~15–30 µs each whatever the size, so small values are cheaper uncompressed.
      */
