@@ -61,7 +61,7 @@ export class RedisTier {
     this.#prefix = prefix;
     this.#cluster = isCluster(client);
     if (batching && !this.#cluster) {
-      this.#reads = new TickBatcher((keys) => this.getMany(keys), Number(process.env.RB ?? 256));
+      this.#reads = new TickBatcher((keys) => this.getMany(keys));
       // Writes flush every 16 KiB so Redis ingests a batch while the next is being encoded.
       this.#writes = new TickBatcher((writes) => this.#writeBatch(writes), 256, 16 * 1024);
     }
