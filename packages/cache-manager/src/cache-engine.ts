@@ -15,6 +15,7 @@ import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError
 import { createL1Store } from './l1/create-l1-store.js';
 import { estimateSize } from './l1/estimate-size.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
+import { onConnectionClose } from './l2/connection-close.js';
 import { RedisGuard } from './l2/redis-guard.js';
 import { RedisTier } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
@@ -47,7 +48,7 @@ export class CacheEngine {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #background = new Set<Promise<unknown>>();
   #closed = false;
-  #onConnectionClose: (() => void) | undefined;
+  #stopWatchingConnection: (() => void) | undefined;
   /** Resolves when start-up work (bus subscription, hot-key warm-up) is done. */
   readonly ready: Promise<void>;
 
@@ -78,8 +79,7 @@ export class CacheEngine {
         this.logger.warn('shared msgpack structures could not be synchronised', { error: String(error) }),
       );
       this.structures = structures;
-      this.#onConnectionClose = () => structures.distrust();
-      options.redis.on('close', this.#onConnectionClose);
+      this.#stopWatchingConnection = onConnectionClose(options.redis, () => structures.distrust());
       if (options.bus) {
         this.bus = new InvalidationBus({
           tier: this.tier,
@@ -541,7 +541,7 @@ export class CacheEngine {
     await withDeadline(Promise.all([...this.#background]), 5_000, 'cache close').catch(() => {});
     await this.saveHotKeys(this.options.hotKeys);
     await this.structures?.settled();
-    if (this.#onConnectionClose) this.options.redis?.off('close', this.#onConnectionClose);
+    this.#stopWatchingConnection?.();
     for (const wake of [...this.#waiters.values()].flatMap((set) => [...set])) wake();
     await this.bus?.close();
   }

@@ -1,6 +1,11 @@
+import { delay } from '@noa/core';
+import { startPrivateRedis } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+import { redisServerInstalled } from './redis-server.js';
+
+const hasRedisServer = redisServerInstalled('the shared structures restart test');
 
 const page = (seed: number) => ({
   page: seed,
@@ -97,3 +102,42 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
     expect(await (await cacheOn(prefix)).get('k2')).toEqual(page(9));
   });
 });
+
+describe.skipIf(!hasRedisServer)(
+  'shared msgpack structures across a Redis restart without persistence',
+  () => {
+    it('writes values that other instances can read once Redis is back (the list died with it)', async () => {
+      const server = await startPrivateRedis();
+      const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+      redis.on('error', () => {});
+      const options = { redis, prefix: 'restart:', bus: false, l1: { maxEntries: 1 } };
+      const writer = new Cache(options);
+      try {
+        await writer.ready();
+        await writer.set('k0', page(0));
+        await writer.set('k1', page(1)); // second sighting: the shapes are proposed
+        await delay(100); // appended to the list
+        await writer.set('k2', page(2));
+        expect((await redis.getBuffer('restart:k2'))![5]).toBeGreaterThan(0); // uses shared structures
+        await server.kill();
+        await delay(200);
+        await server.restart();
+        // The writer's first writes after the restart must be readable by an instance that starts
+        // now (and creates a new list): the writer distrusts its list once the connection closed.
+        const deadline = Date.now() + 10_000;
+        while (Date.now() < deadline && (await redis.ping().catch(() => 'down')) !== 'PONG') await delay(100);
+        await writer.set('after', page(42));
+        const reader = new Cache(options);
+        await reader.ready();
+        expect(await reader.get('after')).toEqual(page(42));
+        await writer.set('later', page(43));
+        expect(await reader.get('later')).toEqual(page(43));
+        await reader.close();
+      } finally {
+        await writer.close();
+        redis.disconnect();
+        await server.stop();
+      }
+    });
+  },
+);
