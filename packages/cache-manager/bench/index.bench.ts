@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { clearRedisPrefix, type PrivateRedis, serviceUrl, startPrivateRedis } from '@noa/testkit';
-import { type BenchCase, runBench, size, smoke } from '@noa/testkit/bench';
+import { type BenchCase, median, runBench, size, smoke } from '@noa/testkit/bench';
 import { BentoCache, bentostore } from 'bentocache';
 import { memoryDriver } from 'bentocache/drivers/memory';
 import { redisBusDriver, redisDriver } from 'bentocache/drivers/redis';
@@ -90,15 +90,36 @@ async function learnShapes(cache: Cache, value: unknown): Promise<void> {
 }
 
 /**
- * The floor of any cache that returns decoded objects: a raw GET of our stored bytes plus
- * msgpackr's unpack of them (same shared structures, no cache logic, no entry fields).
+ * The floor of any cache that returns decoded objects: our stored bytes fetched the cheapest
+ * way we know (the same-turn MGET batching our reads use, without guard, breaker, L1 or
+ * entry fields) plus msgpackr's unpack with the same shared structures. Nothing else.
  */
-async function rawGetAndUnpack(keyPrefix: string): Promise<(key: string) => Promise<unknown>> {
+async function mgetAndUnpack(keyPrefix: string): Promise<(key: string) => Promise<unknown>> {
   const list = await raw.lrange(`${keyPrefix}__structures`, 0, -1);
   const structures = list.slice(1).map((json) => JSON.parse(json) as string[]);
   const decoder = new Packr({ ...msgpackOptions, structures, maxSharedStructures: 32 });
+  let batch: { key: string; resolve: (bytes: Buffer | null) => void; reject: (error: unknown) => void }[] =
+    [];
+  const fetch = (key: string) =>
+    new Promise<Buffer | null>((resolve, reject) => {
+      if (batch.length === 0) {
+        setImmediate(() => {
+          const current = batch;
+          batch = [];
+          raw.mgetBuffer(...current.map((item) => item.key)).then(
+            (values) => {
+              for (const [index, item] of current.entries()) item.resolve(values[index] ?? null);
+            },
+            (error: unknown) => {
+              for (const item of current) item.reject(error);
+            },
+          );
+        });
+      }
+      batch.push({ key: keyPrefix + key, resolve, reject });
+    });
   return async (key) => {
-    const bytes = await raw.getBuffer(keyPrefix + key);
+    const bytes = await fetch(key);
     if (!bytes || bytes[0]! >> 4 !== 2 || (bytes[0]! & 0b111) !== 0) throw new Error('not format 2');
     return decoder.unpack(bytes, { start: 6 });
   };
@@ -130,7 +151,7 @@ for (const [label, value] of payloadCases) {
   const keys = Array.from({ length: KEYS }, (_, index) => `l2:${label}:${index}`);
   await learnShapes(ours, value);
   await Promise.all(keys.map((key) => ours.set(key, value, { ttlMs: 3_600_000 })));
-  const floor = await rawGetAndUnpack(`${prefix}ours:`);
+  const floor = await mgetAndUnpack(`${prefix}ours:`);
   await Promise.all(keys.map((key) => bentoL2.set({ key, value, ttl: '1h' })));
   // Plain Redis as an application would use it: the value as JSON, GET then JSON.parse.
   const json = JSON.stringify(value);
@@ -155,21 +176,25 @@ for (const [label, value] of payloadCases) {
   });
   if (label !== 'small') {
     cases.push({
-      case: `L2-hit get, ${label}, ${IN_FLIGHT} in flight, vs raw GET + msgpackr unpack`,
+      case: `L2-hit get, ${label}, ${IN_FLIGHT} in flight, vs MGET + msgpackr unpack (floor)`,
       unit: 'ops/s',
       better: 'higher',
-      anchor: 'ioredis@5.11.1 getBuffer + msgpackr@2.1.3 unpack (same bytes)',
+      anchor: 'ioredis@5.11.1 mgetBuffer batches + msgpackr@2.1.3 unpack (same bytes)',
       ours: () => opsWithin((index) => oursL2Reader.get(keys[index % KEYS]!), IN_FLIGHT),
       theirs: () => opsWithin((index) => floor(keys[index % KEYS]!), IN_FLIGHT),
-      // The floor itself against the raw GET: what the 0.8× raw-GET goal would need.
+      // The floor against the raw GET: the best any decoding cache could score on that goal.
       extra: async () => {
-        const floorOps = await opsWithin((index) => floor(keys[index % KEYS]!), IN_FLIGHT, sampleMs / 2);
-        const rawOps = await opsWithin(
-          (index) => raw.getBuffer(`${prefix}ours:${keys[index % KEYS]!}`),
-          IN_FLIGHT,
-          sampleMs / 2,
-        );
-        return { floorVsRawGet: Math.round((floorOps / rawOps) * 1000) / 1000 };
+        const floors: number[] = [];
+        for (let round = 0; round < 3; round += 1) {
+          const floorOps = await opsWithin((index) => floor(keys[index % KEYS]!), IN_FLIGHT, sampleMs / 2);
+          const rawOps = await opsWithin(
+            (index) => raw.getBuffer(`${prefix}ours:${keys[index % KEYS]!}`),
+            IN_FLIGHT,
+            sampleMs / 2,
+          );
+          floors.push(floorOps / rawOps);
+        }
+        return { floorVsRawGet: Math.round(median(floors) * 1000) / 1000 };
       },
     });
   }
