@@ -21,6 +21,9 @@ export interface StructureStore {
 /** Most shared structures (msgpackr's one-byte record ids leave 32 for shared shapes). */
 export const MAX_SHARED_STRUCTURES = 32;
 
+/** Shapes with more keys than this are never proposed (see `#propose`). */
+const MAX_SHARED_KEYS = 64;
+
 /** A shape is proposed for sharing once this many encodes met it (one-off shapes stay inline). */
 const PROPOSE_AFTER = 2;
 
@@ -140,6 +143,9 @@ export class SharedStructures {
   /** msgpackr's `shouldShareStructure` hook: records a new shape, keeps it inline (false). */
   #propose(keys: string[]): boolean {
     if (this.#committed.length + this.#proposed.size >= MAX_SHARED_STRUCTURES) return false;
+    // Objects used as dictionaries (many, changing keys) are not shapes worth a slot, and
+    // serializing their key list on every encode would cost more than sharing saves.
+    if (keys.length > MAX_SHARED_KEYS) return false;
     const json = JSON.stringify(keys);
     if (this.#proposed.has(json)) return false;
     const seen = (this.#seen.get(json) ?? 0) + 1;
