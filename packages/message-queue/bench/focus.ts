@@ -11,6 +11,7 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { createRequire } from 'node:module';
+import { Socket } from 'node:net';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
 import { median } from '@noa/testkit/bench';
@@ -35,7 +36,7 @@ const toHandler: number[] = [];
 /** FOCUS_TRACE=1: a timeline of events (ms, what) for a window of the second timed run. */
 const timeline: [number, string][] = [];
 const mark = (what: string) => {
-  if (trace && timeline.length < 400 && tracedRun === 3 && performance.now() > traceFrom)
+  if (trace && timeline.length < 3000 && tracedRun === 3 && performance.now() > traceFrom)
     timeline.push([performance.now(), what]);
 };
 let tracedRun = 0;
@@ -112,6 +113,16 @@ function countCalls(provider: Record<string, unknown>): void {
   }
 }
 
+/** Socket writes (syscalls, unless corked) during a timed run. */
+let socketWrites = 0;
+{
+  const write = Socket.prototype.write;
+  Socket.prototype.write = function (this: Socket, ...args: Parameters<Socket['write']>) {
+    socketWrites += 1;
+    return write.apply(this, args);
+  } as Socket['write'];
+}
+
 /** GC pauses during a timed run. */
 let gcCount = 0;
 let gcMs = 0;
@@ -159,6 +170,7 @@ async function timed(count: number, work: () => Promise<void>): Promise<Sample> 
     });
   }
   tracedRun += 1;
+  socketWrites = 0;
   gcCount = 0;
   gcMs = 0;
   gcMaxMs = 0;
@@ -180,6 +192,7 @@ async function timed(count: number, work: () => Promise<void>): Promise<Sample> 
   }
   // GC entries are delivered asynchronously: read them after a turn of the loop.
   await new Promise((resolve) => setImmediate(resolve));
+  console.log(`socket writes: ${(count / Math.max(1, socketWrites)).toFixed(1)} jobs/write`);
   console.log(`gc: ${gcCount} pauses, ${gcMs.toFixed(1)} ms, max ${gcMaxMs.toFixed(2)} ms`);
   if (recvTimes.length > 1) {
     const gaps = [0, 0, 0, 0];

@@ -4,13 +4,21 @@
  * (through the next `exchange`). Jobs "arrive" `perArrival` at a time once per macrotask (like
  * deliveries read from a socket), so the worker's idle/wake cycle is part of the cost.
  *
- *   node --conditions=@noa/source --import tsx bench/worker-overhead.ts [jobs] [rounds]
+ *   node --conditions=@noa/source --import tsx bench/worker-overhead.ts [jobs] [rounds] [perArrival]
  *
  * Not part of `pnpm bench`: a tool for profiling the worker's per-job cost.
  */
 import { median } from '@noa/testkit/bench';
-import { type JobRecord, MemoryProvider, Queue, type QueueProvider, Worker } from '../src/index.js';
-import { Wakers } from '../src/providers/wakers.js';
+import type { JobRecord, QueueProvider } from '../src/index.js';
+
+// OVERHEAD_SRC=<dir> measures another copy of src/ (e.g. the code before a change) the same way.
+const source = process.env.OVERHEAD_SRC ?? '../src';
+const { MemoryProvider, Queue, Worker } = (await import(
+  `${source}/index.js`
+)) as typeof import('../src/index.js');
+const { Wakers } = (await import(
+  `${source}/providers/wakers.js`
+)) as typeof import('../src/providers/wakers.js');
 
 const jobs = Number(process.argv[2] ?? 200_000);
 const rounds = Number(process.argv[3] ?? 5);
@@ -79,7 +87,7 @@ async function run(
 ): Promise<number> {
   const queue = new Queue({ name: 'overhead', provider: nullProvider(settleNow) });
   const cpu = process.cpuUsage();
-  let worker: Worker | undefined;
+  let worker: InstanceType<typeof Worker> | undefined;
   await new Promise<void>((resolve) => {
     let done = 0;
     worker = new Worker({ queue, concurrency, prefetch, handler });
