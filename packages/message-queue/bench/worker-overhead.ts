@@ -9,6 +9,7 @@
  * Not part of `pnpm bench`: a tool for profiling the worker's per-job cost.
  */
 import { median } from '@noa/testkit/bench';
+import { Registry } from 'prom-client';
 import type { JobRecord, QueueProvider } from '../src/index.js';
 
 // OVERHEAD_SRC=<dir> measures another copy of src/ (e.g. the code before a change) the same way.
@@ -23,6 +24,8 @@ const { Wakers } = (await import(
 const jobs = Number(process.argv[2] ?? 200_000);
 const rounds = Number(process.argv[3] ?? 5);
 const perArrival = Number(process.argv[4] ?? 10);
+/** OVERHEAD_ONLY=<text>: only the variants whose label contains it. */
+const only = process.env.OVERHEAD_ONLY;
 
 function record(n: number): JobRecord {
   return {
@@ -84,13 +87,14 @@ async function run(
   prefetch: number | 'auto',
   settleNow: boolean,
   handler: () => unknown,
+  extra: Record<string, unknown> = {},
 ): Promise<number> {
   const queue = new Queue({ name: 'overhead', provider: nullProvider(settleNow) });
   const cpu = process.cpuUsage();
   let worker: InstanceType<typeof Worker> | undefined;
   await new Promise<void>((resolve) => {
     let done = 0;
-    worker = new Worker({ queue, concurrency, prefetch, handler });
+    worker = new Worker({ queue, concurrency, prefetch, handler, ...extra });
     worker.on('completed', () => {
       done += 1;
       if (done === jobs) resolve();
@@ -103,17 +107,34 @@ async function run(
 
 const sync = () => undefined;
 const async = async () => undefined;
-const variants: [string, number, number | 'auto', boolean, () => unknown][] = [
+const variants: [string, number, number | 'auto', boolean, () => unknown, Record<string, unknown>?][] = [
   ['c100 settleNow (RabbitMQ-like), sync handler', 100, 'auto', true, sync],
   ['c100 settleNow (RabbitMQ-like), async handler', 100, 'auto', true, async],
   ['c1 prefetch 0 via exchange (Redis-like), sync handler', 1, 0, false, sync],
   ['c1 prefetch 0 via exchange (Redis-like), async handler', 1, 0, false, async],
+  [
+    'c100 settleNow, async handler, defaultTimeoutMs 30 s',
+    100,
+    'auto',
+    true,
+    async,
+    { defaultTimeoutMs: 30_000 },
+  ],
+  [
+    'c100 settleNow, async handler, with a metrics registry',
+    100,
+    'auto',
+    true,
+    async,
+    { registry: new Registry() },
+  ],
 ];
-for (const [label, concurrency, prefetch, settleNow, handler] of variants) {
-  await run(concurrency, prefetch, settleNow, handler);
+for (const [label, concurrency, prefetch, settleNow, handler, extra] of variants) {
+  if (only && !label.includes(only)) continue;
+  await run(concurrency, prefetch, settleNow, handler, extra);
   const samples: number[] = [];
   for (let round = 0; round < rounds; round += 1) {
-    samples.push(await run(concurrency, prefetch, settleNow, handler));
+    samples.push(await run(concurrency, prefetch, settleNow, handler, extra));
   }
   console.log(
     `${label}: ${median(samples).toFixed(2)} µs cpu/job (rounds: ${samples.map((s) => s.toFixed(2)).join(' ')})`,

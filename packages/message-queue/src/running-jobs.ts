@@ -1,17 +1,21 @@
 import type { JobSignalSource } from './job.js';
 import type { JobRecord } from './job-record.js';
+import type { TimeoutEntry } from './timeout-sweep.js';
 
 /**
  * One try in a worker's slot. Its `AbortController` is made only when the handler reads
  * `job.signal` or the try is aborted: most handlers never look, and a controller with its
  * signal is the largest allocation of a try.
  */
-export class RunningJob implements JobSignalSource {
+export class RunningJob implements JobSignalSource, TimeoutEntry {
   readonly record: JobRecord;
   /** `performance.now()` at start; 0 when nothing measures run times. */
   readonly startedAt: number;
-  timer: NodeJS.Timeout | undefined;
   done = false;
+  timeoutDeadline = 0;
+  timeoutPrevious: TimeoutEntry | undefined;
+  timeoutNext: TimeoutEntry | undefined;
+  timeoutList: TimeoutEntry['timeoutList'];
   /** The handler's value when it returned synchronously (see `outcome`). */
   value: unknown;
   /** `'sync-result'` / `'sync-error'`: the handler returned or threw without a promise. */

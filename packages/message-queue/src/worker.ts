@@ -12,6 +12,7 @@ import { autoPrefetch, movingAverage } from './prefetch.js';
 import type { QueueProvider, RetentionPolicy, Settlement } from './provider.js';
 import { Queue, retentionSchema } from './queue.js';
 import { RunningJob, RunningJobs } from './running-jobs.js';
+import { TimeoutSweep } from './timeout-sweep.js';
 
 /** How many errors a job keeps in its history (the newest). */
 const maxErrorHistory = 20;
@@ -137,6 +138,13 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   /** The metric labels of this worker (one object, not one per job). */
   readonly #labels: { queue: string };
   readonly #running = new RunningJobs();
+  /** Per-try time limits, all on one timer. */
+  readonly #timeouts = new TimeoutSweep<RunningJob>((running) => {
+    const timeoutMs = running.record.timeoutMs ?? this.#options.defaultTimeoutMs!;
+    const error = new JobTimeoutError(running.record.id, timeoutMs);
+    running.abort(error);
+    this.#fail(running, error);
+  });
   /** Tries whose handler returned without a promise, settled together in one microtask. */
   #returned: RunningJob[] = [];
   readonly #settleReturned = (): void => {
@@ -352,14 +360,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       publishJobEvent('active', { queue: this.queueName, jobId: record.id, name: record.name });
     }
     const timeoutMs = record.timeoutMs ?? this.#options.defaultTimeoutMs;
-    if (timeoutMs !== undefined) {
-      running.timer = setTimeout(() => {
-        const error = new JobTimeoutError(record.id, timeoutMs);
-        running.abort(error);
-        this.#fail(running, error);
-      }, timeoutMs);
-      running.timer.unref();
-    }
+    if (timeoutMs !== undefined) this.#timeouts.add(running, timeoutMs);
     const job = new Job<Data>(this.queueName, this.#provider, record, running);
     let outcome: Promise<Result> | Result;
     try {
@@ -415,7 +416,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   #end(running: RunningJob): boolean {
     if (running.done) return false;
     running.done = true;
-    if (running.timer) clearTimeout(running.timer);
+    this.#timeouts.remove(running);
     this.#running.delete(running);
     if (this.#timed) {
       const runMs = performance.now() - running.startedAt;
@@ -579,11 +580,12 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     const released: JobRecord[] = this.#buffer.splice(0);
     for (const running of [...this.#running.values()]) {
       running.done = true;
-      if (running.timer) clearTimeout(running.timer);
+      this.#timeouts.remove(running);
       running.abort(new WorkerClosingError(running.record.id));
       this.#running.delete(running);
       released.push(running.record);
     }
+    this.#timeouts.clear();
     this.#wake();
     await this.#pumpDone;
     if (released.length > 0) {
