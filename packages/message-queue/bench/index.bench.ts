@@ -27,7 +27,7 @@ function cpuMeter(key: string, jobs: number): () => void {
   const started = process.cpuUsage();
   return () => {
     const used = process.cpuUsage(started);
-    (cpuSamples[key] ??= []).push((used.user + used.system) / jobs);
+    cpuSamples[key] = [...(cpuSamples[key] ?? []), (used.user + used.system) / jobs];
   };
 }
 
