@@ -332,9 +332,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
 
   /** Waits for a backend notification, a local wake-up (a job finished, close) or `ms`. */
   async #idle(ms: number): Promise<void> {
-    // One controller serves every wait until a local wake-up aborts it (a backend wake-up or
-    // the timeout leaves it unaborted, and the provider has removed its listener by then).
-    if (this.#idleController.signal.aborted) this.#idleController = new AbortController();
+    // A fresh signal per wait: a provider may leave its listener on it (a reused one would collect them).
+    this.#idleController = new AbortController();
     this.#wakePump = this.#abortIdle;
     await this.#provider.waitForWork(this.queueName, ms, this.#idleController.signal);
     this.#wakePump = undefined;
@@ -363,13 +362,16 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     if (timeoutMs !== undefined) this.#timeouts.add(running, timeoutMs);
     const job = new Job<Data>(this.queueName, this.#provider, record, running);
     let outcome: Promise<Result> | Result;
+    let thenable: boolean;
     try {
       outcome = this.#handler(job);
+      // Inside the try: reading `then` can throw (a getter), which rejects like Promise.resolve would.
+      thenable = isThenable(outcome);
     } catch (error) {
       this.#returnedNow(running, 'sync-error', error);
       return;
     }
-    if (isThenable(outcome)) void this.#settleWhenDone(running, outcome);
+    if (thenable) void this.#settleWhenDone(running, outcome as PromiseLike<unknown>);
     else this.#returnedNow(running, 'sync-result', outcome);
   }
 
