@@ -15,10 +15,12 @@ import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError
 import { createL1Store } from './l1/create-l1-store.js';
 import { estimateSize } from './l1/estimate-size.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
+import { onConnectionClose } from './l2/connection-close.js';
 import { RedisGuard } from './l2/redis-guard.js';
 import { RedisTier } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
 import { EntryCodec } from './serialization/entry-codec.js';
+import { SharedStructures } from './serialization/shared-structures.js';
 
 /** `noa:cache-manager:factory` — one message per factory run: `{ key, durationMs, ok }`. */
 const factoryChannel = tracingChannel('cache-manager', 'factory');
@@ -36,6 +38,8 @@ export class CacheEngine {
   readonly tier: RedisTier | undefined;
   readonly bus: InvalidationBus | undefined;
   readonly codec: EntryCodec;
+  /** Shared msgpack record structures (with Redis; written with msgpack + `sharedStructures`). */
+  readonly structures: SharedStructures | undefined;
   readonly instanceId = randomUUID();
   readonly #random: () => number;
   readonly #tagIndex = new Map<string, Set<string>>();
@@ -44,6 +48,7 @@ export class CacheEngine {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #background = new Set<Promise<unknown>>();
   #closed = false;
+  #stopWatchingConnection: (() => void) | undefined;
   /** Resolves when start-up work (bus subscription, hot-key warm-up) is done. */
   readonly ready: Promise<void>;
 
@@ -59,11 +64,6 @@ export class CacheEngine {
       options.l1.maxBytes,
       (key, entry, reason) => this.#onL1Removal(key, entry, reason),
     );
-    this.codec = new EntryCodec(
-      options.serializer,
-      options.compression.algorithm,
-      options.compression.thresholdBytes,
-    );
     if (options.redis) {
       const guard = new RedisGuard({
         operationTimeoutMs: options.operationTimeoutMs,
@@ -73,6 +73,13 @@ export class CacheEngine {
         logger: this.logger,
       });
       this.tier = new RedisTier(options.redis, options.prefix, guard, options.batching);
+      // Every Redis cache can read values written with shared structures; only msgpack caches
+      // with `sharedStructures` write them (and load the list at start).
+      const structures = new SharedStructures(this.tier, (error) =>
+        this.logger.warn('shared msgpack structures could not be synchronised', { error: String(error) }),
+      );
+      this.structures = structures;
+      this.#stopWatchingConnection = onConnectionClose(options.redis, () => structures.distrust());
       if (options.bus) {
         this.bus = new InvalidationBus({
           tier: this.tier,
@@ -85,7 +92,20 @@ export class CacheEngine {
         });
       }
     }
-    this.ready = Promise.all([this.bus?.ready, this.#warmHotKeys()]).then(
+    this.codec = new EntryCodec(
+      options.serializer,
+      options.compression.algorithm,
+      options.compression.thresholdBytes,
+      this.structures,
+      options.sharedStructures,
+    );
+    const writeShared = options.sharedStructures && options.serializer === 'msgpack';
+    // The hot keys are read once the structures are loaded (they may need them).
+    const structuresLoaded = writeShared ? this.structures?.load() : undefined;
+    this.ready = Promise.all([
+      this.bus?.ready,
+      Promise.resolve(structuresLoaded).then(() => this.#warmHotKeys()),
+    ]).then(
       () => undefined,
       (error: unknown) => this.logger.warn('cache start-up work failed', { error: String(error) }),
     );
@@ -157,6 +177,10 @@ export class CacheEngine {
     const missing = fullKeys.filter((_, index) => results[index] === undefined);
     if (missing.length === 0) return results;
     const remote = await this.tier.getMany(missing);
+    for (const bytes of remote) {
+      const loading = bytes && this.codec.prepare(bytes);
+      if (loading) await loading;
+    }
     const later = this.clock.now();
     let cursor = 0;
     for (let index = 0; index < results.length; index += 1) {
@@ -516,6 +540,8 @@ export class CacheEngine {
     // Tracked promises never reject: a rejection here can only be the 5 s deadline.
     await withDeadline(Promise.all([...this.#background]), 5_000, 'cache close').catch(() => {});
     await this.saveHotKeys(this.options.hotKeys);
+    await this.structures?.settled();
+    this.#stopWatchingConnection?.();
     for (const wake of [...this.#waiters.values()].flatMap((set) => [...set])) wake();
     await this.bus?.close();
   }
@@ -555,6 +581,8 @@ export class CacheEngine {
   async #readL2(fullKey: string): Promise<{ entry: CacheEntry; bytes: number } | undefined> {
     const bytes = await this.tier!.get(fullKey);
     if (!bytes) return undefined;
+    const loading = this.codec.prepare(bytes);
+    if (loading) await loading;
     const entry = this.#decode(fullKey, bytes);
     return entry ? { entry, bytes: bytes.length } : undefined;
   }

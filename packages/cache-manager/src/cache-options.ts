@@ -59,16 +59,24 @@ export const cacheOptionsSchema = z
     /** L2 value encoding. */
     serializer: z.enum(['msgpack', 'json']).default('msgpack'),
     /**
-     * L2 compression of encoded values at least `thresholdBytes` long. Node's sync zlib calls
-     * cost ~15–30 µs each whatever the size, so small values are cheaper uncompressed.
+     * msgpack only: the key lists of repeated object shapes (msgpackr record structures, up to
+     * 32) are kept once in Redis (`<prefix>__structures`) instead of inline in every value, so
+     * values are smaller and decode faster. Off: every value describes its shapes inline.
+     */
+    sharedStructures: z.boolean().default(true),
+    /**
+     * L2 compression of encoded values at least `thresholdBytes` long (default 64 KiB). Every
+     * read of a compressed value pays its decompression (zstd in Node: ~1 µs per KB, which
+     * roughly doubled the CPU of a 53 KB read), so compression is for large values, or for
+     * deployments where Redis memory or network bytes cost more than client CPU (lower it).
      */
     compression: z
       .object({
         algorithm: z.enum(['none', 'gzip', 'brotli', 'zstd']).default(defaultCompression),
-        thresholdBytes: z.number().int().nonnegative().default(16_384),
+        thresholdBytes: z.number().int().nonnegative().default(65_536),
       })
       .strict()
-      .default({ algorithm: defaultCompression, thresholdBytes: 16_384 }),
+      .default({ algorithm: defaultCompression, thresholdBytes: 65_536 }),
     /**
      * Coalesce Redis reads and writes issued in the same event-loop turn into one MGET / one
      * pipeline (single node; a Cluster client relies on ioredis `enableAutoPipelining`).
@@ -131,27 +139,40 @@ export type CacheOptions = z.input<typeof cacheOptionsSchema>;
 /** Parsed options. */
 export type ResolvedCacheOptions = z.output<typeof cacheOptionsSchema>;
 
-/** Per-write options. */
-export interface SetOptions {
-  /** Freshness in ms (default: the cache's `ttlMs`). */
-  ttlMs?: number;
-  /** Grace after expiry in ms (default: the cache's `graceMs`). */
-  graceMs?: number;
-  /** Tags for `deleteByTag` (global across namespaces). */
-  tags?: readonly string[];
-}
+/** Per-write options of `set`, `setMany` and the entries written by `getOrSet`. */
+export const setOptionsSchema = z
+  .object({
+    /** Freshness in ms (default: the cache's `ttlMs`). */
+    ttlMs: positiveMs.optional(),
+    /** Grace after expiry in ms (default: the cache's `graceMs`). */
+    graceMs: z.number().int().nonnegative().optional(),
+    /** Tags for `deleteByTag` (global across namespaces). */
+    tags: z.array(z.string()).readonly().optional(),
+  })
+  .strict();
 
-/** Per-call options of `getOrSet` and `wrap`. */
-export interface GetOrSetOptions extends SetOptions {
-  /** See the cache option of the same name. */
-  softTimeoutMs?: number;
-  /** See the cache option of the same name. */
-  hardTimeoutMs?: number;
-  /** How long to wait for another instance's factory (default: `lock.timeoutMs`). */
-  lockTimeoutMs?: number;
-  /** XFetch β for this call. */
-  earlyRefreshBeta?: number;
-}
+/** Per-write options (validated when given: `ConfigError` names the bad field). */
+export type SetOptions = z.input<typeof setOptionsSchema>;
+
+/** One item of `setMany`: a key, its value and its write options. */
+export const setManyItemSchema = setOptionsSchema.extend({ key: z.string(), value: z.unknown() }).strict();
+
+/** Per-call options of `getOrSet` and `wrap`: the write options plus the read-through ones. */
+export const getOrSetOptionsSchema = setOptionsSchema
+  .extend({
+    /** See the cache option of the same name. */
+    softTimeoutMs: positiveMs.optional(),
+    /** See the cache option of the same name. */
+    hardTimeoutMs: positiveMs.optional(),
+    /** How long to wait for another instance's factory (default: `lock.timeoutMs`). */
+    lockTimeoutMs: positiveMs.optional(),
+    /** XFetch β for this call. */
+    earlyRefreshBeta: z.number().nonnegative().optional(),
+  })
+  .strict();
+
+/** Per-call options of `getOrSet` and `wrap` (validated when given). */
+export type GetOrSetOptions = z.input<typeof getOrSetOptionsSchema>;
 
 /** What a factory receives. */
 export interface FactoryContext<T> {

@@ -9,7 +9,11 @@ import {
   type GetOrSetOptions,
   type SetOptions,
 } from './cache-options.js';
-import { type WarmOptions, type WarmReport, warmKeys } from './warm.js';
+import { checkGetOrSetOptions, checkSetManyItems, checkSetOptions } from './call-options.js';
+import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
+
+/** The options of a call made without any (shared, never mutated). */
+const noOptions: GetOrSetOptions = Object.freeze({});
 
 /** One entry for `setMany`. */
 export interface CacheItem<T> extends SetOptions {
@@ -82,15 +86,20 @@ export class Cache {
     return (await this.#engine.get(this.#prefix + key)) !== undefined;
   }
 
-  /** Writes through L1 and L2 and evicts the key from other instances' L1 (write-through). */
-  async set<T>(key: string, value: T, options: SetOptions = {}): Promise<void> {
+  /**
+   * Writes through L1 and L2 and evicts the key from other instances' L1 (write-through).
+   * Bad options throw `ConfigError` naming the field.
+   */
+  async set<T>(key: string, value: T, options?: SetOptions): Promise<void> {
     this.#open();
-    await this.#engine.write(this.#prefix + key, value, options);
+    if (options !== undefined) checkSetOptions(options);
+    await this.#engine.write(this.#prefix + key, value, options ?? noOptions);
   }
 
-  /** Writes many entries. */
+  /** Writes many entries (each item's options are validated like `set`'s). */
   async setMany<T>(items: readonly CacheItem<T>[]): Promise<void> {
     this.#open();
+    checkSetManyItems(items);
     await Promise.all(
       items.map(({ key, value, ...options }) => this.#engine.write(this.#prefix + key, value, options)),
     );
@@ -128,33 +137,50 @@ export class Cache {
    * Read-through: returns the fresh value, or runs `factory` once (per key, across
    * instances) and caches its result. With `graceMs`, a stale value is served when the factory
    * fails or exceeds `softTimeoutMs`; without one, `hardTimeoutMs` bounds the wait.
-   * Per-call options are not validated (hot path); cache options are.
+   * Per-call options, when given, are validated by a hand-written check that mirrors their zod
+   * schema (a bad one rejects with `ConfigError` naming the field); a call without options
+   * skips it.
    */
-  getOrSet<T>(key: string, factory: Factory<T>, options: GetOrSetOptions = {}): Promise<T> {
+  getOrSet<T>(key: string, factory: Factory<T>, options?: GetOrSetOptions): Promise<T> {
     if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
+    if (options === undefined) return this.#engine.getOrSet(this.#prefix + key, key, factory, noOptions);
+    try {
+      checkGetOrSetOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.#engine.getOrSet(this.#prefix + key, key, factory, options);
   }
 
-  /** Memoises an async function: `keyFn(...args)` names the entry, `fn(...args)` computes it. */
+  /**
+   * Memoises an async function: `keyFn(...args)` names the entry, `fn(...args)` computes it.
+   * The options are validated once, here (`ConfigError`).
+   */
   wrap<Args extends unknown[], T>(
     fn: (...args: Args) => T | Promise<T>,
     keyFn: (...args: Args) => string,
-    options: GetOrSetOptions = {},
+    options?: GetOrSetOptions,
   ): (...args: Args) => Promise<T> {
-    return (...args: Args) => this.getOrSet(keyFn(...args), () => fn(...args), options);
+    if (options !== undefined) checkGetOrSetOptions(options);
+    const checked = options ?? noOptions;
+    return (...args: Args) => {
+      const key = keyFn(...args);
+      if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
+      return this.#engine.getOrSet(this.#prefix + key, key, () => fn(...args), checked);
+    };
   }
 
   /**
    * Loads `keys` that are not cached yet through `loader`, `concurrency` at a time, reporting
    * progress. Keys already fresh are skipped; failures are counted, not thrown.
    */
-  warm<T>(
+  async warm<T>(
     keys: Iterable<string>,
     loader: (key: string) => T | Promise<T>,
     options: WarmOptions = {},
   ): Promise<WarmReport> {
     this.#open();
-    return warmKeys(this, keys, loader, options);
+    return warmKeys(this, keys, loader, parseOptions('cache-manager warm', warmOptionsSchema, options));
   }
 
   /** Sizes and Redis state. */

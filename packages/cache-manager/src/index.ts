@@ -6,7 +6,9 @@ export {
   type Factory,
   type FactoryContext,
   type GetOrSetOptions,
+  getOrSetOptionsSchema,
   type SetOptions,
+  setOptionsSchema,
 } from './cache-options.js';
 export type { EdgePurger } from './edge-purger.js';
 export { type CacheEntry, shouldRefreshEarly } from './entry.js';
@@ -24,4 +26,4 @@ export type { EvictionPolicy } from './l1/policies/eviction-policy.js';
 export type { RedisClient } from './l2/redis-client.js';
 export type { CompressionName } from './serialization/compression.js';
 export { EntryCodec } from './serialization/entry-codec.js';
-export type { WarmOptions, WarmProgress, WarmReport } from './warm.js';
+export { type WarmOptions, type WarmProgress, type WarmReport, warmOptionsSchema } from './warm.js';

@@ -1,3 +1,6 @@
+import { z } from 'zod';
+import { setOptionsSchema } from './cache-options.js';
+
 /** Progress of `warm`, reported after each key. */
 export interface WarmProgress {
   total: number;
@@ -10,17 +13,20 @@ export interface WarmProgress {
 /** Final report of `warm`. */
 export type WarmReport = WarmProgress;
 
-/** Options of `warm`. */
-export interface WarmOptions {
-  /** Loader calls in flight at once (default 8). */
-  concurrency?: number;
-  /** Called after each key. */
-  onProgress?: (progress: Readonly<WarmProgress>) => void;
-  /** TTL, grace and tags of the loaded entries. */
-  ttlMs?: number;
-  graceMs?: number;
-  tags?: readonly string[];
-}
+/** Options of `warm`: the loaded entries' TTL, grace and tags, plus concurrency and progress. */
+export const warmOptionsSchema = setOptionsSchema
+  .extend({
+    /** Loader calls in flight at once (default 8). */
+    concurrency: z.number().int().positive().optional(),
+    /** Called after each key. */
+    onProgress: z
+      .custom<(progress: Readonly<WarmProgress>) => void>((value) => typeof value === 'function')
+      .optional(),
+  })
+  .strict();
+
+/** Options of `warm` (validated: `ConfigError` names the bad field). */
+export type WarmOptions = z.input<typeof warmOptionsSchema>;
 
 /** The slice of `Cache` that warming needs (keeps this file free of a cycle). */
 export interface Warmable {

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EntryCodec } from '../src/index.js';
+import { SharedStructures } from '../src/serialization/shared-structures.js';
 
 const leaf = fc.oneof(
   fc.string(),
@@ -113,6 +114,46 @@ describe('entry codec', () => {
     expect(codec.encode(expected).toString('base64')).toBe(written[0]);
   });
 
+  it('decodes format 2 (shared structures) as written by this release', async () => {
+    // Epoch 0x12345678 and two shared structures; any change to format 2 must bump the version.
+    const list = [
+      '305419896',
+      JSON.stringify(['a', 'b']),
+      JSON.stringify(['id', 'name', 'at', 'tags', 'n', 'items']),
+    ];
+    const store = { loadStructures: async () => list, appendStructures: async () => list };
+    const structures = new SharedStructures(store, (error) => {
+      throw error;
+    });
+    await structures.load();
+    const codec = new EntryCodec('msgpack', 'none', 0, structures);
+    const written = 'IBI0VngClkEHo0FkYdb/AAAAANRzAJGhYdMAAAAAAAAACpJAAaF4QAKheQEKFMtADAAAAAAAAJGhdA==';
+    const expected = {
+      value: {
+        id: 7,
+        name: 'Ada',
+        at: new Date(0),
+        tags: new Set(['a']),
+        n: 10n,
+        items: [
+          { a: 1, b: 'x' },
+          { a: 2, b: 'y' },
+        ],
+      },
+      createdAt: 1,
+      expiresAt: 10,
+      staleUntil: 20,
+      computeMs: 3.5,
+      tags: ['t'],
+    };
+    expect(codec.decode(Buffer.from(written, 'base64'))).toEqual(expected);
+    expect(codec.encode(expected).toString('base64')).toBe(written);
+    // A codec without the structures cannot read it: a typed error (a miss), not garbage.
+    expect(() => new EntryCodec('msgpack', 'none', 0).decode(Buffer.from(written, 'base64'))).toThrow(
+      expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
+    );
+  });
+
   it('returns buffers that later encodes do not overwrite', () => {
     // Encoded buffers are views into the serializer's output block: keep many, then check them.
     fc.assert(
@@ -131,5 +172,45 @@ describe('entry codec', () => {
       }),
       { numRuns: 30 },
     );
+  });
+});
+
+describe('entry codec with shared structures (format 2)', () => {
+  it('round-trips values with Dates, Maps, Sets, Buffers and BigInt between instances', async () => {
+    // The Lua scripts' semantics over an array; the real list is tested in test/integration.
+    const list: string[] = [];
+    const store = {
+      loadStructures: async (epoch: string) => {
+        if (list.length === 0) list.push(epoch);
+        return [...list];
+      },
+      appendStructures: async (expected: number, max: number, items: readonly string[]) => {
+        if (list.length === expected) list.push(...items.slice(0, max - expected));
+        return [...list];
+      },
+    };
+    const fail = (error: unknown) => {
+      throw error;
+    };
+    const [writer, reader] = [new SharedStructures(store, fail), new SharedStructures(store, fail)];
+    await writer.load();
+    const encoder = new EntryCodec('msgpack', 'zstd', 64, writer);
+    const decoder = new EntryCodec('msgpack', 'none', 0, reader);
+    const record = fc.record({ id: fc.integer(), name: fc.string(), at: fc.date({ noInvalidDate: true }) });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(value, fc.array(record, { maxLength: 5 })),
+        fc.array(fc.string()),
+        async (v, tags) => {
+          const entry = { value: v, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 3.5, tags };
+          const bytes = Buffer.from(encoder.encode(entry));
+          await writer.settled();
+          await decoder.prepare(bytes);
+          expect(decoder.decode(bytes)).toEqual(entry);
+        },
+      ),
+      { numRuns: 200 },
+    );
+    expect(list.length).toBeGreaterThan(1); // the record shape was shared along the way
   });
 });

@@ -29,3 +29,45 @@ export class ManualClock implements Clock {
     this.#now = ms;
   }
 }
+
+/**
+ * `Date.now()` read at most once per `maxReuse` calls within one event-loop turn: for hot paths
+ * that read the time on every call (a memory rate limiter, a TTL check), where the clock read is
+ * a large share of the work. A reading is reused by up to `maxReuse` later calls and never past
+ * the end of the event-loop turn it was taken in (a `setImmediate`, unref'd, forgets it), so a
+ * server that answers one request per turn reads the real time for each. The cost of the
+ * saving: within one long synchronous stretch, up to `maxReuse` calls may see a time that is
+ * older than the real one by however long that stretch ran between them.
+ */
+export class CoarseClock implements Clock {
+  #now = 0;
+  #left = 0;
+  #armed = false;
+  readonly #maxReuse: number;
+  readonly #forget = (): void => {
+    this.#left = 0;
+    this.#armed = false;
+  };
+
+  constructor(maxReuse = 16) {
+    if (!Number.isInteger(maxReuse) || maxReuse < 0) throw new RangeError('maxReuse must be an integer ≥ 0');
+    this.#maxReuse = maxReuse;
+  }
+
+  now(): number {
+    if (this.#left > 0) {
+      this.#left -= 1;
+      return this.#now;
+    }
+    this.#now = Date.now();
+    this.#left = this.#maxReuse;
+    if (!this.#armed && this.#maxReuse > 0) {
+      this.#armed = true;
+      setImmediate(this.#forget).unref();
+    }
+    return this.#now;
+  }
+}
+
+/** The shared {@link CoarseClock} (one `setImmediate` per event-loop turn at most, for all users). */
+export const coarseClock: Clock = new CoarseClock();

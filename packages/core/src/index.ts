@@ -5,7 +5,7 @@ export {
   type CircuitBreaker,
   createCircuitBreaker,
 } from './breaker.js';
-export { type Clock, ManualClock, systemClock } from './clock.js';
+export { type Clock, CoarseClock, coarseClock, ManualClock, systemClock } from './clock.js';
 export { delay, withDeadline } from './deadline.js';
 export {
   CircuitOpenError,

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { delay } from '@noa/core';
 import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
-import { type BenchCase, quantile, runBench, size, smoke } from '@noa/testkit/bench';
+import { type BenchCase, median, quantile, runBench, size, smoke } from '@noa/testkit/bench';
 import amqp from 'amqplib';
 import { Queue as BullQueue, Worker as BullWorker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -19,6 +19,24 @@ const admin = new Redis(connectionOptions);
 const oursConnection = new Redis(connectionOptions);
 const ours = new RedisProvider({ connection: oursConnection });
 const stats: Record<string, Record<string, number>> = {};
+/** Node CPU (user + system) per job of each timed run, by side: less noisy than wall time on a busy machine. */
+const cpuSamples: Record<string, number[]> = {};
+
+/** Starts a CPU measurement; the returned function records µs per job under `key`. */
+function cpuMeter(key: string, jobs: number): () => void {
+  const started = process.cpuUsage();
+  return () => {
+    const used = process.cpuUsage(started);
+    cpuSamples[key] = [...(cpuSamples[key] ?? []), (used.user + used.system) / jobs];
+  };
+}
+
+/** Median Node CPU µs per job recorded under `key` (rounded to 0.1), without the warm-up run. */
+function cpuMedian(key: string): number | undefined {
+  const samples = cpuSamples[key];
+  if (!samples?.length) return undefined;
+  return Number(median(samples.length > 1 ? samples.slice(1) : samples).toFixed(1));
+}
 
 const sleep = (ms: number): Promise<void> => delay(ms);
 const jobsOf = (count: number) => Array.from({ length: count }, (_, n) => ({ name: 'noop', data: { n } }));
@@ -26,9 +44,11 @@ const jobsOf = (count: number) => Array.from({ length: count }, (_, n) => ({ nam
 /** Measures `work` and records Redis commands per job for `key`. */
 async function measured(key: string, jobs: number, work: () => Promise<void>): Promise<number> {
   const before = await commandCalls(admin);
+  const cpu = cpuMeter(key, jobs);
   const started = performance.now();
   await work();
   const seconds = (performance.now() - started) / 1_000;
+  cpu();
   const calls = (await commandCalls(admin)) - before;
   stats[key] = { commandsPerJob: Number((calls / jobs).toFixed(2)) };
   return jobs / seconds;
@@ -85,7 +105,11 @@ async function oursProcess(
   return rate;
 }
 
-async function bullProcess(count: number, concurrency: number): Promise<number> {
+async function bullProcess(
+  count: number,
+  concurrency: number,
+  key = `bullmq process c${concurrency}`,
+): Promise<number> {
   await admin.flushall();
   const name = uniqueName('bull');
   const queue = new BullQueue(name, {
@@ -95,7 +119,7 @@ async function bullProcess(count: number, concurrency: number): Promise<number> 
   for (let index = 0; index < count; index += 10_000)
     await queue.addBulk(jobsOf(Math.min(10_000, count - index)));
   let worker: BullWorker | undefined;
-  const rate = await measured(`bullmq process c${concurrency}`, count, async () => {
+  const rate = await measured(key, count, async () => {
     await new Promise<void>((resolve) => {
       let done = 0;
       worker = new BullWorker(name, async () => undefined, { connection: connectionOptions, concurrency });
@@ -182,6 +206,8 @@ const processCounts: Record<number, number> = {
   100: size(50_000, 500),
 };
 const latencyCount = size(1_000, 50);
+/** The prefetch-0 row: one round trip per job, so more jobs and rounds than the others (its rate is noisy). */
+const prefetch0Count = size(5_000, 100);
 
 /** Our side of a latency case: `latencyCount` adds at 1k/s, handled by a 10-slot worker started `warmupMs` before. */
 function oursLatency(queue: Queue<{ sentAt: number }>, warmupMs: number): Promise<number[]> {
@@ -230,14 +256,20 @@ const cases: BenchCase[] = [
   ),
   {
     // Without lease-ahead: one round trip per job, like BullMQ's move-to-completed-and-fetch-next.
-    case: `Redis: process ${processCounts[1]!.toLocaleString('en-US')} no-op jobs, concurrency 1, ours with prefetch 0`,
+    case: `Redis: process ${prefetch0Count.toLocaleString('en-US')} no-op jobs, concurrency 1, ours with prefetch 0`,
     unit: 'jobs/s',
     better: 'higher',
     goal: 3,
     anchor: bullmq,
-    rounds: 3,
-    ours: () => oursProcess(processCounts[1]!, 1, 0),
-    theirs: () => bullProcess(processCounts[1]!, 1),
+    rounds: 7,
+    ours: () => oursProcess(prefetch0Count, 1, 0),
+    theirs: () => bullProcess(prefetch0Count, 1, 'bullmq process c1 (prefetch 0 row)'),
+    extra: () => ({
+      oursCpuUsPerJob: cpuMedian('ours process c1 p0'),
+      theirsCpuUsPerJob: cpuMedian('bullmq process c1 (prefetch 0 row)'),
+      oursCommandsPerJob: stats['ours process c1 p0']?.commandsPerJob,
+      theirsCommandsPerJob: stats['bullmq process c1 (prefetch 0 row)']?.commandsPerJob,
+    }),
   },
   {
     case: 'Redis: commands per added job (bulk)',
@@ -385,6 +417,7 @@ else {
   /** Raw consumer, prefetch 100: `perTick` acks once per tick with `multiple` (our ack mode), else each message. */
   const rawConsume = async (perTick: boolean) => {
     const queue = await filledQueue();
+    const cpu = cpuMeter(`raw consume${perTick ? ' per tick' : ''}`, rabbitCount);
     const started = performance.now();
     const channel = await raw.createChannel();
     await channel.prefetch(100);
@@ -407,13 +440,16 @@ else {
       });
     });
     const rate = rabbitCount / ((performance.now() - started) / 1_000);
+    cpu();
     await channel.close();
     await rabbitProvider.deleteQueue(queue.name);
     return rate;
   };
-  const oursConsume = async () => {
+  /** `key` names the row, so each row's CPU medians are its own. */
+  const oursConsume = async (key: string) => {
     const queue = await filledQueue();
     let worker: Worker | undefined;
+    const cpu = cpuMeter(key, rabbitCount);
     const started = performance.now();
     await new Promise<void>((resolve) => {
       let done = 0;
@@ -424,6 +460,7 @@ else {
       });
     });
     const rate = rabbitCount / ((performance.now() - started) / 1_000);
+    cpu();
     await worker?.close();
     await rabbitProvider.deleteQueue(queue.name);
     return rate;
@@ -465,9 +502,13 @@ else {
       better: 'higher',
       goal: 0.9,
       anchor: rawAmqp,
-      rounds: 5,
-      ours: oursConsume,
+      rounds: 9,
+      ours: () => oursConsume('ours consume (raw acks each)'),
       theirs: () => rawConsume(false),
+      extra: () => ({
+        oursCpuUsPerJob: cpuMedian('ours consume (raw acks each)'),
+        theirsCpuUsPerJob: cpuMedian('raw consume'),
+      }),
     },
     {
       case: `RabbitMQ: consume ${rabbitCount.toLocaleString('en-US')} no-op jobs, prefetch 100, raw acks per tick (multiple)`,
@@ -475,9 +516,13 @@ else {
       better: 'higher',
       goal: 0.9,
       anchor: rawAmqp,
-      rounds: 5,
-      ours: oursConsume,
+      rounds: 9,
+      ours: () => oursConsume('ours consume (raw acks per tick)'),
       theirs: () => rawConsume(true),
+      extra: () => ({
+        oursCpuUsPerJob: cpuMedian('ours consume (raw acks per tick)'),
+        theirsCpuUsPerJob: cpuMedian('raw consume per tick'),
+      }),
     },
     ...latencyCases(
       'RabbitMQ',

@@ -2,6 +2,14 @@ import { publishJobEvent } from './events.js';
 import type { ChildrenResults, JobErrorEntry, JobRecord } from './job-record.js';
 import type { QueueProvider } from './provider.js';
 
+/**
+ * Where a {@link Job} gets its signal on first use (the worker creates the `AbortController`
+ * only for handlers that read `job.signal`, or when it aborts the try).
+ */
+export interface JobSignalSource {
+  readonly signal: AbortSignal;
+}
+
 /** The job a handler receives: its payload, its try number, its abort signal and helpers. */
 export class Job<Data = unknown> {
   readonly id: string;
@@ -16,15 +24,17 @@ export class Job<Data = unknown> {
   readonly createdAt: number;
   /** Errors of earlier tries, oldest first. */
   readonly errors: readonly JobErrorEntry[];
-  /**
-   * Aborts when the job times out, is cancelled, or the worker closes before it finishes; its
-   * `reason` says which ({@link JobTimeoutError}, {@link JobCancelledError}, {@link WorkerClosingError}).
-   */
-  readonly signal: AbortSignal;
+  readonly #signal: AbortSignal | JobSignalSource;
   readonly #queue: string;
   readonly #provider: QueueProvider;
 
-  constructor(queue: string, provider: QueueProvider, record: JobRecord, signal: AbortSignal) {
+  /** @param signal the try's signal, or a source that makes it on first use. */
+  constructor(
+    queue: string,
+    provider: QueueProvider,
+    record: JobRecord,
+    signal: AbortSignal | JobSignalSource,
+  ) {
     this.#queue = queue;
     this.#provider = provider;
     this.id = record.id;
@@ -36,7 +46,16 @@ export class Job<Data = unknown> {
     this.group = record.group;
     this.createdAt = record.createdAt;
     this.errors = record.errors;
-    this.signal = signal;
+    this.#signal = signal;
+  }
+
+  /**
+   * Aborts when the job times out, is cancelled, or the worker closes before it finishes; its
+   * `reason` says which ({@link JobTimeoutError}, {@link JobCancelledError}, {@link WorkerClosingError}).
+   */
+  get signal(): AbortSignal {
+    const signal = this.#signal;
+    return signal instanceof AbortSignal ? signal : signal.signal;
   }
 
   /** This try's number, from 1. */

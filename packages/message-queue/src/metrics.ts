@@ -3,6 +3,8 @@ import type { Registry } from 'prom-client';
 
 /** The metrics of queues and workers (all labelled by `queue`). */
 export interface QueueMetrics {
+  /** False without a registry: every metric is a no-op, so hot paths skip computing observations. */
+  enabled: boolean;
   added: CounterMetric<'queue'>;
   completed: CounterMetric<'queue'>;
   failed: CounterMetric<'queue'>;
@@ -20,6 +22,7 @@ const secondsBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 export function createQueueMetrics(registry?: Registry): QueueMetrics {
   const factory = new MetricsFactory('message_queue', registry);
   return {
+    enabled: factory.enabled,
     added: factory.counter('jobs_added_total', 'Jobs enqueued', ['queue']),
     completed: factory.counter('jobs_completed_total', 'Jobs completed', ['queue']),
     failed: factory.counter('jobs_failed_total', 'Failed tries (retried or dead-lettered)', ['queue']),

@@ -4,13 +4,15 @@ import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { type BackoffStrategy, backoffDelay } from './backoff.js';
 import { JobCancelledError, JobTimeoutError, WorkerClosingError } from './errors.js';
-import { publishJobEvent } from './events.js';
+import { jobEvents, publishJobEvent } from './events.js';
 import { Job } from './job.js';
 import type { JobErrorEntry, JobRecord } from './job-record.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';
 import type { QueueProvider, RetentionPolicy, Settlement } from './provider.js';
 import { Queue, retentionSchema } from './queue.js';
+import { RunningJob, RunningJobs } from './running-jobs.js';
+import { TimeoutSweep } from './timeout-sweep.js';
 
 /** How many errors a job keeps in its history (the newest). */
 const maxErrorHistory = 20;
@@ -87,12 +89,12 @@ export type WorkerOptions<Data, Result> = Omit<z.input<typeof workerOptionsSchem
   handler: (job: Job<Data>) => Promise<Result> | Result;
 };
 
-interface RunningJob {
-  record: JobRecord;
-  controller: AbortController;
-  startedAt: number;
-  timer?: NodeJS.Timeout;
-  done: boolean;
+/** A finished try not stored yet; for a failed one, what to report once it is. */
+interface PendingSettlement {
+  settlement: Settlement;
+  error?: Error;
+  attempt?: number;
+  terminal?: boolean;
 }
 
 /**
@@ -103,6 +105,14 @@ export interface WorkerEvents {
   completed: [jobId: string, result: unknown];
   failed: [jobId: string, error: Error, willRetry: boolean];
   error: [error: Error];
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 function errorEntry(error: unknown, attempt: number, at: number): JobErrorEntry {
@@ -127,14 +137,46 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   readonly #metrics: QueueMetrics;
   /** The metric labels of this worker (one object, not one per job). */
   readonly #labels: { queue: string };
-  readonly #running = new Map<string, RunningJob>();
+  readonly #running = new RunningJobs();
+  /** Per-try time limits, all on one timer. */
+  readonly #timeouts = new TimeoutSweep<RunningJob>((running) => {
+    const timeoutMs = running.record.timeoutMs ?? this.#options.defaultTimeoutMs!;
+    const error = new JobTimeoutError(running.record.id, timeoutMs);
+    running.abort(error);
+    this.#fail(running, error);
+  });
+  /** Tries whose handler returned without a promise, settled together in one microtask. */
+  #returned: RunningJob[] = [];
+  readonly #settleReturned = (): void => {
+    const returned = this.#returned;
+    this.#returned = [];
+    for (const running of returned) {
+      const { value } = running;
+      running.value = undefined;
+      try {
+        if (running.outcome === 'sync-result') this.#complete(running, value);
+        else this.#fail(running, value);
+      } catch (error) {
+        // A throwing 'completed'/'failed' listener: reported as before (an unhandled rejection),
+        // without stranding the rest of the batch.
+        void Promise.reject(error);
+      }
+    }
+  };
   /** Leased jobs waiting for a free slot (see `prefetch`). */
   #buffer: JobRecord[] = [];
   readonly #retention: RetentionPolicy;
   #concurrency: number;
   /** Finished tries not yet stored, each with the events to emit once it is. */
-  #settle: { settlement: Settlement; persisted: () => void }[] = [];
+  #settle: PendingSettlement[] = [];
+  /** Whether run times are measured: for the processing histogram and for `prefetch: 'auto'`. */
+  readonly #timed: boolean;
   #wakePump: (() => void) | undefined;
+  /** Aborts the signal of the current idle wait (see `#idle`). */
+  #idleController = new AbortController();
+  readonly #abortIdle = (): void => this.#idleController.abort();
+  /** Whether exchange round trips are timed (only `prefetch: 'auto'` uses them). */
+  readonly #measureExchanges: boolean;
   #pumpDone: Promise<void> | undefined;
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -160,6 +202,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#concurrency = parsed.autoscale ? parsed.autoscale.min : parsed.concurrency;
     this.#logger = childLogger(parsed.logger, { component: 'message-queue', queue: queue.name });
     this.#metrics = createQueueMetrics(parsed.registry);
+    this.#timed = this.#metrics.enabled || parsed.prefetch === 'auto';
+    this.#measureExchanges = parsed.prefetch === 'auto';
     this.#retention = parsed.retention;
     // A worker without listeners must not crash the process on a backend hiccup.
     this.on('error', () => {});
@@ -244,7 +288,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       const settle = this.#settle;
       this.#settle = [];
       let response: Awaited<ReturnType<QueueProvider['exchange']>>;
-      const sentAt = performance.now();
+      const sentAt = this.#measureExchanges ? performance.now() : 0;
+      let answeredAt: number;
       try {
         response = await this.#provider.exchange(this.queueName, {
           settle: settle.map((item) => item.settlement),
@@ -256,8 +301,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
           defaultGroupWeight: this.#options.groups.defaultWeight,
         });
         failures = 0;
-        this.#exchangeMs = movingAverage(this.#exchangeMs, performance.now() - sentAt);
-        for (const item of settle) item.persisted();
+        answeredAt = performance.now();
+        if (this.#measureExchanges) this.#exchangeMs = movingAverage(this.#exchangeMs, answeredAt - sentAt);
+        for (const item of settle) this.#persisted(item);
         this.#settledSinceMaintenance += settle.length;
         if (this.#settledSinceMaintenance >= 1_000) void this.maintain();
       } catch (error) {
@@ -276,7 +322,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
             ? Number.POSITIVE_INFINITY
             : response.nextDueAt - this.#clock.now();
         await this.#idle(Math.max(1, Math.min(this.#options.pollIntervalMs, untilDue)));
-      } else if (performance.now() - lastYield > 5) {
+      } else if (answeredAt - lastYield > 5) {
         // Let timers (timeouts, heartbeats) run when the backend answers from memory.
         await new Promise((resolve) => setImmediate(resolve));
         lastYield = performance.now();
@@ -286,46 +332,70 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
 
   /** Waits for a backend notification, a local wake-up (a job finished, close) or `ms`. */
   async #idle(ms: number): Promise<void> {
-    const controller = new AbortController();
-    this.#wakePump = () => controller.abort();
-    await this.#provider.waitForWork(this.queueName, ms, controller.signal);
+    // A fresh signal per wait: a provider may leave its listener on it (a reused one would collect them).
+    this.#idleController = new AbortController();
+    this.#wakePump = this.#abortIdle;
+    await this.#provider.waitForWork(this.queueName, ms, this.#idleController.signal);
     this.#wakePump = undefined;
   }
 
   /** Starts buffered jobs while slots are free. */
   #startBuffered(): void {
+    if (this.#buffer.length === 0) return;
+    // One clock read for the batch: only the queue-wait histogram uses it.
+    const now = this.#metrics.enabled ? this.#clock.now() : 0;
     while (!this.#closing && this.#buffer.length > 0 && this.#running.size < this.#concurrency) {
-      this.#start(this.#buffer.shift()!);
+      this.#start(this.#buffer.shift()!, now);
     }
   }
 
-  #start(record: JobRecord): void {
-    const controller = new AbortController();
-    const now = this.#clock.now();
-    const running: RunningJob = { record, controller, startedAt: performance.now(), done: false };
-    this.#running.set(record.id, running);
-    this.#metrics.waitSeconds.observe(this.#labels, Math.max(0, now - record.availableAt) / 1_000);
-    publishJobEvent('active', { queue: this.queueName, jobId: record.id, name: record.name });
+  #start(record: JobRecord, now: number): void {
+    const running = new RunningJob(record, this.#timed ? performance.now() : 0);
+    this.#running.add(running);
+    if (this.#metrics.enabled) {
+      this.#metrics.waitSeconds.observe(this.#labels, Math.max(0, now - record.availableAt) / 1_000);
+    }
+    if (jobEvents.active.hasSubscribers) {
+      publishJobEvent('active', { queue: this.queueName, jobId: record.id, name: record.name });
+    }
     const timeoutMs = record.timeoutMs ?? this.#options.defaultTimeoutMs;
-    if (timeoutMs !== undefined) {
-      running.timer = setTimeout(() => {
-        const error = new JobTimeoutError(record.id, timeoutMs);
-        controller.abort(error);
-        this.#finish(running, { error });
-      }, timeoutMs);
-      running.timer.unref();
-    }
-    const job = new Job<Data>(this.queueName, this.#provider, record, controller.signal);
-    let outcome: Promise<Result>;
+    if (timeoutMs !== undefined) this.#timeouts.add(running, timeoutMs);
+    const job = new Job<Data>(this.queueName, this.#provider, record, running);
+    let outcome: Promise<Result> | Result;
+    let thenable: boolean;
     try {
-      outcome = Promise.resolve(this.#handler(job));
+      outcome = this.#handler(job);
+      // Inside the try: reading `then` can throw (a getter), which rejects like Promise.resolve would.
+      thenable = isThenable(outcome);
     } catch (error) {
-      outcome = Promise.reject(error);
+      this.#returnedNow(running, 'sync-error', error);
+      return;
     }
-    outcome.then(
-      (result) => this.#finish(running, { result }),
-      (error: unknown) => this.#finish(running, { error }),
-    );
+    if (thenable) void this.#settleWhenDone(running, outcome as PromiseLike<unknown>);
+    else this.#returnedNow(running, 'sync-result', outcome);
+  }
+
+  /**
+   * A handler returned (or threw) without a promise: settle it a microtask later, like an
+   * awaited value (never inside the loop of starts), together with the others of this batch
+   * (one microtask instead of a promise per job).
+   */
+  #returnedNow(running: RunningJob, outcome: 'sync-result' | 'sync-error', value: unknown): void {
+    running.outcome = outcome;
+    running.value = value;
+    if (this.#returned.push(running) === 1) queueMicrotask(this.#settleReturned);
+  }
+
+  /** Waits for the handler's outcome (one microtask for a synchronous handler) and settles the try. */
+  async #settleWhenDone(running: RunningJob, outcome: PromiseLike<unknown>): Promise<void> {
+    let result: unknown;
+    try {
+      result = await outcome;
+    } catch (error) {
+      this.#fail(running, error);
+      return;
+    }
+    this.#complete(running, result);
   }
 
   #cancelRunning(id: string): void {
@@ -333,44 +403,45 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     if (index >= 0) {
       // Leased but not started: settle it as cancelled without running it.
       const [record] = this.#buffer.splice(index, 1);
-      const controller = new AbortController();
-      const error = new JobCancelledError(id);
-      controller.abort(error);
-      this.#finish({ record: record!, controller, startedAt: performance.now(), done: false }, { error });
+      this.#fail(new RunningJob(record!, this.#timed ? performance.now() : 0), new JobCancelledError(id));
       return;
     }
-    const running = this.#running.get(id);
-    if (!running || running.done) return;
-    const error = new JobCancelledError(id);
-    running.controller.abort(error);
-    this.#finish(running, { error });
+    for (const running of this.#running.byId(id)) {
+      if (running.done) continue;
+      const error = new JobCancelledError(id);
+      running.abort(error);
+      this.#fail(running, error);
+    }
   }
 
-  #finish(running: RunningJob, outcome: { result?: unknown; error?: unknown }): void {
-    if (running.done) return;
+  /** Frees the slot of a finished try; false if it was finished already (timeout, cancel, close). */
+  #end(running: RunningJob): boolean {
+    if (running.done) return false;
     running.done = true;
-    if (running.timer) clearTimeout(running.timer);
-    this.#running.delete(running.record.id);
-    const { record } = running;
-    const labels = this.#labels;
-    const runMs = performance.now() - running.startedAt;
-    this.#handlerMs = movingAverage(this.#handlerMs, runMs);
-    this.#metrics.processingSeconds.observe(labels, runMs / 1_000);
-    if (!('error' in outcome)) {
-      const settlement: Settlement = { kind: 'complete', record, result: outcome.result };
-      const persisted = () => {
-        this.#metrics.completed.inc(labels);
-        publishJobEvent('completed', { queue: this.queueName, jobId: record.id, name: record.name });
-        this.emit('completed', record.id, outcome.result);
-      };
-      if (this.#provider.settleNow?.(this.queueName, settlement)) persisted();
-      else this.#settle.push({ settlement, persisted });
-      this.#startBuffered();
-      this.#wake();
-      return;
+    this.#timeouts.remove(running);
+    this.#running.delete(running);
+    if (this.#timed) {
+      const runMs = performance.now() - running.startedAt;
+      this.#handlerMs = movingAverage(this.#handlerMs, runMs);
+      if (this.#metrics.enabled) this.#metrics.processingSeconds.observe(this.#labels, runMs / 1_000);
     }
+    return true;
+  }
+
+  #complete(running: RunningJob, result: unknown): void {
+    if (!this.#end(running)) return;
+    const settlement: Settlement = { kind: 'complete', record: running.record, result };
+    if (this.#provider.settleNow?.(this.queueName, settlement)) this.#completed(settlement);
+    else this.#settle.push({ settlement });
+    this.#startBuffered();
+    this.#wake();
+  }
+
+  #fail(running: RunningJob, cause: unknown): void {
+    if (!this.#end(running)) return;
+    const { record } = running;
     const now = this.#clock.now();
-    const error = outcome.error instanceof Error ? outcome.error : new Error(String(outcome.error));
+    const error = cause instanceof Error ? cause : new Error(String(cause));
     const attempt = record.attemptsMade + 1;
     const failed: JobRecord = {
       ...record,
@@ -382,26 +453,43 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       ? null
       : now +
         backoffDelay(record.backoff, attempt, this.#options.random, this.#options.backoffStrategies, error);
-    this.#settle.push({
-      settlement: { kind: 'fail', record: failed, retryAt },
-      persisted: () => {
-        this.#metrics.failed.inc(labels);
-        if (terminal) this.#metrics.deadLettered.inc(labels);
-        else this.#metrics.retried.inc(labels);
-        const event = {
-          queue: this.queueName,
-          jobId: record.id,
-          name: record.name,
-          error: error.message,
-          attempt,
-        };
-        publishJobEvent('failed', event);
-        publishJobEvent(terminal ? 'deadLettered' : 'retried', event);
-        this.emit('failed', record.id, error, !terminal);
-      },
-    });
+    this.#settle.push({ settlement: { kind: 'fail', record: failed, retryAt }, error, attempt, terminal });
     this.#startBuffered();
     this.#wake();
+  }
+
+  /** Reports a settlement once the backend has stored it. */
+  #persisted(item: PendingSettlement): void {
+    const { settlement } = item;
+    if (settlement.kind === 'complete') {
+      this.#completed(settlement);
+      return;
+    }
+    const { record } = settlement;
+    const error = item.error!;
+    const labels = this.#labels;
+    this.#metrics.failed.inc(labels);
+    if (item.terminal) this.#metrics.deadLettered.inc(labels);
+    else this.#metrics.retried.inc(labels);
+    const event = {
+      queue: this.queueName,
+      jobId: record.id,
+      name: record.name,
+      error: error.message,
+      attempt: item.attempt!,
+    };
+    publishJobEvent('failed', event);
+    publishJobEvent(item.terminal ? 'deadLettered' : 'retried', event);
+    this.emit('failed', record.id, error, !item.terminal);
+  }
+
+  #completed(settlement: Settlement & { kind: 'complete' }): void {
+    const { record } = settlement;
+    this.#metrics.completed.inc(this.#labels);
+    if (jobEvents.completed.hasSubscribers) {
+      publishJobEvent('completed', { queue: this.queueName, jobId: record.id, name: record.name });
+    }
+    this.emit('completed', record.id, settlement.result);
   }
 
   async #heartbeat(): Promise<void> {
@@ -409,7 +497,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     try {
       await this.#provider.extendLeases(
         this.queueName,
-        [...this.#running.keys(), ...this.#buffer.map((record) => record.id)],
+        [
+          ...this.#running.values().map((running) => running.record.id),
+          ...this.#buffer.map((record) => record.id),
+        ],
         this.#clock.now() + this.#options.leaseMs,
       );
     } catch (error) {
@@ -491,11 +582,12 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     const released: JobRecord[] = this.#buffer.splice(0);
     for (const running of [...this.#running.values()]) {
       running.done = true;
-      if (running.timer) clearTimeout(running.timer);
-      running.controller.abort(new WorkerClosingError(running.record.id));
-      this.#running.delete(running.record.id);
+      this.#timeouts.remove(running);
+      running.abort(new WorkerClosingError(running.record.id));
+      this.#running.delete(running);
       released.push(running.record);
     }
+    this.#timeouts.clear();
     this.#wake();
     await this.#pumpDone;
     if (released.length > 0) {

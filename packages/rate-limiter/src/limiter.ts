@@ -75,7 +75,7 @@ export class RateLimiter implements AsyncDisposable {
     const parsed = parseOptions('RateLimiter', rateLimiterOptionsSchema, options);
     this.#clock = parsed.clock ?? systemClock;
     this.#ownsStore = parsed.store === undefined;
-    this.store = parsed.store ?? new MemoryStore({ clock: this.#clock });
+    this.store = parsed.store ?? new MemoryStore({ clock: parsed.clock });
     this.#memoryStore = this.store instanceof MemoryStore ? this.store : undefined;
     this.failMode = parsed.failMode;
     const rule = (id: string, limits: Parameters<typeof nameLimits>[0]): Rule => {
@@ -95,7 +95,7 @@ export class RateLimiter implements AsyncDisposable {
     this.#deny = new IpList(parsed.deny);
     this.#block = parsed.autoBlock;
     this.#localBlocks = parsed.localBlockCache ? new LocalBlockCache(parsed.localBlockMaxKeys) : undefined;
-    this.#fallbackStore = new MemoryStore({ clock: this.#clock });
+    this.#fallbackStore = new MemoryStore({ clock: parsed.clock });
     this.#metrics = createLimiterMetrics(parsed.registry);
     this.#metricsEnabled = parsed.registry !== undefined;
     this.#logger = childLogger(parsed.logger ?? silentLogger, { component: 'rate-limiter' });

@@ -5,7 +5,6 @@ import { type FixedWindowState, fixedWindow } from '../src/algorithms/fixed-wind
 import { fixedWindowInPlace, newFixedWindowState } from '../src/algorithms/fixed-window-in-place.js';
 import { windowStartOf } from '../src/algorithms/window-start.js';
 import {
-  type AlgorithmName,
   algorithmNames,
   algorithms,
   type ConsumeOutcome,

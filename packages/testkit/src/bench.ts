@@ -79,6 +79,21 @@ export async function opsPerSecond(iterations: number, fn: (index: number) => un
   return iterations / ((performance.now() - started) / 1_000);
 }
 
+/**
+ * Like {@link opsPerSecond}, but per second of this process's CPU time (`process.cpuUsage`), not
+ * of wall time: for in-process cases (no I/O), where the time the scheduler gives to other
+ * processes on a busy machine would otherwise count against whichever side it fell on.
+ */
+export async function opsPerCpuSecond(iterations: number, fn: (index: number) => unknown): Promise<number> {
+  const started = process.cpuUsage();
+  for (let index = 0; index < iterations; index += 1) {
+    const result = fn(index);
+    if (result instanceof Promise) await result;
+  }
+  const used = process.cpuUsage(started);
+  return iterations / (Math.max(used.user + used.system, 1) / 1_000_000);
+}
+
 /** Runs `total` calls of `fn` with `inFlight` outstanding at once and returns ops/s. */
 export async function concurrentOpsPerSecond(
   total: number,

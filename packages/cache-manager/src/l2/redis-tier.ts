@@ -5,8 +5,18 @@ import { isCluster } from './redis-client.js';
 import type { RedisGuard } from './redis-guard.js';
 import { TickBatcher } from './tick-batcher.js';
 
-const releaseLeaseScript = readFileSync(new URL('./lua/release-lease.lua', import.meta.url), 'utf8');
-const releaseLeaseSha = createHash('sha1').update(releaseLeaseScript).digest('hex');
+/** A Lua script read once from `./lua/<name>.lua`, run with EVALSHA (EVAL after a NOSCRIPT). */
+interface Script {
+  source: string;
+  sha: string;
+}
+function script(name: string): Script {
+  const source = readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+const releaseLeaseScript = script('release-lease');
+const structuresLoadScript = script('structures-load');
+const structuresAppendScript = script('structures-append');
 
 interface PendingWrite {
   key: string;
@@ -175,15 +185,55 @@ export class RedisTier {
 
   /** Releases a lease if `token` still holds it. */
   releaseLease(key: string, token: string): Promise<boolean> {
-    return this.#guard.run('lease_release', false, async () => {
-      const leaseKey = this.leaseKey(key);
-      try {
-        return (await this.client.evalsha(releaseLeaseSha, 1, leaseKey, token)) === 1;
-      } catch (error) {
-        if (!String((error as Error).message).includes('NOSCRIPT')) throw error;
-        return (await this.client.eval(releaseLeaseScript, 1, leaseKey, token)) === 1;
-      }
-    });
+    return this.#guard.run(
+      'lease_release',
+      false,
+      async () => (await this.#eval(releaseLeaseScript, this.leaseKey(key), [token])) === 1,
+    );
+  }
+
+  /**
+   * The shared msgpack record structures, `[epoch, structure…]`, created with `newEpoch` when
+   * absent (see `SharedStructures`). Undefined when Redis is unavailable.
+   */
+  loadStructures(newEpoch: string): Promise<string[] | undefined> {
+    return this.#guard.run('structures', undefined, async () =>
+      toStrings(await this.#eval(structuresLoadScript, this.structuresKey, [newEpoch])),
+    );
+  }
+
+  /**
+   * Appends structures if the list still has `expectedLength` entries, up to `maxLength`;
+   * returns the list after either way (undefined when Redis is unavailable).
+   */
+  appendStructures(
+    expectedLength: number,
+    maxLength: number,
+    items: readonly string[],
+  ): Promise<string[] | undefined> {
+    return this.#guard.run('structures', undefined, async () =>
+      toStrings(
+        await this.#eval(structuresAppendScript, this.structuresKey, [
+          String(expectedLength),
+          String(maxLength),
+          ...items,
+        ]),
+      ),
+    );
+  }
+
+  /** Redis key of the shared msgpack record structures (one list per prefix). */
+  get structuresKey(): string {
+    return `${this.#prefix}__structures`;
+  }
+
+  async #eval(lua: Script, key: string, args: readonly string[]): Promise<unknown> {
+    try {
+      return await this.client.evalsha(lua.sha, 1, key, ...args);
+    } catch (error) {
+      if (!String((error as Error).message).includes('NOSCRIPT')) throw error;
+      return await this.client.eval(lua.source, 1, key, ...args);
+    }
   }
 
   /** Replaces the saved hot-key list (most valuable first). */
@@ -249,6 +299,11 @@ export class RedisTier {
     }
     return sent;
   }
+}
+
+function toStrings(reply: unknown): string[] {
+  if (!Array.isArray(reply)) throw new Error('unexpected reply to a structures script');
+  return reply.map(String);
 }
 
 function escapeGlob(value: string): string {

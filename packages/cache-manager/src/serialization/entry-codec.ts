@@ -1,63 +1,106 @@
+import { RESERVE_START_SPACE } from 'msgpackr';
 import type { CacheEntry } from '../entry.js';
 import { SerializationError } from '../errors.js';
 import { type CompressionName, compress, compressionCode, decompress } from './compression.js';
+import type { SharedStructures } from './shared-structures.js';
 import { jsonSerializer, msgpackSerializer, type ValueSerializer } from './value-serializer.js';
 
-const FORMAT_VERSION = 1;
+/** Format 1: self-contained values (msgpack records described inline, or JSON). */
+const INLINE_FORMAT = 1;
+/** Format 2: msgpack whose record structures are shared (see {@link SharedStructures}). */
+const SHARED_FORMAT = 2;
+/** Bytes before the body in format 2: header, epoch (uint32 BE), structures used (uint8). */
+const SHARED_HEADER_BYTES = 6;
 const serializerCode = { msgpack: 0, json: 1 } as const;
 
 /**
- * Encodes entries for L2: one header byte (version 4 bits, serializer 1 bit, compression 3
- * bits) then the serialized `[value, createdAt, expiresAt, staleUntil, computeMs, tags]`,
- * compressed when it is at least `thresholdBytes` long and compression actually helps.
- * Any instance decodes any header, whatever its own settings.
+ * Encodes entries for L2: one header byte (format version 4 bits, serializer 1 bit,
+ * compression 3 bits), then in format 2 the shared structures' epoch (4 bytes) and how many of
+ * them the body may use (1 byte), then the serialized `[value, createdAt, expiresAt,
+ * staleUntil, computeMs, tags]`, compressed when it is at least `thresholdBytes` long and
+ * compression actually helps. Any instance decodes any header, whatever its own settings;
+ * format 2 needs the shared structures (see {@link EntryCodec.prepare}).
+ * Without `structures` (or with JSON) it writes format 1, as the first release did.
  */
 export class EntryCodec {
   readonly #serializer: ValueSerializer;
   readonly #compression: CompressionName;
   readonly #thresholdBytes: number;
   readonly #decoders: Record<number, ValueSerializer>;
+  readonly #structures: SharedStructures | undefined;
+  readonly #writeShared: boolean;
 
-  constructor(serializer: 'msgpack' | 'json', compression: CompressionName, thresholdBytes: number) {
+  /**
+   * `structures` lets this codec read format 2; it also writes it when `writeShared` (default
+   * true) and the serializer is msgpack.
+   */
+  constructor(
+    serializer: 'msgpack' | 'json',
+    compression: CompressionName,
+    thresholdBytes: number,
+    structures?: SharedStructures,
+    writeShared = true,
+  ) {
     const msgpack = msgpackSerializer();
     const json = jsonSerializer();
     this.#serializer = serializer === 'json' ? json : msgpack;
     this.#decoders = { 0: msgpack, 1: json };
     this.#compression = compression;
     this.#thresholdBytes = thresholdBytes;
+    this.#structures = structures;
+    this.#writeShared = writeShared && serializer === 'msgpack' && structures !== undefined;
+  }
+
+  /**
+   * Undefined when `bytes` can be decoded now (the common case: no allocation); else a promise
+   * that loads the shared structures they need, after which {@link decode} succeeds or throws
+   * (another epoch: the value is a miss).
+   */
+  prepare(bytes: Buffer): Promise<void> | undefined {
+    const structures = this.#structures;
+    if (structures === undefined || bytes.length < SHARED_HEADER_BYTES || bytes[0]! >> 4 !== SHARED_FORMAT)
+      return undefined;
+    const epoch = bytes.readUInt32BE(1);
+    const needed = bytes[5]!;
+    if (structures.decoderFor(epoch, needed) || !structures.worthLoading(epoch, needed)) return undefined;
+    return structures.load();
   }
 
   /** Encodes an entry; throws {@link SerializationError} when the value cannot be encoded. */
   encode(entry: CacheEntry): Buffer {
-    // The serializer leaves the first byte free for the header: no copy of the body just to
-    // prefix one byte.
+    const body = [
+      entry.value,
+      entry.createdAt,
+      finiteOr(entry.expiresAt),
+      finiteOr(entry.staleUntil),
+      entry.computeMs,
+      entry.tags,
+    ];
+    const structures = this.#structures;
+    const shared = this.#writeShared ? structures?.encoder : undefined;
+    // The serializer leaves the header bytes free: no copy of the body just to prefix them.
+    const headerBytes = shared ? SHARED_HEADER_BYTES : 1;
     let out: Buffer;
     try {
-      out = this.#serializer.encode(
-        [
-          entry.value,
-          entry.createdAt,
-          finiteOr(entry.expiresAt),
-          finiteOr(entry.staleUntil),
-          entry.computeMs,
-          entry.tags,
-        ],
-        1,
-      );
+      out = shared ? shared.pack(body, RESERVE_START_SPACE | headerBytes) : this.#serializer.encode(body, 1);
     } catch (error) {
       throw new SerializationError('encode', { cause: error });
     }
     let compression: CompressionName = 'none';
-    if (this.#compression !== 'none' && out.length - 1 >= this.#thresholdBytes) {
-      const packed = compress(this.#compression, out.subarray(1));
-      if (packed.length < out.length - 1) {
-        out = Buffer.allocUnsafe(packed.length + 1);
-        packed.copy(out, 1);
+    if (this.#compression !== 'none' && out.length - headerBytes >= this.#thresholdBytes) {
+      const packed = compress(this.#compression, out.subarray(headerBytes));
+      if (packed.length < out.length - headerBytes) {
+        out = Buffer.allocUnsafe(packed.length + headerBytes);
+        packed.copy(out, headerBytes);
         compression = this.#compression;
       }
     }
-    out[0] =
-      (FORMAT_VERSION << 4) | (serializerCode[this.#serializer.name] << 3) | compressionCode[compression];
+    const version = shared ? SHARED_FORMAT : INLINE_FORMAT;
+    out[0] = (version << 4) | (serializerCode[this.#serializer.name] << 3) | compressionCode[compression];
+    if (shared) {
+      out.writeUInt32BE(structures!.epoch!, 1);
+      out[5] = structures!.length;
+    }
     return out;
   }
 
@@ -65,13 +108,25 @@ export class EntryCodec {
   decode(bytes: Buffer): CacheEntry {
     try {
       const header = bytes[0] ?? 0;
-      if (header >> 4 !== FORMAT_VERSION) throw new Error(`unknown format version ${header >> 4}`);
-      const serializer = this.#decoders[(header >> 3) & 1]!;
+      const version = header >> 4;
       const compression = header & 0b111;
-      const decoded =
-        compression === 0
-          ? serializer.decode(bytes, 1)
-          : serializer.decode(decompress(compression, bytes.subarray(1)), 0);
+      let decoded: unknown;
+      if (version === INLINE_FORMAT) {
+        const serializer = this.#decoders[(header >> 3) & 1]!;
+        decoded =
+          compression === 0
+            ? serializer.decode(bytes, 1)
+            : serializer.decode(decompress(compression, bytes.subarray(1)), 0);
+      } else if (version === SHARED_FORMAT && bytes.length > SHARED_HEADER_BYTES) {
+        const decoder = this.#structures?.decoderFor(bytes.readUInt32BE(1), bytes[5]!);
+        if (!decoder) throw new Error('value written with shared structures this instance does not have');
+        decoded =
+          compression === 0
+            ? decoder.unpack(bytes, { start: SHARED_HEADER_BYTES })
+            : decoder.unpack(decompress(compression, bytes.subarray(SHARED_HEADER_BYTES)));
+      } else {
+        throw new Error(`unknown format version ${version}`);
+      }
       const [value, createdAt, expiresAt, staleUntil, computeMs, tags] = decoded as [
         unknown,
         number,

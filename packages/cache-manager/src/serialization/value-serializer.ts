@@ -12,13 +12,16 @@ export interface ValueSerializer {
   decode(bytes: Buffer, start: number): unknown;
 }
 
+/** The msgpackr options of every encoder and decoder (part of the wire format). */
+export const msgpackOptions = { moreTypes: true, useBigIntExtension: true, mapsAsObjects: false } as const;
+
 /**
  * MessagePack via msgpackr with records (objects and Maps stay distinct, repeated object
  * shapes in arrays are written once), Dates, Maps, Sets, Buffers, typed arrays and BigInt of
  * any size. Record definitions travel inline, so any instance decodes any other's bytes.
  */
 export function msgpackSerializer(): ValueSerializer {
-  const packr = new Packr({ moreTypes: true, useBigIntExtension: true, mapsAsObjects: false });
+  const packr = new Packr(msgpackOptions);
   return {
     name: 'msgpack',
     // The result is a view into msgpackr's current output block; later packs write after it,

@@ -24,11 +24,16 @@ export interface TrackedDelivery<Message> {
 export class AckBatcher<Message> {
   readonly #channel: AckChannel<Message>;
   readonly #schedule: (flush: () => void) => void;
-  /** Unsettled deliveries in delivery (= tag) order, from `#head`. */
-  #window: TrackedDelivery<Message>[] = [];
+  /**
+   * Unsettled deliveries in delivery (= tag) order, from `#head`. Slots behind the head are
+   * cleared, so a settled delivery (its message and content buffer) is garbage at once instead
+   * of surviving young-generation collections until the next compaction.
+   */
+  #window: (TrackedDelivery<Message> | undefined)[] = [];
   #head = 0;
   #done = 0;
   #scheduled = false;
+  readonly #flush = (): void => this.flush();
 
   /**
    * @param schedule runs the flush at the end of the current tick (default `process.nextTick`,
@@ -62,7 +67,7 @@ export class AckBatcher<Message> {
     this.#done += 1;
     if (!this.#scheduled) {
       this.#scheduled = true;
-      this.#schedule(() => this.flush());
+      this.#schedule(this.#flush);
     }
   }
 
@@ -93,6 +98,7 @@ export class AckBatcher<Message> {
         last = delivery;
         run += 1;
       }
+      this.#window[this.#head] = undefined;
       this.#head += 1;
     }
     if (last) this.#channel.ack(last.message, run > 1);
@@ -109,9 +115,14 @@ export class AckBatcher<Message> {
 
   #compact(): void {
     while (this.#head < this.#window.length && this.#window[this.#head]!.state === 'settled') {
+      this.#window[this.#head] = undefined;
       this.#head += 1;
     }
-    if (this.#head > 1_024 && this.#head * 2 > this.#window.length) {
+    if (this.#head === this.#window.length) {
+      // Everything settled (the usual case after a flush): start over in the same array.
+      this.#window.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1_024 && this.#head * 2 > this.#window.length) {
       this.#window = this.#window.slice(this.#head);
       this.#head = 0;
     }

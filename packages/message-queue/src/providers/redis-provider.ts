@@ -60,6 +60,12 @@ const capabilities: ProviderCapabilities = {
 };
 
 interface QueueState {
+  /** The queue's key prefix and its meta key (the script's one declared key), built once. */
+  prefix: string;
+  meta: string;
+  /** The last group weights sent and their JSON (a worker sends the same, never-mutated object every time). */
+  weights?: Record<string, number>;
+  weightsJson?: string;
   wakers: Wakers;
   cancelListeners: Set<(id: string) => void>;
   notified: number;
@@ -110,10 +116,13 @@ export class RedisProvider implements QueueProvider {
   }
 
   /** Runs a script by EVALSHA; on NOSCRIPT (first use, or after a Redis restart) loads it once. */
-  async #run(name: RedisScriptName, queue: string, args: (string | number)[]): Promise<unknown> {
+  #run(name: RedisScriptName, queue: string, args: (string | number)[]): Promise<unknown> {
+    return this.#runIn(name, this.#state(queue), args);
+  }
+
+  async #runIn(name: RedisScriptName, state: QueueState, args: (string | number)[]): Promise<unknown> {
     const script = this.#scripts[name];
-    const prefix = this.#keyPrefix(queue);
-    const meta = `${prefix}meta`;
+    const { prefix, meta } = state;
     try {
       return await this.#redis.evalsha(script.sha, 1, meta, prefix, ...args);
     } catch (error) {
@@ -125,7 +134,15 @@ export class RedisProvider implements QueueProvider {
   #state(queue: string): QueueState {
     let state = this.#queues.get(queue);
     if (!state) {
-      state = { wakers: new Wakers(), cancelListeners: new Set(), notified: 0, seen: 0 };
+      const prefix = this.#keyPrefix(queue);
+      state = {
+        prefix,
+        meta: `${prefix}meta`,
+        wakers: new Wakers(),
+        cancelListeners: new Set(),
+        notified: 0,
+        seen: 0,
+      };
       this.#queues.set(queue, state);
     }
     return state;
@@ -209,16 +226,21 @@ export class RedisProvider implements QueueProvider {
       }
       return entry;
     });
-    const reply = (await this.#run('exchange', queue, [
+    if (state.weights !== request.groupWeights) {
+      state.weights = request.groupWeights;
+      state.weightsJson = JSON.stringify(request.groupWeights);
+    }
+    const reply = (await this.#runIn('exchange', state, [
       request.now,
       request.leaseUntil,
       request.fetch,
       request.promoteDelayed ? 1 : 0,
       request.defaultGroupWeight,
-      JSON.stringify(request.groupWeights),
+      state.weightsJson!,
       settle.length === 0 ? '[]' : JSON.stringify(settle),
     ])) as string[];
-    const jobs = reply.slice(1).map(decodeRecord);
+    const jobs: JobRecord[] = [];
+    for (let index = 1; index < reply.length; index += 1) jobs.push(decodeRecord(reply[index]!));
     const nextDue = reply[0];
     return nextDue ? { jobs, nextDueAt: Number(nextDue) } : { jobs };
   }

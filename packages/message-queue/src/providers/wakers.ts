@@ -24,6 +24,8 @@ export class Wakers {
 
   /** Wakes every parked caller. */
   wakeAll(): void {
+    // Called for every delivery: skip the Set iterator when nobody waits (the usual case).
+    if (this.#parked.size === 0) return;
     for (const wake of this.#parked) wake();
     this.#parked.clear();
   }

@@ -1,0 +1,89 @@
+import { parseOptions } from '@noa/core';
+import type { z } from 'zod';
+import { getOrSetOptionsSchema, setManyItemSchema, setOptionsSchema } from './cache-options.js';
+
+/** A check of one present (not undefined) option value; mirrors its zod rule. */
+type Rule = (value: unknown) => boolean;
+
+const positiveInt: Rule = (value) => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+const nonNegativeInt: Rule = (value) =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+const nonNegativeNumber: Rule = (value) => typeof value === 'number' && Number.isFinite(value) && value >= 0;
+const stringList: Rule = (value) => {
+  if (!Array.isArray(value)) return false;
+  for (let index = 0; index < value.length; index += 1) {
+    if (typeof value[index] !== 'string') return false;
+  }
+  return true;
+};
+
+/** The rules of {@link setOptionsSchema}, by field. */
+export const setOptionRules: Readonly<Record<string, Rule>> = {
+  ttlMs: positiveInt,
+  graceMs: nonNegativeInt,
+  tags: stringList,
+};
+
+/** The rules of a `setMany` item: its key and value, then its write options. */
+const setManyItemRules: Readonly<Record<string, Rule>> = {
+  ...setOptionRules,
+  key: (value) => typeof value === 'string',
+  value: () => true,
+};
+
+/** The rules of {@link getOrSetOptionsSchema}, by field. */
+export const getOrSetOptionRules: Readonly<Record<string, Rule>> = {
+  ...setOptionRules,
+  softTimeoutMs: positiveInt,
+  hardTimeoutMs: positiveInt,
+  lockTimeoutMs: positiveInt,
+  earlyRefreshBeta: nonNegativeNumber,
+};
+
+/**
+ * True when `options` passes `rules`: an object whose every own field is known and either
+ * undefined or valid (an unknown field is refused even when undefined, as zod's `strict` does). Hand-written so that a valid call costs tens of nanoseconds, not a zod parse;
+ * `test/call-options.test.ts` checks that it agrees with the zod schemas.
+ */
+export function passes(options: unknown, rules: Readonly<Record<string, Rule>>): boolean {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) return false;
+  for (const field in options) {
+    if (!Object.hasOwn(options, field)) continue;
+    const rule = rules[field];
+    if (rule === undefined) return false;
+    const value = (options as Record<string, unknown>)[field];
+    if (value !== undefined && !rule(value)) return false;
+  }
+  return true;
+}
+
+/**
+ * Throws the `ConfigError` of `schema` for `input` (naming every bad field). Called only once
+ * the fast check failed; should the schema accept what the fast check refused, it returns.
+ */
+function explain(component: string, schema: z.ZodType, input: unknown): void {
+  parseOptions(component, schema, input);
+}
+
+/** Validates the per-call options of `getOrSet`/`wrap`; throws `ConfigError` naming the bad field. */
+export function checkGetOrSetOptions(options: unknown): void {
+  if (!passes(options, getOrSetOptionRules)) {
+    explain('cache-manager getOrSet', getOrSetOptionsSchema, options);
+  }
+}
+
+/** Validates the options of `set`; throws `ConfigError` naming the bad field. */
+export function checkSetOptions(options: unknown): void {
+  if (!passes(options, setOptionRules)) explain('cache-manager set', setOptionsSchema, options);
+}
+
+/** Validates `setMany` items (key, value and options); the `ConfigError` path names the item (`2.ttlMs`). */
+export function checkSetManyItems(items: readonly unknown[]): void {
+  for (let index = 0; index < items.length; index += 1) {
+    const item = items[index];
+    if (!passes(item, setManyItemRules) || typeof (item as { key?: unknown }).key !== 'string') {
+      explain('cache-manager setMany', setManyItemSchema.array(), items);
+      return;
+    }
+  }
+}

@@ -1,0 +1,213 @@
+import { randomInt } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import { msgpackOptions } from './value-serializer.js';
+
+/**
+ * Where the shared structures live: a list `[epoch, structure…]` (each structure a JSON array
+ * of keys). `RedisTier` implements it; both methods return the list, or undefined when the
+ * store is unavailable.
+ */
+export interface StructureStore {
+  /** The list, created with `newEpoch` when absent. */
+  loadStructures(newEpoch: string): Promise<string[] | undefined>;
+  /** Appends `items` if the list still has `expectedLength` entries, up to `maxLength`. */
+  appendStructures(
+    expectedLength: number,
+    maxLength: number,
+    items: readonly string[],
+  ): Promise<string[] | undefined>;
+}
+
+/** Most shared structures (msgpackr's one-byte record ids leave 32 for shared shapes). */
+export const MAX_SHARED_STRUCTURES = 32;
+
+/** Shapes with more keys than this are never proposed (see `#propose`). */
+const MAX_SHARED_KEYS = 64;
+
+/** A shape is proposed for sharing once this many encodes met it (one-off shapes stay inline). */
+const PROPOSE_AFTER = 2;
+
+/** After a failed or useless store call, do not call again for this long (ms). */
+const RETRY_AFTER_MS = 1_000;
+
+/** The list is re-read this often while encoding, to notice an eviction or a flush (ms). */
+const RECHECK_AFTER_MS = 30_000;
+
+/**
+ * msgpackr record structures (the key lists of repeated object shapes) shared by every
+ * instance through the store, so a value refers to its shapes by a one-byte id instead of
+ * describing them inline, and a decoder keeps its compiled reader per shape across values
+ * (msgpackr's documented large decode gain for records).
+ *
+ * Safety rules, because the store is remote and asynchronous while msgpackr is synchronous:
+ * - the encoder only ever uses structures already committed in the store (never ones it just
+ *   invented): a new shape is written inline, as before, and proposed; proposals are appended
+ *   to the store with a compare-and-set on the list length, then every instance picks them up;
+ * - ids are list positions and the list is append-only, so a committed id never changes
+ *   meaning; the list starts with a random epoch, and each value carries the epoch and the
+ *   number of structures it may use: a decoder that has fewer reloads the list first, and a
+ *   value of another epoch (the list was evicted or flushed) is undecodable, hence a miss,
+ *   never a wrong value;
+ * - so that a writer does not go on writing an epoch the store forgot (a Redis restart without
+ *   persistence), the connection's `close` calls {@link distrust}: until the list is read again,
+ *   values are written self-contained (format 1). The list is also re-read every 30 s.
+ */
+export class SharedStructures {
+  readonly #store: StructureStore;
+  readonly #onError: (error: unknown) => void;
+  #epoch: number | undefined;
+  #committed: string[] = [];
+  #encoder: Packr | undefined;
+  #decoder: Packr | undefined;
+  readonly #seen = new Map<string, number>();
+  readonly #proposed = new Set<string>();
+  #flushing: Promise<void> | undefined;
+  #loading: Promise<void> | undefined;
+  #quietUntil = 0;
+  #trusted = false;
+  #loadedAt = 0;
+
+  constructor(store: StructureStore, onError: (error: unknown) => void) {
+    this.#store = store;
+    this.#onError = onError;
+  }
+
+  /** The list's epoch, once loaded. */
+  get epoch(): number | undefined {
+    return this.#epoch;
+  }
+
+  /** Committed structures known here. */
+  get length(): number {
+    return this.#committed.length;
+  }
+
+  /**
+   * The encoder over the committed structures; undefined until the list is loaded, and after
+   * {@link distrust} until it is loaded again (a load is started, at most once a second).
+   */
+  get encoder(): Packr | undefined {
+    if (!this.#trusted) {
+      if (Date.now() >= this.#quietUntil) void this.load();
+      return undefined;
+    }
+    if (Date.now() - this.#loadedAt >= RECHECK_AFTER_MS) void this.load();
+    return this.#encoder;
+  }
+
+  /** The store may have lost the list (the connection closed): write self-contained values until it is read again. */
+  distrust(): void {
+    this.#trusted = false;
+  }
+
+  /** The decoder for a value of `epoch` that may use `needed` structures, if this instance has them. */
+  decoderFor(epoch: number, needed: number): Packr | undefined {
+    return epoch === this.#epoch && needed <= this.#committed.length ? this.#decoder : undefined;
+  }
+
+  /**
+   * Whether loading the list could make a value of `epoch` needing `needed` structures
+   * decodable: false when it cannot (too many, or another epoch and the list was reloaded
+   * under a second ago), so undecodable values do not cost a store call each.
+   */
+  worthLoading(epoch: number, needed: number): boolean {
+    if (needed > MAX_SHARED_STRUCTURES) return false;
+    if (epoch === this.#epoch && needed > this.#committed.length) return true;
+    return Date.now() >= this.#quietUntil;
+  }
+
+  /** (Re)loads the list from the store; concurrent calls share one load; never rejects. */
+  load(): Promise<void> {
+    this.#loading ??= (async () => {
+      this.#loadedAt = Date.now();
+      try {
+        const list = await this.#store.loadStructures(String(randomInt(1, 2 ** 32 - 1)));
+        this.#apply(list);
+        if (list !== undefined && this.#epoch !== undefined) this.#trusted = true;
+      } catch (error) {
+        this.#onError(error);
+      } finally {
+        this.#quietUntil = Date.now() + RETRY_AFTER_MS;
+        this.#loading = undefined;
+      }
+    })();
+    return this.#loading;
+  }
+
+  /** Waits for a proposal being appended (for `close()` and tests). */
+  async settled(): Promise<void> {
+    await this.#loading;
+    await this.#flushing;
+  }
+
+  /** msgpackr's `shouldShareStructure` hook: records a new shape, keeps it inline (false). */
+  #propose(keys: string[]): boolean {
+    if (this.#committed.length + this.#proposed.size >= MAX_SHARED_STRUCTURES) return false;
+    // Objects used as dictionaries (many, changing keys) are not shapes worth a slot, and
+    // serializing their key list on every encode would cost more than sharing saves.
+    if (keys.length > MAX_SHARED_KEYS) return false;
+    const json = JSON.stringify(keys);
+    if (this.#proposed.has(json)) return false;
+    const seen = (this.#seen.get(json) ?? 0) + 1;
+    if (seen < PROPOSE_AFTER) {
+      if (this.#seen.size >= 1_000) this.#seen.clear(); // bounded: one-off shapes are forgotten
+      this.#seen.set(json, seen);
+      return false;
+    }
+    this.#seen.delete(json);
+    this.#proposed.add(json);
+    if (!this.#flushing) {
+      this.#flushing = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#flush());
+    }
+    return false;
+  }
+
+  async #flush(): Promise<void> {
+    try {
+      const items = [...this.#proposed].filter((json) => !this.#committed.includes(json));
+      if (items.length === 0 || this.#epoch === undefined) return;
+      const list = await this.#store.appendStructures(
+        this.#committed.length + 1,
+        MAX_SHARED_STRUCTURES + 1,
+        items,
+      );
+      if (list === undefined) this.#quietUntil = Date.now() + RETRY_AFTER_MS;
+      this.#apply(list);
+    } catch (error) {
+      this.#onError(error);
+    } finally {
+      // Lost proposals (another instance appended first) are proposed again by later encodes.
+      this.#proposed.clear();
+      this.#flushing = undefined;
+    }
+  }
+
+  /** Adopts the store's list: the same epoch only ever grows; a new epoch replaces everything. */
+  #apply(list: string[] | undefined): void {
+    if (list === undefined || list.length === 0) return;
+    const epoch = Number(list[0]);
+    const structures = list.slice(1, MAX_SHARED_STRUCTURES + 1);
+    if (!Number.isInteger(epoch) || epoch <= 0 || epoch >= 2 ** 32) return;
+    if (epoch === this.#epoch && structures.length <= this.#committed.length) return;
+    const parsed = structures.map((json) => JSON.parse(json) as string[]);
+    if (!parsed.every((keys) => Array.isArray(keys) && keys.every((key) => typeof key === 'string'))) {
+      throw new Error('malformed shared structures list');
+    }
+    this.#epoch = epoch;
+    this.#committed = structures;
+    // msgpackr mutates the arrays it is given: one copy each.
+    this.#encoder = new Packr({
+      ...msgpackOptions,
+      structures: parsed.map((keys) => [...keys]),
+      maxSharedStructures: MAX_SHARED_STRUCTURES,
+      maxOwnStructures: MAX_SHARED_STRUCTURES,
+      shouldShareStructure: (keys: string[]) => this.#propose(keys),
+    });
+    this.#decoder = new Packr({
+      ...msgpackOptions,
+      structures: parsed.map((keys) => [...keys]),
+      maxSharedStructures: MAX_SHARED_STRUCTURES,
+      maxOwnStructures: MAX_SHARED_STRUCTURES,
+    });
+  }
+}

@@ -1,0 +1,133 @@
+import { ConfigError } from '@noa/core';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { getOrSetOptionsSchema, setOptionsSchema } from '../src/cache-options.js';
+import { getOrSetOptionRules, passes, setOptionRules } from '../src/call-options.js';
+import { Cache, type GetOrSetOptions } from '../src/index.js';
+
+const caches: Cache[] = [];
+function make(): Cache {
+  const cache = new Cache();
+  caches.push(cache);
+  return cache;
+}
+afterEach(async () => {
+  await Promise.all(caches.splice(0).map((cache) => cache.close()));
+});
+
+/** The ConfigError fields of a rejected promise or a throwing call. */
+async function fieldsOf(run: () => unknown): Promise<string[]> {
+  try {
+    await run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).fields.sort();
+  }
+  throw new Error('expected a ConfigError');
+}
+
+// Values near every rule's edges, plus things of the wrong type.
+const optionValue = fc.oneof(
+  fc.constant(undefined),
+  fc.constant(null),
+  fc.integer({ min: -3, max: 3 }),
+  fc.constantFrom(0.5, -0, 1.5, 2 ** 53, Number.MAX_SAFE_INTEGER, Number.NaN, Number.POSITIVE_INFINITY),
+  fc.double(),
+  fc.string({ maxLength: 3 }),
+  fc.boolean(),
+  fc.array(fc.string({ maxLength: 3 }), { maxLength: 3 }),
+  fc.array(fc.oneof(fc.string(), fc.integer()), { maxLength: 3 }),
+  fc.constant({}),
+);
+const optionName = fc.constantFrom(
+  'ttlMs',
+  'graceMs',
+  'tags',
+  'softTimeoutMs',
+  'hardTimeoutMs',
+  'lockTimeoutMs',
+  'earlyRefreshBeta',
+  'ttl',
+  'grace',
+);
+const optionsObject = fc.dictionary(optionName, optionValue, { maxKeys: 4 });
+
+describe('per-call option checks', () => {
+  it('agree with the zod schemas (getOrSet and set) on any input', () => {
+    fc.assert(
+      fc.property(fc.oneof(optionsObject, optionValue), (options) => {
+        expect(passes(options, getOrSetOptionRules)).toBe(getOrSetOptionsSchema.safeParse(options).success);
+        expect(passes(options, setOptionRules)).toBe(setOptionsSchema.safeParse(options).success);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('rejects a bad getOrSet option with ConfigError naming the field, without running the factory', async () => {
+    const cache = make();
+    let runs = 0;
+    const factory = () => {
+      runs += 1;
+      return 'v';
+    };
+    const bad: [GetOrSetOptions, string[]][] = [
+      [{ ttlMs: -1 }, ['ttlMs']],
+      [{ ttlMs: 1.5 }, ['ttlMs']],
+      [{ graceMs: -5 }, ['graceMs']],
+      [{ softTimeoutMs: 0 }, ['softTimeoutMs']],
+      [{ hardTimeoutMs: '100' as unknown as number }, ['hardTimeoutMs']],
+      [{ lockTimeoutMs: Number.POSITIVE_INFINITY }, ['lockTimeoutMs']],
+      [{ earlyRefreshBeta: Number.NaN }, ['earlyRefreshBeta']],
+      [{ tags: ['ok', 3 as unknown as string] }, ['tags.1']],
+      [{ ttl: '1h' } as unknown as GetOrSetOptions, ['']],
+      [{ ttlMs: 0, softTimeoutMs: -1 }, ['softTimeoutMs', 'ttlMs']],
+    ];
+    for (const [options, fields] of bad) {
+      expect(await fieldsOf(() => cache.getOrSet('k', factory, options))).toEqual(fields);
+    }
+    expect(runs).toBe(0);
+  });
+
+  it('accepts good and undefined options and applies them', async () => {
+    const cache = make();
+    const options: GetOrSetOptions = {
+      ttlMs: 1_000,
+      graceMs: 0,
+      tags: ['t'],
+      softTimeoutMs: undefined,
+      hardTimeoutMs: 50,
+      lockTimeoutMs: 10,
+      earlyRefreshBeta: 0,
+    };
+    expect(await cache.getOrSet('k', () => 'v', options)).toBe('v');
+    expect(await cache.deleteByTag('t')).toBe(1);
+  });
+
+  it('validates set, setMany, wrap (once, when wrapping) and warm options', async () => {
+    const cache = make();
+    expect(await fieldsOf(() => cache.set('k', 1, { ttlMs: -1 }))).toEqual(['ttlMs']);
+    expect(
+      await fieldsOf(() =>
+        cache.setMany([
+          { key: 'a', value: 1 },
+          { key: 'b', value: 2, graceMs: -1 },
+        ]),
+      ),
+    ).toEqual(['1.graceMs']);
+    expect(await fieldsOf(() => cache.setMany([{ key: 3 as unknown as string, value: 1 }]))).toEqual([
+      '0.key',
+    ]);
+    expect(await fieldsOf(() => cache.wrap((id: number) => id, String, { hardTimeoutMs: -1 }))).toEqual([
+      'hardTimeoutMs',
+    ]);
+    expect(await fieldsOf(() => cache.warm(['a'], () => 1, { concurrency: 0 }))).toEqual(['concurrency']);
+    // Nothing was written by the rejected calls.
+    expect(await cache.getMany(['k', 'a', 'b'])).toEqual([undefined, undefined, undefined]);
+    const wrapped = cache.wrap(
+      (id: number) => id * 2,
+      (id) => `double:${id}`,
+      { ttlMs: 1_000 },
+    );
+    expect(await wrapped(21)).toBe(42);
+  });
+});

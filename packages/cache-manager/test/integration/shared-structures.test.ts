@@ -1,0 +1,143 @@
+import { delay } from '@noa/core';
+import { startPrivateRedis } from '@noa/testkit';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions } from '../../src/index.js';
+import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+import { redisServerInstalled } from './redis-server.js';
+
+const hasRedisServer = redisServerInstalled('the shared structures restart test');
+
+const page = (seed: number) => ({
+  page: seed,
+  items: Array.from({ length: 5 }, (_, index) => ({
+    id: seed * 10 + index,
+    name: `user ${index}`,
+    address: { city: 'Lima', zip: String(index) },
+  })),
+});
+
+describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
+  const redis = redisUp ? new Redis(redisUrl) : undefined;
+  const caches: Cache[] = [];
+  const prefixes: string[] = [];
+  async function cacheOn(prefix: string, options: CacheOptions = {}): Promise<Cache> {
+    // bus off and a 1-entry L1: reads in these tests go to Redis and decode there.
+    const cache = new Cache({ redis, prefix, bus: false, l1: { maxEntries: 1 }, ...options });
+    caches.push(cache);
+    await cache.ready();
+    return cache;
+  }
+  function newPrefix(label: string): string {
+    const prefix = testPrefix(label);
+    prefixes.push(prefix);
+    return prefix;
+  }
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    if (redis) {
+      for (const prefix of prefixes) await dropPrefix(prefix);
+      redis.disconnect();
+    }
+  });
+
+  it('writes repeated shapes once in Redis; other instances and old-format readers decode them', async () => {
+    const prefix = newPrefix('cm_struct');
+    const writer = await cacheOn(prefix);
+    await writer.set('p0', page(0));
+    await writer.set('p1', page(1)); // second sighting of the shapes: proposed to Redis
+    await writer.close(); // waits for the proposal to be appended
+    const list = await redis!.lrange(`${prefix}__structures`, 0, -1);
+    expect(list.slice(1).map((json) => JSON.parse(json))).toEqual(
+      expect.arrayContaining([
+        ['page', 'items'],
+        ['id', 'name', 'address'],
+        ['city', 'zip'],
+      ]),
+    );
+
+    const second = await cacheOn(prefix);
+    await second.set('p2', page(2));
+    const shared = (await redis!.getBuffer(`${prefix}p2`))!;
+    const inline = (await redis!.getBuffer(`${prefix}p0`))!;
+    expect(shared[0]! >> 4).toBe(2); // format 2: structures by id
+    expect(inline[0]! >> 4).toBe(2); // the list existed (empty) when p0 was written
+    expect(shared.length).toBeLessThan(inline.length);
+
+    // A fresh instance, one that never writes shared structures and a JSON one all read both.
+    for (const options of [{}, { sharedStructures: false }, { serializer: 'json' as const }]) {
+      const reader = await cacheOn(prefix, options);
+      expect(await reader.getMany(['p0', 'p1', 'p2'])).toEqual([page(0), page(1), page(2)]);
+    }
+  });
+
+  it('keeps reading values of the first release (format 1) and writes format 1 when turned off', async () => {
+    const prefix = newPrefix('cm_struct_v1');
+    const old = await cacheOn(prefix, { sharedStructures: false });
+    await old.set('a', page(1));
+    await old.set('b', page(2));
+    const bytes = (await redis!.getBuffer(`${prefix}a`))!;
+    expect(bytes[0]! >> 4).toBe(1);
+    expect(await redis!.exists(`${prefix}__structures`)).toBe(0);
+    const current = await cacheOn(prefix);
+    expect(await current.getMany(['a', 'b'])).toEqual([page(1), page(2)]);
+  });
+
+  it('treats values as misses, never as wrong values, when the structures list is lost', async () => {
+    const prefix = newPrefix('cm_struct_lost');
+    const writer = await cacheOn(prefix);
+    for (let index = 0; index < 3; index += 1) await writer.set(`k${index}`, page(index));
+    await writer.close();
+    const before = (await redis!.getBuffer(`${prefix}k2`))!;
+    expect(before[5]).toBeGreaterThan(0); // k2 uses shared structures
+    // Evicted or flushed: a new instance starts a new epoch.
+    await redis!.del(`${prefix}__structures`);
+    const reader = await cacheOn(prefix);
+    expect(await reader.get('k2')).toBeUndefined();
+    let runs = 0;
+    const value = await reader.getOrSet('k2', () => {
+      runs += 1;
+      return page(9);
+    });
+    expect([value, runs]).toEqual([page(9), 1]);
+    expect(await (await cacheOn(prefix)).get('k2')).toEqual(page(9));
+  });
+});
+
+describe.skipIf(!hasRedisServer)(
+  'shared msgpack structures across a Redis restart without persistence',
+  () => {
+    it('writes values that other instances can read once Redis is back (the list died with it)', async () => {
+      const server = await startPrivateRedis();
+      const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+      redis.on('error', () => {});
+      const options = { redis, prefix: 'restart:', bus: false, l1: { maxEntries: 1 } };
+      const writer = new Cache(options);
+      try {
+        await writer.ready();
+        await writer.set('k0', page(0));
+        await writer.set('k1', page(1)); // second sighting: the shapes are proposed
+        await delay(100); // appended to the list
+        await writer.set('k2', page(2));
+        expect((await redis.getBuffer('restart:k2'))![5]).toBeGreaterThan(0); // uses shared structures
+        await server.kill();
+        await delay(200);
+        await server.restart();
+        // The writer's first writes after the restart must be readable by an instance that starts
+        // now (and creates a new list): the writer distrusts its list once the connection closed.
+        const deadline = Date.now() + 10_000;
+        while (Date.now() < deadline && (await redis.ping().catch(() => 'down')) !== 'PONG') await delay(100);
+        await writer.set('after', page(42));
+        const reader = new Cache(options);
+        await reader.ready();
+        expect(await reader.get('after')).toEqual(page(42));
+        await writer.set('later', page(43));
+        expect(await reader.get('later')).toEqual(page(43));
+        await reader.close();
+      } finally {
+        await writer.close();
+        redis.disconnect();
+        await server.stop();
+      }
+    });
+  },
+);

@@ -1,0 +1,146 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { CacheEntry } from '../src/entry.js';
+import { EntryCodec } from '../src/serialization/entry-codec.js';
+import {
+  MAX_SHARED_STRUCTURES,
+  SharedStructures,
+  type StructureStore,
+} from '../src/serialization/shared-structures.js';
+
+/**
+ * The two Lua scripts' semantics over an array (the Redis list itself is exercised by the
+ * integration tests); `wipe()` plays an eviction or FLUSHALL.
+ */
+class ListStore implements StructureStore {
+  list: string[] = [];
+  async loadStructures(newEpoch: string): Promise<string[]> {
+    await Promise.resolve();
+    if (this.list.length === 0) this.list.push(newEpoch);
+    return [...this.list];
+  }
+  async appendStructures(expectedLength: number, maxLength: number, items: readonly string[]) {
+    await Promise.resolve();
+    if (this.list.length === expectedLength) {
+      for (const item of items.slice(0, maxLength - expectedLength)) this.list.push(item);
+    }
+    return [...this.list];
+  }
+  wipe(): void {
+    this.list = [];
+  }
+}
+
+function instance(store: StructureStore) {
+  const structures = new SharedStructures(store, (error) => {
+    throw error;
+  });
+  return { structures, codec: new EntryCodec('msgpack', 'zstd', 256, structures) };
+}
+
+function entry(value: unknown): CacheEntry {
+  return { value, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 0, tags: ['t'] };
+}
+
+async function decodeOn(codec: EntryCodec, bytes: Buffer): Promise<CacheEntry> {
+  await codec.prepare(bytes);
+  return codec.decode(bytes);
+}
+
+// Objects of a few recurring shapes (so they get shared), nested, with some one-off shapes.
+const shapeKeys = fc.constantFrom(['a', 'b'], ['a', 'b', 'c'], ['x'], ['id', 'name', 'tags'], ['b', 'a']);
+const record = fc
+  .tuple(
+    shapeKeys,
+    fc.array(fc.oneof(fc.integer(), fc.string(), fc.boolean()), { minLength: 3, maxLength: 3 }),
+  )
+  .map(([keys, values]) => Object.fromEntries(keys.map((key, index) => [key, values[index % 3]])));
+const value = fc.oneof(
+  record,
+  fc.array(record, { maxLength: 6 }),
+  fc.record({ page: fc.integer(), items: fc.array(record, { maxLength: 4 }) }),
+  fc.dictionary(fc.string({ maxLength: 4 }), fc.integer(), { maxKeys: 3 }),
+);
+
+describe('shared msgpack structures', () => {
+  it('shares repeated shapes: smaller values that every instance decodes', async () => {
+    const store = new ListStore();
+    const [a, b] = [instance(store), instance(store)];
+    await Promise.all([a.structures.load(), b.structures.load()]);
+    const value = { items: [1, 2, 3].map((id) => ({ id, name: `n${id}`, active: true })) };
+    const inline = a.codec.encode(entry(value));
+    a.codec.encode(entry(value)); // second sighting: the shapes are proposed
+    await a.structures.settled();
+    expect(a.structures.length).toBe(2);
+    const shared = a.codec.encode(entry(value));
+    expect(shared.length).toBeLessThan(inline.length);
+    expect(shared[0]! >> 4).toBe(2);
+    expect(b.structures.length).toBe(0); // b learns the structures when it first needs them
+    expect(await decodeOn(b.codec, shared)).toEqual(entry(value));
+    expect(b.structures.length).toBe(2);
+    expect(await decodeOn(b.codec, inline)).toEqual(entry(value));
+  });
+
+  it('never decodes a value wrongly, whatever instances encode, race, and the store forgets', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            fc.record({ op: fc.constant('encode' as const), on: fc.nat(2), value }),
+            fc.record({ op: fc.constant('decode' as const), on: fc.nat(2), pick: fc.nat() }),
+            fc.record({ op: fc.constant('settle' as const), on: fc.nat(2) }),
+            fc.record({ op: fc.constant('wipe' as const) }),
+          ),
+          { maxLength: 40 },
+        ),
+        async (operations) => {
+          const store = new ListStore();
+          const nodes = [instance(store), instance(store), instance(store)];
+          await Promise.all(nodes.map((node) => node.structures.load()));
+          const written: { bytes: Buffer; entry: CacheEntry; epoch: number | undefined }[] = [];
+          for (const operation of operations) {
+            if (operation.op === 'encode') {
+              const node = nodes[operation.on]!;
+              const item = entry(operation.value);
+              // Copy: the encoder's buffer is reused by later encodes only past this value.
+              written.push({
+                bytes: Buffer.from(node.codec.encode(item)),
+                entry: item,
+                epoch: node.structures.epoch,
+              });
+            } else if (operation.op === 'settle') {
+              await nodes[operation.on]!.structures.settled();
+            } else if (operation.op === 'wipe') {
+              store.wipe();
+              for (const node of nodes) await node.structures.load();
+            } else if (written.length > 0) {
+              const { bytes, entry: expected } = written[operation.pick % written.length]!;
+              const node = nodes[operation.on]!;
+              let decoded: CacheEntry | undefined;
+              try {
+                decoded = await decodeOn(node.codec, bytes);
+              } catch (error) {
+                // Only a value of a forgotten epoch may fail, and then as a typed error.
+                expect(error).toMatchObject({ code: 'NOA_CACHE_SERIALIZATION' });
+                expect(bytes[0]! >> 4).toBe(2);
+                expect(bytes.readUInt32BE(1)).not.toBe(Number(store.list[0]));
+              }
+              if (decoded) expect(decoded).toEqual(expected);
+            }
+          }
+          expect(store.list.length).toBeLessThanOrEqual(MAX_SHARED_STRUCTURES + 1);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('treats a value needing more structures than exist as undecodable, not as garbage', async () => {
+    const store = new ListStore();
+    const { structures, codec } = instance(store);
+    await structures.load();
+    const bytes = codec.encode(entry({ a: 1 }));
+    bytes[5] = 3; // claims 3 structures; the store has none
+    await expect(decodeOn(codec, bytes)).rejects.toMatchObject({ code: 'NOA_CACHE_SERIALIZATION' });
+  });
+});
