@@ -256,10 +256,11 @@ const cases: BenchCase[] = [
   ),
   {
     // Without lease-ahead: one round trip per job, like BullMQ's move-to-completed-and-fetch-next.
+    // No goal: the issue's concurrency-1 goal is the row above, with the default configuration;
+    // this one shows what is left when ours is held to one round trip per job too.
     case: `Redis: process ${prefetch0Count.toLocaleString('en-US')} no-op jobs, concurrency 1, ours with prefetch 0`,
     unit: 'jobs/s',
     better: 'higher',
-    goal: 3,
     anchor: bullmq,
     rounds: 7,
     ours: () => oursProcess(prefetch0Count, 1, 0),
