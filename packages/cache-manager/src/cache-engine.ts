@@ -29,6 +29,9 @@ const factoryChannel = tracingChannel('cache-manager', 'factory');
  * Everything a cache and its namespace views share: the tiers, the bus, in-flight loads. All
  * methods take full keys (namespace included). `Cache` is the public face.
  */
+/** One L1 lookup in this many is timed into the latency histogram (when metrics are on). */
+const l1TimingEvery = 64;
+
 export class CacheEngine {
   readonly options: ResolvedCacheOptions;
   readonly clock: Clock;
@@ -48,6 +51,8 @@ export class CacheEngine {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #background = new Set<Promise<unknown>>();
   #closed = false;
+  /** L1 lookups since the last timed one (see `#l1Get`). */
+  #l1Lookups = 0;
   #stopWatchingConnection: (() => void) | undefined;
   /** Resolves when start-up work (bus subscription, hot-key warm-up) is done. */
   readonly ready: Promise<void>;
@@ -146,9 +151,23 @@ export class CacheEngine {
 
   // ---- reads ---------------------------------------------------------------------------
 
+  /**
+   * `l1.get`, with one lookup in {@link l1TimingEvery} timed into the latency histogram when
+   * metrics are on (timing every lookup would cost more than the lookup itself).
+   */
+  #l1Get(fullKey: string, now: number): CacheEntry | undefined {
+    if (!this.metrics.enabled) return this.l1.get(fullKey, now);
+    this.#l1Lookups = (this.#l1Lookups + 1) % l1TimingEvery;
+    if (this.#l1Lookups !== 0) return this.l1.get(fullKey, now);
+    const started = performance.now();
+    const entry = this.l1.get(fullKey, now);
+    this.metrics.latency('l1', 'get', (performance.now() - started) / 1_000);
+    return entry;
+  }
+
   async get(fullKey: string): Promise<CacheEntry | undefined> {
     const now = this.clock.now();
-    const local = this.l1.get(fullKey, now);
+    const local = this.#l1Get(fullKey, now);
     if (local !== undefined && isFresh(local, now)) {
       this.metrics.request('l1', 'hit');
       return local;
@@ -168,7 +187,7 @@ export class CacheEngine {
   async getMany(fullKeys: readonly string[]): Promise<(CacheEntry | undefined)[]> {
     const now = this.clock.now();
     const results: (CacheEntry | undefined)[] = fullKeys.map((key) => {
-      const entry = this.l1.get(key, now);
+      const entry = this.#l1Get(key, now);
       const fresh = entry !== undefined && isFresh(entry, now);
       this.metrics.request('l1', fresh ? 'hit' : 'miss');
       return fresh ? entry : undefined;
@@ -204,7 +223,7 @@ export class CacheEngine {
 
   getOrSet<T>(fullKey: string, userKey: string, factory: Factory<T>, options: GetOrSetOptions): Promise<T> {
     const now = this.clock.now();
-    const entry = this.l1.get(fullKey, now);
+    const entry = this.#l1Get(fullKey, now);
     if (entry !== undefined && now < entry.expiresAt) {
       this.metrics.request('l1', 'hit');
       const beta = options.earlyRefreshBeta ?? this.options.earlyRefreshBeta;

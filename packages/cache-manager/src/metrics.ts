@@ -1,4 +1,10 @@
-import { type CounterMetric, type GaugeMetric, type HistogramMetric, MetricsFactory } from '@noa/core';
+import {
+  type CounterMetric,
+  type GaugeMetric,
+  type HistogramMetric,
+  latencyBucketsSeconds,
+  MetricsFactory,
+} from '@noa/core';
 import type { Registry } from 'prom-client';
 
 /** Tier label values. */
@@ -58,10 +64,13 @@ export class CacheMetrics {
       'Redis operations skipped or failed (served from L1)',
       ['operation', 'reason'],
     );
-    this.#latency = factory.histogram('operation_duration_seconds', 'Operation latency by tier', [
-      'tier',
-      'operation',
-    ]);
+    // Sub-50 µs buckets first: L1 lookups take well under a microsecond.
+    this.#latency = factory.histogram(
+      'operation_duration_seconds',
+      'Operation latency by tier (L1: one lookup in 64 is timed)',
+      ['tier', 'operation'],
+      [0.0000005, 0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, ...latencyBucketsSeconds],
+    );
     this.#evictions = factory.counter('evictions_total', 'Entries removed from a tier, by reason', [
       'tier',
       'reason',

@@ -241,4 +241,23 @@ describe('options and lifecycle', () => {
     expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="miss"} 1');
     expect(text).toContain('noa_cache_manager_factory_runs_total{result="ok"} 1');
   });
+
+  it('times one L1 lookup in 64 into the latency histogram, under the l1 tier', async () => {
+    const registry = new Registry();
+    const cache = make({ registry });
+    const count = async () => {
+      const line = (await registry.metrics())
+        .split('\n')
+        .find((text) =>
+          text.startsWith('noa_cache_manager_operation_duration_seconds_count{tier="l1",operation="get"}'),
+        );
+      return line === undefined ? 0 : Number(line.split(' ').at(-1));
+    };
+    for (let index = 0; index < 63; index += 1) await cache.getOrSet('k', () => 1);
+    expect(await count()).toBe(0);
+    await cache.getOrSet('k', () => 1);
+    expect(await count()).toBe(1);
+    for (let index = 0; index < 64; index += 1) await cache.get('k');
+    expect(await count()).toBe(2);
+  });
 });
