@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
@@ -21,6 +20,7 @@ import type {
   StateExchangeResult,
   StatePublish,
 } from './job-state-store.js';
+import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 
 /** Options of {@link RedisJobStateStore}. */
@@ -52,10 +52,6 @@ export type RedisJobStateStoreOptions = z.input<typeof redisJobStateStoreOptions
 
 const verdicts: Record<string, DeliveryVerdict> = { '0': 'drop', '1': 'run', '2': 'requeue' };
 
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.includes('NOSCRIPT');
-}
-
 /** Reads the flat `id, token, record` triples a script returns. */
 function publishes(flat: unknown[], from: number): StatePublish[] {
   const out: StatePublish[] = [];
@@ -77,7 +73,7 @@ export class RedisJobStateStore implements JobStateStore {
   readonly #prefix: string;
   readonly #outboxMs: number;
   readonly #chunk: number;
-  readonly #scripts: Record<JobStateScriptName, { source: string; sha: string }>;
+  readonly #scripts: Record<JobStateScriptName, LuaScript>;
   readonly #listeners = new Map<string, Set<(event: StateEvent) => void>>();
   readonly #subscribed = new Map<string, Promise<void>>();
   #subscriber: Redis | Cluster | undefined;
@@ -89,12 +85,7 @@ export class RedisJobStateStore implements JobStateStore {
     this.#prefix = parsed.prefix;
     this.#outboxMs = parsed.outboxTimeoutMs;
     this.#chunk = parsed.addChunkSize;
-    this.#scripts = Object.fromEntries(
-      Object.entries(loadJobStateScripts()).map(([name, source]) => [
-        name,
-        { source, sha: createHash('sha1').update(source).digest('hex') },
-      ]),
-    ) as Record<JobStateScriptName, { source: string; sha: string }>;
+    this.#scripts = loadJobStateScripts();
   }
 
   #keyPrefix(queue: string): string {
@@ -102,16 +93,9 @@ export class RedisJobStateStore implements JobStateStore {
   }
 
   /** Runs a script by EVALSHA; on NOSCRIPT (first use, or after a Redis restart) loads it once. */
-  async #run(name: JobStateScriptName, queue: string, args: (string | number)[]): Promise<unknown> {
-    const script = this.#scripts[name];
+  #run(name: JobStateScriptName, queue: string, args: (string | number)[]): Promise<unknown> {
     const prefix = this.#keyPrefix(queue);
-    const meta = `${prefix}meta`;
-    try {
-      return await this.#redis.evalsha(script.sha, 1, meta, prefix, ...args);
-    } catch (error) {
-      if (!isNoScript(error)) throw error;
-      return this.#redis.eval(script.source, 1, meta, prefix, ...args);
-    }
+    return runLuaScript(this.#redis, this.#scripts[name], `${prefix}meta`, prefix, args);
   }
 
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {

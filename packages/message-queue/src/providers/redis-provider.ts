@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
@@ -19,6 +18,7 @@ import type {
   QueueProvider,
   RetentionPolicy,
 } from '../provider.js';
+import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
 import { Wakers } from './wakers.js';
@@ -73,10 +73,6 @@ interface QueueState {
   subscribed?: Promise<void>;
 }
 
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.includes('NOSCRIPT');
-}
-
 /**
  * The Redis provider (ioredis 5, Redis ≥ 6.2, cluster-safe): one Lua script per state
  * transition, batch leases and batch acknowledgements, pub/sub wake-ups. At-least-once: a job
@@ -91,7 +87,7 @@ export class RedisProvider implements QueueProvider {
   readonly #redis: Redis | Cluster;
   readonly #prefix: string;
   readonly #chunk: number;
-  readonly #scripts: Record<RedisScriptName, { source: string; sha: string }>;
+  readonly #scripts: Record<RedisScriptName, LuaScript>;
   readonly #queues = new Map<string, QueueState>();
   readonly #channels = new Map<string, string>();
   #subscriber: Redis | Cluster | undefined;
@@ -102,13 +98,7 @@ export class RedisProvider implements QueueProvider {
     this.#redis = parsed.connection;
     this.#prefix = parsed.prefix;
     this.#chunk = parsed.addChunkSize;
-    const sources = loadRedisScripts();
-    this.#scripts = Object.fromEntries(
-      Object.entries(sources).map(([name, source]) => [
-        name,
-        { source, sha: createHash('sha1').update(source).digest('hex') },
-      ]),
-    ) as Record<RedisScriptName, { source: string; sha: string }>;
+    this.#scripts = loadRedisScripts();
   }
 
   #keyPrefix(queue: string): string {
@@ -120,15 +110,8 @@ export class RedisProvider implements QueueProvider {
     return this.#runIn(name, this.#state(queue), args);
   }
 
-  async #runIn(name: RedisScriptName, state: QueueState, args: (string | number)[]): Promise<unknown> {
-    const script = this.#scripts[name];
-    const { prefix, meta } = state;
-    try {
-      return await this.#redis.evalsha(script.sha, 1, meta, prefix, ...args);
-    } catch (error) {
-      if (!isNoScript(error)) throw error;
-      return this.#redis.eval(script.source, 1, meta, prefix, ...args);
-    }
+  #runIn(name: RedisScriptName, state: QueueState, args: (string | number)[]): Promise<unknown> {
+    return runLuaScript(this.#redis, this.#scripts[name], state.meta, state.prefix, args);
   }
 
   #state(queue: string): QueueState {
