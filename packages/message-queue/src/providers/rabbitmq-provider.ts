@@ -185,10 +185,7 @@ export class RabbitMqProvider implements QueueProvider {
       if (held.generation === generation) held.acks.ack(held.tracked);
     }
     const consumer = this.#consumers.get(queue);
-    if (request.fetch > 0 && !consumer.wanted) {
-      consumer.wanted = true;
-      consumer.prefetch = this.#options.prefetch ?? request.fetch;
-    }
+    this.#consumers.want(consumer, request.fetch, this.#options.prefetch);
     if (consumer.wanted && !consumer.channel && !consumer.paused) void this.#consumers.start(queue, consumer);
     const jobs: JobRecord[] = [];
     while (jobs.length < request.fetch && consumer.buffer.length > 0) {
@@ -242,19 +239,9 @@ export class RabbitMqProvider implements QueueProvider {
     maxStalls: number,
     retention: RetentionPolicy,
   ): Promise<MaintenanceResult> {
-    const state = this.#state;
     // Without a store, redelivery of a dead consumer's jobs and DLQ expiry are the broker's job.
-    if (!state || !this.#bridge) return { recovered: 0, deadLettered: 0, removed: 0 };
-    const { publish, ...result } = await state.maintain(queue, now, maxStalls, retention);
-    for (const { record } of publish) {
-      // A stale delivery held here would hold a prefetch slot forever: its job has a new message.
-      const held = this.#held.take(queue, record.id);
-      if (!held) continue;
-      settled(held);
-      held.acks.ack(held.tracked);
-    }
-    await this.#bridge.publish(queue, publish, now);
-    return result;
+    if (!this.#bridge) return { recovered: 0, deadLettered: 0, removed: 0 };
+    return this.#bridge.maintain(queue, now, maxStalls, retention);
   }
 
   waitForWork(queue: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
@@ -337,12 +324,8 @@ export class RabbitMqProvider implements QueueProvider {
   }
 
   async cancel(queue: string, id: string, now: number): Promise<CancelOutcome> {
-    const state = this.#state;
-    if (!state || !this.#bridge) throw new UnsupportedOperationError(this.name, 'cancel');
-    const { outcome, publish } = await state.cancel(queue, id, now);
-    // A flow parent released by the cancelled child (policy `ignore` or `continue`).
-    await this.#bridge.publish(queue, publish, now);
-    return outcome;
+    if (!this.#bridge) throw new UnsupportedOperationError(this.name, 'cancel');
+    return this.#bridge.cancel(queue, id, now);
   }
 
   async onCancel(queue: string, listener: (id: string) => void): Promise<() => void> {
@@ -364,12 +347,7 @@ export class RabbitMqProvider implements QueueProvider {
 
   /** Redrives dead jobs; without a state store only the whole DLQ (AMQP cannot select a message). */
   async redrive(queue: string, ids: string[] | undefined, now: number): Promise<number> {
-    const state = this.#state;
-    if (state && this.#bridge) {
-      const publish = await state.redrive(queue, ids, now);
-      await this.#bridge.publish(queue, publish, now);
-      return publish.length;
-    }
+    if (this.#bridge) return this.#bridge.redrive(queue, ids, now);
     if (ids !== undefined) throw new UnsupportedOperationError(this.name, 'dlq.retry(id)');
     await this.#topology.declare(queue);
     const { publisher } = await this.#connection.ready();

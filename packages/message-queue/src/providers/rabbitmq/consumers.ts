@@ -107,6 +107,17 @@ export class RabbitConsumers {
     return consumer;
   }
 
+  /**
+   * A worker fetches from the queue: its consumer is wanted from now on, with the `prefetch`
+   * option or else that first fetch size. True the first time (a cold start).
+   */
+  want(consumer: Consumer, fetch: number, prefetch: number | undefined): boolean {
+    if (fetch <= 0 || consumer.wanted) return false;
+    consumer.wanted = true;
+    consumer.prefetch = prefetch ?? fetch;
+    return true;
+  }
+
   /** The queue's consumer if it was ever used. */
   find(queue: string): Consumer | undefined {
     return this.#consumers.get(queue);

@@ -1,6 +1,12 @@
 import type { Logger } from '@noa/core';
 import type { JobRecord } from '../../job-record.js';
-import type { ExchangeRequest, ExchangeResponse } from '../../provider.js';
+import type {
+  CancelOutcome,
+  ExchangeRequest,
+  ExchangeResponse,
+  MaintenanceResult,
+  RetentionPolicy,
+} from '../../provider.js';
 import type { JobStateStore, StatePublish } from '../job-state-store.js';
 import { decodeRecord } from '../record-codec.js';
 import type { AmqpConnection } from './connection.js';
@@ -135,6 +141,39 @@ export class StateBridge {
     this.#confirm(queue, fresh);
   }
 
+  /** Lease recovery and retention in the store; recovered jobs are published again. */
+  async maintain(
+    queue: string,
+    now: number,
+    maxStalls: number,
+    retention: RetentionPolicy,
+  ): Promise<MaintenanceResult> {
+    const { publish, ...result } = await this.#state.maintain(queue, now, maxStalls, retention);
+    for (const { record } of publish) {
+      // A stale delivery held here would hold a prefetch slot forever: its job has a new message.
+      const held = this.#held.take(queue, record.id);
+      if (!held) continue;
+      settled(held);
+      held.acks.ack(held.tracked);
+    }
+    await this.publish(queue, publish, now);
+    return result;
+  }
+
+  async cancel(queue: string, id: string, now: number): Promise<CancelOutcome> {
+    const { outcome, publish } = await this.#state.cancel(queue, id, now);
+    // A flow parent released by the cancelled child (policy `ignore` or `continue`).
+    await this.publish(queue, publish, now);
+    return outcome;
+  }
+
+  /** Redrives dead jobs (all when `ids` is undefined); returns how many. */
+  async redrive(queue: string, ids: string[] | undefined, now: number): Promise<number> {
+    const publish = await this.#state.redrive(queue, ids, now);
+    await this.publish(queue, publish, now);
+    return publish.length;
+  }
+
   /**
    * One store call settles the finished tries and judges the deliveries taken from the
    * consumer's buffer (run, drop or requeue); then retries are published and settled deliveries
@@ -145,11 +184,7 @@ export class StateBridge {
     const state = this.#state;
     const consumers = this.#consumers;
     const consumer = consumers.get(queue);
-    const coldStart = request.fetch > 0 && !consumer.wanted;
-    if (coldStart) {
-      consumer.wanted = true;
-      consumer.prefetch = this.#prefetch ?? request.fetch;
-    }
+    const coldStart = consumers.want(consumer, request.fetch, this.#prefetch);
     if (consumer.paused && consumer.wanted && Date.now() - (consumer.pauseCheckedAt ?? 0) >= pauseRecheckMs) {
       consumer.pauseCheckedAt = Date.now();
       if (!(await state.isPaused(queue))) consumer.paused = false;
