@@ -1,14 +1,7 @@
 import { parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
-import type {
-  ChildrenResults,
-  JobCounts,
-  JobErrorEntry,
-  JobInfo,
-  JobRecord,
-  JobState,
-} from '../job-record.js';
+import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
 import type { CancelOutcome, MaintenanceResult, RetentionPolicy } from '../provider.js';
 import { type JobStateScriptName, loadJobStateScripts } from './job-state-scripts.js';
 import type {
@@ -22,6 +15,13 @@ import type {
 } from './job-state-store.js';
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
+import {
+  cancelledErrorEntry,
+  jobInfoOf,
+  readChildrenResults,
+  redrivenRecord,
+  stalledErrorEntry,
+} from './redis-job-data.js';
 
 /** Options of {@link RedisJobStateStore}. */
 export const redisJobStateStoreOptionsSchema = z
@@ -204,13 +204,7 @@ export class RedisJobStateStore implements JobStateStore {
     maxStalls: number,
     retention: RetentionPolicy,
   ): Promise<MaintenanceResult & { publish: StatePublish[] }> {
-    const stallError: JobErrorEntry = {
-      attempt: 0,
-      name: 'JobStalledError',
-      code: 'NOA_MQ_JOB_STALLED',
-      message: `job stalled more than ${maxStalls} times`,
-      at: now,
-    };
+    const stallError = stalledErrorEntry(maxStalls, now);
     const reply = (await this.#run('maintain', queue, [
       now,
       maxStalls,
@@ -253,12 +247,7 @@ export class RedisJobStateStore implements JobStateStore {
           ? 'delayed'
           : 'waiting'
         : states[stored]!;
-    const info: JobInfo = { ...decodeRecord(raw), state };
-    if (terminalError) info.errors = [...info.errors, JSON.parse(terminalError) as JobErrorEntry];
-    if (finishedAt) info.finishedAt = Number(finishedAt);
-    if (result) info.result = JSON.parse(result);
-    if (progress) info.progress = JSON.parse(progress);
-    return info;
+    return jobInfoOf(raw, state, finishedAt, result, progress, terminalError);
   }
 
   async counts(queue: string, now: number): Promise<JobCounts> {
@@ -303,13 +292,7 @@ export class RedisJobStateStore implements JobStateStore {
     id: string,
     now: number,
   ): Promise<{ outcome: CancelOutcome; publish: StatePublish[] }> {
-    const error: JobErrorEntry = {
-      attempt: 0,
-      name: 'JobCancelledError',
-      code: 'NOA_MQ_JOB_CANCELLED',
-      message: `job ${id} was cancelled`,
-      at: now,
-    };
+    const error = cancelledErrorEntry(id, now);
     const reply = (await this.#run('cancel', queue, [
       now,
       id,
@@ -359,14 +342,7 @@ export class RedisJobStateStore implements JobStateStore {
   }
 
   async childrenResults(queue: string, parentId: string): Promise<ChildrenResults> {
-    const fields = await this.#redis.hgetall(`${this.#keyPrefix(queue)}deps:${parentId}`);
-    const results: Record<string, unknown> = {};
-    const failures: Record<string, JobErrorEntry> = {};
-    for (const [field, value] of Object.entries(fields)) {
-      if (field.startsWith('r:')) results[field.slice(2)] = JSON.parse(value);
-      else if (field.startsWith('f:')) failures[field.slice(2)] = JSON.parse(value) as JobErrorEntry;
-    }
-    return { results, failures };
+    return readChildrenResults(this.#redis, `${this.#keyPrefix(queue)}deps:${parentId}`);
   }
 
   async listDead(queue: string, offset: number, limit: number, now: number): Promise<JobInfo[]> {
@@ -385,14 +361,7 @@ export class RedisJobStateStore implements JobStateStore {
       const args: (string | number)[] = [now + this.#outboxMs, now];
       for (const info of infos) {
         if (info?.state !== 'failed') continue;
-        const {
-          state: _state,
-          result: _result,
-          progress: _progress,
-          finishedAt: _finishedAt,
-          ...record
-        } = info;
-        args.push(record.id, encodeRecord({ ...record, attemptsMade: 0, availableAt: now }));
+        args.push(info.id, encodeRecord(redrivenRecord(info, now)));
       }
       if (args.length > 2) out.push(...publishes((await this.#run('redrive', queue, args)) as unknown[], 0));
     }
