@@ -1,15 +1,7 @@
-import { createHash } from 'node:crypto';
 import { parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
-import type {
-  ChildrenResults,
-  JobCounts,
-  JobErrorEntry,
-  JobInfo,
-  JobRecord,
-  JobState,
-} from '../job-record.js';
+import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
 import type { CancelOutcome, MaintenanceResult, RetentionPolicy } from '../provider.js';
 import { type JobStateScriptName, loadJobStateScripts } from './job-state-scripts.js';
 import type {
@@ -21,7 +13,15 @@ import type {
   StateExchangeResult,
   StatePublish,
 } from './job-state-store.js';
+import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
+import {
+  cancelledErrorEntry,
+  jobInfoOf,
+  readChildrenResults,
+  redrivenRecord,
+  stalledErrorEntry,
+} from './redis-job-data.js';
 
 /** Options of {@link RedisJobStateStore}. */
 export const redisJobStateStoreOptionsSchema = z
@@ -52,10 +52,6 @@ export type RedisJobStateStoreOptions = z.input<typeof redisJobStateStoreOptions
 
 const verdicts: Record<string, DeliveryVerdict> = { '0': 'drop', '1': 'run', '2': 'requeue' };
 
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.includes('NOSCRIPT');
-}
-
 /** Reads the flat `id, token, record` triples a script returns. */
 function publishes(flat: unknown[], from: number): StatePublish[] {
   const out: StatePublish[] = [];
@@ -77,7 +73,7 @@ export class RedisJobStateStore implements JobStateStore {
   readonly #prefix: string;
   readonly #outboxMs: number;
   readonly #chunk: number;
-  readonly #scripts: Record<JobStateScriptName, { source: string; sha: string }>;
+  readonly #scripts: Record<JobStateScriptName, LuaScript>;
   readonly #listeners = new Map<string, Set<(event: StateEvent) => void>>();
   readonly #subscribed = new Map<string, Promise<void>>();
   #subscriber: Redis | Cluster | undefined;
@@ -89,12 +85,7 @@ export class RedisJobStateStore implements JobStateStore {
     this.#prefix = parsed.prefix;
     this.#outboxMs = parsed.outboxTimeoutMs;
     this.#chunk = parsed.addChunkSize;
-    this.#scripts = Object.fromEntries(
-      Object.entries(loadJobStateScripts()).map(([name, source]) => [
-        name,
-        { source, sha: createHash('sha1').update(source).digest('hex') },
-      ]),
-    ) as Record<JobStateScriptName, { source: string; sha: string }>;
+    this.#scripts = loadJobStateScripts();
   }
 
   #keyPrefix(queue: string): string {
@@ -102,16 +93,9 @@ export class RedisJobStateStore implements JobStateStore {
   }
 
   /** Runs a script by EVALSHA; on NOSCRIPT (first use, or after a Redis restart) loads it once. */
-  async #run(name: JobStateScriptName, queue: string, args: (string | number)[]): Promise<unknown> {
-    const script = this.#scripts[name];
+  #run(name: JobStateScriptName, queue: string, args: (string | number)[]): Promise<unknown> {
     const prefix = this.#keyPrefix(queue);
-    const meta = `${prefix}meta`;
-    try {
-      return await this.#redis.evalsha(script.sha, 1, meta, prefix, ...args);
-    } catch (error) {
-      if (!isNoScript(error)) throw error;
-      return this.#redis.eval(script.source, 1, meta, prefix, ...args);
-    }
+    return runLuaScript(this.#redis, this.#scripts[name], `${prefix}meta`, prefix, args);
   }
 
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
@@ -220,13 +204,7 @@ export class RedisJobStateStore implements JobStateStore {
     maxStalls: number,
     retention: RetentionPolicy,
   ): Promise<MaintenanceResult & { publish: StatePublish[] }> {
-    const stallError: JobErrorEntry = {
-      attempt: 0,
-      name: 'JobStalledError',
-      code: 'NOA_MQ_JOB_STALLED',
-      message: `job stalled more than ${maxStalls} times`,
-      at: now,
-    };
+    const stallError = stalledErrorEntry(maxStalls, now);
     const reply = (await this.#run('maintain', queue, [
       now,
       maxStalls,
@@ -269,12 +247,7 @@ export class RedisJobStateStore implements JobStateStore {
           ? 'delayed'
           : 'waiting'
         : states[stored]!;
-    const info: JobInfo = { ...decodeRecord(raw), state };
-    if (terminalError) info.errors = [...info.errors, JSON.parse(terminalError) as JobErrorEntry];
-    if (finishedAt) info.finishedAt = Number(finishedAt);
-    if (result) info.result = JSON.parse(result);
-    if (progress) info.progress = JSON.parse(progress);
-    return info;
+    return jobInfoOf(raw, state, finishedAt, result, progress, terminalError);
   }
 
   async counts(queue: string, now: number): Promise<JobCounts> {
@@ -319,13 +292,7 @@ export class RedisJobStateStore implements JobStateStore {
     id: string,
     now: number,
   ): Promise<{ outcome: CancelOutcome; publish: StatePublish[] }> {
-    const error: JobErrorEntry = {
-      attempt: 0,
-      name: 'JobCancelledError',
-      code: 'NOA_MQ_JOB_CANCELLED',
-      message: `job ${id} was cancelled`,
-      at: now,
-    };
+    const error = cancelledErrorEntry(id, now);
     const reply = (await this.#run('cancel', queue, [
       now,
       id,
@@ -375,14 +342,7 @@ export class RedisJobStateStore implements JobStateStore {
   }
 
   async childrenResults(queue: string, parentId: string): Promise<ChildrenResults> {
-    const fields = await this.#redis.hgetall(`${this.#keyPrefix(queue)}deps:${parentId}`);
-    const results: Record<string, unknown> = {};
-    const failures: Record<string, JobErrorEntry> = {};
-    for (const [field, value] of Object.entries(fields)) {
-      if (field.startsWith('r:')) results[field.slice(2)] = JSON.parse(value);
-      else if (field.startsWith('f:')) failures[field.slice(2)] = JSON.parse(value) as JobErrorEntry;
-    }
-    return { results, failures };
+    return readChildrenResults(this.#redis, `${this.#keyPrefix(queue)}deps:${parentId}`);
   }
 
   async listDead(queue: string, offset: number, limit: number, now: number): Promise<JobInfo[]> {
@@ -401,14 +361,7 @@ export class RedisJobStateStore implements JobStateStore {
       const args: (string | number)[] = [now + this.#outboxMs, now];
       for (const info of infos) {
         if (info?.state !== 'failed') continue;
-        const {
-          state: _state,
-          result: _result,
-          progress: _progress,
-          finishedAt: _finishedAt,
-          ...record
-        } = info;
-        args.push(record.id, encodeRecord({ ...record, attemptsMade: 0, availableAt: now }));
+        args.push(info.id, encodeRecord(redrivenRecord(info, now)));
       }
       if (args.length > 2) out.push(...publishes((await this.#run('redrive', queue, args)) as unknown[], 0));
     }

@@ -1,15 +1,7 @@
-import { createHash } from 'node:crypto';
 import { parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
-import type {
-  ChildrenResults,
-  JobCounts,
-  JobErrorEntry,
-  JobInfo,
-  JobRecord,
-  JobState,
-} from '../job-record.js';
+import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
 import type {
   CancelOutcome,
   ExchangeRequest,
@@ -19,7 +11,15 @@ import type {
   QueueProvider,
   RetentionPolicy,
 } from '../provider.js';
+import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
+import {
+  cancelledErrorEntry,
+  jobInfoOf,
+  readChildrenResults,
+  redrivenRecord,
+  stalledErrorEntry,
+} from './redis-job-data.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
 import { Wakers } from './wakers.js';
 
@@ -73,10 +73,6 @@ interface QueueState {
   subscribed?: Promise<void>;
 }
 
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.includes('NOSCRIPT');
-}
-
 /**
  * The Redis provider (ioredis 5, Redis ≥ 6.2, cluster-safe): one Lua script per state
  * transition, batch leases and batch acknowledgements, pub/sub wake-ups. At-least-once: a job
@@ -91,7 +87,7 @@ export class RedisProvider implements QueueProvider {
   readonly #redis: Redis | Cluster;
   readonly #prefix: string;
   readonly #chunk: number;
-  readonly #scripts: Record<RedisScriptName, { source: string; sha: string }>;
+  readonly #scripts: Record<RedisScriptName, LuaScript>;
   readonly #queues = new Map<string, QueueState>();
   readonly #channels = new Map<string, string>();
   #subscriber: Redis | Cluster | undefined;
@@ -102,13 +98,7 @@ export class RedisProvider implements QueueProvider {
     this.#redis = parsed.connection;
     this.#prefix = parsed.prefix;
     this.#chunk = parsed.addChunkSize;
-    const sources = loadRedisScripts();
-    this.#scripts = Object.fromEntries(
-      Object.entries(sources).map(([name, source]) => [
-        name,
-        { source, sha: createHash('sha1').update(source).digest('hex') },
-      ]),
-    ) as Record<RedisScriptName, { source: string; sha: string }>;
+    this.#scripts = loadRedisScripts();
   }
 
   #keyPrefix(queue: string): string {
@@ -120,15 +110,8 @@ export class RedisProvider implements QueueProvider {
     return this.#runIn(name, this.#state(queue), args);
   }
 
-  async #runIn(name: RedisScriptName, state: QueueState, args: (string | number)[]): Promise<unknown> {
-    const script = this.#scripts[name];
-    const { prefix, meta } = state;
-    try {
-      return await this.#redis.evalsha(script.sha, 1, meta, prefix, ...args);
-    } catch (error) {
-      if (!isNoScript(error)) throw error;
-      return this.#redis.eval(script.source, 1, meta, prefix, ...args);
-    }
+  #runIn(name: RedisScriptName, state: QueueState, args: (string | number)[]): Promise<unknown> {
+    return runLuaScript(this.#redis, this.#scripts[name], state.meta, state.prefix, args);
   }
 
   #state(queue: string): QueueState {
@@ -265,13 +248,7 @@ export class RedisProvider implements QueueProvider {
     maxStalls: number,
     retention: RetentionPolicy,
   ): Promise<MaintenanceResult> {
-    const stallError: JobErrorEntry = {
-      attempt: 0,
-      name: 'JobStalledError',
-      code: 'NOA_MQ_JOB_STALLED',
-      message: `job stalled more than ${maxStalls} times`,
-      at: now,
-    };
+    const stallError = stalledErrorEntry(maxStalls, now);
     const [recovered, deadLettered, removed] = (await this.#run('maintain', queue, [
       now,
       maxStalls,
@@ -301,12 +278,7 @@ export class RedisProvider implements QueueProvider {
       | null;
     if (!reply) return undefined;
     const [raw, state, finishedAt, result, progress, terminalError] = reply;
-    const info: JobInfo = { ...decodeRecord(raw), state: state as JobState };
-    if (terminalError) info.errors = [...info.errors, JSON.parse(terminalError) as JobErrorEntry];
-    if (finishedAt) info.finishedAt = Number(finishedAt);
-    if (result) info.result = JSON.parse(result);
-    if (progress) info.progress = JSON.parse(progress);
-    return info;
+    return jobInfoOf(raw, state as JobState, finishedAt, result, progress, terminalError);
   }
 
   async counts(queue: string): Promise<JobCounts> {
@@ -337,13 +309,7 @@ export class RedisProvider implements QueueProvider {
   }
 
   async cancel(queue: string, id: string, now: number): Promise<CancelOutcome> {
-    const error: JobErrorEntry = {
-      attempt: 0,
-      name: 'JobCancelledError',
-      code: 'NOA_MQ_JOB_CANCELLED',
-      message: `job ${id} was cancelled`,
-      at: now,
-    };
+    const error = cancelledErrorEntry(id, now);
     return (await this.#run('cancel', queue, [now, id, JSON.stringify(error)])) as CancelOutcome;
   }
 
@@ -355,14 +321,7 @@ export class RedisProvider implements QueueProvider {
   }
 
   async childrenResults(queue: string, parentId: string): Promise<ChildrenResults> {
-    const fields = await this.#redis.hgetall(`${this.#keyPrefix(queue)}deps:${parentId}`);
-    const results: Record<string, unknown> = {};
-    const failures: Record<string, JobErrorEntry> = {};
-    for (const [field, value] of Object.entries(fields)) {
-      if (field.startsWith('r:')) results[field.slice(2)] = JSON.parse(value);
-      else if (field.startsWith('f:')) failures[field.slice(2)] = JSON.parse(value) as JobErrorEntry;
-    }
-    return { results, failures };
+    return readChildrenResults(this.#redis, `${this.#keyPrefix(queue)}deps:${parentId}`);
   }
 
   async listDead(queue: string, offset: number, limit: number): Promise<JobInfo[]> {
@@ -379,14 +338,7 @@ export class RedisProvider implements QueueProvider {
       const args: (string | number)[] = [now];
       for (const info of infos) {
         if (info?.state !== 'failed') continue;
-        const {
-          state: _state,
-          result: _result,
-          progress: _progress,
-          finishedAt: _finishedAt,
-          ...record
-        } = info;
-        const fresh: JobRecord = { ...record, attemptsMade: 0, availableAt: now };
+        const fresh = redrivenRecord(info, now);
         args.push(fresh.id, encodeRecord(fresh), fresh.priority, fresh.group ?? '');
       }
       if (args.length > 1) moved += (await this.#run('redrive', queue, args)) as number;

@@ -1,0 +1,118 @@
+import { ClosedError, type Logger } from '@noa/core';
+import type { ChannelModel, ConfirmChannel } from 'amqplib';
+
+/** What {@link AmqpConnection} needs: where to connect, its backoff, and what to do on (re)connect, loss and close. */
+export interface AmqpConnectionOptions {
+  url: string;
+  connectionName: string;
+  /** First reconnect delay; doubles up to `maxReconnectDelayMs`. */
+  reconnectDelayMs: number;
+  maxReconnectDelayMs: number;
+  logger: Logger;
+  /** A new connection is open (its generation counted, its publisher channel ready). */
+  onConnected: () => void;
+  /** The connection (or a channel of it) closed and was forgotten. */
+  onLost: () => void;
+  /** `close()` was called: the provider is closed, the connection not yet. */
+  onClosing: () => void;
+}
+
+/**
+ * The RabbitMQ provider's connection and its confirm channel (publishes and declares):
+ * connects on demand with exponential backoff, and when the connection or any of its channels
+ * closes forgets it and reconnects. Each connection is a new `generation`, so deliveries of a
+ * dead channel are told apart (the broker has requeued them).
+ */
+export class AmqpConnection {
+  readonly #options: AmqpConnectionOptions;
+  #model: ChannelModel | undefined;
+  #publisher: ConfirmChannel | undefined;
+  #generation = 0;
+  #connecting: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(options: AmqpConnectionOptions) {
+    this.#options = options;
+  }
+
+  /** Counts connections: a delivery of an older generation came on a channel that is gone. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Resolves with an open publisher channel, connecting (with backoff) if needed. */
+  async ready(): Promise<{ model: ChannelModel; publisher: ConfirmChannel }> {
+    while (true) {
+      if (this.#closed) throw new ClosedError('RabbitMqProvider');
+      if (this.#model && this.#publisher) return { model: this.#model, publisher: this.#publisher };
+      this.#connecting ??= this.#connect().finally(() => {
+        this.#connecting = undefined;
+      });
+      await this.#connecting;
+    }
+  }
+
+  async #connect(): Promise<void> {
+    const amqp = await import('amqplib');
+    const options = this.#options;
+    let attempt = 0;
+    while (!this.#closed) {
+      try {
+        const model = await amqp.connect(options.url, {
+          clientProperties: { connection_name: options.connectionName },
+          // Acks and confirms are small writes: without this, Nagle + delayed ACK add ~40 ms tails.
+          noDelay: true,
+        });
+        model.on('error', () => {});
+        model.on('close', () => this.lost(model));
+        const publisher = await model.createConfirmChannel();
+        publisher.on('error', () => {});
+        publisher.on('close', () => this.lost(model));
+        this.#generation += 1;
+        this.#model = model;
+        this.#publisher = publisher;
+        if (attempt > 0) options.logger.info('reconnected to RabbitMQ', { attempts: attempt });
+        options.onConnected();
+        return;
+      } catch (error) {
+        attempt += 1;
+        const wait = Math.min(options.maxReconnectDelayMs, options.reconnectDelayMs * 2 ** (attempt - 1));
+        options.logger.warn('RabbitMQ connection failed; retrying', {
+          attempt,
+          waitMs: wait,
+          error: error instanceof Error ? error.message : String(error),
+        });
+        // Unref'd, so a provider that is closed while reconnecting does not hold the process.
+        await new Promise((resolve) => setTimeout(resolve, wait).unref());
+      }
+    }
+  }
+
+  /** The connection (or a channel of it) closed: forget it; deliveries are requeued by the broker. */
+  lost(model: ChannelModel): void {
+    if (this.#model !== model) return;
+    this.#model = undefined;
+    this.#publisher = undefined;
+    void model.close().catch(() => {});
+    this.#options.onLost();
+    if (!this.#closed) {
+      this.#options.logger.warn('RabbitMQ connection lost; reconnecting');
+      void this.ready().catch(() => {});
+    }
+  }
+
+  /** Closes the connection for good (idempotent). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#options.onClosing();
+    const model = this.#model;
+    this.#model = undefined;
+    this.#publisher = undefined;
+    await model?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,393 @@
+import type { Logger } from '@noa/core';
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { AckBatcher } from '../ack-batcher.js';
+import { type BufferedGroup, pickBufferedGroup } from '../buffered-group-pick.js';
+import type { JobStateStore, StateEvent } from '../job-state-store.js';
+import { Wakers } from '../wakers.js';
+import type { AmqpConnection } from './connection.js';
+import { type Delivery, endOfTick, settled } from './deliveries.js';
+import type { Topology } from './topology.js';
+
+/** A signal that never aborts, for waits bounded by their timeout only. */
+export const neverAborted: AbortSignal = new AbortController().signal;
+
+/**
+ * With a state store, each job group has its own queue. Its prefetch must cover what the group
+ * can have unacknowledged (running, leased ahead, settling) plus a whole fetch, so a backlogged
+ * group's buffer is never empty at a pick (fair dispatch needs every backlogged group to be a
+ * candidate each time): three times the largest fetch of a worker of that concurrency
+ * (`concurrency + max(concurrency, 16)`).
+ */
+function groupPrefetch(prefetch: number): number {
+  return 3 * (prefetch + Math.max(prefetch, 16));
+}
+
+/**
+ * When a consumer (re)starts with job groups, the first pick waits up to this long for every
+ * group queue's first push, so a group whose consumer started a moment later is not skipped.
+ */
+const groupStartWaitMs = 25;
+
+/** How old a group queue's ready count may be before it is read again. */
+const backlogReadMs = 50;
+
+/** One queue's consumer in this provider: its channel, its buffered deliveries, its pause. */
+export interface Consumer {
+  wanted: boolean;
+  paused: boolean;
+  prefetch: number;
+  channel?: Channel;
+  tag?: string;
+  starting?: Promise<void>;
+  buffer: Delivery[];
+  wakers: Wakers;
+  /** With a state store: listening to the queue's events (cancel, pause, resume). */
+  watching?: Promise<void>;
+  /** With a state store: when the pause flag was last read while paused. */
+  pauseCheckedAt?: number;
+  /** With a state store: the channel's ack batcher (shared by the group consumers). */
+  acks?: AckBatcher<ConsumeMessage>;
+  /** With a state store: deliveries of each job group's queue, and its consumer tag. */
+  groupBuffers: Map<string, Delivery[]>;
+  groupTags: Map<string, string>;
+  /** Smooth weighted round robin credits of the groups (this process's share of fairness). */
+  credits: Map<string, number>;
+  /** Ready messages of each group queue in the broker, as last read (see `#brokerBacklog`). */
+  backlog: Map<string, { count: number; readAt: number; reading: boolean }>;
+  /** Deliveries of each group not yet acknowledged or rejected (their prefetch window). */
+  outstanding: Map<string, { count: number }>;
+  /** A fetch stopped to wait for a group's next push: `waitForWork` waits for a delivery. */
+  awaitingPush: boolean;
+}
+
+/**
+ * The RabbitMQ provider's consumers, one per queue: each has its own channel (prefetch = the
+ * worker's concurrency) and buffers what the broker pushes until the worker fetches it. With a
+ * state store it also follows the queue's pause/resume from every process and consumes each job
+ * group's queue, picking between groups fairly.
+ */
+export class RabbitConsumers {
+  readonly #connection: AmqpConnection;
+  readonly #topology: Topology;
+  readonly #state: JobStateStore | undefined;
+  readonly #logger: Logger;
+  readonly #consumers = new Map<string, Consumer>();
+
+  constructor(
+    connection: AmqpConnection,
+    topology: Topology,
+    state: JobStateStore | undefined,
+    logger: Logger,
+  ) {
+    this.#connection = connection;
+    this.#topology = topology;
+    this.#state = state;
+    this.#logger = logger;
+  }
+
+  /** The queue's consumer (created, not started, on first use). */
+  get(queue: string): Consumer {
+    let consumer = this.#consumers.get(queue);
+    if (!consumer) {
+      consumer = {
+        wanted: false,
+        paused: false,
+        prefetch: 0,
+        buffer: [],
+        wakers: new Wakers(),
+        groupBuffers: new Map(),
+        groupTags: new Map(),
+        credits: new Map(),
+        backlog: new Map(),
+        outstanding: new Map(),
+        awaitingPush: false,
+      };
+      this.#consumers.set(queue, consumer);
+    }
+    return consumer;
+  }
+
+  /**
+   * A worker fetches from the queue: its consumer is wanted from now on, with the `prefetch`
+   * option or else that first fetch size. True the first time (a cold start).
+   */
+  want(consumer: Consumer, fetch: number, prefetch: number | undefined): boolean {
+    if (fetch <= 0 || consumer.wanted) return false;
+    consumer.wanted = true;
+    consumer.prefetch = prefetch ?? fetch;
+    return true;
+  }
+
+  /** The queue's consumer if it was ever used. */
+  find(queue: string): Consumer | undefined {
+    return this.#consumers.get(queue);
+  }
+
+  /** A new connection: restarts the consumers that are wanted and not paused. */
+  restartAll(): void {
+    for (const [queue, consumer] of this.#consumers) {
+      if (consumer.wanted && !consumer.paused) void this.start(queue, consumer);
+    }
+  }
+
+  /** The connection was lost: channels and their deliveries are gone (the broker requeued them). */
+  resetAll(): void {
+    for (const consumer of this.#consumers.values()) {
+      delete consumer.channel;
+      delete consumer.tag;
+      consumer.buffer = [];
+      consumer.groupBuffers.clear();
+      consumer.groupTags.clear();
+      consumer.outstanding.clear();
+    }
+  }
+
+  /** Wakes every caller parked in `waitForWork` (closing). */
+  wakeAll(): void {
+    for (const consumer of this.#consumers.values()) {
+      consumer.wakers.wakeAll();
+    }
+  }
+
+  /** Resolves when the queue may have work, after `timeoutMs` or when `signal` aborts. */
+  waitForWork(queue: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const consumer = this.get(queue);
+    if (this.#connection.closed) return Promise.resolve();
+    if (consumer.awaitingPush) {
+      // The last fetch stopped for a group's next push: wait for a delivery (briefly), not spin.
+      consumer.awaitingPush = false;
+      return consumer.wakers.wait(Math.min(timeoutMs, backlogReadMs), signal);
+    }
+    if (consumer.buffer.length > 0) return Promise.resolve();
+    for (const buffer of consumer.groupBuffers.values()) if (buffer.length > 0) return Promise.resolve();
+    return consumer.wakers.wait(timeoutMs, signal);
+  }
+
+  /** With a state store: follows the queue's pause/resume from every process (once per queue). */
+  #watch(queue: string, consumer: Consumer, state: JobStateStore): Promise<void> {
+    consumer.watching ??= state
+      .subscribe(queue, (event) => this.#onStateEvent(queue, consumer, event))
+      .then(() => undefined);
+    return consumer.watching;
+  }
+
+  #onStateEvent(queue: string, consumer: Consumer, event: StateEvent): void {
+    if (event.type === 'group') void this.#consumeGroup(queue, consumer, event.group);
+    else if (event.type === 'pause') void this.pauseLocally(consumer);
+    else if (event.type === 'resume') {
+      consumer.paused = false;
+      if (consumer.wanted) void this.start(queue, consumer);
+    }
+  }
+
+  /** Stops the consumer in this process (its buffered deliveries go back to the queue). */
+  async pauseLocally(consumer: Consumer): Promise<void> {
+    consumer.paused = true;
+    consumer.pauseCheckedAt = Date.now();
+    await consumer.starting;
+    await this.#stop(consumer);
+  }
+
+  /** Starts consuming (unless started, starting, paused or closed); resolves once subscribed. */
+  async start(queue: string, consumer: Consumer): Promise<void> {
+    if (consumer.channel || consumer.starting || consumer.paused || this.#connection.closed) return;
+    consumer.starting = (async () => {
+      try {
+        const state = this.#state;
+        if (state) {
+          // Subscribed before the flag is read, so a pause published meanwhile is not missed.
+          await this.#watch(queue, consumer, state);
+          if (await state.isPaused(queue)) {
+            consumer.paused = true;
+            consumer.pauseCheckedAt = Date.now();
+            return;
+          }
+        }
+        await this.#topology.declare(queue);
+        const { model } = await this.#connection.ready();
+        const generation = this.#connection.generation;
+        const channel = await model.createChannel();
+        channel.on('error', () => {});
+        channel.on('close', () => this.#connection.lost(model));
+        await channel.prefetch(consumer.prefetch);
+        const acks = new AckBatcher<ConsumeMessage>(channel, endOfTick);
+        const { consumerTag } = await channel.consume(
+          queue,
+          (message) => {
+            if (!message) return;
+            consumer.buffer.push({ tracked: acks.track(message), acks, generation });
+            consumer.wakers.wakeAll();
+          },
+          { noAck: false },
+        );
+        consumer.channel = channel;
+        consumer.tag = consumerTag;
+        consumer.acks = acks;
+        if (state) {
+          // basic.qos (per consumer) applies to the consumers started after it: the group queues.
+          await channel.prefetch(groupPrefetch(consumer.prefetch));
+          const groups = await state.groups(queue);
+          await Promise.all(groups.map((group) => this.#consumeGroup(queue, consumer, group)));
+          await Promise.all(groups.map((group) => this.#readBacklog(queue, consumer, group)));
+          const deadline = Date.now() + groupStartWaitMs;
+          while (
+            Date.now() < deadline &&
+            groups.some(
+              (group) =>
+                (consumer.groupBuffers.get(group)?.length ?? 0) === 0 &&
+                (consumer.backlog.get(group)?.count ?? 0) > 0,
+            )
+          ) {
+            await consumer.wakers.wait(Math.max(1, deadline - Date.now()), neverAborted);
+          }
+        }
+        if (consumer.paused) await this.#stop(consumer);
+      } catch (error) {
+        this.#logger.warn('could not start consumer', {
+          queue,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      } finally {
+        delete consumer.starting;
+      }
+    })();
+    await consumer.starting;
+  }
+
+  /** With a state store: consumes a job group's queue on the consumer's channel (once). */
+  async #consumeGroup(queue: string, consumer: Consumer, group: string): Promise<void> {
+    const { channel, acks } = consumer;
+    if (!channel || !acks || consumer.groupTags.has(group)) return;
+    consumer.groupTags.set(group, '');
+    const generation = this.#connection.generation;
+    try {
+      const name = await this.#topology.declareGroup(queue, group);
+      const { consumerTag } = await channel.consume(
+        name,
+        (message) => {
+          if (!message) return;
+          let buffer = consumer.groupBuffers.get(group);
+          if (!buffer) {
+            buffer = [];
+            consumer.groupBuffers.set(group, buffer);
+          }
+          let outstanding = consumer.outstanding.get(group);
+          if (!outstanding) {
+            outstanding = { count: 0 };
+            consumer.outstanding.set(group, outstanding);
+          }
+          outstanding.count += 1;
+          buffer.push({ tracked: acks.track(message), acks, generation, group, outstanding });
+          consumer.wakers.wakeAll();
+        },
+        { noAck: false },
+      );
+      if (consumer.channel === channel) consumer.groupTags.set(group, consumerTag);
+    } catch (error) {
+      if (consumer.channel === channel) consumer.groupTags.delete(group);
+      this.#logger.warn('could not consume a job group', {
+        queue,
+        group,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+
+  /** Every buffered delivery of the consumer (the queue's and its groups'), emptied. */
+  #takeBuffered(consumer: Consumer): Delivery[] {
+    const all = consumer.buffer;
+    consumer.buffer = [];
+    for (const buffer of consumer.groupBuffers.values()) all.push(...buffer);
+    consumer.groupBuffers.clear();
+    return all;
+  }
+
+  async #stop(consumer: Consumer): Promise<void> {
+    const { channel, tag } = consumer;
+    delete consumer.channel;
+    delete consumer.tag;
+    if (!channel) return;
+    // Closing the channel returns its unacknowledged buffered deliveries to the queue.
+    const buffered = this.#takeBuffered(consumer);
+    const groupTags = [...consumer.groupTags.values()];
+    consumer.groupTags.clear();
+    try {
+      if (tag) await channel.cancel(tag);
+      for (const groupTag of groupTags) if (groupTag) await channel.cancel(groupTag);
+      for (const delivery of buffered) {
+        settled(delivery);
+        delivery.acks.nack(delivery.tracked, true);
+      }
+    } catch {
+      // The channel died already: the broker requeued them.
+    }
+  }
+
+  /**
+   * The next buffered delivery: the queue's own in order, or, with job groups, one of the
+   * backlogged groups (ungrouped jobs are the group `''`) by smooth weighted round robin with
+   * this consumer's credits. A group whose buffer is empty but whose broker queue has ready
+   * messages is still a candidate: when it is picked, the fetch stops there (its credit kept)
+   * rather than give its turn away while the broker's push catches up, so weights hold even
+   * when the broker delivers slower than the workers consume.
+   */
+  nextDelivery(queue: string, consumer: Consumer, weightOf: (group: string) => number): Delivery | undefined {
+    if (consumer.groupTags.size === 0) return consumer.buffer.shift();
+    const window = groupPrefetch(consumer.prefetch);
+    const groups = new Map<string, BufferedGroup>();
+    for (const group of consumer.groupTags.keys()) {
+      const buffered = consumer.groupBuffers.get(group)?.length ?? 0;
+      const coming =
+        buffered === 0 &&
+        (consumer.outstanding.get(group)?.count ?? 0) < window &&
+        this.#brokerBacklog(queue, consumer, group) > 0;
+      groups.set(group, { buffered, coming });
+    }
+    if (consumer.buffer.length > 0) groups.set('', { buffered: consumer.buffer.length, coming: false });
+    const pick = pickBufferedGroup(groups, weightOf, consumer.credits);
+    if (!pick) return undefined;
+    if ('wait' in pick) {
+      consumer.awaitingPush = true;
+      return undefined;
+    }
+    return pick.take === '' ? consumer.buffer.shift() : consumer.groupBuffers.get(pick.take)!.shift();
+  }
+
+  /** Puts deliveries taken by `nextDelivery` back at the head of their buffers (pass the last taken first). */
+  putBack(consumer: Consumer, deliveries: Delivery[]): void {
+    for (const delivery of deliveries) {
+      const buffer =
+        delivery.group === undefined ? consumer.buffer : consumer.groupBuffers.get(delivery.group);
+      if (buffer) buffer.unshift(delivery);
+      else consumer.groupBuffers.set(delivery.group!, [delivery]);
+    }
+  }
+
+  /** The last read ready count of a group queue; reads it again (in the background) when stale. */
+  #brokerBacklog(queue: string, consumer: Consumer, group: string): number {
+    const entry = consumer.backlog.get(group);
+    if (!entry || (!entry.reading && Date.now() - entry.readAt >= backlogReadMs)) {
+      void this.#readBacklog(queue, consumer, group);
+    }
+    return entry?.count ?? 0;
+  }
+
+  /** Reads a group queue's ready count. */
+  async #readBacklog(queue: string, consumer: Consumer, group: string): Promise<void> {
+    let entry = consumer.backlog.get(group);
+    if (!entry) {
+      entry = { count: 0, readAt: 0, reading: false };
+      consumer.backlog.set(group, entry);
+    }
+    if (entry.reading) return;
+    entry.reading = true;
+    try {
+      entry.count = await this.#topology.groupReadyCount(queue, group);
+    } catch {
+      entry.count = 0;
+    } finally {
+      entry.reading = false;
+      entry.readAt = Date.now();
+    }
+  }
+}

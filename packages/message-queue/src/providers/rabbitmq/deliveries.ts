@@ -1,0 +1,81 @@
+import type { ConsumeMessage } from 'amqplib';
+import type { AckBatcher, TrackedDelivery } from '../ack-batcher.js';
+
+/** A message delivered to one of the provider's consumers, until it is acknowledged or rejected. */
+export interface Delivery {
+  tracked: TrackedDelivery<ConsumeMessage>;
+  acks: AckBatcher<ConsumeMessage>;
+  /** The connection generation it came on (see `AmqpConnection.generation`). */
+  generation: number;
+  /** The job group whose queue it came from (with a state store). */
+  group?: string;
+  /** Its group's count of deliveries not yet acknowledged or rejected (see `settled`). */
+  outstanding?: { count: number };
+}
+
+/** A delivery is being acknowledged or rejected: its group has one outstanding fewer. */
+export function settled(delivery: Delivery): void {
+  if (delivery.outstanding) delivery.outstanding.count -= 1;
+  delete delivery.outstanding;
+}
+
+/** Runs a batcher's flush at the end of the tick; a channel that died meanwhile was requeued by the broker. */
+export function endOfTick(flush: () => void): void {
+  process.nextTick(() => {
+    try {
+      flush();
+    } catch {
+      // The channel closed: its unacknowledged deliveries are redelivered (at-least-once).
+    }
+  });
+}
+
+/** The deliveries whose jobs this process's workers run, by queue and job id. */
+export class HeldDeliveries {
+  readonly #held = new Map<string, Delivery>();
+  readonly #generation: () => number;
+
+  /** @param generation the current connection generation. */
+  constructor(generation: () => number) {
+    this.#generation = generation;
+  }
+
+  has(queue: string, id: string): boolean {
+    return this.#held.has(key(queue, id));
+  }
+
+  /** Holds a delivery for a job; returns the one held for it before, if any. */
+  hold(queue: string, id: string, delivery: Delivery): Delivery | undefined {
+    const held = key(queue, id);
+    const previous = this.#held.get(held);
+    this.#held.set(held, delivery);
+    return previous;
+  }
+
+  /**
+   * Forgets the held delivery of a job and returns it, unless its channel is gone (the broker
+   * has requeued or redelivered it already: at-least-once).
+   */
+  take(queue: string, id: string): Delivery | undefined {
+    const held = key(queue, id);
+    const delivery = this.#held.get(held);
+    this.#held.delete(held);
+    return delivery?.generation === this.#generation() ? delivery : undefined;
+  }
+
+  /** How many deliveries of a queue are held. */
+  count(queue: string): number {
+    const prefix = `${queue}\u0000`;
+    let count = 0;
+    for (const held of this.#held.keys()) if (held.startsWith(prefix)) count += 1;
+    return count;
+  }
+
+  clear(): void {
+    this.#held.clear();
+  }
+}
+
+function key(queue: string, id: string): string {
+  return `${queue}\u0000${id}`;
+}

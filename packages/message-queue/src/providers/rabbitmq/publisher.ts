@@ -1,0 +1,97 @@
+import type { ConsumeMessage } from 'amqplib';
+import { maxPriority } from '../../job-options.js';
+import type { JobRecord } from '../../job-record.js';
+import { encodeRecord } from '../record-codec.js';
+import type { AmqpConnection } from './connection.js';
+import { deadQueueName, type Topology } from './topology.js';
+
+/** One record to publish: to its queue (or a delay queue when not yet available) or to the DLQ. */
+export interface PublishItem {
+  record: JobRecord;
+  target: 'queue' | 'dead';
+  now: number;
+  /** The state token the message carries (with a state store). */
+  token?: number;
+}
+
+/** Message properties by priority, built once (amqplib only reads them). */
+const publishOptions = Array.from({ length: maxPriority + 1 }, (_, priority) =>
+  Object.freeze({ persistent: true, priority, contentType: 'application/json' }),
+);
+
+/** The header carrying a message's state token (see `JobStateStore`). */
+const tokenHeader = 'x-noa-token';
+
+/** The state token of a delivered message (1: published before any retry). */
+export function tokenOf(message: ConsumeMessage): number {
+  const token = Number(message.properties.headers?.[tokenHeader]);
+  return Number.isFinite(token) ? token : 1;
+}
+
+/**
+ * Publishes job records with publisher confirms, routing each to its queue, its job group's
+ * queue (with a state store), a delay queue or the DLQ.
+ */
+export class RabbitPublisher {
+  readonly #connection: AmqpConnection;
+  readonly #topology: Topology;
+  readonly #groupQueues: boolean;
+
+  /** @param groupQueues whether grouped jobs go to their group's queue (with a state store). */
+  constructor(connection: AmqpConnection, topology: Topology, groupQueues: boolean) {
+    this.#connection = connection;
+    this.#topology = topology;
+    this.#groupQueues = groupQueues;
+  }
+
+  /**
+   * Publishes records (to the queue, a delay queue or the DLQ) and resolves once the broker has
+   * confirmed every one of them. Each batch counts its own confirms through the per-message
+   * callback (one shared function): `waitForConfirms` would wrap every message still unconfirmed
+   * on the channel in a promise on each call, and make concurrent adds wait for each other.
+   */
+  async publish(queue: string, items: PublishItem[]): Promise<void> {
+    if (items.length === 0) return;
+    await this.#topology.declare(queue);
+    const routes: string[] = [];
+    for (const { record, target, now } of items) {
+      // Without a state store groups are not supported: grouped jobs share the queue.
+      const base =
+        record.group !== undefined && this.#groupQueues
+          ? await this.#topology.declareGroup(queue, record.group)
+          : queue;
+      if (target === 'dead') routes.push(deadQueueName(queue));
+      else if (record.availableAt > now)
+        routes.push(await this.#topology.delayQueue(queue, record.availableAt - now, base));
+      else routes.push(base);
+    }
+    const { publisher } = await this.#connection.ready();
+    await new Promise<void>((resolve, reject) => {
+      let unconfirmed = items.length;
+      let settled = false;
+      const confirmed = (error: unknown) => {
+        if (settled) return;
+        if (error) {
+          settled = true;
+          reject(error instanceof Error ? error : new Error(String(error)));
+        } else if (--unconfirmed === 0) {
+          settled = true;
+          resolve();
+        }
+      };
+      for (let index = 0; index < items.length; index += 1) {
+        const { record, token } = items[index]!;
+        const options = publishOptions[record.priority] ?? {
+          ...publishOptions[0],
+          priority: record.priority,
+        };
+        publisher.sendToQueue(
+          routes[index]!,
+          Buffer.from(encodeRecord(record)),
+          token === undefined ? options : { ...options, headers: { [tokenHeader]: token } },
+          confirmed,
+        );
+      }
+    });
+  }
+}

@@ -1,0 +1,121 @@
+import type { ConfirmChannel, Options } from 'amqplib';
+import { delayBucket } from '../../delay-bucket.js';
+import { maxPriority } from '../../job-options.js';
+
+/** The dead-letter queue of a queue. */
+export function deadQueueName(queue: string): string {
+  return `${queue}.dead`;
+}
+
+/** The broker queue of a job group (with a state store). */
+export function groupQueueName(queue: string, group: string): string {
+  return `${queue}.group.${group}`;
+}
+
+/** A job group queue's arguments: priorities like the main queue (no DLQ: the store has it). */
+function groupQueueOptions(): Options.AssertQueue {
+  return { durable: true, arguments: { 'x-max-priority': maxPriority } };
+}
+
+/**
+ * The broker queues of the RabbitMQ provider, declared once per connection: each queue with its
+ * dead-letter queue, its delay queues (one TTL queue per delay bucket that dead-letters back
+ * into its target) and, with a state store, its job groups' queues. Remembers the delay and
+ * group queues declared here, for counts, drain and delete.
+ */
+export class Topology {
+  readonly #ready: () => Promise<{ publisher: ConfirmChannel }>;
+  readonly #declared = new Set<string>();
+  readonly #delayQueues = new Map<string, Set<string>>();
+  readonly #groupQueues = new Map<string, Set<string>>();
+
+  /** @param ready resolves with the channel to declare on (connecting if needed). */
+  constructor(ready: () => Promise<{ publisher: ConfirmChannel }>) {
+    this.#ready = ready;
+  }
+
+  /** A new connection: everything is declared again on first use. */
+  reset(): void {
+    this.#declared.clear();
+  }
+
+  /** Declared again on next use (after the queue was deleted). */
+  forget(name: string): void {
+    this.#declared.delete(name);
+  }
+
+  /** The delay queues of a queue declared by this provider. */
+  delayQueues(queue: string): Iterable<string> {
+    return this.#delayQueues.get(queue) ?? [];
+  }
+
+  /** The job group queues of a queue declared by this provider. */
+  groupQueues(queue: string): Iterable<string> {
+    return this.#groupQueues.get(queue) ?? [];
+  }
+
+  /** The queue (priorities, dead-lettering into its DLQ) and its DLQ. */
+  async declare(queue: string): Promise<void> {
+    if (this.#declared.has(queue)) return;
+    const { publisher } = await this.#ready();
+    await publisher.assertQueue(queue, {
+      durable: true,
+      arguments: {
+        'x-max-priority': maxPriority,
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': deadQueueName(queue),
+      },
+    });
+    await publisher.assertQueue(deadQueueName(queue), { durable: true });
+    this.#declared.add(queue);
+  }
+
+  /** A job group's queue (with a state store): priorities like the main queue. */
+  async declareGroup(queue: string, group: string): Promise<string> {
+    const name = groupQueueName(queue, group);
+    if (this.#declared.has(name)) return name;
+    const { publisher } = await this.#ready();
+    await publisher.assertQueue(name, groupQueueOptions());
+    this.#declared.add(name);
+    remember(this.#groupQueues, queue, name);
+    return name;
+  }
+
+  /** Ready messages of a job group's queue (an idempotent declare with its arguments carries it). */
+  async groupReadyCount(queue: string, group: string): Promise<number> {
+    const { publisher } = await this.#ready();
+    return (await publisher.assertQueue(groupQueueName(queue, group), groupQueueOptions())).messageCount;
+  }
+
+  /**
+   * A TTL queue that dead-letters into `target` (the queue, or a group's queue) after `delayMs`
+   * (rounded up to a bucket).
+   */
+  async delayQueue(queue: string, delayMs: number, target = queue): Promise<string> {
+    const bucket = delayBucket(delayMs);
+    const name = `${target}.delay.${bucket}`;
+    if (this.#declared.has(name)) return name;
+    const { publisher } = await this.#ready();
+    await publisher.assertQueue(name, {
+      durable: true,
+      arguments: {
+        'x-message-ttl': bucket,
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': target,
+        'x-expires': bucket + 60_000,
+      },
+    });
+    this.#declared.add(name);
+    remember(this.#delayQueues, queue, name);
+    return name;
+  }
+}
+
+function remember(known: Map<string, Set<string>>, queue: string, name: string): void {
+  let names = known.get(queue);
+  if (!names) {
+    names = new Set();
+    known.set(queue, names);
+  }
+  names.add(name);
+}
