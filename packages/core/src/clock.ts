@@ -63,7 +63,8 @@ export class CoarseClock implements Clock {
     this.#left = this.#maxReuse;
     if (!this.#armed && this.#maxReuse > 0) {
       this.#armed = true;
-      setImmediate(this.#forget).unref();
+      // `unref?.`: fake-timer libraries may return a handle without it.
+      setImmediate(this.#forget).unref?.();
     }
     return this.#now;
   }
