@@ -69,7 +69,7 @@ export interface RetentionPolicy {
 export interface MaintenanceResult {
   /** Jobs whose lease had expired and that were put back to waiting. */
   recovered: number;
-  /** Jobs that stalled more than `maxStalls` times and were dead-lettered. */
+  /** Jobs that stalled more than `maxStalls` times, or were cancelled while active, and were dead-lettered. */
   deadLettered: number;
   /** Completed and dead jobs removed by retention. */
   removed: number;
@@ -96,8 +96,12 @@ export interface QueueProvider {
    * true when it took the settlement; false sends it through `exchange` as usual.
    */
   settleNow?(queue: string, settlement: Settlement): boolean;
-  /** Pushes the lease of active jobs to `leaseUntil`. */
-  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<void>;
+  /**
+   * Pushes the lease of active jobs to `leaseUntil` and returns the ids among `ids` that were
+   * cancelled while active (recorded by `cancel`, so a worker that missed the `onCancel`
+   * message still aborts them at its next heartbeat). Providers without `cancel` return `[]`.
+   */
+  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]>;
   /** Puts active jobs back to waiting without counting a try (graceful close). */
   release(queue: string, records: JobRecord[], now: number): Promise<void>;
   /** Recovers expired leases and applies retention. Safe to run from many workers at once. */
@@ -116,6 +120,13 @@ export interface QueueProvider {
   /** Removes waiting (and, if asked, delayed) jobs. Returns how many. */
   drain(queue: string, includeDelayed: boolean): Promise<number>;
   setProgress(queue: string, id: string, progress: unknown): Promise<void>;
+  /**
+   * Cancels a job: a waiting, delayed or waiting-children one is dead-lettered at once
+   * (`'removed'`); an active one is recorded as cancelled and its worker told (`'signalled'`).
+   * The record is durable: the worker also learns it from `extendLeases`, and `maintain`
+   * dead-letters the job instead of requeueing it if its worker died. It is dropped when the
+   * job leaves the active state, so it never touches a later run of the same id.
+   */
   cancel(queue: string, id: string, now: number): Promise<CancelOutcome>;
   /** Subscribes to cancellations of active jobs; returns the unsubscribe function. */
   onCancel(queue: string, listener: (id: string) => void): Promise<() => void>;

@@ -492,10 +492,11 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.emit('completed', record.id, settlement.result);
   }
 
+  /** Renews the leases of running and leased-ahead jobs, and aborts those cancelled meanwhile. */
   async #heartbeat(): Promise<void> {
     if (this.#running.size === 0 && this.#buffer.length === 0) return;
     try {
-      await this.#provider.extendLeases(
+      const cancelled = await this.#provider.extendLeases(
         this.queueName,
         [
           ...this.#running.values().map((running) => running.record.id),
@@ -503,6 +504,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         ],
         this.#clock.now() + this.#options.leaseMs,
       );
+      // Cancels recorded by the backend: the `onCancel` message may never have reached this
+      // worker (subscriber connection down). Aborted exactly as on the message (a no-op if it did).
+      for (const id of cancelled) this.#cancelRunning(id);
     } catch (error) {
       this.#reportError('extend leases', error);
     }

@@ -72,7 +72,8 @@ export interface JobStateStore {
   /** The broker confirmed these messages: takes them off the outbox. */
   confirm(queue: string, published: StateDelivery[]): Promise<void>;
   exchange(queue: string, request: StateExchange): Promise<StateExchangeResult>;
-  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<void>;
+  /** Pushes leases; returns the ids among `ids` cancelled while active (see `QueueProvider.extendLeases`). */
+  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]>;
   /** Active jobs back to queued (their messages are requeued as they are). */
   release(queue: string, ids: string[], now: number): Promise<void>;
   /** Expired leases (and unconfirmed outbox entries) come back as messages to publish. */

@@ -30,6 +30,12 @@ interface Entry {
   result?: unknown;
   progress?: unknown;
   stalls: number;
+  /**
+   * The current run was cancelled while active. It belongs to that run only: cleared whenever
+   * the job leaves the active state (settle, enqueue, dead-letter), so a later run of the same
+   * id (redrive, re-add) is never aborted by it.
+   */
+  cancelled?: boolean;
   pendingChildren: number;
   children?: ChildrenResults;
 }
@@ -128,6 +134,7 @@ export class MemoryProvider implements QueueProvider {
 
   #enqueue(queue: MemoryQueue, entry: Entry, now: number, front = false): void {
     entry.version += 1;
+    delete entry.cancelled;
     if (entry.record.availableAt > now) {
       entry.state = 'delayed';
       const item = { id: entry.record.id, version: entry.version, at: entry.record.availableAt };
@@ -262,6 +269,7 @@ export class MemoryProvider implements QueueProvider {
   }
 
   #toDead(queue: MemoryQueue, entry: Entry, now: number): void {
+    delete entry.cancelled;
     entry.state = 'failed';
     entry.finishedAt = now;
     entry.version += 1;
@@ -273,6 +281,7 @@ export class MemoryProvider implements QueueProvider {
     const entry = queue.entries.get(id);
     if (!entry) return;
     const wasActive = queue.active.delete(id);
+    delete entry.cancelled;
     if (!wasActive && entry.state !== 'waiting' && entry.state !== 'delayed') return;
     if (!wasActive) {
       // A stale worker settles a job that stalled and was requeued: take it off the queue.
@@ -327,12 +336,30 @@ export class MemoryProvider implements QueueProvider {
     return { jobs };
   }
 
-  async extendLeases(queueName: string, ids: string[], leaseUntil: number): Promise<void> {
+  async extendLeases(queueName: string, ids: string[], leaseUntil: number): Promise<string[]> {
     const queue = this.#queue(queueName);
+    const cancelled: string[] = [];
     for (const id of ids) {
       const entry = queue.entries.get(id);
-      if (entry && entry.state === 'active') entry.leaseUntil = leaseUntil;
+      if (entry && entry.state === 'active') {
+        entry.leaseUntil = leaseUntil;
+        if (entry.cancelled) cancelled.push(id);
+      }
     }
+    return cancelled;
+  }
+
+  /** Dead-letters an active job cancelled while its worker was gone (lease recovery, release). */
+  #deadCancelled(queue: MemoryQueue, entry: Entry, now: number): void {
+    entry.record.errors.push({
+      attempt: entry.record.attemptsMade,
+      name: 'JobCancelledError',
+      code: 'NOA_MQ_JOB_CANCELLED',
+      message: `job ${entry.record.id} was cancelled`,
+      at: now,
+    });
+    this.#toDead(queue, entry, now);
+    this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
   }
 
   async release(queueName: string, records: JobRecord[], now: number): Promise<void> {
@@ -340,6 +367,10 @@ export class MemoryProvider implements QueueProvider {
     for (const record of records) {
       const entry = queue.entries.get(record.id);
       if (!entry || !queue.active.delete(record.id)) continue;
+      if (entry.cancelled) {
+        this.#deadCancelled(queue, entry, now);
+        continue;
+      }
       entry.record.availableAt = now;
       this.#enqueue(queue, entry, now, true);
     }
@@ -358,6 +389,11 @@ export class MemoryProvider implements QueueProvider {
       const entry = queue.entries.get(id)!;
       if (entry.leaseUntil > now) continue;
       queue.active.delete(id);
+      if (entry.cancelled) {
+        this.#deadCancelled(queue, entry, now);
+        result.deadLettered += 1;
+        continue;
+      }
       entry.stalls += 1;
       if (entry.stalls > maxStalls) {
         entry.record.errors.push({
@@ -466,6 +502,7 @@ export class MemoryProvider implements QueueProvider {
     const entry = queue.entries.get(id);
     if (!entry) return 'not-found';
     if (entry.state === 'active') {
+      entry.cancelled = true;
       for (const listener of queue.cancelListeners) listener(id);
       return 'signalled';
     }

@@ -210,9 +210,10 @@ export class RabbitMqProvider implements QueueProvider {
     return true;
   }
 
-  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<void> {
-    // Without a store the broker keeps a delivery until its channel closes: nothing to renew.
-    await this.#state?.extendLeases(queue, ids, leaseUntil);
+  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
+    // Without a store the broker keeps a delivery until its channel closes: nothing to renew
+    // (and no cancel).
+    return (await this.#state?.extendLeases(queue, ids, leaseUntil)) ?? [];
   }
 
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {

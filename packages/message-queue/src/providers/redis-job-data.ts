@@ -64,3 +64,17 @@ export function redrivenRecord(info: JobInfo, now: number): JobRecord {
   const { state: _state, result: _result, progress: _progress, finishedAt: _finishedAt, ...record } = info;
   return { ...record, attemptsMade: 0, availableAt: now };
 }
+
+/**
+ * The ids among `ids` that the `ZADD XX active` + `ZMSCORE cancelled` pipeline of a lease
+ * heartbeat found cancelled (a score at their index). A failed command rejects.
+ */
+export function cancelledAmong(ids: string[], replies: [Error | null, unknown][] | null): string[] {
+  if (!replies) throw new Error('lease heartbeat pipeline was discarded');
+  for (const [error] of replies) if (error) throw error;
+  const scores = replies[1]?.[1];
+  if (!Array.isArray(scores)) return [];
+  const cancelled: string[] = [];
+  for (const [index, score] of scores.entries()) if (score !== null) cancelled.push(ids[index]!);
+  return cancelled;
+}

@@ -16,6 +16,7 @@ import type {
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import {
+  cancelledAmong,
   cancelledErrorEntry,
   jobInfoOf,
   readChildrenResults,
@@ -186,11 +187,18 @@ export class RedisJobStateStore implements JobStateStore {
     };
   }
 
-  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<void> {
-    if (ids.length === 0) return;
+  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const prefix = this.#keyPrefix(queue);
     const pairs: (string | number)[] = [];
     for (const id of ids) pairs.push(leaseUntil, id);
-    await this.#redis.zadd(`${this.#keyPrefix(queue)}active`, 'XX', ...pairs);
+    // One round trip (both keys share the queue's hash slot): renew, and read which were cancelled.
+    const replies = await this.#redis
+      .pipeline()
+      .zadd(`${prefix}active`, 'XX', ...pairs)
+      .zmscore(`${prefix}cancelled`, ...ids)
+      .exec();
+    return cancelledAmong(ids, replies);
   }
 
   async release(queue: string, ids: string[], now: number): Promise<void> {

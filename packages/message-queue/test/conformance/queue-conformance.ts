@@ -13,6 +13,7 @@ import {
   type WorkerOptions,
 } from '../../src/index.js';
 import { sleep, waitFor } from '../helpers.js';
+import { dropCancelMessages } from './drop-cancel-messages.js';
 
 /** A backend under test: how to make its provider, or why it is skipped. */
 export interface ConformanceTarget {
@@ -64,10 +65,24 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       console.log(`on ${target.name}: part of a test left out, capabilities.${feature} = false`);
       return false;
     };
-    const makeQueue = <Data = unknown>(schema?: z.ZodType<Data>) => {
+    const makeQueue = <Data = unknown>(schema?: z.ZodType<Data>, on: QueueProvider = provider) => {
       const name = uniqueName('mq');
       queueNames.push(name);
-      return new Queue<Data>({ name, provider, ...(schema ? { schema } : {}) });
+      return new Queue<Data>({ name, provider: on, ...(schema ? { schema } : {}) });
+    };
+    /** A handler that runs until its signal aborts, recording each run and the abort reason. */
+    const untilAborted = () => {
+      const seen = { runs: 0, reasons: [] as unknown[] };
+      const handler = (job: Job<unknown>) => {
+        seen.runs += 1;
+        return new Promise<never>((_resolve, reject) => {
+          job.signal.addEventListener('abort', () => {
+            seen.reasons.push(job.signal.reason);
+            reject(job.signal.reason);
+          });
+        });
+      };
+      return { seen, handler };
     };
     const startWorker = <Data, Result>(
       queue: Queue<Data>,
@@ -290,6 +305,139 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       await sleep(100);
       expect(runs).toBe(1);
     });
+
+    itWith(
+      ['cancel'],
+      'cancels an active job whose cancel message is lost: the lease heartbeat aborts it (no retry)',
+      async () => {
+        // The worker never hears the cancel message: only the backend's record can reach it.
+        const queue = makeQueue(undefined, dropCancelMessages(provider));
+        const { id } = await queue.add('a', null, { attempts: 5 });
+        const { seen, handler } = untilAborted();
+        const leaseMs = 300; // heartbeat every 100 ms
+        const failed: boolean[] = [];
+        startWorker(queue, handler, { leaseMs }).on('failed', (_id, _error, willRetry) =>
+          failed.push(willRetry),
+        );
+        await waitFor(() => seen.runs === 1);
+        const cancelledAt = Date.now();
+        expect(await queue.cancel(id)).toBe('signalled');
+        await waitFor(() => seen.reasons.length === 1, 10_000, 'the abort');
+        // Generous bound: a few heartbeat periods on a noisy machine.
+        expect(Date.now() - cancelledAt).toBeLessThan(10 * (leaseMs / 3) + 2_000);
+        expect(seen.reasons[0]).toBeInstanceOf(JobCancelledError);
+        await waitFor(() => failed.length === 1);
+        expect(failed).toEqual([false]);
+        if (supports('getJob')) {
+          await waitFor(async () => (await queue.getJob(id))?.state === 'failed');
+          expect((await queue.getJob(id))?.errors.at(-1)?.name).toBe('JobCancelledError');
+        }
+        await sleep(3 * leaseMs);
+        expect(seen.runs).toBe(1);
+      },
+    );
+
+    itWith(['cancel', 'dlqInspect'], 'a redriven, previously cancelled job runs to completion', async () => {
+      const queue = makeQueue();
+      const { id } = await queue.add('a', null);
+      const leaseMs = 300;
+      let runs = 0;
+      const reasons: unknown[] = [];
+      startWorker(
+        queue,
+        async (job) => {
+          runs += 1;
+          if (runs === 1) {
+            await new Promise((resolve) => job.signal.addEventListener('abort', resolve));
+            reasons.push(job.signal.reason);
+            throw job.signal.reason;
+          }
+          // Long enough for several lease heartbeats: an old cancel record would abort this run.
+          await sleep(4 * leaseMs);
+          if (job.signal.aborted) throw job.signal.reason;
+          return 'done';
+        },
+        { leaseMs },
+      );
+      await waitFor(() => runs === 1);
+      expect(await queue.cancel(id)).toBe('signalled');
+      await waitFor(() => reasons.length === 1);
+      expect(reasons[0]).toBeInstanceOf(JobCancelledError);
+      await waitFor(async () => (await queue.dlq.list()).some((job) => job.id === id));
+      expect(await queue.dlq.retry(id)).toBe(true);
+      const done = await waitFor(async () => {
+        const info = await queue.getJob(id);
+        return info?.state === 'completed' || info?.state === 'failed' ? info : undefined;
+      }, 10_000);
+      expect(done.state).toBe('completed');
+      expect(done.result).toBe('done');
+      expect(runs).toBe(2);
+    });
+
+    itWith(
+      ['cancel', 'leaseRecovery', 'getJob'],
+      'lease recovery dead-letters (as cancelled) an active job cancelled after its worker died',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('a', null, { attempts: 5 });
+        // A worker leases the job and dies (no heartbeat, no settle).
+        const leaseMs = 1_000;
+        const leased = await waitFor(async () => {
+          const now = Date.now();
+          const { jobs } = await provider.exchange(queue.name, {
+            settle: [],
+            fetch: 1,
+            leaseUntil: now + leaseMs,
+            now,
+            promoteDelayed: true,
+            groupWeights: {},
+            defaultGroupWeight: 1,
+          });
+          return jobs.length > 0 ? jobs : undefined;
+        });
+        expect(leased.map((job) => job.id)).toEqual([id]);
+        expect(await queue.cancel(id)).toBe('signalled');
+        const result = await provider.maintain(queue.name, Date.now() + leaseMs + 1_000, 3, {
+          completedCount: 1_000,
+          completedAgeMs: 3_600_000,
+          deadCount: 1_000,
+          deadAgeMs: 3_600_000,
+        });
+        expect(result).toMatchObject({ recovered: 0, deadLettered: 1 });
+        const info = await queue.getJob(id);
+        expect(info?.state).toBe('failed');
+        expect(info?.errors.at(-1)?.name).toBe('JobCancelledError');
+        // Never run again.
+        const { seen, handler } = untilAborted();
+        startWorker(queue, handler);
+        await sleep(300);
+        expect(seen.runs).toBe(0);
+      },
+    );
+
+    itWith(
+      ['cancel', 'getJob'],
+      'close() dead-letters (as cancelled) a running job whose cancel it never heard, instead of releasing it',
+      async () => {
+        const queue = makeQueue(undefined, dropCancelMessages(provider));
+        const { id } = await queue.add('a', null, { attempts: 5 });
+        const { seen, handler } = untilAborted();
+        // A long lease: no heartbeat runs before close().
+        const worker = startWorker(queue, handler, { leaseMs: 60_000 });
+        await waitFor(() => seen.runs === 1);
+        expect(await queue.cancel(id)).toBe('signalled');
+        await worker.close(50);
+        const info = await waitFor(async () => {
+          const job = await queue.getJob(id);
+          return job?.state === 'failed' ? job : undefined;
+        });
+        expect(info.errors.at(-1)?.name).toBe('JobCancelledError');
+        const again = untilAborted();
+        startWorker(queue, again.handler);
+        await sleep(300);
+        expect(again.seen.runs).toBe(0);
+      },
+    );
 
     itWith(['progress', 'getJob'], 'stores progress', async () => {
       const queue = makeQueue();

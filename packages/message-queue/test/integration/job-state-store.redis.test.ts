@@ -87,6 +87,62 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
     expect(expired.verdicts).toEqual(['run']);
   });
 
+  it('a cancel of an active job is durable: read by the heartbeat, honoured by recovery, release and redelivery, and gone for a redriven run', async () => {
+    const { store, queue } = make();
+    const now = Date.now();
+    await store.add(queue, [record('dies', now), record('closes', now), record('redriven', now)], now);
+    await store.exchange(queue, {
+      settle: [],
+      deliveries: ['dies', 'closes', 'redriven'].map((id) => ({ id, token: 1 })),
+      ...lease(now),
+    });
+    for (const id of ['dies', 'closes', 'redriven']) {
+      expect((await store.cancel(queue, id, now)).outcome).toBe('signalled');
+    }
+    // The heartbeat renews and reports the cancelled ids among those asked (in order).
+    expect(await store.extendLeases(queue, ['redriven', 'unknown', 'dies'], now + 1_000)).toEqual([
+      'redriven',
+      'dies',
+    ]);
+    // A redelivery of a cancelled run is not run, even orphaned or on an expired lease.
+    const redelivered = await store.exchange(queue, {
+      settle: [],
+      deliveries: [{ id: 'dies', token: 1, orphaned: true }],
+      ...lease(now + 5_000),
+    });
+    expect(redelivered.verdicts).toEqual(['drop']);
+    // The worker of 'dies' is gone: lease recovery dead-letters it as cancelled, no new message.
+    const later = now + 5_000;
+    await store.release(queue, ['closes'], later);
+    const recovery = await store.maintain(queue, later, 3, retention);
+    expect(recovery).toMatchObject({ recovered: 0, deadLettered: 2 });
+    expect(recovery.publish.map(({ record: job }) => job.id)).not.toContain('dies');
+    for (const id of ['dies', 'closes']) {
+      const info = await store.getJob(queue, id, later);
+      expect(info?.state).toBe('failed');
+      expect(info?.errors.at(-1)).toMatchObject({ name: 'JobCancelledError', code: 'NOA_MQ_JOB_CANCELLED' });
+    }
+    // 'redriven' settles as cancelled, is redriven, and its new run is not reported cancelled.
+    const cancelled = record('redriven', now, {
+      attemptsMade: 1,
+      errors: [{ attempt: 1, name: 'JobCancelledError', message: 'job redriven was cancelled', at: now }],
+    });
+    await store.exchange(queue, {
+      settle: [{ kind: 'fail', record: cancelled, retryAt: null }],
+      deliveries: [],
+      ...lease(later),
+    });
+    const [again] = await store.redrive(queue, ['redriven'], later);
+    expect(again?.record.id).toBe('redriven');
+    const rerun = await store.exchange(queue, {
+      settle: [],
+      deliveries: [{ id: 'redriven', token: again!.token }],
+      ...lease(later),
+    });
+    expect(rerun.verdicts).toEqual(['run']);
+    expect(await store.extendLeases(queue, ['redriven'], later + 1_000)).toEqual([]);
+  });
+
   it('drops deliveries of finished, unknown and drained jobs', async () => {
     const { store, queue } = make();
     const now = Date.now();

@@ -6,6 +6,8 @@ local id = ARGV[3]
 local key = jobKey(id)
 local state = redis.call('HGET', key, 's')
 if state == 'a' then
+  -- Durable: the worker also reads it at its next lease heartbeat (it may miss the message).
+  redis.call('ZADD', CANCELLED, ARGV[2], id)
   redis.call('PUBLISH', EVENTS, 'c:' .. id)
   return {'signalled'}
 end

@@ -10,6 +10,11 @@ local INDEX = { q = P .. 'queued', a = P .. 'active', w = P .. 'wc', c = P .. 'c
 local OUTBOX = P .. 'outbox'
 local META = P .. 'meta'
 local EVENTS = P .. 'ev'
+-- Ids cancelled while active, scored by cancel time. An entry lives only as long as that run:
+-- `move` drops it whenever the job leaves the active state (settle, lease recovery, release),
+-- and so does removeJobs, so a later run of the same id (redrive, re-add) is never aborted by
+-- an old cancel. maintain also trims entries older than the DLQ's retention age (a safety net).
+local CANCELLED = P .. 'cancelled'
 
 local function fmt(n)
   return string.format('%d', n)
@@ -22,6 +27,7 @@ end
 -- Moves a job to state `to` (score: availableAt, lease end or finish time).
 local function move(id, from, to, score)
   if from and INDEX[from] and from ~= to then redis.call('ZREM', INDEX[from], id) end
+  if from == 'a' and to ~= 'a' then redis.call('ZREM', CANCELLED, id) end
   redis.call('ZADD', INDEX[to], fmt(score), id)
   redis.call('HSET', jobKey(id), 's', to)
 end
@@ -49,6 +55,7 @@ local function removeJobs(ids)
     local state = redis.call('HGET', jobKey(id), 's')
     if state and INDEX[state] then redis.call('ZREM', INDEX[state], id) end
     redis.call('ZREM', OUTBOX, id)
+    redis.call('ZREM', CANCELLED, id)
     redis.call('DEL', jobKey(id), P .. 'deps:' .. id)
   end
   return #ids
@@ -59,6 +66,12 @@ local function knowGroup(group)
   if group ~= '' and redis.call('SADD', P .. 'groups', group) == 1 then
     redis.call('PUBLISH', EVENTS, 'g:' .. group)
   end
+end
+
+-- The terminal error of a job cancelled while active whose run ended without its worker.
+local function cancelError(id, now)
+  return cjson.encode({ attempt = 0, name = 'JobCancelledError', code = 'NOA_MQ_JOB_CANCELLED',
+    message = 'job ' .. id .. ' was cancelled', at = now })
 end
 
 local function decode(raw)

@@ -52,6 +52,8 @@ if #deliveries > 0 then
         runs = true
       elseif state == 'a' and token >= current then
         runs = delivery[3] == 1 or (tonumber(redis.call('ZSCORE', INDEX.a, id)) or 0) <= now
+        -- A run cancelled while active is not redelivered: lease recovery dead-letters it.
+        if runs and redis.call('ZSCORE', CANCELLED, id) then runs = false end
       end
       if runs then
         move(id, state, 'a', tonumber(ARGV[3]))

@@ -11,6 +11,14 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', INDEX.a, '-inf', ARGV[2], 'LIMIT
   local raw = redis.call('HGET', key, 'r')
   if not raw then
     redis.call('ZREM', INDEX.a, id)
+  elseif redis.call('ZSCORE', CANCELLED, id) then
+    -- Cancelled while active and its worker died: dead-lettered as cancelled, never rerun.
+    local err = cancelError(id, now)
+    redis.call('HSET', key, 'e', err, 'f', ARGV[2])
+    move(id, 'a', 'f', now)
+    local record = decode(raw)
+    if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now, deadline) end
+    deadLettered = deadLettered + 1
   elseif redis.call('HINCRBY', key, 'st', 1) > maxStalls then
     redis.call('HSET', key, 'e', ARGV[8], 'f', ARGV[2])
     move(id, 'a', 'f', now)
@@ -47,6 +55,7 @@ local function trim(key, maxCount, maxAge)
   end
   return removed
 end
+redis.call('ZREMRANGEBYSCORE', CANCELLED, '-inf', fmt(now - tonumber(ARGV[7])))
 local removed = trim(INDEX.c, tonumber(ARGV[4]), tonumber(ARGV[5])) + trim(INDEX.f, tonumber(ARGV[6]), tonumber(ARGV[7]))
 local out = {recovered, deadLettered, removed}
 for _, value in ipairs(publishes) do out[#out + 1] = value end

@@ -1,6 +1,8 @@
 -- ARGV: prefix, now, id, cancel error JSON
 local id = ARGV[3]
 if redis.call('ZSCORE', ACTIVE, id) then
+  -- Durable: the worker also reads it at its next lease heartbeat (it may miss the message).
+  redis.call('ZADD', CANCELLED, ARGV[2], id)
   redis.call('PUBLISH', EVENTS, 'c:' .. id)
   return 'signalled'
 end

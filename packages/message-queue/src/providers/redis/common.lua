@@ -10,6 +10,12 @@ local WC = P .. 'wc'
 local META = P .. 'meta'
 local GROUPS = P .. 'groups'
 local EVENTS = P .. 'ev'
+-- Ids cancelled while active, scored by cancel time. An entry lives only as long as that run:
+-- every script that takes the job out of the active state for good (settle in exchange,
+-- lease recovery in maintain, release, redrive, retention) removes it, so a later run of the
+-- same id (redrive, re-add) is never aborted by an old cancel. maintain also trims entries
+-- older than the DLQ's retention age (a safety net, e.g. for a job deleted by hand).
+local CANCELLED = P .. 'cancelled'
 -- Priority bands: score = (10 - priority) * BAND + sequence, so higher priority pops first and
 -- equal priority pops in insertion order.
 local BAND = 10000000000000
@@ -65,6 +71,12 @@ local function flushEnqueue()
   pendingGroups = {}
 end
 
+-- The terminal error of a job cancelled while active whose run ended without its worker.
+local function cancelError(id, now)
+  return cjson.encode({ attempt = 0, name = 'JobCancelledError', code = 'NOA_MQ_JOB_CANCELLED',
+    message = 'job ' .. id .. ' was cancelled', at = now })
+end
+
 local function finish()
   flushEnqueue()
   if woke then redis.call('PUBLISH', EVENTS, 'w') end
@@ -81,6 +93,7 @@ local function removeJobs(setKey, ids)
       keys[#keys + 1] = P .. 'deps:' .. id
     end
     if setKey then redis.call('ZREM', setKey, unpack(chunk)) end
+    redis.call('ZREM', CANCELLED, unpack(chunk))
     redis.call('DEL', unpack(keys))
     redis.call('HDEL', P .. 'res', unpack(chunk))
     redis.call('HDEL', P .. 'prog', unpack(chunk))

@@ -21,6 +21,10 @@ if #settle > 0 then
     end
     if any then redis.call('ZREM', ACTIVE, unpack(ids)) end
   end
+  -- These runs are over: their cancel records (if any) must not touch a later run.
+  local settledIds = {}
+  for i, s in ipairs(settle) do settledIds[i] = s.id end
+  redis.call('ZREM', CANCELLED, unpack(settledIds))
   local completed = {}
   local results = {}
   local retries = {}

@@ -9,7 +9,14 @@ if #expired > 0 then
   for i, id in ipairs(expired) do
     if records[i] then
       local record = cjson.decode(records[i])
-      if redis.call('HINCRBY', P .. 'stalls', id, 1) > maxStalls then
+      if redis.call('ZREM', CANCELLED, id) == 1 then
+        -- Cancelled while active and its worker died: dead-lettered as cancelled, never rerun.
+        local err = cancelError(id, now)
+        redis.call('HSET', P .. 'derr', id, err)
+        redis.call('ZADD', DEAD, ARGV[2], id)
+        if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now) end
+        deadLettered = deadLettered + 1
+      elseif redis.call('HINCRBY', P .. 'stalls', id, 1) > maxStalls then
         redis.call('HSET', P .. 'derr', id, ARGV[8])
         redis.call('ZADD', DEAD, ARGV[2], id)
         if type(record.P) == 'table' then
@@ -41,6 +48,7 @@ local function trim(key, maxCount, maxAge)
   end
   return removed
 end
+redis.call('ZREMRANGEBYSCORE', CANCELLED, '-inf', fmt(now - tonumber(ARGV[7])))
 local removed = trim(COMPLETED, tonumber(ARGV[4]), tonumber(ARGV[5])) + trim(DEAD, tonumber(ARGV[6]), tonumber(ARGV[7]))
 finish()
 return {recovered, deadLettered, removed}

@@ -9,6 +9,7 @@ for i = 3, #ARGV, 4 do
     redis.call('SET', P .. 'j:' .. id, ARGV[i + 1])
     redis.call('HDEL', P .. 'derr', id)
     redis.call('HDEL', P .. 'stalls', id)
+    redis.call('ZREM', CANCELLED, id)
     enqueue(id, tonumber(ARGV[i + 2]), ARGV[i + 3], base + (i - 3) / 4 + 1)
     moved = moved + 1
   end

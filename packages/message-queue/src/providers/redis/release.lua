@@ -1,6 +1,22 @@
--- Puts leased jobs back at the front of waiting (graceful close). ARGV: prefix, now, then id, priority, group
+-- Puts leased jobs back at the front of waiting (graceful close); one cancelled while active is
+-- dead-lettered as cancelled instead. ARGV: prefix, now, then id, priority, group
+local now = tonumber(ARGV[2])
 for i = 3, #ARGV, 3 do
-  if redis.call('ZREM', ACTIVE, ARGV[i]) == 1 then enqueue(ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], 0) end
+  local id = ARGV[i]
+  if redis.call('ZREM', ACTIVE, id) == 1 then
+    if redis.call('ZREM', CANCELLED, id) == 1 then
+      local err = cancelError(id, now)
+      redis.call('HSET', P .. 'derr', id, err)
+      redis.call('ZADD', DEAD, ARGV[2], id)
+      local raw = redis.call('GET', P .. 'j:' .. id)
+      if raw then
+        local record = cjson.decode(raw)
+        if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now) end
+      end
+    else
+      enqueue(id, tonumber(ARGV[i + 1]), ARGV[i + 2], 0)
+    end
+  end
 end
 finish()
 return 1
