@@ -13,7 +13,7 @@ local EVENTS = P .. 'ev'
 -- Ids cancelled while active, scored by cancel time. An entry lives only as long as that run:
 -- `move` drops it whenever the job leaves the active state (settle, lease recovery, release),
 -- and so does removeJobs, so a later run of the same id (redrive, re-add) is never aborted by
--- an old cancel. maintain also trims entries older than the DLQ's retention age (a safety net).
+-- an old cancel. maintain also trims entries older than the DLQ's age whose job is not active.
 local CANCELLED = P .. 'cancelled'
 
 local function fmt(n)

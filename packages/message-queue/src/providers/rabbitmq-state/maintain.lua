@@ -55,7 +55,11 @@ local function trim(key, maxCount, maxAge)
   end
   return removed
 end
-redis.call('ZREMRANGEBYSCORE', CANCELLED, '-inf', fmt(now - tonumber(ARGV[7])))
+-- Leaked cancel records (their run ended without removing them, e.g. a job key deleted by hand),
+-- older than the DLQ's age; never one of a job still active, whose worker has yet to see it.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', CANCELLED, '-inf', fmt(now - tonumber(ARGV[7])), 'LIMIT', 0, 1000)) do
+  if redis.call('HGET', jobKey(id), 's') ~= 'a' then redis.call('ZREM', CANCELLED, id) end
+end
 local removed = trim(INDEX.c, tonumber(ARGV[4]), tonumber(ARGV[5])) + trim(INDEX.f, tonumber(ARGV[6]), tonumber(ARGV[7]))
 local out = {recovered, deadLettered, removed}
 for _, value in ipairs(publishes) do out[#out + 1] = value end

@@ -14,7 +14,7 @@ local EVENTS = P .. 'ev'
 -- every script that takes the job out of the active state for good (settle in exchange,
 -- lease recovery in maintain, release, redrive, retention) removes it, so a later run of the
 -- same id (redrive, re-add) is never aborted by an old cancel. maintain also trims entries
--- older than the DLQ's retention age (a safety net, e.g. for a job deleted by hand).
+-- older than the DLQ's retention age whose job is no longer active (a safety net for leaks).
 local CANCELLED = P .. 'cancelled'
 -- Priority bands: score = (10 - priority) * BAND + sequence, so higher priority pops first and
 -- equal priority pops in insertion order.

@@ -48,7 +48,11 @@ local function trim(key, maxCount, maxAge)
   end
   return removed
 end
-redis.call('ZREMRANGEBYSCORE', CANCELLED, '-inf', fmt(now - tonumber(ARGV[7])))
+-- Leaked cancel records (their run ended without removing them, e.g. a job key deleted by hand),
+-- older than the DLQ's age; never one of a job still active, whose worker has yet to see it.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', CANCELLED, '-inf', fmt(now - tonumber(ARGV[7])), 'LIMIT', 0, 1000)) do
+  if not redis.call('ZSCORE', ACTIVE, id) then redis.call('ZREM', CANCELLED, id) end
+end
 local removed = trim(COMPLETED, tonumber(ARGV[4]), tonumber(ARGV[5])) + trim(DEAD, tonumber(ARGV[6]), tonumber(ARGV[7]))
 finish()
 return {recovered, deadLettered, removed}
