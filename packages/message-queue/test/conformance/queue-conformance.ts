@@ -337,6 +337,42 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       },
     );
 
+    itWith(
+      ['cancel', 'getJob'],
+      'a leased-ahead job whose cancel message is lost is settled as cancelled without running',
+      async () => {
+        const queue = makeQueue<string>(undefined, dropCancelMessages(provider));
+        await queue.add('first', 'first');
+        const ahead = await queue.add('ahead', 'ahead', { attempts: 5 });
+        const started: string[] = [];
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        const failed: [string, unknown, boolean][] = [];
+        startWorker(
+          queue,
+          async (job) => {
+            started.push(job.data);
+            if (job.data === 'first') await gate;
+          },
+          { concurrency: 1, prefetch: 1, leaseMs: 300 },
+        ).on('failed', (id, error, willRetry) => failed.push([id, error, willRetry]));
+        await waitFor(() => started.length === 1);
+        // 'ahead' is leased (active in the backend) while 'first' holds the only slot.
+        await waitFor(async () => (await queue.getJob(ahead.id))?.state === 'active');
+        expect(await queue.cancel(ahead.id)).toBe('signalled');
+        await waitFor(() => failed.length === 1, 10_000, 'the cancelled leased-ahead job to settle');
+        expect(failed[0]![0]).toBe(ahead.id);
+        expect(failed[0]![1]).toBeInstanceOf(JobCancelledError);
+        expect(failed[0]![2]).toBe(false);
+        release();
+        await waitFor(async () => (await queue.getJob(ahead.id))?.state === 'failed');
+        await sleep(300);
+        expect(started).toEqual(['first']);
+      },
+    );
+
     itWith(['cancel', 'dlqInspect'], 'a redriven, previously cancelled job runs to completion', async () => {
       const queue = makeQueue();
       const { id } = await queue.add('a', null);
