@@ -29,6 +29,21 @@ export interface ProviderCapabilities {
   globalPause: boolean;
 }
 
+/** Every capability: what a provider with its own job state (memory, Redis) supports. */
+export const allCapabilities: Readonly<ProviderCapabilities> = Object.freeze({
+  getJob: true,
+  exactCounts: true,
+  priorities: true,
+  groups: true,
+  flows: true,
+  cancel: true,
+  progress: true,
+  dlqInspect: true,
+  dedupe: true,
+  leaseRecovery: true,
+  globalPause: true,
+});
+
 /** A finished try reported by a worker. */
 export type Settlement =
   | { kind: 'complete'; record: JobRecord; result: unknown }

@@ -8,15 +8,16 @@ import type {
   JobRecord,
   JobState,
 } from '../job-record.js';
-import type {
-  CancelOutcome,
-  ExchangeRequest,
-  ExchangeResponse,
-  MaintenanceResult,
-  ProviderCapabilities,
-  QueueProvider,
-  RetentionPolicy,
-  Settlement,
+import {
+  allCapabilities,
+  type CancelOutcome,
+  type ExchangeRequest,
+  type ExchangeResponse,
+  type MaintenanceResult,
+  type ProviderCapabilities,
+  type QueueProvider,
+  type RetentionPolicy,
+  type Settlement,
 } from '../provider.js';
 import { Wakers } from './wakers.js';
 
@@ -89,19 +90,7 @@ class MemoryQueue {
   cancelListeners = new Set<(id: string) => void>();
 }
 
-const capabilities: ProviderCapabilities = {
-  getJob: true,
-  exactCounts: true,
-  priorities: true,
-  groups: true,
-  flows: true,
-  cancel: true,
-  progress: true,
-  dlqInspect: true,
-  dedupe: true,
-  leaseRecovery: true,
-  globalPause: true,
-};
+const capabilities: ProviderCapabilities = allCapabilities;
 
 /** Copies through JSON so callers cannot mutate stored state (and payloads behave as on Redis). */
 function clone<T>(value: T): T {

@@ -3,15 +3,16 @@ import { childLogger, type Logger, parseOptions, silentLogger } from '@noa/core'
 import { z } from 'zod';
 import { UnsupportedOperationError } from '../errors.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
-import type {
-  CancelOutcome,
-  ExchangeRequest,
-  ExchangeResponse,
-  MaintenanceResult,
-  ProviderCapabilities,
-  QueueProvider,
-  RetentionPolicy,
-  Settlement,
+import {
+  allCapabilities,
+  type CancelOutcome,
+  type ExchangeRequest,
+  type ExchangeResponse,
+  type MaintenanceResult,
+  type ProviderCapabilities,
+  type QueueProvider,
+  type RetentionPolicy,
+  type Settlement,
 } from '../provider.js';
 import type { JobStateStore } from './job-state-store.js';
 import { AmqpConnection } from './rabbitmq/connection.js';
@@ -66,19 +67,8 @@ const capabilities: ProviderCapabilities = {
   globalPause: false,
 };
 
-const stateCapabilities: ProviderCapabilities = {
-  getJob: true,
-  exactCounts: true,
-  priorities: true,
-  groups: true,
-  flows: true,
-  cancel: true,
-  progress: true,
-  dlqInspect: true,
-  dedupe: true,
-  leaseRecovery: true,
-  globalPause: true,
-};
+/** With a job state store: everything the other providers do. */
+const stateCapabilities: ProviderCapabilities = allCapabilities;
 
 /**
  * The RabbitMQ provider (amqplib): durable priority queues, publisher confirms, manual acks,

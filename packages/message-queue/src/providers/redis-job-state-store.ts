@@ -23,28 +23,22 @@ import {
   redrivenRecord,
   stalledErrorEntry,
 } from './redis-job-data.js';
+import { addChunkSizeOption, redisConnectionOption, redisPrefixOption } from './redis-options.js';
 
 /** Options of {@link RedisJobStateStore}. */
 export const redisJobStateStoreOptionsSchema = z
   .object({
     /** An ioredis 5 client or cluster, owned by the caller (not closed by the store). */
-    connection: z.custom<Redis | Cluster>(
-      (value) => typeof value === 'object' && value !== null && 'evalsha' in value && 'duplicate' in value,
-      { message: 'expected an ioredis Redis or Cluster instance' },
-    ),
+    connection: redisConnectionOption,
     /** Key prefix; each queue's keys are `<prefix>:{<queue>}:…` (one hash slot per queue). */
-    prefix: z
-      .string()
-      .min(1)
-      .regex(/^[^{}]+$/)
-      .default('noa:mq:state'),
+    prefix: redisPrefixOption('noa:mq:state'),
     /**
      * A message the store asked for (add, retry, recovery, redrive, released parent) that the
      * broker has not confirmed after this long is published again by the next maintenance pass.
      */
     outboxTimeoutMs: z.number().int().positive().default(30_000),
     /** Jobs per script call when adding in bulk. */
-    addChunkSize: z.number().int().positive().max(5_000).default(1_000),
+    addChunkSize: addChunkSizeOption,
   })
   .strict();
 

@@ -2,14 +2,15 @@ import { parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
-import type {
-  CancelOutcome,
-  ExchangeRequest,
-  ExchangeResponse,
-  MaintenanceResult,
-  ProviderCapabilities,
-  QueueProvider,
-  RetentionPolicy,
+import {
+  allCapabilities,
+  type CancelOutcome,
+  type ExchangeRequest,
+  type ExchangeResponse,
+  type MaintenanceResult,
+  type ProviderCapabilities,
+  type QueueProvider,
+  type RetentionPolicy,
 } from '../provider.js';
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
@@ -21,6 +22,7 @@ import {
   redrivenRecord,
   stalledErrorEntry,
 } from './redis-job-data.js';
+import { addChunkSizeOption, redisConnectionOption, redisPrefixOption } from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
 import { Wakers } from './wakers.js';
 
@@ -28,37 +30,18 @@ import { Wakers } from './wakers.js';
 export const redisProviderOptionsSchema = z
   .object({
     /** An ioredis 5 client or cluster, owned by the caller (not closed by the provider). */
-    connection: z.custom<Redis | Cluster>(
-      (value) => typeof value === 'object' && value !== null && 'evalsha' in value && 'duplicate' in value,
-      { message: 'expected an ioredis Redis or Cluster instance' },
-    ),
+    connection: redisConnectionOption,
     /** Key prefix; each queue's keys are `<prefix>:{<queue>}:…` (one hash slot per queue). */
-    prefix: z
-      .string()
-      .min(1)
-      .regex(/^[^{}]+$/)
-      .default('noa:mq'),
+    prefix: redisPrefixOption('noa:mq'),
     /** Jobs per script call when adding in bulk. */
-    addChunkSize: z.number().int().positive().max(5_000).default(1_000),
+    addChunkSize: addChunkSizeOption,
   })
   .strict();
 
 /** Options of {@link RedisProvider}. */
 export type RedisProviderOptions = z.input<typeof redisProviderOptionsSchema>;
 
-const capabilities: ProviderCapabilities = {
-  getJob: true,
-  exactCounts: true,
-  priorities: true,
-  groups: true,
-  flows: true,
-  cancel: true,
-  progress: true,
-  dlqInspect: true,
-  dedupe: true,
-  leaseRecovery: true,
-  globalPause: true,
-};
+const capabilities: ProviderCapabilities = allCapabilities;
 
 interface QueueState {
   /** The queue's key prefix and its meta key (the script's one declared key), built once. */
