@@ -16,9 +16,10 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
 import { median } from '@noa/testkit/bench';
 import amqp from 'amqplib';
-import { Queue as BullQueue, Worker as BullWorker } from 'bullmq';
+import { Queue as BullQueue, type Worker as BullWorker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Queue, RabbitMqProvider, RedisProvider, Worker } from '../src/index.js';
+import { bullDrain, rawConsume } from './anchors.js';
 
 const mode = process.argv[2] ?? 'rabbit';
 const rounds = Number(process.argv[3] ?? 7);
@@ -325,25 +326,7 @@ if (mode.startsWith('rabbit')) {
     const queue = await filled();
     let channel: amqp.Channel | undefined;
     const sample = await timed(count, async () => {
-      channel = await raw.createChannel();
-      const ch = channel;
-      await ch.prefetch(100);
-      await new Promise<void>((resolve) => {
-        let done = 0;
-        let last: amqp.ConsumeMessage | undefined;
-        const flush = () => {
-          ch.ack(last!, true);
-          last = undefined;
-        };
-        void ch.consume(queue.name, (message) => {
-          if (!message) return;
-          JSON.parse(message.content.toString());
-          if (!last) process.nextTick(flush);
-          last = message;
-          done += 1;
-          if (done === count) resolve();
-        });
-      });
+      channel = await rawConsume(raw, queue.name, count, true);
     });
     await channel?.close();
     await provider.deleteQueue(queue.name);
@@ -391,14 +374,7 @@ if (mode.startsWith('rabbit')) {
     await queue.addBulk(jobsOf(count));
     let worker: BullWorker | undefined;
     const sample = await timed(count, async () => {
-      await new Promise<void>((resolve) => {
-        let done = 0;
-        worker = new BullWorker(name, async () => undefined, { connection, concurrency: 1 });
-        worker.on('completed', () => {
-          done += 1;
-          if (done === count) resolve();
-        });
-      });
+      worker = await bullDrain(name, connection, 1, count);
     });
     await worker?.close();
     await queue.close();

@@ -6,6 +6,7 @@ import amqp from 'amqplib';
 import { Queue as BullQueue, Worker as BullWorker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Queue, RabbitMqProvider, RedisJobStateStore, RedisProvider, Worker } from '../src/index.js';
+import { bullDrain, rawConsume } from './anchors.js';
 import { commandCalls, usedMemory } from './redis-stats.js';
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
@@ -120,14 +121,7 @@ async function bullProcess(
     await queue.addBulk(jobsOf(Math.min(10_000, count - index)));
   let worker: BullWorker | undefined;
   const rate = await measured(key, count, async () => {
-    await new Promise<void>((resolve) => {
-      let done = 0;
-      worker = new BullWorker(name, async () => undefined, { connection: connectionOptions, concurrency });
-      worker.on('completed', () => {
-        done += 1;
-        if (done === count) resolve();
-      });
-    });
+    worker = await bullDrain(name, connectionOptions, concurrency, count);
   });
   await worker?.close();
   await queue.close();
@@ -416,30 +410,11 @@ else {
     return queue;
   };
   /** Raw consumer, prefetch 100: `perTick` acks once per tick with `multiple` (our ack mode), else each message. */
-  const rawConsume = async (perTick: boolean) => {
+  const rawConsumeRate = async (perTick: boolean) => {
     const queue = await filledQueue();
     const cpu = cpuMeter(`raw consume${perTick ? ' per tick' : ''}`, rabbitCount);
     const started = performance.now();
-    const channel = await raw.createChannel();
-    await channel.prefetch(100);
-    await new Promise<void>((resolve) => {
-      let done = 0;
-      let last: amqp.ConsumeMessage | undefined;
-      const flush = () => {
-        channel.ack(last!, true);
-        last = undefined;
-      };
-      void channel.consume(queue.name, (message) => {
-        if (!message) return;
-        JSON.parse(message.content.toString());
-        if (perTick) {
-          if (!last) process.nextTick(flush);
-          last = message;
-        } else channel.ack(message);
-        done += 1;
-        if (done === rabbitCount) resolve();
-      });
-    });
+    const channel = await rawConsume(raw, queue.name, rabbitCount, perTick);
     const rate = rabbitCount / ((performance.now() - started) / 1_000);
     cpu();
     await channel.close();
@@ -505,7 +480,7 @@ else {
       anchor: rawAmqp,
       rounds: 9,
       ours: () => oursConsume('ours consume (raw acks each)'),
-      theirs: () => rawConsume(false),
+      theirs: () => rawConsumeRate(false),
       extra: () => ({
         oursCpuUsPerJob: cpuMedian('ours consume (raw acks each)'),
         theirsCpuUsPerJob: cpuMedian('raw consume'),
@@ -519,7 +494,7 @@ else {
       anchor: rawAmqp,
       rounds: 9,
       ours: () => oursConsume('ours consume (raw acks per tick)'),
-      theirs: () => rawConsume(true),
+      theirs: () => rawConsumeRate(true),
       extra: () => ({
         oursCpuUsPerJob: cpuMedian('ours consume (raw acks per tick)'),
         theirsCpuUsPerJob: cpuMedian('raw consume per tick'),
