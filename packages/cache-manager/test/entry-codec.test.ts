@@ -60,6 +60,28 @@ describe.each(codecs)('entry codec (%s)', (_name, codec) => {
   });
 });
 
+/** The entry the golden wire-format tests encode (a fresh copy each time). */
+function goldenEntry() {
+  return {
+    value: {
+      id: 7,
+      name: 'Ada',
+      at: new Date(0),
+      tags: new Set(['a']),
+      n: 10n,
+      items: [
+        { a: 1, b: 'x' },
+        { a: 2, b: 'y' },
+      ],
+    },
+    createdAt: 1,
+    expiresAt: 10,
+    staleUntil: 20,
+    computeMs: 3.5,
+    tags: ['t'],
+  };
+}
+
 describe('entry codec', () => {
   it('compresses only above the threshold and only when it helps', () => {
     const codec = new EntryCodec('msgpack', 'zstd', 1_024);
@@ -91,24 +113,7 @@ describe('entry codec', () => {
       'EJbUckCWomlkpG5hbWWiYXSkdGFnc6FupWl0ZW1zB6NBZGHW/wAAAADUcwCRoWHTAAAAAAAAAAqS1HJBkqFhoWIBoXhBAqF5AQoUy0AMAAAAAAAAkaF0',
       'GR+LCAAAAAAAAANNybEKwjAUQNF/uTg+JKmI8Da/I2R4JaFkaBwSRCn5d6F16Hg4YaMk9CFUWzPKMxmCdXTjUl+GkqxnhDfqhtBtaadsuR8XMOIQ6innspT6f7xjCKXntaFhw1AvzCgfhuyeDn8ZcYgX72RycrveJdCJ8Qdo4h9OrQAAAA==',
     ];
-    const expected = {
-      value: {
-        id: 7,
-        name: 'Ada',
-        at: new Date(0),
-        tags: new Set(['a']),
-        n: 10n,
-        items: [
-          { a: 1, b: 'x' },
-          { a: 2, b: 'y' },
-        ],
-      },
-      createdAt: 1,
-      expiresAt: 10,
-      staleUntil: 20,
-      computeMs: 3.5,
-      tags: ['t'],
-    };
+    const expected = goldenEntry();
     const codec = new EntryCodec('msgpack', 'none', 0);
     for (const base64 of written) expect(codec.decode(Buffer.from(base64, 'base64'))).toEqual(expected);
     expect(codec.encode(expected).toString('base64')).toBe(written[0]);
@@ -128,24 +133,7 @@ describe('entry codec', () => {
     await structures.load();
     const codec = new EntryCodec('msgpack', 'none', 0, structures);
     const written = 'IBI0VngClkEHo0FkYdb/AAAAANRzAJGhYdMAAAAAAAAACpJAAaF4QAKheQEKFMtADAAAAAAAAJGhdA==';
-    const expected = {
-      value: {
-        id: 7,
-        name: 'Ada',
-        at: new Date(0),
-        tags: new Set(['a']),
-        n: 10n,
-        items: [
-          { a: 1, b: 'x' },
-          { a: 2, b: 'y' },
-        ],
-      },
-      createdAt: 1,
-      expiresAt: 10,
-      staleUntil: 20,
-      computeMs: 3.5,
-      tags: ['t'],
-    };
+    const expected = goldenEntry();
     expect(codec.decode(Buffer.from(written, 'base64'))).toEqual(expected);
     expect(codec.encode(expected).toString('base64')).toBe(written);
     // A codec without the structures cannot read it: a typed error (a miss), not garbage.
