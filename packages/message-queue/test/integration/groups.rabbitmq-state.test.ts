@@ -1,7 +1,7 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
-import { afterAll, describe, expect, it } from 'vitest';
-import { Queue, RabbitMqProvider, RedisJobStateStore, Worker } from '../../src/index.js';
-import { waitFor } from '../helpers.js';
+import { afterAll, describe, it } from 'vitest';
+import { Queue, RabbitMqProvider, RedisJobStateStore } from '../../src/index.js';
+import { expectWeightedDispatch } from './groups-scenario.js';
 import { redisContext } from './redis-context.js';
 
 // The issue's groups test on RabbitMQ with a job state store: one broker queue per group,
@@ -23,37 +23,7 @@ describe.skipIf(!redis.reachable || !rabbitUp)(
       });
       const queue = new Queue<{ tenant: string }>({ name: uniqueName('groups'), provider });
       try {
-        await queue.pause();
-        for (const tenant of ['gold', 'silver', 'bronze']) {
-          await queue.addBulk(
-            Array.from({ length: 2_000 }, () => ({
-              name: 'work',
-              data: { tenant },
-              options: { group: tenant },
-            })),
-          );
-        }
-        const order: string[] = [];
-        const worker = new Worker({
-          queue,
-          concurrency: 20,
-          groups: { weights: { gold: 3, silver: 2, bronze: 1 } },
-          handler: (job) => {
-            order.push(job.data.tenant);
-          },
-        });
-        await queue.resume();
-        // Every group stays backlogged for the first 3,600 (bronze gets 600 of its 2,000).
-        await waitFor(() => order.length >= 3_600, 60_000, '3,600 jobs');
-        await worker.close();
-        const window = order.slice(0, 3_600);
-        const share = (tenant: string) => window.filter((value) => value === tenant).length / window.length;
-        console.log(
-          `groups (rabbitmq + state): gold ${share('gold').toFixed(3)} silver ${share('silver').toFixed(3)} bronze ${share('bronze').toFixed(3)}`,
-        );
-        expect(Math.abs(share('gold') / (3 / 6) - 1)).toBeLessThanOrEqual(0.1);
-        expect(Math.abs(share('silver') / (2 / 6) - 1)).toBeLessThanOrEqual(0.1);
-        expect(Math.abs(share('bronze') / (1 / 6) - 1)).toBeLessThanOrEqual(0.1);
+        await expectWeightedDispatch(queue, 'groups (rabbitmq + state)', 60_000);
       } finally {
         await queue.drain({ delayed: true });
         await provider.deleteQueue(queue.name);
