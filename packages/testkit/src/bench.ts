@@ -113,6 +113,16 @@ export async function concurrentOpsPerSecond(
   return total / ((performance.now() - started) / 1_000);
 }
 
+/** Wall time each side of a case runs untimed before its rounds. */
+const warmupMs = Number(process.env.NOA_BENCH_WARMUP_MS ?? 500);
+
+/** Runs `sample` untimed until `warmupMs` have passed (once when a sample takes longer). */
+async function warmUp(sample: () => Promise<number>): Promise<void> {
+  const started = performance.now();
+  do await sample();
+  while (performance.now() - started < warmupMs);
+}
+
 function isMet(row: {
   ratio: number | null;
   ours: number;
@@ -142,10 +152,12 @@ export async function runBench(
   const rows: BenchRow[] = [];
   for (const benchCase of cases) {
     const rounds = smoke ? 1 : (benchCase.rounds ?? 7);
-    // Warm-up: one untimed sample of each side (JIT, connections, caches).
+    // Warm-up: untimed samples of each side (JIT, connections, caches) until each has run for
+    // `warmupMs`, so that neither side is timed while V8 still tiers up its code or grows the
+    // young generation (the first case of a run was measured up to 30% slow with one sample).
     if (!smoke) {
-      await benchCase.ours();
-      await benchCase.theirs?.();
+      await warmUp(benchCase.ours);
+      if (benchCase.theirs) await warmUp(benchCase.theirs);
     }
     const ours: number[] = [];
     const theirs: number[] = [];

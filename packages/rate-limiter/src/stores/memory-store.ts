@@ -1,7 +1,7 @@
 import { type Clock, coarseClock, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import { type FixedWindowState, fixedWindowTtl } from '../algorithms/fixed-window.js';
-import { fixedWindowInPlace, newFixedWindowState } from '../algorithms/fixed-window-in-place.js';
+import { fixedWindowInPlace } from '../algorithms/fixed-window-in-place.js';
 import { algorithms } from '../algorithms/index.js';
 import { type AutoBlockPolicy, type BlockState, blockRemainingMs, recordViolation } from '../auto-block.js';
 import type { Decision } from '../decision.js';
@@ -27,12 +27,29 @@ export const memoryStoreOptionsSchema = z
 /** Options of {@link MemoryStore} as written by users. */
 export type MemoryStoreOptions = z.input<typeof memoryStoreOptionsSchema>;
 
-interface Entry {
-  states: unknown[];
+/**
+ * A key's record. A single fixed window keeps its state inline (`windowStart`, `count`: the
+ * entry is itself a {@link FixedWindowState}) and `states` stays undefined: one object per key
+ * instead of three (entry, states array, state), which saves the two dependent memory loads that
+ * dominate a check over many keys. Every other rule keeps one state per limit in `states`.
+ */
+interface Entry extends FixedWindowState {
+  states: unknown[] | undefined;
   block: BlockState | undefined;
   expiresAt: number;
   /** When the entry last moved to the young end of the map (approximate LRU). */
   movedAt: number;
+}
+
+/** A new entry (every entry is made here, so all share one shape). */
+function newEntry(states: unknown[] | undefined, block: BlockState | undefined, now: number): Entry {
+  return { windowStart: Number.NaN, count: 0, states, block, expiresAt: now, movedAt: now };
+}
+
+/** The per-limit states of `entry` (its inline fixed window as a one-element list). */
+function statesOf(entry: Entry | undefined): unknown[] | undefined {
+  if (entry === undefined) return undefined;
+  return entry.states ?? [{ windowStart: entry.windowStart, count: entry.count }];
 }
 
 /** An entry older than this (ms since it last moved) is moved to the young end when used. */
@@ -103,13 +120,14 @@ export class MemoryStore implements RateLimitStore {
     if (block === undefined && limits.length === 1)
       return { decisions: [this.#consumeSingle(entries, key, entry, limits[0]!, cost, now)], blockedMs: 0 };
     const blockedMs = block === undefined ? 0 : blockRemainingMs(entry?.block, now);
+    const previous = statesOf(entry);
     const decisions: Decision[] = new Array(limits.length);
     const states: unknown[] = new Array(limits.length);
     let allowed = blockedMs === 0;
     for (let index = 0; index < limits.length; index += 1) {
       const policy = limits[index]!;
       const step = algorithms[policy.algorithm].step(
-        entry?.states[index],
+        previous?.[index],
         now,
         blockedMs > 0 ? 0 : cost,
         policy,
@@ -138,7 +156,7 @@ export class MemoryStore implements RateLimitStore {
     for (let index = 0; index < limits.length; index += 1) {
       if (!decisions[index]!.allowed) continue;
       const policy = limits[index]!;
-      decisions[index] = algorithms[policy.algorithm].step(entry?.states[index], now, 0, policy).decision;
+      decisions[index] = algorithms[policy.algorithm].step(previous?.[index], now, 0, policy).decision;
     }
     if (block !== undefined) {
       const blockState = recordViolation(entry?.block, now, block);
@@ -147,7 +165,7 @@ export class MemoryStore implements RateLimitStore {
         blockState.blockedUntil + block.forgetAfterMs,
         blockState.windowStart + block.withinMs,
       );
-      this.#write(entries, key, entry, entry?.states ?? [], blockState, now, keepUntil - now);
+      this.#write(entries, key, entry, previous ?? [], blockState, now, keepUntil - now);
       const nowBlocked = blockRemainingMs(blockState, now);
       if (nowBlocked > 0) {
         for (const decision of decisions) decision.retryAfterMs = Math.max(decision.retryAfterMs, nowBlocked);
@@ -200,15 +218,19 @@ export class MemoryStore implements RateLimitStore {
     now: number,
   ): Decision {
     if (policy.algorithm === 'fixed-window') {
-      const state = entry === undefined ? newFixedWindowState() : (entry.states[0] as FixedWindowState);
-      const decision = fixedWindowInPlace(state, now, cost, policy);
-      if (decision.allowed) {
-        this.#keep(entries, key, entry, state, now, Math.max(fixedWindowTtl(state, now, policy), 1));
+      if (entry === undefined) {
+        const fresh = newEntry(undefined, undefined, now);
+        const decision = fixedWindowInPlace(fresh, now, cost, policy);
+        if (decision.allowed) this.#insert(entries, key, fresh, now, fixedWindowTtl(fresh, now, policy));
+        return decision;
       }
+      const state = entry.states === undefined ? entry : (entry.states[0] as FixedWindowState);
+      const decision = fixedWindowInPlace(state, now, cost, policy);
+      if (decision.allowed) this.#extend(entries, key, entry, now, Math.max(fixedWindowTtl(state, now, policy), 1));
       return decision;
     }
     const algorithm = algorithms[policy.algorithm];
-    const step = algorithm.step(entry?.states[0], now, cost, policy);
+    const step = algorithm.step(statesOf(entry)?.[0], now, cost, policy);
     if (step.decision.allowed)
       this.#keep(entries, key, entry, step.state, now, Math.max(1, algorithm.ttlMs(step.state, now, policy)));
     return step.decision;
@@ -226,7 +248,8 @@ export class MemoryStore implements RateLimitStore {
     if (entry === undefined) {
       this.#write(entries, key, undefined, [state], undefined, now, ttlMs);
     } else {
-      entry.states[0] = state;
+      if (entry.states === undefined) entry.states = [state];
+      else entry.states[0] = state;
       this.#extend(entries, key, entry, now, ttlMs);
     }
   }
@@ -254,14 +277,20 @@ export class MemoryStore implements RateLimitStore {
     ttlMs: number,
   ): void {
     if (entry === undefined) {
-      this.#makeRoom(entries, now);
-      entries.set(key, { states, block, expiresAt: now + ttlMs, movedAt: now });
-      this.#size += 1;
+      this.#insert(entries, key, newEntry(states, block, now), now, ttlMs);
       return;
     }
     entry.states = states;
     entry.block = block;
     this.#extend(entries, key, entry, now, ttlMs);
+  }
+
+  /** Adds the new `entry` of `key`, kept for `ttlMs` (at least 1 ms), making room first. */
+  #insert(entries: Map<string, Entry>, key: string, entry: Entry, now: number, ttlMs: number): void {
+    this.#makeRoom(entries, now);
+    entry.expiresAt = now + Math.max(ttlMs, 1);
+    entries.set(key, entry);
+    this.#size += 1;
   }
 
   /** Keeps `entry` for `ttlMs` more and, now and then, moves it to the young end of the map. */
