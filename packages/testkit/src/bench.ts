@@ -117,7 +117,7 @@ export async function concurrentOpsPerSecond(
 const warmupMs = Number(process.env.NOA_BENCH_WARMUP_MS ?? 500);
 
 /** Runs `sample` untimed until `warmupMs` have passed (once when a sample takes longer). */
-async function warmUp(sample: () => Promise<number>): Promise<void> {
+async function warmUp(sample: () => number | Promise<number>): Promise<void> {
   const started = performance.now();
   do await sample();
   while (performance.now() - started < warmupMs);
