@@ -226,7 +226,8 @@ export class MemoryStore implements RateLimitStore {
       }
       const state = entry.states === undefined ? entry : (entry.states[0] as FixedWindowState);
       const decision = fixedWindowInPlace(state, now, cost, policy);
-      if (decision.allowed) this.#extend(entries, key, entry, now, Math.max(fixedWindowTtl(state, now, policy), 1));
+      if (decision.allowed)
+        this.#extend(entries, key, entry, now, Math.max(fixedWindowTtl(state, now, policy), 1));
       return decision;
     }
     const algorithm = algorithms[policy.algorithm];
