@@ -1,6 +1,8 @@
 /**
- * Added to every expiry: Redis's `TIME` is rounded down to whole milliseconds by the script, so
- * a sample can be up to 1 ms below the true offset; the rest absorbs clock drift between samples.
+ * Added to every expiry: the two clocks may run at slightly different rates, so a bound learnt
+ * seconds ago can be a little low by now (2 ms is 200 ppm over the ten seconds samples are kept;
+ * NTP keeps real clocks far closer). `TIME`'s truncation to whole ms needs no margin: the expiry
+ * is rounded up.
  */
 export const expiryMarginMs = 2;
 
