@@ -205,7 +205,11 @@ export class RedisStore implements RateLimitStore {
     );
   }
 
-  /** The clock offset of the server that holds `hashKey` (`undefined`: Cluster slots not known yet). */
+  /**
+   * The clock offset of the server that holds `hashKey` (`undefined`: Cluster slots not known
+   * yet). A call redirected during a resharding carries an expiry from the previous master's
+   * clock; NTP keeps masters within a few ms, and an early "expired" resets the offset.
+   */
   #clockOf(hashKey: string): RedisClockOffset | undefined {
     const cluster = this.#client as Cluster;
     if (cluster.isCluster !== true) return this.#clock;
