@@ -53,4 +53,4 @@ export {
   type RedisStoreOptions,
   recommendedRedisOptions,
 } from './stores/redis-store.js';
-export type { ConsumeOutcome, ConsumeRequest, RateLimitStore } from './stores/store.js';
+export type { ConsumeOptions, ConsumeOutcome, ConsumeRequest, RateLimitStore } from './stores/store.js';

@@ -133,6 +133,8 @@ export class RemoteStoreCaller {
   #call(batch: Pending[]): void {
     const started = performance.now();
     const store = this.#store;
+    // The store learns when this call stops mattering, so a late arrival is skipped, not counted.
+    const options = { deadlineMs: this.#deadlineMs };
     const consumeAll = (): Promise<ConsumeOutcome[][]> =>
       store.consumeMany !== undefined
         ? store.consumeMany(
@@ -142,11 +144,12 @@ export class RemoteStoreCaller {
               costs: pending.costs,
             })),
             this.#block,
+            options,
           )
         : Promise.all(
             batch.map((pending) =>
               Promise.resolve(
-                store.consume(pending.storeKey, pending.rule.limits, pending.costs, this.#block),
+                store.consume(pending.storeKey, pending.rule.limits, pending.costs, this.#block, options),
               ),
             ),
           );

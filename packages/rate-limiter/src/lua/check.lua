@@ -1,28 +1,37 @@
 -- One call checks a batch of groups; a group is one key with its limits and a list of costs
 -- (consecutive requests of that key), each all-or-nothing over the key's limits.
--- ARGV: nGroups, autoBlock (0/1) [, violations, withinMs, blockMs, multiplier, maxBlockMs,
--- forgetAfterMs when 1], nSets, then per set of limits: nLimits and per limit (algorithm, limit,
--- windowMs, burst, queueMaxDelayMs); then per group: set index, nCosts, hasLogs (0/1), the costs.
+-- ARGV: expiresAt (Redis ms, 0 = none), nGroups, autoBlock (0/1) [, violations, withinMs,
+-- blockMs, multiplier, maxBlockMs, forgetAfterMs when 1], nSets, then per set of limits: nLimits
+-- and per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs); then per group: set index,
+-- nCosts, hasLogs (0/1), the costs.
 -- Groups of one rule share its set, so limits are sent and parsed once per call.
 -- KEYS: per group its state hash, then (when hasLogs) one sorted set per limit.
--- Returns per group, per cost: blockedMs, then per limit allowed, remaining, resetMs,
--- retryAfterMs, delayMs.
-local ngroups = tonumber(ARGV[1])
-local blocking = ARGV[2] == '1'
-local bp = {}
-local at = 3
-if blocking then
-  bp = {
-    violations = tonumber(ARGV[3]), within = tonumber(ARGV[4]), ms = tonumber(ARGV[5]),
-    mult = tonumber(ARGV[6]), max = tonumber(ARGV[7]), forget = tonumber(ARGV[8]),
-  }
-  at = 9
-end
+-- Returns now (Redis ms, for the client's clock offset), then 0 when the call expired (nothing
+-- was read or counted; nothing else follows) or 1 followed by, per group, per cost: blockedMs,
+-- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs.
 
 -- The server's clock: app servers' clock skew does not matter.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local out = {}
+
+-- A call that waited in Redis's queue past its caller's deadline was already answered by the
+-- fail mode: counting it now would charge requests that the store never decided.
+local expiresAt = tonumber(ARGV[1])
+if expiresAt > 0 and now > expiresAt then return { now, 0 } end
+
+local ngroups = tonumber(ARGV[2])
+local blocking = ARGV[3] == '1'
+local bp = {}
+local at = 4
+if blocking then
+  bp = {
+    violations = tonumber(ARGV[4]), within = tonumber(ARGV[5]), ms = tonumber(ARGV[6]),
+    mult = tonumber(ARGV[7]), max = tonumber(ARGV[8]), forget = tonumber(ARGV[9]),
+  }
+  at = 10
+end
+
+local out = { now, 1 }
 
 -- Hash fields per algorithm: windows and buckets keep a and b, the sliding window also c, the
 -- sliding log nothing (its entries live in a sorted set).

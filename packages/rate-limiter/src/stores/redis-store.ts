@@ -1,12 +1,14 @@
-import { type Logger, parseOptions, silentLogger } from '@noa/core';
+import { type Logger, parseOptions, silentLogger, TimeoutError } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AutoBlockPolicy } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { clusterSlot } from './cluster-slot.js';
 import { algorithmCodes, checkScript, checkScriptSha } from './lua-script.js';
-import type { ConsumeOutcome, ConsumeRequest, RateLimitStore } from './store.js';
+import { RedisClockOffset } from './redis-clock.js';
+import type { ConsumeOptions, ConsumeOutcome, ConsumeRequest, RateLimitStore } from './store.js';
 
 /** Options of {@link RedisStore}. */
 export const redisStoreOptionsSchema = z
@@ -43,10 +45,18 @@ export const recommendedRedisOptions = {
   connectTimeout: 2_000,
 } as const;
 
+/** When the caller of one script call gives up, on the local monotonic clock. */
+interface GiveUp {
+  atMs: number;
+  deadlineMs: number;
+}
+
 /**
  * Redis store (standalone or Cluster): one Lua script (EVALSHA, falling back to EVAL on
  * NOSCRIPT) per check or per batch of checks of one key, atomic over all the key's limits,
- * timed by Redis `TIME` so that app servers' clocks do not matter.
+ * timed by Redis `TIME` so that app servers' clocks do not matter. A call made with a deadline
+ * carries it in Redis time, so a call that reaches Redis after its caller gave up (queued behind
+ * a pause or a slow script) counts nothing.
  */
 export class RedisStore implements RateLimitStore {
   readonly kind = 'redis';
@@ -56,6 +66,10 @@ export class RedisStore implements RateLimitStore {
   /** Until the client's first `ready`, calls wait for it (bounded by the limiter's deadline). */
   #firstReady: Promise<void> | undefined;
   #everReady = false;
+  /** Standalone: the one server's clock offset. */
+  readonly #clock = new RedisClockOffset();
+  /** Cluster: one clock offset per master (`host:port`), since each server has its own clock. */
+  readonly #nodeClocks = new Map<string, RedisClockOffset>();
 
   constructor(options: RedisStoreOptions) {
     const parsed = parseOptions('RedisStore', redisStoreOptionsSchema, options);
@@ -75,8 +89,11 @@ export class RedisStore implements RateLimitStore {
     limits: readonly LimitPolicy[],
     costs: readonly number[],
     block: AutoBlockPolicy | undefined,
+    options?: ConsumeOptions,
   ): Promise<ConsumeOutcome[]> {
-    return this.#runGroups([{ key, limits, costs }], block).then((outcomes) => outcomes[0]!);
+    return this.#runGroups([{ key, limits, costs }], block, giveUpOf(options)).then(
+      (outcomes) => outcomes[0]!,
+    );
   }
 
   /**
@@ -87,12 +104,16 @@ export class RedisStore implements RateLimitStore {
   async consumeMany(
     requests: readonly ConsumeRequest[],
     block: AutoBlockPolicy | undefined,
+    options?: ConsumeOptions,
   ): Promise<ConsumeOutcome[][]> {
+    const giveUp = giveUpOf(options);
     if ((this.#client as Cluster).isCluster === true || requests.length === 1)
-      return Promise.all(requests.map((request) => this.#runGroups([request], block).then((all) => all[0]!)));
+      return Promise.all(
+        requests.map((request) => this.#runGroups([request], block, giveUp).then((all) => all[0]!)),
+      );
     const chunks: Promise<ConsumeOutcome[][]>[] = [];
     for (let start = 0; start < requests.length; start += maxGroupsPerCall)
-      chunks.push(this.#runGroups(requests.slice(start, start + maxGroupsPerCall), block));
+      chunks.push(this.#runGroups(requests.slice(start, start + maxGroupsPerCall), block, giveUp));
     return (await Promise.all(chunks)).flat();
   }
 
@@ -110,9 +131,11 @@ export class RedisStore implements RateLimitStore {
   async #runGroups(
     requests: readonly ConsumeRequest[],
     block: AutoBlockPolicy | undefined,
+    giveUp: GiveUp | undefined,
   ): Promise<ConsumeOutcome[][]> {
     const keys: string[] = [];
-    const args: (string | number)[] = [requests.length];
+    // The expiry slot is filled in just before sending, once the connection is there.
+    const args: (string | number)[] = [0, requests.length];
     if (block === undefined) args.push(0);
     else
       args.push(
@@ -154,19 +177,50 @@ export class RedisStore implements RateLimitStore {
       for (const cost of costs) groupArgs.push(cost);
     }
     args.push(sets.size, ...setArgs, ...groupArgs);
-    const reply = await this.#run(keys, args);
-    return parseReply(reply, requests);
-  }
-
-  async #run(keys: string[], args: (string | number)[]): Promise<unknown> {
     const waiting = this.#waitForFirstConnection();
     if (waiting !== undefined) await waiting;
+    // Every key of one call shares a slot, hence a server and its clock.
+    let sentAt = performance.now();
+    if (giveUp !== undefined) args[0] = this.#clockOf(keys[0]!)?.expiryFor(giveUp.atMs) ?? 0;
+    let reply: unknown;
     try {
-      return await this.#client.evalsha(checkScriptSha, keys.length, ...keys, ...args);
+      reply = await this.#client.evalsha(checkScriptSha, keys.length, ...keys, ...args);
     } catch (error) {
       if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
-      return this.#client.eval(checkScript, keys.length, ...keys, ...args);
+      sentAt = performance.now();
+      reply = await this.#client.eval(checkScript, keys.length, ...keys, ...args);
     }
+    const receivedAt = performance.now();
+    const { redisNow, expired, values } = readHeader(reply);
+    // The server that answered, as known now (a MOVED reply has updated the slot map).
+    const clock = this.#clockOf(keys[0]!);
+    if (!expired) {
+      clock?.observe(sentAt, redisNow, receivedAt);
+      return parseReply(values, requests);
+    }
+    clock?.observeExpired(sentAt, redisNow, receivedAt, giveUp?.atMs ?? Number.NEGATIVE_INFINITY);
+    throw new TimeoutError(
+      'rate-limit check on redis (skipped: it reached Redis after its deadline)',
+      giveUp?.deadlineMs ?? 0,
+    );
+  }
+
+  /**
+   * The clock offset of the server that holds `hashKey` (`undefined`: Cluster slots not known
+   * yet). A call redirected during a resharding carries an expiry from the previous master's
+   * clock; NTP keeps masters within a few ms, and an early "expired" resets the offset.
+   */
+  #clockOf(hashKey: string): RedisClockOffset | undefined {
+    const cluster = this.#client as Cluster;
+    if (cluster.isCluster !== true) return this.#clock;
+    const node = cluster.slots[clusterSlot(hashKey)]?.[0];
+    if (node === undefined) return undefined;
+    let clock = this.#nodeClocks.get(node);
+    if (clock === undefined) {
+      clock = new RedisClockOffset();
+      this.#nodeClocks.set(node, clock);
+    }
+    return clock;
   }
 
   /**
@@ -193,13 +247,29 @@ export class RedisStore implements RateLimitStore {
   }
 }
 
-function parseReply(reply: unknown, requests: readonly ConsumeRequest[]): ConsumeOutcome[][] {
-  let expected = 0;
-  for (const { limits, costs } of requests) expected += (1 + limits.length * 5) * costs.length;
-  if (!Array.isArray(reply) || reply.length !== expected)
+/** `options.deadlineMs` as an absolute local time (none when the caller waits forever). */
+function giveUpOf(options: ConsumeOptions | undefined): GiveUp | undefined {
+  const deadlineMs = options?.deadlineMs;
+  if (deadlineMs === undefined || !Number.isFinite(deadlineMs) || deadlineMs <= 0) return undefined;
+  return { atMs: performance.now() + deadlineMs, deadlineMs };
+}
+
+/** The script's reply header: Redis's clock, and whether the call expired instead of running. */
+function readHeader(reply: unknown): { redisNow: number; expired: boolean; values: number[] } {
+  if (!Array.isArray(reply) || reply.length < 2 || typeof reply[0] !== 'number')
     throw new RateLimitStoreError('unexpected reply from the rate-limit script', { details: { reply } });
-  const values = reply as number[];
-  let at = 0;
+  return { redisNow: reply[0], expired: reply[1] === 0, values: reply as number[] };
+}
+
+/** The outcomes after the header (two values: Redis's now and the "ran" flag). */
+function parseReply(values: number[], requests: readonly ConsumeRequest[]): ConsumeOutcome[][] {
+  let expected = 2;
+  for (const { limits, costs } of requests) expected += (1 + limits.length * 5) * costs.length;
+  if (values.length !== expected)
+    throw new RateLimitStoreError('unexpected reply from the rate-limit script', {
+      details: { reply: values },
+    });
+  let at = 2;
   return requests.map(({ limits, costs }) => {
     const outcomes: ConsumeOutcome[] = new Array(costs.length);
     for (let index = 0; index < costs.length; index += 1) {

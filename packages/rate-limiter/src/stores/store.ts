@@ -17,6 +17,16 @@ export interface ConsumeRequest {
   costs: readonly number[];
 }
 
+/** How a caller waits for one store call. */
+export interface ConsumeOptions {
+  /**
+   * The caller stops waiting this many milliseconds after the call starts (and answers by its
+   * fail mode). A remote store that can tell the call reached its backend later skips it,
+   * counting nothing, and rejects with core's `TimeoutError`.
+   */
+  deadlineMs?: number;
+}
+
 /**
  * Where limit state lives. `consume` applies `costs` as consecutive requests of one key
  * (a batch), each all-or-nothing over `limits`, atomically, and returns one outcome per cost.
@@ -31,6 +41,7 @@ export interface RateLimitStore {
     limits: readonly LimitPolicy[],
     costs: readonly number[],
     block: AutoBlockPolicy | undefined,
+    options?: ConsumeOptions,
   ): ConsumeOutcome[] | Promise<ConsumeOutcome[]>;
   /**
    * Optional: several keys' batches in as few round trips as the backend allows (one script
@@ -39,6 +50,7 @@ export interface RateLimitStore {
   consumeMany?(
     requests: readonly ConsumeRequest[],
     block: AutoBlockPolicy | undefined,
+    options?: ConsumeOptions,
   ): Promise<ConsumeOutcome[][]>;
   /** Forgets all state of `key` (its counters and any block). */
   reset(key: string): Promise<void>;

@@ -1,0 +1,28 @@
+/** CRC16-CCITT (XMODEM) table, the checksum Redis Cluster hashes keys with. */
+const crcTable = new Uint16Array(256);
+for (let byte = 0; byte < 256; byte += 1) {
+  let crc = byte << 8;
+  for (let bit = 0; bit < 8; bit += 1)
+    crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  crcTable[byte] = crc;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The Redis Cluster slot (0–16383) of `key`, by the server's rule: only the part inside the
+ * first `{…}` is hashed when it is non-empty. Used to tell which server (hence which clock)
+ * answers a key; ioredis keeps the slot map but not this function in its public API.
+ */
+export function clusterSlot(key: string): number {
+  let hashed = key;
+  const open = key.indexOf('{');
+  if (open !== -1) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) hashed = key.slice(open + 1, close);
+  }
+  let crc = 0;
+  for (const byte of encoder.encode(hashed))
+    crc = ((crc << 8) & 0xffff) ^ crcTable[((crc >> 8) ^ byte) & 0xff]!;
+  return crc & 16_383;
+}
