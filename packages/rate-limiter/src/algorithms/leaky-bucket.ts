@@ -1,5 +1,6 @@
 import type { Step } from '../decision.js';
-import { capacityOf, type LimitPolicy } from '../policy.js';
+import type { LimitPolicy } from '../policy.js';
+import { leakyBucketInPlace, levelAt, newLeakyBucketState } from './leaky-bucket-in-place.js';
 
 /**
  * Leaky bucket state in GCRA's continuous-state form (ITU-T I.371): the bucket's `level`
@@ -25,46 +26,10 @@ export function leakyBucket(
   cost: number,
   policy: LimitPolicy,
 ): Step<LeakyBucketState> {
-  const window = policy.windowMs;
-  const capacity = capacityOf(policy) * window;
-  const queue = (policy.queueMaxDelayMs ?? 0) * policy.limit;
-  let level = 0;
-  if (state !== undefined) {
-    const elapsed = Math.max(0, now - state.updatedAt);
-    level = Math.max(0, state.level - elapsed * policy.limit);
-  }
-  const after = level + cost * window;
-  if (after > capacity + queue) {
-    return {
-      decision: {
-        name: policy.name,
-        windowMs: policy.windowMs,
-        allowed: false,
-        limit: capacityOf(policy),
-        remaining: Math.max(0, Math.floor((capacity - level) / window)),
-        resetMs: Math.ceil(level / policy.limit),
-        retryAfterMs:
-          cost * window > capacity + queue
-            ? Math.ceil(level / policy.limit)
-            : Math.ceil((after - capacity - queue) / policy.limit),
-        delayMs: 0,
-      },
-      state: { level, updatedAt: now },
-    };
-  }
-  return {
-    decision: {
-      name: policy.name,
-      windowMs: policy.windowMs,
-      allowed: true,
-      limit: capacityOf(policy),
-      remaining: Math.max(0, Math.floor((capacity - after) / window)),
-      resetMs: Math.ceil(after / policy.limit),
-      retryAfterMs: 0,
-      delayMs: after > capacity ? Math.ceil((after - capacity) / policy.limit) : 0,
-    },
-    state: { level: after, updatedAt: now },
-  };
+  const from = state ?? newLeakyBucketState(now);
+  // The bucket as it stands at `now`, which the in-place step pours into when it admits.
+  const next: LeakyBucketState = { level: levelAt(from, now, policy), updatedAt: now };
+  return { decision: leakyBucketInPlace(next, now, cost, policy), state: next };
 }
 
 /** How long leaky bucket state must be kept: until the bucket is empty. */

@@ -1,5 +1,11 @@
 import type { Step } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
+import {
+  currentCountAt,
+  newSlidingWindowState,
+  previousCountAt,
+  slidingWindowInPlace,
+} from './sliding-window-in-place.js';
 import { windowStartOf } from './window-start.js';
 
 /** Sliding window counter state: counts of the current aligned window and the one before. */
@@ -23,85 +29,15 @@ export function slidingWindow(
   cost: number,
   policy: LimitPolicy,
 ): Step<SlidingWindowState> {
-  const window = policy.windowMs;
-  const windowStart = windowStartOf(now, window);
-  let previous = 0;
-  let current = 0;
-  if (state !== undefined) {
-    if (state.windowStart === windowStart) {
-      previous = state.previous;
-      current = state.current;
-    } else if (state.windowStart === windowStart - window) {
-      previous = state.current;
-    }
-  }
-  const elapsed = now - windowStart;
-  // Scaled by `window`: estimate × window = previous × (window − elapsed) + current × window.
-  const previousWeight = previous * (window - elapsed);
-  const budget = policy.limit * window;
-  if (previousWeight + (current + cost) * window > budget) {
-    return {
-      decision: {
-        name: policy.name,
-        windowMs: policy.windowMs,
-        allowed: false,
-        limit: policy.limit,
-        remaining: Math.max(0, Math.floor((budget - previousWeight - current * window) / window)),
-        resetMs: resetOf(windowStart, window, now, previous, current),
-        retryAfterMs: retryOf(windowStart, window, now, previous, current, cost, policy.limit),
-        delayMs: 0,
-      },
-      state: { windowStart, current, previous },
-    };
-  }
-  const used = current + cost;
-  return {
-    decision: {
-      name: policy.name,
-      windowMs: policy.windowMs,
-      allowed: true,
-      limit: policy.limit,
-      remaining: Math.floor((budget - previousWeight - used * window) / window),
-      resetMs: resetOf(windowStart, window, now, previous, used),
-      retryAfterMs: 0,
-      delayMs: 0,
-    },
-    state: { windowStart, current: used, previous },
+  const from = state ?? newSlidingWindowState();
+  const windowStart = windowStartOf(now, policy.windowMs);
+  // The counts as they stand in the current window, which the in-place step counts into when it admits.
+  const next: SlidingWindowState = {
+    windowStart,
+    current: currentCountAt(from, windowStart),
+    previous: previousCountAt(from, windowStart, policy.windowMs),
   };
-}
-
-/** Time until both windows have slid out, i.e. the full quota is back. */
-function resetOf(
-  windowStart: number,
-  window: number,
-  now: number,
-  previous: number,
-  current: number,
-): number {
-  if (current > 0) return windowStart + 2 * window - now;
-  if (previous > 0) return windowStart + window - now;
-  return 0;
-}
-
-/** The first instant at which `cost` more points fit, as a delay from `now`. */
-function retryOf(
-  windowStart: number,
-  window: number,
-  now: number,
-  previous: number,
-  current: number,
-  cost: number,
-  limit: number,
-): number {
-  if (cost > limit) return windowStart + 2 * window - now;
-  if (current + cost <= limit) {
-    // Within this window: wait until previous × (window − e) ≤ (limit − current − cost) × window.
-    const slack = Math.floor(((limit - current - cost) * window) / previous);
-    return windowStart + window - slack - now;
-  }
-  // Next window: its "previous" is our current count, its current count is 0.
-  const slack = current > 0 ? Math.floor(((limit - cost) * window) / current) : window;
-  return windowStart + 2 * window - Math.min(window, slack) - now;
+  return { decision: slidingWindowInPlace(next, now, cost, policy), state: next };
 }
 
 /** How long sliding window state must be kept after `now`. */

@@ -1,5 +1,6 @@
 import type { Step } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { newTokenBucketState, tokenBucketInPlace, tokensAt } from './token-bucket-in-place.js';
 
 /**
  * Token bucket state. `tokens` is scaled by `windowMs` (one token = `windowMs` units) so that
@@ -21,47 +22,10 @@ export function tokenBucket(
   cost: number,
   policy: LimitPolicy,
 ): Step<TokenBucketState> {
-  const window = policy.windowMs;
-  const full = capacityOf(policy) * window;
-  let tokens = full;
-  if (state !== undefined) {
-    // A clock that went back (another server's) refills nothing rather than draining.
-    const elapsed = Math.max(0, now - state.updatedAt);
-    tokens = Math.min(full, state.tokens + elapsed * policy.limit);
-  }
-  const needed = cost * window;
-  if (needed > tokens) {
-    return {
-      decision: {
-        name: policy.name,
-        windowMs: policy.windowMs,
-        allowed: false,
-        limit: capacityOf(policy),
-        remaining: Math.floor(tokens / window),
-        resetMs: Math.ceil((full - tokens) / policy.limit),
-        retryAfterMs:
-          needed > full
-            ? Math.ceil((full - tokens) / policy.limit)
-            : Math.ceil((needed - tokens) / policy.limit),
-        delayMs: 0,
-      },
-      state: { tokens, updatedAt: now },
-    };
-  }
-  const left = tokens - needed;
-  return {
-    decision: {
-      name: policy.name,
-      windowMs: policy.windowMs,
-      allowed: true,
-      limit: capacityOf(policy),
-      remaining: Math.floor(left / window),
-      resetMs: Math.ceil((full - left) / policy.limit),
-      retryAfterMs: 0,
-      delayMs: 0,
-    },
-    state: { tokens: left, updatedAt: now },
-  };
+  const from = state ?? newTokenBucketState(now, policy);
+  // The bucket as it stands at `now`, which the in-place step takes tokens from when it admits.
+  const next: TokenBucketState = { tokens: tokensAt(from, now, policy), updatedAt: now };
+  return { decision: tokenBucketInPlace(next, now, cost, policy), state: next };
 }
 
 /** How long token bucket state must be kept: until the bucket is full again. */

@@ -1,0 +1,63 @@
+import type { Decision } from '../decision.js';
+import { capacityOf, type LimitPolicy } from '../policy.js';
+import type { LeakyBucketState } from './leaky-bucket.js';
+
+/**
+ * The leaky bucket (GCRA) step on a mutable record owned by the caller (the memory store's fast
+ * path; the pure {@link leakyBucket} runs it on a copy): returns the decision, and when the
+ * request is admitted updates `state` in place to the state the pure function returns (a refused
+ * request leaves `state` untouched; the store does not keep the pure function's state then
+ * either). A new key passes a fresh {@link newLeakyBucketState}. Equality with the pure function
+ * is property-tested.
+ */
+export function leakyBucketInPlace(
+  state: LeakyBucketState,
+  now: number,
+  cost: number,
+  policy: LimitPolicy,
+): Decision {
+  const window = policy.windowMs;
+  const capacity = capacityOf(policy) * window;
+  const queue = (policy.queueMaxDelayMs ?? 0) * policy.limit;
+  const level = levelAt(state, now, policy);
+  const after = level + cost * window;
+  if (after > capacity + queue) {
+    return {
+      name: policy.name,
+      windowMs: window,
+      allowed: false,
+      limit: capacityOf(policy),
+      remaining: Math.max(0, Math.floor((capacity - level) / window)),
+      resetMs: Math.ceil(level / policy.limit),
+      retryAfterMs:
+        cost * window > capacity + queue
+          ? Math.ceil(level / policy.limit)
+          : Math.ceil((after - capacity - queue) / policy.limit),
+      delayMs: 0,
+    };
+  }
+  state.level = after;
+  state.updatedAt = now;
+  return {
+    name: policy.name,
+    windowMs: window,
+    allowed: true,
+    limit: capacityOf(policy),
+    remaining: Math.max(0, Math.floor((capacity - after) / window)),
+    resetMs: Math.ceil(after / policy.limit),
+    retryAfterMs: 0,
+    delayMs: after > capacity ? Math.ceil((after - capacity) / policy.limit) : 0,
+  };
+}
+
+/** The bucket's level (scaled by `windowMs`) at `now`: what has leaked since `updatedAt` is gone. */
+export function levelAt(state: LeakyBucketState, now: number, policy: LimitPolicy): number {
+  // A clock that went back (another server's) leaks nothing rather than filling.
+  const elapsed = Math.max(0, now - state.updatedAt);
+  return Math.max(0, state.level - elapsed * policy.limit);
+}
+
+/** State for a key never seen: an empty bucket (as `undefined` reads). */
+export function newLeakyBucketState(now: number): LeakyBucketState {
+  return { level: 0, updatedAt: now };
+}

@@ -1,0 +1,104 @@
+import type { Decision } from '../decision.js';
+import type { LimitPolicy } from '../policy.js';
+import type { SlidingWindowState } from './sliding-window.js';
+import { windowStartOf } from './window-start.js';
+
+/**
+ * The sliding window step on a mutable record owned by the caller (the memory store's fast path;
+ * the pure {@link slidingWindow} runs it on a copy): returns the decision, and when the request
+ * is admitted updates `state` in place to the state the pure function returns (a refused request
+ * leaves `state` untouched; the store does not keep the pure function's state then either). A
+ * new key passes a fresh {@link newSlidingWindowState}. Equality with the pure function is
+ * property-tested.
+ */
+export function slidingWindowInPlace(
+  state: SlidingWindowState,
+  now: number,
+  cost: number,
+  policy: LimitPolicy,
+): Decision {
+  const window = policy.windowMs;
+  const windowStart = windowStartOf(now, window);
+  const previous = previousCountAt(state, windowStart, window);
+  const current = currentCountAt(state, windowStart);
+  const elapsed = now - windowStart;
+  // Scaled by `window`: estimate × window = previous × (window − elapsed) + current × window.
+  const previousWeight = previous * (window - elapsed);
+  const budget = policy.limit * window;
+  if (previousWeight + (current + cost) * window > budget) {
+    return {
+      name: policy.name,
+      windowMs: window,
+      allowed: false,
+      limit: policy.limit,
+      remaining: Math.max(0, Math.floor((budget - previousWeight - current * window) / window)),
+      resetMs: resetOf(windowStart, window, now, previous, current),
+      retryAfterMs: retryOf(windowStart, window, now, previous, current, cost, policy.limit),
+      delayMs: 0,
+    };
+  }
+  const used = current + cost;
+  state.windowStart = windowStart;
+  state.current = used;
+  state.previous = previous;
+  return {
+    name: policy.name,
+    windowMs: window,
+    allowed: true,
+    limit: policy.limit,
+    remaining: Math.floor((budget - previousWeight - used * window) / window),
+    resetMs: resetOf(windowStart, window, now, previous, used),
+    retryAfterMs: 0,
+    delayMs: 0,
+  };
+}
+
+/** The count of the window before the one starting at `windowStart` (0 when `state` is older). */
+export function previousCountAt(state: SlidingWindowState, windowStart: number, windowMs: number): number {
+  if (state.windowStart === windowStart) return state.previous;
+  return state.windowStart === windowStart - windowMs ? state.current : 0;
+}
+
+/** The count of the window starting at `windowStart` (0 when `state` is of an earlier one). */
+export function currentCountAt(state: SlidingWindowState, windowStart: number): number {
+  return state.windowStart === windowStart ? state.current : 0;
+}
+
+/** State for a key never seen: matches no window, so both counts read as 0 (as `undefined` does). */
+export function newSlidingWindowState(): SlidingWindowState {
+  return { windowStart: Number.NaN, current: 0, previous: 0 };
+}
+
+/** Time until both windows have slid out, i.e. the full quota is back. */
+function resetOf(
+  windowStart: number,
+  window: number,
+  now: number,
+  previous: number,
+  current: number,
+): number {
+  if (current > 0) return windowStart + 2 * window - now;
+  if (previous > 0) return windowStart + window - now;
+  return 0;
+}
+
+/** The first instant at which `cost` more points fit, as a delay from `now`. */
+function retryOf(
+  windowStart: number,
+  window: number,
+  now: number,
+  previous: number,
+  current: number,
+  cost: number,
+  limit: number,
+): number {
+  if (cost > limit) return windowStart + 2 * window - now;
+  if (current + cost <= limit) {
+    // Within this window: wait until previous × (window − e) ≤ (limit − current − cost) × window.
+    const slack = Math.floor(((limit - current - cost) * window) / previous);
+    return windowStart + window - slack - now;
+  }
+  // Next window: its "previous" is our current count, its current count is 0.
+  const slack = current > 0 ? Math.floor(((limit - cost) * window) / current) : window;
+  return windowStart + 2 * window - Math.min(window, slack) - now;
+}

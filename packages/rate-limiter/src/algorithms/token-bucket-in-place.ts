@@ -1,0 +1,64 @@
+import type { Decision } from '../decision.js';
+import { capacityOf, type LimitPolicy } from '../policy.js';
+import type { TokenBucketState } from './token-bucket.js';
+
+/**
+ * The token bucket step on a mutable record owned by the caller (the memory store's fast path;
+ * the pure {@link tokenBucket} runs it on a copy): returns the decision, and when the request is
+ * admitted updates `state` in place to the state the pure function returns (a refused request
+ * leaves `state` untouched; the store does not keep the pure function's state then either). A
+ * new key passes a fresh {@link newTokenBucketState}. Equality with the pure function is
+ * property-tested.
+ */
+export function tokenBucketInPlace(
+  state: TokenBucketState,
+  now: number,
+  cost: number,
+  policy: LimitPolicy,
+): Decision {
+  const window = policy.windowMs;
+  const capacity = capacityOf(policy);
+  const full = capacity * window;
+  const tokens = tokensAt(state, now, policy);
+  const needed = cost * window;
+  if (needed > tokens) {
+    return {
+      name: policy.name,
+      windowMs: window,
+      allowed: false,
+      limit: capacity,
+      remaining: Math.floor(tokens / window),
+      resetMs: Math.ceil((full - tokens) / policy.limit),
+      retryAfterMs:
+        needed > full
+          ? Math.ceil((full - tokens) / policy.limit)
+          : Math.ceil((needed - tokens) / policy.limit),
+      delayMs: 0,
+    };
+  }
+  const left = tokens - needed;
+  state.tokens = left;
+  state.updatedAt = now;
+  return {
+    name: policy.name,
+    windowMs: window,
+    allowed: true,
+    limit: capacity,
+    remaining: Math.floor(left / window),
+    resetMs: Math.ceil((full - left) / policy.limit),
+    retryAfterMs: 0,
+    delayMs: 0,
+  };
+}
+
+/** The tokens (scaled by `windowMs`) in the bucket at `now`: refilled since `updatedAt`, capped. */
+export function tokensAt(state: TokenBucketState, now: number, policy: LimitPolicy): number {
+  // A clock that went back (another server's) refills nothing rather than draining.
+  const elapsed = Math.max(0, now - state.updatedAt);
+  return Math.min(capacityOf(policy) * policy.windowMs, state.tokens + elapsed * policy.limit);
+}
+
+/** State for a key never seen: a full bucket (as `undefined` reads). */
+export function newTokenBucketState(now: number, policy: LimitPolicy): TokenBucketState {
+  return { tokens: capacityOf(policy) * policy.windowMs, updatedAt: now };
+}
