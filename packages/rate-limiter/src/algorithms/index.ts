@@ -1,10 +1,14 @@
-import type { Step } from '../decision.js';
+import type { Decision, Step } from '../decision.js';
 import type { AlgorithmName, LimitPolicy } from '../policy.js';
 import { fixedWindow, fixedWindowTtl } from './fixed-window.js';
+import { fixedWindowInPlace, newFixedWindowState } from './fixed-window-in-place.js';
 import { leakyBucket, leakyBucketTtl } from './leaky-bucket.js';
+import { leakyBucketInPlace, newLeakyBucketState } from './leaky-bucket-in-place.js';
 import { slidingLog, slidingLogTtl } from './sliding-log.js';
 import { slidingWindow, slidingWindowTtl } from './sliding-window.js';
+import { newSlidingWindowState, slidingWindowInPlace } from './sliding-window-in-place.js';
 import { tokenBucket, tokenBucketTtl } from './token-bucket.js';
+import { newTokenBucketState, tokenBucketInPlace } from './token-bucket-in-place.js';
 
 /** A pure algorithm: `(state, now, cost, policy) → (decision, state)`, plus how long to keep state. */
 export interface Algorithm<State = unknown> {
@@ -19,4 +23,46 @@ export const algorithms: Record<AlgorithmName, Algorithm> = {
   'sliding-log': { step: slidingLog, ttlMs: slidingLogTtl } as Algorithm,
   'token-bucket': { step: tokenBucket, ttlMs: tokenBucketTtl } as Algorithm,
   'leaky-bucket': { step: leakyBucket, ttlMs: leakyBucketTtl } as Algorithm,
+};
+
+/**
+ * An algorithm's step on a mutable state record that the caller owns and keeps (the memory
+ * store's single-limit path), so a check allocates nothing but its decision. Each one computes
+ * what the pure {@link Algorithm.step} returns: the pure steps run it on a copy.
+ */
+export interface InPlaceAlgorithm<State = unknown> {
+  /** The state of a key never seen: read exactly as the pure step reads `undefined`. */
+  newState(now: number, policy: LimitPolicy): State;
+  /** Decides; when the request is admitted, updates `state` to the pure step's state (else leaves it). */
+  step(state: State, now: number, cost: number, policy: LimitPolicy): Decision;
+  /** How long to keep `state` after `now` (the pure algorithm's `ttlMs`). */
+  ttlMs(state: State, now: number, policy: LimitPolicy): number;
+}
+
+/**
+ * The algorithms with an in-place step. Not the sliding log: its state is one entry per admitted
+ * request, so updating it in place means compacting arrays rather than overwriting a few numbers,
+ * and it is meant for small, rarely hit limits (logins, OTPs) where a check's garbage is no cost.
+ */
+export const inPlaceAlgorithms: Partial<Record<AlgorithmName, InPlaceAlgorithm>> = {
+  'fixed-window': {
+    newState: newFixedWindowState,
+    step: fixedWindowInPlace,
+    ttlMs: fixedWindowTtl,
+  } as InPlaceAlgorithm,
+  'sliding-window': {
+    newState: newSlidingWindowState,
+    step: slidingWindowInPlace,
+    ttlMs: slidingWindowTtl,
+  } as InPlaceAlgorithm,
+  'token-bucket': {
+    newState: newTokenBucketState,
+    step: tokenBucketInPlace,
+    ttlMs: tokenBucketTtl,
+  } as InPlaceAlgorithm,
+  'leaky-bucket': {
+    newState: newLeakyBucketState,
+    step: leakyBucketInPlace,
+    ttlMs: leakyBucketTtl,
+  } as InPlaceAlgorithm,
 };

@@ -2,7 +2,7 @@ import { type Clock, coarseClock, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import { type FixedWindowState, fixedWindowTtl } from '../algorithms/fixed-window.js';
 import { fixedWindowInPlace } from '../algorithms/fixed-window-in-place.js';
-import { algorithms } from '../algorithms/index.js';
+import { algorithms, inPlaceAlgorithms } from '../algorithms/index.js';
 import { type AutoBlockPolicy, type BlockState, blockRemainingMs, recordViolation } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
@@ -31,7 +31,8 @@ export type MemoryStoreOptions = z.input<typeof memoryStoreOptionsSchema>;
  * A key's record. A single fixed window keeps its state inline (`windowStart`, `count`: the
  * entry is itself a {@link FixedWindowState}) and `states` stays undefined: one object per key
  * instead of three (entry, states array, state), which saves the two dependent memory loads that
- * dominate a check over many keys. Every other rule keeps one state per limit in `states`.
+ * dominate a check over many keys. Every other rule keeps one state per limit in `states` (a
+ * single limit's record is made on the key's first admitted request and then updated in place).
  */
 interface Entry extends FixedWindowState {
   states: unknown[] | undefined;
@@ -177,7 +178,8 @@ export class MemoryStore implements RateLimitStore {
   /**
    * One request of `cost` points against a single limit, without auto-block: the limiter's fast
    * path. Same result as {@link consumeOne} with `[policy]` and no block, but returns the limit's
-   * decision alone, and a fixed window's state is updated in place (no state object per check).
+   * decision alone, and the limit's state is updated in place (no state object per check; the
+   * sliding log, which has no in-place step, runs its pure step).
    */
   consumeSingle(key: string, policy: LimitPolicy, cost: number, namespace = ''): Decision {
     const now = this.#clock.now();
@@ -230,11 +232,34 @@ export class MemoryStore implements RateLimitStore {
         this.#extend(entries, key, entry, now, Math.max(fixedWindowTtl(state, now, policy), 1));
       return decision;
     }
-    const algorithm = algorithms[policy.algorithm];
-    const step = algorithm.step(statesOf(entry)?.[0], now, cost, policy);
-    if (step.decision.allowed)
-      this.#keep(entries, key, entry, step.state, now, Math.max(1, algorithm.ttlMs(step.state, now, policy)));
-    return step.decision;
+    const inPlace = inPlaceAlgorithms[policy.algorithm];
+    if (inPlace === undefined) {
+      const algorithm = algorithms[policy.algorithm];
+      const step = algorithm.step(statesOf(entry)?.[0], now, cost, policy);
+      if (step.decision.allowed)
+        this.#keep(
+          entries,
+          key,
+          entry,
+          step.state,
+          now,
+          Math.max(1, algorithm.ttlMs(step.state, now, policy)),
+        );
+      return step.decision;
+    }
+    const kept = entry?.states?.[0];
+    if (kept !== undefined) {
+      const decision = inPlace.step(kept, now, cost, policy);
+      if (decision.allowed)
+        this.#extend(entries, key, entry!, now, Math.max(1, inPlace.ttlMs(kept, now, policy)));
+      return decision;
+    }
+    // The key's first admitted request allocates its state record; later checks update it in place.
+    const fresh = inPlace.newState(now, policy);
+    const decision = inPlace.step(fresh, now, cost, policy);
+    if (decision.allowed)
+      this.#keep(entries, key, entry, fresh, now, Math.max(1, inPlace.ttlMs(fresh, now, policy)));
+    return decision;
   }
 
   /** Stores the single limit's `state` of `key` for `ttlMs` (inserting or refreshing the entry). */
