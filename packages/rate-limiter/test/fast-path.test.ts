@@ -1,8 +1,7 @@
 import { ClosedError, ManualClock } from '@noa/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type FixedWindowState, fixedWindow } from '../src/algorithms/fixed-window.js';
-import { fixedWindowInPlace, newFixedWindowState } from '../src/algorithms/fixed-window-in-place.js';
+import { inPlaceAlgorithms } from '../src/algorithms/index.js';
 import { windowStartOf } from '../src/algorithms/window-start.js';
 import {
   algorithmNames,
@@ -15,58 +14,116 @@ import {
   type RateLimitStore,
   SyncCheckUnsupportedError,
 } from '../src/index.js';
+import { capacityOf } from '../src/policy.js';
 import { policyArb } from './policy-arbitrary.js';
 
 const start = 1_700_000_000_000;
 
-const fixedPolicyArb = fc.record({
-  name: fc.constant('p'),
-  algorithm: fc.constant('fixed-window' as const),
-  limit: fc.integer({ min: 1, max: 12 }),
-  windowMs: fc.integer({ min: 1, max: 3_000 }),
-}) as fc.Arbitrary<LimitPolicy>;
+type InPlaceName = 'fixed-window' | 'sliding-window' | 'token-bucket' | 'leaky-bucket';
+const inPlaceNames: InPlaceName[] = ['fixed-window', 'sliding-window', 'token-bucket', 'leaky-bucket'];
+
+/** A policy of `algorithm`; a leaky bucket sometimes queues (policyArb never does). */
+const inPlacePolicyArb = (algorithm: InPlaceName) =>
+  algorithm === 'leaky-bucket'
+    ? fc
+        .tuple(policyArb(algorithm), fc.option(fc.integer({ min: 0, max: 3_000 }), { nil: undefined }))
+        .map(([policy, queueMaxDelayMs]) => ({ ...policy, queueMaxDelayMs }))
+    : policyArb(algorithm);
+
+/**
+ * A state some earlier requests of `policy` may have left at about `begin` (and some no sequence
+ * reaches: counts over the limit, a bucket last updated in the future), so agreement does not
+ * depend on how the state was reached.
+ */
+function startStateArb(algorithm: InPlaceName, policy: LimitPolicy, begin: number): fc.Arbitrary<unknown> {
+  const window = policy.windowMs;
+  const alignedAt = (windows: number) => begin - (begin % window) + windows * window;
+  const count = fc.integer({ min: 0, max: policy.limit + 2 });
+  const updatedAt = fc.integer({ min: begin - 4_000, max: begin + 1_000 });
+  switch (algorithm) {
+    case 'fixed-window':
+      return fc.record({ windowStart: fc.integer({ min: -2, max: 1 }).map(alignedAt), count });
+    case 'sliding-window':
+      return fc.record({
+        windowStart: fc.integer({ min: -3, max: 1 }).map(alignedAt),
+        current: count,
+        previous: count,
+      });
+    case 'token-bucket':
+      return fc.record({ tokens: fc.integer({ min: 0, max: capacityOf(policy) * window }), updatedAt });
+    case 'leaky-bucket':
+      return fc.record({
+        level: fc.integer({
+          min: 0,
+          max: capacityOf(policy) * window + (policy.queueMaxDelayMs ?? 0) * policy.limit,
+        }),
+        updatedAt,
+      });
+  }
+}
 
 const stepsArb = fc.array(
   fc.record({
-    gap: fc.integer({ min: 0, max: 2_500 }),
+    // Negative gaps: a clock that goes back (another server's) must not split the two either.
+    gap: fc.integer({ min: -500, max: 2_500 }),
     cost: fc.integer({ min: 0, max: 3 }),
     which: fc.integer({ min: 0, max: 1 }),
   }),
   { minLength: 1, maxLength: 150 },
 );
 
-describe('fixedWindowInPlace', () => {
-  it('decides as the pure fixedWindow and leaves the state it would keep (two policies interleaved)', () => {
-    fc.assert(
-      fc.property(
-        fixedPolicyArb,
-        fixedPolicyArb,
-        fc.integer({ min: -5_000, max: 1_900_000_000_000 }),
-        stepsArb,
-        (first, second, begin, steps) => {
-          const policies = [first, second];
-          const pure: (FixedWindowState | undefined)[] = [undefined, undefined];
-          const mutable = [newFixedWindowState(), newFixedWindowState()];
+describe('in-place steps', () => {
+  for (const algorithm of inPlaceNames) {
+    it(`${algorithm}: decides as the pure step and leaves the state it would keep (two policies interleaved)`, () => {
+      const inPlace = inPlaceAlgorithms[algorithm]!;
+      const pure = algorithms[algorithm];
+      const caseArb = fc
+        .tuple(
+          inPlacePolicyArb(algorithm),
+          inPlacePolicyArb(algorithm),
+          fc.integer({ min: -5_000, max: 1_900_000_000_000 }),
+        )
+        .chain(([first, second, begin]) =>
+          fc.record({
+            policies: fc.constant([first, second]),
+            begin: fc.constant(begin),
+            // undefined: a key never seen (the pure step gets undefined, the in-place one newState).
+            starts: fc.tuple(
+              fc.option(startStateArb(algorithm, first, begin), { nil: undefined }),
+              fc.option(startStateArb(algorithm, second, begin), { nil: undefined }),
+            ),
+            steps: stepsArb,
+          }),
+        );
+      fc.assert(
+        fc.property(caseArb, ({ policies, begin, starts, steps }) => {
+          const kept: unknown[] = [...starts];
+          const mutable = starts.map((start, which) =>
+            start === undefined ? inPlace.newState(begin, policies[which]!) : structuredClone(start),
+          );
           let now = begin;
           for (const { gap, cost, which } of steps) {
             now += gap;
             const policy = policies[which]!;
-            const expected = fixedWindow(pure[which], now, cost, policy);
-            const before = { ...mutable[which]! };
-            const decision = fixedWindowInPlace(mutable[which]!, now, cost, policy);
+            const expected = pure.step(kept[which], now, cost, policy);
+            const before = structuredClone(mutable[which]);
+            const decision = inPlace.step(mutable[which], now, cost, policy);
             expect(decision).toEqual(expected.decision);
             if (expected.decision.allowed) {
-              pure[which] = expected.state;
+              kept[which] = expected.state;
               expect(mutable[which]).toEqual(expected.state);
+              expect(inPlace.ttlMs(mutable[which], now, policy)).toBe(
+                pure.ttlMs(expected.state, now, policy),
+              );
             } else {
               expect(mutable[which]).toEqual(before);
             }
           }
-        },
-      ),
-      { numRuns: 300 },
-    );
-  });
+        }),
+        { numRuns: 300 },
+      );
+    });
+  }
 
   it('windowStartOf equals now - now % windowMs, memo or not', () => {
     fc.assert(
