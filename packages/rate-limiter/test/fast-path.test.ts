@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { inPlaceAlgorithms } from '../src/algorithms/index.js';
 import { windowStartOf } from '../src/algorithms/window-start.js';
+import type { AutoBlockPolicy } from '../src/auto-block.js';
 import {
   algorithmNames,
   algorithms,
@@ -183,6 +184,56 @@ describe('MemoryStore.consumeSingle', () => {
                   expiresAt: now + Math.max(1, ttlMs(expected.state, now, policy)),
                 });
               expect(store.consumeSingle(key, policy, cost, namespace)).toEqual(expected.decision);
+            }
+          },
+        ),
+        { numRuns: 60 },
+      );
+    });
+  }
+});
+
+/** An auto-block that never blocks: it sends `consumeOne` down the general path and nothing else. */
+const neverBlocks: AutoBlockPolicy = {
+  violations: 1_000_000,
+  withinMs: 1_000,
+  blockMs: 1_000,
+  multiplier: 2,
+  maxBlockMs: 1_000,
+  forgetAfterMs: 1_000,
+};
+
+describe('MemoryStore single and general paths on the same keys', () => {
+  for (const algorithm of algorithmNames) {
+    it(`${algorithm}: each path reads the state the other left (in place or replaced)`, () => {
+      fc.assert(
+        fc.property(
+          policyArb(algorithm),
+          fc.array(
+            fc.record({
+              gap: fc.integer({ min: 0, max: 2_500 }),
+              // Up to 4: a new key's first request can be refused (the general path then keeps
+              // an entry for its block state with no limit state in it).
+              cost: fc.integer({ min: 0, max: 4 }),
+              key: fc.constantFrom('a', 'b'),
+              general: fc.boolean(),
+            }),
+            { minLength: 1, maxLength: 120 },
+          ),
+          (policy, requests) => {
+            const clock = new ManualClock(start);
+            const store = new MemoryStore({ clock });
+            const kept = new Map<string, unknown>();
+            const { step } = algorithms[algorithm];
+            for (const { gap, cost, key, general } of requests) {
+              clock.advance(gap);
+              // State past its ttl reads as a new key's, so the model need not expire it.
+              const expected = step(kept.get(key), clock.now(), cost, policy);
+              if (expected.decision.allowed) kept.set(key, expected.state);
+              const decision = general
+                ? store.consumeOne(key, [policy], cost, neverBlocks).decisions[0]
+                : store.consumeSingle(key, policy, cost);
+              expect(decision).toEqual(expected.decision);
             }
           },
         ),

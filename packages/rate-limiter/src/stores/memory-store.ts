@@ -219,17 +219,17 @@ export class MemoryStore implements RateLimitStore {
     cost: number,
     now: number,
   ): Decision {
-    if (policy.algorithm === 'fixed-window') {
+    // A fixed window lives inline in its entry, unless the general path gave the key `states`.
+    if (policy.algorithm === 'fixed-window' && entry?.states === undefined) {
       if (entry === undefined) {
         const fresh = newEntry(undefined, undefined, now);
         const decision = fixedWindowInPlace(fresh, now, cost, policy);
         if (decision.allowed) this.#insert(entries, key, fresh, now, fixedWindowTtl(fresh, now, policy));
         return decision;
       }
-      const state = entry.states === undefined ? entry : (entry.states[0] as FixedWindowState);
-      const decision = fixedWindowInPlace(state, now, cost, policy);
+      const decision = fixedWindowInPlace(entry, now, cost, policy);
       if (decision.allowed)
-        this.#extend(entries, key, entry, now, Math.max(fixedWindowTtl(state, now, policy), 1));
+        this.#extend(entries, key, entry, now, Math.max(fixedWindowTtl(entry, now, policy), 1));
       return decision;
     }
     const inPlace = inPlaceAlgorithms[policy.algorithm];
