@@ -15,16 +15,13 @@ import {
   type RateLimitStore,
   SyncCheckUnsupportedError,
 } from '../src/index.js';
-import { capacityOf } from '../src/policy.js';
+import { type AlgorithmName, capacityOf } from '../src/policy.js';
 import { policyArb } from './policy-arbitrary.js';
 
 const start = 1_700_000_000_000;
 
-type InPlaceName = 'fixed-window' | 'sliding-window' | 'token-bucket' | 'leaky-bucket';
-const inPlaceNames: InPlaceName[] = ['fixed-window', 'sliding-window', 'token-bucket', 'leaky-bucket'];
-
 /** A policy of `algorithm`; a leaky bucket sometimes queues (policyArb never does). */
-const inPlacePolicyArb = (algorithm: InPlaceName) =>
+const inPlacePolicyArb = (algorithm: AlgorithmName) =>
   algorithm === 'leaky-bucket'
     ? fc
         .tuple(policyArb(algorithm), fc.option(fc.integer({ min: 0, max: 3_000 }), { nil: undefined }))
@@ -36,7 +33,7 @@ const inPlacePolicyArb = (algorithm: InPlaceName) =>
  * reaches: counts over the limit, a bucket last updated in the future), so agreement does not
  * depend on how the state was reached.
  */
-function startStateArb(algorithm: InPlaceName, policy: LimitPolicy, begin: number): fc.Arbitrary<unknown> {
+function startStateArb(algorithm: AlgorithmName, policy: LimitPolicy, begin: number): fc.Arbitrary<unknown> {
   const window = policy.windowMs;
   const alignedAt = (windows: number) => begin - (begin % window) + windows * window;
   const count = fc.integer({ min: 0, max: policy.limit + 2 });
@@ -50,6 +47,16 @@ function startStateArb(algorithm: InPlaceName, policy: LimitPolicy, begin: numbe
         current: count,
         previous: count,
       });
+    case 'sliding-log':
+      // Times ascending (as admitted), some already out of the window; each entry costs 1 to 3.
+      return fc
+        .array(fc.tuple(fc.integer({ min: -2 * window, max: 1_000 }), fc.integer({ min: 1, max: 3 })), {
+          maxLength: policy.limit + 2,
+        })
+        .map((entries) => {
+          entries.sort(([a], [b]) => a - b);
+          return { times: entries.map(([offset]) => begin + offset), costs: entries.map(([, cost]) => cost) };
+        });
     case 'token-bucket':
       return fc.record({ tokens: fc.integer({ min: 0, max: capacityOf(policy) * window }), updatedAt });
     case 'leaky-bucket':
@@ -74,9 +81,9 @@ const stepsArb = fc.array(
 );
 
 describe('in-place steps', () => {
-  for (const algorithm of inPlaceNames) {
+  for (const algorithm of algorithmNames) {
     it(`${algorithm}: decides as the pure step and leaves the state it would keep (two policies interleaved)`, () => {
-      const inPlace = inPlaceAlgorithms[algorithm]!;
+      const inPlace = inPlaceAlgorithms[algorithm];
       const pure = algorithms[algorithm];
       const caseArb = fc
         .tuple(

@@ -5,6 +5,7 @@ import { fixedWindowInPlace, newFixedWindowState } from './fixed-window-in-place
 import { leakyBucket, leakyBucketTtl } from './leaky-bucket.js';
 import { leakyBucketInPlace, newLeakyBucketState } from './leaky-bucket-in-place.js';
 import { slidingLog, slidingLogTtl } from './sliding-log.js';
+import { newSlidingLogState, slidingLogInPlace } from './sliding-log-in-place.js';
 import { slidingWindow, slidingWindowTtl } from './sliding-window.js';
 import { newSlidingWindowState, slidingWindowInPlace } from './sliding-window-in-place.js';
 import { tokenBucket, tokenBucketTtl } from './token-bucket.js';
@@ -39,12 +40,8 @@ export interface InPlaceAlgorithm<State = unknown> {
   ttlMs(state: State, now: number, policy: LimitPolicy): number;
 }
 
-/**
- * The algorithms with an in-place step. Not the sliding log: its state is one entry per admitted
- * request, so updating it in place means compacting arrays rather than overwriting a few numbers,
- * and it is meant for small, rarely hit limits (logins, OTPs) where a check's garbage is no cost.
- */
-export const inPlaceAlgorithms: Partial<Record<AlgorithmName, InPlaceAlgorithm>> = {
+/** Every algorithm's in-place step by name. */
+export const inPlaceAlgorithms: Record<AlgorithmName, InPlaceAlgorithm> = {
   'fixed-window': {
     newState: newFixedWindowState,
     step: fixedWindowInPlace,
@@ -54,6 +51,11 @@ export const inPlaceAlgorithms: Partial<Record<AlgorithmName, InPlaceAlgorithm>>
     newState: newSlidingWindowState,
     step: slidingWindowInPlace,
     ttlMs: slidingWindowTtl,
+  } as InPlaceAlgorithm,
+  'sliding-log': {
+    newState: newSlidingLogState,
+    step: slidingLogInPlace,
+    ttlMs: slidingLogTtl,
   } as InPlaceAlgorithm,
   'token-bucket': {
     newState: newTokenBucketState,

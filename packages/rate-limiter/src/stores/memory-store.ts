@@ -178,8 +178,7 @@ export class MemoryStore implements RateLimitStore {
   /**
    * One request of `cost` points against a single limit, without auto-block: the limiter's fast
    * path. Same result as {@link consumeOne} with `[policy]` and no block, but returns the limit's
-   * decision alone, and the limit's state is updated in place (no state object per check; the
-   * sliding log, which has no in-place step, runs its pure step).
+   * decision alone, and the limit's state is updated in place (no state object per check).
    */
   consumeSingle(key: string, policy: LimitPolicy, cost: number, namespace = ''): Decision {
     const now = this.#clock.now();
@@ -233,20 +232,6 @@ export class MemoryStore implements RateLimitStore {
       return decision;
     }
     const inPlace = inPlaceAlgorithms[policy.algorithm];
-    if (inPlace === undefined) {
-      const algorithm = algorithms[policy.algorithm];
-      const step = algorithm.step(statesOf(entry)?.[0], now, cost, policy);
-      if (step.decision.allowed)
-        this.#keep(
-          entries,
-          key,
-          entry,
-          step.state,
-          now,
-          Math.max(1, algorithm.ttlMs(step.state, now, policy)),
-        );
-      return step.decision;
-    }
     const kept = entry?.states?.[0];
     if (kept !== undefined) {
       const decision = inPlace.step(kept, now, cost, policy);

@@ -1,0 +1,95 @@
+import type { Decision } from '../decision.js';
+import type { LimitPolicy } from '../policy.js';
+import type { SlidingLogState } from './sliding-log.js';
+
+/**
+ * The sliding log step on a mutable record owned by the caller (the memory store's fast path;
+ * the pure {@link slidingLog} runs it on a copy): returns the decision, and when the request is
+ * admitted updates `state` in place to the state the pure function returns (entries that left
+ * the window dropped, the request appended). A refused request leaves `state` untouched, expired
+ * entries included; the store does not keep the pure function's state then either. A new key
+ * passes a fresh {@link newSlidingLogState}. Equality with the pure function is property-tested.
+ */
+export function slidingLogInPlace(
+  state: SlidingLogState,
+  now: number,
+  cost: number,
+  policy: LimitPolicy,
+): Decision {
+  const { times, costs } = state;
+  const first = firstInWindow(times, now, policy.windowMs);
+  let used = 0;
+  for (let index = first; index < costs.length; index += 1) used += costs[index]!;
+  if (used + cost > policy.limit) {
+    return {
+      name: policy.name,
+      windowMs: policy.windowMs,
+      allowed: false,
+      limit: policy.limit,
+      remaining: Math.max(0, policy.limit - used),
+      resetMs: logResetMs(times, first, now, policy.windowMs),
+      retryAfterMs: retryOf(times, costs, first, used, now, cost, policy),
+      delayMs: 0,
+    };
+  }
+  if (first > 0) {
+    dropFirst(times, first);
+    dropFirst(costs, first);
+  }
+  if (cost > 0) {
+    times.push(now);
+    costs.push(cost);
+  }
+  return {
+    name: policy.name,
+    windowMs: policy.windowMs,
+    allowed: true,
+    limit: policy.limit,
+    remaining: policy.limit - used - cost,
+    resetMs: logResetMs(times, 0, now, policy.windowMs),
+    retryAfterMs: 0,
+    delayMs: 0,
+  };
+}
+
+/** The index of the first entry still in the window: those at or before `now − windowMs` have left it. */
+export function firstInWindow(times: readonly number[], now: number, windowMs: number): number {
+  let first = 0;
+  while (first < times.length && times[first]! <= now - windowMs) first += 1;
+  return first;
+}
+
+/** Time until the newest of the entries from `first` on leaves the window (0 when there are none). */
+export function logResetMs(times: readonly number[], first: number, now: number, windowMs: number): number {
+  return first < times.length ? times[times.length - 1]! + windowMs - now : 0;
+}
+
+/** State for a key never seen: an empty log (as `undefined` reads). */
+export function newSlidingLogState(): SlidingLogState {
+  return { times: [], costs: [] };
+}
+
+/** Removes the first `count` elements without allocating (`splice` returns a new array of them). */
+function dropFirst(values: number[], count: number): void {
+  values.copyWithin(0, count);
+  values.length -= count;
+}
+
+/** The first instant at which `cost` more points fit, as a delay from `now`. */
+function retryOf(
+  times: readonly number[],
+  costs: readonly number[],
+  first: number,
+  used: number,
+  now: number,
+  cost: number,
+  policy: LimitPolicy,
+): number {
+  if (cost > policy.limit) return logResetMs(times, first, now, policy.windowMs);
+  let freed = 0;
+  for (let index = first; index < times.length; index += 1) {
+    freed += costs[index]!;
+    if (used - freed + cost <= policy.limit) return times[index]! + policy.windowMs - now;
+  }
+  return logResetMs(times, first, now, policy.windowMs);
+}
