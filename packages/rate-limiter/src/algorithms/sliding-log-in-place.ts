@@ -69,9 +69,12 @@ export function newSlidingLogState(): SlidingLogState {
   return { times: [], costs: [] };
 }
 
-/** Removes the first `count` elements without allocating (`splice` returns a new array of them). */
+/**
+ * Removes the first `count` elements without allocating: `splice` returns a new array of them,
+ * and `copyWithin` and `shift` allocate on every call too (a loop does not).
+ */
 function dropFirst(values: number[], count: number): void {
-  values.copyWithin(0, count);
+  for (let index = count; index < values.length; index += 1) values[index - count] = values[index]!;
   values.length -= count;
 }
 
