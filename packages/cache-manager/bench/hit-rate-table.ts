@@ -19,7 +19,7 @@ const columns: [EvictionPolicyName, string][] = [
 
 console.log(`| trace | ${columns.map(([, title]) => title).join(' | ')} | adaptive / LRU |`);
 console.log(`| --- | ${columns.map(() => '---').join(' | ')} | --- |`);
-for (const [label, build] of hitRateTraces(requests, keySpace, capacity)) {
+for (const { label, build } of hitRateTraces(requests, keySpace, capacity)) {
   const trace = build();
   const rates = new Map(columns.map(([policy]) => [policy, hitRate(policy, capacity, trace)]));
   const best = Math.max(...rates.values());
