@@ -5,7 +5,7 @@ import { first } from './key-order.js';
 
 type Segment = 'window' | 'probation' | 'protected';
 
-/** A candidate seen this often in the sketch's current sample is warm (see #admit). */
+/** A candidate seen this often in the sketch's current sample is warm (see #admitWarmAnyway). */
 const WARM_FREQUENCY = 3;
 
 /**
