@@ -1,4 +1,5 @@
 import { createL1Store, type EvictionPolicyName } from '../src/index.js';
+import { loopTrace, recencyTrace, scanPollutedTrace, shiftingZipfTrace, zipfTrace } from './traces.js';
 
 /** Replays a trace through an L1 store of `capacity` entries and returns the hit rate (0–1). */
 export function hitRate(policy: EvictionPolicyName, capacity: number, trace: Uint32Array): number {
@@ -18,4 +19,50 @@ export function hitRate(policy: EvictionPolicyName, capacity: number, trace: Uin
     else store.set(key, entry, 1);
   }
   return hits / trace.length;
+}
+
+/** One trace of the hit-rate table. */
+export interface HitRateTrace {
+  label: string;
+  /** Builds the trace on demand, so a script can free each after use (each is megabytes). */
+  build: () => Uint32Array;
+  /** Target for adaptive/LRU: 1 where adaptive should match or beat LRU, lower where LRU is ideal. */
+  goal: number;
+}
+
+/** The traces of the hit-rate table, sized for a cache of `capacity` entries. */
+export function hitRateTraces(requests: number, keySpace: number, capacity: number): HitRateTrace[] {
+  const slowShift = Math.round(requests / 10);
+  const fastShift = Math.round(requests / 100);
+  const loopKeys = Math.round(capacity * 1.25);
+  const meanAge = Math.max(1, Math.round(capacity / 4));
+  return [
+    { label: 'Zipf 0.8', build: () => zipfTrace(requests, keySpace, 0.8, 1), goal: 1 },
+    { label: 'Zipf 1.0', build: () => zipfTrace(requests, keySpace, 1.0, 2), goal: 1 },
+    { label: 'Zipf 1.2', build: () => zipfTrace(requests, keySpace, 1.2, 3), goal: 1 },
+    { label: 'scan-polluted Zipf 1.0', build: () => scanPollutedTrace(requests, keySpace, 4), goal: 1 },
+    {
+      label: `shifting Zipf 1.0 (hot set moves every ${slowShift} requests)`,
+      build: () => shiftingZipfTrace(requests, keySpace, 1.0, 5, slowShift),
+      goal: 1,
+    },
+    // The hot set moves about as fast as the sketch ages (10 × capacity requests): history
+    // barely helps, so staying close to LRU is the goal.
+    {
+      label: `shifting Zipf 1.0 (hot set moves every ${fastShift} requests)`,
+      build: () => shiftingZipfTrace(requests, keySpace, 1.0, 6, fastShift),
+      goal: 0.9,
+    },
+    {
+      label: `loop over ${loopKeys} keys, 5% random`,
+      build: () => loopTrace(requests, loopKeys, 7),
+      goal: 1,
+    },
+    // Pure recency: LRU is the right policy, the window has to grow to match it.
+    {
+      label: `recency (new key 25%, re-read mean age ${meanAge} keys)`,
+      build: () => recencyTrace(requests, 8, meanAge),
+      goal: 0.9,
+    },
+  ];
 }

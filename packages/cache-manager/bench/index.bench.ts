@@ -9,11 +9,10 @@ import { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { Cache } from '../src/index.js';
 import { msgpackOptions } from '../src/serialization/value-serializer.js';
-import { hitRate } from './hit-rate.js';
+import { hitRate, hitRateTraces } from './hit-rate.js';
 import { opsWithin, sampleMs } from './measure.js';
 import { payloads } from './payloads.js';
 import { stampedeRuns } from './stampede.js';
-import { scanPollutedTrace, zipfTrace } from './traces.js';
 
 // ---- one Redis for everyone: a private server when redis-server exists, else the shared one
 let privateRedis: PrivateRedis | undefined;
@@ -323,20 +322,15 @@ cases.push({
 const requests = size(1_000_000, 20_000);
 const keySpace = size(100_000, 2_000);
 const capacity = size(1_000, 20);
-const traces: [string, Uint32Array][] = [
-  ['Zipf 0.8', zipfTrace(requests, keySpace, 0.8, 1)],
-  ['Zipf 1.0', zipfTrace(requests, keySpace, 1.0, 2)],
-  ['Zipf 1.2', zipfTrace(requests, keySpace, 1.2, 3)],
-  ['scan-polluted Zipf 1.0', scanPollutedTrace(requests, keySpace, 4)],
-];
-for (const [label, trace] of traces) {
+for (const { label, build, goal } of hitRateTraces(requests, keySpace, capacity)) {
+  const trace = build();
   const percent = (policy: Parameters<typeof hitRate>[0]) =>
     Math.round(hitRate(policy, capacity, trace) * 10_000) / 100;
   cases.push({
     case: `hit rate ${label}, ${capacity} of ${keySpace} keys: adaptive vs LRU`,
     unit: '% hits',
     better: 'higher',
-    goal: 1,
+    goal,
     anchor: 'lru-cache@11.5.3 (LRU)',
     rounds: 1,
     ours: () => percent('adaptive'),

@@ -1,11 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { hitRate } from '../bench/hit-rate.js';
+import { loopTrace, recencyTrace } from '../bench/traces.js';
 import {
   type CacheEntry,
   createEvictionPolicy,
   createL1Store,
   type EvictionPolicyName,
 } from '../src/index.js';
+import { AdaptivePolicy } from '../src/l1/policies/adaptive-policy.js';
 import { CountMinSketch } from '../src/l1/policies/count-min-sketch.js';
 
 const policies: EvictionPolicyName[] = ['lru', 'lfu', 'fifo', 'ttl', 'adaptive'];
@@ -135,6 +138,47 @@ describe('eviction order', () => {
     const survivors = [...held].filter((key) => key.startsWith('hot')).length;
     expect(survivors).toBeGreaterThanOrEqual(45);
     expect(held.size).toBeLessThanOrEqual(capacity);
+  });
+});
+
+describe('adaptive window', () => {
+  const capacity = 100;
+
+  /** Replays `trace` through `policy` as a cache would; returns the window after each request. */
+  function replay(policy: AdaptivePolicy, trace: Uint32Array, held: Set<string>, prefix: string): number[] {
+    const windows: number[] = [];
+    for (const id of trace) {
+      const key = `${prefix}${id}`;
+      if (held.has(key)) policy.touch(key);
+      else {
+        policy.recordMiss(key);
+        held.add(key);
+        for (const victim of policy.insert(key)) held.delete(victim);
+      }
+      windows.push(policy.windowCapacity);
+    }
+    return windows;
+  }
+
+  it('grows the window on a recency trace, then shrinks it on a frequency (loop) trace', () => {
+    const policy = new AdaptivePolicy(capacity);
+    const held = new Set<string>();
+    const initial = policy.windowCapacity;
+    const recency = replay(policy, recencyTrace(100_000, 1, capacity / 4), held, 'r');
+    const settled = recency.slice(recency.length / 2);
+    expect(initial).toBe(1);
+    expect(settled.reduce((sum, window) => sum + window, 0) / settled.length).toBeGreaterThanOrEqual(35);
+    const loop = replay(policy, loopTrace(100_000, capacity * 1.25, 2), held, 'l');
+    expect(Math.max(...loop.slice(-20_000))).toBeLessThanOrEqual(5);
+  });
+
+  it('gets most of what LRU gets on a recency trace, and most of what LFU gets on a loop', () => {
+    const recency = recencyTrace(100_000, 1, capacity / 4);
+    expect(hitRate('adaptive', capacity, recency)).toBeGreaterThanOrEqual(
+      0.75 * hitRate('lru', capacity, recency),
+    );
+    const loop = loopTrace(100_000, capacity * 1.25, 2);
+    expect(hitRate('adaptive', capacity, loop)).toBeGreaterThanOrEqual(0.9 * hitRate('lfu', capacity, loop));
   });
 });
 

@@ -1,15 +1,20 @@
 import { CountMinSketch } from './count-min-sketch.js';
 import type { EvictionPolicy } from './eviction-policy.js';
+import { HillClimber } from './hill-climber.js';
 import { first } from './key-order.js';
 
 type Segment = 'window' | 'probation' | 'protected';
+
+/** A candidate seen this often in the sketch's current sample is warm (see #admitWarmAnyway). */
+const WARM_FREQUENCY = 3;
 
 /**
  * W-TinyLFU, as in Caffeine: new keys enter a small LRU window; a key leaving the window is
  * admitted to the main SLRU (probation → protected) only if the count-min sketch says it is
  * more popular than the probation victim it would displace. One-hit wonders and scans stay in
  * the window and never flush the popular set. The window's share adapts by hill climbing on
- * the observed hit rate (bigger when recency pays, smaller when frequency does).
+ * the observed hit rate (bigger when recency pays, smaller when frequency does; see
+ * {@link HillClimber}).
  */
 export class AdaptivePolicy implements EvictionPolicy {
   readonly name = 'adaptive';
@@ -21,20 +26,18 @@ export class AdaptivePolicy implements EvictionPolicy {
   readonly #protected = new Set<string>();
   #windowCapacity: number;
   #protectedCapacity: number;
-  // Hill climbing state.
-  #hits = 0;
-  #requests = 0;
-  #previousHitRate = 0;
-  #step: number;
-  readonly #samplePeriod: number;
+  readonly #climber: HillClimber;
+  #warmUpRequests: number;
+  #random = 0x2545f491;
 
   constructor(capacity: number) {
     this.#capacity = Math.max(1, capacity);
     this.#sketch = new CountMinSketch(this.#capacity);
     this.#windowCapacity = Math.max(1, Math.round(this.#capacity * 0.01));
     this.#protectedCapacity = Math.round((this.#capacity - this.#windowCapacity) * 0.8);
-    this.#step = Math.max(1, Math.round(this.#capacity * 0.0625));
-    this.#samplePeriod = Math.max(100, this.#capacity * 10);
+    const samplePeriod = Math.max(100, this.#capacity * 10);
+    this.#climber = new HillClimber(this.#capacity, this.#windowCapacity, samplePeriod);
+    this.#warmUpRequests = samplePeriod;
   }
 
   /** Current window size in entries (exposed for tests and the hit-rate table). */
@@ -131,7 +134,8 @@ export class AdaptivePolicy implements EvictionPolicy {
       this.#segments.delete(candidate);
       return candidate;
     }
-    if (this.#sketch.frequency(candidate) > this.#sketch.frequency(victim)) {
+    const candidateFrequency = this.#sketch.frequency(candidate);
+    if (candidateFrequency > this.#sketch.frequency(victim) || this.#admitWarmAnyway(candidateFrequency)) {
       this.remove(victim);
       this.#probation.add(candidate);
       this.#segments.set(candidate, 'probation');
@@ -150,23 +154,31 @@ export class AdaptivePolicy implements EvictionPolicy {
     }
   }
 
+  /**
+   * Admits one warm candidate in 128 even though it lost. Otherwise a probation head whose
+   * estimate stays at or above every newcomer's (a key that was hot, whose counter only ages
+   * at the sketch's halving, or one sharing counters with a hot key) rejects them all until it
+   * ages. Caffeine does the same (for hash flooding). The generator is a seeded LCG so hit
+   * rates are reproducible; nothing here needs unpredictability.
+   */
+  #admitWarmAnyway(candidateFrequency: number): boolean {
+    if (candidateFrequency < WARM_FREQUENCY) return false;
+    this.#random = (Math.imul(this.#random, 1_664_525) + 1_013_904_223) >>> 0;
+    return this.#random >>> 25 === 0;
+  }
+
   #sample(hit: boolean): void {
-    this.#requests += 1;
-    if (hit) this.#hits += 1;
-    if (this.#requests < this.#samplePeriod) return;
-    const hitRate = this.#hits / this.#requests;
-    // Keep climbing in the same direction while the hit rate improves; reverse otherwise.
-    if (hitRate < this.#previousHitRate) this.#step = -this.#step;
-    this.#previousHitRate = hitRate;
-    this.#hits = 0;
-    this.#requests = 0;
-    const limit = Math.max(1, Math.round(this.#capacity * 0.8));
-    this.#windowCapacity = Math.min(limit, Math.max(1, this.#windowCapacity + this.#step));
+    if (this.#warmUpRequests > 0) {
+      // While the cache fills, the hit rate rises whatever the window does and the climber
+      // would read that as "growing pays". A cache bounded by bytes may never hold
+      // `capacity` entries, so the wait is also bounded by one sample period.
+      this.#warmUpRequests = this.#segments.size < this.#capacity ? this.#warmUpRequests - 1 : 0;
+      if (this.#warmUpRequests > 0) return;
+    }
+    if (!this.#climber.record(hit)) return;
+    this.#windowCapacity = this.#climber.window;
     this.#protectedCapacity = Math.round((this.#capacity - this.#windowCapacity) * 0.8);
     this.#shrinkProtected();
-    // Decay the step so the window settles.
-    const decayed = Math.trunc(this.#step * 0.9);
-    this.#step = decayed === 0 ? Math.sign(this.#step) : decayed;
   }
 
   #set(segment: Segment): Set<string> {
