@@ -236,6 +236,42 @@ local function check_group(hkey, logBase, set, nc, costAt)
   end
 end
 
+-- check_group for one cost over one scalar limit without auto-block: the same step, the same
+-- reply and the same stored state, without the per-group tables. Writes only the fields that
+-- changed: a window's start and expiry move only when a new window begins.
+local function check_single(hkey, set, cost)
+  local p = set.policies[1]
+  local alg = p.alg
+  local values, a, b, c
+  if alg == 2 then
+    values = redis.call('HMGET', hkey, '1:a', '1:b', '1:c')
+    c = tonumber(values[3])
+  else
+    values = redis.call('HMGET', hkey, '1:a', '1:b')
+  end
+  a = tonumber(values[1])
+  b = tonumber(values[2])
+  local allowed, remaining, reset, retry, delay, na, nb, ncv = set.step(a, b, c, now, cost, p)
+  local o = #out
+  out[o + 1] = 0
+  out[o + 2] = allowed and 1 or 0
+  out[o + 3] = remaining
+  out[o + 4] = reset
+  out[o + 5] = retry
+  out[o + 6] = delay
+  if not allowed then return end
+  if na == a and alg <= 2 then
+    if nb ~= b then redis.call('HSET', hkey, '1:b', nb) end
+    return
+  end
+  if alg == 2 then
+    redis.call('HSET', hkey, '1:a', na, '1:b', nb, '1:c', ncv)
+  else
+    redis.call('HSET', hkey, '1:a', na, '1:b', nb)
+  end
+  redis.call('PEXPIRE', hkey, math.max(1, state_ttl(p, na, nb)))
+end
+
 local sets = {}
 local nsets = tonumber(ARGV[at])
 at = at + 1
@@ -266,18 +302,29 @@ for set = 1, nsets do
   end
   -- HMGET needs at least one field: a log-only set reads a placeholder.
   if #fields == 0 then fields[1] = 'bv' end
+  local first = policies[1]
   sets[set] = {
     nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,
+    -- The commonest shape, checked by check_single: one scalar limit and no auto-block.
+    single = nl == 1 and first.alg ~= 3 and not blocking, step = ALG[first.alg],
   }
 end
 
 local keyAt = 1
 for _ = 1, ngroups do
-  local set, nc, logs = sets[tonumber(ARGV[at])], tonumber(ARGV[at + 1]), ARGV[at + 2] == '1'
-  at = at + 3
-  check_group(KEYS[keyAt], keyAt, set, nc, at)
-  at = at + nc
-  keyAt = keyAt + 1
-  if logs then keyAt = keyAt + set.nl end
+  local set, nc = sets[tonumber(ARGV[at])], ARGV[at + 1]
+  if set.single and nc == '1' then
+    check_single(KEYS[keyAt], set, tonumber(ARGV[at + 3]))
+    at = at + 4
+    keyAt = keyAt + 1
+  else
+    nc = tonumber(nc)
+    local logs = ARGV[at + 2] == '1'
+    at = at + 3
+    check_group(KEYS[keyAt], keyAt, set, nc, at)
+    at = at + nc
+    keyAt = keyAt + 1
+    if logs then keyAt = keyAt + set.nl end
+  end
 end
 return out
