@@ -32,6 +32,8 @@ if blocking then
 end
 
 local out = { now, 1 }
+-- The length of `out`, kept by hand: `#out` is a search.
+local nout = 2
 
 -- Hash fields per algorithm: windows and buckets keep a and b, the sliding window also c, the
 -- sliding log nothing (its entries live in a sorted set).
@@ -92,7 +94,8 @@ local function check_group(hkey, logBase, set, nc, costAt)
     local effective = cost
     if blockedMs > 0 then effective = 0 end
     -- Results go straight into `out`: blockedMs, then five values per limit.
-    local base = #out
+    local base = nout
+    nout = base + 1 + nl * 5
     out[base + 1] = blockedMs
     local allAllowed = blockedMs == 0
     for i = 1, nl do
@@ -238,10 +241,12 @@ end
 
 -- check_group for one cost over one scalar limit without auto-block: the same step, the same
 -- reply and the same stored state, without the per-group tables. Writes only the fields that
--- changed: a window's start and expiry move only when a new window begins.
+-- changed: a window's start and expiry move only when a new window begins. Numbers are sent
+-- to Redis as '%d' strings: redis.call formats a number with '%.17g', which costs twice as
+-- much (the state is integers; see the prelude).
+local format = string.format
 local function check_single(hkey, set, cost)
-  local p = set.policies[1]
-  local alg = p.alg
+  local p, alg = set.first, set.alg
   local values, a, b, c
   if alg == 2 then
     values = redis.call('HMGET', hkey, '1:a', '1:b', '1:c')
@@ -252,7 +257,8 @@ local function check_single(hkey, set, cost)
   a = tonumber(values[1])
   b = tonumber(values[2])
   local allowed, remaining, reset, retry, delay, na, nb, ncv = set.step(a, b, c, now, cost, p)
-  local o = #out
+  local o = nout
+  nout = o + 6
   out[o + 1] = 0
   out[o + 2] = allowed and 1 or 0
   out[o + 3] = remaining
@@ -261,15 +267,15 @@ local function check_single(hkey, set, cost)
   out[o + 6] = delay
   if not allowed then return end
   if na == a and alg <= 2 then
-    if nb ~= b then redis.call('HSET', hkey, '1:b', nb) end
+    if nb ~= b then redis.call('HSET', hkey, '1:b', format('%d', nb)) end
     return
   end
   if alg == 2 then
-    redis.call('HSET', hkey, '1:a', na, '1:b', nb, '1:c', ncv)
+    redis.call('HSET', hkey, '1:a', format('%d', na), '1:b', format('%d', nb), '1:c', format('%d', ncv))
   else
-    redis.call('HSET', hkey, '1:a', na, '1:b', nb)
+    redis.call('HSET', hkey, '1:a', format('%d', na), '1:b', format('%d', nb))
   end
-  redis.call('PEXPIRE', hkey, math.max(1, state_ttl(p, na, nb)))
+  redis.call('PEXPIRE', hkey, format('%d', math.max(1, state_ttl(p, na, nb))))
 end
 
 local sets = {}
@@ -303,16 +309,17 @@ for set = 1, nsets do
   -- HMGET needs at least one field: a log-only set reads a placeholder.
   if #fields == 0 then fields[1] = 'bv' end
   local first = policies[1]
-  sets[set] = {
+  -- Keyed by the index as sent (a string): groups find their set without tonumber.
+  sets[tostring(set)] = {
     nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,
     -- The commonest shape, checked by check_single: one scalar limit and no auto-block.
-    single = nl == 1 and first.alg ~= 3 and not blocking, step = ALG[first.alg],
+    single = nl == 1 and first.alg ~= 3 and not blocking, first = first, alg = first.alg, step = ALG[first.alg],
   }
 end
 
 local keyAt = 1
 for _ = 1, ngroups do
-  local set, nc = sets[tonumber(ARGV[at])], ARGV[at + 1]
+  local set, nc = sets[ARGV[at]], ARGV[at + 1]
   if set.single and nc == '1' then
     check_single(KEYS[keyAt], set, tonumber(ARGV[at + 3]))
     at = at + 4
