@@ -308,13 +308,16 @@ for set = 1, nsets do
   end
   -- HMGET needs at least one field: a log-only set reads a placeholder.
   if #fields == 0 then fields[1] = 'bv' end
-  local first = policies[1]
-  -- Keyed by the index as sent (a string): groups find their set without tonumber.
-  sets[tostring(set)] = {
+  local entry = {
     nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,
-    -- The commonest shape, checked by check_single: one scalar limit and no auto-block.
-    single = nl == 1 and first.alg ~= 3 and not blocking, first = first, alg = first.alg, step = ALG[first.alg],
   }
+  -- The commonest shape, checked by check_single: one scalar limit and no auto-block.
+  local first = policies[1]
+  if nl == 1 and first.alg ~= 3 and not blocking then
+    entry.single, entry.first, entry.alg, entry.step = true, first, first.alg, ALG[first.alg]
+  end
+  -- Keyed by the index as sent (a string): groups find their set without tonumber.
+  sets[tostring(set)] = entry
 end
 
 local keyAt = 1

@@ -130,6 +130,24 @@ describe.skipIf(skip !== undefined)('RedisStore script paths', () => {
     });
   }
 
+  it('a call with no limits decides nothing and needs no path', async () => {
+    const outcomes = await store.consumeMany(
+      [
+        { key: 'none', limits: [], costs: [1] },
+        {
+          key: 'one',
+          limits: [{ name: 'f', algorithm: 'fixed-window', limit: 1, windowMs: 60_000 }],
+          costs: [1],
+        },
+      ],
+      undefined,
+    );
+    expect(outcomes.map((one) => one.map((outcome) => outcome.decisions.map((d) => d.allowed)))).toEqual([
+      [[]],
+      [[true]],
+    ]);
+  });
+
   it('a check that changes nothing writes nothing: a free check in the current window', async () => {
     const admin = new Redis(redis!.url);
     const limits: LimitPolicy[] = [{ name: 'f', algorithm: 'fixed-window', limit: 5, windowMs: 3_600_000 }];
