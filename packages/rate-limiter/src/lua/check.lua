@@ -2,10 +2,11 @@
 -- (consecutive requests of that key), each all-or-nothing over the key's limits.
 -- ARGV: expiresAt (Redis ms, 0 = none), nGroups, autoBlock (0/1) [, violations, withinMs,
 -- blockMs, multiplier, maxBlockMs, forgetAfterMs when 1], nSets, then per set of limits: nLimits
--- and per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs); then per group: set index,
--- nCosts, hasLogs (0/1), the costs.
--- Groups of one rule share its set, so limits are sent and parsed once per call.
--- KEYS: per group its state hash, then (when hasLogs) one sorted set per limit.
+-- and per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs); then oneCostEach (0/1) and
+-- per group: set index, nCosts (only when oneCostEach is 0), the costs.
+-- Groups of one rule share its set, so limits are sent and parsed once per call; most calls carry
+-- one cost per key, and then two values per key (every value sent costs Redis some parsing).
+-- KEYS: per group its state hash, then (when its set has a sliding log) one sorted set per limit.
 -- Returns now (Redis ms, for the client's clock offset), then 0 when the call expired (nothing
 -- was read or counted; nothing else follows) or 1 followed by, per group, per cost: blockedMs,
 -- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs.
@@ -310,7 +311,11 @@ for set = 1, nsets do
   if #fields == 0 then fields[1] = 'bv' end
   local entry = {
     nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,
+    logs = false,
   }
+  for i = 1, nl do
+    if policies[i].alg == 3 then entry.logs = true end
+  end
   -- The commonest shape, checked by check_single: one scalar limit and no auto-block.
   local first = policies[1]
   if nl == 1 and first.alg ~= 3 and not blocking then
@@ -320,21 +325,25 @@ for set = 1, nsets do
   sets[tostring(set)] = entry
 end
 
+local oneCostEach = ARGV[at] == '1'
+at = at + 1
 local keyAt = 1
 for _ = 1, ngroups do
-  local set, nc = sets[ARGV[at]], ARGV[at + 1]
-  if set.single and nc == '1' then
-    check_single(KEYS[keyAt], set, tonumber(ARGV[at + 3]))
-    at = at + 4
-    keyAt = keyAt + 1
+  local set = sets[ARGV[at]]
+  local nc = 1
+  if oneCostEach then
+    at = at + 1
   else
-    nc = tonumber(nc)
-    local logs = ARGV[at + 2] == '1'
-    at = at + 3
-    check_group(KEYS[keyAt], keyAt, set, nc, at)
-    at = at + nc
-    keyAt = keyAt + 1
-    if logs then keyAt = keyAt + set.nl end
+    nc = tonumber(ARGV[at + 1])
+    at = at + 2
   end
+  if nc == 1 and set.single then
+    check_single(KEYS[keyAt], set, tonumber(ARGV[at]))
+  else
+    check_group(KEYS[keyAt], keyAt, set, nc, at)
+  end
+  at = at + nc
+  keyAt = keyAt + 1
+  if set.logs then keyAt = keyAt + set.nl end
 end
 return out

@@ -130,6 +130,33 @@ describe.skipIf(skip !== undefined)('RedisStore script paths', () => {
     });
   }
 
+  it('many keys with one cost each (their count left out), sliding logs among them, in one call', async () => {
+    const mixed: LimitPolicy[] = [
+      { name: 'log', algorithm: 'sliding-log', limit: 2, windowMs: 60_000 },
+      { name: 'bucket', algorithm: 'token-bucket', limit: 3, windowMs: 60_000 },
+    ];
+    const single: LimitPolicy[] = [{ name: 'f', algorithm: 'fixed-window', limit: 1, windowMs: 60_000 }];
+    const requests = Array.from({ length: 30 }, (_, index) => ({
+      key: `many-${index}`,
+      limits: index % 3 === 0 ? mixed : single,
+      costs: [1],
+    }));
+    const rounds: boolean[][] = [];
+    for (let round = 0; round < 3; round += 1) {
+      const outcomes = await store.consumeMany(requests, undefined);
+      rounds.push(outcomes.map(([outcome]) => outcome!.decisions.every((decision) => decision.allowed)));
+    }
+    requests.forEach((_, index) => {
+      expect(rounds.map((allowed) => allowed[index])).toEqual(
+        index % 3 === 0 ? [true, true, false] : [true, false, false],
+      );
+    });
+    // Each key's log landed in its own sorted set: the key offsets skipped the other keys' logs.
+    expect(await client.zcard(`${prefix}{many-0}:log1`)).toBe(2);
+    expect(await client.zcard(`${prefix}{many-3}:log1`)).toBe(2);
+    expect(await client.exists(`${prefix}{many-1}:log1`)).toBe(0);
+  });
+
   it('a call with no limits decides nothing and needs no path', async () => {
     const outcomes = await store.consumeMany(
       [
