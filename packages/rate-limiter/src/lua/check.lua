@@ -246,17 +246,27 @@ end
 -- to Redis as '%d' strings: redis.call formats a number with '%.17g', which costs twice as
 -- much (the state is integers; see the prelude).
 local format = string.format
+-- tonumber parses with strtod; a window's start, the counts and the costs repeat across the keys
+-- of a call, and a cached number is a table read. (A bucket's state differs per key: not cached.)
+local NUMBERS = setmetatable({}, { __index = function(cache, text)
+  local value = tonumber(text)
+  if value ~= nil then cache[text] = value end
+  return value
+end })
 local function check_single(hkey, set, cost)
   local p, alg = set.first, set.alg
   local values, a, b, c
   if alg == 2 then
     values = redis.call('HMGET', hkey, '1:a', '1:b', '1:c')
-    c = tonumber(values[3])
+    c = NUMBERS[values[3]]
   else
     values = redis.call('HMGET', hkey, '1:a', '1:b')
   end
-  a = tonumber(values[1])
-  b = tonumber(values[2])
+  if alg <= 2 then
+    a, b = NUMBERS[values[1]], NUMBERS[values[2]]
+  else
+    a, b = tonumber(values[1]), tonumber(values[2])
+  end
   local allowed, remaining, reset, retry, delay, na, nb, ncv = set.step(a, b, c, now, cost, p)
   local o = nout
   nout = o + 6
@@ -338,7 +348,7 @@ for _ = 1, ngroups do
     at = at + 2
   end
   if nc == 1 and set.single then
-    check_single(KEYS[keyAt], set, tonumber(ARGV[at]))
+    check_single(KEYS[keyAt], set, NUMBERS[ARGV[at]])
   else
     check_group(KEYS[keyAt], keyAt, set, nc, at)
   end
