@@ -2,10 +2,11 @@
 -- (consecutive requests of that key), each all-or-nothing over the key's limits.
 -- ARGV: expiresAt (Redis ms, 0 = none), nGroups, autoBlock (0/1) [, violations, withinMs,
 -- blockMs, multiplier, maxBlockMs, forgetAfterMs when 1], nSets, then per set of limits: nLimits
--- and per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs); then per group: set index,
--- nCosts, hasLogs (0/1), the costs.
--- Groups of one rule share its set, so limits are sent and parsed once per call.
--- KEYS: per group its state hash, then (when hasLogs) one sorted set per limit.
+-- and per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs); then oneCostEach (0/1) and
+-- per group: set index, nCosts (only when oneCostEach is 0), the costs.
+-- Groups of one rule share its set, so limits are sent and parsed once per call; most calls carry
+-- one cost per key, and then two values per key (every value sent costs Redis some parsing).
+-- KEYS: per group its state hash, then (when its set has a sliding log) one sorted set per limit.
 -- Returns now (Redis ms, for the client's clock offset), then 0 when the call expired (nothing
 -- was read or counted; nothing else follows) or 1 followed by, per group, per cost: blockedMs,
 -- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs.
@@ -32,6 +33,8 @@ if blocking then
 end
 
 local out = { now, 1 }
+-- The length of `out`, kept by hand: `#out` is a search.
+local nout = 2
 
 -- Hash fields per algorithm: windows and buckets keep a and b, the sliding window also c, the
 -- sliding log nothing (its entries live in a sorted set).
@@ -92,7 +95,8 @@ local function check_group(hkey, logBase, set, nc, costAt)
     local effective = cost
     if blockedMs > 0 then effective = 0 end
     -- Results go straight into `out`: blockedMs, then five values per limit.
-    local base = #out
+    local base = nout
+    nout = base + 1 + nl * 5
     out[base + 1] = blockedMs
     local allAllowed = blockedMs == 0
     for i = 1, nl do
@@ -236,6 +240,55 @@ local function check_group(hkey, logBase, set, nc, costAt)
   end
 end
 
+-- check_group for one cost over one scalar limit without auto-block: the same step, the same
+-- reply and the same stored state, without the per-group tables. Writes only the fields that
+-- changed: a window's start and expiry move only when a new window begins. Numbers are sent
+-- to Redis as '%d' strings: redis.call formats a number with '%.17g', which costs twice as
+-- much (the state is integers; see the prelude).
+local format = string.format
+-- tonumber parses with strtod; a window's start, the counts and the costs repeat across the keys
+-- of a call, and a cached number is a table read. (A bucket's state differs per key: not cached.)
+local NUMBERS = setmetatable({}, { __index = function(cache, text)
+  local value = tonumber(text)
+  if value ~= nil then cache[text] = value end
+  return value
+end })
+local function check_single(hkey, set, cost)
+  local p, alg = set.first, set.alg
+  local values, a, b, c
+  if alg == 2 then
+    values = redis.call('HMGET', hkey, '1:a', '1:b', '1:c')
+    c = NUMBERS[values[3]]
+  else
+    values = redis.call('HMGET', hkey, '1:a', '1:b')
+  end
+  if alg <= 2 then
+    a, b = NUMBERS[values[1]], NUMBERS[values[2]]
+  else
+    a, b = tonumber(values[1]), tonumber(values[2])
+  end
+  local allowed, remaining, reset, retry, delay, na, nb, ncv = set.step(a, b, c, now, cost, p)
+  local o = nout
+  nout = o + 6
+  out[o + 1] = 0
+  out[o + 2] = allowed and 1 or 0
+  out[o + 3] = remaining
+  out[o + 4] = reset
+  out[o + 5] = retry
+  out[o + 6] = delay
+  if not allowed then return end
+  if na == a and alg <= 2 then
+    if nb ~= b then redis.call('HSET', hkey, '1:b', format('%d', nb)) end
+    return
+  end
+  if alg == 2 then
+    redis.call('HSET', hkey, '1:a', format('%d', na), '1:b', format('%d', nb), '1:c', format('%d', ncv))
+  else
+    redis.call('HSET', hkey, '1:a', format('%d', na), '1:b', format('%d', nb))
+  end
+  redis.call('PEXPIRE', hkey, format('%d', math.max(1, state_ttl(p, na, nb))))
+end
+
 local sets = {}
 local nsets = tonumber(ARGV[at])
 at = at + 1
@@ -266,18 +319,41 @@ for set = 1, nsets do
   end
   -- HMGET needs at least one field: a log-only set reads a placeholder.
   if #fields == 0 then fields[1] = 'bv' end
-  sets[set] = {
+  local entry = {
     nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,
+    logs = false,
   }
+  for i = 1, nl do
+    if policies[i].alg == 3 then entry.logs = true end
+  end
+  -- The commonest shape, checked by check_single: one scalar limit and no auto-block.
+  local first = policies[1]
+  if nl == 1 and first.alg ~= 3 and not blocking then
+    entry.single, entry.first, entry.alg, entry.step = true, first, first.alg, ALG[first.alg]
+  end
+  -- Keyed by the index as sent (a string): groups find their set without tonumber.
+  sets[tostring(set)] = entry
 end
 
+local oneCostEach = ARGV[at] == '1'
+at = at + 1
 local keyAt = 1
 for _ = 1, ngroups do
-  local set, nc, logs = sets[tonumber(ARGV[at])], tonumber(ARGV[at + 1]), ARGV[at + 2] == '1'
-  at = at + 3
-  check_group(KEYS[keyAt], keyAt, set, nc, at)
+  local set = sets[ARGV[at]]
+  local nc = 1
+  if oneCostEach then
+    at = at + 1
+  else
+    nc = tonumber(ARGV[at + 1])
+    at = at + 2
+  end
+  if nc == 1 and set.single then
+    check_single(KEYS[keyAt], set, NUMBERS[ARGV[at]])
+  else
+    check_group(KEYS[keyAt], keyAt, set, nc, at)
+  end
   at = at + nc
   keyAt = keyAt + 1
-  if logs then keyAt = keyAt + set.nl end
+  if set.logs then keyAt = keyAt + set.nl end
 end
 return out

@@ -151,6 +151,9 @@ export class RedisStore implements RateLimitStore {
     const sets = new Map<readonly LimitPolicy[], number>();
     const groupArgs: (string | number)[] = [];
     const setArgs: (string | number)[] = [];
+    // Commonly every key has one cost: its count is then left out (less for Redis to parse).
+    let oneCostEach = true;
+    for (const { costs } of requests) if (costs.length !== 1) oneCostEach = false;
     for (const { key, limits, costs } of requests) {
       let set = sets.get(limits);
       if (set === undefined) {
@@ -173,10 +176,11 @@ export class RedisStore implements RateLimitStore {
       for (const policy of limits) if (policy.algorithm === 'sliding-log') logs = true;
       if (logs)
         for (let index = 0; index < limits.length; index += 1) keys.push(`${hashKey}:log${index + 1}`);
-      groupArgs.push(set, costs.length, logs ? 1 : 0);
+      groupArgs.push(set);
+      if (!oneCostEach) groupArgs.push(costs.length);
       for (const cost of costs) groupArgs.push(cost);
     }
-    args.push(sets.size, ...setArgs, ...groupArgs);
+    args.push(sets.size, ...setArgs, oneCostEach ? 1 : 0, ...groupArgs);
     const waiting = this.#waitForFirstConnection();
     if (waiting !== undefined) await waiting;
     // Every key of one call shares a slot, hence a server and its clock.

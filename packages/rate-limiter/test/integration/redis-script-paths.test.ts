@@ -1,0 +1,191 @@
+import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
+import fc from 'fast-check';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AlgorithmName, capacityOf, type LimitPolicy } from '../../src/policy.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/stores/redis-store.js';
+import { policyArb } from '../policy-arbitrary.js';
+
+// The check script has two paths: check_single (one cost over one scalar limit, no auto-block:
+// the commonest call) and check_group (everything else). The conformance suite runs both, but
+// through different scenarios; here the same requests go through both in one script call, so
+// at one Redis `now`, and must decide and store alike.
+
+let redis: PrivateRedis | undefined;
+let skip: string | undefined;
+try {
+  redis = await startPrivateRedis();
+} catch (error) {
+  skip = `skipped: no redis-server binary to start a private Redis (${(error as Error).message})`;
+  console.log(skip);
+}
+
+const scalarAlgorithms: AlgorithmName[] = ['fixed-window', 'sliding-window', 'token-bucket', 'leaky-bucket'];
+
+/** A scalar policy; a leaky bucket sometimes queues (policyArb never does). */
+const scalarPolicyArb = (algorithm: AlgorithmName) =>
+  algorithm === 'leaky-bucket'
+    ? fc
+        .tuple(policyArb(algorithm), fc.option(fc.integer({ min: 0, max: 3_000 }), { nil: undefined }))
+        .map(([policy, queueMaxDelayMs]): LimitPolicy => ({ ...policy, queueMaxDelayMs }))
+    : policyArb(algorithm);
+
+/** What earlier requests may have left, relative to Redis's clock when the case runs. */
+const seedArb = fc.option(
+  fc.record({
+    windowsBack: fc.integer({ min: 0, max: 3 }),
+    count: fc.integer({ min: 0, max: 14 }),
+    previous: fc.integer({ min: 0, max: 14 }),
+    fill: fc.double({ min: 0, max: 1, noNaN: true }),
+    updatedAgoMs: fc.integer({ min: -1_000, max: 4_000 }),
+  }),
+  { nil: undefined },
+);
+type Seed = NonNullable<typeof seedArb extends fc.Arbitrary<infer T> ? T : never>;
+
+/** The hash fields (as the script stores them) of a seeded state. */
+function seedFields(policy: LimitPolicy, seed: Seed, now: number): Record<string, number> {
+  const w = policy.windowMs;
+  const windowStart = now - (now % w) - seed.windowsBack * w;
+  switch (policy.algorithm) {
+    case 'fixed-window':
+      return { '1:a': windowStart, '1:b': seed.count };
+    case 'sliding-window':
+      return { '1:a': windowStart, '1:b': seed.count, '1:c': seed.previous };
+    case 'token-bucket':
+      return { '1:a': Math.floor(seed.fill * capacityOf(policy) * w), '1:b': now - seed.updatedAgoMs };
+    default: {
+      const most = capacityOf(policy) * w + (policy.queueMaxDelayMs ?? 0) * policy.limit;
+      return { '1:a': Math.floor(seed.fill * most), '1:b': now - seed.updatedAgoMs };
+    }
+  }
+}
+
+async function redisNow(client: Redis): Promise<number> {
+  const [seconds, micros] = await client.time();
+  return Number(seconds) * 1_000 + Math.floor(Number(micros) / 1_000);
+}
+
+describe.skipIf(skip !== undefined)('RedisStore script paths', () => {
+  let client: Redis;
+  let store: RedisStore;
+  const prefix = 'paths:';
+  let run = 0;
+  beforeAll(async () => {
+    client = new Redis(redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
+    await client.connect();
+    store = new RedisStore({ client, prefix });
+  });
+  afterAll(async () => {
+    client.disconnect();
+    await redis?.stop();
+  });
+
+  for (const algorithm of scalarAlgorithms) {
+    it(`${algorithm}: a batch of costs (check_group) and the same costs one by one (check_single) agree`, async () => {
+      const caseArb = fc.record({
+        policy: scalarPolicyArb(algorithm),
+        seed: seedArb,
+        costs: fc.array(fc.integer({ min: 0, max: 14 }), { minLength: 2, maxLength: 8 }),
+      });
+      await fc.assert(
+        fc.asyncProperty(caseArb, async ({ policy, seed, costs }) => {
+          run += 1;
+          const batched = `batched-${run}`;
+          const single = `single-${run}`;
+          const hashes = [`${prefix}{${batched}}`, `${prefix}{${single}}`];
+          if (seed !== undefined) {
+            const fields = seedFields(policy, seed, await redisNow(client));
+            const expiresAt = Date.now() + 600_000;
+            for (const hash of hashes) {
+              await client.hset(hash, fields);
+              await client.pexpireat(hash, expiresAt);
+            }
+          }
+          const limits = [policy];
+          // Up to nine groups: one script call, so one `now` for both keys. Groups of one key
+          // run in order, each reading what the one before it stored.
+          const before = await redisNow(client);
+          const outcomes = await store.consumeMany(
+            [
+              { key: batched, limits, costs },
+              ...costs.map((cost) => ({ key: single, limits, costs: [cost] })),
+            ],
+            undefined,
+          );
+          expect(outcomes.slice(1).map((one) => one[0])).toEqual(outcomes[0]);
+          const [batchedState, singleState] = await Promise.all(hashes.map((hash) => client.hgetall(hash)));
+          expect(singleState).toEqual(batchedState);
+          const after = await redisNow(client);
+          // PEXPIRE counts from the clock when it runs, which may tick during the script: the
+          // two expiries (the same TTL set at two moments of the call) may differ by that much.
+          const [batchedExpiry, singleExpiry] = await Promise.all(
+            hashes.map(async (hash) => Number(await client.call('PEXPIRETIME', hash))),
+          );
+          expect(Math.sign(singleExpiry!)).toBe(Math.sign(batchedExpiry!));
+          expect(Math.abs(singleExpiry! - batchedExpiry!)).toBeLessThanOrEqual(after - before);
+        }),
+        { numRuns: 60 },
+      );
+    });
+  }
+
+  it('many keys with one cost each (their count left out), sliding logs among them, in one call', async () => {
+    const mixed: LimitPolicy[] = [
+      { name: 'log', algorithm: 'sliding-log', limit: 2, windowMs: 60_000 },
+      { name: 'bucket', algorithm: 'token-bucket', limit: 3, windowMs: 60_000 },
+    ];
+    const single: LimitPolicy[] = [{ name: 'f', algorithm: 'fixed-window', limit: 1, windowMs: 60_000 }];
+    const requests = Array.from({ length: 30 }, (_, index) => ({
+      key: `many-${index}`,
+      limits: index % 3 === 0 ? mixed : single,
+      costs: [1],
+    }));
+    const rounds: boolean[][] = [];
+    for (let round = 0; round < 3; round += 1) {
+      const outcomes = await store.consumeMany(requests, undefined);
+      rounds.push(outcomes.map(([outcome]) => outcome!.decisions.every((decision) => decision.allowed)));
+    }
+    requests.forEach((_, index) => {
+      expect(rounds.map((allowed) => allowed[index])).toEqual(
+        index % 3 === 0 ? [true, true, false] : [true, false, false],
+      );
+    });
+    // Each key's log landed in its own sorted set: the key offsets skipped the other keys' logs.
+    expect(await client.zcard(`${prefix}{many-0}:log1`)).toBe(2);
+    expect(await client.zcard(`${prefix}{many-3}:log1`)).toBe(2);
+    expect(await client.exists(`${prefix}{many-1}:log1`)).toBe(0);
+  });
+
+  it('a call with no limits decides nothing and needs no path', async () => {
+    const outcomes = await store.consumeMany(
+      [
+        { key: 'none', limits: [], costs: [1] },
+        {
+          key: 'one',
+          limits: [{ name: 'f', algorithm: 'fixed-window', limit: 1, windowMs: 60_000 }],
+          costs: [1],
+        },
+      ],
+      undefined,
+    );
+    expect(outcomes.map((one) => one.map((outcome) => outcome.decisions.map((d) => d.allowed)))).toEqual([
+      [[]],
+      [[true]],
+    ]);
+  });
+
+  it('a check that changes nothing writes nothing: a free check in the current window', async () => {
+    const admin = new Redis(redis!.url);
+    const limits: LimitPolicy[] = [{ name: 'f', algorithm: 'fixed-window', limit: 5, windowMs: 3_600_000 }];
+    await store.consume('quiet', limits, [1], undefined);
+    await admin.config('RESETSTAT');
+    const [outcome] = await store.consume('quiet', limits, [0], undefined);
+    expect(outcome!.decisions[0]!.remaining).toBe(4);
+    const stats = await admin.info('commandstats');
+    expect(stats).toMatch(/cmdstat_hmget:calls=1,/);
+    expect(stats).not.toMatch(/cmdstat_hset:/);
+    expect(stats).not.toMatch(/cmdstat_pexpire:/);
+    admin.disconnect();
+  });
+});
