@@ -231,6 +231,22 @@ export class MemoryStore implements RateLimitStore {
         this.#extend(entries, key, entry, now, Math.max(fixedWindowTtl(entry, now, policy), 1));
       return decision;
     }
+    return this.#consumeSingleRecord(entries, key, entry, policy, cost, now);
+  }
+
+  /**
+   * {@link #consumeSingle} for a limit kept in a state record (every algorithm but the inline
+   * fixed window). A method of its own so that the fixed window's path stays small enough for V8
+   * to inline into the limiter's check (measured: ~20% of a fixed-window check when it was not).
+   */
+  #consumeSingleRecord(
+    entries: Map<string, Entry>,
+    key: string,
+    entry: Entry | undefined,
+    policy: LimitPolicy,
+    cost: number,
+    now: number,
+  ): Decision {
     const inPlace = inPlaceAlgorithms[policy.algorithm];
     const kept = entry?.states?.[0];
     if (kept !== undefined) {
