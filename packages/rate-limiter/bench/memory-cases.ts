@@ -1,7 +1,5 @@
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { coarseClock, systemClock } from '@noa/core';
-import { type BenchCase, opsPerCpuSecond, size } from '@noa/testkit/bench';
+import { type BenchCase, collectGarbage, opsPerCpuSecond, size } from '@noa/testkit/bench';
 import { MemoryStore as ExpressRateLimitMemoryStore } from 'express-rate-limit';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { windowStartOf } from '../src/algorithms/window-start.js';
@@ -193,12 +191,6 @@ export function memoryCases(): BenchCase[] {
 }
 
 const floodKeys = size(300_000, 5_000);
-
-/** Forces a full garbage collection (the flag is set at run time, so the bench needs no CLI flag). */
-function collectGarbage(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
-}
 
 /** Heap growth (MB, after a full GC) from `floodKeys` distinct keys checked once each. */
 async function heapGrowthMb(check: (key: string) => Promise<unknown>): Promise<number> {

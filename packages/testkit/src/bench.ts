@@ -1,5 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 /**
  * The side-by-side benchmark harness. Each case measures ours and the anchor in the same
@@ -113,6 +115,12 @@ export async function concurrentOpsPerSecond(
   return total / ((performance.now() - started) / 1_000);
 }
 
+/** Forces a full garbage collection (the flag is set at run time, so benches need no CLI flag). */
+export function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
 /** Wall time each side of a case runs untimed before its rounds. */
 const warmupMs = Number(process.env.NOA_BENCH_WARMUP_MS ?? 500);
 
@@ -150,7 +158,14 @@ export async function runBench(
   cases: BenchCase[],
 ): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
+  // NOA_BENCH_ONLY=<regex>: run only the matching cases (for investigating one row; the results
+  // file is then not written, so a partial run never replaces a full one).
+  const only = process.env.NOA_BENCH_ONLY ? new RegExp(process.env.NOA_BENCH_ONLY) : undefined;
   for (const benchCase of cases) {
+    if (only && !only.test(benchCase.case)) continue;
+    // Start each case from a collected heap: the garbage an earlier case left (100 KB values
+    // parsed millions of times) otherwise lands as major GCs inside the next case's rounds.
+    collectGarbage();
     const rounds = smoke ? 1 : (benchCase.rounds ?? 7);
     // Warm-up: untimed samples of each side (JIT, connections, caches) until each has run for
     // `warmupMs`, so that neither side is timed while V8 still tiers up its code or grows the
@@ -204,7 +219,7 @@ export async function runBench(
         `±${(row.spread * 100).toFixed(1)}%  goal ${format(row.goal)} ${row.met === null ? '' : row.met ? 'met' : 'NOT met'}`,
     );
   }
-  if (!smoke) {
+  if (!smoke && !only) {
     const report = { package: packageName, node: process.version, date: new Date().toISOString(), rows };
     writeFileSync(path.join(benchDir, 'results.json'), `${JSON.stringify(report, null, 2)}\n`);
   }
