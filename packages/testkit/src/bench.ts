@@ -131,6 +131,23 @@ async function warmUp(sample: () => number | Promise<number>): Promise<void> {
   while (performance.now() - started < warmupMs);
 }
 
+/** The fields a case's `extra` added to its row. */
+function extraOf(row: BenchRow): Record<string, unknown> {
+  const standard = new Set([
+    'case',
+    'unit',
+    'ours',
+    'anchor',
+    'theirs',
+    'ratio',
+    'spread',
+    'better',
+    'goal',
+    'met',
+  ]);
+  return Object.fromEntries(Object.entries(row).filter(([key]) => !standard.has(key)));
+}
+
 function isMet(row: {
   ratio: number | null;
   ours: number;
@@ -216,7 +233,8 @@ export async function runBench(
     console.log(
       `${row.case.padEnd(56)} ours ${format(row.ours).padStart(12)} ${row.unit.padEnd(6)} ` +
         `${(row.anchor ?? '').padEnd(30)} ${format(row.theirs).padStart(12)}  ratio ${format(row.ratio).padStart(6)} ` +
-        `±${(row.spread * 100).toFixed(1)}%  goal ${format(row.goal)} ${row.met === null ? '' : row.met ? 'met' : 'NOT met'}`,
+        `±${(row.spread * 100).toFixed(1)}%  goal ${format(row.goal)} ${row.met === null ? '' : row.met ? 'met' : 'NOT met'}` +
+        (benchCase.extra ? `  ${JSON.stringify(extraOf(row))}` : ''),
     );
   }
   if (!smoke && !only) {
