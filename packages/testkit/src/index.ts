@@ -42,7 +42,7 @@ export {
   startPrivatePostgres,
 } from './private-postgres.js';
 export { type PrivateRabbit, type PrivateRabbitOptions, startPrivateRabbit } from './private-rabbit.js';
-export { type PrivateRedis, startPrivateRedis } from './private-redis.js';
+export { type PrivateRedis, startPrivateRedis, startPrivateRedisOrSkip } from './private-redis.js';
 export {
   type RabbitVhost,
   type RabbitVhostOptions,

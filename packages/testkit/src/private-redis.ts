@@ -81,3 +81,19 @@ export async function startPrivateRedis(extraArgs: string[] = []): Promise<Priva
     [Symbol.asyncDispose]: stop,
   };
 }
+
+/**
+ * {@link startPrivateRedis} for a test file that needs one: `{ redis }` when it started, else
+ * `{ skip }`, the reason (also printed: `skipped: no redis-server binary …`) for `describe.skipIf`.
+ */
+export async function startPrivateRedisOrSkip(
+  extraArgs: string[] = [],
+): Promise<{ redis: PrivateRedis; skip?: undefined } | { redis?: undefined; skip: string }> {
+  try {
+    return { redis: await startPrivateRedis(extraArgs) };
+  } catch (error) {
+    const skip = `skipped: no redis-server binary to start a private Redis (${(error as Error).message})`;
+    console.log(skip);
+    return { skip };
+  }
+}

@@ -1,9 +1,4 @@
-import {
-  type PrivateRedis,
-  type PrivateRedisCluster,
-  startPrivateRedis,
-  startRedisCluster,
-} from '@noa/testkit';
+import { type PrivateRedisCluster, startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -16,14 +11,7 @@ import {
 } from '../../src/index.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 
-let redis: PrivateRedis | undefined;
-let skip: string | undefined;
-try {
-  redis = await startPrivateRedis();
-} catch (error) {
-  skip = `skipped: no redis-server binary to start a private Redis (${(error as Error).message})`;
-  console.log(skip);
-}
+const { redis, skip } = await startPrivateRedisOrSkip();
 
 const limit = 10_000;
 // A fixed window of ~35 years (epoch-aligned: the next one starts in 2039), so no window starts

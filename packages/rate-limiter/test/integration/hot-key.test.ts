@@ -1,16 +1,9 @@
-import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
+import { startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
 
-let redis: PrivateRedis | undefined;
-let skip: string | undefined;
-try {
-  redis = await startPrivateRedis();
-} catch (error) {
-  skip = `skipped: no redis-server binary to start a private Redis (${(error as Error).message})`;
-  console.log(skip);
-}
+const { redis, skip } = await startPrivateRedisOrSkip();
 
 /** Script calls the server received (a private server: nobody else's commands are counted). */
 async function scriptCalls(admin: Redis): Promise<number> {

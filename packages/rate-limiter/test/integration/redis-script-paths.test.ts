@@ -1,4 +1,4 @@
-import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
+import { startPrivateRedisOrSkip } from '@noa/testkit';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,14 +11,7 @@ import { policyArb } from '../policy-arbitrary.js';
 // through different scenarios; here the same requests go through both in one script call, so
 // at one Redis `now`, and must decide and store alike.
 
-let redis: PrivateRedis | undefined;
-let skip: string | undefined;
-try {
-  redis = await startPrivateRedis();
-} catch (error) {
-  skip = `skipped: no redis-server binary to start a private Redis (${(error as Error).message})`;
-  console.log(skip);
-}
+const { redis, skip } = await startPrivateRedisOrSkip();
 
 const scalarAlgorithms: AlgorithmName[] = ['fixed-window', 'sliding-window', 'token-bucket', 'leaky-bucket'];
 
