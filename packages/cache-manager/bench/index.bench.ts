@@ -102,23 +102,25 @@ async function mgetAndUnpack(keyPrefix: string): Promise<{
   const decoder = new Packr({ ...msgpackOptions, structures, maxSharedStructures: 32 });
   let batch: { key: string; resolve: (bytes: Buffer | null) => void; reject: (error: unknown) => void }[] =
     [];
+  // Same-turn MGETs of at most 16 keys, as our reads (see RedisTier): several in flight overlap.
+  const send = () => {
+    const current = batch;
+    batch = [];
+    if (current.length === 0) return;
+    raw.mgetBuffer(...current.map((item) => item.key)).then(
+      (values) => {
+        for (const [index, item] of current.entries()) item.resolve(values[index] ?? null);
+      },
+      (error: unknown) => {
+        for (const item of current) item.reject(error);
+      },
+    );
+  };
   const fetch = (key: string) =>
     new Promise<Buffer | null>((resolve, reject) => {
-      if (batch.length === 0) {
-        setImmediate(() => {
-          const current = batch;
-          batch = [];
-          raw.mgetBuffer(...current.map((item) => item.key)).then(
-            (values) => {
-              for (const [index, item] of current.entries()) item.resolve(values[index] ?? null);
-            },
-            (error: unknown) => {
-              for (const item of current) item.reject(error);
-            },
-          );
-        });
-      }
+      if (batch.length === 0) setImmediate(send);
       batch.push({ key: keyPrefix + key, resolve, reject });
+      if (batch.length >= 16) send();
     });
   const unpack = (bytes: Buffer | null) => {
     if (!bytes || bytes[0]! >> 4 !== 2 || (bytes[0]! & 0b111) !== 0) throw new Error('not format 2');

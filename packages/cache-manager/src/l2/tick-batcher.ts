@@ -7,8 +7,8 @@ interface Batch<I, O> {
 /**
  * Coalesces calls made in the same event-loop turn into one batch (DataLoader-style): the
  * first `add` schedules a flush with `setImmediate`, so every call issued while the current
- * I/O callbacks and their promise chains run joins it. 32 concurrent cache reads become one
- * MGET, one deadline timer and one breaker call instead of 32 of each. A batch also flushes
+ * I/O callbacks and their promise chains run joins it. 32 concurrent cache reads become two
+ * 16-key MGETs, two deadline timers and two breaker calls instead of 32 of each. A batch also flushes
  * early at `maxItems` items or `maxWeight` (e.g. bytes), so large writes go out while the next
  * ones are still being encoded and Redis works in parallel with us.
  */
