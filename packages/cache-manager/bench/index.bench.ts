@@ -8,6 +8,7 @@ import { redisBusDriver, redisDriver } from 'bentocache/drivers/redis';
 import { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { Cache } from '../src/index.js';
+import { readBatchMaxKeys } from '../src/l2/redis-tier.js';
 import { msgpackOptions } from '../src/serialization/value-serializer.js';
 import { hitRate, hitRateTraces } from './hit-rate.js';
 import { opsWithin, sampleMs } from './measure.js';
@@ -102,7 +103,7 @@ async function mgetAndUnpack(keyPrefix: string): Promise<{
   const decoder = new Packr({ ...msgpackOptions, structures, maxSharedStructures: 32 });
   let batch: { key: string; resolve: (bytes: Buffer | null) => void; reject: (error: unknown) => void }[] =
     [];
-  // Same-turn MGETs of at most 16 keys, as our reads (see RedisTier): several in flight overlap.
+  // Same-turn MGETs of at most readBatchMaxKeys keys, as our reads: several in flight overlap.
   const send = () => {
     const current = batch;
     batch = [];
@@ -120,7 +121,7 @@ async function mgetAndUnpack(keyPrefix: string): Promise<{
     new Promise<Buffer | null>((resolve, reject) => {
       if (batch.length === 0) setImmediate(send);
       batch.push({ key: keyPrefix + key, resolve, reject });
-      if (batch.length >= 16) send();
+      if (batch.length >= readBatchMaxKeys) send();
     });
   const unpack = (bytes: Buffer | null) => {
     if (!bytes || bytes[0]! >> 4 !== 2 || (bytes[0]! & 0b111) !== 0) throw new Error('not format 2');

@@ -131,23 +131,6 @@ async function warmUp(sample: () => number | Promise<number>): Promise<void> {
   while (performance.now() - started < warmupMs);
 }
 
-/** The fields a case's `extra` added to its row. */
-function extraOf(row: BenchRow): Record<string, unknown> {
-  const standard = new Set([
-    'case',
-    'unit',
-    'ours',
-    'anchor',
-    'theirs',
-    'ratio',
-    'spread',
-    'better',
-    'goal',
-    'met',
-  ]);
-  return Object.fromEntries(Object.entries(row).filter(([key]) => !standard.has(key)));
-}
-
 function isMet(row: {
   ratio: number | null;
   ours: number;
@@ -186,7 +169,7 @@ export async function runBench(
     const rounds = smoke ? 1 : (benchCase.rounds ?? 7);
     // Warm-up: untimed samples of each side (JIT, connections, caches) until each has run for
     // `warmupMs`, so that neither side is timed while V8 still tiers up its code or grows the
-    // young generation (the first case of a run was measured up to 30% slow with one sample).
+    // young generation (with one sample, the first case of a run measured up to 30% slow).
     if (!smoke) {
       await warmUp(benchCase.ours);
       if (benchCase.theirs) await warmUp(benchCase.theirs);
@@ -215,6 +198,7 @@ export async function runBench(
     const oursMedian = median(ours);
     const theirsMedian = theirs.length ? median(theirs) : null;
     const ratio = theirsMedian === null ? null : median(ratios);
+    const extra = benchCase.extra ? await benchCase.extra() : undefined;
     const row: BenchRow = {
       case: benchCase.case,
       unit: benchCase.unit,
@@ -226,7 +210,7 @@ export async function runBench(
       better: benchCase.better,
       goal: benchCase.goal ?? null,
       met: null,
-      ...(benchCase.extra ? await benchCase.extra() : {}),
+      ...extra,
     };
     row.met = isMet(row);
     rows.push(row);
@@ -234,7 +218,7 @@ export async function runBench(
       `${row.case.padEnd(56)} ours ${format(row.ours).padStart(12)} ${row.unit.padEnd(6)} ` +
         `${(row.anchor ?? '').padEnd(30)} ${format(row.theirs).padStart(12)}  ratio ${format(row.ratio).padStart(6)} ` +
         `±${(row.spread * 100).toFixed(1)}%  goal ${format(row.goal)} ${row.met === null ? '' : row.met ? 'met' : 'NOT met'}` +
-        (benchCase.extra ? `  ${JSON.stringify(extraOf(row))}` : ''),
+        (extra ? `  ${JSON.stringify(extra)}` : ''),
     );
   }
   if (!smoke && !only) {

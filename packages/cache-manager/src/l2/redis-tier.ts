@@ -40,16 +40,17 @@ const DIRECT_WRITE_BYTES = 4 * 1024;
 /** Result of trying to take a key's compute lease. */
 export type LeaseResult = 'acquired' | 'busy' | 'unavailable';
 
+/** The most keys one batched MGET carries (see the RedisTier constructor). */
+export const readBatchMaxKeys = 16;
+
 /**
  * The Redis tier: raw encoded values, tag sets and compute leases, every call guarded
  * (deadline + breaker). Cluster-safe: no command touches two keys that may live in different
  * slots (multi-key reads fan out per key on a cluster; on a single node they use MGET).
  * On a single node, reads and writes issued in the same event-loop turn are coalesced into
- * one MGET and one pipeline (`batching`), each under one deadline and one breaker call.
+ * MGETs of up to {@link readBatchMaxKeys} keys and one pipeline (`batching`), each under one
+ * deadline and one breaker call.
  */
-/** The most keys one batched MGET carries (see the constructor). */
-const readBatchMaxKeys = 16;
-
 export class RedisTier {
   readonly client: RedisClient;
   readonly #guard: RedisGuard;

@@ -150,7 +150,7 @@ export class MemoryStore implements RateLimitStore {
         const policy = limits[index]!;
         ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(states[index], now, policy));
       }
-      this.#write(entries, key, entry, states, entry?.block, now, Math.max(ttl, 1));
+      this.#write(entries, key, entry, states, entry?.block, now, ttl);
       return { decisions, blockedMs: 0 };
     }
     // Refused: nothing is counted, so limits that would have admitted report their unspent state.
@@ -227,8 +227,7 @@ export class MemoryStore implements RateLimitStore {
         return decision;
       }
       const decision = fixedWindowInPlace(entry, now, cost, policy);
-      if (decision.allowed)
-        this.#extend(entries, key, entry, now, Math.max(fixedWindowTtl(entry, now, policy), 1));
+      if (decision.allowed) this.#extend(entries, key, entry, now, fixedWindowTtl(entry, now, policy));
       return decision;
     }
     return this.#consumeSingleRecord(entries, key, entry, policy, cost, now);
@@ -236,8 +235,8 @@ export class MemoryStore implements RateLimitStore {
 
   /**
    * {@link #consumeSingle} for a limit kept in a state record (every algorithm but the inline
-   * fixed window). A method of its own so that the fixed window's path stays small enough for V8
-   * to inline into the limiter's check (measured: ~20% of a fixed-window check when it was not).
+   * fixed window). A method of its own so that the fixed window's path stays small, which V8
+   * inlines into the limiter's check more readily (an A/B of the two layouts was within noise).
    */
   #consumeSingleRecord(
     entries: Map<string, Entry>,
@@ -251,15 +250,13 @@ export class MemoryStore implements RateLimitStore {
     const kept = entry?.states?.[0];
     if (kept !== undefined) {
       const decision = inPlace.step(kept, now, cost, policy);
-      if (decision.allowed)
-        this.#extend(entries, key, entry!, now, Math.max(1, inPlace.ttlMs(kept, now, policy)));
+      if (decision.allowed) this.#extend(entries, key, entry!, now, inPlace.ttlMs(kept, now, policy));
       return decision;
     }
     // The key's first admitted request allocates its state record; later checks update it in place.
     const fresh = inPlace.newState(now, policy);
     const decision = inPlace.step(fresh, now, cost, policy);
-    if (decision.allowed)
-      this.#keep(entries, key, entry, fresh, now, Math.max(1, inPlace.ttlMs(fresh, now, policy)));
+    if (decision.allowed) this.#keep(entries, key, entry, fresh, now, inPlace.ttlMs(fresh, now, policy));
     return decision;
   }
 
@@ -320,9 +317,12 @@ export class MemoryStore implements RateLimitStore {
     this.#size += 1;
   }
 
-  /** Keeps `entry` for `ttlMs` more and, now and then, moves it to the young end of the map. */
+  /**
+   * Keeps `entry` for `ttlMs` more (at least 1 ms) and, now and then, moves it to the young end
+   * of the map.
+   */
   #extend(entries: Map<string, Entry>, key: string, entry: Entry, now: number, ttlMs: number): void {
-    entry.expiresAt = now + ttlMs;
+    entry.expiresAt = now + Math.max(ttlMs, 1);
     if (now - entry.movedAt > refreshAfterMs) {
       // Re-inserting moves the key to the young end, so busy keys are the last evicted.
       entry.movedAt = now;
