@@ -64,7 +64,7 @@ describe('hill climber', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 100, max: 5_000 }),
-        fc.double({ min: 0.05, max: 0.95 }),
+        fc.double({ min: 0.05, max: 0.95, noNaN: true }),
         (capacity, rate) => {
           const climber = new HillClimber(capacity, 10, samplePeriod);
           const windows = climb(climber, () => rate, 8);
