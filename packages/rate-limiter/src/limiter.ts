@@ -298,7 +298,7 @@ export class RateLimiter implements AsyncDisposable {
   #listed(key: string, outcome: CheckOutcome): RateLimitResult {
     const allowed = outcome !== 'denied';
     if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome, source: 'lists' });
-    return {
+    const result: RateLimitResult = {
       allowed,
       outcome,
       key,
@@ -309,6 +309,9 @@ export class RateLimiter implements AsyncDisposable {
       delayMs: 0,
       source: 'lists',
     };
+    // Tracers see denied and allow-listed clients too: a deny list hit is what an audit looks for.
+    if (checkChannel.hasSubscribers) checkChannel.publish(result);
+    return result;
   }
 }
 

@@ -1,3 +1,4 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { ConfigError, ManualClock } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -6,6 +7,7 @@ import {
   createRateLimiter,
   MemoryStore,
   RateLimitedError,
+  type RateLimitResult,
   type RateLimitStore,
 } from '../src/index.js';
 
@@ -264,5 +266,37 @@ describe('fail modes when the remote store does not answer', () => {
     for (let index = 0; index < 20; index += 1) await limiter.check('k');
     expect(store.calls).toBe(3);
     await limiter.close();
+  });
+});
+
+describe('diagnostics_channel', () => {
+  it('publishes every result on noa:rate-limiter:check, list and role decisions included', async () => {
+    const published: RateLimitResult[] = [];
+    const listener = (message: unknown) => published.push(message as RateLimitResult);
+    diagnosticsChannel.subscribe('noa:rate-limiter:check', listener);
+    try {
+      const limiter = createRateLimiter({
+        limits: [{ limit: 1, windowMs: 60_000 }],
+        roles: { admin: 'unlimited' },
+        allow: ['10.0.0.0/8'],
+        deny: ['192.0.2.7'],
+        clock: new ManualClock(start),
+      });
+      await limiter.check('dc-plain');
+      await limiter.check('dc-plain');
+      await limiter.check({ key: 'dc-denied', ip: '192.0.2.7' });
+      await limiter.check({ key: 'dc-allowed', ip: '10.1.2.3' });
+      await limiter.check({ key: 'dc-admin', role: 'admin' });
+      await limiter.close();
+    } finally {
+      diagnosticsChannel.unsubscribe('noa:rate-limiter:check', listener);
+    }
+    expect(published.map((result) => `${result.key}:${result.outcome}`)).toEqual([
+      'dc-plain:allowed',
+      'dc-plain:limited',
+      'dc-denied:denied',
+      'dc-allowed:allowlisted',
+      'dc-admin:unlimited',
+    ]);
   });
 });
