@@ -1,9 +1,15 @@
 import type { AddressInfo } from 'node:net';
-import { ManualClock } from '@noa/core';
+import { ConfigError, ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, expressRateLimit, fastifyRateLimit, quotaExceededType } from '../src/index.js';
+import {
+  createRateLimiter,
+  expressRateLimit,
+  fastifyRateLimit,
+  quotaExceededType,
+  type RequestFacts,
+} from '../src/index.js';
 
 const start = 1_700_000_000_000;
 
@@ -189,5 +195,179 @@ describe('Fastify plugin over HTTP', () => {
     expect(refused.status).toBe(429);
     expect(refused.headers.get('ratelimit-policy')).toBe('"tight";q=1;w=60');
     for (let index = 0; index < 5; index += 1) expect((await get(base, '/health')).status).toBe(200);
+  });
+});
+
+describe('Express key extractors, cost and per-endpoint keys over HTTP', () => {
+  let base = '';
+  let close = () => {};
+  beforeAll(async () => {
+    const clock = new ManualClock(start);
+    const app = express();
+    app.set('trust proxy', 'loopback');
+    // What an auth middleware (passport and friends) does: req.user before the limiter runs.
+    app.use((req, _res, next) => {
+      const user = req.headers['x-user'];
+      if (typeof user === 'string') (req as { user?: unknown }).user = { id: user };
+      next();
+    });
+    const byUser = createRateLimiter({ limits: [{ limit: 2, windowMs: 60_000 }], clock });
+    app.get('/user', expressRateLimit({ limiter: byUser, keyBy: 'user' }), (req, res) => {
+      res.send((req as { rateLimit?: { key: string } }).rateLimit?.key);
+    });
+    const byTenant = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock });
+    const tenantOf = (facts: RequestFacts) => {
+      const tenant = facts.headers['x-tenant'];
+      return typeof tenant === 'string' ? `tenant:${tenant}` : undefined;
+    };
+    app.get('/tenant', expressRateLimit({ limiter: byTenant, keyBy: tenantOf }), (_req, res) => {
+      res.send('ok');
+    });
+    const costly = createRateLimiter({ limits: [{ limit: 10, windowMs: 60_000 }], clock });
+    const costOf = (facts: RequestFacts) => Number(facts.headers['x-cost'] ?? 1);
+    app.get('/cost', expressRateLimit({ limiter: costly, cost: costOf }), (_req, res) => {
+      res.send('ok');
+    });
+    const endpoints = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock });
+    const perEndpoint = expressRateLimit({ limiter: endpoints, perEndpoint: true });
+    app.get('/items/:id', perEndpoint, (_req, res) => {
+      res.send('item');
+    });
+    app.get('/orders/:id', perEndpoint, (_req, res) => {
+      res.send('order');
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    close = () => server.close();
+  });
+  afterAll(() => close());
+
+  it("keyBy 'user' counts req.user.id, and falls back to the IP without a user", async () => {
+    const as = (user: string) => get(base, '/user', { 'x-user': user, 'x-forwarded-for': '192.0.2.20' });
+    const first = await as('ada');
+    expect([first.status, first.text]).toEqual([200, 'user:ada']);
+    expect((await as('ada')).status).toBe(200);
+    expect((await as('ada')).status).toBe(429);
+    // Same IP, another user: its own quota.
+    expect((await as('bob')).status).toBe(200);
+    const anonymous = await get(base, '/user', { 'x-forwarded-for': '192.0.2.20' });
+    expect([anonymous.status, anonymous.text]).toEqual([200, 'ip:192.0.2.20']);
+  });
+
+  it('keyBy a function keys by what it returns', async () => {
+    const as = (tenant: string, ip: string) =>
+      get(base, '/tenant', { 'x-tenant': tenant, 'x-forwarded-for': ip }).then((response) => response.status);
+    expect(await as('acme', '192.0.2.30')).toBe(200);
+    // Another client IP of the same tenant shares its quota.
+    expect(await as('acme', '192.0.2.31')).toBe(429);
+    expect(await as('globex', '192.0.2.30')).toBe(200);
+  });
+
+  it('a cost function charges each request its own points', async () => {
+    const charge = (cost: number) =>
+      get(base, '/cost', { 'x-cost': String(cost), 'x-forwarded-for': '192.0.2.40' });
+    const first = await charge(7);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('ratelimit')).toMatch(/^"default";r=3;/);
+    expect((await charge(4)).status).toBe(429);
+    expect((await charge(3)).status).toBe(200);
+  });
+
+  it('perEndpoint counts each method + route pattern separately', async () => {
+    const from = (path: string) =>
+      get(base, path, { 'x-forwarded-for': '192.0.2.50' }).then((response) => response.status);
+    expect(await from('/items/1')).toBe(200);
+    // Another id is the same route pattern: the same quota.
+    expect(await from('/items/2')).toBe(429);
+    expect(await from('/orders/1')).toBe(200);
+  });
+});
+
+describe('Fastify plugin options over HTTP', () => {
+  let base = '';
+  const app = Fastify({ trustProxy: true });
+  beforeAll(async () => {
+    const clock = new ManualClock(start);
+    const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock });
+    await app.register(fastifyRateLimit, {
+      limiter,
+      global: false,
+      skip: (facts) => facts.headers['x-skip'] === 'yes',
+      handler: (_request, reply, result) =>
+        reply.code(503).send({ busy: result.outcome, retryAfterMs: result.retryAfterMs }),
+    });
+    app.get('/open', async () => 'open');
+    app.get('/limited', { config: { rateLimit: {} } }, async () => 'limited');
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => app.close());
+
+  it('global: false limits only the routes with config.rateLimit', async () => {
+    for (let index = 0; index < 3; index += 1) {
+      const open = await get(base, '/open', { 'x-forwarded-for': '192.0.2.60' });
+      expect(open.status).toBe(200);
+      expect(open.headers.get('ratelimit')).toBeNull();
+    }
+    expect((await get(base, '/limited', { 'x-forwarded-for': '192.0.2.60' })).status).toBe(200);
+  });
+
+  it('calls the custom handler with the result, after setting the headers', async () => {
+    expect((await get(base, '/limited', { 'x-forwarded-for': '192.0.2.61' })).status).toBe(200);
+    const refused = await get(base, '/limited', { 'x-forwarded-for': '192.0.2.61' });
+    expect(refused.status).toBe(503);
+    // Fixed windows are aligned to the epoch: `start` is 20 s into its minute.
+    expect(JSON.parse(refused.text)).toEqual({ busy: 'limited', retryAfterMs: 40_000 });
+    expect(refused.headers.get('retry-after')).toBe('40');
+    expect(refused.headers.get('ratelimit')).toMatch(/^"default";r=0;/);
+  });
+
+  it('skip exempts the requests it returns true for', async () => {
+    for (let index = 0; index < 3; index += 1)
+      expect((await get(base, '/limited', { 'x-forwarded-for': '192.0.2.62', 'x-skip': 'yes' })).status).toBe(
+        200,
+      );
+    expect((await get(base, '/limited', { 'x-forwarded-for': '192.0.2.62' })).status).toBe(200);
+  });
+});
+
+describe('middleware options are validated', () => {
+  const fieldsOf = (build: () => unknown): string[] => {
+    try {
+      build();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return [...(error as ConfigError).fields].sort();
+    }
+    throw new Error('expected a ConfigError');
+  };
+
+  it('expressRateLimit throws a ConfigError naming each bad field', () => {
+    const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }] });
+    expect(fieldsOf(() => expressRateLimit({} as never))).toEqual(['limiter']);
+    expect(fieldsOf(() => expressRateLimit({ limiter: { check() {} } } as never))).toEqual(['limiter']);
+    expect(
+      fieldsOf(() =>
+        expressRateLimit({ limiter, keyBy: 'cookie', cost: -1, headers: { draft: 8 } } as never),
+      ),
+    ).toEqual(['cost', 'headers', 'keyBy']);
+  });
+
+  it('a route config.rateLimit with a bad field fails at registration, naming the route', async () => {
+    const app = Fastify();
+    const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }] });
+    await app.register(fastifyRateLimit, { limiter });
+    let caught: unknown;
+    try {
+      app.get('/bad', { config: { rateLimit: { keyBy: 'cookie' } as never } }, async () => 'ok');
+      await app.ready();
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).message).toContain('GET /bad');
+    expect((caught as ConfigError).fields).toEqual(['keyBy']);
+    await app.close();
   });
 });
