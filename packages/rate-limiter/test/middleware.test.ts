@@ -371,3 +371,41 @@ describe('middleware options are validated', () => {
     await app.close();
   });
 });
+
+describe('Fastify plugin in a later hook', () => {
+  /** An app whose auth runs in an onRequest hook added after the plugin (the usual order). */
+  async function appWith(hook: 'onRequest' | 'preHandler' | undefined) {
+    const app = Fastify({ trustProxy: true });
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+    await app.register(fastifyRateLimit, { limiter, keyBy: 'user', ...(hook === undefined ? {} : { hook }) });
+    app.decorateRequest('user', undefined);
+    app.addHook('onRequest', async (request) => {
+      const user = request.headers['x-user'];
+      if (typeof user === 'string') (request as unknown as { user: unknown }).user = { id: user };
+    });
+    app.get('/me', async (request) => request.rateLimit?.key);
+    return app;
+  }
+  const as = (app: Awaited<ReturnType<typeof appWith>>, user: string) =>
+    app.inject({ url: '/me', headers: { 'x-user': user } });
+
+  it("hook: 'preHandler' sees what authentication hooks set (keyBy 'user' per user)", async () => {
+    const app = await appWith('preHandler');
+    const ada = await as(app, 'ada');
+    expect([ada.statusCode, ada.body]).toEqual([200, 'user:ada']);
+    expect((await as(app, 'bob')).statusCode).toBe(200);
+    expect((await as(app, 'ada')).statusCode).toBe(429);
+    await app.close();
+  });
+
+  it('the default onRequest hook runs before them, so every user shares the IP key', async () => {
+    const app = await appWith(undefined);
+    const ada = await as(app, 'ada');
+    expect([ada.statusCode, ada.body]).toEqual([200, 'ip:127.0.0.1']);
+    expect((await as(app, 'bob')).statusCode).toBe(429);
+    await app.close();
+  });
+});

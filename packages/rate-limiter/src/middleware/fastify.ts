@@ -22,6 +22,11 @@ export type FastifyRefusalHandler = (
 const pluginOptionsSchema = middlewareOptionsSchema.extend({
   /** Limit every route (true) or only routes with `config.rateLimit` (false). */
   global: z.boolean().default(true),
+  /**
+   * The hook the check runs in. `'preHandler'` runs after the `onRequest`/`preValidation` hooks
+   * that authenticate (and after body parsing), so `keyBy: 'user'` and `role` see `request.user`.
+   */
+  hook: z.enum(['onRequest', 'preHandler']).default('onRequest'),
   handler: z
     .custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'must be a function')
     .optional(),
@@ -58,7 +63,7 @@ function factsOf(request: FastifyRequest): RequestFacts {
 }
 
 const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, options) => {
-  const { global, handler, ...shared } = parseOptions('fastifyRateLimit', pluginOptionsSchema, options);
+  const { global, hook, handler, ...shared } = parseOptions('fastifyRateLimit', pluginOptionsSchema, options);
   const routeOptions = new Map<string, ParsedMiddlewareOptions | false>();
   fastify.decorateRequest('rateLimit', undefined);
   fastify.addHook('onRoute', (route) => {
@@ -72,7 +77,7 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
       routeOptions.set(id, { ...shared, ...overrides } as ParsedMiddlewareOptions);
     }
   });
-  fastify.addHook('onRequest', async (request, reply) => {
+  const limit = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const id = `${String(request.routeOptions.method)} ${request.routeOptions.url}`;
     const route = routeOptions.get(id);
     if (route === false || (route === undefined && !global)) return;
@@ -89,12 +94,15 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
       return reply.code(problem.status).type('application/problem+json').send(problem);
     }
     if (result.delayMs > 0) await delay(result.delayMs);
-  });
+    return undefined;
+  };
+  if (hook === 'preHandler') fastify.addHook('preHandler', limit);
+  else fastify.addHook('onRequest', limit);
 };
 
 /**
  * Fastify plugin (fastify-plugin, so it applies to the whole instance): checks requests in an
- * `onRequest` hook, sets the rate-limit headers, replies 429 problem+json when refused. Routes
+ * `onRequest` hook (or `preHandler`, option `hook`), sets the rate-limit headers, replies 429 problem+json when refused. Routes
  * override options with `config: { rateLimit: { … } }` or opt out with `config: { rateLimit: false }`.
  * `request.ip` honours Fastify's `trustProxy` option.
  */
