@@ -1,10 +1,13 @@
+import type { Logger } from '@noa/core';
 import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createRateLimiter,
   type FailMode,
   type RateLimiter,
+  type RateLimiterOptions,
   type RateLimitResult,
   RedisStore,
   recommendedRedisOptions,
@@ -26,7 +29,24 @@ try {
   console.log(skip);
 }
 
-function limiterOn(failMode: FailMode): RateLimiter {
+/** What the limiter logged, as `level message`. */
+const logged: string[] = [];
+const record =
+  (level: string) =>
+  (message: string): void => {
+    logged.push(`${level} ${message}`);
+  };
+const captureLogger: Logger = {
+  debug: record('debug'),
+  info: record('info'),
+  warn: record('warn'),
+  error: record('error'),
+};
+
+function limiterOn(
+  failMode: FailMode,
+  observe: Pick<RateLimiterOptions, 'registry' | 'logger'> = {},
+): RateLimiter {
   const client = new Redis(redis.url, { ...recommendedRedisOptions, retryStrategy: () => 100 });
   client.on('error', () => {});
   clients.push(client);
@@ -37,7 +57,14 @@ function limiterOn(failMode: FailMode): RateLimiter {
     expectedInstances: 4,
     deadlineMs,
     breaker: { halfOpenAfterMs: 300, consecutiveFailures: 3 },
+    ...observe,
   });
+}
+
+/** The value of one sample of `name` (with exactly these labels) in the registry's text output. */
+async function sample(registry: Registry, name: string): Promise<number> {
+  const line = (await registry.metrics()).split('\n').find((text) => text.startsWith(`${name} `));
+  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1));
 }
 
 async function timed(limiter: RateLimiter, key: string): Promise<RateLimitResult & { ms: number }> {
@@ -57,7 +84,8 @@ describe.skipIf(skip !== undefined)('Redis paused, then killed: checks stay with
   });
 
   it('honours every fail mode while Redis is paused, and recovers automatically after a kill', async () => {
-    const local = limiterOn('local');
+    const registry = new Registry();
+    const local = limiterOn('local', { registry, logger: captureLogger });
     const open = limiterOn('open');
     const closed = limiterOn('closed');
     for (const limiter of [local, open, closed])
@@ -87,6 +115,20 @@ describe.skipIf(skip !== undefined)('Redis paused, then killed: checks stay with
     expect(during.open!.every((result) => result.allowed)).toBe(true);
     expect(during.closed!.every((result) => !result.allowed)).toBe(true);
     expect(local.fallbackActive).toBe(true);
+    // Metrics and logs say what happened: calls cut by the deadline, the breaker open.
+    expect(
+      await sample(registry, 'noa_rate_limiter_store_errors_total{kind="timeout"}'),
+    ).toBeGreaterThanOrEqual(3);
+    expect(
+      await sample(registry, 'noa_rate_limiter_store_errors_total{kind="circuit-open"}'),
+    ).toBeGreaterThan(0);
+    expect(await sample(registry, 'noa_rate_limiter_fallback_active')).toBe(1);
+    const refusedLocally = [...during.local!, ...burst].filter((result) => !result.allowed).length;
+    expect(await sample(registry, 'noa_rate_limiter_checks_total{outcome="limited",source="fallback"}')).toBe(
+      refusedLocally,
+    );
+    expect(logged).toContain('warn rate-limit store breaker open: fail mode applies');
+    expect(logged).toContain('warn rate-limit store call failed; applying fail mode');
 
     await redis.kill();
     const killed: (RateLimitResult & { ms: number })[] = [];
@@ -115,5 +157,11 @@ describe.skipIf(skip !== undefined)('Redis paused, then killed: checks stay with
     }
     expect(recovered?.allowed).toBe(true);
     expect(local.fallbackActive).toBe(false);
+    expect(await sample(registry, 'noa_rate_limiter_fallback_active')).toBe(0);
+    expect(logged).toContain('info rate-limit store breaker closed: store back in use');
+    // Store calls that answered were timed (the healthy check, then the recovered one at least).
+    expect(
+      await sample(registry, 'noa_rate_limiter_check_duration_seconds_count{store="redis"}'),
+    ).toBeGreaterThanOrEqual(2);
   });
 });
