@@ -15,6 +15,7 @@ export {
   quotaProblem,
   rateLimitHeaders,
 } from './headers.js';
+export { ipKey } from './ip-key.js';
 export { IpList } from './ip-list.js';
 export { type CheckInput, createRateLimiter, RateLimiter } from './limiter.js';
 export type { MetricsRegistry } from './limiter-metrics.js';

@@ -409,3 +409,41 @@ describe('Fastify plugin in a later hook', () => {
     await app.close();
   });
 });
+
+describe('IPv6 clients are keyed by subnet', () => {
+  let base = '';
+  let close = () => {};
+  beforeAll(async () => {
+    const app = express();
+    app.set('trust proxy', 'loopback');
+    const clock = new ManualClock(start);
+    const bySubnet = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock });
+    app.get('/subnet', expressRateLimit({ limiter: bySubnet }), (_req, res) => {
+      res.send('ok');
+    });
+    const byAddress = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock });
+    app.get('/address', expressRateLimit({ limiter: byAddress, ipv6Subnet: false }), (_req, res) => {
+      res.send('ok');
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    close = () => server.close();
+  });
+  afterAll(() => close());
+
+  const from = (path: string, ip: string) =>
+    get(base, path, { 'x-forwarded-for': ip }).then((response) => response.status);
+
+  it('one client cannot dodge the limit by rotating addresses within its /56', async () => {
+    expect(await from('/subnet', '2001:db8:1:2::10')).toBe(200);
+    expect(await from('/subnet', '2001:db8:1:2::99')).toBe(429);
+    expect(await from('/subnet', '2001:db8:1:2f::1')).toBe(429);
+    expect(await from('/subnet', '2001:db8:1:100::1')).toBe(200);
+  });
+
+  it('ipv6Subnet: false keys each address', async () => {
+    expect(await from('/address', '2001:db8:1:2::10')).toBe(200);
+    expect(await from('/address', '2001:db8:1:2::99')).toBe(200);
+  });
+});

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
 
 /** How the key of a request is found: a built-in kind or a function. */
@@ -33,6 +34,11 @@ export const middlewareOptionsSchema = z
         fn<(facts: RequestFacts) => string | undefined>('must be a key kind or function'),
       ])
       .default('ip'),
+    /**
+     * IPv6 clients are keyed by their network of this prefix length (one client holds a /64 or
+     * more, and could rotate addresses within it); `false` keys each address. IPv4 is unaffected.
+     */
+    ipv6Subnet: z.union([z.number().int().min(1).max(128), z.literal(false)]).default(defaultIpv6Subnet),
     /** Header holding API keys (for `keyBy: 'api-key'`). */
     apiKeyHeader: z.string().min(1).default('x-api-key'),
     /** Count each endpoint (method + route) separately. */
@@ -81,6 +87,6 @@ function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions): stri
     const value = Array.isArray(header) ? header[0] : header;
     key = value ? `key:${value}` : undefined;
   }
-  key ??= `ip:${facts.ip ?? 'unknown'}`;
+  key ??= `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet)}`;
   return options.perEndpoint ? `${key}:${facts.method} ${facts.route}` : key;
 }
