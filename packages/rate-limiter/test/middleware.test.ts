@@ -447,3 +447,27 @@ describe('IPv6 clients are keyed by subnet', () => {
     expect(await from('/address', '2001:db8:1:2::99')).toBe(200);
   });
 });
+
+describe('Fastify routes declared before the plugin', () => {
+  it('keep their config.rateLimit (exemption or overrides)', async () => {
+    const app = Fastify();
+    const clock = new ManualClock(start);
+    const tight = createRateLimiter({ limits: [{ name: 'tight', limit: 1, windowMs: 60_000 }], clock });
+    app.get('/health', { config: { rateLimit: false } }, async () => 'ok');
+    app.get('/tight', { config: { rateLimit: { limiter: tight } } }, async () => 'ok');
+    const limiter = createRateLimiter({ limits: [{ limit: 2, windowMs: 60_000 }], clock });
+    await app.register(fastifyRateLimit, { limiter });
+    app.get('/after', async () => 'ok');
+    const statuses = async (url: string, times: number) => {
+      const codes: number[] = [];
+      for (let index = 0; index < times; index += 1) codes.push((await app.inject({ url })).statusCode);
+      return codes;
+    };
+    expect(await statuses('/health', 4)).toEqual([200, 200, 200, 200]);
+    const tightReply = await app.inject({ url: '/tight' });
+    expect(tightReply.headers['ratelimit-policy']).toBe('"tight";q=1;w=60');
+    expect(await statuses('/tight', 1)).toEqual([429]);
+    expect(await statuses('/after', 3)).toEqual([200, 200, 429]);
+    await app.close();
+  });
+});

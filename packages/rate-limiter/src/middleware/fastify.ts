@@ -64,23 +64,33 @@ function factsOf(request: FastifyRequest): RequestFacts {
 
 const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, options) => {
   const { global, hook, handler, ...shared } = parseOptions('fastifyRateLimit', pluginOptionsSchema, options);
-  const routeOptions = new Map<string, ParsedMiddlewareOptions | false>();
-  fastify.decorateRequest('rateLimit', undefined);
-  fastify.addHook('onRoute', (route) => {
-    const config = (route.config as { rateLimit?: RouteRateLimitOptions | false } | undefined)?.rateLimit;
-    const id = `${String(route.method)} ${route.url}`;
-    if (config === false) routeOptions.set(id, false);
-    else if (config !== undefined) {
+  // Keyed by the route's own config object: the options it resolves to, parsed once.
+  const routeOptions = new WeakMap<RouteRateLimitOptions, ParsedMiddlewareOptions>();
+  const resolve = (id: string, config: RouteRateLimitOptions): ParsedMiddlewareOptions => {
+    let resolved = routeOptions.get(config);
+    if (resolved === undefined) {
       const parsedRoute = parseOptions(`route ${id} config.rateLimit`, routeRateLimitSchema, config);
       // Only what the route wrote overrides the plugin's options (not the schema's defaults).
       const overrides = Object.fromEntries(Object.entries(parsedRoute).filter(([name]) => name in config));
-      routeOptions.set(id, { ...shared, ...overrides } as ParsedMiddlewareOptions);
+      resolved = { ...shared, ...overrides } as ParsedMiddlewareOptions;
+      routeOptions.set(config, resolved);
     }
+    return resolved;
+  };
+  fastify.decorateRequest('rateLimit', undefined);
+  // Routes added after the plugin are checked at registration, so a bad option fails at start-up.
+  fastify.addHook('onRoute', (route) => {
+    const config = (route.config as { rateLimit?: RouteRateLimitOptions | false } | undefined)?.rateLimit;
+    if (config !== undefined && config !== false) resolve(`${String(route.method)} ${route.url}`, config);
   });
   const limit = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
-    const id = `${String(request.routeOptions.method)} ${request.routeOptions.url}`;
-    const route = routeOptions.get(id);
-    if (route === false || (route === undefined && !global)) return;
+    // Read at request time, not only in onRoute: routes declared before the plugin keep their config.
+    const config = request.routeOptions.config.rateLimit;
+    if (config === false || (config === undefined && !global)) return;
+    const route =
+      config === undefined
+        ? undefined
+        : resolve(`${String(request.routeOptions.method)} ${request.routeOptions.url}`, config);
     const active = route ?? shared;
     if (!(active.limiter instanceof RateLimiter)) return;
     const facts = factsOf(request);
