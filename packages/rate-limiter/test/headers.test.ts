@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { quotaExceededType, quotaProblem, type RateLimitResult, rateLimitHeaders } from '../src/index.js';
 
@@ -65,5 +67,40 @@ describe('rate-limit headers (draft-ietf-httpapi-ratelimit-headers-10)', () => {
       status: 403,
       violatedPolicies: [],
     });
+  });
+});
+
+describe('the README "Headers" section shows what the code sends', () => {
+  const readme = readFileSync(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8');
+  const section = readme.slice(
+    readme.indexOf('## Headers'),
+    readme.indexOf('\n## ', readme.indexOf('## Headers') + 1),
+  );
+  const blocks = [...section.matchAll(/```(\w*)\n([\s\S]*?)```/g)].map((match) => ({
+    lang: match[1],
+    text: match[2]!,
+  }));
+
+  it('the header example is rateLimitHeaders() of those two limits', () => {
+    const example = blocks.find((block) => block.lang === '')!.text;
+    const allowed: RateLimitResult = {
+      ...limited,
+      allowed: true,
+      outcome: 'allowed',
+      limits: [
+        { ...limited.limits[0]!, allowed: true, remaining: 17, resetMs: 150, retryAfterMs: 0 },
+        limited.limits[1]!,
+      ],
+      retryAfterMs: 0,
+    };
+    const headers = rateLimitHeaders(allowed);
+    expect(example.trim()).toBe(
+      `RateLimit-Policy: ${headers['RateLimit-Policy']}\nRateLimit: ${headers.RateLimit}`,
+    );
+  });
+
+  it('the problem+json example is quotaProblem() of a refusal 12 s from retry', () => {
+    const example = JSON.parse(blocks.find((block) => block.lang === 'json')!.text);
+    expect(quotaProblem({ ...limited, retryAfterMs: 11_200 })).toEqual(example);
   });
 });
