@@ -471,3 +471,47 @@ describe('Fastify routes declared before the plugin', () => {
     await app.close();
   });
 });
+
+describe('Express trust proxy misconfiguration', () => {
+  async function warningsFrom(trustProxy: boolean | string, headers: Record<string, string>[]) {
+    const app = express();
+    app.set('trust proxy', trustProxy);
+    const limiter = createRateLimiter({ limits: [{ limit: 100, windowMs: 60_000 }] });
+    app.get('/', expressRateLimit({ limiter }), (_req, res) => {
+      res.send('ok');
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      for (const sent of headers)
+        await get(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, '/', sent);
+      // process warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+      server.close();
+      await limiter.close();
+    }
+    return warnings.map((warning) => (warning as Error & { code?: string }).code);
+  }
+
+  it('warns once when X-Forwarded-For arrives but Express trusts no proxy (every client would share the proxy IP)', async () => {
+    const codes = await warningsFrom(false, [
+      {},
+      { 'x-forwarded-for': '192.0.2.1' },
+      { 'x-forwarded-for': '192.0.2.2' },
+    ]);
+    expect(codes).toEqual(['NOA_RATE_LIMIT_UNTRUSTED_FORWARDED_FOR']);
+  });
+
+  it("warns once when 'trust proxy' is true (any client can pick its IP, and its quota)", async () => {
+    expect(await warningsFrom(true, [{}, {}])).toEqual(['NOA_RATE_LIMIT_PERMISSIVE_TRUST_PROXY']);
+  });
+
+  it('stays quiet when trust proxy names the proxies', async () => {
+    expect(await warningsFrom('loopback', [{ 'x-forwarded-for': '192.0.2.1' }])).toEqual([]);
+  });
+});

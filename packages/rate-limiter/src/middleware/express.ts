@@ -12,6 +12,8 @@ export interface ExpressRequestLike extends IncomingMessage {
   baseUrl?: string;
   route?: { path?: unknown };
   user?: unknown;
+  /** The Express app, read for its `trust proxy` setting. */
+  app?: { get(setting: string): unknown };
   /** Set by the middleware: the check's result. */
   rateLimit?: RateLimitResult;
 }
@@ -68,15 +70,44 @@ export const sendProblem: RefusalHandler = (_req, res, result) => {
 };
 
 /**
+ * Warns (once, as a process warning) about the two `trust proxy` settings that break IP keys,
+ * the commonest misconfiguration of IP rate limits: none while a proxy forwards (every client
+ * shares the proxy's IP and quota), or `true` (every client picks its own IP by header).
+ * Returns false once there is nothing left to check.
+ */
+function trustProxyWarner(): (req: ExpressRequestLike) => boolean {
+  let trust: unknown;
+  return (req) => {
+    trust ??= req.app?.get('trust proxy') ?? 'unknown';
+    if (trust === true) {
+      process.emitWarning(
+        "Express 'trust proxy' is true: any client can set X-Forwarded-For and so choose its rate-limit key; name your proxies instead (e.g. 'loopback' or their addresses)",
+        { code: 'NOA_RATE_LIMIT_PERMISSIVE_TRUST_PROXY' },
+      );
+      return false;
+    }
+    if (trust !== false) return false;
+    if (req.headers['x-forwarded-for'] === undefined) return true;
+    process.emitWarning(
+      "A request carries X-Forwarded-For but Express 'trust proxy' is off: behind a proxy every client shares the proxy's IP and quota; set 'trust proxy' to your proxies",
+      { code: 'NOA_RATE_LIMIT_UNTRUSTED_FORWARDED_FOR' },
+    );
+    return false;
+  };
+}
+
+/**
  * Express middleware: checks each request with `limiter`, sets the rate-limit headers, and
  * answers 429 with a problem+json body when refused. `req.ip` honours Express's
- * `trust proxy` setting, so configure that, not this.
+ * `trust proxy` setting, so configure that, not this (a process warning says when it looks wrong).
  */
 export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddleware {
   const parsed = parseOptions('expressRateLimit', expressOptionsSchema, options);
   const handler = parsed.handler ?? sendProblem;
+  let checkTrustProxy: ((req: ExpressRequestLike) => boolean) | undefined = trustProxyWarner();
   return (incoming, res, next) => {
     const req = incoming as ExpressRequestLike;
+    if (checkTrustProxy !== undefined && !checkTrustProxy(req)) checkTrustProxy = undefined;
     const facts = new ExpressFacts(req);
     const run = async (): Promise<void> => {
       if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
