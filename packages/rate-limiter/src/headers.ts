@@ -1,4 +1,4 @@
-import type { RateLimitResult } from './result.js';
+import type { LimitStatus, RateLimitResult } from './result.js';
 
 /** Which rate-limit headers to send. */
 export interface HeaderOptions {
@@ -16,6 +16,13 @@ const seconds = (ms: number): number => Math.ceil(ms / 1_000);
 /** Quotes a policy name as a structured-field String (names are validated tokens, so no escaping). */
 const quoted = (name: string): string => `"${name}"`;
 
+/** One `RateLimit` list member; a key blocked for `blockedMs` has none left until the block ends. */
+function limitState(limit: LimitStatus, blockedMs: number): string {
+  return blockedMs > 0
+    ? `${quoted(limit.name)};r=0;t=${seconds(Math.max(limit.resetMs, blockedMs))}`
+    : `${quoted(limit.name)};r=${limit.remaining};t=${seconds(limit.resetMs)}`;
+}
+
 /**
  * The rate-limit response headers of a result, e.g.
  * `RateLimit-Policy: "burst";q=100;w=60` and `RateLimit: "burst";r=50;t=30`, one list member
@@ -27,18 +34,19 @@ export function rateLimitHeaders(
   nowMs: number = Date.now(),
 ): Record<string, string> {
   const headers: Record<string, string> = {};
+  // A blocked key has no quota until the block ends, whatever its windows say: the headers
+  // agree with Retry-After so that clients that read them wait long enough.
+  const blockedMs = result.outcome === 'blocked' ? result.retryAfterMs : 0;
   if (result.limits.length > 0) {
     if (options.standard !== false && result.limits.length === 1) {
       const limit = result.limits[0]!;
       headers['RateLimit-Policy'] = `"${limit.name}";q=${limit.limit};w=${seconds(limit.windowMs)}`;
-      headers.RateLimit = `"${limit.name}";r=${limit.remaining};t=${seconds(limit.resetMs)}`;
+      headers.RateLimit = limitState(limit, blockedMs);
     } else if (options.standard !== false) {
       headers['RateLimit-Policy'] = result.limits
         .map((limit) => `${quoted(limit.name)};q=${limit.limit};w=${seconds(limit.windowMs)}`)
         .join(', ');
-      headers.RateLimit = result.limits
-        .map((limit) => `${quoted(limit.name)};r=${limit.remaining};t=${seconds(limit.resetMs)}`)
-        .join(', ');
+      headers.RateLimit = result.limits.map((limit) => limitState(limit, blockedMs)).join(', ');
     }
     if (options.legacy === true) {
       const tightest =
@@ -46,8 +54,8 @@ export function rateLimitHeaders(
           (limit) => limit.remaining === result.remaining && limit.resetMs === result.resetMs,
         ) ?? result.limits[0]!;
       headers['X-RateLimit-Limit'] = String(tightest.limit);
-      headers['X-RateLimit-Remaining'] = String(result.remaining);
-      headers['X-RateLimit-Reset'] = String(seconds(nowMs + result.resetMs));
+      headers['X-RateLimit-Remaining'] = String(blockedMs > 0 ? 0 : result.remaining);
+      headers['X-RateLimit-Reset'] = String(seconds(nowMs + Math.max(result.resetMs, blockedMs)));
     }
   }
   if (!result.allowed && result.retryAfterMs > 0)

@@ -104,3 +104,27 @@ describe('the README "Headers" section shows what the code sends', () => {
     expect(quotaProblem({ ...limited, retryAfterMs: 11_200 })).toEqual(example);
   });
 });
+
+describe('headers of an auto-blocked key', () => {
+  // What the store reports for a blocked key whose window has room again: the block refuses it.
+  const blocked: RateLimitResult = {
+    ...limited,
+    outcome: 'blocked',
+    limits: [{ ...limited.limits[0]!, remaining: 1, resetMs: 0, retryAfterMs: 55_000 }],
+    remaining: 1,
+    resetMs: 0,
+    retryAfterMs: 55_000,
+  };
+
+  it('show no quota left until the block ends, agreeing with Retry-After', () => {
+    const headers = rateLimitHeaders(blocked, { legacy: true }, 1_700_000_000_000);
+    expect(headers).toEqual({
+      'RateLimit-Policy': '"burst";q=20;w=1',
+      RateLimit: '"burst";r=0;t=55',
+      'X-RateLimit-Limit': '20',
+      'X-RateLimit-Remaining': '0',
+      'X-RateLimit-Reset': String(1_700_000_000 + 55),
+      'Retry-After': '55',
+    });
+  });
+});
