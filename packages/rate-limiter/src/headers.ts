@@ -16,11 +16,16 @@ const seconds = (ms: number): number => Math.ceil(ms / 1_000);
 /** Quotes a policy name as a structured-field String (names are validated tokens, so no escaping). */
 const quoted = (name: string): string => `"${name}"`;
 
-/** One `RateLimit` list member; a key blocked for `blockedMs` has none left until the block ends. */
+/**
+ * One `RateLimit` list member; a key blocked for `blockedMs` has none left until the block ends.
+ * An exhausted, refusing limit is not back before its retry time, even when no window says so
+ * (the closed fail mode answers `resetMs` 0 with a retry time).
+ */
 function limitState(limit: LimitStatus, blockedMs: number): string {
-  return blockedMs > 0
-    ? `${quoted(limit.name)};r=0;t=${seconds(Math.max(limit.resetMs, blockedMs))}`
-    : `${quoted(limit.name)};r=${limit.remaining};t=${seconds(limit.resetMs)}`;
+  if (blockedMs > 0) return `${quoted(limit.name)};r=0;t=${seconds(Math.max(limit.resetMs, blockedMs))}`;
+  const resetMs =
+    limit.remaining === 0 && !limit.allowed ? Math.max(limit.resetMs, limit.retryAfterMs) : limit.resetMs;
+  return `${quoted(limit.name)};r=${limit.remaining};t=${seconds(resetMs)}`;
 }
 
 /**

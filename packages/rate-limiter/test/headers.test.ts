@@ -128,3 +128,17 @@ describe('headers of an auto-blocked key', () => {
     });
   });
 });
+
+describe("headers of failMode 'closed'", () => {
+  it('say when to come back (t), as Retry-After does, though no window was read', () => {
+    // What the closed fail mode answers while the store is down: nothing left, retry in 1 s.
+    const closed: RateLimitResult = {
+      ...limited,
+      limits: [{ ...limited.limits[0]!, remaining: 0, resetMs: 0, retryAfterMs: 1_000 }],
+      resetMs: 0,
+      retryAfterMs: 1_000,
+      source: 'fallback',
+    };
+    expect(rateLimitHeaders(closed)).toMatchObject({ RateLimit: '"burst";r=0;t=1', 'Retry-After': '1' });
+  });
+});
