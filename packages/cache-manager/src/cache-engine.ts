@@ -240,7 +240,9 @@ export class CacheEngine {
       () => this.#flights.delete(fullKey),
     );
     this.#flights.set(fullKey, load);
-    return load;
+    // The flight resolves to the object L1 holds (or the factory's, which other callers share):
+    // in clone mode the caller that started it gets a copy like everyone else.
+    return this.options.l1.mode === 'clone' ? load.then((value) => this.out(value)) : load;
   }
 
   async #load<T>(
@@ -480,7 +482,7 @@ export class CacheEngine {
   #writeEntry(fullKey: string, value: unknown, options: SetOptions, computeMs: number): Promise<void> {
     const now = this.clock.now();
     const entry = createEntry(
-      value,
+      this.options.l1.mode === 'clone' ? cloneForL1(value) : value,
       now,
       options.ttlMs ?? this.options.ttlMs,
       options.graceMs ?? this.options.graceMs,
@@ -679,6 +681,19 @@ export class CacheEngine {
     const waiters = this.#waiters.get(fullKey);
     if (!waiters) return;
     for (const wake of [...waiters]) wake();
+  }
+}
+
+/**
+ * In clone mode L1 keeps its own copy of a written value: the writer keeps a reference to the
+ * object it passed and may mutate it later. A value that cannot be cloned could not be read
+ * back in this mode either, so it is refused here, as an unencodable value is.
+ */
+function cloneForL1(value: unknown): unknown {
+  try {
+    return structuredClone(value);
+  } catch (error) {
+    throw new SerializationError('encode', { cause: error });
   }
 }
 

@@ -164,6 +164,23 @@ describe('L1 value modes', () => {
     expect(await cache.get('k')).toEqual({ n: 1 });
   });
 
+  it('clone gives the caller that computed a value, and the writer of one, their own copies', async () => {
+    const cache = make({ l1: { mode: 'clone' } });
+    const computed = await cache.getOrSet('computed', () => ({ n: 1 }));
+    computed.n = 2;
+    expect(await cache.get('computed')).toEqual({ n: 1 });
+    const written = { n: 1 };
+    await cache.set('written', written);
+    written.n = 2;
+    expect(await cache.get('written')).toEqual({ n: 1 });
+    const wrapped = cache.wrap(
+      () => ({ n: 1 }),
+      () => 'wrapped',
+    );
+    (await wrapped()).n = 2;
+    expect(await cache.get('wrapped')).toEqual({ n: 1 });
+  });
+
   it('reference hands out the same object', async () => {
     const cache = make();
     const value = { n: 1 };
