@@ -189,7 +189,8 @@ export class CacheEngine {
     const results: (CacheEntry | undefined)[] = fullKeys.map((key) => {
       const entry = this.#l1Get(key, now);
       const fresh = entry !== undefined && isFresh(entry, now);
-      this.metrics.request('l1', fresh ? 'hit' : 'miss');
+      // The same labels as `get`: an entry L1 still holds past its expiry is `stale`.
+      this.metrics.request('l1', fresh ? 'hit' : entry ? 'stale' : 'miss');
       return fresh ? entry : undefined;
     });
     if (!this.tier) return results;
@@ -213,7 +214,7 @@ export class CacheEngine {
         this.#l1Set(key, entry, bytes!.length);
         results[index] = entry;
       } else {
-        this.metrics.request('l2', 'miss');
+        this.metrics.request('l2', entry ? 'stale' : 'miss');
       }
     }
     return results;

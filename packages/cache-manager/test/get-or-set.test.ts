@@ -259,6 +259,19 @@ describe('options and lifecycle', () => {
     expect(text).toContain('noa_cache_manager_factory_runs_total{result="ok"} 1');
   });
 
+  it('labels an expired L1 entry stale, whether read by get or getMany', async () => {
+    const registry = new Registry();
+    const clock = new ManualClock(0);
+    const cache = make({ registry, clock, ttlMs: 1_000, graceMs: 60_000 });
+    await cache.set('k', 1);
+    clock.advance(2_000);
+    expect(await cache.get('k')).toBeUndefined();
+    expect(await cache.getMany(['k', 'absent'])).toEqual([undefined, undefined]);
+    const text = await registry.metrics();
+    expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="stale"} 2');
+    expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="miss"} 1');
+  });
+
   it('times one L1 lookup in 64 into the latency histogram, under the l1 tier', async () => {
     const registry = new Registry();
     const cache = make({ registry });
