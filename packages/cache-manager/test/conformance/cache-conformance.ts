@@ -187,6 +187,28 @@ export function describeCacheConformance(
       expect(await cache.get('w1')).toBe('cached');
     });
 
+    it('warm runs at most `concurrency` loaders at once and counts failures without throwing', async () => {
+      const cache = make();
+      let inFlight = 0;
+      let most = 0;
+      const keys = Array.from({ length: 12 }, (_, index) => `lane:${index}`);
+      const report = await cache.warm(
+        keys,
+        async (key) => {
+          inFlight += 1;
+          most = Math.max(most, inFlight);
+          await delay(5);
+          inFlight -= 1;
+          if (key.endsWith(':7')) throw new Error('source down');
+          return key;
+        },
+        { concurrency: 3 },
+      );
+      expect(most).toBe(3);
+      expect(report).toEqual({ total: 12, done: 12, loaded: 11, skipped: 0, failed: 1 });
+      expect(await cache.get('lane:7')).toBeUndefined();
+    });
+
     it.skipIf(!shared)(
       'a write on one instance evicts the key from the other instance’s L1 (bus)',
       async () => {
