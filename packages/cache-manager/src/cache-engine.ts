@@ -235,15 +235,14 @@ export class CacheEngine {
     }
     this.metrics.request('l1', entry ? 'stale' : 'miss');
     const inflight = this.#flights.get(fullKey) as Promise<T> | undefined;
-    if (inflight)
-      return this.options.l1.mode === 'clone' ? inflight.then((value) => this.out(value)) : inflight;
+    if (inflight) return this.options.l1.mode === 'clone' ? inflight.then(copyOfFlight) : inflight;
     const load = this.#load(fullKey, userKey, factory, options, entry as CacheEntry<T> | undefined).finally(
       () => this.#flights.delete(fullKey),
     );
     this.#flights.set(fullKey, load);
     // The flight resolves to the object L1 holds (or the factory's, which other callers share):
     // in clone mode the caller that started it gets a copy like everyone else.
-    return this.options.l1.mode === 'clone' ? load.then((value) => this.out(value)) : load;
+    return this.options.l1.mode === 'clone' ? load.then(copyOfFlight) : load;
   }
 
   async #load<T>(
@@ -695,6 +694,18 @@ function cloneForL1(value: unknown): unknown {
     return structuredClone(value);
   } catch (error) {
     throw new SerializationError('encode', { cause: error });
+  }
+}
+
+/**
+ * A caller's copy of a value a flight resolved to (clone mode). A value that cannot be cloned
+ * was not cached (see `cloneForL1`), so handing it out as is shares it with no L1 entry.
+ */
+function copyOfFlight<T>(value: T): T {
+  try {
+    return structuredClone(value);
+  } catch {
+    return value;
   }
 }
 

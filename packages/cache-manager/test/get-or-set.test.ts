@@ -231,6 +231,42 @@ describe('options and lifecycle', () => {
     await expect(cache.getOrSet('k', () => 1)).rejects.toMatchObject({ code: 'NOA_CLOSED' });
   });
 
+  it('logs a factory failure served stale, and a value it cannot keep, as warnings naming the key', async () => {
+    const logged: { level: string; message: string; fields?: Record<string, unknown> }[] = [];
+    const record =
+      (level: string) =>
+      (message: string, fields?: Record<string, unknown>): void => {
+        logged.push({ level, message, fields });
+      };
+    const logger = {
+      debug: record('debug'),
+      info: record('info'),
+      warn: record('warn'),
+      error: record('error'),
+    };
+    const clock = new ManualClock(0);
+    const cache = make({ logger, clock, ttlMs: 1_000, graceMs: 60_000, l1: { mode: 'clone' } });
+    await cache.getOrSet('k', () => 'v1');
+    clock.advance(2_000);
+    await cache.getOrSet('k', () => Promise.reject(new Error('source down')));
+    // A function cannot be cloned, so clone mode cannot keep it: served once, not cached.
+    const uncloneable = { run: () => 1 };
+    expect(await cache.getOrSet('fn', () => uncloneable)).toBe(uncloneable);
+    expect(await cache.get('fn')).toBeUndefined();
+    expect(logged).toEqual([
+      {
+        level: 'warn',
+        message: 'factory failed; serving stale value',
+        fields: { component: 'cache-manager', key: 'k', error: 'Error: source down' },
+      },
+      {
+        level: 'warn',
+        message: 'factory value cannot be serialized; not cached',
+        fields: { component: 'cache-manager', key: 'fn' },
+      },
+    ]);
+  });
+
   it('publishes factory runs on the noa:cache-manager:factory diagnostics channel', async () => {
     const seen: unknown[] = [];
     const listener = (message: unknown) => seen.push(message);
