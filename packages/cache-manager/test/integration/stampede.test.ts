@@ -1,4 +1,4 @@
-import { delay } from '@noa/core';
+import { delay, ManualClock } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, LockTimeoutError } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -121,6 +121,30 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
       if (seen === undefined) await delay(10);
     }
     expect(seen).toBe('value');
+  });
+
+  it('early refresh (XFetch) of a hot key runs once across instances, while both keep serving', async () => {
+    const clock = new ManualClock(Date.now());
+    // A draw this small makes every hit near expiry decide to refresh: the worst case.
+    const [a, b] = await instances(2, { clock, random: () => 1e-9, ttlMs: 10_000 });
+    let runs = 0;
+    const factory = async () => {
+      runs += 1;
+      await delay(20); // gives the entry a compute time, which XFetch scales its lead by
+      return `version ${runs}`;
+    };
+    expect(await a!.getOrSet('xfetch', factory)).toBe('version 1');
+    expect(await b!.get('xfetch')).toBe('version 1');
+    clock.advance(9_990);
+    const served = await Promise.all(
+      [a!, b!].flatMap((cache) => Array.from({ length: 20 }, () => cache.getOrSet('xfetch', factory))),
+    );
+    expect(served.every((value) => value === 'version 1')).toBe(true);
+    // close() waits for background refreshes.
+    await Promise.all([a!.close(), b!.close()]);
+    expect(runs).toBe(2);
+    const reader = (await instances(1, { clock }))[0]!;
+    expect(await reader.get('xfetch')).toBe('version 2');
   });
 
   it('waiters give up with LockTimeoutError when the holder is too slow and nothing is stale', async () => {
