@@ -143,6 +143,29 @@ export function describeCacheConformance(
       expect(runs).toBe(1);
     });
 
+    it('getOrSet caches nothing when the factory returns undefined', async () => {
+      const cache = make();
+      let runs = 0;
+      const nothing = () => {
+        runs += 1;
+        return undefined;
+      };
+      expect(await cache.getOrSet('nothing', nothing)).toBeUndefined();
+      expect(await cache.has('nothing')).toBe(false);
+      expect(await cache.getOrSet('nothing', nothing)).toBeUndefined();
+      expect(runs).toBe(2);
+    });
+
+    it('tags are global: deleteByTag through one namespace removes tagged keys of every namespace', async () => {
+      const cache = make();
+      await cache.namespace('users').set('1', 'alice', { tags: ['tenant:9'] });
+      await cache.namespace('posts').set('1', 'hello', { tags: ['tenant:9'] });
+      await cache.namespace('posts').set('2', 'kept');
+      expect(await cache.namespace('posts').deleteByTag('tenant:9')).toBeGreaterThanOrEqual(2);
+      expect(await cache.namespace('users').get('1')).toBeUndefined();
+      expect(await cache.namespace('posts').getMany(['1', '2'])).toEqual([undefined, 'kept']);
+    });
+
     it('getOrSet wraps factory failures in FactoryError and caches nothing', async () => {
       const cache = make();
       const failure = new Error('db down');
