@@ -11,7 +11,13 @@ import {
 import { type BusMessage, InvalidationBus } from './bus.js';
 import type { Factory, GetOrSetOptions, ResolvedCacheOptions, SetOptions } from './cache-options.js';
 import { type CacheEntry, createEntry, isFresh, shouldRefreshEarly } from './entry.js';
-import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
+import {
+  EdgePurgeError,
+  FactoryError,
+  FactoryTimeoutError,
+  LockTimeoutError,
+  SerializationError,
+} from './errors.js';
 import { createL1Store } from './l1/create-l1-store.js';
 import { estimateSize } from './l1/estimate-size.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
@@ -531,7 +537,17 @@ export class CacheEngine {
     const edge = this.options.edge;
     if (edge) {
       const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
-      if (tied.length > 0) await edge.purger.purgeTags(tied);
+      if (tied.length > 0) {
+        try {
+          await edge.purger.purgeTags(tied);
+        } catch (error) {
+          this.logger.warn('edge purge failed; the cache entries are deleted', {
+            tags: tied,
+            error: String(error),
+          });
+          throw new EdgePurgeError(tied, { cause: error });
+        }
+      }
     }
     return removed.size;
   }

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   Cache,
   type CacheOptions,
+  EdgePurgeError,
   type EdgePurger,
   FactoryError,
   FactoryTimeoutError,
@@ -204,6 +205,28 @@ describe('tags and the edge hook', () => {
     await cache.deleteByTag(['products', 'users']);
     expect(purged).toEqual([['products']]);
     expect(await cache.getMany(['p', 'u'])).toEqual([undefined, undefined]);
+  });
+
+  it('rejects with EdgePurgeError, the purger error as cause, once the cache entries are deleted', async () => {
+    const outage = new Error('CDN API 503');
+    const cache = make({
+      edge: {
+        purger: {
+          purgeTags: async () => {
+            throw outage;
+          },
+        },
+      },
+    });
+    await cache.set('p', 1, { tags: ['products'] });
+    const error = await cache.deleteByTag('products').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EdgePurgeError);
+    expect(error).toMatchObject({
+      code: 'NOA_CACHE_EDGE_PURGE_FAILED',
+      cause: outage,
+      details: { tags: ['products'] },
+    });
+    expect(await cache.get('p')).toBeUndefined();
   });
 
   it('forgets tags of evicted keys', async () => {
