@@ -156,6 +156,18 @@ export function describeCacheConformance(
       expect(runs).toBe(2);
     });
 
+    it('deleteByTag removes entries outright: has() is false and grace serves no stale value', async () => {
+      // Both are open bugs of peers (bentocache #64 and #71): a tag deletion that only marks
+      // entries stale keeps them visible to has() and to getOrSet's grace.
+      const cache = make({ graceMs: 60_000 });
+      expect(await cache.getOrSet('graced', () => 'v1', { tags: ['g'], ttlMs: 60_000 })).toBe('v1');
+      await cache.deleteByTag('g');
+      expect(await cache.has('graced')).toBe(false);
+      const failing = () => Promise.reject(new Error('source down'));
+      await expect(cache.getOrSet('graced', failing)).rejects.toBeInstanceOf(FactoryError);
+      expect(await cache.getOrSet('graced', () => 'v2')).toBe('v2');
+    });
+
     it('deleteByTag still finds a key without expiry after a short-lived key with the same tag expired', async () => {
       const cache = make();
       await cache.set('forever', 'kept until deleted', { tags: ['mixed'] });
