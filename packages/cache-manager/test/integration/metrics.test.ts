@@ -93,6 +93,13 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     ).toBeGreaterThan(0);
   });
 
+  it('reports the breaker state from the start, not only after its first change', async () => {
+    const registry = new Registry();
+    await make({ registry });
+    expect(await sample(registry, 'noa_cache_manager_breaker_state{state="closed"}')).toBe(1);
+    expect(await sample(registry, 'noa_cache_manager_breaker_state{state="open"}')).toBe(0);
+  });
+
   it('counts waits for another instance computing the same key', async () => {
     const registry = new Registry();
     const [holder, waiter] = await Promise.all([make({ registry }), make({ registry })]);
