@@ -613,6 +613,8 @@ export class CacheEngine {
       if (keys.size === 0) this.#tagIndex.delete(tag);
     }
     if (reason !== 'deleted') this.metrics.eviction('l1', reason);
+    // The stores report a removal once it is done, so the sizes read here are current.
+    if (this.metrics.enabled) this.metrics.l1Size(this.l1.size, this.l1.bytes);
   }
 
   async #readL2(fullKey: string): Promise<{ entry: CacheEntry; bytes: number } | undefined> {

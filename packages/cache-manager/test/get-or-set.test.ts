@@ -331,6 +331,41 @@ describe('options and lifecycle', () => {
     expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="miss"} 1');
   });
 
+  it.each(['lru', 'lfu'] as const)(
+    'keeps the L1 entries and bytes gauges current through deletes, expiry and clear (%s)',
+    async (policy) => {
+      const registry = new Registry();
+      const clock = new ManualClock(0);
+      const cache = make({ registry, clock, l1: { policy } });
+      const gauges = async () => {
+        const text = await registry.metrics();
+        const read = (name: string) =>
+          Number(
+            text
+              .split('\n')
+              .find((line) => line.startsWith(`${name}{tier="l1"} `))
+              ?.split(' ')[1],
+          );
+        return { entries: read('noa_cache_manager_entries'), bytes: read('noa_cache_manager_stored_bytes') };
+      };
+      await cache.set('a', 'value a');
+      await cache.set('b', 'value b', { ttlMs: 1_000 });
+      await cache.set('c', 'value c', { tags: ['t'] });
+      await cache.set('d', 'value d');
+      const full = await gauges();
+      expect(full.entries).toBe(4);
+      await cache.delete('a');
+      expect((await gauges()).entries).toBe(3);
+      clock.advance(2_000);
+      expect(await cache.get('b')).toBeUndefined(); // dropped from L1 once past its grace
+      expect((await gauges()).entries).toBe(2);
+      await cache.deleteByTag('t');
+      expect((await gauges()).entries).toBe(1);
+      await cache.clear();
+      expect(await gauges()).toEqual({ entries: 0, bytes: 0 });
+    },
+  );
+
   it('times one L1 lookup in 64 into the latency histogram, under the l1 tier', async () => {
     const registry = new Registry();
     const cache = make({ registry });
