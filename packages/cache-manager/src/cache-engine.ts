@@ -38,6 +38,17 @@ const factoryChannel = tracingChannel('cache-manager', 'factory');
 /** One L1 lookup in this many is timed into the latency histogram (when metrics are on). */
 const l1TimingEvery = 64;
 
+/**
+ * A factory run in progress. A write, delete, tag delete or clear that reaches its key while it
+ * runs (here or, through the bus, on another instance) supersedes it: the factory may have
+ * read the source before the change, so its result goes to its callers but is not cached over
+ * the newer state.
+ */
+interface FactoryRun {
+  readonly tags: readonly string[];
+  superseded: boolean;
+}
+
 export class CacheEngine {
   readonly options: ResolvedCacheOptions;
   readonly clock: Clock;
@@ -56,6 +67,8 @@ export class CacheEngine {
   readonly #refreshing = new Set<string>();
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #background = new Set<Promise<unknown>>();
+  /** Factory runs in progress by full key (see {@link FactoryRun}). */
+  readonly #runs = new Map<string, Set<FactoryRun>>();
   #closed = false;
   /** L1 lookups since the last timed one (see `#l1Get`). */
   #l1Lookups = 0;
@@ -354,6 +367,13 @@ export class CacheEngine {
   ): Promise<T> {
     const started = performance.now();
     const tier = this.tier;
+    const run: FactoryRun = { tags: options.tags ?? [], superseded: false };
+    let runs = this.#runs.get(fullKey);
+    if (!runs) {
+      runs = new Set();
+      this.#runs.set(fullKey, runs);
+    }
+    runs.add(run);
     const work = (async () => {
       let value: T;
       try {
@@ -375,7 +395,9 @@ export class CacheEngine {
         factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
       }
       let stored: Promise<void> = Promise.resolve();
-      if (value !== undefined) {
+      if (run.superseded) {
+        this.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
+      } else if (value !== undefined) {
         try {
           stored = this.#writeEntry(fullKey, value, options, performance.now() - started);
         } catch (error) {
@@ -394,7 +416,10 @@ export class CacheEngine {
       if (this.options.writeMode === 'background') this.track(finished);
       else await finished;
       return value;
-    })();
+    })().finally(() => {
+      runs.delete(run);
+      if (runs.size === 0 && this.#runs.get(fullKey) === runs) this.#runs.delete(fullKey);
+    });
     const softTimeoutMs = options.softTimeoutMs ?? this.options.softTimeoutMs;
     const hardTimeoutMs = options.hardTimeoutMs ?? this.options.hardTimeoutMs;
     const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
@@ -476,6 +501,7 @@ export class CacheEngine {
 
   /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
   async write(fullKey: string, value: unknown, options: SetOptions, computeMs = 0): Promise<void> {
+    this.#supersedeKey(fullKey);
     const remote = this.#writeEntry(fullKey, value, options, computeMs);
     if (this.options.writeMode === 'background') this.track(remote);
     else await remote;
@@ -515,13 +541,17 @@ export class CacheEngine {
   }
 
   async delete(fullKeys: string[]): Promise<void> {
-    for (const key of fullKeys) this.l1.delete(key);
+    for (const key of fullKeys) {
+      this.l1.delete(key);
+      this.#supersedeKey(key);
+    }
     if (!this.tier) return;
     await this.tier.delete(fullKeys);
     await this.bus?.publish('del', fullKeys);
   }
 
   async deleteByTags(tags: readonly string[]): Promise<number> {
+    this.#supersedeTags(tags);
     const removed = new Set<string>();
     for (const tag of tags) {
       for (const key of [...(this.#tagIndex.get(tag) ?? [])]) {
@@ -554,6 +584,7 @@ export class CacheEngine {
 
   async clear(fullPrefix: string): Promise<void> {
     this.#clearL1(fullPrefix);
+    this.#supersedePrefix(fullPrefix);
     if (!this.tier) return;
     await this.tier.clearPrefix(fullPrefix);
     await this.bus?.publish('clear', [fullPrefix]);
@@ -653,6 +684,7 @@ export class CacheEngine {
       case 'del':
         for (const key of message.k) {
           this.l1.delete(key);
+          this.#supersedeKey(key);
           this.#wake(key);
         }
         break;
@@ -660,13 +692,17 @@ export class CacheEngine {
         for (const key of message.k) this.#wake(key);
         break;
       case 'tag':
+        this.#supersedeTags(message.k);
         for (const tag of message.k) {
           for (const key of [...(this.#tagIndex.get(tag) ?? [])]) this.l1.delete(key);
           this.#tagIndex.delete(tag);
         }
         break;
       case 'clear':
-        for (const prefix of message.k) this.#clearL1(prefix);
+        for (const prefix of message.k) {
+          this.#clearL1(prefix);
+          this.#supersedePrefix(prefix);
+        }
         break;
     }
     for (const listener of this.busListeners) listener(message);
@@ -674,6 +710,25 @@ export class CacheEngine {
 
   /** Observers of applied bus messages from other instances (measurements and tests). */
   readonly busListeners = new Set<(message: BusMessage) => void>();
+
+  #supersedeKey(fullKey: string): void {
+    if (this.#runs.size === 0) return;
+    for (const run of this.#runs.get(fullKey) ?? []) run.superseded = true;
+  }
+
+  #supersedeTags(tags: readonly string[]): void {
+    if (this.#runs.size === 0) return;
+    for (const runs of this.#runs.values()) {
+      for (const run of runs) if (run.tags.some((tag) => tags.includes(tag))) run.superseded = true;
+    }
+  }
+
+  #supersedePrefix(fullPrefix: string): void {
+    if (this.#runs.size === 0) return;
+    for (const [key, runs] of this.#runs) {
+      if (key.startsWith(fullPrefix)) for (const run of runs) run.superseded = true;
+    }
+  }
 
   #sleepOrWake(fullKey: string, ms: number): Promise<void> {
     return new Promise((resolve) => {

@@ -149,6 +149,42 @@ describe('early refresh (XFetch)', () => {
   });
 });
 
+describe('writes and deletes during a factory run', () => {
+  it('win over the run: its result goes to its callers but is not cached over them', async () => {
+    const cache = make();
+    const run = (key: string, tags: string[] = []) => {
+      const source = deferred<string>();
+      const result = cache.getOrSet(key, () => source.promise, { tags });
+      return { result, finish: (value: string) => source.resolve(value) };
+    };
+    const written = run('written');
+    const deleted = run('deleted');
+    const tagged = run('tagged', ['product:1']);
+    const cleared = cache.namespace('ns');
+    const clearedSource = deferred<string>();
+    const clearedResult = cleared.getOrSet('k', () => clearedSource.promise);
+    await tick();
+    await cache.set('written', 'newer'); // write-through of a change the factory did not see
+    await cache.delete('deleted');
+    await cache.deleteByTag('product:1');
+    await cleared.clear();
+    written.finish('older');
+    deleted.finish('older');
+    tagged.finish('older');
+    clearedSource.resolve('older');
+    expect(await Promise.all([written.result, deleted.result, tagged.result, clearedResult])).toEqual([
+      'older',
+      'older',
+      'older',
+      'older',
+    ]);
+    expect(await cache.getMany(['written', 'deleted', 'tagged'])).toEqual(['newer', undefined, undefined]);
+    expect(await cleared.get('k')).toBeUndefined();
+    // The next miss computes again.
+    expect(await cache.getOrSet('deleted', () => 'fresh')).toBe('fresh');
+  });
+});
+
 describe('L1 value modes', () => {
   it('freeze makes cached values immutable', async () => {
     const cache = make({ l1: { mode: 'freeze' } });

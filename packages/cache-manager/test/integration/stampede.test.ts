@@ -123,6 +123,28 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(seen).toBe('value');
   });
 
+  it('a delete on another instance during a factory run keeps the run’s older result out of both tiers', async () => {
+    const [computing, deleting] = await instances(2);
+    let finish!: (value: string) => void;
+    const result = computing!.getOrSet('changed', () => new Promise<string>((resolve) => (finish = resolve)));
+    while (finish === undefined) await delay(5); // the factory has started
+    const heard = new Promise<void>((resolve) => {
+      const stop = computing!.onInvalidation((message) => {
+        if (message.t === 'del' && message.k.some((key) => key.endsWith('changed'))) {
+          stop();
+          resolve();
+        }
+      });
+    });
+    await deleting!.delete('changed'); // the source changed; the running factory read it before
+    await heard;
+    finish('older');
+    expect(await result).toBe('older');
+    const [fresh] = await instances(1);
+    expect(await fresh!.get('changed')).toBeUndefined();
+    expect(computing!.getLocal('changed')).toBeUndefined();
+  });
+
   it('early refresh (XFetch) of a hot key runs once across instances, while both keep serving', async () => {
     const clock = new ManualClock(Date.now());
     // A draw this small makes every hit near expiry decide to refresh: the worst case.
