@@ -20,10 +20,11 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
   let strict: Cache;
   const registry = new Registry();
   const warnings: string[] = [];
+  const infos: string[] = [];
   const ignore = () => {};
   const logger = {
     debug: ignore,
-    info: ignore,
+    info: (message: string) => infos.push(message),
     error: ignore,
     warn: (message: string) => warnings.push(message),
   };
@@ -122,6 +123,11 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
       if (!recovered) await delay(200);
     }
     expect(recovered).toBe(true);
+    // Invalidations sent while the bus was down are lost, so once it is back the cache drops
+    // its L1 rather than serve what it may have missed (warm:1 was served from L1 until now).
+    while (Date.now() < deadline && cache.getLocal('warm:1') !== undefined) await delay(50);
+    expect(cache.getLocal('warm:1')).toBeUndefined();
+    expect(infos).toContain('invalidation bus reconnected; dropping L1 (invalidations may have been missed)');
     const other = new Cache({ redis, prefix: 'fail:' });
     expect(await other.get('after')).toBe('recovered');
     await other.close();
