@@ -1,4 +1,5 @@
 import { delay, ManualClock } from '@noa/core';
+import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, LockTimeoutError } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -93,6 +94,24 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(a.status).toBe('rejected');
     expect(b).toEqual({ status: 'fulfilled', value: 'second attempt' });
     expect(attempt).toBe(2);
+  });
+
+  it('when the lease holder crashed (lease never released), a waiter takes the lease once it expires', async () => {
+    const registry = new Registry();
+    const [survivor] = await instances(1, {
+      registry,
+      lock: { leaseMs: 10_000, timeoutMs: 5_000, pollMs: 50 },
+    });
+    // What a crashed holder leaves behind: its lease, with the rest of its lifetime.
+    await redis!.set(`${prefix}__lease:orphaned`, 'crashed-holder', 'PX', 300);
+    let runs = 0;
+    const value = await survivor!.getOrSet('orphaned', () => {
+      runs += 1;
+      return 'computed';
+    });
+    expect(value).toBe('computed');
+    expect(runs).toBe(1);
+    expect(await registry.metrics()).toContain('noa_cache_manager_lock_waits_total{result="acquired"} 1');
   });
 
   it('waiters serve the stale value when the holder is slower than their soft timeout', async () => {
