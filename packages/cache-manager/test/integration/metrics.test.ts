@@ -103,6 +103,28 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     ).toBeGreaterThan(0);
   });
 
+  it('treats a corrupt or foreign value in Redis as a miss: counted, logged, then recomputed', async () => {
+    const registry = new Registry();
+    const warnings: string[] = [];
+    const ignore = () => {};
+    const logger = {
+      debug: ignore,
+      info: ignore,
+      error: ignore,
+      warn: (message: string) => warnings.push(message),
+    };
+    const cache = await make({ registry, logger });
+    await redis!.set(`${prefix}foreign`, 'written by another program');
+    const decodeErrors = 'noa_cache_manager_errors_total{tier="l2",operation="decode"}';
+    expect(await cache.get('foreign')).toBeUndefined();
+    expect(await sample(registry, decodeErrors)).toBe(1);
+    // A miss reads L2 again once it holds the lease: one more undecodable read, or two.
+    expect(await cache.getOrSet('foreign', () => 'recomputed')).toBe('recomputed');
+    expect(await sample(registry, decodeErrors)).toBeGreaterThan(1);
+    expect(await (await make({})).get('foreign')).toBe('recomputed');
+    expect(warnings).toContain('could not decode an L2 value; treating it as a miss');
+  });
+
   it('reports the breaker state from the start, not only after its first change', async () => {
     const registry = new Registry();
     await make({ registry });
