@@ -110,6 +110,21 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
     await server.kill();
     const { l1Served } = await running;
     expect(l1Served).toBeGreaterThan(2);
+    // No leases while Redis is down, but concurrent misses in this process still share one run.
+    let runs = 0;
+    const started = performance.now();
+    const values = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        cache.getOrSet('down:single', async () => {
+          runs += 1;
+          await delay(20);
+          return 'computed once';
+        }),
+      ),
+    );
+    expect(performance.now() - started).toBeLessThan(CALL_BOUND_MS);
+    expect(values.every((value) => value === 'computed once')).toBe(true);
+    expect(runs).toBe(1);
     await server.restart();
     // Recovery: the breaker half-opens, a probe succeeds, writes reach Redis again.
     const deadline = Date.now() + 15_000;
