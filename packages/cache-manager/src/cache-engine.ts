@@ -11,7 +11,13 @@ import {
 import { type BusMessage, InvalidationBus } from './bus.js';
 import type { Factory, GetOrSetOptions, ResolvedCacheOptions, SetOptions } from './cache-options.js';
 import { type CacheEntry, createEntry, isFresh, shouldRefreshEarly } from './entry.js';
-import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
+import {
+  EdgePurgeError,
+  FactoryError,
+  FactoryTimeoutError,
+  LockTimeoutError,
+  SerializationError,
+} from './errors.js';
 import { createL1Store } from './l1/create-l1-store.js';
 import { estimateSize } from './l1/estimate-size.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
@@ -32,6 +38,17 @@ const factoryChannel = tracingChannel('cache-manager', 'factory');
 /** One L1 lookup in this many is timed into the latency histogram (when metrics are on). */
 const l1TimingEvery = 64;
 
+/**
+ * A factory run in progress. A write, delete, tag delete or clear that reaches its key while it
+ * runs (here or, through the bus, on another instance) supersedes it: the factory may have
+ * read the source before the change, so its result goes to its callers but is not cached over
+ * the newer state.
+ */
+interface FactoryRun {
+  readonly tags: readonly string[];
+  superseded: boolean;
+}
+
 export class CacheEngine {
   readonly options: ResolvedCacheOptions;
   readonly clock: Clock;
@@ -50,6 +67,8 @@ export class CacheEngine {
   readonly #refreshing = new Set<string>();
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #background = new Set<Promise<unknown>>();
+  /** Factory runs in progress by full key (see {@link FactoryRun}). */
+  readonly #runs = new Map<string, Set<FactoryRun>>();
   #closed = false;
   /** L1 lookups since the last timed one (see `#l1Get`). */
   #l1Lookups = 0;
@@ -189,7 +208,8 @@ export class CacheEngine {
     const results: (CacheEntry | undefined)[] = fullKeys.map((key) => {
       const entry = this.#l1Get(key, now);
       const fresh = entry !== undefined && isFresh(entry, now);
-      this.metrics.request('l1', fresh ? 'hit' : 'miss');
+      // The same labels as `get`: an entry L1 still holds past its expiry is `stale`.
+      this.metrics.request('l1', fresh ? 'hit' : entry ? 'stale' : 'miss');
       return fresh ? entry : undefined;
     });
     if (!this.tier) return results;
@@ -213,7 +233,7 @@ export class CacheEngine {
         this.#l1Set(key, entry, bytes!.length);
         results[index] = entry;
       } else {
-        this.metrics.request('l2', 'miss');
+        this.metrics.request('l2', entry ? 'stale' : 'miss');
       }
     }
     return results;
@@ -234,13 +254,14 @@ export class CacheEngine {
     }
     this.metrics.request('l1', entry ? 'stale' : 'miss');
     const inflight = this.#flights.get(fullKey) as Promise<T> | undefined;
-    if (inflight)
-      return this.options.l1.mode === 'clone' ? inflight.then((value) => this.out(value)) : inflight;
+    if (inflight) return this.options.l1.mode === 'clone' ? inflight.then(copyOfFlight) : inflight;
     const load = this.#load(fullKey, userKey, factory, options, entry as CacheEntry<T> | undefined).finally(
       () => this.#flights.delete(fullKey),
     );
     this.#flights.set(fullKey, load);
-    return load;
+    // The flight resolves to the object L1 holds (or the factory's, which other callers share):
+    // in clone mode the caller that started it gets a copy like everyone else.
+    return this.options.l1.mode === 'clone' ? load.then(copyOfFlight) : load;
   }
 
   async #load<T>(
@@ -346,6 +367,13 @@ export class CacheEngine {
   ): Promise<T> {
     const started = performance.now();
     const tier = this.tier;
+    const run: FactoryRun = { tags: options.tags ?? [], superseded: false };
+    let runs = this.#runs.get(fullKey);
+    if (!runs) {
+      runs = new Set();
+      this.#runs.set(fullKey, runs);
+    }
+    runs.add(run);
     const work = (async () => {
       let value: T;
       try {
@@ -367,7 +395,9 @@ export class CacheEngine {
         factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
       }
       let stored: Promise<void> = Promise.resolve();
-      if (value !== undefined) {
+      if (run.superseded) {
+        this.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
+      } else if (value !== undefined) {
         try {
           stored = this.#writeEntry(fullKey, value, options, performance.now() - started);
         } catch (error) {
@@ -386,7 +416,10 @@ export class CacheEngine {
       if (this.options.writeMode === 'background') this.track(finished);
       else await finished;
       return value;
-    })();
+    })().finally(() => {
+      runs.delete(run);
+      if (runs.size === 0 && this.#runs.get(fullKey) === runs) this.#runs.delete(fullKey);
+    });
     const softTimeoutMs = options.softTimeoutMs ?? this.options.softTimeoutMs;
     const hardTimeoutMs = options.hardTimeoutMs ?? this.options.hardTimeoutMs;
     const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
@@ -468,6 +501,7 @@ export class CacheEngine {
 
   /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
   async write(fullKey: string, value: unknown, options: SetOptions, computeMs = 0): Promise<void> {
+    this.#supersedeKey(fullKey);
     const remote = this.#writeEntry(fullKey, value, options, computeMs);
     if (this.options.writeMode === 'background') this.track(remote);
     else await remote;
@@ -480,7 +514,7 @@ export class CacheEngine {
   #writeEntry(fullKey: string, value: unknown, options: SetOptions, computeMs: number): Promise<void> {
     const now = this.clock.now();
     const entry = createEntry(
-      value,
+      this.options.l1.mode === 'clone' ? cloneForL1(value) : value,
       now,
       options.ttlMs ?? this.options.ttlMs,
       options.graceMs ?? this.options.graceMs,
@@ -507,13 +541,17 @@ export class CacheEngine {
   }
 
   async delete(fullKeys: string[]): Promise<void> {
-    for (const key of fullKeys) this.l1.delete(key);
+    for (const key of fullKeys) {
+      this.l1.delete(key);
+      this.#supersedeKey(key);
+    }
     if (!this.tier) return;
     await this.tier.delete(fullKeys);
     await this.bus?.publish('del', fullKeys);
   }
 
   async deleteByTags(tags: readonly string[]): Promise<number> {
+    this.#supersedeTags(tags);
     const removed = new Set<string>();
     for (const tag of tags) {
       for (const key of [...(this.#tagIndex.get(tag) ?? [])]) {
@@ -529,13 +567,24 @@ export class CacheEngine {
     const edge = this.options.edge;
     if (edge) {
       const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
-      if (tied.length > 0) await edge.purger.purgeTags(tied);
+      if (tied.length > 0) {
+        try {
+          await edge.purger.purgeTags(tied);
+        } catch (error) {
+          this.logger.warn('edge purge failed; the cache entries are deleted', {
+            tags: tied,
+            error: String(error),
+          });
+          throw new EdgePurgeError(tied, { cause: error });
+        }
+      }
     }
     return removed.size;
   }
 
   async clear(fullPrefix: string): Promise<void> {
     this.#clearL1(fullPrefix);
+    this.#supersedePrefix(fullPrefix);
     if (!this.tier) return;
     await this.tier.clearPrefix(fullPrefix);
     await this.bus?.publish('clear', [fullPrefix]);
@@ -595,6 +644,8 @@ export class CacheEngine {
       if (keys.size === 0) this.#tagIndex.delete(tag);
     }
     if (reason !== 'deleted') this.metrics.eviction('l1', reason);
+    // The stores report a removal once it is done, so the sizes read here are current.
+    if (this.metrics.enabled) this.metrics.l1Size(this.l1.size, this.l1.bytes);
   }
 
   async #readL2(fullKey: string): Promise<{ entry: CacheEntry; bytes: number } | undefined> {
@@ -633,6 +684,7 @@ export class CacheEngine {
       case 'del':
         for (const key of message.k) {
           this.l1.delete(key);
+          this.#supersedeKey(key);
           this.#wake(key);
         }
         break;
@@ -640,13 +692,17 @@ export class CacheEngine {
         for (const key of message.k) this.#wake(key);
         break;
       case 'tag':
+        this.#supersedeTags(message.k);
         for (const tag of message.k) {
           for (const key of [...(this.#tagIndex.get(tag) ?? [])]) this.l1.delete(key);
           this.#tagIndex.delete(tag);
         }
         break;
       case 'clear':
-        for (const prefix of message.k) this.#clearL1(prefix);
+        for (const prefix of message.k) {
+          this.#clearL1(prefix);
+          this.#supersedePrefix(prefix);
+        }
         break;
     }
     for (const listener of this.busListeners) listener(message);
@@ -654,6 +710,25 @@ export class CacheEngine {
 
   /** Observers of applied bus messages from other instances (measurements and tests). */
   readonly busListeners = new Set<(message: BusMessage) => void>();
+
+  #supersedeKey(fullKey: string): void {
+    if (this.#runs.size === 0) return;
+    for (const run of this.#runs.get(fullKey) ?? []) run.superseded = true;
+  }
+
+  #supersedeTags(tags: readonly string[]): void {
+    if (this.#runs.size === 0) return;
+    for (const runs of this.#runs.values()) {
+      for (const run of runs) if (run.tags.some((tag) => tags.includes(tag))) run.superseded = true;
+    }
+  }
+
+  #supersedePrefix(fullPrefix: string): void {
+    if (this.#runs.size === 0) return;
+    for (const [key, runs] of this.#runs) {
+      if (key.startsWith(fullPrefix)) for (const run of runs) run.superseded = true;
+    }
+  }
 
   #sleepOrWake(fullKey: string, ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -679,6 +754,31 @@ export class CacheEngine {
     const waiters = this.#waiters.get(fullKey);
     if (!waiters) return;
     for (const wake of [...waiters]) wake();
+  }
+}
+
+/**
+ * In clone mode L1 keeps its own copy of a written value: the writer keeps a reference to the
+ * object it passed and may mutate it later. A value that cannot be cloned could not be read
+ * back in this mode either, so it is refused here, as an unencodable value is.
+ */
+function cloneForL1(value: unknown): unknown {
+  try {
+    return structuredClone(value);
+  } catch (error) {
+    throw new SerializationError('encode', { cause: error });
+  }
+}
+
+/**
+ * A caller's copy of a value a flight resolved to (clone mode). A value that cannot be cloned
+ * was not cached (see `cloneForL1`), so handing it out as is shares it with no L1 entry.
+ */
+function copyOfFlight<T>(value: T): T {
+  try {
+    return structuredClone(value);
+  } catch {
+    return value;
   }
 }
 

@@ -22,7 +22,8 @@ export const l1OptionsSchema = z
       .default(64 * 1024 * 1024),
     /**
      * How values leave L1: `reference` (fastest; callers must not mutate), `freeze` (deep-frozen
-     * on write, so mutation throws in strict mode), `clone` (structuredClone per read; safest, slowest).
+     * on write, so mutation throws in strict mode), `clone` (structuredClone per read and per
+     * write, so no caller shares L1's object; safest, slowest).
      */
     mode: z.enum(['reference', 'freeze', 'clone']).default('reference'),
     /**

@@ -120,7 +120,8 @@ export class Cache {
   /**
    * Deletes every entry carrying one of the tags, in both tiers and every instance, and
    * purges the CDN for tags tied to the edge. Tags are global (not namespaced). Returns the
-   * number of keys removed (an upper bound across tiers).
+   * number of keys removed (an upper bound across tiers). When the edge purge fails, the cache
+   * entries are already gone and it rejects with `EdgePurgeError` (the purger's error as cause).
    */
   async deleteByTag(tags: string | readonly string[]): Promise<number> {
     this.#open();

@@ -60,3 +60,21 @@ export class SerializationError extends CacheManagerError {
     });
   }
 }
+
+/**
+ * `deleteByTag` removed the tagged entries from both tiers (and told the other instances), but
+ * the edge purger failed: the CDN may still serve its copies, so the caller can retry the
+ * purge. The purger's error is the `cause`.
+ */
+export class EdgePurgeError extends CacheManagerError {
+  constructor(tags: readonly string[], options: NoaErrorOptions = {}) {
+    super(
+      'NOA_CACHE_EDGE_PURGE_FAILED',
+      `cache entries were deleted but the edge purge of tags ${tags.join(', ')} failed`,
+      {
+        ...options,
+        details: { tags: [...tags], ...options.details },
+      },
+    );
+  }
+}

@@ -15,6 +15,7 @@ export { type CacheEntry, shouldRefreshEarly } from './entry.js';
 export {
   BackendUnavailableError,
   CacheManagerError,
+  EdgePurgeError,
   FactoryError,
   FactoryTimeoutError,
   LockTimeoutError,

@@ -1,7 +1,6 @@
 import { describeCacheConformance } from './conformance/cache-conformance.js';
 
-describeCacheConformance('memory only (lru)', () => ({ options: () => ({}), shared: false }));
-describeCacheConformance('memory only (adaptive)', () => ({
+describeCacheConformance('memory only (lru)', false, () => ({ options: () => ({}) }));
+describeCacheConformance('memory only (adaptive)', false, () => ({
   options: () => ({ l1: { policy: 'adaptive' } }),
-  shared: false,
 }));

@@ -99,6 +99,26 @@ describe('entry codec', () => {
     expect(codec.encode(large).length).toBeLessThan(200);
   });
 
+  it('keeps NaN, ±Infinity and invalid Dates with msgpack; JSON loses them as the README says', () => {
+    const values = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, new Date(Number.NaN), -0];
+    const roundTrip = (codec: EntryCodec) =>
+      values.map((value) => {
+        const entry = { value, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 0, tags: [] };
+        return codec.decode(codec.encode(entry)).value;
+      });
+    const [nan, infinity, minusInfinity, invalidDate, minusZero] = roundTrip(
+      new EntryCodec('msgpack', 'none', 0),
+    );
+    expect(nan).toBeNaN();
+    expect([infinity, minusInfinity]).toEqual([Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]);
+    expect(Number.isNaN((invalidDate as Date).getTime())).toBe(true);
+    expect(Object.is(minusZero, 0)).toBe(true);
+    const json = roundTrip(new EntryCodec('json', 'none', 0));
+    expect(json.slice(0, 3)).toEqual([null, null, null]);
+    expect((json[3] as Date).getTime()).toBe(0);
+    expect(Object.is(json[4], 0)).toBe(true);
+  });
+
   it('rejects garbage with a typed error', () => {
     const codec = new EntryCodec('msgpack', 'none', 0);
     expect(() => codec.decode(Buffer.from([0xff, 1, 2]))).toThrow(

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   Cache,
   type CacheOptions,
+  EdgePurgeError,
   type EdgePurger,
   FactoryError,
   FactoryTimeoutError,
@@ -148,6 +149,42 @@ describe('early refresh (XFetch)', () => {
   });
 });
 
+describe('writes and deletes during a factory run', () => {
+  it('win over the run: its result goes to its callers but is not cached over them', async () => {
+    const cache = make();
+    const run = (key: string, tags: string[] = []) => {
+      const source = deferred<string>();
+      const result = cache.getOrSet(key, () => source.promise, { tags });
+      return { result, finish: (value: string) => source.resolve(value) };
+    };
+    const written = run('written');
+    const deleted = run('deleted');
+    const tagged = run('tagged', ['product:1']);
+    const cleared = cache.namespace('ns');
+    const clearedSource = deferred<string>();
+    const clearedResult = cleared.getOrSet('k', () => clearedSource.promise);
+    await tick();
+    await cache.set('written', 'newer'); // write-through of a change the factory did not see
+    await cache.delete('deleted');
+    await cache.deleteByTag('product:1');
+    await cleared.clear();
+    written.finish('older');
+    deleted.finish('older');
+    tagged.finish('older');
+    clearedSource.resolve('older');
+    expect(await Promise.all([written.result, deleted.result, tagged.result, clearedResult])).toEqual([
+      'older',
+      'older',
+      'older',
+      'older',
+    ]);
+    expect(await cache.getMany(['written', 'deleted', 'tagged'])).toEqual(['newer', undefined, undefined]);
+    expect(await cleared.get('k')).toBeUndefined();
+    // The next miss computes again.
+    expect(await cache.getOrSet('deleted', () => 'fresh')).toBe('fresh');
+  });
+});
+
 describe('L1 value modes', () => {
   it('freeze makes cached values immutable', async () => {
     const cache = make({ l1: { mode: 'freeze' } });
@@ -162,6 +199,23 @@ describe('L1 value modes', () => {
     const first = (await cache.get<{ n: number }>('k'))!;
     first.n = 2;
     expect(await cache.get('k')).toEqual({ n: 1 });
+  });
+
+  it('clone gives the caller that computed a value, and the writer of one, their own copies', async () => {
+    const cache = make({ l1: { mode: 'clone' } });
+    const computed = await cache.getOrSet('computed', () => ({ n: 1 }));
+    computed.n = 2;
+    expect(await cache.get('computed')).toEqual({ n: 1 });
+    const written = { n: 1 };
+    await cache.set('written', written);
+    written.n = 2;
+    expect(await cache.get('written')).toEqual({ n: 1 });
+    const wrapped = cache.wrap(
+      () => ({ n: 1 }),
+      () => 'wrapped',
+    );
+    (await wrapped()).n = 2;
+    expect(await cache.get('wrapped')).toEqual({ n: 1 });
   });
 
   it('reference hands out the same object', async () => {
@@ -189,6 +243,28 @@ describe('tags and the edge hook', () => {
     expect(await cache.getMany(['p', 'u'])).toEqual([undefined, undefined]);
   });
 
+  it('rejects with EdgePurgeError, the purger error as cause, once the cache entries are deleted', async () => {
+    const outage = new Error('CDN API 503');
+    const cache = make({
+      edge: {
+        purger: {
+          purgeTags: async () => {
+            throw outage;
+          },
+        },
+      },
+    });
+    await cache.set('p', 1, { tags: ['products'] });
+    const error = await cache.deleteByTag('products').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EdgePurgeError);
+    expect(error).toMatchObject({
+      code: 'NOA_CACHE_EDGE_PURGE_FAILED',
+      cause: outage,
+      details: { tags: ['products'] },
+    });
+    expect(await cache.get('p')).toBeUndefined();
+  });
+
   it('forgets tags of evicted keys', async () => {
     const cache = make({ l1: { maxEntries: 1 } });
     await cache.set('a', 1, { tags: ['t'] });
@@ -212,6 +288,42 @@ describe('options and lifecycle', () => {
     await cache.close();
     await expect(cache.get('k')).rejects.toMatchObject({ code: 'NOA_CLOSED' });
     await expect(cache.getOrSet('k', () => 1)).rejects.toMatchObject({ code: 'NOA_CLOSED' });
+  });
+
+  it('logs a factory failure served stale, and a value it cannot keep, as warnings naming the key', async () => {
+    const logged: { level: string; message: string; fields?: Record<string, unknown> }[] = [];
+    const record =
+      (level: string) =>
+      (message: string, fields?: Record<string, unknown>): void => {
+        logged.push({ level, message, fields });
+      };
+    const logger = {
+      debug: record('debug'),
+      info: record('info'),
+      warn: record('warn'),
+      error: record('error'),
+    };
+    const clock = new ManualClock(0);
+    const cache = make({ logger, clock, ttlMs: 1_000, graceMs: 60_000, l1: { mode: 'clone' } });
+    await cache.getOrSet('k', () => 'v1');
+    clock.advance(2_000);
+    await cache.getOrSet('k', () => Promise.reject(new Error('source down')));
+    // A function cannot be cloned, so clone mode cannot keep it: served once, not cached.
+    const uncloneable = { run: () => 1 };
+    expect(await cache.getOrSet('fn', () => uncloneable)).toBe(uncloneable);
+    expect(await cache.get('fn')).toBeUndefined();
+    expect(logged).toEqual([
+      {
+        level: 'warn',
+        message: 'factory failed; serving stale value',
+        fields: { component: 'cache-manager', key: 'k', error: 'Error: source down' },
+      },
+      {
+        level: 'warn',
+        message: 'factory value cannot be serialized; not cached',
+        fields: { component: 'cache-manager', key: 'fn' },
+      },
+    ]);
   });
 
   it('publishes factory runs on the noa:cache-manager:factory diagnostics channel', async () => {
@@ -241,6 +353,54 @@ describe('options and lifecycle', () => {
     expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="miss"} 1');
     expect(text).toContain('noa_cache_manager_factory_runs_total{result="ok"} 1');
   });
+
+  it('labels an expired L1 entry stale, whether read by get or getMany', async () => {
+    const registry = new Registry();
+    const clock = new ManualClock(0);
+    const cache = make({ registry, clock, ttlMs: 1_000, graceMs: 60_000 });
+    await cache.set('k', 1);
+    clock.advance(2_000);
+    expect(await cache.get('k')).toBeUndefined();
+    expect(await cache.getMany(['k', 'absent'])).toEqual([undefined, undefined]);
+    const text = await registry.metrics();
+    expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="stale"} 2');
+    expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="miss"} 1');
+  });
+
+  it.each(['lru', 'lfu'] as const)(
+    'keeps the L1 entries and bytes gauges current through deletes, expiry and clear (%s)',
+    async (policy) => {
+      const registry = new Registry();
+      const clock = new ManualClock(0);
+      const cache = make({ registry, clock, l1: { policy } });
+      const gauges = async () => {
+        const text = await registry.metrics();
+        const read = (name: string) =>
+          Number(
+            text
+              .split('\n')
+              .find((line) => line.startsWith(`${name}{tier="l1"} `))
+              ?.split(' ')[1],
+          );
+        return { entries: read('noa_cache_manager_entries'), bytes: read('noa_cache_manager_stored_bytes') };
+      };
+      await cache.set('a', 'value a');
+      await cache.set('b', 'value b', { ttlMs: 1_000 });
+      await cache.set('c', 'value c', { tags: ['t'] });
+      await cache.set('d', 'value d');
+      const full = await gauges();
+      expect(full.entries).toBe(4);
+      await cache.delete('a');
+      expect((await gauges()).entries).toBe(3);
+      clock.advance(2_000);
+      expect(await cache.get('b')).toBeUndefined(); // dropped from L1 once past its grace
+      expect((await gauges()).entries).toBe(2);
+      await cache.deleteByTag('t');
+      expect((await gauges()).entries).toBe(1);
+      await cache.clear();
+      expect(await gauges()).toEqual({ entries: 0, bytes: 0 });
+    },
+  );
 
   it('times one L1 lookup in 64 into the latency histogram, under the l1 tier', async () => {
     const registry = new Registry();

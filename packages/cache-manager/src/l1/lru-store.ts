@@ -16,7 +16,9 @@ export class LruStore implements L1Store {
       maxSize: maxBytes,
       // Sizes are always passed to set(); this is only lru-cache's required fallback.
       sizeCalculation: () => 1,
-      dispose: (entry, key, reason) => {
+      // disposeAfter, not dispose: lru-cache calls dispose before it updates its sizes, and the
+      // listener reads them (the L1 gauges).
+      disposeAfter: (entry, key, reason) => {
         if (reason === 'set') return; // an overwrite, not a removal
         const mapped: RemovalReason = this.#removalReason ?? (reason === 'evict' ? 'evicted' : 'deleted');
         this.#onRemove(key, entry, mapped);

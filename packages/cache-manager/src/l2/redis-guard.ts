@@ -35,6 +35,8 @@ export class RedisGuard {
     this.#options = options;
     this.#breaker = createCircuitBreaker('redis', options.breaker);
     this.#deadlines = new DeadlineQueue(options.operationTimeoutMs);
+    // A gauge set only on changes would have no sample until Redis first failed.
+    if (options.metrics.enabled) options.metrics.breakerState(this.#breaker.state);
     this.#breaker.onStateChange((state) => {
       options.metrics.breakerState(state);
       const log = state === 'open' ? options.logger.warn : options.logger.info;

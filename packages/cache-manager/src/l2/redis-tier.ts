@@ -30,9 +30,15 @@ interface WriteTarget {
   set(key: string, value: Buffer): unknown;
   set(key: string, value: Buffer, px: 'PX', ms: number): unknown;
   sadd(key: string, member: string): unknown;
-  persist(key: string): unknown;
   pexpire(key: string, ms: number, mode: 'NX' | 'GT'): unknown;
 }
+
+/**
+ * The expiry a tag set gets for a member that never expires (~100 years). Not PERSIST: a set
+ * without expiry looks new to `PEXPIRE … NX`, so the next short-lived member would give the
+ * whole set its short expiry, and `deleteByTag` would then miss the members that never expire.
+ */
+const TAG_SET_FOREVER_MS = 100 * 365 * 24 * 3_600_000;
 
 /** Average encoded size from which a batch of writes goes out as separate commands. */
 const DIRECT_WRITE_BYTES = 4 * 1024;
@@ -298,12 +304,12 @@ export class RedisTier {
     const ms = ttlMs === undefined ? undefined : Math.max(1, Math.ceil(ttlMs));
     const dataKey = this.dataKey(key);
     const sent = [ms === undefined ? target.set(dataKey, bytes) : target.set(dataKey, bytes, 'PX', ms)];
+    const tagSetMs = ms ?? TAG_SET_FOREVER_MS;
     for (const tag of tags) {
       const tagKey = this.tagKey(tag);
       sent.push(target.sadd(tagKey, key));
       // The set lives as long as its longest-lived member: NX sets a first expiry, GT extends it.
-      if (ms === undefined) sent.push(target.persist(tagKey));
-      else sent.push(target.pexpire(tagKey, ms, 'NX'), target.pexpire(tagKey, ms, 'GT'));
+      sent.push(target.pexpire(tagKey, tagSetMs, 'NX'), target.pexpire(tagKey, tagSetMs, 'GT'));
     }
     return sent;
   }

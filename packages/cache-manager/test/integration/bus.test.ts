@@ -1,3 +1,4 @@
+import { ManualClock } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { dropPrefix, quantile, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -55,6 +56,25 @@ describe.skipIf(!redisUp)('L1 invalidation bus', () => {
     await a.namespace('ns').clear();
     await clearApplied;
     expect(b.namespace('ns').getLocal('c')).toBeUndefined();
+  });
+
+  it('l1.maxTtlMs bounds how long L1 serves an entry whose invalidation was lost', async () => {
+    const clock = new ManualClock(Date.now());
+    // `bus: false` stands for an instance that missed the message (Redis outage).
+    const deaf = new Cache({ redis, prefix, clock, bus: false, l1: { maxTtlMs: 5_000 } });
+    const writer = new Cache({ redis, prefix, clock });
+    try {
+      await writer.set('capped', 'v1', { ttlMs: 60_000 });
+      expect(await deaf.get('capped')).toBe('v1');
+      await writer.set('capped', 'v2', { ttlMs: 60_000 });
+      clock.advance(4_999);
+      expect(deaf.getLocal('capped')).toBe('v1');
+      clock.advance(1);
+      expect(deaf.getLocal('capped')).toBeUndefined();
+      expect(await deaf.get('capped')).toBe('v2');
+    } finally {
+      await Promise.all([deaf.close(), writer.close()]);
+    }
   });
 
   it('measures invalidation latency across instances (p99 reported, not asserted)', async () => {

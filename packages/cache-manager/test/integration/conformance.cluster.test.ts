@@ -23,9 +23,10 @@ afterAll(async () => {
 
 describeCacheConformance(
   'memory + Redis Cluster (3 masters)',
+  true,
   () => {
     const prefix = `${uniqueName('cm_cluster')}:`;
-    return { shared: true, options: () => ({ redis: client!, prefix }) };
+    return { options: () => ({ redis: client!, prefix }) };
   },
   !hasRedisServer,
 );

@@ -3,11 +3,11 @@ import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 
 describeCacheConformance(
   'memory + Redis',
+  true,
   () => {
     const redis = new Redis(redisUrl, { lazyConnect: false });
     const prefix = testPrefix('cm_conf');
     return {
-      shared: true,
       options: () => ({ redis, prefix }),
       cleanup: async () => {
         await dropPrefix(prefix);
@@ -20,11 +20,11 @@ describeCacheConformance(
 
 describeCacheConformance(
   'memory + Redis (json, gzip, adaptive L1, no batching)',
+  true,
   () => {
     const redis = new Redis(redisUrl);
     const prefix = testPrefix('cm_conf_json');
     return {
-      shared: true,
       options: () => ({
         redis,
         prefix,

@@ -19,6 +19,15 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
   let cache: Cache;
   let strict: Cache;
   const registry = new Registry();
+  const warnings: string[] = [];
+  const infos: string[] = [];
+  const ignore = () => {};
+  const logger = {
+    debug: ignore,
+    info: (message: string) => infos.push(message),
+    error: ignore,
+    warn: (message: string) => warnings.push(message),
+  };
 
   beforeAll(async () => {
     server = await startPrivateRedis();
@@ -31,7 +40,7 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
       operationTimeoutMs: OPERATION_TIMEOUT_MS,
       breaker: { consecutiveFailures: 3, halfOpenAfterMs: 300 },
     };
-    cache = new Cache({ ...common, registry });
+    cache = new Cache({ ...common, registry, logger });
     strict = new Cache({ ...common, onBackendError: 'throw' });
     await Promise.all([cache.ready(), strict.ready()]);
   });
@@ -77,6 +86,11 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
     expect(metrics).toMatch(
       /noa_cache_manager_degraded_operations_total\{operation="[a-z_]+",reason="(timeout|circuit_open)"\} [1-9]/,
     );
+    // An outage is logged, but not once per failed call: at most one failure warning a second.
+    expect(warnings).toContain('redis circuit breaker open');
+    const failures = warnings.filter((message) => message === 'redis operation failed; serving from L1');
+    expect(failures.length).toBeGreaterThan(0);
+    expect(failures.length).toBeLessThanOrEqual(3);
   });
 
   it('throws BackendUnavailableError when configured to, within the deadline', async () => {
@@ -89,10 +103,28 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
     await delay(2_100);
   });
 
-  it('keeps serving when Redis is killed, and recovers on its own when it returns', async () => {
+  it('keeps serving when Redis is killed mid-run, and recovers on its own when it returns', async () => {
+    // Killed while calls are in flight: their connection drops under them.
+    const running = workload(1_500, 'killed');
+    await delay(300);
     await server.kill();
-    const { l1Served } = await workload(1_000, 'killed');
+    const { l1Served } = await running;
     expect(l1Served).toBeGreaterThan(2);
+    // No leases while Redis is down, but concurrent misses in this process still share one run.
+    let runs = 0;
+    const started = performance.now();
+    const values = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        cache.getOrSet('down:single', async () => {
+          runs += 1;
+          await delay(20);
+          return 'computed once';
+        }),
+      ),
+    );
+    expect(performance.now() - started).toBeLessThan(CALL_BOUND_MS);
+    expect(values.every((value) => value === 'computed once')).toBe(true);
+    expect(runs).toBe(1);
     await server.restart();
     // Recovery: the breaker half-opens, a probe succeeds, writes reach Redis again.
     const deadline = Date.now() + 15_000;
@@ -106,6 +138,11 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
       if (!recovered) await delay(200);
     }
     expect(recovered).toBe(true);
+    // Invalidations sent while the bus was down are lost, so once it is back the cache drops
+    // its L1 rather than serve what it may have missed (warm:1 was served from L1 until now).
+    while (Date.now() < deadline && cache.getLocal('warm:1') !== undefined) await delay(50);
+    expect(cache.getLocal('warm:1')).toBeUndefined();
+    expect(infos).toContain('invalidation bus reconnected; dropping L1 (invalidations may have been missed)');
     const other = new Cache({ redis, prefix: 'fail:' });
     expect(await other.get('after')).toBe('recovered');
     await other.close();

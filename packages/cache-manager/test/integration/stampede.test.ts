@@ -1,4 +1,5 @@
-import { delay } from '@noa/core';
+import { delay, ManualClock } from '@noa/core';
+import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, LockTimeoutError } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -95,6 +96,24 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(attempt).toBe(2);
   });
 
+  it('when the lease holder crashed (lease never released), a waiter takes the lease once it expires', async () => {
+    const registry = new Registry();
+    const [survivor] = await instances(1, {
+      registry,
+      lock: { leaseMs: 10_000, timeoutMs: 5_000, pollMs: 50 },
+    });
+    // What a crashed holder leaves behind: its lease, with the rest of its lifetime.
+    await redis!.set(`${prefix}__lease:orphaned`, 'crashed-holder', 'PX', 300);
+    let runs = 0;
+    const value = await survivor!.getOrSet('orphaned', () => {
+      runs += 1;
+      return 'computed';
+    });
+    expect(value).toBe('computed');
+    expect(runs).toBe(1);
+    expect(await registry.metrics()).toContain('noa_cache_manager_lock_waits_total{result="acquired"} 1');
+  });
+
   it('waiters serve the stale value when the holder is slower than their soft timeout', async () => {
     const [holder, waiter] = await instances(2, { graceMs: 60_000 });
     await holder!.set('graced', 'old', { ttlMs: 1 });
@@ -121,6 +140,52 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
       if (seen === undefined) await delay(10);
     }
     expect(seen).toBe('value');
+  });
+
+  it('a delete on another instance during a factory run keeps the run’s older result out of both tiers', async () => {
+    const [computing, deleting] = await instances(2);
+    let finish!: (value: string) => void;
+    const result = computing!.getOrSet('changed', () => new Promise<string>((resolve) => (finish = resolve)));
+    while (finish === undefined) await delay(5); // the factory has started
+    const heard = new Promise<void>((resolve) => {
+      const stop = computing!.onInvalidation((message) => {
+        if (message.t === 'del' && message.k.some((key) => key.endsWith('changed'))) {
+          stop();
+          resolve();
+        }
+      });
+    });
+    await deleting!.delete('changed'); // the source changed; the running factory read it before
+    await heard;
+    finish('older');
+    expect(await result).toBe('older');
+    const [fresh] = await instances(1);
+    expect(await fresh!.get('changed')).toBeUndefined();
+    expect(computing!.getLocal('changed')).toBeUndefined();
+  });
+
+  it('early refresh (XFetch) of a hot key runs once across instances, while both keep serving', async () => {
+    const clock = new ManualClock(Date.now());
+    // A draw this small makes every hit near expiry decide to refresh: the worst case.
+    const [a, b] = await instances(2, { clock, random: () => 1e-9, ttlMs: 10_000 });
+    let runs = 0;
+    const factory = async () => {
+      runs += 1;
+      await delay(20); // gives the entry a compute time, which XFetch scales its lead by
+      return `version ${runs}`;
+    };
+    expect(await a!.getOrSet('xfetch', factory)).toBe('version 1');
+    expect(await b!.get('xfetch')).toBe('version 1');
+    clock.advance(9_990);
+    const served = await Promise.all(
+      [a!, b!].flatMap((cache) => Array.from({ length: 20 }, () => cache.getOrSet('xfetch', factory))),
+    );
+    expect(served.every((value) => value === 'version 1')).toBe(true);
+    // close() waits for background refreshes.
+    await Promise.all([a!.close(), b!.close()]);
+    expect(runs).toBe(2);
+    const reader = (await instances(1, { clock }))[0]!;
+    expect(await reader.get('xfetch')).toBe('version 2');
   });
 
   it('waiters give up with LockTimeoutError when the holder is too slow and nothing is stale', async () => {
