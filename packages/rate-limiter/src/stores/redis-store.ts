@@ -13,7 +13,10 @@ import type { ConsumeOptions, ConsumeOutcome, ConsumeRequest, RateLimitStore } f
 /** Options of {@link RedisStore}. */
 export const redisStoreOptionsSchema = z
   .object({
-    /** An ioredis client: `new Redis(…)` or `new Cluster(…)` (see `recommendedRedisOptions`). */
+    /**
+     * An ioredis client: `new Redis(…)` or `new Cluster(…)` (see `recommendedRedisOptions` and
+     * `recommendedClusterOptions`).
+     */
     client: z.custom<Redis | Cluster>(
       (value) => typeof (value as Redis)?.evalsha === 'function',
       'must be an ioredis Redis or Cluster client',
@@ -58,6 +61,20 @@ interface ScriptCall {
   readonly args: (string | number)[];
 }
 
+/**
+ * ioredis `Cluster` options to the same end as {@link recommendedRedisOptions}: while the cluster
+ * is not ready, or a master's connection is gone, a command fails at once instead of queueing
+ * (nodes connect lazily, so their own offline queue stays on for the first connection).
+ * `enableAutoPipelining` stays off: the store already sends a tick's calls in one pipeline per
+ * master, and an auto-pipeline that mixes a redirected call with calls that succeeded hands the
+ * MOVED error to its caller instead of following it.
+ */
+export const recommendedClusterOptions = {
+  enableOfflineQueue: false,
+  enableAutoPipelining: false,
+  redisOptions: { maxRetriesPerRequest: 0, connectTimeout: 2_000 },
+} as const;
+
 /** When the caller of one script call gives up, on the local monotonic clock. */
 interface GiveUp {
   atMs: number;
@@ -88,10 +105,19 @@ export class RedisStore implements RateLimitStore {
     const parsed = parseOptions('RedisStore', redisStoreOptionsSchema, options);
     this.#client = parsed.client;
     this.#prefix = parsed.prefix;
-    const clientOptions = (parsed.client as Redis).options as { enableOfflineQueue?: boolean } | undefined;
+    const clientOptions = (parsed.client as Redis).options as
+      | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean }
+      | undefined;
+    const isCluster = (parsed.client as Cluster).isCluster === true;
+    const recommended = isCluster ? 'recommendedClusterOptions' : 'recommendedRedisOptions';
+    const logger = parsed.logger ?? silentLogger;
     if (clientOptions?.enableOfflineQueue !== false)
-      (parsed.logger ?? silentLogger).warn(
-        'RedisStore: the ioredis client queues commands while disconnected; use recommendedRedisOptions',
+      logger.warn(`RedisStore: the ioredis client queues commands while disconnected; use ${recommended}`, {
+        component: 'rate-limiter',
+      });
+    if (isCluster && clientOptions?.enableAutoPipelining === true)
+      logger.warn(
+        'RedisStore: enableAutoPipelining on a Cluster fails checks with MOVED/ASK while slots move; use recommendedClusterOptions',
         { component: 'rate-limiter' },
       );
   }
@@ -175,7 +201,14 @@ export class RedisStore implements RateLimitStore {
     for (const [slot, members] of bySlot)
       for (let start = 0; start < members.length; start += maxGroupsPerCall) {
         const indices = members.slice(start, start + maxGroupsPerCall);
-        calls.push({ call: this.#scriptCall(indices.map((index) => requests[index]!), block), indices, slot });
+        calls.push({
+          call: this.#scriptCall(
+            indices.map((index) => requests[index]!),
+            block,
+          ),
+          indices,
+          slot,
+        });
       }
     const waiting = this.#waitForFirstConnection();
     if (waiting !== undefined) await waiting;
@@ -198,7 +231,8 @@ export class RedisStore implements RateLimitStore {
       if (together.length === 1) sent.set(together[0]!, this.#send(together[0]!, giveUp, false));
       else {
         const pipelined = this.#sendTogether(cluster, together, giveUp);
-        for (let index = 0; index < together.length; index += 1) sent.set(together[index]!, pipelined[index]!);
+        for (let index = 0; index < together.length; index += 1)
+          sent.set(together[index]!, pipelined[index]!);
       }
     }
     const results: ConsumeOutcome[][] = new Array(requests.length);
@@ -229,11 +263,15 @@ export class RedisStore implements RateLimitStore {
     return calls.map((call, index) =>
       replies.then((all) => {
         if (all === null) return this.#send(call, giveUp, false);
-        const [error, reply] = all[index] ?? [new RateLimitStoreError('missing reply in a pipeline'), undefined];
+        const [error, reply] = all[index] ?? [
+          new RateLimitStoreError('missing reply in a pipeline'),
+          undefined,
+        ];
         if (error === null) return this.#read(call, reply, sentAt, performance.now(), giveUp);
         const message = String(error.message);
         if (message.startsWith('NOSCRIPT')) return this.#send(call, giveUp, true);
-        if (notRunPrefixes.some((prefix) => message.startsWith(prefix))) return this.#send(call, giveUp, false);
+        if (notRunPrefixes.some((prefix) => message.startsWith(prefix)))
+          return this.#send(call, giveUp, false);
         throw error;
       }),
     );
@@ -303,11 +341,16 @@ export class RedisStore implements RateLimitStore {
   }
 
   /** Sends one call on its own: EVALSHA, or EVAL once Redis said NOSCRIPT (or `loadScript`). */
-  async #send(call: ScriptCall, giveUp: GiveUp | undefined, loadScript: boolean): Promise<ConsumeOutcome[][]> {
+  async #send(
+    call: ScriptCall,
+    giveUp: GiveUp | undefined,
+    loadScript: boolean,
+  ): Promise<ConsumeOutcome[][]> {
     this.#stampExpiry(call, giveUp);
     let sentAt = performance.now();
     let reply: unknown;
-    if (loadScript) reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
+    if (loadScript)
+      reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
     else
       try {
         reply = await this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args);
