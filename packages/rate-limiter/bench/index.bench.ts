@@ -1,9 +1,14 @@
 import path from 'node:path';
-import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
+import {
+  type PrivateRedis,
+  type PrivateRedisCluster,
+  startPrivateRedis,
+  startRedisCluster,
+} from '@noa/testkit';
 import { type BenchCase, runBench } from '@noa/testkit/bench';
 import { httpCases } from './http-cases.js';
 import { memoryCases } from './memory-cases.js';
-import { pauseCase, redisCases } from './redis-cases.js';
+import { pauseCase, redisCases, redisClusterCases } from './redis-cases.js';
 
 // Side-by-side cases: ours and the named anchor, same inputs, same (private) Redis, one run.
 let redis: PrivateRedis | undefined;
@@ -12,15 +17,26 @@ try {
 } catch (error) {
   console.log(`skipped: Redis cases (no redis-server to start privately: ${(error as Error).message})`);
 }
+let cluster: PrivateRedisCluster | undefined;
+if (redis)
+  try {
+    cluster = await startRedisCluster(3);
+  } catch (error) {
+    console.log(`skipped: Redis Cluster case (no private cluster: ${(error as Error).message})`);
+  }
 const http = await httpCases();
+const clusterCases = cluster ? await redisClusterCases(cluster) : undefined;
 try {
   const cases: BenchCase[] = [...memoryCases()];
   if (redis) cases.push(...(await redisCases(redis)));
+  if (clusterCases) cases.push(...clusterCases.cases);
   cases.push(...http.cases);
   if (redis) cases.push(pauseCase(redis));
   await runBench('@noa/rate-limiter', path.dirname(new URL(import.meta.url).pathname), cases);
 } finally {
   http.close();
+  clusterCases?.close();
+  await cluster?.stop();
   await redis?.stop();
 }
 process.exit(0);

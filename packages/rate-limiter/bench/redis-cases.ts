@@ -1,8 +1,14 @@
-import type { PrivateRedis } from '@noa/testkit';
+import { once } from 'node:events';
+import type { PrivateRedis, PrivateRedisCluster } from '@noa/testkit';
 import { type BenchCase, concurrentOpsPerSecond, median, quantile, size, smoke } from '@noa/testkit/bench';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
-import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../src/index.js';
+import {
+  createRateLimiter,
+  RedisStore,
+  recommendedClusterOptions,
+  recommendedRedisOptions,
+} from '../src/index.js';
 
 const rlfAnchor = 'rate-limiter-flexible@11.4.0 RateLimiterRedis';
 const keyCount = 10_000;
@@ -265,6 +271,83 @@ export function pauseCase(redis: PrivateRedis): BenchCase {
       const p99 = await openLoop((key) => limiter.consume(key).catch(() => undefined));
       connection.disconnect();
       return p99;
+    },
+  };
+}
+
+/**
+ * The Redis Cluster case on a private 3-master cluster: the same checks as the standalone row,
+ * ours and RLF's `RateLimiterRedis` each on its own ioredis `Cluster` with the same options
+ * (`recommendedClusterOptions`). Script calls per check are summed over the masters' command
+ * stats. No goal: the issue names none for a Cluster. `close()` disconnects the clients.
+ */
+export async function redisClusterCases(cluster: PrivateRedisCluster): Promise<{
+  cases: BenchCase[];
+  close: () => void;
+}> {
+  const admins = cluster.nodes.map(({ host, port }) => new Redis(port, host));
+  const connect = async (): Promise<Cluster> => {
+    const connection = new Cluster(cluster.nodes, recommendedClusterOptions);
+    connection.on('error', () => {});
+    await once(connection, 'ready');
+    return connection;
+  };
+  const oursClient = await connect();
+  const theirsClient = await connect();
+  const big = 1_000_000_000;
+  const total = size(40_000, 2_000);
+  const callsPerCheck = { ours: 0, theirs: 0 };
+
+  /** Runs `work`, returning its value and the script calls it caused on all masters. */
+  const countingAll = async <T>(work: () => Promise<T>): Promise<{ value: T; calls: number }> => {
+    await Promise.all(admins.map((admin) => admin.config('RESETSTAT')));
+    const value = await work();
+    const stats = await Promise.all(admins.map((admin) => scriptStats(admin)));
+    return { value, calls: stats.reduce((sum, { calls }) => sum + calls, 0) };
+  };
+
+  return {
+    cases: [
+      {
+        case: 'redis cluster (3 masters), fixed window, 10k keys, 64 in flight',
+        unit: 'ops/s',
+        better: 'higher',
+        anchor: rlfAnchor,
+        ours: async () => {
+          const limiter = createRateLimiter({
+            store: new RedisStore({ client: oursClient, prefix: `${fresh('c')}:` }),
+            limits: [{ limit: big, windowMs: 60_000 }],
+            deadlineMs: 1_000,
+          });
+          const { value, calls } = await countingAll(() =>
+            concurrentOpsPerSecond(total, 64, (index) => limiter.check(keys[index % keyCount]!)),
+          );
+          callsPerCheck.ours = calls / total;
+          return value;
+        },
+        theirs: async () => {
+          const limiter = new RateLimiterRedis({
+            storeClient: theirsClient,
+            keyPrefix: fresh('ct'),
+            points: big,
+            duration: 60,
+          });
+          const { value, calls } = await countingAll(() =>
+            concurrentOpsPerSecond(total, 64, (index) => limiter.consume(keys[index % keyCount]!)),
+          );
+          callsPerCheck.theirs = calls / total;
+          return value;
+        },
+        extra: () => ({
+          redisCallsPerCheckOurs: Number(callsPerCheck.ours.toFixed(3)),
+          redisCallsPerCheckTheirs: Number(callsPerCheck.theirs.toFixed(3)),
+        }),
+      },
+    ],
+    close: () => {
+      oursClient.disconnect();
+      theirsClient.disconnect();
+      for (const admin of admins) admin.disconnect();
     },
   };
 }

@@ -52,6 +52,7 @@ export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
 export {
   RedisStore,
   type RedisStoreOptions,
+  recommendedClusterOptions,
   recommendedRedisOptions,
 } from './stores/redis-store.js';
 export type { ConsumeOptions, ConsumeOutcome, ConsumeRequest, RateLimitStore } from './stores/store.js';

@@ -127,8 +127,9 @@ export class RemoteStoreCaller {
   }
 
   /**
-   * Sends the batch's keys together (`consumeMany`: shared script calls on a standalone Redis,
-   * one call per key on a Cluster), under one deadline and one breaker decision.
+   * Sends the batch's keys together (`consumeMany`: shared script calls on a standalone Redis;
+   * on a Cluster, shared calls per slot and one pipeline per master), under one deadline and one
+   * breaker decision.
    */
   #call(batch: Pending[]): void {
     const started = performance.now();

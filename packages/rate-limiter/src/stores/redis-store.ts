@@ -13,7 +13,10 @@ import type { ConsumeOptions, ConsumeOutcome, ConsumeRequest, RateLimitStore } f
 /** Options of {@link RedisStore}. */
 export const redisStoreOptionsSchema = z
   .object({
-    /** An ioredis client: `new Redis(…)` or `new Cluster(…)` (see `recommendedRedisOptions`). */
+    /**
+     * An ioredis client: `new Redis(…)` or `new Cluster(…)` (see `recommendedRedisOptions` and
+     * `recommendedClusterOptions`).
+     */
     client: z.custom<Redis | Cluster>(
       (value) => typeof (value as Redis)?.evalsha === 'function',
       'must be an ioredis Redis or Cluster client',
@@ -43,6 +46,33 @@ export const recommendedRedisOptions = {
   enableOfflineQueue: false,
   maxRetriesPerRequest: 0,
   connectTimeout: 2_000,
+} as const;
+
+/**
+ * Errors by which a Cluster master says it did not run a command (the slot is moving or moved,
+ * or the cluster is not serving it): sent again alone, such a call counts once.
+ */
+const notRunPrefixes = ['MOVED', 'ASK', 'TRYAGAIN', 'CLUSTERDOWN'];
+
+/** One script call: the requests it decides, its keys, and its arguments (`args[0]`: expiry). */
+interface ScriptCall {
+  readonly requests: readonly ConsumeRequest[];
+  readonly keys: string[];
+  readonly args: (string | number)[];
+}
+
+/**
+ * ioredis `Cluster` options to the same end as {@link recommendedRedisOptions}: while the cluster
+ * is not ready, or a master's connection is gone, a command fails at once instead of queueing
+ * (nodes connect lazily, so their own offline queue stays on for the first connection).
+ * `enableAutoPipelining` stays off: the store already sends a tick's calls in one pipeline per
+ * master, and an auto-pipeline that mixes a redirected call with calls that succeeded hands the
+ * MOVED error to its caller instead of following it.
+ */
+export const recommendedClusterOptions = {
+  enableOfflineQueue: false,
+  enableAutoPipelining: false,
+  redisOptions: { maxRetriesPerRequest: 0, connectTimeout: 2_000 },
 } as const;
 
 /** When the caller of one script call gives up, on the local monotonic clock. */
@@ -75,10 +105,19 @@ export class RedisStore implements RateLimitStore {
     const parsed = parseOptions('RedisStore', redisStoreOptionsSchema, options);
     this.#client = parsed.client;
     this.#prefix = parsed.prefix;
-    const clientOptions = (parsed.client as Redis).options as { enableOfflineQueue?: boolean } | undefined;
+    const clientOptions = (parsed.client as Redis).options as
+      | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean }
+      | undefined;
+    const isCluster = (parsed.client as Cluster).isCluster === true;
+    const recommended = isCluster ? 'recommendedClusterOptions' : 'recommendedRedisOptions';
+    const logger = parsed.logger ?? silentLogger;
     if (clientOptions?.enableOfflineQueue !== false)
-      (parsed.logger ?? silentLogger).warn(
-        'RedisStore: the ioredis client queues commands while disconnected; use recommendedRedisOptions',
+      logger.warn(`RedisStore: the ioredis client queues commands while disconnected; use ${recommended}`, {
+        component: 'rate-limiter',
+      });
+    if (isCluster && clientOptions?.enableAutoPipelining === true)
+      logger.warn(
+        'RedisStore: enableAutoPipelining on a Cluster fails checks with MOVED/ASK while slots move; use recommendedClusterOptions',
         { component: 'rate-limiter' },
       );
   }
@@ -98,8 +137,9 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * Standalone Redis: up to {@link maxGroupsPerCall} keys per script call (a few calls, sent
-   * together, for a whole tick of checks). Cluster: one call per key, since a script's keys must share a
-   * slot.
+   * together, for a whole tick of checks). Cluster: keys that share a slot share calls the same
+   * way (a script's keys must share a slot), and the calls bound for one master go out together
+   * in one pipeline (one write, one read on each side) instead of one command each.
    */
   async consumeMany(
     requests: readonly ConsumeRequest[],
@@ -107,10 +147,9 @@ export class RedisStore implements RateLimitStore {
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome[][]> {
     const giveUp = giveUpOf(options);
-    if ((this.#client as Cluster).isCluster === true || requests.length === 1)
-      return Promise.all(
-        requests.map((request) => this.#runGroups([request], block, giveUp).then((all) => all[0]!)),
-      );
+    if (requests.length === 1) return this.#runGroups(requests, block, giveUp);
+    const cluster = this.#client as Cluster;
+    if (cluster.isCluster === true) return this.#consumeOnCluster(cluster, requests, block, giveUp);
     const chunks: Promise<ConsumeOutcome[][]>[] = [];
     for (let start = 0; start < requests.length; start += maxGroupsPerCall)
       chunks.push(this.#runGroups(requests.slice(start, start + maxGroupsPerCall), block, giveUp));
@@ -119,7 +158,7 @@ export class RedisStore implements RateLimitStore {
 
   /** Deletes the key's hash and sliding-log sets. */
   async reset(key: string): Promise<void> {
-    const hashKey = `${this.#prefix}{${key}}`;
+    const hashKey = this.#hashKey(key);
     // The log keys of up to 16 limits; every key shares the hash tag, so one DEL suffices.
     const logs = Array.from({ length: 16 }, (_, index) => `${hashKey}:log${index + 1}`);
     await this.#client.del(hashKey, ...logs);
@@ -133,8 +172,119 @@ export class RedisStore implements RateLimitStore {
     block: AutoBlockPolicy | undefined,
     giveUp: GiveUp | undefined,
   ): Promise<ConsumeOutcome[][]> {
+    const call = this.#scriptCall(requests, block);
+    const waiting = this.#waitForFirstConnection();
+    if (waiting !== undefined) await waiting;
+    return this.#send(call, giveUp, false);
+  }
+
+  /**
+   * Cluster: one script call per slot's chunk of requests, and one pipeline per master for the
+   * calls it serves. A pipelined call that a master did not run (NOSCRIPT, or MOVED/ASK while
+   * slots move) is sent again alone, where ioredis follows the redirection and refreshes its
+   * slot map; no other error is retried, since the script may have counted.
+   */
+  async #consumeOnCluster(
+    cluster: Cluster,
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+    giveUp: GiveUp | undefined,
+  ): Promise<ConsumeOutcome[][]> {
+    const bySlot = new Map<number, number[]>();
+    for (let index = 0; index < requests.length; index += 1) {
+      const slot = clusterSlot(this.#hashKey(requests[index]!.key));
+      const members = bySlot.get(slot);
+      if (members === undefined) bySlot.set(slot, [index]);
+      else members.push(index);
+    }
+    const calls: { call: ScriptCall; indices: number[]; slot: number }[] = [];
+    for (const [slot, members] of bySlot)
+      for (let start = 0; start < members.length; start += maxGroupsPerCall) {
+        const indices = members.slice(start, start + maxGroupsPerCall);
+        calls.push({
+          call: this.#scriptCall(
+            indices.map((index) => requests[index]!),
+            block,
+          ),
+          indices,
+          slot,
+        });
+      }
+    const waiting = this.#waitForFirstConnection();
+    if (waiting !== undefined) await waiting;
+    // Grouped by the slot map as ioredis knows it now, the check its pipelines make.
+    const byNode = new Map<string, ScriptCall[]>();
+    const replies: Promise<ConsumeOutcome[][]>[] = [];
+    for (const { call, slot } of calls) {
+      const nodes = cluster.slots[slot];
+      if (nodes === undefined) {
+        replies.push(this.#send(call, giveUp, false));
+        continue;
+      }
+      const node = nodes.join(',');
+      const together = byNode.get(node);
+      if (together === undefined) byNode.set(node, [call]);
+      else together.push(call);
+    }
+    const sent = new Map<ScriptCall, Promise<ConsumeOutcome[][]>>();
+    for (const together of byNode.values()) {
+      if (together.length === 1) sent.set(together[0]!, this.#send(together[0]!, giveUp, false));
+      else {
+        const pipelined = this.#sendTogether(cluster, together, giveUp);
+        for (let index = 0; index < together.length; index += 1)
+          sent.set(together[index]!, pipelined[index]!);
+      }
+    }
+    const results: ConsumeOutcome[][] = new Array(requests.length);
+    await Promise.all(
+      calls.map(async ({ call, indices }) => {
+        const outcomes = await sent.get(call)!;
+        for (let at = 0; at < indices.length; at += 1) results[indices[at]!] = outcomes[at]!;
+      }),
+    );
+    return results;
+  }
+
+  /** Calls bound for one master in one pipeline; one promise per call. */
+  #sendTogether(
+    cluster: Cluster,
+    calls: readonly ScriptCall[],
+    giveUp: GiveUp | undefined,
+  ): Promise<ConsumeOutcome[][]>[] {
+    const pipeline = cluster.pipeline();
+    for (const call of calls) {
+      this.#stampExpiry(call, giveUp);
+      pipeline.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args);
+    }
+    const sentAt = performance.now();
+    // A rejected exec sent nothing (ioredis refused the grouping, e.g. the slot map changed):
+    // each call then goes alone.
+    const replies = pipeline.exec().catch(() => null);
+    return calls.map((call, index) =>
+      replies.then((all) => {
+        if (all === null) return this.#send(call, giveUp, false);
+        const [error, reply] = all[index] ?? [
+          new RateLimitStoreError('missing reply in a pipeline'),
+          undefined,
+        ];
+        if (error === null) return this.#read(call, reply, sentAt, performance.now(), giveUp);
+        const message = String(error.message);
+        if (message.startsWith('NOSCRIPT')) return this.#send(call, giveUp, true);
+        if (notRunPrefixes.some((prefix) => message.startsWith(prefix)))
+          return this.#send(call, giveUp, false);
+        throw error;
+      }),
+    );
+  }
+
+  /** `prefix{key}`: the key's state hash; every key of its state shares the tag, hence the slot. */
+  #hashKey(key: string): string {
+    return `${this.#prefix}{${key}}`;
+  }
+
+  /** The keys and arguments of one script call (its expiry is stamped when it is sent). */
+  #scriptCall(requests: readonly ConsumeRequest[], block: AutoBlockPolicy | undefined): ScriptCall {
     const keys: string[] = [];
-    // The expiry slot is filled in just before sending, once the connection is there.
     const args: (string | number)[] = [0, requests.length];
     if (block === undefined) args.push(0);
     else
@@ -169,7 +319,7 @@ export class RedisStore implements RateLimitStore {
             policy.queueMaxDelayMs ?? 0,
           );
       }
-      const hashKey = `${this.#prefix}{${key}}`;
+      const hashKey = this.#hashKey(key);
       keys.push(hashKey);
       // Sorted-set keys only for sliding logs; they share the hash tag, so the slot.
       let logs = false;
@@ -181,26 +331,51 @@ export class RedisStore implements RateLimitStore {
       for (const cost of costs) groupArgs.push(cost);
     }
     args.push(sets.size, ...setArgs, oneCostEach ? 1 : 0, ...groupArgs);
-    const waiting = this.#waitForFirstConnection();
-    if (waiting !== undefined) await waiting;
+    return { requests, keys, args };
+  }
+
+  /** Sets the call's expiry from its caller's give-up time, in the Redis time of its server. */
+  #stampExpiry(call: ScriptCall, giveUp: GiveUp | undefined): void {
     // Every key of one call shares a slot, hence a server and its clock.
+    if (giveUp !== undefined) call.args[0] = this.#clockOf(call.keys[0]!)?.expiryFor(giveUp.atMs) ?? 0;
+  }
+
+  /** Sends one call on its own: EVALSHA, or EVAL once Redis said NOSCRIPT (or `loadScript`). */
+  async #send(
+    call: ScriptCall,
+    giveUp: GiveUp | undefined,
+    loadScript: boolean,
+  ): Promise<ConsumeOutcome[][]> {
+    this.#stampExpiry(call, giveUp);
     let sentAt = performance.now();
-    if (giveUp !== undefined) args[0] = this.#clockOf(keys[0]!)?.expiryFor(giveUp.atMs) ?? 0;
     let reply: unknown;
-    try {
-      reply = await this.#client.evalsha(checkScriptSha, keys.length, ...keys, ...args);
-    } catch (error) {
-      if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
-      sentAt = performance.now();
-      reply = await this.#client.eval(checkScript, keys.length, ...keys, ...args);
-    }
-    const receivedAt = performance.now();
+    if (loadScript)
+      reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
+    else
+      try {
+        reply = await this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args);
+      } catch (error) {
+        if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+        sentAt = performance.now();
+        reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
+      }
+    return this.#read(call, reply, sentAt, performance.now(), giveUp);
+  }
+
+  /** Reads one call's reply, teaching the clock of the server that answered. */
+  #read(
+    call: ScriptCall,
+    reply: unknown,
+    sentAt: number,
+    receivedAt: number,
+    giveUp: GiveUp | undefined,
+  ): ConsumeOutcome[][] {
     const { redisNow, expired, values } = readHeader(reply);
     // The server that answered, as known now (a MOVED reply has updated the slot map).
-    const clock = this.#clockOf(keys[0]!);
+    const clock = this.#clockOf(call.keys[0]!);
     if (!expired) {
       clock?.observe(sentAt, redisNow, receivedAt);
-      return parseReply(values, requests);
+      return parseReply(values, call.requests);
     }
     clock?.observeExpired(sentAt, redisNow, receivedAt, giveUp?.atMs ?? Number.NEGATIVE_INFINITY);
     throw new TimeoutError(

@@ -7,6 +7,7 @@ import {
   type RateLimiter,
   type RateLimitResult,
   RedisStore,
+  recommendedClusterOptions,
   recommendedRedisOptions,
 } from '../../src/index.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
@@ -139,7 +140,7 @@ describe.skipIf(skip !== undefined)('checks that reach a Redis Cluster master af
   const admins: Redis[] = [];
   beforeAll(async () => {
     cluster = await startRedisCluster(3);
-    client = new Cluster(cluster.nodes, { ...recommendedRedisOptions, enableOfflineQueue: true });
+    client = new Cluster(cluster.nodes, recommendedClusterOptions);
     for (const node of cluster.nodes) admins.push(new Redis(node.port, node.host));
   });
   afterAll(async () => {

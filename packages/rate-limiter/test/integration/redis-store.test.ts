@@ -1,7 +1,12 @@
 import { isReachable, serviceUrl, startRedisCluster, uniqueName } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { type RateLimitStore, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import {
+  type RateLimitStore,
+  RedisStore,
+  recommendedClusterOptions,
+  recommendedRedisOptions,
+} from '../../src/index.js';
 import { storeConformanceSuite } from '../conformance/store-suite.js';
 
 const redisUp = await isReachable('redis');
@@ -30,7 +35,7 @@ storeConformanceSuite('redis cluster (3 masters)', {
   async create() {
     const cluster = await startRedisCluster(3);
     stopCluster = cluster.stop;
-    const client = new Cluster(cluster.nodes, { ...recommendedRedisOptions, enableOfflineQueue: true });
+    const client = new Cluster(cluster.nodes, recommendedClusterOptions);
     const store = new RedisStore({ client, prefix: `${uniqueName('rl')}:` });
     clients.set(store, client);
     return store;

@@ -1,0 +1,45 @@
+import type { Logger } from '@noa/core';
+import { Cluster, Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../src/index.js';
+
+/** The warnings a store logs at construction for `client` (never connected: lazyConnect). */
+function warningsFor(client: Redis | Cluster): string[] {
+  const warnings: string[] = [];
+  const logger: Logger = {
+    debug: () => {},
+    info: () => {},
+    warn: (message: string) => warnings.push(message),
+    error: () => {},
+  };
+  new RedisStore({ client, logger });
+  client.disconnect();
+  return warnings;
+}
+
+describe('RedisStore client option warnings', () => {
+  const nodes = [{ host: '127.0.0.1', port: 1 }];
+
+  it('none for the recommended options', () => {
+    expect(warningsFor(new Redis({ ...recommendedRedisOptions, lazyConnect: true }))).toEqual([]);
+    expect(warningsFor(new Cluster(nodes, { ...recommendedClusterOptions, lazyConnect: true }))).toEqual([]);
+  });
+
+  it('names the recommended options for the kind of client that queues while disconnected', () => {
+    expect(warningsFor(new Redis({ lazyConnect: true }))).toEqual([
+      expect.stringContaining('use recommendedRedisOptions'),
+    ]);
+    expect(warningsFor(new Cluster(nodes, { lazyConnect: true }))).toEqual([
+      expect.stringContaining('use recommendedClusterOptions'),
+    ]);
+  });
+
+  it('warns against auto-pipelining on a Cluster (redirections would fail checks)', () => {
+    const client = new Cluster(nodes, {
+      ...recommendedClusterOptions,
+      enableAutoPipelining: true,
+      lazyConnect: true,
+    });
+    expect(warningsFor(client)).toEqual([expect.stringContaining('enableAutoPipelining')]);
+  });
+});
