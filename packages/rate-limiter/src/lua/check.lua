@@ -51,6 +51,75 @@ local function state_ttl(p, a, b)
   return 0
 end
 
+-- check_group for one cost over one scalar limit without auto-block: the same step, the same
+-- reply and the same stored state, without the per-group tables. Writes only the fields that
+-- changed: a window's start and expiry move only when a new window begins. Numbers are sent
+-- to Redis as '%d' strings: redis.call formats a number with '%.17g', which costs twice as
+-- much (the state is integers; see the prelude).
+local format = string.format
+-- tonumber parses with strtod; a window's start, the counts and the costs repeat across the keys
+-- of a batch, and a cached number is a table read. (A bucket's state differs per key: not
+-- cached.) Made by the batch path only: for a call of one key, the cache costs more than it saves.
+local NUMBERS = nil
+local function check_single(hkey, set, cost)
+  local p, alg = set.first, set.alg
+  local values, a, b, c
+  if alg == 2 then
+    values = redis.call('HMGET', hkey, '1:a', '1:b', '1:c')
+  else
+    values = redis.call('HMGET', hkey, '1:a', '1:b')
+  end
+  if alg <= 2 and NUMBERS ~= nil then
+    a, b = NUMBERS[values[1]], NUMBERS[values[2]]
+    if alg == 2 then c = NUMBERS[values[3]] end
+  else
+    a, b = tonumber(values[1]), tonumber(values[2])
+    if alg == 2 then c = tonumber(values[3]) end
+  end
+  local allowed, remaining, reset, retry, delay, na, nb, ncv = set.step(a, b, c, now, cost, p)
+  local o = nout
+  nout = o + 6
+  out[o + 1] = 0
+  out[o + 2] = allowed and 1 or 0
+  out[o + 3] = remaining
+  out[o + 4] = reset
+  out[o + 5] = retry
+  out[o + 6] = delay
+  if not allowed then return end
+  if na == a and alg <= 2 then
+    if nb ~= b then redis.call('HSET', hkey, '1:b', format('%d', nb)) end
+    return
+  end
+  if alg == 2 then
+    redis.call('HSET', hkey, '1:a', format('%d', na), '1:b', format('%d', nb), '1:c', format('%d', ncv))
+  else
+    redis.call('HSET', hkey, '1:a', format('%d', na), '1:b', format('%d', nb))
+  end
+  redis.call('PEXPIRE', hkey, format('%d', math.max(1, state_ttl(p, na, nb))))
+end
+
+-- The commonest call, one key with one cost over one scalar limit and no auto-block (a check
+-- of a quiet key, and every call on a Cluster, where keys rarely share a slot): check_single
+-- straight from ARGV, before the batch path builds its tables and parses its sets. Those cost
+-- Redis more than the check itself when a call carries one key.
+-- ARGV here: expiresAt, 1, 0, 1 (one set), 1 (one limit), alg, limit, window, burst, queue,
+-- 1 (one cost each), '1' (the set), cost.
+if ngroups == 1 and ARGV[4] == '1' and ARGV[5] == '1' and ARGV[6] ~= '3' and ARGV[11] == '1' and not blocking then
+  local alg = tonumber(ARGV[6])
+  local p = {
+    alg = alg, limit = tonumber(ARGV[7]), window = tonumber(ARGV[8]), burst = tonumber(ARGV[9]),
+    queue = tonumber(ARGV[10]),
+  }
+  check_single(KEYS[1], { first = p, alg = alg, step = ALG[alg] }, tonumber(ARGV[13]))
+  return out
+end
+
+NUMBERS = setmetatable({}, { __index = function(cache, text)
+  local value = tonumber(text)
+  if value ~= nil then cache[text] = value end
+  return value
+end })
+
 -- Per-group scratch, reused: groups are checked one after the other.
 local SA, SB, SC, LOG = {}, {}, {}, {}
 local NA, NB, NC, NLOG = {}, {}, {}, {}
@@ -238,55 +307,6 @@ local function check_group(hkey, logBase, set, nc, costAt)
       end
     end
   end
-end
-
--- check_group for one cost over one scalar limit without auto-block: the same step, the same
--- reply and the same stored state, without the per-group tables. Writes only the fields that
--- changed: a window's start and expiry move only when a new window begins. Numbers are sent
--- to Redis as '%d' strings: redis.call formats a number with '%.17g', which costs twice as
--- much (the state is integers; see the prelude).
-local format = string.format
--- tonumber parses with strtod; a window's start, the counts and the costs repeat across the keys
--- of a call, and a cached number is a table read. (A bucket's state differs per key: not cached.)
-local NUMBERS = setmetatable({}, { __index = function(cache, text)
-  local value = tonumber(text)
-  if value ~= nil then cache[text] = value end
-  return value
-end })
-local function check_single(hkey, set, cost)
-  local p, alg = set.first, set.alg
-  local values, a, b, c
-  if alg == 2 then
-    values = redis.call('HMGET', hkey, '1:a', '1:b', '1:c')
-    c = NUMBERS[values[3]]
-  else
-    values = redis.call('HMGET', hkey, '1:a', '1:b')
-  end
-  if alg <= 2 then
-    a, b = NUMBERS[values[1]], NUMBERS[values[2]]
-  else
-    a, b = tonumber(values[1]), tonumber(values[2])
-  end
-  local allowed, remaining, reset, retry, delay, na, nb, ncv = set.step(a, b, c, now, cost, p)
-  local o = nout
-  nout = o + 6
-  out[o + 1] = 0
-  out[o + 2] = allowed and 1 or 0
-  out[o + 3] = remaining
-  out[o + 4] = reset
-  out[o + 5] = retry
-  out[o + 6] = delay
-  if not allowed then return end
-  if na == a and alg <= 2 then
-    if nb ~= b then redis.call('HSET', hkey, '1:b', format('%d', nb)) end
-    return
-  end
-  if alg == 2 then
-    redis.call('HSET', hkey, '1:a', format('%d', na), '1:b', format('%d', nb), '1:c', format('%d', ncv))
-  else
-    redis.call('HSET', hkey, '1:a', format('%d', na), '1:b', format('%d', nb))
-  end
-  redis.call('PEXPIRE', hkey, format('%d', math.max(1, state_ttl(p, na, nb))))
 end
 
 local sets = {}

@@ -2,6 +2,7 @@ import { startPrivateRedisOrSkip } from '@noa/testkit';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { algorithms } from '../../src/algorithms/index.js';
 import { type AlgorithmName, capacityOf, type LimitPolicy } from '../../src/policy.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/stores/redis-store.js';
 import { policyArb } from '../policy-arbitrary.js';
@@ -51,6 +52,23 @@ function seedFields(policy: LimitPolicy, seed: Seed, now: number): Record<string
       const most = capacityOf(policy) * w + (policy.queueMaxDelayMs ?? 0) * policy.limit;
       return { '1:a': Math.floor(seed.fill * most), '1:b': now - seed.updatedAgoMs };
     }
+  }
+}
+
+/** The TypeScript state of a key's stored hash (the fields as the script writes them). */
+function stateOfFields(policy: LimitPolicy, fields: Record<string, string>): unknown {
+  if (fields['1:a'] === undefined) return undefined;
+  const a = Number(fields['1:a']);
+  const b = Number(fields['1:b']);
+  switch (policy.algorithm) {
+    case 'fixed-window':
+      return { windowStart: a, count: b };
+    case 'sliding-window':
+      return { windowStart: a, current: b, previous: Number(fields['1:c'] ?? 0) };
+    case 'token-bucket':
+      return { tokens: a, updatedAt: b };
+    default:
+      return { level: a, updatedAt: b };
   }
 }
 
@@ -119,6 +137,65 @@ describe.skipIf(skip !== undefined)('RedisStore script paths', () => {
           expect(Math.abs(singleExpiry! - batchedExpiry!)).toBeLessThanOrEqual(after - before);
         }),
         { numRuns: 60 },
+      );
+    });
+  }
+
+  for (const algorithm of scalarAlgorithms) {
+    it(`${algorithm}: a call of one key (the script's first path) decides and stores as the TypeScript step`, async () => {
+      const caseArb = fc.record({
+        policy: scalarPolicyArb(algorithm),
+        seed: seedArb,
+        cost: fc.integer({ min: 0, max: 14 }),
+      });
+      await fc.assert(
+        fc.asyncProperty(caseArb, async ({ policy, seed, cost }) => {
+          run += 1;
+          const key = `one-${run}`;
+          const hash = `${prefix}{${key}}`;
+          if (seed !== undefined) {
+            await client.hset(hash, seedFields(policy, seed, await redisNow(client)));
+            await client.pexpireat(hash, Date.now() + 600_000);
+          }
+          const stored = stateOfFields(policy, await client.hgetall(hash));
+          const before = await redisNow(client);
+          const [outcome] = await store.consume(key, [policy], [cost], undefined);
+          const after = await redisNow(client);
+          const decision = outcome!.decisions[0]!;
+          const state = stateOfFields(policy, await client.hgetall(hash));
+          // The script read Redis's clock once, at some ms in [before, after]: one of them must
+          // give the TypeScript step's decision and (when admitted) its state.
+          const candidates = [];
+          for (let now = before; now <= after; now += 1) {
+            const step = algorithms[policy.algorithm].step(
+              stored === undefined ? undefined : structuredClone(stored),
+              now,
+              cost,
+              policy,
+            );
+            candidates.push({
+              decision: {
+                allowed: step.decision.allowed,
+                remaining: step.decision.remaining,
+                resetMs: step.decision.resetMs,
+                retryAfterMs: step.decision.retryAfterMs,
+                delayMs: step.decision.delayMs,
+              },
+              state: step.decision.allowed ? step.state : stored,
+            });
+          }
+          expect(candidates).toContainEqual({
+            decision: {
+              allowed: decision.allowed,
+              remaining: decision.remaining,
+              resetMs: decision.resetMs,
+              retryAfterMs: decision.retryAfterMs,
+              delayMs: decision.delayMs,
+            },
+            state,
+          });
+        }),
+        { numRuns: 80 },
       );
     });
   }
