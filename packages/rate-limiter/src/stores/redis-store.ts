@@ -214,11 +214,12 @@ export class RedisStore implements RateLimitStore {
     if (waiting !== undefined) await waiting;
     // Grouped by the slot map as ioredis knows it now, the check its pipelines make.
     const byNode = new Map<string, ScriptCall[]>();
-    const replies: Promise<ConsumeOutcome[][]>[] = [];
+    const sent = new Map<ScriptCall, Promise<ConsumeOutcome[][]>>();
     for (const { call, slot } of calls) {
       const nodes = cluster.slots[slot];
+      // A slot the map does not know yet goes alone: ioredis finds its master (MOVED).
       if (nodes === undefined) {
-        replies.push(this.#send(call, giveUp, false));
+        sent.set(call, this.#send(call, giveUp, false));
         continue;
       }
       const node = nodes.join(',');
@@ -226,7 +227,6 @@ export class RedisStore implements RateLimitStore {
       if (together === undefined) byNode.set(node, [call]);
       else together.push(call);
     }
-    const sent = new Map<ScriptCall, Promise<ConsumeOutcome[][]>>();
     for (const together of byNode.values()) {
       if (together.length === 1) sent.set(together[0]!, this.#send(together[0]!, giveUp, false));
       else {
