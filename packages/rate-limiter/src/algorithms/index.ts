@@ -1,14 +1,19 @@
 import type { Decision, Step } from '../decision.js';
 import type { AlgorithmName, LimitPolicy } from '../policy.js';
 import { fixedWindow, fixedWindowTtl } from './fixed-window.js';
+import { fixedWindowPenalize, fixedWindowRefund } from './fixed-window-adjust.js';
 import { fixedWindowInPlace, newFixedWindowState } from './fixed-window-in-place.js';
 import { leakyBucket, leakyBucketTtl } from './leaky-bucket.js';
+import { leakyBucketPenalize, leakyBucketRefund } from './leaky-bucket-adjust.js';
 import { leakyBucketInPlace, newLeakyBucketState } from './leaky-bucket-in-place.js';
 import { slidingLog, slidingLogTtl } from './sliding-log.js';
+import { slidingLogPenalize, slidingLogRefund } from './sliding-log-adjust.js';
 import { newSlidingLogState, slidingLogInPlace } from './sliding-log-in-place.js';
 import { slidingWindow, slidingWindowTtl } from './sliding-window.js';
+import { slidingWindowPenalize, slidingWindowRefund } from './sliding-window-adjust.js';
 import { newSlidingWindowState, slidingWindowInPlace } from './sliding-window-in-place.js';
 import { tokenBucket, tokenBucketTtl } from './token-bucket.js';
+import { tokenBucketPenalize, tokenBucketRefund } from './token-bucket-adjust.js';
 import { newTokenBucketState, tokenBucketInPlace } from './token-bucket-in-place.js';
 
 /** A pure algorithm: `(state, now, cost, policy) → (decision, state)`, plus how long to keep state. */
@@ -67,4 +72,24 @@ export const inPlaceAlgorithms: Record<AlgorithmName, InPlaceAlgorithm> = {
     step: leakyBucketInPlace,
     ttlMs: leakyBucketTtl,
   } as InPlaceAlgorithm,
+};
+
+/**
+ * An algorithm's adjustments of a key's state outside a check: `(state, now, points, policy) →
+ * state`, `undefined` meaning a key never seen (an empty state).
+ */
+export interface Adjuster<State = unknown> {
+  /** Gives back up to `points` consumed in the current window or bucket, never past empty. */
+  refund(state: State | undefined, now: number, points: number, policy: LimitPolicy): State | undefined;
+  /** Consumes `points` even when they do not fit, down to `remaining` 0 and never below. */
+  penalize(state: State | undefined, now: number, points: number, policy: LimitPolicy): State | undefined;
+}
+
+/** Every algorithm's adjustments by name. */
+export const adjusters: Record<AlgorithmName, Adjuster> = {
+  'fixed-window': { refund: fixedWindowRefund, penalize: fixedWindowPenalize } as Adjuster,
+  'sliding-window': { refund: slidingWindowRefund, penalize: slidingWindowPenalize } as Adjuster,
+  'sliding-log': { refund: slidingLogRefund, penalize: slidingLogPenalize } as Adjuster,
+  'token-bucket': { refund: tokenBucketRefund, penalize: tokenBucketPenalize } as Adjuster,
+  'leaky-bucket': { refund: leakyBucketRefund, penalize: leakyBucketPenalize } as Adjuster,
 };

@@ -1,0 +1,27 @@
+import { capacityOf, type LimitPolicy } from '../policy.js';
+import type { TokenBucketState } from './token-bucket.js';
+import { tokensAt } from './token-bucket-in-place.js';
+
+/** Puts up to `points` tokens back, never beyond a full bucket (what refilled meanwhile counts). */
+export function tokenBucketRefund(
+  state: TokenBucketState | undefined,
+  now: number,
+  points: number,
+  policy: LimitPolicy,
+): TokenBucketState | undefined {
+  if (state === undefined) return state;
+  const full = capacityOf(policy) * policy.windowMs;
+  return { tokens: Math.min(full, tokensAt(state, now, policy) + points * policy.windowMs), updatedAt: now };
+}
+
+/** Takes `points` tokens even when the bucket holds fewer, down to an empty bucket (never below). */
+export function tokenBucketPenalize(
+  state: TokenBucketState | undefined,
+  now: number,
+  points: number,
+  policy: LimitPolicy,
+): TokenBucketState | undefined {
+  const tokens =
+    state === undefined ? capacityOf(policy) * policy.windowMs : tokensAt(state, now, policy);
+  return { tokens: Math.max(0, tokens - points * policy.windowMs), updatedAt: now };
+}
