@@ -43,3 +43,29 @@ export class SyncCheckUnsupportedError extends RateLimiterError {
     );
   }
 }
+
+/**
+ * Thrown by `limiter.peek/refund/penalize/block/unblock` when the operation cannot run: the store
+ * has no `adjust` method (a custom store), or `block` on a limiter without `autoBlock` (checks
+ * then do not read blocks).
+ */
+export class UnsupportedOperationError extends RateLimiterError {
+  /** The operation asked for (`peek`, `refund`, `penalize`, `block`, `unblock`). */
+  readonly operation: string;
+
+  constructor(operation: string, reason: string) {
+    super('NOA_RATE_LIMIT_UNSUPPORTED_OPERATION', `${operation}() is not supported: ${reason}`, {
+      details: { operation, reason },
+    });
+    this.operation = operation;
+  }
+}
+
+/** Thrown by `limiter.refund/penalize/block` for points or a duration that is not a valid integer. */
+export class InvalidAdjustmentError extends RateLimiterError {
+  constructor(field: string, value: unknown, expected: string) {
+    super('NOA_RATE_LIMIT_INVALID_ADJUSTMENT', `${field} must be ${expected}, got ${String(value)}`, {
+      details: { field, value },
+    });
+  }
+}

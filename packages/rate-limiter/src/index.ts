@@ -1,12 +1,14 @@
-export { type Algorithm, algorithms } from './algorithms/index.js';
+export { type Adjuster, type Algorithm, adjusters, algorithms } from './algorithms/index.js';
 export { type AutoBlockOptions, autoBlockSchema, type BlockState, recordViolation } from './auto-block.js';
 export type { Decision, Step } from './decision.js';
 export {
+  InvalidAdjustmentError,
   InvalidCostError,
   RateLimitedError,
   RateLimiterError,
   RateLimitStoreError,
   SyncCheckUnsupportedError,
+  UnsupportedOperationError,
 } from './errors.js';
 export {
   type HeaderOptions,
@@ -55,4 +57,10 @@ export {
   recommendedClusterOptions,
   recommendedRedisOptions,
 } from './stores/redis-store.js';
-export type { ConsumeOptions, ConsumeOutcome, ConsumeRequest, RateLimitStore } from './stores/store.js';
+export type {
+  ConsumeOptions,
+  ConsumeOutcome,
+  ConsumeRequest,
+  RateLimitStore,
+  StoreAdjustment,
+} from './stores/store.js';

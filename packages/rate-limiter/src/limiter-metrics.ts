@@ -10,6 +10,7 @@ export interface LimiterMetrics {
   errors: CounterMetric<'kind'>;
   duration: HistogramMetric<'store'>;
   fallback: GaugeMetric;
+  adjustments: CounterMetric<'operation'>;
 }
 
 /** Creates `noa_rate_limiter_*` metrics on `registry`. */
@@ -29,5 +30,10 @@ export function createLimiterMetrics(registry: MetricsRegistry | undefined): Lim
       'store',
     ]),
     fallback: factory.gauge('fallback_active', '1 while the store is bypassed (breaker open), else 0'),
+    adjustments: factory.counter(
+      'adjustments_total',
+      'Peeks, refunds, penalties, blocks and unblocks by operation (not counted as checks)',
+      ['operation'],
+    ),
   };
 }

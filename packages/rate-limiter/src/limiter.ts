@@ -10,7 +10,13 @@ import {
 } from '@noa/core';
 import type { AutoBlockPolicy } from './auto-block.js';
 import type { Decision } from './decision.js';
-import { InvalidCostError, RateLimitedError, SyncCheckUnsupportedError } from './errors.js';
+import {
+  InvalidAdjustmentError,
+  InvalidCostError,
+  RateLimitedError,
+  SyncCheckUnsupportedError,
+  UnsupportedOperationError,
+} from './errors.js';
 import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
@@ -19,7 +25,7 @@ import { type LimitPolicy, nameLimits } from './policy.js';
 import { RemoteStoreCaller } from './remote-store-caller.js';
 import type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
 import { MemoryStore } from './stores/memory-store.js';
-import type { ConsumeOutcome, RateLimitStore } from './stores/store.js';
+import type { ConsumeOutcome, RateLimitStore, StoreAdjustment } from './stores/store.js';
 
 /** What is being limited. */
 export interface CheckInput {
@@ -206,6 +212,96 @@ export class RateLimiter implements AsyncDisposable {
     return result;
   }
 
+  /**
+   * What `check` would answer for a cost of 0, counting nothing: no point, no violation, no
+   * `checks_total` metric and no tracing event (it increments `adjustments_total{operation="peek"}`).
+   * The IP lists apply as in `check`. Rejects when a remote store fails (no fail mode applies).
+   */
+  peek(input: CheckInput | string): Promise<RateLimitResult> {
+    return this.#adjust(input, { operation: 'peek' });
+  }
+
+  /**
+   * Gives back up to `points` (default 1) consumed by `input`'s key in its current window or
+   * bucket, in every limit of its rule, never past an empty state; points of a window that has
+   * moved on are not given back. For a request that should not count after all (a failed login
+   * that turned out fine, a response to skip). Resolves to the key's state after it (as `peek`).
+   */
+  refund(input: CheckInput | string, points = 1): Promise<RateLimitResult> {
+    if (!Number.isInteger(points) || points < 0)
+      return Promise.reject(new InvalidAdjustmentError('points', points, 'a non-negative integer'));
+    return this.#adjust(input, { operation: 'refund', points });
+  }
+
+  /**
+   * Consumes `points` from `input`'s key even when they do not fit (a refused request is never
+   * counted, a penalty is), down to `remaining` 0 and never below. Resolves to the key's state
+   * after it (as `peek`).
+   */
+  penalize(input: CheckInput | string, points: number): Promise<RateLimitResult> {
+    if (!Number.isInteger(points) || points < 0)
+      return Promise.reject(new InvalidAdjustmentError('points', points, 'a non-negative integer'));
+    return this.#adjust(input, { operation: 'penalize', points });
+  }
+
+  /**
+   * Blocks `input`'s key for `durationMs` from now, exactly as an auto-block does (checks answer
+   * `blocked`, with `Retry-After` and `RateLimit` showing the block's end). Needs the `autoBlock`
+   * option: only then do checks read blocks. Replaces any current block; repeat-offender growth
+   * is left to auto-blocks.
+   */
+  block(input: CheckInput | string, durationMs: number): Promise<RateLimitResult> {
+    if (!Number.isInteger(durationMs) || durationMs <= 0)
+      return Promise.reject(new InvalidAdjustmentError('durationMs', durationMs, 'a positive integer'));
+    return this.#adjust(input, { operation: 'block', durationMs });
+  }
+
+  /** Lifts a block of `input`'s key (manual or automatic) and clears its recent violations. */
+  unblock(input: CheckInput | string): Promise<RateLimitResult> {
+    return this.#adjust(input, { operation: 'unblock' });
+  }
+
+  async #adjust(input: CheckInput | string, adjustment: StoreAdjustment): Promise<RateLimitResult> {
+    if (this.#closed) throw new ClosedError('RateLimiter');
+    const { operation } = adjustment;
+    const key = typeof input === 'string' ? input : input.key;
+    const ip = typeof input === 'string' ? undefined : input.ip;
+    const roleName = typeof input === 'string' ? undefined : input.role;
+    // Only a peek answers as a check would; the other operations act on the key whatever its IP.
+    if (operation === 'peek' && ip !== undefined) {
+      if (this.#deny.has(ip)) return this.#listed(key, 'denied', false);
+      if (this.#allow.has(ip)) return this.#listed(key, 'allowlisted', false);
+    }
+    const role = roleName === undefined ? undefined : this.#roles.get(roleName);
+    if (role === 'unlimited') return this.#listed(key, 'unlimited', false);
+    const rule = role ?? this.#defaultRule;
+    if (operation === 'block' && this.#block === undefined)
+      throw new UnsupportedOperationError(
+        'block',
+        'the limiter has no autoBlock option, so checks do not read blocks',
+      );
+    const store = this.store;
+    if (store.adjust === undefined)
+      throw new UnsupportedOperationError(operation, `the ${store.kind} store has no adjust() method`);
+    if (this.#metricsEnabled) this.#metrics.adjustments.inc({ operation });
+    if (this.#memoryStore !== undefined)
+      return this.#result(
+        key,
+        this.#memoryStore.adjust(key, rule.limits, adjustment, this.#block, undefined, rule.namespace),
+        'store',
+        false,
+      );
+    const storeKey = rule.namespace + key;
+    const outcome = await this.#remote!.adjust(
+      () => Promise.resolve(store.adjust!(storeKey, rule.limits, adjustment, this.#block)),
+      operation,
+    );
+    // A remembered refusal may no longer hold; a new block is remembered at once.
+    if (operation === 'block') this.#localBlocks?.remember(storeKey, outcome, this.#clock.now());
+    else if (operation !== 'peek') this.#localBlocks?.delete(storeKey);
+    return this.#result(key, outcome, 'store', false);
+  }
+
   /** Forgets the counters and any block of `key` (for `role`'s limits). */
   async reset(key: string, role?: string): Promise<void> {
     const rule = role === undefined ? undefined : this.#roles.get(role);
@@ -238,7 +334,8 @@ export class RateLimiter implements AsyncDisposable {
     return this.#result(key, outcome, source);
   }
 
-  #result(key: string, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
+  /** The result of `outcome`; `record` false (adjustments) leaves the check metric and channel alone. */
+  #result(key: string, outcome: ConsumeOutcome, source: DecisionSource, record = true): RateLimitResult {
     const limits: LimitStatus[] = outcome.decisions;
     let allowed = outcome.blockedMs === 0;
     let remaining = Number.POSITIVE_INFINITY;
@@ -270,6 +367,7 @@ export class RateLimiter implements AsyncDisposable {
       delayMs: allowed ? delayMs : 0,
       source,
     };
+    if (!record) return result;
     // Labels are built only when metrics are on: the hot path allocates nothing for them.
     if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source });
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
@@ -295,9 +393,9 @@ export class RateLimiter implements AsyncDisposable {
     return result;
   }
 
-  #listed(key: string, outcome: CheckOutcome): RateLimitResult {
+  #listed(key: string, outcome: CheckOutcome, record = true): RateLimitResult {
     const allowed = outcome !== 'denied';
-    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome, source: 'lists' });
+    if (record && this.#metricsEnabled) this.#metrics.checks.inc({ outcome, source: 'lists' });
     const result: RateLimitResult = {
       allowed,
       outcome,
@@ -310,7 +408,7 @@ export class RateLimiter implements AsyncDisposable {
       source: 'lists',
     };
     // Tracers see denied and allow-listed clients too: a deny list hit is what an audit looks for.
-    if (checkChannel.hasSubscribers) checkChannel.publish(result);
+    if (record && checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
 }

@@ -191,6 +191,31 @@ export class RemoteStoreCaller {
       );
   }
 
+  /**
+   * Runs one adjustment (peek, refund, penalty, block) under the checks' deadline and breaker.
+   * It rejects on failure rather than applying the fail mode: a refund or a block has no local
+   * answer, and the caller decides whether to retry.
+   */
+  adjust<T>(call: () => Promise<T>, operation: string): Promise<T> {
+    return this.#breaker
+      .execute(() => withDeadline(call(), this.#deadlineMs, `rate-limit ${operation} on ${this.#store.kind}`))
+      .catch((error: unknown) => {
+        const kind =
+          error instanceof TimeoutError
+            ? 'timeout'
+            : (error as { code?: string })?.code === 'NOA_CIRCUIT_OPEN'
+              ? 'circuit-open'
+              : 'error';
+        this.#metrics.errors.inc({ kind });
+        this.#logger.warn(`rate-limit ${operation} failed`, {
+          store: this.#store.kind,
+          kind,
+          error: (error as Error)?.message,
+        });
+        throw error;
+      });
+  }
+
   #fallback(storeKey: string, rule: CallRule, cost: number): ConsumeOutcome {
     if (this.#failMode === 'local')
       return this.#fallbackStore.consumeOne(storeKey, rule.fallbackLimits, cost, this.#block);

@@ -103,7 +103,10 @@ describe.each(algorithmNames)('%s refund and penalty', (algorithm) => {
           if (before.allowed) expect(after.allowed).toBe(true);
           // A penalty is counted: with any points it leaves no room for a request as large.
           if (points > 0 && points <= before.remaining)
-            expect(algorithms[algorithm].step(penalized, now, before.remaining - points + 1, policy).decision.allowed).toBe(false);
+            expect(
+              algorithms[algorithm].step(penalized, now, before.remaining - points + 1, policy).decision
+                .allowed,
+            ).toBe(false);
         },
       ),
     );
@@ -175,7 +178,12 @@ describe('refunds never admit more than the policy allows in any window', () => 
             const step = algorithms['sliding-log'].step(state, now, operation.points, policy);
             if (step.decision.allowed) state = step.state as typeof state;
           } else
-            state = adjusters['sliding-log'][operation.kind](state, now, operation.points, policy) as typeof state;
+            state = adjusters['sliding-log'][operation.kind](
+              state,
+              now,
+              operation.points,
+              policy,
+            ) as typeof state;
           const inWindow = (state?.times ?? []).reduce(
             (sum, time, index) => (time > now - policy.windowMs ? sum + state!.costs[index]! : sum),
             0,

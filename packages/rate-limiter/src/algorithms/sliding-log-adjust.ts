@@ -1,6 +1,6 @@
 import type { LimitPolicy } from '../policy.js';
-import { firstInWindow } from './sliding-log-in-place.js';
 import type { SlidingLogState } from './sliding-log.js';
+import { firstInWindow } from './sliding-log-in-place.js';
 
 /**
  * Gives back up to `points`, newest entries first, from the entries still inside the window

@@ -1,6 +1,6 @@
 import type { LimitPolicy } from '../policy.js';
-import { currentCountAt, previousCountAt } from './sliding-window-in-place.js';
 import type { SlidingWindowState } from './sliding-window.js';
+import { currentCountAt, previousCountAt } from './sliding-window-in-place.js';
 import { windowStartOf } from './window-start.js';
 
 /**

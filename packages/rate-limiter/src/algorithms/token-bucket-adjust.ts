@@ -21,7 +21,6 @@ export function tokenBucketPenalize(
   points: number,
   policy: LimitPolicy,
 ): TokenBucketState | undefined {
-  const tokens =
-    state === undefined ? capacityOf(policy) * policy.windowMs : tokensAt(state, now, policy);
+  const tokens = state === undefined ? capacityOf(policy) * policy.windowMs : tokensAt(state, now, policy);
   return { tokens: Math.max(0, tokens - points * policy.windowMs), updatedAt: now };
 }

@@ -2,11 +2,23 @@ import { type Clock, coarseClock, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import { type FixedWindowState, fixedWindowTtl } from '../algorithms/fixed-window.js';
 import { fixedWindowInPlace } from '../algorithms/fixed-window-in-place.js';
-import { algorithms, inPlaceAlgorithms } from '../algorithms/index.js';
-import { type AutoBlockPolicy, type BlockState, blockRemainingMs, recordViolation } from '../auto-block.js';
+import { adjusters, algorithms, inPlaceAlgorithms } from '../algorithms/index.js';
+import {
+  type AutoBlockPolicy,
+  type BlockState,
+  blockRemainingMs,
+  emptyBlockState,
+  recordViolation,
+} from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
-import type { ConsumeOutcome, ConsumeRequest, RateLimitStore } from './store.js';
+import type {
+  ConsumeOptions,
+  ConsumeOutcome,
+  ConsumeRequest,
+  RateLimitStore,
+  StoreAdjustment,
+} from './store.js';
 
 /** Options of {@link MemoryStore}. */
 export const memoryStoreOptionsSchema = z
@@ -278,6 +290,67 @@ export class MemoryStore implements RateLimitStore {
     }
   }
 
+  /**
+   * Applies `adjustment` to `key`'s limits (in `namespace`) and returns what a cost-0 check would
+   * now report (see {@link RateLimitStore.adjust}). A block is honoured by checks only when they
+   * pass an auto-block policy, so `block` needs one.
+   */
+  adjust(
+    key: string,
+    limits: readonly LimitPolicy[],
+    adjustment: StoreAdjustment,
+    block: AutoBlockPolicy | undefined,
+    _options?: ConsumeOptions,
+    namespace = '',
+  ): ConsumeOutcome {
+    const now = this.#clock.now();
+    const entries = this.#entriesOf(namespace);
+    const entry = this.#live(entries, key, now);
+    let states = statesOf(entry);
+    let blockState = entry?.block;
+    const operation = adjustment.operation;
+    if (operation === 'refund' || operation === 'penalize') {
+      const next: unknown[] = new Array(limits.length);
+      let ttl = 0;
+      for (let index = 0; index < limits.length; index += 1) {
+        const policy = limits[index]!;
+        next[index] = adjusters[policy.algorithm][operation](states?.[index], now, adjustment.points, policy);
+        if (next[index] !== undefined)
+          ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(next[index], now, policy));
+      }
+      // A refund of a key never seen leaves nothing to keep.
+      if (entry !== undefined || next.some((state) => state !== undefined)) {
+        states = next;
+        // A block outlives the counters: the entry is kept as long as either needs it.
+        const kept = Math.max(ttl, (entry?.expiresAt ?? now) - now);
+        if (
+          entry !== undefined &&
+          entry.states === undefined &&
+          limits.length === 1 &&
+          blockState === undefined
+        ) {
+          // The single fixed window's inline state: written back inline, so the fast path reads it.
+          const state = next[0] as FixedWindowState;
+          entry.windowStart = state.windowStart;
+          entry.count = state.count;
+          this.#extend(entries, key, entry, now, kept);
+        } else this.#write(entries, key, entry, next, blockState, now, kept);
+      }
+    } else if (operation === 'block' || operation === 'unblock') {
+      const current = blockState ?? emptyBlockState;
+      blockState =
+        operation === 'block'
+          ? { ...current, blockedUntil: now + adjustment.durationMs }
+          : { ...current, violations: 0, blockedUntil: 0 };
+      const keepUntil = Math.max(
+        entry?.expiresAt ?? now,
+        blockState.blockedUntil + (block?.forgetAfterMs ?? 0),
+      );
+      this.#write(entries, key, entry, states ?? [], blockState, now, keepUntil - now);
+    }
+    return peekOutcome(limits, states, block === undefined ? undefined : blockState, now);
+  }
+
   /** Forgets `key` (in `namespace`, which the limiter uses for its rules). */
   async reset(key: string, namespace = ''): Promise<void> {
     if (this.#spaces.get(namespace)?.delete(key)) this.#size -= 1;
@@ -354,4 +427,23 @@ export class MemoryStore implements RateLimitStore {
       }
     }
   }
+}
+
+/** What a cost-0 check of `states` reports at `now` (a blocked key is refused until the block ends). */
+function peekOutcome(
+  limits: readonly LimitPolicy[],
+  states: unknown[] | undefined,
+  block: BlockState | undefined,
+  now: number,
+): ConsumeOutcome {
+  const blockedMs = blockRemainingMs(block, now);
+  const decisions = limits.map((policy, index) => {
+    const decision = algorithms[policy.algorithm].step(states?.[index], now, 0, policy).decision;
+    if (blockedMs > 0) {
+      decision.allowed = false;
+      decision.retryAfterMs = Math.max(decision.retryAfterMs, blockedMs);
+    }
+    return decision;
+  });
+  return { decisions, blockedMs };
 }

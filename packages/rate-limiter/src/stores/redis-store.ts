@@ -7,8 +7,15 @@ import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
 import { clusterSlot } from './cluster-slot.js';
 import { algorithmCodes, checkScript, checkScriptSha } from './lua-script.js';
+import { adjustOnRedis } from './redis-adjust.js';
 import { RedisClockOffset } from './redis-clock.js';
-import type { ConsumeOptions, ConsumeOutcome, ConsumeRequest, RateLimitStore } from './store.js';
+import type {
+  ConsumeOptions,
+  ConsumeOutcome,
+  ConsumeRequest,
+  RateLimitStore,
+  StoreAdjustment,
+} from './store.js';
 
 /** Options of {@link RedisStore}. */
 export const redisStoreOptionsSchema = z
@@ -423,6 +430,16 @@ export class RedisStore implements RateLimitStore {
       );
     }
     return this.#firstReady;
+  }
+
+  /** Peek, refund, penalize, block or unblock `key` in one script call (see src/stores/redis-adjust.ts). */
+  adjust(
+    key: string,
+    limits: readonly LimitPolicy[],
+    adjustment: StoreAdjustment,
+    block: AutoBlockPolicy | undefined,
+  ): Promise<ConsumeOutcome> {
+    return adjustOnRedis(this.#client, `${this.#prefix}{${key}}`, limits, adjustment, block);
   }
 }
 

@@ -28,6 +28,17 @@ export interface ConsumeOptions {
 }
 
 /**
+ * A change to a key's state outside a check (see {@link RateLimitStore.adjust}): `peek` reads,
+ * `refund` gives back up to `points`, `penalize` consumes `points` even over the limit, `block`
+ * blocks the key for `durationMs` as an auto-block does, `unblock` lifts a block.
+ */
+export type StoreAdjustment =
+  | { operation: 'peek' }
+  | { operation: 'refund' | 'penalize'; points: number }
+  | { operation: 'block'; durationMs: number }
+  | { operation: 'unblock' };
+
+/**
  * Where limit state lives. `consume` applies `costs` as consecutive requests of one key
  * (a batch), each all-or-nothing over `limits`, atomically, and returns one outcome per cost.
  */
@@ -52,6 +63,19 @@ export interface RateLimitStore {
     block: AutoBlockPolicy | undefined,
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome[][]>;
+  /**
+   * Optional: applies `adjustment` to every limit of `key` atomically (refunds and penalties go
+   * to each limit, as a request's cost does) and returns what a cost-0 check would then report,
+   * counting nothing and recording no violation. Stores without it cannot peek, refund,
+   * penalize or block: the limiter then throws `UnsupportedOperationError`.
+   */
+  adjust?(
+    key: string,
+    limits: readonly LimitPolicy[],
+    adjustment: StoreAdjustment,
+    block: AutoBlockPolicy | undefined,
+    options?: ConsumeOptions,
+  ): ConsumeOutcome | Promise<ConsumeOutcome>;
   /** Forgets all state of `key` (its counters and any block). */
   reset(key: string): Promise<void>;
   /** Releases what the store owns (not a client passed in by the user). */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { autoBlockSchema } from '../../src/auto-block.js';
 import { type AlgorithmName, algorithmNames, type LimitPolicy } from '../../src/policy.js';
-import type { ConsumeOutcome, RateLimitStore } from '../../src/stores/store.js';
+import type { ConsumeOutcome, RateLimitStore, StoreAdjustment } from '../../src/stores/store.js';
 
 /** How a backend is brought up for the suite; `skip` names why it cannot run here. */
 export interface StoreFactory {
@@ -62,6 +62,82 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
         expect(outcomes.map((outcome) => outcome.decisions[0]!.remaining)).toEqual([2, 2, 1, 0, 0]);
       });
     }
+
+    for (const algorithm of algorithmNames) {
+      const adjust = (k: string, limits: LimitPolicy[], adjustment: StoreAdjustment) =>
+        Promise.resolve(store.adjust!(k, limits, adjustment, undefined));
+      const remainingOf = (outcome: ConsumeOutcome) => outcome.decisions[0]!.remaining;
+
+      it(`${algorithm}: peek reports what a cost-0 check would and counts nothing`, async () => {
+        const k = key();
+        const limits = [policy(algorithm, 5, 60_000)];
+        const fresh = await adjust(k, limits, { operation: 'peek' });
+        expect(allowedOf([fresh])).toEqual([true]);
+        expect(remainingOf(fresh)).toBe(5);
+        await store.consume(k, limits, [1, 1, 1], undefined);
+        for (let index = 0; index < 3; index += 1)
+          expect(remainingOf(await adjust(k, limits, { operation: 'peek' }))).toBe(2);
+        expect(allowedOf(await store.consume(k, limits, [1, 1, 1], undefined))).toEqual([true, true, false]);
+      });
+
+      it(`${algorithm}: refund gives points back within the limit, never past empty`, async () => {
+        const k = key();
+        const limits = [policy(algorithm, 5, 60_000)];
+        expect(remainingOf(await adjust(k, limits, { operation: 'refund', points: 3 }))).toBe(5);
+        await store.consume(k, limits, [2, 3], undefined);
+        const refunded = await adjust(k, limits, { operation: 'refund', points: 2 });
+        expect(remainingOf(refunded)).toBe(2);
+        expect(allowedOf(await store.consume(k, limits, [2, 1], undefined))).toEqual([true, false]);
+        // More than was consumed: back to a full quota, no further.
+        expect(remainingOf(await adjust(k, limits, { operation: 'refund', points: 50 }))).toBe(5);
+        expect(allowedOf(await store.consume(k, limits, [5, 1], undefined))).toEqual([true, false]);
+      });
+
+      it(`${algorithm}: penalize consumes even over the limit, down to remaining 0`, async () => {
+        const k = key();
+        const limits = [policy(algorithm, 5, 60_000)];
+        expect(remainingOf(await adjust(k, limits, { operation: 'penalize', points: 3 }))).toBe(2);
+        const floored = await adjust(k, limits, { operation: 'penalize', points: 10 });
+        expect(remainingOf(floored)).toBe(0);
+        expect(allowedOf(await store.consume(k, limits, [1], undefined))).toEqual([false]);
+        // At the floor a refund gives back exactly what it says.
+        expect(remainingOf(await adjust(k, limits, { operation: 'refund', points: 1 }))).toBe(1);
+      });
+    }
+
+    it('refund and penalize apply to every limit of the key', async () => {
+      const k = key();
+      const limits = [policy('token-bucket', 3, 60_000), policy('sliding-log', 4, 60_000)];
+      await store.consume(k, limits, [1, 1, 1], undefined);
+      const refunded = await Promise.resolve(
+        store.adjust!(k, limits, { operation: 'refund', points: 2 }, undefined),
+      );
+      expect(refunded.decisions.map((decision) => decision.remaining)).toEqual([2, 3]);
+      const penalized = await Promise.resolve(
+        store.adjust!(k, limits, { operation: 'penalize', points: 2 }, undefined),
+      );
+      expect(penalized.decisions.map((decision) => decision.remaining)).toEqual([0, 1]);
+    });
+
+    it('block refuses the key as an auto-block does, until unblock', async () => {
+      const k = key();
+      const limits = [policy('fixed-window', 5, 60_000)];
+      const block = autoBlockSchema.parse({ violations: 3, withinMs: 60_000, blockMs: 1_000 });
+      const blocked = await Promise.resolve(
+        store.adjust!(k, limits, { operation: 'block', durationMs: 45_000 }, block),
+      );
+      expect(blocked.blockedMs).toBeGreaterThan(44_000);
+      expect(blocked.decisions[0]!.retryAfterMs).toBe(blocked.blockedMs);
+      const [check] = await store.consume(k, limits, [1], block);
+      expect(check!.blockedMs).toBeGreaterThan(44_000);
+      expect(check!.blockedMs).toBeLessThanOrEqual(45_000);
+      expect(check!.decisions[0]!.retryAfterMs).toBe(check!.blockedMs);
+      // The blocked request was not counted.
+      expect(check!.decisions[0]!.remaining).toBe(5);
+      const lifted = await Promise.resolve(store.adjust!(k, limits, { operation: 'unblock' }, block));
+      expect(lifted.blockedMs).toBe(0);
+      expect(allowedOf(await store.consume(k, limits, [1], block))).toEqual([true]);
+    });
 
     it('checks several limits atomically: a refused request is counted in none', async () => {
       const k = key();

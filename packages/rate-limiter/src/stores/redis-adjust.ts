@@ -1,0 +1,96 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Cluster, Redis } from 'ioredis';
+import type { AutoBlockPolicy } from '../auto-block.js';
+import type { Decision } from '../decision.js';
+import { RateLimitStoreError } from '../errors.js';
+import { capacityOf, type LimitPolicy } from '../policy.js';
+import { algorithmCodes } from './lua-script.js';
+import type { ConsumeOutcome, StoreAdjustment } from './store.js';
+
+/**
+ * The adjust script: the check script's prelude and algorithm files (for the cost-0 decision it
+ * returns) followed by `adjust.lua`, read from `../lua/` like the check script.
+ */
+export const adjustScript = [
+  'prelude.lua',
+  'fixed-window.lua',
+  'sliding-window.lua',
+  'sliding-log.lua',
+  'token-bucket.lua',
+  'leaky-bucket.lua',
+  'adjust.lua',
+]
+  .map((file) => readFileSync(new URL(`../lua/${file}`, import.meta.url), 'utf8'))
+  .join('\n');
+
+/** SHA1 of {@link adjustScript}, for EVALSHA. */
+export const adjustScriptSha = createHash('sha1').update(adjustScript).digest('hex');
+
+/**
+ * Applies `adjustment` to the state of `hashKey` in one script call (EVALSHA, EVAL on NOSCRIPT),
+ * timed by Redis `TIME`. Every key the script touches shares `hashKey`'s hash tag, so it runs on
+ * a Cluster too.
+ */
+export async function adjustOnRedis(
+  client: Redis | Cluster,
+  hashKey: string,
+  limits: readonly LimitPolicy[],
+  adjustment: StoreAdjustment,
+  block: AutoBlockPolicy | undefined,
+): Promise<ConsumeOutcome> {
+  const amount =
+    adjustment.operation === 'refund' || adjustment.operation === 'penalize'
+      ? adjustment.points
+      : adjustment.operation === 'block'
+        ? adjustment.durationMs
+        : 0;
+  const args: (string | number)[] = [
+    adjustment.operation,
+    amount,
+    block === undefined ? 0 : 1,
+    block?.forgetAfterMs ?? 0,
+    limits.length,
+  ];
+  for (const policy of limits)
+    args.push(
+      algorithmCodes[policy.algorithm],
+      policy.limit,
+      policy.windowMs,
+      capacityOf(policy),
+      policy.queueMaxDelayMs ?? 0,
+    );
+  // The same sorted-set names as the check script's (one per limit), read by sliding logs only.
+  const keys = [hashKey, ...limits.map((_, index) => `${hashKey}:log${index + 1}`)];
+  let reply: unknown;
+  try {
+    reply = await client.evalsha(adjustScriptSha, keys.length, ...keys, ...args);
+  } catch (error) {
+    if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+    reply = await client.eval(adjustScript, keys.length, ...keys, ...args);
+  }
+  return parseAdjustReply(reply, limits);
+}
+
+/** The reply: Redis's now, blockedMs, then five values per limit. */
+function parseAdjustReply(reply: unknown, limits: readonly LimitPolicy[]): ConsumeOutcome {
+  if (!Array.isArray(reply) || reply.length !== 2 + limits.length * 5)
+    throw new RateLimitStoreError('unexpected reply from the rate-limit adjust script', {
+      details: { reply },
+    });
+  const values = reply as number[];
+  const decisions: Decision[] = limits.map((policy, index) => {
+    const at = 2 + index * 5;
+    return {
+      name: policy.name,
+      windowMs: policy.windowMs,
+      allowed: values[at] === 1,
+      limit: capacityOf(policy),
+      remaining: values[at + 1]!,
+      resetMs: values[at + 2]!,
+      retryAfterMs: values[at + 3]!,
+      delayMs: values[at + 4]!,
+    };
+  });
+  return { decisions, blockedMs: values[1]! };
+}
