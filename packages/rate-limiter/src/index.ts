@@ -33,11 +33,13 @@ export {
   type ExpressRequestLike,
   expressRateLimit,
   type RefusalHandler,
+  type RequestWasSuccessful,
   sendProblem,
 } from './middleware/express.js';
 export {
   type FastifyRateLimitOptions,
   type FastifyRefusalHandler,
+  type FastifyRequestWasSuccessful,
   fastifyRateLimit,
   type RouteRateLimitOptions,
 } from './middleware/fastify.js';

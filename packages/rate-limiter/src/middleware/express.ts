@@ -3,7 +3,13 @@ import { delay, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import { quotaProblem, rateLimitHeaders } from '../headers.js';
 import type { RateLimitResult } from '../result.js';
-import { checkInputOf, middlewareOptionsSchema, type RequestFacts } from './options.js';
+import {
+  checkInputOf,
+  defaultRequestWasSuccessful,
+  middlewareOptionsSchema,
+  type RequestFacts,
+  refunderFor,
+} from './options.js';
 
 /** What the middleware reads from an Express request (structural, so express is not a dependency). */
 export interface ExpressRequestLike extends IncomingMessage {
@@ -24,7 +30,17 @@ export type RefusalHandler = (req: ExpressRequestLike, res: ServerResponse, resu
 const expressOptionsSchema = middlewareOptionsSchema.extend({
   /** Replaces the default problem+json refusal. Headers are already set when it runs. */
   handler: z.custom<RefusalHandler>((value) => typeof value === 'function', 'must be a function').optional(),
+  /** Decides success for `skipSuccessfulRequests` / `skipFailedRequests`. Default: status < 400. */
+  requestWasSuccessful: z
+    .custom<RequestWasSuccessful>((value) => typeof value === 'function', 'must be a function')
+    .optional(),
 });
+
+/** Whether a finished request succeeded (for `skipSuccessfulRequests` / `skipFailedRequests`). */
+export type RequestWasSuccessful = (
+  req: ExpressRequestLike,
+  res: ServerResponse,
+) => boolean | Promise<boolean>;
 
 /** Options of {@link expressRateLimit}. */
 export type ExpressRateLimitOptions = z.input<typeof expressOptionsSchema>;
@@ -111,8 +127,23 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
     const facts = new ExpressFacts(req);
     const run = async (): Promise<void> => {
       if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
-      const result = await parsed.limiter.check(checkInputOf(facts, parsed));
+      const input = checkInputOf(facts, parsed);
+      const result = await parsed.limiter.check(input);
       req.rateLimit = result;
+      const refund = refunderFor(parsed, input, result);
+      if (refund !== undefined) {
+        res.once('finish', () => {
+          const wasSuccessful =
+            parsed.requestWasSuccessful ?? ((_, done) => defaultRequestWasSuccessful(done.statusCode));
+          Promise.resolve()
+            .then(() => wasSuccessful(req, res))
+            .then(refund, () => refund(false));
+        });
+        // Closed before the response was finished: the client went away, a failure.
+        res.once('close', () => {
+          if (!res.writableFinished) refund(false);
+        });
+      }
       const headers = rateLimitHeaders(result, parsed.headers);
       for (const name in headers) res.setHeader(name, headers[name]!);
       if (!result.allowed) return handler(req, res, result);

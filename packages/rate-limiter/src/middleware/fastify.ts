@@ -7,9 +7,11 @@ import { RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
 import {
   checkInputOf,
+  defaultRequestWasSuccessful,
   middlewareOptionsSchema,
   type ParsedMiddlewareOptions,
   type RequestFacts,
+  refunderFor,
 } from './options.js';
 
 /** Sends the refusal; the default replies problem+json with 429 (403 when deny-listed). */
@@ -30,7 +32,20 @@ const pluginOptionsSchema = middlewareOptionsSchema.extend({
   handler: z
     .custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'must be a function')
     .optional(),
+  /** Decides success for `skipSuccessfulRequests` / `skipFailedRequests`. Default: status < 400. */
+  requestWasSuccessful: z
+    .custom<FastifyRequestWasSuccessful>((value) => typeof value === 'function', 'must be a function')
+    .optional(),
 });
+
+/** Whether a request whose response was sent succeeded (for `skipSuccessfulRequests` / `skipFailedRequests`). */
+export type FastifyRequestWasSuccessful = (
+  request: FastifyRequest,
+  reply: FastifyReply,
+) => boolean | Promise<boolean>;
+
+/** The refund owed by each counted request whose response decides it (see `refunderFor`). */
+const pendingRefunds = new WeakMap<FastifyRequest, (successful: boolean) => void>();
 
 /** Options of {@link fastifyRateLimit}. */
 export type FastifyRateLimitOptions = z.input<typeof pluginOptionsSchema>;
@@ -63,7 +78,13 @@ function factsOf(request: FastifyRequest): RequestFacts {
 }
 
 const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, options) => {
-  const { global, hook, handler, ...shared } = parseOptions('fastifyRateLimit', pluginOptionsSchema, options);
+  const { global, hook, handler, requestWasSuccessful, ...shared } = parseOptions(
+    'fastifyRateLimit',
+    pluginOptionsSchema,
+    options,
+  );
+  const wasSuccessful: FastifyRequestWasSuccessful =
+    requestWasSuccessful ?? ((_, reply) => defaultRequestWasSuccessful(reply.statusCode));
   // Keyed by the route's own config object: the options it resolves to, parsed once.
   const routeOptions = new WeakMap<RouteRateLimitOptions, ParsedMiddlewareOptions>();
   const resolve = (id: string, config: RouteRateLimitOptions): ParsedMiddlewareOptions => {
@@ -95,8 +116,11 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     if (!(active.limiter instanceof RateLimiter)) return;
     const facts = factsOf(request);
     if (active.skip !== undefined && (await active.skip(facts))) return;
-    const result = await active.limiter.check(checkInputOf(facts, active));
+    const input = checkInputOf(facts, active);
+    const result = await active.limiter.check(input);
     request.rateLimit = result;
+    const refund = refunderFor(active, input, result);
+    if (refund !== undefined) pendingRefunds.set(request, refund);
     reply.headers(rateLimitHeaders(result, active.headers));
     if (!result.allowed) {
       if (handler !== undefined) return handler(request, reply, result);
@@ -106,6 +130,17 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     if (result.delayMs > 0) await delay(result.delayMs);
     return undefined;
   };
+  fastify.addHook('onResponse', async (request, reply) => {
+    const refund = pendingRefunds.get(request);
+    if (refund === undefined) return;
+    pendingRefunds.delete(request);
+    refund(await Promise.resolve(wasSuccessful(request, reply)).catch(() => false));
+  });
+  // The client went away before the response: a failure.
+  fastify.addHook('onRequestAbort', async (request) => {
+    pendingRefunds.get(request)?.(false);
+    pendingRefunds.delete(request);
+  });
   if (hook === 'preHandler') fastify.addHook('preHandler', limit);
   else fastify.addHook('onRequest', limit);
 };

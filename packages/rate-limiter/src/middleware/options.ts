@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
+import type { RateLimitResult } from '../result.js';
 
 /** How the key of a request is found: a built-in kind or a function. */
 export const keyKinds = ['ip', 'user', 'api-key'] as const;
@@ -51,6 +52,13 @@ export const middlewareOptionsSchema = z
       .default(1),
     /** Requests for which this returns true are not limited. */
     skip: fn<(facts: RequestFacts) => boolean | Promise<boolean>>('must be a function').optional(),
+    /**
+     * Give a request's points back once its response shows it succeeded (by
+     * `requestWasSuccessful`, default status < 400): only failures count, e.g. failed logins.
+     */
+    skipSuccessfulRequests: z.boolean().default(false),
+    /** Give a request's points back once its response shows it failed (or the client went away). */
+    skipFailedRequests: z.boolean().default(false),
     /** Which headers to send. */
     headers: z
       .object({ standard: z.boolean().default(true), legacy: z.boolean().default(false) })
@@ -89,4 +97,33 @@ function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions): stri
   }
   key ??= `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet)}`;
   return options.perEndpoint ? `${key}:${facts.method} ${facts.route}` : key;
+}
+
+/** express-rate-limit's default: a response below 400 is a success. */
+export const defaultRequestWasSuccessful = (statusCode: number): boolean => statusCode < 400;
+
+/**
+ * When a counted request must be given back after its response (`skipSuccessfulRequests` /
+ * `skipFailedRequests`): returns the function to call once with the response's success, or
+ * undefined when nothing can be refunded (neither option, or the request was not counted).
+ */
+export function refunderFor(
+  options: ParsedMiddlewareOptions,
+  input: CheckInput,
+  result: RateLimitResult,
+): ((successful: boolean) => void) | undefined {
+  if (!options.skipSuccessfulRequests && !options.skipFailedRequests) return undefined;
+  // Only points the store counted can go back: not a fallback's, a list's or a zero cost's.
+  if (!result.allowed || result.outcome !== 'allowed' || result.source !== 'store') return undefined;
+  const points = input.cost ?? 1;
+  if (points === 0) return undefined;
+  let settled = false;
+  return (successful) => {
+    if (settled) return;
+    settled = true;
+    if (successful ? !options.skipSuccessfulRequests : !options.skipFailedRequests) return;
+    // A refund that fails (store down) leaves the request counted: the limiter has logged it, and
+    // the response is already sent.
+    options.limiter.refund({ key: input.key, role: input.role }, points).catch(() => {});
+  };
 }
