@@ -1,0 +1,146 @@
+import {
+  isReachable,
+  serviceUrl,
+  startPrivateRedisOrSkip,
+  startRedisCluster,
+  uniqueName,
+} from '@noa/testkit';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createRateLimiter,
+  type RateLimiter,
+  RedisStore,
+  rateLimitHeaders,
+  recommendedRedisOptions,
+} from '../../src/index.js';
+
+const redisUp = await isReachable('redis');
+const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
+if (skip) console.log(skip);
+
+interface Target {
+  name: string;
+  connect(): Promise<{ client: Redis | Cluster; stop(): Promise<void> }>;
+}
+
+const targets: Target[] = [
+  {
+    name: 'redis',
+    async connect() {
+      const client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
+      await client.connect();
+      return { client, stop: async () => void (await client.quit()) };
+    },
+  },
+  {
+    name: 'redis cluster (3 masters)',
+    async connect() {
+      const cluster = await startRedisCluster(3);
+      const client = new Cluster(cluster.nodes, { ...recommendedRedisOptions, enableOfflineQueue: true });
+      return {
+        client,
+        async stop() {
+          await client.quit();
+          await cluster.stop();
+        },
+      };
+    },
+  },
+];
+
+describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name', (target) => {
+  let connection: Awaited<ReturnType<Target['connect']>>;
+  let limiter: RateLimiter;
+  beforeAll(async () => {
+    connection = await target.connect();
+    limiter = createRateLimiter({
+      store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rladj')}:` }),
+      limits: [{ name: 'api', limit: 2, windowMs: 60_000 }],
+      autoBlock: { violations: 5, withinMs: 60_000, blockMs: 10_000 },
+      // These tests are about what Redis stores, not the deadline: a slow machine must not cut it.
+      deadlineMs: 5_000,
+    });
+  });
+  afterAll(async () => {
+    await limiter.close();
+    await connection.stop();
+  });
+
+  it('a refund lifts a refusal the local block cache remembered', async () => {
+    await limiter.check('r');
+    await limiter.check('r');
+    expect(await limiter.check('r')).toMatchObject({ allowed: false, source: 'store' });
+    expect(await limiter.check('r')).toMatchObject({ allowed: false, source: 'local-cache' });
+    expect(await limiter.refund('r')).toMatchObject({ allowed: true, remaining: 1 });
+    expect(await limiter.check('r')).toMatchObject({ allowed: true, source: 'store', remaining: 0 });
+  });
+
+  it('peek counts nothing; penalize drives remaining to 0', async () => {
+    expect(await limiter.peek('p')).toMatchObject({ allowed: true, remaining: 2 });
+    expect(await limiter.peek('p')).toMatchObject({ allowed: true, remaining: 2 });
+    expect(await limiter.penalize('p', 7)).toMatchObject({ remaining: 0 });
+    expect(await limiter.check('p')).toMatchObject({ allowed: false, outcome: 'limited' });
+  });
+
+  it('block answers as an auto-block, headers included, and unblock lifts it', async () => {
+    const blocked = await limiter.block('b', 90_000);
+    expect(blocked.outcome).toBe('blocked');
+    const check = await limiter.check('b');
+    expect(check).toMatchObject({ allowed: false, outcome: 'blocked' });
+    expect(check.retryAfterMs).toBeGreaterThan(85_000);
+    const headers = rateLimitHeaders(check);
+    expect(headers.RateLimit).toBe(`"api";r=0;t=${headers['Retry-After']}`);
+    expect(await limiter.unblock('b')).toMatchObject({ allowed: true, remaining: 2 });
+    expect(await limiter.check('b')).toMatchObject({ allowed: true, source: 'store' });
+  });
+});
+
+// A private server: SCRIPT FLUSH on the shared one would hit every other suite's scripts.
+const privateRedis = await startPrivateRedisOrSkip();
+
+describe.skipIf(privateRedis.skip !== undefined)('the adjust script', () => {
+  let admin: Redis;
+  let client: Redis;
+  beforeAll(async () => {
+    admin = new Redis(privateRedis.redis!.url);
+    client = new Redis(privateRedis.redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
+    await client.connect();
+  });
+  afterAll(async () => {
+    admin.disconnect();
+    client.disconnect();
+    await privateRedis.redis?.stop();
+  });
+
+  /** Calls of EVALSHA (and its NOSCRIPT failures) and EVAL since the last RESETSTAT. */
+  async function scriptStats(): Promise<Record<string, number>> {
+    const info = await admin.info('commandstats');
+    const stats: Record<string, number> = { evalsha: 0, evalshaFailed: 0, eval: 0 };
+    for (const match of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+).*?failed_calls=(\d+)/gm)) {
+      stats[match[1]!] = Number(match[2]);
+      if (match[1] === 'evalsha') stats.evalshaFailed = Number(match[3]);
+    }
+    return stats;
+  }
+
+  it('is one EVALSHA per operation, falling back to EVAL after SCRIPT FLUSH', async () => {
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client }),
+      limits: [
+        { limit: 3, windowMs: 60_000 },
+        { algorithm: 'sliding-log', limit: 5, windowMs: 60_000 },
+      ],
+      deadlineMs: 5_000,
+    });
+    await limiter.check({ key: 'k', cost: 2 });
+    await admin.script('FLUSH');
+    await admin.config('RESETSTAT');
+    expect((await limiter.refund('k')).limits.map((limit) => limit.remaining)).toEqual([2, 4]);
+    expect(await scriptStats()).toEqual({ evalsha: 1, evalshaFailed: 1, eval: 1 });
+    await admin.config('RESETSTAT');
+    expect((await limiter.peek('k')).limits.map((limit) => limit.remaining)).toEqual([2, 4]);
+    expect(await scriptStats()).toEqual({ evalsha: 1, evalshaFailed: 0, eval: 0 });
+    await limiter.close();
+  });
+});
