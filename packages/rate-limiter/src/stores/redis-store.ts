@@ -433,12 +433,14 @@ export class RedisStore implements RateLimitStore {
   }
 
   /** Peek, refund, penalize, block or unblock `key` in one script call (see src/stores/redis-adjust.ts). */
-  adjust(
+  async adjust(
     key: string,
     limits: readonly LimitPolicy[],
     adjustment: StoreAdjustment,
     block: AutoBlockPolicy | undefined,
   ): Promise<ConsumeOutcome> {
+    const waiting = this.#waitForFirstConnection();
+    if (waiting !== undefined) await waiting;
     return adjustOnRedis(this.#client, `${this.#prefix}{${key}}`, limits, adjustment, block);
   }
 }
