@@ -293,7 +293,7 @@ export class RateLimiter implements AsyncDisposable {
       );
     const storeKey = rule.namespace + key;
     const outcome = await this.#remote!.adjust(
-      () => Promise.resolve(store.adjust!(storeKey, rule.limits, adjustment, this.#block)),
+      (options) => Promise.resolve(store.adjust!(storeKey, rule.limits, adjustment, this.#block, options)),
       operation,
     );
     // A remembered refusal may no longer hold; a new block is remembered at once.

@@ -12,7 +12,7 @@ import type { FailMode } from './limiter-options.js';
 import { capacityOf, type LimitPolicy } from './policy.js';
 import type { DecisionSource } from './result.js';
 import type { MemoryStore } from './stores/memory-store.js';
-import type { ConsumeOutcome, RateLimitStore } from './stores/store.js';
+import type { ConsumeOptions, ConsumeOutcome, RateLimitStore } from './stores/store.js';
 
 /** The limits a call checks, and their per-instance share for the local fallback. */
 export interface CallRule {
@@ -196,9 +196,13 @@ export class RemoteStoreCaller {
    * It rejects on failure rather than applying the fail mode: a refund or a block has no local
    * answer, and the caller decides whether to retry.
    */
-  adjust<T>(call: () => Promise<T>, operation: string): Promise<T> {
+  adjust<T>(call: (options: ConsumeOptions) => Promise<T>, operation: string): Promise<T> {
+    // The store learns when the call stops mattering, so a late arrival is skipped, not applied.
+    const options = { deadlineMs: this.#deadlineMs };
     return this.#breaker
-      .execute(() => withDeadline(call(), this.#deadlineMs, `rate-limit ${operation} on ${this.#store.kind}`))
+      .execute(() =>
+        withDeadline(call(options), this.#deadlineMs, `rate-limit ${operation} on ${this.#store.kind}`),
+      )
       .catch((error: unknown) => {
         const kind =
           error instanceof TimeoutError

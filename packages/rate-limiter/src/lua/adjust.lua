@@ -1,26 +1,31 @@
 -- Adjusts one key's state outside a check: peek, refund, penalize, block or unblock. Runs after
 -- prelude.lua and the algorithm files (ALG); every adjustment mirrors its TypeScript twin in
 -- src/algorithms/*-adjust.ts and src/stores/memory-store.ts (adjust).
--- ARGV: operation ('peek', 'refund', 'penalize', 'block', 'unblock'), amount (points, or the
--- block's ms), autoBlock (0/1), forgetAfterMs, nLimits, then per limit (algorithm, limit,
--- windowMs, burst, queueMaxDelayMs).
+-- ARGV: expiresAt (Redis ms, 0 = none), operation ('peek', 'refund', 'penalize', 'block',
+-- 'unblock'), amount (points, or the block's ms), autoBlock (0/1), forgetAfterMs, nLimits, then
+-- per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs).
 -- KEYS: the state hash, then one sorted set per limit (used by sliding logs only).
--- Returns now, blockedMs, then per limit what a cost-0 check reports: allowed, remaining,
--- resetMs, retryAfterMs, delayMs. Nothing is counted and no violation is recorded.
+-- Returns now, then 0 when the call expired (nothing read or changed; nothing else follows) or
+-- 1, blockedMs, then per limit what a cost-0 check reports: allowed, remaining, resetMs,
+-- retryAfterMs, delayMs. Nothing is counted and no violation is recorded.
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local op = ARGV[1]
-local amount = tonumber(ARGV[2])
-local blocking = ARGV[3] == '1'
-local forget = tonumber(ARGV[4])
-local nl = tonumber(ARGV[5])
+-- A call that waited past its caller's deadline was already reported failed: applying it now
+-- would refund or block behind the caller's back.
+local expiresAt = tonumber(ARGV[1])
+if expiresAt > 0 and now > expiresAt then return { now, 0 } end
+local op = ARGV[2]
+local amount = tonumber(ARGV[3])
+local blocking = ARGV[4] == '1'
+local forget = tonumber(ARGV[5])
+local nl = tonumber(ARGV[6])
 local hkey = KEYS[1]
 
 local FIELDS = { 2, 3, 0, 2, 2 }
 local NAMES = { 'a', 'b', 'c' }
 local policies, fields, offsets = {}, {}, {}
-local at = 6
+local at = 7
 for i = 1, nl do
   local p = {
     alg = tonumber(ARGV[at]), limit = tonumber(ARGV[at + 1]), window = tonumber(ARGV[at + 2]),
@@ -210,7 +215,7 @@ end
 
 local blockedMs = 0
 if blocking and block.u > now then blockedMs = block.u - now end
-local out = { now, blockedMs }
+local out = { now, 1, blockedMs }
 for i = 1, nl do
   local p = policies[i]
   local allowed, remaining, reset, retry, delay

@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { TimeoutError } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import type { AutoBlockPolicy } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
 import { algorithmCodes } from './lua-script.js';
-import type { ConsumeOutcome, StoreAdjustment } from './store.js';
+import type { RedisClockOffset } from './redis-clock.js';
+import type { ConsumeOptions, ConsumeOutcome, StoreAdjustment } from './store.js';
 
 /**
  * The adjust script: the check script's prelude and algorithm files (for the cost-0 decision it
@@ -30,7 +32,9 @@ export const adjustScriptSha = createHash('sha1').update(adjustScript).digest('h
 /**
  * Applies `adjustment` to the state of `hashKey` in one script call (EVALSHA, EVAL on NOSCRIPT),
  * timed by Redis `TIME`. Every key the script touches shares `hashKey`'s hash tag, so it runs on
- * a Cluster too.
+ * a Cluster too. With `options.deadlineMs` the call carries its deadline in Redis time (from
+ * `clockOf()`, the offset of the server holding the key, as checks do): one that reaches Redis
+ * later changes nothing and rejects with core's `TimeoutError`.
  */
 export async function adjustOnRedis(
   client: Redis | Cluster,
@@ -38,6 +42,8 @@ export async function adjustOnRedis(
   limits: readonly LimitPolicy[],
   adjustment: StoreAdjustment,
   block: AutoBlockPolicy | undefined,
+  clockOf: () => RedisClockOffset | undefined,
+  options?: ConsumeOptions,
 ): Promise<ConsumeOutcome> {
   const amount =
     adjustment.operation === 'refund' || adjustment.operation === 'penalize'
@@ -45,7 +51,13 @@ export async function adjustOnRedis(
       : adjustment.operation === 'block'
         ? adjustment.durationMs
         : 0;
+  const deadlineMs = options?.deadlineMs;
+  const giveUpAtMs =
+    deadlineMs !== undefined && Number.isFinite(deadlineMs) && deadlineMs > 0
+      ? performance.now() + deadlineMs
+      : undefined;
   const args: (string | number)[] = [
+    giveUpAtMs === undefined ? 0 : (clockOf()?.expiryFor(giveUpAtMs) ?? 0),
     adjustment.operation,
     amount,
     block === undefined ? 0 : 1,
@@ -62,25 +74,40 @@ export async function adjustOnRedis(
     );
   // The same sorted-set names as the check script's (one per limit), read by sliding logs only.
   const keys = [hashKey, ...limits.map((_, index) => `${hashKey}:log${index + 1}`)];
+  let sentAt = performance.now();
   let reply: unknown;
   try {
     reply = await client.evalsha(adjustScriptSha, keys.length, ...keys, ...args);
   } catch (error) {
     if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+    sentAt = performance.now();
     reply = await client.eval(adjustScript, keys.length, ...keys, ...args);
   }
-  return parseAdjustReply(reply, limits);
-}
-
-/** The reply: Redis's now, blockedMs, then five values per limit. */
-function parseAdjustReply(reply: unknown, limits: readonly LimitPolicy[]): ConsumeOutcome {
-  if (!Array.isArray(reply) || reply.length !== 2 + limits.length * 5)
+  const receivedAt = performance.now();
+  const values = reply as number[];
+  if (!Array.isArray(reply) || typeof values[0] !== 'number')
     throw new RateLimitStoreError('unexpected reply from the rate-limit adjust script', {
       details: { reply },
     });
-  const values = reply as number[];
+  if (values[1] !== 0) {
+    clockOf()?.observe(sentAt, values[0], receivedAt);
+    return parseAdjustReply(values, limits);
+  }
+  clockOf()?.observeExpired(sentAt, values[0], receivedAt, giveUpAtMs ?? Number.NEGATIVE_INFINITY);
+  throw new TimeoutError(
+    `rate-limit ${adjustment.operation} on redis (skipped: it reached Redis after its deadline)`,
+    deadlineMs ?? 0,
+  );
+}
+
+/** The reply: Redis's now, 1 (it ran), blockedMs, then five values per limit. */
+function parseAdjustReply(values: number[], limits: readonly LimitPolicy[]): ConsumeOutcome {
+  if (values.length !== 3 + limits.length * 5)
+    throw new RateLimitStoreError('unexpected reply from the rate-limit adjust script', {
+      details: { reply: values },
+    });
   const decisions: Decision[] = limits.map((policy, index) => {
-    const at = 2 + index * 5;
+    const at = 3 + index * 5;
     return {
       name: policy.name,
       windowMs: policy.windowMs,
@@ -92,5 +119,5 @@ function parseAdjustReply(reply: unknown, limits: readonly LimitPolicy[]): Consu
       delayMs: values[at + 4]!,
     };
   });
-  return { decisions, blockedMs: values[1]! };
+  return { decisions, blockedMs: values[2]! };
 }

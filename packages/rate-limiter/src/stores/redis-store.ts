@@ -438,10 +438,21 @@ export class RedisStore implements RateLimitStore {
     limits: readonly LimitPolicy[],
     adjustment: StoreAdjustment,
     block: AutoBlockPolicy | undefined,
+    options?: ConsumeOptions,
   ): Promise<ConsumeOutcome> {
     const waiting = this.#waitForFirstConnection();
     if (waiting !== undefined) await waiting;
-    return adjustOnRedis(this.#client, `${this.#prefix}{${key}}`, limits, adjustment, block);
+    const hashKey = `${this.#prefix}{${key}}`;
+    // A deadline travels in the clock of the server holding the key, as for checks.
+    return adjustOnRedis(
+      this.#client,
+      hashKey,
+      limits,
+      adjustment,
+      block,
+      () => this.#clockOf(hashKey),
+      options,
+    );
   }
 }
 

@@ -1,3 +1,4 @@
+import { TimeoutError } from '@noa/core';
 import {
   isReachable,
   serviceUrl,
@@ -141,6 +142,24 @@ describe.skipIf(privateRedis.skip !== undefined)('the adjust script', () => {
     await admin.config('RESETSTAT');
     expect((await limiter.peek('k')).limits.map((limit) => limit.remaining)).toEqual([2, 4]);
     expect(await scriptStats()).toEqual({ evalsha: 1, evalshaFailed: 0, eval: 0 });
+    await limiter.close();
+  });
+
+  it('an adjustment cut by the deadline (Redis paused) rejects and is not applied when Redis runs it', async () => {
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client }),
+      limits: [{ limit: 5, windowMs: 86_400_000 }],
+      deadlineMs: 100,
+      breaker: { consecutiveFailures: 1_000 },
+      localBlockCache: false,
+    });
+    // The first reply teaches the store the server's clock; until then calls carry no expiry.
+    await limiter.check({ key: 'late', cost: 3 });
+    await privateRedis.redis!.pause(1_000);
+    await expect(limiter.refund('late', 3)).rejects.toBeInstanceOf(TimeoutError);
+    // Commands on one connection run in order: once this PING answers, the queued script has run.
+    await client.ping();
+    expect((await limiter.peek('late')).remaining).toBe(2);
     await limiter.close();
   });
 });
