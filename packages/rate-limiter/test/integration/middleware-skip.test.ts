@@ -8,6 +8,7 @@ import {
   createRateLimiter,
   expressRateLimit,
   fastifyRateLimit,
+  type RateLimiter,
   type RateLimitStore,
   RedisStore,
   recommendedRedisOptions,
@@ -28,6 +29,15 @@ async function statuses(base: string, paths: string[]): Promise<number[]> {
     seen.push(response.status);
   }
   return seen;
+}
+
+/** A promise and the function that resolves it. */
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = () => {};
+  const promise = new Promise<void>((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
 }
 
 interface Backend {
@@ -61,6 +71,10 @@ describe.each(backends)('skipSuccessfulRequests / skipFailedRequests over HTTP (
   let fastifyBase = '';
   const fastify = Fastify();
   let server: { close(): void } | undefined;
+  // The route that never answers: it tells when the request arrived and when its client left.
+  let hanging: RateLimiter;
+  let arrived = signal();
+  let left = signal();
 
   beforeAll(async () => {
     if (backend.skip) return;
@@ -90,6 +104,15 @@ describe.each(backends)('skipSuccessfulRequests / skipFailedRequests over HTTP (
       }),
       (req, res) => {
         res.sendStatus(loginStatus(req.query));
+      },
+    );
+    hanging = make();
+    app.get(
+      '/hang',
+      expressRateLimit({ limiter: hanging, keyBy: () => 'hang', skipFailedRequests: true }),
+      (_req, res) => {
+        res.once('close', () => left.resolve());
+        arrived.resolve();
       },
     );
     app.get('/counted', expressRateLimit({ limiter: make() }), (req, res) => {
@@ -145,6 +168,25 @@ describe.each(backends)('skipSuccessfulRequests / skipFailedRequests over HTTP (
     ]);
     expect(await statuses(expressBase, ['/custom?teapot=1', '/custom'])).toEqual([418, 429]);
   });
+
+  it.skipIf(backend.skip)(
+    'Express skipFailedRequests: a client that leaves before the response is refunded',
+    async () => {
+      for (let round = 0; round < 3; round += 1) {
+        arrived = signal();
+        left = signal();
+        const abort = new AbortController();
+        const request = fetch(`${expressBase}/hang`, { signal: abort.signal }).catch(() => 'aborted');
+        await arrived.promise;
+        expect((await hanging.peek('hang')).remaining).toBe(1);
+        abort.abort();
+        expect(await request).toBe('aborted');
+        // The middleware's close listener ran before the route's (registered first), so the refund is sent.
+        await left.promise;
+        expect((await hanging.peek('hang')).remaining).toBe(2);
+      }
+    },
+  );
 
   it.skipIf(backend.skip)('without the options every request counts', async () => {
     expect(await statuses(expressBase, ['/counted?ok=1', '/counted', '/counted?ok=1'])).toEqual([
