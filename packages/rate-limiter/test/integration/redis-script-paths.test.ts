@@ -126,13 +126,20 @@ describe.skipIf(skip !== undefined)('RedisStore script paths', () => {
           );
           expect(outcomes.slice(1).map((one) => one[0])).toEqual(outcomes[0]);
           const [batchedState, singleState] = await Promise.all(hashes.map((hash) => client.hgetall(hash)));
-          expect(singleState).toEqual(batchedState);
           const after = await redisNow(client);
           // PEXPIRE counts from the clock when it runs, which may tick during the script: the
           // two expiries (the same TTL set at two moments of the call) may differ by that much.
           const [batchedExpiry, singleExpiry] = await Promise.all(
             hashes.map(async (hash) => Number(await client.call('PEXPIRETIME', hash))),
           );
+          // A state kept 1 ms may expire between the script and the reads: one hash can be gone
+          // while the other, expiring up to that tick later, is still there.
+          const gone = [batchedState, singleState].filter((state) => Object.keys(state ?? {}).length === 0);
+          if (gone.length === 1) {
+            expect(Math.max(batchedExpiry!, singleExpiry!) - before).toBeLessThanOrEqual(after - before + 1);
+            return;
+          }
+          expect(singleState).toEqual(batchedState);
           expect(Math.sign(singleExpiry!)).toBe(Math.sign(batchedExpiry!));
           expect(Math.abs(singleExpiry! - batchedExpiry!)).toBeLessThanOrEqual(after - before);
         }),
@@ -163,6 +170,7 @@ describe.skipIf(skip !== undefined)('RedisStore script paths', () => {
           const after = await redisNow(client);
           const decision = outcome!.decisions[0]!;
           const state = stateOfFields(policy, await client.hgetall(hash));
+          const readAt = await redisNow(client);
           // The script read Redis's clock once, at some ms in [before, after]: one of them must
           // give the TypeScript step's decision and (when admitted) its state.
           const candidates = [];
@@ -183,6 +191,13 @@ describe.skipIf(skip !== undefined)('RedisStore script paths', () => {
               },
               state: step.decision.allowed ? step.state : stored,
             });
+            // A state kept for less than the time until it was read back may already be gone
+            // (a full bucket is kept 1 ms).
+            const keptMs = step.decision.allowed
+              ? Math.max(1, algorithms[policy.algorithm].ttlMs(step.state, now, policy))
+              : Number.POSITIVE_INFINITY;
+            if (keptMs <= readAt - now + 1)
+              candidates.push({ decision: candidates.at(-1)!.decision, state: undefined });
           }
           expect(candidates).toContainEqual({
             decision: {
