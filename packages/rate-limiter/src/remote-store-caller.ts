@@ -167,12 +167,7 @@ export class RemoteStoreCaller {
           }
         },
         (error: unknown) => {
-          const kind =
-            error instanceof TimeoutError
-              ? 'timeout'
-              : (error as { code?: string })?.code === 'NOA_CIRCUIT_OPEN'
-                ? 'circuit-open'
-                : 'error';
+          const kind = failureKind(error);
           this.#metrics.errors.inc({ kind });
           if (kind !== 'circuit-open')
             this.#logger.warn('rate-limit store call failed; applying fail mode', {
@@ -204,12 +199,7 @@ export class RemoteStoreCaller {
         withDeadline(call(options), this.#deadlineMs, `rate-limit ${operation} on ${this.#store.kind}`),
       )
       .catch((error: unknown) => {
-        const kind =
-          error instanceof TimeoutError
-            ? 'timeout'
-            : (error as { code?: string })?.code === 'NOA_CIRCUIT_OPEN'
-              ? 'circuit-open'
-              : 'error';
+        const kind = failureKind(error);
         this.#metrics.errors.inc({ kind });
         this.#logger.warn(`rate-limit ${operation} failed`, {
           store: this.#store.kind,
@@ -241,4 +231,10 @@ export class RemoteStoreCaller {
       }),
     };
   }
+}
+
+/** The `kind` label of a failed store call: its deadline passed, the breaker was open, or else. */
+function failureKind(error: unknown): 'timeout' | 'circuit-open' | 'error' {
+  if (error instanceof TimeoutError) return 'timeout';
+  return (error as { code?: string })?.code === 'NOA_CIRCUIT_OPEN' ? 'circuit-open' : 'error';
 }

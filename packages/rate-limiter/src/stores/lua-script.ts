@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Decision } from '../decision.js';
+import { capacityOf, type LimitPolicy } from '../policy.js';
 
 /**
  * The check script, assembled from the `.lua` files next to this module's `../lua/` folder
@@ -32,3 +34,20 @@ export const algorithmCodes = {
   'token-bucket': 4,
   'leaky-bucket': 5,
 } as const;
+
+/**
+ * One limit's decision as the scripts reply it: five numbers from `at` (allowed 0/1, remaining,
+ * resetMs, retryAfterMs, delayMs).
+ */
+export function decisionFromReply(policy: LimitPolicy, values: readonly number[], at: number): Decision {
+  return {
+    name: policy.name,
+    windowMs: policy.windowMs,
+    allowed: values[at] === 1,
+    limit: capacityOf(policy),
+    remaining: values[at + 1]!,
+    resetMs: values[at + 2]!,
+    retryAfterMs: values[at + 3]!,
+    delayMs: values[at + 4]!,
+  };
+}

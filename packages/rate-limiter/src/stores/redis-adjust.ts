@@ -3,10 +3,9 @@ import { readFileSync } from 'node:fs';
 import { TimeoutError } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import type { AutoBlockPolicy } from '../auto-block.js';
-import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
-import { algorithmCodes } from './lua-script.js';
+import { algorithmCodes, decisionFromReply } from './lua-script.js';
 import type { RedisClockOffset } from './redis-clock.js';
 import type { ConsumeOptions, ConsumeOutcome, StoreAdjustment } from './store.js';
 
@@ -106,18 +105,6 @@ function parseAdjustReply(values: number[], limits: readonly LimitPolicy[]): Con
     throw new RateLimitStoreError('unexpected reply from the rate-limit adjust script', {
       details: { reply: values },
     });
-  const decisions: Decision[] = limits.map((policy, index) => {
-    const at = 3 + index * 5;
-    return {
-      name: policy.name,
-      windowMs: policy.windowMs,
-      allowed: values[at] === 1,
-      limit: capacityOf(policy),
-      remaining: values[at + 1]!,
-      resetMs: values[at + 2]!,
-      retryAfterMs: values[at + 3]!,
-      delayMs: values[at + 4]!,
-    };
-  });
+  const decisions = limits.map((policy, index) => decisionFromReply(policy, values, 3 + index * 5));
   return { decisions, blockedMs: values[2]! };
 }

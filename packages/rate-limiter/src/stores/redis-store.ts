@@ -6,7 +6,7 @@ import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
 import { clusterSlot } from './cluster-slot.js';
-import { algorithmCodes, checkScript, checkScriptSha } from './lua-script.js';
+import { algorithmCodes, checkScript, checkScriptSha, decisionFromReply } from './lua-script.js';
 import { adjustOnRedis } from './redis-adjust.js';
 import { RedisClockOffset } from './redis-clock.js';
 import type {
@@ -486,17 +486,7 @@ function parseReply(values: number[], requests: readonly ConsumeRequest[]): Cons
       at += 1;
       const decisions: Decision[] = new Array(limits.length);
       for (let limit = 0; limit < limits.length; limit += 1) {
-        const policy = limits[limit]!;
-        decisions[limit] = {
-          name: policy.name,
-          windowMs: policy.windowMs,
-          allowed: values[at] === 1,
-          limit: capacityOf(policy),
-          remaining: values[at + 1]!,
-          resetMs: values[at + 2]!,
-          retryAfterMs: values[at + 3]!,
-          delayMs: values[at + 4]!,
-        };
+        decisions[limit] = decisionFromReply(limits[limit]!, values, at);
         at += 5;
       }
       outcomes[index] = { decisions, blockedMs };
