@@ -8,23 +8,30 @@ import { capacityOf, type LimitPolicy } from '../policy.js';
  * (read at runtime: `src/lua/` from source, `dist/lua/` once built, where the build script
  * copies them). One algorithm per file; `check.lua` runs a batch of costs over all limits.
  */
-const parts = [
+const algorithmFiles = [
   'prelude.lua',
   'fixed-window.lua',
   'sliding-window.lua',
   'sliding-log.lua',
   'token-bucket.lua',
   'leaky-bucket.lua',
-  'check.lua',
 ];
 
+/** A script: the prelude and algorithm files, then `main` (a file of `../lua/`), with its SHA1. */
+export function assembleScript(main: string): { source: string; sha: string } {
+  const source = [...algorithmFiles, main]
+    .map((file) => readFileSync(new URL(`../lua/${file}`, import.meta.url), 'utf8'))
+    .join('\n');
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+const check = assembleScript('check.lua');
+
 /** Lua source of the check script. */
-export const checkScript = parts
-  .map((file) => readFileSync(new URL(`../lua/${file}`, import.meta.url), 'utf8'))
-  .join('\n');
+export const checkScript = check.source;
 
 /** SHA1 of {@link checkScript}, for EVALSHA. */
-export const checkScriptSha = createHash('sha1').update(checkScript).digest('hex');
+export const checkScriptSha = check.sha;
 
 /** Algorithm codes used in the script's arguments. */
 export const algorithmCodes = {

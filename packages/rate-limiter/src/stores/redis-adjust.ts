@@ -1,32 +1,22 @@
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { TimeoutError } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import type { AutoBlockPolicy } from '../auto-block.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
-import { algorithmCodes, decisionFromReply } from './lua-script.js';
+import { algorithmCodes, assembleScript, decisionFromReply } from './lua-script.js';
 import type { RedisClockOffset } from './redis-clock.js';
 import type { ConsumeOptions, ConsumeOutcome, StoreAdjustment } from './store.js';
+
+const adjust = assembleScript('adjust.lua');
 
 /**
  * The adjust script: the check script's prelude and algorithm files (for the cost-0 decision it
  * returns) followed by `adjust.lua`, read from `../lua/` like the check script.
  */
-export const adjustScript = [
-  'prelude.lua',
-  'fixed-window.lua',
-  'sliding-window.lua',
-  'sliding-log.lua',
-  'token-bucket.lua',
-  'leaky-bucket.lua',
-  'adjust.lua',
-]
-  .map((file) => readFileSync(new URL(`../lua/${file}`, import.meta.url), 'utf8'))
-  .join('\n');
+export const adjustScript = adjust.source;
 
 /** SHA1 of {@link adjustScript}, for EVALSHA. */
-export const adjustScriptSha = createHash('sha1').update(adjustScript).digest('hex');
+export const adjustScriptSha = adjust.sha;
 
 /**
  * Applies `adjustment` to the state of `hashKey` in one script call (EVALSHA, EVAL on NOSCRIPT),
