@@ -132,6 +132,10 @@ export class RemoteStoreCaller {
    * breaker decision.
    */
   #call(batch: Pending[]): void {
+    if (this.#store.consumeEach !== undefined && batch.length > 1) {
+      this.#callEach(batch, this.#store.consumeEach.bind(this.#store));
+      return;
+    }
     const started = performance.now();
     const store = this.#store;
     // The store learns when this call stops mattering, so a late arrival is skipped, not counted.
@@ -184,6 +188,108 @@ export class RemoteStoreCaller {
               );
         },
       );
+  }
+
+  /**
+   * {@link #call} on a store whose parts fail independently (a Redis Cluster's masters): each
+   * key is answered as soon as its own part answers, and by the fail mode when its part fails or
+   * has not answered by the deadline. The breaker counts the call as failed only when no part
+   * answered, so one master down does not send the other masters' keys to the fail mode; its
+   * own keys wait at most the deadline each time.
+   */
+  #callEach(batch: Pending[], consumeEach: NonNullable<RateLimitStore['consumeEach']>): void {
+    const started = performance.now();
+    const operation = `rate-limit check on ${this.#store.kind}`;
+    const answered: boolean[] = new Array(batch.length).fill(false);
+    let stored = 0;
+    let failed = 0;
+    let firstError: unknown;
+    const fallback = (key: number) => {
+      if (answered[key]) return;
+      answered[key] = true;
+      const pending = batch[key]!;
+      for (let index = 0; index < pending.settle.length; index += 1)
+        pending.settle[index]!(
+          this.#fallback(pending.storeKey, pending.rule, pending.costs[index]!),
+          'fallback',
+        );
+    };
+    const fallbackRest = (error: unknown) => {
+      let unanswered = 0;
+      for (let key = 0; key < batch.length; key += 1) if (!answered[key]) unanswered += 1;
+      if (unanswered === 0) return;
+      const kind = failureKind(error);
+      this.#metrics.errors.inc({ kind });
+      if (kind !== 'circuit-open')
+        this.#logger.warn('rate-limit store call failed; applying fail mode', {
+          store: this.#store.kind,
+          failMode: this.#failMode,
+          kind,
+          keys: unanswered,
+          of: batch.length,
+          error: (error as Error)?.message,
+        });
+      for (let key = 0; key < batch.length; key += 1) fallback(key);
+    };
+    this.#breaker
+      .execute(
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const parts = consumeEach(
+              batch.map((pending) => ({
+                key: pending.storeKey,
+                limits: pending.rule.limits,
+                costs: pending.costs,
+              })),
+              this.#block,
+              { deadlineMs: this.#deadlineMs },
+            );
+            let settled = 0;
+            const timer = setTimeout(() => {
+              const timeout = new TimeoutError(operation, this.#deadlineMs);
+              if (stored === 0) reject(timeout);
+              else {
+                fallbackRest(timeout);
+                resolve();
+              }
+            }, this.#deadlineMs);
+            timer.unref();
+            const done = () => {
+              settled += 1;
+              if (settled < parts.length) return;
+              clearTimeout(timer);
+              if (stored === 0) reject(firstError);
+              else {
+                if (failed > 0) fallbackRest(firstError);
+                else
+                  this.#metrics.duration.observe(
+                    { store: this.#store.kind },
+                    (performance.now() - started) / 1_000,
+                  );
+                resolve();
+              }
+            };
+            for (let key = 0; key < parts.length; key += 1)
+              parts[key]!.then(
+                (outcomes) => {
+                  stored += 1;
+                  if (!answered[key]) {
+                    answered[key] = true;
+                    const pending = batch[key]!;
+                    for (let index = 0; index < pending.settle.length; index += 1)
+                      pending.settle[index]!(outcomes[index]!, 'store');
+                  }
+                  done();
+                },
+                (error: unknown) => {
+                  failed += 1;
+                  firstError ??= error;
+                  done();
+                },
+              );
+          }),
+      )
+      .catch(fallbackRest);
   }
 
   /**

@@ -116,6 +116,7 @@ export class RedisStore implements RateLimitStore {
       | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean }
       | undefined;
     const isCluster = (parsed.client as Cluster).isCluster === true;
+    if (isCluster) this.consumeEach = this.#consumeEachOnCluster;
     const recommended = isCluster ? 'recommendedClusterOptions' : 'recommendedRedisOptions';
     const logger = parsed.logger ?? silentLogger;
     if (clientOptions?.enableOfflineQueue !== false)
@@ -128,6 +129,17 @@ export class RedisStore implements RateLimitStore {
         { component: 'rate-limiter' },
       );
   }
+
+  /**
+   * Cluster only (undefined on a standalone Redis, whose one server answers a batch as a whole):
+   * {@link consumeMany} with one promise per request, so that while a master is down or stalled,
+   * the requests of the other masters are answered as soon as their own calls are.
+   */
+  readonly consumeEach?: (
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+    options?: ConsumeOptions,
+  ) => Promise<ConsumeOutcome[]>[];
 
   /** One script call for `costs` consecutive requests of `key` over all its limits. */
   consume(
@@ -155,8 +167,7 @@ export class RedisStore implements RateLimitStore {
   ): Promise<ConsumeOutcome[][]> {
     const giveUp = giveUpOf(options);
     if (requests.length === 1) return this.#runGroups(requests, block, giveUp);
-    const cluster = this.#client as Cluster;
-    if (cluster.isCluster === true) return this.#consumeOnCluster(cluster, requests, block, giveUp);
+    if (this.consumeEach !== undefined) return Promise.all(this.consumeEach(requests, block, options));
     const chunks: Promise<ConsumeOutcome[][]>[] = [];
     for (let start = 0; start < requests.length; start += maxGroupsPerCall)
       chunks.push(this.#runGroups(requests.slice(start, start + maxGroupsPerCall), block, giveUp));
@@ -191,12 +202,13 @@ export class RedisStore implements RateLimitStore {
    * slots move) is sent again alone, where ioredis follows the redirection and refreshes its
    * slot map; no other error is retried, since the script may have counted.
    */
-  async #consumeOnCluster(
-    cluster: Cluster,
+  readonly #consumeEachOnCluster = (
     requests: readonly ConsumeRequest[],
     block: AutoBlockPolicy | undefined,
-    giveUp: GiveUp | undefined,
-  ): Promise<ConsumeOutcome[][]> {
+    options?: ConsumeOptions,
+  ): Promise<ConsumeOutcome[]>[] => {
+    const cluster = this.#client as Cluster;
+    const giveUp = giveUpOf(options);
     const bySlot = new Map<number, number[]>();
     for (let index = 0; index < requests.length; index += 1) {
       const slot = clusterSlot(this.#hashKey(requests[index]!.key));
@@ -217,8 +229,22 @@ export class RedisStore implements RateLimitStore {
           slot,
         });
       }
+    // Before the first connection, everything waits for it (bounded by the caller's deadline).
     const waiting = this.#waitForFirstConnection();
-    if (waiting !== undefined) await waiting;
+    if (waiting !== undefined) {
+      const sentLater = waiting.then(() => this.#sendOnCluster(cluster, calls, giveUp));
+      return outcomesPerRequest(requests.length, calls, (call) => sentLater.then((sent) => sent.get(call)!));
+    }
+    const sent = this.#sendOnCluster(cluster, calls, giveUp);
+    return outcomesPerRequest(requests.length, calls, (call) => sent.get(call)!);
+  };
+
+  /** Sends a batch's calls: one pipeline per master, and alone a call whose master is unknown. */
+  #sendOnCluster(
+    cluster: Cluster,
+    calls: readonly { call: ScriptCall; slot: number }[],
+    giveUp: GiveUp | undefined,
+  ): Map<ScriptCall, Promise<ConsumeOutcome[][]>> {
     // Grouped by the slot map as ioredis knows it now, the check its pipelines make.
     const byNode = new Map<string, ScriptCall[]>();
     const sent = new Map<ScriptCall, Promise<ConsumeOutcome[][]>>();
@@ -242,14 +268,7 @@ export class RedisStore implements RateLimitStore {
           sent.set(together[index]!, pipelined[index]!);
       }
     }
-    const results: ConsumeOutcome[][] = new Array(requests.length);
-    await Promise.all(
-      calls.map(async ({ call, indices }) => {
-        const outcomes = await sent.get(call)!;
-        for (let at = 0; at < indices.length; at += 1) results[indices[at]!] = outcomes[at]!;
-      }),
-    );
-    return results;
+    return sent;
   }
 
   /** Calls bound for one master in one pipeline; one promise per call. */
@@ -493,4 +512,22 @@ function parseReply(values: number[], requests: readonly ConsumeRequest[]): Cons
     }
     return outcomes;
   });
+}
+
+/**
+ * One promise per request of a batch split into `calls` (each covering `indices` of the
+ * requests): its own call's outcome, as soon as that call answers.
+ */
+function outcomesPerRequest(
+  count: number,
+  calls: readonly { call: ScriptCall; indices: number[] }[],
+  replyOf: (call: ScriptCall) => Promise<ConsumeOutcome[][]>,
+): Promise<ConsumeOutcome[]>[] {
+  const perRequest: Promise<ConsumeOutcome[]>[] = new Array(count);
+  for (const { call, indices } of calls) {
+    const reply = replyOf(call);
+    for (let at = 0; at < indices.length; at += 1)
+      perRequest[indices[at]!] = reply.then((outcomes) => outcomes[at]!);
+  }
+  return perRequest;
 }

@@ -64,6 +64,17 @@ export interface RateLimitStore {
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome[][]>;
   /**
+   * Optional, for a backend whose parts fail independently (the masters of a Redis Cluster):
+   * {@link consumeMany} with one promise per request, so that a request whose part answered is
+   * neither held back nor failed by a part that is down. The caller uses it instead of
+   * `consumeMany` when present.
+   */
+  consumeEach?(
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+    options?: ConsumeOptions,
+  ): Promise<ConsumeOutcome[]>[];
+  /**
    * Optional: applies `adjustment` to every limit of `key` atomically (refunds and penalties go
    * to each limit, as a request's cost does) and returns what a cost-0 check would then report,
    * counting nothing and recording no violation. Stores without it cannot peek, refund,

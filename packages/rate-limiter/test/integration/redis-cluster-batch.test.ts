@@ -234,7 +234,7 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     expect(client.slots[slot]![0]).toBe(`127.0.0.1:${target.options.port}`);
   });
 
-  it('with a master gone, checks of its keys are answered by the fail mode within the deadline', async () => {
+  it('with a master gone, checks of its keys get the fail mode within the deadline, the others the store', async () => {
     const client = await connect();
     const prefix = nextPrefix();
     const store = new RedisStore({ client, prefix });
@@ -265,13 +265,30 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
 
     // ioredis retries a command bound for a lost master for about 2 s (redirections to it and
     // reconnection attempts); the deadline answers the caller long before, and a retry that
-    // lands later carries its expiry. Batches mixing every master first (a batch fails as a
-    // whole), then dead keys alone. Bounds are generous: the point is "not seconds".
+    // lands later carries its expiry. Batches mixing every master first: each key is answered
+    // by its own master's reply, so only the dead master's keys get the fail mode. Then dead
+    // keys alone. Bounds are generous: the point is "not seconds".
     const started = performance.now();
     const together = await Promise.all(spreadKeys.map((key) => limiter.check(key)));
     expect(performance.now() - started).toBeLessThan(1_000);
     for (const [index, key] of spreadKeys.entries())
-      if (onDead.includes(key)) expect(together[index]!.source).toBe('fallback');
+      expect(together[index]!.source).toBe(onDead.includes(key) ? 'fallback' : 'store');
+    // With the default breaker too: batches that reach the live masters keep it closed, so their
+    // keys stay on the store however many batches the dead master fails.
+    const defaultBreaker = createRateLimiter({
+      store,
+      limits: [{ name: 'default', limit: 1_000_000, windowMs }],
+      failMode: 'open',
+      deadlineMs: 100,
+      localBlockCache: false,
+    });
+    for (let round = 0; round < 5; round += 1) {
+      const results = await Promise.all(spreadKeys.map((key) => defaultBreaker.check(key)));
+      for (const [index, key] of spreadKeys.entries())
+        expect(results[index]!.source).toBe(onDead.includes(key) ? 'fallback' : 'store');
+    }
+    expect(defaultBreaker.fallbackActive).toBe(false);
+    await defaultBreaker.close();
     for (const key of onDead.slice(0, 3)) {
       const alone = performance.now();
       const result = await limiter.check(key);

@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { createRateLimiter, type RateLimitStore } from '../src/index.js';
+import { MemoryStore } from '../src/stores/memory-store.js';
+import type { ConsumeOutcome, ConsumeRequest } from '../src/stores/store.js';
+
+/**
+ * A remote store made of parts that fail independently (as a Cluster's masters do): keys that
+ * start with `down-` fail at once, `stalled-` never answer, the rest are decided by a memory store.
+ */
+class PartedStore implements RateLimitStore {
+  readonly kind = 'parted';
+  readonly remote = true;
+  readonly #memory = new MemoryStore();
+  batches = 0;
+  consume(
+    key: string,
+    limits: ConsumeRequest['limits'],
+    costs: readonly number[],
+  ): Promise<ConsumeOutcome[]> {
+    return this.consumeEach([{ key, limits, costs }])[0]!;
+  }
+  consumeEach(requests: readonly ConsumeRequest[]): Promise<ConsumeOutcome[]>[] {
+    this.batches += 1;
+    return requests.map(({ key, limits, costs }) => {
+      if (key.includes('down-')) return Promise.reject(new Error('part down'));
+      if (key.includes('stalled-')) return new Promise<ConsumeOutcome[]>(() => {});
+      return Promise.resolve(costs.map((cost) => this.#memory.consumeOne(key, limits, cost, undefined)));
+    });
+  }
+  async reset(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+const limits = [{ limit: 2, windowMs: 60_000 }];
+
+describe('a store whose parts fail independently (consumeEach)', () => {
+  it('answers each key by its own part: the store where it answered, the fail mode where it failed or stalled', async () => {
+    const store = new PartedStore();
+    const limiter = createRateLimiter({
+      store,
+      limits,
+      failMode: 'closed',
+      deadlineMs: 30,
+      localBlockCache: false,
+    });
+    const keys = ['a', 'down-1', 'b', 'stalled-1', 'a', 'a'];
+    const results = await Promise.all(keys.map((key) => limiter.check(key)));
+    expect(store.batches).toBe(1);
+    expect(results.map((result) => [result.source, result.allowed])).toEqual([
+      ['store', true],
+      ['fallback', false],
+      ['store', true],
+      ['fallback', false],
+      ['store', true],
+      // The third request of `a` in its window: refused by the store, not by the fail mode.
+      ['store', false],
+    ]);
+    await limiter.close();
+  });
+
+  it('keeps the breaker closed while some part answers, and opens it when none does', async () => {
+    const store = new PartedStore();
+    const limiter = createRateLimiter({
+      store,
+      limits,
+      failMode: 'open',
+      deadlineMs: 20,
+      breaker: { consecutiveFailures: 3 },
+      localBlockCache: false,
+    });
+    for (let round = 0; round < 5; round += 1)
+      await Promise.all(['ok', 'down-1', 'stalled-1'].map((key) => limiter.check(`${key}-${round}`)));
+    expect(limiter.fallbackActive).toBe(false);
+    for (let round = 0; round < 3; round += 1)
+      await Promise.all(['down-1', 'stalled-1'].map((key) => limiter.check(`${key}-${round}`)));
+    expect(limiter.fallbackActive).toBe(true);
+    const before = store.batches;
+    const result = await limiter.check('ok-again');
+    expect(result.source).toBe('fallback');
+    expect(store.batches).toBe(before);
+    await limiter.close();
+  });
+});
