@@ -128,7 +128,11 @@ export class Cache {
     return this.#engine.deleteByTags(typeof tags === 'string' ? [tags] : tags);
   }
 
-  /** Removes every key of this namespace (the whole cache at the root) from both tiers. */
+  /**
+   * Removes every value of this namespace (the whole cache at the root) from both tiers. The
+   * root clear also drops the tag sets; live leases, the shared structures and the saved hot
+   * keys stay (README "Redis keys").
+   */
   async clear(): Promise<void> {
     this.#open();
     await this.#engine.clear(this.#prefix);

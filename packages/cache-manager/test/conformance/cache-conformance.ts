@@ -32,6 +32,11 @@ export function describeCacheConformance(
       caches.push(cache);
       return cache;
     };
+    /** A prefix under the backend's own (so its cleanup drops it) for tests that clear the root. */
+    const ownPrefix = () => {
+      backend ??= setup();
+      return backend.options().prefix ?? 'noa:cache:';
+    };
     afterAll(async () => {
       await Promise.all(caches.map((cache) => cache.close()));
       await backend?.cleanup?.();
@@ -299,6 +304,60 @@ export function describeCacheConformance(
         values.map(() => undefined),
       );
     });
+
+    it('user keys shaped like internal keys neither break nor are broken by the cache', async () => {
+      // The cache's own Redis keys (tag sets, leases, structures, hot keys) once shared the user
+      // key space: a user key `__lease:k` held k's lease forever, `__tag:x` broke every write
+      // tagged x (WRONGTYPE). A prefix of its own keeps the root clear of other tests.
+      const own = { prefix: `${ownPrefix()}iso:` };
+      const cache = make(own);
+      const lookalikes = ['__structures', '__tag:x', '__lease:k', '__hot', '__bus', 'v:k', '__tag:'];
+      await cache.setMany(lookalikes.map((key) => ({ key, value: { key, shape: 'record' } })));
+      await cache.set('tagged', { n: 1 }, { tags: ['x'] });
+      expect(
+        await cache.getOrSet('k', () => ({ computed: 'k' }), { tags: ['x'], lockTimeoutMs: 1_000 }),
+      ).toEqual({
+        computed: 'k',
+      });
+      expect(await cache.deleteByTag('x')).toBeGreaterThanOrEqual(2);
+      const reader = shared ? make(own) : cache;
+      expect(await reader.getMany(['tagged', 'k'])).toEqual([undefined, undefined]);
+      expect(await reader.getMany(lookalikes)).toEqual(lookalikes.map((key) => ({ key, shape: 'record' })));
+      await cache.delete('__lease:k');
+      const fresh = shared ? make(own) : cache;
+      expect(await fresh.get('__lease:k')).toBeUndefined();
+      expect(await fresh.get('__tag:x')).toEqual({ key: '__tag:x', shape: 'record' });
+    });
+
+    it.skipIf(!shared)(
+      'the root clear removes every value but keeps live leases and the shared structures',
+      async () => {
+        const own = { prefix: `${ownPrefix()}rootclear:` };
+        const writer = make(own);
+        await writer.set('before', { name: 'a', age: 1 });
+        let running = 0;
+        let most = 0;
+        const slow = async () => {
+          running += 1;
+          most = Math.max(most, running);
+          await delay(150);
+          running -= 1;
+          return { name: 'slow', age: 2 };
+        };
+        const computing = writer.getOrSet('slow', slow);
+        await delay(30);
+        await make(own).clear();
+        expect(await make(own).get('before')).toBeUndefined();
+        // The lease survives the clear: a second instance waits for the first instead of running
+        // the factory alongside it.
+        await Promise.all([computing, make(own).getOrSet('slow', slow)]);
+        expect(most).toBe(1);
+        // Written after the clear with the structures the writer holds: a fresh instance, which
+        // loads the list from Redis, must still decode it.
+        await writer.set('after', { name: 'b', age: 3 });
+        expect(await make(own).get('after')).toEqual({ name: 'b', age: 3 });
+      },
+    );
 
     it.skipIf(!shared)('a second instance reads what the first wrote', async () => {
       const a = make();
