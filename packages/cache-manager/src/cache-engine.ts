@@ -18,6 +18,7 @@ import {
   LockTimeoutError,
   SerializationError,
 } from './errors.js';
+import { FactoryRunContext } from './factory-context.js';
 import { createL1Store } from './l1/create-l1-store.js';
 import { estimateSize } from './l1/estimate-size.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
@@ -45,7 +46,8 @@ const l1TimingEvery = 64;
  * the newer state.
  */
 interface FactoryRun {
-  readonly tags: readonly string[];
+  /** The call's tags, or those the factory set through its context. */
+  tags: readonly string[];
   superseded: boolean;
 }
 
@@ -374,10 +376,11 @@ export class CacheEngine {
       this.#runs.set(fullKey, runs);
     }
     runs.add(run);
+    const context = new FactoryRunContext<T>(userKey, stale?.value, run);
     const work = (async () => {
       let value: T;
       try {
-        value = await factory({ key: userKey, staleValue: stale?.value });
+        value = await factory(context);
       } catch (error) {
         this.metrics.factoryRun('error');
         if (factoryChannel.hasSubscribers) {
@@ -394,12 +397,18 @@ export class CacheEngine {
       if (factoryChannel.hasSubscribers) {
         factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
       }
-      let stored: Promise<void> = Promise.resolve();
+      let stored: Promise<void> | undefined;
       if (run.superseded) {
         this.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
-      } else if (value !== undefined) {
+      } else if (value !== undefined && !context.skipped) {
+        const chosen = context.options;
         try {
-          stored = this.#writeEntry(fullKey, value, options, performance.now() - started);
+          stored = this.#writeEntry(
+            fullKey,
+            value,
+            chosen ? { ...options, ...chosen } : options,
+            performance.now() - started,
+          );
         } catch (error) {
           // The value is good, it just cannot be stored: serve it uncached rather than fail.
           if (!(error instanceof SerializationError)) throw error;
@@ -408,11 +417,16 @@ export class CacheEngine {
         }
       }
       // The lease is released only once the value is in L2: whoever takes the lease next
-      // re-reads L2 and finds it, instead of computing it again.
-      const finished =
-        leaseToken && tier
-          ? stored.finally(() => tier.releaseLease(fullKey, leaseToken)).then(() => undefined)
-          : stored;
+      // re-reads L2 and finds it, instead of computing it again. With nothing stored, waiters
+      // are woken at once (no `set` message will come) so one of them computes.
+      let finished = stored ?? Promise.resolve();
+      if (leaseToken && tier) {
+        finished = finished
+          .finally(() => tier.releaseLease(fullKey, leaseToken))
+          .then(() => {
+            if (stored === undefined) this.bus?.publish('rel', [fullKey]).catch(() => {});
+          });
+      }
       if (this.options.writeMode === 'background') this.track(finished);
       else await finished;
       return value;
@@ -439,6 +453,7 @@ export class CacheEngine {
         }
         throw new FactoryTimeoutError(userKey, limit!);
       }
+      if (context.rejected(error)) throw error;
       if (stale && this.clock.now() < stale.staleUntil) {
         this.metrics.staleServed('factory_error');
         this.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });

@@ -175,13 +175,44 @@ export const getOrSetOptionsSchema = setOptionsSchema
 /** Per-call options of `getOrSet` and `wrap` (validated when given). */
 export type GetOrSetOptions = z.input<typeof getOrSetOptionsSchema>;
 
-/** What a factory receives. */
+/**
+ * What a factory receives: the key, the stale value (for a conditional refresh), and control
+ * over the entry it is about to create, decided from the value it computed (adaptive caching).
+ *
+ * ```ts
+ * await cache.getOrSet('feed', async (ctx) => {
+ *   const items = await loadFeed();
+ *   if (items.length === 0) ctx.skip(); // served, not cached
+ *   else ctx.setOptions({ ttlMs: items[0].live ? 5_000 : 600_000, tags: ['feed'] });
+ *   return items;
+ * });
+ * ```
+ */
 export interface FactoryContext<T> {
   /** The key being computed (without namespace). */
-  key: string;
-  /** The stale value in grace, if any (useful for conditional requests). */
-  staleValue: T | undefined;
+  readonly key: string;
+  /**
+   * The value in grace (expired, not yet dropped), if any: a factory can revalidate it (an
+   * HTTP `If-None-Match`, a row version) and return it, with fresh options, when unchanged.
+   */
+  readonly staleValue: T | undefined;
+  /**
+   * Sets the entry's `ttlMs`, `graceMs` and `tags` (over the call's options; later calls
+   * override earlier ones field by field). Validated at once: a bad field throws `ConfigError`
+   * naming it, and if the factory lets it through, `getOrSet` rejects with that error (no stale
+   * value is served over a programming mistake) and nothing is cached.
+   */
+  setOptions(options: SetOptions): void;
+  /**
+   * Declines caching: the value the factory returns still goes to its callers (and to those
+   * waiting on the same key in this process), but neither tier stores it. Returning
+   * `undefined` has the same effect.
+   */
+  skip(): void;
 }
 
-/** Computes a missing value. Returning `undefined` caches nothing. */
+/**
+ * Computes a missing value. Returning `undefined` caches nothing. A factory that ignores its
+ * context (`() => load()`) is a valid one.
+ */
 export type Factory<T> = (context: FactoryContext<T>) => T | Promise<T>;

@@ -6,6 +6,7 @@ import {
   type CacheOptions,
   cacheOptionsSchema,
   type Factory,
+  type FactoryContext,
   type GetOrSetOptions,
   type SetOptions,
 } from './cache-options.js';
@@ -140,7 +141,9 @@ export class Cache {
 
   /**
    * Read-through: returns the fresh value, or runs `factory` once (per key, across
-   * instances) and caches its result. With `graceMs`, a stale value is served when the factory
+   * instances) and caches its result. The factory gets a {@link FactoryContext}: the stale
+   * value, and `setOptions` / `skip` to choose the entry's ttl, grace and tags (or no caching)
+   * from the value it computed. With `graceMs`, a stale value is served when the factory
    * fails or exceeds `softTimeoutMs`; without one, `hardTimeoutMs` bounds the wait.
    * Per-call options, when given, are validated by a hand-written check that mirrors their zod
    * schema (a bad one rejects with `ConfigError` naming the field); a call without options
@@ -159,10 +162,12 @@ export class Cache {
 
   /**
    * Memoises an async function: `keyFn(...args)` names the entry, `fn(...args)` computes it.
-   * The options are validated once, here (`ConfigError`).
+   * The options are validated once, here (`ConfigError`). `fn` gets the factory context as
+   * `this` (a `function`, not an arrow, can use it: `this.setOptions(...)`, `this.skip()`),
+   * so its own arguments stay exactly the caller's.
    */
   wrap<Args extends unknown[], T>(
-    fn: (...args: Args) => T | Promise<T>,
+    fn: (this: FactoryContext<T>, ...args: Args) => T | Promise<T>,
     keyFn: (...args: Args) => string,
     options?: GetOrSetOptions,
   ): (...args: Args) => Promise<T> {
@@ -171,7 +176,7 @@ export class Cache {
     return (...args: Args) => {
       const key = keyFn(...args);
       if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
-      return this.#engine.getOrSet(this.#prefix + key, key, () => fn(...args), checked);
+      return this.#engine.getOrSet(this.#prefix + key, key, (context) => fn.apply(context, args), checked);
     };
   }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { delay, ManualClock } from '@noa/core';
+import { ConfigError, delay, ManualClock } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions, FactoryError } from '../../src/index.js';
+import { Cache, type CacheOptions, type FactoryContext, FactoryError } from '../../src/index.js';
 
 /** Builds caches on one backend; every cache built by one factory shares that backend. */
 export interface ConformanceBackend {
@@ -206,6 +206,104 @@ export function describeCacheConformance(
         FactoryError,
       );
       expect(await cache.get('broken')).toBeUndefined();
+    });
+
+    it('the factory context sets ttl, grace and tags from the computed value', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, ttlMs: 3_600_000 });
+      const load = (live: boolean) =>
+        cache.getOrSet(live ? 'score:live' : 'score:final', (ctx) => {
+          ctx.setOptions({ ttlMs: live ? 1_000 : 60_000, tags: ['scores'] });
+          ctx.setOptions({ graceMs: 30_000 }); // merged with the first call, field by field
+          return { live };
+        });
+      await Promise.all([load(true), load(false)]);
+      clock.advance(1_000);
+      // The live score expired after the factory's 1 s, the final one did not (the cache's
+      // default of an hour applied to neither).
+      expect(await cache.getMany(['score:live', 'score:final'])).toEqual([undefined, { live: false }]);
+      // The grace the factory chose serves the stale value when the source fails.
+      expect(await cache.getOrSet('score:live', () => Promise.reject(new Error('down')))).toEqual({
+        live: true,
+      });
+      // The tags it chose reach every instance.
+      const other = shared ? make({ clock }) : cache;
+      expect(await other.deleteByTag('scores')).toBeGreaterThanOrEqual(1);
+      expect(await (shared ? make({ clock }) : cache).get('score:final')).toBeUndefined();
+    });
+
+    it('the factory context can decline caching: the value is returned, not stored', async () => {
+      const cache = make();
+      let runs = 0;
+      const search = (ctx: FactoryContext<string[]>) => {
+        runs += 1;
+        const hits: string[] = [];
+        if (hits.length === 0) ctx.skip();
+        return hits;
+      };
+      expect(await cache.getOrSet('search:nothing', search)).toEqual([]);
+      expect(await cache.getOrSet('search:nothing', search)).toEqual([]);
+      expect(runs).toBe(2);
+      expect(await (shared ? make() : cache).has('search:nothing')).toBe(false);
+    });
+
+    it('the factory sees the stale value and can revalidate it', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000 });
+      const seen: unknown[] = [];
+      const revalidate = (ctx: FactoryContext<{ etag: string; body: string }>) => {
+        seen.push(ctx.staleValue);
+        // The source answers "not modified": keep the stale body, fresh again for a minute.
+        if (ctx.staleValue?.etag === 'v1') {
+          ctx.setOptions({ ttlMs: 60_000 });
+          return ctx.staleValue;
+        }
+        return { etag: 'v1', body: 'page' };
+      };
+      await cache.getOrSet('page', revalidate, { ttlMs: 1_000 });
+      clock.advance(2_000);
+      expect(await cache.getOrSet('page', revalidate)).toEqual({ etag: 'v1', body: 'page' });
+      expect(seen).toEqual([undefined, { etag: 'v1', body: 'page' }]);
+      clock.advance(30_000);
+      expect(await (shared ? make({ clock }) : cache).get('page')).toEqual({ etag: 'v1', body: 'page' });
+    });
+
+    it('bad options set through the context reject with ConfigError naming the field, never stale', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000 });
+      await cache.set('conf', 'old', { ttlMs: 1_000 });
+      clock.advance(2_000);
+      const error = await cache
+        .getOrSet('conf', (ctx) => {
+          ctx.setOptions({ ttlMs: -5, tags: 'not-a-list' as unknown as string[] });
+          return 'new';
+        })
+        .catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).fields.sort()).toEqual(['tags', 'ttlMs']);
+      expect((error as ConfigError).message).toContain('factory context');
+      expect(await (shared ? make({ clock }) : cache).get('conf')).toBeUndefined();
+    });
+
+    it('wrap passes the factory context as `this`, leaving the arguments alone', async () => {
+      const cache = make();
+      const lookup = cache.wrap(
+        async function (this: FactoryContext<string | null>, id: string, fallback?: string) {
+          if (id === 'missing') {
+            this.skip();
+            return fallback ?? null;
+          }
+          this.setOptions({ tags: [`row:${id}`] });
+          return `row ${id}`;
+        },
+        (id: string, _fallback?: string) => `row:${id}`,
+      );
+      expect(await lookup('missing')).toBeNull();
+      expect(await lookup('missing', 'default')).toBe('default');
+      expect(await lookup('7')).toBe('row 7');
+      expect(await cache.has('row:missing')).toBe(false);
+      expect(await cache.deleteByTag('row:7')).toBeGreaterThanOrEqual(1);
+      expect(await cache.has('row:7')).toBe(false);
     });
 
     it('wrap memoises by key', async () => {
