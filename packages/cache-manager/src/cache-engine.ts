@@ -9,6 +9,7 @@ import {
   withDeadline,
 } from '@noa/core';
 import { type BusMessage, InvalidationBus } from './bus.js';
+import { CacheEvents, type StaleReason } from './cache-events.js';
 import type { Factory, GetOrSetOptions, ResolvedCacheOptions, SetOptions } from './cache-options.js';
 import { type CacheEntry, createEntry, isFresh, shouldRefreshEarly } from './entry.js';
 import {
@@ -63,6 +64,10 @@ export class CacheEngine {
   /** Shared msgpack record structures (with Redis; written with msgpack + `sharedStructures`). */
   readonly structures: SharedStructures | undefined;
   readonly instanceId = randomUUID();
+  /** Event listeners (`Cache.on`); every emitting site first checks its event's list. */
+  readonly events: CacheEvents;
+  /** `events.lists`, one load closer to the read paths. */
+  readonly #listeners: CacheEvents['lists'];
   readonly #random: () => number;
   readonly #tagIndex = new Map<string, Set<string>>();
   readonly #flights = new Map<string, Promise<unknown>>();
@@ -83,6 +88,8 @@ export class CacheEngine {
     this.clock = options.clock ?? systemClock;
     this.logger = childLogger(options.logger ?? silentLogger, { component: 'cache-manager' });
     this.metrics = new CacheMetrics(options.registry);
+    this.events = new CacheEvents(this.logger);
+    this.#listeners = this.events.lists;
     this.#random = options.random ?? (() => 1 - Math.random());
     this.l1 = createL1Store(
       options.l1.policy,
@@ -191,17 +198,21 @@ export class CacheEngine {
     const local = this.#l1Get(fullKey, now);
     if (local !== undefined && isFresh(local, now)) {
       this.metrics.request('l1', 'hit');
+      if (this.#listeners.hit) this.#emitHit(fullKey, 'l1');
       return local;
     }
     this.metrics.request('l1', local ? 'stale' : 'miss');
-    if (!this.tier) return undefined;
-    const remote = await this.#readL2(fullKey);
-    if (remote && isFresh(remote.entry, this.clock.now())) {
-      this.metrics.request('l2', 'hit');
-      this.#l1Set(fullKey, remote.entry, remote.bytes);
-      return remote.entry;
+    if (this.tier) {
+      const remote = await this.#readL2(fullKey);
+      if (remote && isFresh(remote.entry, this.clock.now())) {
+        this.metrics.request('l2', 'hit');
+        this.#l1Set(fullKey, remote.entry, remote.bytes);
+        if (this.#listeners.hit) this.#emitHit(fullKey, 'l2');
+        return remote.entry;
+      }
+      this.metrics.request('l2', remote ? 'stale' : 'miss');
     }
-    this.metrics.request('l2', remote ? 'stale' : 'miss');
+    if (this.#listeners.miss) this.#emitMiss(fullKey);
     return undefined;
   }
 
@@ -212,9 +223,17 @@ export class CacheEngine {
       const fresh = entry !== undefined && isFresh(entry, now);
       // The same labels as `get`: an entry L1 still holds past its expiry is `stale`.
       this.metrics.request('l1', fresh ? 'hit' : entry ? 'stale' : 'miss');
+      if (fresh && this.#listeners.hit) this.#emitHit(key, 'l1');
       return fresh ? entry : undefined;
     });
-    if (!this.tier) return results;
+    if (!this.tier) {
+      if (this.#listeners.miss) {
+        for (let index = 0; index < results.length; index += 1) {
+          if (results[index] === undefined) this.#emitMiss(fullKeys[index]!);
+        }
+      }
+      return results;
+    }
     const missing = fullKeys.filter((_, index) => results[index] === undefined);
     if (missing.length === 0) return results;
     const remote = await this.tier.getMany(missing);
@@ -234,8 +253,10 @@ export class CacheEngine {
         this.metrics.request('l2', 'hit');
         this.#l1Set(key, entry, bytes!.length);
         results[index] = entry;
+        if (this.#listeners.hit) this.#emitHit(key, 'l2');
       } else {
         this.metrics.request('l2', entry ? 'stale' : 'miss');
+        if (this.#listeners.miss) this.#emitMiss(key);
       }
     }
     return results;
@@ -248,6 +269,7 @@ export class CacheEngine {
     const entry = this.#l1Get(fullKey, now);
     if (entry !== undefined && now < entry.expiresAt) {
       this.metrics.request('l1', 'hit');
+      if (this.#listeners.hit) this.#emitHit(fullKey, 'l1');
       const beta = options.earlyRefreshBeta ?? this.options.earlyRefreshBeta;
       if (entry.computeMs > 0 && shouldRefreshEarly(entry, now, beta, this.#random)) {
         this.#refreshEarly(fullKey, userKey, factory, options, entry);
@@ -282,6 +304,7 @@ export class CacheEngine {
         if (isFresh(entry, now)) {
           this.metrics.request('l2', 'hit');
           this.#l1Set(fullKey, entry, remote.bytes);
+          if (this.#listeners.hit) this.#emitHit(fullKey, 'l2');
           return entry.value;
         }
         this.metrics.request('l2', 'stale');
@@ -290,6 +313,7 @@ export class CacheEngine {
         this.metrics.request('l2', 'miss');
       }
     }
+    if (this.#listeners.miss) this.#emitMiss(fullKey);
     return this.#compute(fullKey, userKey, factory, options, stale);
   }
 
@@ -320,7 +344,7 @@ export class CacheEngine {
         if (remaining <= 0) {
           if (stale) {
             this.metrics.lockWait('stale');
-            this.metrics.staleServed(staleAt <= started + lockTimeoutMs ? 'soft_timeout' : 'lock_timeout');
+            this.#servedStale(fullKey, staleAt <= started + lockTimeoutMs ? 'soft_timeout' : 'lock_timeout');
             return stale.value;
           }
           this.metrics.lockWait('timeout');
@@ -383,6 +407,8 @@ export class CacheEngine {
         value = await factory(context);
       } catch (error) {
         this.metrics.factoryRun('error');
+        const failed = this.#listeners['factory-error'];
+        if (failed) this.events.emit('factory-error', failed, { key: fullKey, error });
         if (factoryChannel.hasSubscribers) {
           factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: false, error });
         }
@@ -448,14 +474,14 @@ export class CacheEngine {
       if (timedOut) {
         this.track(work);
         if (stale) {
-          this.metrics.staleServed(softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
+          this.#servedStale(fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
           return stale.value;
         }
         throw new FactoryTimeoutError(userKey, limit!);
       }
       if (context.rejected(error)) throw error;
       if (stale && this.clock.now() < stale.staleUntil) {
-        this.metrics.staleServed('factory_error');
+        this.#servedStale(fullKey, 'factory_error');
         this.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
         this.#backOff(fullKey, stale);
         return stale.value;
@@ -536,6 +562,8 @@ export class CacheEngine {
       computeMs,
       options.tags ?? [],
     );
+    const written = this.#listeners.set;
+    if (written) this.events.emit('set', written, { key: fullKey });
     const tier = this.tier;
     if (!tier) {
       this.#l1Set(fullKey, entry, estimateSize(value));
@@ -556,9 +584,11 @@ export class CacheEngine {
   }
 
   async delete(fullKeys: string[]): Promise<void> {
+    const deleted = this.#listeners.delete;
     for (const key of fullKeys) {
       this.l1.delete(key);
       this.#supersedeKey(key);
+      if (deleted) this.events.emit('delete', deleted, { key });
     }
     if (!this.tier) return;
     await this.tier.delete(fullKeys);
@@ -579,6 +609,8 @@ export class CacheEngine {
       for (const list of lists) for (const key of list) removed.add(key);
       await this.bus?.publish('tag', [...tags]);
     }
+    const deleted = this.#listeners.delete;
+    if (deleted) for (const key of removed) this.events.emit('delete', deleted, { key });
     const edge = this.options.edge;
     if (edge) {
       const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
@@ -600,6 +632,8 @@ export class CacheEngine {
   async clear(fullPrefix: string): Promise<void> {
     this.#clearL1(fullPrefix);
     this.#supersedePrefix(fullPrefix);
+    const cleared = this.#listeners.clear;
+    if (cleared) this.events.emit('clear', cleared, { prefix: fullPrefix });
     if (!this.tier) return;
     await this.tier.clearPrefix(fullPrefix);
     await this.bus?.publish('clear', [fullPrefix]);
@@ -630,6 +664,23 @@ export class CacheEngine {
   }
 
   // ---- internals -----------------------------------------------------------------------
+
+  // Out of line so the read paths stay small; callers check the list first.
+  #emitHit(fullKey: string, tier: 'l1' | 'l2'): void {
+    const listeners = this.#listeners.hit;
+    if (listeners) this.events.emit('hit', listeners, { key: fullKey, tier });
+  }
+
+  #emitMiss(fullKey: string): void {
+    const listeners = this.#listeners.miss;
+    if (listeners) this.events.emit('miss', listeners, { key: fullKey });
+  }
+
+  #servedStale(fullKey: string, reason: StaleReason): void {
+    this.metrics.staleServed(reason);
+    const listeners = this.#listeners.stale;
+    if (listeners) this.events.emit('stale', listeners, { key: fullKey, reason });
+  }
 
   #l1Set(fullKey: string, entry: CacheEntry, bytes: number): void {
     const maxTtlMs = this.options.l1.maxTtlMs;
@@ -721,6 +772,8 @@ export class CacheEngine {
         break;
     }
     for (const listener of this.busListeners) listener(message);
+    const received = this.#listeners.invalidation;
+    if (received) this.events.emit('invalidation', received, message);
   }
 
   /** Observers of applied bus messages from other instances (measurements and tests). */

@@ -1,7 +1,13 @@
 import type { BreakerState } from '@noa/core';
-import { ClosedError, parseOptions } from '@noa/core';
+import { ClosedError, ConfigError, parseOptions } from '@noa/core';
 import type { BusMessage } from './bus.js';
 import { CacheEngine } from './cache-engine.js';
+import {
+  type CacheEventListener,
+  type CacheEventMap,
+  type CacheEventName,
+  cacheEventNames,
+} from './cache-events.js';
 import {
   type CacheOptions,
   cacheOptionsSchema,
@@ -215,6 +221,26 @@ export class Cache {
   async saveHotKeys(limit: number): Promise<void> {
     this.#open();
     await this.#engine.saveHotKeys(limit);
+  }
+
+  /**
+   * Subscribes to a cache event and returns the unsubscribe function. Typed per event:
+   * `cache.on('hit', ({ key, tier }) => …)`; see {@link CacheEventMap} for every event and its
+   * payload. Listeners run synchronously inside the cache call (keep them cheap; one that
+   * throws is logged and ignored). Events are cache-wide: a namespace view subscribes to its
+   * whole cache, and keys are full keys (`<namespace>:<key>`). With no listener for an event,
+   * its emitting sites cost one property read.
+   */
+  on<E extends CacheEventName>(event: E, listener: CacheEventListener<E>): () => void {
+    if (!cacheEventNames.has(event)) {
+      throw new ConfigError('cache-manager on', [
+        {
+          path: 'event',
+          message: `unknown event ${JSON.stringify(event)}; one of ${[...cacheEventNames].join(', ')}`,
+        },
+      ]);
+    }
+    return this.#engine.events.on(event, listener);
   }
 
   /**

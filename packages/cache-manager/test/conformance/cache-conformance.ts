@@ -306,6 +306,100 @@ export function describeCacheConformance(
       expect(await cache.has('row:7')).toBe(false);
     });
 
+    it('events report hits by tier, misses, writes, deletes and clears, until unsubscribed', async () => {
+      const cache = make();
+      const seen: string[] = [];
+      const stops = [
+        cache.on('hit', ({ key, tier }) => seen.push(`hit ${tier} ${key}`)),
+        cache.on('miss', ({ key }) => seen.push(`miss ${key}`)),
+        cache.on('set', ({ key }) => seen.push(`set ${key}`)),
+        cache.on('delete', ({ key }) => seen.push(`delete ${key}`)),
+        cache.on('clear', ({ prefix }) => seen.push(`clear ${prefix}`)),
+      ];
+      await cache.set('ev:a', 1, { tags: ['ev'] });
+      await cache.get('ev:a');
+      await cache.getMany(['ev:a', 'ev:none']);
+      await cache.getOrSet('ev:b', () => 2);
+      await cache.getOrSet('ev:b', () => 2);
+      await cache.namespace('ns').get('k');
+      await cache.delete('ev:b');
+      await cache.deleteByTag('ev');
+      await cache.namespace('ns').clear();
+      expect(seen).toEqual([
+        'set ev:a',
+        'hit l1 ev:a',
+        'hit l1 ev:a',
+        'miss ev:none',
+        'miss ev:b',
+        'set ev:b',
+        'hit l1 ev:b',
+        'miss ns:k',
+        'delete ev:b',
+        'delete ev:a',
+        'clear ns:',
+      ]);
+      if (shared) {
+        const other = make();
+        other.on('hit', ({ key, tier }) => seen.push(`other hit ${tier} ${key}`));
+        await cache.set('ev:c', 3);
+        await other.get('ev:c');
+        expect(seen.at(-1)).toBe('other hit l2 ev:c');
+      }
+      for (const stop of stops) stop();
+      const before = seen.length;
+      await cache.set('ev:d', 4);
+      await cache.get('ev:d');
+      await cache.get('ev:none');
+      expect(seen.length).toBe(before);
+    });
+
+    it('events report factory errors and stale values served, with the reason', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, graceBackoffMs: 0 });
+      const failures: unknown[] = [];
+      const stale: string[] = [];
+      cache.on('factory-error', ({ key, error }) => failures.push([key, (error as Error).message]));
+      cache.on('stale', ({ key, reason }) => stale.push(`${key} ${reason}`));
+      await cache.getOrSet('ev:flaky', () => 'v1', { ttlMs: 1_000 });
+      clock.advance(2_000);
+      expect(await cache.getOrSet('ev:flaky', () => Promise.reject(new Error('down')))).toBe('v1');
+      await expect(
+        cache.getOrSet('ev:never', () => Promise.reject(new Error('gone'))),
+      ).rejects.toBeInstanceOf(FactoryError);
+      expect(failures).toEqual([
+        ['ev:flaky', 'down'],
+        ['ev:never', 'gone'],
+      ]);
+      expect(stale).toEqual(['ev:flaky factory_error']);
+    });
+
+    it('a throwing listener does not break the call; an unknown event name is refused', async () => {
+      const cache = make();
+      cache.on('set', () => {
+        throw new Error('listener bug');
+      });
+      await cache.set('ev:safe', 'ok');
+      expect(await cache.get('ev:safe')).toBe('ok');
+      expect(() => cache.on('hits' as 'hit', () => {})).toThrow(ConfigError);
+    });
+
+    it.skipIf(!shared)('events report invalidations received over the bus', async () => {
+      const a = make();
+      const b = make();
+      await Promise.all([a.ready(), b.ready()]);
+      const received = new Promise<string>((resolve) => {
+        const stop = b.on('invalidation', (message) => {
+          if (message.t === 'del' && message.k.includes('ev:bus')) {
+            stop();
+            resolve(message.o);
+          }
+        });
+      });
+      await a.set('ev:bus', 1);
+      await a.delete('ev:bus');
+      expect(typeof (await received)).toBe('string');
+    });
+
     it('wrap memoises by key', async () => {
       const cache = make();
       let calls = 0;
