@@ -10,7 +10,14 @@ import {
 } from '@noa/core';
 import { type BusMessage, InvalidationBus } from './bus.js';
 import { CacheEvents, type StaleReason } from './cache-events.js';
-import type { Factory, GetOrSetOptions, ResolvedCacheOptions, SetOptions } from './cache-options.js';
+import type {
+  Factory,
+  GetOrSetOptions,
+  ManyFactory,
+  ManyFactoryResult,
+  ResolvedCacheOptions,
+  SetOptions,
+} from './cache-options.js';
 import { type CacheEntry, createEntry, isFresh, shouldRefreshEarly } from './entry.js';
 import {
   EdgePurgeError,
@@ -538,6 +545,285 @@ export class CacheEngine {
     this.track(refresh);
   }
 
+  // ---- batch read-through --------------------------------------------------------------
+
+  /**
+   * Batch read-through over distinct keys (see `Cache.getOrSetMany`): L1, then one L2 read for
+   * the rest, then one `factoryMany` call for the keys still missing that this instance holds
+   * the lease of. Keys computed elsewhere are awaited, here through their flight, across
+   * instances through their lease. Results are aligned with `fullKeys`.
+   */
+  async getOrSetMany<T>(
+    fullKeys: readonly string[],
+    userKeys: readonly string[],
+    factoryMany: ManyFactory<T>,
+    options: SetOptions,
+  ): Promise<(T | undefined)[]> {
+    const results = new Array<T | undefined>(fullKeys.length);
+    const joined: Promise<void>[] = [];
+    const stale = new Map<number, CacheEntry<T>>();
+    const join = (index: number, flight: Promise<T>) =>
+      joined.push(
+        flight.then((value) => {
+          results[index] = this.#handOut(value);
+        }),
+      );
+    let rest: number[] = [];
+    const now = this.clock.now();
+    for (let index = 0; index < fullKeys.length; index += 1) {
+      const fullKey = fullKeys[index]!;
+      const entry = this.#l1Get(fullKey, now);
+      if (entry !== undefined && now < entry.expiresAt) {
+        this.metrics.request('l1', 'hit');
+        if (this.#listeners.hit) this.#emitHit(fullKey, 'l1');
+        results[index] = this.out(entry.value as T);
+        continue;
+      }
+      this.metrics.request('l1', entry ? 'stale' : 'miss');
+      if (entry) stale.set(index, entry as CacheEntry<T>);
+      const flight = this.#flights.get(fullKey) as Promise<T> | undefined;
+      if (flight) join(index, flight);
+      else rest.push(index);
+    }
+    if (this.tier && rest.length > 0) rest = await this.#readManyFromL2(fullKeys, rest, results, stale);
+    // Flights started by other callers while L2 answered are joined, not duplicated.
+    const mine: number[] = [];
+    for (const index of rest) {
+      const flight = this.#flights.get(fullKeys[index]!) as Promise<T> | undefined;
+      if (flight) join(index, flight);
+      else mine.push(index);
+    }
+    if (mine.length > 0) {
+      const settlers = new Map<number, Settler<T>>();
+      for (const index of mine) {
+        const fullKey = fullKeys[index]!;
+        if (this.#listeners.miss) this.#emitMiss(fullKey);
+        const settler = settle<T>();
+        settlers.set(index, settler);
+        const flight = settler.promise.finally(() => {
+          if (this.#flights.get(fullKey) === flight) this.#flights.delete(fullKey);
+        });
+        // Handled here; joiners and this call still see the rejection.
+        flight.catch(() => {});
+        this.#flights.set(fullKey, flight);
+        join(index, flight);
+      }
+      await this.#computeMany(fullKeys, userKeys, mine, settlers, factoryMany, options, stale);
+    }
+    await Promise.all(joined);
+    return results;
+  }
+
+  /** One L2 read for `indexes`; fills the fresh ones into `results`, returns the others. */
+  async #readManyFromL2<T>(
+    fullKeys: readonly string[],
+    indexes: readonly number[],
+    results: (T | undefined)[],
+    stale: Map<number, CacheEntry<T>>,
+  ): Promise<number[]> {
+    const remote = await this.tier!.getMany(indexes.map((index) => fullKeys[index]!));
+    for (const bytes of remote) {
+      const loading = bytes && this.codec.prepare(bytes);
+      if (loading) await loading;
+    }
+    const now = this.clock.now();
+    const missing: number[] = [];
+    indexes.forEach((index, position) => {
+      const fullKey = fullKeys[index]!;
+      const bytes = remote[position];
+      const entry = bytes ? (this.#decode(fullKey, bytes) as CacheEntry<T> | undefined) : undefined;
+      if (entry && isFresh(entry, now)) {
+        this.metrics.request('l2', 'hit');
+        this.#l1Set(fullKey, entry, bytes!.length);
+        if (this.#listeners.hit) this.#emitHit(fullKey, 'l2');
+        results[index] = this.out(entry.value);
+        return;
+      }
+      this.metrics.request('l2', entry ? 'stale' : 'miss');
+      const known = stale.get(index);
+      if (entry && now < entry.staleUntil && (!known || entry.createdAt > known.createdAt))
+        stale.set(index, entry);
+      missing.push(index);
+    });
+    return missing;
+  }
+
+  /**
+   * Takes the leases of `indexes` (one SET NX each, sent together), runs `factoryMany` once for
+   * the keys it got (or all of them when Redis is down or locks are off), and waits for the
+   * others' holders key by key, as `getOrSet` does. Settles every settler.
+   */
+  async #computeMany<T>(
+    fullKeys: readonly string[],
+    userKeys: readonly string[],
+    indexes: readonly number[],
+    settlers: Map<number, Settler<T>>,
+    factoryMany: ManyFactory<T>,
+    options: SetOptions,
+    stale: Map<number, CacheEntry<T>>,
+  ): Promise<void> {
+    const tier = this.tier;
+    let batch = [...indexes];
+    const waits: Promise<void>[] = [];
+    let token: string | undefined;
+    if (tier && this.options.lock.enabled && tier.healthy) {
+      const leaseToken = randomUUID();
+      token = leaseToken;
+      const leases = await Promise.all(
+        indexes.map((index) => tier.acquireLease(fullKeys[index]!, leaseToken, this.options.lock.leaseMs)),
+      );
+      batch = [];
+      const held: number[] = [];
+      indexes.forEach((index, position) => {
+        const lease = leases[position];
+        if (lease === 'busy') {
+          // Another instance computes it: wait for its value (or take over), one key at a time.
+          const single: Factory<T> = async () =>
+            alignMany(await factoryMany([userKeys[index]!]), [userKeys[index]!])[0] as T;
+          const settler = settlers.get(index)!;
+          waits.push(
+            this.#compute(fullKeys[index]!, userKeys[index]!, single, options, stale.get(index)).then(
+              settler.resolve,
+              settler.reject,
+            ),
+          );
+          return;
+        }
+        batch.push(index);
+        if (lease === 'acquired') held.push(index);
+      });
+      if (held.length > 0) {
+        // As in `#compute`: between our L2 miss and the leases, another instance may have
+        // computed some of these keys and released their leases.
+        const found: (T | undefined)[] = [];
+        const missing = await this.#readManyFromL2(fullKeys, held, found, new Map());
+        const computedElsewhere = held.filter((index) => !missing.includes(index));
+        for (const index of computedElsewhere) settlers.get(index)!.resolve(found[index] as T);
+        await Promise.all(computedElsewhere.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)));
+        batch = batch.filter((index) => !computedElsewhere.includes(index));
+      }
+    }
+    if (batch.length > 0)
+      await this.#runMany(fullKeys, userKeys, batch, settlers, factoryMany, options, stale, token);
+    await Promise.all(waits);
+  }
+
+  /** Runs `factoryMany` once for `batch`, writes the values (one pipeline), releases the leases. */
+  async #runMany<T>(
+    fullKeys: readonly string[],
+    userKeys: readonly string[],
+    batch: readonly number[],
+    settlers: Map<number, Settler<T>>,
+    factoryMany: ManyFactory<T>,
+    options: SetOptions,
+    stale: Map<number, CacheEntry<T>>,
+    leaseToken: string | undefined,
+  ): Promise<void> {
+    const tier = this.tier;
+    const started = performance.now();
+    const keys = batch.map((index) => userKeys[index]!);
+    const runs = batch.map((index) => this.#startRun(fullKeys[index]!, options.tags ?? []));
+    const release = (indexes: readonly number[]) =>
+      leaseToken && tier && indexes.length > 0
+        ? Promise.all(indexes.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken))).then(() => {
+            this.bus
+              ?.publish(
+                'rel',
+                indexes.map((index) => fullKeys[index]!),
+              )
+              .catch(() => {});
+          })
+        : Promise.resolve();
+    try {
+      let values: (T | undefined)[];
+      try {
+        values = alignMany(await factoryMany(keys), keys);
+      } catch (error) {
+        this.metrics.factoryRun('error');
+        const failed = this.#listeners['factory-error'];
+        if (failed)
+          for (const index of batch)
+            this.events.emit('factory-error', failed, { key: fullKeys[index]!, error });
+        await release(batch);
+        const now = this.clock.now();
+        for (const index of batch) {
+          const fallback = stale.get(index);
+          if (fallback && now < fallback.staleUntil) {
+            this.#servedStale(fullKeys[index]!, 'factory_error');
+            this.#backOff(fullKeys[index]!, fallback);
+            settlers.get(index)!.resolve(fallback.value);
+          } else {
+            settlers.get(index)!.reject(new FactoryError(userKeys[index]!, { cause: error }));
+          }
+        }
+        return;
+      }
+      this.metrics.factoryRun('ok');
+      const computeMs = performance.now() - started;
+      const writes: Promise<void>[] = [];
+      const unwritten: number[] = [];
+      batch.forEach((index, position) => {
+        const value = values[position];
+        if (value === undefined || runs[position]!.superseded) {
+          unwritten.push(index);
+          return;
+        }
+        try {
+          writes.push(this.#writeEntry(fullKeys[index]!, value, options, computeMs));
+        } catch (error) {
+          if (!(error instanceof SerializationError)) throw error;
+          unwritten.push(index);
+          this.metrics.error('l2', 'encode');
+          this.logger.warn('factory value cannot be serialized; not cached', { key: userKeys[index]! });
+        }
+      });
+      // Written keys' leases are released once their values are in L2 (see `#runFactory`).
+      const written = batch.filter((index) => !unwritten.includes(index));
+      const finished = Promise.all([
+        release(unwritten),
+        Promise.all(writes).finally(() =>
+          leaseToken && tier
+            ? Promise.all(written.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)))
+            : undefined,
+        ),
+      ]);
+      if (this.options.writeMode === 'background') this.track(finished);
+      else await finished;
+      batch.forEach((index, position) => {
+        settlers.get(index)!.resolve(values[position] as T);
+      });
+    } catch (error) {
+      for (const index of batch) settlers.get(index)!.reject(error);
+    } finally {
+      batch.forEach((index, position) => {
+        this.#endRun(fullKeys[index]!, runs[position]!);
+      });
+    }
+  }
+
+  #startRun(fullKey: string, tags: readonly string[]): FactoryRun {
+    const run: FactoryRun = { tags, superseded: false };
+    let runs = this.#runs.get(fullKey);
+    if (!runs) {
+      runs = new Set();
+      this.#runs.set(fullKey, runs);
+    }
+    runs.add(run);
+    return run;
+  }
+
+  #endRun(fullKey: string, run: FactoryRun): void {
+    const runs = this.#runs.get(fullKey);
+    if (!runs) return;
+    runs.delete(run);
+    if (runs.size === 0) this.#runs.delete(fullKey);
+  }
+
+  /** A flight's value for one more caller (a copy in clone mode, as `getOrSet` hands out). */
+  #handOut<T>(value: T): T {
+    return this.options.l1.mode === 'clone' ? copyOfFlight(value) : value;
+  }
+
   // ---- writes --------------------------------------------------------------------------
 
   /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
@@ -866,4 +1152,31 @@ function deepFreeze(value: unknown): void {
     return;
   }
   for (const entry of Object.values(value)) deepFreeze(entry);
+}
+
+/** A promise with its resolve and reject (one per key of a `getOrSetMany` flight). */
+interface Settler<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: unknown) => void;
+}
+
+function settle<T>(): Settler<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((onValue, onError) => {
+    resolve = onValue;
+    reject = onError;
+  });
+  return { promise, resolve, reject };
+}
+
+/** The values of a `getOrSetMany` factory, aligned with `keys` (a bad shape is a factory error). */
+function alignMany<T>(produced: ManyFactoryResult<T>, keys: readonly string[]): (T | undefined)[] {
+  if (produced instanceof Map) return keys.map((key) => produced.get(key));
+  if (Array.isArray(produced)) {
+    if (produced.length === keys.length) return produced as (T | undefined)[];
+    throw new TypeError(`getOrSetMany factory returned ${produced.length} values for ${keys.length} keys`);
+  }
+  throw new TypeError('getOrSetMany factory must return a Map or an array aligned with its keys');
 }

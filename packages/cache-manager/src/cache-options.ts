@@ -216,3 +216,16 @@ export interface FactoryContext<T> {
  * context (`() => load()`) is a valid one.
  */
 export type Factory<T> = (context: FactoryContext<T>) => T | Promise<T>;
+
+/** What a `getOrSetMany` factory returns: a map by key, or an array aligned with its keys. */
+export type ManyFactoryResult<T> = ReadonlyMap<string, T> | readonly (T | undefined)[];
+
+/**
+ * Computes many missing values in one call (`getOrSetMany`): it receives only the keys no
+ * tier had fresh and nobody else was computing (without namespace, distinct) and returns
+ * their values as a `Map` (a key it leaves out, or maps to `undefined`, is not cached) or as an
+ * array aligned with `keys`.
+ */
+export type ManyFactory<T> = (
+  keys: readonly string[],
+) => ManyFactoryResult<T> | Promise<ManyFactoryResult<T>>;

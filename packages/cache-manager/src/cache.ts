@@ -14,6 +14,7 @@ import {
   type Factory,
   type FactoryContext,
   type GetOrSetOptions,
+  type ManyFactory,
   type SetOptions,
 } from './cache-options.js';
 import { checkGetOrSetOptions, checkSetManyItems, checkSetOptions } from './call-options.js';
@@ -164,6 +165,37 @@ export class Cache {
       return Promise.reject(error);
     }
     return this.#engine.getOrSet(this.#prefix + key, key, factory, options);
+  }
+
+  /**
+   * Batch read-through: the values of `keys`, aligned with them. Fresh values come from L1,
+   * then from one L2 read (MGET) for the rest; `factory` is called once with only the keys
+   * still missing (distinct, without namespace) and returns a `Map` or an array aligned with
+   * them; their values are written together (one pipeline). A key another caller is already
+   * computing is awaited, not recomputed: in this process through its flight (`getOrSet` and
+   * `getOrSetMany` share them), across instances through its lease (that key then waits as
+   * `getOrSet` would, and computes alone through `factory([key])` if the holder gives up).
+   * `options` (ttl, grace, tags) apply to every entry written; a key the factory leaves out
+   * (or maps to `undefined`) resolves to `undefined` and is not cached. When the factory fails,
+   * keys with a value in grace get it, and the call rejects with `FactoryError` otherwise.
+   */
+  async getOrSetMany<T>(
+    keys: readonly string[],
+    factory: ManyFactory<T>,
+    options?: SetOptions,
+  ): Promise<(T | undefined)[]> {
+    this.#open();
+    if (options !== undefined) checkSetOptions(options);
+    const distinct = [...new Set(keys)];
+    const values = await this.#engine.getOrSetMany(
+      distinct.map((key) => this.#prefix + key),
+      distinct,
+      factory,
+      options ?? noOptions,
+    );
+    if (distinct.length === keys.length) return values;
+    const byKey = new Map(distinct.map((key, index) => [key, values[index]]));
+    return keys.map((key) => byKey.get(key));
   }
 
   /**

@@ -8,6 +8,8 @@ export {
   type FactoryContext,
   type GetOrSetOptions,
   getOrSetOptionsSchema,
+  type ManyFactory,
+  type ManyFactoryResult,
   type SetOptions,
   setOptionsSchema,
 } from './cache-options.js';

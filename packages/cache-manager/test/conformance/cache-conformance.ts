@@ -400,6 +400,114 @@ export function describeCacheConformance(
       expect(typeof (await received)).toBe('string');
     });
 
+    it('getOrSetMany reads what is cached and calls the factory once for the rest, aligned with the keys', async () => {
+      const cache = make();
+      await cache.set('many:a', 'A');
+      const calls: string[][] = [];
+      const loadMany = async (keys: readonly string[]) => {
+        calls.push([...keys]);
+        return keys.map((key) => key.toUpperCase());
+      };
+      expect(await cache.getOrSetMany(['many:a', 'many:b', 'many:c', 'many:b'], loadMany)).toEqual([
+        'A',
+        'MANY:B',
+        'MANY:C',
+        'MANY:B',
+      ]);
+      expect(calls).toEqual([['many:b', 'many:c']]);
+      // Cached in every tier: a fresh instance reads them without calling its factory.
+      const reader = shared ? make() : cache;
+      expect(await reader.getOrSetMany(['many:c', 'many:b', 'many:a'], loadMany)).toEqual([
+        'MANY:C',
+        'MANY:B',
+        'A',
+      ]);
+      expect(calls).toHaveLength(1);
+      // Namespaced keys reach the factory without the namespace.
+      const seen: string[][] = [];
+      await cache.namespace('ns').getOrSetMany(['k'], (keys) => {
+        seen.push([...keys]);
+        return new Map([['k', 1]]);
+      });
+      expect(seen).toEqual([['k']]);
+      expect(await cache.get('ns:k')).toBe(1);
+    });
+
+    it('getOrSetMany caches nothing for keys the factory leaves out, and a misaligned result is a FactoryError', async () => {
+      const cache = make();
+      const partial = await cache.getOrSetMany(['part:1', 'part:2'], () => new Map([['part:1', 'one']]));
+      expect(partial).toEqual(['one', undefined]);
+      expect(await (shared ? make() : cache).getMany(['part:1', 'part:2'])).toEqual(['one', undefined]);
+      const error = await cache
+        .getOrSetMany(['bad:1', 'bad:2'], () => ['only one'])
+        .catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(FactoryError);
+      expect(String((error as FactoryError).cause)).toContain('1 values for 2 keys');
+      expect(await cache.has('bad:1')).toBe(false);
+    });
+
+    it('getOrSetMany and getOrSet share flights: a key being computed is awaited, not recomputed', async () => {
+      const cache = make();
+      let singleRuns = 0;
+      const slowSingle = cache.getOrSet('fl:1', async () => {
+        singleRuns += 1;
+        await delay(50);
+        return 'from getOrSet';
+      });
+      const batches: string[][] = [];
+      const many = cache.getOrSetMany(['fl:1', 'fl:2'], async (keys) => {
+        batches.push([...keys]);
+        await delay(50);
+        return keys.map((key) => `batch ${key}`);
+      });
+      // And the other way round: once the batch computes fl:2, getOrSet joins its flight.
+      await delay(20);
+      const joiner = cache.getOrSet('fl:2', () => {
+        singleRuns += 1;
+        return 'recomputed';
+      });
+      expect(await many).toEqual(['from getOrSet', 'batch fl:2']);
+      expect(await slowSingle).toBe('from getOrSet');
+      expect(await joiner).toBe('batch fl:2');
+      expect(batches).toEqual([['fl:2']]);
+      expect(singleRuns).toBe(1);
+    });
+
+    it('getOrSetMany serves values in grace when the factory fails, FactoryError without one', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, graceBackoffMs: 0 });
+      await cache.set('gr:old', 'old', { ttlMs: 1_000 });
+      clock.advance(2_000);
+      const failing = () => Promise.reject(new Error('source down'));
+      const error = await cache
+        .getOrSetMany(['gr:old', 'gr:new'], failing)
+        .catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(FactoryError);
+      expect((error as FactoryError).cause).toMatchObject({ message: 'source down' });
+      expect(await cache.getOrSetMany(['gr:old'], failing)).toEqual(['old']);
+    });
+
+    it.skipIf(!shared)(
+      'getOrSetMany across instances: keys leased by another instance are awaited, not recomputed',
+      async () => {
+        const a = make();
+        const b = make();
+        await Promise.all([a.ready(), b.ready()]);
+        const computed: string[] = [];
+        const loader = (label: string) => async (keys: readonly string[]) => {
+          computed.push(...keys);
+          await delay(150);
+          return keys.map((key) => `${label} ${key}`);
+        };
+        const first = a.getOrSetMany(['x:1', 'x:2', 'x:3'], loader('a'));
+        await delay(40); // a holds the leases of x:1..3 and is computing
+        const second = b.getOrSetMany(['x:2', 'x:3', 'x:4'], loader('b'));
+        expect(await first).toEqual(['a x:1', 'a x:2', 'a x:3']);
+        expect(await second).toEqual(['a x:2', 'a x:3', 'b x:4']);
+        expect(computed.sort()).toEqual(['x:1', 'x:2', 'x:3', 'x:4']);
+      },
+    );
+
     it('wrap memoises by key', async () => {
       const cache = make();
       let calls = 0;
