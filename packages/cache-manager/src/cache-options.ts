@@ -39,7 +39,10 @@ export const cacheOptionsSchema = z
   .object({
     /** Root namespace: every key is `<namespace>:<key>`. */
     namespace: z.string().default(''),
-    /** Redis key prefix (also names the bus channel). */
+    /**
+     * Redis key prefix: values live under `<prefix>v:`, the cache's own keys (tag sets, leases,
+     * structures, hot keys) under `<prefix>__`, the bus channel is `<prefix>__bus`.
+     */
     prefix: z.string().min(1).default('noa:cache:'),
     /** Default freshness of an entry in ms (absent: no expiry). */
     ttlMs: positiveMs.optional(),
