@@ -608,7 +608,13 @@ export class CacheEngine {
         this.#flights.set(fullKey, flight);
         join(index, flight);
       }
-      await this.#computeMany(fullKeys, userKeys, mine, settlers, factoryMany, options, stale);
+      try {
+        await this.#computeMany(fullKeys, userKeys, mine, settlers, factoryMany, options, stale);
+      } catch (error) {
+        // Settles what is left (settling twice is a no-op): a flight that never settles would
+        // hang every later caller of its key.
+        for (const settler of settlers.values()) settler.reject(error);
+      }
     }
     await Promise.all(joined);
     return results;
@@ -696,11 +702,12 @@ export class CacheEngine {
         // As in `#compute`: between our L2 miss and the leases, another instance may have
         // computed some of these keys and released their leases.
         const found: (T | undefined)[] = [];
-        const missing = await this.#readManyFromL2(fullKeys, held, found, new Map());
-        const computedElsewhere = held.filter((index) => !missing.includes(index));
+        const missing = new Set(await this.#readManyFromL2(fullKeys, held, found, new Map()));
+        const computedElsewhere = held.filter((index) => !missing.has(index));
         for (const index of computedElsewhere) settlers.get(index)!.resolve(found[index] as T);
         await Promise.all(computedElsewhere.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)));
-        batch = batch.filter((index) => !computedElsewhere.includes(index));
+        const elsewhere = new Set(computedElsewhere);
+        batch = batch.filter((index) => !elsewhere.has(index));
       }
     }
     if (batch.length > 0)
@@ -778,7 +785,8 @@ export class CacheEngine {
         }
       });
       // Written keys' leases are released once their values are in L2 (see `#runFactory`).
-      const written = batch.filter((index) => !unwritten.includes(index));
+      const skipped = new Set(unwritten);
+      const written = batch.filter((index) => !skipped.has(index));
       const finished = Promise.all([
         release(unwritten),
         Promise.all(writes).finally(() =>
