@@ -9,7 +9,15 @@ import {
   withDeadline,
 } from '@noa/core';
 import { type BusMessage, InvalidationBus } from './bus.js';
-import type { Factory, GetOrSetOptions, ResolvedCacheOptions, SetOptions } from './cache-options.js';
+import { CacheEvents, type StaleReason } from './cache-events.js';
+import type {
+  Factory,
+  GetOrSetOptions,
+  ManyFactory,
+  ManyFactoryResult,
+  ResolvedCacheOptions,
+  SetOptions,
+} from './cache-options.js';
 import { type CacheEntry, createEntry, isFresh, shouldRefreshEarly } from './entry.js';
 import {
   EdgePurgeError,
@@ -18,6 +26,7 @@ import {
   LockTimeoutError,
   SerializationError,
 } from './errors.js';
+import { FactoryRunContext } from './factory-context.js';
 import { createL1Store } from './l1/create-l1-store.js';
 import { estimateSize } from './l1/estimate-size.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
@@ -45,7 +54,8 @@ const l1TimingEvery = 64;
  * the newer state.
  */
 interface FactoryRun {
-  readonly tags: readonly string[];
+  /** The call's tags, or those the factory set through its context. */
+  tags: readonly string[];
   superseded: boolean;
 }
 
@@ -61,6 +71,10 @@ export class CacheEngine {
   /** Shared msgpack record structures (with Redis; written with msgpack + `sharedStructures`). */
   readonly structures: SharedStructures | undefined;
   readonly instanceId = randomUUID();
+  /** Event listeners (`Cache.on`); every emitting site first checks its event's list. */
+  readonly events: CacheEvents;
+  /** `events.lists`, one load closer to the read paths. */
+  readonly #listeners: CacheEvents['lists'];
   readonly #random: () => number;
   readonly #tagIndex = new Map<string, Set<string>>();
   readonly #flights = new Map<string, Promise<unknown>>();
@@ -81,6 +95,8 @@ export class CacheEngine {
     this.clock = options.clock ?? systemClock;
     this.logger = childLogger(options.logger ?? silentLogger, { component: 'cache-manager' });
     this.metrics = new CacheMetrics(options.registry);
+    this.events = new CacheEvents(this.logger);
+    this.#listeners = this.events.lists;
     this.#random = options.random ?? (() => 1 - Math.random());
     this.l1 = createL1Store(
       options.l1.policy,
@@ -189,17 +205,21 @@ export class CacheEngine {
     const local = this.#l1Get(fullKey, now);
     if (local !== undefined && isFresh(local, now)) {
       this.metrics.request('l1', 'hit');
+      if (this.#listeners.hit) this.#emitHit(fullKey, 'l1');
       return local;
     }
     this.metrics.request('l1', local ? 'stale' : 'miss');
-    if (!this.tier) return undefined;
-    const remote = await this.#readL2(fullKey);
-    if (remote && isFresh(remote.entry, this.clock.now())) {
-      this.metrics.request('l2', 'hit');
-      this.#l1Set(fullKey, remote.entry, remote.bytes);
-      return remote.entry;
+    if (this.tier) {
+      const remote = await this.#readL2(fullKey);
+      if (remote && isFresh(remote.entry, this.clock.now())) {
+        this.metrics.request('l2', 'hit');
+        this.#l1Set(fullKey, remote.entry, remote.bytes);
+        if (this.#listeners.hit) this.#emitHit(fullKey, 'l2');
+        return remote.entry;
+      }
+      this.metrics.request('l2', remote ? 'stale' : 'miss');
     }
-    this.metrics.request('l2', remote ? 'stale' : 'miss');
+    if (this.#listeners.miss) this.#emitMiss(fullKey);
     return undefined;
   }
 
@@ -210,9 +230,17 @@ export class CacheEngine {
       const fresh = entry !== undefined && isFresh(entry, now);
       // The same labels as `get`: an entry L1 still holds past its expiry is `stale`.
       this.metrics.request('l1', fresh ? 'hit' : entry ? 'stale' : 'miss');
+      if (fresh && this.#listeners.hit) this.#emitHit(key, 'l1');
       return fresh ? entry : undefined;
     });
-    if (!this.tier) return results;
+    if (!this.tier) {
+      if (this.#listeners.miss) {
+        for (let index = 0; index < results.length; index += 1) {
+          if (results[index] === undefined) this.#emitMiss(fullKeys[index]!);
+        }
+      }
+      return results;
+    }
     const missing = fullKeys.filter((_, index) => results[index] === undefined);
     if (missing.length === 0) return results;
     const remote = await this.tier.getMany(missing);
@@ -232,8 +260,10 @@ export class CacheEngine {
         this.metrics.request('l2', 'hit');
         this.#l1Set(key, entry, bytes!.length);
         results[index] = entry;
+        if (this.#listeners.hit) this.#emitHit(key, 'l2');
       } else {
         this.metrics.request('l2', entry ? 'stale' : 'miss');
+        if (this.#listeners.miss) this.#emitMiss(key);
       }
     }
     return results;
@@ -246,6 +276,7 @@ export class CacheEngine {
     const entry = this.#l1Get(fullKey, now);
     if (entry !== undefined && now < entry.expiresAt) {
       this.metrics.request('l1', 'hit');
+      if (this.#listeners.hit) this.#emitHit(fullKey, 'l1');
       const beta = options.earlyRefreshBeta ?? this.options.earlyRefreshBeta;
       if (entry.computeMs > 0 && shouldRefreshEarly(entry, now, beta, this.#random)) {
         this.#refreshEarly(fullKey, userKey, factory, options, entry);
@@ -280,6 +311,7 @@ export class CacheEngine {
         if (isFresh(entry, now)) {
           this.metrics.request('l2', 'hit');
           this.#l1Set(fullKey, entry, remote.bytes);
+          if (this.#listeners.hit) this.#emitHit(fullKey, 'l2');
           return entry.value;
         }
         this.metrics.request('l2', 'stale');
@@ -288,6 +320,7 @@ export class CacheEngine {
         this.metrics.request('l2', 'miss');
       }
     }
+    if (this.#listeners.miss) this.#emitMiss(fullKey);
     return this.#compute(fullKey, userKey, factory, options, stale);
   }
 
@@ -318,7 +351,7 @@ export class CacheEngine {
         if (remaining <= 0) {
           if (stale) {
             this.metrics.lockWait('stale');
-            this.metrics.staleServed(staleAt <= started + lockTimeoutMs ? 'soft_timeout' : 'lock_timeout');
+            this.#servedStale(fullKey, staleAt <= started + lockTimeoutMs ? 'soft_timeout' : 'lock_timeout');
             return stale.value;
           }
           this.metrics.lockWait('timeout');
@@ -374,12 +407,15 @@ export class CacheEngine {
       this.#runs.set(fullKey, runs);
     }
     runs.add(run);
+    const context = new FactoryRunContext<T>(userKey, stale?.value, run);
     const work = (async () => {
       let value: T;
       try {
-        value = await factory({ key: userKey, staleValue: stale?.value });
+        value = await factory(context);
       } catch (error) {
         this.metrics.factoryRun('error');
+        const failed = this.#listeners['factory-error'];
+        if (failed) this.events.emit('factory-error', failed, { key: fullKey, error });
         if (factoryChannel.hasSubscribers) {
           factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: false, error });
         }
@@ -394,12 +430,18 @@ export class CacheEngine {
       if (factoryChannel.hasSubscribers) {
         factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
       }
-      let stored: Promise<void> = Promise.resolve();
+      let stored: Promise<void> | undefined;
       if (run.superseded) {
         this.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
-      } else if (value !== undefined) {
+      } else if (value !== undefined && !context.skipped) {
+        const chosen = context.options;
         try {
-          stored = this.#writeEntry(fullKey, value, options, performance.now() - started);
+          stored = this.#writeEntry(
+            fullKey,
+            value,
+            chosen ? { ...options, ...chosen } : options,
+            performance.now() - started,
+          );
         } catch (error) {
           // The value is good, it just cannot be stored: serve it uncached rather than fail.
           if (!(error instanceof SerializationError)) throw error;
@@ -408,11 +450,16 @@ export class CacheEngine {
         }
       }
       // The lease is released only once the value is in L2: whoever takes the lease next
-      // re-reads L2 and finds it, instead of computing it again.
-      const finished =
-        leaseToken && tier
-          ? stored.finally(() => tier.releaseLease(fullKey, leaseToken)).then(() => undefined)
-          : stored;
+      // re-reads L2 and finds it, instead of computing it again. With nothing stored, waiters
+      // are woken at once (no `set` message will come) so one of them computes.
+      let finished = stored ?? Promise.resolve();
+      if (leaseToken && tier) {
+        finished = finished
+          .finally(() => tier.releaseLease(fullKey, leaseToken))
+          .then(() => {
+            if (stored === undefined) this.bus?.publish('rel', [fullKey]).catch(() => {});
+          });
+      }
       if (this.options.writeMode === 'background') this.track(finished);
       else await finished;
       return value;
@@ -434,13 +481,14 @@ export class CacheEngine {
       if (timedOut) {
         this.track(work);
         if (stale) {
-          this.metrics.staleServed(softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
+          this.#servedStale(fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
           return stale.value;
         }
         throw new FactoryTimeoutError(userKey, limit!);
       }
+      if (context.rejected(error)) throw error;
       if (stale && this.clock.now() < stale.staleUntil) {
-        this.metrics.staleServed('factory_error');
+        this.#servedStale(fullKey, 'factory_error');
         this.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
         this.#backOff(fullKey, stale);
         return stale.value;
@@ -497,6 +545,293 @@ export class CacheEngine {
     this.track(refresh);
   }
 
+  // ---- batch read-through --------------------------------------------------------------
+
+  /**
+   * Batch read-through over distinct keys (see `Cache.getOrSetMany`): L1, then one L2 read for
+   * the rest, then one `factoryMany` call for the keys still missing that this instance holds
+   * the lease of. Keys computed elsewhere are awaited, here through their flight, across
+   * instances through their lease. Results are aligned with `fullKeys`.
+   */
+  async getOrSetMany<T>(
+    fullKeys: readonly string[],
+    userKeys: readonly string[],
+    factoryMany: ManyFactory<T>,
+    options: SetOptions,
+  ): Promise<(T | undefined)[]> {
+    const results = new Array<T | undefined>(fullKeys.length);
+    const joined: Promise<void>[] = [];
+    const stale = new Map<number, CacheEntry<T>>();
+    const join = (index: number, flight: Promise<T>) =>
+      joined.push(
+        flight.then((value) => {
+          results[index] = this.#handOut(value);
+        }),
+      );
+    let rest: number[] = [];
+    const now = this.clock.now();
+    for (let index = 0; index < fullKeys.length; index += 1) {
+      const fullKey = fullKeys[index]!;
+      const entry = this.#l1Get(fullKey, now);
+      if (entry !== undefined && now < entry.expiresAt) {
+        this.metrics.request('l1', 'hit');
+        if (this.#listeners.hit) this.#emitHit(fullKey, 'l1');
+        results[index] = this.out(entry.value as T);
+        continue;
+      }
+      this.metrics.request('l1', entry ? 'stale' : 'miss');
+      if (entry) stale.set(index, entry as CacheEntry<T>);
+      const flight = this.#flights.get(fullKey) as Promise<T> | undefined;
+      if (flight) join(index, flight);
+      else rest.push(index);
+    }
+    if (this.tier && rest.length > 0) rest = await this.#readManyFromL2(fullKeys, rest, results, stale);
+    // Flights started by other callers while L2 answered are joined, not duplicated.
+    const mine: number[] = [];
+    for (const index of rest) {
+      const flight = this.#flights.get(fullKeys[index]!) as Promise<T> | undefined;
+      if (flight) join(index, flight);
+      else mine.push(index);
+    }
+    if (mine.length > 0) {
+      const settlers = new Map<number, Settler<T>>();
+      for (const index of mine) {
+        const fullKey = fullKeys[index]!;
+        if (this.#listeners.miss) this.#emitMiss(fullKey);
+        const settler = settle<T>();
+        settlers.set(index, settler);
+        const flight = settler.promise.finally(() => {
+          if (this.#flights.get(fullKey) === flight) this.#flights.delete(fullKey);
+        });
+        // Handled here; joiners and this call still see the rejection.
+        flight.catch(() => {});
+        this.#flights.set(fullKey, flight);
+        join(index, flight);
+      }
+      try {
+        await this.#computeMany(fullKeys, userKeys, mine, settlers, factoryMany, options, stale);
+      } catch (error) {
+        // Settles what is left (settling twice is a no-op): a flight that never settles would
+        // hang every later caller of its key.
+        for (const settler of settlers.values()) settler.reject(error);
+      }
+    }
+    await Promise.all(joined);
+    return results;
+  }
+
+  /** One L2 read for `indexes`; fills the fresh ones into `results`, returns the others. */
+  async #readManyFromL2<T>(
+    fullKeys: readonly string[],
+    indexes: readonly number[],
+    results: (T | undefined)[],
+    stale: Map<number, CacheEntry<T>>,
+  ): Promise<number[]> {
+    const remote = await this.tier!.getMany(indexes.map((index) => fullKeys[index]!));
+    for (const bytes of remote) {
+      const loading = bytes && this.codec.prepare(bytes);
+      if (loading) await loading;
+    }
+    const now = this.clock.now();
+    const missing: number[] = [];
+    indexes.forEach((index, position) => {
+      const fullKey = fullKeys[index]!;
+      const bytes = remote[position];
+      const entry = bytes ? (this.#decode(fullKey, bytes) as CacheEntry<T> | undefined) : undefined;
+      if (entry && isFresh(entry, now)) {
+        this.metrics.request('l2', 'hit');
+        this.#l1Set(fullKey, entry, bytes!.length);
+        if (this.#listeners.hit) this.#emitHit(fullKey, 'l2');
+        results[index] = this.out(entry.value);
+        return;
+      }
+      this.metrics.request('l2', entry ? 'stale' : 'miss');
+      const known = stale.get(index);
+      if (entry && now < entry.staleUntil && (!known || entry.createdAt > known.createdAt))
+        stale.set(index, entry);
+      missing.push(index);
+    });
+    return missing;
+  }
+
+  /**
+   * Takes the leases of `indexes` (one SET NX each, sent together), runs `factoryMany` once for
+   * the keys it got (or all of them when Redis is down or locks are off), and waits for the
+   * others' holders key by key, as `getOrSet` does. Settles every settler.
+   */
+  async #computeMany<T>(
+    fullKeys: readonly string[],
+    userKeys: readonly string[],
+    indexes: readonly number[],
+    settlers: Map<number, Settler<T>>,
+    factoryMany: ManyFactory<T>,
+    options: SetOptions,
+    stale: Map<number, CacheEntry<T>>,
+  ): Promise<void> {
+    const tier = this.tier;
+    let batch = [...indexes];
+    const waits: Promise<void>[] = [];
+    let token: string | undefined;
+    if (tier && this.options.lock.enabled && tier.healthy) {
+      const leaseToken = randomUUID();
+      token = leaseToken;
+      const leases = await Promise.all(
+        indexes.map((index) => tier.acquireLease(fullKeys[index]!, leaseToken, this.options.lock.leaseMs)),
+      );
+      batch = [];
+      const held: number[] = [];
+      indexes.forEach((index, position) => {
+        const lease = leases[position];
+        if (lease === 'busy') {
+          // Another instance computes it: wait for its value (or take over), one key at a time.
+          const single: Factory<T> = async () =>
+            alignMany(await factoryMany([userKeys[index]!]), [userKeys[index]!])[0] as T;
+          const settler = settlers.get(index)!;
+          waits.push(
+            this.#compute(fullKeys[index]!, userKeys[index]!, single, options, stale.get(index)).then(
+              settler.resolve,
+              settler.reject,
+            ),
+          );
+          return;
+        }
+        batch.push(index);
+        if (lease === 'acquired') held.push(index);
+      });
+      if (held.length > 0) {
+        // As in `#compute`: between our L2 miss and the leases, another instance may have
+        // computed some of these keys and released their leases.
+        const found: (T | undefined)[] = [];
+        const missing = new Set(await this.#readManyFromL2(fullKeys, held, found, new Map()));
+        const computedElsewhere = held.filter((index) => !missing.has(index));
+        for (const index of computedElsewhere) settlers.get(index)!.resolve(found[index] as T);
+        await Promise.all(computedElsewhere.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)));
+        const elsewhere = new Set(computedElsewhere);
+        batch = batch.filter((index) => !elsewhere.has(index));
+      }
+    }
+    if (batch.length > 0)
+      await this.#runMany(fullKeys, userKeys, batch, settlers, factoryMany, options, stale, token);
+    await Promise.all(waits);
+  }
+
+  /** Runs `factoryMany` once for `batch`, writes the values (one pipeline), releases the leases. */
+  async #runMany<T>(
+    fullKeys: readonly string[],
+    userKeys: readonly string[],
+    batch: readonly number[],
+    settlers: Map<number, Settler<T>>,
+    factoryMany: ManyFactory<T>,
+    options: SetOptions,
+    stale: Map<number, CacheEntry<T>>,
+    leaseToken: string | undefined,
+  ): Promise<void> {
+    const tier = this.tier;
+    const started = performance.now();
+    const keys = batch.map((index) => userKeys[index]!);
+    const runs = batch.map((index) => this.#startRun(fullKeys[index]!, options.tags ?? []));
+    const release = (indexes: readonly number[]) =>
+      leaseToken && tier && indexes.length > 0
+        ? Promise.all(indexes.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken))).then(() => {
+            this.bus
+              ?.publish(
+                'rel',
+                indexes.map((index) => fullKeys[index]!),
+              )
+              .catch(() => {});
+          })
+        : Promise.resolve();
+    try {
+      let values: (T | undefined)[];
+      try {
+        values = alignMany(await factoryMany(keys), keys);
+      } catch (error) {
+        this.metrics.factoryRun('error');
+        const failed = this.#listeners['factory-error'];
+        if (failed)
+          for (const index of batch)
+            this.events.emit('factory-error', failed, { key: fullKeys[index]!, error });
+        await release(batch);
+        const now = this.clock.now();
+        for (const index of batch) {
+          const fallback = stale.get(index);
+          if (fallback && now < fallback.staleUntil) {
+            this.#servedStale(fullKeys[index]!, 'factory_error');
+            this.#backOff(fullKeys[index]!, fallback);
+            settlers.get(index)!.resolve(fallback.value);
+          } else {
+            settlers.get(index)!.reject(new FactoryError(userKeys[index]!, { cause: error }));
+          }
+        }
+        return;
+      }
+      this.metrics.factoryRun('ok');
+      const computeMs = performance.now() - started;
+      const writes: Promise<void>[] = [];
+      const unwritten: number[] = [];
+      batch.forEach((index, position) => {
+        const value = values[position];
+        if (value === undefined || runs[position]!.superseded) {
+          unwritten.push(index);
+          return;
+        }
+        try {
+          writes.push(this.#writeEntry(fullKeys[index]!, value, options, computeMs));
+        } catch (error) {
+          if (!(error instanceof SerializationError)) throw error;
+          unwritten.push(index);
+          this.metrics.error('l2', 'encode');
+          this.logger.warn('factory value cannot be serialized; not cached', { key: userKeys[index]! });
+        }
+      });
+      // Written keys' leases are released once their values are in L2 (see `#runFactory`).
+      const skipped = new Set(unwritten);
+      const written = batch.filter((index) => !skipped.has(index));
+      const finished = Promise.all([
+        release(unwritten),
+        Promise.all(writes).finally(() =>
+          leaseToken && tier
+            ? Promise.all(written.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)))
+            : undefined,
+        ),
+      ]);
+      if (this.options.writeMode === 'background') this.track(finished);
+      else await finished;
+      batch.forEach((index, position) => {
+        settlers.get(index)!.resolve(values[position] as T);
+      });
+    } catch (error) {
+      for (const index of batch) settlers.get(index)!.reject(error);
+    } finally {
+      batch.forEach((index, position) => {
+        this.#endRun(fullKeys[index]!, runs[position]!);
+      });
+    }
+  }
+
+  #startRun(fullKey: string, tags: readonly string[]): FactoryRun {
+    const run: FactoryRun = { tags, superseded: false };
+    let runs = this.#runs.get(fullKey);
+    if (!runs) {
+      runs = new Set();
+      this.#runs.set(fullKey, runs);
+    }
+    runs.add(run);
+    return run;
+  }
+
+  #endRun(fullKey: string, run: FactoryRun): void {
+    const runs = this.#runs.get(fullKey);
+    if (!runs) return;
+    runs.delete(run);
+    if (runs.size === 0) this.#runs.delete(fullKey);
+  }
+
+  /** A flight's value for one more caller (a copy in clone mode, as `getOrSet` hands out). */
+  #handOut<T>(value: T): T {
+    return this.options.l1.mode === 'clone' ? copyOfFlight(value) : value;
+  }
+
   // ---- writes --------------------------------------------------------------------------
 
   /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
@@ -521,6 +856,8 @@ export class CacheEngine {
       computeMs,
       options.tags ?? [],
     );
+    const written = this.#listeners.set;
+    if (written) this.events.emit('set', written, { key: fullKey });
     const tier = this.tier;
     if (!tier) {
       this.#l1Set(fullKey, entry, estimateSize(value));
@@ -541,9 +878,11 @@ export class CacheEngine {
   }
 
   async delete(fullKeys: string[]): Promise<void> {
+    const deleted = this.#listeners.delete;
     for (const key of fullKeys) {
       this.l1.delete(key);
       this.#supersedeKey(key);
+      if (deleted) this.events.emit('delete', deleted, { key });
     }
     if (!this.tier) return;
     await this.tier.delete(fullKeys);
@@ -564,6 +903,8 @@ export class CacheEngine {
       for (const list of lists) for (const key of list) removed.add(key);
       await this.bus?.publish('tag', [...tags]);
     }
+    const deleted = this.#listeners.delete;
+    if (deleted) for (const key of removed) this.events.emit('delete', deleted, { key });
     const edge = this.options.edge;
     if (edge) {
       const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
@@ -585,6 +926,8 @@ export class CacheEngine {
   async clear(fullPrefix: string): Promise<void> {
     this.#clearL1(fullPrefix);
     this.#supersedePrefix(fullPrefix);
+    const cleared = this.#listeners.clear;
+    if (cleared) this.events.emit('clear', cleared, { prefix: fullPrefix });
     if (!this.tier) return;
     await this.tier.clearPrefix(fullPrefix);
     await this.bus?.publish('clear', [fullPrefix]);
@@ -615,6 +958,23 @@ export class CacheEngine {
   }
 
   // ---- internals -----------------------------------------------------------------------
+
+  // Out of line so the read paths stay small; callers check the list first.
+  #emitHit(fullKey: string, tier: 'l1' | 'l2'): void {
+    const listeners = this.#listeners.hit;
+    if (listeners) this.events.emit('hit', listeners, { key: fullKey, tier });
+  }
+
+  #emitMiss(fullKey: string): void {
+    const listeners = this.#listeners.miss;
+    if (listeners) this.events.emit('miss', listeners, { key: fullKey });
+  }
+
+  #servedStale(fullKey: string, reason: StaleReason): void {
+    this.metrics.staleServed(reason);
+    const listeners = this.#listeners.stale;
+    if (listeners) this.events.emit('stale', listeners, { key: fullKey, reason });
+  }
 
   #l1Set(fullKey: string, entry: CacheEntry, bytes: number): void {
     const maxTtlMs = this.options.l1.maxTtlMs;
@@ -706,6 +1066,8 @@ export class CacheEngine {
         break;
     }
     for (const listener of this.busListeners) listener(message);
+    const received = this.#listeners.invalidation;
+    if (received) this.events.emit('invalidation', received, message);
   }
 
   /** Observers of applied bus messages from other instances (measurements and tests). */
@@ -798,4 +1160,31 @@ function deepFreeze(value: unknown): void {
     return;
   }
   for (const entry of Object.values(value)) deepFreeze(entry);
+}
+
+/** A promise with its resolve and reject (one per key of a `getOrSetMany` flight). */
+interface Settler<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: unknown) => void;
+}
+
+function settle<T>(): Settler<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((onValue, onError) => {
+    resolve = onValue;
+    reject = onError;
+  });
+  return { promise, resolve, reject };
+}
+
+/** The values of a `getOrSetMany` factory, aligned with `keys` (a bad shape is a factory error). */
+function alignMany<T>(produced: ManyFactoryResult<T>, keys: readonly string[]): (T | undefined)[] {
+  if (produced instanceof Map) return keys.map((key) => produced.get(key));
+  if (Array.isArray(produced)) {
+    if (produced.length === keys.length) return produced as (T | undefined)[];
+    throw new TypeError(`getOrSetMany factory returned ${produced.length} values for ${keys.length} keys`);
+  }
+  throw new TypeError('getOrSetMany factory must return a Map or an array aligned with its keys');
 }

@@ -39,7 +39,10 @@ export const cacheOptionsSchema = z
   .object({
     /** Root namespace: every key is `<namespace>:<key>`. */
     namespace: z.string().default(''),
-    /** Redis key prefix (also names the bus channel). */
+    /**
+     * Redis key prefix: values live under `<prefix>v:`, the cache's own keys (tag sets, leases,
+     * structures, hot keys) under `<prefix>__`, the bus channel is `<prefix>__bus`.
+     */
     prefix: z.string().min(1).default('noa:cache:'),
     /** Default freshness of an entry in ms (absent: no expiry). */
     ttlMs: positiveMs.optional(),
@@ -175,13 +178,57 @@ export const getOrSetOptionsSchema = setOptionsSchema
 /** Per-call options of `getOrSet` and `wrap` (validated when given). */
 export type GetOrSetOptions = z.input<typeof getOrSetOptionsSchema>;
 
-/** What a factory receives. */
+/**
+ * What a factory receives: the key, the stale value (for a conditional refresh), and control
+ * over the entry it is about to create, decided from the value it computed (adaptive caching).
+ *
+ * ```ts
+ * await cache.getOrSet('feed', async (ctx) => {
+ *   const items = await loadFeed();
+ *   if (items.length === 0) ctx.skip(); // served, not cached
+ *   else ctx.setOptions({ ttlMs: items[0].live ? 5_000 : 600_000, tags: ['feed'] });
+ *   return items;
+ * });
+ * ```
+ */
 export interface FactoryContext<T> {
   /** The key being computed (without namespace). */
-  key: string;
-  /** The stale value in grace, if any (useful for conditional requests). */
-  staleValue: T | undefined;
+  readonly key: string;
+  /**
+   * The value in grace (expired, not yet dropped), if any: a factory can revalidate it (an
+   * HTTP `If-None-Match`, a row version) and return it, with fresh options, when unchanged.
+   */
+  readonly staleValue: T | undefined;
+  /**
+   * Sets the entry's `ttlMs`, `graceMs` and `tags` (over the call's options; later calls
+   * override earlier ones field by field). Validated at once: a bad field throws `ConfigError`
+   * naming it, and if the factory lets it through, `getOrSet` rejects with that error (no stale
+   * value is served over a programming mistake) and nothing is cached.
+   */
+  setOptions(options: SetOptions): void;
+  /**
+   * Declines caching: the value the factory returns still goes to its callers (and to those
+   * waiting on the same key in this process), but neither tier stores it. Returning
+   * `undefined` has the same effect.
+   */
+  skip(): void;
 }
 
-/** Computes a missing value. Returning `undefined` caches nothing. */
+/**
+ * Computes a missing value. Returning `undefined` caches nothing. A factory that ignores its
+ * context (`() => load()`) is a valid one.
+ */
 export type Factory<T> = (context: FactoryContext<T>) => T | Promise<T>;
+
+/** What a `getOrSetMany` factory returns: a map by key, or an array aligned with its keys. */
+export type ManyFactoryResult<T> = ReadonlyMap<string, T> | readonly (T | undefined)[];
+
+/**
+ * Computes many missing values in one call (`getOrSetMany`): it receives only the keys no
+ * tier had fresh and nobody else was computing (without namespace, distinct) and returns
+ * their values as a `Map` (a key it leaves out, or maps to `undefined`, is not cached) or as an
+ * array aligned with `keys`.
+ */
+export type ManyFactory<T> = (
+  keys: readonly string[],
+) => ManyFactoryResult<T> | Promise<ManyFactoryResult<T>>;

@@ -1,12 +1,20 @@
 import type { BreakerState } from '@noa/core';
-import { ClosedError, parseOptions } from '@noa/core';
+import { ClosedError, ConfigError, parseOptions } from '@noa/core';
 import type { BusMessage } from './bus.js';
 import { CacheEngine } from './cache-engine.js';
+import {
+  type CacheEventListener,
+  type CacheEventMap,
+  type CacheEventName,
+  cacheEventNames,
+} from './cache-events.js';
 import {
   type CacheOptions,
   cacheOptionsSchema,
   type Factory,
+  type FactoryContext,
   type GetOrSetOptions,
+  type ManyFactory,
   type SetOptions,
 } from './cache-options.js';
 import { checkGetOrSetOptions, checkSetManyItems, checkSetOptions } from './call-options.js';
@@ -128,7 +136,11 @@ export class Cache {
     return this.#engine.deleteByTags(typeof tags === 'string' ? [tags] : tags);
   }
 
-  /** Removes every key of this namespace (the whole cache at the root) from both tiers. */
+  /**
+   * Removes every value of this namespace (the whole cache at the root) from both tiers. The
+   * root clear also drops the tag sets; live leases, the shared structures and the saved hot
+   * keys stay (README "Redis keys").
+   */
   async clear(): Promise<void> {
     this.#open();
     await this.#engine.clear(this.#prefix);
@@ -136,7 +148,9 @@ export class Cache {
 
   /**
    * Read-through: returns the fresh value, or runs `factory` once (per key, across
-   * instances) and caches its result. With `graceMs`, a stale value is served when the factory
+   * instances) and caches its result. The factory gets a {@link FactoryContext}: the stale
+   * value, and `setOptions` / `skip` to choose the entry's ttl, grace and tags (or no caching)
+   * from the value it computed. With `graceMs`, a stale value is served when the factory
    * fails or exceeds `softTimeoutMs`; without one, `hardTimeoutMs` bounds the wait.
    * Per-call options, when given, are validated by a hand-written check that mirrors their zod
    * schema (a bad one rejects with `ConfigError` naming the field); a call without options
@@ -154,11 +168,44 @@ export class Cache {
   }
 
   /**
+   * Batch read-through: the values of `keys`, aligned with them. Fresh values come from L1,
+   * then from one L2 read (MGET) for the rest; `factory` is called once with only the keys
+   * still missing (distinct, without namespace) and returns a `Map` or an array aligned with
+   * them; their values are written together (one pipeline). A key another caller is already
+   * computing is awaited, not recomputed: in this process through its flight (`getOrSet` and
+   * `getOrSetMany` share them), across instances through its lease (that key then waits as
+   * `getOrSet` would, and computes alone through `factory([key])` if the holder gives up).
+   * `options` (ttl, grace, tags) apply to every entry written; a key the factory leaves out
+   * (or maps to `undefined`) resolves to `undefined` and is not cached. When the factory fails,
+   * keys with a value in grace get it, and the call rejects with `FactoryError` otherwise.
+   */
+  async getOrSetMany<T>(
+    keys: readonly string[],
+    factory: ManyFactory<T>,
+    options?: SetOptions,
+  ): Promise<(T | undefined)[]> {
+    this.#open();
+    if (options !== undefined) checkSetOptions(options);
+    const distinct = [...new Set(keys)];
+    const values = await this.#engine.getOrSetMany(
+      distinct.map((key) => this.#prefix + key),
+      distinct,
+      factory,
+      options ?? noOptions,
+    );
+    if (distinct.length === keys.length) return values;
+    const byKey = new Map(distinct.map((key, index) => [key, values[index]]));
+    return keys.map((key) => byKey.get(key));
+  }
+
+  /**
    * Memoises an async function: `keyFn(...args)` names the entry, `fn(...args)` computes it.
-   * The options are validated once, here (`ConfigError`).
+   * The options are validated once, here (`ConfigError`). `fn` gets the factory context as
+   * `this` (a `function`, not an arrow, can use it: `this.setOptions(...)`, `this.skip()`),
+   * so its own arguments stay exactly the caller's.
    */
   wrap<Args extends unknown[], T>(
-    fn: (...args: Args) => T | Promise<T>,
+    fn: (this: FactoryContext<T>, ...args: Args) => T | Promise<T>,
     keyFn: (...args: Args) => string,
     options?: GetOrSetOptions,
   ): (...args: Args) => Promise<T> {
@@ -167,7 +214,7 @@ export class Cache {
     return (...args: Args) => {
       const key = keyFn(...args);
       if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
-      return this.#engine.getOrSet(this.#prefix + key, key, () => fn(...args), checked);
+      return this.#engine.getOrSet(this.#prefix + key, key, (context) => fn.apply(context, args), checked);
     };
   }
 
@@ -206,6 +253,26 @@ export class Cache {
   async saveHotKeys(limit: number): Promise<void> {
     this.#open();
     await this.#engine.saveHotKeys(limit);
+  }
+
+  /**
+   * Subscribes to a cache event and returns the unsubscribe function. Typed per event:
+   * `cache.on('hit', ({ key, tier }) => …)`; see {@link CacheEventMap} for every event and its
+   * payload. Listeners run synchronously inside the cache call (keep them cheap; one that
+   * throws is logged and ignored). Events are cache-wide: a namespace view subscribes to its
+   * whole cache, and keys are full keys (`<namespace>:<key>`). With no listener for an event,
+   * its emitting sites cost one property read.
+   */
+  on<E extends CacheEventName>(event: E, listener: CacheEventListener<E>): () => void {
+    if (!cacheEventNames.has(event)) {
+      throw new ConfigError('cache-manager on', [
+        {
+          path: 'event',
+          message: `unknown event ${JSON.stringify(event)}; one of ${[...cacheEventNames].join(', ')}`,
+        },
+      ]);
+    }
+    return this.#engine.events.on(event, listener);
   }
 
   /**

@@ -77,6 +77,11 @@ export function checkSetOptions(options: unknown): void {
   if (!passes(options, setOptionRules)) explain('cache-manager set', setOptionsSchema, options);
 }
 
+/** Validates what a factory sets through its context; throws `ConfigError` naming the bad field. */
+export function checkFactoryOptions(options: unknown): void {
+  if (!passes(options, setOptionRules)) explain('cache-manager factory context', setOptionsSchema, options);
+}
+
 /** Validates `setMany` items (key, value and options); the `ConfigError` path names the item (`2.ttlMs`). */
 export function checkSetManyItems(items: readonly unknown[]): void {
   for (let index = 0; index < items.length; index += 1) {

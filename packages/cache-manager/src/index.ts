@@ -1,5 +1,6 @@
 export type { BusMessage } from './bus.js';
 export { Cache, type CacheItem, type CacheStats } from './cache.js';
+export type { CacheEventListener, CacheEventMap, CacheEventName, StaleReason } from './cache-events.js';
 export {
   type CacheOptions,
   cacheOptionsSchema,
@@ -7,6 +8,8 @@ export {
   type FactoryContext,
   type GetOrSetOptions,
   getOrSetOptionsSchema,
+  type ManyFactory,
+  type ManyFactoryResult,
   type SetOptions,
   setOptionsSchema,
 } from './cache-options.js';

@@ -61,6 +61,8 @@ export class RedisTier {
   readonly client: RedisClient;
   readonly #guard: RedisGuard;
   readonly #prefix: string;
+  /** `<prefix>v:`: every cache value lives under it (see {@link RedisTier.dataKey}). */
+  readonly #dataPrefix: string;
   readonly #cluster: boolean;
   readonly #reads: TickBatcher<string, Buffer | undefined> | undefined;
   readonly #writes: TickBatcher<PendingWrite, boolean> | undefined;
@@ -69,6 +71,7 @@ export class RedisTier {
     this.client = client;
     this.#guard = guard;
     this.#prefix = prefix;
+    this.#dataPrefix = `${prefix}v:`;
     this.#cluster = isCluster(client);
     if (batching && !this.#cluster) {
       // Reads go out as MGETs of at most 16 keys: with one MGET per turn, Redis and this process
@@ -91,9 +94,16 @@ export class RedisTier {
     return this.#guard.state;
   }
 
-  /** Redis key of a cache key. */
+  /**
+   * Redis key of a cache key: `<prefix>v:<key>`. Internal keys (`<prefix>__tag:…`,
+   * `__lease:…`, `__structures`, `__hot`) never start with `v:`, so no cache key can collide
+   * with them, and a clear can SCAN values alone. A fixed marker rather than escaping costs
+   * nothing per operation (one precomputed prefix) and adds no braces, so a key's hash slot
+   * is still chosen by its own `{…}` part (or the prefix's), as are its lease's and its tag
+   * sets' when they carry the same hash tag.
+   */
   dataKey(key: string): string {
-    return this.#prefix + key;
+    return this.#dataPrefix + key;
   }
 
   /** Redis key of a tag's key set. */
@@ -275,20 +285,29 @@ export class RedisTier {
     });
   }
 
-  /** Deletes every data key under `keyPrefix` (SCAN on every master; clear is rare). */
+  /**
+   * Deletes every value under `keyPrefix` (SCAN on every master; clear is rare). The root clear
+   * (`keyPrefix` empty) also deletes the tag sets, which would only name deleted keys. Never
+   * deleted: live leases (a computation in progress keeps its single flight), the shared
+   * structures list (values written by other instances meanwhile still need it) and the saved
+   * hot keys (a missing key there is only a miss at the next start).
+   */
   clearPrefix(keyPrefix: string): Promise<boolean> {
     return this.#guard.run('clear', false, async () => {
-      const pattern = `${escapeGlob(this.#prefix + keyPrefix)}*`;
+      const patterns = [`${escapeGlob(this.#dataPrefix + keyPrefix)}*`];
+      if (keyPrefix === '') patterns.push(`${escapeGlob(`${this.#prefix}__tag:`)}*`);
       const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
       await Promise.all(
-        nodes.map(async (node) => {
-          let cursor = '0';
-          do {
-            const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-            cursor = next;
-            if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)));
-          } while (cursor !== '0');
-        }),
+        nodes.flatMap((node) =>
+          patterns.map(async (pattern) => {
+            let cursor = '0';
+            do {
+              const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+              cursor = next;
+              if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)));
+            } while (cursor !== '0');
+          }),
+        ),
       );
       return true;
     });

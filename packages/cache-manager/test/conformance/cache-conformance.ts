@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { delay, ManualClock } from '@noa/core';
+import { ConfigError, delay, ManualClock } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions, FactoryError } from '../../src/index.js';
+import { Cache, type CacheOptions, type FactoryContext, FactoryError } from '../../src/index.js';
 
 /** Builds caches on one backend; every cache built by one factory shares that backend. */
 export interface ConformanceBackend {
@@ -31,6 +31,11 @@ export function describeCacheConformance(
       const cache = new Cache({ ...backend.options(), ...extra });
       caches.push(cache);
       return cache;
+    };
+    /** A prefix under the backend's own (so its cleanup drops it) for tests that clear the root. */
+    const ownPrefix = () => {
+      backend ??= setup();
+      return backend.options().prefix ?? 'noa:cache:';
     };
     afterAll(async () => {
       await Promise.all(caches.map((cache) => cache.close()));
@@ -203,6 +208,306 @@ export function describeCacheConformance(
       expect(await cache.get('broken')).toBeUndefined();
     });
 
+    it('the factory context sets ttl, grace and tags from the computed value', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, ttlMs: 3_600_000 });
+      const load = (live: boolean) =>
+        cache.getOrSet(live ? 'score:live' : 'score:final', (ctx) => {
+          ctx.setOptions({ ttlMs: live ? 1_000 : 60_000, tags: ['scores'] });
+          ctx.setOptions({ graceMs: 30_000 }); // merged with the first call, field by field
+          return { live };
+        });
+      await Promise.all([load(true), load(false)]);
+      clock.advance(1_000);
+      // The live score expired after the factory's 1 s, the final one did not (the cache's
+      // default of an hour applied to neither).
+      expect(await cache.getMany(['score:live', 'score:final'])).toEqual([undefined, { live: false }]);
+      // The grace the factory chose serves the stale value when the source fails.
+      expect(await cache.getOrSet('score:live', () => Promise.reject(new Error('down')))).toEqual({
+        live: true,
+      });
+      // The tags it chose reach every instance.
+      const other = shared ? make({ clock }) : cache;
+      expect(await other.deleteByTag('scores')).toBeGreaterThanOrEqual(1);
+      expect(await (shared ? make({ clock }) : cache).get('score:final')).toBeUndefined();
+    });
+
+    it('the factory context can decline caching: the value is returned, not stored', async () => {
+      const cache = make();
+      let runs = 0;
+      const search = (ctx: FactoryContext<string[]>) => {
+        runs += 1;
+        const hits: string[] = [];
+        if (hits.length === 0) ctx.skip();
+        return hits;
+      };
+      expect(await cache.getOrSet('search:nothing', search)).toEqual([]);
+      expect(await cache.getOrSet('search:nothing', search)).toEqual([]);
+      expect(runs).toBe(2);
+      expect(await (shared ? make() : cache).has('search:nothing')).toBe(false);
+    });
+
+    it('the factory sees the stale value and can revalidate it', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000 });
+      const seen: unknown[] = [];
+      const revalidate = (ctx: FactoryContext<{ etag: string; body: string }>) => {
+        seen.push(ctx.staleValue);
+        // The source answers "not modified": keep the stale body, fresh again for a minute.
+        if (ctx.staleValue?.etag === 'v1') {
+          ctx.setOptions({ ttlMs: 60_000 });
+          return ctx.staleValue;
+        }
+        return { etag: 'v1', body: 'page' };
+      };
+      await cache.getOrSet('page', revalidate, { ttlMs: 1_000 });
+      clock.advance(2_000);
+      expect(await cache.getOrSet('page', revalidate)).toEqual({ etag: 'v1', body: 'page' });
+      expect(seen).toEqual([undefined, { etag: 'v1', body: 'page' }]);
+      clock.advance(30_000);
+      expect(await (shared ? make({ clock }) : cache).get('page')).toEqual({ etag: 'v1', body: 'page' });
+    });
+
+    it('bad options set through the context reject with ConfigError naming the field, never stale', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000 });
+      await cache.set('conf', 'old', { ttlMs: 1_000 });
+      clock.advance(2_000);
+      const error = await cache
+        .getOrSet('conf', (ctx) => {
+          ctx.setOptions({ ttlMs: -5, tags: 'not-a-list' as unknown as string[] });
+          return 'new';
+        })
+        .catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).fields.sort()).toEqual(['tags', 'ttlMs']);
+      expect((error as ConfigError).message).toContain('factory context');
+      expect(await (shared ? make({ clock }) : cache).get('conf')).toBeUndefined();
+    });
+
+    it('wrap passes the factory context as `this`, leaving the arguments alone', async () => {
+      const cache = make();
+      const lookup = cache.wrap(
+        async function (this: FactoryContext<string | null>, id: string, fallback?: string) {
+          if (id === 'missing') {
+            this.skip();
+            return fallback ?? null;
+          }
+          this.setOptions({ tags: [`row:${id}`] });
+          return `row ${id}`;
+        },
+        (id: string, _fallback?: string) => `row:${id}`,
+      );
+      expect(await lookup('missing')).toBeNull();
+      expect(await lookup('missing', 'default')).toBe('default');
+      expect(await lookup('7')).toBe('row 7');
+      expect(await cache.has('row:missing')).toBe(false);
+      expect(await cache.deleteByTag('row:7')).toBeGreaterThanOrEqual(1);
+      expect(await cache.has('row:7')).toBe(false);
+    });
+
+    it('events report hits by tier, misses, writes, deletes and clears, until unsubscribed', async () => {
+      const cache = make();
+      const seen: string[] = [];
+      const stops = [
+        cache.on('hit', ({ key, tier }) => seen.push(`hit ${tier} ${key}`)),
+        cache.on('miss', ({ key }) => seen.push(`miss ${key}`)),
+        cache.on('set', ({ key }) => seen.push(`set ${key}`)),
+        cache.on('delete', ({ key }) => seen.push(`delete ${key}`)),
+        cache.on('clear', ({ prefix }) => seen.push(`clear ${prefix}`)),
+      ];
+      await cache.set('ev:a', 1, { tags: ['ev'] });
+      await cache.get('ev:a');
+      await cache.getMany(['ev:a', 'ev:none']);
+      await cache.getOrSet('ev:b', () => 2);
+      await cache.getOrSet('ev:b', () => 2);
+      await cache.namespace('ns').get('k');
+      await cache.delete('ev:b');
+      await cache.deleteByTag('ev');
+      await cache.namespace('ns').clear();
+      expect(seen).toEqual([
+        'set ev:a',
+        'hit l1 ev:a',
+        'hit l1 ev:a',
+        'miss ev:none',
+        'miss ev:b',
+        'set ev:b',
+        'hit l1 ev:b',
+        'miss ns:k',
+        'delete ev:b',
+        'delete ev:a',
+        'clear ns:',
+      ]);
+      if (shared) {
+        const other = make();
+        other.on('hit', ({ key, tier }) => seen.push(`other hit ${tier} ${key}`));
+        await cache.set('ev:c', 3);
+        await other.get('ev:c');
+        expect(seen.at(-1)).toBe('other hit l2 ev:c');
+      }
+      for (const stop of stops) stop();
+      const before = seen.length;
+      await cache.set('ev:d', 4);
+      await cache.get('ev:d');
+      await cache.get('ev:none');
+      expect(seen.length).toBe(before);
+    });
+
+    it('events report factory errors and stale values served, with the reason', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, graceBackoffMs: 0 });
+      const failures: unknown[] = [];
+      const stale: string[] = [];
+      cache.on('factory-error', ({ key, error }) => failures.push([key, (error as Error).message]));
+      cache.on('stale', ({ key, reason }) => stale.push(`${key} ${reason}`));
+      await cache.getOrSet('ev:flaky', () => 'v1', { ttlMs: 1_000 });
+      clock.advance(2_000);
+      expect(await cache.getOrSet('ev:flaky', () => Promise.reject(new Error('down')))).toBe('v1');
+      await expect(
+        cache.getOrSet('ev:never', () => Promise.reject(new Error('gone'))),
+      ).rejects.toBeInstanceOf(FactoryError);
+      expect(failures).toEqual([
+        ['ev:flaky', 'down'],
+        ['ev:never', 'gone'],
+      ]);
+      expect(stale).toEqual(['ev:flaky factory_error']);
+    });
+
+    it('a throwing listener does not break the call; an unknown event name is refused', async () => {
+      const cache = make();
+      cache.on('set', () => {
+        throw new Error('listener bug');
+      });
+      await cache.set('ev:safe', 'ok');
+      expect(await cache.get('ev:safe')).toBe('ok');
+      expect(() => cache.on('hits' as 'hit', () => {})).toThrow(ConfigError);
+    });
+
+    it.skipIf(!shared)('events report invalidations received over the bus', async () => {
+      const a = make();
+      const b = make();
+      await Promise.all([a.ready(), b.ready()]);
+      const received = new Promise<string>((resolve) => {
+        const stop = b.on('invalidation', (message) => {
+          if (message.t === 'del' && message.k.includes('ev:bus')) {
+            stop();
+            resolve(message.o);
+          }
+        });
+      });
+      await a.set('ev:bus', 1);
+      await a.delete('ev:bus');
+      expect(typeof (await received)).toBe('string');
+    });
+
+    it('getOrSetMany reads what is cached and calls the factory once for the rest, aligned with the keys', async () => {
+      const cache = make();
+      await cache.set('many:a', 'A');
+      const calls: string[][] = [];
+      const loadMany = async (keys: readonly string[]) => {
+        calls.push([...keys]);
+        return keys.map((key) => key.toUpperCase());
+      };
+      expect(await cache.getOrSetMany(['many:a', 'many:b', 'many:c', 'many:b'], loadMany)).toEqual([
+        'A',
+        'MANY:B',
+        'MANY:C',
+        'MANY:B',
+      ]);
+      expect(calls).toEqual([['many:b', 'many:c']]);
+      // Cached in every tier: a fresh instance reads them without calling its factory.
+      const reader = shared ? make() : cache;
+      expect(await reader.getOrSetMany(['many:c', 'many:b', 'many:a'], loadMany)).toEqual([
+        'MANY:C',
+        'MANY:B',
+        'A',
+      ]);
+      expect(calls).toHaveLength(1);
+      // Namespaced keys reach the factory without the namespace.
+      const seen: string[][] = [];
+      await cache.namespace('ns').getOrSetMany(['k'], (keys) => {
+        seen.push([...keys]);
+        return new Map([['k', 1]]);
+      });
+      expect(seen).toEqual([['k']]);
+      expect(await cache.get('ns:k')).toBe(1);
+    });
+
+    it('getOrSetMany caches nothing for keys the factory leaves out, and a misaligned result is a FactoryError', async () => {
+      const cache = make();
+      const partial = await cache.getOrSetMany(['part:1', 'part:2'], () => new Map([['part:1', 'one']]));
+      expect(partial).toEqual(['one', undefined]);
+      expect(await (shared ? make() : cache).getMany(['part:1', 'part:2'])).toEqual(['one', undefined]);
+      const error = await cache
+        .getOrSetMany(['bad:1', 'bad:2'], () => ['only one'])
+        .catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(FactoryError);
+      expect(String((error as FactoryError).cause)).toContain('1 values for 2 keys');
+      expect(await cache.has('bad:1')).toBe(false);
+    });
+
+    it('getOrSetMany and getOrSet share flights: a key being computed is awaited, not recomputed', async () => {
+      const cache = make();
+      let singleRuns = 0;
+      const slowSingle = cache.getOrSet('fl:1', async () => {
+        singleRuns += 1;
+        await delay(50);
+        return 'from getOrSet';
+      });
+      const batches: string[][] = [];
+      const many = cache.getOrSetMany(['fl:1', 'fl:2'], async (keys) => {
+        batches.push([...keys]);
+        await delay(50);
+        return keys.map((key) => `batch ${key}`);
+      });
+      // And the other way round: once the batch computes fl:2, getOrSet joins its flight.
+      await delay(20);
+      const joiner = cache.getOrSet('fl:2', () => {
+        singleRuns += 1;
+        return 'recomputed';
+      });
+      expect(await many).toEqual(['from getOrSet', 'batch fl:2']);
+      expect(await slowSingle).toBe('from getOrSet');
+      expect(await joiner).toBe('batch fl:2');
+      expect(batches).toEqual([['fl:2']]);
+      expect(singleRuns).toBe(1);
+    });
+
+    it('getOrSetMany serves values in grace when the factory fails, FactoryError without one', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, graceBackoffMs: 0 });
+      await cache.set('gr:old', 'old', { ttlMs: 1_000 });
+      clock.advance(2_000);
+      const failing = () => Promise.reject(new Error('source down'));
+      const error = await cache
+        .getOrSetMany(['gr:old', 'gr:new'], failing)
+        .catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(FactoryError);
+      expect((error as FactoryError).cause).toMatchObject({ message: 'source down' });
+      expect(await cache.getOrSetMany(['gr:old'], failing)).toEqual(['old']);
+    });
+
+    it.skipIf(!shared)(
+      'getOrSetMany across instances: keys leased by another instance are awaited, not recomputed',
+      async () => {
+        const a = make();
+        const b = make();
+        await Promise.all([a.ready(), b.ready()]);
+        const computed: string[] = [];
+        const loader = (label: string) => async (keys: readonly string[]) => {
+          computed.push(...keys);
+          await delay(150);
+          return keys.map((key) => `${label} ${key}`);
+        };
+        const first = a.getOrSetMany(['x:1', 'x:2', 'x:3'], loader('a'));
+        await delay(40); // a holds the leases of x:1..3 and is computing
+        const second = b.getOrSetMany(['x:2', 'x:3', 'x:4'], loader('b'));
+        expect(await first).toEqual(['a x:1', 'a x:2', 'a x:3']);
+        expect(await second).toEqual(['a x:2', 'a x:3', 'b x:4']);
+        expect(computed.sort()).toEqual(['x:1', 'x:2', 'x:3', 'x:4']);
+      },
+    );
+
     it('wrap memoises by key', async () => {
       const cache = make();
       let calls = 0;
@@ -299,6 +604,60 @@ export function describeCacheConformance(
         values.map(() => undefined),
       );
     });
+
+    it('user keys shaped like internal keys neither break nor are broken by the cache', async () => {
+      // The cache's own Redis keys (tag sets, leases, structures, hot keys) once shared the user
+      // key space: a user key `__lease:k` held k's lease forever, `__tag:x` broke every write
+      // tagged x (WRONGTYPE). A prefix of its own keeps the root clear of other tests.
+      const own = { prefix: `${ownPrefix()}iso:` };
+      const cache = make(own);
+      const lookalikes = ['__structures', '__tag:x', '__lease:k', '__hot', '__bus', 'v:k', '__tag:'];
+      await cache.setMany(lookalikes.map((key) => ({ key, value: { key, shape: 'record' } })));
+      await cache.set('tagged', { n: 1 }, { tags: ['x'] });
+      expect(
+        await cache.getOrSet('k', () => ({ computed: 'k' }), { tags: ['x'], lockTimeoutMs: 1_000 }),
+      ).toEqual({
+        computed: 'k',
+      });
+      expect(await cache.deleteByTag('x')).toBeGreaterThanOrEqual(2);
+      const reader = shared ? make(own) : cache;
+      expect(await reader.getMany(['tagged', 'k'])).toEqual([undefined, undefined]);
+      expect(await reader.getMany(lookalikes)).toEqual(lookalikes.map((key) => ({ key, shape: 'record' })));
+      await cache.delete('__lease:k');
+      const fresh = shared ? make(own) : cache;
+      expect(await fresh.get('__lease:k')).toBeUndefined();
+      expect(await fresh.get('__tag:x')).toEqual({ key: '__tag:x', shape: 'record' });
+    });
+
+    it.skipIf(!shared)(
+      'the root clear removes every value but keeps live leases and the shared structures',
+      async () => {
+        const own = { prefix: `${ownPrefix()}rootclear:` };
+        const writer = make(own);
+        await writer.set('before', { name: 'a', age: 1 });
+        let running = 0;
+        let most = 0;
+        const slow = async () => {
+          running += 1;
+          most = Math.max(most, running);
+          await delay(150);
+          running -= 1;
+          return { name: 'slow', age: 2 };
+        };
+        const computing = writer.getOrSet('slow', slow);
+        await delay(30);
+        await make(own).clear();
+        expect(await make(own).get('before')).toBeUndefined();
+        // The lease survives the clear: a second instance waits for the first instead of running
+        // the factory alongside it.
+        await Promise.all([computing, make(own).getOrSet('slow', slow)]);
+        expect(most).toBe(1);
+        // Written after the clear with the structures the writer holds: a fresh instance, which
+        // loads the list from Redis, must still decode it.
+        await writer.set('after', { name: 'b', age: 3 });
+        expect(await make(own).get('after')).toEqual({ name: 'b', age: 3 });
+      },
+    );
 
     it.skipIf(!shared)('a second instance reads what the first wrote', async () => {
       const a = make();

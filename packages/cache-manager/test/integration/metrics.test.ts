@@ -114,7 +114,7 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
       warn: (message: string) => warnings.push(message),
     };
     const cache = await make({ registry, logger });
-    await redis!.set(`${prefix}foreign`, 'written by another program');
+    await redis!.set(`${prefix}v:foreign`, 'written by another program');
     const decodeErrors = 'noa_cache_manager_errors_total{tier="l2",operation="decode"}';
     expect(await cache.get('foreign')).toBeUndefined();
     expect(await sample(registry, decodeErrors)).toBe(1);

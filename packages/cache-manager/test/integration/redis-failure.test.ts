@@ -131,7 +131,7 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
     let recovered = false;
     while (Date.now() < deadline && !recovered) {
       await cache.set('after', 'recovered');
-      const written = (await redis.getBuffer('fail:after').catch(() => null)) !== null;
+      const written = (await redis.getBuffer('fail:v:after').catch(() => null)) !== null;
       // A loaded machine may time out a call or two right after the restart, re-opening the
       // breaker briefly: recovery means it settles closed with writes reaching Redis.
       recovered = written && cache.stats().l2 === 'closed';

@@ -57,8 +57,8 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
 
     const second = await cacheOn(prefix);
     await second.set('p2', page(2));
-    const shared = (await redis!.getBuffer(`${prefix}p2`))!;
-    const inline = (await redis!.getBuffer(`${prefix}p0`))!;
+    const shared = (await redis!.getBuffer(`${prefix}v:p2`))!;
+    const inline = (await redis!.getBuffer(`${prefix}v:p0`))!;
     expect(shared[0]! >> 4).toBe(2); // format 2: structures by id
     expect(inline[0]! >> 4).toBe(2); // the list existed (empty) when p0 was written
     expect(shared.length).toBeLessThan(inline.length);
@@ -75,7 +75,7 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
     const old = await cacheOn(prefix, { sharedStructures: false });
     await old.set('a', page(1));
     await old.set('b', page(2));
-    const bytes = (await redis!.getBuffer(`${prefix}a`))!;
+    const bytes = (await redis!.getBuffer(`${prefix}v:a`))!;
     expect(bytes[0]! >> 4).toBe(1);
     expect(await redis!.exists(`${prefix}__structures`)).toBe(0);
     const current = await cacheOn(prefix);
@@ -87,7 +87,7 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
     const writer = await cacheOn(prefix);
     for (let index = 0; index < 3; index += 1) await writer.set(`k${index}`, page(index));
     await writer.close();
-    const before = (await redis!.getBuffer(`${prefix}k2`))!;
+    const before = (await redis!.getBuffer(`${prefix}v:k2`))!;
     expect(before[5]).toBeGreaterThan(0); // k2 uses shared structures
     // Evicted or flushed: a new instance starts a new epoch.
     await redis!.del(`${prefix}__structures`);
@@ -118,7 +118,7 @@ describe.skipIf(!hasRedisServer)(
         await writer.set('k1', page(1)); // second sighting: the shapes are proposed
         await delay(100); // appended to the list
         await writer.set('k2', page(2));
-        expect((await redis.getBuffer('restart:k2'))![5]).toBeGreaterThan(0); // uses shared structures
+        expect((await redis.getBuffer('restart:v:k2'))![5]).toBeGreaterThan(0); // uses shared structures
         await server.kill();
         await delay(200);
         await server.restart();

@@ -204,4 +204,36 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     release();
     expect(await slow).toBe('done');
   });
+
+  it('a holder that caches nothing (ctx.skip, undefined) wakes the waiters at once, which then compute', async () => {
+    const [holder] = await instances(1);
+    // This waiter re-checks Redis only once a minute: without the holder's wake-up it would
+    // still be waiting long after the generous 2 s bound below (the holder is done in ~100 ms).
+    const [waiter] = await instances(1, { lock: { pollMs: 60_000, timeoutMs: 60_000 } });
+    const soon = <T>(promise: Promise<T>) =>
+      Promise.race([promise, delay(2_000).then(() => 'still waiting')]);
+    for (const [key, skipping] of [
+      ['skip:ctx', true],
+      ['skip:undefined', false],
+    ] as const) {
+      const held = holder!.getOrSet(key, async (ctx) => {
+        await delay(100);
+        if (skipping) ctx.skip();
+        return skipping ? 'not for the cache' : undefined;
+      });
+      await delay(30);
+      const waited = waiter!.getOrSet(key, () => 'computed by the waiter');
+      expect(await held).toBe(skipping ? 'not for the cache' : undefined);
+      expect(await soon(waited)).toBe('computed by the waiter');
+    }
+    // getOrSetMany too, for the keys it leaves uncached.
+    const batch = holder!.getOrSetMany(['skip:many'], async () => {
+      await delay(100);
+      return new Map<string, string>();
+    });
+    await delay(30);
+    const waited = waiter!.getOrSet('skip:many', () => 'computed by the waiter');
+    expect(await batch).toEqual([undefined]);
+    expect(await soon(waited)).toBe('computed by the waiter');
+  });
 });

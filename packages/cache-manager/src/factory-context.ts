@@ -1,0 +1,60 @@
+import type { ConfigError } from '@noa/core';
+import type { FactoryContext, SetOptions } from './cache-options.js';
+import { checkFactoryOptions } from './call-options.js';
+
+/** What a factory run decided about its own entry (read by the engine once it returns). */
+interface FactoryRunState {
+  /** Tags of the run, so a `deleteByTag` while it runs supersedes it (see `FactoryRun`). */
+  tags: readonly string[];
+}
+
+/**
+ * The context of one factory run: the stale value, and the entry options the factory chose
+ * from what it computed. Options are validated when set, so a bad value fails in the factory's
+ * own stack, naming the field.
+ */
+export class FactoryRunContext<T> implements FactoryContext<T> {
+  readonly key: string;
+  readonly staleValue: T | undefined;
+  readonly #run: FactoryRunState;
+  #options: SetOptions | undefined;
+  #skipped = false;
+  /** The errors `setOptions` threw: a caller's mistake, never served over with a stale value. */
+  readonly #rejections = new Set<ConfigError>();
+
+  constructor(key: string, staleValue: T | undefined, run: FactoryRunState) {
+    this.key = key;
+    this.staleValue = staleValue;
+    this.#run = run;
+  }
+
+  setOptions(options: SetOptions): void {
+    try {
+      checkFactoryOptions(options);
+    } catch (error) {
+      this.#rejections.add(error as ConfigError);
+      throw error;
+    }
+    this.#options = { ...this.#options, ...options };
+    if (options.tags !== undefined) this.#run.tags = options.tags;
+  }
+
+  skip(): void {
+    this.#skipped = true;
+  }
+
+  /** The options set by the factory (undefined when it set none). */
+  get options(): SetOptions | undefined {
+    return this.#options;
+  }
+
+  /** True when the factory declined caching its result. */
+  get skipped(): boolean {
+    return this.#skipped;
+  }
+
+  /** True when `error` is one `setOptions` threw (and the factory let through). */
+  rejected(error: unknown): error is ConfigError {
+    return this.#rejections.has(error as ConfigError);
+  }
+}

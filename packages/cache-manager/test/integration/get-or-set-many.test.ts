@@ -1,0 +1,97 @@
+import { delay } from '@noa/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache, type CacheEventName } from '../../src/index.js';
+import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+
+/** The real client, counting the calls of the named methods (the commands still go to Redis). */
+function counting(redis: Redis, methods: readonly string[]): { client: Redis; calls: Map<string, number> } {
+  const calls = new Map<string, number>();
+  const client = new Proxy(redis, {
+    get(target, property) {
+      const value = Reflect.get(target, property);
+      if (typeof value !== 'function') return value;
+      const name = String(property);
+      if (!methods.includes(name)) return value.bind(target);
+      return (...args: unknown[]) => {
+        calls.set(name, (calls.get(name) ?? 0) + 1);
+        return (value as (...all: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { client, calls };
+}
+
+describe.skipIf(!redisUp)('getOrSetMany on a real Redis', () => {
+  const prefix = testPrefix('cm_many');
+  const redis = redisUp ? new Redis(redisUrl) : undefined;
+  const caches: Cache[] = [];
+  const open = (options: ConstructorParameters<typeof Cache>[0] = {}) => {
+    const cache = new Cache({ redis, prefix, ...options });
+    caches.push(cache);
+    return cache;
+  };
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    if (redis) {
+      await dropPrefix(prefix);
+      redis.disconnect();
+    }
+  });
+
+  it('reads every key in one MGET and writes the computed values in one pipeline', async () => {
+    await open().setMany([
+      { key: 'io:1', value: 1 },
+      { key: 'io:2', value: 2 },
+    ]);
+    const { client, calls } = counting(redis!, ['mgetBuffer', 'getBuffer', 'pipeline']);
+    const cache = new Cache({ redis: client, prefix, bus: false, lock: { enabled: false } });
+    caches.push(cache);
+    const keys = ['io:1', 'io:2', 'io:3', 'io:4', 'io:5'];
+    const values = await cache.getOrSetMany(keys, (missing) => missing.map((key) => Number(key.slice(3))));
+    expect(values).toEqual([1, 2, 3, 4, 5]);
+    expect(Object.fromEntries(calls)).toEqual({ mgetBuffer: 1, pipeline: 1 });
+    // With leases, the keys it leased are read once more (the double check `getOrSet` makes too).
+    const { client: locking, calls: lockingCalls } = counting(redis!, [
+      'mgetBuffer',
+      'getBuffer',
+      'pipeline',
+      'set',
+    ]);
+    const leased = new Cache({ redis: locking, prefix, bus: false });
+    caches.push(leased);
+    await leased.getOrSetMany(['io:1', 'io:6', 'io:7'], (missing) => missing.map(() => 0));
+    expect(Object.fromEntries(lockingCalls)).toEqual({ mgetBuffer: 2, set: 2, pipeline: 1 });
+  });
+
+  it('a key whose holder on another instance fails is computed alone by the waiter', async () => {
+    const a = open();
+    const b = open();
+    await Promise.all([a.ready(), b.ready()]);
+    const failing = a.getOrSetMany(['hand:1'], async () => {
+      await delay(100);
+      throw new Error('holder failed');
+    });
+    await delay(30);
+    const asked: string[][] = [];
+    const taken = b.getOrSetMany(['hand:1', 'hand:2'], (keys) => {
+      asked.push([...keys]);
+      return keys.map((key) => `b ${key}`);
+    });
+    await expect(failing).rejects.toMatchObject({ code: 'NOA_CACHE_FACTORY_FAILED' });
+    expect(await taken).toEqual(['b hand:1', 'b hand:2']);
+    // hand:2 in the batch; hand:1, whose lease a held, alone once a released it.
+    expect(asked).toEqual([['hand:2'], ['hand:1']]);
+  });
+
+  it('emits hit and miss per key, and set for each value written', async () => {
+    const cache = open();
+    await cache.set('ev:1', 'one');
+    const fresh = open();
+    const seen: string[] = [];
+    for (const event of ['hit', 'miss', 'set'] as const satisfies readonly CacheEventName[]) {
+      fresh.on(event, (payload) => seen.push(`${event} ${'key' in payload ? payload.key : ''}`));
+    }
+    await fresh.getOrSetMany(['ev:1', 'ev:2'], (keys) => keys.map(() => 'computed'));
+    expect(seen).toEqual(['hit ev:1', 'miss ev:2', 'set ev:2']);
+  });
+});
