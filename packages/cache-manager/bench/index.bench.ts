@@ -8,7 +8,7 @@ import { redisBusDriver, redisDriver } from 'bentocache/drivers/redis';
 import { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { Cache } from '../src/index.js';
-import { readBatchMaxKeys } from '../src/l2/redis-tier.js';
+import { dataKeyMarker, readBatchMaxKeys } from '../src/l2/redis-tier.js';
 import { msgpackOptions } from '../src/serialization/value-serializer.js';
 import { hitRate, hitRateTraces } from './hit-rate.js';
 import { opsWithin, sampleMs } from './measure.js';
@@ -34,6 +34,8 @@ const KEYS = size(200, 20);
 
 // ---- contenders ----------------------------------------------------------------------
 const ours = new Cache({ redis, prefix: `${prefix}ours:` });
+/** Where our values live in Redis (the cache's own keys, e.g. its structures, sit beside them). */
+const oursData = `${prefix}ours:${dataKeyMarker}`;
 const oursL2Reader = new Cache({ redis, prefix: `${prefix}ours:`, bus: false, l1: { maxEntries: 1 } });
 // The same with compression from 16 KiB (the default before: 64 KiB), for the trade-off row.
 const zstdOptions = { compression: { algorithm: 'zstd', thresholdBytes: 16_384 } } as const;
@@ -93,8 +95,12 @@ async function learnShapes(cache: Cache, value: unknown): Promise<void> {
  * The floor of any cache that returns decoded objects: our stored bytes fetched the cheapest
  * way we know (the same-turn MGET batching our reads use, without guard, breaker, L1 or
  * entry fields) plus msgpackr's unpack with the same shared structures. Nothing else.
+ * `keyPrefix` is the cache's prefix (its structures list), `valuePrefix` where its values live.
  */
-async function mgetAndUnpack(keyPrefix: string): Promise<{
+async function mgetAndUnpack(
+  keyPrefix: string,
+  valuePrefix: string,
+): Promise<{
   fetchAndUnpack: (key: string) => Promise<unknown>;
   unpack: (bytes: Buffer | null) => unknown;
 }> {
@@ -120,7 +126,7 @@ async function mgetAndUnpack(keyPrefix: string): Promise<{
   const fetch = (key: string) =>
     new Promise<Buffer | null>((resolve, reject) => {
       if (batch.length === 0) setImmediate(send);
-      batch.push({ key: keyPrefix + key, resolve, reject });
+      batch.push({ key: valuePrefix + key, resolve, reject });
       if (batch.length >= readBatchMaxKeys) send();
     });
   const unpack = (bytes: Buffer | null) => {
@@ -170,8 +176,8 @@ for (const [label, value] of payloadCases) {
   const keys = Array.from({ length: KEYS }, (_, index) => `l2:${label}:${index}`);
   await learnShapes(ours, value);
   await Promise.all(keys.map((key) => ours.set(key, value, { ttlMs: 3_600_000 })));
-  const { fetchAndUnpack: floor, unpack } = await mgetAndUnpack(`${prefix}ours:`);
-  const storedBytes = await raw.getBuffer(`${prefix}ours:${keys[0]!}`);
+  const { fetchAndUnpack: floor, unpack } = await mgetAndUnpack(`${prefix}ours:`, oursData);
+  const storedBytes = await raw.getBuffer(`${oursData}${keys[0]!}`);
   await Promise.all(keys.map((key) => bentoL2.set({ key, value, ttl: '1h' })));
   // Plain Redis as an application would use it: the value as JSON, GET then JSON.parse.
   const json = JSON.stringify(value);
@@ -192,7 +198,7 @@ for (const [label, value] of payloadCases) {
     goal: 0.8,
     anchor: 'ioredis@5.11.1 getBuffer (no decode)',
     ours: () => opsWithin((index) => oursL2Reader.get(keys[index % KEYS]!), IN_FLIGHT),
-    theirs: () => opsWithin((index) => raw.getBuffer(`${prefix}ours:${keys[index % KEYS]!}`), IN_FLIGHT),
+    theirs: () => opsWithin((index) => raw.getBuffer(`${oursData}${keys[index % KEYS]!}`), IN_FLIGHT),
   });
   if (label !== 'small') {
     cases.push({
@@ -212,7 +218,7 @@ for (const [label, value] of payloadCases) {
         for (let round = 0; round < 3; round += 1) {
           const floorOps = await opsWithin((index) => floor(keys[index % KEYS]!), IN_FLIGHT, sampleMs / 2);
           const rawOps = await opsWithin(
-            (index) => raw.getBuffer(`${prefix}ours:${keys[index % KEYS]!}`),
+            (index) => raw.getBuffer(`${oursData}${keys[index % KEYS]!}`),
             IN_FLIGHT,
             sampleMs / 2,
           );
@@ -264,7 +270,7 @@ for (const [label, value] of payloadCases) {
       anchor: 'ioredis@5.11.1 enableAutoPipelining',
       ours: () => opsWithin((index) => oursL2Reader.get(keys[index % KEYS]!), IN_FLIGHT),
       theirs: () =>
-        opsWithin((index) => rawPipelined.getBuffer(`${prefix}ours:${keys[index % KEYS]!}`), IN_FLIGHT),
+        opsWithin((index) => rawPipelined.getBuffer(`${oursData}${keys[index % KEYS]!}`), IN_FLIGHT),
     });
   }
 }
@@ -302,7 +308,7 @@ for (const [label, value] of payloadCases) {
     goal: 0.7,
     anchor: 'bentocache@1.6.1 (JSON)',
     rounds: 1,
-    ours: () => storedBytes(`${prefix}ours:bytes:${label}`),
+    ours: () => storedBytes(`${oursData}bytes:${label}`),
     theirs: () => storedBytes(`${prefix}bento*bytes:${label}`),
   });
 }

@@ -47,6 +47,9 @@ const DIRECT_WRITE_BYTES = 4 * 1024;
 export type LeaseResult = 'acquired' | 'busy' | 'unavailable';
 
 /** The most keys one batched MGET carries (see the RedisTier constructor). */
+/** What follows the prefix in the Redis key of every cache value (see {@link RedisTier.dataKey}). */
+export const dataKeyMarker = 'v:';
+
 export const readBatchMaxKeys = 16;
 
 /**
@@ -71,7 +74,7 @@ export class RedisTier {
     this.client = client;
     this.#guard = guard;
     this.#prefix = prefix;
-    this.#dataPrefix = `${prefix}v:`;
+    this.#dataPrefix = `${prefix}${dataKeyMarker}`;
     this.#cluster = isCluster(client);
     if (batching && !this.#cluster) {
       // Reads go out as MGETs of at most 16 keys: with one MGET per turn, Redis and this process
