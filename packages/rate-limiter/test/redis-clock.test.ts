@@ -140,6 +140,34 @@ describe('clusterSlot', () => {
     expect(clusterSlot('123456789')).toBe(0x31c3 & 16_383);
   });
 
+  it('hashes the UTF-8 bytes of any key (ASCII keys without encoding them)', () => {
+    // Reference: CRC16/XMODEM bit by bit over the UTF-8 bytes, no table, no shortcut.
+    const reference = (key: string) => {
+      let crc = 0;
+      for (const byte of new TextEncoder().encode(key)) {
+        crc ^= byte << 8;
+        for (let bit = 0; bit < 8; bit += 1)
+          crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+      }
+      return crc & 16_383;
+    };
+    fc.assert(
+      fc.property(
+        // ASCII, the first 1024 code points (one and two UTF-8 bytes), and any code point.
+        fc.oneof(
+          fc.string(),
+          fc.string({ unit: fc.nat({ max: 0x3ff }).map((code) => String.fromCharCode(code)) }),
+          fc.string({ unit: 'binary' }),
+        ),
+        (key) => {
+          fc.pre(!key.includes('{'));
+          expect(clusterSlot(key)).toBe(reference(key));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
   it('hashes only a non-empty first {…} when there is one', () => {
     fc.assert(
       fc.property(fc.string(), fc.string({ minLength: 1 }), fc.string(), (before, tag, after) => {

@@ -27,6 +27,17 @@ export function clusterSlot(key: string): number {
     if (close > open + 1) hashed = key.slice(open + 1, close);
   }
   let crc = 0;
+  // ASCII (the common key) hashes its char codes, which are its UTF-8 bytes: no encoding.
+  for (let index = 0; index < hashed.length; index += 1) {
+    const code = hashed.charCodeAt(index);
+    if (code >= 0x80) return utf8Slot(hashed);
+    crc = ((crc << 8) & 0xffff) ^ crcTable[((crc >> 8) ^ code) & 0xff]!;
+  }
+  return crc & 16_383;
+}
+
+function utf8Slot(hashed: string): number {
+  let crc = 0;
   for (const byte of encoder.encode(hashed))
     crc = ((crc << 8) & 0xffff) ^ crcTable[((crc >> 8) ^ byte) & 0xff]!;
   return crc & 16_383;

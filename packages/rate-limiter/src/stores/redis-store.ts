@@ -66,6 +66,8 @@ interface ScriptCall {
   readonly requests: readonly ConsumeRequest[];
   readonly keys: string[];
   readonly args: (string | number)[];
+  /** Cluster: the slot of the call's keys (they share one), once computed. */
+  slot?: number;
 }
 
 /**
@@ -220,14 +222,12 @@ export class RedisStore implements RateLimitStore {
     for (const [slot, members] of bySlot)
       for (let start = 0; start < members.length; start += maxGroupsPerCall) {
         const indices = members.slice(start, start + maxGroupsPerCall);
-        calls.push({
-          call: this.#scriptCall(
-            indices.map((index) => requests[index]!),
-            block,
-          ),
-          indices,
-          slot,
-        });
+        const call = this.#scriptCall(
+          indices.map((index) => requests[index]!),
+          block,
+        );
+        call.slot = slot;
+        calls.push({ call, indices, slot });
       }
     // Before the first connection, everything waits for it (bounded by the caller's deadline).
     const waiting = this.#waitForFirstConnection();
@@ -363,7 +363,7 @@ export class RedisStore implements RateLimitStore {
   /** Sets the call's expiry from its caller's give-up time, in the Redis time of its server. */
   #stampExpiry(call: ScriptCall, giveUp: GiveUp | undefined): void {
     // Every key of one call shares a slot, hence a server and its clock.
-    if (giveUp !== undefined) call.args[0] = this.#clockOf(call.keys[0]!)?.expiryFor(giveUp.atMs) ?? 0;
+    if (giveUp !== undefined) call.args[0] = this.#clockOfCall(call)?.expiryFor(giveUp.atMs) ?? 0;
   }
 
   /** Sends one call on its own: EVALSHA, or EVAL once Redis said NOSCRIPT (or `loadScript`). */
@@ -398,7 +398,7 @@ export class RedisStore implements RateLimitStore {
   ): ConsumeOutcome[][] {
     const { redisNow, expired, values } = readHeader(reply);
     // The server that answered, as known now (a MOVED reply has updated the slot map).
-    const clock = this.#clockOf(call.keys[0]!);
+    const clock = this.#clockOfCall(call);
     if (!expired) {
       clock?.observe(sentAt, redisNow, receivedAt);
       return parseReply(values, call.requests);
@@ -415,10 +415,21 @@ export class RedisStore implements RateLimitStore {
    * yet). A call redirected during a resharding carries an expiry from the previous master's
    * clock; NTP keeps masters within a few ms, and an early "expired" resets the offset.
    */
+  /** {@link #clockOf} for the keys of `call` (the slot computed once per call). */
+  #clockOfCall(call: ScriptCall): RedisClockOffset | undefined {
+    if ((this.#client as Cluster).isCluster !== true) return this.#clock;
+    call.slot ??= clusterSlot(call.keys[0]!);
+    return this.#clockOfSlot(call.slot);
+  }
+
   #clockOf(hashKey: string): RedisClockOffset | undefined {
-    const cluster = this.#client as Cluster;
-    if (cluster.isCluster !== true) return this.#clock;
-    const node = cluster.slots[clusterSlot(hashKey)]?.[0];
+    if ((this.#client as Cluster).isCluster !== true) return this.#clock;
+    return this.#clockOfSlot(clusterSlot(hashKey));
+  }
+
+  /** {@link #clockOf} for a Cluster slot already known. */
+  #clockOfSlot(slot: number): RedisClockOffset | undefined {
+    const node = (this.#client as Cluster).slots[slot]?.[0];
     if (node === undefined) return undefined;
     let clock = this.#nodeClocks.get(node);
     if (clock === undefined) {
