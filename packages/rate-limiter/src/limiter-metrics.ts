@@ -8,7 +8,7 @@ export type MetricsRegistry = Registry;
 export interface LimiterMetrics {
   checks: CounterMetric<'outcome' | 'source'>;
   errors: CounterMetric<'kind'>;
-  duration: HistogramMetric<'store'>;
+  duration: HistogramMetric<'store' | 'result'>;
   fallback: GaugeMetric;
   adjustments: CounterMetric<'operation'>;
 }
@@ -26,9 +26,11 @@ export function createLimiterMetrics(registry: MetricsRegistry | undefined): Lim
       'Failed store calls by kind (timeout, circuit-open, error)',
       ['kind'],
     ),
-    duration: factory.histogram('check_duration_seconds', 'Latency of store calls for rate limit checks', [
-      'store',
-    ]),
+    duration: factory.histogram(
+      'check_duration_seconds',
+      'Latency of store calls for rate limit checks, answered (ok) or failed (timeout, error)',
+      ['store', 'result'],
+    ),
     fallback: factory.gauge('fallback_active', '1 while the store is bypassed (breaker open), else 0'),
     adjustments: factory.counter(
       'adjustments_total',

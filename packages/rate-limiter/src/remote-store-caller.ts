@@ -162,7 +162,7 @@ export class RemoteStoreCaller {
       .execute(() => withDeadline(consumeAll(), this.#deadlineMs, `rate-limit check on ${this.#store.kind}`))
       .then(
         (results) => {
-          this.#metrics.duration.observe({ store: this.#store.kind }, (performance.now() - started) / 1_000);
+          this.#observe(started, 'ok');
           for (let key = 0; key < batch.length; key += 1) {
             const pending = batch[key]!;
             const outcomes = results[key]!;
@@ -173,13 +173,15 @@ export class RemoteStoreCaller {
         (error: unknown) => {
           const kind = failureKind(error);
           this.#metrics.errors.inc({ kind });
-          if (kind !== 'circuit-open')
+          if (kind !== 'circuit-open') {
+            this.#observe(started, kind);
             this.#logger.warn('rate-limit store call failed; applying fail mode', {
               store: this.#store.kind,
               failMode: this.#failMode,
               kind,
               error: (error as Error)?.message,
             });
+          }
           for (const pending of batch)
             for (let index = 0; index < pending.settle.length; index += 1)
               pending.settle[index]!(
@@ -220,7 +222,8 @@ export class RemoteStoreCaller {
       if (unanswered === 0) return;
       const kind = failureKind(error);
       this.#metrics.errors.inc({ kind });
-      if (kind !== 'circuit-open')
+      if (kind !== 'circuit-open') {
+        this.#observe(started, kind);
         this.#logger.warn('rate-limit store call failed; applying fail mode', {
           store: this.#store.kind,
           failMode: this.#failMode,
@@ -229,6 +232,7 @@ export class RemoteStoreCaller {
           of: batch.length,
           error: (error as Error)?.message,
         });
+      }
       for (let key = 0; key < batch.length; key += 1) fallback(key);
     };
     this.#breaker
@@ -261,11 +265,7 @@ export class RemoteStoreCaller {
               if (stored === 0) reject(firstError);
               else {
                 if (failed > 0) fallbackRest(firstError);
-                else
-                  this.#metrics.duration.observe(
-                    { store: this.#store.kind },
-                    (performance.now() - started) / 1_000,
-                  );
+                else this.#observe(started, 'ok');
                 resolve();
               }
             };
@@ -290,6 +290,17 @@ export class RemoteStoreCaller {
           }),
       )
       .catch(fallbackRest);
+  }
+
+  /**
+   * Times a store call that was made (a call the open breaker skipped is not): answered
+   * (`ok`), or failed by its deadline (`timeout`) or an error, when the fail mode answered.
+   */
+  #observe(started: number, result: 'ok' | 'timeout' | 'error'): void {
+    this.#metrics.duration.observe(
+      { store: this.#store.kind, result },
+      (performance.now() - started) / 1_000,
+    );
   }
 
   /**

@@ -159,9 +159,13 @@ describe.skipIf(skip !== undefined)('Redis paused, then killed: checks stay with
     expect(local.fallbackActive).toBe(false);
     expect(await sample(registry, 'noa_rate_limiter_fallback_active')).toBe(0);
     expect(logged).toContain('info rate-limit store breaker closed: store back in use');
-    // Store calls that answered were timed (the healthy check, then the recovered one at least).
+    // Store calls that answered were timed (the healthy check, then the recovered one at least),
+    // and so were the calls that hit the deadline while Redis was paused.
     expect(
-      await sample(registry, 'noa_rate_limiter_check_duration_seconds_count{store="redis"}'),
+      await sample(registry, 'noa_rate_limiter_check_duration_seconds_count{store="redis",result="ok"}'),
     ).toBeGreaterThanOrEqual(2);
+    expect(
+      await sample(registry, 'noa_rate_limiter_check_duration_seconds_count{store="redis",result="timeout"}'),
+    ).toBeGreaterThanOrEqual(1);
   });
 });
