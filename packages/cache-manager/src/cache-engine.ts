@@ -14,7 +14,6 @@ import type {
   Factory,
   GetOrSetOptions,
   ManyFactory,
-  ManyFactoryResult,
   ResolvedCacheOptions,
   SetOptions,
 } from './cache-options.js';
@@ -27,15 +26,18 @@ import {
   SerializationError,
 } from './errors.js';
 import { FactoryRunContext } from './factory-context.js';
+import { FactoryRuns } from './factory-runs.js';
 import { createL1Store } from './l1/create-l1-store.js';
 import { estimateSize } from './l1/estimate-size.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
 import { onConnectionClose } from './l2/connection-close.js';
 import { RedisGuard } from './l2/redis-guard.js';
 import { RedisTier } from './l2/redis-tier.js';
+import { alignMany, type Settler, settle } from './many-results.js';
 import { CacheMetrics } from './metrics.js';
 import { EntryCodec } from './serialization/entry-codec.js';
 import { SharedStructures } from './serialization/shared-structures.js';
+import { cloneForL1, copyOfFlight, deepFreeze } from './value-copies.js';
 
 /** `noa:cache-manager:factory` — one message per factory run: `{ key, durationMs, ok }`. */
 const factoryChannel = tracingChannel('cache-manager', 'factory');
@@ -46,18 +48,6 @@ const factoryChannel = tracingChannel('cache-manager', 'factory');
  */
 /** One L1 lookup in this many is timed into the latency histogram (when metrics are on). */
 const l1TimingEvery = 64;
-
-/**
- * A factory run in progress. A write, delete, tag delete or clear that reaches its key while it
- * runs (here or, through the bus, on another instance) supersedes it: the factory may have
- * read the source before the change, so its result goes to its callers but is not cached over
- * the newer state.
- */
-interface FactoryRun {
-  /** The call's tags, or those the factory set through its context. */
-  tags: readonly string[];
-  superseded: boolean;
-}
 
 export class CacheEngine {
   readonly options: ResolvedCacheOptions;
@@ -82,7 +72,7 @@ export class CacheEngine {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #background = new Set<Promise<unknown>>();
   /** Factory runs in progress by full key (see {@link FactoryRun}). */
-  readonly #runs = new Map<string, Set<FactoryRun>>();
+  readonly #runs = new FactoryRuns();
   #closed = false;
   /** L1 lookups since the last timed one (see `#l1Get`). */
   #l1Lookups = 0;
@@ -400,13 +390,7 @@ export class CacheEngine {
   ): Promise<T> {
     const started = performance.now();
     const tier = this.tier;
-    const run: FactoryRun = { tags: options.tags ?? [], superseded: false };
-    let runs = this.#runs.get(fullKey);
-    if (!runs) {
-      runs = new Set();
-      this.#runs.set(fullKey, runs);
-    }
-    runs.add(run);
+    const run = this.#runs.start(fullKey, options.tags ?? []);
     const context = new FactoryRunContext<T>(userKey, stale?.value, run);
     const work = (async () => {
       let value: T;
@@ -463,10 +447,7 @@ export class CacheEngine {
       if (this.options.writeMode === 'background') this.track(finished);
       else await finished;
       return value;
-    })().finally(() => {
-      runs.delete(run);
-      if (runs.size === 0 && this.#runs.get(fullKey) === runs) this.#runs.delete(fullKey);
-    });
+    })().finally(() => this.#runs.end(fullKey, run));
     const softTimeoutMs = options.softTimeoutMs ?? this.options.softTimeoutMs;
     const hardTimeoutMs = options.hardTimeoutMs ?? this.options.hardTimeoutMs;
     const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
@@ -729,7 +710,7 @@ export class CacheEngine {
     const tier = this.tier;
     const started = performance.now();
     const keys = batch.map((index) => userKeys[index]!);
-    const runs = batch.map((index) => this.#startRun(fullKeys[index]!, options.tags ?? []));
+    const runs = batch.map((index) => this.#runs.start(fullKeys[index]!, options.tags ?? []));
     const release = (indexes: readonly number[]) =>
       leaseToken && tier && indexes.length > 0
         ? Promise.all(indexes.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken))).then(() => {
@@ -804,27 +785,9 @@ export class CacheEngine {
       for (const index of batch) settlers.get(index)!.reject(error);
     } finally {
       batch.forEach((index, position) => {
-        this.#endRun(fullKeys[index]!, runs[position]!);
+        this.#runs.end(fullKeys[index]!, runs[position]!);
       });
     }
-  }
-
-  #startRun(fullKey: string, tags: readonly string[]): FactoryRun {
-    const run: FactoryRun = { tags, superseded: false };
-    let runs = this.#runs.get(fullKey);
-    if (!runs) {
-      runs = new Set();
-      this.#runs.set(fullKey, runs);
-    }
-    runs.add(run);
-    return run;
-  }
-
-  #endRun(fullKey: string, run: FactoryRun): void {
-    const runs = this.#runs.get(fullKey);
-    if (!runs) return;
-    runs.delete(run);
-    if (runs.size === 0) this.#runs.delete(fullKey);
   }
 
   /** A flight's value for one more caller (a copy in clone mode, as `getOrSet` hands out). */
@@ -836,7 +799,7 @@ export class CacheEngine {
 
   /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
   async write(fullKey: string, value: unknown, options: SetOptions, computeMs = 0): Promise<void> {
-    this.#supersedeKey(fullKey);
+    this.#runs.supersedeKey(fullKey);
     const remote = this.#writeEntry(fullKey, value, options, computeMs);
     if (this.options.writeMode === 'background') this.track(remote);
     else await remote;
@@ -881,7 +844,7 @@ export class CacheEngine {
     const deleted = this.#listeners.delete;
     for (const key of fullKeys) {
       this.l1.delete(key);
-      this.#supersedeKey(key);
+      this.#runs.supersedeKey(key);
       if (deleted) this.events.emit('delete', deleted, { key });
     }
     if (!this.tier) return;
@@ -890,7 +853,7 @@ export class CacheEngine {
   }
 
   async deleteByTags(tags: readonly string[]): Promise<number> {
-    this.#supersedeTags(tags);
+    this.#runs.supersedeTags(tags);
     const removed = new Set<string>();
     for (const tag of tags) {
       for (const key of [...(this.#tagIndex.get(tag) ?? [])]) {
@@ -925,7 +888,7 @@ export class CacheEngine {
 
   async clear(fullPrefix: string): Promise<void> {
     this.#clearL1(fullPrefix);
-    this.#supersedePrefix(fullPrefix);
+    this.#runs.supersedePrefix(fullPrefix);
     const cleared = this.#listeners.clear;
     if (cleared) this.events.emit('clear', cleared, { prefix: fullPrefix });
     if (!this.tier) return;
@@ -1044,7 +1007,7 @@ export class CacheEngine {
       case 'del':
         for (const key of message.k) {
           this.l1.delete(key);
-          this.#supersedeKey(key);
+          this.#runs.supersedeKey(key);
           this.#wake(key);
         }
         break;
@@ -1052,7 +1015,7 @@ export class CacheEngine {
         for (const key of message.k) this.#wake(key);
         break;
       case 'tag':
-        this.#supersedeTags(message.k);
+        this.#runs.supersedeTags(message.k);
         for (const tag of message.k) {
           for (const key of [...(this.#tagIndex.get(tag) ?? [])]) this.l1.delete(key);
           this.#tagIndex.delete(tag);
@@ -1061,7 +1024,7 @@ export class CacheEngine {
       case 'clear':
         for (const prefix of message.k) {
           this.#clearL1(prefix);
-          this.#supersedePrefix(prefix);
+          this.#runs.supersedePrefix(prefix);
         }
         break;
     }
@@ -1072,25 +1035,6 @@ export class CacheEngine {
 
   /** Observers of applied bus messages from other instances (measurements and tests). */
   readonly busListeners = new Set<(message: BusMessage) => void>();
-
-  #supersedeKey(fullKey: string): void {
-    if (this.#runs.size === 0) return;
-    for (const run of this.#runs.get(fullKey) ?? []) run.superseded = true;
-  }
-
-  #supersedeTags(tags: readonly string[]): void {
-    if (this.#runs.size === 0) return;
-    for (const runs of this.#runs.values()) {
-      for (const run of runs) if (run.tags.some((tag) => tags.includes(tag))) run.superseded = true;
-    }
-  }
-
-  #supersedePrefix(fullPrefix: string): void {
-    if (this.#runs.size === 0) return;
-    for (const [key, runs] of this.#runs) {
-      if (key.startsWith(fullPrefix)) for (const run of runs) run.superseded = true;
-    }
-  }
 
   #sleepOrWake(fullKey: string, ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -1117,74 +1061,4 @@ export class CacheEngine {
     if (!waiters) return;
     for (const wake of [...waiters]) wake();
   }
-}
-
-/**
- * In clone mode L1 keeps its own copy of a written value: the writer keeps a reference to the
- * object it passed and may mutate it later. A value that cannot be cloned could not be read
- * back in this mode either, so it is refused here, as an unencodable value is.
- */
-function cloneForL1(value: unknown): unknown {
-  try {
-    return structuredClone(value);
-  } catch (error) {
-    throw new SerializationError('encode', { cause: error });
-  }
-}
-
-/**
- * A caller's copy of a value a flight resolved to (clone mode). A value that cannot be cloned
- * was not cached (see `cloneForL1`), so handing it out as is shares it with no L1 entry.
- */
-function copyOfFlight<T>(value: T): T {
-  try {
-    return structuredClone(value);
-  } catch {
-    return value;
-  }
-}
-
-function deepFreeze(value: unknown): void {
-  if (typeof value !== 'object' || value === null || Object.isFrozen(value) || ArrayBuffer.isView(value))
-    return;
-  Object.freeze(value);
-  if (value instanceof Map) {
-    for (const [key, entry] of value) {
-      deepFreeze(key);
-      deepFreeze(entry);
-    }
-    return;
-  }
-  if (value instanceof Set) {
-    for (const entry of value) deepFreeze(entry);
-    return;
-  }
-  for (const entry of Object.values(value)) deepFreeze(entry);
-}
-
-/** A promise with its resolve and reject (one per key of a `getOrSetMany` flight). */
-interface Settler<T> {
-  promise: Promise<T>;
-  resolve: (value: T) => void;
-  reject: (error: unknown) => void;
-}
-
-function settle<T>(): Settler<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((onValue, onError) => {
-    resolve = onValue;
-    reject = onError;
-  });
-  return { promise, resolve, reject };
-}
-
-/** The values of a `getOrSetMany` factory, aligned with `keys` (a bad shape is a factory error). */
-function alignMany<T>(produced: ManyFactoryResult<T>, keys: readonly string[]): (T | undefined)[] {
-  if (produced instanceof Map) return keys.map((key) => produced.get(key));
-  if (Array.isArray(produced)) {
-    if (produced.length === keys.length) return produced as (T | undefined)[];
-    throw new TypeError(`getOrSetMany factory returned ${produced.length} values for ${keys.length} keys`);
-  }
-  throw new TypeError('getOrSetMany factory must return a Map or an array aligned with its keys');
 }

@@ -1,0 +1,57 @@
+/**
+ * A factory run in progress. A write, delete, tag delete or clear that reaches its key while it
+ * runs (here or, through the bus, on another instance) supersedes it: the factory may have
+ * read the source before the change, so its result goes to its callers but is not cached over
+ * the newer state.
+ */
+export interface FactoryRun {
+  /** The call's tags, or those the factory set through its context. */
+  tags: readonly string[];
+  superseded: boolean;
+}
+
+/** The factory runs in progress, by full key, and what supersedes them. */
+export class FactoryRuns {
+  readonly #runs = new Map<string, Set<FactoryRun>>();
+
+  /** Records a run of `fullKey` with `tags`; end it with {@link end}. */
+  start(fullKey: string, tags: readonly string[]): FactoryRun {
+    const run: FactoryRun = { tags, superseded: false };
+    let runs = this.#runs.get(fullKey);
+    if (!runs) {
+      runs = new Set();
+      this.#runs.set(fullKey, runs);
+    }
+    runs.add(run);
+    return run;
+  }
+
+  end(fullKey: string, run: FactoryRun): void {
+    const runs = this.#runs.get(fullKey);
+    if (!runs) return;
+    runs.delete(run);
+    if (runs.size === 0) this.#runs.delete(fullKey);
+  }
+
+  /** A write or delete of `fullKey`. */
+  supersedeKey(fullKey: string): void {
+    if (this.#runs.size === 0) return;
+    for (const run of this.#runs.get(fullKey) ?? []) run.superseded = true;
+  }
+
+  /** A delete of any of `tags`. */
+  supersedeTags(tags: readonly string[]): void {
+    if (this.#runs.size === 0) return;
+    for (const runs of this.#runs.values()) {
+      for (const run of runs) if (run.tags.some((tag) => tags.includes(tag))) run.superseded = true;
+    }
+  }
+
+  /** A clear of the keys under `fullPrefix`. */
+  supersedePrefix(fullPrefix: string): void {
+    if (this.#runs.size === 0) return;
+    for (const [key, runs] of this.#runs) {
+      if (key.startsWith(fullPrefix)) for (const run of runs) run.superseded = true;
+    }
+  }
+}
