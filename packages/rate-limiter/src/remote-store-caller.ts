@@ -171,17 +171,7 @@ export class RemoteStoreCaller {
           }
         },
         (error: unknown) => {
-          const kind = failureKind(error);
-          this.#metrics.errors.inc({ kind });
-          if (kind !== 'circuit-open') {
-            this.#observe(started, kind);
-            this.#logger.warn('rate-limit store call failed; applying fail mode', {
-              store: this.#store.kind,
-              failMode: this.#failMode,
-              kind,
-              error: (error as Error)?.message,
-            });
-          }
+          this.#reportFailure(started, error);
           for (const pending of batch)
             for (let index = 0; index < pending.settle.length; index += 1)
               pending.settle[index]!(
@@ -220,19 +210,7 @@ export class RemoteStoreCaller {
       let unanswered = 0;
       for (let key = 0; key < batch.length; key += 1) if (!answered[key]) unanswered += 1;
       if (unanswered === 0) return;
-      const kind = failureKind(error);
-      this.#metrics.errors.inc({ kind });
-      if (kind !== 'circuit-open') {
-        this.#observe(started, kind);
-        this.#logger.warn('rate-limit store call failed; applying fail mode', {
-          store: this.#store.kind,
-          failMode: this.#failMode,
-          kind,
-          keys: unanswered,
-          of: batch.length,
-          error: (error as Error)?.message,
-        });
-      }
+      this.#reportFailure(started, error, { keys: unanswered, of: batch.length });
       for (let key = 0; key < batch.length; key += 1) fallback(key);
     };
     this.#breaker
@@ -290,6 +268,21 @@ export class RemoteStoreCaller {
           }),
       )
       .catch(fallbackRest);
+  }
+
+  /** Counts, times and logs a store call whose keys the fail mode answers (all, or `part`). */
+  #reportFailure(started: number, error: unknown, part?: { keys: number; of: number }): void {
+    const kind = failureKind(error);
+    this.#metrics.errors.inc({ kind });
+    if (kind === 'circuit-open') return;
+    this.#observe(started, kind);
+    this.#logger.warn('rate-limit store call failed; applying fail mode', {
+      store: this.#store.kind,
+      failMode: this.#failMode,
+      kind,
+      ...part,
+      error: (error as Error)?.message,
+    });
   }
 
   /**
