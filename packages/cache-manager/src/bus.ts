@@ -8,8 +8,12 @@ import type { CacheMetrics } from './metrics.js';
 export interface BusMessage {
   /** Origin instance id (instances ignore their own messages). */
   o: string;
-  /** `set`/`del`: keys changed; `tag`: tags invalidated; `clear`: a key prefix cleared; `rel`: lease released. */
-  t: 'set' | 'del' | 'tag' | 'clear' | 'rel';
+  /**
+   * `set`/`del`: keys changed; `tag`: tags invalidated; `clear`: a key prefix cleared; `rel`:
+   * lease released; `exp`/`exptag`: keys, or the keys of tags, marked stale (`expire`). A kind
+   * an instance does not know (a newer release's) is ignored, so kinds can be added safely.
+   */
+  t: 'set' | 'del' | 'tag' | 'clear' | 'rel' | 'exp' | 'exptag';
   /** Keys, tags or the prefix, depending on `t`. */
   k: string[];
   /** Send time (ms since epoch), for the invalidation latency measurement. */

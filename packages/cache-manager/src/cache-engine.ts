@@ -17,7 +17,7 @@ import type {
   ResolvedCacheOptions,
   SetOptions,
 } from './cache-options.js';
-import { type CacheEntry, createEntry, isFresh, shouldRefreshEarly } from './entry.js';
+import { type CacheEntry, createEntry, expireEntry, isFresh, shouldRefreshEarly } from './entry.js';
 import {
   EdgePurgeError,
   FactoryError,
@@ -886,6 +886,57 @@ export class CacheEngine {
     return removed.size;
   }
 
+  /**
+   * Marks keys stale without deleting them (soft invalidation): each instance's L1 copy and
+   * the L2 value end their freshness now and keep their grace, so the next `getOrSet`
+   * recomputes while callers in grace can still be served the old value. Factory runs of the
+   * keys are superseded, as by a delete.
+   */
+  async expire(fullKeys: readonly string[]): Promise<void> {
+    const now = this.clock.now();
+    const expired = this.#listeners.expire;
+    for (const key of fullKeys) {
+      this.#expireL1(key, now);
+      this.#runs.supersedeKey(key);
+      if (expired) this.events.emit('expire', expired, { key });
+    }
+    if (!this.tier) return;
+    const outcomes = await Promise.all(fullKeys.map((key) => this.#expireL2(key)));
+    // A key another write changed meanwhile is left out: that write's own `set` message
+    // refreshes other instances, and ours arriving after it would mark the new value stale.
+    const published = fullKeys.filter((_, index) => outcomes[index] !== 'overwritten');
+    if (published.length > 0) await this.bus?.publish('exp', published);
+  }
+
+  /**
+   * `expire` for every key carrying one of the tags (found through the L1 tag index and the
+   * L2 tag sets, no scans). Returns the number of keys marked stale in either tier. Unlike
+   * `deleteByTags` it does not purge the edge: the entries still exist.
+   */
+  async expireByTags(tags: readonly string[]): Promise<number> {
+    const now = this.clock.now();
+    this.#runs.supersedeTags(tags);
+    const marked = new Set<string>();
+    for (const tag of tags) {
+      for (const key of [...(this.#tagIndex.get(tag) ?? [])]) {
+        if (this.#expireL1(key, now, tags)) marked.add(key);
+      }
+    }
+    if (this.tier) {
+      const tier = this.tier;
+      const members = new Set((await Promise.all(tags.map((tag) => tier.tagMembers(tag)))).flat());
+      const keys = [...members];
+      const outcomes = await Promise.all(keys.map((key) => this.#expireL2(key, tags)));
+      keys.forEach((key, index) => {
+        if (outcomes[index] === 'expired') marked.add(key);
+      });
+      await this.bus?.publish('exptag', [...tags]);
+    }
+    const expired = this.#listeners.expire;
+    if (expired) for (const key of marked) this.events.emit('expire', expired, { key });
+    return marked.size;
+  }
+
   async clear(fullPrefix: string): Promise<void> {
     this.#clearL1(fullPrefix);
     this.#runs.supersedePrefix(fullPrefix);
@@ -993,6 +1044,65 @@ export class CacheEngine {
     }
   }
 
+  /**
+   * Marks the L1 copy of a key stale (see {@link expireEntry}); drops it when it has no grace.
+   * With `tags`, only an entry carrying one of them (the tag index may name a key since
+   * rewritten without the tag). True when an entry was marked or dropped.
+   */
+  #expireL1(fullKey: string, now: number, tags?: readonly string[]): boolean {
+    const entry = this.l1.get(fullKey, now);
+    if (entry === undefined || (tags && !entry.tags.some((tag) => tags.includes(tag)))) return false;
+    const expired = expireEntry(entry, now, this.options.graceMs);
+    if (expired === undefined) return false;
+    if (expired.staleUntil <= now) this.l1.delete(fullKey);
+    // The byte size L1 was given is not kept per entry; the estimate is what `#backOff` uses too.
+    else this.#l1Set(fullKey, expired, estimateSize(expired.value));
+    return true;
+  }
+
+  /**
+   * Marks the L2 value of a key stale for every instance. The value is msgpack with shared
+   * structures (and maybe compressed), which Lua cannot edit, so it is read, decoded,
+   * re-encoded with the new timing and written back by compare-and-set: a script replaces it
+   * only if Redis still holds the bytes read. A write that lands in between therefore wins
+   * (it is newer than the expire) instead of being overwritten by the expired old value.
+   * A per-key "expired at" marker would avoid the round trip but cost every read a second
+   * key (or a second slot on a Cluster); expire is rare, reads are the hot path.
+   * An entry without grace, or one this instance cannot decode, is deleted (by the same
+   * compare-and-set): a miss is what both amount to. With `tags`, only a value carrying one.
+   */
+  async #expireL2(
+    fullKey: string,
+    tags?: readonly string[],
+  ): Promise<'expired' | 'unchanged' | 'overwritten' | 'unavailable'> {
+    const tier = this.tier!;
+    const bytes = await tier.get(fullKey);
+    if (!bytes) return 'unchanged';
+    const loading = this.codec.prepare(bytes);
+    if (loading) await loading;
+    const entry = this.#decode(fullKey, bytes);
+    if (entry && tags && !entry.tags.some((tag) => tags.includes(tag))) return 'unchanged';
+    const now = this.clock.now();
+    let next: Buffer | undefined;
+    let physicalTtl: number | undefined;
+    if (entry) {
+      const expired = expireEntry(entry, now, this.options.graceMs);
+      if (expired === undefined) return 'unchanged';
+      if (expired.staleUntil > now) {
+        try {
+          next = this.codec.encode(expired);
+          physicalTtl = Number.isFinite(expired.staleUntil) ? expired.staleUntil - now : undefined;
+        } catch (error) {
+          if (!(error instanceof SerializationError)) throw error;
+          this.metrics.error('l2', 'encode');
+        }
+      }
+    }
+    const replaced = await tier.replaceIfUnchanged(fullKey, bytes, next, physicalTtl);
+    if (replaced === undefined) return 'unavailable';
+    return replaced ? 'expired' : 'overwritten';
+  }
+
   #clearL1(fullPrefix: string): void {
     if (fullPrefix === '') {
       this.l1.clear();
@@ -1027,6 +1137,25 @@ export class CacheEngine {
           this.#runs.supersedePrefix(prefix);
         }
         break;
+      case 'exp': {
+        const now = this.clock.now();
+        for (const key of message.k) {
+          this.#expireL1(key, now);
+          this.#runs.supersedeKey(key);
+        }
+        break;
+      }
+      case 'exptag': {
+        const now = this.clock.now();
+        this.#runs.supersedeTags(message.k);
+        for (const tag of message.k) {
+          for (const key of [...(this.#tagIndex.get(tag) ?? [])]) this.#expireL1(key, now, message.k);
+        }
+        break;
+      }
+      default:
+        // A kind from a newer release: ignored, neither applied nor reported as applied.
+        return;
     }
     for (const listener of this.busListeners) listener(message);
     const received = this.#listeners.invalidation;

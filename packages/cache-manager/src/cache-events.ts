@@ -20,6 +20,11 @@ export interface CacheEventMap {
   set: { key: string };
   /** A key was deleted (`delete`, `deleteMany`, or found under a tag by `deleteByTag`). */
   delete: { key: string };
+  /**
+   * A key was marked stale (`expire`, `expireMany`, or found under a tag by `expireByTag`):
+   * kept for its grace period, recomputed by the next `getOrSet`.
+   */
+  expire: { key: string };
   /** `clear()` removed every key under `prefix` (empty: the whole cache). */
   clear: { prefix: string };
   /** A factory threw or rejected (the error as thrown, before `FactoryError` wraps it). */
@@ -38,6 +43,7 @@ export const cacheEventNames: ReadonlySet<string> = new Set<CacheEventName>([
   'stale',
   'set',
   'delete',
+  'expire',
   'clear',
   'factory-error',
   'invalidation',
@@ -62,6 +68,7 @@ export class CacheEvents {
     stale: undefined,
     set: undefined,
     delete: undefined,
+    expire: undefined,
     clear: undefined,
     'factory-error': undefined,
     invalidation: undefined,

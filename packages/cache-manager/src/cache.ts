@@ -137,6 +137,38 @@ export class Cache {
   }
 
   /**
+   * Marks a key stale without deleting it (soft invalidation), in both tiers and every
+   * instance's L1: `get` and `has` see a miss, the next `getOrSet` runs the factory, and while
+   * it runs past the soft timeout or if it fails, callers get the old value for the entry's
+   * grace period (stale-while-revalidate after an invalidation, where `delete` would leave
+   * nothing to fall back on). Without grace it is a delete. A factory run of the key in
+   * progress is superseded (its result is returned, not cached). A `set` racing the expire is
+   * never overwritten by it. An entry without TTL records no grace: it gets the cache's
+   * `graceMs`.
+   */
+  async expire(key: string): Promise<void> {
+    this.#open();
+    await this.#engine.expire([this.#prefix + key]);
+  }
+
+  /** {@link Cache.expire} for many keys. */
+  async expireMany(keys: readonly string[]): Promise<void> {
+    this.#open();
+    await this.#engine.expire(keys.map((key) => this.#prefix + key));
+  }
+
+  /**
+   * {@link Cache.expire} for every entry carrying one of the tags, in both tiers and every
+   * instance (through the tag sets, no key scans). Tags are global (not namespaced). Returns
+   * the number of keys marked stale. The edge is not purged (the entries still exist; use
+   * `deleteByTag` for that).
+   */
+  async expireByTag(tags: string | readonly string[]): Promise<number> {
+    this.#open();
+    return this.#engine.expireByTags(typeof tags === 'string' ? [tags] : tags);
+  }
+
+  /**
    * Removes every value of this namespace (the whole cache at the root) from both tiers. The
    * root clear also drops the tag sets; live leases, the shared structures and the saved hot
    * keys stay (README "Redis keys").

@@ -51,3 +51,21 @@ export function createEntry<T>(
   const expiresAt = ttlMs === undefined || ttlMs <= 0 ? Number.POSITIVE_INFINITY : now + ttlMs;
   return { value, createdAt: now, expiresAt, staleUntil: expiresAt + graceMs, computeMs, tags };
 }
+
+/**
+ * The entry as if it had expired at `now` (`expire`, `expireByTag`): freshness ends now and its
+ * grace follows, as for an entry that expires naturally, so a grace of 0 makes it a miss
+ * (`staleUntil` ≤ `now`: callers drop it). The grace is the entry's own (`staleUntil -
+ * expiresAt`); an entry without TTL does not record one (both are infinite), so it gets
+ * `defaultGraceMs` (the cache's `graceMs`). The grace window never outlasts the original one.
+ * Returns undefined when the entry is already past its freshness: nothing to change.
+ */
+export function expireEntry<T>(
+  entry: CacheEntry<T>,
+  now: number,
+  defaultGraceMs: number,
+): CacheEntry<T> | undefined {
+  if (!isFresh(entry, now)) return undefined;
+  const graceMs = Number.isFinite(entry.expiresAt) ? entry.staleUntil - entry.expiresAt : defaultGraceMs;
+  return { ...entry, expiresAt: now, staleUntil: Math.min(entry.staleUntil, now + graceMs) };
+}

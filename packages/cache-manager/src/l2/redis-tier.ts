@@ -17,6 +17,7 @@ function script(name: string): Script {
 const releaseLeaseScript = script('release-lease');
 const structuresLoadScript = script('structures-load');
 const structuresAppendScript = script('structures-append');
+const replaceIfUnchangedScript = script('replace-if-unchanged');
 
 interface PendingWrite {
   key: string;
@@ -202,6 +203,34 @@ export class RedisTier {
     });
   }
 
+  /** The cache keys in a tag's key set (may name keys since deleted or rewritten without the tag). */
+  tagMembers(tag: string): Promise<string[]> {
+    return this.#guard.run('tag_members', [] as string[], () => this.client.smembers(this.tagKey(tag)));
+  }
+
+  /**
+   * Replaces a value with `next` (undefined: deletes it) only if it still holds `expected`,
+   * the bytes read before (compare-and-set in Lua, on the key's own node). Returns true when
+   * replaced, false when another write changed it meanwhile, undefined when Redis is
+   * unavailable. The script compares a SHA-1 of the bytes rather than the bytes themselves,
+   * so a large value crosses the network once, not twice.
+   */
+  replaceIfUnchanged(
+    key: string,
+    expected: Buffer,
+    next: Buffer | undefined,
+    ttlMs: number | undefined,
+  ): Promise<boolean | undefined> {
+    const ms = ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(ttlMs)));
+    const digest = createHash('sha1').update(expected).digest('hex');
+    return this.#guard.run(
+      'replace',
+      undefined as boolean | undefined,
+      async () =>
+        (await this.#eval(replaceIfUnchangedScript, this.dataKey(key), [digest, next ?? '', ms])) === 1,
+    );
+  }
+
   /** Tries to take the compute lease of a key for `leaseMs` (SET NX PX). */
   acquireLease(key: string, token: string, leaseMs: number): Promise<LeaseResult> {
     return this.#guard.run('lease', 'unavailable' as LeaseResult, async () => {
@@ -254,7 +283,7 @@ export class RedisTier {
     return `${this.#prefix}__structures`;
   }
 
-  async #eval(lua: Script, key: string, args: readonly string[]): Promise<unknown> {
+  async #eval(lua: Script, key: string, args: readonly (string | Buffer)[]): Promise<unknown> {
     try {
       return await this.client.evalsha(lua.sha, 1, key, ...args);
     } catch (error) {
