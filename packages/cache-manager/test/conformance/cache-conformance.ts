@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError, delay, ManualClock } from '@noa/core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { Cache, type CacheOptions, type FactoryContext, FactoryError } from '../../src/index.js';
 
 /** Builds caches on one backend; every cache built by one factory shares that backend. */
@@ -664,6 +664,244 @@ export function describeCacheConformance(
       const b = make();
       await a.set('shared', 'from a');
       expect(await b.get('shared')).toBe('from a');
+    });
+    // ---- expire: soft invalidation ---------------------------------------------------------
+
+    /** A cache with grace whose clock the test moves, and a factory that always fails. */
+    const graced = (clock: ManualClock, extra: CacheOptions = {}) =>
+      make({ clock, graceMs: 60_000, graceBackoffMs: 0, ...extra });
+    const failing = () => Promise.reject(new Error('source down'));
+
+    it('expire makes get and has miss and getOrSet run the factory; the next value is fresh', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = graced(clock);
+      const expired: string[] = [];
+      cache.on('expire', ({ key }) => expired.push(key));
+      await cache.set('exp:a', 'v1', { ttlMs: 60_000 });
+      await cache.expire('exp:a');
+      expect(expired).toEqual(['exp:a']);
+      expect(await cache.get('exp:a')).toBeUndefined();
+      expect(await cache.has('exp:a')).toBe(false);
+      // L2 too: an instance with an empty L1 finds no fresh value either.
+      if (shared) expect(await graced(clock).get('exp:a')).toBeUndefined();
+      let runs = 0;
+      const factory = () => {
+        runs += 1;
+        return `v${runs + 1}`;
+      };
+      expect(await cache.getOrSet('exp:a', factory)).toBe('v2');
+      expect(await cache.getOrSet('exp:a', factory)).toBe('v2');
+      expect(runs).toBe(1);
+      expect(await cache.get('exp:a')).toBe('v2');
+    });
+
+    it('after expire, a failing factory gets the old value for the grace period, then FactoryError', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = graced(clock);
+      await cache.set('exp:g', 'old', { ttlMs: 600_000 });
+      await cache.expireMany(['exp:g']);
+      expect(await cache.getOrSet('exp:g', failing)).toBe('old');
+      // The old value stays in L2 as well: an instance with an empty L1 falls back on it.
+      if (shared) expect(await graced(clock).getOrSet('exp:g', failing)).toBe('old');
+      // The grace runs from the expire (60 s), not from the original expiry (600 s).
+      clock.advance(60_000);
+      await expect(cache.getOrSet('exp:g', failing)).rejects.toBeInstanceOf(FactoryError);
+      if (shared) await expect(graced(clock).getOrSet('exp:g', failing)).rejects.toBeInstanceOf(FactoryError);
+      expect(await cache.getOrSet('exp:g', () => 'new')).toBe('new');
+    });
+
+    it('after expire, a factory past the soft timeout gets the old value and refreshes in the background', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = graced(clock);
+      await cache.set('exp:slow', 'old', { ttlMs: 60_000 });
+      await cache.expire('exp:slow');
+      const slow = async () => {
+        await delay(150);
+        return 'new';
+      };
+      expect(await cache.getOrSet('exp:slow', slow, { softTimeoutMs: 10 })).toBe('old');
+      await vi.waitFor(async () => expect(await cache.get('exp:slow')).toBe('new'), { timeout: 5_000 });
+    });
+
+    it('without grace, expire is a delete: a failing factory rejects, with or without TTL', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock });
+      await cache.set('exp:ttl', 'old', { ttlMs: 60_000 });
+      await cache.set('exp:forever', 'old');
+      await cache.expireMany(['exp:ttl', 'exp:forever']);
+      expect(await cache.getMany(['exp:ttl', 'exp:forever'])).toEqual([undefined, undefined]);
+      await expect(cache.getOrSet('exp:ttl', failing)).rejects.toBeInstanceOf(FactoryError);
+      await expect(cache.getOrSet('exp:forever', failing)).rejects.toBeInstanceOf(FactoryError);
+      // A key without TTL records no grace of its own; with the cache's graceMs it gets that one.
+      const withGrace = graced(clock);
+      await withGrace.set('exp:forever2', 'old');
+      await withGrace.expire('exp:forever2');
+      expect(await withGrace.getOrSet('exp:forever2', failing)).toBe('old');
+      clock.advance(60_000);
+      await expect(withGrace.getOrSet('exp:forever2', failing)).rejects.toBeInstanceOf(FactoryError);
+    });
+
+    it('expire of an absent or already stale key changes nothing', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = graced(clock);
+      await cache.expire('exp:absent');
+      expect(await cache.get('exp:absent')).toBeUndefined();
+      await cache.set('exp:twice', 'old', { ttlMs: 60_000 });
+      await cache.expire('exp:twice');
+      clock.advance(30_000);
+      // A second expire would restart the grace if it applied to a stale entry.
+      await cache.expire('exp:twice');
+      clock.advance(30_000);
+      await expect(cache.getOrSet('exp:twice', failing)).rejects.toBeInstanceOf(FactoryError);
+    });
+
+    it('expireByTag marks every tagged key stale, in every namespace, and nothing else', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = graced(clock);
+      await cache.setMany([
+        { key: 'et:1', value: 1, tags: ['et'], ttlMs: 60_000 },
+        { key: 'et:2', value: 2, tags: ['other', 'et'], ttlMs: 60_000 },
+        { key: 'et:3', value: 3, tags: ['other'], ttlMs: 60_000 },
+        { key: 'et:4', value: 4, tags: ['et'], ttlMs: 60_000 },
+      ]);
+      await cache.namespace('ns').set('et:5', 5, { tags: ['et'] });
+      // Rewritten without the tag: the tag sets still name it, the entry no longer carries it.
+      await cache.set('et:4', 44);
+      const expired: string[] = [];
+      cache.on('expire', ({ key }) => expired.push(key));
+      expect(await cache.expireByTag('et')).toBe(3);
+      expect(expired.sort()).toEqual(['et:1', 'et:2', 'ns:et:5']);
+      const keys = ['et:1', 'et:2', 'et:3', 'et:4'];
+      expect(await cache.getMany(keys)).toEqual([undefined, undefined, 3, 44]);
+      expect(await cache.namespace('ns').get('et:5')).toBeUndefined();
+      expect(await cache.getOrSet('et:1', failing)).toBe(1);
+      expect(await cache.namespace('ns').getOrSet('et:5', failing)).toBe(5);
+      if (shared) {
+        const other = graced(clock);
+        expect(await other.getMany(keys)).toEqual([undefined, undefined, 3, 44]);
+        expect(await other.getOrSet('et:2', failing)).toBe(2);
+      }
+    });
+
+    it('expire supersedes a factory run in progress: its result is returned, not cached', async () => {
+      const cache = make();
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => {
+        started = resolve;
+      });
+      let finish!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        finish = resolve;
+      });
+      const first = cache.getOrSet('exp:run', async () => {
+        started();
+        await gate;
+        return 'read before the expire';
+      });
+      await running;
+      await cache.expire('exp:run');
+      finish();
+      expect(await first).toBe('read before the expire');
+      expect(await cache.get('exp:run')).toBeUndefined();
+      expect(await cache.getOrSet('exp:run', () => 'after')).toBe('after');
+    });
+
+    it.skipIf(!shared)('a set landing between the expire’s read and its write wins', async () => {
+      const writer = make();
+      const redis = backend!.options().redis!;
+      let raced = false;
+      // The expirer's connection runs the racing set just before the compare-and-set script
+      // reaches Redis, so the script finds other bytes than the ones the expire read.
+      const racing = new Proxy(redis, {
+        get(target, property) {
+          const member: unknown = Reflect.get(target, property, target);
+          if (typeof member !== 'function') return member;
+          if (property !== 'evalsha' && property !== 'eval') return member.bind(target);
+          return async (...args: unknown[]) => {
+            if (!raced && String(args[2]).endsWith('v:exp:race')) {
+              raced = true;
+              await writer.set('exp:race', 'new', { ttlMs: 60_000 });
+            }
+            return member.apply(target, args);
+          };
+        },
+      });
+      const expirer = make({ redis: racing, graceMs: 60_000 });
+      await writer.set('exp:race', 'old', { ttlMs: 60_000 });
+      await expirer.expire('exp:race');
+      expect(raced).toBe(true);
+      expect(await make().get('exp:race')).toBe('new');
+      expect(await writer.get('exp:race')).toBe('new');
+      // Without a race, the same expire applies.
+      await expirer.expire('exp:race');
+      expect(await make().get('exp:race')).toBeUndefined();
+    });
+
+    it.skipIf(!shared)(
+      'expire and expireByTag reach the other instance: its L1 copy turns stale',
+      async () => {
+        const clock = new ManualClock(Date.now());
+        const a = graced(clock);
+        const b = graced(clock);
+        await Promise.all([a.ready(), b.ready()]);
+        /** Resolves once b has applied messages of `kind` naming every one of `keys`. */
+        const applied = (kind: string, keys: readonly string[]) =>
+          new Promise<void>((resolve) => {
+            const pending = new Set(keys);
+            const stop = b.onInvalidation((message) => {
+              if (message.t !== kind) return;
+              for (const key of message.k) pending.delete(key);
+              if (pending.size === 0) {
+                stop();
+                resolve();
+              }
+            });
+          });
+        // Without batching the two writes are two messages: both must be applied before b reads.
+        const written = applied('set', ['eb:k', 'eb:t']);
+        await a.setMany([
+          { key: 'eb:k', value: 'old', ttlMs: 60_000 },
+          { key: 'eb:t', value: 'tagged', ttlMs: 60_000, tags: ['eb'] },
+        ]);
+        await written;
+        expect(await b.getMany(['eb:k', 'eb:t'])).toEqual(['old', 'tagged']);
+        expect([b.getLocal('eb:k'), b.getLocal('eb:t')]).toEqual(['old', 'tagged']);
+        const expired = applied('exp', ['eb:k']);
+        await a.expire('eb:k');
+        await expired;
+        expect(b.getLocal('eb:k')).toBeUndefined();
+        expect(b.getLocal('eb:t')).toBe('tagged');
+        const tagExpired = applied('exptag', ['eb']);
+        await a.expireByTag('eb');
+        await tagExpired;
+        expect(b.getLocal('eb:t')).toBeUndefined();
+        expect(await b.getOrSet('eb:k', failing)).toBe('old');
+        expect(await b.getOrSet('eb:t', () => 'recomputed')).toBe('recomputed');
+      },
+    );
+
+    it.skipIf(!shared)('a bus message of an unknown kind (a newer release) is ignored', async () => {
+      const cache = make();
+      await cache.ready();
+      const seen: string[] = [];
+      const known = new Promise<void>((resolve) => {
+        cache.onInvalidation((message) => {
+          seen.push(message.t);
+          if (message.t === 'del') resolve();
+        });
+      });
+      await cache.set('bus:kept', 'v');
+      const options = backend!.options();
+      const channel = `${options.prefix}__bus`;
+      const publish = (t: string, k: string[]) =>
+        options.redis!.publish(channel, JSON.stringify({ o: 'newer-release', t, k, at: Date.now() }));
+      await publish('future-kind', ['bus:kept']);
+      // Pub/sub keeps one publisher's order: once the `del` is applied, the first was handled.
+      await publish('del', ['bus:gone']);
+      await known;
+      expect(seen).toEqual(['del']);
+      expect(cache.getLocal('bus:kept')).toBe('v');
+      expect(await cache.get('bus:kept')).toBe('v');
     });
   });
 }
