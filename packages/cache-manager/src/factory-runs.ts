@@ -1,8 +1,8 @@
 /**
- * A factory run in progress. A write, delete, tag delete or clear that reaches its key while it
- * runs (here or, through the bus, on another instance) supersedes it: the factory may have
- * read the source before the change, so its result goes to its callers but is not cached over
- * the newer state.
+ * A factory run in progress. A write, delete, expire, tag delete or tag expire, or clear that
+ * reaches its key while it runs (here or, through the bus, on another instance) supersedes it:
+ * the factory may have read the source before the change, so its result goes to its callers
+ * but is not cached over the newer state.
  */
 export interface FactoryRun {
   /** The call's tags, or those the factory set through its context. */
@@ -33,13 +33,13 @@ export class FactoryRuns {
     if (runs.size === 0) this.#runs.delete(fullKey);
   }
 
-  /** A write or delete of `fullKey`. */
+  /** A write, delete or expire of `fullKey`. */
   supersedeKey(fullKey: string): void {
     if (this.#runs.size === 0) return;
     for (const run of this.#runs.get(fullKey) ?? []) run.superseded = true;
   }
 
-  /** A delete of any of `tags`. */
+  /** A delete or expire of any of `tags`. */
   supersedeTags(tags: readonly string[]): void {
     if (this.#runs.size === 0) return;
     for (const runs of this.#runs.values()) {
