@@ -880,6 +880,40 @@ export function describeCacheConformance(
       },
     );
 
+    it.skipIf(!shared)('expire on one instance supersedes a factory run on another', async () => {
+      const a = make();
+      const b = make();
+      await Promise.all([a.ready(), b.ready()]);
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => {
+        started = resolve;
+      });
+      let finish!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        finish = resolve;
+      });
+      const computing = b.getOrSet('exp:remote-run', async () => {
+        started();
+        await gate;
+        return 'read before the expire';
+      });
+      await running;
+      const applied = new Promise<void>((resolve) => {
+        const stop = b.onInvalidation((message) => {
+          if (message.t === 'exp' && message.k.includes('exp:remote-run')) {
+            stop();
+            resolve();
+          }
+        });
+      });
+      await a.expire('exp:remote-run');
+      await applied;
+      finish();
+      expect(await computing).toBe('read before the expire');
+      expect(await make().get('exp:remote-run')).toBeUndefined();
+      expect(await b.get('exp:remote-run')).toBeUndefined();
+    });
+
     it.skipIf(!shared)('a bus message of an unknown kind (a newer release) is ignored', async () => {
       const cache = make();
       await cache.ready();
