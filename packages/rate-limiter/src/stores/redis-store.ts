@@ -310,6 +310,33 @@ export class RedisStore implements RateLimitStore {
 
   /** The keys and arguments of one script call (its expiry is stamped when it is sent). */
   #scriptCall(requests: readonly ConsumeRequest[], block: AutoBlockPolicy | undefined): ScriptCall {
+    // One key, one scalar limit, one cost, no auto-block: the script's one-key path (every
+    // call on a Cluster, where keys rarely share a slot). The same arguments as below, built
+    // without the set map and the argument lists.
+    if (requests.length === 1 && block === undefined) {
+      const { key, limits, costs } = requests[0]!;
+      const policy = limits[0];
+      if (limits.length === 1 && costs.length === 1 && policy!.algorithm !== 'sliding-log')
+        return {
+          requests,
+          keys: [this.#hashKey(key)],
+          args: [
+            0,
+            1,
+            0,
+            1,
+            1,
+            algorithmCodes[policy!.algorithm],
+            policy!.limit,
+            policy!.windowMs,
+            capacityOf(policy!),
+            policy!.queueMaxDelayMs ?? 0,
+            1,
+            1,
+            costs[0]!,
+          ],
+        };
+    }
     const keys: string[] = [];
     const args: (string | number)[] = [0, requests.length];
     if (block === undefined) args.push(0);
