@@ -132,12 +132,12 @@ export class RemoteStoreCaller {
    * breaker decision.
    */
   #call(batch: Pending[]): void {
-    if (this.#store.consumeEach !== undefined && batch.length > 1) {
-      this.#callEach(batch, this.#store.consumeEach.bind(this.#store));
+    const store = this.#store;
+    if (store.consumeEach !== undefined && batch.length > 1) {
+      this.#callEach(batch);
       return;
     }
     const started = performance.now();
-    const store = this.#store;
     // The store learns when this call stops mattering, so a late arrival is skipped, not counted.
     const options = { deadlineMs: this.#deadlineMs };
     const consumeAll = (): Promise<ConsumeOutcome[][]> =>
@@ -189,7 +189,7 @@ export class RemoteStoreCaller {
    * answered, so one master down does not send the other masters' keys to the fail mode; its
    * own keys wait at most the deadline each time.
    */
-  #callEach(batch: Pending[], consumeEach: NonNullable<RateLimitStore['consumeEach']>): void {
+  #callEach(batch: Pending[]): void {
     const started = performance.now();
     const operation = `rate-limit check on ${this.#store.kind}`;
     const answered: boolean[] = new Array(batch.length).fill(false);
@@ -217,7 +217,8 @@ export class RemoteStoreCaller {
       .execute(
         () =>
           new Promise<void>((resolve, reject) => {
-            const parts = consumeEach(
+            // #call comes here only for a store that has consumeEach.
+            const parts = this.#store.consumeEach!(
               batch.map((pending) => ({
                 key: pending.storeKey,
                 limits: pending.rule.limits,

@@ -9,12 +9,6 @@
 -- 1, blockedMs, then per limit what a cost-0 check reports: allowed, remaining, resetMs,
 -- retryAfterMs, delayMs. Nothing is counted and no violation is recorded.
 
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
--- A call that waited past its caller's deadline was already reported failed: applying it now
--- would refund or block behind the caller's back.
-local expiresAt = tonumber(ARGV[1])
-if expiresAt > 0 and now > expiresAt then return { now, 0 } end
 local op = ARGV[2]
 local amount = tonumber(ARGV[3])
 local blocking = ARGV[4] == '1'
@@ -22,15 +16,10 @@ local forget = tonumber(ARGV[5])
 local nl = tonumber(ARGV[6])
 local hkey = KEYS[1]
 
-local FIELDS = { 2, 3, 0, 2, 2 }
-local NAMES = { 'a', 'b', 'c' }
 local policies, fields, offsets = {}, {}, {}
 local at = 7
 for i = 1, nl do
-  local p = {
-    alg = tonumber(ARGV[at]), limit = tonumber(ARGV[at + 1]), window = tonumber(ARGV[at + 2]),
-    burst = tonumber(ARGV[at + 3]), queue = tonumber(ARGV[at + 4]),
-  }
+  local p = read_policy(at)
   policies[i] = p
   at = at + 5
   offsets[i] = #fields
@@ -48,14 +37,7 @@ local SA, SB, SC, LOG = {}, {}, {}, {}
 for i = 1, nl do
   local p = policies[i]
   if p.alg == 3 then
-    local times, costs = {}, {}
-    local entries = redis.call('ZRANGEBYSCORE', KEYS[1 + i], '(' .. (now - p.window), '+inf')
-    for k = 1, #entries do
-      local t, c = string.match(entries[k], '^(%d+):(%d+):')
-      times[k] = tonumber(t)
-      costs[k] = tonumber(c)
-    end
-    LOG[i] = { times = times, costs = costs }
+    LOG[i] = read_log(KEYS[1 + i], p.window)
   else
     local o = offsets[i]
     SA[i] = tonumber(values[o + 1])

@@ -11,15 +11,6 @@
 -- was read or counted; nothing else follows) or 1 followed by, per group, per cost: blockedMs,
 -- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs.
 
--- The server's clock: app servers' clock skew does not matter.
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-
--- A call that waited in Redis's queue past its caller's deadline was already answered by the
--- fail mode: counting it now would charge requests that the store never decided.
-local expiresAt = tonumber(ARGV[1])
-if expiresAt > 0 and now > expiresAt then return { now, 0 } end
-
 local ngroups = tonumber(ARGV[2])
 local blocking = ARGV[3] == '1'
 local bp = {}
@@ -35,11 +26,6 @@ end
 local out = { now, 1 }
 -- The length of `out`, kept by hand: `#out` is a search.
 local nout = 2
-
--- Hash fields per algorithm: windows and buckets keep a and b, the sliding window also c, the
--- sliding log nothing (its entries live in a sorted set).
-local FIELDS = { 2, 3, 0, 2, 2 }
-local NAMES = { 'a', 'b', 'c' }
 
 -- How long a limit's state must be kept (mirrors the TypeScript ttlMs functions).
 local function state_ttl(p, a, b)
@@ -105,12 +91,8 @@ end
 -- ARGV here: expiresAt, 1, 0, 1 (one set), 1 (one limit), alg, limit, window, burst, queue,
 -- 1 (one cost each), '1' (the set), cost.
 if ngroups == 1 and ARGV[4] == '1' and ARGV[5] == '1' and ARGV[6] ~= '3' and ARGV[11] == '1' and not blocking then
-  local alg = tonumber(ARGV[6])
-  local p = {
-    alg = alg, limit = tonumber(ARGV[7]), window = tonumber(ARGV[8]), burst = tonumber(ARGV[9]),
-    queue = tonumber(ARGV[10]),
-  }
-  check_single(KEYS[1], { first = p, alg = alg, step = ALG[alg] }, tonumber(ARGV[13]))
+  local p = read_policy(6)
+  check_single(KEYS[1], { first = p, alg = p.alg, step = ALG[p.alg] }, tonumber(ARGV[13]))
   return out
 end
 
@@ -131,14 +113,7 @@ local function check_group(hkey, logBase, set, nc, costAt)
   for i = 1, nl do
     local p = policies[i]
     if p.alg == 3 then
-      local times, tcosts = {}, {}
-      local entries = redis.call('ZRANGEBYSCORE', KEYS[logBase + i], '(' .. (now - p.window), '+inf')
-      for k = 1, #entries do
-        local t, c = string.match(entries[k], '^(%d+):(%d+):')
-        times[k] = tonumber(t)
-        tcosts[k] = tonumber(c)
-      end
-      LOG[i] = { times = times, costs = tcosts }
+      LOG[i] = read_log(KEYS[logBase + i], p.window)
     else
       local offset = set.offsets[i]
       SA[i] = tonumber(values[offset + 1])
@@ -317,10 +292,7 @@ for set = 1, nsets do
   at = at + 1
   local policies, fields, offsets, names = {}, {}, {}, {}
   for i = 1, nl do
-    local p = {
-      alg = tonumber(ARGV[at]), limit = tonumber(ARGV[at + 1]), window = tonumber(ARGV[at + 2]),
-      burst = tonumber(ARGV[at + 3]), queue = tonumber(ARGV[at + 4]),
-    }
+    local p = read_policy(at)
     policies[i] = p
     at = at + 5
     offsets[i] = #fields

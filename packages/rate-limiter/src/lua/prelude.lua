@@ -1,7 +1,41 @@
--- @noa/rate-limiter: one script per check, assembled from prelude.lua, one file per algorithm
--- and check.lua. Every algorithm mirrors its TypeScript twin in src/algorithms/ line for line.
+-- @noa/rate-limiter: each script (check.lua, adjust.lua) is assembled from prelude.lua, one file
+-- per algorithm and the script's own file. Every algorithm mirrors its TypeScript twin in src/algorithms/ line for line.
 -- Scalar algorithms: function(a, b, c, now, cost, policy) -> allowed, remaining, resetMs,
 -- retryAfterMs, delayMs, new a, new b, new c (the state is up to three numbers; nil = none).
 -- The sliding log: function(log, now, cost, policy) -> the same five, then the new log.
 -- All arithmetic stays on integers (exact in Lua's doubles below 2^53).
 local ALG = {}
+
+-- The server's clock: app servers' clock skew does not matter. ARGV[1] of every script is its
+-- caller's deadline in Redis time (0: none): a call that waited in Redis's queue past it was
+-- already answered by the caller (fail mode, or an error), so it reads and changes nothing.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local expiresAt = tonumber(ARGV[1])
+if expiresAt > 0 and now > expiresAt then return { now, 0 } end
+
+-- Hash fields per algorithm: windows and buckets keep a and b, the sliding window also c, the
+-- sliding log nothing (its entries live in a sorted set).
+local FIELDS = { 2, 3, 0, 2, 2 }
+local NAMES = { 'a', 'b', 'c' }
+
+-- One limit as the scripts receive it: ARGV[at .. at + 4] = algorithm, limit, windowMs, burst,
+-- queueMaxDelayMs.
+local function read_policy(at)
+  return {
+    alg = tonumber(ARGV[at]), limit = tonumber(ARGV[at + 1]), window = tonumber(ARGV[at + 2]),
+    burst = tonumber(ARGV[at + 3]), queue = tonumber(ARGV[at + 4]),
+  }
+end
+
+-- A sliding log's entries still in its window, from its sorted set (members 'time:cost:n').
+local function read_log(key, window)
+  local times, costs = {}, {}
+  local entries = redis.call('ZRANGEBYSCORE', key, '(' .. (now - window), '+inf')
+  for k = 1, #entries do
+    local t, c = string.match(entries[k], '^(%d+):(%d+):')
+    times[k] = tonumber(t)
+    costs[k] = tonumber(c)
+  end
+  return { times = times, costs = costs }
+end
