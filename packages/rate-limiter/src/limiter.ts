@@ -8,9 +8,16 @@ import {
   systemClock,
   tracingChannel,
 } from '@noa/core';
+import {
+  type AcquireOptions,
+  AcquireQueue,
+  acquireOptionsSchema,
+  type ParsedAcquireOptions,
+} from './acquire-queue.js';
 import type { AutoBlockPolicy } from './auto-block.js';
 import type { Decision } from './decision.js';
 import {
+  AcquireError,
   InvalidAdjustmentError,
   InvalidCostError,
   RateLimitedError,
@@ -21,7 +28,7 @@ import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
 import { LocalBlockCache } from './local-block-cache.js';
-import { type LimitPolicy, nameLimits } from './policy.js';
+import { capacityOf, type LimitPolicy, nameLimits } from './policy.js';
 import { RemoteStoreCaller } from './remote-store-caller.js';
 import type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
 import { MemoryStore } from './stores/memory-store.js';
@@ -75,6 +82,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #memoryStore: MemoryStore | undefined;
   /** The memory store when the default rule has a single limit (and no auto-block). */
   readonly #memorySingle: MemoryStore | undefined;
+  readonly #waiters: AcquireQueue;
   #closed = false;
 
   constructor(options: RateLimiterOptions) {
@@ -119,6 +127,14 @@ export class RateLimiter implements AsyncDisposable {
           fallbackStore: this.#fallbackStore,
         })
       : undefined;
+    this.#waiters = new AcquireQueue({
+      check: (input) => this.check(input),
+      refund: (input, points) => this.refund(input, points),
+      clock: this.#clock,
+      logger: this.#logger,
+      waiters: this.#metrics.acquireWaiters,
+      waits: this.#metrics.acquireWaits,
+    });
   }
 
   /** True while the store is bypassed because its breaker is open. */
@@ -210,6 +226,54 @@ export class RateLimiter implements AsyncDisposable {
     const result = await this.check(input);
     if (!result.allowed) throw new RateLimitedError(result.key, result.retryAfterMs, result.outcome);
     return result;
+  }
+
+  /**
+   * Waits until the request is admitted instead of refusing it (for calls to a third-party API
+   * under a quota), and resolves with the admitting result. Callers of one key in this process
+   * wait in arrival order, and only the first one's request goes to the store, after the last
+   * refusal's `retryAfterMs` (no polling). Rejects with {@link AcquireError} after `timeoutMs`
+   * (default 10 s), at once when `signal` aborts, when `maxQueue` callers (default 1,000) already
+   * wait for the key, for a deny-listed IP, for a cost above a limit's capacity, and as soon as a
+   * refusal (a block, a long window) shows the request cannot be admitted before its timeout.
+   * Rejects with `ClosedError` on `close()`. Plain `check()` calls do not queue and compete with
+   * the waiters; an allowed result with `delayMs` (queueing leaky bucket) is resolved as is.
+   */
+  acquire(input: CheckInput | string, options: AcquireOptions = {}): Promise<RateLimitResult> {
+    if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
+    let parsed: ParsedAcquireOptions;
+    try {
+      parsed = parseOptions('acquire', acquireOptionsSchema, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const key = typeof input === 'string' ? input : input.key;
+    const ip = typeof input === 'string' ? undefined : input.ip;
+    const roleName = typeof input === 'string' ? undefined : input.role;
+    const cost = typeof input === 'string' ? 1 : (input.cost ?? 1);
+    if (!(Number.isInteger(cost) && cost >= 0)) return Promise.reject(new InvalidCostError(cost));
+    if (ip !== undefined) {
+      if (this.#deny.has(ip)) {
+        this.#metrics.acquireWaits.observe({ result: 'denied' }, 0);
+        return Promise.reject(new AcquireError(key, 'denied', 0, 0));
+      }
+      // Never limited, so never waits.
+      if (this.#allow.has(ip)) return this.check(input);
+    }
+    const role = roleName === undefined ? undefined : this.#roles.get(roleName);
+    if (role === 'unlimited') return this.check(input);
+    const rule = role ?? this.#defaultRule;
+    // More than a limit can ever hold: no wait could end in an admission.
+    if (rule.limits.some((policy) => cost > capacityOf(policy))) {
+      this.#metrics.acquireWaits.observe({ result: 'limited' }, 0);
+      return Promise.reject(new AcquireError(key, 'limited', 0, 0));
+    }
+    return this.#waiters.acquire(rule.namespace + key, input, key, cost, parsed);
+  }
+
+  /** Keys with callers waiting in {@link acquire} (0 when nobody waits: the queues do not leak). */
+  get waitingKeys(): number {
+    return this.#waiters.keys;
   }
 
   /**
@@ -312,10 +376,14 @@ export class RateLimiter implements AsyncDisposable {
     else await this.store.reset(namespace + key);
   }
 
-  /** Stops accepting checks; closes the store only when the limiter created it. */
+  /**
+   * Stops accepting checks, rejects the callers waiting in {@link acquire} with `ClosedError`;
+   * closes the store only when the limiter created it.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#waiters.close();
     this.#localBlocks?.clear();
     await this.#fallbackStore.close();
     if (this.#ownsStore) await this.store.close();
