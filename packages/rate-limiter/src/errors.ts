@@ -46,8 +46,7 @@ export class SyncCheckUnsupportedError extends RateLimiterError {
 
 /**
  * Thrown by `limiter.peek/refund/penalize/block/unblock` when the operation cannot run: the store
- * has no `adjust` method (a custom store), or `block` on a limiter without `autoBlock` (checks
- * then do not read blocks).
+ * has no `adjust` method (a custom store).
  */
 export class UnsupportedOperationError extends RateLimiterError {
   /** The operation asked for (`peek`, `refund`, `penalize`, `block`, `unblock`). */

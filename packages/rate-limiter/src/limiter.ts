@@ -52,7 +52,10 @@ interface Rule {
   limits: LimitPolicy[];
   /** The same limits divided by `expectedInstances`, for the local fallback. */
   fallbackLimits: LimitPolicy[];
-  /** The only limit, when there is one and no auto-block: the memory store's fast path. */
+  /**
+   * The only limit, when there is one and no auto-block: the memory store's fast path (which
+   * leaves a key with a manual block to the general path).
+   */
   single: LimitPolicy | undefined;
 }
 
@@ -154,13 +157,16 @@ export class RateLimiter implements AsyncDisposable {
    */
   check(input: CheckInput | string): Promise<RateLimitResult> {
     // The commonest call, a plain key on the memory store with one limit, skips #decide.
-    if (typeof input === 'string' && this.#memorySingle !== undefined && !this.#closed)
-      return Promise.resolve(
-        this.#singleResult(
-          input,
-          this.#memorySingle.consumeSingle(input, this.#defaultRule.single!, 1, this.#defaultRule.namespace),
-        ),
+    if (typeof input === 'string' && this.#memorySingle !== undefined && !this.#closed) {
+      const decision = this.#memorySingle.consumeSingle(
+        input,
+        this.#defaultRule.single!,
+        1,
+        this.#defaultRule.namespace,
       );
+      // undefined: the key has a (manual) block, which #decide's general path answers.
+      if (decision !== undefined) return Promise.resolve(this.#singleResult(input, decision));
+    }
     let decided: RateLimitResult | Promise<RateLimitResult>;
     try {
       decided = this.#decide(input);
@@ -198,11 +204,10 @@ export class RateLimiter implements AsyncDisposable {
     if (role === 'unlimited') return this.#listed(key, 'unlimited');
     const rule = role ?? this.#defaultRule;
     if (this.#memoryStore !== undefined) {
-      if (rule.single !== undefined)
-        return this.#singleResult(
-          key,
-          this.#memoryStore.consumeSingle(key, rule.single, cost, rule.namespace),
-        );
+      if (rule.single !== undefined) {
+        const decision = this.#memoryStore.consumeSingle(key, rule.single, cost, rule.namespace);
+        if (decision !== undefined) return this.#singleResult(key, decision);
+      }
       return this.#result(
         key,
         this.#memoryStore.consumeOne(key, rule.limits, cost, this.#block, rule.namespace),
@@ -310,9 +315,8 @@ export class RateLimiter implements AsyncDisposable {
 
   /**
    * Blocks `input`'s key for `durationMs` from now, exactly as an auto-block does (checks answer
-   * `blocked`, with `Retry-After` and `RateLimit` showing the block's end). Needs the `autoBlock`
-   * option: only then do checks read blocks. Replaces any current block; repeat-offender growth
-   * is left to auto-blocks.
+   * `blocked`, with `Retry-After` and `RateLimit` showing the block's end), with or without the
+   * `autoBlock` option. Replaces any current block; repeat-offender growth is left to auto-blocks.
    */
   block(input: CheckInput | string, durationMs: number): Promise<RateLimitResult> {
     if (!Number.isInteger(durationMs) || durationMs <= 0)
@@ -339,11 +343,6 @@ export class RateLimiter implements AsyncDisposable {
     const role = roleName === undefined ? undefined : this.#roles.get(roleName);
     if (role === 'unlimited') return this.#listed(key, 'unlimited', false);
     const rule = role ?? this.#defaultRule;
-    if (operation === 'block' && this.#block === undefined)
-      throw new UnsupportedOperationError(
-        'block',
-        'the limiter has no autoBlock option, so checks do not read blocks',
-      );
     const store = this.store;
     if (store.adjust === undefined)
       throw new UnsupportedOperationError(operation, `the ${store.kind} store has no adjust() method`);

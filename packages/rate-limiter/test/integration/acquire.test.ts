@@ -68,7 +68,6 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.acquire on $name', (t
     return createRateLimiter({
       store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rlacq')}:` }),
       limits: [{ algorithm, limit, windowMs }],
-      autoBlock: { violations: 1_000, withinMs: 1_000, blockMs: 1_000 },
       // About the queue, not the deadline: a slow machine must not send checks to the fail mode.
       deadlineMs: 5_000,
       registry,
