@@ -11,6 +11,7 @@ export interface LimiterMetrics {
   duration: HistogramMetric<'store' | 'result'>;
   fallback: GaugeMetric;
   adjustments: CounterMetric<'operation'>;
+  lateRefunds: CounterMetric;
   acquireWaiters: GaugeMetric;
   acquireWaits: HistogramMetric<'result'>;
 }
@@ -41,6 +42,10 @@ export function createLimiterMetrics(registry: MetricsRegistry | undefined): Lim
       'adjustments_total',
       'Peeks, refunds, penalties, blocks and unblocks by operation (not counted as checks)',
       ['operation'],
+    ),
+    lateRefunds: factory.counter(
+      'late_refunds_total',
+      'Requests the fail mode refused whose store call, answering after its deadline, had counted them: refunded',
     ),
     acquireWaiters: factory.gauge('acquire_waiters', 'Callers of acquire() waiting for an admission'),
     acquireWaits: factory.histogram(
