@@ -1,6 +1,6 @@
 import type { Logger } from '@noa/core';
-import { startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
+import { startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
+import { Cluster, Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createRateLimiter, type FailMode, RedisStore, recommendedRedisOptions } from '../../src/index.js';
@@ -17,10 +17,10 @@ let prefixes = 0;
  * server's clock, so its calls carry no expiry, and a call queued behind the pause runs (and
  * counts) once the pause ends, long after its caller's deadline: the reply comes late.
  */
-function setup(failMode: FailMode, expectedInstances = 1) {
-  const client = new Redis(redis!.url, recommendedRedisOptions);
+function setup(failMode: FailMode, expectedInstances = 1, cluster?: Cluster) {
+  const client = cluster ?? new Redis(redis!.url, recommendedRedisOptions);
   client.on('error', () => {});
-  clients.push(client);
+  if (cluster === undefined) clients.push(client as Redis);
   prefixes += 1;
   const registry = new Registry();
   const logged: string[] = [];
@@ -104,5 +104,35 @@ describe.skipIf(skip !== undefined)('a check whose reply comes after its deadlin
     expect(await remainingAfterPause('k')).toBe(9);
     expect(await lateRefunds()).toBe(0);
     await limiter.close();
+  });
+});
+
+describe.skipIf(skip !== undefined)('a late reply from one master of a Redis Cluster', () => {
+  it("failMode 'closed': the keys of the paused master are refunded, the others' counts stand", async () => {
+    const cluster = await startRedisCluster(3);
+    const client = new Cluster(cluster.nodes, { ...recommendedRedisOptions, enableOfflineQueue: true });
+    const admin = new Redis(cluster.nodes[0]!.port, cluster.nodes[0]!.host);
+    try {
+      const { limiter, lateRefunds, remainingAfterPause } = setup('closed', 1, client);
+      await client.ping();
+      const keys = Array.from({ length: 24 }, (_, index) => `key-${index}`);
+      await admin.call('CLIENT', 'PAUSE', String(pauseMs), 'ALL');
+      // One tick: one batch, one pipeline per master (consumeEach); the paused one answers late.
+      const results = await Promise.all(keys.map((key) => limiter.check(key)));
+      const late = keys.filter((_, index) => results[index]!.source === 'fallback');
+      expect(late.length).toBeGreaterThan(0);
+      expect(late.length).toBeLessThan(keys.length);
+      for (const result of results) expect(result.allowed).toBe(result.source === 'store');
+      await vi.waitFor(async () => expect(await lateRefunds()).toBe(late.length), {
+        timeout: 5_000,
+        interval: 50,
+      });
+      for (const key of keys) expect(await remainingAfterPause(key)).toBe(late.includes(key) ? 10 : 9);
+      await limiter.close();
+    } finally {
+      admin.disconnect();
+      await client.quit();
+      await cluster.stop();
+    }
   });
 });
