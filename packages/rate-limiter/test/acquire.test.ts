@@ -103,6 +103,41 @@ describe('limiter.acquire on the memory store', () => {
     await limiter.close();
   });
 
+  it('tells a waiter behind the head at once when the head goes first past its deadline', async () => {
+    const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 1_000 }] });
+    await limiter.acquire('k');
+    const head = track(limiter.acquire('k', { timeoutMs: 5_000 }));
+    await vi.advanceTimersByTimeAsync(0);
+    // The next slot is the head's, in 1 s: 500 ms cannot be enough.
+    expect(await rejectionOf(limiter.acquire('k', { timeoutMs: 500 }))).toMatchObject({
+      reason: 'limited',
+      waitedMs: 0,
+    });
+    const second = track(limiter.acquire('k', { timeoutMs: 1_500 }));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect((await head.promise).allowed).toBe(true);
+    // At 1 s the head took the slot; the next is at 2 s, after this waiter's deadline (1.5 s).
+    expect(await rejectionOf(second.promise)).toMatchObject({ reason: 'limited', waitedMs: 1_000 });
+    expect(limiter.waitingKeys).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+    await limiter.close();
+  });
+
+  it('rejects at once a key auto-blocked for longer than the timeout', async () => {
+    const limiter = limiterOf({
+      limits: [{ limit: 1, windowMs: 1_000 }],
+      autoBlock: { violations: 2, withinMs: 10_000, blockMs: 60_000 },
+    });
+    await limiter.check('abuser');
+    await limiter.check('abuser');
+    expect((await limiter.check('abuser')).retryAfterMs).toBe(60_000);
+    const error = await rejectionOf(limiter.acquire('abuser', { timeoutMs: 30_000 }));
+    expect(error).toMatchObject({ reason: 'blocked', waitedMs: 0, retryAfterMs: 60_000 });
+    expect(limiter.waitingKeys).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+    await limiter.close();
+  });
+
   it('waits out a block shorter than the timeout', async () => {
     const limiter = limiterOf({
       limits: [{ limit: 5, windowMs: 1_000 }],
