@@ -46,8 +46,7 @@ export class SyncCheckUnsupportedError extends RateLimiterError {
 
 /**
  * Thrown by `limiter.peek/refund/penalize/block/unblock` when the operation cannot run: the store
- * has no `adjust` method (a custom store), or `block` on a limiter without `autoBlock` (checks
- * then do not read blocks).
+ * has no `adjust` method (a custom store).
  */
 export class UnsupportedOperationError extends RateLimiterError {
   /** The operation asked for (`peek`, `refund`, `penalize`, `block`, `unblock`). */
@@ -69,3 +68,53 @@ export class InvalidAdjustmentError extends RateLimiterError {
     });
   }
 }
+
+/**
+ * Why `limiter.acquire()` gave up: its `timeoutMs` passed (`timeout`), its `signal` aborted
+ * (`aborted`), the key already had `maxQueue` waiters (`queue-full`), the IP is deny-listed
+ * (`denied`), or the key is blocked (`blocked`) or limited (`limited`) for longer than the time
+ * left, so waiting could not end in an admission.
+ */
+export type AcquireFailure = 'timeout' | 'aborted' | 'queue-full' | 'denied' | 'blocked' | 'limited';
+
+/** Thrown (as a rejection) by `limiter.acquire()` when the request was not admitted in time. */
+export class AcquireError extends RateLimiterError {
+  /** The caller's key. */
+  readonly key: string;
+  /** Why the wait ended without an admission. */
+  readonly reason: AcquireFailure;
+  /** Milliseconds the caller waited before this rejection (0 when it was refused at once). */
+  readonly waitedMs: number;
+  /** From the last refusal, when there was one: milliseconds until the key may admit again. */
+  readonly retryAfterMs: number;
+
+  constructor(
+    key: string,
+    reason: AcquireFailure,
+    waitedMs: number,
+    retryAfterMs: number,
+    options: NoaErrorOptions = {},
+  ) {
+    super(
+      'NOA_RATE_LIMIT_ACQUIRE',
+      `acquire for ${key} gave up after ${waitedMs} ms: ${acquireReasons[reason]}`,
+      {
+        ...options,
+        details: { key, reason, waitedMs, retryAfterMs, ...options.details },
+      },
+    );
+    this.key = key;
+    this.reason = reason;
+    this.waitedMs = waitedMs;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+const acquireReasons: Record<AcquireFailure, string> = {
+  timeout: 'timed out',
+  aborted: 'aborted by its signal',
+  'queue-full': 'too many callers already waiting for this key',
+  denied: 'the IP is deny-listed',
+  blocked: 'the key is blocked for longer than the time left',
+  limited: 'the key cannot admit the request within the time left',
+};

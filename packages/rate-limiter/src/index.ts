@@ -1,7 +1,10 @@
+export { type AcquireOptions, acquireOptionsSchema } from './acquire-queue.js';
 export { type Adjuster, type Algorithm, adjusters, algorithms } from './algorithms/index.js';
 export { type AutoBlockOptions, autoBlockSchema, type BlockState, recordViolation } from './auto-block.js';
 export type { Decision, Step } from './decision.js';
 export {
+  AcquireError,
+  type AcquireFailure,
   InvalidAdjustmentError,
   InvalidCostError,
   RateLimitedError,

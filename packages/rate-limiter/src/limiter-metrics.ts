@@ -11,7 +11,13 @@ export interface LimiterMetrics {
   duration: HistogramMetric<'store' | 'result'>;
   fallback: GaugeMetric;
   adjustments: CounterMetric<'operation'>;
+  lateRefunds: CounterMetric;
+  acquireWaiters: GaugeMetric;
+  acquireWaits: HistogramMetric<'result'>;
 }
+
+/** Wait times of `acquire()`, in seconds: from an immediate admission to a minute. */
+const acquireWaitBuckets = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /** Creates `noa_rate_limiter_*` metrics on `registry`. */
 export function createLimiterMetrics(registry: MetricsRegistry | undefined): LimiterMetrics {
@@ -36,6 +42,17 @@ export function createLimiterMetrics(registry: MetricsRegistry | undefined): Lim
       'adjustments_total',
       'Peeks, refunds, penalties, blocks and unblocks by operation (not counted as checks)',
       ['operation'],
+    ),
+    lateRefunds: factory.counter(
+      'late_refunds_total',
+      'Requests the fail mode refused whose store call, answering after its deadline, had counted them: refunded',
+    ),
+    acquireWaiters: factory.gauge('acquire_waiters', 'Callers of acquire() waiting for an admission'),
+    acquireWaits: factory.histogram(
+      'acquire_wait_seconds',
+      'Time acquire() callers waited, by result (acquired, timeout, aborted, queue-full, denied, blocked, limited, closed)',
+      ['result'],
+      acquireWaitBuckets,
     ),
   };
 }

@@ -8,9 +8,16 @@ import {
   systemClock,
   tracingChannel,
 } from '@noa/core';
+import {
+  type AcquireOptions,
+  AcquireQueue,
+  acquireOptionsSchema,
+  type ParsedAcquireOptions,
+} from './acquire-queue.js';
 import type { AutoBlockPolicy } from './auto-block.js';
 import type { Decision } from './decision.js';
 import {
+  AcquireError,
   InvalidAdjustmentError,
   InvalidCostError,
   RateLimitedError,
@@ -21,7 +28,7 @@ import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
 import { LocalBlockCache } from './local-block-cache.js';
-import { type LimitPolicy, nameLimits } from './policy.js';
+import { capacityOf, type LimitPolicy, nameLimits } from './policy.js';
 import { RemoteStoreCaller } from './remote-store-caller.js';
 import type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
 import { MemoryStore } from './stores/memory-store.js';
@@ -45,7 +52,10 @@ interface Rule {
   limits: LimitPolicy[];
   /** The same limits divided by `expectedInstances`, for the local fallback. */
   fallbackLimits: LimitPolicy[];
-  /** The only limit, when there is one and no auto-block: the memory store's fast path. */
+  /**
+   * The only limit, when there is one and no auto-block: the memory store's fast path (which
+   * leaves a key with a manual block to the general path).
+   */
   single: LimitPolicy | undefined;
 }
 
@@ -75,6 +85,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #memoryStore: MemoryStore | undefined;
   /** The memory store when the default rule has a single limit (and no auto-block). */
   readonly #memorySingle: MemoryStore | undefined;
+  readonly #waiters: AcquireQueue;
   #closed = false;
 
   constructor(options: RateLimiterOptions) {
@@ -119,6 +130,14 @@ export class RateLimiter implements AsyncDisposable {
           fallbackStore: this.#fallbackStore,
         })
       : undefined;
+    this.#waiters = new AcquireQueue({
+      check: (input) => this.check(input),
+      refund: (input, points) => this.refund(input, points),
+      clock: this.#clock,
+      logger: this.#logger,
+      waiters: this.#metrics.acquireWaiters,
+      waits: this.#metrics.acquireWaits,
+    });
   }
 
   /** True while the store is bypassed because its breaker is open. */
@@ -138,13 +157,16 @@ export class RateLimiter implements AsyncDisposable {
    */
   check(input: CheckInput | string): Promise<RateLimitResult> {
     // The commonest call, a plain key on the memory store with one limit, skips #decide.
-    if (typeof input === 'string' && this.#memorySingle !== undefined && !this.#closed)
-      return Promise.resolve(
-        this.#singleResult(
-          input,
-          this.#memorySingle.consumeSingle(input, this.#defaultRule.single!, 1, this.#defaultRule.namespace),
-        ),
+    if (typeof input === 'string' && this.#memorySingle !== undefined && !this.#closed) {
+      const decision = this.#memorySingle.consumeSingle(
+        input,
+        this.#defaultRule.single!,
+        1,
+        this.#defaultRule.namespace,
       );
+      // undefined: the key has a (manual) block, which #decide's general path answers.
+      if (decision !== undefined) return Promise.resolve(this.#singleResult(input, decision));
+    }
     let decided: RateLimitResult | Promise<RateLimitResult>;
     try {
       decided = this.#decide(input);
@@ -182,11 +204,10 @@ export class RateLimiter implements AsyncDisposable {
     if (role === 'unlimited') return this.#listed(key, 'unlimited');
     const rule = role ?? this.#defaultRule;
     if (this.#memoryStore !== undefined) {
-      if (rule.single !== undefined)
-        return this.#singleResult(
-          key,
-          this.#memoryStore.consumeSingle(key, rule.single, cost, rule.namespace),
-        );
+      if (rule.single !== undefined) {
+        const decision = this.#memoryStore.consumeSingle(key, rule.single, cost, rule.namespace);
+        if (decision !== undefined) return this.#singleResult(key, decision);
+      }
       return this.#result(
         key,
         this.#memoryStore.consumeOne(key, rule.limits, cost, this.#block, rule.namespace),
@@ -210,6 +231,54 @@ export class RateLimiter implements AsyncDisposable {
     const result = await this.check(input);
     if (!result.allowed) throw new RateLimitedError(result.key, result.retryAfterMs, result.outcome);
     return result;
+  }
+
+  /**
+   * Waits until the request is admitted instead of refusing it (for calls to a third-party API
+   * under a quota), and resolves with the admitting result. Callers of one key in this process
+   * wait in arrival order, and only the first one's request goes to the store, after the last
+   * refusal's `retryAfterMs` (no polling). Rejects with {@link AcquireError} after `timeoutMs`
+   * (default 10 s), at once when `signal` aborts, when `maxQueue` callers (default 1,000) already
+   * wait for the key, for a deny-listed IP, for a cost above a limit's capacity, and as soon as a
+   * refusal (a block, a long window) shows the request cannot be admitted before its timeout.
+   * Rejects with `ClosedError` on `close()`. Plain `check()` calls do not queue and compete with
+   * the waiters; an allowed result with `delayMs` (queueing leaky bucket) is resolved as is.
+   */
+  acquire(input: CheckInput | string, options: AcquireOptions = {}): Promise<RateLimitResult> {
+    if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
+    let parsed: ParsedAcquireOptions;
+    try {
+      parsed = parseOptions('acquire', acquireOptionsSchema, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const key = typeof input === 'string' ? input : input.key;
+    const ip = typeof input === 'string' ? undefined : input.ip;
+    const roleName = typeof input === 'string' ? undefined : input.role;
+    const cost = typeof input === 'string' ? 1 : (input.cost ?? 1);
+    if (!(Number.isInteger(cost) && cost >= 0)) return Promise.reject(new InvalidCostError(cost));
+    if (ip !== undefined) {
+      if (this.#deny.has(ip)) {
+        this.#metrics.acquireWaits.observe({ result: 'denied' }, 0);
+        return Promise.reject(new AcquireError(key, 'denied', 0, 0));
+      }
+      // Never limited, so never waits.
+      if (this.#allow.has(ip)) return this.check(input);
+    }
+    const role = roleName === undefined ? undefined : this.#roles.get(roleName);
+    if (role === 'unlimited') return this.check(input);
+    const rule = role ?? this.#defaultRule;
+    // More than a limit can ever hold: no wait could end in an admission.
+    if (rule.limits.some((policy) => cost > capacityOf(policy))) {
+      this.#metrics.acquireWaits.observe({ result: 'limited' }, 0);
+      return Promise.reject(new AcquireError(key, 'limited', 0, 0));
+    }
+    return this.#waiters.acquire(rule.namespace + key, input, key, cost, parsed);
+  }
+
+  /** Keys with callers waiting in {@link acquire} (0 when nobody waits: the queues do not leak). */
+  get waitingKeys(): number {
+    return this.#waiters.keys;
   }
 
   /**
@@ -246,9 +315,8 @@ export class RateLimiter implements AsyncDisposable {
 
   /**
    * Blocks `input`'s key for `durationMs` from now, exactly as an auto-block does (checks answer
-   * `blocked`, with `Retry-After` and `RateLimit` showing the block's end). Needs the `autoBlock`
-   * option: only then do checks read blocks. Replaces any current block; repeat-offender growth
-   * is left to auto-blocks.
+   * `blocked`, with `Retry-After` and `RateLimit` showing the block's end), with or without the
+   * `autoBlock` option. Replaces any current block; repeat-offender growth is left to auto-blocks.
    */
   block(input: CheckInput | string, durationMs: number): Promise<RateLimitResult> {
     if (!Number.isInteger(durationMs) || durationMs <= 0)
@@ -275,11 +343,6 @@ export class RateLimiter implements AsyncDisposable {
     const role = roleName === undefined ? undefined : this.#roles.get(roleName);
     if (role === 'unlimited') return this.#listed(key, 'unlimited', false);
     const rule = role ?? this.#defaultRule;
-    if (operation === 'block' && this.#block === undefined)
-      throw new UnsupportedOperationError(
-        'block',
-        'the limiter has no autoBlock option, so checks do not read blocks',
-      );
     const store = this.store;
     if (store.adjust === undefined)
       throw new UnsupportedOperationError(operation, `the ${store.kind} store has no adjust() method`);
@@ -312,10 +375,14 @@ export class RateLimiter implements AsyncDisposable {
     else await this.store.reset(namespace + key);
   }
 
-  /** Stops accepting checks; closes the store only when the limiter created it. */
+  /**
+   * Stops accepting checks, rejects the callers waiting in {@link acquire} with `ClosedError`;
+   * closes the store only when the limiter created it.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#waiters.close();
     this.#localBlocks?.clear();
     await this.#fallbackStore.close();
     if (this.#ownsStore) await this.store.close();

@@ -158,8 +158,13 @@ export class RemoteStoreCaller {
               ),
             ),
           );
+    // The call itself, kept past its deadline: a reply that comes late may still have counted.
+    let work: Promise<ConsumeOutcome[][]> | undefined;
     this.#breaker
-      .execute(() => withDeadline(consumeAll(), this.#deadlineMs, `rate-limit check on ${this.#store.kind}`))
+      .execute(() => {
+        work = consumeAll();
+        return withDeadline(work, this.#deadlineMs, `rate-limit check on ${this.#store.kind}`);
+      })
       .then(
         (results) => {
           this.#observe(started, 'ok');
@@ -172,13 +177,70 @@ export class RemoteStoreCaller {
         },
         (error: unknown) => {
           this.#reportFailure(started, error);
-          for (const pending of batch)
-            for (let index = 0; index < pending.settle.length; index += 1)
-              pending.settle[index]!(
-                this.#fallback(pending.storeKey, pending.rule, pending.costs[index]!),
-                'fallback',
-              );
+          const refused = batch.map((pending) => this.#settleByFallback(pending));
+          // Only a call that was sent and outlived its deadline can still be counted by Redis.
+          if (work !== undefined && error instanceof TimeoutError)
+            work.then(
+              (results) => {
+                for (let key = 0; key < batch.length; key += 1)
+                  this.#refundLate(batch[key]!, results[key]!, refused[key]!);
+              },
+              // It failed or was skipped after all (expired in Redis): nothing was counted.
+              () => {},
+            );
         },
+      );
+  }
+
+  /**
+   * Answers every request of `pending` by the fail mode; returns, per request, whether that
+   * answer was a refusal (the points a late store reply counted for it must then go back).
+   */
+  #settleByFallback(pending: Pending): boolean[] {
+    const refused: boolean[] = new Array(pending.settle.length);
+    for (let index = 0; index < pending.settle.length; index += 1) {
+      const outcome = this.#fallback(pending.storeKey, pending.rule, pending.costs[index]!);
+      refused[index] = !admitted(outcome);
+      pending.settle[index]!(outcome, 'fallback');
+    }
+    return refused;
+  }
+
+  /**
+   * A store reply that came after the fail mode had answered: the requests the fail mode refused
+   * but the store counted get their points back, in one refund per key (the existing adjust
+   * path), sent and forgotten: nobody waits for it, and a failed refund is only logged (debug).
+   */
+  #refundLate(pending: Pending, outcomes: ConsumeOutcome[], refused: boolean[]): void {
+    let points = 0;
+    let requests = 0;
+    for (let index = 0; index < refused.length; index += 1) {
+      const outcome = outcomes[index];
+      if (!refused[index] || outcome === undefined || !admitted(outcome)) continue;
+      points += pending.costs[index]!;
+      requests += 1;
+    }
+    if (points === 0 || this.#store.adjust === undefined) return;
+    this.#metrics.lateRefunds.inc({}, requests);
+    const fields = { store: this.#store.kind, key: pending.storeKey, requests, points };
+    this.#logger.debug(
+      'rate-limit check answered late after a fail-mode refusal; refunding its points',
+      fields,
+    );
+    Promise.resolve()
+      .then(() =>
+        this.#store.adjust!(
+          pending.storeKey,
+          pending.rule.limits,
+          { operation: 'refund', points },
+          this.#block,
+        ),
+      )
+      .catch((error: unknown) =>
+        this.#logger.debug('rate-limit refund of a late check failed', {
+          ...fields,
+          error: (error as Error)?.message,
+        }),
       );
   }
 
@@ -196,15 +258,12 @@ export class RemoteStoreCaller {
     let stored = 0;
     let failed = 0;
     let firstError: unknown;
+    // Per key, when the fail mode answered it: which of its requests it refused.
+    const refusedByFallback: (boolean[] | undefined)[] = new Array(batch.length);
     const fallback = (key: number) => {
       if (answered[key]) return;
       answered[key] = true;
-      const pending = batch[key]!;
-      for (let index = 0; index < pending.settle.length; index += 1)
-        pending.settle[index]!(
-          this.#fallback(pending.storeKey, pending.rule, pending.costs[index]!),
-          'fallback',
-        );
+      refusedByFallback[key] = this.#settleByFallback(batch[key]!);
     };
     const fallbackRest = (error: unknown) => {
       let unanswered = 0;
@@ -252,11 +311,15 @@ export class RemoteStoreCaller {
               parts[key]!.then(
                 (outcomes) => {
                   stored += 1;
+                  const pending = batch[key]!;
                   if (!answered[key]) {
                     answered[key] = true;
-                    const pending = batch[key]!;
                     for (let index = 0; index < pending.settle.length; index += 1)
                       pending.settle[index]!(outcomes[index]!, 'store');
+                  } else {
+                    // This master answered after the fail mode did (its deadline passed).
+                    const refused = refusedByFallback[key];
+                    if (refused !== undefined) this.#refundLate(pending, outcomes, refused);
                   }
                   done();
                 },
@@ -342,6 +405,13 @@ export class RemoteStoreCaller {
       }),
     };
   }
+}
+
+/** True when `outcome` admitted the request (so a store counted it). */
+function admitted(outcome: ConsumeOutcome): boolean {
+  if (outcome.blockedMs > 0) return false;
+  for (const decision of outcome.decisions) if (!decision.allowed) return false;
+  return true;
 }
 
 /** The `kind` label of a failed store call: its deadline passed, the breaker was open, or else. */

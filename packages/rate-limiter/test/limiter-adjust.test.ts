@@ -128,13 +128,42 @@ describe('limiter.block', () => {
     await limiter.close();
   });
 
-  it('needs autoBlock: without it checks do not read blocks, so block() says so', async () => {
-    const limiter = createRateLimiter({ limits: [{ limit: 5, windowMs: 60_000 }] });
-    const error = await limiter.block('b', 1_000).catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(UnsupportedOperationError);
-    expect(error).toMatchObject({ code: 'NOA_RATE_LIMIT_UNSUPPORTED_OPERATION', operation: 'block' });
-    await limiter.close();
-  });
+  it.each(['fixed-window', 'sliding-window', 'sliding-log', 'token-bucket', 'leaky-bucket'] as const)(
+    'without autoBlock, %s: every check path honours a manual block',
+    async (algorithm) => {
+      const clock = new ManualClock(start);
+      const limiter = createRateLimiter({
+        limits: [{ name: 'api', algorithm, limit: 5, windowMs: 60_000 }],
+        roles: {
+          pro: [
+            { name: 'api', algorithm, limit: 5, windowMs: 60_000 },
+            { limit: 100, windowMs: 60_000 },
+          ],
+        },
+        clock,
+      });
+      await limiter.check('b');
+      expect(await limiter.block('b', 30_000)).toMatchObject({ outcome: 'blocked', retryAfterMs: 30_000 });
+      await limiter.block({ key: 'b', role: 'pro' }, 30_000);
+      // The string fast path, the input object path, checkSync and a multi-limit rule.
+      for (const input of ['b', { key: 'b', cost: 2 }, { key: 'b', role: 'pro' }]) {
+        const blocked = await limiter.check(input);
+        expect(blocked).toMatchObject({ allowed: false, outcome: 'blocked', retryAfterMs: 30_000 });
+      }
+      expect(limiter.checkSync('b')).toMatchObject({ outcome: 'blocked', retryAfterMs: 30_000 });
+      expect(rateLimitHeaders(await limiter.check('b'), {}, clock.now())['Retry-After']).toBe('30');
+      // The blocked checks counted nothing: the one before the block is all there is.
+      expect(await limiter.unblock('b')).toMatchObject({ allowed: true, remaining: 4 });
+      expect(await limiter.check('b')).toMatchObject({ allowed: true, remaining: 3 });
+      // A block ends on time.
+      await limiter.block('b', 30_000);
+      clock.advance(10_000);
+      expect(await limiter.check('b')).toMatchObject({ outcome: 'blocked', retryAfterMs: 20_000 });
+      clock.advance(20_000);
+      expect(await limiter.check('b')).toMatchObject({ allowed: true, outcome: 'allowed' });
+      await limiter.close();
+    },
+  );
 });
 
 /** A custom store written before adjustments existed: it has no `adjust`. */

@@ -2,7 +2,8 @@
 -- prelude.lua and the algorithm files (ALG); every adjustment mirrors its TypeScript twin in
 -- src/algorithms/*-adjust.ts and src/stores/memory-store.ts (adjust).
 -- ARGV: expiresAt (Redis ms, 0 = none), operation ('peek', 'refund', 'penalize', 'block',
--- 'unblock'), amount (points, or the block's ms), autoBlock (0/1), forgetAfterMs, nLimits, then
+-- 'unblock'), amount (points, or the block's ms), autoBlock (0/1; unused: checks honour blocks
+-- either way), forgetAfterMs, nLimits, then
 -- per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs).
 -- KEYS: the state hash, then one sorted set per limit (used by sliding logs only).
 -- Returns now, then 0 when the call expired (nothing read or changed; nothing else follows) or
@@ -11,7 +12,6 @@
 
 local op = ARGV[2]
 local amount = tonumber(ARGV[3])
-local blocking = ARGV[4] == '1'
 local forget = tonumber(ARGV[5])
 local nl = tonumber(ARGV[6])
 local hkey = KEYS[1]
@@ -196,7 +196,8 @@ elseif op == 'block' or op == 'unblock' then
 end
 
 local blockedMs = 0
-if blocking and block.u > now then blockedMs = block.u - now end
+-- A block is honoured by checks with or without auto-block, so peeks report it too.
+if block.u > now then blockedMs = block.u - now end
 local out = { now, 1, blockedMs }
 for i = 1, nl do
   local p = policies[i]

@@ -37,7 +37,8 @@ local function state_ttl(p, a, b)
   return 0
 end
 
--- check_group for one cost over one scalar limit without auto-block: the same step, the same
+-- check_group for one cost over one scalar limit without auto-block (a manual block included):
+-- the same step, the same
 -- reply and the same stored state, without the per-group tables. Writes only the fields that
 -- changed: a window's start and expiry move only when a new window begins. Numbers are sent
 -- to Redis as '%d' strings: redis.call formats a number with '%.17g', which costs twice as
@@ -49,11 +50,15 @@ local format = string.format
 local NUMBERS = nil
 local function check_single(hkey, set, cost)
   local p, alg = set.first, set.alg
-  local values, a, b, c
+  local values, a, b, c, bu
+  -- A manual block ('bu', its end) is read with the state, in the same HMGET: a block costs
+  -- the keys that have none one more field name, not one more call.
   if alg == 2 then
-    values = redis.call('HMGET', hkey, '1:a', '1:b', '1:c')
+    values = redis.call('HMGET', hkey, '1:a', '1:b', '1:c', 'bu')
+    bu = values[4]
   else
-    values = redis.call('HMGET', hkey, '1:a', '1:b')
+    values = redis.call('HMGET', hkey, '1:a', '1:b', 'bu')
+    bu = values[3]
   end
   if alg <= 2 and NUMBERS ~= nil then
     a, b = NUMBERS[values[1]], NUMBERS[values[2]]
@@ -62,9 +67,23 @@ local function check_single(hkey, set, cost)
     a, b = tonumber(values[1]), tonumber(values[2])
     if alg == 2 then c = tonumber(values[3]) end
   end
-  local allowed, remaining, reset, retry, delay, na, nb, ncv = set.step(a, b, c, now, cost, p)
   local o = nout
   nout = o + 6
+  if bu then
+    bu = tonumber(bu)
+    if bu > now then
+      -- Blocked: counted nowhere, reported as a cost-0 check refused until the block's end.
+      local _, remaining, reset, retry, delay = set.step(a, b, c, now, 0, p)
+      out[o + 1] = bu - now
+      out[o + 2] = 0
+      out[o + 3] = remaining
+      out[o + 4] = reset
+      out[o + 5] = math.max(retry, bu - now)
+      out[o + 6] = delay
+      return
+    end
+  end
+  local allowed, remaining, reset, retry, delay, na, nb, ncv = set.step(a, b, c, now, cost, p)
   out[o + 1] = 0
   out[o + 2] = allowed and 1 or 0
   out[o + 3] = remaining
@@ -122,12 +141,16 @@ local function check_group(hkey, logBase, set, nc, costAt)
     end
   end
   local block = nil
+  -- Without auto-block only a manual block's end is read (and nothing is recorded).
+  local blockedUntil = 0
   if blocking then
     local base = set.blockOffset
     block = {
       v = tonumber(values[base + 1]) or 0, w = tonumber(values[base + 2]) or 0,
       u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
     }
+  else
+    blockedUntil = tonumber(values[set.blockOffset + 1]) or 0
   end
 
   local dirty, blockDirty, expiryMoved = false, false, false
@@ -135,7 +158,8 @@ local function check_group(hkey, logBase, set, nc, costAt)
   for j = 1, nc do
     local cost = tonumber(ARGV[costAt + j - 1])
     local blockedMs = 0
-    if blocking and block.u > now then blockedMs = block.u - now end
+    if blocking then blockedUntil = block.u end
+    if blockedUntil > now then blockedMs = blockedUntil - now end
     local effective = cost
     if blockedMs > 0 then effective = 0 end
     -- Results go straight into `out`: blockedMs, then five values per limit.
@@ -308,9 +332,10 @@ for set = 1, nsets do
     fields[#fields + 1] = 'bw'
     fields[#fields + 1] = 'bu'
     fields[#fields + 1] = 'bo'
+  else
+    -- A manual block's end: honoured by every check, auto-block or not.
+    fields[#fields + 1] = 'bu'
   end
-  -- HMGET needs at least one field: a log-only set reads a placeholder.
-  if #fields == 0 then fields[1] = 'bv' end
   local entry = {
     nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,
     logs = false,

@@ -130,9 +130,10 @@ export class MemoryStore implements RateLimitStore {
     const now = this.#clock.now();
     const entries = this.#entriesOf(namespace);
     const entry = this.#live(entries, key, now);
-    if (block === undefined && limits.length === 1)
+    if (block === undefined && limits.length === 1 && entry?.block === undefined)
       return { decisions: [this.#consumeSingle(entries, key, entry, limits[0]!, cost, now)], blockedMs: 0 };
-    const blockedMs = block === undefined ? 0 : blockRemainingMs(entry?.block, now);
+    // A block is honoured with or without auto-block (a manual one); only auto-block records violations.
+    const blockedMs = blockRemainingMs(entry?.block, now);
     const previous = statesOf(entry);
     const decisions: Decision[] = new Array(limits.length);
     const states: unknown[] = new Array(limits.length);
@@ -162,7 +163,8 @@ export class MemoryStore implements RateLimitStore {
         const policy = limits[index]!;
         ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(states[index], now, policy));
       }
-      this.#write(entries, key, entry, states, entry?.block, now, ttl);
+      // A manual block that has ended is dropped, so the key's checks take the fast path again.
+      this.#write(entries, key, entry, states, block === undefined ? undefined : entry?.block, now, ttl);
       return { decisions, blockedMs: 0 };
     }
     // Refused: nothing is counted, so limits that would have admitted report their unspent state.
@@ -191,11 +193,14 @@ export class MemoryStore implements RateLimitStore {
    * One request of `cost` points against a single limit, without auto-block: the limiter's fast
    * path. Same result as {@link consumeOne} with `[policy]` and no block, but returns the limit's
    * decision alone, and the limit's state is updated in place (no state object per check).
+   * Returns `undefined`, counting nothing, when the key is blocked (a manual block): the caller
+   * then asks {@link consumeOne}, which answers `blocked`.
    */
-  consumeSingle(key: string, policy: LimitPolicy, cost: number, namespace = ''): Decision {
+  consumeSingle(key: string, policy: LimitPolicy, cost: number, namespace = ''): Decision | undefined {
     const now = this.#clock.now();
     const entries = this.#entriesOf(namespace);
     const entry = this.#live(entries, key, now);
+    if (entry !== undefined && entry.block !== undefined && entry.block.blockedUntil > now) return undefined;
     return this.#consumeSingle(entries, key, entry, policy, cost, now);
   }
 
@@ -292,8 +297,8 @@ export class MemoryStore implements RateLimitStore {
 
   /**
    * Applies `adjustment` to `key`'s limits (in `namespace`) and returns what a cost-0 check would
-   * now report (see {@link RateLimitStore.adjust}). A block is honoured by checks only when they
-   * pass an auto-block policy, so `block` needs one.
+   * now report (see {@link RateLimitStore.adjust}). Checks honour a block with or without an
+   * auto-block policy.
    */
   adjust(
     key: string,
@@ -338,17 +343,21 @@ export class MemoryStore implements RateLimitStore {
       }
     } else if (operation === 'block' || operation === 'unblock') {
       const current = blockState ?? emptyBlockState;
+      // Without auto-block nothing else lives in the block state: an unblock drops it, so that
+      // the key's checks take the single-limit fast path again.
       blockState =
         operation === 'block'
           ? { ...current, blockedUntil: now + adjustment.durationMs }
-          : { ...current, violations: 0, blockedUntil: 0 };
+          : block === undefined
+            ? undefined
+            : { ...current, violations: 0, blockedUntil: 0 };
       const keepUntil = Math.max(
         entry?.expiresAt ?? now,
-        blockState.blockedUntil + (block?.forgetAfterMs ?? 0),
+        (blockState?.blockedUntil ?? 0) + (block?.forgetAfterMs ?? 0),
       );
       this.#write(entries, key, entry, states ?? [], blockState, now, keepUntil - now);
     }
-    return peekOutcome(limits, states, block === undefined ? undefined : blockState, now);
+    return peekOutcome(limits, states, blockState, now);
   }
 
   /** Forgets `key` (in `namespace`, which the limiter uses for its rules). */

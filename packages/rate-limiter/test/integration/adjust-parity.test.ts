@@ -17,6 +17,13 @@ const operationArb: fc.Arbitrary<Operation> = fc.oneof(
   fc.constant({ operation: 'peek' as const }),
   fc.record({ operation: fc.constant('refund' as const), points: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ operation: fc.constant('penalize' as const), points: fc.integer({ min: 0, max: 5 }) }),
+  // Manual blocks, honoured by checks without auto-block on both script paths (one limit: the
+  // one-key path; two: the batch path). Long enough to outlast the run on both clocks.
+  fc.record({
+    operation: fc.constant('block' as const),
+    durationMs: fc.integer({ min: 60_000, max: 600_000 }),
+  }),
+  fc.constant({ operation: 'unblock' as const }),
 );
 
 // Day-long windows: the milliseconds a run takes refill or leak far less than one point, so the
@@ -37,10 +44,12 @@ const policyArb = fc
     }),
   );
 
-const summary = (outcome: ConsumeOutcome) =>
-  outcome.decisions.map((decision) => [decision.allowed, decision.remaining]);
+const summary = (outcome: ConsumeOutcome) => [
+  outcome.blockedMs > 0,
+  ...outcome.decisions.map((decision) => [decision.allowed, decision.remaining]),
+];
 
-describe.skipIf(!redisUp)('adjust.lua decides as the TypeScript adjusters do', () => {
+describe.skipIf(!redisUp)('adjust.lua and check.lua decide as the TypeScript adjusters and store do', () => {
   let client: Redis;
   let redis: RateLimitStore;
   beforeAll(async () => {
@@ -52,7 +61,7 @@ describe.skipIf(!redisUp)('adjust.lua decides as the TypeScript adjusters do', (
     await client.quit();
   });
 
-  it('the same random histories of checks, peeks, refunds and penalties give the same answers', async () => {
+  it('the same random histories of checks, peeks, refunds, penalties, blocks and unblocks give the same answers', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(policyArb, { minLength: 1, maxLength: 2 }),

@@ -95,6 +95,39 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
     expect(await limiter.unblock('b')).toMatchObject({ allowed: true, remaining: 2 });
     expect(await limiter.check('b')).toMatchObject({ allowed: true, source: 'store' });
   });
+
+  it('without autoBlock, a manual block is honoured by the one-key and the batch script paths', async () => {
+    const plain = createRateLimiter({
+      store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rlblk')}:` }),
+      limits: [{ name: 'api', limit: 2, windowMs: 60_000 }],
+      roles: {
+        pro: [
+          { limit: 2, windowMs: 60_000 },
+          { limit: 100, windowMs: 3_600_000 },
+        ],
+      },
+      localBlockCache: false,
+      deadlineMs: 5_000,
+    });
+    await plain.block('m', 90_000);
+    await plain.block({ key: 'm', role: 'pro' }, 90_000);
+    // One key alone: check_single; several keys in one tick: one batched call (check_group on a
+    // standalone Redis); a role with two limits: check_group.
+    const alone = await plain.check('m');
+    const batch = await Promise.all(
+      ['m', 'other', { key: 'm', role: 'pro' }].map((input) => plain.check(input)),
+    );
+    for (const result of [alone, batch[0]!, batch[2]!]) {
+      expect(result).toMatchObject({ allowed: false, outcome: 'blocked', source: 'store' });
+      expect(result.retryAfterMs).toBeGreaterThan(85_000);
+    }
+    expect(batch[1]).toMatchObject({ allowed: true, remaining: 1 });
+    expect((await plain.peek('m')).outcome).toBe('blocked');
+    // Nothing was counted while blocked.
+    expect(await plain.unblock('m')).toMatchObject({ allowed: true, remaining: 2 });
+    expect(await plain.check('m')).toMatchObject({ allowed: true, remaining: 1 });
+    await plain.close();
+  });
 });
 
 // A private server: SCRIPT FLUSH on the shared one would hit every other suite's scripts.

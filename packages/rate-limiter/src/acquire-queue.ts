@@ -1,0 +1,306 @@
+import { type Clock, ClosedError, type GaugeMetric, type HistogramMetric, type Logger } from '@noa/core';
+import { z } from 'zod';
+import { AcquireError, type AcquireFailure } from './errors.js';
+import type { CheckInput } from './limiter.js';
+import type { RateLimitResult } from './result.js';
+
+/** Options of `limiter.acquire()`. */
+export const acquireOptionsSchema = z
+  .object({
+    /** Longest the caller waits for an admission; it is then rejected with `reason: 'timeout'`. */
+    timeoutMs: z.number().int().positive().default(10_000),
+    /** Stops waiting at once (rejected with `reason: 'aborted'`) and leaves the queue. */
+    signal: z
+      .custom<AbortSignal>((value) => value instanceof AbortSignal, 'must be an AbortSignal')
+      .optional(),
+    /** Most callers waiting for one key in this process; one more is rejected with `queue-full`. */
+    maxQueue: z.number().int().positive().default(1_000),
+  })
+  .strict();
+
+/** Options of `limiter.acquire()` as written by users. */
+export type AcquireOptions = z.input<typeof acquireOptionsSchema>;
+/** Parsed options of `limiter.acquire()`. */
+export type ParsedAcquireOptions = z.infer<typeof acquireOptionsSchema>;
+
+/** The result label of `noa_rate_limiter_acquire_wait_seconds`. */
+export type AcquireResultLabel = 'acquired' | 'closed' | AcquireFailure;
+
+/** What the queue needs from the limiter. */
+export interface AcquireQueueDependencies {
+  /** One check of the request (counted when allowed). */
+  check(input: CheckInput | string): Promise<RateLimitResult>;
+  /** Gives back the points of an admission nobody waits for any more (best effort). */
+  refund(input: CheckInput | string, points: number): Promise<unknown>;
+  clock: Clock;
+  logger: Logger;
+  waiters: GaugeMetric;
+  waits: HistogramMetric<'result'>;
+}
+
+interface Waiter {
+  input: CheckInput | string;
+  key: string;
+  cost: number;
+  startedAt: number;
+  deadline: number;
+  resolve(result: RateLimitResult): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  settled: boolean;
+}
+
+interface KeyQueue {
+  queueKey: string;
+  /** In arrival order; only the first one's request is sent to the store. */
+  waiters: Waiter[];
+  /** The waiter whose check is in flight (it may have left the queue meanwhile). */
+  checking: Waiter | undefined;
+  /** The head's next check, after the last refusal's retry time. */
+  retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the head may be admitted at the earliest (clock time), from the last refusal. */
+  nextCheckAt: number;
+  /** The last refusal, whose outcome and retry time explain a rejection. */
+  lastRefusal: RateLimitResult | undefined;
+}
+
+/**
+ * The waiters of `limiter.acquire()`, one FIFO queue per key (rule namespace + key). Only the
+ * head's request goes to the store, and only when the last refusal's `retryAfterMs` has passed
+ * (no polling), so N waiters cost one store call per retry, not N. A waiter leaves at its
+ * deadline, on abort, or as soon as the last refusal shows that it could not be admitted before
+ * its deadline (those ahead of it come first). Timers are unref'd and cleared when their waiter
+ * settles.
+ */
+export class AcquireQueue {
+  readonly #queues = new Map<string, KeyQueue>();
+  readonly #deps: AcquireQueueDependencies;
+  #closed = false;
+
+  constructor(dependencies: AcquireQueueDependencies) {
+    this.#deps = dependencies;
+  }
+
+  /** Keys that have waiters (or a check in flight for one): 0 when nobody waits. */
+  get keys(): number {
+    return this.#queues.size;
+  }
+
+  /** Waits until `input` is admitted (see `limiter.acquire`); `queueKey` names its queue. */
+  acquire(
+    queueKey: string,
+    input: CheckInput | string,
+    key: string,
+    cost: number,
+    options: ParsedAcquireOptions,
+  ): Promise<RateLimitResult> {
+    if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
+    const { signal, timeoutMs, maxQueue } = options;
+    const now = this.#deps.clock.now();
+    if (signal?.aborted) return this.#refuse(key, 'aborted', undefined, { cause: signal.reason });
+    let queue = this.#queues.get(queueKey);
+    const deadline = now + timeoutMs;
+    if (queue !== undefined) {
+      if (queue.waiters.length >= maxQueue) return this.#refuse(key, 'queue-full', queue.lastRefusal);
+      // Those ahead come first, so a waiter whose deadline is before the head's next chance cannot
+      // be admitted: it is told at once instead of after waiting for nothing.
+      if (queue.lastRefusal !== undefined && queue.nextCheckAt > deadline)
+        return this.#refuse(key, refusalReason(queue.lastRefusal), queue.lastRefusal);
+    }
+    return new Promise<RateLimitResult>((resolve, reject) => {
+      const waiter: Waiter = {
+        input,
+        key,
+        cost,
+        startedAt: now,
+        deadline,
+        resolve,
+        reject,
+        timer: undefined,
+        signal,
+        onAbort: undefined,
+        settled: false,
+      };
+      if (queue === undefined) {
+        queue = {
+          queueKey,
+          waiters: [],
+          checking: undefined,
+          retryTimer: undefined,
+          nextCheckAt: now,
+          lastRefusal: undefined,
+        };
+        this.#queues.set(queueKey, queue);
+      }
+      const owner = queue;
+      queue.waiters.push(waiter);
+      this.#deps.waiters.inc();
+      waiter.timer = setTimeout(() => this.#leave(owner, waiter, 'timeout'), timeoutMs);
+      waiter.timer.unref();
+      if (signal !== undefined) {
+        waiter.onAbort = () => this.#leave(owner, waiter, 'aborted', signal.reason);
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      if (queue.waiters.length === 1 && queue.checking === undefined && queue.retryTimer === undefined)
+        this.#checkHead(queue);
+    });
+  }
+
+  /** Rejects every waiter with `ClosedError` and clears every timer. */
+  close(): void {
+    this.#closed = true;
+    for (const queue of this.#queues.values()) {
+      if (queue.retryTimer !== undefined) clearTimeout(queue.retryTimer);
+      for (const waiter of queue.waiters)
+        this.#settle(waiter, 'closed', () => waiter.reject(new ClosedError('RateLimiter')));
+      queue.waiters.length = 0;
+    }
+    this.#queues.clear();
+  }
+
+  #refuse(
+    key: string,
+    reason: AcquireFailure,
+    lastRefusal: RateLimitResult | undefined,
+    options: { cause?: unknown } = {},
+  ): Promise<never> {
+    this.#deps.waits.observe({ result: reason }, 0);
+    return Promise.reject(new AcquireError(key, reason, 0, lastRefusal?.retryAfterMs ?? 0, options));
+  }
+
+  /** Sends the head's request to the store. */
+  #checkHead(queue: KeyQueue): void {
+    queue.retryTimer = undefined;
+    const head = queue.waiters[0];
+    if (head === undefined) {
+      this.#dropIfIdle(queue);
+      return;
+    }
+    queue.checking = head;
+    this.#deps.check(head.input).then(
+      (result) => this.#onResult(queue, head, result),
+      (error: unknown) => {
+        // check() rejects only on close or a bad input (validated before queueing): end this waiter.
+        queue.checking = undefined;
+        this.#remove(queue, head);
+        this.#settle(head, 'closed', () => head.reject(error as Error));
+        this.#continue(queue);
+      },
+    );
+  }
+
+  #onResult(queue: KeyQueue, head: Waiter, result: RateLimitResult): void {
+    queue.checking = undefined;
+    if (this.#closed) {
+      if (result.allowed) this.#giveBack(head);
+      return;
+    }
+    if (result.allowed) {
+      if (head.settled) this.#giveBack(head);
+      else {
+        this.#remove(queue, head);
+        this.#settle(head, 'acquired', () => head.resolve(result));
+      }
+      queue.lastRefusal = undefined;
+      this.#continue(queue);
+      return;
+    }
+    if (result.outcome === 'denied') {
+      // The lists are applied before queueing; kept for a store that answers `denied` itself.
+      this.#remove(queue, head);
+      this.#fail(head, 'denied', result);
+      this.#continue(queue);
+      return;
+    }
+    const now = this.#deps.clock.now();
+    // A refusal always carries a retry time; at least 1 ms keeps a zero from spinning.
+    queue.nextCheckAt = now + Math.max(1, result.retryAfterMs);
+    queue.lastRefusal = result;
+    const reason = refusalReason(result);
+    for (const waiter of [...queue.waiters])
+      if (waiter.deadline < queue.nextCheckAt) {
+        this.#remove(queue, waiter);
+        this.#fail(waiter, reason, result);
+      }
+    if (this.#dropIfIdle(queue)) return;
+    queue.retryTimer = setTimeout(() => this.#checkHead(queue), queue.nextCheckAt - now);
+    queue.retryTimer.unref();
+  }
+
+  /** After an admission (or a waiter's end): the next head checks at once, or the queue goes. */
+  #continue(queue: KeyQueue): void {
+    if (this.#dropIfIdle(queue) || queue.checking !== undefined || queue.retryTimer !== undefined) return;
+    this.#checkHead(queue);
+  }
+
+  /** Forgets `queue` when nobody waits and no check is in flight; true when it did. */
+  #dropIfIdle(queue: KeyQueue): boolean {
+    if (queue.waiters.length > 0 || queue.checking !== undefined) return false;
+    if (queue.retryTimer !== undefined) clearTimeout(queue.retryTimer);
+    queue.retryTimer = undefined;
+    if (this.#queues.get(queue.queueKey) === queue) this.#queues.delete(queue.queueKey);
+    return true;
+  }
+
+  /** A waiter leaves on its deadline or abort; its in-flight admission, if any, is given back. */
+  #leave(queue: KeyQueue, waiter: Waiter, reason: 'timeout' | 'aborted', cause?: unknown): void {
+    if (waiter.settled) return;
+    this.#remove(queue, waiter);
+    this.#fail(waiter, reason, queue.lastRefusal, cause);
+    this.#dropIfIdle(queue);
+  }
+
+  #remove(queue: KeyQueue, waiter: Waiter): void {
+    const at = queue.waiters.indexOf(waiter);
+    if (at >= 0) queue.waiters.splice(at, 1);
+  }
+
+  #fail(
+    waiter: Waiter,
+    reason: AcquireFailure,
+    lastRefusal: RateLimitResult | undefined,
+    cause?: unknown,
+  ): void {
+    this.#settle(waiter, reason, () => {
+      const waitedMs = Math.max(0, this.#deps.clock.now() - waiter.startedAt);
+      waiter.reject(
+        new AcquireError(
+          waiter.key,
+          reason,
+          waitedMs,
+          lastRefusal?.retryAfterMs ?? 0,
+          cause === undefined ? {} : { cause },
+        ),
+      );
+    });
+  }
+
+  /** Ends `waiter` once: clears its timer and abort listener, records the wait, then `answer`s. */
+  #settle(waiter: Waiter, result: AcquireResultLabel, answer: () => void): void {
+    if (waiter.settled) return;
+    waiter.settled = true;
+    if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+    if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort);
+    this.#deps.waiters.dec();
+    this.#deps.waits.observe({ result }, Math.max(0, this.#deps.clock.now() - waiter.startedAt) / 1_000);
+    answer();
+  }
+
+  /** An admission that arrived after its waiter left: its points go back (never awaited). */
+  #giveBack(waiter: Waiter): void {
+    if (waiter.cost === 0) return;
+    this.#deps.refund(waiter.input, waiter.cost).catch((error: unknown) =>
+      this.#deps.logger.debug('rate-limit acquire: refund of an unclaimed admission failed', {
+        key: waiter.key,
+        error: (error as Error)?.message,
+      }),
+    );
+  }
+}
+
+/** The rejection reason a refusal gives the waiters it cannot admit in time. */
+function refusalReason(result: RateLimitResult): AcquireFailure {
+  return result.outcome === 'blocked' ? 'blocked' : result.outcome === 'denied' ? 'denied' : 'limited';
+}

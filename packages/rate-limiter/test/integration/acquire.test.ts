@@ -1,0 +1,173 @@
+import {
+  isReachable,
+  serviceUrl,
+  startPrivateRedisOrSkip,
+  startRedisCluster,
+  uniqueName,
+} from '@noa/testkit';
+import { Cluster, Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  AcquireError,
+  type AlgorithmName,
+  createRateLimiter,
+  type RateLimitResult,
+  RedisStore,
+  recommendedRedisOptions,
+} from '../../src/index.js';
+
+const redisUp = await isReachable('redis');
+const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
+if (skip) console.log(skip);
+
+interface Target {
+  name: string;
+  connect(): Promise<{ client: Redis | Cluster; stop(): Promise<void> }>;
+}
+
+const targets: Target[] = [
+  {
+    name: 'redis',
+    async connect() {
+      const client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
+      await client.connect();
+      return { client, stop: async () => void (await client.quit()) };
+    },
+  },
+  {
+    name: 'redis cluster (3 masters)',
+    async connect() {
+      const cluster = await startRedisCluster(3);
+      const client = new Cluster(cluster.nodes, { ...recommendedRedisOptions, enableOfflineQueue: true });
+      return {
+        client,
+        async stop() {
+          await client.quit();
+          await cluster.stop();
+        },
+      };
+    },
+  },
+];
+
+const limit = 3;
+const windowMs = 600;
+const waiters = 8;
+
+describe.skipIf(skip !== undefined).each(targets)('limiter.acquire on $name', (target) => {
+  let connection: Awaited<ReturnType<Target['connect']>>;
+  beforeAll(async () => {
+    connection = await target.connect();
+  });
+  afterAll(async () => {
+    await connection.stop();
+  });
+
+  function limiterOn(algorithm: AlgorithmName, registry?: Registry) {
+    return createRateLimiter({
+      store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rlacq')}:` }),
+      limits: [{ algorithm, limit, windowMs }],
+      // About the queue, not the deadline: a slow machine must not send checks to the fail mode.
+      deadlineMs: 5_000,
+      registry,
+    });
+  }
+
+  it.each<AlgorithmName>(['fixed-window', 'sliding-window', 'sliding-log', 'token-bucket', 'leaky-bucket'])(
+    '%s: admits every waiter in FIFO order, at most the limit per window, the head alone checking',
+    async (algorithm) => {
+      const registry = new Registry();
+      const limiter = limiterOn(algorithm, registry);
+      const admitted: { index: number; at: number; result: RateLimitResult }[] = [];
+      await Promise.all(
+        Array.from({ length: waiters }, (_, index) =>
+          limiter.acquire('key', { timeoutMs: 30_000 }).then((result) => {
+            admitted.push({ index, at: performance.now(), result });
+          }),
+        ),
+      );
+      expect(admitted.map((entry) => entry.index)).toEqual(
+        Array.from({ length: waiters }, (_, index) => index),
+      );
+      if (algorithm === 'fixed-window') {
+        // The end of an admission's window, in local time: the same for admissions of one window.
+        const windows = new Map<number, number>();
+        for (const { at, result } of admitted) {
+          const window = Math.round((at + result.resetMs) / windowMs);
+          windows.set(window, (windows.get(window) ?? 0) + 1);
+        }
+        for (const count of windows.values()) expect(count).toBeLessThanOrEqual(limit);
+      }
+      const data = await registry.getSingleMetric('noa_rate_limiter_checks_total')!.get();
+      const refused = data.values
+        .filter((value) => value.labels.outcome !== 'allowed')
+        .reduce((sum, value) => sum + value.value, 0);
+      // At most one refusal per admission (per window for a fixed window), not one per waiter.
+      expect(refused).toBeLessThanOrEqual(
+        algorithm === 'fixed-window' ? Math.ceil(waiters / limit) + 1 : waiters,
+      );
+      expect(limiter.waitingKeys).toBe(0);
+      await limiter.close();
+    },
+  );
+
+  it('rejects at once a key blocked for longer than the timeout', async () => {
+    const limiter = limiterOn('fixed-window');
+    await limiter.block('b', 60_000);
+    const error = await limiter.acquire('b', { timeoutMs: 2_000 }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(AcquireError);
+    expect(error).toMatchObject({ reason: 'blocked' });
+    // One round trip, not the timeout (a generous bound: the machine is shared).
+    expect((error as AcquireError).waitedMs).toBeLessThan(1_000);
+    expect((error as AcquireError).retryAfterMs).toBeGreaterThan(55_000);
+    expect(limiter.waitingKeys).toBe(0);
+    await limiter.close();
+  });
+});
+
+const privateRedis = await startPrivateRedisOrSkip();
+
+describe.skipIf(privateRedis.skip !== undefined)('limiter.acquire while Redis is paused', () => {
+  let admin: Redis;
+  let client: Redis;
+  beforeAll(async () => {
+    admin = new Redis(privateRedis.redis!.url);
+    client = new Redis(privateRedis.redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
+    await client.connect();
+  });
+  afterAll(async () => {
+    admin.disconnect();
+    client.disconnect();
+    await privateRedis.redis?.stop();
+  });
+
+  it('times out while the head check is in flight, and gives the late admission back', async () => {
+    const registry = new Registry();
+    const limiter = createRateLimiter({
+      registry,
+      store: new RedisStore({ client, prefix: 'acquire-pause:' }),
+      limits: [{ limit: 5, windowMs: 60_000 }],
+      // The check waits out the pause, so its admission arrives after the caller left.
+      deadlineMs: 10_000,
+    });
+    // Loads both scripts first, so that no NOSCRIPT retry reorders the calls after the pause.
+    await limiter.peek('k');
+    await limiter.check('warm');
+    await privateRedis.redis!.pause(1_000);
+    const error = await limiter.acquire('k', { timeoutMs: 200 }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(AcquireError);
+    expect(error).toMatchObject({ key: 'k', reason: 'timeout' });
+    // A deadline test: generous bounds, never past the timeout by more than a timer's delay.
+    expect((error as AcquireError).waitedMs).toBeGreaterThanOrEqual(199);
+    expect((error as AcquireError).waitedMs).toBeLessThan(900);
+    // After the pause the check is counted, then refunded: the key is back to its full quota.
+    await vi.waitFor(async () => expect((await limiter.peek('k')).remaining).toBe(5), {
+      timeout: 5_000,
+      interval: 50,
+    });
+    expect(await registry.metrics()).toContain('noa_rate_limiter_adjustments_total{operation="refund"} 1');
+    expect(limiter.waitingKeys).toBe(0);
+    await limiter.close();
+  });
+});

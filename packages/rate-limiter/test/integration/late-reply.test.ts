@@ -1,0 +1,138 @@
+import type { Logger } from '@noa/core';
+import { startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
+import { Cluster, Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { createRateLimiter, type FailMode, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+
+const { redis, skip } = await startPrivateRedisOrSkip();
+
+const deadlineMs = 50;
+const pauseMs = 800;
+const clients: Redis[] = [];
+let prefixes = 0;
+
+/**
+ * A limiter on a fresh client and store: until its first reply a store knows nothing of the
+ * server's clock, so its calls carry no expiry, and a call queued behind the pause runs (and
+ * counts) once the pause ends, long after its caller's deadline: the reply comes late.
+ */
+function setup(failMode: FailMode, expectedInstances = 1, cluster?: Cluster) {
+  const client = cluster ?? new Redis(redis!.url, recommendedRedisOptions);
+  client.on('error', () => {});
+  if (cluster === undefined) clients.push(client as Redis);
+  prefixes += 1;
+  const registry = new Registry();
+  const logged: string[] = [];
+  const record = (level: string) => (message: string) => void logged.push(`${level} ${message}`);
+  const logger: Logger = {
+    debug: record('debug'),
+    info: record('info'),
+    warn: record('warn'),
+    error: record('error'),
+  };
+  const limiter = createRateLimiter({
+    store: new RedisStore({ client, prefix: `late-${prefixes}:` }),
+    limits: [{ limit: 10, windowMs: 3_600_000 }],
+    failMode,
+    expectedInstances,
+    deadlineMs,
+    // Every check is attempted, so each one's late reply is seen.
+    breaker: { consecutiveFailures: 1_000_000 },
+    localBlockCache: false,
+    registry,
+    logger,
+  });
+  const lateRefunds = async () =>
+    (await registry.getSingleMetric('noa_rate_limiter_late_refunds_total')!.get()).values.reduce(
+      (sum, value) => sum + value.value,
+      0,
+    );
+  /** The key's remaining points once Redis answers again (a peek cut by the pause is retried). */
+  const remainingAfterPause = async (key: string) => {
+    let remaining = -1;
+    await vi.waitFor(
+      async () => {
+        remaining = (await limiter.peek(key)).remaining;
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+    return remaining;
+  };
+  return { limiter, logged, lateRefunds, remainingAfterPause };
+}
+
+afterAll(async () => {
+  for (const client of clients) client.disconnect();
+  await redis?.stop();
+});
+
+describe.skipIf(skip !== undefined)('a check whose reply comes after its deadline', () => {
+  it("failMode 'closed': the refused request Redis counted late is refunded, unawaited", async () => {
+    const { limiter, logged, lateRefunds, remainingAfterPause } = setup('closed');
+    await redis!.pause(pauseMs);
+    const started = performance.now();
+    const result = await limiter.check('k');
+    // The request path did not wait for the reply, nor for the refund (generous bound).
+    expect(performance.now() - started).toBeLessThan(deadlineMs + 400);
+    expect(result).toMatchObject({ allowed: false, source: 'fallback' });
+    await vi.waitFor(async () => expect(await lateRefunds()).toBe(1), { timeout: 5_000, interval: 50 });
+    // Counted by the late script, then given back: the key is whole again.
+    expect(await remainingAfterPause('k')).toBe(10);
+    expect(logged).toContain(
+      'debug rate-limit check answered late after a fail-mode refusal; refunding its points',
+    );
+    await limiter.close();
+  });
+
+  it("failMode 'local': only the requests the local fallback refused are refunded", async () => {
+    // The local share is 10 ÷ 10 = 1: the first check is admitted locally, the second refused.
+    const { limiter, lateRefunds, remainingAfterPause } = setup('local', 10);
+    await redis!.pause(pauseMs);
+    expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'fallback' });
+    expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fallback' });
+    await vi.waitFor(async () => expect(await lateRefunds()).toBe(1), { timeout: 5_000, interval: 50 });
+    // Both counted late; the refused one given back, the admitted one (it went ahead) kept.
+    expect(await remainingAfterPause('k')).toBe(9);
+    await limiter.close();
+  });
+
+  it("failMode 'open': an admitted request stays counted, nothing is refunded", async () => {
+    const { limiter, lateRefunds, remainingAfterPause } = setup('open');
+    await redis!.pause(pauseMs);
+    expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'fallback' });
+    expect(await remainingAfterPause('k')).toBe(9);
+    expect(await lateRefunds()).toBe(0);
+    await limiter.close();
+  });
+});
+
+describe.skipIf(skip !== undefined)('a late reply from one master of a Redis Cluster', () => {
+  it("failMode 'closed': the keys of the paused master are refunded, the others' counts stand", async () => {
+    const cluster = await startRedisCluster(3);
+    const client = new Cluster(cluster.nodes, { ...recommendedRedisOptions, enableOfflineQueue: true });
+    const admin = new Redis(cluster.nodes[0]!.port, cluster.nodes[0]!.host);
+    try {
+      const { limiter, lateRefunds, remainingAfterPause } = setup('closed', 1, client);
+      await client.ping();
+      const keys = Array.from({ length: 24 }, (_, index) => `key-${index}`);
+      await admin.call('CLIENT', 'PAUSE', String(pauseMs), 'ALL');
+      // One tick: one batch, one pipeline per master (consumeEach); the paused one answers late.
+      const results = await Promise.all(keys.map((key) => limiter.check(key)));
+      const late = keys.filter((_, index) => results[index]!.source === 'fallback');
+      expect(late.length).toBeGreaterThan(0);
+      expect(late.length).toBeLessThan(keys.length);
+      for (const result of results) expect(result.allowed).toBe(result.source === 'store');
+      await vi.waitFor(async () => expect(await lateRefunds()).toBe(late.length), {
+        timeout: 5_000,
+        interval: 50,
+      });
+      for (const key of keys) expect(await remainingAfterPause(key)).toBe(late.includes(key) ? 10 : 9);
+      await limiter.close();
+    } finally {
+      admin.disconnect();
+      await client.quit();
+      await cluster.stop();
+    }
+  });
+});
