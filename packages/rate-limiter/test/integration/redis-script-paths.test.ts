@@ -72,6 +72,14 @@ function stateOfFields(policy: LimitPolicy, fields: Record<string, string>): unk
   }
 }
 
+/** An HGETALL reply inside MULTI (ioredis transforms it only outside a transaction). */
+function pairsToRecord(reply: string[] | Record<string, string>): Record<string, string> {
+  if (!Array.isArray(reply)) return reply;
+  const record: Record<string, string> = {};
+  for (let index = 0; index + 1 < reply.length; index += 2) record[reply[index]!] = reply[index + 1]!;
+  return record;
+}
+
 async function redisNow(client: Redis): Promise<number> {
   const [seconds, micros] = await client.time();
   return Number(seconds) * 1_000 + Math.floor(Number(micros) / 1_000);
@@ -125,13 +133,23 @@ describe.skipIf(skip !== undefined)('RedisStore script paths', () => {
             undefined,
           );
           expect(outcomes.slice(1).map((one) => one[0])).toEqual(outcomes[0]);
-          const [batchedState, singleState] = await Promise.all(hashes.map((hash) => client.hgetall(hash)));
+          // States and expiries read in one transaction (Redis freezes its clock for expiry during
+          // EXEC): read apart, a state kept 1 ms could be there for HGETALL and gone for PEXPIRETIME.
+          const replies = await client
+            .multi([
+              ['hgetall', hashes[0]!],
+              ['hgetall', hashes[1]!],
+              ['pexpiretime', hashes[0]!],
+              ['pexpiretime', hashes[1]!],
+            ])
+            .exec();
           const after = await redisNow(client);
+          const [batchedState, singleState] = [0, 1].map((index) =>
+            pairsToRecord(replies![index]![1] as string[] | Record<string, string>),
+          );
           // PEXPIRE counts from the clock when it runs, which may tick during the script: the
           // two expiries (the same TTL set at two moments of the call) may differ by that much.
-          const [batchedExpiry, singleExpiry] = await Promise.all(
-            hashes.map(async (hash) => Number(await client.call('PEXPIRETIME', hash))),
-          );
+          const [batchedExpiry, singleExpiry] = [2, 3].map((index) => Number(replies![index]![1]));
           // A state kept 1 ms may expire between the script and the reads: one hash can be gone
           // while the other, expiring up to that tick later, is still there.
           const gone = [batchedState, singleState].filter((state) => Object.keys(state ?? {}).length === 0);
