@@ -10,7 +10,7 @@ import type {
   ResolvedCacheOptions,
   SetOptions,
 } from './cache-options.js';
-import { type CacheEntry, isFresh, shouldRefreshEarly } from './entry.js';
+import { type CacheEntry, isFresh, shouldRefreshEarly, slideEntry } from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
 import { clearPrefix, deleteByTags, deleteKeys, expireByTags, expireKeys } from './invalidation.js';
 import { KeyWakeups } from './key-wakeups.js';
@@ -161,8 +161,9 @@ export class CacheEngine {
   getLocal(fullKey: string): CacheEntry | undefined {
     const now = this.clock.now();
     const entry = this.l1.get(fullKey, now);
-    if (entry !== undefined && isFresh(entry, now)) return entry;
-    return undefined;
+    if (entry === undefined || !isFresh(entry, now)) return undefined;
+    if (entry.slidingMs) slideEntry(entry, now);
+    return entry;
   }
 
   /** Copies a value out of L1 according to the `l1.mode` option. */
@@ -190,6 +191,7 @@ export class CacheEngine {
     const now = this.clock.now();
     const local = this.l1Get(fullKey, now);
     if (local !== undefined && isFresh(local, now)) {
+      if (local.slidingMs) slideEntry(local, now);
       this.metrics.request('l1', 'hit');
       if (this.listeners.hit) this.emitHit(fullKey, 'l1');
       return local;
@@ -197,7 +199,9 @@ export class CacheEngine {
     this.metrics.request('l1', local ? 'stale' : 'miss');
     if (this.tier) {
       const remote = await readL2(this, fullKey);
-      if (remote && isFresh(remote.entry, this.clock.now())) {
+      const later = this.clock.now();
+      if (remote && isFresh(remote.entry, later)) {
+        if (remote.entry.slidingMs) slideEntry(remote.entry, later);
         this.metrics.request('l2', 'hit');
         this.l1Set(fullKey, remote.entry, remote.bytes);
         if (this.listeners.hit) this.emitHit(fullKey, 'l2');
@@ -219,6 +223,7 @@ export class CacheEngine {
     const now = this.clock.now();
     const entry = this.l1Get(fullKey, now);
     if (entry !== undefined && now < entry.expiresAt) {
+      if (entry.slidingMs) slideEntry(entry, now);
       this.metrics.request('l1', 'hit');
       if (this.listeners.hit) this.emitHit(fullKey, 'l1');
       const beta = options.earlyRefreshBeta ?? this.options.earlyRefreshBeta;
@@ -332,7 +337,9 @@ export class CacheEngine {
     let local = entry;
     if (maxTtlMs !== undefined) {
       const cap = this.clock.now() + maxTtlMs;
-      if (entry.expiresAt > cap) local = { ...entry, expiresAt: cap };
+      // The cap bounds sliding too: past it, the L1 copy goes back to L2 like any other.
+      if (entry.expiresAt > cap || (entry.slidingMs && entry.maxExpiresAt! > cap))
+        local = { ...entry, expiresAt: Math.min(entry.expiresAt, cap), maxExpiresAt: cap };
     }
     if (this.options.l1.mode === 'freeze') deepFreeze(local.value);
     this.l1.set(fullKey, local, bytes);

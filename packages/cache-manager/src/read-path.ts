@@ -1,5 +1,5 @@
 import type { CacheEngine } from './cache-engine.js';
-import { type CacheEntry, isFresh } from './entry.js';
+import { type CacheEntry, isFresh, slideEntry } from './entry.js';
 
 /**
  * The read path below L1: L2 reads (one key, or many in one MGET) and their decoding. The L1
@@ -58,6 +58,7 @@ function takeFromBatch(
 ): { entry: CacheEntry | undefined; fresh: boolean } {
   const entry = bytes ? decodeEntry(engine, fullKey, bytes) : undefined;
   if (entry && isFresh(entry, now)) {
+    if (entry.slidingMs) slideEntry(entry, now);
     engine.metrics.request('l2', 'hit');
     engine.l1Set(fullKey, entry, bytes!.length);
     if (engine.listeners.hit) engine.emitHit(fullKey, 'l2');
@@ -76,6 +77,7 @@ export async function getManyEntries(
   const results: (CacheEntry | undefined)[] = fullKeys.map((key) => {
     const entry = engine.l1Get(key, now);
     const fresh = entry !== undefined && isFresh(entry, now);
+    if (fresh && entry.slidingMs) slideEntry(entry, now);
     // The same labels as `get`: an entry L1 still holds past its expiry is `stale`.
     engine.metrics.request('l1', fresh ? 'hit' : entry ? 'stale' : 'miss');
     if (fresh && engine.listeners.hit) engine.emitHit(key, 'l1');

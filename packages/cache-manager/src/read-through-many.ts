@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CacheEngine } from './cache-engine.js';
 import type { Factory, ManyFactory, SetOptions } from './cache-options.js';
-import type { CacheEntry } from './entry.js';
+import { type CacheEntry, slideEntry } from './entry.js';
 import { FactoryError, SerializationError } from './errors.js';
 import { alignMany, type Settler, settle } from './many-results.js';
 import { readManyFromL2 } from './read-path.js';
@@ -54,6 +54,7 @@ export async function getOrSetMany<T>(
     const fullKey = fullKeys[index]!;
     const entry = engine.l1Get(fullKey, now);
     if (entry !== undefined && now < entry.expiresAt) {
+      if (entry.slidingMs) slideEntry(entry, now);
       engine.metrics.request('l1', 'hit');
       if (engine.listeners.hit) engine.emitHit(fullKey, 'l1');
       results[index] = engine.out(entry.value as T);

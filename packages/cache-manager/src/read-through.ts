@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { tracingChannel, withDeadline } from '@noa/core';
 import type { CacheEngine } from './cache-engine.js';
 import type { Factory, GetOrSetOptions } from './cache-options.js';
-import { type CacheEntry, isFresh } from './entry.js';
+import { type CacheEntry, isFresh, slideEntry } from './entry.js';
 import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
 import { FactoryRunContext } from './factory-context.js';
 import { estimateSize } from './l1/estimate-size.js';
@@ -44,6 +44,7 @@ export async function loadThrough<T>(
       const entry = remote.entry as CacheEntry<T>;
       const now = engine.clock.now();
       if (isFresh(entry, now)) {
+        if (entry.slidingMs) slideEntry(entry, now);
         engine.metrics.request('l2', 'hit');
         engine.l1Set(fullKey, entry, remote.bytes);
         if (engine.listeners.hit) engine.emitHit(fullKey, 'l2');

@@ -37,6 +37,7 @@ export function writeEntry(
     options.graceMs ?? engine.options.graceMs,
     computeMs,
     options.tags ?? [],
+    options.slidingTtlMs ?? engine.options.slidingTtlMs,
   );
   const written = engine.listeners.set;
   if (written) engine.events.emit('set', written, { key: fullKey });

@@ -17,7 +17,7 @@ const serializerCode = { msgpack: 0, json: 1 } as const;
  * Encodes entries for L2: one header byte (format version 4 bits, serializer 1 bit,
  * compression 3 bits), then in format 2 the shared structures' epoch (4 bytes) and how many of
  * them the body may use (1 byte), then the serialized `[value, createdAt, expiresAt,
- * staleUntil, computeMs, tags]`, compressed when it is at least `thresholdBytes` long and
+ * staleUntil, computeMs, tags]` (plus `slidingMs, maxExpiresAt` for a sliding entry), compressed when it is at least `thresholdBytes` long and
  * compression actually helps. Any instance decodes any header, whatever its own settings;
  * format 2 needs the shared structures (see {@link EntryCodec.prepare}).
  * Without `structures` (or with JSON) it writes format 1, as the first release did.
@@ -76,6 +76,9 @@ export class EntryCodec {
       entry.computeMs,
       entry.tags,
     ];
+    // Sliding entries only: the others keep the bytes of earlier releases, and an earlier
+    // release reading these ignores the extra fields (the entry then just does not slide).
+    if (entry.slidingMs) body.push(entry.slidingMs, finiteOr(entry.maxExpiresAt ?? Number.POSITIVE_INFINITY));
     const structures = this.#structures;
     const shared = this.#writeShared ? structures?.encoder : undefined;
     // The serializer leaves the header bytes free: no copy of the body just to prefix them.
@@ -127,14 +130,17 @@ export class EntryCodec {
       } else {
         throw new Error(`unknown format version ${version}`);
       }
-      const [value, createdAt, expiresAt, staleUntil, computeMs, tags] = decoded as [
+      const [value, createdAt, expiresAt, staleUntil, computeMs, tags, slidingMs, maxExpiresAt] = decoded as [
         unknown,
         number,
         number,
         number,
         number,
         string[],
+        number | undefined,
+        number | undefined,
       ];
+      const sliding = slidingMs !== undefined && slidingMs > 0;
       return {
         value,
         createdAt,
@@ -142,6 +148,8 @@ export class EntryCodec {
         staleUntil: infinityOr(staleUntil),
         computeMs,
         tags: tags ?? [],
+        slidingMs: sliding ? slidingMs : undefined,
+        maxExpiresAt: sliding ? infinityOr(maxExpiresAt ?? -1) : undefined,
       };
     } catch (error) {
       throw new SerializationError('decode', { cause: error });
