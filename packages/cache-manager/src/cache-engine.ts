@@ -98,7 +98,14 @@ export class CacheEngine {
         metrics: this.metrics,
         logger: this.logger,
       });
-      this.tier = new RedisTier(options.redis, options.prefix, guard, options.batching);
+      const clock = this.clock;
+      this.tier = new RedisTier(
+        options.redis,
+        options.prefix,
+        guard,
+        options.batching,
+        options.slidingTtlMs === undefined ? undefined : () => clock.now(),
+      );
       // Every Redis cache can read values written with shared structures; only msgpack caches
       // with `sharedStructures` write them (and load the list at start).
       const structures = new SharedStructures(this.tier, (error) =>

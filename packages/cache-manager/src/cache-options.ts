@@ -50,8 +50,9 @@ export const cacheOptionsSchema = z
     graceMs: z.number().int().nonnegative().default(0),
     /**
      * Default sliding expiry in ms (absent: none): an entry stays fresh for this long after
-     * the last read that hit it, never past its `ttlMs` when it has one. Each instance's L1
-     * copy slides with that instance's reads; L2's copy keeps the window it was written with.
+     * the last read that hit it, never past its `ttlMs` when it has one. An L1 hit slides that
+     * instance's copy; an L2 hit slides L2's copy in the same call (`get-sliding.lua`), which
+     * is how this cache reads L2 once this option is set.
      */
     slidingTtlMs: positiveMs.optional(),
     /** After a factory failure served stale, wait this long before calling the factory again. */

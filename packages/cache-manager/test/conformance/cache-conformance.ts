@@ -701,19 +701,32 @@ export function describeCacheConformance(
     });
 
     it.skipIf(!shared)(
-      'each instance’s L1 copy slides with its own reads; L2 keeps the written window',
+      'an L2 hit slides L2’s copy for every instance; an L1 hit slides only that L1',
       async () => {
         const clock = new ManualClock(Date.now());
         const a = make({ clock, slidingTtlMs: 1_000 });
         const b = make({ clock, slidingTtlMs: 1_000 });
         await Promise.all([a.ready(), b.ready()]);
+        // The write's bus message must reach b before b's reads, or it could evict b's copy later.
+        const applied = new Promise<void>((resolve) => {
+          const stop = b.onInvalidation(() => {
+            stop();
+            resolve();
+          });
+        });
         await a.set('slide:shared', 'v');
+        await applied;
         clock.advance(800);
-        expect(await b.get('slide:shared')).toBe('v'); // an L2 hit: b's copy now slides to 1,800
-        clock.advance(800); // 1,600
-        expect(await b.get('slide:shared')).toBe('v');
-        // `a` did not read it: its L1 copy ended at 1,000, and so did L2's.
+        expect(await b.get('slide:shared')).toBe('v'); // L2 hit: L2 and b's copy now end at 1,800
+        clock.advance(800); // 1,600: a's L1 copy ended at 1,000, L2's did not
+        expect(await a.get('slide:shared')).toBe('v'); // L2 hit: L2 ends at 2,600
+        clock.advance(800); // 2,400: b's L1 copy ended at 1,800
+        expect(await b.get('slide:shared')).toBe('v'); // L2 hit: L2 and b's copy end at 3,400
+        clock.advance(800); // 3,200
+        expect(await b.get('slide:shared')).toBe('v'); // L1 hit: b's copy ends at 4,200, L2 stays
+        clock.advance(400); // 3,600: a's copy (2,600) and L2's (3,400) are past
         expect(await a.get('slide:shared')).toBeUndefined();
+        expect(await b.get('slide:shared')).toBe('v');
       },
     );
 
