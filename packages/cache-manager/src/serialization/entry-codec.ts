@@ -24,10 +24,11 @@ const FRAME_BYTES = 33;
  * Encodes entries for L2: one header byte (format version 4 bits, serializer 1 bit,
  * compression 3 bits), then in format 2 the shared structures' epoch (4 bytes) and how many of
  * them the body may use (1 byte), then the serialized `[value, createdAt, expiresAt,
- * staleUntil, computeMs, tags]` (a sliding entry inside a format-3 frame of its timings), compressed when it is at least `thresholdBytes` long and
+ * staleUntil, computeMs, tags]`, compressed when it is at least `thresholdBytes` long and
  * compression actually helps. Any instance decodes any header, whatever its own settings;
  * format 2 needs the shared structures (see {@link EntryCodec.prepare}).
- * Without `structures` (or with JSON) it writes format 1, as the first release did.
+ * Without `structures` (or with JSON) it writes format 1, as the first release did. A sliding
+ * entry is that encoding inside a format-3 frame of its timings (see `SLIDING_FRAME`).
  */
 export class EntryCodec {
   readonly #serializer: ValueSerializer;
