@@ -1,13 +1,12 @@
-import type { BreakerState } from '@noa/core';
 import { ClosedError, ConfigError, parseOptions } from '@noa/core';
 import type { BusMessage } from './bus.js';
+import type { CacheStats } from './cache-counters.js';
 import { CacheEngine } from './cache-engine.js';
 import {
   type CacheEventListener,
   type CacheEventMap,
   type CacheEventName,
   cacheEventNames,
-  type StaleReason,
 } from './cache-events.js';
 import {
   type CacheOptions,
@@ -28,51 +27,6 @@ const noOptions: GetOrSetOptions = Object.freeze({});
 export interface CacheItem<T> extends SetOptions {
   key: string;
   value: T;
-}
-
-/**
- * A snapshot of the cache's own state and its cumulative counters (for health endpoints,
- * logs and tests), kept without prom-client. Counters run from construction or the last
- * `resetStats()`, cache-wide (a namespace view reads its whole cache), and match the
- * prom-client series named on each field.
- */
-export interface CacheStats {
-  l1: { policy: string; entries: number; bytes: number };
-  /** Redis breaker state, or `none` for a memory-only cache. */
-  l2: BreakerState | 'none';
-  /** Lookups answered with a fresh value, by the tier that had it (`requests_total{result="hit"}`). */
-  hits: { l1: number; l2: number };
-  /**
-   * Lookups that found no fresh value in either tier: the caller then ran the factory, joined
-   * a run in progress, waited for another instance, or got nothing (`requests_total` of L1
-   * `miss` and `stale`, less the L2 hits).
-   */
-  misses: number;
-  /** `(hits.l1 + hits.l2) / (hits + misses)`; 0 before any lookup. */
-  hitRate: number;
-  /** Values served past their freshness, by reason (`stale_served_total`). */
-  staleServed: Record<StaleReason, number>;
-  /** Factory calls, failed ones included (`factory_runs_total`; a `getOrSetMany` batch is one). */
-  factoryRuns: number;
-  /** Factory calls that threw or rejected (`factory_runs_total{result="error"}`). */
-  factoryErrors: number;
-  /**
-   * Redis calls that failed or exceeded `operationTimeoutMs`, and L2 values that could not be
-   * encoded or decoded (`errors_total{tier="l2"}`).
-   */
-  l2Errors: number;
-  /** Redis calls that exceeded `operationTimeoutMs` (`degraded_operations_total{reason="timeout"}`). */
-  l2Timeouts: number;
-  /**
-   * Redis operations that failed or were skipped, served from L1 or their fallback instead
-   * (`degraded_operations_total`); `breakerOpen` of them skipped because the breaker was open.
-   */
-  degraded: { total: number; breakerOpen: number };
-  /**
-   * Entries L1 dropped on its own (`evictions_total{tier="l1"}`): `evicted` for room (entry
-   * or byte bound), `expired` past their grace. Deletes and invalidations are not counted.
-   */
-  evictions: { evicted: number; expired: number };
 }
 
 /**
@@ -305,29 +259,10 @@ export class Cache {
   /** Sizes, Redis state and the cumulative counters (see {@link CacheStats}). */
   stats(): CacheStats {
     const l1 = this.#engine.l1;
-    const counters = this.#engine.metrics.counters;
-    const hits = counters.l1Hits + counters.l2Hits;
-    // Every L2 lookup follows an L1 miss, so the L1 lookups are all the lookups.
-    const lookups = counters.l1Hits + counters.l1Misses;
-    return {
-      l1: { policy: l1.policy, entries: l1.size, bytes: l1.bytes },
-      l2: this.#engine.tier ? this.#engine.tier.state : 'none',
-      hits: { l1: counters.l1Hits, l2: counters.l2Hits },
-      misses: lookups - hits,
-      hitRate: lookups === 0 ? 0 : hits / lookups,
-      staleServed: {
-        factory_error: counters.staleFactoryError,
-        soft_timeout: counters.staleSoftTimeout,
-        hard_timeout: counters.staleHardTimeout,
-        lock_timeout: counters.staleLockTimeout,
-      },
-      factoryRuns: counters.factoryOk + counters.factoryErrors,
-      factoryErrors: counters.factoryErrors,
-      l2Errors: counters.l2Errors,
-      l2Timeouts: counters.l2Timeouts,
-      degraded: { total: counters.degraded, breakerOpen: counters.breakerOpen },
-      evictions: { evicted: counters.evicted, expired: counters.expired },
-    };
+    return this.#engine.metrics.counters.snapshot(
+      { policy: l1.policy, entries: l1.size, bytes: l1.bytes },
+      this.#engine.tier ? this.#engine.tier.state : 'none',
+    );
   }
 
   /**
