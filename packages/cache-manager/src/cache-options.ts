@@ -48,6 +48,13 @@ export const cacheOptionsSchema = z
     ttlMs: positiveMs.optional(),
     /** Default grace period in ms after expiry during which a stale value may be served. */
     graceMs: z.number().int().nonnegative().default(0),
+    /**
+     * Default sliding expiry in ms (absent: none): an entry stays fresh for this long after
+     * the last read that hit it, never past its `ttlMs` when it has one. An L1 hit slides that
+     * instance's copy; an L2 hit slides L2's copy in the same call (`get-sliding.lua`), which
+     * is how this cache reads L2 once this option is set.
+     */
+    slidingTtlMs: positiveMs.optional(),
     /** After a factory failure served stale, wait this long before calling the factory again. */
     graceBackoffMs: z.number().int().nonnegative().default(5_000),
     /** With a stale value at hand, return it after this long and let the factory finish in background. */
@@ -150,6 +157,8 @@ export const setOptionsSchema = z
     ttlMs: positiveMs.optional(),
     /** Grace after expiry in ms (default: the cache's `graceMs`). */
     graceMs: z.number().int().nonnegative().optional(),
+    /** Sliding expiry in ms (default: the cache's `slidingTtlMs`; 0: this entry does not slide). */
+    slidingTtlMs: z.number().int().nonnegative().optional(),
     /** Tags for `deleteByTag` (global across namespaces). */
     tags: z.array(z.string()).readonly().optional(),
   })
@@ -200,7 +209,7 @@ export interface FactoryContext<T> {
    */
   readonly staleValue: T | undefined;
   /**
-   * Sets the entry's `ttlMs`, `graceMs` and `tags` (over the call's options; later calls
+   * Sets the entry's `ttlMs`, `graceMs`, `slidingTtlMs` and `tags` (over the call's options; later calls
    * override earlier ones field by field). Validated at once: a bad field throws `ConfigError`
    * naming it, and if the factory lets it through, `getOrSet` rejects with that error (no stale
    * value is served over a programming mistake) and nothing is cached.

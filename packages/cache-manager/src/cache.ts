@@ -1,6 +1,6 @@
-import type { BreakerState } from '@noa/core';
 import { ClosedError, ConfigError, parseOptions } from '@noa/core';
 import type { BusMessage } from './bus.js';
+import type { CacheStats } from './cache-counters.js';
 import { CacheEngine } from './cache-engine.js';
 import {
   type CacheEventListener,
@@ -27,13 +27,6 @@ const noOptions: GetOrSetOptions = Object.freeze({});
 export interface CacheItem<T> extends SetOptions {
   key: string;
   value: T;
-}
-
-/** A snapshot of the cache's own state (for health endpoints and tests). */
-export interface CacheStats {
-  l1: { policy: string; entries: number; bytes: number };
-  /** Redis breaker state, or `none` for a memory-only cache. */
-  l2: BreakerState | 'none';
 }
 
 /**
@@ -263,13 +256,21 @@ export class Cache {
     return warmKeys(this, keys, loader, parseOptions('cache-manager warm', warmOptionsSchema, options));
   }
 
-  /** Sizes and Redis state. */
+  /** Sizes, Redis state and the cumulative counters (see {@link CacheStats}). */
   stats(): CacheStats {
     const l1 = this.#engine.l1;
-    return {
-      l1: { policy: l1.policy, entries: l1.size, bytes: l1.bytes },
-      l2: this.#engine.tier ? this.#engine.tier.state : 'none',
-    };
+    return this.#engine.metrics.counters.snapshot(
+      { policy: l1.policy, entries: l1.size, bytes: l1.bytes },
+      this.#engine.tier ? this.#engine.tier.state : 'none',
+    );
+  }
+
+  /**
+   * Sets the counters of {@link Cache.stats} back to zero (cache-wide, like the counters);
+   * the prom-client series, being cumulative by contract, are left alone.
+   */
+  resetStats(): void {
+    this.#engine.metrics.counters.reset();
   }
 
   /**

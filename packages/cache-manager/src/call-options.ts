@@ -21,6 +21,7 @@ const stringList: Rule = (value) => {
 export const setOptionRules: Readonly<Record<string, Rule>> = {
   ttlMs: positiveInt,
   graceMs: nonNegativeInt,
+  slidingTtlMs: nonNegativeInt,
   tags: stringList,
 };
 

@@ -15,6 +15,13 @@ export interface CacheEntry<T = unknown> {
   computeMs: number;
   /** Tags for `deleteByTag`. */
   tags: readonly string[];
+  /**
+   * Sliding expiry window in ms (`slidingTtlMs`): each read that hits moves `expiresAt` to
+   * `now + slidingMs`, capped by `maxExpiresAt`. Undefined (or 0): the entry does not slide.
+   */
+  slidingMs?: number;
+  /** The end of freshness a sliding entry never passes (`createdAt + ttlMs`, or `Infinity`). */
+  maxExpiresAt?: number;
 }
 
 /** True while the entry is fresh at `now`. */
@@ -39,7 +46,11 @@ export function shouldRefreshEarly(
   return now - entry.computeMs * beta * Math.log(safe) >= entry.expiresAt;
 }
 
-/** Builds an entry written at `now` with the given TTL and grace (ms; TTL ≤ 0 or absent means none). */
+/**
+ * Builds an entry written at `now` with the given TTL and grace (ms; TTL ≤ 0 or absent means
+ * none). With a sliding window (`slidingMs` > 0) it is fresh for that window, at most until
+ * the TTL ends.
+ */
 export function createEntry<T>(
   value: T,
   now: number,
@@ -47,9 +58,38 @@ export function createEntry<T>(
   graceMs: number,
   computeMs: number,
   tags: readonly string[],
+  slidingMs = 0,
 ): CacheEntry<T> {
-  const expiresAt = ttlMs === undefined || ttlMs <= 0 ? Number.POSITIVE_INFINITY : now + ttlMs;
-  return { value, createdAt: now, expiresAt, staleUntil: expiresAt + graceMs, computeMs, tags };
+  const maxExpiresAt = ttlMs === undefined || ttlMs <= 0 ? Number.POSITIVE_INFINITY : now + ttlMs;
+  const expiresAt = slidingMs > 0 ? Math.min(now + slidingMs, maxExpiresAt) : maxExpiresAt;
+  const sliding = slidingMs > 0;
+  // Every entry carries the sliding fields (undefined when it does not slide), so all share
+  // one shape and the read paths stay monomorphic.
+  return {
+    value,
+    createdAt: now,
+    expiresAt,
+    staleUntil: expiresAt + graceMs,
+    computeMs,
+    tags,
+    slidingMs: sliding ? slidingMs : undefined,
+    maxExpiresAt: sliding ? maxExpiresAt : undefined,
+  };
+}
+
+/**
+ * A read hit a sliding entry at `now`: its freshness moves to `now + slidingMs`, capped by
+ * `maxExpiresAt`, and its grace follows (the same length after the new expiry). Never moves
+ * freshness back. In place: the read paths allocate nothing, and the entry is the one L1 holds.
+ * Callers check `entry.slidingMs` first (most entries do not slide).
+ */
+export function slideEntry(entry: CacheEntry, now: number): void {
+  const slidingMs = entry.slidingMs ?? 0;
+  if (slidingMs <= 0) return;
+  const next = Math.min(now + slidingMs, entry.maxExpiresAt ?? Number.POSITIVE_INFINITY);
+  if (next <= entry.expiresAt) return;
+  entry.staleUntil = next + (entry.staleUntil - entry.expiresAt);
+  entry.expiresAt = next;
 }
 
 /**
@@ -67,5 +107,12 @@ export function expireEntry<T>(
 ): CacheEntry<T> | undefined {
   if (!isFresh(entry, now)) return undefined;
   const graceMs = Number.isFinite(entry.expiresAt) ? entry.staleUntil - entry.expiresAt : defaultGraceMs;
-  return { ...entry, expiresAt: now, staleUntil: Math.min(entry.staleUntil, now + graceMs) };
+  // An expired entry stops sliding: only a new value is fresh again.
+  return {
+    ...entry,
+    expiresAt: now,
+    staleUntil: Math.min(entry.staleUntil, now + graceMs),
+    slidingMs: undefined,
+    maxExpiresAt: undefined,
+  };
 }

@@ -1,5 +1,6 @@
 export type { BusMessage } from './bus.js';
-export { Cache, type CacheItem, type CacheStats } from './cache.js';
+export { Cache, type CacheItem } from './cache.js';
+export type { CacheStats } from './cache-counters.js';
 export type { CacheEventListener, CacheEventMap, CacheEventName, StaleReason } from './cache-events.js';
 export {
   type CacheOptions,

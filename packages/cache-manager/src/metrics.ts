@@ -6,6 +6,7 @@ import {
   MetricsFactory,
 } from '@noa/core';
 import type { Registry } from 'prom-client';
+import { CacheCounters } from './cache-counters.js';
 
 /** Tier label values. */
 export type Tier = 'l1' | 'l2';
@@ -27,11 +28,14 @@ const requestLabels: Record<Tier, Record<RequestResult, { tier: Tier; result: Re
 };
 
 /**
- * The cache's prom-client metrics (`noa_cache_manager_*`), no-ops without a registry. Hot
- * paths check `enabled` before taking timestamps.
+ * The cache's prom-client metrics (`noa_cache_manager_*`), no-ops without a registry, and the
+ * plain counters of `cache.stats()`, kept in every case. Hot paths check `enabled` before
+ * taking timestamps.
  */
 export class CacheMetrics {
   readonly enabled: boolean;
+  /** The counters of `cache.stats()`, counted here so that they match the series below. */
+  readonly counters = new CacheCounters();
   readonly #requests: CounterMetric<'tier' | 'result'>;
   readonly #staleServed: CounterMetric<'reason'>;
   readonly #factoryRuns: CounterMetric<'result'>;
@@ -88,23 +92,41 @@ export class CacheMetrics {
   }
 
   request(tier: Tier, result: RequestResult): void {
-    // No per-lookup allocation, with or without a registry.
+    // No per-lookup allocation, with or without a registry: the arguments are constants at
+    // every call site, so these branches fold once inlined.
+    const counters = this.counters;
+    if (tier === 'l1') {
+      if (result === 'hit') counters.l1Hits += 1;
+      else counters.l1Misses += 1;
+    } else if (result === 'hit') counters.l2Hits += 1;
+    else counters.l2Misses += 1;
     if (this.enabled) this.#requests.inc(requestLabels[tier][result]);
   }
 
   staleServed(reason: 'factory_error' | 'soft_timeout' | 'hard_timeout' | 'lock_timeout'): void {
+    const counters = this.counters;
+    if (reason === 'factory_error') counters.staleFactoryError += 1;
+    else if (reason === 'soft_timeout') counters.staleSoftTimeout += 1;
+    else if (reason === 'hard_timeout') counters.staleHardTimeout += 1;
+    else counters.staleLockTimeout += 1;
     this.#staleServed.inc({ reason });
   }
 
   factoryRun(result: 'ok' | 'error'): void {
+    if (result === 'ok') this.counters.factoryOk += 1;
+    else this.counters.factoryErrors += 1;
     this.#factoryRuns.inc({ result });
   }
 
   error(tier: Tier, operation: string): void {
+    if (tier === 'l2') this.counters.l2Errors += 1;
     this.#errors.inc({ tier, operation });
   }
 
   degraded(operation: string, reason: 'circuit_open' | 'timeout' | 'error'): void {
+    this.counters.degraded += 1;
+    if (reason === 'circuit_open') this.counters.breakerOpen += 1;
+    else if (reason === 'timeout') this.counters.l2Timeouts += 1;
     this.#degraded.inc({ operation, reason });
   }
 
@@ -112,7 +134,11 @@ export class CacheMetrics {
     this.#latency.observe({ tier, operation }, seconds);
   }
 
-  eviction(tier: Tier, reason: string): void {
+  eviction(tier: Tier, reason: 'evicted' | 'expired'): void {
+    if (tier === 'l1') {
+      if (reason === 'evicted') this.counters.evicted += 1;
+      else this.counters.expired += 1;
+    }
     this.#evictions.inc({ tier, reason });
   }
 

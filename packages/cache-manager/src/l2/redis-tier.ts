@@ -18,6 +18,7 @@ const releaseLeaseScript = script('release-lease');
 const structuresLoadScript = script('structures-load');
 const structuresAppendScript = script('structures-append');
 const replaceIfUnchangedScript = script('replace-if-unchanged');
+const getSlidingScript = script('get-sliding');
 
 interface PendingWrite {
   key: string;
@@ -70,9 +71,23 @@ export class RedisTier {
   readonly #cluster: boolean;
   readonly #reads: TickBatcher<string, Buffer | undefined> | undefined;
   readonly #writes: TickBatcher<PendingWrite, boolean> | undefined;
+  /** With sliding expiry: the caller's clock, which reads pass to `get-sliding.lua`. */
+  readonly #slidingClock: (() => number) | undefined;
 
-  constructor(client: RedisClient, prefix: string, guard: RedisGuard, batching = true) {
+  /**
+   * With `slidingClock`, every read runs `get-sliding.lua` (a GET that also extends a sliding
+   * entry in the same call) instead of GET/MGET; the cache passes it when it has a
+   * `slidingTtlMs`.
+   */
+  constructor(
+    client: RedisClient,
+    prefix: string,
+    guard: RedisGuard,
+    batching = true,
+    slidingClock?: () => number,
+  ) {
     this.client = client;
+    this.#slidingClock = slidingClock;
     this.#guard = guard;
     this.#prefix = prefix;
     this.#dataPrefix = `${prefix}${dataKeyMarker}`;
@@ -123,10 +138,11 @@ export class RedisTier {
   /** Reads one encoded value (undefined when absent or Redis is unavailable). */
   get(key: string): Promise<Buffer | undefined> {
     if (this.#reads) return this.#reads.add(key);
-    return this.#guard.run(
-      'get',
-      undefined,
-      async () => (await this.client.getBuffer(this.dataKey(key))) ?? undefined,
+    const slidingClock = this.#slidingClock;
+    return this.#guard.run('get', undefined, async () =>
+      slidingClock
+        ? await this.#readSliding(this.dataKey(key), slidingClock())
+        : ((await this.client.getBuffer(this.dataKey(key))) ?? undefined),
     );
   }
 
@@ -136,6 +152,12 @@ export class RedisTier {
     const empty: (Buffer | undefined)[] = keys.map(() => undefined);
     return this.#guard.run('get_many', empty, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
+      const slidingClock = this.#slidingClock;
+      if (slidingClock) {
+        // One script call per key, all sent at once: one round trip, as the MGET.
+        const now = slidingClock();
+        return Promise.all(redisKeys.map((key) => this.#readSliding(key, now)));
+      }
       const values = this.#cluster
         ? await Promise.all(redisKeys.map((key) => this.client.getBuffer(key)))
         : await this.client.mgetBuffer(...redisKeys);
@@ -281,6 +303,31 @@ export class RedisTier {
   /** Redis key of the shared msgpack record structures (one list per prefix). */
   get structuresKey(): string {
     return `${this.#prefix}__structures`;
+  }
+
+  /** `get-sliding.lua` on one data key: its value (extended when sliding and fresh at `now`). */
+  async #readSliding(redisKey: string, now: number): Promise<Buffer | undefined> {
+    const clockMs = String(now);
+    let value: Buffer | null;
+    try {
+      value = (await this.client.callBuffer(
+        'evalsha',
+        getSlidingScript.sha,
+        1,
+        redisKey,
+        clockMs,
+      )) as Buffer | null;
+    } catch (error) {
+      if (!String((error as Error).message).includes('NOSCRIPT')) throw error;
+      value = (await this.client.callBuffer(
+        'eval',
+        getSlidingScript.source,
+        1,
+        redisKey,
+        clockMs,
+      )) as Buffer | null;
+    }
+    return value ?? undefined;
   }
 
   async #eval(lua: Script, key: string, args: readonly (string | Buffer)[]): Promise<unknown> {

@@ -12,6 +12,13 @@ const SHARED_FORMAT = 2;
 /** Bytes before the body in format 2: header, epoch (uint32 BE), structures used (uint8). */
 const SHARED_HEADER_BYTES = 6;
 const serializerCode = { msgpack: 0, json: 1 } as const;
+/**
+ * Format 3: a sliding entry. A frame of its timings (big-endian doubles: expiresAt,
+ * staleUntil, bound (-1 for none) and window) in front of the entry encoded in format 1 or 2. At fixed offsets, so that `get-sliding.lua` can move them on an L2 hit
+ * without decoding the value; the frame's timings win over the body's.
+ */
+const SLIDING_FRAME = 3;
+const FRAME_BYTES = 33;
 
 /**
  * Encodes entries for L2: one header byte (format version 4 bits, serializer 1 bit,
@@ -20,7 +27,8 @@ const serializerCode = { msgpack: 0, json: 1 } as const;
  * staleUntil, computeMs, tags]`, compressed when it is at least `thresholdBytes` long and
  * compression actually helps. Any instance decodes any header, whatever its own settings;
  * format 2 needs the shared structures (see {@link EntryCodec.prepare}).
- * Without `structures` (or with JSON) it writes format 1, as the first release did.
+ * Without `structures` (or with JSON) it writes format 1, as the first release did. A sliding
+ * entry is that encoding inside a format-3 frame of its timings (see `SLIDING_FRAME`).
  */
 export class EntryCodec {
   readonly #serializer: ValueSerializer;
@@ -56,7 +64,8 @@ export class EntryCodec {
    * that loads the shared structures they need, after which {@link decode} succeeds or throws
    * (another epoch: the value is a miss).
    */
-  prepare(bytes: Buffer): Promise<void> | undefined {
+  prepare(framed: Buffer): Promise<void> | undefined {
+    const bytes = framed[0]! >> 4 === SLIDING_FRAME ? framed.subarray(FRAME_BYTES) : framed;
     const structures = this.#structures;
     if (structures === undefined || bytes.length < SHARED_HEADER_BYTES || bytes[0]! >> 4 !== SHARED_FORMAT)
       return undefined;
@@ -101,11 +110,23 @@ export class EntryCodec {
       out.writeUInt32BE(structures!.epoch!, 1);
       out[5] = structures!.length;
     }
-    return out;
+    return entry.slidingMs ? frame(entry, out) : out;
   }
 
   /** Decodes bytes written by any instance; throws {@link SerializationError} on bad data. */
   decode(bytes: Buffer): CacheEntry {
+    if (bytes[0]! >> 4 !== SLIDING_FRAME) return this.#decodeBody(bytes);
+    if (bytes.length <= FRAME_BYTES)
+      throw new SerializationError('decode', { cause: new Error('short frame') });
+    const entry = this.#decodeBody(bytes.subarray(FRAME_BYTES));
+    entry.expiresAt = bytes.readDoubleBE(1);
+    entry.staleUntil = bytes.readDoubleBE(9);
+    entry.maxExpiresAt = infinityOr(bytes.readDoubleBE(17));
+    entry.slidingMs = bytes.readDoubleBE(25);
+    return entry;
+  }
+
+  #decodeBody(bytes: Buffer): CacheEntry {
     try {
       const header = bytes[0] ?? 0;
       const version = header >> 4;
@@ -142,11 +163,25 @@ export class EntryCodec {
         staleUntil: infinityOr(staleUntil),
         computeMs,
         tags: tags ?? [],
+        slidingMs: undefined,
+        maxExpiresAt: undefined,
       };
     } catch (error) {
       throw new SerializationError('decode', { cause: error });
     }
   }
+}
+
+/** The sliding frame (format 3) around an entry's encoding (see {@link SLIDING_FRAME}). */
+function frame(entry: CacheEntry, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_BYTES + body.length);
+  out[0] = SLIDING_FRAME << 4;
+  out.writeDoubleBE(entry.expiresAt, 1);
+  out.writeDoubleBE(entry.staleUntil, 9);
+  out.writeDoubleBE(finiteOr(entry.maxExpiresAt ?? Number.POSITIVE_INFINITY), 17);
+  out.writeDoubleBE(entry.slidingMs!, 25);
+  body.copy(out, FRAME_BYTES);
+  return out;
 }
 
 function finiteOr(value: number): number {

@@ -665,6 +665,71 @@ export function describeCacheConformance(
       await a.set('shared', 'from a');
       expect(await b.get('shared')).toBe('from a');
     });
+    // ---- sliding expiry ------------------------------------------------------------------
+
+    it('a sliding entry stays fresh while read, ends a window after the last hit, never past its ttl', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, slidingTtlMs: 1_000 });
+      await cache.set('slide', 'v');
+      await cache.set('slide:bounded', 'w', { ttlMs: 2_500 });
+      await cache.set('slide:off', 'x', { ttlMs: 1_000, slidingTtlMs: 0 });
+      clock.advance(800);
+      expect(await cache.get('slide')).toBe('v');
+      expect(await cache.getOrSet('slide:bounded', () => 'recomputed')).toBe('w');
+      expect(await cache.get('slide:off')).toBe('x'); // a hit, but this entry does not slide
+      clock.advance(800); // 1,600: past the first window, within the slid one
+      expect(await cache.getMany(['slide', 'slide:bounded', 'slide:off'])).toEqual(['v', 'w', undefined]);
+      clock.advance(800); // 2,400
+      expect(await cache.has('slide')).toBe(true);
+      expect(await cache.getOrSetMany(['slide:bounded'], () => ['recomputed'])).toEqual(['w']);
+      clock.advance(800); // 3,200: 'slide:bounded' reached its ttl (2,500) however often it was read
+      expect(await cache.get('slide')).toBe('v');
+      expect(await cache.getOrSet('slide:bounded', () => 'recomputed')).toBe('recomputed');
+      clock.advance(1_100); // no read of 'slide' for longer than its window
+      expect(await cache.get('slide')).toBeUndefined();
+    });
+
+    it('a sliding entry past its window is in grace: a failing factory gets it, as for a ttl', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, slidingTtlMs: 1_000, graceMs: 60_000, graceBackoffMs: 0 });
+      expect(await cache.getOrSet('slide:grace', () => 'v')).toBe('v');
+      clock.advance(900);
+      expect(await cache.getOrSet('slide:grace', () => 'not run')).toBe('v'); // slides to 1,900
+      clock.advance(1_500);
+      expect(await cache.get('slide:grace')).toBeUndefined();
+      expect(await cache.getOrSet('slide:grace', () => Promise.reject(new Error('source down')))).toBe('v');
+    });
+
+    it.skipIf(!shared)(
+      'an L2 hit slides L2’s copy for every instance; an L1 hit slides only that L1',
+      async () => {
+        const clock = new ManualClock(Date.now());
+        const a = make({ clock, slidingTtlMs: 1_000 });
+        const b = make({ clock, slidingTtlMs: 1_000 });
+        await Promise.all([a.ready(), b.ready()]);
+        // The write's bus message must reach b before b's reads, or it could evict b's copy later.
+        const applied = new Promise<void>((resolve) => {
+          const stop = b.onInvalidation(() => {
+            stop();
+            resolve();
+          });
+        });
+        await a.set('slide:shared', 'v');
+        await applied;
+        clock.advance(800);
+        expect(await b.get('slide:shared')).toBe('v'); // L2 hit: L2 and b's copy now end at 1,800
+        clock.advance(800); // 1,600: a's L1 copy ended at 1,000, L2's did not
+        expect(await a.get('slide:shared')).toBe('v'); // L2 hit: L2 ends at 2,600
+        clock.advance(800); // 2,400: b's L1 copy ended at 1,800
+        expect(await b.get('slide:shared')).toBe('v'); // L2 hit: L2 and b's copy end at 3,400
+        clock.advance(800); // 3,200
+        expect(await b.get('slide:shared')).toBe('v'); // L1 hit: b's copy ends at 4,200, L2 stays
+        clock.advance(400); // 3,600: a's copy (2,600) and L2's (3,400) are past
+        expect(await a.get('slide:shared')).toBeUndefined();
+        expect(await b.get('slide:shared')).toBe('v');
+      },
+    );
+
     // ---- expire: soft invalidation ---------------------------------------------------------
 
     /** A cache with grace whose clock the test moves, and a factory that always fails. */

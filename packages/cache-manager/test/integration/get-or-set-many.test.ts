@@ -1,25 +1,7 @@
 import { delay } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheEventName } from '../../src/index.js';
-import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
-
-/** The real client, counting the calls of the named methods (the commands still go to Redis). */
-function counting(redis: Redis, methods: readonly string[]): { client: Redis; calls: Map<string, number> } {
-  const calls = new Map<string, number>();
-  const client = new Proxy(redis, {
-    get(target, property) {
-      const value = Reflect.get(target, property);
-      if (typeof value !== 'function') return value;
-      const name = String(property);
-      if (!methods.includes(name)) return value.bind(target);
-      return (...args: unknown[]) => {
-        calls.set(name, (calls.get(name) ?? 0) + 1);
-        return (value as (...all: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  return { client, calls };
-}
+import { counting, dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 
 describe.skipIf(!redisUp)('getOrSetMany on a real Redis', () => {
   const prefix = testPrefix('cm_many');

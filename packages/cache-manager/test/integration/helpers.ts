@@ -1,5 +1,7 @@
 import { clearRedisPrefix, isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
+import { afterAll } from 'vitest';
+import { Cache, type CacheOptions } from '../../src/index.js';
 
 /** The shared Redis URL and whether it answers (tests skip, loudly, when it does not). */
 export const redisUrl = serviceUrl('redis');
@@ -20,6 +22,55 @@ export function dropPrefix(prefix: string): Promise<number> {
 export function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
+}
+
+/** The real client, counting the calls of the named methods (the commands still go to Redis). */
+export function counting(
+  redis: Redis,
+  methods: readonly string[],
+): { client: Redis; calls: Map<string, number> } {
+  const calls = new Map<string, number>();
+  const client = new Proxy(redis, {
+    get(target, property) {
+      const value = Reflect.get(target, property);
+      if (typeof value !== 'function') return value;
+      const name = String(property);
+      if (!methods.includes(name)) return value.bind(target);
+      return (...args: unknown[]) => {
+        calls.set(name, (calls.get(name) ?? 0) + 1);
+        return (value as (...all: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { client, calls };
+}
+
+/**
+ * Caches on the shared Redis under one test file's own prefix (`open` waits for `ready()`);
+ * after the file they are closed and the prefix is dropped.
+ */
+export function sharedRedisCaches(label: string): {
+  prefix: string;
+  redis: Redis | undefined;
+  open: (options?: CacheOptions) => Promise<Cache>;
+} {
+  const prefix = testPrefix(label);
+  const redis = redisUp ? new Redis(redisUrl) : undefined;
+  const caches: Cache[] = [];
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    if (redis) {
+      await dropPrefix(prefix);
+      redis.disconnect();
+    }
+  });
+  const open = async (options: CacheOptions = {}) => {
+    const cache = new Cache({ redis, prefix, ...options });
+    caches.push(cache);
+    await cache.ready();
+    return cache;
+  };
+  return { prefix, redis, open };
 }
 
 export { Redis };

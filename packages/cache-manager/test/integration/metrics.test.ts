@@ -1,8 +1,9 @@
 import { delay, ManualClock } from '@noa/core';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions } from '../../src/index.js';
+import { Cache, type CacheOptions, FactoryError } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+import { counters, fromRegistry } from './registry-counters.js';
 
 /** The value of one sample line (`name{labels} value`), 0 when the series does not exist yet. */
 async function sample(registry: Registry, series: string): Promise<number> {
@@ -123,6 +124,57 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     expect(await sample(registry, decodeErrors)).toBeGreaterThan(1);
     expect(await (await make({})).get('foreign')).toBe('recomputed');
     expect(warnings).toContain('could not decode an L2 value; treating it as a miss');
+  });
+
+  it('cache.stats() agrees with every series after a run of mixed calls over both tiers', async () => {
+    const registry = new Registry();
+    const clock = new ManualClock(Date.now());
+    const cache = await make({
+      registry,
+      clock,
+      ttlMs: 1_000,
+      graceMs: 60_000,
+      graceBackoffMs: 0,
+      earlyRefreshBeta: 0,
+      l1: { policy: 'lru', maxEntries: 3 },
+    });
+    const writer = await make({ ttlMs: 60_000 });
+    await writer.set('from-l2', 'w'); // only in L2 (and the writer's L1) for `cache`
+    await writer.set('batch:1', 1);
+
+    await cache.set('a', 'A');
+    expect(await cache.get('a')).toBe('A'); // L1 hit
+    expect(await cache.get('from-l2')).toBe('w'); // L1 miss, L2 hit
+    expect(await cache.get('absent')).toBeUndefined(); // miss in both
+    expect(await cache.has('a')).toBe(true);
+    expect(await cache.getMany(['a', 'batch:1', 'nothing'])).toEqual(['A', 1, undefined]);
+    expect(await cache.getOrSet('computed', () => 'c')).toBe('c'); // miss, factory runs
+    expect(await cache.getOrSet('computed', () => 'not run')).toBe('c'); // L1 hit
+    expect(
+      await cache.getOrSetMany(['m1', 'm2', 'computed'], (keys) => keys.map((key) => `${key}!`)),
+    ).toEqual(['m1!', 'm2!', 'c']);
+    clock.advance(2_000); // every entry of `cache` is now stale (in grace)
+    expect(await cache.getOrSet('m2', () => Promise.reject(new Error('source down')))).toBe('m2!');
+    await expect(cache.getOrSet('never', () => Promise.reject(new Error('down')))).rejects.toBeInstanceOf(
+      FactoryError,
+    );
+    await redis!.set(`${prefix}v:foreign`, 'written by another program');
+    expect(await cache.get('foreign')).toBeUndefined(); // a decode error, counted under L2 errors
+
+    const stats = cache.stats();
+    // The run above is known call by call, so these are exact; the registry must say the same.
+    expect(stats.hits.l1).toBeGreaterThanOrEqual(4);
+    expect(stats.hits.l2).toBeGreaterThanOrEqual(2);
+    expect(stats.misses).toBeGreaterThan(0);
+    expect(stats.staleServed.factory_error).toBe(1);
+    expect(stats.factoryRuns).toBe(4);
+    expect(stats.factoryErrors).toBe(2);
+    expect(stats.l2Errors).toBe(1);
+    expect(stats.evictions.evicted).toBeGreaterThan(0);
+    expect(stats.hitRate).toBeCloseTo(
+      (stats.hits.l1 + stats.hits.l2) / (stats.hits.l1 + stats.hits.l2 + stats.misses),
+    );
+    expect(counters(stats)).toEqual(await fromRegistry(registry));
   });
 
   it('reports the breaker state from the start, not only after its first change', async () => {

@@ -1,0 +1,59 @@
+import type { BusMessage } from './bus.js';
+import type { CacheEngine } from './cache-engine.js';
+import { clearL1, expireL1 } from './invalidation.js';
+
+/**
+ * Applies an invalidation from another instance to this one's L1, supersedes the factory runs
+ * it reaches, wakes the lease waiters of its keys, then tells the observers (`onInvalidation`,
+ * the `invalidation` event).
+ */
+export function applyBusMessage(engine: CacheEngine, message: BusMessage): void {
+  switch (message.t) {
+    case 'set':
+    case 'del':
+      for (const key of message.k) {
+        engine.l1.delete(key);
+        engine.runs.supersedeKey(key);
+        engine.wakeups.wake(key);
+      }
+      break;
+    case 'rel':
+      for (const key of message.k) engine.wakeups.wake(key);
+      break;
+    case 'tag':
+      engine.runs.supersedeTags(message.k);
+      for (const tag of message.k) {
+        for (const key of [...(engine.tagIndex.get(tag) ?? [])]) engine.l1.delete(key);
+        engine.tagIndex.delete(tag);
+      }
+      break;
+    case 'clear':
+      for (const prefix of message.k) {
+        clearL1(engine, prefix);
+        engine.runs.supersedePrefix(prefix);
+      }
+      break;
+    case 'exp': {
+      const now = engine.clock.now();
+      for (const key of message.k) {
+        expireL1(engine, key, now);
+        engine.runs.supersedeKey(key);
+      }
+      break;
+    }
+    case 'exptag': {
+      const now = engine.clock.now();
+      engine.runs.supersedeTags(message.k);
+      for (const tag of message.k) {
+        for (const key of [...(engine.tagIndex.get(tag) ?? [])]) expireL1(engine, key, now, message.k);
+      }
+      break;
+    }
+    default:
+      // A kind from a newer release: ignored, neither applied nor reported as applied.
+      return;
+  }
+  for (const listener of engine.busListeners) listener(message);
+  const received = engine.listeners.invalidation;
+  if (received) engine.events.emit('invalidation', received, message);
+}

@@ -1,0 +1,198 @@
+import type { CacheEngine } from './cache-engine.js';
+import { expireEntry } from './entry.js';
+import { EdgePurgeError, SerializationError } from './errors.js';
+import { estimateSize } from './l1/estimate-size.js';
+import { decodeEntry } from './read-path.js';
+
+/**
+ * Invalidation from this instance: delete (by key, tag or prefix) and soft expiry (by key or
+ * tag), in L1, in L2 and, through the bus, in other instances' L1. Each supersedes the factory
+ * runs of the keys it reaches.
+ */
+
+/** Deletes keys from both tiers and tells other instances. */
+export async function deleteKeys(engine: CacheEngine, fullKeys: string[]): Promise<void> {
+  const deleted = engine.listeners.delete;
+  for (const key of fullKeys) {
+    engine.l1.delete(key);
+    engine.runs.supersedeKey(key);
+    if (deleted) engine.events.emit('delete', deleted, { key });
+  }
+  if (!engine.tier) return;
+  await engine.tier.delete(fullKeys);
+  await engine.bus?.publish('del', fullKeys);
+}
+
+/**
+ * Deletes every key carrying one of the tags (L1 tag index, L2 tag sets), tells other
+ * instances, then purges the edge for the tags tied to it. Returns the keys removed.
+ */
+export async function deleteByTags(engine: CacheEngine, tags: readonly string[]): Promise<number> {
+  engine.runs.supersedeTags(tags);
+  const removed = new Set<string>();
+  for (const tag of tags) {
+    for (const key of [...(engine.tagIndex.get(tag) ?? [])]) {
+      if (engine.l1.delete(key)) removed.add(key);
+    }
+    engine.tagIndex.delete(tag);
+  }
+  if (engine.tier) {
+    const lists = await Promise.all(tags.map((tag) => engine.tier!.deleteTag(tag)));
+    for (const list of lists) for (const key of list) removed.add(key);
+    await engine.bus?.publish('tag', [...tags]);
+  }
+  const deleted = engine.listeners.delete;
+  if (deleted) for (const key of removed) engine.events.emit('delete', deleted, { key });
+  const edge = engine.options.edge;
+  if (edge) {
+    const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
+    if (tied.length > 0) {
+      try {
+        await edge.purger.purgeTags(tied);
+      } catch (error) {
+        engine.logger.warn('edge purge failed; the cache entries are deleted', {
+          tags: tied,
+          error: String(error),
+        });
+        throw new EdgePurgeError(tied, { cause: error });
+      }
+    }
+  }
+  return removed.size;
+}
+
+/**
+ * Marks keys stale without deleting them (soft invalidation): each instance's L1 copy and
+ * the L2 value end their freshness now and keep their grace, so the next `getOrSet`
+ * recomputes while callers in grace can still be served the old value. Factory runs of the
+ * keys are superseded, as by a delete.
+ */
+export async function expireKeys(engine: CacheEngine, fullKeys: readonly string[]): Promise<void> {
+  const now = engine.clock.now();
+  const expired = engine.listeners.expire;
+  for (const key of fullKeys) {
+    expireL1(engine, key, now);
+    engine.runs.supersedeKey(key);
+    if (expired) engine.events.emit('expire', expired, { key });
+  }
+  if (!engine.tier) return;
+  const outcomes = await Promise.all(fullKeys.map((key) => expireL2(engine, key)));
+  // A key another write changed meanwhile is left out: that write's own `set` message
+  // refreshes other instances, and ours arriving after it would mark the new value stale.
+  const published = fullKeys.filter((_, index) => outcomes[index] !== 'overwritten');
+  if (published.length > 0) await engine.bus?.publish('exp', published);
+}
+
+/**
+ * `expire` for every key carrying one of the tags (found through the L1 tag index and the
+ * L2 tag sets, no scans). Returns the number of keys marked stale in either tier. Unlike
+ * `deleteByTags` it does not purge the edge: the entries still exist.
+ */
+export async function expireByTags(engine: CacheEngine, tags: readonly string[]): Promise<number> {
+  const now = engine.clock.now();
+  engine.runs.supersedeTags(tags);
+  const marked = new Set<string>();
+  for (const tag of tags) {
+    for (const key of [...(engine.tagIndex.get(tag) ?? [])]) {
+      if (expireL1(engine, key, now, tags)) marked.add(key);
+    }
+  }
+  if (engine.tier) {
+    const tier = engine.tier;
+    const members = new Set((await Promise.all(tags.map((tag) => tier.tagMembers(tag)))).flat());
+    const keys = [...members];
+    const outcomes = await Promise.all(keys.map((key) => expireL2(engine, key, tags)));
+    keys.forEach((key, index) => {
+      if (outcomes[index] === 'expired') marked.add(key);
+    });
+    await engine.bus?.publish('exptag', [...tags]);
+  }
+  const expired = engine.listeners.expire;
+  if (expired) for (const key of marked) engine.events.emit('expire', expired, { key });
+  return marked.size;
+}
+
+/** Removes every key under `fullPrefix` from both tiers and tells other instances. */
+export async function clearPrefix(engine: CacheEngine, fullPrefix: string): Promise<void> {
+  clearL1(engine, fullPrefix);
+  engine.runs.supersedePrefix(fullPrefix);
+  const cleared = engine.listeners.clear;
+  if (cleared) engine.events.emit('clear', cleared, { prefix: fullPrefix });
+  if (!engine.tier) return;
+  await engine.tier.clearPrefix(fullPrefix);
+  await engine.bus?.publish('clear', [fullPrefix]);
+}
+
+/**
+ * Marks the L1 copy of a key stale (see {@link expireEntry}); drops it when it has no grace.
+ * With `tags`, only an entry carrying one of them (the tag index may name a key since
+ * rewritten without the tag). True when an entry was marked or dropped.
+ */
+export function expireL1(
+  engine: CacheEngine,
+  fullKey: string,
+  now: number,
+  tags?: readonly string[],
+): boolean {
+  const entry = engine.l1.get(fullKey, now);
+  if (entry === undefined || (tags && !entry.tags.some((tag) => tags.includes(tag)))) return false;
+  const expired = expireEntry(entry, now, engine.options.graceMs);
+  if (expired === undefined) return false;
+  if (expired.staleUntil <= now) engine.l1.delete(fullKey);
+  // The byte size L1 was given is not kept per entry; the estimate is what `#backOff` uses too.
+  else engine.l1Set(fullKey, expired, estimateSize(expired.value));
+  return true;
+}
+
+/**
+ * Marks the L2 value of a key stale for every instance. The value is msgpack with shared
+ * structures (and maybe compressed), which Lua cannot edit, so it is read, decoded,
+ * re-encoded with the new timing and written back by compare-and-set: a script replaces it
+ * only if Redis still holds the bytes read. A write that lands in between therefore wins
+ * (it is newer than the expire) instead of being overwritten by the expired old value.
+ * A per-key "expired at" marker would avoid the round trip but cost every read a second
+ * key (or a second slot on a Cluster); expire is rare, reads are the hot path.
+ * An entry without grace, or one this instance cannot decode, is deleted (by the same
+ * compare-and-set): a miss is what both amount to. With `tags`, only a value carrying one.
+ */
+async function expireL2(
+  engine: CacheEngine,
+  fullKey: string,
+  tags?: readonly string[],
+): Promise<'expired' | 'unchanged' | 'overwritten' | 'unavailable'> {
+  const tier = engine.tier!;
+  const bytes = await tier.get(fullKey);
+  if (!bytes) return 'unchanged';
+  const loading = engine.codec.prepare(bytes);
+  if (loading) await loading;
+  const entry = decodeEntry(engine, fullKey, bytes);
+  if (entry && tags && !entry.tags.some((tag) => tags.includes(tag))) return 'unchanged';
+  const now = engine.clock.now();
+  let next: Buffer | undefined;
+  let physicalTtl: number | undefined;
+  if (entry) {
+    const expired = expireEntry(entry, now, engine.options.graceMs);
+    if (expired === undefined) return 'unchanged';
+    if (expired.staleUntil > now) {
+      try {
+        next = engine.codec.encode(expired);
+        physicalTtl = Number.isFinite(expired.staleUntil) ? expired.staleUntil - now : undefined;
+      } catch (error) {
+        if (!(error instanceof SerializationError)) throw error;
+        engine.metrics.error('l2', 'encode');
+      }
+    }
+  }
+  const replaced = await tier.replaceIfUnchanged(fullKey, bytes, next, physicalTtl);
+  if (replaced === undefined) return 'unavailable';
+  return replaced ? 'expired' : 'overwritten';
+}
+
+/** Drops every L1 key under `fullPrefix` (all of L1 for the root). */
+export function clearL1(engine: CacheEngine, fullPrefix: string): void {
+  if (fullPrefix === '') {
+    engine.l1.clear();
+    return;
+  }
+  for (const key of [...engine.l1.keys()]) if (key.startsWith(fullPrefix)) engine.l1.delete(key);
+}

@@ -1,0 +1,141 @@
+import type { CacheEngine } from './cache-engine.js';
+import { type CacheEntry, isFresh, slideEntry } from './entry.js';
+
+/**
+ * The read path below L1: L2 reads (one key, or many in one MGET) and their decoding. The L1
+ * part of `get` and `getOrSet` stays in {@link CacheEngine}, a direct synchronous path.
+ */
+
+/** An entry read from L2, with the size of its encoding (what L1 is charged for it). */
+export interface L2Read {
+  entry: CacheEntry;
+  bytes: number;
+}
+
+/** One key from L2, decoded; undefined when absent or undecodable. */
+export async function readL2(engine: CacheEngine, fullKey: string): Promise<L2Read | undefined> {
+  const bytes = await engine.tier!.get(fullKey);
+  if (!bytes) return undefined;
+  const loading = engine.codec.prepare(bytes);
+  if (loading) await loading;
+  const entry = decodeEntry(engine, fullKey, bytes);
+  return entry ? { entry, bytes: bytes.length } : undefined;
+}
+
+/** Decodes an L2 value; one that cannot be decoded is counted, logged and read as a miss. */
+export function decodeEntry(engine: CacheEngine, fullKey: string, bytes: Buffer): CacheEntry | undefined {
+  try {
+    return engine.codec.decode(bytes);
+  } catch (error) {
+    engine.metrics.error('l2', 'decode');
+    engine.logger.warn('could not decode an L2 value; treating it as a miss', {
+      key: fullKey,
+      error: String((error as Error).cause ?? error),
+    });
+    return undefined;
+  }
+}
+
+/** Many keys from L2 in one read, with the shared structures their values need loaded. */
+async function fetchMany(engine: CacheEngine, fullKeys: readonly string[]): Promise<(Buffer | undefined)[]> {
+  const remote = await engine.tier!.getMany(fullKeys);
+  for (const bytes of remote) {
+    const loading = bytes && engine.codec.prepare(bytes);
+    if (loading) await loading;
+  }
+  return remote;
+}
+
+/**
+ * Decodes one value of a batch read and counts it: a fresh entry is put in L1 and returned,
+ * anything else is counted `stale` or `miss` and returned as found (undefined when absent).
+ */
+function takeFromBatch(
+  engine: CacheEngine,
+  fullKey: string,
+  bytes: Buffer | undefined,
+  now: number,
+): { entry: CacheEntry | undefined; fresh: boolean } {
+  const entry = bytes ? decodeEntry(engine, fullKey, bytes) : undefined;
+  if (entry && isFresh(entry, now)) {
+    if (entry.slidingMs) slideEntry(entry, now);
+    engine.metrics.request('l2', 'hit');
+    engine.l1Set(fullKey, entry, bytes!.length);
+    if (engine.listeners.hit) engine.emitHit(fullKey, 'l2');
+    return { entry, fresh: true };
+  }
+  engine.metrics.request('l2', entry ? 'stale' : 'miss');
+  return { entry, fresh: false };
+}
+
+/** `getMany`: fresh entries from L1, then one L2 read for the rest, aligned with `fullKeys`. */
+export async function getManyEntries(
+  engine: CacheEngine,
+  fullKeys: readonly string[],
+): Promise<(CacheEntry | undefined)[]> {
+  const now = engine.clock.now();
+  const results: (CacheEntry | undefined)[] = fullKeys.map((key) => {
+    const entry = engine.l1Get(key, now);
+    const fresh = entry !== undefined && isFresh(entry, now);
+    if (fresh && entry.slidingMs) slideEntry(entry, now);
+    // The same labels as `get`: an entry L1 still holds past its expiry is `stale`.
+    engine.metrics.request('l1', fresh ? 'hit' : entry ? 'stale' : 'miss');
+    if (fresh && engine.listeners.hit) engine.emitHit(key, 'l1');
+    return fresh ? entry : undefined;
+  });
+  if (!engine.tier) {
+    if (engine.listeners.miss) {
+      for (let index = 0; index < results.length; index += 1) {
+        if (results[index] === undefined) engine.emitMiss(fullKeys[index]!);
+      }
+    }
+    return results;
+  }
+  const missing = fullKeys.filter((_, index) => results[index] === undefined);
+  if (missing.length === 0) return results;
+  const remote = await fetchMany(engine, missing);
+  const later = engine.clock.now();
+  let cursor = 0;
+  for (let index = 0; index < results.length; index += 1) {
+    if (results[index] !== undefined) continue;
+    const key = missing[cursor]!;
+    const { entry, fresh } = takeFromBatch(engine, key, remote[cursor], later);
+    cursor += 1;
+    if (fresh) results[index] = entry;
+    else if (engine.listeners.miss) engine.emitMiss(key);
+  }
+  return results;
+}
+
+/**
+ * One L2 read for `indexes` of `fullKeys` (batch read-through): fills the fresh values into
+ * `results`, records entries still in grace into `stale` (when newer than the one known), and
+ * returns the indexes still missing.
+ */
+export async function readManyFromL2<T>(
+  engine: CacheEngine,
+  fullKeys: readonly string[],
+  indexes: readonly number[],
+  results: (T | undefined)[],
+  stale: Map<number, CacheEntry<T>>,
+): Promise<number[]> {
+  const remote = await fetchMany(
+    engine,
+    indexes.map((index) => fullKeys[index]!),
+  );
+  const now = engine.clock.now();
+  const missing: number[] = [];
+  indexes.forEach((index, position) => {
+    const taken = takeFromBatch(engine, fullKeys[index]!, remote[position], now);
+    const entry = taken.entry as CacheEntry<T> | undefined;
+    if (taken.fresh) {
+      results[index] = engine.out(entry!.value);
+      return;
+    }
+    const known = stale.get(index);
+    if (entry && now < entry.staleUntil && (!known || entry.createdAt > known.createdAt))
+      stale.set(index, entry);
+    missing.push(index);
+  });
+  return missing;
+}

@@ -1,0 +1,253 @@
+import { randomUUID } from 'node:crypto';
+import type { CacheEngine } from './cache-engine.js';
+import type { Factory, ManyFactory, SetOptions } from './cache-options.js';
+import { type CacheEntry, slideEntry } from './entry.js';
+import { FactoryError, SerializationError } from './errors.js';
+import { alignMany, type Settler, settle } from './many-results.js';
+import { readManyFromL2 } from './read-path.js';
+import { backOff, computeOnce } from './read-through.js';
+import { copyOfFlight } from './value-copies.js';
+import { writeEntry } from './writes.js';
+
+/** One `getOrSetMany` call's keys and what its computing steps share. */
+interface ManyLoad<T> {
+  fullKeys: readonly string[];
+  userKeys: readonly string[];
+  /** The flight of each index this call computes, settled by whoever ends up with its value. */
+  settlers: Map<number, Settler<T>>;
+  factoryMany: ManyFactory<T>;
+  options: SetOptions;
+  /** The newest entry in grace per index, served when the factory fails. */
+  stale: Map<number, CacheEntry<T>>;
+}
+
+/** A flight's value for one more caller (a copy in clone mode, as `getOrSet` hands out). */
+function handOut<T>(engine: CacheEngine, value: T): T {
+  return engine.options.l1.mode === 'clone' ? copyOfFlight(value) : value;
+}
+
+/**
+ * Batch read-through over distinct keys (see `Cache.getOrSetMany`): L1, then one L2 read for
+ * the rest, then one `factoryMany` call for the keys still missing that this instance holds
+ * the lease of. Keys computed elsewhere are awaited, here through their flight, across
+ * instances through their lease. Results are aligned with `fullKeys`.
+ */
+export async function getOrSetMany<T>(
+  engine: CacheEngine,
+  fullKeys: readonly string[],
+  userKeys: readonly string[],
+  factoryMany: ManyFactory<T>,
+  options: SetOptions,
+): Promise<(T | undefined)[]> {
+  const results = new Array<T | undefined>(fullKeys.length);
+  const joined: Promise<void>[] = [];
+  const stale = new Map<number, CacheEntry<T>>();
+  const join = (index: number, flight: Promise<T>) =>
+    joined.push(
+      flight.then((value) => {
+        results[index] = handOut(engine, value);
+      }),
+    );
+  let rest: number[] = [];
+  const now = engine.clock.now();
+  for (let index = 0; index < fullKeys.length; index += 1) {
+    const fullKey = fullKeys[index]!;
+    const entry = engine.l1Get(fullKey, now);
+    if (entry !== undefined && now < entry.expiresAt) {
+      if (entry.slidingMs) slideEntry(entry, now);
+      engine.metrics.request('l1', 'hit');
+      if (engine.listeners.hit) engine.emitHit(fullKey, 'l1');
+      results[index] = engine.out(entry.value as T);
+      continue;
+    }
+    engine.metrics.request('l1', entry ? 'stale' : 'miss');
+    if (entry) stale.set(index, entry as CacheEntry<T>);
+    const flight = engine.flights.get(fullKey) as Promise<T> | undefined;
+    if (flight) join(index, flight);
+    else rest.push(index);
+  }
+  if (engine.tier && rest.length > 0) rest = await readManyFromL2(engine, fullKeys, rest, results, stale);
+  // Flights started by other callers while L2 answered are joined, not duplicated.
+  const mine: number[] = [];
+  for (const index of rest) {
+    const flight = engine.flights.get(fullKeys[index]!) as Promise<T> | undefined;
+    if (flight) join(index, flight);
+    else mine.push(index);
+  }
+  if (mine.length > 0) {
+    const settlers = new Map<number, Settler<T>>();
+    for (const index of mine) {
+      const fullKey = fullKeys[index]!;
+      if (engine.listeners.miss) engine.emitMiss(fullKey);
+      const settler = settle<T>();
+      settlers.set(index, settler);
+      const flight = settler.promise.finally(() => {
+        if (engine.flights.get(fullKey) === flight) engine.flights.delete(fullKey);
+      });
+      // Handled here; joiners and this call still see the rejection.
+      flight.catch(() => {});
+      engine.flights.set(fullKey, flight);
+      join(index, flight);
+    }
+    try {
+      await computeMany(engine, { fullKeys, userKeys, settlers, factoryMany, options, stale }, mine);
+    } catch (error) {
+      // Settles what is left (settling twice is a no-op): a flight that never settles would
+      // hang every later caller of its key.
+      for (const settler of settlers.values()) settler.reject(error);
+    }
+  }
+  await Promise.all(joined);
+  return results;
+}
+
+/**
+ * Takes the leases of `indexes` (one SET NX each, sent together), runs `factoryMany` once for
+ * the keys it got (or all of them when Redis is down or locks are off), and waits for the
+ * others' holders key by key, as `getOrSet` does. Settles every settler.
+ */
+async function computeMany<T>(
+  engine: CacheEngine,
+  load: ManyLoad<T>,
+  indexes: readonly number[],
+): Promise<void> {
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale } = load;
+  const tier = engine.tier;
+  let batch = [...indexes];
+  const waits: Promise<void>[] = [];
+  let token: string | undefined;
+  if (tier && engine.options.lock.enabled && tier.healthy) {
+    const leaseToken = randomUUID();
+    token = leaseToken;
+    const leases = await Promise.all(
+      indexes.map((index) => tier.acquireLease(fullKeys[index]!, leaseToken, engine.options.lock.leaseMs)),
+    );
+    batch = [];
+    const held: number[] = [];
+    indexes.forEach((index, position) => {
+      const lease = leases[position];
+      if (lease === 'busy') {
+        // Another instance computes it: wait for its value (or take over), one key at a time.
+        const single: Factory<T> = async () =>
+          alignMany(await factoryMany([userKeys[index]!]), [userKeys[index]!])[0] as T;
+        const settler = settlers.get(index)!;
+        waits.push(
+          computeOnce(engine, {
+            fullKey: fullKeys[index]!,
+            userKey: userKeys[index]!,
+            factory: single,
+            options,
+            stale: stale.get(index),
+          }).then(settler.resolve, settler.reject),
+        );
+        return;
+      }
+      batch.push(index);
+      if (lease === 'acquired') held.push(index);
+    });
+    if (held.length > 0) {
+      // As in `#compute`: between our L2 miss and the leases, another instance may have
+      // computed some of these keys and released their leases.
+      const found: (T | undefined)[] = [];
+      const missing = new Set(await readManyFromL2(engine, fullKeys, held, found, new Map()));
+      const computedElsewhere = held.filter((index) => !missing.has(index));
+      for (const index of computedElsewhere) settlers.get(index)!.resolve(found[index] as T);
+      await Promise.all(computedElsewhere.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)));
+      const elsewhere = new Set(computedElsewhere);
+      batch = batch.filter((index) => !elsewhere.has(index));
+    }
+  }
+  if (batch.length > 0) await runMany(engine, load, batch, token);
+  await Promise.all(waits);
+}
+
+/** Runs `factoryMany` once for `batch`, writes the values (one pipeline), releases the leases. */
+async function runMany<T>(
+  engine: CacheEngine,
+  load: ManyLoad<T>,
+  batch: readonly number[],
+  leaseToken: string | undefined,
+): Promise<void> {
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale } = load;
+  const tier = engine.tier;
+  const started = performance.now();
+  const keys = batch.map((index) => userKeys[index]!);
+  const runs = batch.map((index) => engine.runs.start(fullKeys[index]!, options.tags ?? []));
+  const release = (indexes: readonly number[]) =>
+    leaseToken && tier && indexes.length > 0
+      ? Promise.all(indexes.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken))).then(() => {
+          engine.bus
+            ?.publish(
+              'rel',
+              indexes.map((index) => fullKeys[index]!),
+            )
+            .catch(() => {});
+        })
+      : Promise.resolve();
+  try {
+    let values: (T | undefined)[];
+    try {
+      values = alignMany(await factoryMany(keys), keys);
+    } catch (error) {
+      engine.metrics.factoryRun('error');
+      const failed = engine.listeners['factory-error'];
+      if (failed)
+        for (const index of batch)
+          engine.events.emit('factory-error', failed, { key: fullKeys[index]!, error });
+      await release(batch);
+      const now = engine.clock.now();
+      for (const index of batch) {
+        const fallback = stale.get(index);
+        if (fallback && now < fallback.staleUntil) {
+          engine.servedStale(fullKeys[index]!, 'factory_error');
+          backOff(engine, fullKeys[index]!, fallback);
+          settlers.get(index)!.resolve(fallback.value);
+        } else {
+          settlers.get(index)!.reject(new FactoryError(userKeys[index]!, { cause: error }));
+        }
+      }
+      return;
+    }
+    engine.metrics.factoryRun('ok');
+    const computeMs = performance.now() - started;
+    const writes: Promise<void>[] = [];
+    const unwritten: number[] = [];
+    batch.forEach((index, position) => {
+      const value = values[position];
+      if (value === undefined || runs[position]!.superseded) {
+        unwritten.push(index);
+        return;
+      }
+      try {
+        writes.push(writeEntry(engine, fullKeys[index]!, value, options, computeMs));
+      } catch (error) {
+        if (!(error instanceof SerializationError)) throw error;
+        unwritten.push(index);
+        engine.metrics.error('l2', 'encode');
+        engine.logger.warn('factory value cannot be serialized; not cached', { key: userKeys[index]! });
+      }
+    });
+    // Written keys' leases are released once their values are in L2 (see `#runFactory`).
+    const skipped = new Set(unwritten);
+    const written = batch.filter((index) => !skipped.has(index));
+    const finished = Promise.all([
+      release(unwritten),
+      Promise.all(writes).finally(() =>
+        leaseToken && tier
+          ? Promise.all(written.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)))
+          : undefined,
+      ),
+    ]);
+    if (engine.options.writeMode === 'background') engine.track(finished);
+    else await finished;
+    batch.forEach((index, position) => {
+      settlers.get(index)!.resolve(values[position] as T);
+    });
+  } catch (error) {
+    for (const index of batch) settlers.get(index)!.reject(error);
+  } finally {
+    batch.forEach((index, position) => {
+      engine.runs.end(fullKeys[index]!, runs[position]!);
+    });
+  }
+}

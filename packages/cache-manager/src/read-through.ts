@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import { tracingChannel, withDeadline } from '@noa/core';
+import type { CacheEngine } from './cache-engine.js';
+import type { Factory, GetOrSetOptions } from './cache-options.js';
+import { type CacheEntry, isFresh, slideEntry } from './entry.js';
+import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
+import { FactoryRunContext } from './factory-context.js';
+import { estimateSize } from './l1/estimate-size.js';
+import { readL2 } from './read-path.js';
+import { writeEntry } from './writes.js';
+
+/**
+ * Read-through for one key past an L1 hit (`getOrSet`): the L2 read, the cross-instance lease
+ * (or the wait for its holder), the factory run with its soft and hard timeouts and grace,
+ * and the early (XFetch) refresh. The in-process single flight is `CacheEngine.getOrSet`'s.
+ */
+
+/** `noa:cache-manager:factory` — one message per factory run: `{ key, durationMs, ok }`. */
+const factoryChannel = tracingChannel('cache-manager', 'factory');
+
+/** One key's read-through past L1: what `computeOnce` and `runFactory` work on. */
+export interface KeyLoad<T> {
+  fullKey: string;
+  userKey: string;
+  factory: Factory<T>;
+  options: GetOrSetOptions;
+  /** The newest entry still in grace (L1's or L2's), served when the factory fails or is slow. */
+  stale: CacheEntry<T> | undefined;
+}
+
+/** An L1 miss or stale entry: L2, then the factory once across instances. */
+export async function loadThrough<T>(
+  engine: CacheEngine,
+  fullKey: string,
+  userKey: string,
+  factory: Factory<T>,
+  options: GetOrSetOptions,
+  staleL1: CacheEntry<T> | undefined,
+): Promise<T> {
+  let stale = staleL1;
+  if (engine.tier) {
+    const remote = await readL2(engine, fullKey);
+    if (remote) {
+      const entry = remote.entry as CacheEntry<T>;
+      const now = engine.clock.now();
+      if (isFresh(entry, now)) {
+        if (entry.slidingMs) slideEntry(entry, now);
+        engine.metrics.request('l2', 'hit');
+        engine.l1Set(fullKey, entry, remote.bytes);
+        if (engine.listeners.hit) engine.emitHit(fullKey, 'l2');
+        return entry.value;
+      }
+      engine.metrics.request('l2', 'stale');
+      if (now < entry.staleUntil && (!stale || entry.createdAt > stale.createdAt)) stale = entry;
+    } else {
+      engine.metrics.request('l2', 'miss');
+    }
+  }
+  if (engine.listeners.miss) engine.emitMiss(fullKey);
+  return computeOnce(engine, { fullKey, userKey, factory, options, stale });
+}
+
+/** Runs the factory once across instances: takes the key's lease or waits for its holder. */
+export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Promise<T> {
+  const { fullKey, userKey, options, stale } = load;
+  const tier = engine.tier;
+  // After a failed Redis call (our L2 read just now, typically) a lease would only cost
+  // another deadline: fall back to in-process single flight until Redis answers again.
+  if (!tier || !engine.options.lock.enabled || !tier.healthy) return runFactory(engine, load);
+  const token = randomUUID();
+  let lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
+  if (lease === 'busy') {
+    const started = Date.now();
+    const lockTimeoutMs = options.lockTimeoutMs ?? engine.options.lock.timeoutMs;
+    const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
+    const staleAt = stale && softTimeoutMs !== undefined ? started + softTimeoutMs : Number.POSITIVE_INFINITY;
+    const giveUpAt = Math.min(started + lockTimeoutMs, staleAt);
+    while (lease === 'busy') {
+      const remaining = giveUpAt - Date.now();
+      if (remaining <= 0) {
+        if (stale) {
+          engine.metrics.lockWait('stale');
+          engine.servedStale(fullKey, staleAt <= started + lockTimeoutMs ? 'soft_timeout' : 'lock_timeout');
+          return stale.value;
+        }
+        engine.metrics.lockWait('timeout');
+        throw new LockTimeoutError(userKey, lockTimeoutMs);
+      }
+      await engine.wakeups.sleepOrWake(fullKey, Math.min(engine.options.lock.pollMs, remaining));
+      const remote = await readL2(engine, fullKey);
+      if (remote && isFresh(remote.entry, engine.clock.now())) {
+        engine.metrics.lockWait('value');
+        engine.l1Set(fullKey, remote.entry, remote.bytes);
+        return remote.entry.value as T;
+      }
+      lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
+    }
+    engine.metrics.lockWait('acquired');
+  }
+  if (lease === 'acquired') {
+    // Double-check: between our L2 miss and the lease, another instance may have computed
+    // the value and released its lease.
+    const remote = await readL2(engine, fullKey);
+    if (remote && isFresh(remote.entry, engine.clock.now())) {
+      await tier.releaseLease(fullKey, token);
+      engine.l1Set(fullKey, remote.entry, remote.bytes);
+      return remote.entry.value as T;
+    }
+  }
+  // 'unavailable': Redis is down, so only in-process single-flight protects the source.
+  return runFactory(engine, load, lease === 'acquired' ? token : undefined);
+}
+
+/** Runs the factory with soft/hard timeouts and grace; writes the result through both tiers. */
+export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: string): Promise<T> {
+  const { fullKey, userKey, factory, options, stale } = load;
+  const started = performance.now();
+  const tier = engine.tier;
+  const run = engine.runs.start(fullKey, options.tags ?? []);
+  const context = new FactoryRunContext<T>(userKey, stale?.value, run);
+  const work = (async () => {
+    let value: T;
+    try {
+      value = await factory(context);
+    } catch (error) {
+      engine.metrics.factoryRun('error');
+      const failed = engine.listeners['factory-error'];
+      if (failed) engine.events.emit('factory-error', failed, { key: fullKey, error });
+      if (factoryChannel.hasSubscribers) {
+        factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: false, error });
+      }
+      if (leaseToken && tier) {
+        // Free the lease first, then wake waiters so one of them retries at once.
+        await tier.releaseLease(fullKey, leaseToken);
+        engine.bus?.publish('rel', [fullKey]).catch(() => {});
+      }
+      throw error;
+    }
+    engine.metrics.factoryRun('ok');
+    if (factoryChannel.hasSubscribers) {
+      factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
+    }
+    let stored: Promise<void> | undefined;
+    if (run.superseded) {
+      engine.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
+    } else if (value !== undefined && !context.skipped) {
+      const chosen = context.options;
+      try {
+        stored = writeEntry(
+          engine,
+          fullKey,
+          value,
+          chosen ? { ...options, ...chosen } : options,
+          performance.now() - started,
+        );
+      } catch (error) {
+        // The value is good, it just cannot be stored: serve it uncached rather than fail.
+        if (!(error instanceof SerializationError)) throw error;
+        engine.metrics.error('l2', 'encode');
+        engine.logger.warn('factory value cannot be serialized; not cached', { key: userKey });
+      }
+    }
+    // The lease is released only once the value is in L2: whoever takes the lease next
+    // re-reads L2 and finds it, instead of computing it again. With nothing stored, waiters
+    // are woken at once (no `set` message will come) so one of them computes.
+    let finished = stored ?? Promise.resolve();
+    if (leaseToken && tier) {
+      finished = finished
+        .finally(() => tier.releaseLease(fullKey, leaseToken))
+        .then(() => {
+          if (stored === undefined) engine.bus?.publish('rel', [fullKey]).catch(() => {});
+        });
+    }
+    if (engine.options.writeMode === 'background') engine.track(finished);
+    else await finished;
+    return value;
+  })().finally(() => engine.runs.end(fullKey, run));
+  const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
+  const hardTimeoutMs = options.hardTimeoutMs ?? engine.options.hardTimeoutMs;
+  const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+  let timedOut = false;
+  try {
+    return limit === undefined
+      ? await work
+      : await withDeadline(work, limit, 'cache factory', () => {
+          timedOut = true;
+        });
+  } catch (error) {
+    if (timedOut) {
+      engine.track(work);
+      if (stale) {
+        engine.servedStale(fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
+        return stale.value;
+      }
+      throw new FactoryTimeoutError(userKey, limit!);
+    }
+    if (context.rejected(error)) throw error;
+    if (stale && engine.clock.now() < stale.staleUntil) {
+      engine.servedStale(fullKey, 'factory_error');
+      engine.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
+      backOff(engine, fullKey, stale);
+      return stale.value;
+    }
+    throw new FactoryError(userKey, { cause: error });
+  }
+}
+
+/** After a failure served stale, keep the stale value "fresh" in L1 briefly so the source can recover. */
+export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry): void {
+  const backoffMs = engine.options.graceBackoffMs;
+  if (backoffMs <= 0) return;
+  const now = engine.clock.now();
+  const entry = { ...stale, expiresAt: Math.min(now + backoffMs, stale.staleUntil) };
+  engine.l1Set(fullKey, entry, estimateSize(entry.value));
+}
+
+export function refreshEarly<T>(
+  engine: CacheEngine,
+  fullKey: string,
+  userKey: string,
+  factory: Factory<T>,
+  options: GetOrSetOptions,
+  current: CacheEntry,
+): void {
+  if (engine.refreshing.has(fullKey) || engine.flights.has(fullKey) || engine.closed) return;
+  engine.refreshing.add(fullKey);
+  const refresh = (async () => {
+    let token: string | undefined;
+    if (engine.tier && engine.options.lock.enabled) {
+      token = randomUUID();
+      const lease = await engine.tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
+      if (lease === 'busy') return; // another instance is refreshing; its bus message reaches us
+      if (lease === 'unavailable') token = undefined;
+      else {
+        const remote = await readL2(engine, fullKey);
+        if (remote && remote.entry.createdAt > current.createdAt) {
+          // Refreshed by another instance between our decision and the lease.
+          await engine.tier.releaseLease(fullKey, token);
+          engine.l1Set(fullKey, remote.entry, remote.bytes);
+          return;
+        }
+      }
+    }
+    // No timeouts here: nobody waits on a background refresh.
+    const load: KeyLoad<T> = {
+      fullKey,
+      userKey,
+      factory,
+      options: { ...options, softTimeoutMs: undefined, hardTimeoutMs: undefined },
+      stale: current as CacheEntry<T>,
+    };
+    await runFactory(engine, load, token);
+  })().finally(() => engine.refreshing.delete(fullKey));
+  engine.track(refresh);
+}

@@ -1,0 +1,61 @@
+import type { CacheEngine } from './cache-engine.js';
+import type { SetOptions } from './cache-options.js';
+import { createEntry } from './entry.js';
+import { estimateSize } from './l1/estimate-size.js';
+import { cloneForL1 } from './value-copies.js';
+
+/** Writes through L1, then L2 (awaited or in background), then tells other instances. */
+export async function writeValue(
+  engine: CacheEngine,
+  fullKey: string,
+  value: unknown,
+  options: SetOptions,
+  computeMs = 0,
+): Promise<void> {
+  engine.runs.supersedeKey(fullKey);
+  const remote = writeEntry(engine, fullKey, value, options, computeMs);
+  if (engine.options.writeMode === 'background') engine.track(remote);
+  else await remote;
+}
+
+/**
+ * Writes L1 synchronously (throws `SerializationError` synchronously when the value cannot
+ * be encoded) and returns the L2 write in flight.
+ */
+export function writeEntry(
+  engine: CacheEngine,
+  fullKey: string,
+  value: unknown,
+  options: SetOptions,
+  computeMs: number,
+): Promise<void> {
+  const now = engine.clock.now();
+  const entry = createEntry(
+    engine.options.l1.mode === 'clone' ? cloneForL1(value) : value,
+    now,
+    options.ttlMs ?? engine.options.ttlMs,
+    options.graceMs ?? engine.options.graceMs,
+    computeMs,
+    options.tags ?? [],
+    options.slidingTtlMs ?? engine.options.slidingTtlMs,
+  );
+  const written = engine.listeners.set;
+  if (written) engine.events.emit('set', written, { key: fullKey });
+  const tier = engine.tier;
+  if (!tier) {
+    engine.l1Set(fullKey, entry, estimateSize(value));
+    return Promise.resolve();
+  }
+  const encoded = engine.codec.encode(entry);
+  engine.l1Set(fullKey, entry, encoded.length);
+  const physicalTtl = Number.isFinite(entry.staleUntil) ? entry.staleUntil - now : undefined;
+  const remote = async () => {
+    const written = await tier.set(fullKey, encoded, physicalTtl, entry.tags);
+    if (written) engine.metrics.written(encoded.length);
+    // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
+    // write costs one round trip, and other instances' L1s are evicted a moment later.
+    const published = engine.bus?.publish('set', [fullKey]);
+    if (published) engine.track(published);
+  };
+  return remote();
+}
