@@ -55,7 +55,7 @@ describe('demo app over HTTP', () => {
     expect(second.headers.get('x-cache')).toBe('HIT');
     expect(await second.json()).toEqual(product);
     const stats = await (await fetch(`${base}/api/cache/stats`)).json();
-    expect(stats).toMatchObject({ hits: 1, misses: 1, l1: { entries: 1 } });
+    expect(stats).toMatchObject({ hits: { l1: 1, l2: 0 }, misses: 1, hitRate: 0.5, l1: { entries: 1 } });
     const invalidated = await fetch(`${base}/api/products/42/invalidate`, { method: 'POST' });
     expect(invalidated.status).toBe(200);
     expect((await fetch(`${base}/api/products/42`)).headers.get('x-cache')).toBe('MISS');
