@@ -210,7 +210,14 @@ export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry)
   const backoffMs = engine.options.graceBackoffMs;
   if (backoffMs <= 0) return;
   const now = engine.clock.now();
-  const entry = { ...stale, expiresAt: Math.min(now + backoffMs, stale.staleUntil) };
+  // Not sliding: hits during the back-off would otherwise carry the stale value a whole window
+  // past it, and the source would get its retry only once nobody read the key for that long.
+  const entry = {
+    ...stale,
+    expiresAt: Math.min(now + backoffMs, stale.staleUntil),
+    slidingMs: undefined,
+    maxExpiresAt: undefined,
+  };
   engine.l1Set(fullKey, entry, estimateSize(entry.value));
 }
 

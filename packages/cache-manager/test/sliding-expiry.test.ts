@@ -103,3 +103,18 @@ describe('slidingTtlMs on a memory cache (injected clock)', () => {
     expect(await cache.get('capped')).toBeUndefined();
   });
 });
+
+describe('sliding entries and grace back-off', () => {
+  it('a stale value served after a factory failure does not slide back to fresh while read', async () => {
+    const clock = new ManualClock(1_000_000);
+    const cache = make({ clock, slidingTtlMs: 10_000, graceMs: 60_000, graceBackoffMs: 1_000 });
+    expect(await cache.getOrSet('flaky', () => 'v1')).toBe('v1');
+    clock.advance(11_000); // idle past the window: in grace
+    const failing = () => Promise.reject(new Error('source down'));
+    expect(await cache.getOrSet('flaky', failing)).toBe('v1'); // served stale, back-off for 1 s
+    clock.advance(500);
+    expect(await cache.getOrSet('flaky', failing)).toBe('v1'); // within the back-off: no factory call
+    clock.advance(1_000); // the back-off is over: the source gets its retry
+    expect(await cache.getOrSet('flaky', () => 'v2')).toBe('v2');
+  });
+});
