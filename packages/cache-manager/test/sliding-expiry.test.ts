@@ -118,3 +118,21 @@ describe('sliding entries and grace back-off', () => {
     expect(await cache.getOrSet('flaky', () => 'v2')).toBe('v2');
   });
 });
+
+describe('warm with a sliding window', () => {
+  it('gives the loaded entries the window it was passed', async () => {
+    const clock = new ManualClock(1_000_000);
+    const cache = make({ clock, ttlMs: 60_000 });
+    await cache.warm(['a'], (key) => `loaded ${key}`, { slidingTtlMs: 1_000 });
+    clock.advance(1_500); // never read: past the window, within the ttl
+    expect(await cache.get('a')).toBeUndefined();
+  });
+
+  it('slidingTtlMs: 0 turns the cache default off for the loaded entries', async () => {
+    const clock = new ManualClock(1_000_000);
+    const cache = make({ clock, ttlMs: 60_000, slidingTtlMs: 1_000 });
+    await cache.warm(['b'], (key) => `loaded ${key}`, { slidingTtlMs: 0 });
+    clock.advance(1_500);
+    expect(await cache.get('b')).toBe('loaded b');
+  });
+});
