@@ -45,4 +45,20 @@ describe.skipIf(!redisUp)('sliding expiry on a real Redis', () => {
     expect(await (await open({ clock, slidingTtlMs: 10_000 })).get('bounded')).toBeUndefined();
     expect(await redis!.getBuffer(key)).toEqual(before);
   });
+  it('a tag set lives until the bound of the sliding values it names, so deleteByTag finds a slid value', async () => {
+    // Redis expires a tag set by the TTL it was last written with, but reads slide a value's
+    // TTL without touching its tag sets (they may sit on other Cluster nodes). The set must
+    // therefore last until the value's bound (its ttlMs, or forever), not its first window.
+    const window = 60_000;
+    const writer = await open({ slidingTtlMs: window, graceMs: 1_000 });
+    await writer.set('tagged', 'v', { tags: ['sliding-tag'], ttlMs: 100 * window });
+    await writer.set('tagged:unbounded', 'w', { tags: ['sliding-tag-2'] });
+    expect(await redis!.pttl(`${prefix}v:tagged`)).toBeLessThanOrEqual(window + 1_000);
+    expect(await redis!.pttl(`${prefix}__tag:sliding-tag`)).toBeGreaterThan(99 * window);
+    expect(await redis!.pttl(`${prefix}__tag:sliding-tag-2`)).toBeGreaterThan(1_000 * window);
+    // and the set still names the value once an L2 hit has slid it
+    await (await open({ slidingTtlMs: window })).get('tagged');
+    expect(await writer.deleteByTag('sliding-tag')).toBe(1);
+    expect(await (await open({ slidingTtlMs: window })).get('tagged')).toBeUndefined();
+  });
 });
