@@ -246,21 +246,24 @@ export class RedisTier {
    * the bytes read before (compare-and-set in Lua, on the key's own node). Returns true when
    * replaced, false when another write changed it meanwhile, undefined when Redis is
    * unavailable. The script compares a SHA-1 of the bytes rather than the bytes themselves,
-   * so a large value crosses the network once, not twice.
+   * so a large value crosses the network once, not twice. `frameBytes`: the length of a
+   * sliding entry's frame of timings at the start of `expected`, left out of the comparison
+   * (reads move those timings; the value is still the one read).
    */
   replaceIfUnchanged(
     key: string,
     expected: Buffer,
     next: Buffer | undefined,
     ttlMs: number | undefined,
+    frameBytes = 0,
   ): Promise<boolean | undefined> {
     const ms = ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(ttlMs)));
-    const digest = createHash('sha1').update(expected).digest('hex');
+    const digest = createHash('sha1').update(expected.subarray(frameBytes)).digest('hex');
+    const args = [digest, next ?? '', ms, String(frameBytes)];
     return this.#guard.run(
       'replace',
       undefined as boolean | undefined,
-      async () =>
-        (await this.#eval(replaceIfUnchangedScript, this.dataKey(key), [digest, next ?? '', ms])) === 1,
+      async () => (await this.#eval(replaceIfUnchangedScript, this.dataKey(key), args)) === 1,
     );
   }
 

@@ -61,4 +61,37 @@ describe.skipIf(!redisUp)('sliding expiry on a real Redis', () => {
     expect(await writer.deleteByTag('sliding-tag')).toBe(1);
     expect(await (await open({ slidingTtlMs: window })).get('tagged')).toBeUndefined();
   });
+  it('expire wins over a read that slid the value between its read and its compare-and-set', async () => {
+    const clock = new ManualClock(Date.now());
+    const options = { clock, slidingTtlMs: 60_000, graceMs: 60_000 };
+    const reader = await open(options);
+    let interleave: (() => Promise<unknown>) | undefined;
+    // The expiring cache's client runs another instance's L2 read (which slides the stored
+    // timings) just before its next script call: the compare-and-set of expire.
+    const client = new Proxy(redis!, {
+      get(target, property) {
+        const value = Reflect.get(target, property);
+        if (typeof value !== 'function') return value;
+        if (property !== 'evalsha') return value.bind(target);
+        return async (...args: unknown[]) => {
+          const before = interleave;
+          interleave = undefined;
+          await before?.();
+          return (value as (...all: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const expiring = await open({ ...options, redis: client });
+    await expiring.set('expired:hot', 'v');
+    clock.advance(1_000);
+    interleave = () => {
+      clock.advance(500); // later than expire's own read (which slid it too)
+      return reader.get('expired:hot');
+    };
+    await expiring.expire('expired:hot');
+    expect(interleave).toBeUndefined(); // the read did run in between
+    // Every instance now misses (the value is only in grace), including one with no L1 copy.
+    expect(await (await open(options)).get('expired:hot')).toBeUndefined();
+    expect(await expiring.getOrSet('expired:hot', () => Promise.reject(new Error('down')))).toBe('v');
+  });
 });
