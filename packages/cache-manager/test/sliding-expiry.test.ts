@@ -1,4 +1,4 @@
-import { ConfigError, ManualClock } from '@noa/core';
+import { ConfigError, delay, ManualClock } from '@noa/core';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEntry, isFresh, slideEntry } from '../src/entry.js';
@@ -134,5 +134,34 @@ describe('warm with a sliding window', () => {
     await cache.warm(['b'], (key) => `loaded ${key}`, { slidingTtlMs: 0 });
     clock.advance(1_500);
     expect(await cache.get('b')).toBe('loaded b');
+  });
+});
+
+describe('sliding entries and early refresh (XFetch)', () => {
+  it('a sliding entry in use is refreshed early only as its ttl bound nears, not before each window ends', async () => {
+    const clock = new ManualClock(1_000_000);
+    const bound = clock.now() + 60_000;
+    // -ln(1e-30) ≈ 69: with a compute time of a few ms, a refresh is due a few hundred ms before expiry.
+    const cache = make({ clock, slidingTtlMs: 100, ttlMs: 60_000, random: () => 1e-30 });
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      await delay(5);
+      return `v${calls}`;
+    };
+    expect(await cache.getOrSet('hot', factory)).toBe('v1');
+    for (let read = 0; read < 10; read += 1) {
+      clock.advance(50); // read twice a window: it never gets near expiring
+      expect(await cache.getOrSet('hot', factory)).toBe('v1');
+    }
+    await delay(30);
+    expect(calls).toBe(1);
+    while (clock.now() < bound - 50) {
+      clock.advance(50);
+      expect(await cache.getOrSet('hot', factory)).toBe('v1');
+    }
+    await delay(30);
+    expect(calls).toBe(2); // refreshed once before the bound, in background
+    expect(await cache.getOrSet('hot', factory)).toBe('v2');
   });
 });
