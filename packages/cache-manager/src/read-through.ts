@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { tracingChannel, withDeadline } from '@noa/core';
 import type { CacheEngine } from './cache-engine.js';
 import type { Factory, GetOrSetOptions } from './cache-options.js';
-import { type CacheEntry, isFresh, slideEntry } from './entry.js';
+import { type CacheEntry, isFresh, refreshTarget, slideEntry } from './entry.js';
 import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
 import { FactoryRunContext } from './factory-context.js';
 import { estimateSize } from './l1/estimate-size.js';
@@ -240,8 +240,14 @@ export function refreshEarly<T>(
       if (lease === 'unavailable') token = undefined;
       else {
         const remote = await readL2(engine, fullKey);
-        if (remote && remote.entry.createdAt > current.createdAt) {
-          // Refreshed by another instance between our decision and the lease.
+        const later = engine.clock.now();
+        if (
+          remote &&
+          (remote.entry.createdAt > current.createdAt ||
+            (isFresh(remote.entry, later) && refreshTarget(remote.entry) > refreshTarget(current)))
+        ) {
+          // Refreshed by another instance between our decision and the lease, or still fresh in
+          // L2 for longer than our copy, which `l1.maxTtlMs` capped: L2's value is not ending.
           await engine.tier.releaseLease(fullKey, token);
           engine.l1Set(fullKey, remote.entry, remote.bytes);
           return;
