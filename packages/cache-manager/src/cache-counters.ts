@@ -16,7 +16,8 @@ export interface CacheStats {
   /**
    * Lookups that found no fresh value in either tier: the caller then ran the factory, joined
    * a run in progress, waited for another instance, or got nothing (`requests_total` of L1
-   * `miss` and `stale`, less the L2 hits).
+   * `miss` and `stale`, less the L2 hits, never below 0: a lookup in flight at `resetStats()`
+   * that then hits L2 had its L1 miss counted before the reset).
    */
   misses: number;
   /** `(hits.l1 + hits.l2) / (hits + misses)`; 0 before any lookup. */
@@ -77,13 +78,16 @@ export class CacheCounters {
   /** `cache.stats()`: the sizes and breaker state given, with the counters and what derives from them. */
   snapshot(l1: CacheStats['l1'], l2: CacheStats['l2']): CacheStats {
     const hits = this.l1Hits + this.l2Hits;
-    // Every L2 lookup follows an L1 miss, so the L1 lookups are all the lookups.
-    const lookups = this.l1Hits + this.l1Misses;
+    // Every L2 lookup follows an L1 miss, so the L1 lookups are all the lookups. Not quite
+    // across a reset: a lookup in flight then had its L1 miss counted before it and may have
+    // its L2 hit counted after, so the L2 hits can outnumber the L1 misses for a moment.
+    const misses = Math.max(0, this.l1Misses - this.l2Hits);
+    const lookups = hits + misses;
     return {
       l1,
       l2,
       hits: { l1: this.l1Hits, l2: this.l2Hits },
-      misses: lookups - hits,
+      misses,
       hitRate: lookups === 0 ? 0 : hits / lookups,
       staleServed: {
         factory_error: this.staleFactoryError,

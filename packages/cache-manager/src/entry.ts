@@ -33,6 +33,7 @@ export function isFresh(entry: CacheEntry, now: number): boolean {
  * Probabilistic early refresh (XFetch, Vattani et al. 2015): returns true when a fresh entry
  * should be recomputed now. The chance rises smoothly towards expiry and with the compute
  * time, so concurrent readers rarely all decide at once. `random` returns a value in (0, 1].
+ * A sliding entry is refreshed ahead of its bound, not its window (see {@link refreshTarget}).
  */
 export function shouldRefreshEarly(
   entry: CacheEntry,
@@ -40,10 +41,19 @@ export function shouldRefreshEarly(
   beta: number,
   random: () => number,
 ): boolean {
-  if (beta <= 0 || !Number.isFinite(entry.expiresAt) || entry.computeMs <= 0) return false;
+  const expiresAt = refreshTarget(entry);
+  if (beta <= 0 || !Number.isFinite(expiresAt) || entry.computeMs <= 0) return false;
   const draw = random();
   const safe = draw <= 0 ? Number.MIN_VALUE : draw;
-  return now - entry.computeMs * beta * Math.log(safe) >= entry.expiresAt;
+  return now - entry.computeMs * beta * Math.log(safe) >= expiresAt;
+}
+
+/**
+ * The expiry early refresh aims at: the end of freshness, or for a sliding entry its bound
+ * (`Infinity` without one), since reads keep moving the end of its window.
+ */
+export function refreshTarget(entry: CacheEntry): number {
+  return entry.slidingMs ? entry.maxExpiresAt! : entry.expiresAt;
 }
 
 /**

@@ -3,6 +3,7 @@ import { expireEntry } from './entry.js';
 import { EdgePurgeError, SerializationError } from './errors.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { decodeEntry } from './read-path.js';
+import { slidingFrameBytes } from './serialization/entry-codec.js';
 
 /**
  * Invalidation from this instance: delete (by key, tag or prefix) and soft expiry (by key or
@@ -183,7 +184,8 @@ async function expireL2(
       }
     }
   }
-  const replaced = await tier.replaceIfUnchanged(fullKey, bytes, next, physicalTtl);
+  // A read that slid the value meanwhile moved its timings only: the expire still applies.
+  const replaced = await tier.replaceIfUnchanged(fullKey, bytes, next, physicalTtl, slidingFrameBytes(bytes));
   if (replaced === undefined) return 'unavailable';
   return replaced ? 'expired' : 'overwritten';
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { tracingChannel, withDeadline } from '@noa/core';
 import type { CacheEngine } from './cache-engine.js';
 import type { Factory, GetOrSetOptions } from './cache-options.js';
-import { type CacheEntry, isFresh, slideEntry } from './entry.js';
+import { type CacheEntry, isFresh, refreshTarget, slideEntry } from './entry.js';
 import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
 import { FactoryRunContext } from './factory-context.js';
 import { estimateSize } from './l1/estimate-size.js';
@@ -210,7 +210,14 @@ export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry)
   const backoffMs = engine.options.graceBackoffMs;
   if (backoffMs <= 0) return;
   const now = engine.clock.now();
-  const entry = { ...stale, expiresAt: Math.min(now + backoffMs, stale.staleUntil) };
+  // Not sliding: hits during the back-off would otherwise carry the stale value a whole window
+  // past it, and the source would get its retry only once nobody read the key for that long.
+  const entry = {
+    ...stale,
+    expiresAt: Math.min(now + backoffMs, stale.staleUntil),
+    slidingMs: undefined,
+    maxExpiresAt: undefined,
+  };
   engine.l1Set(fullKey, entry, estimateSize(entry.value));
 }
 
@@ -233,8 +240,14 @@ export function refreshEarly<T>(
       if (lease === 'unavailable') token = undefined;
       else {
         const remote = await readL2(engine, fullKey);
-        if (remote && remote.entry.createdAt > current.createdAt) {
-          // Refreshed by another instance between our decision and the lease.
+        const later = engine.clock.now();
+        if (
+          remote &&
+          (remote.entry.createdAt > current.createdAt ||
+            (isFresh(remote.entry, later) && refreshTarget(remote.entry) > refreshTarget(current)))
+        ) {
+          // Refreshed by another instance between our decision and the lease, or still fresh in
+          // L2 for longer than our copy, which `l1.maxTtlMs` capped: L2's value is not ending.
           await engine.tier.releaseLease(fullKey, token);
           engine.l1Set(fullKey, remote.entry, remote.bytes);
           return;

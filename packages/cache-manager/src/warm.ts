@@ -13,7 +13,7 @@ export interface WarmProgress {
 /** Final report of `warm`. */
 export type WarmReport = WarmProgress;
 
-/** Options of `warm`: the loaded entries' TTL, grace and tags, plus concurrency and progress. */
+/** Options of `warm`: the loaded entries' TTL, grace, sliding window and tags, plus concurrency and progress. */
 export const warmOptionsSchema = setOptionsSchema
   .extend({
     /** Loader calls in flight at once (default 8). */
@@ -33,7 +33,7 @@ export interface Warmable {
   getOrSet<T>(
     key: string,
     factory: () => T | Promise<T>,
-    options?: { ttlMs?: number; graceMs?: number; tags?: readonly string[] },
+    options?: { ttlMs?: number; graceMs?: number; slidingTtlMs?: number; tags?: readonly string[] },
   ): Promise<T>;
 }
 
@@ -47,7 +47,12 @@ export async function warmKeys<T>(
   const list = [...keys];
   const progress: WarmProgress = { total: list.length, done: 0, loaded: 0, skipped: 0, failed: 0 };
   const concurrency = Math.max(1, options.concurrency ?? 8);
-  const entryOptions = { ttlMs: options.ttlMs, graceMs: options.graceMs, tags: options.tags };
+  const entryOptions = {
+    ttlMs: options.ttlMs,
+    graceMs: options.graceMs,
+    slidingTtlMs: options.slidingTtlMs,
+    tags: options.tags,
+  };
   let next = 0;
   const lane = async () => {
     while (next < list.length) {

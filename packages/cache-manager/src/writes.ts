@@ -49,8 +49,12 @@ export function writeEntry(
   const encoded = engine.codec.encode(entry);
   engine.l1Set(fullKey, entry, encoded.length);
   const physicalTtl = Number.isFinite(entry.staleUntil) ? entry.staleUntil - now : undefined;
+  // Reads may slide a sliding value up to its bound (plus grace) without touching its tag sets.
+  const tagTtl = entry.slidingMs
+    ? finiteOrUndefined(entry.maxExpiresAt! - entry.expiresAt + entry.staleUntil - now)
+    : physicalTtl;
   const remote = async () => {
-    const written = await tier.set(fullKey, encoded, physicalTtl, entry.tags);
+    const written = await tier.set(fullKey, encoded, physicalTtl, entry.tags, tagTtl);
     if (written) engine.metrics.written(encoded.length);
     // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
     // write costs one round trip, and other instances' L1s are evicted a moment later.
@@ -58,4 +62,8 @@ export function writeEntry(
     if (published) engine.track(published);
   };
   return remote();
+}
+
+function finiteOrUndefined(ms: number): number | undefined {
+  return Number.isFinite(ms) ? ms : undefined;
 }

@@ -1,4 +1,4 @@
-import { ConfigError, ManualClock } from '@noa/core';
+import { ConfigError, delay, ManualClock } from '@noa/core';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEntry, isFresh, slideEntry } from '../src/entry.js';
@@ -101,5 +101,67 @@ describe('slidingTtlMs on a memory cache (injected clock)', () => {
     expect(await cache.get('capped')).toBe('v');
     clock.advance(700); // 1,600: the slid window (1,900) is past the 1,500 cap
     expect(await cache.get('capped')).toBeUndefined();
+  });
+});
+
+describe('sliding entries and grace back-off', () => {
+  it('a stale value served after a factory failure does not slide back to fresh while read', async () => {
+    const clock = new ManualClock(1_000_000);
+    const cache = make({ clock, slidingTtlMs: 10_000, graceMs: 60_000, graceBackoffMs: 1_000 });
+    expect(await cache.getOrSet('flaky', () => 'v1')).toBe('v1');
+    clock.advance(11_000); // idle past the window: in grace
+    const failing = () => Promise.reject(new Error('source down'));
+    expect(await cache.getOrSet('flaky', failing)).toBe('v1'); // served stale, back-off for 1 s
+    clock.advance(500);
+    expect(await cache.getOrSet('flaky', failing)).toBe('v1'); // within the back-off: no factory call
+    clock.advance(1_000); // the back-off is over: the source gets its retry
+    expect(await cache.getOrSet('flaky', () => 'v2')).toBe('v2');
+  });
+});
+
+describe('warm with a sliding window', () => {
+  it('gives the loaded entries the window it was passed', async () => {
+    const clock = new ManualClock(1_000_000);
+    const cache = make({ clock, ttlMs: 60_000 });
+    await cache.warm(['a'], (key) => `loaded ${key}`, { slidingTtlMs: 1_000 });
+    clock.advance(1_500); // never read: past the window, within the ttl
+    expect(await cache.get('a')).toBeUndefined();
+  });
+
+  it('slidingTtlMs: 0 turns the cache default off for the loaded entries', async () => {
+    const clock = new ManualClock(1_000_000);
+    const cache = make({ clock, ttlMs: 60_000, slidingTtlMs: 1_000 });
+    await cache.warm(['b'], (key) => `loaded ${key}`, { slidingTtlMs: 0 });
+    clock.advance(1_500);
+    expect(await cache.get('b')).toBe('loaded b');
+  });
+});
+
+describe('sliding entries and early refresh (XFetch)', () => {
+  it('a sliding entry in use is refreshed early only as its ttl bound nears, not before each window ends', async () => {
+    const clock = new ManualClock(1_000_000);
+    const bound = clock.now() + 60_000;
+    // -ln(1e-30) ≈ 69: with a compute time of a few ms, a refresh is due a few hundred ms before expiry.
+    const cache = make({ clock, slidingTtlMs: 100, ttlMs: 60_000, random: () => 1e-30 });
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      await delay(5);
+      return `v${calls}`;
+    };
+    expect(await cache.getOrSet('hot', factory)).toBe('v1');
+    for (let read = 0; read < 10; read += 1) {
+      clock.advance(50); // read twice a window: it never gets near expiring
+      expect(await cache.getOrSet('hot', factory)).toBe('v1');
+    }
+    await delay(30);
+    expect(calls).toBe(1);
+    while (clock.now() < bound - 50) {
+      clock.advance(50);
+      expect(await cache.getOrSet('hot', factory)).toBe('v1');
+    }
+    await delay(30);
+    expect(calls).toBe(2); // refreshed once before the bound, in background
+    expect(await cache.getOrSet('hot', factory)).toBe('v2');
   });
 });

@@ -25,6 +25,8 @@ interface PendingWrite {
   bytes: Buffer;
   ttlMs: number | undefined;
   tags: readonly string[];
+  /** How long the tag sets must keep naming the key (ms; undefined: as long as it lives). */
+  tagTtlMs: number | undefined;
 }
 
 /** The write commands of a connection or a pipeline (a pipeline returns itself, not a promise). */
@@ -167,12 +169,21 @@ export class RedisTier {
 
   /**
    * Writes one encoded value with a physical TTL (ms; undefined keeps it until deleted) and
-   * adds it to its tags' key sets. Returns false when Redis was unavailable.
+   * adds it to its tags' key sets, which live at least `tagTtlMs` (ms; undefined: forever). A
+   * sliding value passes its bound there, not its `ttlMs`: reads move its TTL
+   * (`get-sliding.lua`) but not its sets'. Returns false when Redis was unavailable.
    */
-  set(key: string, bytes: Buffer, ttlMs: number | undefined, tags: readonly string[]): Promise<boolean> {
-    if (this.#writes) return this.#writes.add({ key, bytes, ttlMs, tags }, bytes.length);
+  set(
+    key: string,
+    bytes: Buffer,
+    ttlMs: number | undefined,
+    tags: readonly string[],
+    tagTtlMs: number | undefined,
+  ): Promise<boolean> {
+    const write: PendingWrite = { key, bytes, ttlMs, tags, tagTtlMs };
+    if (this.#writes) return this.#writes.add(write, bytes.length);
     return this.#guard.run('set', false, async () => {
-      await Promise.all(this.#sendWrite(this.client, { key, bytes, ttlMs, tags }));
+      await Promise.all(this.#sendWrite(this.client, write));
       return true;
     });
   }
@@ -235,21 +246,24 @@ export class RedisTier {
    * the bytes read before (compare-and-set in Lua, on the key's own node). Returns true when
    * replaced, false when another write changed it meanwhile, undefined when Redis is
    * unavailable. The script compares a SHA-1 of the bytes rather than the bytes themselves,
-   * so a large value crosses the network once, not twice.
+   * so a large value crosses the network once, not twice. `frameBytes`: the length of a
+   * sliding entry's frame of timings at the start of `expected`, left out of the comparison
+   * (reads move those timings; the value is still the one read).
    */
   replaceIfUnchanged(
     key: string,
     expected: Buffer,
     next: Buffer | undefined,
     ttlMs: number | undefined,
+    frameBytes = 0,
   ): Promise<boolean | undefined> {
     const ms = ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(ttlMs)));
-    const digest = createHash('sha1').update(expected).digest('hex');
+    const digest = createHash('sha1').update(expected.subarray(frameBytes)).digest('hex');
+    const args = [digest, next ?? '', ms, String(frameBytes)];
     return this.#guard.run(
       'replace',
       undefined as boolean | undefined,
-      async () =>
-        (await this.#eval(replaceIfUnchangedScript, this.dataKey(key), [digest, next ?? '', ms])) === 1,
+      async () => (await this.#eval(replaceIfUnchangedScript, this.dataKey(key), args)) === 1,
     );
   }
 
@@ -398,11 +412,11 @@ export class RedisTier {
    * order on one connection, so a tag set exists before its expiry is set. Returns the
    * replies: promises on a connection (a pipeline's come from `exec()`).
    */
-  #sendWrite(target: WriteTarget, { key, bytes, ttlMs, tags }: PendingWrite): unknown[] {
+  #sendWrite(target: WriteTarget, { key, bytes, ttlMs, tags, tagTtlMs }: PendingWrite): unknown[] {
     const ms = ttlMs === undefined ? undefined : Math.max(1, Math.ceil(ttlMs));
     const dataKey = this.dataKey(key);
     const sent = [ms === undefined ? target.set(dataKey, bytes) : target.set(dataKey, bytes, 'PX', ms)];
-    const tagSetMs = ms ?? TAG_SET_FOREVER_MS;
+    const tagSetMs = tagTtlMs === undefined ? TAG_SET_FOREVER_MS : Math.max(1, Math.ceil(tagTtlMs));
     for (const tag of tags) {
       const tagKey = this.tagKey(tag);
       sent.push(target.sadd(tagKey, key));

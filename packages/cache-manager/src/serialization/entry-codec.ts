@@ -172,6 +172,14 @@ export class EntryCodec {
   }
 }
 
+/**
+ * The length of the frame of timings in front of `bytes` (format 3: a sliding entry), 0 for
+ * any other format: the bytes that L2 reads of a sliding entry may change.
+ */
+export function slidingFrameBytes(bytes: Buffer): number {
+  return bytes.length > FRAME_BYTES && bytes[0]! >> 4 === SLIDING_FRAME ? FRAME_BYTES : 0;
+}
+
 /** The sliding frame (format 3) around an entry's encoding (see {@link SLIDING_FRAME}). */
 function frame(entry: CacheEntry, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(FRAME_BYTES + body.length);

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { ManualClock } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import { counting, redisUp, sharedRedisCaches } from './helpers.js';
@@ -44,5 +46,59 @@ describe.skipIf(!redisUp)('sliding expiry on a real Redis', () => {
     const before = await redis!.getBuffer(key);
     expect(await (await open({ clock, slidingTtlMs: 10_000 })).get('bounded')).toBeUndefined();
     expect(await redis!.getBuffer(key)).toEqual(before);
+  });
+  it('a tag set lives until the bound of the sliding values it names, so deleteByTag finds a slid value', async () => {
+    // Redis expires a tag set by the TTL it was last written with, but reads slide a value's
+    // TTL without touching its tag sets (they may sit on other Cluster nodes). The set must
+    // therefore last until the value's bound (its ttlMs, or forever), not its first window.
+    const window = 60_000;
+    const writer = await open({ slidingTtlMs: window, graceMs: 1_000 });
+    await writer.set('tagged', 'v', { tags: ['sliding-tag'], ttlMs: 100 * window });
+    await writer.set('tagged:unbounded', 'w', { tags: ['sliding-tag-2'] });
+    expect(await redis!.pttl(`${prefix}v:tagged`)).toBeLessThanOrEqual(window + 1_000);
+    expect(await redis!.pttl(`${prefix}__tag:sliding-tag`)).toBeGreaterThan(99 * window);
+    expect(await redis!.pttl(`${prefix}__tag:sliding-tag-2`)).toBeGreaterThan(1_000 * window);
+    // and the set still names the value once an L2 hit has slid it
+    await (await open({ slidingTtlMs: window })).get('tagged');
+    expect(await writer.deleteByTag('sliding-tag')).toBe(1);
+    expect(await (await open({ slidingTtlMs: window })).get('tagged')).toBeUndefined();
+  });
+  it('expire wins over a read that slid the value between its read and its compare-and-set', async () => {
+    const clock = new ManualClock(Date.now());
+    const options = { clock, slidingTtlMs: 60_000, graceMs: 60_000 };
+    const reader = await open(options);
+    let interleave: (() => Promise<unknown>) | undefined;
+    const compareAndSetSha = createHash('sha1')
+      .update(readFileSync(new URL('../../src/l2/lua/replace-if-unchanged.lua', import.meta.url), 'utf8'))
+      .digest('hex');
+    // The expiring cache's client runs another instance's L2 read (which slides the stored
+    // timings) just before its next script call: the compare-and-set of expire.
+    const client = new Proxy(redis!, {
+      get(target, property) {
+        const value = Reflect.get(target, property);
+        if (typeof value !== 'function') return value;
+        if (property !== 'evalsha') return value.bind(target);
+        return async (...args: unknown[]) => {
+          if (args[0] !== compareAndSetSha)
+            return (value as (...all: unknown[]) => unknown).apply(target, args);
+          const before = interleave;
+          interleave = undefined;
+          await before?.();
+          return (value as (...all: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const expiring = await open({ ...options, redis: client });
+    await expiring.set('expired:hot', 'v');
+    clock.advance(1_000);
+    interleave = () => {
+      clock.advance(500); // later than expire's own read (which slid it too)
+      return reader.get('expired:hot');
+    };
+    await expiring.expire('expired:hot');
+    expect(interleave).toBeUndefined(); // the read did run in between
+    // Every instance now misses (the value is only in grace), including one with no L1 copy.
+    expect(await (await open(options)).get('expired:hot')).toBeUndefined();
+    expect(await expiring.getOrSet('expired:hot', () => Promise.reject(new Error('down')))).toBe('v');
   });
 });

@@ -188,6 +188,36 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(await reader.get('xfetch')).toBe('version 2');
   });
 
+  it('early refresh near an l1.maxTtlMs cap renews the L1 copy from L2 and does not rerun the factory', async () => {
+    const clock = new ManualClock(Date.now());
+    for (const [key, sliding] of [
+      ['capped', undefined],
+      ['capped:sliding', 60_000],
+    ] as const) {
+      // Fresh in L2 for a minute; each L1 copy for 400 ms. Every hit near the cap decides to refresh.
+      const [cache] = await instances(1, {
+        clock,
+        random: () => 1e-9,
+        ttlMs: 60_000,
+        slidingTtlMs: sliding,
+        l1: { maxTtlMs: 400 },
+      });
+      let runs = 0;
+      const factory = async () => {
+        runs += 1;
+        await delay(20);
+        return `version ${runs}`;
+      };
+      expect(await cache!.getOrSet(key, factory)).toBe('version 1');
+      for (let hit = 0; hit < 6; hit += 1) {
+        clock.advance(300);
+        expect(await cache!.getOrSet(key, factory)).toBe('version 1');
+        await delay(40); // lets a background refresh, if any, finish
+      }
+      expect(runs).toBe(1); // L2 held the value all along: only the L1 copy was ending
+    }
+  });
+
   it('waiters give up with LockTimeoutError when the holder is too slow and nothing is stale', async () => {
     const [holder, waiter] = await instances(2);
     let release!: () => void;

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
+import { redisUp, sharedRedisCaches } from './helpers.js';
 import { redisServerInstalled } from './redis-server.js';
 import { counters, fromRegistry } from './registry-counters.js';
 
@@ -45,4 +46,21 @@ describe('cache.stats() agrees with the prom-client metrics while Redis fails', 
       }
     },
   );
+});
+
+describe.skipIf(!redisUp)('cache.stats() across resetStats()', () => {
+  const { open } = sharedRedisCaches('cm_stats_reset');
+
+  it('a lookup in flight when the counters are reset never makes misses negative or hitRate exceed 1', async () => {
+    const writer = await open({ ttlMs: 60_000 });
+    await writer.set('straddling', 'v');
+    const reader = await open({ ttlMs: 60_000 }); // no L1 copy: its get goes on to L2
+    const read = reader.get('straddling'); // the L1 miss is counted now, the L2 hit later
+    reader.resetStats();
+    expect(await read).toBe('v');
+    const stats = reader.stats();
+    expect(stats.hits).toEqual({ l1: 0, l2: 1 });
+    expect(stats.misses).toBe(0);
+    expect(stats.hitRate).toBe(1);
+  });
 });
