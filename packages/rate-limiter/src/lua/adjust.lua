@@ -10,211 +10,206 @@
 -- 1, blockedMs, then per limit what a cost-0 check reports: allowed, remaining, resetMs,
 -- retryAfterMs, delayMs. Nothing is counted and no violation is recorded.
 
-local op = ARGV[2]
-local amount = tonumber(ARGV[3])
-local forget = tonumber(ARGV[5])
-local nl = tonumber(ARGV[6])
-local hkey = KEYS[1]
+-- One call of this script (see prelude.lua: `begin`, and how scripts are run).
+local function entry(keys, args)
+  if begin(keys, args) then return { now, 0 } end
+  local op = ARGV[2]
+  local amount = tonumber(ARGV[3])
+  local forget = tonumber(ARGV[5])
+  local nl = tonumber(ARGV[6])
+  local hkey = KEYS[1]
 
-local policies, fields, offsets = {}, {}, {}
-local at = 7
-for i = 1, nl do
-  local p = read_policy(at)
-  policies[i] = p
-  at = at + 5
-  offsets[i] = #fields
-  for f = 1, FIELDS[p.alg] do fields[#fields + 1] = i .. ':' .. NAMES[f] end
-end
-local blockAt = #fields
-fields[#fields + 1] = 'bv'
-fields[#fields + 1] = 'bw'
-fields[#fields + 1] = 'bu'
-fields[#fields + 1] = 'bo'
-local values = redis.call('HMGET', hkey, unpack(fields))
-
--- Per limit: a, b, c (scalar algorithms) or a log { times, costs } (in-window entries only).
-local SA, SB, SC, LOG = {}, {}, {}, {}
-for i = 1, nl do
-  local p = policies[i]
-  if p.alg == 3 then
-    LOG[i] = read_log(KEYS[1 + i], p.window)
-  else
-    local o = offsets[i]
-    SA[i] = tonumber(values[o + 1])
-    SB[i] = tonumber(values[o + 2])
-    if FIELDS[p.alg] == 3 then SC[i] = tonumber(values[o + 3]) end
+  local policies, fields, offsets = {}, {}, {}
+  local at = 7
+  for i = 1, nl do
+    local p = read_policy(at)
+    policies[i] = p
+    at = at + 5
+    offsets[i] = #fields
+    for f = 1, FIELDS[p.alg] do fields[#fields + 1] = i .. ':' .. NAMES[f] end
   end
-end
-local block = {
-  v = tonumber(values[blockAt + 1]) or 0, w = tonumber(values[blockAt + 2]) or 0,
-  u = tonumber(values[blockAt + 3]) or 0, o = tonumber(values[blockAt + 4]) or 0,
-}
+  local blockAt = #fields
+  fields[#fields + 1] = 'bv'
+  fields[#fields + 1] = 'bw'
+  fields[#fields + 1] = 'bu'
+  fields[#fields + 1] = 'bo'
+  local values = redis.call('HMGET', hkey, unpack(fields))
 
--- Refund and penalty per algorithm: function(a, b, c, now, points, p) -> new a, b, c (the log's:
--- function(log, now, points, p) -> new log). nil state = a key never seen.
-local REFUND, PENALIZE = {}, {}
-REFUND[1] = function(a, b, c, now, points, p)
-  if a == nil or a ~= now - (now % p.window) then return a, b, c end
-  return a, math.max(0, b - points), nil
-end
-PENALIZE[1] = function(a, b, _, now, points, p)
-  local ws = now - (now % p.window)
-  local count = 0
-  if a == ws then count = b or 0 end
-  return ws, math.max(count, math.min(p.limit, count + points)), nil
-end
-REFUND[2] = function(a, b, c, now, points, p)
-  if a == nil or a ~= now - (now % p.window) then return a, b, c end
-  return a, math.max(0, b - points), c
-end
-PENALIZE[2] = function(a, b, c, now, points, p)
-  local w = p.window
-  local ws = now - (now % w)
-  local prev, cur = 0, 0
-  if a == ws then
-    prev = c or 0
-    cur = b or 0
-  elseif a == ws - w then
-    prev = b or 0
-  end
-  local ceiling = math.floor((p.limit * w - prev * (w - (now - ws))) / w)
-  return ws, math.max(cur, math.min(cur + points, ceiling)), prev
-end
-local function tokens_at(a, b, now, p)
-  local full = p.burst * p.window
-  if a == nil then return full end
-  return math.min(full, a + math.max(0, now - b) * p.limit)
-end
-REFUND[4] = function(a, b, c, now, points, p)
-  if a == nil then return a, b, c end
-  return math.min(p.burst * p.window, tokens_at(a, b, now, p) + points * p.window), now, nil
-end
-PENALIZE[4] = function(a, b, _, now, points, p)
-  return math.max(0, tokens_at(a, b, now, p) - points * p.window), now, nil
-end
-local function level_at(a, b, now, p)
-  if a == nil then return 0 end
-  return math.max(0, a - math.max(0, now - b) * p.limit)
-end
-REFUND[5] = function(a, b, c, now, points, p)
-  if a == nil then return a, b, c end
-  return math.max(0, level_at(a, b, now, p) - points * p.window), now, nil
-end
-PENALIZE[5] = function(a, b, _, now, points, p)
-  local level = level_at(a, b, now, p)
-  return math.max(level, math.min(p.burst * p.window, level + points * p.window)), now, nil
-end
--- The log holds in-window entries only (as read), so a refund takes from them, newest first.
-REFUND[3] = function(log, _, points, _)
-  local times, costs = log.times, log.costs
-  local left = points
-  while left > 0 and #costs > 0 do
-    local last = #costs
-    if costs[last] <= left then
-      left = left - costs[last]
-      costs[last] = nil
-      times[last] = nil
-    else
-      costs[last] = costs[last] - left
-      left = 0
-    end
-  end
-  return log
-end
-PENALIZE[3] = function(log, now, points, p)
-  local used = 0
-  for k = 1, #log.costs do used = used + log.costs[k] end
-  local added = math.min(points, p.limit - used)
-  if added > 0 then
-    log.times[#log.times + 1] = now
-    log.costs[#log.costs + 1] = added
-  end
-  return log
-end
-
--- How long a limit's state must be kept (mirrors the TypeScript ttlMs functions).
-local function state_ttl(p, a, b)
-  if a == nil then return 0 end
-  if p.alg == 1 then return a + p.window - now end
-  if p.alg == 2 then return a + 2 * p.window - now end
-  if p.alg == 4 then return math.ceil((p.burst * p.window - a) / p.limit) - (now - b) end
-  if p.alg == 5 then return math.ceil(a / p.limit) - (now - b) end
-  return 0
-end
-
-if op == 'refund' or op == 'penalize' then
-  local fn = REFUND
-  if op == 'penalize' then fn = PENALIZE end
-  local W, n, ttl = {}, 0, 0
+  -- Per limit: a, b, c (scalar algorithms) or a log { times, costs } (in-window entries only).
+  local SA, SB, SC, LOG = {}, {}, {}, {}
   for i = 1, nl do
     local p = policies[i]
     if p.alg == 3 then
-      local log = fn[3](LOG[i], now, amount, p)
-      local lkey = KEYS[1 + i]
-      redis.call('DEL', lkey)
-      if #log.times > 0 then
-        local members = {}
-        for k = 1, #log.times do
-          members[2 * k - 1] = log.times[k]
-          members[2 * k] = log.times[k] .. ':' .. log.costs[k] .. ':' .. k
-        end
-        redis.call('ZADD', lkey, unpack(members))
-        redis.call('PEXPIRE', lkey, p.window)
-      end
+      LOG[i] = read_log(KEYS[1 + i], p.window)
     else
-      local a, b, c = fn[p.alg](SA[i], SB[i], SC[i], now, amount, p)
-      SA[i], SB[i], SC[i] = a, b, c
-      if a ~= nil then
-        local o = offsets[i]
-        W[n + 1], W[n + 2], W[n + 3], W[n + 4] = fields[o + 1], string.format('%d', a), fields[o + 2],
-          string.format('%d', b)
-        n = n + 4
-        if FIELDS[p.alg] == 3 then
-          W[n + 1], W[n + 2] = fields[o + 3], string.format('%d', c)
-          n = n + 2
-        end
-        ttl = math.max(ttl, state_ttl(p, a, b))
-      end
+      local o = offsets[i]
+      SA[i] = tonumber(values[o + 1])
+      SB[i] = tonumber(values[o + 2])
+      if FIELDS[p.alg] == 3 then SC[i] = tonumber(values[o + 3]) end
     end
   end
-  if n > 0 then
-    -- A block in the same hash may need it longer: the expiry never shortens here.
-    ttl = math.max(1, ttl, redis.call('PTTL', hkey))
-    redis.call('HSET', hkey, unpack(W, 1, n))
+  local block = {
+    v = tonumber(values[blockAt + 1]) or 0, w = tonumber(values[blockAt + 2]) or 0,
+    u = tonumber(values[blockAt + 3]) or 0, o = tonumber(values[blockAt + 4]) or 0,
+  }
+
+  -- Refund and penalty per algorithm: function(a, b, c, now, points, p) -> new a, b, c (the log's:
+  -- function(log, now, points, p) -> new log). nil state = a key never seen.
+  local REFUND, PENALIZE = {}, {}
+  REFUND[1] = function(a, b, c, now, points, p)
+    if a == nil or a ~= now - (now % p.window) then return a, b, c end
+    return a, math.max(0, b - points), nil
+  end
+  PENALIZE[1] = function(a, b, _, now, points, p)
+    local ws = now - (now % p.window)
+    local count = 0
+    if a == ws then count = b or 0 end
+    return ws, math.max(count, math.min(p.limit, count + points)), nil
+  end
+  REFUND[2] = function(a, b, c, now, points, p)
+    if a == nil or a ~= now - (now % p.window) then return a, b, c end
+    return a, math.max(0, b - points), c
+  end
+  PENALIZE[2] = function(a, b, c, now, points, p)
+    local w = p.window
+    local ws = now - (now % w)
+    local prev, cur = 0, 0
+    if a == ws then
+      prev = c or 0
+      cur = b or 0
+    elseif a == ws - w then
+      prev = b or 0
+    end
+    local ceiling = math.floor((p.limit * w - prev * (w - (now - ws))) / w)
+    return ws, math.max(cur, math.min(cur + points, ceiling)), prev
+  end
+  local function tokens_at(a, b, now, p)
+    local full = p.burst * p.window
+    if a == nil then return full end
+    return math.min(full, a + math.max(0, now - b) * p.limit)
+  end
+  REFUND[4] = function(a, b, c, now, points, p)
+    if a == nil then return a, b, c end
+    return math.min(p.burst * p.window, tokens_at(a, b, now, p) + points * p.window), now, nil
+  end
+  PENALIZE[4] = function(a, b, _, now, points, p)
+    return math.max(0, tokens_at(a, b, now, p) - points * p.window), now, nil
+  end
+  local function level_at(a, b, now, p)
+    if a == nil then return 0 end
+    return math.max(0, a - math.max(0, now - b) * p.limit)
+  end
+  REFUND[5] = function(a, b, c, now, points, p)
+    if a == nil then return a, b, c end
+    return math.max(0, level_at(a, b, now, p) - points * p.window), now, nil
+  end
+  PENALIZE[5] = function(a, b, _, now, points, p)
+    local level = level_at(a, b, now, p)
+    return math.max(level, math.min(p.burst * p.window, level + points * p.window)), now, nil
+  end
+  -- The log holds in-window entries only (as read), so a refund takes from them, newest first.
+  REFUND[3] = function(log, _, points, _)
+    local times, costs = log.times, log.costs
+    local left = points
+    while left > 0 and #costs > 0 do
+      local last = #costs
+      if costs[last] <= left then
+        left = left - costs[last]
+        costs[last] = nil
+        times[last] = nil
+      else
+        costs[last] = costs[last] - left
+        left = 0
+      end
+    end
+    return log
+  end
+  PENALIZE[3] = function(log, now, points, p)
+    local used = 0
+    for k = 1, #log.costs do used = used + log.costs[k] end
+    local added = math.min(points, p.limit - used)
+    if added > 0 then
+      log.times[#log.times + 1] = now
+      log.costs[#log.costs + 1] = added
+    end
+    return log
+  end
+
+
+  if op == 'refund' or op == 'penalize' then
+    local fn = REFUND
+    if op == 'penalize' then fn = PENALIZE end
+    local W, n, ttl = {}, 0, 0
+    for i = 1, nl do
+      local p = policies[i]
+      if p.alg == 3 then
+        local log = fn[3](LOG[i], now, amount, p)
+        local lkey = KEYS[1 + i]
+        redis.call('DEL', lkey)
+        if #log.times > 0 then
+          local members = {}
+          for k = 1, #log.times do
+            members[2 * k - 1] = log.times[k]
+            members[2 * k] = log.times[k] .. ':' .. log.costs[k] .. ':' .. k
+          end
+          redis.call('ZADD', lkey, unpack(members))
+          redis.call('PEXPIRE', lkey, p.window)
+        end
+      else
+        local a, b, c = fn[p.alg](SA[i], SB[i], SC[i], now, amount, p)
+        SA[i], SB[i], SC[i] = a, b, c
+        if a ~= nil then
+          local o = offsets[i]
+          W[n + 1], W[n + 2], W[n + 3], W[n + 4] = fields[o + 1], string.format('%d', a), fields[o + 2],
+            string.format('%d', b)
+          n = n + 4
+          if FIELDS[p.alg] == 3 then
+            W[n + 1], W[n + 2] = fields[o + 3], string.format('%d', c)
+            n = n + 2
+          end
+          ttl = math.max(ttl, state_ttl(p, a, b))
+        end
+      end
+    end
+    if n > 0 then
+      -- A block in the same hash may need it longer: the expiry never shortens here.
+      ttl = math.max(1, ttl, redis.call('PTTL', hkey))
+      redis.call('HSET', hkey, unpack(W, 1, n))
+      redis.call('PEXPIRE', hkey, ttl)
+    end
+  elseif op == 'block' or op == 'unblock' then
+    if op == 'block' then
+      block.u = now + amount
+    else
+      block.u = 0
+      block.v = 0
+    end
+    local ttl = math.max(1, redis.call('PTTL', hkey), block.u + forget - now)
+    redis.call('HSET', hkey, 'bv', block.v, 'bw', block.w, 'bu', block.u, 'bo', block.o)
     redis.call('PEXPIRE', hkey, ttl)
   end
-elseif op == 'block' or op == 'unblock' then
-  if op == 'block' then
-    block.u = now + amount
-  else
-    block.u = 0
-    block.v = 0
-  end
-  local ttl = math.max(1, redis.call('PTTL', hkey), block.u + forget - now)
-  redis.call('HSET', hkey, 'bv', block.v, 'bw', block.w, 'bu', block.u, 'bo', block.o)
-  redis.call('PEXPIRE', hkey, ttl)
-end
 
-local blockedMs = 0
--- A block is honoured by checks with or without auto-block, so peeks report it too.
-if block.u > now then blockedMs = block.u - now end
-local out = { now, 1, blockedMs }
-for i = 1, nl do
-  local p = policies[i]
-  local allowed, remaining, reset, retry, delay
-  if p.alg == 3 then
-    allowed, remaining, reset, retry, delay = ALG[3](LOG[i], now, 0, p)
-  else
-    allowed, remaining, reset, retry, delay = ALG[p.alg](SA[i], SB[i], SC[i], now, 0, p)
+  local blockedMs = 0
+  -- A block is honoured by checks with or without auto-block, so peeks report it too.
+  if block.u > now then blockedMs = block.u - now end
+  local out = { now, 1, blockedMs }
+  for i = 1, nl do
+    local p = policies[i]
+    local allowed, remaining, reset, retry, delay
+    if p.alg == 3 then
+      allowed, remaining, reset, retry, delay = ALG[3](LOG[i], now, 0, p)
+    else
+      allowed, remaining, reset, retry, delay = ALG[p.alg](SA[i], SB[i], SC[i], now, 0, p)
+    end
+    if blockedMs > 0 then
+      allowed = false
+      retry = math.max(retry, blockedMs)
+    end
+    out[#out + 1] = allowed and 1 or 0
+    out[#out + 1] = remaining
+    out[#out + 1] = reset
+    out[#out + 1] = retry
+    out[#out + 1] = delay
   end
-  if blockedMs > 0 then
-    allowed = false
-    retry = math.max(retry, blockedMs)
-  end
-  out[#out + 1] = allowed and 1 or 0
-  out[#out + 1] = remaining
-  out[#out + 1] = reset
-  out[#out + 1] = retry
-  out[#out + 1] = delay
+  return out
 end
-return out

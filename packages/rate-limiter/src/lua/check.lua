@@ -11,31 +11,12 @@
 -- was read or counted; nothing else follows) or 1 followed by, per group, per cost: blockedMs,
 -- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs.
 
-local ngroups = tonumber(ARGV[2])
-local blocking = ARGV[3] == '1'
-local bp = {}
-local at = 4
-if blocking then
-  bp = {
-    violations = tonumber(ARGV[4]), within = tonumber(ARGV[5]), ms = tonumber(ARGV[6]),
-    mult = tonumber(ARGV[7]), max = tonumber(ARGV[8]), forget = tonumber(ARGV[9]),
-  }
-  at = 10
-end
-
-local out = { now, 1 }
--- The length of `out`, kept by hand: `#out` is a search.
-local nout = 2
-
--- How long a limit's state must be kept (mirrors the TypeScript ttlMs functions).
-local function state_ttl(p, a, b)
-  if a == nil then return 0 end
-  if p.alg == 1 then return a + p.window - now end
-  if p.alg == 2 then return a + 2 * p.window - now end
-  if p.alg == 4 then return math.ceil((p.burst * p.window - a) / p.limit) - (now - b) end
-  if p.alg == 5 then return math.ceil(a / p.limit) - (now - b) end
-  return 0
-end
+-- Per call (set by `entry`): the batch's shape and auto-block policy, the reply being built and its
+-- length, the number cache and the per-group scratch. Declared here, before the functions that
+-- share them, and assigned at each call: loaded as a Redis function, this file's definitions run
+-- once, not at every call (see lua-script.ts).
+local ngroups, blocking, bp, out, nout, format, NUMBERS
+local SA, SB, SC, LOG, NA, NB, NC, NLOG, W
 
 -- check_group for one cost over one scalar limit without auto-block (a manual block included):
 -- the same step, the same
@@ -43,11 +24,9 @@ end
 -- changed: a window's start and expiry move only when a new window begins. Numbers are sent
 -- to Redis as '%d' strings: redis.call formats a number with '%.17g', which costs twice as
 -- much (the state is integers; see the prelude).
-local format = string.format
 -- tonumber parses with strtod; a window's start, the counts and the costs repeat across the keys
 -- of a batch, and a cached number is a table read. (A bucket's state differs per key: not
 -- cached.) Made by the batch path only: for a call of one key, the cache costs more than it saves.
-local NUMBERS = nil
 local function check_single(hkey, set, cost)
   local p, alg = set.first, set.alg
   local values, a, b, c, bu
@@ -103,29 +82,7 @@ local function check_single(hkey, set, cost)
   redis.call('PEXPIRE', hkey, format('%d', math.max(1, state_ttl(p, na, nb))))
 end
 
--- The commonest call, one key with one cost over one scalar limit and no auto-block (a check
--- of a quiet key, and every call on a Cluster, where keys rarely share a slot): check_single
--- straight from ARGV, before the batch path builds its tables and parses its sets. Those cost
--- Redis more than the check itself when a call carries one key.
--- ARGV here: expiresAt, 1, 0, 1 (one set), 1 (one limit), alg, limit, window, burst, queue,
--- 1 (one cost each), '1' (the set), cost.
-if ngroups == 1 and ARGV[4] == '1' and ARGV[5] == '1' and ARGV[6] ~= '3' and ARGV[11] == '1' and not blocking then
-  local p = read_policy(6)
-  check_single(KEYS[1], { first = p, alg = p.alg, step = ALG[p.alg] }, tonumber(ARGV[13]))
-  return out
-end
-
-NUMBERS = setmetatable({}, { __index = function(cache, text)
-  local value = tonumber(text)
-  if value ~= nil then cache[text] = value end
-  return value
-end })
-
 -- Per-group scratch, reused: groups are checked one after the other.
-local SA, SB, SC, LOG = {}, {}, {}, {}
-local NA, NB, NC, NLOG = {}, {}, {}, {}
-local W = {}
-
 local function check_group(hkey, logBase, set, nc, costAt)
   local nl, policies = set.nl, set.policies
   local values = redis.call('HMGET', hkey, unpack(set.fields))
@@ -308,69 +265,113 @@ local function check_group(hkey, logBase, set, nc, costAt)
   end
 end
 
-local sets = {}
-local nsets = tonumber(ARGV[at])
-at = at + 1
-for set = 1, nsets do
-  local nl = tonumber(ARGV[at])
-  at = at + 1
-  local policies, fields, offsets, names = {}, {}, {}, {}
-  for i = 1, nl do
-    local p = read_policy(at)
-    policies[i] = p
-    at = at + 5
-    offsets[i] = #fields
-    names[i] = {}
-    for f = 1, FIELDS[p.alg] do
-      names[i][f] = i .. ':' .. NAMES[f]
-      fields[#fields + 1] = names[i][f]
-    end
-  end
-  local blockOffset = #fields
+-- One call of this script: `begin` reads the clock and the deadline, then the batch is checked.
+local function entry(keys, args)
+  if begin(keys, args) then return { now, 0 } end
+  ngroups = tonumber(ARGV[2])
+  blocking = ARGV[3] == '1'
+  bp = {}
+  local at = 4
   if blocking then
-    fields[#fields + 1] = 'bv'
-    fields[#fields + 1] = 'bw'
-    fields[#fields + 1] = 'bu'
-    fields[#fields + 1] = 'bo'
-  else
-    -- A manual block's end: honoured by every check, auto-block or not.
-    fields[#fields + 1] = 'bu'
+    bp = {
+      violations = tonumber(ARGV[4]), within = tonumber(ARGV[5]), ms = tonumber(ARGV[6]),
+      mult = tonumber(ARGV[7]), max = tonumber(ARGV[8]), forget = tonumber(ARGV[9]),
+    }
+    at = 10
   end
-  local entry = {
-    nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,
-    logs = false,
-  }
-  for i = 1, nl do
-    if policies[i].alg == 3 then entry.logs = true end
-  end
-  -- The commonest shape, checked by check_single: one scalar limit and no auto-block.
-  local first = policies[1]
-  if nl == 1 and first.alg ~= 3 and not blocking then
-    entry.single, entry.first, entry.alg, entry.step = true, first, first.alg, ALG[first.alg]
-  end
-  -- Keyed by the index as sent (a string): groups find their set without tonumber.
-  sets[tostring(set)] = entry
-end
 
-local oneCostEach = ARGV[at] == '1'
-at = at + 1
-local keyAt = 1
-for _ = 1, ngroups do
-  local set = sets[ARGV[at]]
-  local nc = 1
-  if oneCostEach then
+  out = { now, 1 }
+  -- The length of `out`, kept by hand: `#out` is a search.
+  nout = 2
+  format = string.format
+  NUMBERS = nil
+
+  -- The commonest call, one key with one cost over one scalar limit and no auto-block (a check
+  -- of a quiet key, and every call on a Cluster, where keys rarely share a slot): check_single
+  -- straight from ARGV, before the batch path builds its tables and parses its sets. Those cost
+  -- Redis more than the check itself when a call carries one key.
+  -- ARGV here: expiresAt, 1, 0, 1 (one set), 1 (one limit), alg, limit, window, burst, queue,
+  -- 1 (one cost each), '1' (the set), cost.
+  if ngroups == 1 and ARGV[4] == '1' and ARGV[5] == '1' and ARGV[6] ~= '3' and ARGV[11] == '1' and not blocking then
+    local p = read_policy(6)
+    check_single(KEYS[1], { first = p, alg = p.alg, step = ALG[p.alg] }, tonumber(ARGV[13]))
+    return out
+  end
+
+  NUMBERS = setmetatable({}, { __index = function(cache, text)
+    local value = tonumber(text)
+    if value ~= nil then cache[text] = value end
+    return value
+  end })
+
+  SA, SB, SC, LOG = {}, {}, {}, {}
+  NA, NB, NC, NLOG = {}, {}, {}, {}
+  W = {}
+
+  local sets = {}
+  local nsets = tonumber(ARGV[at])
+  at = at + 1
+  for set = 1, nsets do
+    local nl = tonumber(ARGV[at])
     at = at + 1
-  else
-    nc = tonumber(ARGV[at + 1])
-    at = at + 2
+    local policies, fields, offsets, names = {}, {}, {}, {}
+    for i = 1, nl do
+      local p = read_policy(at)
+      policies[i] = p
+      at = at + 5
+      offsets[i] = #fields
+      names[i] = {}
+      for f = 1, FIELDS[p.alg] do
+        names[i][f] = i .. ':' .. NAMES[f]
+        fields[#fields + 1] = names[i][f]
+      end
+    end
+    local blockOffset = #fields
+    if blocking then
+      fields[#fields + 1] = 'bv'
+      fields[#fields + 1] = 'bw'
+      fields[#fields + 1] = 'bu'
+      fields[#fields + 1] = 'bo'
+    else
+      -- A manual block's end: honoured by every check, auto-block or not.
+      fields[#fields + 1] = 'bu'
+    end
+    local entry = {
+      nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,
+      logs = false,
+    }
+    for i = 1, nl do
+      if policies[i].alg == 3 then entry.logs = true end
+    end
+    -- The commonest shape, checked by check_single: one scalar limit and no auto-block.
+    local first = policies[1]
+    if nl == 1 and first.alg ~= 3 and not blocking then
+      entry.single, entry.first, entry.alg, entry.step = true, first, first.alg, ALG[first.alg]
+    end
+    -- Keyed by the index as sent (a string): groups find their set without tonumber.
+    sets[tostring(set)] = entry
   end
-  if nc == 1 and set.single then
-    check_single(KEYS[keyAt], set, NUMBERS[ARGV[at]])
-  else
-    check_group(KEYS[keyAt], keyAt, set, nc, at)
+
+  local oneCostEach = ARGV[at] == '1'
+  at = at + 1
+  local keyAt = 1
+  for _ = 1, ngroups do
+    local set = sets[ARGV[at]]
+    local nc = 1
+    if oneCostEach then
+      at = at + 1
+    else
+      nc = tonumber(ARGV[at + 1])
+      at = at + 2
+    end
+    if nc == 1 and set.single then
+      check_single(KEYS[keyAt], set, NUMBERS[ARGV[at]])
+    else
+      check_group(KEYS[keyAt], keyAt, set, nc, at)
+    end
+    at = at + nc
+    keyAt = keyAt + 1
+    if set.logs then keyAt = keyAt + set.nl end
   end
-  at = at + nc
-  keyAt = keyAt + 1
-  if set.logs then keyAt = keyAt + set.nl end
+  return out
 end
-return out

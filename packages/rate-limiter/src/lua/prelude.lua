@@ -6,13 +6,25 @@
 -- All arithmetic stays on integers (exact in Lua's doubles below 2^53).
 local ALG = {}
 
+-- Per call (set by `begin`): the call's keys and arguments, and the server's clock in ms. Each
+-- script's `entry(keys, args)` calls `begin` first; run as EVAL the script ends with
+-- `return entry(KEYS, ARGV)`, loaded as a Redis function `entry` is registered instead, so the
+-- definitions above and below run once per load rather than at every call (see lua-script.ts).
+-- Nothing at this level may read a Redis global (string, math, …): a function library's top
+-- level runs where only `redis` exists.
+local KEYS, ARGV, now
+
 -- The server's clock: app servers' clock skew does not matter. ARGV[1] of every script is its
 -- caller's deadline in Redis time (0: none): a call that waited in Redis's queue past it was
 -- already answered by the caller (fail mode, or an error), so it reads and changes nothing.
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local expiresAt = tonumber(ARGV[1])
-if expiresAt > 0 and now > expiresAt then return { now, 0 } end
+-- Returns true for such an expired call.
+local function begin(keys, args)
+  KEYS, ARGV = keys, args
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local expiresAt = tonumber(ARGV[1])
+  return expiresAt > 0 and now > expiresAt
+end
 
 -- Hash fields per algorithm: windows and buckets keep a and b, the sliding window also c, the
 -- sliding log nothing (its entries live in a sorted set).
@@ -38,4 +50,14 @@ local function read_log(key, window)
     costs[k] = tonumber(c)
   end
   return { times = times, costs = costs }
+end
+
+-- How long a limit's state must be kept (mirrors the TypeScript ttlMs functions).
+local function state_ttl(p, a, b)
+  if a == nil then return 0 end
+  if p.alg == 1 then return a + p.window - now end
+  if p.alg == 2 then return a + 2 * p.window - now end
+  if p.alg == 4 then return math.ceil((p.burst * p.window - a) / p.limit) - (now - b) end
+  if p.alg == 5 then return math.ceil(a / p.limit) - (now - b) end
+  return 0
 end

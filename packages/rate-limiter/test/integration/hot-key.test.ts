@@ -9,7 +9,7 @@ const { redis, skip } = await startPrivateRedisOrSkip();
 async function scriptCalls(admin: Redis): Promise<number> {
   const info = await admin.info('commandstats');
   let calls = 0;
-  for (const match of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) calls += Number(match[2]);
+  for (const match of info.matchAll(/^cmdstat_(fcall|evalsha|eval):calls=(\d+)/gm)) calls += Number(match[2]);
   return calls;
 }
 

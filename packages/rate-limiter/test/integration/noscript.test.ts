@@ -2,22 +2,39 @@ import { startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import { checkProgram } from '../../src/stores/lua-script.js';
 
-// A private server: SCRIPT FLUSH on the shared one would hit every other suite's scripts.
+// Private servers: SCRIPT FLUSH or FUNCTION FLUSH on the shared one would hit every other suite.
 const { redis, skip } = await startPrivateRedisOrSkip();
+// A server where FCALL does not exist, as on Redis < 7 (renamed away; FUNCTION stays).
+const noFcall = await startPrivateRedisOrSkip(['--rename-command', 'FCALL', '']);
 
-/** Calls and NOSCRIPT-style failures of EVALSHA and EVAL since the last RESETSTAT. */
+/** Calls and failed calls of FCALL, EVALSHA and EVAL since the last RESETSTAT. */
 async function scriptStats(admin: Redis): Promise<Record<string, number>> {
   const info = await admin.info('commandstats');
-  const stats: Record<string, number> = { evalsha: 0, evalshaFailed: 0, eval: 0 };
-  for (const match of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+).*?failed_calls=(\d+)/gm)) {
+  const stats: Record<string, number> = { fcall: 0, fcallFailed: 0, evalsha: 0, evalshaFailed: 0, eval: 0 };
+  for (const match of info.matchAll(/^cmdstat_(fcall|evalsha|eval):calls=(\d+).*?failed_calls=(\d+)/gm)) {
     stats[match[1]!] = Number(match[2]);
     if (match[1] === 'evalsha') stats.evalshaFailed = Number(match[3]);
+    if (match[1] === 'fcall') stats.fcallFailed = Number(match[3]);
   }
   return stats;
 }
 
-describe.skipIf(skip !== undefined)('EVALSHA falls back to EVAL on NOSCRIPT', () => {
+/** A limiter of 2 per minute on `client`. */
+function limiterOn(client: Redis, functions: boolean) {
+  const store = new RedisStore({ client, functions });
+  const limiter = createRateLimiter({
+    store,
+    limits: [{ limit: 2, windowMs: 60_000 }],
+    // These tests are about loading the code, not the deadline: a slow machine must not cut it.
+    deadlineMs: 5_000,
+    localBlockCache: false,
+  });
+  return { store, limiter };
+}
+
+describe.skipIf(skip !== undefined)('the check code is loaded again when the server lost it', () => {
   let admin: Redis;
   let client: Redis;
   beforeAll(async () => {
@@ -31,23 +48,80 @@ describe.skipIf(skip !== undefined)('EVALSHA falls back to EVAL on NOSCRIPT', ()
     await redis?.stop();
   });
 
-  it('a check after SCRIPT FLUSH (a restart or failover) still counts, and the script is cached again', async () => {
-    const limiter = createRateLimiter({
-      store: new RedisStore({ client }),
-      limits: [{ limit: 2, windowMs: 60_000 }],
-      // This test is about the script cache, not the deadline: a slow machine must not cut it.
-      deadlineMs: 5_000,
-      localBlockCache: false,
-    });
-    expect(await limiter.check('k')).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
+  it('scripts: a check after SCRIPT FLUSH (a restart or failover) still counts, and the script is cached again', async () => {
+    const { limiter } = limiterOn(client, false);
+    expect(await limiter.check('s')).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
     await admin.script('FLUSH');
     await admin.config('RESETSTAT');
-    expect(await limiter.check('k')).toMatchObject({ allowed: true, remaining: 0, source: 'store' });
+    expect(await limiter.check('s')).toMatchObject({ allowed: true, remaining: 0, source: 'store' });
     // One EVALSHA refused with NOSCRIPT, one EVAL that ran (and cached) the script.
-    expect(await scriptStats(admin)).toEqual({ evalsha: 1, evalshaFailed: 1, eval: 1 });
+    expect(await scriptStats(admin)).toMatchObject({ evalsha: 1, evalshaFailed: 1, eval: 1, fcall: 0 });
     await admin.config('RESETSTAT');
-    expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'store' });
-    expect(await scriptStats(admin)).toEqual({ evalsha: 1, evalshaFailed: 0, eval: 0 });
+    expect(await limiter.check('s')).toMatchObject({ allowed: false, source: 'store' });
+    expect(await scriptStats(admin)).toMatchObject({ evalsha: 1, evalshaFailed: 0, eval: 0, fcall: 0 });
     await limiter.close();
+  });
+
+  it('functions: the library is loaded on first use and after FUNCTION FLUSH, each check one FCALL that counts once', async () => {
+    await admin.call('FUNCTION', 'FLUSH');
+    const { store, limiter } = limiterOn(client, true);
+    await admin.config('RESETSTAT');
+    expect(await limiter.check('f')).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
+    // Refused (not found), loaded, run: two FCALLs, one of them failed, no script.
+    expect(await scriptStats(admin)).toMatchObject({ fcall: 2, fcallFailed: 1, evalsha: 0, eval: 0 });
+    const libraries = (await admin.call('FUNCTION', 'LIST', 'LIBRARYNAME', checkProgram.libraryName)) as unknown[];
+    expect(libraries).toHaveLength(1);
+    await admin.call('FUNCTION', 'FLUSH');
+    await admin.config('RESETSTAT');
+    expect(await limiter.check('f')).toMatchObject({ allowed: true, remaining: 0, source: 'store' });
+    expect(await scriptStats(admin)).toMatchObject({ fcall: 2, fcallFailed: 1 });
+    await admin.config('RESETSTAT');
+    expect(await limiter.check('f')).toMatchObject({ allowed: false, source: 'store' });
+    expect(await scriptStats(admin)).toMatchObject({ fcall: 1, fcallFailed: 0, evalsha: 0 });
+    expect(store.usesFunctions).toBe(true);
+    await limiter.close();
+  });
+
+  it('functions: concurrent first checks share one FUNCTION LOAD and each counts once', async () => {
+    await admin.call('FUNCTION', 'FLUSH');
+    const { limiter } = limiterOn(client, true);
+    await admin.config('RESETSTAT');
+    const results = await Promise.all(Array.from({ length: 5 }, (_, index) => limiter.check(`c${index}`)));
+    for (const result of results) expect(result).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
+    const info = await admin.info('commandstats');
+    expect(info).toMatch(/cmdstat_function\|load:calls=1,/);
+    await limiter.close();
+  });
+});
+
+describe.skipIf(noFcall.skip !== undefined)('a server without Redis functions', () => {
+  afterAll(async () => {
+    await noFcall.redis?.stop();
+  });
+
+  it('checks switch to scripts at the first refusal, count once, and say so in the log', async () => {
+    const client = new Redis(noFcall.redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
+    await client.connect();
+    const admin = new Redis(noFcall.redis!.url);
+    const logged: string[] = [];
+    const logger = {
+      debug() {},
+      info: (message: string) => logged.push(message),
+      warn() {},
+      error() {},
+    };
+    const store = new RedisStore({ client, logger });
+    const limiter = createRateLimiter({ store, limits: [{ limit: 2, windowMs: 60_000 }], deadlineMs: 5_000 });
+    expect(store.usesFunctions).toBe(true);
+    expect(await limiter.check('k')).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
+    expect(store.usesFunctions).toBe(false);
+    expect(logged).toEqual(['RedisStore: Redis functions are not available; checks run as scripts (EVALSHA)']);
+    expect(await limiter.check('k')).toMatchObject({ allowed: true, remaining: 0, source: 'store' });
+    expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'store' });
+    const stats = await scriptStats(admin);
+    expect(stats.evalsha + stats.eval).toBeGreaterThanOrEqual(3);
+    await limiter.close();
+    admin.disconnect();
+    client.disconnect();
   });
 });
