@@ -64,6 +64,8 @@ interface KeyQueue {
   nextCheckAt: number;
   /** The last refusal, whose outcome and retry time explain a rejection. */
   lastRefusal: RateLimitResult | undefined;
+  /** The key changed while a check was in flight: a refusal it brings may be stale. */
+  changed: boolean;
 }
 
 /**
@@ -131,6 +133,7 @@ export class AcquireQueue {
           retryTimer: undefined,
           nextCheckAt: now,
           lastRefusal: undefined,
+          changed: false,
         };
         this.#queues.set(queueKey, queue);
       }
@@ -146,6 +149,25 @@ export class AcquireQueue {
       if (queue.waiters.length === 1 && queue.checking === undefined && queue.retryTimer === undefined)
         this.#checkHead(queue);
     });
+  }
+
+  /**
+   * The key's state changed outside the queue (reset, unblock, refund, block, penalize): the last
+   * refusal no longer tells when the head can pass, so the head checks again now rather than
+   * sleeping out the old retry time (a lifted block of minutes), and newcomers are no longer
+   * judged by it. A check in flight is repeated once if it comes back refused.
+   */
+  wake(queueKey: string): void {
+    const queue = this.#queues.get(queueKey);
+    if (queue === undefined) return;
+    queue.lastRefusal = undefined;
+    queue.nextCheckAt = this.#deps.clock.now();
+    if (queue.checking !== undefined) {
+      queue.changed = true;
+      return;
+    }
+    if (queue.retryTimer !== undefined) clearTimeout(queue.retryTimer);
+    this.#checkHead(queue);
   }
 
   /** Rejects every waiter with `ClosedError` and clears every timer. */
@@ -193,6 +215,8 @@ export class AcquireQueue {
 
   #onResult(queue: KeyQueue, head: Waiter, result: RateLimitResult): void {
     queue.checking = undefined;
+    const changed = queue.changed;
+    queue.changed = false;
     if (this.#closed) {
       if (result.allowed) this.#giveBack(head);
       return;
@@ -212,6 +236,11 @@ export class AcquireQueue {
       this.#remove(queue, head);
       this.#fail(head, 'denied', result);
       this.#continue(queue);
+      return;
+    }
+    if (changed) {
+      // Answered before the key changed: ask again rather than act on it.
+      this.#checkHead(queue);
       return;
     }
     const now = this.#deps.clock.now();

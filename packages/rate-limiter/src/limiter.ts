@@ -241,7 +241,8 @@ export class RateLimiter implements AsyncDisposable {
    * (default 10 s), at once when `signal` aborts, when `maxQueue` callers (default 1,000) already
    * wait for the key, for a deny-listed IP, for a cost above a limit's capacity, and as soon as a
    * refusal (a block, a long window) shows the request cannot be admitted before its timeout.
-   * Rejects with `ClosedError` on `close()`. Plain `check()` calls do not queue and compete with
+   * Rejects with `ClosedError` on `close()`. This limiter's `reset`, `unblock`, `refund`, `block`
+   * and `penalize` of the key make the head check again at once. Plain `check()` calls do not queue and compete with
    * the waiters; an allowed result with `delayMs` (queueing leaky bucket) is resolved as is.
    */
   acquire(input: CheckInput | string, options: AcquireOptions = {}): Promise<RateLimitResult> {
@@ -347,14 +348,19 @@ export class RateLimiter implements AsyncDisposable {
     if (store.adjust === undefined)
       throw new UnsupportedOperationError(operation, `the ${store.kind} store has no adjust() method`);
     if (this.#metricsEnabled) this.#metrics.adjustments.inc({ operation });
-    if (this.#memoryStore !== undefined)
-      return this.#result(
-        key,
-        this.#memoryStore.adjust(key, rule.limits, adjustment, this.#block, undefined, rule.namespace),
-        'store',
-        false,
-      );
     const storeKey = rule.namespace + key;
+    if (this.#memoryStore !== undefined) {
+      const outcome = this.#memoryStore.adjust(
+        key,
+        rule.limits,
+        adjustment,
+        this.#block,
+        undefined,
+        rule.namespace,
+      );
+      if (operation !== 'peek') this.#waiters.wake(storeKey);
+      return this.#result(key, outcome, 'store', false);
+    }
     const outcome = await this.#remote!.adjust(
       (options) => Promise.resolve(store.adjust!(storeKey, rule.limits, adjustment, this.#block, options)),
       operation,
@@ -362,6 +368,7 @@ export class RateLimiter implements AsyncDisposable {
     // A remembered refusal may no longer hold; a new block is remembered at once.
     if (operation === 'block') this.#localBlocks?.remember(storeKey, outcome, this.#clock.now());
     else if (operation !== 'peek') this.#localBlocks?.delete(storeKey);
+    if (operation !== 'peek') this.#waiters.wake(storeKey);
     return this.#result(key, outcome, 'store', false);
   }
 
@@ -373,6 +380,8 @@ export class RateLimiter implements AsyncDisposable {
     await this.#fallbackStore.reset(namespace + key);
     if (this.#memoryStore !== undefined) await this.#memoryStore.reset(key, namespace);
     else await this.store.reset(namespace + key);
+    // Callers waiting in acquire() for this key need not sleep out its old refusal.
+    this.#waiters.wake(namespace + key);
   }
 
   /**

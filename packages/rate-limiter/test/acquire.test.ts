@@ -150,6 +150,48 @@ describe('limiter.acquire on the memory store', () => {
     await limiter.close();
   });
 
+  it('wakes the waiters when their key is unblocked, reset or refunded, instead of sleeping out the old refusal', async () => {
+    const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 60_000 }] });
+    await limiter.block('b', 60_000);
+    const unblocked = track(limiter.acquire('b', { timeoutMs: 120_000 }));
+    await vi.advanceTimersByTimeAsync(10);
+    await limiter.unblock('b');
+    // A newcomer is judged by the key as it is now, not by the lifted block.
+    const newcomer = track(limiter.acquire('b', { timeoutMs: 120_000 }));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(unblocked.settled()).toBe(true);
+    expect(await unblocked.promise).toMatchObject({ allowed: true });
+    expect(newcomer.settled()).toBe(false);
+    await limiter.reset('b');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(newcomer.settled()).toBe(true);
+    expect(await newcomer.promise).toMatchObject({ allowed: true });
+    const refunded = track(limiter.acquire('b', { timeoutMs: 120_000 }));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(refunded.settled()).toBe(false);
+    await limiter.refund('b');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(refunded.settled()).toBe(true);
+    expect(await refunded.promise).toMatchObject({ allowed: true });
+    expect(Date.now() - start).toBe(10);
+    expect(limiter.waitingKeys).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+    await limiter.close();
+  });
+
+  it('rejects the waiters at once when their key is blocked for longer than they can wait', async () => {
+    const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 1_000 }] });
+    await limiter.acquire('k');
+    const waiting = track(limiter.acquire('k', { timeoutMs: 30_000 }));
+    await vi.advanceTimersByTimeAsync(10);
+    await limiter.block('k', 60_000);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(waiting.settled()).toBe(true);
+    expect(await rejectionOf(waiting.promise)).toMatchObject({ reason: 'blocked', waitedMs: 10 });
+    expect(limiter.waitingKeys).toBe(0);
+    await limiter.close();
+  });
+
   it('honours an abort at once and removes the waiter', async () => {
     const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 1_000 }] });
     await limiter.acquire('k');
