@@ -4,11 +4,17 @@ import { AcquireError, type AcquireFailure } from './errors.js';
 import type { CheckInput } from './limiter.js';
 import type { RateLimitResult } from './result.js';
 
+/** The longest delay `setTimeout` honours; a longer one fires after 1 ms. */
+const maxTimerMs = 2 ** 31 - 1;
+
 /** Options of `limiter.acquire()`. */
 export const acquireOptionsSchema = z
   .object({
-    /** Longest the caller waits for an admission; it is then rejected with `reason: 'timeout'`. */
-    timeoutMs: z.number().int().positive().default(10_000),
+    /**
+     * Longest the caller waits for an admission; it is then rejected with `reason: 'timeout'`.
+     * At most 2³¹ - 1 (about 24.8 days): Node fires a longer timer at once.
+     */
+    timeoutMs: z.number().int().positive().max(maxTimerMs).default(10_000),
     /** Stops waiting at once (rejected with `reason: 'aborted'`) and leaves the queue. */
     signal: z
       .custom<AbortSignal>((value) => value instanceof AbortSignal, 'must be an AbortSignal')

@@ -247,6 +247,13 @@ describe('limiter.acquire on the memory store', () => {
   it('validates its options and the cost', async () => {
     const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 1_000 }] });
     await expect(limiter.acquire('k', { timeoutMs: -1 })).rejects.toBeInstanceOf(ConfigError);
+    // Past a timer's range (2³¹ - 1 ms, about 24.8 days) Node would fire it at once: a 40-day
+    // timeout must be refused, not turned into an immediate 'timeout'.
+    await expect(limiter.acquire('k', { timeoutMs: 40 * 86_400_000 })).rejects.toMatchObject({
+      name: 'ConfigError',
+      message: expect.stringContaining('timeoutMs'),
+    });
+    expect((await limiter.acquire('k', { timeoutMs: 2 ** 31 - 1 })).allowed).toBe(true);
     await expect(limiter.acquire({ key: 'k', cost: 1.5 })).rejects.toMatchObject({
       code: 'NOA_RATE_LIMIT_INVALID_COST',
     });
