@@ -56,6 +56,8 @@ interface Waiter {
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   settled: boolean;
+  /** Admitted with a delay (queueing leaky bucket) that it is waiting out: its points are taken. */
+  admitted: boolean;
 }
 
 interface KeyQueue {
@@ -84,6 +86,8 @@ interface KeyQueue {
  */
 export class AcquireQueue {
   readonly #queues = new Map<string, KeyQueue>();
+  /** Admitted waiters waiting out their `delayMs` (out of their queue, which has moved on). */
+  readonly #delayed = new Set<Waiter>();
   readonly #deps: AcquireQueueDependencies;
   #closed = false;
 
@@ -130,6 +134,7 @@ export class AcquireQueue {
         signal,
         onAbort: undefined,
         settled: false,
+        admitted: false,
       };
       if (queue === undefined) {
         queue = {
@@ -186,6 +191,9 @@ export class AcquireQueue {
       queue.waiters.length = 0;
     }
     this.#queues.clear();
+    for (const waiter of this.#delayed)
+      this.#settle(waiter, 'closed', () => waiter.reject(new ClosedError('RateLimiter')));
+    this.#delayed.clear();
   }
 
   #refuse(
@@ -231,7 +239,8 @@ export class AcquireQueue {
       if (head.settled) this.#giveBack(head);
       else {
         this.#remove(queue, head);
-        this.#settle(head, 'acquired', () => head.resolve(result));
+        if (result.delayMs > 0) this.#delay(head, result);
+        else this.#settle(head, 'acquired', () => head.resolve(result));
       }
       queue.lastRefusal = undefined;
       this.#continue(queue);
@@ -264,6 +273,29 @@ export class AcquireQueue {
     queue.retryTimer.unref();
   }
 
+  /**
+   * An admission to go after `delayMs` (queueing leaky bucket): the caller may go when acquire
+   * resolves, so it resolves after the delay; a delay that ends past the deadline is refused at
+   * once (`limited`) and its slot given back. The queue moves on meanwhile: the next head's
+   * admission comes with the next delay.
+   */
+  #delay(waiter: Waiter, result: RateLimitResult): void {
+    const now = this.#deps.clock.now();
+    if (now + result.delayMs > waiter.deadline) {
+      this.#fail(waiter, 'limited', { ...result, retryAfterMs: result.delayMs });
+      this.#giveBack(waiter);
+      return;
+    }
+    waiter.admitted = true;
+    this.#delayed.add(waiter);
+    if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+    waiter.timer = setTimeout(() => {
+      this.#delayed.delete(waiter);
+      this.#settle(waiter, 'acquired', () => waiter.resolve(result));
+    }, result.delayMs);
+    waiter.timer.unref();
+  }
+
   /** After an admission (or a waiter's end): the next head checks at once, or the queue goes. */
   #continue(queue: KeyQueue): void {
     if (this.#dropIfIdle(queue) || queue.checking !== undefined || queue.retryTimer !== undefined) return;
@@ -282,6 +314,13 @@ export class AcquireQueue {
   /** A waiter leaves on its deadline or abort; its in-flight admission, if any, is given back. */
   #leave(queue: KeyQueue, waiter: Waiter, reason: 'timeout' | 'aborted', cause?: unknown): void {
     if (waiter.settled) return;
+    if (waiter.admitted) {
+      // Aborted during its delay: the slot it holds goes to those behind it.
+      this.#delayed.delete(waiter);
+      this.#fail(waiter, reason, undefined, cause);
+      this.#giveBack(waiter);
+      return;
+    }
     this.#remove(queue, waiter);
     this.#fail(waiter, reason, queue.lastRefusal, cause);
     this.#dropIfIdle(queue);

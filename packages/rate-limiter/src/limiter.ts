@@ -242,8 +242,9 @@ export class RateLimiter implements AsyncDisposable {
    * wait for the key, for a deny-listed IP, for a cost above a limit's capacity, and as soon as a
    * refusal (a block, a long window) shows the request cannot be admitted before its timeout.
    * Rejects with `ClosedError` on `close()`. This limiter's `reset`, `unblock`, `refund`, `block`
-   * and `penalize` of the key make the head check again at once. Plain `check()` calls do not queue and compete with
-   * the waiters; an allowed result with `delayMs` (queueing leaky bucket) is resolved as is.
+   * and `penalize` of the key make the head check again at once. Plain `check()` calls do not
+   * queue and compete with the waiters. An admission with `delayMs` (queueing leaky bucket) resolves once the delay has
+   * passed (the caller goes at once), or is refused and given back when it would end too late.
    */
   acquire(input: CheckInput | string, options: AcquireOptions = {}): Promise<RateLimitResult> {
     if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));

@@ -192,6 +192,40 @@ describe('limiter.acquire on the memory store', () => {
     await limiter.close();
   });
 
+  it("waits out a queueing leaky bucket's delay before resolving, never past the timeout", async () => {
+    const limiter = limiterOf({
+      limits: [{ algorithm: 'leaky-bucket', limit: 1, windowMs: 1_000, queueMaxDelayMs: 5_000 }],
+    });
+    // Admitted at once with delays of 0, 1, 2 and 3 s: the caller may go when acquire resolves.
+    const waiters = Array.from({ length: 4 }, () => track(limiter.acquire('q', { timeoutMs: 2_500 })));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(waiters.map((waiter) => waiter.settled())).toEqual([true, false, false, true]);
+    // A 3 s delay ends after the 2.5 s timeout: rejected at once, and its slot given back.
+    expect(await rejectionOf(waiters[3]!.promise)).toMatchObject({ reason: 'limited', retryAfterMs: 3_000 });
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(waiters[1]!.settled()).toBe(true);
+    expect(await waiters[1]!.promise).toMatchObject({ allowed: true, delayMs: 1_000 });
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(waiters[2]!.settled()).toBe(true);
+    // The given-back slot (3 s) is the next one: 1 s after this caller arrives, not 2 s.
+    const next = track(limiter.acquire('q', { timeoutMs: 2_500 }));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(next.settled()).toBe(true);
+    // A caller aborted during its delay leaves, and its slot is given back too.
+    const controller = new AbortController();
+    const aborted = track(limiter.acquire('q', { signal: controller.signal }));
+    await vi.advanceTimersByTimeAsync(500);
+    controller.abort();
+    expect((await rejectionOf(aborted.promise)).reason).toBe('aborted');
+    // Its slot (4 s) is free again: the next caller goes 500 ms later, not 1.5 s.
+    const last = track(limiter.acquire('q'));
+    await vi.advanceTimersByTimeAsync(500);
+    expect(last.settled()).toBe(true);
+    expect(limiter.waitingKeys).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+    await limiter.close();
+  });
+
   it('honours an abort at once and removes the waiter', async () => {
     const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 1_000 }] });
     await limiter.acquire('k');
