@@ -173,6 +173,12 @@ describe('limiter.acquire on the memory store', () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(refunded.settled()).toBe(true);
     expect(await refunded.promise).toMatchObject({ allowed: true });
+    // Unblocked while the head's check (answered 'blocked') is in flight: asked again, admitted.
+    await limiter.block('c', 60_000);
+    const inFlight = track(limiter.acquire('c', { timeoutMs: 120_000 }));
+    await limiter.unblock('c');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(inFlight.settled()).toBe(true);
     expect(Date.now() - start).toBe(10);
     expect(limiter.waitingKeys).toBe(0);
     expect(vi.getTimerCount()).toBe(0);
