@@ -232,6 +232,23 @@ describe('limiter.acquire on the memory store', () => {
     await limiter.close();
   });
 
+  it('admits a cost above the burst that the queueing leaky bucket admits with a delay', async () => {
+    const limiter = limiterOf({
+      limits: [{ algorithm: 'leaky-bucket', limit: 1, windowMs: 1_000, queueMaxDelayMs: 5_000 }],
+    });
+    // check() admits 3 points on an empty bucket of burst 1, after 2 s: acquire waits for them.
+    const waiting = track(limiter.acquire({ key: 'big', cost: 3 }, { timeoutMs: 10_000 }));
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(waiting.settled()).toBe(true);
+    expect(await waiting.promise).toMatchObject({ allowed: true, delayMs: 2_000 });
+    // 7 points would need 6 s of queue, over queueMaxDelayMs: no wait can admit them.
+    expect(await rejectionOf(limiter.acquire({ key: 'huge', cost: 7 }))).toMatchObject({
+      reason: 'limited',
+      waitedMs: 0,
+    });
+    await limiter.close();
+  });
+
   it('honours an abort at once and removes the waiter', async () => {
     const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 1_000 }] });
     await limiter.acquire('k');
