@@ -229,7 +229,13 @@ describe('limiter.acquire on the memory store', () => {
     expect(last.settled()).toBe(true);
     expect(limiter.waitingKeys).toBe(0);
     expect(vi.getTimerCount()).toBe(0);
+    // close() ends a caller waiting out its delay too, and its timer.
+    const delayed = track(limiter.acquire('q'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(delayed.settled()).toBe(false);
     await limiter.close();
+    await expect(delayed.promise).rejects.toBeInstanceOf(ClosedError);
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it('admits a cost above the burst that the queueing leaky bucket admits with a delay', async () => {
