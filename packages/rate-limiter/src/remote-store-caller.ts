@@ -222,7 +222,9 @@ export class RemoteStoreCaller {
     let windowLeftMs = Number.POSITIVE_INFINITY;
     for (let index = 0; index < refused.length; index += 1) {
       const outcome = outcomes[index];
-      if (!refused[index] || outcome === undefined || !admitted(outcome)) continue;
+      // A request of 0 points took nothing: it neither needs a refund nor bounds one.
+      if (!refused[index] || outcome === undefined || !admitted(outcome) || pending.costs[index] === 0)
+        continue;
       points += pending.costs[index]!;
       requests += 1;
       const limits = pending.rule.limits;
