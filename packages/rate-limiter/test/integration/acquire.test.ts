@@ -124,6 +124,24 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.acquire on $name', (t
     expect(limiter.waitingKeys).toBe(0);
     await limiter.close();
   });
+
+  it('wakes a waiter when the key is unblocked, instead of sleeping until the block would end', async () => {
+    const limiter = limiterOn('fixed-window');
+    await limiter.block('u', 60_000);
+    let admitted: RateLimitResult | undefined;
+    const waiting = limiter.acquire('u', { timeoutMs: 120_000 }).then((result) => {
+      admitted = result;
+    });
+    // Queued: its check answered 'blocked' (it would sleep until the block's end) or is in flight.
+    expect(limiter.waitingKeys).toBe(1);
+    await limiter.unblock('u');
+    await vi.waitFor(() => expect(admitted).toMatchObject({ allowed: true, source: 'store' }), {
+      timeout: 5_000,
+    });
+    await waiting;
+    expect(limiter.waitingKeys).toBe(0);
+    await limiter.close();
+  });
 });
 
 const privateRedis = await startPrivateRedisOrSkip();
