@@ -181,7 +181,11 @@ export class AcquireQueue {
     this.#checkHead(queue);
   }
 
-  /** Rejects every waiter with `ClosedError` and clears every timer. */
+  /**
+   * Rejects every waiter with `ClosedError` and clears every timer; the slots of callers waiting
+   * out a delay, and admissions still in flight, are given back (the limiter lets that refund
+   * reach a remote store after its close).
+   */
   close(): void {
     this.#closed = true;
     for (const queue of this.#queues.values()) {
@@ -191,8 +195,10 @@ export class AcquireQueue {
       queue.waiters.length = 0;
     }
     this.#queues.clear();
-    for (const waiter of this.#delayed)
+    for (const waiter of this.#delayed) {
       this.#settle(waiter, 'closed', () => waiter.reject(new ClosedError('RateLimiter')));
+      this.#giveBack(waiter);
+    }
     this.#delayed.clear();
   }
 

@@ -133,7 +133,8 @@ export class RateLimiter implements AsyncDisposable {
       : undefined;
     this.#waiters = new AcquireQueue({
       check: (input) => this.check(input),
-      refund: (input, points) => this.refund(input, points),
+      // An admission that reaches a closed limiter still counts in a shared store: give it back.
+      refund: (input, points) => this.#adjust(input, { operation: 'refund', points }, true),
       clock: this.#clock,
       logger: this.#logger,
       waiters: this.#metrics.acquireWaiters,
@@ -338,8 +339,16 @@ export class RateLimiter implements AsyncDisposable {
     return this.#adjust(input, { operation: 'unblock' });
   }
 
-  async #adjust(input: CheckInput | string, adjustment: StoreAdjustment): Promise<RateLimitResult> {
-    if (this.#closed) throw new ClosedError('RateLimiter');
+  /**
+   * `afterClose`: the refund of an unclaimed acquire() admission, which may run after `close()`
+   * on a remote store (the store is the user's and still open; a memory store's state is gone).
+   */
+  async #adjust(
+    input: CheckInput | string,
+    adjustment: StoreAdjustment,
+    afterClose = false,
+  ): Promise<RateLimitResult> {
+    if (this.#closed && !(afterClose && this.#remote !== undefined)) throw new ClosedError('RateLimiter');
     const { operation } = adjustment;
     const key = typeof input === 'string' ? input : input.key;
     const ip = typeof input === 'string' ? undefined : input.ip;
