@@ -4,11 +4,17 @@ import { AcquireError, type AcquireFailure } from './errors.js';
 import type { CheckInput } from './limiter.js';
 import type { RateLimitResult } from './result.js';
 
+/** The longest delay `setTimeout` honours; a longer one fires after 1 ms. */
+const maxTimerMs = 2 ** 31 - 1;
+
 /** Options of `limiter.acquire()`. */
 export const acquireOptionsSchema = z
   .object({
-    /** Longest the caller waits for an admission; it is then rejected with `reason: 'timeout'`. */
-    timeoutMs: z.number().int().positive().default(10_000),
+    /**
+     * Longest the caller waits for an admission; it is then rejected with `reason: 'timeout'`.
+     * At most 2³¹ - 1 (about 24.8 days): Node fires a longer timer at once.
+     */
+    timeoutMs: z.number().int().positive().max(maxTimerMs).default(10_000),
     /** Stops waiting at once (rejected with `reason: 'aborted'`) and leaves the queue. */
     signal: z
       .custom<AbortSignal>((value) => value instanceof AbortSignal, 'must be an AbortSignal')
@@ -50,6 +56,8 @@ interface Waiter {
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   settled: boolean;
+  /** Admitted with a delay (queueing leaky bucket) that it is waiting out: its points are taken. */
+  admitted: boolean;
 }
 
 interface KeyQueue {
@@ -64,6 +72,8 @@ interface KeyQueue {
   nextCheckAt: number;
   /** The last refusal, whose outcome and retry time explain a rejection. */
   lastRefusal: RateLimitResult | undefined;
+  /** The key changed while a check was in flight: a refusal it brings may be stale. */
+  changed: boolean;
 }
 
 /**
@@ -76,6 +86,8 @@ interface KeyQueue {
  */
 export class AcquireQueue {
   readonly #queues = new Map<string, KeyQueue>();
+  /** Admitted waiters waiting out their `delayMs` (out of their queue, which has moved on). */
+  readonly #delayed = new Set<Waiter>();
   readonly #deps: AcquireQueueDependencies;
   #closed = false;
 
@@ -122,6 +134,7 @@ export class AcquireQueue {
         signal,
         onAbort: undefined,
         settled: false,
+        admitted: false,
       };
       if (queue === undefined) {
         queue = {
@@ -131,6 +144,7 @@ export class AcquireQueue {
           retryTimer: undefined,
           nextCheckAt: now,
           lastRefusal: undefined,
+          changed: false,
         };
         this.#queues.set(queueKey, queue);
       }
@@ -148,7 +162,30 @@ export class AcquireQueue {
     });
   }
 
-  /** Rejects every waiter with `ClosedError` and clears every timer. */
+  /**
+   * The key's state changed outside the queue (reset, unblock, refund, block, penalize): the last
+   * refusal no longer tells when the head can pass, so the head checks again now rather than
+   * sleeping out the old retry time (a lifted block of minutes), and newcomers are no longer
+   * judged by it. A check in flight is repeated once if it comes back refused.
+   */
+  wake(queueKey: string): void {
+    const queue = this.#queues.get(queueKey);
+    if (queue === undefined) return;
+    queue.lastRefusal = undefined;
+    queue.nextCheckAt = this.#deps.clock.now();
+    if (queue.checking !== undefined) {
+      queue.changed = true;
+      return;
+    }
+    if (queue.retryTimer !== undefined) clearTimeout(queue.retryTimer);
+    this.#checkHead(queue);
+  }
+
+  /**
+   * Rejects every waiter with `ClosedError` and clears every timer; the slots of callers waiting
+   * out a delay, and admissions still in flight, are given back (the limiter lets that refund
+   * reach a remote store after its close).
+   */
   close(): void {
     this.#closed = true;
     for (const queue of this.#queues.values()) {
@@ -158,6 +195,11 @@ export class AcquireQueue {
       queue.waiters.length = 0;
     }
     this.#queues.clear();
+    for (const waiter of this.#delayed) {
+      this.#settle(waiter, 'closed', () => waiter.reject(new ClosedError('RateLimiter')));
+      this.#giveBack(waiter);
+    }
+    this.#delayed.clear();
   }
 
   #refuse(
@@ -193,6 +235,8 @@ export class AcquireQueue {
 
   #onResult(queue: KeyQueue, head: Waiter, result: RateLimitResult): void {
     queue.checking = undefined;
+    const changed = queue.changed;
+    queue.changed = false;
     if (this.#closed) {
       if (result.allowed) this.#giveBack(head);
       return;
@@ -201,7 +245,8 @@ export class AcquireQueue {
       if (head.settled) this.#giveBack(head);
       else {
         this.#remove(queue, head);
-        this.#settle(head, 'acquired', () => head.resolve(result));
+        if (result.delayMs > 0) this.#delay(head, result);
+        else this.#settle(head, 'acquired', () => head.resolve(result));
       }
       queue.lastRefusal = undefined;
       this.#continue(queue);
@@ -212,6 +257,11 @@ export class AcquireQueue {
       this.#remove(queue, head);
       this.#fail(head, 'denied', result);
       this.#continue(queue);
+      return;
+    }
+    if (changed) {
+      // Answered before the key changed: ask again rather than act on it.
+      this.#checkHead(queue);
       return;
     }
     const now = this.#deps.clock.now();
@@ -227,6 +277,29 @@ export class AcquireQueue {
     if (this.#dropIfIdle(queue)) return;
     queue.retryTimer = setTimeout(() => this.#checkHead(queue), queue.nextCheckAt - now);
     queue.retryTimer.unref();
+  }
+
+  /**
+   * An admission to go after `delayMs` (queueing leaky bucket): the caller may go when acquire
+   * resolves, so it resolves after the delay; a delay that ends past the deadline is refused at
+   * once (`limited`) and its slot given back. The queue moves on meanwhile: the next head's
+   * admission comes with the next delay.
+   */
+  #delay(waiter: Waiter, result: RateLimitResult): void {
+    const now = this.#deps.clock.now();
+    if (now + result.delayMs > waiter.deadline) {
+      this.#fail(waiter, 'limited', { ...result, retryAfterMs: result.delayMs });
+      this.#giveBack(waiter);
+      return;
+    }
+    waiter.admitted = true;
+    this.#delayed.add(waiter);
+    if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+    waiter.timer = setTimeout(() => {
+      this.#delayed.delete(waiter);
+      this.#settle(waiter, 'acquired', () => waiter.resolve(result));
+    }, result.delayMs);
+    waiter.timer.unref();
   }
 
   /** After an admission (or a waiter's end): the next head checks at once, or the queue goes. */
@@ -247,6 +320,13 @@ export class AcquireQueue {
   /** A waiter leaves on its deadline or abort; its in-flight admission, if any, is given back. */
   #leave(queue: KeyQueue, waiter: Waiter, reason: 'timeout' | 'aborted', cause?: unknown): void {
     if (waiter.settled) return;
+    if (waiter.admitted) {
+      // Aborted during its delay: the slot it holds goes to those behind it.
+      this.#delayed.delete(waiter);
+      this.#fail(waiter, reason, undefined, cause);
+      this.#giveBack(waiter);
+      return;
+    }
     this.#remove(queue, waiter);
     this.#fail(waiter, reason, queue.lastRefusal, cause);
     this.#dropIfIdle(queue);

@@ -17,12 +17,20 @@ const seconds = (ms: number): number => Math.ceil(ms / 1_000);
 const quoted = (name: string): string => `"${name}"`;
 
 /**
+ * When a blocked key's limit has quota again: at the block's end when its window still has room
+ * (a day with 98 left is back with the block's end, not at the day's end), else at its reset.
+ */
+const blockedResetMs = (remaining: number, resetMs: number, blockedMs: number): number =>
+  remaining > 0 ? blockedMs : Math.max(resetMs, blockedMs);
+
+/**
  * One `RateLimit` list member; a key blocked for `blockedMs` has none left until the block ends.
  * An exhausted, refusing limit is not back before its retry time, even when no window says so
  * (the closed fail mode answers `resetMs` 0 with a retry time).
  */
 function limitState(limit: LimitStatus, blockedMs: number): string {
-  if (blockedMs > 0) return `${quoted(limit.name)};r=0;t=${seconds(Math.max(limit.resetMs, blockedMs))}`;
+  if (blockedMs > 0)
+    return `${quoted(limit.name)};r=0;t=${seconds(blockedResetMs(limit.remaining, limit.resetMs, blockedMs))}`;
   const resetMs =
     limit.remaining === 0 && !limit.allowed ? Math.max(limit.resetMs, limit.retryAfterMs) : limit.resetMs;
   return `${quoted(limit.name)};r=${limit.remaining};t=${seconds(resetMs)}`;
@@ -60,7 +68,9 @@ export function rateLimitHeaders(
         ) ?? result.limits[0]!;
       headers['X-RateLimit-Limit'] = String(tightest.limit);
       headers['X-RateLimit-Remaining'] = String(blockedMs > 0 ? 0 : result.remaining);
-      headers['X-RateLimit-Reset'] = String(seconds(nowMs + Math.max(result.resetMs, blockedMs)));
+      const resetMs =
+        blockedMs > 0 ? blockedResetMs(result.remaining, result.resetMs, blockedMs) : result.resetMs;
+      headers['X-RateLimit-Reset'] = String(seconds(nowMs + resetMs));
     }
   }
   if (!result.allowed && result.retryAfterMs > 0)

@@ -14,6 +14,7 @@ import {
   acquireOptionsSchema,
   type ParsedAcquireOptions,
 } from './acquire-queue.js';
+import { algorithms } from './algorithms/index.js';
 import type { AutoBlockPolicy } from './auto-block.js';
 import type { Decision } from './decision.js';
 import {
@@ -28,7 +29,7 @@ import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
 import { LocalBlockCache } from './local-block-cache.js';
-import { capacityOf, type LimitPolicy, nameLimits } from './policy.js';
+import { type LimitPolicy, nameLimits } from './policy.js';
 import { RemoteStoreCaller } from './remote-store-caller.js';
 import type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
 import { MemoryStore } from './stores/memory-store.js';
@@ -132,7 +133,8 @@ export class RateLimiter implements AsyncDisposable {
       : undefined;
     this.#waiters = new AcquireQueue({
       check: (input) => this.check(input),
-      refund: (input, points) => this.refund(input, points),
+      // An admission that reaches a closed limiter still counts in a shared store: give it back.
+      refund: (input, points) => this.#adjust(input, { operation: 'refund', points }, true),
       clock: this.#clock,
       logger: this.#logger,
       waiters: this.#metrics.acquireWaiters,
@@ -235,14 +237,16 @@ export class RateLimiter implements AsyncDisposable {
 
   /**
    * Waits until the request is admitted instead of refusing it (for calls to a third-party API
-   * under a quota), and resolves with the admitting result. Callers of one key in this process
-   * wait in arrival order, and only the first one's request goes to the store, after the last
-   * refusal's `retryAfterMs` (no polling). Rejects with {@link AcquireError} after `timeoutMs`
-   * (default 10 s), at once when `signal` aborts, when `maxQueue` callers (default 1,000) already
-   * wait for the key, for a deny-listed IP, for a cost above a limit's capacity, and as soon as a
-   * refusal (a block, a long window) shows the request cannot be admitted before its timeout.
-   * Rejects with `ClosedError` on `close()`. Plain `check()` calls do not queue and compete with
-   * the waiters; an allowed result with `delayMs` (queueing leaky bucket) is resolved as is.
+   * under a quota), and resolves with the admitting result. Callers of one key in this process wait
+   * in arrival order, and only the first one's request goes to the store, after the last refusal's
+   * `retryAfterMs` (no polling). Rejects with {@link AcquireError} after `timeoutMs` (default
+   * 10 s), at once when `signal` aborts, when `maxQueue` callers (default 1,000) already wait for the
+   * key, for a deny-listed IP, for a cost that even an unused key refuses, and as soon as a refusal
+   * (a block, a long window) shows the request cannot be admitted before its timeout. Rejects with
+   * `ClosedError` on `close()`. This limiter's `reset`, `unblock`, `refund`, `block` and `penalize`
+   * of the key make the head check again at once. Plain `check()` calls do not queue and compete
+   * with the waiters. An admission with `delayMs` (queueing leaky bucket) resolves once the delay
+   * has passed (the caller goes at once), or is refused and given back when it would end too late.
    */
   acquire(input: CheckInput | string, options: AcquireOptions = {}): Promise<RateLimitResult> {
     if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
@@ -268,8 +272,14 @@ export class RateLimiter implements AsyncDisposable {
     const role = roleName === undefined ? undefined : this.#roles.get(roleName);
     if (role === 'unlimited') return this.check(input);
     const rule = role ?? this.#defaultRule;
-    // More than a limit can ever hold: no wait could end in an admission.
-    if (rule.limits.some((policy) => cost > capacityOf(policy))) {
+    // Refused even by an empty key (more than a limit holds, or than the queueing leaky bucket
+    // can delay): no wait could end in an admission.
+    const now = this.#clock.now();
+    if (
+      rule.limits.some(
+        (policy) => !algorithms[policy.algorithm].step(undefined, now, cost, policy).decision.allowed,
+      )
+    ) {
       this.#metrics.acquireWaits.observe({ result: 'limited' }, 0);
       return Promise.reject(new AcquireError(key, 'limited', 0, 0));
     }
@@ -329,8 +339,16 @@ export class RateLimiter implements AsyncDisposable {
     return this.#adjust(input, { operation: 'unblock' });
   }
 
-  async #adjust(input: CheckInput | string, adjustment: StoreAdjustment): Promise<RateLimitResult> {
-    if (this.#closed) throw new ClosedError('RateLimiter');
+  /**
+   * `afterClose`: the refund of an unclaimed acquire() admission, which may run after `close()`
+   * on a remote store (the store is the user's and still open; a memory store's state is gone).
+   */
+  async #adjust(
+    input: CheckInput | string,
+    adjustment: StoreAdjustment,
+    afterClose = false,
+  ): Promise<RateLimitResult> {
+    if (this.#closed && !(afterClose && this.#remote !== undefined)) throw new ClosedError('RateLimiter');
     const { operation } = adjustment;
     const key = typeof input === 'string' ? input : input.key;
     const ip = typeof input === 'string' ? undefined : input.ip;
@@ -347,14 +365,19 @@ export class RateLimiter implements AsyncDisposable {
     if (store.adjust === undefined)
       throw new UnsupportedOperationError(operation, `the ${store.kind} store has no adjust() method`);
     if (this.#metricsEnabled) this.#metrics.adjustments.inc({ operation });
-    if (this.#memoryStore !== undefined)
-      return this.#result(
-        key,
-        this.#memoryStore.adjust(key, rule.limits, adjustment, this.#block, undefined, rule.namespace),
-        'store',
-        false,
-      );
     const storeKey = rule.namespace + key;
+    if (this.#memoryStore !== undefined) {
+      const outcome = this.#memoryStore.adjust(
+        key,
+        rule.limits,
+        adjustment,
+        this.#block,
+        undefined,
+        rule.namespace,
+      );
+      if (operation !== 'peek') this.#waiters.wake(storeKey);
+      return this.#result(key, outcome, 'store', false);
+    }
     const outcome = await this.#remote!.adjust(
       (options) => Promise.resolve(store.adjust!(storeKey, rule.limits, adjustment, this.#block, options)),
       operation,
@@ -362,6 +385,7 @@ export class RateLimiter implements AsyncDisposable {
     // A remembered refusal may no longer hold; a new block is remembered at once.
     if (operation === 'block') this.#localBlocks?.remember(storeKey, outcome, this.#clock.now());
     else if (operation !== 'peek') this.#localBlocks?.delete(storeKey);
+    if (operation !== 'peek') this.#waiters.wake(storeKey);
     return this.#result(key, outcome, 'store', false);
   }
 
@@ -373,6 +397,8 @@ export class RateLimiter implements AsyncDisposable {
     await this.#fallbackStore.reset(namespace + key);
     if (this.#memoryStore !== undefined) await this.#memoryStore.reset(key, namespace);
     else await this.store.reset(namespace + key);
+    // Callers waiting in acquire() for this key need not sleep out its old refusal.
+    this.#waiters.wake(namespace + key);
   }
 
   /**

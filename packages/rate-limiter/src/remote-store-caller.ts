@@ -7,6 +7,7 @@ import {
   withDeadline,
 } from '@noa/core';
 import type { AutoBlockPolicy } from './auto-block.js';
+import type { Decision } from './decision.js';
 import type { LimiterMetrics } from './limiter-metrics.js';
 import type { FailMode } from './limiter-options.js';
 import { capacityOf, type LimitPolicy } from './policy.js';
@@ -183,7 +184,7 @@ export class RemoteStoreCaller {
             work.then(
               (results) => {
                 for (let key = 0; key < batch.length; key += 1)
-                  this.#refundLate(batch[key]!, results[key]!, refused[key]!);
+                  this.#refundLate(batch[key]!, results[key]!, refused[key]!, started);
               },
               // It failed or was skipped after all (expired in Redis): nothing was counted.
               () => {},
@@ -210,23 +211,46 @@ export class RemoteStoreCaller {
    * A store reply that came after the fail mode had answered: the requests the fail mode refused
    * but the store counted get their points back, in one refund per key (the existing adjust
    * path), sent and forgotten: nobody waits for it, and a failed refund is only logged (debug).
+   * A refund acts on the key's current window, so it is sent only while the window that counted
+   * the points is still current (see {@link countingWindowMs}), under a deadline that makes Redis
+   * skip it past that window's end; otherwise it would take points counted in the next window.
+   * `started` is when the call was sent: Redis ran it no earlier.
    */
-  #refundLate(pending: Pending, outcomes: ConsumeOutcome[], refused: boolean[]): void {
+  #refundLate(pending: Pending, outcomes: ConsumeOutcome[], refused: boolean[], started: number): void {
     let points = 0;
     let requests = 0;
+    let windowLeftMs = Number.POSITIVE_INFINITY;
     for (let index = 0; index < refused.length; index += 1) {
       const outcome = outcomes[index];
-      if (!refused[index] || outcome === undefined || !admitted(outcome)) continue;
+      // A request of 0 points took nothing: it neither needs a refund nor bounds one.
+      if (!refused[index] || outcome === undefined || !admitted(outcome) || pending.costs[index] === 0)
+        continue;
       points += pending.costs[index]!;
       requests += 1;
+      const limits = pending.rule.limits;
+      for (let limit = 0; limit < limits.length; limit += 1) {
+        const decision = outcome.decisions[limit];
+        if (decision !== undefined)
+          windowLeftMs = Math.min(windowLeftMs, countingWindowMs(limits[limit]!, decision));
+      }
     }
     if (points === 0 || this.#store.adjust === undefined) return;
-    this.#metrics.lateRefunds.inc({}, requests);
     const fields = { store: this.#store.kind, key: pending.storeKey, requests, points };
+    // Whole ms, rounded down: a refund that may arrive after the window's end is not sent.
+    const deadlineMs = Math.floor(started + windowLeftMs - performance.now());
+    if (deadlineMs < 1) {
+      this.#logger.debug(
+        "rate-limit check answered late after a fail-mode refusal; its window has ended, so it is not refunded (the next window's points are not its own)",
+        fields,
+      );
+      return;
+    }
+    this.#metrics.lateRefunds.inc({}, requests);
     this.#logger.debug(
       'rate-limit check answered late after a fail-mode refusal; refunding its points',
       fields,
     );
+    const options = Number.isFinite(deadlineMs) ? { deadlineMs } : undefined;
     Promise.resolve()
       .then(() =>
         this.#store.adjust!(
@@ -234,6 +258,7 @@ export class RemoteStoreCaller {
           pending.rule.limits,
           { operation: 'refund', points },
           this.#block,
+          options,
         ),
       )
       .catch((error: unknown) =>
@@ -319,7 +344,7 @@ export class RemoteStoreCaller {
                   } else {
                     // This master answered after the fail mode did (its deadline passed).
                     const refused = refusedByFallback[key];
-                    if (refused !== undefined) this.#refundLate(pending, outcomes, refused);
+                    if (refused !== undefined) this.#refundLate(pending, outcomes, refused, started);
                   }
                   done();
                 },
@@ -404,6 +429,28 @@ export class RemoteStoreCaller {
         };
       }),
     };
+  }
+}
+
+/**
+ * How long after a check the points it counted stay where a refund takes points from: the
+ * current window of a fixed or sliding window (a refund takes from the current count only, and
+ * the next window's count is other requests'), the window of a sliding log (after it the entry
+ * has slid out, and a refund would drop another request's). Buckets have no window: a refund
+ * adds back what the check took, capped at the burst, at any time.
+ */
+function countingWindowMs(policy: LimitPolicy, decision: Decision): number {
+  switch (policy.algorithm) {
+    case 'fixed-window':
+      // An admission with points leaves a count, so resetMs is the time to the window's end.
+      return decision.resetMs;
+    case 'sliding-window':
+      // With a count in the current window, resetMs runs to the end of the window after it.
+      return decision.resetMs - policy.windowMs;
+    case 'sliding-log':
+      return policy.windowMs;
+    default:
+      return Number.POSITIVE_INFINITY;
   }
 }
 

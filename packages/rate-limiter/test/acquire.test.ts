@@ -150,6 +150,111 @@ describe('limiter.acquire on the memory store', () => {
     await limiter.close();
   });
 
+  it('wakes the waiters when their key is unblocked, reset or refunded, instead of sleeping out the old refusal', async () => {
+    const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 60_000 }] });
+    await limiter.block('b', 60_000);
+    const unblocked = track(limiter.acquire('b', { timeoutMs: 120_000 }));
+    await vi.advanceTimersByTimeAsync(10);
+    await limiter.unblock('b');
+    // A newcomer is judged by the key as it is now, not by the lifted block.
+    const newcomer = track(limiter.acquire('b', { timeoutMs: 120_000 }));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(unblocked.settled()).toBe(true);
+    expect(await unblocked.promise).toMatchObject({ allowed: true });
+    expect(newcomer.settled()).toBe(false);
+    await limiter.reset('b');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(newcomer.settled()).toBe(true);
+    expect(await newcomer.promise).toMatchObject({ allowed: true });
+    const refunded = track(limiter.acquire('b', { timeoutMs: 120_000 }));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(refunded.settled()).toBe(false);
+    await limiter.refund('b');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(refunded.settled()).toBe(true);
+    expect(await refunded.promise).toMatchObject({ allowed: true });
+    // Unblocked while the head's check (answered 'blocked') is in flight: asked again, admitted.
+    await limiter.block('c', 60_000);
+    const inFlight = track(limiter.acquire('c', { timeoutMs: 120_000 }));
+    await limiter.unblock('c');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(inFlight.settled()).toBe(true);
+    expect(Date.now() - start).toBe(10);
+    expect(limiter.waitingKeys).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+    await limiter.close();
+  });
+
+  it('rejects the waiters at once when their key is blocked for longer than they can wait', async () => {
+    const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 1_000 }] });
+    await limiter.acquire('k');
+    const waiting = track(limiter.acquire('k', { timeoutMs: 30_000 }));
+    await vi.advanceTimersByTimeAsync(10);
+    await limiter.block('k', 60_000);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(waiting.settled()).toBe(true);
+    expect(await rejectionOf(waiting.promise)).toMatchObject({ reason: 'blocked', waitedMs: 10 });
+    expect(limiter.waitingKeys).toBe(0);
+    await limiter.close();
+  });
+
+  it("waits out a queueing leaky bucket's delay before resolving, never past the timeout", async () => {
+    const limiter = limiterOf({
+      limits: [{ algorithm: 'leaky-bucket', limit: 1, windowMs: 1_000, queueMaxDelayMs: 5_000 }],
+    });
+    // Admitted at once with delays of 0, 1, 2 and 3 s: the caller may go when acquire resolves.
+    const waiters = Array.from({ length: 4 }, () => track(limiter.acquire('q', { timeoutMs: 2_500 })));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(waiters.map((waiter) => waiter.settled())).toEqual([true, false, false, true]);
+    // A 3 s delay ends after the 2.5 s timeout: rejected at once, and its slot given back.
+    expect(await rejectionOf(waiters[3]!.promise)).toMatchObject({ reason: 'limited', retryAfterMs: 3_000 });
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(waiters[1]!.settled()).toBe(true);
+    expect(await waiters[1]!.promise).toMatchObject({ allowed: true, delayMs: 1_000 });
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(waiters[2]!.settled()).toBe(true);
+    // The given-back slot (3 s) is the next one: 1 s after this caller arrives, not 2 s.
+    const next = track(limiter.acquire('q', { timeoutMs: 2_500 }));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(next.settled()).toBe(true);
+    // A caller aborted during its delay leaves, and its slot is given back too.
+    const controller = new AbortController();
+    const aborted = track(limiter.acquire('q', { signal: controller.signal }));
+    await vi.advanceTimersByTimeAsync(500);
+    controller.abort();
+    expect((await rejectionOf(aborted.promise)).reason).toBe('aborted');
+    // Its slot (4 s) is free again: the next caller goes 500 ms later, not 1.5 s.
+    const last = track(limiter.acquire('q'));
+    await vi.advanceTimersByTimeAsync(500);
+    expect(last.settled()).toBe(true);
+    expect(limiter.waitingKeys).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+    // close() ends a caller waiting out its delay too, and its timer.
+    const delayed = track(limiter.acquire('q'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(delayed.settled()).toBe(false);
+    await limiter.close();
+    await expect(delayed.promise).rejects.toBeInstanceOf(ClosedError);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('admits a cost above the burst that the queueing leaky bucket admits with a delay', async () => {
+    const limiter = limiterOf({
+      limits: [{ algorithm: 'leaky-bucket', limit: 1, windowMs: 1_000, queueMaxDelayMs: 5_000 }],
+    });
+    // check() admits 3 points on an empty bucket of burst 1, after 2 s: acquire waits for them.
+    const waiting = track(limiter.acquire({ key: 'big', cost: 3 }, { timeoutMs: 10_000 }));
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(waiting.settled()).toBe(true);
+    expect(await waiting.promise).toMatchObject({ allowed: true, delayMs: 2_000 });
+    // 7 points would need 6 s of queue, over queueMaxDelayMs: no wait can admit them.
+    expect(await rejectionOf(limiter.acquire({ key: 'huge', cost: 7 }))).toMatchObject({
+      reason: 'limited',
+      waitedMs: 0,
+    });
+    await limiter.close();
+  });
+
   it('honours an abort at once and removes the waiter', async () => {
     const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 1_000 }] });
     await limiter.acquire('k');
@@ -205,6 +310,13 @@ describe('limiter.acquire on the memory store', () => {
   it('validates its options and the cost', async () => {
     const limiter = limiterOf({ limits: [{ limit: 1, windowMs: 1_000 }] });
     await expect(limiter.acquire('k', { timeoutMs: -1 })).rejects.toBeInstanceOf(ConfigError);
+    // Past a timer's range (2³¹ - 1 ms, about 24.8 days) Node would fire it at once: a 40-day
+    // timeout must be refused, not turned into an immediate 'timeout'.
+    await expect(limiter.acquire('k', { timeoutMs: 40 * 86_400_000 })).rejects.toMatchObject({
+      name: 'ConfigError',
+      message: expect.stringContaining('timeoutMs'),
+    });
+    expect((await limiter.acquire('k', { timeoutMs: 2 ** 31 - 1 })).allowed).toBe(true);
     await expect(limiter.acquire({ key: 'k', cost: 1.5 })).rejects.toMatchObject({
       code: 'NOA_RATE_LIMIT_INVALID_COST',
     });
@@ -227,7 +339,13 @@ describe('limiter.acquire on the memory store', () => {
     await limiter.close();
   });
 
-  const algorithmArb = fc.constantFrom<AlgorithmName>('fixed-window', 'sliding-log', 'token-bucket');
+  const algorithmArb = fc.constantFrom<AlgorithmName>(
+    'fixed-window',
+    'sliding-window',
+    'sliding-log',
+    'token-bucket',
+    'leaky-bucket',
+  );
 
   it('admits at most L per window, in FIFO order, with one store call per retry (property)', async () => {
     await fc.assert(
@@ -247,18 +365,21 @@ describe('limiter.acquire on the memory store', () => {
               admitted.push({ index, at: Date.now() });
             }),
           );
-          await vi.advanceTimersByTimeAsync((waiters + 2) * windowMs);
+          // A sliding window of limit 1 admits one request per two windows at worst.
+          await vi.advanceTimersByTimeAsync((2 * waiters + 2) * windowMs);
           await Promise.all(calls);
           expect(admitted.map((entry) => entry.index)).toEqual(calls.map((_, index) => index));
           for (const entry of admitted) {
             // Every window of windowMs ending at an admission (sliding), or aligned (fixed window).
+            // Fixed and sliding windows bound each aligned window; the others every sliding one.
+            const aligned = algorithm === 'fixed-window' || algorithm === 'sliding-window';
             const inWindow = admitted.filter((other) =>
-              algorithm === 'fixed-window'
+              aligned
                 ? Math.floor(other.at / windowMs) === Math.floor(entry.at / windowMs)
                 : other.at <= entry.at && other.at > entry.at - windowMs,
             );
-            // A token bucket refills continuously: L at once plus what refilled over the window.
-            const allowed = algorithm === 'token-bucket' ? 2 * limit : limit;
+            // Buckets refill (leak) continuously: L at once plus what refilled over the window.
+            const allowed = algorithm === 'token-bucket' || algorithm === 'leaky-bucket' ? 2 * limit : limit;
             expect(inWindow.length).toBeLessThanOrEqual(allowed);
           }
           const checks = await metricSum(registry, 'noa_rate_limiter_checks_total');

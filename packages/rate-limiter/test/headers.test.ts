@@ -129,6 +129,52 @@ describe('headers of an auto-blocked key', () => {
   });
 });
 
+describe('headers of a key blocked with quota left in a long window', () => {
+  // A manual block of 120 s on a key with 98 of 100 left in a day that ends in 4 h: the block,
+  // not the day, is what the client waits for. `limited` of 'day' alone would say come back in 4 h.
+  const day = { name: 'day', windowMs: 86_400_000, limit: 100, delayMs: 0 };
+  const burst = { name: 'burst', windowMs: 10_000, limit: 5, delayMs: 0 };
+  const blocked: RateLimitResult = {
+    allowed: false,
+    outcome: 'blocked',
+    key: 'k',
+    limits: [
+      { ...burst, allowed: false, remaining: 3, resetMs: 5_000, retryAfterMs: 0 },
+      { ...day, allowed: false, remaining: 98, resetMs: 14_440_000, retryAfterMs: 0 },
+    ],
+    remaining: 3,
+    resetMs: 5_000,
+    retryAfterMs: 120_000,
+    delayMs: 0,
+    source: 'store',
+  };
+
+  it('show every limit back at the block end, as Retry-After does', () => {
+    const headers = rateLimitHeaders(blocked, { legacy: true }, 1_700_000_000_000);
+    expect(headers.RateLimit).toBe('"burst";r=0;t=120, "day";r=0;t=120');
+    expect(headers['Retry-After']).toBe('120');
+    const single = rateLimitHeaders(
+      { ...blocked, limits: [blocked.limits[1]!], remaining: 98, resetMs: 14_440_000 },
+      { legacy: true },
+      1_700_000_000_000,
+    );
+    expect(single.RateLimit).toBe('"day";r=0;t=120');
+    expect(single['X-RateLimit-Reset']).toBe(String(1_700_000_000 + 120));
+  });
+
+  it('keep a later reset for a limit with nothing left after the block', () => {
+    const exhausted: RateLimitResult = {
+      ...blocked,
+      limits: [blocked.limits[0]!, { ...blocked.limits[1]!, remaining: 0 }],
+      remaining: 0,
+      resetMs: 14_440_000,
+    };
+    const headers = rateLimitHeaders(exhausted, { legacy: true }, 1_700_000_000_000);
+    expect(headers.RateLimit).toBe('"burst";r=0;t=120, "day";r=0;t=14440');
+    expect(headers['X-RateLimit-Reset']).toBe(String(1_700_000_000 + 14_440));
+  });
+});
+
 describe("headers of failMode 'closed'", () => {
   it('say when to come back (t), as Retry-After does, though no window was read', () => {
     // What the closed fail mode answers while the store is down: nothing left, retry in 1 s.

@@ -1,3 +1,4 @@
+import { ClosedError } from '@noa/core';
 import {
   isReachable,
   serviceUrl,
@@ -124,6 +125,24 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.acquire on $name', (t
     expect(limiter.waitingKeys).toBe(0);
     await limiter.close();
   });
+
+  it('wakes a waiter when the key is unblocked, instead of sleeping until the block would end', async () => {
+    const limiter = limiterOn('fixed-window');
+    await limiter.block('u', 60_000);
+    let admitted: RateLimitResult | undefined;
+    const waiting = limiter.acquire('u', { timeoutMs: 120_000 }).then((result) => {
+      admitted = result;
+    });
+    // Queued: its check answered 'blocked' (it would sleep until the block's end) or is in flight.
+    expect(limiter.waitingKeys).toBe(1);
+    await limiter.unblock('u');
+    await vi.waitFor(() => expect(admitted).toMatchObject({ allowed: true, source: 'store' }), {
+      timeout: 5_000,
+    });
+    await waiting;
+    expect(limiter.waitingKeys).toBe(0);
+    await limiter.close();
+  });
 });
 
 const privateRedis = await startPrivateRedisOrSkip();
@@ -169,5 +188,29 @@ describe.skipIf(privateRedis.skip !== undefined)('limiter.acquire while Redis is
     expect(await registry.metrics()).toContain('noa_rate_limiter_adjustments_total{operation="refund"} 1');
     expect(limiter.waitingKeys).toBe(0);
     await limiter.close();
+  });
+
+  it('gives back an admission that arrives after close(), on the shared store', async () => {
+    const options = {
+      store: new RedisStore({ client, prefix: 'acquire-close:' }),
+      limits: [{ limit: 5, windowMs: 60_000 }],
+      deadlineMs: 10_000,
+    };
+    const limiter = createRateLimiter(options);
+    await limiter.peek('k');
+    await limiter.check('warm');
+    await privateRedis.redis!.pause(1_000);
+    const waiting = limiter.acquire('k', { timeoutMs: 10_000 }).catch((caught: unknown) => caught);
+    // Checks of a tick go out together at its end: then the head's is in flight (Redis paused).
+    await new Promise((resolve) => setImmediate(resolve));
+    await limiter.close();
+    expect(await waiting).toBeInstanceOf(ClosedError);
+    // Redis counts the check after the pause; nobody took that slot, so it comes back.
+    const other = createRateLimiter(options);
+    await vi.waitFor(async () => expect((await other.peek('k')).remaining).toBe(5), {
+      timeout: 5_000,
+      interval: 50,
+    });
+    await other.close();
   });
 });

@@ -3,7 +3,14 @@ import { startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { createRateLimiter, type FailMode, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import {
+  type AlgorithmName,
+  createRateLimiter,
+  type FailMode,
+  type RateLimitStore,
+  RedisStore,
+  recommendedRedisOptions,
+} from '../../src/index.js';
 
 const { redis, skip } = await startPrivateRedisOrSkip();
 
@@ -135,4 +142,86 @@ describe.skipIf(skip !== undefined)('a late reply from one master of a Redis Clu
       await cluster.stop();
     }
   });
+});
+
+/**
+ * A real RedisStore whose check replies are held until `release()`: what a busy event loop does
+ * to a reply that Redis sent in time. Adjustments (the late refund, peeks) pass straight through.
+ */
+function heldRepliesStore(inner: RedisStore): RateLimitStore & { release(): void } {
+  const held: (() => void)[] = [];
+  return {
+    kind: inner.kind,
+    remote: true,
+    async consume(key, limits, costs, block, options) {
+      const outcomes = await inner.consume(key, limits, costs, block, options);
+      await new Promise<void>((resolve) => held.push(resolve));
+      return outcomes;
+    },
+    adjust: (key, limits, adjustment, block, options) =>
+      inner.adjust(key, limits, adjustment, block, options),
+    reset: (key) => inner.reset(key),
+    close: async () => {},
+    release: () => {
+      for (const resolve of held.splice(0)) resolve();
+    },
+  };
+}
+
+/** Resolves 20 ms into the next window of `windowMs` (Redis runs on this host: one clock). */
+const nextWindow = (windowMs: number) =>
+  new Promise((resolve) => setTimeout(resolve, windowMs - (Date.now() % windowMs) + 20));
+
+describe.skipIf(skip !== undefined)('a late reply whose window has ended', () => {
+  // The sliding window still weighs the late point (about 0.98 of it at 20 ms into the next
+  // window): a limit of 3 then leaves room for two admissions there, as 2 does for a fixed window.
+  const cases: { algorithm: AlgorithmName; limit: number }[] = [
+    { algorithm: 'fixed-window', limit: 2 },
+    { algorithm: 'sliding-window', limit: 3 },
+  ];
+  it.each(cases)(
+    '$algorithm: the refund does not take the points counted in the next window',
+    async ({ algorithm, limit }) => {
+      const windowMs = 1_000;
+      const client = new Redis(redis!.url, recommendedRedisOptions);
+      clients.push(client);
+      const prefix = `late-window-${algorithm}:`;
+      const store = heldRepliesStore(new RedisStore({ client, prefix }));
+      const logged: string[] = [];
+      const record = (level: string) => (message: string) => void logged.push(`${level} ${message}`);
+      const options = {
+        limits: [{ algorithm, limit, windowMs }],
+        failMode: 'closed' as const,
+        deadlineMs,
+        breaker: { consecutiveFailures: 1_000_000 },
+        localBlockCache: false,
+        logger: {
+          debug: record('debug'),
+          info: record('info'),
+          warn: record('warn'),
+          error: record('error'),
+        },
+      };
+      const late = createRateLimiter({ ...options, store });
+      // Another instance on the same keys, whose replies are not held.
+      const other = createRateLimiter({ ...options, store: new RedisStore({ client, prefix }) });
+      await nextWindow(windowMs);
+      // Counted by Redis in this window; the reply is held past the deadline, so 'closed' refuses.
+      expect(await late.check('k')).toMatchObject({ allowed: false, source: 'fallback' });
+      await nextWindow(windowMs);
+      // The next window fills up from the other instance.
+      expect((await other.check('k')).allowed).toBe(true);
+      expect((await other.check('k')).allowed).toBe(true);
+      store.release();
+      await vi.waitFor(() => expect(logged.some((line) => line.includes('answered late'))).toBe(true), {
+        timeout: 2_000,
+        interval: 5,
+      });
+      // One connection: any refund was sent before this check. The point counted in the previous
+      // window must not come back out of this one, whose two admissions stand: it is full.
+      expect((await other.check('k')).allowed).toBe(false);
+      await late.close();
+      await other.close();
+    },
+  );
 });

@@ -1,4 +1,4 @@
-import { TimeoutError } from '@noa/core';
+import { ManualClock, TimeoutError } from '@noa/core';
 import {
   isReachable,
   serviceUrl,
@@ -94,6 +94,30 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
     expect(headers.RateLimit).toBe(`"api";r=0;t=${headers['Retry-After']}`);
     expect(await limiter.unblock('b')).toMatchObject({ allowed: true, remaining: 2 });
     expect(await limiter.check('b')).toMatchObject({ allowed: true, source: 'store' });
+  });
+
+  it("another instance's unblock reaches this one within a second, not at the block's end", async () => {
+    const prefix = `${uniqueName('rlunb')}:`;
+    const options = { limits: [{ name: 'api', limit: 2, windowMs: 60_000 }], deadlineMs: 5_000 };
+    // This instance's clock times its local block cache; Redis keeps its own time for the block.
+    const clock = new ManualClock(Date.now());
+    const here = createRateLimiter({
+      ...options,
+      store: new RedisStore({ client: connection.client, prefix }),
+      clock,
+    });
+    const there = createRateLimiter({
+      ...options,
+      store: new RedisStore({ client: connection.client, prefix }),
+    });
+    await there.block('u', 3_600_000);
+    expect(await here.check('u')).toMatchObject({ outcome: 'blocked', source: 'store' });
+    expect(await here.check('u')).toMatchObject({ outcome: 'blocked', source: 'local-cache' });
+    await there.unblock('u');
+    clock.advance(1_000);
+    expect(await here.check('u')).toMatchObject({ allowed: true, source: 'store' });
+    await here.close();
+    await there.close();
   });
 
   it('without autoBlock, a manual block is honoured by the one-key and the batch script paths', async () => {
