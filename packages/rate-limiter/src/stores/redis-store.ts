@@ -6,7 +6,13 @@ import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
 import { clusterSlot } from './cluster-slot.js';
-import { algorithmCodes, checkProgram, checkScript, checkScriptSha, decisionFromReply } from './lua-script.js';
+import {
+  algorithmCodes,
+  checkProgram,
+  checkScript,
+  checkScriptSha,
+  decisionFromReply,
+} from './lua-script.js';
 import { adjustOnRedis } from './redis-adjust.js';
 import { RedisClockOffset } from './redis-clock.js';
 import type {
@@ -120,6 +126,8 @@ export class RedisStore implements RateLimitStore {
   #functions: boolean;
   /** `FUNCTION LOAD`s in progress, per server: concurrent calls to one server share one. */
   readonly #loading = new Map<Redis | Cluster, Promise<void>>();
+  /** The last `FUNCTION LOAD` error, for the log line when the store falls back to scripts. */
+  #loadError: string | undefined;
   readonly #logger: Logger;
 
   constructor(options: RedisStoreOptions) {
@@ -428,7 +436,8 @@ export class RedisStore implements RateLimitStore {
     this.#stampExpiry(call, giveUp);
     if (this.#functions) {
       const called = await this.#callFunction(call, load);
-      if (called !== undefined) return this.#read(call, called.reply, called.sentAt, performance.now(), giveUp);
+      if (called !== undefined)
+        return this.#read(call, called.reply, called.sentAt, performance.now(), giveUp);
     }
     let sentAt = performance.now();
     let reply: unknown;
@@ -467,7 +476,13 @@ export class RedisStore implements RateLimitStore {
       return { reply, sentAt };
     } catch (error) {
       const message = String((error as Error)?.message);
-      if (message.startsWith(functionNotFound) && !load) return this.#callFunction(call, true);
+      if (message.startsWith(functionNotFound)) {
+        if (!load) return this.#callFunction(call, true);
+        // Still missing right after a load: this server cannot keep it (a managed Redis that
+        // refuses FUNCTION LOAD with an error of its own, say). Scripts work everywhere.
+        this.#stopFunctions(`not found after FUNCTION LOAD (${this.#loadError ?? 'no load error'})`);
+        return undefined;
+      }
       if (!refusesFunctions(message)) throw error;
       this.#stopFunctions(message);
       return undefined;
@@ -492,6 +507,7 @@ export class RedisStore implements RateLimitStore {
               () => {},
               (error: unknown) => {
                 const message = String((error as Error)?.message);
+                this.#loadError = message;
                 if (refusesFunctions(message)) this.#stopFunctions(message);
               },
             )

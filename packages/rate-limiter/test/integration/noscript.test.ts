@@ -1,6 +1,6 @@
 import { startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
 import { checkProgram } from '../../src/stores/lua-script.js';
 
@@ -8,6 +8,8 @@ import { checkProgram } from '../../src/stores/lua-script.js';
 const { redis, skip } = await startPrivateRedisOrSkip();
 // A server where FCALL does not exist, as on Redis < 7 (renamed away; FUNCTION stays).
 const noFcall = await startPrivateRedisOrSkip(['--rename-command', 'FCALL', '']);
+// A server that refuses FUNCTION LOAD with an error of its own (here: out of memory).
+const full = await startPrivateRedisOrSkip(['--maxmemory', '1', '--maxmemory-policy', 'noeviction']);
 
 /** Calls and failed calls of FCALL, EVALSHA and EVAL since the last RESETSTAT. */
 async function scriptStats(admin: Redis): Promise<Record<string, number>> {
@@ -69,7 +71,12 @@ describe.skipIf(skip !== undefined)('the check code is loaded again when the ser
     expect(await limiter.check('f')).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
     // Refused (not found), loaded, run: two FCALLs, one of them failed, no script.
     expect(await scriptStats(admin)).toMatchObject({ fcall: 2, fcallFailed: 1, evalsha: 0, eval: 0 });
-    const libraries = (await admin.call('FUNCTION', 'LIST', 'LIBRARYNAME', checkProgram.libraryName)) as unknown[];
+    const libraries = (await admin.call(
+      'FUNCTION',
+      'LIST',
+      'LIBRARYNAME',
+      checkProgram.libraryName,
+    )) as unknown[];
     expect(libraries).toHaveLength(1);
     await admin.call('FUNCTION', 'FLUSH');
     await admin.config('RESETSTAT');
@@ -87,7 +94,8 @@ describe.skipIf(skip !== undefined)('the check code is loaded again when the ser
     const { limiter } = limiterOn(client, true);
     await admin.config('RESETSTAT');
     const results = await Promise.all(Array.from({ length: 5 }, (_, index) => limiter.check(`c${index}`)));
-    for (const result of results) expect(result).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
+    for (const result of results)
+      expect(result).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
     const info = await admin.info('commandstats');
     expect(info).toMatch(/cmdstat_function\|load:calls=1,/);
     await limiter.close();
@@ -115,11 +123,52 @@ describe.skipIf(noFcall.skip !== undefined)('a server without Redis functions', 
     expect(store.usesFunctions).toBe(true);
     expect(await limiter.check('k')).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
     expect(store.usesFunctions).toBe(false);
-    expect(logged).toEqual(['RedisStore: Redis functions are not available; checks run as scripts (EVALSHA)']);
+    expect(logged).toEqual([
+      'RedisStore: Redis functions are not available; checks run as scripts (EVALSHA)',
+    ]);
     expect(await limiter.check('k')).toMatchObject({ allowed: true, remaining: 0, source: 'store' });
     expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'store' });
     const stats = await scriptStats(admin);
-    expect(stats.evalsha + stats.eval).toBeGreaterThanOrEqual(3);
+    expect((stats.evalsha ?? 0) + (stats.eval ?? 0)).toBeGreaterThanOrEqual(3);
+    await limiter.close();
+    admin.disconnect();
+    client.disconnect();
+  });
+});
+
+describe.skipIf(full.skip !== undefined)('a server that cannot load the function library', () => {
+  afterAll(async () => {
+    await full.redis?.stop();
+  });
+
+  it('switches to scripts when the function is still missing after a load, and logs the load error', async () => {
+    const client = new Redis(full.redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
+    await client.connect();
+    const admin = new Redis(full.redis!.url);
+    const logged: { message: string; reason: unknown }[] = [];
+    const logger = {
+      debug() {},
+      info: (message: string, fields?: Record<string, unknown>) =>
+        logged.push({ message, reason: fields?.reason }),
+      warn() {},
+      error() {},
+    };
+    const store = new RedisStore({ client, logger });
+    const limiter = createRateLimiter({
+      store,
+      limits: [{ limit: 2, windowMs: 60_000 }],
+      deadlineMs: 5_000,
+      failMode: 'closed',
+    });
+    // Out of memory, the script's write fails too: the fail mode answers this first check.
+    expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fallback' });
+    expect(store.usesFunctions).toBe(false);
+    expect(logged).toHaveLength(1);
+    expect(String(logged[0]!.reason)).toMatch(/^not found after FUNCTION LOAD \(OOM /);
+    // Memory back: the scripts count.
+    await admin.config('SET', 'maxmemory', '0');
+    await vi.waitFor(async () => expect((await limiter.check('k')).source).toBe('store'), { timeout: 5_000 });
+    expect(store.usesFunctions).toBe(false);
     await limiter.close();
     admin.disconnect();
     client.disconnect();

@@ -81,7 +81,8 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     let calls = 0;
     for (const admin of admins) {
       const info = await admin.info('commandstats');
-      for (const match of info.matchAll(/^cmdstat_(fcall|evalsha|eval):calls=(\d+)/gm)) calls += Number(match[2]);
+      for (const match of info.matchAll(/^cmdstat_(fcall|evalsha|eval):calls=(\d+)/gm))
+        calls += Number(match[2]);
     }
     return calls;
   }
