@@ -143,18 +143,7 @@ local function entry(keys, args)
     for i = 1, nl do
       local p = policies[i]
       if p.alg == 3 then
-        local log = fn[3](LOG[i], now, amount, p)
-        local lkey = KEYS[1 + i]
-        redis.call('DEL', lkey)
-        if #log.times > 0 then
-          local members = {}
-          for k = 1, #log.times do
-            members[2 * k - 1] = log.times[k]
-            members[2 * k] = log.times[k] .. ':' .. log.costs[k] .. ':' .. k
-          end
-          redis.call('ZADD', lkey, unpack(members))
-          redis.call('PEXPIRE', lkey, p.window)
-        end
+        write_log(KEYS[1 + i], fn[3](LOG[i], now, amount, p), p.window)
       else
         local a, b, c = fn[p.alg](SA[i], SB[i], SC[i], now, amount, p)
         SA[i], SB[i], SC[i] = a, b, c

@@ -249,18 +249,7 @@ local function check_group(hkey, logBase, set, nc, costAt)
   if expiryMoved or blockDirty then redis.call('PEXPIRE', hkey, ttl) end
   if logDirty ~= nil then
     for i, _ in pairs(logDirty) do
-      local log = LOG[i]
-      local lkey = KEYS[logBase + i]
-      redis.call('DEL', lkey)
-      if #log.times > 0 then
-        local members = {}
-        for k = 1, #log.times do
-          members[2 * k - 1] = log.times[k]
-          members[2 * k] = log.times[k] .. ':' .. log.costs[k] .. ':' .. k
-        end
-        redis.call('ZADD', lkey, unpack(members))
-        redis.call('PEXPIRE', lkey, policies[i].window)
-      end
+      write_log(KEYS[logBase + i], LOG[i], policies[i].window)
     end
   end
 end

@@ -61,3 +61,17 @@ local function state_ttl(p, a, b)
   if p.alg == 5 then return math.ceil(a / p.limit) - (now - b) end
   return 0
 end
+
+-- Stores a sliding log's in-window entries in its sorted set (gone when empty), kept one window.
+local function write_log(lkey, log, window)
+  redis.call('DEL', lkey)
+  if #log.times > 0 then
+    local members = {}
+    for k = 1, #log.times do
+      members[2 * k - 1] = log.times[k]
+      members[2 * k] = log.times[k] .. ':' .. log.costs[k] .. ':' .. k
+    end
+    redis.call('ZADD', lkey, unpack(members))
+    redis.call('PEXPIRE', lkey, window)
+  end
+end

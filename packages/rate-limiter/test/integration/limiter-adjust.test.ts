@@ -1,12 +1,6 @@
 import { ManualClock, TimeoutError } from '@noa/core';
-import {
-  isReachable,
-  serviceUrl,
-  startPrivateRedisOrSkip,
-  startRedisCluster,
-  uniqueName,
-} from '@noa/testkit';
-import { Cluster, Redis } from 'ioredis';
+import { isReachable, serviceUrl, startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createRateLimiter,
@@ -15,40 +9,11 @@ import {
   rateLimitHeaders,
   recommendedRedisOptions,
 } from '../../src/index.js';
+import { type Target, targets } from './redis-targets.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
 if (skip) console.log(skip);
-
-interface Target {
-  name: string;
-  connect(): Promise<{ client: Redis | Cluster; stop(): Promise<void> }>;
-}
-
-const targets: Target[] = [
-  {
-    name: 'redis',
-    async connect() {
-      const client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
-      await client.connect();
-      return { client, stop: async () => void (await client.quit()) };
-    },
-  },
-  {
-    name: 'redis cluster (3 masters)',
-    async connect() {
-      const cluster = await startRedisCluster(3);
-      const client = new Cluster(cluster.nodes, { ...recommendedRedisOptions, enableOfflineQueue: true });
-      return {
-        client,
-        async stop() {
-          await client.quit();
-          await cluster.stop();
-        },
-      };
-    },
-  },
-];
 
 describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name', (target) => {
   let connection: Awaited<ReturnType<Target['connect']>>;
