@@ -5,6 +5,7 @@ import express, { type Express } from 'express';
 import { Registry } from 'prom-client';
 import { mountCacheRoutes } from './cache-routes.js';
 import { type EmailJob, mountJobRoutes } from './job-routes.js';
+import { mountUpstreamRoutes, PretendUpstream } from './upstream-routes.js';
 
 /** What the demo app is made of, so tests (and later routes) can reach its parts. */
 export interface DemoApp {
@@ -12,6 +13,8 @@ export interface DemoApp {
   limiter: RateLimiter;
   cache: Cache;
   emails: Queue<EmailJob>;
+  /** The pretend third-party API behind `/api/quotes/:symbol` (it records its calls). */
+  upstream: PretendUpstream;
   close(): Promise<void>;
 }
 
@@ -30,6 +33,11 @@ The 6th gets <code>429 Too Many Requests</code> with <code>Retry-After</code> an
 (<code>X-Cache: HIT</code>). <code>POST /api/products/:id/invalidate</code> drops it by tag;
 <code>GET /api/cache/stats</code> shows hits and misses.</p>
 <pre>curl -si http://localhost:${port}/api/products/42 | grep -iE '^x-cache'; curl -si http://localhost:${port}/api/products/42 | grep -iE '^x-cache'</pre>
+<h2>Calling an API under its quota (@noa/rate-limiter <code>acquire</code>)</h2>
+<p><code>GET /api/quotes/:symbol</code> calls a pretend upstream that allows 2 calls per second.
+Requests over that quota wait their turn (<code>limiter.acquire()</code>, up to 3 s) instead of
+failing; each answer says how long it waited.</p>
+<pre>for s in A B C D; do curl -s http://localhost:${port}/api/quotes/$s & done; wait</pre>
 <h2>Jobs (@noa/message-queue)</h2>
 <p><code>POST /api/jobs/email</code> enqueues a job (payload checked by a zod schema: a bad
 address gets a 400 naming the field); a worker processes it in the background;
@@ -59,6 +67,8 @@ export function createApp(): DemoApp {
   });
   const cache = new Cache({ ttlMs: 30_000, graceMs: 300_000, registry });
   mountCacheRoutes(app, cache);
+  const upstream = new PretendUpstream();
+  const outbound = mountUpstreamRoutes(app, upstream, registry);
   const provider = new MemoryProvider();
   const { emails, worker } = mountJobRoutes(app, provider, registry);
   app.get('/metrics', async (_req, res) => {
@@ -69,7 +79,9 @@ export function createApp(): DemoApp {
     limiter,
     cache,
     emails,
+    upstream,
     close: async () => {
+      await outbound.close();
       await worker.close();
       await provider.close();
       await cache.close();

@@ -61,6 +61,23 @@ describe('demo app over HTTP', () => {
     expect((await fetch(`${base}/api/products/42`)).headers.get('x-cache')).toBe('MISS');
   });
 
+  it('calls the upstream under its quota: requests over it wait their turn instead of failing', async () => {
+    const responses = await Promise.all(
+      ['A', 'B', 'C', 'D'].map((symbol) => fetch(`${base}/api/quotes/${symbol}`)),
+    );
+    expect(responses.map((response) => response.status)).toEqual([200, 200, 200, 200]);
+    const bodies = (await Promise.all(responses.map((response) => response.json()))) as {
+      waitedMs: number;
+    }[];
+    // Burst 2: two go at once, the other two wait for tokens (about 0.5 s and 1 s).
+    expect(bodies.filter((body) => body.waitedMs >= 300).length).toBeGreaterThanOrEqual(2);
+    // The upstream never saw more than its quota: at most 2 + 2 per second in any span.
+    const calls = demo.upstream.calls.slice(-4).sort((a, b) => a - b);
+    for (let first = 0; first < calls.length; first += 1)
+      for (let last = first; last < calls.length; last += 1)
+        expect(last - first + 1).toBeLessThanOrEqual(2 + (2 * (calls[last]! - calls[first]! + 50)) / 1_000);
+  });
+
   it('exposes the metrics of every package on /metrics', async () => {
     const text = await (await fetch(`${base}/metrics`)).text();
     expect(text).toContain('noa_rate_limiter_');
