@@ -16,6 +16,7 @@
 -- share them, and assigned at each call: loaded as a Redis function, this file's definitions run
 -- once, not at every call (see lua-script.ts).
 local ngroups, blocking, bp, out, nout, format, NUMBERS
+-- Per-group scratch of check_group, reused: groups are checked one after the other.
 local SA, SB, SC, LOG, NA, NB, NC, NLOG, W
 
 -- check_group for one cost over one scalar limit without auto-block (a manual block included):
@@ -82,174 +83,179 @@ local function check_single(hkey, set, cost)
   redis.call('PEXPIRE', hkey, format('%d', math.max(1, state_ttl(p, na, nb))))
 end
 
--- Per-group scratch, reused: groups are checked one after the other.
-local function check_group(hkey, logBase, set, nc, costAt)
-  local nl, policies = set.nl, set.policies
-  local values = redis.call('HMGET', hkey, unpack(set.fields))
-  for i = 1, nl do
-    local p = policies[i]
-    if p.alg == 3 then
-      LOG[i] = read_log(KEYS[logBase + i], p.window)
-    else
-      local offset = set.offsets[i]
-      SA[i] = tonumber(values[offset + 1])
-      SB[i] = tonumber(values[offset + 2])
-      if FIELDS[p.alg] == 3 then SC[i] = tonumber(values[offset + 3]) else SC[i] = nil end
-    end
-  end
-  local block = nil
-  -- Without auto-block only a manual block's end is read (and nothing is recorded).
-  local blockedUntil = 0
-  if blocking then
-    local base = set.blockOffset
-    block = {
-      v = tonumber(values[base + 1]) or 0, w = tonumber(values[base + 2]) or 0,
-      u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
-    }
-  else
-    blockedUntil = tonumber(values[set.blockOffset + 1]) or 0
-  end
-
-  local dirty, blockDirty, expiryMoved = false, false, false
-  local logDirty = nil
-  for j = 1, nc do
-    local cost = tonumber(ARGV[costAt + j - 1])
-    local blockedMs = 0
-    if blocking then blockedUntil = block.u end
-    if blockedUntil > now then blockedMs = blockedUntil - now end
-    local effective = cost
-    if blockedMs > 0 then effective = 0 end
-    -- Results go straight into `out`: blockedMs, then five values per limit.
-    local base = nout
-    nout = base + 1 + nl * 5
-    out[base + 1] = blockedMs
-    local allAllowed = blockedMs == 0
+-- check_group is made on the first call that needs it (`define_check_group`): a script run by
+-- EVAL re-runs every definition at each call, and most calls (one key, one limit) never need
+-- this one, the largest; a Redis function makes it once.
+local check_group
+local function define_check_group()
+  check_group = function(hkey, logBase, set, nc, costAt)
+    local nl, policies = set.nl, set.policies
+    local values = redis.call('HMGET', hkey, unpack(set.fields))
     for i = 1, nl do
       local p = policies[i]
-      local allowed, remaining, reset, retry, delay, na, nb, ncv
       if p.alg == 3 then
-        allowed, remaining, reset, retry, delay, na = ALG[3](LOG[i], now, effective, p)
+        LOG[i] = read_log(KEYS[logBase + i], p.window)
       else
-        allowed, remaining, reset, retry, delay, na, nb, ncv = ALG[p.alg](SA[i], SB[i], SC[i], now, effective, p)
+        local offset = set.offsets[i]
+        SA[i] = tonumber(values[offset + 1])
+        SB[i] = tonumber(values[offset + 2])
+        if FIELDS[p.alg] == 3 then SC[i] = tonumber(values[offset + 3]) else SC[i] = nil end
       end
-      local o = base + 2 + (i - 1) * 5
-      out[o] = allowed and 1 or 0
-      out[o + 1] = remaining
-      out[o + 2] = reset
-      out[o + 3] = retry
-      out[o + 4] = delay
-      if p.alg == 3 then NLOG[i] = na else
-        NA[i] = na
-        NB[i] = nb
-        NC[i] = ncv
-      end
-      if not allowed then allAllowed = false end
     end
-    if blockedMs > 0 then
-      for i = 1, nl do
-        local o = base + 2 + (i - 1) * 5
-        out[o] = 0
-        out[o + 3] = math.max(out[o + 3], blockedMs)
-      end
-    elseif allAllowed then
-      for i = 1, nl do
-        local alg = policies[i].alg
-        if alg == 3 then
-          LOG[i] = NLOG[i]
-          logDirty = logDirty or {}
-          logDirty[i] = true
-        else
-          -- A window's expiry moves only when a new window starts; a bucket's with every request.
-          if alg == 4 or alg == 5 or SA[i] ~= NA[i] then expiryMoved = true end
-          SA[i] = NA[i]
-          SB[i] = NB[i]
-          SC[i] = NC[i]
-        end
-      end
-      dirty = true
+    local block = nil
+    -- Without auto-block only a manual block's end is read (and nothing is recorded).
+    local blockedUntil = 0
+    if blocking then
+      local base = set.blockOffset
+      block = {
+        v = tonumber(values[base + 1]) or 0, w = tonumber(values[base + 2]) or 0,
+        u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
+      }
     else
-      -- Refused: nothing is counted, so limits that would have admitted report their unspent state.
-      for i = 1, nl do
-        local o = base + 2 + (i - 1) * 5
-        if out[o] == 1 then
-          local p = policies[i]
-          local _, remaining, reset, retry, delay
-          if p.alg == 3 then
-            _, remaining, reset, retry, delay = ALG[3](LOG[i], now, 0, p)
-          else
-            _, remaining, reset, retry, delay = ALG[p.alg](SA[i], SB[i], SC[i], now, 0, p)
-          end
-          out[o + 1] = remaining
-          out[o + 2] = reset
-          out[o + 3] = retry
-          out[o + 4] = delay
-        end
-      end
-      if blocking then
-        if now - block.w >= bp.within then
-          block.v = 0
-          block.w = now
-        end
-        block.v = block.v + 1
-        if block.v >= bp.violations then
-          local offences = block.o
-          if now - block.u >= bp.forget then offences = 0 end
-          offences = offences + 1
-          local length = math.min(bp.max, math.floor(bp.ms * bp.mult ^ (offences - 1) + 0.5))
-          block = { v = 0, w = now, u = now + length, o = offences }
-          for i = 1, nl do
-            local o = base + 2 + (i - 1) * 5
-            out[o + 3] = math.max(out[o + 3], length)
-          end
-        end
-        blockDirty = true
-      end
+      blockedUntil = tonumber(values[set.blockOffset + 1]) or 0
     end
-  end
 
-  if not (dirty or blockDirty) then return end
-  local n = 0
-  local ttl = 1
-  for i = 1, nl do
-    local p = policies[i]
-    local count = FIELDS[p.alg]
-    if count > 0 and SA[i] ~= nil then
-      if dirty then
-        local fields = set.names[i]
-        W[n + 1] = fields[1]
-        W[n + 2] = SA[i]
-        W[n + 3] = fields[2]
-        W[n + 4] = SB[i]
-        n = n + 4
-        if count == 3 then
-          W[n + 1] = fields[3]
-          W[n + 2] = SC[i]
-          n = n + 2
+    local dirty, blockDirty, expiryMoved = false, false, false
+    local logDirty = nil
+    for j = 1, nc do
+      local cost = tonumber(ARGV[costAt + j - 1])
+      local blockedMs = 0
+      if blocking then blockedUntil = block.u end
+      if blockedUntil > now then blockedMs = blockedUntil - now end
+      local effective = cost
+      if blockedMs > 0 then effective = 0 end
+      -- Results go straight into `out`: blockedMs, then five values per limit.
+      local base = nout
+      nout = base + 1 + nl * 5
+      out[base + 1] = blockedMs
+      local allAllowed = blockedMs == 0
+      for i = 1, nl do
+        local p = policies[i]
+        local allowed, remaining, reset, retry, delay, na, nb, ncv
+        if p.alg == 3 then
+          allowed, remaining, reset, retry, delay, na = ALG[3](LOG[i], now, effective, p)
+        else
+          allowed, remaining, reset, retry, delay, na, nb, ncv = ALG[p.alg](SA[i], SB[i], SC[i], now, effective, p)
+        end
+        local o = base + 2 + (i - 1) * 5
+        out[o] = allowed and 1 or 0
+        out[o + 1] = remaining
+        out[o + 2] = reset
+        out[o + 3] = retry
+        out[o + 4] = delay
+        if p.alg == 3 then NLOG[i] = na else
+          NA[i] = na
+          NB[i] = nb
+          NC[i] = ncv
+        end
+        if not allowed then allAllowed = false end
+      end
+      if blockedMs > 0 then
+        for i = 1, nl do
+          local o = base + 2 + (i - 1) * 5
+          out[o] = 0
+          out[o + 3] = math.max(out[o + 3], blockedMs)
+        end
+      elseif allAllowed then
+        for i = 1, nl do
+          local alg = policies[i].alg
+          if alg == 3 then
+            LOG[i] = NLOG[i]
+            logDirty = logDirty or {}
+            logDirty[i] = true
+          else
+            -- A window's expiry moves only when a new window starts; a bucket's with every request.
+            if alg == 4 or alg == 5 or SA[i] ~= NA[i] then expiryMoved = true end
+            SA[i] = NA[i]
+            SB[i] = NB[i]
+            SC[i] = NC[i]
+          end
+        end
+        dirty = true
+      else
+        -- Refused: nothing is counted, so limits that would have admitted report their unspent state.
+        for i = 1, nl do
+          local o = base + 2 + (i - 1) * 5
+          if out[o] == 1 then
+            local p = policies[i]
+            local _, remaining, reset, retry, delay
+            if p.alg == 3 then
+              _, remaining, reset, retry, delay = ALG[3](LOG[i], now, 0, p)
+            else
+              _, remaining, reset, retry, delay = ALG[p.alg](SA[i], SB[i], SC[i], now, 0, p)
+            end
+            out[o + 1] = remaining
+            out[o + 2] = reset
+            out[o + 3] = retry
+            out[o + 4] = delay
+          end
+        end
+        if blocking then
+          if now - block.w >= bp.within then
+            block.v = 0
+            block.w = now
+          end
+          block.v = block.v + 1
+          if block.v >= bp.violations then
+            local offences = block.o
+            if now - block.u >= bp.forget then offences = 0 end
+            offences = offences + 1
+            local length = math.min(bp.max, math.floor(bp.ms * bp.mult ^ (offences - 1) + 0.5))
+            block = { v = 0, w = now, u = now + length, o = offences }
+            for i = 1, nl do
+              local o = base + 2 + (i - 1) * 5
+              out[o + 3] = math.max(out[o + 3], length)
+            end
+          end
+          blockDirty = true
         end
       end
-      -- The hash lives as long as its longest-lived state (every limit's, and the block's).
-      ttl = math.max(ttl, state_ttl(p, SA[i], SB[i]))
     end
-  end
-  if blockDirty then
-    W[n + 1] = 'bv'
-    W[n + 2] = block.v
-    W[n + 3] = 'bw'
-    W[n + 4] = block.w
-    W[n + 5] = 'bu'
-    W[n + 6] = block.u
-    W[n + 7] = 'bo'
-    W[n + 8] = block.o
-    n = n + 8
-  end
-  if blocking and (block.u > 0 or block.w > 0) then
-    ttl = math.max(ttl, block.u + bp.forget - now, block.w + bp.within - now)
-  end
-  if n > 0 then redis.call('HSET', hkey, unpack(W, 1, n)) end
-  if expiryMoved or blockDirty then redis.call('PEXPIRE', hkey, ttl) end
-  if logDirty ~= nil then
-    for i, _ in pairs(logDirty) do
-      write_log(KEYS[logBase + i], LOG[i], policies[i].window)
+
+    if not (dirty or blockDirty) then return end
+    local n = 0
+    local ttl = 1
+    for i = 1, nl do
+      local p = policies[i]
+      local count = FIELDS[p.alg]
+      if count > 0 and SA[i] ~= nil then
+        if dirty then
+          local fields = set.names[i]
+          W[n + 1] = fields[1]
+          W[n + 2] = SA[i]
+          W[n + 3] = fields[2]
+          W[n + 4] = SB[i]
+          n = n + 4
+          if count == 3 then
+            W[n + 1] = fields[3]
+            W[n + 2] = SC[i]
+            n = n + 2
+          end
+        end
+        -- The hash lives as long as its longest-lived state (every limit's, and the block's).
+        ttl = math.max(ttl, state_ttl(p, SA[i], SB[i]))
+      end
+    end
+    if blockDirty then
+      W[n + 1] = 'bv'
+      W[n + 2] = block.v
+      W[n + 3] = 'bw'
+      W[n + 4] = block.w
+      W[n + 5] = 'bu'
+      W[n + 6] = block.u
+      W[n + 7] = 'bo'
+      W[n + 8] = block.o
+      n = n + 8
+    end
+    if blocking and (block.u > 0 or block.w > 0) then
+      ttl = math.max(ttl, block.u + bp.forget - now, block.w + bp.within - now)
+    end
+    if n > 0 then redis.call('HSET', hkey, unpack(W, 1, n)) end
+    if expiryMoved or blockDirty then redis.call('PEXPIRE', hkey, ttl) end
+    if logDirty ~= nil then
+      for i, _ in pairs(logDirty) do
+        write_log(KEYS[logBase + i], LOG[i], policies[i].window)
+      end
     end
   end
 end
@@ -287,6 +293,7 @@ local function entry(keys, args)
     return out
   end
 
+  if check_group == nil then define_check_group() end
   NUMBERS = setmetatable({}, { __index = function(cache, text)
     local value = tonumber(text)
     if value ~= nil then cache[text] = value end

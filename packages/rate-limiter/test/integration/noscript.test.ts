@@ -64,6 +64,33 @@ describe.skipIf(skip !== undefined)('the check code is loaded again when the ser
     await limiter.close();
   });
 
+  it('scripts: a batch of keys and costs (the batch path, made lazily in a script) counts as a function does', async () => {
+    const policy = { name: 'p', algorithm: 'fixed-window' as const, limit: 3, windowMs: 60_000 };
+    const requests = [
+      { key: 'batch-a', limits: [policy], costs: [1, 1] },
+      { key: 'batch-b', limits: [policy], costs: [2, 2] },
+    ];
+    const asScript = new RedisStore({ client, functions: false, prefix: 'script:' });
+    const asFunction = new RedisStore({ client, functions: true, prefix: 'function:' });
+    const decide = async (store: RedisStore) =>
+      (await store.consumeMany(requests, undefined)).map((outcomes) =>
+        outcomes.map(({ decisions }) => [decisions[0]!.allowed, decisions[0]!.remaining]),
+      );
+    const expected = [
+      [
+        [true, 2],
+        [true, 1],
+      ],
+      [
+        [true, 1],
+        [false, 1],
+      ],
+    ];
+    expect(await decide(asScript)).toEqual(expected);
+    expect(await decide(asFunction)).toEqual(expected);
+    expect(asScript.usesFunctions).toBe(false);
+  });
+
   it('functions: the library is loaded on first use and after FUNCTION FLUSH, each check one FCALL that counts once', async () => {
     await admin.call('FUNCTION', 'FLUSH');
     const { store, limiter } = limiterOn(client, true);
