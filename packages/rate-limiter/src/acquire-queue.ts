@@ -380,7 +380,11 @@ export class AcquireQueue {
   }
 }
 
-/** The rejection reason a refusal gives the waiters it cannot admit in time. */
+/**
+ * The rejection reason a refusal gives the waiters it cannot admit in time: a refusal by the fail
+ * mode (the store unreachable) says so, so that callers can tell an outage from a real limit.
+ */
 function refusalReason(result: RateLimitResult): AcquireFailure {
+  if (result.source === 'fallback') return 'unavailable';
   return result.outcome === 'blocked' ? 'blocked' : result.outcome === 'denied' ? 'denied' : 'limited';
 }

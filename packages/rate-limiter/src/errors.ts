@@ -75,7 +75,14 @@ export class InvalidAdjustmentError extends RateLimiterError {
  * (`denied`), or the key is blocked (`blocked`) or limited (`limited`) for longer than the time
  * left, so waiting could not end in an admission.
  */
-export type AcquireFailure = 'timeout' | 'aborted' | 'queue-full' | 'denied' | 'blocked' | 'limited';
+export type AcquireFailure =
+  | 'timeout'
+  | 'aborted'
+  | 'queue-full'
+  | 'denied'
+  | 'blocked'
+  | 'limited'
+  | 'unavailable';
 
 /** Thrown (as a rejection) by `limiter.acquire()` when the request was not admitted in time. */
 export class AcquireError extends RateLimiterError {
@@ -117,4 +124,6 @@ const acquireReasons: Record<AcquireFailure, string> = {
   denied: 'the IP is deny-listed',
   blocked: 'the key is blocked for longer than the time left',
   limited: 'the key cannot admit the request within the time left',
+  unavailable:
+    'the store is unreachable and its fail mode refuses until it answers again, after the time left',
 };

@@ -155,6 +155,23 @@ describe.skipIf(privateRedis.skip !== undefined)('limiter.acquire while Redis is
     await limiter.close();
   });
 
+  it("failMode 'closed' while Redis is unreachable: a waiter that cannot outlast the retry is rejected as 'unavailable', not 'limited'", async () => {
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client, prefix: 'acquire-down:' }),
+      limits: [{ limit: 5, windowMs: 60_000 }],
+      failMode: 'closed',
+      deadlineMs: 100,
+    });
+    await limiter.check('warm');
+    await privateRedis.redis!.pause(1_000);
+    const error = await limiter.acquire('k', { timeoutMs: 500 }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(AcquireError);
+    expect(error).toMatchObject({ key: 'k', reason: 'unavailable', retryAfterMs: 1_000 });
+    expect(String((error as AcquireError).message)).toContain('the store is unreachable');
+    expect(limiter.waitingKeys).toBe(0);
+    await limiter.close();
+  });
+
   it('gives back an admission that arrives after close(), on the shared store', async () => {
     const options = {
       store: new RedisStore({ client, prefix: 'acquire-close:' }),
