@@ -1,0 +1,90 @@
+import { once } from 'node:events';
+import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type LimitPolicy, RedisStore, recommendedClusterOptions } from '../../src/index.js';
+import { clusterSlot } from '../../src/stores/cluster-slot.js';
+import { checkProgram } from '../../src/stores/lua-script.js';
+
+// Checks as a Redis function on a Cluster whose masters do not all hold the library: the store
+// loads it where a call lands, and keeps using functions.
+
+let cluster: PrivateRedisCluster | undefined;
+let skip: string | undefined;
+try {
+  cluster = await startRedisCluster(3);
+} catch (error) {
+  skip = `skipped: no Redis Cluster could be started (${(error as Error).message})`;
+  console.log(skip);
+}
+
+// A window of ~35 years: no window starts mid-test, so counts are exact.
+const big: LimitPolicy[] = [{ name: 'big', algorithm: 'fixed-window', limit: 1_000_000, windowMs: 2 ** 40 }];
+
+describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
+  const clients: Cluster[] = [];
+  const admins = (cluster?.nodes ?? []).map(({ host, port }) => new Redis(port, host, { lazyConnect: true }));
+
+  async function connect(): Promise<Cluster> {
+    const client = new Cluster(cluster!.nodes, recommendedClusterOptions);
+    client.on('error', () => {});
+    clients.push(client);
+    await once(client, 'ready');
+    return client;
+  }
+  async function masterOf(slot: number): Promise<Redis> {
+    const ranges = await admins[0]!.cluster('SLOTS');
+    const range = ranges.find(([from, to]) => slot >= from && slot <= to)!;
+    return admins.find((admin) => admin.options.port === range[2]![1])!;
+  }
+  async function hasLibrary(admin: Redis): Promise<boolean> {
+    const list = (await admin.call('FUNCTION', 'LIST', 'LIBRARYNAME', checkProgram.libraryName)) as unknown[];
+    return list.length > 0;
+  }
+  async function counted(store: RedisStore, key: string): Promise<number> {
+    const [outcome] = await store.consume(key, big, [0], undefined);
+    const decision = outcome!.decisions[0]!;
+    return decision.limit - decision.remaining;
+  }
+
+  afterAll(async () => {
+    for (const client of clients) client.disconnect();
+    for (const admin of admins) admin.disconnect();
+    await cluster?.stop();
+  });
+
+  it('a slot migrating (ASK) to a master without the library: the check counts once, and functions stay on', async () => {
+    const client = await connect();
+    const prefix = 'ask:';
+    const store = new RedisStore({ client, prefix });
+    const key = 'migrant';
+    const slot = clusterSlot(`${prefix}{${key}}`);
+    const source = await masterOf(slot);
+    const target = admins.find((admin) => admin !== source)!;
+    const [sourceId, targetId] = [
+      (await source.cluster('MYID')) as string,
+      (await target.cluster('MYID')) as string,
+    ];
+    // The source holds the library (a first check), the target never did.
+    expect(await counted(store, 'warm-up-elsewhere')).toBe(0);
+    expect((await store.consume(key, big, [1], undefined))[0]!.decisions[0]!.allowed).toBe(true);
+    await target.call('FUNCTION', 'FLUSH');
+    expect(await hasLibrary(source)).toBe(true);
+    expect(await hasLibrary(target)).toBe(false);
+
+    // Migrating, the key already moved: the source answers ASK, the target runs the call.
+    await target.cluster('SETSLOT', slot, 'IMPORTING', sourceId);
+    await source.cluster('SETSLOT', slot, 'MIGRATING', targetId);
+    const inSlot = (await source.cluster('GETKEYSINSLOT', slot, 100)) as string[];
+    await source.call('MIGRATE', '127.0.0.1', String(target.options.port), '', '0', '5000', 'KEYS', ...inSlot);
+
+    const [outcome] = await store.consume(key, big, [1], undefined);
+    expect(outcome!.decisions[0]).toMatchObject({ allowed: true, remaining: 1_000_000 - 2 });
+    expect(await hasLibrary(target)).toBe(true);
+    expect(store.usesFunctions).toBe(true);
+
+    for (const admin of admins) await admin.cluster('SETSLOT', slot, 'NODE', targetId);
+    expect(await counted(store, key)).toBe(2);
+    expect(store.usesFunctions).toBe(true);
+  });
+});
