@@ -462,8 +462,9 @@ export class RedisStore implements RateLimitStore {
   async #callFunction(
     call: ScriptCall,
     load: boolean,
+    everywhere = false,
   ): Promise<{ reply: unknown; sentAt: number } | undefined> {
-    if (load) await this.#loadFunction(call);
+    if (load) await this.#loadFunction(call, everywhere);
     if (!this.#functions) return undefined;
     const sentAt = performance.now();
     try {
@@ -478,6 +479,11 @@ export class RedisStore implements RateLimitStore {
       const message = String((error as Error)?.message);
       if (message.startsWith(functionNotFound)) {
         if (!load) return this.#callFunction(call, true);
+        // On a Cluster the call may run on another master than the one its slot maps to: a slot
+        // being migrated answers ASK, which does not update the slot map. Every master then gets
+        // the library, once, before the store gives functions up.
+        if (!everywhere && (this.#client as Cluster).isCluster === true)
+          return this.#callFunction(call, true, true);
         // Still missing right after a load: this server cannot keep it (a managed Redis that
         // refuses FUNCTION LOAD with an error of its own, say). Scripts work everywhere.
         this.#stopFunctions(`not found after FUNCTION LOAD (${this.#loadError ?? 'no load error'})`);
@@ -491,12 +497,13 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * `FUNCTION LOAD REPLACE` of the check library on the server of `call` (a Cluster master, found
-   * by the call's slot; every master when the slot map does not know it yet). Only that server:
-   * a master that is down or paused must not hold up calls to the others. Concurrent callers of
-   * one server share one load; a failed load is left to the next call, which asks again.
+   * by the call's slot; every master when the slot map does not know it yet, or when
+   * `everywhere`). Only that server: a master that is down or paused must not hold up calls to
+   * the others. Concurrent callers of one server share one load; a failed load is left to the
+   * next call, which asks again.
    */
-  async #loadFunction(call: ScriptCall): Promise<void> {
-    const targets = this.#serversOf(call);
+  async #loadFunction(call: ScriptCall, everywhere: boolean): Promise<void> {
+    const targets = everywhere ? (this.#client as Cluster).nodes('master') : this.#serversOf(call);
     await Promise.all(
       targets.map((server) => {
         let loading = this.#loading.get(server);
