@@ -76,7 +76,16 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     await target.cluster('SETSLOT', slot, 'IMPORTING', sourceId);
     await source.cluster('SETSLOT', slot, 'MIGRATING', targetId);
     const inSlot = (await source.cluster('GETKEYSINSLOT', slot, 100)) as string[];
-    await source.call('MIGRATE', '127.0.0.1', String(target.options.port), '', '0', '5000', 'KEYS', ...inSlot);
+    await source.call(
+      'MIGRATE',
+      '127.0.0.1',
+      String(target.options.port),
+      '',
+      '0',
+      '5000',
+      'KEYS',
+      ...inSlot,
+    );
 
     const [outcome] = await store.consume(key, big, [1], undefined);
     expect(outcome!.decisions[0]).toMatchObject({ allowed: true, remaining: 1_000_000 - 2 });
