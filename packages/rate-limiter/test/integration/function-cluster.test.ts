@@ -96,4 +96,54 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     expect(await counted(store, key)).toBe(2);
     expect(store.usesFunctions).toBe(true);
   });
+  it('a pipelined batch where some masters lost the library and others not counts each request once', async () => {
+    const client = await connect();
+    const prefix = 'mixed:';
+    const store = new RedisStore({ client, prefix });
+    const keys = Array.from({ length: 60 }, (_, index) => `user-${index}`);
+    const requests = keys.map((key) => ({ key, limits: big, costs: [1, 1] }));
+    await store.consumeMany(requests, undefined);
+    // One master lost the library (a restart without persistence): its calls in each pipeline
+    // answer "Function not found" next to the others' replies.
+    const masters = new Set(keys.map((key) => client.slots[clusterSlot(`${prefix}{${key}}`)]![0]));
+    expect(masters.size).toBe(3);
+    await admins[0]!.call('FUNCTION', 'FLUSH');
+    const outcomes = await store.consumeMany(requests, undefined);
+    expect(outcomes.every((pair) => pair.every((outcome) => outcome.decisions[0]!.allowed))).toBe(true);
+    for (const key of keys) expect(await counted(store, key)).toBe(4);
+    expect(await hasLibrary(admins[0]!)).toBe(true);
+    expect(store.usesFunctions).toBe(true);
+  });
+
+  it('a slot moved (MOVED) to a master without the library: loaded there, each request counted once', async () => {
+    const client = await connect();
+    const prefix = 'moved:';
+    const store = new RedisStore({ client, prefix });
+    const movers = Array.from({ length: 4 }, (_, index) => `{mover}:user-${index}`);
+    const slot = clusterSlot(`${prefix}{${movers[0]}}`);
+    const source = await masterOf(slot);
+    const target = admins.find((admin) => admin !== source)!;
+    const requests = movers.map((key) => ({ key, limits: big, costs: [1] }));
+    await store.consumeMany(requests, undefined);
+    await target.call('FUNCTION', 'FLUSH');
+    const targetId = (await target.cluster('MYID')) as string;
+    await target.cluster('SETSLOT', slot, 'IMPORTING', (await source.cluster('MYID')) as string);
+    await source.cluster('SETSLOT', slot, 'MIGRATING', targetId);
+    const inSlot = (await source.cluster('GETKEYSINSLOT', slot, 100)) as string[];
+    await source.call(
+      'MIGRATE',
+      '127.0.0.1',
+      String(target.options.port),
+      '',
+      '0',
+      '5000',
+      'KEYS',
+      ...inSlot,
+    );
+    for (const admin of admins) await admin.cluster('SETSLOT', slot, 'NODE', targetId);
+    await store.consumeMany(requests, undefined);
+    for (const key of movers) expect(await counted(store, key)).toBe(2);
+    expect(await hasLibrary(target)).toBe(true);
+    expect(store.usesFunctions).toBe(true);
+  });
 });
