@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { LimitPolicy } from '../../src/policy.js';
 import { checkProgram } from '../../src/stores/lua-script.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/stores/redis-store.js';
@@ -11,7 +11,7 @@ import { RedisStore, recommendedRedisOptions } from '../../src/stores/redis-stor
 // and the library is loaded only when it is missing. Private servers: they are killed.
 
 const volatile = await startPrivateRedisOrSkip();
-const persistent = await startPrivateRedisOrSkip(['--appendonly', 'yes']);
+const persistent = await startPrivateRedisOrSkip(['--appendonly', 'yes', '--appendfsync', 'always']);
 
 const limits: LimitPolicy[] = [{ name: 'f', algorithm: 'fixed-window', limit: 1_000_000, windowMs: 2 ** 40 }];
 
@@ -29,8 +29,9 @@ async function counted(store: RedisStore, key: string): Promise<number> {
 }
 
 const clients: Redis[] = [];
-function connect(url: string): Redis {
-  const client = new Redis(url, recommendedRedisOptions);
+/** A client as the store wants it, or (`admin`) one that queues commands until it connects. */
+function connect(url: string, admin = false): Redis {
+  const client = new Redis(url, admin ? {} : recommendedRedisOptions);
   client.on('error', () => {});
   clients.push(client);
   return client;
@@ -51,7 +52,7 @@ async function restart(server: { kill(): Promise<void>; restart(): Promise<void>
 describe.skipIf(volatile.skip !== undefined)('a server without persistence', () => {
   it('after a restart the library is loaded again, once, and checks count once', async () => {
     const client = connect(volatile.redis!.url);
-    const admin = connect(volatile.redis!.url);
+    const admin = connect(volatile.redis!.url, true);
     const store = new RedisStore({ client });
     await store.consume('k', limits, [1, 1], undefined);
     await restart(volatile.redis!, client, admin);
@@ -61,9 +62,9 @@ describe.skipIf(volatile.skip !== undefined)('a server without persistence', () 
     expect(store.usesFunctions).toBe(true);
   });
 
-  it('FUNCTION FLUSH and FUNCTION DELETE with many checks in flight: each counts once, functions stay on', async () => {
+  it('FUNCTION FLUSH with many checks in flight, then FUNCTION DELETE: each check counts once, functions stay on', async () => {
     const client = connect(volatile.redis!.url);
-    const admin = connect(volatile.redis!.url);
+    const admin = connect(volatile.redis!.url, true);
     const store = new RedisStore({ client, prefix: 'flush:' });
     await store.consume('warm-up', limits, [1], undefined);
     const checks: Promise<unknown>[] = [];
@@ -72,10 +73,46 @@ describe.skipIf(volatile.skip !== undefined)('a server without persistence', () 
         checks.push(store.consume(`k${index % 5}`, limits, [1], undefined));
       // Sent on another connection while the client's checks are queued or running.
       if (round === 1) await admin.call('FUNCTION', 'FLUSH');
-      if (round === 2) await admin.call('FUNCTION', 'DELETE', checkProgram.libraryName);
     }
     await Promise.all(checks);
-    for (let index = 0; index < 5; index += 1) expect(await counted(store, `k${index}`)).toBe(40);
+    await admin.call('FUNCTION', 'DELETE', checkProgram.libraryName);
+    await store.consume('k0', limits, [1], undefined);
+    for (let index = 0; index < 5; index += 1)
+      expect(await counted(store, `k${index}`)).toBe(index === 0 ? 41 : 40);
+    expect(store.usesFunctions).toBe(true);
+  });
+
+  it('a library lost again right after the store loaded it: the check counts once, functions stay on', async () => {
+    const client = connect(volatile.redis!.url);
+    const admin = connect(volatile.redis!.url, true);
+    await admin.call('FUNCTION', 'FLUSH');
+    const store = new RedisStore({ client, prefix: 'lost-again:' });
+    // A FUNCTION DELETE from elsewhere lands between the store's loads and its FCALLs (the
+    // real server answers everything; only the moment is chosen).
+    let losses = 0;
+    const call = client.call.bind(client) as (...args: string[]) => Promise<unknown>;
+    vi.spyOn(client, 'call').mockImplementation((async (...args: string[]) => {
+      const reply = await call(...args);
+      if (args[0] === 'FUNCTION' && args[1] === 'LOAD' && losses > 0) {
+        losses -= 1;
+        await admin.call('FUNCTION', 'DELETE', checkProgram.libraryName);
+      }
+      return reply;
+    }) as never);
+
+    // Lost once: loaded again, the FCALL counts.
+    losses = 1;
+    await store.consume('k', limits, [1], undefined);
+    expect(store.usesFunctions).toBe(true);
+    // Lost after every load: this check runs as a script, and the next one as a function.
+    await admin.call('FUNCTION', 'DELETE', checkProgram.libraryName);
+    losses = 2;
+    await store.consume('k', limits, [1], undefined);
+    expect(store.usesFunctions).toBe(true);
+    await admin.config('RESETSTAT');
+    await store.consume('k', limits, [1], undefined);
+    expect(await counted(store, 'k')).toBe(3);
+    expect(await commandCalls(admin)).toMatchObject({ 'function|load': 1, fcall: 3 });
     expect(store.usesFunctions).toBe(true);
   });
 });
@@ -83,7 +120,7 @@ describe.skipIf(volatile.skip !== undefined)('a server without persistence', () 
 describe.skipIf(persistent.skip !== undefined)('a server with an append-only file', () => {
   it('after a restart the library is still there: no load, checks count on', async () => {
     const client = connect(persistent.redis!.url);
-    const admin = connect(persistent.redis!.url);
+    const admin = connect(persistent.redis!.url, true);
     const store = new RedisStore({ client });
     await store.consume('k', limits, [1, 1], undefined);
     await restart(persistent.redis!, client, admin);
