@@ -124,10 +124,11 @@ export class RedisStore implements RateLimitStore {
   readonly #nodeClocks = new Map<string, RedisClockOffset>();
   /** Checks run as a Redis function (FCALL) while true; as scripts (EVALSHA) once false. */
   #functions: boolean;
-  /** `FUNCTION LOAD`s in progress, per server: concurrent calls to one server share one. */
-  readonly #loading = new Map<Redis | Cluster, Promise<void>>();
-  /** The last `FUNCTION LOAD` error, for the log line when the store falls back to scripts. */
-  #loadError: string | undefined;
+  /**
+   * `FUNCTION LOAD`s in progress, per server: concurrent calls to one server share one. Each
+   * settles with the load's error (`undefined`: loaded).
+   */
+  readonly #loading = new Map<Redis | Cluster, Promise<string | undefined>>();
   readonly #logger: Logger;
 
   constructor(options: RedisStoreOptions) {
@@ -457,14 +458,15 @@ export class RedisStore implements RateLimitStore {
   /**
    * FCALL of the check function, loading its library first when `load` or when the server says
    * it lacks it (neither error ran anything, so the retry counts once). `undefined` when the
-   * server refuses functions: the store has switched to scripts, and the caller sends one.
+   * server refuses functions (the store has switched to scripts), or when the library went
+   * missing again after loads that succeeded: the caller then sends this call as a script.
    */
   async #callFunction(
     call: ScriptCall,
     load: boolean,
     everywhere = false,
   ): Promise<{ reply: unknown; sentAt: number } | undefined> {
-    if (load) await this.#loadFunction(call, everywhere);
+    const loadError = load ? await this.#loadFunction(call, everywhere) : undefined;
     if (!this.#functions) return undefined;
     const sentAt = performance.now();
     try {
@@ -479,14 +481,17 @@ export class RedisStore implements RateLimitStore {
       const message = String((error as Error)?.message);
       if (message.startsWith(functionNotFound)) {
         if (!load) return this.#callFunction(call, true);
-        // On a Cluster the call may run on another master than the one its slot maps to: a slot
-        // being migrated answers ASK, which does not update the slot map. Every master then gets
-        // the library, once, before the store gives functions up.
-        if (!everywhere && (this.#client as Cluster).isCluster === true)
-          return this.#callFunction(call, true, true);
-        // Still missing right after a load: this server cannot keep it (a managed Redis that
-        // refuses FUNCTION LOAD with an error of its own, say). Scripts work everywhere.
-        this.#stopFunctions(`not found after FUNCTION LOAD (${this.#loadError ?? 'no load error'})`);
+        // Still missing after a load that failed: this server cannot keep it (a managed Redis
+        // that refuses FUNCTION LOAD with an error of its own, say). Scripts work everywhere.
+        if (loadError !== undefined) {
+          this.#stopFunctions(`not found after FUNCTION LOAD (${loadError})`);
+          return undefined;
+        }
+        // Loaded, yet missing: the call ran on another server than the one loaded (on a Cluster,
+        // a slot being migrated answers ASK, which leaves the slot map as it was), or the library
+        // was lost again in between (FUNCTION FLUSH or DELETE). Every master gets it, once; if
+        // that is not enough, this call runs as a script and the next one tries functions again.
+        if (!everywhere) return this.#callFunction(call, true, true);
         return undefined;
       }
       if (!refusesFunctions(message)) throw error;
@@ -498,24 +503,27 @@ export class RedisStore implements RateLimitStore {
   /**
    * `FUNCTION LOAD REPLACE` of the check library on the server of `call` (a Cluster master, found
    * by the call's slot; every master when the slot map does not know it yet, or when
-   * `everywhere`). Only that server: a master that is down or paused must not hold up calls to
-   * the others. Concurrent callers of one server share one load; a failed load is left to the
-   * next call, which asks again.
+   * `everywhere`). Only that server as a rule: a master that is down or paused must not hold up
+   * calls to the others. Concurrent callers of one server share one load; a failed load is left
+   * to the next call, which asks again. Settles with a load error when every server asked failed
+   * (`undefined` when one loaded it).
    */
-  async #loadFunction(call: ScriptCall, everywhere: boolean): Promise<void> {
-    const targets = everywhere ? (this.#client as Cluster).nodes('master') : this.#serversOf(call);
-    await Promise.all(
+  async #loadFunction(call: ScriptCall, everywhere: boolean): Promise<string | undefined> {
+    const isCluster = (this.#client as Cluster).isCluster === true;
+    const targets =
+      everywhere && isCluster ? (this.#client as Cluster).nodes('master') : this.#serversOf(call);
+    const errors = await Promise.all(
       targets.map((server) => {
         let loading = this.#loading.get(server);
         if (loading === undefined) {
           loading = server
             .call('FUNCTION', 'LOAD', 'REPLACE', checkProgram.library)
             .then(
-              () => {},
+              () => undefined,
               (error: unknown) => {
                 const message = String((error as Error)?.message);
-                this.#loadError = message;
                 if (refusesFunctions(message)) this.#stopFunctions(message);
+                return message;
               },
             )
             .finally(() => this.#loading.delete(server));
@@ -524,6 +532,7 @@ export class RedisStore implements RateLimitStore {
         return loading;
       }),
     );
+    return errors.every((error) => error !== undefined) ? errors[0] : undefined;
   }
 
   /** The server(s) `call` goes to: the client itself, or the Cluster master of its slot. */
