@@ -146,4 +146,23 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     expect(await hasLibrary(target)).toBe(true);
     expect(store.usesFunctions).toBe(true);
   });
+  it('out of memory, pipelined checks of keys over their limits are still refused (as scripts are)', async () => {
+    const client = await connect();
+    const store = new RedisStore({ client, prefix: 'oom:' });
+    const one: LimitPolicy[] = [{ name: 'one', algorithm: 'fixed-window', limit: 1, windowMs: 2 ** 40 }];
+    const requests = Array.from({ length: 30 }, (_, index) => ({
+      key: `user-${index}`,
+      limits: one,
+      costs: [1],
+    }));
+    await store.consumeMany(requests, undefined);
+    await Promise.all(admins.map((admin) => admin.config('SET', 'maxmemory', '1')));
+    try {
+      const outcomes = await store.consumeMany(requests, undefined);
+      expect(outcomes.map(([outcome]) => outcome!.decisions[0]!.allowed)).toEqual(requests.map(() => false));
+    } finally {
+      await Promise.all(admins.map((admin) => admin.config('SET', 'maxmemory', '0')));
+    }
+    expect(store.usesFunctions).toBe(true);
+  });
 });
