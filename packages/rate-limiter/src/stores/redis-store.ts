@@ -332,7 +332,12 @@ export class RedisStore implements RateLimitStore {
         if (message.startsWith('NOSCRIPT') || message.startsWith(functionNotFound))
           return this.#send(call, giveUp, true);
         if (refusesFunctions(message)) this.#stopFunctions(message);
-        if (refusesFunctions(message) || notRunPrefixes.some((prefix) => message.startsWith(prefix)))
+        // A function refused out of memory did not run: alone, it is sent again as a script.
+        if (
+          refusesFunctions(message) ||
+          (asFunction && outOfMemory(message)) ||
+          notRunPrefixes.some((prefix) => message.startsWith(prefix))
+        )
           return this.#send(call, giveUp, false);
         throw error;
       }),
@@ -494,6 +499,9 @@ export class RedisStore implements RateLimitStore {
         if (!everywhere) return this.#callFunction(call, true, true);
         return undefined;
       }
+      // Out of memory, a function that may write is refused before it runs, while a script runs
+      // until its first write: a check that refuses writes nothing and is still answered.
+      if (outOfMemory(message)) return undefined;
       if (!refusesFunctions(message)) throw error;
       this.#stopFunctions(message);
       return undefined;
@@ -664,6 +672,11 @@ const functionNotFound = 'ERR Function not found';
  */
 function refusesFunctions(message: string): boolean {
   return /unknown command|NOPERM.*\b(fcall|function)\b/i.test(message);
+}
+
+/** The error by which a server out of memory refuses a command (a function before it runs). */
+function outOfMemory(message: string): boolean {
+  return message.startsWith('OOM ');
 }
 
 /** `options.deadlineMs` as an absolute local time (none when the caller waits forever). */
