@@ -176,16 +176,28 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     for (const key of keys) expect(await counted(store, key, big)).toBe(1);
   });
 
-  it('after SCRIPT FLUSH on every master, a batch loads the script and counts each request once', async () => {
-    const client = await connect();
-    const store = new RedisStore({ client, prefix: nextPrefix() });
-    const keys = [...spreadKeys, ...taggedKeys];
-    await Promise.all(admins.map((admin) => admin.script('FLUSH')));
-    const requests = keys.map((key) => ({ key, limits: big, costs: [1, 1] }));
-    const outcomes = await store.consumeMany(requests, undefined);
-    expect(outcomes.every((pair) => pair.every((outcome) => outcome.decisions[0]!.allowed))).toBe(true);
-    for (const key of keys) expect(await counted(store, key, big)).toBe(2);
-  });
+  it.each([
+    ['scripts', false, 'SCRIPT'],
+    ['functions', true, 'FUNCTION'],
+  ] as const)(
+    '%s: after %s FLUSH on every master, a batch loads the code and counts each request once',
+    async (_, functions, flushed) => {
+      const client = await connect();
+      const store = new RedisStore({ client, prefix: nextPrefix(), functions });
+      const keys = [...spreadKeys, ...taggedKeys];
+      // Every master holds the code first, so that the flush is what the batch must recover from.
+      await store.consumeMany(
+        keys.map((key) => ({ key, limits: big, costs: [0] })),
+        undefined,
+      );
+      await Promise.all(admins.map((admin) => admin.call(flushed, 'FLUSH')));
+      const requests = keys.map((key) => ({ key, limits: big, costs: [1, 1] }));
+      const outcomes = await store.consumeMany(requests, undefined);
+      expect(outcomes.every((pair) => pair.every((outcome) => outcome.decisions[0]!.allowed))).toBe(true);
+      for (const key of keys) expect(await counted(store, key, big)).toBe(2);
+      expect(store.usesFunctions).toBe(functions);
+    },
+  );
 
   it('counts each request once while a slot migrates (ASK) and after it moved (MOVED)', async () => {
     const client = await connect();
