@@ -165,4 +165,23 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     }
     expect(store.usesFunctions).toBe(true);
   });
+
+  // Last: the paused master stays paused until the cluster is stopped.
+  it('a master without the library is loaded while another master is paused, without waiting for it', async () => {
+    const client = await connect();
+    const prefix = 'paused:';
+    const store = new RedisStore({ client, prefix });
+    const keys = Array.from({ length: 30 }, (_, index) => `user-${index}`);
+    const masterOfKey = (key: string) => client.slots[clusterSlot(`${prefix}{${key}}`)]![0]!;
+    const [paused, reloaded] = admins;
+    const portOf = (admin: Redis) => `127.0.0.1:${admin!.options.port}`;
+    const key = keys.find((candidate) => masterOfKey(candidate) === portOf(reloaded!))!;
+    await reloaded!.call('FUNCTION', 'FLUSH');
+    // Long past the test's own timeout: a check that waited for this master would fail the test.
+    await paused!.call('CLIENT', 'PAUSE', '60000', 'ALL');
+    const [outcome] = await store.consume(key, big, [1], undefined);
+    expect(outcome!.decisions[0]!.allowed).toBe(true);
+    expect(await hasLibrary(reloaded!)).toBe(true);
+    expect(store.usesFunctions).toBe(true);
+  }, 10_000);
 });
