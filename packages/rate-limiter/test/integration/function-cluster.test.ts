@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
+import { type PrivateRedisCluster, startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type LimitPolicy, RedisStore, recommendedClusterOptions } from '../../src/index.js';
@@ -21,8 +21,18 @@ try {
 // A window of ~35 years: no window starts mid-test, so counts are exact.
 const big: LimitPolicy[] = [{ name: 'big', algorithm: 'fixed-window', limit: 1_000_000, windowMs: 2 ** 40 }];
 
+/** Waits until `condition` holds (cluster state changes are asynchronous), up to 20 s. */
+async function until(condition: () => Promise<boolean>): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('condition never held');
+}
+
 describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
   const clients: Cluster[] = [];
+  const servers: { stop(): Promise<void> }[] = [];
   const admins = (cluster?.nodes ?? []).map(({ host, port }) => new Redis(port, host, { lazyConnect: true }));
 
   async function connect(): Promise<Cluster> {
@@ -51,6 +61,7 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     for (const client of clients) client.disconnect();
     for (const admin of admins) admin.disconnect();
     await cluster?.stop();
+    for (const server of servers) await server.stop();
   });
 
   it('a slot migrating (ASK) to a master without the library: the check counts once, and functions stay on', async () => {
@@ -166,6 +177,53 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     expect(store.usesFunctions).toBe(true);
   });
 
+  it('a replica promoted to master already holds the library (replicated): no load, counts go on', async () => {
+    const replica = await startPrivateRedisOrSkip([
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      'nodes.conf',
+      '--cluster-node-timeout',
+      '2000',
+    ]);
+    if (replica.skip !== undefined) return;
+    // Stopped after the cluster: it serves slots from now on.
+    servers.push(replica.redis);
+    const replicaAdmin = new Redis(replica.redis.url);
+    try {
+      const client = await connect();
+      const prefix = 'promoted:';
+      const store = new RedisStore({ client, prefix });
+      const key = 'k';
+      const master = await masterOf(clusterSlot(`${prefix}{${key}}`));
+      await store.consume(key, big, [1], undefined);
+      // The new server joins as the master's replica and catches up.
+      await replicaAdmin.cluster('MEET', '127.0.0.1', master.options.port!);
+      const masterId = (await master.cluster('MYID')) as string;
+      await until(async () => ((await replicaAdmin.cluster('NODES')) as string).includes(masterId));
+      await replicaAdmin.cluster('REPLICATE', masterId);
+      await until(async () => (await replicaAdmin.info('replication')).includes('master_link_status:up'));
+      expect(await hasLibrary(replicaAdmin)).toBe(true);
+      // A failover: the replica takes the master's slots.
+      await replicaAdmin.cluster('FAILOVER');
+      await until(async () => (await replicaAdmin.info('replication')).includes('role:master'));
+      await until(async () =>
+        ((await master.cluster('NODES')) as string)
+          .split('\n')
+          .some((line) => line.includes('myself') && line.includes('slave')),
+      );
+      await replicaAdmin.config('RESETSTAT');
+      await store.consume(key, big, [1], undefined);
+      expect(await counted(store, key)).toBe(2);
+      const stats = await replicaAdmin.info('commandstats');
+      expect(stats).toMatch(/cmdstat_fcall:calls=2,/);
+      expect(stats).not.toMatch(/cmdstat_function\|load/);
+      expect(store.usesFunctions).toBe(true);
+    } finally {
+      replicaAdmin.disconnect();
+    }
+  }, 30_000);
+
   // Last: the paused master stays paused until the cluster is stopped.
   it('a master without the library is loaded while another master is paused, without waiting for it', async () => {
     const client = await connect();
@@ -173,7 +231,11 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     const store = new RedisStore({ client, prefix });
     const keys = Array.from({ length: 30 }, (_, index) => `user-${index}`);
     const masterOfKey = (key: string) => client.slots[clusterSlot(`${prefix}{${key}}`)]![0]!;
-    const [paused, reloaded] = admins;
+    // The masters now (a failover above demoted one of the first three).
+    const masters: Redis[] = [];
+    for (const admin of admins)
+      if ((await admin.info('replication')).includes('role:master')) masters.push(admin);
+    const [paused, reloaded] = masters;
     const portOf = (admin: Redis) => `127.0.0.1:${admin!.options.port}`;
     const key = keys.find((candidate) => masterOfKey(candidate) === portOf(reloaded!))!;
     await reloaded!.call('FUNCTION', 'FLUSH');
