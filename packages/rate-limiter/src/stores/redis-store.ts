@@ -15,6 +15,7 @@ import {
 } from './lua-script.js';
 import { adjustOnRedis } from './redis-adjust.js';
 import { RedisClockOffset } from './redis-clock.js';
+import { CheckFunctionLibrary, functionNotFound, outOfMemory, refusesFunctions } from './redis-functions.js';
 import type {
   ConsumeOptions,
   ConsumeOutcome,
@@ -122,20 +123,13 @@ export class RedisStore implements RateLimitStore {
   readonly #clock = new RedisClockOffset();
   /** Cluster: one clock offset per master (`host:port`), since each server has its own clock. */
   readonly #nodeClocks = new Map<string, RedisClockOffset>();
-  /** Checks run as a Redis function (FCALL) while true; as scripts (EVALSHA) once false. */
-  #functions: boolean;
-  /**
-   * `FUNCTION LOAD`s in progress, per server: concurrent calls to one server share one. Each
-   * settles with the load's error (`undefined`: loaded).
-   */
-  readonly #loading = new Map<Redis | Cluster, Promise<string | undefined>>();
-  readonly #logger: Logger;
+  /** The check program as a Redis function library on this client's servers. */
+  readonly #library: CheckFunctionLibrary;
 
   constructor(options: RedisStoreOptions) {
     const parsed = parseOptions('RedisStore', redisStoreOptionsSchema, options);
     this.#client = parsed.client;
     this.#prefix = parsed.prefix;
-    this.#functions = parsed.functions;
     const clientOptions = (parsed.client as Redis).options as
       | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean }
       | undefined;
@@ -143,7 +137,7 @@ export class RedisStore implements RateLimitStore {
     if (isCluster) this.consumeEach = this.#consumeEachOnCluster;
     const recommended = isCluster ? 'recommendedClusterOptions' : 'recommendedRedisOptions';
     const logger = parsed.logger ?? silentLogger;
-    this.#logger = logger;
+    this.#library = new CheckFunctionLibrary(parsed.client, logger, parsed.functions);
     if (clientOptions?.enableOfflineQueue !== false)
       logger.warn(`RedisStore: the ioredis client queues commands while disconnected; use ${recommended}`, {
         component: 'rate-limiter',
@@ -299,7 +293,7 @@ export class RedisStore implements RateLimitStore {
    * (or `functions: false`) and they run as scripts (EVALSHA).
    */
   get usesFunctions(): boolean {
-    return this.#functions;
+    return this.#library.enabled;
   }
 
   /** Calls bound for one master in one pipeline; one promise per call. */
@@ -309,7 +303,7 @@ export class RedisStore implements RateLimitStore {
     giveUp: GiveUp | undefined,
   ): Promise<ConsumeOutcome[][]>[] {
     const pipeline = cluster.pipeline();
-    const asFunction = this.#functions;
+    const asFunction = this.#library.enabled;
     for (const call of calls) {
       this.#stampExpiry(call, giveUp);
       if (asFunction) pipeline.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args);
@@ -331,7 +325,7 @@ export class RedisStore implements RateLimitStore {
         // The master lacks the script or the function (new, flushed or restarted): load it, run alone.
         if (message.startsWith('NOSCRIPT') || message.startsWith(functionNotFound))
           return this.#send(call, giveUp, true);
-        if (refusesFunctions(message)) this.#stopFunctions(message);
+        if (refusesFunctions(message)) this.#library.stop(message);
         // A function refused out of memory did not run: alone, it is sent again as a script.
         if (
           refusesFunctions(message) ||
@@ -440,14 +434,14 @@ export class RedisStore implements RateLimitStore {
    */
   async #send(call: ScriptCall, giveUp: GiveUp | undefined, load: boolean): Promise<ConsumeOutcome[][]> {
     this.#stampExpiry(call, giveUp);
-    if (this.#functions) {
+    if (this.#library.enabled) {
       const called = await this.#callFunction(call, load);
       if (called !== undefined)
         return this.#read(call, called.reply, called.sentAt, performance.now(), giveUp);
     }
     let sentAt = performance.now();
     let reply: unknown;
-    if (load && !this.#functions)
+    if (load && !this.#library.enabled)
       reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
     else
       try {
@@ -471,8 +465,8 @@ export class RedisStore implements RateLimitStore {
     load: boolean,
     everywhere = false,
   ): Promise<{ reply: unknown; sentAt: number } | undefined> {
-    const loadError = load ? await this.#loadFunction(call, everywhere) : undefined;
-    if (!this.#functions) return undefined;
+    const loadError = load ? await this.#library.load(call.keys[0]!, everywhere) : undefined;
+    if (!this.#library.enabled) return undefined;
     const sentAt = performance.now();
     try {
       const reply = await this.#client.fcall(
@@ -489,7 +483,7 @@ export class RedisStore implements RateLimitStore {
         // Still missing after a load that failed: this server cannot keep it (a managed Redis
         // that refuses FUNCTION LOAD with an error of its own, say). Scripts work everywhere.
         if (loadError !== undefined) {
-          this.#stopFunctions(`not found after FUNCTION LOAD (${loadError})`);
+          this.#library.stop(`not found after FUNCTION LOAD (${loadError})`);
           return undefined;
         }
         // Loaded, yet missing: the call ran on another server than the one loaded (on a Cluster,
@@ -503,66 +497,9 @@ export class RedisStore implements RateLimitStore {
       // until its first write: a check that refuses writes nothing and is still answered.
       if (outOfMemory(message)) return undefined;
       if (!refusesFunctions(message)) throw error;
-      this.#stopFunctions(message);
+      this.#library.stop(message);
       return undefined;
     }
-  }
-
-  /**
-   * `FUNCTION LOAD REPLACE` of the check library on the server of `call` (a Cluster master, found
-   * by the call's slot; every master when the slot map does not know it yet, or when
-   * `everywhere`). Only that server as a rule: a master that is down or paused must not hold up
-   * calls to the others. Concurrent callers of one server share one load; a failed load is left
-   * to the next call, which asks again. Settles with a load error when every server asked failed
-   * (`undefined` when one loaded it).
-   */
-  async #loadFunction(call: ScriptCall, everywhere: boolean): Promise<string | undefined> {
-    const isCluster = (this.#client as Cluster).isCluster === true;
-    const targets =
-      everywhere && isCluster ? (this.#client as Cluster).nodes('master') : this.#serversOf(call);
-    const errors = await Promise.all(
-      targets.map((server) => {
-        let loading = this.#loading.get(server);
-        if (loading === undefined) {
-          loading = server
-            .call('FUNCTION', 'LOAD', 'REPLACE', checkProgram.library)
-            .then(
-              () => undefined,
-              (error: unknown) => {
-                const message = String((error as Error)?.message);
-                if (refusesFunctions(message)) this.#stopFunctions(message);
-                return message;
-              },
-            )
-            .finally(() => this.#loading.delete(server));
-          this.#loading.set(server, loading);
-        }
-        return loading;
-      }),
-    );
-    return errors.every((error) => error !== undefined) ? errors[0] : undefined;
-  }
-
-  /** The server(s) `call` goes to: the client itself, or the Cluster master of its slot. */
-  #serversOf(call: ScriptCall): (Redis | Cluster)[] {
-    const client = this.#client;
-    if ((client as Cluster).isCluster !== true) return [client];
-    const cluster = client as Cluster;
-    const masters = cluster.nodes('master');
-    call.slot ??= clusterSlot(call.keys[0]!);
-    const node = cluster.slots[call.slot]?.[0];
-    const master = masters.find((server) => `${server.options.host}:${server.options.port}` === node);
-    return master === undefined ? masters : [master];
-  }
-
-  /** The server refused functions: from now on checks run as scripts (logged once). */
-  #stopFunctions(reason: string): void {
-    if (!this.#functions) return;
-    this.#functions = false;
-    this.#logger.info('RedisStore: Redis functions are not available; checks run as scripts (EVALSHA)', {
-      component: 'rate-limiter',
-      reason,
-    });
   }
 
   /** Reads one call's reply, teaching the clock of the server that answered. */
@@ -661,22 +598,6 @@ export class RedisStore implements RateLimitStore {
       options,
     );
   }
-}
-
-/** The error by which a server says it has no such function (not loaded, flushed, restarted). */
-const functionNotFound = 'ERR Function not found';
-
-/**
- * Errors by which a server refuses functions for good: Redis < 7 (or a server without them)
- * knows no FCALL or FUNCTION, an ACL forbids them. Checks then run as scripts.
- */
-function refusesFunctions(message: string): boolean {
-  return /unknown command|NOPERM.*\b(fcall|function)\b/i.test(message);
-}
-
-/** The error by which a server out of memory refuses a command (a function before it runs). */
-function outOfMemory(message: string): boolean {
-  return message.startsWith('OOM ');
 }
 
 /** `options.deadlineMs` as an absolute local time (none when the caller waits forever). */

@@ -1,0 +1,102 @@
+import type { Logger } from '@noa/core';
+import type { Cluster, Redis } from 'ioredis';
+import { clusterSlot } from './cluster-slot.js';
+import { checkProgram } from './lua-script.js';
+
+/** The error by which a server says it has no such function (not loaded, flushed, restarted). */
+export const functionNotFound = 'ERR Function not found';
+
+/**
+ * Errors by which a server refuses functions for good: Redis < 7 (or a server without them)
+ * knows no FCALL or FUNCTION, an ACL forbids them. Checks then run as scripts.
+ */
+export function refusesFunctions(message: string): boolean {
+  return /unknown command|NOPERM.*\b(fcall|function)\b/i.test(message);
+}
+
+/** The error by which a server out of memory refuses a command (a function before it runs). */
+export function outOfMemory(message: string): boolean {
+  return message.startsWith('OOM ');
+}
+
+/**
+ * The check program as a Redis function library on the servers of one `RedisStore`'s client:
+ * whether checks still run as functions, and loading the library where a call needs it.
+ */
+export class CheckFunctionLibrary {
+  readonly #client: Redis | Cluster;
+  readonly #logger: Logger;
+  #enabled: boolean;
+  /**
+   * `FUNCTION LOAD`s in progress, per server: concurrent calls to one server share one. Each
+   * settles with the load's error (`undefined`: loaded).
+   */
+  readonly #loading = new Map<Redis | Cluster, Promise<string | undefined>>();
+
+  constructor(client: Redis | Cluster, logger: Logger, enabled: boolean) {
+    this.#client = client;
+    this.#logger = logger;
+    this.#enabled = enabled;
+  }
+
+  /** Checks run as a Redis function (FCALL) while true; as scripts (EVALSHA) once false. */
+  get enabled(): boolean {
+    return this.#enabled;
+  }
+
+  /**
+   * `FUNCTION LOAD REPLACE` of the check library on the server of `hashKey` (a Cluster master,
+   * found by the key's slot; every master when the slot map does not know it yet, or when
+   * `everywhere`). Only that server as a rule: a master that is down or paused must not hold up
+   * calls to the others. Concurrent callers of one server share one load; a failed load is left
+   * to the next call, which asks again. Settles with a load error when every server asked failed
+   * (`undefined` when one loaded it).
+   */
+  async load(hashKey: string, everywhere: boolean): Promise<string | undefined> {
+    const isCluster = (this.#client as Cluster).isCluster === true;
+    const targets =
+      everywhere && isCluster ? (this.#client as Cluster).nodes('master') : this.#serversOf(hashKey);
+    const errors = await Promise.all(
+      targets.map((server) => {
+        let loading = this.#loading.get(server);
+        if (loading === undefined) {
+          loading = server
+            .call('FUNCTION', 'LOAD', 'REPLACE', checkProgram.library)
+            .then(
+              () => undefined,
+              (error: unknown) => {
+                const message = String((error as Error)?.message);
+                if (refusesFunctions(message)) this.stop(message);
+                return message;
+              },
+            )
+            .finally(() => this.#loading.delete(server));
+          this.#loading.set(server, loading);
+        }
+        return loading;
+      }),
+    );
+    return errors.every((error) => error !== undefined) ? errors[0] : undefined;
+  }
+
+  /** The server refused functions: from now on checks run as scripts (logged once). */
+  stop(reason: string): void {
+    if (!this.#enabled) return;
+    this.#enabled = false;
+    this.#logger.info('RedisStore: Redis functions are not available; checks run as scripts (EVALSHA)', {
+      component: 'rate-limiter',
+      reason,
+    });
+  }
+
+  /** The server(s) `hashKey` lives on: the client itself, or the Cluster master of its slot. */
+  #serversOf(hashKey: string): (Redis | Cluster)[] {
+    const client = this.#client;
+    if ((client as Cluster).isCluster !== true) return [client];
+    const cluster = client as Cluster;
+    const masters = cluster.nodes('master');
+    const node = cluster.slots[clusterSlot(hashKey)]?.[0];
+    const master = masters.find((server) => `${server.options.host}:${server.options.port}` === node);
+    return master === undefined ? masters : [master];
+  }
+}
