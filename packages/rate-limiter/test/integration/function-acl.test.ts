@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LimitPolicy } from '../../src/policy.js';
 import { checkProgram } from '../../src/stores/lua-script.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/stores/redis-store.js';
+import { commandCalls } from './redis-stats.js';
 
 // Redis ACL users that may run only part of what the store uses: the store runs checks with
 // what the user is allowed, and counts each one once. A private server: ACL users and
@@ -36,13 +37,6 @@ describe.skipIf(skip !== undefined)('RedisStore under ACL users', () => {
     await client.connect();
     return client;
   }
-  async function commandCalls(): Promise<Record<string, number>> {
-    const info = await admin.info('commandstats');
-    const calls: Record<string, number> = {};
-    for (const match of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm))
-      calls[match[1]!] = Number(match[2]);
-    return calls;
-  }
   async function threeChecks(store: RedisStore, key: string): Promise<boolean[]> {
     const allowed: boolean[] = [];
     for (let index = 0; index < 4; index += 1)
@@ -62,7 +56,7 @@ describe.skipIf(skip !== undefined)('RedisStore under ACL users', () => {
     const store = new RedisStore({ client: await connectAs('no-load'), prefix: 'no-load:' });
     expect(await threeChecks(store, 'k')).toEqual([true, true, true, false]);
     expect(store.usesFunctions).toBe(true);
-    const calls = await commandCalls();
+    const calls = await commandCalls(admin);
     expect(calls.fcall).toBe(4);
     expect(calls.evalsha ?? 0).toBe(0);
   });

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type LimitPolicy, RedisStore, recommendedClusterOptions } from '../../src/index.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import { checkProgram } from '../../src/stores/lua-script.js';
+import { migrateSlotKeys } from './redis-stats.js';
 
 // Checks as a Redis function on a Cluster whose masters do not all hold the library: the store
 // loads it where a call lands, and keeps using functions.
@@ -72,10 +73,6 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     const slot = clusterSlot(`${prefix}{${key}}`);
     const source = await masterOf(slot);
     const target = admins.find((admin) => admin !== source)!;
-    const [sourceId, targetId] = [
-      (await source.cluster('MYID')) as string,
-      (await target.cluster('MYID')) as string,
-    ];
     // The source holds the library (a first check), the target never did.
     expect(await counted(store, 'warm-up-elsewhere')).toBe(0);
     expect((await store.consume(key, big, [1], undefined))[0]!.decisions[0]!.allowed).toBe(true);
@@ -84,25 +81,14 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     expect(await hasLibrary(target)).toBe(false);
 
     // Migrating, the key already moved: the source answers ASK, the target runs the call.
-    await target.cluster('SETSLOT', slot, 'IMPORTING', sourceId);
-    await source.cluster('SETSLOT', slot, 'MIGRATING', targetId);
-    const inSlot = (await source.cluster('GETKEYSINSLOT', slot, 100)) as string[];
-    await source.call(
-      'MIGRATE',
-      '127.0.0.1',
-      String(target.options.port),
-      '',
-      '0',
-      '5000',
-      'KEYS',
-      ...inSlot,
-    );
+    await migrateSlotKeys(source, target, slot);
 
     const [outcome] = await store.consume(key, big, [1], undefined);
     expect(outcome!.decisions[0]).toMatchObject({ allowed: true, remaining: 1_000_000 - 2 });
     expect(await hasLibrary(target)).toBe(true);
     expect(store.usesFunctions).toBe(true);
 
+    const targetId = (await target.cluster('MYID')) as string;
     for (const admin of admins) await admin.cluster('SETSLOT', slot, 'NODE', targetId);
     expect(await counted(store, key)).toBe(2);
     expect(store.usesFunctions).toBe(true);
@@ -138,19 +124,7 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     await store.consumeMany(requests, undefined);
     await target.call('FUNCTION', 'FLUSH');
     const targetId = (await target.cluster('MYID')) as string;
-    await target.cluster('SETSLOT', slot, 'IMPORTING', (await source.cluster('MYID')) as string);
-    await source.cluster('SETSLOT', slot, 'MIGRATING', targetId);
-    const inSlot = (await source.cluster('GETKEYSINSLOT', slot, 100)) as string[];
-    await source.call(
-      'MIGRATE',
-      '127.0.0.1',
-      String(target.options.port),
-      '',
-      '0',
-      '5000',
-      'KEYS',
-      ...inSlot,
-    );
+    await migrateSlotKeys(source, target, slot);
     for (const admin of admins) await admin.cluster('SETSLOT', slot, 'NODE', targetId);
     await store.consumeMany(requests, undefined);
     for (const key of movers) expect(await counted(store, key)).toBe(2);

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { LimitPolicy } from '../../src/policy.js';
 import { checkProgram } from '../../src/stores/lua-script.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/stores/redis-store.js';
+import { commandCalls } from './redis-stats.js';
 
 // A standalone server that loses the function library (a restart without persistence, FUNCTION
 // FLUSH or DELETE under load) or keeps it (a restart from its AOF): each check counts once,
@@ -16,12 +17,6 @@ const persistent = await startPrivateRedisOrSkip(['--appendonly', 'yes', '--appe
 const limits: LimitPolicy[] = [{ name: 'f', algorithm: 'fixed-window', limit: 1_000_000, windowMs: 2 ** 40 }];
 
 /** Calls per command (`function|load`, `fcall`, `evalsha`…) since the server's last RESETSTAT. */
-async function commandCalls(admin: Redis): Promise<Record<string, number>> {
-  const info = await admin.info('commandstats');
-  const calls: Record<string, number> = {};
-  for (const match of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) calls[match[1]!] = Number(match[2]);
-  return calls;
-}
 
 async function counted(store: RedisStore, key: string): Promise<number> {
   const decision = (await store.consume(key, limits, [0], undefined))[0]!.decisions[0]!;

@@ -2,16 +2,9 @@ import { startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import { scriptCalls } from './redis-stats.js';
 
 const { redis, skip } = await startPrivateRedisOrSkip();
-
-/** Script calls the server received (a private server: nobody else's commands are counted). */
-async function scriptCalls(admin: Redis): Promise<number> {
-  const info = await admin.info('commandstats');
-  let calls = 0;
-  for (const match of info.matchAll(/^cmdstat_(fcall|evalsha|eval):calls=(\d+)/gm)) calls += Number(match[2]);
-  return calls;
-}
 
 describe.skipIf(skip !== undefined)('hot keys on Redis', () => {
   let admin: Redis;

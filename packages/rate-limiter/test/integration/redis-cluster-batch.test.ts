@@ -10,6 +10,7 @@ import {
 } from '../../src/index.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import type { ConsumeOutcome, ConsumeRequest } from '../../src/stores/store.js';
+import { migrateSlotKeys, scriptCalls } from './redis-stats.js';
 
 // Batches on a real 3-master Cluster (`consumeMany`: per-slot script calls, one pipeline per
 // master) decide exactly as one check at a time would, also while slots move between masters.
@@ -76,16 +77,6 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     prefixes += 1;
     return `batch-${prefixes}:`;
   };
-  /** Script calls (EVALSHA and EVAL) every master has run since its stats were reset. */
-  async function scriptCalls(): Promise<number> {
-    let calls = 0;
-    for (const admin of admins) {
-      const info = await admin.info('commandstats');
-      for (const match of info.matchAll(/^cmdstat_(fcall|evalsha|eval):calls=(\d+)/gm))
-        calls += Number(match[2]);
-    }
-    return calls;
-  }
   /** Points counted on `key` so far under `limits` (a zero-cost check). */
   async function counted(store: RedisStore, key: string, limits: LimitPolicy[]): Promise<number> {
     const [outcome] = await store.consume(key, limits, [0], undefined);
@@ -157,7 +148,7 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
       undefined,
     );
     // One call per distinct slot: the 16 tagged keys take 2 calls, not 16.
-    expect(await scriptCalls()).toBe(slots.size);
+    expect(await scriptCalls(...admins)).toBe(slots.size);
     expect(slots.size).toBeLessThanOrEqual(spreadKeys.length + 2);
   });
 
@@ -210,7 +201,7 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     const slot = clusterSlot(`${prefix}{${movers[0]}}`);
     const source = await masterOf(slot);
     const target = admins.find((admin) => admin !== source)!;
-    const [sourceId, targetId] = [await nodeIdOf(source), await nodeIdOf(target)];
+    const targetId = await nodeIdOf(target);
     const batch = () =>
       store.consumeMany(
         keys.map((key) => ({ key, limits: big, costs: [1] })),
@@ -221,20 +212,8 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     await batch();
     // Migrating: the slot's keys are already on the target, the slot not yet handed over, so
     // the source answers ASK for them.
-    await target.cluster('SETSLOT', slot, 'IMPORTING', sourceId);
-    await source.cluster('SETSLOT', slot, 'MIGRATING', targetId);
-    const inSlot = (await source.cluster('GETKEYSINSLOT', slot, 100)) as string[];
+    const inSlot = await migrateSlotKeys(source, target, slot);
     expect(inSlot.length).toBe(movers.length);
-    await source.call(
-      'MIGRATE',
-      '127.0.0.1',
-      String(target.options.port),
-      '',
-      '0',
-      '5000',
-      'KEYS',
-      ...inSlot,
-    );
     await batch();
     // Moved: every master now says the target serves the slot; the client still maps it to the
     // source, which answers MOVED.
