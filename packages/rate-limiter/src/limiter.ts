@@ -33,7 +33,7 @@ import { type LimitPolicy, nameLimits } from './policy.js';
 import { RemoteStoreCaller } from './remote-store-caller.js';
 import type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
 import { MemoryStore } from './stores/memory-store.js';
-import type { ConsumeOutcome, RateLimitStore, StoreAdjustment } from './stores/store.js';
+import { admitted, type ConsumeOutcome, type RateLimitStore, type StoreAdjustment } from './stores/store.js';
 
 /** What is being limited. */
 export interface CheckInput {
@@ -419,11 +419,8 @@ export class RateLimiter implements AsyncDisposable {
   }
 
   #finish(key: string, storeKey: string, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
-    if (source === 'store' && this.#localBlocks !== undefined) {
-      let refused = outcome.blockedMs > 0;
-      for (const decision of outcome.decisions) if (!decision.allowed) refused = true;
-      if (refused) this.#localBlocks.remember(storeKey, outcome, this.#clock.now());
-    }
+    if (source === 'store' && this.#localBlocks !== undefined && !admitted(outcome))
+      this.#localBlocks.remember(storeKey, outcome, this.#clock.now());
     return this.#result(key, outcome, source);
   }
 

@@ -13,7 +13,7 @@ import type { FailMode } from './limiter-options.js';
 import { capacityOf, type LimitPolicy } from './policy.js';
 import type { DecisionSource } from './result.js';
 import type { MemoryStore } from './stores/memory-store.js';
-import type { ConsumeOptions, ConsumeOutcome, RateLimitStore } from './stores/store.js';
+import { admitted, type ConsumeOptions, type ConsumeOutcome, type RateLimitStore } from './stores/store.js';
 
 /** The limits a call checks, and their per-instance share for the local fallback. */
 export interface CallRule {
@@ -452,13 +452,6 @@ function countingWindowMs(policy: LimitPolicy, decision: Decision): number {
     default:
       return Number.POSITIVE_INFINITY;
   }
-}
-
-/** True when `outcome` admitted the request (so a store counted it). */
-function admitted(outcome: ConsumeOutcome): boolean {
-  if (outcome.blockedMs > 0) return false;
-  for (const decision of outcome.decisions) if (!decision.allowed) return false;
-  return true;
 }
 
 /** The `kind` label of a failed store call: its deadline passed, the breaker was open, or else. */

@@ -10,6 +10,13 @@ export interface ConsumeOutcome {
   blockedMs: number;
 }
 
+/** True when `outcome` admitted the request: no block and every limit allowed it (so it counted). */
+export function admitted(outcome: ConsumeOutcome): boolean {
+  if (outcome.blockedMs > 0) return false;
+  for (const decision of outcome.decisions) if (!decision.allowed) return false;
+  return true;
+}
+
 /** One key's batch for {@link RateLimitStore.consumeMany}. */
 export interface ConsumeRequest {
   key: string;
