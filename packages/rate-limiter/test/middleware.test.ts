@@ -515,3 +515,34 @@ describe('Express trust proxy misconfiguration', () => {
     expect(await warningsFrom('loopback', [{ 'x-forwarded-for': '192.0.2.1' }])).toEqual([]);
   });
 });
+
+/** Serves `app` on a spare port; returns its base URL and a closer. */
+async function serveExpress(app: express.Express): Promise<{ base: string; close: () => void }> {
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+}
+
+describe('Express middleware mounted twice on one path', () => {
+  it('counts each request once (app.use and a router both use it)', async () => {
+    const app = express();
+    const limiter = createRateLimiter({
+      limits: [{ limit: 10, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+    const limit = expressRateLimit({ limiter });
+    const router = express.Router();
+    router.use(limit);
+    router.get('/x', (_req, res) => {
+      res.send('ok');
+    });
+    app.use('/api', limit, router);
+    const { base, close } = await serveExpress(app);
+    try {
+      expect((await get(base, '/api/x')).headers.get('ratelimit')).toBe('"default";r=9;t=40');
+      expect((await get(base, '/api/x')).headers.get('ratelimit')).toBe('"default";r=8;t=40');
+    } finally {
+      close();
+    }
+  });
+});
