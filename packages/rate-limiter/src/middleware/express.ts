@@ -116,12 +116,19 @@ function trustProxyWarner(): (req: ExpressRequestLike) => boolean {
  * Express middleware: checks each request with `limiter`, sets the rate-limit headers, and
  * answers 429 with a problem+json body when refused. `req.ip` honours Express's
  * `trust proxy` setting, so configure that, not this (a process warning says when it looks wrong).
+ * A request that reaches the same middleware twice (mounted on the app and on a router) is
+ * checked once.
  */
 export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddleware {
   const parsed = parseOptions('expressRateLimit', expressOptionsSchema, options);
   const handler = parsed.handler ?? sendProblem;
   let checkTrustProxy: ((req: ExpressRequestLike) => boolean) | undefined = trustProxyWarner();
+  // Requests this middleware already checked: mounted twice on one path (`app.use` and a
+  // router's `use`), it would count each request twice (express-rate-limit's ERR_ERL_DOUBLE_COUNT).
+  const checked = new WeakSet<IncomingMessage>();
   return (incoming, res, next) => {
+    if (checked.has(incoming)) return next();
+    checked.add(incoming);
     const req = incoming as ExpressRequestLike;
     if (checkTrustProxy !== undefined && !checkTrustProxy(req)) checkTrustProxy = undefined;
     const facts = new ExpressFacts(req);
