@@ -10,6 +10,11 @@ import {
   quotaExceededType,
   type RequestFacts,
 } from '../src/index.js';
+import {
+  checkInputOf,
+  middlewareOptionsSchema,
+  type ParsedMiddlewareOptions,
+} from '../src/middleware/options.js';
 
 const start = 1_700_000_000_000;
 
@@ -544,5 +549,29 @@ describe('Express middleware mounted twice on one path', () => {
     } finally {
       close();
     }
+  });
+});
+
+describe('request keys that come out empty', () => {
+  const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }] });
+  const facts = (ip: string, headers: Record<string, string> = {}, user?: unknown): RequestFacts => ({
+    ip,
+    method: 'GET',
+    route: '/',
+    headers,
+    user,
+  });
+  const keyOf = (options: Partial<ParsedMiddlewareOptions>, requestFacts: RequestFacts) =>
+    checkInputOf(requestFacts, middlewareOptionsSchema.parse({ limiter, ...options })).key;
+
+  it("fall back to the client's IP, as a missing one does (not one '' key that every such client shares)", () => {
+    const fromHeader = (f: RequestFacts) => f.headers['x-tenant'] as string | undefined;
+    expect(keyOf({ keyBy: fromHeader }, facts('192.0.2.1', { 'x-tenant': '' }))).toBe('ip:192.0.2.1');
+    expect(keyOf({ keyBy: fromHeader }, facts('192.0.2.2', { 'x-tenant': '' }))).toBe('ip:192.0.2.2');
+    expect(keyOf({ keyBy: 'user' }, facts('192.0.2.3', {}, { id: '' }))).toBe('ip:192.0.2.3');
+    expect(keyOf({ keyBy: 'api-key' }, facts('192.0.2.4', { 'x-api-key': '' }))).toBe('ip:192.0.2.4');
+    // What is there still counts.
+    expect(keyOf({ keyBy: fromHeader }, facts('192.0.2.1', { 'x-tenant': 'acme' }))).toBe('acme');
+    expect(keyOf({ keyBy: 'user' }, facts('192.0.2.3', {}, { id: 0 }))).toBe('user:0');
   });
 });
