@@ -27,7 +27,8 @@ export const middlewareOptionsSchema = z
     limiter: z.instanceof(RateLimiter, { message: 'must be a RateLimiter (createRateLimiter())' }),
     /**
      * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (the `apiKeyHeader`), or a function of
-     * the request facts. When a user or API key is missing the IP is used.
+     * the request facts. When a user or API key is missing or empty (or the function returns
+     * `undefined` or `''`) the IP is used.
      */
     keyBy: z
       .union([
@@ -89,13 +90,15 @@ function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions): stri
   if (typeof options.keyBy === 'function') key = options.keyBy(facts);
   else if (options.keyBy === 'user') {
     const id = (facts.user as { id?: unknown } | undefined)?.id;
-    key = id === undefined || id === null ? undefined : `user:${String(id)}`;
+    key = id === undefined || id === null || id === '' ? undefined : `user:${String(id)}`;
   } else if (options.keyBy === 'api-key') {
     const header = facts.headers[options.apiKeyHeader.toLowerCase()];
     const value = Array.isArray(header) ? header[0] : header;
     key = value ? `key:${value}` : undefined;
   }
-  key ??= `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet)}`;
+  // An empty key is a missing one: kept, it would be one quota for every client without one.
+  if (key === undefined || key === '')
+    key = `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet)}`;
   return options.perEndpoint ? `${key}:${facts.method} ${facts.route}` : key;
 }
 
