@@ -575,3 +575,35 @@ describe('request keys that come out empty', () => {
     expect(keyOf({ keyBy: 'user' }, facts('192.0.2.3', {}, { id: 0 }))).toBe('user:0');
   });
 });
+
+describe('Fastify refusal handler that sends nothing', () => {
+  it('still keeps the refused request from the route: the default problem is sent', async () => {
+    const app = Fastify();
+    let routeRuns = 0;
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+    await app.register(fastifyRateLimit, {
+      limiter,
+      // Sets the status but forgets to send (or sends later, unawaited).
+      handler: (_request, reply) => {
+        reply.code(429);
+      },
+    });
+    app.get('/r', async () => {
+      routeRuns += 1;
+      return 'route';
+    });
+    try {
+      expect((await app.inject('/r')).statusCode).toBe(200);
+      const refused = await app.inject('/r');
+      expect(refused.statusCode).toBe(429);
+      expect(refused.headers['content-type']).toContain('application/problem+json');
+      expect(refused.json()).toMatchObject({ type: quotaExceededType, status: 429 });
+      expect(routeRuns).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+});
