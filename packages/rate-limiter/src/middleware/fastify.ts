@@ -29,6 +29,11 @@ const pluginOptionsSchema = middlewareOptionsSchema.extend({
    * that authenticate (and after body parsing), so `keyBy: 'user'` and `role` see `request.user`.
    */
   hook: z.enum(['onRequest', 'preHandler']).default('onRequest'),
+  /**
+   * Replaces the default problem+json refusal; headers are already set when it runs. It must
+   * send the reply (or return a promise that does): if nothing was sent once it has returned,
+   * the default refusal is sent.
+   */
   handler: z
     .custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'must be a function')
     .optional(),
@@ -123,7 +128,11 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     if (refund !== undefined) pendingRefunds.set(request, refund);
     reply.headers(rateLimitHeaders(result, active.headers));
     if (!result.allowed) {
-      if (handler !== undefined) return handler(request, reply, result);
+      if (handler !== undefined) {
+        const handled = await handler(request, reply, result);
+        // A handler that sent nothing would let the refused request through to the route.
+        if (reply.sent) return handled;
+      }
       const problem = quotaProblem(result);
       return reply.code(problem.status).type('application/problem+json').send(problem);
     }
