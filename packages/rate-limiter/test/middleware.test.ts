@@ -607,3 +607,30 @@ describe('Fastify refusal handler that sends nothing', () => {
     }
   });
 });
+
+describe('Fastify requestWasSuccessful that throws', () => {
+  it('counts the request as failed, as the Express middleware does (skipFailedRequests gives it back)', async () => {
+    const app = Fastify();
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+    await app.register(fastifyRateLimit, {
+      limiter,
+      skipFailedRequests: true,
+      requestWasSuccessful: () => {
+        throw new Error('cannot tell');
+      },
+    });
+    app.get('/f', async (_request, reply) => reply.code(500).send('failed'));
+    try {
+      for (let index = 0; index < 3; index += 1) {
+        expect((await app.inject('/f')).statusCode).toBe(500);
+        // The refund runs in onResponse, after the reply: let it finish.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      await app.close();
+    }
+  });
+});
