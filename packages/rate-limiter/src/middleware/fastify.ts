@@ -143,7 +143,12 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     const refund = pendingRefunds.get(request);
     if (refund === undefined) return;
     pendingRefunds.delete(request);
-    refund(await Promise.resolve(wasSuccessful(request, reply)).catch(() => false));
+    // A function that throws (even synchronously) or rejects cannot tell: a failure, as in Express.
+    refund(
+      await Promise.resolve()
+        .then(() => wasSuccessful(request, reply))
+        .catch(() => false),
+    );
   });
   // The client went away before the response: a failure.
   fastify.addHook('onRequestAbort', async (request) => {
