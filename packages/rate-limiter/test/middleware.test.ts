@@ -634,3 +634,27 @@ describe('Fastify requestWasSuccessful that throws', () => {
     }
   });
 });
+
+describe('Fastify plugin registered twice', () => {
+  it('applies both limiters: a global one and a stricter one for one route (as @fastify/rate-limit allows)', async () => {
+    const app = Fastify();
+    const clock = new ManualClock(start);
+    const everywhere = createRateLimiter({ limits: [{ name: 'global', limit: 3, windowMs: 60_000 }], clock });
+    const strict = createRateLimiter({ limits: [{ name: 'auth', limit: 1, windowMs: 60_000 }], clock });
+    await app.register(fastifyRateLimit, { limiter: everywhere });
+    await app.register(fastifyRateLimit, { limiter: strict, skip: (facts) => facts.route !== '/auth' });
+    app.get('/auth', async () => 'auth');
+    app.get('/other', async () => 'other');
+    try {
+      expect((await app.inject('/auth')).statusCode).toBe(200);
+      expect((await app.inject('/auth')).statusCode).toBe(429);
+      // The global limiter's hook runs first: it counted both /auth requests.
+      const other = await app.inject('/other');
+      expect(other.statusCode).toBe(200);
+      expect(other.headers.ratelimit).toBe('"global";r=0;t=40');
+      expect((await app.inject('/other')).statusCode).toBe(429);
+    } finally {
+      await app.close();
+    }
+  });
+});
