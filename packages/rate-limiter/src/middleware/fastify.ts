@@ -49,9 +49,6 @@ export type FastifyRequestWasSuccessful = (
   reply: FastifyReply,
 ) => boolean | Promise<boolean>;
 
-/** The refund owed by each counted request whose response decides it (see `refunderFor`). */
-const pendingRefunds = new WeakMap<FastifyRequest, (successful: boolean) => void>();
-
 /** Options of {@link fastifyRateLimit}. */
 export type FastifyRateLimitOptions = z.input<typeof pluginOptionsSchema>;
 
@@ -88,6 +85,9 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     pluginOptionsSchema,
     options,
   );
+  // Per registration: a second one (another limiter) owes the same request its own refund.
+  /** The refund owed by each counted request whose response decides it (see `refunderFor`). */
+  const pendingRefunds = new WeakMap<FastifyRequest, (successful: boolean) => void>();
   const wasSuccessful: FastifyRequestWasSuccessful =
     requestWasSuccessful ?? ((_, reply) => defaultRequestWasSuccessful(reply.statusCode));
   // Keyed by the route's own config object: the options it resolves to, parsed once.
@@ -103,7 +103,8 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     }
     return resolved;
   };
-  fastify.decorateRequest('rateLimit', undefined);
+  // A second registration (a global limiter and a stricter one) shares the decorator.
+  if (!fastify.hasRequestDecorator('rateLimit')) fastify.decorateRequest('rateLimit', undefined);
   // Routes added after the plugin are checked at registration, so a bad option fails at start-up.
   fastify.addHook('onRoute', (route) => {
     const config = (route.config as { rateLimit?: RouteRateLimitOptions | false } | undefined)?.rateLimit;
