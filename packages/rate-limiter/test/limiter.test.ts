@@ -174,6 +174,34 @@ describe('RateLimiter on the memory store', () => {
     ]);
   });
 
+  it('rejects a limit named as another one is by default (two "default" policies in the headers)', () => {
+    const attempt = (limits: unknown[]) => () =>
+      createRateLimiter({ limits, roles: { pro: limits } } as never);
+    const unnamedThenDefault = [
+      { limit: 10, windowMs: 1_000 },
+      { name: 'default', limit: 1_000, windowMs: 86_400_000 },
+    ];
+    expect(attempt(unnamedThenDefault)).toThrow(ConfigError);
+    try {
+      attempt(unnamedThenDefault)();
+    } catch (error) {
+      expect((error as ConfigError).fields.sort()).toEqual(['limits.1.name', 'roles.pro.1.name']);
+    }
+    expect(
+      attempt([
+        { name: 'limit-1', limit: 10, windowMs: 1_000 },
+        { limit: 1_000, windowMs: 86_400_000 },
+      ]),
+    ).toThrow(ConfigError);
+    // Names that cannot collide are fine.
+    expect(
+      attempt([
+        { limit: 10, windowMs: 1_000 },
+        { limit: 1_000, windowMs: 86_400_000 },
+      ]),
+    ).not.toThrow();
+  });
+
   it('counts outcomes in prom-client metrics', async () => {
     const registry = new Registry();
     const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }], registry });
