@@ -68,12 +68,14 @@ export interface LimitPolicy {
   queueMaxDelayMs?: number | undefined;
 }
 
-/** Fills in default names (`default`, then `limit-1`, `limit-2`…) of a parsed list of limits. */
+/** The name of the limit at `index` of its list when it has none: `default`, then `limit-1`, `limit-2`… */
+export function defaultLimitName(index: number): string {
+  return index === 0 ? 'default' : `limit-${index}`;
+}
+
+/** Fills in default names (see {@link defaultLimitName}) of a parsed list of limits. */
 export function nameLimits(limits: readonly z.infer<typeof limitSchema>[]): LimitPolicy[] {
-  return limits.map((limit, index) => ({
-    ...limit,
-    name: limit.name ?? (index === 0 ? 'default' : `limit-${index}`),
-  }));
+  return limits.map((limit, index) => ({ ...limit, name: limit.name ?? defaultLimitName(index) }));
 }
 
 /** The capacity of a limit: `burst` for buckets, otherwise `limit`. */
