@@ -658,3 +658,42 @@ describe('Fastify plugin registered twice', () => {
     }
   });
 });
+
+describe('Fastify trustProxy misconfiguration', () => {
+  async function warningsFrom(trustProxy: boolean | string, headers: Record<string, string>[]) {
+    const app = Fastify({ trustProxy });
+    const limiter = createRateLimiter({ limits: [{ limit: 100, windowMs: 60_000 }] });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      await app.register(fastifyRateLimit, { limiter });
+      app.get('/', async () => 'ok');
+      for (const sent of headers) await app.inject({ url: '/', headers: sent });
+      // process warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+      await app.close();
+      await limiter.close();
+    }
+    return warnings.map((warning) => (warning as Error & { code?: string }).code);
+  }
+
+  it('warns once when X-Forwarded-For arrives but Fastify trusts no proxy (every client would share the proxy IP)', async () => {
+    const codes = await warningsFrom(false, [
+      {},
+      { 'x-forwarded-for': '192.0.2.1' },
+      { 'x-forwarded-for': '192.0.2.2' },
+    ]);
+    expect(codes).toEqual(['NOA_RATE_LIMIT_UNTRUSTED_FORWARDED_FOR']);
+  });
+
+  it('warns once when trustProxy is true (any client can pick its IP, and its quota)', async () => {
+    expect(await warningsFrom(true, [{}, {}])).toEqual(['NOA_RATE_LIMIT_PERMISSIVE_TRUST_PROXY']);
+  });
+
+  it('stays quiet when trustProxy names the proxies', async () => {
+    expect(await warningsFrom('127.0.0.1', [{ 'x-forwarded-for': '192.0.2.1' }])).toEqual([]);
+  });
+});
