@@ -140,7 +140,7 @@ describe('Express middleware over HTTP', () => {
 
 describe('Fastify plugin over HTTP', () => {
   let base = '';
-  const app = Fastify({ trustProxy: true });
+  const app = Fastify({ trustProxy: '127.0.0.1' });
   beforeAll(async () => {
     const clock = new ManualClock(start);
     const limiter = createRateLimiter({
@@ -291,7 +291,7 @@ describe('Express key extractors, cost and per-endpoint keys over HTTP', () => {
 
 describe('Fastify plugin options over HTTP', () => {
   let base = '';
-  const app = Fastify({ trustProxy: true });
+  const app = Fastify({ trustProxy: '127.0.0.1' });
   beforeAll(async () => {
     const clock = new ManualClock(start);
     const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock });
@@ -380,7 +380,7 @@ describe('middleware options are validated', () => {
 describe('Fastify plugin in a later hook', () => {
   /** An app whose auth runs in an onRequest hook added after the plugin (the usual order). */
   async function appWith(hook: 'onRequest' | 'preHandler' | undefined) {
-    const app = Fastify({ trustProxy: true });
+    const app = Fastify({ trustProxy: '127.0.0.1' });
     const limiter = createRateLimiter({
       limits: [{ limit: 1, windowMs: 60_000 }],
       clock: new ManualClock(start),

@@ -130,3 +130,22 @@ export function refunderFor(
     options.limiter.refund({ key: input.key, role: input.role }, points).catch(() => {});
   };
 }
+
+/**
+ * Emits the process warning about a trust-proxy setting that breaks IP keys, the commonest
+ * misconfiguration of IP rate limits: `permissive` (trust every hop: any client sets
+ * X-Forwarded-For and so picks its key, and its quota) or `untrusted` (X-Forwarded-For arrives
+ * but no proxy is trusted: behind one, every client shares the proxy's IP and quota).
+ */
+export function warnTrustProxy(problem: 'permissive' | 'untrusted', setting: string, example: string): void {
+  if (problem === 'permissive')
+    process.emitWarning(
+      `${setting} is true: any client can set X-Forwarded-For and so choose its rate-limit key; name your proxies instead (e.g. ${example})`,
+      { code: 'NOA_RATE_LIMIT_PERMISSIVE_TRUST_PROXY' },
+    );
+  else
+    process.emitWarning(
+      `A request carries X-Forwarded-For but ${setting} is off: behind a proxy every client shares the proxy's IP and quota; set ${setting} to your proxies`,
+      { code: 'NOA_RATE_LIMIT_UNTRUSTED_FORWARDED_FOR' },
+    );
+}
