@@ -697,3 +697,36 @@ describe('Fastify trustProxy misconfiguration', () => {
     expect(await warningsFrom('127.0.0.1', [{ 'x-forwarded-for': '192.0.2.1' }])).toEqual([]);
   });
 });
+
+describe('perEndpoint and HEAD requests', () => {
+  it('count HEAD with GET: both run the GET handler, so HEAD must not be a second quota', async () => {
+    const clock = new ManualClock(start);
+    const app = express();
+    const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock });
+    app.get('/items/:id', expressRateLimit({ limiter, perEndpoint: true }), (_req, res) => {
+      res.send('item');
+    });
+    const fastify = Fastify();
+    await fastify.register(fastifyRateLimit, {
+      limiter: createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock }),
+      perEndpoint: true,
+    });
+    fastify.get('/items/:id', async () => 'item');
+    await fastify.listen({ port: 0, host: '127.0.0.1' });
+    const { base, close } = await serveExpress(app);
+    const status = (url: string, method: string) =>
+      fetch(url, { method }).then((response) => response.status);
+    try {
+      for (const url of [
+        `${base}/items/1`,
+        `http://127.0.0.1:${(fastify.server.address() as AddressInfo).port}/items/1`,
+      ]) {
+        expect(await status(url, 'GET')).toBe(200);
+        expect(await status(url, 'HEAD')).toBe(429);
+      }
+    } finally {
+      close();
+      await fastify.close();
+    }
+  });
+});
