@@ -43,7 +43,7 @@ export const middlewareOptionsSchema = z
     ipv6Subnet: z.union([z.number().int().min(1).max(128), z.literal(false)]).default(defaultIpv6Subnet),
     /** Header holding API keys (for `keyBy: 'api-key'`). */
     apiKeyHeader: z.string().min(1).default('x-api-key'),
-    /** Count each endpoint (method + route) separately. */
+    /** Count each endpoint (method + route) separately; HEAD counts as GET (it runs the GET handler). */
     perEndpoint: z.boolean().default(false),
     /** The caller's role, selecting the limiter's `roles` rules. */
     role: fn<(facts: RequestFacts) => string | undefined>('must be a function').optional(),
@@ -99,7 +99,9 @@ function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions): stri
   // An empty key is a missing one: kept, it would be one quota for every client without one.
   if (key === undefined || key === '')
     key = `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet)}`;
-  return options.perEndpoint ? `${key}:${facts.method} ${facts.route}` : key;
+  if (!options.perEndpoint) return key;
+  // Express and Fastify answer HEAD with the GET handler: one endpoint, one quota.
+  return `${key}:${facts.method === 'HEAD' ? 'GET' : facts.method} ${facts.route}`;
 }
 
 /** express-rate-limit's default: a response below 400 is a success. */
