@@ -174,6 +174,20 @@ describe('RateLimiter on the memory store', () => {
     ]);
   });
 
+  it('rejects a queueMaxDelayMs longer than a timer can wait (it would fire at once)', () => {
+    const queue = (queueMaxDelayMs: number) => () =>
+      createRateLimiter({
+        limits: [{ algorithm: 'leaky-bucket', limit: 1, windowMs: 1_000, queueMaxDelayMs }],
+      });
+    expect(queue(2 ** 31)).toThrow(ConfigError);
+    try {
+      queue(2 ** 31)();
+    } catch (error) {
+      expect((error as ConfigError).fields).toEqual(['limits.0.queueMaxDelayMs']);
+    }
+    expect(queue(2 ** 31 - 1)).not.toThrow();
+  });
+
   it('rejects a limit named as another one is by default (two "default" policies in the headers)', () => {
     const attempt = (limits: unknown[]) => () =>
       createRateLimiter({ limits, roles: { pro: limits } } as never);
