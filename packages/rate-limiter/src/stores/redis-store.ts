@@ -69,12 +69,6 @@ export const recommendedRedisOptions = {
   connectTimeout: 2_000,
 } as const;
 
-/**
- * Errors by which a Cluster master says it did not run a command (the slot is moving or moved,
- * or the cluster is not serving it): sent again alone, such a call counts once.
- */
-const notRunPrefixes = ['MOVED', 'ASK', 'TRYAGAIN', 'CLUSTERDOWN'];
-
 /** One script call: the requests it decides, its keys, and its arguments (`args[0]`: expiry). */
 interface ScriptCall {
   readonly requests: readonly ConsumeRequest[];
@@ -82,6 +76,8 @@ interface ScriptCall {
   readonly args: (string | number)[];
   /** Cluster: the slot of the call's keys (they share one), once computed. */
   slot?: number;
+  /** Cluster batch: which of the batch's requests the call decides, in order. */
+  indices?: number[];
 }
 
 /**
@@ -216,26 +212,61 @@ export class RedisStore implements RateLimitStore {
   }
 
   /**
-   * Cluster: one script call per slot's chunk of requests, and one pipeline per master for the
-   * calls it serves. A pipelined call that a master did not run (NOSCRIPT, or MOVED/ASK while
-   * slots move) is sent again alone, where ioredis follows the redirection and refreshes its
-   * slot map; no other error is retried, since the script may have counted.
+   * Cluster: one script call per key, or per slot's chunk of requests when keys share a slot
+   * (hash tags), each sent as its own command while the masters' connections are corked, so
+   * that a batch still leaves in one write per master. Its own command, not a pipeline's, so
+   * ioredis follows MOVED/ASK (and retries TRYAGAIN/CLUSTERDOWN) for it alone, and each
+   * request is answered as soon as its own master replies.
    */
   readonly #consumeEachOnCluster = (
     requests: readonly ConsumeRequest[],
     block: AutoBlockPolicy | undefined,
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome[]>[] => {
-    const cluster = this.#client as Cluster;
     const giveUp = giveUpOf(options);
-    const bySlot = new Map<number, number[]>();
+    const calls = this.#clusterCalls(requests, block);
+    // Before the first connection, everything waits for it (bounded by the caller's deadline).
+    const waiting = this.#waitForFirstConnection();
+    if (waiting === undefined) return perRequest(requests.length, calls, this.#sendCorked(calls, giveUp));
+    const later = waiting.then(() => this.#sendCorked(calls, giveUp));
+    return perRequest(
+      requests.length,
+      calls,
+      calls.map((_, index) => later.then((sent) => sent[index]!)),
+    );
+  };
+
+  /**
+   * A batch's calls on a Cluster: one per request (each carrying its slot) when no two keys share
+   * a slot, the common case with random keys; else the keys of one slot share calls of up to
+   * {@link maxGroupsPerCall} keys, as on a standalone Redis.
+   */
+  #clusterCalls(requests: readonly ConsumeRequest[], block: AutoBlockPolicy | undefined): ScriptCall[] {
+    const slots: number[] = new Array(requests.length);
+    let shared = false;
     for (let index = 0; index < requests.length; index += 1) {
       const slot = clusterSlot(this.#hashKey(requests[index]!.key));
-      const members = bySlot.get(slot);
-      if (members === undefined) bySlot.set(slot, [index]);
+      slots[index] = slot;
+      // Quadratic, but batches are at most a tick's keys and most slots differ on the first look.
+      for (let before = 0; before < index && !shared; before += 1) if (slots[before] === slot) shared = true;
+    }
+    if (!shared) {
+      const calls: ScriptCall[] = new Array(requests.length);
+      for (let index = 0; index < requests.length; index += 1) {
+        const call = this.#scriptCall([requests[index]!], block);
+        call.slot = slots[index]!;
+        call.indices = [index];
+        calls[index] = call;
+      }
+      return calls;
+    }
+    const bySlot = new Map<number, number[]>();
+    for (let index = 0; index < requests.length; index += 1) {
+      const members = bySlot.get(slots[index]!);
+      if (members === undefined) bySlot.set(slots[index]!, [index]);
       else members.push(index);
     }
-    const calls: { call: ScriptCall; indices: number[]; slot: number }[] = [];
+    const calls: ScriptCall[] = [];
     for (const [slot, members] of bySlot)
       for (let start = 0; start < members.length; start += maxGroupsPerCall) {
         const indices = members.slice(start, start + maxGroupsPerCall);
@@ -244,48 +275,29 @@ export class RedisStore implements RateLimitStore {
           block,
         );
         call.slot = slot;
-        calls.push({ call, indices, slot });
+        call.indices = indices;
+        calls.push(call);
       }
-    // Before the first connection, everything waits for it (bounded by the caller's deadline).
-    const waiting = this.#waitForFirstConnection();
-    if (waiting !== undefined) {
-      const sentLater = waiting.then(() => this.#sendOnCluster(cluster, calls, giveUp));
-      return outcomesPerRequest(requests.length, calls, (call) => sentLater.then((sent) => sent.get(call)!));
-    }
-    const sent = this.#sendOnCluster(cluster, calls, giveUp);
-    return outcomesPerRequest(requests.length, calls, (call) => sent.get(call)!);
-  };
+    return calls;
+  }
 
-  /** Sends a batch's calls: one pipeline per master, and alone a call whose master is unknown. */
-  #sendOnCluster(
-    cluster: Cluster,
-    calls: readonly { call: ScriptCall; slot: number }[],
-    giveUp: GiveUp | undefined,
-  ): Map<ScriptCall, Promise<ConsumeOutcome[][]>> {
-    // Grouped by the slot map as ioredis knows it now, the check its pipelines make.
-    const byNode = new Map<string, ScriptCall[]>();
-    const sent = new Map<ScriptCall, Promise<ConsumeOutcome[][]>>();
-    for (const { call, slot } of calls) {
-      const nodes = cluster.slots[slot];
-      // A slot the map does not know yet goes alone: ioredis finds its master (MOVED).
-      if (nodes === undefined) {
-        sent.set(call, this.#send(call, giveUp, false));
-        continue;
-      }
-      const node = nodes.join(',');
-      const together = byNode.get(node);
-      if (together === undefined) byNode.set(node, [call]);
-      else together.push(call);
+  /**
+   * Sends `calls` one command each, with every master's connection corked meanwhile: the
+   * commands bound for one master leave in one write (one system call each side) instead of one
+   * per command, what a pipeline gives without its per-batch grouping and reply bookkeeping.
+   */
+  #sendCorked(calls: readonly ScriptCall[], giveUp: GiveUp | undefined): Promise<ConsumeOutcome[][]>[] {
+    if (calls.length === 1) return [this.#send(calls[0]!, giveUp, false)];
+    const masters = (this.#client as Cluster).nodes('master');
+    for (const master of masters) master.stream?.cork();
+    try {
+      const sent: Promise<ConsumeOutcome[][]>[] = new Array(calls.length);
+      for (let index = 0; index < calls.length; index += 1)
+        sent[index] = this.#send(calls[index]!, giveUp, false);
+      return sent;
+    } finally {
+      for (const master of masters) master.stream?.uncork();
     }
-    for (const together of byNode.values()) {
-      if (together.length === 1) sent.set(together[0]!, this.#send(together[0]!, giveUp, false));
-      else {
-        const pipelined = this.#sendTogether(cluster, together, giveUp);
-        for (let index = 0; index < together.length; index += 1)
-          sent.set(together[index]!, pipelined[index]!);
-      }
-    }
-    return sent;
   }
 
   /**
@@ -294,48 +306,6 @@ export class RedisStore implements RateLimitStore {
    */
   get usesFunctions(): boolean {
     return this.#library.enabled;
-  }
-
-  /** Calls bound for one master in one pipeline; one promise per call. */
-  #sendTogether(
-    cluster: Cluster,
-    calls: readonly ScriptCall[],
-    giveUp: GiveUp | undefined,
-  ): Promise<ConsumeOutcome[][]>[] {
-    const pipeline = cluster.pipeline();
-    const asFunction = this.#library.enabled;
-    for (const call of calls) {
-      this.#stampExpiry(call, giveUp);
-      if (asFunction) pipeline.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args);
-      else pipeline.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args);
-    }
-    const sentAt = performance.now();
-    // A rejected exec sent nothing (ioredis refused the grouping, e.g. the slot map changed):
-    // each call then goes alone.
-    const replies = pipeline.exec().catch(() => null);
-    return calls.map((call, index) =>
-      replies.then((all) => {
-        if (all === null) return this.#send(call, giveUp, false);
-        const [error, reply] = all[index] ?? [
-          new RateLimitStoreError('missing reply in a pipeline'),
-          undefined,
-        ];
-        if (error === null) return this.#read(call, reply, sentAt, performance.now(), giveUp);
-        const message = String(error.message);
-        // The master lacks the script or the function (new, flushed or restarted): load it, run alone.
-        if (message.startsWith('NOSCRIPT') || message.startsWith(functionNotFound))
-          return this.#send(call, giveUp, true);
-        if (refusesFunctions(message)) this.#library.stop(message);
-        // A function refused out of memory did not run: alone, it is sent again as a script.
-        if (
-          refusesFunctions(message) ||
-          (asFunction && outOfMemory(message)) ||
-          notRunPrefixes.some((prefix) => message.startsWith(prefix))
-        )
-          return this.#send(call, giveUp, false);
-        throw error;
-      }),
-    );
   }
 
   /** `prefix{key}`: the key's state hash; every key of its state shares the tag, hence the slot. */
@@ -431,18 +401,65 @@ export class RedisStore implements RateLimitStore {
   /**
    * Sends one call on its own: FCALL (after loading the library when `load`, or when the server
    * says it lacks it), or with scripts EVALSHA, then EVAL on NOSCRIPT (EVAL at once when `load`).
+   * The common case, a function or script the server holds, is one command and one `then`; the
+   * recoveries take the slower paths below.
    */
-  async #send(call: ScriptCall, giveUp: GiveUp | undefined, load: boolean): Promise<ConsumeOutcome[][]> {
+  #send(call: ScriptCall, giveUp: GiveUp | undefined, load: boolean): Promise<ConsumeOutcome[][]> {
+    if (load) return this.#sendLoading(call, giveUp);
+    this.#stampExpiry(call, giveUp);
+    const sentAt = performance.now();
+    const read = (reply: unknown) => this.#read(call, reply, sentAt, performance.now(), giveUp);
+    if (this.#library.enabled)
+      return this.#client
+        .fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args)
+        .then(read, (error: unknown) => this.#afterFunctionError(call, giveUp, error));
+    return this.#client
+      .evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args)
+      .then(read, (error: unknown) => {
+        if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+        return this.#sendScript(call, giveUp, true);
+      });
+  }
+
+  /**
+   * A FCALL that failed without running: the server lacks the library (load it, then call
+   * again), refuses functions (switch to scripts) or refused it out of memory (a script runs
+   * until its first write, so a refusal is still answered). Any other error may have counted.
+   */
+  #afterFunctionError(
+    call: ScriptCall,
+    giveUp: GiveUp | undefined,
+    error: unknown,
+  ): Promise<ConsumeOutcome[][]> {
+    const message = String((error as Error)?.message);
+    if (message.startsWith(functionNotFound)) return this.#sendLoading(call, giveUp);
+    if (outOfMemory(message)) return this.#sendScript(call, giveUp, false);
+    if (!refusesFunctions(message)) return Promise.reject(error);
+    this.#library.stop(message);
+    return this.#sendScript(call, giveUp, false);
+  }
+
+  /** {@link #send} that loads the code first: the library, then FCALL; or EVAL. */
+  async #sendLoading(call: ScriptCall, giveUp: GiveUp | undefined): Promise<ConsumeOutcome[][]> {
     this.#stampExpiry(call, giveUp);
     if (this.#library.enabled) {
-      const called = await this.#callFunction(call, load);
+      const called = await this.#callFunction(call);
       if (called !== undefined)
         return this.#read(call, called.reply, called.sentAt, performance.now(), giveUp);
     }
+    return this.#sendScript(call, giveUp, !this.#library.enabled);
+  }
+
+  /** The call as a script: EVALSHA, then EVAL on NOSCRIPT (EVAL at once when `load`). */
+  async #sendScript(
+    call: ScriptCall,
+    giveUp: GiveUp | undefined,
+    load: boolean,
+  ): Promise<ConsumeOutcome[][]> {
+    this.#stampExpiry(call, giveUp);
     let sentAt = performance.now();
     let reply: unknown;
-    if (load && !this.#library.enabled)
-      reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
+    if (load) reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
     else
       try {
         reply = await this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args);
@@ -455,17 +472,16 @@ export class RedisStore implements RateLimitStore {
   }
 
   /**
-   * FCALL of the check function, loading its library first when `load` or when the server says
-   * it lacks it (neither error ran anything, so the retry counts once). `undefined` when the
-   * server refuses functions (the store has switched to scripts), or when the library went
-   * missing again after loads that succeeded: the caller then sends this call as a script.
+   * Loads the check library, then FCALLs the function (the call that preceded it found no such
+   * function; neither error ran anything, so the retry counts once). `undefined` when the server
+   * refuses functions (the store has switched to scripts), or when the library went missing
+   * again after loads that succeeded: the caller then sends this call as a script.
    */
   async #callFunction(
     call: ScriptCall,
-    load: boolean,
     everywhere = false,
   ): Promise<{ reply: unknown; sentAt: number } | undefined> {
-    const loadError = load ? await this.#library.load(call.keys[0]!, everywhere) : undefined;
+    const loadError = await this.#library.load(call.keys[0]!, everywhere);
     if (!this.#library.enabled) return undefined;
     const sentAt = performance.now();
     try {
@@ -479,7 +495,6 @@ export class RedisStore implements RateLimitStore {
     } catch (error) {
       const message = String((error as Error)?.message);
       if (message.startsWith(functionNotFound)) {
-        if (!load) return this.#callFunction(call, true);
         // Still missing after a load that failed: this server cannot keep it (a managed Redis
         // that refuses FUNCTION LOAD with an error of its own, say). Scripts work everywhere.
         if (loadError !== undefined) {
@@ -490,7 +505,7 @@ export class RedisStore implements RateLimitStore {
         // a slot being migrated answers ASK, which leaves the slot map as it was), or the library
         // was lost again in between (FUNCTION FLUSH or DELETE). Every master gets it, once; if
         // that is not enough, this call runs as a script and the next one tries functions again.
-        if (!everywhere) return this.#callFunction(call, true, true);
+        if (!everywhere) return this.#callFunction(call, true);
         return undefined;
       }
       // Out of memory, a function that may write is refused before it runs, while a script runs
@@ -640,19 +655,20 @@ function parseReply(values: number[], requests: readonly ConsumeRequest[]): Cons
 }
 
 /**
- * One promise per request of a batch split into `calls` (each covering `indices` of the
- * requests): its own call's outcome, as soon as that call answers.
+ * One promise per request of a batch split into `calls` (each deciding `call.indices` of the
+ * requests), whose replies are `sent` (one promise per call): its own call's outcome, as soon as
+ * that call answers.
  */
-function outcomesPerRequest(
+function perRequest(
   count: number,
-  calls: readonly { call: ScriptCall; indices: number[] }[],
-  replyOf: (call: ScriptCall) => Promise<ConsumeOutcome[][]>,
+  calls: readonly ScriptCall[],
+  sent: readonly Promise<ConsumeOutcome[][]>[],
 ): Promise<ConsumeOutcome[]>[] {
-  const perRequest: Promise<ConsumeOutcome[]>[] = new Array(count);
-  for (const { call, indices } of calls) {
-    const reply = replyOf(call);
-    for (let at = 0; at < indices.length; at += 1)
-      perRequest[indices[at]!] = reply.then((outcomes) => outcomes[at]!);
+  const outcomes: Promise<ConsumeOutcome[]>[] = new Array(count);
+  for (let index = 0; index < calls.length; index += 1) {
+    const indices = calls[index]!.indices!;
+    const reply = sent[index]!;
+    for (let at = 0; at < indices.length; at += 1) outcomes[indices[at]!] = reply.then((all) => all[at]!);
   }
-  return perRequest;
+  return outcomes;
 }
