@@ -75,9 +75,9 @@ interface ScriptCall {
   readonly keys: string[];
   readonly args: (string | number)[];
   /** Cluster: the slot of the call's keys (they share one), once computed. */
-  slot?: number;
-  /** Cluster batch: which of the batch's requests the call decides, in order. */
-  indices?: number[];
+  slot: number | undefined;
+  /** Cluster batch of calls with shared slots: which of the batch's requests the call decides. */
+  indices: number[] | undefined;
 }
 
 /**
@@ -242,31 +242,30 @@ export class RedisStore implements RateLimitStore {
    * {@link maxGroupsPerCall} keys, as on a standalone Redis.
    */
   #clusterCalls(requests: readonly ConsumeRequest[], block: AutoBlockPolicy | undefined): ScriptCall[] {
-    const slots: number[] = new Array(requests.length);
+    const calls: ScriptCall[] = new Array(requests.length);
     let shared = false;
-    for (let index = 0; index < requests.length; index += 1) {
-      const slot = clusterSlot(this.#hashKey(requests[index]!.key));
-      slots[index] = slot;
-      // Quadratic, but batches are at most a tick's keys and most slots differ on the first look.
-      for (let before = 0; before < index && !shared; before += 1) if (slots[before] === slot) shared = true;
+    for (let index = 0; index < requests.length && !shared; index += 1) {
+      const request = requests[index]!;
+      const hashKey = this.#hashKey(request.key);
+      const slot = clusterSlot(hashKey);
+      // Quadratic, but a batch is at most a tick's keys, and with distinct slots the scan is short.
+      for (let before = 0; before < index; before += 1)
+        if (calls[before]!.slot === slot) {
+          shared = true;
+          break;
+        }
+      calls[index] = this.#oneKeyCall(request, hashKey, block) ?? this.#scriptCall([request], block);
+      calls[index]!.slot = slot;
     }
-    if (!shared) {
-      const calls: ScriptCall[] = new Array(requests.length);
-      for (let index = 0; index < requests.length; index += 1) {
-        const call = this.#scriptCall([requests[index]!], block);
-        call.slot = slots[index]!;
-        call.indices = [index];
-        calls[index] = call;
-      }
-      return calls;
-    }
+    if (!shared) return calls;
     const bySlot = new Map<number, number[]>();
     for (let index = 0; index < requests.length; index += 1) {
-      const members = bySlot.get(slots[index]!);
-      if (members === undefined) bySlot.set(slots[index]!, [index]);
+      const slot = clusterSlot(this.#hashKey(requests[index]!.key));
+      const members = bySlot.get(slot);
+      if (members === undefined) bySlot.set(slot, [index]);
       else members.push(index);
     }
-    const calls: ScriptCall[] = [];
+    const grouped: ScriptCall[] = [];
     for (const [slot, members] of bySlot)
       for (let start = 0; start < members.length; start += maxGroupsPerCall) {
         const indices = members.slice(start, start + maxGroupsPerCall);
@@ -276,9 +275,9 @@ export class RedisStore implements RateLimitStore {
         );
         call.slot = slot;
         call.indices = indices;
-        calls.push(call);
+        grouped.push(call);
       }
-    return calls;
+    return grouped;
   }
 
   /**
@@ -313,34 +312,54 @@ export class RedisStore implements RateLimitStore {
     return `${this.#prefix}{${key}}`;
   }
 
+  /**
+   * The call of one key with one scalar limit, one cost and no auto-block: the script's one-key
+   * path (every call on a Cluster, where keys rarely share a slot). The same arguments as
+   * {@link #scriptCall}'s, built without its set map and argument lists. `undefined` for any
+   * other request.
+   */
+  #oneKeyCall(
+    request: ConsumeRequest,
+    hashKey: string,
+    block: AutoBlockPolicy | undefined,
+  ): ScriptCall | undefined {
+    const { limits, costs } = request;
+    const policy = limits[0];
+    if (
+      block !== undefined ||
+      limits.length !== 1 ||
+      costs.length !== 1 ||
+      policy!.algorithm === 'sliding-log'
+    )
+      return undefined;
+    return {
+      requests: [request],
+      keys: [hashKey],
+      args: [
+        0,
+        1,
+        0,
+        1,
+        1,
+        algorithmCodes[policy!.algorithm],
+        policy!.limit,
+        policy!.windowMs,
+        capacityOf(policy!),
+        policy!.queueMaxDelayMs ?? 0,
+        1,
+        1,
+        costs[0]!,
+      ],
+      slot: undefined,
+      indices: undefined,
+    };
+  }
+
   /** The keys and arguments of one script call (its expiry is stamped when it is sent). */
   #scriptCall(requests: readonly ConsumeRequest[], block: AutoBlockPolicy | undefined): ScriptCall {
-    // One key, one scalar limit, one cost, no auto-block: the script's one-key path (every
-    // call on a Cluster, where keys rarely share a slot). The same arguments as below, built
-    // without the set map and the argument lists.
-    if (requests.length === 1 && block === undefined) {
-      const { key, limits, costs } = requests[0]!;
-      const policy = limits[0];
-      if (limits.length === 1 && costs.length === 1 && policy!.algorithm !== 'sliding-log')
-        return {
-          requests,
-          keys: [this.#hashKey(key)],
-          args: [
-            0,
-            1,
-            0,
-            1,
-            1,
-            algorithmCodes[policy!.algorithm],
-            policy!.limit,
-            policy!.windowMs,
-            capacityOf(policy!),
-            policy!.queueMaxDelayMs ?? 0,
-            1,
-            1,
-            costs[0]!,
-          ],
-        };
+    if (requests.length === 1) {
+      const oneKey = this.#oneKeyCall(requests[0]!, this.#hashKey(requests[0]!.key), block);
+      if (oneKey !== undefined) return oneKey;
     }
     const keys: string[] = [];
     const args: (string | number)[] = [0, requests.length];
@@ -389,7 +408,7 @@ export class RedisStore implements RateLimitStore {
       for (const cost of costs) groupArgs.push(cost);
     }
     args.push(sets.size, ...setArgs, oneCostEach ? 1 : 0, ...groupArgs);
-    return { requests, keys, args };
+    return { requests, keys, args, slot: undefined, indices: undefined };
   }
 
   /** Sets the call's expiry from its caller's give-up time, in the Redis time of its server. */
@@ -408,17 +427,18 @@ export class RedisStore implements RateLimitStore {
     if (load) return this.#sendLoading(call, giveUp);
     this.#stampExpiry(call, giveUp);
     const sentAt = performance.now();
-    const read = (reply: unknown) => this.#read(call, reply, sentAt, performance.now(), giveUp);
     if (this.#library.enabled)
-      return this.#client
-        .fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args)
-        .then(read, (error: unknown) => this.#afterFunctionError(call, giveUp, error));
-    return this.#client
-      .evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args)
-      .then(read, (error: unknown) => {
+      return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args).then(
+        (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp),
+        (error: unknown) => this.#afterFunctionError(call, giveUp, error),
+      );
+    return this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args).then(
+      (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp),
+      (error: unknown) => {
         if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
         return this.#sendScript(call, giveUp, true);
-      });
+      },
+    );
   }
 
   /**
@@ -525,10 +545,12 @@ export class RedisStore implements RateLimitStore {
     receivedAt: number,
     giveUp: GiveUp | undefined,
   ): ConsumeOutcome[][] {
-    const { redisNow, expired, values } = readHeader(reply);
+    const values = checkedReply(reply);
+    const redisNow = values[0]!;
     // The server that answered, as known now (a MOVED reply has updated the slot map).
     const clock = this.#clockOfCall(call);
-    if (!expired) {
+    // The second value is 0 when the call reached Redis after its expiry and did nothing.
+    if (values[1] !== 0) {
       clock?.observe(sentAt, redisNow, receivedAt);
       return parseReply(values, call.requests);
     }
@@ -622,11 +644,11 @@ function giveUpOf(options: ConsumeOptions | undefined): GiveUp | undefined {
   return { atMs: performance.now() + deadlineMs, deadlineMs };
 }
 
-/** The script's reply header: Redis's clock, and whether the call expired instead of running. */
-function readHeader(reply: unknown): { redisNow: number; expired: boolean; values: number[] } {
+/** The script's reply (header: Redis's clock, then 0 if the call expired instead of running). */
+function checkedReply(reply: unknown): number[] {
   if (!Array.isArray(reply) || reply.length < 2 || typeof reply[0] !== 'number')
     throw new RateLimitStoreError('unexpected reply from the rate-limit script', { details: { reply } });
-  return { redisNow: reply[0], expired: reply[1] === 0, values: reply as number[] };
+  return reply as number[];
 }
 
 /** The outcomes after the header (two values: Redis's now and the "ran" flag). */
@@ -654,6 +676,9 @@ function parseReply(values: number[], requests: readonly ConsumeRequest[]): Cons
   });
 }
 
+/** The outcomes of a call's only request. */
+const firstOutcomes = (outcomes: ConsumeOutcome[][]): ConsumeOutcome[] => outcomes[0]!;
+
 /**
  * One promise per request of a batch split into `calls` (each deciding `call.indices` of the
  * requests), whose replies are `sent` (one promise per call): its own call's outcome, as soon as
@@ -666,8 +691,13 @@ function perRequest(
 ): Promise<ConsumeOutcome[]>[] {
   const outcomes: Promise<ConsumeOutcome[]>[] = new Array(count);
   for (let index = 0; index < calls.length; index += 1) {
-    const indices = calls[index]!.indices!;
     const reply = sent[index]!;
+    // Without indices, the batch's calls are its requests, one each, in order.
+    const indices = calls[index]!.indices;
+    if (indices === undefined) {
+      outcomes[index] = reply.then(firstOutcomes);
+      continue;
+    }
     for (let at = 0; at < indices.length; at += 1) outcomes[indices[at]!] = reply.then((all) => all[at]!);
   }
   return outcomes;
