@@ -13,7 +13,13 @@ import type { FailMode } from './limiter-options.js';
 import { capacityOf, type LimitPolicy } from './policy.js';
 import type { DecisionSource } from './result.js';
 import type { MemoryStore } from './stores/memory-store.js';
-import { admitted, type ConsumeOptions, type ConsumeOutcome, type RateLimitStore } from './stores/store.js';
+import {
+  admitted,
+  type ConsumeOptions,
+  type ConsumeOutcome,
+  type ConsumeRequest,
+  type RateLimitStore,
+} from './stores/store.js';
 
 /** The limits a call checks, and their per-instance share for the local fallback. */
 export interface CallRule {
@@ -24,11 +30,14 @@ export interface CallRule {
 /** Receives the outcome of one request and who decided it. */
 export type Settle = (outcome: ConsumeOutcome, source: DecisionSource) => void;
 
-interface Pending {
-  storeKey: string;
-  rule: CallRule;
-  costs: number[];
-  settle: Settle[];
+/** One key's requests of a tick; also the store's request for them (key, limits, costs). */
+interface Pending extends ConsumeRequest {
+  /** The store key. */
+  readonly key: string;
+  readonly limits: LimitPolicy[];
+  readonly rule: CallRule;
+  readonly costs: number[];
+  readonly settle: Settle[];
 }
 
 /** Options of {@link RemoteStoreCaller} (already validated by the limiter). */
@@ -95,7 +104,7 @@ export class RemoteStoreCaller {
   /** Queues one request of `cost` points on `storeKey`; `settle` receives its outcome. */
   submit(storeKey: string, rule: CallRule, cost: number, settle: Settle): void {
     if (!this.#batch) {
-      this.#call([{ storeKey, rule, costs: [cost], settle: [settle] }]);
+      this.#call([{ key: storeKey, limits: rule.limits, rule, costs: [cost], settle: [settle] }]);
       return;
     }
     const pending = this.#pending.get(storeKey);
@@ -105,7 +114,13 @@ export class RemoteStoreCaller {
       return;
     }
     if (pending !== undefined) this.#call([pending]);
-    this.#pending.set(storeKey, { storeKey, rule, costs: [cost], settle: [settle] });
+    this.#pending.set(storeKey, {
+      key: storeKey,
+      limits: rule.limits,
+      rule,
+      costs: [cost],
+      settle: [settle],
+    });
     // A full call's worth of keys goes at once, so the store works while this process is still
     // handling other replies (waiting for the tick's end would make both sides take turns).
     if (this.#pending.size >= earlyFlushKeys) {
@@ -143,19 +158,11 @@ export class RemoteStoreCaller {
     const options = { deadlineMs: this.#deadlineMs };
     const consumeAll = (): Promise<ConsumeOutcome[][]> =>
       store.consumeMany !== undefined
-        ? store.consumeMany(
-            batch.map((pending) => ({
-              key: pending.storeKey,
-              limits: pending.rule.limits,
-              costs: pending.costs,
-            })),
-            this.#block,
-            options,
-          )
+        ? store.consumeMany(batch, this.#block, options)
         : Promise.all(
             batch.map((pending) =>
               Promise.resolve(
-                store.consume(pending.storeKey, pending.rule.limits, pending.costs, this.#block, options),
+                store.consume(pending.key, pending.limits, pending.costs, this.#block, options),
               ),
             ),
           );
@@ -200,7 +207,7 @@ export class RemoteStoreCaller {
   #settleByFallback(pending: Pending): boolean[] {
     const refused: boolean[] = new Array(pending.settle.length);
     for (let index = 0; index < pending.settle.length; index += 1) {
-      const outcome = this.#fallback(pending.storeKey, pending.rule, pending.costs[index]!);
+      const outcome = this.#fallback(pending.key, pending.rule, pending.costs[index]!);
       refused[index] = !admitted(outcome);
       pending.settle[index]!(outcome, 'fallback');
     }
@@ -227,7 +234,7 @@ export class RemoteStoreCaller {
         continue;
       points += pending.costs[index]!;
       requests += 1;
-      const limits = pending.rule.limits;
+      const limits = pending.limits;
       for (let limit = 0; limit < limits.length; limit += 1) {
         const decision = outcome.decisions[limit];
         if (decision !== undefined)
@@ -235,7 +242,7 @@ export class RemoteStoreCaller {
       }
     }
     if (points === 0 || this.#store.adjust === undefined) return;
-    const fields = { store: this.#store.kind, key: pending.storeKey, requests, points };
+    const fields = { store: this.#store.kind, key: pending.key, requests, points };
     // Whole ms, rounded down: a refund that may arrive after the window's end is not sent.
     const deadlineMs = Math.floor(started + windowLeftMs - performance.now());
     if (deadlineMs < 1) {
@@ -254,8 +261,8 @@ export class RemoteStoreCaller {
     Promise.resolve()
       .then(() =>
         this.#store.adjust!(
-          pending.storeKey,
-          pending.rule.limits,
+          pending.key,
+          pending.limits,
           { operation: 'refund', points },
           this.#block,
           options,
@@ -302,15 +309,7 @@ export class RemoteStoreCaller {
         () =>
           new Promise<void>((resolve, reject) => {
             // #call comes here only for a store that has consumeEach.
-            const parts = this.#store.consumeEach!(
-              batch.map((pending) => ({
-                key: pending.storeKey,
-                limits: pending.rule.limits,
-                costs: pending.costs,
-              })),
-              this.#block,
-              { deadlineMs: this.#deadlineMs },
-            );
+            const parts = this.#store.consumeEach!(batch, this.#block, { deadlineMs: this.#deadlineMs });
             let settled = 0;
             const timer = setTimeout(() => {
               const timeout = new TimeoutError(operation, this.#deadlineMs);

@@ -225,21 +225,27 @@ export class RedisStore implements RateLimitStore {
   ): Promise<ConsumeOutcome[]>[] => {
     const giveUp = giveUpOf(options);
     const calls = this.#clusterCalls(requests, block);
+    // Without indices, the calls are the requests, one each, in order.
+    const sendAll =
+      calls[0]?.indices === undefined
+        ? () => this.#sendCorked(calls, (call) => this.#sendOnly(call, giveUp))
+        : () =>
+            perRequest(
+              requests.length,
+              calls,
+              this.#sendCorked(calls, (call) => this.#send(call, giveUp, false)),
+            );
     // Before the first connection, everything waits for it (bounded by the caller's deadline).
     const waiting = this.#waitForFirstConnection();
-    if (waiting === undefined) return perRequest(requests.length, calls, this.#sendCorked(calls, giveUp));
-    const later = waiting.then(() => this.#sendCorked(calls, giveUp));
-    return perRequest(
-      requests.length,
-      calls,
-      calls.map((_, index) => later.then((sent) => sent[index]!)),
-    );
+    if (waiting === undefined) return sendAll();
+    const later = waiting.then(sendAll);
+    return requests.map((_, index) => later.then((sent) => sent[index]!));
   };
 
   /**
-   * A batch's calls on a Cluster: one per request (each carrying its slot) when no two keys share
-   * a slot, the common case with random keys; else the keys of one slot share calls of up to
-   * {@link maxGroupsPerCall} keys, as on a standalone Redis.
+   * A batch's calls on a Cluster: one per request, in order and without `indices`, when no two
+   * keys share a slot (the common case with random keys); else the keys of one slot share calls
+   * of up to {@link maxGroupsPerCall} keys, as on a standalone Redis, each with its `indices`.
    */
   #clusterCalls(requests: readonly ConsumeRequest[], block: AutoBlockPolicy | undefined): ScriptCall[] {
     const calls: ScriptCall[] = new Array(requests.length);
@@ -285,14 +291,13 @@ export class RedisStore implements RateLimitStore {
    * commands bound for one master leave in one write (one system call each side) instead of one
    * per command, what a pipeline gives without its per-batch grouping and reply bookkeeping.
    */
-  #sendCorked(calls: readonly ScriptCall[], giveUp: GiveUp | undefined): Promise<ConsumeOutcome[][]>[] {
-    if (calls.length === 1) return [this.#send(calls[0]!, giveUp, false)];
+  #sendCorked<T>(calls: readonly ScriptCall[], send: (call: ScriptCall) => Promise<T>): Promise<T>[] {
+    if (calls.length === 1) return [send(calls[0]!)];
     const masters = (this.#client as Cluster).nodes('master');
     for (const master of masters) master.stream?.cork();
     try {
-      const sent: Promise<ConsumeOutcome[][]>[] = new Array(calls.length);
-      for (let index = 0; index < calls.length; index += 1)
-        sent[index] = this.#send(calls[index]!, giveUp, false);
+      const sent: Promise<T>[] = new Array(calls.length);
+      for (let index = 0; index < calls.length; index += 1) sent[index] = send(calls[index]!);
       return sent;
     } finally {
       for (const master of masters) master.stream?.uncork();
@@ -438,6 +443,20 @@ export class RedisStore implements RateLimitStore {
         if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
         return this.#sendScript(call, giveUp, true);
       },
+    );
+  }
+
+  /**
+   * {@link #send} of a call that decides one request (most calls on a Cluster), resolving to that
+   * request's outcomes without a further `then`.
+   */
+  #sendOnly(call: ScriptCall, giveUp: GiveUp | undefined): Promise<ConsumeOutcome[]> {
+    if (!this.#library.enabled) return this.#send(call, giveUp, false).then(onlyOutcomes);
+    this.#stampExpiry(call, giveUp);
+    const sentAt = performance.now();
+    return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args).then(
+      (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp)[0]!,
+      (error: unknown) => this.#afterFunctionError(call, giveUp, error).then(onlyOutcomes),
     );
   }
 
@@ -677,7 +696,7 @@ function parseReply(values: number[], requests: readonly ConsumeRequest[]): Cons
 }
 
 /** The outcomes of a call's only request. */
-const firstOutcomes = (outcomes: ConsumeOutcome[][]): ConsumeOutcome[] => outcomes[0]!;
+const onlyOutcomes = (outcomes: ConsumeOutcome[][]): ConsumeOutcome[] => outcomes[0]!;
 
 /**
  * One promise per request of a batch split into `calls` (each deciding `call.indices` of the
@@ -692,12 +711,7 @@ function perRequest(
   const outcomes: Promise<ConsumeOutcome[]>[] = new Array(count);
   for (let index = 0; index < calls.length; index += 1) {
     const reply = sent[index]!;
-    // Without indices, the batch's calls are its requests, one each, in order.
-    const indices = calls[index]!.indices;
-    if (indices === undefined) {
-      outcomes[index] = reply.then(firstOutcomes);
-      continue;
-    }
+    const indices = calls[index]!.indices!;
     for (let at = 0; at < indices.length; at += 1) outcomes[indices[at]!] = reply.then((all) => all[at]!);
   }
   return outcomes;
