@@ -56,6 +56,14 @@ export interface RemoteStoreCallerOptions {
 /** Pending distinct keys that trigger a store call without waiting for the end of the tick. */
 const earlyFlushKeys = 32;
 
+/**
+ * {@link earlyFlushKeys} for a store whose parts answer separately (a Cluster): its batch is
+ * split over the masters, which work in parallel, so a whole tick goes as one batch, one write
+ * per master (flushing at 32 keys made twice the writes, each master's share then ~10 keys, for
+ * no overlap gained). Still bounded, so a flood of keys is not held to the end of its tick.
+ */
+const earlyFlushKeysEach = 256;
+
 /** `failMode: 'closed'` tells refused clients to come back after this long. */
 const closedRetryAfterMs = 1_000;
 
@@ -76,6 +84,7 @@ export class RemoteStoreCaller {
   readonly #logger: Logger;
   readonly #fallbackStore: MemoryStore;
   readonly #pending = new Map<string, Pending>();
+  readonly #earlyFlushKeys: number;
   #flushScheduled = false;
 
   constructor(options: RemoteStoreCallerOptions) {
@@ -87,6 +96,7 @@ export class RemoteStoreCaller {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#fallbackStore = options.fallbackStore;
+    this.#earlyFlushKeys = this.#store.consumeEach === undefined ? earlyFlushKeys : earlyFlushKeysEach;
     this.#breaker = createCircuitBreaker(`rate-limit store (${this.#store.kind})`, options.breaker);
     this.#breaker.onStateChange((state) => {
       this.#metrics.fallback.set({}, state === 'closed' ? 0 : 1);
@@ -123,7 +133,7 @@ export class RemoteStoreCaller {
     });
     // A full call's worth of keys goes at once, so the store works while this process is still
     // handling other replies (waiting for the tick's end would make both sides take turns).
-    if (this.#pending.size >= earlyFlushKeys) {
+    if (this.#pending.size >= this.#earlyFlushKeys) {
       this.#flush();
       return;
     }

@@ -249,17 +249,14 @@ export class RedisStore implements RateLimitStore {
    */
   #clusterCalls(requests: readonly ConsumeRequest[], block: AutoBlockPolicy | undefined): ScriptCall[] {
     const calls: ScriptCall[] = new Array(requests.length);
+    const slots = new Set<number>();
     let shared = false;
     for (let index = 0; index < requests.length && !shared; index += 1) {
       const request = requests[index]!;
       const hashKey = this.#hashKey(request.key);
       const slot = clusterSlot(hashKey);
-      // Quadratic, but a batch is at most a tick's keys, and with distinct slots the scan is short.
-      for (let before = 0; before < index; before += 1)
-        if (calls[before]!.slot === slot) {
-          shared = true;
-          break;
-        }
+      if (slots.has(slot)) shared = true;
+      slots.add(slot);
       calls[index] = this.#oneKeyCall(request, hashKey, block) ?? this.#scriptCall([request], block);
       calls[index]!.slot = slot;
     }
