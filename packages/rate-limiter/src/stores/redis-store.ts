@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { type Logger, parseOptions, silentLogger, TimeoutError } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
@@ -290,14 +291,19 @@ export class RedisStore implements RateLimitStore {
    */
   #sendCorked<T>(calls: readonly ScriptCall[], send: (call: ScriptCall) => Promise<T>): Promise<T>[] {
     if (calls.length === 1) return [send(calls[0]!)];
-    const masters = (this.#client as Cluster).nodes('master');
-    for (const master of masters) master.stream?.cork();
+    // The sockets themselves are kept: a connection replaced meanwhile still gets its uncork.
+    const corked: Socket[] = [];
+    for (const master of (this.#client as Cluster).nodes('master'))
+      if (master.stream !== undefined) {
+        master.stream.cork();
+        corked.push(master.stream);
+      }
     try {
       const sent: Promise<T>[] = new Array(calls.length);
       for (let index = 0; index < calls.length; index += 1) sent[index] = send(calls[index]!);
       return sent;
     } finally {
-      for (const master of masters) master.stream?.uncork();
+      for (const stream of corked) stream.uncork();
     }
   }
 
@@ -572,11 +578,6 @@ export class RedisStore implements RateLimitStore {
     );
   }
 
-  /**
-   * The clock offset of the server that holds `hashKey` (`undefined`: Cluster slots not known
-   * yet). A call redirected during a resharding carries an expiry from the previous master's
-   * clock; NTP keeps masters within a few ms, and an early "expired" resets the offset.
-   */
   /** {@link #clockOf} for the keys of `call` (the slot computed once per call). */
   #clockOfCall(call: ScriptCall): RedisClockOffset | undefined {
     if ((this.#client as Cluster).isCluster !== true) return this.#clock;
@@ -584,6 +585,11 @@ export class RedisStore implements RateLimitStore {
     return this.#clockOfSlot(call.slot);
   }
 
+  /**
+   * The clock offset of the server that holds `hashKey` (`undefined`: Cluster slots not known
+   * yet). A call redirected during a resharding carries an expiry from the previous master's
+   * clock; NTP keeps masters within a few ms, and an early "expired" resets the offset.
+   */
   #clockOf(hashKey: string): RedisClockOffset | undefined {
     if ((this.#client as Cluster).isCluster !== true) return this.#clock;
     return this.#clockOfSlot(clusterSlot(hashKey));
