@@ -154,8 +154,8 @@ export class RemoteStoreCaller {
 
   /**
    * Sends the batch's keys together (`consumeMany`: shared script calls on a standalone Redis;
-   * on a Cluster, shared calls per slot and one pipeline per master), under one deadline and one
-   * breaker decision.
+   * on a Cluster, `consumeEach`: a call per key or per slot, one write per master), under one
+   * deadline and one breaker decision.
    */
   #call(batch: Pending[]): void {
     const store = this.#store;

@@ -85,9 +85,10 @@ interface ScriptCall {
  * ioredis `Cluster` options to the same end as {@link recommendedRedisOptions}: while the cluster
  * is not ready, or a master's connection is gone, a command fails at once instead of queueing
  * (nodes connect lazily, so their own offline queue stays on for the first connection).
- * `enableAutoPipelining` stays off: the store already sends a tick's calls in one pipeline per
- * master, and an auto-pipeline that mixes a redirected call with calls that succeeded hands the
- * MOVED error to its caller instead of following it.
+ * `enableAutoPipelining` stays off: the store already sends a tick's calls in one write per
+ * master (its connections corked while it sends them), and an auto-pipeline that mixes a
+ * redirected call with calls that succeeded hands the MOVED error to its caller instead of
+ * following it.
  */
 export const recommendedClusterOptions = {
   enableOfflineQueue: false,
@@ -173,8 +174,8 @@ export class RedisStore implements RateLimitStore {
   /**
    * Standalone Redis: up to {@link maxGroupsPerCall} keys per script call (a few calls, sent
    * together, for a whole tick of checks). Cluster: keys that share a slot share calls the same
-   * way (a script's keys must share a slot), and the calls bound for one master go out together
-   * in one pipeline (one write, one read on each side) instead of one command each.
+   * way (a script's keys must share a slot), each call its own command, and the calls bound for
+   * one master leave in one write (see {@link #sendCorked}).
    */
   async consumeMany(
     requests: readonly ConsumeRequest[],
