@@ -210,7 +210,7 @@ export class RedisStore implements RateLimitStore {
     const call = this.#scriptCall(requests, block);
     const waiting = this.#waitForFirstConnection();
     if (waiting !== undefined) await waiting;
-    return this.#send(call, giveUp, false);
+    return this.#send(call, giveUp);
   }
 
   /**
@@ -235,7 +235,7 @@ export class RedisStore implements RateLimitStore {
             perRequest(
               requests.length,
               calls,
-              this.#sendCorked(calls, (call) => this.#send(call, giveUp, false)),
+              this.#sendCorked(calls, (call) => this.#send(call, giveUp)),
             );
     // Before the first connection, everything waits for it (bounded by the caller's deadline).
     const waiting = this.#waitForFirstConnection();
@@ -422,13 +422,12 @@ export class RedisStore implements RateLimitStore {
   }
 
   /**
-   * Sends one call on its own: FCALL (after loading the library when `load`, or when the server
-   * says it lacks it), or with scripts EVALSHA, then EVAL on NOSCRIPT (EVAL at once when `load`).
-   * The common case, a function or script the server holds, is one command and one `then`; the
-   * recoveries take the slower paths below.
+   * Sends one call as its own command: FCALL (loading the library and calling again when the
+   * server says it lacks it), or with scripts EVALSHA, then EVAL on NOSCRIPT. The common case, a
+   * function or script the server holds, is one command and one `then`; the recoveries take the
+   * slower paths below.
    */
-  #send(call: ScriptCall, giveUp: GiveUp | undefined, load: boolean): Promise<ConsumeOutcome[][]> {
-    if (load) return this.#sendLoading(call, giveUp);
+  #send(call: ScriptCall, giveUp: GiveUp | undefined): Promise<ConsumeOutcome[][]> {
     this.#stampExpiry(call, giveUp);
     const sentAt = performance.now();
     if (this.#library.enabled)
@@ -450,7 +449,7 @@ export class RedisStore implements RateLimitStore {
    * request's outcomes without a further `then`.
    */
   #sendOnly(call: ScriptCall, giveUp: GiveUp | undefined): Promise<ConsumeOutcome[]> {
-    if (!this.#library.enabled) return this.#send(call, giveUp, false).then(onlyOutcomes);
+    if (!this.#library.enabled) return this.#send(call, giveUp).then(onlyOutcomes);
     this.#stampExpiry(call, giveUp);
     const sentAt = performance.now();
     return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args).then(
