@@ -13,7 +13,13 @@ import type { FailMode } from './limiter-options.js';
 import { capacityOf, type LimitPolicy } from './policy.js';
 import type { DecisionSource } from './result.js';
 import type { MemoryStore } from './stores/memory-store.js';
-import { admitted, type ConsumeOptions, type ConsumeOutcome, type RateLimitStore } from './stores/store.js';
+import {
+  admitted,
+  type ConsumeOptions,
+  type ConsumeOutcome,
+  type ConsumeRequest,
+  type RateLimitStore,
+} from './stores/store.js';
 
 /** The limits a call checks, and their per-instance share for the local fallback. */
 export interface CallRule {
@@ -24,11 +30,14 @@ export interface CallRule {
 /** Receives the outcome of one request and who decided it. */
 export type Settle = (outcome: ConsumeOutcome, source: DecisionSource) => void;
 
-interface Pending {
-  storeKey: string;
-  rule: CallRule;
-  costs: number[];
-  settle: Settle[];
+/** One key's requests of a tick; also the store's request for them (key, limits, costs). */
+interface Pending extends ConsumeRequest {
+  /** The store key. */
+  readonly key: string;
+  readonly limits: LimitPolicy[];
+  readonly rule: CallRule;
+  readonly costs: number[];
+  readonly settle: Settle[];
 }
 
 /** Options of {@link RemoteStoreCaller} (already validated by the limiter). */
@@ -46,6 +55,14 @@ export interface RemoteStoreCallerOptions {
 
 /** Pending distinct keys that trigger a store call without waiting for the end of the tick. */
 const earlyFlushKeys = 32;
+
+/**
+ * {@link earlyFlushKeys} for a store whose parts answer separately (a Cluster): its batch is
+ * split over the masters, which work in parallel, so a whole tick goes as one batch, one write
+ * per master (flushing at 32 keys made twice the writes, each master's share then ~10 keys, for
+ * no overlap gained). Still bounded, so a flood of keys is not held to the end of its tick.
+ */
+const earlyFlushKeysEach = 256;
 
 /** `failMode: 'closed'` tells refused clients to come back after this long. */
 const closedRetryAfterMs = 1_000;
@@ -67,6 +84,7 @@ export class RemoteStoreCaller {
   readonly #logger: Logger;
   readonly #fallbackStore: MemoryStore;
   readonly #pending = new Map<string, Pending>();
+  readonly #earlyFlushKeys: number;
   #flushScheduled = false;
 
   constructor(options: RemoteStoreCallerOptions) {
@@ -78,6 +96,7 @@ export class RemoteStoreCaller {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#fallbackStore = options.fallbackStore;
+    this.#earlyFlushKeys = this.#store.consumeEach === undefined ? earlyFlushKeys : earlyFlushKeysEach;
     this.#breaker = createCircuitBreaker(`rate-limit store (${this.#store.kind})`, options.breaker);
     this.#breaker.onStateChange((state) => {
       this.#metrics.fallback.set({}, state === 'closed' ? 0 : 1);
@@ -95,7 +114,7 @@ export class RemoteStoreCaller {
   /** Queues one request of `cost` points on `storeKey`; `settle` receives its outcome. */
   submit(storeKey: string, rule: CallRule, cost: number, settle: Settle): void {
     if (!this.#batch) {
-      this.#call([{ storeKey, rule, costs: [cost], settle: [settle] }]);
+      this.#call([{ key: storeKey, limits: rule.limits, rule, costs: [cost], settle: [settle] }]);
       return;
     }
     const pending = this.#pending.get(storeKey);
@@ -105,10 +124,16 @@ export class RemoteStoreCaller {
       return;
     }
     if (pending !== undefined) this.#call([pending]);
-    this.#pending.set(storeKey, { storeKey, rule, costs: [cost], settle: [settle] });
+    this.#pending.set(storeKey, {
+      key: storeKey,
+      limits: rule.limits,
+      rule,
+      costs: [cost],
+      settle: [settle],
+    });
     // A full call's worth of keys goes at once, so the store works while this process is still
     // handling other replies (waiting for the tick's end would make both sides take turns).
-    if (this.#pending.size >= earlyFlushKeys) {
+    if (this.#pending.size >= this.#earlyFlushKeys) {
       this.#flush();
       return;
     }
@@ -129,8 +154,8 @@ export class RemoteStoreCaller {
 
   /**
    * Sends the batch's keys together (`consumeMany`: shared script calls on a standalone Redis;
-   * on a Cluster, shared calls per slot and one pipeline per master), under one deadline and one
-   * breaker decision.
+   * on a Cluster, `consumeEach`: a call per key or per slot, one write per master), under one
+   * deadline and one breaker decision.
    */
   #call(batch: Pending[]): void {
     const store = this.#store;
@@ -143,19 +168,11 @@ export class RemoteStoreCaller {
     const options = { deadlineMs: this.#deadlineMs };
     const consumeAll = (): Promise<ConsumeOutcome[][]> =>
       store.consumeMany !== undefined
-        ? store.consumeMany(
-            batch.map((pending) => ({
-              key: pending.storeKey,
-              limits: pending.rule.limits,
-              costs: pending.costs,
-            })),
-            this.#block,
-            options,
-          )
+        ? store.consumeMany(batch, this.#block, options)
         : Promise.all(
             batch.map((pending) =>
               Promise.resolve(
-                store.consume(pending.storeKey, pending.rule.limits, pending.costs, this.#block, options),
+                store.consume(pending.key, pending.limits, pending.costs, this.#block, options),
               ),
             ),
           );
@@ -200,7 +217,7 @@ export class RemoteStoreCaller {
   #settleByFallback(pending: Pending): boolean[] {
     const refused: boolean[] = new Array(pending.settle.length);
     for (let index = 0; index < pending.settle.length; index += 1) {
-      const outcome = this.#fallback(pending.storeKey, pending.rule, pending.costs[index]!);
+      const outcome = this.#fallback(pending.key, pending.rule, pending.costs[index]!);
       refused[index] = !admitted(outcome);
       pending.settle[index]!(outcome, 'fallback');
     }
@@ -227,7 +244,7 @@ export class RemoteStoreCaller {
         continue;
       points += pending.costs[index]!;
       requests += 1;
-      const limits = pending.rule.limits;
+      const limits = pending.limits;
       for (let limit = 0; limit < limits.length; limit += 1) {
         const decision = outcome.decisions[limit];
         if (decision !== undefined)
@@ -235,7 +252,7 @@ export class RemoteStoreCaller {
       }
     }
     if (points === 0 || this.#store.adjust === undefined) return;
-    const fields = { store: this.#store.kind, key: pending.storeKey, requests, points };
+    const fields = { store: this.#store.kind, key: pending.key, requests, points };
     // Whole ms, rounded down: a refund that may arrive after the window's end is not sent.
     const deadlineMs = Math.floor(started + windowLeftMs - performance.now());
     if (deadlineMs < 1) {
@@ -254,8 +271,8 @@ export class RemoteStoreCaller {
     Promise.resolve()
       .then(() =>
         this.#store.adjust!(
-          pending.storeKey,
-          pending.rule.limits,
+          pending.key,
+          pending.limits,
           { operation: 'refund', points },
           this.#block,
           options,
@@ -302,15 +319,7 @@ export class RemoteStoreCaller {
         () =>
           new Promise<void>((resolve, reject) => {
             // #call comes here only for a store that has consumeEach.
-            const parts = this.#store.consumeEach!(
-              batch.map((pending) => ({
-                key: pending.storeKey,
-                limits: pending.rule.limits,
-                costs: pending.costs,
-              })),
-              this.#block,
-              { deadlineMs: this.#deadlineMs },
-            );
+            const parts = this.#store.consumeEach!(batch, this.#block, { deadlineMs: this.#deadlineMs });
             let settled = 0;
             const timer = setTimeout(() => {
               const timeout = new TimeoutError(operation, this.#deadlineMs);

@@ -1,6 +1,7 @@
 -- One call checks a batch of groups; a group is one key with its limits and a list of costs
 -- (consecutive requests of that key), each all-or-nothing over the key's limits.
--- ARGV: expiresAt (Redis ms, 0 = none), nGroups, autoBlock (0/1) [, violations, withinMs,
+-- ARGV (the batch form; one key with one cost over one scalar limit and no auto-block has a short
+-- form, see `entry`): expiresAt (Redis ms, 0 = none), nGroups, autoBlock (0/1) [, violations, withinMs,
 -- blockMs, multiplier, maxBlockMs, forgetAfterMs when 1], nSets, then per set of limits: nLimits
 -- and per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs); then oneCostEach (0/1) and
 -- per group: set index, nCosts (only when oneCostEach is 0), the costs.
@@ -263,6 +264,24 @@ end
 -- One call of this script: `begin` reads the clock and the deadline, then the batch is checked.
 local function entry(keys, args)
   if begin(keys, args) then return { now, 0 } end
+  out = { now, 1 }
+  -- The length of `out`, kept by hand: `#out` is a search.
+  nout = 2
+  format = string.format
+  NUMBERS = nil
+
+  -- The commonest call, one key with one cost over one scalar limit and no auto-block (a check
+  -- of a quiet key, and every call on a Cluster, where keys rarely share a slot), comes in a
+  -- short form of its own: ARGV = expiresAt, alg, limit, window, burst, queue, cost (7 values;
+  -- the batch form takes 13 for it, and every value costs the client and Redis to send and
+  -- parse). check_single runs straight from ARGV, before the batch path builds its tables and
+  -- parses its sets, which cost Redis more than the check itself when a call carries one key.
+  if #ARGV == 7 then
+    local p = read_policy(2)
+    check_single(KEYS[1], { first = p, alg = p.alg, step = ALG[p.alg] }, tonumber(ARGV[7]))
+    return out
+  end
+
   ngroups = tonumber(ARGV[2])
   blocking = ARGV[3] == '1'
   bp = {}
@@ -273,24 +292,6 @@ local function entry(keys, args)
       mult = tonumber(ARGV[7]), max = tonumber(ARGV[8]), forget = tonumber(ARGV[9]),
     }
     at = 10
-  end
-
-  out = { now, 1 }
-  -- The length of `out`, kept by hand: `#out` is a search.
-  nout = 2
-  format = string.format
-  NUMBERS = nil
-
-  -- The commonest call, one key with one cost over one scalar limit and no auto-block (a check
-  -- of a quiet key, and every call on a Cluster, where keys rarely share a slot): check_single
-  -- straight from ARGV, before the batch path builds its tables and parses its sets. Those cost
-  -- Redis more than the check itself when a call carries one key.
-  -- ARGV here: expiresAt, 1, 0, 1 (one set), 1 (one limit), alg, limit, window, burst, queue,
-  -- 1 (one cost each), '1' (the set), cost.
-  if ngroups == 1 and ARGV[4] == '1' and ARGV[5] == '1' and ARGV[6] ~= '3' and ARGV[11] == '1' and not blocking then
-    local p = read_policy(6)
-    check_single(KEYS[1], { first = p, alg = p.alg, step = ALG[p.alg] }, tonumber(ARGV[13]))
-    return out
   end
 
   if check_group == nil then define_check_group() end

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { type Logger, parseOptions, silentLogger, TimeoutError } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
@@ -77,28 +78,25 @@ export const recommendedRedisOptions = {
   connectTimeout: 2_000,
 } as const;
 
-/**
- * Errors by which a Cluster master says it did not run a command (the slot is moving or moved,
- * or the cluster is not serving it): sent again alone, such a call counts once.
- */
-const notRunPrefixes = ['MOVED', 'ASK', 'TRYAGAIN', 'CLUSTERDOWN'];
-
 /** One script call: the requests it decides, its keys, and its arguments (`args[0]`: expiry). */
 interface ScriptCall {
   readonly requests: readonly ConsumeRequest[];
   readonly keys: string[];
   readonly args: (string | number)[];
   /** Cluster: the slot of the call's keys (they share one), once computed. */
-  slot?: number;
+  slot: number | undefined;
+  /** Cluster batch of calls with shared slots: which of the batch's requests the call decides. */
+  indices: number[] | undefined;
 }
 
 /**
  * ioredis `Cluster` options to the same end as {@link recommendedRedisOptions}: while the cluster
  * is not ready, or a master's connection is gone, a command fails at once instead of queueing
  * (nodes connect lazily, so their own offline queue stays on for the first connection).
- * `enableAutoPipelining` stays off: the store already sends a tick's calls in one pipeline per
- * master, and an auto-pipeline that mixes a redirected call with calls that succeeded hands the
- * MOVED error to its caller instead of following it.
+ * `enableAutoPipelining` stays off: the store already sends a tick's calls in one write per
+ * master (its connections corked while it sends them), and an auto-pipeline that mixes a
+ * redirected call with calls that succeeded hands the MOVED error to its caller instead of
+ * following it.
  */
 export const recommendedClusterOptions = {
   enableOfflineQueue: false,
@@ -189,8 +187,8 @@ export class RedisStore implements RateLimitStore {
   /**
    * Standalone Redis: up to {@link maxGroupsPerCall} keys per script call (a few calls, sent
    * together, for a whole tick of checks). Cluster: keys that share a slot share calls the same
-   * way (a script's keys must share a slot), and the calls bound for one master go out together
-   * in one pipeline (one write, one read on each side) instead of one command each.
+   * way (a script's keys must share a slot), each call its own command, and the calls bound for
+   * one master leave in one write (see {@link #sendCorked}).
    */
   async consumeMany(
     requests: readonly ConsumeRequest[],
@@ -225,22 +223,59 @@ export class RedisStore implements RateLimitStore {
     const call = this.#scriptCall(requests, block);
     const waiting = this.#waitForFirstConnection();
     if (waiting !== undefined) await waiting;
-    return this.#send(call, giveUp, false);
+    return this.#send(call, giveUp);
   }
 
   /**
-   * Cluster: one script call per slot's chunk of requests, and one pipeline per master for the
-   * calls it serves. A pipelined call that a master did not run (NOSCRIPT, or MOVED/ASK while
-   * slots move) is sent again alone, where ioredis follows the redirection and refreshes its
-   * slot map; no other error is retried, since the script may have counted.
+   * Cluster: one script call per key, or per slot's chunk of requests when keys share a slot
+   * (hash tags), each sent as its own command while the masters' connections are corked, so
+   * that a batch still leaves in one write per master. Its own command, not a pipeline's, so
+   * ioredis follows MOVED/ASK (and retries TRYAGAIN/CLUSTERDOWN) for it alone, and each
+   * request is answered as soon as its own master replies.
    */
   readonly #consumeEachOnCluster = (
     requests: readonly ConsumeRequest[],
     block: AutoBlockPolicy | undefined,
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome[]>[] => {
-    const cluster = this.#client as Cluster;
     const giveUp = giveUpOf(options);
+    const calls = this.#clusterCalls(requests, block);
+    // Without indices, the calls are the requests, one each, in order.
+    const sendAll =
+      calls[0]?.indices === undefined
+        ? () => this.#sendCorked(calls, (call) => this.#sendOnly(call, giveUp))
+        : () =>
+            perRequest(
+              requests.length,
+              calls,
+              this.#sendCorked(calls, (call) => this.#send(call, giveUp)),
+            );
+    // Before the first connection, everything waits for it (bounded by the caller's deadline).
+    const waiting = this.#waitForFirstConnection();
+    if (waiting === undefined) return sendAll();
+    const later = waiting.then(sendAll);
+    return requests.map((_, index) => later.then((sent) => sent[index]!));
+  };
+
+  /**
+   * A batch's calls on a Cluster: one per request, in order and without `indices`, when no two
+   * keys share a slot (the common case with random keys); else the keys of one slot share calls
+   * of up to {@link maxGroupsPerCall} keys, as on a standalone Redis, each with its `indices`.
+   */
+  #clusterCalls(requests: readonly ConsumeRequest[], block: AutoBlockPolicy | undefined): ScriptCall[] {
+    const calls: ScriptCall[] = new Array(requests.length);
+    const slots = new Set<number>();
+    let shared = false;
+    for (let index = 0; index < requests.length && !shared; index += 1) {
+      const request = requests[index]!;
+      const hashKey = this.#hashKey(request.key);
+      const slot = clusterSlot(hashKey);
+      if (slots.has(slot)) shared = true;
+      slots.add(slot);
+      calls[index] = this.#oneKeyCall(request, hashKey, block) ?? this.#scriptCall([request], block);
+      calls[index]!.slot = slot;
+    }
+    if (!shared) return calls;
     const bySlot = new Map<number, number[]>();
     for (let index = 0; index < requests.length; index += 1) {
       const slot = clusterSlot(this.#hashKey(requests[index]!.key));
@@ -248,7 +283,7 @@ export class RedisStore implements RateLimitStore {
       if (members === undefined) bySlot.set(slot, [index]);
       else members.push(index);
     }
-    const calls: { call: ScriptCall; indices: number[]; slot: number }[] = [];
+    const grouped: ScriptCall[] = [];
     for (const [slot, members] of bySlot)
       for (let start = 0; start < members.length; start += maxGroupsPerCall) {
         const indices = members.slice(start, start + maxGroupsPerCall);
@@ -257,48 +292,33 @@ export class RedisStore implements RateLimitStore {
           block,
         );
         call.slot = slot;
-        calls.push({ call, indices, slot });
+        call.indices = indices;
+        grouped.push(call);
       }
-    // Before the first connection, everything waits for it (bounded by the caller's deadline).
-    const waiting = this.#waitForFirstConnection();
-    if (waiting !== undefined) {
-      const sentLater = waiting.then(() => this.#sendOnCluster(cluster, calls, giveUp));
-      return outcomesPerRequest(requests.length, calls, (call) => sentLater.then((sent) => sent.get(call)!));
-    }
-    const sent = this.#sendOnCluster(cluster, calls, giveUp);
-    return outcomesPerRequest(requests.length, calls, (call) => sent.get(call)!);
-  };
+    return grouped;
+  }
 
-  /** Sends a batch's calls: one pipeline per master, and alone a call whose master is unknown. */
-  #sendOnCluster(
-    cluster: Cluster,
-    calls: readonly { call: ScriptCall; slot: number }[],
-    giveUp: GiveUp | undefined,
-  ): Map<ScriptCall, Promise<ConsumeOutcome[][]>> {
-    // Grouped by the slot map as ioredis knows it now, the check its pipelines make.
-    const byNode = new Map<string, ScriptCall[]>();
-    const sent = new Map<ScriptCall, Promise<ConsumeOutcome[][]>>();
-    for (const { call, slot } of calls) {
-      const nodes = cluster.slots[slot];
-      // A slot the map does not know yet goes alone: ioredis finds its master (MOVED).
-      if (nodes === undefined) {
-        sent.set(call, this.#send(call, giveUp, false));
-        continue;
+  /**
+   * Sends `calls` one command each, with every master's connection corked meanwhile: the
+   * commands bound for one master leave in one write (one system call each side) instead of one
+   * per command, what a pipeline gives without its per-batch grouping and reply bookkeeping.
+   */
+  #sendCorked<T>(calls: readonly ScriptCall[], send: (call: ScriptCall) => Promise<T>): Promise<T>[] {
+    if (calls.length === 1) return [send(calls[0]!)];
+    // The sockets themselves are kept: a connection replaced meanwhile still gets its uncork.
+    const corked: Socket[] = [];
+    for (const master of (this.#client as Cluster).nodes('master'))
+      if (master.stream !== undefined) {
+        master.stream.cork();
+        corked.push(master.stream);
       }
-      const node = nodes.join(',');
-      const together = byNode.get(node);
-      if (together === undefined) byNode.set(node, [call]);
-      else together.push(call);
+    try {
+      const sent: Promise<T>[] = new Array(calls.length);
+      for (let index = 0; index < calls.length; index += 1) sent[index] = send(calls[index]!);
+      return sent;
+    } finally {
+      for (const stream of corked) stream.uncork();
     }
-    for (const together of byNode.values()) {
-      if (together.length === 1) sent.set(together[0]!, this.#send(together[0]!, giveUp, false));
-      else {
-        const pipelined = this.#sendTogether(cluster, together, giveUp);
-        for (let index = 0; index < together.length; index += 1)
-          sent.set(together[index]!, pipelined[index]!);
-      }
-    }
-    return sent;
   }
 
   /**
@@ -309,81 +329,54 @@ export class RedisStore implements RateLimitStore {
     return this.#library.enabled;
   }
 
-  /** Calls bound for one master in one pipeline; one promise per call. */
-  #sendTogether(
-    cluster: Cluster,
-    calls: readonly ScriptCall[],
-    giveUp: GiveUp | undefined,
-  ): Promise<ConsumeOutcome[][]>[] {
-    const pipeline = cluster.pipeline();
-    const asFunction = this.#library.enabled;
-    for (const call of calls) {
-      this.#stampExpiry(call, giveUp);
-      if (asFunction) pipeline.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args);
-      else pipeline.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args);
-    }
-    const sentAt = performance.now();
-    // A rejected exec sent nothing (ioredis refused the grouping, e.g. the slot map changed):
-    // each call then goes alone.
-    const replies = pipeline.exec().catch(() => null);
-    return calls.map((call, index) =>
-      replies.then((all) => {
-        if (all === null) return this.#send(call, giveUp, false);
-        const [error, reply] = all[index] ?? [
-          new RateLimitStoreError('missing reply in a pipeline'),
-          undefined,
-        ];
-        if (error === null) return this.#read(call, reply, sentAt, performance.now(), giveUp);
-        const message = String(error.message);
-        // The master lacks the script or the function (new, flushed or restarted): load it, run alone.
-        if (message.startsWith('NOSCRIPT') || message.startsWith(functionNotFound))
-          return this.#send(call, giveUp, true);
-        if (refusesFunctions(message)) this.#library.stop(message);
-        // A function refused out of memory did not run: alone, it is sent again as a script.
-        if (
-          refusesFunctions(message) ||
-          (asFunction && outOfMemory(message)) ||
-          notRunPrefixes.some((prefix) => message.startsWith(prefix))
-        )
-          return this.#send(call, giveUp, false);
-        throw error;
-      }),
-    );
-  }
-
   /** `prefix{key}`: the key's state hash; every key of its state shares the tag, hence the slot. */
   #hashKey(key: string): string {
     return `${this.#prefix}{${key}}`;
   }
 
+  /**
+   * The call of one key with one scalar limit, one cost and no auto-block: the script's one-key
+   * path (every call on a Cluster, where keys rarely share a slot) in its short form (check.lua's
+   * `entry`): expiry, the limit's five values, the cost; 7 arguments where the batch form takes
+   * 13, since ioredis spends about 0.1 µs per argument writing a command (and Redis some parsing
+   * it). `undefined` for any other request.
+   */
+  #oneKeyCall(
+    request: ConsumeRequest,
+    hashKey: string,
+    block: AutoBlockPolicy | undefined,
+  ): ScriptCall | undefined {
+    const { limits, costs } = request;
+    const policy = limits[0];
+    if (
+      block !== undefined ||
+      limits.length !== 1 ||
+      costs.length !== 1 ||
+      policy!.algorithm === 'sliding-log'
+    )
+      return undefined;
+    return {
+      requests: [request],
+      keys: [hashKey],
+      args: [
+        0,
+        algorithmCodes[policy!.algorithm],
+        policy!.limit,
+        policy!.windowMs,
+        capacityOf(policy!),
+        policy!.queueMaxDelayMs ?? 0,
+        costs[0]!,
+      ],
+      slot: undefined,
+      indices: undefined,
+    };
+  }
+
   /** The keys and arguments of one script call (its expiry is stamped when it is sent). */
   #scriptCall(requests: readonly ConsumeRequest[], block: AutoBlockPolicy | undefined): ScriptCall {
-    // One key, one scalar limit, one cost, no auto-block: the script's one-key path (every
-    // call on a Cluster, where keys rarely share a slot). The same arguments as below, built
-    // without the set map and the argument lists.
-    if (requests.length === 1 && block === undefined) {
-      const { key, limits, costs } = requests[0]!;
-      const policy = limits[0];
-      if (limits.length === 1 && costs.length === 1 && policy!.algorithm !== 'sliding-log')
-        return {
-          requests,
-          keys: [this.#hashKey(key)],
-          args: [
-            0,
-            1,
-            0,
-            1,
-            1,
-            algorithmCodes[policy!.algorithm],
-            policy!.limit,
-            policy!.windowMs,
-            capacityOf(policy!),
-            policy!.queueMaxDelayMs ?? 0,
-            1,
-            1,
-            costs[0]!,
-          ],
-        };
+    if (requests.length === 1) {
+      const oneKey = this.#oneKeyCall(requests[0]!, this.#hashKey(requests[0]!.key), block);
+      if (oneKey !== undefined) return oneKey;
     }
     const keys: string[] = [];
     const args: (string | number)[] = [0, requests.length];
@@ -432,7 +425,7 @@ export class RedisStore implements RateLimitStore {
       for (const cost of costs) groupArgs.push(cost);
     }
     args.push(sets.size, ...setArgs, oneCostEach ? 1 : 0, ...groupArgs);
-    return { requests, keys, args };
+    return { requests, keys, args, slot: undefined, indices: undefined };
   }
 
   /** Sets the call's expiry from its caller's give-up time, in the Redis time of its server. */
@@ -442,20 +435,81 @@ export class RedisStore implements RateLimitStore {
   }
 
   /**
-   * Sends one call on its own: FCALL (after loading the library when `load`, or when the server
-   * says it lacks it), or with scripts EVALSHA, then EVAL on NOSCRIPT (EVAL at once when `load`).
+   * Sends one call as its own command: FCALL (loading the library and calling again when the
+   * server says it lacks it), or with scripts EVALSHA, then EVAL on NOSCRIPT. The common case, a
+   * function or script the server holds, is one command and one `then`; the recoveries take the
+   * slower paths below.
    */
-  async #send(call: ScriptCall, giveUp: GiveUp | undefined, load: boolean): Promise<ConsumeOutcome[][]> {
+  #send(call: ScriptCall, giveUp: GiveUp | undefined): Promise<ConsumeOutcome[][]> {
+    this.#stampExpiry(call, giveUp);
+    const sentAt = performance.now();
+    if (this.#library.enabled)
+      return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args).then(
+        (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp),
+        (error: unknown) => this.#afterFunctionError(call, giveUp, error),
+      );
+    return this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args).then(
+      (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp),
+      (error: unknown) => {
+        if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+        return this.#sendScript(call, giveUp, true);
+      },
+    );
+  }
+
+  /**
+   * {@link #send} of a call that decides one request (most calls on a Cluster), resolving to that
+   * request's outcomes without a further `then`.
+   */
+  #sendOnly(call: ScriptCall, giveUp: GiveUp | undefined): Promise<ConsumeOutcome[]> {
+    if (!this.#library.enabled) return this.#send(call, giveUp).then(onlyOutcomes);
+    this.#stampExpiry(call, giveUp);
+    const sentAt = performance.now();
+    return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args).then(
+      (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp)[0]!,
+      (error: unknown) => this.#afterFunctionError(call, giveUp, error).then(onlyOutcomes),
+    );
+  }
+
+  /**
+   * A FCALL that failed without running: the server lacks the library (load it, then call
+   * again), refuses functions (switch to scripts) or refused it out of memory (a script runs
+   * until its first write, so a refusal is still answered). Any other error may have counted.
+   */
+  #afterFunctionError(
+    call: ScriptCall,
+    giveUp: GiveUp | undefined,
+    error: unknown,
+  ): Promise<ConsumeOutcome[][]> {
+    const message = String((error as Error)?.message);
+    if (message.startsWith(functionNotFound)) return this.#sendLoading(call, giveUp);
+    if (outOfMemory(message)) return this.#sendScript(call, giveUp, false);
+    if (!refusesFunctions(message)) return Promise.reject(error);
+    this.#library.stop(message);
+    return this.#sendScript(call, giveUp, false);
+  }
+
+  /** {@link #send} that loads the code first: the library, then FCALL; or EVAL. */
+  async #sendLoading(call: ScriptCall, giveUp: GiveUp | undefined): Promise<ConsumeOutcome[][]> {
     this.#stampExpiry(call, giveUp);
     if (this.#library.enabled) {
-      const called = await this.#callFunction(call, load);
+      const called = await this.#callFunction(call);
       if (called !== undefined)
         return this.#read(call, called.reply, called.sentAt, performance.now(), giveUp);
     }
+    return this.#sendScript(call, giveUp, !this.#library.enabled);
+  }
+
+  /** The call as a script: EVALSHA, then EVAL on NOSCRIPT (EVAL at once when `load`). */
+  async #sendScript(
+    call: ScriptCall,
+    giveUp: GiveUp | undefined,
+    load: boolean,
+  ): Promise<ConsumeOutcome[][]> {
+    this.#stampExpiry(call, giveUp);
     let sentAt = performance.now();
     let reply: unknown;
-    if (load && !this.#library.enabled)
-      reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
+    if (load) reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
     else
       try {
         reply = await this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args);
@@ -468,17 +522,16 @@ export class RedisStore implements RateLimitStore {
   }
 
   /**
-   * FCALL of the check function, loading its library first when `load` or when the server says
-   * it lacks it (neither error ran anything, so the retry counts once). `undefined` when the
-   * server refuses functions (the store has switched to scripts), or when the library went
-   * missing again after loads that succeeded: the caller then sends this call as a script.
+   * Loads the check library, then FCALLs the function (the call that preceded it found no such
+   * function; neither error ran anything, so the retry counts once). `undefined` when the server
+   * refuses functions (the store has switched to scripts), or when the library went missing
+   * again after loads that succeeded: the caller then sends this call as a script.
    */
   async #callFunction(
     call: ScriptCall,
-    load: boolean,
     everywhere = false,
   ): Promise<{ reply: unknown; sentAt: number } | undefined> {
-    const loadError = load ? await this.#library.load(call.keys[0]!, everywhere) : undefined;
+    const loadError = await this.#library.load(call.keys[0]!, everywhere);
     if (!this.#library.enabled) return undefined;
     const sentAt = performance.now();
     try {
@@ -492,7 +545,6 @@ export class RedisStore implements RateLimitStore {
     } catch (error) {
       const message = String((error as Error)?.message);
       if (message.startsWith(functionNotFound)) {
-        if (!load) return this.#callFunction(call, true);
         // Still missing after a load that failed: this server cannot keep it (a managed Redis
         // that refuses FUNCTION LOAD with an error of its own, say). Scripts work everywhere.
         if (loadError !== undefined) {
@@ -503,7 +555,7 @@ export class RedisStore implements RateLimitStore {
         // a slot being migrated answers ASK, which leaves the slot map as it was), or the library
         // was lost again in between (FUNCTION FLUSH or DELETE). Every master gets it, once; if
         // that is not enough, this call runs as a script and the next one tries functions again.
-        if (!everywhere) return this.#callFunction(call, true, true);
+        if (!everywhere) return this.#callFunction(call, true);
         return undefined;
       }
       // Out of memory, a function that may write is refused before it runs, while a script runs
@@ -523,10 +575,12 @@ export class RedisStore implements RateLimitStore {
     receivedAt: number,
     giveUp: GiveUp | undefined,
   ): ConsumeOutcome[][] {
-    const { redisNow, expired, values } = readHeader(reply);
+    const values = checkedReply(reply);
+    const redisNow = values[0]!;
     // The server that answered, as known now (a MOVED reply has updated the slot map).
     const clock = this.#clockOfCall(call);
-    if (!expired) {
+    // The second value is 0 when the call reached Redis after its expiry and did nothing.
+    if (values[1] !== 0) {
       clock?.observe(sentAt, redisNow, receivedAt);
       return parseReply(values, call.requests);
     }
@@ -537,11 +591,6 @@ export class RedisStore implements RateLimitStore {
     );
   }
 
-  /**
-   * The clock offset of the server that holds `hashKey` (`undefined`: Cluster slots not known
-   * yet). A call redirected during a resharding carries an expiry from the previous master's
-   * clock; NTP keeps masters within a few ms, and an early "expired" resets the offset.
-   */
   /** {@link #clockOf} for the keys of `call` (the slot computed once per call). */
   #clockOfCall(call: ScriptCall): RedisClockOffset | undefined {
     if ((this.#client as Cluster).isCluster !== true) return this.#clock;
@@ -549,6 +598,11 @@ export class RedisStore implements RateLimitStore {
     return this.#clockOfSlot(call.slot);
   }
 
+  /**
+   * The clock offset of the server that holds `hashKey` (`undefined`: Cluster slots not known
+   * yet). A call redirected during a resharding carries an expiry from the previous master's
+   * clock; NTP keeps masters within a few ms, and an early "expired" resets the offset.
+   */
   #clockOf(hashKey: string): RedisClockOffset | undefined {
     if ((this.#client as Cluster).isCluster !== true) return this.#clock;
     return this.#clockOfSlot(clusterSlot(hashKey));
@@ -620,11 +674,11 @@ function giveUpOf(options: ConsumeOptions | undefined): GiveUp | undefined {
   return { atMs: performance.now() + deadlineMs, deadlineMs };
 }
 
-/** The script's reply header: Redis's clock, and whether the call expired instead of running. */
-function readHeader(reply: unknown): { redisNow: number; expired: boolean; values: number[] } {
+/** The script's reply (header: Redis's clock, then 0 if the call expired instead of running). */
+function checkedReply(reply: unknown): number[] {
   if (!Array.isArray(reply) || reply.length < 2 || typeof reply[0] !== 'number')
     throw new RateLimitStoreError('unexpected reply from the rate-limit script', { details: { reply } });
-  return { redisNow: reply[0], expired: reply[1] === 0, values: reply as number[] };
+  return reply as number[];
 }
 
 /** The outcomes after the header (two values: Redis's now and the "ran" flag). */
@@ -652,20 +706,24 @@ function parseReply(values: number[], requests: readonly ConsumeRequest[]): Cons
   });
 }
 
+/** The outcomes of a call's only request. */
+const onlyOutcomes = (outcomes: ConsumeOutcome[][]): ConsumeOutcome[] => outcomes[0]!;
+
 /**
- * One promise per request of a batch split into `calls` (each covering `indices` of the
- * requests): its own call's outcome, as soon as that call answers.
+ * One promise per request of a batch split into `calls` (each deciding `call.indices` of the
+ * requests), whose replies are `sent` (one promise per call): its own call's outcome, as soon as
+ * that call answers.
  */
-function outcomesPerRequest(
+function perRequest(
   count: number,
-  calls: readonly { call: ScriptCall; indices: number[] }[],
-  replyOf: (call: ScriptCall) => Promise<ConsumeOutcome[][]>,
+  calls: readonly ScriptCall[],
+  sent: readonly Promise<ConsumeOutcome[][]>[],
 ): Promise<ConsumeOutcome[]>[] {
-  const perRequest: Promise<ConsumeOutcome[]>[] = new Array(count);
-  for (const { call, indices } of calls) {
-    const reply = replyOf(call);
-    for (let at = 0; at < indices.length; at += 1)
-      perRequest[indices[at]!] = reply.then((outcomes) => outcomes[at]!);
+  const outcomes: Promise<ConsumeOutcome[]>[] = new Array(count);
+  for (let index = 0; index < calls.length; index += 1) {
+    const reply = sent[index]!;
+    const indices = calls[index]!.indices!;
+    for (let at = 0; at < indices.length; at += 1) outcomes[indices[at]!] = reply.then((all) => all[at]!);
   }
-  return perRequest;
+  return outcomes;
 }

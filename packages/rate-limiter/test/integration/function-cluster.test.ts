@@ -93,14 +93,14 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     expect(await counted(store, key)).toBe(2);
     expect(store.usesFunctions).toBe(true);
   });
-  it('a pipelined batch where some masters lost the library and others not counts each request once', async () => {
+  it('a batch where some masters lost the library and others not counts each request once', async () => {
     const client = await connect();
     const prefix = 'mixed:';
     const store = new RedisStore({ client, prefix });
     const keys = Array.from({ length: 60 }, (_, index) => `user-${index}`);
     const requests = keys.map((key) => ({ key, limits: big, costs: [1, 1] }));
     await store.consumeMany(requests, undefined);
-    // One master lost the library (a restart without persistence): its calls in each pipeline
+    // One master lost the library (a restart without persistence): its calls in each batch
     // answer "Function not found" next to the others' replies.
     const masters = new Set(keys.map((key) => client.slots[clusterSlot(`${prefix}{${key}}`)]![0]));
     expect(masters.size).toBe(3);
@@ -131,7 +131,7 @@ describe.skipIf(skip !== undefined)('RedisStore functions on a Cluster', () => {
     expect(await hasLibrary(target)).toBe(true);
     expect(store.usesFunctions).toBe(true);
   });
-  it('out of memory, pipelined checks of keys over their limits are still refused (as scripts are)', async () => {
+  it('out of memory, batched checks of keys over their limits are still refused (as scripts are)', async () => {
     const client = await connect();
     const store = new RedisStore({ client, prefix: 'oom:' });
     const one: LimitPolicy[] = [{ name: 'one', algorithm: 'fixed-window', limit: 1, windowMs: 2 ** 40 }];

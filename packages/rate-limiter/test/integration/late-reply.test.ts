@@ -124,7 +124,7 @@ describe.skipIf(skip !== undefined)('a late reply from one master of a Redis Clu
       await client.ping();
       const keys = Array.from({ length: 24 }, (_, index) => `key-${index}`);
       await admin.call('CLIENT', 'PAUSE', String(pauseMs), 'ALL');
-      // One tick: one batch, one pipeline per master (consumeEach); the paused one answers late.
+      // One tick: one batch, one write per master (consumeEach); the paused one answers late.
       const results = await Promise.all(keys.map((key) => limiter.check(key)));
       const late = keys.filter((_, index) => results[index]!.source === 'fallback');
       expect(late.length).toBeGreaterThan(0);

@@ -12,7 +12,7 @@ import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import type { ConsumeOutcome, ConsumeRequest } from '../../src/stores/store.js';
 import { migrateSlotKeys, scriptCalls } from './redis-stats.js';
 
-// Batches on a real 3-master Cluster (`consumeMany`: per-slot script calls, one pipeline per
+// Batches on a real 3-master Cluster (`consumeMany`: per-slot script calls, one write per
 // master) decide exactly as one check at a time would, also while slots move between masters.
 
 let cluster: PrivateRedisCluster | undefined;
@@ -195,7 +195,7 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     const prefix = nextPrefix();
     const store = new RedisStore({ client, prefix });
     // The tagged group `{mover}` is the slot that moves; the other keys keep their masters, so
-    // the pipelines carry calls that succeed next to those redirected.
+    // each master's write carries calls that succeed next to those redirected.
     const movers = Array.from({ length: 6 }, (_, index) => `{mover}:user-${index}`);
     const keys = [...spreadKeys, ...movers];
     const slot = clusterSlot(`${prefix}{${movers[0]}}`);
