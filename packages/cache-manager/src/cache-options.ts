@@ -14,7 +14,7 @@ export const l1OptionsSchema = z
     policy: z.enum(['lru', 'lfu', 'fifo', 'ttl', 'adaptive']).default('lru'),
     /** Most entries held. */
     maxEntries: z.number().int().positive().default(10_000),
-    /** Most bytes held (encoded size with Redis, an estimate without). */
+    /** Most bytes held (encoded size with Redis, or the estimate when larger for a compressed value; an estimate without). */
     maxBytes: z
       .number()
       .int()

@@ -2,6 +2,7 @@ import type { CacheEngine } from './cache-engine.js';
 import type { SetOptions } from './cache-options.js';
 import { createEntry } from './entry.js';
 import { estimateSize } from './l1/estimate-size.js';
+import { l1Charge } from './read-path.js';
 import { cloneForL1 } from './value-copies.js';
 
 /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
@@ -47,7 +48,7 @@ export function writeEntry(
     return Promise.resolve();
   }
   const encoded = engine.codec.encode(entry);
-  engine.l1Set(fullKey, entry, encoded.length);
+  engine.l1Set(fullKey, entry, l1Charge(encoded, entry));
   const physicalTtl = Number.isFinite(entry.staleUntil) ? entry.staleUntil - now : undefined;
   // Reads may slide a sliding value up to its bound (plus grace) without touching its tag sets.
   const tagTtl = entry.slidingMs
