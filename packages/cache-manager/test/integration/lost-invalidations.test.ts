@@ -1,0 +1,77 @@
+import { delay } from '@noa/core';
+import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cache } from '../../src/index.js';
+
+const started = await startPrivateRedisOrSkip();
+
+/**
+ * A write made while this instance cannot reach Redis (calls timing out, breaker open) reaches
+ * its own L1 only: no L2 write, no bus message. Redis stays up for the other instances, whose
+ * bus connection never drops, so the re-subscribe resync never runs for them. Once Redis
+ * answers again, every instance must agree on one value, not serve two forever.
+ */
+describe.skipIf(started.skip !== undefined)(
+  'invalidations lost while one instance cannot reach Redis',
+  () => {
+    let server: PrivateRedis;
+    const clients: Redis[] = [];
+    const caches: Cache[] = [];
+
+    function open(): Cache {
+      const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
+      client.on('error', () => {});
+      clients.push(client);
+      const cache = new Cache({
+        redis: client,
+        prefix: 'lost:',
+        operationTimeoutMs: 150,
+        breaker: { consecutiveFailures: 3, halfOpenAfterMs: 300 },
+      });
+      caches.push(cache);
+      return cache;
+    }
+
+    beforeAll(() => {
+      server = started.redis!;
+    });
+
+    afterAll(async () => {
+      await Promise.all(caches.map((cache) => cache.close()));
+      for (const client of clients) client.disconnect();
+      await server?.stop();
+    });
+
+    it('instances agree on the value once Redis answers again', async () => {
+      const writer = open();
+      const reader = open();
+      await Promise.all([writer.ready(), reader.ready()]);
+      await writer.set('k', 'v1');
+      expect(await reader.get('k')).toBe('v1');
+      expect(reader.getLocal('k')).toBe('v1');
+
+      await server.pause(1_500);
+      for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
+        await writer.get(`probe:${round}`);
+      expect(writer.stats().l2).toBe('open');
+      // Neither L2 nor the bus sees this write: the breaker skips both.
+      await writer.set('k', 'v2');
+      expect(writer.getLocal('k')).toBe('v2');
+
+      // Redis is back for everyone once the pause ends; the writer's breaker closes again.
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline && writer.stats().l2 !== 'closed') {
+        await writer.get('probe:recovery');
+        await delay(100);
+      }
+      expect(writer.stats().l2).toBe('closed');
+      let values = [await writer.get('k'), await reader.get('k')];
+      while (Date.now() < deadline && values[0] !== values[1]) {
+        await delay(100);
+        values = [await writer.get('k'), await reader.get('k')];
+      }
+      expect(values[0]).toBe(values[1]);
+    });
+  },
+);
