@@ -20,11 +20,18 @@ export interface BusMessage {
   at: number;
 }
 
+/** How often an instance that lost invalidations retries telling the others (ms). */
+const RESYNC_RETRY_MS = 500;
+
 /**
  * L1 invalidation over Redis pub/sub: a write or delete on one instance evicts the key from
  * every other instance's L1, and wakes instances waiting for another's factory. Messages are
  * fire-and-forget: while Redis is down they are lost, so on reconnect each instance drops its
  * whole L1 (`onResync`) rather than serve values it may have missed invalidations for.
+ * Redis can also be out of reach for one instance only (its calls time out, its breaker is
+ * open) while the others' connections never drop: that instance's writes then reach its own
+ * L1 and nothing else. Once it reaches Redis again it publishes a root `clear` and drops its
+ * own L1 (see {@link InvalidationBus.missed}), so every instance rereads L2.
  * Messages of one event-loop turn are merged (one PUBLISH per type), since every message is
  * an idempotent eviction or wake-up and their order does not matter.
  */
@@ -42,6 +49,9 @@ export class InvalidationBus {
   );
   #lostConnection = false;
   #closed = false;
+  /** An invalidation of this instance may not have reached Redis or the others. */
+  #resyncPending = false;
+  #resyncTimer: NodeJS.Timeout | undefined;
   readonly ready: Promise<void>;
 
   constructor(options: {
@@ -98,15 +108,60 @@ export class InvalidationBus {
     await Promise.all(
       [...byType].map(async ([t, k]) => {
         const message: BusMessage = { o: this.instanceId, t, k, at: Date.now() };
-        if (await this.#tier.publish(this.channel, JSON.stringify(message))) this.#metrics.bus('sent');
+        let sent = false;
+        try {
+          sent = await this.#tier.publish(this.channel, JSON.stringify(message));
+        } finally {
+          // A lost `rel` only makes waiters poll; any other kind leaves some L1 out of date.
+          if (sent) this.#metrics.bus('sent');
+          else if (t !== 'rel') this.missed();
+        }
       }),
     );
     return items.map(() => undefined);
   }
 
+  /**
+   * Records that an invalidation of this instance may not have reached Redis or the other
+   * instances (a publish or an L2 write failed or was skipped). Until a root `clear` gets
+   * through, it is retried every {@link RESYNC_RETRY_MS}; once it does, this instance drops its
+   * own L1 too, since it may hold a value L2 never got. Every instance then rereads L2: the
+   * lost writes stay lost, but no two instances keep serving different values.
+   */
+  missed(): void {
+    if (this.#closed) return;
+    this.#resyncPending = true;
+    if (this.#resyncTimer !== undefined) return;
+    this.#resyncTimer = setTimeout(() => {
+      this.#resyncTimer = undefined;
+      void this.#resync();
+    }, RESYNC_RETRY_MS);
+    this.#resyncTimer.unref();
+  }
+
+  async #resync(): Promise<void> {
+    if (!this.#resyncPending || this.#closed) return;
+    this.#resyncPending = false;
+    const message: BusMessage = { o: this.instanceId, t: 'clear', k: [''], at: Date.now() };
+    let sent = false;
+    try {
+      sent = await this.#tier.publish(this.channel, JSON.stringify(message));
+    } catch {
+      // `onBackendError: 'throw'`: Redis is still out of reach, as with a false.
+    }
+    if (!sent) {
+      this.missed();
+      return;
+    }
+    this.#metrics.bus('sent');
+    this.#logger.info('redis reachable again after lost invalidations; every instance drops its L1');
+    this.#onResync();
+  }
+
   /** Unsubscribes and closes the subscriber connection. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#resyncTimer);
     this.#subscriber.disconnect();
   }
 

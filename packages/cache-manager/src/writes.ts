@@ -55,8 +55,14 @@ export function writeEntry(
     ? finiteOrUndefined(entry.maxExpiresAt! - entry.expiresAt + entry.staleUntil - now)
     : physicalTtl;
   const remote = async () => {
-    const written = await tier.set(fullKey, encoded, physicalTtl, entry.tags, tagTtl);
-    if (written) engine.metrics.written(encoded.length);
+    let written = false;
+    try {
+      written = await tier.set(fullKey, encoded, physicalTtl, entry.tags, tagTtl);
+    } finally {
+      // L1 has a value L2 does not: the other instances read L2 (see `InvalidationBus.missed`).
+      if (written) engine.metrics.written(encoded.length);
+      else engine.bus?.missed();
+    }
     // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
     // write costs one round trip, and other instances' L1s are evicted a moment later.
     const published = engine.bus?.publish('set', [fullKey]);

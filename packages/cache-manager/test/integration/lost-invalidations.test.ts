@@ -72,6 +72,8 @@ describe.skipIf(started.skip !== undefined)(
         values = [await writer.get('k'), await reader.get('k')];
       }
       expect(values[0]).toBe(values[1]);
+      // The value L2 holds: a write Redis never got is lost, for its writer too.
+      expect(values[0]).toBe('v1');
     });
   },
 );
