@@ -59,7 +59,7 @@ export const cacheOptionsSchema = z
     graceBackoffMs: z.number().int().nonnegative().default(5_000),
     /** With a stale value at hand, return it after this long and let the factory finish in background. */
     softTimeoutMs: positiveMs.optional(),
-    /** Without a stale value, give up after this long with `FactoryTimeoutError` (the factory still finishes and is cached). */
+    /** Without a stale value, give up after this long with `FactoryTimeoutError` (the factory still finishes and is cached), also when waiting for another instance's factory. */
     hardTimeoutMs: positiveMs.optional(),
     /** XFetch β: 0 disables early refresh; 1 is the paper's optimum; higher refreshes earlier. */
     earlyRefreshBeta: z.number().nonnegative().default(1),

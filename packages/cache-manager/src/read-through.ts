@@ -73,17 +73,27 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const started = Date.now();
     const lockTimeoutMs = options.lockTimeoutMs ?? engine.options.lock.timeoutMs;
     const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
-    const staleAt = stale && softTimeoutMs !== undefined ? started + softTimeoutMs : Number.POSITIVE_INFINITY;
-    const giveUpAt = Math.min(started + lockTimeoutMs, staleAt);
+    const hardTimeoutMs = options.hardTimeoutMs ?? engine.options.hardTimeoutMs;
+    // The caller's bound on the factory holds for the wait too, whoever runs it (as in runFactory).
+    const limitMs = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+    const limitAt = limitMs === undefined ? Number.POSITIVE_INFINITY : started + limitMs;
+    const byLimit = limitAt <= started + lockTimeoutMs;
+    const giveUpAt = byLimit ? limitAt : started + lockTimeoutMs;
     while (lease === 'busy') {
       const remaining = giveUpAt - Date.now();
       if (remaining <= 0) {
         if (stale) {
           engine.metrics.lockWait('stale');
-          engine.servedStale(fullKey, staleAt <= started + lockTimeoutMs ? 'soft_timeout' : 'lock_timeout');
+          const reason = !byLimit
+            ? 'lock_timeout'
+            : softTimeoutMs !== undefined
+              ? 'soft_timeout'
+              : 'hard_timeout';
+          engine.servedStale(fullKey, reason);
           return stale.value;
         }
         engine.metrics.lockWait('timeout');
+        if (byLimit) throw new FactoryTimeoutError(userKey, limitMs!);
         throw new LockTimeoutError(userKey, lockTimeoutMs);
       }
       await engine.wakeups.sleepOrWake(fullKey, Math.min(engine.options.lock.pollMs, remaining));
