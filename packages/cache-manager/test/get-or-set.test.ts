@@ -193,6 +193,37 @@ describe('L1 value modes', () => {
     expect(Object.isFrozen(value.nested)).toBe(true);
   });
 
+  it('freeze makes Maps, Sets and Dates immutable too: their mutators throw', async () => {
+    const cache = make({ l1: { mode: 'freeze' } });
+    await cache.set('k', {
+      map: new Map([['a', { n: 1 }]]),
+      set: new Set(['a']),
+      at: new Date(5),
+    });
+    const read = async () =>
+      (await cache.get<{ map: Map<string, unknown>; set: Set<string>; at: Date }>('k'))!;
+    const value = await read();
+    expect(() => value.map.set('b', 2)).toThrow(TypeError);
+    expect(() => value.map.delete('a')).toThrow(TypeError);
+    expect(() => value.map.clear()).toThrow(TypeError);
+    expect(() => value.set.add('b')).toThrow(TypeError);
+    expect(() => value.set.delete('a')).toThrow(TypeError);
+    expect(() => value.set.clear()).toThrow(TypeError);
+    expect(() => value.at.setTime(9)).toThrow(TypeError);
+    expect(() => value.at.setUTCFullYear(2000)).toThrow(TypeError);
+    const again = await read();
+    expect([...again.map.keys()]).toEqual(['a']);
+    expect([...again.set]).toEqual(['a']);
+    expect(again.at.getTime()).toBe(5);
+    // Reads still work, and the values still copy as plain Maps, Sets and Dates.
+    expect(again.map.get('a')).toEqual({ n: 1 });
+    expect(structuredClone(again)).toEqual({
+      map: new Map([['a', { n: 1 }]]),
+      set: new Set(['a']),
+      at: new Date(5),
+    });
+  });
+
   it('clone hands out copies', async () => {
     const cache = make({ l1: { mode: 'clone' } });
     await cache.set('k', { n: 1 });
