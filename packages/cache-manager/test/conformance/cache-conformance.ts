@@ -161,6 +161,16 @@ export function describeCacheConformance(
       expect(runs).toBe(2);
     });
 
+    it('deleteByTag also deletes a key rewritten without the tag: a miss, never its old value', async () => {
+      const cache = make();
+      await cache.set('retagged', 'old', { tags: ['before'] });
+      await cache.set('retagged', 'new');
+      // The tag set (and the L1 tag index) still name the key: no read per key to check it.
+      expect(await cache.deleteByTag('before')).toBe(1);
+      expect(await cache.get('retagged')).toBeUndefined();
+      expect(await cache.getOrSet('retagged', () => 'recomputed')).toBe('recomputed');
+    });
+
     it('deleteByTag removes entries outright: has() is false and grace serves no stale value', async () => {
       // Both are open bugs of peers (bentocache #64 and #71): a tag deletion that only marks
       // entries stale keeps them visible to has() and to getOrSet's grace.
