@@ -1,5 +1,6 @@
 import type { Logger } from '@noa/core';
-import type { RedisClient } from './l2/redis-client.js';
+import type { Cluster } from 'ioredis';
+import { isCluster, type RedisClient } from './l2/redis-client.js';
 import type { RedisTier } from './l2/redis-tier.js';
 import { TickBatcher } from './l2/tick-batcher.js';
 import type { CacheMetrics } from './metrics.js';
@@ -23,6 +24,9 @@ export interface BusMessage {
 /** How often an instance that lost invalidations retries telling the others (ms). */
 const RESYNC_RETRY_MS = 500;
 
+/** How long a Cluster bus waits before subscribing through another node (ms). */
+const RESUBSCRIBE_DELAY_MS = 100;
+
 /**
  * L1 invalidation over Redis pub/sub: a write or delete on one instance evicts the key from
  * every other instance's L1, and wakes instances waiting for another's factory. Messages are
@@ -39,7 +43,8 @@ export class InvalidationBus {
   readonly channel: string;
   readonly instanceId: string;
   readonly #tier: RedisTier;
-  readonly #subscriber: RedisClient;
+  #subscriber: RedisClient | undefined;
+  #resubscribeTimer: NodeJS.Timeout | undefined;
   readonly #onMessage: (message: BusMessage) => void;
   readonly #onResync: () => void;
   readonly #metrics: CacheMetrics;
@@ -70,27 +75,78 @@ export class InvalidationBus {
     this.#onResync = options.onResync;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
-    this.#subscriber = options.tier.client.duplicate();
-    this.#subscriber.on('error', (error: Error) => {
+    const client = options.tier.client;
+    this.ready = isCluster(client) ? this.#subscribeOnCluster(client) : this.#subscribe(client.duplicate());
+  }
+
+  /**
+   * Subscribes `subscriber` (a connection of its own) to the channel. Once a connection of the
+   * bus has closed, the next one to be ready drops L1: what was published meanwhile is lost.
+   */
+  #subscribe(subscriber: RedisClient): Promise<void> {
+    this.#subscriber = subscriber;
+    subscriber.on('error', (error: Error) => {
       this.#logger.debug('invalidation bus connection error', { error: error.message });
     });
-    this.#subscriber.on('close', () => {
+    subscriber.on('close', () => {
       if (!this.#closed) this.#lostConnection = true;
     });
-    this.#subscriber.on('ready', () => {
+    subscriber.on('ready', () => {
       if (this.#lostConnection) {
         this.#lostConnection = false;
         this.#logger.info('invalidation bus reconnected; dropping L1 (invalidations may have been missed)');
         this.#onResync();
       }
     });
-    this.#subscriber.on('message', (_channel: string, raw: string) => this.#receive(raw));
-    this.ready = this.#subscriber.subscribe(this.channel).then(
+    subscriber.on('message', (_channel: string, raw: string) => this.#receive(raw));
+    return subscriber.subscribe(this.channel).then(
       () => undefined,
       (error: unknown) => {
         this.#logger.warn('invalidation bus could not subscribe', { error: String(error) });
       },
     );
+  }
+
+  /**
+   * On a Cluster the bus subscribes through a plain connection to one master (a classic
+   * PUBLISH reaches every node's subscribers), not through `cluster.duplicate()`: ioredis moves
+   * a Cluster's subscription to another node when its connection ends without any event on
+   * the Cluster, so messages published meanwhile would be lost unnoticed. This connection does
+   * not reconnect by itself; when it ends, the bus subscribes through another master and,
+   * once that connection is ready, drops L1 as after any reconnect.
+   */
+  async #subscribeOnCluster(cluster: Cluster): Promise<void> {
+    if (this.#closed) return;
+    if (cluster.status !== 'ready') {
+      await new Promise<void>((resolve) => cluster.once('ready', resolve));
+      if (this.#closed) return;
+    }
+    const masters = cluster.nodes('master');
+    const node = masters[Math.floor(Math.random() * masters.length)];
+    if (node === undefined) {
+      this.#resubscribeLater(cluster);
+      return;
+    }
+    const subscriber = node.duplicate({
+      lazyConnect: false,
+      retryStrategy: () => null,
+      enableReadyCheck: true,
+    });
+    subscriber.once('end', () => {
+      if (this.#closed) return;
+      this.#lostConnection = true;
+      this.#resubscribeLater(cluster);
+    });
+    await this.#subscribe(subscriber);
+  }
+
+  #resubscribeLater(cluster: Cluster): void {
+    if (this.#closed || this.#resubscribeTimer !== undefined) return;
+    this.#resubscribeTimer = setTimeout(() => {
+      this.#resubscribeTimer = undefined;
+      void this.#subscribeOnCluster(cluster);
+    }, RESUBSCRIBE_DELAY_MS);
+    this.#resubscribeTimer.unref();
   }
 
   /** Publishes a message from this instance (dropped when Redis is unavailable). */
@@ -162,7 +218,8 @@ export class InvalidationBus {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#resyncTimer);
-    this.#subscriber.disconnect();
+    clearTimeout(this.#resubscribeTimer);
+    this.#subscriber?.disconnect();
   }
 
   #receive(raw: string): void {
