@@ -39,7 +39,14 @@ export async function deleteByTags(engine: CacheEngine, tags: readonly string[])
   }
   if (engine.tier) {
     const lists = await Promise.all(tags.map((tag) => engine.tier!.deleteTag(tag)));
-    for (const list of lists) for (const key of list) removed.add(key);
+    // The tag sets may name a key rewritten here without the tag, which L1's index no longer
+    // does: L2 has just deleted it, so L1 drops it too rather than hold what L2 lost.
+    for (const list of lists) {
+      for (const key of list) {
+        engine.l1.delete(key);
+        removed.add(key);
+      }
+    }
     await engine.bus?.publish('tag', [...tags]);
   }
   const deleted = engine.listeners.delete;
