@@ -149,6 +149,32 @@ describe('early refresh (XFetch)', () => {
   });
 });
 
+describe('early refresh (XFetch) that fails', () => {
+  it('is no stale value served: callers had the fresh one', async () => {
+    const clock = new ManualClock(0);
+    let draw = 0.99;
+    const cache = make({ clock, ttlMs: 1_000, graceMs: 60_000, random: () => draw });
+    const stale: string[] = [];
+    cache.on('stale', ({ reason }) => stale.push(reason));
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      await delay(5);
+      if (calls > 1) throw new Error('source down');
+      return 'v1';
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    clock.advance(900);
+    draw = 1e-30;
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // fresh, and starts the refresh
+    await delay(30);
+    expect(calls).toBe(2);
+    expect(stale).toEqual([]);
+    expect(cache.stats().staleServed.factory_error).toBe(0);
+    expect(cache.stats().factoryErrors).toBe(1);
+  });
+});
+
 describe('writes and deletes during a factory run', () => {
   it('win over the run: its result goes to its callers but is not cached over them', async () => {
     const cache = make();
