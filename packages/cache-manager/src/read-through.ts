@@ -26,6 +26,11 @@ export interface KeyLoad<T> {
   options: GetOrSetOptions;
   /** The newest entry still in grace (L1's or L2's), served when the factory fails or is slow. */
   stale: CacheEntry<T> | undefined;
+  /**
+   * An early refresh, which nobody waits on: `stale` is the value still fresh, so a failure
+   * serves nobody a stale value (none is counted); it only backs off.
+   */
+  background?: boolean;
 }
 
 /** An L1 miss or stale entry: L2, then the factory once across instances. */
@@ -206,8 +211,15 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
     }
     if (context.rejected(error)) throw error;
     if (stale && engine.clock.now() < stale.staleUntil) {
-      engine.servedStale(fullKey, 'factory_error');
-      engine.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
+      if (load.background) {
+        engine.logger.warn('early refresh failed; keeping the current value', {
+          key: userKey,
+          error: String(error),
+        });
+      } else {
+        engine.servedStale(fullKey, 'factory_error');
+        engine.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
+      }
       backOff(engine, fullKey, stale);
       return stale.value;
     }
@@ -271,6 +283,7 @@ export function refreshEarly<T>(
       factory,
       options: { ...options, softTimeoutMs: undefined, hardTimeoutMs: undefined },
       stale: current as CacheEntry<T>,
+      background: true,
     };
     await runFactory(engine, load, token);
   })().finally(() => engine.refreshing.delete(fullKey));
