@@ -269,6 +269,28 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(await slowGraced).toBe('new');
   });
 
+  it('a waiter that takes over the lease keeps its hardTimeoutMs from the start of the call', async () => {
+    const [holder, waiter] = await instances(2);
+    let fail!: () => void;
+    const failing = holder!
+      .getOrSet(
+        'taken-over',
+        () => new Promise<string>((_, reject) => (fail = () => reject(new Error('holder failed')))),
+      )
+      .catch(() => 'failed');
+    await delay(30);
+    const started = performance.now();
+    const waited = waiter!
+      .getOrSet('taken-over', () => new Promise<string>(() => {}), { hardTimeoutMs: 1_500 })
+      .catch((caught: unknown) => caught);
+    await delay(1_000);
+    fail(); // the waiter takes the lease over, 1 s into its 1.5 s
+    expect(await waited).toBeInstanceOf(FactoryTimeoutError);
+    // Deadline test, generous bound: 1.5 s from the call, not 1.5 s from the take-over (2.5 s).
+    expect(performance.now() - started).toBeLessThan(2_200);
+    expect(await failing).toBe('failed');
+  });
+
   it('a holder that caches nothing (ctx.skip, undefined) wakes the waiters at once, which then compute', async () => {
     const [holder] = await instances(1);
     // This waiter re-checks Redis only once a minute: without the holder's wake-up it would
