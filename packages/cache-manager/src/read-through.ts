@@ -110,20 +110,33 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
       }
       lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
     }
+    // The timeouts bound the whole call: the factory gets what the wait left of them.
+    const waitedMs = Date.now() - started;
+    const left = (ms: number | undefined) => (ms === undefined ? undefined : Math.max(1, ms - waitedMs));
+    const bounded = { ...options, softTimeoutMs: left(softTimeoutMs), hardTimeoutMs: left(hardTimeoutMs) };
+    // 'unavailable': Redis failed while we waited; only in-process single flight is left.
+    if (lease === 'unavailable') return runFactory(engine, { ...load, options: bounded });
     engine.metrics.lockWait('acquired');
-  }
-  if (lease === 'acquired') {
-    // Double-check: between our L2 miss and the lease, another instance may have computed
-    // the value and released its lease.
-    const remote = await readL2(engine, fullKey);
-    if (remote && isFresh(remote.entry, engine.clock.now())) {
-      await tier.releaseLease(fullKey, token);
-      engine.l1Set(fullKey, remote.entry, remote.bytes);
-      return remote.entry.value as T;
-    }
+    return takeOver(engine, { ...load, options: bounded }, token);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
-  return runFactory(engine, load, lease === 'acquired' ? token : undefined);
+  if (lease === 'unavailable') return runFactory(engine, load);
+  return takeOver(engine, load, token);
+}
+
+/** Runs the factory under a lease just acquired, unless L2 has the value by now. */
+async function takeOver<T>(engine: CacheEngine, load: KeyLoad<T>, token: string): Promise<T> {
+  const { fullKey } = load;
+  const tier = engine.tier!;
+  // Double-check: between our L2 miss and the lease, another instance may have computed
+  // the value and released its lease.
+  const remote = await readL2(engine, fullKey);
+  if (remote && isFresh(remote.entry, engine.clock.now())) {
+    await tier.releaseLease(fullKey, token);
+    engine.l1Set(fullKey, remote.entry, remote.bytes);
+    return remote.entry.value as T;
+  }
+  return runFactory(engine, load, token);
 }
 
 /** Runs the factory with soft/hard timeouts and grace; writes the result through both tiers. */
