@@ -322,6 +322,15 @@ describe('tags and the edge hook', () => {
     expect(await cache.get('p')).toBeUndefined();
   });
 
+  it('rejects with EdgePurgeError once edge.timeoutMs passes when the purger hangs', async () => {
+    const cache = make({ edge: { purger: { purgeTags: () => new Promise<void>(() => {}) }, timeoutMs: 50 } });
+    await cache.set('p', 1, { tags: ['products'] });
+    const error = await cache.deleteByTag('products').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EdgePurgeError);
+    expect(error).toMatchObject({ cause: { code: 'NOA_TIMEOUT' } });
+    expect(await cache.get('p')).toBeUndefined();
+  });
+
   it('forgets tags of evicted keys', async () => {
     const cache = make({ l1: { maxEntries: 1 } });
     await cache.set('a', 1, { tags: ['t'] });
