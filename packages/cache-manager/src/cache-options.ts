@@ -135,6 +135,11 @@ export const cacheOptionsSchema = z
           'must have a purgeTags(tags) method',
         ),
         tags: z.array(z.string()).optional(),
+        /**
+         * How long `deleteByTag` waits for `purgeTags` before rejecting with `EdgePurgeError`
+         * (cause: a `TimeoutError`); the purge itself is not cancelled.
+         */
+        timeoutMs: timerMs.default(10_000),
       })
       .strict()
       .optional(),

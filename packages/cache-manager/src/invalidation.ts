@@ -1,3 +1,4 @@
+import { withDeadline } from '@noa/core';
 import type { CacheEngine } from './cache-engine.js';
 import { expireEntry } from './entry.js';
 import { EdgePurgeError, SerializationError } from './errors.js';
@@ -56,7 +57,12 @@ export async function deleteByTags(engine: CacheEngine, tags: readonly string[])
     const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
     if (tied.length > 0) {
       try {
-        await edge.purger.purgeTags(tied);
+        // A purge that never settles (a CDN API without a timeout) would hold deleteByTag forever.
+        await withDeadline(
+          Promise.resolve().then(() => edge.purger.purgeTags(tied)),
+          edge.timeoutMs,
+          'edge purge',
+        );
       } catch (error) {
         engine.logger.warn('edge purge failed; the cache entries are deleted', {
           tags: tied,
