@@ -48,8 +48,10 @@ describe.skipIf(started.skip !== undefined)(
       const reader = open();
       await Promise.all([writer.ready(), reader.ready()]);
       await writer.set('k', 'v1');
+      await writer.set('unrelated', 'kept');
       expect(await reader.get('k')).toBe('v1');
       expect(reader.getLocal('k')).toBe('v1');
+      expect(await reader.get('unrelated')).toBe('kept');
 
       await server.pause(1_500);
       for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
@@ -74,6 +76,8 @@ describe.skipIf(started.skip !== undefined)(
       expect(values[0]).toBe(values[1]);
       // The value L2 holds: a write Redis never got is lost, for its writer too.
       expect(values[0]).toBe('v1');
+      // Only what the lost messages named was dropped: the other instance's L1 keeps the rest.
+      expect(reader.getLocal('unrelated')).toBe('kept');
     });
   },
 );
