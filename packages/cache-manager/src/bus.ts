@@ -24,6 +24,9 @@ export interface BusMessage {
 /** How often an instance that lost invalidations retries telling the others (ms). */
 const RESYNC_RETRY_MS = 500;
 
+/** Past this many lost keys (or tags, prefixes), they are replaced by one root `clear`. */
+const MAX_LOST_KEYS = 10_000;
+
 /** How long a Cluster bus waits before subscribing through another node (ms). */
 const RESUBSCRIBE_DELAY_MS = 100;
 
@@ -34,8 +37,9 @@ const RESUBSCRIBE_DELAY_MS = 100;
  * whole L1 (`onResync`) rather than serve values it may have missed invalidations for.
  * Redis can also be out of reach for one instance only (its calls time out, its breaker is
  * open) while the others' connections never drop: that instance's writes then reach its own
- * L1 and nothing else. Once it reaches Redis again it publishes a root `clear` and drops its
- * own L1 (see {@link InvalidationBus.missed}), so every instance rereads L2.
+ * L1 and nothing else. Once it reaches Redis again it publishes the lost messages again and
+ * drops its own copies of the keys it wrote (see {@link InvalidationBus.missed}), so every
+ * instance rereads those keys from L2.
  * Messages of one event-loop turn are merged (one PUBLISH per type), since every message is
  * an idempotent eviction or wake-up and their order does not matter.
  */
@@ -46,7 +50,7 @@ export class InvalidationBus {
   #subscriber: RedisClient | undefined;
   #resubscribeTimer: NodeJS.Timeout | undefined;
   readonly #onMessage: (message: BusMessage) => void;
-  readonly #onResync: () => void;
+  readonly #onResync: (keys?: readonly string[]) => void;
   readonly #metrics: CacheMetrics;
   readonly #logger: Logger;
   readonly #outbox = new TickBatcher<{ t: BusMessage['t']; k: string[] }, undefined>((items) =>
@@ -54,8 +58,11 @@ export class InvalidationBus {
   );
   #lostConnection = false;
   #closed = false;
-  /** An invalidation of this instance may not have reached Redis or the others. */
-  #resyncPending = false;
+  /** Invalidations of this instance that may not have reached Redis or the others, by kind. */
+  #lost = new Map<BusMessage['t'], Set<string>>();
+  #lostCount = 0;
+  /** Too many were lost to send again one by one: a root `clear` replaces them. */
+  #lostTooMany = false;
   #resyncTimer: NodeJS.Timeout | undefined;
   readonly ready: Promise<void>;
 
@@ -64,7 +71,8 @@ export class InvalidationBus {
     channel: string;
     instanceId: string;
     onMessage: (message: BusMessage) => void;
-    onResync: () => void;
+    /** Drops `keys` from L1, or all of it without them. */
+    onResync: (keys?: readonly string[]) => void;
     metrics: CacheMetrics;
     logger: Logger;
   }) {
@@ -170,7 +178,7 @@ export class InvalidationBus {
         } finally {
           // A lost `rel` only makes waiters poll; any other kind leaves some L1 out of date.
           if (sent) this.#metrics.bus('sent');
-          else if (t !== 'rel') this.missed();
+          else if (t !== 'rel') this.missed(t, k);
         }
       }),
     );
@@ -179,14 +187,32 @@ export class InvalidationBus {
 
   /**
    * Records that an invalidation of this instance may not have reached Redis or the other
-   * instances (a publish or an L2 write failed or was skipped). Until a root `clear` gets
-   * through, it is retried every {@link RESYNC_RETRY_MS}; once it does, this instance drops its
-   * own L1 too, since it may hold a value L2 never got. Every instance then rereads L2: the
-   * lost writes stay lost, but no two instances keep serving different values.
+   * instances (its publish, or the L2 write behind a `set`, failed or was skipped). Every
+   * {@link RESYNC_RETRY_MS} the lost messages are published again until they get through;
+   * then this instance drops its own L1 copies of the keys it wrote, which L2 may not have.
+   * Every instance then rereads those keys from L2: the lost writes stay lost, but no two
+   * instances keep serving different values. Past {@link MAX_LOST_KEYS} a root `clear` is sent
+   * instead and this instance drops all of its L1.
    */
-  missed(): void {
+  missed(type: BusMessage['t'], keys: readonly string[]): void {
     if (this.#closed) return;
-    this.#resyncPending = true;
+    if (!this.#lostTooMany) {
+      let lost = this.#lost.get(type);
+      if (!lost) {
+        lost = new Set();
+        this.#lost.set(type, lost);
+      }
+      for (const key of keys) {
+        if (lost.has(key)) continue;
+        lost.add(key);
+        this.#lostCount += 1;
+      }
+      if (this.#lostCount > MAX_LOST_KEYS) {
+        this.#lostTooMany = true;
+        this.#lost.clear();
+        this.#lostCount = 0;
+      }
+    }
     if (this.#resyncTimer !== undefined) return;
     this.#resyncTimer = setTimeout(() => {
       this.#resyncTimer = undefined;
@@ -196,22 +222,34 @@ export class InvalidationBus {
   }
 
   async #resync(): Promise<void> {
-    if (!this.#resyncPending || this.#closed) return;
-    this.#resyncPending = false;
-    const message: BusMessage = { o: this.instanceId, t: 'clear', k: [''], at: Date.now() };
-    let sent = false;
-    try {
-      sent = await this.#tier.publish(this.channel, JSON.stringify(message));
-    } catch {
-      // `onBackendError: 'throw'`: Redis is still out of reach, as with a false.
+    if (this.#closed) return;
+    const messages: [BusMessage['t'], string[]][] = this.#lostTooMany
+      ? [['clear', ['']]]
+      : [...this.#lost].map(([type, keys]) => [type, [...keys]]);
+    const written = this.#lostTooMany ? undefined : [...(this.#lost.get('set') ?? [])];
+    this.#lost = new Map();
+    this.#lostCount = 0;
+    this.#lostTooMany = false;
+    for (const [t, k] of messages) {
+      const message: BusMessage = { o: this.instanceId, t, k, at: Date.now() };
+      let sent = false;
+      try {
+        sent = await this.#tier.publish(this.channel, JSON.stringify(message));
+      } catch {
+        // `onBackendError: 'throw'`: Redis is still out of reach, as with a false.
+      }
+      if (!sent) {
+        // All wait for the next try (evictions sent twice do no harm), with what is lost meanwhile.
+        if (written === undefined) this.#lostTooMany = true;
+        for (const [type, keys] of messages) this.missed(type, keys);
+        return;
+      }
+      this.#metrics.bus('sent');
     }
-    if (!sent) {
-      this.missed();
-      return;
-    }
-    this.#metrics.bus('sent');
-    this.#logger.info('redis reachable again after lost invalidations; every instance drops its L1');
-    this.#onResync();
+    this.#logger.info('redis reachable again; lost invalidations sent again', {
+      messages: messages.length,
+    });
+    this.#onResync(written);
   }
 
   /** Unsubscribes and closes the subscriber connection. */

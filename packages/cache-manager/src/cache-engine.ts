@@ -124,7 +124,10 @@ export class CacheEngine {
           channel: `${options.prefix}__bus`,
           instanceId: this.instanceId,
           onMessage: (message) => applyBusMessage(this, message),
-          onResync: () => this.l1.clear(),
+          onResync: (keys) => {
+            if (keys === undefined) this.l1.clear();
+            else for (const key of keys) this.l1.delete(key);
+          },
           metrics: this.metrics,
           logger: this.logger,
         });

@@ -61,7 +61,7 @@ export function writeEntry(
     } finally {
       // L1 has a value L2 does not: the other instances read L2 (see `InvalidationBus.missed`).
       if (written) engine.metrics.written(encoded.length);
-      else engine.bus?.missed();
+      else engine.bus?.missed('set', [fullKey]);
     }
     // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
     // write costs one round trip, and other instances' L1s are evicted a moment later.
