@@ -108,8 +108,9 @@ export class CacheEngine {
         options.redis,
         options.prefix,
         guard,
+        () => clock.now(),
         options.batching,
-        options.slidingTtlMs === undefined ? undefined : () => clock.now(),
+        options.slidingTtlMs !== undefined,
       );
       // Every Redis cache can read values written with shared structures; only msgpack caches
       // with `sharedStructures` write them (and load the list at start).

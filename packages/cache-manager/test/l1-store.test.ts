@@ -218,3 +218,27 @@ describe('count-min sketch', () => {
     );
   });
 });
+
+describe('TTL policy with sliding entries', () => {
+  it('orders by the expiry an entry has now, not the one it was stored with', () => {
+    const store = createL1Store('ttl', 2, 1_000_000);
+    const slid = entry('a', 100);
+    store.set('a', slid, 1);
+    store.set('b', entry('b', 200), 1);
+    slid.expiresAt = 300; // a read slid it in place, as slideEntry does
+    store.set('c', entry('c', 250), 1); // over the entry budget: the soonest to expire goes
+    expect([...store.keys()].sort()).toEqual(['a', 'c']);
+    store.set('d', entry('d', 400), 1);
+    expect([...store.keys()].sort()).toEqual(['a', 'd']);
+  });
+
+  it('the byte budget picks its victim the same way', () => {
+    const store = createL1Store('ttl', 10, 3);
+    const slid = entry('a', 100);
+    store.set('a', slid, 1);
+    store.set('b', entry('b', 200), 1);
+    slid.expiresAt = 300;
+    store.set('c', entry('c', 250), 2); // 4 bytes over a budget of 3
+    expect([...store.keys()].sort()).toEqual(['a', 'c']);
+  });
+});

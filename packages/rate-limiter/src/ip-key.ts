@@ -44,11 +44,12 @@ function formatIpv6(groups: readonly number[]): string {
 }
 
 /**
- * The rate-limit key of a client address: an IPv4 address (or an IPv4-mapped IPv6 one) as
- * itself, an IPv6 address as its `/ipv6Subnet` network (`2001:db8:1:200::/56`), because one
+ * The rate-limit key of a client address: an IPv4 address (or an IPv4-mapped IPv6 one, however
+ * written) as itself, an IPv6 address as its `/ipv6Subnet` network (`2001:db8:1:200::/56`), because one
  * IPv6 client holds a whole /64 or more and could otherwise pick a fresh address per request.
- * `ipv6Subnet: false` keys each IPv6 address (in RFC 5952 form). Anything else is returned as it is. Use it in a
- * custom `keyBy` that falls back to the IP.
+ * `ipv6Subnet: false` keys each IPv6 address (in RFC 5952 form). A source port that a proxy appended
+ * (`1.2.3.4:5678`, `[2001:db8::1]:443`) is dropped. Anything else is returned as it is. Use it
+ * in a custom `keyBy` that falls back to the IP.
  */
 export function ipKey(address: string, ipv6Subnet: number | false = defaultIpv6Subnet): string {
   // IPv4 is the common case and needs no parsing.
@@ -56,6 +57,17 @@ export function ipKey(address: string, ipv6Subnet: number | false = defaultIpv6S
   const normalized = normalizeAddress(address);
   if (isIP(normalized.split('%')[0]!) !== 6) return normalized;
   const groups = ipv6Groups(normalized);
+  // An IPv4 client however its mapped address is written (`::FFFF:…`, `0:0:0:0:0:ffff:…`, hex
+  // groups): keyed by its IPv4, not by the `::/56` that every such client would share.
+  if (
+    groups[5] === 0xffff &&
+    groups[0] === 0 &&
+    groups[1] === 0 &&
+    groups[2] === 0 &&
+    groups[3] === 0 &&
+    groups[4] === 0
+  )
+    return `${groups[6]! >> 8}.${groups[6]! & 0xff}.${groups[7]! >> 8}.${groups[7]! & 0xff}`;
   // Whole addresses too are written one way, so `2001:DB8:0::1` and `2001:db8::1` share a key.
   if (ipv6Subnet === false) return formatIpv6(groups);
   for (let index = 0; index < 8; index += 1) {

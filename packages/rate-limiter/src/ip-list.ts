@@ -11,8 +11,29 @@ export function isAddressOrCidr(value: string): boolean {
   return Number(prefix) <= (family === 4 ? 32 : 128);
 }
 
-/** Strips the IPv4-mapped IPv6 prefix that dual-stack sockets report (`::ffff:1.2.3.4`). */
+/**
+ * A client address as lists and keys compare it: without the source port that some proxies
+ * append (Azure Application Gateway writes `ip:port` and `[ipv6]:port` into X-Forwarded-For,
+ * which Express then reports as `req.ip`: with the port, every connection would be a new client),
+ * and without the IPv4-mapped prefix that dual-stack sockets report (`::ffff:1.2.3.4`).
+ */
 export function normalizeAddress(address: string): string {
+  const colon = address.indexOf(':');
+  if (colon < 0) return address;
+  if (address.charCodeAt(0) === 0x5b) {
+    // `[ipv6]` or `[ipv6]:port`.
+    const end = address.indexOf(']');
+    const rest = address.slice(end + 1);
+    const inner = address.slice(1, end);
+    if (end > 0 && (rest === '' || /^:\d{1,5}$/.test(rest)) && isIP(inner) === 6)
+      return normalizeAddress(inner);
+    return address;
+  }
+  // One colon is never IPv6 (which has at least two): `a.b.c.d:port`.
+  if (colon === address.lastIndexOf(':')) {
+    const host = address.slice(0, colon);
+    return isIP(host) === 4 && /^\d{1,5}$/.test(address.slice(colon + 1)) ? host : address;
+  }
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
 

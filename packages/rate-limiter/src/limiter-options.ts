@@ -3,23 +3,27 @@ import { z } from 'zod';
 import { autoBlockSchema } from './auto-block.js';
 import { isAddressOrCidr } from './ip-list.js';
 import type { MetricsRegistry } from './limiter-metrics.js';
-import { limitSchema } from './policy.js';
+import { defaultLimitName, limitSchema } from './policy.js';
 import { isRateLimitStore, type RateLimitStore } from './stores/store.js';
 
 const limitsSchema = z
   .array(limitSchema)
   .min(1, 'give at least one limit')
   .superRefine((limits, context) => {
-    const seen = new Set<string>();
-    limits.forEach((limit, index) => {
-      if (limit.name === undefined) return;
-      if (seen.has(limit.name))
-        context.addIssue({
-          code: 'custom',
-          path: [index, 'name'],
-          message: `duplicate limit name "${limit.name}"`,
-        });
-      seen.add(limit.name);
+    // Default names count too: an unnamed first limit is `default`, so a second one named
+    // `default` would make two policies of one name in the headers.
+    const names = limits.map((limit, index) => limit.name ?? defaultLimitName(index));
+    names.forEach((name, index) => {
+      const first = names.indexOf(name);
+      if (first === index) return;
+      // Reported on the limit that was given the name; the other may have it by default.
+      const [named, other] = limits[index]!.name === undefined ? [first, index] : [index, first];
+      const byDefault = limits[other]!.name === undefined ? ` (the default name of limit ${other})` : '';
+      context.addIssue({
+        code: 'custom',
+        path: [named, 'name'],
+        message: `duplicate limit name "${name}"${byDefault}`,
+      });
     });
   });
 const cidrSchema = z.string().refine(isAddressOrCidr, 'must be an IPv4/IPv6 address or CIDR range');

@@ -15,6 +15,9 @@ export type AlgorithmName = (typeof algorithmNames)[number];
 /** The largest `limit` a sliding log accepts: it stores one entry per admitted request. */
 export const maxSlidingLogLimit = 10_000;
 
+/** The longest delay `setTimeout` honours (2^31 − 1 ms, about 24.8 days). */
+const maxTimerMs = 2_147_483_647;
+
 /** One limit: `limit` points per `windowMs`, counted with `algorithm`. */
 export const limitSchema = z
   .object({
@@ -35,7 +38,13 @@ export const limitSchema = z
      * Leaky bucket only: queue instead of refusing. A request that does not fit is admitted
      * with `delayMs` (the caller waits) as long as that delay is at most this many ms.
      */
-    queueMaxDelayMs: z.number().int().nonnegative().optional(),
+    queueMaxDelayMs: z
+      .number()
+      .int()
+      .nonnegative()
+      // A longer timer fires at once (Node clamps it to 1 ms): the request would not wait.
+      .max(maxTimerMs, `must be at most ${maxTimerMs} (the longest timer Node can set)`)
+      .optional(),
   })
   .strict()
   .superRefine((value, context) => {
@@ -68,12 +77,14 @@ export interface LimitPolicy {
   queueMaxDelayMs?: number | undefined;
 }
 
-/** Fills in default names (`default`, then `limit-1`, `limit-2`…) of a parsed list of limits. */
+/** The name of the limit at `index` of its list when it has none: `default`, then `limit-1`, `limit-2`… */
+export function defaultLimitName(index: number): string {
+  return index === 0 ? 'default' : `limit-${index}`;
+}
+
+/** Fills in default names (see {@link defaultLimitName}) of a parsed list of limits. */
 export function nameLimits(limits: readonly z.infer<typeof limitSchema>[]): LimitPolicy[] {
-  return limits.map((limit, index) => ({
-    ...limit,
-    name: limit.name ?? (index === 0 ? 'default' : `limit-${index}`),
-  }));
+  return limits.map((limit, index) => ({ ...limit, name: limit.name ?? defaultLimitName(index) }));
 }
 
 /** The capacity of a limit: `burst` for buckets, otherwise `limit`. */

@@ -217,3 +217,58 @@ describe('leaky bucket queue mode', () => {
     );
   });
 });
+
+describe('a clock that goes back (another server after a failover, an NTP step)', () => {
+  /** Requests whose gaps may be negative: the clock steps back by up to two windows. */
+  const unsteadyArb = fc.array(
+    fc.record({ gap: fc.integer({ min: -6_000, max: 3_000 }), cost: fc.integer({ min: 0, max: 3 }) }),
+    { minLength: 1, maxLength: 120 },
+  );
+
+  for (const algorithm of all) {
+    it(`${algorithm}: remaining stays within the quota, reset and retry times are never negative`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), startArb, unsteadyArb, (policy, start, requests) => {
+          const { step } = algorithms[algorithm];
+          let state: unknown;
+          let now = start;
+          for (const request of requests) {
+            now += request.gap;
+            const { decision, state: next } = step(state, now, request.cost, policy);
+            if (decision.allowed) state = next;
+            expect(decision.remaining).toBeGreaterThanOrEqual(0);
+            expect(decision.remaining).toBeLessThanOrEqual(decision.limit);
+            expect(decision.resetMs).toBeGreaterThanOrEqual(0);
+            expect(decision.retryAfterMs).toBeGreaterThanOrEqual(0);
+            if (!decision.allowed && request.cost <= capacityOf(policy))
+              expect(decision.retryAfterMs).toBeGreaterThan(0);
+          }
+        }),
+      );
+    });
+  }
+
+  it('sliding log counts every logged request still inside the window, as Redis (a sorted set) does', () => {
+    fc.assert(
+      fc.property(policyArb('sliding-log'), startArb, unsteadyArb, (policy, start, requests) => {
+        const { step } = algorithms['sliding-log'];
+        let state: unknown;
+        let now = start;
+        // The Lua script's model: entries inside the window, whatever their order; an admission
+        // keeps only those (the others left the window) and adds itself.
+        let logged: { time: number; cost: number }[] = [];
+        for (const request of requests) {
+          now += request.gap;
+          const inside = logged.filter((entry) => entry.time > now - policy.windowMs);
+          const used = inside.reduce((sum, entry) => sum + entry.cost, 0);
+          const { decision, state: next } = step(state, now, request.cost, policy);
+          expect(decision.allowed).toBe(used + request.cost <= policy.limit);
+          if (decision.allowed) {
+            state = next;
+            logged = request.cost > 0 ? [...inside, { time: now, cost: request.cost }] : inside;
+          }
+        }
+      }),
+    );
+  });
+});

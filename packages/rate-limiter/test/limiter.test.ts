@@ -10,6 +10,7 @@ import {
   type RateLimitResult,
   type RateLimitStore,
 } from '../src/index.js';
+import { admitted } from '../src/stores/store.js';
 
 const start = 1_700_000_000_000;
 
@@ -173,6 +174,48 @@ describe('RateLimiter on the memory store', () => {
     ]);
   });
 
+  it('rejects a queueMaxDelayMs longer than a timer can wait (it would fire at once)', () => {
+    const queue = (queueMaxDelayMs: number) => () =>
+      createRateLimiter({
+        limits: [{ algorithm: 'leaky-bucket', limit: 1, windowMs: 1_000, queueMaxDelayMs }],
+      });
+    expect(queue(2 ** 31)).toThrow(ConfigError);
+    try {
+      queue(2 ** 31)();
+    } catch (error) {
+      expect((error as ConfigError).fields).toEqual(['limits.0.queueMaxDelayMs']);
+    }
+    expect(queue(2 ** 31 - 1)).not.toThrow();
+  });
+
+  it('rejects a limit named as another one is by default (two "default" policies in the headers)', () => {
+    const attempt = (limits: unknown[]) => () =>
+      createRateLimiter({ limits, roles: { pro: limits } } as never);
+    const unnamedThenDefault = [
+      { limit: 10, windowMs: 1_000 },
+      { name: 'default', limit: 1_000, windowMs: 86_400_000 },
+    ];
+    expect(attempt(unnamedThenDefault)).toThrow(ConfigError);
+    try {
+      attempt(unnamedThenDefault)();
+    } catch (error) {
+      expect((error as ConfigError).fields.sort()).toEqual(['limits.1.name', 'roles.pro.1.name']);
+    }
+    expect(
+      attempt([
+        { name: 'limit-1', limit: 10, windowMs: 1_000 },
+        { limit: 1_000, windowMs: 86_400_000 },
+      ]),
+    ).toThrow(ConfigError);
+    // Names that cannot collide are fine.
+    expect(
+      attempt([
+        { limit: 10, windowMs: 1_000 },
+        { limit: 1_000, windowMs: 86_400_000 },
+      ]),
+    ).not.toThrow();
+  });
+
   it('counts outcomes in prom-client metrics', async () => {
     const registry = new Registry();
     const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }], registry });
@@ -211,6 +254,60 @@ describe('MemoryStore', () => {
     clock.advance(5_000);
     for (let index = 0; index < 500; index += 1) store.consumeOne(`new-${index}`, limits, 1, undefined);
     expect(store.size).toBe(500);
+  });
+
+  it('at the cap evicts an expired key before a live one (a drained bucket keeps its state)', () => {
+    const clock = new ManualClock(start);
+    const store = new MemoryStore({ maxKeys: 2, clock });
+    const limits = [{ name: 'b', algorithm: 'token-bucket' as const, limit: 10, windowMs: 60_000 }];
+    // Drained: kept until the bucket is full again, 60 s. Light: full again after 6 s.
+    store.consumeOne('drained', limits, 10, undefined);
+    store.consumeOne('light', limits, 1, undefined);
+    clock.advance(10_000);
+    store.consumeOne('new', limits, 1, undefined);
+    // 10 s refilled 1.67 tokens: evicting the live key instead would hand it a full bucket.
+    expect(store.consumeOne('drained', limits, 0, undefined).decisions[0]!.remaining).toBe(1);
+  });
+
+  it('counts refusals as use: a key hammered over its limit is not the first evicted by a flood', async () => {
+    const twoLimits = [
+      { name: 'a', algorithm: 'fixed-window' as const, limit: 1, windowMs: 3_600_000 },
+      { name: 'b', algorithm: 'sliding-window' as const, limit: 5, windowMs: 3_600_000 },
+    ];
+    // The limiter's single-limit fast path, and the store's general path (two limits).
+    const paths = [
+      (store: MemoryStore, clock: ManualClock) => {
+        const limiter = createRateLimiter({ store, limits: [twoLimits[0]!], clock });
+        return (key: string) => limiter.checkSync(key).allowed;
+      },
+      (store: MemoryStore) => (key: string) => admitted(store.consumeOne(key, twoLimits, 1, undefined)),
+    ];
+    for (const path of paths) {
+      const clock = new ManualClock(start);
+      const store = new MemoryStore({ maxKeys: 2, clock });
+      const check = path(store, clock);
+      expect(check('abuser')).toBe(true);
+      clock.advance(10);
+      expect(check('quiet')).toBe(true);
+      clock.advance(2_000);
+      expect(check('abuser')).toBe(false);
+      // A new key at the cap: the least recently used one ('quiet') goes, not the abuser.
+      expect(check('newcomer')).toBe(true);
+      expect(check('abuser')).toBe(false);
+    }
+  });
+
+  it('keeps a blocked key hammered during its block when a flood of new keys arrives', async () => {
+    const clock = new ManualClock(start);
+    const store = new MemoryStore({ maxKeys: 2, clock });
+    const limiter = createRateLimiter({ store, limits: [{ limit: 100, windowMs: 1_000 }], clock });
+    await limiter.block('abuser', 3_600_000);
+    clock.advance(10);
+    await limiter.check('quiet');
+    clock.advance(2_000);
+    expect((await limiter.check('abuser')).outcome).toBe('blocked');
+    await limiter.check('newcomer');
+    expect((await limiter.check('abuser')).outcome).toBe('blocked');
   });
 });
 

@@ -10,6 +10,11 @@ import {
   quotaExceededType,
   type RequestFacts,
 } from '../src/index.js';
+import {
+  checkInputOf,
+  middlewareOptionsSchema,
+  type ParsedMiddlewareOptions,
+} from '../src/middleware/options.js';
 
 const start = 1_700_000_000_000;
 
@@ -135,7 +140,7 @@ describe('Express middleware over HTTP', () => {
 
 describe('Fastify plugin over HTTP', () => {
   let base = '';
-  const app = Fastify({ trustProxy: true });
+  const app = Fastify({ trustProxy: '127.0.0.1' });
   beforeAll(async () => {
     const clock = new ManualClock(start);
     const limiter = createRateLimiter({
@@ -286,7 +291,7 @@ describe('Express key extractors, cost and per-endpoint keys over HTTP', () => {
 
 describe('Fastify plugin options over HTTP', () => {
   let base = '';
-  const app = Fastify({ trustProxy: true });
+  const app = Fastify({ trustProxy: '127.0.0.1' });
   beforeAll(async () => {
     const clock = new ManualClock(start);
     const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock });
@@ -375,7 +380,7 @@ describe('middleware options are validated', () => {
 describe('Fastify plugin in a later hook', () => {
   /** An app whose auth runs in an onRequest hook added after the plugin (the usual order). */
   async function appWith(hook: 'onRequest' | 'preHandler' | undefined) {
-    const app = Fastify({ trustProxy: true });
+    const app = Fastify({ trustProxy: '127.0.0.1' });
     const limiter = createRateLimiter({
       limits: [{ limit: 1, windowMs: 60_000 }],
       clock: new ManualClock(start),
@@ -513,5 +518,215 @@ describe('Express trust proxy misconfiguration', () => {
 
   it('stays quiet when trust proxy names the proxies', async () => {
     expect(await warningsFrom('loopback', [{ 'x-forwarded-for': '192.0.2.1' }])).toEqual([]);
+  });
+});
+
+/** Serves `app` on a spare port; returns its base URL and a closer. */
+async function serveExpress(app: express.Express): Promise<{ base: string; close: () => void }> {
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+}
+
+describe('Express middleware mounted twice on one path', () => {
+  it('counts each request once (app.use and a router both use it)', async () => {
+    const app = express();
+    const limiter = createRateLimiter({
+      limits: [{ limit: 10, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+    const limit = expressRateLimit({ limiter });
+    const router = express.Router();
+    router.use(limit);
+    router.get('/x', (_req, res) => {
+      res.send('ok');
+    });
+    app.use('/api', limit, router);
+    const { base, close } = await serveExpress(app);
+    try {
+      expect((await get(base, '/api/x')).headers.get('ratelimit')).toBe('"default";r=9;t=40');
+      expect((await get(base, '/api/x')).headers.get('ratelimit')).toBe('"default";r=8;t=40');
+    } finally {
+      close();
+    }
+  });
+});
+
+describe('request keys that come out empty', () => {
+  const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }] });
+  const facts = (ip: string, headers: Record<string, string> = {}, user?: unknown): RequestFacts => ({
+    ip,
+    method: 'GET',
+    route: '/',
+    headers,
+    user,
+  });
+  const keyOf = (options: Partial<ParsedMiddlewareOptions>, requestFacts: RequestFacts) =>
+    checkInputOf(requestFacts, middlewareOptionsSchema.parse({ limiter, ...options })).key;
+
+  it("fall back to the client's IP, as a missing one does (not one '' key that every such client shares)", () => {
+    const fromHeader = (f: RequestFacts) => f.headers['x-tenant'] as string | undefined;
+    expect(keyOf({ keyBy: fromHeader }, facts('192.0.2.1', { 'x-tenant': '' }))).toBe('ip:192.0.2.1');
+    expect(keyOf({ keyBy: fromHeader }, facts('192.0.2.2', { 'x-tenant': '' }))).toBe('ip:192.0.2.2');
+    expect(keyOf({ keyBy: 'user' }, facts('192.0.2.3', {}, { id: '' }))).toBe('ip:192.0.2.3');
+    expect(keyOf({ keyBy: 'api-key' }, facts('192.0.2.4', { 'x-api-key': '' }))).toBe('ip:192.0.2.4');
+    // What is there still counts.
+    expect(keyOf({ keyBy: fromHeader }, facts('192.0.2.1', { 'x-tenant': 'acme' }))).toBe('acme');
+    expect(keyOf({ keyBy: 'user' }, facts('192.0.2.3', {}, { id: 0 }))).toBe('user:0');
+  });
+});
+
+describe('Fastify refusal handler that sends nothing', () => {
+  it('still keeps the refused request from the route: the default problem is sent', async () => {
+    const app = Fastify();
+    let routeRuns = 0;
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+    await app.register(fastifyRateLimit, {
+      limiter,
+      // Sets the status but forgets to send (or sends later, unawaited).
+      handler: (_request, reply) => {
+        reply.code(429);
+      },
+    });
+    app.get('/r', async () => {
+      routeRuns += 1;
+      return 'route';
+    });
+    try {
+      expect((await app.inject('/r')).statusCode).toBe(200);
+      const refused = await app.inject('/r');
+      expect(refused.statusCode).toBe(429);
+      expect(refused.headers['content-type']).toContain('application/problem+json');
+      expect(refused.json()).toMatchObject({ type: quotaExceededType, status: 429 });
+      expect(routeRuns).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('Fastify requestWasSuccessful that throws', () => {
+  it('counts the request as failed, as the Express middleware does (skipFailedRequests gives it back)', async () => {
+    const app = Fastify();
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+    await app.register(fastifyRateLimit, {
+      limiter,
+      skipFailedRequests: true,
+      requestWasSuccessful: () => {
+        throw new Error('cannot tell');
+      },
+    });
+    app.get('/f', async (_request, reply) => reply.code(500).send('failed'));
+    try {
+      for (let index = 0; index < 3; index += 1) {
+        expect((await app.inject('/f')).statusCode).toBe(500);
+        // The refund runs in onResponse, after the reply: let it finish.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('Fastify plugin registered twice', () => {
+  it('applies both limiters: a global one and a stricter one for one route (as @fastify/rate-limit allows)', async () => {
+    const app = Fastify();
+    const clock = new ManualClock(start);
+    const everywhere = createRateLimiter({ limits: [{ name: 'global', limit: 3, windowMs: 60_000 }], clock });
+    const strict = createRateLimiter({ limits: [{ name: 'auth', limit: 1, windowMs: 60_000 }], clock });
+    await app.register(fastifyRateLimit, { limiter: everywhere });
+    await app.register(fastifyRateLimit, { limiter: strict, skip: (facts) => facts.route !== '/auth' });
+    app.get('/auth', async () => 'auth');
+    app.get('/other', async () => 'other');
+    try {
+      expect((await app.inject('/auth')).statusCode).toBe(200);
+      expect((await app.inject('/auth')).statusCode).toBe(429);
+      // The global limiter's hook runs first: it counted both /auth requests.
+      const other = await app.inject('/other');
+      expect(other.statusCode).toBe(200);
+      expect(other.headers.ratelimit).toBe('"global";r=0;t=40');
+      expect((await app.inject('/other')).statusCode).toBe(429);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('Fastify trustProxy misconfiguration', () => {
+  async function warningsFrom(trustProxy: boolean | string, headers: Record<string, string>[]) {
+    const app = Fastify({ trustProxy });
+    const limiter = createRateLimiter({ limits: [{ limit: 100, windowMs: 60_000 }] });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      await app.register(fastifyRateLimit, { limiter });
+      app.get('/', async () => 'ok');
+      for (const sent of headers) await app.inject({ url: '/', headers: sent });
+      // process warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+      await app.close();
+      await limiter.close();
+    }
+    return warnings.map((warning) => (warning as Error & { code?: string }).code);
+  }
+
+  it('warns once when X-Forwarded-For arrives but Fastify trusts no proxy (every client would share the proxy IP)', async () => {
+    const codes = await warningsFrom(false, [
+      {},
+      { 'x-forwarded-for': '192.0.2.1' },
+      { 'x-forwarded-for': '192.0.2.2' },
+    ]);
+    expect(codes).toEqual(['NOA_RATE_LIMIT_UNTRUSTED_FORWARDED_FOR']);
+  });
+
+  it('warns once when trustProxy is true (any client can pick its IP, and its quota)', async () => {
+    expect(await warningsFrom(true, [{}, {}])).toEqual(['NOA_RATE_LIMIT_PERMISSIVE_TRUST_PROXY']);
+  });
+
+  it('stays quiet when trustProxy names the proxies', async () => {
+    expect(await warningsFrom('127.0.0.1', [{ 'x-forwarded-for': '192.0.2.1' }])).toEqual([]);
+  });
+});
+
+describe('perEndpoint and HEAD requests', () => {
+  it('count HEAD with GET: both run the GET handler, so HEAD must not be a second quota', async () => {
+    const clock = new ManualClock(start);
+    const app = express();
+    const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock });
+    app.get('/items/:id', expressRateLimit({ limiter, perEndpoint: true }), (_req, res) => {
+      res.send('item');
+    });
+    const fastify = Fastify();
+    await fastify.register(fastifyRateLimit, {
+      limiter: createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock }),
+      perEndpoint: true,
+    });
+    fastify.get('/items/:id', async () => 'item');
+    await fastify.listen({ port: 0, host: '127.0.0.1' });
+    const { base, close } = await serveExpress(app);
+    const status = (url: string, method: string) =>
+      fetch(url, { method }).then((response) => response.status);
+    try {
+      for (const url of [
+        `${base}/items/1`,
+        `http://127.0.0.1:${(fastify.server.address() as AddressInfo).port}/items/1`,
+      ]) {
+        expect(await status(url, 'GET')).toBe(200);
+        expect(await status(url, 'HEAD')).toBe(429);
+      }
+    } finally {
+      close();
+      await fastify.close();
+    }
   });
 });

@@ -19,6 +19,7 @@ export class PolicyStore implements L1Store {
     this.#policy = policy;
     this.#maxBytes = maxBytes;
     this.#onRemove = onRemove;
+    policy.watchExpiry?.((key) => this.#slots.get(key)?.entry.expiresAt);
   }
 
   get policy(): string {

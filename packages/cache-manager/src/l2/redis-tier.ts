@@ -5,20 +5,29 @@ import { isCluster } from './redis-client.js';
 import type { RedisGuard } from './redis-guard.js';
 import { TickBatcher } from './tick-batcher.js';
 
-/** A Lua script read once from `./lua/<name>.lua`, run with EVALSHA (EVAL after a NOSCRIPT). */
+/**
+ * A Lua script read once from `./lua/<name>.lua` (after the files of `parts`, which define what
+ * it shares with other scripts), run with EVALSHA (EVAL after a NOSCRIPT).
+ */
 interface Script {
   source: string;
   sha: string;
 }
-function script(name: string): Script {
-  const source = readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+function script(name: string, parts: readonly string[] = []): Script {
+  const read = (file: string) => readFileSync(new URL(`./lua/${file}.lua`, import.meta.url), 'utf8');
+  const source = [...parts, name].map(read).join('\n');
   return { source, sha: createHash('sha1').update(source).digest('hex') };
 }
 const releaseLeaseScript = script('release-lease');
 const structuresLoadScript = script('structures-load');
 const structuresAppendScript = script('structures-append');
 const replaceIfUnchangedScript = script('replace-if-unchanged');
-const getSlidingScript = script('get-sliding');
+const getSlidingScript = script('get-sliding', ['slide-frame']);
+const slideScript = script('slide', ['slide-frame']);
+/** The header byte of a sliding entry's frame (format 3, see entry-codec.ts). */
+const slidingFrameHeader = 0x30;
+/** A frame's length: the header and four doubles. */
+const slidingFrameLength = 33;
 
 interface PendingWrite {
   key: string;
@@ -73,23 +82,29 @@ export class RedisTier {
   readonly #cluster: boolean;
   readonly #reads: TickBatcher<string, Buffer | undefined> | undefined;
   readonly #writes: TickBatcher<PendingWrite, boolean> | undefined;
-  /** With sliding expiry: the caller's clock, which reads pass to `get-sliding.lua`. */
-  readonly #slidingClock: (() => number) | undefined;
+  /** The cache's clock, which slides read sliding entries (freshness is the caller's call). */
+  readonly #clock: () => number;
+  /** Every read runs `get-sliding.lua` instead of GET/MGET (a cache with a `slidingTtlMs`). */
+  readonly #slidingReads: boolean;
 
   /**
-   * With `slidingClock`, every read runs `get-sliding.lua` (a GET that also extends a sliding
-   * entry in the same call) instead of GET/MGET; the cache passes it when it has a
-   * `slidingTtlMs`.
+   * With `slidingReads`, every read runs `get-sliding.lua` (a GET that also extends a sliding
+   * entry in the same call) instead of GET/MGET; the cache asks for it when it has a
+   * `slidingTtlMs`, so most of its entries slide. Without it, reads are plain GET/MGET, and
+   * the rare entry written with its own `slidingTtlMs` is slid by a second call after the read
+   * (`slide.lua`, not awaited): only such entries cost it.
    */
   constructor(
     client: RedisClient,
     prefix: string,
     guard: RedisGuard,
+    clock: () => number,
     batching = true,
-    slidingClock?: () => number,
+    slidingReads = false,
   ) {
     this.client = client;
-    this.#slidingClock = slidingClock;
+    this.#clock = clock;
+    this.#slidingReads = slidingReads;
     this.#guard = guard;
     this.#prefix = prefix;
     this.#dataPrefix = `${prefix}${dataKeyMarker}`;
@@ -140,12 +155,13 @@ export class RedisTier {
   /** Reads one encoded value (undefined when absent or Redis is unavailable). */
   get(key: string): Promise<Buffer | undefined> {
     if (this.#reads) return this.#reads.add(key);
-    const slidingClock = this.#slidingClock;
-    return this.#guard.run('get', undefined, async () =>
-      slidingClock
-        ? await this.#readSliding(this.dataKey(key), slidingClock())
-        : ((await this.client.getBuffer(this.dataKey(key))) ?? undefined),
-    );
+    return this.#guard.run('get', undefined, async () => {
+      const redisKey = this.dataKey(key);
+      if (this.#slidingReads) return this.#readSliding(redisKey, this.#clock());
+      const value = (await this.client.getBuffer(redisKey)) ?? undefined;
+      if (value !== undefined && isSlidingFrame(value)) this.#slide(redisKey);
+      return value;
+    });
   }
 
   /** Reads many encoded values, in order. */
@@ -154,17 +170,37 @@ export class RedisTier {
     const empty: (Buffer | undefined)[] = keys.map(() => undefined);
     return this.#guard.run('get_many', empty, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
-      const slidingClock = this.#slidingClock;
-      if (slidingClock) {
+      if (this.#slidingReads) {
         // One script call per key, all sent at once: one round trip, as the MGET.
-        const now = slidingClock();
+        const now = this.#clock();
         return Promise.all(redisKeys.map((key) => this.#readSliding(key, now)));
       }
       const values = this.#cluster
         ? await Promise.all(redisKeys.map((key) => this.client.getBuffer(key)))
         : await this.client.mgetBuffer(...redisKeys);
-      return values.map((value) => value ?? undefined);
+      const read: (Buffer | undefined)[] = new Array(values.length);
+      for (let index = 0; index < values.length; index += 1) {
+        const value = values[index] ?? undefined;
+        if (value !== undefined && isSlidingFrame(value)) this.#slide(redisKeys[index]!);
+        read[index] = value;
+      }
+      return read;
     });
+  }
+
+  /**
+   * Slides a sliding entry that a plain read returned (see the constructor), in the background:
+   * the read is answered already, and a failure only leaves L2's copy its older window.
+   */
+  #slide(redisKey: string): void {
+    const now = String(this.#clock());
+    // The guard logs and counts a failure; with onBackendError 'throw' it rejects, and nobody
+    // awaits this call to be told.
+    this.#guard
+      .run('slide', undefined, async () => {
+        await this.#eval(slideScript, redisKey, [now]);
+      })
+      .catch(() => {});
   }
 
   /**
@@ -449,4 +485,9 @@ function toStrings(reply: unknown): string[] {
 
 function escapeGlob(value: string): string {
   return value.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/** Whether `value` is a sliding entry (format 3), whose frame of timings reads may move. */
+function isSlidingFrame(value: Buffer): boolean {
+  return value.length >= slidingFrameLength && value[0] === slidingFrameHeader;
 }

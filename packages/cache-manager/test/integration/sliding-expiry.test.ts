@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ManualClock } from '@noa/core';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { counting, redisUp, sharedRedisCaches } from './helpers.js';
 
 describe.skipIf(!redisUp)('sliding expiry on a real Redis', () => {
@@ -23,6 +23,7 @@ describe.skipIf(!redisUp)('sliding expiry on a real Redis', () => {
     const key = `${prefix}v:session`;
     await redis!.pexpire(key, 5_000); // as if most of its physical life had gone by
     clock.advance(window / 2);
+    await reader.get('absent'); // loads the script on a fresh server (EVALSHA, NOSCRIPT, EVAL)
     calls.clear();
     expect(await reader.get('session')).toEqual({ user: 7 });
     expect([...calls]).toEqual([['callBuffer', 1]]); // one round trip (EVALSHA): the read is the extension
@@ -100,5 +101,53 @@ describe.skipIf(!redisUp)('sliding expiry on a real Redis', () => {
     // Every instance now misses (the value is only in grace), including one with no L1 copy.
     expect(await (await open(options)).get('expired:hot')).toBeUndefined();
     expect(await expiring.getOrSet('expired:hot', () => Promise.reject(new Error('down')))).toBe('v');
+  });
+  // A cache without a cache-level window reads with GET/MGET; an entry written with its own
+  // window is then slid by a second call after the read (slide.lua), entries without one cost none.
+  for (const batching of [true, false]) {
+    it(`a per-entry window in a cache without one slides L2's copy too (batching ${batching})`, async () => {
+      const clock = new ManualClock(Date.now());
+      const window = 60_000;
+      const writer = await open({ clock });
+      const { client, calls } = counting(redis!, ['callBuffer', 'getBuffer', 'mgetBuffer', 'evalsha']);
+      const reader = await open({ clock, batching, redis: client });
+      await writer.set(`own-window:${batching}`, { user: 7 }, { slidingTtlMs: window, ttlMs: 10 * window });
+      await writer.set(`no-window:${batching}`, { user: 8 }, { ttlMs: 10 * window });
+      const key = `${prefix}v:own-window:${batching}`;
+      await redis!.pexpire(key, 5_000); // as if most of its physical life had gone by
+      clock.advance(window / 2);
+      calls.clear();
+      const [slid, plain] = await reader.getMany([`own-window:${batching}`, `no-window:${batching}`]);
+      expect(slid).toEqual({ user: 7 });
+      expect(plain).toEqual({ user: 8 });
+      // The read answered first; the slide follows it.
+      await vi.waitFor(async () => {
+        expect((await redis!.getBuffer(key))!.readDoubleBE(1)).toBe(clock.now() + window);
+      });
+      expect(await redis!.pttl(key)).toBeGreaterThan(window - 5_000);
+      expect(calls.get('evalsha')).toBe(1); // the sliding entry alone
+      expect(calls.get('callBuffer')).toBeUndefined(); // no get-sliding.lua: plain reads
+      // A single get of a plain entry sends no slide.
+      const other = await open({ clock, batching, redis: client });
+      calls.clear();
+      expect(await other.get(`no-window:${batching}`)).toEqual({ user: 8 });
+      expect(calls.get('evalsha')).toBeUndefined();
+    });
+  }
+
+  it('the slide after a plain read leaves a stale sliding entry as it is', async () => {
+    const clock = new ManualClock(Date.now());
+    const writer = await open({ clock });
+    await writer.set('own-window:stale', 'v', { slidingTtlMs: 10_000, graceMs: 60_000 });
+    const key = `${prefix}v:own-window:stale`;
+    const before = await redis!.getBuffer(key);
+    clock.advance(11_000); // past its window, in grace: a plain read returns it, and must not revive it
+    const { client, calls } = counting(redis!, ['evalsha']);
+    const reader = await open({ clock, redis: client });
+    calls.clear();
+    expect(await reader.get('own-window:stale')).toBeUndefined();
+    await vi.waitFor(() => expect(calls.get('evalsha')).toBe(1));
+    await reader.get('own-window:stale'); // a round trip after the slide, which has then run
+    expect(await redis!.getBuffer(key)).toEqual(before);
   });
 });

@@ -36,10 +36,7 @@ export function slidingLogInPlace(
     dropFirst(times, first);
     dropFirst(costs, first);
   }
-  if (cost > 0) {
-    times.push(now);
-    costs.push(cost);
-  }
+  if (cost > 0) logInOrder(times, costs, now, cost);
   return {
     name: policy.name,
     windowMs: policy.windowMs,
@@ -62,6 +59,23 @@ export function firstInWindow(times: readonly number[], now: number, windowMs: n
 /** Time until the newest of the entries from `first` on leaves the window (0 when there are none). */
 export function logResetMs(times: readonly number[], first: number, now: number, windowMs: number): number {
   return first < times.length ? times[times.length - 1]! + windowMs - now : 0;
+}
+
+/**
+ * Logs `cost` at `now`, keeping the log in time order even when the clock went back (another
+ * server's, after a failover): the window scans count from the first entry inside it, and the
+ * newest entry gives the reset. Redis's sorted set keeps its copy of the log in order too.
+ */
+export function logInOrder(times: number[], costs: number[], now: number, cost: number): void {
+  let at = times.length;
+  while (at > 0 && times[at - 1]! > now) at -= 1;
+  if (at === times.length) {
+    times.push(now);
+    costs.push(cost);
+  } else {
+    times.splice(at, 0, now);
+    costs.splice(at, 0, cost);
+  }
 }
 
 /** State for a key never seen: an empty log (as `undefined` reads). */

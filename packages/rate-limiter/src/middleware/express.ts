@@ -9,6 +9,7 @@ import {
   middlewareOptionsSchema,
   type RequestFacts,
   refunderFor,
+  warnTrustProxy,
 } from './options.js';
 
 /** What the middleware reads from an Express request (structural, so express is not a dependency). */
@@ -86,9 +87,8 @@ export const sendProblem: RefusalHandler = (_req, res, result) => {
 };
 
 /**
- * Warns (once, as a process warning) about the two `trust proxy` settings that break IP keys,
- * the commonest misconfiguration of IP rate limits: none while a proxy forwards (every client
- * shares the proxy's IP and quota), or `true` (every client picks its own IP by header).
+ * Warns (once, as a process warning) about the two `trust proxy` settings that break IP keys
+ * (see {@link warnTrustProxy}), read from the Express app of the first request.
  * Returns false once there is nothing left to check.
  */
 function trustProxyWarner(): (req: ExpressRequestLike) => boolean {
@@ -96,18 +96,12 @@ function trustProxyWarner(): (req: ExpressRequestLike) => boolean {
   return (req) => {
     trust ??= req.app?.get('trust proxy') ?? 'unknown';
     if (trust === true) {
-      process.emitWarning(
-        "Express 'trust proxy' is true: any client can set X-Forwarded-For and so choose its rate-limit key; name your proxies instead (e.g. 'loopback' or their addresses)",
-        { code: 'NOA_RATE_LIMIT_PERMISSIVE_TRUST_PROXY' },
-      );
+      warnTrustProxy('permissive', "Express 'trust proxy'", "'loopback' or their addresses");
       return false;
     }
     if (trust !== false) return false;
     if (req.headers['x-forwarded-for'] === undefined) return true;
-    process.emitWarning(
-      "A request carries X-Forwarded-For but Express 'trust proxy' is off: behind a proxy every client shares the proxy's IP and quota; set 'trust proxy' to your proxies",
-      { code: 'NOA_RATE_LIMIT_UNTRUSTED_FORWARDED_FOR' },
-    );
+    warnTrustProxy('untrusted', "Express 'trust proxy'", "'loopback' or their addresses");
     return false;
   };
 }
@@ -116,12 +110,19 @@ function trustProxyWarner(): (req: ExpressRequestLike) => boolean {
  * Express middleware: checks each request with `limiter`, sets the rate-limit headers, and
  * answers 429 with a problem+json body when refused. `req.ip` honours Express's
  * `trust proxy` setting, so configure that, not this (a process warning says when it looks wrong).
+ * A request that reaches the same middleware twice (mounted on the app and on a router) is
+ * checked once.
  */
 export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddleware {
   const parsed = parseOptions('expressRateLimit', expressOptionsSchema, options);
   const handler = parsed.handler ?? sendProblem;
   let checkTrustProxy: ((req: ExpressRequestLike) => boolean) | undefined = trustProxyWarner();
+  // Requests this middleware already checked: mounted twice on one path (`app.use` and a
+  // router's `use`), it would count each request twice (express-rate-limit's ERR_ERL_DOUBLE_COUNT).
+  const checked = new WeakSet<IncomingMessage>();
   return (incoming, res, next) => {
+    if (checked.has(incoming)) return next();
+    checked.add(incoming);
     const req = incoming as ExpressRequestLike;
     if (checkTrustProxy !== undefined && !checkTrustProxy(req)) checkTrustProxy = undefined;
     const facts = new ExpressFacts(req);

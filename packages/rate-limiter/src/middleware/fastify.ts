@@ -12,6 +12,7 @@ import {
   type ParsedMiddlewareOptions,
   type RequestFacts,
   refunderFor,
+  warnTrustProxy,
 } from './options.js';
 
 /** Sends the refusal; the default replies problem+json with 429 (403 when deny-listed). */
@@ -29,6 +30,11 @@ const pluginOptionsSchema = middlewareOptionsSchema.extend({
    * that authenticate (and after body parsing), so `keyBy: 'user'` and `role` see `request.user`.
    */
   hook: z.enum(['onRequest', 'preHandler']).default('onRequest'),
+  /**
+   * Replaces the default problem+json refusal; headers are already set when it runs. It must
+   * send the reply (or return a promise that does): if nothing was sent once it has returned,
+   * the default refusal is sent.
+   */
   handler: z
     .custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'must be a function')
     .optional(),
@@ -43,9 +49,6 @@ export type FastifyRequestWasSuccessful = (
   request: FastifyRequest,
   reply: FastifyReply,
 ) => boolean | Promise<boolean>;
-
-/** The refund owed by each counted request whose response decides it (see `refunderFor`). */
-const pendingRefunds = new WeakMap<FastifyRequest, (successful: boolean) => void>();
 
 /** Options of {@link fastifyRateLimit}. */
 export type FastifyRateLimitOptions = z.input<typeof pluginOptionsSchema>;
@@ -67,6 +70,46 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Warns (once, as a process warning) when `request` shows a `trustProxy` setting that breaks IP
+ * keys (see {@link warnTrustProxy}); Fastify does not expose the setting, so requests tell:
+ * `request.ips` exists only when some proxy is trusted. False once nothing is left to check.
+ */
+function checkTrustProxy(request: FastifyRequest): boolean {
+  if (request.ips !== undefined) {
+    if (trustsEveryAddress(request)) warnTrustProxy('permissive', "Fastify's trustProxy", "'127.0.0.1'");
+    return false;
+  }
+  if (request.headers['x-forwarded-for'] === undefined) return true;
+  warnTrustProxy('untrusted', "Fastify's trustProxy", "'127.0.0.1'");
+  return false;
+}
+
+/**
+ * True when the setting behind `request.ips` trusts every address (`trustProxy: true`): Fastify's
+ * own `ips` getter is asked about a made-up chain of documentation addresses (RFC 5737), which no
+ * list of real proxies names. Anything unexpected answers false (no warning).
+ */
+function trustsEveryAddress(request: FastifyRequest): boolean {
+  const probe = {
+    raw: {
+      headers: { 'x-forwarded-for': '192.0.2.1, 198.51.100.1' },
+      socket: { remoteAddress: '203.0.113.1' },
+    },
+  };
+  try {
+    for (let proto = Object.getPrototypeOf(request); proto !== null; proto = Object.getPrototypeOf(proto)) {
+      const getter = Object.getOwnPropertyDescriptor(proto, 'ips')?.get;
+      if (getter === undefined) continue;
+      const chain: unknown = getter.call(probe);
+      return Array.isArray(chain) && chain.length === 3;
+    }
+  } catch {
+    // A Fastify whose getter reads more than this probe has: no warning rather than a failure.
+  }
+  return false;
+}
+
 function factsOf(request: FastifyRequest): RequestFacts {
   return {
     ip: request.ip,
@@ -83,6 +126,9 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     pluginOptionsSchema,
     options,
   );
+  // Per registration: a second one (another limiter) owes the same request its own refund.
+  /** The refund owed by each counted request whose response decides it (see `refunderFor`). */
+  const pendingRefunds = new WeakMap<FastifyRequest, (successful: boolean) => void>();
   const wasSuccessful: FastifyRequestWasSuccessful =
     requestWasSuccessful ?? ((_, reply) => defaultRequestWasSuccessful(reply.statusCode));
   // Keyed by the route's own config object: the options it resolves to, parsed once.
@@ -98,13 +144,17 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     }
     return resolved;
   };
-  fastify.decorateRequest('rateLimit', undefined);
+  // A second registration (a global limiter and a stricter one) shares the decorator.
+  if (!fastify.hasRequestDecorator('rateLimit')) fastify.decorateRequest('rateLimit', undefined);
   // Routes added after the plugin are checked at registration, so a bad option fails at start-up.
   fastify.addHook('onRoute', (route) => {
     const config = (route.config as { rateLimit?: RouteRateLimitOptions | false } | undefined)?.rateLimit;
     if (config !== undefined && config !== false) resolve(`${String(route.method)} ${route.url}`, config);
   });
+  // The trust-proxy settings that break IP keys, as the Express middleware warns about them.
+  let watchTrustProxy = true;
   const limit = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    if (watchTrustProxy) watchTrustProxy = checkTrustProxy(request);
     // Read at request time, not only in onRoute: routes declared before the plugin keep their config.
     const config = request.routeOptions.config.rateLimit;
     if (config === false || (config === undefined && !global)) return;
@@ -123,7 +173,11 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     if (refund !== undefined) pendingRefunds.set(request, refund);
     reply.headers(rateLimitHeaders(result, active.headers));
     if (!result.allowed) {
-      if (handler !== undefined) return handler(request, reply, result);
+      if (handler !== undefined) {
+        const handled = await handler(request, reply, result);
+        // A handler that sent nothing would let the refused request through to the route.
+        if (reply.sent) return handled;
+      }
       const problem = quotaProblem(result);
       return reply.code(problem.status).type('application/problem+json').send(problem);
     }
@@ -134,7 +188,12 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     const refund = pendingRefunds.get(request);
     if (refund === undefined) return;
     pendingRefunds.delete(request);
-    refund(await Promise.resolve(wasSuccessful(request, reply)).catch(() => false));
+    // A function that throws (even synchronously) or rejects cannot tell: a failure, as in Express.
+    refund(
+      await Promise.resolve()
+        .then(() => wasSuccessful(request, reply))
+        .catch(() => false),
+    );
   });
   // The client went away before the response: a failure.
   fastify.addHook('onRequestAbort', async (request) => {
@@ -149,6 +208,7 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
  * Fastify plugin (fastify-plugin, so it applies to the whole instance): checks requests in an
  * `onRequest` hook (or `preHandler`, option `hook`), sets the rate-limit headers, replies 429 problem+json when refused. Routes
  * override options with `config: { rateLimit: { … } }` or opt out with `config: { rateLimit: false }`.
- * `request.ip` honours Fastify's `trustProxy` option.
+ * `request.ip` honours Fastify's `trustProxy` option (a process warning says when it looks wrong,
+ * as the Express middleware's does).
  */
 export const fastifyRateLimit = fastifyPlugin(plugin, { fastify: '5.x', name: '@noa/rate-limiter' });

@@ -27,7 +27,8 @@ export const middlewareOptionsSchema = z
     limiter: z.instanceof(RateLimiter, { message: 'must be a RateLimiter (createRateLimiter())' }),
     /**
      * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (the `apiKeyHeader`), or a function of
-     * the request facts. When a user or API key is missing the IP is used.
+     * the request facts. When a user or API key is missing or empty (or the function returns
+     * `undefined` or `''`) the IP is used.
      */
     keyBy: z
       .union([
@@ -42,7 +43,7 @@ export const middlewareOptionsSchema = z
     ipv6Subnet: z.union([z.number().int().min(1).max(128), z.literal(false)]).default(defaultIpv6Subnet),
     /** Header holding API keys (for `keyBy: 'api-key'`). */
     apiKeyHeader: z.string().min(1).default('x-api-key'),
-    /** Count each endpoint (method + route) separately. */
+    /** Count each endpoint (method + route) separately; HEAD counts as GET (it runs the GET handler). */
     perEndpoint: z.boolean().default(false),
     /** The caller's role, selecting the limiter's `roles` rules. */
     role: fn<(facts: RequestFacts) => string | undefined>('must be a function').optional(),
@@ -89,14 +90,18 @@ function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions): stri
   if (typeof options.keyBy === 'function') key = options.keyBy(facts);
   else if (options.keyBy === 'user') {
     const id = (facts.user as { id?: unknown } | undefined)?.id;
-    key = id === undefined || id === null ? undefined : `user:${String(id)}`;
+    key = id === undefined || id === null || id === '' ? undefined : `user:${String(id)}`;
   } else if (options.keyBy === 'api-key') {
     const header = facts.headers[options.apiKeyHeader.toLowerCase()];
     const value = Array.isArray(header) ? header[0] : header;
     key = value ? `key:${value}` : undefined;
   }
-  key ??= `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet)}`;
-  return options.perEndpoint ? `${key}:${facts.method} ${facts.route}` : key;
+  // An empty key is a missing one: kept, it would be one quota for every client without one.
+  if (key === undefined || key === '')
+    key = `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet)}`;
+  if (!options.perEndpoint) return key;
+  // Express and Fastify answer HEAD with the GET handler: one endpoint, one quota.
+  return `${key}:${facts.method === 'HEAD' ? 'GET' : facts.method} ${facts.route}`;
 }
 
 /** express-rate-limit's default: a response below 400 is a success. */
@@ -126,4 +131,23 @@ export function refunderFor(
     // the response is already sent.
     options.limiter.refund({ key: input.key, role: input.role }, points).catch(() => {});
   };
+}
+
+/**
+ * Emits the process warning about a trust-proxy setting that breaks IP keys, the commonest
+ * misconfiguration of IP rate limits: `permissive` (trust every hop: any client sets
+ * X-Forwarded-For and so picks its key, and its quota) or `untrusted` (X-Forwarded-For arrives
+ * but no proxy is trusted: behind one, every client shares the proxy's IP and quota).
+ */
+export function warnTrustProxy(problem: 'permissive' | 'untrusted', setting: string, example: string): void {
+  if (problem === 'permissive')
+    process.emitWarning(
+      `${setting} is true: any client can set X-Forwarded-For and so choose its rate-limit key; name your proxies instead (e.g. ${example})`,
+      { code: 'NOA_RATE_LIMIT_PERMISSIVE_TRUST_PROXY' },
+    );
+  else
+    process.emitWarning(
+      `A request carries X-Forwarded-For but ${setting} is off: behind a proxy every client shares the proxy's IP and quota; set ${setting} to your proxies`,
+      { code: 'NOA_RATE_LIMIT_UNTRUSTED_FORWARDED_FOR' },
+    );
 }

@@ -69,6 +69,12 @@ function statesOf(entry: Entry | undefined): unknown[] | undefined {
 const refreshAfterMs = 1_000;
 /** Expired entries looked at (from the old end) per insertion: cleanup without timers. */
 const sweepPerInsert = 2;
+/**
+ * Entries looked at (from the old end, over the namespaces) for an expired one before a live one
+ * is evicted at the cap: entries expire out of order (a drained bucket is kept longer than a
+ * barely used one, a block outlives its window), and a live key evicted loses its count.
+ */
+const evictionScan = 16;
 
 /**
  * In-process store. Bounded: at most `maxKeys` entries; expired entries are swept a few at a
@@ -155,6 +161,7 @@ export class MemoryStore implements RateLimitStore {
         decision.allowed = false;
         decision.retryAfterMs = Math.max(decision.retryAfterMs, blockedMs);
       }
+      this.#touch(entries, key, entry!, now);
       return { decisions, blockedMs };
     }
     if (allowed) {
@@ -173,7 +180,9 @@ export class MemoryStore implements RateLimitStore {
       const policy = limits[index]!;
       decisions[index] = algorithms[policy.algorithm].step(previous?.[index], now, 0, policy).decision;
     }
-    if (block !== undefined) {
+    if (block === undefined) {
+      if (entry !== undefined) this.#touch(entries, key, entry, now);
+    } else {
       const blockState = recordViolation(entry?.block, now, block);
       const keepUntil = Math.max(
         entry?.expiresAt ?? 0,
@@ -245,6 +254,7 @@ export class MemoryStore implements RateLimitStore {
       }
       const decision = fixedWindowInPlace(entry, now, cost, policy);
       if (decision.allowed) this.#extend(entries, key, entry, now, fixedWindowTtl(entry, now, policy));
+      else this.#touch(entries, key, entry, now);
       return decision;
     }
     return this.#consumeSingleRecord(entries, key, entry, policy, cost, now);
@@ -268,6 +278,7 @@ export class MemoryStore implements RateLimitStore {
     if (kept !== undefined) {
       const decision = inPlace.step(kept, now, cost, policy);
       if (decision.allowed) this.#extend(entries, key, entry!, now, inPlace.ttlMs(kept, now, policy));
+      else this.#touch(entries, key, entry!, now);
       return decision;
     }
     // The key's first admitted request allocates its state record; later checks update it in place.
@@ -405,22 +416,39 @@ export class MemoryStore implements RateLimitStore {
    */
   #extend(entries: Map<string, Entry>, key: string, entry: Entry, now: number, ttlMs: number): void {
     entry.expiresAt = now + Math.max(ttlMs, 1);
+    this.#touch(entries, key, entry, now);
+  }
+
+  /**
+   * Now and then moves `entry` to the young end of the map, so busy keys are the last evicted. A
+   * refused or blocked key is busy too: evicting it would hand its client a fresh quota.
+   */
+  #touch(entries: Map<string, Entry>, key: string, entry: Entry, now: number): void {
     if (now - entry.movedAt > refreshAfterMs) {
-      // Re-inserting moves the key to the young end, so busy keys are the last evicted.
       entry.movedAt = now;
+      // Re-inserting moves the key to the young end.
       entries.delete(key);
       entries.set(key, entry);
     }
   }
 
-  /** Sweeps a few expired entries from the old end and, at the cap, evicts the oldest. */
+  /**
+   * Sweeps a few expired entries from the old end and, at the cap, drops an expired entry if a
+   * short scan finds one, else evicts the least recently used.
+   */
   #makeRoom(entries: Map<string, Entry>, now: number): void {
     let looked = 0;
     for (const [key, entry] of entries) {
-      if (this.#size < this.#maxKeys && (looked >= sweepPerInsert || entry.expiresAt > now)) break;
+      if (looked >= sweepPerInsert || entry.expiresAt > now) break;
       entries.delete(key);
       this.#size -= 1;
       looked += 1;
+    }
+    if (this.#size < this.#maxKeys || this.#dropExpired(entries, now)) return;
+    for (const key of entries.keys()) {
+      if (this.#size < this.#maxKeys) break;
+      entries.delete(key);
+      this.#size -= 1;
     }
     // Still full (this namespace was empty or small): evict from the others.
     for (const [namespace, other] of this.#spaces) {
@@ -435,6 +463,34 @@ export class MemoryStore implements RateLimitStore {
         if (other === this.#lastEntries) this.#lastEntries = undefined;
       }
     }
+  }
+
+  /**
+   * Drops the first expired entry among the oldest {@link evictionScan} (of `entries` first, then
+   * of the other namespaces); false when there is none.
+   */
+  #dropExpired(entries: Map<string, Entry>, now: number): boolean {
+    let budget = evictionScan;
+    const scan = (space: Map<string, Entry>): boolean => {
+      for (const [key, entry] of space) {
+        if (budget <= 0) return false;
+        budget -= 1;
+        if (entry.expiresAt <= now) {
+          space.delete(key);
+          this.#size -= 1;
+          return true;
+        }
+      }
+      return false;
+    };
+    if (scan(entries)) return true;
+    for (const other of this.#spaces.values()) {
+      // Each namespace looked into costs one too: many roles leave many small or empty ones.
+      budget -= 1;
+      if (budget <= 0) return false;
+      if (other !== entries && scan(other)) return true;
+    }
+    return false;
   }
 }
 

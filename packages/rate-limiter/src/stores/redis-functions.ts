@@ -27,20 +27,36 @@ export class CheckFunctionLibrary {
   readonly #client: Redis | Cluster;
   readonly #logger: Logger;
   #enabled: boolean;
+  /** How long after a refusal functions are tried again (ms; 0: never). */
+  readonly #retryMs: number;
+  /** When checks try functions again (`Date.now()` ms), while they run as scripts. */
+  #retryAt: number | undefined;
+  /** Refusals so far: the first is logged at info level, later ones (retries) at debug. */
+  #refusals = 0;
   /**
    * `FUNCTION LOAD`s in progress, per server: concurrent calls to one server share one. Each
    * settles with the load's error (`undefined`: loaded).
    */
   readonly #loading = new Map<Redis | Cluster, Promise<string | undefined>>();
 
-  constructor(client: Redis | Cluster, logger: Logger, enabled: boolean) {
+  constructor(client: Redis | Cluster, logger: Logger, enabled: boolean, retryMs = 0) {
     this.#client = client;
     this.#logger = logger;
     this.#enabled = enabled;
+    this.#retryMs = retryMs;
   }
 
-  /** Checks run as a Redis function (FCALL) while true; as scripts (EVALSHA) once false. */
+  /**
+   * Checks run as a Redis function (FCALL) while true; as scripts (EVALSHA) once a server
+   * refused functions, until `retryMs` later (the clock is read only while false).
+   */
   get enabled(): boolean {
+    if (this.#enabled) return true;
+    if (this.#retryAt !== undefined && Date.now() >= this.#retryAt) {
+      this.#retryAt = undefined;
+      this.#enabled = true;
+      this.#logger.debug('RedisStore: trying Redis functions again', { component: 'rate-limiter' });
+    }
     return this.#enabled;
   }
 
@@ -79,13 +95,20 @@ export class CheckFunctionLibrary {
     return errors.every((error) => error !== undefined) ? errors[0] : undefined;
   }
 
-  /** The server refused functions: from now on checks run as scripts (logged once). */
+  /**
+   * The server refused functions: checks run as scripts until `retryMs` from now (logged at
+   * info level the first time, at debug level after a retry).
+   */
   stop(reason: string): void {
     if (!this.#enabled) return;
     this.#enabled = false;
-    this.#logger.info('RedisStore: Redis functions are not available; checks run as scripts (EVALSHA)', {
+    if (this.#retryMs > 0) this.#retryAt = Date.now() + this.#retryMs;
+    this.#refusals += 1;
+    const log = this.#refusals === 1 ? this.#logger.info : this.#logger.debug;
+    log.call(this.#logger, 'RedisStore: Redis functions are not available; checks run as scripts (EVALSHA)', {
       component: 'rate-limiter',
       reason,
+      retryInMs: this.#retryMs > 0 ? this.#retryMs : undefined,
     });
   }
 

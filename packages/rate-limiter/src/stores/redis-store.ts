@@ -44,6 +44,14 @@ export const redisStoreOptionsSchema = z
      * functions (Redis < 7, an ACL without `FUNCTION LOAD` or `FCALL`): scripts (`EVALSHA`).
      */
     functions: z.boolean().default(true),
+    /**
+     * After a server refused functions, how long checks run as scripts before the store tries a
+     * function again (ms, default 5 min; 0: never): a Redis upgraded to 7, an ACL that now
+     * allows `FCALL`, or a library whose load failed for want of memory get functions back
+     * without a restart. A try on a server that still refuses costs that one check a second
+     * round trip.
+     */
+    functionsRetryMs: z.number().int().nonnegative().default(300_000),
     /** Logger for configuration warnings and the switch from functions to scripts. */
     logger: z
       .custom<Logger>((value) => typeof (value as Logger)?.warn === 'function', 'must be a Logger')
@@ -137,7 +145,12 @@ export class RedisStore implements RateLimitStore {
     if (isCluster) this.consumeEach = this.#consumeEachOnCluster;
     const recommended = isCluster ? 'recommendedClusterOptions' : 'recommendedRedisOptions';
     const logger = parsed.logger ?? silentLogger;
-    this.#library = new CheckFunctionLibrary(parsed.client, logger, parsed.functions);
+    this.#library = new CheckFunctionLibrary(
+      parsed.client,
+      logger,
+      parsed.functions,
+      parsed.functionsRetryMs,
+    );
     if (clientOptions?.enableOfflineQueue !== false)
       logger.warn(`RedisStore: the ioredis client queues commands while disconnected; use ${recommended}`, {
         component: 'rate-limiter',

@@ -1,6 +1,7 @@
+import { delay } from '@noa/core';
 import { type PrivateRedisCluster, startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createRateLimiter,
   type LimitPolicy,
@@ -11,6 +12,7 @@ import {
   recommendedRedisOptions,
 } from '../../src/index.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
+import { expiryMarginMs } from '../../src/stores/redis-clock.js';
 
 const { redis, skip } = await startPrivateRedisOrSkip();
 
@@ -18,11 +20,27 @@ const limit = 10_000;
 // A fixed window of ~35 years (epoch-aligned: the next one starts in 2039), so no window starts
 // mid-test and resets the counts.
 const policy: LimitPolicy = { name: 'default', algorithm: 'fixed-window', limit, windowMs: 2 ** 40 };
-// Long enough that a healthy check on 2 noisy cores is never cut (counts must be exact), short
-// enough that many rounds of checks are cut during one pause.
-const deadlineMs = 100;
-const pauseMs = 2_000;
+// Generous, so that a healthy check is never cut even on 2 loaded cores (counts must be exact).
+// Nothing depends on how many checks fit in a pause: Redis stays paused until the test lifts it.
+const deadlineMs = 1_000;
+/** Rounds of checks cut by the deadline while Redis is paused. */
+const pausedRounds = 5;
+/** `CLIENT PAUSE` for far longer than any test: the test ends it with `CLIENT UNPAUSE`. */
+const pauseForMs = 120_000;
 let prefixes = 0;
+
+/**
+ * Pauses `server` until {@link unpause}. WRITE, not ALL: Redis holds every script call (none is
+ * flagged `no-writes`) and so every command queued behind one on its connection, exactly as
+ * ALL does, but still runs `CLIENT UNPAUSE`, which ALL would hold too (Redis 7.0).
+ */
+async function pause(server: Redis): Promise<void> {
+  await server.client('PAUSE', pauseForMs, 'WRITE');
+}
+
+async function unpause(server: Redis): Promise<void> {
+  await server.client('UNPAUSE');
+}
 
 /** A limiter on its own store and prefix; its breaker never opens, so every check reaches Redis. */
 function limiterOn(client: Redis | Cluster, deadline = deadlineMs) {
@@ -39,6 +57,7 @@ function limiterOn(client: Redis | Cluster, deadline = deadlineMs) {
   });
   // The limiter's store key of `key`: its default prefix and rule.
   const storeKey = (key: string) => `rl:default:${key}`;
+  let slowestWarmMs = 0;
   return {
     limiter,
     prefix,
@@ -46,7 +65,17 @@ function limiterOn(client: Redis | Cluster, deadline = deadlineMs) {
      * A zero-cost check of `key` with no deadline: loads the script and teaches the store the
      * clock of the server holding `key` (until its first reply a store sends no expiry).
      */
-    warm: (key: string) => store.consume(storeKey(key), [policy], [0], undefined),
+    warm: async (key: string) => {
+      const started = performance.now();
+      await store.consume(storeKey(key), [policy], [0], undefined);
+      slowestWarmMs = Math.max(slowestWarmMs, performance.now() - started);
+    },
+    /**
+     * How long after a check's deadline Redis may still run it: the store learnt each server's
+     * clock offset from the warm-up replies as an upper bound, loose by at most one reply's round
+     * trip, and stamps expiries that much (plus its 2 ms margin, and rounding) late.
+     */
+    expiryLagMs: () => Math.ceil(slowestWarmMs) + expiryMarginMs + 2,
     /** Points counted on `key`, read by a zero-cost check of a store with no deadline. */
     counted: async (key: string) => {
       const [outcome] = await new RedisStore({ client, prefix }).consume(
@@ -68,12 +97,19 @@ async function checkRounds(limiter: RateLimiter, keys: string[], rounds: number)
   return results;
 }
 
-/** Rounds of checks for as long as the pause surely lasts (each round is cut by the deadline). */
-async function checkWhilePaused(limiter: RateLimiter, keys: string[]): Promise<RateLimitResult[]> {
-  const pausedAt = performance.now();
-  const results: RateLimitResult[] = [];
-  while (performance.now() - pausedAt < pauseMs - 4 * deadlineMs)
-    results.push(...(await checkRounds(limiter, keys, 1)));
+/**
+ * {@link pausedRounds} rounds of checks while Redis is paused (each round ends at its deadline),
+ * then waits until Redis's clock is surely past the last round's expiry (`expiryLagMs` after the
+ * round ended, which is at or after its give-up time), so that every queued call is expired
+ * when Redis runs it, however late this process got to each step.
+ */
+async function checkWhilePaused(
+  limiter: RateLimiter,
+  keys: string[],
+  expiryLagMs: number,
+): Promise<RateLimitResult[]> {
+  const results = await checkRounds(limiter, keys, pausedRounds);
+  await delay(expiryLagMs);
   return results;
 }
 
@@ -88,6 +124,11 @@ describe.skipIf(skip !== undefined)('checks that reach Redis after their deadlin
     return client;
   }
 
+  // A failed test must not leave Redis paused for the next one.
+  afterEach(async () => {
+    await Promise.all(clients.map((client) => unpause(client).catch(() => {})));
+  });
+
   afterAll(async () => {
     for (const client of clients) client.disconnect();
     await redis?.stop();
@@ -95,15 +136,17 @@ describe.skipIf(skip !== undefined)('checks that reach Redis after their deadlin
 
   it('a check answered by the fail mode while Redis was paused is not counted once Redis runs it', async () => {
     const client = await connect();
-    const { limiter, warm, counted } = limiterOn(client);
+    const { limiter, warm, counted, expiryLagMs } = limiterOn(client);
     const keys = ['user-1', 'user-2', 'user-3'];
     for (const key of keys) await warm(key);
 
-    await redis!.pause(pauseMs);
+    const admin = await connect();
+    await pause(admin);
     // Script calls of 3 keys × 2 requests each, all cut by the deadline.
-    const during = await checkWhilePaused(limiter, keys);
-    expect(during.length).toBeGreaterThanOrEqual(5 * 6);
+    const during = await checkWhilePaused(limiter, keys, expiryLagMs());
+    expect(during).toHaveLength(pausedRounds * 6);
     expect(during.every((result) => result.source === 'fallback' && result.allowed)).toBe(true);
+    await unpause(admin);
 
     // Commands on one connection run in order: once this PING answers, every queued script has run.
     await client.ping();
@@ -123,8 +166,19 @@ describe.skipIf(skip !== undefined)('checks that reach Redis after their deadlin
     const { limiter, warm, counted } = limiterOn(client, 10_000);
     await warm('slow');
 
-    await redis!.pause(500);
-    const late = await Promise.all(Array.from({ length: 10 }, () => limiter.check('slow')));
+    const admin = await connect();
+    await pause(admin);
+    let unpaused = false;
+    const checks = Promise.all(
+      Array.from({ length: 10 }, () => limiter.check('slow').then((result) => ({ result, unpaused }))),
+    );
+    await delay(300);
+    unpaused = true;
+    await unpause(admin);
+    const answers = await checks;
+    // Redis answered none of them before the pause ended: each one reached it late.
+    expect(answers.every((answer) => answer.unpaused)).toBe(true);
+    const late = answers.map((answer) => answer.result);
     expect(late.every((result) => result.source === 'store' && result.allowed)).toBe(true);
     expect(late.map((result) => result.remaining).sort((a, b) => b - a)).toEqual(
       Array.from({ length: 10 }, (_, index) => limit - 1 - index),
@@ -143,6 +197,9 @@ describe.skipIf(skip !== undefined)('checks that reach a Redis Cluster master af
     client = new Cluster(cluster.nodes, recommendedClusterOptions);
     for (const node of cluster.nodes) admins.push(new Redis(node.port, node.host));
   });
+  afterEach(async () => {
+    await Promise.all(admins.map((admin) => unpause(admin).catch(() => {})));
+  });
   afterAll(async () => {
     client?.disconnect();
     for (const admin of admins) admin.disconnect();
@@ -155,7 +212,7 @@ describe.skipIf(skip !== undefined)('checks that reach a Redis Cluster master af
   });
 
   it('skips the queued checks on every master (each with its own clock offset)', async () => {
-    const { limiter, prefix, warm, counted } = limiterOn(client);
+    const { limiter, prefix, warm, counted, expiryLagMs } = limiterOn(client);
     // Keys spread over the three masters.
     const keys = Array.from({ length: 9 }, (_, index) => `user-${index}`);
     for (const key of keys) await warm(key);
@@ -164,10 +221,11 @@ describe.skipIf(skip !== undefined)('checks that reach a Redis Cluster master af
     );
     expect(masters.size).toBe(3);
 
-    await Promise.all(admins.map((admin) => admin.client('PAUSE', pauseMs, 'ALL')));
-    const during = await checkWhilePaused(limiter, keys);
-    expect(during.length).toBeGreaterThanOrEqual(5 * 18);
+    await Promise.all(admins.map(pause));
+    const during = await checkWhilePaused(limiter, keys, expiryLagMs());
+    expect(during).toHaveLength(pausedRounds * 18);
     expect(during.every((result) => result.source === 'fallback' && result.allowed)).toBe(true);
+    await Promise.all(admins.map(unpause));
 
     // Each master runs its queue in order: a PING on every connection the client uses waits for it.
     await Promise.all(client.nodes('master').map((node) => node.ping()));

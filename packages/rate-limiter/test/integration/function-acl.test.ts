@@ -24,6 +24,7 @@ describe.skipIf(skip !== undefined)('RedisStore under ACL users', () => {
     await admin.call('ACL', 'SETUSER', 'no-fcall', ...base, '-fcall');
     await admin.call('ACL', 'SETUSER', 'no-load', ...base, '-function|load', '-function|flush');
     await admin.call('ACL', 'SETUSER', 'no-function', ...base, '-fcall', '-function');
+    await admin.call('ACL', 'SETUSER', 'fcall-later', ...base, '-fcall');
   });
   afterAll(async () => {
     for (const client of clients) client.disconnect();
@@ -71,6 +72,40 @@ describe.skipIf(skip !== undefined)('RedisStore under ACL users', () => {
   it('a user denied every function command: scripts, each check counted once', async () => {
     const store = new RedisStore({ client: await connectAs('no-function'), prefix: 'no-function:' });
     expect(await threeChecks(store, 'k')).toEqual([true, true, true, false]);
+    expect(store.usesFunctions).toBe(false);
+  });
+
+  it('a user granted FCALL later gets functions back after functionsRetryMs, still counting once', async () => {
+    await admin.call('FUNCTION', 'LOAD', 'REPLACE', checkProgram.library);
+    const store = new RedisStore({
+      client: await connectAs('fcall-later'),
+      prefix: 'fcall-later:',
+      functionsRetryMs: 50,
+    });
+    const check = async () => (await store.consume('k', limits, [1], undefined))[0]!.decisions[0]!.allowed;
+    expect(await check()).toBe(true);
+    expect(store.usesFunctions).toBe(false);
+    await admin.call('ACL', 'SETUSER', 'fcall-later', '+fcall');
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    await admin.config('RESETSTAT');
+    expect([await check(), await check(), await check()]).toEqual([true, true, false]);
+    expect(store.usesFunctions).toBe(true);
+    const calls = await commandCalls(admin);
+    expect(calls.fcall).toBe(3);
+    expect(calls.evalsha ?? 0).toBe(0);
+  });
+
+  it('a user still denied FCALL at the retry: that check runs as a script, counted once', async () => {
+    const store = new RedisStore({
+      client: await connectAs('no-function'),
+      prefix: 'no-function-retry:',
+      functionsRetryMs: 50,
+    });
+    expect(await threeChecks(store, 'k')).toEqual([true, true, true, false]);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(store.usesFunctions).toBe(true); // the retry is due: the next check tries FCALL
+    // The first of these is refused FCALL and sent again as a script: each counted once.
+    expect(await threeChecks(store, 'k2')).toEqual([true, true, true, false]);
     expect(store.usesFunctions).toBe(false);
   });
 });

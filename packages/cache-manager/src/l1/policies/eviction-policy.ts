@@ -25,4 +25,10 @@ export interface EvictionPolicy {
   clear(): void;
   /** Up to `limit` keys, most valuable to keep first (for saving the hot set across restarts). */
   hottest(limit: number): string[];
+  /**
+   * Optional: receives the store's view of a held key's current expiry. An entry's expiry may
+   * move after it was recorded (a read slides a sliding entry in place, without telling the
+   * policy); a policy that orders by expiry asks before it names a victim.
+   */
+  watchExpiry?(currentExpiry: (key: string) => number | undefined): void;
 }

@@ -4,13 +4,17 @@ import { highestFirst } from './key-order.js';
 /**
  * TTL-only: reads do not matter; when the store is full the key closest to its expiry goes
  * first. A binary min-heap with lazy deletion (stale heap nodes are skipped), so insert and
- * victim are O(log n).
+ * victim are O(log n). A sliding entry's expiry moves on reads without the policy hearing of
+ * it: before naming a victim, the policy compares the heap's top with the store's current
+ * expiry (see {@link TtlPolicy.watchExpiry}) and re-files it if it has moved on. Expiries only
+ * move later, so the first top that has not moved is the true minimum; reads stay free.
  */
 export class TtlPolicy implements EvictionPolicy {
   readonly name = 'ttl';
   readonly #expiry = new Map<string, number>();
   #heap: { key: string; expiresAt: number }[] = [];
   readonly #capacity: number;
+  #currentExpiry: ((key: string) => number | undefined) | undefined;
 
   constructor(capacity: number) {
     this.#capacity = capacity;
@@ -43,11 +47,22 @@ export class TtlPolicy implements EvictionPolicy {
     this.#expiry.delete(key);
   }
 
+  watchExpiry(currentExpiry: (key: string) => number | undefined): void {
+    this.#currentExpiry = currentExpiry;
+  }
+
   victim(): string | undefined {
     while (this.#heap.length > 0) {
       const top = this.#heap[0]!;
-      if (this.#expiry.get(top.key) === top.expiresAt) return top.key;
+      if (this.#expiry.get(top.key) !== top.expiresAt) {
+        this.#pop(); // a dead node
+        continue;
+      }
+      const current = this.#currentExpiry?.(top.key);
+      if (current === undefined || current <= top.expiresAt) return top.key;
       this.#pop();
+      this.#expiry.set(top.key, current);
+      this.#push({ key: top.key, expiresAt: current });
     }
     return undefined;
   }

@@ -1,0 +1,32 @@
+-- The sliding step shared by get-sliding.lua and slide.lua (each script is this file followed by
+-- its own lines). A sliding entry (format 3: a frame of timings before the encoded entry) still
+-- fresh at the caller's clock has its freshness moved to now + window (capped by its bound), and
+-- its physical TTL follows the new end of grace. The timings sit at fixed offsets in front of the
+-- encoded body, so only the frame is read (GETRANGE) and written (SETRANGE): nothing is decoded
+-- and the value is not copied. The caller's clock, not Redis's, decides freshness, as everywhere
+-- else in the cache.
+-- Frame: byte 1 header (0x30), then big-endian doubles expiresAt, staleUntil, bound (-1: none)
+-- and window, then the encoded entry (see entry-codec.ts).
+local function slide(key, now)
+  local frame = redis.call('GETRANGE', key, 0, 32)
+  if #frame < 33 or string.byte(frame, 1) ~= 48 then
+    return
+  end
+  local expiresAt = struct.unpack('>d', frame, 2)
+  if now >= expiresAt then
+    return
+  end
+  local staleUntil = struct.unpack('>d', frame, 10)
+  local bound = struct.unpack('>d', frame, 18)
+  local window = struct.unpack('>d', frame, 26)
+  local nextExpiry = now + window
+  if bound >= 0 and bound < nextExpiry then
+    nextExpiry = bound
+  end
+  if nextExpiry <= expiresAt then
+    return
+  end
+  local nextStale = nextExpiry + (staleUntil - expiresAt)
+  redis.call('SETRANGE', key, 1, struct.pack('>d>d', nextExpiry, nextStale))
+  redis.call('PEXPIRE', key, math.max(1, math.ceil(nextStale - now)))
+end
