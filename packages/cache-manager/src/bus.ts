@@ -1,5 +1,6 @@
 import type { Logger } from '@noa/core';
-import type { RedisClient } from './l2/redis-client.js';
+import type { Cluster } from 'ioredis';
+import { isCluster, type RedisClient } from './l2/redis-client.js';
 import type { RedisTier } from './l2/redis-tier.js';
 import { TickBatcher } from './l2/tick-batcher.js';
 import type { CacheMetrics } from './metrics.js';
@@ -20,11 +21,25 @@ export interface BusMessage {
   at: number;
 }
 
+/** How often an instance that lost invalidations retries telling the others (ms). */
+const RESYNC_RETRY_MS = 500;
+
+/** Past this many lost keys (or tags, prefixes), they are replaced by one root `clear`. */
+const MAX_LOST_KEYS = 10_000;
+
+/** How long a Cluster bus waits before subscribing through another node (ms). */
+const RESUBSCRIBE_DELAY_MS = 100;
+
 /**
  * L1 invalidation over Redis pub/sub: a write or delete on one instance evicts the key from
  * every other instance's L1, and wakes instances waiting for another's factory. Messages are
  * fire-and-forget: while Redis is down they are lost, so on reconnect each instance drops its
  * whole L1 (`onResync`) rather than serve values it may have missed invalidations for.
+ * Redis can also be out of reach for one instance only (its calls time out, its breaker is
+ * open) while the others' connections never drop: that instance's writes then reach its own
+ * L1 and nothing else. Once it reaches Redis again it publishes the lost messages again and
+ * drops its own copies of the keys it wrote (see {@link InvalidationBus.missed}), so every
+ * instance rereads those keys from L2.
  * Messages of one event-loop turn are merged (one PUBLISH per type), since every message is
  * an idempotent eviction or wake-up and their order does not matter.
  */
@@ -32,9 +47,10 @@ export class InvalidationBus {
   readonly channel: string;
   readonly instanceId: string;
   readonly #tier: RedisTier;
-  readonly #subscriber: RedisClient;
+  #subscriber: RedisClient | undefined;
+  #resubscribeTimer: NodeJS.Timeout | undefined;
   readonly #onMessage: (message: BusMessage) => void;
-  readonly #onResync: () => void;
+  readonly #onResync: (keys?: readonly string[]) => void;
   readonly #metrics: CacheMetrics;
   readonly #logger: Logger;
   readonly #outbox = new TickBatcher<{ t: BusMessage['t']; k: string[] }, undefined>((items) =>
@@ -42,6 +58,12 @@ export class InvalidationBus {
   );
   #lostConnection = false;
   #closed = false;
+  /** Invalidations of this instance that may not have reached Redis or the others, by kind. */
+  #lost = new Map<BusMessage['t'], Set<string>>();
+  #lostCount = 0;
+  /** Too many were lost to send again one by one: a root `clear` replaces them. */
+  #lostTooMany = false;
+  #resyncTimer: NodeJS.Timeout | undefined;
   readonly ready: Promise<void>;
 
   constructor(options: {
@@ -49,7 +71,8 @@ export class InvalidationBus {
     channel: string;
     instanceId: string;
     onMessage: (message: BusMessage) => void;
-    onResync: () => void;
+    /** Drops `keys` from L1, or all of it without them. */
+    onResync: (keys?: readonly string[]) => void;
     metrics: CacheMetrics;
     logger: Logger;
   }) {
@@ -60,27 +83,78 @@ export class InvalidationBus {
     this.#onResync = options.onResync;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
-    this.#subscriber = options.tier.client.duplicate();
-    this.#subscriber.on('error', (error: Error) => {
+    const client = options.tier.client;
+    this.ready = isCluster(client) ? this.#subscribeOnCluster(client) : this.#subscribe(client.duplicate());
+  }
+
+  /**
+   * Subscribes `subscriber` (a connection of its own) to the channel. Once a connection of the
+   * bus has closed, the next one to be ready drops L1: what was published meanwhile is lost.
+   */
+  #subscribe(subscriber: RedisClient): Promise<void> {
+    this.#subscriber = subscriber;
+    subscriber.on('error', (error: Error) => {
       this.#logger.debug('invalidation bus connection error', { error: error.message });
     });
-    this.#subscriber.on('close', () => {
+    subscriber.on('close', () => {
       if (!this.#closed) this.#lostConnection = true;
     });
-    this.#subscriber.on('ready', () => {
+    subscriber.on('ready', () => {
       if (this.#lostConnection) {
         this.#lostConnection = false;
         this.#logger.info('invalidation bus reconnected; dropping L1 (invalidations may have been missed)');
         this.#onResync();
       }
     });
-    this.#subscriber.on('message', (_channel: string, raw: string) => this.#receive(raw));
-    this.ready = this.#subscriber.subscribe(this.channel).then(
+    subscriber.on('message', (_channel: string, raw: string) => this.#receive(raw));
+    return subscriber.subscribe(this.channel).then(
       () => undefined,
       (error: unknown) => {
         this.#logger.warn('invalidation bus could not subscribe', { error: String(error) });
       },
     );
+  }
+
+  /**
+   * On a Cluster the bus subscribes through a plain connection to one master (a classic
+   * PUBLISH reaches every node's subscribers), not through `cluster.duplicate()`: ioredis moves
+   * a Cluster's subscription to another node when its connection ends without any event on
+   * the Cluster, so messages published meanwhile would be lost unnoticed. This connection does
+   * not reconnect by itself; when it ends, the bus subscribes through another master and,
+   * once that connection is ready, drops L1 as after any reconnect.
+   */
+  async #subscribeOnCluster(cluster: Cluster): Promise<void> {
+    if (this.#closed) return;
+    if (cluster.status !== 'ready') {
+      await new Promise<void>((resolve) => cluster.once('ready', resolve));
+      if (this.#closed) return;
+    }
+    const masters = cluster.nodes('master');
+    const node = masters[Math.floor(Math.random() * masters.length)];
+    if (node === undefined) {
+      this.#resubscribeLater(cluster);
+      return;
+    }
+    const subscriber = node.duplicate({
+      lazyConnect: false,
+      retryStrategy: () => null,
+      enableReadyCheck: true,
+    });
+    subscriber.once('end', () => {
+      if (this.#closed) return;
+      this.#lostConnection = true;
+      this.#resubscribeLater(cluster);
+    });
+    await this.#subscribe(subscriber);
+  }
+
+  #resubscribeLater(cluster: Cluster): void {
+    if (this.#closed || this.#resubscribeTimer !== undefined) return;
+    this.#resubscribeTimer = setTimeout(() => {
+      this.#resubscribeTimer = undefined;
+      void this.#subscribeOnCluster(cluster);
+    }, RESUBSCRIBE_DELAY_MS);
+    this.#resubscribeTimer.unref();
   }
 
   /** Publishes a message from this instance (dropped when Redis is unavailable). */
@@ -98,16 +172,92 @@ export class InvalidationBus {
     await Promise.all(
       [...byType].map(async ([t, k]) => {
         const message: BusMessage = { o: this.instanceId, t, k, at: Date.now() };
-        if (await this.#tier.publish(this.channel, JSON.stringify(message))) this.#metrics.bus('sent');
+        let sent = false;
+        try {
+          sent = await this.#tier.publish(this.channel, JSON.stringify(message));
+        } finally {
+          // A lost `rel` only makes waiters poll; any other kind leaves some L1 out of date.
+          if (sent) this.#metrics.bus('sent');
+          else if (t !== 'rel') this.missed(t, k);
+        }
       }),
     );
     return items.map(() => undefined);
   }
 
+  /**
+   * Records that an invalidation of this instance may not have reached Redis or the other
+   * instances (its publish, or the L2 write behind a `set`, failed or was skipped). Every
+   * {@link RESYNC_RETRY_MS} the lost messages are published again until they get through;
+   * then this instance drops its own L1 copies of the keys it wrote, which L2 may not have.
+   * Every instance then rereads those keys from L2: the lost writes stay lost, but no two
+   * instances keep serving different values. Past {@link MAX_LOST_KEYS} a root `clear` is sent
+   * instead and this instance drops all of its L1.
+   */
+  missed(type: BusMessage['t'], keys: readonly string[]): void {
+    if (this.#closed) return;
+    if (!this.#lostTooMany) {
+      let lost = this.#lost.get(type);
+      if (!lost) {
+        lost = new Set();
+        this.#lost.set(type, lost);
+      }
+      for (const key of keys) {
+        if (lost.has(key)) continue;
+        lost.add(key);
+        this.#lostCount += 1;
+      }
+      if (this.#lostCount > MAX_LOST_KEYS) {
+        this.#lostTooMany = true;
+        this.#lost.clear();
+        this.#lostCount = 0;
+      }
+    }
+    if (this.#resyncTimer !== undefined) return;
+    this.#resyncTimer = setTimeout(() => {
+      this.#resyncTimer = undefined;
+      void this.#resync();
+    }, RESYNC_RETRY_MS);
+    this.#resyncTimer.unref();
+  }
+
+  async #resync(): Promise<void> {
+    if (this.#closed) return;
+    const messages: [BusMessage['t'], string[]][] = this.#lostTooMany
+      ? [['clear', ['']]]
+      : [...this.#lost].map(([type, keys]) => [type, [...keys]]);
+    const written = this.#lostTooMany ? undefined : [...(this.#lost.get('set') ?? [])];
+    this.#lost = new Map();
+    this.#lostCount = 0;
+    this.#lostTooMany = false;
+    for (const [t, k] of messages) {
+      const message: BusMessage = { o: this.instanceId, t, k, at: Date.now() };
+      let sent = false;
+      try {
+        sent = await this.#tier.publish(this.channel, JSON.stringify(message));
+      } catch {
+        // `onBackendError: 'throw'`: Redis is still out of reach, as with a false.
+      }
+      if (!sent) {
+        // All wait for the next try (evictions sent twice do no harm), with what is lost meanwhile.
+        if (written === undefined) this.#lostTooMany = true;
+        for (const [type, keys] of messages) this.missed(type, keys);
+        return;
+      }
+      this.#metrics.bus('sent');
+    }
+    this.#logger.info('redis reachable again; lost invalidations sent again', {
+      messages: messages.length,
+    });
+    this.#onResync(written);
+  }
+
   /** Unsubscribes and closes the subscriber connection. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#subscriber.disconnect();
+    clearTimeout(this.#resyncTimer);
+    clearTimeout(this.#resubscribeTimer);
+    this.#subscriber?.disconnect();
   }
 
   #receive(raw: string): void {

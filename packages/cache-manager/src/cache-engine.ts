@@ -58,6 +58,11 @@ export class CacheEngine {
   readonly random: () => number;
   /** L1 keys by tag (the L2 tag sets' counterpart, for `deleteByTag` without scans). */
   readonly tagIndex = new Map<string, Set<string>>();
+  /**
+   * The tags each tagged L1 key is indexed under: an overwrite is no removal for the stores,
+   * so without it the tags a key was rewritten without would stay in {@link tagIndex}.
+   */
+  readonly #indexedTags = new Map<string, readonly string[]>();
   /** In-process single flight: the load in progress of each key. */
   readonly flights = new Map<string, Promise<unknown>>();
   /** Keys with an early (XFetch) refresh in progress. */
@@ -120,7 +125,10 @@ export class CacheEngine {
           channel: `${options.prefix}__bus`,
           instanceId: this.instanceId,
           onMessage: (message) => applyBusMessage(this, message),
-          onResync: () => this.l1.clear(),
+          onResync: (keys) => {
+            if (keys === undefined) this.l1.clear();
+            else for (const key of keys) this.l1.delete(key);
+          },
           metrics: this.metrics,
           logger: this.logger,
         });
@@ -351,7 +359,24 @@ export class CacheEngine {
     }
     if (this.options.l1.mode === 'freeze') deepFreeze(local.value);
     this.l1.set(fullKey, local, bytes);
-    for (const tag of local.tags) {
+    // Too big for L1, the store dropped it (and any older copy, whose tags went with it).
+    if (bytes <= this.options.l1.maxBytes) this.#indexTags(fullKey, local.tags);
+    if (this.metrics.enabled) this.metrics.l1Size(this.l1.size, this.l1.bytes);
+  }
+
+  /** Indexes an L1 key under `tags`, and no longer under the tags of the entry it replaced. */
+  #indexTags(fullKey: string, tags: readonly string[]): void {
+    const previous = this.#indexedTags.get(fullKey);
+    if (previous === tags) return;
+    if (previous) {
+      for (const tag of previous) if (!tags.includes(tag)) this.#unindexTag(tag, fullKey);
+    }
+    if (tags.length === 0) {
+      if (previous) this.#indexedTags.delete(fullKey);
+      return;
+    }
+    this.#indexedTags.set(fullKey, tags);
+    for (const tag of tags) {
       let keys = this.tagIndex.get(tag);
       if (!keys) {
         keys = new Set();
@@ -359,16 +384,19 @@ export class CacheEngine {
       }
       keys.add(fullKey);
     }
-    if (this.metrics.enabled) this.metrics.l1Size(this.l1.size, this.l1.bytes);
+  }
+
+  #unindexTag(tag: string, fullKey: string): void {
+    const keys = this.tagIndex.get(tag);
+    if (!keys) return;
+    keys.delete(fullKey);
+    if (keys.size === 0) this.tagIndex.delete(tag);
   }
 
   #onL1Removal(fullKey: string, entry: CacheEntry, reason: RemovalReason): void {
-    for (const tag of entry.tags) {
-      const keys = this.tagIndex.get(tag);
-      if (!keys) continue;
-      keys.delete(fullKey);
-      if (keys.size === 0) this.tagIndex.delete(tag);
-    }
+    const tags = this.#indexedTags.get(fullKey) ?? entry.tags;
+    this.#indexedTags.delete(fullKey);
+    for (const tag of tags) this.#unindexTag(tag, fullKey);
     if (reason !== 'deleted') this.metrics.eviction('l1', reason);
     // The stores report a removal once it is done, so the sizes read here are current.
     if (this.metrics.enabled) this.metrics.l1Size(this.l1.size, this.l1.bytes);

@@ -6,6 +6,11 @@ import type { RedisClient } from './l2/redis-client.js';
 import { defaultCompression } from './serialization/compression.js';
 
 const positiveMs = z.number().int().positive();
+/**
+ * A duration a Node timer waits for: `setTimeout` fires at once (with a warning) past
+ * 2^31 - 1 ms (~24.8 days), so a larger timeout would end every call immediately.
+ */
+const timerMs = positiveMs.max(2 ** 31 - 1);
 
 /** Options of the in-process tier. */
 export const l1OptionsSchema = z
@@ -14,7 +19,7 @@ export const l1OptionsSchema = z
     policy: z.enum(['lru', 'lfu', 'fifo', 'ttl', 'adaptive']).default('lru'),
     /** Most entries held. */
     maxEntries: z.number().int().positive().default(10_000),
-    /** Most bytes held (encoded size with Redis, an estimate without). */
+    /** Most bytes held (encoded size with Redis, or the estimate when larger for a compressed value; an estimate without). */
     maxBytes: z
       .number()
       .int()
@@ -58,9 +63,9 @@ export const cacheOptionsSchema = z
     /** After a factory failure served stale, wait this long before calling the factory again. */
     graceBackoffMs: z.number().int().nonnegative().default(5_000),
     /** With a stale value at hand, return it after this long and let the factory finish in background. */
-    softTimeoutMs: positiveMs.optional(),
-    /** Without a stale value, give up after this long with `FactoryTimeoutError` (the factory still finishes and is cached). */
-    hardTimeoutMs: positiveMs.optional(),
+    softTimeoutMs: timerMs.optional(),
+    /** Without a stale value, give up after this long with `FactoryTimeoutError` (the factory still finishes and is cached), also when waiting for another instance's factory. */
+    hardTimeoutMs: timerMs.optional(),
     /** XFetch β: 0 disables early refresh; 1 is the paper's optimum; higher refreshes earlier. */
     earlyRefreshBeta: z.number().nonnegative().default(1),
     /** The in-process tier. */
@@ -96,7 +101,7 @@ export const cacheOptionsSchema = z
     /** `await`: writes resolve after Redis acknowledged; `background`: after L1, Redis write in flight. */
     writeMode: z.enum(['await', 'background']).default('await'),
     /** Deadline of every Redis operation in ms. */
-    operationTimeoutMs: positiveMs.default(500),
+    operationTimeoutMs: timerMs.default(500),
     /** Circuit breaker over Redis operations. */
     breaker: breakerOptionsSchema.default(breakerOptionsSchema.parse({})),
     /** `degrade`: Redis failures are invisible (served from L1, counted); `throw`: `BackendUnavailableError`. */
@@ -110,9 +115,9 @@ export const cacheOptionsSchema = z
         /** Lease lifetime: a crashed holder blocks others at most this long. */
         leaseMs: positiveMs.default(10_000),
         /** How long waiters wait for the holder before the stale value or `LockTimeoutError`. */
-        timeoutMs: positiveMs.default(5_000),
+        timeoutMs: timerMs.default(5_000),
         /** Waiters re-check Redis at least this often in case a wake-up message is lost. */
-        pollMs: positiveMs.default(100),
+        pollMs: timerMs.default(100),
       })
       .strict()
       .default({ enabled: true, leaseMs: 10_000, timeoutMs: 5_000, pollMs: 100 }),
@@ -130,6 +135,11 @@ export const cacheOptionsSchema = z
           'must have a purgeTags(tags) method',
         ),
         tags: z.array(z.string()).optional(),
+        /**
+         * How long `deleteByTag` waits for `purgeTags` before rejecting with `EdgePurgeError`
+         * (cause: a `TimeoutError`); the purge itself is not cancelled.
+         */
+        timeoutMs: timerMs.default(10_000),
       })
       .strict()
       .optional(),
@@ -174,11 +184,11 @@ export const setManyItemSchema = setOptionsSchema.extend({ key: z.string(), valu
 export const getOrSetOptionsSchema = setOptionsSchema
   .extend({
     /** See the cache option of the same name. */
-    softTimeoutMs: positiveMs.optional(),
+    softTimeoutMs: timerMs.optional(),
     /** See the cache option of the same name. */
-    hardTimeoutMs: positiveMs.optional(),
+    hardTimeoutMs: timerMs.optional(),
     /** How long to wait for another instance's factory (default: `lock.timeoutMs`). */
-    lockTimeoutMs: positiveMs.optional(),
+    lockTimeoutMs: timerMs.optional(),
     /** XFetch β for this call. */
     earlyRefreshBeta: z.number().nonnegative().optional(),
   })

@@ -6,6 +6,8 @@ import { getOrSetOptionsSchema, setManyItemSchema, setOptionsSchema } from './ca
 type Rule = (value: unknown) => boolean;
 
 const positiveInt: Rule = (value) => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+/** A timeout a Node timer can wait for (see `timerMs` in cache-options.ts). */
+const timerMs: Rule = (value) => positiveInt(value) && (value as number) <= 2 ** 31 - 1;
 const nonNegativeInt: Rule = (value) =>
   typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 const nonNegativeNumber: Rule = (value) => typeof value === 'number' && Number.isFinite(value) && value >= 0;
@@ -35,9 +37,9 @@ const setManyItemRules: Readonly<Record<string, Rule>> = {
 /** The rules of {@link getOrSetOptionsSchema}, by field. */
 export const getOrSetOptionRules: Readonly<Record<string, Rule>> = {
   ...setOptionRules,
-  softTimeoutMs: positiveInt,
-  hardTimeoutMs: positiveInt,
-  lockTimeoutMs: positiveInt,
+  softTimeoutMs: timerMs,
+  hardTimeoutMs: timerMs,
+  lockTimeoutMs: timerMs,
   earlyRefreshBeta: nonNegativeNumber,
 };
 

@@ -1,3 +1,4 @@
+import { withDeadline } from '@noa/core';
 import type { CacheEngine } from './cache-engine.js';
 import { expireEntry } from './entry.js';
 import { EdgePurgeError, SerializationError } from './errors.js';
@@ -39,7 +40,14 @@ export async function deleteByTags(engine: CacheEngine, tags: readonly string[])
   }
   if (engine.tier) {
     const lists = await Promise.all(tags.map((tag) => engine.tier!.deleteTag(tag)));
-    for (const list of lists) for (const key of list) removed.add(key);
+    // The tag sets may name a key rewritten here without the tag, which L1's index no longer
+    // does: L2 has just deleted it, so L1 drops it too rather than hold what L2 lost.
+    for (const list of lists) {
+      for (const key of list) {
+        engine.l1.delete(key);
+        removed.add(key);
+      }
+    }
     await engine.bus?.publish('tag', [...tags]);
   }
   const deleted = engine.listeners.delete;
@@ -49,7 +57,12 @@ export async function deleteByTags(engine: CacheEngine, tags: readonly string[])
     const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
     if (tied.length > 0) {
       try {
-        await edge.purger.purgeTags(tied);
+        // A purge that never settles (a CDN API without a timeout) would hold deleteByTag forever.
+        await withDeadline(
+          Promise.resolve().then(() => edge.purger.purgeTags(tied)),
+          edge.timeoutMs,
+          'edge purge',
+        );
       } catch (error) {
         engine.logger.warn('edge purge failed; the cache entries are deleted', {
           tags: tied,

@@ -1,15 +1,27 @@
 import type { CacheEngine } from './cache-engine.js';
 import { type CacheEntry, isFresh, slideEntry } from './entry.js';
+import { estimateSize } from './l1/estimate-size.js';
+import { isCompressed } from './serialization/entry-codec.js';
 
 /**
  * The read path below L1: L2 reads (one key, or many in one MGET) and their decoding. The L1
  * part of `get` and `getOrSet` stays in {@link CacheEngine}, a direct synchronous path.
  */
 
-/** An entry read from L2, with the size of its encoding (what L1 is charged for it). */
+/** An entry read from L2, with what L1 is charged for it (see {@link l1Charge}). */
 export interface L2Read {
   entry: CacheEntry;
   bytes: number;
+}
+
+/**
+ * What L1 is charged for an entry encoded as `bytes`: their length, a fair measure of the
+ * decoded value, unless they are compressed. Then the value may be a thousand times larger
+ * than its bytes, and its estimate is taken when larger. Only values over the compression
+ * threshold are compressed, and the estimate walks a bounded part of the value.
+ */
+export function l1Charge(bytes: Buffer, entry: CacheEntry): number {
+  return isCompressed(bytes) ? Math.max(bytes.length, estimateSize(entry.value)) : bytes.length;
 }
 
 /** One key from L2, decoded; undefined when absent or undecodable. */
@@ -19,7 +31,7 @@ export async function readL2(engine: CacheEngine, fullKey: string): Promise<L2Re
   const loading = engine.codec.prepare(bytes);
   if (loading) await loading;
   const entry = decodeEntry(engine, fullKey, bytes);
-  return entry ? { entry, bytes: bytes.length } : undefined;
+  return entry ? { entry, bytes: l1Charge(bytes, entry) } : undefined;
 }
 
 /** Decodes an L2 value; one that cannot be decoded is counted, logged and read as a miss. */
@@ -60,7 +72,7 @@ function takeFromBatch(
   if (entry && isFresh(entry, now)) {
     if (entry.slidingMs) slideEntry(entry, now);
     engine.metrics.request('l2', 'hit');
-    engine.l1Set(fullKey, entry, bytes!.length);
+    engine.l1Set(fullKey, entry, l1Charge(bytes!, entry));
     if (engine.listeners.hit) engine.emitHit(fullKey, 'l2');
     return { entry, fresh: true };
   }

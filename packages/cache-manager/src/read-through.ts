@@ -26,6 +26,11 @@ export interface KeyLoad<T> {
   options: GetOrSetOptions;
   /** The newest entry still in grace (L1's or L2's), served when the factory fails or is slow. */
   stale: CacheEntry<T> | undefined;
+  /**
+   * An early refresh, which nobody waits on: `stale` is the value still fresh, so a failure
+   * serves nobody a stale value (none is counted); it only backs off.
+   */
+  background?: boolean;
 }
 
 /** An L1 miss or stale entry: L2, then the factory once across instances. */
@@ -73,17 +78,27 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const started = Date.now();
     const lockTimeoutMs = options.lockTimeoutMs ?? engine.options.lock.timeoutMs;
     const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
-    const staleAt = stale && softTimeoutMs !== undefined ? started + softTimeoutMs : Number.POSITIVE_INFINITY;
-    const giveUpAt = Math.min(started + lockTimeoutMs, staleAt);
+    const hardTimeoutMs = options.hardTimeoutMs ?? engine.options.hardTimeoutMs;
+    // The caller's bound on the factory holds for the wait too, whoever runs it (as in runFactory).
+    const limitMs = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+    const limitAt = limitMs === undefined ? Number.POSITIVE_INFINITY : started + limitMs;
+    const byLimit = limitAt <= started + lockTimeoutMs;
+    const giveUpAt = byLimit ? limitAt : started + lockTimeoutMs;
     while (lease === 'busy') {
       const remaining = giveUpAt - Date.now();
       if (remaining <= 0) {
         if (stale) {
           engine.metrics.lockWait('stale');
-          engine.servedStale(fullKey, staleAt <= started + lockTimeoutMs ? 'soft_timeout' : 'lock_timeout');
+          const reason = !byLimit
+            ? 'lock_timeout'
+            : softTimeoutMs !== undefined
+              ? 'soft_timeout'
+              : 'hard_timeout';
+          engine.servedStale(fullKey, reason);
           return stale.value;
         }
         engine.metrics.lockWait('timeout');
+        if (byLimit) throw new FactoryTimeoutError(userKey, limitMs!);
         throw new LockTimeoutError(userKey, lockTimeoutMs);
       }
       await engine.wakeups.sleepOrWake(fullKey, Math.min(engine.options.lock.pollMs, remaining));
@@ -95,20 +110,33 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
       }
       lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
     }
+    // The timeouts bound the whole call: the factory gets what the wait left of them.
+    const waitedMs = Date.now() - started;
+    const left = (ms: number | undefined) => (ms === undefined ? undefined : Math.max(1, ms - waitedMs));
+    const bounded = { ...options, softTimeoutMs: left(softTimeoutMs), hardTimeoutMs: left(hardTimeoutMs) };
+    // 'unavailable': Redis failed while we waited; only in-process single flight is left.
+    if (lease === 'unavailable') return runFactory(engine, { ...load, options: bounded });
     engine.metrics.lockWait('acquired');
-  }
-  if (lease === 'acquired') {
-    // Double-check: between our L2 miss and the lease, another instance may have computed
-    // the value and released its lease.
-    const remote = await readL2(engine, fullKey);
-    if (remote && isFresh(remote.entry, engine.clock.now())) {
-      await tier.releaseLease(fullKey, token);
-      engine.l1Set(fullKey, remote.entry, remote.bytes);
-      return remote.entry.value as T;
-    }
+    return takeOver(engine, { ...load, options: bounded }, token);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
-  return runFactory(engine, load, lease === 'acquired' ? token : undefined);
+  if (lease === 'unavailable') return runFactory(engine, load);
+  return takeOver(engine, load, token);
+}
+
+/** Runs the factory under a lease just acquired, unless L2 has the value by now. */
+async function takeOver<T>(engine: CacheEngine, load: KeyLoad<T>, token: string): Promise<T> {
+  const { fullKey } = load;
+  const tier = engine.tier!;
+  // Double-check: between our L2 miss and the lease, another instance may have computed
+  // the value and released its lease.
+  const remote = await readL2(engine, fullKey);
+  if (remote && isFresh(remote.entry, engine.clock.now())) {
+    await tier.releaseLease(fullKey, token);
+    engine.l1Set(fullKey, remote.entry, remote.bytes);
+    return remote.entry.value as T;
+  }
+  return runFactory(engine, load, token);
 }
 
 /** Runs the factory with soft/hard timeouts and grace; writes the result through both tiers. */
@@ -196,8 +224,15 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
     }
     if (context.rejected(error)) throw error;
     if (stale && engine.clock.now() < stale.staleUntil) {
-      engine.servedStale(fullKey, 'factory_error');
-      engine.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
+      if (load.background) {
+        engine.logger.warn('early refresh failed; keeping the current value', {
+          key: userKey,
+          error: String(error),
+        });
+      } else {
+        engine.servedStale(fullKey, 'factory_error');
+        engine.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
+      }
       backOff(engine, fullKey, stale);
       return stale.value;
     }
@@ -261,6 +296,7 @@ export function refreshEarly<T>(
       factory,
       options: { ...options, softTimeoutMs: undefined, hardTimeoutMs: undefined },
       stale: current as CacheEntry<T>,
+      background: true,
     };
     await runFactory(engine, load, token);
   })().finally(() => engine.refreshing.delete(fullKey));

@@ -25,10 +25,34 @@ export function copyOfFlight<T>(value: T): T {
   }
 }
 
-/** Freezes `value` and everything it holds (objects, arrays, Maps, Sets; not typed arrays). */
+/**
+ * The methods that change a Map, Set or Date in place: `Object.freeze` does not reach their
+ * internal slots, so a frozen one still changes through them. Frozen values get own
+ * properties of these names that throw instead (reads and copies are unaffected).
+ */
+const mutators = {
+  map: ['set', 'delete', 'clear'],
+  set: ['add', 'delete', 'clear'],
+  date: Object.getOwnPropertyNames(Date.prototype).filter((name) => name.startsWith('set')),
+} as const;
+
+function refuseMutation(target: object, names: readonly string[]): void {
+  for (const name of names) {
+    Object.defineProperty(target, name, {
+      value: () => {
+        throw new TypeError(`Cannot call ${name}() on a value frozen by the cache (l1.mode 'freeze')`);
+      },
+    });
+  }
+}
+
+/** Freezes `value` and everything it holds (objects, arrays, Maps, Sets, Dates; not typed arrays). */
 export function deepFreeze(value: unknown): void {
   if (typeof value !== 'object' || value === null || Object.isFrozen(value) || ArrayBuffer.isView(value))
     return;
+  if (value instanceof Map) refuseMutation(value, mutators.map);
+  else if (value instanceof Set) refuseMutation(value, mutators.set);
+  else if (value instanceof Date) refuseMutation(value, mutators.date);
   Object.freeze(value);
   if (value instanceof Map) {
     for (const [key, entry] of value) {

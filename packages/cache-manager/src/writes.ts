@@ -2,6 +2,7 @@ import type { CacheEngine } from './cache-engine.js';
 import type { SetOptions } from './cache-options.js';
 import { createEntry } from './entry.js';
 import { estimateSize } from './l1/estimate-size.js';
+import { l1Charge } from './read-path.js';
 import { cloneForL1 } from './value-copies.js';
 
 /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
@@ -47,15 +48,21 @@ export function writeEntry(
     return Promise.resolve();
   }
   const encoded = engine.codec.encode(entry);
-  engine.l1Set(fullKey, entry, encoded.length);
+  engine.l1Set(fullKey, entry, l1Charge(encoded, entry));
   const physicalTtl = Number.isFinite(entry.staleUntil) ? entry.staleUntil - now : undefined;
   // Reads may slide a sliding value up to its bound (plus grace) without touching its tag sets.
   const tagTtl = entry.slidingMs
     ? finiteOrUndefined(entry.maxExpiresAt! - entry.expiresAt + entry.staleUntil - now)
     : physicalTtl;
   const remote = async () => {
-    const written = await tier.set(fullKey, encoded, physicalTtl, entry.tags, tagTtl);
-    if (written) engine.metrics.written(encoded.length);
+    let written = false;
+    try {
+      written = await tier.set(fullKey, encoded, physicalTtl, entry.tags, tagTtl);
+    } finally {
+      // L1 has a value L2 does not: the other instances read L2 (see `InvalidationBus.missed`).
+      if (written) engine.metrics.written(encoded.length);
+      else engine.bus?.missed('set', [fullKey]);
+    }
     // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
     // write costs one round trip, and other instances' L1s are evicted a moment later.
     const published = engine.bus?.publish('set', [fullKey]);

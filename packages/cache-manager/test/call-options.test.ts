@@ -1,4 +1,4 @@
-import { ConfigError } from '@noa/core';
+import { ConfigError, delay } from '@noa/core';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { getOrSetOptionsSchema, setOptionsSchema } from '../src/cache-options.js';
@@ -31,7 +31,17 @@ const optionValue = fc.oneof(
   fc.constant(undefined),
   fc.constant(null),
   fc.integer({ min: -3, max: 3 }),
-  fc.constantFrom(0.5, -0, 1.5, 2 ** 53, Number.MAX_SAFE_INTEGER, Number.NaN, Number.POSITIVE_INFINITY),
+  fc.constantFrom(
+    0.5,
+    -0,
+    1.5,
+    2 ** 31 - 1,
+    2 ** 31,
+    2 ** 53,
+    Number.MAX_SAFE_INTEGER,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+  ),
   fc.double(),
   fc.string({ maxLength: 3 }),
   fc.boolean(),
@@ -86,6 +96,31 @@ describe('per-call option checks', () => {
       expect(await fieldsOf(() => cache.getOrSet('k', factory, options))).toEqual(fields);
     }
     expect(runs).toBe(0);
+  });
+
+  it('refuses timeouts a Node timer cannot wait for (over 2^31 - 1 ms), which would fire at once', async () => {
+    const cache = make();
+    let runs = 0;
+    const slow = async () => {
+      runs += 1;
+      await delay(20);
+      return 'v';
+    };
+    for (const field of ['softTimeoutMs', 'hardTimeoutMs', 'lockTimeoutMs'] as const) {
+      expect(await fieldsOf(() => cache.getOrSet(`k:${field}`, slow, { [field]: 2 ** 31 }))).toEqual([field]);
+    }
+    expect(runs).toBe(0);
+    // The largest a timer takes is a real bound, not an instant timeout.
+    expect(await cache.getOrSet('k', slow, { hardTimeoutMs: 2 ** 31 - 1 })).toBe('v');
+    for (const [options, field] of [
+      [{ softTimeoutMs: 2 ** 31 }, 'softTimeoutMs'],
+      [{ hardTimeoutMs: 2 ** 31 }, 'hardTimeoutMs'],
+      [{ operationTimeoutMs: 2 ** 31 }, 'operationTimeoutMs'],
+      [{ lock: { timeoutMs: 2 ** 31 } }, 'lock.timeoutMs'],
+      [{ lock: { pollMs: 2 ** 31 } }, 'lock.pollMs'],
+    ] as const) {
+      expect(await fieldsOf(() => new Cache(options))).toEqual([field]);
+    }
   });
 
   it('accepts good and undefined options and applies them', async () => {

@@ -149,6 +149,32 @@ describe('early refresh (XFetch)', () => {
   });
 });
 
+describe('early refresh (XFetch) that fails', () => {
+  it('is no stale value served: callers had the fresh one', async () => {
+    const clock = new ManualClock(0);
+    let draw = 0.99;
+    const cache = make({ clock, ttlMs: 1_000, graceMs: 60_000, random: () => draw });
+    const stale: string[] = [];
+    cache.on('stale', ({ reason }) => stale.push(reason));
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      await delay(5);
+      if (calls > 1) throw new Error('source down');
+      return 'v1';
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    clock.advance(900);
+    draw = 1e-30;
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // fresh, and starts the refresh
+    await delay(30);
+    expect(calls).toBe(2);
+    expect(stale).toEqual([]);
+    expect(cache.stats().staleServed.factory_error).toBe(0);
+    expect(cache.stats().factoryErrors).toBe(1);
+  });
+});
+
 describe('writes and deletes during a factory run', () => {
   it('win over the run: its result goes to its callers but is not cached over them', async () => {
     const cache = make();
@@ -191,6 +217,37 @@ describe('L1 value modes', () => {
     await cache.set('k', { nested: { n: 1 } });
     const value = (await cache.get<{ nested: { n: number } }>('k'))!;
     expect(Object.isFrozen(value.nested)).toBe(true);
+  });
+
+  it('freeze makes Maps, Sets and Dates immutable too: their mutators throw', async () => {
+    const cache = make({ l1: { mode: 'freeze' } });
+    await cache.set('k', {
+      map: new Map([['a', { n: 1 }]]),
+      set: new Set(['a']),
+      at: new Date(5),
+    });
+    const read = async () =>
+      (await cache.get<{ map: Map<string, unknown>; set: Set<string>; at: Date }>('k'))!;
+    const value = await read();
+    expect(() => value.map.set('b', 2)).toThrow(TypeError);
+    expect(() => value.map.delete('a')).toThrow(TypeError);
+    expect(() => value.map.clear()).toThrow(TypeError);
+    expect(() => value.set.add('b')).toThrow(TypeError);
+    expect(() => value.set.delete('a')).toThrow(TypeError);
+    expect(() => value.set.clear()).toThrow(TypeError);
+    expect(() => value.at.setTime(9)).toThrow(TypeError);
+    expect(() => value.at.setUTCFullYear(2000)).toThrow(TypeError);
+    const again = await read();
+    expect([...again.map.keys()]).toEqual(['a']);
+    expect([...again.set]).toEqual(['a']);
+    expect(again.at.getTime()).toBe(5);
+    // Reads still work, and the values still copy as plain Maps, Sets and Dates.
+    expect(again.map.get('a')).toEqual({ n: 1 });
+    expect(structuredClone(again)).toEqual({
+      map: new Map([['a', { n: 1 }]]),
+      set: new Set(['a']),
+      at: new Date(5),
+    });
   });
 
   it('clone hands out copies', async () => {
@@ -262,6 +319,15 @@ describe('tags and the edge hook', () => {
       cause: outage,
       details: { tags: ['products'] },
     });
+    expect(await cache.get('p')).toBeUndefined();
+  });
+
+  it('rejects with EdgePurgeError once edge.timeoutMs passes when the purger hangs', async () => {
+    const cache = make({ edge: { purger: { purgeTags: () => new Promise<void>(() => {}) }, timeoutMs: 50 } });
+    await cache.set('p', 1, { tags: ['products'] });
+    const error = await cache.deleteByTag('products').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EdgePurgeError);
+    expect(error).toMatchObject({ cause: { code: 'NOA_TIMEOUT' } });
     expect(await cache.get('p')).toBeUndefined();
   });
 

@@ -1,18 +1,20 @@
 /**
  * A cheap estimate of a decoded value's heap footprint in bytes, for the L1 byte budget when
- * no encoded size is at hand (memory-only caches). Walks at most `budget` nodes so huge or
- * cyclic values cost bounded time; the rest is extrapolated.
+ * no encoded size is at hand (memory-only caches, compressed values). Walks at most `budget`
+ * nodes so huge or cyclic values cost bounded time; the rest is extrapolated.
  */
 export function estimateSize(value: unknown, budget = 2_000): number {
   let visited = 0;
   let bytes = 0;
+  /**
+   * Children counted but never kept: only as many are pushed as the budget can still walk, so
+   * a huge (or sparse) array, Map, Set or object is not copied onto the stack whole.
+   */
+  let unwalked = 0;
   const stack: unknown[] = [value];
   const seen = new Set<object>();
-  while (stack.length > 0) {
-    if (visited >= budget) {
-      // Extrapolate: assume the unvisited nodes cost the average of the visited ones.
-      return Math.ceil(bytes + (bytes / visited) * stack.length);
-    }
+  const room = () => Math.max(0, budget - visited - stack.length);
+  while (stack.length > 0 && visited < budget) {
     const current = stack.pop();
     visited += 1;
     switch (typeof current) {
@@ -38,21 +40,33 @@ export function estimateSize(value: unknown, budget = 2_000): number {
           bytes += 64 + current.byteLength;
         } else if (current instanceof Date) {
           bytes += 32;
-        } else if (current instanceof Map) {
+        } else if (current instanceof Map || current instanceof Set) {
           bytes += 64;
-          for (const [key, entry] of current) stack.push(key, entry);
-        } else if (current instanceof Set) {
-          bytes += 64;
-          for (const entry of current) stack.push(entry);
+          const perEntry = current instanceof Map ? 2 : 1;
+          const taken = Math.min(current.size, Math.floor(room() / perEntry));
+          let index = 0;
+          for (const entry of current) {
+            if (index >= taken) break;
+            index += 1;
+            if (current instanceof Map) stack.push(...(entry as [unknown, unknown]));
+            else stack.push(entry);
+          }
+          unwalked += (current.size - taken) * perEntry;
         } else if (Array.isArray(current)) {
           bytes += 32 + current.length * 8;
-          for (const entry of current) stack.push(entry);
+          const taken = Math.min(current.length, room());
+          for (let index = 0; index < taken; index += 1) stack.push(current[index]);
+          unwalked += current.length - taken;
         } else {
           bytes += 32;
-          for (const [key, entry] of Object.entries(current)) {
+          const keys = Object.keys(current);
+          const taken = Math.min(keys.length, room());
+          for (let index = 0; index < keys.length; index += 1) {
+            const key = keys[index]!;
             bytes += 16 + key.length * 2;
-            stack.push(entry);
+            if (index < taken) stack.push((current as Record<string, unknown>)[key]);
           }
+          unwalked += keys.length - taken;
         }
         break;
       }
@@ -60,5 +74,7 @@ export function estimateSize(value: unknown, budget = 2_000): number {
         bytes += 8;
     }
   }
-  return bytes;
+  const left = stack.length + unwalked;
+  // Extrapolate: assume the unwalked nodes cost the average of the walked ones.
+  return left === 0 ? bytes : Math.ceil(bytes + (bytes / visited) * left);
 }

@@ -249,9 +249,20 @@ export class RedisTier {
     });
   }
 
+  /**
+   * Sends the writes batched in this turn before a command that must follow them: commands on
+   * one connection run in order, so a delete, tag delete, clear or compare-and-set issued right
+   * after a write (not awaited, or in background write mode) would otherwise reach Redis before
+   * the write's SET, which would then bring the value back.
+   */
+  #writesFirst(): void {
+    this.#writes?.flush();
+  }
+
   /** Deletes keys; returns false when Redis was unavailable. */
   delete(keys: readonly string[]): Promise<boolean> {
     if (keys.length === 0) return Promise.resolve(true);
+    this.#writesFirst();
     return this.#guard.run('delete', false, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
       if (this.#cluster) await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
@@ -262,6 +273,7 @@ export class RedisTier {
 
   /** Deletes every key of a tag and the tag's set; returns the cache keys removed. */
   deleteTag(tag: string): Promise<string[]> {
+    this.#writesFirst();
     return this.#guard.run('delete_tag', [] as string[], async () => {
       const tagKey = this.tagKey(tag);
       const keys = await this.client.smembers(tagKey);
@@ -274,6 +286,7 @@ export class RedisTier {
 
   /** The cache keys in a tag's key set (may name keys since deleted or rewritten without the tag). */
   tagMembers(tag: string): Promise<string[]> {
+    this.#writesFirst();
     return this.#guard.run('tag_members', [] as string[], () => this.client.smembers(this.tagKey(tag)));
   }
 
@@ -296,6 +309,7 @@ export class RedisTier {
     const ms = ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(ttlMs)));
     const digest = createHash('sha1').update(expected.subarray(frameBytes)).digest('hex');
     const args = [digest, next ?? '', ms, String(frameBytes)];
+    this.#writesFirst();
     return this.#guard.run(
       'replace',
       undefined as boolean | undefined,
@@ -422,6 +436,7 @@ export class RedisTier {
    * hot keys (a missing key there is only a miss at the next start).
    */
   clearPrefix(keyPrefix: string): Promise<boolean> {
+    this.#writesFirst();
     return this.#guard.run('clear', false, async () => {
       const patterns = [`${escapeGlob(this.#dataPrefix + keyPrefix)}*`];
       if (keyPrefix === '') patterns.push(`${escapeGlob(`${this.#prefix}__tag:`)}*`);

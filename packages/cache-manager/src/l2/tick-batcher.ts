@@ -41,6 +41,11 @@ export class TickBatcher<I, O> {
     return promise;
   }
 
+  /** Sends the batch being gathered now, without waiting for the end of the turn. */
+  flush(): void {
+    if (this.#current !== undefined) this.#run(this.#current);
+  }
+
   #run(batch: Batch<I, O>): void {
     if (this.#current === batch) this.#current = undefined;
     if (batch.items.length === 0) return;

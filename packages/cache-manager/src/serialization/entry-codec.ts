@@ -180,6 +180,15 @@ export function slidingFrameBytes(bytes: Buffer): number {
   return bytes.length > FRAME_BYTES && bytes[0]! >> 4 === SLIDING_FRAME ? FRAME_BYTES : 0;
 }
 
+/**
+ * True when `bytes` (any format) hold a compressed body: their length then says little about
+ * the size of the decoded value (a repetitive string shrinks a thousandfold).
+ */
+export function isCompressed(bytes: Buffer): boolean {
+  const header = bytes[slidingFrameBytes(bytes)] ?? 0;
+  return (header & 0b111) !== 0;
+}
+
 /** The sliding frame (format 3) around an entry's encoding (see {@link SLIDING_FRAME}). */
 function frame(entry: CacheEntry, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(FRAME_BYTES + body.length);

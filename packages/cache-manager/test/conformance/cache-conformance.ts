@@ -53,6 +53,38 @@ export function describeCacheConformance(
       expect(await cache.get('a')).toBeUndefined();
     });
 
+    it.skipIf(!shared)(
+      'a delete, tag delete or clear right after a write wins in the shared tier, in either write mode',
+      async () => {
+        for (const writeMode of ['await', 'background'] as const) {
+          const cache = make({ writeMode });
+          // Not awaited (or, in background mode, resolved once L1 has it): the L2 write is in flight.
+          const writes = [
+            cache.set(`order:${writeMode}:deleted`, 'v'),
+            cache.set(`order:${writeMode}:tagged`, 'v', { tags: [`order-${writeMode}`] }),
+            cache.namespace(`order-${writeMode}`).set('cleared', 'v'),
+          ];
+          await cache.delete(`order:${writeMode}:deleted`);
+          await cache.deleteByTag(`order-${writeMode}`);
+          await cache.namespace(`order-${writeMode}`).clear();
+          await Promise.all(writes);
+          await cache.set(`order:${writeMode}:awaited`, 'v');
+          await cache.delete(`order:${writeMode}:awaited`);
+          // Waits for background writes.
+          await cache.close();
+          const other = make();
+          expect(
+            await other.getMany([
+              `order:${writeMode}:deleted`,
+              `order:${writeMode}:tagged`,
+              `order-${writeMode}:cleared`,
+              `order:${writeMode}:awaited`,
+            ]),
+          ).toEqual([undefined, undefined, undefined, undefined]);
+        }
+      },
+    );
+
     it('stores null and falsy values', async () => {
       const cache = make();
       await cache.set('null', null);
@@ -159,6 +191,22 @@ export function describeCacheConformance(
       expect(await cache.has('nothing')).toBe(false);
       expect(await cache.getOrSet('nothing', nothing)).toBeUndefined();
       expect(runs).toBe(2);
+    });
+
+    it('deleteByTag of a tag a key was rewritten without: kept in memory, deleted from both tiers with Redis', async () => {
+      const cache = make();
+      await cache.set('retagged', 'old', { tags: ['before'] });
+      await cache.set('retagged', 'new');
+      if (shared) {
+        // Redis's tag set still names the key (no read per key to check it): a miss, never the old value.
+        expect(await cache.deleteByTag('before')).toBe(1);
+        expect(await cache.get('retagged')).toBeUndefined();
+        expect(await cache.getOrSet('retagged', () => 'recomputed')).toBe('recomputed');
+      } else {
+        // L1's tag index follows each entry's own tags.
+        expect(await cache.deleteByTag('before')).toBe(0);
+        expect(await cache.get('retagged')).toBe('new');
+      }
     });
 
     it('deleteByTag removes entries outright: has() is false and grace serves no stale value', async () => {

@@ -1,7 +1,7 @@
 import { delay, ManualClock } from '@noa/core';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Cache, LockTimeoutError } from '../../src/index.js';
+import { Cache, FactoryTimeoutError, LockTimeoutError } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 
 describe.skipIf(!redisUp)('stampede protection across instances (one process, separate caches)', () => {
@@ -233,6 +233,62 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(error).toMatchObject({ code: 'NOA_CACHE_LOCK_TIMEOUT' });
     release();
     expect(await slow).toBe('done');
+  });
+
+  it('a waiter’s hardTimeoutMs bounds its wait for another instance’s holder, as it bounds a factory', async () => {
+    const [holder, waiter] = await instances(2, { graceMs: 60_000 });
+    let release!: () => void;
+    const slow = holder!.getOrSet(
+      'hard',
+      () => new Promise<string>((resolve) => (release = () => resolve('done'))),
+    );
+    await delay(30);
+    // The holder runs until released: only the waiter's own bound can end its wait (lock.timeoutMs is 5 s).
+    const error = await waiter!
+      .getOrSet('hard', () => 'never', { hardTimeoutMs: 100 })
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(FactoryTimeoutError);
+    expect(error).toMatchObject({ code: 'NOA_CACHE_FACTORY_TIMEOUT' });
+    release();
+    expect(await slow).toBe('done');
+
+    // With a value in grace, the hard timeout serves it, as runFactory does without a soft one.
+    await holder!.set('hard-graced', 'old', { ttlMs: 1 });
+    await delay(5);
+    let releaseGraced!: () => void;
+    const slowGraced = holder!.getOrSet(
+      'hard-graced',
+      () => new Promise<string>((resolve) => (releaseGraced = () => resolve('new'))),
+    );
+    await delay(30);
+    const reasons: string[] = [];
+    waiter!.on('stale', ({ reason }) => reasons.push(reason));
+    expect(await waiter!.getOrSet('hard-graced', () => 'never', { hardTimeoutMs: 100 })).toBe('old');
+    expect(reasons).toEqual(['hard_timeout']);
+    releaseGraced();
+    expect(await slowGraced).toBe('new');
+  });
+
+  it('a waiter that takes over the lease keeps its hardTimeoutMs from the start of the call', async () => {
+    const [holder, waiter] = await instances(2);
+    let fail!: () => void;
+    const failing = holder!
+      .getOrSet(
+        'taken-over',
+        () => new Promise<string>((_, reject) => (fail = () => reject(new Error('holder failed')))),
+      )
+      .catch(() => 'failed');
+    await delay(30);
+    const started = performance.now();
+    const waited = waiter!
+      .getOrSet('taken-over', () => new Promise<string>(() => {}), { hardTimeoutMs: 1_500 })
+      .catch((caught: unknown) => caught);
+    await delay(1_000);
+    fail(); // the waiter takes the lease over, 1 s into its 1.5 s
+    expect(await waited).toBeInstanceOf(FactoryTimeoutError);
+    // Deadline test, generous bound: 1.5 s from the call, not 1.5 s from the take-over (2.5 s).
+    expect(performance.now() - started).toBeLessThan(2_200);
+    expect(await failing).toBe('failed');
   });
 
   it('a holder that caches nothing (ctx.skip, undefined) wakes the waiters at once, which then compute', async () => {

@@ -1,0 +1,79 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { estimateSize } from '../src/l1/estimate-size.js';
+
+/**
+ * `estimateSize` charges memory-only L1 entries (and compressed values with Redis). It promises
+ * bounded work on huge values: it walks at most `budget` nodes and extrapolates the rest.
+ */
+describe('estimateSize', () => {
+  /** An array proxy counting the elements read (`for…of` reads them by index). */
+  function countingArray(length: number): { array: unknown[]; reads: () => number } {
+    let reads = 0;
+    const array = new Proxy(new Array<unknown>(length), {
+      get(target, property, receiver) {
+        if (typeof property === 'string' && /^\d+$/.test(property)) reads += 1;
+        return Reflect.get(target, property, receiver);
+      },
+    });
+    return { array, reads: () => reads };
+  }
+
+  it('reads a bounded number of elements of a huge array', () => {
+    const { array, reads } = countingArray(10_000_000);
+    const bytes = estimateSize(array, 100);
+    expect(reads()).toBeLessThanOrEqual(100);
+    // Extrapolated, not dropped: ten million slots are charged as such.
+    expect(bytes).toBeGreaterThanOrEqual(80_000_000);
+  });
+
+  it('reads a bounded number of entries of a huge Map, Set or object', () => {
+    let reads = 0;
+    class CountingMap<K, V> extends Map<K, V> {
+      override *[Symbol.iterator](): MapIterator<[K, V]> {
+        for (const entry of super[Symbol.iterator]()) {
+          reads += 1;
+          yield entry;
+        }
+      }
+    }
+    class CountingSet<V> extends Set<V> {
+      override *[Symbol.iterator](): SetIterator<V> {
+        for (const entry of super[Symbol.iterator]()) {
+          reads += 1;
+          yield entry;
+        }
+      }
+    }
+    const entries = Array.from({ length: 100_000 }, (_, index) => [index, index] as const);
+    const map = new CountingMap(entries);
+    const set = new CountingSet(entries.map(([index]) => index));
+    reads = 0;
+    expect(estimateSize(map, 100)).toBeGreaterThan(100_000 * 8);
+    expect(estimateSize(set, 100)).toBeGreaterThan(100_000 * 8);
+    expect(reads).toBeLessThanOrEqual(2 * 101);
+    let propertyReads = 0;
+    const object = new Proxy(Object.fromEntries(entries.map(([index]) => [`k${index}`, index])), {
+      get(target, property, receiver) {
+        propertyReads += 1;
+        return Reflect.get(target, property, receiver);
+      },
+    });
+    expect(estimateSize(object, 100)).toBeGreaterThan(100_000 * 8);
+    expect(propertyReads).toBeLessThanOrEqual(101);
+  });
+
+  it('returns for a sparse array of the largest length', () => {
+    const { array, reads } = countingArray(2 ** 32 - 1);
+    expect(estimateSize(array)).toBeGreaterThan(2 ** 32);
+    expect(reads()).toBeLessThanOrEqual(2_000);
+  });
+
+  it('walks small values whole: the estimate is exact under the budget', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 3 }), (value) => {
+        expect(estimateSize(value)).toBe(estimateSize(value, Number.MAX_SAFE_INTEGER));
+      }),
+    );
+  });
+});

@@ -1,0 +1,102 @@
+import { delay } from '@noa/core';
+import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cache } from '../../src/index.js';
+
+const started = await startPrivateRedisOrSkip();
+
+/**
+ * A write made while this instance cannot reach Redis (calls timing out, breaker open) reaches
+ * its own L1 only: no L2 write, no bus message. Redis stays up for the other instances, whose
+ * bus connection never drops, so the re-subscribe resync never runs for them. Once Redis
+ * answers again, every instance must agree on one value, not serve two forever.
+ */
+describe.skipIf(started.skip !== undefined)(
+  'invalidations lost while one instance cannot reach Redis',
+  () => {
+    let server: PrivateRedis;
+    const clients: Redis[] = [];
+    const caches: Cache[] = [];
+
+    function open(): Cache {
+      const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
+      client.on('error', () => {});
+      clients.push(client);
+      const cache = new Cache({
+        redis: client,
+        prefix: 'lost:',
+        operationTimeoutMs: 150,
+        breaker: { consecutiveFailures: 3, halfOpenAfterMs: 300 },
+      });
+      caches.push(cache);
+      return cache;
+    }
+
+    beforeAll(() => {
+      server = started.redis!;
+    });
+
+    afterAll(async () => {
+      await Promise.all(caches.map((cache) => cache.close()));
+      for (const client of clients) client.disconnect();
+      await server?.stop();
+    });
+
+    /**
+     * Writes `k` on `writer` while its breaker is open (plus `more` other keys), waits until
+     * Redis answers it again, then until both instances agree on `k`; returns that value.
+     */
+    async function writeWhileOpen(writer: Cache, reader: Cache, more: number): Promise<unknown> {
+      await server.pause(1_500);
+      for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
+        await writer.get(`probe:${round}`);
+      expect(writer.stats().l2).toBe('open');
+      // Neither L2 nor the bus sees these writes: the breaker skips both.
+      await writer.set('k', 'v2');
+      expect(writer.getLocal('k')).toBe('v2');
+      await writer.setMany(
+        Array.from({ length: more }, (_, index) => ({ key: `more:${index}`, value: index })),
+      );
+      // Redis is back for everyone once the pause ends; the writer's breaker closes again.
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline && writer.stats().l2 !== 'closed') {
+        await writer.get('probe:recovery');
+        await delay(100);
+      }
+      expect(writer.stats().l2).toBe('closed');
+      let values = [await writer.get('k'), await reader.get('k')];
+      while (Date.now() < deadline && values[0] !== values[1]) {
+        await delay(100);
+        values = [await writer.get('k'), await reader.get('k')];
+      }
+      expect(values[0]).toBe(values[1]);
+      return values[0];
+    }
+
+    it('instances agree on the value once Redis answers again', async () => {
+      const writer = open();
+      const reader = open();
+      await Promise.all([writer.ready(), reader.ready()]);
+      await writer.set('k', 'v1');
+      await writer.set('unrelated', 'kept');
+      expect(await reader.get('k')).toBe('v1');
+      expect(reader.getLocal('k')).toBe('v1');
+      expect(await reader.get('unrelated')).toBe('kept');
+      // The value L2 holds: a write Redis never got is lost, for its writer too.
+      expect(await writeWhileOpen(writer, reader, 0)).toBe('v1');
+      // Only what the lost messages named was dropped: the other instance's L1 keeps the rest.
+      expect(reader.getLocal('unrelated')).toBe('kept');
+
+      // Past 10,000 lost keys one root clear replaces them: every L1 is dropped whole.
+      await writer.set('k', 'v1');
+      expect(await reader.get('k')).toBe('v1');
+      expect(await writeWhileOpen(writer, reader, 10_000)).toBe('v1');
+      // The root clear reaches the reader a moment after the writer dropped its own L1.
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && reader.getLocal('unrelated') !== undefined) await delay(50);
+      expect(reader.getLocal('unrelated')).toBeUndefined();
+      expect(writer.getLocal('more:0')).toBeUndefined();
+    });
+  },
+);

@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { CacheEngine } from '../src/cache-engine.js';
+import { cacheOptionsSchema } from '../src/cache-options.js';
+
+/**
+ * The L1 tag index (tag → keys, for `deleteByTag` without scans) must name only the tags of
+ * the entries L1 holds: a key rewritten with other tags, or an entry too big for L1, must
+ * not stay in it, or a long-running process that keeps retagging keys grows it forever.
+ */
+describe('L1 tag index', () => {
+  const engine = () => new CacheEngine(cacheOptionsSchema.parse({ l1: { maxBytes: 10_000 } }));
+
+  it('forgets the tags a key was rewritten without', async () => {
+    const cache = engine();
+    for (let version = 0; version < 1_000; version += 1) {
+      await cache.write('feed', { version }, { tags: [`version:${version}`, 'feeds'] });
+    }
+    expect([...cache.tagIndex.keys()].sort()).toEqual(['feeds', 'version:999']);
+    await cache.write('feed', { version: 'untagged' }, {});
+    expect(cache.tagIndex.size).toBe(0);
+    // Only the tags it carries delete it.
+    await cache.write('feed', 1, { tags: ['a'] });
+    await cache.write('feed', 2, { tags: ['b'] });
+    expect(await cache.deleteByTags(['a'])).toBe(0);
+    expect((await cache.get('feed'))?.value).toBe(2);
+    await cache.close();
+  });
+
+  it('does not index an entry too big for L1', async () => {
+    const cache = engine();
+    await cache.write('small', 'x', { tags: ['t'] });
+    await cache.write('small', 'y'.repeat(20_000), { tags: ['t', 'big'] });
+    expect(cache.l1.size).toBe(0);
+    expect(cache.tagIndex.size).toBe(0);
+    await cache.close();
+  });
+
+  it('forgets the tags of entries that leave L1', async () => {
+    const cache = engine();
+    await cache.write('k', 1, { tags: ['t'] });
+    await cache.delete(['k']);
+    expect(cache.tagIndex.size).toBe(0);
+    await cache.close();
+  });
+});
