@@ -27,11 +27,19 @@ interface Instance {
   base: string;
 }
 
-/** Resolves when a bus message from the other instance has been applied to `demo`'s cache. */
+/**
+ * Resolves when a bus message from the other instance has been applied to `demo`'s cache
+ * (milliseconds on loopback; the generous bound only turns a lost message into a clear failure).
+ */
 function nextInvalidation(demo: DemoApp): Promise<void> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error('no invalidation reached the other instance within 10 s'));
+    }, 10_000);
     const stop = demo.cache.on('invalidation', () => {
       stop();
+      clearTimeout(timer);
       resolve();
     });
   });
@@ -128,15 +136,24 @@ describe.skipIf(unreachable)('two demo instances sharing Redis, Postgres and Rab
       const response = await fetch(`${instance.base}/api/products/8`);
       return { cache: response.headers.get('x-cache'), product: await response.json() };
     };
-    expect(await read(a())).toMatchObject({ cache: 'MISS', product: { id: '8', name: 'Product 8', price: 17.5 } });
-    await postgresExec(databaseUrl, `UPDATE "${namespace}".products SET name = 'Renamed', price = 1.25 WHERE id = '8'`);
+    expect(await read(a())).toMatchObject({
+      cache: 'MISS',
+      product: { id: '8', name: 'Product 8', price: 17.5 },
+    });
+    await postgresExec(
+      databaseUrl,
+      `UPDATE "${namespace}".products SET name = 'Renamed', price = 1.25 WHERE id = '8'`,
+    );
     // Cached: the change is not seen until the product is invalidated.
     expect(await read(b())).toMatchObject({ cache: 'HIT', product: { name: 'Product 8' } });
 
     const reachedB = nextInvalidation(b().demo);
     await (await fetch(`${a().base}/api/products/8/invalidate`, { method: 'POST' })).body?.cancel();
     await reachedB;
-    expect(await read(b())).toMatchObject({ cache: 'MISS', product: { id: '8', name: 'Renamed', price: 1.25 } });
+    expect(await read(b())).toMatchObject({
+      cache: 'MISS',
+      product: { id: '8', name: 'Renamed', price: 1.25 },
+    });
 
     const unknown = await fetch(`${a().base}/api/products/no-such-id`);
     expect(unknown.status).toBe(404);
@@ -163,7 +180,10 @@ describe.skipIf(unreachable)('two demo instances sharing Redis, Postgres and Rab
       job = (await (await fetch(`${b().base}/api/jobs/email/${id}`)).json()) as typeof job;
     }
     expect(job).toMatchObject({ state: 'completed', result: { sentTo: 'ada@example.com' } });
-    expect(await (await fetch(`${b().base}/api/jobs/email`)).json()).toMatchObject({ completed: 1, failed: 0 });
+    expect(await (await fetch(`${b().base}/api/jobs/email`)).json()).toMatchObject({
+      completed: 1,
+      failed: 0,
+    });
   });
 
   it('shows every package’s metrics on /metrics, the Postgres pool’s included', async () => {
