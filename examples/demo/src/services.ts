@@ -22,8 +22,8 @@ export interface Services {
   /** How many instances share the services (each one's share of a limit while Redis is down). */
   instances: number;
   /**
-   * For the rate limiters: fails at once while disconnected (`recommendedRedisOptions`), so a
-   * dead Redis costs a request the limiter's deadline, not a reconnect.
+   * For the rate limiters: fails at once while disconnected (`recommendedRedisOptions`), so
+   * the fail mode answers instead of a request waiting for a reconnect.
    */
   limiterRedis: Redis;
   /**
@@ -36,7 +36,10 @@ export interface Services {
   queueRedis: Redis;
   /** Postgres through @noa/connection-pool (add `replicas` to send the product reads to them). */
   db: PgPool;
-  /** Email jobs travel through RabbitMQ; their state (dedupe, `getJob`, counts) lives in Redis. */
+  /**
+   * Email jobs travel through RabbitMQ; their state (dedupe, `getJob`, counts) lives in Redis.
+   * Closed by `DemoApp.close` after its worker (which also closes the state store).
+   */
   jobs: RabbitMqProvider;
   /** Resolves once Redis, Postgres and RabbitMQ answer; rejects naming the one that does not. */
   ready(): Promise<void>;
