@@ -1,36 +1,66 @@
 import { Cache } from '@noa/cache-manager';
 import { MemoryProvider, type Queue } from '@noa/message-queue';
-import { createRateLimiter, expressRateLimit, type RateLimiter } from '@noa/rate-limiter';
+import { createRateLimiter, expressRateLimit, type RateLimiter, RedisStore } from '@noa/rate-limiter';
 import express, { type Express } from 'express';
 import { Registry } from 'prom-client';
 import { mountCacheRoutes } from './cache-routes.js';
+import type { ServicesConfig } from './config.js';
 import { type EmailJob, mountJobRoutes } from './job-routes.js';
+import { PostgresProducts, PretendProducts } from './products.js';
+import { connectServices, consoleWarnings, type Services } from './services.js';
 import { mountUpstreamRoutes, PretendUpstream } from './upstream-routes.js';
+
+/** Options of {@link createApp}. */
+export interface AppOptions {
+  /**
+   * Run on Redis, Postgres and RabbitMQ, shared with every other instance given the same
+   * services (see the README). Without it every store is in process: no services needed.
+   */
+  services?: ServicesConfig;
+}
 
 /** What the demo app is made of, so tests (and later routes) can reach its parts. */
 export interface DemoApp {
   app: Express;
+  /** `memory`: in-process stores; `services`: Redis, Postgres and RabbitMQ. */
+  mode: 'memory' | 'services';
   limiter: RateLimiter;
   cache: Cache;
   emails: Queue<EmailJob>;
   /** The pretend third-party API behind `/api/quotes/:symbol` (it records its calls). */
   upstream: PretendUpstream;
+  /** The services mode's connections (undefined in memory mode). */
+  services: Services | undefined;
+  /**
+   * Resolves once the services answer, the products table exists and the cache's bus listens;
+   * rejects naming the service that does not answer. At once in memory mode.
+   */
+  ready(): Promise<void>;
   close(): Promise<void>;
 }
 
-const page = (port: string) => `<!doctype html>
+const stores = {
+  memory:
+    'every store is in this process (start it with REDIS_URL, DATABASE_URL and AMQP_URL set for the services mode)',
+  services:
+    'rate limits and the cache in Redis, products in Postgres, jobs on RabbitMQ: shared by every instance started with the same services',
+};
+
+const page = (port: string, mode: DemoApp['mode']) => `<!doctype html>
 <title>Noa demo</title>
 <h1>Noa demo</h1>
+<p>Mode: <b>${mode}</b>: ${stores[mode]}.</p>
 <h2>Rate limiting (@noa/rate-limiter)</h2>
-<p><code>GET /api/hello</code> allows 5 requests per 10 seconds per client IP (fixed window, memory store).
+<p><code>GET /api/hello</code> allows 5 requests per 10 seconds per client IP (fixed window, ${mode === 'memory' ? 'memory store' : 'Redis store'}).
 The 6th gets <code>429 Too Many Requests</code> with <code>Retry-After</code> and an
 <code>application/problem+json</code> body. Every answer carries the IETF
 <code>RateLimit-Policy</code> and <code>RateLimit</code> headers.</p>
 <pre>for i in 1 2 3 4 5 6; do curl -si http://localhost:${port}/api/hello | grep -iE '^(HTTP|ratelimit|retry-after)'; done</pre>
 <h2>Caching (@noa/cache-manager)</h2>
-<p><code>GET /api/products/:id</code> reads through an in-process cache: the first call runs a
-150 ms "database" load (<code>X-Cache: MISS</code>), the next ones are served from memory
-(<code>X-Cache: HIT</code>). <code>POST /api/products/:id/invalidate</code> drops it by tag;
+<p><code>GET /api/products/:id</code> reads through the cache: the first call loads the product
+(${mode === 'memory' ? 'a pretend 150 ms database' : 'from Postgres, ids 1 to 100'}; <code>X-Cache: MISS</code>), the next ones are
+served from memory (<code>X-Cache: HIT</code>${mode === 'memory' ? '' : '; another instance finds it in Redis'}).
+<code>POST /api/products/:id/invalidate</code> drops it by tag${mode === 'memory' ? '' : ' on every instance'};
 <code>GET /api/cache/stats</code> shows hits and misses.</p>
 <pre>curl -si http://localhost:${port}/api/products/42 | grep -iE '^x-cache'; curl -si http://localhost:${port}/api/products/42 | grep -iE '^x-cache'</pre>
 <h2>Calling an API under its quota (@noa/rate-limiter <code>acquire</code>)</h2>
@@ -45,19 +75,36 @@ address gets a 400 naming the field); a worker processes it in the background;
 <pre>curl -s -XPOST -H 'content-type: application/json' -d '{"to":"ada@example.com","subject":"hi"}' http://localhost:${port}/api/jobs/email</pre>
 `;
 
-/** Builds the demo Express app on in-memory stores (no services needed). */
-export function createApp(): DemoApp {
+/**
+ * Builds the demo Express app: in memory by default, or on the services in `options.services`.
+ * In services mode, await `ready()` before serving.
+ */
+export function createApp(options: AppOptions = {}): DemoApp {
   const app = express();
+  const mode = options.services ? 'services' : 'memory';
   // Behind a proxy set this to its address so req.ip (the rate-limit key) is the real client.
   app.set('trust proxy', 'loopback');
   // One prom-client registry for every package's metrics, served on /metrics.
   const registry = new Registry();
+  const services = options.services && connectServices(options.services, registry);
+  // In Redis, a limit is shared: two instances together allow it once, not twice.
+  const sharedLimits = (name: string) =>
+    services && {
+      store: new RedisStore({ client: services.limiterRedis, prefix: `${services.namespace}:rl:${name}:` }),
+      // While Redis is down, each instance allows its share of the limit (limit / instances).
+      failMode: 'local' as const,
+      expectedInstances: services.instances,
+      // The default 25 ms suits a Redis next to the app; a busy laptop needs more.
+      deadlineMs: 100,
+      logger: consoleWarnings,
+    };
   const limiter = createRateLimiter({
     registry,
     limits: [{ name: 'hello', algorithm: 'fixed-window', limit: 5, windowMs: 10_000 }],
+    ...sharedLimits('hello'),
   });
   app.get('/', (req, res) => {
-    res.type('html').send(page(String(req.socket.localPort ?? 3000)));
+    res.type('html').send(page(String(req.socket.localPort ?? 3000), mode));
   });
   app.get('/api/hello', expressRateLimit({ limiter }), (req, res) => {
     res.json({
@@ -65,27 +112,49 @@ export function createApp(): DemoApp {
       remaining: (req as { rateLimit?: { remaining: number } }).rateLimit?.remaining,
     });
   });
-  const cache = new Cache({ ttlMs: 30_000, graceMs: 300_000, registry });
-  mountCacheRoutes(app, cache);
+  // With Redis: an L2 every instance reads, and a bus that evicts other instances' L1 copies.
+  const cache = new Cache({
+    ttlMs: 30_000,
+    graceMs: 300_000,
+    registry,
+    ...(services && {
+      redis: services.cacheRedis,
+      prefix: `${services.namespace}:cache:`,
+      logger: consoleWarnings,
+    }),
+  });
+  const products = services ? new PostgresProducts(services.db, services.namespace) : new PretendProducts();
+  mountCacheRoutes(app, cache, products);
   const upstream = new PretendUpstream();
-  const outbound = mountUpstreamRoutes(app, upstream, registry);
-  const provider = new MemoryProvider();
-  const { emails, worker } = mountJobRoutes(app, provider, registry);
+  const outbound = mountUpstreamRoutes(app, upstream, registry, sharedLimits('upstream'));
+  const provider = services?.jobs ?? new MemoryProvider();
+  const { emails, worker } = mountJobRoutes(app, provider, {
+    queueName: services ? `${services.namespace}.emails` : 'emails',
+    registry,
+  });
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await registry.metrics());
   });
   return {
     app,
+    mode,
     limiter,
     cache,
     emails,
     upstream,
+    services,
+    ready: async () => {
+      await services?.ready();
+      if (products instanceof PostgresProducts) await products.createTable();
+      await cache.ready();
+    },
     close: async () => {
       await outbound.close();
       await worker.close();
       await provider.close();
       await cache.close();
       await limiter.close();
+      await services?.close();
     },
   };
 }

@@ -1,36 +1,28 @@
 import type { Cache } from '@noa/cache-manager';
 import type { Express } from 'express';
-
-/** A product as the pretend database returns it. */
-export interface Product {
-  id: string;
-  name: string;
-  price: number;
-  loadedAt: string;
-}
-
-async function loadProduct(id: string): Promise<Product> {
-  await new Promise((resolve) => setTimeout(resolve, 150)); // a slow database
-  return { id, name: `Product ${id}`, price: 9.5, loadedAt: new Date().toISOString() };
-}
+import type { Product, ProductSource } from './products.js';
 
 /**
- * Read-through product endpoint with `X-Cache: HIT|MISS`, invalidation by tag, and the cache's
- * own counters (`cache.stats()`: hits per tier, misses, hit rate, sizes) on `/api/cache/stats`.
+ * Read-through product endpoint with `X-Cache: HIT|MISS` (404 for an unknown id, which is not
+ * cached), invalidation by tag, and the cache's own counters (`cache.stats()`: hits per tier,
+ * misses, hit rate, sizes) on `/api/cache/stats`.
  */
-export function mountCacheRoutes(app: Express, cache: Cache): void {
+export function mountCacheRoutes(app: Express, cache: Cache, products: ProductSource): void {
   app.get('/api/products/:id', async (req, res, next) => {
     try {
       let computed = false;
-      const product = await cache.getOrSet(
+      // A factory result of undefined (no such product) is returned but not cached.
+      const product = await cache.getOrSet<Product | undefined>(
         `product:${req.params.id}`,
         async () => {
           computed = true;
-          return loadProduct(req.params.id);
+          return products.load(req.params.id);
         },
         { tags: [`product:${req.params.id}`] },
       );
-      res.set('X-Cache', computed ? 'MISS' : 'HIT').json(product);
+      res.set('X-Cache', computed ? 'MISS' : 'HIT');
+      if (product === undefined) res.status(404).json({ error: `no product ${req.params.id}` });
+      else res.json(product);
     } catch (error) {
       next(error);
     }

@@ -1,4 +1,4 @@
-import { InvalidPayloadError, type MemoryProvider, Queue, Worker } from '@noa/message-queue';
+import { InvalidPayloadError, Queue, type QueueProvider, Worker } from '@noa/message-queue';
 import express, { type Express } from 'express';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
@@ -8,13 +8,18 @@ const emailSchema = z.object({ to: z.email(), subject: z.string().min(1) });
 /** The payload of an email job. */
 export type EmailJob = z.infer<typeof emailSchema>;
 
-/** Enqueue, inspect and count email jobs; a worker "sends" them in the background. */
+/**
+ * Enqueue, inspect and count email jobs; a worker "sends" them in the background. On a shared
+ * provider (RabbitMQ with its state in Redis) every instance's worker takes jobs from the same
+ * queue, and any instance can read a job's state.
+ */
 export function mountJobRoutes(
   app: Express,
-  provider: MemoryProvider,
-  registry?: Registry,
+  provider: QueueProvider,
+  options: { queueName: string; registry?: Registry },
 ): { emails: Queue<EmailJob>; worker: Worker<EmailJob> } {
-  const emails = new Queue({ name: 'emails', provider, schema: emailSchema, registry });
+  const { queueName, registry } = options;
+  const emails = new Queue({ name: queueName, provider, schema: emailSchema, registry });
   const worker = new Worker({
     queue: emails,
     concurrency: 5,
@@ -24,6 +29,9 @@ export function mountJobRoutes(
       return { sentTo: job.data.to, at: Date.now() };
     },
   });
+  // Without a listener an 'error' event (the backend unreachable while fetching) would crash
+  // the process; the worker retries by itself.
+  worker.on('error', (error) => console.warn(`email worker: ${error.message}`));
   app.post('/api/jobs/email', express.json(), async (req, res, next) => {
     try {
       const { id, added } = await emails.add('welcome', req.body, {

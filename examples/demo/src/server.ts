@@ -1,10 +1,30 @@
 import { createApp } from './app.js';
+import { type DemoEnv, readDemoEnv } from './config.js';
 
-const port = Number(process.env.PORT ?? 3000);
-const { app, close } = createApp();
-const server = app.listen(port, () => {
-  console.log(`Noa demo listening on http://localhost:${port}`);
+// Memory mode unless REDIS_URL, DATABASE_URL and AMQP_URL are set (`eval "$(scripts/services env)"`).
+let env: DemoEnv;
+try {
+  env = readDemoEnv(process.env);
+} catch (error) {
+  console.error(`Noa demo: ${(error as Error).message}`);
+  process.exit(1);
+}
+const demo = createApp({ services: env.services });
+try {
+  await demo.ready();
+} catch (error) {
+  // Exit without demo.close(): the RabbitMQ provider's close waits for Redis when Redis is the
+  // service that is missing, and nothing has been served that would need a clean stop.
+  console.error(`Noa demo could not start: ${(error as Error).message}`);
+  process.exit(1);
+}
+const server = demo.app.listen(env.port, () => {
+  console.log(`Noa demo (${demo.mode} mode) listening on http://localhost:${env.port}`);
 });
-const stop = () => server.close(() => void close());
+const stop = () => {
+  server.close(() => void demo.close());
+  // Closing waits for in-flight jobs and for the services; do not wait for ever on a dead one.
+  setTimeout(() => process.exit(1), 15_000).unref();
+};
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);

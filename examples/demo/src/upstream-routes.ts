@@ -1,4 +1,9 @@
-import { AcquireError, createRateLimiter, type RateLimiter } from '@noa/rate-limiter';
+import {
+  AcquireError,
+  createRateLimiter,
+  type RateLimiter,
+  type RateLimiterOptions,
+} from '@noa/rate-limiter';
 import type { Express } from 'express';
 import type { Registry } from 'prom-client';
 
@@ -16,14 +21,17 @@ export class PretendUpstream {
 /**
  * `GET /api/quotes/:symbol` calls the upstream under its quota (a token bucket of 2 per second,
  * burst 2) with `limiter.acquire()`: a request over the quota waits its turn (up to 3 s) instead
- * of failing, and the response says how long it waited. Returns the outbound limiter.
+ * of failing, and the response says how long it waited. Returns the outbound limiter. Pass a
+ * Redis `store` (and its fail mode) so that every instance draws from the same quota.
  */
 export function mountUpstreamRoutes(
   app: Express,
   upstream: PretendUpstream,
   registry: Registry,
+  storeOptions: Pick<RateLimiterOptions, 'store' | 'failMode' | 'expectedInstances' | 'deadlineMs'> = {},
 ): RateLimiter {
   const outbound = createRateLimiter({
+    ...storeOptions,
     registry,
     limits: [{ name: 'upstream', algorithm: 'token-bucket', limit: 2, windowMs: 1_000, burst: 2 }],
   });
