@@ -17,6 +17,13 @@ export interface AppOptions {
    * services (see the README). Without it every store is in process: no services needed.
    */
   services?: ServicesConfig;
+  /**
+   * Services mode: how long a rate-limit check waits for Redis before the fail mode answers
+   * (default 100 ms; the library's default of 25 ms suits a Redis next to the app, a busy laptop
+   * needs more). Tests that count 429s exactly set it high, so a slow moment never lets each
+   * instance's local share decide.
+   */
+  rateLimitDeadlineMs?: number;
 }
 
 /** What the demo app is made of, so tests (and later routes) can reach its parts. */
@@ -94,8 +101,7 @@ export function createApp(options: AppOptions = {}): DemoApp {
       // While Redis is down, each instance allows its share of the limit (limit / instances).
       failMode: 'local' as const,
       expectedInstances: services.instances,
-      // The default 25 ms suits a Redis next to the app; a busy laptop needs more.
-      deadlineMs: 100,
+      deadlineMs: options.rateLimitDeadlineMs ?? 100,
       logger: consoleWarnings,
     };
   const limiter = createRateLimiter({

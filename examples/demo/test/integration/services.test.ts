@@ -68,7 +68,8 @@ describe.skipIf(unreachable)('two demo instances sharing Redis, Postgres and Rab
   beforeAll(async () => {
     vhost = await withRabbitVhost();
     const services = { redisUrl: serviceUrl('redis'), databaseUrl, amqpUrl: vhost.url, namespace };
-    for (let index = 0; index < 2; index += 1) instances.push({ demo: createApp({ services }), base: '' });
+    for (let index = 0; index < 2; index += 1)
+      instances.push({ demo: createApp({ services, rateLimitDeadlineMs: 2_000 }), base: '' });
     // Both start at once, as after a deploy: the table is created and seeded once.
     await Promise.all(instances.map(({ demo }) => demo.ready()));
     for (const instance of instances) {
