@@ -272,3 +272,48 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
     );
   });
 });
+
+describe('a cost above what a limit can ever admit', () => {
+  /** The largest cost an empty limit admits, computed from the policy (the reference model). */
+  const maxCost = (policy: LimitPolicy): number =>
+    policy.algorithm === 'leaky-bucket'
+      ? Math.floor((capacityOf(policy) * policy.windowMs + (policy.queueMaxDelayMs ?? 0) * policy.limit) / policy.windowMs)
+      : capacityOf(policy);
+  /** policyArb, with a queueing leaky bucket sometimes (whose queue admits more than its burst). */
+  const anyPolicyArb = (algorithm: AlgorithmName) =>
+    algorithm === 'leaky-bucket'
+      ? fc
+          .tuple(policyArb(algorithm), fc.option(fc.integer({ min: 0, max: 5_000 }), { nil: undefined }))
+          .map(([policy, queueMaxDelayMs]): LimitPolicy => ({ ...policy, queueMaxDelayMs }))
+      : policyArb(algorithm);
+
+  for (const algorithm of all) {
+    it(`${algorithm}: is refused on any state with retryAfterMs Infinity (never), counts nothing, and never fits later`, () => {
+      fc.assert(
+        fc.property(
+          anyPolicyArb(algorithm),
+          startArb,
+          requestsArb(400),
+          fc.integer({ min: 1, max: 50 }),
+          fc.array(fc.integer({ min: 0, max: 20_000 }), { minLength: 1, maxLength: 5 }),
+          (policy, start, requests, over, later) => {
+            const { step } = algorithms[algorithm];
+            const cost = maxCost(policy) + over;
+            // On an unused key first (where the buckets and the log answered "retry in 0 ms").
+            const fresh = step(undefined, start, cost, policy).decision;
+            expect(fresh).toMatchObject({ allowed: false, retryAfterMs: Number.POSITIVE_INFINITY, delayMs: 0 });
+            expect(fresh.remaining).toBe(step(undefined, start, 0, policy).decision.remaining);
+            expect(step(undefined, start, maxCost(policy), policy).decision.allowed).toBe(true);
+            const { state, now } = run(algorithm, policy, start, requests);
+            const refused = step(state, now, cost, policy).decision;
+            expect(refused).toMatchObject({ allowed: false, retryAfterMs: Number.POSITIVE_INFINITY, delayMs: 0 });
+            const probe = step(state, now, 0, policy).decision;
+            expect(refused.remaining).toBe(probe.remaining);
+            expect(refused.resetMs).toBe(probe.resetMs);
+            for (const ms of later) expect(step(state, now + ms, cost, policy).decision.allowed).toBe(false);
+          },
+        ),
+      );
+    });
+  }
+});

@@ -64,6 +64,44 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
     }
 
     for (const algorithm of algorithmNames) {
+      it(`${algorithm}: a cost above the capacity is refused with retryAfterMs Infinity and counts nothing`, async () => {
+        const k = key();
+        const limits = [policy(algorithm, 5, 60_000)];
+        // An unused key (where the buckets and the log answered "retry in 0 ms"), then a used one.
+        const [fresh] = await store.consume(k, limits, [6], undefined);
+        expect(fresh!.decisions[0]).toMatchObject({
+          allowed: false,
+          remaining: 5,
+          retryAfterMs: Number.POSITIVE_INFINITY,
+          delayMs: 0,
+        });
+        const outcomes = await store.consume(k, limits, [2, 40, 3, 1], undefined);
+        expect(allowedOf(outcomes)).toEqual([true, false, true, false]);
+        expect(outcomes[1]!.decisions[0]).toMatchObject({ remaining: 3, retryAfterMs: Number.POSITIVE_INFINITY });
+        // A plain refusal still carries a finite retry time.
+        expect(Number.isFinite(outcomes[3]!.decisions[0]!.retryAfterMs)).toBe(true);
+      });
+
+      it(`${algorithm}: a cost above the capacity is never, even with auto-block starting a block`, async () => {
+        const k = key();
+        const limits = [policy(algorithm, 2, 60_000)];
+        const block = autoBlockSchema.parse({ violations: 1, withinMs: 60_000, blockMs: 5_000 });
+        const [outcome] = await store.consume(k, limits, [3], block);
+        expect(outcome!.decisions[0]!.retryAfterMs).toBe(Number.POSITIVE_INFINITY);
+      });
+    }
+
+    it('a cost above one limit of several: that limit says never, the others keep their state', async () => {
+      const k = key();
+      const limits = [policy('token-bucket', 4, 60_000, { burst: 2 }), policy('fixed-window', 100, 60_000)];
+      const [outcome] = await store.consume(k, limits, [3], undefined);
+      expect(outcome!.decisions.map(({ allowed, remaining, retryAfterMs }) => ({ allowed, remaining, retryAfterMs }))).toEqual([
+        { allowed: false, remaining: 2, retryAfterMs: Number.POSITIVE_INFINITY },
+        { allowed: true, remaining: 100, retryAfterMs: 0 },
+      ]);
+    });
+
+    for (const algorithm of algorithmNames) {
       const adjust = (k: string, limits: LimitPolicy[], adjustment: StoreAdjustment) =>
         Promise.resolve(store.adjust!(k, limits, adjustment, undefined));
       const remainingOf = (outcome: ConsumeOutcome) => outcome.decisions[0]!.remaining;

@@ -1,0 +1,227 @@
+import type { AddressInfo } from 'node:net';
+import { ManualClock } from '@noa/core';
+import express from 'express';
+import Fastify from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AcquireError,
+  type AlgorithmName,
+  algorithmNames,
+  CostExceedsCapacityError,
+  costExceedsCapacityType,
+  createRateLimiter,
+  expressRateLimit,
+  fastifyRateLimit,
+  type LimitInput,
+  quotaProblem,
+  RateLimitedError,
+  rateLimitHeaders,
+} from '../src/index.js';
+
+// A request whose cost is more than a limit can ever admit (cost 10 against a burst of 5) is
+// refused whatever the key's state and whenever it is retried: it must say so (outcome
+// 'exceeds-capacity', retryAfterMs Infinity, no Retry-After, a 413 of its own problem type),
+// never "retry in 0 s", and it counts nothing.
+
+const start = 1_700_000_000_000;
+
+/** A limit of 5 points (capacity 5) of `algorithm`, named `burst`. */
+const burstOf = (algorithm: AlgorithmName): LimitInput => ({ name: 'burst', algorithm, limit: 5, windowMs: 60_000 });
+
+describe('check() of a cost above a limit’s capacity', () => {
+  for (const algorithm of algorithmNames) {
+    it(`${algorithm}: refused as 'exceeds-capacity' on an unused key, never a retry in 0 ms, counting nothing`, async () => {
+      const clock = new ManualClock(start);
+      // One limit (the memory store's fast path) and two limits (its general path).
+      for (const limits of [[burstOf(algorithm)], [burstOf(algorithm), { name: 'daily', limit: 1_000, windowMs: 86_400_000 }]]) {
+        const limiter = createRateLimiter({ limits, clock });
+        const result = await limiter.check({ key: 'k', cost: 10 });
+        expect(result).toMatchObject({
+          allowed: false,
+          outcome: 'exceeds-capacity',
+          retryAfterMs: Number.POSITIVE_INFINITY,
+          delayMs: 0,
+          remaining: 5,
+          source: 'store',
+        });
+        expect(result.limits[0]).toMatchObject({ name: 'burst', allowed: false, remaining: 5, retryAfterMs: Number.POSITIVE_INFINITY });
+        if (limits.length === 2) expect(result.limits[1]).toMatchObject({ name: 'daily', allowed: true, remaining: 1_000 });
+        expect(limiter.checkSync({ key: 'k', cost: 10 })).toMatchObject({ outcome: 'exceeds-capacity' });
+        // Nothing was counted: the whole capacity is still there.
+        expect(await limiter.check({ key: 'k', cost: 5 })).toMatchObject({ allowed: true, remaining: 0 });
+        // And on a used, exhausted key it is still "never", not the window's reset.
+        expect(await limiter.check({ key: 'k', cost: 6 })).toMatchObject({
+          outcome: 'exceeds-capacity',
+          retryAfterMs: Number.POSITIVE_INFINITY,
+          remaining: 0,
+        });
+        await limiter.close();
+      }
+    });
+  }
+
+  it('a queueing leaky bucket admits up to what its queue can delay, and says never above it', async () => {
+    // burst 2 + a queue of 1,000 ms at 5 per 1,000 ms: at most 7 points at once.
+    const limiter = createRateLimiter({
+      limits: [{ algorithm: 'leaky-bucket', limit: 5, windowMs: 1_000, burst: 2, queueMaxDelayMs: 1_000 }],
+      clock: new ManualClock(start),
+    });
+    expect(await limiter.check({ key: 'q', cost: 7 })).toMatchObject({ allowed: true, delayMs: 1_000 });
+    expect(await limiter.check({ key: 'other', cost: 8 })).toMatchObject({ outcome: 'exceeds-capacity' });
+    await limiter.close();
+  });
+
+  it('a role with a larger capacity admits the cost; allow-listed and unlimited callers are never limited', async () => {
+    const limiter = createRateLimiter({
+      limits: [burstOf('token-bucket')],
+      roles: { partner: [{ algorithm: 'token-bucket', limit: 5, windowMs: 60_000, burst: 20 }], admin: 'unlimited' },
+      allow: ['198.51.100.7'],
+      clock: new ManualClock(start),
+    });
+    expect(await limiter.check({ key: 'p', cost: 10, role: 'partner' })).toMatchObject({ allowed: true, remaining: 10 });
+    expect(await limiter.check({ key: 'a', cost: 10, role: 'admin' })).toMatchObject({ outcome: 'unlimited' });
+    expect(await limiter.check({ key: 'l', cost: 10, ip: '198.51.100.7' })).toMatchObject({ outcome: 'allowlisted' });
+    await limiter.close();
+  });
+
+  it('records no violation: auto-block never blocks a key for costs it could never admit', async () => {
+    const limiter = createRateLimiter({
+      limits: [burstOf('fixed-window')],
+      autoBlock: { violations: 2, withinMs: 60_000, blockMs: 60_000 },
+      clock: new ManualClock(start),
+    });
+    for (let index = 0; index < 5; index += 1)
+      expect(await limiter.check({ key: 'b', cost: 6 })).toMatchObject({ outcome: 'exceeds-capacity' });
+    expect(await limiter.check({ key: 'b', cost: 1 })).toMatchObject({ allowed: true, outcome: 'allowed' });
+    await limiter.close();
+  });
+
+  it('a blocked key is still told the cost can never be admitted (the block is not the reason to wait)', async () => {
+    const limiter = createRateLimiter({ limits: [burstOf('sliding-window')], clock: new ManualClock(start) });
+    await limiter.block('blocked', 30_000);
+    expect(await limiter.check({ key: 'blocked', cost: 9 })).toMatchObject({
+      outcome: 'exceeds-capacity',
+      retryAfterMs: Number.POSITIVE_INFINITY,
+    });
+    expect(await limiter.check({ key: 'blocked', cost: 1 })).toMatchObject({ outcome: 'blocked', retryAfterMs: 30_000 });
+    await limiter.close();
+  });
+});
+
+describe('consume() and acquire() of a cost above a limit’s capacity', () => {
+  it('consume() rejects with CostExceedsCapacityError (not a RateLimitedError to retry)', async () => {
+    const limiter = createRateLimiter({
+      limits: [burstOf('token-bucket'), { name: 'daily', limit: 3, windowMs: 86_400_000 }],
+      clock: new ManualClock(start),
+    });
+    const error = await limiter.consume({ key: 'c', cost: 4 }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(CostExceedsCapacityError);
+    expect(error).not.toBeInstanceOf(RateLimitedError);
+    expect(error).toMatchObject({
+      code: 'NOA_RATE_LIMIT_COST_EXCEEDS_CAPACITY',
+      key: 'c',
+      cost: 4,
+      limits: ['daily'],
+    });
+    expect((error as Error).message).not.toMatch(/retry/);
+    await limiter.close();
+  });
+
+  for (const algorithm of algorithmNames) {
+    it(`${algorithm}: acquire() rejects at once with reason 'exceeds-capacity', no retry time`, async () => {
+      const limiter = createRateLimiter({ limits: [burstOf(algorithm)], clock: new ManualClock(start) });
+      const error = await limiter.acquire({ key: 'w', cost: 6 }).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(AcquireError);
+      expect(error).toMatchObject({ reason: 'exceeds-capacity', waitedMs: 0, retryAfterMs: Number.POSITIVE_INFINITY });
+      expect(limiter.waitingKeys).toBe(0);
+      await limiter.close();
+    });
+  }
+});
+
+describe('headers and problem of a cost above a limit’s capacity', () => {
+  it('no Retry-After, the RateLimit fields show the real state, a 413 of its own problem type', async () => {
+    const limiter = createRateLimiter({
+      limits: [burstOf('leaky-bucket'), { name: 'daily', limit: 1_000, windowMs: 86_400_000 }],
+      clock: new ManualClock(start),
+    });
+    await limiter.check({ key: 'h', cost: 2 });
+    const result = await limiter.check({ key: 'h', cost: 10 });
+    const headers = rateLimitHeaders(result, { legacy: true }, start);
+    expect(headers['Retry-After']).toBeUndefined();
+    expect(headers.RateLimit).toMatch(/^"burst";r=3;t=\d+, "daily";r=998;t=\d+$/);
+    expect(headers['X-RateLimit-Remaining']).toBe('3');
+    const problem = quotaProblem(result);
+    expect(problem).toEqual({
+      type: costExceedsCapacityType,
+      title: 'Request cost exceeds what the quota can ever admit',
+      status: 413,
+      detail: 'This request costs more than the "burst" limit can ever admit: it will never succeed as it is, whenever it is retried. Reduce its cost.',
+      violatedPolicies: ['burst'],
+    });
+    expect(JSON.stringify(problem)).not.toMatch(/retry ?[Aa]fter|retry in/);
+    await limiter.close();
+  });
+});
+
+async function get(base: string, path: string, headers: Record<string, string> = {}) {
+  const response = await fetch(base + path, { headers });
+  return { status: response.status, headers: response.headers, body: await response.text() };
+}
+
+/** What every HTTP answer to a cost above the capacity must carry, whatever the framework. */
+function expectNeverAnswer(answer: Awaited<ReturnType<typeof get>>): void {
+  expect(answer.status).toBe(413);
+  expect(answer.headers.get('retry-after')).toBeNull();
+  expect(answer.headers.get('content-type')).toContain('application/problem+json');
+  expect(answer.headers.get('ratelimit-policy')).toBe('"burst";q=5;w=60');
+  expect(answer.headers.get('ratelimit')).toBe('"burst";r=5;t=0');
+  expect(JSON.parse(answer.body)).toMatchObject({
+    type: costExceedsCapacityType,
+    status: 413,
+    violatedPolicies: ['burst'],
+  });
+  expect(JSON.parse(answer.body)).not.toHaveProperty('retryAfter');
+}
+
+describe.each(algorithmNames)('middleware over HTTP, %s', (algorithm) => {
+  const cost = (facts: { headers: Record<string, string | string[] | undefined> }) =>
+    Number(facts.headers['x-cost'] ?? 1);
+  let expressBase = '';
+  let closeExpress = () => {};
+  const fastify = Fastify();
+  let fastifyBase = '';
+  beforeAll(async () => {
+    const clock = new ManualClock(start);
+    const app = express();
+    app.get('/batch', expressRateLimit({ limiter: createRateLimiter({ limits: [burstOf(algorithm)], clock }), cost }), (_req, res) => {
+      res.send('ok');
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    expressBase = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    closeExpress = () => server.close();
+    await fastify.register(fastifyRateLimit, { limiter: createRateLimiter({ limits: [burstOf(algorithm)], clock }), cost });
+    fastify.get('/batch', async () => 'ok');
+    await fastify.listen({ port: 0, host: '127.0.0.1' });
+    fastifyBase = `http://127.0.0.1:${(fastify.server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    closeExpress();
+    await fastify.close();
+  });
+
+  for (const framework of ['Express', 'Fastify'] as const) {
+    it(`${framework}: 413 without Retry-After on an unused key, and the key's quota is untouched`, async () => {
+      const base = framework === 'Express' ? expressBase : fastifyBase;
+      expectNeverAnswer(await get(base, '/batch', { 'x-cost': '10' }));
+      const fits = await get(base, '/batch', { 'x-cost': '5' });
+      expect(fits.status).toBe(200);
+      expect(fits.headers.get('ratelimit')).toMatch(/^"burst";r=0;t=\d+$/);
+      // Exhausted, an ordinary request gets the ordinary 429 with a real Retry-After.
+      const limited = await get(base, '/batch');
+      expect(limited.status).toBe(429);
+      expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+    });
+  }
+});
