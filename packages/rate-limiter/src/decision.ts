@@ -12,7 +12,11 @@ export interface Decision {
   remaining: number;
   /** Time until the quota is fully available again. */
   resetMs: number;
-  /** When refused: the earliest time after which the same request would fit. 0 when allowed. */
+  /**
+   * When refused: the earliest time after which the same request would fit. 0 when allowed.
+   * `Infinity` when it never will: its cost is above what the limit can ever admit (its capacity,
+   * plus what a queueing leaky bucket can delay), so waiting cannot help.
+   */
   retryAfterMs: number;
   /** Queueing leaky bucket only: how long the caller must wait before proceeding. 0 otherwise. */
   delayMs: number;

@@ -17,6 +17,32 @@ export class RateLimitedError extends RateLimiterError {
   }
 }
 
+/**
+ * Thrown by `limiter.consume()` when the request's cost is above what one of its limits can ever
+ * admit (`outcome: 'exceeds-capacity'`): no wait helps, so it is not a {@link RateLimitedError},
+ * whose callers retry after `retryAfterMs`. Reduce the cost (split the batch) or give the caller a
+ * role with a larger capacity.
+ */
+export class CostExceedsCapacityError extends RateLimiterError {
+  /** The caller's key. */
+  readonly key: string;
+  /** The request's cost. */
+  readonly cost: number;
+  /** The names of the limits whose capacity the cost is above. */
+  readonly limits: readonly string[];
+
+  constructor(key: string, cost: number, limits: readonly string[], options: NoaErrorOptions = {}) {
+    super(
+      'NOA_RATE_LIMIT_COST_EXCEEDS_CAPACITY',
+      `a request of cost ${cost} for ${key} can never be admitted: it is above the capacity of ${limits.map((name) => `"${name}"`).join(', ')}`,
+      { ...options, details: { key, cost, limits, ...options.details } },
+    );
+    this.key = key;
+    this.cost = cost;
+    this.limits = limits;
+  }
+}
+
 /** Thrown when the store answers something the limiter cannot read (e.g. a foreign Lua script). */
 export class RateLimitStoreError extends RateLimiterError {
   constructor(message: string, options: NoaErrorOptions = {}) {
@@ -72,8 +98,9 @@ export class InvalidAdjustmentError extends RateLimiterError {
 /**
  * Why `limiter.acquire()` gave up: its `timeoutMs` passed (`timeout`), its `signal` aborted
  * (`aborted`), the key already had `maxQueue` waiters (`queue-full`), the IP is deny-listed
- * (`denied`), or the key is blocked (`blocked`) or limited (`limited`) for longer than the time
- * left, so waiting could not end in an admission.
+ * (`denied`), the cost is above what a limit can ever admit (`exceeds-capacity`), or the key is
+ * blocked (`blocked`) or limited (`limited`) for longer than the time left, so waiting could not
+ * end in an admission.
  */
 export type AcquireFailure =
   | 'timeout'
@@ -82,6 +109,7 @@ export type AcquireFailure =
   | 'denied'
   | 'blocked'
   | 'limited'
+  | 'exceeds-capacity'
   | 'unavailable';
 
 /** Thrown (as a rejection) by `limiter.acquire()` when the request was not admitted in time. */
@@ -92,7 +120,10 @@ export class AcquireError extends RateLimiterError {
   readonly reason: AcquireFailure;
   /** Milliseconds the caller waited before this rejection (0 when it was refused at once). */
   readonly waitedMs: number;
-  /** From the last refusal, when there was one: milliseconds until the key may admit again. */
+  /**
+   * From the last refusal, when there was one: milliseconds until the key may admit again
+   * (`Infinity` for `exceeds-capacity`: never).
+   */
   readonly retryAfterMs: number;
 
   constructor(
@@ -124,6 +155,7 @@ const acquireReasons: Record<AcquireFailure, string> = {
   denied: 'the IP is deny-listed',
   blocked: 'the key is blocked for longer than the time left',
   limited: 'the key cannot admit the request within the time left',
+  'exceeds-capacity': 'the cost is above what a limit can ever admit',
   unavailable:
     'the store is unreachable and its fail mode refuses until it answers again, after the time left',
 };

@@ -11,6 +11,13 @@ export interface HeaderOptions {
 /** The problem type of a 429 (draft-ietf-httpapi-ratelimit-headers-10, section "Problem Types"). */
 export const quotaExceededType = 'https://iana.org/assignments/http-problem-types#quota-exceeded';
 
+/**
+ * The problem type of a request refused as `exceeds-capacity` (status 413): its cost is above what
+ * a limit can ever admit, so, unlike `quota-exceeded`, retrying later cannot help. A tag URI
+ * (RFC 4151), as RFC 9457 suggests for a type with no page to dereference.
+ */
+export const costExceedsCapacityType = 'tag:noa.dev,2026:rate-limiter/cost-exceeds-capacity';
+
 const seconds = (ms: number): number => Math.ceil(ms / 1_000);
 
 /** Quotes a policy name as a structured-field String (names are validated tokens, so no escaping). */
@@ -31,15 +38,19 @@ const blockedResetMs = (remaining: number, resetMs: number, blockedMs: number): 
 function limitState(limit: LimitStatus, blockedMs: number): string {
   if (blockedMs > 0)
     return `${quoted(limit.name)};r=0;t=${seconds(blockedResetMs(limit.remaining, limit.resetMs, blockedMs))}`;
+  // A retry time of Infinity (a cost above the capacity) says nothing of when quota comes back.
   const resetMs =
-    limit.remaining === 0 && !limit.allowed ? Math.max(limit.resetMs, limit.retryAfterMs) : limit.resetMs;
+    limit.remaining === 0 && !limit.allowed && Number.isFinite(limit.retryAfterMs)
+      ? Math.max(limit.resetMs, limit.retryAfterMs)
+      : limit.resetMs;
   return `${quoted(limit.name)};r=${limit.remaining};t=${seconds(resetMs)}`;
 }
 
 /**
  * The rate-limit response headers of a result, e.g.
  * `RateLimit-Policy: "burst";q=100;w=60` and `RateLimit: "burst";r=50;t=30`, one list member
- * per limit; `Retry-After` (seconds) when refused.
+ * per limit; `Retry-After` (seconds) when refused, unless no retry can succeed (`exceeds-capacity`:
+ * a `Retry-After` would invite a retry, and 0 a loop).
  */
 export function rateLimitHeaders(
   result: RateLimitResult,
@@ -73,7 +84,7 @@ export function rateLimitHeaders(
       headers['X-RateLimit-Reset'] = String(seconds(nowMs + resetMs));
     }
   }
-  if (!result.allowed && result.retryAfterMs > 0)
+  if (!result.allowed && result.retryAfterMs > 0 && Number.isFinite(result.retryAfterMs))
     headers['Retry-After'] = String(seconds(result.retryAfterMs));
   return headers;
 }
@@ -84,14 +95,44 @@ export interface QuotaProblem {
   title: string;
   status: number;
   detail: string;
-  /** Seconds until retry (same as the `Retry-After` header). */
-  retryAfter: number;
+  /** Seconds until retry (same as the `Retry-After` header); absent when no retry can succeed. */
+  retryAfter?: number;
   /** The limits that refused the request (empty for deny-listed clients). */
   violatedPolicies: string[];
 }
 
-/** The `application/problem+json` body of a 429 (or 403 for deny-listed clients). */
+/** `"a"`, `"a" and "b"`, `"a", "b" and "c"`. */
+function quotedList(names: readonly string[]): string {
+  const all = names.map(quoted);
+  return all.length <= 1 ? (all[0] ?? '') : `${all.slice(0, -1).join(', ')} and ${all.at(-1)}`;
+}
+
+/**
+ * The body of a cost above what a limit can ever admit: 413 Content Too Large (RFC 9110: the
+ * request is larger than the server will process, permanent when it has no `Retry-After`), which
+ * clients do not retry as they retry a 429, with its own problem type.
+ */
+function beyondCapacityProblem(result: RateLimitResult): QuotaProblem {
+  // The limits that can never admit it (not those a block or the fail mode refused meanwhile).
+  const violated = result.limits
+    .filter((limit) => limit.retryAfterMs === Number.POSITIVE_INFINITY)
+    .map((limit) => limit.name);
+  const plural = violated.length === 1 ? 'limit' : 'limits';
+  return {
+    type: costExceedsCapacityType,
+    title: 'Request cost exceeds what the quota can ever admit',
+    status: 413,
+    detail: `This request costs more than the ${quotedList(violated)} ${plural} can ever admit: it will never succeed as it is, whenever it is retried. Reduce its cost.`,
+    violatedPolicies: violated,
+  };
+}
+
+/**
+ * The `application/problem+json` body of a refusal: 429 (403 for deny-listed clients, 413 for a
+ * cost above what a limit can ever admit).
+ */
 export function quotaProblem(result: RateLimitResult): QuotaProblem {
+  if (result.outcome === 'exceeds-capacity') return beyondCapacityProblem(result);
   const status = result.outcome === 'denied' ? 403 : 429;
   const detail =
     result.outcome === 'denied'

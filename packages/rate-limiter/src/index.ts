@@ -5,6 +5,7 @@ export type { Decision, Step } from './decision.js';
 export {
   AcquireError,
   type AcquireFailure,
+  CostExceedsCapacityError,
   InvalidAdjustmentError,
   InvalidCostError,
   RateLimitedError,
@@ -14,6 +15,7 @@ export {
   UnsupportedOperationError,
 } from './errors.js';
 export {
+  costExceedsCapacityType,
   type HeaderOptions,
   type QuotaProblem,
   quotaExceededType,

@@ -14,11 +14,12 @@ import {
   acquireOptionsSchema,
   type ParsedAcquireOptions,
 } from './acquire-queue.js';
-import { algorithms } from './algorithms/index.js';
+import { maxCostOf } from './algorithms/index.js';
 import type { AutoBlockPolicy } from './auto-block.js';
 import type { Decision } from './decision.js';
 import {
   AcquireError,
+  CostExceedsCapacityError,
   InvalidAdjustmentError,
   InvalidCostError,
   RateLimitedError,
@@ -53,6 +54,8 @@ interface Rule {
   limits: LimitPolicy[];
   /** The same limits divided by `expectedInstances`, for the local fallback. */
   fallbackLimits: LimitPolicy[];
+  /** The largest cost every limit can admit (see `maxCostOf`): a larger one never is. */
+  maxCost: number;
   /**
    * The only limit, when there is one and no auto-block: the memory store's fast path (which
    * leaves a key with a manual block to the general path).
@@ -61,6 +64,13 @@ interface Rule {
 }
 
 const checkChannel = tracingChannel('rate-limiter', 'check');
+
+/**
+ * The retry time of a refusal by the local fallback's share of the limits (each instance's part
+ * while the store is unreachable) of a cost above that share but within the limits: the request
+ * fits once the store answers again, so it is retried as the closed fail mode says.
+ */
+const fallbackShareRetryMs = 1_000;
 
 /**
  * The rate limiter: checks keys against their limits in a store, with allow/deny lists,
@@ -102,6 +112,7 @@ export class RateLimiter implements AsyncDisposable {
         namespace: `${parsed.prefix}:${id}:`,
         limits: named,
         fallbackLimits: divideLimits(named, parsed.expectedInstances),
+        maxCost: Math.min(...named.map(maxCostOf)),
         single: named.length === 1 && parsed.autoBlock === undefined ? named[0] : undefined,
       };
     };
@@ -205,6 +216,7 @@ export class RateLimiter implements AsyncDisposable {
     const role = roleName === undefined ? undefined : this.#roles.get(roleName);
     if (role === 'unlimited') return this.#listed(key, 'unlimited');
     const rule = role ?? this.#defaultRule;
+    if (cost > rule.maxCost) return this.#beyondCapacity(key, rule, cost);
     if (this.#memoryStore !== undefined) {
       if (rule.single !== undefined) {
         const decision = this.#memoryStore.consumeSingle(key, rule.single, cost, rule.namespace);
@@ -228,9 +240,45 @@ export class RateLimiter implements AsyncDisposable {
     });
   }
 
-  /** Like {@link check}, but rejects with {@link RateLimitedError} when the request is refused. */
+  /**
+   * A cost above what a limit of `rule` can ever admit: refused whatever the key's state, as
+   * `exceeds-capacity` with `retryAfterMs` Infinity, so that nobody retries it. The store is asked
+   * only for the key's state, for the `RateLimit` fields (a cost-0 check: nothing is counted, no
+   * violation recorded, nothing for the local block cache to remember but a real block).
+   */
+  #beyondCapacity(key: string, rule: Rule, cost: number): RateLimitResult | Promise<RateLimitResult> {
+    const refuse = (outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult =>
+      this.#result(key, beyondCapacity(outcome, rule.limits, cost), source, true, true);
+    if (this.#memoryStore !== undefined)
+      return refuse(this.#memoryStore.consumeOne(key, rule.limits, 0, this.#block, rule.namespace), 'store');
+    const storeKey = rule.namespace + key;
+    if (this.#localBlocks !== undefined) {
+      const cached = this.#localBlocks.lookup(storeKey, this.#clock.now());
+      if (cached !== undefined) return refuse(cached, 'local-cache');
+    }
+    return new Promise((resolve) => {
+      this.#remote!.submit(storeKey, rule, 0, (outcome, source) => {
+        if (source === 'store' && this.#localBlocks !== undefined && !admitted(outcome))
+          this.#localBlocks.remember(storeKey, outcome, this.#clock.now());
+        resolve(refuse(outcome, source));
+      });
+    });
+  }
+
+  /**
+   * Like {@link check}, but rejects with {@link RateLimitedError} when the request is refused, and
+   * with {@link CostExceedsCapacityError} when it never can be admitted (`exceeds-capacity`).
+   */
   async consume(input: CheckInput | string): Promise<RateLimitResult> {
     const result = await this.check(input);
+    if (result.outcome === 'exceeds-capacity')
+      throw new CostExceedsCapacityError(
+        result.key,
+        typeof input === 'string' ? 1 : (input.cost ?? 1),
+        result.limits
+          .filter((limit) => limit.retryAfterMs === Number.POSITIVE_INFINITY)
+          .map((limit) => limit.name),
+      );
     if (!result.allowed) throw new RateLimitedError(result.key, result.retryAfterMs, result.outcome);
     return result;
   }
@@ -274,14 +322,9 @@ export class RateLimiter implements AsyncDisposable {
     const rule = role ?? this.#defaultRule;
     // Refused even by an empty key (more than a limit holds, or than the queueing leaky bucket
     // can delay): no wait could end in an admission.
-    const now = this.#clock.now();
-    if (
-      rule.limits.some(
-        (policy) => !algorithms[policy.algorithm].step(undefined, now, cost, policy).decision.allowed,
-      )
-    ) {
-      this.#metrics.acquireWaits.observe({ result: 'limited' }, 0);
-      return Promise.reject(new AcquireError(key, 'limited', 0, 0));
+    if (cost > rule.maxCost) {
+      this.#metrics.acquireWaits.observe({ result: 'exceeds-capacity' }, 0);
+      return Promise.reject(new AcquireError(key, 'exceeds-capacity', 0, Number.POSITIVE_INFINITY));
     }
     return this.#waiters.acquire(rule.namespace + key, input, key, cost, parsed);
   }
@@ -424,8 +467,17 @@ export class RateLimiter implements AsyncDisposable {
     return this.#result(key, outcome, source);
   }
 
-  /** The result of `outcome`; `record` false (adjustments) leaves the check metric and channel alone. */
-  #result(key: string, outcome: ConsumeOutcome, source: DecisionSource, record = true): RateLimitResult {
+  /**
+   * The result of `outcome`; `record` false (adjustments) leaves the check metric and channel
+   * alone; `beyond`: a cost above a limit's capacity (see {@link #beyondCapacity}).
+   */
+  #result(
+    key: string,
+    outcome: ConsumeOutcome,
+    source: DecisionSource,
+    record = true,
+    beyond = false,
+  ): RateLimitResult {
     const limits: LimitStatus[] = outcome.decisions;
     let allowed = outcome.blockedMs === 0;
     let remaining = Number.POSITIVE_INFINITY;
@@ -446,9 +498,17 @@ export class RateLimiter implements AsyncDisposable {
       if (decision.delayMs > delayMs) delayMs = decision.delayMs;
     }
     if (outcome.blockedMs > retryAfterMs) retryAfterMs = outcome.blockedMs;
+    // Only the fallback's share of the limits can say never for a cost within them.
+    if (retryAfterMs === Number.POSITIVE_INFINITY && !beyond) retryAfterMs = fallbackShareRetryMs;
     const result: RateLimitResult = {
       allowed,
-      outcome: allowed ? 'allowed' : outcome.blockedMs > 0 ? 'blocked' : 'limited',
+      outcome: beyond
+        ? 'exceeds-capacity'
+        : allowed
+          ? 'allowed'
+          : outcome.blockedMs > 0
+            ? 'blocked'
+            : 'limited',
       key,
       limits,
       remaining: remaining === Number.POSITIVE_INFINITY ? 0 : remaining,
@@ -501,6 +561,25 @@ export class RateLimiter implements AsyncDisposable {
     if (record && checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
+}
+
+/**
+ * `outcome` (a cost-0 check of the key) as the refusal of `cost`: the limits it is above refuse
+ * it with `retryAfterMs` Infinity; the others report the key's state as the check found it.
+ */
+function beyondCapacity(
+  outcome: ConsumeOutcome,
+  limits: readonly LimitPolicy[],
+  cost: number,
+): ConsumeOutcome {
+  return {
+    blockedMs: outcome.blockedMs,
+    decisions: outcome.decisions.map((decision, index) =>
+      cost > maxCostOf(limits[index]!)
+        ? { ...decision, allowed: false, retryAfterMs: Number.POSITIVE_INFINITY, delayMs: 0 }
+        : decision,
+    ),
+  };
 }
 
 /** Each instance's share of the limits when the shared store is unreachable. */

@@ -1,7 +1,19 @@
 import type { Decision } from './decision.js';
 
-/** Why a check ended as it did. */
-export type CheckOutcome = 'allowed' | 'limited' | 'blocked' | 'denied' | 'allowlisted' | 'unlimited';
+/**
+ * Why a check ended as it did. `exceeds-capacity`: the request's cost is above what one of its
+ * limits can ever admit (its capacity, plus what a queueing leaky bucket can delay), so it is
+ * refused whatever the key's state and whenever it is retried (`retryAfterMs` is `Infinity`);
+ * nothing is counted and no violation is recorded.
+ */
+export type CheckOutcome =
+  | 'allowed'
+  | 'limited'
+  | 'blocked'
+  | 'denied'
+  | 'allowlisted'
+  | 'unlimited'
+  | 'exceeds-capacity';
 
 /** Who decided: the store, the local block cache (hot key), the fallback, or the allow/deny lists. */
 export type DecisionSource = 'store' | 'local-cache' | 'fallback' | 'lists';
@@ -22,7 +34,10 @@ export interface RateLimitResult {
   remaining: number;
   /** `resetMs` of the limit with the smallest `remaining`. */
   resetMs: number;
-  /** When refused: milliseconds until the same request may succeed. */
+  /**
+   * When refused: milliseconds until the same request may succeed; `Infinity` for
+   * `exceeds-capacity` (never: reduce the cost rather than wait).
+   */
   retryAfterMs: number;
   /** Queueing leaky bucket: milliseconds to wait before proceeding. */
   delayMs: number;

@@ -95,7 +95,7 @@ describe('limiter.acquire on the memory store', () => {
     });
     expect((await rejectionOf(limiter.acquire({ key: 'a', ip: '10.1.2.3' }))).reason).toBe('denied');
     expect((await limiter.acquire({ key: 'a', ip: '192.168.1.1', cost: 100 })).outcome).toBe('allowlisted');
-    expect((await rejectionOf(limiter.acquire({ key: 'a', cost: 6 }))).reason).toBe('limited');
+    expect((await rejectionOf(limiter.acquire({ key: 'a', cost: 6 }))).reason).toBe('exceeds-capacity');
     await limiter.block('b', 30_000);
     const blocked = await rejectionOf(limiter.acquire('b', { timeoutMs: 10_000 }));
     expect(blocked).toMatchObject({ reason: 'blocked', retryAfterMs: 30_000 });
@@ -249,8 +249,9 @@ describe('limiter.acquire on the memory store', () => {
     expect(await waiting.promise).toMatchObject({ allowed: true, delayMs: 2_000 });
     // 7 points would need 6 s of queue, over queueMaxDelayMs: no wait can admit them.
     expect(await rejectionOf(limiter.acquire({ key: 'huge', cost: 7 }))).toMatchObject({
-      reason: 'limited',
+      reason: 'exceeds-capacity',
       waitedMs: 0,
+      retryAfterMs: Number.POSITIVE_INFINITY,
     });
     await limiter.close();
   });

@@ -277,7 +277,10 @@ describe('a cost above what a limit can ever admit', () => {
   /** The largest cost an empty limit admits, computed from the policy (the reference model). */
   const maxCost = (policy: LimitPolicy): number =>
     policy.algorithm === 'leaky-bucket'
-      ? Math.floor((capacityOf(policy) * policy.windowMs + (policy.queueMaxDelayMs ?? 0) * policy.limit) / policy.windowMs)
+      ? Math.floor(
+          (capacityOf(policy) * policy.windowMs + (policy.queueMaxDelayMs ?? 0) * policy.limit) /
+            policy.windowMs,
+        )
       : capacityOf(policy);
   /** policyArb, with a queueing leaky bucket sometimes (whose queue admits more than its burst). */
   const anyPolicyArb = (algorithm: AlgorithmName) =>
@@ -301,12 +304,20 @@ describe('a cost above what a limit can ever admit', () => {
             const cost = maxCost(policy) + over;
             // On an unused key first (where the buckets and the log answered "retry in 0 ms").
             const fresh = step(undefined, start, cost, policy).decision;
-            expect(fresh).toMatchObject({ allowed: false, retryAfterMs: Number.POSITIVE_INFINITY, delayMs: 0 });
+            expect(fresh).toMatchObject({
+              allowed: false,
+              retryAfterMs: Number.POSITIVE_INFINITY,
+              delayMs: 0,
+            });
             expect(fresh.remaining).toBe(step(undefined, start, 0, policy).decision.remaining);
             expect(step(undefined, start, maxCost(policy), policy).decision.allowed).toBe(true);
             const { state, now } = run(algorithm, policy, start, requests);
             const refused = step(state, now, cost, policy).decision;
-            expect(refused).toMatchObject({ allowed: false, retryAfterMs: Number.POSITIVE_INFINITY, delayMs: 0 });
+            expect(refused).toMatchObject({
+              allowed: false,
+              retryAfterMs: Number.POSITIVE_INFINITY,
+              delayMs: 0,
+            });
             const probe = step(state, now, 0, policy).decision;
             expect(refused.remaining).toBe(probe.remaining);
             expect(refused.resetMs).toBe(probe.resetMs);

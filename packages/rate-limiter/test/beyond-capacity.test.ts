@@ -26,14 +26,22 @@ import {
 const start = 1_700_000_000_000;
 
 /** A limit of 5 points (capacity 5) of `algorithm`, named `burst`. */
-const burstOf = (algorithm: AlgorithmName): LimitInput => ({ name: 'burst', algorithm, limit: 5, windowMs: 60_000 });
+const burstOf = (algorithm: AlgorithmName): LimitInput => ({
+  name: 'burst',
+  algorithm,
+  limit: 5,
+  windowMs: 60_000,
+});
 
 describe('check() of a cost above a limit’s capacity', () => {
   for (const algorithm of algorithmNames) {
     it(`${algorithm}: refused as 'exceeds-capacity' on an unused key, never a retry in 0 ms, counting nothing`, async () => {
       const clock = new ManualClock(start);
       // One limit (the memory store's fast path) and two limits (its general path).
-      for (const limits of [[burstOf(algorithm)], [burstOf(algorithm), { name: 'daily', limit: 1_000, windowMs: 86_400_000 }]]) {
+      for (const limits of [
+        [burstOf(algorithm)],
+        [burstOf(algorithm), { name: 'daily', limit: 1_000, windowMs: 86_400_000 }],
+      ]) {
         const limiter = createRateLimiter({ limits, clock });
         const result = await limiter.check({ key: 'k', cost: 10 });
         expect(result).toMatchObject({
@@ -44,8 +52,14 @@ describe('check() of a cost above a limit’s capacity', () => {
           remaining: 5,
           source: 'store',
         });
-        expect(result.limits[0]).toMatchObject({ name: 'burst', allowed: false, remaining: 5, retryAfterMs: Number.POSITIVE_INFINITY });
-        if (limits.length === 2) expect(result.limits[1]).toMatchObject({ name: 'daily', allowed: true, remaining: 1_000 });
+        expect(result.limits[0]).toMatchObject({
+          name: 'burst',
+          allowed: false,
+          remaining: 5,
+          retryAfterMs: Number.POSITIVE_INFINITY,
+        });
+        if (limits.length === 2)
+          expect(result.limits[1]).toMatchObject({ name: 'daily', allowed: true, remaining: 1_000 });
         expect(limiter.checkSync({ key: 'k', cost: 10 })).toMatchObject({ outcome: 'exceeds-capacity' });
         // Nothing was counted: the whole capacity is still there.
         expect(await limiter.check({ key: 'k', cost: 5 })).toMatchObject({ allowed: true, remaining: 0 });
@@ -74,13 +88,23 @@ describe('check() of a cost above a limit’s capacity', () => {
   it('a role with a larger capacity admits the cost; allow-listed and unlimited callers are never limited', async () => {
     const limiter = createRateLimiter({
       limits: [burstOf('token-bucket')],
-      roles: { partner: [{ algorithm: 'token-bucket', limit: 5, windowMs: 60_000, burst: 20 }], admin: 'unlimited' },
+      roles: {
+        partner: [{ algorithm: 'token-bucket', limit: 5, windowMs: 60_000, burst: 20 }],
+        admin: 'unlimited',
+      },
       allow: ['198.51.100.7'],
       clock: new ManualClock(start),
     });
-    expect(await limiter.check({ key: 'p', cost: 10, role: 'partner' })).toMatchObject({ allowed: true, remaining: 10 });
-    expect(await limiter.check({ key: 'a', cost: 10, role: 'admin' })).toMatchObject({ outcome: 'unlimited' });
-    expect(await limiter.check({ key: 'l', cost: 10, ip: '198.51.100.7' })).toMatchObject({ outcome: 'allowlisted' });
+    expect(await limiter.check({ key: 'p', cost: 10, role: 'partner' })).toMatchObject({
+      allowed: true,
+      remaining: 10,
+    });
+    expect(await limiter.check({ key: 'a', cost: 10, role: 'admin' })).toMatchObject({
+      outcome: 'unlimited',
+    });
+    expect(await limiter.check({ key: 'l', cost: 10, ip: '198.51.100.7' })).toMatchObject({
+      outcome: 'allowlisted',
+    });
     await limiter.close();
   });
 
@@ -103,7 +127,10 @@ describe('check() of a cost above a limit’s capacity', () => {
       outcome: 'exceeds-capacity',
       retryAfterMs: Number.POSITIVE_INFINITY,
     });
-    expect(await limiter.check({ key: 'blocked', cost: 1 })).toMatchObject({ outcome: 'blocked', retryAfterMs: 30_000 });
+    expect(await limiter.check({ key: 'blocked', cost: 1 })).toMatchObject({
+      outcome: 'blocked',
+      retryAfterMs: 30_000,
+    });
     await limiter.close();
   });
 });
@@ -132,7 +159,11 @@ describe('consume() and acquire() of a cost above a limit’s capacity', () => {
       const limiter = createRateLimiter({ limits: [burstOf(algorithm)], clock: new ManualClock(start) });
       const error = await limiter.acquire({ key: 'w', cost: 6 }).catch((caught: unknown) => caught);
       expect(error).toBeInstanceOf(AcquireError);
-      expect(error).toMatchObject({ reason: 'exceeds-capacity', waitedMs: 0, retryAfterMs: Number.POSITIVE_INFINITY });
+      expect(error).toMatchObject({
+        reason: 'exceeds-capacity',
+        waitedMs: 0,
+        retryAfterMs: Number.POSITIVE_INFINITY,
+      });
       expect(limiter.waitingKeys).toBe(0);
       await limiter.close();
     });
@@ -156,7 +187,8 @@ describe('headers and problem of a cost above a limit’s capacity', () => {
       type: costExceedsCapacityType,
       title: 'Request cost exceeds what the quota can ever admit',
       status: 413,
-      detail: 'This request costs more than the "burst" limit can ever admit: it will never succeed as it is, whenever it is retried. Reduce its cost.',
+      detail:
+        'This request costs more than the "burst" limit can ever admit: it will never succeed as it is, whenever it is retried. Reduce its cost.',
       violatedPolicies: ['burst'],
     });
     expect(JSON.stringify(problem)).not.toMatch(/retry ?[Aa]fter|retry in/);
@@ -194,14 +226,21 @@ describe.each(algorithmNames)('middleware over HTTP, %s', (algorithm) => {
   beforeAll(async () => {
     const clock = new ManualClock(start);
     const app = express();
-    app.get('/batch', expressRateLimit({ limiter: createRateLimiter({ limits: [burstOf(algorithm)], clock }), cost }), (_req, res) => {
-      res.send('ok');
-    });
+    app.get(
+      '/batch',
+      expressRateLimit({ limiter: createRateLimiter({ limits: [burstOf(algorithm)], clock }), cost }),
+      (_req, res) => {
+        res.send('ok');
+      },
+    );
     const server = app.listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     expressBase = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     closeExpress = () => server.close();
-    await fastify.register(fastifyRateLimit, { limiter: createRateLimiter({ limits: [burstOf(algorithm)], clock }), cost });
+    await fastify.register(fastifyRateLimit, {
+      limiter: createRateLimiter({ limits: [burstOf(algorithm)], clock }),
+      cost,
+    });
     fastify.get('/batch', async () => 'ok');
     await fastify.listen({ port: 0, host: '127.0.0.1' });
     fastifyBase = `http://127.0.0.1:${(fastify.server.address() as AddressInfo).port}`;

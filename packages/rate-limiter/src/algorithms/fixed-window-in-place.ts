@@ -31,7 +31,8 @@ export function fixedWindowInPlace(
       limit,
       remaining: Math.max(0, limit - count),
       resetMs: count > 0 ? resetMs : 0,
-      retryAfterMs: resetMs,
+      // More than the limit never fits, whatever the window: no retry time (see decision.ts).
+      retryAfterMs: cost > limit ? Number.POSITIVE_INFINITY : resetMs,
       delayMs: 0,
     };
   }

@@ -1,5 +1,5 @@
 import type { Decision, Step } from '../decision.js';
-import type { AlgorithmName, LimitPolicy } from '../policy.js';
+import { type AlgorithmName, capacityOf, type LimitPolicy } from '../policy.js';
 import { fixedWindow, fixedWindowTtl } from './fixed-window.js';
 import { fixedWindowPenalize, fixedWindowRefund } from './fixed-window-adjust.js';
 import { fixedWindowInPlace, newFixedWindowState } from './fixed-window-in-place.js';
@@ -15,6 +15,18 @@ import { newSlidingWindowState, slidingWindowInPlace } from './sliding-window-in
 import { tokenBucket, tokenBucketTtl } from './token-bucket.js';
 import { tokenBucketPenalize, tokenBucketRefund } from './token-bucket-adjust.js';
 import { newTokenBucketState, tokenBucketInPlace } from './token-bucket-in-place.js';
+
+/**
+ * The largest cost `policy` admits at all: its capacity, plus what a queueing leaky bucket can
+ * delay. Every algorithm refuses a larger cost whatever the key's state, with `retryAfterMs`
+ * Infinity (and admits this one on an unused key); property-tested.
+ */
+export function maxCostOf(policy: LimitPolicy): number {
+  const capacity = capacityOf(policy);
+  if (policy.algorithm !== 'leaky-bucket' || policy.queueMaxDelayMs === undefined) return capacity;
+  // Admitted when cost × windowMs ≤ capacity × windowMs + queueMaxDelayMs × limit (the step's units).
+  return Math.floor((capacity * policy.windowMs + policy.queueMaxDelayMs * policy.limit) / policy.windowMs);
+}
 
 /** A pure algorithm: `(state, now, cost, policy) → (decision, state)`, plus how long to keep state. */
 export interface Algorithm<State = unknown> {

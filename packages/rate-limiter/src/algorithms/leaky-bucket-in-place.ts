@@ -29,9 +29,10 @@ export function leakyBucketInPlace(
       limit: capacityOf(policy),
       remaining: Math.max(0, Math.floor((capacity - level) / window)),
       resetMs: Math.ceil(level / policy.limit),
+      // More than an empty bucket and its queue hold never fits: no retry time (see decision.ts).
       retryAfterMs:
         cost * window > capacity + queue
-          ? Math.ceil(level / policy.limit)
+          ? Number.POSITIVE_INFINITY
           : Math.ceil((after - capacity - queue) / policy.limit),
       delayMs: 0,
     };

@@ -92,7 +92,7 @@ function dropFirst(values: number[], count: number): void {
   values.length -= count;
 }
 
-/** The first instant at which `cost` more points fit, as a delay from `now`. */
+/** The first instant at which `cost` more points fit, as a delay from `now` (Infinity: never). */
 function retryOf(
   times: readonly number[],
   costs: readonly number[],
@@ -102,7 +102,7 @@ function retryOf(
   cost: number,
   policy: LimitPolicy,
 ): number {
-  if (cost > policy.limit) return logResetMs(times, first, now, policy.windowMs);
+  if (cost > policy.limit) return Number.POSITIVE_INFINITY;
   let freed = 0;
   for (let index = first; index < times.length; index += 1) {
     freed += costs[index]!;

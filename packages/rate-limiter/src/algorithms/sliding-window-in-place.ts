@@ -82,7 +82,7 @@ function resetOf(
   return 0;
 }
 
-/** The first instant at which `cost` more points fit, as a delay from `now`. */
+/** The first instant at which `cost` more points fit, as a delay from `now` (Infinity: never). */
 function retryOf(
   windowStart: number,
   window: number,
@@ -92,7 +92,7 @@ function retryOf(
   cost: number,
   limit: number,
 ): number {
-  if (cost > limit) return windowStart + 2 * window - now;
+  if (cost > limit) return Number.POSITIVE_INFINITY;
   if (current + cost <= limit) {
     // Within this window: wait until previous × (window − e) ≤ (limit − current − cost) × window.
     const slack = Math.floor(((limit - current - cost) * window) / previous);

@@ -29,10 +29,8 @@ export function tokenBucketInPlace(
       limit: capacity,
       remaining: Math.floor(tokens / window),
       resetMs: Math.ceil((full - tokens) / policy.limit),
-      retryAfterMs:
-        needed > full
-          ? Math.ceil((full - tokens) / policy.limit)
-          : Math.ceil((needed - tokens) / policy.limit),
+      // More than a full bucket never fits: no retry time (see decision.ts).
+      retryAfterMs: needed > full ? Number.POSITIVE_INFINITY : Math.ceil((needed - tokens) / policy.limit),
       delayMs: 0,
     };
   }

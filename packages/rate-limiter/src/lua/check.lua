@@ -205,7 +205,8 @@ local function define_check_group()
             block = { v = 0, w = now, u = now + length, o = offences }
             for i = 1, nl do
               local o = base + 2 + (i - 1) * 5
-              out[o + 3] = math.max(out[o + 3], length)
+              -- A cost no limit can admit stays never: the block is not what it waits for.
+              out[o + 3] = later(out[o + 3], length)
             end
           end
           blockDirty = true

@@ -7,7 +7,9 @@ ALG[1] = function(a, b, _, now, cost, p)
   if count + cost > p.limit then
     local shown = reset
     if count == 0 then shown = 0 end
-    return false, math.max(0, p.limit - count), shown, reset, 0, a, b, nil
+    local retry = reset
+    if cost > p.limit then retry = NEVER end
+    return false, math.max(0, p.limit - count), shown, retry, 0, a, b, nil
   end
   local used = count + cost
   local shown = reset

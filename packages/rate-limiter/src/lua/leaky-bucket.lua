@@ -11,7 +11,7 @@ ALG[5] = function(a, b, _, now, cost, p)
   local after = level + cost * w
   if after > capacity + queue then
     local retry = math.ceil((after - capacity - queue) / p.limit)
-    if cost * w > capacity + queue then retry = math.ceil(level / p.limit) end
+    if cost * w > capacity + queue then retry = NEVER end
     return false, math.max(0, math.floor((capacity - level) / w)), math.ceil(level / p.limit), retry, 0, a, b, nil
   end
   local delay = 0

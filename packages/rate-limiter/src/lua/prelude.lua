@@ -6,6 +6,18 @@
 -- All arithmetic stays on integers (exact in Lua's doubles below 2^53).
 local ALG = {}
 
+-- retryAfterMs of a cost above what the limit can ever admit: never. The TypeScript steps say
+-- Infinity, which a Redis reply cannot carry (a Lua number becomes an integer), so the scripts
+-- say -1 and the store reads it back as Infinity (lua-script.ts, decisionFromReply). A retry
+-- time that takes the longer of two (a block's) keeps NEVER: see `later`.
+local NEVER = -1
+
+-- The later of a retry time and `ms` (a block's length): NEVER stays NEVER.
+local function later(retry, ms)
+  if retry == NEVER then return NEVER end
+  return math.max(retry, ms)
+end
+
 -- Per call (set by `begin`): the call's keys and arguments, and the server's clock in ms. Each
 -- script's `entry(keys, args)` calls `begin` first; run as EVAL the script ends with
 -- `return entry(KEYS, ARGV)`, loaded as a Redis function `entry` is registered instead, so the

@@ -17,8 +17,9 @@ ALG[3] = function(st, now, cost, p)
     end
   end
   if used + cost > p.limit then
-    local retry = log_reset(kt, now, w)
+    local retry = NEVER
     if cost <= p.limit then
+      retry = log_reset(kt, now, w)
       local freed = 0
       for k = 1, #kt do
         freed = freed + kc[k]

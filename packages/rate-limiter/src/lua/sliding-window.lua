@@ -6,7 +6,7 @@ local function sw_reset(ws, w, now, prev, cur)
 end
 
 local function sw_retry(ws, w, now, prev, cur, cost, limit)
-  if cost > limit then return ws + 2 * w - now end
+  if cost > limit then return NEVER end
   if cur + cost <= limit then
     local slack = math.floor(((limit - cur - cost) * w) / prev)
     return ws + w - slack - now

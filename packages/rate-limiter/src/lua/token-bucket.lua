@@ -11,7 +11,7 @@ ALG[4] = function(a, b, _, now, cost, p)
   local needed = cost * w
   if needed > tokens then
     local retry = math.ceil((needed - tokens) / p.limit)
-    if needed > full then retry = math.ceil((full - tokens) / p.limit) end
+    if needed > full then retry = NEVER end
     return false, math.floor(tokens / w), math.ceil((full - tokens) / p.limit), retry, 0, a, b, nil
   end
   local left = tokens - needed

@@ -25,7 +25,10 @@ export interface ExpressRequestLike extends IncomingMessage {
   rateLimit?: RateLimitResult;
 }
 
-/** Sends the refusal; the default writes problem+json with status 429 (403 when deny-listed). */
+/**
+ * Sends the refusal; the default writes problem+json with status 429 (403 when deny-listed, 413 for
+ * a cost above what a limit can ever admit).
+ */
 export type RefusalHandler = (req: ExpressRequestLike, res: ServerResponse, result: RateLimitResult) => void;
 
 const expressOptionsSchema = middlewareOptionsSchema.extend({
@@ -78,7 +81,7 @@ class ExpressFacts implements RequestFacts {
   }
 }
 
-/** The default refusal: problem+json, 429 (403 for deny-listed clients). */
+/** The default refusal: problem+json, 429 (403 for deny-listed clients, 413 for a cost above a limit's capacity). */
 export const sendProblem: RefusalHandler = (_req, res, result) => {
   const problem = quotaProblem(result);
   res.statusCode = problem.status;
@@ -108,7 +111,8 @@ function trustProxyWarner(): (req: ExpressRequestLike) => boolean {
 
 /**
  * Express middleware: checks each request with `limiter`, sets the rate-limit headers, and
- * answers 429 with a problem+json body when refused. `req.ip` honours Express's
+ * answers 429 with a problem+json body when refused (413, without `Retry-After`, for a cost no
+ * limit's capacity can ever admit). `req.ip` honours Express's
  * `trust proxy` setting, so configure that, not this (a process warning says when it looks wrong).
  * A request that reaches the same middleware twice (mounted on the app and on a router) is
  * checked once.

@@ -15,7 +15,10 @@ import {
   warnTrustProxy,
 } from './options.js';
 
-/** Sends the refusal; the default replies problem+json with 429 (403 when deny-listed). */
+/**
+ * Sends the refusal; the default replies problem+json with 429 (403 when deny-listed, 413 for a
+ * cost above what a limit can ever admit).
+ */
 export type FastifyRefusalHandler = (
   request: FastifyRequest,
   reply: FastifyReply,
@@ -206,7 +209,8 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
 
 /**
  * Fastify plugin (fastify-plugin, so it applies to the whole instance): checks requests in an
- * `onRequest` hook (or `preHandler`, option `hook`), sets the rate-limit headers, replies 429 problem+json when refused. Routes
+ * `onRequest` hook (or `preHandler`, option `hook`), sets the rate-limit headers, replies 429 problem+json when refused (413, without
+ * `Retry-After`, for a cost no limit's capacity can ever admit). Routes
  * override options with `config: { rateLimit: { … } }` or opt out with `config: { rateLimit: false }`.
  * `request.ip` honours Fastify's `trustProxy` option (a process warning says when it looks wrong,
  * as the Express middleware's does).

@@ -85,7 +85,8 @@ export function decisionFromReply(policy: LimitPolicy, values: readonly number[]
     limit: capacityOf(policy),
     remaining: values[at + 1]!,
     resetMs: values[at + 2]!,
-    retryAfterMs: values[at + 3]!,
+    // -1 is the scripts' NEVER (prelude.lua): a cost above the limit's capacity.
+    retryAfterMs: values[at + 3] === -1 ? Number.POSITIVE_INFINITY : values[at + 3]!,
     delayMs: values[at + 4]!,
   };
 }

@@ -77,7 +77,10 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
         });
         const outcomes = await store.consume(k, limits, [2, 40, 3, 1], undefined);
         expect(allowedOf(outcomes)).toEqual([true, false, true, false]);
-        expect(outcomes[1]!.decisions[0]).toMatchObject({ remaining: 3, retryAfterMs: Number.POSITIVE_INFINITY });
+        expect(outcomes[1]!.decisions[0]).toMatchObject({
+          remaining: 3,
+          retryAfterMs: Number.POSITIVE_INFINITY,
+        });
         // A plain refusal still carries a finite retry time.
         expect(Number.isFinite(outcomes[3]!.decisions[0]!.retryAfterMs)).toBe(true);
       });
@@ -95,7 +98,13 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
       const k = key();
       const limits = [policy('token-bucket', 4, 60_000, { burst: 2 }), policy('fixed-window', 100, 60_000)];
       const [outcome] = await store.consume(k, limits, [3], undefined);
-      expect(outcome!.decisions.map(({ allowed, remaining, retryAfterMs }) => ({ allowed, remaining, retryAfterMs }))).toEqual([
+      expect(
+        outcome!.decisions.map(({ allowed, remaining, retryAfterMs }) => ({
+          allowed,
+          remaining,
+          retryAfterMs,
+        })),
+      ).toEqual([
         { allowed: false, remaining: 2, retryAfterMs: Number.POSITIVE_INFINITY },
         { allowed: true, remaining: 100, retryAfterMs: 0 },
       ]);

@@ -86,9 +86,13 @@ describe.skipIf(skip !== undefined).each(targets)('a cost above the capacity on 
   it('Express over HTTP: 413 problem+json without Retry-After, with the RateLimit fields', async () => {
     const limiter = limiterOf('sliding-log');
     const app = express();
-    app.get('/batch', expressRateLimit({ limiter, cost: (facts) => Number(facts.headers['x-cost'] ?? 1) }), (_req, res) => {
-      res.send('ok');
-    });
+    app.get(
+      '/batch',
+      expressRateLimit({ limiter, cost: (facts) => Number(facts.headers['x-cost'] ?? 1) }),
+      (_req, res) => {
+        res.send('ok');
+      },
+    );
     const server = app.listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     try {
@@ -97,7 +101,10 @@ describe.skipIf(skip !== undefined).each(targets)('a cost above the capacity on 
       expect(response.status).toBe(413);
       expect(response.headers.get('retry-after')).toBeNull();
       expect(response.headers.get('ratelimit')).toBe('"burst";r=5;t=0, "daily";r=1000;t=0');
-      expect(await response.json()).toMatchObject({ type: costExceedsCapacityType, violatedPolicies: ['burst'] });
+      expect(await response.json()).toMatchObject({
+        type: costExceedsCapacityType,
+        violatedPolicies: ['burst'],
+      });
       expect((await fetch(`${base}/batch`, { headers: { 'x-cost': '5' } })).status).toBe(200);
     } finally {
       server.close();
