@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { algorithms } from '../src/algorithms/index.js';
+import { algorithms, maxCostOf } from '../src/algorithms/index.js';
 import { type AlgorithmName, capacityOf, type LimitPolicy } from '../src/policy.js';
 import { policyArb } from './policy-arbitrary.js';
 
@@ -301,6 +301,8 @@ describe('a cost above what a limit can ever admit', () => {
           fc.array(fc.integer({ min: 0, max: 20_000 }), { minLength: 1, maxLength: 5 }),
           (policy, start, requests, over, later) => {
             const { step } = algorithms[algorithm];
+            // The limiter's up-front test (maxCostOf) is the model's.
+            expect(maxCostOf(policy)).toBe(maxCost(policy));
             const cost = maxCost(policy) + over;
             // On an unused key first (where the buckets and the log answered "retry in 0 ms").
             const fresh = step(undefined, start, cost, policy).decision;

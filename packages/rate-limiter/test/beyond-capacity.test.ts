@@ -15,6 +15,7 @@ import {
   type LimitInput,
   quotaProblem,
   RateLimitedError,
+  type RateLimitStore,
   rateLimitHeaders,
 } from '../src/index.js';
 
@@ -133,6 +134,49 @@ describe('check() of a cost above a limit’s capacity', () => {
     });
     await limiter.close();
   });
+});
+
+describe('a remote store that is down', () => {
+  /** A remote store whose every call fails (Redis down, as the limiter sees it). */
+  const down = (): RateLimitStore => ({
+    kind: 'down',
+    remote: true,
+    consume: () => Promise.reject(new Error('connection refused')),
+    reset: async () => {},
+    close: async () => {},
+  });
+
+  it("a cost within the limits but above this instance's local share waits for the store, it is not never", async () => {
+    // 5 instances: this one's share of the burst of 5 is 1 point while the store is down.
+    const limiter = createRateLimiter({
+      store: down(),
+      limits: [burstOf('token-bucket')],
+      expectedInstances: 5,
+    });
+    const result = await limiter.check({ key: 'f', cost: 3 });
+    expect(result).toMatchObject({
+      allowed: false,
+      outcome: 'limited',
+      source: 'fallback',
+      retryAfterMs: 1_000,
+    });
+    expect(rateLimitHeaders(result)['Retry-After']).toBe('1');
+    expect(rateLimitHeaders(result).RateLimit).toMatch(/^"burst";r=1;t=0$/);
+    await limiter.close();
+  });
+
+  for (const failMode of ['open', 'closed', 'local'] as const) {
+    it(`failMode '${failMode}': a cost above the limits is still never (the answer does not depend on the store)`, async () => {
+      const limiter = createRateLimiter({ store: down(), limits: [burstOf('fixed-window')], failMode });
+      expect(await limiter.check({ key: 'f', cost: 6 })).toMatchObject({
+        allowed: false,
+        outcome: 'exceeds-capacity',
+        retryAfterMs: Number.POSITIVE_INFINITY,
+        source: 'fallback',
+      });
+      await limiter.close();
+    });
+  }
 });
 
 describe('consume() and acquire() of a cost above a limit’s capacity', () => {
