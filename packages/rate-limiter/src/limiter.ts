@@ -166,7 +166,8 @@ export class RateLimiter implements AsyncDisposable {
 
   /**
    * Checks (and counts, when allowed) one request. Never rejects because of the store (see
-   * `failMode`); rejects only after `close()` or for a cost that is not a non-negative integer.
+   * `failMode`); rejects only after `close()` or for a cost that is not a non-negative integer. A
+   * cost above what a limit can ever admit resolves as refused, `outcome: 'exceeds-capacity'`.
    */
   check(input: CheckInput | string): Promise<RateLimitResult> {
     // The commonest call, a plain key on the memory store with one limit, skips #decide.
