@@ -13,10 +13,12 @@ export const quotaExceededType = 'https://iana.org/assignments/http-problem-type
 
 /**
  * The problem type of a request refused as `exceeds-capacity` (status 413): its cost is above what
- * a limit can ever admit, so, unlike `quota-exceeded`, retrying later cannot help. A tag URI
- * (RFC 4151), as RFC 9457 suggests for a type with no page to dereference.
+ * a limit can ever admit, so, unlike `quota-exceeded`, retrying later cannot help. The URI is
+ * the package README's section on it, so a client that dereferences the type (as RFC 9457
+ * encourages) reads what it means.
  */
-export const costExceedsCapacityType = 'tag:noa.dev,2026:rate-limiter/cost-exceeds-capacity';
+export const costExceedsCapacityType =
+  'https://www.npmjs.com/package/@noa/rate-limiter#a-cost-no-limit-can-ever-admit';
 
 const seconds = (ms: number): number => Math.ceil(ms / 1_000);
 
