@@ -17,9 +17,11 @@ export function applyBusMessage(engine: CacheEngine, message: BusMessage): void 
         engine.wakeups.wake(key);
       }
       break;
-    case 'rel':
-      for (const key of message.k) engine.wakeups.wake(key);
+    case 'rel': {
+      const failed = new Set(Array.isArray(message.f) ? message.f : []);
+      for (const key of message.k) engine.wakeups.wake(key, failed.has(key));
       break;
+    }
     case 'tag':
       engine.runs.supersedeTags(message.k);
       for (const tag of message.k) {

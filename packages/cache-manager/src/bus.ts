@@ -17,8 +17,22 @@ export interface BusMessage {
   t: 'set' | 'del' | 'tag' | 'clear' | 'rel' | 'exp' | 'exptag';
   /** Keys, tags or the prefix, depending on `t`. */
   k: string[];
+  /**
+   * `rel` only: the keys of `k` whose holder released the lease because its factory failed
+   * (waiters with a value in grace serve it). Absent when none did; older releases ignore it
+   * and wake for every key, as before.
+   */
+  f?: string[];
   /** Send time (ms since epoch), for the invalidation latency measurement. */
   at: number;
+}
+
+/** A message waiting in the outbox for the end of the event-loop turn. */
+interface OutgoingMessage {
+  t: BusMessage['t'];
+  k: string[];
+  /** `rel`: released because the factory failed (see `BusMessage.f`). */
+  failed: boolean;
 }
 
 /** How often an instance that lost invalidations retries telling the others (ms). */
@@ -53,9 +67,7 @@ export class InvalidationBus {
   readonly #onResync: (keys?: readonly string[]) => void;
   readonly #metrics: CacheMetrics;
   readonly #logger: Logger;
-  readonly #outbox = new TickBatcher<{ t: BusMessage['t']; k: string[] }, undefined>((items) =>
-    this.#send(items),
-  );
+  readonly #outbox = new TickBatcher<OutgoingMessage, undefined>((items) => this.#send(items));
   #lostConnection = false;
   #closed = false;
   /** Invalidations of this instance that may not have reached Redis or the others, by kind. */
@@ -157,21 +169,33 @@ export class InvalidationBus {
     this.#resubscribeTimer.unref();
   }
 
-  /** Publishes a message from this instance (dropped when Redis is unavailable). */
-  async publish(type: BusMessage['t'], keys: string[]): Promise<void> {
-    await this.#outbox.add({ t: type, k: keys });
+  /**
+   * Publishes a message from this instance (dropped when Redis is unavailable). `holderFailed`
+   * (with `rel`): the lease was released because the factory failed.
+   */
+  async publish(
+    type: BusMessage['t'],
+    keys: string[],
+    flags: { holderFailed?: boolean } = {},
+  ): Promise<void> {
+    await this.#outbox.add({ t: type, k: keys, failed: flags.holderFailed === true });
   }
 
-  async #send(items: { t: BusMessage['t']; k: string[] }[]): Promise<undefined[]> {
-    const byType = new Map<BusMessage['t'], string[]>();
-    for (const { t, k } of items) {
-      const keys = byType.get(t);
-      if (keys) keys.push(...k);
-      else byType.set(t, [...k]);
+  async #send(items: OutgoingMessage[]): Promise<undefined[]> {
+    const byType = new Map<BusMessage['t'], { keys: string[]; failed: string[] }>();
+    for (const { t, k, failed } of items) {
+      let group = byType.get(t);
+      if (!group) {
+        group = { keys: [], failed: [] };
+        byType.set(t, group);
+      }
+      group.keys.push(...k);
+      if (failed) group.failed.push(...k);
     }
     await Promise.all(
-      [...byType].map(async ([t, k]) => {
+      [...byType].map(async ([t, { keys: k, failed }]) => {
         const message: BusMessage = { o: this.instanceId, t, k, at: Date.now() };
+        if (failed.length > 0) message.f = failed;
         let sent = false;
         try {
           sent = await this.#tier.publish(this.channel, JSON.stringify(message));

@@ -1,5 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { type Clock, childLogger, type Logger, silentLogger, systemClock, withDeadline } from '@noa/core';
+import {
+  type Clock,
+  ClosedError,
+  childLogger,
+  type Logger,
+  silentLogger,
+  systemClock,
+  withDeadline,
+} from '@noa/core';
 import { type BusMessage, InvalidationBus } from './bus.js';
 import { applyBusMessage } from './bus-handling.js';
 import { CacheEvents, type StaleReason } from './cache-events.js';
@@ -75,6 +83,7 @@ export class CacheEngine {
   readonly runs = new FactoryRuns();
   readonly #background = new Set<Promise<unknown>>();
   #closed = false;
+  readonly #closing = new AbortController();
   /** L1 lookups since the last timed one (see `l1Get`). */
   #l1Lookups = 0;
   #stopWatchingConnection: (() => void) | undefined;
@@ -171,6 +180,11 @@ export class CacheEngine {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Aborted (with a `ClosedError`) as `close()` starts, so long calls such as `warm` end with it. */
+  get closing(): AbortSignal {
+    return this.#closing.signal;
   }
 
   /** L1 only: the fresh value or undefined, synchronously. */
@@ -318,6 +332,7 @@ export class CacheEngine {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closing.abort(new ClosedError('cache-manager'));
     // Tracked promises never reject: a rejection here can only be the 5 s deadline.
     await withDeadline(Promise.all([...this.#background]), 5_000, 'cache close').catch(() => {});
     await this.saveHotKeys(this.options.hotKeys);

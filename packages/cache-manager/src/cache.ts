@@ -245,7 +245,10 @@ export class Cache {
 
   /**
    * Loads `keys` that are not cached yet through `loader`, `concurrency` at a time, reporting
-   * progress. Keys already fresh are skipped; failures are counted, not thrown.
+   * progress. Keys already fresh are skipped; failures are counted, not thrown; a throwing
+   * `onProgress` is logged and ignored. When `signal` aborts or the cache closes, no new load
+   * starts and it rejects at once with `WarmAbortedError` (the report so far attached); loads
+   * in flight are abandoned, finish in the background and are cached.
    */
   async warm<T>(
     keys: Iterable<string>,
@@ -253,7 +256,10 @@ export class Cache {
     options: WarmOptions = {},
   ): Promise<WarmReport> {
     this.#open();
-    return warmKeys(this, keys, loader, parseOptions('cache-manager warm', warmOptionsSchema, options));
+    return warmKeys(this, keys, loader, parseOptions('cache-manager warm', warmOptionsSchema, options), {
+      logger: this.#engine.logger,
+      closing: this.#engine.closing,
+    });
   }
 
   /** Sizes, Redis state and the cumulative counters (see {@link CacheStats}). */

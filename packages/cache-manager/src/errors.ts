@@ -1,4 +1,5 @@
 import { NoaError, type NoaErrorOptions } from '@noa/core';
+import type { WarmReport } from './warm.js';
 
 /** Base class of every error thrown by @noa/cache-manager; codes start with `NOA_CACHE_`. */
 export class CacheManagerError extends NoaError {}
@@ -48,6 +49,25 @@ export class BackendUnavailableError extends CacheManagerError {
       ...options,
       details: { operation, ...options.details },
     });
+  }
+}
+
+/**
+ * `warm` stopped before every key was loaded: its `signal` aborted (the signal's reason is the
+ * `cause`) or the cache was closed (a core `ClosedError` is the `cause`). `report` counts the
+ * keys settled until then; loads still in flight were abandoned, not counted (they finish in
+ * the background and their values are cached).
+ */
+export class WarmAbortedError extends CacheManagerError {
+  /** The keys settled before the abort (a snapshot: later settlements are not added). */
+  readonly report: WarmReport;
+
+  constructor(report: WarmReport, options: NoaErrorOptions = {}) {
+    super('NOA_CACHE_WARM_ABORTED', `warm aborted after ${report.done} of ${report.total} keys`, {
+      ...options,
+      details: { ...report, ...options.details },
+    });
+    this.report = report;
   }
 }
 

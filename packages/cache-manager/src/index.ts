@@ -24,6 +24,7 @@ export {
   FactoryTimeoutError,
   LockTimeoutError,
   SerializationError,
+  WarmAbortedError,
 } from './errors.js';
 export { createEvictionPolicy, createL1Store, type EvictionPolicyName } from './l1/create-l1-store.js';
 export type { L1Store, RemovalReason } from './l1/l1-store.js';

@@ -173,13 +173,14 @@ async function runMany<T>(
   const started = performance.now();
   const keys = batch.map((index) => userKeys[index]!);
   const runs = batch.map((index) => engine.runs.start(fullKeys[index]!, options.tags ?? []));
-  const release = (indexes: readonly number[]) =>
+  const release = (indexes: readonly number[], holderFailed = false) =>
     leaseToken && tier && indexes.length > 0
       ? Promise.all(indexes.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken))).then(() => {
           engine.bus
             ?.publish(
               'rel',
               indexes.map((index) => fullKeys[index]!),
+              { holderFailed },
             )
             .catch(() => {});
         })
@@ -194,7 +195,7 @@ async function runMany<T>(
       if (failed)
         for (const index of batch)
           engine.events.emit('factory-error', failed, { key: fullKeys[index]!, error });
-      await release(batch);
+      await release(batch, true);
       const now = engine.clock.now();
       for (const index of batch) {
         const fallback = stale.get(index);

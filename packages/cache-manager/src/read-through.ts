@@ -84,31 +84,51 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const limitAt = limitMs === undefined ? Number.POSITIVE_INFINITY : started + limitMs;
     const byLimit = limitAt <= started + lockTimeoutMs;
     const giveUpAt = byLimit ? limitAt : started + lockTimeoutMs;
-    while (lease === 'busy') {
-      const remaining = giveUpAt - Date.now();
-      if (remaining <= 0) {
-        if (stale) {
-          engine.metrics.lockWait('stale');
-          const reason = !byLimit
-            ? 'lock_timeout'
-            : softTimeoutMs !== undefined
-              ? 'soft_timeout'
-              : 'hard_timeout';
-          engine.servedStale(fullKey, reason);
-          return stale.value;
+    const wait = engine.wakeups.watch(fullKey);
+    // The holder's factory failed and we have a value in grace: serve it, as our own failed
+    // factory would, rather than try the failing source again from every waiting instance.
+    const staleAfterFailedHolder = () =>
+      wait.holderFailed && stale !== undefined && engine.clock.now() < stale.staleUntil ? stale : undefined;
+    try {
+      while (lease === 'busy') {
+        const remaining = giveUpAt - Date.now();
+        if (remaining <= 0) {
+          if (stale) {
+            engine.metrics.lockWait('stale');
+            const reason = !byLimit
+              ? 'lock_timeout'
+              : softTimeoutMs !== undefined
+                ? 'soft_timeout'
+                : 'hard_timeout';
+            engine.servedStale(fullKey, reason);
+            return stale.value;
+          }
+          engine.metrics.lockWait('timeout');
+          if (byLimit) throw new FactoryTimeoutError(userKey, limitMs!);
+          throw new LockTimeoutError(userKey, lockTimeoutMs);
         }
-        engine.metrics.lockWait('timeout');
-        if (byLimit) throw new FactoryTimeoutError(userKey, limitMs!);
-        throw new LockTimeoutError(userKey, lockTimeoutMs);
+        await wait.sleep(Math.min(engine.options.lock.pollMs, remaining));
+        const fallback = staleAfterFailedHolder();
+        if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
+        const remote = await readL2(engine, fullKey);
+        if (remote && isFresh(remote.entry, engine.clock.now())) {
+          engine.metrics.lockWait('value');
+          engine.l1Set(fullKey, remote.entry, remote.bytes);
+          return remote.entry.value as T;
+        }
+        lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
       }
-      await engine.wakeups.sleepOrWake(fullKey, Math.min(engine.options.lock.pollMs, remaining));
-      const remote = await readL2(engine, fullKey);
-      if (remote && isFresh(remote.entry, engine.clock.now())) {
-        engine.metrics.lockWait('value');
-        engine.l1Set(fullKey, remote.entry, remote.bytes);
-        return remote.entry.value as T;
+      // The failure may have been reported while we took the lease it freed.
+      const fallback = staleAfterFailedHolder();
+      if (fallback) {
+        if (lease === 'acquired') {
+          await tier.releaseLease(fullKey, token);
+          engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
+        }
+        return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
       }
-      lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
+    } finally {
+      wait.end();
     }
     // The timeouts bound the whole call: the factory gets what the wait left of them.
     const waitedMs = Date.now() - started;
@@ -122,6 +142,20 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
   return takeOver(engine, load, token);
+}
+
+/** A waiter whose lease holder failed serves its value in grace, and backs off like a holder. */
+function serveStaleAfterFailedHolder<T>(
+  engine: CacheEngine,
+  userKey: string,
+  fullKey: string,
+  stale: CacheEntry<T>,
+): T {
+  engine.metrics.lockWait('stale');
+  engine.servedStale(fullKey, 'factory_error');
+  engine.logger.warn('lease holder failed; serving stale value', { key: userKey });
+  backOff(engine, fullKey, stale);
+  return stale.value;
 }
 
 /** Runs the factory under a lease just acquired, unless L2 has the value by now. */
@@ -158,9 +192,10 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
         factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: false, error });
       }
       if (leaseToken && tier) {
-        // Free the lease first, then wake waiters so one of them retries at once.
+        // Free the lease first, then wake waiters: those with a value in grace serve it, one
+        // of the others takes the lease and retries at once.
         await tier.releaseLease(fullKey, leaseToken);
-        engine.bus?.publish('rel', [fullKey]).catch(() => {});
+        engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
       }
       throw error;
     }

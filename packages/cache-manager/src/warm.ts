@@ -1,5 +1,7 @@
+import type { Logger } from '@noa/core';
 import { z } from 'zod';
 import { setOptionsSchema } from './cache-options.js';
+import { WarmAbortedError } from './errors.js';
 
 /** Progress of `warm`, reported after each key. */
 export interface WarmProgress {
@@ -13,15 +15,23 @@ export interface WarmProgress {
 /** Final report of `warm`. */
 export type WarmReport = WarmProgress;
 
-/** Options of `warm`: the loaded entries' TTL, grace, sliding window and tags, plus concurrency and progress. */
+/** Options of `warm`: the loaded entries' TTL, grace, sliding window and tags, plus concurrency, progress and a stop signal. */
 export const warmOptionsSchema = setOptionsSchema
   .extend({
     /** Loader calls in flight at once (default 8). */
     concurrency: z.number().int().positive().optional(),
-    /** Called after each key. */
+    /**
+     * Called after each key with a copy of the counts. One that throws is logged (warn) and
+     * warming goes on: to stop warming from it, abort `signal`.
+     */
     onProgress: z
       .custom<(progress: Readonly<WarmProgress>) => void>((value) => typeof value === 'function')
       .optional(),
+    /**
+     * Stops warming when aborted: no new load starts, loads in flight are abandoned (they finish
+     * in the background and are cached, uncounted), and `warm` rejects with `WarmAbortedError`.
+     */
+    signal: z.custom<AbortSignal>((value) => value instanceof AbortSignal).optional(),
   })
   .strict();
 
@@ -37,15 +47,33 @@ export interface Warmable {
   ): Promise<T>;
 }
 
-/** Loads every key through `cache.getOrSet`, so already-cached keys cost one lookup. */
+/** What warming needs from the cache besides `getOrSet`. */
+export interface WarmContext {
+  logger: Logger;
+  /** Aborted when the cache closes (its reason a `ClosedError`). */
+  closing: AbortSignal;
+}
+
+/**
+ * Loads every key through `cache.getOrSet`, so already-cached keys cost one lookup. An abort
+ * (the caller's signal, or the cache closing) settles it at once rather than after the loads in
+ * flight: they may be slow, which is often why one aborts, and they cannot be cancelled
+ * anyway (another caller may share their flight).
+ */
 export async function warmKeys<T>(
   cache: Warmable,
   keys: Iterable<string>,
   loader: (key: string) => T | Promise<T>,
   options: WarmOptions,
+  context: WarmContext,
 ): Promise<WarmReport> {
   const list = [...keys];
   const progress: WarmProgress = { total: list.length, done: 0, loaded: 0, skipped: 0, failed: 0 };
+  const signals = [context.closing, options.signal].filter((signal) => signal !== undefined);
+  const abortedError = (signal: AbortSignal) =>
+    new WarmAbortedError({ ...progress }, { cause: signal.reason });
+  const alreadyAborted = signals.find((signal) => signal.aborted);
+  if (alreadyAborted) throw abortedError(alreadyAborted);
   const concurrency = Math.max(1, options.concurrency ?? 8);
   const entryOptions = {
     ttlMs: options.ttlMs,
@@ -53,12 +81,14 @@ export async function warmKeys<T>(
     slidingTtlMs: options.slidingTtlMs,
     tags: options.tags,
   };
+  let stopped = false;
   let next = 0;
   const lane = async () => {
-    while (next < list.length) {
+    while (next < list.length && !stopped) {
       const key = list[next]!;
       next += 1;
       let loaded = false;
+      let failed = false;
       try {
         await cache.getOrSet(
           key,
@@ -68,15 +98,48 @@ export async function warmKeys<T>(
           },
           entryOptions,
         );
-        if (loaded) progress.loaded += 1;
-        else progress.skipped += 1;
       } catch {
-        progress.failed += 1;
+        failed = true;
       }
+      // Abandoned: the caller has its report already, which must not change under it.
+      if (stopped) return;
+      if (failed) progress.failed += 1;
+      else if (loaded) progress.loaded += 1;
+      else progress.skipped += 1;
       progress.done += 1;
-      options.onProgress?.({ ...progress });
+      reportProgress(options.onProgress, progress, context.logger);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, lane));
-  return progress;
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = function (this: AbortSignal) {
+      stopped = true;
+      reject(abortedError(this));
+    };
+    for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([
+      Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, lane)),
+      aborted,
+    ]);
+    return progress;
+  } finally {
+    stopped = true;
+    for (const signal of signals) signal.removeEventListener('abort', onAbort!);
+  }
+}
+
+/** A progress callback's error must not stop warming, nor leave its lanes running unreported. */
+function reportProgress(
+  onProgress: ((progress: Readonly<WarmProgress>) => void) | undefined,
+  progress: WarmProgress,
+  logger: Logger,
+): void {
+  if (!onProgress) return;
+  try {
+    onProgress({ ...progress });
+  } catch (error) {
+    logger.warn('warm onProgress threw; warming goes on', { error: String(error) });
+  }
 }

@@ -2,7 +2,7 @@ import { delay, ManualClock } from '@noa/core';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, FactoryTimeoutError, LockTimeoutError } from '../../src/index.js';
-import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+import { counting, dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 
 describe.skipIf(!redisUp)('stampede protection across instances (one process, separate caches)', () => {
   const prefix = testPrefix('cm_stampede');
@@ -94,6 +94,80 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(a.status).toBe('rejected');
     expect(b).toEqual({ status: 'fulfilled', value: 'second attempt' });
     expect(attempt).toBe(2);
+  });
+
+  /**
+   * Instances whose lease attempts are counted, polling Redis only once a minute so that only
+   * the bus can end their wait, and `untilWaiting(n)`: resolves once they tried `n` leases.
+   */
+  const countedWaiters = async (count: number, options: ConstructorParameters<typeof Cache>[0] = {}) => {
+    const { client, calls } = counting(redis!, ['set']);
+    const made = await instances(count, {
+      redis: client,
+      lock: { pollMs: 60_000, timeoutMs: 20_000 },
+      ...options,
+    });
+    const untilWaiting = async (leaseTries: number) => {
+      while ((calls.get('set') ?? 0) < leaseTries) await delay(5);
+      await delay(20); // their SET NX replies ('busy') are back: they sleep on the key
+    };
+    return { waiters: made, untilWaiting };
+  };
+
+  it('when the lease holder fails, waiters with a value in grace serve it rather than rerun the factory', async () => {
+    const [holder] = await instances(1, { graceMs: 60_000 });
+    const { waiters, untilWaiting } = await countedWaiters(3, { graceMs: 60_000 });
+    await holder!.set('failing-source', 'old', { ttlMs: 1 });
+    await delay(5);
+    let fail!: () => void;
+    const holding = holder!.getOrSet(
+      'failing-source',
+      () => new Promise<string>((_, reject) => (fail = () => reject(new Error('source down')))),
+    );
+    while (fail === undefined) await delay(5); // the holder runs its factory under the lease
+    const reasons: string[] = [];
+    for (const waiter of waiters) waiter.on('stale', ({ reason }) => reasons.push(reason));
+    let waiterRuns = 0;
+    const factory = () => {
+      waiterRuns += 1;
+      return 'new';
+    };
+    const waited = waiters.map((waiter) => waiter.getOrSet('failing-source', factory));
+    await untilWaiting(3);
+    fail();
+    expect(await holding).toBe('old');
+    expect(await Promise.all(waited)).toEqual(['old', 'old', 'old']);
+    expect(waiterRuns).toBe(0);
+    expect(reasons).toEqual(['factory_error', 'factory_error', 'factory_error']);
+    // As after their own factory failed: the source gets graceBackoffMs of calm from them too.
+    expect(await waiters[0]!.getOrSet('failing-source', factory)).toBe('old');
+    expect(waiterRuns).toBe(0);
+  });
+
+  it('when a getOrSetMany holder fails, a waiter with a value in grace serves it', async () => {
+    const [holder] = await instances(1, { graceMs: 60_000 });
+    const { waiters, untilWaiting } = await countedWaiters(1, { graceMs: 60_000 });
+    await holder!.setMany([
+      { key: 'many-failing:a', value: 'old a', ttlMs: 1 },
+      { key: 'many-failing:b', value: 'old b', ttlMs: 1 },
+    ]);
+    await delay(5);
+    let fail!: () => void;
+    const holding = holder!.getOrSetMany(
+      ['many-failing:a', 'many-failing:b'],
+      () => new Promise<Map<string, string>>((_, reject) => (fail = () => reject(new Error('source down')))),
+    );
+    while (fail === undefined) await delay(5);
+    let waiterRuns = 0;
+    const waited = waiters[0]!.getOrSet('many-failing:b', () => {
+      waiterRuns += 1;
+      return 'new b';
+    });
+    await untilWaiting(1);
+    fail();
+    expect(await holding).toEqual(['old a', 'old b']);
+    expect(await waited).toBe('old b');
+    expect(waiterRuns).toBe(0);
   });
 
   it('when the lease holder crashed (lease never released), a waiter takes the lease once it expires', async () => {
