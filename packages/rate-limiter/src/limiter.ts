@@ -338,7 +338,9 @@ export class RateLimiter implements AsyncDisposable {
   /**
    * What `check` would answer for a cost of 0, counting nothing: no point, no violation, no
    * `checks_total` metric and no tracing event (it increments `adjustments_total{operation="peek"}`).
-   * The IP lists apply as in `check`. Rejects when a remote store fails (no fail mode applies).
+   * The IP lists apply as in `check`. When a remote store fails: with `failMode: 'local'` it
+   * answers from the local fallback (`source: 'fallback'`), as do the other adjustments; with
+   * `'open'` or `'closed'` it rejects.
    */
   peek(input: CheckInput | string): Promise<RateLimitResult> {
     return this.#adjust(input, { operation: 'peek' });
@@ -422,15 +424,27 @@ export class RateLimiter implements AsyncDisposable {
       if (operation !== 'peek') this.#waiters.wake(storeKey);
       return this.#result(key, outcome, 'store', false);
     }
-    const outcome = await this.#remote!.adjust(
-      (options) => Promise.resolve(store.adjust!(storeKey, rule.limits, adjustment, this.#block, options)),
-      operation,
-    );
+    let outcome: ConsumeOutcome;
+    let source: DecisionSource = 'store';
+    try {
+      outcome = await this.#remote!.adjust(
+        (options) => Promise.resolve(store.adjust!(storeKey, rule.limits, adjustment, this.#block, options)),
+        operation,
+      );
+    } catch (error) {
+      // failMode 'local': while the store fails, checks count against this instance's share in
+      // the fallback store, so an adjustment applies there too (a penalty or block of an abuser
+      // holds during the outage, a refund gives back what a fallback check took). Other modes
+      // have no local state to adjust: the caller learns that the store failed.
+      if (this.failMode !== 'local' || this.#closed) throw error;
+      outcome = this.#fallbackStore.adjust(storeKey, rule.fallbackLimits, adjustment, this.#block);
+      source = 'fallback';
+    }
     // A remembered refusal may no longer hold; a new block is remembered at once.
     if (operation === 'block') this.#localBlocks?.remember(storeKey, outcome, this.#clock.now());
     else if (operation !== 'peek') this.#localBlocks?.delete(storeKey);
     if (operation !== 'peek') this.#waiters.wake(storeKey);
-    return this.#result(key, outcome, 'store', false);
+    return this.#result(key, outcome, source, false);
   }
 
   /** Forgets the counters and any block of `key` (for `role`'s limits). */

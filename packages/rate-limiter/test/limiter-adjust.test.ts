@@ -202,15 +202,30 @@ describe('adjustments on remote stores', () => {
     await limiter.close();
   });
 
-  it('run under the check deadline: a hanging store rejects with a TimeoutError', async () => {
+  it("run under the check deadline: with failMode 'closed' a hanging store rejects with a TimeoutError", async () => {
     const registry = new Registry();
     const limiter = createRateLimiter({
       store: new HangingAdjustStore(),
       limits: [{ limit: 1, windowMs: 1_000 }],
+      failMode: 'closed',
       deadlineMs: 20,
       registry,
     });
     await expect(limiter.refund('k')).rejects.toBeInstanceOf(TimeoutError);
+    expect(await registry.metrics()).toContain('noa_rate_limiter_store_errors_total{kind="timeout"} 1');
+    await limiter.close();
+  });
+
+  it("run under the check deadline: with failMode 'local' (the default) a hanging store's adjustment applies locally", async () => {
+    const registry = new Registry();
+    const limiter = createRateLimiter({
+      store: new HangingAdjustStore(),
+      limits: [{ limit: 3, windowMs: 60_000 }],
+      deadlineMs: 20,
+      registry,
+    });
+    const penalized = await limiter.penalize('k', 3);
+    expect([penalized.source, penalized.remaining]).toEqual(['fallback', 0]);
     expect(await registry.metrics()).toContain('noa_rate_limiter_store_errors_total{kind="timeout"} 1');
     await limiter.close();
   });

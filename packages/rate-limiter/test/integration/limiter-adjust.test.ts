@@ -171,6 +171,8 @@ describe.skipIf(privateRedis.skip !== undefined)('the adjust script', () => {
     const limiter = createRateLimiter({
       store: new RedisStore({ client }),
       limits: [{ limit: 5, windowMs: 86_400_000 }],
+      // Neither 'open' nor 'closed' has local state to adjust: the caller learns of the failure.
+      failMode: 'closed',
       deadlineMs: 100,
       breaker: { consecutiveFailures: 1_000 },
       localBlockCache: false,
@@ -182,6 +184,40 @@ describe.skipIf(privateRedis.skip !== undefined)('the adjust script', () => {
     // Commands on one connection run in order: once this PING answers, the queued script has run.
     await client.ping();
     expect((await limiter.peek('late')).remaining).toBe(2);
+    await limiter.close();
+  });
+
+  it("with failMode 'local', adjustments while Redis is paused apply to the local fallback, never to Redis", async () => {
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client }),
+      limits: [{ limit: 4, windowMs: 86_400_000 }],
+      failMode: 'local',
+      deadlineMs: 100,
+      breaker: { consecutiveFailures: 1_000 },
+      localBlockCache: false,
+    });
+    // The first reply teaches the store the server's clock; until then calls carry no expiry.
+    expect((await limiter.check('abuser')).source).toBe('store');
+    await privateRedis.redis!.pause(4_000);
+    const penalized = await limiter.penalize('abuser', 4);
+    expect([penalized.source, penalized.remaining]).toEqual(['fallback', 0]);
+    const refused = await limiter.check('abuser');
+    expect([refused.source, refused.allowed]).toEqual(['fallback', false]);
+    const refunded = await limiter.refund('abuser', 2);
+    expect([refunded.source, refunded.remaining]).toEqual(['fallback', 2]);
+    const admitted = await limiter.check('abuser');
+    expect([admitted.source, admitted.allowed, admitted.remaining]).toEqual(['fallback', true, 1]);
+    const blocked = await limiter.block('abuser', 60_000);
+    expect([blocked.source, blocked.outcome]).toEqual(['fallback', 'blocked']);
+    const stillBlocked = await limiter.check('abuser');
+    expect([stillBlocked.source, stillBlocked.outcome]).toEqual(['fallback', 'blocked']);
+    const peeked = await limiter.peek('abuser');
+    expect([peeked.source, peeked.outcome]).toEqual(['fallback', 'blocked']);
+    // Once Redis runs again (commands on one connection run in order), it has the one check it
+    // counted before the pause, and no block: the adjustments stayed local.
+    await client.ping();
+    const after = await limiter.peek('abuser');
+    expect([after.source, after.outcome, after.remaining]).toEqual(['store', 'allowed', 3]);
     await limiter.close();
   });
 });
