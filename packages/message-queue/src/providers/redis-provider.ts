@@ -22,8 +22,14 @@ import {
   redrivenRecord,
   stalledErrorEntry,
 } from './redis-job-data.js';
-import { addChunkSizeOption, redisConnectionOption, redisPrefixOption } from './redis-options.js';
+import {
+  addChunkSizeOption,
+  closeTimeoutOption,
+  redisConnectionOption,
+  redisPrefixOption,
+} from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
+import { closeSubscriber } from './redis-subscriber.js';
 import { Wakers } from './wakers.js';
 
 /** Options of {@link RedisProvider}. */
@@ -35,6 +41,8 @@ export const redisProviderOptionsSchema = z
     prefix: redisPrefixOption('noa:mq'),
     /** Jobs per script call when adding in bulk. */
     addChunkSize: addChunkSizeOption,
+    /** How long `close()` waits for Redis to acknowledge QUIT on its pub/sub connection before dropping it. */
+    closeTimeoutMs: closeTimeoutOption,
   })
   .strict();
 
@@ -76,12 +84,14 @@ export class RedisProvider implements QueueProvider {
   readonly #channels = new Map<string, string>();
   #subscriber: Redis | Cluster | undefined;
   #closed = false;
+  readonly #closeTimeoutMs: number;
 
   constructor(options: RedisProviderOptions) {
     const parsed = parseOptions('RedisProvider', redisProviderOptionsSchema, options);
     this.#redis = parsed.connection;
     this.#prefix = parsed.prefix;
     this.#chunk = parsed.addChunkSize;
+    this.#closeTimeoutMs = parsed.closeTimeoutMs;
     this.#scripts = loadRedisScripts();
   }
 
@@ -349,7 +359,7 @@ export class RedisProvider implements QueueProvider {
     }
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
-    if (subscriber) await subscriber.quit().catch(() => subscriber.disconnect());
+    if (subscriber) await closeSubscriber(subscriber, this.#closeTimeoutMs);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
