@@ -72,9 +72,22 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     expect(await where('SELECT inet_server_port() AS port WHERE $1::int = 1', [1])).toBe('replica');
     const text = await registry.metrics();
     expect(text).toMatch(
-      /noa_connection_pool_routed_queries_total\{pool="routing",target="replica0",reason="read"\}/,
+      /noa_connection_pool_routed_queries_total\{cluster="routing",target="replica0",reason="read"\}/,
     );
-    expect(text).toMatch(/routed_queries_total\{pool="routing",target="primary",reason="locking-read"\}/);
+    expect(text).toMatch(/routed_queries_total\{cluster="routing",target="primary",reason="locking-read"\}/);
+    expect(text).toMatch(/noa_connection_pool_replica_in_rotation\{cluster="routing",replica="replica0"\} 1/);
+    // Every routing target is the `pool` label of that server's own series: `<cluster>:<target>`.
+    const targets = new Set(
+      [...text.matchAll(/routed_queries_total\{cluster="routing",target="([^"]+)"/g)].map((m) => m[1]),
+    );
+    expect([...targets].sort()).toEqual(['primary', 'replica0']);
+    for (const target of targets) {
+      expect(text).toContain(`noa_connection_pool_acquire_duration_seconds_count{pool="routing:${target}"}`);
+    }
+    // No cluster-level series carries a `pool` label (it would read as one server's pool).
+    expect(text).not.toMatch(
+      /noa_connection_pool_(routed_queries_total|replica_in_rotation|replica_lag_seconds)\{pool=/,
+    );
   });
 
   it('keeps a session on the primary after its write (read-your-writes), then returns to the replica', async () => {
