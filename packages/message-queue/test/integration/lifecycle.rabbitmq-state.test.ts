@@ -20,6 +20,71 @@ const rabbitUp = await isReachable('rabbitmq');
 if (!rabbitUp) console.log(`skipped: no RabbitMQ at ${url}`);
 const privateRedis = await startPrivateRedisOrSkip();
 
+const broker = new URL(url);
+const managementUrl = `http://${broker.hostname}:15672/api`;
+const managementAuth = `Basic ${Buffer.from(`${decodeURIComponent(broker.username || 'guest')}:${decodeURIComponent(broker.password || 'guest')}`).toString('base64')}`;
+const managementUp =
+  rabbitUp &&
+  (await fetch(`${managementUrl}/overview`, { headers: { authorization: managementAuth } }).then(
+    (response) => response.ok,
+    () => false,
+  ));
+if (rabbitUp && !managementUp)
+  console.log(`skipped (leak check): no RabbitMQ management API at ${managementUrl}`);
+
+/** How many connections the broker lists under this client-given name. */
+async function brokerConnections(connectionName: string): Promise<number> {
+  const response = await fetch(`${managementUrl}/connections`, {
+    headers: { authorization: managementAuth },
+  });
+  const connections = (await response.json()) as { client_properties?: { connection_name?: string } }[];
+  return connections.filter((connection) => connection.client_properties?.connection_name === connectionName)
+    .length;
+}
+
+/**
+ * A TCP relay to the shared broker on a spare port (not listening until `listen()`), so a test
+ * controls when a real broker becomes reachable: `held` connections wait for `release()`.
+ */
+async function brokerRelay(options: { hold?: boolean } = {}) {
+  const port = await sparePort();
+  const relayedUrl = new URL(url);
+  relayedUrl.hostname = '127.0.0.1';
+  relayedUrl.port = String(port);
+  const waiting: (() => void)[] = [];
+  let held = options.hold ?? false;
+  let accepted = 0;
+  const server = net.createServer((client) => {
+    accepted += 1;
+    client.on('error', () => {});
+    const forward = () => {
+      const upstream = net.connect(Number(broker.port || 5672), broker.hostname);
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+      client.pipe(upstream).pipe(client);
+    };
+    if (held) {
+      client.pause();
+      waiting.push(forward);
+    } else forward();
+  });
+  return {
+    url: relayedUrl.toString(),
+    host: `127.0.0.1:${port}`,
+    get accepted() {
+      return accepted;
+    },
+    listen: () => new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve)),
+    release: () => {
+      held = false;
+      for (const forward of waiting.splice(0)) forward();
+    },
+    close: () => {
+      server.close();
+    },
+  };
+}
+
 /** Whether `work` settles within `ms` (a generous bound: the bug this guards against is "never"). */
 async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
@@ -158,25 +223,13 @@ describe.skipIf(!rabbitUp)('RabbitMqProvider.ready()', () => {
   });
 
   it('rejects with BrokerUnavailableError naming the host, then connects in the background once the broker is reachable', async () => {
-    // A real broker behind a TCP relay that is not listening yet: a wrong or down AMQP_URL.
-    const broker = new URL(url);
-    const port = await sparePort();
-    const relayedUrl = new URL(url);
-    relayedUrl.hostname = '127.0.0.1';
-    relayedUrl.port = String(port);
+    // A real broker behind a relay that is not listening yet: a wrong or down AMQP_URL.
+    const relay = await brokerRelay();
     const provider = new RabbitMqProvider({
-      url: relayedUrl.toString(),
+      url: relay.url,
       readyTimeoutMs: 1_000,
       reconnectDelayMs: 50,
       maxReconnectDelayMs: 200,
-    });
-    let relayed = 0;
-    const relay = net.createServer((client) => {
-      relayed += 1;
-      const upstream = net.connect(Number(broker.port || 5672), broker.hostname);
-      client.pipe(upstream).pipe(client);
-      client.on('error', () => upstream.destroy());
-      upstream.on('error', () => client.destroy());
     });
     try {
       const error = await provider.ready().then(
@@ -184,17 +237,14 @@ describe.skipIf(!rabbitUp)('RabbitMqProvider.ready()', () => {
         (reason: unknown) => reason,
       );
       expect(error).toBeInstanceOf(BrokerUnavailableError);
-      expect(error).toMatchObject({
-        code: 'NOA_MQ_BROKER_UNAVAILABLE',
-        details: { host: `127.0.0.1:${port}` },
-      });
-      expect((error as Error).message).toContain(`127.0.0.1:${port}`);
+      expect(error).toMatchObject({ code: 'NOA_MQ_BROKER_UNAVAILABLE', details: { host: relay.host } });
+      expect((error as Error).message).toContain(relay.host);
       expect((error as Error).message).toContain('ECONNREFUSED');
       expect((error as Error).message).not.toContain(decodeURIComponent(broker.password || 'guest'));
 
-      await new Promise<void>((resolve) => relay.listen(port, '127.0.0.1', resolve));
+      await relay.listen();
       // Nothing calls the provider meanwhile: the reconnect loop that ready() started keeps going.
-      await waitFor(() => relayed > 0, 10_000, 'the provider to reconnect on its own');
+      await waitFor(() => relay.accepted > 0, 10_000, 'the provider to reconnect on its own');
       const name = uniqueName('ready-q');
       const queue = new Queue<string>({ name, provider });
       await queue.add('hello', 'world');
@@ -206,6 +256,30 @@ describe.skipIf(!rabbitUp)('RabbitMqProvider.ready()', () => {
       relay.close();
     }
   });
+
+  it.skipIf(!managementUp)(
+    'close() during the connection handshake leaves no connection open at the broker',
+    async () => {
+      const relay = await brokerRelay({ hold: true });
+      await relay.listen();
+      const connectionName = uniqueName('close-while-connecting');
+      const provider = new RabbitMqProvider({ url: relay.url, connectionName });
+      const connecting = provider.ready().catch((error: unknown) => error);
+      try {
+        await waitFor(() => relay.accepted > 0, 10_000, 'the provider to open its socket');
+        await provider.close();
+        // The handshake completes after close(): the connection it opens must be closed at once.
+        relay.release();
+        expect(await connecting).toMatchObject({ code: 'NOA_CLOSED' });
+        for (let check = 0; check < 20; check += 1) {
+          await sleep(100);
+          expect(await brokerConnections(connectionName)).toBe(0);
+        }
+      } finally {
+        relay.close();
+      }
+    },
+  );
 
   it('rejects with ClosedError after close()', async () => {
     const provider = new RabbitMqProvider({ url });

@@ -81,6 +81,11 @@ export class AmqpConnection {
         const publisher = await model.createConfirmChannel();
         publisher.on('error', () => {});
         publisher.on('close', () => this.lost(model));
+        if (this.#closed) {
+          // close() ran during the handshake: this connection has no owner left to close it.
+          await model.close().catch(() => undefined);
+          return;
+        }
         this.#generation += 1;
         this.#model = model;
         this.#publisher = publisher;
