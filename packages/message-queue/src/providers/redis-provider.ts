@@ -85,6 +85,9 @@ export class RedisProvider implements QueueProvider {
   #subscriber: Redis | Cluster | undefined;
   #closed = false;
   readonly #closeTimeoutMs: number;
+  /** Resolves at `close()`: a SUBSCRIBE that Redis never answers must not hold a worker's wait. */
+  readonly #whenClosed: Promise<void>;
+  #resolveWhenClosed: () => void = () => {};
 
   constructor(options: RedisProviderOptions) {
     const parsed = parseOptions('RedisProvider', redisProviderOptionsSchema, options);
@@ -93,6 +96,9 @@ export class RedisProvider implements QueueProvider {
     this.#chunk = parsed.addChunkSize;
     this.#closeTimeoutMs = parsed.closeTimeoutMs;
     this.#scripts = loadRedisScripts();
+    this.#whenClosed = new Promise<void>((resolve) => {
+      this.#resolveWhenClosed = resolve;
+    });
   }
 
   #keyPrefix(queue: string): string {
@@ -126,6 +132,8 @@ export class RedisProvider implements QueueProvider {
   }
 
   #subscribe(queue: string, state: QueueState): Promise<void> {
+    // After close() nothing would end a new pub/sub connection: callers just stop waiting.
+    if (this.#closed) return Promise.resolve();
     if (state.subscribed) return state.subscribed;
     if (!this.#subscriber) {
       const subscriber = this.#redis.duplicate();
@@ -135,7 +143,10 @@ export class RedisProvider implements QueueProvider {
     }
     const channel = `${this.#keyPrefix(queue)}ev`;
     this.#channels.set(channel, queue);
-    state.subscribed = this.#subscriber.subscribe(channel).then(() => undefined);
+    state.subscribed = Promise.race([
+      this.#subscriber.subscribe(channel).then(() => undefined),
+      this.#whenClosed,
+    ]);
     return state.subscribed;
   }
 
@@ -357,6 +368,7 @@ export class RedisProvider implements QueueProvider {
     for (const state of this.#queues.values()) {
       state.wakers.wakeAll();
     }
+    this.#resolveWhenClosed();
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
     if (subscriber) await closeSubscriber(subscriber, this.#closeTimeoutMs);
