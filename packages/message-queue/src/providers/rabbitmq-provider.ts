@@ -447,6 +447,7 @@ export class RabbitMqProvider implements QueueProvider {
         timeoutMs,
         pending: [...pending],
       });
+      this.#connection.abandon();
     }
   }
 

@@ -44,7 +44,8 @@ async function brokerConnections(connectionName: string): Promise<number> {
 
 /**
  * A TCP relay to the shared broker on a spare port (not listening until `listen()`), so a test
- * controls when a real broker becomes reachable: `held` connections wait for `release()`.
+ * controls when a real broker becomes reachable: `held` connections wait for `release()`, and
+ * `freeze()` stops forwarding both ways while the sockets stay open (a frozen broker).
  */
 async function brokerRelay(options: { hold?: boolean } = {}) {
   const port = await sparePort();
@@ -54,14 +55,20 @@ async function brokerRelay(options: { hold?: boolean } = {}) {
   const waiting: (() => void)[] = [];
   let held = options.hold ?? false;
   let accepted = 0;
+  let clientsClosed = 0;
+  const pairs: { client: net.Socket; upstream: net.Socket }[] = [];
   const server = net.createServer((client) => {
     accepted += 1;
     client.on('error', () => {});
+    client.on('close', () => {
+      clientsClosed += 1;
+    });
     const forward = () => {
       const upstream = net.connect(Number(broker.port || 5672), broker.hostname);
       upstream.on('error', () => client.destroy());
       client.on('error', () => upstream.destroy());
       client.pipe(upstream).pipe(client);
+      pairs.push({ client, upstream });
     };
     if (held) {
       client.pause();
@@ -74,13 +81,30 @@ async function brokerRelay(options: { hold?: boolean } = {}) {
     get accepted() {
       return accepted;
     },
+    /** Client sockets closed (by the provider: the relay never closes one on its own). */
+    get clientsClosed() {
+      return clientsClosed;
+    },
     listen: () => new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve)),
     release: () => {
       held = false;
       for (const forward of waiting.splice(0)) forward();
     },
+    freeze: () => {
+      for (const { client, upstream } of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        // Keep reading and dropping: the client's FIN or RST is then still seen.
+        client.on('data', () => {});
+        client.resume();
+      }
+    },
     close: () => {
       server.close();
+      for (const { client, upstream } of pairs) {
+        client.destroy();
+        upstream.destroy();
+      }
     },
   };
 }
@@ -280,6 +304,24 @@ describe.skipIf(!rabbitUp)('RabbitMqProvider.ready()', () => {
       }
     },
   );
+
+  it('close() on a frozen broker gives up after closeTimeoutMs, warns, and drops the socket', async () => {
+    const relay = await brokerRelay();
+    await relay.listen();
+    const logger = recordingLogger();
+    const provider = new RabbitMqProvider({ url: relay.url, logger, closeTimeoutMs: 500 });
+    try {
+      await provider.ready();
+      relay.freeze();
+      expect(await settlesWithin(provider.close(), 10_000)).toBe(true);
+      expect(logger.warnings).toContain('RabbitMQ provider close timed out; abandoned what had not closed');
+      // Without this its socket and heartbeat timers would hold the process until the heartbeat
+      // gave up on the broker (a minute or more).
+      await waitFor(() => relay.clientsClosed === relay.accepted, 5_000, 'the provider to drop its socket');
+    } finally {
+      relay.close();
+    }
+  });
 
   it('rejects with ClosedError after close()', async () => {
     const provider = new RabbitMqProvider({ url });

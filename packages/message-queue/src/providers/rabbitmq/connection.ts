@@ -33,6 +33,8 @@ export class AmqpConnection {
   #connecting: Promise<void> | undefined;
   #closed = false;
   #lastError: string | undefined;
+  /** The connection `close()` is closing, until the broker confirms (see `abandon`). */
+  #closingModel: ChannelModel | undefined;
 
   constructor(options: AmqpConnectionOptions) {
     this.#options = options;
@@ -129,6 +131,20 @@ export class AmqpConnection {
     const model = this.#model;
     this.#model = undefined;
     this.#publisher = undefined;
+    this.#closingModel = model;
     await model?.close().catch(() => undefined);
+    this.#closingModel = undefined;
+  }
+
+  /**
+   * Drops the socket of a `close()` the broker does not answer (frozen, partitioned), so its
+   * socket and heartbeat timers stop holding the process. amqplib has no public way to do it;
+   * destroying its stream with an error runs its own socket-failure teardown.
+   */
+  abandon(): void {
+    const connection = this.#closingModel?.connection as unknown as
+      | { stream?: { destroy(error: Error): void } }
+      | undefined;
+    connection?.stream?.destroy(new Error('RabbitMQ did not confirm the close in time'));
   }
 }
