@@ -32,7 +32,7 @@ import { ReplicaBalancer } from './routing/replica-balancer.js';
 import { SessionTracker } from './routing/session-tracker.js';
 import type { IsolationLevel, SqlDriver } from './sql-driver.js';
 
-/** `noa:connection-pool:route` diagnostics channel: one message `{ pool, target, reason }` per routed query. */
+/** `noa:connection-pool:route` diagnostics channel: one message `{ cluster, target, reason }` per routed query. */
 const routeChannel = tracingChannel('connection-pool', 'route');
 
 /** Per-query options. */
@@ -409,7 +409,7 @@ export class SqlCluster<Conn, Config, Result> {
 
   #count(target: string, reason: RouteReason | 'read-your-writes' | 'fallback' | 'retry'): void {
     if (this.#metricsOn) this.#routed.inc({ cluster: this.options.name, target, reason });
-    if (routeChannel.hasSubscribers) routeChannel.publish({ pool: this.options.name, target, reason });
+    if (routeChannel.hasSubscribers) routeChannel.publish({ cluster: this.options.name, target, reason });
   }
 
   #write(

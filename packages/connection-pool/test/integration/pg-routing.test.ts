@@ -1,3 +1,4 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgPool, type PgPool, TransactionRetryError } from '../../src/index.js';
@@ -52,6 +53,9 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
   };
 
   it('sends reads to the replica and writes to the primary', async () => {
+    const routed: unknown[] = [];
+    const onRoute = (message: unknown) => routed.push(message);
+    diagnosticsChannel.subscribe('noa:connection-pool:route', onRoute);
     const reads = await pool.query<{ recovering: boolean; port: number }>(
       'SELECT pg_is_in_recovery() AS recovering, inet_server_port() AS port',
     );
@@ -88,6 +92,10 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     expect(text).not.toMatch(
       /noa_connection_pool_(routed_queries_total|replica_in_rotation|replica_lag_seconds)\{pool=/,
     );
+    diagnosticsChannel.unsubscribe('noa:connection-pool:route', onRoute);
+    // The diagnostics channel names the cluster the same way.
+    expect(routed).toContainEqual({ cluster: 'routing', target: 'replica0', reason: 'read' });
+    expect(routed).toContainEqual({ cluster: 'routing', target: 'primary', reason: 'locking-read' });
   });
 
   it('keeps a session on the primary after its write (read-your-writes), then returns to the replica', async () => {
