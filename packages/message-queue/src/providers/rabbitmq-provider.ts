@@ -421,10 +421,9 @@ export class RabbitMqProvider implements QueueProvider {
 
   async #close(): Promise<void> {
     const timeoutMs = this.#options.closeTimeoutMs;
-    const pending = new Set<string>(
-      this.#state ? ['RabbitMQ connection', 'state store'] : ['RabbitMQ connection'],
-    );
+    const pending = new Set<string>();
     const step = async (name: string, work: () => Promise<void>): Promise<void> => {
+      pending.add(name);
       try {
         await work();
       } catch (error) {
@@ -435,10 +434,11 @@ export class RabbitMqProvider implements QueueProvider {
         pending.delete(name);
       }
     };
+    const state = this.#state;
     // In parallel: a dead broker must not keep the store's connections open, nor the reverse.
     const steps = Promise.all([
       step('RabbitMQ connection', () => this.#connection.close()),
-      ...(this.#state ? [step('state store', () => this.#state!.close())] : []),
+      ...(state ? [step('state store', () => state.close())] : []),
     ]);
     try {
       await withDeadline(steps, timeoutMs, 'RabbitMqProvider.close');
