@@ -24,8 +24,12 @@ import { TimeoutSweep } from './timeout-sweep.js';
 
 /** How many errors a job keeps in its history (the newest). */
 const maxErrorHistory = 20;
-/** `close(0)` means "do not wait for handlers", not "do not let the backend take the jobs back". */
-const minBackendCloseMs = 1_000;
+/**
+ * How long `close()` waits for the backend (the last exchange, the release) after the handlers:
+ * a round trip when it is up, so this only bounds a backend that does not answer. Not tied to
+ * `closeTimeoutMs`, which is about handlers (`close(0)` must still give the jobs back).
+ */
+const backendCloseTimeoutMs = 5_000;
 
 /** Options of {@link Worker}. */
 export const workerOptionsSchema = z
@@ -567,8 +571,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   /**
    * Stops fetching, waits up to `timeoutMs` (default `closeTimeoutMs`) for in-flight jobs, then
    * aborts the rest with {@link WorkerClosingError} and releases them for immediate redelivery.
-   * The backend then gets as long again (at least 1 s) for the last exchange and the release; a
-   * backend that does not answer is given up on with an `error` event, so close() is bounded.
+   * The backend then gets up to 5 s for the last exchange and the release; one that does not
+   * answer is given up on with an `error` event, so close() is bounded.
    */
   close(timeoutMs = this.#options.closeTimeoutMs): Promise<void> {
     this.#closed ??= this.#close(timeoutMs);
@@ -619,11 +623,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       // A backend that does not answer (Redis down under `maxRetriesPerRequest: null`) would hold
       // the last exchange or the release for ever; past the bound the jobs are left to their
       // leases, which expire so that another worker recovers them.
-      await withDeadline(
-        backendDone,
-        Math.max(timeoutMs, minBackendCloseMs),
-        'worker close: last exchange and release',
-      );
+      await withDeadline(backendDone, backendCloseTimeoutMs, 'worker close: last exchange and release');
     } catch (error) {
       this.#reportError(
         'close (the backend did not answer; unreleased jobs return when their leases expire)',
