@@ -32,7 +32,7 @@ import { ReplicaBalancer } from './routing/replica-balancer.js';
 import { SessionTracker } from './routing/session-tracker.js';
 import type { IsolationLevel, SqlDriver } from './sql-driver.js';
 
-/** `noa:connection-pool:route` diagnostics channel: one message `{ pool, target, reason }` per routed query. */
+/** `noa:connection-pool:route` diagnostics channel: one message `{ cluster, target, reason }` per routed query. */
 const routeChannel = tracingChannel('connection-pool', 'route');
 
 /** Per-query options. */
@@ -132,9 +132,12 @@ export class SqlCluster<Conn, Config, Result> {
   readonly #logger: Logger;
   readonly #owner = new WeakMap<object, ServerNode<Conn, Config>>();
   readonly #metricsOn: boolean;
-  readonly #routed: { inc(labels: { pool: string; target: string; reason: string }): void };
-  readonly #replicaHealthy: { set(labels: { pool: string; replica: string }, value: number): void };
-  readonly #replicaLag: { set(labels: { pool: string; replica: string }, value: number): void };
+  // Routing and replica health are the cluster's: labelled `cluster`, with the server in
+  // `target`/`replica`, so they are not read as one server pool's series (whose `pool` label is
+  // `<cluster>:<server>`, e.g. `orders:replica0`).
+  readonly #routed: { inc(labels: { cluster: string; target: string; reason: string }): void };
+  readonly #replicaHealthy: { set(labels: { cluster: string; replica: string }, value: number): void };
+  readonly #replicaLag: { set(labels: { cluster: string; replica: string }, value: number): void };
   readonly #errors: { inc(labels: { pool: string; kind: string }): void };
   readonly #failover: FailoverHandler<Config> | undefined;
   #failoverRunning = false;
@@ -161,12 +164,12 @@ export class SqlCluster<Conn, Config, Result> {
     const metrics = new MetricsFactory('connection_pool', this.options.registry);
     this.#metricsOn = metrics.enabled;
     this.#routed = metrics.counter('routed_queries_total', 'Queries by target server and routing reason.', [
-      'pool',
+      'cluster',
       'target',
       'reason',
     ]);
     this.#replicaHealthy = metrics.gauge('replica_in_rotation', '1 while a replica takes reads, else 0.', [
-      'pool',
+      'cluster',
       'replica',
     ]);
     this.#errors = metrics.counter('errors_total', 'Connection errors by kind (create, validate, query).', [
@@ -174,7 +177,7 @@ export class SqlCluster<Conn, Config, Result> {
       'kind',
     ]);
     this.#replicaLag = metrics.gauge('replica_lag_seconds', 'Last measured replication lag.', [
-      'pool',
+      'cluster',
       'replica',
     ]);
     this.#primary = this.#node('primary', 'primary', options.primary);
@@ -384,7 +387,7 @@ export class SqlCluster<Conn, Config, Result> {
       },
     );
     if (role === 'replica' && this.#metricsOn) {
-      this.#replicaHealthy.set({ pool: this.options.name, replica: name }, 1);
+      this.#replicaHealthy.set({ cluster: this.options.name, replica: name }, 1);
     }
     return node;
   }
@@ -405,8 +408,8 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   #count(target: string, reason: RouteReason | 'read-your-writes' | 'fallback' | 'retry'): void {
-    if (this.#metricsOn) this.#routed.inc({ pool: this.options.name, target, reason });
-    if (routeChannel.hasSubscribers) routeChannel.publish({ pool: this.options.name, target, reason });
+    if (this.#metricsOn) this.#routed.inc({ cluster: this.options.name, target, reason });
+    if (routeChannel.hasSubscribers) routeChannel.publish({ cluster: this.options.name, target, reason });
   }
 
   #write(
@@ -533,7 +536,7 @@ export class SqlCluster<Conn, Config, Result> {
     node.healthy = healthy;
     node.reason = healthy ? undefined : reason;
     if (this.#metricsOn)
-      this.#replicaHealthy.set({ pool: this.options.name, replica: node.name }, healthy ? 1 : 0);
+      this.#replicaHealthy.set({ cluster: this.options.name, replica: node.name }, healthy ? 1 : 0);
   }
 
   /** Measures each replica's lag; out of rotation above `maxReplicaLagMs` or when unreachable. */
@@ -547,7 +550,7 @@ export class SqlCluster<Conn, Config, Result> {
             node.lagMs = lagMs;
             if (this.#metricsOn) {
               const seconds = Number.isFinite(lagMs) ? lagMs / 1_000 : -1;
-              this.#replicaLag.set({ pool: this.options.name, replica: node.name }, seconds);
+              this.#replicaLag.set({ cluster: this.options.name, replica: node.name }, seconds);
             }
             // Two probes in a row over the bound: a probe that lands between a WAL record's
             // arrival and its replay after a quiet spell sees the age of the previous

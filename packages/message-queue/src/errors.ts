@@ -49,3 +49,21 @@ export class WorkerClosingError extends MessageQueueError {
     });
   }
 }
+
+/**
+ * `RabbitMqProvider.ready()` found no broker within its time limit. Names the host (never the
+ * credentials) and carries the last connection error, e.g. `ECONNREFUSED` or `ACCESS_REFUSED`.
+ * The provider keeps reconnecting in the background.
+ */
+export class BrokerUnavailableError extends MessageQueueError {
+  constructor(host: string, timeoutMs: number, lastError: string | undefined) {
+    const reason = lastError === undefined ? 'no answer' : lastError;
+    super(
+      'NOA_MQ_BROKER_UNAVAILABLE',
+      `RabbitMQ at ${host} not reachable within ${timeoutMs} ms: ${reason}`,
+      {
+        details: { host, timeoutMs, lastError },
+      },
+    );
+  }
+}

@@ -7,6 +7,7 @@ export {
 } from './backoff.js';
 export { delayBucket } from './delay-bucket.js';
 export {
+  BrokerUnavailableError,
   InvalidPayloadError,
   JobCancelledError,
   JobTimeoutError,

@@ -1,5 +1,13 @@
 import { EventEmitter } from 'node:events';
-import { type Clock, childLogger, type Logger, NoaError, parseOptions, silentLogger } from '@noa/core';
+import {
+  type Clock,
+  childLogger,
+  type Logger,
+  NoaError,
+  parseOptions,
+  silentLogger,
+  withDeadline,
+} from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { type BackoffStrategy, backoffDelay } from './backoff.js';
@@ -16,6 +24,12 @@ import { TimeoutSweep } from './timeout-sweep.js';
 
 /** How many errors a job keeps in its history (the newest). */
 const maxErrorHistory = 20;
+/**
+ * How long `close()` waits for the backend (the last exchange, the release) after the handlers:
+ * a round trip when it is up, so this only bounds a backend that does not answer. Not tied to
+ * `closeTimeoutMs`, which is about handlers (`close(0)` must still give the jobs back).
+ */
+const backendCloseTimeoutMs = 5_000;
 
 /** Options of {@link Worker}. */
 export const workerOptionsSchema = z
@@ -557,6 +571,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   /**
    * Stops fetching, waits up to `timeoutMs` (default `closeTimeoutMs`) for in-flight jobs, then
    * aborts the rest with {@link WorkerClosingError} and releases them for immediate redelivery.
+   * The backend then gets up to 5 s for the last exchange and the release; one that does not
+   * answer is given up on with an `error` event, so close() is bounded.
    */
   close(timeoutMs = this.#options.closeTimeoutMs): Promise<void> {
     this.#closed ??= this.#close(timeoutMs);
@@ -593,14 +609,26 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     }
     this.#timeouts.clear();
     this.#wake();
-    await this.#pumpDone;
-    if (released.length > 0) {
+    const backendDone = (async () => {
+      await this.#pumpDone;
+      if (released.length === 0) return;
       try {
         await this.#provider.release(this.queueName, released, this.#clock.now());
       } catch (error) {
         // Not fatal: their leases expire and another worker recovers them.
         this.#reportError('release in-flight jobs', error);
       }
+    })();
+    try {
+      // A backend that does not answer (Redis down under `maxRetriesPerRequest: null`) would hold
+      // the last exchange or the release for ever; past the bound the jobs are left to their
+      // leases, which expire so that another worker recovers them.
+      await withDeadline(backendDone, backendCloseTimeoutMs, 'worker close: last exchange and release');
+    } catch (error) {
+      this.#reportError(
+        'close (the backend did not answer; unreleased jobs return when their leases expire)',
+        error,
+      );
     }
     this.#logger.debug('worker closed', { released: released.length });
   }

@@ -1,3 +1,4 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgPool, type PgPool, TransactionRetryError } from '../../src/index.js';
@@ -52,6 +53,9 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
   };
 
   it('sends reads to the replica and writes to the primary', async () => {
+    const routed: unknown[] = [];
+    const onRoute = (message: unknown) => routed.push(message);
+    diagnosticsChannel.subscribe('noa:connection-pool:route', onRoute);
     const reads = await pool.query<{ recovering: boolean; port: number }>(
       'SELECT pg_is_in_recovery() AS recovering, inet_server_port() AS port',
     );
@@ -72,9 +76,26 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     expect(await where('SELECT inet_server_port() AS port WHERE $1::int = 1', [1])).toBe('replica');
     const text = await registry.metrics();
     expect(text).toMatch(
-      /noa_connection_pool_routed_queries_total\{pool="routing",target="replica0",reason="read"\}/,
+      /noa_connection_pool_routed_queries_total\{cluster="routing",target="replica0",reason="read"\}/,
     );
-    expect(text).toMatch(/routed_queries_total\{pool="routing",target="primary",reason="locking-read"\}/);
+    expect(text).toMatch(/routed_queries_total\{cluster="routing",target="primary",reason="locking-read"\}/);
+    expect(text).toMatch(/noa_connection_pool_replica_in_rotation\{cluster="routing",replica="replica0"\} 1/);
+    // Every routing target is the `pool` label of that server's own series: `<cluster>:<target>`.
+    const targets = new Set(
+      [...text.matchAll(/routed_queries_total\{cluster="routing",target="([^"]+)"/g)].map((m) => m[1]),
+    );
+    expect([...targets].sort()).toEqual(['primary', 'replica0']);
+    for (const target of targets) {
+      expect(text).toContain(`noa_connection_pool_acquire_duration_seconds_count{pool="routing:${target}"}`);
+    }
+    // No cluster-level series carries a `pool` label (it would read as one server's pool).
+    expect(text).not.toMatch(
+      /noa_connection_pool_(routed_queries_total|replica_in_rotation|replica_lag_seconds)\{pool=/,
+    );
+    diagnosticsChannel.unsubscribe('noa:connection-pool:route', onRoute);
+    // The diagnostics channel names the cluster the same way.
+    expect(routed).toContainEqual({ cluster: 'routing', target: 'replica0', reason: 'read' });
+    expect(routed).toContainEqual({ cluster: 'routing', target: 'primary', reason: 'locking-read' });
   });
 
   it('keeps a session on the primary after its write (read-your-writes), then returns to the replica', async () => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { childLogger, type Logger, parseOptions, silentLogger } from '@noa/core';
+import { childLogger, type Logger, parseOptions, silentLogger, TimeoutError, withDeadline } from '@noa/core';
 import { z } from 'zod';
-import { UnsupportedOperationError } from '../errors.js';
+import { BrokerUnavailableError, UnsupportedOperationError } from '../errors.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
 import {
   allCapabilities,
@@ -33,6 +33,15 @@ export const rabbitMqProviderOptionsSchema = z
     /** First reconnect delay; doubles up to `maxReconnectDelayMs`. */
     reconnectDelayMs: z.number().int().positive().default(100),
     maxReconnectDelayMs: z.number().int().positive().default(5_000),
+    /** Per connection attempt: a host that drops packets counts as failed after this long. */
+    connectTimeoutMs: z.number().int().positive().default(5_000),
+    /** How long `ready()` waits for a connection before rejecting with `BrokerUnavailableError`. */
+    readyTimeoutMs: z.number().int().positive().default(10_000),
+    /**
+     * How long `close()` waits for the broker and the state store to close; past it, what is
+     * left is abandoned with a warning and `close()` resolves (see README, Failure modes).
+     */
+    closeTimeoutMs: z.number().int().positive().default(5_000),
     /** Consumer prefetch; default: the worker's concurrency (its first fetch size). */
     prefetch: z.number().int().positive().optional(),
     /**
@@ -98,6 +107,7 @@ export class RabbitMqProvider implements QueueProvider {
   readonly #held: HeldDeliveries;
   /** With a state store: what the provider does through it. */
   readonly #bridge: StateBridge | undefined;
+  #closing: Promise<void> | undefined;
 
   constructor(options: RabbitMqProviderOptions) {
     this.#options = parseOptions('RabbitMqProvider', rabbitMqProviderOptionsSchema, options);
@@ -110,6 +120,7 @@ export class RabbitMqProvider implements QueueProvider {
       connectionName: this.connectionName,
       reconnectDelayMs: this.#options.reconnectDelayMs,
       maxReconnectDelayMs: this.#options.maxReconnectDelayMs,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
       logger: this.#logger,
       onConnected: () => {
         this.#topology.reset();
@@ -380,13 +391,76 @@ export class RabbitMqProvider implements QueueProvider {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.#connection.closed) return;
-    await this.#connection.close();
-    await this.#state?.close();
+  /**
+   * Resolves once a connection to the broker is open (connecting now if none is), so a wrong
+   * `url` or a broker that is down shows at start. Rejects with {@link BrokerUnavailableError}
+   * (naming the host and the last connection error) after `timeoutMs`, default
+   * `readyTimeoutMs`; the provider keeps reconnecting in the background either way, so later
+   * calls succeed once the broker is up. Optional: without it, operations wait for the broker.
+   */
+  async ready(timeoutMs: number = this.#options.readyTimeoutMs): Promise<void> {
+    const connecting = this.#connection.ready();
+    try {
+      await withDeadline(connecting, timeoutMs, 'connect to RabbitMQ');
+    } catch (error) {
+      if (!(error instanceof TimeoutError)) throw error;
+      connecting.catch(() => {});
+      throw new BrokerUnavailableError(brokerHost(this.#options.url), timeoutMs, this.#connection.lastError);
+    }
+  }
+
+  /**
+   * Closes the AMQP connection and the state store, waiting at most `closeTimeoutMs`: past it,
+   * what has not closed (a frozen broker, a store whose server does not answer) is abandoned
+   * with a warning and the call resolves, so a shutdown never hangs on a dead dependency.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const timeoutMs = this.#options.closeTimeoutMs;
+    const pending = new Set<string>();
+    const step = async (name: string, work: () => Promise<void>): Promise<void> => {
+      pending.add(name);
+      try {
+        await work();
+      } catch (error) {
+        this.#logger.warn(`closing the ${name} failed`, {
+          error: error instanceof Error ? error.message : String(error),
+        });
+      } finally {
+        pending.delete(name);
+      }
+    };
+    const state = this.#state;
+    // In parallel: a dead broker must not keep the store's connections open, nor the reverse.
+    const steps = Promise.all([
+      step('RabbitMQ connection', () => this.#connection.close()),
+      ...(state ? [step('state store', () => state.close())] : []),
+    ]);
+    try {
+      await withDeadline(steps, timeoutMs, 'RabbitMqProvider.close');
+    } catch {
+      this.#logger.warn('RabbitMQ provider close timed out; abandoned what had not closed', {
+        timeoutMs,
+        pending: [...pending],
+      });
+      this.#connection.abandon();
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+}
+
+/** The broker's `host:port` for messages: never the credentials of the URL. */
+function brokerHost(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return '(unparsable url)';
   }
 }

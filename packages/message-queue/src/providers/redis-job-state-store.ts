@@ -1,4 +1,4 @@
-import { parseOptions } from '@noa/core';
+import { ClosedError, parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
@@ -23,7 +23,13 @@ import {
   redrivenRecord,
   stalledErrorEntry,
 } from './redis-job-data.js';
-import { addChunkSizeOption, redisConnectionOption, redisPrefixOption } from './redis-options.js';
+import {
+  addChunkSizeOption,
+  closeTimeoutOption,
+  redisConnectionOption,
+  redisPrefixOption,
+} from './redis-options.js';
+import { closeSubscriber } from './redis-subscriber.js';
 
 /** Options of {@link RedisJobStateStore}. */
 export const redisJobStateStoreOptionsSchema = z
@@ -39,6 +45,8 @@ export const redisJobStateStoreOptionsSchema = z
     outboxTimeoutMs: z.number().int().positive().default(30_000),
     /** Jobs per script call when adding in bulk. */
     addChunkSize: addChunkSizeOption,
+    /** How long `close()` waits for Redis to acknowledge QUIT on its pub/sub connection before dropping it. */
+    closeTimeoutMs: closeTimeoutOption,
   })
   .strict();
 
@@ -73,6 +81,10 @@ export class RedisJobStateStore implements JobStateStore {
   readonly #subscribed = new Map<string, Promise<void>>();
   #subscriber: Redis | Cluster | undefined;
   #closed = false;
+  readonly #closeTimeoutMs: number;
+  /** Rejects when `close()` is called: a SUBSCRIBE that Redis never answers must not outlive the store. */
+  readonly #whenClosed: Promise<never>;
+  #rejectWhenClosed: (error: Error) => void = () => {};
 
   constructor(options: RedisJobStateStoreOptions) {
     const parsed = parseOptions('RedisJobStateStore', redisJobStateStoreOptionsSchema, options);
@@ -80,7 +92,13 @@ export class RedisJobStateStore implements JobStateStore {
     this.#prefix = parsed.prefix;
     this.#outboxMs = parsed.outboxTimeoutMs;
     this.#chunk = parsed.addChunkSize;
+    this.#closeTimeoutMs = parsed.closeTimeoutMs;
     this.#scripts = loadJobStateScripts();
+    this.#whenClosed = new Promise<never>((_resolve, reject) => {
+      this.#rejectWhenClosed = reject;
+    });
+    // Only a pending subscribe observes it; without one the rejection is expected and ignored.
+    this.#whenClosed.catch(() => {});
   }
 
   #keyPrefix(queue: string): string {
@@ -339,7 +357,7 @@ export class RedisJobStateStore implements JobStateStore {
       subscribed = this.#subscriber.subscribe(channel).then(() => undefined);
       this.#subscribed.set(channel, subscribed);
     }
-    await subscribed;
+    await Promise.race([subscribed, this.#whenClosed]);
     return remove;
   }
 
@@ -379,7 +397,8 @@ export class RedisJobStateStore implements JobStateStore {
     this.#closed = true;
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
-    if (subscriber) await subscriber.quit().catch(() => subscriber.disconnect());
+    this.#rejectWhenClosed(new ClosedError('RedisJobStateStore'));
+    if (subscriber) await closeSubscriber(subscriber, this.#closeTimeoutMs);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -18,3 +18,6 @@ export function redisPrefixOption(defaultPrefix: string) {
 
 /** The `addChunkSize` option: jobs per script call when adding in bulk. */
 export const addChunkSizeOption = z.number().int().positive().max(5_000).default(1_000);
+
+/** The `closeTimeoutMs` option: how long `close()` waits for Redis to acknowledge QUIT before it disconnects. */
+export const closeTimeoutOption = z.number().int().positive().default(2_000);

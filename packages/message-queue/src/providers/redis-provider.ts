@@ -22,8 +22,14 @@ import {
   redrivenRecord,
   stalledErrorEntry,
 } from './redis-job-data.js';
-import { addChunkSizeOption, redisConnectionOption, redisPrefixOption } from './redis-options.js';
+import {
+  addChunkSizeOption,
+  closeTimeoutOption,
+  redisConnectionOption,
+  redisPrefixOption,
+} from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
+import { closeSubscriber } from './redis-subscriber.js';
 import { Wakers } from './wakers.js';
 
 /** Options of {@link RedisProvider}. */
@@ -35,6 +41,8 @@ export const redisProviderOptionsSchema = z
     prefix: redisPrefixOption('noa:mq'),
     /** Jobs per script call when adding in bulk. */
     addChunkSize: addChunkSizeOption,
+    /** How long `close()` waits for Redis to acknowledge QUIT on its pub/sub connection before dropping it. */
+    closeTimeoutMs: closeTimeoutOption,
   })
   .strict();
 
@@ -76,13 +84,21 @@ export class RedisProvider implements QueueProvider {
   readonly #channels = new Map<string, string>();
   #subscriber: Redis | Cluster | undefined;
   #closed = false;
+  readonly #closeTimeoutMs: number;
+  /** Resolves at `close()`: a SUBSCRIBE that Redis never answers must not hold a worker's wait. */
+  readonly #whenClosed: Promise<void>;
+  #resolveWhenClosed: () => void = () => {};
 
   constructor(options: RedisProviderOptions) {
     const parsed = parseOptions('RedisProvider', redisProviderOptionsSchema, options);
     this.#redis = parsed.connection;
     this.#prefix = parsed.prefix;
     this.#chunk = parsed.addChunkSize;
+    this.#closeTimeoutMs = parsed.closeTimeoutMs;
     this.#scripts = loadRedisScripts();
+    this.#whenClosed = new Promise<void>((resolve) => {
+      this.#resolveWhenClosed = resolve;
+    });
   }
 
   #keyPrefix(queue: string): string {
@@ -116,6 +132,8 @@ export class RedisProvider implements QueueProvider {
   }
 
   #subscribe(queue: string, state: QueueState): Promise<void> {
+    // After close() nothing would end a new pub/sub connection: callers just stop waiting.
+    if (this.#closed) return Promise.resolve();
     if (state.subscribed) return state.subscribed;
     if (!this.#subscriber) {
       const subscriber = this.#redis.duplicate();
@@ -125,7 +143,10 @@ export class RedisProvider implements QueueProvider {
     }
     const channel = `${this.#keyPrefix(queue)}ev`;
     this.#channels.set(channel, queue);
-    state.subscribed = this.#subscriber.subscribe(channel).then(() => undefined);
+    state.subscribed = Promise.race([
+      this.#subscriber.subscribe(channel).then(() => undefined),
+      this.#whenClosed,
+    ]);
     return state.subscribed;
   }
 
@@ -347,9 +368,10 @@ export class RedisProvider implements QueueProvider {
     for (const state of this.#queues.values()) {
       state.wakers.wakeAll();
     }
+    this.#resolveWhenClosed();
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
-    if (subscriber) await subscriber.quit().catch(() => subscriber.disconnect());
+    if (subscriber) await closeSubscriber(subscriber, this.#closeTimeoutMs);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -1,10 +1,12 @@
-import { uniqueName } from '@noa/testkit';
+import { startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
+import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Queue, RedisProvider, Worker } from '../../src/index.js';
 import { sleep, waitFor } from '../helpers.js';
 import { redisContext } from './redis-context.js';
 
 const redis = await redisContext();
+const privateRedis = await startPrivateRedisOrSkip();
 
 describe.skipIf(!redis.reachable)('graceful shutdown (Redis)', () => {
   afterAll(() => redis.closeAll());
@@ -65,5 +67,29 @@ describe.skipIf(!redis.reachable)('graceful shutdown (Redis)', () => {
     expect((aborted as Error).name).toBe('JobTimeoutError');
     await worker.close();
     expect((await queue.dlq.list()).map((job) => job.name)).toEqual(['hang']);
+  });
+});
+
+describe.skipIf(privateRedis.skip !== undefined)('shutdown with Redis gone (private redis-server)', () => {
+  it('worker.close() and provider.close() resolve when Redis dies before the worker starts', async () => {
+    const server = privateRedis.redis!;
+    const connection = new Redis(server.url, { maxRetriesPerRequest: null });
+    connection.on('error', () => {});
+    try {
+      const provider = new RedisProvider({ connection });
+      const queue = new Queue<number>({ name: uniqueName('close-redis-down'), provider });
+      await queue.add('work', 1);
+      await server.kill();
+      // Its subscription and its first fetch now wait on a Redis that is gone.
+      const worker = new Worker({ queue, concurrency: 2, pollIntervalMs: 50, handler: async () => {} });
+      await sleep(200);
+      const closed = (work: Promise<void>) =>
+        Promise.race([work.then(() => 'closed'), sleep(10_000).then(() => 'still waiting')]);
+      expect(await closed(worker.close(500))).toBe('closed');
+      expect(await closed(provider.close())).toBe('closed');
+    } finally {
+      connection.disconnect();
+      await server.stop();
+    }
   });
 });

@@ -8,6 +8,8 @@ export interface AmqpConnectionOptions {
   /** First reconnect delay; doubles up to `maxReconnectDelayMs`. */
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
+  /** Per attempt: a host that drops packets fails after this long instead of the OS's TCP timeout. */
+  connectTimeoutMs: number;
   logger: Logger;
   /** A new connection is open (its generation counted, its publisher channel ready). */
   onConnected: () => void;
@@ -30,6 +32,9 @@ export class AmqpConnection {
   #generation = 0;
   #connecting: Promise<void> | undefined;
   #closed = false;
+  #lastError: string | undefined;
+  /** The connection `close()` is closing, until the broker confirms (see `abandon`). */
+  #closingModel: ChannelModel | undefined;
 
   constructor(options: AmqpConnectionOptions) {
     this.#options = options;
@@ -42,6 +47,11 @@ export class AmqpConnection {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Why the last connection attempt failed (cleared once one succeeds). */
+  get lastError(): string | undefined {
+    return this.#lastError;
   }
 
   /** Resolves with an open publisher channel, connecting (with backoff) if needed. */
@@ -66,25 +76,33 @@ export class AmqpConnection {
           clientProperties: { connection_name: options.connectionName },
           // Acks and confirms are small writes: without this, Nagle + delayed ACK add ~40 ms tails.
           noDelay: true,
+          timeout: options.connectTimeoutMs,
         });
         model.on('error', () => {});
         model.on('close', () => this.lost(model));
         const publisher = await model.createConfirmChannel();
         publisher.on('error', () => {});
         publisher.on('close', () => this.lost(model));
+        if (this.#closed) {
+          // close() ran during the handshake: this connection has no owner left to close it.
+          await model.close().catch(() => undefined);
+          return;
+        }
         this.#generation += 1;
         this.#model = model;
         this.#publisher = publisher;
+        this.#lastError = undefined;
         if (attempt > 0) options.logger.info('reconnected to RabbitMQ', { attempts: attempt });
         options.onConnected();
         return;
       } catch (error) {
         attempt += 1;
+        this.#lastError = error instanceof Error ? error.message : String(error);
         const wait = Math.min(options.maxReconnectDelayMs, options.reconnectDelayMs * 2 ** (attempt - 1));
         options.logger.warn('RabbitMQ connection failed; retrying', {
           attempt,
           waitMs: wait,
-          error: error instanceof Error ? error.message : String(error),
+          error: this.#lastError,
         });
         // Unref'd, so a provider that is closed while reconnecting does not hold the process.
         await new Promise((resolve) => setTimeout(resolve, wait).unref());
@@ -113,6 +131,20 @@ export class AmqpConnection {
     const model = this.#model;
     this.#model = undefined;
     this.#publisher = undefined;
+    this.#closingModel = model;
     await model?.close().catch(() => undefined);
+    this.#closingModel = undefined;
+  }
+
+  /**
+   * Drops the socket of a `close()` the broker does not answer (frozen, partitioned), so its
+   * socket and heartbeat timers stop holding the process. amqplib has no public way to do it;
+   * destroying its stream with an error runs its own socket-failure teardown.
+   */
+  abandon(): void {
+    const connection = this.#closingModel?.connection as unknown as
+      | { stream?: { destroy(error: Error): void } }
+      | undefined;
+    connection?.stream?.destroy(new Error('RabbitMQ did not confirm the close in time'));
   }
 }
