@@ -13,9 +13,9 @@ const demo = createApp({ services: env.services });
 try {
   await demo.ready();
 } catch (error) {
-  // Exit without demo.close(): the RabbitMQ provider's close waits for Redis when Redis is the
-  // service that is missing, and nothing has been served that would need a clean stop.
   console.error(`Noa demo could not start: ${(error as Error).message}`);
+  // Every close is bounded (the providers' closeTimeoutMs), also with a service missing.
+  await demo.close();
   process.exit(1);
 }
 const server = demo.app.listen(env.port, () => {
@@ -23,7 +23,7 @@ const server = demo.app.listen(env.port, () => {
 });
 const stop = () => {
   server.close(() => void demo.close());
-  // Closing waits for in-flight jobs and for the services; do not wait for ever on a dead one.
+  // Closing waits for in-flight jobs; the packages bound their own closes, this is a safety net.
   setTimeout(() => process.exit(1), 15_000).unref();
 };
 process.once('SIGINT', stop);

@@ -2,7 +2,6 @@ import { once } from 'node:events';
 import { createPgPool, type PgPool } from '@noa/connection-pool';
 import { RabbitMqProvider, RedisJobStateStore } from '@noa/message-queue';
 import { recommendedRedisOptions } from '@noa/rate-limiter';
-import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { ServicesConfig } from './config.js';
@@ -97,12 +96,9 @@ export function connectServices(config: ServicesConfig, registry: Registry): Ser
             if (client.status !== 'ready') await once(client, 'ready', { signal });
         }),
         within(`Postgres at ${redacted(config.databaseUrl)}`, () => db.query('SELECT 1')),
-        // The provider connects lazily and retries for ever: one connection here makes a wrong
-        // AMQP_URL fail at start instead of at the first job.
-        within(`RabbitMQ at ${redacted(config.amqpUrl)}`, async () => {
-          const connection = await amqp.connect(config.amqpUrl);
-          await connection.close();
-        }),
+        // The provider reconnects for ever in the background; ready() makes a wrong AMQP_URL
+        // fail at start (BrokerUnavailableError, naming the host) instead of at the first job.
+        within(`RabbitMQ at ${redacted(config.amqpUrl)}`, () => jobs.ready(readyTimeoutMs)),
       ]);
     },
     close: async () => {
