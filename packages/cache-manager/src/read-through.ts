@@ -67,7 +67,8 @@ export async function loadThrough<T>(
 
 /** Runs the factory once across instances: takes the key's lease or waits for its holder. */
 export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Promise<T> {
-  const { fullKey, userKey, options, stale } = load;
+  const { fullKey, userKey, options } = load;
+  let stale = load.stale;
   const tier = engine.tier;
   // After a failed Redis call (our L2 read just now, typically) a lease would only cost
   // another deadline: fall back to in-process single flight until Redis answers again.
@@ -108,14 +109,22 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
           throw new LockTimeoutError(userKey, lockTimeoutMs);
         }
         await wait.sleep(Math.min(engine.options.lock.pollMs, remaining));
-        const fallback = staleAfterFailedHolder();
-        if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
         const remote = await readL2(engine, fullKey);
-        if (remote && isFresh(remote.entry, engine.clock.now())) {
+        const now = engine.clock.now();
+        if (remote && isFresh(remote.entry, now)) {
           engine.metrics.lockWait('value');
           engine.l1Set(fullKey, remote.entry, remote.bytes);
           return remote.entry.value as T;
         }
+        // Our value in grace is only as good as L2's copy: one deleted meanwhile (by key, tag or
+        // clear) must not come back through a failed holder or a timeout, and a newer one wins.
+        if (stale && tier.healthy) {
+          if (remote === undefined) stale = undefined;
+          else if (remote.entry.createdAt > stale.createdAt && now < remote.entry.staleUntil)
+            stale = remote.entry as CacheEntry<T>;
+        }
+        const fallback = staleAfterFailedHolder();
+        if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
         lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
       }
       // The failure may have been reported while we took the lease it freed.
@@ -135,9 +144,9 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const left = (ms: number | undefined) => (ms === undefined ? undefined : Math.max(1, ms - waitedMs));
     const bounded = { ...options, softTimeoutMs: left(softTimeoutMs), hardTimeoutMs: left(hardTimeoutMs) };
     // 'unavailable': Redis failed while we waited; only in-process single flight is left.
-    if (lease === 'unavailable') return runFactory(engine, { ...load, options: bounded });
+    if (lease === 'unavailable') return runFactory(engine, { ...load, stale, options: bounded });
     engine.metrics.lockWait('acquired');
-    return takeOver(engine, { ...load, options: bounded }, token);
+    return takeOver(engine, { ...load, stale, options: bounded }, token);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
