@@ -222,7 +222,9 @@ describe('L1 value modes', () => {
   it('freeze reaches inside a value the caller froze only at its top', async () => {
     const cache = make({ l1: { mode: 'freeze' } });
     await cache.set('k', Object.freeze({ nested: { n: 1 }, list: [1], map: new Map([['a', 1]]) }));
-    const value = (await cache.get<{ nested: { n: number }; list: number[]; map: Map<string, number> }>('k'))!;
+    const value = (await cache.get<{ nested: { n: number }; list: number[]; map: Map<string, number> }>(
+      'k',
+    ))!;
     expect(Object.isFrozen(value.nested)).toBe(true);
     expect(Object.isFrozen(value.list)).toBe(true);
     expect(() => value.map.set('b', 2)).toThrow(TypeError);
