@@ -277,7 +277,9 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
         engine.servedStale(fullKey, 'factory_error');
         engine.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
       }
-      backOff(engine, fullKey, stale);
+      // A write, delete or expire that reached the key during the run left L1 as it wants it:
+      // the back-off copy would bring an older (maybe deleted) value back over it.
+      if (!run.superseded) backOff(engine, fullKey, stale);
       return stale.value;
     }
     throw new FactoryError(userKey, { cause: error });
