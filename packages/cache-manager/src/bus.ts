@@ -85,7 +85,7 @@ export class InvalidationBus {
     channel: string;
     instanceId: string;
     onMessage: (message: BusMessage) => void;
-    /** Drops `keys` from L1, or all of it without them. */
+    /** Drops `keys` from L1, or without them all of it (and supersedes every factory run). */
     onResync: (keys?: readonly string[]) => void;
     metrics: CacheMetrics;
     logger: Logger;

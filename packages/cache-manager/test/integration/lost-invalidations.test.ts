@@ -105,7 +105,8 @@ describe.skipIf(started.skip !== undefined)(
       await Promise.all([runner.ready(), writer.ready()]);
       const admin = new Redis(server.url);
       clients.push(admin);
-      const subscribers = async () => Number(((await admin.pubsub('NUMSUB', 'lost:__bus')) as [string, number])[1]);
+      const subscribers = async () =>
+        Number(((await admin.pubsub('NUMSUB', 'lost:__bus')) as [string, number])[1]);
       let finish: ((value: string) => void) | undefined;
       const running = runner.getOrSet('spanning', () => new Promise<string>((resolve) => (finish = resolve)));
       while (finish === undefined) await delay(5);
