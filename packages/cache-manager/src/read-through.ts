@@ -86,6 +86,9 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const byLimit = limitAt <= started + lockTimeoutMs;
     const giveUpAt = byLimit ? limitAt : started + lockTimeoutMs;
     const wait = engine.wakeups.watch(fullKey);
+    // Watched like a factory run: a write, delete, expire, tag delete or clear of the key during
+    // the wait (here or through the bus) marks it, and our value in grace may then be gone.
+    const changes = stale ? engine.runs.start(fullKey, stale.tags) : undefined;
     // The holder's factory failed and we have a value in grace: serve it, as our own failed
     // factory would, rather than try the failing source again from every waiting instance.
     const staleAfterFailedHolder = () =>
@@ -116,12 +119,13 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
           engine.l1Set(fullKey, remote.entry, remote.bytes);
           return remote.entry.value as T;
         }
-        // Our value in grace is only as good as L2's copy: one deleted meanwhile (by key, tag or
-        // clear) must not come back through a failed holder or a timeout, and a newer one wins.
-        if (stale && tier.healthy) {
-          if (remote === undefined) stale = undefined;
-          else if (remote.entry.createdAt > stale.createdAt && now < remote.entry.staleUntil)
-            stale = remote.entry as CacheEntry<T>;
+        if (stale) {
+          const inGrace = remote !== undefined && now < remote.entry.staleUntil ? remote.entry : undefined;
+          // After a change, L2 holds what it left: a value deleted meanwhile must not come back
+          // through a failed holder or a timeout. Without one, only a newer value replaces ours
+          // (L2's copy of a value slid in L1 may have expired before it).
+          if (changes?.superseded) stale = inGrace as CacheEntry<T> | undefined;
+          else if (inGrace && inGrace.createdAt > stale.createdAt) stale = inGrace as CacheEntry<T>;
         }
         const fallback = staleAfterFailedHolder();
         if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
@@ -138,6 +142,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
       }
     } finally {
       wait.end();
+      if (changes) engine.runs.end(fullKey, changes);
     }
     // The timeouts bound the whole call: the factory gets what the wait left of them.
     const waitedMs = Date.now() - started;
