@@ -63,6 +63,8 @@ export class InvalidationBus {
   readonly #tier: RedisTier;
   #subscriber: RedisClient | undefined;
   #resubscribeTimer: NodeJS.Timeout | undefined;
+  /** Ends a wait for the Cluster to be ready (see `#subscribeOnCluster`). */
+  #stopWaitingForCluster: (() => void) | undefined;
   readonly #onMessage: (message: BusMessage) => void;
   readonly #onResync: (keys?: readonly string[]) => void;
   readonly #metrics: CacheMetrics;
@@ -83,7 +85,7 @@ export class InvalidationBus {
     channel: string;
     instanceId: string;
     onMessage: (message: BusMessage) => void;
-    /** Drops `keys` from L1, or all of it without them. */
+    /** Drops `keys` from L1, or without them all of it (and supersedes every factory run). */
     onResync: (keys?: readonly string[]) => void;
     metrics: CacheMetrics;
     logger: Logger;
@@ -138,7 +140,16 @@ export class InvalidationBus {
   async #subscribeOnCluster(cluster: Cluster): Promise<void> {
     if (this.#closed) return;
     if (cluster.status !== 'ready') {
-      await new Promise<void>((resolve) => cluster.once('ready', resolve));
+      // close() ends the wait: a Cluster that never gets ready must not hold `ready` forever.
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          cluster.off('ready', done);
+          this.#stopWaitingForCluster = undefined;
+          resolve();
+        };
+        this.#stopWaitingForCluster = done;
+        cluster.once('ready', done);
+      });
       if (this.#closed) return;
     }
     const masters = cluster.nodes('master');
@@ -281,6 +292,7 @@ export class InvalidationBus {
     this.#closed = true;
     clearTimeout(this.#resyncTimer);
     clearTimeout(this.#resubscribeTimer);
+    this.#stopWaitingForCluster?.();
     this.#subscriber?.disconnect();
   }
 

@@ -135,8 +135,12 @@ export class CacheEngine {
           instanceId: this.instanceId,
           onMessage: (message) => applyBusMessage(this, message),
           onResync: (keys) => {
-            if (keys === undefined) this.l1.clear();
-            else for (const key of keys) this.l1.delete(key);
+            if (keys === undefined) {
+              // Messages were missed: a run in progress may have missed the one that changed its
+              // key, so none caches its result, as after a root clear from another instance.
+              this.l1.clear();
+              this.runs.supersedePrefix('');
+            } else for (const key of keys) this.l1.delete(key);
           },
           metrics: this.metrics,
           logger: this.logger,

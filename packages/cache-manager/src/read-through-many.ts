@@ -197,11 +197,12 @@ async function runMany<T>(
           engine.events.emit('factory-error', failed, { key: fullKeys[index]!, error });
       await release(batch, true);
       const now = engine.clock.now();
-      for (const index of batch) {
+      for (const [position, index] of batch.entries()) {
         const fallback = stale.get(index);
         if (fallback && now < fallback.staleUntil) {
           engine.servedStale(fullKeys[index]!, 'factory_error');
-          backOff(engine, fullKeys[index]!, fallback);
+          // As in `runFactory`: a key changed during the run gets no back-off copy of the old value.
+          if (!runs[position]!.superseded) backOff(engine, fullKeys[index]!, fallback);
           settlers.get(index)!.resolve(fallback.value);
         } else {
           settlers.get(index)!.reject(new FactoryError(userKeys[index]!, { cause: error }));

@@ -67,7 +67,8 @@ export async function loadThrough<T>(
 
 /** Runs the factory once across instances: takes the key's lease or waits for its holder. */
 export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Promise<T> {
-  const { fullKey, userKey, options, stale } = load;
+  const { fullKey, userKey, options } = load;
+  let stale = load.stale;
   const tier = engine.tier;
   // After a failed Redis call (our L2 read just now, typically) a lease would only cost
   // another deadline: fall back to in-process single flight until Redis answers again.
@@ -85,6 +86,9 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const byLimit = limitAt <= started + lockTimeoutMs;
     const giveUpAt = byLimit ? limitAt : started + lockTimeoutMs;
     const wait = engine.wakeups.watch(fullKey);
+    // Watched like a factory run: a write, delete, expire, tag delete or clear of the key during
+    // the wait (here or through the bus) marks it, and our value in grace may then be gone.
+    const changes = stale ? engine.runs.start(fullKey, stale.tags) : undefined;
     // The holder's factory failed and we have a value in grace: serve it, as our own failed
     // factory would, rather than try the failing source again from every waiting instance.
     const staleAfterFailedHolder = () =>
@@ -108,14 +112,23 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
           throw new LockTimeoutError(userKey, lockTimeoutMs);
         }
         await wait.sleep(Math.min(engine.options.lock.pollMs, remaining));
-        const fallback = staleAfterFailedHolder();
-        if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
         const remote = await readL2(engine, fullKey);
-        if (remote && isFresh(remote.entry, engine.clock.now())) {
+        const now = engine.clock.now();
+        if (remote && isFresh(remote.entry, now)) {
           engine.metrics.lockWait('value');
           engine.l1Set(fullKey, remote.entry, remote.bytes);
           return remote.entry.value as T;
         }
+        if (stale) {
+          const inGrace = remote !== undefined && now < remote.entry.staleUntil ? remote.entry : undefined;
+          // After a change, L2 holds what it left: a value deleted meanwhile must not come back
+          // through a failed holder or a timeout. Without one, only a newer value replaces ours
+          // (L2's copy of a value slid in L1 may have expired before it).
+          if (changes?.superseded) stale = inGrace as CacheEntry<T> | undefined;
+          else if (inGrace && inGrace.createdAt > stale.createdAt) stale = inGrace as CacheEntry<T>;
+        }
+        const fallback = staleAfterFailedHolder();
+        if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
         lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
       }
       // The failure may have been reported while we took the lease it freed.
@@ -129,15 +142,16 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
       }
     } finally {
       wait.end();
+      if (changes) engine.runs.end(fullKey, changes);
     }
     // The timeouts bound the whole call: the factory gets what the wait left of them.
     const waitedMs = Date.now() - started;
     const left = (ms: number | undefined) => (ms === undefined ? undefined : Math.max(1, ms - waitedMs));
     const bounded = { ...options, softTimeoutMs: left(softTimeoutMs), hardTimeoutMs: left(hardTimeoutMs) };
     // 'unavailable': Redis failed while we waited; only in-process single flight is left.
-    if (lease === 'unavailable') return runFactory(engine, { ...load, options: bounded });
+    if (lease === 'unavailable') return runFactory(engine, { ...load, stale, options: bounded });
     engine.metrics.lockWait('acquired');
-    return takeOver(engine, { ...load, options: bounded }, token);
+    return takeOver(engine, { ...load, stale, options: bounded }, token);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
@@ -268,7 +282,9 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
         engine.servedStale(fullKey, 'factory_error');
         engine.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
       }
-      backOff(engine, fullKey, stale);
+      // A write, delete or expire that reached the key during the run left L1 as it wants it:
+      // the back-off copy would bring an older (maybe deleted) value back over it.
+      if (!run.superseded) backOff(engine, fullKey, stale);
       return stale.value;
     }
     throw new FactoryError(userKey, { cause: error });

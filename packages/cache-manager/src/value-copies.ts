@@ -46,13 +46,27 @@ function refuseMutation(target: object, names: readonly string[]): void {
   }
 }
 
-/** Freezes `value` and everything it holds (objects, arrays, Maps, Sets, Dates; not typed arrays). */
+/**
+ * Values this module has deep-frozen. `Object.isFrozen` cannot tell: a caller may have frozen
+ * only the top of a value (`Object.freeze({ list: [] })`), whose insides must still be frozen.
+ * Marked before descending, so cycles end.
+ */
+const deepFrozen = new WeakSet<object>();
+
+/**
+ * Freezes `value` and everything it holds (objects, arrays, Maps, Sets, Dates; not typed arrays).
+ * A Map, Set or Date the caller froze already cannot get the throwing mutators (its properties
+ * are fixed), so its own mutators still work; its contents are frozen.
+ */
 export function deepFreeze(value: unknown): void {
-  if (typeof value !== 'object' || value === null || Object.isFrozen(value) || ArrayBuffer.isView(value))
+  if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value) || deepFrozen.has(value))
     return;
-  if (value instanceof Map) refuseMutation(value, mutators.map);
-  else if (value instanceof Set) refuseMutation(value, mutators.set);
-  else if (value instanceof Date) refuseMutation(value, mutators.date);
+  deepFrozen.add(value);
+  if (Object.isExtensible(value)) {
+    if (value instanceof Map) refuseMutation(value, mutators.map);
+    else if (value instanceof Set) refuseMutation(value, mutators.set);
+    else if (value instanceof Date) refuseMutation(value, mutators.date);
+  }
   Object.freeze(value);
   if (value instanceof Map) {
     for (const [key, entry] of value) {

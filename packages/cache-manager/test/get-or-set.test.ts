@@ -67,6 +67,39 @@ describe('grace period', () => {
     expect(calls).toBe(2);
   });
 
+  it('a key deleted while its factory runs stays deleted when the factory then fails (no back-off copy)', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 1_000, graceMs: 60_000, graceBackoffMs: 5_000 });
+    await cache.set('k', 'v1');
+    clock.advance(2_000);
+    const source = deferred<string>();
+    const pending = cache.getOrSet('k', () => source.promise);
+    await tick();
+    await cache.delete('k');
+    source.reject(new Error('down'));
+    await pending.catch(() => undefined);
+    expect(await cache.get('k')).toBeUndefined();
+    expect(await cache.getOrSet('k', () => 'v2')).toBe('v2');
+  });
+
+  it('a getOrSetMany key deleted while its factory runs stays deleted when the factory then fails', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 1_000, graceMs: 60_000, graceBackoffMs: 5_000 });
+    await cache.setMany([
+      { key: 'a', value: 'a1' },
+      { key: 'b', value: 'b1' },
+    ]);
+    clock.advance(2_000);
+    const source = deferred<Map<string, string>>();
+    const pending = cache.getOrSetMany(['a', 'b'], () => source.promise);
+    await tick();
+    await cache.delete('a');
+    source.reject(new Error('down'));
+    await pending.catch(() => undefined);
+    expect(await cache.get('a')).toBeUndefined();
+    expect(await cache.get('b')).toBe('b1');
+  });
+
   it('gives the factory the stale value', async () => {
     const clock = new ManualClock(0);
     const cache = make({ clock, ttlMs: 10, graceMs: 1_000 });
@@ -217,6 +250,18 @@ describe('L1 value modes', () => {
     await cache.set('k', { nested: { n: 1 } });
     const value = (await cache.get<{ nested: { n: number } }>('k'))!;
     expect(Object.isFrozen(value.nested)).toBe(true);
+  });
+
+  it('freeze reaches inside a value the caller froze only at its top', async () => {
+    const cache = make({ l1: { mode: 'freeze' } });
+    await cache.set('k', Object.freeze({ nested: { n: 1 }, list: [1], map: new Map([['a', 1]]) }));
+    const value = (await cache.get<{ nested: { n: number }; list: number[]; map: Map<string, number> }>(
+      'k',
+    ))!;
+    expect(Object.isFrozen(value.nested)).toBe(true);
+    expect(Object.isFrozen(value.list)).toBe(true);
+    expect(() => value.map.set('b', 2)).toThrow(TypeError);
+    expect((await cache.get<typeof value>('k'))!.map.has('b')).toBe(false);
   });
 
   it('freeze makes Maps, Sets and Dates immutable too: their mutators throw', async () => {

@@ -1,4 +1,5 @@
-import { delay } from '@noa/core';
+import { type AddressInfo, createServer } from 'node:net';
+import { delay, withDeadline } from '@noa/core';
 import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,5 +66,25 @@ describe.skipIf(!hasRedisServer)('invalidation bus on a Redis Cluster', () => {
     await writer.set('k', 'last');
     await applied;
     expect(await reader.get('k')).toBe('last');
+  });
+});
+
+describe('invalidation bus on a Cluster that never becomes ready', () => {
+  it('cache.ready() settles once the cache is closed', async () => {
+    // A port nothing listens on: the Cluster keeps trying and never emits 'ready'.
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    const client = new Cluster([{ host: '127.0.0.1', port }], { clusterRetryStrategy: () => 200 });
+    client.on('error', () => {});
+    const cache = new Cache({ redis: client, prefix: 'never-ready:' });
+    try {
+      await cache.close();
+      // A generous bound, not a timing assertion: without it the test would just hang.
+      await expect(withDeadline(cache.ready(), 5_000, 'cache ready')).resolves.toBeUndefined();
+    } finally {
+      client.disconnect();
+    }
   });
 });

@@ -98,5 +98,30 @@ describe.skipIf(started.skip !== undefined)(
       expect(reader.getLocal('unrelated')).toBeUndefined();
       expect(writer.getLocal('more:0')).toBeUndefined();
     });
+
+    it('a factory run across a bus reconnect does not cache its result over a write the bus lost', async () => {
+      const runner = open();
+      const writer = open();
+      await Promise.all([runner.ready(), writer.ready()]);
+      const admin = new Redis(server.url);
+      clients.push(admin);
+      const subscribers = async () =>
+        Number(((await admin.pubsub('NUMSUB', 'lost:__bus')) as [string, number])[1]);
+      let finish: ((value: string) => void) | undefined;
+      const running = runner.getOrSet('spanning', () => new Promise<string>((resolve) => (finish = resolve)));
+      while (finish === undefined) await delay(5);
+      const subscribed = await subscribers();
+      // The bus connections drop; the write's message reaches nobody (ioredis reconnects after 50 ms).
+      await admin.client('KILL', 'TYPE', 'pubsub');
+      await writer.set('spanning', 'newer');
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && (await subscribers()) < subscribed) await delay(20);
+      expect(await subscribers()).toBe(subscribed);
+      // The factory read its source before the write: its result must not replace it.
+      finish('older');
+      expect(await running).toBe('older');
+      expect(await runner.get('spanning')).toBe('newer');
+      expect(await open().get('spanning')).toBe('newer');
+    });
   },
 );

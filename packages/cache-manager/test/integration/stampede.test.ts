@@ -144,6 +144,29 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(waiterRuns).toBe(0);
   });
 
+  it('a waiter whose value in grace was deleted meanwhile does not serve it when the holder fails', async () => {
+    const [holder, deleter] = await instances(2, { graceMs: 60_000 });
+    const { waiters, untilWaiting } = await countedWaiters(1, { graceMs: 60_000 });
+    await holder!.set('deleted-in-grace', 'old', { ttlMs: 1 });
+    await delay(5);
+    let fail!: () => void;
+    const holding = holder!.getOrSet(
+      'deleted-in-grace',
+      () => new Promise<string>((_, reject) => (fail = () => reject(new Error('source down')))),
+    );
+    while (fail === undefined) await delay(5);
+    const waited = waiters[0]!.getOrSet('deleted-in-grace', () => 'new');
+    await untilWaiting(1);
+    // The value is deleted (say, withdrawn) while the waiter sleeps: its woken read finds no
+    // value, its lease try finds the holder still busy, and it sleeps again.
+    await deleter!.delete('deleted-in-grace');
+    await untilWaiting(2);
+    fail();
+    await holding.catch(() => undefined);
+    expect(await waited).toBe('new');
+    expect(await waiters[0]!.get('deleted-in-grace')).toBe('new');
+  });
+
   it('when a getOrSetMany holder fails, a waiter with a value in grace serves it', async () => {
     const [holder] = await instances(1, { graceMs: 60_000 });
     const { waiters, untilWaiting } = await countedWaiters(1, { graceMs: 60_000 });
