@@ -49,8 +49,8 @@ export const redisStoreOptionsSchema = z
      * After a server refused functions, how long checks run as scripts before the store tries a
      * function again (ms, default 5 min; 0: never): a Redis upgraded to 7, an ACL that now
      * allows `FCALL`, or a library whose load failed for want of memory get functions back
-     * without a restart. A try on a server that still refuses costs that one check a second
-     * round trip.
+     * without a restart. A try on a server that still refuses costs a second round trip to the
+     * checks sent to it before its refusal came back (about a tick's batch), once per period.
      */
     functionsRetryMs: z.number().int().nonnegative().default(300_000),
     /** Logger for configuration warnings and the switch from functions to scripts. */
