@@ -14,10 +14,10 @@ class PartedStore implements RateLimitStore {
   readonly remote = true;
   readonly #memory = new MemoryStore();
   batches = 0;
-  #released = Promise.withResolvers<void>();
-  release(): void {
-    this.#released.resolve();
-  }
+  release!: () => void;
+  readonly #released = new Promise<void>((resolve) => {
+    this.release = resolve;
+  });
   consume(
     key: string,
     limits: ConsumeRequest['limits'],
@@ -31,7 +31,7 @@ class PartedStore implements RateLimitStore {
       if (key.includes('down-')) return Promise.reject(new Error('part down'));
       if (key.includes('stalled-')) return new Promise<ConsumeOutcome[]>(() => {});
       if (key.includes('late-'))
-        return this.#released.promise.then(() =>
+        return this.#released.then(() =>
           costs.map((cost) => this.#memory.consumeOne(key, limits, cost, undefined)),
         );
       return Promise.resolve(costs.map((cost) => this.#memory.consumeOne(key, limits, cost, undefined)));
