@@ -29,7 +29,7 @@ const quoted = (name: string): string => `"${name}"`;
  * When a blocked key's limit has quota again: at the block's end when its window still has room
  * (a day with 98 left is back with the block's end, not at the day's end), else at its reset.
  */
-const blockedResetMs = (remaining: number, resetMs: number, blockedMs: number): number =>
+export const blockedResetMs = (remaining: number, resetMs: number, blockedMs: number): number =>
   remaining > 0 ? blockedMs : Math.max(resetMs, blockedMs);
 
 /**

@@ -26,6 +26,7 @@ import {
   SyncCheckUnsupportedError,
   UnsupportedOperationError,
 } from './errors.js';
+import { blockedResetMs } from './headers.js';
 import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
@@ -580,20 +581,31 @@ export class RateLimiter implements AsyncDisposable {
 
 /**
  * `outcome` (a cost-0 check of the key) as the refusal of `cost`: the limits it is above refuse
- * it with `retryAfterMs` Infinity; the others report the key's state as the check found it.
+ * it with `retryAfterMs` Infinity; the others report the key's state as the check found it. A
+ * blocked key has no quota until its block ends, whatever its windows hold: its limits say so
+ * (the headers of a `blocked` answer say the same, from its retry time, which this one lacks).
  */
 function beyondCapacity(
   outcome: ConsumeOutcome,
   limits: readonly LimitPolicy[],
   cost: number,
 ): ConsumeOutcome {
+  const { blockedMs } = outcome;
   return {
-    blockedMs: outcome.blockedMs,
-    decisions: outcome.decisions.map((decision, index) =>
-      cost > maxCostOf(limits[index]!)
+    blockedMs,
+    decisions: outcome.decisions.map((found, index) => {
+      const decision =
+        blockedMs > 0
+          ? {
+              ...found,
+              remaining: 0,
+              resetMs: blockedResetMs(found.remaining, found.resetMs, blockedMs),
+            }
+          : found;
+      return cost > maxCostOf(limits[index]!)
         ? { ...decision, allowed: false, retryAfterMs: Number.POSITIVE_INFINITY, delayMs: 0 }
-        : decision,
-    ),
+        : decision;
+    }),
   };
 }
 

@@ -321,7 +321,11 @@ export class RemoteStoreCaller {
             // #call comes here only for a store that has consumeEach.
             const parts = this.#store.consumeEach!(batch, this.#block, { deadlineMs: this.#deadlineMs });
             let settled = 0;
+            // Past the deadline the batch has been answered, timed and counted by the breaker:
+            // parts that settle later only get refunds (below), they do not end the batch again.
+            let timedOut = false;
             const timer = setTimeout(() => {
+              timedOut = true;
               const timeout = new TimeoutError(operation, this.#deadlineMs);
               if (stored === 0) reject(timeout);
               else {
@@ -332,7 +336,7 @@ export class RemoteStoreCaller {
             timer.unref();
             const done = () => {
               settled += 1;
-              if (settled < parts.length) return;
+              if (settled < parts.length || timedOut) return;
               clearTimeout(timer);
               if (stored === 0) reject(firstError);
               else {

@@ -134,6 +134,26 @@ describe('check() of a cost above a limit’s capacity', () => {
     });
     await limiter.close();
   });
+
+  it('a blocked key has no quota in its RateLimit fields, as its blocked answers say (r=0 until the block ends)', async () => {
+    const limiter = createRateLimiter({
+      limits: [burstOf('fixed-window'), { name: 'daily', limit: 100, windowMs: 86_400_000 }],
+      clock: new ManualClock(start),
+    });
+    await limiter.check('blocked');
+    await limiter.block('blocked', 30_000);
+    const beyond = await limiter.check({ key: 'blocked', cost: 9 });
+    const blocked = await limiter.check({ key: 'blocked', cost: 1 });
+    expect(blocked.outcome).toBe('blocked');
+    expect(rateLimitHeaders(blocked).RateLimit).toBe('"burst";r=0;t=30, "daily";r=0;t=30');
+    // The same key state: only Retry-After differs (none: the cost itself can never pass).
+    expect(beyond.outcome).toBe('exceeds-capacity');
+    expect(rateLimitHeaders(beyond)).toEqual({
+      'RateLimit-Policy': '"burst";q=5;w=60, "daily";q=100;w=86400',
+      RateLimit: '"burst";r=0;t=30, "daily";r=0;t=30',
+    });
+    await limiter.close();
+  });
 });
 
 describe('a remote store that is down', () => {

@@ -1,3 +1,4 @@
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createRateLimiter, type RateLimitStore } from '../src/index.js';
 import { MemoryStore } from '../src/stores/memory-store.js';
@@ -5,13 +6,18 @@ import type { ConsumeOutcome, ConsumeRequest } from '../src/stores/store.js';
 
 /**
  * A remote store made of parts that fail independently (as a Cluster's masters do): keys that
- * start with `down-` fail at once, `stalled-` never answer, the rest are decided by a memory store.
+ * start with `down-` fail at once, `stalled-` never answer, `late-` answer once `release()` is
+ * called, the rest are decided by a memory store.
  */
 class PartedStore implements RateLimitStore {
   readonly kind = 'parted';
   readonly remote = true;
   readonly #memory = new MemoryStore();
   batches = 0;
+  release!: () => void;
+  readonly #released = new Promise<void>((resolve) => {
+    this.release = resolve;
+  });
   consume(
     key: string,
     limits: ConsumeRequest['limits'],
@@ -24,6 +30,10 @@ class PartedStore implements RateLimitStore {
     return requests.map(({ key, limits, costs }) => {
       if (key.includes('down-')) return Promise.reject(new Error('part down'));
       if (key.includes('stalled-')) return new Promise<ConsumeOutcome[]>(() => {});
+      if (key.includes('late-'))
+        return this.#released.then(() =>
+          costs.map((cost) => this.#memory.consumeOne(key, limits, cost, undefined)),
+        );
       return Promise.resolve(costs.map((cost) => this.#memory.consumeOne(key, limits, cost, undefined)));
     });
   }
@@ -80,4 +90,25 @@ describe('a store whose parts fail independently (consumeEach)', () => {
     expect(store.batches).toBe(before);
     await limiter.close();
   });
+
+  for (const keys of [
+    ['late-1', 'late-2'],
+    ['ok', 'late-1'],
+  ])
+    it(`times a batch once: parts that answer after its deadline (${keys.join(', ')}) add no second observation`, async () => {
+      const store = new PartedStore();
+      const registry = new Registry();
+      const limiter = createRateLimiter({ store, limits, deadlineMs: 20, registry, localBlockCache: false });
+      await Promise.all(keys.map((key) => limiter.check(key)));
+      store.release();
+      // The late replies settle (and are refunded where the fail mode refused) in later ticks.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const counts = (await registry.getSingleMetricAsString('noa_rate_limiter_check_duration_seconds'))
+        .split('\n')
+        .filter((line) => line.startsWith('noa_rate_limiter_check_duration_seconds_count'));
+      expect(counts).toEqual([
+        'noa_rate_limiter_check_duration_seconds_count{store="parted",result="timeout"} 1',
+      ]);
+      await limiter.close();
+    });
 });

@@ -49,8 +49,8 @@ export const redisStoreOptionsSchema = z
      * After a server refused functions, how long checks run as scripts before the store tries a
      * function again (ms, default 5 min; 0: never): a Redis upgraded to 7, an ACL that now
      * allows `FCALL`, or a library whose load failed for want of memory get functions back
-     * without a restart. A try on a server that still refuses costs that one check a second
-     * round trip.
+     * without a restart. A try on a server that still refuses costs a second round trip to the
+     * checks sent to it before its refusal came back (about a tick's batch), once per period.
      */
     functionsRetryMs: z.number().int().nonnegative().default(300_000),
     /** Logger for configuration warnings and the switch from functions to scripts. */
@@ -122,8 +122,13 @@ export class RedisStore implements RateLimitStore {
   readonly remote = true;
   readonly #client: Redis | Cluster;
   readonly #prefix: string;
-  /** Until the client's first `ready`, calls wait for it (bounded by the limiter's deadline). */
-  #firstReady: Promise<void> | undefined;
+  /**
+   * Until the client's first `ready`, calls wait for it, each until its caller gives up: the
+   * wake-ups of the calls still waiting (a call leaves at its deadline, so that neither it nor
+   * its requests are held for a connection that may take minutes).
+   */
+  readonly #readyWaiters = new Set<() => void>();
+  #listeningForReady = false;
   #everReady = false;
   /** Standalone: the one server's clock offset. */
   readonly #clock = new RedisClockOffset();
@@ -221,7 +226,7 @@ export class RedisStore implements RateLimitStore {
     giveUp: GiveUp | undefined,
   ): Promise<ConsumeOutcome[][]> {
     const call = this.#scriptCall(requests, block);
-    const waiting = this.#waitForFirstConnection();
+    const waiting = this.#waitForFirstConnection(giveUp);
     if (waiting !== undefined) await waiting;
     return this.#send(call, giveUp);
   }
@@ -250,8 +255,8 @@ export class RedisStore implements RateLimitStore {
               calls,
               this.#sendCorked(calls, (call) => this.#send(call, giveUp)),
             );
-    // Before the first connection, everything waits for it (bounded by the caller's deadline).
-    const waiting = this.#waitForFirstConnection();
+    // Before the first connection, everything waits for it, until the caller's deadline.
+    const waiting = this.#waitForFirstConnection(giveUp);
     if (waiting === undefined) return sendAll();
     const later = waiting.then(sendAll);
     return requests.map((_, index) => later.then((sent) => sent[index]!));
@@ -622,25 +627,51 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * With the offline queue off, commands sent before the very first connection fail at once;
-   * a new client is not an outage, so wait for it (later disconnects fail fast instead).
+   * a new client is not an outage, so wait for it (later disconnects fail fast instead), but no
+   * longer than `giveUp`: then the wait rejects with core's `TimeoutError` and the call is never
+   * sent. Its caller has answered it by then (a fail mode), and sent at the connection it would
+   * count without an expiry (the server's clock is not known before its first reply).
    */
-  #waitForFirstConnection(): Promise<void> | undefined {
+  #waitForFirstConnection(giveUp: GiveUp | undefined): Promise<void> | undefined {
     if (this.#everReady) return undefined;
     const client = this.#client as Redis;
     if (client.status === 'ready') {
       this.#everReady = true;
       return undefined;
     }
-    if (this.#firstReady === undefined) {
+    if (!this.#listeningForReady) {
+      this.#listeningForReady = true;
       if (client.status === 'wait') client.connect().catch(() => {});
-      this.#firstReady = new Promise<void>((resolve) =>
-        client.once('ready', () => {
-          this.#everReady = true;
-          resolve();
-        }),
-      );
+      client.once('ready', () => {
+        this.#everReady = true;
+        for (const wake of this.#readyWaiters) wake();
+        this.#readyWaiters.clear();
+      });
     }
-    return this.#firstReady;
+    return new Promise<void>((resolve, reject) => {
+      if (giveUp === undefined) {
+        this.#readyWaiters.add(resolve);
+        return;
+      }
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(
+        () => {
+          this.#readyWaiters.delete(wake);
+          reject(
+            new TimeoutError(
+              'rate-limit call on redis (not sent: no connection yet by its deadline)',
+              giveUp.deadlineMs,
+            ),
+          );
+        },
+        Math.max(0, giveUp.atMs - performance.now()),
+      );
+      timer.unref();
+      this.#readyWaiters.add(wake);
+    });
   }
 
   /** Peek, refund, penalize, block or unblock `key` in one script call (see src/stores/redis-adjust.ts). */
@@ -651,7 +682,7 @@ export class RedisStore implements RateLimitStore {
     block: AutoBlockPolicy | undefined,
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome> {
-    const waiting = this.#waitForFirstConnection();
+    const waiting = this.#waitForFirstConnection(giveUpOf(options));
     if (waiting !== undefined) await waiting;
     const hashKey = `${this.#prefix}{${key}}`;
     // A deadline travels in the clock of the server holding the key, as for checks.

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { Logger } from '@noa/core';
 import { startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
@@ -22,12 +23,15 @@ let prefixes = 0;
 /**
  * A limiter on a fresh client and store: until its first reply a store knows nothing of the
  * server's clock, so its calls carry no expiry, and a call queued behind the pause runs (and
- * counts) once the pause ends, long after its caller's deadline: the reply comes late.
+ * counts) once the pause ends, long after its caller's deadline: the reply comes late. The
+ * client is connected first: a call made before the first connection is never sent once its
+ * deadline has passed, so it would not be queued behind the pause.
  */
-function setup(failMode: FailMode, expectedInstances = 1, cluster?: Cluster) {
+async function setup(failMode: FailMode, expectedInstances = 1, cluster?: Cluster) {
   const client = cluster ?? new Redis(redis!.url, recommendedRedisOptions);
   client.on('error', () => {});
   if (cluster === undefined) clients.push(client as Redis);
+  if (cluster === undefined && client.status !== 'ready') await once(client, 'ready');
   prefixes += 1;
   const registry = new Registry();
   const logged: string[] = [];
@@ -76,7 +80,7 @@ afterAll(async () => {
 
 describe.skipIf(skip !== undefined)('a check whose reply comes after its deadline', () => {
   it("failMode 'closed': the refused request Redis counted late is refunded, unawaited", async () => {
-    const { limiter, logged, lateRefunds, remainingAfterPause } = setup('closed');
+    const { limiter, logged, lateRefunds, remainingAfterPause } = await setup('closed');
     await redis!.pause(pauseMs);
     const started = performance.now();
     const result = await limiter.check('k');
@@ -94,7 +98,7 @@ describe.skipIf(skip !== undefined)('a check whose reply comes after its deadlin
 
   it("failMode 'local': only the requests the local fallback refused are refunded", async () => {
     // The local share is 10 ÷ 10 = 1: the first check is admitted locally, the second refused.
-    const { limiter, lateRefunds, remainingAfterPause } = setup('local', 10);
+    const { limiter, lateRefunds, remainingAfterPause } = await setup('local', 10);
     await redis!.pause(pauseMs);
     expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'fallback' });
     expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fallback' });
@@ -105,7 +109,7 @@ describe.skipIf(skip !== undefined)('a check whose reply comes after its deadlin
   });
 
   it("failMode 'open': an admitted request stays counted, nothing is refunded", async () => {
-    const { limiter, lateRefunds, remainingAfterPause } = setup('open');
+    const { limiter, lateRefunds, remainingAfterPause } = await setup('open');
     await redis!.pause(pauseMs);
     expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'fallback' });
     expect(await remainingAfterPause('k')).toBe(9);
@@ -120,7 +124,7 @@ describe.skipIf(skip !== undefined)('a late reply from one master of a Redis Clu
     const client = new Cluster(cluster.nodes, { ...recommendedRedisOptions, enableOfflineQueue: true });
     const admin = new Redis(cluster.nodes[0]!.port, cluster.nodes[0]!.host);
     try {
-      const { limiter, lateRefunds, remainingAfterPause } = setup('closed', 1, client);
+      const { limiter, lateRefunds, remainingAfterPause } = await setup('closed', 1, client);
       await client.ping();
       const keys = Array.from({ length: 24 }, (_, index) => `key-${index}`);
       await admin.call('CLIENT', 'PAUSE', String(pauseMs), 'ALL');

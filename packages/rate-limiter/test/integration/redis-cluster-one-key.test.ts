@@ -171,6 +171,38 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
     expect(noneCorked(client)).toBe(true);
   });
 
+  it('a batch still waiting for the first connection at its deadline is answered by the fail mode and never counted', async () => {
+    const client = new Cluster(cluster!.nodes, recommendedClusterOptions);
+    client.on('error', () => {});
+    clients.push(client);
+    const prefix = nextPrefix();
+    const store = new RedisStore({ client, prefix });
+    const limits: LimitPolicy[] = [{ name: 'default', algorithm: 'fixed-window', limit: 10, windowMs }];
+    const limiter = createRateLimiter({
+      store,
+      limits,
+      failMode: 'open',
+      // Shorter than a Cluster's first connection (a connect and CLUSTER SLOTS at least).
+      deadlineMs: 2,
+      breaker: { consecutiveFailures: 1_000 },
+      localBlockCache: false,
+    });
+    const keys = oneKeyPerSlot(prefix, spreadKeys);
+    const results = await Promise.all(keys.map((key) => limiter.check(key)));
+    if (client.status !== 'ready') await once(client, 'ready');
+    // Whatever was held back would be sent at the connection: give it time to arrive and count.
+    await client.ping();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (const [index, key] of keys.entries()) {
+      const result = results[index]!;
+      // Only a check the store itself answered may have counted.
+      expect(await counted(store, key, limits)).toBe(result.source === 'store' && result.allowed ? 1 : 0);
+    }
+    expect(results.some((result) => result.source === 'fallback')).toBe(true);
+    expect(noneCorked(client)).toBe(true);
+    await limiter.close();
+  });
+
   it('one-key calls count each request once while a slot migrates (ASK) and after it moved (MOVED)', async () => {
     const client = await connect();
     const prefix = nextPrefix();
