@@ -81,3 +81,20 @@ export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluste
     },
   };
 }
+
+/**
+ * {@link startRedisCluster} for a test file that needs one: `{ cluster }` when it formed, else
+ * `{ skip }`, the reason (also printed: `skipped: no Redis Cluster could be started …`) for
+ * `describe.skipIf`.
+ */
+export async function startRedisClusterOrSkip(
+  masters = 3,
+): Promise<{ cluster: PrivateRedisCluster; skip?: undefined } | { cluster?: undefined; skip: string }> {
+  try {
+    return { cluster: await startRedisCluster(masters) };
+  } catch (error) {
+    const skip = `skipped: no Redis Cluster could be started (${(error as Error).message})`;
+    console.log(skip);
+    return { skip };
+  }
+}

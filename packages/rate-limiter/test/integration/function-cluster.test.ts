@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { type PrivateRedisCluster, startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
+import { startPrivateRedisOrSkip, startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type LimitPolicy, RedisStore, recommendedClusterOptions } from '../../src/index.js';
@@ -10,14 +10,7 @@ import { migrateSlotKeys } from './redis-stats.js';
 // Checks as a Redis function on a Cluster whose masters do not all hold the library: the store
 // loads it where a call lands, and keeps using functions.
 
-let cluster: PrivateRedisCluster | undefined;
-let skip: string | undefined;
-try {
-  cluster = await startRedisCluster(3);
-} catch (error) {
-  skip = `skipped: no Redis Cluster could be started (${(error as Error).message})`;
-  console.log(skip);
-}
+const { cluster, skip } = await startRedisClusterOrSkip(3);
 
 // A window of ~35 years: no window starts mid-test, so counts are exact.
 const big: LimitPolicy[] = [{ name: 'big', algorithm: 'fixed-window', limit: 1_000_000, windowMs: 2 ** 40 }];

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
+import { startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -15,14 +15,7 @@ import { migrateSlotKeys, scriptCalls } from './redis-stats.js';
 // Batches on a real 3-master Cluster (`consumeMany`: per-slot script calls, one write per
 // master) decide exactly as one check at a time would, also while slots move between masters.
 
-let cluster: PrivateRedisCluster | undefined;
-let skip: string | undefined;
-try {
-  cluster = await startRedisCluster(3);
-} catch (error) {
-  skip = `skipped: no Redis Cluster could be started (${(error as Error).message})`;
-  console.log(skip);
-}
+const { cluster, skip } = await startRedisClusterOrSkip(3);
 
 // Windows of ~35 years: no window starts mid-test, so counts are exact and runs comparable.
 const windowMs = 2 ** 40;

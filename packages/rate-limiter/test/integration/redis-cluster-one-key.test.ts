@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
+import { startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -18,14 +18,7 @@ import { migrateSlotKeys, scriptCalls } from './redis-stats.js';
 // masters' connections are corked. Decisions match the memory store's exactly, also with keys
 // that share a slot by a hash tag, and each request counts once while a slot moves.
 
-let cluster: PrivateRedisCluster | undefined;
-let skip: string | undefined;
-try {
-  cluster = await startRedisCluster(3);
-} catch (error) {
-  skip = `skipped: no Redis Cluster could be started (${(error as Error).message})`;
-  console.log(skip);
-}
+const { cluster, skip } = await startRedisClusterOrSkip(3);
 
 // Windows of ~35 years: no window starts and no bucket refills mid-test, so counts are exact
 // and the memory store decides alike.
