@@ -31,6 +31,8 @@ export class CheckFunctionLibrary {
   readonly #retryMs: number;
   /** When checks try functions again (`Date.now()` ms), while they run as scripts. */
   #retryAt: number | undefined;
+  /** A retry's probe (one FCALL) is in flight: other calls keep running as scripts. */
+  #probing = false;
   /** Refusals so far: the first is logged at info level, later ones (retries) at debug. */
   #refusals = 0;
   /**
@@ -48,16 +50,42 @@ export class CheckFunctionLibrary {
 
   /**
    * Checks run as a Redis function (FCALL) while true; as scripts (EVALSHA) once a server
-   * refused functions, until `retryMs` later (the clock is read only while false).
+   * refused functions, until a retry's probe (see {@link probe}) finds them allowed again.
    */
   get enabled(): boolean {
-    if (this.#enabled) return true;
-    if (this.#retryAt !== undefined && Date.now() >= this.#retryAt) {
-      this.#retryAt = undefined;
-      this.#enabled = true;
-      this.#logger.debug('RedisStore: trying Redis functions again', { component: 'rate-limiter' });
-    }
     return this.#enabled;
+  }
+
+  /**
+   * While checks run as scripts: true for the one call that tries FCALL again once `retryMs`
+   * have passed (the probe), false for every other call, so that a server that still refuses
+   * costs one extra round trip per retry, not one per call in flight. The probe's outcome is
+   * reported by {@link resume} (FCALL got through), {@link stop} (refused again) or
+   * {@link release} (unknown). Reads the clock only while a retry is pending.
+   */
+  probe(): boolean {
+    if (this.#enabled || this.#retryAt === undefined || Date.now() < this.#retryAt) return false;
+    this.#retryAt = undefined;
+    this.#probing = true;
+    this.#logger.debug('RedisStore: trying Redis functions again', { component: 'rate-limiter' });
+    return true;
+  }
+
+  /** The probe's FCALL got past the server's checks of the command: functions are back for all. */
+  resume(): void {
+    if (!this.#probing) return;
+    this.#probing = false;
+    this.#enabled = true;
+  }
+
+  /**
+   * The probe failed without telling whether the server allows functions (a lost connection, a
+   * timeout): the next call probes again.
+   */
+  release(): void {
+    if (!this.#probing) return;
+    this.#probing = false;
+    this.#retryAt = Date.now();
   }
 
   /**
@@ -96,12 +124,13 @@ export class CheckFunctionLibrary {
   }
 
   /**
-   * The server refused functions: checks run as scripts until `retryMs` from now (logged at
-   * info level the first time, at debug level after a retry).
+   * The server refused functions (or a retry's probe): checks run as scripts until `retryMs` from
+   * now (logged at info level the first time, at debug level after a retry).
    */
   stop(reason: string): void {
-    if (!this.#enabled) return;
+    if (!this.#enabled && !this.#probing) return;
     this.#enabled = false;
+    this.#probing = false;
     if (this.#retryMs > 0) this.#retryAt = Date.now() + this.#retryMs;
     this.#refusals += 1;
     const log = this.#refusals === 1 ? this.#logger.info : this.#logger.debug;

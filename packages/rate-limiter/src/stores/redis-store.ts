@@ -49,8 +49,8 @@ export const redisStoreOptionsSchema = z
      * After a server refused functions, how long checks run as scripts before the store tries a
      * function again (ms, default 5 min; 0: never): a Redis upgraded to 7, an ACL that now
      * allows `FCALL`, or a library whose load failed for want of memory get functions back
-     * without a restart. A try on a server that still refuses costs a second round trip to the
-     * checks sent to it before its refusal came back (about a tick's batch), once per period.
+     * without a restart. A try is one call sent as `FCALL` while the others stay scripts: on a
+     * server that still refuses, it costs that one call a second round trip, once per period.
      */
     functionsRetryMs: z.number().int().nonnegative().default(300_000),
     /** Logger for configuration warnings and the switch from functions to scripts. */
@@ -328,7 +328,7 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * True while checks run as a Redis function (FCALL); false once the server refused functions
-   * (or `functions: false`) and they run as scripts (EVALSHA).
+   * (or `functions: false`) and they run as scripts (EVALSHA), until a retry's FCALL succeeds.
    */
   get usesFunctions(): boolean {
     return this.#library.enabled;
@@ -453,6 +453,7 @@ export class RedisStore implements RateLimitStore {
         (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp),
         (error: unknown) => this.#afterFunctionError(call, giveUp, error),
       );
+    if (this.#library.probe()) return this.#sendProbe(call, giveUp, sentAt);
     return this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args).then(
       (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp),
       (error: unknown) => {
@@ -473,6 +474,26 @@ export class RedisStore implements RateLimitStore {
     return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args).then(
       (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp)[0]!,
       (error: unknown) => this.#afterFunctionError(call, giveUp, error).then(onlyOutcomes),
+    );
+  }
+
+  /**
+   * The one FCALL of a retry while checks run as scripts. A reply, a missing library or an
+   * out-of-memory refusal all mean the server took the command: functions are back for every
+   * call. A refusal is handled by {@link #afterFunctionError} (scripts until the next retry).
+   */
+  #sendProbe(call: ScriptCall, giveUp: GiveUp | undefined, sentAt: number): Promise<ConsumeOutcome[][]> {
+    return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args).then(
+      (reply) => {
+        this.#library.resume();
+        return this.#read(call, reply, sentAt, performance.now(), giveUp);
+      },
+      (error: unknown) => {
+        const message = String((error as Error)?.message);
+        if (message.startsWith(functionNotFound) || outOfMemory(message)) this.#library.resume();
+        else if (!refusesFunctions(message)) this.#library.release();
+        return this.#afterFunctionError(call, giveUp, error);
+      },
     );
   }
 
