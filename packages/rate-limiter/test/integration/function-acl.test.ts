@@ -13,6 +13,9 @@ import { commandCalls } from './redis-stats.js';
 const { redis, skip } = await startPrivateRedisOrSkip();
 
 const limits: LimitPolicy[] = [{ name: 'f', algorithm: 'fixed-window', limit: 3, windowMs: 2 ** 40 }];
+// One check per key allowed: a key counted twice in one round is denied in it.
+const onePerKey: LimitPolicy[] = [{ name: 'o', algorithm: 'fixed-window', limit: 1, windowMs: 2 ** 40 }];
+const keys = Array.from({ length: 200 }, (_, index) => `k${index}`);
 
 describe.skipIf(skip !== undefined)('RedisStore under ACL users', () => {
   let admin: Redis;
@@ -25,6 +28,7 @@ describe.skipIf(skip !== undefined)('RedisStore under ACL users', () => {
     await admin.call('ACL', 'SETUSER', 'no-load', ...base, '-function|load', '-function|flush');
     await admin.call('ACL', 'SETUSER', 'no-function', ...base, '-fcall', '-function');
     await admin.call('ACL', 'SETUSER', 'fcall-later', ...base, '-fcall');
+    await admin.call('ACL', 'SETUSER', 'fcall-later-2', ...base, '-fcall');
   });
   afterAll(async () => {
     for (const client of clients) client.disconnect();
@@ -37,6 +41,20 @@ describe.skipIf(skip !== undefined)('RedisStore under ACL users', () => {
     clients.push(client);
     await client.connect();
     return client;
+  }
+  /**
+   * FCALLs the server took (`calls`) and refused (`rejected_calls`: an ACL's NOPERM), which
+   * `commandCalls` leaves out.
+   */
+  async function fcalls(): Promise<{ calls: number; rejected: number }> {
+    const info = await admin.info('commandstats');
+    const line = /^cmdstat_fcall:calls=(\d+).*rejected_calls=(\d+)/m.exec(info);
+    return { calls: Number(line?.[1] ?? 0), rejected: Number(line?.[2] ?? 0) };
+  }
+  /** One check of each key, all in flight together (many calls at once); whether each was allowed. */
+  async function checksInFlight(store: RedisStore, keys: string[]): Promise<boolean[]> {
+    const outcomes = await Promise.all(keys.map((key) => store.consume(key, onePerKey, [1], undefined)));
+    return outcomes.map((outcome) => outcome[0]!.decisions[0]!.allowed);
   }
   async function threeChecks(store: RedisStore, key: string): Promise<boolean[]> {
     const allowed: boolean[] = [];
@@ -103,9 +121,52 @@ describe.skipIf(skip !== undefined)('RedisStore under ACL users', () => {
     });
     expect(await threeChecks(store, 'k')).toEqual([true, true, true, false]);
     await new Promise((resolve) => setTimeout(resolve, 60));
-    expect(store.usesFunctions).toBe(true); // the retry is due: the next check tries FCALL
+    expect(store.usesFunctions).toBe(false); // the retry is due: the next check tries FCALL
     // The first of these is refused FCALL and sent again as a script: each counted once.
     expect(await threeChecks(store, 'k2')).toEqual([true, true, true, false]);
     expect(store.usesFunctions).toBe(false);
+  });
+
+  it('a retry on a server that still refuses sends one FCALL, however many calls are in flight', async () => {
+    const store = new RedisStore({
+      client: await connectAs('no-fcall'),
+      prefix: 'no-fcall-probe:',
+      functionsRetryMs: 50,
+    });
+    expect(await threeChecks(store, 'k')).toEqual([true, true, true, false]);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    await admin.config('RESETSTAT');
+    // Each key allowed once in this round (none counted twice), denied in the next (counted).
+    expect(await checksInFlight(store, keys)).toEqual(keys.map(() => true));
+    const calls = await commandCalls(admin);
+    expect(await fcalls()).toEqual({ calls: 0, rejected: 1 });
+    expect(calls.evalsha).toBeGreaterThan(2); // several calls were in flight, the refused one resent
+    expect(store.usesFunctions).toBe(false);
+    expect(await checksInFlight(store, keys)).toEqual(keys.map(() => false));
+  });
+
+  it('a successful probe brings functions back for every call', async () => {
+    await admin.call('FUNCTION', 'LOAD', 'REPLACE', checkProgram.library);
+    const store = new RedisStore({
+      client: await connectAs('fcall-later-2'),
+      prefix: 'fcall-later-2:',
+      functionsRetryMs: 50,
+    });
+    expect(await threeChecks(store, 'k')).toEqual([true, true, true, false]);
+    expect(store.usesFunctions).toBe(false);
+    await admin.call('ACL', 'SETUSER', 'fcall-later-2', '+fcall');
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    await admin.config('RESETSTAT');
+    // The probe is one of this round's calls; the others still run as scripts.
+    expect(await checksInFlight(store, keys)).toEqual(keys.map(() => true));
+    const probed = await commandCalls(admin);
+    expect(probed.fcall).toBe(1);
+    expect(probed.evalsha).toBeGreaterThan(1);
+    expect(store.usesFunctions).toBe(true);
+    await admin.config('RESETSTAT');
+    expect(await checksInFlight(store, keys)).toEqual(keys.map(() => false));
+    const after = await commandCalls(admin);
+    expect(after.fcall).toBeGreaterThan(1);
+    expect(after.evalsha ?? 0).toBe(0);
   });
 });
