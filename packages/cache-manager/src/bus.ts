@@ -136,9 +136,9 @@ export class InvalidationBus {
    * the Cluster, so messages published meanwhile would be lost unnoticed. This connection does
    * not reconnect by itself; when it ends, the bus subscribes through another master and,
    * once that connection is ready, drops L1 as after any reconnect. It does the same when the
-   * node leaves the Cluster (ioredis emits `-node` for it) or stops being a master (a failover
-   * made it a replica): its process may stay up, so the connection never ends, yet a node
-   * removed from the Cluster no longer gets the Cluster's PUBLISH messages.
+   * node leaves the Cluster (ioredis emits `-node` for it): its process may stay up, so the
+   * connection never ends, yet a node removed from the Cluster no longer gets the Cluster's
+   * PUBLISH messages. A node that became a replica still gets them, so the bus stays on it.
    */
   async #subscribeOnCluster(cluster: Cluster): Promise<void> {
     if (this.#closed) return;
@@ -171,7 +171,6 @@ export class InvalidationBus {
       if (left) return;
       left = true;
       cluster.off('-node', onNodeRemoved);
-      cluster.off('refresh', onSlotsRefreshed);
       if (this.#closed) return;
       this.#lostConnection = true;
       subscriber.disconnect();
@@ -180,12 +179,8 @@ export class InvalidationBus {
     const onNodeRemoved = (removed: unknown) => {
       if (removed === node) leave();
     };
-    const onSlotsRefreshed = () => {
-      if (!cluster.nodes('master').includes(node)) leave();
-    };
     subscriber.once('end', leave);
     cluster.on('-node', onNodeRemoved);
-    cluster.on('refresh', onSlotsRefreshed);
     await this.#subscribe(subscriber);
   }
 

@@ -100,7 +100,7 @@ describe.skipIf(!hasRedisServer)('invalidation bus whose node leaves the Cluster
     await cluster?.stop();
   });
 
-  it('a set on another instance still evicts this instance\'s L1 copy', async () => {
+  it("a set on another instance still evicts this instance's L1 copy", async () => {
     const reader = new Cache({ redis: await connect(), prefix: 'left:' });
     caches.push(reader);
     await reader.ready();
@@ -127,9 +127,16 @@ describe.skipIf(!hasRedisServer)('invalidation bus whose node leaves the Cluster
     const entry = `127.0.0.1:${cluster.nodes[staying]?.port}`;
     const slots = await slotCount(admins[leaving]);
     await run('redis-cli', [
-      '--cluster', 'reshard', entry,
-      '--cluster-from', leavingId, '--cluster-to', stayingId,
-      '--cluster-slots', String(slots), '--cluster-yes',
+      '--cluster',
+      'reshard',
+      entry,
+      '--cluster-from',
+      leavingId,
+      '--cluster-to',
+      stayingId,
+      '--cluster-slots',
+      String(slots),
+      '--cluster-yes',
     ]);
     await run('redis-cli', ['--cluster', 'del-node', entry, leavingId]);
     // The node is still up (del-node resets it, no shutdown), so no subscription to it ended.
