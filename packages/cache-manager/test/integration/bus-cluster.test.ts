@@ -142,11 +142,24 @@ describe.skipIf(!hasRedisServer)('invalidation bus whose node leaves the Cluster
     // The node is still up (del-node resets it, no shutdown), so no subscription to it ended.
     expect(await admins[leaving]?.ping()).toBe('PONG');
 
-    await writer.set('k', 'after');
+    // Both buses move their subscription off the removed node, onto the nodes still in the Cluster.
+    const subscribers = async (indexes: number[]) => {
+      const counts = await Promise.all(
+        indexes.map(async (index) => (await admins[index]?.pubsub('NUMSUB', 'left:__bus'))?.[1] as number),
+      );
+      return counts.reduce((sum, count) => sum + count, 0);
+    };
+    const remaining = admins.map((_, index) => index).filter((index) => index !== leaving);
     const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline && (await reader.get('k')) !== 'after') await delay(100);
-    expect(await reader.get('k')).toBe('after');
-    // Once moved, the bus carries messages again: a later write evicts the reader's copy.
+    while (
+      Date.now() < deadline &&
+      ((await subscribers([leaving])) > 0 || (await subscribers(remaining)) < 2)
+    ) {
+      await delay(100);
+    }
+    expect(await subscribers([leaving])).toBe(0);
+    // The move dropped the reader's L1; read the key into it again, then a set must evict it.
+    expect(await reader.get('k')).toBe('before');
     const applied = new Promise<void>((resolve) => {
       const stop = reader.onInvalidation((message) => {
         if (message.k.includes('k')) {
@@ -155,9 +168,9 @@ describe.skipIf(!hasRedisServer)('invalidation bus whose node leaves the Cluster
         }
       });
     });
-    await writer.set('k', 'last');
-    await applied;
-    expect(await reader.get('k')).toBe('last');
+    await writer.set('k', 'after');
+    await withDeadline(applied, 10_000, "eviction of the reader's copy");
+    expect(await reader.get('k')).toBe('after');
   });
 });
 
