@@ -135,7 +135,10 @@ export class InvalidationBus {
    * a Cluster's subscription to another node when its connection ends without any event on
    * the Cluster, so messages published meanwhile would be lost unnoticed. This connection does
    * not reconnect by itself; when it ends, the bus subscribes through another master and,
-   * once that connection is ready, drops L1 as after any reconnect.
+   * once that connection is ready, drops L1 as after any reconnect. It does the same when the
+   * node leaves the Cluster (ioredis emits `-node` for it): its process may stay up, so the
+   * connection never ends, yet a node removed from the Cluster no longer gets the Cluster's
+   * PUBLISH messages. A node that became a replica still gets them, so the bus stays on it.
    */
   async #subscribeOnCluster(cluster: Cluster): Promise<void> {
     if (this.#closed) return;
@@ -163,11 +166,21 @@ export class InvalidationBus {
       retryStrategy: () => null,
       enableReadyCheck: true,
     });
-    subscriber.once('end', () => {
+    let left = false;
+    const leave = () => {
+      if (left) return;
+      left = true;
+      cluster.off('-node', onNodeRemoved);
       if (this.#closed) return;
       this.#lostConnection = true;
+      subscriber.disconnect();
       this.#resubscribeLater(cluster);
-    });
+    };
+    const onNodeRemoved = (removed: unknown) => {
+      if (removed === node) leave();
+    };
+    subscriber.once('end', leave);
+    cluster.on('-node', onNodeRemoved);
     await this.#subscribe(subscriber);
   }
 

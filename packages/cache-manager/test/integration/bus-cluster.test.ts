@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { type AddressInfo, createServer } from 'node:net';
+import { promisify } from 'node:util';
 import { delay, withDeadline } from '@noa/core';
 import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
@@ -7,6 +9,7 @@ import { Cache } from '../../src/index.js';
 import { redisServerInstalled } from './redis-server.js';
 
 const hasRedisServer = redisServerInstalled('a private Redis Cluster');
+const run = promisify(execFile);
 
 /**
  * On a Cluster, ioredis keeps the pub/sub subscription on one node and, when that connection
@@ -68,6 +71,120 @@ describe.skipIf(!hasRedisServer)('invalidation bus on a Redis Cluster', () => {
     expect(await reader.get('k')).toBe('last');
   });
 });
+
+/**
+ * A node removed from the Cluster (its slots moved away, then `redis-cli --cluster del-node`,
+ * which forgets it on the others and resets it) keeps running, so a subscription through it
+ * never ends, but it no longer gets the Cluster's PUBLISH messages.
+ */
+describe.skipIf(!hasRedisServer)('invalidation bus whose node leaves the Cluster', () => {
+  let cluster: PrivateRedisCluster;
+  const clients: (Cluster | Redis)[] = [];
+  const caches: Cache[] = [];
+
+  async function connect(): Promise<Cluster> {
+    // Without periodic refreshes ioredis learns of a removed node only from a redirected command.
+    const client = new Cluster(cluster.nodes, { slotsRefreshInterval: 1_000 });
+    clients.push(client);
+    await new Promise<void>((resolve) => client.once('ready', () => resolve()));
+    return client;
+  }
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster(3);
+  });
+
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    for (const client of clients) client.disconnect();
+    await cluster?.stop();
+  });
+
+  it("a set on another instance still evicts this instance's L1 copy", async () => {
+    const reader = new Cache({ redis: await connect(), prefix: 'left:' });
+    caches.push(reader);
+    await reader.ready();
+    const admins = cluster.nodes.map(({ host, port }) => new Redis(port, host));
+    clients.push(...admins);
+    // Only the reader is subscribed yet: the node with a subscriber is the one it listens on.
+    const counts = await Promise.all(
+      admins.map(async (admin) => (await admin.pubsub('NUMSUB', 'left:__bus'))[1] as number),
+    );
+    const leaving = counts.indexOf(1);
+    expect(leaving).toBeGreaterThanOrEqual(0);
+    const staying = (leaving + 1) % admins.length;
+    const writer = new Cache({ redis: await connect(), prefix: 'left:' });
+    caches.push(writer);
+    await writer.ready();
+
+    await writer.set('k', 'before');
+    const settled = Date.now() + 5_000;
+    while (Date.now() < settled && (await reader.get('k')) !== 'before') await delay(50);
+    expect(await reader.get('k')).toBe('before');
+
+    const leavingId = String(await admins[leaving]?.cluster('MYID'));
+    const stayingId = String(await admins[staying]?.cluster('MYID'));
+    const entry = `127.0.0.1:${cluster.nodes[staying]?.port}`;
+    const slots = await slotCount(admins[leaving]);
+    await run('redis-cli', [
+      '--cluster',
+      'reshard',
+      entry,
+      '--cluster-from',
+      leavingId,
+      '--cluster-to',
+      stayingId,
+      '--cluster-slots',
+      String(slots),
+      '--cluster-yes',
+    ]);
+    await run('redis-cli', ['--cluster', 'del-node', entry, leavingId]);
+    // The node is still up (del-node resets it, no shutdown), so no subscription to it ended.
+    expect(await admins[leaving]?.ping()).toBe('PONG');
+
+    // Wait (bounded, no assertion) for both buses to move off the removed node; without the
+    // move the eviction below is what fails.
+    const subscribers = async (indexes: number[]) => {
+      const counts = await Promise.all(
+        indexes.map(async (index) => (await admins[index]?.pubsub('NUMSUB', 'left:__bus'))?.[1] as number),
+      );
+      return counts.reduce((sum, count) => sum + count, 0);
+    };
+    const remaining = admins.map((_, index) => index).filter((index) => index !== leaving);
+    const deadline = Date.now() + 20_000;
+    while (
+      Date.now() < deadline &&
+      ((await subscribers([leaving])) > 0 || (await subscribers(remaining)) < 2)
+    ) {
+      await delay(100);
+    }
+    // The move dropped the reader's L1; read the key into it again, then a set must evict it.
+    expect(await reader.get('k')).toBe('before');
+    const applied = new Promise<void>((resolve) => {
+      const stop = reader.onInvalidation((message) => {
+        if (message.k.includes('k')) {
+          stop();
+          resolve();
+        }
+      });
+    });
+    await writer.set('k', 'after');
+    await withDeadline(applied, 10_000, "eviction of the reader's copy");
+    expect(await reader.get('k')).toBe('after');
+  });
+});
+
+/** How many hash slots `node` serves, from its own line of CLUSTER NODES. */
+async function slotCount(node: Redis | undefined): Promise<number> {
+  const lines = String(await node?.cluster('NODES')).split('\n');
+  const own = lines.find((line) => line.includes('myself')) ?? '';
+  let count = 0;
+  for (const range of own.split(' ').slice(8)) {
+    const [from, to = from] = range.split('-').map(Number);
+    if (from !== undefined && to !== undefined && !Number.isNaN(from)) count += to - from + 1;
+  }
+  return count;
+}
 
 describe('invalidation bus on a Cluster that never becomes ready', () => {
   it('cache.ready() settles once the cache is closed', async () => {
