@@ -3,7 +3,7 @@ import { type AddressInfo, createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { delay, withDeadline } from '@noa/core';
 import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { redisServerInstalled } from './redis-server.js';
@@ -12,32 +12,45 @@ const hasRedisServer = redisServerInstalled('a private Redis Cluster');
 const run = promisify(execFile);
 
 /**
+ * A private 3-master Cluster for one `describe` block, started before its tests; the clients
+ * and caches its tests register are closed after them. `clusterOptions` apply to `connect()`.
+ */
+function privateCluster(clusterOptions: ClusterOptions = {}) {
+  let cluster: PrivateRedisCluster | undefined;
+  const clients: (Cluster | Redis)[] = [];
+  const caches: Cache[] = [];
+  beforeAll(async () => {
+    cluster = await startRedisCluster(3);
+  });
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    for (const client of clients) client.disconnect();
+    await cluster?.stop();
+  });
+  return {
+    clients,
+    caches,
+    get nodes() {
+      return cluster!.nodes;
+    },
+    async connect(): Promise<Cluster> {
+      const client = new Cluster(cluster!.nodes, clusterOptions);
+      clients.push(client);
+      await new Promise<void>((resolve) => client.once('ready', () => resolve()));
+      return client;
+    },
+  };
+}
+
+/**
  * On a Cluster, ioredis keeps the pub/sub subscription on one node and, when that connection
  * ends, moves it to another without any event on the Cluster client. Messages published in
  * between are lost, so the bus must notice the move itself and resync, as it does on a
  * single node's reconnect.
  */
 describe.skipIf(!hasRedisServer)('invalidation bus on a Redis Cluster', () => {
-  let cluster: PrivateRedisCluster;
-  const clients: (Cluster | Redis)[] = [];
-  const caches: Cache[] = [];
-
-  async function connect(): Promise<Cluster> {
-    const client = new Cluster(cluster.nodes);
-    clients.push(client);
-    await new Promise<void>((resolve) => client.once('ready', () => resolve()));
-    return client;
-  }
-
-  beforeAll(async () => {
-    cluster = await startRedisCluster(3);
-  });
-
-  afterAll(async () => {
-    await Promise.all(caches.map((cache) => cache.close()));
-    for (const client of clients) client.disconnect();
-    await cluster?.stop();
-  });
+  const cluster = privateCluster();
+  const { clients, caches, connect } = cluster;
 
   it('an instance whose subscription connection dropped does not keep serving what it missed', async () => {
     const reader = new Cache({ redis: await connect(), prefix: 'moved:' });
@@ -78,27 +91,9 @@ describe.skipIf(!hasRedisServer)('invalidation bus on a Redis Cluster', () => {
  * never ends, but it no longer gets the Cluster's PUBLISH messages.
  */
 describe.skipIf(!hasRedisServer)('invalidation bus whose node leaves the Cluster', () => {
-  let cluster: PrivateRedisCluster;
-  const clients: (Cluster | Redis)[] = [];
-  const caches: Cache[] = [];
-
-  async function connect(): Promise<Cluster> {
-    // Without periodic refreshes ioredis learns of a removed node only from a redirected command.
-    const client = new Cluster(cluster.nodes, { slotsRefreshInterval: 1_000 });
-    clients.push(client);
-    await new Promise<void>((resolve) => client.once('ready', () => resolve()));
-    return client;
-  }
-
-  beforeAll(async () => {
-    cluster = await startRedisCluster(3);
-  });
-
-  afterAll(async () => {
-    await Promise.all(caches.map((cache) => cache.close()));
-    for (const client of clients) client.disconnect();
-    await cluster?.stop();
-  });
+  // Without periodic refreshes ioredis learns of a removed node only from a redirected command.
+  const cluster = privateCluster({ slotsRefreshInterval: 1_000 });
+  const { clients, caches, connect } = cluster;
 
   it("a set on another instance still evicts this instance's L1 copy", async () => {
     const reader = new Cache({ redis: await connect(), prefix: 'left:' });
