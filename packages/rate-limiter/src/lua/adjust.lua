@@ -184,12 +184,7 @@ local function entry(keys, args)
   local out = { now, 1, blockedMs }
   for i = 1, nl do
     local p = policies[i]
-    local allowed, remaining, reset, retry, delay
-    if p.alg == 3 then
-      allowed, remaining, reset, retry, delay = ALG[3](LOG[i], now, 0, p)
-    else
-      allowed, remaining, reset, retry, delay = ALG[p.alg](SA[i], SB[i], SC[i], now, 0, p)
-    end
+    local allowed, remaining, reset, retry, delay = report(p, SA[i], SB[i], SC[i], LOG[i])
     if blockedMs > 0 then
       allowed = false
       retry = math.max(retry, blockedMs)

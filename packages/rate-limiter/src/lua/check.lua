@@ -178,13 +178,7 @@ local function define_check_group()
         for i = 1, nl do
           local o = base + 2 + (i - 1) * 5
           if out[o] == 1 then
-            local p = policies[i]
-            local _, remaining, reset, retry, delay
-            if p.alg == 3 then
-              _, remaining, reset, retry, delay = ALG[3](LOG[i], now, 0, p)
-            else
-              _, remaining, reset, retry, delay = ALG[p.alg](SA[i], SB[i], SC[i], now, 0, p)
-            end
+            local _, remaining, reset, retry, delay = report(policies[i], SA[i], SB[i], SC[i], LOG[i])
             out[o + 1] = remaining
             out[o + 2] = reset
             out[o + 3] = retry

@@ -64,6 +64,13 @@ local function read_log(key, window)
   return { times = times, costs = costs }
 end
 
+-- What policy p reports for a cost of 0 on its state (a, b, c; its log for the sliding log),
+-- changing nothing: allowed, remaining, reset, retry, delay.
+local function report(p, a, b, c, log)
+  if p.alg == 3 then return ALG[3](log, now, 0, p) end
+  return ALG[p.alg](a, b, c, now, 0, p)
+end
+
 -- How long a limit's state must be kept (mirrors the TypeScript ttlMs functions).
 local function state_ttl(p, a, b)
   if a == nil then return 0 end

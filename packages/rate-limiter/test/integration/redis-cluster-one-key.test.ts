@@ -143,13 +143,19 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
     expect(noneCorked(client)).toBe(true);
   });
 
-  it('a batch sent before the first connection waits for it, then counts once and uncorks', async () => {
+  /** A store on a new Cluster client that has not connected yet, and one fixed window of 10. */
+  function unconnectedStore() {
     const client = new Cluster(cluster!.nodes, recommendedClusterOptions);
     client.on('error', () => {});
     clients.push(client);
     const prefix = nextPrefix();
     const store = new RedisStore({ client, prefix });
     const limits: LimitPolicy[] = [{ name: 'default', algorithm: 'fixed-window', limit: 10, windowMs }];
+    return { client, prefix, store, limits };
+  }
+
+  it('a batch sent before the first connection waits for it, then counts once and uncorks', async () => {
+    const { client, prefix, store, limits } = unconnectedStore();
     const keys = oneKeyPerSlot(prefix, spreadKeys);
     expect(client.status).not.toBe('ready');
     const outcomes = await Promise.all(
@@ -165,12 +171,7 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
   });
 
   it('a batch still waiting for the first connection at its deadline is answered by the fail mode and never counted', async () => {
-    const client = new Cluster(cluster!.nodes, recommendedClusterOptions);
-    client.on('error', () => {});
-    clients.push(client);
-    const prefix = nextPrefix();
-    const store = new RedisStore({ client, prefix });
-    const limits: LimitPolicy[] = [{ name: 'default', algorithm: 'fixed-window', limit: 10, windowMs }];
+    const { client, prefix, store, limits } = unconnectedStore();
     const limiter = createRateLimiter({
       store,
       limits,
