@@ -1,11 +1,19 @@
 import type { Cluster, Redis } from 'ioredis';
-import type { ChildrenResults, JobErrorEntry, JobInfo, JobRecord, JobState } from '../job-record.js';
+import type {
+  ChildrenResults,
+  JobCounts,
+  JobErrorEntry,
+  JobInfo,
+  JobRecord,
+  JobState,
+} from '../job-record.js';
 import { decodeRecord } from './record-codec.js';
 
 /**
  * Job data that the two Redis-backed stores (`RedisProvider`, `RedisJobStateStore`) write and
  * read the same way: the error entries their scripts append, a job's info from its fields, a
- * flow parent's children results and the record a redrive requeues.
+ * flow parent's children results, the record a redrive requeues, lease renewals, counts and
+ * the dead-letter list.
  */
 
 /** The error a job gets when it is dead-lettered for stalling more than `maxStalls` times. */
@@ -66,10 +74,24 @@ export function redrivenRecord(info: JobInfo, now: number): JobRecord {
 }
 
 /**
- * The ids among `ids` that the `ZADD XX active` + `ZMSCORE cancelled` pipeline of a lease
- * heartbeat found cancelled (a score at their index). A failed command rejects.
+ * Renews the leases of `ids` (`ZADD XX` of `leaseUntil` in the queue's `active` set) and returns
+ * those found cancelled meanwhile: one round trip, both keys sharing the queue's hash slot. A
+ * failed command rejects.
  */
-export function cancelledAmong(ids: string[], replies: [Error | null, unknown][] | null): string[] {
+export async function extendLeasesIn(
+  redis: Redis | Cluster,
+  prefix: string,
+  ids: string[],
+  leaseUntil: number,
+): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const pairs: (string | number)[] = [];
+  for (const id of ids) pairs.push(leaseUntil, id);
+  const replies = await redis
+    .pipeline()
+    .zadd(`${prefix}active`, 'XX', ...pairs)
+    .zmscore(`${prefix}cancelled`, ...ids)
+    .exec();
   if (!replies) throw new Error('lease heartbeat pipeline was discarded');
   for (const [error] of replies) if (error) throw error;
   const scores = replies[1]?.[1];
@@ -77,4 +99,57 @@ export function cancelledAmong(ids: string[], replies: [Error | null, unknown][]
   const cancelled: string[] = [];
   for (const [index, score] of scores.entries()) if (score !== null) cancelled.push(ids[index]!);
   return cancelled;
+}
+
+/** `records` in chunks of `size` (the jobs of one `add` script call each). */
+export function chunksOf<T>(records: T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let index = 0; index < records.length; index += size) chunks.push(records.slice(index, index + size));
+  return chunks;
+}
+
+/** The counts a `counts` script returns, as {@link JobCounts}. */
+export function countsOf(reply: unknown): JobCounts {
+  const [waiting, delayed, active, waitingChildren, completed, failed, paused] = reply as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    string,
+  ];
+  return { waiting, delayed, active, waitingChildren, completed, failed, paused: paused === '1' };
+}
+
+/** The infos of the dead-letter page `offset`, `limit` (newest first) read with `getJob`. */
+export async function listDeadIn(
+  redis: Redis | Cluster,
+  prefix: string,
+  offset: number,
+  limit: number,
+  getJob: (id: string) => Promise<JobInfo | undefined>,
+): Promise<JobInfo[]> {
+  const ids = await redis.zrevrange(`${prefix}dead`, offset, offset + limit - 1);
+  const jobs = await Promise.all(ids.map(getJob));
+  return jobs.filter((job): job is JobInfo => job !== undefined);
+}
+
+/**
+ * The failed jobs among `ids` (default: every dead job), 500 at a time read with `getJob`: each
+ * page is handed to `requeue`, which sends the script call that moves them.
+ */
+export async function forEachDeadPage(
+  redis: Redis | Cluster,
+  prefix: string,
+  ids: string[] | undefined,
+  getJob: (id: string) => Promise<JobInfo | undefined>,
+  requeue: (failed: JobInfo[]) => Promise<void>,
+): Promise<void> {
+  const targets = ids ?? (await redis.zrange(`${prefix}dead`, 0, -1));
+  for (let index = 0; index < targets.length; index += 500) {
+    const infos = await Promise.all(targets.slice(index, index + 500).map(getJob));
+    const failed = infos.filter((info): info is JobInfo => info?.state === 'failed');
+    if (failed.length > 0) await requeue(failed);
+  }
 }

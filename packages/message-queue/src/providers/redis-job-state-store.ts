@@ -16,9 +16,13 @@ import type {
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import {
-  cancelledAmong,
   cancelledErrorEntry,
+  chunksOf,
+  countsOf,
+  extendLeasesIn,
+  forEachDeadPage,
   jobInfoOf,
+  listDeadIn,
   readChildrenResults,
   redrivenRecord,
   stalledErrorEntry,
@@ -112,12 +116,8 @@ export class RedisJobStateStore implements JobStateStore {
   }
 
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
-    const chunks: JobRecord[][] = [];
-    for (let index = 0; index < records.length; index += this.#chunk) {
-      chunks.push(records.slice(index, index + this.#chunk));
-    }
     const replies = await Promise.all(
-      chunks.map((chunk) => {
+      chunksOf(records, this.#chunk).map((chunk) => {
         const args: (string | number)[] = [now + this.#outboxMs, chunk.length];
         for (const record of chunk) {
           args.push(record.id, encodeRecord(record), record.availableAt, record.group ?? '');
@@ -199,18 +199,8 @@ export class RedisJobStateStore implements JobStateStore {
     };
   }
 
-  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
-    if (ids.length === 0) return [];
-    const prefix = this.#keyPrefix(queue);
-    const pairs: (string | number)[] = [];
-    for (const id of ids) pairs.push(leaseUntil, id);
-    // One round trip (both keys share the queue's hash slot): renew, and read which were cancelled.
-    const replies = await this.#redis
-      .pipeline()
-      .zadd(`${prefix}active`, 'XX', ...pairs)
-      .zmscore(`${prefix}cancelled`, ...ids)
-      .exec();
-    return cancelledAmong(ids, replies);
+  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
+    return extendLeasesIn(this.#redis, this.#keyPrefix(queue), ids, leaseUntil);
   }
 
   async release(queue: string, ids: string[], now: number): Promise<void> {
@@ -271,12 +261,7 @@ export class RedisJobStateStore implements JobStateStore {
   }
 
   async counts(queue: string, now: number): Promise<JobCounts> {
-    const [waiting, delayed, active, waitingChildren, completed, failed, paused] = (await this.#run(
-      'counts',
-      queue,
-      [now],
-    )) as [number, number, number, number, number, number, string];
-    return { waiting, delayed, active, waitingChildren, completed, failed, paused: paused === '1' };
+    return countsOf(await this.#run('counts', queue, [now]));
   }
 
   async pause(queue: string): Promise<void> {
@@ -365,26 +350,25 @@ export class RedisJobStateStore implements JobStateStore {
     return readChildrenResults(this.#redis, `${this.#keyPrefix(queue)}deps:${parentId}`);
   }
 
-  async listDead(queue: string, offset: number, limit: number, now: number): Promise<JobInfo[]> {
-    const ids = await this.#redis.zrevrange(`${this.#keyPrefix(queue)}dead`, offset, offset + limit - 1);
-    const jobs = await Promise.all(ids.map((id) => this.getJob(queue, id, now)));
-    return jobs.filter((job): job is JobInfo => job !== undefined);
+  listDead(queue: string, offset: number, limit: number, now: number): Promise<JobInfo[]> {
+    return listDeadIn(this.#redis, this.#keyPrefix(queue), offset, limit, (id) =>
+      this.getJob(queue, id, now),
+    );
   }
 
   async redrive(queue: string, ids: string[] | undefined, now: number): Promise<StatePublish[]> {
-    const targets = ids ?? (await this.#redis.zrange(`${this.#keyPrefix(queue)}dead`, 0, -1));
     const out: StatePublish[] = [];
-    for (let index = 0; index < targets.length; index += 500) {
-      const infos = await Promise.all(
-        targets.slice(index, index + 500).map((id) => this.getJob(queue, id, now)),
-      );
-      const args: (string | number)[] = [now + this.#outboxMs, now];
-      for (const info of infos) {
-        if (info?.state !== 'failed') continue;
-        args.push(info.id, encodeRecord(redrivenRecord(info, now)));
-      }
-      if (args.length > 2) out.push(...publishes((await this.#run('redrive', queue, args)) as unknown[], 0));
-    }
+    await forEachDeadPage(
+      this.#redis,
+      this.#keyPrefix(queue),
+      ids,
+      (id) => this.getJob(queue, id, now),
+      async (failed) => {
+        const args: (string | number)[] = [now + this.#outboxMs, now];
+        for (const info of failed) args.push(info.id, encodeRecord(redrivenRecord(info, now)));
+        out.push(...publishes((await this.#run('redrive', queue, args)) as unknown[], 0));
+      },
+    );
     return out;
   }
 

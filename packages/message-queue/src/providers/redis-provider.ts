@@ -15,9 +15,13 @@ import {
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import {
-  cancelledAmong,
   cancelledErrorEntry,
+  chunksOf,
+  countsOf,
+  extendLeasesIn,
+  forEachDeadPage,
   jobInfoOf,
+  listDeadIn,
   readChildrenResults,
   redrivenRecord,
   stalledErrorEntry,
@@ -164,13 +168,9 @@ export class RedisProvider implements QueueProvider {
   }
 
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
-    const chunks: JobRecord[][] = [];
-    for (let index = 0; index < records.length; index += this.#chunk) {
-      chunks.push(records.slice(index, index + this.#chunk));
-    }
     // Sent without waiting for each other: one pipelined burst of script calls.
     const replies = await Promise.all(
-      chunks.map((chunk) => {
+      chunksOf(records, this.#chunk).map((chunk) => {
         const args: (string | number)[] = [now, chunk.length];
         for (const record of chunk) {
           args.push(record.id, encodeRecord(record), record.priority, record.group ?? '', record.availableAt);
@@ -233,18 +233,8 @@ export class RedisProvider implements QueueProvider {
     return nextDue ? { jobs, nextDueAt: Number(nextDue) } : { jobs };
   }
 
-  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
-    if (ids.length === 0) return [];
-    const prefix = this.#keyPrefix(queue);
-    const pairs: (string | number)[] = [];
-    for (const id of ids) pairs.push(leaseUntil, id);
-    // One round trip (both keys share the queue's hash slot): renew, and read which were cancelled.
-    const replies = await this.#redis
-      .pipeline()
-      .zadd(`${prefix}active`, 'XX', ...pairs)
-      .zmscore(`${prefix}cancelled`, ...ids)
-      .exec();
-    return cancelledAmong(ids, replies);
+  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
+    return extendLeasesIn(this.#redis, this.#keyPrefix(queue), ids, leaseUntil);
   }
 
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {
@@ -294,12 +284,7 @@ export class RedisProvider implements QueueProvider {
   }
 
   async counts(queue: string): Promise<JobCounts> {
-    const [waiting, delayed, active, waitingChildren, completed, failed, paused] = (await this.#run(
-      'counts',
-      queue,
-      [],
-    )) as [number, number, number, number, number, number, string];
-    return { waiting, delayed, active, waitingChildren, completed, failed, paused: paused === '1' };
+    return countsOf(await this.#run('counts', queue, []));
   }
 
   async pause(queue: string): Promise<void> {
@@ -336,25 +321,26 @@ export class RedisProvider implements QueueProvider {
     return readChildrenResults(this.#redis, `${this.#keyPrefix(queue)}deps:${parentId}`);
   }
 
-  async listDead(queue: string, offset: number, limit: number): Promise<JobInfo[]> {
-    const ids = await this.#redis.zrevrange(`${this.#keyPrefix(queue)}dead`, offset, offset + limit - 1);
-    const jobs = await Promise.all(ids.map((id) => this.getJob(queue, id)));
-    return jobs.filter((job): job is JobInfo => job !== undefined);
+  listDead(queue: string, offset: number, limit: number): Promise<JobInfo[]> {
+    return listDeadIn(this.#redis, this.#keyPrefix(queue), offset, limit, (id) => this.getJob(queue, id));
   }
 
   async redrive(queue: string, ids: string[] | undefined, now: number): Promise<number> {
-    const targets = ids ?? (await this.#redis.zrange(`${this.#keyPrefix(queue)}dead`, 0, -1));
     let moved = 0;
-    for (let index = 0; index < targets.length; index += 500) {
-      const infos = await Promise.all(targets.slice(index, index + 500).map((id) => this.getJob(queue, id)));
-      const args: (string | number)[] = [now];
-      for (const info of infos) {
-        if (info?.state !== 'failed') continue;
-        const fresh = redrivenRecord(info, now);
-        args.push(fresh.id, encodeRecord(fresh), fresh.priority, fresh.group ?? '');
-      }
-      if (args.length > 1) moved += (await this.#run('redrive', queue, args)) as number;
-    }
+    await forEachDeadPage(
+      this.#redis,
+      this.#keyPrefix(queue),
+      ids,
+      (id) => this.getJob(queue, id),
+      async (failed) => {
+        const args: (string | number)[] = [now];
+        for (const info of failed) {
+          const fresh = redrivenRecord(info, now);
+          args.push(fresh.id, encodeRecord(fresh), fresh.priority, fresh.group ?? '');
+        }
+        moved += (await this.#run('redrive', queue, args)) as number;
+      },
+    );
     return moved;
   }
 
