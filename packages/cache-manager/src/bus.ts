@@ -98,12 +98,17 @@ export class InvalidationBus {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     const client = options.tier.client;
-    this.ready = isCluster(client) ? this.#subscribeOnCluster(client) : this.#subscribe(client.duplicate());
+    this.ready = isCluster(client)
+      ? this.#subscribeOnCluster(client)
+      : this.#subscribe(client.duplicate({ autoResubscribe: false }));
   }
 
   /**
    * Subscribes `subscriber` (a connection of its own) to the channel. Once a connection of the
-   * bus has closed, the next one to be ready drops L1: what was published meanwhile is lost.
+   * bus has closed, L1 is dropped when the next one's SUBSCRIBE has taken effect, not when it
+   * is ready: a value read from L2 in the round trip between the two would miss the message
+   * of a write published meanwhile and stay in L1. The connection therefore does not
+   * resubscribe by itself (`autoResubscribe: false`); the bus does, and knows when it is done.
    */
   #subscribe(subscriber: RedisClient): Promise<void> {
     this.#subscriber = subscriber;
@@ -114,11 +119,7 @@ export class InvalidationBus {
       if (!this.#closed) this.#lostConnection = true;
     });
     subscriber.on('ready', () => {
-      if (this.#lostConnection) {
-        this.#lostConnection = false;
-        this.#logger.info('invalidation bus reconnected; dropping L1 (invalidations may have been missed)');
-        this.#onResync();
-      }
+      if (this.#lostConnection) void this.#resubscribe(subscriber);
     });
     subscriber.on('message', (_channel: string, raw: string) => this.#receive(raw));
     return subscriber.subscribe(this.channel).then(
@@ -127,6 +128,24 @@ export class InvalidationBus {
         this.#logger.warn('invalidation bus could not subscribe', { error: String(error) });
       },
     );
+  }
+
+  /**
+   * Subscribes a reconnected connection again, then drops L1 (and supersedes the factory
+   * runs): everything cached before this point may have missed an invalidation. A SUBSCRIBE
+   * that fails (the connection dropped again) leaves that to the next reconnect.
+   */
+  async #resubscribe(subscriber: RedisClient): Promise<void> {
+    try {
+      await subscriber.subscribe(this.channel);
+    } catch (error) {
+      this.#logger.debug('invalidation bus could not subscribe again', { error: String(error) });
+      return;
+    }
+    if (this.#closed || !this.#lostConnection) return;
+    this.#lostConnection = false;
+    this.#logger.info('invalidation bus reconnected; dropping L1 (invalidations may have been missed)');
+    this.#onResync();
   }
 
   /**
@@ -165,6 +184,7 @@ export class InvalidationBus {
       lazyConnect: false,
       retryStrategy: () => null,
       enableReadyCheck: true,
+      autoResubscribe: false,
     });
     let left = false;
     const leave = () => {
