@@ -202,7 +202,8 @@ async function runMany<T>(
         if (fallback && now < fallback.staleUntil) {
           engine.servedStale(fullKeys[index]!, 'factory_error');
           // As in `runFactory`: a key changed during the run gets no back-off copy of the old value.
-          if (!runs[position]!.superseded) backOff(engine, fullKeys[index]!, fallback);
+          if (!runs[position]!.superseded && !runs[position]!.suspect)
+            backOff(engine, fullKeys[index]!, fallback);
           settlers.get(index)!.resolve(fallback.value);
         } else {
           settlers.get(index)!.reject(new FactoryError(userKeys[index]!, { cause: error }));
@@ -216,7 +217,7 @@ async function runMany<T>(
     const unwritten: number[] = [];
     batch.forEach((index, position) => {
       const value = values[position];
-      if (value === undefined || runs[position]!.superseded) {
+      if (value === undefined || runs[position]!.superseded || runs[position]!.suspect) {
         unwritten.push(index);
         return;
       }

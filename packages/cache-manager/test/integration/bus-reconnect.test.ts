@@ -86,4 +86,62 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     expect(reader.getLocal('k')).toBeUndefined();
     expect(await reader.get('k')).toBe('v2');
   });
+
+  it('a factory run across a bus reconnect caches its value when L2 did not change meanwhile', async () => {
+    const prefix = 'spanning:';
+    let resynced = false;
+    const logger = {
+      debug: () => {},
+      info: (message: string) => {
+        if (message.startsWith('invalidation bus reconnected')) resynced = true;
+      },
+      warn: () => {},
+      error: () => {},
+    };
+    const runner = await open(prefix, false, { logger });
+    await open(prefix);
+    let finish: ((value: string) => void) | undefined;
+    const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
+    while (finish === undefined) await delay(5);
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && !resynced) await delay(10);
+    expect(resynced).toBe(true);
+    // Nothing wrote the key while the bus was down: the result is as good as any other run's.
+    finish('computed');
+    expect(await running).toBe('computed');
+    expect(runner.getLocal('k')).toBe('computed');
+    const fresh = await open(prefix);
+    expect(await fresh.get('k')).toBe('computed');
+  });
+
+  it('a factory run across a bus reconnect does not cache over a write made in the outage', async () => {
+    const prefix = 'spanning-written:';
+    let resynced = false;
+    const logger = {
+      debug: () => {},
+      info: (message: string) => {
+        if (message.startsWith('invalidation bus reconnected')) resynced = true;
+      },
+      warn: () => {},
+      error: () => {},
+    };
+    const runner = await open(prefix, false, { logger });
+    const writer = await open(prefix);
+    await writer.set('k', 'old');
+    await writer.expire('k');
+    let finish: ((value: string) => void) | undefined;
+    const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
+    while (finish === undefined) await delay(5);
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    // The write lands in L2 while the runner's bus is down (its message is lost to it).
+    await writer.set('k', 'newer');
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && !resynced) await delay(10);
+    expect(resynced).toBe(true);
+    finish('older');
+    expect(await running).toBe('older');
+    expect(await runner.get('k')).toBe('newer');
+    expect(await (await open(prefix)).get('k')).toBe('newer');
+  });
 });
