@@ -41,6 +41,15 @@ const RESYNC_RETRY_MS = 500;
 /** Past this many lost keys (or tags, prefixes), they are replaced by one root `clear`. */
 const MAX_LOST_KEYS = 10_000;
 
+/**
+ * How long the instance that takes the root-clear lease waits before sending the root clear,
+ * so that the instances recovering from the same outage meanwhile need not send their own.
+ */
+const ROOT_CLEAR_COALESCE_MS = 1_000;
+
+/** Cache-wide lease name (`<prefix>__root-clear`) of the root clear after lost invalidations. */
+const ROOT_CLEAR_LEASE = 'root-clear';
+
 /** How long a Cluster bus waits before subscribing through another node (ms). */
 const RESUBSCRIBE_DELAY_MS = 100;
 
@@ -78,6 +87,8 @@ export class InvalidationBus {
   /** Too many were lost to send again one by one: a root `clear` replaces them. */
   #lostTooMany = false;
   #resyncTimer: NodeJS.Timeout | undefined;
+  /** Set while this instance waits for another's root clear (see `#resyncWithRootClear`). */
+  #rootClearTimer: NodeJS.Timeout | undefined;
   readonly ready: Promise<void>;
 
   constructor(options: {
@@ -259,8 +270,8 @@ export class InvalidationBus {
    * {@link RESYNC_RETRY_MS} the lost messages are published again until they get through;
    * then this instance drops its own L1 copies of the keys it wrote, which L2 may not have.
    * Every instance then rereads those keys from L2: the lost writes stay lost, but no two
-   * instances keep serving different values. Past {@link MAX_LOST_KEYS} a root `clear` is sent
-   * instead and this instance drops all of its L1.
+   * instances keep serving different values. Past {@link MAX_LOST_KEYS} every L1 is dropped
+   * instead, by one root `clear` per outage across instances (see `#resyncWithRootClear`).
    */
   missed(type: BusMessage['t'], keys: readonly string[]): void {
     if (this.#closed) return;
@@ -291,13 +302,14 @@ export class InvalidationBus {
 
   async #resync(): Promise<void> {
     if (this.#closed) return;
-    const messages: [BusMessage['t'], string[]][] = this.#lostTooMany
-      ? [['clear', ['']]]
-      : [...this.#lost].map(([type, keys]) => [type, [...keys]]);
-    const written = this.#lostTooMany ? undefined : [...(this.#lost.get('set') ?? [])];
+    if (this.#lostTooMany) {
+      await this.#resyncWithRootClear();
+      return;
+    }
+    const messages: [BusMessage['t'], string[]][] = [...this.#lost].map(([type, keys]) => [type, [...keys]]);
+    const written = [...(this.#lost.get('set') ?? [])];
     this.#lost = new Map();
     this.#lostCount = 0;
-    this.#lostTooMany = false;
     for (const [t, k] of messages) {
       const message: BusMessage = { o: this.instanceId, t, k, at: Date.now() };
       let sent = false;
@@ -308,7 +320,6 @@ export class InvalidationBus {
       }
       if (!sent) {
         // All wait for the next try (evictions sent twice do no harm), with what is lost meanwhile.
-        if (written === undefined) this.#lostTooMany = true;
         for (const [type, keys] of messages) this.missed(type, keys);
         return;
       }
@@ -320,10 +331,69 @@ export class InvalidationBus {
     this.#onResync(written);
   }
 
+  /**
+   * Too many invalidations were lost to name them: every L1 must be dropped. After an outage
+   * shared by many instances, each would send a root clear, and every instance would drop its
+   * L1 once per other instance, refilling it from L2 in between. So the instances coordinate
+   * through a lease: the first to recover takes it, drops its own L1, waits
+   * {@link ROOT_CLEAR_COALESCE_MS}, frees the lease and then sends one root clear. Another
+   * instance that finds the lease taken drops only its own L1: its lost writes reached Redis,
+   * if they ever do, before its attempt (one connection, in order), which came before the
+   * holder freed the lease and so before the holder's clear. It then waits for a root clear
+   * and tries again if none comes (a holder that died before sending it).
+   */
+  async #resyncWithRootClear(): Promise<void> {
+    this.#lostTooMany = false;
+    // The instance id, the same on every try: an earlier try that timed out may hold the lease.
+    const token = this.instanceId;
+    const lease = await this.#tier.acquireCacheLease(ROOT_CLEAR_LEASE, token, 2 * ROOT_CLEAR_COALESCE_MS);
+    if (lease === 'unavailable') {
+      this.#missedTooMany();
+      return;
+    }
+    this.#onResync();
+    if (lease === 'busy') {
+      this.#awaitRootClear();
+      return;
+    }
+    await new Promise<void>((resolve) => setTimeout(resolve, ROOT_CLEAR_COALESCE_MS).unref());
+    if (this.#closed) return;
+    await this.#tier.releaseCacheLease(ROOT_CLEAR_LEASE, token);
+    const message: BusMessage = { o: this.instanceId, t: 'clear', k: [''], at: Date.now() };
+    let sent = false;
+    try {
+      sent = await this.#tier.publish(this.channel, JSON.stringify(message));
+    } catch {
+      // `onBackendError: 'throw'`: Redis is out of reach again, as with a false.
+    }
+    if (!sent) {
+      this.#missedTooMany();
+      return;
+    }
+    this.#metrics.bus('sent');
+    this.#logger.info('redis reachable again; too many invalidations lost, one root clear sent');
+  }
+
+  /** Past the lease and the holder's wait, no root clear came: this instance tries again. */
+  #awaitRootClear(): void {
+    clearTimeout(this.#rootClearTimer);
+    this.#rootClearTimer = setTimeout(() => {
+      this.#rootClearTimer = undefined;
+      this.#missedTooMany();
+    }, 3 * ROOT_CLEAR_COALESCE_MS);
+    this.#rootClearTimer.unref();
+  }
+
+  #missedTooMany(): void {
+    this.#lostTooMany = true;
+    this.missed('clear', ['']);
+  }
+
   /** Unsubscribes and closes the subscriber connection. */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#resyncTimer);
+    clearTimeout(this.#rootClearTimer);
     clearTimeout(this.#resubscribeTimer);
     this.#stopWaitingForCluster?.();
     this.#subscriber?.disconnect();
@@ -337,6 +407,15 @@ export class InvalidationBus {
       return;
     }
     if (message.o === this.instanceId) return;
+    if (
+      this.#rootClearTimer !== undefined &&
+      message.t === 'clear' &&
+      Array.isArray(message.k) &&
+      message.k.includes('')
+    ) {
+      clearTimeout(this.#rootClearTimer);
+      this.#rootClearTimer = undefined;
+    }
     this.#metrics.bus('received');
     this.#onMessage(message);
   }

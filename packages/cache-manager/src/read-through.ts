@@ -310,7 +310,10 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
  * run through the bus as usual. A write then delete of the key both lost in the same outage
  * leaves L2 as it was and goes unnoticed (L2 keeps no history to tell).
  */
-async function unchangedInL2(engine: CacheEngine, load: Pick<KeyLoad<unknown>, 'fullKey' | 'l2Seen'>): Promise<boolean> {
+async function unchangedInL2(
+  engine: CacheEngine,
+  load: Pick<KeyLoad<unknown>, 'fullKey' | 'l2Seen'>,
+): Promise<boolean> {
   if (!engine.tier || load.l2Seen === undefined) return false;
   const remote = await readL2(engine, load.fullKey);
   return (remote?.entry.createdAt ?? null) === load.l2Seen;

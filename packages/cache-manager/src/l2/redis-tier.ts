@@ -335,6 +335,28 @@ export class RedisTier {
   }
 
   /**
+   * Tries to take the cache-wide lease `<prefix>__<name>` (SET NX PX), for coordination
+   * between instances that is not about one key (e.g. the bus's root clear after an outage).
+   * A lease `token` already holds is acquired: an attempt that timed out may have landed.
+   */
+  acquireCacheLease(name: string, token: string, leaseMs: number): Promise<LeaseResult> {
+    return this.#guard.run('lease', 'unavailable' as LeaseResult, async () => {
+      const key = `${this.#prefix}__${name}`;
+      if ((await this.client.set(key, token, 'PX', leaseMs, 'NX')) === 'OK') return 'acquired';
+      return (await this.client.get(key)) === token ? 'acquired' : 'busy';
+    });
+  }
+
+  /** Releases a lease of {@link acquireCacheLease} if `token` still holds it. */
+  releaseCacheLease(name: string, token: string): Promise<boolean> {
+    return this.#guard.run(
+      'lease_release',
+      false,
+      async () => (await this.#eval(releaseLeaseScript, `${this.#prefix}__${name}`, [token])) === 1,
+    );
+  }
+
+  /**
    * The shared msgpack record structures, `[epoch, structure…]`, created with `newEpoch` when
    * absent (see `SharedStructures`). Undefined when Redis is unavailable.
    */
