@@ -173,9 +173,16 @@ async function runMany<T>(
   const started = performance.now();
   const keys = batch.map((index) => userKeys[index]!);
   const runs = batch.map((index) => engine.runs.start(fullKeys[index]!, options.tags ?? []));
+  // A failed holder marks it in Redis first, for waiters the `rel` message misses (as runFactory).
+  const failedMarkMs = Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs);
   const release = (indexes: readonly number[], holderFailed = false) =>
     leaseToken && tier && indexes.length > 0
-      ? Promise.all(indexes.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken))).then(() => {
+      ? Promise.all(
+          indexes.map(async (index) => {
+            if (holderFailed) await tier.markFailedHolder(fullKeys[index]!, failedMarkMs);
+            await tier.releaseLease(fullKeys[index]!, leaseToken);
+          }),
+        ).then(() => {
           engine.bus
             ?.publish(
               'rel',

@@ -141,8 +141,17 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
         if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
         lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
       }
-      // The failure may have been reported while we took the lease it freed.
-      const fallback = staleAfterFailedHolder();
+      // The failure may have been reported while we took the lease it freed, or not have
+      // reached us at all (our bus down): the holder also marks it in Redis for a while.
+      let fallback = staleAfterFailedHolder();
+      if (
+        !fallback &&
+        lease === 'acquired' &&
+        stale !== undefined &&
+        engine.clock.now() < stale.staleUntil &&
+        (await tier.holderFailed(fullKey))
+      )
+        fallback = stale;
       if (fallback) {
         if (lease === 'acquired') {
           await tier.releaseLease(fullKey, token);
@@ -217,7 +226,12 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
       }
       if (leaseToken && tier) {
         // Free the lease first, then wake waiters: those with a value in grace serve it, one
-        // of the others takes the lease and retries at once.
+        // of the others takes the lease and retries at once. The mark tells the waiters the
+        // message misses; it lasts the back-off a failure served stale gets here.
+        await tier.markFailedHolder(
+          fullKey,
+          Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs),
+        );
         await tier.releaseLease(fullKey, leaseToken);
         engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
       }

@@ -325,6 +325,27 @@ export class RedisTier {
     });
   }
 
+  /**
+   * Records for `ms` that the holder of `key`'s lease failed: waiters that miss the bus's `rel`
+   * message (their bus down, or the lease taken just before it arrived) read it here.
+   */
+  markFailedHolder(key: string, ms: number): Promise<boolean> {
+    return this.#guard.run(
+      'lease_release',
+      false,
+      async () => (await this.client.set(`${this.#prefix}__failed:${key}`, '1', 'PX', ms)) === 'OK',
+    );
+  }
+
+  /** Whether a holder of `key`'s lease failed within the last {@link markFailedHolder} period. */
+  holderFailed(key: string): Promise<boolean> {
+    return this.#guard.run(
+      'lease',
+      false,
+      async () => (await this.client.exists(`${this.#prefix}__failed:${key}`)) === 1,
+    );
+  }
+
   /** Releases a lease if `token` still holds it. */
   releaseLease(key: string, token: string): Promise<boolean> {
     return this.#guard.run(

@@ -144,4 +144,32 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     expect(await runner.get('k')).toBe('newer');
     expect(await (await open(prefix)).get('k')).toBe('newer');
   });
+
+  it('a waiter whose bus is down serves its value in grace when the lease holder fails, without calling the source', async () => {
+    const prefix = 'failed-holder:';
+    const waiter = await open(prefix, true);
+    const holder = await open(prefix);
+    await holder.set('k', 'old', { ttlMs: 50, graceMs: 60_000 });
+    expect(await waiter.get('k')).toBe('old');
+    await delay(80);
+    // The waiter's bus stays down: its SUBSCRIBE is held back, so no `rel` message reaches it.
+    proxy.holdSubscribe = true;
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await proxy.held();
+    let failHolder: ((error: Error) => void) | undefined;
+    const holding = holder.getOrSet('k', () => new Promise<string>((_, reject) => (failHolder = reject)));
+    while (failHolder === undefined) await delay(5);
+    let waiterRuns = 0;
+    const waiting = waiter.getOrSet('k', async () => {
+      waiterRuns += 1;
+      return 'recomputed';
+    });
+    await delay(50);
+    failHolder(new Error('source down'));
+    expect(await holding).toBe('old');
+    // As with a working bus: the source that just failed is not called again by each waiter.
+    expect(await waiting).toBe('old');
+    expect(waiterRuns).toBe(0);
+    proxy.release();
+  });
 });

@@ -53,11 +53,11 @@ describe.skipIf(started.skip !== undefined)('root clears after a shared outage',
     await Promise.all(all.map((cache) => cache.ready()));
     for (const cache of all) await readHot(cache);
     const rootClears = all.map(() => 0);
-    all.forEach((cache, index) =>
+    for (const [index, cache] of all.entries()) {
       cache.onInvalidation((message) => {
         if (message.t === 'clear' && message.k.includes('')) rootClears[index]! += 1;
-      }),
-    );
+      });
+    }
 
     await server.pause(1_500);
     await Promise.all(
