@@ -227,7 +227,8 @@ export class Cache {
    * Memoises an async function: `keyFn(...args)` names the entry, `fn(...args)` computes it.
    * The options are validated once, here (`ConfigError`). `fn` gets the factory context as
    * `this` (a `function`, not an arrow, can use it: `this.setOptions(...)`, `this.skip()`),
-   * so its own arguments stay exactly the caller's.
+   * so its own arguments stay exactly the caller's. A `keyFn` that throws, or returns anything
+   * but a string (`ConfigError` naming `keyFn`), rejects the call; the wrapper never throws.
    */
   wrap<Args extends unknown[], T>(
     fn: (this: FactoryContext<T>, ...args: Args) => T | Promise<T>,
@@ -237,8 +238,21 @@ export class Cache {
     if (options !== undefined) checkGetOrSetOptions(options);
     const checked = options ?? noOptions;
     return (...args: Args) => {
-      const key = keyFn(...args);
       if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
+      let key: string;
+      try {
+        key = keyFn(...args);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      // A key such as "undefined" would be shared by every call whose key function slipped.
+      if (typeof key !== 'string') {
+        return Promise.reject(
+          new ConfigError('cache-manager wrap', [
+            { path: 'keyFn', message: `must return a string, returned ${typeof key}` },
+          ]),
+        );
+      }
       return this.#engine.getOrSet(this.#prefix + key, key, (context) => fn.apply(context, args), checked);
     };
   }
