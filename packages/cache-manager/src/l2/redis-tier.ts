@@ -480,24 +480,29 @@ export class RedisTier {
    */
   clearPrefix(keyPrefix: string): Promise<boolean> {
     this.#writesFirst();
-    return this.#guard.run('clear', false, async () => {
-      const patterns = [`${escapeGlob(this.#dataPrefix + keyPrefix)}*`];
-      if (keyPrefix === '') patterns.push(`${escapeGlob(`${this.#prefix}__tag:`)}*`);
-      const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
-      await Promise.all(
-        nodes.flatMap((node) =>
-          patterns.map(async (pattern) => {
-            let cursor = '0';
-            do {
-              const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-              cursor = next;
-              if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)));
-            } while (cursor !== '0');
-          }),
-        ),
-      );
+    const patterns = [`${escapeGlob(this.#dataPrefix + keyPrefix)}*`];
+    if (keyPrefix === '') patterns.push(`${escapeGlob(`${this.#prefix}__tag:`)}*`);
+    const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
+    // Each page (one SCAN and its UNLINKs) is one guarded operation: the deadline bounds a
+    // page, not the whole clear, which takes as long as its keys need. One deadline for it all
+    // returned (and let the bus announce the clear) while Redis went on deleting, so other
+    // instances reread values it deleted a moment later and kept them in L1.
+    const scanAll = async (node: RedisClient, pattern: string): Promise<boolean> => {
+      let cursor: string | undefined = '0';
+      do {
+        const at: string = cursor;
+        cursor = await this.#guard.run('clear', undefined as string | undefined, async () => {
+          const [next, keys] = await node.scan(at, 'MATCH', pattern, 'COUNT', 500);
+          if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)));
+          return next;
+        });
+        if (cursor === undefined) return false;
+      } while (cursor !== '0');
       return true;
-    });
+    };
+    return Promise.all(nodes.flatMap((node) => patterns.map((pattern) => scanAll(node, pattern)))).then(
+      (done) => done.every(Boolean),
+    );
   }
 
   /**
