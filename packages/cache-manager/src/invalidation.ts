@@ -12,8 +12,18 @@ import { slidingFrameBytes } from './serialization/entry-codec.js';
  * runs of the keys it reaches.
  */
 
-/** Deletes keys from both tiers and tells other instances. */
-export async function deleteKeys(engine: CacheEngine, fullKeys: string[]): Promise<void> {
+/**
+ * The keys of a batch call, each once (a key named twice would be deleted, reported and sent
+ * to every instance twice).
+ */
+function distinct(keys: readonly string[]): string[] {
+  return keys.length > 1 ? [...new Set(keys)] : [...keys];
+}
+
+/** Deletes keys from both tiers and tells other instances (nothing at all for no keys). */
+export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): Promise<void> {
+  if (keys.length === 0) return;
+  const fullKeys = distinct(keys);
   const deleted = engine.listeners.delete;
   for (const key of fullKeys) {
     engine.l1.delete(key);
@@ -29,7 +39,9 @@ export async function deleteKeys(engine: CacheEngine, fullKeys: string[]): Promi
  * Deletes every key carrying one of the tags (L1 tag index, L2 tag sets), tells other
  * instances, then purges the edge for the tags tied to it. Returns the keys removed.
  */
-export async function deleteByTags(engine: CacheEngine, tags: readonly string[]): Promise<number> {
+export async function deleteByTags(engine: CacheEngine, tagList: readonly string[]): Promise<number> {
+  if (tagList.length === 0) return 0;
+  const tags = distinct(tagList);
   engine.runs.supersedeTags(tags);
   const removed = new Set<string>();
   for (const tag of tags) {
@@ -81,7 +93,9 @@ export async function deleteByTags(engine: CacheEngine, tags: readonly string[])
  * recomputes while callers in grace can still be served the old value. Factory runs of the
  * keys are superseded, as by a delete.
  */
-export async function expireKeys(engine: CacheEngine, fullKeys: readonly string[]): Promise<void> {
+export async function expireKeys(engine: CacheEngine, keys: readonly string[]): Promise<void> {
+  if (keys.length === 0) return;
+  const fullKeys = distinct(keys);
   const now = engine.clock.now();
   const expired = engine.listeners.expire;
   for (const key of fullKeys) {
@@ -102,7 +116,9 @@ export async function expireKeys(engine: CacheEngine, fullKeys: readonly string[
  * L2 tag sets, no scans). Returns the number of keys marked stale in either tier. Unlike
  * `deleteByTags` it does not purge the edge: the entries still exist.
  */
-export async function expireByTags(engine: CacheEngine, tags: readonly string[]): Promise<number> {
+export async function expireByTags(engine: CacheEngine, tagList: readonly string[]): Promise<number> {
+  if (tagList.length === 0) return 0;
+  const tags = distinct(tagList);
   const now = engine.clock.now();
   engine.runs.supersedeTags(tags);
   const marked = new Set<string>();
