@@ -271,17 +271,32 @@ export class RedisTier {
     });
   }
 
-  /** Deletes every key of a tag and the tag's set; returns the cache keys removed. */
-  deleteTag(tag: string): Promise<string[]> {
+  /**
+   * Deletes every key of a tag and empties the tag's set, a page at a time (SSCAN of 1,000,
+   * their UNLINKs and SREM), each page one guarded operation: a tag of any size is deleted
+   * whole before this resolves, where one deadline for it all returned while Redis went on.
+   * A key tagged again meanwhile stays in the set unless its page comes later. Returns the
+   * cache keys removed (those of the pages done when Redis fails midway).
+   */
+  async deleteTag(tag: string): Promise<string[]> {
     this.#writesFirst();
-    return this.#guard.run('delete_tag', [] as string[], async () => {
-      const tagKey = this.tagKey(tag);
-      const keys = await this.client.smembers(tagKey);
-      const redisKeys = keys.map((key) => this.dataKey(key));
-      if (this.#cluster) await Promise.all([...redisKeys, tagKey].map((key) => this.client.unlink(key)));
-      else await this.client.unlink(...redisKeys, tagKey);
-      return keys;
-    });
+    const tagKey = this.tagKey(tag);
+    const removed: string[] = [];
+    let cursor: string | undefined = '0';
+    do {
+      const at: string = cursor;
+      cursor = await this.#guard.run('delete_tag', undefined as string | undefined, async () => {
+        const [next, keys] = await this.client.sscan(tagKey, at, 'COUNT', 1_000);
+        if (keys.length === 0) return next;
+        const redisKeys = keys.map((key) => this.dataKey(key));
+        if (this.#cluster) await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
+        else await this.client.unlink(...redisKeys);
+        await this.client.srem(tagKey, ...keys);
+        for (const key of keys) removed.push(key);
+        return next;
+      });
+    } while (cursor !== undefined && cursor !== '0');
+    return removed;
   }
 
   /** The cache keys in a tag's key set (may name keys since deleted or rewritten without the tag). */
