@@ -282,20 +282,22 @@ export class RedisTier {
     this.#writesFirst();
     const tagKey = this.tagKey(tag);
     const removed: string[] = [];
-    let cursor: string | undefined = '0';
+    let cursor = '0';
     do {
-      const at: string = cursor;
-      cursor = await this.#guard.run('delete_tag', undefined as string | undefined, async () => {
+      const at = cursor;
+      const page = await this.#guard.run('delete_tag', undefined, async () => {
         const [next, keys] = await this.client.sscan(tagKey, at, 'COUNT', 1_000);
-        if (keys.length === 0) return next;
+        if (keys.length === 0) return { next, keys };
         const redisKeys = keys.map((key) => this.dataKey(key));
         if (this.#cluster) await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
         else await this.client.unlink(...redisKeys);
         await this.client.srem(tagKey, ...keys);
-        for (const key of keys) removed.push(key);
-        return next;
+        return { next, keys };
       });
-    } while (cursor !== undefined && cursor !== '0');
+      if (page === undefined) break;
+      for (const key of page.keys) removed.push(key);
+      cursor = page.next;
+    } while (cursor !== '0');
     return removed;
   }
 

@@ -46,7 +46,7 @@ describe.skipIf(started.skip !== undefined)('deleteByTag of a large tag', () => 
         keys.slice(start, start + 5_000).map((key) => ({ key, value: key, tags: ['big'] })),
       );
     }
-    const deleter = await open({ operationTimeoutMs: 50 });
+    const deleter = await open({ operationTimeoutMs: 100 });
     const reader = await open({ operationTimeoutMs: 10_000 });
     let announced = false;
     reader.onInvalidation((message) => {
