@@ -104,7 +104,7 @@ export async function expireKeys(engine: CacheEngine, keys: readonly string[]): 
     if (expired) engine.events.emit('expire', expired, { key });
   }
   if (!engine.tier) return;
-  const outcomes = await Promise.all(fullKeys.map((key) => expireL2(engine, key)));
+  const outcomes = await expireInL2(engine, fullKeys);
   // A key another write changed meanwhile is left out: that write's own `set` message
   // refreshes other instances, and ours arriving after it would mark the new value stale.
   const published = fullKeys.filter((_, index) => outcomes[index] !== 'overwritten');
@@ -131,7 +131,7 @@ export async function expireByTags(engine: CacheEngine, tagList: readonly string
     const tier = engine.tier;
     const members = new Set((await Promise.all(tags.map((tag) => tier.tagMembers(tag)))).flat());
     const keys = [...members];
-    const outcomes = await Promise.all(keys.map((key) => expireL2(engine, key, tags)));
+    const outcomes = await expireInL2(engine, keys, tags);
     keys.forEach((key, index) => {
       if (outcomes[index] === 'expired') marked.add(key);
     });
@@ -174,6 +174,30 @@ export function expireL1(
   return true;
 }
 
+/** What {@link expireL2} did to a key's L2 value. */
+type L2ExpireOutcome = 'expired' | 'unchanged' | 'overwritten' | 'unavailable';
+
+/** Keys {@link expireInL2} sends to Redis at once. */
+const EXPIRE_BATCH_KEYS = 256;
+
+/**
+ * {@link expireL2} for many keys, {@link EXPIRE_BATCH_KEYS} at a time: all at once, the calls
+ * of a large tag queued behind each other in Redis past their own deadlines, so every read
+ * "failed" and a 50,000-key tag was marked stale nowhere (and counted as errors).
+ */
+async function expireInL2(
+  engine: CacheEngine,
+  fullKeys: readonly string[],
+  tags?: readonly string[],
+): Promise<L2ExpireOutcome[]> {
+  const outcomes: L2ExpireOutcome[] = [];
+  for (let start = 0; start < fullKeys.length; start += EXPIRE_BATCH_KEYS) {
+    const batch = fullKeys.slice(start, start + EXPIRE_BATCH_KEYS);
+    outcomes.push(...(await Promise.all(batch.map((key) => expireL2(engine, key, tags)))));
+  }
+  return outcomes;
+}
+
 /**
  * Marks the L2 value of a key stale for every instance. The value is msgpack with shared
  * structures (and maybe compressed), which Lua cannot edit, so it is read, decoded,
@@ -189,7 +213,7 @@ async function expireL2(
   engine: CacheEngine,
   fullKey: string,
   tags?: readonly string[],
-): Promise<'expired' | 'unchanged' | 'overwritten' | 'unavailable'> {
+): Promise<L2ExpireOutcome> {
   const tier = engine.tier!;
   const bytes = await tier.get(fullKey);
   if (!bytes) return 'unchanged';
