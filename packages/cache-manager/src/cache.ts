@@ -19,6 +19,7 @@ import {
 } from './cache-options.js';
 import { checkGetOrSetOptions, checkSetManyItems, checkSetOptions } from './call-options.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
+import { writeMany } from './writes.js';
 
 /** The options of a call made without any (shared, never mutated). */
 const noOptions: GetOrSetOptions = Object.freeze({});
@@ -101,8 +102,9 @@ export class Cache {
   async setMany<T>(items: readonly CacheItem<T>[]): Promise<void> {
     this.#open();
     checkSetManyItems(items);
-    await Promise.all(
-      items.map(({ key, value, ...options }) => this.#engine.write(this.#prefix + key, value, options)),
+    await writeMany(
+      this.#engine,
+      items.map(({ key, value, ...options }) => ({ fullKey: this.#prefix + key, value, options })),
     );
   }
 

@@ -55,4 +55,14 @@ describe.skipIf(started.skip !== undefined)('large batches', () => {
     const other = await open();
     expect(await other.getMany(keys)).toEqual(values);
   }, 60_000);
+
+  it('setMany of 100,000 tagged entries reaches L2 without a call past its deadline', async () => {
+    const cache = await open();
+    const keys = Array.from({ length: 100_000 }, (_, index) => `s${index}`);
+    await cache.setMany(keys.map((key) => ({ key, value: { key, pad: 'x'.repeat(100) }, tags: ['many'] })));
+    expect(cache.stats().l2Errors).toBe(0);
+    expect(cache.stats().l2).toBe('closed');
+    const other = await open();
+    expect((await other.getMany(keys)).filter((value) => value === undefined).length).toBe(0);
+  }, 60_000);
 });
