@@ -98,7 +98,10 @@ export class Cache {
     await this.#engine.write(this.#prefix + key, value, options ?? noOptions);
   }
 
-  /** Writes many entries (each item's options are validated like `set`'s). */
+  /**
+   * Writes many entries (each item's options are validated like `set`'s): L1 at once, L2 1,024
+   * at a time, so a large batch does not queue past the per-operation deadline.
+   */
   async setMany<T>(items: readonly CacheItem<T>[]): Promise<void> {
     this.#open();
     checkSetManyItems(items);
