@@ -1,7 +1,7 @@
 import type { Logger } from '@noa/core';
 import type { Cluster } from 'ioredis';
 import { isCluster, type RedisClient } from './l2/redis-client.js';
-import type { RedisTier } from './l2/redis-tier.js';
+import type { LeaseResult, RedisTier } from './l2/redis-tier.js';
 import { TickBatcher } from './l2/tick-batcher.js';
 import type { CacheMetrics } from './metrics.js';
 
@@ -346,7 +346,12 @@ export class InvalidationBus {
     this.#lostTooMany = false;
     // The instance id, the same on every try: an earlier try that timed out may hold the lease.
     const token = this.instanceId;
-    const lease = await this.#tier.acquireCacheLease(ROOT_CLEAR_LEASE, token, 2 * ROOT_CLEAR_COALESCE_MS);
+    let lease: LeaseResult = 'unavailable';
+    try {
+      lease = await this.#tier.acquireCacheLease(ROOT_CLEAR_LEASE, token, 2 * ROOT_CLEAR_COALESCE_MS);
+    } catch {
+      // `onBackendError: 'throw'`: Redis is out of reach again, as with 'unavailable'.
+    }
     if (lease === 'unavailable') {
       this.#missedTooMany();
       return;
@@ -358,7 +363,9 @@ export class InvalidationBus {
     }
     await new Promise<void>((resolve) => setTimeout(resolve, ROOT_CLEAR_COALESCE_MS).unref());
     if (this.#closed) return;
-    await this.#tier.releaseCacheLease(ROOT_CLEAR_LEASE, token);
+    // Not ours any more (we waited past its expiry) or Redis out of reach: the clear goes out
+    // all the same, or fails and is tried again.
+    await this.#tier.releaseCacheLease(ROOT_CLEAR_LEASE, token).catch(() => false);
     const message: BusMessage = { o: this.instanceId, t: 'clear', k: [''], at: Date.now() };
     let sent = false;
     try {
