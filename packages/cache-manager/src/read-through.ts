@@ -329,8 +329,13 @@ async function unchangedInL2(
   load: Pick<KeyLoad<unknown>, 'fullKey' | 'l2Seen'>,
 ): Promise<boolean> {
   if (!engine.tier || load.l2Seen === undefined) return false;
-  const remote = await readL2(engine, load.fullKey);
-  return (remote?.entry.createdAt ?? null) === load.l2Seen;
+  try {
+    const remote = await readL2(engine, load.fullKey);
+    return (remote?.entry.createdAt ?? null) === load.l2Seen;
+  } catch {
+    // `onBackendError: 'throw'`: L2 cannot be checked, so the value is served, not cached.
+    return false;
+  }
 }
 
 /** After a failure served stale, keep the stale value "fresh" in L1 briefly so the source can recover. */
