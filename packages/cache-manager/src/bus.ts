@@ -1,7 +1,7 @@
 import type { Logger } from '@noa/core';
 import type { Cluster } from 'ioredis';
 import { isCluster, type RedisClient } from './l2/redis-client.js';
-import type { RedisTier } from './l2/redis-tier.js';
+import type { LeaseResult, RedisTier } from './l2/redis-tier.js';
 import { TickBatcher } from './l2/tick-batcher.js';
 import type { CacheMetrics } from './metrics.js';
 
@@ -41,6 +41,15 @@ const RESYNC_RETRY_MS = 500;
 /** Past this many lost keys (or tags, prefixes), they are replaced by one root `clear`. */
 const MAX_LOST_KEYS = 10_000;
 
+/**
+ * How long the instance that takes the root-clear lease waits before sending the root clear,
+ * so that the instances recovering from the same outage meanwhile need not send their own.
+ */
+const ROOT_CLEAR_COALESCE_MS = 1_000;
+
+/** Cache-wide lease name (`<prefix>__root-clear`) of the root clear after lost invalidations. */
+const ROOT_CLEAR_LEASE = 'root-clear';
+
 /** How long a Cluster bus waits before subscribing through another node (ms). */
 const RESUBSCRIBE_DELAY_MS = 100;
 
@@ -78,6 +87,8 @@ export class InvalidationBus {
   /** Too many were lost to send again one by one: a root `clear` replaces them. */
   #lostTooMany = false;
   #resyncTimer: NodeJS.Timeout | undefined;
+  /** Set while this instance waits for another's root clear (see `#resyncWithRootClear`). */
+  #rootClearTimer: NodeJS.Timeout | undefined;
   readonly ready: Promise<void>;
 
   constructor(options: {
@@ -98,12 +109,17 @@ export class InvalidationBus {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     const client = options.tier.client;
-    this.ready = isCluster(client) ? this.#subscribeOnCluster(client) : this.#subscribe(client.duplicate());
+    this.ready = isCluster(client)
+      ? this.#subscribeOnCluster(client)
+      : this.#subscribe(client.duplicate({ autoResubscribe: false }));
   }
 
   /**
    * Subscribes `subscriber` (a connection of its own) to the channel. Once a connection of the
-   * bus has closed, the next one to be ready drops L1: what was published meanwhile is lost.
+   * bus has closed, L1 is dropped when the next one's SUBSCRIBE has taken effect, not when it
+   * is ready: a value read from L2 in the round trip between the two would miss the message
+   * of a write published meanwhile and stay in L1. The connection therefore does not
+   * resubscribe by itself (`autoResubscribe: false`); the bus does, and knows when it is done.
    */
   #subscribe(subscriber: RedisClient): Promise<void> {
     this.#subscriber = subscriber;
@@ -114,11 +130,7 @@ export class InvalidationBus {
       if (!this.#closed) this.#lostConnection = true;
     });
     subscriber.on('ready', () => {
-      if (this.#lostConnection) {
-        this.#lostConnection = false;
-        this.#logger.info('invalidation bus reconnected; dropping L1 (invalidations may have been missed)');
-        this.#onResync();
-      }
+      if (this.#lostConnection) void this.#resubscribe(subscriber);
     });
     subscriber.on('message', (_channel: string, raw: string) => this.#receive(raw));
     return subscriber.subscribe(this.channel).then(
@@ -127,6 +139,24 @@ export class InvalidationBus {
         this.#logger.warn('invalidation bus could not subscribe', { error: String(error) });
       },
     );
+  }
+
+  /**
+   * Subscribes a reconnected connection again, then drops L1 (and supersedes the factory
+   * runs): everything cached before this point may have missed an invalidation. A SUBSCRIBE
+   * that fails (the connection dropped again) leaves that to the next reconnect.
+   */
+  async #resubscribe(subscriber: RedisClient): Promise<void> {
+    try {
+      await subscriber.subscribe(this.channel);
+    } catch (error) {
+      this.#logger.debug('invalidation bus could not subscribe again', { error: String(error) });
+      return;
+    }
+    if (this.#closed || !this.#lostConnection) return;
+    this.#lostConnection = false;
+    this.#logger.info('invalidation bus reconnected; dropping L1 (invalidations may have been missed)');
+    this.#onResync();
   }
 
   /**
@@ -165,6 +195,7 @@ export class InvalidationBus {
       lazyConnect: false,
       retryStrategy: () => null,
       enableReadyCheck: true,
+      autoResubscribe: false,
     });
     let left = false;
     const leave = () => {
@@ -239,8 +270,8 @@ export class InvalidationBus {
    * {@link RESYNC_RETRY_MS} the lost messages are published again until they get through;
    * then this instance drops its own L1 copies of the keys it wrote, which L2 may not have.
    * Every instance then rereads those keys from L2: the lost writes stay lost, but no two
-   * instances keep serving different values. Past {@link MAX_LOST_KEYS} a root `clear` is sent
-   * instead and this instance drops all of its L1.
+   * instances keep serving different values. Past {@link MAX_LOST_KEYS} every L1 is dropped
+   * instead, by one root `clear` per outage across instances (see `#resyncWithRootClear`).
    */
   missed(type: BusMessage['t'], keys: readonly string[]): void {
     if (this.#closed) return;
@@ -271,13 +302,14 @@ export class InvalidationBus {
 
   async #resync(): Promise<void> {
     if (this.#closed) return;
-    const messages: [BusMessage['t'], string[]][] = this.#lostTooMany
-      ? [['clear', ['']]]
-      : [...this.#lost].map(([type, keys]) => [type, [...keys]]);
-    const written = this.#lostTooMany ? undefined : [...(this.#lost.get('set') ?? [])];
+    if (this.#lostTooMany) {
+      await this.#resyncWithRootClear();
+      return;
+    }
+    const messages: [BusMessage['t'], string[]][] = [...this.#lost].map(([type, keys]) => [type, [...keys]]);
+    const written = [...(this.#lost.get('set') ?? [])];
     this.#lost = new Map();
     this.#lostCount = 0;
-    this.#lostTooMany = false;
     for (const [t, k] of messages) {
       const message: BusMessage = { o: this.instanceId, t, k, at: Date.now() };
       let sent = false;
@@ -288,7 +320,6 @@ export class InvalidationBus {
       }
       if (!sent) {
         // All wait for the next try (evictions sent twice do no harm), with what is lost meanwhile.
-        if (written === undefined) this.#lostTooMany = true;
         for (const [type, keys] of messages) this.missed(type, keys);
         return;
       }
@@ -300,10 +331,76 @@ export class InvalidationBus {
     this.#onResync(written);
   }
 
+  /**
+   * Too many invalidations were lost to name them: every L1 must be dropped. After an outage
+   * shared by many instances, each would send a root clear, and every instance would drop its
+   * L1 once per other instance, refilling it from L2 in between. So the instances coordinate
+   * through a lease: the first to recover takes it, drops its own L1, waits
+   * {@link ROOT_CLEAR_COALESCE_MS}, frees the lease and then sends one root clear. Another
+   * instance that finds the lease taken drops only its own L1: its lost writes reached Redis,
+   * if they ever do, before its attempt (one connection, in order), which came before the
+   * holder freed the lease and so before the holder's clear. It then waits for a root clear
+   * and tries again if none comes (a holder that died before sending it).
+   */
+  async #resyncWithRootClear(): Promise<void> {
+    this.#lostTooMany = false;
+    // The instance id, the same on every try: an earlier try that timed out may hold the lease.
+    const token = this.instanceId;
+    let lease: LeaseResult = 'unavailable';
+    try {
+      lease = await this.#tier.acquireCacheLease(ROOT_CLEAR_LEASE, token, 2 * ROOT_CLEAR_COALESCE_MS);
+    } catch {
+      // `onBackendError: 'throw'`: Redis is out of reach again, as with 'unavailable'.
+    }
+    if (lease === 'unavailable') {
+      this.#missedTooMany();
+      return;
+    }
+    this.#onResync();
+    if (lease === 'busy') {
+      this.#awaitRootClear();
+      return;
+    }
+    await new Promise<void>((resolve) => setTimeout(resolve, ROOT_CLEAR_COALESCE_MS).unref());
+    if (this.#closed) return;
+    // Not ours any more (we waited past its expiry) or Redis out of reach: the clear goes out
+    // all the same, or fails and is tried again.
+    await this.#tier.releaseCacheLease(ROOT_CLEAR_LEASE, token).catch(() => false);
+    const message: BusMessage = { o: this.instanceId, t: 'clear', k: [''], at: Date.now() };
+    let sent = false;
+    try {
+      sent = await this.#tier.publish(this.channel, JSON.stringify(message));
+    } catch {
+      // `onBackendError: 'throw'`: Redis is out of reach again, as with a false.
+    }
+    if (!sent) {
+      this.#missedTooMany();
+      return;
+    }
+    this.#metrics.bus('sent');
+    this.#logger.info('redis reachable again; too many invalidations lost, one root clear sent');
+  }
+
+  /** Past the lease and the holder's wait, no root clear came: this instance tries again. */
+  #awaitRootClear(): void {
+    clearTimeout(this.#rootClearTimer);
+    this.#rootClearTimer = setTimeout(() => {
+      this.#rootClearTimer = undefined;
+      this.#missedTooMany();
+    }, 3 * ROOT_CLEAR_COALESCE_MS);
+    this.#rootClearTimer.unref();
+  }
+
+  #missedTooMany(): void {
+    this.#lostTooMany = true;
+    this.missed('clear', ['']);
+  }
+
   /** Unsubscribes and closes the subscriber connection. */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#resyncTimer);
+    clearTimeout(this.#rootClearTimer);
     clearTimeout(this.#resubscribeTimer);
     this.#stopWaitingForCluster?.();
     this.#subscriber?.disconnect();
@@ -317,6 +414,15 @@ export class InvalidationBus {
       return;
     }
     if (message.o === this.instanceId) return;
+    if (
+      this.#rootClearTimer !== undefined &&
+      message.t === 'clear' &&
+      Array.isArray(message.k) &&
+      message.k.includes('')
+    ) {
+      clearTimeout(this.#rootClearTimer);
+      this.#rootClearTimer = undefined;
+    }
     this.#metrics.bus('received');
     this.#onMessage(message);
   }

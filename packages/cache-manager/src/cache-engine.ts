@@ -137,9 +137,9 @@ export class CacheEngine {
           onResync: (keys) => {
             if (keys === undefined) {
               // Messages were missed: a run in progress may have missed the one that changed its
-              // key, so none caches its result, as after a root clear from another instance.
+              // key, so each caches its result only if L2 shows no change (see `runFactory`).
               this.l1.clear();
-              this.runs.supersedePrefix('');
+              this.runs.suspectAll();
             } else for (const key of keys) this.l1.delete(key);
           },
           metrics: this.metrics,

@@ -19,6 +19,7 @@ import {
 } from './cache-options.js';
 import { checkGetOrSetOptions, checkSetManyItems, checkSetOptions } from './call-options.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
+import { writeMany } from './writes.js';
 
 /** The options of a call made without any (shared, never mutated). */
 const noOptions: GetOrSetOptions = Object.freeze({});
@@ -97,12 +98,16 @@ export class Cache {
     await this.#engine.write(this.#prefix + key, value, options ?? noOptions);
   }
 
-  /** Writes many entries (each item's options are validated like `set`'s). */
+  /**
+   * Writes many entries (each item's options are validated like `set`'s): L1 at once, L2 1,024
+   * at a time, so a large batch does not queue past the per-operation deadline.
+   */
   async setMany<T>(items: readonly CacheItem<T>[]): Promise<void> {
     this.#open();
     checkSetManyItems(items);
-    await Promise.all(
-      items.map(({ key, value, ...options }) => this.#engine.write(this.#prefix + key, value, options)),
+    await writeMany(
+      this.#engine,
+      items.map(({ key, value, ...options }) => ({ fullKey: this.#prefix + key, value, options })),
     );
   }
 
@@ -227,7 +232,8 @@ export class Cache {
    * Memoises an async function: `keyFn(...args)` names the entry, `fn(...args)` computes it.
    * The options are validated once, here (`ConfigError`). `fn` gets the factory context as
    * `this` (a `function`, not an arrow, can use it: `this.setOptions(...)`, `this.skip()`),
-   * so its own arguments stay exactly the caller's.
+   * so its own arguments stay exactly the caller's. A `keyFn` that throws, or returns anything
+   * but a string (`ConfigError` naming `keyFn`), rejects the call; the wrapper never throws.
    */
   wrap<Args extends unknown[], T>(
     fn: (this: FactoryContext<T>, ...args: Args) => T | Promise<T>,
@@ -237,8 +243,21 @@ export class Cache {
     if (options !== undefined) checkGetOrSetOptions(options);
     const checked = options ?? noOptions;
     return (...args: Args) => {
-      const key = keyFn(...args);
       if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
+      let key: string;
+      try {
+        key = keyFn(...args);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      // A key such as "undefined" would be shared by every call whose key function slipped.
+      if (typeof key !== 'string') {
+        return Promise.reject(
+          new ConfigError('cache-manager wrap', [
+            { path: 'keyFn', message: `must return a string, returned ${typeof key}` },
+          ]),
+        );
+      }
       return this.#engine.getOrSet(this.#prefix + key, key, (context) => fn.apply(context, args), checked);
     };
   }

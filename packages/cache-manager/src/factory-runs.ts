@@ -8,6 +8,12 @@ export interface FactoryRun {
   /** The call's tags, or those the factory set through its context. */
   tags: readonly string[];
   superseded: boolean;
+  /**
+   * The bus reconnected while it ran: a message that would have superseded it may have been
+   * lost. Unlike `superseded` this is no proof of a change: the run checks L2 before caching
+   * (see `runFactory`).
+   */
+  suspect: boolean;
 }
 
 /** The factory runs in progress, by full key, and what supersedes them. */
@@ -16,7 +22,7 @@ export class FactoryRuns {
 
   /** Records a run of `fullKey` with `tags`; end it with {@link end}. */
   start(fullKey: string, tags: readonly string[]): FactoryRun {
-    const run: FactoryRun = { tags, superseded: false };
+    const run: FactoryRun = { tags, superseded: false, suspect: false };
     let runs = this.#runs.get(fullKey);
     if (!runs) {
       runs = new Set();
@@ -45,6 +51,11 @@ export class FactoryRuns {
     for (const runs of this.#runs.values()) {
       for (const run of runs) if (run.tags.some((tag) => tags.includes(tag))) run.superseded = true;
     }
+  }
+
+  /** A bus reconnect: every run in progress may have missed a message (see {@link FactoryRun.suspect}). */
+  suspectAll(): void {
+    for (const runs of this.#runs.values()) for (const run of runs) run.suspect = true;
   }
 
   /** A clear of the keys under `fullPrefix`. */

@@ -12,8 +12,18 @@ import { slidingFrameBytes } from './serialization/entry-codec.js';
  * runs of the keys it reaches.
  */
 
-/** Deletes keys from both tiers and tells other instances. */
-export async function deleteKeys(engine: CacheEngine, fullKeys: string[]): Promise<void> {
+/**
+ * The keys of a batch call, each once (a key named twice would be deleted, reported and sent
+ * to every instance twice).
+ */
+function distinct(keys: readonly string[]): string[] {
+  return keys.length > 1 ? [...new Set(keys)] : [...keys];
+}
+
+/** Deletes keys from both tiers and tells other instances (nothing at all for no keys). */
+export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): Promise<void> {
+  if (keys.length === 0) return;
+  const fullKeys = distinct(keys);
   const deleted = engine.listeners.delete;
   for (const key of fullKeys) {
     engine.l1.delete(key);
@@ -29,7 +39,9 @@ export async function deleteKeys(engine: CacheEngine, fullKeys: string[]): Promi
  * Deletes every key carrying one of the tags (L1 tag index, L2 tag sets), tells other
  * instances, then purges the edge for the tags tied to it. Returns the keys removed.
  */
-export async function deleteByTags(engine: CacheEngine, tags: readonly string[]): Promise<number> {
+export async function deleteByTags(engine: CacheEngine, tagList: readonly string[]): Promise<number> {
+  if (tagList.length === 0) return 0;
+  const tags = distinct(tagList);
   engine.runs.supersedeTags(tags);
   const removed = new Set<string>();
   for (const tag of tags) {
@@ -81,7 +93,9 @@ export async function deleteByTags(engine: CacheEngine, tags: readonly string[])
  * recomputes while callers in grace can still be served the old value. Factory runs of the
  * keys are superseded, as by a delete.
  */
-export async function expireKeys(engine: CacheEngine, fullKeys: readonly string[]): Promise<void> {
+export async function expireKeys(engine: CacheEngine, keys: readonly string[]): Promise<void> {
+  if (keys.length === 0) return;
+  const fullKeys = distinct(keys);
   const now = engine.clock.now();
   const expired = engine.listeners.expire;
   for (const key of fullKeys) {
@@ -90,7 +104,7 @@ export async function expireKeys(engine: CacheEngine, fullKeys: readonly string[
     if (expired) engine.events.emit('expire', expired, { key });
   }
   if (!engine.tier) return;
-  const outcomes = await Promise.all(fullKeys.map((key) => expireL2(engine, key)));
+  const outcomes = await expireInL2(engine, fullKeys);
   // A key another write changed meanwhile is left out: that write's own `set` message
   // refreshes other instances, and ours arriving after it would mark the new value stale.
   const published = fullKeys.filter((_, index) => outcomes[index] !== 'overwritten');
@@ -102,7 +116,9 @@ export async function expireKeys(engine: CacheEngine, fullKeys: readonly string[
  * L2 tag sets, no scans). Returns the number of keys marked stale in either tier. Unlike
  * `deleteByTags` it does not purge the edge: the entries still exist.
  */
-export async function expireByTags(engine: CacheEngine, tags: readonly string[]): Promise<number> {
+export async function expireByTags(engine: CacheEngine, tagList: readonly string[]): Promise<number> {
+  if (tagList.length === 0) return 0;
+  const tags = distinct(tagList);
   const now = engine.clock.now();
   engine.runs.supersedeTags(tags);
   const marked = new Set<string>();
@@ -115,7 +131,7 @@ export async function expireByTags(engine: CacheEngine, tags: readonly string[])
     const tier = engine.tier;
     const members = new Set((await Promise.all(tags.map((tag) => tier.tagMembers(tag)))).flat());
     const keys = [...members];
-    const outcomes = await Promise.all(keys.map((key) => expireL2(engine, key, tags)));
+    const outcomes = await expireInL2(engine, keys, tags);
     keys.forEach((key, index) => {
       if (outcomes[index] === 'expired') marked.add(key);
     });
@@ -158,6 +174,30 @@ export function expireL1(
   return true;
 }
 
+/** What {@link expireL2} did to a key's L2 value. */
+type L2ExpireOutcome = 'expired' | 'unchanged' | 'overwritten' | 'unavailable';
+
+/** Keys {@link expireInL2} sends to Redis at once. */
+const EXPIRE_BATCH_KEYS = 256;
+
+/**
+ * {@link expireL2} for many keys, {@link EXPIRE_BATCH_KEYS} at a time: all at once, the calls
+ * of a large tag queued behind each other in Redis past their own deadlines, so every read
+ * "failed" and a 50,000-key tag was marked stale nowhere (and counted as errors).
+ */
+async function expireInL2(
+  engine: CacheEngine,
+  fullKeys: readonly string[],
+  tags?: readonly string[],
+): Promise<L2ExpireOutcome[]> {
+  const outcomes: L2ExpireOutcome[] = [];
+  for (let start = 0; start < fullKeys.length; start += EXPIRE_BATCH_KEYS) {
+    const batch = fullKeys.slice(start, start + EXPIRE_BATCH_KEYS);
+    outcomes.push(...(await Promise.all(batch.map((key) => expireL2(engine, key, tags)))));
+  }
+  return outcomes;
+}
+
 /**
  * Marks the L2 value of a key stale for every instance. The value is msgpack with shared
  * structures (and maybe compressed), which Lua cannot edit, so it is read, decoded,
@@ -173,7 +213,7 @@ async function expireL2(
   engine: CacheEngine,
   fullKey: string,
   tags?: readonly string[],
-): Promise<'expired' | 'unchanged' | 'overwritten' | 'unavailable'> {
+): Promise<L2ExpireOutcome> {
   const tier = engine.tier!;
   const bytes = await tier.get(fullKey);
   if (!bytes) return 'unchanged';

@@ -21,6 +21,23 @@ interface ManyLoad<T> {
   stale: Map<number, CacheEntry<T>>;
 }
 
+/**
+ * Lease calls (SET NX, release) sent to Redis at once. All of a large batch at once, the calls
+ * queued in Redis past their own deadlines: with 20,000 cold keys thousands "failed" (opening
+ * the breaker) while their SET NX still landed, and every lease stayed held until `leaseMs`.
+ */
+const LEASE_BATCH_KEYS = 256;
+
+/** `call` for each of `items`, {@link LEASE_BATCH_KEYS} at a time; results in order. */
+async function inBatches<I, R>(items: readonly I[], call: (item: I) => Promise<R>): Promise<R[]> {
+  if (items.length <= LEASE_BATCH_KEYS) return Promise.all(items.map(call));
+  const results: R[] = [];
+  for (let start = 0; start < items.length; start += LEASE_BATCH_KEYS) {
+    results.push(...(await Promise.all(items.slice(start, start + LEASE_BATCH_KEYS).map(call))));
+  }
+  return results;
+}
+
 /** A flight's value for one more caller (a copy in clone mode, as `getOrSet` hands out). */
 function handOut<T>(engine: CacheEngine, value: T): T {
   return engine.options.l1.mode === 'clone' ? copyOfFlight(value) : value;
@@ -119,8 +136,8 @@ async function computeMany<T>(
   if (tier && engine.options.lock.enabled && tier.healthy) {
     const leaseToken = randomUUID();
     token = leaseToken;
-    const leases = await Promise.all(
-      indexes.map((index) => tier.acquireLease(fullKeys[index]!, leaseToken, engine.options.lock.leaseMs)),
+    const leases = await inBatches(indexes, (index) =>
+      tier.acquireLease(fullKeys[index]!, leaseToken, engine.options.lock.leaseMs),
     );
     batch = [];
     const held: number[] = [];
@@ -152,7 +169,7 @@ async function computeMany<T>(
       const missing = new Set(await readManyFromL2(engine, fullKeys, held, found, new Map()));
       const computedElsewhere = held.filter((index) => !missing.has(index));
       for (const index of computedElsewhere) settlers.get(index)!.resolve(found[index] as T);
-      await Promise.all(computedElsewhere.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)));
+      await inBatches(computedElsewhere, (index) => tier.releaseLease(fullKeys[index]!, leaseToken));
       const elsewhere = new Set(computedElsewhere);
       batch = batch.filter((index) => !elsewhere.has(index));
     }
@@ -173,9 +190,14 @@ async function runMany<T>(
   const started = performance.now();
   const keys = batch.map((index) => userKeys[index]!);
   const runs = batch.map((index) => engine.runs.start(fullKeys[index]!, options.tags ?? []));
+  // A failed holder marks it in Redis first, for waiters the `rel` message misses (as runFactory).
+  const failedMarkMs = Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs);
   const release = (indexes: readonly number[], holderFailed = false) =>
     leaseToken && tier && indexes.length > 0
-      ? Promise.all(indexes.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken))).then(() => {
+      ? inBatches(indexes, async (index) => {
+          if (holderFailed) await tier.markFailedHolder(fullKeys[index]!, failedMarkMs);
+          await tier.releaseLease(fullKeys[index]!, leaseToken);
+        }).then(() => {
           engine.bus
             ?.publish(
               'rel',
@@ -202,7 +224,8 @@ async function runMany<T>(
         if (fallback && now < fallback.staleUntil) {
           engine.servedStale(fullKeys[index]!, 'factory_error');
           // As in `runFactory`: a key changed during the run gets no back-off copy of the old value.
-          if (!runs[position]!.superseded) backOff(engine, fullKeys[index]!, fallback);
+          if (!runs[position]!.superseded && !runs[position]!.suspect)
+            backOff(engine, fullKeys[index]!, fallback);
           settlers.get(index)!.resolve(fallback.value);
         } else {
           settlers.get(index)!.reject(new FactoryError(userKeys[index]!, { cause: error }));
@@ -216,7 +239,7 @@ async function runMany<T>(
     const unwritten: number[] = [];
     batch.forEach((index, position) => {
       const value = values[position];
-      if (value === undefined || runs[position]!.superseded) {
+      if (value === undefined || runs[position]!.superseded || runs[position]!.suspect) {
         unwritten.push(index);
         return;
       }
@@ -236,7 +259,7 @@ async function runMany<T>(
       release(unwritten),
       Promise.all(writes).finally(() =>
         leaseToken && tier
-          ? Promise.all(written.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)))
+          ? inBatches(written, (index) => tier.releaseLease(fullKeys[index]!, leaseToken))
           : undefined,
       ),
     ]);

@@ -31,6 +31,12 @@ export interface KeyLoad<T> {
    * serves nobody a stale value (none is counted); it only backs off.
    */
   background?: boolean;
+  /**
+   * When the key's L2 value was last read before the run: its `createdAt`, null when L2 had
+   * none, undefined when not read. A run that spans a bus reconnect caches its result only if
+   * L2 still holds the same (see {@link FactoryRun.suspect}).
+   */
+  l2Seen?: number | null;
 }
 
 /** An L1 miss or stale entry: L2, then the factory once across instances. */
@@ -43,8 +49,10 @@ export async function loadThrough<T>(
   staleL1: CacheEntry<T> | undefined,
 ): Promise<T> {
   let stale = staleL1;
+  let l2Seen: number | null | undefined;
   if (engine.tier) {
     const remote = await readL2(engine, fullKey);
+    l2Seen = remote?.entry.createdAt ?? null;
     if (remote) {
       const entry = remote.entry as CacheEntry<T>;
       const now = engine.clock.now();
@@ -62,13 +70,14 @@ export async function loadThrough<T>(
     }
   }
   if (engine.listeners.miss) engine.emitMiss(fullKey);
-  return computeOnce(engine, { fullKey, userKey, factory, options, stale });
+  return computeOnce(engine, { fullKey, userKey, factory, options, stale, l2Seen });
 }
 
 /** Runs the factory once across instances: takes the key's lease or waits for its holder. */
 export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Promise<T> {
   const { fullKey, userKey, options } = load;
   let stale = load.stale;
+  let l2Seen = load.l2Seen;
   const tier = engine.tier;
   // After a failed Redis call (our L2 read just now, typically) a lease would only cost
   // another deadline: fall back to in-process single flight until Redis answers again.
@@ -113,6 +122,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
         }
         await wait.sleep(Math.min(engine.options.lock.pollMs, remaining));
         const remote = await readL2(engine, fullKey);
+        l2Seen = remote?.entry.createdAt ?? null;
         const now = engine.clock.now();
         if (remote && isFresh(remote.entry, now)) {
           engine.metrics.lockWait('value');
@@ -124,15 +134,24 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
           // After a change, L2 holds what it left: a value deleted meanwhile must not come back
           // through a failed holder or a timeout. Without one, only a newer value replaces ours
           // (L2's copy of a value slid in L1 may have expired before it).
-          if (changes?.superseded) stale = inGrace as CacheEntry<T> | undefined;
+          if (changes?.superseded || changes?.suspect) stale = inGrace as CacheEntry<T> | undefined;
           else if (inGrace && inGrace.createdAt > stale.createdAt) stale = inGrace as CacheEntry<T>;
         }
         const fallback = staleAfterFailedHolder();
         if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
         lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
       }
-      // The failure may have been reported while we took the lease it freed.
-      const fallback = staleAfterFailedHolder();
+      // The failure may have been reported while we took the lease it freed, or not have
+      // reached us at all (our bus down): the holder also marks it in Redis for a while.
+      let fallback = staleAfterFailedHolder();
+      if (
+        !fallback &&
+        lease === 'acquired' &&
+        stale !== undefined &&
+        engine.clock.now() < stale.staleUntil &&
+        (await tier.holderFailed(fullKey))
+      )
+        fallback = stale;
       if (fallback) {
         if (lease === 'acquired') {
           await tier.releaseLease(fullKey, token);
@@ -149,9 +168,9 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const left = (ms: number | undefined) => (ms === undefined ? undefined : Math.max(1, ms - waitedMs));
     const bounded = { ...options, softTimeoutMs: left(softTimeoutMs), hardTimeoutMs: left(hardTimeoutMs) };
     // 'unavailable': Redis failed while we waited; only in-process single flight is left.
-    if (lease === 'unavailable') return runFactory(engine, { ...load, stale, options: bounded });
+    if (lease === 'unavailable') return runFactory(engine, { ...load, stale, l2Seen, options: bounded });
     engine.metrics.lockWait('acquired');
-    return takeOver(engine, { ...load, stale, options: bounded }, token);
+    return takeOver(engine, { ...load, stale, l2Seen, options: bounded }, token);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
@@ -184,7 +203,7 @@ async function takeOver<T>(engine: CacheEngine, load: KeyLoad<T>, token: string)
     engine.l1Set(fullKey, remote.entry, remote.bytes);
     return remote.entry.value as T;
   }
-  return runFactory(engine, load, token);
+  return runFactory(engine, { ...load, l2Seen: remote?.entry.createdAt ?? null }, token);
 }
 
 /** Runs the factory with soft/hard timeouts and grace; writes the result through both tiers. */
@@ -207,7 +226,12 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
       }
       if (leaseToken && tier) {
         // Free the lease first, then wake waiters: those with a value in grace serve it, one
-        // of the others takes the lease and retries at once.
+        // of the others takes the lease and retries at once. The mark tells the waiters the
+        // message misses; it lasts the back-off a failure served stale gets here.
+        await tier.markFailedHolder(
+          fullKey,
+          Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs),
+        );
         await tier.releaseLease(fullKey, leaseToken);
         engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
       }
@@ -218,6 +242,7 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
       factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
     }
     let stored: Promise<void> | undefined;
+    if (run.suspect && !run.superseded && !(await unchangedInL2(engine, load))) run.superseded = true;
     if (run.superseded) {
       engine.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
     } else if (value !== undefined && !context.skipped) {
@@ -284,10 +309,32 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
       }
       // A write, delete or expire that reached the key during the run left L1 as it wants it:
       // the back-off copy would bring an older (maybe deleted) value back over it.
-      if (!run.superseded) backOff(engine, fullKey, stale);
+      if (!run.superseded && !run.suspect) backOff(engine, fullKey, stale);
       return stale.value;
     }
     throw new FactoryError(userKey, { cause: error });
+  }
+}
+
+/**
+ * Whether L2 still holds what the run saw before it started (same `createdAt`, or still
+ * nothing). Asked by a run the bus reconnected during: a write another instance made while
+ * this one's bus was down changed L2, so the run's result, maybe read from the source before
+ * that write, is not cached over it. From the resubscription on, any change supersedes the
+ * run through the bus as usual. A write then delete of the key both lost in the same outage
+ * leaves L2 as it was and goes unnoticed (L2 keeps no history to tell).
+ */
+async function unchangedInL2(
+  engine: CacheEngine,
+  load: Pick<KeyLoad<unknown>, 'fullKey' | 'l2Seen'>,
+): Promise<boolean> {
+  if (!engine.tier || load.l2Seen === undefined) return false;
+  try {
+    const remote = await readL2(engine, load.fullKey);
+    return (remote?.entry.createdAt ?? null) === load.l2Seen;
+  } catch {
+    // `onBackendError: 'throw'`: L2 cannot be checked, so the value is served, not cached.
+    return false;
   }
 }
 

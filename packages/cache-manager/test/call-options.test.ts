@@ -165,4 +165,34 @@ describe('per-call option checks', () => {
     );
     expect(await wrapped(21)).toBe(42);
   });
+
+  it('wrap rejects (never throws) when the key function throws or returns no string', async () => {
+    const cache = make();
+    const byId = cache.wrap(
+      async (id: number) => `user ${id}`,
+      (id: number) => {
+        if (id < 0) throw new Error('negative id');
+        return (id === 0 ? undefined : `user:${id}`) as string;
+      },
+    );
+    let thrown: unknown;
+    let rejected: unknown;
+    try {
+      await byId(-1).catch((error: unknown) => {
+        rejected = error;
+      });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeUndefined();
+    expect(String(rejected)).toContain('negative id');
+    expect(await fieldsOf(() => byId(0))).toEqual(['keyFn']);
+    // A key such as "undefined" would be shared by every function whose key function slipped.
+    const other = cache.wrap(
+      async () => 'other function',
+      () => undefined as unknown as string,
+    );
+    expect(await fieldsOf(() => other())).toEqual(['keyFn']);
+    expect(await byId(7)).toBe('user 7');
+  });
 });

@@ -271,17 +271,34 @@ export class RedisTier {
     });
   }
 
-  /** Deletes every key of a tag and the tag's set; returns the cache keys removed. */
-  deleteTag(tag: string): Promise<string[]> {
+  /**
+   * Deletes every key of a tag and empties the tag's set, a page at a time (SSCAN of 1,000,
+   * their UNLINKs and SREM), each page one guarded operation: a tag of any size is deleted
+   * whole before this resolves, where one deadline for it all returned while Redis went on.
+   * A key tagged again meanwhile stays in the set unless its page comes later. Returns the
+   * cache keys removed (those of the pages done when Redis fails midway).
+   */
+  async deleteTag(tag: string): Promise<string[]> {
     this.#writesFirst();
-    return this.#guard.run('delete_tag', [] as string[], async () => {
-      const tagKey = this.tagKey(tag);
-      const keys = await this.client.smembers(tagKey);
-      const redisKeys = keys.map((key) => this.dataKey(key));
-      if (this.#cluster) await Promise.all([...redisKeys, tagKey].map((key) => this.client.unlink(key)));
-      else await this.client.unlink(...redisKeys, tagKey);
-      return keys;
-    });
+    const tagKey = this.tagKey(tag);
+    const removed: string[] = [];
+    let cursor = '0';
+    do {
+      const at = cursor;
+      const page = await this.#guard.run('delete_tag', undefined, async () => {
+        const [next, keys] = await this.client.sscan(tagKey, at, 'COUNT', 1_000);
+        if (keys.length === 0) return { next, keys };
+        const redisKeys = keys.map((key) => this.dataKey(key));
+        if (this.#cluster) await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
+        else await this.client.unlink(...redisKeys);
+        await this.client.srem(tagKey, ...keys);
+        return { next, keys };
+      });
+      if (page === undefined) break;
+      for (const key of page.keys) removed.push(key);
+      cursor = page.next;
+    } while (cursor !== '0');
+    return removed;
   }
 
   /** The cache keys in a tag's key set (may name keys since deleted or rewritten without the tag). */
@@ -325,12 +342,55 @@ export class RedisTier {
     });
   }
 
+  /**
+   * Records for `ms` that the holder of `key`'s lease failed: waiters that miss the bus's `rel`
+   * message (their bus down, or the lease taken just before it arrived) read it here.
+   */
+  markFailedHolder(key: string, ms: number): Promise<boolean> {
+    return this.#guard.run(
+      'lease_release',
+      false,
+      async () => (await this.client.set(`${this.#prefix}__failed:${key}`, '1', 'PX', ms)) === 'OK',
+    );
+  }
+
+  /** Whether a holder of `key`'s lease failed within the last {@link markFailedHolder} period. */
+  holderFailed(key: string): Promise<boolean> {
+    return this.#guard.run(
+      'lease',
+      false,
+      async () => (await this.client.exists(`${this.#prefix}__failed:${key}`)) === 1,
+    );
+  }
+
   /** Releases a lease if `token` still holds it. */
   releaseLease(key: string, token: string): Promise<boolean> {
     return this.#guard.run(
       'lease_release',
       false,
       async () => (await this.#eval(releaseLeaseScript, this.leaseKey(key), [token])) === 1,
+    );
+  }
+
+  /**
+   * Tries to take the cache-wide lease `<prefix>__<name>` (SET NX PX), for coordination
+   * between instances that is not about one key (e.g. the bus's root clear after an outage).
+   * A lease `token` already holds is acquired: an attempt that timed out may have landed.
+   */
+  acquireCacheLease(name: string, token: string, leaseMs: number): Promise<LeaseResult> {
+    return this.#guard.run('lease', 'unavailable' as LeaseResult, async () => {
+      const key = `${this.#prefix}__${name}`;
+      if ((await this.client.set(key, token, 'PX', leaseMs, 'NX')) === 'OK') return 'acquired';
+      return (await this.client.get(key)) === token ? 'acquired' : 'busy';
+    });
+  }
+
+  /** Releases a lease of {@link acquireCacheLease} if `token` still holds it. */
+  releaseCacheLease(name: string, token: string): Promise<boolean> {
+    return this.#guard.run(
+      'lease_release',
+      false,
+      async () => (await this.#eval(releaseLeaseScript, `${this.#prefix}__${name}`, [token])) === 1,
     );
   }
 
@@ -437,24 +497,29 @@ export class RedisTier {
    */
   clearPrefix(keyPrefix: string): Promise<boolean> {
     this.#writesFirst();
-    return this.#guard.run('clear', false, async () => {
-      const patterns = [`${escapeGlob(this.#dataPrefix + keyPrefix)}*`];
-      if (keyPrefix === '') patterns.push(`${escapeGlob(`${this.#prefix}__tag:`)}*`);
-      const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
-      await Promise.all(
-        nodes.flatMap((node) =>
-          patterns.map(async (pattern) => {
-            let cursor = '0';
-            do {
-              const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-              cursor = next;
-              if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)));
-            } while (cursor !== '0');
-          }),
-        ),
-      );
+    const patterns = [`${escapeGlob(this.#dataPrefix + keyPrefix)}*`];
+    if (keyPrefix === '') patterns.push(`${escapeGlob(`${this.#prefix}__tag:`)}*`);
+    const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
+    // Each page (one SCAN and its UNLINKs) is one guarded operation: the deadline bounds a
+    // page, not the whole clear, which takes as long as its keys need. One deadline for it all
+    // returned (and let the bus announce the clear) while Redis went on deleting, so other
+    // instances reread values it deleted a moment later and kept them in L1.
+    const scanAll = async (node: RedisClient, pattern: string): Promise<boolean> => {
+      let cursor: string | undefined = '0';
+      do {
+        const at: string = cursor;
+        cursor = await this.#guard.run('clear', undefined as string | undefined, async () => {
+          const [next, keys] = await node.scan(at, 'MATCH', pattern, 'COUNT', 500);
+          if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)));
+          return next;
+        });
+        if (cursor === undefined) return false;
+      } while (cursor !== '0');
       return true;
-    });
+    };
+    return Promise.all(nodes.flatMap((node) => patterns.map((pattern) => scanAll(node, pattern)))).then(
+      (done) => done.every(Boolean),
+    );
   }
 
   /**

@@ -39,6 +39,30 @@ describe.skipIf(!redisUp)('L1 invalidation bus', () => {
     expect(await b.get('user:1')).toBe('v2');
   });
 
+  it('empty batches send no bus message, and a key named twice is sent once', async () => {
+    await Promise.all([a.ready(), b.ready()]);
+    const received: [string, readonly string[]][] = [];
+    // An earlier case's `set` message may still arrive: only empty ones and this case's count.
+    const ours = new Set(['twice', 'once', 'marker']);
+    const stop = b.onInvalidation((message) => {
+      if (message.k.length === 0 || message.k.some((key) => ours.has(key)))
+        received.push([message.t, message.k]);
+    });
+    await a.deleteMany([]);
+    await a.deleteByTag([]);
+    await a.expireMany([]);
+    await a.expireByTag([]);
+    await a.deleteMany(['twice', 'twice', 'once']);
+    const marker = nextMessage(b, (keys) => keys.includes('marker'));
+    await a.set('marker', 1);
+    await marker;
+    stop();
+    expect(received).toEqual([
+      ['del', ['twice', 'once']],
+      ['set', ['marker']],
+    ]);
+  });
+
   it('delete, deleteByTag and clear reach the other instance', async () => {
     await a.set('d', 1, { tags: ['grp'] });
     await a.set('t', 2, { tags: ['grp'] });

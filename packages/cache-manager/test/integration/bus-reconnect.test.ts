@@ -1,0 +1,175 @@
+import { delay } from '@noa/core';
+import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions } from '../../src/index.js';
+import { HoldingProxy } from './holding-proxy.js';
+
+const started = await startPrivateRedisOrSkip();
+
+/**
+ * What a bus reconnect leaves behind: the window before the new subscription takes effect,
+ * and the factory runs that span it. Each case kills the bus connections (`CLIENT KILL TYPE
+ * pubsub`) on a private Redis, which the instances' other connections survive.
+ */
+describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => {
+  let server: PrivateRedis;
+  let admin: Redis;
+  let proxy: HoldingProxy;
+  const clients: Redis[] = [];
+  const caches: Cache[] = [];
+
+  /** A cache on the private Redis, directly or (`throughProxy`) through the holding proxy. */
+  async function open(prefix: string, throughProxy = false, options: CacheOptions = {}): Promise<Cache> {
+    const client = new Redis(throughProxy ? proxy.url : server.url);
+    client.on('error', () => {});
+    clients.push(client);
+    const cache = new Cache({ redis: client, prefix, ...options });
+    caches.push(cache);
+    await cache.ready();
+    return cache;
+  }
+
+  async function subscribers(prefix: string): Promise<number> {
+    return Number(((await admin.pubsub('NUMSUB', `${prefix}__bus`)) as [string, number])[1]);
+  }
+
+  /** PUBLISH calls the server has run (the bus publishes a write's message after the write). */
+  async function publishes(): Promise<number> {
+    const stats = await admin.info('commandstats');
+    return Number(/cmdstat_publish:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+  }
+
+  async function waitForSubscribers(prefix: string, count: number): Promise<void> {
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && (await subscribers(prefix)) < count) await delay(10);
+    expect(await subscribers(prefix)).toBe(count);
+  }
+
+  beforeAll(async () => {
+    server = started.redis!;
+    admin = new Redis(server.url);
+    proxy = await HoldingProxy.start(server.port);
+  });
+
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    for (const client of clients) client.disconnect();
+    admin?.disconnect();
+    await proxy?.close();
+    await server?.stop();
+  });
+
+  it('a value read between the reconnect and the new SUBSCRIBE is not kept past a write published then', async () => {
+    const prefix = 'window:';
+    const reader = await open(prefix, true);
+    const writer = await open(prefix);
+    await writer.set('k', 'v1');
+    expect(await reader.get('k')).toBe('v1');
+    expect(reader.getLocal('k')).toBe('v1');
+
+    proxy.holdSubscribe = true;
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    // The reader's bus connection is back (ready) and its SUBSCRIBE is on its way.
+    await proxy.held();
+    await waitForSubscribers(prefix, 1);
+    // In the window: the reader caches what L2 holds, then a write's message reaches nobody.
+    expect(await reader.get('k')).toBe('v1');
+    const published = await publishes();
+    await writer.set('k', 'v2');
+    while ((await publishes()) === published) await delay(5);
+    proxy.release();
+    await waitForSubscribers(prefix, 2);
+    // Once subscribed, nothing will tell the reader about v2: its L1 must not still hold v1.
+    const deadline = Date.now() + 2_000;
+    while (Date.now() < deadline && reader.getLocal('k') === 'v1') await delay(10);
+    expect(reader.getLocal('k')).toBeUndefined();
+    expect(await reader.get('k')).toBe('v2');
+  });
+
+  it('a factory run across a bus reconnect caches its value when L2 did not change meanwhile', async () => {
+    const prefix = 'spanning:';
+    let resynced = false;
+    const logger = {
+      debug: () => {},
+      info: (message: string) => {
+        if (message.startsWith('invalidation bus reconnected')) resynced = true;
+      },
+      warn: () => {},
+      error: () => {},
+    };
+    const runner = await open(prefix, false, { logger });
+    await open(prefix);
+    let finish: ((value: string) => void) | undefined;
+    const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
+    while (finish === undefined) await delay(5);
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && !resynced) await delay(10);
+    expect(resynced).toBe(true);
+    // Nothing wrote the key while the bus was down: the result is as good as any other run's.
+    finish('computed');
+    expect(await running).toBe('computed');
+    expect(runner.getLocal('k')).toBe('computed');
+    const fresh = await open(prefix);
+    expect(await fresh.get('k')).toBe('computed');
+  });
+
+  it('a factory run across a bus reconnect does not cache over a write made in the outage', async () => {
+    const prefix = 'spanning-written:';
+    let resynced = false;
+    const logger = {
+      debug: () => {},
+      info: (message: string) => {
+        if (message.startsWith('invalidation bus reconnected')) resynced = true;
+      },
+      warn: () => {},
+      error: () => {},
+    };
+    const runner = await open(prefix, false, { logger });
+    const writer = await open(prefix);
+    await writer.set('k', 'old');
+    await writer.expire('k');
+    let finish: ((value: string) => void) | undefined;
+    const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
+    while (finish === undefined) await delay(5);
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    // The write lands in L2 while the runner's bus is down (its message is lost to it).
+    await writer.set('k', 'newer');
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && !resynced) await delay(10);
+    expect(resynced).toBe(true);
+    finish('older');
+    expect(await running).toBe('older');
+    expect(await runner.get('k')).toBe('newer');
+    expect(await (await open(prefix)).get('k')).toBe('newer');
+  });
+
+  it('a waiter whose bus is down serves its value in grace when the lease holder fails, without calling the source', async () => {
+    const prefix = 'failed-holder:';
+    const waiter = await open(prefix, true);
+    const holder = await open(prefix);
+    await holder.set('k', 'old', { ttlMs: 50, graceMs: 60_000 });
+    expect(await waiter.get('k')).toBe('old');
+    await delay(80);
+    // The waiter's bus stays down: its SUBSCRIBE is held back, so no `rel` message reaches it.
+    proxy.holdSubscribe = true;
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await proxy.held();
+    let failHolder: ((error: Error) => void) | undefined;
+    const holding = holder.getOrSet('k', () => new Promise<string>((_, reject) => (failHolder = reject)));
+    while (failHolder === undefined) await delay(5);
+    let waiterRuns = 0;
+    const waiting = waiter.getOrSet('k', async () => {
+      waiterRuns += 1;
+      return 'recomputed';
+    });
+    await delay(50);
+    failHolder(new Error('source down'));
+    expect(await holding).toBe('old');
+    // As with a working bus: the source that just failed is not called again by each waiter.
+    expect(await waiting).toBe('old');
+    expect(waiterRuns).toBe(0);
+    proxy.release();
+  });
+});

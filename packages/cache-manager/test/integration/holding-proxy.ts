@@ -1,0 +1,85 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * A TCP proxy in front of a Redis server that can hold back the SUBSCRIBE of a connection:
+ * while `holdSubscribe` is on, the first chunk a client sends that contains a SUBSCRIBE, and
+ * everything after it on that connection, wait until `release()`. It stretches the window
+ * between a bus connection being ready again and its subscription taking effect, which is one
+ * round trip in production and too short to hit from a test.
+ */
+export class HoldingProxy {
+  holdSubscribe = false;
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  readonly #held: (() => void)[] = [];
+  #onHeld: (() => void) | undefined;
+  port = 0;
+
+  private constructor(targetPort: number) {
+    this.#server = createServer((client) => {
+      const upstream = connect(targetPort, '127.0.0.1');
+      this.#sockets.add(client);
+      this.#sockets.add(upstream);
+      let holding = false;
+      const pending: Buffer[] = [];
+      client.on('data', (chunk: Buffer) => {
+        if (!holding && this.holdSubscribe && /subscribe/i.test(chunk.toString('latin1'))) {
+          holding = true;
+          this.#held.push(() => {
+            holding = false;
+            for (const buffered of pending.splice(0)) upstream.write(buffered);
+          });
+          this.#onHeld?.();
+        }
+        if (holding) pending.push(chunk);
+        else upstream.write(chunk);
+      });
+      upstream.on('data', (chunk: Buffer) => client.write(chunk));
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+        this.#sockets.delete(client);
+        this.#sockets.delete(upstream);
+      };
+      client.on('close', close);
+      upstream.on('close', close);
+      client.on('error', close);
+      upstream.on('error', close);
+    });
+  }
+
+  static async start(targetPort: number): Promise<HoldingProxy> {
+    const proxy = new HoldingProxy(targetPort);
+    await new Promise<void>((resolve) => proxy.#server.listen(0, '127.0.0.1', resolve));
+    const address = proxy.#server.address();
+    proxy.port = typeof address === 'object' && address ? address.port : 0;
+    return proxy;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Resolves once a SUBSCRIBE is being held (at once if one already is). */
+  held(): Promise<void> {
+    if (this.#held.length > 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#onHeld = () => {
+        this.#onHeld = undefined;
+        resolve();
+      };
+    });
+  }
+
+  /** Sends every held SUBSCRIBE (and what followed it) on, and stops holding new ones. */
+  release(): void {
+    this.holdSubscribe = false;
+    for (const resume of this.#held.splice(0)) resume();
+  }
+
+  async close(): Promise<void> {
+    this.release();
+    for (const socket of this.#sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,66 @@
+import { delay } from '@noa/core';
+import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions } from '../../src/index.js';
+
+const started = await startPrivateRedisOrSkip();
+
+/**
+ * A clear of a namespace with more keys than one `operationTimeoutMs` can scan: the SCAN and
+ * UNLINK go on in Redis past the deadline, so the clear must not be reported (and published)
+ * as done, nor counted as a failure, before they end.
+ */
+describe.skipIf(started.skip !== undefined)('clear of a large namespace', () => {
+  let server: PrivateRedis;
+  let admin: Redis;
+  const clients: Redis[] = [];
+  const caches: Cache[] = [];
+
+  beforeAll(() => {
+    server = started.redis!;
+    admin = new Redis(server.url);
+  });
+
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    for (const client of clients) client.disconnect();
+    admin?.disconnect();
+    await server?.stop();
+  });
+
+  async function open(options: CacheOptions): Promise<Cache> {
+    const client = new Redis(server.url);
+    client.on('error', () => {});
+    clients.push(client);
+    const cache = new Cache({ redis: client, prefix: 'big:', l1: { maxEntries: 100_000 }, ...options });
+    caches.push(cache);
+    await cache.ready();
+    return cache;
+  }
+
+  it('other instances do not keep values the clear deletes after its message', async () => {
+    const keys = Array.from({ length: 50_000 }, (_, index) => `k${index}`);
+    const filler = (await open({ operationTimeoutMs: 10_000 })).namespace('ns');
+    for (let start = 0; start < keys.length; start += 5_000) {
+      await filler.setMany(keys.slice(start, start + 5_000).map((key) => ({ key, value: key })));
+    }
+    const clearer = await open({ operationTimeoutMs: 100 });
+    const reader = await open({ operationTimeoutMs: 10_000 });
+    let cleared = false;
+    reader.onInvalidation((message) => {
+      if (message.t === 'clear') cleared = true;
+    });
+    const done = clearer.namespace('ns').clear();
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !cleared) await delay(1);
+    expect(cleared).toBe(true);
+    // Reads right after the clear's message: whatever L2 still holds then, L1 keeps.
+    await reader.namespace('ns').getMany(keys);
+    await done;
+    while (Date.now() < deadline && (await admin.dbsize()) > 10) await delay(50);
+    const kept = keys.filter((key) => reader.namespace('ns').getLocal(key) !== undefined);
+    expect(kept.length).toBe(0);
+    expect(clearer.stats().l2Errors).toBe(0);
+  }, 60_000);
+});

@@ -1,0 +1,52 @@
+import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions } from '../../src/index.js';
+
+const started = await startPrivateRedisOrSkip();
+
+/**
+ * `expireByTag` rewrites every value of the tag (read, re-encode, compare-and-set). Sent all at
+ * once for a large tag, the calls queue behind each other past their own deadlines.
+ */
+describe.skipIf(started.skip !== undefined)('expireByTag of a large tag', () => {
+  let server: PrivateRedis;
+  const clients: Redis[] = [];
+  const caches: Cache[] = [];
+
+  beforeAll(() => {
+    server = started.redis!;
+  });
+
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    for (const client of clients) client.disconnect();
+    await server?.stop();
+  });
+
+  async function open(options: CacheOptions = {}): Promise<Cache> {
+    const client = new Redis(server.url);
+    client.on('error', () => {});
+    clients.push(client);
+    const cache = new Cache({ redis: client, prefix: 'exp:', graceMs: 600_000, ...options });
+    caches.push(cache);
+    await cache.ready();
+    return cache;
+  }
+
+  it('marks 50,000 keys stale without a call past its deadline', async () => {
+    const keys = Array.from({ length: 50_000 }, (_, index) => `k${index}`);
+    const filler = await open({ operationTimeoutMs: 10_000 });
+    for (let start = 0; start < keys.length; start += 5_000) {
+      await filler.setMany(
+        keys.slice(start, start + 5_000).map((key) => ({ key, value: key, tags: ['big'] })),
+      );
+    }
+    const expirer = await open();
+    expect(await expirer.expireByTag('big')).toBe(keys.length);
+    expect(expirer.stats().l2Errors).toBe(0);
+    expect(expirer.stats().l2).toBe('closed');
+    const reader = await open();
+    expect((await reader.getMany(keys)).filter((value) => value !== undefined)).toEqual([]);
+  }, 60_000);
+});
