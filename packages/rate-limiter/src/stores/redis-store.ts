@@ -145,7 +145,12 @@ export class RedisStore implements RateLimitStore {
       | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean }
       | undefined;
     const isCluster = (parsed.client as Cluster).isCluster === true;
+    this.#isCluster = isCluster;
     if (isCluster) this.consumeEach = this.#consumeEachOnCluster;
+    else {
+      this.consumeEach = this.#consumeEachInChunks;
+      this.keysPerCall = maxGroupsPerCall;
+    }
     const recommended = isCluster ? 'recommendedClusterOptions' : 'recommendedRedisOptions';
     const logger = parsed.logger ?? silentLogger;
     this.#library = new CheckFunctionLibrary(
@@ -165,16 +170,28 @@ export class RedisStore implements RateLimitStore {
       );
   }
 
+  readonly #isCluster: boolean;
+
   /**
-   * Cluster only (undefined on a standalone Redis, whose one server answers a batch as a whole):
-   * {@link consumeMany} with one promise per request, so that while a master is down or stalled,
-   * the requests of the other masters are answered as soon as their own calls are.
+   * {@link consumeMany} with one promise per request, each settled by its own script call: on a
+   * Cluster, while a master is down or stalled, the requests of the other masters are answered as
+   * soon as their own calls are; on a standalone Redis, a batch of more than
+   * {@link maxGroupsPerCall} keys goes as several calls, and a call that fails or reaches Redis
+   * after its deadline fails only its own keys (the others' calls were counted: they get their
+   * outcomes, not a failure).
    */
-  readonly consumeEach?: (
+  readonly consumeEach: (
     requests: readonly ConsumeRequest[],
     block: AutoBlockPolicy | undefined,
     options?: ConsumeOptions,
   ) => Promise<ConsumeOutcome[]>[];
+
+  /**
+   * Standalone Redis: keys per script call ({@link maxGroupsPerCall}); a caller's batch of at most
+   * this many is one call, answered or failed as a whole. Undefined on a Cluster (a call per key
+   * or per slot).
+   */
+  readonly keysPerCall: number | undefined;
 
   /** One script call for `costs` consecutive requests of `key` over all its limits. */
   consume(
@@ -191,7 +208,8 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * Standalone Redis: up to {@link maxGroupsPerCall} keys per script call (a few calls, sent
-   * together, for a whole tick of checks). Cluster: keys that share a slot share calls the same
+   * together, for a whole tick of checks); it rejects when any call fails, though the others
+   * counted: {@link consumeEach} answers each key by its own call. Cluster: keys that share a slot share calls the same
    * way (a script's keys must share a slot), each call its own command, and the calls bound for
    * one master leave in one write (see {@link #sendCorked}).
    */
@@ -202,7 +220,7 @@ export class RedisStore implements RateLimitStore {
   ): Promise<ConsumeOutcome[][]> {
     const giveUp = giveUpOf(options);
     if (requests.length === 1) return this.#runGroups(requests, block, giveUp);
-    if (this.consumeEach !== undefined) return Promise.all(this.consumeEach(requests, block, options));
+    if (this.#isCluster) return Promise.all(this.consumeEach(requests, block, options));
     const chunks: Promise<ConsumeOutcome[][]>[] = [];
     for (let start = 0; start < requests.length; start += maxGroupsPerCall)
       chunks.push(this.#runGroups(requests.slice(start, start + maxGroupsPerCall), block, giveUp));
@@ -230,6 +248,26 @@ export class RedisStore implements RateLimitStore {
     if (waiting !== undefined) await waiting;
     return this.#send(call, giveUp);
   }
+
+  /**
+   * Standalone: {@link consumeMany}'s calls of up to {@link maxGroupsPerCall} keys, each request
+   * answered by its own call.
+   */
+  readonly #consumeEachInChunks = (
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+    options?: ConsumeOptions,
+  ): Promise<ConsumeOutcome[]>[] => {
+    const giveUp = giveUpOf(options);
+    const answers: Promise<ConsumeOutcome[]>[] = new Array(requests.length);
+    for (let start = 0; start < requests.length; start += maxGroupsPerCall) {
+      const chunk = this.#runGroups(requests.slice(start, start + maxGroupsPerCall), block, giveUp);
+      const end = Math.min(requests.length, start + maxGroupsPerCall);
+      for (let index = start; index < end; index += 1)
+        answers[index] = chunk.then((all) => all[index - start]!);
+    }
+    return answers;
+  };
 
   /**
    * Cluster: one script call per key, or per slot's chunk of requests when keys share a slot
