@@ -381,7 +381,11 @@ export class RateLimiter implements AsyncDisposable {
     return this.#adjust(input, { operation: 'block', durationMs });
   }
 
-  /** Lifts a block of `input`'s key (manual or automatic) and clears its recent violations. */
+  /**
+   * Lifts a block of `input`'s key (manual or automatic) and clears its recent violations. The
+   * repeat-offender history stays (the block ends now, and `forgetAfterMs` counts from now), so a
+   * quick repeat offence still gets a longer block; `reset()` forgets it with the counters.
+   */
   unblock(input: CheckInput | string): Promise<RateLimitResult> {
     return this.#adjust(input, { operation: 'unblock' });
   }
