@@ -33,7 +33,13 @@ import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from
 import { LocalBlockCache } from './local-block-cache.js';
 import { type LimitPolicy, nameLimits } from './policy.js';
 import { RemoteStoreCaller } from './remote-store-caller.js';
-import type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
+import {
+  type CheckOutcome,
+  type DecisionSource,
+  type LimitStatus,
+  type RateLimitResult,
+  withNeverRetryJSON,
+} from './result.js';
 import { MemoryStore } from './stores/memory-store.js';
 import { admitted, type ConsumeOutcome, type RateLimitStore, type StoreAdjustment } from './stores/store.js';
 
@@ -537,6 +543,7 @@ export class RateLimiter implements AsyncDisposable {
       delayMs: allowed ? delayMs : 0,
       source,
     };
+    if (beyond) withNeverRetryJSON(result);
     if (!record) return result;
     // Labels are built only when metrics are on: the hot path allocates nothing for them.
     if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source });
@@ -607,7 +614,12 @@ function beyondCapacity(
             }
           : found;
       return cost > maxCostOf(limits[index]!)
-        ? { ...decision, allowed: false, retryAfterMs: Number.POSITIVE_INFINITY, delayMs: 0 }
+        ? withNeverRetryJSON({
+            ...decision,
+            allowed: false,
+            retryAfterMs: Number.POSITIVE_INFINITY,
+            delayMs: 0,
+          })
         : decision;
     }),
   };
