@@ -96,11 +96,17 @@ interface ScriptCall {
  * `enableAutoPipelining` stays off: the store already sends a tick's calls in one write per
  * master (its connections corked while it sends them), and an auto-pipeline that mixes a
  * redirected call with calls that succeeded hands the MOVED error to its caller instead of
- * following it.
+ * following it. `retryDelayOnFailover: 0`: a command whose connection closed before its reply
+ * (its master killed or failed over) may have run, so it is not sent again (ioredis's default
+ * resends it after 100 ms): a check would count twice, and a refund give its points back twice,
+ * admitting more than the limit. The command fails instead and the fail mode answers it.
+ * Redirections (MOVED, ASK) and refusals (TRYAGAIN, CLUSTERDOWN) ran nothing and are still
+ * followed.
  */
 export const recommendedClusterOptions = {
   enableOfflineQueue: false,
   enableAutoPipelining: false,
+  retryDelayOnFailover: 0,
   redisOptions: { maxRetriesPerRequest: 0, connectTimeout: 2_000 },
 } as const;
 
@@ -142,7 +148,7 @@ export class RedisStore implements RateLimitStore {
     this.#client = parsed.client;
     this.#prefix = parsed.prefix;
     const clientOptions = (parsed.client as Redis).options as
-      | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean }
+      | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean; retryDelayOnFailover?: number }
       | undefined;
     const isCluster = (parsed.client as Cluster).isCluster === true;
     this.#isCluster = isCluster;
@@ -163,6 +169,11 @@ export class RedisStore implements RateLimitStore {
       logger.warn(`RedisStore: the ioredis client queues commands while disconnected; use ${recommended}`, {
         component: 'rate-limiter',
       });
+    if (isCluster && (clientOptions?.retryDelayOnFailover ?? 0) > 0)
+      logger.warn(
+        'RedisStore: retryDelayOnFailover > 0 resends a check or refund whose master went away after running it (counted twice, or refunded twice); use recommendedClusterOptions',
+        { component: 'rate-limiter' },
+      );
     if (isCluster && clientOptions?.enableAutoPipelining === true)
       logger.warn(
         'RedisStore: enableAutoPipelining on a Cluster fails checks with MOVED/ASK while slots move; use recommendedClusterOptions',
