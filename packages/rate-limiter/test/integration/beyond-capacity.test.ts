@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import express from 'express';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   AcquireError,
   algorithmNames,
@@ -12,7 +12,8 @@ import {
   type RateLimiter,
   RedisStore,
 } from '../../src/index.js';
-import { type Target, targets } from './redis-targets.js';
+import { targetConnection } from './redis-fixture.js';
+import { targets } from './redis-targets.js';
 
 // The same answers as on the memory store (test/beyond-capacity.test.ts), from the Lua scripts:
 // a cost above a limit's capacity is refused as 'exceeds-capacity', never with "retry in 0 s",
@@ -23,7 +24,7 @@ const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`
 if (skip) console.log(skip);
 
 describe.skipIf(skip !== undefined).each(targets)('a cost above the capacity on $name', (target) => {
-  let connection: Awaited<ReturnType<Target['connect']>>;
+  const connection = targetConnection(target);
   const limiters: RateLimiter[] = [];
   const limiterOf = (algorithm: (typeof algorithmNames)[number], autoBlock = false) => {
     const limiter = createRateLimiter({
@@ -39,12 +40,8 @@ describe.skipIf(skip !== undefined).each(targets)('a cost above the capacity on 
     limiters.push(limiter);
     return limiter;
   };
-  beforeAll(async () => {
-    connection = await target.connect();
-  });
   afterAll(async () => {
     for (const limiter of limiters) await limiter.close();
-    await connection.stop();
   });
 
   for (const algorithm of algorithmNames) {

@@ -1,25 +1,18 @@
 import { ManualClock, TimeoutError } from '@noa/core';
 import { isReachable, serviceUrl, startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  type RateLimiter,
-  RedisStore,
-  rateLimitHeaders,
-  recommendedRedisOptions,
-} from '../../src/index.js';
-import { type Target, targets } from './redis-targets.js';
+import { createRateLimiter, type RateLimiter, RedisStore, rateLimitHeaders } from '../../src/index.js';
+import { privateRedisConnections, targetConnection } from './redis-fixture.js';
+import { targets } from './redis-targets.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
 if (skip) console.log(skip);
 
 describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name', (target) => {
-  let connection: Awaited<ReturnType<Target['connect']>>;
+  const connection = targetConnection(target);
   let limiter: RateLimiter;
-  beforeAll(async () => {
-    connection = await target.connect();
+  beforeAll(() => {
     limiter = createRateLimiter({
       store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rladj')}:` }),
       limits: [{ name: 'api', limit: 2, windowMs: 60_000 }],
@@ -30,7 +23,6 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
   });
   afterAll(async () => {
     await limiter.close();
-    await connection.stop();
   });
 
   it('a refund lifts a refusal the local block cache remembered', async () => {
@@ -123,18 +115,7 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
 const privateRedis = await startPrivateRedisOrSkip();
 
 describe.skipIf(privateRedis.skip !== undefined)('the adjust script', () => {
-  let admin: Redis;
-  let client: Redis;
-  beforeAll(async () => {
-    admin = new Redis(privateRedis.redis!.url);
-    client = new Redis(privateRedis.redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
-    await client.connect();
-  });
-  afterAll(async () => {
-    admin.disconnect();
-    client.disconnect();
-    await privateRedis.redis?.stop();
-  });
+  const { admin, client } = privateRedisConnections(privateRedis.redis);
 
   /** Calls of EVALSHA (and its NOSCRIPT failures) and EVAL since the last RESETSTAT. */
   async function scriptStats(): Promise<Record<string, number>> {
