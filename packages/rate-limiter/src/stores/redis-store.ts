@@ -705,18 +705,24 @@ export class RedisStore implements RateLimitStore {
   #waitForFirstConnection(giveUp: GiveUp | undefined): Promise<void> | undefined {
     if (this.#everReady) return undefined;
     const client = this.#client as Redis;
-    if (client.status === 'ready') {
+    if (client.status === 'ready' && this.#mastersConnected()) {
       this.#everReady = true;
       return undefined;
     }
     if (!this.#listeningForReady) {
       this.#listeningForReady = true;
       if (client.status === 'wait') client.connect().catch(() => {});
-      client.once('ready', () => {
-        this.#everReady = true;
-        for (const wake of this.#readyWaiters) wake();
-        this.#readyWaiters.clear();
-      });
+      const ready =
+        client.status === 'ready'
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => client.once('ready', resolve));
+      ready
+        .then(() => this.#connectMasters())
+        .then(() => {
+          this.#everReady = true;
+          for (const wake of this.#readyWaiters) wake();
+          this.#readyWaiters.clear();
+        });
     }
     return new Promise<void>((resolve, reject) => {
       if (giveUp === undefined) {
@@ -742,6 +748,32 @@ export class RedisStore implements RateLimitStore {
       timer.unref();
       this.#readyWaiters.add(wake);
     });
+  }
+
+  /** True unless a Cluster master's connection is not made yet (they are made lazily). */
+  #mastersConnected(): boolean {
+    if (!this.#isCluster) return true;
+    return (this.#client as Cluster).nodes('master').every((master) => master.status === 'ready');
+  }
+
+  /**
+   * Cluster: makes every master's connection (ioredis makes them lazily, at their first command)
+   * and resolves once each is ready or has failed. A command for a master whose connection is
+   * still being made fails at once with the offline queue off (never sent), so without this a new
+   * client's first tick would go to the fail mode for every master but the first.
+   */
+  #connectMasters(): Promise<unknown> {
+    if (!this.#isCluster) return Promise.resolve();
+    return Promise.all(
+      (this.#client as Cluster).nodes('master').map((master) => {
+        if (master.status === 'ready') return undefined;
+        return new Promise<void>((resolve) => {
+          master.once('ready', resolve);
+          master.once('close', resolve);
+          if (master.status === 'wait') master.connect().catch(() => resolve());
+        });
+      }),
+    );
   }
 
   /** Peek, refund, penalize, block or unblock `key` in one script call (see src/stores/redis-adjust.ts). */
