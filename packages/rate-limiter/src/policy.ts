@@ -15,6 +15,12 @@ export type AlgorithmName = (typeof algorithmNames)[number];
 /** The largest `limit` a sliding log accepts: it stores one entry per admitted request. */
 export const maxSlidingLogLimit = 10_000;
 
+/**
+ * Most limits in one rule: the Redis store keeps a sliding-log set per limit beside the key's
+ * hash, and `reset()` (which is given the key alone) deletes that many of them.
+ */
+export const maxLimitsPerRule = 16;
+
 /** The longest delay `setTimeout` honours (2^31 − 1 ms, about 24.8 days). */
 const maxTimerMs = 2_147_483_647;
 

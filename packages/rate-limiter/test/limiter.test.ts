@@ -149,6 +149,14 @@ describe('RateLimiter on the memory store', () => {
     expect((await limiter.check({ key: 'c', cost: 0 })).allowed).toBe(true);
   });
 
+  it('refuses a rule of more than 16 limits (the Redis store keeps and resets at most 16 sliding logs per key)', () => {
+    const limits = (count: number) =>
+      Array.from({ length: count }, (_, index) => ({ name: `l${index}`, limit: 1, windowMs: 1_000 }));
+    expect(() => createRateLimiter({ limits: limits(16) })).not.toThrow();
+    expect(() => createRateLimiter({ limits: limits(17) })).toThrow(ConfigError);
+    expect(() => createRateLimiter({ limits: limits(1), roles: { pro: limits(17) } })).toThrow(/roles\.pro/);
+  });
+
   it('rejects bad options with a ConfigError naming the field', () => {
     const attempt = (options: unknown) => {
       try {

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { AutoBlockPolicy } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
-import { capacityOf, type LimitPolicy } from '../policy.js';
+import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
 import { clusterSlot } from './cluster-slot.js';
 import {
   algorithmCodes,
@@ -241,8 +241,8 @@ export class RedisStore implements RateLimitStore {
   /** Deletes the key's hash and sliding-log sets. */
   async reset(key: string): Promise<void> {
     const hashKey = this.#hashKey(key);
-    // The log keys of up to 16 limits; every key shares the hash tag, so one DEL suffices.
-    const logs = Array.from({ length: 16 }, (_, index) => `${hashKey}:log${index + 1}`);
+    // The log keys of the most limits a rule has; every key shares the hash tag, so one DEL suffices.
+    const logs = Array.from({ length: maxLimitsPerRule }, (_, index) => `${hashKey}:log${index + 1}`);
     await this.#client.del(hashKey, ...logs);
   }
 

@@ -1,7 +1,14 @@
 import { ManualClock, TimeoutError } from '@noa/core';
 import { isReachable, serviceUrl, startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, type RateLimiter, RedisStore, rateLimitHeaders } from '../../src/index.js';
+import {
+  createRateLimiter,
+  type RateLimiter,
+  RedisStore,
+  rateLimitHeaders,
+  recommendedRedisOptions,
+} from '../../src/index.js';
 import { privateRedisConnections, targetConnection } from './redis-fixture.js';
 import { targets } from './redis-targets.js';
 
@@ -200,5 +207,32 @@ describe.skipIf(privateRedis.skip !== undefined)('the adjust script', () => {
     const after = await limiter.peek('abuser');
     expect([after.source, after.outcome, after.remaining]).toEqual(['store', 'allowed', 3]);
     await limiter.close();
+  });
+});
+
+describe.skipIf(skip !== undefined)('reset of a rule with the most limits', () => {
+  it('forgets all 16 sliding logs of a key on Redis', async () => {
+    const client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
+    await client.connect();
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client, prefix: `${uniqueName('rl16')}:` }),
+      // The last limit is the tightest: a log it kept after a reset would refuse the next check.
+      limits: Array.from({ length: 16 }, (_, index) => ({
+        name: `log${index}`,
+        algorithm: 'sliding-log' as const,
+        limit: index === 15 ? 1 : 100,
+        windowMs: 60_000,
+      })),
+      deadlineMs: 5_000,
+    });
+    try {
+      expect((await limiter.check('k')).allowed).toBe(true);
+      expect((await limiter.check('k')).allowed).toBe(false);
+      await limiter.reset('k');
+      expect((await limiter.check('k')).allowed).toBe(true);
+    } finally {
+      await limiter.close();
+      client.disconnect();
+    }
   });
 });
