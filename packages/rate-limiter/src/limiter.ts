@@ -125,8 +125,13 @@ export class RateLimiter implements AsyncDisposable {
     };
     this.#defaultRule = rule('default', parsed.limits);
     this.#memorySingle = this.#defaultRule.single === undefined ? undefined : this.#memoryStore;
+    // Encoded: a role name is the user's and may hold the ':' that ends a namespace, and then
+    // role `a` with key `b:k` would share `rl:role-a:b:k` with role `a:b` and key `k`.
     for (const [role, limits] of Object.entries(parsed.roles))
-      this.#roles.set(role, limits === 'unlimited' ? 'unlimited' : rule(`role-${role}`, limits));
+      this.#roles.set(
+        role,
+        limits === 'unlimited' ? 'unlimited' : rule(`role-${encodeURIComponent(role)}`, limits),
+      );
     this.#allow = new IpList(parsed.allow);
     this.#deny = new IpList(parsed.deny);
     this.#block = parsed.autoBlock;

@@ -236,3 +236,25 @@ describe.skipIf(skip !== undefined)('reset of a rule with the most limits', () =
     }
   });
 });
+
+describe.skipIf(skip !== undefined)('role rules with different limits, one key space', () => {
+  it("a caller of one role cannot reach another role's key by a key that spells the rest of its name", async () => {
+    const client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
+    await client.connect();
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client, prefix: `${uniqueName('rlrole')}:` }),
+      limits: [{ limit: 100, windowMs: 60_000 }],
+      // Role names are the user's; `a:b` is as valid a name as `a`.
+      roles: { a: [{ limit: 1, windowMs: 60_000 }], 'a:b': [{ limit: 1, windowMs: 60_000 }] },
+      deadlineMs: 5_000,
+    });
+    try {
+      // The key is the client's (an API key, a user id): `b:victim` under role `a`.
+      expect((await limiter.check({ key: 'b:victim', role: 'a' })).allowed).toBe(true);
+      expect((await limiter.check({ key: 'victim', role: 'a:b' })).allowed).toBe(true);
+    } finally {
+      await limiter.close();
+      client.disconnect();
+    }
+  });
+});
