@@ -68,6 +68,18 @@ export const limitSchema = z
       });
     if (value.queueMaxDelayMs !== undefined && value.algorithm !== 'leaky-bucket')
       context.addIssue({ code: 'custom', path: ['queueMaxDelayMs'], message: 'only leaky-bucket can queue' });
+    if (value.algorithm === 'token-bucket' || value.algorithm === 'leaky-bucket') {
+      // Buckets keep their level in whole points × windowMs (exact refill at any rate); past 2^53
+      // that loses precision, and Redis's Lua cannot store it as an integer at all.
+      const capacity = value.burst ?? value.limit;
+      const queued = value.algorithm === 'leaky-bucket' ? (value.queueMaxDelayMs ?? 0) * value.limit : 0;
+      if (capacity * value.windowMs + queued > Number.MAX_SAFE_INTEGER)
+        context.addIssue({
+          code: 'custom',
+          path: [value.burst === undefined ? 'limit' : 'burst'],
+          message: `${value.burst === undefined ? 'limit' : 'burst'} × windowMs${queued > 0 ? ' (plus queueMaxDelayMs × limit)' : ''} must be at most 2^53 - 1 (a bucket keeps points × windowMs): use a shorter window or a smaller limit`,
+        });
+    }
   });
 
 /** A limit as written by users. */

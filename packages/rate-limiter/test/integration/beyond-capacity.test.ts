@@ -108,3 +108,33 @@ describe.skipIf(skip !== undefined).each(targets)('a cost above the capacity on 
     }
   });
 });
+
+describe.skipIf(skip !== undefined)('the largest buckets on Redis', () => {
+  const connection = targetConnection(targets[0]!);
+  it('decide as the memory store does (their scaled state stays below 2^53)', async () => {
+    const windowMs = 86_400_000;
+    const limit = Math.floor(Number.MAX_SAFE_INTEGER / windowMs);
+    for (const algorithm of ['token-bucket', 'leaky-bucket'] as const) {
+      const limits = [{ algorithm, limit, windowMs }];
+      const onRedis = createRateLimiter({
+        store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rlbig')}:` }),
+        limits,
+        deadlineMs: 5_000,
+      });
+      const inMemory = createRateLimiter({ limits });
+      const costs = [Math.floor(limit / 2), 1, limit];
+      for (const cost of costs) {
+        const [redis, memory] = [
+          await onRedis.check({ key: 'k', cost }),
+          await inMemory.check({ key: 'k', cost }),
+        ];
+        expect([redis.allowed, redis.remaining], `${algorithm} cost ${cost}`).toEqual([
+          memory.allowed,
+          memory.remaining,
+        ]);
+      }
+      await onRedis.close();
+      await inMemory.close();
+    }
+  });
+});
