@@ -84,6 +84,30 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
     await there.close();
   });
 
+  it("another instance's reset of a key over a long limit reaches this one within a second, not at the window's end", async () => {
+    const prefix = `${uniqueName('rlrst')}:`;
+    const options = { limits: [{ name: 'day', limit: 1, windowMs: 86_400_000 }], deadlineMs: 5_000 };
+    const clock = new ManualClock(Date.now());
+    const here = createRateLimiter({
+      ...options,
+      store: new RedisStore({ client: connection.client, prefix }),
+      clock,
+    });
+    const there = createRateLimiter({
+      ...options,
+      store: new RedisStore({ client: connection.client, prefix }),
+    });
+    expect(await here.check('q')).toMatchObject({ allowed: true });
+    expect(await here.check('q')).toMatchObject({ outcome: 'limited', source: 'store' });
+    expect(await here.check('q')).toMatchObject({ outcome: 'limited', source: 'local-cache' });
+    // Support gives the customer their day back, from another instance.
+    await there.reset('q');
+    clock.advance(1_000);
+    expect(await here.check('q')).toMatchObject({ allowed: true, source: 'store' });
+    await here.close();
+    await there.close();
+  });
+
   it('without autoBlock, a manual block is honoured by the one-key and the batch script paths', async () => {
     const plain = createRateLimiter({
       store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rlblk')}:` }),
