@@ -68,6 +68,13 @@ export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
 const maxGroupsPerCall = 32;
 
 /**
+ * Longest a Cluster store's first calls wait for the masters' connections beyond the first (a
+ * connection takes about a millisecond on a LAN, tens across regions); a master not connected
+ * by then answers its own keys by the fail mode until it is.
+ */
+const masterConnectWaitMs = 250;
+
+/**
  * ioredis options that keep a check from waiting on a dead Redis: fail at once while
  * disconnected instead of queueing, and do not retry a command. The limiter's deadline bounds
  * the rest (a connected but stalled server).
@@ -758,13 +765,15 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * Cluster: makes every master's connection (ioredis makes them lazily, at their first command)
-   * and resolves once each is ready or has failed. A command for a master whose connection is
-   * still being made fails at once with the offline queue off (never sent), so without this a new
-   * client's first tick would go to the fail mode for every master but the first.
+   * and resolves once each is ready or has failed, or after {@link masterConnectWaitMs}. A
+   * command for a master whose connection is still being made fails at once with the offline
+   * queue off (never sent), so without this a new client's first tick would go to the fail mode
+   * for every master but the first; the cap keeps a stalled master (paused, or a connection that
+   * hangs) from holding the other masters' calls.
    */
   #connectMasters(): Promise<unknown> {
     if (!this.#isCluster) return Promise.resolve();
-    return Promise.all(
+    const connected = Promise.all(
       (this.#client as Cluster).nodes('master').map((master) => {
         if (master.status === 'ready') return undefined;
         return new Promise<void>((resolve) => {
@@ -774,6 +783,12 @@ export class RedisStore implements RateLimitStore {
         });
       }),
     );
+    let timer: NodeJS.Timeout | undefined;
+    const capped = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, masterConnectWaitMs);
+      timer.unref();
+    });
+    return Promise.race([connected, capped]).finally(() => clearTimeout(timer));
   }
 
   /** Peek, refund, penalize, block or unblock `key` in one script call (see src/stores/redis-adjust.ts). */

@@ -205,6 +205,11 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
     const keys = oneKeyPerSlot(prefix, spreadKeys);
     const results = await Promise.all(keys.map((key) => limiter.check(key)));
     if (client.status !== 'ready') await once(client, 'ready');
+    // The store connects every master at the first connection; a command for a master still
+    // connecting fails at once (the offline queue is off), so the ping waits for them.
+    await Promise.all(
+      client.nodes('master').map((master) => (master.status === 'ready' ? undefined : once(master, 'ready'))),
+    );
     // Whatever was held back would be sent at the connection: give it time to arrive and count.
     await client.ping();
     await new Promise((resolve) => setTimeout(resolve, 200));
