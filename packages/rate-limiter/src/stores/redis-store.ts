@@ -68,13 +68,6 @@ export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
 const maxGroupsPerCall = 32;
 
 /**
- * Longest a Cluster store's first calls wait for the masters' connections beyond the first (a
- * connection takes about a millisecond on a LAN, tens across regions); a master not connected
- * by then answers its own keys by the fail mode until it is.
- */
-const masterConnectWaitMs = 250;
-
-/**
  * ioredis options that keep a check from waiting on a dead Redis: fail at once while
  * disconnected instead of queueing, and do not retry a command. The limiter's deadline bounds
  * the rest (a connected but stalled server).
@@ -159,6 +152,7 @@ export class RedisStore implements RateLimitStore {
       | undefined;
     const isCluster = (parsed.client as Cluster).isCluster === true;
     this.#isCluster = isCluster;
+    this.#mastersReady = !isCluster || clientOptions?.enableOfflineQueue !== false;
     if (isCluster) this.consumeEach = this.#consumeEachOnCluster;
     else {
       this.consumeEach = this.#consumeEachInChunks;
@@ -189,6 +183,11 @@ export class RedisStore implements RateLimitStore {
   }
 
   readonly #isCluster: boolean;
+  /**
+   * True once every Cluster master was seen connected, or from the start when there is nothing
+   * to wait for (standalone, or a Cluster whose offline queue holds commands while connecting).
+   */
+  #mastersReady: boolean;
 
   /**
    * {@link consumeMany} with one promise per request, each settled by its own script call: on a
@@ -264,7 +263,8 @@ export class RedisStore implements RateLimitStore {
     const call = this.#scriptCall(requests, block);
     const waiting = this.#waitForFirstConnection(giveUp);
     if (waiting !== undefined) await waiting;
-    return this.#send(call, giveUp);
+    if (this.#mastersReady) return this.#send(call, giveUp);
+    return this.#whenMasterReady(call, giveUp, () => this.#send(call, giveUp));
   }
 
   /**
@@ -304,12 +304,17 @@ export class RedisStore implements RateLimitStore {
     // Without indices, the calls are the requests, one each, in order.
     const sendAll =
       calls[0]?.indices === undefined
-        ? () => this.#sendCorked(calls, (call) => this.#sendOnly(call, giveUp))
+        ? () =>
+            this.#sendCorked(calls, (call) =>
+              this.#whenMasterReady(call, giveUp, () => this.#sendOnly(call, giveUp)),
+            )
         : () =>
             perRequest(
               requests.length,
               calls,
-              this.#sendCorked(calls, (call) => this.#send(call, giveUp)),
+              this.#sendCorked(calls, (call) =>
+                this.#whenMasterReady(call, giveUp, () => this.#send(call, giveUp)),
+              ),
             );
     // Before the first connection, everything waits for it, until the caller's deadline.
     const waiting = this.#waitForFirstConnection(giveUp);
@@ -712,24 +717,18 @@ export class RedisStore implements RateLimitStore {
   #waitForFirstConnection(giveUp: GiveUp | undefined): Promise<void> | undefined {
     if (this.#everReady) return undefined;
     const client = this.#client as Redis;
-    if (client.status === 'ready' && this.#mastersConnected()) {
+    if (client.status === 'ready') {
       this.#everReady = true;
       return undefined;
     }
     if (!this.#listeningForReady) {
       this.#listeningForReady = true;
       if (client.status === 'wait') client.connect().catch(() => {});
-      const ready =
-        client.status === 'ready'
-          ? Promise.resolve()
-          : new Promise<void>((resolve) => client.once('ready', resolve));
-      ready
-        .then(() => this.#connectMasters())
-        .then(() => {
-          this.#everReady = true;
-          for (const wake of this.#readyWaiters) wake();
-          this.#readyWaiters.clear();
-        });
+      client.once('ready', () => {
+        this.#everReady = true;
+        for (const wake of this.#readyWaiters) wake();
+        this.#readyWaiters.clear();
+      });
     }
     return new Promise<void>((resolve, reject) => {
       if (giveUp === undefined) {
@@ -757,38 +756,29 @@ export class RedisStore implements RateLimitStore {
     });
   }
 
-  /** True unless a Cluster master's connection is not made yet (they are made lazily). */
-  #mastersConnected(): boolean {
-    if (!this.#isCluster) return true;
-    return (this.#client as Cluster).nodes('master').every((master) => master.status === 'ready');
-  }
-
   /**
-   * Cluster: makes every master's connection (ioredis makes them lazily, at their first command)
-   * and resolves once each is ready or has failed, or after {@link masterConnectWaitMs}. A
-   * command for a master whose connection is still being made fails at once with the offline
-   * queue off (never sent), so without this a new client's first tick would go to the fail mode
-   * for every master but the first; the cap keeps a stalled master (paused, or a connection that
-   * hangs) from holding the other masters' calls.
+   * Cluster with its offline queue off: `send()` once the master that serves `call` is connected.
+   * ioredis connects to masters lazily and fails a command for a master still connecting at once,
+   * unsent; so a new client's first batch would reach each master with one call, the rest failing.
+   * A master that is not connected is connected now, and only its own calls wait for it, until
+   * their caller gives up (then they are never sent: `TimeoutError`). Once every master has been
+   * seen connected, this costs one flag test.
    */
-  #connectMasters(): Promise<unknown> {
-    if (!this.#isCluster) return Promise.resolve();
-    const connected = Promise.all(
-      (this.#client as Cluster).nodes('master').map((master) => {
-        if (master.status === 'ready') return undefined;
-        return new Promise<void>((resolve) => {
-          master.once('ready', resolve);
-          master.once('close', resolve);
-          if (master.status === 'wait') master.connect().catch(() => resolve());
-        });
-      }),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    const capped = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, masterConnectWaitMs);
-      timer.unref();
-    });
-    return Promise.race([connected, capped]).finally(() => clearTimeout(timer));
+  #whenMasterReady<T>(call: ScriptCall, giveUp: GiveUp | undefined, send: () => Promise<T>): Promise<T> {
+    if (this.#mastersReady) return send();
+    const client = this.#client as Cluster;
+    const masters = client.nodes('master');
+    if (masters.every((master) => master.status === 'ready')) {
+      this.#mastersReady = true;
+      return send();
+    }
+    call.slot ??= clusterSlot(call.keys[0]!);
+    const serving = client.slots[call.slot]?.[0];
+    // A slot the client does not know goes to any node (which redirects it): wait for them all.
+    const known = masters.find((node) => `${node.options.host}:${node.options.port}` === serving);
+    const waitFor = (known === undefined ? masters : [known]).filter((master) => master.status !== 'ready');
+    if (waitFor.length === 0) return send();
+    return connected(waitFor, giveUp).then(send);
   }
 
   /** Peek, refund, penalize, block or unblock `key` in one script call (see src/stores/redis-adjust.ts). */
@@ -874,4 +864,53 @@ function perRequest(
     for (let at = 0; at < indices.length; at += 1) outcomes[indices[at]!] = reply.then((all) => all[at]!);
   }
   return outcomes;
+}
+
+/**
+ * Resolves once every one of `masters` is connected (it connects those not yet asked) or its
+ * connection has failed (the call is then sent, to fail as it would have); rejects with core's
+ * `TimeoutError` when the caller gives up first (the call is then never sent).
+ */
+function connected(masters: readonly Redis[], giveUp: GiveUp | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let left = masters.length;
+    let timer: NodeJS.Timeout | undefined;
+    const settled: (() => void)[] = [];
+    const stop = () => {
+      clearTimeout(timer);
+      for (const [index, master] of masters.entries()) {
+        master.off('ready', settled[index]!);
+        master.off('close', settled[index]!);
+      }
+    };
+    for (const master of masters) {
+      let done = false;
+      const settle = () => {
+        if (done) return;
+        done = true;
+        left -= 1;
+        if (left > 0) return;
+        stop();
+        resolve();
+      };
+      settled.push(settle);
+      master.once('ready', settle);
+      master.once('close', settle);
+      if (master.status === 'wait') master.connect().catch(() => {});
+    }
+    if (giveUp === undefined) return;
+    timer = setTimeout(
+      () => {
+        stop();
+        reject(
+          new TimeoutError(
+            'rate-limit call on redis (not sent: its master was not connected by its deadline)',
+            giveUp.deadlineMs,
+          ),
+        );
+      },
+      Math.max(0, giveUp.atMs - performance.now()),
+    );
+    timer.unref();
+  });
 }
