@@ -306,14 +306,18 @@ export class RedisStore implements RateLimitStore {
       calls[0]?.indices === undefined
         ? () =>
             this.#sendCorked(calls, (call) =>
-              this.#whenMasterReady(call, giveUp, () => this.#sendOnly(call, giveUp)),
+              this.#mastersReady
+                ? this.#sendOnly(call, giveUp)
+                : this.#whenMasterReady(call, giveUp, () => this.#sendOnly(call, giveUp)),
             )
         : () =>
             perRequest(
               requests.length,
               calls,
               this.#sendCorked(calls, (call) =>
-                this.#whenMasterReady(call, giveUp, () => this.#send(call, giveUp)),
+                this.#mastersReady
+                  ? this.#send(call, giveUp)
+                  : this.#whenMasterReady(call, giveUp, () => this.#send(call, giveUp)),
               ),
             );
     // Before the first connection, everything waits for it, until the caller's deadline.
@@ -789,9 +793,24 @@ export class RedisStore implements RateLimitStore {
     block: AutoBlockPolicy | undefined,
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome> {
-    const waiting = this.#waitForFirstConnection(giveUpOf(options));
+    const giveUp = giveUpOf(options);
+    const waiting = this.#waitForFirstConnection(giveUp);
     if (waiting !== undefined) await waiting;
     const hashKey = `${this.#prefix}{${key}}`;
+    if (!this.#mastersReady) {
+      const call: ScriptCall = {
+        requests: [],
+        keys: [hashKey],
+        args: [],
+        slot: undefined,
+        indices: undefined,
+      };
+      await this.#whenMasterReady(call, giveUp, () => Promise.resolve());
+    }
+    // A wait above took part of the deadline: Redis must skip the call from the caller's give-up
+    // on, not a whole deadline later (a refund the caller saw fail must not apply).
+    if (giveUp !== undefined)
+      options = { ...options, deadlineMs: Math.max(1, giveUp.atMs - performance.now()) };
     // A deadline travels in the clock of the server holding the key, as for checks.
     return adjustOnRedis(
       this.#client,
