@@ -97,7 +97,10 @@ export interface QuotaProblem {
   title: string;
   status: number;
   detail: string;
-  /** Seconds until retry (same as the `Retry-After` header); absent when no retry can succeed. */
+  /**
+   * Seconds until retry (same as the `Retry-After` header); absent when no retry can succeed (a
+   * cost above a limit's capacity, a deny-listed client).
+   */
   retryAfter?: number;
   /** The limits that refused the request (empty for deny-listed clients). */
   violatedPolicies: string[];
@@ -150,7 +153,8 @@ export function quotaProblem(result: RateLimitResult): QuotaProblem {
         : 'Request cannot be satisfied as assigned quota has been exceeded',
     status,
     detail,
-    retryAfter: seconds(result.retryAfterMs),
+    // A deny-listed client has no time after which a retry succeeds: no retryAfter (not 0).
+    ...(result.outcome === 'denied' ? {} : { retryAfter: seconds(result.retryAfterMs) }),
     violatedPolicies: result.limits.filter((limit) => !limit.allowed).map((limit) => limit.name),
   };
 }

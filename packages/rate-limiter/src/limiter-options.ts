@@ -3,12 +3,13 @@ import { z } from 'zod';
 import { autoBlockSchema } from './auto-block.js';
 import { isAddressOrCidr } from './ip-list.js';
 import type { MetricsRegistry } from './limiter-metrics.js';
-import { defaultLimitName, limitSchema } from './policy.js';
+import { defaultLimitName, limitSchema, maxLimitsPerRule } from './policy.js';
 import { isRateLimitStore, type RateLimitStore } from './stores/store.js';
 
 const limitsSchema = z
   .array(limitSchema)
   .min(1, 'give at least one limit')
+  .max(maxLimitsPerRule, `give at most ${maxLimitsPerRule} limits per rule`)
   .superRefine((limits, context) => {
     // Default names count too: an unnamed first limit is `default`, so a second one named
     // `default` would make two policies of one name in the headers.

@@ -33,7 +33,13 @@ import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from
 import { LocalBlockCache } from './local-block-cache.js';
 import { type LimitPolicy, nameLimits } from './policy.js';
 import { RemoteStoreCaller } from './remote-store-caller.js';
-import type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
+import {
+  type CheckOutcome,
+  type DecisionSource,
+  type LimitStatus,
+  type RateLimitResult,
+  withNeverRetryJSON,
+} from './result.js';
 import { MemoryStore } from './stores/memory-store.js';
 import { admitted, type ConsumeOutcome, type RateLimitStore, type StoreAdjustment } from './stores/store.js';
 
@@ -119,8 +125,13 @@ export class RateLimiter implements AsyncDisposable {
     };
     this.#defaultRule = rule('default', parsed.limits);
     this.#memorySingle = this.#defaultRule.single === undefined ? undefined : this.#memoryStore;
+    // Encoded: a role name is the user's and may hold the ':' that ends a namespace, and then
+    // role `a` with key `b:k` would share `rl:role-a:b:k` with role `a:b` and key `k`.
     for (const [role, limits] of Object.entries(parsed.roles))
-      this.#roles.set(role, limits === 'unlimited' ? 'unlimited' : rule(`role-${role}`, limits));
+      this.#roles.set(
+        role,
+        limits === 'unlimited' ? 'unlimited' : rule(`role-${encodeURIComponent(role)}`, limits),
+      );
     this.#allow = new IpList(parsed.allow);
     this.#deny = new IpList(parsed.deny);
     this.#block = parsed.autoBlock;
@@ -381,7 +392,11 @@ export class RateLimiter implements AsyncDisposable {
     return this.#adjust(input, { operation: 'block', durationMs });
   }
 
-  /** Lifts a block of `input`'s key (manual or automatic) and clears its recent violations. */
+  /**
+   * Lifts a block of `input`'s key (manual or automatic) and clears its recent violations. The
+   * repeat-offender history stays (the block ends now, and `forgetAfterMs` counts from now), so a
+   * quick repeat offence still gets a longer block; `reset()` forgets it with the counters.
+   */
   unblock(input: CheckInput | string): Promise<RateLimitResult> {
     return this.#adjust(input, { operation: 'unblock' });
   }
@@ -533,6 +548,7 @@ export class RateLimiter implements AsyncDisposable {
       delayMs: allowed ? delayMs : 0,
       source,
     };
+    if (beyond) withNeverRetryJSON(result);
     if (!record) return result;
     // Labels are built only when metrics are on: the hot path allocates nothing for them.
     if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source });
@@ -603,7 +619,12 @@ function beyondCapacity(
             }
           : found;
       return cost > maxCostOf(limits[index]!)
-        ? { ...decision, allowed: false, retryAfterMs: Number.POSITIVE_INFINITY, delayMs: 0 }
+        ? withNeverRetryJSON({
+            ...decision,
+            allowed: false,
+            retryAfterMs: Number.POSITIVE_INFINITY,
+            delayMs: 0,
+          })
         : decision;
     }),
   };

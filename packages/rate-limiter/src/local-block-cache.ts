@@ -7,18 +7,18 @@ interface Blocked {
 }
 
 /**
- * How long a block (manual or automatic) is remembered at most before the store is asked again:
- * blocks last minutes to hours, and an `unblock()` or `reset()` made by another instance must
- * not wait for the block's end to reach this one. One store call per blocked key per second is
- * nothing next to the requests it refuses.
+ * How long a refusal is remembered at most before the store is asked again: blocks last minutes
+ * to hours and a day's limit up to a day, and an `unblock()`, `reset()` or `refund()` made by
+ * another instance must not wait for the block's end or the window's to reach this one. One
+ * store call per refused key per second is nothing next to the requests it refuses.
  */
 export const blockRecheckMs = 1_000;
 
 /**
- * Remembers keys the store refused, until their retry time (a block: at most
- * {@link blockRecheckMs}), so that a hot key over its limit is refused locally without a store
- * round trip. Bounded: the oldest entry goes at the cap. Durations come from the store and are
- * measured on the local clock, so clock skew between servers does not matter.
+ * Remembers keys the store refused, until their retry time but at most {@link blockRecheckMs},
+ * so that a hot key over its limit is refused locally without a store round trip. Bounded: the
+ * oldest entry goes at the cap. Durations come from the store and are measured on the local
+ * clock, so clock skew between servers does not matter.
  */
 export class LocalBlockCache {
   readonly #entries = new Map<string, Blocked>();
@@ -34,7 +34,7 @@ export class LocalBlockCache {
     for (const decision of outcome.decisions)
       if (!decision.allowed) retryAfterMs = Math.max(retryAfterMs, decision.retryAfterMs);
     if (retryAfterMs <= 0) return;
-    if (outcome.blockedMs > 0) retryAfterMs = Math.min(retryAfterMs, blockRecheckMs);
+    retryAfterMs = Math.min(retryAfterMs, blockRecheckMs);
     if (this.#entries.size >= this.#maxKeys && !this.#entries.has(key)) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#entries.delete(oldest);

@@ -15,6 +15,12 @@ export type AlgorithmName = (typeof algorithmNames)[number];
 /** The largest `limit` a sliding log accepts: it stores one entry per admitted request. */
 export const maxSlidingLogLimit = 10_000;
 
+/**
+ * Most limits in one rule: the Redis store keeps a sliding-log set per limit beside the key's
+ * hash, and `reset()` (which is given the key alone) deletes that many of them.
+ */
+export const maxLimitsPerRule = 16;
+
 /** The longest delay `setTimeout` honours (2^31 − 1 ms, about 24.8 days). */
 const maxTimerMs = 2_147_483_647;
 
@@ -62,6 +68,18 @@ export const limitSchema = z
       });
     if (value.queueMaxDelayMs !== undefined && value.algorithm !== 'leaky-bucket')
       context.addIssue({ code: 'custom', path: ['queueMaxDelayMs'], message: 'only leaky-bucket can queue' });
+    if (value.algorithm === 'token-bucket' || value.algorithm === 'leaky-bucket') {
+      // Buckets keep their level in whole points × windowMs (exact refill at any rate); past 2^53
+      // that loses precision, and Redis's Lua cannot store it as an integer at all.
+      const capacity = value.burst ?? value.limit;
+      const queued = value.algorithm === 'leaky-bucket' ? (value.queueMaxDelayMs ?? 0) * value.limit : 0;
+      if (capacity * value.windowMs + queued > Number.MAX_SAFE_INTEGER)
+        context.addIssue({
+          code: 'custom',
+          path: [value.burst === undefined ? 'limit' : 'burst'],
+          message: `${value.burst === undefined ? 'limit' : 'burst'} × windowMs${queued > 0 ? ' (plus queueMaxDelayMs × limit)' : ''} must be at most 2^53 - 1 (a bucket keeps points × windowMs): use a shorter window or a smaller limit`,
+        });
+    }
   });
 
 /** A limit as written by users. */

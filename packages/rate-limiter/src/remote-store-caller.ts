@@ -96,7 +96,9 @@ export class RemoteStoreCaller {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#fallbackStore = options.fallbackStore;
-    this.#earlyFlushKeys = this.#store.consumeEach === undefined ? earlyFlushKeys : earlyFlushKeysEach;
+    this.#earlyFlushKeys =
+      this.#store.keysPerCall ??
+      (this.#store.consumeEach === undefined ? earlyFlushKeys : earlyFlushKeysEach);
     this.#breaker = createCircuitBreaker(`rate-limit store (${this.#store.kind})`, options.breaker);
     this.#breaker.onStateChange((state) => {
       this.#metrics.fallback.set({}, state === 'closed' ? 0 : 1);
@@ -153,13 +155,13 @@ export class RemoteStoreCaller {
   }
 
   /**
-   * Sends the batch's keys together (`consumeMany`: shared script calls on a standalone Redis;
-   * on a Cluster, `consumeEach`: a call per key or per slot, one write per master), under one
-   * deadline and one breaker decision.
+   * Sends the batch's keys together (`consumeMany`: one shared script call on a standalone Redis,
+   * whose batches are at most its `keysPerCall`; on a Cluster, `consumeEach`: a call per key or
+   * per slot, one write per master), under one deadline and one breaker decision.
    */
   #call(batch: Pending[]): void {
     const store = this.#store;
-    if (store.consumeEach !== undefined && batch.length > 1) {
+    if (store.consumeEach !== undefined && batch.length > (store.keysPerCall ?? 1)) {
       this.#callEach(batch);
       return;
     }

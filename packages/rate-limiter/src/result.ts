@@ -36,10 +36,29 @@ export interface RateLimitResult {
   resetMs: number;
   /**
    * When refused: milliseconds until the same request may succeed; `Infinity` for
-   * `exceeds-capacity` (never: reduce the cost rather than wait).
+   * `exceeds-capacity` (never: reduce the cost rather than wait). JSON has no Infinity (it would
+   * write `null`, which clients read as 0, "retry now"), so `JSON.stringify` leaves it out, here
+   * and on the limits that say never, as the 413 body leaves out `retryAfter`.
    */
   retryAfterMs: number;
   /** Queueing leaky bucket: milliseconds to wait before proceeding. */
   delayMs: number;
   source: DecisionSource;
+}
+
+/**
+ * Makes `JSON.stringify(value)` leave out `retryAfterMs` when it is `Infinity` (JSON would write
+ * `null`): a non-enumerable `toJSON`, set only on the rare values that say never, so the hot
+ * path's objects stay plain and code still reads `Infinity`.
+ */
+export function withNeverRetryJSON<T extends { retryAfterMs: number }>(value: T): T {
+  if (value.retryAfterMs !== Number.POSITIVE_INFINITY) return value;
+  Object.defineProperty(value, 'toJSON', {
+    value: () => {
+      const { retryAfterMs: _never, ...rest } = value;
+      return rest;
+    },
+    enumerable: false,
+  });
+  return value;
 }

@@ -328,3 +328,35 @@ describe.each(algorithmNames)('middleware over HTTP, %s', (algorithm) => {
     });
   }
 });
+
+describe('an exceeds-capacity result as JSON', () => {
+  it('omits retryAfterMs (as the 413 body omits retryAfter) instead of writing null, which clients read as 0', async () => {
+    const limiter = createRateLimiter({
+      limits: [burstOf('token-bucket'), { name: 'daily', limit: 1_000, windowMs: 86_400_000 }],
+      clock: new ManualClock(start),
+    });
+    const result = await limiter.check({ key: 'j', cost: 10 });
+    expect(result.retryAfterMs).toBe(Number.POSITIVE_INFINITY);
+    const text = JSON.stringify(result);
+    expect(text).not.toContain('null');
+    const parsed = JSON.parse(text);
+    expect(parsed).not.toHaveProperty('retryAfterMs');
+    expect(parsed).toMatchObject({ allowed: false, outcome: 'exceeds-capacity', remaining: 5 });
+    // The limit it is above says "never" by the absence too; the other keeps its finite value.
+    expect(parsed.limits[0]).not.toHaveProperty('retryAfterMs');
+    expect(parsed.limits[0]).toMatchObject({ name: 'burst', allowed: false });
+    expect(parsed.limits[1]).toMatchObject({ name: 'daily', retryAfterMs: 0 });
+    expect(JSON.stringify(result.limits[0])).not.toContain('null');
+    // The object itself is unchanged for code: Infinity, own keys as before.
+    expect(Object.keys(result)).toContain('retryAfterMs');
+    await limiter.close();
+  });
+
+  it('a deny-listed refusal has no retryAfter in its problem body (no retry can succeed), not retryAfter 0', async () => {
+    const limiter = createRateLimiter({ limits: [burstOf('fixed-window')], deny: ['192.0.2.0/24'] });
+    const problem = quotaProblem(await limiter.check({ key: 'd', ip: '192.0.2.7' }));
+    expect(problem.status).toBe(403);
+    expect(problem).not.toHaveProperty('retryAfter');
+    await limiter.close();
+  });
+});

@@ -149,6 +149,34 @@ describe('RateLimiter on the memory store', () => {
     expect((await limiter.check({ key: 'c', cost: 0 })).allowed).toBe(true);
   });
 
+  it('refuses a rule of more than 16 limits (the Redis store keeps and resets at most 16 sliding logs per key)', () => {
+    const limits = (count: number) =>
+      Array.from({ length: count }, (_, index) => ({ name: `l${index}`, limit: 1, windowMs: 1_000 }));
+    expect(() => createRateLimiter({ limits: limits(16) })).not.toThrow();
+    expect(() => createRateLimiter({ limits: limits(17) })).toThrow(ConfigError);
+    expect(() => createRateLimiter({ limits: limits(1), roles: { pro: limits(17) } })).toThrow(/roles\.pro/);
+  });
+
+  it('refuses a bucket whose state (capacity × windowMs, scaled to whole numbers) would pass 2^53', () => {
+    const windowMs = 86_400_000;
+    const most = Math.floor(Number.MAX_SAFE_INTEGER / windowMs);
+    for (const algorithm of ['token-bucket', 'leaky-bucket'] as const) {
+      expect(() => createRateLimiter({ limits: [{ algorithm, limit: most, windowMs }] })).not.toThrow();
+      expect(() => createRateLimiter({ limits: [{ algorithm, limit: most + 1, windowMs }] })).toThrow(
+        /limits\.0\.limit/,
+      );
+      expect(() =>
+        createRateLimiter({ limits: [{ algorithm, limit: 1, burst: most + 1, windowMs }] }),
+      ).toThrow(/limits\.0\.burst/);
+    }
+    // A queue adds its delay's worth of requests to what the leaky bucket holds.
+    expect(() =>
+      createRateLimiter({
+        limits: [{ algorithm: 'leaky-bucket', limit: most, windowMs, queueMaxDelayMs: windowMs }],
+      }),
+    ).toThrow(/limits\.0/);
+  });
+
   it('rejects bad options with a ConfigError naming the field', () => {
     const attempt = (options: unknown) => {
       try {

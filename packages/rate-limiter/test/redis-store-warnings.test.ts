@@ -30,7 +30,8 @@ describe('RedisStore client option warnings', () => {
       expect.stringContaining('use recommendedRedisOptions'),
     ]);
     expect(warningsFor(new Cluster(nodes, { lazyConnect: true }))).toEqual([
-      expect.stringContaining('use recommendedClusterOptions'),
+      expect.stringContaining('queues commands while disconnected; use recommendedClusterOptions'),
+      expect.stringContaining('retryDelayOnFailover'),
     ]);
   });
 
@@ -41,5 +42,14 @@ describe('RedisStore client option warnings', () => {
       lazyConnect: true,
     });
     expect(warningsFor(client)).toEqual([expect.stringContaining('enableAutoPipelining')]);
+  });
+
+  it("warns when a Cluster resends a command whose master went away after running it (ioredis's default)", () => {
+    const client = new Cluster(nodes, {
+      ...recommendedClusterOptions,
+      retryDelayOnFailover: 100,
+      lazyConnect: true,
+    });
+    expect(warningsFor(client)).toEqual([expect.stringContaining('retryDelayOnFailover > 0')]);
   });
 });

@@ -51,6 +51,12 @@ export {
   withVhostPath,
 } from './rabbit-vhost.js';
 export { expectedOutputs, formatLogs, type ReadmeBlock, readmeBlocks, runReadmeBlock } from './readme.js';
-export { type PrivateRedisCluster, startRedisCluster, startRedisClusterOrSkip } from './redis-cluster.js';
+export {
+  type PrivateRedisCluster,
+  type ReplicatedRedisCluster,
+  startRedisCluster,
+  startRedisClusterOrSkip,
+  startReplicatedRedisCluster,
+} from './redis-cluster.js';
 export { clearRedisPrefix, escapeGlob, type RedisPrefix, withRedisPrefix } from './redis-prefix.js';
 export { clearSqsQueues } from './sqs-queues.js';

@@ -170,7 +170,9 @@ local function entry(keys, args)
     if op == 'block' then
       block.u = now + amount
     else
-      block.u = 0
+      -- The block ends now; its offences stay, so a repeat offence still grows the next block
+      -- and forgetAfterMs counts from now (memory-store.ts does the same).
+      block.u = math.min(block.u, now)
       block.v = 0
     end
     local ttl = math.max(1, redis.call('PTTL', hkey), block.u + forget - now)

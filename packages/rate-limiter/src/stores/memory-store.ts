@@ -355,13 +355,15 @@ export class MemoryStore implements RateLimitStore {
     } else if (operation === 'block' || operation === 'unblock') {
       const current = blockState ?? emptyBlockState;
       // Without auto-block nothing else lives in the block state: an unblock drops it, so that
-      // the key's checks take the single-limit fast path again.
+      // the key's checks take the single-limit fast path again. With auto-block, an unblock ends
+      // the block now and keeps the offences: a repeat offence still grows the next block, and
+      // `forgetAfterMs` counts from now (a block that had already ended keeps its end).
       blockState =
         operation === 'block'
           ? { ...current, blockedUntil: now + adjustment.durationMs }
           : block === undefined
             ? undefined
-            : { ...current, violations: 0, blockedUntil: 0 };
+            : { ...current, violations: 0, blockedUntil: Math.min(current.blockedUntil, now) };
       const keepUntil = Math.max(
         entry?.expiresAt ?? now,
         (blockState?.blockedUntil ?? 0) + (block?.forgetAfterMs ?? 0),

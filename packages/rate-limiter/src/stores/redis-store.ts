@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { AutoBlockPolicy } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
-import { capacityOf, type LimitPolicy } from '../policy.js';
+import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
 import { clusterSlot } from './cluster-slot.js';
 import {
   algorithmCodes,
@@ -96,11 +96,17 @@ interface ScriptCall {
  * `enableAutoPipelining` stays off: the store already sends a tick's calls in one write per
  * master (its connections corked while it sends them), and an auto-pipeline that mixes a
  * redirected call with calls that succeeded hands the MOVED error to its caller instead of
- * following it.
+ * following it. `retryDelayOnFailover: 0`: a command whose connection closed before its reply
+ * (its master killed or failed over) may have run, so it is not sent again (ioredis's default
+ * resends it after 100 ms): a check would count twice, and a refund give its points back twice,
+ * admitting more than the limit. The command fails instead and the fail mode answers it.
+ * Redirections (MOVED, ASK) and refusals (TRYAGAIN, CLUSTERDOWN) ran nothing and are still
+ * followed.
  */
 export const recommendedClusterOptions = {
   enableOfflineQueue: false,
   enableAutoPipelining: false,
+  retryDelayOnFailover: 0,
   redisOptions: { maxRetriesPerRequest: 0, connectTimeout: 2_000 },
 } as const;
 
@@ -142,10 +148,16 @@ export class RedisStore implements RateLimitStore {
     this.#client = parsed.client;
     this.#prefix = parsed.prefix;
     const clientOptions = (parsed.client as Redis).options as
-      | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean }
+      | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean; retryDelayOnFailover?: number }
       | undefined;
     const isCluster = (parsed.client as Cluster).isCluster === true;
+    this.#isCluster = isCluster;
+    this.#mastersReady = !isCluster || clientOptions?.enableOfflineQueue !== false;
     if (isCluster) this.consumeEach = this.#consumeEachOnCluster;
+    else {
+      this.consumeEach = this.#consumeEachInChunks;
+      this.keysPerCall = maxGroupsPerCall;
+    }
     const recommended = isCluster ? 'recommendedClusterOptions' : 'recommendedRedisOptions';
     const logger = parsed.logger ?? silentLogger;
     this.#library = new CheckFunctionLibrary(
@@ -158,6 +170,11 @@ export class RedisStore implements RateLimitStore {
       logger.warn(`RedisStore: the ioredis client queues commands while disconnected; use ${recommended}`, {
         component: 'rate-limiter',
       });
+    if (isCluster && (clientOptions?.retryDelayOnFailover ?? 0) > 0)
+      logger.warn(
+        'RedisStore: retryDelayOnFailover > 0 resends a check or refund whose master went away after running it (counted twice, or refunded twice); use recommendedClusterOptions',
+        { component: 'rate-limiter' },
+      );
     if (isCluster && clientOptions?.enableAutoPipelining === true)
       logger.warn(
         'RedisStore: enableAutoPipelining on a Cluster fails checks with MOVED/ASK while slots move; use recommendedClusterOptions',
@@ -165,16 +182,33 @@ export class RedisStore implements RateLimitStore {
       );
   }
 
+  readonly #isCluster: boolean;
   /**
-   * Cluster only (undefined on a standalone Redis, whose one server answers a batch as a whole):
-   * {@link consumeMany} with one promise per request, so that while a master is down or stalled,
-   * the requests of the other masters are answered as soon as their own calls are.
+   * True once every Cluster master was seen connected, or from the start when there is nothing
+   * to wait for (standalone, or a Cluster whose offline queue holds commands while connecting).
    */
-  readonly consumeEach?: (
+  #mastersReady: boolean;
+
+  /**
+   * {@link consumeMany} with one promise per request, each settled by its own script call: on a
+   * Cluster, while a master is down or stalled, the requests of the other masters are answered as
+   * soon as their own calls are; on a standalone Redis, a batch of more than
+   * {@link maxGroupsPerCall} keys goes as several calls, and a call that fails or reaches Redis
+   * after its deadline fails only its own keys (the others' calls were counted: they get their
+   * outcomes, not a failure).
+   */
+  readonly consumeEach: (
     requests: readonly ConsumeRequest[],
     block: AutoBlockPolicy | undefined,
     options?: ConsumeOptions,
   ) => Promise<ConsumeOutcome[]>[];
+
+  /**
+   * Standalone Redis: keys per script call ({@link maxGroupsPerCall}); a caller's batch of at most
+   * this many is one call, answered or failed as a whole. Undefined on a Cluster (a call per key
+   * or per slot).
+   */
+  readonly keysPerCall: number | undefined;
 
   /** One script call for `costs` consecutive requests of `key` over all its limits. */
   consume(
@@ -191,7 +225,8 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * Standalone Redis: up to {@link maxGroupsPerCall} keys per script call (a few calls, sent
-   * together, for a whole tick of checks). Cluster: keys that share a slot share calls the same
+   * together, for a whole tick of checks); it rejects when any call fails, though the others
+   * counted: {@link consumeEach} answers each key by its own call. Cluster: keys that share a slot share calls the same
    * way (a script's keys must share a slot), each call its own command, and the calls bound for
    * one master leave in one write (see {@link #sendCorked}).
    */
@@ -202,7 +237,7 @@ export class RedisStore implements RateLimitStore {
   ): Promise<ConsumeOutcome[][]> {
     const giveUp = giveUpOf(options);
     if (requests.length === 1) return this.#runGroups(requests, block, giveUp);
-    if (this.consumeEach !== undefined) return Promise.all(this.consumeEach(requests, block, options));
+    if (this.#isCluster) return Promise.all(this.consumeEach(requests, block, options));
     const chunks: Promise<ConsumeOutcome[][]>[] = [];
     for (let start = 0; start < requests.length; start += maxGroupsPerCall)
       chunks.push(this.#runGroups(requests.slice(start, start + maxGroupsPerCall), block, giveUp));
@@ -212,8 +247,8 @@ export class RedisStore implements RateLimitStore {
   /** Deletes the key's hash and sliding-log sets. */
   async reset(key: string): Promise<void> {
     const hashKey = this.#hashKey(key);
-    // The log keys of up to 16 limits; every key shares the hash tag, so one DEL suffices.
-    const logs = Array.from({ length: 16 }, (_, index) => `${hashKey}:log${index + 1}`);
+    // The log keys of the most limits a rule has; every key shares the hash tag, so one DEL suffices.
+    const logs = Array.from({ length: maxLimitsPerRule }, (_, index) => `${hashKey}:log${index + 1}`);
     await this.#client.del(hashKey, ...logs);
   }
 
@@ -228,8 +263,29 @@ export class RedisStore implements RateLimitStore {
     const call = this.#scriptCall(requests, block);
     const waiting = this.#waitForFirstConnection(giveUp);
     if (waiting !== undefined) await waiting;
-    return this.#send(call, giveUp);
+    if (this.#mastersReady) return this.#send(call, giveUp);
+    return this.#whenMasterReady(call, giveUp, () => this.#send(call, giveUp));
   }
+
+  /**
+   * Standalone: {@link consumeMany}'s calls of up to {@link maxGroupsPerCall} keys, each request
+   * answered by its own call.
+   */
+  readonly #consumeEachInChunks = (
+    requests: readonly ConsumeRequest[],
+    block: AutoBlockPolicy | undefined,
+    options?: ConsumeOptions,
+  ): Promise<ConsumeOutcome[]>[] => {
+    const giveUp = giveUpOf(options);
+    const answers: Promise<ConsumeOutcome[]>[] = new Array(requests.length);
+    for (let start = 0; start < requests.length; start += maxGroupsPerCall) {
+      const chunk = this.#runGroups(requests.slice(start, start + maxGroupsPerCall), block, giveUp);
+      const end = Math.min(requests.length, start + maxGroupsPerCall);
+      for (let index = start; index < end; index += 1)
+        answers[index] = chunk.then((all) => all[index - start]!);
+    }
+    return answers;
+  };
 
   /**
    * Cluster: one script call per key, or per slot's chunk of requests when keys share a slot
@@ -248,12 +304,21 @@ export class RedisStore implements RateLimitStore {
     // Without indices, the calls are the requests, one each, in order.
     const sendAll =
       calls[0]?.indices === undefined
-        ? () => this.#sendCorked(calls, (call) => this.#sendOnly(call, giveUp))
+        ? () =>
+            this.#sendCorked(calls, (call) =>
+              this.#mastersReady
+                ? this.#sendOnly(call, giveUp)
+                : this.#whenMasterReady(call, giveUp, () => this.#sendOnly(call, giveUp)),
+            )
         : () =>
             perRequest(
               requests.length,
               calls,
-              this.#sendCorked(calls, (call) => this.#send(call, giveUp)),
+              this.#sendCorked(calls, (call) =>
+                this.#mastersReady
+                  ? this.#send(call, giveUp)
+                  : this.#whenMasterReady(call, giveUp, () => this.#send(call, giveUp)),
+              ),
             );
     // Before the first connection, everything waits for it, until the caller's deadline.
     const waiting = this.#waitForFirstConnection(giveUp);
@@ -695,6 +760,31 @@ export class RedisStore implements RateLimitStore {
     });
   }
 
+  /**
+   * Cluster with its offline queue off: `send()` once the master that serves `call` is connected.
+   * ioredis connects to masters lazily and fails a command for a master still connecting at once,
+   * unsent; so a new client's first batch would reach each master with one call, the rest failing.
+   * A master that is not connected is connected now, and only its own calls wait for it, until
+   * their caller gives up (then they are never sent: `TimeoutError`). Once every master has been
+   * seen connected, this costs one flag test.
+   */
+  #whenMasterReady<T>(call: ScriptCall, giveUp: GiveUp | undefined, send: () => Promise<T>): Promise<T> {
+    if (this.#mastersReady) return send();
+    const client = this.#client as Cluster;
+    const masters = client.nodes('master');
+    if (masters.every((master) => master.status === 'ready')) {
+      this.#mastersReady = true;
+      return send();
+    }
+    call.slot ??= clusterSlot(call.keys[0]!);
+    const serving = client.slots[call.slot]?.[0];
+    // A slot the client does not know goes to any node (which redirects it): wait for them all.
+    const known = masters.find((node) => `${node.options.host}:${node.options.port}` === serving);
+    const waitFor = (known === undefined ? masters : [known]).filter((master) => master.status !== 'ready');
+    if (waitFor.length === 0) return send();
+    return connected(waitFor, giveUp).then(send);
+  }
+
   /** Peek, refund, penalize, block or unblock `key` in one script call (see src/stores/redis-adjust.ts). */
   async adjust(
     key: string,
@@ -703,9 +793,24 @@ export class RedisStore implements RateLimitStore {
     block: AutoBlockPolicy | undefined,
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome> {
-    const waiting = this.#waitForFirstConnection(giveUpOf(options));
+    const giveUp = giveUpOf(options);
+    const waiting = this.#waitForFirstConnection(giveUp);
     if (waiting !== undefined) await waiting;
     const hashKey = `${this.#prefix}{${key}}`;
+    if (!this.#mastersReady) {
+      const call: ScriptCall = {
+        requests: [],
+        keys: [hashKey],
+        args: [],
+        slot: undefined,
+        indices: undefined,
+      };
+      await this.#whenMasterReady(call, giveUp, () => Promise.resolve());
+    }
+    // A wait above took part of the deadline: Redis must skip the call from the caller's give-up
+    // on, not a whole deadline later (a refund the caller saw fail must not apply).
+    if (giveUp !== undefined)
+      options = { ...options, deadlineMs: Math.max(1, giveUp.atMs - performance.now()) };
     // A deadline travels in the clock of the server holding the key, as for checks.
     return adjustOnRedis(
       this.#client,
@@ -778,4 +883,53 @@ function perRequest(
     for (let at = 0; at < indices.length; at += 1) outcomes[indices[at]!] = reply.then((all) => all[at]!);
   }
   return outcomes;
+}
+
+/**
+ * Resolves once every one of `masters` is connected (it connects those not yet asked) or its
+ * connection has failed (the call is then sent, to fail as it would have); rejects with core's
+ * `TimeoutError` when the caller gives up first (the call is then never sent).
+ */
+function connected(masters: readonly Redis[], giveUp: GiveUp | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let left = masters.length;
+    let timer: NodeJS.Timeout | undefined;
+    const settled: (() => void)[] = [];
+    const stop = () => {
+      clearTimeout(timer);
+      for (const [index, master] of masters.entries()) {
+        master.off('ready', settled[index]!);
+        master.off('close', settled[index]!);
+      }
+    };
+    for (const master of masters) {
+      let done = false;
+      const settle = () => {
+        if (done) return;
+        done = true;
+        left -= 1;
+        if (left > 0) return;
+        stop();
+        resolve();
+      };
+      settled.push(settle);
+      master.once('ready', settle);
+      master.once('close', settle);
+      if (master.status === 'wait') master.connect().catch(() => {});
+    }
+    if (giveUp === undefined) return;
+    timer = setTimeout(
+      () => {
+        stop();
+        reject(
+          new TimeoutError(
+            'rate-limit call on redis (not sent: its master was not connected by its deadline)',
+            giveUp.deadlineMs,
+          ),
+        );
+      },
+      Math.max(0, giveUp.atMs - performance.now()),
+    );
+    timer.unref();
+  });
 }

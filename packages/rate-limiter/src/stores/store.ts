@@ -71,16 +71,23 @@ export interface RateLimitStore {
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome[][]>;
   /**
-   * Optional, for a backend whose parts fail independently (the masters of a Redis Cluster):
-   * {@link consumeMany} with one promise per request, so that a request whose part answered is
-   * neither held back nor failed by a part that is down. The caller uses it instead of
-   * `consumeMany` when present.
+   * Optional, for a backend whose parts fail independently (the masters of a Redis Cluster, the
+   * script calls of a large batch on one Redis): {@link consumeMany} with one promise per request,
+   * so that a request whose part answered is neither held back nor failed by a part that is
+   * down. The caller uses it instead of `consumeMany` for a batch of more than
+   * {@link keysPerCall} keys.
    */
   consumeEach?(
     requests: readonly ConsumeRequest[],
     block: AutoBlockPolicy | undefined,
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome[]>[];
+  /**
+   * Optional: how many keys one backend call carries, when a batch of up to that many is one call
+   * answered or failed as a whole (a standalone Redis: 32). The caller then sends batches of that
+   * size by `consumeMany`; undefined, with `consumeEach`, it sends a tick's keys by `consumeEach`.
+   */
+  readonly keysPerCall?: number | undefined;
   /**
    * Optional: applies `adjustment` to every limit of `key` atomically (refunds and penalties go
    * to each limit, as a request's cost does) and returns what a cost-0 check would then report,

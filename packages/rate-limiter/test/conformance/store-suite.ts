@@ -234,6 +234,25 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
       expect(blocked!.blockedMs).toBeLessThanOrEqual(30_000);
     });
 
+    it("unblock lifts an auto-block but keeps the offender's history: the next block is longer (reset forgets it)", async () => {
+      const k = key();
+      const limits = [policy('fixed-window', 1, 60_000)];
+      const block = autoBlockSchema.parse({ violations: 2, withinMs: 60_000, blockMs: 30_000 });
+      const unblock = () => Promise.resolve(store.adjust!(k, limits, { operation: 'unblock' }, block));
+      await store.consume(k, limits, [1, 1, 1], block);
+      expect((await unblock()).blockedMs).toBe(0);
+      // Offending again right after the unblock: the second offence doubles the block.
+      const again = (await store.consume(k, limits, [1, 1, 0], block))[2];
+      expect(again!.blockedMs).toBeGreaterThan(59_000);
+      expect(again!.blockedMs).toBeLessThanOrEqual(60_000);
+      // reset forgets the history with the counters: the next block is the first one's length.
+      await store.reset(k);
+      await store.consume(k, limits, [1, 1, 1], block);
+      const [fresh] = await store.consume(k, limits, [0], block);
+      expect(fresh!.blockedMs).toBeGreaterThan(29_000);
+      expect(fresh!.blockedMs).toBeLessThanOrEqual(30_000);
+    });
+
     it('consumeMany handles many keys (mixed limits) in one call, like one consume per key', async () => {
       const mixed = [policy('sliding-log', 2, 60_000), policy('token-bucket', 3, 60_000)];
       const single = [policy('fixed-window', 1, 60_000)];

@@ -1,17 +1,16 @@
 import { ClosedError } from '@noa/core';
 import { isReachable, serviceUrl, startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
-import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   AcquireError,
   type AlgorithmName,
   createRateLimiter,
   type RateLimitResult,
   RedisStore,
-  recommendedRedisOptions,
 } from '../../src/index.js';
-import { type Target, targets } from './redis-targets.js';
+import { privateRedisConnections, targetConnection } from './redis-fixture.js';
+import { targets } from './redis-targets.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
@@ -22,13 +21,7 @@ const windowMs = 600;
 const waiters = 8;
 
 describe.skipIf(skip !== undefined).each(targets)('limiter.acquire on $name', (target) => {
-  let connection: Awaited<ReturnType<Target['connect']>>;
-  beforeAll(async () => {
-    connection = await target.connect();
-  });
-  afterAll(async () => {
-    await connection.stop();
-  });
+  const connection = targetConnection(target);
 
   function limiterOn(algorithm: AlgorithmName, registry?: Registry) {
     return createRateLimiter({
@@ -113,18 +106,7 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.acquire on $name', (t
 const privateRedis = await startPrivateRedisOrSkip();
 
 describe.skipIf(privateRedis.skip !== undefined)('limiter.acquire while Redis is paused', () => {
-  let admin: Redis;
-  let client: Redis;
-  beforeAll(async () => {
-    admin = new Redis(privateRedis.redis!.url);
-    client = new Redis(privateRedis.redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
-    await client.connect();
-  });
-  afterAll(async () => {
-    admin.disconnect();
-    client.disconnect();
-    await privateRedis.redis?.stop();
-  });
+  const { client } = privateRedisConnections(privateRedis.redis);
 
   it('times out while the head check is in flight, and gives the late admission back', async () => {
     const registry = new Registry();

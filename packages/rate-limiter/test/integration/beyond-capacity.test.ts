@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import express from 'express';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   AcquireError,
   algorithmNames,
@@ -12,7 +12,8 @@ import {
   type RateLimiter,
   RedisStore,
 } from '../../src/index.js';
-import { type Target, targets } from './redis-targets.js';
+import { targetConnection } from './redis-fixture.js';
+import { targets } from './redis-targets.js';
 
 // The same answers as on the memory store (test/beyond-capacity.test.ts), from the Lua scripts:
 // a cost above a limit's capacity is refused as 'exceeds-capacity', never with "retry in 0 s",
@@ -23,7 +24,7 @@ const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`
 if (skip) console.log(skip);
 
 describe.skipIf(skip !== undefined).each(targets)('a cost above the capacity on $name', (target) => {
-  let connection: Awaited<ReturnType<Target['connect']>>;
+  const connection = targetConnection(target);
   const limiters: RateLimiter[] = [];
   const limiterOf = (algorithm: (typeof algorithmNames)[number], autoBlock = false) => {
     const limiter = createRateLimiter({
@@ -39,12 +40,8 @@ describe.skipIf(skip !== undefined).each(targets)('a cost above the capacity on 
     limiters.push(limiter);
     return limiter;
   };
-  beforeAll(async () => {
-    connection = await target.connect();
-  });
   afterAll(async () => {
     for (const limiter of limiters) await limiter.close();
-    await connection.stop();
   });
 
   for (const algorithm of algorithmNames) {
@@ -108,6 +105,38 @@ describe.skipIf(skip !== undefined).each(targets)('a cost above the capacity on 
       expect((await fetch(`${base}/batch`, { headers: { 'x-cost': '5' } })).status).toBe(200);
     } finally {
       server.close();
+    }
+  });
+});
+
+describe.skipIf(skip !== undefined)('the largest buckets on Redis', () => {
+  const connection = targetConnection(targets[0]!);
+  it('decide as the memory store does (their scaled state stays below 2^53)', async () => {
+    // ~35 years: nothing refills between the two stores' checks (Redis and this process keep
+    // their own time), and points × windowMs still comes to just below 2^53.
+    const windowMs = 2 ** 40;
+    const limit = Math.floor(Number.MAX_SAFE_INTEGER / windowMs);
+    for (const algorithm of ['token-bucket', 'leaky-bucket'] as const) {
+      const limits = [{ algorithm, limit, windowMs }];
+      const onRedis = createRateLimiter({
+        store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rlbig')}:` }),
+        limits,
+        deadlineMs: 5_000,
+      });
+      const inMemory = createRateLimiter({ limits });
+      const costs = [Math.floor(limit / 2), 1, limit];
+      for (const cost of costs) {
+        const [redis, memory] = [
+          await onRedis.check({ key: 'k', cost }),
+          await inMemory.check({ key: 'k', cost }),
+        ];
+        expect([redis.allowed, redis.remaining], `${algorithm} cost ${cost}`).toEqual([
+          memory.allowed,
+          memory.remaining,
+        ]);
+      }
+      await onRedis.close();
+      await inMemory.close();
     }
   });
 });

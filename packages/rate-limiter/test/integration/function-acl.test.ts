@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LimitPolicy } from '../../src/policy.js';
 import { checkProgram } from '../../src/stores/lua-script.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/stores/redis-store.js';
+import { privateRedisConnections } from './redis-fixture.js';
 import { commandCalls } from './redis-stats.js';
 
 // Redis ACL users that may run only part of what the store uses: the store runs checks with
@@ -18,10 +19,9 @@ const onePerKey: LimitPolicy[] = [{ name: 'o', algorithm: 'fixed-window', limit:
 const keys = Array.from({ length: 200 }, (_, index) => `k${index}`);
 
 describe.skipIf(skip !== undefined)('RedisStore under ACL users', () => {
-  let admin: Redis;
+  const { admin } = privateRedisConnections(redis);
   const clients: Redis[] = [];
   beforeAll(async () => {
-    admin = new Redis(redis!.url);
     // Everything a check and its script fallback use, less what each user is denied.
     const base = ['on', 'nopass', '~*', '+@all'];
     await admin.call('ACL', 'SETUSER', 'no-fcall', ...base, '-fcall');
@@ -30,10 +30,8 @@ describe.skipIf(skip !== undefined)('RedisStore under ACL users', () => {
     await admin.call('ACL', 'SETUSER', 'fcall-later', ...base, '-fcall');
     await admin.call('ACL', 'SETUSER', 'fcall-later-2', ...base, '-fcall');
   });
-  afterAll(async () => {
+  afterAll(() => {
     for (const client of clients) client.disconnect();
-    admin.disconnect();
-    await redis?.stop();
   });
 
   async function connectAs(username: string): Promise<Redis> {

@@ -1,8 +1,8 @@
 import { startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LimitPolicy } from '../../src/policy.js';
-import { RedisStore, recommendedRedisOptions } from '../../src/stores/redis-store.js';
+import { RedisStore } from '../../src/stores/redis-store.js';
+import { privateRedisConnections } from './redis-fixture.js';
 
 // A server out of memory (maxmemory reached, noeviction) refuses a Redis function that may write
 // before it runs, while a script runs until its first write: a check that refuses (and so
@@ -14,18 +14,7 @@ const { redis, skip } = await startPrivateRedisOrSkip(['--maxmemory-policy', 'no
 const limits: LimitPolicy[] = [{ name: 'f', algorithm: 'fixed-window', limit: 1, windowMs: 2 ** 40 }];
 
 describe.skipIf(skip !== undefined)('RedisStore on a server out of memory', () => {
-  let admin: Redis;
-  let client: Redis;
-  beforeAll(async () => {
-    admin = new Redis(redis!.url);
-    client = new Redis(redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
-    await client.connect();
-  });
-  afterAll(async () => {
-    client.disconnect();
-    admin.disconnect();
-    await redis?.stop();
-  });
+  const { admin, client } = privateRedisConnections(redis);
 
   const allowed = async (store: RedisStore, key: string) =>
     store.consume(key, limits, [1], undefined).then(

@@ -1,11 +1,11 @@
 import { startPrivateRedisOrSkip } from '@noa/testkit';
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AutoBlockPolicy } from '../../src/auto-block.js';
 import type { LimitPolicy } from '../../src/policy.js';
-import { RedisStore, recommendedRedisOptions } from '../../src/stores/redis-store.js';
+import { RedisStore } from '../../src/stores/redis-store.js';
 import type { ConsumeOutcome, StoreAdjustment } from '../../src/stores/store.js';
+import { privateRedisConnections } from './redis-fixture.js';
 
 // Loaded as a Redis function, check.lua keeps its per-call state (KEYS, ARGV, now, the reply,
 // the number cache, the batch scratch) in library-level locals that outlive each call; as a
@@ -96,15 +96,7 @@ async function run(store: RedisStore, step: Step): Promise<unknown> {
 }
 
 describe.skipIf(skip !== undefined)('check.lua as a function and as a script, calls of every shape', () => {
-  let client: Redis;
-  beforeAll(async () => {
-    client = new Redis(redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
-    await client.connect();
-  });
-  afterAll(async () => {
-    client.disconnect();
-    await redis?.stop();
-  });
+  const { client } = privateRedisConnections(redis);
 
   it('decide alike, decision for decision, whatever shapes came before', async () => {
     let runs = 0;

@@ -1,24 +1,13 @@
 import { startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { createRateLimiter, RedisStore } from '../../src/index.js';
+import { privateRedisConnections } from './redis-fixture.js';
 import { scriptCalls } from './redis-stats.js';
 
 const { redis, skip } = await startPrivateRedisOrSkip();
 
 describe.skipIf(skip !== undefined)('hot keys on Redis', () => {
-  let admin: Redis;
-  let client: Redis;
-  beforeAll(async () => {
-    admin = new Redis(redis!.url);
-    client = new Redis(redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
-    await client.connect();
-  });
-  afterAll(async () => {
-    admin.disconnect();
-    client.disconnect();
-    await redis?.stop();
-  });
+  const { admin, client } = privateRedisConnections(redis);
 
   it('batches concurrent checks of one key, then refuses it locally until its retry time', async () => {
     const limiter = createRateLimiter({

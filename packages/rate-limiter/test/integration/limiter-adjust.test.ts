@@ -9,17 +9,17 @@ import {
   rateLimitHeaders,
   recommendedRedisOptions,
 } from '../../src/index.js';
-import { type Target, targets } from './redis-targets.js';
+import { privateRedisConnections, targetConnection } from './redis-fixture.js';
+import { targets } from './redis-targets.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
 if (skip) console.log(skip);
 
 describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name', (target) => {
-  let connection: Awaited<ReturnType<Target['connect']>>;
+  const connection = targetConnection(target);
   let limiter: RateLimiter;
-  beforeAll(async () => {
-    connection = await target.connect();
+  beforeAll(() => {
     limiter = createRateLimiter({
       store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rladj')}:` }),
       limits: [{ name: 'api', limit: 2, windowMs: 60_000 }],
@@ -30,7 +30,6 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
   });
   afterAll(async () => {
     await limiter.close();
-    await connection.stop();
   });
 
   it('a refund lifts a refusal the local block cache remembered', async () => {
@@ -85,6 +84,30 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
     await there.close();
   });
 
+  it("another instance's reset of a key over a long limit reaches this one within a second, not at the window's end", async () => {
+    const prefix = `${uniqueName('rlrst')}:`;
+    const options = { limits: [{ name: 'day', limit: 1, windowMs: 86_400_000 }], deadlineMs: 5_000 };
+    const clock = new ManualClock(Date.now());
+    const here = createRateLimiter({
+      ...options,
+      store: new RedisStore({ client: connection.client, prefix }),
+      clock,
+    });
+    const there = createRateLimiter({
+      ...options,
+      store: new RedisStore({ client: connection.client, prefix }),
+    });
+    expect(await here.check('q')).toMatchObject({ allowed: true });
+    expect(await here.check('q')).toMatchObject({ outcome: 'limited', source: 'store' });
+    expect(await here.check('q')).toMatchObject({ outcome: 'limited', source: 'local-cache' });
+    // Support gives the customer their day back, from another instance.
+    await there.reset('q');
+    clock.advance(1_000);
+    expect(await here.check('q')).toMatchObject({ allowed: true, source: 'store' });
+    await here.close();
+    await there.close();
+  });
+
   it('without autoBlock, a manual block is honoured by the one-key and the batch script paths', async () => {
     const plain = createRateLimiter({
       store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rlblk')}:` }),
@@ -123,18 +146,7 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
 const privateRedis = await startPrivateRedisOrSkip();
 
 describe.skipIf(privateRedis.skip !== undefined)('the adjust script', () => {
-  let admin: Redis;
-  let client: Redis;
-  beforeAll(async () => {
-    admin = new Redis(privateRedis.redis!.url);
-    client = new Redis(privateRedis.redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
-    await client.connect();
-  });
-  afterAll(async () => {
-    admin.disconnect();
-    client.disconnect();
-    await privateRedis.redis?.stop();
-  });
+  const { admin, client } = privateRedisConnections(privateRedis.redis);
 
   /** Calls of EVALSHA (and its NOSCRIPT failures) and EVAL since the last RESETSTAT. */
   async function scriptStats(): Promise<Record<string, number>> {
@@ -219,5 +231,54 @@ describe.skipIf(privateRedis.skip !== undefined)('the adjust script', () => {
     const after = await limiter.peek('abuser');
     expect([after.source, after.outcome, after.remaining]).toEqual(['store', 'allowed', 3]);
     await limiter.close();
+  });
+});
+
+describe.skipIf(skip !== undefined)('reset of a rule with the most limits', () => {
+  it('forgets all 16 sliding logs of a key on Redis', async () => {
+    const client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
+    await client.connect();
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client, prefix: `${uniqueName('rl16')}:` }),
+      // The last limit is the tightest: a log it kept after a reset would refuse the next check.
+      limits: Array.from({ length: 16 }, (_, index) => ({
+        name: `log${index}`,
+        algorithm: 'sliding-log' as const,
+        limit: index === 15 ? 1 : 100,
+        windowMs: 60_000,
+      })),
+      deadlineMs: 5_000,
+    });
+    try {
+      expect((await limiter.check('k')).allowed).toBe(true);
+      expect((await limiter.check('k')).allowed).toBe(false);
+      await limiter.reset('k');
+      expect((await limiter.check('k')).allowed).toBe(true);
+    } finally {
+      await limiter.close();
+      client.disconnect();
+    }
+  });
+});
+
+describe.skipIf(skip !== undefined)('role rules with different limits, one key space', () => {
+  it("a caller of one role cannot reach another role's key by a key that spells the rest of its name", async () => {
+    const client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
+    await client.connect();
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client, prefix: `${uniqueName('rlrole')}:` }),
+      limits: [{ limit: 100, windowMs: 60_000 }],
+      // Role names are the user's; `a:b` is as valid a name as `a`.
+      roles: { a: [{ limit: 1, windowMs: 60_000 }], 'a:b': [{ limit: 1, windowMs: 60_000 }] },
+      deadlineMs: 5_000,
+    });
+    try {
+      // The key is the client's (an API key, a user id): `b:victim` under role `a`.
+      expect((await limiter.check({ key: 'b:victim', role: 'a' })).allowed).toBe(true);
+      expect((await limiter.check({ key: 'victim', role: 'a:b' })).allowed).toBe(true);
+    } finally {
+      await limiter.close();
+      client.disconnect();
+    }
   });
 });

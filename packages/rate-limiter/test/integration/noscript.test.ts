@@ -1,8 +1,9 @@
 import { startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
 import { checkProgram } from '../../src/stores/lua-script.js';
+import { privateRedisConnections } from './redis-fixture.js';
 
 // Private servers: SCRIPT FLUSH or FUNCTION FLUSH on the shared one would hit every other suite.
 const { redis, skip } = await startPrivateRedisOrSkip();
@@ -37,18 +38,7 @@ function limiterOn(client: Redis, functions: boolean) {
 }
 
 describe.skipIf(skip !== undefined)('the check code is loaded again when the server lost it', () => {
-  let admin: Redis;
-  let client: Redis;
-  beforeAll(async () => {
-    admin = new Redis(redis!.url);
-    client = new Redis(redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
-    await client.connect();
-  });
-  afterAll(async () => {
-    admin.disconnect();
-    client.disconnect();
-    await redis?.stop();
-  });
+  const { admin, client } = privateRedisConnections(redis);
 
   it('scripts: a check after SCRIPT FLUSH (a restart or failover) still counts, and the script is cached again', async () => {
     const { limiter } = limiterOn(client, false);

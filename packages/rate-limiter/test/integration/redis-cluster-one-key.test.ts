@@ -121,6 +121,27 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
     },
   );
 
+  it("a new client's first tick reaches every master: none of its checks fails for a master still connecting", async () => {
+    // Both a client used at once and one already ready: masters connect lazily, and a command
+    // for a master whose connection is still being made fails at once (never sent).
+    for (const waitForReady of [false, true]) {
+      const client = new Cluster(cluster!.nodes, recommendedClusterOptions);
+      client.on('error', () => {});
+      clients.push(client);
+      if (waitForReady) await once(client, 'ready');
+      const limiter = createRateLimiter({
+        store: new RedisStore({ client, prefix: nextPrefix() }),
+        limits: [{ limit: 5, windowMs }],
+        failMode: 'closed',
+        deadlineMs: 5_000,
+        localBlockCache: false,
+      });
+      const results = await Promise.all(spreadKeys.map((key) => limiter.check(key)));
+      expect(results.filter((result) => result.source !== 'store').map((result) => result.key)).toEqual([]);
+      await limiter.close();
+    }
+  });
+
   it('a batch of keys in distinct slots makes one call per key, and leaves no connection corked', async () => {
     const client = await connect();
     const prefix = nextPrefix();
@@ -184,6 +205,15 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
     const keys = oneKeyPerSlot(prefix, spreadKeys);
     const results = await Promise.all(keys.map((key) => limiter.check(key)));
     if (client.status !== 'ready') await once(client, 'ready');
+    // The store connects the masters its calls go to; a command for a master still connecting
+    // fails at once (the offline queue is off), so the ping waits for them.
+    await Promise.all(
+      client
+        .nodes('master')
+        .map((master) =>
+          master.status === 'ready' || master.status === 'wait' ? undefined : once(master, 'ready'),
+        ),
+    );
     // Whatever was held back would be sent at the connection: give it time to arrive and count.
     await client.ping();
     await new Promise((resolve) => setTimeout(resolve, 200));

@@ -1,11 +1,12 @@
 import { startPrivateRedisOrSkip } from '@noa/testkit';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { algorithms } from '../../src/algorithms/index.js';
 import { type AlgorithmName, capacityOf, type LimitPolicy } from '../../src/policy.js';
-import { RedisStore, recommendedRedisOptions } from '../../src/stores/redis-store.js';
+import { RedisStore } from '../../src/stores/redis-store.js';
 import { policyArb } from '../policy-arbitrary.js';
+import { privateRedisConnections } from './redis-fixture.js';
 
 // The check script has two paths: check_single (one cost over one scalar limit, no auto-block:
 // the commonest call) and check_group (everything else). The conformance suite runs both, but
@@ -89,19 +90,10 @@ async function redisNow(client: Redis): Promise<number> {
 }
 
 describe.skipIf(skip !== undefined)('RedisStore script paths', () => {
-  let client: Redis;
-  let store: RedisStore;
+  const { client } = privateRedisConnections(redis);
   const prefix = 'paths:';
+  const store = new RedisStore({ client, prefix });
   let run = 0;
-  beforeAll(async () => {
-    client = new Redis(redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
-    await client.connect();
-    store = new RedisStore({ client, prefix });
-  });
-  afterAll(async () => {
-    client.disconnect();
-    await redis?.stop();
-  });
 
   for (const algorithm of scalarAlgorithms) {
     it(`${algorithm}: a batch of costs (check_group) and the same costs one by one (check_single) agree`, async () => {
