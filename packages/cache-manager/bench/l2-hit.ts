@@ -8,6 +8,8 @@
  * second is steadier on shared cores). Environment:
  * - `NOA_L2_BASELINE`: path of another cache-manager `src/index.ts` (e.g. main's checkout), a
  *   "before" contender in the same rounds; the floor then decodes the bytes it wrote.
+ *   `NOA_L2_IMPL`: such a path used as "ours" instead of this checkout (for alternating
+ *   processes: a second copy loaded beside ours shares its heap and GC state).
  * - `NOA_L2_ONLY` (`ours`, `before` or `floor`): run that side alone for `NOA_L2_ROUNDS` s;
  *   with `NOA_L2_PROFILE=<dir>` a CPU profile of those calls alone (no set-up, loading or
  *   warm-up) is written there, an allocation profile with `NOA_L2_PROFILE_HEAP=1`.
@@ -22,7 +24,7 @@
 import { clearRedisPrefix, serviceUrl } from '@noa/testkit';
 import { median } from '@noa/testkit/bench';
 import { Redis } from 'ioredis';
-import { Cache } from '../src/index.js';
+import { Cache as OwnCache } from '../src/index.js';
 import { dataKeyMarker } from '../src/l2/redis-tier.js';
 import { mgetAndUnpack } from './floor.js';
 import { opsWithin } from './measure.js';
@@ -36,7 +38,12 @@ const only = process.env.NOA_L2_ONLY;
 const labels = (process.env.NOA_L2_PAYLOADS ?? '10 KB,100 KB').split(',') as (keyof typeof payloads)[];
 const KEYS = 200;
 
-type CacheClass = typeof Cache;
+type CacheClass = typeof OwnCache;
+// `NOA_L2_IMPL`: another checkout's `src/index.ts` as "ours", alone in its process (a baseline
+// loaded beside ours shares its heap, and GC states, with it).
+const Cache: CacheClass = process.env.NOA_L2_IMPL
+  ? ((await import(process.env.NOA_L2_IMPL)) as { Cache: CacheClass }).Cache
+  : OwnCache;
 const baselinePath = process.env.NOA_L2_BASELINE;
 const Baseline: CacheClass | undefined = baselinePath
   ? ((await import(baselinePath)) as { Cache: CacheClass }).Cache

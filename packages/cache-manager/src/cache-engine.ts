@@ -18,6 +18,7 @@ import type {
   ResolvedCacheOptions,
   SetOptions,
 } from './cache-options.js';
+import { DecodeTurns } from './decode-turns.js';
 import { type CacheEntry, isFresh, shouldRefreshEarly, slideEntry } from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
 import { clearPrefix, deleteByTags, deleteKeys, expireByTags, expireKeys } from './invalidation.js';
@@ -73,6 +74,8 @@ export class CacheEngine {
   readonly #indexedTags = new Map<string, readonly string[]>();
   /** In-process single flight: the load in progress of each key. */
   readonly flights = new Map<string, Promise<unknown>>();
+  /** L2 values that arrive together are decoded one at a time (see {@link DecodeTurns}). */
+  readonly decodeTurns = new DecodeTurns();
   /** Keys with an early (XFetch) refresh in progress. */
   readonly refreshing = new Set<string>();
   /** Callers waiting for another instance's lease, woken by the bus. */
@@ -268,6 +271,9 @@ export class CacheEngine {
     if (bytes) {
       const loading = this.codec.prepare(bytes);
       if (loading) await loading;
+      // One decode at a time (see DecodeTurns): no await from here to the return.
+      const turn = this.decodeTurns.take();
+      if (turn) await turn;
       entry = decodeEntry(this, fullKey, bytes);
     }
     const later = this.clock.now();
