@@ -6,10 +6,9 @@ import { BentoCache, bentostore } from 'bentocache';
 import { memoryDriver } from 'bentocache/drivers/memory';
 import { redisBusDriver, redisDriver } from 'bentocache/drivers/redis';
 import { Redis } from 'ioredis';
-import { Packr } from 'msgpackr';
 import { Cache } from '../src/index.js';
-import { dataKeyMarker, readBatchMaxKeys } from '../src/l2/redis-tier.js';
-import { msgpackOptions } from '../src/serialization/value-serializer.js';
+import { dataKeyMarker } from '../src/l2/redis-tier.js';
+import { mgetAndUnpack } from './floor.js';
 import { hitRate, hitRateTraces } from './hit-rate.js';
 import { opsWithin, sampleMs } from './measure.js';
 import { payloads } from './payloads.js';
@@ -91,51 +90,6 @@ async function learnShapes(cache: Cache, value: unknown): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
-/**
- * The floor of any cache that returns decoded objects: our stored bytes fetched the cheapest
- * way we know (the same-turn MGET batching our reads use, without guard, breaker, L1 or
- * entry fields) plus msgpackr's unpack with the same shared structures. Nothing else.
- * `keyPrefix` is the cache's prefix (its structures list), `valuePrefix` where its values live.
- */
-async function mgetAndUnpack(
-  keyPrefix: string,
-  valuePrefix: string,
-): Promise<{
-  fetchAndUnpack: (key: string) => Promise<unknown>;
-  unpack: (bytes: Buffer | null) => unknown;
-}> {
-  const list = await raw.lrange(`${keyPrefix}__structures`, 0, -1);
-  const structures = list.slice(1).map((json) => JSON.parse(json) as string[]);
-  const decoder = new Packr({ ...msgpackOptions, structures, maxSharedStructures: 32 });
-  let batch: { key: string; resolve: (bytes: Buffer | null) => void; reject: (error: unknown) => void }[] =
-    [];
-  // Same-turn MGETs of at most readBatchMaxKeys keys, as our reads: several in flight overlap.
-  const send = () => {
-    const current = batch;
-    batch = [];
-    if (current.length === 0) return;
-    raw.mgetBuffer(...current.map((item) => item.key)).then(
-      (values) => {
-        for (const [index, item] of current.entries()) item.resolve(values[index] ?? null);
-      },
-      (error: unknown) => {
-        for (const item of current) item.reject(error);
-      },
-    );
-  };
-  const fetch = (key: string) =>
-    new Promise<Buffer | null>((resolve, reject) => {
-      if (batch.length === 0) setImmediate(send);
-      batch.push({ key: valuePrefix + key, resolve, reject });
-      if (batch.length >= readBatchMaxKeys) send();
-    });
-  const unpack = (bytes: Buffer | null) => {
-    if (!bytes || bytes[0]! >> 4 !== 2 || (bytes[0]! & 0b111) !== 0) throw new Error('not format 2');
-    return decoder.unpack(bytes, { start: 6 }) as unknown;
-  };
-  return { fetchAndUnpack: async (key) => unpack(await fetch(key)), unpack };
-}
-
 const payloadCases = Object.entries(payloads) as [keyof typeof payloads, unknown][];
 const cases: BenchCase[] = [];
 
@@ -176,7 +130,7 @@ for (const [label, value] of payloadCases) {
   const keys = Array.from({ length: KEYS }, (_, index) => `l2:${label}:${index}`);
   await learnShapes(ours, value);
   await Promise.all(keys.map((key) => ours.set(key, value, { ttlMs: 3_600_000 })));
-  const { fetchAndUnpack: floor, unpack } = await mgetAndUnpack(`${prefix}ours:`, oursData);
+  const { fetchAndUnpack: floor, unpack } = await mgetAndUnpack(raw, `${prefix}ours:`, oursData);
   const storedBytes = await raw.getBuffer(`${oursData}${keys[0]!}`);
   await Promise.all(keys.map((key) => bentoL2.set({ key, value, ttl: '1h' })));
   // Plain Redis as an application would use it: the value as JSON, GET then JSON.parse.

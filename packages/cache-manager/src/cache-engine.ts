@@ -18,6 +18,7 @@ import type {
   ResolvedCacheOptions,
   SetOptions,
 } from './cache-options.js';
+import { DecodeTurns } from './decode-turns.js';
 import { type CacheEntry, isFresh, shouldRefreshEarly, slideEntry } from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
 import { clearPrefix, deleteByTags, deleteKeys, expireByTags, expireKeys } from './invalidation.js';
@@ -28,7 +29,7 @@ import { onConnectionClose } from './l2/connection-close.js';
 import { RedisGuard } from './l2/redis-guard.js';
 import { RedisTier } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
-import { getManyEntries, readL2 } from './read-path.js';
+import { decodeEntry, getManyEntries, l1Charge } from './read-path.js';
 import { loadThrough, refreshEarly } from './read-through.js';
 import { getOrSetMany } from './read-through-many.js';
 import { EntryCodec } from './serialization/entry-codec.js';
@@ -73,6 +74,8 @@ export class CacheEngine {
   readonly #indexedTags = new Map<string, readonly string[]>();
   /** In-process single flight: the load in progress of each key. */
   readonly flights = new Map<string, Promise<unknown>>();
+  /** L2 values that arrive together are decoded one at a time (see {@link DecodeTurns}). */
+  readonly decodeTurns = new DecodeTurns();
   /** Keys with an early (XFetch) refresh in progress. */
   readonly refreshing = new Set<string>();
   /** Callers waiting for another instance's lease, woken by the bus. */
@@ -221,28 +224,67 @@ export class CacheEngine {
     return entry;
   }
 
-  async get(fullKey: string): Promise<CacheEntry | undefined> {
+  /** The fresh entry of `fullKey`, from L1 then L2; undefined when absent or expired. */
+  get(fullKey: string): Promise<CacheEntry | undefined> {
+    return this.#lookup(fullKey, false) as Promise<CacheEntry | undefined>;
+  }
+
+  /** {@link get}'s value, copied out per `l1.mode` (`Cache.get`: no second promise to unwrap it). */
+  getValue<T>(fullKey: string): Promise<T | undefined> {
+    return this.#lookup(fullKey, true) as Promise<T | undefined>;
+  }
+
+  /**
+   * The L1 part of `get`, synchronous; an L1 miss goes on in {@link #lookupL2}. `asValue`
+   * returns the value (copied out) rather than the entry. Not async, and the L2 part is one
+   * async function: each async layer costs an L2 hit a promise, a suspended frame and a
+   * microtask hop, a measurable share of the work beyond the decode.
+   */
+  #lookup(fullKey: string, asValue: boolean): Promise<unknown> {
     const now = this.clock.now();
     const local = this.l1Get(fullKey, now);
     if (local !== undefined && isFresh(local, now)) {
       if (local.slidingMs) slideEntry(local, now);
       this.metrics.request('l1', 'hit');
       if (this.listeners.hit) this.emitHit(fullKey, 'l1');
-      return local;
+      return asValue ? this.#outAsPromise(local.value) : Promise.resolve(local);
     }
     this.metrics.request('l1', local ? 'stale' : 'miss');
-    if (this.tier) {
-      const remote = await readL2(this, fullKey);
-      const later = this.clock.now();
-      if (remote && isFresh(remote.entry, later)) {
-        if (remote.entry.slidingMs) slideEntry(remote.entry, later);
-        this.metrics.request('l2', 'hit');
-        this.l1Set(fullKey, remote.entry, remote.bytes);
-        if (this.listeners.hit) this.emitHit(fullKey, 'l2');
-        return remote.entry;
-      }
-      this.metrics.request('l2', remote ? 'stale' : 'miss');
+    if (this.tier) return this.#lookupL2(fullKey, asValue);
+    if (this.listeners.miss) this.emitMiss(fullKey);
+    return Promise.resolve(undefined);
+  }
+
+  /** {@link out} as a promise: a clone that throws rejects it, as it did in an async `get`. */
+  #outAsPromise(value: unknown): Promise<unknown> {
+    try {
+      return Promise.resolve(this.out(value));
+    } catch (error) {
+      return Promise.reject(error);
     }
+  }
+
+  /** `get` after an L1 miss: the L2 read, decoded, put in L1 when fresh (as `readL2`, inlined). */
+  async #lookupL2(fullKey: string, asValue: boolean): Promise<unknown> {
+    const bytes = await this.tier!.get(fullKey);
+    let entry: CacheEntry | undefined;
+    if (bytes) {
+      const loading = this.codec.prepare(bytes);
+      if (loading) await loading;
+      // One decode at a time (see DecodeTurns): no await from here to the return.
+      const turn = this.decodeTurns.take();
+      if (turn) await turn;
+      entry = decodeEntry(this, fullKey, bytes);
+    }
+    const later = this.clock.now();
+    if (entry && isFresh(entry, later)) {
+      if (entry.slidingMs) slideEntry(entry, later);
+      this.metrics.request('l2', 'hit');
+      this.l1Set(fullKey, entry, l1Charge(bytes!, entry));
+      if (this.listeners.hit) this.emitHit(fullKey, 'l2');
+      return asValue ? this.out(entry.value) : entry;
+    }
+    this.metrics.request('l2', entry ? 'stale' : 'miss');
     if (this.listeners.miss) this.emitMiss(fullKey);
     return undefined;
   }

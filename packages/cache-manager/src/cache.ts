@@ -63,10 +63,10 @@ export class Cache {
   }
 
   /** The fresh value of `key`, from L1 then L2; undefined when absent or expired. */
-  async get<T = unknown>(key: string): Promise<T | undefined> {
-    this.#open();
-    const entry = await this.#engine.get(this.#prefix + key);
-    return entry === undefined ? undefined : this.#engine.out(entry.value as T);
+  get<T = unknown>(key: string): Promise<T | undefined> {
+    // Not async: an L2 hit would pay a second promise and microtask hop for nothing.
+    if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
+    return this.#engine.getValue<T>(this.#prefix + key);
   }
 
   /** L1 only, synchronous: the fresh value held in this process, or undefined. */

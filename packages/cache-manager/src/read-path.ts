@@ -30,6 +30,9 @@ export async function readL2(engine: CacheEngine, fullKey: string): Promise<L2Re
   if (!bytes) return undefined;
   const loading = engine.codec.prepare(bytes);
   if (loading) await loading;
+  // One decode at a time (see DecodeTurns): no await from here to the return.
+  const turn = engine.decodeTurns.take();
+  if (turn) await turn;
   const entry = decodeEntry(engine, fullKey, bytes);
   return entry ? { entry, bytes: l1Charge(bytes, entry) } : undefined;
 }
