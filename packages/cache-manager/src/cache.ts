@@ -66,7 +66,12 @@ export class Cache {
   get<T = unknown>(key: string): Promise<T | undefined> {
     // Not async: an L2 hit would pay a second promise and microtask hop for nothing.
     if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
-    return this.#engine.getValue<T>(this.#prefix + key);
+    try {
+      return this.#engine.getValue<T>(this.#prefix + key);
+    } catch (error) {
+      // A user clock, policy or listener that throws rejects, as it did when get was async.
+      return Promise.reject(error);
+    }
   }
 
   /** L1 only, synchronous: the fresh value held in this process, or undefined. */

@@ -532,3 +532,24 @@ describe('options and lifecycle', () => {
     expect(await count()).toBe(2);
   });
 });
+
+describe('get() never throws synchronously', () => {
+  it('rejects when the injected clock throws, as an async get did', async () => {
+    let broken = false;
+    const cache = make({
+      clock: {
+        now: () => {
+          if (broken) throw new Error('clock broke');
+          return 0;
+        },
+      },
+    });
+    await cache.set('k', 1);
+    broken = true;
+    let result: Promise<unknown> | undefined;
+    expect(() => {
+      result = cache.get('k');
+    }).not.toThrow();
+    await expect(result).rejects.toThrow('clock broke');
+  });
+});
