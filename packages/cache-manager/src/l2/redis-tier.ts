@@ -155,6 +155,11 @@ export class RedisTier {
   /** Reads one encoded value (undefined when absent or Redis is unavailable). */
   get(key: string): Promise<Buffer | undefined> {
     if (this.#reads) return this.#reads.add(key);
+    return this.#getOne(key);
+  }
+
+  /** One guarded GET (its own deadline and breaker call). */
+  #getOne(key: string): Promise<Buffer | undefined> {
     return this.#guard.run('get', undefined, async () => {
       const redisKey = this.dataKey(key);
       if (this.#slidingReads) return this.#readSliding(redisKey, this.#clock());
@@ -167,6 +172,9 @@ export class RedisTier {
   /** Reads many encoded values, in order. */
   getMany(keys: readonly string[]): Promise<(Buffer | undefined)[]> {
     if (keys.length === 0) return Promise.resolve([]);
+    // On a Cluster the keys live on several masters: each key is read under its own deadline, so
+    // one stalled master costs only its keys, not the values that the healthy masters hold.
+    if (this.#cluster) return Promise.all(keys.map((key) => this.#getOne(key)));
     const empty: (Buffer | undefined)[] = keys.map(() => undefined);
     return this.#guard.run('get_many', empty, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
@@ -175,9 +183,7 @@ export class RedisTier {
         const now = this.#clock();
         return Promise.all(redisKeys.map((key) => this.#readSliding(key, now)));
       }
-      const values = this.#cluster
-        ? await Promise.all(redisKeys.map((key) => this.client.getBuffer(key)))
-        : await this.client.mgetBuffer(...redisKeys);
+      const values = await this.client.mgetBuffer(...redisKeys);
       const read: (Buffer | undefined)[] = new Array(values.length);
       for (let index = 0; index < values.length; index += 1) {
         const value = values[index] ?? undefined;
