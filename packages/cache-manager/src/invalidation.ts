@@ -150,6 +150,11 @@ export async function clearPrefix(engine: CacheEngine, fullPrefix: string): Prom
   if (cleared) engine.events.emit('clear', cleared, { prefix: fullPrefix });
   if (!engine.tier) return;
   await engine.tier.clearPrefix(fullPrefix);
+  // The clear's pages take a while, and a read or write of this instance meanwhile put in L1
+  // what a later page then deleted from L2: this L1 drops it again, as the others do on the
+  // message (a value written meanwhile that L2 kept is only reread).
+  clearL1(engine, fullPrefix);
+  engine.runs.supersedePrefix(fullPrefix);
   await engine.bus?.publish('clear', [fullPrefix]);
 }
 
