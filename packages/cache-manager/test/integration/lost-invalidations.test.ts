@@ -154,5 +154,34 @@ describe.skipIf(started.skip !== undefined)(
       while (Date.now() < deadline && (await disagreeing()) > 0) await delay(100);
       expect(await disagreeing()).toBe(0);
     }, 30_000);
+
+    it('a factory run across a bus reconnect whose first L2 read failed does not cache over a delete the bus lost', async () => {
+      const runner = open();
+      const writer = open();
+      await Promise.all([runner.ready(), writer.ready()]);
+      const admin = new Redis(server.url);
+      clients.push(admin);
+      const subscribers = async () =>
+        Number(((await admin.pubsub('NUMSUB', 'lost:__bus')) as [string, number])[1]);
+      await writer.set('deleted', 'v1');
+      const subscribed = await subscribers();
+      // The runner's L2 read times out: it cannot tell what L2 held before its run.
+      await server.pause(600);
+      let finish: ((value: string) => void) | undefined;
+      const running = runner.getOrSet('deleted', () => new Promise<string>((resolve) => (finish = resolve)));
+      while (finish === undefined) await delay(5);
+      await delay(700);
+      // The bus connections drop; the delete's message reaches nobody.
+      await admin.client('KILL', 'TYPE', 'pubsub');
+      await writer.delete('deleted');
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && (await subscribers()) < subscribed) await delay(20);
+      expect(await subscribers()).toBe(subscribed);
+      // The factory may have read its source before the delete: its result must not come back.
+      finish('older');
+      expect(await running).toBe('older');
+      expect(await runner.get('deleted')).toBeUndefined();
+      expect(await open().get('deleted')).toBeUndefined();
+    });
   },
 );
