@@ -154,7 +154,15 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
         fallback = stale;
       if (fallback) {
         if (lease === 'acquired') {
+          // The failure mark outlives the holder that set it: a later holder may have stored a
+          // fresh value between our last poll and the lease it freed. That value, not ours.
+          const remote = await readL2(engine, fullKey);
           await tier.releaseLease(fullKey, token);
+          if (remote && isFresh(remote.entry, engine.clock.now())) {
+            engine.metrics.lockWait('value');
+            engine.l1Set(fullKey, remote.entry, remote.bytes);
+            return remote.entry.value as T;
+          }
           engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
         }
         return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);

@@ -9,6 +9,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
  */
 export class HoldingProxy {
   holdSubscribe = false;
+  /** Holds, like a SUBSCRIBE, the first chunk of a connection that matches (until `release()`). */
+  holdMatching: RegExp | undefined;
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #held: (() => void)[] = [];
@@ -23,7 +25,9 @@ export class HoldingProxy {
       let holding = false;
       const pending: Buffer[] = [];
       client.on('data', (chunk: Buffer) => {
-        if (!holding && this.holdSubscribe && /subscribe/i.test(chunk.toString('latin1'))) {
+        const text = chunk.toString('latin1');
+        const matches = (this.holdSubscribe && /subscribe/i.test(text)) || this.holdMatching?.test(text) === true;
+        if (!holding && matches) {
           holding = true;
           this.#held.push(() => {
             holding = false;
@@ -74,6 +78,7 @@ export class HoldingProxy {
   /** Sends every held SUBSCRIBE (and what followed it) on, and stops holding new ones. */
   release(): void {
     this.holdSubscribe = false;
+    this.holdMatching = undefined;
     for (const resume of this.#held.splice(0)) resume();
   }
 
