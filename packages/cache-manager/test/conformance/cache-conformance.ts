@@ -238,6 +238,17 @@ export function describeCacheConformance(
       expect(await reader.get('forever')).toBeUndefined();
     });
 
+    it('clear of a namespace whose name holds glob characters clears that namespace alone', async () => {
+      const cache = make();
+      const names = ['a*', 'a?', '[ab]', 'a\\', 'ab', 'a', 'b', 'a\\b'];
+      for (const name of names) await cache.namespace(name).set('k', name);
+      await cache.namespace('a*').clear();
+      await cache.namespace('[ab]').clear();
+      await cache.namespace('a\\').clear();
+      const left = await Promise.all(names.map((name) => cache.namespace(name).get('k')));
+      expect(left).toEqual([undefined, 'a?', undefined, undefined, 'ab', 'a', 'b', 'a\\b']);
+    });
+
     it('tags are global: deleteByTag through one namespace removes tagged keys of every namespace', async () => {
       const cache = make();
       await cache.namespace('users').set('1', 'alice', { tags: ['tenant:9'] });
