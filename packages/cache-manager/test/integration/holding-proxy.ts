@@ -11,6 +11,8 @@ export class HoldingProxy {
   holdSubscribe = false;
   /** Holds, like a SUBSCRIBE, the first chunk of a connection that matches (until `release()`). */
   holdMatching: RegExp | undefined;
+  /** Occurrences of `holdMatching` (a global RegExp then) let through before the hold starts. */
+  passMatches = 0;
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #held: (() => void)[] = [];
@@ -26,7 +28,7 @@ export class HoldingProxy {
       const pending: Buffer[] = [];
       client.on('data', (chunk: Buffer) => {
         const text = chunk.toString('latin1');
-        const matches = (this.holdSubscribe && /subscribe/i.test(text)) || this.holdMatching?.test(text) === true;
+        const matches = (this.holdSubscribe && /subscribe/i.test(text)) || this.#matches(text);
         if (!holding && matches) {
           holding = true;
           this.#held.push(() => {
@@ -50,6 +52,17 @@ export class HoldingProxy {
       client.on('error', close);
       upstream.on('error', close);
     });
+  }
+
+  #matches(text: string): boolean {
+    if (this.holdMatching === undefined) return false;
+    const found = text.match(this.holdMatching)?.length ?? 0;
+    if (found === 0) return false;
+    if (this.passMatches >= found) {
+      this.passMatches -= found;
+      return false;
+    }
+    return true;
   }
 
   static async start(targetPort: number): Promise<HoldingProxy> {
@@ -79,6 +92,7 @@ export class HoldingProxy {
   release(): void {
     this.holdSubscribe = false;
     this.holdMatching = undefined;
+    this.passMatches = 0;
     for (const resume of this.#held.splice(0)) resume();
   }
 
