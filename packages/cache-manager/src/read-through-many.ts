@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { CacheEngine } from './cache-engine.js';
 import type { Factory, ManyFactory, SetOptions } from './cache-options.js';
-import type { LeaseResult } from './l2/redis-tier.js';
 import { type CacheEntry, slideEntry } from './entry.js';
 import { FactoryError, SerializationError } from './errors.js';
+import type { LeaseResult } from './l2/redis-tier.js';
 import { alignMany, type Settler, settle } from './many-results.js';
 import { readManyFromL2 } from './read-path.js';
 import { backOff, computeOnce } from './read-through.js';

@@ -116,7 +116,9 @@ describe.skipIf(started.skip !== undefined)('root clears after a shared outage',
     for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
       await writer.get(`probe:dead:${round}`);
     expect(writer.stats().l2).toBe('open');
-    await writer.setMany(Array.from({ length: 10_001 }, (_, key) => ({ key: `lost:dead:${key}`, value: key })));
+    await writer.setMany(
+      Array.from({ length: 10_001 }, (_, key) => ({ key: `lost:dead:${key}`, value: key })),
+    );
     // The writer finds the lease taken, drops its own L1 and waits for a clear that never comes.
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline && reader.getLocal('unrelated') !== undefined) {
