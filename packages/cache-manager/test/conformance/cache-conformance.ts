@@ -238,6 +238,21 @@ export function describeCacheConformance(
       expect(await reader.get('forever')).toBeUndefined();
     });
 
+    it('the clearing instance keeps in L1 only what L2 still holds once its clear returns', async () => {
+      const writer = make();
+      const keys = Array.from({ length: 3_000 }, (_, index) => `k${index}`);
+      await writer.namespace('during-clear').setMany(keys.map((key) => ({ key, value: key })));
+      const clearer = (shared ? make() : writer).namespace('during-clear');
+      const done = clearer.clear();
+      // Reads while the clear's pages go on: L1 takes what L2 still holds at that moment.
+      await clearer.getMany(keys);
+      await done;
+      const local = keys.filter((key) => clearer.getLocal(key) !== undefined);
+      const fresh = (shared ? make() : writer).namespace('during-clear');
+      const inL2 = (await fresh.getMany(local)).filter((value) => value !== undefined);
+      expect(inL2.length).toBe(local.length);
+    });
+
     it('clear of a namespace whose name holds glob characters clears that namespace alone', async () => {
       const cache = make();
       const names = ['a*', 'a?', '[ab]', 'a\\', 'ab', 'a', 'b', 'a\\b'];
