@@ -183,5 +183,19 @@ describe.skipIf(started.skip !== undefined)(
       expect(await runner.get('deleted')).toBeUndefined();
       expect(await open().get('deleted')).toBeUndefined();
     });
+
+    it('a delete that times out but lands (onBackendError throw) still reaches the other instances', async () => {
+      const deleter = open('throw');
+      const reader = open();
+      await Promise.all([deleter.ready(), reader.ready()]);
+      await deleter.set('landed', 'v1');
+      expect(await reader.get('landed')).toBe('v1');
+      // The UNLINK waits in Redis past the deleter's deadline, then runs once the pause ends.
+      await server.pause(600);
+      await expect(deleter.delete('landed')).rejects.toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && reader.getLocal('landed') !== undefined) await delay(100);
+      expect(await reader.get('landed')).toBeUndefined();
+    }, 30_000);
   },
 );
