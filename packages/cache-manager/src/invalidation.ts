@@ -1,4 +1,5 @@
 import { withDeadline } from '@noa/core';
+import type { BusMessage } from './bus.js';
 import type { CacheEngine } from './cache-engine.js';
 import { expireEntry } from './entry.js';
 import { EdgePurgeError, SerializationError } from './errors.js';
@@ -20,6 +21,25 @@ function distinct(keys: readonly string[]): string[] {
   return keys.length > 1 ? [...new Set(keys)] : [...keys];
 }
 
+/**
+ * Runs an L2 part of an invalidation. When it throws (`onBackendError: 'throw'`) the change is
+ * recorded as lost before the error goes on, as a failed publish is: it may have landed past
+ * its deadline, and with no message the other instances would keep what L2 no longer holds.
+ */
+async function orMissed<T>(
+  engine: CacheEngine,
+  type: BusMessage['t'],
+  names: readonly string[],
+  work: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    engine.bus?.missed(type, names);
+    throw error;
+  }
+}
+
 /** Deletes keys from both tiers and tells other instances (nothing at all for no keys). */
 export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): Promise<void> {
   if (keys.length === 0) return;
@@ -31,7 +51,8 @@ export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): 
     if (deleted) engine.events.emit('delete', deleted, { key });
   }
   if (!engine.tier) return;
-  await engine.tier.delete(fullKeys);
+  const tier = engine.tier;
+  await orMissed(engine, 'del', fullKeys, () => tier.delete(fullKeys));
   await engine.bus?.publish('del', fullKeys);
 }
 
@@ -51,7 +72,10 @@ export async function deleteByTags(engine: CacheEngine, tagList: readonly string
     engine.tagIndex.delete(tag);
   }
   if (engine.tier) {
-    const lists = await Promise.all(tags.map((tag) => engine.tier!.deleteTag(tag)));
+    const tier = engine.tier;
+    const lists = await orMissed(engine, 'tag', tags, () =>
+      Promise.all(tags.map((tag) => tier.deleteTag(tag))),
+    );
     // The tag sets may name a key rewritten here without the tag, which L1's index no longer
     // does: L2 has just deleted it, so L1 drops it too rather than hold what L2 lost.
     for (const list of lists) {
@@ -104,7 +128,7 @@ export async function expireKeys(engine: CacheEngine, keys: readonly string[]): 
     if (expired) engine.events.emit('expire', expired, { key });
   }
   if (!engine.tier) return;
-  const outcomes = await expireInL2(engine, fullKeys);
+  const outcomes = await orMissed(engine, 'exp', fullKeys, () => expireInL2(engine, fullKeys));
   // A key another write changed meanwhile is left out: that write's own `set` message
   // refreshes other instances, and ours arriving after it would mark the new value stale.
   const published = fullKeys.filter((_, index) => outcomes[index] !== 'overwritten');
@@ -129,9 +153,12 @@ export async function expireByTags(engine: CacheEngine, tagList: readonly string
   }
   if (engine.tier) {
     const tier = engine.tier;
-    const members = new Set((await Promise.all(tags.map((tag) => tier.tagMembers(tag)))).flat());
-    const keys = [...members];
-    const outcomes = await expireInL2(engine, keys, tags);
+    let keys: string[] = [];
+    const outcomes = await orMissed(engine, 'exptag', tags, async () => {
+      const members = new Set((await Promise.all(tags.map((tag) => tier.tagMembers(tag)))).flat());
+      keys = [...members];
+      return expireInL2(engine, keys, tags);
+    });
     keys.forEach((key, index) => {
       if (outcomes[index] === 'expired') marked.add(key);
     });
@@ -149,7 +176,13 @@ export async function clearPrefix(engine: CacheEngine, fullPrefix: string): Prom
   const cleared = engine.listeners.clear;
   if (cleared) engine.events.emit('clear', cleared, { prefix: fullPrefix });
   if (!engine.tier) return;
-  await engine.tier.clearPrefix(fullPrefix);
+  const tier = engine.tier;
+  await orMissed(engine, 'clear', [fullPrefix], () => tier.clearPrefix(fullPrefix));
+  // The clear's pages take a while, and a read or write of this instance meanwhile put in L1
+  // what a later page then deleted from L2: this L1 drops it again, as the others do on the
+  // message (a value written meanwhile that L2 kept is only reread).
+  clearL1(engine, fullPrefix);
+  engine.runs.supersedePrefix(fullPrefix);
   await engine.bus?.publish('clear', [fullPrefix]);
 }
 

@@ -3,6 +3,7 @@ import type { CacheEngine } from './cache-engine.js';
 import type { Factory, ManyFactory, SetOptions } from './cache-options.js';
 import { type CacheEntry, slideEntry } from './entry.js';
 import { FactoryError, SerializationError } from './errors.js';
+import type { LeaseResult } from './l2/redis-tier.js';
 import { alignMany, type Settler, settle } from './many-results.js';
 import { readManyFromL2 } from './read-path.js';
 import { backOff, computeOnce } from './read-through.js';
@@ -136,9 +137,18 @@ async function computeMany<T>(
   if (tier && engine.options.lock.enabled && tier.healthy) {
     const leaseToken = randomUUID();
     token = leaseToken;
-    const leases = await inBatches(indexes, (index) =>
-      tier.acquireLease(fullKeys[index]!, leaseToken, engine.options.lock.leaseMs),
-    );
+    let leases: LeaseResult[];
+    try {
+      leases = await inBatches(indexes, (index) =>
+        tier.acquireLease(fullKeys[index]!, leaseToken, engine.options.lock.leaseMs),
+      );
+    } catch (error) {
+      // `onBackendError: 'throw'` and a chunk failed: the call rejects, and frees the leases it
+      // took (earlier chunks, and those of the failed one that may still land) rather than keep
+      // every other instance waiting on them for `leaseMs`.
+      await Promise.allSettled(indexes.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)));
+      throw error;
+    }
     batch = [];
     const held: number[] = [];
     indexes.forEach((index, position) => {

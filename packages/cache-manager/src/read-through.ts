@@ -6,7 +6,7 @@ import { type CacheEntry, isFresh, refreshTarget, slideEntry } from './entry.js'
 import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
 import { FactoryRunContext } from './factory-context.js';
 import { estimateSize } from './l1/estimate-size.js';
-import { readL2 } from './read-path.js';
+import { type L2Read, readL2 } from './read-path.js';
 import { writeEntry } from './writes.js';
 
 /**
@@ -52,7 +52,7 @@ export async function loadThrough<T>(
   let l2Seen: number | null | undefined;
   if (engine.tier) {
     const remote = await readL2(engine, fullKey);
-    l2Seen = remote?.entry.createdAt ?? null;
+    l2Seen = seenInL2(engine, remote);
     if (remote) {
       const entry = remote.entry as CacheEntry<T>;
       const now = engine.clock.now();
@@ -122,7 +122,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
         }
         await wait.sleep(Math.min(engine.options.lock.pollMs, remaining));
         const remote = await readL2(engine, fullKey);
-        l2Seen = remote?.entry.createdAt ?? null;
+        l2Seen = seenInL2(engine, remote);
         const now = engine.clock.now();
         if (remote && isFresh(remote.entry, now)) {
           engine.metrics.lockWait('value');
@@ -154,7 +154,15 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
         fallback = stale;
       if (fallback) {
         if (lease === 'acquired') {
+          // The failure mark outlives the holder that set it: a later holder may have stored a
+          // fresh value between our last poll and the lease it freed. That value, not ours.
+          const remote = await readL2(engine, fullKey);
           await tier.releaseLease(fullKey, token);
+          if (remote && isFresh(remote.entry, engine.clock.now())) {
+            engine.metrics.lockWait('value');
+            engine.l1Set(fullKey, remote.entry, remote.bytes);
+            return remote.entry.value as T;
+          }
           engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
         }
         return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
@@ -203,7 +211,7 @@ async function takeOver<T>(engine: CacheEngine, load: KeyLoad<T>, token: string)
     engine.l1Set(fullKey, remote.entry, remote.bytes);
     return remote.entry.value as T;
   }
-  return runFactory(engine, { ...load, l2Seen: remote?.entry.createdAt ?? null }, token);
+  return runFactory(engine, { ...load, l2Seen: seenInL2(engine, remote) }, token);
 }
 
 /** Runs the factory with soft/hard timeouts and grace; writes the result through both tiers. */
@@ -317,6 +325,17 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
 }
 
 /**
+ * What an L2 read saw, for {@link KeyLoad.l2Seen}: the value's `createdAt`, null for no value,
+ * undefined when the read failed (the tier unhealthy right after it). A failed read is no
+ * proof that L2 held nothing: taken as one, a run spanning a reconnect cached its value over
+ * a delete the bus lost, since L2 held nothing after it either.
+ */
+function seenInL2(engine: CacheEngine, remote: L2Read | undefined): number | null | undefined {
+  if (remote) return remote.entry.createdAt;
+  return engine.tier?.healthy ? null : undefined;
+}
+
+/**
  * Whether L2 still holds what the run saw before it started (same `createdAt`, or still
  * nothing). Asked by a run the bus reconnected during: a write another instance made while
  * this one's bus was down changed L2, so the run's result, maybe read from the source before
@@ -330,8 +349,9 @@ async function unchangedInL2(
 ): Promise<boolean> {
   if (!engine.tier || load.l2Seen === undefined) return false;
   try {
-    const remote = await readL2(engine, load.fullKey);
-    return (remote?.entry.createdAt ?? null) === load.l2Seen;
+    // A read failed here (the breaker open) proves nothing either: not cached.
+    const seen = seenInL2(engine, await readL2(engine, load.fullKey));
+    return seen !== undefined && seen === load.l2Seen;
   } catch {
     // `onBackendError: 'throw'`: L2 cannot be checked, so the value is served, not cached.
     return false;

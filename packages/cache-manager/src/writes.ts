@@ -34,7 +34,7 @@ export interface WriteItem {
  * or in background, as `writeMode` says). All at once, the pipelines of 100,000 writes queued
  * in Redis past their own deadlines: hundreds "failed" and opened the breaker while they still
  * landed. An item whose value cannot be encoded rejects the call once the others are
- * written, as before.
+ * written, as before; so does a failed L2 write with `onBackendError: 'throw'`.
  */
 export async function writeMany(engine: CacheEngine, items: readonly WriteItem[]): Promise<void> {
   const remotes: (() => Promise<void>)[] = [];
@@ -47,10 +47,18 @@ export async function writeMany(engine: CacheEngine, items: readonly WriteItem[]
       failure ??= { error };
     }
   }
+  // Every chunk is sent even after one rejects (`onBackendError: 'throw'`): a write never
+  // attempted would not be recorded as lost, and its key would keep in this L1 a value that
+  // neither L2 nor the other instances ever get. The first error is thrown once all are done.
   const send = async () => {
+    let failed: { error: unknown } | undefined;
     for (let start = 0; start < remotes.length; start += WRITE_BATCH_ITEMS) {
-      await Promise.all(remotes.slice(start, start + WRITE_BATCH_ITEMS).map((remote) => remote()));
+      const chunk = remotes.slice(start, start + WRITE_BATCH_ITEMS);
+      for (const outcome of await Promise.allSettled(chunk.map((remote) => remote()))) {
+        if (outcome.status === 'rejected') failed ??= { error: outcome.reason };
+      }
     }
+    if (failed) throw failed.error;
   };
   if (engine.options.writeMode === 'background') engine.track(send());
   else await send();

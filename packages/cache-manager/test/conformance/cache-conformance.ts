@@ -238,6 +238,32 @@ export function describeCacheConformance(
       expect(await reader.get('forever')).toBeUndefined();
     });
 
+    it('the clearing instance keeps in L1 only what L2 still holds once its clear returns', async () => {
+      const writer = make();
+      const keys = Array.from({ length: 3_000 }, (_, index) => `k${index}`);
+      await writer.namespace('during-clear').setMany(keys.map((key) => ({ key, value: key })));
+      const clearer = (shared ? make() : writer).namespace('during-clear');
+      const done = clearer.clear();
+      // Reads while the clear's pages go on: L1 takes what L2 still holds at that moment.
+      await clearer.getMany(keys);
+      await done;
+      const local = keys.filter((key) => clearer.getLocal(key) !== undefined);
+      const fresh = (shared ? make() : writer).namespace('during-clear');
+      const inL2 = (await fresh.getMany(local)).filter((value) => value !== undefined);
+      expect(inL2.length).toBe(local.length);
+    });
+
+    it('clear of a namespace whose name holds glob characters clears that namespace alone', async () => {
+      const cache = make();
+      const names = ['a*', 'a?', '[ab]', 'a\\', 'ab', 'a', 'b', 'a\\b'];
+      for (const name of names) await cache.namespace(name).set('k', name);
+      await cache.namespace('a*').clear();
+      await cache.namespace('[ab]').clear();
+      await cache.namespace('a\\').clear();
+      const left = await Promise.all(names.map((name) => cache.namespace(name).get('k')));
+      expect(left).toEqual([undefined, 'a?', undefined, undefined, 'ab', 'a', 'b', 'a\\b']);
+    });
+
     it('tags are global: deleteByTag through one namespace removes tagged keys of every namespace', async () => {
       const cache = make();
       await cache.namespace('users').set('1', 'alice', { tags: ['tenant:9'] });

@@ -172,4 +172,35 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     expect(waiterRuns).toBe(0);
     proxy.release();
   });
+
+  it('a waiter that takes the lease after a failed holder serves the value a later holder stored, not its value in grace', async () => {
+    const prefix = 'failed-then-stored:';
+    const waiter = await open(prefix, true);
+    const writer = await open(prefix);
+    await writer.set('k', 'old', { ttlMs: 50, graceMs: 60_000 });
+    expect(await waiter.get('k')).toBe('old');
+    await delay(80);
+    // A holder failed (its mark lasts its back-off), and another instance took the lease after it.
+    await admin.set(`${prefix}__failed:k`, '1', 'PX', 60_000);
+    await admin.set(`${prefix}__lease:k`, 'next-holder', 'PX', 60_000);
+    // The waiter's SET NX are held: its first goes on (busy), its first poll's waits below.
+    const leaseAttempt = /\r\nNX\r\n/i;
+    proxy.holdMatching = leaseAttempt;
+    let waiterRuns = 0;
+    const waiting = waiter.getOrSet('k', async () => {
+      waiterRuns += 1;
+      return 'recomputed';
+    });
+    await proxy.held();
+    proxy.release();
+    proxy.holdMatching = leaseAttempt;
+    await proxy.held();
+    // Between the waiter's poll read and its SET NX, the next holder stores its value and frees the lease.
+    await writer.set('k', 'fresh');
+    await admin.del(`${prefix}__lease:k`);
+    proxy.release();
+    expect(await waiting).toBe('fresh');
+    expect(waiterRuns).toBe(0);
+    expect(waiter.getLocal('k')).toBe('fresh');
+  });
 });

@@ -9,6 +9,10 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
  */
 export class HoldingProxy {
   holdSubscribe = false;
+  /** Holds, like a SUBSCRIBE, the first chunk of a connection that matches (until `release()`). */
+  holdMatching: RegExp | undefined;
+  /** Occurrences of `holdMatching` (a global RegExp then) let through before the hold starts. */
+  passMatches = 0;
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #held: (() => void)[] = [];
@@ -23,7 +27,9 @@ export class HoldingProxy {
       let holding = false;
       const pending: Buffer[] = [];
       client.on('data', (chunk: Buffer) => {
-        if (!holding && this.holdSubscribe && /subscribe/i.test(chunk.toString('latin1'))) {
+        const text = chunk.toString('latin1');
+        const matches = (this.holdSubscribe && /subscribe/i.test(text)) || this.#matches(text);
+        if (!holding && matches) {
           holding = true;
           this.#held.push(() => {
             holding = false;
@@ -46,6 +52,17 @@ export class HoldingProxy {
       client.on('error', close);
       upstream.on('error', close);
     });
+  }
+
+  #matches(text: string): boolean {
+    if (this.holdMatching === undefined) return false;
+    const found = text.match(this.holdMatching)?.length ?? 0;
+    if (found === 0) return false;
+    if (this.passMatches >= found) {
+      this.passMatches -= found;
+      return false;
+    }
+    return true;
   }
 
   static async start(targetPort: number): Promise<HoldingProxy> {
@@ -74,6 +91,8 @@ export class HoldingProxy {
   /** Sends every held SUBSCRIBE (and what followed it) on, and stops holding new ones. */
   release(): void {
     this.holdSubscribe = false;
+    this.holdMatching = undefined;
+    this.passMatches = 0;
     for (const resume of this.#held.splice(0)) resume();
   }
 

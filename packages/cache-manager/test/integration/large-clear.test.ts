@@ -63,4 +63,20 @@ describe.skipIf(started.skip !== undefined)('clear of a large namespace', () => 
     expect(kept.length).toBe(0);
     expect(clearer.stats().l2Errors).toBe(0);
   }, 60_000);
+
+  it('the clearing instance keeps no value its own clear deletes from L2', async () => {
+    const keys = Array.from({ length: 20_000 }, (_, index) => `own${index}`);
+    const filler = (await open({ operationTimeoutMs: 10_000 })).namespace('own');
+    for (let start = 0; start < keys.length; start += 5_000) {
+      await filler.setMany(keys.slice(start, start + 5_000).map((key) => ({ key, value: key })));
+    }
+    const clearer = (await open({ operationTimeoutMs: 10_000 })).namespace('own');
+    const done = clearer.clear();
+    // Reads while the clear's pages go on: L1 takes what L2 holds at that moment.
+    await clearer.getMany(keys);
+    await done;
+    const local = keys.filter((key) => clearer.getLocal(key) !== undefined);
+    const inL2 = local.length === 0 ? 0 : await admin.exists(...local.map((key) => `big:v:own:${key}`));
+    expect({ local: local.length, inL2 }).toEqual({ local: inL2, inL2 });
+  }, 60_000);
 });

@@ -19,7 +19,7 @@ describe.skipIf(started.skip !== undefined)(
     const clients: Redis[] = [];
     const caches: Cache[] = [];
 
-    function open(): Cache {
+    function open(onBackendError: 'degrade' | 'throw' = 'degrade'): Cache {
       const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
       client.on('error', () => {});
       clients.push(client);
@@ -28,6 +28,7 @@ describe.skipIf(started.skip !== undefined)(
         prefix: 'lost:',
         operationTimeoutMs: 150,
         breaker: { consecutiveFailures: 3, halfOpenAfterMs: 300 },
+        onBackendError,
       });
       caches.push(cache);
       return cache;
@@ -123,5 +124,78 @@ describe.skipIf(started.skip !== undefined)(
       expect(await runner.get('spanning')).toBe('newer');
       expect(await open().get('spanning')).toBe('newer');
     });
+
+    it('a setMany that throws (onBackendError throw) still records every L2 write it could not make', async () => {
+      const writer = open('throw');
+      const reader = open();
+      await Promise.all([writer.ready(), reader.ready()]);
+      // More items than one L2 chunk of setMany (1,024).
+      const keys = Array.from({ length: 2_500 }, (_, index) => `chunked:${index}`);
+      await writer.setMany(keys.map((key) => ({ key, value: 'old' })));
+      expect(new Set(await reader.getMany(keys))).toEqual(new Set(['old']));
+      await server.pause(1_500);
+      for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
+        await writer.get(`probe:${round}`).catch(() => undefined);
+      expect(writer.stats().l2).toBe('open');
+      await expect(writer.setMany(keys.map((key) => ({ key, value: 'new' })))).rejects.toMatchObject({
+        code: 'NOA_CACHE_BACKEND_UNAVAILABLE',
+      });
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline && writer.stats().l2 !== 'closed') {
+        await writer.get('probe:recovery').catch(() => undefined);
+        await delay(100);
+      }
+      expect(writer.stats().l2).toBe('closed');
+      // Every key: both instances serve the same value (L2's), none keeps what the other lost.
+      const disagreeing = async () => {
+        const [mine, theirs] = [await writer.getMany(keys), await reader.getMany(keys)];
+        return keys.filter((_, index) => mine[index] !== theirs[index]).length;
+      };
+      while (Date.now() < deadline && (await disagreeing()) > 0) await delay(100);
+      expect(await disagreeing()).toBe(0);
+    }, 30_000);
+
+    it('a factory run across a bus reconnect whose first L2 read failed does not cache over a delete the bus lost', async () => {
+      const runner = open();
+      const writer = open();
+      await Promise.all([runner.ready(), writer.ready()]);
+      const admin = new Redis(server.url);
+      clients.push(admin);
+      const subscribers = async () =>
+        Number(((await admin.pubsub('NUMSUB', 'lost:__bus')) as [string, number])[1]);
+      await writer.set('deleted', 'v1');
+      const subscribed = await subscribers();
+      // The runner's L2 read times out: it cannot tell what L2 held before its run.
+      await server.pause(600);
+      let finish: ((value: string) => void) | undefined;
+      const running = runner.getOrSet('deleted', () => new Promise<string>((resolve) => (finish = resolve)));
+      while (finish === undefined) await delay(5);
+      await delay(700);
+      // The bus connections drop; the delete's message reaches nobody.
+      await admin.client('KILL', 'TYPE', 'pubsub');
+      await writer.delete('deleted');
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && (await subscribers()) < subscribed) await delay(20);
+      expect(await subscribers()).toBe(subscribed);
+      // The factory may have read its source before the delete: its result must not come back.
+      finish('older');
+      expect(await running).toBe('older');
+      expect(await runner.get('deleted')).toBeUndefined();
+      expect(await open().get('deleted')).toBeUndefined();
+    });
+
+    it('a delete that times out but lands (onBackendError throw) still reaches the other instances', async () => {
+      const deleter = open('throw');
+      const reader = open();
+      await Promise.all([deleter.ready(), reader.ready()]);
+      await deleter.set('landed', 'v1');
+      expect(await reader.get('landed')).toBe('v1');
+      // The UNLINK waits in Redis past the deleter's deadline, then runs once the pause ends.
+      await server.pause(600);
+      await expect(deleter.delete('landed')).rejects.toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && reader.getLocal('landed') !== undefined) await delay(100);
+      expect(await reader.get('landed')).toBeUndefined();
+    }, 30_000);
   },
 );

@@ -101,4 +101,31 @@ describe.skipIf(started.skip !== undefined)('root clears after a shared outage',
     // Each drop, an instance's own or a clear received, costs one L2 read per hot key at most.
     expect(l2Reads).toBeLessThanOrEqual((instances + received) * hotKeys.length);
   });
+
+  it('an instance that finds the root-clear lease held by one that died sends the root clear itself', async () => {
+    const [writer, reader] = [open(), open()];
+    await Promise.all([writer.ready(), reader.ready()]);
+    await reader.set('unrelated', 'kept');
+    expect(await reader.get('unrelated')).toBe('kept');
+    const admin = new Redis(server.url);
+    clients.push(admin);
+    // Another instance took the lease for this outage's root clear and was killed before sending it.
+    // Set before the pause, it lasts until about 2.5 s past the recovery (a real holder's lasts 2 s).
+    await admin.set('storm:__root-clear', 'dead-instance', 'PX', 4_000);
+    await server.pause(1_500);
+    for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
+      await writer.get(`probe:dead:${round}`);
+    expect(writer.stats().l2).toBe('open');
+    await writer.setMany(
+      Array.from({ length: 10_001 }, (_, key) => ({ key: `lost:dead:${key}`, value: key })),
+    );
+    // The writer finds the lease taken, drops its own L1 and waits for a clear that never comes.
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline && reader.getLocal('unrelated') !== undefined) {
+      await writer.get('probe:recovery');
+      await delay(100);
+    }
+    expect(reader.getLocal('unrelated')).toBeUndefined();
+    expect(writer.getLocal('lost:dead:0')).toBeUndefined();
+  }, 30_000);
 });
