@@ -352,6 +352,18 @@ describe('an exceeds-capacity result as JSON', () => {
     await limiter.close();
   });
 
+  it('follows the result as it is when serialized: a retryAfterMs the caller set is written', async () => {
+    const limiter = createRateLimiter({ limits: [burstOf('token-bucket')], clock: new ManualClock(start) });
+    const result = await limiter.check({ key: 'm', cost: 10 });
+    // A caller turning "never" into its own retry time (e.g. a day) must see it in its JSON.
+    result.retryAfterMs = 86_400_000;
+    result.limits[0]!.retryAfterMs = 86_400_000;
+    const parsed = JSON.parse(JSON.stringify(result));
+    expect(parsed.retryAfterMs).toBe(86_400_000);
+    expect(parsed.limits[0].retryAfterMs).toBe(86_400_000);
+    await limiter.close();
+  });
+
   it('a deny-listed refusal has no retryAfter in its problem body (no retry can succeed), not retryAfter 0', async () => {
     const limiter = createRateLimiter({ limits: [burstOf('fixed-window')], deny: ['192.0.2.0/24'] });
     const problem = quotaProblem(await limiter.check({ key: 'd', ip: '192.0.2.7' }));
