@@ -168,6 +168,16 @@ describe('RateLimiter on the memory store', () => {
     ).toThrow(/roles\.pro: must be 'unlimited' or a list of limits/);
   });
 
+  it('refuses a role name that is not well-formed Unicode with a ConfigError (it threw a URIError)', () => {
+    const create = () =>
+      createRateLimiter({
+        limits: [{ limit: 1, windowMs: 1_000 }],
+        roles: { 'pro\uD800': [{ limit: 1, windowMs: 1_000 }] },
+      });
+    expect(create).toThrow(ConfigError);
+    expect(create).toThrow(/roles/);
+  });
+
   it('refuses a bucket whose state (capacity × windowMs, scaled to whole numbers) would pass 2^53', () => {
     const windowMs = 86_400_000;
     const most = Math.floor(Number.MAX_SAFE_INTEGER / windowMs);
