@@ -22,7 +22,7 @@ export const blockRecheckMs = 1_000;
 /**
  * Remembers keys the store refused, until their retry time but at most {@link blockRecheckMs},
  * so that a hot key over its limit is refused locally without a store round trip. Bounded: the
- * oldest entry goes at the cap. Durations come from the store and are measured on the local
+ * entry remembered longest ago goes at the cap. Durations come from the store and are measured on the local
  * clock, so clock skew between servers does not matter. A recheck is one check: the key's other
  * checks are refused from the cache until its answer ({@link settle}), as the refusal still
  * holds as far as anyone here knows; else a hot key sent a call per tick for as long as the
@@ -45,7 +45,9 @@ export class LocalBlockCache {
       this.#entries.delete(key);
       return;
     }
-    if (this.#entries.size >= this.#maxKeys && !this.#entries.has(key)) {
+    // Re-inserted, not updated in place: a Map keeps first-insertion order, and the cap drops the
+    // first entry, which would be a hot key refused every second since long before the others.
+    if (!this.#entries.delete(key) && this.#entries.size >= this.#maxKeys) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#entries.delete(oldest);
     }

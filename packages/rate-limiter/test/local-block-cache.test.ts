@@ -80,4 +80,17 @@ describe('LocalBlockCache', () => {
     expect(cache.lookup('k', 300)).toBeUndefined();
     expect(cache.lookup('k', 301)).toBeUndefined();
   });
+
+  it('at its cap drops the refusal remembered longest ago, not a hot key remembered again since', () => {
+    const cache = new LocalBlockCache(2);
+    cache.remember('hot', refusal(60_000), 0);
+    cache.remember('cold', refusal(60_000), 10);
+    // The hot key's recheck, refused again: remembered anew.
+    expect(cache.lookup('hot', blockRecheckMs)).toBeUndefined();
+    cache.settle('hot', refusal(59_000), true, blockRecheckMs + 1);
+    cache.remember('new', refusal(60_000), blockRecheckMs + 2);
+    expect(cache.lookup('hot', blockRecheckMs + 3)).toBeDefined();
+    expect(cache.lookup('new', blockRecheckMs + 3)).toBeDefined();
+    expect(cache.lookup('cold', blockRecheckMs + 3)).toBeUndefined();
+  });
 });
