@@ -22,8 +22,8 @@ export const blockRecheckMs = 1_000;
 /**
  * Remembers keys the store refused, until their retry time but at most {@link blockRecheckMs},
  * so that a hot key over its limit is refused locally without a store round trip. Bounded: the
- * entry remembered longest ago goes at the cap. Durations come from the store and are measured on the local
- * clock, so clock skew between servers does not matter. A recheck is one check: the key's other
+ * entry remembered longest ago goes at the cap. Durations come from the store and are measured
+ * on the local clock, so clock skew between servers does not matter. A recheck is one check: the key's other
  * checks are refused from the cache until its answer ({@link settle}), as the refusal still
  * holds as far as anyone here knows; else a hot key sent a call per tick for as long as the
  * recheck took, the most when the store is slow.
