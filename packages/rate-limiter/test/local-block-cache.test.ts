@@ -38,13 +38,13 @@ describe('LocalBlockCache', () => {
   it('lets one recheck through when a long refusal’s second is up, and refuses the rest until it answers', () => {
     const cache = new LocalBlockCache(10);
     cache.remember('k', refusal(60_000), 0);
-    expect(cache.lookup('k', blockRecheckMs - 1)?.decisions[0]!.retryAfterMs).toBe(
+    expect(cache.lookup('k', blockRecheckMs - 1)?.decisions[0]?.retryAfterMs).toBe(
       60_000 - blockRecheckMs + 1,
     );
     expect(cache.lookup('k', blockRecheckMs)).toBeUndefined();
     // Checks while the recheck is out: still the refusal, its times shifted.
     for (const at of [blockRecheckMs, blockRecheckMs + 5, blockRecheckMs + 500])
-      expect(cache.lookup('k', at)?.decisions[0]!.retryAfterMs).toBe(60_000 - at);
+      expect(cache.lookup('k', at)?.decisions[0]?.retryAfterMs).toBe(60_000 - at);
     // Still refused: remembered for another second.
     cache.settle('k', refusal(58_000), true, blockRecheckMs + 10);
     expect(cache.lookup('k', 2 * blockRecheckMs)).toBeDefined();
