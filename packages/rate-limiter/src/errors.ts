@@ -1,4 +1,5 @@
 import { NoaError, type NoaErrorOptions } from '@noa/core';
+import { withNeverRetryJSON } from './result.js';
 
 /** Base class of every error thrown by @noa/rate-limiter; codes start with `NOA_RATE_LIMIT`. */
 export class RateLimiterError extends NoaError {}
@@ -122,7 +123,8 @@ export class AcquireError extends RateLimiterError {
   readonly waitedMs: number;
   /**
    * From the last refusal, when there was one: milliseconds until the key may admit again
-   * (`Infinity` for `exceeds-capacity`: never).
+   * (`Infinity` for `exceeds-capacity`: never; then `JSON.stringify` and `details` leave it out,
+   * as for a result).
    */
   readonly retryAfterMs: number;
 
@@ -138,13 +140,21 @@ export class AcquireError extends RateLimiterError {
       `acquire for ${key} gave up after ${waitedMs} ms: ${acquireReasons[reason]}`,
       {
         ...options,
-        details: { key, reason, waitedMs, retryAfterMs, ...options.details },
+        // Never (Infinity) is left out: JSON, and so every log line, would write null ("retry now").
+        details: {
+          key,
+          reason,
+          waitedMs,
+          ...(Number.isFinite(retryAfterMs) ? { retryAfterMs } : {}),
+          ...options.details,
+        },
       },
     );
     this.key = key;
     this.reason = reason;
     this.waitedMs = waitedMs;
     this.retryAfterMs = retryAfterMs;
+    withNeverRetryJSON(this);
   }
 }
 

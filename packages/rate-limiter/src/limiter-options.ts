@@ -27,6 +27,29 @@ const limitsSchema = z
       });
     });
   });
+/**
+ * A role's rule: its limits or `'unlimited'`. A union says only "Invalid input" when both fail,
+ * so its message is the limits' own issues (each at its place in the list), or what it takes.
+ */
+const roleRuleSchema = z.union([limitsSchema, z.literal('unlimited')], {
+  error: (issue) => {
+    if (issue.code !== 'invalid_union' || !Array.isArray(issue.input))
+      return "must be 'unlimited' or a list of limits";
+    const limitIssues = issue.errors[0] ?? [];
+    return limitIssues
+      .map((found) => (found.path.length === 0 ? found.message : `${found.path.join('.')}: ${found.message}`))
+      .join('; ');
+  },
+});
+/** True when `name` can be encoded into store keys (no lone UTF-16 surrogate). */
+function encodable(name: string): boolean {
+  try {
+    encodeURIComponent(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
 const cidrSchema = z.string().refine(isAddressOrCidr, 'must be an IPv4/IPv6 address or CIDR range');
 
 /** What to do when the store (Redis) is slow, down, or its breaker is open. */
@@ -42,7 +65,19 @@ export const rateLimiterOptionsSchema = z
     /** The limits every key gets, all checked at once (e.g. 10/s burst and 1000/day). */
     limits: limitsSchema,
     /** Limits by role, replacing `limits` for callers of that role; `'unlimited'` skips limiting. */
-    roles: z.record(z.string(), z.union([limitsSchema, z.literal('unlimited')])).default({}),
+    roles: z
+      .record(z.string(), roleRuleSchema)
+      .superRefine((roles, context) => {
+        for (const role of Object.keys(roles))
+          if (!encodable(role))
+            context.addIssue({
+              code: 'custom',
+              path: [role],
+              message:
+                'role names must be well-formed Unicode (a lone surrogate cannot be encoded into store keys)',
+            });
+      })
+      .default({}),
     /** Namespace of the keys in the store (several limiters can share one store). */
     prefix: z.string().min(1).default('rl'),
     /** Addresses/CIDRs never limited. */

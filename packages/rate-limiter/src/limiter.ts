@@ -41,7 +41,7 @@ import {
   withNeverRetryJSON,
 } from './result.js';
 import { MemoryStore } from './stores/memory-store.js';
-import { admitted, type ConsumeOutcome, type RateLimitStore, type StoreAdjustment } from './stores/store.js';
+import type { ConsumeOutcome, RateLimitStore, StoreAdjustment } from './stores/store.js';
 
 /** What is being limited. */
 export interface CheckInput {
@@ -271,8 +271,7 @@ export class RateLimiter implements AsyncDisposable {
     }
     return new Promise((resolve) => {
       this.#remote!.submit(storeKey, rule, 0, (outcome, source) => {
-        if (source === 'store' && this.#localBlocks !== undefined && !admitted(outcome))
-          this.#localBlocks.remember(storeKey, outcome, this.#clock.now());
+        this.#localBlocks?.settle(storeKey, outcome, source === 'store', this.#clock.now());
         resolve(refuse(outcome, source));
       });
     });
@@ -493,8 +492,7 @@ export class RateLimiter implements AsyncDisposable {
   }
 
   #finish(key: string, storeKey: string, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
-    if (source === 'store' && this.#localBlocks !== undefined && !admitted(outcome))
-      this.#localBlocks.remember(storeKey, outcome, this.#clock.now());
+    this.#localBlocks?.settle(storeKey, outcome, source === 'store', this.#clock.now());
     return this.#result(key, outcome, source);
   }
 

@@ -1,8 +1,13 @@
-import type { ConsumeOutcome } from './stores/store.js';
+import { admitted, type ConsumeOutcome } from './stores/store.js';
 
 interface Blocked {
   at: number;
+  /** When the store is asked again: the refusal's end, or {@link blockRecheckMs} after `at`. */
   until: number;
+  /** When the refusal itself ends, as the store said (later than `until` when capped). */
+  refusedUntil: number;
+  /** One check went to the store for the recheck and has not been answered yet. */
+  rechecking: boolean;
   outcome: ConsumeOutcome;
 }
 
@@ -17,8 +22,11 @@ export const blockRecheckMs = 1_000;
 /**
  * Remembers keys the store refused, until their retry time but at most {@link blockRecheckMs},
  * so that a hot key over its limit is refused locally without a store round trip. Bounded: the
- * oldest entry goes at the cap. Durations come from the store and are measured on the local
- * clock, so clock skew between servers does not matter.
+ * entry remembered longest ago goes at the cap. Durations come from the store and are measured
+ * on the local clock, so clock skew between servers does not matter. A recheck is one check: the key's other
+ * checks are refused from the cache until its answer ({@link settle}), as the refusal still
+ * holds as far as anyone here knows; else a hot key sent a call per tick for as long as the
+ * recheck took, the most when the store is slow.
  */
 export class LocalBlockCache {
   readonly #entries = new Map<string, Blocked>();
@@ -28,28 +36,55 @@ export class LocalBlockCache {
     this.#maxKeys = maxKeys;
   }
 
-  /** Remembers a refusal at `now` if it carries a retry time. */
+  /** Remembers a refusal at `now` if it carries a retry time (else forgets the key's). */
   remember(key: string, outcome: ConsumeOutcome, now: number): void {
     let retryAfterMs = 0;
     for (const decision of outcome.decisions)
       if (!decision.allowed) retryAfterMs = Math.max(retryAfterMs, decision.retryAfterMs);
-    if (retryAfterMs <= 0) return;
-    retryAfterMs = Math.min(retryAfterMs, blockRecheckMs);
-    if (this.#entries.size >= this.#maxKeys && !this.#entries.has(key)) {
+    if (retryAfterMs <= 0) {
+      this.#entries.delete(key);
+      return;
+    }
+    // Re-inserted, not updated in place: a Map keeps first-insertion order, and the cap drops the
+    // first entry, which would be a hot key refused every second since long before the others.
+    if (!this.#entries.delete(key) && this.#entries.size >= this.#maxKeys) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#entries.delete(oldest);
     }
-    this.#entries.set(key, { at: now, until: now + retryAfterMs, outcome });
+    this.#entries.set(key, {
+      at: now,
+      until: now + Math.min(retryAfterMs, blockRecheckMs),
+      refusedUntil: now + retryAfterMs,
+      rechecking: false,
+      outcome,
+    });
+  }
+
+  /**
+   * The store's answer to a check of `key`, which may be the recheck {@link lookup} let through:
+   * a refusal is remembered anew, anything else (admitted, or answered by the fail mode) ends
+   * the remembered refusal.
+   */
+  settle(key: string, outcome: ConsumeOutcome, fromStore: boolean, now: number): void {
+    if (fromStore && !admitted(outcome)) this.remember(key, outcome, now);
+    else if (this.#entries.size > 0) this.#entries.delete(key);
   }
 
   /** The remembered refusal of `key`, its times shifted to `now`, or undefined when none holds. */
   lookup(key: string, now: number): ConsumeOutcome | undefined {
     const blocked = this.#entries.get(key);
     if (blocked === undefined) return undefined;
-    const left = blocked.until - now;
-    if (left <= 0) {
-      this.#entries.delete(key);
-      return undefined;
+    if (now >= blocked.until) {
+      // Past the refusal's own end, or a recheck unanswered for a whole recheck period (its
+      // answer is lost): the store decides again.
+      if (now >= blocked.refusedUntil || (blocked.rechecking && now >= blocked.until + blockRecheckMs)) {
+        this.#entries.delete(key);
+        return undefined;
+      }
+      if (!blocked.rechecking) {
+        blocked.rechecking = true;
+        return undefined;
+      }
     }
     const elapsed = now - blocked.at;
     return {

@@ -47,18 +47,21 @@ export interface RateLimitResult {
 }
 
 /**
- * Makes `JSON.stringify(value)` leave out `retryAfterMs` when it is `Infinity` (JSON would write
+ * Makes `JSON.stringify(value)` leave out `retryAfterMs` while it is `Infinity` (JSON would write
  * `null`): a non-enumerable `toJSON`, set only on the rare values that say never, so the hot
- * path's objects stay plain and code still reads `Infinity`.
+ * path's objects stay plain and code still reads `Infinity`. It reads the object as it is when
+ * serialized, so a caller that replaces "never" with a retry time of its own sees it written.
+ * Copies (spread, `structuredClone`) are plain objects without it.
  */
 export function withNeverRetryJSON<T extends { retryAfterMs: number }>(value: T): T {
   if (value.retryAfterMs !== Number.POSITIVE_INFINITY) return value;
-  Object.defineProperty(value, 'toJSON', {
-    value: () => {
-      const { retryAfterMs: _never, ...rest } = value;
-      return rest;
-    },
-    enumerable: false,
-  });
+  Object.defineProperty(value, 'toJSON', { value: neverRetryJSON, enumerable: false });
   return value;
+}
+
+/** The `toJSON` of {@link withNeverRetryJSON}: the own enumerable fields, `retryAfterMs` only when finite. */
+function neverRetryJSON(this: { retryAfterMs: number }): object {
+  if (this.retryAfterMs !== Number.POSITIVE_INFINITY) return { ...this };
+  const { retryAfterMs: _never, ...rest } = this;
+  return rest;
 }

@@ -352,6 +352,42 @@ describe('an exceeds-capacity result as JSON', () => {
     await limiter.close();
   });
 
+  it('follows the result as it is when serialized: a retryAfterMs the caller set is written', async () => {
+    const limiter = createRateLimiter({ limits: [burstOf('token-bucket')], clock: new ManualClock(start) });
+    const result = await limiter.check({ key: 'm', cost: 10 });
+    // A caller turning "never" into its own retry time (e.g. a day) must see it in its JSON.
+    result.retryAfterMs = 86_400_000;
+    result.limits[0]!.retryAfterMs = 86_400_000;
+    const parsed = JSON.parse(JSON.stringify(result));
+    expect(parsed.retryAfterMs).toBe(86_400_000);
+    expect(parsed.limits[0].retryAfterMs).toBe(86_400_000);
+    await limiter.close();
+  });
+
+  it('an AcquireError of a cost that can never be admitted serializes without retryAfterMs, not null', async () => {
+    const limiter = createRateLimiter({ limits: [burstOf('token-bucket')], clock: new ManualClock(start) });
+    const error = await limiter.acquire({ key: 'a', cost: 10 }).then(
+      () => undefined,
+      (rejection: unknown) => rejection,
+    );
+    expect(error).toBeInstanceOf(AcquireError);
+    const acquireError = error as AcquireError;
+    // Code still reads "never" as Infinity, on the error and in its details.
+    expect(acquireError.retryAfterMs).toBe(Number.POSITIVE_INFINITY);
+    const text = JSON.stringify(acquireError);
+    expect(text).not.toContain('null');
+    const parsed = JSON.parse(text);
+    expect(parsed).toMatchObject({ code: 'NOA_RATE_LIMIT_ACQUIRE', reason: 'exceeds-capacity', key: 'a' });
+    expect(parsed).not.toHaveProperty('retryAfterMs');
+    expect(parsed.details).not.toHaveProperty('retryAfterMs');
+    // A finite retry time is written as before.
+    expect(JSON.parse(JSON.stringify(new AcquireError('b', 'limited', 0, 500)))).toMatchObject({
+      retryAfterMs: 500,
+      details: { retryAfterMs: 500 },
+    });
+    await limiter.close();
+  });
+
   it('a deny-listed refusal has no retryAfter in its problem body (no retry can succeed), not retryAfter 0', async () => {
     const limiter = createRateLimiter({ limits: [burstOf('fixed-window')], deny: ['192.0.2.0/24'] });
     const problem = quotaProblem(await limiter.check({ key: 'd', ip: '192.0.2.7' }));

@@ -154,7 +154,28 @@ describe('RateLimiter on the memory store', () => {
       Array.from({ length: count }, (_, index) => ({ name: `l${index}`, limit: 1, windowMs: 1_000 }));
     expect(() => createRateLimiter({ limits: limits(16) })).not.toThrow();
     expect(() => createRateLimiter({ limits: limits(17) })).toThrow(ConfigError);
-    expect(() => createRateLimiter({ limits: limits(1), roles: { pro: limits(17) } })).toThrow(/roles\.pro/);
+    expect(() => createRateLimiter({ limits: limits(1), roles: { pro: limits(17) } })).toThrow(
+      /roles\.pro: give at most 16 limits per rule/,
+    );
+  });
+
+  it("names what is wrong in a role's limits, not only the role (it said 'Invalid input')", () => {
+    expect(() =>
+      createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }], roles: { pro: [{ limit: 1 }] } } as never),
+    ).toThrow(/roles\.pro: 0\.windowMs: .*expected number/);
+    expect(() =>
+      createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }], roles: { pro: 'unlimted' } } as never),
+    ).toThrow(/roles\.pro: must be 'unlimited' or a list of limits/);
+  });
+
+  it('refuses a role name that is not well-formed Unicode with a ConfigError (it threw a URIError)', () => {
+    const create = () =>
+      createRateLimiter({
+        limits: [{ limit: 1, windowMs: 1_000 }],
+        roles: { 'pro\uD800': [{ limit: 1, windowMs: 1_000 }] },
+      });
+    expect(create).toThrow(ConfigError);
+    expect(create).toThrow(/roles/);
   });
 
   it('refuses a bucket whose state (capacity × windowMs, scaled to whole numbers) would pass 2^53', () => {

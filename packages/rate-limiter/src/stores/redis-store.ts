@@ -886,41 +886,61 @@ function perRequest(
 }
 
 /**
+ * The calls waiting for each master still connecting, woken together by one `ready` and one
+ * `close` listener on it: a listener pair per held call piled up (Node warns past 10 per event)
+ * and outlived the calls that gave up, for as long as the master stayed connecting.
+ */
+const masterWaiters = new WeakMap<Redis, Set<() => void>>();
+
+/** Calls `wake` once `master` is connected or its connection has failed; returns its removal. */
+function onMasterSettled(master: Redis, wake: () => void): () => void {
+  let waiters = masterWaiters.get(master);
+  if (waiters === undefined) {
+    const all = new Set<() => void>();
+    waiters = all;
+    masterWaiters.set(master, all);
+    const settle = () => {
+      master.off('ready', settle);
+      master.off('close', settle);
+      masterWaiters.delete(master);
+      for (const waiter of all) waiter();
+    };
+    master.on('ready', settle);
+    master.on('close', settle);
+    if (master.status === 'wait') master.connect().catch(() => {});
+  }
+  waiters.add(wake);
+  const own = waiters;
+  return () => {
+    own.delete(wake);
+  };
+}
+
+/**
  * Resolves once every one of `masters` is connected (it connects those not yet asked) or its
  * connection has failed (the call is then sent, to fail as it would have); rejects with core's
- * `TimeoutError` when the caller gives up first (the call is then never sent).
+ * `TimeoutError` when the caller gives up first (the call is then never sent, and leaves nothing
+ * behind on the masters).
  */
 function connected(masters: readonly Redis[], giveUp: GiveUp | undefined): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let left = masters.length;
     let timer: NodeJS.Timeout | undefined;
-    const settled: (() => void)[] = [];
-    const stop = () => {
-      clearTimeout(timer);
-      for (const [index, master] of masters.entries()) {
-        master.off('ready', settled[index]!);
-        master.off('close', settled[index]!);
-      }
-    };
-    for (const master of masters) {
+    const removals = masters.map((master) => {
       let done = false;
-      const settle = () => {
+      return onMasterSettled(master, () => {
         if (done) return;
         done = true;
         left -= 1;
         if (left > 0) return;
-        stop();
+        clearTimeout(timer);
         resolve();
-      };
-      settled.push(settle);
-      master.once('ready', settle);
-      master.once('close', settle);
-      if (master.status === 'wait') master.connect().catch(() => {});
-    }
+      });
+    });
     if (giveUp === undefined) return;
     timer = setTimeout(
       () => {
-        stop();
+        for (const remove of removals) remove();
         reject(
           new TimeoutError(
             'rate-limit call on redis (not sent: its master was not connected by its deadline)',

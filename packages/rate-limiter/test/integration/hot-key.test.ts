@@ -1,6 +1,8 @@
+import { ManualClock } from '@noa/core';
 import { startPrivateRedisOrSkip } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { createRateLimiter, RedisStore } from '../../src/index.js';
+import { blockRecheckMs } from '../../src/local-block-cache.js';
 import { privateRedisConnections } from './redis-fixture.js';
 import { scriptCalls } from './redis-stats.js';
 
@@ -29,6 +31,35 @@ describe.skipIf(skip !== undefined)('hot keys on Redis', () => {
     expect(await scriptCalls(admin)).toBe(0);
     // Another key is not affected.
     expect((await limiter.check('cold')).allowed).toBe(true);
+    await limiter.close();
+  });
+
+  it('rechecks a remembered refusal once when its second is up, however many ticks check the key meanwhile', async () => {
+    // Only the limiter's clock is manual (the cache's); Redis decides by its own TIME.
+    const clock = new ManualClock(1_700_000_000_000);
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client, prefix: 'recheck:' }),
+      limits: [{ limit: 1, windowMs: 86_400_000 }],
+      deadlineMs: 5_000,
+      clock,
+    });
+    expect((await limiter.check('daily')).allowed).toBe(true);
+    expect((await limiter.check('daily')).source).toBe('store');
+    clock.advance(blockRecheckMs + 1);
+    await admin.config('RESETSTAT');
+    // The recheck waits behind the pause, as a slow round trip would, while a hot key's checks
+    // keep arriving, each request in a tick of its own.
+    await admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
+    const results = [];
+    for (let tick = 0; tick < 20; tick += 1) {
+      results.push(limiter.check('daily'));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const answered = await Promise.all(results);
+    expect(answered.every((result) => !result.allowed)).toBe(true);
+    expect(answered[0]!.source).toBe('store');
+    expect(answered.slice(1).every((result) => result.source === 'local-cache')).toBe(true);
+    expect(await scriptCalls(admin)).toBe(1);
     await limiter.close();
   });
 });

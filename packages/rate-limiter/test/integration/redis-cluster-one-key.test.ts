@@ -191,6 +191,49 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
     expect(noneCorked(client)).toBe(true);
   });
 
+  it('calls held for a master that stays connecting leave at their deadline unsent, without piling listeners on it', async () => {
+    const { client, prefix, store, limits } = unconnectedStore();
+    await once(client, 'ready');
+    // A master this client has not connected yet (it connected one node for the slots).
+    const idle = client.nodes('master').find((master) => master.status === 'wait')!;
+    const address = `${idle.options.host}:${idle.options.port}`;
+    const keys = oneKeyPerSlot(
+      prefix,
+      Array.from({ length: 400 }, (_, index) => `held-${index}`),
+    )
+      .filter((key) => client.slots[clusterSlot(hashKeyOf(prefix, key))]![0] === address)
+      .slice(0, 40);
+    expect(keys.length).toBe(40);
+    const admin = admins.find((node) => node.options.port === idle.options.port)!;
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    // Its connection opens but its ready check waits out the pause: the master stays connecting.
+    await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
+    const listeners = () => idle.listenerCount('ready') + idle.listenerCount('close');
+    const hold = (key: string) =>
+      store.consume(`rl:default:${key}`, limits, [1], undefined, { deadlineMs: 300 }).then(
+        () => 'answered',
+        (error: Error) => error.name,
+      );
+    try {
+      // One call per check, as the ticks of a busy key set make while the master connects.
+      const first = hold(keys[0]!);
+      await new Promise((resolve) => setImmediate(resolve));
+      const withOneHeld = listeners();
+      const held = [first, ...keys.slice(1).map(hold)];
+      expect(listeners()).toBe(withOneHeld);
+      expect(await Promise.all(held)).toEqual(keys.map(() => 'TimeoutError'));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.map((warning) => warning.name)).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+    // Once the master is connected, none of the calls that gave up was sent after all.
+    if (idle.status !== 'ready') await once(idle, 'ready');
+    for (const key of keys) expect(await counted(store, key, limits)).toBe(0);
+  });
+
   it('a batch still waiting for the first connection at its deadline is answered by the fail mode and never counted', async () => {
     const { client, prefix, store, limits } = unconnectedStore();
     const limiter = createRateLimiter({

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { blockRecheckMs, LocalBlockCache } from '../src/local-block-cache.js';
+import type { ConsumeOutcome } from '../src/stores/store.js';
+
+/** A store's refusal of one limit, retry in `retryAfterMs`. */
+const refusal = (retryAfterMs: number): ConsumeOutcome => ({
+  blockedMs: 0,
+  decisions: [
+    {
+      name: 'daily',
+      windowMs: 86_400_000,
+      limit: 1,
+      allowed: false,
+      remaining: 0,
+      resetMs: retryAfterMs,
+      retryAfterMs,
+      delayMs: 0,
+    },
+  ],
+});
+const admission: ConsumeOutcome = {
+  blockedMs: 0,
+  decisions: [
+    {
+      name: 'daily',
+      windowMs: 86_400_000,
+      limit: 1,
+      allowed: true,
+      remaining: 0,
+      resetMs: 1,
+      retryAfterMs: 0,
+      delayMs: 0,
+    },
+  ],
+};
+
+describe('LocalBlockCache', () => {
+  it('lets one recheck through when a long refusal’s second is up, and refuses the rest until it answers', () => {
+    const cache = new LocalBlockCache(10);
+    cache.remember('k', refusal(60_000), 0);
+    expect(cache.lookup('k', blockRecheckMs - 1)?.decisions[0]?.retryAfterMs).toBe(
+      60_000 - blockRecheckMs + 1,
+    );
+    expect(cache.lookup('k', blockRecheckMs)).toBeUndefined();
+    // Checks while the recheck is out: still the refusal, its times shifted.
+    for (const at of [blockRecheckMs, blockRecheckMs + 5, blockRecheckMs + 500])
+      expect(cache.lookup('k', at)?.decisions[0]?.retryAfterMs).toBe(60_000 - at);
+    // Still refused: remembered for another second.
+    cache.settle('k', refusal(58_000), true, blockRecheckMs + 10);
+    expect(cache.lookup('k', 2 * blockRecheckMs)).toBeDefined();
+    expect(cache.lookup('k', 2 * blockRecheckMs + 10)).toBeUndefined();
+  });
+
+  it('forgets the refusal when the recheck is admitted or answered by the fail mode', () => {
+    for (const [outcome, fromStore] of [
+      [admission, true],
+      [refusal(60_000), false],
+    ] as const) {
+      const cache = new LocalBlockCache(10);
+      cache.remember('k', refusal(60_000), 0);
+      expect(cache.lookup('k', blockRecheckMs)).toBeUndefined();
+      cache.settle('k', outcome, fromStore, blockRecheckMs + 1);
+      expect(cache.lookup('k', blockRecheckMs + 2)).toBeUndefined();
+      expect(cache.lookup('k', blockRecheckMs + 3)).toBeUndefined();
+    }
+  });
+
+  it('a recheck never answered does not hold the refusal for good: another goes a second later', () => {
+    const cache = new LocalBlockCache(10);
+    cache.remember('k', refusal(60_000), 0);
+    expect(cache.lookup('k', blockRecheckMs)).toBeUndefined();
+    expect(cache.lookup('k', 2 * blockRecheckMs - 1)).toBeDefined();
+    expect(cache.lookup('k', 2 * blockRecheckMs)).toBeUndefined();
+  });
+
+  it('a refusal that ends within the second is not held past its end', () => {
+    const cache = new LocalBlockCache(10);
+    cache.remember('k', refusal(300), 0);
+    expect(cache.lookup('k', 299)).toBeDefined();
+    expect(cache.lookup('k', 300)).toBeUndefined();
+    expect(cache.lookup('k', 301)).toBeUndefined();
+  });
+
+  it('at its cap drops the refusal remembered longest ago, not a hot key remembered again since', () => {
+    const cache = new LocalBlockCache(2);
+    cache.remember('hot', refusal(60_000), 0);
+    cache.remember('cold', refusal(60_000), 10);
+    // The hot key's recheck, refused again: remembered anew.
+    expect(cache.lookup('hot', blockRecheckMs)).toBeUndefined();
+    cache.settle('hot', refusal(59_000), true, blockRecheckMs + 1);
+    cache.remember('new', refusal(60_000), blockRecheckMs + 2);
+    expect(cache.lookup('hot', blockRecheckMs + 3)).toBeDefined();
+    expect(cache.lookup('new', blockRecheckMs + 3)).toBeDefined();
+    expect(cache.lookup('cold', blockRecheckMs + 3)).toBeUndefined();
+  });
+});
