@@ -14,8 +14,12 @@ import { CircuitOpenError, parseOptions } from './errors.js';
 /** Options of {@link createCircuitBreaker}; every package exposes these as its `breaker` option. */
 export const breakerOptionsSchema = z
   .object({
-    /** Share of failed calls in the sampling window that opens the breaker (0–1). */
-    failureRatio: z.number().gt(0).max(1).default(0.5),
+    /** Share of failed calls in the sampling window that opens the breaker (above 0, below 1). */
+    failureRatio: z
+      .number()
+      .gt(0)
+      .lt(1, 'must be below 1 (a ratio of 1 could never be exceeded)')
+      .default(0.5),
     /** Length of the sliding window over which the failure ratio is measured. */
     samplingDurationMs: z.number().int().positive().default(5_000),
     /** Calls per second below which the ratio is not trusted and the breaker stays closed. */

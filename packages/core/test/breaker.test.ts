@@ -28,5 +28,8 @@ describe('createCircuitBreaker', () => {
   it('rejects bad options with a ConfigError naming the field', () => {
     expect(() => createCircuitBreaker('redis', { failureRatio: 2 })).toThrow(ConfigError);
     expect(() => createCircuitBreaker('redis', { failureRatio: 2 })).toThrow(/failureRatio/);
+    // cockatiel's SamplingBreaker refuses 1 with a bare RangeError; the schema names the field.
+    expect(() => createCircuitBreaker('redis', { failureRatio: 1 })).toThrow(ConfigError);
+    expect(() => createCircuitBreaker('redis', { failureRatio: 1 })).toThrow(/failureRatio/);
   });
 });
