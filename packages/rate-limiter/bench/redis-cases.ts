@@ -342,6 +342,12 @@ export async function redisClusterCases(cluster: PrivateRedisCluster): Promise<{
     const connection = new Cluster(cluster.nodes, options);
     connection.on('error', () => {});
     await once(connection, 'ready');
+    // ioredis connects each master on its first command, which these options (no offline queue,
+    // no resend on failover) fail while it connects. Our store connects them itself; RLF does not,
+    // so every master is connected here, for both sides alike.
+    await Promise.all(
+      connection.nodes('master').map((node) => (node.status === 'ready' ? undefined : node.connect())),
+    );
     return connection;
   };
   const oursClient = await connect();
