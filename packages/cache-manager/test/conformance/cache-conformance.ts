@@ -203,17 +203,50 @@ export function describeCacheConformance(
       const cache = make();
       await cache.set('retagged', 'old', { tags: ['before'] });
       await cache.set('retagged', 'new');
-      if (shared) {
-        // Redis's tag set still names the key (no read per key to check it): a miss, never the old value.
-        expect(await cache.deleteByTag('before')).toBe(1);
-        expect(await cache.get('retagged')).toBeUndefined();
-        expect(await cache.getOrSet('retagged', () => 'recomputed')).toBe('recomputed');
-      } else {
-        // L1's tag index follows each entry's own tags.
-        expect(await cache.deleteByTag('before')).toBe(0);
-        expect(await cache.get('retagged')).toBe('new');
-      }
+      // L1's tag index follows each entry's own tags; Redis's tag set still names the key, and
+      // deleteByTag reads its value to find it no longer carries the tag.
+      expect(await cache.deleteByTag('before')).toBe(0);
+      expect(await cache.get('retagged')).toBe('new');
+      if (shared) expect(await make().get('retagged')).toBe('new');
     });
+
+    it.skipIf(!shared)(
+      'deleteByTag spares a key another instance rewrote without the tag: every instance serves the rewrite',
+      async () => {
+        const a = make();
+        const b = make();
+        await Promise.all([a.ready(), b.ready()]);
+        const rewritten = new Promise<void>((resolve) => {
+          const stop = a.onInvalidation((message) => {
+            if (message.t === 'set' && message.k.includes('rewrite:k')) {
+              stop();
+              resolve();
+            }
+          });
+        });
+        await a.set('rewrite:k', 'v1', { tags: ['rewrite:T'] });
+        await b.set('rewrite:k', 'v2');
+        await rewritten;
+        expect(await a.deleteByTag('rewrite:T')).toBe(0);
+        expect(b.getLocal('rewrite:k')).toBe('v2');
+        expect(await a.get('rewrite:k')).toBe('v2');
+        expect(await make().get('rewrite:k')).toBe('v2');
+        // The key tagged again is deleted everywhere, by the same call.
+        await b.set('rewrite:k', 'v3', { tags: ['rewrite:T'] });
+        const evicted = new Promise<void>((resolve) => {
+          const stop = b.onInvalidation((message) => {
+            if (message.t === 'tag') {
+              stop();
+              resolve();
+            }
+          });
+        });
+        expect(await a.deleteByTag('rewrite:T')).toBe(1);
+        await evicted;
+        expect(b.getLocal('rewrite:k')).toBeUndefined();
+        expect(await make().get('rewrite:k')).toBeUndefined();
+      },
+    );
 
     it('deleteByTag removes entries outright: has() is false and grace serves no stale value', async () => {
       // Both are open bugs of peers (bentocache #64 and #71): a tag deletion that only marks
