@@ -1,0 +1,151 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { delay } from '@noa/core';
+import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions } from '../../src/index.js';
+
+const started = await startPrivateRedisOrSkip();
+
+v8.setFlagsFromString('--expose-gc');
+const collectGarbage = vm.runInNewContext('gc') as () => void;
+
+/** Heap in use after a full collection: what is retained, not garbage not yet collected. */
+function retainedHeap(): number {
+  collectGarbage();
+  return process.memoryUsage().heapUsed;
+}
+
+/**
+ * The most heap retained while `work` runs above what was retained before it, sampled every
+ * 25 ms with a full collection each time (so garbage of finished pages is not counted).
+ */
+async function peakRetainedGrowth(work: () => Promise<unknown>): Promise<number> {
+  const before = retainedHeap();
+  let peak = before;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, retainedHeap());
+  }, 25);
+  try {
+    await work();
+  } finally {
+    clearInterval(sampler);
+  }
+  return peak - before;
+}
+
+const TAG_KEYS = 100_000;
+const KEY_CHARS = 300;
+/** Every key of the tag, held at once, takes at least this much (one byte per character). */
+const TAG_BYTES = TAG_KEYS * KEY_CHARS;
+const keyOf = (index: number) => `${String(index).padStart(8, '0')}:${'k'.repeat(KEY_CHARS - 9)}`;
+
+/**
+ * `deleteByTag` and `expireByTag` of a 100,000-key tag hold one page of it at a time: a tag
+ * of a million keys must not need a million strings in memory.
+ */
+describe.skipIf(started.skip !== undefined)('tag invalidation memory', () => {
+  let server: PrivateRedis;
+  let admin: Redis;
+  const clients: Redis[] = [];
+  const caches: Cache[] = [];
+
+  beforeAll(() => {
+    server = started.redis!;
+    admin = new Redis(server.url);
+  });
+
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    for (const client of clients) client.disconnect();
+    admin?.disconnect();
+    await server?.stop();
+  });
+
+  async function open(options: CacheOptions = {}): Promise<Cache> {
+    const client = new Redis(server.url);
+    client.on('error', () => {});
+    clients.push(client);
+    // A small L1: the filler's copies would otherwise be part of what is measured.
+    const cache = new Cache({ redis: client, prefix: 'mem:', l1: { maxEntries: 100 }, ...options });
+    caches.push(cache);
+    await cache.ready();
+    return cache;
+  }
+
+  async function fill(tag: string): Promise<void> {
+    const filler = await open({ operationTimeoutMs: 10_000, graceMs: 600_000 });
+    for (let start = 0; start < TAG_KEYS; start += 5_000) {
+      const entries = [];
+      for (let index = start; index < start + 5_000; index += 1)
+        entries.push({ key: keyOf(index), value: index, tags: [tag] });
+      await filler.setMany(entries);
+    }
+  }
+
+  it('deleteByTag retains far less than the tag while it runs, and counts every key once', async () => {
+    await fill('big-delete');
+    const deleter = await open({ operationTimeoutMs: 10_000 });
+    let events = 0;
+    deleter.on('delete', () => {
+      events += 1;
+    });
+    let removed = 0;
+    const growth = await peakRetainedGrowth(async () => {
+      removed = await deleter.deleteByTag('big-delete');
+    });
+    expect(removed).toBe(TAG_KEYS);
+    expect(events).toBe(TAG_KEYS);
+    expect(await admin.exists('mem:v:' + keyOf(0), 'mem:v:' + keyOf(TAG_KEYS - 1))).toBe(0);
+    expect(growth).toBeLessThan(TAG_BYTES / 4);
+  }, 120_000);
+
+  it('expireByTag retains far less than the tag while it runs', async () => {
+    await fill('big-expire');
+    const expirer = await open({ operationTimeoutMs: 10_000, graceMs: 600_000 });
+    let marked = 0;
+    const growth = await peakRetainedGrowth(async () => {
+      marked = await expirer.expireByTag('big-expire');
+    });
+    expect(marked).toBe(TAG_KEYS);
+    expect(growth).toBeLessThan(TAG_BYTES / 4);
+    const reader = await open();
+    expect(await reader.get(keyOf(0))).toBeUndefined();
+    expect(await reader.get(keyOf(TAG_KEYS - 1))).toBeUndefined();
+  }, 120_000);
+
+  it('deleteByTag with Redis paused mid-way: returns the keys its finished pages deleted, and a retry deletes the rest', async () => {
+    await fill('big-paused');
+    const deleter = await open({ operationTimeoutMs: 200 });
+    let events = 0;
+    deleter.on('delete', () => {
+      events += 1;
+    });
+    const done = deleter.deleteByTag('big-paused');
+    const watcher = new Redis(server.url);
+    clients.push(watcher);
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && (await watcher.scard('mem:__tag:big-paused')) > TAG_KEYS * 0.8)
+      await delay(5);
+    await server.pause(1_500);
+    const removed = await done;
+    expect(removed).toBeGreaterThan(0);
+    expect(removed).toBeLessThan(TAG_KEYS);
+    expect(events).toBe(removed);
+    expect(deleter.stats().l2Errors).toBeGreaterThan(0);
+    while (Date.now() < deadline && (await watcher.ping().catch(() => '')) !== 'PONG') await delay(50);
+    // Exactly the keys it counted are gone: the others are all still there, and still tagged.
+    let remaining = 0;
+    let cursor = '0';
+    do {
+      const [next, keys] = await watcher.scan(cursor, 'MATCH', 'mem:v:*', 'COUNT', 5_000);
+      remaining += keys.length;
+      cursor = next;
+    } while (cursor !== '0');
+    expect(remaining).toBe(TAG_KEYS - removed);
+    const retry = await open({ operationTimeoutMs: 10_000 });
+    expect(await retry.deleteByTag('big-paused')).toBe(TAG_KEYS - removed);
+    expect(await watcher.exists('mem:__tag:big-paused')).toBe(0);
+  }, 120_000);
+});
