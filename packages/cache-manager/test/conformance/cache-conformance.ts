@@ -216,17 +216,24 @@ export function describeCacheConformance(
         const a = make();
         const b = make();
         await Promise.all([a.ready(), b.ready()]);
-        const rewritten = new Promise<void>((resolve) => {
-          const stop = a.onInvalidation((message) => {
-            if (message.t === 'set' && message.k.includes('rewrite:k')) {
-              stop();
-              resolve();
-            }
+        /** Resolves once `cache` has applied another instance's write of the key. */
+        const written = (cache: Cache) =>
+          new Promise<void>((resolve) => {
+            const stop = cache.onInvalidation((message) => {
+              if (message.t === 'set' && message.k.includes('rewrite:k')) {
+                stop();
+                resolve();
+              }
+            });
           });
-        });
+        // Each write's message is applied before the next write: b's own v2 stays in its L1.
+        const first = written(b);
         await a.set('rewrite:k', 'v1', { tags: ['rewrite:T'] });
+        await first;
+        const second = written(a);
         await b.set('rewrite:k', 'v2');
-        await rewritten;
+        await second;
+        expect(b.getLocal('rewrite:k')).toBe('v2');
         expect(await a.deleteByTag('rewrite:T')).toBe(0);
         expect(b.getLocal('rewrite:k')).toBe('v2');
         expect(await a.get('rewrite:k')).toBe('v2');

@@ -135,7 +135,8 @@ describe.skipIf(started.skip !== undefined)('tag invalidation memory', () => {
     expect(events).toBe(removed);
     expect(deleter.stats().l2Errors).toBeGreaterThan(0);
     while (Date.now() < deadline && (await watcher.ping().catch(() => '')) !== 'PONG') await delay(50);
-    // Exactly the keys it counted are gone: the others are all still there, and still tagged.
+    // The keys it counted are gone. A delete sent before the pause but answered past its
+    // deadline lands when Redis resumes, uncounted: the retry finds those absent.
     let remaining = 0;
     let cursor = '0';
     do {
@@ -143,9 +144,10 @@ describe.skipIf(started.skip !== undefined)('tag invalidation memory', () => {
       remaining += keys.length;
       cursor = next;
     } while (cursor !== '0');
-    expect(remaining).toBe(TAG_KEYS - removed);
+    expect(remaining).toBeLessThanOrEqual(TAG_KEYS - removed);
+    expect(remaining).toBeGreaterThan(0);
     const retry = await open({ operationTimeoutMs: 10_000 });
-    expect(await retry.deleteByTag('big-paused')).toBe(TAG_KEYS - removed);
+    expect(await retry.deleteByTag('big-paused')).toBe(remaining);
     expect(await watcher.exists('mem:__tag:big-paused')).toBe(0);
   }, 120_000);
 });
