@@ -59,35 +59,51 @@ export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): 
 /**
  * Deletes every key carrying one of the tags (L1 tag index, L2 tag sets), tells other
  * instances, then purges the edge for the tags tied to it. Returns the keys removed.
+ * L2 is done a page at a time (see `RedisTier.deleteTag`): each page's keys leave L1, are
+ * counted and reported (`delete` events) when the page is done, so memory is bounded by a
+ * page and by L1, never by the tag. A key whose L2 value no longer carries the tag (rewritten
+ * without it, here or on another instance) is left alone in both tiers.
  */
 export async function deleteByTags(engine: CacheEngine, tagList: readonly string[]): Promise<number> {
   if (tagList.length === 0) return 0;
   const tags = distinct(tagList);
   engine.runs.supersedeTags(tags);
-  const removed = new Set<string>();
+  const deleted = engine.listeners.delete;
+  // Bounded by L1's size: the keys its own tag index named.
+  const removedLocally = new Set<string>();
   for (const tag of tags) {
     for (const key of [...(engine.tagIndex.get(tag) ?? [])]) {
-      if (engine.l1.delete(key)) removed.add(key);
+      if (engine.l1.delete(key)) removedLocally.add(key);
     }
     engine.tagIndex.delete(tag);
   }
+  let removed = removedLocally.size;
+  if (deleted) for (const key of removedLocally) engine.events.emit('delete', deleted, { key });
   if (engine.tier) {
     const tier = engine.tier;
-    const lists = await orMissed(engine, 'tag', tags, () =>
-      Promise.all(tags.map((tag) => tier.deleteTag(tag))),
-    );
-    // The tag sets may name a key rewritten here without the tag, which L1's index no longer
-    // does: L2 has just deleted it, so L1 drops it too rather than hold what L2 lost.
-    for (const list of lists) {
-      for (const key of list) {
+    // Any of the tags marks a value as one to delete: a key in two of the sets is then
+    // deleted (and counted) by the first page naming it, and absent for the other.
+    const carriesTag = async (fullKey: string, bytes: Buffer): Promise<boolean> => {
+      const loading = engine.codec.prepare(bytes);
+      if (loading) await loading;
+      const entry = decodeEntry(engine, fullKey, bytes);
+      // A value this instance cannot decode is a miss here anyway: deleted, as before tags were checked.
+      return entry === undefined || entry.tags.some((tag) => tags.includes(tag));
+    };
+    const onDeleted = (keys: string[]) => {
+      for (const key of keys) {
+        // L2 has just deleted it: L1 drops it too (its copy may be another, untagged write).
         engine.l1.delete(key);
-        removed.add(key);
+        if (removedLocally.has(key)) continue;
+        removed += 1;
+        if (deleted) engine.events.emit('delete', deleted, { key });
       }
-    }
+    };
+    await orMissed(engine, 'tag', tags, async () => {
+      for (const tag of tags) await tier.deleteTag(tag, carriesTag, onDeleted);
+    });
     await engine.bus?.publish('tag', [...tags]);
   }
-  const deleted = engine.listeners.delete;
-  if (deleted) for (const key of removed) engine.events.emit('delete', deleted, { key });
   const edge = engine.options.edge;
   if (edge) {
     const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
@@ -108,7 +124,7 @@ export async function deleteByTags(engine: CacheEngine, tagList: readonly string
       }
     }
   }
-  return removed.size;
+  return removed;
 }
 
 /**
@@ -151,22 +167,31 @@ export async function expireByTags(engine: CacheEngine, tagList: readonly string
       if (expireL1(engine, key, now, tags)) marked.add(key);
     }
   }
+  /** Keys marked stale in L2 that L1 did not mark (L1's are in `marked`). */
+  let count = 0;
   if (engine.tier) {
     const tier = engine.tier;
-    let keys: string[] = [];
-    const outcomes = await orMissed(engine, 'exptag', tags, async () => {
-      const members = new Set((await Promise.all(tags.map((tag) => tier.tagMembers(tag)))).flat());
-      keys = [...members];
-      return expireInL2(engine, keys, tags);
-    });
-    keys.forEach((key, index) => {
-      if (outcomes[index] === 'expired') marked.add(key);
+    // A page of a tag's set at a time: memory is bounded by a page and by L1 (`marked` holds
+    // L1's keys only), never by the tag. A key in two pages or two tags is marked by the first
+    // and found already stale ('unchanged') by the next.
+    const expiredInL2 = engine.listeners.expire;
+    await orMissed(engine, 'exptag', tags, async () => {
+      for (const tag of tags) {
+        await tier.forEachTagPage(tag, async (keys) => {
+          const outcomes = await expireInL2(engine, keys, tags);
+          keys.forEach((key, index) => {
+            if (outcomes[index] !== 'expired' || marked.has(key)) return;
+            count += 1;
+            if (expiredInL2) engine.events.emit('expire', expiredInL2, { key });
+          });
+        });
+      }
     });
     await engine.bus?.publish('exptag', [...tags]);
   }
   const expired = engine.listeners.expire;
   if (expired) for (const key of marked) engine.events.emit('expire', expired, { key });
-  return marked.size;
+  return marked.size + count;
 }
 
 /** Removes every key under `fullPrefix` from both tiers and tells other instances. */

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { RedisClient } from './redis-client.js';
 import { isCluster } from './redis-client.js';
 import type { RedisGuard } from './redis-guard.js';
+import { slidingFrameBytes } from '../serialization/entry-codec.js';
 import { TickBatcher } from './tick-batcher.js';
 
 /**
@@ -64,6 +65,18 @@ export type LeaseResult = 'acquired' | 'busy' | 'unavailable';
 export const dataKeyMarker = 'v:';
 
 export const readBatchMaxKeys = 16;
+
+/** Members of a tag's set read per SSCAN page: what a tag invalidation holds at once. */
+export const tagPageKeys = 1_000;
+
+/**
+ * Values a tag delete reads, checks and deletes at once: 250 values of 10 KB are 2.5 MB, one
+ * read under one deadline.
+ */
+const tagCheckKeys = 250;
+
+/** Thrown inside {@link RedisTier.deleteTag}'s pages to stop at a failed one. */
+const pageFailed = new Error('tag page failed');
 
 /**
  * The Redis tier: raw encoded values, tag sets and compute leases, every call guarded
@@ -278,39 +291,106 @@ export class RedisTier {
   }
 
   /**
-   * Deletes every key of a tag and empties the tag's set, a page at a time (SSCAN of 1,000,
-   * their UNLINKs and SREM), each page one guarded operation: a tag of any size is deleted
-   * whole before this resolves, where one deadline for it all returned while Redis went on.
-   * A key tagged again meanwhile stays in the set unless its page comes later. Returns the
-   * cache keys removed (those of the pages done when Redis fails midway).
+   * Calls `onPage` with each page of a tag's key set (SSCAN of {@link tagPageKeys}), one after
+   * the other, so a tag of any size is held in memory a page at a time. Each SSCAN is one
+   * guarded operation. Returns false when a page could not be read (Redis failed; the later
+   * pages are not visited). A key may come in two pages (SSCAN's guarantee is "at least once").
    */
-  async deleteTag(tag: string): Promise<string[]> {
+  async forEachTagPage(tag: string, onPage: (keys: string[]) => Promise<void>): Promise<boolean> {
     this.#writesFirst();
     const tagKey = this.tagKey(tag);
-    const removed: string[] = [];
     let cursor = '0';
     do {
       const at = cursor;
-      const page = await this.#guard.run('delete_tag', undefined, async () => {
-        const [next, keys] = await this.client.sscan(tagKey, at, 'COUNT', 1_000);
-        if (keys.length === 0) return { next, keys };
-        const redisKeys = keys.map((key) => this.dataKey(key));
-        if (this.#cluster) await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
-        else await this.client.unlink(...redisKeys);
-        await this.client.srem(tagKey, ...keys);
-        return { next, keys };
-      });
-      if (page === undefined) break;
-      for (const key of page.keys) removed.push(key);
-      cursor = page.next;
+      const page = await this.#guard.run('tag_members', undefined, () =>
+        this.client.sscan(tagKey, at, 'COUNT', tagPageKeys),
+      );
+      if (page === undefined) return false;
+      if (page[1].length > 0) await onPage(page[1]);
+      cursor = page[0];
     } while (cursor !== '0');
-    return removed;
+    return true;
   }
 
-  /** The cache keys in a tag's key set (may name keys since deleted or rewritten without the tag). */
-  tagMembers(tag: string): Promise<string[]> {
-    this.#writesFirst();
-    return this.#guard.run('tag_members', [] as string[], () => this.client.smembers(this.tagKey(tag)));
+  /**
+   * Deletes the keys of a tag whose value still carries it and empties the tag's set, page by
+   * page ({@link forEachTagPage}), {@link tagCheckKeys} keys at a time: their values are read
+   * (one guarded operation), `carriesTag` decides from the bytes, and those that carry it are
+   * deleted by compare-and-set (a second one), so that a key rewritten without the tag, here
+   * or by another instance, keeps its new value (the bus message names only the tag, and the
+   * instance that wrote it would keep it in L1 while L2 lost it), and a write landing between
+   * the read and the delete wins. Then the page's members are removed from the set (a third),
+   * except those whose value changed meanwhile: the set may still need to name them, and a
+   * member whose value lacks the tag costs only a read. Deleting before removing means a
+   * page cut short by a failure leaves its members in the set for the next try.
+   * `onDeleted` is called with the keys of each batch once their deletes are done. Returns
+   * false when a page failed (Redis unavailable), true when the whole tag was done.
+   */
+  deleteTag(
+    tag: string,
+    carriesTag: (key: string, bytes: Buffer) => boolean | Promise<boolean>,
+    onDeleted: (keys: string[]) => void,
+  ): Promise<boolean> {
+    const tagKey = this.tagKey(tag);
+    let failed = false;
+    return this.forEachTagPage(tag, async (keys) => {
+      const leave = new Set<string>();
+      for (let start = 0; start < keys.length && !failed; start += tagCheckKeys) {
+        const batch = keys.slice(start, start + tagCheckKeys);
+        const values = await this.#guard.run('delete_tag', undefined, () => this.#readRaw(batch));
+        if (values === undefined) {
+          failed = true;
+          break;
+        }
+        const doomed: number[] = [];
+        for (let index = 0; index < batch.length; index += 1) {
+          const bytes = values[index];
+          if (bytes !== undefined && (await carriesTag(batch[index]!, bytes))) doomed.push(index);
+        }
+        if (doomed.length === 0) continue;
+        const outcomes = await this.#guard.run('delete_tag', undefined, () =>
+          Promise.all(
+            doomed.map(async (index) => {
+              const bytes = values[index]!;
+              const frame = slidingFrameBytes(bytes);
+              const digest = createHash('sha1').update(bytes.subarray(frame)).digest('hex');
+              const args = [digest, '', '', String(frame)];
+              return (await this.#eval(replaceIfUnchangedScript, this.dataKey(batch[index]!), args)) === 1;
+            }),
+          ),
+        );
+        if (outcomes === undefined) {
+          failed = true;
+          break;
+        }
+        const deleted: string[] = [];
+        doomed.forEach((index, at) => {
+          if (outcomes[at]) deleted.push(batch[index]!);
+          else leave.add(batch[index]!);
+        });
+        if (deleted.length > 0) onDeleted(deleted);
+      }
+      if (failed) throw pageFailed;
+      const done = leave.size === 0 ? keys : keys.filter((key) => !leave.has(key));
+      if (done.length === 0) return;
+      const removed = await this.#guard.run('delete_tag', false, async () => {
+        await this.client.srem(tagKey, ...done);
+        return true;
+      });
+      if (!removed) throw pageFailed;
+    }).catch((error: unknown) => {
+      if (error === pageFailed) return false;
+      throw error;
+    });
+  }
+
+  /** Plain reads of values (no sliding: a tag check is not a use), one MGET on a single node. */
+  async #readRaw(keys: readonly string[]): Promise<(Buffer | undefined)[]> {
+    const redisKeys = keys.map((key) => this.dataKey(key));
+    const values = this.#cluster
+      ? await Promise.all(redisKeys.map((key) => this.client.getBuffer(key)))
+      : await this.client.mgetBuffer(...redisKeys);
+    return values.map((value) => value ?? undefined);
   }
 
   /**
