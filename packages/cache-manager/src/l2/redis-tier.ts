@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { slidingFrameBytes } from '../serialization/entry-codec.js';
 import type { RedisClient } from './redis-client.js';
 import { isCluster } from './redis-client.js';
 import type { RedisGuard } from './redis-guard.js';
-import { slidingFrameBytes } from '../serialization/entry-codec.js';
 import { TickBatcher } from './tick-batcher.js';
 
 /**

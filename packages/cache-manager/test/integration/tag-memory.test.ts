@@ -97,7 +97,7 @@ describe.skipIf(started.skip !== undefined)('tag invalidation memory', () => {
     });
     expect(removed).toBe(TAG_KEYS);
     expect(events).toBe(TAG_KEYS);
-    expect(await admin.exists('mem:v:' + keyOf(0), 'mem:v:' + keyOf(TAG_KEYS - 1))).toBe(0);
+    expect(await admin.exists(`mem:v:${keyOf(0)}`, `mem:v:${keyOf(TAG_KEYS - 1)}`)).toBe(0);
     expect(growth).toBeLessThan(TAG_BYTES / 4);
   }, 120_000);
 
