@@ -150,4 +150,34 @@ describe.skipIf(started.skip !== undefined)('tag invalidation memory', () => {
     expect(await retry.deleteByTag('big-paused')).toBe(remaining);
     expect(await watcher.exists('mem:__tag:big-paused')).toBe(0);
   }, 120_000);
+
+  it('deleteByTag paused mid-way with onBackendError throw: rejects, and the tag reaches the other instances once Redis is back', async () => {
+    const keys = Array.from({ length: 20_000 }, (_, index) => keyOf(index));
+    const filler = await open({ operationTimeoutMs: 10_000 });
+    for (let start = 0; start < keys.length; start += 5_000)
+      await filler.setMany(
+        keys.slice(start, start + 5_000).map((key) => ({ key, value: 1, tags: ['thrown'] })),
+      );
+    const reader = await open({ operationTimeoutMs: 10_000, l1: { maxEntries: 50_000 } });
+    await reader.getMany(keys);
+    expect(keys.every((key) => reader.getLocal(key) === 1)).toBe(true);
+    let announced = false;
+    reader.onInvalidation((message) => {
+      if (message.t === 'tag' && message.k.includes('thrown')) announced = true;
+    });
+    const deleter = await open({ operationTimeoutMs: 200, onBackendError: 'throw' });
+    const done = deleter.deleteByTag('thrown');
+    const watcher = new Redis(server.url);
+    clients.push(watcher);
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && (await watcher.scard('mem:__tag:thrown')) > keys.length * 0.8)
+      await delay(5);
+    await server.pause(1_500);
+    await expect(done).rejects.toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
+    expect(announced).toBe(false);
+    // The lost tag message is published again once Redis answers: the reader drops its copies.
+    while (Date.now() < deadline && !announced) await delay(50);
+    expect(announced).toBe(true);
+    expect(keys.filter((key) => reader.getLocal(key) !== undefined)).toEqual([]);
+  }, 60_000);
 });
