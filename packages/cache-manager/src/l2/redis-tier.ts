@@ -67,7 +67,7 @@ export const dataKeyMarker = 'v:';
 export const readBatchMaxKeys = 16;
 
 /** Members of a tag's set read per SSCAN page: what a tag invalidation holds at once. */
-export const tagPageKeys = 1_000;
+const tagPageKeys = 1_000;
 
 /**
  * Values a tag delete reads, checks and deletes at once: 250 values of 10 KB are 2.5 MB, one
