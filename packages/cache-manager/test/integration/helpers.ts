@@ -1,6 +1,6 @@
-import { clearRedisPrefix, isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { clearRedisPrefix, isReachable, type PrivateRedis, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
-import { afterAll } from 'vitest';
+import { afterAll, beforeAll } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
 
 /** The shared Redis URL and whether it answers (tests skip, loudly, when it does not). */
@@ -74,3 +74,57 @@ export function sharedRedisCaches(label: string): {
 }
 
 export { Redis };
+
+/**
+ * Caches on a private redis-server (`startPrivateRedisOrSkip`'s result) for one `describe`
+ * block: `open` connects a client of its own (errors swallowed: tests pause and stop the
+ * server) and waits for `ready()`; `admin` is a plain client, `client()` another one. After the
+ * block every cache and client is closed and the server stopped.
+ */
+export function privateRedisCaches(
+  started: { redis?: PrivateRedis | undefined },
+  defaults: CacheOptions,
+): {
+  readonly server: PrivateRedis;
+  readonly admin: Redis;
+  open: (options?: CacheOptions) => Promise<Cache>;
+  client: () => Redis;
+} {
+  let server: PrivateRedis | undefined;
+  let admin: Redis | undefined;
+  const clients: Redis[] = [];
+  const caches: Cache[] = [];
+  beforeAll(() => {
+    server = started.redis!;
+    admin = new Redis(server.url);
+  });
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    for (const client of clients) client.disconnect();
+    admin?.disconnect();
+    await server?.stop();
+  });
+  return {
+    get server() {
+      return server!;
+    },
+    get admin() {
+      return admin!;
+    },
+    async open(options: CacheOptions = {}): Promise<Cache> {
+      const client = new Redis(server!.url);
+      client.on('error', () => {});
+      clients.push(client);
+      const cache = new Cache({ redis: client, ...defaults, ...options });
+      caches.push(cache);
+      await cache.ready();
+      return cache;
+    },
+    client(): Redis {
+      const client = new Redis(server!.url);
+      client.on('error', () => {});
+      clients.push(client);
+      return client;
+    },
+  };
+}

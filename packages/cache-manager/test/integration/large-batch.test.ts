@@ -1,7 +1,6 @@
-import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cache } from '../../src/index.js';
+import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+import { privateRedisCaches } from './helpers.js';
 
 const started = await startPrivateRedisOrSkip();
 
@@ -11,32 +10,8 @@ const started = await startPrivateRedisOrSkip();
  * the batch past it (failures that open the breaker while the commands still land).
  */
 describe.skipIf(started.skip !== undefined)('large batches', () => {
-  let server: PrivateRedis;
-  let admin: Redis;
-  const clients: Redis[] = [];
-  const caches: Cache[] = [];
-
-  beforeAll(() => {
-    server = started.redis!;
-    admin = new Redis(server.url);
-  });
-
-  afterAll(async () => {
-    await Promise.all(caches.map((cache) => cache.close()));
-    for (const client of clients) client.disconnect();
-    admin?.disconnect();
-    await server?.stop();
-  });
-
-  async function open(): Promise<Cache> {
-    const client = new Redis(server.url);
-    client.on('error', () => {});
-    clients.push(client);
-    const cache = new Cache({ redis: client, prefix: 'batch:', l1: { maxEntries: 100_000 } });
-    caches.push(cache);
-    await cache.ready();
-    return cache;
-  }
+  const fixture = privateRedisCaches(started, { prefix: 'batch:', l1: { maxEntries: 100_000 } });
+  const { open } = fixture;
 
   it('getOrSetMany of 20,000 cold keys caches them all and leaves no lease behind', async () => {
     const cache = await open();
@@ -51,7 +26,7 @@ describe.skipIf(started.skip !== undefined)('large batches', () => {
     expect(cache.stats().l2Errors).toBe(0);
     expect(cache.stats().l2).toBe('closed');
     // The leases were all released: another instance would otherwise wait on each for `leaseMs`.
-    expect(await admin.keys('batch:__lease:*')).toEqual([]);
+    expect(await fixture.admin.keys('batch:__lease:*')).toEqual([]);
     const other = await open();
     expect(await other.getMany(keys)).toEqual(values);
   }, 60_000);

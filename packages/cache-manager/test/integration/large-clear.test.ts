@@ -1,8 +1,7 @@
 import { delay } from '@noa/core';
-import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions } from '../../src/index.js';
+import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+import { privateRedisCaches } from './helpers.js';
 
 const started = await startPrivateRedisOrSkip();
 
@@ -12,32 +11,8 @@ const started = await startPrivateRedisOrSkip();
  * as done, nor counted as a failure, before they end.
  */
 describe.skipIf(started.skip !== undefined)('clear of a large namespace', () => {
-  let server: PrivateRedis;
-  let admin: Redis;
-  const clients: Redis[] = [];
-  const caches: Cache[] = [];
-
-  beforeAll(() => {
-    server = started.redis!;
-    admin = new Redis(server.url);
-  });
-
-  afterAll(async () => {
-    await Promise.all(caches.map((cache) => cache.close()));
-    for (const client of clients) client.disconnect();
-    admin?.disconnect();
-    await server?.stop();
-  });
-
-  async function open(options: CacheOptions): Promise<Cache> {
-    const client = new Redis(server.url);
-    client.on('error', () => {});
-    clients.push(client);
-    const cache = new Cache({ redis: client, prefix: 'big:', l1: { maxEntries: 100_000 }, ...options });
-    caches.push(cache);
-    await cache.ready();
-    return cache;
-  }
+  const fixture = privateRedisCaches(started, { prefix: 'big:', l1: { maxEntries: 100_000 } });
+  const { open } = fixture;
 
   it('other instances do not keep values the clear deletes after its message', async () => {
     const keys = Array.from({ length: 50_000 }, (_, index) => `k${index}`);
@@ -58,7 +33,7 @@ describe.skipIf(started.skip !== undefined)('clear of a large namespace', () => 
     // Reads right after the clear's message: whatever L2 still holds then, L1 keeps.
     await reader.namespace('ns').getMany(keys);
     await done;
-    while (Date.now() < deadline && (await admin.dbsize()) > 10) await delay(50);
+    while (Date.now() < deadline && (await fixture.admin.dbsize()) > 10) await delay(50);
     const kept = keys.filter((key) => reader.namespace('ns').getLocal(key) !== undefined);
     expect(kept.length).toBe(0);
     expect(clearer.stats().l2Errors).toBe(0);
@@ -76,7 +51,8 @@ describe.skipIf(started.skip !== undefined)('clear of a large namespace', () => 
     await clearer.getMany(keys);
     await done;
     const local = keys.filter((key) => clearer.getLocal(key) !== undefined);
-    const inL2 = local.length === 0 ? 0 : await admin.exists(...local.map((key) => `big:v:own:${key}`));
+    const inL2 =
+      local.length === 0 ? 0 : await fixture.admin.exists(...local.map((key) => `big:v:own:${key}`));
     expect({ local: local.length, inL2 }).toEqual({ local: inL2, inL2 });
   }, 60_000);
 });

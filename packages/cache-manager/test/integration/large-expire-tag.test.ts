@@ -1,7 +1,6 @@
-import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions } from '../../src/index.js';
+import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+import { privateRedisCaches } from './helpers.js';
 
 const started = await startPrivateRedisOrSkip();
 
@@ -10,29 +9,7 @@ const started = await startPrivateRedisOrSkip();
  * once for a large tag, the calls queue behind each other past their own deadlines.
  */
 describe.skipIf(started.skip !== undefined)('expireByTag of a large tag', () => {
-  let server: PrivateRedis;
-  const clients: Redis[] = [];
-  const caches: Cache[] = [];
-
-  beforeAll(() => {
-    server = started.redis!;
-  });
-
-  afterAll(async () => {
-    await Promise.all(caches.map((cache) => cache.close()));
-    for (const client of clients) client.disconnect();
-    await server?.stop();
-  });
-
-  async function open(options: CacheOptions = {}): Promise<Cache> {
-    const client = new Redis(server.url);
-    client.on('error', () => {});
-    clients.push(client);
-    const cache = new Cache({ redis: client, prefix: 'exp:', graceMs: 600_000, ...options });
-    caches.push(cache);
-    await cache.ready();
-    return cache;
-  }
+  const { open } = privateRedisCaches(started, { prefix: 'exp:', graceMs: 600_000 });
 
   it('marks 50,000 keys stale without a call past its deadline', async () => {
     const keys = Array.from({ length: 50_000 }, (_, index) => `k${index}`);

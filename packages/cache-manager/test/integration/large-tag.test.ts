@@ -1,8 +1,7 @@
 import { delay } from '@noa/core';
-import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions } from '../../src/index.js';
+import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+import { privateRedisCaches } from './helpers.js';
 
 const started = await startPrivateRedisOrSkip();
 
@@ -11,32 +10,8 @@ const started = await startPrivateRedisOrSkip();
  * delete must not be announced (nor counted as failed) before Redis has deleted its keys.
  */
 describe.skipIf(started.skip !== undefined)('deleteByTag of a large tag', () => {
-  let server: PrivateRedis;
-  let admin: Redis;
-  const clients: Redis[] = [];
-  const caches: Cache[] = [];
-
-  beforeAll(() => {
-    server = started.redis!;
-    admin = new Redis(server.url);
-  });
-
-  afterAll(async () => {
-    await Promise.all(caches.map((cache) => cache.close()));
-    for (const client of clients) client.disconnect();
-    admin?.disconnect();
-    await server?.stop();
-  });
-
-  async function open(options: CacheOptions): Promise<Cache> {
-    const client = new Redis(server.url);
-    client.on('error', () => {});
-    clients.push(client);
-    const cache = new Cache({ redis: client, prefix: 'tag:', l1: { maxEntries: 200_000 }, ...options });
-    caches.push(cache);
-    await cache.ready();
-    return cache;
-  }
+  const fixture = privateRedisCaches(started, { prefix: 'tag:', l1: { maxEntries: 200_000 } });
+  const { open } = fixture;
 
   it('deletes 100,000 keys of one tag page by page, and other instances keep none of them', async () => {
     const keys = Array.from({ length: 100_000 }, (_, index) => `k${index}`);
@@ -58,7 +33,7 @@ describe.skipIf(started.skip !== undefined)('deleteByTag of a large tag', () => 
     expect(announced).toBe(true);
     await reader.getMany(keys);
     expect(await done).toBe(keys.length);
-    while (Date.now() < deadline && (await admin.dbsize()) > 10) await delay(50);
+    while (Date.now() < deadline && (await fixture.admin.dbsize()) > 10) await delay(50);
     expect(keys.filter((key) => reader.getLocal(key) !== undefined).length).toBe(0);
     expect(deleter.stats().l2Errors).toBe(0);
   }, 60_000);

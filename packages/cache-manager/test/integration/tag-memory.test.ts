@@ -1,10 +1,9 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { delay } from '@noa/core';
-import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions } from '../../src/index.js';
+import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+import { privateRedisCaches } from './helpers.js';
 
 const started = await startPrivateRedisOrSkip();
 
@@ -46,33 +45,11 @@ const keyOf = (index: number) => `${String(index).padStart(8, '0')}:${'k'.repeat
  * of a million keys must not need a million strings in memory.
  */
 describe.skipIf(started.skip !== undefined)('tag invalidation memory', () => {
-  let server: PrivateRedis;
-  let admin: Redis;
-  const clients: Redis[] = [];
-  const caches: Cache[] = [];
-
-  beforeAll(() => {
-    server = started.redis!;
-    admin = new Redis(server.url);
-  });
-
-  afterAll(async () => {
-    await Promise.all(caches.map((cache) => cache.close()));
-    for (const client of clients) client.disconnect();
-    admin?.disconnect();
-    await server?.stop();
-  });
-
-  async function open(options: CacheOptions = {}): Promise<Cache> {
-    const client = new Redis(server.url);
-    client.on('error', () => {});
-    clients.push(client);
-    // A small L1: the filler's copies would otherwise be part of what is measured.
-    const cache = new Cache({ redis: client, prefix: 'mem:', l1: { maxEntries: 100 }, ...options });
-    caches.push(cache);
-    await cache.ready();
-    return cache;
-  }
+  const fixture = privateRedisCaches(
+    started, // A small L1: the filler's copies would otherwise be part of what is measured.
+    { prefix: 'mem:', l1: { maxEntries: 100 } },
+  );
+  const { open } = fixture;
 
   async function fill(tag: string): Promise<void> {
     const filler = await open({ operationTimeoutMs: 10_000, graceMs: 600_000 });
@@ -97,7 +74,7 @@ describe.skipIf(started.skip !== undefined)('tag invalidation memory', () => {
     });
     expect(removed).toBe(TAG_KEYS);
     expect(events).toBe(TAG_KEYS);
-    expect(await admin.exists(`mem:v:${keyOf(0)}`, `mem:v:${keyOf(TAG_KEYS - 1)}`)).toBe(0);
+    expect(await fixture.admin.exists(`mem:v:${keyOf(0)}`, `mem:v:${keyOf(TAG_KEYS - 1)}`)).toBe(0);
     expect(growth).toBeLessThan(TAG_BYTES / 4);
   }, 120_000);
 
@@ -123,12 +100,11 @@ describe.skipIf(started.skip !== undefined)('tag invalidation memory', () => {
       events += 1;
     });
     const done = deleter.deleteByTag('big-paused');
-    const watcher = new Redis(server.url);
-    clients.push(watcher);
+    const watcher = fixture.client();
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline && (await watcher.scard('mem:__tag:big-paused')) > TAG_KEYS * 0.8)
       await delay(5);
-    await server.pause(1_500);
+    await fixture.server.pause(1_500);
     const removed = await done;
     expect(removed).toBeGreaterThan(0);
     expect(removed).toBeLessThan(TAG_KEYS);
@@ -167,12 +143,11 @@ describe.skipIf(started.skip !== undefined)('tag invalidation memory', () => {
     });
     const deleter = await open({ operationTimeoutMs: 200, onBackendError: 'throw' });
     const done = deleter.deleteByTag('thrown');
-    const watcher = new Redis(server.url);
-    clients.push(watcher);
+    const watcher = fixture.client();
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline && (await watcher.scard('mem:__tag:thrown')) > keys.length * 0.8)
       await delay(5);
-    await server.pause(1_500);
+    await fixture.server.pause(1_500);
     await expect(done).rejects.toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
     expect(announced).toBe(false);
     // The lost tag message is published again once Redis answers: the reader drops its copies.
