@@ -157,7 +157,7 @@ export class RedisStore implements RateLimitStore {
       | undefined;
     const isCluster = (parsed.client as Cluster).isCluster === true;
     this.#isCluster = isCluster;
-    if (isCluster) this.#commands = new ClusterCommands(parsed.client as Cluster);
+    if (isCluster) this.#commands = ClusterCommands.of(parsed.client as Cluster);
     this.#mastersReady = !isCluster || clientOptions?.enableOfflineQueue !== false;
     if (isCluster) this.consumeEach = this.#consumeEachOnCluster;
     else {

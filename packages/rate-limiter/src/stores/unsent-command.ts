@@ -69,7 +69,20 @@ export class ClusterCommands {
   readonly #Command: CommandClass;
   readonly #options: object;
 
-  constructor(client: Cluster) {
+  /**
+   * The sender for `client`; `undefined` when this package cannot load ioredis itself (the client
+   * came from a copy it does not see): calls then go through the client's own methods, and a
+   * refused call gets the fail mode as before.
+   */
+  static of(client: Cluster): ClusterCommands | undefined {
+    try {
+      return new ClusterCommands(client);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private constructor(client: Cluster) {
     this.#client = client;
     this.#Command = commandClass();
     // What ioredis's own command methods pass (strings back, the client's key prefix).
