@@ -123,7 +123,7 @@ export class AcquireError extends RateLimiterError {
   readonly waitedMs: number;
   /**
    * From the last refusal, when there was one: milliseconds until the key may admit again
-   * (`Infinity` for `exceeds-capacity`: never; then `JSON.stringify` and `details` leave it out,
+   * (`Infinity` for `exceeds-capacity` and `denied`: never; then `JSON.stringify` and `details` leave it out,
    * as for a result).
    */
   readonly retryAfterMs: number;

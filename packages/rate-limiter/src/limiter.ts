@@ -324,7 +324,7 @@ export class RateLimiter implements AsyncDisposable {
     if (ip !== undefined) {
       if (this.#deny.has(ip)) {
         this.#metrics.acquireWaits.observe({ result: 'denied' }, 0);
-        return Promise.reject(new AcquireError(key, 'denied', 0, 0));
+        return Promise.reject(new AcquireError(key, 'denied', 0, Number.POSITIVE_INFINITY));
       }
       // Never limited, so never waits.
       if (this.#allow.has(ip)) return this.check(input);

@@ -68,6 +68,12 @@ const earlyFlushKeysEach = 256;
 const closedRetryAfterMs = 1_000;
 
 /**
+ * The longest deadline of a late check's refund (ms; the limiter's own deadline when longer):
+ * nobody waits for it, but it must not wait without end for a store that does not answer.
+ */
+const lateRefundMaxMs = 1_000;
+
+/**
  * Calls a remote store (Redis) so that a check never waits on it for longer than the deadline:
  * batches the checks of a tick (one key's requests together, keys in shared calls), runs each
  * call under a deadline and a circuit breaker, and answers by the fail mode when the call fails,
@@ -232,7 +238,8 @@ export class RemoteStoreCaller {
    * path), sent and forgotten: nobody waits for it, and a failed refund is only logged (debug).
    * A refund acts on the key's current window, so it is sent only while the window that counted
    * the points is still current (see {@link countingWindowMs}), under a deadline that makes Redis
-   * skip it past that window's end; otherwise it would take points counted in the next window.
+   * skip it past that window's end (otherwise it would take points counted in the next window),
+   * and at most {@link lateRefundMaxMs} (a bucket's refund too, which has no window).
    * `started` is when the call was sent: Redis ran it no earlier.
    */
   #refundLate(pending: Pending, outcomes: ConsumeOutcome[], refused: boolean[], started: number): void {
@@ -255,8 +262,13 @@ export class RemoteStoreCaller {
     }
     if (points === 0 || this.#store.adjust === undefined) return;
     const fields = { store: this.#store.kind, key: pending.key, requests, points };
-    // Whole ms, rounded down: a refund that may arrive after the window's end is not sent.
-    const deadlineMs = Math.floor(started + windowLeftMs - performance.now());
+    // Whole ms, rounded down: a refund that may arrive after the window's end is not sent. A
+    // bucket has no window (and a day's window is long): the refund still gets a deadline, or it
+    // could wait for a master that stays connecting, or reach Redis whenever it comes back.
+    const deadlineMs = Math.min(
+      Math.max(lateRefundMaxMs, this.#deadlineMs),
+      Math.floor(started + windowLeftMs - performance.now()),
+    );
     if (deadlineMs < 1) {
       this.#logger.debug(
         "rate-limit check answered late after a fail-mode refusal; its window has ended, so it is not refunded (the next window's points are not its own)",
@@ -269,7 +281,7 @@ export class RemoteStoreCaller {
       'rate-limit check answered late after a fail-mode refusal; refunding its points',
       fields,
     );
-    const options = Number.isFinite(deadlineMs) ? { deadlineMs } : undefined;
+    const options = { deadlineMs };
     Promise.resolve()
       .then(() =>
         this.#store.adjust!(

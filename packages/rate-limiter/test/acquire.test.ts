@@ -93,7 +93,11 @@ describe('limiter.acquire on the memory store', () => {
       allow: ['192.168.1.1'],
       autoBlock: { violations: 1, withinMs: 1_000, blockMs: 60_000 },
     });
-    expect((await rejectionOf(limiter.acquire({ key: 'a', ip: '10.1.2.3' }))).reason).toBe('denied');
+    const denied = await rejectionOf(limiter.acquire({ key: 'a', ip: '10.1.2.3' }));
+    // A deny-listed IP is never admitted: never, as for a cost over the capacity, not "retry now".
+    expect(denied).toMatchObject({ reason: 'denied', retryAfterMs: Number.POSITIVE_INFINITY });
+    expect(JSON.parse(JSON.stringify(denied))).not.toHaveProperty('retryAfterMs');
+    expect(denied.details).not.toHaveProperty('retryAfterMs');
     expect((await limiter.acquire({ key: 'a', ip: '192.168.1.1', cost: 100 })).outcome).toBe('allowlisted');
     expect((await rejectionOf(limiter.acquire({ key: 'a', cost: 6 }))).reason).toBe('exceeds-capacity');
     await limiter.block('b', 30_000);

@@ -6,6 +6,7 @@ import { capacityOf, type LimitPolicy } from '../policy.js';
 import { algorithmCodes, assembleScript, decisionFromReply } from './lua-script.js';
 import type { RedisClockOffset } from './redis-clock.js';
 import type { ConsumeOptions, ConsumeOutcome, StoreAdjustment } from './store.js';
+import type { ClusterCommands } from './unsent-command.js';
 
 const adjust = assembleScript('adjust.lua');
 
@@ -23,7 +24,8 @@ export const adjustScriptSha = adjust.sha;
  * timed by Redis `TIME`. Every key the script touches shares `hashKey`'s hash tag, so it runs on
  * a Cluster too. With `options.deadlineMs` the call carries its deadline in Redis time (from
  * `clockOf()`, the offset of the server holding the key, as checks do): one that reaches Redis
- * later changes nothing and rejects with core's `TimeoutError`.
+ * later changes nothing and rejects with core's `TimeoutError`. On a Cluster, `commands` sends it
+ * (so that a refusal before any server got it is told apart: `neverSent`).
  */
 export async function adjustOnRedis(
   client: Redis | Cluster,
@@ -33,6 +35,7 @@ export async function adjustOnRedis(
   block: AutoBlockPolicy | undefined,
   clockOf: () => RedisClockOffset | undefined,
   options?: ConsumeOptions,
+  commands?: ClusterCommands,
 ): Promise<ConsumeOutcome> {
   const amount =
     adjustment.operation === 'refund' || adjustment.operation === 'penalize'
@@ -66,11 +69,13 @@ export async function adjustOnRedis(
   let sentAt = performance.now();
   let reply: unknown;
   try {
-    reply = await client.evalsha(adjustScriptSha, keys.length, ...keys, ...args);
+    reply = await (commands?.send('evalsha', adjustScriptSha, keys, args) ??
+      client.evalsha(adjustScriptSha, keys.length, ...keys, ...args));
   } catch (error) {
     if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
     sentAt = performance.now();
-    reply = await client.eval(adjustScript, keys.length, ...keys, ...args);
+    reply = await (commands?.send('eval', adjustScript, keys, args) ??
+      client.eval(adjustScript, keys.length, ...keys, ...args));
   }
   const receivedAt = performance.now();
   const values = reply as number[];

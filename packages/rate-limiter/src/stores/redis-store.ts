@@ -24,6 +24,7 @@ import type {
   RateLimitStore,
   StoreAdjustment,
 } from './store.js';
+import { ClusterCommands, neverSent, slotsRefreshed } from './unsent-command.js';
 
 /** Options of {@link RedisStore}. */
 export const redisStoreOptionsSchema = z
@@ -67,6 +68,9 @@ export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
  * while the client prepares the next), large enough to amortise the call. */
 const maxGroupsPerCall = 32;
 
+/** Most times a Cluster call refused before reaching any server is sent again (see `#untilSent`). */
+const maxResends = 3;
+
 /**
  * ioredis options that keep a check from waiting on a dead Redis: fail at once while
  * disconnected instead of queueing, and do not retry a command. The limiter's deadline bounds
@@ -101,7 +105,8 @@ interface ScriptCall {
  * resends it after 100 ms): a check would count twice, and a refund give its points back twice,
  * admitting more than the limit. The command fails instead and the fail mode answers it.
  * Redirections (MOVED, ASK) and refusals (TRYAGAIN, CLUSTERDOWN) ran nothing and are still
- * followed.
+ * followed, and the store itself sends again a call ioredis refused before writing it (a new
+ * master still connecting after a failover).
  */
 export const recommendedClusterOptions = {
   enableOfflineQueue: false,
@@ -152,6 +157,7 @@ export class RedisStore implements RateLimitStore {
       | undefined;
     const isCluster = (parsed.client as Cluster).isCluster === true;
     this.#isCluster = isCluster;
+    if (isCluster) this.#commands = ClusterCommands.of(parsed.client as Cluster);
     this.#mastersReady = !isCluster || clientOptions?.enableOfflineQueue !== false;
     if (isCluster) this.consumeEach = this.#consumeEachOnCluster;
     else {
@@ -183,6 +189,11 @@ export class RedisStore implements RateLimitStore {
   }
 
   readonly #isCluster: boolean;
+  /**
+   * Cluster: sends calls so that one refused before it reached any server (its master still
+   * connecting after a failover) is known to be safe to send again (see src/stores/unsent-command.ts).
+   */
+  readonly #commands: ClusterCommands | undefined;
   /**
    * True once every Cluster master was seen connected, or from the start when there is nothing
    * to wait for (standalone, or a Cluster whose offline queue holds commands while connecting).
@@ -263,8 +274,55 @@ export class RedisStore implements RateLimitStore {
     const call = this.#scriptCall(requests, block);
     const waiting = this.#waitForFirstConnection(giveUp);
     if (waiting !== undefined) await waiting;
-    if (this.#mastersReady) return this.#send(call, giveUp);
-    return this.#whenMasterReady(call, giveUp, () => this.#send(call, giveUp));
+    if (this.#mastersReady) return this.#untilSent(call, giveUp, () => this.#send(call, giveUp));
+    return this.#whenMasterReady(call, giveUp, () =>
+      this.#untilSent(call, giveUp, () => this.#send(call, giveUp)),
+    );
+  }
+
+  /**
+   * `send()`, and on a Cluster `send()` again when it failed before reaching any server (ioredis
+   * refused it for a master still connecting, as a graceful failover's new master is): after that
+   * master connected or the slot map was refreshed, while its caller still waits, at most
+   * {@link maxResends} times. A call that may have been written is never sent again (it may have
+   * counted).
+   */
+  #untilSent<T>(
+    call: ScriptCall,
+    giveUp: GiveUp | undefined,
+    send: () => Promise<T>,
+    resends = 0,
+  ): Promise<T> {
+    if (this.#commands === undefined) return send();
+    return send().catch((error: unknown) => {
+      if (!neverSent(error) || resends >= maxResends) throw error;
+      return this.#beforeResend(call.slot ?? clusterSlot(call.keys[0]!), giveUp, error).then(() =>
+        this.#untilSent(call, giveUp, send, resends + 1),
+      );
+    });
+  }
+
+  /**
+   * Resolves when a call of `slot` that was refused unsent may be sent again: the slot's master is
+   * connected (or its connection failed), or the slot map was refreshed. Rejects with `error` when
+   * the client has ended, with core's `TimeoutError` once the caller has given up.
+   */
+  async #beforeResend(slot: number, giveUp: GiveUp | undefined, error: unknown): Promise<void> {
+    const client = this.#client as Cluster;
+    if (client.status === 'end' || client.status === 'close' || client.status === 'disconnecting')
+      throw error;
+    const serving = client.slots[slot]?.[0];
+    const master =
+      serving === undefined
+        ? undefined
+        : client.nodes('all').find((node) => `${node.options.host}:${node.options.port}` === serving);
+    if (master !== undefined && master.status !== 'ready') await connected([master], giveUp);
+    else await slotsRefreshed(client);
+    if (giveUp !== undefined && performance.now() >= giveUp.atMs)
+      throw new TimeoutError(
+        'rate-limit call on redis (not sent again: its caller gave up meanwhile)',
+        giveUp.deadlineMs,
+      );
   }
 
   /**
@@ -307,8 +365,10 @@ export class RedisStore implements RateLimitStore {
         ? () =>
             this.#sendCorked(calls, (call) =>
               this.#mastersReady
-                ? this.#sendOnly(call, giveUp)
-                : this.#whenMasterReady(call, giveUp, () => this.#sendOnly(call, giveUp)),
+                ? this.#untilSent(call, giveUp, () => this.#sendOnly(call, giveUp))
+                : this.#whenMasterReady(call, giveUp, () =>
+                    this.#untilSent(call, giveUp, () => this.#sendOnly(call, giveUp)),
+                  ),
             )
         : () =>
             perRequest(
@@ -316,8 +376,10 @@ export class RedisStore implements RateLimitStore {
               calls,
               this.#sendCorked(calls, (call) =>
                 this.#mastersReady
-                  ? this.#send(call, giveUp)
-                  : this.#whenMasterReady(call, giveUp, () => this.#send(call, giveUp)),
+                  ? this.#untilSent(call, giveUp, () => this.#send(call, giveUp))
+                  : this.#whenMasterReady(call, giveUp, () =>
+                      this.#untilSent(call, giveUp, () => this.#send(call, giveUp)),
+                    ),
               ),
             );
     // Before the first connection, everything waits for it, until the caller's deadline.
@@ -501,7 +563,28 @@ export class RedisStore implements RateLimitStore {
   /** Sets the call's expiry from its caller's give-up time, in the Redis time of its server. */
   #stampExpiry(call: ScriptCall, giveUp: GiveUp | undefined): void {
     // Every key of one call shares a slot, hence a server and its clock.
-    if (giveUp !== undefined) call.args[0] = this.#clockOfCall(call)?.expiryFor(giveUp.atMs) ?? 0;
+    // A call sent again to a master not heard from yet keeps the expiry of the previous one.
+    if (giveUp !== undefined) call.args[0] = this.#clockOfCall(call)?.expiryFor(giveUp.atMs) ?? call.args[0]!;
+  }
+
+  /** The call as FCALL of the check function. */
+  #fcall(call: ScriptCall): Promise<unknown> {
+    if (this.#commands !== undefined)
+      return this.#commands.send('fcall', checkProgram.functionName, call.keys, call.args);
+    return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args);
+  }
+
+  /** The call as EVALSHA of the check script. */
+  #evalsha(call: ScriptCall): Promise<unknown> {
+    if (this.#commands !== undefined)
+      return this.#commands.send('evalsha', checkScriptSha, call.keys, call.args);
+    return this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args);
+  }
+
+  /** The call as EVAL of the check script. */
+  #eval(call: ScriptCall): Promise<unknown> {
+    if (this.#commands !== undefined) return this.#commands.send('eval', checkScript, call.keys, call.args);
+    return this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
   }
 
   /**
@@ -514,12 +597,12 @@ export class RedisStore implements RateLimitStore {
     this.#stampExpiry(call, giveUp);
     const sentAt = performance.now();
     if (this.#library.enabled)
-      return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args).then(
+      return this.#fcall(call).then(
         (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp),
         (error: unknown) => this.#afterFunctionError(call, giveUp, error),
       );
     if (this.#library.probe()) return this.#sendProbe(call, giveUp, sentAt);
-    return this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args).then(
+    return this.#evalsha(call).then(
       (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp),
       (error: unknown) => {
         if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
@@ -536,7 +619,7 @@ export class RedisStore implements RateLimitStore {
     if (!this.#library.enabled) return this.#send(call, giveUp).then(onlyOutcomes);
     this.#stampExpiry(call, giveUp);
     const sentAt = performance.now();
-    return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args).then(
+    return this.#fcall(call).then(
       (reply) => this.#read(call, reply, sentAt, performance.now(), giveUp)[0]!,
       (error: unknown) => this.#afterFunctionError(call, giveUp, error).then(onlyOutcomes),
     );
@@ -548,7 +631,7 @@ export class RedisStore implements RateLimitStore {
    * call. A refusal is handled by {@link #afterFunctionError} (scripts until the next retry).
    */
   #sendProbe(call: ScriptCall, giveUp: GiveUp | undefined, sentAt: number): Promise<ConsumeOutcome[][]> {
-    return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args).then(
+    return this.#fcall(call).then(
       (reply) => {
         this.#library.resume();
         return this.#read(call, reply, sentAt, performance.now(), giveUp);
@@ -600,14 +683,14 @@ export class RedisStore implements RateLimitStore {
     this.#stampExpiry(call, giveUp);
     let sentAt = performance.now();
     let reply: unknown;
-    if (load) reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
+    if (load) reply = await this.#eval(call);
     else
       try {
-        reply = await this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args);
+        reply = await this.#evalsha(call);
       } catch (error) {
         if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
         sentAt = performance.now();
-        reply = await this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
+        reply = await this.#eval(call);
       }
     return this.#read(call, reply, sentAt, performance.now(), giveUp);
   }
@@ -626,12 +709,7 @@ export class RedisStore implements RateLimitStore {
     if (!this.#library.enabled) return undefined;
     const sentAt = performance.now();
     try {
-      const reply = await this.#client.fcall(
-        checkProgram.functionName,
-        call.keys.length,
-        ...call.keys,
-        ...call.args,
-      );
+      const reply = await this.#fcall(call);
       return { reply, sentAt };
     } catch (error) {
       const message = String((error as Error)?.message);
@@ -807,20 +885,31 @@ export class RedisStore implements RateLimitStore {
       };
       await this.#whenMasterReady(call, giveUp, () => Promise.resolve());
     }
-    // A wait above took part of the deadline: Redis must skip the call from the caller's give-up
-    // on, not a whole deadline later (a refund the caller saw fail must not apply).
-    if (giveUp !== undefined)
-      options = { ...options, deadlineMs: Math.max(1, giveUp.atMs - performance.now()) };
     // A deadline travels in the clock of the server holding the key, as for checks.
-    return adjustOnRedis(
-      this.#client,
-      hashKey,
-      limits,
-      adjustment,
-      block,
-      () => this.#clockOf(hashKey),
-      options,
-    );
+    const send = () =>
+      adjustOnRedis(
+        this.#client,
+        hashKey,
+        limits,
+        adjustment,
+        block,
+        () => this.#clockOf(hashKey),
+        // A wait above (or a resend) took part of the deadline: Redis must skip the call from the
+        // caller's give-up on, not a whole deadline later (a refund the caller saw fail must not apply).
+        giveUp === undefined
+          ? options
+          : { ...options, deadlineMs: Math.max(1, giveUp.atMs - performance.now()) },
+        this.#commands,
+      );
+    if (this.#commands === undefined) return send();
+    const slot = clusterSlot(hashKey);
+    for (let resends = 0; ; resends += 1)
+      try {
+        return await send();
+      } catch (error) {
+        if (!neverSent(error) || resends >= maxResends) throw error;
+        await this.#beforeResend(slot, giveUp, error);
+      }
   }
 }
 
@@ -902,11 +991,15 @@ function onMasterSettled(master: Redis, wake: () => void): () => void {
     const settle = () => {
       master.off('ready', settle);
       master.off('close', settle);
+      master.off('end', settle);
       masterWaiters.delete(master);
       for (const waiter of all) waiter();
     };
     master.on('ready', settle);
     master.on('close', settle);
+    // A connection the Cluster drops while it is still connecting (its node left the slot map)
+    // may end without a close.
+    master.on('end', settle);
     if (master.status === 'wait') master.connect().catch(() => {});
   }
   waiters.add(wake);

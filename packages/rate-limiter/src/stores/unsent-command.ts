@@ -1,0 +1,144 @@
+import { createRequire } from 'node:module';
+import type { Cluster, Command } from 'ioredis';
+
+/**
+ * Sending a Cluster call so that its failure tells whether it ever reached a server, and the
+ * wait before sending one that did not again (see {@link neverSent}).
+ *
+ * ioredis 5 rejects a command without writing it when the master that serves its slot is not
+ * connected: the Cluster refuses it with "Connection is closed." when that master's connection is
+ * connecting, closing or closed (a replica promoted by a graceful `CLUSTER FAILOVER` is such a
+ * master until its first connection is up; a MOVED reply sends the call there at once), a node at
+ * its end refuses it the same way, and with the offline queue off a Cluster that is not ready
+ * refuses it ("Cluster isn't ready…", "Stream isn't writeable…"). Yet "Connection is closed." is
+ * also how a node whose connection closes fails the commands it had written and not heard back
+ * from, which may have run. The message alone cannot tell; the command can: it records the socket
+ * it was last written to (`toWritable`, which ioredis calls exactly when it writes a command). A
+ * command never written was never run; one whose last socket is still open was not failed by that
+ * socket's close, so its last write was answered (MOVED, ASK, TRYAGAIN: replies that ran nothing)
+ * and the refusal came from the attempt after it, unsent.
+ */
+
+/** The messages of ioredis refusals that may mean "not written" (see {@link neverSent}). */
+const refusalMessages = new Set([
+  'Connection is closed.',
+  "Cluster isn't ready and enableOfflineQueue options is false",
+  "Stream isn't writeable and enableOfflineQueue options is false",
+]);
+
+/** The failures of calls proven never to have reached a server. */
+const unsentFailures = new WeakSet<object>();
+
+/**
+ * True when `error` is the failure of a Cluster call sent by {@link ClusterCommands} that provably
+ * never reached a server: sending it again cannot count it twice.
+ */
+export function neverSent(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && unsentFailures.has(error);
+}
+
+/** ioredis's `Command` with the socket it was last written to. */
+interface WriteTrackingCommand extends Command {
+  lastSocket: { destroyed?: boolean } | undefined;
+}
+
+type CommandClass = new (name: string, args: (string | number)[], options: object) => WriteTrackingCommand;
+
+let trackingClass: CommandClass | undefined;
+
+/**
+ * `Command` of the ioredis the store resolves, extended: loaded when a Cluster store is made, so
+ * that ioredis stays an optional peer for users of the memory store.
+ */
+function commandClass(): CommandClass {
+  if (trackingClass !== undefined) return trackingClass;
+  const { Command: Base } = createRequire(import.meta.url)('ioredis') as { Command: typeof Command };
+  trackingClass = class extends Base {
+    lastSocket: { destroyed?: boolean } | undefined = undefined;
+    override toWritable(socket: object): string | Buffer {
+      this.lastSocket = socket as { destroyed?: boolean };
+      return super.toWritable(socket);
+    }
+  } as unknown as CommandClass;
+  return trackingClass;
+}
+
+/** Sends FCALL, EVALSHA and EVAL on a Cluster as commands that know whether they were written. */
+export class ClusterCommands {
+  readonly #client: Cluster;
+  readonly #Command: CommandClass;
+  readonly #options: object;
+
+  /**
+   * The sender for `client`; `undefined` when this package cannot load ioredis itself (the client
+   * came from a copy it does not see): calls then go through the client's own methods, and a
+   * refused call gets the fail mode as before.
+   */
+  static of(client: Cluster): ClusterCommands | undefined {
+    try {
+      return new ClusterCommands(client);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private constructor(client: Cluster) {
+    this.#client = client;
+    this.#Command = commandClass();
+    // What ioredis's own command methods pass (strings back, the client's key prefix).
+    const keyPrefix = (client.options as { keyPrefix?: string } | undefined)?.keyPrefix;
+    this.#options =
+      keyPrefix === undefined ? { replyEncoding: 'utf8' } : { replyEncoding: 'utf8', keyPrefix };
+  }
+
+  /** `name head numkeys ...keys ...args` (FCALL function, EVALSHA sha, EVAL script). */
+  send(
+    name: 'fcall' | 'evalsha' | 'eval',
+    head: string,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    const command = new this.#Command(name, [head, keys.length, ...keys, ...args], this.#options);
+    return (this.#client.sendCommand(command) as Promise<unknown>).catch((error: unknown) => {
+      if (wasNeverSent(command, error)) unsentFailures.add(error as object);
+      throw error;
+    });
+  }
+}
+
+function wasNeverSent(command: WriteTrackingCommand, error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  if (!refusalMessages.has(String((error as Error).message))) return false;
+  const socket = command.lastSocket;
+  return socket === undefined || socket.destroyed === false;
+}
+
+/** Longest wait for a slot map refresh before a resend (a refresh takes one round trip). */
+const refreshWaitMs = 100;
+
+/** The refresh each Cluster's resends wait for, shared: one listener however many calls wait. */
+const refreshes = new WeakMap<Cluster, Promise<void>>();
+
+/**
+ * Resolves once `client` has refreshed its slot map (asked for here), or after
+ * {@link refreshWaitMs}: a call refused for a master that is connected, or that the slot map does
+ * not know, goes where the map says after it.
+ */
+export function slotsRefreshed(client: Cluster): Promise<void> {
+  let refresh = refreshes.get(client);
+  if (refresh !== undefined) return refresh;
+  refresh = new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('refresh', done);
+      refreshes.delete(client);
+      resolve();
+    };
+    const timer = setTimeout(done, refreshWaitMs);
+    timer.unref();
+    client.on('refresh', done);
+    client.refreshSlotsCache();
+  });
+  refreshes.set(client, refresh);
+  return refresh;
+}
