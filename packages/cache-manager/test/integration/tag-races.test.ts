@@ -1,0 +1,78 @@
+import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cache } from '../../src/index.js';
+import { HoldingProxy } from './holding-proxy.js';
+
+const started = await startPrivateRedisOrSkip();
+
+/**
+ * deleteByTag reads a page's values, deletes those carrying the tag, then removes the page's
+ * members from the tag's set. A write landing in between must neither lose its place in the
+ * set nor survive the next deleteByTag of its tag. The SREM is held at a proxy so the write
+ * lands in that window every time.
+ */
+describe.skipIf(started.skip !== undefined)('deleteByTag races', () => {
+  let server: PrivateRedis;
+  let proxy: HoldingProxy;
+  const clients: Redis[] = [];
+  const caches: Cache[] = [];
+
+  function cacheOn(url: string, prefix: string): Cache {
+    const client = new Redis(url);
+    client.on('error', () => {});
+    clients.push(client);
+    const cache = new Cache({ redis: client, prefix });
+    caches.push(cache);
+    return cache;
+  }
+
+  beforeAll(async () => {
+    server = started.redis!;
+    proxy = await HoldingProxy.start(server.port);
+  });
+
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    for (const client of clients) client.disconnect();
+    await proxy?.close();
+    await server?.stop();
+  });
+
+  it('a key tagged again between the value check and the SREM stays in the tag set', async () => {
+    const deleting = cacheOn(proxy.url, 'race1:');
+    const writer = cacheOn(server.url, 'race1:');
+    await Promise.all([deleting.ready(), writer.ready()]);
+    // Rewritten without the tag: the set still names it, the value no longer carries it.
+    await writer.set('k', 'v1', { tags: ['t'] });
+    await writer.set('k', 'v2', { tags: ['u'] });
+    proxy.holdMatching = /SREM/i;
+    const call = deleting.deleteByTag('t');
+    await proxy.held();
+    // Written with the tag after deleteByTag checked the value: newer than the delete, kept.
+    await writer.set('k', 'v3', { tags: ['t'] });
+    proxy.release();
+    expect(await call).toBe(0);
+    expect(await writer.get('k')).toBe('v3');
+    // v3 carries the tag: the next deleteByTag must find it.
+    expect(await deleting.deleteByTag('t')).toBe(1);
+    const fresh = cacheOn(server.url, 'race1:');
+    expect(await fresh.get('k')).toBeUndefined();
+  }, 30_000);
+
+  it('a key deleted by the tag and written again with it before the SREM stays in the tag set', async () => {
+    const deleting = cacheOn(proxy.url, 'race2:');
+    const writer = cacheOn(server.url, 'race2:');
+    await Promise.all([deleting.ready(), writer.ready()]);
+    await writer.set('k', 'v1', { tags: ['t'] });
+    proxy.holdMatching = /SREM/i;
+    const call = deleting.deleteByTag('t');
+    await proxy.held();
+    await writer.set('k', 'v2', { tags: ['t'] });
+    proxy.release();
+    expect(await call).toBe(1);
+    expect(await deleting.deleteByTag('t')).toBe(1);
+    const fresh = cacheOn(server.url, 'race2:');
+    expect(await fresh.get('k')).toBeUndefined();
+  }, 30_000);
+});
