@@ -321,7 +321,9 @@ export class RedisTier {
    * instance that wrote it would keep it in L1 while L2 lost it), and a write landing between
    * the read and the delete wins. Then the page's members are removed from the set (a third),
    * except those whose value changed meanwhile: the set may still need to name them, and a
-   * member whose value lacks the tag costs only a read. Deleting before removing means a
+   * member whose value lacks the tag costs only a read. The removed members are then read
+   * again, and those tagged meanwhile put back (`#restoreTagged`): one more read of the
+   * page, mostly of deleted keys. Deleting before removing means a
    * page cut short by a failure leaves its members in the set for the next try.
    * `onDeleted` is called with the keys of each batch once their deletes are done. Returns
    * false when a page failed (Redis unavailable), true when the whole tag was done.
@@ -377,11 +379,45 @@ export class RedisTier {
         await this.client.srem(tagKey, ...done);
         return true;
       });
-      if (!removed) throw pageFailed;
+      if (!removed || !(await this.#restoreTagged(tagKey, done, carriesTag))) throw pageFailed;
     }).catch((error: unknown) => {
       if (error === pageFailed) return false;
       throw error;
     });
+  }
+
+  /**
+   * Puts back in a tag's set the members just removed whose value carries the tag again: a
+   * write with the tag landing between {@link deleteTag}'s read and its SREM (its SADD then a
+   * no-op) lost its place in the set, and the next `deleteByTag` would leave it in L2. A write
+   * sends its SET before its SADD, so one whose SADD came before the SREM is seen by this read.
+   * The set is given the expiry of a member that never expires if it has none (the SREM may
+   * have emptied it, and the write's expiry went with it): it may outlive its members, never
+   * the reverse. False when Redis failed.
+   */
+  async #restoreTagged(
+    tagKey: string,
+    removed: readonly string[],
+    carriesTag: (key: string, bytes: Buffer) => boolean | Promise<boolean>,
+  ): Promise<boolean> {
+    for (let start = 0; start < removed.length; start += tagCheckKeys) {
+      const batch = removed.slice(start, start + tagCheckKeys);
+      const values = await this.#guard.run('delete_tag', undefined, () => this.#readRaw(batch));
+      if (values === undefined) return false;
+      const tagged: string[] = [];
+      for (let index = 0; index < batch.length; index += 1) {
+        const bytes = values[index];
+        if (bytes !== undefined && (await carriesTag(batch[index]!, bytes))) tagged.push(batch[index]!);
+      }
+      if (tagged.length === 0) continue;
+      const restored = await this.#guard.run('delete_tag', false, async () => {
+        await this.client.sadd(tagKey, ...tagged);
+        await this.client.pexpire(tagKey, TAG_SET_FOREVER_MS, 'NX');
+        return true;
+      });
+      if (!restored) return false;
+    }
+    return true;
   }
 
   /** Plain reads of values (no sliding: a tag check is not a use), one MGET on a single node. */
