@@ -1,7 +1,8 @@
+import { ManualClock } from '@noa/core';
 import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cache } from '../../src/index.js';
+import { Cache, type CacheOptions } from '../../src/index.js';
 import { HoldingProxy } from './holding-proxy.js';
 
 const started = await startPrivateRedisOrSkip();
@@ -18,11 +19,11 @@ describe.skipIf(started.skip !== undefined)('deleteByTag races', () => {
   const clients: Redis[] = [];
   const caches: Cache[] = [];
 
-  function cacheOn(url: string, prefix: string): Cache {
+  function cacheOn(url: string, prefix: string, options: Partial<CacheOptions> = {}): Cache {
     const client = new Redis(url);
     client.on('error', () => {});
     clients.push(client);
-    const cache = new Cache({ redis: client, prefix });
+    const cache = new Cache({ redis: client, prefix, ...options });
     caches.push(cache);
     return cache;
   }
@@ -74,5 +75,28 @@ describe.skipIf(started.skip !== undefined)('deleteByTag races', () => {
     expect(await deleting.deleteByTag('t')).toBe(1);
     const fresh = cacheOn(server.url, 'race2:');
     expect(await fresh.get('k')).toBeUndefined();
+  }, 30_000);
+
+  it('a sliding entry read (slid) between the value check and the compare-and-set is still deleted', async () => {
+    const clock = new ManualClock(Date.now());
+    const sliding = { clock, slidingTtlMs: 10_000, ttlMs: 60_000 };
+    const deleting = cacheOn(proxy.url, 'race3:', sliding);
+    const reader = cacheOn(server.url, 'race3:', sliding);
+    await Promise.all([deleting.ready(), reader.ready()]);
+    await reader.set('k', 'v1', { tags: ['t'] });
+    // The compare-and-set is the deleting connection's first script.
+    proxy.holdMatching = /EVAL/i;
+    const call = deleting.deleteByTag('t');
+    await proxy.held();
+    const admin = new Redis(server.url);
+    clients.push(admin);
+    const before = await admin.getBuffer('race3:v:k');
+    clock.advance(1_000);
+    // A fresh instance reads L2, which moves the frame of timings in Redis.
+    expect(await cacheOn(server.url, 'race3:', sliding).get('k')).toBe('v1');
+    expect((await admin.getBuffer('race3:v:k'))?.equals(before!)).toBe(false);
+    proxy.release();
+    expect(await call).toBe(1);
+    expect(await cacheOn(server.url, 'race3:', sliding).get('k')).toBeUndefined();
   }, 30_000);
 });
