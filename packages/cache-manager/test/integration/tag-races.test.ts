@@ -99,4 +99,21 @@ describe.skipIf(started.skip !== undefined)('deleteByTag races', () => {
     expect(await call).toBe(1);
     expect(await cacheOn(server.url, 'race3:', sliding).get('k')).toBeUndefined();
   }, 30_000);
+
+  it('deleteByTag of several tags sharing keys deletes, counts and reports each key once', async () => {
+    const writer = cacheOn(server.url, 'race4:');
+    const fresh = cacheOn(server.url, 'race4:');
+    await Promise.all([writer.ready(), fresh.ready()]);
+    await writer.set('ab', 1, { tags: ['a', 'b'] });
+    await writer.set('b', 2, { tags: ['b'] });
+    await writer.set('a', 3, { tags: ['a', 'c'] });
+    await writer.set('c', 4, { tags: ['c'] });
+    const reported: string[] = [];
+    fresh.on('delete', ({ key }) => reported.push(key));
+    // `fresh` has nothing in L1: every key is found through the tag sets.
+    expect(await fresh.deleteByTag(['b', 'a', 'b'])).toBe(3);
+    expect(reported.sort()).toEqual(['a', 'ab', 'b']);
+    expect(await cacheOn(server.url, 'race4:').get('c')).toBe(4);
+    for (const key of ['ab', 'b', 'a']) expect(await cacheOn(server.url, 'race4:').get(key)).toBeUndefined();
+  }, 30_000);
 });
