@@ -29,6 +29,18 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     }
   });
 
+  it('times every Redis call of a deleteByTag (its tag set pages too) under operation="delete_tag"', async () => {
+    const registry = new Registry();
+    const cache = await make({ registry });
+    await cache.set('tagged-metric', 1, { tags: ['metrics-tag'] });
+    expect(await cache.deleteByTag('metrics-tag')).toBe(1);
+    const duration = 'noa_cache_manager_operation_duration_seconds_count';
+    // SSCAN, value read, compare-and-set, SREM, second read: five calls for a one-key tag.
+    expect(await sample(registry, `${duration}{tier="l2",operation="delete_tag"}`)).toBe(5);
+    // `tag_members` is expireByTag's: a dashboard of it must not count deletes.
+    expect(await sample(registry, `${duration}{tier="l2",operation="tag_members"}`)).toBe(0);
+  });
+
   it('counts L1 and L2 hits and misses, L2 latency and written bytes under separate tier labels', async () => {
     const writerMetrics = new Registry();
     const readerMetrics = new Registry();
