@@ -295,14 +295,19 @@ export class RedisTier {
    * the other, so a tag of any size is held in memory a page at a time. Each SSCAN is one
    * guarded operation. Returns false when a page could not be read (Redis failed; the later
    * pages are not visited). A key may come in two pages (SSCAN's guarantee is "at least once").
+   * `operation` labels the SSCANs in metrics: a tag delete's are `delete_tag`, as its other calls.
    */
-  async forEachTagPage(tag: string, onPage: (keys: string[]) => Promise<void>): Promise<boolean> {
+  async forEachTagPage(
+    tag: string,
+    onPage: (keys: string[]) => Promise<void>,
+    operation: 'tag_members' | 'delete_tag' = 'tag_members',
+  ): Promise<boolean> {
     this.#writesFirst();
     const tagKey = this.tagKey(tag);
     let cursor = '0';
     do {
       const at = cursor;
-      const page = await this.#guard.run('tag_members', undefined, () =>
+      const page = await this.#guard.run(operation, undefined, () =>
         this.client.sscan(tagKey, at, 'COUNT', tagPageKeys),
       );
       if (page === undefined) return false;
@@ -335,52 +340,56 @@ export class RedisTier {
   ): Promise<boolean> {
     const tagKey = this.tagKey(tag);
     let failed = false;
-    return this.forEachTagPage(tag, async (keys) => {
-      const leave = new Set<string>();
-      for (let start = 0; start < keys.length && !failed; start += tagCheckKeys) {
-        const batch = keys.slice(start, start + tagCheckKeys);
-        const values = await this.#guard.run('delete_tag', undefined, () => this.#readRaw(batch));
-        if (values === undefined) {
-          failed = true;
-          break;
+    return this.forEachTagPage(
+      tag,
+      async (keys) => {
+        const leave = new Set<string>();
+        for (let start = 0; start < keys.length && !failed; start += tagCheckKeys) {
+          const batch = keys.slice(start, start + tagCheckKeys);
+          const values = await this.#guard.run('delete_tag', undefined, () => this.#readRaw(batch));
+          if (values === undefined) {
+            failed = true;
+            break;
+          }
+          const doomed: number[] = [];
+          for (let index = 0; index < batch.length; index += 1) {
+            const bytes = values[index];
+            if (bytes !== undefined && (await carriesTag(batch[index]!, bytes))) doomed.push(index);
+          }
+          if (doomed.length === 0) continue;
+          const outcomes = await this.#guard.run('delete_tag', undefined, () =>
+            Promise.all(
+              doomed.map(async (index) => {
+                const bytes = values[index]!;
+                const frame = slidingFrameBytes(bytes);
+                const digest = createHash('sha1').update(bytes.subarray(frame)).digest('hex');
+                const args = [digest, '', '', String(frame)];
+                return (await this.#eval(replaceIfUnchangedScript, this.dataKey(batch[index]!), args)) === 1;
+              }),
+            ),
+          );
+          if (outcomes === undefined) {
+            failed = true;
+            break;
+          }
+          const deleted: string[] = [];
+          doomed.forEach((index, at) => {
+            if (outcomes[at]) deleted.push(batch[index]!);
+            else leave.add(batch[index]!);
+          });
+          if (deleted.length > 0) onDeleted(deleted);
         }
-        const doomed: number[] = [];
-        for (let index = 0; index < batch.length; index += 1) {
-          const bytes = values[index];
-          if (bytes !== undefined && (await carriesTag(batch[index]!, bytes))) doomed.push(index);
-        }
-        if (doomed.length === 0) continue;
-        const outcomes = await this.#guard.run('delete_tag', undefined, () =>
-          Promise.all(
-            doomed.map(async (index) => {
-              const bytes = values[index]!;
-              const frame = slidingFrameBytes(bytes);
-              const digest = createHash('sha1').update(bytes.subarray(frame)).digest('hex');
-              const args = [digest, '', '', String(frame)];
-              return (await this.#eval(replaceIfUnchangedScript, this.dataKey(batch[index]!), args)) === 1;
-            }),
-          ),
-        );
-        if (outcomes === undefined) {
-          failed = true;
-          break;
-        }
-        const deleted: string[] = [];
-        doomed.forEach((index, at) => {
-          if (outcomes[at]) deleted.push(batch[index]!);
-          else leave.add(batch[index]!);
+        if (failed) throw pageFailed;
+        const done = leave.size === 0 ? keys : keys.filter((key) => !leave.has(key));
+        if (done.length === 0) return;
+        const removed = await this.#guard.run('delete_tag', false, async () => {
+          await this.client.srem(tagKey, ...done);
+          return true;
         });
-        if (deleted.length > 0) onDeleted(deleted);
-      }
-      if (failed) throw pageFailed;
-      const done = leave.size === 0 ? keys : keys.filter((key) => !leave.has(key));
-      if (done.length === 0) return;
-      const removed = await this.#guard.run('delete_tag', false, async () => {
-        await this.client.srem(tagKey, ...done);
-        return true;
-      });
-      if (!removed || !(await this.#restoreTagged(tagKey, done, carriesTag))) throw pageFailed;
-    }).catch((error: unknown) => {
+        if (!removed || !(await this.#restoreTagged(tagKey, done, carriesTag))) throw pageFailed;
+      },
+      'delete_tag',
+    ).catch((error: unknown) => {
       if (error === pageFailed) return false;
       throw error;
     });
