@@ -116,4 +116,18 @@ describe.skipIf(started.skip !== undefined)('deleteByTag races', () => {
     expect(await cacheOn(server.url, 'race4:').get('c')).toBe(4);
     for (const key of ['ab', 'b', 'a']) expect(await cacheOn(server.url, 'race4:').get(key)).toBeUndefined();
   }, 30_000);
+
+  it('deleteByTag deletes tagged values it cannot decode (foreign bytes, a future format) without failing', async () => {
+    const deleting = cacheOn(server.url, 'race5:', { onBackendError: 'throw' });
+    await deleting.ready();
+    const admin = new Redis(server.url);
+    clients.push(admin);
+    await admin.set('race5:v:foreign', 'not a cache value');
+    // Header of a format this release does not know (7), and a body no serializer reads.
+    await admin.set('race5:v:future', Buffer.from([0x70, 1, 2, 3, 4, 5, 6, 7, 8]));
+    await admin.sadd('race5:__tag:t', 'foreign', 'future');
+    // Which tags they carry is unknown: a miss is all they are to this instance, as before tags were checked.
+    expect(await deleting.deleteByTag('t')).toBe(2);
+    expect(await admin.exists('race5:v:foreign', 'race5:v:future', 'race5:__tag:t')).toBe(0);
+  }, 30_000);
 });
