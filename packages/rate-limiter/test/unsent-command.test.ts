@@ -1,5 +1,5 @@
-import { Command } from 'ioredis';
 import type { Cluster } from 'ioredis';
+import { Command } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { ClusterCommands, neverSent } from '../src/stores/unsent-command.js';
 
