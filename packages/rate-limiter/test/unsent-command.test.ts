@@ -46,6 +46,27 @@ describe('ClusterCommands', () => {
     expect(neverSent(await failureOf(closed.send('fcall', 'f', ['{k}'], [])))).toBe(false);
   });
 
+  it('tells apart two commands that one closing connection fails with the same error object', async () => {
+    // ioredis's flushQueue rejects a node's offline queue (never written) and its command queue
+    // (written, may have run) with one Error instance.
+    const closed = new Error('Connection is closed.');
+    const queued: Command[] = [];
+    const client = {
+      options: {},
+      sendCommand(command: Command) {
+        queued.push(command);
+        return command.promise;
+      },
+    } as unknown as Cluster;
+    const commands = ClusterCommands.of(client)!;
+    const unwritten = failureOf(commands.send('evalsha', 'sha', ['{k}'], [1]));
+    const written = failureOf(commands.send('evalsha', 'sha', ['{k}'], [1]));
+    queued[1]!.toWritable({ destroyed: true });
+    for (const command of queued) command.reject(closed);
+    expect(neverSent(await unwritten)).toBe(true);
+    expect(neverSent(await written)).toBe(false);
+  });
+
   it('is not made for an ioredis whose Command has no toWritable (calls go through the client, unresent)', () => {
     // Its writes could not be seen: every refusal would look unsent, including written ones.
     class Serialising extends Command {}
