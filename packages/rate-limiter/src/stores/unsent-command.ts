@@ -114,8 +114,13 @@ export class ClusterCommands {
   ): Promise<unknown> {
     const command = new this.#Command(name, [head, keys.length, ...keys, ...args], this.#options);
     return (this.#client.sendCommand(command) as Promise<unknown>).catch((error: unknown) => {
-      if (wasNeverSent(command, error)) unsentFailures.add(error as object);
-      throw error;
+      if (!wasNeverSent(command, error)) throw error;
+      // A failure of its own: ioredis fails every command of a closing node with one Error
+      // instance, written ones (that may have run) with unwritten ones, so that instance cannot
+      // carry the mark.
+      const unsent = new Error((error as Error).message, { cause: error });
+      unsentFailures.add(unsent);
+      throw unsent;
     });
   }
 }
