@@ -37,8 +37,9 @@ export function neverSent(error: unknown): boolean {
   return typeof error === 'object' && error !== null && unsentFailures.has(error);
 }
 
-/** ioredis's `Command` with the socket it was last written to. */
+/** ioredis's `Command` with whether it was written, and the socket it was last written to. */
 interface WriteTrackingCommand extends Command {
+  written: boolean;
   lastSocket: { destroyed?: boolean } | undefined;
 }
 
@@ -53,14 +54,26 @@ let trackingClass: CommandClass | undefined;
 function commandClass(): CommandClass {
   if (trackingClass !== undefined) return trackingClass;
   const { Command: Base } = createRequire(import.meta.url)('ioredis') as { Command: typeof Command };
-  trackingClass = class extends Base {
+  trackingClass = trackingCommandClass(Base);
+  return trackingClass;
+}
+
+/**
+ * `Base` extended to record its writes. Throws when `Base` has no `toWritable`: its writes would go
+ * unseen and every refusal, a written command's included, would read as never sent.
+ */
+function trackingCommandClass(Base: typeof Command): CommandClass {
+  if (typeof Base.prototype.toWritable !== 'function')
+    throw new TypeError('ioredis Command has no toWritable: writes cannot be tracked');
+  return class extends Base {
+    written = false;
     lastSocket: { destroyed?: boolean } | undefined = undefined;
     override toWritable(socket: object): string | Buffer {
-      this.lastSocket = socket as { destroyed?: boolean };
+      this.written = true;
+      this.lastSocket = socket as { destroyed?: boolean } | undefined;
       return super.toWritable(socket);
     }
   } as unknown as CommandClass;
-  return trackingClass;
 }
 
 /** Sends FCALL, EVALSHA and EVAL on a Cluster as commands that know whether they were written. */
@@ -71,20 +84,21 @@ export class ClusterCommands {
 
   /**
    * The sender for `client`; `undefined` when this package cannot load ioredis itself (the client
-   * came from a copy it does not see): calls then go through the client's own methods, and a
-   * refused call gets the fail mode as before.
+   * came from a copy it does not see) or its `Command` has no `toWritable` to record writes: calls
+   * then go through the client's own methods, and a refused call gets the fail mode as before.
+   * `Base`: the `Command` class to extend instead of the loaded one's (tests of other versions).
    */
-  static of(client: Cluster): ClusterCommands | undefined {
+  static of(client: Cluster, Base?: typeof Command): ClusterCommands | undefined {
     try {
-      return new ClusterCommands(client);
+      return new ClusterCommands(client, Base === undefined ? commandClass() : trackingCommandClass(Base));
     } catch {
       return undefined;
     }
   }
 
-  private constructor(client: Cluster) {
+  private constructor(client: Cluster, TrackingCommand: CommandClass) {
     this.#client = client;
-    this.#Command = commandClass();
+    this.#Command = TrackingCommand;
     // What ioredis's own command methods pass (strings back, the client's key prefix).
     const keyPrefix = (client.options as { keyPrefix?: string } | undefined)?.keyPrefix;
     this.#options =
@@ -100,8 +114,13 @@ export class ClusterCommands {
   ): Promise<unknown> {
     const command = new this.#Command(name, [head, keys.length, ...keys, ...args], this.#options);
     return (this.#client.sendCommand(command) as Promise<unknown>).catch((error: unknown) => {
-      if (wasNeverSent(command, error)) unsentFailures.add(error as object);
-      throw error;
+      if (!wasNeverSent(command, error)) throw error;
+      // A failure of its own: ioredis fails every command of a closing node with one Error
+      // instance, written ones (that may have run) with unwritten ones, so that instance cannot
+      // carry the mark.
+      const unsent = new Error((error as Error).message, { cause: error });
+      unsentFailures.add(unsent);
+      throw unsent;
     });
   }
 }
@@ -109,8 +128,10 @@ export class ClusterCommands {
 function wasNeverSent(command: WriteTrackingCommand, error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
   if (!refusalMessages.has(String((error as Error).message))) return false;
-  const socket = command.lastSocket;
-  return socket === undefined || socket.destroyed === false;
+  if (!command.written) return true;
+  // A write to a socket not named, or one without a state, may have run: only an open one proves
+  // the write was answered (a redirection) and the refusal came after it.
+  return command.lastSocket?.destroyed === false;
 }
 
 /** Longest wait for a slot map refresh before a resend (a refresh takes one round trip). */
