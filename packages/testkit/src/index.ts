@@ -57,6 +57,7 @@ export {
   startRedisCluster,
   startRedisClusterOrSkip,
   startReplicatedRedisCluster,
+  startReplicatedRedisClusterOrSkip,
 } from './redis-cluster.js';
 export { clearRedisPrefix, escapeGlob, type RedisPrefix, withRedisPrefix } from './redis-prefix.js';
 export { clearSqsQueues } from './sqs-queues.js';

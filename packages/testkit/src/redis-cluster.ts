@@ -225,3 +225,21 @@ export async function startRedisClusterOrSkip(
     return { skip };
   }
 }
+
+/**
+ * {@link startReplicatedRedisCluster} for a test file that needs one: `{ cluster }` when it
+ * formed, else `{ skip }`, the reason (also printed: `skipped: no replicated Redis Cluster could
+ * be started …`) for `describe.skipIf`.
+ */
+export async function startReplicatedRedisClusterOrSkip(
+  masters = 3,
+  replicasPerMaster = 1,
+): Promise<{ cluster: ReplicatedRedisCluster; skip?: undefined } | { cluster?: undefined; skip: string }> {
+  try {
+    return { cluster: await startReplicatedRedisCluster(masters, replicasPerMaster) };
+  } catch (error) {
+    const skip = `skipped: no replicated Redis Cluster could be started (${(error as Error).message})`;
+    console.log(skip);
+    return { skip };
+  }
+}

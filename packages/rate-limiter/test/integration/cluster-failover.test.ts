@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { type ReplicatedRedisCluster, startReplicatedRedisCluster } from '@noa/testkit';
+import { startReplicatedRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -25,14 +25,7 @@ const limit = 35;
 const windowMs = 2 ** 40;
 const keys = Array.from({ length: 24 }, (_, index) => `user-${index}`);
 
-let cluster: ReplicatedRedisCluster | undefined;
-let skip: string | undefined;
-try {
-  cluster = await startReplicatedRedisCluster(3, 1);
-} catch (error) {
-  skip = `skipped: no replicated Redis Cluster could be started (${(error as Error).message})`;
-  console.log(skip);
-}
+const { cluster, skip } = await startReplicatedRedisClusterOrSkip(3, 1);
 
 /** `deadlineMs` 25 (the default): a resend lands after its expiry; 1,000: it lands in time. */
 const setups: { algorithm: AlgorithmName; deadlineMs: number }[] = [

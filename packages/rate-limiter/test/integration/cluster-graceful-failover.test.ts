@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { type ReplicatedRedisCluster, startReplicatedRedisCluster } from '@noa/testkit';
+import { startReplicatedRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -20,14 +20,7 @@ const run = promisify(execFile);
 const limit = 1_000;
 const keys = Array.from({ length: 48 }, (_, index) => `user-${index}`);
 
-let cluster: ReplicatedRedisCluster | undefined;
-let skip: string | undefined;
-try {
-  cluster = await startReplicatedRedisCluster(3, 1);
-} catch (error) {
-  skip = `skipped: no replicated Redis Cluster could be started (${(error as Error).message})`;
-  console.log(skip);
-}
+const { cluster, skip } = await startReplicatedRedisClusterOrSkip(3, 1);
 
 describe.skipIf(skip !== undefined)('checks and refunds during a graceful Cluster failover', () => {
   let client: Cluster;
