@@ -1,4 +1,4 @@
-import { delay } from '@noa/core';
+import { delay, type Logger } from '@noa/core';
 import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,19 @@ import { HoldingProxy } from './holding-proxy.js';
 
 const started = await startPrivateRedisOrSkip();
 
+/** A logger that notes the bus's "reconnected" log line, and a reader of whether it came. */
+function resyncWatcher(): { logger: Logger; resynced: () => boolean } {
+  let resynced = false;
+  const logger: Logger = {
+    debug: () => {},
+    info: (message: string) => {
+      if (message.startsWith('invalidation bus reconnected')) resynced = true;
+    },
+    warn: () => {},
+    error: () => {},
+  };
+  return { logger, resynced: () => resynced };
+}
 /**
  * What a bus reconnect leaves behind: the window before the new subscription takes effect,
  * and the factory runs that span it. Each case kills the bus connections (`CLIENT KILL TYPE
@@ -89,15 +102,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
 
   it('a factory run across a bus reconnect caches its value when L2 did not change meanwhile', async () => {
     const prefix = 'spanning:';
-    let resynced = false;
-    const logger = {
-      debug: () => {},
-      info: (message: string) => {
-        if (message.startsWith('invalidation bus reconnected')) resynced = true;
-      },
-      warn: () => {},
-      error: () => {},
-    };
+    const { logger, resynced } = resyncWatcher();
     const runner = await open(prefix, false, { logger });
     await open(prefix);
     let finish: ((value: string) => void) | undefined;
@@ -105,8 +110,8 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     while (finish === undefined) await delay(5);
     await admin.client('KILL', 'TYPE', 'pubsub');
     const deadline = Date.now() + 5_000;
-    while (Date.now() < deadline && !resynced) await delay(10);
-    expect(resynced).toBe(true);
+    while (Date.now() < deadline && !resynced()) await delay(10);
+    expect(resynced()).toBe(true);
     // Nothing wrote the key while the bus was down: the result is as good as any other run's.
     finish('computed');
     expect(await running).toBe('computed');
@@ -117,15 +122,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
 
   it('a factory run across a bus reconnect does not cache over a write made in the outage', async () => {
     const prefix = 'spanning-written:';
-    let resynced = false;
-    const logger = {
-      debug: () => {},
-      info: (message: string) => {
-        if (message.startsWith('invalidation bus reconnected')) resynced = true;
-      },
-      warn: () => {},
-      error: () => {},
-    };
+    const { logger, resynced } = resyncWatcher();
     const runner = await open(prefix, false, { logger });
     const writer = await open(prefix);
     await writer.set('k', 'old');
@@ -137,8 +134,8 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     // The write lands in L2 while the runner's bus is down (its message is lost to it).
     await writer.set('k', 'newer');
     const deadline = Date.now() + 5_000;
-    while (Date.now() < deadline && !resynced) await delay(10);
-    expect(resynced).toBe(true);
+    while (Date.now() < deadline && !resynced()) await delay(10);
+    expect(resynced()).toBe(true);
     finish('older');
     expect(await running).toBe('older');
     expect(await runner.get('k')).toBe('newer');

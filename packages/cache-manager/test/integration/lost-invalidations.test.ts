@@ -34,6 +34,18 @@ describe.skipIf(started.skip !== undefined)(
       return cache;
     }
 
+    /** Two ready caches, a plain client, and the count of the bus channel's subscribers. */
+    async function runnerAndWriter() {
+      const runner = open();
+      const writer = open();
+      await Promise.all([runner.ready(), writer.ready()]);
+      const admin = new Redis(server.url);
+      clients.push(admin);
+      const subscribers = async () =>
+        Number(((await admin.pubsub('NUMSUB', 'lost:__bus')) as [string, number])[1]);
+      return { runner, writer, admin, subscribers };
+    }
+
     beforeAll(() => {
       server = started.redis!;
     });
@@ -101,13 +113,7 @@ describe.skipIf(started.skip !== undefined)(
     });
 
     it('a factory run across a bus reconnect does not cache its result over a write the bus lost', async () => {
-      const runner = open();
-      const writer = open();
-      await Promise.all([runner.ready(), writer.ready()]);
-      const admin = new Redis(server.url);
-      clients.push(admin);
-      const subscribers = async () =>
-        Number(((await admin.pubsub('NUMSUB', 'lost:__bus')) as [string, number])[1]);
+      const { runner, writer, admin, subscribers } = await runnerAndWriter();
       let finish: ((value: string) => void) | undefined;
       const running = runner.getOrSet('spanning', () => new Promise<string>((resolve) => (finish = resolve)));
       while (finish === undefined) await delay(5);
@@ -156,13 +162,7 @@ describe.skipIf(started.skip !== undefined)(
     }, 30_000);
 
     it('a factory run across a bus reconnect whose first L2 read failed does not cache over a delete the bus lost', async () => {
-      const runner = open();
-      const writer = open();
-      await Promise.all([runner.ready(), writer.ready()]);
-      const admin = new Redis(server.url);
-      clients.push(admin);
-      const subscribers = async () =>
-        Number(((await admin.pubsub('NUMSUB', 'lost:__bus')) as [string, number])[1]);
+      const { runner, writer, admin, subscribers } = await runnerAndWriter();
       await writer.set('deleted', 'v1');
       const subscribed = await subscribers();
       // The runner's L2 read times out: it cannot tell what L2 held before its run.
