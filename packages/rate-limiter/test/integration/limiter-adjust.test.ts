@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createRateLimiter,
   type RateLimiter,
+  type RateLimiterOptions,
   RedisStore,
   rateLimitHeaders,
   recommendedRedisOptions,
@@ -19,6 +20,24 @@ if (skip) console.log(skip);
 describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name', (target) => {
   const connection = targetConnection(target);
   let limiter: RateLimiter;
+
+  /**
+   * Two limiters on one store prefix: `here` times its local block cache on a manual `clock`
+   * (Redis keeps its own time for blocks and windows), `there` is another instance.
+   */
+  function twoInstances(prefix: string, options: Pick<RateLimiterOptions, 'limits' | 'deadlineMs'>) {
+    const clock = new ManualClock(Date.now());
+    const here = createRateLimiter({
+      ...options,
+      store: new RedisStore({ client: connection.client, prefix }),
+      clock,
+    });
+    const there = createRateLimiter({
+      ...options,
+      store: new RedisStore({ client: connection.client, prefix }),
+    });
+    return { clock, here, there };
+  }
   beforeAll(() => {
     limiter = createRateLimiter({
       store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rladj')}:` }),
@@ -63,17 +82,7 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
   it("another instance's unblock reaches this one within a second, not at the block's end", async () => {
     const prefix = `${uniqueName('rlunb')}:`;
     const options = { limits: [{ name: 'api', limit: 2, windowMs: 60_000 }], deadlineMs: 5_000 };
-    // This instance's clock times its local block cache; Redis keeps its own time for the block.
-    const clock = new ManualClock(Date.now());
-    const here = createRateLimiter({
-      ...options,
-      store: new RedisStore({ client: connection.client, prefix }),
-      clock,
-    });
-    const there = createRateLimiter({
-      ...options,
-      store: new RedisStore({ client: connection.client, prefix }),
-    });
+    const { clock, here, there } = twoInstances(prefix, options);
     await there.block('u', 3_600_000);
     expect(await here.check('u')).toMatchObject({ outcome: 'blocked', source: 'store' });
     expect(await here.check('u')).toMatchObject({ outcome: 'blocked', source: 'local-cache' });
@@ -87,16 +96,7 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
   it("another instance's reset of a key over a long limit reaches this one within a second, not at the window's end", async () => {
     const prefix = `${uniqueName('rlrst')}:`;
     const options = { limits: [{ name: 'day', limit: 1, windowMs: 86_400_000 }], deadlineMs: 5_000 };
-    const clock = new ManualClock(Date.now());
-    const here = createRateLimiter({
-      ...options,
-      store: new RedisStore({ client: connection.client, prefix }),
-      clock,
-    });
-    const there = createRateLimiter({
-      ...options,
-      store: new RedisStore({ client: connection.client, prefix }),
-    });
+    const { clock, here, there } = twoInstances(prefix, options);
     expect(await here.check('q')).toMatchObject({ allowed: true });
     expect(await here.check('q')).toMatchObject({ outcome: 'limited', source: 'store' });
     expect(await here.check('q')).toMatchObject({ outcome: 'limited', source: 'local-cache' });
