@@ -24,7 +24,7 @@ import type {
   RateLimitStore,
   StoreAdjustment,
 } from './store.js';
-import { ClusterCommands, neverSent, slotsRefreshed } from './unsent-command.js';
+import { ClusterCommands, neverSent, slotsRefreshed, stampedExpiry } from './unsent-command.js';
 
 /** Options of {@link RedisStore}. */
 export const redisStoreOptionsSchema = z
@@ -563,8 +563,8 @@ export class RedisStore implements RateLimitStore {
   /** Sets the call's expiry from its caller's give-up time, in the Redis time of its server. */
   #stampExpiry(call: ScriptCall, giveUp: GiveUp | undefined): void {
     // Every key of one call shares a slot, hence a server and its clock.
-    // A call sent again to a master not heard from yet keeps the expiry of the previous one.
-    if (giveUp !== undefined) call.args[0] = this.#clockOfCall(call)?.expiryFor(giveUp.atMs) ?? call.args[0]!;
+    if (giveUp !== undefined)
+      call.args[0] = stampedExpiry(call.args[0] as number, this.#clockOfCall(call), giveUp.atMs);
   }
 
   /** The call as FCALL of the check function. */

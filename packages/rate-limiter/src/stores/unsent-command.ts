@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Cluster, Command } from 'ioredis';
+import type { RedisClockOffset } from './redis-clock.js';
 
 /**
  * Sending a Cluster call so that its failure tells whether it ever reached a server, and the
@@ -162,4 +163,18 @@ export function slotsRefreshed(client: Cluster): Promise<void> {
   });
   refreshes.set(client, refresh);
   return refresh;
+}
+
+/**
+ * The expiry argument (Redis ms; 0: none) of a call about to be sent to the server whose clock
+ * offset is `clock`, for a caller that gives up at local `giveUpAtMs` (none: `previous` stays);
+ * `previous` is the expiry it carried so far (0 for a call not sent yet).
+ */
+export function stampedExpiry(
+  previous: number,
+  clock: RedisClockOffset | undefined,
+  giveUpAtMs: number | undefined,
+): number {
+  if (giveUpAtMs === undefined) return previous;
+  return clock?.expiryFor(giveUpAtMs) ?? previous;
 }
