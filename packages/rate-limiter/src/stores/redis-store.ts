@@ -145,6 +145,8 @@ export class RedisStore implements RateLimitStore {
   readonly #clock = new RedisClockOffset();
   /** Cluster: one clock offset per master (`host:port`), since each server has its own clock. */
   readonly #nodeClocks = new Map<string, RedisClockOffset>();
+  /** Cluster: the `TIME` asked of each master whose clock a resend needs (see {@link #learnClock}). */
+  readonly #clockLearning = new Map<string, Promise<void>>();
   /** The check program as a Redis function library on this client's servers. */
   readonly #library: CheckFunctionLibrary;
 
@@ -304,8 +306,9 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * Resolves when a call of `slot` that was refused unsent may be sent again: the slot's master is
-   * connected (or its connection failed), or the slot map was refreshed. Rejects with `error` when
-   * the client has ended, with core's `TimeoutError` once the caller has given up.
+   * connected (or its connection failed), or the slot map was refreshed, and its clock is known.
+   * Rejects with `error` when the client has ended or that clock cannot be learnt, with core's
+   * `TimeoutError` once the caller has given up.
    */
   async #beforeResend(slot: number, giveUp: GiveUp | undefined, error: unknown): Promise<void> {
     const client = this.#client as Cluster;
@@ -318,11 +321,58 @@ export class RedisStore implements RateLimitStore {
         : client.nodes('all').find((node) => `${node.options.host}:${node.options.port}` === serving);
     if (master !== undefined && master.status !== 'ready') await connected([master], giveUp);
     else await slotsRefreshed(client);
+    if (giveUp !== undefined) await this.#learnClock(slot, giveUp, error);
     if (giveUp !== undefined && performance.now() >= giveUp.atMs)
       throw new TimeoutError(
         'rate-limit call on redis (not sent again: its caller gave up meanwhile)',
         giveUp.deadlineMs,
       );
+  }
+
+  /**
+   * Before a resend with a deadline: the clock offset of the master that now serves `slot`, from
+   * its `TIME` when the store has not heard from it (a replica a failover promoted), so that the
+   * call carries its expiry in that master's clock (see `stampedExpiry`). One `TIME` per master,
+   * however many calls wait for it. Rejects with `error` (the call is not sent again) when the
+   * master does not tell its time before the caller gives up.
+   */
+  async #learnClock(slot: number, giveUp: GiveUp, error: unknown): Promise<void> {
+    const clock = this.#clockOfSlot(slot);
+    if (clock === undefined) throw error;
+    if (clock.expiryFor(giveUp.atMs) !== undefined) return;
+    const client = this.#client as Cluster;
+    const serving = client.slots[slot]![0]!;
+    let learning = this.#clockLearning.get(serving);
+    if (learning === undefined) {
+      const master = client
+        .nodes('all')
+        .find((node) => `${node.options.host}:${node.options.port}` === serving);
+      if (master === undefined) throw error;
+      const sentAt = performance.now();
+      learning = master
+        .time()
+        .then(
+          ([seconds, micros]) =>
+            // As the scripts read it: whole ms, rounded down.
+            clock.observe(
+              sentAt,
+              Number(seconds) * 1_000 + Math.floor(Number(micros) / 1_000),
+              performance.now(),
+            ),
+          () => {},
+        )
+        .finally(() => this.#clockLearning.delete(serving));
+      this.#clockLearning.set(serving, learning);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, giveUp.atMs - performance.now()));
+      timer.unref();
+    });
+    await Promise.race([learning, gaveUp]);
+    clearTimeout(timer);
+    // Past the give-up, the caller's `TimeoutError` follows instead.
+    if (clock.expiryFor(giveUp.atMs) === undefined && performance.now() < giveUp.atMs) throw error;
   }
 
   /**
@@ -769,8 +819,9 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * The clock offset of the server that holds `hashKey` (`undefined`: Cluster slots not known
-   * yet). A call redirected during a resharding carries an expiry from the previous master's
-   * clock; NTP keeps masters within a few ms, and an early "expired" resets the offset.
+   * yet). A call that ioredis itself redirects (MOVED, ASK) carries the expiry it was written with,
+   * in the previous master's clock; NTP keeps masters within a few ms, and an early "expired"
+   * resets the offset. A call the store sends again is stamped for its new master (`stampedExpiry`).
    */
   #clockOf(hashKey: string): RedisClockOffset | undefined {
     if ((this.#client as Cluster).isCluster !== true) return this.#clock;

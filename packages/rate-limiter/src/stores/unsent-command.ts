@@ -169,6 +169,13 @@ export function slotsRefreshed(client: Cluster): Promise<void> {
  * The expiry argument (Redis ms; 0: none) of a call about to be sent to the server whose clock
  * offset is `clock`, for a caller that gives up at local `giveUpAtMs` (none: `previous` stays);
  * `previous` is the expiry it carried so far (0 for a call not sent yet).
+ *
+ * Always in the clock of the server it goes to, never the one a previous send carried: a call
+ * resent after a failover runs on the promoted replica, whose clock may differ from the old
+ * master's by hundreds of ms, and would read the old expiry shifted by the skew (a clock ahead
+ * skips a call its caller still waits for, one behind runs it after its caller gave up). A server
+ * not heard from yet gets none: a first call's is unknowable, and the store learns a server's clock
+ * (its `TIME`) before it resends a call there.
  */
 export function stampedExpiry(
   previous: number,
@@ -176,5 +183,5 @@ export function stampedExpiry(
   giveUpAtMs: number | undefined,
 ): number {
   if (giveUpAtMs === undefined) return previous;
-  return clock?.expiryFor(giveUpAtMs) ?? previous;
+  return clock?.expiryFor(giveUpAtMs) ?? 0;
 }
