@@ -76,7 +76,9 @@ describe.skipIf(skip !== undefined)('a Cluster call refused unsent again and aga
     );
     const tookMs = performance.now() - startedAt;
     proxy.movedTo = undefined;
+    // The fourth refusal itself, not the deadline's TimeoutError.
     expect(refund).toBeInstanceOf(Error);
+    expect((refund as Error).message).toBe('Connection is closed.');
     expect(tookMs).toBeLessThan(deadlineMs + 1_000);
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(proxy.redirected).toBe(4);
