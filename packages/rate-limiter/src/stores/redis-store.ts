@@ -314,11 +314,7 @@ export class RedisStore implements RateLimitStore {
     const client = this.#client as Cluster;
     if (client.status === 'end' || client.status === 'close' || client.status === 'disconnecting')
       throw error;
-    const serving = client.slots[slot]?.[0];
-    const master =
-      serving === undefined
-        ? undefined
-        : client.nodes('all').find((node) => `${node.options.host}:${node.options.port}` === serving);
+    const master = this.#servingNode(slot);
     if (master !== undefined && master.status !== 'ready') await connected([master], giveUp);
     else await slotsRefreshed(client);
     if (giveUp !== undefined) await this.#learnClock(slot, giveUp, error);
@@ -337,17 +333,21 @@ export class RedisStore implements RateLimitStore {
    * master does not tell its time before the caller gives up.
    */
   async #learnClock(slot: number, giveUp: GiveUp, error: unknown): Promise<void> {
-    const clock = this.#clockOfSlot(slot);
-    if (clock === undefined) throw error;
-    if (clock.expiryFor(giveUp.atMs) !== undefined) return;
     const client = this.#client as Cluster;
+    // A slot map that names a node gone (a MOVED to it, the refresh not back yet) would send the
+    // call to any master, to be redirected: where it runs, hence its clock, is not known yet.
+    let master = this.#servingNode(slot);
+    while (master === undefined && performance.now() < giveUp.atMs) {
+      await slotsRefreshed(client);
+      master = this.#servingNode(slot);
+    }
+    // Past the give-up, the caller's `TimeoutError` follows instead.
+    if (master === undefined) return;
     const serving = client.slots[slot]![0]!;
+    const clock = this.#clockOfSlot(slot)!;
+    if (clock.expiryFor(giveUp.atMs) !== undefined) return;
     let learning = this.#clockLearning.get(serving);
     if (learning === undefined) {
-      const master = client
-        .nodes('all')
-        .find((node) => `${node.options.host}:${node.options.port}` === serving);
-      if (master === undefined) throw error;
       const sentAt = performance.now();
       learning = master
         .time()
@@ -371,8 +371,16 @@ export class RedisStore implements RateLimitStore {
     });
     await Promise.race([learning, gaveUp]);
     clearTimeout(timer);
-    // Past the give-up, the caller's `TimeoutError` follows instead.
     if (clock.expiryFor(giveUp.atMs) === undefined && performance.now() < giveUp.atMs) throw error;
+  }
+
+  /** The connection of the node the slot map names for `slot`, unless there is none or it has ended. */
+  #servingNode(slot: number): Redis | undefined {
+    const client = this.#client as Cluster;
+    const serving = client.slots[slot]?.[0];
+    if (serving === undefined) return undefined;
+    const node = client.nodes('all').find((node) => `${node.options.host}:${node.options.port}` === serving);
+    return node?.status === 'end' ? undefined : node;
   }
 
   /**
