@@ -3,12 +3,7 @@ import { ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  expressRateLimit,
-  fastifyRateLimit,
-  type RequestFacts,
-} from '../src/index.js';
+import { createRateLimiter, expressRateLimit, fastifyRateLimit, type RequestFacts } from '../src/index.js';
 
 const start = 1_700_000_000_000;
 

@@ -132,7 +132,8 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
     const facts = new ExpressFacts(req);
     const run = async (): Promise<void> => {
       if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
-      const input = checkInputOf(facts, parsed);
+      const pending = checkInputOf(facts, parsed);
+      const input = pending instanceof Promise ? await pending : pending;
       const result = await parsed.limiter.check(input);
       req.rateLimit = result;
       const refund = refunderFor(parsed, input, result);

@@ -169,7 +169,8 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     if (!(active.limiter instanceof RateLimiter)) return;
     const facts = factsOf(request);
     if (active.skip !== undefined && (await active.skip(facts))) return;
-    const input = checkInputOf(facts, active);
+    const pending = checkInputOf(facts, active);
+    const input = pending instanceof Promise ? await pending : pending;
     const result = await active.limiter.check(input);
     request.rateLimit = result;
     const refund = refunderFor(active, input, result);

@@ -18,6 +18,9 @@ export interface RequestFacts {
   user: unknown;
 }
 
+/** A value, or a promise of it: what the request functions may return. */
+export type MaybePromise<T> = T | PromiseLike<T>;
+
 const fn = <T>(message: string) => z.custom<T>((value) => typeof value === 'function', message);
 
 /** Options shared by the Express middleware and the Fastify plugin. */
@@ -27,13 +30,15 @@ export const middlewareOptionsSchema = z
     limiter: z.instanceof(RateLimiter, { message: 'must be a RateLimiter (createRateLimiter())' }),
     /**
      * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (the `apiKeyHeader`), or a function of
-     * the request facts. When a user or API key is missing or empty (or the function returns
-     * `undefined` or `''`) the IP is used.
+     * the request facts, which may return a promise (a key looked up in a session store). When a
+     * user or API key is missing or empty (or the function returns `undefined` or `''`) the IP is
+     * used; a function that throws or rejects fails the request (Express `next(error)`, a Fastify
+     * error reply).
      */
     keyBy: z
       .union([
         z.enum(keyKinds),
-        fn<(facts: RequestFacts) => string | undefined>('must be a key kind or function'),
+        fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('must be a key kind or function'),
       ])
       .default('ip'),
     /**
@@ -45,11 +50,14 @@ export const middlewareOptionsSchema = z
     apiKeyHeader: z.string().min(1).default('x-api-key'),
     /** Count each endpoint (method + route) separately; HEAD counts as GET (it runs the GET handler). */
     perEndpoint: z.boolean().default(false),
-    /** The caller's role, selecting the limiter's `roles` rules. */
-    role: fn<(facts: RequestFacts) => string | undefined>('must be a function').optional(),
-    /** Points a request costs: a number or a function of the request. */
+    /** The caller's role, selecting the limiter's `roles` rules (the function may return a promise). */
+    role: fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('must be a function').optional(),
+    /** Points a request costs: a number or a function of the request (which may return a promise). */
     cost: z
-      .union([z.number().int().nonnegative(), fn<(facts: RequestFacts) => number>('must be a function')])
+      .union([
+        z.number().int().nonnegative(),
+        fn<(facts: RequestFacts) => MaybePromise<number>>('must be a function'),
+      ])
       .default(1),
     /** Requests for which this returns true are not limited. */
     skip: fn<(facts: RequestFacts) => boolean | Promise<boolean>>('must be a function').optional(),
@@ -74,21 +82,39 @@ export const middlewareOptionsSchema = z
 /** Parsed middleware options. */
 export type ParsedMiddlewareOptions = z.infer<typeof middlewareOptionsSchema>;
 
-/** What the limiter checks for a request under `options` (both middlewares ask the same). */
-export function checkInputOf(facts: RequestFacts, options: ParsedMiddlewareOptions): CheckInput {
-  return {
-    key: requestKey(facts, options),
-    ip: facts.ip,
-    role: options.role?.(facts),
-    cost: typeof options.cost === 'function' ? options.cost(facts) : options.cost,
-  };
+const isPromiseLike = (value: unknown): value is PromiseLike<unknown> =>
+  typeof (value as PromiseLike<unknown> | undefined)?.then === 'function';
+
+/**
+ * What the limiter checks for a request under `options` (both middlewares ask the same): a promise
+ * only when one of the request functions returned one, so that sync options cost no extra tick.
+ */
+export function checkInputOf(
+  facts: RequestFacts,
+  options: ParsedMiddlewareOptions,
+): CheckInput | Promise<CheckInput> {
+  const customKey = typeof options.keyBy === 'function' ? options.keyBy(facts) : undefined;
+  const role = options.role?.(facts);
+  const cost = typeof options.cost === 'function' ? options.cost(facts) : options.cost;
+  // A promise kept as the key would be a new key per request (nothing limited), and its rejection unhandled.
+  if (isPromiseLike(customKey) || isPromiseLike(role) || isPromiseLike(cost))
+    return Promise.all([customKey, role, cost]).then(([key, roleName, points]) => ({
+      key: requestKey(facts, options, key),
+      ip: facts.ip,
+      role: roleName,
+      cost: points,
+    }));
+  return { key: requestKey(facts, options, customKey), ip: facts.ip, role, cost };
 }
 
-/** The key of a request under `options`. */
-function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions): string {
-  let key: string | undefined;
-  if (typeof options.keyBy === 'function') key = options.keyBy(facts);
-  else if (options.keyBy === 'user') {
+/** The key of a request under `options`; `customKey` is what a `keyBy` function returned. */
+function requestKey(
+  facts: RequestFacts,
+  options: ParsedMiddlewareOptions,
+  customKey: string | undefined,
+): string {
+  let key: string | undefined = customKey;
+  if (options.keyBy === 'user') {
     const id = (facts.user as { id?: unknown } | undefined)?.id;
     key = id === undefined || id === null || id === '' ? undefined : `user:${String(id)}`;
   } else if (options.keyBy === 'api-key') {
