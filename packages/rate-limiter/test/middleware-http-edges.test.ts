@@ -1,0 +1,53 @@
+import type { AddressInfo } from 'node:net';
+import { ManualClock } from '@noa/core';
+import express from 'express';
+import { describe, expect, it } from 'vitest';
+import { createRateLimiter, expressRateLimit } from '../src/index.js';
+
+const start = 1_700_000_000_000;
+
+/** Serves `app` on a spare port; returns its base URL and a closer. */
+async function serveExpress(app: express.Express): Promise<{ base: string; close: () => void }> {
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+}
+
+describe('Express middleware after an earlier middleware sent the headers', () => {
+  it('counts the request without failing it (no headers to add), and a refused one ends without the route', async () => {
+    const app = express();
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+    const errors: string[] = [];
+    let routeRuns = 0;
+    // A streaming prelude (a progress line, an early flush) that hands on to the rest of the chain.
+    app.use((_req, res, next) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('early;');
+      next();
+    });
+    app.use(expressRateLimit({ limiter }));
+    app.get('/', (_req, res) => {
+      routeRuns += 1;
+      res.end('route');
+    });
+    app.use((error: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      errors.push(error.message);
+      res.end();
+    });
+    const { base, close } = await serveExpress(app);
+    try {
+      const first = await fetch(base);
+      expect(await first.text()).toBe('early;route');
+      const refused = await fetch(base);
+      expect(await refused.text()).toBe('early;');
+      expect(routeRuns).toBe(1);
+      expect(errors).toEqual([]);
+      expect((await limiter.peek('ip:127.0.0.1')).remaining).toBe(0);
+    } finally {
+      close();
+    }
+  });
+});
