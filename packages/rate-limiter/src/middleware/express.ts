@@ -81,8 +81,16 @@ class ExpressFacts implements RequestFacts {
   }
 }
 
-/** The default refusal: problem+json, 429 (403 for deny-listed clients, 413 for a cost above a limit's capacity). */
+/**
+ * The default refusal: problem+json, 429 (403 for deny-listed clients, 413 for a cost above a
+ * limit's capacity); when an earlier middleware already sent the headers, it ends the response.
+ */
 export const sendProblem: RefusalHandler = (_req, res, result) => {
+  // Too late for a status: end what was sent, so that the refused request still misses the route.
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
   const problem = quotaProblem(result);
   res.statusCode = problem.status;
   res.setHeader('Content-Type', 'application/problem+json');
@@ -150,8 +158,12 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
           if (!res.writableFinished) refund(false);
         });
       }
-      const headers = rateLimitHeaders(result, parsed.headers);
-      for (const name in headers) res.setHeader(name, headers[name]!);
+      // An earlier middleware may have sent the headers (a streamed prelude) and handed on: adding
+      // ours would throw, failing a request that was only to be counted (express-rate-limit skips them too).
+      if (!res.headersSent) {
+        const headers = rateLimitHeaders(result, parsed.headers);
+        for (const name in headers) res.setHeader(name, headers[name]!);
+      }
       if (!result.allowed) return handler(req, res, result);
       if (result.delayMs > 0) await delay(result.delayMs);
       next();
