@@ -113,11 +113,19 @@ function trustsEveryAddress(request: FastifyRequest): boolean {
   return false;
 }
 
+/** `url` without its query string. */
+const pathOf = (url: string): string => {
+  const query = url.indexOf('?');
+  return query < 0 ? url : url.slice(0, query);
+};
+
 function factsOf(request: FastifyRequest): RequestFacts {
   return {
     ip: request.ip,
     method: request.method,
-    route: request.routeOptions.url ?? request.url,
+    // No route matched (a 404): the path, as in Express; with the query, every made-up query
+    // string would be an endpoint of its own, and a fresh quota under `perEndpoint`.
+    route: request.routeOptions.url ?? pathOf(request.url),
     headers: request.headers,
     user: (request as unknown as { user?: unknown }).user,
   };
