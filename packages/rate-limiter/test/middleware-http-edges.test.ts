@@ -80,3 +80,90 @@ describe('Fastify perEndpoint on a path no route matches', () => {
     }
   });
 });
+
+/** A promise and the function that resolves it. */
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = () => {};
+  const promise = new Promise<void>((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
+}
+
+describe('skipFailedRequests and a client that leaves while its request is being checked', () => {
+  // The key lookup waits until the test has seen the client go: the check ends after the close.
+  const arrived = signal();
+  const left = signal();
+  const release = signal();
+  // The route runs even for a client that has gone (as without a limiter): by then the check is done.
+  const routeRan = signal();
+  const slowKey = async () => {
+    arrived.resolve();
+    await release.promise;
+    return 'slow';
+  };
+
+  const frameworks = [
+    {
+      name: 'Express',
+      async serve(limiter: ReturnType<typeof createRateLimiter>) {
+        const app = express();
+        app.use((_req, res, next) => {
+          res.once('close', () => left.resolve());
+          next();
+        });
+        app.get('/', expressRateLimit({ limiter, keyBy: slowKey, skipFailedRequests: true }), (_req, res) => {
+          routeRan.resolve();
+          res.send('ok');
+        });
+        const { base, close } = await serveExpress(app);
+        return { base, close: async () => close() };
+      },
+    },
+    {
+      name: 'Fastify',
+      async serve(limiter: ReturnType<typeof createRateLimiter>) {
+        const app = Fastify();
+        app.addHook('onRequest', async (_request, reply) => {
+          reply.raw.once('close', () => left.resolve());
+        });
+        await app.register(fastifyRateLimit, { limiter, keyBy: slowKey, skipFailedRequests: true });
+        app.get('/', async () => {
+          routeRan.resolve();
+          return 'ok';
+        });
+        await app.listen({ port: 0, host: '127.0.0.1' });
+        return {
+          base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+          close: () => app.close(),
+        };
+      },
+    },
+  ];
+
+  it.each(frameworks)('$name: is refunded, as a client that leaves later is', async (framework) => {
+    Object.assign(arrived, signal());
+    Object.assign(left, signal());
+    Object.assign(release, signal());
+    Object.assign(routeRan, signal());
+    const limiter = createRateLimiter({
+      limits: [{ limit: 2, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+    const { base, close } = await framework.serve(limiter);
+    try {
+      const abort = new AbortController();
+      const request = fetch(base, { signal: abort.signal }).catch(() => 'aborted');
+      await arrived.promise;
+      abort.abort();
+      expect(await request).toBe('aborted');
+      await left.promise;
+      release.resolve();
+      await routeRan.promise;
+      // The refund is asynchronous: wait for it without a fixed sleep.
+      await expect.poll(async () => (await limiter.peek('slow')).remaining).toBe(2);
+    } finally {
+      await close();
+    }
+  });
+});
