@@ -157,6 +157,8 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
         res.once('close', () => {
           if (!res.writableFinished) refund(false);
         });
+        // Gone while the request was being checked: that close came before the listener.
+        if (res.closed && !res.writableFinished) refund(false);
       }
       // An earlier middleware may have sent the headers (a streamed prelude) and handed on: adding
       // ours would throw, failing a request that was only to be counted (express-rate-limit skips them too).

@@ -182,7 +182,11 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     const result = await active.limiter.check(input);
     request.rateLimit = result;
     const refund = refunderFor(active, input, result);
-    if (refund !== undefined) pendingRefunds.set(request, refund);
+    if (refund !== undefined) {
+      // Gone while the request was being checked: its onRequestAbort came before there was a refund.
+      if (reply.raw.closed && !reply.raw.writableFinished) refund(false);
+      else pendingRefunds.set(request, refund);
+    }
     reply.headers(rateLimitHeaders(result, active.headers));
     if (!result.allowed) {
       if (handler !== undefined) {
