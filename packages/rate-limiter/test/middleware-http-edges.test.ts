@@ -167,3 +167,34 @@ describe('skipFailedRequests and a client that leaves while its request is being
     }
   });
 });
+
+describe('Express perEndpoint on a route whose path is a RegExp or a list', () => {
+  it('counts the route once, not each URL it matches (a made-up id is no fresh quota)', async () => {
+    const app = express();
+    const limit = () =>
+      expressRateLimit({
+        limiter: createRateLimiter({
+          limits: [{ limit: 1, windowMs: 60_000 }],
+          clock: new ManualClock(start),
+        }),
+        perEndpoint: true,
+      });
+    app.get(/^\/reports\/\d+$/, limit(), (_req, res) => {
+      res.send('report');
+    });
+    app.get(['/a/:id', '/b/:id'], limit(), (_req, res) => {
+      res.send('item');
+    });
+    const { base, close } = await serveExpress(app);
+    const status = (path: string) => fetch(base + path).then((response) => response.status);
+    try {
+      expect(await status('/reports/1')).toBe(200);
+      expect(await status('/reports/2')).toBe(429);
+      expect(await status('/a/1')).toBe(200);
+      expect(await status('/a/2')).toBe(429);
+      expect(await status('/b/3')).toBe(429);
+    } finally {
+      close();
+    }
+  });
+});
