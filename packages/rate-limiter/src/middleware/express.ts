@@ -75,9 +75,12 @@ class ExpressFacts implements RequestFacts {
   // Lazy: parsing the path costs, and only per-endpoint keys and custom functions need it.
   get route(): string {
     const req = this.#req;
-    return typeof req.route?.path === 'string'
-      ? `${req.baseUrl ?? ''}${req.route.path}`
-      : `${req.baseUrl ?? ''}${req.path ?? req.url ?? ''}`;
+    const pattern = req.route?.path;
+    // A RegExp or a list of paths is one route too (`/^\/reports\/\d+$/`, `/a/:id,/b/:id`): the
+    // URL it matched would make each made-up id an endpoint, and a quota, of its own.
+    if (typeof pattern === 'string' || pattern instanceof RegExp || Array.isArray(pattern))
+      return `${req.baseUrl ?? ''}${String(pattern)}`;
+    return `${req.baseUrl ?? ''}${req.path ?? req.url ?? ''}`;
   }
 }
 
