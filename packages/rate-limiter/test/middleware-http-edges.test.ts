@@ -198,3 +198,35 @@ describe('Express perEndpoint on a route whose path is a RegExp or a list', () =
     }
   });
 });
+
+describe("keyBy 'api-key'", () => {
+  it('keys by a digest of the API key: the secret is not written into the store, and a huge header is no huge key', async () => {
+    const app = Fastify();
+    await app.register(fastifyRateLimit, {
+      limiter: createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock: new ManualClock(start) }),
+      keyBy: 'api-key',
+    });
+    app.get('/', async (request) => request.rateLimit?.key);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const call = async (apiKey: string) => {
+      const response = await fetch(base, { headers: { 'x-api-key': apiKey } });
+      return { status: response.status, body: await response.text() };
+    };
+    const secret = 'example-api-key-0123456789abcdef';
+    const huge = 'k'.repeat(8_000);
+    try {
+      const first = await call(secret);
+      expect(first.status).toBe(200);
+      expect(first.body).not.toContain(secret);
+      expect(first.body.startsWith('key:')).toBe(true);
+      expect((await call(secret)).status).toBe(429);
+      const other = await call(huge);
+      expect(other.status).toBe(200);
+      expect(other.body.length).toBeLessThanOrEqual(64);
+      expect(other.body).not.toBe(first.body);
+    } finally {
+      await app.close();
+    }
+  });
+});
