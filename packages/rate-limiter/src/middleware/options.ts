@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
@@ -29,7 +30,7 @@ export const middlewareOptionsSchema = z
     /** The limiter to check requests with. */
     limiter: z.instanceof(RateLimiter, { message: 'must be a RateLimiter (createRateLimiter())' }),
     /**
-     * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (the `apiKeyHeader`), or a function of
+     * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (a digest of the `apiKeyHeader`), or a function of
      * the request facts, which may return a promise (a key looked up in a session store). When a
      * user or API key is missing or empty (or the function returns `undefined` or `''`) the IP is
      * used; a function that throws or rejects fails the request (Express `next(error)`, a Fastify
@@ -107,6 +108,14 @@ export function checkInputOf(
   return { key: requestKey(facts, options, customKey), ip: facts.ip, role, cost };
 }
 
+/**
+ * The part of a key that stands for an API key: a digest, because the key would otherwise be
+ * written in clear into Redis key names (seen by `MONITOR`, `SCAN`, slow logs) and into logs, and a
+ * client could make a key as large as its header (up to 16 kB each, 100k of them in memory).
+ * 132 bits of SHA-256: no two API keys share a quota by accident.
+ */
+const apiKeyDigest = (apiKey: string): string => hash('sha256', apiKey, 'base64url').slice(0, 22);
+
 /** The key of a request under `options`; `customKey` is what a `keyBy` function returned. */
 function requestKey(
   facts: RequestFacts,
@@ -120,7 +129,7 @@ function requestKey(
   } else if (options.keyBy === 'api-key') {
     const header = facts.headers[options.apiKeyHeader.toLowerCase()];
     const value = Array.isArray(header) ? header[0] : header;
-    key = value ? `key:${value}` : undefined;
+    key = value ? `key:${apiKeyDigest(value)}` : undefined;
   }
   // An empty key is a missing one: kept, it would be one quota for every client without one.
   if (key === undefined || key === '')
