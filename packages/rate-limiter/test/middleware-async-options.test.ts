@@ -1,9 +1,11 @@
 import type { AddressInfo } from 'node:net';
 import { ManualClock } from '@noa/core';
 import express from 'express';
+import fc from 'fast-check';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRateLimiter, expressRateLimit, fastifyRateLimit, type RequestFacts } from '../src/index.js';
+import { checkInputOf, middlewareOptionsSchema } from '../src/middleware/options.js';
 
 const start = 1_700_000_000_000;
 
@@ -102,5 +104,46 @@ describe.each(frameworks)('$name middleware with async keyBy, role and cost', (f
 
   it('answers 500 when the key lookup rejects (an error, never an unhandled rejection or a pass)', async () => {
     expect(await statusesOf(base, { 'x-tenant': 'broken' }, 2)).toEqual([500, 500]);
+  });
+});
+
+describe('checkInputOf with async request functions', () => {
+  const limiter = limiterOf();
+  it('resolves to exactly what the same functions give synchronously', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.option(fc.string(), { nil: undefined }),
+        fc.option(fc.constantFrom('admin', 'pro'), { nil: undefined }),
+        fc.nat(5),
+        fc.ipV4(),
+        fc.boolean(),
+        async (key, role, cost, ip, perEndpoint) => {
+          const facts: RequestFacts = { ip, method: 'GET', route: '/r', headers: {}, user: undefined };
+          const syncInput = checkInputOf(
+            facts,
+            middlewareOptionsSchema.parse({
+              limiter,
+              perEndpoint,
+              keyBy: () => key,
+              role: () => role,
+              cost: () => cost,
+            }),
+          );
+          const asyncInput = checkInputOf(
+            facts,
+            middlewareOptionsSchema.parse({
+              limiter,
+              perEndpoint,
+              keyBy: async () => key,
+              role: async () => role,
+              cost: async () => cost,
+            }),
+          );
+          expect(syncInput).not.toBeInstanceOf(Promise);
+          expect(asyncInput).toBeInstanceOf(Promise);
+          expect(await asyncInput).toEqual(syncInput);
+        },
+      ),
+    );
   });
 });
