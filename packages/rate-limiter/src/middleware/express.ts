@@ -75,14 +75,25 @@ class ExpressFacts implements RequestFacts {
   // Lazy: parsing the path costs, and only per-endpoint keys and custom functions need it.
   get route(): string {
     const req = this.#req;
-    return typeof req.route?.path === 'string'
-      ? `${req.baseUrl ?? ''}${req.route.path}`
-      : `${req.baseUrl ?? ''}${req.path ?? req.url ?? ''}`;
+    const pattern = req.route?.path;
+    // A RegExp or a list of paths is one route too (`/^\/reports\/\d+$/`, `/a/:id,/b/:id`): the
+    // URL it matched would make each made-up id an endpoint, and a quota, of its own.
+    if (typeof pattern === 'string' || pattern instanceof RegExp || Array.isArray(pattern))
+      return `${req.baseUrl ?? ''}${String(pattern)}`;
+    return `${req.baseUrl ?? ''}${req.path ?? req.url ?? ''}`;
   }
 }
 
-/** The default refusal: problem+json, 429 (403 for deny-listed clients, 413 for a cost above a limit's capacity). */
+/**
+ * The default refusal: problem+json, 429 (403 for deny-listed clients, 413 for a cost above a
+ * limit's capacity); when an earlier middleware already sent the headers, it ends the response.
+ */
 export const sendProblem: RefusalHandler = (_req, res, result) => {
+  // Too late for a status: end what was sent, so that the refused request still misses the route.
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
   const problem = quotaProblem(result);
   res.statusCode = problem.status;
   res.setHeader('Content-Type', 'application/problem+json');
@@ -132,7 +143,8 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
     const facts = new ExpressFacts(req);
     const run = async (): Promise<void> => {
       if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
-      const input = checkInputOf(facts, parsed);
+      const pending = checkInputOf(facts, parsed);
+      const input = pending instanceof Promise ? await pending : pending;
       const result = await parsed.limiter.check(input);
       req.rateLimit = result;
       const refund = refunderFor(parsed, input, result);
@@ -148,9 +160,15 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
         res.once('close', () => {
           if (!res.writableFinished) refund(false);
         });
+        // Gone while the request was being checked: that close came before the listener.
+        if (res.closed && !res.writableFinished) refund(false);
       }
-      const headers = rateLimitHeaders(result, parsed.headers);
-      for (const name in headers) res.setHeader(name, headers[name]!);
+      // An earlier middleware may have sent the headers (a streamed prelude) and handed on: adding
+      // ours would throw, failing a request that was only to be counted (express-rate-limit skips them too).
+      if (!res.headersSent) {
+        const headers = rateLimitHeaders(result, parsed.headers);
+        for (const name in headers) res.setHeader(name, headers[name]!);
+      }
       if (!result.allowed) return handler(req, res, result);
       if (result.delayMs > 0) await delay(result.delayMs);
       next();

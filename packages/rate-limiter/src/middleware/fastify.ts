@@ -113,11 +113,19 @@ function trustsEveryAddress(request: FastifyRequest): boolean {
   return false;
 }
 
+/** `url` without its query string. */
+const pathOf = (url: string): string => {
+  const query = url.indexOf('?');
+  return query < 0 ? url : url.slice(0, query);
+};
+
 function factsOf(request: FastifyRequest): RequestFacts {
   return {
     ip: request.ip,
     method: request.method,
-    route: request.routeOptions.url ?? request.url,
+    // No route matched (a 404): the path, as in Express; with the query, every made-up query
+    // string would be an endpoint of its own, and a fresh quota under `perEndpoint`.
+    route: request.routeOptions.url ?? pathOf(request.url),
     headers: request.headers,
     user: (request as unknown as { user?: unknown }).user,
   };
@@ -169,11 +177,16 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     if (!(active.limiter instanceof RateLimiter)) return;
     const facts = factsOf(request);
     if (active.skip !== undefined && (await active.skip(facts))) return;
-    const input = checkInputOf(facts, active);
+    const pending = checkInputOf(facts, active);
+    const input = pending instanceof Promise ? await pending : pending;
     const result = await active.limiter.check(input);
     request.rateLimit = result;
     const refund = refunderFor(active, input, result);
-    if (refund !== undefined) pendingRefunds.set(request, refund);
+    if (refund !== undefined) {
+      // Gone while the request was being checked: its onRequestAbort came before there was a refund.
+      if (reply.raw.closed && !reply.raw.writableFinished) refund(false);
+      else pendingRefunds.set(request, refund);
+    }
     reply.headers(rateLimitHeaders(result, active.headers));
     if (!result.allowed) {
       if (handler !== undefined) {

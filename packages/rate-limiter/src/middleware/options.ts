@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
@@ -18,6 +19,9 @@ export interface RequestFacts {
   user: unknown;
 }
 
+/** A value, or a promise of it: what the request functions may return. */
+export type MaybePromise<T> = T | PromiseLike<T>;
+
 const fn = <T>(message: string) => z.custom<T>((value) => typeof value === 'function', message);
 
 /** Options shared by the Express middleware and the Fastify plugin. */
@@ -26,14 +30,16 @@ export const middlewareOptionsSchema = z
     /** The limiter to check requests with. */
     limiter: z.instanceof(RateLimiter, { message: 'must be a RateLimiter (createRateLimiter())' }),
     /**
-     * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (the `apiKeyHeader`), or a function of
-     * the request facts. When a user or API key is missing or empty (or the function returns
-     * `undefined` or `''`) the IP is used.
+     * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (a digest of the `apiKeyHeader`), or a function of
+     * the request facts, which may return a promise (a key looked up in a session store). When a
+     * user or API key is missing or empty (or the function returns `undefined` or `''`) the IP is
+     * used; a function that throws or rejects fails the request (Express `next(error)`, a Fastify
+     * error reply).
      */
     keyBy: z
       .union([
         z.enum(keyKinds),
-        fn<(facts: RequestFacts) => string | undefined>('must be a key kind or function'),
+        fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('must be a key kind or function'),
       ])
       .default('ip'),
     /**
@@ -45,11 +51,14 @@ export const middlewareOptionsSchema = z
     apiKeyHeader: z.string().min(1).default('x-api-key'),
     /** Count each endpoint (method + route) separately; HEAD counts as GET (it runs the GET handler). */
     perEndpoint: z.boolean().default(false),
-    /** The caller's role, selecting the limiter's `roles` rules. */
-    role: fn<(facts: RequestFacts) => string | undefined>('must be a function').optional(),
-    /** Points a request costs: a number or a function of the request. */
+    /** The caller's role, selecting the limiter's `roles` rules (the function may return a promise). */
+    role: fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('must be a function').optional(),
+    /** Points a request costs: a number or a function of the request (which may return a promise). */
     cost: z
-      .union([z.number().int().nonnegative(), fn<(facts: RequestFacts) => number>('must be a function')])
+      .union([
+        z.number().int().nonnegative(),
+        fn<(facts: RequestFacts) => MaybePromise<number>>('must be a function'),
+      ])
       .default(1),
     /** Requests for which this returns true are not limited. */
     skip: fn<(facts: RequestFacts) => boolean | Promise<boolean>>('must be a function').optional(),
@@ -74,27 +83,53 @@ export const middlewareOptionsSchema = z
 /** Parsed middleware options. */
 export type ParsedMiddlewareOptions = z.infer<typeof middlewareOptionsSchema>;
 
-/** What the limiter checks for a request under `options` (both middlewares ask the same). */
-export function checkInputOf(facts: RequestFacts, options: ParsedMiddlewareOptions): CheckInput {
-  return {
-    key: requestKey(facts, options),
-    ip: facts.ip,
-    role: options.role?.(facts),
-    cost: typeof options.cost === 'function' ? options.cost(facts) : options.cost,
-  };
+const isPromiseLike = (value: unknown): value is PromiseLike<unknown> =>
+  typeof (value as PromiseLike<unknown> | undefined)?.then === 'function';
+
+/**
+ * What the limiter checks for a request under `options` (both middlewares ask the same): a promise
+ * only when one of the request functions returned one, so that sync options cost no extra tick.
+ */
+export function checkInputOf(
+  facts: RequestFacts,
+  options: ParsedMiddlewareOptions,
+): CheckInput | Promise<CheckInput> {
+  const customKey = typeof options.keyBy === 'function' ? options.keyBy(facts) : undefined;
+  const role = options.role?.(facts);
+  const cost = typeof options.cost === 'function' ? options.cost(facts) : options.cost;
+  // A promise kept as the key would be a new key per request (nothing limited), and its rejection unhandled.
+  if (isPromiseLike(customKey) || isPromiseLike(role) || isPromiseLike(cost))
+    return Promise.all([customKey, role, cost]).then(([key, roleName, points]) => ({
+      key: requestKey(facts, options, key),
+      ip: facts.ip,
+      role: roleName,
+      cost: points,
+    }));
+  return { key: requestKey(facts, options, customKey), ip: facts.ip, role, cost };
 }
 
-/** The key of a request under `options`. */
-function requestKey(facts: RequestFacts, options: ParsedMiddlewareOptions): string {
-  let key: string | undefined;
-  if (typeof options.keyBy === 'function') key = options.keyBy(facts);
-  else if (options.keyBy === 'user') {
+/**
+ * The part of a key that stands for an API key: a digest, because the key would otherwise be
+ * written in clear into Redis key names (seen by `MONITOR`, `SCAN`, slow logs) and into logs, and a
+ * client could make a key as large as its header (up to 16 kB each, 100k of them in memory).
+ * 132 bits of SHA-256: no two API keys share a quota by accident.
+ */
+const apiKeyDigest = (apiKey: string): string => hash('sha256', apiKey, 'base64url').slice(0, 22);
+
+/** The key of a request under `options`; `customKey` is what a `keyBy` function returned. */
+function requestKey(
+  facts: RequestFacts,
+  options: ParsedMiddlewareOptions,
+  customKey: string | undefined,
+): string {
+  let key: string | undefined = customKey;
+  if (options.keyBy === 'user') {
     const id = (facts.user as { id?: unknown } | undefined)?.id;
     key = id === undefined || id === null || id === '' ? undefined : `user:${String(id)}`;
   } else if (options.keyBy === 'api-key') {
     const header = facts.headers[options.apiKeyHeader.toLowerCase()];
     const value = Array.isArray(header) ? header[0] : header;
-    key = value ? `key:${value}` : undefined;
+    key = value ? `key:${apiKeyDigest(value)}` : undefined;
   }
   // An empty key is a missing one: kept, it would be one quota for every client without one.
   if (key === undefined || key === '')
