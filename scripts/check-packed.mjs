@@ -34,7 +34,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { root, workspacePackages } from './workspace-packages.mjs';
 
-const BLOCK_TIMEOUT_MS = 15_000;
+// A block that never finishes is stopped after PROCESS_TIMEOUT_MS; one that finished but left a
+// handle open is told apart by the runner below after LINGER_MS, whatever the machine's load.
+const PROCESS_TIMEOUT_MS = 120_000;
+const LINGER_MS = 5_000;
+const BLOCK_RUNNER = `import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+await import(pathToFileURL(path.resolve(process.argv[2])).href);
+// The block has finished: whatever still holds the process open outlives it (unref'd, this
+// timer fires only then).
+setTimeout(() => {
+  console.error('still open after the block finished: ' + process.getActiveResourcesInfo().join(', '));
+  process.exit(99);
+}, ${LINGER_MS}).unref();
+`;
 const keep = process.argv.includes('--keep');
 const started = Date.now();
 const failures = [];
@@ -132,7 +145,7 @@ const minimal = makeApp('minimal', {});
 for (const [label, binary] of nodes) {
   const importAll = packages.map(({ manifest }) => `await import('${manifest.name}');`).join('\n');
   writeFileSync(path.join(minimal, 'import-all.mjs'), `${importAll}\n`);
-  const imported = run(binary, ['import-all.mjs'], { cwd: minimal, timeout: BLOCK_TIMEOUT_MS });
+  const imported = run(binary, ['import-all.mjs'], { cwd: minimal, timeout: PROCESS_TIMEOUT_MS });
   if (imported.status === 0) console.log(`ok   ${label} import every package without optional peers`);
   else
     fail(
@@ -146,7 +159,7 @@ for (const [label, binary] of nodes) {
   for (const { manifest } of packages) {
     const required = run(binary, ['-e', `require('${manifest.name}')`], {
       cwd: path.join(minimal, 'cjs'),
-      timeout: BLOCK_TIMEOUT_MS,
+      timeout: PROCESS_TIMEOUT_MS,
     });
     const readme = readFileSync(path.join(minimal, 'node_modules', manifest.name, 'README.md'), 'utf8');
     if (required.status === 0) console.log(`ok   ${label} require('${manifest.name}') from CommonJS`);
@@ -191,38 +204,42 @@ for (const dependency of wanted) {
 }
 phase('install the tarballs with what the READMEs use');
 const app = makeApp('readme', extras);
-phase('run the README blocks');
+phase('run the README blocks and type-check them');
 mkdirSync(path.join(app, 'blocks'));
 for (const block of blocks) writeFileSync(path.join(app, 'blocks', block.file), block.code);
-// One package's blocks run one after another (they share table and key names across Node
-// versions); different packages run side by side, which halves the wall time.
-for (const [label, binary] of nodes) {
-  const byPackage = packages.map(({ manifest }) => blocks.filter((block) => block.package === manifest.name));
-  const reports = await Promise.all(
-    byPackage.map(async (packageBlocks) => {
-      const lines = [];
-      for (const block of packageBlocks) lines.push(await runBlock(label, binary, block));
-      return lines;
-    }),
-  );
-  for (const { what, detail, reproduce, ok } of reports.flat()) {
-    if (ok) console.log(`ok   ${what}`);
-    else fail(what, detail, reproduce);
-  }
+writeFileSync(path.join(app, 'run-block.mjs'), BLOCK_RUNNER);
+// The compilers run while the blocks do (the blocks mostly wait on services). One package's
+// blocks run one after another, Node 24 then 22 (they share table and key names); different
+// packages run side by side.
+const typechecks = Promise.all([
+  typecheck(app, 'blocks', ['blocks/*.ts'], 'nodenext', true),
+  typecheck(app, 'blocks', ['blocks/*.ts'], 'bundler', true),
+  typecheck(minimal, 'import-all', [], 'nodenext', false),
+]);
+const reports = await Promise.all(
+  packages.map(async ({ manifest }) => {
+    const lines = [];
+    for (const [label, binary] of nodes) {
+      for (const block of blocks.filter((entry) => entry.package === manifest.name)) {
+        lines.push(await runBlock(label, binary, block));
+      }
+    }
+    return lines;
+  }),
+);
+for (const { what, detail, reproduce, ok } of reports.flat()) {
+  if (ok) console.log(`ok   ${what}`);
+  else fail(what, detail, reproduce);
 }
-phase('type-check');
-for (const moduleResolution of ['nodenext', 'bundler']) {
-  const checked = typecheck(app, 'blocks', ['blocks/*.ts'], moduleResolution, true);
-  if (checked.status === 0)
-    console.log(`ok   tsc --strict, moduleResolution ${moduleResolution}: README blocks`);
-  else
-    fail(
-      `tsc --strict, moduleResolution ${moduleResolution}: README blocks`,
-      checked.output,
-      checked.reproduce,
-    );
+const [nodenext, bundler, libCheck] = await typechecks;
+for (const [moduleResolution, checked] of [
+  ['nodenext', nodenext],
+  ['bundler', bundler],
+]) {
+  const what = `tsc --strict, moduleResolution ${moduleResolution}: README blocks`;
+  if (checked.status === 0) console.log(`ok   ${what}`);
+  else fail(what, checked.output, checked.reproduce);
 }
-const libCheck = typecheck(minimal, 'import-all', [], 'nodenext', false);
 const missingTypes = [
   ...new Set([...libCheck.output.matchAll(/Cannot find module '([^']+)'/g)].map((m) => m[1])),
 ];
@@ -255,35 +272,42 @@ if (failures.length > 0) {
 if (!keep) rmSync(scratch, { recursive: true, force: true });
 console.log(`check-packed: all passed in ${seconds} s`);
 
+/** Runs a process to its end, or kills it after `timeoutMs`; stdout and stderr as one text. */
+async function runAsync(command, args, options, timeoutMs = PROCESS_TIMEOUT_MS) {
+  const child = spawn(command, args, options);
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  const [status] = await once(child, 'close');
+  clearTimeout(timer);
+  return { status, output, timedOut };
+}
+
 /** Runs one README block as its own process; `ok` when it exits 0 by itself. */
 async function runBlock(label, binary, block) {
   const what = `${label} ${block.package} README block ${block.index} (${block.section})`;
   const reproduce = `cd ${app} && ${binary} blocks/${block.file}`;
-  const child = spawn(binary, [path.join('blocks', block.file)], {
-    cwd: app,
-    env: { ...process.env, NODE_NO_WARNINGS: '1' },
-  });
-  let output = '';
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
-  const timer = setTimeout(() => child.kill('SIGKILL'), BLOCK_TIMEOUT_MS);
-  const [status, signal] = await once(child, 'close');
-  clearTimeout(timer);
-  if (signal === 'SIGKILL') {
-    return {
-      what,
-      reproduce,
-      detail: `still running after ${BLOCK_TIMEOUT_MS} ms: something keeps the process alive`,
-    };
-  }
-  if (status === 13) {
-    return {
-      what,
-      reproduce,
-      detail: `exit 13: an awaited promise never settled (only unref'd timers were left)`,
-    };
-  }
-  return { what, reproduce, detail: output, ok: status === 0 };
+  const { status, output, timedOut } = await runAsync(
+    binary,
+    ['run-block.mjs', path.join('blocks', block.file)],
+    {
+      cwd: app,
+      env: { ...process.env, NODE_NO_WARNINGS: '1' },
+    },
+  );
+  const detail = timedOut
+    ? `not finished after ${PROCESS_TIMEOUT_MS} ms`
+    : status === 13
+      ? `exit 13: an awaited promise never settled (only unref'd timers were left)`
+      : status === 99
+        ? `${output.trim().split('\n').at(-1)} (${LINGER_MS} ms later): a handle left open`
+        : output;
+  return { what, reproduce, detail, ok: !timedOut && status === 0 };
 }
 
 /** A fresh npm project in the scratch directory with every tarball and `extras` installed. */
@@ -334,7 +358,7 @@ function readmeBlocks(packageName, readme) {
 }
 
 /** `tsc --noEmit` over `include` in `dir`, strict, as a user's ESM project would set it. */
-function typecheck(dir, name, include, moduleResolution, skipLibCheck) {
+async function typecheck(dir, name, include, moduleResolution, skipLibCheck) {
   const config = {
     compilerOptions: {
       strict: true,
@@ -362,10 +386,10 @@ function typecheck(dir, name, include, moduleResolution, skipLibCheck) {
   const configFile = `tsconfig.${name}.${moduleResolution}.json`;
   writeFileSync(path.join(dir, configFile), `${JSON.stringify(config, null, 2)}\n`);
   const tsc = path.join(app, 'node_modules', 'typescript', 'bin', 'tsc');
-  const result = run(node24, [tsc, '-p', configFile], { cwd: dir });
+  const result = await runAsync(node24, [tsc, '-p', configFile], { cwd: dir });
   return {
-    status: result.status,
-    output: `${result.stdout}${result.stderr}`,
+    status: result.timedOut ? 'timed out' : result.status,
+    output: result.output,
     reproduce: `cd ${dir} && ${node24} ${tsc} -p ${configFile}`,
   };
 }
