@@ -9,7 +9,13 @@ import { workspacePackages } from './workspace-packages.mjs';
 let failed = 0;
 for (const { dir, manifest } of workspacePackages()) {
   if (manifest.private) continue;
-  const entry = manifest.exports?.['.']?.import;
+  // `default` as well as `import`: a `default` entry is what lets CommonJS users require() it.
+  const entry = manifest.exports?.['.']?.import ?? manifest.exports?.['.']?.default;
+  if (typeof entry !== 'string') {
+    failed += 1;
+    console.error(`dist FAILED: ${manifest.name}: exports['.'] has no import or default entry`);
+    continue;
+  }
   try {
     const module = await import(pathToFileURL(path.join(dir, entry)).href);
     console.log(`dist ok: ${manifest.name} (${Object.keys(module).length} exports)`);

@@ -18,7 +18,16 @@ try {
   await demo.close();
   process.exit(1);
 }
-const server = demo.app.listen(env.port, () => {
+// Express 5 hands a listen failure (port in use, no permission) to this callback instead of
+// throwing: without the check the demo would announce a port another process answers on.
+const server = demo.app.listen(env.port, async (error?: Error) => {
+  if (error) {
+    console.error(
+      `Noa demo could not listen on port ${env.port}: ${error.message} (set PORT to a free port)`,
+    );
+    await demo.close();
+    process.exit(1);
+  }
   console.log(`Noa demo (${demo.mode} mode) listening on http://localhost:${env.port}`);
 });
 const stop = () => {
