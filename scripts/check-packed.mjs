@@ -122,6 +122,13 @@ for (const file of readdirSync(tarballs).filter((entry) => entry.endsWith('.tgz'
   const listing = must(run('tar', ['-tzf', path.join(tarballs, file)]), `tar -tzf ${file}`).split('\n');
   const stray = listing.filter((entry) => /^package\/(src|test|bench)\//.test(entry));
   if (stray.length > 0) fail(`${file}: ships ${stray.slice(0, 3).join(', ')}`);
+  if (!listing.includes('package/LICENSE')) fail(`${file}: ships no LICENSE`);
+  // Source maps must not point at files the tarball lacks: they carry their sources inline.
+  const maps = listing.filter((entry) => entry.endsWith('.map'));
+  for (const map of maps.slice(0, 3)) {
+    const text = must(run('tar', ['-xOzf', path.join(tarballs, file), map]), `${file} ${map}`);
+    if (!JSON.parse(text).sourcesContent) fail(`${file}: ${map} points at sources it does not carry`);
+  }
   const manifestText = must(run('tar', ['-xOzf', path.join(tarballs, file), 'package/package.json']), file);
   const manifest = JSON.parse(manifestText);
   packed.push({ file, name: manifest.name });
