@@ -20,7 +20,18 @@ export interface ValueSerializer {
  * their options (msgpackr's 0x62 extension), so it could be turned on later without a new
  * format, e.g. as an option for caches of large values.
  */
-export const msgpackOptions = { moreTypes: true, useBigIntExtension: true, mapsAsObjects: false } as const;
+export const msgpackOptions = {
+  moreTypes: true,
+  useBigIntExtension: true,
+  mapsAsObjects: false,
+  /**
+   * Decoding only (the bytes written are the same): a decoded Buffer is a copy, not a view into
+   * the bytes it came in. Those are Redis's reply, often a whole MGET answer or a chunk of the
+   * parser's pool, and a view would keep all of it alive in L1, which charges the value only
+   * its own encoded length. Typed arrays other than Buffers are copied by msgpackr anyway.
+   */
+  copyBuffers: true,
+} as const;
 
 /**
  * MessagePack via msgpackr with records (objects and Maps stay distinct, repeated object
