@@ -12,6 +12,10 @@ const leaf = fc.oneof(
   fc.date({ noInvalidDate: true }),
   fc.bigInt(),
   fc.uint8Array({ maxLength: 64 }).map((bytes) => Buffer.from(bytes)),
+  fc.uint8Array({ maxLength: 8 }),
+  fc.int32Array({ maxLength: 8 }),
+  fc.float64Array({ maxLength: 4 }),
+  fc.bigInt64Array({ maxLength: 4 }),
 );
 
 const key = fc.string().filter((k) => k !== '__proto__');
@@ -117,6 +121,25 @@ describe('entry codec', () => {
     expect(json.slice(0, 3)).toEqual([null, null, null]);
     expect((json[3] as Date).getTime()).toBe(0);
     expect(Object.is(json[4], 0)).toBe(true);
+  });
+
+  it('json keeps typed arrays and undefined array elements as msgpack does, and refuses symbols', () => {
+    const value = {
+      ints: new Int32Array([1, -2]),
+      floats: new Float64Array([0.5, -1]),
+      bytes: new Uint8Array([7, 8, 9]),
+      bigs: new BigInt64Array([-3n]),
+      list: [1, undefined, [undefined, 2], { inner: [undefined] }],
+    };
+    const entry = { value, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 0, tags: [] };
+    for (const serializer of ['msgpack', 'json'] as const) {
+      const codec = new EntryCodec(serializer, 'none', 0);
+      // Strict: the same classes, and no holes where the value had undefined.
+      expect(codec.decode(codec.encode(entry)).value).toStrictEqual(value);
+      expect(() => codec.encode({ ...entry, value: { id: Symbol('id') } })).toThrow(
+        expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
+      );
+    }
   });
 
   it('rejects garbage with a typed error', () => {
