@@ -1,0 +1,86 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type CacheOptions, SerializationError } from '../../src/index.js';
+import { redisUp, sharedRedisCaches } from './helpers.js';
+
+const { open, redis, prefix } = sharedRedisCaches('serialization');
+
+const serializers = ['msgpack', 'json'] as const;
+
+describe.skipIf(!redisUp)('serialization on Redis', () => {
+  it.each(serializers)(
+    '%s: a value that cannot be encoded is refused with a typed error naming the key, and neither tier changes',
+    async (serializer) => {
+      const cache = await open({ bus: false, serializer });
+      const key = `refused-${serializer}`;
+      await cache.set(key, 'before');
+      const cyclic: Record<string, unknown> = { n: 1 };
+      cyclic.self = cyclic;
+      for (const bad of [cyclic, { id: Symbol('id') }]) {
+        const error = await cache.set(key, bad).catch((caught: unknown) => caught);
+        expect(error).toBeInstanceOf(SerializationError);
+        expect(error).toMatchObject({
+          code: 'NOA_CACHE_SERIALIZATION',
+          details: { direction: 'encode', key },
+        });
+        expect(cache.getLocal(key)).toBe('before');
+        const reader = await open({ bus: false, serializer });
+        expect(await reader.get(key)).toBe('before');
+      }
+      const cloning = await open({ bus: false, serializer, l1: { mode: 'clone' } });
+      await expect(cloning.set('clone-refused', { run() {} })).rejects.toMatchObject({
+        code: 'NOA_CACHE_SERIALIZATION',
+        details: { key: 'clone-refused' },
+      });
+      expect(await redis!.exists(`${prefix}v:clone-refused`)).toBe(0);
+    },
+  );
+
+  it('round-trips values between msgpack and json caches on one prefix, whichever wrote them', async () => {
+    // Writers and readers are distinct instances: every read decodes what Redis holds.
+    const configs: CacheOptions[] = serializers.flatMap((serializer) => [
+      { serializer, compression: { thresholdBytes: 0 } },
+      { serializer },
+    ]);
+    const writers = await Promise.all(configs.map((config) => open({ bus: false, ...config })));
+    const readers = await Promise.all(configs.map((config) => open({ bus: false, ...config })));
+    const leaf = fc.oneof(
+      fc.string(),
+      fc.integer(),
+      fc.double({ noNaN: true, noDefaultInfinity: true }).filter((n) => !Object.is(n, -0)),
+      fc.boolean(),
+      fc.constant(null),
+      fc.date({ noInvalidDate: true }),
+      fc.bigInt(),
+      fc.uint8Array({ maxLength: 16 }).map((bytes) => Buffer.from(bytes)),
+      fc.int32Array({ maxLength: 4 }),
+    );
+    const value = fc.letrec((tie) => ({
+      node: fc.oneof({ depthSize: 'small' }, leaf, tie('array'), tie('object'), tie('map'), tie('set')),
+      array: fc.array(tie('node'), { maxLength: 4 }),
+      object: fc.dictionary(
+        fc.string().filter((key) => key !== '__proto__' && key !== '$noa'),
+        tie('node'),
+        { maxKeys: 4 },
+      ),
+      map: fc
+        .array(fc.tuple(fc.oneof(fc.string(), fc.integer()), tie('node')), { maxLength: 3 })
+        .map((pairs) => new Map(pairs)),
+      set: fc.array(fc.oneof(fc.string(), fc.integer()), { maxLength: 3 }).map((items) => new Set(items)),
+    })).node;
+    let round = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        value,
+        fc.nat(configs.length - 1),
+        fc.nat(configs.length - 1),
+        async (written, from, to) => {
+          round += 1;
+          await writers[from]!.set(`round-${round}`, written);
+          expect(await readers[to]!.get(`round-${round}`)).toEqual(written);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
