@@ -5,11 +5,11 @@ import { SerializationError } from './errors.js';
  * object it passed and may mutate it later. A value that cannot be cloned could not be read
  * back in this mode either, so it is refused here, as an unencodable value is.
  */
-export function cloneForL1(value: unknown): unknown {
+export function cloneForL1(value: unknown, key?: string): unknown {
   try {
     return structuredClone(value);
   } catch (error) {
-    throw new SerializationError('encode', { cause: error });
+    throw new SerializationError('encode', { cause: error, details: key === undefined ? {} : { key } });
   }
 }
 

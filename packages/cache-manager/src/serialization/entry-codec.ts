@@ -75,8 +75,11 @@ export class EntryCodec {
     return structures.load();
   }
 
-  /** Encodes an entry; throws {@link SerializationError} when the value cannot be encoded. */
-  encode(entry: CacheEntry): Buffer {
+  /**
+   * Encodes an entry; throws {@link SerializationError} when the value cannot be encoded, with
+   * `key` (when given) in its details so that a refused `set` says which value it was.
+   */
+  encode(entry: CacheEntry, key?: string): Buffer {
     const body = [
       entry.value,
       entry.createdAt,
@@ -93,7 +96,7 @@ export class EntryCodec {
     try {
       out = shared ? shared.pack(body, RESERVE_START_SPACE | headerBytes) : this.#serializer.encode(body, 1);
     } catch (error) {
-      throw new SerializationError('encode', { cause: error });
+      throw new SerializationError('encode', { cause: error, details: key === undefined ? {} : { key } });
     }
     let compression: CompressionName = 'none';
     if (this.#compression !== 'none' && out.length - headerBytes >= this.#thresholdBytes) {
