@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { pack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { EntryCodec } from '../src/index.js';
 import { SharedStructures } from '../src/serialization/shared-structures.js';
@@ -147,6 +148,26 @@ describe('entry codec', () => {
     expect(() => codec.decode(Buffer.from([0xff, 1, 2]))).toThrow(
       expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
     );
+  });
+
+  it('rejects well-formed bytes that do not hold an entry (another app, corruption) with a typed error', () => {
+    const codec = new EntryCodec('msgpack', 'none', 0);
+    const frames = [
+      [1, 0, -1, -1, 0, 5], // tags not a list
+      [1, 0, -1, -1, 0, { a: 1 }],
+      [1, 0, -1, -1, 0, [7]], // a tag not a string
+      [1, 'a', 'b', 'c', 'd', []], // timings not numbers
+      [1, null, -1, -1, 0, []],
+      'abcdef',
+      5,
+      [1],
+    ];
+    for (const frame of frames) {
+      const bytes = Buffer.concat([Buffer.from([0x10]), pack(frame)]);
+      expect(() => codec.decode(bytes)).toThrow(expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }));
+      const json = Buffer.concat([Buffer.from([0x18]), Buffer.from(JSON.stringify(frame))]);
+      expect(() => codec.decode(json)).toThrow(expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }));
+    }
   });
 
   it('decodes bytes written by earlier versions (the wire format is stable)', () => {

@@ -1,4 +1,6 @@
 import fc from 'fast-check';
+import { pack } from 'msgpackr';
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { type CacheOptions, SerializationError } from '../../src/index.js';
 import { redisUp, sharedRedisCaches } from './helpers.js';
@@ -35,6 +37,20 @@ describe.skipIf(!redisUp)('serialization on Redis', () => {
       expect(await redis!.exists(`${prefix}v:clone-refused`)).toBe(0);
     },
   );
+
+  it('bytes under the prefix that do not hold an entry are a miss and a decode error, never a crash', async () => {
+    const registry = new Registry();
+    const cache = await open({ bus: false, registry });
+    // Valid msgpack after a format-1 header, but `tags` is a number.
+    await redis!.set(`${prefix}v:foreign`, Buffer.concat([Buffer.from([0x10]), pack([1, 0, -1, -1, 0, 5])]));
+    expect(await cache.get('foreign')).toBeUndefined();
+    expect(await cache.getMany(['foreign'])).toEqual([undefined]);
+    expect(await cache.getOrSet('foreign', () => 'computed')).toBe('computed');
+    const errors = await registry.getSingleMetric('noa_cache_manager_errors_total')!.get();
+    expect(errors.values).toContainEqual(
+      expect.objectContaining({ labels: { tier: 'l2', operation: 'decode' }, value: 3 }),
+    );
+  });
 
   it('round-trips values between msgpack and json caches on one prefix, whichever wrote them', async () => {
     // Writers and readers are distinct instances: every read decodes what Redis holds.
