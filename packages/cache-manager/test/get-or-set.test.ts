@@ -299,16 +299,15 @@ describe('L1 value modes', () => {
     const cache = make({ l1: { mode: 'freeze' } });
     type Node = { n: number; next: Node | undefined; seen: Map<string, Date> };
     let list: Node | undefined;
-    for (let n = 0; n < 100_000; n += 1) list = { n, next: list, seen: new Map([['at', new Date(n)]]) };
+    for (let n = 0; n < 20_000; n += 1) list = { n, next: list, seen: new Map([['at', new Date(n)]]) };
     await cache.set('list', list);
     let node = await cache.get<Node>('list');
-    let count = 0;
+    let frozen = 0;
     while (node) {
-      expect(Object.isFrozen(node)).toBe(true);
-      count += 1;
+      if (Object.isFrozen(node)) frozen += 1;
       node = node.next;
     }
-    expect(count).toBe(100_000);
+    expect(frozen).toBe(20_000);
     const head = list!;
     expect(() => head.seen.get('at')!.setTime(0)).toThrow(TypeError);
   });
