@@ -143,6 +143,29 @@ describe('entry codec', () => {
     }
   });
 
+  it('msgpack changes lone surrogates, __proto__ keys and shared references, as the README says', () => {
+    const shared = { n: 1 };
+    const value = { cut: 'ab\uD83D', parsed: JSON.parse('{"__proto__": {"x": 1}}'), twice: [shared, shared] };
+    const entry = { value, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 0, tags: [] };
+    const msgpack = new EntryCodec('msgpack', 'none', 0);
+    const decoded = msgpack.decode(msgpack.encode(entry)).value as {
+      cut: string;
+      parsed: Record<string, unknown>;
+      twice: object[];
+    };
+    expect(decoded.cut).not.toBe(value.cut);
+    expect(decoded.cut.startsWith('ab\uFFFD')).toBe(true);
+    expect(Object.keys(decoded.parsed)).toEqual(['__proto_']);
+    expect(Object.getPrototypeOf(decoded.parsed)).toBe(Object.prototype);
+    expect(decoded.twice[0]).toEqual(decoded.twice[1]);
+    expect(decoded.twice[0]).not.toBe(decoded.twice[1]);
+    // JSON keeps the first two.
+    const json = new EntryCodec('json', 'none', 0);
+    const fromJson = json.decode(json.encode(entry)).value as typeof decoded;
+    expect(fromJson.cut).toBe(value.cut);
+    expect(Object.keys(fromJson.parsed)).toEqual(['__proto__']);
+  });
+
   it('rejects garbage with a typed error', () => {
     const codec = new EntryCodec('msgpack', 'none', 0);
     expect(() => codec.decode(Buffer.from([0xff, 1, 2]))).toThrow(

@@ -50,6 +50,24 @@ describe.skipIf(!redisUp)('serialization on Redis', () => {
     const decodeErrors = errors.values.find((sample) => sample.labels.operation === 'decode');
     // getOrSet reads L2 again once it holds the lease: three calls, at least three reads.
     expect(decodeErrors?.value).toBeGreaterThanOrEqual(3);
+    expect(await redis!.get(`${prefix}v:foreign`)).not.toBeNull(); // replaced by the next write
+  });
+
+  it('a compressed value truncated or corrupted in Redis is a miss, recomputed by getOrSet', async () => {
+    const writer = await open({ bus: false, compression: { thresholdBytes: 0 } });
+    const reader = await open({ bus: false, l1: { maxEntries: 1 } });
+    for (const damage of ['truncated', 'flipped'] as const) {
+      const key = `damaged-${damage}`;
+      await writer.set(key, { text: 'x'.repeat(2_000) });
+      const bytes = (await redis!.getBuffer(`${prefix}v:${key}`))!;
+      expect(bytes[0]! & 0b111).not.toBe(0); // compressed
+      const damaged = damage === 'truncated' ? bytes.subarray(0, bytes.length - 4) : Buffer.from(bytes);
+      // The compressed body's first byte (zstd's magic number), after the format's header.
+      if (damage === 'flipped') damaged[bytes[0]! >> 4 === 2 ? 6 : 1]! ^= 0xff;
+      await redis!.set(`${prefix}v:${key}`, damaged);
+      expect(await reader.get(key)).toBeUndefined();
+      expect(await reader.getOrSet(key, () => 'recomputed')).toBe('recomputed');
+    }
   });
 
   it('round-trips values between msgpack and json caches on one prefix, whichever wrote them', async () => {
