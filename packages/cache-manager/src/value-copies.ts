@@ -5,11 +5,11 @@ import { SerializationError } from './errors.js';
  * object it passed and may mutate it later. A value that cannot be cloned could not be read
  * back in this mode either, so it is refused here, as an unencodable value is.
  */
-export function cloneForL1(value: unknown): unknown {
+export function cloneForL1(value: unknown, key?: string): unknown {
   try {
     return structuredClone(value);
   } catch (error) {
-    throw new SerializationError('encode', { cause: error });
+    throw new SerializationError('encode', { cause: error, details: key === undefined ? {} : { key } });
   }
 }
 
@@ -56,28 +56,33 @@ const deepFrozen = new WeakSet<object>();
 /**
  * Freezes `value` and everything it holds (objects, arrays, Maps, Sets, Dates; not typed arrays).
  * A Map, Set or Date the caller froze already cannot get the throwing mutators (its properties
- * are fixed), so its own mutators still work; its contents are frozen.
+ * are fixed), so its own mutators still work; its contents are frozen. Walks with a stack of its
+ * own, not by recursion: a long linked list overflowed the call stack half frozen.
  */
 export function deepFreeze(value: unknown): void {
-  if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value) || deepFrozen.has(value))
-    return;
-  deepFrozen.add(value);
-  if (Object.isExtensible(value)) {
-    if (value instanceof Map) refuseMutation(value, mutators.map);
-    else if (value instanceof Set) refuseMutation(value, mutators.set);
-    else if (value instanceof Date) refuseMutation(value, mutators.date);
-  }
-  Object.freeze(value);
-  if (value instanceof Map) {
-    for (const [key, entry] of value) {
-      deepFreeze(key);
-      deepFreeze(entry);
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const current = pending.pop();
+    if (
+      typeof current !== 'object' ||
+      current === null ||
+      ArrayBuffer.isView(current) ||
+      deepFrozen.has(current)
+    )
+      continue;
+    deepFrozen.add(current);
+    if (Object.isExtensible(current)) {
+      if (current instanceof Map) refuseMutation(current, mutators.map);
+      else if (current instanceof Set) refuseMutation(current, mutators.set);
+      else if (current instanceof Date) refuseMutation(current, mutators.date);
     }
-    return;
+    Object.freeze(current);
+    if (current instanceof Map) {
+      for (const [key, entry] of current) pending.push(key, entry);
+    } else if (current instanceof Set) {
+      for (const entry of current) pending.push(entry);
+    } else {
+      for (const entry of Object.values(current)) pending.push(entry);
+    }
   }
-  if (value instanceof Set) {
-    for (const entry of value) deepFreeze(entry);
-    return;
-  }
-  for (const entry of Object.values(value)) deepFreeze(entry);
 }

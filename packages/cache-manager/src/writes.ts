@@ -89,7 +89,7 @@ function prepareWrite(
 ): () => Promise<void> {
   const now = engine.clock.now();
   const entry = createEntry(
-    engine.options.l1.mode === 'clone' ? cloneForL1(value) : value,
+    engine.options.l1.mode === 'clone' ? cloneForL1(value, fullKey) : value,
     now,
     options.ttlMs ?? engine.options.ttlMs,
     options.graceMs ?? engine.options.graceMs,
@@ -104,7 +104,7 @@ function prepareWrite(
     engine.l1Set(fullKey, entry, estimateSize(value));
     return () => Promise.resolve();
   }
-  const encoded = engine.codec.encode(entry);
+  const encoded = engine.codec.encode(entry, fullKey);
   engine.l1Set(fullKey, entry, l1Charge(encoded, entry));
   const physicalTtl = Number.isFinite(entry.staleUntil) ? entry.staleUntil - now : undefined;
   // Reads may slide a sliding value up to its bound (plus grace) without touching its tag sets.

@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { pack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { EntryCodec } from '../src/index.js';
 import { SharedStructures } from '../src/serialization/shared-structures.js';
@@ -12,6 +13,10 @@ const leaf = fc.oneof(
   fc.date({ noInvalidDate: true }),
   fc.bigInt(),
   fc.uint8Array({ maxLength: 64 }).map((bytes) => Buffer.from(bytes)),
+  fc.uint8Array({ maxLength: 8 }),
+  fc.int32Array({ maxLength: 8 }),
+  fc.float64Array({ maxLength: 4 }),
+  fc.bigInt64Array({ maxLength: 4 }),
 );
 
 const key = fc.string().filter((k) => k !== '__proto__');
@@ -119,11 +124,73 @@ describe('entry codec', () => {
     expect(Object.is(json[4], 0)).toBe(true);
   });
 
+  it('json keeps typed arrays and undefined array elements as msgpack does, and refuses symbols', () => {
+    const value = {
+      ints: new Int32Array([1, -2]),
+      floats: new Float64Array([0.5, -1]),
+      bytes: new Uint8Array([7, 8, 9]),
+      bigs: new BigInt64Array([-3n]),
+      list: [1, undefined, [undefined, 2], { inner: [undefined] }],
+    };
+    const entry = { value, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 0, tags: [] };
+    for (const serializer of ['msgpack', 'json'] as const) {
+      const codec = new EntryCodec(serializer, 'none', 0);
+      // Strict: the same classes, and no holes where the value had undefined.
+      expect(codec.decode(codec.encode(entry)).value).toStrictEqual(value);
+      expect(() => codec.encode({ ...entry, value: { id: Symbol('id') } })).toThrow(
+        expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
+      );
+    }
+  });
+
+  it('msgpack changes lone surrogates, __proto__ keys and shared references, as the README says', () => {
+    const shared = { n: 1 };
+    const value = { cut: 'ab\uD83D', parsed: JSON.parse('{"__proto__": {"x": 1}}'), twice: [shared, shared] };
+    const entry = { value, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 0, tags: [] };
+    const msgpack = new EntryCodec('msgpack', 'none', 0);
+    const decoded = msgpack.decode(msgpack.encode(entry)).value as {
+      cut: string;
+      parsed: Record<string, unknown>;
+      twice: object[];
+    };
+    expect(decoded.cut).not.toBe(value.cut);
+    expect(decoded.cut.startsWith('ab\uFFFD')).toBe(true);
+    expect(Object.keys(decoded.parsed)).toEqual(['__proto_']);
+    expect(Object.getPrototypeOf(decoded.parsed)).toBe(Object.prototype);
+    expect(decoded.twice[0]).toEqual(decoded.twice[1]);
+    expect(decoded.twice[0]).not.toBe(decoded.twice[1]);
+    // JSON keeps the first two.
+    const json = new EntryCodec('json', 'none', 0);
+    const fromJson = json.decode(json.encode(entry)).value as typeof decoded;
+    expect(fromJson.cut).toBe(value.cut);
+    expect(Object.keys(fromJson.parsed)).toEqual(['__proto__']);
+  });
+
   it('rejects garbage with a typed error', () => {
     const codec = new EntryCodec('msgpack', 'none', 0);
     expect(() => codec.decode(Buffer.from([0xff, 1, 2]))).toThrow(
       expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
     );
+  });
+
+  it('rejects well-formed bytes that do not hold an entry (another app, corruption) with a typed error', () => {
+    const codec = new EntryCodec('msgpack', 'none', 0);
+    const frames = [
+      [1, 0, -1, -1, 0, 5], // tags not a list
+      [1, 0, -1, -1, 0, { a: 1 }],
+      [1, 0, -1, -1, 0, [7]], // a tag not a string
+      [1, 'a', 'b', 'c', 'd', []], // timings not numbers
+      [1, null, -1, -1, 0, []],
+      'abcdef',
+      5,
+      [1],
+    ];
+    for (const frame of frames) {
+      const bytes = Buffer.concat([Buffer.from([0x10]), pack(frame)]);
+      expect(() => codec.decode(bytes)).toThrow(expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }));
+      const json = Buffer.concat([Buffer.from([0x18]), Buffer.from(JSON.stringify(frame))]);
+      expect(() => codec.decode(json)).toThrow(expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }));
+    }
   });
 
   it('decodes bytes written by earlier versions (the wire format is stable)', () => {

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { Cache } from '../src/index.js';
 import { estimateSize } from '../src/l1/estimate-size.js';
 
 /**
@@ -67,6 +68,21 @@ describe('estimateSize', () => {
     const { array, reads } = countingArray(2 ** 32 - 1);
     expect(estimateSize(array)).toBeGreaterThan(2 ** 32);
     expect(reads()).toBeLessThanOrEqual(2_000);
+  });
+
+  it('charges an ArrayBuffer its bytes, as it does a view of one', () => {
+    expect(estimateSize(new ArrayBuffer(1_000_000))).toBeGreaterThanOrEqual(1_000_000);
+    expect(estimateSize({ raw: new SharedArrayBuffer(1_000_000) })).toBeGreaterThanOrEqual(1_000_000);
+    expect(estimateSize(new Uint8Array(1_000_000))).toBeGreaterThanOrEqual(1_000_000);
+  });
+
+  it('keeps a memory-only L1 of ArrayBuffers within its byte bound', async () => {
+    const cache = new Cache({ l1: { maxBytes: 4_000_000 } });
+    for (let index = 0; index < 10; index += 1) await cache.set(`k${index}`, new ArrayBuffer(1_000_000));
+    const { entries, bytes } = cache.stats().l1;
+    expect(bytes).toBeLessThanOrEqual(4_000_000);
+    expect(entries).toBeLessThanOrEqual(4);
+    await cache.close();
   });
 
   it('walks small values whole: the estimate is exact under the budget', () => {

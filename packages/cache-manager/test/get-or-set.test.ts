@@ -295,6 +295,23 @@ describe('L1 value modes', () => {
     });
   });
 
+  it('freeze reaches the end of a deeply nested value without overflowing the stack', async () => {
+    const cache = make({ l1: { mode: 'freeze' } });
+    type Node = { n: number; next: Node | undefined; seen: Map<string, Date> };
+    let list: Node | undefined;
+    for (let n = 0; n < 20_000; n += 1) list = { n, next: list, seen: new Map([['at', new Date(n)]]) };
+    await cache.set('list', list);
+    let node = await cache.get<Node>('list');
+    let frozen = 0;
+    while (node) {
+      if (Object.isFrozen(node)) frozen += 1;
+      node = node.next;
+    }
+    expect(frozen).toBe(20_000);
+    const head = list!;
+    expect(() => head.seen.get('at')!.setTime(0)).toThrow(TypeError);
+  });
+
   it('clone hands out copies', async () => {
     const cache = make({ l1: { mode: 'clone' } });
     await cache.set('k', { n: 1 });

@@ -71,6 +71,52 @@ describe.each(policies)('L1 store (%s)', (policy) => {
     );
   });
 
+  it('counts exactly the bytes it holds and reports every entry that leaves, under byte pressure', () => {
+    const ops = fc.array(
+      fc.oneof(
+        opArb,
+        // Entries up to larger than the whole bound, and clears.
+        fc.record({
+          kind: fc.constant('set' as const),
+          key: fc.integer({ min: 0, max: 40 }),
+          bytes: fc.integer({ min: 1, max: 3_500 }),
+          ttl: fc.integer({ min: 1, max: 100 }),
+        }),
+        fc.constant({ kind: 'clear' as const }),
+      ),
+      { maxLength: 300 },
+    );
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 300, max: 3_000 }),
+        ops,
+        (maxEntries, maxBytes, list) => {
+          // What the store should hold: added on set, taken out only by its removal reports.
+          const held = new Map<string, number>();
+          const store = createL1Store(policy, maxEntries, maxBytes, (key, removed) => {
+            expect(held.get(key)).toBe(removed.value);
+            held.delete(key);
+          });
+          let now = 0;
+          for (const op of list) {
+            if (op.kind === 'set') {
+              // An overwrite is not reported; an entry over the bound is not stored (its key is deleted).
+              if (op.bytes <= maxBytes) held.set(`k${op.key}`, op.bytes);
+              store.set(`k${op.key}`, entry(op.bytes, now + op.ttl), op.bytes);
+            } else if (op.kind === 'get') store.get(`k${op.key}`, now);
+            else if (op.kind === 'del') store.delete(`k${op.key}`);
+            else store.clear();
+            now += 1;
+            expect([...store.keys()].sort()).toEqual([...held.keys()].sort());
+            expect(store.bytes).toBe([...held.values()].reduce((sum, bytes) => sum + bytes, 0));
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
   it('drops entries once past their grace, reporting them as expired', () => {
     const reasons: string[] = [];
     const store = createL1Store(policy, 10, 10_000, (_key, _entry, reason) => reasons.push(reason));

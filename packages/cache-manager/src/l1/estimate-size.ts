@@ -38,6 +38,9 @@ export function estimateSize(value: unknown, budget = 2_000): number {
         seen.add(current);
         if (ArrayBuffer.isView(current)) {
           bytes += 64 + current.byteLength;
+        } else if (current instanceof ArrayBuffer || current instanceof SharedArrayBuffer) {
+          // No enumerable keys: walked as an object, a buffer of any size cost 32 bytes.
+          bytes += 64 + current.byteLength;
         } else if (current instanceof Date) {
           bytes += 32;
         } else if (current instanceof Map || current instanceof Set) {

@@ -75,8 +75,11 @@ export class EntryCodec {
     return structures.load();
   }
 
-  /** Encodes an entry; throws {@link SerializationError} when the value cannot be encoded. */
-  encode(entry: CacheEntry): Buffer {
+  /**
+   * Encodes an entry; throws {@link SerializationError} when the value cannot be encoded, with
+   * `key` (when given) in its details so that a refused `set` says which value it was.
+   */
+  encode(entry: CacheEntry, key?: string): Buffer {
     const body = [
       entry.value,
       entry.createdAt,
@@ -93,7 +96,7 @@ export class EntryCodec {
     try {
       out = shared ? shared.pack(body, RESERVE_START_SPACE | headerBytes) : this.#serializer.encode(body, 1);
     } catch (error) {
-      throw new SerializationError('encode', { cause: error });
+      throw new SerializationError('encode', { cause: error, details: key === undefined ? {} : { key } });
     }
     let compression: CompressionName = 'none';
     if (this.#compression !== 'none' && out.length - headerBytes >= this.#thresholdBytes) {
@@ -148,14 +151,8 @@ export class EntryCodec {
       } else {
         throw new Error(`unknown format version ${version}`);
       }
-      const [value, createdAt, expiresAt, staleUntil, computeMs, tags] = decoded as [
-        unknown,
-        number,
-        number,
-        number,
-        number,
-        string[],
-      ];
+      if (!isEntryBody(decoded)) throw new Error('the bytes do not hold a cache entry');
+      const [value, createdAt, expiresAt, staleUntil, computeMs, tags] = decoded;
       return {
         value,
         createdAt,
@@ -187,6 +184,20 @@ export function slidingFrameBytes(bytes: Buffer): number {
 export function isCompressed(bytes: Buffer): boolean {
   const header = bytes[slidingFrameBytes(bytes)] ?? 0;
   return (header & 0b111) !== 0;
+}
+
+/**
+ * Whether a decoded body has the shape {@link EntryCodec.encode} writes. Bytes of another app
+ * or corrupted ones can be valid msgpack or JSON of another shape: taken as an entry, a `tags`
+ * that is not a list of strings threw from L1's tag index (a rejected `get`, not a miss).
+ */
+function isEntryBody(
+  decoded: unknown,
+): decoded is [unknown, number, number, number, number, string[] | undefined] {
+  if (!Array.isArray(decoded) || decoded.length < 5) return false;
+  for (let index = 1; index <= 4; index += 1) if (typeof decoded[index] !== 'number') return false;
+  const tags: unknown = decoded[5];
+  return tags === undefined || (Array.isArray(tags) && tags.every((tag) => typeof tag === 'string'));
 }
 
 /** The sliding frame (format 3) around an entry's encoding (see {@link SLIDING_FRAME}). */

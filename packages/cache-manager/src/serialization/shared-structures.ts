@@ -95,14 +95,26 @@ export class SharedStructures {
     return this.#encoder;
   }
 
-  /** The store may have lost the list (the connection closed): write self-contained values until it is read again. */
+  /**
+   * The store may have lost the list, or part of it (the connection closed): write
+   * self-contained values, and decode none, until it is read again (at once: the quiet period
+   * of a previous load does not apply).
+   */
   distrust(): void {
     this.#trusted = false;
+    this.#quietUntil = 0;
   }
 
-  /** The decoder for a value of `epoch` that may use `needed` structures, if this instance has them. */
+  /**
+   * The decoder for a value of `epoch` that may use `needed` structures, if this instance has
+   * them and trusts them: after {@link distrust} the store may hold fewer (a restore), and
+   * another instance may have appended a different shape at a position this one knows, so a
+   * value is decoded only once the list was read again.
+   */
   decoderFor(epoch: number, needed: number): Packr | undefined {
-    return epoch === this.#epoch && needed <= this.#committed.length ? this.#decoder : undefined;
+    return this.#trusted && epoch === this.#epoch && needed <= this.#committed.length
+      ? this.#decoder
+      : undefined;
   }
 
   /**
@@ -182,13 +194,24 @@ export class SharedStructures {
     }
   }
 
-  /** Adopts the store's list: the same epoch only ever grows; a new epoch replaces everything. */
+  /**
+   * Adopts the store's list. The same epoch normally only grows, but a restart that restored an
+   * older copy (an RDB snapshot, AOF `everysec`, a failover to a lagging replica) brings back
+   * fewer structures under the same epoch, and another instance may then append a different
+   * shape at a lost position: the store's list wins whenever it is not an extension of ours,
+   * so that no id keeps a meaning the store no longer gives it.
+   */
   #apply(list: string[] | undefined): void {
     if (list === undefined || list.length === 0) return;
     const epoch = Number(list[0]);
     const structures = list.slice(1, MAX_SHARED_STRUCTURES + 1);
     if (!Number.isInteger(epoch) || epoch <= 0 || epoch >= 2 ** 32) return;
-    if (epoch === this.#epoch && structures.length <= this.#committed.length) return;
+    if (
+      epoch === this.#epoch &&
+      structures.length <= this.#committed.length &&
+      structures.every((json, index) => json === this.#committed[index])
+    )
+      return;
     const parsed = structures.map((json) => JSON.parse(json) as string[]);
     if (!parsed.every((keys) => Array.isArray(keys) && keys.every((key) => typeof key === 'string'))) {
       throw new Error('malformed shared structures list');

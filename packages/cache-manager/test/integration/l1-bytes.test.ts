@@ -36,3 +36,29 @@ describe.skipIf(!redisUp)('L1 byte bound with compressed values', () => {
     expect(entries).toBeLessThanOrEqual(1);
   });
 });
+
+/**
+ * With Redis, L1 charges a value its encoded length. A Buffer decoded as a view into the bytes
+ * Redis answered with would keep that whole answer alive: one MGET reply (or a chunk of the
+ * parser's pool) for every small value holding a Buffer, far beyond what L1 counted.
+ */
+describe.skipIf(!redisUp)('L1 byte bound with Buffers read from L2', () => {
+  it('a Buffer read from L2 holds its own bytes, not the reply it arrived in', async () => {
+    const writer = await open({ bus: false });
+    const keys = Array.from({ length: 20 }, (_, index) => `buffer:${index}`);
+    // The reply to the MGET below arrives in one socket read (under 64 KiB).
+    await writer.set('buffer:filler', 'x'.repeat(30_000));
+    for (const [index, key] of keys.entries())
+      await writer.set(key, { index, bytes: Buffer.from([1, 2, index]) });
+    const reader = await open({ bus: false });
+    const read = await reader.getMany<{ index: number; bytes: Buffer } | string>(['buffer:filler', ...keys]);
+    for (const [index, value] of read.slice(1).entries()) {
+      const { bytes } = value as { index: number; bytes: Buffer };
+      expect(Buffer.isBuffer(bytes)).toBe(true);
+      expect([...bytes]).toEqual([1, 2, index]);
+      expect(bytes.buffer.byteLength).toBeLessThan(1_024);
+    }
+    const single = await (await open({ bus: false })).get<{ bytes: Buffer }>('buffer:3');
+    expect(single!.bytes.buffer.byteLength).toBeLessThan(1_024);
+  });
+});

@@ -101,6 +101,45 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
     expect([value, runs]).toEqual([page(9), 1]);
     expect(await (await cacheOn(prefix)).get('k2')).toEqual(page(9));
   });
+
+  it('never decodes a value into another shape after the list came back as an older copy', async () => {
+    const prefix = newPrefix('cm_struct_restore');
+    const listKey = `${prefix}__structures`;
+    /** Waits until the list holds `length` entries (the epoch included); proposals are appended shortly after a write. */
+    const listReaches = async (length: number) => {
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && (await redis!.llen(listKey)) < length) await delay(10);
+      return redis!.lrange(listKey, 0, -1);
+    };
+    // The first instance on a connection of its own, so that the test can close it.
+    const own = new Redis(redisUrl);
+    const first = new Cache({ redis: own, prefix, bus: false, l1: { maxEntries: 1 } });
+    caches.push(first);
+    await first.ready();
+    const snapshot = await redis!.lrange(listKey, 0, -1); // [epoch]: what a restart restores
+    await first.set('a1', { alpha: 1, beta: '1' });
+    await first.set('a2', { alpha: 2, beta: '2' }); // second sighting: ["alpha","beta"] appended
+    expect((await listReaches(2))[1]).toBe(JSON.stringify(['alpha', 'beta']));
+    // Redis restarts from a snapshot older than the append; every connection closes.
+    await redis!
+      .multi()
+      .del(listKey)
+      .rpush(listKey, ...snapshot)
+      .exec();
+    own.disconnect(true);
+    await new Promise((resolve) => own.once('ready', resolve));
+    const second = await cacheOn(prefix);
+    await second.set('x1', { xray: 1, yank: '1' });
+    await second.set('x2', { xray: 2, yank: '2' }); // appended at the position "alpha/beta" had
+    expect((await listReaches(2))[1]).toBe(JSON.stringify(['xray', 'yank']));
+    await second.set('x3', { xray: 3, yank: '3' });
+    expect((await redis!.getBuffer(`${prefix}v:x3`))![5]).toBe(1); // uses the shared structure
+    expect(await first.get('x3')).toEqual({ xray: 3, yank: '3' });
+    await first.set('a3', { alpha: 3, beta: '3' });
+    expect(await (await cacheOn(prefix)).get('a3')).toEqual({ alpha: 3, beta: '3' });
+    await first.close();
+    own.disconnect();
+  });
 });
 
 describe.skipIf(!hasRedisServer)(
