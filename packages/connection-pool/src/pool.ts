@@ -271,8 +271,8 @@ export class Pool<T> {
     this.#rejectAllWaiters(new PoolClosedError(this.name));
     if (this.#active > 0 && this.options.closeTimeoutMs > 0) {
       await new Promise<void>((resolve) => {
+        // Not unref'd: the caller awaits it (nor are the acquire timers below).
         const timer = setTimeout(resolve, this.options.closeTimeoutMs);
-        timer.unref();
         this.#drained = () => {
           clearTimeout(timer);
           resolve();
@@ -330,7 +330,6 @@ export class Pool<T> {
       };
       if (ownTimeout !== undefined) {
         waiter.timer = setTimeout(() => this.#timeOut(waiter, ownTimeout), ownTimeout);
-        waiter.timer.unref();
       } else if (this.#deadlineTimer === undefined) {
         this.#armDeadlineTimer(this.options.acquireTimeoutMs);
       }
@@ -386,7 +385,6 @@ export class Pool<T> {
         this.#timeOut(waiter, this.options.acquireTimeoutMs);
       }
     }, delayMs);
-    this.#deadlineTimer.unref();
   }
 
   #size(): number {

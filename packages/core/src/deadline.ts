@@ -2,8 +2,9 @@ import { TimeoutError } from './errors.js';
 
 /**
  * Resolves with `work`'s value, or rejects with a {@link TimeoutError} once `timeoutMs` has
- * passed, whichever comes first. The timer is unref'd and cleared as soon as `work` settles,
- * so nothing is left behind. `work` itself is not cancelled: pass `onTimeout` to abort it.
+ * passed, whichever comes first. The timer is cleared as soon as `work` settles, so nothing is
+ * left behind; it is not unref'd: a caller awaiting the answer gets it (at the latest a
+ * TimeoutError) rather than a process that exits under it with the await unsettled. `work` itself is not cancelled: pass `onTimeout` to abort it.
  */
 export function withDeadline<T>(
   work: Promise<T>,
@@ -17,7 +18,6 @@ export function withDeadline<T>(
       onTimeout?.();
       reject(new TimeoutError(operation, timeoutMs));
     }, timeoutMs);
-    timer.unref();
     work.then(
       (value) => {
         clearTimeout(timer);

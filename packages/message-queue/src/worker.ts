@@ -253,10 +253,15 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     );
     const maintenance = setInterval(() => void this.maintain(), this.#options.maintenanceIntervalMs);
     this.#timers.push(heartbeat, maintenance);
+    heartbeat.unref();
+    // The maintenance timer stays ref'd: a started worker keeps the process alive until close(),
+    // as a listening server does (with the memory provider nothing else would: a script awaiting
+    // a retry's back-off would exit under it).
     if (this.#options.autoscale) {
-      this.#timers.push(setInterval(() => void this.#autoscale(), this.#options.autoscale.intervalMs));
+      this.#timers.push(
+        setInterval(() => void this.#autoscale(), this.#options.autoscale.intervalMs).unref(),
+      );
     }
-    for (const timer of this.#timers) timer.unref();
   }
 
   #reportError(operation: string, error: unknown): void {
