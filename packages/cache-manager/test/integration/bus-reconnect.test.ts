@@ -1,25 +1,13 @@
-import { delay, type Logger } from '@noa/core';
+import { delay } from '@noa/core';
 import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
+import { resyncWatcher } from './helpers.js';
 import { HoldingProxy } from './holding-proxy.js';
 
 const started = await startPrivateRedisOrSkip();
 
-/** A logger that notes the bus's "reconnected" log line, and a reader of whether it came. */
-function resyncWatcher(): { logger: Logger; resynced: () => boolean } {
-  let resynced = false;
-  const logger: Logger = {
-    debug: () => {},
-    info: (message: string) => {
-      if (message.startsWith('invalidation bus reconnected')) resynced = true;
-    },
-    warn: () => {},
-    error: () => {},
-  };
-  return { logger, resynced: () => resynced };
-}
 /**
  * What a bus reconnect leaves behind: the window before the new subscription takes effect,
  * and the factory runs that span it. Each case kills the bus connections (`CLIENT KILL TYPE
