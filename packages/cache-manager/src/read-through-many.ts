@@ -301,10 +301,12 @@ async function runMany<T>(
 
 /**
  * The positions of `batch` whose run spans a bus reconnect (see `FactoryRun.suspect`) and
- * whose key L2 still holds as the run saw it before it started (same `createdAt`, or still
- * nothing): their values are cached as any run's. The rule of `getOrSet`'s runs, per key, with
- * one L2 read for all of them. A key whose first read failed, or whose read fails now, is not
- * among them: a failed read proves nothing about a change the bus may have lost.
+ * whose key L2 still holds as the run saw it before it started (the same value, by its
+ * `createdAt`): their values are cached as any run's. The rule of `getOrSet`'s runs, per key,
+ * with one L2 read for all of them. A key whose first read failed, or whose read fails now, is
+ * not among them: a failed read proves nothing about a change the bus may have lost. Nor is a
+ * key L2 held no value of, before and after: a write then delete of it, both lost in the
+ * outage, leave L2 so too, and the run may have read its source before them.
  */
 async function unchangedInL2(
   engine: CacheEngine,
@@ -333,7 +335,7 @@ async function unchangedInL2(
   }
   suspects.forEach((position, checked) => {
     const before = load.seen.get(batch[position]!);
-    if (before !== undefined && now[checked] === before) unchanged.add(position);
+    if (typeof before === 'number' && now[checked] === before) unchanged.add(position);
   });
   return unchanged;
 }

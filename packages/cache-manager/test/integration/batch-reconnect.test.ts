@@ -183,6 +183,30 @@ function describeBatchReconnect(name: string, skip: boolean, backend: () => Back
       ]);
     });
 
+    it('does not cache a key L2 held nothing of, before and after, over a write then delete both lost in the outage', async () => {
+      const { open, killBus } = setup();
+      const prefix = 'batch-written-deleted:';
+      const { logger, resynced } = resyncWatcher();
+      const runner = await open(prefix, { logger });
+      const writer = await open(prefix);
+      await writer.set('same', 'old');
+      await writer.expire('same');
+      const held = heldFactory();
+      const running = runner.getOrSetMany(['cold', 'same'], held.factory);
+      await held.started();
+      await killBus();
+      // Both land in L2 while the runner's bus is down: L2 holds nothing again, as the run saw it.
+      await writer.set('cold', 'newer');
+      await writer.delete('cold');
+      await waitForResync(resynced);
+      held.finish({ cold: 'older', same: 'computed' });
+      expect(await running).toEqual(['older', 'computed']);
+      // The factory may have read its source before the delete: nothing serves its result.
+      expect(await runner.get('cold')).toBeUndefined();
+      expect(await writer.get('cold')).toBeUndefined();
+      expect(await (await open(prefix)).getMany(['cold', 'same'])).toEqual([undefined, 'computed']);
+    });
+
     it('does not cache a key whose first L2 read failed over a delete the bus lost', async () => {
       const { open, killBus, stall } = setup();
       const prefix = 'batch-unread:';
