@@ -76,6 +76,7 @@ export class InvalidationBus {
   #stopWaitingForCluster: (() => void) | undefined;
   readonly #onMessage: (message: BusMessage) => void;
   readonly #onResync: (keys?: readonly string[]) => void;
+  readonly #onConnectionLost: () => void;
   readonly #metrics: CacheMetrics;
   readonly #logger: Logger;
   readonly #outbox = new TickBatcher<OutgoingMessage, undefined>((items) => this.#send(items));
@@ -98,6 +99,11 @@ export class InvalidationBus {
     onMessage: (message: BusMessage) => void;
     /** Drops `keys` from L1, or without them all of it (and supersedes every factory run). */
     onResync: (keys?: readonly string[]) => void;
+    /**
+     * The subscription connection closed: messages are lost from now until `onResync`. A
+     * factory run that ends before then may have missed the one that changed its key.
+     */
+    onConnectionLost: () => void;
     metrics: CacheMetrics;
     logger: Logger;
   }) {
@@ -106,6 +112,7 @@ export class InvalidationBus {
     this.instanceId = options.instanceId;
     this.#onMessage = options.onMessage;
     this.#onResync = options.onResync;
+    this.#onConnectionLost = options.onConnectionLost;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     const client = options.tier.client;
@@ -127,7 +134,9 @@ export class InvalidationBus {
       this.#logger.debug('invalidation bus connection error', { error: error.message });
     });
     subscriber.on('close', () => {
-      if (!this.#closed) this.#lostConnection = true;
+      if (this.#closed) return;
+      this.#lostConnection = true;
+      this.#onConnectionLost();
     });
     subscriber.on('ready', () => {
       if (this.#lostConnection) void this.#resubscribe(subscriber);
@@ -204,6 +213,7 @@ export class InvalidationBus {
       cluster.off('-node', onNodeRemoved);
       if (this.#closed) return;
       this.#lostConnection = true;
+      this.#onConnectionLost();
       subscriber.disconnect();
       this.#resubscribeLater(cluster);
     };

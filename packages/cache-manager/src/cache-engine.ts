@@ -145,6 +145,7 @@ export class CacheEngine {
               this.runs.suspectAll();
             } else for (const key of keys) this.l1.delete(key);
           },
+          onConnectionLost: () => this.runs.connectionLost(),
           metrics: this.metrics,
           logger: this.logger,
         });

@@ -7,11 +7,13 @@
 export interface FactoryRun {
   /** The call's tags, or those the factory set through its context. */
   tags: readonly string[];
+  /** `wait`: a lease waiter watching the key for changes (see `computeOnce`), not a factory run. */
+  readonly kind: 'run' | 'wait';
   superseded: boolean;
   /**
-   * The bus reconnected while it ran: a message that would have superseded it may have been
-   * lost. Unlike `superseded` this is no proof of a change: the run checks L2 before caching
-   * (see `runFactory`).
+   * The bus lost its connection while it ran: a message that would have superseded it may
+   * have been lost. Unlike `superseded` this is no proof of a change: the run checks L2
+   * before caching (see `runFactory`).
    */
   suspect: boolean;
 }
@@ -20,9 +22,9 @@ export interface FactoryRun {
 export class FactoryRuns {
   readonly #runs = new Map<string, Set<FactoryRun>>();
 
-  /** Records a run of `fullKey` with `tags`; end it with {@link end}. */
-  start(fullKey: string, tags: readonly string[]): FactoryRun {
-    const run: FactoryRun = { tags, superseded: false, suspect: false };
+  /** Records a run (or a wait) of `fullKey` with `tags`; end it with {@link end}. */
+  start(fullKey: string, tags: readonly string[], kind: FactoryRun['kind'] = 'run'): FactoryRun {
+    const run: FactoryRun = { tags, kind, superseded: false, suspect: false };
     let runs = this.#runs.get(fullKey);
     if (!runs) {
       runs = new Set();
@@ -53,9 +55,22 @@ export class FactoryRuns {
     }
   }
 
-  /** A bus reconnect: every run in progress may have missed a message (see {@link FactoryRun.suspect}). */
+  /** The bus subscribed again: every run and wait in progress may have missed a message. */
   suspectAll(): void {
     for (const runs of this.#runs.values()) for (const run of runs) run.suspect = true;
+  }
+
+  /**
+   * The bus lost its connection: every factory run in progress may miss a message from now
+   * on. Marked now, not only once the bus subscribes again: a run that ended in between cached
+   * over the change it missed. Waits are left to {@link suspectAll}: a suspect waiter trusts
+   * only L2's value in grace, and with all of Redis down its next poll fails, so it would lose
+   * the value it serves when the factory then fails.
+   */
+  connectionLost(): void {
+    for (const runs of this.#runs.values()) {
+      for (const run of runs) if (run.kind === 'run') run.suspect = true;
+    }
   }
 
   /** A clear of the keys under `fullPrefix`. */

@@ -51,14 +51,41 @@ export function decodeEntry(engine: CacheEngine, fullKey: string, bytes: Buffer)
   }
 }
 
-/** Many keys from L2 in one read, with the shared structures their values need loaded. */
-async function fetchMany(engine: CacheEngine, fullKeys: readonly string[]): Promise<(Buffer | undefined)[]> {
-  const remote = await engine.tier!.getMany(fullKeys);
+/**
+ * Many keys from L2 in one read, with the shared structures their values need loaded; `failed`
+ * for the keys whose read failed (see `RedisTier.getManyOrFailed`).
+ */
+async function fetchMany<F>(
+  engine: CacheEngine,
+  fullKeys: readonly string[],
+  failed: F,
+): Promise<(Buffer | undefined | F)[]> {
+  const remote = await engine.tier!.getManyOrFailed(fullKeys, failed);
   for (const bytes of remote) {
-    const loading = bytes && engine.codec.prepare(bytes);
+    const loading = bytes instanceof Buffer && engine.codec.prepare(bytes);
     if (loading) await loading;
   }
   return remote;
+}
+
+/** Stands for a key whose L2 read failed in a batch read (no proof that L2 held nothing). */
+const NOT_READ = Symbol('not read');
+
+/**
+ * What L2 holds for each of `fullKeys`, in one read: the value's `createdAt`, null for none
+ * (or one this instance cannot decode), undefined when the read failed. Compared by runs that
+ * span a bus reconnect (see `FactoryRun.suspect`).
+ */
+export async function seenManyInL2(
+  engine: CacheEngine,
+  fullKeys: readonly string[],
+): Promise<(number | null | undefined)[]> {
+  const remote = await fetchMany(engine, fullKeys, NOT_READ);
+  return remote.map((bytes, position) => {
+    if (bytes === NOT_READ) return undefined;
+    if (bytes === undefined) return null;
+    return decodeEntry(engine, fullKeys[position]!, bytes)?.createdAt ?? null;
+  });
 }
 
 /**
@@ -108,7 +135,7 @@ export async function getManyEntries(
   }
   const missing = fullKeys.filter((_, index) => results[index] === undefined);
   if (missing.length === 0) return results;
-  const remote = await fetchMany(engine, missing);
+  const remote = await fetchMany(engine, missing, undefined);
   const later = engine.clock.now();
   let cursor = 0;
   for (let index = 0; index < results.length; index += 1) {
@@ -125,7 +152,8 @@ export async function getManyEntries(
 /**
  * One L2 read for `indexes` of `fullKeys` (batch read-through): fills the fresh values into
  * `results`, records entries still in grace into `stale` (when newer than the one known), and
- * returns the indexes still missing.
+ * returns the indexes still missing. `seen` gets, per index, what L2 held (as
+ * {@link seenManyInL2} tells it); an index whose read failed is removed from it.
  */
 export async function readManyFromL2<T>(
   engine: CacheEngine,
@@ -133,16 +161,22 @@ export async function readManyFromL2<T>(
   indexes: readonly number[],
   results: (T | undefined)[],
   stale: Map<number, CacheEntry<T>>,
+  seen?: Map<number, number | null>,
 ): Promise<number[]> {
   const remote = await fetchMany(
     engine,
     indexes.map((index) => fullKeys[index]!),
+    NOT_READ,
   );
   const now = engine.clock.now();
   const missing: number[] = [];
   indexes.forEach((index, position) => {
-    const taken = takeFromBatch(engine, fullKeys[index]!, remote[position], now);
+    const bytes = remote[position];
+    const read = bytes === NOT_READ ? undefined : bytes;
+    const taken = takeFromBatch(engine, fullKeys[index]!, read, now);
     const entry = taken.entry as CacheEntry<T> | undefined;
+    if (bytes === NOT_READ) seen?.delete(index);
+    else seen?.set(index, entry?.createdAt ?? null);
     if (taken.fresh) {
       results[index] = engine.out(entry!.value);
       return;

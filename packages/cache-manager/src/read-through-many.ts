@@ -3,9 +3,10 @@ import type { CacheEngine } from './cache-engine.js';
 import type { Factory, ManyFactory, SetOptions } from './cache-options.js';
 import { type CacheEntry, slideEntry } from './entry.js';
 import { FactoryError, SerializationError } from './errors.js';
+import type { FactoryRun } from './factory-runs.js';
 import type { LeaseResult } from './l2/redis-tier.js';
 import { alignMany, type Settler, settle } from './many-results.js';
-import { readManyFromL2 } from './read-path.js';
+import { readManyFromL2, seenManyInL2 } from './read-path.js';
 import { backOff, computeOnce } from './read-through.js';
 import { copyOfFlight } from './value-copies.js';
 import { writeEntry } from './writes.js';
@@ -20,6 +21,12 @@ interface ManyLoad<T> {
   options: SetOptions;
   /** The newest entry in grace per index, served when the factory fails. */
   stale: Map<number, CacheEntry<T>>;
+  /**
+   * What L2 held per index when last read before the run (as `KeyLoad.l2Seen`): absent when
+   * not read or the read failed. A run that spans a bus reconnect caches a key's value only if
+   * L2 still holds the same (see {@link unchangedInL2}).
+   */
+  seen: Map<number, number | null>;
 }
 
 /**
@@ -60,6 +67,7 @@ export async function getOrSetMany<T>(
   const results = new Array<T | undefined>(fullKeys.length);
   const joined: Promise<void>[] = [];
   const stale = new Map<number, CacheEntry<T>>();
+  const seen = new Map<number, number | null>();
   const join = (index: number, flight: Promise<T>) =>
     joined.push(
       flight.then((value) => {
@@ -84,7 +92,8 @@ export async function getOrSetMany<T>(
     if (flight) join(index, flight);
     else rest.push(index);
   }
-  if (engine.tier && rest.length > 0) rest = await readManyFromL2(engine, fullKeys, rest, results, stale);
+  if (engine.tier && rest.length > 0)
+    rest = await readManyFromL2(engine, fullKeys, rest, results, stale, seen);
   // Flights started by other callers while L2 answered are joined, not duplicated.
   const mine: number[] = [];
   for (const index of rest) {
@@ -108,7 +117,7 @@ export async function getOrSetMany<T>(
       join(index, flight);
     }
     try {
-      await computeMany(engine, { fullKeys, userKeys, settlers, factoryMany, options, stale }, mine);
+      await computeMany(engine, { fullKeys, userKeys, settlers, factoryMany, options, stale, seen }, mine);
     } catch (error) {
       // Settles what is left (settling twice is a no-op): a flight that never settles would
       // hang every later caller of its key.
@@ -129,7 +138,7 @@ async function computeMany<T>(
   load: ManyLoad<T>,
   indexes: readonly number[],
 ): Promise<void> {
-  const { fullKeys, userKeys, settlers, factoryMany, options, stale } = load;
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale, seen } = load;
   const tier = engine.tier;
   let batch = [...indexes];
   const waits: Promise<void>[] = [];
@@ -165,6 +174,7 @@ async function computeMany<T>(
             factory: single,
             options,
             stale: stale.get(index),
+            l2Seen: seen.get(index),
           }).then(settler.resolve, settler.reject),
         );
         return;
@@ -176,7 +186,7 @@ async function computeMany<T>(
       // As in `#compute`: between our L2 miss and the leases, another instance may have
       // computed some of these keys and released their leases.
       const found: (T | undefined)[] = [];
-      const missing = new Set(await readManyFromL2(engine, fullKeys, held, found, new Map()));
+      const missing = new Set(await readManyFromL2(engine, fullKeys, held, found, new Map(), seen));
       const computedElsewhere = held.filter((index) => !missing.has(index));
       for (const index of computedElsewhere) settlers.get(index)!.resolve(found[index] as T);
       await inBatches(computedElsewhere, (index) => tier.releaseLease(fullKeys[index]!, leaseToken));
@@ -245,11 +255,13 @@ async function runMany<T>(
     }
     engine.metrics.factoryRun('ok');
     const computeMs = performance.now() - started;
+    const unchanged = await unchangedInL2(engine, load, batch, runs, values);
     const writes: Promise<void>[] = [];
     const unwritten: number[] = [];
     batch.forEach((index, position) => {
       const value = values[position];
-      if (value === undefined || runs[position]!.superseded || runs[position]!.suspect) {
+      const run = runs[position]!;
+      if (value === undefined || run.superseded || (run.suspect && !unchanged.has(position))) {
         unwritten.push(index);
         return;
       }
@@ -285,4 +297,45 @@ async function runMany<T>(
       engine.runs.end(fullKeys[index]!, runs[position]!);
     });
   }
+}
+
+/**
+ * The positions of `batch` whose run spans a bus reconnect (see `FactoryRun.suspect`) and
+ * whose key L2 still holds as the run saw it before it started (the same value, by its
+ * `createdAt`): their values are cached as any run's. The rule of `getOrSet`'s runs, per key,
+ * with one L2 read for all of them. A key whose first read failed, or whose read fails now, is
+ * not among them: a failed read proves nothing about a change the bus may have lost. Nor is a
+ * key L2 held no value of, before and after: a write then delete of it, both lost in the
+ * outage, leave L2 so too, and the run may have read its source before them.
+ */
+async function unchangedInL2(
+  engine: CacheEngine,
+  load: Pick<ManyLoad<unknown>, 'fullKeys' | 'seen'>,
+  batch: readonly number[],
+  runs: readonly FactoryRun[],
+  values: readonly unknown[],
+): Promise<Set<number>> {
+  const unchanged = new Set<number>();
+  const suspects = batch
+    .map((_, position) => position)
+    .filter((position) => {
+      const run = runs[position]!;
+      return run.suspect && !run.superseded && values[position] !== undefined;
+    });
+  if (suspects.length === 0 || !engine.tier) return unchanged;
+  let now: (number | null | undefined)[];
+  try {
+    now = await seenManyInL2(
+      engine,
+      suspects.map((position) => load.fullKeys[batch[position]!]!),
+    );
+  } catch {
+    // `onBackendError: 'throw'`: L2 cannot be checked, so the values are served, not cached.
+    return unchanged;
+  }
+  suspects.forEach((position, checked) => {
+    const before = load.seen.get(batch[position]!);
+    if (typeof before === 'number' && now[checked] === before) unchanged.add(position);
+  });
+  return unchanged;
 }

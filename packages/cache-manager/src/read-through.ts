@@ -97,7 +97,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const wait = engine.wakeups.watch(fullKey);
     // Watched like a factory run: a write, delete, expire, tag delete or clear of the key during
     // the wait (here or through the bus) marks it, and our value in grace may then be gone.
-    const changes = stale ? engine.runs.start(fullKey, stale.tags) : undefined;
+    const changes = stale ? engine.runs.start(fullKey, stale.tags, 'wait') : undefined;
     // The holder's factory failed and we have a value in grace: serve it, as our own failed
     // factory would, rather than try the failing source again from every waiting instance.
     const staleAfterFailedHolder = () =>
@@ -341,7 +341,7 @@ function seenInL2(engine: CacheEngine, remote: L2Read | undefined): number | nul
  * this one's bus was down changed L2, so the run's result, maybe read from the source before
  * that write, is not cached over it. From the resubscription on, any change supersedes the
  * run through the bus as usual. A write then delete of the key both lost in the same outage
- * leaves L2 as it was and goes unnoticed (L2 keeps no history to tell).
+ * leaves L2 as it was, so "still nothing" is no proof either: such a run is not cached.
  */
 async function unchangedInL2(
   engine: CacheEngine,
@@ -351,7 +351,7 @@ async function unchangedInL2(
   try {
     // A read failed here (the breaker open) proves nothing either: not cached.
     const seen = seenInL2(engine, await readL2(engine, load.fullKey));
-    return seen !== undefined && seen === load.l2Seen;
+    return typeof seen === 'number' && seen === load.l2Seen;
   } catch {
     // `onBackendError: 'throw'`: L2 cannot be checked, so the value is served, not cached.
     return false;

@@ -168,12 +168,12 @@ export class RedisTier {
   /** Reads one encoded value (undefined when absent or Redis is unavailable). */
   get(key: string): Promise<Buffer | undefined> {
     if (this.#reads) return this.#reads.add(key);
-    return this.#getOne(key);
+    return this.#getOne(key, undefined);
   }
 
-  /** One guarded GET (its own deadline and breaker call). */
-  #getOne(key: string): Promise<Buffer | undefined> {
-    return this.#guard.run('get', undefined, async () => {
+  /** One guarded GET (its own deadline and breaker call); `failed` when it fails. */
+  #getOne<F>(key: string, failed: F): Promise<Buffer | undefined | F> {
+    return this.#guard.run<Buffer | undefined | F>('get', failed, async () => {
       const redisKey = this.dataKey(key);
       if (this.#slidingReads) return this.#readSliding(redisKey, this.#clock());
       const value = (await this.client.getBuffer(redisKey)) ?? undefined;
@@ -184,12 +184,26 @@ export class RedisTier {
 
   /** Reads many encoded values, in order. */
   getMany(keys: readonly string[]): Promise<(Buffer | undefined)[]> {
+    return this.#readMany(keys, undefined);
+  }
+
+  /**
+   * {@link getMany} that tells a failed read (timeout, error, breaker open) from an absent
+   * value: `failed` stands for the keys that could not be read. On a Cluster that is per key
+   * (one stalled master fails its keys only); on one node, all or none. For callers to whom
+   * "not read" and "nothing there" mean different things (a run that spans a bus reconnect).
+   */
+  getManyOrFailed<F>(keys: readonly string[], failed: F): Promise<(Buffer | undefined | F)[]> {
+    return this.#readMany(keys, failed);
+  }
+
+  #readMany<F>(keys: readonly string[], failed: F): Promise<(Buffer | undefined | F)[]> {
     if (keys.length === 0) return Promise.resolve([]);
     // On a Cluster the keys live on several masters: each key is read under its own deadline, so
     // one stalled master costs only its keys, not the values that the healthy masters hold.
-    if (this.#cluster) return Promise.all(keys.map((key) => this.#getOne(key)));
-    const empty: (Buffer | undefined)[] = keys.map(() => undefined);
-    return this.#guard.run('get_many', empty, async () => {
+    if (this.#cluster) return Promise.all(keys.map((key) => this.#getOne(key, failed)));
+    const empty: (Buffer | undefined | F)[] = keys.map(() => failed);
+    return this.#guard.run<(Buffer | undefined | F)[]>('get_many', empty, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
       if (this.#slidingReads) {
         // One script call per key, all sent at once: one round trip, as the MGET.

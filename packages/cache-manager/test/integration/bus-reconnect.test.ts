@@ -1,25 +1,13 @@
-import { delay, type Logger } from '@noa/core';
-import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { delay } from '@noa/core';
+import { type PrivateRedis, startPrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
+import { resyncWatcher } from './helpers.js';
 import { HoldingProxy } from './holding-proxy.js';
 
 const started = await startPrivateRedisOrSkip();
 
-/** A logger that notes the bus's "reconnected" log line, and a reader of whether it came. */
-function resyncWatcher(): { logger: Logger; resynced: () => boolean } {
-  let resynced = false;
-  const logger: Logger = {
-    debug: () => {},
-    info: (message: string) => {
-      if (message.startsWith('invalidation bus reconnected')) resynced = true;
-    },
-    warn: () => {},
-    error: () => {},
-  };
-  return { logger, resynced: () => resynced };
-}
 /**
  * What a bus reconnect leaves behind: the window before the new subscription takes effect,
  * and the factory runs that span it. Each case kills the bus connections (`CLIENT KILL TYPE
@@ -103,8 +91,11 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
   it('a factory run across a bus reconnect caches its value when L2 did not change meanwhile', async () => {
     const prefix = 'spanning:';
     const { logger, resynced } = resyncWatcher();
-    const runner = await open(prefix, false, { logger });
-    await open(prefix);
+    const runner = await open(prefix, false, { logger, graceMs: 60_000 });
+    const writer = await open(prefix, false, { graceMs: 60_000 });
+    // A value in grace in L2: the run sees its `createdAt`, and finds it again after the outage.
+    await writer.set('k', 'old');
+    await writer.expire('k');
     let finish: ((value: string) => void) | undefined;
     const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
     while (finish === undefined) await delay(5);
@@ -199,5 +190,94 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     expect(await waiting).toBe('fresh');
     expect(waiterRuns).toBe(0);
     expect(waiter.getLocal('k')).toBe('fresh');
+  });
+
+  it('a factory run across a bus reconnect does not cache over a write then delete of its key, both lost in the outage', async () => {
+    const prefix = 'spanning-written-deleted:';
+    const { logger, resynced } = resyncWatcher();
+    const runner = await open(prefix, false, { logger });
+    const writer = await open(prefix);
+    let finish: ((value: string) => void) | undefined;
+    const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
+    while (finish === undefined) await delay(5);
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    // Both land in L2 while the runner's bus is down: L2 holds nothing again, as the run saw it.
+    await writer.set('k', 'newer');
+    await writer.delete('k');
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && !resynced()) await delay(10);
+    expect(resynced()).toBe(true);
+    // The factory read its source before the delete: nothing may serve its result afterwards.
+    finish('older');
+    expect(await running).toBe('older');
+    expect(await runner.get('k')).toBeUndefined();
+    expect(await writer.get('k')).toBeUndefined();
+    expect(await (await open(prefix)).get('k')).toBeUndefined();
+  });
+
+  it('a factory run that ends while its bus is down does not cache over a write then delete the bus lost', async () => {
+    const prefix = 'ended-while-down:';
+    const runner = await open(prefix, true);
+    const writer = await open(prefix);
+    let finish: ((value: string) => void) | undefined;
+    const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
+    while (finish === undefined) await delay(5);
+    // The runner's bus connection is back, but its SUBSCRIBE is held: it hears nothing yet.
+    proxy.holdSubscribe = true;
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await proxy.held();
+    await writer.set('k', 'newer');
+    await writer.delete('k');
+    // The run ends before the resync: only the lost connection tells it that it missed messages.
+    finish('older');
+    expect(await running).toBe('older');
+    proxy.release();
+    await waitForSubscribers(prefix, 2);
+    expect(await writer.get('k')).toBeUndefined();
+    expect(await (await open(prefix)).get('k')).toBeUndefined();
+    const deadline = Date.now() + 2_000;
+    while (Date.now() < deadline && runner.getLocal('k') !== undefined) await delay(10);
+    expect(await runner.get('k')).toBeUndefined();
+  });
+
+  it('a lease waiter still serves its value in grace when all of Redis dies during its wait and its own factory fails', async () => {
+    await using dying = await startPrivateRedis();
+    const caches: Cache[] = [];
+    const clients: Redis[] = [];
+    const openOn = async () => {
+      const client = new Redis(dying.url, { maxRetriesPerRequest: 1 });
+      client.on('error', () => {});
+      clients.push(client);
+      const cache = new Cache({ redis: client, prefix: 'dying:', graceMs: 60_000, operationTimeoutMs: 150 });
+      caches.push(cache);
+      await cache.ready();
+      return cache;
+    };
+    try {
+      const holder = await openOn();
+      const waiter = await openOn();
+      await holder.set('k', 'old');
+      expect(await waiter.get('k')).toBe('old');
+      await holder.expire('k');
+      const deadline = Date.now() + 2_000;
+      while (Date.now() < deadline && waiter.getLocal('k') !== undefined) await delay(10);
+      expect(waiter.getLocal('k')).toBeUndefined();
+      let finish: ((value: string) => void) | undefined;
+      const holding = holder.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
+      while (finish === undefined) await delay(5);
+      // The waiter finds the lease taken and polls, its value in grace at hand.
+      const waiting = waiter.getOrSet('k', async () => {
+        throw new Error('source down');
+      });
+      await delay(100);
+      await dying.kill();
+      // Its bus connection closes and its next poll fails: neither is a change of the key.
+      expect(await waiting).toBe('old');
+      finish('computed');
+      expect(await holding).toBe('computed');
+    } finally {
+      await Promise.all(caches.map((cache) => cache.close()));
+      for (const client of clients) client.disconnect();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import type { Logger } from '@noa/core';
 import { clearRedisPrefix, isReachable, type PrivateRedis, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
@@ -127,4 +128,18 @@ export function privateRedisCaches(
       return client;
     },
   };
+}
+
+/** A logger that notes the bus's "reconnected" log line, and a reader of whether it came. */
+export function resyncWatcher(): { logger: Logger; resynced: () => boolean } {
+  let resynced = false;
+  const logger: Logger = {
+    debug: () => {},
+    info: (message: string) => {
+      if (message.startsWith('invalidation bus reconnected')) resynced = true;
+    },
+    warn: () => {},
+    error: () => {},
+  };
+  return { logger, resynced: () => resynced };
 }
