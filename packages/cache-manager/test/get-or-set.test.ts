@@ -206,6 +206,32 @@ describe('early refresh (XFetch) that fails', () => {
     expect(cache.stats().staleServed.factory_error).toBe(0);
     expect(cache.stats().factoryErrors).toBe(1);
   });
+
+  it('leaves the value fresh until its own expiry, and starts no other refresh right after', async () => {
+    const clock = new ManualClock(0);
+    let draw = 0.99;
+    const cache = make({ clock, ttlMs: 60_000, graceMs: 60_000, graceBackoffMs: 5_000, random: () => draw });
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      await delay(20);
+      if (calls > 1) throw new Error('source down');
+      return 'v1';
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    clock.advance(50_000);
+    draw = 1e-300; // -ln(draw) ≈ 690: with ~20 ms of compute time, due over 10 s before expiry
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // fresh, and starts the refresh
+    await delay(60);
+    expect(calls).toBe(2);
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // the failing source gets its calm
+    await delay(60);
+    expect(calls).toBe(2);
+    clock.advance(6_000); // past graceBackoffMs, still 4 s before the value expires
+    // The back-off copy ended the value's freshness with the back-off: a miss 4 s early.
+    expect(await cache.get('k')).toBe('v1');
+    expect(cache.getLocal('k')).toBe('v1');
+  });
 });
 
 describe('writes and deletes during a factory run', () => {
