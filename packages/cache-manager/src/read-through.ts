@@ -317,7 +317,10 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
       }
       // A write, delete or expire that reached the key during the run left L1 as it wants it:
       // the back-off copy would bring an older (maybe deleted) value back over it.
-      if (!run.superseded && !run.suspect) backOff(engine, fullKey, stale);
+      if (!run.superseded && !run.suspect) {
+        if (load.background) backOffEarlyRefresh(engine, fullKey, stale);
+        else backOff(engine, fullKey, stale);
+      }
       return stale.value;
     }
     throw new FactoryError(userKey, { cause: error });
@@ -365,13 +368,30 @@ export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry)
   const now = engine.clock.now();
   // Not sliding: hits during the back-off would otherwise carry the stale value a whole window
   // past it, and the source would get its retry only once nobody read the key for that long.
+  // No compute time either: XFetch would otherwise refresh the copy early, calling the failing
+  // source again well before the back-off ends (at once when it took longer than the back-off).
   const entry = {
     ...stale,
     expiresAt: Math.min(now + backoffMs, stale.staleUntil),
+    computeMs: 0,
     slidingMs: undefined,
     maxExpiresAt: undefined,
   };
   engine.l1Set(fullKey, entry, estimateSize(entry.value));
+}
+
+/**
+ * After a failed early refresh the value is still fresh, and stays so until its own expiry: a
+ * back-off copy would end its freshness at the back-off's end. Only its compute time goes (in
+ * place, as a hit slides it), so hits no longer refresh it early and the next run is the one at
+ * expiry, at least `graceBackoffMs` away. When expiry is nearer, the back-off copy keeps the
+ * value fresh until the back-off ends, as after any failure.
+ */
+function backOffEarlyRefresh(engine: CacheEngine, fullKey: string, current: CacheEntry): void {
+  const backoffMs = engine.options.graceBackoffMs;
+  if (backoffMs <= 0) return;
+  if (refreshTarget(current) >= engine.clock.now() + backoffMs) current.computeMs = 0;
+  else backOff(engine, fullKey, current);
 }
 
 export function refreshEarly<T>(
