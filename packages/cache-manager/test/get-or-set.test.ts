@@ -135,6 +135,76 @@ describe('timeouts', () => {
     expect(await cache.get('k')).toBe('late');
   });
 
+  it('a factory still running past the soft timeout is joined by later callers, not started again', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 60_000, softTimeoutMs: 20 });
+    await cache.getOrSet('k', () => 'old');
+    clock.advance(200);
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return slow.promise;
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('old');
+    expect(await cache.getOrSet('k', factory)).toBe('old'); // its own soft timeout, on the same run
+    expect(calls).toBe(1);
+    const third = cache.getOrSet('k', factory);
+    slow.resolve('new');
+    expect(await third).toBe('new');
+    expect(calls).toBe(1);
+  });
+
+  it('a caller joining a late run that then fails gets the value in grace, reason factory_error', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 60_000, softTimeoutMs: 20 });
+    const reasons: string[] = [];
+    cache.on('stale', ({ reason }) => reasons.push(reason));
+    await cache.getOrSet('k', () => 'old');
+    clock.advance(200);
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return slow.promise;
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('old');
+    const joined = cache.getOrSet('k', factory, { softTimeoutMs: 60_000 });
+    await tick();
+    slow.reject(new Error('source down'));
+    expect(await joined).toBe('old');
+    expect(calls).toBe(1);
+    expect(reasons).toEqual(['soft_timeout', 'factory_error']);
+  });
+
+  it('after a hard timeout later callers wait for the same run, and get its value', async () => {
+    const cache = make({ hardTimeoutMs: 20 });
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return slow.promise;
+    };
+    await expect(cache.getOrSet('k', factory)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    await expect(cache.getOrSet('k', factory)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    const third = cache.getOrSet('k', factory);
+    slow.resolve('late');
+    expect(await third).toBe('late');
+    expect(calls).toBe(1);
+  });
+
+  it('a late run that a delete superseded is not joined: the next caller computes anew', async () => {
+    const cache = make({ hardTimeoutMs: 20 });
+    const slow = deferred<string>();
+    await expect(cache.getOrSet('k', () => slow.promise)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    await cache.delete('k');
+    expect(await cache.getOrSet('k', () => 'after')).toBe('after');
+    slow.resolve('before');
+    await tick();
+    await tick();
+    expect(await cache.get('k')).toBe('after');
+  });
+
   it('without timeouts waits for the factory', async () => {
     const cache = make();
     const slow = deferred<number>();
