@@ -5,6 +5,7 @@ import type { Factory, GetOrSetOptions } from './cache-options.js';
 import { type CacheEntry, isFresh, refreshTarget, slideEntry } from './entry.js';
 import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
 import { FactoryRunContext } from './factory-context.js';
+import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { type L2Read, readL2 } from './read-path.js';
 import { writeEntry } from './writes.js';
@@ -76,6 +77,11 @@ export async function loadThrough<T>(
 /** Runs the factory once across instances: takes the key's lease or waits for its holder. */
 export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Promise<T> {
   const { fullKey, userKey, options } = load;
+  // A run its callers stopped waiting for (a timeout), or an early refresh: join it, with this
+  // call's own timeouts and grace, rather than call the slow source once more. It holds the
+  // lease if it took one. One a change superseded would return what the change replaced.
+  const running = engine.running.get(fullKey) as RunningFactory<T> | undefined;
+  if (running && !running.run.superseded && !running.run.suspect) return awaitFactory(engine, load, running);
   let stale = load.stale;
   let l2Seen = load.l2Seen;
   const tier = engine.tier;
@@ -214,8 +220,26 @@ async function takeOver<T>(engine: CacheEngine, load: KeyLoad<T>, token: string)
   return runFactory(engine, { ...load, l2Seen: seenInL2(engine, remote) }, token);
 }
 
+/** A factory run in progress: its work (the run, its write and lease release), watch and context. */
+export interface RunningFactory<T> {
+  work: Promise<T>;
+  run: FactoryRun;
+  context: FactoryRunContext<T>;
+  /** Kept by `engine.track` (close waits for it) since a caller stopped waiting for it. */
+  tracked: boolean;
+}
+
 /** Runs the factory with soft/hard timeouts and grace; writes the result through both tiers. */
-export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: string): Promise<T> {
+export function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: string): Promise<T> {
+  return awaitFactory(engine, load, startFactory(engine, load, leaseToken));
+}
+
+/**
+ * Starts the factory: its result is written through both tiers (unless superseded or skipped)
+ * and the lease released, whether anyone still waits for it or not. Registered in
+ * `engine.running` until it settles, for later callers to join.
+ */
+function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: string): RunningFactory<T> {
   const { fullKey, userKey, factory, options, stale } = load;
   const started = performance.now();
   const tier = engine.tier;
@@ -285,6 +309,26 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
     else await finished;
     return value;
   })().finally(() => engine.runs.end(fullKey, run));
+  const running: RunningFactory<T> = { work, run, context, tracked: false };
+  engine.running.set(fullKey, running);
+  const settled = () => {
+    if (engine.running.get(fullKey) === running) engine.running.delete(fullKey);
+  };
+  work.then(settled, settled);
+  return running;
+}
+
+/**
+ * Waits for a run with the caller's soft/hard timeouts and grace: its value, or the caller's
+ * stale value in grace (timeout, failure), or `FactoryTimeoutError` / `FactoryError`.
+ */
+async function awaitFactory<T>(
+  engine: CacheEngine,
+  load: KeyLoad<T>,
+  running: RunningFactory<T>,
+): Promise<T> {
+  const { fullKey, userKey, options, stale } = load;
+  const { work, run, context } = running;
   const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
   const hardTimeoutMs = options.hardTimeoutMs ?? engine.options.hardTimeoutMs;
   const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
@@ -297,7 +341,10 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
         });
   } catch (error) {
     if (timedOut) {
-      engine.track(work);
+      if (!running.tracked) {
+        running.tracked = true;
+        engine.track(work);
+      }
       if (stale) {
         engine.servedStale(fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
         return stale.value;
