@@ -205,6 +205,23 @@ describe('timeouts', () => {
     expect(await cache.get('k')).toBe('after');
   });
 
+  it('a value whose grace ends during the soft timeout is not served: the call goes on as one with nothing stale', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 1_000, softTimeoutMs: 20, hardTimeoutMs: 200 });
+    const reasons: string[] = [];
+    cache.on('stale', ({ reason }) => reasons.push(reason));
+    await cache.getOrSet('k', () => 'old');
+    clock.advance(1_050); // in grace for 50 ms more
+    const slow = deferred<string>();
+    const pending = cache.getOrSet('k', () => slow.promise).catch((error: unknown) => error);
+    clock.advance(100); // the grace ends while the factory runs
+    const error = await pending;
+    expect(error).toBeInstanceOf(FactoryTimeoutError);
+    expect(error).toMatchObject({ details: { key: 'k', timeoutMs: 200 } });
+    expect(reasons).toEqual([]);
+    slow.resolve('new');
+  });
+
   it('without timeouts waits for the factory', async () => {
     const cache = make();
     const slow = deferred<number>();

@@ -366,6 +366,31 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(await slowGraced).toBe('new');
   });
 
+  it('a waiter whose value’s grace ends during its soft timeout does not serve it: it waits on to its hard timeout', async () => {
+    const clock = new ManualClock(Date.now());
+    const [holder, waiter] = await instances(2, { clock });
+    await waiter!.set('grace-ends', 'old', { ttlMs: 100, graceMs: 1_000 });
+    clock.advance(1_050); // in grace for 50 ms more
+    let release!: () => void;
+    const slow = holder!.getOrSet(
+      'grace-ends',
+      () => new Promise<string>((resolve) => (release = () => resolve('new'))),
+    );
+    await delay(30);
+    const reasons: string[] = [];
+    waiter!.on('stale', ({ reason }) => reasons.push(reason));
+    const waited = waiter!
+      .getOrSet('grace-ends', () => 'never', { softTimeoutMs: 50, hardTimeoutMs: 300 })
+      .catch((caught: unknown) => caught);
+    clock.advance(100); // the grace ends during the wait
+    const error = await waited;
+    expect(error).toBeInstanceOf(FactoryTimeoutError);
+    expect(error).toMatchObject({ details: { key: 'grace-ends', timeoutMs: 300 } });
+    expect(reasons).toEqual([]);
+    release();
+    expect(await slow).toBe('new');
+  });
+
   it('a waiter that takes over the lease keeps its hardTimeoutMs from the start of the call', async () => {
     const [holder, waiter] = await instances(2);
     let fail!: () => void;
