@@ -96,10 +96,13 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
     const hardTimeoutMs = options.hardTimeoutMs ?? engine.options.hardTimeoutMs;
     // The caller's bound on the factory holds for the wait too, whoever runs it (as in runFactory).
-    const limitMs = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
-    const limitAt = limitMs === undefined ? Number.POSITIVE_INFINITY : started + limitMs;
-    const byLimit = limitAt <= started + lockTimeoutMs;
-    const giveUpAt = byLimit ? limitAt : started + lockTimeoutMs;
+    const boundOfWait = (withStale: boolean) => {
+      const limitMs = withStale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+      const limitAt = limitMs === undefined ? Number.POSITIVE_INFINITY : started + limitMs;
+      const byLimit = limitAt <= started + lockTimeoutMs;
+      return { limitMs, byLimit, giveUpAt: byLimit ? limitAt : started + lockTimeoutMs };
+    };
+    let { limitMs, byLimit, giveUpAt } = boundOfWait(stale !== undefined);
     const wait = engine.wakeups.watch(fullKey);
     // Watched like a factory run: a write, delete, expire, tag delete or clear of the key during
     // the wait (here or through the bus) marks it, and our value in grace may then be gone.
@@ -110,7 +113,14 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
       wait.holderFailed && stale !== undefined && engine.clock.now() < stale.staleUntil ? stale : undefined;
     try {
       while (lease === 'busy') {
-        const remaining = giveUpAt - Date.now();
+        let remaining = giveUpAt - Date.now();
+        if (remaining <= 0 && stale && engine.clock.now() >= stale.staleUntil) {
+          // Its grace ended during the wait: nothing to serve, so the wait goes on as one with
+          // nothing stale (to the hard timeout or lock.timeoutMs, from the start of the call).
+          stale = undefined;
+          ({ limitMs, byLimit, giveUpAt } = boundOfWait(false));
+          remaining = giveUpAt - Date.now();
+        }
         if (remaining <= 0) {
           if (stale) {
             engine.metrics.lockWait('stale');
@@ -326,6 +336,7 @@ async function awaitFactory<T>(
   engine: CacheEngine,
   load: KeyLoad<T>,
   running: RunningFactory<T>,
+  startedAt = Date.now(),
 ): Promise<T> {
   const { fullKey, userKey, options, stale } = load;
   const { work, run, context } = running;
@@ -336,7 +347,7 @@ async function awaitFactory<T>(
   try {
     return limit === undefined
       ? await work
-      : await withDeadline(work, limit, 'cache factory', () => {
+      : await withDeadline(work, Math.max(1, limit - (Date.now() - startedAt)), 'cache factory', () => {
           timedOut = true;
         });
   } catch (error) {
@@ -345,10 +356,13 @@ async function awaitFactory<T>(
         running.tracked = true;
         engine.track(work);
       }
-      if (stale) {
+      if (stale && engine.clock.now() < stale.staleUntil) {
         engine.servedStale(fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
         return stale.value;
       }
+      // Its grace ended during the wait: nothing to serve, so the call goes on as one with
+      // nothing stale (to the hard timeout from its start, or the run's end without one).
+      if (stale) return awaitFactory(engine, { ...load, stale: undefined }, running, startedAt);
       throw new FactoryTimeoutError(userKey, limit!);
     }
     if (context.rejected(error)) throw error;
