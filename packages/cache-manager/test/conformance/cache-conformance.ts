@@ -680,6 +680,32 @@ export function describeCacheConformance(
       expect(await cache.get('lane:7')).toBeUndefined();
     });
 
+    it('warm counts a key whose loader failed as failed, though getOrSet served its value in grace', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, graceBackoffMs: 0 });
+      await cache.set('warm:graced', 'old', { ttlMs: 100 });
+      clock.advance(200);
+      const report = await cache.warm(['warm:graced', 'warm:new'], (key) => {
+        if (key === 'warm:graced') throw new Error('source down');
+        return key;
+      });
+      expect(report).toEqual({ total: 2, done: 2, loaded: 1, skipped: 0, failed: 1 });
+      expect(await cache.get('warm:graced')).toBeUndefined();
+    });
+
+    it('warm settles once a slow load is done, not when a soft timeout served the value in grace', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, softTimeoutMs: 10 });
+      await cache.set('warm:slow', 'old', { ttlMs: 100 });
+      clock.advance(200);
+      const report = await cache.warm(['warm:slow'], async () => {
+        await delay(100);
+        return 'new';
+      });
+      expect(report).toEqual({ total: 1, done: 1, loaded: 1, skipped: 0, failed: 0 });
+      expect(await cache.get('warm:slow')).toBe('new');
+    });
+
     it('warm keeps going when onProgress throws: the error is logged, every key is loaded', async () => {
       const warnings: { message: string; fields?: Record<string, unknown> }[] = [];
       const ignore = () => {};
