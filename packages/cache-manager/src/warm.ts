@@ -87,24 +87,31 @@ export async function warmKeys<T>(
     while (next < list.length && !stopped) {
       const key = list[next]!;
       next += 1;
-      let loaded = false;
+      let load = undefined as Promise<T> | undefined;
       let failed = false;
       try {
         await cache.getOrSet(
           key,
-          async () => {
-            loaded = true;
-            return loader(key);
+          () => {
+            load = (async () => loader(key))();
+            return load;
           },
           entryOptions,
         );
       } catch {
         failed = true;
       }
+      // getOrSet may have served a value in grace for the key while its load failed, or still
+      // runs (a soft timeout): the key counts as loaded once the loader succeeded.
+      if (load !== undefined && !failed)
+        failed = await load.then(
+          () => false,
+          () => true,
+        );
       // Abandoned: the caller has its report already, which must not change under it.
       if (stopped) return;
       if (failed) progress.failed += 1;
-      else if (loaded) progress.loaded += 1;
+      else if (load !== undefined) progress.loaded += 1;
       else progress.skipped += 1;
       progress.done += 1;
       reportProgress(options.onProgress, progress, context.logger);
