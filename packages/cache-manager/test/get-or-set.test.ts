@@ -321,6 +321,43 @@ describe('early refresh (XFetch) that fails', () => {
   });
 });
 
+describe('early refresh (XFetch) slower than the cache timeouts', () => {
+  it('is awaited in background without a timeout: no stale value counted, its failure backs off', async () => {
+    const clock = new ManualClock(0);
+    let draw = 0.99;
+    const cache = make({
+      clock,
+      ttlMs: 60_000,
+      graceMs: 60_000,
+      graceBackoffMs: 5_000,
+      softTimeoutMs: 10,
+      random: () => draw,
+    });
+    const stale: string[] = [];
+    cache.on('stale', ({ reason }) => stale.push(reason));
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      await delay(40);
+      if (calls > 1) throw new Error('source down');
+      return 'v1';
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    clock.advance(50_000);
+    draw = 1e-300; // -ln(draw) ≈ 690: with ~40 ms of compute time, due long before expiry
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // fresh, and starts the refresh
+    await delay(100);
+    expect(calls).toBe(2);
+    // Nobody was served a stale value: every caller had the fresh one.
+    expect(stale).toEqual([]);
+    expect(cache.stats().staleServed.soft_timeout).toBe(0);
+    // Its failure reached the back-off (a timed-out run's failure did not): no refresh at once.
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    await delay(100);
+    expect(calls).toBe(2);
+  });
+});
+
 describe('writes and deletes during a factory run', () => {
   it('win over the run: its result goes to its callers but is not cached over them', async () => {
     const cache = make();
