@@ -28,8 +28,9 @@ export interface KeyLoad<T> {
   /** The newest entry still in grace (L1's or L2's), served when the factory fails or is slow. */
   stale: CacheEntry<T> | undefined;
   /**
-   * An early refresh, which nobody waits on: `stale` is the value still fresh, so a failure
-   * serves nobody a stale value (none is counted); it only backs off.
+   * An early refresh, which nobody waits on: it has no timeouts (the cache's defaults
+   * included), and `stale` is the value still fresh, so a failure serves nobody a stale value
+   * (none is counted); it only backs off.
    */
   background?: boolean;
   /**
@@ -342,7 +343,8 @@ async function awaitFactory<T>(
   const { work, run, context } = running;
   const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
   const hardTimeoutMs = options.hardTimeoutMs ?? engine.options.hardTimeoutMs;
-  const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+  // A background refresh has no caller to serve: it waits for its run, whatever the defaults.
+  const limit = load.background ? undefined : stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
   let timedOut = false;
   try {
     return limit === undefined
@@ -488,12 +490,12 @@ export function refreshEarly<T>(
         }
       }
     }
-    // No timeouts here: nobody waits on a background refresh.
+    // No timeouts (see `awaitFactory`): nobody waits on a background refresh.
     const load: KeyLoad<T> = {
       fullKey,
       userKey,
       factory,
-      options: { ...options, softTimeoutMs: undefined, hardTimeoutMs: undefined },
+      options,
       stale: current as CacheEntry<T>,
       background: true,
     };
