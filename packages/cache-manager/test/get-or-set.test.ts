@@ -269,6 +269,35 @@ describe('early refresh (XFetch)', () => {
   });
 });
 
+describe('early refresh (XFetch) still running at expiry', () => {
+  it('is joined by the miss that follows, not run a second time', async () => {
+    const clock = new ManualClock(0);
+    let draw = 0.99;
+    const cache = make({ clock, ttlMs: 60_000, random: () => draw });
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      if (calls === 1) {
+        await delay(20); // a compute time for XFetch to weigh
+        return 'v1';
+      }
+      return slow.promise;
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    clock.advance(59_000);
+    draw = 1e-300;
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // starts the refresh
+    await tick();
+    expect(calls).toBe(2);
+    clock.advance(2_000); // expired while the refresh runs
+    const missed = cache.getOrSet('k', factory);
+    slow.resolve('v2');
+    expect(await missed).toBe('v2');
+    expect(calls).toBe(2);
+  });
+});
+
 describe('early refresh (XFetch) that fails', () => {
   it('is no stale value served: callers had the fresh one', async () => {
     const clock = new ManualClock(0);
