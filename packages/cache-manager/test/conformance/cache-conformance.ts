@@ -352,6 +352,37 @@ export function describeCacheConformance(
       expect(await (shared ? make({ clock }) : cache).get('score:final')).toBeUndefined();
     });
 
+    it('a field the factory context sets to undefined is not set: the call’s (or an earlier set) stands', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock });
+      const maybeTtl: number | undefined = undefined; // e.g. a TTL the source did not send
+      await cache.getOrSet(
+        'ctx:undefined',
+        (ctx) => {
+          ctx.setOptions({ ttlMs: maybeTtl, tags: undefined });
+          return 'v';
+        },
+        { ttlMs: 1_000, tags: ['ctx-undefined'] },
+      );
+      // The call's tags still tag it.
+      expect(await cache.deleteByTag('ctx-undefined')).toBeGreaterThanOrEqual(1);
+      expect(await cache.get('ctx:undefined')).toBeUndefined();
+      await cache.getOrSet(
+        'ctx:undefined',
+        (ctx) => {
+          ctx.setOptions({ graceMs: 60_000 });
+          ctx.setOptions({ ttlMs: maybeTtl, graceMs: undefined });
+          return 'v';
+        },
+        { ttlMs: 1_000 },
+      );
+      clock.advance(1_000);
+      // The call's 1 s TTL, not the cache's default (none: cached for ever)...
+      expect(await cache.get('ctx:undefined')).toBeUndefined();
+      // ...and the grace of the earlier setOptions (the cache's default is none).
+      expect(await cache.getOrSet('ctx:undefined', () => Promise.reject(new Error('down')))).toBe('v');
+    });
+
     it('the factory context can decline caching: the value is returned, not stored', async () => {
       const cache = make();
       let runs = 0;
