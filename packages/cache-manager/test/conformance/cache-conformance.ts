@@ -737,6 +737,18 @@ export function describeCacheConformance(
       expect(await cache.get('warm:slow')).toBe('new');
     });
 
+    it('warm waits for a load a soft timeout left running no longer than the cache’s hardTimeoutMs', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, softTimeoutMs: 10, hardTimeoutMs: 50 });
+      await cache.set('warm:hanging', 'old', { ttlMs: 100 });
+      clock.advance(200);
+      const report = await cache.warm(['warm:hanging'], async () => {
+        await delay(2_000); // far past the hard timeout
+        return 'late';
+      });
+      expect(report).toEqual({ total: 1, done: 1, loaded: 0, skipped: 0, failed: 1 });
+    });
+
     it('warm keeps going when onProgress throws: the error is logged, every key is loaded', async () => {
       const warnings: { message: string; fields?: Record<string, unknown> }[] = [];
       const ignore = () => {};
