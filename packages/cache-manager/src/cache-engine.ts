@@ -30,7 +30,7 @@ import { RedisGuard } from './l2/redis-guard.js';
 import { RedisTier } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
 import { decodeEntry, getManyEntries, l1Charge } from './read-path.js';
-import { loadThrough, refreshEarly } from './read-through.js';
+import { loadThrough, type RunningFactory, refreshEarly } from './read-through.js';
 import { getOrSetMany } from './read-through-many.js';
 import { EntryCodec } from './serialization/entry-codec.js';
 import { SharedStructures } from './serialization/shared-structures.js';
@@ -76,6 +76,8 @@ export class CacheEngine {
   readonly flights = new Map<string, Promise<unknown>>();
   /** L2 values that arrive together are decoded one at a time (see {@link DecodeTurns}). */
   readonly decodeTurns = new DecodeTurns();
+  /** Factory runs in progress by key, for callers that come after their first ones gave up. */
+  readonly running = new Map<string, RunningFactory<unknown>>();
   /** Keys with an early (XFetch) refresh in progress. */
   readonly refreshing = new Set<string>();
   /** Callers waiting for another instance's lease, woken by the bus. */

@@ -283,6 +283,7 @@ export class Cache {
     return warmKeys(this, keys, loader, parseOptions('cache-manager warm', warmOptionsSchema, options), {
       logger: this.#engine.logger,
       closing: this.#engine.closing,
+      hardTimeoutMs: this.#engine.options.hardTimeoutMs,
     });
   }
 

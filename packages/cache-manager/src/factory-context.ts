@@ -35,7 +35,11 @@ export class FactoryRunContext<T> implements FactoryContext<T> {
       this.#rejections.add(error as ConfigError);
       throw error;
     }
-    this.#options = { ...this.#options, ...options };
+    // A field given as undefined is not set (as in the call's options): spread as is, it would
+    // replace the call's value, or an earlier one, with the cache's default.
+    const chosen: Record<string, unknown> = { ...this.#options };
+    for (const [field, value] of Object.entries(options)) if (value !== undefined) chosen[field] = value;
+    this.#options = chosen as SetOptions;
     if (options.tags !== undefined) this.#run.tags = options.tags;
   }
 

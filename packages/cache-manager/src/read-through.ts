@@ -5,6 +5,7 @@ import type { Factory, GetOrSetOptions } from './cache-options.js';
 import { type CacheEntry, isFresh, refreshTarget, slideEntry } from './entry.js';
 import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
 import { FactoryRunContext } from './factory-context.js';
+import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { type L2Read, readL2 } from './read-path.js';
 import { writeEntry } from './writes.js';
@@ -27,8 +28,9 @@ export interface KeyLoad<T> {
   /** The newest entry still in grace (L1's or L2's), served when the factory fails or is slow. */
   stale: CacheEntry<T> | undefined;
   /**
-   * An early refresh, which nobody waits on: `stale` is the value still fresh, so a failure
-   * serves nobody a stale value (none is counted); it only backs off.
+   * An early refresh, which nobody waits on: it has no timeouts (the cache's defaults
+   * included), and `stale` is the value still fresh, so a failure serves nobody a stale value
+   * (none is counted); it only backs off.
    */
   background?: boolean;
   /**
@@ -76,6 +78,11 @@ export async function loadThrough<T>(
 /** Runs the factory once across instances: takes the key's lease or waits for its holder. */
 export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Promise<T> {
   const { fullKey, userKey, options } = load;
+  // A run its callers stopped waiting for (a timeout), or an early refresh: join it, with this
+  // call's own timeouts and grace, rather than call the slow source once more. It holds the
+  // lease if it took one. One a change superseded would return what the change replaced.
+  const running = engine.running.get(fullKey) as RunningFactory<T> | undefined;
+  if (running && !running.run.superseded && !running.run.suspect) return awaitFactory(engine, load, running);
   let stale = load.stale;
   let l2Seen = load.l2Seen;
   const tier = engine.tier;
@@ -90,10 +97,13 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
     const hardTimeoutMs = options.hardTimeoutMs ?? engine.options.hardTimeoutMs;
     // The caller's bound on the factory holds for the wait too, whoever runs it (as in runFactory).
-    const limitMs = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
-    const limitAt = limitMs === undefined ? Number.POSITIVE_INFINITY : started + limitMs;
-    const byLimit = limitAt <= started + lockTimeoutMs;
-    const giveUpAt = byLimit ? limitAt : started + lockTimeoutMs;
+    const boundOfWait = (withStale: boolean) => {
+      const limitMs = withStale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+      const limitAt = limitMs === undefined ? Number.POSITIVE_INFINITY : started + limitMs;
+      const byLimit = limitAt <= started + lockTimeoutMs;
+      return { limitMs, byLimit, giveUpAt: byLimit ? limitAt : started + lockTimeoutMs };
+    };
+    let { limitMs, byLimit, giveUpAt } = boundOfWait(stale !== undefined);
     const wait = engine.wakeups.watch(fullKey);
     // Watched like a factory run: a write, delete, expire, tag delete or clear of the key during
     // the wait (here or through the bus) marks it, and our value in grace may then be gone.
@@ -104,7 +114,14 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
       wait.holderFailed && stale !== undefined && engine.clock.now() < stale.staleUntil ? stale : undefined;
     try {
       while (lease === 'busy') {
-        const remaining = giveUpAt - Date.now();
+        let remaining = giveUpAt - Date.now();
+        if (remaining <= 0 && stale && engine.clock.now() >= stale.staleUntil) {
+          // Its grace ended during the wait: nothing to serve, so the wait goes on as one with
+          // nothing stale (to the hard timeout or lock.timeoutMs, from the start of the call).
+          stale = undefined;
+          ({ limitMs, byLimit, giveUpAt } = boundOfWait(false));
+          remaining = giveUpAt - Date.now();
+        }
         if (remaining <= 0) {
           if (stale) {
             engine.metrics.lockWait('stale');
@@ -214,8 +231,26 @@ async function takeOver<T>(engine: CacheEngine, load: KeyLoad<T>, token: string)
   return runFactory(engine, { ...load, l2Seen: seenInL2(engine, remote) }, token);
 }
 
+/** A factory run in progress: its work (the run, its write and lease release), watch and context. */
+export interface RunningFactory<T> {
+  work: Promise<T>;
+  run: FactoryRun;
+  context: FactoryRunContext<T>;
+  /** Kept by `engine.track` (close waits for it) since a caller stopped waiting for it. */
+  tracked: boolean;
+}
+
 /** Runs the factory with soft/hard timeouts and grace; writes the result through both tiers. */
-export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: string): Promise<T> {
+export function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: string): Promise<T> {
+  return awaitFactory(engine, load, startFactory(engine, load, leaseToken));
+}
+
+/**
+ * Starts the factory: its result is written through both tiers (unless superseded or skipped)
+ * and the lease released, whether anyone still waits for it or not. Registered in
+ * `engine.running` until it settles, for later callers to join.
+ */
+function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: string): RunningFactory<T> {
   const { fullKey, userKey, factory, options, stale } = load;
   const started = performance.now();
   const tier = engine.tier;
@@ -285,23 +320,51 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
     else await finished;
     return value;
   })().finally(() => engine.runs.end(fullKey, run));
+  const running: RunningFactory<T> = { work, run, context, tracked: false };
+  engine.running.set(fullKey, running);
+  const settled = () => {
+    if (engine.running.get(fullKey) === running) engine.running.delete(fullKey);
+  };
+  work.then(settled, settled);
+  return running;
+}
+
+/**
+ * Waits for a run with the caller's soft/hard timeouts and grace: its value, or the caller's
+ * stale value in grace (timeout, failure), or `FactoryTimeoutError` / `FactoryError`.
+ */
+async function awaitFactory<T>(
+  engine: CacheEngine,
+  load: KeyLoad<T>,
+  running: RunningFactory<T>,
+  startedAt = Date.now(),
+): Promise<T> {
+  const { fullKey, userKey, options, stale } = load;
+  const { work, run, context } = running;
   const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
   const hardTimeoutMs = options.hardTimeoutMs ?? engine.options.hardTimeoutMs;
-  const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+  // A background refresh has no caller to serve: it waits for its run, whatever the defaults.
+  const limit = load.background ? undefined : stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
   let timedOut = false;
   try {
     return limit === undefined
       ? await work
-      : await withDeadline(work, limit, 'cache factory', () => {
+      : await withDeadline(work, Math.max(1, limit - (Date.now() - startedAt)), 'cache factory', () => {
           timedOut = true;
         });
   } catch (error) {
     if (timedOut) {
-      engine.track(work);
-      if (stale) {
+      if (!running.tracked) {
+        running.tracked = true;
+        engine.track(work);
+      }
+      if (stale && engine.clock.now() < stale.staleUntil) {
         engine.servedStale(fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
         return stale.value;
       }
+      // Its grace ended during the wait: nothing to serve, so the call goes on as one with
+      // nothing stale (to the hard timeout from its start, or the run's end without one).
+      if (stale) return awaitFactory(engine, { ...load, stale: undefined }, running, startedAt);
       throw new FactoryTimeoutError(userKey, limit!);
     }
     if (context.rejected(error)) throw error;
@@ -317,7 +380,10 @@ export async function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, lease
       }
       // A write, delete or expire that reached the key during the run left L1 as it wants it:
       // the back-off copy would bring an older (maybe deleted) value back over it.
-      if (!run.superseded && !run.suspect) backOff(engine, fullKey, stale);
+      if (!run.superseded && !run.suspect) {
+        if (load.background) backOffEarlyRefresh(engine, fullKey, stale);
+        else backOff(engine, fullKey, stale);
+      }
       return stale.value;
     }
     throw new FactoryError(userKey, { cause: error });
@@ -365,13 +431,30 @@ export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry)
   const now = engine.clock.now();
   // Not sliding: hits during the back-off would otherwise carry the stale value a whole window
   // past it, and the source would get its retry only once nobody read the key for that long.
+  // No compute time either: XFetch would otherwise refresh the copy early, calling the failing
+  // source again well before the back-off ends (at once when it took longer than the back-off).
   const entry = {
     ...stale,
     expiresAt: Math.min(now + backoffMs, stale.staleUntil),
+    computeMs: 0,
     slidingMs: undefined,
     maxExpiresAt: undefined,
   };
   engine.l1Set(fullKey, entry, estimateSize(entry.value));
+}
+
+/**
+ * After a failed early refresh the value is still fresh, and stays so until its own expiry: a
+ * back-off copy would end its freshness at the back-off's end. Only its compute time goes (in
+ * place, as a hit slides it), so hits no longer refresh it early and the next run is the one at
+ * expiry, at least `graceBackoffMs` away. When expiry is nearer, the back-off copy keeps the
+ * value fresh until the back-off ends, as after any failure.
+ */
+function backOffEarlyRefresh(engine: CacheEngine, fullKey: string, current: CacheEntry): void {
+  const backoffMs = engine.options.graceBackoffMs;
+  if (backoffMs <= 0) return;
+  if (refreshTarget(current) >= engine.clock.now() + backoffMs) current.computeMs = 0;
+  else backOff(engine, fullKey, current);
 }
 
 export function refreshEarly<T>(
@@ -407,12 +490,12 @@ export function refreshEarly<T>(
         }
       }
     }
-    // No timeouts here: nobody waits on a background refresh.
+    // No timeouts (see `awaitFactory`): nobody waits on a background refresh.
     const load: KeyLoad<T> = {
       fullKey,
       userKey,
       factory,
-      options: { ...options, softTimeoutMs: undefined, hardTimeoutMs: undefined },
+      options,
       stale: current as CacheEntry<T>,
       background: true,
     };

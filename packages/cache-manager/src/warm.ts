@@ -1,4 +1,4 @@
-import type { Logger } from '@noa/core';
+import { type Logger, withDeadline } from '@noa/core';
 import { z } from 'zod';
 import { setOptionsSchema } from './cache-options.js';
 import { WarmAbortedError } from './errors.js';
@@ -52,6 +52,8 @@ export interface WarmContext {
   logger: Logger;
   /** Aborted when the cache closes (its reason a `ClosedError`). */
   closing: AbortSignal;
+  /** The cache's `hardTimeoutMs`: how long a load is waited for, from its start (none: unbounded). */
+  hardTimeoutMs?: number | undefined;
 }
 
 /**
@@ -87,24 +89,39 @@ export async function warmKeys<T>(
     while (next < list.length && !stopped) {
       const key = list[next]!;
       next += 1;
-      let loaded = false;
+      const started = Date.now();
+      let load = undefined as Promise<T> | undefined;
       let failed = false;
       try {
         await cache.getOrSet(
           key,
-          async () => {
-            loaded = true;
-            return loader(key);
+          () => {
+            load = (async () => loader(key))();
+            return load;
           },
           entryOptions,
         );
       } catch {
         failed = true;
       }
+      // getOrSet may have served a value in grace for the key while its load failed, or still
+      // runs (a soft timeout): the key counts as loaded once the loader succeeded, within the
+      // hard timeout that bounds a load with nothing in grace (a hanging loader must not hang warm).
+      if (load !== undefined && !failed) {
+        const hardMs = context.hardTimeoutMs;
+        const bounded =
+          hardMs === undefined
+            ? load
+            : withDeadline(load, Math.max(1, hardMs - (Date.now() - started)), 'cache warm');
+        failed = await bounded.then(
+          () => false,
+          () => true,
+        );
+      }
       // Abandoned: the caller has its report already, which must not change under it.
       if (stopped) return;
       if (failed) progress.failed += 1;
-      else if (loaded) progress.loaded += 1;
+      else if (load !== undefined) progress.loaded += 1;
       else progress.skipped += 1;
       progress.done += 1;
       reportProgress(options.onProgress, progress, context.logger);

@@ -135,6 +135,93 @@ describe('timeouts', () => {
     expect(await cache.get('k')).toBe('late');
   });
 
+  it('a factory still running past the soft timeout is joined by later callers, not started again', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 60_000, softTimeoutMs: 20 });
+    await cache.getOrSet('k', () => 'old');
+    clock.advance(200);
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return slow.promise;
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('old');
+    expect(await cache.getOrSet('k', factory)).toBe('old'); // its own soft timeout, on the same run
+    expect(calls).toBe(1);
+    const third = cache.getOrSet('k', factory);
+    slow.resolve('new');
+    expect(await third).toBe('new');
+    expect(calls).toBe(1);
+  });
+
+  it('a caller joining a late run that then fails gets the value in grace, reason factory_error', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 60_000, softTimeoutMs: 20 });
+    const reasons: string[] = [];
+    cache.on('stale', ({ reason }) => reasons.push(reason));
+    await cache.getOrSet('k', () => 'old');
+    clock.advance(200);
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return slow.promise;
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('old');
+    const joined = cache.getOrSet('k', factory, { softTimeoutMs: 60_000 });
+    await tick();
+    slow.reject(new Error('source down'));
+    expect(await joined).toBe('old');
+    expect(calls).toBe(1);
+    expect(reasons).toEqual(['soft_timeout', 'factory_error']);
+  });
+
+  it('after a hard timeout later callers wait for the same run, and get its value', async () => {
+    const cache = make({ hardTimeoutMs: 20 });
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return slow.promise;
+    };
+    await expect(cache.getOrSet('k', factory)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    await expect(cache.getOrSet('k', factory)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    const third = cache.getOrSet('k', factory);
+    slow.resolve('late');
+    expect(await third).toBe('late');
+    expect(calls).toBe(1);
+  });
+
+  it('a late run that a delete superseded is not joined: the next caller computes anew', async () => {
+    const cache = make({ hardTimeoutMs: 20 });
+    const slow = deferred<string>();
+    await expect(cache.getOrSet('k', () => slow.promise)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    await cache.delete('k');
+    expect(await cache.getOrSet('k', () => 'after')).toBe('after');
+    slow.resolve('before');
+    await tick();
+    await tick();
+    expect(await cache.get('k')).toBe('after');
+  });
+
+  it('a value whose grace ends during the soft timeout is not served: the call goes on as one with nothing stale', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 1_000, softTimeoutMs: 20, hardTimeoutMs: 200 });
+    const reasons: string[] = [];
+    cache.on('stale', ({ reason }) => reasons.push(reason));
+    await cache.getOrSet('k', () => 'old');
+    clock.advance(1_050); // in grace for 50 ms more
+    const slow = deferred<string>();
+    const pending = cache.getOrSet('k', () => slow.promise).catch((error: unknown) => error);
+    clock.advance(100); // the grace ends while the factory runs
+    const error = await pending;
+    expect(error).toBeInstanceOf(FactoryTimeoutError);
+    expect(error).toMatchObject({ details: { key: 'k', timeoutMs: 200 } });
+    expect(reasons).toEqual([]);
+    slow.resolve('new');
+  });
+
   it('without timeouts waits for the factory', async () => {
     const cache = make();
     const slow = deferred<number>();
@@ -182,6 +269,35 @@ describe('early refresh (XFetch)', () => {
   });
 });
 
+describe('early refresh (XFetch) still running at expiry', () => {
+  it('is joined by the miss that follows, not run a second time', async () => {
+    const clock = new ManualClock(0);
+    let draw = 0.99;
+    const cache = make({ clock, ttlMs: 60_000, random: () => draw });
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      if (calls === 1) {
+        await delay(20); // a compute time for XFetch to weigh
+        return 'v1';
+      }
+      return slow.promise;
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    clock.advance(59_000);
+    draw = 1e-300;
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // starts the refresh
+    await tick();
+    expect(calls).toBe(2);
+    clock.advance(2_000); // expired while the refresh runs
+    const missed = cache.getOrSet('k', factory);
+    slow.resolve('v2');
+    expect(await missed).toBe('v2');
+    expect(calls).toBe(2);
+  });
+});
+
 describe('early refresh (XFetch) that fails', () => {
   it('is no stale value served: callers had the fresh one', async () => {
     const clock = new ManualClock(0);
@@ -205,6 +321,69 @@ describe('early refresh (XFetch) that fails', () => {
     expect(stale).toEqual([]);
     expect(cache.stats().staleServed.factory_error).toBe(0);
     expect(cache.stats().factoryErrors).toBe(1);
+  });
+
+  it('leaves the value fresh until its own expiry, and starts no other refresh right after', async () => {
+    const clock = new ManualClock(0);
+    let draw = 0.99;
+    const cache = make({ clock, ttlMs: 60_000, graceMs: 60_000, graceBackoffMs: 5_000, random: () => draw });
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      await delay(20);
+      if (calls > 1) throw new Error('source down');
+      return 'v1';
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    clock.advance(50_000);
+    draw = 1e-300; // -ln(draw) ≈ 690: with ~20 ms of compute time, due over 10 s before expiry
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // fresh, and starts the refresh
+    await delay(60);
+    expect(calls).toBe(2);
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // the failing source gets its calm
+    await delay(60);
+    expect(calls).toBe(2);
+    clock.advance(6_000); // past graceBackoffMs, still 4 s before the value expires
+    // The back-off copy ended the value's freshness with the back-off: a miss 4 s early.
+    expect(await cache.get('k')).toBe('v1');
+    expect(cache.getLocal('k')).toBe('v1');
+  });
+});
+
+describe('early refresh (XFetch) slower than the cache timeouts', () => {
+  it('is awaited in background without a timeout: no stale value counted, its failure backs off', async () => {
+    const clock = new ManualClock(0);
+    let draw = 0.99;
+    const cache = make({
+      clock,
+      ttlMs: 60_000,
+      graceMs: 60_000,
+      graceBackoffMs: 5_000,
+      softTimeoutMs: 10,
+      random: () => draw,
+    });
+    const stale: string[] = [];
+    cache.on('stale', ({ reason }) => stale.push(reason));
+    let calls = 0;
+    const factory = async () => {
+      calls += 1;
+      await delay(40);
+      if (calls > 1) throw new Error('source down');
+      return 'v1';
+    };
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    clock.advance(50_000);
+    draw = 1e-300; // -ln(draw) ≈ 690: with ~40 ms of compute time, due long before expiry
+    expect(await cache.getOrSet('k', factory)).toBe('v1'); // fresh, and starts the refresh
+    await delay(100);
+    expect(calls).toBe(2);
+    // Nobody was served a stale value: every caller had the fresh one.
+    expect(stale).toEqual([]);
+    expect(cache.stats().staleServed.soft_timeout).toBe(0);
+    // Its failure reached the back-off (a timed-out run's failure did not): no refresh at once.
+    expect(await cache.getOrSet('k', factory)).toBe('v1');
+    await delay(100);
+    expect(calls).toBe(2);
   });
 });
 

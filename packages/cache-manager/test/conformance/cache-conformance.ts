@@ -352,6 +352,37 @@ export function describeCacheConformance(
       expect(await (shared ? make({ clock }) : cache).get('score:final')).toBeUndefined();
     });
 
+    it('a field the factory context sets to undefined is not set: the call’s (or an earlier set) stands', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock });
+      const maybeTtl: number | undefined = undefined; // e.g. a TTL the source did not send
+      await cache.getOrSet(
+        'ctx:undefined',
+        (ctx) => {
+          ctx.setOptions({ ttlMs: maybeTtl, tags: undefined });
+          return 'v';
+        },
+        { ttlMs: 1_000, tags: ['ctx-undefined'] },
+      );
+      // The call's tags still tag it.
+      expect(await cache.deleteByTag('ctx-undefined')).toBeGreaterThanOrEqual(1);
+      expect(await cache.get('ctx:undefined')).toBeUndefined();
+      await cache.getOrSet(
+        'ctx:undefined',
+        (ctx) => {
+          ctx.setOptions({ graceMs: 60_000 });
+          ctx.setOptions({ ttlMs: maybeTtl, graceMs: undefined });
+          return 'v';
+        },
+        { ttlMs: 1_000 },
+      );
+      clock.advance(1_000);
+      // The call's 1 s TTL, not the cache's default (none: cached for ever)...
+      expect(await cache.get('ctx:undefined')).toBeUndefined();
+      // ...and the grace of the earlier setOptions (the cache's default is none).
+      expect(await cache.getOrSet('ctx:undefined', () => Promise.reject(new Error('down')))).toBe('v');
+    });
+
     it('the factory context can decline caching: the value is returned, not stored', async () => {
       const cache = make();
       let runs = 0;
@@ -678,6 +709,44 @@ export function describeCacheConformance(
       expect(most).toBe(3);
       expect(report).toEqual({ total: 12, done: 12, loaded: 11, skipped: 0, failed: 1 });
       expect(await cache.get('lane:7')).toBeUndefined();
+    });
+
+    it('warm counts a key whose loader failed as failed, though getOrSet served its value in grace', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, graceBackoffMs: 0 });
+      await cache.set('warm:graced', 'old', { ttlMs: 100 });
+      clock.advance(200);
+      const report = await cache.warm(['warm:graced', 'warm:new'], (key) => {
+        if (key === 'warm:graced') throw new Error('source down');
+        return key;
+      });
+      expect(report).toEqual({ total: 2, done: 2, loaded: 1, skipped: 0, failed: 1 });
+      expect(await cache.get('warm:graced')).toBeUndefined();
+    });
+
+    it('warm settles once a slow load is done, not when a soft timeout served the value in grace', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, softTimeoutMs: 10 });
+      await cache.set('warm:slow', 'old', { ttlMs: 100 });
+      clock.advance(200);
+      const report = await cache.warm(['warm:slow'], async () => {
+        await delay(100);
+        return 'new';
+      });
+      expect(report).toEqual({ total: 1, done: 1, loaded: 1, skipped: 0, failed: 0 });
+      expect(await cache.get('warm:slow')).toBe('new');
+    });
+
+    it('warm waits for a load a soft timeout left running no longer than the cache’s hardTimeoutMs', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, softTimeoutMs: 10, hardTimeoutMs: 50 });
+      await cache.set('warm:hanging', 'old', { ttlMs: 100 });
+      clock.advance(200);
+      const report = await cache.warm(['warm:hanging'], async () => {
+        await delay(2_000); // far past the hard timeout
+        return 'late';
+      });
+      expect(report).toEqual({ total: 1, done: 1, loaded: 0, skipped: 0, failed: 1 });
     });
 
     it('warm keeps going when onProgress throws: the error is logged, every key is loaded', async () => {

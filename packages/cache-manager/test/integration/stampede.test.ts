@@ -285,6 +285,32 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(await reader.get('xfetch')).toBe('version 2');
   });
 
+  it('a failing early refresh of a hot key is tried at most once per instance, and the value stays fresh on both', async () => {
+    const clock = new ManualClock(Date.now());
+    const [a, b] = await instances(2, { clock, random: () => 1e-300, ttlMs: 60_000, graceMs: 60_000 });
+    let runs = 0;
+    const factory = async () => {
+      runs += 1;
+      await delay(20);
+      if (runs > 1) throw new Error('source down');
+      return 'v1';
+    };
+    expect(await a!.getOrSet('xfetch-down', factory)).toBe('v1');
+    expect(await b!.get('xfetch-down')).toBe('v1');
+    clock.advance(50_000); // -ln(1e-300) ≈ 690 times ~20 ms: every hit from here decides to refresh
+    for (let round = 0; round < 6; round += 1) {
+      const served = await Promise.all(
+        [a!, b!].flatMap((cache) => Array.from({ length: 20 }, () => cache.getOrSet('xfetch-down', factory))),
+      );
+      expect(served.every((value) => value === 'v1')).toBe(true);
+      await delay(100); // the refreshes started by this round fail meanwhile
+    }
+    // One refresh per instance at most (the second one's lease may come after the first failed).
+    expect(runs - 1).toBeLessThanOrEqual(2);
+    clock.advance(9_000); // 59 s: still fresh everywhere
+    expect([await a!.get('xfetch-down'), await b!.get('xfetch-down')]).toEqual(['v1', 'v1']);
+  });
+
   it('early refresh near an l1.maxTtlMs cap renews the L1 copy from L2 and does not rerun the factory', async () => {
     const clock = new ManualClock(Date.now());
     for (const [key, sliding] of [
@@ -364,6 +390,31 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     expect(reasons).toEqual(['hard_timeout']);
     releaseGraced();
     expect(await slowGraced).toBe('new');
+  });
+
+  it('a waiter whose value’s grace ends during its soft timeout does not serve it: it waits on to its hard timeout', async () => {
+    const clock = new ManualClock(Date.now());
+    const [holder, waiter] = await instances(2, { clock });
+    await waiter!.set('grace-ends', 'old', { ttlMs: 100, graceMs: 1_000 });
+    clock.advance(1_050); // in grace for 50 ms more
+    let release!: () => void;
+    const slow = holder!.getOrSet(
+      'grace-ends',
+      () => new Promise<string>((resolve) => (release = () => resolve('new'))),
+    );
+    await delay(30);
+    const reasons: string[] = [];
+    waiter!.on('stale', ({ reason }) => reasons.push(reason));
+    const waited = waiter!
+      .getOrSet('grace-ends', () => 'never', { softTimeoutMs: 50, hardTimeoutMs: 300 })
+      .catch((caught: unknown) => caught);
+    clock.advance(100); // the grace ends during the wait
+    const error = await waited;
+    expect(error).toBeInstanceOf(FactoryTimeoutError);
+    expect(error).toMatchObject({ details: { key: 'grace-ends', timeoutMs: 300 } });
+    expect(reasons).toEqual([]);
+    release();
+    expect(await slow).toBe('new');
   });
 
   it('a waiter that takes over the lease keeps its hardTimeoutMs from the start of the call', async () => {
