@@ -231,6 +231,13 @@ describe("failMode 'open' / 'closed' answers (source 'fail-mode'): nothing is kn
     });
   });
 
+  it("the README's 503 example is quotaProblem() of that refusal", () => {
+    const readme = readFileSync(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8');
+    const section = readme.slice(readme.indexOf('## Failure modes and fail modes'));
+    const example = /```json\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(JSON.parse(example ?? 'null')).toEqual(quotaProblem(failClosed));
+  });
+
   it("a cost above a limit's capacity stays a 413 naming that limit, whatever the store", () => {
     const beyond: RateLimitResult = {
       ...failClosed,
