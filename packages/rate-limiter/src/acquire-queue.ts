@@ -385,6 +385,6 @@ export class AcquireQueue {
  * mode (the store unreachable) says so, so that callers can tell an outage from a real limit.
  */
 function refusalReason(result: RateLimitResult): AcquireFailure {
-  if (result.source === 'fallback') return 'unavailable';
+  if (result.source === 'fallback' || result.source === 'fail-mode') return 'unavailable';
   return result.outcome === 'blocked' ? 'blocked' : result.outcome === 'denied' ? 'denied' : 'limited';
 }

@@ -34,8 +34,7 @@ export const blockedResetMs = (remaining: number, resetMs: number, blockedMs: nu
 
 /**
  * One `RateLimit` list member; a key blocked for `blockedMs` has none left until the block ends.
- * An exhausted, refusing limit is not back before its retry time, even when no window says so
- * (the closed fail mode answers `resetMs` 0 with a retry time).
+ * An exhausted, refusing limit is not back before its retry time, even when no window says so.
  */
 function limitState(limit: LimitStatus, blockedMs: number): string {
   if (blockedMs > 0)
@@ -52,7 +51,10 @@ function limitState(limit: LimitStatus, blockedMs: number): string {
  * The rate-limit response headers of a result, e.g.
  * `RateLimit-Policy: "burst";q=100;w=60` and `RateLimit: "burst";r=50;t=30`, one list member
  * per limit; `Retry-After` (seconds) when refused, unless no retry can succeed (`exceeds-capacity`:
- * a `Retry-After` would invite a retry, and 0 a loop).
+ * a `Retry-After` would invite a retry, and 0 a loop). A fail mode's answer (`source: 'fail-mode'`,
+ * `failMode: 'open'` or `'closed'` while the store cannot be reached) has no rate-limit fields:
+ * nothing is known of the quota, and a made-up one (`r=<full>;t=0`) would mislead clients that pace
+ * themselves by it; a refusal still says when to come back (`Retry-After`).
  */
 export function rateLimitHeaders(
   result: RateLimitResult,
@@ -63,7 +65,7 @@ export function rateLimitHeaders(
   // A blocked key has no quota until the block ends, whatever its windows say: the headers
   // agree with Retry-After so that clients that read them wait long enough.
   const blockedMs = result.outcome === 'blocked' ? result.retryAfterMs : 0;
-  if (result.limits.length > 0) {
+  if (result.limits.length > 0 && result.source !== 'fail-mode') {
     if (options.standard !== false && result.limits.length === 1) {
       const limit = result.limits[0]!;
       headers['RateLimit-Policy'] = `"${limit.name}";q=${limit.limit};w=${seconds(limit.windowMs)}`;
@@ -102,7 +104,7 @@ export interface QuotaProblem {
    * cost above a limit's capacity, a deny-listed client).
    */
   retryAfter?: number;
-  /** The limits that refused the request (empty for deny-listed clients). */
+  /** The limits that refused the request (empty for deny-listed clients and for a store outage). */
   violatedPolicies: string[];
 }
 
@@ -133,11 +135,32 @@ function beyondCapacityProblem(result: RateLimitResult): QuotaProblem {
 }
 
 /**
+ * The body of a refusal by `failMode: 'closed'` (the store cannot be reached): 503 Service
+ * Unavailable, as express-rate-limit and @fastify/rate-limit answer a store error. It is the
+ * limiter that is unavailable, not the quota that is exceeded, so no policy is named as violated
+ * and the type is plain `about:blank`.
+ */
+function storeUnavailableProblem(result: RateLimitResult): QuotaProblem {
+  const retryAfter = seconds(result.retryAfterMs);
+  return {
+    type: 'about:blank',
+    title: 'Service Unavailable',
+    status: 503,
+    detail: `The rate limiter cannot reach its store, so it cannot tell whether this request is within its quota; retry in ${retryAfter} s.`,
+    retryAfter,
+    violatedPolicies: [],
+  };
+}
+
+/**
  * The `application/problem+json` body of a refusal: 429 (403 for deny-listed clients, 413 for a
- * cost above what a limit can ever admit).
+ * cost above what a limit can ever admit, 503 for a refusal by `failMode: 'closed'` while the
+ * store cannot be reached).
  */
 export function quotaProblem(result: RateLimitResult): QuotaProblem {
+  // Known from the limits alone, whether the store answered or not.
   if (result.outcome === 'exceeds-capacity') return beyondCapacityProblem(result);
+  if (result.source === 'fail-mode') return storeUnavailableProblem(result);
   const status = result.outcome === 'denied' ? 403 : 429;
   const detail =
     result.outcome === 'denied'

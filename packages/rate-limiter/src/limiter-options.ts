@@ -86,7 +86,10 @@ export const rateLimiterOptionsSchema = z
     deny: z.array(cidrSchema).default([]),
     /** Block keys that keep hitting the limit. */
     autoBlock: autoBlockSchema.optional(),
-    /** Store failure: `open` admits, `closed` refuses, `local` limits in-process at `limit ÷ expectedInstances`. */
+    /**
+     * Store failure: `open` admits, `closed` refuses (503 from the middleware), both with
+     * `source: 'fail-mode'`; `local` limits in-process at `limit ÷ expectedInstances` (`source: 'fallback'`).
+     */
     failMode: z.enum(failModes).default('local'),
     /** App instances sharing the store: the local fallback grants each `limit ÷ expectedInstances`. */
     expectedInstances: z.number().int().positive().default(1),

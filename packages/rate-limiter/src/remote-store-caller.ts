@@ -224,10 +224,12 @@ export class RemoteStoreCaller {
    */
   #settleByFallback(pending: Pending): boolean[] {
     const refused: boolean[] = new Array(pending.settle.length);
+    // Only 'local' counts in a real limiter; 'open' and 'closed' answer without knowing the quota.
+    const source: DecisionSource = this.#failMode === 'local' ? 'fallback' : 'fail-mode';
     for (let index = 0; index < pending.settle.length; index += 1) {
       const outcome = this.#fallback(pending.key, pending.rule, pending.costs[index]!);
       refused[index] = !admitted(outcome);
-      pending.settle[index]!(outcome, 'fallback');
+      pending.settle[index]!(outcome, source);
     }
     return refused;
   }

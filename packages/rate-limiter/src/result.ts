@@ -15,8 +15,13 @@ export type CheckOutcome =
   | 'unlimited'
   | 'exceeds-capacity';
 
-/** Who decided: the store, the local block cache (hot key), the fallback, or the allow/deny lists. */
-export type DecisionSource = 'store' | 'local-cache' | 'fallback' | 'lists';
+/**
+ * Who decided: the store, the local block cache (hot key), the local fallback limiter
+ * (`failMode: 'local'`), the fail mode itself (`'open'` admits, `'closed'` refuses, while the
+ * store cannot be reached: nothing was counted and nothing is known of the quota, so the
+ * middleware sends no rate-limit fields and answers a refusal with 503), or the allow/deny lists.
+ */
+export type DecisionSource = 'store' | 'local-cache' | 'fallback' | 'fail-mode' | 'lists';
 
 /** One limit's state after a check, as shown in the `RateLimit` headers. */
 export type LimitStatus = Decision;

@@ -192,7 +192,7 @@ describe('a remote store that is down', () => {
         allowed: false,
         outcome: 'exceeds-capacity',
         retryAfterMs: Number.POSITIVE_INFINITY,
-        source: 'fallback',
+        source: failMode === 'local' ? 'fallback' : 'fail-mode',
       });
       await limiter.close();
     });

@@ -58,9 +58,9 @@ describe('a store whose parts fail independently (consumeEach)', () => {
     expect(store.batches).toBe(1);
     expect(results.map((result) => [result.source, result.allowed])).toEqual([
       ['store', true],
-      ['fallback', false],
+      ['fail-mode', false],
       ['store', true],
-      ['fallback', false],
+      ['fail-mode', false],
       ['store', true],
       // The third request of `a` in its window: refused by the store, not by the fail mode.
       ['store', false],
@@ -86,7 +86,7 @@ describe('a store whose parts fail independently (consumeEach)', () => {
     expect(limiter.fallbackActive).toBe(true);
     const before = store.batches;
     const result = await limiter.check('ok-again');
-    expect(result.source).toBe('fallback');
+    expect(result.source).toBe('fail-mode');
     expect(store.batches).toBe(before);
     await limiter.close();
   });

@@ -175,16 +175,90 @@ describe('headers of a key blocked with quota left in a long window', () => {
   });
 });
 
-describe("headers of failMode 'closed'", () => {
-  it('say when to come back (t), as Retry-After does, though no window was read', () => {
-    // What the closed fail mode answers while the store is down: nothing left, retry in 1 s.
-    const closed: RateLimitResult = {
-      ...limited,
-      limits: [{ ...limited.limits[0]!, remaining: 0, resetMs: 0, retryAfterMs: 1_000 }],
-      resetMs: 0,
-      retryAfterMs: 1_000,
-      source: 'fallback',
+/** What `failMode: 'closed'` answers while the store is down: nothing known, retry in 1 s. */
+const failClosed: RateLimitResult = {
+  ...limited,
+  limits: limited.limits.map((limit) => ({
+    ...limit,
+    allowed: false,
+    remaining: 0,
+    resetMs: 0,
+    retryAfterMs: 1_000,
+  })),
+  resetMs: 0,
+  retryAfterMs: 1_000,
+  source: 'fail-mode',
+};
+
+/** What `failMode: 'open'` answers while the store is down: admitted, the quota made up. */
+const failOpen: RateLimitResult = {
+  ...limited,
+  allowed: true,
+  outcome: 'allowed',
+  limits: limited.limits.map((limit) => ({
+    ...limit,
+    allowed: true,
+    remaining: limit.limit,
+    resetMs: 0,
+    retryAfterMs: 0,
+  })),
+  remaining: 20,
+  resetMs: 0,
+  retryAfterMs: 0,
+  source: 'fail-mode',
+};
+
+describe("failMode 'open' / 'closed' answers (source 'fail-mode'): nothing is known of the quota", () => {
+  it("closed: no RateLimit, RateLimit-Policy or X-RateLimit fields, only Retry-After (the fail mode's 1 s)", () => {
+    expect(rateLimitHeaders(failClosed, { standard: true, legacy: true }, 1_700_000_000_000)).toEqual({
+      'Retry-After': '1',
+    });
+  });
+
+  it('open: no rate-limit fields at all', () => {
+    expect(rateLimitHeaders(failOpen, { standard: true, legacy: true }, 1_700_000_000_000)).toEqual({});
+  });
+
+  it('closed: a 503 Service Unavailable problem that names no policy, not a 429 quota-exceeded', () => {
+    const problem = quotaProblem(failClosed);
+    expect(problem).toEqual({
+      type: 'about:blank',
+      title: 'Service Unavailable',
+      status: 503,
+      detail: expect.stringMatching(/rate limiter cannot reach its store.*retry in 1 s/i),
+      retryAfter: 1,
+      violatedPolicies: [],
+    });
+  });
+
+  it("the README's 503 example is quotaProblem() of that refusal", () => {
+    const readme = readFileSync(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8');
+    const section = readme.slice(readme.indexOf('## Failure modes and fail modes'));
+    const example = /```json\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(JSON.parse(example ?? 'null')).toEqual(quotaProblem(failClosed));
+  });
+
+  it("a cost above a limit's capacity stays a 413 naming that limit, whatever the store", () => {
+    const beyond: RateLimitResult = {
+      ...failClosed,
+      outcome: 'exceeds-capacity',
+      limits: [{ ...failClosed.limits[0]!, retryAfterMs: Number.POSITIVE_INFINITY }, failClosed.limits[1]!],
+      retryAfterMs: Number.POSITIVE_INFINITY,
     };
-    expect(rateLimitHeaders(closed)).toMatchObject({ RateLimit: '"burst";r=0;t=1', 'Retry-After': '1' });
+    expect(quotaProblem(beyond)).toMatchObject({ status: 413, violatedPolicies: ['burst'] });
+    expect(rateLimitHeaders(beyond, { legacy: true })).toEqual({});
+  });
+
+  it("the local fallback's answers (source 'fallback') keep their 429 and headers: a real limiter counted them", () => {
+    const local: RateLimitResult = { ...limited, source: 'fallback' };
+    expect(quotaProblem(local)).toMatchObject({
+      status: 429,
+      type: quotaExceededType,
+      violatedPolicies: ['burst'],
+    });
+    expect(rateLimitHeaders(local, {}, 1_700_000_000_000)).toMatchObject({
+      RateLimit: '"burst";r=0;t=2, "daily";r=996;t=41234',
+      'Retry-After': '1',
+    });
   });
 });

@@ -53,7 +53,7 @@ describe('the refund of a check answered after the fail mode refused it', () => 
         breaker: { consecutiveFailures: 1_000_000 },
         localBlockCache: false,
       });
-      expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fallback' });
+      expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fail-mode' });
       store.release();
       await expect.poll(() => store.adjustments.length).toBe(1);
       const [{ adjustment, options }] = store.adjustments as [(typeof store.adjustments)[0]];

@@ -394,7 +394,9 @@ describe('fail modes when the remote store does not answer', () => {
       for (let index = 0; index < 3; index += 1) results.push(await limiter.check('k'));
       expect(performance.now() - started).toBeLessThan(3 * 20 + 600);
       expect(results.map((result) => result.allowed)).toEqual(expected);
-      expect(results.every((result) => result.source === 'fallback')).toBe(true);
+      // 'local' answers from a real (local) limiter; 'open' and 'closed' know nothing of the quota.
+      const source = failMode === 'local' ? 'fallback' : 'fail-mode';
+      expect(results.every((result) => result.source === source)).toBe(true);
       await limiter.close();
     });
   }
@@ -411,6 +413,69 @@ describe('fail modes when the remote store does not answer', () => {
     expect(limiter.fallbackActive).toBe(true);
     for (let index = 0; index < 20; index += 1) await limiter.check('k');
     expect(store.calls).toBe(3);
+    await limiter.close();
+  });
+});
+
+/** A remote store that fails every call while `down`, else counts in a memory store. */
+class SwitchableStore implements RateLimitStore {
+  readonly kind = 'switchable';
+  readonly remote = true;
+  readonly #memory = new MemoryStore();
+  down = false;
+  calls = 0;
+  consume(...args: Parameters<MemoryStore['consume']>): Promise<ConsumeOutcome[]> {
+    this.calls += 1;
+    if (this.down) return Promise.reject(new Error('connection refused'));
+    return Promise.resolve(this.#memory.consume(...args));
+  }
+  async reset(key: string): Promise<void> {
+    await this.#memory.reset(key);
+  }
+  async close(): Promise<void> {
+    await this.#memory.close();
+  }
+}
+
+describe("source 'fail-mode': what failMode 'open' and 'closed' answer while the store fails", () => {
+  for (const failMode of ['open', 'closed', 'local'] as const)
+    it(`${failMode}: the checks metric's source label is ${failMode === 'local' ? "'fallback'" : "'fail-mode'"}`, async () => {
+      const registry = new Registry();
+      const store = new SwitchableStore();
+      store.down = true;
+      const limiter = createRateLimiter({
+        store,
+        limits: [{ limit: 4, windowMs: 60_000 }],
+        failMode,
+        registry,
+        breaker: { consecutiveFailures: 100 },
+      });
+      const result = await limiter.check('k');
+      const source = failMode === 'local' ? 'fallback' : 'fail-mode';
+      const outcome = failMode === 'closed' ? 'limited' : 'allowed';
+      expect(result).toMatchObject({ source, outcome });
+      const metrics = await registry.metrics();
+      expect(metrics).toContain(`noa_rate_limiter_checks_total{outcome="${outcome}",source="${source}"} 1`);
+      await limiter.close();
+    });
+
+  it("closed: the local block cache does not remember the fail mode's refusals (the store decides once back)", async () => {
+    const store = new SwitchableStore();
+    const limiter = createRateLimiter({
+      store,
+      limits: [{ limit: 4, windowMs: 60_000 }],
+      failMode: 'closed',
+      localBlockCache: true,
+      breaker: { consecutiveFailures: 100 },
+    });
+    store.down = true;
+    for (let index = 0; index < 3; index += 1)
+      expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fail-mode' });
+    // Each of them asked the store: none was answered from the cache.
+    expect(store.calls).toBe(3);
+    store.down = false;
+    expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'store', remaining: 3 });
+    expect(store.calls).toBe(4);
     await limiter.close();
   });
 });

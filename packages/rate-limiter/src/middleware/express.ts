@@ -27,7 +27,8 @@ export interface ExpressRequestLike extends IncomingMessage {
 
 /**
  * Sends the refusal; the default writes problem+json with status 429 (403 when deny-listed, 413 for
- * a cost above what a limit can ever admit).
+ * a cost above what a limit can ever admit, 503 when `failMode: 'closed'` refused it because the
+ * store cannot be reached: check `result.source === 'fail-mode'`).
  */
 export type RefusalHandler = (req: ExpressRequestLike, res: ServerResponse, result: RateLimitResult) => void;
 
@@ -86,7 +87,7 @@ class ExpressFacts implements RequestFacts {
 
 /**
  * The default refusal: problem+json, 429 (403 for deny-listed clients, 413 for a cost above a
- * limit's capacity); when an earlier middleware already sent the headers, it ends the response.
+ * limit's capacity, 503 for `failMode: 'closed'` while the store is unreachable); when an earlier middleware already sent the headers, it ends the response.
  */
 export const sendProblem: RefusalHandler = (_req, res, result) => {
   // Too late for a status: end what was sent, so that the refused request still misses the route.
@@ -123,7 +124,8 @@ function trustProxyWarner(): (req: ExpressRequestLike) => boolean {
 /**
  * Express middleware: checks each request with `limiter`, sets the rate-limit headers, and
  * answers 429 with a problem+json body when refused (413, without `Retry-After`, for a cost no
- * limit's capacity can ever admit). `req.ip` honours Express's
+ * limit's capacity can ever admit; 503, without rate-limit fields, when `failMode: 'closed'`
+ * refuses because the store cannot be reached). `req.ip` honours Express's
  * `trust proxy` setting, so configure that, not this (a process warning says when it looks wrong).
  * A request that reaches the same middleware twice (mounted on the app and on a router) is
  * checked once.

@@ -17,7 +17,8 @@ import {
 
 /**
  * Sends the refusal; the default replies problem+json with 429 (403 when deny-listed, 413 for a
- * cost above what a limit can ever admit).
+ * cost above what a limit can ever admit, 503 when `failMode: 'closed'` refused it because the
+ * store cannot be reached: check `result.source === 'fail-mode'`).
  */
 export type FastifyRefusalHandler = (
   request: FastifyRequest,
@@ -223,7 +224,8 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
 /**
  * Fastify plugin (fastify-plugin, so it applies to the whole instance): checks requests in an
  * `onRequest` hook (or `preHandler`, option `hook`), sets the rate-limit headers, replies 429 problem+json when refused (413, without
- * `Retry-After`, for a cost no limit's capacity can ever admit). Routes
+ * `Retry-After`, for a cost no limit's capacity can ever admit; 503, without rate-limit fields, when
+ * `failMode: 'closed'` refuses because the store cannot be reached). Routes
  * override options with `config: { rateLimit: { … } }` or opt out with `config: { rateLimit: false }`.
  * `request.ip` honours Fastify's `trustProxy` option (a process warning says when it looks wrong,
  * as the Express middleware's does).

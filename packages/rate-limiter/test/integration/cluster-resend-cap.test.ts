@@ -57,7 +57,7 @@ describe.skipIf(skip !== undefined)('a Cluster call refused unsent again and aga
     const result = await limiter.check('checked');
     const tookMs = performance.now() - startedAt;
     proxy.movedTo = undefined;
-    expect(result).toMatchObject({ allowed: false, source: 'fallback' });
+    expect(result).toMatchObject({ allowed: false, source: 'fail-mode' });
     expect(tookMs).toBeLessThan(deadlineMs + 1_000);
     // A late resend would still reach the proxy: give it time to.
     await new Promise((resolve) => setTimeout(resolve, 300));

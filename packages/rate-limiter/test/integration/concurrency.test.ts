@@ -49,9 +49,9 @@ describe.skipIf(skip !== undefined)(
         await new Promise((resolve) => setTimeout(resolve, 1_500));
         for (const { child } of children) child.stdin!.end('go\n');
         const reports = (await Promise.all(children.map(({ done }) => done))).map(
-          (text) => JSON.parse(text) as { admitted: number; fallbacks: number },
+          (text) => JSON.parse(text) as { admitted: number; failModeAnswers: number },
         );
-        expect(reports.reduce((sum, report) => sum + report.fallbacks, 0)).toBe(0);
+        expect(reports.reduce((sum, report) => sum + report.failModeAnswers, 0)).toBe(0);
         expect(reports.reduce((sum, report) => sum + report.admitted, 0)).toBe(limit);
       });
     }

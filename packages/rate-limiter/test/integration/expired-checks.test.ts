@@ -145,7 +145,7 @@ describe.skipIf(skip !== undefined)('checks that reach Redis after their deadlin
     // Script calls of 3 keys × 2 requests each, all cut by the deadline.
     const during = await checkWhilePaused(limiter, keys, expiryLagMs());
     expect(during).toHaveLength(pausedRounds * 6);
-    expect(during.every((result) => result.source === 'fallback' && result.allowed)).toBe(true);
+    expect(during.every((result) => result.source === 'fail-mode' && result.allowed)).toBe(true);
     await unpause(admin);
 
     // Commands on one connection run in order: once this PING answers, every queued script has run.
@@ -224,7 +224,7 @@ describe.skipIf(skip !== undefined)('checks that reach a Redis Cluster master af
     await Promise.all(admins.map(pause));
     const during = await checkWhilePaused(limiter, keys, expiryLagMs());
     expect(during).toHaveLength(pausedRounds * 18);
-    expect(during.every((result) => result.source === 'fallback' && result.allowed)).toBe(true);
+    expect(during.every((result) => result.source === 'fail-mode' && result.allowed)).toBe(true);
     await Promise.all(admins.map(unpause));
 
     // Each master runs its queue in order: a PING on every connection the client uses waits for it.

@@ -41,7 +41,7 @@ describe.skipIf(skip !== undefined)('checks made before the first connection', (
       localBlockCache: false,
     });
     for (let index = 0; index < 10; index += 1)
-      expect(await limiter.check('outage')).toMatchObject({ allowed: true, source: 'fallback' });
+      expect(await limiter.check('outage')).toMatchObject({ allowed: true, source: 'fail-mode' });
     await redis!.restart();
     // The client reconnects every 50 ms: it may be ready before restart() returns.
     if (client.status !== 'ready') await once(client, 'ready');

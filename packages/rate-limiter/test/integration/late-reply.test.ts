@@ -86,7 +86,7 @@ describe.skipIf(skip !== undefined)('a check whose reply comes after its deadlin
     const result = await limiter.check('k');
     // The request path did not wait for the reply, nor for the refund (generous bound).
     expect(performance.now() - started).toBeLessThan(deadlineMs + 400);
-    expect(result).toMatchObject({ allowed: false, source: 'fallback' });
+    expect(result).toMatchObject({ allowed: false, source: 'fail-mode' });
     await vi.waitFor(async () => expect(await lateRefunds()).toBe(1), { timeout: 5_000, interval: 50 });
     // Counted by the late script, then given back: the key is whole again.
     expect(await remainingAfterPause('k')).toBe(10);
@@ -111,7 +111,7 @@ describe.skipIf(skip !== undefined)('a check whose reply comes after its deadlin
   it("failMode 'open': an admitted request stays counted, nothing is refunded", async () => {
     const { limiter, lateRefunds, remainingAfterPause } = await setup('open');
     await redis!.pause(pauseMs);
-    expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'fallback' });
+    expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'fail-mode' });
     expect(await remainingAfterPause('k')).toBe(9);
     expect(await lateRefunds()).toBe(0);
     await limiter.close();
@@ -130,7 +130,7 @@ describe.skipIf(skip !== undefined)('a late reply from one master of a Redis Clu
       await admin.call('CLIENT', 'PAUSE', String(pauseMs), 'ALL');
       // One tick: one batch, one write per master (consumeEach); the paused one answers late.
       const results = await Promise.all(keys.map((key) => limiter.check(key)));
-      const late = keys.filter((_, index) => results[index]!.source === 'fallback');
+      const late = keys.filter((_, index) => results[index]!.source === 'fail-mode');
       expect(late.length).toBeGreaterThan(0);
       expect(late.length).toBeLessThan(keys.length);
       for (const result of results) expect(result.allowed).toBe(result.source === 'store');
@@ -211,7 +211,7 @@ describe.skipIf(skip !== undefined)('a late reply whose window has ended', () =>
       const other = createRateLimiter({ ...options, store: new RedisStore({ client, prefix }) });
       await nextWindow(windowMs);
       // Counted by Redis in this window; the reply is held past the deadline, so 'closed' refuses.
-      expect(await late.check('k')).toMatchObject({ allowed: false, source: 'fallback' });
+      expect(await late.check('k')).toMatchObject({ allowed: false, source: 'fail-mode' });
       await nextWindow(windowMs);
       // The next window fills up from the other instance.
       expect((await other.check('k')).allowed).toBe(true);

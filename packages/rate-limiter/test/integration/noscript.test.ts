@@ -178,7 +178,7 @@ describe.skipIf(full.skip !== undefined)('a server that cannot load the function
       failMode: 'closed',
     });
     // Out of memory, the script's write fails too: the fail mode answers this first check.
-    expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fallback' });
+    expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fail-mode' });
     expect(store.usesFunctions).toBe(false);
     expect(logged).toHaveLength(1);
     expect(String(logged[0]!.reason)).toMatch(/^not found after FUNCTION LOAD \(OOM /);

@@ -257,7 +257,7 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     const together = await Promise.all(spreadKeys.map((key) => limiter.check(key)));
     expect(performance.now() - started).toBeLessThan(1_000);
     for (const [index, key] of spreadKeys.entries())
-      expect(together[index]!.source).toBe(onDead.includes(key) ? 'fallback' : 'store');
+      expect(together[index]!.source).toBe(onDead.includes(key) ? 'fail-mode' : 'store');
     // With the default breaker too: batches that reach the live masters keep it closed, so their
     // keys stay on the store however many batches the dead master fails.
     const defaultBreaker = createRateLimiter({
@@ -270,7 +270,7 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     for (let round = 0; round < 5; round += 1) {
       const results = await Promise.all(spreadKeys.map((key) => defaultBreaker.check(key)));
       for (const [index, key] of spreadKeys.entries())
-        expect(results[index]!.source).toBe(onDead.includes(key) ? 'fallback' : 'store');
+        expect(results[index]!.source).toBe(onDead.includes(key) ? 'fail-mode' : 'store');
     }
     expect(defaultBreaker.fallbackActive).toBe(false);
     await defaultBreaker.close();
@@ -278,7 +278,7 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
       const alone = performance.now();
       const result = await limiter.check(key);
       expect(performance.now() - alone).toBeLessThan(1_000);
-      expect(result.source).toBe('fallback');
+      expect(result.source).toBe('fail-mode');
       expect(result.allowed).toBe(true);
     }
     await limiter.close();

@@ -265,7 +265,7 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
       // Only a check the store itself answered may have counted.
       expect(await counted(store, key, limits)).toBe(result.source === 'store' && result.allowed ? 1 : 0);
     }
-    expect(results.some((result) => result.source === 'fallback')).toBe(true);
+    expect(results.some((result) => result.source === 'fail-mode')).toBe(true);
     expect(noneCorked(client)).toBe(true);
     await limiter.close();
   });

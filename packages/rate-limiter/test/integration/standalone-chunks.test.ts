@@ -79,7 +79,7 @@ describe('standalone Redis, a batch over several script calls with one failing',
           expect(result.allowed).toBe(true);
           expect(await countOf(limiterPrefix, `rl:default:${keys[index]}`)).toBe(1);
         } else {
-          expect(result.source, keys[index]).toBe('fallback');
+          expect(result.source, keys[index]).toBe('fail-mode');
           expect(result.allowed).toBe(false);
         }
       }
