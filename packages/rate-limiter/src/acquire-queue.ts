@@ -81,8 +81,9 @@ interface KeyQueue {
  * head's request goes to the store, and only when the last refusal's `retryAfterMs` has passed
  * (no polling), so N waiters cost one store call per retry, not N. A waiter leaves at its
  * deadline, on abort, or as soon as the last refusal shows that it could not be admitted before
- * its deadline (those ahead of it come first). Timers are unref'd and cleared when their waiter
- * settles.
+ * its deadline (those ahead of it come first). Timers are cleared when their waiter settles;
+ * they are not unref'd: the caller awaits them, and a script with nothing else to do must not
+ * exit under its `await limiter.acquire()` (Node ends it with the await unsettled).
  */
 export class AcquireQueue {
   readonly #queues = new Map<string, KeyQueue>();
@@ -152,7 +153,6 @@ export class AcquireQueue {
       queue.waiters.push(waiter);
       this.#deps.waiters.inc();
       waiter.timer = setTimeout(() => this.#leave(owner, waiter, 'timeout'), timeoutMs);
-      waiter.timer.unref();
       if (signal !== undefined) {
         waiter.onAbort = () => this.#leave(owner, waiter, 'aborted', signal.reason);
         signal.addEventListener('abort', waiter.onAbort, { once: true });
@@ -276,7 +276,6 @@ export class AcquireQueue {
       }
     if (this.#dropIfIdle(queue)) return;
     queue.retryTimer = setTimeout(() => this.#checkHead(queue), queue.nextCheckAt - now);
-    queue.retryTimer.unref();
   }
 
   /**
@@ -299,7 +298,6 @@ export class AcquireQueue {
       this.#delayed.delete(waiter);
       this.#settle(waiter, 'acquired', () => waiter.resolve(result));
     }, result.delayMs);
-    waiter.timer.unref();
   }
 
   /** After an admission (or a waiter's end): the next head checks at once, or the queue goes. */
