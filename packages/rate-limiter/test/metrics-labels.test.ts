@@ -59,7 +59,7 @@ describe('metric label values: code, README and help text agree', () => {
     const help = await helpOf('noa_rate_limiter_acquire_wait_seconds');
     const listed =
       help
-        .match(/\(([^)]*)\)/)?.[1]
+        .match(/by result \(([^)]*)\)/)?.[1]
         ?.split(',')
         .map((value) => value.trim()) ?? [];
     expect(listed.sort()).toEqual(values);
