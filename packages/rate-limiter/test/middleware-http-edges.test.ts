@@ -81,6 +81,42 @@ describe('Fastify perEndpoint on a path no route matches', () => {
   });
 });
 
+describe('Fastify perEndpoint on paths no route matches', () => {
+  it('counts them all as one endpoint, the catch-all "*" (a made-up path is no fresh quota, nor a new key)', async () => {
+    const app = Fastify();
+    const routes: string[] = [];
+    const limiter = createRateLimiter({
+      limits: [{ limit: 2, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+    await app.register(fastifyRateLimit, {
+      limiter,
+      perEndpoint: true,
+      skip: (facts: RequestFacts) => {
+        routes.push(facts.route);
+        return false;
+      },
+    });
+    app.get('/items/:id', async () => 'item');
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const status = (path: string) => fetch(base + path).then((response) => response.status);
+    try {
+      // A scanner's paths: each one made up, all of them 404s.
+      expect(await status('/wp-login.php')).toBe(404);
+      expect(await status('/.env?x=1')).toBe(404);
+      expect(await status('/admin/')).toBe(429);
+      expect(await status('/backup.zip')).toBe(429);
+      // A route's own quota is apart from the 404s'.
+      expect(await status('/items/1')).toBe(200);
+      expect(routes).toEqual(['*', '*', '*', '*', '/items/:id']);
+      expect((await limiter.peek('ip:127.0.0.1:GET *')).remaining).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 /** A promise and the function that resolves it. */
 function signal(): { promise: Promise<void>; resolve: () => void } {
   let resolve = () => {};
