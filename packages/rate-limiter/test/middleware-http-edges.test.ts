@@ -53,34 +53,6 @@ describe('Express middleware after an earlier middleware sent the headers', () =
   });
 });
 
-describe('Fastify perEndpoint on a path no route matches', () => {
-  it('counts the path, not the path and its query string (a made-up query is no fresh quota)', async () => {
-    const app = Fastify();
-    const routes: string[] = [];
-    await app.register(fastifyRateLimit, {
-      limiter: createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock: new ManualClock(start) }),
-      perEndpoint: true,
-      skip: (facts: RequestFacts) => {
-        routes.push(facts.route);
-        return false;
-      },
-    });
-    app.get('/items/:id', async () => 'item');
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-    const status = (path: string) => fetch(base + path).then((response) => response.status);
-    try {
-      expect(await status('/missing?page=1')).toBe(404);
-      expect(await status('/missing?page=2')).toBe(429);
-      expect(await status('/items/1?page=1')).toBe(200);
-      expect(await status('/items/2?page=2')).toBe(429);
-      expect(routes).toEqual(['/missing', '/missing', '/items/:id', '/items/:id']);
-    } finally {
-      await app.close();
-    }
-  });
-});
-
 describe('Fastify perEndpoint on paths no route matches', () => {
   it('counts them all as one endpoint, the catch-all "*" (a made-up path is no fresh quota, nor a new key)', async () => {
     const app = Fastify();
