@@ -50,7 +50,7 @@ export function createLimiterMetrics(registry: MetricsRegistry | undefined): Lim
     acquireWaiters: factory.gauge('acquire_waiters', 'Callers of acquire() waiting for an admission'),
     acquireWaits: factory.histogram(
       'acquire_wait_seconds',
-      'Time acquire() callers waited, by result (acquired, timeout, aborted, queue-full, denied, blocked, limited, closed)',
+      'Time acquire() callers waited, by result (acquired, timeout, aborted, queue-full, denied, blocked, limited, exceeds-capacity, unavailable, closed)',
       ['result'],
       acquireWaitBuckets,
     ),

@@ -271,8 +271,8 @@ export class RateLimiter implements AsyncDisposable {
     }
     return new Promise((resolve) => {
       this.#remote!.submit(storeKey, rule, 0, (outcome, source) => {
-        this.#localBlocks?.settle(storeKey, outcome, source === 'store', this.#clock.now());
-        resolve(refuse(outcome, source));
+        const known = this.#localBlocks?.settle(storeKey, outcome, source === 'store', this.#clock.now());
+        resolve(known === undefined ? refuse(outcome, source) : refuse(known, 'local-cache'));
       });
     });
   }
@@ -492,7 +492,9 @@ export class RateLimiter implements AsyncDisposable {
   }
 
   #finish(key: string, storeKey: string, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
-    this.#localBlocks?.settle(storeKey, outcome, source === 'store', this.#clock.now());
+    // A fail-mode answer for a key whose refusal is known here: the refusal still holds.
+    const known = this.#localBlocks?.settle(storeKey, outcome, source === 'store', this.#clock.now());
+    if (known !== undefined) return this.#result(key, known, 'local-cache');
     return this.#result(key, outcome, source);
   }
 

@@ -61,13 +61,28 @@ export class LocalBlockCache {
   }
 
   /**
-   * The store's answer to a check of `key`, which may be the recheck {@link lookup} let through:
-   * a refusal is remembered anew, anything else (admitted, or answered by the fail mode) ends
-   * the remembered refusal.
+   * The answer to a check of `key`, which may be the recheck {@link lookup} let through. From the
+   * store: a refusal is remembered anew, an admission ends the remembered refusal. From the fail
+   * mode (the store unreachable): the refusal the store gave last still holds until its end (no
+   * instance can lift it in the store meanwhile), so it is returned, shifted to `now`, for the
+   * caller to answer with instead (else an outage lifted a known block: `'open'` admitted an
+   * abuser, `'closed'` answered 503 for a 429), and the store is asked again a recheck later.
    */
-  settle(key: string, outcome: ConsumeOutcome, fromStore: boolean, now: number): void {
-    if (fromStore && !admitted(outcome)) this.remember(key, outcome, now);
-    else if (this.#entries.size > 0) this.#entries.delete(key);
+  settle(key: string, outcome: ConsumeOutcome, fromStore: boolean, now: number): ConsumeOutcome | undefined {
+    if (fromStore) {
+      if (!admitted(outcome)) this.remember(key, outcome, now);
+      else if (this.#entries.size > 0) this.#entries.delete(key);
+      return undefined;
+    }
+    const blocked = this.#entries.size === 0 ? undefined : this.#entries.get(key);
+    if (blocked === undefined) return undefined;
+    if (now >= blocked.refusedUntil) {
+      this.#entries.delete(key);
+      return undefined;
+    }
+    blocked.rechecking = false;
+    blocked.until = now + Math.min(blocked.refusedUntil - now, blockRecheckMs);
+    return shifted(blocked, now);
   }
 
   /** The remembered refusal of `key`, its times shifted to `now`, or undefined when none holds. */
@@ -86,15 +101,7 @@ export class LocalBlockCache {
         return undefined;
       }
     }
-    const elapsed = now - blocked.at;
-    return {
-      blockedMs: Math.max(0, blocked.outcome.blockedMs - elapsed),
-      decisions: blocked.outcome.decisions.map((decision) => ({
-        ...decision,
-        retryAfterMs: decision.allowed ? 0 : Math.max(0, decision.retryAfterMs - elapsed),
-        resetMs: Math.max(0, decision.resetMs - elapsed),
-      })),
-    };
+    return shifted(blocked, now);
   }
 
   /** Forgets `key`. */
@@ -105,4 +112,17 @@ export class LocalBlockCache {
   clear(): void {
     this.#entries.clear();
   }
+}
+
+/** The remembered refusal with its times shifted to `now`. */
+function shifted(blocked: Blocked, now: number): ConsumeOutcome {
+  const elapsed = now - blocked.at;
+  return {
+    blockedMs: Math.max(0, blocked.outcome.blockedMs - elapsed),
+    decisions: blocked.outcome.decisions.map((decision) => ({
+      ...decision,
+      retryAfterMs: decision.allowed ? 0 : Math.max(0, decision.retryAfterMs - elapsed),
+      resetMs: Math.max(0, decision.resetMs - elapsed),
+    })),
+  };
 }

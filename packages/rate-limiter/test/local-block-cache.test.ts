@@ -51,18 +51,33 @@ describe('LocalBlockCache', () => {
     expect(cache.lookup('k', 2 * blockRecheckMs + 10)).toBeUndefined();
   });
 
-  it('forgets the refusal when the recheck is admitted or answered by the fail mode', () => {
-    for (const [outcome, fromStore] of [
-      [admission, true],
-      [refusal(60_000), false],
-    ] as const) {
-      const cache = new LocalBlockCache(10);
-      cache.remember('k', refusal(60_000), 0);
-      expect(cache.lookup('k', blockRecheckMs)).toBeUndefined();
-      cache.settle('k', outcome, fromStore, blockRecheckMs + 1);
-      expect(cache.lookup('k', blockRecheckMs + 2)).toBeUndefined();
-      expect(cache.lookup('k', blockRecheckMs + 3)).toBeUndefined();
-    }
+  it('forgets the refusal when the store admits the recheck', () => {
+    const cache = new LocalBlockCache(10);
+    cache.remember('k', refusal(60_000), 0);
+    expect(cache.lookup('k', blockRecheckMs)).toBeUndefined();
+    expect(cache.settle('k', admission, true, blockRecheckMs + 1)).toBeUndefined();
+    expect(cache.lookup('k', blockRecheckMs + 2)).toBeUndefined();
+    expect(cache.lookup('k', blockRecheckMs + 3)).toBeUndefined();
+  });
+
+  it('keeps the refusal when the fail mode answers the recheck (the store could not lift it), and rechecks a second later', () => {
+    const cache = new LocalBlockCache(10);
+    cache.remember('k', refusal(60_000), 0);
+    expect(cache.lookup('k', blockRecheckMs)).toBeUndefined();
+    // The caller answers with the refusal the store gave, not the fail mode's answer.
+    const known = cache.settle('k', admission, false, blockRecheckMs + 1);
+    expect(known?.decisions[0]).toMatchObject({ allowed: false, retryAfterMs: 60_000 - blockRecheckMs - 1 });
+    expect(cache.lookup('k', blockRecheckMs + 2)).toBeDefined();
+    expect(cache.lookup('k', 2 * blockRecheckMs)).toBeDefined();
+    expect(cache.lookup('k', 2 * blockRecheckMs + 1)).toBeUndefined();
+  });
+
+  it('a fail-mode answer after the refusal ended forgets it, returning nothing to answer with', () => {
+    const cache = new LocalBlockCache(10);
+    cache.remember('k', refusal(1_500), 0);
+    expect(cache.lookup('k', blockRecheckMs)).toBeUndefined();
+    expect(cache.settle('k', admission, false, 1_500)).toBeUndefined();
+    expect(cache.lookup('k', 1_501)).toBeUndefined();
   });
 
   it('a recheck never answered does not hold the refusal for good: another goes a second later', () => {

@@ -53,12 +53,16 @@ describe('Express middleware after an earlier middleware sent the headers', () =
   });
 });
 
-describe('Fastify perEndpoint on a path no route matches', () => {
-  it('counts the path, not the path and its query string (a made-up query is no fresh quota)', async () => {
+describe('Fastify perEndpoint on paths no route matches', () => {
+  it('counts them all as one endpoint, the catch-all "*" (a made-up path is no fresh quota, nor a new key)', async () => {
     const app = Fastify();
     const routes: string[] = [];
+    const limiter = createRateLimiter({
+      limits: [{ limit: 2, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
     await app.register(fastifyRateLimit, {
-      limiter: createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }], clock: new ManualClock(start) }),
+      limiter,
       perEndpoint: true,
       skip: (facts: RequestFacts) => {
         routes.push(facts.route);
@@ -70,11 +74,15 @@ describe('Fastify perEndpoint on a path no route matches', () => {
     const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     const status = (path: string) => fetch(base + path).then((response) => response.status);
     try {
-      expect(await status('/missing?page=1')).toBe(404);
-      expect(await status('/missing?page=2')).toBe(429);
-      expect(await status('/items/1?page=1')).toBe(200);
-      expect(await status('/items/2?page=2')).toBe(429);
-      expect(routes).toEqual(['/missing', '/missing', '/items/:id', '/items/:id']);
+      // A scanner's paths: each one made up, all of them 404s.
+      expect(await status('/wp-login.php')).toBe(404);
+      expect(await status('/.env?x=1')).toBe(404);
+      expect(await status('/admin/')).toBe(429);
+      expect(await status('/backup.zip')).toBe(429);
+      // A route's own quota is apart from the 404s'.
+      expect(await status('/items/1')).toBe(200);
+      expect(routes).toEqual(['*', '*', '*', '*', '/items/:id']);
+      expect((await limiter.peek('ip:127.0.0.1:GET *')).remaining).toBe(0);
     } finally {
       await app.close();
     }

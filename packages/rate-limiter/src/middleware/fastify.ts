@@ -114,19 +114,18 @@ function trustsEveryAddress(request: FastifyRequest): boolean {
   return false;
 }
 
-/** `url` without its query string. */
-const pathOf = (url: string): string => {
-  const query = url.indexOf('?');
-  return query < 0 ? url : url.slice(0, query);
-};
+/**
+ * The route of a request no route matches (a 404): one endpoint, Fastify's catch-all pattern. Its
+ * path (or its query string) would make every made-up URL, as a scanner sends, an endpoint of its
+ * own: a fresh quota and a new store key under `perEndpoint`.
+ */
+const notFoundRoute = '*';
 
 function factsOf(request: FastifyRequest): RequestFacts {
   return {
     ip: request.ip,
     method: request.method,
-    // No route matched (a 404): the path, as in Express; with the query, every made-up query
-    // string would be an endpoint of its own, and a fresh quota under `perEndpoint`.
-    route: request.routeOptions.url ?? pathOf(request.url),
+    route: request.routeOptions.url ?? notFoundRoute,
     headers: request.headers,
     user: (request as unknown as { user?: unknown }).user,
   };

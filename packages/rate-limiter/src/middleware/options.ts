@@ -12,7 +12,7 @@ export interface RequestFacts {
   /** Client IP as the framework computed it (honouring its trust-proxy setting). */
   ip: string | undefined;
   method: string;
-  /** The route pattern when known (`/users/:id`), else the path. */
+  /** The route pattern when known (`/users/:id`; Fastify's 404s: `*`), else the path (Express before routing). */
   route: string;
   headers: Record<string, string | string[] | undefined>;
   /** `req.user` as set by an auth middleware (passport and friends), if any. */
