@@ -42,8 +42,8 @@ export async function mgetAndUnpack(raw: Redis, keyPrefix: string, valuePrefix: 
       if (batch.length >= readBatchMaxKeys) send();
     });
   const unpack = (bytes: Buffer | null) => {
-    if (!bytes || bytes[0]! >> 4 !== 2 || (bytes[0]! & 0b111) !== 0) throw new Error('not format 2');
-    return decoder.unpack(bytes, { start: 6 }) as unknown;
+    if (!bytes || bytes[0]! >> 4 !== 4 || (bytes[0]! & 0b111) !== 0) throw new Error('not format 4');
+    return decoder.unpack(bytes, { start: 14 }) as unknown; // format 4's header (entry-codec.ts)
   };
   return { fetchAndUnpack: async (key) => unpack(await fetch(key)), unpack };
 }

@@ -206,8 +206,8 @@ describe('entry codec', () => {
     expect(codec.encode(expected).toString('base64')).toBe(written[0]);
   });
 
-  it('decodes format 2 (shared structures) as written by this release', async () => {
-    // Epoch 0x12345678 and two shared structures; any change to format 2 must bump the version.
+  it('decodes format 4 (shared structures with a fingerprint) as written by this release', async () => {
+    // Epoch 0x12345678 and two shared structures; any change to format 4 must bump the version.
     const list = [
       '305419896',
       JSON.stringify(['a', 'b']),
@@ -219,12 +219,30 @@ describe('entry codec', () => {
     });
     await structures.load();
     const codec = new EntryCodec('msgpack', 'none', 0, structures);
-    const written = 'IBI0VngClkEHo0FkYdb/AAAAANRzAJGhYdMAAAAAAAAACpJAAaF4QAKheQEKFMtADAAAAAAAAJGhdA==';
+    const written =
+      'QBI0VngCgWBys/I/zC6WQQejQWRh1v8AAAAA1HMAkaFh0wAAAAAAAAAKkkABoXhAAqF5AQoUy0AMAAAAAAAAkaF0';
     const expected = goldenEntry();
-    expect(codec.decode(Buffer.from(written, 'base64'))).toEqual(expected);
     expect(codec.encode(expected).toString('base64')).toBe(written);
+    expect(codec.decode(Buffer.from(written, 'base64'))).toEqual(expected);
     // A codec without the structures cannot read it: a typed error (a miss), not garbage.
     expect(() => new EntryCodec('msgpack', 'none', 0).decode(Buffer.from(written, 'base64'))).toThrow(
+      expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
+    );
+    // Nor can one whose list has another shape at one of the ids the value uses.
+    const other = [list[0]!, list[1]!, JSON.stringify(['id', 'name', 'at', 'tags', 'n', 'other'])];
+    const otherStructures = new SharedStructures(
+      { loadStructures: async () => other, appendStructures: async () => other },
+      (error) => {
+        throw error;
+      },
+    );
+    await otherStructures.load();
+    expect(() =>
+      new EntryCodec('msgpack', 'none', 0, otherStructures).decode(Buffer.from(written, 'base64')),
+    ).toThrow(expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }));
+    // Format 2 (the same value, epoch and count, no fingerprint) is no longer read: a miss.
+    const format2 = 'IBI0VngClkEHo0FkYdb/AAAAANRzAJGhYdMAAAAAAAAACpJAAaF4QAKheQEKFMtADAAAAAAAAJGhdA==';
+    expect(() => codec.decode(Buffer.from(format2, 'base64'))).toThrow(
       expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
     );
   });
@@ -250,7 +268,7 @@ describe('entry codec', () => {
   });
 });
 
-describe('entry codec with shared structures (format 2)', () => {
+describe('entry codec with shared structures (format 4)', () => {
   it('round-trips values with Dates, Maps, Sets, Buffers and BigInt between instances', async () => {
     // The Lua scripts' semantics over an array; the real list is tested in test/integration.
     const list: string[] = [];

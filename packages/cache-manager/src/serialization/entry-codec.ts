@@ -7,14 +7,23 @@ import { jsonSerializer, msgpackSerializer, type ValueSerializer } from './value
 
 /** Format 1: self-contained values (msgpack records described inline, or JSON). */
 const INLINE_FORMAT = 1;
-/** Format 2: msgpack whose record structures are shared (see {@link SharedStructures}). */
-const SHARED_FORMAT = 2;
-/** Bytes before the body in format 2: header, epoch (uint32 BE), structures used (uint8). */
-const SHARED_HEADER_BYTES = 6;
+/**
+ * Format 2: msgpack with shared structures, identified by epoch and count only. No longer
+ * decoded (a miss): a value on a Cluster master could outlive the list's loss and be read with
+ * another shape at its ids (see {@link SharedStructures}). Format 4 replaced it.
+ */
+const UNVERIFIED_SHARED_FORMAT = 2;
+/** Format 4: msgpack whose record structures are shared, checked by fingerprint. */
+const SHARED_FORMAT = 4;
+/**
+ * Bytes before the body in format 4: header, epoch (uint32 BE), structures used (uint8), their
+ * fingerprint (64 bits BE, see {@link SharedStructures.decoderFor}).
+ */
+const SHARED_HEADER_BYTES = 14;
 const serializerCode = { msgpack: 0, json: 1 } as const;
 /**
  * Format 3: a sliding entry. A frame of its timings (big-endian doubles: expiresAt,
- * staleUntil, bound (-1 for none) and window) in front of the entry encoded in format 1 or 2. At fixed offsets, so that `get-sliding.lua` can move them on an L2 hit
+ * staleUntil, bound (-1 for none) and window) in front of the entry encoded in format 1 or 4. At fixed offsets, so that `get-sliding.lua` can move them on an L2 hit
  * without decoding the value; the frame's timings win over the body's.
  */
 const SLIDING_FRAME = 3;
@@ -22,11 +31,12 @@ const FRAME_BYTES = 33;
 
 /**
  * Encodes entries for L2: one header byte (format version 4 bits, serializer 1 bit,
- * compression 3 bits), then in format 2 the shared structures' epoch (4 bytes) and how many of
- * them the body may use (1 byte), then the serialized `[value, createdAt, expiresAt,
+ * compression 3 bits), then in format 4 the shared structures' epoch (4 bytes), how many of
+ * them the body may use (1 byte) and their fingerprint (8 bytes), then the serialized `[value, createdAt, expiresAt,
  * staleUntil, computeMs, tags]`, compressed when it is at least `thresholdBytes` long and
  * compression actually helps. Any instance decodes any header, whatever its own settings;
- * format 2 needs the shared structures (see {@link EntryCodec.prepare}).
+ * format 4 needs the shared structures (see {@link EntryCodec.prepare}); format 2 (its
+ * predecessor, unverifiable) is a miss.
  * Without `structures` (or with JSON) it writes format 1, as the first release did. A sliding
  * entry is that encoding inside a format-3 frame of its timings (see `SLIDING_FRAME`).
  */
@@ -39,7 +49,7 @@ export class EntryCodec {
   readonly #writeShared: boolean;
 
   /**
-   * `structures` lets this codec read format 2; it also writes it when `writeShared` (default
+   * `structures` lets this codec read format 4; it also writes it when `writeShared` (default
    * true) and the serializer is msgpack.
    */
   constructor(
@@ -69,9 +79,12 @@ export class EntryCodec {
     const structures = this.#structures;
     if (structures === undefined || bytes.length < SHARED_HEADER_BYTES || bytes[0]! >> 4 !== SHARED_FORMAT)
       return undefined;
-    const epoch = bytes.readUInt32BE(1);
     const needed = bytes[5]!;
-    if (structures.decoderFor(epoch, needed) || !structures.worthLoading(epoch, needed)) return undefined;
+    if (
+      structures.decoderFor(bytes.readUInt32BE(6), bytes.readUInt32BE(10), needed) ||
+      !structures.worthLoading(bytes.readUInt32BE(1), needed)
+    )
+      return undefined;
     return structures.load();
   }
 
@@ -112,6 +125,8 @@ export class EntryCodec {
     if (shared) {
       out.writeUInt32BE(structures!.epoch!, 1);
       out[5] = structures!.length;
+      out.writeUInt32BE(structures!.fingerprintHigh, 6);
+      out.writeUInt32BE(structures!.fingerprintLow, 10);
     }
     return entry.slidingMs ? frame(entry, out) : out;
   }
@@ -142,12 +157,18 @@ export class EntryCodec {
             ? serializer.decode(bytes, 1)
             : serializer.decode(decompress(compression, bytes.subarray(1)), 0);
       } else if (version === SHARED_FORMAT && bytes.length > SHARED_HEADER_BYTES) {
-        const decoder = this.#structures?.decoderFor(bytes.readUInt32BE(1), bytes[5]!);
+        const decoder = this.#structures?.decoderFor(
+          bytes.readUInt32BE(6),
+          bytes.readUInt32BE(10),
+          bytes[5]!,
+        );
         if (!decoder) throw new Error('value written with shared structures this instance does not have');
         decoded =
           compression === 0
             ? decoder.unpack(bytes, { start: SHARED_HEADER_BYTES })
             : decoder.unpack(decompress(compression, bytes.subarray(SHARED_HEADER_BYTES)));
+      } else if (version === UNVERIFIED_SHARED_FORMAT) {
+        throw new Error('value written with shared structures and no fingerprint (format 2)');
       } else {
         throw new Error(`unknown format version ${version}`);
       }

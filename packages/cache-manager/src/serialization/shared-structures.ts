@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { msgpackOptions } from './value-serializer.js';
 
@@ -43,11 +43,17 @@ const RECHECK_AFTER_MS = 30_000;
  * - the encoder only ever uses structures already committed in the store (never ones it just
  *   invented): a new shape is written inline, as before, and proposed; proposals are appended
  *   to the store with a compare-and-set on the list length, then every instance picks them up;
- * - ids are list positions and the list is append-only, so a committed id never changes
- *   meaning; the list starts with a random epoch, and each value carries the epoch and the
- *   number of structures it may use: a decoder that has fewer reloads the list first, and a
- *   value of another epoch (the list was evicted or flushed) is undecodable, hence a miss,
- *   never a wrong value;
+ * - ids are list positions and the list is append-only, so while the store keeps it a
+ *   committed id never changes meaning. The list starts with a random epoch, and each value
+ *   carries the epoch, the number of structures it may use and a **fingerprint** of exactly
+ *   those structures (the first 64 bits of a SHA-256 of the epoch and their key lists): a
+ *   value decodes only where the list's prefix has that fingerprint. A store that lost part of
+ *   the list (a restart from an older RDB/AOF, a failover to a lagging replica) and then took
+ *   a different shape at a lost id cannot make a surviving value decode into that shape, even
+ *   on a Cluster where the value sits on another master than the list and survives the loss:
+ *   the fingerprints differ, the value is a miss. A reader that has fewer structures than a
+ *   value of its epoch needs reloads the list first; a mismatch reloads it at most once a
+ *   second (a read-only instance thereby follows the store without any connection event);
  * - so that a writer does not go on writing an epoch the store forgot (a Redis restart without
  *   persistence), the connection's `close` calls {@link distrust}: until the list is read again,
  *   values are written self-contained (format 1). The list is also re-read every 30 s.
@@ -57,6 +63,9 @@ export class SharedStructures {
   readonly #onError: (error: unknown) => void;
   #epoch: number | undefined;
   #committed: string[] = [];
+  /** Per prefix length n (0…committed): the fingerprint of the first n structures, high/low 32 bits. */
+  #fingerprintsHigh: Uint32Array = new Uint32Array(1);
+  #fingerprintsLow: Uint32Array = new Uint32Array(1);
   #encoder: Packr | undefined;
   #decoder: Packr | undefined;
   readonly #seen = new Map<string, number>();
@@ -82,6 +91,16 @@ export class SharedStructures {
     return this.#committed.length;
   }
 
+  /** High 32 bits of the fingerprint of all committed structures (what an encode writes). */
+  get fingerprintHigh(): number {
+    return this.#fingerprintsHigh[this.#committed.length]!;
+  }
+
+  /** Low 32 bits of the fingerprint of all committed structures. */
+  get fingerprintLow(): number {
+    return this.#fingerprintsLow[this.#committed.length]!;
+  }
+
   /**
    * The encoder over the committed structures; undefined until the list is loaded, and after
    * {@link distrust} until it is loaded again (a load is started, at most once a second).
@@ -97,8 +116,9 @@ export class SharedStructures {
 
   /**
    * The store may have lost the list, or part of it (the connection closed): write
-   * self-contained values, and decode none, until it is read again (at once: the quiet period
-   * of a previous load does not apply).
+   * self-contained values until it is read again (at once: the quiet period of a previous load
+   * does not apply), so that no value is written with structures the store no longer has.
+   * Reads need no such care: fingerprints already keep them from other shapes.
    */
   distrust(): void {
     this.#trusted = false;
@@ -106,21 +126,25 @@ export class SharedStructures {
   }
 
   /**
-   * The decoder for a value of `epoch` that may use `needed` structures, if this instance has
-   * them and trusts them: after {@link distrust} the store may hold fewer (a restore), and
-   * another instance may have appended a different shape at a position this one knows, so a
-   * value is decoded only once the list was read again.
+   * The decoder for a value that may use `needed` structures whose fingerprint is
+   * `high`/`low`, if this instance's first `needed` structures are exactly those: whatever
+   * the store lost or another instance appended since, a value never decodes with other shapes.
+   * Two array reads and compares: the per-read cost of the check.
    */
-  decoderFor(epoch: number, needed: number): Packr | undefined {
-    return this.#trusted && epoch === this.#epoch && needed <= this.#committed.length
+  decoderFor(high: number, low: number, needed: number): Packr | undefined {
+    return needed <= this.#committed.length &&
+      this.#fingerprintsHigh[needed] === high &&
+      this.#fingerprintsLow[needed] === low
       ? this.#decoder
       : undefined;
   }
 
   /**
    * Whether loading the list could make a value of `epoch` needing `needed` structures
-   * decodable: false when it cannot (too many, or another epoch and the list was reloaded
-   * under a second ago), so undecodable values do not cost a store call each.
+   * decodable (it was not, see {@link decoderFor}): at once when it needs structures of this
+   * epoch not known here yet (appended by another instance), else (another epoch, or other
+   * structures at known ids) only if the list was not read in the last second, so that
+   * undecodable values do not cost a store call each.
    */
   worthLoading(epoch: number, needed: number): boolean {
     if (needed > MAX_SHARED_STRUCTURES) return false;
@@ -218,6 +242,7 @@ export class SharedStructures {
     }
     this.#epoch = epoch;
     this.#committed = structures;
+    [this.#fingerprintsHigh, this.#fingerprintsLow] = fingerprints(epoch, structures);
     // msgpackr mutates the arrays it is given: one copy each.
     this.#encoder = new Packr({
       ...msgpackOptions,
@@ -233,4 +258,23 @@ export class SharedStructures {
       maxOwnStructures: MAX_SHARED_STRUCTURES,
     });
   }
+}
+
+/**
+ * For each prefix length n (0…structures.length), the first 64 bits of SHA-256 over the epoch and
+ * the first n structures (each JSON key list, newline-terminated: a key list's JSON has no raw
+ * newline), as two 32-bit halves. Computed once per list change, never per value.
+ */
+function fingerprints(epoch: number, structures: readonly string[]): [Uint32Array, Uint32Array] {
+  const high = new Uint32Array(structures.length + 1);
+  const low = new Uint32Array(structures.length + 1);
+  const hash = createHash('sha256').update(`${epoch}\n`);
+  for (let count = 0; ; count += 1) {
+    const digest = hash.copy().digest();
+    high[count] = digest.readUInt32BE(0);
+    low[count] = digest.readUInt32BE(4);
+    if (count === structures.length) break;
+    hash.update(`${structures[count]}\n`);
+  }
+  return [high, low];
 }

@@ -63,7 +63,7 @@ describe.skipIf(!redisUp)('serialization on Redis', () => {
       expect(bytes[0]! & 0b111).not.toBe(0); // compressed
       const damaged = damage === 'truncated' ? bytes.subarray(0, bytes.length - 4) : Buffer.from(bytes);
       // The compressed body's first byte (zstd's magic number), after the format's header.
-      if (damage === 'flipped') damaged[bytes[0]! >> 4 === 2 ? 6 : 1]! ^= 0xff;
+      if (damage === 'flipped') damaged[bytes[0]! >> 4 === 4 ? 14 : 1]! ^= 0xff;
       await redis!.set(`${prefix}v:${key}`, damaged);
       expect(await reader.get(key)).toBeUndefined();
       expect(await reader.getOrSet(key, () => 'recomputed')).toBe('recomputed');

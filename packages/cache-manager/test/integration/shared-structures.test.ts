@@ -59,8 +59,8 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
     await second.set('p2', page(2));
     const shared = (await redis!.getBuffer(`${prefix}v:p2`))!;
     const inline = (await redis!.getBuffer(`${prefix}v:p0`))!;
-    expect(shared[0]! >> 4).toBe(2); // format 2: structures by id
-    expect(inline[0]! >> 4).toBe(2); // the list existed (empty) when p0 was written
+    expect(shared[0]! >> 4).toBe(4); // format 4: structures by id and fingerprint
+    expect(inline[0]! >> 4).toBe(4); // the list existed (empty) when p0 was written
     expect(shared.length).toBeLessThan(inline.length);
 
     // A fresh instance, one that never writes shared structures and a JSON one all read both.
