@@ -140,6 +140,51 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
     await first.close();
     own.disconnect();
   });
+
+  it('a read-only instance whose connection never closed follows the list, never decoding the old shape', async () => {
+    const prefix = newPrefix('cm_struct_reader');
+    const listKey = `${prefix}__structures`;
+    const listReaches = async (length: number) => {
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && (await redis!.llen(listKey)) < length) await delay(10);
+      return redis!.lrange(listKey, 0, -1);
+    };
+    const first = await cacheOn(prefix);
+    const snapshot = await redis!.lrange(listKey, 0, -1);
+    await first.set('a1', { alpha: 1, beta: '1' });
+    await first.set('a2', { alpha: 2, beta: '2' });
+    expect((await listReaches(2))[1]).toBe(JSON.stringify(['alpha', 'beta']));
+    await first.set('a3', { alpha: 3, beta: '3' });
+    // The reader learns ["alpha","beta"] at id 0 by reading, then only ever reads.
+    const reader = await cacheOn(prefix);
+    expect(await reader.get('a3')).toEqual({ alpha: 3, beta: '3' });
+    // The list comes back older (as on a Cluster: the reader's connection stays open) and
+    // another instance appends another shape at id 0.
+    await redis!
+      .multi()
+      .del(listKey)
+      .rpush(listKey, ...snapshot)
+      .exec();
+    const second = await cacheOn(prefix);
+    await second.set('x1', { xray: 1, yank: '1' });
+    await second.set('x2', { xray: 2, yank: '2' });
+    expect((await listReaches(2))[1]).toBe(JSON.stringify(['xray', 'yank']));
+    await second.set('x3', { xray: 3, yank: '3' });
+    expect((await redis!.getBuffer(`${prefix}v:x3`))![5]).toBe(1);
+    // Until it has re-read the list (at most once a second) the value is a miss; never the old shape.
+    const seen: unknown[] = [];
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline) {
+      const value = await reader.get('x3');
+      seen.push(value);
+      if (value !== undefined) break;
+      await delay(50);
+    }
+    expect(seen.at(-1)).toEqual({ xray: 3, yank: '3' });
+    expect(seen.filter((value) => value !== undefined)).toEqual([{ xray: 3, yank: '3' }]);
+    // a3 was written with ["alpha","beta"] at id 0: a miss now, not { xray: 3, yank: '3' }.
+    expect(await reader.get('a3')).toBeUndefined();
+  });
 });
 
 describe.skipIf(!hasRedisServer)(
