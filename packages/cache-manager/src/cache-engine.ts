@@ -159,6 +159,7 @@ export class CacheEngine {
       options.compression.thresholdBytes,
       this.structures,
       options.sharedStructures,
+      options.compression.maxDecompressedBytes,
     );
     const writeShared = options.sharedStructures && options.serializer === 'msgpack';
     // The hot keys are read once the structures are loaded (they may need them).

@@ -3,7 +3,7 @@ import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { EdgePurger } from './edge-purger.js';
 import type { RedisClient } from './l2/redis-client.js';
-import { defaultCompression } from './serialization/compression.js';
+import { DEFAULT_MAX_DECOMPRESSED_BYTES, defaultCompression } from './serialization/compression.js';
 
 const positiveMs = z.number().int().positive();
 /**
@@ -90,9 +90,15 @@ export const cacheOptionsSchema = z
       .object({
         algorithm: z.enum(['none', 'gzip', 'brotli', 'zstd']).default(defaultCompression),
         thresholdBytes: z.number().int().nonnegative().default(65_536),
+        /** A compressed L2 value that decompresses past this is a miss (bounds a compression bomb). */
+        maxDecompressedBytes: z.number().int().positive().default(DEFAULT_MAX_DECOMPRESSED_BYTES),
       })
       .strict()
-      .default({ algorithm: defaultCompression, thresholdBytes: 65_536 }),
+      .default({
+        algorithm: defaultCompression,
+        thresholdBytes: 65_536,
+        maxDecompressedBytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+      }),
     /**
      * Coalesce Redis reads and writes issued in the same event-loop turn into one MGET / one
      * pipeline (single node; a Cluster client relies on ioredis `enableAutoPipelining`).

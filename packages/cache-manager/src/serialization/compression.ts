@@ -8,8 +8,19 @@ export const compressionCode: Record<CompressionName, number> = { none: 0, gzip:
 
 type ZstdZlib = typeof zlib & {
   zstdCompressSync?: (buffer: Buffer) => Buffer;
-  zstdDecompressSync?: (buffer: Buffer) => Buffer;
+  zstdDecompressSync?: (buffer: Buffer, options?: DecompressLimit) => Buffer;
 };
+
+/** zlib's bound on a decompressed buffer: past it, zlib throws instead of allocating more. */
+export interface DecompressLimit {
+  readonly maxOutputLength: number;
+}
+
+/**
+ * Default bound on a value's decompressed size (64 MiB): far above what a cache entry should
+ * be, far below what a compression bomb under the prefix could make a read allocate.
+ */
+export const DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024;
 const z = zlib as ZstdZlib;
 
 /** True when this Node has zstd in node:zlib (Node ≥ 22.15 / 23.8). */
@@ -41,18 +52,22 @@ export function compress(name: CompressionName, input: Buffer): Buffer {
   }
 }
 
-/** Inverse of {@link compress} by header code. */
-export function decompress(code: number, input: Buffer): Buffer {
+/**
+ * Inverse of {@link compress} by header code; throws (zlib's `ERR_BUFFER_TOO_LARGE`) rather than
+ * produce more than `limit.maxOutputLength` bytes, so that bytes of any origin allocate a bounded
+ * amount.
+ */
+export function decompress(code: number, input: Buffer, limit: DecompressLimit): Buffer {
   switch (code) {
     case 0:
       return input;
     case 1:
-      return zlib.gunzipSync(input);
+      return zlib.gunzipSync(input, limit);
     case 2:
-      return zlib.brotliDecompressSync(input);
+      return zlib.brotliDecompressSync(input, limit);
     case 3:
       if (!z.zstdDecompressSync) throw new Error('zstd value found but this Node has no zstd');
-      return z.zstdDecompressSync(input);
+      return z.zstdDecompressSync(input, limit);
     default:
       throw new Error(`unknown compression code ${code}`);
   }

@@ -1,7 +1,14 @@
 import { RESERVE_START_SPACE } from 'msgpackr';
 import type { CacheEntry } from '../entry.js';
 import { SerializationError } from '../errors.js';
-import { type CompressionName, compress, compressionCode, decompress } from './compression.js';
+import {
+  type CompressionName,
+  compress,
+  compressionCode,
+  DEFAULT_MAX_DECOMPRESSED_BYTES,
+  type DecompressLimit,
+  decompress,
+} from './compression.js';
 import type { SharedStructures } from './shared-structures.js';
 import { jsonSerializer, msgpackSerializer, type ValueSerializer } from './value-serializer.js';
 
@@ -47,10 +54,14 @@ export class EntryCodec {
   readonly #decoders: Record<number, ValueSerializer>;
   readonly #structures: SharedStructures | undefined;
   readonly #writeShared: boolean;
+  /** One object for every decompression (no allocation per read). */
+  readonly #decompressLimit: DecompressLimit;
 
   /**
    * `structures` lets this codec read format 4; it also writes it when `writeShared` (default
-   * true) and the serializer is msgpack.
+   * true) and the serializer is msgpack. A compressed value that would decompress to more than
+   * `maxDecompressedBytes` is undecodable (a miss), and this codec never compresses a body
+   * larger than that (it is stored uncompressed, so that readers with the same bound read it).
    */
   constructor(
     serializer: 'msgpack' | 'json',
@@ -58,6 +69,7 @@ export class EntryCodec {
     thresholdBytes: number,
     structures?: SharedStructures,
     writeShared = true,
+    maxDecompressedBytes = DEFAULT_MAX_DECOMPRESSED_BYTES,
   ) {
     const msgpack = msgpackSerializer();
     const json = jsonSerializer();
@@ -67,6 +79,7 @@ export class EntryCodec {
     this.#thresholdBytes = thresholdBytes;
     this.#structures = structures;
     this.#writeShared = writeShared && serializer === 'msgpack' && structures !== undefined;
+    this.#decompressLimit = { maxOutputLength: maxDecompressedBytes };
   }
 
   /**
@@ -112,7 +125,12 @@ export class EntryCodec {
       throw new SerializationError('encode', { cause: error, details: key === undefined ? {} : { key } });
     }
     let compression: CompressionName = 'none';
-    if (this.#compression !== 'none' && out.length - headerBytes >= this.#thresholdBytes) {
+    const bodyBytes = out.length - headerBytes;
+    if (
+      this.#compression !== 'none' &&
+      bodyBytes >= this.#thresholdBytes &&
+      bodyBytes <= this.#decompressLimit.maxOutputLength
+    ) {
       const packed = compress(this.#compression, out.subarray(headerBytes));
       if (packed.length < out.length - headerBytes) {
         out = Buffer.allocUnsafe(packed.length + headerBytes);
@@ -155,7 +173,7 @@ export class EntryCodec {
         decoded =
           compression === 0
             ? serializer.decode(bytes, 1)
-            : serializer.decode(decompress(compression, bytes.subarray(1)), 0);
+            : serializer.decode(decompress(compression, bytes.subarray(1), this.#decompressLimit), 0);
       } else if (version === SHARED_FORMAT && bytes.length > SHARED_HEADER_BYTES) {
         const decoder = this.#structures?.decoderFor(
           bytes.readUInt32BE(6),
@@ -166,7 +184,9 @@ export class EntryCodec {
         decoded =
           compression === 0
             ? decoder.unpack(bytes, { start: SHARED_HEADER_BYTES })
-            : decoder.unpack(decompress(compression, bytes.subarray(SHARED_HEADER_BYTES)));
+            : decoder.unpack(
+                decompress(compression, bytes.subarray(SHARED_HEADER_BYTES), this.#decompressLimit),
+              );
       } else if (version === UNVERIFIED_SHARED_FORMAT) {
         throw new Error('value written with shared structures and no fingerprint (format 2)');
       } else {

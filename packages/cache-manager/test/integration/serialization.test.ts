@@ -1,3 +1,4 @@
+import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { pack } from 'msgpackr';
 import { Registry } from 'prom-client';
@@ -51,6 +52,53 @@ describe.skipIf(!redisUp)('serialization on Redis', () => {
     // getOrSet reads L2 again once it holds the lease: three calls, at least three reads.
     expect(decodeErrors?.value).toBeGreaterThanOrEqual(3);
     expect(await redis!.get(`${prefix}v:foreign`)).not.toBeNull(); // replaced by the next write
+  });
+
+  it('a compression bomb under the prefix is a counted miss, never an unbounded allocation', async () => {
+    // A valid entry whose value is an 80 MiB string: past the default cap of 64 MiB decoded.
+    const body = pack(['x'.repeat(80 * 1024 * 1024), 1, -1, -1, 0]);
+    const bombs = {
+      gzip: [0x11, zlib.gzipSync(body, { level: 1 })],
+      brotli: [0x12, zlib.brotliCompressSync(body, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 1 } })],
+      zstd: [0x13, zlib.zstdCompressSync(body)],
+    } as const;
+    const cache = await open({ bus: false, l1: { maxEntries: 1 } });
+    for (const [name, [header, compressed]] of Object.entries(bombs)) {
+      const errors = cache.stats().l2Errors;
+      expect(compressed.length).toBeLessThan(1024 * 1024); // small in Redis
+      await redis!.set(`${prefix}v:bomb-${name}`, Buffer.concat([Buffer.from([header]), compressed]));
+      expect(await cache.get(`bomb-${name}`)).toBeUndefined();
+      expect(cache.stats().l2Errors).toBe(errors + 1);
+      expect(await cache.getMany([`bomb-${name}`])).toEqual([undefined]);
+      expect(cache.stats().l2Errors).toBe(errors + 2);
+      expect(await cache.getOrSet(`bomb-${name}`, () => 'recomputed')).toBe('recomputed');
+    }
+    const errors = cache.stats().l2Errors;
+    // 1 GiB of zeros in 128 concatenated zstd frames: a few KB in Redis.
+    const frame = zlib.zstdCompressSync(Buffer.alloc(8 * 1024 * 1024));
+    const gigabyte = Buffer.concat([Buffer.from([0x13]), ...Array.from({ length: 128 }, () => frame)]);
+    await redis!.set(`${prefix}v:bomb-gigabyte`, gigabyte);
+    expect(await cache.get('bomb-gigabyte')).toBeUndefined();
+    expect(cache.stats().l2Errors).toBe(errors + 1);
+  });
+
+  it('honours compression.maxDecompressedBytes; a value larger than it is stored uncompressed', async () => {
+    const compression = { thresholdBytes: 0, maxDecompressedBytes: 1_000_000 };
+    const writer = await open({ bus: false, compression });
+    const reader = await open({ bus: false, compression, l1: { maxEntries: 1 } });
+    await writer.set('under-cap', 'u'.repeat(500_000));
+    await writer.set('over-cap', 'o'.repeat(2_000_000));
+    expect((await redis!.getBuffer(`${prefix}v:under-cap`))![0]! & 0b111).not.toBe(0);
+    expect((await redis!.getBuffer(`${prefix}v:over-cap`))![0]! & 0b111).toBe(0);
+    expect(await reader.get('under-cap')).toBe('u'.repeat(500_000));
+    expect(await reader.get('over-cap')).toBe('o'.repeat(2_000_000));
+    // A value compressed by a writer with a larger cap is a miss here, counted.
+    const lenient = await open({ bus: false, compression: { thresholdBytes: 0 } });
+    await lenient.set('compressed-big', 'b'.repeat(2_000_000));
+    expect((await redis!.getBuffer(`${prefix}v:compressed-big`))![0]! & 0b111).not.toBe(0);
+    const before = reader.stats().l2Errors;
+    expect(await reader.get('compressed-big')).toBeUndefined();
+    expect(reader.stats().l2Errors).toBe(before + 1);
   });
 
   it('a compressed value truncated or corrupted in Redis is a miss, recomputed by getOrSet', async () => {
