@@ -32,6 +32,39 @@ describe.skipIf(!redisUp)('sliding expiry on a real Redis', () => {
     expect(await redis!.pttl(key)).toBeGreaterThan(window - 5_000);
   });
 
+  it('never rewrites a foreign value under the prefix whose first byte looks like a sliding frame', async () => {
+    const clock = new ManualClock(Date.now());
+    const doubles = (...values: number[]) => {
+      const out = Buffer.alloc(values.length * 8);
+      for (const [index, value] of values.entries()) out.writeDoubleBE(value, index * 8);
+      return out;
+    };
+    const foreign = {
+      // Text starting with "0" (0x30): its "timings" are huge doubles, its "window" larger still.
+      text: Buffer.from(`0${'a'.repeat(16)}${'b'.repeat(8)}${'z'.repeat(8)} and some text of another app`),
+      // Plausible timings, but what follows is not an entry of ours (no format 1 or 4 header).
+      timings: Buffer.concat([
+        Buffer.from([0x30]),
+        doubles(clock.now() + 1_000, clock.now() + 1_000, -1, 60_000),
+        Buffer.from('{"another":"app"}'),
+      ]),
+    };
+    const reader = await open({ clock, slidingTtlMs: 60_000 });
+    const plainReader = await open({ clock }); // slides after a plain read (slide.lua)
+    for (const [name, bytes] of Object.entries(foreign)) {
+      const key = `${prefix}v:foreign-${name}`;
+      await redis!.set(key, bytes);
+      const errors = reader.stats().l2Errors;
+      expect(await reader.get(`foreign-${name}`)).toBeUndefined();
+      expect(await reader.getMany([`foreign-${name}`, 'absent'])).toEqual([undefined, undefined]);
+      expect(reader.stats().l2Errors).toBeGreaterThan(errors); // a decode error, counted
+      expect(await plainReader.get(`foreign-${name}`)).toBeUndefined();
+      await plainReader.get('absent'); // a later call: the background slide, if any, has run
+      expect(await redis!.getBuffer(key)).toEqual(bytes);
+      expect(await redis!.pttl(key)).toBe(-1);
+    }
+  });
+
   it('never extends past the ttl bound, and a stale copy is left as it is', async () => {
     const clock = new ManualClock(Date.now());
     const writer = await open({ clock, slidingTtlMs: 10_000, ttlMs: 15_000 });
