@@ -8,7 +8,7 @@ import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { type L2Read, readL2 } from './read-path.js';
-import { writeEntry } from './writes.js';
+import { writeEntry, writeLocal } from './writes.js';
 
 /**
  * Read-through for one key past an L1 hit (`getOrSet`): the L2 read, the cross-instance lease
@@ -285,19 +285,24 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
       factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
     }
     let stored: Promise<void> | undefined;
-    if (run.suspect && !run.superseded && !(await unchangedInL2(engine, load))) run.superseded = true;
+    // L2 unreadable in a full outage: with the resync still to come, which drops L1, the value
+    // is cached in L1 only. Not cached at all, every call ran the factory during the outage.
+    let localOnly = false;
+    if (run.suspect && !run.superseded) {
+      const inL2 = await checkL2(engine, load);
+      if (inL2 === 'unknown' && engine.bus?.awaitingResync) localOnly = true;
+      else if (inL2 !== 'unchanged') run.superseded = true;
+    }
     if (run.superseded) {
       engine.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
     } else if (value !== undefined && !context.skipped) {
       const chosen = context.options;
       try {
-        stored = writeEntry(
-          engine,
-          fullKey,
-          value,
-          chosen ? { ...options, ...chosen } : options,
-          performance.now() - started,
-        );
+        const chosenOptions = chosen ? { ...options, ...chosen } : options;
+        const computeMs = performance.now() - started;
+        // L1 only: nothing in L2 for the lease's waiters, who are woken at once (see below).
+        if (localOnly) writeLocal(engine, fullKey, value, chosenOptions, computeMs);
+        else stored = writeEntry(engine, fullKey, value, chosenOptions, computeMs);
       } catch (error) {
         // The value is good, it just cannot be stored: serve it uncached rather than fail.
         if (!(error instanceof SerializationError)) throw error;
@@ -402,26 +407,36 @@ function seenInL2(engine: CacheEngine, remote: L2Read | undefined): number | nul
 }
 
 /**
- * Whether L2 still holds what the run saw before it started (same `createdAt`, or still
- * nothing). Asked by a run the bus reconnected during: a write another instance made while
- * this one's bus was down changed L2, so the run's result, maybe read from the source before
- * that write, is not cached over it. From the resubscription on, any change supersedes the
- * run through the bus as usual. A write then delete of the key both lost in the same outage
- * leaves L2 as it was, so "still nothing" is no proof either: such a run is not cached.
+ * Whether L2 still holds what the run saw before it started (same `createdAt`), asked by a run
+ * the bus connection closed during: a write another instance made while this one's bus was
+ * down changed L2, so the run's result, maybe read from the source before that write, is not
+ * cached over it (`changed`). From the resubscription on, any change supersedes the run
+ * through the bus as usual. `unknown` proves neither: L2 unreadable (before or now), or
+ * holding nothing before and after, which a write then delete both lost in the outage leave
+ * too; such a run is cached in L1 only while the bus awaits its resync, otherwise not at all.
  */
-async function unchangedInL2(
+async function checkL2(
   engine: CacheEngine,
   load: Pick<KeyLoad<unknown>, 'fullKey' | 'l2Seen'>,
-): Promise<boolean> {
-  if (!engine.tier || load.l2Seen === undefined) return false;
+): Promise<'unchanged' | 'changed' | 'unknown'> {
+  if (!engine.tier || load.l2Seen === undefined) return 'unknown';
+  let seen: number | null | undefined;
   try {
-    // A read failed here (the breaker open) proves nothing either: not cached.
-    const seen = seenInL2(engine, await readL2(engine, load.fullKey));
-    return typeof seen === 'number' && seen === load.l2Seen;
+    seen = seenInL2(engine, await readL2(engine, load.fullKey));
   } catch {
-    // `onBackendError: 'throw'`: L2 cannot be checked, so the value is served, not cached.
-    return false;
+    // `onBackendError: 'throw'`: L2 cannot be checked.
+    return 'unknown';
   }
+  return unchangedOrNot(load.l2Seen, seen);
+}
+
+/** {@link checkL2}'s verdict from what L2 held before the run and holds now. */
+export function unchangedOrNot(
+  before: number | null | undefined,
+  now: number | null | undefined,
+): 'unchanged' | 'changed' | 'unknown' {
+  if (before === undefined || now === undefined || (before === null && now === null)) return 'unknown';
+  return before === now ? 'unchanged' : 'changed';
 }
 
 /** After a failure served stale, keep the stale value "fresh" in L1 briefly so the source can recover. */
