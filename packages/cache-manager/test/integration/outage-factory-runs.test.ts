@@ -2,7 +2,7 @@ import { delay, type Logger } from '@noa/core';
 import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cache } from '../../src/index.js';
+import { Cache, FactoryTimeoutError } from '../../src/index.js';
 import { resyncWatcher } from './helpers.js';
 
 const started = await startPrivateRedisOrSkip();
@@ -93,5 +93,27 @@ describe.skipIf(started.skip !== undefined)('factory runs during a full Redis ou
     await server.restart();
     await untilResynced(watcher.resynced);
     expect(cache.getLocal('a')).toBeUndefined();
+    await server.kill();
+  });
+
+  it('calls after a hard timeout join the run still going instead of starting one per call', async () => {
+    const cache = await open('outage-join:');
+    await server.restart();
+    await delay(50);
+    await server.kill();
+    let runs = 0;
+    let release: (value: string) => void = () => {};
+    const released = new Promise<string>((resolve) => {
+      release = resolve;
+    });
+    const slowSource = () => {
+      runs += 1;
+      return released;
+    };
+    for (let call = 0; call < 6; call++) {
+      await expect(cache.getOrSet('k', slowSource, { hardTimeoutMs: 50 })).rejects.toThrow(FactoryTimeoutError);
+    }
+    expect(runs).toBe(1);
+    release('late');
   });
 });
