@@ -80,9 +80,18 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   const { fullKey, userKey, options } = load;
   // A run its callers stopped waiting for (a timeout), or an early refresh: join it, with this
   // call's own timeouts and grace, rather than call the slow source once more. It holds the
-  // lease if it took one. One a change superseded would return what the change replaced.
+  // lease if it took one. One a change superseded would return what the change replaced. A
+  // suspect one is joined while the bus awaits its resync: a new run could learn of no lost
+  // change either, and not joining it, every call past a timeout started one more run of the
+  // slow source during a Redis outage (ioredis's reconnect attempts close the bus again and
+  // again, so every run goes suspect).
   const running = engine.running.get(fullKey) as RunningFactory<T> | undefined;
-  if (running && !running.run.superseded && !running.run.suspect) return awaitFactory(engine, load, running);
+  if (
+    running &&
+    !running.run.superseded &&
+    (!running.run.suspect || engine.bus?.awaitingResync === true)
+  )
+    return awaitFactory(engine, load, running);
   let stale = load.stale;
   let l2Seen = load.l2Seen;
   const tier = engine.tier;
