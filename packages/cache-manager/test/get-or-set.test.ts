@@ -222,6 +222,54 @@ describe('timeouts', () => {
     slow.resolve('new');
   });
 
+  it('a caller with a shorter hard timeout than the call in flight for its key gets its own timeout', async () => {
+    const cache = make();
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return slow.promise;
+    };
+    const patient = cache.getOrSet('k', factory, { hardTimeoutMs: 60_000 });
+    const hurried = cache.getOrSet('k', factory, { hardTimeoutMs: 20 }).catch((error: unknown) => error);
+    // Generous: the hurried caller's 20 ms, or the patient one's 60 s when it shares that wait.
+    const outcome = await Promise.race([hurried, delay(3_000).then(() => 'still waiting')]);
+    expect(outcome).toBeInstanceOf(FactoryTimeoutError);
+    expect(outcome).toMatchObject({ details: { key: 'k', timeoutMs: 20 } });
+    slow.resolve('v');
+    expect(await patient).toBe('v');
+    expect(calls).toBe(1);
+  });
+
+  it('a caller with a longer hard timeout than the call in flight for its key waits for the run past it', async () => {
+    const cache = make();
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return slow.promise;
+    };
+    const hurried = cache.getOrSet('k', factory, { hardTimeoutMs: 20 }).catch((error: unknown) => error);
+    const patient = cache.getOrSet('k', factory, { hardTimeoutMs: 60_000 }).catch((error: unknown) => error);
+    expect(await hurried).toBeInstanceOf(FactoryTimeoutError);
+    slow.resolve('v');
+    expect(await patient).toBe('v');
+    expect(calls).toBe(1);
+  });
+
+  it('a caller without a soft timeout does not get the stale value of the call in flight with one', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 60_000 });
+    await cache.getOrSet('k', () => 'old');
+    clock.advance(200);
+    const slow = deferred<string>();
+    const hurried = cache.getOrSet('k', () => slow.promise, { softTimeoutMs: 20 });
+    const patient = cache.getOrSet('k', () => slow.promise);
+    expect(await hurried).toBe('old');
+    slow.resolve('new');
+    expect(await patient).toBe('new');
+  });
+
   it('without timeouts waits for the factory', async () => {
     const cache = make();
     const slow = deferred<number>();
