@@ -75,6 +75,77 @@ export async function loadThrough<T>(
   return computeOnce(engine, { fullKey, userKey, factory, options, stale, l2Seen });
 }
 
+/** The soft and hard timeouts a `getOrSet` call waits with: its own, else the cache's. */
+export interface FlightLimits {
+  softTimeoutMs: number | undefined;
+  hardTimeoutMs: number | undefined;
+}
+
+export function flightLimits(engine: CacheEngine, options: GetOrSetOptions): FlightLimits {
+  return {
+    softTimeoutMs: options.softTimeoutMs ?? engine.options.softTimeoutMs,
+    hardTimeoutMs: options.hardTimeoutMs ?? engine.options.hardTimeoutMs,
+  };
+}
+
+/** Whether a caller with `limits` may share a flight that waits with `flight`'s (none: no timeouts). */
+export function sameLimits(flight: FlightLimits | undefined, limits: FlightLimits): boolean {
+  return (
+    (flight?.softTimeoutMs ?? undefined) === limits.softTimeoutMs &&
+    (flight?.hardTimeoutMs ?? undefined) === limits.hardTimeoutMs
+  );
+}
+
+/**
+ * A `getOrSet` call that finds a load of its key in flight with other timeouts than its own:
+ * it waits for that load with its own (sharing it, a 20 ms caller waited for another's 60 s,
+ * and a patient one got a hurried one's timeout error or stale value). When the flight ends
+ * before the factory run it started (its first caller stopped waiting), the call joins the
+ * run with what its timeouts leave, as a later caller would.
+ */
+export async function joinFlight<T>(engine: CacheEngine, load: KeyLoad<T>, flight: Promise<T>): Promise<T> {
+  const startedAt = Date.now();
+  const { softTimeoutMs, hardTimeoutMs } = flightLimits(engine, load.options);
+  const stale = load.stale && engine.clock.now() < load.stale.staleUntil ? load.stale : undefined;
+  const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+  let timedOut = false;
+  let outcome: { value: T } | { error: unknown };
+  try {
+    const value =
+      limit === undefined
+        ? await flight
+        : await withDeadline(flight, limit, 'cache factory', () => {
+            timedOut = true;
+          });
+    outcome = { value };
+  } catch (error) {
+    if (!timedOut) outcome = { error };
+    else if (stale && engine.clock.now() < stale.staleUntil) {
+      engine.servedStale(load.fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
+      return stale.value;
+    } else if (stale && (hardTimeoutMs === undefined || hardTimeoutMs > limit!)) {
+      // Its grace ended during the wait: on as a call with nothing stale, to its hard timeout.
+      const left = hardTimeoutMs === undefined ? undefined : hardTimeoutMs - limit!;
+      return joinFlight(
+        engine,
+        { ...load, stale: undefined, options: { ...load.options, hardTimeoutMs: left } },
+        flight,
+      );
+    } else throw new FactoryTimeoutError(load.userKey, limit!);
+  }
+  const running = engine.running.get(load.fullKey) as RunningFactory<T> | undefined;
+  const fresh = engine.getLocal(load.fullKey);
+  if (
+    !fresh &&
+    running &&
+    !running.run.superseded &&
+    (!running.run.suspect || engine.bus?.awaitingResync === true)
+  )
+    return awaitFactory(engine, { ...load, stale }, running, startedAt);
+  if ('error' in outcome) throw outcome.error;
+  return outcome.value;
+}
+
 /** Runs the factory once across instances: takes the key's lease or waits for its holder. */
 export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Promise<T> {
   const { fullKey, userKey, options } = load;
@@ -86,11 +157,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   // slow source during a Redis outage (ioredis's reconnect attempts close the bus again and
   // again, so every run goes suspect).
   const running = engine.running.get(fullKey) as RunningFactory<T> | undefined;
-  if (
-    running &&
-    !running.run.superseded &&
-    (!running.run.suspect || engine.bus?.awaitingResync === true)
-  )
+  if (running && !running.run.superseded && (!running.run.suspect || engine.bus?.awaitingResync === true))
     return awaitFactory(engine, load, running);
   let stale = load.stale;
   let l2Seen = load.l2Seen;

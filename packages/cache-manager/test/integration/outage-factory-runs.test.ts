@@ -111,7 +111,9 @@ describe.skipIf(started.skip !== undefined)('factory runs during a full Redis ou
       return released;
     };
     for (let call = 0; call < 6; call++) {
-      await expect(cache.getOrSet('k', slowSource, { hardTimeoutMs: 50 })).rejects.toThrow(FactoryTimeoutError);
+      await expect(cache.getOrSet('k', slowSource, { hardTimeoutMs: 50 })).rejects.toThrow(
+        FactoryTimeoutError,
+      );
     }
     expect(runs).toBe(1);
     release('late');
