@@ -270,6 +270,32 @@ describe('timeouts', () => {
     expect(await patient).toBe('new');
   });
 
+  it('getOrSetMany, which has no timeouts, does not get the timeout error of a getOrSet in flight for a key', async () => {
+    const cache = make();
+    const slow = deferred<string>();
+    let calls = 0;
+    const hurried = cache
+      .getOrSet(
+        'k',
+        () => {
+          calls += 1;
+          return slow.promise;
+        },
+        { hardTimeoutMs: 20 },
+      )
+      .catch((error: unknown) => error);
+    const batch = cache
+      .getOrSetMany(['k', 'other'], (keys) => {
+        calls += 1;
+        return keys.map((key) => `batch ${key}`);
+      })
+      .catch((error: unknown) => error);
+    expect(await hurried).toBeInstanceOf(FactoryTimeoutError);
+    slow.resolve('v');
+    expect(await batch).toEqual(['v', 'batch other']);
+    expect(calls).toBe(2);
+  });
+
   it('without timeouts waits for the factory', async () => {
     const cache = make();
     const slow = deferred<number>();
