@@ -7,9 +7,20 @@ import type { FactoryRun } from './factory-runs.js';
 import type { LeaseResult } from './l2/redis-tier.js';
 import { alignMany, type Settler, settle } from './many-results.js';
 import { readManyFromL2, seenManyInL2 } from './read-path.js';
-import { backOff, computeOnce, unchangedOrNot } from './read-through.js';
+import {
+  backOff,
+  computeOnce,
+  type FlightLimits,
+  joinFlight,
+  sameLimits,
+  unchangedOrNot,
+} from './read-through.js';
+
 import { copyOfFlight } from './value-copies.js';
 import { writeEntry, writeLocal } from './writes.js';
+
+/** `getOrSetMany` waits without timeouts. */
+const NO_LIMITS: FlightLimits = { softTimeoutMs: undefined, hardTimeoutMs: undefined };
 
 /** One `getOrSetMany` call's keys and what its computing steps share. */
 interface ManyLoad<T> {
@@ -68,12 +79,26 @@ export async function getOrSetMany<T>(
   const joined: Promise<void>[] = [];
   const stale = new Map<number, CacheEntry<T>>();
   const seen = new Map<number, number | null>();
-  const join = (index: number, flight: Promise<T>) =>
-    joined.push(
+  const join = (index: number, inFlight: Promise<T>) => {
+    // A getOrSet flight with timeouts: not its caller's timeout error or stale value, the run's.
+    const fullKey = fullKeys[index]!;
+    const limits = engine.flightLimits.get(fullKey);
+    const flight =
+      limits === undefined || sameLimits(limits, NO_LIMITS)
+        ? inFlight
+        : joinFlight(
+            engine,
+            { fullKey, userKey: userKeys[index]!, factory: () => inFlight, options: {}, stale: undefined },
+            inFlight,
+            NO_LIMITS,
+            true,
+          );
+    return joined.push(
       flight.then((value) => {
         results[index] = handOut(engine, value);
       }),
     );
+  };
   let rest: number[] = [];
   const now = engine.clock.now();
   for (let index = 0; index < fullKeys.length; index += 1) {

@@ -103,9 +103,16 @@ export function sameLimits(flight: FlightLimits | undefined, limits: FlightLimit
  * before the factory run it started (its first caller stopped waiting), the call joins the
  * run with what its timeouts leave, as a later caller would.
  */
-export async function joinFlight<T>(engine: CacheEngine, load: KeyLoad<T>, flight: Promise<T>): Promise<T> {
+export async function joinFlight<T>(
+  engine: CacheEngine,
+  load: KeyLoad<T>,
+  flight: Promise<T>,
+  limits: FlightLimits = flightLimits(engine, load.options),
+  /** `getOrSetMany`'s: no timeouts, no grace, the run's own outcome. */
+  untimed = false,
+): Promise<T> {
   const startedAt = Date.now();
-  const { softTimeoutMs, hardTimeoutMs } = flightLimits(engine, load.options);
+  const { softTimeoutMs, hardTimeoutMs } = limits;
   const stale = load.stale && engine.clock.now() < load.stale.staleUntil ? load.stale : undefined;
   const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
   let timedOut = false;
@@ -126,11 +133,10 @@ export async function joinFlight<T>(engine: CacheEngine, load: KeyLoad<T>, fligh
     } else if (stale && (hardTimeoutMs === undefined || hardTimeoutMs > limit!)) {
       // Its grace ended during the wait: on as a call with nothing stale, to its hard timeout.
       const left = hardTimeoutMs === undefined ? undefined : hardTimeoutMs - limit!;
-      return joinFlight(
-        engine,
-        { ...load, stale: undefined, options: { ...load.options, hardTimeoutMs: left } },
-        flight,
-      );
+      return joinFlight(engine, { ...load, stale: undefined }, flight, {
+        softTimeoutMs,
+        hardTimeoutMs: left,
+      });
     } else throw new FactoryTimeoutError(load.userKey, limit!);
   }
   const running = engine.running.get(load.fullKey) as RunningFactory<T> | undefined;
@@ -141,7 +147,9 @@ export async function joinFlight<T>(engine: CacheEngine, load: KeyLoad<T>, fligh
     !running.run.superseded &&
     (!running.run.suspect || engine.bus?.awaitingResync === true)
   )
-    return awaitFactory(engine, { ...load, stale }, running, startedAt);
+    return untimed
+      ? running.work
+      : awaitFactory(engine, { ...load, stale, options: { ...load.options, ...limits } }, running, startedAt);
   if ('error' in outcome) throw outcome.error;
   return outcome.value;
 }
