@@ -193,6 +193,17 @@ describe('timeouts', () => {
     expect(calls).toBe(1);
   });
 
+  it('a run that never settles is joined only for lock.leaseMs: then the next caller runs the factory again', async () => {
+    const cache = make({ hardTimeoutMs: 20, lock: { leaseMs: 60 } });
+    const hung = deferred<string>();
+    await expect(cache.getOrSet('k', () => hung.promise)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    // Past the lease another instance would run it again; so does this one.
+    await delay(120);
+    expect(await cache.getOrSet('k', () => 'fresh')).toBe('fresh');
+    expect(await cache.get('k')).toBe('fresh');
+    hung.resolve('late');
+  });
+
   it('a late run that a delete superseded is not joined: the next caller computes anew', async () => {
     const cache = make({ hardTimeoutMs: 20 });
     const slow = deferred<string>();
