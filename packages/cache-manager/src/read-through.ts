@@ -141,12 +141,7 @@ export async function joinFlight<T>(
   }
   const running = engine.running.get(load.fullKey) as RunningFactory<T> | undefined;
   const fresh = engine.getLocal(load.fullKey);
-  if (
-    !fresh &&
-    running &&
-    !running.run.superseded &&
-    (!running.run.suspect || engine.bus?.awaitingResync === true)
-  )
+  if (!fresh && joinable(engine, running))
     return untimed
       ? running.work
       : awaitFactory(engine, { ...load, stale, options: { ...load.options, ...limits } }, running, startedAt);
@@ -165,8 +160,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   // slow source during a Redis outage (ioredis's reconnect attempts close the bus again and
   // again, so every run goes suspect).
   const running = engine.running.get(fullKey) as RunningFactory<T> | undefined;
-  if (running && !running.run.superseded && (!running.run.suspect || engine.bus?.awaitingResync === true))
-    return awaitFactory(engine, load, running);
+  if (joinable(engine, running)) return awaitFactory(engine, load, running);
   let stale = load.stale;
   let l2Seen = load.l2Seen;
   const tier = engine.tier;
@@ -322,6 +316,27 @@ export interface RunningFactory<T> {
   context: FactoryRunContext<T>;
   /** Kept by `engine.track` (close waits for it) since a caller stopped waiting for it. */
   tracked: boolean;
+  /** `Date.now()` at its start: joined for `lock.leaseMs` at most (see {@link joinable}). */
+  startedAt: number;
+}
+
+/**
+ * Whether a later caller joins `running` rather than start a run of its own: not once a change
+ * superseded it, nor once suspect after the bus's resync (see `computeOnce`), nor past
+ * `lock.leaseMs` from its start. Past the lease another instance may run the key again; joined
+ * without that bound, a factory that never settled held its key on this instance for good,
+ * every later caller timing out on it.
+ */
+function joinable<T>(
+  engine: CacheEngine,
+  running: RunningFactory<T> | undefined,
+): running is RunningFactory<T> {
+  return (
+    running !== undefined &&
+    !running.run.superseded &&
+    (!running.run.suspect || engine.bus?.awaitingResync === true) &&
+    Date.now() - running.startedAt < engine.options.lock.leaseMs
+  );
 }
 
 /** Runs the factory with soft/hard timeouts and grace; writes the result through both tiers. */
@@ -409,7 +424,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     else await finished;
     return value;
   })().finally(() => engine.runs.end(fullKey, run));
-  const running: RunningFactory<T> = { work, run, context, tracked: false };
+  const running: RunningFactory<T> = { work, run, context, tracked: false, startedAt: Date.now() };
   engine.running.set(fullKey, running);
   const settled = () => {
     if (engine.running.get(fullKey) === running) engine.running.delete(fullKey);
