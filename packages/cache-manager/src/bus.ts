@@ -235,6 +235,14 @@ export class InvalidationBus {
   }
 
   /**
+   * The bus connection closed and its new subscription has not taken effect yet: whatever L1
+   * holds now is dropped when it does (`onResync`), so L1 may hold a value it could not check.
+   */
+  get awaitingResync(): boolean {
+    return this.#lostConnection && !this.#closed;
+  }
+
+  /**
    * Publishes a message from this instance (dropped when Redis is unavailable). `holderFailed`
    * (with `rel`): the lease was released because the factory failed.
    */

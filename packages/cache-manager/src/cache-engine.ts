@@ -30,7 +30,15 @@ import { RedisGuard } from './l2/redis-guard.js';
 import { RedisTier } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
 import { decodeEntry, getManyEntries, l1Charge } from './read-path.js';
-import { loadThrough, type RunningFactory, refreshEarly } from './read-through.js';
+import {
+  type FlightLimits,
+  flightLimits,
+  joinFlight,
+  loadThrough,
+  type RunningFactory,
+  refreshEarly,
+  sameLimits,
+} from './read-through.js';
 import { getOrSetMany } from './read-through-many.js';
 import { EntryCodec } from './serialization/entry-codec.js';
 import { SharedStructures } from './serialization/shared-structures.js';
@@ -74,6 +82,8 @@ export class CacheEngine {
   readonly #indexedTags = new Map<string, readonly string[]>();
   /** In-process single flight: the load in progress of each key. */
   readonly flights = new Map<string, Promise<unknown>>();
+  /** The soft and hard timeouts a `getOrSet` flight waits with (see `joinFlight`). */
+  readonly flightLimits = new Map<string, FlightLimits>();
   /** L2 values that arrive together are decoded one at a time (see {@link DecodeTurns}). */
   readonly decodeTurns = new DecodeTurns();
   /** Factory runs in progress by key, for callers that come after their first ones gave up. */
@@ -314,7 +324,17 @@ export class CacheEngine {
     }
     this.metrics.request('l1', entry ? 'stale' : 'miss');
     const inflight = this.flights.get(fullKey) as Promise<T> | undefined;
-    if (inflight) return this.options.l1.mode === 'clone' ? inflight.then(copyOfFlight) : inflight;
+    if (inflight) {
+      const limits = flightLimits(this, options);
+      const shared = sameLimits(this.flightLimits.get(fullKey), limits)
+        ? inflight
+        : joinFlight(
+            this,
+            { fullKey, userKey, factory, options, stale: entry as CacheEntry<T> | undefined },
+            inflight,
+          );
+      return this.options.l1.mode === 'clone' ? shared.then(copyOfFlight) : shared;
+    }
     const load = loadThrough(
       this,
       fullKey,
@@ -322,8 +342,12 @@ export class CacheEngine {
       factory,
       options,
       entry as CacheEntry<T> | undefined,
-    ).finally(() => this.flights.delete(fullKey));
+    ).finally(() => {
+      this.flights.delete(fullKey);
+      this.flightLimits.delete(fullKey);
+    });
     this.flights.set(fullKey, load);
+    this.flightLimits.set(fullKey, flightLimits(this, options));
     // The flight resolves to the object L1 holds (or the factory's, which other callers share):
     // in clone mode the caller that started it gets a copy like everyone else.
     return this.options.l1.mode === 'clone' ? load.then(copyOfFlight) : load;

@@ -7,9 +7,20 @@ import type { FactoryRun } from './factory-runs.js';
 import type { LeaseResult } from './l2/redis-tier.js';
 import { alignMany, type Settler, settle } from './many-results.js';
 import { readManyFromL2, seenManyInL2 } from './read-path.js';
-import { backOff, computeOnce } from './read-through.js';
+import {
+  backOff,
+  computeOnce,
+  type FlightLimits,
+  joinFlight,
+  sameLimits,
+  unchangedOrNot,
+} from './read-through.js';
+
 import { copyOfFlight } from './value-copies.js';
-import { writeEntry } from './writes.js';
+import { writeEntry, writeLocal } from './writes.js';
+
+/** `getOrSetMany` waits without timeouts. */
+const NO_LIMITS: FlightLimits = { softTimeoutMs: undefined, hardTimeoutMs: undefined };
 
 /** One `getOrSetMany` call's keys and what its computing steps share. */
 interface ManyLoad<T> {
@@ -24,7 +35,7 @@ interface ManyLoad<T> {
   /**
    * What L2 held per index when last read before the run (as `KeyLoad.l2Seen`): absent when
    * not read or the read failed. A run that spans a bus reconnect caches a key's value only if
-   * L2 still holds the same (see {@link unchangedInL2}).
+   * L2 still holds the same (see {@link checkL2}).
    */
   seen: Map<number, number | null>;
 }
@@ -68,12 +79,26 @@ export async function getOrSetMany<T>(
   const joined: Promise<void>[] = [];
   const stale = new Map<number, CacheEntry<T>>();
   const seen = new Map<number, number | null>();
-  const join = (index: number, flight: Promise<T>) =>
-    joined.push(
+  const join = (index: number, inFlight: Promise<T>) => {
+    // A getOrSet flight with timeouts: not its caller's timeout error or stale value, the run's.
+    const fullKey = fullKeys[index]!;
+    const limits = engine.flightLimits.get(fullKey);
+    const flight =
+      limits === undefined || sameLimits(limits, NO_LIMITS)
+        ? inFlight
+        : joinFlight(
+            engine,
+            { fullKey, userKey: userKeys[index]!, factory: () => inFlight, options: {}, stale: undefined },
+            inFlight,
+            NO_LIMITS,
+            true,
+          );
+    return joined.push(
       flight.then((value) => {
         results[index] = handOut(engine, value);
       }),
     );
+  };
   let rest: number[] = [];
   const now = engine.clock.now();
   for (let index = 0; index < fullKeys.length; index += 1) {
@@ -255,17 +280,27 @@ async function runMany<T>(
     }
     engine.metrics.factoryRun('ok');
     const computeMs = performance.now() - started;
-    const unchanged = await unchangedInL2(engine, load, batch, runs, values);
+    const inL2 = await checkL2(engine, load, batch, runs, values);
+    // As in `runFactory`: a key L2 cannot vouch for is cached in L1 only until the resync.
+    const awaitingResync = engine.bus?.awaitingResync === true;
     const writes: Promise<void>[] = [];
     const unwritten: number[] = [];
     batch.forEach((index, position) => {
       const value = values[position];
       const run = runs[position]!;
-      if (value === undefined || run.superseded || (run.suspect && !unchanged.has(position))) {
+      const verdict = run.suspect ? inL2.get(position) : 'unchanged';
+      const localOnly = verdict === 'unknown' && awaitingResync;
+      if (value === undefined || run.superseded || (verdict !== 'unchanged' && !localOnly)) {
         unwritten.push(index);
         return;
       }
       try {
+        if (localOnly) {
+          // Nothing in L2 for the lease's waiters: released at once, as an unwritten key's.
+          unwritten.push(index);
+          writeLocal(engine, fullKeys[index]!, value, options, computeMs);
+          return;
+        }
         writes.push(writeEntry(engine, fullKeys[index]!, value, options, computeMs));
       } catch (error) {
         if (!(error instanceof SerializationError)) throw error;
@@ -300,29 +335,27 @@ async function runMany<T>(
 }
 
 /**
- * The positions of `batch` whose run spans a bus reconnect (see `FactoryRun.suspect`) and
- * whose key L2 still holds as the run saw it before it started (the same value, by its
- * `createdAt`): their values are cached as any run's. The rule of `getOrSet`'s runs, per key,
- * with one L2 read for all of them. A key whose first read failed, or whose read fails now, is
- * not among them: a failed read proves nothing about a change the bus may have lost. Nor is a
- * key L2 held no value of, before and after: a write then delete of it, both lost in the
- * outage, leave L2 so too, and the run may have read its source before them.
+ * For the positions of `batch` whose run the bus connection closed during (see
+ * `FactoryRun.suspect`), what L2 shows of a change since before the run: the rule of
+ * `getOrSet`'s runs (`checkL2` there), per key, with one L2 read for all of them. Only
+ * `unchanged` keys are cached as any run's; `unknown` ones (a read failed, before or now, or
+ * L2 held nothing before and after) in L1 only while the bus awaits its resync.
  */
-async function unchangedInL2(
+async function checkL2(
   engine: CacheEngine,
   load: Pick<ManyLoad<unknown>, 'fullKeys' | 'seen'>,
   batch: readonly number[],
   runs: readonly FactoryRun[],
   values: readonly unknown[],
-): Promise<Set<number>> {
-  const unchanged = new Set<number>();
+): Promise<Map<number, 'unchanged' | 'changed' | 'unknown'>> {
+  const verdicts = new Map<number, 'unchanged' | 'changed' | 'unknown'>();
   const suspects = batch
     .map((_, position) => position)
     .filter((position) => {
       const run = runs[position]!;
       return run.suspect && !run.superseded && values[position] !== undefined;
     });
-  if (suspects.length === 0 || !engine.tier) return unchanged;
+  if (suspects.length === 0 || !engine.tier) return verdicts;
   let now: (number | null | undefined)[];
   try {
     now = await seenManyInL2(
@@ -330,12 +363,11 @@ async function unchangedInL2(
       suspects.map((position) => load.fullKeys[batch[position]!]!),
     );
   } catch {
-    // `onBackendError: 'throw'`: L2 cannot be checked, so the values are served, not cached.
-    return unchanged;
+    // `onBackendError: 'throw'`: L2 cannot be checked.
+    now = [];
   }
   suspects.forEach((position, checked) => {
-    const before = load.seen.get(batch[position]!);
-    if (typeof before === 'number' && now[checked] === before) unchanged.add(position);
+    verdicts.set(position, unchangedOrNot(load.seen.get(batch[position]!), now[checked]));
   });
-  return unchanged;
+  return verdicts;
 }

@@ -8,7 +8,7 @@ import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { type L2Read, readL2 } from './read-path.js';
-import { writeEntry } from './writes.js';
+import { writeEntry, writeLocal } from './writes.js';
 
 /**
  * Read-through for one key past an L1 hit (`getOrSet`): the L2 read, the cross-instance lease
@@ -75,14 +75,92 @@ export async function loadThrough<T>(
   return computeOnce(engine, { fullKey, userKey, factory, options, stale, l2Seen });
 }
 
+/** The soft and hard timeouts a `getOrSet` call waits with: its own, else the cache's. */
+export interface FlightLimits {
+  softTimeoutMs: number | undefined;
+  hardTimeoutMs: number | undefined;
+}
+
+export function flightLimits(engine: CacheEngine, options: GetOrSetOptions): FlightLimits {
+  return {
+    softTimeoutMs: options.softTimeoutMs ?? engine.options.softTimeoutMs,
+    hardTimeoutMs: options.hardTimeoutMs ?? engine.options.hardTimeoutMs,
+  };
+}
+
+/** Whether a caller with `limits` may share a flight that waits with `flight`'s (none: no timeouts). */
+export function sameLimits(flight: FlightLimits | undefined, limits: FlightLimits): boolean {
+  return (
+    (flight?.softTimeoutMs ?? undefined) === limits.softTimeoutMs &&
+    (flight?.hardTimeoutMs ?? undefined) === limits.hardTimeoutMs
+  );
+}
+
+/**
+ * A `getOrSet` call that finds a load of its key in flight with other timeouts than its own:
+ * it waits for that load with its own (sharing it, a 20 ms caller waited for another's 60 s,
+ * and a patient one got a hurried one's timeout error or stale value). When the flight ends
+ * before the factory run it started (its first caller stopped waiting), the call joins the
+ * run with what its timeouts leave, as a later caller would.
+ */
+export async function joinFlight<T>(
+  engine: CacheEngine,
+  load: KeyLoad<T>,
+  flight: Promise<T>,
+  limits: FlightLimits = flightLimits(engine, load.options),
+  /** `getOrSetMany`'s: no timeouts, no grace, the run's own outcome. */
+  untimed = false,
+): Promise<T> {
+  const startedAt = Date.now();
+  const { softTimeoutMs, hardTimeoutMs } = limits;
+  const stale = load.stale && engine.clock.now() < load.stale.staleUntil ? load.stale : undefined;
+  const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
+  let timedOut = false;
+  let outcome: { value: T } | { error: unknown };
+  try {
+    const value =
+      limit === undefined
+        ? await flight
+        : await withDeadline(flight, limit, 'cache factory', () => {
+            timedOut = true;
+          });
+    outcome = { value };
+  } catch (error) {
+    if (!timedOut) outcome = { error };
+    else if (stale && engine.clock.now() < stale.staleUntil) {
+      engine.servedStale(load.fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
+      return stale.value;
+    } else if (stale && (hardTimeoutMs === undefined || hardTimeoutMs > limit!)) {
+      // Its grace ended during the wait: on as a call with nothing stale, to its hard timeout.
+      const left = hardTimeoutMs === undefined ? undefined : hardTimeoutMs - limit!;
+      return joinFlight(engine, { ...load, stale: undefined }, flight, {
+        softTimeoutMs,
+        hardTimeoutMs: left,
+      });
+    } else throw new FactoryTimeoutError(load.userKey, limit!);
+  }
+  const running = engine.running.get(load.fullKey) as RunningFactory<T> | undefined;
+  const fresh = engine.getLocal(load.fullKey);
+  if (!fresh && joinable(engine, running))
+    return untimed
+      ? running.work
+      : awaitFactory(engine, { ...load, stale, options: { ...load.options, ...limits } }, running, startedAt);
+  if ('error' in outcome) throw outcome.error;
+  return outcome.value;
+}
+
 /** Runs the factory once across instances: takes the key's lease or waits for its holder. */
 export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Promise<T> {
   const { fullKey, userKey, options } = load;
   // A run its callers stopped waiting for (a timeout), or an early refresh: join it, with this
   // call's own timeouts and grace, rather than call the slow source once more. It holds the
-  // lease if it took one. One a change superseded would return what the change replaced.
+  // lease if it took one. One a change superseded would return what the change replaced. A
+  // suspect one is joined while the bus awaits its resync: a new run could learn of no lost
+  // change either, and not joining it, every call past a timeout started one more run of the
+  // slow source during a Redis outage (ioredis's reconnect attempts close the bus again and
+  // again, so every run goes suspect).
   const running = engine.running.get(fullKey) as RunningFactory<T> | undefined;
-  if (running && !running.run.superseded && !running.run.suspect) return awaitFactory(engine, load, running);
+  if (joinable(engine, running)) return awaitFactory(engine, load, running);
   let stale = load.stale;
   let l2Seen = load.l2Seen;
   const tier = engine.tier;
@@ -238,6 +316,27 @@ export interface RunningFactory<T> {
   context: FactoryRunContext<T>;
   /** Kept by `engine.track` (close waits for it) since a caller stopped waiting for it. */
   tracked: boolean;
+  /** `Date.now()` at its start: joined for `lock.leaseMs` at most (see {@link joinable}). */
+  startedAt: number;
+}
+
+/**
+ * Whether a later caller joins `running` rather than start a run of its own: not once a change
+ * superseded it, nor once suspect after the bus's resync (see `computeOnce`), nor past
+ * `lock.leaseMs` from its start. Past the lease another instance may run the key again; joined
+ * without that bound, a factory that never settled held its key on this instance for good,
+ * every later caller timing out on it.
+ */
+function joinable<T>(
+  engine: CacheEngine,
+  running: RunningFactory<T> | undefined,
+): running is RunningFactory<T> {
+  return (
+    running !== undefined &&
+    !running.run.superseded &&
+    (!running.run.suspect || engine.bus?.awaitingResync === true) &&
+    Date.now() - running.startedAt < engine.options.lock.leaseMs
+  );
 }
 
 /** Runs the factory with soft/hard timeouts and grace; writes the result through both tiers. */
@@ -285,19 +384,24 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
       factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
     }
     let stored: Promise<void> | undefined;
-    if (run.suspect && !run.superseded && !(await unchangedInL2(engine, load))) run.superseded = true;
+    // L2 unreadable in a full outage: with the resync still to come, which drops L1, the value
+    // is cached in L1 only. Not cached at all, every call ran the factory during the outage.
+    let localOnly = false;
+    if (run.suspect && !run.superseded) {
+      const inL2 = await checkL2(engine, load);
+      if (inL2 === 'unknown' && engine.bus?.awaitingResync) localOnly = true;
+      else if (inL2 !== 'unchanged') run.superseded = true;
+    }
     if (run.superseded) {
       engine.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
     } else if (value !== undefined && !context.skipped) {
       const chosen = context.options;
       try {
-        stored = writeEntry(
-          engine,
-          fullKey,
-          value,
-          chosen ? { ...options, ...chosen } : options,
-          performance.now() - started,
-        );
+        const chosenOptions = chosen ? { ...options, ...chosen } : options;
+        const computeMs = performance.now() - started;
+        // L1 only: nothing in L2 for the lease's waiters, who are woken at once (see below).
+        if (localOnly) writeLocal(engine, fullKey, value, chosenOptions, computeMs);
+        else stored = writeEntry(engine, fullKey, value, chosenOptions, computeMs);
       } catch (error) {
         // The value is good, it just cannot be stored: serve it uncached rather than fail.
         if (!(error instanceof SerializationError)) throw error;
@@ -320,7 +424,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     else await finished;
     return value;
   })().finally(() => engine.runs.end(fullKey, run));
-  const running: RunningFactory<T> = { work, run, context, tracked: false };
+  const running: RunningFactory<T> = { work, run, context, tracked: false, startedAt: Date.now() };
   engine.running.set(fullKey, running);
   const settled = () => {
     if (engine.running.get(fullKey) === running) engine.running.delete(fullKey);
@@ -402,26 +506,36 @@ function seenInL2(engine: CacheEngine, remote: L2Read | undefined): number | nul
 }
 
 /**
- * Whether L2 still holds what the run saw before it started (same `createdAt`, or still
- * nothing). Asked by a run the bus reconnected during: a write another instance made while
- * this one's bus was down changed L2, so the run's result, maybe read from the source before
- * that write, is not cached over it. From the resubscription on, any change supersedes the
- * run through the bus as usual. A write then delete of the key both lost in the same outage
- * leaves L2 as it was, so "still nothing" is no proof either: such a run is not cached.
+ * Whether L2 still holds what the run saw before it started (same `createdAt`), asked by a run
+ * the bus connection closed during: a write another instance made while this one's bus was
+ * down changed L2, so the run's result, maybe read from the source before that write, is not
+ * cached over it (`changed`). From the resubscription on, any change supersedes the run
+ * through the bus as usual. `unknown` proves neither: L2 unreadable (before or now), or
+ * holding nothing before and after, which a write then delete both lost in the outage leave
+ * too; such a run is cached in L1 only while the bus awaits its resync, otherwise not at all.
  */
-async function unchangedInL2(
+async function checkL2(
   engine: CacheEngine,
   load: Pick<KeyLoad<unknown>, 'fullKey' | 'l2Seen'>,
-): Promise<boolean> {
-  if (!engine.tier || load.l2Seen === undefined) return false;
+): Promise<'unchanged' | 'changed' | 'unknown'> {
+  if (!engine.tier || load.l2Seen === undefined) return 'unknown';
+  let seen: number | null | undefined;
   try {
-    // A read failed here (the breaker open) proves nothing either: not cached.
-    const seen = seenInL2(engine, await readL2(engine, load.fullKey));
-    return typeof seen === 'number' && seen === load.l2Seen;
+    seen = seenInL2(engine, await readL2(engine, load.fullKey));
   } catch {
-    // `onBackendError: 'throw'`: L2 cannot be checked, so the value is served, not cached.
-    return false;
+    // `onBackendError: 'throw'`: L2 cannot be checked.
+    return 'unknown';
   }
+  return unchangedOrNot(load.l2Seen, seen);
+}
+
+/** {@link checkL2}'s verdict from what L2 held before the run and holds now. */
+export function unchangedOrNot(
+  before: number | null | undefined,
+  now: number | null | undefined,
+): 'unchanged' | 'changed' | 'unknown' {
+  if (before === undefined || now === undefined || (before === null && now === null)) return 'unknown';
+  return before === now ? 'unchanged' : 'changed';
 }
 
 /** After a failure served stale, keep the stale value "fresh" in L1 briefly so the source can recover. */

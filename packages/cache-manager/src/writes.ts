@@ -79,6 +79,21 @@ export function writeEntry(
   return prepareWrite(engine, fullKey, value, options, computeMs)();
 }
 
+/**
+ * Writes L1 only, for a factory run whose value L2 could not vouch for while the bus awaits
+ * its resync (see `FactoryRun.suspect`): the resync drops it with the rest of L1, and L2 and
+ * the other instances never see it. Throws `SerializationError` as {@link writeEntry} does.
+ */
+export function writeLocal(
+  engine: CacheEngine,
+  fullKey: string,
+  value: unknown,
+  options: SetOptions,
+  computeMs: number,
+): void {
+  prepareWrite(engine, fullKey, value, options, computeMs, true);
+}
+
 /** {@link writeEntry}'s L1 part, done now, and its L2 part, to start when called. */
 function prepareWrite(
   engine: CacheEngine,
@@ -86,6 +101,7 @@ function prepareWrite(
   value: unknown,
   options: SetOptions,
   computeMs: number,
+  localOnly = false,
 ): () => Promise<void> {
   const now = engine.clock.now();
   const entry = createEntry(
@@ -100,7 +116,7 @@ function prepareWrite(
   const written = engine.listeners.set;
   if (written) engine.events.emit('set', written, { key: fullKey });
   const tier = engine.tier;
-  if (!tier) {
+  if (!tier || localOnly) {
     engine.l1Set(fullKey, entry, estimateSize(value));
     return () => Promise.resolve();
   }

@@ -193,6 +193,17 @@ describe('timeouts', () => {
     expect(calls).toBe(1);
   });
 
+  it('a run that never settles is joined only for lock.leaseMs: then the next caller runs the factory again', async () => {
+    const cache = make({ hardTimeoutMs: 20, lock: { leaseMs: 60 } });
+    const hung = deferred<string>();
+    await expect(cache.getOrSet('k', () => hung.promise)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    // Past the lease another instance would run it again; so does this one.
+    await delay(120);
+    expect(await cache.getOrSet('k', () => 'fresh')).toBe('fresh');
+    expect(await cache.get('k')).toBe('fresh');
+    hung.resolve('late');
+  });
+
   it('a late run that a delete superseded is not joined: the next caller computes anew', async () => {
     const cache = make({ hardTimeoutMs: 20 });
     const slow = deferred<string>();
@@ -220,6 +231,80 @@ describe('timeouts', () => {
     expect(error).toMatchObject({ details: { key: 'k', timeoutMs: 200 } });
     expect(reasons).toEqual([]);
     slow.resolve('new');
+  });
+
+  it('a caller with a shorter hard timeout than the call in flight for its key gets its own timeout', async () => {
+    const cache = make();
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return slow.promise;
+    };
+    const patient = cache.getOrSet('k', factory, { hardTimeoutMs: 60_000 });
+    const hurried = cache.getOrSet('k', factory, { hardTimeoutMs: 20 }).catch((error: unknown) => error);
+    // Generous: the hurried caller's 20 ms, or the patient one's 60 s when it shares that wait.
+    const outcome = await Promise.race([hurried, delay(3_000).then(() => 'still waiting')]);
+    expect(outcome).toBeInstanceOf(FactoryTimeoutError);
+    expect(outcome).toMatchObject({ details: { key: 'k', timeoutMs: 20 } });
+    slow.resolve('v');
+    expect(await patient).toBe('v');
+    expect(calls).toBe(1);
+  });
+
+  it('a caller with a longer hard timeout than the call in flight for its key waits for the run past it', async () => {
+    const cache = make();
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return slow.promise;
+    };
+    const hurried = cache.getOrSet('k', factory, { hardTimeoutMs: 20 }).catch((error: unknown) => error);
+    const patient = cache.getOrSet('k', factory, { hardTimeoutMs: 60_000 }).catch((error: unknown) => error);
+    expect(await hurried).toBeInstanceOf(FactoryTimeoutError);
+    slow.resolve('v');
+    expect(await patient).toBe('v');
+    expect(calls).toBe(1);
+  });
+
+  it('a caller without a soft timeout does not get the stale value of the call in flight with one', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 60_000 });
+    await cache.getOrSet('k', () => 'old');
+    clock.advance(200);
+    const slow = deferred<string>();
+    const hurried = cache.getOrSet('k', () => slow.promise, { softTimeoutMs: 20 });
+    const patient = cache.getOrSet('k', () => slow.promise);
+    expect(await hurried).toBe('old');
+    slow.resolve('new');
+    expect(await patient).toBe('new');
+  });
+
+  it('getOrSetMany, which has no timeouts, does not get the timeout error of a getOrSet in flight for a key', async () => {
+    const cache = make();
+    const slow = deferred<string>();
+    let calls = 0;
+    const hurried = cache
+      .getOrSet(
+        'k',
+        () => {
+          calls += 1;
+          return slow.promise;
+        },
+        { hardTimeoutMs: 20 },
+      )
+      .catch((error: unknown) => error);
+    const batch = cache
+      .getOrSetMany(['k', 'other'], (keys) => {
+        calls += 1;
+        return keys.map((key) => `batch ${key}`);
+      })
+      .catch((error: unknown) => error);
+    expect(await hurried).toBeInstanceOf(FactoryTimeoutError);
+    slow.resolve('v');
+    expect(await batch).toEqual(['v', 'batch other']);
+    expect(calls).toBe(2);
   });
 
   it('without timeouts waits for the factory', async () => {
