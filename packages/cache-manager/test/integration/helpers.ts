@@ -47,6 +47,23 @@ export function counting(
 }
 
 /**
+ * Records the most commands `client` had sent and not yet had answered at once (ioredis's
+ * `commandQueue`, read after each command is sent, pipelines included). A batch sent in chunks
+ * keeps it at about a chunk's; one sent all at once puts the whole batch in it, however fast
+ * the machine is (a short deadline catches that only on a quiet machine).
+ */
+export function trackAwaitingReplies(client: Redis): { most: () => number } {
+  let most = 0;
+  const send = client.sendCommand.bind(client);
+  client.sendCommand = ((...args: Parameters<Redis['sendCommand']>) => {
+    const sent = send(...args);
+    most = Math.max(most, client.commandQueue.length);
+    return sent;
+  }) as Redis['sendCommand'];
+  return { most: () => most };
+}
+
+/**
  * Caches on the shared Redis under one test file's own prefix (`open` waits for `ready()`);
  * after the file they are closed and the prefix is dropped.
  */

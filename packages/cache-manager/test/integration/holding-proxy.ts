@@ -13,6 +13,12 @@ export class HoldingProxy {
   holdMatching: RegExp | undefined;
   /** Occurrences of `holdMatching` (a global RegExp then) let through before the hold starts. */
   passMatches = 0;
+  /**
+   * Every chunk a client sends reaches Redis this much later (in order): a floor under each
+   * round trip, so an operation of many round trips takes at least their number times it,
+   * however fast the machine.
+   */
+  delayMs = 0;
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #held: (() => void)[] = [];
@@ -38,6 +44,7 @@ export class HoldingProxy {
           this.#onHeld?.();
         }
         if (holding) pending.push(chunk);
+        else if (this.delayMs > 0) setTimeout(() => upstream.write(chunk), this.delayMs);
         else upstream.write(chunk);
       });
       upstream.on('data', (chunk: Buffer) => client.write(chunk));

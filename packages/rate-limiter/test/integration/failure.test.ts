@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { Logger } from '@noa/core';
 import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
@@ -88,6 +89,12 @@ describe.skipIf(skip !== undefined)('Redis paused, then killed: checks stay with
     const local = limiterOn('local', { registry, logger: captureLogger });
     const open = limiterOn('open');
     const closed = limiterOn('closed');
+    // Each limiter has a new connection: its first check would also wait for the connect and
+    // ready check, which on a loaded machine (load 10-15 on 2 cores) outlived the 25 ms deadline
+    // and sent it to the fallback. The healthy checks must find connected clients.
+    await Promise.all(
+      clients.filter((client) => client.status !== 'ready').map((client) => once(client, 'ready')),
+    );
     for (const limiter of [local, open, closed])
       expect((await limiter.check('healthy')).source).toBe('store');
 
