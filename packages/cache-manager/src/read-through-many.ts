@@ -17,7 +17,7 @@ import {
 } from './read-through.js';
 
 import { copyOfFlight } from './value-copies.js';
-import { writeEntry, writeLocal } from './writes.js';
+import { prepareWrite, sendWrites, writeLocal } from './writes.js';
 
 /** `getOrSetMany` waits without timeouts. */
 const NO_LIMITS: FlightLimits = { softTimeoutMs: undefined, hardTimeoutMs: undefined };
@@ -223,7 +223,7 @@ async function computeMany<T>(
   await Promise.all(waits);
 }
 
-/** Runs `factoryMany` once for `batch`, writes the values (one pipeline), releases the leases. */
+/** Runs `factoryMany` once for `batch`, writes the values (in chunks), releases the leases. */
 async function runMany<T>(
   engine: CacheEngine,
   load: ManyLoad<T>,
@@ -283,7 +283,8 @@ async function runMany<T>(
     const inL2 = await checkL2(engine, load, batch, runs, values);
     // As in `runFactory`: a key L2 cannot vouch for is cached in L1 only until the resync.
     const awaitingResync = engine.bus?.awaitingResync === true;
-    const writes: Promise<void>[] = [];
+    // L1 now, L2 in chunks: 20,000 values sent at once queued in Redis past their deadlines.
+    const writes: (() => Promise<void>)[] = [];
     const unwritten: number[] = [];
     batch.forEach((index, position) => {
       const value = values[position];
@@ -301,7 +302,10 @@ async function runMany<T>(
           writeLocal(engine, fullKeys[index]!, value, options, computeMs);
           return;
         }
-        writes.push(writeEntry(engine, fullKeys[index]!, value, options, computeMs));
+        const remote = prepareWrite(engine, fullKeys[index]!, value, options, computeMs);
+        // A later chunk goes after anything this instance sent meanwhile: a delete of the key
+        // since its L1 write must not be overwritten by the value it superseded.
+        writes.push(() => (run.superseded ? Promise.resolve() : remote()));
       } catch (error) {
         if (!(error instanceof SerializationError)) throw error;
         unwritten.push(index);
@@ -314,7 +318,7 @@ async function runMany<T>(
     const written = batch.filter((index) => !skipped.has(index));
     const finished = Promise.all([
       release(unwritten),
-      Promise.all(writes).finally(() =>
+      sendWrites(writes).finally(() =>
         leaseToken && tier
           ? inBatches(written, (index) => tier.releaseLease(fullKeys[index]!, leaseToken))
           : undefined,

@@ -47,22 +47,28 @@ export async function writeMany(engine: CacheEngine, items: readonly WriteItem[]
       failure ??= { error };
     }
   }
-  // Every chunk is sent even after one rejects (`onBackendError: 'throw'`): a write never
-  // attempted would not be recorded as lost, and its key would keep in this L1 a value that
-  // neither L2 nor the other instances ever get. The first error is thrown once all are done.
-  const send = async () => {
-    let failed: { error: unknown } | undefined;
-    for (let start = 0; start < remotes.length; start += WRITE_BATCH_ITEMS) {
-      const chunk = remotes.slice(start, start + WRITE_BATCH_ITEMS);
-      for (const outcome of await Promise.allSettled(chunk.map((remote) => remote()))) {
-        if (outcome.status === 'rejected') failed ??= { error: outcome.reason };
-      }
-    }
-    if (failed) throw failed.error;
-  };
+  const send = () => sendWrites(remotes);
   if (engine.options.writeMode === 'background') engine.track(send());
   else await send();
   if (failure) throw failure.error;
+}
+
+/**
+ * Sends prepared L2 writes {@link WRITE_BATCH_ITEMS} at a time, each chunk once the previous one
+ * has settled (`setMany`, and the values of a `getOrSetMany` factory run). Every chunk is sent
+ * even after one rejects (`onBackendError: 'throw'`): a write never attempted would not be
+ * recorded as lost, and its key would keep in this L1 a value that neither L2 nor the other
+ * instances ever get. The first error is thrown once all are done.
+ */
+export async function sendWrites(remotes: readonly (() => Promise<void>)[]): Promise<void> {
+  let failed: { error: unknown } | undefined;
+  for (let start = 0; start < remotes.length; start += WRITE_BATCH_ITEMS) {
+    const chunk = remotes.slice(start, start + WRITE_BATCH_ITEMS);
+    for (const outcome of await Promise.allSettled(chunk.map((remote) => remote()))) {
+      if (outcome.status === 'rejected') failed ??= { error: outcome.reason };
+    }
+  }
+  if (failed) throw failed.error;
 }
 
 /**
@@ -95,7 +101,7 @@ export function writeLocal(
 }
 
 /** {@link writeEntry}'s L1 part, done now, and its L2 part, to start when called. */
-function prepareWrite(
+export function prepareWrite(
   engine: CacheEngine,
   fullKey: string,
   value: unknown,
