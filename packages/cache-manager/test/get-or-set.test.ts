@@ -383,6 +383,20 @@ describe('early refresh (XFetch) still running at expiry', () => {
   });
 });
 
+/** A source that answers 'v1' (after `ms`) once, then fails: a refresh that cannot succeed. */
+function upThenDown(ms: number) {
+  const source = {
+    calls: 0,
+    factory: async () => {
+      source.calls += 1;
+      await delay(ms);
+      if (source.calls > 1) throw new Error('source down');
+      return 'v1';
+    },
+  };
+  return source;
+}
+
 describe('early refresh (XFetch) that fails', () => {
   it('is no stale value served: callers had the fresh one', async () => {
     const clock = new ManualClock(0);
@@ -390,19 +404,14 @@ describe('early refresh (XFetch) that fails', () => {
     const cache = make({ clock, ttlMs: 1_000, graceMs: 60_000, random: () => draw });
     const stale: string[] = [];
     cache.on('stale', ({ reason }) => stale.push(reason));
-    let calls = 0;
-    const factory = async () => {
-      calls += 1;
-      await delay(5);
-      if (calls > 1) throw new Error('source down');
-      return 'v1';
-    };
+    const source = upThenDown(5);
+    const factory = source.factory;
     expect(await cache.getOrSet('k', factory)).toBe('v1');
     clock.advance(900);
     draw = 1e-30;
     expect(await cache.getOrSet('k', factory)).toBe('v1'); // fresh, and starts the refresh
     await delay(30);
-    expect(calls).toBe(2);
+    expect(source.calls).toBe(2);
     expect(stale).toEqual([]);
     expect(cache.stats().staleServed.factory_error).toBe(0);
     expect(cache.stats().factoryErrors).toBe(1);
@@ -412,22 +421,17 @@ describe('early refresh (XFetch) that fails', () => {
     const clock = new ManualClock(0);
     let draw = 0.99;
     const cache = make({ clock, ttlMs: 60_000, graceMs: 60_000, graceBackoffMs: 5_000, random: () => draw });
-    let calls = 0;
-    const factory = async () => {
-      calls += 1;
-      await delay(20);
-      if (calls > 1) throw new Error('source down');
-      return 'v1';
-    };
+    const source = upThenDown(20);
+    const factory = source.factory;
     expect(await cache.getOrSet('k', factory)).toBe('v1');
     clock.advance(50_000);
     draw = 1e-300; // -ln(draw) ≈ 690: with ~20 ms of compute time, due over 10 s before expiry
     expect(await cache.getOrSet('k', factory)).toBe('v1'); // fresh, and starts the refresh
     await delay(60);
-    expect(calls).toBe(2);
+    expect(source.calls).toBe(2);
     expect(await cache.getOrSet('k', factory)).toBe('v1'); // the failing source gets its calm
     await delay(60);
-    expect(calls).toBe(2);
+    expect(source.calls).toBe(2);
     clock.advance(6_000); // past graceBackoffMs, still 4 s before the value expires
     // The back-off copy ended the value's freshness with the back-off: a miss 4 s early.
     expect(await cache.get('k')).toBe('v1');
@@ -449,26 +453,21 @@ describe('early refresh (XFetch) slower than the cache timeouts', () => {
     });
     const stale: string[] = [];
     cache.on('stale', ({ reason }) => stale.push(reason));
-    let calls = 0;
-    const factory = async () => {
-      calls += 1;
-      await delay(40);
-      if (calls > 1) throw new Error('source down');
-      return 'v1';
-    };
+    const source = upThenDown(40);
+    const factory = source.factory;
     expect(await cache.getOrSet('k', factory)).toBe('v1');
     clock.advance(50_000);
     draw = 1e-300; // -ln(draw) ≈ 690: with ~40 ms of compute time, due long before expiry
     expect(await cache.getOrSet('k', factory)).toBe('v1'); // fresh, and starts the refresh
     await delay(100);
-    expect(calls).toBe(2);
+    expect(source.calls).toBe(2);
     // Nobody was served a stale value: every caller had the fresh one.
     expect(stale).toEqual([]);
     expect(cache.stats().staleServed.soft_timeout).toBe(0);
     // Its failure reached the back-off (a timed-out run's failure did not): no refresh at once.
     expect(await cache.getOrSet('k', factory)).toBe('v1');
     await delay(100);
-    expect(calls).toBe(2);
+    expect(source.calls).toBe(2);
   });
 });
 

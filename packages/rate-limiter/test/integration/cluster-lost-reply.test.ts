@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import {
 } from '../../src/index.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import { adjustScript } from '../../src/stores/redis-adjust.js';
+import { pipeTo } from './cluster-redirecting-proxy.js';
 
 // A master that runs a command and then loses the connection before its reply arrives (it is
 // killed, or fails over, right after the write): the command counted, but the client cannot
@@ -30,16 +31,7 @@ class ReplyDroppingProxy {
 
   constructor(targetPort: number) {
     this.#server = createServer((client) => {
-      const upstream = connect(targetPort, '127.0.0.1');
-      for (const socket of [client, upstream]) {
-        this.#sockets.add(socket);
-        socket.on('error', () => {});
-        socket.on('close', () => {
-          this.#sockets.delete(socket);
-          client.destroy();
-          upstream.destroy();
-        });
-      }
+      const upstream = pipeTo(client, targetPort, this.#sockets);
       client.on('data', (data) => upstream.write(data));
       upstream.on('data', (data) => {
         if (!this.dropNextReply) {

@@ -56,6 +56,25 @@ function respCommand(args: readonly string[]): Buffer {
 }
 
 /**
+ * Connects `client` to the node on `targetPort` and ties their lives together: either closing
+ * closes both, and `sockets` holds them while they are open (for the proxy's `close()`). The
+ * caller decides what flows between them. Returns the upstream socket.
+ */
+export function pipeTo(client: Socket, targetPort: number, sockets: Set<Socket>): Socket {
+  const upstream = connect(targetPort, '127.0.0.1');
+  for (const socket of [client, upstream]) {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      sockets.delete(socket);
+      client.destroy();
+      upstream.destroy();
+    });
+  }
+  return upstream;
+}
+
+/**
  * A TCP proxy in front of one master that, while `movedTo` is set, has the master answer every
  * command naming `key` with `MOVED <its slot> <movedTo>`, and counts those commands.
  */
@@ -72,16 +91,7 @@ export class RedirectingProxy {
 
   constructor(targetPort: number) {
     this.#server = createServer((client) => {
-      const upstream = connect(targetPort, '127.0.0.1');
-      for (const socket of [client, upstream]) {
-        this.#sockets.add(socket);
-        socket.on('error', () => {});
-        socket.on('close', () => {
-          this.#sockets.delete(socket);
-          client.destroy();
-          upstream.destroy();
-        });
-      }
+      const upstream = pipeTo(client, targetPort, this.#sockets);
       let pending = Buffer.alloc(0);
       client.on('data', (data: Buffer) => {
         const { commands, rest } = readCommands(Buffer.concat([pending, data]));
