@@ -31,7 +31,7 @@ import { RedisTier } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
 import { decodeEntry, getManyEntries, l1Charge } from './read-path.js';
 import {
-  type FlightLimits,
+  type Flight,
   flightLimits,
   joinFlight,
   loadThrough,
@@ -80,10 +80,8 @@ export class CacheEngine {
    * so without it the tags a key was rewritten without would stay in {@link tagIndex}.
    */
   readonly #indexedTags = new Map<string, readonly string[]>();
-  /** In-process single flight: the load in progress of each key. */
-  readonly flights = new Map<string, Promise<unknown>>();
-  /** The soft and hard timeouts a `getOrSet` flight waits with (see `joinFlight`). */
-  readonly flightLimits = new Map<string, FlightLimits>();
+  /** In-process single flight: the load in progress of each key, with its timeouts (see `joinFlight`). */
+  readonly flights = new Map<string, Flight>();
   /** L2 values that arrive together are decoded one at a time (see {@link DecodeTurns}). */
   readonly decodeTurns = new DecodeTurns();
   /** Factory runs in progress by key, for callers that come after their first ones gave up. */
@@ -323,15 +321,15 @@ export class CacheEngine {
       return Promise.resolve(this.out(entry.value as T));
     }
     this.metrics.request('l1', entry ? 'stale' : 'miss');
-    const inflight = this.flights.get(fullKey) as Promise<T> | undefined;
+    const inflight = this.flights.get(fullKey);
     if (inflight) {
-      const limits = flightLimits(this, options);
-      const shared = sameLimits(this.flightLimits.get(fullKey), limits)
-        ? inflight
+      const promise = inflight.promise as Promise<T>;
+      const shared = sameLimits(inflight.limits, flightLimits(this, options))
+        ? promise
         : joinFlight(
             this,
             { fullKey, userKey, factory, options, stale: entry as CacheEntry<T> | undefined },
-            inflight,
+            promise,
           );
       return this.options.l1.mode === 'clone' ? shared.then(copyOfFlight) : shared;
     }
@@ -344,10 +342,8 @@ export class CacheEngine {
       entry as CacheEntry<T> | undefined,
     ).finally(() => {
       this.flights.delete(fullKey);
-      this.flightLimits.delete(fullKey);
     });
-    this.flights.set(fullKey, load);
-    this.flightLimits.set(fullKey, flightLimits(this, options));
+    this.flights.set(fullKey, { promise: load, limits: flightLimits(this, options) });
     // The flight resolves to the object L1 holds (or the factory's, which other callers share):
     // in clone mode the caller that started it gets a copy like everyone else.
     return this.options.l1.mode === 'clone' ? load.then(copyOfFlight) : load;

@@ -10,6 +10,7 @@ import { readManyFromL2, seenManyInL2 } from './read-path.js';
 import {
   backOff,
   computeOnce,
+  type Flight,
   type FlightLimits,
   joinFlight,
   sameLimits,
@@ -79,10 +80,10 @@ export async function getOrSetMany<T>(
   const joined: Promise<void>[] = [];
   const stale = new Map<number, CacheEntry<T>>();
   const seen = new Map<number, number | null>();
-  const join = (index: number, inFlight: Promise<T>) => {
+  const join = (index: number, { promise, limits }: Flight) => {
     // A getOrSet flight with timeouts: not its caller's timeout error or stale value, the run's.
     const fullKey = fullKeys[index]!;
-    const limits = engine.flightLimits.get(fullKey);
+    const inFlight = promise as Promise<T>;
     const flight =
       limits === undefined || sameLimits(limits, NO_LIMITS)
         ? inFlight
@@ -113,7 +114,7 @@ export async function getOrSetMany<T>(
     }
     engine.metrics.request('l1', entry ? 'stale' : 'miss');
     if (entry) stale.set(index, entry as CacheEntry<T>);
-    const flight = engine.flights.get(fullKey) as Promise<T> | undefined;
+    const flight = engine.flights.get(fullKey);
     if (flight) join(index, flight);
     else rest.push(index);
   }
@@ -122,7 +123,7 @@ export async function getOrSetMany<T>(
   // Flights started by other callers while L2 answered are joined, not duplicated.
   const mine: number[] = [];
   for (const index of rest) {
-    const flight = engine.flights.get(fullKeys[index]!) as Promise<T> | undefined;
+    const flight = engine.flights.get(fullKeys[index]!);
     if (flight) join(index, flight);
     else mine.push(index);
   }
@@ -134,12 +135,13 @@ export async function getOrSetMany<T>(
       const settler = settle<T>();
       settlers.set(index, settler);
       const flight = settler.promise.finally(() => {
-        if (engine.flights.get(fullKey) === flight) engine.flights.delete(fullKey);
+        if (engine.flights.get(fullKey)?.promise === flight) engine.flights.delete(fullKey);
       });
       // Handled here; joiners and this call still see the rejection.
       flight.catch(() => {});
-      engine.flights.set(fullKey, flight);
-      join(index, flight);
+      const own: Flight = { promise: flight };
+      engine.flights.set(fullKey, own);
+      join(index, own);
     }
     try {
       await computeMany(engine, { fullKeys, userKeys, settlers, factoryMany, options, stale, seen }, mine);

@@ -88,12 +88,15 @@ export function flightLimits(engine: CacheEngine, options: GetOrSetOptions): Fli
   };
 }
 
+/** A load in progress (in-process single flight) and the timeouts it waits with (none: `getOrSetMany`'s). */
+export interface Flight {
+  promise: Promise<unknown>;
+  limits?: FlightLimits;
+}
+
 /** Whether a caller with `limits` may share a flight that waits with `flight`'s (none: no timeouts). */
 export function sameLimits(flight: FlightLimits | undefined, limits: FlightLimits): boolean {
-  return (
-    (flight?.softTimeoutMs ?? undefined) === limits.softTimeoutMs &&
-    (flight?.hardTimeoutMs ?? undefined) === limits.hardTimeoutMs
-  );
+  return flight?.softTimeoutMs === limits.softTimeoutMs && flight?.hardTimeoutMs === limits.hardTimeoutMs;
 }
 
 /**
@@ -172,8 +175,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   if (lease === 'busy') {
     const started = Date.now();
     const lockTimeoutMs = options.lockTimeoutMs ?? engine.options.lock.timeoutMs;
-    const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
-    const hardTimeoutMs = options.hardTimeoutMs ?? engine.options.hardTimeoutMs;
+    const { softTimeoutMs, hardTimeoutMs } = flightLimits(engine, options);
     // The caller's bound on the factory holds for the wait too, whoever runs it (as in runFactory).
     const boundOfWait = (withStale: boolean) => {
       const limitMs = withStale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
@@ -445,8 +447,7 @@ async function awaitFactory<T>(
 ): Promise<T> {
   const { fullKey, userKey, options, stale } = load;
   const { work, run, context } = running;
-  const softTimeoutMs = options.softTimeoutMs ?? engine.options.softTimeoutMs;
-  const hardTimeoutMs = options.hardTimeoutMs ?? engine.options.hardTimeoutMs;
+  const { softTimeoutMs, hardTimeoutMs } = flightLimits(engine, options);
   // A background refresh has no caller to serve: it waits for its run, whatever the defaults.
   const limit = load.background ? undefined : stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
   let timedOut = false;
