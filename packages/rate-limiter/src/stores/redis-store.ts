@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { type Logger, parseOptions, silentLogger, TimeoutError } from '@noa/core';
+import { type Logger, parseOptions, silentLogger, TimeoutError, withDeadline } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AutoBlockPolicy } from '../auto-block.js';
@@ -364,13 +364,9 @@ export class RedisStore implements RateLimitStore {
         .finally(() => this.#clockLearning.delete(serving));
       this.#clockLearning.set(serving, learning);
     }
-    let timer: NodeJS.Timeout | undefined;
-    const gaveUp = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, Math.max(0, giveUp.atMs - performance.now()));
-      timer.unref();
-    });
-    await Promise.race([learning, gaveUp]);
-    clearTimeout(timer);
+    const leftMs = giveUp.atMs - performance.now();
+    // Bounded by the caller's give-up; a TIME that does not come back in time leaves the clock unknown.
+    if (leftMs > 0) await withDeadline(learning, leftMs, 'redis TIME').catch(() => {});
     if (clock.expiryFor(giveUp.atMs) === undefined && performance.now() < giveUp.atMs) throw error;
   }
 
