@@ -71,50 +71,14 @@ export function spreadOf(values: number[]): number {
   return (Math.max(...values) - Math.min(...values)) / 2 / Math.abs(mid);
 }
 
-type TimingLoop = (iterations: number, fn: (index: number) => unknown, now: () => number) => Promise<number>;
-
-// The loop's source, compiled once per measured function (see loopFor).
-const loopSource = `return async function timingLoop(iterations, fn, now) {
-  const started = now();
+/** Runs `fn` `iterations` times (awaiting when it returns a promise) and returns ops/s. */
+export async function opsPerSecond(iterations: number, fn: (index: number) => unknown): Promise<number> {
+  const started = performance.now();
   for (let index = 0; index < iterations; index += 1) {
     const result = fn(index);
     if (result instanceof Promise) await result;
   }
-  return now() - started;
-};`;
-const loops = new Map<string, TimingLoop>();
-
-/**
- * The timing loop for `fn`: a compiled copy of its own per function source measured, as mitata
- * compiles one per benchmark. One loop shared by every case sees a dozen callees at its call
- * site and goes megamorphic: V8 then calls each side through a generic stub and inlines none,
- * which adds the same tens of nanoseconds to every call of every side and pulls each ratio
- * toward 1 (an application's call site sees one limiter or cache). A copy per function has
- * feedback of its own, as the caller's call site would.
- */
-function loopFor(fn: (index: number) => unknown): TimingLoop {
-  // By source text: a sample function usually creates its closure anew on every call, and a
-  // fresh loop per sample would run unoptimized first. Closures of one function literal share
-  // their callee feedback anyway.
-  const source = fn.toString();
-  let loop = loops.get(source);
-  if (loop === undefined) {
-    loop = new Function(loopSource)() as TimingLoop;
-    loops.set(source, loop);
-  }
-  return loop;
-}
-
-const wallMs = () => performance.now();
-const cpuMicros = () => {
-  const used = process.cpuUsage();
-  return used.user + used.system;
-};
-
-/** Runs `fn` `iterations` times (awaiting when it returns a promise) and returns ops/s. */
-export async function opsPerSecond(iterations: number, fn: (index: number) => unknown): Promise<number> {
-  const elapsedMs = await loopFor(fn)(iterations, fn, wallMs);
-  return iterations / (elapsedMs / 1_000);
+  return iterations / ((performance.now() - started) / 1_000);
 }
 
 /**
@@ -123,8 +87,13 @@ export async function opsPerSecond(iterations: number, fn: (index: number) => un
  * processes on a busy machine would otherwise count against whichever side it fell on.
  */
 export async function opsPerCpuSecond(iterations: number, fn: (index: number) => unknown): Promise<number> {
-  const usedMicros = await loopFor(fn)(iterations, fn, cpuMicros);
-  return iterations / (Math.max(usedMicros, 1) / 1_000_000);
+  const started = process.cpuUsage();
+  for (let index = 0; index < iterations; index += 1) {
+    const result = fn(index);
+    if (result instanceof Promise) await result;
+  }
+  const used = process.cpuUsage(started);
+  return iterations / (Math.max(used.user + used.system, 1) / 1_000_000);
 }
 
 /** Runs `total` calls of `fn` with `inFlight` outstanding at once and returns ops/s. */
