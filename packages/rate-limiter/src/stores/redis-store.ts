@@ -147,7 +147,10 @@ export class RedisStore implements RateLimitStore {
   #everReady = false;
   /** Standalone: the one server's clock offset. */
   readonly #clock = new RedisClockOffset();
-  /** Cluster: one clock offset per master (`host:port`), since each server has its own clock. */
+  /**
+   * Cluster: one clock offset per node (`host:port`), since each server has its own clock. Only
+   * nodes of the client's pool stay (see {@link #clockOfNode}).
+   */
   readonly #nodeClocks = new Map<string, RedisClockOffset>();
   /** Cluster: the `TIME` asked of each master whose clock a resend needs (see {@link #learnClock}). */
   readonly #clockLearning = new Map<string, Promise<void>>();
@@ -892,14 +895,28 @@ export class RedisStore implements RateLimitStore {
     return this.#clockOfNode(node);
   }
 
-  /** The clock offset of the Cluster node `node` (`host:port` as the slot map names it). */
+  /**
+   * The clock offset of the Cluster node `node` (`host:port` as the slot map names it). Meeting a
+   * new node, the store forgets the nodes the client no longer knows (gone from its slot map: a
+   * master replaced, an address changed), so that the map holds the client's nodes and at most
+   * this one more, however many came and went over the service's life.
+   */
   #clockOfNode(node: string): RedisClockOffset {
     let clock = this.#nodeClocks.get(node);
     if (clock === undefined) {
+      if (this.#nodeClocks.size > 0) this.#forgetGoneNodes();
       clock = new RedisClockOffset();
       this.#nodeClocks.set(node, clock);
     }
     return clock;
+  }
+
+  /** Drops the clock offsets of nodes no longer in the Cluster client's pool (its slot map's nodes). */
+  #forgetGoneNodes(): void {
+    const known = new Set<string>();
+    for (const node of (this.#client as Cluster).nodes('all'))
+      known.add(`${node.options.host}:${node.options.port}`);
+    for (const node of this.#nodeClocks.keys()) if (!known.has(node)) this.#nodeClocks.delete(node);
   }
 
   /**
