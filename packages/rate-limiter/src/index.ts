@@ -56,7 +56,14 @@ export {
   type LimitPolicy,
   limitSchema,
 } from './policy.js';
-export type { CheckOutcome, DecisionSource, LimitStatus, RateLimitResult } from './result.js';
+export type {
+  CheckOutcome,
+  DecisionSource,
+  FailModeResult,
+  LimitStatus,
+  QuotaResult,
+  RateLimitResult,
+} from './result.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
 export {
   RedisStore,

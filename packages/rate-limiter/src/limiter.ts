@@ -36,12 +36,14 @@ import { RemoteStoreCaller } from './remote-store-caller.js';
 import {
   type CheckOutcome,
   type DecisionSource,
+  type FailModeResult,
   type LimitStatus,
+  type QuotaResult,
   type RateLimitResult,
   withNeverRetryJSON,
 } from './result.js';
 import { MemoryStore } from './stores/memory-store.js';
-import type { ConsumeOutcome, RateLimitStore, StoreAdjustment } from './stores/store.js';
+import { admitted, type ConsumeOutcome, type RateLimitStore, type StoreAdjustment } from './stores/store.js';
 
 /** What is being limited. */
 export interface CheckInput {
@@ -283,14 +285,14 @@ export class RateLimiter implements AsyncDisposable {
    */
   async consume(input: CheckInput | string): Promise<RateLimitResult> {
     const result = await this.check(input);
-    if (result.outcome === 'exceeds-capacity')
-      throw new CostExceedsCapacityError(
-        result.key,
-        typeof input === 'string' ? 1 : (input.cost ?? 1),
-        result.limits
-          .filter((limit) => limit.retryAfterMs === Number.POSITIVE_INFINITY)
-          .map((limit) => limit.name),
-      );
+    if (result.outcome === 'exceeds-capacity') {
+      const cost = typeof input === 'string' ? 1 : (input.cost ?? 1);
+      // From the policy, not the result: a fail-mode result names no limits.
+      const above = this.limitsFor(typeof input === 'string' ? undefined : input.role)
+        .filter((policy) => cost > maxCostOf(policy))
+        .map((policy) => policy.name);
+      throw new CostExceedsCapacityError(result.key, cost, above);
+    }
     if (!result.allowed) throw new RateLimitedError(result.key, result.retryAfterMs, result.outcome);
     return result;
   }
@@ -353,7 +355,7 @@ export class RateLimiter implements AsyncDisposable {
    * answers from the local fallback (`source: 'fallback'`), as do the other adjustments; with
    * `'open'` or `'closed'` it rejects.
    */
-  peek(input: CheckInput | string): Promise<RateLimitResult> {
+  peek(input: CheckInput | string): Promise<QuotaResult> {
     return this.#adjust(input, { operation: 'peek' });
   }
 
@@ -363,7 +365,7 @@ export class RateLimiter implements AsyncDisposable {
    * moved on are not given back. For a request that should not count after all (a failed login
    * that turned out fine, a response to skip). Resolves to the key's state after it (as `peek`).
    */
-  refund(input: CheckInput | string, points = 1): Promise<RateLimitResult> {
+  refund(input: CheckInput | string, points = 1): Promise<QuotaResult> {
     if (!Number.isInteger(points) || points < 0)
       return Promise.reject(new InvalidAdjustmentError('points', points, 'a non-negative integer'));
     return this.#adjust(input, { operation: 'refund', points });
@@ -374,7 +376,7 @@ export class RateLimiter implements AsyncDisposable {
    * counted, a penalty is), down to `remaining` 0 and never below. Resolves to the key's state
    * after it (as `peek`).
    */
-  penalize(input: CheckInput | string, points: number): Promise<RateLimitResult> {
+  penalize(input: CheckInput | string, points: number): Promise<QuotaResult> {
     if (!Number.isInteger(points) || points < 0)
       return Promise.reject(new InvalidAdjustmentError('points', points, 'a non-negative integer'));
     return this.#adjust(input, { operation: 'penalize', points });
@@ -385,7 +387,7 @@ export class RateLimiter implements AsyncDisposable {
    * `blocked`, with `Retry-After` and `RateLimit` showing the block's end), with or without the
    * `autoBlock` option. Replaces any current block; repeat-offender growth is left to auto-blocks.
    */
-  block(input: CheckInput | string, durationMs: number): Promise<RateLimitResult> {
+  block(input: CheckInput | string, durationMs: number): Promise<QuotaResult> {
     if (!Number.isInteger(durationMs) || durationMs <= 0)
       return Promise.reject(new InvalidAdjustmentError('durationMs', durationMs, 'a positive integer'));
     return this.#adjust(input, { operation: 'block', durationMs });
@@ -396,7 +398,7 @@ export class RateLimiter implements AsyncDisposable {
    * repeat-offender history stays (the block ends now, and `forgetAfterMs` counts from now), so a
    * quick repeat offence still gets a longer block; `reset()` forgets it with the counters.
    */
-  unblock(input: CheckInput | string): Promise<RateLimitResult> {
+  unblock(input: CheckInput | string): Promise<QuotaResult> {
     return this.#adjust(input, { operation: 'unblock' });
   }
 
@@ -408,7 +410,7 @@ export class RateLimiter implements AsyncDisposable {
     input: CheckInput | string,
     adjustment: StoreAdjustment,
     afterClose = false,
-  ): Promise<RateLimitResult> {
+  ): Promise<QuotaResult> {
     if (this.#closed && !(afterClose && this.#remote !== undefined)) throw new ClosedError('RateLimiter');
     const { operation } = adjustment;
     const key = typeof input === 'string' ? input : input.key;
@@ -440,7 +442,7 @@ export class RateLimiter implements AsyncDisposable {
       return this.#result(key, outcome, 'store', false);
     }
     let outcome: ConsumeOutcome;
-    let source: DecisionSource = 'store';
+    let source: QuotaResult['source'] = 'store';
     try {
       outcome = await this.#remote!.adjust(
         (options) => Promise.resolve(store.adjust!(storeKey, rule.limits, adjustment, this.#block, options)),
@@ -505,10 +507,25 @@ export class RateLimiter implements AsyncDisposable {
   #result(
     key: string,
     outcome: ConsumeOutcome,
+    source: QuotaResult['source'],
+    record?: boolean,
+    beyond?: boolean,
+  ): QuotaResult;
+  #result(
+    key: string,
+    outcome: ConsumeOutcome,
+    source: DecisionSource,
+    record?: boolean,
+    beyond?: boolean,
+  ): RateLimitResult;
+  #result(
+    key: string,
+    outcome: ConsumeOutcome,
     source: DecisionSource,
     record = true,
     beyond = false,
   ): RateLimitResult {
+    if (source === 'fail-mode') return this.#failModeResult(key, outcome, record, beyond);
     const limits: LimitStatus[] = outcome.decisions;
     let allowed = outcome.blockedMs === 0;
     let remaining = Number.POSITIVE_INFINITY;
@@ -531,7 +548,7 @@ export class RateLimiter implements AsyncDisposable {
     if (outcome.blockedMs > retryAfterMs) retryAfterMs = outcome.blockedMs;
     // Only the fallback's share of the limits can say never for a cost within them.
     if (retryAfterMs === Number.POSITIVE_INFINITY && !beyond) retryAfterMs = fallbackShareRetryMs;
-    const result: RateLimitResult = {
+    const result: QuotaResult = {
       allowed,
       outcome: beyond
         ? 'exceeds-capacity'
@@ -556,10 +573,46 @@ export class RateLimiter implements AsyncDisposable {
     return result;
   }
 
+  /**
+   * {@link #result} of a fail mode's answer (`'open'`, `'closed'`): `outcome`'s decisions stand in
+   * for a quota nobody counted, so only whether it admits, and a closed refusal's retry advice, are
+   * kept (see {@link FailModeResult}).
+   */
+  #failModeResult(key: string, outcome: ConsumeOutcome, record: boolean, beyond: boolean): FailModeResult {
+    const allowed = !beyond && admitted(outcome);
+    // Only the limits that say never (set by beyondCapacity() from the policy) are known.
+    const limits = beyond
+      ? outcome.decisions
+          .filter((decision) => decision.retryAfterMs === Number.POSITIVE_INFINITY)
+          .map((decision) => withNeverRetryJSON({ ...decision, remaining: 0, resetMs: 0 }))
+      : [];
+    let retryAfterMs = 0;
+    if (beyond) retryAfterMs = Number.POSITIVE_INFINITY;
+    else if (!allowed)
+      for (const decision of outcome.decisions)
+        if (decision.retryAfterMs > retryAfterMs) retryAfterMs = decision.retryAfterMs;
+    const result: FailModeResult = {
+      allowed,
+      outcome: beyond ? 'exceeds-capacity' : allowed ? 'allowed' : 'limited',
+      key,
+      limits,
+      remaining: undefined,
+      resetMs: undefined,
+      retryAfterMs,
+      delayMs: 0,
+      source: 'fail-mode',
+    };
+    if (beyond) withNeverRetryJSON(result);
+    if (!record) return result;
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source: 'fail-mode' });
+    if (checkChannel.hasSubscribers) checkChannel.publish(result);
+    return result;
+  }
+
   /** {@link #result} of a store decision on a single limit, without the loop and the outcome. */
   #singleResult(key: string, decision: Decision): RateLimitResult {
     const allowed = decision.allowed;
-    const result: RateLimitResult = {
+    const result: QuotaResult = {
       allowed,
       outcome: allowed ? 'allowed' : 'limited',
       key,
@@ -575,10 +628,10 @@ export class RateLimiter implements AsyncDisposable {
     return result;
   }
 
-  #listed(key: string, outcome: CheckOutcome, record = true): RateLimitResult {
+  #listed(key: string, outcome: CheckOutcome, record = true): QuotaResult {
     const allowed = outcome !== 'denied';
     if (record && this.#metricsEnabled) this.#metrics.checks.inc({ outcome, source: 'lists' });
-    const result: RateLimitResult = {
+    const result: QuotaResult = {
       allowed,
       outcome,
       key,

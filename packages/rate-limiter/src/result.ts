@@ -26,19 +26,13 @@ export type DecisionSource = 'store' | 'local-cache' | 'fallback' | 'fail-mode' 
 /** One limit's state after a check, as shown in the `RateLimit` headers. */
 export type LimitStatus = Decision;
 
-/** The answer to `limiter.check()`. */
-export interface RateLimitResult {
+/** The fields every answer to `limiter.check()` has. */
+interface ResultFields {
   /** Proceed with the request (after `delayMs` when non-zero). */
   allowed: boolean;
   outcome: CheckOutcome;
   /** The caller's key as given. */
   key: string;
-  /** Every limit of the key, in order. Empty for allow/deny-listed and unlimited callers. */
-  limits: LimitStatus[];
-  /** The smallest `remaining` over the limits. */
-  remaining: number;
-  /** `resetMs` of the limit with the smallest `remaining`. */
-  resetMs: number;
   /**
    * When refused: milliseconds until the same request may succeed; `Infinity` for
    * `exceeds-capacity` (never: reduce the cost rather than wait). JSON has no Infinity (it would
@@ -48,8 +42,48 @@ export interface RateLimitResult {
   retryAfterMs: number;
   /** Queueing leaky bucket: milliseconds to wait before proceeding. */
   delayMs: number;
-  source: DecisionSource;
 }
+
+/**
+ * An answer that knows the key's quota: decided by the store, the local block cache, the local
+ * fallback limiter (its own share of the quota) or the allow/deny lists.
+ */
+export interface QuotaResult extends ResultFields {
+  source: Exclude<DecisionSource, 'fail-mode'>;
+  /** Every limit of the key, in order. Empty for allow/deny-listed and unlimited callers. */
+  limits: LimitStatus[];
+  /** The smallest `remaining` over the limits. */
+  remaining: number;
+  /** `resetMs` of the limit with the smallest `remaining`. */
+  resetMs: number;
+}
+
+/**
+ * The answer of `failMode: 'open'` (admits) or `'closed'` (refuses, `retryAfterMs` 1 s: when to try
+ * the store again) while the store cannot be reached: nothing was counted and nothing is known of
+ * the key's quota, so it states none: no `limits`, and `remaining` and `resetMs` are `undefined`
+ * (as express-rate-limit's `passOnStoreError` sets no `req.rateLimit`; a made-up full quota reset
+ * at once would be logged, shown or acted on as the key's). A cost above what a limit can ever
+ * admit is still refused as `exceeds-capacity`: that follows from the policy, not the store.
+ */
+export interface FailModeResult extends ResultFields {
+  source: 'fail-mode';
+  outcome: 'allowed' | 'limited' | 'exceeds-capacity';
+  /**
+   * Empty, but for `exceeds-capacity`: the limits the cost is above, as the policy states them
+   * (`retryAfterMs` Infinity, `remaining` 0 for this cost, `resetMs` 0: never), for the 413's names.
+   */
+  limits: LimitStatus[];
+  remaining: undefined;
+  resetMs: undefined;
+  delayMs: 0;
+}
+
+/**
+ * The answer to `limiter.check()`. Tell the two kinds apart by `source`: `remaining` and `resetMs`
+ * are numbers once `result.source !== 'fail-mode'`.
+ */
+export type RateLimitResult = QuotaResult | FailModeResult;
 
 /**
  * Makes `JSON.stringify(value)` leave out `retryAfterMs` while it is `Infinity` (JSON would write

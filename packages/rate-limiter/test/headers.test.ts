@@ -177,36 +177,19 @@ describe('headers of a key blocked with quota left in a long window', () => {
 
 /** What `failMode: 'closed'` answers while the store is down: nothing known, retry in 1 s. */
 const failClosed: RateLimitResult = {
-  ...limited,
-  limits: limited.limits.map((limit) => ({
-    ...limit,
-    allowed: false,
-    remaining: 0,
-    resetMs: 0,
-    retryAfterMs: 1_000,
-  })),
-  resetMs: 0,
+  allowed: false,
+  outcome: 'limited',
+  key: 'k',
+  limits: [],
+  remaining: undefined,
+  resetMs: undefined,
   retryAfterMs: 1_000,
+  delayMs: 0,
   source: 'fail-mode',
 };
 
-/** What `failMode: 'open'` answers while the store is down: admitted, the quota made up. */
-const failOpen: RateLimitResult = {
-  ...limited,
-  allowed: true,
-  outcome: 'allowed',
-  limits: limited.limits.map((limit) => ({
-    ...limit,
-    allowed: true,
-    remaining: limit.limit,
-    resetMs: 0,
-    retryAfterMs: 0,
-  })),
-  remaining: 20,
-  resetMs: 0,
-  retryAfterMs: 0,
-  source: 'fail-mode',
-};
+/** What `failMode: 'open'` answers while the store is down: admitted, nothing known. */
+const failOpen: RateLimitResult = { ...failClosed, allowed: true, outcome: 'allowed', retryAfterMs: 0 };
 
 describe("failMode 'open' / 'closed' answers (source 'fail-mode'): nothing is known of the quota", () => {
   it("closed: no RateLimit, RateLimit-Policy or X-RateLimit fields, only Retry-After (the fail mode's 1 s)", () => {
@@ -239,10 +222,11 @@ describe("failMode 'open' / 'closed' answers (source 'fail-mode'): nothing is kn
   });
 
   it("a cost above a limit's capacity stays a 413 naming that limit, whatever the store", () => {
+    // As the limiter answers it while the store is down: only the limit the cost is above.
     const beyond: RateLimitResult = {
       ...failClosed,
       outcome: 'exceeds-capacity',
-      limits: [{ ...failClosed.limits[0]!, retryAfterMs: Number.POSITIVE_INFINITY }, failClosed.limits[1]!],
+      limits: [{ ...limited.limits[0]!, remaining: 0, resetMs: 0, retryAfterMs: Number.POSITIVE_INFINITY }],
       retryAfterMs: Number.POSITIVE_INFINITY,
     };
     expect(quotaProblem(beyond)).toMatchObject({ status: 413, violatedPolicies: ['burst'] });

@@ -575,7 +575,7 @@ describe('request keys that come out empty', () => {
     expect(keyOf({ keyBy: 'user' }, facts('192.0.2.3', {}, { id: '' }))).toBe('ip:192.0.2.3');
     expect(keyOf({ keyBy: 'api-key' }, facts('192.0.2.4', { 'x-api-key': '' }))).toBe('ip:192.0.2.4');
     // What is there still counts.
-    expect(keyOf({ keyBy: fromHeader }, facts('192.0.2.1', { 'x-tenant': 'acme' }))).toBe('acme');
+    expect(keyOf({ keyBy: fromHeader }, facts('192.0.2.1', { 'x-tenant': 'acme' }))).toBe('custom:acme');
     expect(keyOf({ keyBy: 'user' }, facts('192.0.2.3', {}, { id: 0 }))).toBe('user:0');
   });
 });

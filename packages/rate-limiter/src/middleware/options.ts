@@ -31,7 +31,8 @@ export const middlewareOptionsSchema = z
     limiter: z.instanceof(RateLimiter, { message: 'must be a RateLimiter (createRateLimiter())' }),
     /**
      * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (a digest of the `apiKeyHeader`), or a function of
-     * the request facts, which may return a promise (a key looked up in a session store). When a
+     * the request facts, which may return a promise (a key looked up in a session store), whose
+     * value is keyed as `custom:<value>` (a value the client chose cannot name an IP's or user's key). When a
      * user or API key is missing or empty (or the function returns `undefined` or `''`) the IP is
      * used; a function that throws or rejects fails the request (Express `next(error)`, a Fastify
      * error reply).
@@ -116,13 +117,21 @@ export function checkInputOf(
  */
 const apiKeyDigest = (apiKey: string): string => hash('sha256', apiKey, 'base64url').slice(0, 22);
 
+/**
+ * What the key of a `keyBy` function starts with (`custom:` and the value it returned), so that no
+ * value it returns can be a built-in kind's key (`ip:…`, `user:…`, `key:…`).
+ */
+const customKeyPrefix = 'custom:';
+
 /** The key of a request under `options`; `customKey` is what a `keyBy` function returned. */
 function requestKey(
   facts: RequestFacts,
   options: ParsedMiddlewareOptions,
   customKey: string | undefined,
 ): string {
-  let key: string | undefined = customKey;
+  // A custom key is often what the client sends (a header): kept as it is, `ip:203.0.113.5` or
+  // `user:42` would spend that IP's or user's quota. Its own prefix keeps the key spaces apart.
+  let key: string | undefined = customKey ? `${customKeyPrefix}${customKey}` : undefined;
   if (options.keyBy === 'user') {
     const id = (facts.user as { id?: unknown } | undefined)?.id;
     key = id === undefined || id === null || id === '' ? undefined : `user:${String(id)}`;

@@ -6,7 +6,7 @@ import { capacityOf, type LimitPolicy } from '../policy.js';
 import { algorithmCodes, assembleScript, decisionFromReply } from './lua-script.js';
 import type { RedisClockOffset } from './redis-clock.js';
 import type { ConsumeOptions, ConsumeOutcome, StoreAdjustment } from './store.js';
-import type { ClusterCommands } from './unsent-command.js';
+import { type ClusterCommands, stampedExpiry } from './unsent-command.js';
 
 const adjust = assembleScript('adjust.lua');
 
@@ -25,7 +25,9 @@ export const adjustScriptSha = adjust.sha;
  * a Cluster too. With `options.deadlineMs` the call carries its deadline in Redis time (from
  * `clockOf()`, the offset of the server holding the key, as checks do): one that reaches Redis
  * later changes nothing and rejects with core's `TimeoutError`. On a Cluster, `commands` sends it
- * (so that a refusal before any server got it is told apart: `neverSent`).
+ * (so that a refusal before any server got it is told apart: `neverSent`), and a MOVED or ASK that
+ * ioredis follows carries the expiry in the clock of the node it names (`clockOfNode`, from the
+ * address in the reply), whose clock then reads the reply.
  */
 export async function adjustOnRedis(
   client: Redis | Cluster,
@@ -36,6 +38,7 @@ export async function adjustOnRedis(
   clockOf: () => RedisClockOffset | undefined,
   options?: ConsumeOptions,
   commands?: ClusterCommands,
+  clockOfNode?: (address: string) => RedisClockOffset,
 ): Promise<ConsumeOutcome> {
   const amount =
     adjustment.operation === 'refund' || adjustment.operation === 'penalize'
@@ -66,15 +69,26 @@ export async function adjustOnRedis(
     );
   // The same sorted-set names as the check script's (one per limit), read by sliding logs only.
   const keys = [hashKey, ...limits.map((_, index) => `${hashKey}:log${index + 1}`)];
+  const expiry = args[0] as number;
+  // The clock of the node a redirection sent the last send to (undefined: the key's server's).
+  let ranOn: RedisClockOffset | undefined;
+  const redirected =
+    clockOfNode === undefined
+      ? undefined
+      : (node: string) => {
+          ranOn = clockOfNode(node);
+          return stampedExpiry(expiry, ranOn, giveUpAtMs);
+        };
   let sentAt = performance.now();
   let reply: unknown;
   try {
-    reply = await (commands?.send('evalsha', adjustScriptSha, keys, args) ??
+    reply = await (commands?.send('evalsha', adjustScriptSha, keys, args, redirected) ??
       client.evalsha(adjustScriptSha, keys.length, ...keys, ...args));
   } catch (error) {
     if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
     sentAt = performance.now();
-    reply = await (commands?.send('eval', adjustScript, keys, args) ??
+    ranOn = undefined;
+    reply = await (commands?.send('eval', adjustScript, keys, args, redirected) ??
       client.eval(adjustScript, keys.length, ...keys, ...args));
   }
   const receivedAt = performance.now();
@@ -83,11 +97,12 @@ export async function adjustOnRedis(
     throw new RateLimitStoreError('unexpected reply from the rate-limit adjust script', {
       details: { reply },
     });
+  const clock = ranOn ?? clockOf();
   if (values[1] !== 0) {
-    clockOf()?.observe(sentAt, values[0], receivedAt);
+    clock?.observe(sentAt, values[0], receivedAt);
     return parseAdjustReply(values, limits);
   }
-  clockOf()?.observeExpired(sentAt, values[0], receivedAt, giveUpAtMs ?? Number.NEGATIVE_INFINITY);
+  clock?.observeExpired(sentAt, values[0], receivedAt, giveUpAtMs ?? Number.NEGATIVE_INFINITY);
   throw new TimeoutError(
     `rate-limit ${adjustment.operation} on redis (skipped: it reached Redis after its deadline)`,
     deadlineMs ?? 0,

@@ -91,6 +91,10 @@ interface ScriptCall {
   slot: number | undefined;
   /** Cluster batch of calls with shared slots: which of the batch's requests the call decides. */
   indices: number[] | undefined;
+  /** When its caller gives up (local ms), as last stamped; none: no expiry. */
+  giveUpAtMs: number | undefined;
+  /** Cluster: the node a MOVED or ASK sent its last send to (its clock read the reply). */
+  ranOn: string | undefined;
 }
 
 /**
@@ -143,7 +147,10 @@ export class RedisStore implements RateLimitStore {
   #everReady = false;
   /** Standalone: the one server's clock offset. */
   readonly #clock = new RedisClockOffset();
-  /** Cluster: one clock offset per master (`host:port`), since each server has its own clock. */
+  /**
+   * Cluster: one clock offset per node (`host:port`), since each server has its own clock. Only
+   * nodes of the client's pool stay (see {@link #clockOfNode}).
+   */
   readonly #nodeClocks = new Map<string, RedisClockOffset>();
   /** Cluster: the `TIME` asked of each master whose clock a resend needs (see {@link #learnClock}). */
   readonly #clockLearning = new Map<string, Promise<void>>();
@@ -555,6 +562,8 @@ export class RedisStore implements RateLimitStore {
       ],
       slot: undefined,
       indices: undefined,
+      giveUpAtMs: undefined,
+      ranOn: undefined,
     };
   }
 
@@ -611,33 +620,79 @@ export class RedisStore implements RateLimitStore {
       for (const cost of costs) groupArgs.push(cost);
     }
     args.push(sets.size, ...setArgs, oneCostEach ? 1 : 0, ...groupArgs);
-    return { requests, keys, args, slot: undefined, indices: undefined };
+    return {
+      requests,
+      keys,
+      args,
+      slot: undefined,
+      indices: undefined,
+      giveUpAtMs: undefined,
+      ranOn: undefined,
+    };
   }
 
   /** Sets the call's expiry from its caller's give-up time, in the Redis time of its server. */
   #stampExpiry(call: ScriptCall, giveUp: GiveUp | undefined): void {
+    call.ranOn = undefined;
     // Every key of one call shares a slot, hence a server and its clock.
-    if (giveUp !== undefined)
+    if (giveUp !== undefined) {
+      call.giveUpAtMs = giveUp.atMs;
       call.args[0] = stampedExpiry(call.args[0] as number, this.#clockOfCall(call), giveUp.atMs);
+    }
+  }
+
+  /**
+   * The expiry of `call` once ioredis follows a MOVED or ASK reply to `node` (Cluster): in that
+   * node's clock (none when the store has not heard from it, as for a first call), not the one it
+   * was stamped for. A slot moved by resharding, or asked of its importing node, runs on a master
+   * whose clock may differ from the first one's by the hosts' skew.
+   */
+  #redirected(call: ScriptCall, node: string): number {
+    call.ranOn = this.#nodeKeyOf(node);
+    return stampedExpiry(call.args[0] as number, this.#nodeClocks.get(call.ranOn), call.giveUpAtMs);
+  }
+
+  /** The hook of {@link ClusterCommands.send} for `call`. */
+  #redirectHook(call: ScriptCall): (node: string) => number {
+    return (node) => this.#redirected(call, node);
+  }
+
+  /**
+   * `address` (`host:port` as a MOVED or ASK reply names it) as the slot map names nodes: through
+   * the client's `natMap`, which ioredis applies to the slot map but not to a redirection's target.
+   */
+  #nodeKeyOf(address: string): string {
+    const natMapper = (
+      this.#client as unknown as { natMapper?: (key: string) => { host: string; port: number } }
+    ).natMapper;
+    const mapped = natMapper?.call(this.#client, address);
+    return mapped === undefined ? address : `${mapped.host}:${mapped.port}`;
   }
 
   /** The call as FCALL of the check function. */
   #fcall(call: ScriptCall): Promise<unknown> {
     if (this.#commands !== undefined)
-      return this.#commands.send('fcall', checkProgram.functionName, call.keys, call.args);
+      return this.#commands.send(
+        'fcall',
+        checkProgram.functionName,
+        call.keys,
+        call.args,
+        this.#redirectHook(call),
+      );
     return this.#client.fcall(checkProgram.functionName, call.keys.length, ...call.keys, ...call.args);
   }
 
   /** The call as EVALSHA of the check script. */
   #evalsha(call: ScriptCall): Promise<unknown> {
     if (this.#commands !== undefined)
-      return this.#commands.send('evalsha', checkScriptSha, call.keys, call.args);
+      return this.#commands.send('evalsha', checkScriptSha, call.keys, call.args, this.#redirectHook(call));
     return this.#client.evalsha(checkScriptSha, call.keys.length, ...call.keys, ...call.args);
   }
 
   /** The call as EVAL of the check script. */
   #eval(call: ScriptCall): Promise<unknown> {
-    if (this.#commands !== undefined) return this.#commands.send('eval', checkScript, call.keys, call.args);
+    if (this.#commands !== undefined)
+      return this.#commands.send('eval', checkScript, call.keys, call.args, this.#redirectHook(call));
     return this.#client.eval(checkScript, call.keys.length, ...call.keys, ...call.args);
   }
 
@@ -743,6 +798,8 @@ export class RedisStore implements RateLimitStore {
         reply = await this.#evalsha(call);
       } catch (error) {
         if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+        // A MOVED may have moved the slot meanwhile: stamped for where it goes now.
+        this.#stampExpiry(call, giveUp);
         sentAt = performance.now();
         reply = await this.#eval(call);
       }
@@ -800,8 +857,8 @@ export class RedisStore implements RateLimitStore {
   ): ConsumeOutcome[][] {
     const values = checkedReply(reply);
     const redisNow = values[0]!;
-    // The server that answered, as known now (a MOVED reply has updated the slot map).
-    const clock = this.#clockOfCall(call);
+    // The server that answered: the one a redirection named, else the slot's.
+    const clock = call.ranOn === undefined ? this.#clockOfCall(call) : this.#clockOfNode(call.ranOn);
     // The second value is 0 when the call reached Redis after its expiry and did nothing.
     if (values[1] !== 0) {
       clock?.observe(sentAt, redisNow, receivedAt);
@@ -823,9 +880,8 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * The clock offset of the server that holds `hashKey` (`undefined`: Cluster slots not known
-   * yet). A call that ioredis itself redirects (MOVED, ASK) carries the expiry it was written with,
-   * in the previous master's clock; NTP keeps masters within a few ms, and an early "expired"
-   * resets the offset. A call the store sends again is stamped for its new master (`stampedExpiry`).
+   * yet). A call that ioredis redirects (MOVED, ASK) is stamped again for the node it goes to
+   * ({@link #redirected}), and one the store sends again for its new master (`stampedExpiry`).
    */
   #clockOf(hashKey: string): RedisClockOffset | undefined {
     if ((this.#client as Cluster).isCluster !== true) return this.#clock;
@@ -836,12 +892,31 @@ export class RedisStore implements RateLimitStore {
   #clockOfSlot(slot: number): RedisClockOffset | undefined {
     const node = (this.#client as Cluster).slots[slot]?.[0];
     if (node === undefined) return undefined;
+    return this.#clockOfNode(node);
+  }
+
+  /**
+   * The clock offset of the Cluster node `node` (`host:port` as the slot map names it). Meeting a
+   * new node, the store forgets the nodes the client no longer knows (gone from its slot map: a
+   * master replaced, an address changed), so that the map holds the client's nodes and at most
+   * this one more, however many came and went over the service's life.
+   */
+  #clockOfNode(node: string): RedisClockOffset {
     let clock = this.#nodeClocks.get(node);
     if (clock === undefined) {
+      if (this.#nodeClocks.size > 0) this.#forgetGoneNodes();
       clock = new RedisClockOffset();
       this.#nodeClocks.set(node, clock);
     }
     return clock;
+  }
+
+  /** Drops the clock offsets of nodes no longer in the Cluster client's pool (its slot map's nodes). */
+  #forgetGoneNodes(): void {
+    const known = new Set<string>();
+    for (const node of (this.#client as Cluster).nodes('all'))
+      known.add(`${node.options.host}:${node.options.port}`);
+    for (const node of this.#nodeClocks.keys()) if (!known.has(node)) this.#nodeClocks.delete(node);
   }
 
   /**
@@ -937,6 +1012,8 @@ export class RedisStore implements RateLimitStore {
         args: [],
         slot: undefined,
         indices: undefined,
+        giveUpAtMs: undefined,
+        ranOn: undefined,
       };
       await this.#whenMasterReady(call, giveUp, () => Promise.resolve());
     }
@@ -955,6 +1032,7 @@ export class RedisStore implements RateLimitStore {
           ? options
           : { ...options, deadlineMs: Math.max(1, giveUp.atMs - performance.now()) },
         this.#commands,
+        (node) => this.#clockOfNode(this.#nodeKeyOf(node)),
       );
     if (this.#commands === undefined) return send();
     const slot = clusterSlot(hashKey);

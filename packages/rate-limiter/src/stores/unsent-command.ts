@@ -106,15 +106,23 @@ export class ClusterCommands {
       keyPrefix === undefined ? { replyEncoding: 'utf8' } : { replyEncoding: 'utf8', keyPrefix };
   }
 
-  /** `name head numkeys ...keys ...args` (FCALL function, EVALSHA sha, EVAL script). */
+  /**
+   * `name head numkeys ...keys ...args` (FCALL function, EVALSHA sha, EVAL script). `redirected`:
+   * called when ioredis follows a MOVED or ASK reply to `node` (its `host:port` as the reply names
+   * it), before it sends the command there; it returns the value of `args[0]` there (the call's
+   * expiry, which must be in that node's clock: ioredis would send the one written for the first).
+   */
   send(
     name: 'fcall' | 'evalsha' | 'eval',
     head: string,
     keys: readonly string[],
     args: readonly (string | number)[],
+    redirected?: (node: string) => string | number,
   ): Promise<unknown> {
     const command = new this.#Command(name, [head, keys.length, ...keys, ...args], this.#options);
-    return (this.#client.sendCommand(command) as Promise<unknown>).catch((error: unknown) => {
+    const sent = this.#client.sendCommand(command) as Promise<unknown>;
+    if (redirected !== undefined) beforeRedirect(command, 2 + keys.length, redirected);
+    return sent.catch((error: unknown) => {
       if (!wasNeverSent(command, error)) throw error;
       // A failure of its own: ioredis fails every command of a closing node with one Error
       // instance, written ones (that may have run) with unwritten ones, so that instance cannot
@@ -124,6 +132,26 @@ export class ClusterCommands {
       throw unsent;
     });
   }
+}
+
+/**
+ * Sets `command.args[index]` by `redirected` before ioredis follows a MOVED or ASK reply. ioredis's
+ * Cluster replaces `command.reject` when it first sends a command, with the handler that follows
+ * redirections by sending the same `Command` (its `args` written again) to the node the reply
+ * names; this wraps that handler, so it runs first. Other errors pass through untouched.
+ */
+function beforeRedirect(
+  command: Command,
+  index: number,
+  redirected: (node: string) => string | number,
+): void {
+  const follow = command.reject;
+  command.reject = (error: Error) => {
+    const [kind, , node] = String(error?.message).split(' ');
+    if ((kind === 'MOVED' || kind === 'ASK') && node !== undefined)
+      command.args[index] = String(redirected(node));
+    follow.call(command, error);
+  };
 }
 
 function wasNeverSent(command: WriteTrackingCommand, error: unknown): boolean {

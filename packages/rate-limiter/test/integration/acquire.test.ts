@@ -53,7 +53,7 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.acquire on $name', (t
         // The end of an admission's window, in local time: the same for admissions of one window.
         const windows = new Map<number, number>();
         for (const { at, result } of admitted) {
-          const window = Math.round((at + result.resetMs) / windowMs);
+          const window = Math.round((at + result.resetMs!) / windowMs);
           windows.set(window, (windows.get(window) ?? 0) + 1);
         }
         for (const count of windows.values()) expect(count).toBeLessThanOrEqual(limit);

@@ -180,7 +180,7 @@ describe.skipIf(skip !== undefined)('checks that reach Redis after their deadlin
     expect(answers.every((answer) => answer.unpaused)).toBe(true);
     const late = answers.map((answer) => answer.result);
     expect(late.every((result) => result.source === 'store' && result.allowed)).toBe(true);
-    expect(late.map((result) => result.remaining).sort((a, b) => b - a)).toEqual(
+    expect(late.map((result) => result.remaining!).sort((a, b) => b - a)).toEqual(
       Array.from({ length: 10 }, (_, index) => limit - 1 - index),
     );
     expect(await counted('slow')).toBe(10);

@@ -180,12 +180,12 @@ describe.each(backends)('skipSuccessfulRequests / skipFailedRequests over HTTP (
         const abort = new AbortController();
         const request = fetch(`${expressBase}/hang`, { signal: abort.signal }).catch(() => 'aborted');
         await arrived.promise;
-        expect((await hanging.peek('hang')).remaining).toBe(1);
+        expect((await hanging.peek('custom:hang')).remaining).toBe(1);
         abort.abort();
         expect(await request).toBe('aborted');
         // The middleware's close listener ran before the route's (registered first), so the refund is sent.
         await left.promise;
-        expect((await hanging.peek('hang')).remaining).toBe(2);
+        expect((await hanging.peek('custom:hang')).remaining).toBe(2);
       }
     },
   );

@@ -1,0 +1,130 @@
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import fc from 'fast-check';
+import Fastify from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createRateLimiter,
+  expressRateLimit,
+  fastifyRateLimit,
+  type RateLimiter,
+  type RateLimitResult,
+  type RequestFacts,
+} from '../src/index.js';
+import { checkInputOf, middlewareOptionsSchema } from '../src/middleware/options.js';
+
+// A keyBy function reads what the client sends (a header, here): its value must not be able to
+// name a built-in key, or a client sending `ip:203.0.113.5` spends that IP's quota (and, while the
+// store is down, its fallback share), and one sending `user:42` that user's.
+
+const clientId = (facts: RequestFacts) => facts.headers['x-client-id'] as string | undefined;
+
+interface App {
+  base: string;
+  limiter: RateLimiter;
+  close: () => Promise<void>;
+}
+
+async function expressApp(): Promise<App> {
+  const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }] });
+  const app = express();
+  app.set('trust proxy', 'loopback');
+  app.get('/', expressRateLimit({ limiter, keyBy: clientId }), (req, res) => {
+    res.json({ key: (req as { rateLimit?: RateLimitResult }).rateLimit?.key });
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    limiter,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+async function fastifyApp(): Promise<App> {
+  const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }] });
+  const app = Fastify({ trustProxy: '127.0.0.1' });
+  await app.register(fastifyRateLimit, { limiter, keyBy: clientId });
+  app.get('/', async (request) => ({ key: request.rateLimit?.key }));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  return {
+    base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+    limiter,
+    close: () => app.close(),
+  };
+}
+
+describe.each([
+  { name: 'Express', start: expressApp },
+  { name: 'Fastify', start: fastifyApp },
+])('$name keyBy function of a client-chosen value', ({ start }) => {
+  let app: App;
+  beforeAll(async () => {
+    app = await start();
+  });
+  afterAll(() => app.close());
+
+  const send = async (ip: string, id?: string) => {
+    const headers: Record<string, string> = { 'x-forwarded-for': ip };
+    if (id !== undefined) headers['x-client-id'] = id;
+    const response = await fetch(app.base, { headers });
+    const body = response.status === 200 ? ((await response.json()) as { key: string }) : undefined;
+    return { status: response.status, key: body?.key };
+  };
+
+  it("cannot spend an IP's quota by naming its key", async () => {
+    // A client without the header is keyed by its IP, `ip:203.0.113.5`.
+    expect((await send('192.0.2.9', 'ip:203.0.113.5')).status).toBe(200);
+    expect((await send('203.0.113.5')).status).toBe(200);
+    // And the other way round: the IP's client has not spent the custom key's quota either.
+    expect((await send('203.0.113.6')).status).toBe(200);
+    expect((await send('192.0.2.10', 'ip:203.0.113.6')).status).toBe(200);
+  });
+
+  it("cannot spend a user's quota by naming its key", async () => {
+    const first = await send('192.0.2.11', 'user:42');
+    expect(first.status).toBe(200);
+    const result = await app.limiter.check({ key: 'user:42' });
+    expect(result.allowed).toBe(true);
+  });
+
+  it('keeps one quota per value, and result.key resets it', async () => {
+    const first = await send('192.0.2.12', 'tenant-a');
+    expect(first.status).toBe(200);
+    // Another IP, the same value: the same quota.
+    expect((await send('192.0.2.13', 'tenant-a')).status).toBe(429);
+    await app.limiter.reset(first.key!);
+    expect((await send('192.0.2.13', 'tenant-a')).status).toBe(200);
+    // What the README tells a caller that knows only the value.
+    await app.limiter.reset(`custom:${'tenant-a'}`);
+    expect((await send('192.0.2.14', 'tenant-a')).status).toBe(200);
+  });
+});
+
+describe('the key of a keyBy function', () => {
+  const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }] });
+  it("is never a built-in kind's key, whatever it returns, and one key per value", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string(), fc.constantFrom('ip:203.0.113.5', 'user:42', 'key:abc', 'custom:x')),
+        fc.string(),
+        fc.boolean(),
+        (value, other, perEndpoint) => {
+          const keyOf = (returned: string) => {
+            const input = checkInputOf(
+              { ip: '192.0.2.1', method: 'GET', route: '/r', headers: {}, user: undefined },
+              middlewareOptionsSchema.parse({ limiter, perEndpoint, keyBy: () => returned }),
+            );
+            if (input instanceof Promise) throw new Error('sync options gave a promise');
+            return input.key;
+          };
+          const key = keyOf(value);
+          // An empty value is a missing one: the IP's key, as documented.
+          if (value === '') expect(key.startsWith('ip:')).toBe(true);
+          else expect(key.startsWith('custom:')).toBe(true);
+          if (value !== '' && other !== '' && other !== value) expect(keyOf(other)).not.toBe(key);
+        },
+      ),
+    );
+  });
+});
