@@ -248,6 +248,108 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
     });
   }
 
+  /**
+   * The time a request counts at: the latest of its own and every admitted request's. A request
+   * whose clock went back must count in the state's window or bucket as it stands, never in an
+   * older window (whose count is 0) nor with an older bucket time (which a later check would
+   * refill or leak again).
+   */
+  function countedAt(algorithm: AlgorithmName, policy: LimitPolicy, start: number, requests: Request[]) {
+    const { step } = algorithms[algorithm];
+    let state: unknown;
+    let now = start;
+    let latest = Number.NEGATIVE_INFINITY;
+    const admitted: { time: number; cost: number }[] = [];
+    for (const request of requests) {
+      now += request.gap;
+      const { decision, state: next } = step(state, now, request.cost, policy);
+      if (!decision.allowed) continue;
+      state = next;
+      latest = Math.max(latest, now);
+      admitted.push({ time: latest, cost: request.cost });
+    }
+    return admitted;
+  }
+
+  for (const algorithm of ['fixed-window', 'sliding-window'] as const) {
+    it(`${algorithm}: admits at most the limit in every aligned window of the counted-at times`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), startArb, unsteadyArb, (policy, start, requests) => {
+          const perWindow = new Map<number, number>();
+          for (const entry of countedAt(algorithm, policy, start, requests)) {
+            const window = Math.floor(entry.time / policy.windowMs);
+            perWindow.set(window, (perWindow.get(window) ?? 0) + entry.cost);
+          }
+          for (const sum of perWindow.values()) expect(sum).toBeLessThanOrEqual(policy.limit);
+        }),
+      );
+    });
+  }
+
+  it('sliding log: admits at most the limit in every sliding window of the counted-at times', () => {
+    // Costs from 1: a log keeps no time but its entries', and a cost-0 check that drops the entries
+    // that left its window (as Redis's read of the sorted set does) leaves none to count a later
+    // request whose clock went back at. Every logged request is counted at the newest entry's time.
+    const loggedArb = unsteadyArb.map((requests) =>
+      requests.map((request) => ({ ...request, cost: Math.max(1, request.cost) })),
+    );
+    fc.assert(
+      fc.property(policyArb('sliding-log'), startArb, loggedArb, (policy, start, requests) => {
+        const admitted = countedAt('sliding-log', policy, start, requests);
+        for (const entry of admitted) {
+          const sum = admitted
+            .filter((other) => other.time > entry.time - policy.windowMs && other.time <= entry.time)
+            .reduce((total, other) => total + other.cost, 0);
+          expect(sum).toBeLessThanOrEqual(policy.limit);
+        }
+      }),
+    );
+  });
+
+  for (const algorithm of ['token-bucket', 'leaky-bucket'] as const) {
+    it(`${algorithm}: admits at most capacity + rate × elapsed between any two counted-at times`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), startArb, unsteadyArb, (policy, start, requests) => {
+          const admitted = countedAt(algorithm, policy, start, requests);
+          for (let first = 0; first < admitted.length; first += 1) {
+            let sum = 0;
+            for (let last = first; last < admitted.length; last += 1) {
+              sum += admitted[last]!.cost;
+              const elapsed = admitted[last]!.time - admitted[first]!.time;
+              expect(sum * policy.windowMs).toBeLessThanOrEqual(
+                capacityOf(policy) * policy.windowMs + elapsed * policy.limit,
+              );
+            }
+          }
+        }),
+      );
+    });
+  }
+
+  for (const algorithm of all) {
+    it(`${algorithm}: a refused request fits at now + retryAfterMs and not 1 ms earlier`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), startArb, unsteadyArb, (policy, start, requests) => {
+          const { step } = algorithms[algorithm];
+          let state: unknown;
+          let now = start;
+          for (const request of requests) {
+            now += request.gap;
+            const { decision, state: next } = step(state, now, request.cost, policy);
+            if (decision.allowed) {
+              state = next;
+              continue;
+            }
+            if (request.cost > capacityOf(policy)) continue;
+            const at = now + decision.retryAfterMs;
+            expect(step(state, at, request.cost, policy).decision.allowed).toBe(true);
+            expect(step(state, at - 1, request.cost, policy).decision.allowed).toBe(false);
+          }
+        }),
+      );
+    });
+  }
+
   it('sliding log counts every logged request still inside the window, as Redis (a sorted set) does', () => {
     fc.assert(
       fc.property(policyArb('sliding-log'), startArb, unsteadyArb, (policy, start, requests) => {
@@ -255,7 +357,8 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
         let state: unknown;
         let now = start;
         // The Lua script's model: entries inside the window, whatever their order; an admission
-        // keeps only those (the others left the window) and adds itself.
+        // keeps only those (the others left the window) and adds itself, at the newest entry's
+        // time when the clock went back.
         let logged: { time: number; cost: number }[] = [];
         for (const request of requests) {
           now += request.gap;
@@ -265,7 +368,8 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
           expect(decision.allowed).toBe(used + request.cost <= policy.limit);
           if (decision.allowed) {
             state = next;
-            logged = request.cost > 0 ? [...inside, { time: now, cost: request.cost }] : inside;
+            const time = Math.max(now, ...inside.map((entry) => entry.time));
+            logged = request.cost > 0 ? [...inside, { time, cost: request.cost }] : inside;
           }
         }
       }),

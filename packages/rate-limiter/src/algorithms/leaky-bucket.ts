@@ -1,6 +1,7 @@
 import type { Step } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
 import { leakyBucketInPlace, levelAt, newLeakyBucketState } from './leaky-bucket-in-place.js';
+import { bucketTime } from './token-bucket-in-place.js';
 
 /**
  * Leaky bucket state in GCRA's continuous-state form (ITU-T I.371): the bucket's `level`
@@ -28,7 +29,10 @@ export function leakyBucket(
 ): Step<LeakyBucketState> {
   const from = state ?? newLeakyBucketState(now);
   // The bucket as it stands at `now`, which the in-place step pours into when it admits.
-  const next: LeakyBucketState = { level: levelAt(from, now, policy), updatedAt: now };
+  const next: LeakyBucketState = {
+    level: levelAt(from, now, policy),
+    updatedAt: bucketTime(from.updatedAt, now),
+  };
   return { decision: leakyBucketInPlace(next, now, cost, policy), state: next };
 }
 
