@@ -447,23 +447,33 @@ export class MemoryStore implements RateLimitStore {
       looked += 1;
     }
     if (this.#size < this.#maxKeys || this.#dropExpired(entries, now)) return;
-    for (const key of entries.keys()) {
-      if (this.#size < this.#maxKeys) break;
-      entries.delete(key);
-      this.#size -= 1;
-    }
+    this.#evictOldest(entries, now);
     // Still full (this namespace was empty or small): evict from the others.
     for (const [namespace, other] of this.#spaces) {
       if (this.#size < this.#maxKeys) break;
-      for (const key of other.keys()) {
-        if (this.#size < this.#maxKeys) break;
-        other.delete(key);
-        this.#size -= 1;
-      }
+      this.#evictOldest(other, now);
       if (other.size === 0 && other !== entries) {
         this.#spaces.delete(namespace);
         if (other === this.#lastEntries) this.#lastEntries = undefined;
       }
+    }
+  }
+
+  /**
+   * Evicts the least recently used entries of `space` until the store is under its cap. A key
+   * blocked now is moved to the young end instead (up to {@link evictionScan} of them per call):
+   * an abuser who waits out a long block quietly would otherwise get a fresh quota from any flood
+   * of other keys. When only blocked keys are left, they go too: the cap holds.
+   */
+  #evictOldest(space: Map<string, Entry>, now: number): void {
+    let spared = 0;
+    for (const [key, entry] of space) {
+      if (this.#size < this.#maxKeys) return;
+      space.delete(key);
+      if (spared < evictionScan && entry.block !== undefined && entry.block.blockedUntil > now) {
+        spared += 1;
+        space.set(key, entry);
+      } else this.#size -= 1;
     }
   }
 
