@@ -171,7 +171,12 @@ export class MemoryStore implements RateLimitStore {
         ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(states[index], now, policy));
       }
       // A manual block that has ended is dropped, so the key's checks take the fast path again.
-      this.#write(entries, key, entry, states, block === undefined ? undefined : entry?.block, now, ttl);
+      const blockState = block === undefined ? undefined : entry?.block;
+      // An offender's record (its offences, its violations) outlives the counters: kept as a
+      // refusal keeps it, or an admitted request in a short window would forget the offences.
+      if (blockState !== undefined && block !== undefined)
+        ttl = Math.max(ttl, blockKeptUntil(blockState, block) - now);
+      this.#write(entries, key, entry, states, blockState, now, ttl);
       return { decisions, blockedMs: 0 };
     }
     // Refused: nothing is counted, so limits that would have admitted report their unspent state.
@@ -184,11 +189,7 @@ export class MemoryStore implements RateLimitStore {
       if (entry !== undefined) this.#touch(entries, key, entry, now);
     } else {
       const blockState = recordViolation(entry?.block, now, block);
-      const keepUntil = Math.max(
-        entry?.expiresAt ?? 0,
-        blockState.blockedUntil + block.forgetAfterMs,
-        blockState.windowStart + block.withinMs,
-      );
+      const keepUntil = Math.max(entry?.expiresAt ?? 0, blockKeptUntil(blockState, block));
       this.#write(entries, key, entry, previous ?? [], blockState, now, keepUntil - now);
       const nowBlocked = blockRemainingMs(blockState, now);
       if (nowBlocked > 0) {
@@ -504,6 +505,14 @@ export class MemoryStore implements RateLimitStore {
     }
     return false;
   }
+}
+
+/**
+ * Until when an auto-block record must be kept: while its offences still count (`forgetAfterMs`
+ * after its last block ended) and while its violations' window runs.
+ */
+function blockKeptUntil(state: BlockState, policy: AutoBlockPolicy): number {
+  return Math.max(state.blockedUntil + policy.forgetAfterMs, state.windowStart + policy.withinMs);
 }
 
 /** What a cost-0 check of `states` reports at `now` (a blocked key is refused until the block ends). */
