@@ -239,7 +239,8 @@ describe('leaky bucket queue mode under any traffic', () => {
             state = next;
             expect(decision.delayMs).toBeGreaterThanOrEqual(0);
             expect(decision.delayMs).toBeLessThanOrEqual(queueMaxDelayMs);
-            releases.push({ at: now + decision.delayMs, cost: request.cost });
+            // A cost of 0 carries nothing and goes at once, out of the queue's order.
+            if (request.cost > 0) releases.push({ at: now + decision.delayMs, cost: request.cost });
           }
           // In release order: what goes after a release, up to any later one, is at most the
           // burst plus the leak over the span between them, give or take the millisecond each
@@ -255,6 +256,33 @@ describe('leaky bucket queue mode under any traffic', () => {
                 capacityOf(policy) * policy.windowMs + (span + 1) * policy.limit,
               );
             }
+          }
+        },
+      ),
+    );
+  });
+});
+
+describe('a cost of 0', () => {
+  it("is admitted without a delay, even behind a queueing leaky bucket's queue (it adds nothing to it)", () => {
+    fc.assert(
+      fc.property(
+        policyArb('leaky-bucket'),
+        fc.integer({ min: 0, max: 5_000 }),
+        startArb,
+        requestsArb(300),
+        (base, queueMaxDelayMs, start, requests) => {
+          const policy: LimitPolicy = { ...base, queueMaxDelayMs };
+          const { step } = algorithms['leaky-bucket'];
+          let state: unknown;
+          let now = start;
+          for (const request of requests) {
+            now += request.gap;
+            const free = step(state, now, 0, policy).decision;
+            expect(free.allowed).toBe(true);
+            expect(free.delayMs).toBe(0);
+            const { decision, state: next } = step(state, now, request.cost, policy);
+            if (decision.allowed) state = next;
           }
         },
       ),

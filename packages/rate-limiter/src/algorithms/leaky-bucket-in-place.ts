@@ -51,7 +51,8 @@ export function leakyBucketInPlace(
     remaining: Math.max(0, Math.floor((capacity - after) / window)),
     resetMs: Math.ceil(after / policy.limit) + ahead,
     retryAfterMs: 0,
-    delayMs: after > capacity ? Math.ceil((after - capacity) / policy.limit) + ahead : 0,
+    // A cost of 0 adds nothing to the queue: it has nothing to wait for.
+    delayMs: cost > 0 && after > capacity ? Math.ceil((after - capacity) / policy.limit) + ahead : 0,
   };
 }
 

@@ -19,6 +19,7 @@ ALG[5] = function(a, b, _, now, cost, p)
     return false, math.max(0, math.floor((capacity - level) / w)), math.ceil(level / p.limit) + ahead, retry, 0, a, b, nil
   end
   local delay = 0
-  if after > capacity then delay = math.ceil((after - capacity) / p.limit) + ahead end
+  -- A cost of 0 adds nothing to the queue: it has nothing to wait for.
+  if cost > 0 and after > capacity then delay = math.ceil((after - capacity) / p.limit) + ahead end
   return true, math.max(0, math.floor((capacity - after) / w)), math.ceil(after / p.limit) + ahead, 0, delay, after, at, nil
 end
