@@ -506,3 +506,66 @@ describe('a cost above what a limit can ever admit', () => {
     });
   }
 });
+
+describe('huge and odd windows (up to ~35 years, primes), large limits and costs', () => {
+  const bigPolicyArb = (algorithm: AlgorithmName) =>
+    fc
+      .record({
+        limit: fc.integer({ min: 1, max: 10_000 }),
+        windowMs: fc.oneof(
+          fc.integer({ min: 1, max: 2 ** 40 }),
+          fc.constantFrom(2 ** 40, 86_400_000, 31_536_000_000, 999_999_937),
+        ),
+        burst: fc.option(fc.integer({ min: 1, max: 10_000 }), { nil: undefined }),
+      })
+      .map(
+        ({ limit, windowMs, burst }): LimitPolicy => ({
+          name: 'p',
+          algorithm,
+          limit,
+          windowMs,
+          burst: algorithm === 'token-bucket' || algorithm === 'leaky-bucket' ? burst : undefined,
+        }),
+      )
+      // What the schema accepts: a bucket keeps points × windowMs below 2^53.
+      .filter((policy) => capacityOf(policy) * policy.windowMs <= Number.MAX_SAFE_INTEGER);
+  const hugeStepsArb = fc.array(
+    fc.record({
+      gap: fc.oneof(fc.integer({ min: -1_000, max: 1_000 }), fc.integer({ min: 0, max: 2 ** 40 })),
+      cost: fc.integer({ min: 0, max: 20 }),
+    }),
+    { maxLength: 40 },
+  );
+
+  for (const algorithm of all) {
+    it(`${algorithm}: integer times, remaining within the quota, a refusal fits at now + retryAfterMs and not 1 ms earlier`, () => {
+      fc.assert(
+        fc.property(bigPolicyArb(algorithm), startArb, hugeStepsArb, (policy, start, requests) => {
+          const { step } = algorithms[algorithm];
+          let state: unknown;
+          let now = start;
+          for (const request of requests) {
+            now += request.gap;
+            const { decision, state: next } = step(state, now, request.cost, policy);
+            expect(Number.isInteger(decision.resetMs)).toBe(true);
+            expect(decision.remaining).toBeGreaterThanOrEqual(0);
+            expect(decision.remaining).toBeLessThanOrEqual(capacityOf(policy));
+            if (decision.allowed) {
+              state = next;
+              continue;
+            }
+            if (request.cost > capacityOf(policy)) continue;
+            expect(Number.isInteger(decision.retryAfterMs)).toBe(true);
+            expect(step(state, now + decision.retryAfterMs, request.cost, policy).decision.allowed).toBe(
+              true,
+            );
+            expect(step(state, now + decision.retryAfterMs - 1, request.cost, policy).decision.allowed).toBe(
+              false,
+            );
+          }
+        }),
+        { numRuns: 300 },
+      );
+    });
+  }
+});
