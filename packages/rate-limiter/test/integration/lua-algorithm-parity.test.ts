@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { isReachable, serviceUrl } from '@noa/testkit';
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,10 +24,13 @@ const luaFiles = [
   'token-bucket.lua',
   'leaky-bucket.lua',
 ];
+const luaSource = luaFiles
+  .map((file) => readFileSync(new URL(`../../src/lua/${file}`, import.meta.url), 'utf8'))
+  .join('\n');
 /** ARGV: algorithm, limit, windowMs, burst, queueMaxDelayMs, then (now, cost) per step. */
 const harness = `
 local CALL_ARGV = ARGV
-${luaFiles.map((file) => readFileSync(new URL(`../../src/lua/${file}`, import.meta.url), 'utf8')).join('\n')}
+${luaSource}
 local p = {
   alg = tonumber(CALL_ARGV[1]), limit = tonumber(CALL_ARGV[2]), window = tonumber(CALL_ARGV[3]),
   burst = tonumber(CALL_ARGV[4]), queue = tonumber(CALL_ARGV[5]),
@@ -141,4 +144,22 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
       );
     });
   }
+
+  it("stores a sliding log until its newest entry leaves the window, when that entry is ahead of Redis's clock", async () => {
+    // After a failover to a server whose clock is behind, the log's newest entry (logged at the
+    // newest time, logAtLatest) is ahead of `now`: the set must outlive `now + window`.
+    const script = `
+local CALL_KEYS, CALL_ARGV = KEYS, ARGV
+${luaSource}
+now = tonumber(CALL_ARGV[1])
+local window = tonumber(CALL_ARGV[2])
+write_log(CALL_KEYS[1], { times = { now - 1000, now + 5000 }, costs = { 1, 2 } }, window)
+return redis.call('PTTL', CALL_KEYS[1])
+`;
+    const key = `${uniqueName('rl-log')}:log`;
+    const ttl = (await client.eval(script, 1, key, String(1_700_000_000_000), '10000')) as number;
+    await client.del(key);
+    expect(ttl).toBeGreaterThan(14_000);
+    expect(ttl).toBeLessThanOrEqual(15_000);
+  });
 });
