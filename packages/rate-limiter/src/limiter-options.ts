@@ -109,7 +109,12 @@ export const rateLimiterOptionsSchema = z
     /** Merge concurrent checks of one key in the same tick into one store call. */
     batch: z.boolean().default(true),
     /** prom-client registry for metrics (none: metrics cost nothing). */
-    registry: z.custom<MetricsRegistry>((value) => typeof value === 'object' && value !== null).optional(),
+    registry: z
+      .custom<MetricsRegistry>(
+        (value) => typeof value === 'object' && value !== null,
+        'must be a prom-client Registry',
+      )
+      .optional(),
     /** Logger (winston fits; pino via core's fromPino). */
     logger: z
       .custom<Logger>((value) => typeof (value as Logger)?.warn === 'function', 'must be a Logger')
