@@ -464,7 +464,9 @@ export class MemoryStore implements RateLimitStore {
    * Evicts the least recently used entries of `space` until the store is under its cap. A key
    * blocked now is moved to the young end instead (up to {@link evictionScan} of them per call):
    * an abuser who waits out a long block quietly would otherwise get a fresh quota from any flood
-   * of other keys. When only blocked keys are left, they go too: the cap holds.
+   * of other keys. When only blocked keys are left, they go too: the cap holds. (The worst case,
+   * a flood of keys that all get blocked, moves 16 of them per new key: bounded, as the scan for
+   * an expired entry before it.)
    */
   #evictOldest(space: Map<string, Entry>, now: number): void {
     let spared = 0;
