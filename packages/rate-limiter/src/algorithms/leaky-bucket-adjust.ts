@@ -1,7 +1,7 @@
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import type { LeakyBucketState } from './leaky-bucket.js';
 import { levelAt } from './leaky-bucket-in-place.js';
-import { bucketTime } from './token-bucket-in-place.js';
 
 /** Drains up to `points` from the bucket, never below empty (what leaked meanwhile counts). */
 export function leakyBucketRefund(

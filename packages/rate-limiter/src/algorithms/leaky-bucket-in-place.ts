@@ -1,7 +1,7 @@
 import type { Decision } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import type { LeakyBucketState } from './leaky-bucket.js';
-import { bucketTime } from './token-bucket-in-place.js';
 
 /**
  * The leaky bucket (GCRA) step on a mutable record owned by the caller (the memory store's fast

@@ -1,7 +1,7 @@
 import type { Step } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import { leakyBucketInPlace, levelAt, newLeakyBucketState } from './leaky-bucket-in-place.js';
-import { bucketTime } from './token-bucket-in-place.js';
 
 /**
  * Leaky bucket state in GCRA's continuous-state form (ITU-T I.371): the bucket's `level`

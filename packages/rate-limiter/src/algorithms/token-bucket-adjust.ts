@@ -1,6 +1,7 @@
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import type { TokenBucketState } from './token-bucket.js';
-import { bucketTime, tokensAt } from './token-bucket-in-place.js';
+import { tokensAt } from './token-bucket-in-place.js';
 
 /** Puts up to `points` tokens back, never beyond a full bucket (what refilled meanwhile counts). */
 export function tokenBucketRefund(

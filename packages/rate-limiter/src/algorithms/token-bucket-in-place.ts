@@ -1,5 +1,6 @@
 import type { Decision } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import type { TokenBucketState } from './token-bucket.js';
 
 /**
@@ -58,15 +59,6 @@ export function tokensAt(state: TokenBucketState, now: number, policy: LimitPoli
   // A clock that went back (another server's) refills nothing rather than draining.
   const elapsed = Math.max(0, now - state.updatedAt);
   return Math.min(capacityOf(policy) * policy.windowMs, state.tokens + elapsed * policy.limit);
-}
-
-/**
- * The time a bucket last updated at `updatedAt` counts a request at `now` at: the later of the two.
- * A clock that went back (another server's after a failover, an NTP step) must not move the
- * bucket's time back, or the next check would refill (or leak) the same milliseconds twice.
- */
-export function bucketTime(updatedAt: number, now: number): number {
-  return Math.max(updatedAt, now);
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Step } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
-import { bucketTime, newTokenBucketState, tokenBucketInPlace, tokensAt } from './token-bucket-in-place.js';
+import { bucketTime } from './bucket-time.js';
+import { newTokenBucketState, tokenBucketInPlace, tokensAt } from './token-bucket-in-place.js';
 
 /**
  * Token bucket state. `tokens` is scaled by `windowMs` (one token = `windowMs` units) so that
