@@ -2,10 +2,8 @@ import { type Clock, ClosedError, type GaugeMetric, type HistogramMetric, type L
 import { z } from 'zod';
 import { AcquireError, type AcquireFailure } from './errors.js';
 import type { CheckInput } from './limiter.js';
+import { maxTimerMs } from './policy.js';
 import type { RateLimitResult } from './result.js';
-
-/** The longest delay `setTimeout` honours; a longer one fires after 1 ms. */
-const maxTimerMs = 2 ** 31 - 1;
 
 /** Options of `limiter.acquire()`. */
 export const acquireOptionsSchema = z

@@ -16,7 +16,16 @@ export const autoBlockSchema = z
     /** An offender with no block for this long starts again from `blockMs`. */
     forgetAfterMs: z.number().int().positive().default(86_400_000),
   })
-  .strict();
+  .strict()
+  .superRefine((value, context) => {
+    // Every block is cut to maxBlockMs: a longer first block would be shortened without a word.
+    if (value.blockMs > value.maxBlockMs)
+      context.addIssue({
+        code: 'custom',
+        path: ['blockMs'],
+        message: `must be at most maxBlockMs (${value.maxBlockMs}; the default is one day): raise maxBlockMs for longer blocks`,
+      });
+  });
 
 /** Auto-block options as written by users. */
 export type AutoBlockOptions = z.input<typeof autoBlockSchema>;

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { autoBlockSchema } from './auto-block.js';
 import { isAddressOrCidr } from './ip-list.js';
 import type { MetricsRegistry } from './limiter-metrics.js';
-import { defaultLimitName, limitSchema, maxLimitsPerRule } from './policy.js';
+import { defaultLimitName, limitSchema, maxLimitsPerRule, maxTimerMs } from './policy.js';
 import { isRateLimitStore, type RateLimitStore } from './stores/store.js';
 
 const limitsSchema = z
@@ -94,7 +94,12 @@ export const rateLimiterOptionsSchema = z
     /** App instances sharing the store: the local fallback grants each `limit ÷ expectedInstances`. */
     expectedInstances: z.number().int().positive().default(1),
     /** Longest a check waits for a remote store before the fail mode applies. */
-    deadlineMs: z.number().positive().default(25),
+    deadlineMs: z
+      .number()
+      .positive()
+      // A longer timer fires at once (Node clamps it to 1 ms): every check would time out.
+      .max(maxTimerMs, `must be at most ${maxTimerMs} (the longest timer Node can set)`)
+      .default(25),
     /** Circuit breaker around the remote store: error ratio over a sliding window, half-open probes (core defaults). */
     breaker: breakerOptionsSchema.optional(),
     /** Refuse keys known to be over their limit locally, until their reset, without a store call. */
@@ -104,7 +109,12 @@ export const rateLimiterOptionsSchema = z
     /** Merge concurrent checks of one key in the same tick into one store call. */
     batch: z.boolean().default(true),
     /** prom-client registry for metrics (none: metrics cost nothing). */
-    registry: z.custom<MetricsRegistry>((value) => typeof value === 'object' && value !== null).optional(),
+    registry: z
+      .custom<MetricsRegistry>(
+        (value) => typeof value === 'object' && value !== null,
+        'must be a prom-client Registry',
+      )
+      .optional(),
     /** Logger (winston fits; pino via core's fromPino). */
     logger: z
       .custom<Logger>((value) => typeof (value as Logger)?.warn === 'function', 'must be a Logger')

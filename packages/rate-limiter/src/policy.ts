@@ -21,8 +21,8 @@ export const maxSlidingLogLimit = 10_000;
  */
 export const maxLimitsPerRule = 16;
 
-/** The longest delay `setTimeout` honours (2^31 − 1 ms, about 24.8 days). */
-const maxTimerMs = 2_147_483_647;
+/** The longest delay `setTimeout` honours (2^31 − 1 ms, about 24.8 days); Node fires a longer one after 1 ms. */
+export const maxTimerMs = 2_147_483_647;
 
 /** One limit: `limit` points per `windowMs`, counted with `algorithm`. */
 export const limitSchema = z

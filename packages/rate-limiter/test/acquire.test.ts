@@ -402,4 +402,75 @@ describe('limiter.acquire on the memory store', () => {
       { numRuns: 60 },
     );
   });
+  it('aborts, timeouts and mixed costs: each waiter settles once, admissions keep arrival order and fit the limit, nothing is left (property)', async () => {
+    const algorithmArb = fc.constantFrom<AlgorithmName>(
+      'fixed-window',
+      'sliding-window',
+      'sliding-log',
+      'token-bucket',
+      'leaky-bucket',
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        algorithmArb,
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 100, max: 2_000 }),
+        fc.array(
+          fc.record({
+            cost: fc.integer({ min: 0, max: 4 }),
+            abortAfterMs: fc.option(fc.integer({ min: 0, max: 6_000 }), { nil: undefined }),
+            timeoutMs: fc.integer({ min: 1, max: 20_000 }),
+          }),
+          { minLength: 1, maxLength: 20 },
+        ),
+        async (algorithm, limit, windowMs, waiters) => {
+          const limiter = limiterOf({ limits: [{ algorithm, limit, windowMs }] });
+          const admitted: { index: number; at: number; cost: number }[] = [];
+          const endings: string[] = waiters.map(() => 'pending');
+          const calls = waiters.map(({ cost, abortAfterMs, timeoutMs }, index) => {
+            const controller = new AbortController();
+            if (abortAfterMs !== undefined) setTimeout(() => controller.abort(), abortAfterMs);
+            const wanted = Math.min(cost, limit);
+            return limiter
+              .acquire({ key: 'key', cost: wanted }, { timeoutMs, signal: controller.signal })
+              .then(
+                () => {
+                  expect(endings[index]).toBe('pending');
+                  endings[index] = 'acquired';
+                  admitted.push({ index, at: Date.now(), cost: wanted });
+                },
+                (error: unknown) => {
+                  expect(endings[index]).toBe('pending');
+                  expect(error).toBeInstanceOf(AcquireError);
+                  endings[index] = (error as AcquireError).reason;
+                },
+              );
+          });
+          await vi.advanceTimersByTimeAsync(30_000);
+          await Promise.all(calls);
+          expect(endings).not.toContain('pending');
+          // Those admitted went in arrival order (the others left the queue).
+          const order = admitted.map((entry) => entry.index);
+          expect(order).toEqual([...order].sort((a, b) => a - b));
+          // An aborted or timed-out waiter never took points: what was admitted fits the limit.
+          for (const entry of admitted) {
+            const aligned = algorithm === 'fixed-window' || algorithm === 'sliding-window';
+            const used = admitted
+              .filter((other) =>
+                aligned
+                  ? Math.floor(other.at / windowMs) === Math.floor(entry.at / windowMs)
+                  : other.at <= entry.at && other.at > entry.at - windowMs,
+              )
+              .reduce((sum, other) => sum + other.cost, 0);
+            const allowed = algorithm === 'token-bucket' || algorithm === 'leaky-bucket' ? 2 * limit : limit;
+            expect(used).toBeLessThanOrEqual(allowed);
+          }
+          expect(limiter.waitingKeys).toBe(0);
+          await limiter.close();
+          expect(vi.getTimerCount()).toBe(0);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
 });

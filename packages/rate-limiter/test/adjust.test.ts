@@ -195,3 +195,49 @@ describe('refunds never admit more than the policy allows in any window', () => 
     );
   });
 });
+
+describe('adjustments when the clock went back (another server after a failover, an NTP step)', () => {
+  /** Operations whose clock may step back by up to two windows. */
+  const unsteadyArb = fc.array(
+    fc.record({
+      kind: fc.constantFrom<Operation['kind']>('check', 'check', 'refund', 'penalize'),
+      gap: fc.integer({ min: -6_000, max: 1_500 }),
+      points: fc.integer({ min: 0, max: 4 }),
+    }),
+    { maxLength: 60 },
+  );
+
+  for (const algorithm of algorithmNames) {
+    it(`${algorithm}: a penalty never raises and a refund never raises by more than its points what is left later`, () => {
+      fc.assert(
+        fc.property(
+          policyArb(algorithm),
+          startArb,
+          unsteadyArb,
+          fc.integer({ min: -6_000, max: 0 }),
+          fc.integer({ min: 1, max: 4 }),
+          fc.array(fc.integer({ min: 0, max: 6_000 }), { minLength: 1, maxLength: 4 }),
+          (policy, start, operations, back, points, later) => {
+            const { state, now } = apply(algorithm, policy, start, operations);
+            // The latest time the state can be of: the sequence's largest.
+            let latest = start;
+            let at = start;
+            for (const operation of operations) {
+              at += operation.gap;
+              latest = Math.max(latest, at);
+            }
+            const adjustedAt = now + back;
+            const penalized = adjusters[algorithm].penalize(state, adjustedAt, points, policy);
+            const refunded = adjusters[algorithm].refund(state, adjustedAt, points, policy);
+            for (const ms of later) {
+              const then = Math.max(latest, adjustedAt) + ms;
+              const before = peek(algorithm, state, then, policy).remaining;
+              expect(peek(algorithm, penalized, then, policy).remaining).toBeLessThanOrEqual(before);
+              expect(peek(algorithm, refunded, then, policy).remaining).toBeLessThanOrEqual(before + points);
+            }
+          },
+        ),
+      );
+    });
+  }
+});

@@ -218,6 +218,78 @@ describe('leaky bucket queue mode', () => {
   });
 });
 
+describe('leaky bucket queue mode under any traffic', () => {
+  it('releases (now + delayMs) never outrun the rate, and every delay is within queueMaxDelayMs', () => {
+    fc.assert(
+      fc.property(
+        policyArb('leaky-bucket'),
+        fc.integer({ min: 0, max: 5_000 }),
+        startArb,
+        requestsArb(600),
+        (base, queueMaxDelayMs, start, requests) => {
+          const policy: LimitPolicy = { ...base, queueMaxDelayMs };
+          const { step } = algorithms['leaky-bucket'];
+          let state: unknown;
+          let now = start;
+          const releases: { at: number; cost: number }[] = [];
+          for (const request of requests) {
+            now += request.gap;
+            const { decision, state: next } = step(state, now, request.cost, policy);
+            if (!decision.allowed) continue;
+            state = next;
+            expect(decision.delayMs).toBeGreaterThanOrEqual(0);
+            expect(decision.delayMs).toBeLessThanOrEqual(queueMaxDelayMs);
+            // A cost of 0 carries nothing and goes at once, out of the queue's order.
+            if (request.cost > 0) releases.push({ at: now + decision.delayMs, cost: request.cost });
+          }
+          // In release order: what goes after a release, up to any later one, is at most the
+          // burst plus the leak over the span between them, give or take the millisecond each
+          // release is rounded up to. (A request goes out whole: one of cost 3 on a burst of 1
+          // leaves at once, and the next waits the leak of all 3.)
+          releases.sort((a, b) => a.at - b.at);
+          for (let first = 0; first < releases.length; first += 1) {
+            let sum = 0;
+            for (let last = first + 1; last < releases.length; last += 1) {
+              sum += releases[last]!.cost;
+              const span = releases[last]!.at - releases[first]!.at;
+              expect(sum * policy.windowMs).toBeLessThanOrEqual(
+                capacityOf(policy) * policy.windowMs + (span + 1) * policy.limit,
+              );
+            }
+          }
+        },
+      ),
+    );
+  });
+});
+
+describe('a cost of 0', () => {
+  it("is admitted without a delay, even behind a queueing leaky bucket's queue (it adds nothing to it)", () => {
+    fc.assert(
+      fc.property(
+        policyArb('leaky-bucket'),
+        fc.integer({ min: 0, max: 5_000 }),
+        startArb,
+        requestsArb(300),
+        (base, queueMaxDelayMs, start, requests) => {
+          const policy: LimitPolicy = { ...base, queueMaxDelayMs };
+          const { step } = algorithms['leaky-bucket'];
+          let state: unknown;
+          let now = start;
+          for (const request of requests) {
+            now += request.gap;
+            const free = step(state, now, 0, policy).decision;
+            expect(free.allowed).toBe(true);
+            expect(free.delayMs).toBe(0);
+            const { decision, state: next } = step(state, now, request.cost, policy);
+            if (decision.allowed) state = next;
+          }
+        },
+      ),
+    );
+  });
+});
+
 describe('a clock that goes back (another server after a failover, an NTP step)', () => {
   /** Requests whose gaps may be negative: the clock steps back by up to two windows. */
   const unsteadyArb = fc.array(
@@ -248,6 +320,108 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
     });
   }
 
+  /**
+   * The time a request counts at: the latest of its own and every admitted request's. A request
+   * whose clock went back must count in the state's window or bucket as it stands, never in an
+   * older window (whose count is 0) nor with an older bucket time (which a later check would
+   * refill or leak again).
+   */
+  function countedAt(algorithm: AlgorithmName, policy: LimitPolicy, start: number, requests: Request[]) {
+    const { step } = algorithms[algorithm];
+    let state: unknown;
+    let now = start;
+    let latest = Number.NEGATIVE_INFINITY;
+    const admitted: { time: number; cost: number }[] = [];
+    for (const request of requests) {
+      now += request.gap;
+      const { decision, state: next } = step(state, now, request.cost, policy);
+      if (!decision.allowed) continue;
+      state = next;
+      latest = Math.max(latest, now);
+      admitted.push({ time: latest, cost: request.cost });
+    }
+    return admitted;
+  }
+
+  for (const algorithm of ['fixed-window', 'sliding-window'] as const) {
+    it(`${algorithm}: admits at most the limit in every aligned window of the counted-at times`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), startArb, unsteadyArb, (policy, start, requests) => {
+          const perWindow = new Map<number, number>();
+          for (const entry of countedAt(algorithm, policy, start, requests)) {
+            const window = Math.floor(entry.time / policy.windowMs);
+            perWindow.set(window, (perWindow.get(window) ?? 0) + entry.cost);
+          }
+          for (const sum of perWindow.values()) expect(sum).toBeLessThanOrEqual(policy.limit);
+        }),
+      );
+    });
+  }
+
+  it('sliding log: admits at most the limit in every sliding window of the counted-at times', () => {
+    // Costs from 1: a log keeps no time but its entries', and a cost-0 check that drops the entries
+    // that left its window (as Redis's read of the sorted set does) leaves none to count a later
+    // request whose clock went back at. Every logged request is counted at the newest entry's time.
+    const loggedArb = unsteadyArb.map((requests) =>
+      requests.map((request) => ({ ...request, cost: Math.max(1, request.cost) })),
+    );
+    fc.assert(
+      fc.property(policyArb('sliding-log'), startArb, loggedArb, (policy, start, requests) => {
+        const admitted = countedAt('sliding-log', policy, start, requests);
+        for (const entry of admitted) {
+          const sum = admitted
+            .filter((other) => other.time > entry.time - policy.windowMs && other.time <= entry.time)
+            .reduce((total, other) => total + other.cost, 0);
+          expect(sum).toBeLessThanOrEqual(policy.limit);
+        }
+      }),
+    );
+  });
+
+  for (const algorithm of ['token-bucket', 'leaky-bucket'] as const) {
+    it(`${algorithm}: admits at most capacity + rate × elapsed between any two counted-at times`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), startArb, unsteadyArb, (policy, start, requests) => {
+          const admitted = countedAt(algorithm, policy, start, requests);
+          for (let first = 0; first < admitted.length; first += 1) {
+            let sum = 0;
+            for (let last = first; last < admitted.length; last += 1) {
+              sum += admitted[last]!.cost;
+              const elapsed = admitted[last]!.time - admitted[first]!.time;
+              expect(sum * policy.windowMs).toBeLessThanOrEqual(
+                capacityOf(policy) * policy.windowMs + elapsed * policy.limit,
+              );
+            }
+          }
+        }),
+      );
+    });
+  }
+
+  for (const algorithm of all) {
+    it(`${algorithm}: a refused request fits at now + retryAfterMs and not 1 ms earlier`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), startArb, unsteadyArb, (policy, start, requests) => {
+          const { step } = algorithms[algorithm];
+          let state: unknown;
+          let now = start;
+          for (const request of requests) {
+            now += request.gap;
+            const { decision, state: next } = step(state, now, request.cost, policy);
+            if (decision.allowed) {
+              state = next;
+              continue;
+            }
+            if (request.cost > capacityOf(policy)) continue;
+            const at = now + decision.retryAfterMs;
+            expect(step(state, at, request.cost, policy).decision.allowed).toBe(true);
+            expect(step(state, at - 1, request.cost, policy).decision.allowed).toBe(false);
+          }
+        }),
+      );
+    });
+  }
+
   it('sliding log counts every logged request still inside the window, as Redis (a sorted set) does', () => {
     fc.assert(
       fc.property(policyArb('sliding-log'), startArb, unsteadyArb, (policy, start, requests) => {
@@ -255,7 +429,8 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
         let state: unknown;
         let now = start;
         // The Lua script's model: entries inside the window, whatever their order; an admission
-        // keeps only those (the others left the window) and adds itself.
+        // keeps only those (the others left the window) and adds itself, at the newest entry's
+        // time when the clock went back.
         let logged: { time: number; cost: number }[] = [];
         for (const request of requests) {
           now += request.gap;
@@ -265,7 +440,8 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
           expect(decision.allowed).toBe(used + request.cost <= policy.limit);
           if (decision.allowed) {
             state = next;
-            logged = request.cost > 0 ? [...inside, { time: now, cost: request.cost }] : inside;
+            const time = Math.max(now, ...inside.map((entry) => entry.time));
+            logged = request.cost > 0 ? [...inside, { time, cost: request.cost }] : inside;
           }
         }
       }),
@@ -326,6 +502,69 @@ describe('a cost above what a limit can ever admit', () => {
             for (const ms of later) expect(step(state, now + ms, cost, policy).decision.allowed).toBe(false);
           },
         ),
+      );
+    });
+  }
+});
+
+describe('huge and odd windows (up to ~35 years, primes), large limits and costs', () => {
+  const bigPolicyArb = (algorithm: AlgorithmName) =>
+    fc
+      .record({
+        limit: fc.integer({ min: 1, max: 10_000 }),
+        windowMs: fc.oneof(
+          fc.integer({ min: 1, max: 2 ** 40 }),
+          fc.constantFrom(2 ** 40, 86_400_000, 31_536_000_000, 999_999_937),
+        ),
+        burst: fc.option(fc.integer({ min: 1, max: 10_000 }), { nil: undefined }),
+      })
+      .map(
+        ({ limit, windowMs, burst }): LimitPolicy => ({
+          name: 'p',
+          algorithm,
+          limit,
+          windowMs,
+          burst: algorithm === 'token-bucket' || algorithm === 'leaky-bucket' ? burst : undefined,
+        }),
+      )
+      // What the schema accepts: a bucket keeps points × windowMs below 2^53.
+      .filter((policy) => capacityOf(policy) * policy.windowMs <= Number.MAX_SAFE_INTEGER);
+  const hugeStepsArb = fc.array(
+    fc.record({
+      gap: fc.oneof(fc.integer({ min: -1_000, max: 1_000 }), fc.integer({ min: 0, max: 2 ** 40 })),
+      cost: fc.integer({ min: 0, max: 20 }),
+    }),
+    { maxLength: 40 },
+  );
+
+  for (const algorithm of all) {
+    it(`${algorithm}: integer times, remaining within the quota, a refusal fits at now + retryAfterMs and not 1 ms earlier`, () => {
+      fc.assert(
+        fc.property(bigPolicyArb(algorithm), startArb, hugeStepsArb, (policy, start, requests) => {
+          const { step } = algorithms[algorithm];
+          let state: unknown;
+          let now = start;
+          for (const request of requests) {
+            now += request.gap;
+            const { decision, state: next } = step(state, now, request.cost, policy);
+            expect(Number.isInteger(decision.resetMs)).toBe(true);
+            expect(decision.remaining).toBeGreaterThanOrEqual(0);
+            expect(decision.remaining).toBeLessThanOrEqual(capacityOf(policy));
+            if (decision.allowed) {
+              state = next;
+              continue;
+            }
+            if (request.cost > capacityOf(policy)) continue;
+            expect(Number.isInteger(decision.retryAfterMs)).toBe(true);
+            expect(step(state, now + decision.retryAfterMs, request.cost, policy).decision.allowed).toBe(
+              true,
+            );
+            expect(step(state, now + decision.retryAfterMs - 1, request.cost, policy).decision.allowed).toBe(
+              false,
+            );
+          }
+        }),
+        { numRuns: 300 },
       );
     });
   }

@@ -1,3 +1,4 @@
+import { ManualClock } from '@noa/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -6,6 +7,8 @@ import {
   blockRemainingMs,
   recordViolation,
 } from '../src/auto-block.js';
+import { MemoryStore } from '../src/index.js';
+import type { LimitPolicy } from '../src/policy.js';
 
 const policy: AutoBlockPolicy = autoBlockSchema.parse({ violations: 3, withinMs: 1_000, blockMs: 10_000 });
 
@@ -52,5 +55,30 @@ describe('auto-block', () => {
     expect(lengths).toEqual([1_000, 3_000, 9_000, 20_000, 20_000]);
     const later = state.blockedUntil + 60_000;
     expect(blockRemainingMs(recordViolation(state, later, growing), later)).toBe(1_000);
+  });
+});
+
+describe('auto-block on the memory store', () => {
+  const limits: LimitPolicy[] = [{ name: 'd', algorithm: 'fixed-window', limit: 1, windowMs: 1_000 }];
+  // One refusal blocks; each repeat offence within a day doubles the block.
+  const growing = autoBlockSchema.parse({ violations: 1, withinMs: 1_000, blockMs: 5_000 });
+
+  it("keeps a repeat offender's record past an admitted request: only forgetAfterMs without a block resets the growth", () => {
+    for (const algorithm of ['fixed-window', 'token-bucket'] as const) {
+      const clock = new ManualClock(1_700_000_000_000);
+      const store = new MemoryStore({ clock });
+      const rule = [{ ...limits[0]!, algorithm }];
+      const offend = () => {
+        while (store.consumeOne('offender', rule, 1, growing).decisions[0]!.allowed);
+        return store.consumeOne('offender', rule, 0, growing).blockedMs;
+      };
+      expect(offend()).toBe(5_000);
+      clock.advance(5_000);
+      // Back after the block: one request in a fresh window is admitted (its state is kept 1 s).
+      expect(store.consumeOne('offender', rule, 1, growing).decisions[0]!.allowed).toBe(true);
+      // An hour later, far within forgetAfterMs (a day): the next offence is the second one.
+      clock.advance(3_600_000);
+      expect(offend()).toBe(10_000);
+    }
   });
 });

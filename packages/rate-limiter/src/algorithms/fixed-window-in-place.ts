@@ -1,7 +1,7 @@
 import type { Decision } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
 import type { FixedWindowState } from './fixed-window.js';
-import { windowStartOf } from './window-start.js';
+import { countingWindowStart } from './window-start.js';
 
 /**
  * The fixed window step on a mutable record owned by the caller (the memory store's fast path;
@@ -19,7 +19,7 @@ export function fixedWindowInPlace(
 ): Decision {
   const windowMs = policy.windowMs;
   const limit = policy.limit;
-  const windowStart = windowStartOf(now, windowMs);
+  const windowStart = countingWindowStart(state.windowStart, now, windowMs);
   const count = state.windowStart === windowStart ? state.count : 0;
   const resetMs = windowStart + windowMs - now;
   const used = count + cost;

@@ -1,7 +1,7 @@
 import type { Step } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
 import { fixedWindowInPlace } from './fixed-window-in-place.js';
-import { windowStartOf } from './window-start.js';
+import { countingWindowStart } from './window-start.js';
 
 /** Fixed window state: the window's start (aligned to the epoch) and the points used in it. */
 export interface FixedWindowState {
@@ -19,7 +19,7 @@ export function fixedWindow(
   cost: number,
   policy: LimitPolicy,
 ): Step<FixedWindowState> {
-  const windowStart = windowStartOf(now, policy.windowMs);
+  const windowStart = countingWindowStart(state?.windowStart ?? Number.NaN, now, policy.windowMs);
   const count = state !== undefined && state.windowStart === windowStart ? state.count : 0;
   // The current window's state, which the in-place step counts into when it admits.
   const next: FixedWindowState = { windowStart, count };

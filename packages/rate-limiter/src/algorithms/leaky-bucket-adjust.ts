@@ -1,4 +1,5 @@
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import type { LeakyBucketState } from './leaky-bucket.js';
 import { levelAt } from './leaky-bucket-in-place.js';
 
@@ -10,7 +11,9 @@ export function leakyBucketRefund(
   policy: LimitPolicy,
 ): LeakyBucketState | undefined {
   if (state === undefined) return state;
-  return { level: Math.max(0, levelAt(state, now, policy) - points * policy.windowMs), updatedAt: now };
+  // As in a check, a clock that went back does not move the bucket's time back.
+  const level = Math.max(0, levelAt(state, now, policy) - points * policy.windowMs);
+  return { level, updatedAt: bucketTime(state.updatedAt, now) };
 }
 
 /**
@@ -25,5 +28,6 @@ export function leakyBucketPenalize(
 ): LeakyBucketState | undefined {
   const level = state === undefined ? 0 : levelAt(state, now, policy);
   const capacity = capacityOf(policy) * policy.windowMs;
-  return { level: Math.max(level, Math.min(capacity, level + points * policy.windowMs)), updatedAt: now };
+  const updatedAt = state === undefined ? now : bucketTime(state.updatedAt, now);
+  return { level: Math.max(level, Math.min(capacity, level + points * policy.windowMs)), updatedAt };
 }

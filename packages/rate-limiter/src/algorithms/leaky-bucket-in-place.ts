@@ -1,5 +1,6 @@
 import type { Decision } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import type { LeakyBucketState } from './leaky-bucket.js';
 
 /**
@@ -20,6 +21,9 @@ export function leakyBucketInPlace(
   const capacity = capacityOf(policy) * window;
   const queue = (policy.queueMaxDelayMs ?? 0) * policy.limit;
   const level = levelAt(state, now, policy);
+  // The bucket's time: a clock that went back leaks from where the bucket stands, not from `now`.
+  const at = bucketTime(state.updatedAt, now);
+  const ahead = at - now;
   const after = level + cost * window;
   if (after > capacity + queue) {
     return {
@@ -28,26 +32,27 @@ export function leakyBucketInPlace(
       allowed: false,
       limit: capacityOf(policy),
       remaining: Math.max(0, Math.floor((capacity - level) / window)),
-      resetMs: Math.ceil(level / policy.limit),
+      resetMs: Math.ceil(level / policy.limit) + ahead,
       // More than an empty bucket and its queue hold never fits: no retry time (see decision.ts).
       retryAfterMs:
         cost * window > capacity + queue
           ? Number.POSITIVE_INFINITY
-          : Math.ceil((after - capacity - queue) / policy.limit),
+          : Math.ceil((after - capacity - queue) / policy.limit) + ahead,
       delayMs: 0,
     };
   }
   state.level = after;
-  state.updatedAt = now;
+  state.updatedAt = at;
   return {
     name: policy.name,
     windowMs: window,
     allowed: true,
     limit: capacityOf(policy),
     remaining: Math.max(0, Math.floor((capacity - after) / window)),
-    resetMs: Math.ceil(after / policy.limit),
+    resetMs: Math.ceil(after / policy.limit) + ahead,
     retryAfterMs: 0,
-    delayMs: after > capacity ? Math.ceil((after - capacity) / policy.limit) : 0,
+    // A cost of 0 adds nothing to the queue: it has nothing to wait for.
+    delayMs: cost > 0 && after > capacity ? Math.ceil((after - capacity) / policy.limit) + ahead : 0,
   };
 }
 
@@ -58,7 +63,10 @@ export function levelAt(state: LeakyBucketState, now: number, policy: LimitPolic
   return Math.max(0, state.level - elapsed * policy.limit);
 }
 
-/** State for a key never seen: an empty bucket (as `undefined` reads). */
-export function newLeakyBucketState(now: number): LeakyBucketState {
-  return { level: 0, updatedAt: now };
+/**
+ * State for a key never seen: an empty bucket (as `undefined` reads), of no time, so that a check
+ * at any time (even one before `_now`, the clock having gone back) counts at its own time.
+ */
+export function newLeakyBucketState(_now: number): LeakyBucketState {
+  return { level: 0, updatedAt: Number.NEGATIVE_INFINITY };
 }

@@ -1,5 +1,6 @@
 import type { Step } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import { leakyBucketInPlace, levelAt, newLeakyBucketState } from './leaky-bucket-in-place.js';
 
 /**
@@ -28,7 +29,10 @@ export function leakyBucket(
 ): Step<LeakyBucketState> {
   const from = state ?? newLeakyBucketState(now);
   // The bucket as it stands at `now`, which the in-place step pours into when it admits.
-  const next: LeakyBucketState = { level: levelAt(from, now, policy), updatedAt: now };
+  const next: LeakyBucketState = {
+    level: levelAt(from, now, policy),
+    updatedAt: bucketTime(from.updatedAt, now),
+  };
   return { decision: leakyBucketInPlace(next, now, cost, policy), state: next };
 }
 

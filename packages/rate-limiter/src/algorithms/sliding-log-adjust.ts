@@ -1,6 +1,6 @@
 import type { LimitPolicy } from '../policy.js';
 import type { SlidingLogState } from './sliding-log.js';
-import { firstInWindow, logInOrder } from './sliding-log-in-place.js';
+import { firstInWindow, logAtLatest } from './sliding-log-in-place.js';
 
 /**
  * Gives back up to `points`, newest entries first, from the entries still inside the window
@@ -44,6 +44,6 @@ export function slidingLogPenalize(
   let used = 0;
   for (const cost of costs) used += cost;
   const added = Math.min(points, policy.limit - used);
-  if (added > 0) logInOrder(times, costs, now, added);
+  if (added > 0) logAtLatest(times, costs, now, added);
   return { times, costs };
 }

@@ -36,7 +36,7 @@ export function slidingLogInPlace(
     dropFirst(times, first);
     dropFirst(costs, first);
   }
-  if (cost > 0) logInOrder(times, costs, now, cost);
+  if (cost > 0) logAtLatest(times, costs, now, cost);
   return {
     name: policy.name,
     windowMs: policy.windowMs,
@@ -62,20 +62,15 @@ export function logResetMs(times: readonly number[], first: number, now: number,
 }
 
 /**
- * Logs `cost` at `now`, keeping the log in time order even when the clock went back (another
- * server's, after a failover): the window scans count from the first entry inside it, and the
- * newest entry gives the reset. Redis's sorted set keeps its copy of the log in order too.
+ * Logs `cost` at `now`, or at the newest entry's time when the clock went back (another server's
+ * after a failover, an NTP step): logged at its own earlier time, the request would leave the
+ * window before requests admitted ahead of it, handing out their points early. The log stays in
+ * time order, which the window scans and the reset (the newest entry) rely on.
  */
-export function logInOrder(times: number[], costs: number[], now: number, cost: number): void {
-  let at = times.length;
-  while (at > 0 && times[at - 1]! > now) at -= 1;
-  if (at === times.length) {
-    times.push(now);
-    costs.push(cost);
-  } else {
-    times.splice(at, 0, now);
-    costs.splice(at, 0, cost);
-  }
+export function logAtLatest(times: number[], costs: number[], now: number, cost: number): void {
+  const newest = times.length > 0 ? times[times.length - 1]! : now;
+  times.push(Math.max(newest, now));
+  costs.push(cost);
 }
 
 /** State for a key never seen: an empty log (as `undefined` reads). */

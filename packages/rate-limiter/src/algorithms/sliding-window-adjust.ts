@@ -1,7 +1,7 @@
 import type { LimitPolicy } from '../policy.js';
 import type { SlidingWindowState } from './sliding-window.js';
 import { currentCountAt, previousCountAt } from './sliding-window-in-place.js';
-import { windowStartOf } from './window-start.js';
+import { countingWindowStart } from './window-start.js';
 
 /**
  * Gives back up to `points` counted in the current aligned window (never below 0). The previous
@@ -13,7 +13,12 @@ export function slidingWindowRefund(
   points: number,
   policy: LimitPolicy,
 ): SlidingWindowState | undefined {
-  if (state === undefined || state.windowStart !== windowStartOf(now, policy.windowMs)) return state;
+  // As in a check, a clock that went back counts in the state's later window.
+  if (
+    state === undefined ||
+    state.windowStart !== countingWindowStart(state.windowStart, now, policy.windowMs)
+  )
+    return state;
   return { ...state, current: Math.max(0, state.current - points) };
 }
 
@@ -28,10 +33,11 @@ export function slidingWindowPenalize(
   policy: LimitPolicy,
 ): SlidingWindowState | undefined {
   const window = policy.windowMs;
-  const windowStart = windowStartOf(now, window);
+  const windowStart = countingWindowStart(state?.windowStart ?? Number.NaN, now, window);
   const current = state === undefined ? 0 : currentCountAt(state, windowStart);
   const previous = state === undefined ? 0 : previousCountAt(state, windowStart, window);
   // Scaled by `window`, as in the step: the most `current` can be with the estimate within the limit.
-  const ceiling = Math.floor((policy.limit * window - previous * (window - (now - windowStart))) / window);
+  const elapsed = Math.max(0, now - windowStart);
+  const ceiling = Math.floor((policy.limit * window - previous * (window - elapsed)) / window);
   return { windowStart, previous, current: Math.max(current, Math.min(current + points, ceiling)) };
 }

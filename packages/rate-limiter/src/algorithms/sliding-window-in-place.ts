@@ -1,7 +1,7 @@
 import type { Decision } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
 import type { SlidingWindowState } from './sliding-window.js';
-import { windowStartOf } from './window-start.js';
+import { countingWindowStart } from './window-start.js';
 
 /**
  * The sliding window step on a mutable record owned by the caller (the memory store's fast path;
@@ -18,10 +18,11 @@ export function slidingWindowInPlace(
   policy: LimitPolicy,
 ): Decision {
   const window = policy.windowMs;
-  const windowStart = windowStartOf(now, window);
+  const windowStart = countingWindowStart(state.windowStart, now, window);
   const previous = previousCountAt(state, windowStart, window);
   const current = currentCountAt(state, windowStart);
-  const elapsed = now - windowStart;
+  // Before the window's start only when the clock went back: weighted as at its start.
+  const elapsed = Math.max(0, now - windowStart);
   // Scaled by `window`: estimate × window = previous × (window − elapsed) + current × window.
   const previousWeight = previous * (window - elapsed);
   const budget = policy.limit * window;

@@ -6,7 +6,7 @@ import {
   previousCountAt,
   slidingWindowInPlace,
 } from './sliding-window-in-place.js';
-import { windowStartOf } from './window-start.js';
+import { countingWindowStart } from './window-start.js';
 
 /** Sliding window counter state: counts of the current aligned window and the one before. */
 export interface SlidingWindowState {
@@ -30,7 +30,7 @@ export function slidingWindow(
   policy: LimitPolicy,
 ): Step<SlidingWindowState> {
   const from = state ?? newSlidingWindowState();
-  const windowStart = windowStartOf(now, policy.windowMs);
+  const windowStart = countingWindowStart(from.windowStart, now, policy.windowMs);
   // The counts as they stand in the current window, which the in-place step counts into when it admits.
   const next: SlidingWindowState = {
     windowStart,

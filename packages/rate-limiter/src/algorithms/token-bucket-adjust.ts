@@ -1,4 +1,5 @@
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import type { TokenBucketState } from './token-bucket.js';
 import { tokensAt } from './token-bucket-in-place.js';
 
@@ -11,7 +12,9 @@ export function tokenBucketRefund(
 ): TokenBucketState | undefined {
   if (state === undefined) return state;
   const full = capacityOf(policy) * policy.windowMs;
-  return { tokens: Math.min(full, tokensAt(state, now, policy) + points * policy.windowMs), updatedAt: now };
+  // As in a check, a clock that went back does not move the bucket's time back.
+  const tokens = Math.min(full, tokensAt(state, now, policy) + points * policy.windowMs);
+  return { tokens, updatedAt: bucketTime(state.updatedAt, now) };
 }
 
 /** Takes `points` tokens even when the bucket holds fewer, down to an empty bucket (never below). */
@@ -21,6 +24,11 @@ export function tokenBucketPenalize(
   points: number,
   policy: LimitPolicy,
 ): TokenBucketState | undefined {
-  const tokens = state === undefined ? capacityOf(policy) * policy.windowMs : tokensAt(state, now, policy);
-  return { tokens: Math.max(0, tokens - points * policy.windowMs), updatedAt: now };
+  if (state === undefined)
+    return { tokens: Math.max(0, (capacityOf(policy) - points) * policy.windowMs), updatedAt: now };
+  const tokens = tokensAt(state, now, policy);
+  return {
+    tokens: Math.max(0, tokens - points * policy.windowMs),
+    updatedAt: bucketTime(state.updatedAt, now),
+  };
 }

@@ -1,5 +1,6 @@
 import type { Decision } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import type { TokenBucketState } from './token-bucket.js';
 
 /**
@@ -20,6 +21,9 @@ export function tokenBucketInPlace(
   const capacity = capacityOf(policy);
   const full = capacity * window;
   const tokens = tokensAt(state, now, policy);
+  // The bucket's time: a clock that went back refills from where the bucket stands, not from `now`.
+  const at = bucketTime(state.updatedAt, now);
+  const ahead = at - now;
   const needed = cost * window;
   if (needed > tokens) {
     return {
@@ -28,22 +32,23 @@ export function tokenBucketInPlace(
       allowed: false,
       limit: capacity,
       remaining: Math.floor(tokens / window),
-      resetMs: Math.ceil((full - tokens) / policy.limit),
+      resetMs: Math.ceil((full - tokens) / policy.limit) + ahead,
       // More than a full bucket never fits: no retry time (see decision.ts).
-      retryAfterMs: needed > full ? Number.POSITIVE_INFINITY : Math.ceil((needed - tokens) / policy.limit),
+      retryAfterMs:
+        needed > full ? Number.POSITIVE_INFINITY : Math.ceil((needed - tokens) / policy.limit) + ahead,
       delayMs: 0,
     };
   }
   const left = tokens - needed;
   state.tokens = left;
-  state.updatedAt = now;
+  state.updatedAt = at;
   return {
     name: policy.name,
     windowMs: window,
     allowed: true,
     limit: capacity,
     remaining: Math.floor(left / window),
-    resetMs: Math.ceil((full - left) / policy.limit),
+    resetMs: Math.ceil((full - left) / policy.limit) + ahead,
     retryAfterMs: 0,
     delayMs: 0,
   };
@@ -56,7 +61,10 @@ export function tokensAt(state: TokenBucketState, now: number, policy: LimitPoli
   return Math.min(capacityOf(policy) * policy.windowMs, state.tokens + elapsed * policy.limit);
 }
 
-/** State for a key never seen: a full bucket (as `undefined` reads). */
-export function newTokenBucketState(now: number, policy: LimitPolicy): TokenBucketState {
-  return { tokens: capacityOf(policy) * policy.windowMs, updatedAt: now };
+/**
+ * State for a key never seen: a full bucket (as `undefined` reads), of no time, so that a check
+ * at any time (even one before `_now`, the clock having gone back) counts at its own time.
+ */
+export function newTokenBucketState(_now: number, policy: LimitPolicy): TokenBucketState {
+  return { tokens: capacityOf(policy) * policy.windowMs, updatedAt: Number.NEGATIVE_INFINITY };
 }

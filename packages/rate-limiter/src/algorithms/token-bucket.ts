@@ -1,5 +1,6 @@
 import type { Step } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { bucketTime } from './bucket-time.js';
 import { newTokenBucketState, tokenBucketInPlace, tokensAt } from './token-bucket-in-place.js';
 
 /**
@@ -24,7 +25,10 @@ export function tokenBucket(
 ): Step<TokenBucketState> {
   const from = state ?? newTokenBucketState(now, policy);
   // The bucket as it stands at `now`, which the in-place step takes tokens from when it admits.
-  const next: TokenBucketState = { tokens: tokensAt(from, now, policy), updatedAt: now };
+  const next: TokenBucketState = {
+    tokens: tokensAt(from, now, policy),
+    updatedAt: bucketTime(from.updatedAt, now),
+  };
   return { decision: tokenBucketInPlace(next, now, cost, policy), state: next };
 }
 

@@ -1,3 +1,17 @@
+/**
+ * The window a request at `now` counts in, given the window `stateStart` its key's state is of
+ * (NaN for none): the window holding `now`, unless the state is of a later one. A clock that went
+ * back (another server's after a failover, an NTP step) then counts in the state's window, as it
+ * stands: counting in the earlier window (from 0) would admit up to a whole limit more, and
+ * overwrite the later window's count.
+ */
+export function countingWindowStart(stateStart: number, now: number, windowMs: number): number {
+  const start = windowStartOf(now, windowMs);
+  // Not Math.max: a key never seen has NaN, which must lose.
+  if (stateStart > start) return stateStart;
+  return start;
+}
+
 /** The last window computed by {@link windowStartOf}: `%` on a millisecond timestamp is a slow fmod. */
 let memoWindowMs = 0;
 let memoStart = 0;

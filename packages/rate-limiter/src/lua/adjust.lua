@@ -56,23 +56,34 @@ local function entry(keys, args)
   -- Refund and penalty per algorithm: function(a, b, c, now, points, p) -> new a, b, c (the log's:
   -- function(log, now, points, p) -> new log). nil state = a key never seen.
   local REFUND, PENALIZE = {}, {}
+  -- The window a change at `now` counts in: the state's when it is later (countingWindowStart).
+  local function counting_ws(a, now, w)
+    local ws = now - (now % w)
+    if a ~= nil and a > ws then return a end
+    return ws
+  end
+  -- The bucket's time: never moved back by a clock that went back (bucketTime).
+  local function bucket_time(b, now)
+    if b ~= nil and b > now then return b end
+    return now
+  end
   REFUND[1] = function(a, b, c, now, points, p)
-    if a == nil or a ~= now - (now % p.window) then return a, b, c end
+    if a == nil or a ~= counting_ws(a, now, p.window) then return a, b, c end
     return a, math.max(0, b - points), nil
   end
   PENALIZE[1] = function(a, b, _, now, points, p)
-    local ws = now - (now % p.window)
+    local ws = counting_ws(a, now, p.window)
     local count = 0
     if a == ws then count = b or 0 end
     return ws, math.max(count, math.min(p.limit, count + points)), nil
   end
   REFUND[2] = function(a, b, c, now, points, p)
-    if a == nil or a ~= now - (now % p.window) then return a, b, c end
+    if a == nil or a ~= counting_ws(a, now, p.window) then return a, b, c end
     return a, math.max(0, b - points), c
   end
   PENALIZE[2] = function(a, b, c, now, points, p)
     local w = p.window
-    local ws = now - (now % w)
+    local ws = counting_ws(a, now, w)
     local prev, cur = 0, 0
     if a == ws then
       prev = c or 0
@@ -80,7 +91,7 @@ local function entry(keys, args)
     elseif a == ws - w then
       prev = b or 0
     end
-    local ceiling = math.floor((p.limit * w - prev * (w - (now - ws))) / w)
+    local ceiling = math.floor((p.limit * w - prev * (w - math.max(0, now - ws))) / w)
     return ws, math.max(cur, math.min(cur + points, ceiling)), prev
   end
   local function tokens_at(a, b, now, p)
@@ -90,10 +101,10 @@ local function entry(keys, args)
   end
   REFUND[4] = function(a, b, c, now, points, p)
     if a == nil then return a, b, c end
-    return math.min(p.burst * p.window, tokens_at(a, b, now, p) + points * p.window), now, nil
+    return math.min(p.burst * p.window, tokens_at(a, b, now, p) + points * p.window), bucket_time(b, now), nil
   end
   PENALIZE[4] = function(a, b, _, now, points, p)
-    return math.max(0, tokens_at(a, b, now, p) - points * p.window), now, nil
+    return math.max(0, tokens_at(a, b, now, p) - points * p.window), bucket_time(b, now), nil
   end
   local function level_at(a, b, now, p)
     if a == nil then return 0 end
@@ -101,11 +112,11 @@ local function entry(keys, args)
   end
   REFUND[5] = function(a, b, c, now, points, p)
     if a == nil then return a, b, c end
-    return math.max(0, level_at(a, b, now, p) - points * p.window), now, nil
+    return math.max(0, level_at(a, b, now, p) - points * p.window), bucket_time(b, now), nil
   end
   PENALIZE[5] = function(a, b, _, now, points, p)
     local level = level_at(a, b, now, p)
-    return math.max(level, math.min(p.burst * p.window, level + points * p.window)), now, nil
+    return math.max(level, math.min(p.burst * p.window, level + points * p.window)), bucket_time(b, now), nil
   end
   -- The log holds in-window entries only (as read), so a refund takes from them, newest first.
   REFUND[3] = function(log, _, points, _)
@@ -129,7 +140,10 @@ local function entry(keys, args)
     for k = 1, #log.costs do used = used + log.costs[k] end
     local added = math.min(points, p.limit - used)
     if added > 0 then
-      log.times[#log.times + 1] = now
+      -- At the newest entry's time when the clock went back (logAtLatest).
+      local at = now
+      if #log.times > 0 and log.times[#log.times] > at then at = log.times[#log.times] end
+      log.times[#log.times + 1] = at
       log.costs[#log.costs + 1] = added
     end
     return log

@@ -1,6 +1,8 @@
 -- Fixed window. State: a = window start, b = points used in it.
 ALG[1] = function(a, b, _, now, cost, p)
   local ws = now - (now % p.window)
+  -- A clock that went back counts in the state's later window (countingWindowStart).
+  if a ~= nil and a > ws then ws = a end
   local count = 0
   if a == ws then count = b or 0 end
   local reset = ws + p.window - now

@@ -4,17 +4,22 @@ ALG[5] = function(a, b, _, now, cost, p)
   local capacity = p.burst * w
   local queue = p.queue * p.limit
   local level = 0
+  -- The bucket's time: a clock that went back leaks from where the bucket stands (bucketTime).
+  local at = now
   if a ~= nil then
     local elapsed = math.max(0, now - b)
     level = math.max(0, a - elapsed * p.limit)
+    if b > now then at = b end
   end
+  local ahead = at - now
   local after = level + cost * w
   if after > capacity + queue then
-    local retry = math.ceil((after - capacity - queue) / p.limit)
+    local retry = math.ceil((after - capacity - queue) / p.limit) + ahead
     if cost * w > capacity + queue then retry = NEVER end
-    return false, math.max(0, math.floor((capacity - level) / w)), math.ceil(level / p.limit), retry, 0, a, b, nil
+    return false, math.max(0, math.floor((capacity - level) / w)), math.ceil(level / p.limit) + ahead, retry, 0, a, b, nil
   end
   local delay = 0
-  if after > capacity then delay = math.ceil((after - capacity) / p.limit) end
-  return true, math.max(0, math.floor((capacity - after) / w)), math.ceil(after / p.limit), 0, delay, after, now, nil
+  -- A cost of 0 adds nothing to the queue: it has nothing to wait for.
+  if cost > 0 and after > capacity then delay = math.ceil((after - capacity) / p.limit) + ahead end
+  return true, math.max(0, math.floor((capacity - after) / w)), math.ceil(after / p.limit) + ahead, 0, delay, after, at, nil
 end

@@ -81,7 +81,8 @@ local function state_ttl(p, a, b)
   return 0
 end
 
--- Stores a sliding log's in-window entries in its sorted set (gone when empty), kept one window.
+-- Stores a sliding log's in-window entries in its sorted set (gone when empty), kept until its
+-- newest entry leaves the window (slidingLogTtl): ahead of `now` after the clock went back.
 local function write_log(lkey, log, window)
   redis.call('DEL', lkey)
   if #log.times > 0 then
@@ -91,6 +92,6 @@ local function write_log(lkey, log, window)
       members[2 * k] = log.times[k] .. ':' .. log.costs[k] .. ':' .. k
     end
     redis.call('ZADD', lkey, unpack(members))
-    redis.call('PEXPIRE', lkey, window)
+    redis.call('PEXPIRE', lkey, math.max(window, log.times[#log.times] + window - now))
   end
 end

@@ -32,7 +32,10 @@ ALG[3] = function(st, now, cost, p)
     return false, math.max(0, p.limit - used), log_reset(kt, now, w), retry, 0, st
   end
   if cost > 0 then
-    kt[#kt + 1] = now
+    -- At the newest entry's time when the clock went back (logAtLatest).
+    local at = now
+    if #kt > 0 and kt[#kt] > at then at = kt[#kt] end
+    kt[#kt + 1] = at
     kc[#kc + 1] = cost
   end
   return true, p.limit - used - cost, log_reset(kt, now, w), 0, 0, { times = kt, costs = kc }

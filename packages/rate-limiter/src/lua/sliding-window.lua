@@ -19,6 +19,8 @@ end
 ALG[2] = function(a, b, c, now, cost, p)
   local w = p.window
   local ws = now - (now % w)
+  -- A clock that went back counts in the state's later window (countingWindowStart).
+  if a ~= nil and a > ws then ws = a end
   local prev, cur = 0, 0
   if a ~= nil then
     if a == ws then
@@ -28,7 +30,7 @@ ALG[2] = function(a, b, c, now, cost, p)
       prev = b or 0
     end
   end
-  local pw = prev * (w - (now - ws))
+  local pw = prev * (w - math.max(0, now - ws))
   local budget = p.limit * w
   if pw + (cur + cost) * w > budget then
     return false, math.max(0, math.floor((budget - pw - cur * w) / w)), sw_reset(ws, w, now, prev, cur),

@@ -171,7 +171,12 @@ export class MemoryStore implements RateLimitStore {
         ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(states[index], now, policy));
       }
       // A manual block that has ended is dropped, so the key's checks take the fast path again.
-      this.#write(entries, key, entry, states, block === undefined ? undefined : entry?.block, now, ttl);
+      const blockState = block === undefined ? undefined : entry?.block;
+      // An offender's record (its offences, its violations) outlives the counters: kept as a
+      // refusal keeps it, or an admitted request in a short window would forget the offences.
+      if (blockState !== undefined && block !== undefined)
+        ttl = Math.max(ttl, blockKeptUntil(blockState, block) - now);
+      this.#write(entries, key, entry, states, blockState, now, ttl);
       return { decisions, blockedMs: 0 };
     }
     // Refused: nothing is counted, so limits that would have admitted report their unspent state.
@@ -184,11 +189,7 @@ export class MemoryStore implements RateLimitStore {
       if (entry !== undefined) this.#touch(entries, key, entry, now);
     } else {
       const blockState = recordViolation(entry?.block, now, block);
-      const keepUntil = Math.max(
-        entry?.expiresAt ?? 0,
-        blockState.blockedUntil + block.forgetAfterMs,
-        blockState.windowStart + block.withinMs,
-      );
+      const keepUntil = Math.max(entry?.expiresAt ?? 0, blockKeptUntil(blockState, block));
       this.#write(entries, key, entry, previous ?? [], blockState, now, keepUntil - now);
       const nowBlocked = blockRemainingMs(blockState, now);
       if (nowBlocked > 0) {
@@ -447,23 +448,35 @@ export class MemoryStore implements RateLimitStore {
       looked += 1;
     }
     if (this.#size < this.#maxKeys || this.#dropExpired(entries, now)) return;
-    for (const key of entries.keys()) {
-      if (this.#size < this.#maxKeys) break;
-      entries.delete(key);
-      this.#size -= 1;
-    }
+    this.#evictOldest(entries, now);
     // Still full (this namespace was empty or small): evict from the others.
     for (const [namespace, other] of this.#spaces) {
       if (this.#size < this.#maxKeys) break;
-      for (const key of other.keys()) {
-        if (this.#size < this.#maxKeys) break;
-        other.delete(key);
-        this.#size -= 1;
-      }
+      this.#evictOldest(other, now);
       if (other.size === 0 && other !== entries) {
         this.#spaces.delete(namespace);
         if (other === this.#lastEntries) this.#lastEntries = undefined;
       }
+    }
+  }
+
+  /**
+   * Evicts the least recently used entries of `space` until the store is under its cap. A key
+   * blocked now is moved to the young end instead (up to {@link evictionScan} of them per call):
+   * an abuser who waits out a long block quietly would otherwise get a fresh quota from any flood
+   * of other keys. When only blocked keys are left, they go too: the cap holds. (The worst case,
+   * a flood of keys that all get blocked, moves 16 of them per new key: bounded, as the scan for
+   * an expired entry before it.)
+   */
+  #evictOldest(space: Map<string, Entry>, now: number): void {
+    let spared = 0;
+    for (const [key, entry] of space) {
+      if (this.#size < this.#maxKeys) return;
+      space.delete(key);
+      if (spared < evictionScan && entry.block !== undefined && entry.block.blockedUntil > now) {
+        spared += 1;
+        space.set(key, entry);
+      } else this.#size -= 1;
     }
   }
 
@@ -494,6 +507,14 @@ export class MemoryStore implements RateLimitStore {
     }
     return false;
   }
+}
+
+/**
+ * Until when an auto-block record must be kept: while its offences still count (`forgetAfterMs`
+ * after its last block ended) and while its violations' window runs.
+ */
+function blockKeptUntil(state: BlockState, policy: AutoBlockPolicy): number {
+  return Math.max(state.blockedUntil + policy.forgetAfterMs, state.windowStart + policy.withinMs);
 }
 
 /** What a cost-0 check of `states` reports at `now` (a blocked key is refused until the block ends). */
