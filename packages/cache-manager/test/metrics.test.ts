@@ -1,0 +1,53 @@
+import { readFileSync } from 'node:fs';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { Cache } from '../src/index.js';
+
+/** The value of one sample line (`name{labels} value`), 0 when the series does not exist yet. */
+async function sample(registry: Registry, series: string): Promise<number> {
+  const line = (await registry.metrics()).split('\n').find((text) => text.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+/** The README's metrics table: name → type and label names. */
+function readmeMetrics(): Map<string, { type: string; labels: string[] }> {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(
+    readme.indexOf('\n## Metrics\n'),
+    readme.indexOf('\n## Stats without prom-client'),
+  );
+  const metrics = new Map<string, { type: string; labels: string[] }>();
+  for (const line of section.split('\n')) {
+    const cells = line.split('|').map((cell) => cell.trim());
+    const name = /^`(noa_cache_manager_[a-z_]+)`$/.exec(cells[1] ?? '')?.[1];
+    if (name === undefined) continue;
+    // Label names are the backticked words of the labels cell; values are in parentheses.
+    const labels = [...(cells[3] ?? '').replace(/\([^)]*\)/g, '').matchAll(/`([a-z_]+)`/g)].map(
+      (match) => match[1]!,
+    );
+    metrics.set(name, { type: cells[2]!, labels });
+  }
+  return metrics;
+}
+
+describe('metrics', () => {
+  it('are the ones the README names, with its types and label names', async () => {
+    const registry = new Registry();
+    const cache = new Cache({ registry });
+    const documented = readmeMetrics();
+    const registered = new Map(
+      (await registry.getMetricsAsJSON())
+        .filter((metric) => metric.name.startsWith('noa_cache_manager_'))
+        .map((metric) => {
+          const labels = (registry.getSingleMetric(metric.name) as unknown as { labelNames: string[] })
+            .labelNames;
+          return [metric.name, { type: String(metric.type), labels: [...labels] }] as const;
+        }),
+    );
+    expect([...registered.keys()].sort()).toEqual([...documented.keys()].sort());
+    for (const [name, { type, labels }] of registered) {
+      expect(documented.get(name), name).toEqual({ type, labels });
+    }
+    await cache.close();
+  });
+});
