@@ -50,4 +50,28 @@ describe('metrics', () => {
     }
     await cache.close();
   });
+
+  it('two caches on one registry add up their L1 sizes, and a closed cache leaves the sum', async () => {
+    const registry = new Registry();
+    const first = new Cache({ registry });
+    const second = new Cache({ registry });
+    await first.setMany([
+      { key: 'a', value: 'x' },
+      { key: 'b', value: 'x' },
+      { key: 'c', value: 'x' },
+    ]);
+    await second.set('d', 'x');
+    const entries = 'noa_cache_manager_entries{tier="l1"}';
+    const bytes = 'noa_cache_manager_stored_bytes{tier="l1"}';
+    expect(await sample(registry, entries)).toBe(4);
+    expect(await sample(registry, bytes)).toBe(first.stats().l1.bytes + second.stats().l1.bytes);
+    await second.delete('d');
+    expect(await sample(registry, entries)).toBe(3);
+    await second.set('e', 'x');
+    await second.close();
+    expect(await sample(registry, entries)).toBe(3);
+    expect(await sample(registry, bytes)).toBe(first.stats().l1.bytes);
+    await first.close();
+    expect(await sample(registry, entries)).toBe(0);
+  });
 });

@@ -1,4 +1,5 @@
 import { delay, ManualClock } from '@noa/core';
+import { startPrivateRedis } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions, FactoryError } from '../../src/index.js';
@@ -194,6 +195,40 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     await make({ registry });
     expect(await sample(registry, 'noa_cache_manager_breaker_state{state="closed"}')).toBe(1);
     expect(await sample(registry, 'noa_cache_manager_breaker_state{state="open"}')).toBe(0);
+  });
+
+  it('counts, on a registry shared by two caches, each breaker in its own state until the cache closes', async () => {
+    const registry = new Registry();
+    const healthy = await make({ registry });
+    const server = await startPrivateRedis();
+    const doomedClient = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    doomedClient.on('error', () => {});
+    const doomed = new Cache({
+      redis: doomedClient,
+      prefix,
+      registry,
+      bus: false,
+      operationTimeoutMs: 200,
+      breaker: { consecutiveFailures: 1, halfOpenAfterMs: 60_000 },
+    });
+    try {
+      await doomed.ready();
+      const state = (name: string) => sample(registry, `noa_cache_manager_breaker_state{state="${name}"}`);
+      expect(await state('closed')).toBe(2);
+      await server.kill();
+      await doomed.get('anything');
+      expect(doomed.stats().l2).toBe('open');
+      expect([await state('closed'), await state('open')]).toEqual([1, 1]);
+      // The healthy cache's calls change nothing: its breaker stays closed.
+      await healthy.set('still', 1);
+      expect([await state('closed'), await state('open')]).toEqual([1, 1]);
+      await doomed.close();
+      expect([await state('closed'), await state('open')]).toEqual([1, 0]);
+    } finally {
+      await doomed.close();
+      doomedClient.disconnect();
+      await server.stop();
+    }
   });
 
   it('counts waits for another instance computing the same key', async () => {
