@@ -12,6 +12,17 @@ const positiveMs = z.number().int().positive();
  */
 const timerMs = positiveMs.max(2 ** 31 - 1);
 
+/**
+ * Whether a namespace name keeps namespaces apart: keys are `<name>:<key>`, so a name holding
+ * the `:` separator, or an empty one, could name another namespace's keys (`a:` + `b` and
+ * `a` + `:b` were both `a::b`, and a `clear()` of one removed the other's).
+ */
+const separateName = (value: string) => !value.includes(':');
+const separatorMessage = 'must not contain ":" (nest namespaces with cache.namespace())';
+
+/** A name given to `cache.namespace(name)`: not empty, without `:`. */
+export const namespaceNameSchema = z.string().min(1).refine(separateName, separatorMessage);
+
 /** Options of the in-process tier. */
 export const l1OptionsSchema = z
   .object({
@@ -42,8 +53,8 @@ export const l1OptionsSchema = z
 /** Options of `new Cache()`. */
 export const cacheOptionsSchema = z
   .object({
-    /** Root namespace: every key is `<namespace>:<key>`. */
-    namespace: z.string().default(''),
+    /** Root namespace: every key is `<namespace>:<key>` (no `:` in it; nest with `cache.namespace()`). */
+    namespace: z.string().refine(separateName, separatorMessage).default(''),
     /**
      * Redis key prefix: values live under `<prefix>v:`, the cache's own keys (tag sets, leases,
      * structures, hot keys) under `<prefix>__`, the bus channel is `<prefix>__bus`.
