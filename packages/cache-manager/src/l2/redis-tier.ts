@@ -119,6 +119,7 @@ export class RedisTier {
     this.#clock = clock;
     this.#slidingReads = slidingReads;
     this.#guard = guard;
+    guard.sendOnlyWhenConnected(client);
     this.#prefix = prefix;
     this.#dataPrefix = `${prefix}${dataKeyMarker}`;
     this.#cluster = isCluster(client);
