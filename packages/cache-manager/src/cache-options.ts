@@ -57,9 +57,20 @@ export const cacheOptionsSchema = z
     namespace: z.string().refine(separateName, separatorMessage).default(''),
     /**
      * Redis key prefix: values live under `<prefix>v:`, the cache's own keys (tag sets, leases,
-     * structures, hot keys) under `<prefix>__`, the bus channel is `<prefix>__bus`.
+     * structures, hot keys) under `<prefix>__`, the bus channel is `<prefix>__bus`. It ends with
+     * `:`, and none of its segments is `v` or starts with `__`: then no two prefixes share a key
+     * (`a:` and `a:v:x:` did: the second's `k` was the first's `x:v:k`; `a:__tag:`'s values were
+     * `a:`'s tag sets; `a` and `av:` too).
      */
-    prefix: z.string().min(1).default('noa:cache:'),
+    prefix: z
+      .string()
+      .min(1)
+      .refine((value) => value.endsWith(':'), 'must end with ":"')
+      .refine(
+        (value) => value.split(':').every((segment) => segment !== 'v' && !segment.startsWith('__')),
+        'no ":"-separated segment may be "v" or start with "__" (the markers that follow a prefix)',
+      )
+      .default('noa:cache:'),
     /** Default freshness of an entry in ms (absent: no expiry). */
     ttlMs: positiveMs.optional(),
     /** Default grace period in ms after expiry during which a stale value may be served. */
