@@ -81,7 +81,7 @@ export class CacheMetrics {
     // Sub-50 µs buckets first: L1 lookups take well under a microsecond.
     this.#latency = factory.histogram(
       'operation_duration_seconds',
-      'Operation latency by tier (L1: one lookup in 64 is timed)',
+      'Operation latency by tier (L1: one lookup in 64 is timed; L2: every call sent, failed ones too)',
       ['tier', 'operation'],
       [0.0000005, 0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, ...latencyBucketsSeconds],
     );
