@@ -410,6 +410,7 @@ export class CacheEngine {
     this.#stopWatchingConnection?.();
     this.wakeups.wakeAll();
     await this.bus?.close();
+    this.metrics.close();
   }
 
   // ---- shared by the operation modules -------------------------------------------------

@@ -12,6 +12,17 @@ const positiveMs = z.number().int().positive();
  */
 const timerMs = positiveMs.max(2 ** 31 - 1);
 
+/**
+ * Whether a namespace name keeps namespaces apart: keys are `<name>:<key>`, so a name holding
+ * the `:` separator, or an empty one, could name another namespace's keys (`a:` + `b` and
+ * `a` + `:b` were both `a::b`, and a `clear()` of one removed the other's).
+ */
+const separateName = (value: string) => !value.includes(':');
+const separatorMessage = 'must not contain ":" (nest namespaces with cache.namespace())';
+
+/** A name given to `cache.namespace(name)`: not empty, without `:`. */
+export const namespaceNameSchema = z.string().min(1).refine(separateName, separatorMessage);
+
 /** Options of the in-process tier. */
 export const l1OptionsSchema = z
   .object({
@@ -42,13 +53,24 @@ export const l1OptionsSchema = z
 /** Options of `new Cache()`. */
 export const cacheOptionsSchema = z
   .object({
-    /** Root namespace: every key is `<namespace>:<key>`. */
-    namespace: z.string().default(''),
+    /** Root namespace: every key is `<namespace>:<key>` (no `:` in it; nest with `cache.namespace()`). */
+    namespace: z.string().refine(separateName, separatorMessage).default(''),
     /**
      * Redis key prefix: values live under `<prefix>v:`, the cache's own keys (tag sets, leases,
-     * structures, hot keys) under `<prefix>__`, the bus channel is `<prefix>__bus`.
+     * structures, hot keys) under `<prefix>__`, the bus channel is `<prefix>__bus`. It ends with
+     * `:`, and none of its segments is `v` or starts with `__`: then no two prefixes share a key
+     * (`a:` and `a:v:x:` did: the second's `k` was the first's `x:v:k`; `a:__tag:`'s values were
+     * `a:`'s tag sets; `a` and `av:` too).
      */
-    prefix: z.string().min(1).default('noa:cache:'),
+    prefix: z
+      .string()
+      .min(1)
+      .refine((value) => value.endsWith(':'), 'must end with ":"')
+      .refine(
+        (value) => value.split(':').every((segment) => segment !== 'v' && !segment.startsWith('__')),
+        'no ":"-separated segment may be "v" or start with "__" (the markers that follow a prefix)',
+      )
+      .default('noa:cache:'),
     /** Default freshness of an entry in ms (absent: no expiry). */
     ttlMs: positiveMs.optional(),
     /** Default grace period in ms after expiry during which a stale value may be served. */

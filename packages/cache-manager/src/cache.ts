@@ -17,7 +17,12 @@ import {
   type ManyFactory,
   type SetOptions,
 } from './cache-options.js';
-import { checkGetOrSetOptions, checkSetManyItems, checkSetOptions } from './call-options.js';
+import {
+  checkGetOrSetOptions,
+  checkNamespaceName,
+  checkSetManyItems,
+  checkSetOptions,
+} from './call-options.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
 import { writeMany } from './writes.js';
 
@@ -59,6 +64,7 @@ export class Cache {
 
   /** A view whose keys live under `<this namespace>:<name>:`; shares tiers, bus and metrics. */
   namespace(name: string): Cache {
+    checkNamespaceName(name);
     return new Cache(new NamespaceView(this.#engine, `${this.#prefix}${name}:`) as unknown as CacheOptions);
   }
 

@@ -1,6 +1,11 @@
 import { parseOptions } from '@noa/core';
-import type { z } from 'zod';
-import { getOrSetOptionsSchema, setManyItemSchema, setOptionsSchema } from './cache-options.js';
+import { z } from 'zod';
+import {
+  getOrSetOptionsSchema,
+  namespaceNameSchema,
+  setManyItemSchema,
+  setOptionsSchema,
+} from './cache-options.js';
 
 /** A check of one present (not undefined) option value; mirrors its zod rule. */
 type Rule = (value: unknown) => boolean;
@@ -93,5 +98,14 @@ export function checkSetManyItems(items: readonly unknown[]): void {
       explain('cache-manager setMany', setManyItemSchema.array(), items);
       return;
     }
+  }
+}
+
+const namespaceArgumentSchema = z.object({ name: namespaceNameSchema });
+
+/** Validates the name of `cache.namespace(name)`; throws `ConfigError` naming `name`. */
+export function checkNamespaceName(name: unknown): void {
+  if (typeof name !== 'string' || name === '' || name.includes(':')) {
+    explain('cache-manager namespace', namespaceArgumentSchema, { name });
   }
 }

@@ -1,4 +1,5 @@
 import {
+  type BreakerState,
   type CounterMetric,
   type GaugeMetric,
   type HistogramMetric,
@@ -49,6 +50,15 @@ export class CacheMetrics {
   readonly #bus: CounterMetric<'direction'>;
   readonly #lockWaits: CounterMetric<'result'>;
   readonly #breaker: GaugeMetric<'state'>;
+  /**
+   * What this cache last added to the gauges. Caches sharing a registry share its series, so
+   * each adds the change of its own value: a `set` would report the last cache to write.
+   */
+  #reportedEntries = 0;
+  #reportedBytes = 0;
+  #reportedState: BreakerState | undefined;
+  /** After `close()`: reports change nothing (the cache took its share out). */
+  #closed = false;
 
   constructor(registry?: Registry) {
     const factory = new MetricsFactory('cache_manager', registry);
@@ -71,7 +81,7 @@ export class CacheMetrics {
     // Sub-50 µs buckets first: L1 lookups take well under a microsecond.
     this.#latency = factory.histogram(
       'operation_duration_seconds',
-      'Operation latency by tier (L1: one lookup in 64 is timed)',
+      'Operation latency by tier (L1: one lookup in 64 is timed; L2: every call sent, failed ones too)',
       ['tier', 'operation'],
       [0.0000005, 0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, ...latencyBucketsSeconds],
     );
@@ -79,16 +89,22 @@ export class CacheMetrics {
       'tier',
       'reason',
     ]);
-    this.#bytes = factory.gauge('stored_bytes', 'Bytes held by L1', ['tier']);
-    this.#entries = factory.gauge('entries', 'Entries held by L1', ['tier']);
+    this.#bytes = factory.gauge('stored_bytes', 'Bytes held by L1 (summed over the caches of a registry)', [
+      'tier',
+    ]);
+    this.#entries = factory.gauge('entries', 'Entries held by L1 (summed over the caches of a registry)', [
+      'tier',
+    ]);
     this.#bytesWritten = factory.counter('written_bytes_total', 'Encoded bytes written to L2', ['tier']);
     this.#bus = factory.counter('bus_messages_total', 'Invalidation bus messages', ['direction']);
     this.#lockWaits = factory.counter('lock_waits_total', 'Waits for another instance computing a key', [
       'result',
     ]);
-    this.#breaker = factory.gauge('breaker_state', 'Redis breaker state (1 for the current state)', [
-      'state',
-    ]);
+    this.#breaker = factory.gauge(
+      'breaker_state',
+      'Caches whose Redis breaker is in each state (1 for the current state of one cache)',
+      ['state'],
+    );
   }
 
   request(tier: Tier, result: RequestResult): void {
@@ -143,8 +159,11 @@ export class CacheMetrics {
   }
 
   l1Size(entries: number, bytes: number): void {
-    this.#entries.set({ tier: 'l1' }, entries);
-    this.#bytes.set({ tier: 'l1' }, bytes);
+    if (this.#closed) return;
+    this.#entries.inc({ tier: 'l1' }, entries - this.#reportedEntries);
+    this.#bytes.inc({ tier: 'l1' }, bytes - this.#reportedBytes);
+    this.#reportedEntries = entries;
+    this.#reportedBytes = bytes;
   }
 
   written(bytes: number): void {
@@ -159,9 +178,24 @@ export class CacheMetrics {
     this.#lockWaits.inc({ result });
   }
 
-  breakerState(state: 'closed' | 'open' | 'half-open'): void {
-    for (const candidate of ['closed', 'open', 'half-open'] as const) {
-      this.#breaker.set({ state: candidate }, candidate === state ? 1 : 0);
-    }
+  breakerState(state: BreakerState): void {
+    if (this.#closed) return;
+    const previous = this.#reportedState;
+    if (previous === state) return;
+    // Every state's series exists from the first report on, at 0 while no cache is in it.
+    if (previous === undefined) for (const each of breakerStates) this.#breaker.inc({ state: each }, 0);
+    else this.#breaker.dec({ state: previous });
+    this.#breaker.inc({ state });
+    this.#reportedState = state;
+  }
+
+  /** Takes this cache's share out of the gauges (its L1 size and breaker state); later reports are ignored. */
+  close(): void {
+    this.l1Size(0, 0);
+    if (this.#reportedState !== undefined) this.#breaker.dec({ state: this.#reportedState });
+    this.#reportedState = undefined;
+    this.#closed = true;
   }
 }
+
+const breakerStates: readonly BreakerState[] = ['closed', 'open', 'half-open'];

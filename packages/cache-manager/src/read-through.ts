@@ -356,7 +356,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   const started = performance.now();
   const tier = engine.tier;
   const run = engine.runs.start(fullKey, options.tags ?? []);
-  const context = new FactoryRunContext<T>(userKey, stale?.value, run);
+  const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run);
   const work = (async () => {
     let value: T;
     try {

@@ -85,10 +85,24 @@ export async function warmKeys<T>(
   };
   let stopped = false;
   let next = 0;
+  const loads = new LoadSlots();
   const lane = async () => {
     while (next < list.length && !stopped) {
       const key = list[next]!;
       next += 1;
+      // A lane moves on from a load past the hard timeout, which still runs: without a slot per
+      // load until it settles, a hanging source got a new load per lane per timeout.
+      if (!(await loads.reserve(concurrency, context.hardTimeoutMs))) {
+        if (stopped) return;
+        progress.failed += 1;
+        progress.done += 1;
+        reportProgress(options.onProgress, progress, context.logger);
+        continue;
+      }
+      if (stopped) {
+        loads.release(undefined);
+        return;
+      }
       const started = Date.now();
       let load = undefined as Promise<T> | undefined;
       let failed = false;
@@ -104,6 +118,7 @@ export async function warmKeys<T>(
       } catch {
         failed = true;
       }
+      loads.release(load);
       // getOrSet may have served a value in grace for the key while its load failed, or still
       // runs (a soft timeout): the key counts as loaded once the loader succeeded, within the
       // hard timeout that bounds a load with nothing in grace (a hanging loader must not hang warm).
@@ -158,5 +173,52 @@ function reportProgress(
     onProgress({ ...progress });
   } catch (error) {
     logger.warn('warm onProgress threw; warming goes on', { error: String(error) });
+  }
+}
+
+/**
+ * The loader calls of one `warm`, counted from a lane's reservation until they settle (also
+ * those a lane stopped waiting for), so that no more than `concurrency` run at once.
+ */
+class LoadSlots {
+  #inFlight = 0;
+  readonly #waiters: (() => void)[] = [];
+
+  /**
+   * Takes a slot once fewer than `limit` are taken; false when none came free within `ms`
+   * (undefined: waits as long as it takes).
+   */
+  async reserve(limit: number, ms: number | undefined): Promise<boolean> {
+    while (this.#inFlight >= limit) if (!(await this.#freed(ms))) return false;
+    this.#inFlight += 1;
+    return true;
+  }
+
+  /** Frees a reserved slot once `load` settles (at once when the lane ran no loader). */
+  release(load: Promise<unknown> | undefined): void {
+    const settled = () => {
+      this.#inFlight -= 1;
+      this.#waiters.shift()?.();
+    };
+    if (load === undefined) settled();
+    else load.then(settled, settled);
+  }
+
+  #freed(ms: number | undefined): Promise<boolean> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer =
+        ms === undefined
+          ? undefined
+          : setTimeout(() => {
+              const index = this.#waiters.indexOf(wake);
+              if (index >= 0) this.#waiters.splice(index, 1);
+              resolve(false);
+            }, ms).unref();
+      this.#waiters.push(wake);
+    });
   }
 }

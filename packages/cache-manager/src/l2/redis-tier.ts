@@ -119,6 +119,7 @@ export class RedisTier {
     this.#clock = clock;
     this.#slidingReads = slidingReads;
     this.#guard = guard;
+    guard.sendOnlyWhenConnected(client);
     this.#prefix = prefix;
     this.#dataPrefix = `${prefix}${dataKeyMarker}`;
     this.#cluster = isCluster(client);
@@ -127,7 +128,8 @@ export class RedisTier {
       // take turns waiting for each other; with several in flight, Redis answers one while we
       // decode the last. Measured on 32 concurrent hits (2026-12-04, small/10 KB/100 KB values):
       // 16 keys per MGET gave 1.1–1.4× the reads per second of one 32-key MGET.
-      this.#reads = new TickBatcher((keys) => this.getMany(keys), readBatchMaxKeys);
+      // A batch serves `get` calls: its metrics and degraded counts say `get`, not `get_many`.
+      this.#reads = new TickBatcher((keys) => this.#readMany(keys, undefined, 'get'), readBatchMaxKeys);
       // Writes flush every 16 KiB so Redis ingests a batch while the next is being encoded.
       this.#writes = new TickBatcher((writes) => this.#writeBatch(writes), 256, 16 * 1024);
     }
@@ -184,7 +186,7 @@ export class RedisTier {
 
   /** Reads many encoded values, in order. */
   getMany(keys: readonly string[]): Promise<(Buffer | undefined)[]> {
-    return this.#readMany(keys, undefined);
+    return this.#readMany(keys, undefined, 'get_many');
   }
 
   /**
@@ -194,16 +196,21 @@ export class RedisTier {
    * "not read" and "nothing there" mean different things (a run that spans a bus reconnect).
    */
   getManyOrFailed<F>(keys: readonly string[], failed: F): Promise<(Buffer | undefined | F)[]> {
-    return this.#readMany(keys, failed);
+    return this.#readMany(keys, failed, 'get_many');
   }
 
-  #readMany<F>(keys: readonly string[], failed: F): Promise<(Buffer | undefined | F)[]> {
+  /** `operation`: the metrics label of a single node's MGET (a Cluster's GETs are each a `get`). */
+  #readMany<F>(
+    keys: readonly string[],
+    failed: F,
+    operation: 'get' | 'get_many',
+  ): Promise<(Buffer | undefined | F)[]> {
     if (keys.length === 0) return Promise.resolve([]);
     // On a Cluster the keys live on several masters: each key is read under its own deadline, so
     // one stalled master costs only its keys, not the values that the healthy masters hold.
     if (this.#cluster) return Promise.all(keys.map((key) => this.#getOne(key, failed)));
     const empty: (Buffer | undefined | F)[] = keys.map(() => failed);
-    return this.#guard.run<(Buffer | undefined | F)[]>('get_many', empty, async () => {
+    return this.#guard.run<(Buffer | undefined | F)[]>(operation, empty, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
       if (this.#slidingReads) {
         // One script call per key, all sent at once: one round trip, as the MGET.

@@ -1,3 +1,4 @@
+import { ConfigError } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -43,5 +44,40 @@ describe.skipIf(!redisUp)('Redis key layout', () => {
     await reader.clear();
     expect(await redis!.exists(`${prefix}legacy`)).toBe(1);
     expect(await redis!.exists(`${prefix}v:legacy`, `${prefix}v:user:1`, `${prefix}__tag:users`)).toBe(0);
+  });
+
+  /** A cache on `cachePrefix`, or undefined when the prefix is refused with ConfigError naming it. */
+  const openOn = (cachePrefix: string) => {
+    try {
+      const cache = new Cache({ redis, prefix: cachePrefix, bus: false });
+      caches.push(cache);
+      return cache;
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).fields).toEqual(['prefix']);
+      return undefined;
+    }
+  };
+
+  it('never lets two caches of different prefixes share a key (a prefix that could is refused)', async () => {
+    const bare = prefix.slice(0, -1);
+    // [outer prefix, inner prefix, outer key, inner key]: each inner value was an outer value.
+    const overlapping = [
+      [prefix, `${prefix}v:x:`, 'x:v:k', 'k'],
+      [bare, `${bare}v:`, 'v:k', 'k'],
+    ] as const;
+    for (const [outerPrefix, innerPrefix, outerKey, innerKey] of overlapping) {
+      const [outer, inner] = [openOn(outerPrefix), openOn(innerPrefix)];
+      if (outer === undefined || inner === undefined) continue;
+      await outer.set(outerKey, 'outer value');
+      expect(await inner.get(innerKey), innerPrefix).toBeUndefined();
+    }
+    // A prefix ending in `__tag:`: its values were the outer cache's tag sets.
+    const outer = openOn(prefix)!;
+    const inner = openOn(`${prefix}__tag:`);
+    await outer.set('tagged', 1, { tags: ['v:k'] });
+    await inner?.set('k', 'inner value');
+    expect(await outer.deleteByTag('v:k')).toBe(1);
+    await dropPrefix(bare);
   });
 });

@@ -1,4 +1,5 @@
 import { delay, ManualClock } from '@noa/core';
+import { startPrivateRedis } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions, FactoryError } from '../../src/index.js';
@@ -64,9 +65,16 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     expect(await sample(readerMetrics, `${requests}{tier="l1",result="miss"}`)).toBe(2);
     expect(await sample(readerMetrics, `${requests}{tier="l2",result="hit"}`)).toBe(1);
     expect(await sample(readerMetrics, `${requests}{tier="l2",result="miss"}`)).toBe(1);
-    expect(await readerMetrics.metrics()).toMatch(
-      /noa_cache_manager_operation_duration_seconds_count\{tier="l2",operation="[a-z_]+"\} [1-9]/,
-    );
+    // Each get's L2 read is a `get`, batched with the reads of its turn or not; a getMany's is a `get_many`.
+    const l2Reads = 'noa_cache_manager_operation_duration_seconds_count{tier="l2",operation="get"}';
+    expect(await sample(readerMetrics, l2Reads)).toBe(2);
+    await reader.getMany(['absent', 'absent too']);
+    expect(
+      await sample(
+        readerMetrics,
+        'noa_cache_manager_operation_duration_seconds_count{tier="l2",operation="get_many"}',
+      ),
+    ).toBe(1);
     expect(await sample(writerMetrics, 'noa_cache_manager_written_bytes_total{tier="l2"}')).toBeGreaterThan(
       0,
     );
@@ -194,6 +202,40 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     await make({ registry });
     expect(await sample(registry, 'noa_cache_manager_breaker_state{state="closed"}')).toBe(1);
     expect(await sample(registry, 'noa_cache_manager_breaker_state{state="open"}')).toBe(0);
+  });
+
+  it('counts, on a registry shared by two caches, each breaker in its own state until the cache closes', async () => {
+    const registry = new Registry();
+    const healthy = await make({ registry });
+    const server = await startPrivateRedis();
+    const doomedClient = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    doomedClient.on('error', () => {});
+    const doomed = new Cache({
+      redis: doomedClient,
+      prefix,
+      registry,
+      bus: false,
+      operationTimeoutMs: 200,
+      breaker: { consecutiveFailures: 1, halfOpenAfterMs: 60_000 },
+    });
+    try {
+      await doomed.ready();
+      const state = (name: string) => sample(registry, `noa_cache_manager_breaker_state{state="${name}"}`);
+      expect(await state('closed')).toBe(2);
+      await server.kill();
+      await doomed.get('anything');
+      expect(doomed.stats().l2).toBe('open');
+      expect([await state('closed'), await state('open')]).toEqual([1, 1]);
+      // The healthy cache's calls change nothing: its breaker stays closed.
+      await healthy.set('still', 1);
+      expect([await state('closed'), await state('open')]).toEqual([1, 1]);
+      await doomed.close();
+      expect([await state('closed'), await state('open')]).toEqual([1, 0]);
+    } finally {
+      await doomed.close();
+      doomedClient.disconnect();
+      await server.stop();
+    }
   });
 
   it('counts waits for another instance computing the same key', async () => {

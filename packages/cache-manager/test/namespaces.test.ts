@@ -1,0 +1,54 @@
+import { ConfigError } from '@noa/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Cache } from '../src/index.js';
+
+/** Names and keys of a few characters, `:` included, so that a collision is likely if one can happen. */
+const name = fc.string({ maxLength: 4, unit: fc.constantFrom('a', 'b', ':', '*') });
+const key = fc.string({ maxLength: 4, unit: fc.constantFrom('a', 'b', ':') });
+
+describe('namespaces', () => {
+  it('refuse a name with the ":" separator, or an empty one, with ConfigError naming it', () => {
+    const cache = new Cache();
+    for (const bad of ['a:', ':b', '', 'a:b']) {
+      expect(() => cache.namespace(bad), JSON.stringify(bad)).toThrow(ConfigError);
+      expect(() => cache.namespace('ok').namespace(bad), JSON.stringify(bad)).toThrow(ConfigError);
+    }
+    try {
+      cache.namespace('a:');
+    } catch (error) {
+      expect((error as ConfigError).fields).toEqual(['name']);
+    }
+    for (const bad of ['a:', ':', 'a:b']) {
+      expect(() => new Cache({ namespace: bad }), bad).toThrow(ConfigError);
+    }
+    // `a:` + `b` and `a` + `:b` were both the key `a::b`.
+    expect(() => new Cache({ namespace: 'a:' })).toThrow(/namespace/);
+  });
+
+  it('of different names never share a key, whatever the keys (a name that could is refused)', async () => {
+    const cache = new Cache();
+    const view = (text: string) => {
+      try {
+        return cache.namespace(text);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        return undefined;
+      }
+    };
+    await fc.assert(
+      fc.asyncProperty(name, name, key, key, async (first, second, firstKey, secondKey) => {
+        fc.pre(first !== second);
+        const [one, other] = [view(first), view(second)];
+        if (one === undefined || other === undefined) return;
+        await cache.clear();
+        await one.set(firstKey, 'first');
+        expect(await other.get(secondKey)).toBeUndefined();
+        await other.clear();
+        expect(await one.get(firstKey)).toBe('first');
+      }),
+      { numRuns: 500 },
+    );
+    await cache.close();
+  });
+});

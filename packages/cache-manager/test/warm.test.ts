@@ -1,0 +1,58 @@
+import { delay } from '@noa/core';
+import { describe, expect, it } from 'vitest';
+import { Cache } from '../src/index.js';
+
+describe('warm', () => {
+  it('keeps at most `concurrency` loader calls in flight, even past the hard timeout', async () => {
+    const cache = new Cache({ hardTimeoutMs: 20 });
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let inFlight = 0;
+    let most = 0;
+    let calls = 0;
+    const keys = Array.from({ length: 10 }, (_, index) => `slow:${index}`);
+    // A source that hangs: each load outlives the hard timeout until the test releases them all.
+    const report = await cache.warm(
+      keys,
+      async (key) => {
+        calls += 1;
+        inFlight += 1;
+        most = Math.max(most, inFlight);
+        await released;
+        inFlight -= 1;
+        return key;
+      },
+      { concurrency: 2 },
+    );
+    // Past the hard timeout a lane gave up on its load and started the next: 10 loads at once
+    // against a source that was already too slow. Now a key whose turn comes while both loads
+    // still run waits for one up to the hard timeout, then fails without a load.
+    expect(most).toBe(2);
+    expect(calls).toBe(2);
+    expect(report).toEqual({ total: 10, done: 10, loaded: 0, skipped: 0, failed: 10 });
+    release();
+    await cache.close();
+  });
+
+  it('runs `concurrency` loads at once when the source keeps up', async () => {
+    const cache = new Cache({ hardTimeoutMs: 10_000 });
+    let inFlight = 0;
+    let most = 0;
+    const report = await cache.warm(
+      Array.from({ length: 20 }, (_, index) => `fast:${index}`),
+      async (key) => {
+        inFlight += 1;
+        most = Math.max(most, inFlight);
+        await delay(2);
+        inFlight -= 1;
+        return key;
+      },
+      { concurrency: 4 },
+    );
+    expect(most).toBe(4);
+    expect(report.loaded).toBe(20);
+    await cache.close();
+  });
+});
