@@ -128,3 +128,30 @@ describe('the key of a keyBy function', () => {
     );
   });
 });
+
+describe('the key of a keyBy function of a JavaScript caller', () => {
+  const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }] });
+  const keyOf = (returned: unknown) => {
+    const input = checkInputOf(
+      { ip: '192.0.2.1', method: 'GET', route: '/r', headers: {}, user: undefined },
+      middlewareOptionsSchema.parse({ limiter, keyBy: () => returned }),
+    );
+    if (input instanceof Promise) throw new Error('sync options gave a promise');
+    return input.key;
+  };
+
+  // Types say string, but a numeric id (a tenant, an account) is what JavaScript code returns: 0
+  // is a tenant like any other, not a missing key (which would key every tenant-0 client by IP).
+  it('is the value for any number, 0 included', () => {
+    fc.assert(
+      fc.property(fc.integer(), (id) => {
+        expect(keyOf(id)).toBe(`custom:${id}`);
+      }),
+    );
+    expect(keyOf(0)).toBe('custom:0');
+  });
+
+  it('is the IP for a null value, as for undefined and an empty string', () => {
+    for (const missing of [null, undefined, '']) expect(keyOf(missing)).toBe('ip:192.0.2.1');
+  });
+});

@@ -33,7 +33,7 @@ export const middlewareOptionsSchema = z
      * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (a digest of the `apiKeyHeader`), or a function of
      * the request facts, which may return a promise (a key looked up in a session store), whose
      * value is keyed as `custom:<value>` (a value the client chose cannot name an IP's or user's key). When a
-     * user or API key is missing or empty (or the function returns `undefined` or `''`) the IP is
+     * user or API key is missing or empty (or the function returns `undefined`, `null` or `''`) the IP is
      * used; a function that throws or rejects fails the request (Express `next(error)`, a Fastify
      * error reply).
      */
@@ -131,7 +131,10 @@ function requestKey(
 ): string {
   // A custom key is often what the client sends (a header): kept as it is, `ip:203.0.113.5` or
   // `user:42` would spend that IP's or user's quota. Its own prefix keeps the key spaces apart.
-  let key: string | undefined = customKey ? `${customKeyPrefix}${customKey}` : undefined;
+  // Missing as a user id is (undefined, null, ''): a JavaScript caller's numeric id 0 is a key.
+  const value: unknown = customKey;
+  let key: string | undefined =
+    value === undefined || value === null || value === '' ? undefined : `${customKeyPrefix}${String(value)}`;
   if (options.keyBy === 'user') {
     const id = (facts.user as { id?: unknown } | undefined)?.id;
     key = id === undefined || id === null || id === '' ? undefined : `user:${String(id)}`;

@@ -86,6 +86,9 @@ export async function adjustOnRedis(
       client.evalsha(adjustScriptSha, keys.length, ...keys, ...args));
   } catch (error) {
     if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+    // A MOVED may have sent the EVALSHA to another master, whose NOSCRIPT this is: the EVAL goes
+    // where the slot map now says, stamped in that master's clock (not the first one's).
+    args[0] = stampedExpiry(expiry, clockOf(), giveUpAtMs);
     sentAt = performance.now();
     ranOn = undefined;
     reply = await (commands?.send('eval', adjustScript, keys, args, redirected) ??

@@ -43,9 +43,9 @@ describe.skipIf(skip !== undefined)('a Cluster call ioredis redirects by itself'
     }
   };
   /** The sends of `key`'s calls each master saw (MONITOR lines arrive after the reply). */
-  const sendsOf = (key: string, node: string) =>
+  const sendsOf = (key: string, node: string, command = 'evalsha') =>
     (seen.get(node) ?? []).filter(
-      (args) => args[0]?.toLowerCase() === 'evalsha' && args.includes(hashKeyOf(key)),
+      (args) => args[0]?.toLowerCase() === command && args.includes(hashKeyOf(key)),
     );
 
   beforeAll(async () => {
@@ -162,4 +162,29 @@ describe.skipIf(skip !== undefined)('a Cluster call ioredis redirects by itself'
     await vi.waitFor(() => expect(sendsOf(refunded, second!)).toHaveLength(1));
     expect(expiryOf(sendsOf(refunded, second!)[0]!)).toBe(0);
   });
+
+  // The new master lacks the script: it answers the redirected EVALSHA with NOSCRIPT, and the
+  // store sends the script itself (EVAL), straight to it (the MOVED updated the slot map). That
+  // send too must carry the new master's clock, not the expiry first written for the old one.
+  for (const operation of ['check', 'refund'] as const)
+    it(`a ${operation} sent again as EVAL after a MOVED and NOSCRIPT carries the new master's clock`, async () => {
+      const [first, second] = [...admins.keys()];
+      const learnt = await hearFrom(first!, `heard-noscript-${operation}`);
+      const moved = keyServedBy(first!, [learnt], `noscript-${operation}`);
+      const newMaster = admins.get(second!)!.redis;
+      await reassign(moved, second!);
+      await newMaster.script('FLUSH');
+      try {
+        expect(servingOf(moved)).toBe(first);
+        const result = operation === 'check' ? await limiter.check(moved) : await limiter.refund(moved, 1);
+        expect(result).toMatchObject({ source: 'store' });
+        await vi.waitFor(() => expect(sendsOf(moved, second!, 'eval')).toHaveLength(1));
+        // Not heard from: none, as the redirected EVALSHA had.
+        expect(expiryOf(sendsOf(moved, second!, 'evalsha')[0]!)).toBe(0);
+        expect(expiryOf(sendsOf(moved, second!, 'eval')[0]!)).toBe(0);
+      } finally {
+        await newMaster.script('LOAD', checkScript);
+        await newMaster.script('LOAD', adjustScript);
+      }
+    });
 });
