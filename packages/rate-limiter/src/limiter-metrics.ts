@@ -37,7 +37,10 @@ export function createLimiterMetrics(registry: MetricsRegistry | undefined): Lim
       'Latency of store calls for rate limit checks, answered (ok) or failed (timeout, error)',
       ['store', 'result'],
     ),
-    fallback: factory.gauge('fallback_active', '1 while the store is bypassed (breaker open), else 0'),
+    fallback: factory.gauge(
+      'fallback_active',
+      'limiters bypassing their store now (breaker not closed): 1 or 0 for one limiter, summed over limiters sharing the registry',
+    ),
     adjustments: factory.counter(
       'adjustments_total',
       'Peeks, refunds, penalties, blocks and unblocks by operation (not counted as checks)',

@@ -142,7 +142,6 @@ export class RateLimiter implements AsyncDisposable {
     this.#metrics = createLimiterMetrics(parsed.registry);
     this.#metricsEnabled = parsed.registry !== undefined;
     this.#logger = childLogger(parsed.logger ?? silentLogger, { component: 'rate-limiter' });
-    this.#metrics.fallback.set({}, 0);
     this.#remote = this.store.remote
       ? new RemoteStoreCaller({
           store: this.store,
@@ -484,6 +483,7 @@ export class RateLimiter implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#waiters.close();
+    this.#remote?.close();
     this.#localBlocks?.clear();
     await this.#fallbackStore.close();
     if (this.#ownsStore) await this.store.close();

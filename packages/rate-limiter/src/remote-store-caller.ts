@@ -93,6 +93,10 @@ export class RemoteStoreCaller {
   readonly #earlyFlushKeys: number;
   #flushScheduled = false;
 
+  /** Counted in the fallback gauge (breaker not closed). */
+  #bypassing = false;
+  #closed = false;
+
   constructor(options: RemoteStoreCallerOptions) {
     this.#store = options.store;
     this.#failMode = options.failMode;
@@ -107,11 +111,26 @@ export class RemoteStoreCaller {
       (this.#store.consumeEach === undefined ? earlyFlushKeys : earlyFlushKeysEach);
     this.#breaker = createCircuitBreaker(`rate-limit store (${this.#store.kind})`, options.breaker);
     this.#breaker.onStateChange((state) => {
-      this.#metrics.fallback.set({}, state === 'closed' ? 0 : 1);
+      // Counted, not set: limiters sharing a registry share the gauge, and one whose store
+      // recovers (or a new one) must not hide another that still bypasses its store.
+      const bypassing = state !== 'closed';
+      if (bypassing !== this.#bypassing && !this.#closed) {
+        this.#bypassing = bypassing;
+        if (bypassing) this.#metrics.fallback.inc();
+        else this.#metrics.fallback.dec();
+      }
       const fields = { store: this.#store.kind, failMode: this.#failMode };
       if (state === 'closed') this.#logger.info('rate-limit store breaker closed: store back in use', fields);
       else this.#logger.warn(`rate-limit store breaker ${state}: fail mode applies`, fields);
     });
+  }
+
+  /** Takes this limiter out of the fallback gauge (its limiter is closed). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#bypassing) this.#metrics.fallback.dec();
+    this.#bypassing = false;
   }
 
   /** True while the breaker is not closed (the store is bypassed or being probed). */
