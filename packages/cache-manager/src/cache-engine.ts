@@ -93,7 +93,7 @@ export class CacheEngine {
   /** Observers of applied bus messages from other instances (measurements and tests). */
   readonly busListeners = new Set<(message: BusMessage) => void>();
   /** Factory runs in progress by full key (see {@link FactoryRun}). */
-  readonly runs = new FactoryRuns();
+  readonly runs = new FactoryRuns(() => this.bus?.awaitingResync === true);
   readonly #background = new Set<Promise<unknown>>();
   #closed = false;
   readonly #closing = new AbortController();

@@ -11,8 +11,8 @@ export interface FactoryRun {
   readonly kind: 'run' | 'wait';
   superseded: boolean;
   /**
-   * The bus lost its connection while it ran: a message that would have superseded it may
-   * have been lost. Unlike `superseded` this is no proof of a change: the run checks L2
+   * The bus lost its connection while it ran, or was not subscribed when it started: a message
+   * that would have superseded it may have been lost. Unlike `superseded` this is no proof of a change: the run checks L2
    * before caching (see `runFactory`).
    */
   suspect: boolean;
@@ -21,10 +21,22 @@ export interface FactoryRun {
 /** The factory runs in progress, by full key, and what supersedes them. */
 export class FactoryRuns {
   readonly #runs = new Map<string, Set<FactoryRun>>();
+  /**
+   * True while the bus is not subscribed (from its connection's close to the resync): a run
+   * started then is suspect from its start, as one the close happened during. One that also
+   * ended before the resync was marked by neither and cached over a change lost meanwhile.
+   * A function (the bus's `awaitingResync`), read once per run, not per call.
+   */
+  readonly #busDown: () => boolean;
+
+  constructor(busDown: () => boolean = () => false) {
+    this.#busDown = busDown;
+  }
 
   /** Records a run (or a wait) of `fullKey` with `tags`; end it with {@link end}. */
   start(fullKey: string, tags: readonly string[], kind: FactoryRun['kind'] = 'run'): FactoryRun {
-    const run: FactoryRun = { tags, kind, superseded: false, suspect: false };
+    // Waits are left out, as by `connectionLost`.
+    const run: FactoryRun = { tags, kind, superseded: false, suspect: kind === 'run' && this.#busDown() };
     let runs = this.#runs.get(fullKey);
     if (!runs) {
       runs = new Set();

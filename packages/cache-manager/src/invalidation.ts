@@ -1,6 +1,7 @@
 import { withDeadline } from '@noa/core';
 import type { BusMessage } from './bus.js';
 import type { CacheEngine } from './cache-engine.js';
+import type { CacheEventListener, CacheEventMap } from './cache-events.js';
 import { expireEntry } from './entry.js';
 import { EdgePurgeError, SerializationError } from './errors.js';
 import { estimateSize } from './l1/estimate-size.js';
@@ -44,16 +45,34 @@ async function orMissed<T>(
 export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): Promise<void> {
   if (keys.length === 0) return;
   const fullKeys = distinct(keys);
-  const deleted = engine.listeners.delete;
   for (const key of fullKeys) {
     engine.l1.delete(key);
     engine.runs.supersedeKey(key);
-    if (deleted) engine.events.emit('delete', deleted, { key });
   }
-  if (!engine.tier) return;
-  const tier = engine.tier;
-  await orMissed(engine, 'del', fullKeys, () => tier.delete(fullKeys));
-  await engine.bus?.publish('del', fullKeys);
+  try {
+    if (!engine.tier) return;
+    const tier = engine.tier;
+    await orMissed(engine, 'del', fullKeys, () => tier.delete(fullKeys));
+    await engine.bus?.publish('del', fullKeys);
+  } finally {
+    announce(engine, 'delete', fullKeys);
+  }
+}
+
+/**
+ * Emits `delete` or `expire` for keys once the change is done in both tiers and sent to the
+ * other instances (or failed, and is recorded as lost): a listener that rewrites the key acts
+ * after it. Emitted after the L1 part only, a listener's `set` was then deleted (or marked
+ * stale) in L2 by the rest of the call, while its own L1 kept the value.
+ */
+function announce<E extends 'delete' | 'expire'>(
+  engine: CacheEngine,
+  event: E,
+  keys: Iterable<string>,
+): void {
+  const listeners = engine.listeners[event] as readonly CacheEventListener<E>[] | undefined;
+  if (!listeners) return;
+  for (const key of keys) engine.events.emit(event, listeners, { key } as CacheEventMap[E]);
 }
 
 /**
@@ -78,7 +97,6 @@ export async function deleteByTags(engine: CacheEngine, tagList: readonly string
     engine.tagIndex.delete(tag);
   }
   let removed = removedLocally.size;
-  if (deleted) for (const key of removedLocally) engine.events.emit('delete', deleted, { key });
   if (engine.tier) {
     const tier = engine.tier;
     // Any of the tags marks a value as one to delete: a key in two of the sets is then
@@ -99,11 +117,18 @@ export async function deleteByTags(engine: CacheEngine, tagList: readonly string
         if (deleted) engine.events.emit('delete', deleted, { key });
       }
     };
-    await orMissed(engine, 'tag', tags, async () => {
-      for (const tag of tags) await tier.deleteTag(tag, carriesTag, onDeleted);
-    });
-    await engine.bus?.publish('tag', [...tags]);
+    try {
+      await orMissed(engine, 'tag', tags, async () => {
+        for (const tag of tags) await tier.deleteTag(tag, carriesTag, onDeleted);
+      });
+      await engine.bus?.publish('tag', [...tags]);
+    } catch (error) {
+      announce(engine, 'delete', removedLocally);
+      throw error;
+    }
   }
+  // L1's keys once L2's pages are done (the pages' own keys are announced page by page).
+  announce(engine, 'delete', removedLocally);
   const edge = engine.options.edge;
   if (edge) {
     const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
@@ -137,18 +162,20 @@ export async function expireKeys(engine: CacheEngine, keys: readonly string[]): 
   if (keys.length === 0) return;
   const fullKeys = distinct(keys);
   const now = engine.clock.now();
-  const expired = engine.listeners.expire;
   for (const key of fullKeys) {
     expireL1(engine, key, now);
     engine.runs.supersedeKey(key);
-    if (expired) engine.events.emit('expire', expired, { key });
   }
-  if (!engine.tier) return;
-  const outcomes = await orMissed(engine, 'exp', fullKeys, () => expireInL2(engine, fullKeys));
-  // A key another write changed meanwhile is left out: that write's own `set` message
-  // refreshes other instances, and ours arriving after it would mark the new value stale.
-  const published = fullKeys.filter((_, index) => outcomes[index] !== 'overwritten');
-  if (published.length > 0) await engine.bus?.publish('exp', published);
+  try {
+    if (!engine.tier) return;
+    const outcomes = await orMissed(engine, 'exp', fullKeys, () => expireInL2(engine, fullKeys));
+    // A key another write changed meanwhile is left out: that write's own `set` message
+    // refreshes other instances, and ours arriving after it would mark the new value stale.
+    const published = fullKeys.filter((_, index) => outcomes[index] !== 'overwritten');
+    if (published.length > 0) await engine.bus?.publish('exp', published);
+  } finally {
+    announce(engine, 'expire', fullKeys);
+  }
 }
 
 /**
@@ -198,17 +225,21 @@ export async function expireByTags(engine: CacheEngine, tagList: readonly string
 export async function clearPrefix(engine: CacheEngine, fullPrefix: string): Promise<void> {
   clearL1(engine, fullPrefix);
   engine.runs.supersedePrefix(fullPrefix);
-  const cleared = engine.listeners.clear;
-  if (cleared) engine.events.emit('clear', cleared, { prefix: fullPrefix });
-  if (!engine.tier) return;
-  const tier = engine.tier;
-  await orMissed(engine, 'clear', [fullPrefix], () => tier.clearPrefix(fullPrefix));
-  // The clear's pages take a while, and a read or write of this instance meanwhile put in L1
-  // what a later page then deleted from L2: this L1 drops it again, as the others do on the
-  // message (a value written meanwhile that L2 kept is only reread).
-  clearL1(engine, fullPrefix);
-  engine.runs.supersedePrefix(fullPrefix);
-  await engine.bus?.publish('clear', [fullPrefix]);
+  try {
+    if (!engine.tier) return;
+    const tier = engine.tier;
+    await orMissed(engine, 'clear', [fullPrefix], () => tier.clearPrefix(fullPrefix));
+    // The clear's pages take a while, and a read or write of this instance meanwhile put in L1
+    // what a later page then deleted from L2: this L1 drops it again, as the others do on the
+    // message (a value written meanwhile that L2 kept is only reread).
+    clearL1(engine, fullPrefix);
+    engine.runs.supersedePrefix(fullPrefix);
+    await engine.bus?.publish('clear', [fullPrefix]);
+  } finally {
+    // Once both tiers are clear: a listener's write under the prefix is not cleared by the call.
+    const cleared = engine.listeners.clear;
+    if (cleared) engine.events.emit('clear', cleared, { prefix: fullPrefix });
+  }
 }
 
 /**

@@ -164,6 +164,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   // again, so every run goes suspect).
   const running = engine.running.get(fullKey) as RunningFactory<T> | undefined;
   if (joinable(engine, running)) return awaitFactory(engine, load, running);
+  if (running) outlivedLease(engine, running, userKey);
   let stale = load.stale;
   let l2Seen = load.l2Seen;
   const tier = engine.tier;
@@ -338,6 +339,22 @@ function joinable<T>(
     !running.run.superseded &&
     (!running.run.suspect || engine.bus?.awaitingResync === true) &&
     Date.now() - running.startedAt < engine.options.lock.leaseMs
+  );
+}
+
+/**
+ * A run not joined only because it outlived `lock.leaseMs` (see {@link joinable}): the caller
+ * starts another, as another instance may once the lease has expired. The late run is
+ * superseded: it read its source before the new one, so its value, if it ever comes, goes to
+ * its own callers only; cached, it overwrote the newer one's. Logged once per run, since
+ * only the user knows a slow factory from a hung one: a slow one needs a longer lease.
+ */
+function outlivedLease(engine: CacheEngine, running: RunningFactory<unknown>, userKey: string): void {
+  if (running.run.superseded || running.run.suspect) return;
+  running.run.superseded = true;
+  engine.logger.warn(
+    'a factory run outlived lock.leaseMs and is no longer joined: the factory runs again (set lock.leaseMs above the slowest factory run)',
+    { key: userKey, runningMs: Date.now() - running.startedAt, leaseMs: engine.options.lock.leaseMs },
   );
 }
 

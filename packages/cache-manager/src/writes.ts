@@ -119,11 +119,10 @@ export function prepareWrite(
     options.tags ?? [],
     options.slidingTtlMs ?? engine.options.slidingTtlMs,
   );
-  const written = engine.listeners.set;
-  if (written) engine.events.emit('set', written, { key: fullKey });
   const tier = engine.tier;
   if (!tier || localOnly) {
     engine.l1Set(fullKey, entry, estimateSize(value));
+    announceSet(engine, fullKey);
     return () => Promise.resolve();
   }
   const encoded = engine.codec.encode(entry, fullKey);
@@ -137,17 +136,33 @@ export function prepareWrite(
     let written = false;
     try {
       written = await tier.set(fullKey, encoded, physicalTtl, entry.tags, tagTtl);
-    } finally {
-      // L1 has a value L2 does not: the other instances read L2 (see `InvalidationBus.missed`).
-      if (written) engine.metrics.written(encoded.length);
-      else engine.bus?.missed('set', [fullKey]);
+    } catch (error) {
+      // L1 has the value all the same (`onBackendError: 'throw'`): it is announced.
+      engine.bus?.missed('set', [fullKey]);
+      announceSet(engine, fullKey);
+      throw error;
     }
+    // L1 has a value L2 does not: the other instances read L2 (see `InvalidationBus.missed`).
+    if (written) engine.metrics.written(encoded.length);
+    else engine.bus?.missed('set', [fullKey]);
     // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
     // write costs one round trip, and other instances' L1s are evicted a moment later.
     const published = engine.bus?.publish('set', [fullKey]);
     if (published) engine.track(published);
+    announceSet(engine, fullKey);
   };
   return remote;
+}
+
+/**
+ * The `set` event, once both tiers hold the value (or L2's write failed, and is recorded as
+ * lost) and its message is sent: a listener that deletes or rewrites the key acts after the
+ * write. Emitted before the L1 write, a listener's delete was undone in L1 by it; before the
+ * L2 write, its DEL could reach Redis ahead of the SET.
+ */
+function announceSet(engine: CacheEngine, fullKey: string): void {
+  const listeners = engine.listeners.set;
+  if (listeners) engine.events.emit('set', listeners, { key: fullKey });
 }
 
 function finiteOrUndefined(ms: number): number | undefined {

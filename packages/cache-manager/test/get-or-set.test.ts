@@ -204,6 +204,31 @@ describe('timeouts', () => {
     hung.resolve('late');
   });
 
+  it('a run slower than lock.leaseMs is joined until then; the run started after it is the one cached, with a warning naming lock.leaseMs', async () => {
+    const warnings: string[] = [];
+    const logger = { debug() {}, info() {}, warn: (message: string) => warnings.push(message), error() {} };
+    const cache = make({ hardTimeoutMs: 20, lock: { leaseMs: 100 }, logger });
+    const slow = deferred<string>();
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return calls === 1 ? slow.promise : Promise.resolve('second');
+    };
+    await expect(cache.getOrSet('k', factory)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    await expect(cache.getOrSet('k', factory)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    expect(calls).toBe(1);
+    expect(warnings.filter((message) => message.includes('lock.leaseMs'))).toEqual([]);
+    await delay(150);
+    expect(await cache.getOrSet('k', factory)).toBe('second');
+    expect(calls).toBe(2);
+    expect(warnings.filter((message) => message.includes('lock.leaseMs'))).toHaveLength(1);
+    // The first run read its source before the second: its late value is not cached over.
+    slow.resolve('first, late');
+    await tick();
+    await tick();
+    expect(await cache.get('k')).toBe('second');
+  });
+
   it('a late run that a delete superseded is not joined: the next caller computes anew', async () => {
     const cache = make({ hardTimeoutMs: 20 });
     const slow = deferred<string>();

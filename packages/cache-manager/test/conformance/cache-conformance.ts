@@ -504,6 +504,65 @@ export function describeCacheConformance(
       expect(seen.length).toBe(before);
     });
 
+    it('a listener that changes its key in reaction to set, delete, expire, a tag event or clear keeps its change in every tier', async () => {
+      const cache = make({ graceMs: 60_000 });
+      const reactions: Promise<unknown>[] = [];
+      const reactTo = (key: string, reaction: () => Promise<unknown>) => {
+        let done = false;
+        return ({ key: seen }: { key: string }) => {
+          if (seen !== key || done) return;
+          done = true;
+          reactions.push(reaction());
+        };
+      };
+      cache.on(
+        'set',
+        reactTo('react:set', () => cache.delete('react:set')),
+      );
+      cache.on(
+        'delete',
+        reactTo('react:del', () => cache.set('react:del', 'after')),
+      );
+      cache.on(
+        'expire',
+        reactTo('react:exp', () => cache.set('react:exp', 'fresh')),
+      );
+      cache.on(
+        'delete',
+        reactTo('react:tagdel', () => cache.set('react:tagdel', 'after', { tags: ['react'] })),
+      );
+      cache.on(
+        'expire',
+        reactTo('react:tagexp', () => cache.set('react:tagexp', 'fresh', { tags: ['react-exp'] })),
+      );
+      cache.on('clear', ({ prefix }) => {
+        if (prefix === 'react-ns:') reactions.push(cache.namespace('react-ns').set('k', 'after'));
+      });
+      await cache.set('react:set', 'v');
+      await cache.set('react:del', 'before');
+      await cache.delete('react:del');
+      await cache.set('react:exp', 'old');
+      await cache.expire('react:exp');
+      await cache.set('react:tagdel', 'before', { tags: ['react'] });
+      await cache.deleteByTag('react');
+      await cache.set('react:tagexp', 'old', { tags: ['react-exp'] });
+      await cache.expireByTag('react-exp');
+      await cache.namespace('react-ns').set('k', 'before');
+      await cache.namespace('react-ns').clear();
+      await Promise.all(reactions);
+      expect(reactions).toHaveLength(6);
+      const readers = shared ? [cache, make()] : [cache];
+      for (const reader of readers) {
+        expect(await reader.get('react:set')).toBeUndefined();
+        expect(await reader.get('react:del')).toBe('after');
+        expect(await reader.get('react:tagdel')).toBe('after');
+        expect(await reader.get('react-ns:k')).toBe('after');
+        // Fresh: a stale value would be recomputed.
+        expect(await reader.getOrSet('react:exp', () => 'recomputed')).toBe('fresh');
+        expect(await reader.getOrSet('react:tagexp', () => 'recomputed')).toBe('fresh');
+      }
+    });
+
     it('events report factory errors and stale values served, with the reason', async () => {
       const clock = new ManualClock(Date.now());
       const cache = make({ clock, graceMs: 60_000, graceBackoffMs: 0 });

@@ -22,12 +22,23 @@ interface Backend {
   close(): Promise<void>;
 }
 
-/** Options of every cache below: a short deadline, so a stalled read fails fast. */
+/**
+ * Options of every cache below. The deadline is generous: with 150 ms for every cache, under
+ * load (4 CPU burners on 2 cores) a cache's first read of the shared msgpack structures, or a
+ * fresh reader's MGET, outlived it; the runner then could not decode the values it had to
+ * vouch for (or the reader saw none), and a value the test expects cached was not, in one run
+ * of three. Only the stalled-read case needs a read to fail: its runner has a deadline of its
+ * own, below a stall long enough for that.
+ */
 const defaults: CacheOptions = {
   graceMs: 60_000,
-  operationTimeoutMs: 150,
+  operationTimeoutMs: 5_000,
   breaker: { consecutiveFailures: 3, halfOpenAfterMs: 300 },
 };
+
+/** The stalled-read case's runner deadline, and the stall it cannot outlast. */
+const STALLED_READ_DEADLINE_MS = 1_000;
+const STALL_MS = 3_000;
 
 const single = await startPrivateRedisOrSkip();
 const cluster = await startRedisClusterOrSkip(3);
@@ -113,6 +124,26 @@ async function waitForResync(resynced: () => boolean): Promise<void> {
   expect(resynced()).toBe(true);
 }
 
+/**
+ * What `cache` heard from other instances (`<type>:<key>`), and a wait until it heard `expected`.
+ * On a Cluster a message reaches a subscriber on another node through the cluster bus, after
+ * the PUBLISH reply and out of order: under load a writer's `set`, published before the run
+ * started, arrived 20 ms into it and superseded the run of its key, which then cached nothing
+ * (rightly: a runner cannot tell when a message was sent). The tests wait for the writer's
+ * messages before they start the run.
+ */
+function hearing(cache: Cache): (expected: readonly string[]) => Promise<void> {
+  const heard = new Set<string>();
+  cache.on('invalidation', (message) => {
+    for (const key of message.k) heard.add(`${message.t}:${key}`);
+  });
+  return async (expected) => {
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && !expected.every((entry) => heard.has(entry))) await delay(5);
+    expect(expected.filter((entry) => !heard.has(entry))).toEqual([]);
+  };
+}
+
 /** A `getOrSetMany` factory that waits for `finish`, then returns the values given to it. */
 function heldFactory() {
   let finish: ((values: Record<string, string>) => void) | undefined;
@@ -150,12 +181,14 @@ function describeBatchReconnect(name: string, skip: boolean, backend: () => Back
       const prefix = 'batch-spanning:';
       const { logger, resynced } = resyncWatcher();
       const runner = await open(prefix, { logger });
+      const heard = hearing(runner);
       const writer = await open(prefix);
       // Values in grace in L2: the run sees their `createdAt`.
       for (const key of ['same', 'also-same', 'written']) {
         await writer.set(key, 'old');
         await writer.expire(key);
       }
+      await heard(['same', 'also-same', 'written'].flatMap((key) => [`set:${key}`, `exp:${key}`]));
       const held = heldFactory();
       const running = runner.getOrSetMany(['same', 'also-same', 'written'], held.factory);
       await held.started();
@@ -188,9 +221,11 @@ function describeBatchReconnect(name: string, skip: boolean, backend: () => Back
       const prefix = 'batch-written-deleted:';
       const { logger, resynced } = resyncWatcher();
       const runner = await open(prefix, { logger });
+      const heard = hearing(runner);
       const writer = await open(prefix);
       await writer.set('same', 'old');
       await writer.expire('same');
+      await heard(['set:same', 'exp:same']);
       const held = heldFactory();
       const running = runner.getOrSetMany(['cold', 'same'], held.factory);
       await held.started();
@@ -211,17 +246,19 @@ function describeBatchReconnect(name: string, skip: boolean, backend: () => Back
       const { open, killBus, stall } = setup();
       const prefix = 'batch-unread:';
       const { logger, resynced } = resyncWatcher();
-      const runner = await open(prefix, { logger });
+      const runner = await open(prefix, { logger, operationTimeoutMs: STALLED_READ_DEADLINE_MS });
+      const heard = hearing(runner);
       const writer = await open(prefix);
       await writer.set('deleted{b}', 'v1');
       await writer.set('kept{a}', 'old');
       await writer.expire('kept{a}');
+      await heard(['set:deleted{b}', 'set:kept{a}', 'exp:kept{a}']);
       // The runner's read of `deleted` times out: it cannot tell what L2 held before its run.
-      await stall(`${prefix}v:deleted{b}`, 600);
+      await stall(`${prefix}v:deleted{b}`, STALL_MS);
       const held = heldFactory();
       const running = runner.getOrSetMany(['deleted{b}', 'kept{a}'], held.factory);
       await held.started();
-      await delay(700);
+      await delay(STALL_MS + 100);
       await killBus();
       await writer.delete('deleted{b}');
       await waitForResync(resynced);

@@ -240,6 +240,79 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     expect(await runner.get('k')).toBeUndefined();
   });
 
+  it('a factory run that starts and ends while its bus is down does not cache over a write the bus lost', async () => {
+    const prefix = 'started-while-down:';
+    const runner = await open(prefix, true);
+    const writer = await open(prefix);
+    // The runner's bus connection is back, but its SUBSCRIBE is held: it hears nothing yet.
+    proxy.holdSubscribe = true;
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await proxy.held();
+    // Started after the connection closed: no close happens during it to mark it.
+    let finish: ((value: string) => void) | undefined;
+    const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
+    while (finish === undefined) await delay(5);
+    await writer.set('k', 'newer');
+    // The run ends before the resync, with a value read from the source before the write.
+    finish('older');
+    expect(await running).toBe('older');
+    const inL2 = await (await open(prefix)).get('k');
+    proxy.release();
+    expect(inL2).toBe('newer');
+    await waitForSubscribers(prefix, 3);
+    expect(await writer.get('k')).toBe('newer');
+    const deadline = Date.now() + 2_000;
+    while (Date.now() < deadline && runner.getLocal('k') !== undefined) await delay(10);
+    expect(await runner.get('k')).toBe('newer');
+  });
+
+  it('a getOrSetMany run that starts and ends while its bus is down does not cache over a write the bus lost', async () => {
+    const prefix = 'many-started-while-down:';
+    const runner = await open(prefix, true);
+    const writer = await open(prefix);
+    proxy.holdSubscribe = true;
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await proxy.held();
+    let finish: ((values: string[]) => void) | undefined;
+    const running = runner.getOrSetMany(
+      ['a', 'b'],
+      () => new Promise<string[]>((resolve) => (finish = resolve)),
+    );
+    while (finish === undefined) await delay(5);
+    await writer.set('a', 'newer');
+    finish(['older', 'computed']);
+    expect(await running).toEqual(['older', 'computed']);
+    const inL2 = await (await open(prefix)).get('a');
+    proxy.release();
+    expect(inL2).toBe('newer');
+    await waitForSubscribers(prefix, 3);
+    const deadline = Date.now() + 2_000;
+    while (Date.now() < deadline && runner.getLocal('a') !== undefined) await delay(10);
+    expect(await runner.get('a')).toBe('newer');
+  });
+
+  it('a factory run that starts while its bus is down and ends after the resync does not cache over a write the bus lost', async () => {
+    const prefix = 'started-while-down-ended-after:';
+    const { logger, resynced } = resyncWatcher();
+    const runner = await open(prefix, true, { logger });
+    const writer = await open(prefix);
+    proxy.holdSubscribe = true;
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await proxy.held();
+    let finish: ((value: string) => void) | undefined;
+    const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
+    while (finish === undefined) await delay(5);
+    await writer.set('k', 'newer');
+    proxy.release();
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && !resynced()) await delay(10);
+    expect(resynced()).toBe(true);
+    finish('older');
+    expect(await running).toBe('older');
+    expect(await runner.get('k')).toBe('newer');
+    expect(await (await open(prefix)).get('k')).toBe('newer');
+  });
+
   it('a lease waiter still serves its value in grace when all of Redis dies during its wait and its own factory fails', async () => {
     await using dying = await startPrivateRedis();
     const caches: Cache[] = [];
