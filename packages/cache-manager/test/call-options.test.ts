@@ -89,7 +89,7 @@ describe('per-call option checks', () => {
       [{ lockTimeoutMs: Number.POSITIVE_INFINITY }, ['lockTimeoutMs']],
       [{ earlyRefreshBeta: Number.NaN }, ['earlyRefreshBeta']],
       [{ tags: ['ok', 3 as unknown as string] }, ['tags.1']],
-      [{ ttl: '1h' } as unknown as GetOrSetOptions, ['']],
+      [{ ttl: '1h' } as unknown as GetOrSetOptions, ['ttl']],
       [{ ttlMs: 0, softTimeoutMs: -1 }, ['softTimeoutMs', 'ttlMs']],
     ];
     for (const [options, fields] of bad) {

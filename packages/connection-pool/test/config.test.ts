@@ -39,7 +39,7 @@ describe('configuration errors name the field', () => {
 
   it('unknown option and bad enum', () => {
     expect(fieldsOf(() => createPgPool({ primary: 'x', replicaz: [] } as unknown as PgPoolOptions))).toEqual([
-      '',
+      'replicaz',
     ]);
     expect(
       fieldsOf(() => createPgPool({ primary: 'x', loadBalancing: 'random' } as unknown as PgPoolOptions)),

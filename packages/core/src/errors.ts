@@ -84,9 +84,14 @@ export function parseOptions<Schema extends z.ZodType>(
 ): z.output<Schema> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const issues = result.error.issues.map((issue) => ({
-    path: issue.path.map(String).join('.'),
-    message: issue.message,
-  }));
+  // zod reports unknown keys of a strict object as one issue at the object: name each key.
+  const issues = result.error.issues.flatMap((issue) =>
+    issue.code === 'unrecognized_keys'
+      ? issue.keys.map((key) => ({
+          path: [...issue.path, key].map(String).join('.'),
+          message: 'unknown option',
+        }))
+      : [{ path: issue.path.map(String).join('.'), message: issue.message }],
+  );
   throw new ConfigError(component, issues);
 }

@@ -26,6 +26,20 @@ describe('parseOptions', () => {
     expect(error.message).toMatch(/^Invalid thing options: limit: .*; nested\.name: /);
     expect(error).toBeInstanceOf(NoaError);
   });
+
+  it('names each unknown key of a strict object as its own field', () => {
+    const strict = z.strictObject({ limit: z.number(), nested: z.strictObject({ name: z.string() }) });
+    let caught: unknown;
+    try {
+      parseOptions('thing', strict, { limit: 1, limt: 2, nested: { name: 'a', nmae: 'b' } });
+    } catch (error) {
+      caught = error;
+    }
+    const error = caught as ConfigError;
+    expect([...error.fields].sort()).toEqual(['limt', 'nested.nmae']);
+    expect(error.message).toContain('limt: unknown option');
+    expect(error.message).toContain('nested.nmae: unknown option');
+  });
 });
 
 describe('errors', () => {

@@ -356,7 +356,7 @@ describe('middleware options are validated', () => {
       fieldsOf(() =>
         expressRateLimit({ limiter, keyBy: 'cookie', cost: -1, headers: { draft: 8 } } as never),
       ),
-    ).toEqual(['cost', 'headers', 'keyBy']);
+    ).toEqual(['cost', 'headers.draft', 'keyBy']);
   });
 
   it('a route config.rateLimit with a bad field fails at registration, naming the route', async () => {
