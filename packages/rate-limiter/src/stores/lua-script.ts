@@ -8,7 +8,7 @@ import { capacityOf, type LimitPolicy } from '../policy.js';
  * (read at runtime: `src/lua/` from source, `dist/lua/` once built, where the build script
  * copies them). One algorithm per file; `check.lua` runs a batch of costs over all limits.
  */
-const algorithmFiles = [
+export const algorithmFiles = [
   'prelude.lua',
   'fixed-window.lua',
   'sliding-window.lua',

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { algorithms } from '../../src/algorithms/index.js';
 import { type AlgorithmName, algorithmNames, capacityOf, type LimitPolicy } from '../../src/policy.js';
+import { algorithmFiles } from '../../src/stores/lua-script.js';
 import { policyArb } from '../policy-arbitrary.js';
 
 // Each algorithm's Lua twin run on a real Redis with a time the test chooses (Redis's TIME cannot
@@ -16,15 +17,7 @@ const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
 if (skip) console.log(skip);
 
-const luaFiles = [
-  'prelude.lua',
-  'fixed-window.lua',
-  'sliding-window.lua',
-  'sliding-log.lua',
-  'token-bucket.lua',
-  'leaky-bucket.lua',
-];
-const luaSource = luaFiles
+const luaSource = algorithmFiles
   .map((file) => readFileSync(new URL(`../../src/lua/${file}`, import.meta.url), 'utf8'))
   .join('\n');
 /** ARGV: algorithm, limit, windowMs, burst, queueMaxDelayMs, then (now, cost) per step. */
