@@ -53,3 +53,28 @@ describe('configuration errors name the field', () => {
     await pool.close();
   });
 });
+
+describe('MongoPool options', () => {
+  it('a url that is not mongodb:// or mongodb+srv:// is refused at construction', () => {
+    expect(fieldsOf(() => createMongoPool({ url: 'http://127.0.0.1:27017' }))).toEqual(['url']);
+    expect(fieldsOf(() => createMongoPool({ url: '127.0.0.1:27017' }))).toEqual(['url']);
+    expect(() => createMongoPool({ url: 'mongodb+srv://cluster.example.net/app' })).not.toThrow();
+  });
+
+  it('driverOptions may not override the pool settings our options own', () => {
+    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', driverOptions: { maxPoolSize: 50 } }))).toEqual([
+      'driverOptions.maxPoolSize',
+    ]);
+    expect(
+      fieldsOf(() => createMongoPool({ url: 'mongodb://x', driverOptions: { waitQueueTimeoutMS: 1 } })),
+    ).toEqual(['driverOptions.waitQueueTimeoutMS']);
+  });
+
+  it('unknown keys and non-positive timeouts name the field', () => {
+    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', maxSize: 3 } as never))).toEqual(['maxSize']);
+    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', acquireTimeoutMs: 0 }))).toEqual(['acquireTimeoutMs']);
+    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', maxStalenessSeconds: 30 }))).toEqual([
+      'maxStalenessSeconds',
+    ]);
+  });
+});

@@ -1,0 +1,172 @@
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  AcquireTimeoutError,
+  BackendUnavailableError,
+  createMongoPool,
+  type MongoPool,
+  PoolClosedError,
+} from '../../src/index.js';
+import { type PrivateFerretdb, privateFerretdbSkipReason, startPrivateFerretdb } from './helpers/private-ferretdb.js';
+import { waitFor } from './helpers/wait.js';
+
+const skip = privateFerretdbSkipReason();
+if (skip) console.log(skip);
+
+/** The value of one series of `name` (labels as prom-client prints them), or undefined. */
+async function sample(registry: Registry, name: string, labels = '{pool="mongo"}'): Promise<number | undefined> {
+  const text = await registry.metrics();
+  const line = text.split('\n').find((row) => row.startsWith(`${name}${labels} `));
+  return line === undefined ? undefined : Number(line.split(' ')[1]);
+}
+
+async function gauges(registry: Registry) {
+  return {
+    active: await sample(registry, 'noa_connection_pool_active_connections'),
+    idle: await sample(registry, 'noa_connection_pool_idle_connections'),
+    waiting: await sample(registry, 'noa_connection_pool_waiting_requests'),
+  };
+}
+
+describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () => {
+  let server: PrivateFerretdb | undefined;
+  let pool: MongoPool | undefined;
+
+  afterEach(async () => {
+    server?.resume();
+    await pool?.close();
+    await server?.stop();
+    server = undefined;
+    pool = undefined;
+  });
+
+  it('reports occupancy, acquire time and timeouts under more concurrent operations than max', async () => {
+    server = await startPrivateFerretdb('load');
+    const registry = new Registry();
+    pool = createMongoPool({ url: server.url, name: 'mongo', max: 2, acquireTimeoutMs: 300, registry });
+    const client = await pool.connect();
+    const items = pool.db().collection<{ n: number }>('items');
+    let mostActive = 0;
+    client.on('connectionCheckedOut', () => {
+      mostActive = Math.max(mostActive, pool?.stats.active ?? 0);
+    });
+
+    await Promise.all(Array.from({ length: 12 }, (_, n) => items.insertOne({ n })));
+    expect(await items.countDocuments()).toBe(12);
+    expect(mostActive).toBeLessThanOrEqual(2);
+    expect(pool.stats.size).toBeLessThanOrEqual(2);
+    // 12 inserts + the count: every checkout is one acquire observation.
+    expect(
+      await sample(registry, 'noa_connection_pool_acquire_duration_seconds_count'),
+    ).toBeGreaterThanOrEqual(13);
+    expect(await gauges(registry)).toEqual({ active: 0, idle: pool.stats.size, waiting: 0 });
+
+    // A frozen server holds both connections for as long as it is frozen, so the waiters
+    // behind them wait out acquireTimeoutMs deterministically.
+    server.freeze();
+    const holders = [items.insertOne({ n: 100 }), items.insertOne({ n: 101 })];
+    // Awaited below; handled now so an early failure does not also report them as unhandled.
+    for (const holder of holders) holder.catch(() => {});
+    await waitFor(() => pool?.stats.active === 2);
+    const waiters = Array.from({ length: 3 }, (_, n) => pool?.run(() => items.insertOne({ n: 200 + n })));
+    await waitFor(() => pool?.stats.waiting === 3);
+    expect(await gauges(registry)).toEqual({ active: 2, idle: 0, waiting: 3 });
+    for (const waiter of waiters) {
+      const error = await waiter?.catch((rejected: unknown) => rejected);
+      expect(error).toBeInstanceOf(AcquireTimeoutError);
+      expect((error as AcquireTimeoutError).code).toBe('NOA_POOL_ACQUIRE_TIMEOUT');
+    }
+    expect(await sample(registry, 'noa_connection_pool_acquire_timeouts_total')).toBe(3);
+    expect(await gauges(registry)).toEqual({ active: 2, idle: 0, waiting: 0 });
+
+    server.resume();
+    await Promise.all(holders);
+    expect(await gauges(registry)).toEqual({ active: 0, idle: 2, waiting: 0 });
+    expect(await items.countDocuments()).toBe(14);
+  });
+
+  it('fails fast while the server is killed, says unhealthy, and recovers after a restart', async () => {
+    server = await startPrivateFerretdb('failfast');
+    const registry = new Registry();
+    const serverSelectionTimeoutMs = 500;
+    pool = createMongoPool({ url: server.url, name: 'mongo', max: 4, serverSelectionTimeoutMs, registry });
+    await pool.connect();
+    const items = pool.db().collection<{ n: number; pad: string }>('items');
+    await items.insertOne({ n: 0, pad: '' });
+
+    // Big batches so some are still on the wire when the server dies.
+    const pad = 'x'.repeat(2_000);
+    const inFlight = Array.from({ length: 6 }, (_, n) =>
+      items.insertMany(Array.from({ length: 2_000 }, () => ({ n, pad }))).then(
+        () => 'done',
+        () => 'failed',
+      ),
+    );
+    await server.kill();
+    const outcomes = await Promise.all(inFlight);
+    expect(outcomes).toContain('failed');
+
+    const started = Date.now();
+    const error = await pool.run(() => items.findOne({})).catch((rejected: unknown) => rejected);
+    expect(error).toBeInstanceOf(BackendUnavailableError);
+    expect(Date.now() - started).toBeLessThan(serverSelectionTimeoutMs + 5_000);
+    const health = await pool.health();
+    expect(health.healthy).toBe(false);
+    expect(health.error).toBeDefined();
+    expect(
+      await sample(registry, 'noa_connection_pool_errors_total', '{pool="mongo",kind="pool-cleared"}'),
+    ).toBeGreaterThanOrEqual(1);
+    expect(await gauges(registry)).toEqual({ active: 0, idle: pool.stats.idle, waiting: 0 });
+
+    await server.restart();
+    await waitFor(async () => (await pool?.health())?.healthy === true);
+    await items.insertOne({ n: 1, pad: '' });
+    expect(await items.countDocuments({ n: 1 })).toBe(1);
+  });
+
+  it('close() with operations in flight settles them, zeroes the gauges and stays closed', async () => {
+    server = await startPrivateFerretdb('close');
+    const registry = new Registry();
+    const closing = createMongoPool({ url: server.url, name: 'mongo', max: 2, registry });
+    pool = closing;
+    await closing.connect();
+    const items = closing.db().collection<{ n: number }>('items');
+    server.freeze();
+    const inFlight = Array.from({ length: 5 }, (_, n) => closing.run(() => items.insertOne({ n })));
+    for (const operation of inFlight) operation.catch(() => {});
+    await waitFor(() => closing.stats.active === 2 && closing.stats.waiting === 3);
+
+    await closing.close();
+    for (const operation of inFlight) {
+      const error = await operation.then(
+        () => undefined,
+        (rejected: unknown) => rejected,
+      );
+      expect(error).toBeInstanceOf(PoolClosedError);
+    }
+    expect(await gauges(registry)).toEqual({ active: 0, idle: 0, waiting: 0 });
+    expect(closing.stats).toMatchObject({ active: 0, idle: 0, waiting: 0, size: 0 });
+
+    expect(() => closing.db()).toThrow(PoolClosedError);
+    expect(() => closing.readDb()).toThrow(PoolClosedError);
+    await expect(closing.connect()).rejects.toBeInstanceOf(PoolClosedError);
+    await expect(closing.run(() => Promise.resolve(1))).rejects.toBeInstanceOf(PoolClosedError);
+    server.resume();
+    const health = await closing.health();
+    expect(health.healthy).toBe(false);
+    // health() must not reopen a closed pool: no connection appears.
+    expect(closing.stats.size).toBe(0);
+    expect(await gauges(registry)).toEqual({ active: 0, idle: 0, waiting: 0 });
+  });
+
+  it('run() passes ordinary server errors through unchanged', async () => {
+    server = await startPrivateFerretdb('passthrough');
+    pool = createMongoPool({ url: server.url });
+    await pool.connect();
+    const items = pool.db().collection<{ _id: number }>('items');
+    await items.insertOne({ _id: 1 });
+    const error = await pool.run(() => items.insertOne({ _id: 1 })).catch((rejected: unknown) => rejected);
+    expect((error as { code?: number }).code).toBe(11000);
+    expect(error).not.toBeInstanceOf(AcquireTimeoutError);
+  });
+});
