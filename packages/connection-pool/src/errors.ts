@@ -5,8 +5,9 @@ export class ConnectionPoolError extends NoaError {}
 
 /** No resource became free within `acquireTimeoutMs`. */
 export class AcquireTimeoutError extends ConnectionPoolError {
-  constructor(pool: string, timeoutMs: number) {
+  constructor(pool: string, timeoutMs: number, cause?: unknown) {
     super('NOA_POOL_ACQUIRE_TIMEOUT', `${pool}: no connection free within ${timeoutMs} ms`, {
+      cause,
       details: { pool, timeoutMs },
     });
   }
@@ -21,8 +22,8 @@ export class AcquireAbortedError extends ConnectionPoolError {
 
 /** The pool is draining or closed, so it hands out nothing more. */
 export class PoolClosedError extends ConnectionPoolError {
-  constructor(pool: string) {
-    super('NOA_POOL_CLOSED', `${pool} is closed`, { details: { pool } });
+  constructor(pool: string, cause?: unknown) {
+    super('NOA_POOL_CLOSED', `${pool} is closed`, { cause, details: { pool } });
   }
 }
 

@@ -10,6 +10,7 @@ import {
 import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
+import { AcquireTimeoutError, BackendUnavailableError, PoolClosedError } from './errors.js';
 import { type PoolMetrics, poolMetrics } from './metrics.js';
 import type { PoolStats } from './pool.js';
 import { SessionTracker } from './routing/session-tracker.js';
@@ -137,6 +138,21 @@ export class MongoPool {
     return this.#sessions.run(undefined, fn);
   }
 
+  /**
+   * Runs `fn` (which uses `db()` / `readDb()`) and turns the driver's pool failures into this
+   * package's typed errors, the driver's error kept as `cause`: no connection free within
+   * `acquireTimeoutMs` → `AcquireTimeoutError`; no server within `serverSelectionTimeoutMs`,
+   * or the connection lost mid-operation → `BackendUnavailableError`; the pool closed →
+   * `PoolClosedError`. Other errors (duplicate key, validation…) pass through unchanged.
+   */
+  async run<R>(fn: () => Promise<R>): Promise<R> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw this.#typed(error);
+    }
+  }
+
   /** Occupancy from the driver's pool events (summed over servers). */
   get stats(): PoolStats {
     const idle = Math.max(0, this.#open - this.#active);
@@ -164,6 +180,20 @@ export class MongoPool {
   /** Same as `close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  #typed(error: unknown): unknown {
+    const name = this.options.name;
+    switch (poolFailureOf(error)) {
+      case 'timeout':
+        return new AcquireTimeoutError(name, this.options.acquireTimeoutMs, error);
+      case 'unavailable':
+        return new BackendUnavailableError(name, { cause: error });
+      case 'closed':
+        return new PoolClosedError(name, error);
+      default:
+        return error;
+    }
   }
 
   #require(): MongoClient {
@@ -237,6 +267,42 @@ export class MongoPool {
       this.#logger.warn('mongo connection pool cleared (server marked unknown)');
     });
   }
+}
+
+const unavailableNames = new Set([
+  'MongoServerSelectionError',
+  'MongoNetworkError',
+  'MongoNetworkTimeoutError',
+  'MongoPoolClearedError',
+  'PoolClearedOnNetworkError',
+]);
+const closedNames = new Set([
+  'MongoClientClosedError',
+  'MongoTopologyClosedError',
+  'MongoPoolClosedError',
+  'MongoNotConnectedError',
+]);
+
+/**
+ * Which pool failure a driver error is, if any. Names, not `instanceof`: the wait-queue and
+ * pool errors are not exported by the driver. Bulk writes (`insertMany`, `bulkWrite`) wrap the
+ * underlying failure in a `MongoBulkWriteError` that keeps it as `errorResponse`, sometimes a
+ * bare socket error (`write EPIPE`) the driver did not wrap in a `MongoNetworkError`.
+ */
+function poolFailureOf(error: unknown): 'timeout' | 'unavailable' | 'closed' | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const wrapped = (error as { errorResponse?: unknown }).errorResponse;
+  const failure = error.name === 'MongoBulkWriteError' && wrapped instanceof Error ? wrapped : error;
+  if (failure.name === 'MongoWaitQueueTimeoutError') return 'timeout';
+  if (unavailableNames.has(failure.name) || isSocketError(failure)) return 'unavailable';
+  if (closedNames.has(failure.name)) return 'closed';
+  return undefined;
+}
+
+/** A Node socket failure (`ECONNRESET`, `EPIPE`…): it carries the failing system call. */
+function isSocketError(error: Error): boolean {
+  const { code, syscall } = error as { code?: unknown; syscall?: unknown };
+  return typeof code === 'string' && typeof syscall === 'string';
 }
 
 /** Creates a {@link MongoPool} (call `connect()` before use). */
