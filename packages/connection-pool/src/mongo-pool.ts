@@ -75,6 +75,13 @@ export class MongoPool {
   readonly #logger: Logger;
   #client: MongoClient | undefined;
   #connecting: Promise<MongoClient> | undefined;
+  #closed = false;
+  /** Set once close() has zeroed the gauges: late events of the closed client are ignored. */
+  #detached = false;
+  #closing: Promise<void> | undefined;
+  /** Rejects when `close()` starts, so `run()` calls still waiting on the driver end at once. */
+  readonly #closedSignal: Promise<never>;
+  #signalClosed: (error: PoolClosedError) => void = () => {};
   #active = 0;
   #open = 0;
   #waiting = 0;
@@ -91,10 +98,19 @@ export class MongoPool {
     this.#sessions = new SessionTracker(this.options.readYourWritesMs);
     this.#clock = this.options.clock ?? systemClock;
     this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.options.name });
+    this.#closedSignal = new Promise<never>((_resolve, reject) => {
+      this.#signalClosed = reject;
+    });
+    // Only `run()` listens; a close with no run() pending must not be an unhandled rejection.
+    this.#closedSignal.catch(() => {});
   }
 
-  /** Connects (once; later calls share the first) and returns the underlying client. */
+  /**
+   * Connects (once; later calls share the first) and returns the underlying client. Rejects
+   * with `PoolClosedError` after `close()`: a closed pool is not reopened.
+   */
   async connect(): Promise<MongoClient> {
+    if (this.#closed) throw new PoolClosedError(this.options.name);
     if (this.#client !== undefined) return this.#client;
     this.#connecting ??= this.#openClient();
     return this.#connecting;
@@ -146,8 +162,11 @@ export class MongoPool {
    * `PoolClosedError`. Other errors (duplicate key, validation…) pass through unchanged.
    */
   async run<R>(fn: () => Promise<R>): Promise<R> {
+    if (this.#closed) throw new PoolClosedError(this.options.name);
     try {
-      return await fn();
+      // close() rejects callers still queued in the driver at once (as the SQL pools do); the
+      // driver's own close settles their operations afterwards.
+      return await Promise.race([fn(), this.#closedSignal]);
     } catch (error) {
       throw this.#typed(error);
     }
@@ -159,8 +178,12 @@ export class MongoPool {
     return { active: this.#active, idle, waiting: this.#waiting, pending: 0, size: this.#open };
   }
 
-  /** Pings the deployment; healthy when it answers within `serverSelectionTimeoutMs`. */
+  /** Pings the deployment; healthy when it answers within `serverSelectionTimeoutMs`. Unhealthy once closed. */
   async health(): Promise<{ healthy: boolean; error?: string; stats: PoolStats; checkoutErrors: number }> {
+    if (this.#closed) {
+      const error = String(new PoolClosedError(this.options.name));
+      return { healthy: false, error, stats: this.stats, checkoutErrors: this.#errors };
+    }
     try {
       await (await this.connect()).db('admin').command({ ping: 1 });
       return { healthy: true, stats: this.stats, checkoutErrors: this.#errors };
@@ -169,12 +192,39 @@ export class MongoPool {
     }
   }
 
-  /** Closes the client and its pool. */
-  async close(): Promise<void> {
+  /**
+   * Closes the client and its pool, for good: `run()` calls still pending reject with
+   * `PoolClosedError` at once, operations on the wire are interrupted by the driver, and the
+   * occupancy gauges drop this pool's connections. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    this.#signalClosed(new PoolClosedError(this.options.name));
     const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
     this.#client = undefined;
     this.#connecting = undefined;
     await client?.close();
+    this.#forgetOccupancy();
+  }
+
+  /**
+   * The driver stops relaying pool events once its topology is closed, so a checkout that
+   * fails during close never reports it: without this the gauges would keep it forever.
+   */
+  #forgetOccupancy(): void {
+    const metrics = this.#metrics;
+    for (let n = 0; n < this.#active; n += 1) metrics.active.dec();
+    for (let n = 0; n < this.#waiting; n += 1) metrics.waiting.dec();
+    for (let n = 0; n < Math.max(0, this.#open - this.#active); n += 1) metrics.idle.dec();
+    this.#active = 0;
+    this.#waiting = 0;
+    this.#open = 0;
+    this.#detached = true;
   }
 
   /** Same as `close()`. */
@@ -197,6 +247,7 @@ export class MongoPool {
   }
 
   #require(): MongoClient {
+    if (this.#closed) throw new PoolClosedError(this.options.name);
     if (this.#client === undefined) throw new Error('MongoPool: call connect() before db()/readDb()');
     return this.#client;
   }
@@ -228,20 +279,24 @@ export class MongoPool {
   #watch(client: MongoClient): void {
     const metrics = this.#metrics;
     client.on('connectionCreated', () => {
+      if (this.#detached) return;
       this.#open += 1;
       metrics.created.inc();
       metrics.idle.inc();
     });
     client.on('connectionClosed', () => {
+      if (this.#detached) return;
       this.#open = Math.max(0, this.#open - 1);
       metrics.destroyed.inc();
       metrics.idle.dec();
     });
     client.on('connectionCheckOutStarted', () => {
+      if (this.#detached) return;
       this.#waiting += 1;
       metrics.waiting.inc();
     });
     client.on('connectionCheckedOut', (event) => {
+      if (this.#detached) return;
       this.#waiting = Math.max(0, this.#waiting - 1);
       this.#active += 1;
       metrics.waiting.dec();
@@ -250,6 +305,7 @@ export class MongoPool {
       metrics.acquireSeconds.observe(event.durationMS / 1_000);
     });
     client.on('connectionCheckOutFailed', (event) => {
+      if (this.#detached) return;
       this.#waiting = Math.max(0, this.#waiting - 1);
       this.#errors += 1;
       metrics.waiting.dec();
@@ -258,11 +314,13 @@ export class MongoPool {
       this.#logger.warn('mongo connection checkout failed', { reason: event.reason });
     });
     client.on('connectionCheckedIn', () => {
+      if (this.#detached) return;
       this.#active = Math.max(0, this.#active - 1);
       metrics.active.dec();
       metrics.idle.inc();
     });
     client.on('connectionPoolCleared', () => {
+      if (this.#detached) return;
       metrics.errors.inc({ kind: 'pool-cleared' });
       this.#logger.warn('mongo connection pool cleared (server marked unknown)');
     });

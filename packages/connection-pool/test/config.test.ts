@@ -62,9 +62,9 @@ describe('MongoPool options', () => {
   });
 
   it('driverOptions may not override the pool settings our options own', () => {
-    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', driverOptions: { maxPoolSize: 50 } }))).toEqual([
-      'driverOptions.maxPoolSize',
-    ]);
+    expect(
+      fieldsOf(() => createMongoPool({ url: 'mongodb://x', driverOptions: { maxPoolSize: 50 } })),
+    ).toEqual(['driverOptions.maxPoolSize']);
     expect(
       fieldsOf(() => createMongoPool({ url: 'mongodb://x', driverOptions: { waitQueueTimeoutMS: 1 } })),
     ).toEqual(['driverOptions.waitQueueTimeoutMS']);
@@ -72,7 +72,9 @@ describe('MongoPool options', () => {
 
   it('unknown keys and non-positive timeouts name the field', () => {
     expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', maxSize: 3 } as never))).toEqual(['maxSize']);
-    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', acquireTimeoutMs: 0 }))).toEqual(['acquireTimeoutMs']);
+    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', acquireTimeoutMs: 0 }))).toEqual([
+      'acquireTimeoutMs',
+    ]);
     expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', maxStalenessSeconds: 30 }))).toEqual([
       'maxStalenessSeconds',
     ]);

@@ -7,14 +7,22 @@ import {
   type MongoPool,
   PoolClosedError,
 } from '../../src/index.js';
-import { type PrivateFerretdb, privateFerretdbSkipReason, startPrivateFerretdb } from './helpers/private-ferretdb.js';
+import {
+  type PrivateFerretdb,
+  privateFerretdbSkipReason,
+  startPrivateFerretdb,
+} from './helpers/private-ferretdb.js';
 import { waitFor } from './helpers/wait.js';
 
 const skip = privateFerretdbSkipReason();
 if (skip) console.log(skip);
 
 /** The value of one series of `name` (labels as prom-client prints them), or undefined. */
-async function sample(registry: Registry, name: string, labels = '{pool="mongo"}'): Promise<number | undefined> {
+async function sample(
+  registry: Registry,
+  name: string,
+  labels = '{pool="mongo"}',
+): Promise<number | undefined> {
   const text = await registry.metrics();
   const line = text.split('\n').find((row) => row.startsWith(`${name}${labels} `));
   return line === undefined ? undefined : Number(line.split(' ')[1]);
@@ -106,10 +114,12 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     // Big batches so some are still on the wire when the server dies.
     const pad = 'x'.repeat(2_000);
     const inFlight = Array.from({ length: 6 }, (_, n) =>
-      pool?.run(() => items.insertMany(Array.from({ length: 2_000 }, () => ({ n, pad })))).then(
-        () => 'done',
-        (error: unknown) => (error instanceof BackendUnavailableError ? 'unavailable' : String(error)),
-      ),
+      pool
+        ?.run(() => items.insertMany(Array.from({ length: 2_000 }, () => ({ n, pad }))))
+        .then(
+          () => 'done',
+          (error: unknown) => (error instanceof BackendUnavailableError ? 'unavailable' : String(error)),
+        ),
     );
     await server.kill();
     const outcomes = await Promise.all(inFlight);
@@ -137,7 +147,14 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     server = await startPrivateFerretdb('close');
     const registry = new Registry();
     // min = max: both connections exist before the freeze (a handshake to a frozen server hangs).
-    const closing = createMongoPool({ url: server.url, name: 'mongo', min: 2, max: 2, registry });
+    const closing = createMongoPool({
+      url: server.url,
+      name: 'mongo',
+      min: 2,
+      max: 2,
+      acquireTimeoutMs: 1_000,
+      registry,
+    });
     pool = closing;
     await closing.connect();
     await waitFor(() => closing.stats.size === 2);
