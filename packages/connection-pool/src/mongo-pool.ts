@@ -23,13 +23,38 @@ function loadMongo(): Promise<MongoModule> {
   return mongoModule;
 }
 
+/**
+ * Driver options our own options set: one given in `driverOptions` would be silently
+ * overwritten, so it is refused, naming the option to use instead.
+ */
+const ownedDriverOptions: Record<string, string> = {
+  minPoolSize: 'min',
+  maxPoolSize: 'max',
+  waitQueueTimeoutMS: 'acquireTimeoutMs',
+  maxIdleTimeMS: 'idleTimeoutMs',
+  serverSelectionTimeoutMS: 'serverSelectionTimeoutMs',
+};
+
 /** Options of {@link createMongoPool}. */
 export const mongoPoolOptionsSchema = z
   .object({
     /** Name in logs and the `pool` metric label. */
     name: z.string().min(1).default('mongo'),
     /** `mongodb://…` connection string (replica set members and options in it as usual). */
-    url: z.string().min(1),
+    url: z
+      .string()
+      .regex(/^mongodb(\+srv)?:\/\/./, 'must be a mongodb:// or mongodb+srv:// connection string')
+      .superRefine((url, context) => {
+        const query = url.includes('?') ? url.slice(url.indexOf('?') + 1) : '';
+        for (const key of new URLSearchParams(query).keys()) {
+          // URI option names are case-insensitive.
+          const ours = Object.entries(ownedDriverOptions).find(
+            ([name]) => name.toLowerCase() === key.toLowerCase(),
+          );
+          if (ours !== undefined)
+            context.addIssue({ code: 'custom', message: `${key} in the URL: set \`${ours[1]}\` instead` });
+        }
+      }),
     /** The driver's pool bounds per server. */
     min: z.number().int().nonnegative().default(0),
     max: z.number().int().positive().default(10),
@@ -48,7 +73,16 @@ export const mongoPoolOptionsSchema = z
     /** After a write, the session's reads use the primary this long. */
     readYourWritesMs: z.number().int().nonnegative().default(2_000),
     /** Extra driver options (TLS, auth, appName…). */
-    driverOptions: z.record(z.string(), z.unknown()).default({}),
+    driverOptions: z
+      .record(z.string(), z.unknown())
+      .superRefine((driverOptions, context) => {
+        for (const key of Object.keys(driverOptions)) {
+          const ours = ownedDriverOptions[key];
+          if (ours !== undefined)
+            context.addIssue({ code: 'custom', path: [key], message: `set \`${ours}\` instead` });
+        }
+      })
+      .default({}),
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).optional(),
     clock: z.custom<Clock>((value) => typeof value === 'object' && value !== null).optional(),
     registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),

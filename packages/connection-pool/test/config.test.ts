@@ -59,6 +59,11 @@ describe('MongoPool options', () => {
     expect(fieldsOf(() => createMongoPool({ url: 'http://127.0.0.1:27017' }))).toEqual(['url']);
     expect(fieldsOf(() => createMongoPool({ url: '127.0.0.1:27017' }))).toEqual(['url']);
     expect(() => createMongoPool({ url: 'mongodb+srv://cluster.example.net/app' })).not.toThrow();
+    // The pool options would silently win over these URI options.
+    expect(
+      fieldsOf(() => createMongoPool({ url: 'mongodb://a,b/app?replicaSet=rs&maxpoolsize=50' })),
+    ).toEqual(['url']);
+    expect(() => createMongoPool({ url: 'mongodb://a,b/app?replicaSet=rs&appName=x' })).not.toThrow();
   });
 
   it('driverOptions may not override the pool settings our options own', () => {
