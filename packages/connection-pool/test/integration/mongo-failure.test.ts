@@ -143,6 +143,23 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     expect(await items.countDocuments({ n: 1 })).toBe(1);
   });
 
+  it('health() answers unhealthy within serverSelectionTimeoutMs while the server is frozen', async () => {
+    server = await startPrivateFerretdb('frozen');
+    const serverSelectionTimeoutMs = 400;
+    const frozenPool = createMongoPool({ url: server.url, serverSelectionTimeoutMs });
+    pool = frozenPool;
+    await frozenPool.connect();
+    expect((await frozenPool.health()).healthy).toBe(true);
+    server.freeze();
+    // A deadline test with a generous bound: the ping must not wait for the frozen server.
+    const deadline = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref());
+    const health = await Promise.race([frozenPool.health(), deadline]);
+    expect(health).not.toBe('hung');
+    expect(health).toMatchObject({ healthy: false });
+    server.resume();
+    await waitFor(async () => (await frozenPool.health()).healthy);
+  });
+
   it('close() with operations in flight settles them, zeroes the gauges and stays closed', async () => {
     server = await startPrivateFerretdb('close');
     const registry = new Registry();
