@@ -212,14 +212,21 @@ export class MongoPool {
     return { active: this.#active, idle, waiting: this.#waiting, pending: 0, size: this.#open };
   }
 
-  /** Pings the deployment; healthy when it answers within `serverSelectionTimeoutMs`. Unhealthy once closed. */
+  /**
+   * Pings the deployment; healthy when it answers within `serverSelectionTimeoutMs` (a frozen
+   * server counts as down after that long too). Unhealthy once closed.
+   */
   async health(): Promise<{ healthy: boolean; error?: string; stats: PoolStats; checkoutErrors: number }> {
     if (this.#closed) {
       const error = String(new PoolClosedError(this.options.name));
       return { healthy: false, error, stats: this.stats, checkoutErrors: this.#errors };
     }
     try {
-      await (await this.connect()).db('admin').command({ ping: 1 });
+      // The driver sets no socket timeout, so a frozen or partitioned server would hold the ping
+      // forever. An abort signal ends the wait and closes that connection; the per-operation
+      // `timeoutMS` did not fire on a socket read here (driver 7.9), so it is not relied on.
+      const signal = AbortSignal.timeout(this.options.serverSelectionTimeoutMs);
+      await (await this.connect()).db('admin').command({ ping: 1 }, { signal });
       return { healthy: true, stats: this.stats, checkoutErrors: this.#errors };
     } catch (error) {
       return { healthy: false, error: String(error), stats: this.stats, checkoutErrors: this.#errors };

@@ -80,7 +80,7 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
 
     // A frozen server holds both connections for as long as it is frozen, so the waiters
     // behind them wait out acquireTimeoutMs deterministically.
-    server.freeze();
+    await server.freeze();
     const holders = [items.insertOne({ n: 100 }), items.insertOne({ n: 101 })];
     // Awaited below; handled now so an early failure does not also report them as unhandled.
     for (const holder of holders) holder.catch(() => {});
@@ -150,7 +150,7 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     pool = frozenPool;
     await frozenPool.connect();
     expect((await frozenPool.health()).healthy).toBe(true);
-    server.freeze();
+    await server.freeze();
     // A deadline test with a generous bound: the ping must not wait for the frozen server.
     const deadline = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref());
     const health = await Promise.race([frozenPool.health(), deadline]);
@@ -176,7 +176,7 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     await closing.connect();
     await waitFor(() => closing.stats.size === 2);
     const items = closing.db().collection<{ n: number }>('items');
-    server.freeze();
+    await server.freeze();
     const inFlight = Array.from({ length: 5 }, (_, n) => closing.run(() => items.insertOne({ n })));
     for (const operation of inFlight) operation.catch(() => {});
     await waitFor(() => closing.stats.active === 2 && closing.stats.waiting === 3);

@@ -1,9 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sparePort, waitForPort } from '@noa/testkit';
+import { waitFor } from './wait.js';
+
+/** The state letter of /proc/<pid>/stat (after the parenthesised command name). */
+function stateOf(stat: string): string | undefined {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+}
 
 /** The FerretDB binary `scripts/services` builds (MongoDB wire protocol over SQLite). */
 const ferretdb =
@@ -21,8 +27,11 @@ export interface PrivateFerretdb {
   readonly url: string;
   /** SIGKILL: the server is gone at once; its clients see their sockets reset. */
   kill(): Promise<void>;
-  /** SIGSTOP / SIGCONT: connections stay open but nothing answers until resumed. */
-  freeze(): void;
+  /**
+   * SIGSTOP / SIGCONT: connections stay open but nothing answers until resumed. Resolves once
+   * the kernel reports the process stopped (the signal is delivered asynchronously).
+   */
+  freeze(): Promise<void>;
   resume(): void;
   /** Starts it again on the same port and data directory. */
   restart(): Promise<void>;
@@ -69,7 +78,12 @@ export async function startPrivateFerretdb(database: string): Promise<PrivateFer
   return {
     url: `mongodb://127.0.0.1:${port}/${database}`,
     kill,
-    freeze: () => child?.kill('SIGSTOP'),
+    freeze: async () => {
+      const pid = child?.pid;
+      if (pid === undefined) return;
+      process.kill(pid, 'SIGSTOP');
+      await waitFor(async () => stateOf(await readFile(`/proc/${pid}/stat`, 'utf8')) === 'T');
+    },
     resume: () => child?.kill('SIGCONT'),
     restart: start,
     stop: async () => {
