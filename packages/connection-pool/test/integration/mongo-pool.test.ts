@@ -74,3 +74,52 @@ describe('MongoPool without a server', () => {
     await pool.close();
   });
 });
+
+/** Why the replica-set cases cannot run against `url`, or undefined when it is a replica set. */
+async function replicaSetSkipReason(): Promise<string | undefined> {
+  if (!reachable) return `skipped: no MongoDB at ${url}`;
+  const probe = createMongoPool({ url, serverSelectionTimeoutMs: 2_000 });
+  try {
+    const hello = await (await probe.connect()).db('admin').command({ hello: 1 });
+    if (typeof hello.setName !== 'string' || !Array.isArray(hello.hosts) || hello.hosts.length < 2)
+      return `skipped: ${url} is not a replica set with a secondary (FerretDB is a standalone server): secondary reads and read-your-writes routing to a real primary are not exercised`;
+    return undefined;
+  } finally {
+    await probe.close();
+  }
+}
+
+const replicaSetSkip = await replicaSetSkipReason();
+if (replicaSetSkip) console.log(replicaSetSkip);
+
+describe.skipIf(replicaSetSkip !== undefined)('MongoPool on a replica set', () => {
+  it('reads from a secondary, and from the primary inside the read-your-writes window', async () => {
+    const database = uniqueName('cp_mongo_rs');
+    const pool = createMongoPool({ url, readYourWritesMs: 60_000, driverOptions: { monitorCommands: true } });
+    try {
+      const client = await pool.connect();
+      const findsAt: string[] = [];
+      client.on('commandStarted', (event) => {
+        if (event.commandName === 'find') findsAt.push(event.address);
+      });
+      const primary = String((await pool.db('admin').command({ hello: 1 })).primary);
+      await pool
+        .db(database)
+        .collection('items')
+        .insertOne({ n: 1 }, { writeConcern: { w: 'majority' } });
+
+      await pool.readDb(database).collection('items').findOne({});
+      pool.noteWrite('user-7');
+      await pool.readDb(database, { session: 'user-7' }).collection('items').findOne({});
+      expect(findsAt).toHaveLength(2);
+      expect(findsAt[0]).not.toBe(primary);
+      expect(findsAt[1]).toBe(primary);
+    } finally {
+      await pool
+        .db(database)
+        .dropDatabase()
+        .catch(() => {});
+      await pool.close();
+    }
+  });
+});
