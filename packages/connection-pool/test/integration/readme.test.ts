@@ -5,7 +5,7 @@ import { createMysqlPool } from '../../src/index.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
 
 // Every ```ts block preceded by `<!-- test -->` in the README runs here, against a private
-// Postgres primary + replica, a fresh MariaDB database and the shared Redis.
+// Postgres primary + replica, a fresh MariaDB database, the shared Redis and the shared MongoDB.
 const packageDir = path.resolve(import.meta.dirname, '../..');
 const blocks = readmeBlocks(packageDir)
   .filter((block) => block.tag === undefined)
@@ -18,15 +18,18 @@ const expectedLogs: ((logs: unknown[][]) => void)[] = [
   (logs) => expect(logs[0]).toEqual([true]),
   (logs) => expect(logs[0]).toEqual([1, true]),
   (logs) => expect(logs[0]).toEqual([[expect.stringMatching(/^readme:jobs:/), 'job-1']]),
+  (logs) => expect(logs[0]).toEqual([1, true]),
 ];
 
 const pgSkip = privatePgSkipReason();
 const mysqlUp = await isReachable('mysql');
 const redisUp = await isReachable('redis');
+const mongoUp = await isReachable('mongo');
 const skip =
   pgSkip ??
   (!mysqlUp ? `skipped: no MariaDB at ${serviceUrl('mysql')}` : undefined) ??
-  (!redisUp ? `skipped: no Redis at ${serviceUrl('redis')}` : undefined);
+  (!redisUp ? `skipped: no Redis at ${serviceUrl('redis')}` : undefined) ??
+  (!mongoUp ? `skipped: no MongoDB at ${serviceUrl('mongo')}` : undefined);
 if (skip) console.log(skip);
 
 describe.skipIf(skip !== undefined)('README examples', () => {
