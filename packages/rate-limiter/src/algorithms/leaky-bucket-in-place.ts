@@ -1,6 +1,7 @@
 import type { Decision } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
 import { bucketTime } from './bucket-time.js';
+import { isBeyondClockStep } from './clock-step.js';
 import type { LeakyBucketState } from './leaky-bucket.js';
 
 /**
@@ -58,6 +59,8 @@ export function leakyBucketInPlace(
 
 /** The bucket's level (scaled by `windowMs`) at `now`: what has leaked since `updatedAt` is gone. */
 export function levelAt(state: LeakyBucketState, now: number, policy: LimitPolicy): number {
+  // A bucket of a clock that was far ahead starts afresh, empty (as bucketTime moves it to `now`).
+  if (isBeyondClockStep(state.updatedAt, now)) return 0;
   // A clock that went back (another server's) leaks nothing rather than filling.
   const elapsed = Math.max(0, now - state.updatedAt);
   return Math.max(0, state.level - elapsed * policy.limit);

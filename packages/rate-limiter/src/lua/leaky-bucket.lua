@@ -6,7 +6,8 @@ ALG[5] = function(a, b, _, now, cost, p)
   local level = 0
   -- The bucket's time: a clock that went back leaks from where the bucket stands (bucketTime).
   local at = now
-  if a ~= nil then
+  -- A bucket further ahead than any clock step back starts afresh (isBeyondClockStep).
+  if a ~= nil and not beyond_step(b, now) then
     local elapsed = math.max(0, now - b)
     level = math.max(0, a - elapsed * p.limit)
     if b > now then at = b end
