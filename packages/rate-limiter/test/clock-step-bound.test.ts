@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { maxClockStepBackMs } from '../src/algorithms/clock-step.js';
 import { adjusters, algorithms } from '../src/algorithms/index.js';
-import { createRateLimiter } from '../src/index.js';
+import { autoBlockSchema, createRateLimiter, recordViolation } from '../src/index.js';
 import { algorithmNames, capacityOf } from '../src/policy.js';
 import { policyArb } from './policy-arbitrary.js';
 
@@ -69,5 +69,24 @@ describe('a state stamped further ahead than any clock step back', () => {
     const result = await limiter.check('a');
     expect(result).toMatchObject({ allowed: true, remaining: 1 });
     await limiter.close();
+  });
+
+  it('violations a clock hours ahead counted start a fresh auto-block window once the clock is back', () => {
+    const policy = autoBlockSchema.parse({ violations: 3, withinMs: 60_000, blockMs: 10_000 });
+    fc.assert(
+      fc.property(fc.integer({ min: maxClockStepBackMs + 1, max: 400 * 24 * hour }), (ahead) => {
+        let state = recordViolation(undefined, start + ahead, policy);
+        state = recordViolation(state, start + ahead, policy);
+        const back = recordViolation(state, start, policy);
+        expect(back).toMatchObject({ violations: 1, windowStart: start, blockedUntil: 0 });
+        // Within the bound, the violations still count in their window.
+        const near = recordViolation(
+          recordViolation(undefined, start + 5_000, policy),
+          start + 5_000,
+          policy,
+        );
+        expect(recordViolation(near, start, policy).blockedUntil).toBe(start + 10_000);
+      }),
+    );
   });
 });

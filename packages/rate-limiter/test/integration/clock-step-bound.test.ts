@@ -88,4 +88,29 @@ describe.skipIf(skip !== undefined)('a Redis state stamped hours ahead of Redisâ
       if (left.length > 0) await client.del(...left);
     });
   }
+
+  it('violations counted by a Redis clock hours ahead start a fresh auto-block window', async () => {
+    const prefix = `${uniqueName('rl-step-block')}:`;
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client, prefix }),
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      autoBlock: { violations: 3, withinMs: 600_000, blockMs: 30_000 },
+      deadlineMs: 5_000,
+      // Every check asks Redis: no refusal is answered from the local block cache.
+      localBlockCache: false,
+    });
+    await limiter.check('v');
+    await limiter.check('v');
+    await limiter.check('v');
+    const [key] = await client.keys(`${prefix}*`);
+    expect(await client.hget(key!, 'bv')).toBe('2');
+    // The two violations' window, moved two hours ahead (as a clock that far ahead started it).
+    const windowStart = Number(await client.hget(key!, 'bw'));
+    await client.hset(key!, 'bw', String(windowStart + twoHours));
+    expect((await limiter.check('v')).allowed).toBe(false);
+    expect(await client.hget(key!, 'bv')).toBe('1');
+    expect(await client.hget(key!, 'bu')).toBe('0');
+    await limiter.close();
+    await client.del(key!);
+  });
 });
