@@ -59,6 +59,56 @@ describe('a state stamped further ahead than any clock step back', () => {
     });
   }
 
+  /** Gaps of ordinary traffic with, now and then, a jump of hours or a step at the bound. */
+  const jumpyArb = fc.array(
+    fc.record({
+      gap: fc.oneof(
+        { weight: 8, arbitrary: fc.integer({ min: -6_000, max: 3_000 }) },
+        { weight: 1, arbitrary: fc.integer({ min: -3 * hour, max: 3 * hour }) },
+        {
+          weight: 1,
+          arbitrary: fc
+            .tuple(fc.constantFrom(-1, 1), fc.integer({ min: -3_002, max: 3_002 }))
+            .map(([sign, off]) => sign * (maxClockStepBackMs + off)),
+        },
+      ),
+      cost: fc.integer({ min: 0, max: 3 }),
+    }),
+    { minLength: 1, maxLength: 80 },
+  );
+
+  for (const algorithm of algorithmNames) {
+    it(`${algorithm}: under jumps of hours, remaining stays within the quota and a refusal's retry is exact`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), jumpyArb, (policy, requests) => {
+          const { step } = algorithms[algorithm];
+          let state: unknown;
+          let now = start;
+          for (const request of requests) {
+            now += request.gap;
+            const { decision, state: next } = step(state, now, request.cost, policy);
+            expect(decision.remaining).toBeGreaterThanOrEqual(0);
+            expect(decision.remaining).toBeLessThanOrEqual(decision.limit);
+            expect(decision.resetMs).toBeGreaterThanOrEqual(0);
+            // Never longer than the bound plus what a state as it stands can ask.
+            expect(decision.resetMs).toBeLessThanOrEqual(
+              maxClockStepBackMs + 2 * capacityOf(policy) * policy.windowMs,
+            );
+            if (decision.allowed) {
+              state = next;
+              continue;
+            }
+            if (request.cost > capacityOf(policy)) continue;
+            const at = now + decision.retryAfterMs;
+            expect(decision.retryAfterMs).toBeGreaterThan(0);
+            expect(step(state, at, request.cost, policy).decision.allowed).toBe(true);
+            expect(step(state, at - 1, request.cost, policy).decision.allowed).toBe(false);
+          }
+        }),
+      );
+    });
+  }
+
   it('a limiter on the memory store answers a key a clock filled a day ahead once the clock is back, with a short Retry-After', async () => {
     const clock = new ManualClock(start + 24 * hour);
     const limiter = createRateLimiter({ limits: [{ limit: 2, windowMs: 60_000 }], clock });
