@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isBeyondClockStep } from './algorithms/clock-step.js';
 
 /** Auto-blocking of abusers: `violations` refusals within `withinMs` block the key for `blockMs`. */
 export const autoBlockSchema = z
@@ -58,7 +59,10 @@ export function recordViolation(
   policy: AutoBlockPolicy,
 ): BlockState {
   const current = state ?? emptyBlockState;
-  const inWindow = now - current.windowStart < policy.withinMs;
+  // A window a clock far ahead started (further than any step back) is not one to count in: its
+  // violations would count until the clock caught up, hours of them adding up to a block.
+  const inWindow =
+    now - current.windowStart < policy.withinMs && !isBeyondClockStep(current.windowStart, now);
   const violations = (inWindow ? current.violations : 0) + 1;
   const windowStart = inWindow ? current.windowStart : now;
   if (violations < policy.violations) return { ...current, violations, windowStart };

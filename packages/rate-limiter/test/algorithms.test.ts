@@ -449,6 +449,79 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
   });
 });
 
+describe('leaky bucket queue mode when the clock goes back', () => {
+  // After a step back the bucket's time is ahead of the clock, and nothing leaks until the clock
+  // catches up: a queued request's release is that much later. It must still be within
+  // queueMaxDelayMs (the middleware holds the request for the delay), or be refused.
+  const queuedArb = fc
+    .tuple(policyArb('leaky-bucket'), fc.integer({ min: 0, max: 5_000 }))
+    .map(([policy, queueMaxDelayMs]): LimitPolicy => ({ ...policy, queueMaxDelayMs }));
+  const unsteadyArb = fc.array(
+    fc.record({ gap: fc.integer({ min: -6_000, max: 3_000 }), cost: fc.integer({ min: 0, max: 3 }) }),
+    { minLength: 1, maxLength: 120 },
+  );
+
+  it('every delay is within queueMaxDelayMs', () => {
+    fc.assert(
+      fc.property(queuedArb, startArb, unsteadyArb, (policy, start, requests) => {
+        const { step } = algorithms['leaky-bucket'];
+        let state: unknown;
+        let now = start;
+        for (const request of requests) {
+          now += request.gap;
+          const { decision, state: next } = step(state, now, request.cost, policy);
+          if (!decision.allowed) continue;
+          state = next;
+          expect(decision.delayMs).toBeLessThanOrEqual(policy.queueMaxDelayMs!);
+        }
+      }),
+    );
+  });
+
+  it('a refused request fits at now + retryAfterMs and not 1 ms earlier', () => {
+    fc.assert(
+      fc.property(queuedArb, startArb, unsteadyArb, (policy, start, requests) => {
+        const { step } = algorithms['leaky-bucket'];
+        let state: unknown;
+        let now = start;
+        for (const request of requests) {
+          now += request.gap;
+          const { decision, state: next } = step(state, now, request.cost, policy);
+          if (decision.allowed) {
+            state = next;
+            continue;
+          }
+          if (decision.retryAfterMs === Number.POSITIVE_INFINITY) continue;
+          const at = now + decision.retryAfterMs;
+          expect(decision.retryAfterMs).toBeGreaterThan(0);
+          expect(step(state, at, request.cost, policy).decision.allowed).toBe(true);
+          expect(step(state, at - 1, request.cost, policy).decision.allowed).toBe(false);
+        }
+      }),
+    );
+  });
+
+  it('a request queued behind a bucket 10 s ahead of the clock is refused, not held 11 s', () => {
+    const policy: LimitPolicy = {
+      name: 'p',
+      algorithm: 'leaky-bucket',
+      limit: 1,
+      windowMs: 1_000,
+      burst: 1,
+      queueMaxDelayMs: 1_000,
+    };
+    const { step } = algorithms['leaky-bucket'];
+    const first = step(undefined, 1_700_000_010_000, 1, policy);
+    const queued = step(first.state, 1_700_000_000_000, 1, policy).decision;
+    expect(queued).toMatchObject({ allowed: false, retryAfterMs: 10_000 });
+    // At the bucket's time it queues as usual, for a leak's worth.
+    expect(step(first.state, 1_700_000_010_000, 1, policy).decision).toMatchObject({
+      allowed: true,
+      delayMs: 1_000,
+    });
+  });
+});
+
 describe('a cost above what a limit can ever admit', () => {
   /** The largest cost an empty limit admits, computed from the policy (the reference model). */
   const maxCost = (policy: LimitPolicy): number =>

@@ -1,6 +1,7 @@
 import type { Decision } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
 import { bucketTime } from './bucket-time.js';
+import { isBeyondClockStep } from './clock-step.js';
 import type { LeakyBucketState } from './leaky-bucket.js';
 
 /**
@@ -25,7 +26,13 @@ export function leakyBucketInPlace(
   const at = bucketTime(state.updatedAt, now);
   const ahead = at - now;
   const after = level + cost * window;
-  if (after > capacity + queue) {
+  // A cost of 0 adds nothing to the queue: it has nothing to wait for.
+  const delayMs = cost > 0 && after > capacity ? Math.ceil((after - capacity) / policy.limit) + ahead : 0;
+  // A bucket ahead of the clock (it went back) leaks nothing until the clock catches up, so a
+  // queued request waits that much longer: within queueMaxDelayMs still, or it is refused (the
+  // retry below is exact for both: before the bucket's time nothing leaks, after it the leak
+  // and the shrinking lead free the same room per ms).
+  if (after > capacity + queue || delayMs > (policy.queueMaxDelayMs ?? 0)) {
     return {
       name: policy.name,
       windowMs: window,
@@ -51,13 +58,14 @@ export function leakyBucketInPlace(
     remaining: Math.max(0, Math.floor((capacity - after) / window)),
     resetMs: Math.ceil(after / policy.limit) + ahead,
     retryAfterMs: 0,
-    // A cost of 0 adds nothing to the queue: it has nothing to wait for.
-    delayMs: cost > 0 && after > capacity ? Math.ceil((after - capacity) / policy.limit) + ahead : 0,
+    delayMs,
   };
 }
 
 /** The bucket's level (scaled by `windowMs`) at `now`: what has leaked since `updatedAt` is gone. */
 export function levelAt(state: LeakyBucketState, now: number, policy: LimitPolicy): number {
+  // A bucket of a clock that was far ahead starts afresh, empty (as bucketTime moves it to `now`).
+  if (isBeyondClockStep(state.updatedAt, now)) return 0;
   // A clock that went back (another server's) leaks nothing rather than filling.
   const elapsed = Math.max(0, now - state.updatedAt);
   return Math.max(0, state.level - elapsed * policy.limit);

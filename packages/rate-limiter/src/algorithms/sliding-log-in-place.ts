@@ -1,5 +1,6 @@
 import type { Decision } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
+import { isBeyondClockStep } from './clock-step.js';
 import type { SlidingLogState } from './sliding-log.js';
 
 /**
@@ -49,8 +50,13 @@ export function slidingLogInPlace(
   };
 }
 
-/** The index of the first entry still in the window: those at or before `now − windowMs` have left it. */
+/**
+ * The index of the first entry still in the window: those at or before `now − windowMs` have left
+ * it. A log whose newest entry is further ahead than any clock step back is not of a clock to
+ * trust: all its entries are past (the log starts afresh; see {@link isBeyondClockStep}).
+ */
 export function firstInWindow(times: readonly number[], now: number, windowMs: number): number {
+  if (times.length > 0 && isBeyondClockStep(times[times.length - 1]!, now)) return times.length;
   let first = 0;
   while (first < times.length && times[first]! <= now - windowMs) first += 1;
   return first;

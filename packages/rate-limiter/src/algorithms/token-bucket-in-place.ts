@@ -1,6 +1,7 @@
 import type { Decision } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
 import { bucketTime } from './bucket-time.js';
+import { isBeyondClockStep } from './clock-step.js';
 import type { TokenBucketState } from './token-bucket.js';
 
 /**
@@ -56,6 +57,8 @@ export function tokenBucketInPlace(
 
 /** The tokens (scaled by `windowMs`) in the bucket at `now`: refilled since `updatedAt`, capped. */
 export function tokensAt(state: TokenBucketState, now: number, policy: LimitPolicy): number {
+  // A bucket of a clock that was far ahead starts afresh, full (as bucketTime moves it to `now`).
+  if (isBeyondClockStep(state.updatedAt, now)) return capacityOf(policy) * policy.windowMs;
   // A clock that went back (another server's) refills nothing rather than draining.
   const elapsed = Math.max(0, now - state.updatedAt);
   return Math.min(capacityOf(policy) * policy.windowMs, state.tokens + elapsed * policy.limit);

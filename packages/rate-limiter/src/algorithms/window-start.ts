@@ -1,14 +1,17 @@
+import { isBeyondClockStep } from './clock-step.js';
+
 /**
  * The window a request at `now` counts in, given the window `stateStart` its key's state is of
  * (NaN for none): the window holding `now`, unless the state is of a later one. A clock that went
  * back (another server's after a failover, an NTP step) then counts in the state's window, as it
  * stands: counting in the earlier window (from 0) would admit up to a whole limit more, and
- * overwrite the later window's count.
+ * overwrite the later window's count. A state further ahead than any clock step back
+ * (`maxClockStepBackMs`) is not of a clock to trust: the request counts in its own window.
  */
 export function countingWindowStart(stateStart: number, now: number, windowMs: number): number {
   const start = windowStartOf(now, windowMs);
   // Not Math.max: a key never seen has NaN, which must lose.
-  if (stateStart > start) return stateStart;
+  if (stateStart > start && !isBeyondClockStep(stateStart, now)) return stateStart;
   return start;
 }
 

@@ -59,12 +59,12 @@ local function entry(keys, args)
   -- The window a change at `now` counts in: the state's when it is later (countingWindowStart).
   local function counting_ws(a, now, w)
     local ws = now - (now % w)
-    if a ~= nil and a > ws then return a end
+    if a ~= nil and a > ws and not beyond_step(a, now) then return a end
     return ws
   end
   -- The bucket's time: never moved back by a clock that went back (bucketTime).
   local function bucket_time(b, now)
-    if b ~= nil and b > now then return b end
+    if b ~= nil and b > now and not beyond_step(b, now) then return b end
     return now
   end
   REFUND[1] = function(a, b, c, now, points, p)
@@ -96,7 +96,7 @@ local function entry(keys, args)
   end
   local function tokens_at(a, b, now, p)
     local full = p.burst * p.window
-    if a == nil then return full end
+    if a == nil or beyond_step(b, now) then return full end
     return math.min(full, a + math.max(0, now - b) * p.limit)
   end
   REFUND[4] = function(a, b, c, now, points, p)
@@ -107,7 +107,7 @@ local function entry(keys, args)
     return math.max(0, tokens_at(a, b, now, p) - points * p.window), bucket_time(b, now), nil
   end
   local function level_at(a, b, now, p)
-    if a == nil then return 0 end
+    if a == nil or beyond_step(b, now) then return 0 end
     return math.max(0, a - math.max(0, now - b) * p.limit)
   end
   REFUND[5] = function(a, b, c, now, points, p)

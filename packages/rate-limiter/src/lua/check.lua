@@ -186,7 +186,8 @@ local function define_check_group()
           end
         end
         if blocking then
-          if now - block.w >= bp.within then
+          -- A window a clock far ahead started is not one to count in (recordViolation).
+          if now - block.w >= bp.within or beyond_step(block.w, now) then
             block.v = 0
             block.w = now
           end

@@ -2,7 +2,8 @@
 ALG[1] = function(a, b, _, now, cost, p)
   local ws = now - (now % p.window)
   -- A clock that went back counts in the state's later window (countingWindowStart).
-  if a ~= nil and a > ws then ws = a end
+  -- Not one further ahead than any clock step back (isBeyondClockStep).
+  if a ~= nil and a > ws and not beyond_step(a, now) then ws = a end
   local count = 0
   if a == ws then count = b or 0 end
   local reset = ws + p.window - now

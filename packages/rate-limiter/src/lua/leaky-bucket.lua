@@ -6,20 +6,22 @@ ALG[5] = function(a, b, _, now, cost, p)
   local level = 0
   -- The bucket's time: a clock that went back leaks from where the bucket stands (bucketTime).
   local at = now
-  if a ~= nil then
+  -- A bucket further ahead than any clock step back starts afresh (isBeyondClockStep).
+  if a ~= nil and not beyond_step(b, now) then
     local elapsed = math.max(0, now - b)
     level = math.max(0, a - elapsed * p.limit)
     if b > now then at = b end
   end
   local ahead = at - now
   local after = level + cost * w
-  if after > capacity + queue then
+  local delay = 0
+  -- A cost of 0 adds nothing to the queue: it has nothing to wait for.
+  if cost > 0 and after > capacity then delay = math.ceil((after - capacity) / p.limit) + ahead end
+  -- A queued request behind a bucket ahead of the clock waits within the queue's delay still.
+  if after > capacity + queue or delay > p.queue then
     local retry = math.ceil((after - capacity - queue) / p.limit) + ahead
     if cost * w > capacity + queue then retry = NEVER end
     return false, math.max(0, math.floor((capacity - level) / w)), math.ceil(level / p.limit) + ahead, retry, 0, a, b, nil
   end
-  local delay = 0
-  -- A cost of 0 adds nothing to the queue: it has nothing to wait for.
-  if cost > 0 and after > capacity then delay = math.ceil((after - capacity) / p.limit) + ahead end
   return true, math.max(0, math.floor((capacity - after) / w)), math.ceil(after / p.limit) + ahead, 0, delay, after, at, nil
 end

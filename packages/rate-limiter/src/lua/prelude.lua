@@ -12,6 +12,14 @@ local ALG = {}
 -- time that takes the longer of two (a block's) keeps NEVER: see `later`.
 local NEVER = -1
 
+-- The furthest back a clock may step for a key's state to count as it stands (maxClockStepBackMs
+-- in clock-step.ts): a state stamped further ahead of `now` is of a clock that was wrong, and the
+-- key starts afresh (isBeyondClockStep).
+local MAX_STEP_BACK = 20 * 60000
+local function beyond_step(state_time, now)
+  return state_time - now > MAX_STEP_BACK
+end
+
 -- The later of a retry time and `ms` (a block's length): NEVER stays NEVER.
 local function later(retry, ms)
   if retry == NEVER then return NEVER end
@@ -52,10 +60,13 @@ local function read_policy(at)
   }
 end
 
--- A sliding log's entries still in its window, from its sorted set (members 'time:cost:n').
+-- A sliding log's entries still in its window, from its sorted set (members 'time:cost:n'), in
+-- time order; none when the newest is further ahead than any clock step back (firstInWindow).
 local function read_log(key, window)
   local times, costs = {}, {}
   local entries = redis.call('ZRANGEBYSCORE', key, '(' .. (now - window), '+inf')
+  local newest = entries[#entries]
+  if newest ~= nil and beyond_step(tonumber(string.match(newest, '^(%d+):')), now) then entries = {} end
   for k = 1, #entries do
     local t, c = string.match(entries[k], '^(%d+):(%d+):')
     times[k] = tonumber(t)

@@ -9,7 +9,10 @@ ALG[3] = function(st, now, cost, p)
   local w = p.window
   local kt, kc = {}, {}
   local used = 0
-  for k = 1, #st.times do
+  -- A log whose newest entry is further ahead than any clock step back starts afresh (firstInWindow).
+  local n = #st.times
+  if n > 0 and beyond_step(st.times[n], now) then n = 0 end
+  for k = 1, n do
     if st.times[k] > now - w then
       kt[#kt + 1] = st.times[k]
       kc[#kc + 1] = st.costs[k]

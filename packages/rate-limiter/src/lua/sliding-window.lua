@@ -20,7 +20,8 @@ ALG[2] = function(a, b, c, now, cost, p)
   local w = p.window
   local ws = now - (now % w)
   -- A clock that went back counts in the state's later window (countingWindowStart).
-  if a ~= nil and a > ws then ws = a end
+  -- Not one further ahead than any clock step back (isBeyondClockStep).
+  if a ~= nil and a > ws and not beyond_step(a, now) then ws = a end
   local prev, cur = 0, 0
   if a ~= nil then
     if a == ws then

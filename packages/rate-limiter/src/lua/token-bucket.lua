@@ -6,7 +6,8 @@ ALG[4] = function(a, b, _, now, cost, p)
   local tokens = full
   -- The bucket's time: a clock that went back refills from where the bucket stands (bucketTime).
   local at = now
-  if a ~= nil then
+  -- A bucket further ahead than any clock step back starts afresh (isBeyondClockStep).
+  if a ~= nil and not beyond_step(b, now) then
     local elapsed = math.max(0, now - b)
     tokens = math.min(full, a + elapsed * p.limit)
     if b > now then at = b end

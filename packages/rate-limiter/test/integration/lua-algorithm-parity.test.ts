@@ -3,6 +3,7 @@ import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { maxClockStepBackMs } from '../../src/algorithms/clock-step.js';
 import { algorithms } from '../../src/algorithms/index.js';
 import { type AlgorithmName, algorithmNames, capacityOf, type LimitPolicy } from '../../src/policy.js';
 import { algorithmFiles } from '../../src/stores/lua-script.js';
@@ -58,9 +59,25 @@ end
 return reply
 `;
 
-/** Requests whose clock may go back by up to two windows of the policies below. */
+/**
+ * Requests whose clock may go back by up to two windows of the policies below, and sometimes
+ * jumps hours either way (a clock far ahead, then back: past maxClockStepBackMs, the state starts
+ * afresh), or lands within a few ms of that bound.
+ */
 const stepsArb = fc.array(
-  fc.record({ gap: fc.integer({ min: -6_000, max: 3_000 }), cost: fc.integer({ min: 0, max: 4 }) }),
+  fc.record({
+    gap: fc.oneof(
+      { weight: 8, arbitrary: fc.integer({ min: -6_000, max: 3_000 }) },
+      { weight: 1, arbitrary: fc.integer({ min: -3 * 3_600_000, max: 3 * 3_600_000 }) },
+      {
+        weight: 1,
+        arbitrary: fc
+          .tuple(fc.constantFrom(-1, 1), fc.integer({ min: -3_002, max: 3_002 }))
+          .map(([sign, off]) => sign * (maxClockStepBackMs + off)),
+      },
+    ),
+    cost: fc.integer({ min: 0, max: 4 }),
+  }),
   { minLength: 1, maxLength: 60 },
 );
 

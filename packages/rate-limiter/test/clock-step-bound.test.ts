@@ -1,0 +1,142 @@
+import { ManualClock } from '@noa/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { maxClockStepBackMs } from '../src/algorithms/clock-step.js';
+import { adjusters, algorithms } from '../src/algorithms/index.js';
+import { autoBlockSchema, createRateLimiter, recordViolation } from '../src/index.js';
+import { algorithmNames, capacityOf } from '../src/policy.js';
+import { policyArb } from './policy-arbitrary.js';
+
+// A clock that jumps far ahead (a misconfigured NTP server, a VM restored with a wrong time, a
+// failover to a replica whose clock is hours off) and then back: the state its checks wrote is
+// stamped hours ahead. Trusted as it stands, it refused the key until the clock caught up (a
+// window counted in hours from now, a bucket that neither refills nor leaks). A step back of up to
+// maxClockStepBackMs is honoured as before; a state further ahead starts afresh.
+
+const start = 1_700_000_000_000;
+const hour = 3_600_000;
+
+describe('a state stamped further ahead than any clock step back', () => {
+  for (const algorithm of algorithmNames) {
+    it(`${algorithm}: a key filled by a clock hours ahead is admitted again once the clock is back`, () => {
+      fc.assert(
+        fc.property(
+          policyArb(algorithm),
+          // A window's state is stamped at its window's start, up to a window (≤ 3 s here) before the
+          // checks that filled it.
+          fc.integer({ min: maxClockStepBackMs + 3_001, max: 400 * 24 * hour }),
+          (policy, ahead) => {
+            const { step } = algorithms[algorithm];
+            let state: unknown;
+            // Fill the key at the clock that is ahead.
+            for (let index = 0; index < capacityOf(policy) + 1; index += 1) {
+              const { decision, state: next } = step(state, start + ahead, 1, policy);
+              if (decision.allowed) state = next;
+            }
+            expect(step(state, start + ahead, 1, policy).decision.allowed).toBe(false);
+            const back = step(state, start, 1, policy).decision;
+            expect(back.allowed).toBe(true);
+            expect(back.resetMs).toBeLessThanOrEqual(capacityOf(policy) * policy.windowMs * 2);
+            // A refund or a penalty at the clock that is back counts in a fresh state too.
+            const penalized = adjusters[algorithm].penalize(state, start, capacityOf(policy), policy);
+            const afterPenalty = step(penalized, start + 2 * policy.windowMs * capacityOf(policy), 1, policy);
+            expect(afterPenalty.decision.allowed).toBe(true);
+          },
+        ),
+      );
+    });
+
+    it(`${algorithm}: a step back within the bound still counts in the state as it stands`, () => {
+      const policy = { name: 'p', algorithm, limit: 2, windowMs: 1_000 } as const;
+      const { step } = algorithms[algorithm];
+      let state: unknown;
+      const ahead = 5_500;
+      for (let index = 0; index < 3; index += 1) {
+        const { decision, state: next } = step(state, start + ahead, 1, policy);
+        if (decision.allowed) state = next;
+      }
+      expect(step(state, start, 1, policy).decision.allowed).toBe(false);
+    });
+  }
+
+  /** Gaps of ordinary traffic with, now and then, a jump of hours or a step at the bound. */
+  const jumpyArb = fc.array(
+    fc.record({
+      gap: fc.oneof(
+        { weight: 8, arbitrary: fc.integer({ min: -6_000, max: 3_000 }) },
+        { weight: 1, arbitrary: fc.integer({ min: -3 * hour, max: 3 * hour }) },
+        {
+          weight: 1,
+          arbitrary: fc
+            .tuple(fc.constantFrom(-1, 1), fc.integer({ min: -3_002, max: 3_002 }))
+            .map(([sign, off]) => sign * (maxClockStepBackMs + off)),
+        },
+      ),
+      cost: fc.integer({ min: 0, max: 3 }),
+    }),
+    { minLength: 1, maxLength: 80 },
+  );
+
+  for (const algorithm of algorithmNames) {
+    it(`${algorithm}: under jumps of hours, remaining stays within the quota and a refusal's retry is exact`, () => {
+      fc.assert(
+        fc.property(policyArb(algorithm), jumpyArb, (policy, requests) => {
+          const { step } = algorithms[algorithm];
+          let state: unknown;
+          let now = start;
+          for (const request of requests) {
+            now += request.gap;
+            const { decision, state: next } = step(state, now, request.cost, policy);
+            expect(decision.remaining).toBeGreaterThanOrEqual(0);
+            expect(decision.remaining).toBeLessThanOrEqual(decision.limit);
+            expect(decision.resetMs).toBeGreaterThanOrEqual(0);
+            // Never longer than the bound plus what a state as it stands can ask.
+            expect(decision.resetMs).toBeLessThanOrEqual(
+              maxClockStepBackMs + 2 * capacityOf(policy) * policy.windowMs,
+            );
+            if (decision.allowed) {
+              state = next;
+              continue;
+            }
+            if (request.cost > capacityOf(policy)) continue;
+            const at = now + decision.retryAfterMs;
+            expect(decision.retryAfterMs).toBeGreaterThan(0);
+            expect(step(state, at, request.cost, policy).decision.allowed).toBe(true);
+            expect(step(state, at - 1, request.cost, policy).decision.allowed).toBe(false);
+          }
+        }),
+      );
+    });
+  }
+
+  it('a limiter on the memory store answers a key a clock filled a day ahead once the clock is back, with a short Retry-After', async () => {
+    const clock = new ManualClock(start + 24 * hour);
+    const limiter = createRateLimiter({ limits: [{ limit: 2, windowMs: 60_000 }], clock });
+    await limiter.check('a');
+    await limiter.check('a');
+    expect((await limiter.check('a')).allowed).toBe(false);
+    clock.set(start);
+    const result = await limiter.check('a');
+    expect(result).toMatchObject({ allowed: true, remaining: 1 });
+    await limiter.close();
+  });
+
+  it('violations a clock hours ahead counted start a fresh auto-block window once the clock is back', () => {
+    const policy = autoBlockSchema.parse({ violations: 3, withinMs: 60_000, blockMs: 10_000 });
+    fc.assert(
+      fc.property(fc.integer({ min: maxClockStepBackMs + 1, max: 400 * 24 * hour }), (ahead) => {
+        let state = recordViolation(undefined, start + ahead, policy);
+        state = recordViolation(state, start + ahead, policy);
+        const back = recordViolation(state, start, policy);
+        expect(back).toMatchObject({ violations: 1, windowStart: start, blockedUntil: 0 });
+        // Within the bound, the violations still count in their window.
+        const near = recordViolation(
+          recordViolation(undefined, start + 5_000, policy),
+          start + 5_000,
+          policy,
+        );
+        expect(recordViolation(near, start, policy).blockedUntil).toBe(start + 10_000);
+      }),
+    );
+  });
+});
