@@ -593,6 +593,31 @@ export function describeCacheConformance(
       expect(() => cache.on('hits' as 'hit', () => {})).toThrow(ConfigError);
     });
 
+    it('an async listener that rejects is logged like a throwing one, never an unhandled rejection', async () => {
+      // A listener typed `() => void` may be an async function: its rejection escaped the
+      // try/catch around the call, and Node's default unhandled-rejection mode ends the process.
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => unhandled.push(reason);
+      process.on('unhandledRejection', onUnhandled);
+      const warnings: string[] = [];
+      const logger = { debug() {}, info() {}, warn: (message: string) => warnings.push(message), error() {} };
+      try {
+        const cache = make({ logger });
+        cache.on('set', async () => {
+          await Promise.resolve();
+          throw new Error('async listener bug');
+        });
+        await cache.set('ev:async-listener', 'ok');
+        // Rejections are reported as unhandled after the microtask queue drains.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(unhandled).toEqual([]);
+        expect(warnings).toContain('a cache event listener threw');
+        expect(await cache.get('ev:async-listener')).toBe('ok');
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+    });
+
     it.skipIf(!shared)('events report invalidations received over the bus', async () => {
       const a = make();
       const b = make();
