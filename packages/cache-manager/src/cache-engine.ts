@@ -35,6 +35,7 @@ import {
   flightLimits,
   joinFlight,
   loadThrough,
+  outlivedFlight,
   type RunningFactory,
   refreshEarly,
   sameLimits,
@@ -322,7 +323,7 @@ export class CacheEngine {
     }
     this.metrics.request('l1', entry ? 'stale' : 'miss');
     const inflight = this.flights.get(fullKey);
-    if (inflight) {
+    if (inflight && !outlivedFlight(this, inflight, fullKey, userKey)) {
       const promise = inflight.promise as Promise<T>;
       const shared = sameLimits(inflight.limits, flightLimits(this, options))
         ? promise
