@@ -107,7 +107,12 @@ export interface Flight {
  * old one is superseded, its late values going to its own caller only. Joined whatever its
  * age, a hung batch factory held its keys for good: every later caller timed out on it.
  */
-export function outlivedFlight(engine: CacheEngine, flight: Flight, fullKey: string, userKey: string): boolean {
+export function outlivedFlight(
+  engine: CacheEngine,
+  flight: Flight,
+  fullKey: string,
+  userKey: string,
+): boolean {
   if (flight.startedAt === undefined) return false;
   const runningMs = Date.now() - flight.startedAt;
   if (runningMs < engine.options.lock.leaseMs) return false;

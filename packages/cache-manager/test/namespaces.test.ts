@@ -68,4 +68,3 @@ describe('prefix', () => {
     expect((refused as ConfigError).message).toMatch(/Upgrade notes/);
   });
 });
-

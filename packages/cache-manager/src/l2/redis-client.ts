@@ -18,4 +18,3 @@ export function clusterResendWindowMs(client: RedisClient): number {
   const { retryDelayOnFailover = 100, maxRedirections = 16 } = client.options;
   return retryDelayOnFailover > 0 ? retryDelayOnFailover * maxRedirections : 0;
 }
-

@@ -1407,44 +1407,53 @@ export function describeCacheConformance(
       expect(await cache.get('bus:kept')).toBe('v');
     });
 
-    it.skipIf(!shared)('a malformed bus message, or a throwing onInvalidation observer, is dropped without an uncaught exception', async () => {
-      // The bus channel is a plain Redis channel anyone can PUBLISH to; its messages were
-      // applied from ioredis's 'message' event, where a TypeError is an uncaught exception.
-      const uncaught: unknown[] = [];
-      const onUncaught = (error: unknown) => uncaught.push(error);
-      process.on('uncaughtException', onUncaught);
-      try {
-        const cache = make();
-        await cache.ready();
-        await cache.set('bus:malformed-kept', 'v');
-        await cache.set('bus:malformed-gone', 'v');
-        let observed = 0;
-        const applied = new Promise<void>((resolve) => {
-          cache.onInvalidation((message) => {
-            if (message.o !== 'malformed-sender') return;
-            observed++;
-            if (message.t === 'del') resolve();
-            throw new Error('observer bug');
+    it.skipIf(!shared)(
+      'a malformed bus message, or a throwing onInvalidation observer, is dropped without an uncaught exception',
+      async () => {
+        // The bus channel is a plain Redis channel anyone can PUBLISH to; its messages were
+        // applied from ioredis's 'message' event, where a TypeError is an uncaught exception.
+        const uncaught: unknown[] = [];
+        const onUncaught = (error: unknown) => uncaught.push(error);
+        process.on('uncaughtException', onUncaught);
+        try {
+          const cache = make();
+          await cache.ready();
+          await cache.set('bus:malformed-kept', 'v');
+          await cache.set('bus:malformed-gone', 'v');
+          let observed = 0;
+          const applied = new Promise<void>((resolve) => {
+            cache.onInvalidation((message) => {
+              if (message.o !== 'malformed-sender') return;
+              observed++;
+              if (message.t === 'del') resolve();
+              throw new Error('observer bug');
+            });
           });
-        });
-        const options = backend!.options();
-        const channel = `${options.prefix}__bus`;
-        for (const raw of ['null', '1', '"x"', '{"t":"del"}', '{"o":"malformed-sender","t":"tag","k":[1]}']) {
-          await options.redis!.publish(channel, raw);
+          const options = backend!.options();
+          const channel = `${options.prefix}__bus`;
+          for (const raw of [
+            'null',
+            '1',
+            '"x"',
+            '{"t":"del"}',
+            '{"o":"malformed-sender","t":"tag","k":[1]}',
+          ]) {
+            await options.redis!.publish(channel, raw);
+          }
+          await options.redis!.publish(
+            channel,
+            JSON.stringify({ o: 'malformed-sender', t: 'del', k: ['bus:malformed-gone'], at: Date.now() }),
+          );
+          await applied;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          expect(uncaught).toEqual([]);
+          expect(observed).toBe(1);
+          expect(cache.getLocal('bus:malformed-gone')).toBeUndefined();
+          expect(cache.getLocal('bus:malformed-kept')).toBe('v');
+        } finally {
+          process.off('uncaughtException', onUncaught);
         }
-        await options.redis!.publish(
-          channel,
-          JSON.stringify({ o: 'malformed-sender', t: 'del', k: ['bus:malformed-gone'], at: Date.now() }),
-        );
-        await applied;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        expect(uncaught).toEqual([]);
-        expect(observed).toBe(1);
-        expect(cache.getLocal('bus:malformed-gone')).toBeUndefined();
-        expect(cache.getLocal('bus:malformed-kept')).toBe('v');
-      } finally {
-        process.off('uncaughtException', onUncaught);
-      }
-    });
+      },
+    );
   });
 }

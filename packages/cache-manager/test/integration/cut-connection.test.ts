@@ -185,4 +185,3 @@ describe.skipIf(!redisServerInstalled('a private Redis Cluster'))(
     });
   },
 );
-
