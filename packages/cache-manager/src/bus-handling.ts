@@ -55,7 +55,14 @@ export function applyBusMessage(engine: CacheEngine, message: BusMessage): void 
       // A kind from a newer release: ignored, neither applied nor reported as applied.
       return;
   }
-  for (const listener of engine.busListeners) listener(message);
+  for (const listener of engine.busListeners) {
+    // Run from ioredis's 'message' event: a throw here would be an uncaught exception.
+    try {
+      listener(message);
+    } catch (error) {
+      engine.logger.warn('an onInvalidation listener threw', { error: String(error) });
+    }
+  }
   const received = engine.listeners.invalidation;
   if (received) engine.events.emit('invalidation', received, message);
 }

@@ -425,12 +425,20 @@ export class InvalidationBus {
   }
 
   #receive(raw: string): void {
-    let message: BusMessage;
+    let parsed: unknown;
     try {
-      message = JSON.parse(raw) as BusMessage;
+      parsed = JSON.parse(raw);
     } catch {
       return;
     }
+    // The channel is a plain Redis channel anyone may PUBLISH to: a message of another shape
+    // is dropped here, as unparsable JSON is. Applied as it came (`null`, no `k`), it threw
+    // a TypeError inside ioredis's 'message' event: an uncaught exception.
+    if (!isBusMessage(parsed)) {
+      this.#logger.debug('invalidation bus message of an unknown shape dropped', { raw: raw.slice(0, 200) });
+      return;
+    }
+    const message = parsed;
     if (message.o === this.instanceId) return;
     if (
       this.#rootClearTimer !== undefined &&
@@ -444,4 +452,20 @@ export class InvalidationBus {
     this.#metrics.bus('received');
     this.#onMessage(message);
   }
+}
+
+/** The shape every release's messages have (a kind it does not know is ignored later, not here). */
+function isBusMessage(value: unknown): value is BusMessage {
+  if (typeof value !== 'object' || value === null) return false;
+  const { o, t, k, f } = value as Partial<Record<keyof BusMessage, unknown>>;
+  return (
+    typeof o === 'string' &&
+    typeof t === 'string' &&
+    isStringArray(k) &&
+    (f === undefined || isStringArray(f))
+  );
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string');
 }

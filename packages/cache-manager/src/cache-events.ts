@@ -90,7 +90,10 @@ export class CacheEvents {
     };
   }
 
-  /** Calls `listeners` with `payload`; a throwing listener is logged, never breaks the cache call. */
+  /**
+   * Calls `listeners` with `payload`; a listener that throws, or returns a promise that
+   * rejects, is logged and never breaks the cache call.
+   */
   emit<E extends CacheEventName>(
     event: E,
     listeners: readonly CacheEventListener<E>[],
@@ -98,10 +101,21 @@ export class CacheEvents {
   ): void {
     for (const listener of listeners) {
       try {
-        listener(payload);
+        // Typed `=> void`, a listener may still be an async function: its rejection, out of
+        // the try's reach, would be unhandled, which ends a Node process by default.
+        const returned: unknown = listener(payload);
+        if (isThenable(returned)) returned.then(undefined, (error) => this.#listenerThrew(event, error));
       } catch (error) {
-        this.#logger.warn('a cache event listener threw', { event, error: String(error) });
+        this.#listenerThrew(event, error);
       }
     }
   }
+
+  #listenerThrew(event: CacheEventName, error: unknown): void {
+    this.#logger.warn('a cache event listener threw', { event, error: String(error) });
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function';
 }

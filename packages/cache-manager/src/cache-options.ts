@@ -20,6 +20,10 @@ const timerMs = positiveMs.max(2 ** 31 - 1);
 const separateName = (value: string) => !value.includes(':');
 const separatorMessage = 'must not contain ":" (nest namespaces with cache.namespace())';
 
+/** What a user fixing a refused prefix must know (the values stay under the old one). */
+const prefixChangeNote =
+  'a new prefix starts with an empty cache and its own bus channel: see "Upgrade notes" in the README';
+
 /** A name given to `cache.namespace(name)`: not empty, without `:`. */
 export const namespaceNameSchema = z.string().min(1).refine(separateName, separatorMessage);
 
@@ -65,11 +69,15 @@ export const cacheOptionsSchema = z
     prefix: z
       .string()
       .min(1)
-      .refine((value) => value.endsWith(':'), 'must end with ":"')
-      .refine(
-        (value) => value.split(':').every((segment) => segment !== 'v' && !segment.startsWith('__')),
-        'no ":"-separated segment may be "v" or start with "__" (the markers that follow a prefix)',
-      )
+      // The messages name the fix: a deployment upgrading with a prefix earlier releases took
+      // (`cache`) meets the rule at start-up, and must know that the fixed prefix starts empty.
+      .refine((value) => value.endsWith(':'), {
+        error: (issue) =>
+          `must end with ":" (use ${JSON.stringify(`${String(issue.input)}:`)}; ${prefixChangeNote})`,
+      })
+      .refine((value) => value.split(':').every((segment) => segment !== 'v' && !segment.startsWith('__')), {
+        error: `no ":"-separated segment may be "v" or start with "__" (the markers that follow a prefix; rename that segment, ${prefixChangeNote})`,
+      })
       .default('noa:cache:'),
     /** Default freshness of an entry in ms (absent: no expiry). */
     ttlMs: positiveMs.optional(),

@@ -13,6 +13,7 @@ import {
   type Flight,
   type FlightLimits,
   joinFlight,
+  outlivedFlight,
   sameLimits,
   unchangedOrNot,
 } from './read-through.js';
@@ -115,7 +116,7 @@ export async function getOrSetMany<T>(
     engine.metrics.request('l1', entry ? 'stale' : 'miss');
     if (entry) stale.set(index, entry as CacheEntry<T>);
     const flight = engine.flights.get(fullKey);
-    if (flight) join(index, flight);
+    if (flight && !outlivedFlight(engine, flight, fullKey, userKeys[index]!)) join(index, flight);
     else rest.push(index);
   }
   if (engine.tier && rest.length > 0)
@@ -124,7 +125,7 @@ export async function getOrSetMany<T>(
   const mine: number[] = [];
   for (const index of rest) {
     const flight = engine.flights.get(fullKeys[index]!);
-    if (flight) join(index, flight);
+    if (flight && !outlivedFlight(engine, flight, fullKeys[index]!, userKeys[index]!)) join(index, flight);
     else mine.push(index);
   }
   if (mine.length > 0) {
@@ -139,7 +140,7 @@ export async function getOrSetMany<T>(
       });
       // Handled here; joiners and this call still see the rejection.
       flight.catch(() => {});
-      const own: Flight = { promise: flight };
+      const own: Flight = { promise: flight, startedAt: Date.now() };
       engine.flights.set(fullKey, own);
       join(index, own);
     }

@@ -92,6 +92,40 @@ export function flightLimits(engine: CacheEngine, options: GetOrSetOptions): Fli
 export interface Flight {
   promise: Promise<unknown>;
   limits?: FlightLimits;
+  /**
+   * `getOrSetMany`'s: `Date.now()` at its start. It has no timeouts, so it lasts as long as its
+   * factory: past `lock.leaseMs` it is no longer joined (see {@link outlivedFlight}).
+   */
+  startedAt?: number;
+  /** Set once {@link outlivedFlight} has superseded it (one warning per flight). */
+  outlived?: boolean;
+}
+
+/**
+ * Whether a caller must not join `flight`, a `getOrSetMany` load older than `lock.leaseMs`:
+ * as with a run of `getOrSet` (see {@link outlivedLease}), the caller starts another, and the
+ * old one is superseded, its late values going to its own caller only. Joined whatever its
+ * age, a hung batch factory held its keys for good: every later caller timed out on it.
+ */
+export function outlivedFlight(
+  engine: CacheEngine,
+  flight: Flight,
+  fullKey: string,
+  userKey: string,
+): boolean {
+  if (flight.startedAt === undefined) return false;
+  const runningMs = Date.now() - flight.startedAt;
+  if (runningMs < engine.options.lock.leaseMs) return false;
+  // Any run of the key in progress is the old flight's: the caller's starts after this.
+  engine.runs.supersedeKey(fullKey);
+  if (!flight.outlived) {
+    flight.outlived = true;
+    engine.logger.warn(
+      'a getOrSetMany factory run outlived lock.leaseMs and is no longer joined: the factory runs again (set lock.leaseMs above the slowest factory run)',
+      { key: userKey, runningMs, leaseMs: engine.options.lock.leaseMs },
+    );
+  }
+  return true;
 }
 
 /** Whether a caller with `limits` may share a flight that waits with `flight`'s (none: no timeouts). */

@@ -229,6 +229,39 @@ describe('timeouts', () => {
     expect(await cache.get('k')).toBe('second');
   });
 
+  it('a getOrSetMany run slower than lock.leaseMs is joined until then, as a getOrSet run: the run started after it is the one cached', async () => {
+    const warnings: string[] = [];
+    const logger = { debug() {}, info() {}, warn: (message: string) => warnings.push(message), error() {} };
+    const cache = make({ lock: { leaseMs: 100 }, logger });
+    const hung = deferred<string[]>();
+    let runs = 0;
+    const batch = cache.getOrSetMany(['k', 'other'], () => {
+      runs += 1;
+      return hung.promise;
+    });
+    // Joined within the lease (a timed caller times out on it, without a run of its own).
+    await expect(cache.getOrSet('k', async () => 'not yet', { hardTimeoutMs: 20 })).rejects.toBeInstanceOf(
+      FactoryTimeoutError,
+    );
+    await delay(150);
+    // Past it, the hung batch no longer holds its keys: a getOrSet runs the factory, once.
+    let later = 0;
+    const second = async () => {
+      later += 1;
+      return 'second';
+    };
+    expect(await cache.getOrSet('k', second, { hardTimeoutMs: 20 })).toBe('second');
+    expect(await cache.getOrSetMany(['other'], async () => ['second other'])).toEqual(['second other']);
+    expect(later).toBe(1);
+    expect(runs).toBe(1);
+    expect(warnings.filter((message) => message.includes('lock.leaseMs')).length).toBeGreaterThan(0);
+    // The batch read its source before: its late values go to its caller, are not cached over.
+    hung.resolve(['first k, late', 'first other, late']);
+    expect(await batch).toEqual(['first k, late', 'first other, late']);
+    expect(await cache.get('k')).toBe('second');
+    expect(await cache.get('other')).toBe('second other');
+  });
+
   it('a late run that a delete superseded is not joined: the next caller computes anew', async () => {
     const cache = make({ hardTimeoutMs: 20 });
     const slow = deferred<string>();

@@ -52,3 +52,19 @@ describe('namespaces', () => {
     await cache.close();
   });
 });
+
+describe('prefix', () => {
+  it('refused for lacking the final ":", names the rule and the fixed prefix (a deployment upgrading with prefix "cache")', () => {
+    let refused: unknown;
+    try {
+      new Cache({ prefix: 'cache' });
+    } catch (error) {
+      refused = error;
+    }
+    expect(refused).toBeInstanceOf(ConfigError);
+    expect((refused as ConfigError).fields).toEqual(['prefix']);
+    expect((refused as ConfigError).message).toMatch(/must end with ":"/);
+    expect((refused as ConfigError).message).toContain('"cache:"');
+    expect((refused as ConfigError).message).toMatch(/Upgrade notes/);
+  });
+});

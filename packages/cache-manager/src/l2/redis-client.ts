@@ -7,3 +7,14 @@ export type RedisClient = Redis | Cluster;
 export function isCluster(client: RedisClient): client is Cluster {
   return (client as { isCluster?: boolean }).isCluster === true;
 }
+
+/**
+ * How long after a command's node connection closed an ioredis Cluster may still send it:
+ * it retries such a command every `retryDelayOnFailover` ms, up to `maxRedirections` times
+ * (ioredis's defaults: 100 ms, 16). 0 for a single node, or with `retryDelayOnFailover: 0`.
+ */
+export function clusterResendWindowMs(client: RedisClient): number {
+  if (!isCluster(client)) return 0;
+  const { retryDelayOnFailover = 100, maxRedirections = 16 } = client.options;
+  return retryDelayOnFailover > 0 ? retryDelayOnFailover * maxRedirections : 0;
+}

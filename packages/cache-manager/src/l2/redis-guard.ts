@@ -20,6 +20,27 @@ class NotConnectedError extends Error {
   }
 }
 
+/** Per client, while one is awaited: settles on its next `ready` or `end` (one listener pair for all its caches). */
+const reconnections = new WeakMap<RedisClient, Promise<void>>();
+
+function readyOrEnded(client: RedisClient): Promise<void> {
+  let pending = reconnections.get(client);
+  if (!pending) {
+    pending = new Promise<void>((resolve) => {
+      const settle = () => {
+        client.off('ready', settle);
+        client.off('end', settle);
+        reconnections.delete(client);
+        resolve();
+      };
+      client.on('ready', settle);
+      client.on('end', settle);
+    });
+    reconnections.set(client, pending);
+  }
+  return pending;
+}
+
 /** Options of {@link RedisGuard}. */
 export interface RedisGuardOptions {
   operationTimeoutMs: number;
@@ -41,8 +62,10 @@ export class RedisGuard {
   readonly #deadlines: DeadlineQueue;
   #lastWarnAt = 0;
   #healthy = true;
-  /** The status that stops calls from being sent, or undefined while they can go out. */
+  /** The client's status while calls must not go out (undefined: they can). */
   #disconnected: () => string | undefined = () => undefined;
+  /** Settles when the client is ready again, or ended. */
+  #reconnected: () => Promise<void> = () => Promise.resolve();
 
   constructor(options: RedisGuardOptions) {
     this.#options = options;
@@ -58,22 +81,43 @@ export class RedisGuard {
   }
 
   /**
-   * Fails calls at once, unsent, while `client` is down after it was ready once (reconnecting,
-   * closed): ioredis would hold them in its offline queue and send them when it reconnects,
-   * long after they failed here, so a write that the cache counted as lost landed over the
-   * later writes of instances that had stayed connected. Before the first `ready`, calls are
-   * queued as ioredis does (a cache used right after its client was created).
+   * Sends calls only while `client` is ready. One made while it is not (reconnecting, or not
+   * connected yet) is held, unsent, until it is ready again within the call's deadline, and
+   * fails unsent past it or once the client has ended. Handed to ioredis, it stayed in its
+   * offline queue past the deadline and was sent on reconnecting: a write the cache had
+   * counted as lost landed over the later writes of instances that had stayed connected.
+   * Failed at once, a dropped connection that ioredis re-established in a moment (`CLIENT
+   * KILL`, an idle timeout) failed every call of that moment: the breaker opened, and a
+   * getOrSet waiting on another instance's lease ran the factory a second time. A client
+   * created with `lazyConnect` and not connected yet (`wait`) is left to connect on the call.
    */
   sendOnlyWhenConnected(client: RedisClient): void {
-    let wasReady = client.status === 'ready';
     this.#disconnected = () => {
       const status = client.status;
-      if (status === 'ready') {
-        wasReady = true;
-        return undefined;
-      }
-      return wasReady ? status : undefined;
+      return status === 'ready' || status === 'wait' ? undefined : status;
     };
+    this.#reconnected = () => readyOrEnded(client);
+  }
+
+  /** Sends `work` now, or once the client is ready again within the deadline (see {@link sendOnlyWhenConnected}). */
+  #send<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    const label = `redis ${operation}`;
+    const down = this.#disconnected();
+    if (down === undefined) return this.#deadlines.run(work(), label);
+    if (down === 'end') return Promise.reject(new NotConnectedError(down));
+    let expired = false;
+    let sent = false;
+    const held = this.#reconnected().then(() => {
+      const still = this.#disconnected();
+      if (expired || still !== undefined) throw new NotConnectedError(still ?? down);
+      sent = true;
+      return work();
+    });
+    return this.#deadlines.run(held, label).catch((error: unknown) => {
+      // Past the deadline before the client was ready: never sent (`expired` keeps it so).
+      expired = true;
+      throw sent ? error : new NotConnectedError(this.#disconnected() ?? down);
+    });
   }
 
   /** False from a failed call until the next successful one (cheap hint for optional calls). */
@@ -93,11 +137,7 @@ export class RedisGuard {
     // attempted after halfOpenAfterMs, and an open breaker rejects at once anyway.
     const started = metrics.enabled ? performance.now() : 0;
     try {
-      const result = await this.#breaker.execute(() => {
-        const down = this.#disconnected();
-        if (down !== undefined) return Promise.reject(new NotConnectedError(down));
-        return this.#deadlines.run(work(), `redis ${operation}`);
-      });
+      const result = await this.#breaker.execute(() => this.#send(operation, work));
       if (metrics.enabled) metrics.latency('l2', operation, (performance.now() - started) / 1_000);
       this.#healthy = true;
       return result;

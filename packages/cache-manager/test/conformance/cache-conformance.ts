@@ -593,6 +593,31 @@ export function describeCacheConformance(
       expect(() => cache.on('hits' as 'hit', () => {})).toThrow(ConfigError);
     });
 
+    it('an async listener that rejects is logged like a throwing one, never an unhandled rejection', async () => {
+      // A listener typed `() => void` may be an async function: its rejection escaped the
+      // try/catch around the call, and Node's default unhandled-rejection mode ends the process.
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => unhandled.push(reason);
+      process.on('unhandledRejection', onUnhandled);
+      const warnings: string[] = [];
+      const logger = { debug() {}, info() {}, warn: (message: string) => warnings.push(message), error() {} };
+      try {
+        const cache = make({ logger });
+        cache.on('set', async () => {
+          await Promise.resolve();
+          throw new Error('async listener bug');
+        });
+        await cache.set('ev:async-listener', 'ok');
+        // Rejections are reported as unhandled after the microtask queue drains.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(unhandled).toEqual([]);
+        expect(warnings).toContain('a cache event listener threw');
+        expect(await cache.get('ev:async-listener')).toBe('ok');
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+    });
+
     it.skipIf(!shared)('events report invalidations received over the bus', async () => {
       const a = make();
       const b = make();
@@ -1381,5 +1406,54 @@ export function describeCacheConformance(
       expect(cache.getLocal('bus:kept')).toBe('v');
       expect(await cache.get('bus:kept')).toBe('v');
     });
+
+    it.skipIf(!shared)(
+      'a malformed bus message, or a throwing onInvalidation observer, is dropped without an uncaught exception',
+      async () => {
+        // The bus channel is a plain Redis channel anyone can PUBLISH to; its messages were
+        // applied from ioredis's 'message' event, where a TypeError is an uncaught exception.
+        const uncaught: unknown[] = [];
+        const onUncaught = (error: unknown) => uncaught.push(error);
+        process.on('uncaughtException', onUncaught);
+        try {
+          const cache = make();
+          await cache.ready();
+          await cache.set('bus:malformed-kept', 'v');
+          await cache.set('bus:malformed-gone', 'v');
+          let observed = 0;
+          const applied = new Promise<void>((resolve) => {
+            cache.onInvalidation((message) => {
+              if (message.o !== 'malformed-sender') return;
+              observed++;
+              if (message.t === 'del') resolve();
+              throw new Error('observer bug');
+            });
+          });
+          const options = backend!.options();
+          const channel = `${options.prefix}__bus`;
+          for (const raw of [
+            'null',
+            '1',
+            '"x"',
+            '{"t":"del"}',
+            '{"o":"malformed-sender","t":"tag","k":[1]}',
+          ]) {
+            await options.redis!.publish(channel, raw);
+          }
+          await options.redis!.publish(
+            channel,
+            JSON.stringify({ o: 'malformed-sender', t: 'del', k: ['bus:malformed-gone'], at: Date.now() }),
+          );
+          await applied;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          expect(uncaught).toEqual([]);
+          expect(observed).toBe(1);
+          expect(cache.getLocal('bus:malformed-gone')).toBeUndefined();
+          expect(cache.getLocal('bus:malformed-kept')).toBe('v');
+        } finally {
+          process.off('uncaughtException', onUncaught);
+        }
+      },
+    );
   });
 }
