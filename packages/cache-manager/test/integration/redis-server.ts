@@ -1,4 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 
 /**
  * Whether a `redis-server` binary is on PATH (private servers and clusters need one); prints
@@ -12,4 +15,26 @@ export function redisServerInstalled(purpose: string): boolean {
     console.log(`skipped: no redis-server binary for ${purpose}`);
     return false;
   }
+}
+
+/**
+ * A private 3-master Redis Cluster started before the file's tests, with one connected client
+ * (`client()`), both stopped after them. `installed` is false (and nothing starts) without a
+ * `redis-server` binary.
+ */
+export function usePrivateCluster(purpose: string): { installed: boolean; client: () => Cluster } {
+  const installed = redisServerInstalled(purpose);
+  let cluster: PrivateRedisCluster | undefined;
+  let client: Cluster | undefined;
+  beforeAll(async () => {
+    if (!installed) return;
+    cluster = await startRedisCluster(3);
+    client = new Cluster(cluster.nodes);
+    await new Promise<void>((resolve) => client!.once('ready', () => resolve()));
+  });
+  afterAll(async () => {
+    client?.disconnect();
+    await cluster?.stop();
+  });
+  return { installed, client: () => client! };
 }

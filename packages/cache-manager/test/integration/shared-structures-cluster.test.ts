@@ -1,30 +1,16 @@
-import { type PrivateRedisCluster, startRedisCluster, uniqueName } from '@noa/testkit';
-import { Cluster } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uniqueName } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
-import { redisServerInstalled } from './redis-server.js';
+import { usePrivateCluster } from './redis-server.js';
 
-const hasRedisServer = redisServerInstalled('the shared structures Cluster test');
-
-let cluster: PrivateRedisCluster | undefined;
-let client: Cluster | undefined;
-
-beforeAll(async () => {
-  if (!hasRedisServer) return;
-  cluster = await startRedisCluster(3);
-  client = new Cluster(cluster.nodes);
-  await new Promise<void>((resolve) => client!.once('ready', () => resolve()));
-});
-
-afterAll(async () => {
-  client?.disconnect();
-  await cluster?.stop();
-});
+const { installed: hasRedisServer, client: cluster } = usePrivateCluster(
+  'the shared structures Cluster test',
+);
 
 /** The port of the master serving `key` (CLUSTER KEYSLOT, then CLUSTER SLOTS). */
 async function masterOf(key: string): Promise<number> {
-  const slot = Number(await client!.cluster('KEYSLOT', key));
-  const ranges = await client!.cluster('SLOTS');
+  const slot = Number(await cluster().cluster('KEYSLOT', key));
+  const ranges = await cluster().cluster('SLOTS');
   const master = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2];
   if (!master) throw new Error(`no master serves slot ${slot}`);
   return master[1];
@@ -40,24 +26,24 @@ describe.skipIf(!hasRedisServer)('shared msgpack structures on a 3-master Redis 
     for (let index = 0; key === ''; index += 1) {
       if ((await masterOf(`${prefix}v:k${index}`)) !== listMaster) key = `k${index}`;
     }
-    const options = { redis: client!, prefix, bus: false, l1: { maxEntries: 1 } };
+    const options = { redis: cluster(), prefix, bus: false, l1: { maxEntries: 1 } };
     const first = new Cache(options);
     await first.ready();
-    const snapshot = await client!.lrange(listKey, 0, -1); // [epoch]: what the list master restores
+    const snapshot = await cluster().lrange(listKey, 0, -1); // [epoch]: what the list master restores
     await first.set('a1', { alpha: 1, beta: '1' });
     await first.set('a2', { alpha: 2, beta: '2' }); // second sighting: ["alpha","beta"] appended
     await first.close();
-    expect((await client!.lrange(listKey, 0, -1))[1]).toBe(JSON.stringify(['alpha', 'beta']));
+    expect((await cluster().lrange(listKey, 0, -1))[1]).toBe(JSON.stringify(['alpha', 'beta']));
     const writer = new Cache(options);
     await writer.ready();
     await writer.set(key, { alpha: 3, beta: '3' });
-    const bytes = (await client!.getBuffer(`${prefix}v:${key}`))!;
+    const bytes = (await cluster().getBuffer(`${prefix}v:${key}`))!;
     expect([bytes[0]! >> 4, bytes[5]]).toEqual([4, 1]); // uses the shared structure
     await writer.close();
 
     // The list's master restarts from an older RDB (or fails over to a lagging replica): the list
     // is back to its snapshot, same epoch; the value on the other master is untouched.
-    await client!
+    await cluster()
       .multi()
       .del(listKey)
       .rpush(listKey, ...snapshot)
@@ -67,7 +53,7 @@ describe.skipIf(!hasRedisServer)('shared msgpack structures on a 3-master Redis 
     await second.set('x1', { xray: 1, yank: '1' });
     await second.set('x2', { xray: 2, yank: '2' }); // appended at the position "alpha/beta" had
     await second.close();
-    expect((await client!.lrange(listKey, 0, -1))[1]).toBe(JSON.stringify(['xray', 'yank']));
+    expect((await cluster().lrange(listKey, 0, -1))[1]).toBe(JSON.stringify(['xray', 'yank']));
 
     // An instance that learns ["xray","yank"] at that id reads the surviving value: a miss, never
     // { xray: 3, yank: '3' }.
