@@ -2,6 +2,7 @@ import {
   type BreakerState,
   type CounterMetric,
   type GaugeMetric,
+  GaugeShare,
   type HistogramMetric,
   latencyBucketsSeconds,
   MetricsFactory,
@@ -51,12 +52,13 @@ export class CacheMetrics {
   readonly #lockWaits: CounterMetric<'result'>;
   readonly #breaker: GaugeMetric<'state'>;
   /**
-   * What this cache last added to the gauges. Caches sharing a registry share its series, so
-   * each adds the change of its own value: a `set` would report the last cache to write.
+   * This cache's shares of the gauges. Caches sharing a registry share its series, so each adds
+   * its own part (see GaugeShare): a `set` would report the last cache to write.
    */
-  #reportedEntries = 0;
-  #reportedBytes = 0;
-  #reportedState: BreakerState | undefined;
+  readonly #entriesShare: GaugeShare<'tier'>;
+  readonly #bytesShare: GaugeShare<'tier'>;
+  /** One per breaker state, from the first report on. */
+  #breakerShares: Map<BreakerState, GaugeShare<'state'>> | undefined;
   /** After `close()`: reports change nothing (the cache took its share out). */
   #closed = false;
 
@@ -105,6 +107,8 @@ export class CacheMetrics {
       'Caches whose Redis breaker is in each state (1 for the current state of one cache)',
       ['state'],
     );
+    this.#entriesShare = new GaugeShare(this.#entries, { tier: 'l1' });
+    this.#bytesShare = new GaugeShare(this.#bytes, { tier: 'l1' });
   }
 
   request(tier: Tier, result: RequestResult): void {
@@ -159,11 +163,8 @@ export class CacheMetrics {
   }
 
   l1Size(entries: number, bytes: number): void {
-    if (this.#closed) return;
-    this.#entries.inc({ tier: 'l1' }, entries - this.#reportedEntries);
-    this.#bytes.inc({ tier: 'l1' }, bytes - this.#reportedBytes);
-    this.#reportedEntries = entries;
-    this.#reportedBytes = bytes;
+    this.#entriesShare.set(entries);
+    this.#bytesShare.set(bytes);
   }
 
   written(bytes: number): void {
@@ -180,20 +181,21 @@ export class CacheMetrics {
 
   breakerState(state: BreakerState): void {
     if (this.#closed) return;
-    const previous = this.#reportedState;
-    if (previous === state) return;
-    // Every state's series exists from the first report on, at 0 while no cache is in it.
-    if (previous === undefined) for (const each of breakerStates) this.#breaker.inc({ state: each }, 0);
-    else this.#breaker.dec({ state: previous });
-    this.#breaker.inc({ state });
-    this.#reportedState = state;
+    if (this.#breakerShares === undefined) {
+      // Every state's series exists from the first report on, at 0 while no cache is in it.
+      for (const each of breakerStates) this.#breaker.inc({ state: each }, 0);
+      this.#breakerShares = new Map(
+        breakerStates.map((each) => [each, new GaugeShare(this.#breaker, { state: each })]),
+      );
+    }
+    for (const [each, share] of this.#breakerShares) share.set(each === state ? 1 : 0);
   }
 
   /** Takes this cache's share out of the gauges (its L1 size and breaker state); later reports are ignored. */
   close(): void {
-    this.l1Size(0, 0);
-    if (this.#reportedState !== undefined) this.#breaker.dec({ state: this.#reportedState });
-    this.#reportedState = undefined;
+    this.#entriesShare.release();
+    this.#bytesShare.release();
+    for (const share of this.#breakerShares?.values() ?? []) share.release();
     this.#closed = true;
   }
 }

@@ -21,6 +21,7 @@ export { childLogger, fromPino, type Logger, type PinoLike, silentLogger } from 
 export {
   type CounterMetric,
   type GaugeMetric,
+  GaugeShare,
   type HistogramMetric,
   type Labels,
   latencyBucketsSeconds,

@@ -88,3 +88,33 @@ export class MetricsFactory {
     return (this.#registry.getSingleMetric(this.#prefix + name) as M | undefined) ?? create([this.#registry]);
   }
 }
+
+/**
+ * One instance's share of a gauge that the instances on one registry add up (caches, limiters):
+ * `set` adds the change of this instance's value, `release` takes its value out for good. A plain
+ * `set` on the shared series would report only the instance that wrote last.
+ */
+export class GaugeShare<L extends string = string> {
+  readonly #gauge: GaugeMetric<L>;
+  readonly #labels: Labels<L>;
+  #value = 0;
+  #released = false;
+
+  constructor(gauge: GaugeMetric<L>, labels: Labels<L> = {}) {
+    this.#gauge = gauge;
+    this.#labels = labels;
+  }
+
+  /** This instance's value now (ignored after {@link release}). */
+  set(value: number): void {
+    if (this.#released || value === this.#value) return;
+    this.#gauge.inc(this.#labels, value - this.#value);
+    this.#value = value;
+  }
+
+  /** Takes this instance's value out of the gauge; later `set` calls change nothing. */
+  release(): void {
+    this.set(0);
+    this.#released = true;
+  }
+}

@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { MetricsFactory } from '../src/index.js';
+import { GaugeShare, MetricsFactory } from '../src/index.js';
 
 describe('MetricsFactory', () => {
   it('registers prefixed metrics on the given registry', async () => {
@@ -26,5 +26,27 @@ describe('MetricsFactory', () => {
     const metrics = new MetricsFactory('demo');
     expect(metrics.enabled).toBe(false);
     expect(() => metrics.counter('x_total', 'X').inc()).not.toThrow();
+  });
+});
+
+describe('GaugeShare', () => {
+  it('adds up the shares of instances on one registry, and a released share leaves it', async () => {
+    const registry = new Registry();
+    const gauge = new MetricsFactory('share', registry).gauge('active', 'instances active', ['kind']);
+    const sample = async () =>
+      Number(/noa_share_active\{kind="a"\} (\S+)/.exec(await registry.metrics())?.[1] ?? Number.NaN);
+    const first = new GaugeShare(gauge, { kind: 'a' });
+    const second = new GaugeShare(gauge, { kind: 'a' });
+    first.set(3);
+    second.set(2);
+    expect(await sample()).toBe(5);
+    first.set(1); // a later report by one instance replaces only its own part
+    expect(await sample()).toBe(3);
+    second.release();
+    second.set(7); // ignored once released
+    expect(await sample()).toBe(1);
+    first.release();
+    first.release();
+    expect(await sample()).toBe(0);
   });
 });

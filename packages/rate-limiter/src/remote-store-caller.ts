@@ -2,6 +2,7 @@ import {
   type BreakerOptions,
   type CircuitBreaker,
   createCircuitBreaker,
+  GaugeShare,
   type Logger,
   TimeoutError,
   withDeadline,
@@ -93,9 +94,12 @@ export class RemoteStoreCaller {
   readonly #earlyFlushKeys: number;
   #flushScheduled = false;
 
-  /** Counted in the fallback gauge (breaker not closed). */
-  #bypassing = false;
-  #closed = false;
+  /**
+   * This limiter's part of the fallback gauge (1 while its breaker is not closed): limiters
+   * sharing a registry share the gauge, and one whose store recovers (or a new one) must not hide
+   * another that still bypasses its store.
+   */
+  readonly #bypassing: GaugeShare;
 
   constructor(options: RemoteStoreCallerOptions) {
     this.#store = options.store;
@@ -109,16 +113,10 @@ export class RemoteStoreCaller {
     this.#earlyFlushKeys =
       this.#store.keysPerCall ??
       (this.#store.consumeEach === undefined ? earlyFlushKeys : earlyFlushKeysEach);
+    this.#bypassing = new GaugeShare(this.#metrics.fallback);
     this.#breaker = createCircuitBreaker(`rate-limit store (${this.#store.kind})`, options.breaker);
     this.#breaker.onStateChange((state) => {
-      // Counted, not set: limiters sharing a registry share the gauge, and one whose store
-      // recovers (or a new one) must not hide another that still bypasses its store.
-      const bypassing = state !== 'closed';
-      if (bypassing !== this.#bypassing && !this.#closed) {
-        this.#bypassing = bypassing;
-        if (bypassing) this.#metrics.fallback.inc();
-        else this.#metrics.fallback.dec();
-      }
+      this.#bypassing.set(state === 'closed' ? 0 : 1);
       const fields = { store: this.#store.kind, failMode: this.#failMode };
       if (state === 'closed') this.#logger.info('rate-limit store breaker closed: store back in use', fields);
       else this.#logger.warn(`rate-limit store breaker ${state}: fail mode applies`, fields);
@@ -127,10 +125,7 @@ export class RemoteStoreCaller {
 
   /** Takes this limiter out of the fallback gauge (its limiter is closed). */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#bypassing) this.#metrics.fallback.dec();
-    this.#bypassing = false;
+    this.#bypassing.release();
   }
 
   /** True while the breaker is not closed (the store is bypassed or being probed). */
