@@ -38,6 +38,7 @@ export function leakyBucketInPlace(
       windowMs: window,
       allowed: false,
       limit: capacityOf(policy),
+      rate: policy.limit,
       remaining: Math.max(0, Math.floor((capacity - level) / window)),
       resetMs: Math.ceil(level / policy.limit) + ahead,
       // More than an empty bucket and its queue hold never fits: no retry time (see decision.ts).
@@ -55,6 +56,7 @@ export function leakyBucketInPlace(
     windowMs: window,
     allowed: true,
     limit: capacityOf(policy),
+    rate: policy.limit,
     remaining: Math.max(0, Math.floor((capacity - after) / window)),
     resetMs: Math.ceil(after / policy.limit) + ahead,
     retryAfterMs: 0,
