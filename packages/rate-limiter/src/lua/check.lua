@@ -161,9 +161,12 @@ local function define_check_group()
         for i = 1, nl do
           local alg = policies[i].alg
           if alg == 3 then
-            LOG[i] = NLOG[i]
-            logDirty = logDirty or {}
-            logDirty[i] = true
+            -- A cost-0 step returns the log it was given: nothing to write (ALG[3]).
+            if NLOG[i] ~= LOG[i] then
+              LOG[i] = NLOG[i]
+              logDirty = logDirty or {}
+              logDirty[i] = true
+            end
           else
             -- A window's expiry moves only when a new window starts; a bucket's with every request.
             if alg == 4 or alg == 5 or SA[i] ~= NA[i] then expiryMoved = true end

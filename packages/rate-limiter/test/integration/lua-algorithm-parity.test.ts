@@ -7,6 +7,7 @@ import { maxClockStepBackMs } from '../../src/algorithms/clock-step.js';
 import { algorithms } from '../../src/algorithms/index.js';
 import { type AlgorithmName, algorithmNames, capacityOf, type LimitPolicy } from '../../src/policy.js';
 import { algorithmFiles } from '../../src/stores/lua-script.js';
+import { RedisStore } from '../../src/stores/redis-store.js';
 import { policyArb } from '../policy-arbitrary.js';
 
 // Each algorithm's Lua twin run on a real Redis with a time the test chooses (Redis's TIME cannot
@@ -45,7 +46,8 @@ for i = 6, #CALL_ARGV, 2 do
     local read = { times = {}, costs = {} }
     for k = 1, #order do read.times[k], read.costs[k] = order[k][1], order[k][2] end
     allowed, remaining, reset, retry, delay, na = ALG[3](read, t, cost, p)
-    if allowed then log = na end
+    -- As check.lua: the log is written only when the step changed it (a cost-0 check does not).
+    if allowed and na ~= read then log = na end
   else
     allowed, remaining, reset, retry, delay, na, nb, nc = ALG[p.alg](a, b, c, t, cost, p)
     if allowed then a, b, c = na, nb, nc end
@@ -154,6 +156,85 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
       );
     });
   }
+
+  /** Runs `steps` ([time, cost]) through the harness and the TypeScript step: both decisions. */
+  async function both(policy: LimitPolicy, steps: readonly (readonly [number, number])[]) {
+    const argv = [
+      algorithmNames.indexOf(policy.algorithm) + 1,
+      policy.limit,
+      policy.windowMs,
+      capacityOf(policy),
+      policy.queueMaxDelayMs ?? 0,
+      ...steps.flat(),
+    ].map(String);
+    const reply = (await client.eval(harness, 0, ...argv)) as number[];
+    const lua = steps.map((_, index) => ({
+      allowed: reply[5 * index] === 1,
+      delayMs: reply[5 * index + 4],
+    }));
+    let state: unknown;
+    const ts = steps.map(([time, cost]) => {
+      const { decision, state: next } = algorithms[policy.algorithm].step(state, time, cost, policy);
+      if (decision.allowed) state = next;
+      return { allowed: decision.allowed, delayMs: decision.delayMs };
+    });
+    return { lua, ts };
+  }
+
+  it('sliding log: a cost-0 check ahead of the newest entry keeps the entries a clock gone back still counts', async () => {
+    // Logged at 0 and 500 (limit 2 per 1 s); a free check at 1,600 must not drop them: back at
+    // 1,100 the entry at 500 is still in the window, so one more fits and a second does not.
+    const t = 1_700_000_000_000;
+    const policy: LimitPolicy = { name: 'p', algorithm: 'sliding-log', limit: 2, windowMs: 1_000 };
+    const { lua, ts } = await both(policy, [
+      [t, 1],
+      [t + 500, 1],
+      [t + 1_600, 0],
+      [t + 1_100, 1],
+      [t + 1_150, 1],
+    ]);
+    const expected = [true, true, true, true, false];
+    expect(lua.map((decision) => decision.allowed)).toEqual(expected);
+    expect(ts.map((decision) => decision.allowed)).toEqual(expected);
+  });
+
+  it('sliding log: the check script keeps a log a cost-0 check finds outside its window', async () => {
+    // Redis's TIME cannot be moved: the entries are moved instead, back past the window (as if
+    // the clock had jumped ahead), then forward 1 s after the free check (as if it had gone back).
+    const prefix = `${uniqueName('rl-log0')}:`;
+    const store = new RedisStore({ client, prefix });
+    const limits: LimitPolicy[] = [{ name: 'p', algorithm: 'sliding-log', limit: 2, windowMs: 10_000 }];
+    const move = async (ms: number) => {
+      let moved = 0;
+      for (const key of await client.keys(`${prefix}*`)) {
+        if ((await client.type(key)) !== 'zset') continue;
+        const members = await client.zrange(key, 0, -1);
+        await client.del(key);
+        for (const member of members) {
+          const [time, cost, index] = member.split(':');
+          const at = Number(time) + ms;
+          await client.zadd(key, at, `${at}:${cost}:${index}`);
+          moved += 1;
+        }
+        await client.pexpire(key, 60_000);
+      }
+      return moved;
+    };
+    try {
+      const filled = await store.consume('k', limits, [1, 1], undefined);
+      expect(filled.map((outcome) => outcome.decisions[0]!.allowed)).toEqual([true, true]);
+      expect(await move(-10_500)).toBe(2);
+      const free = await store.consume('k', limits, [0], undefined);
+      expect(free[0]!.decisions[0]!).toMatchObject({ allowed: true, remaining: 2 });
+      expect(await move(1_000)).toBe(2);
+      // Both entries are inside the window again: nothing more fits (it admitted two more).
+      const after = await store.consume('k', limits, [1, 1], undefined);
+      expect(after.map((outcome) => outcome.decisions[0]!.allowed)).toEqual([false, false]);
+    } finally {
+      const keys = await client.keys(`${prefix}*`);
+      if (keys.length > 0) await client.del(...keys);
+    }
+  });
 
   it("stores a sliding log until its newest entry leaves the window, when that entry is ahead of Redis's clock", async () => {
     // After a failover to a server whose clock is behind, the log's newest entry (logged at the
