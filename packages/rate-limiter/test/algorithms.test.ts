@@ -485,8 +485,8 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
 
 describe('leaky bucket queue mode when the clock goes back', () => {
   // After a step back the bucket's time is ahead of the clock, and nothing leaks until the clock
-  // catches up: a queued request's release is that much later. It must still be within
-  // queueMaxDelayMs (the middleware holds the request for the delay), or be refused.
+  // catches up. A queued request's delay is still within queueMaxDelayMs (the middleware holds
+  // the request for the delay), and is not lengthened by the step.
   const queuedArb = fc
     .tuple(policyArb('leaky-bucket'), fc.integer({ min: 0, max: 5_000 }))
     .map(([policy, queueMaxDelayMs]): LimitPolicy => ({ ...policy, queueMaxDelayMs }));
@@ -535,7 +535,7 @@ describe('leaky bucket queue mode when the clock goes back', () => {
     );
   });
 
-  it('a request queued behind a bucket 10 s ahead of the clock is refused, not held 11 s', () => {
+  it('a request queued behind a bucket 10 s ahead of the clock waits the leak, not the leak plus 10 s', () => {
     const policy: LimitPolicy = {
       name: 'p',
       algorithm: 'leaky-bucket',
@@ -546,13 +546,56 @@ describe('leaky bucket queue mode when the clock goes back', () => {
     };
     const { step } = algorithms['leaky-bucket'];
     const first = step(undefined, start0 + 10_000, 1, policy);
-    const queued = step(first.state, start0, 1, policy).decision;
-    expect(queued).toMatchObject({ allowed: false, retryAfterMs: 10_000 });
-    // At the bucket's time it queues as usual, for a leak's worth.
-    expect(step(first.state, start0 + 10_000, 1, policy).decision).toMatchObject({
-      allowed: true,
-      delayMs: 1_000,
+    const queued = step(first.state, start0, 1, policy);
+    expect(queued.decision).toMatchObject({ allowed: true, delayMs: 1_000 });
+    // The queue (1 s) is then full until the bucket leaks, from its own time on: exact retry.
+    expect(step(queued.state, start0 + 1, 1, policy).decision).toMatchObject({
+      allowed: false,
+      retryAfterMs: 10_999,
     });
+  });
+
+  it('releases never outrun the rate in real time when the clock only steps back', () => {
+    // Real time goes on; the clock reads it minus an offset that only grows (steps back, of up
+    // to 6 s each). A queued request leaves at its real check time plus its delay: in release
+    // order, what leaves after a release, up to any later one, is at most the burst plus the
+    // leak over the real span between them (give or take the ms each release is rounded up to).
+    const backArb = fc.array(
+      fc.record({
+        gap: fc.integer({ min: 0, max: 3_000 }),
+        back: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 6_000 })),
+        cost: fc.integer({ min: 0, max: 3 }),
+      }),
+      { minLength: 1, maxLength: 120 },
+    );
+    fc.assert(
+      fc.property(queuedArb, startArb, backArb, (policy, start, requests) => {
+        const { step } = algorithms['leaky-bucket'];
+        let state: unknown;
+        let real = start;
+        let offset = 0;
+        const releases: { at: number; cost: number }[] = [];
+        for (const request of requests) {
+          real += request.gap;
+          offset += request.back;
+          const { decision, state: next } = step(state, real - offset, request.cost, policy);
+          if (!decision.allowed) continue;
+          state = next;
+          if (request.cost > 0) releases.push({ at: real + decision.delayMs, cost: request.cost });
+        }
+        releases.sort((a, b) => a.at - b.at);
+        for (let first = 0; first < releases.length; first += 1) {
+          let sum = 0;
+          for (let last = first + 1; last < releases.length; last += 1) {
+            sum += releases[last]!.cost;
+            const span = releases[last]!.at - releases[first]!.at;
+            expect(sum * policy.windowMs).toBeLessThanOrEqual(
+              capacityOf(policy) * policy.windowMs + (span + 1) * policy.limit,
+            );
+          }
+        }
+      }),
+    );
   });
 });
 

@@ -236,6 +236,34 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
     }
   });
 
+  it('queueing leaky bucket: a clock gone back 10 s queues a request for the leak, not the leak plus 10 s', async () => {
+    // The bucket was filled by a clock 10 s ahead. Its queued requests are released after their
+    // delays in real time, from checks made before this one: a release one leak after now keeps
+    // the rate, so the lead is not added (it held the request 11 s, or refused it for 10 s).
+    const t = 1_700_000_000_000;
+    const policy: LimitPolicy = {
+      name: 'p',
+      algorithm: 'leaky-bucket',
+      limit: 1,
+      windowMs: 1_000,
+      burst: 1,
+      queueMaxDelayMs: 1_000,
+    };
+    const { lua, ts } = await both(policy, [
+      [t + 10_000, 1],
+      [t, 1],
+      [t + 1, 1],
+    ]);
+    const expected = [
+      { allowed: true, delayMs: 0 },
+      { allowed: true, delayMs: 1_000 },
+      // The queue (1 s) is full until the bucket leaks, from its own time on.
+      { allowed: false, delayMs: 0 },
+    ];
+    expect(lua).toEqual(expected);
+    expect(ts).toEqual(expected);
+  });
+
   it("stores a sliding log until its newest entry leaves the window, when that entry is ahead of Redis's clock", async () => {
     // After a failover to a server whose clock is behind, the log's newest entry (logged at the
     // newest time, logAtLatest) is ahead of `now`: the set must outlive `now + window`.
