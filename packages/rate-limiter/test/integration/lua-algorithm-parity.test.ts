@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxClockStepBackMs } from '../../src/algorithms/clock-step.js';
 import { algorithms } from '../../src/algorithms/index.js';
+import { autoBlockSchema, type BlockState, recordViolation } from '../../src/auto-block.js';
 import { type AlgorithmName, algorithmNames, capacityOf, type LimitPolicy } from '../../src/policy.js';
 import { algorithmFiles } from '../../src/stores/lua-script.js';
 import { RedisStore } from '../../src/stores/redis-store.js';
@@ -262,6 +263,82 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
     ];
     expect(lua).toEqual(expected);
     expect(ts).toEqual(expected);
+  });
+
+  it('auto-block: record_violation counts and blocks as recordViolation, clock going back included', async () => {
+    // ARGV: violations, withinMs, blockMs, multiplier, maxBlockMs, forgetAfterMs, then the times
+    // of refusals (a blocked key records none); per refusal the state as check.lua stores it.
+    const violationHarness = `
+local CALL_ARGV = ARGV
+${luaSource}
+local within = tonumber(CALL_ARGV[2])
+local bp = {
+  violations = tonumber(CALL_ARGV[1]), slot = math.ceil(within / VIOLATION_SLOTS), ms = tonumber(CALL_ARGV[3]),
+  mult = tonumber(CALL_ARGV[4]), max = tonumber(CALL_ARGV[5]), forget = tonumber(CALL_ARGV[6]),
+}
+local block = { v = 0, w = 0, u = 0, o = 0, p = '' }
+local reply = {}
+for i = 7, #CALL_ARGV do
+  local t = tonumber(CALL_ARGV[i])
+  if block.u <= t then record_violation(block, t, bp) end
+  reply[#reply + 1] = { block.v, block.w, block.u, block.o, block.p }
+end
+return reply
+`;
+    const optionsArb = fc.record({
+      violations: fc.integer({ min: 1, max: 8 }),
+      withinMs: fc.integer({ min: 1, max: 20_000 }),
+      blockMs: fc.integer({ min: 1, max: 5_000 }),
+      multiplier: fc.integer({ min: 1, max: 3 }),
+      maxBlockMs: fc.integer({ min: 5_000, max: 50_000 }),
+      forgetAfterMs: fc.integer({ min: 1, max: 60_000 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        optionsArb,
+        fc.integer({ min: 1_600_000_000_000, max: 1_900_000_000_000 }),
+        stepsArb,
+        async (options, start, steps) => {
+          const policy = autoBlockSchema.parse(options);
+          const times: number[] = [];
+          let now = start;
+          for (const step of steps) {
+            now += step.gap;
+            times.push(now);
+          }
+          const argv = [
+            policy.violations,
+            policy.withinMs,
+            policy.blockMs,
+            policy.multiplier,
+            policy.maxBlockMs,
+            policy.forgetAfterMs,
+            ...times,
+          ].map(String);
+          const reply = (await client.eval(violationHarness, 0, ...argv)) as [
+            number,
+            number,
+            number,
+            number,
+            string,
+          ][];
+          let state: BlockState | undefined;
+          times.forEach((time, index) => {
+            if ((state?.blockedUntil ?? 0) <= time) state = recordViolation(state, time, policy);
+            const [violations, windowStart, blockedUntil, offences, earlier] = reply[index]!;
+            expect({ step: index, violations, windowStart, blockedUntil, offences, earlier }).toEqual({
+              step: index,
+              violations: state?.violations ?? 0,
+              windowStart: state?.windowStart ?? 0,
+              blockedUntil: state?.blockedUntil ?? 0,
+              offences: state?.offences ?? 0,
+              earlier: state?.earlier.join(',') ?? '',
+            });
+          });
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 
   it("stores a sliding log until its newest entry leaves the window, when that entry is ahead of Redis's clock", async () => {
