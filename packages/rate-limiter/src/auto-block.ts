@@ -6,7 +6,10 @@ export const autoBlockSchema = z
   .object({
     /** Refused requests within `withinMs` that trigger a block. */
     violations: z.number().int().positive(),
-    /** The window over which violations are counted. */
+    /**
+     * `violations` refusals within any `withinMs` block the key (counted in quarters of it: see
+     * {@link violationSlots}; refusals up to 1¼ `withinMs` apart may count together).
+     */
     withinMs: z.number().int().positive(),
     /** First block's length. */
     blockMs: z.number().int().positive(),
@@ -33,11 +36,30 @@ export type AutoBlockOptions = z.input<typeof autoBlockSchema>;
 /** Parsed auto-block policy. */
 export type AutoBlockPolicy = z.infer<typeof autoBlockSchema>;
 
+/**
+ * The slots `withinMs` is counted in: violations are counted per slot of `withinMs / 4` (rounded
+ * up), over the slot of now and the 4 before it, which hold every violation of the last
+ * `withinMs` (so N of them within any `withinMs` block the key, as fail2ban's sliding `findtime`)
+ * and none older than `withinMs` plus one slot. One count over a window that starts at the first
+ * violation let up to 2N − 3 through in a sliding one; a weighted two-window estimate (the sliding
+ * window algorithm's) lets nearly 2N through when they bunch at a window's end. Five counts per
+ * key, whatever the traffic: an exact log would keep N − 1 times.
+ */
+export const violationSlots = 4;
+
+/** How long one slot is: `withinMs / violationSlots`, rounded up. */
+export function violationSlotMs(policy: AutoBlockPolicy): number {
+  return Math.ceil(policy.withinMs / violationSlots);
+}
+
 /** Per-key auto-block state. */
 export interface BlockState {
-  /** Violations counted in the window starting at `windowStart`. */
+  /** Violations counted in the slot starting at `windowStart`. */
   violations: number;
+  /** The start of the newest slot (see {@link violationSlots}). */
   windowStart: number;
+  /** Violations of the slots before it, newest first, at most `violationSlots` of them. */
+  earlier: readonly number[];
   /** The key is refused until this time. */
   blockedUntil: number;
   /** Blocks so far (reset after `forgetAfterMs` without one). */
@@ -45,11 +67,22 @@ export interface BlockState {
 }
 
 /** A fresh, unblocked state. */
-export const emptyBlockState: BlockState = { violations: 0, windowStart: 0, blockedUntil: 0, offences: 0 };
+export const emptyBlockState: BlockState = {
+  violations: 0,
+  windowStart: 0,
+  earlier: [],
+  blockedUntil: 0,
+  offences: 0,
+};
 
 /** Remaining block time at `now` (0 when not blocked). */
 export function blockRemainingMs(state: BlockState | undefined, now: number): number {
   return state === undefined ? 0 : Math.max(0, state.blockedUntil - now);
+}
+
+/** Until when a state's violations still count: the end of its newest slot's last counted span. */
+export function violationsCountUntil(state: BlockState, policy: AutoBlockPolicy): number {
+  return state.windowStart + (violationSlots + 1) * violationSlotMs(policy);
 }
 
 /** Records one refused request and, at the threshold, starts a block that grows for repeat offenders. */
@@ -59,18 +92,40 @@ export function recordViolation(
   policy: AutoBlockPolicy,
 ): BlockState {
   const current = state ?? emptyBlockState;
-  // A window a clock far ahead started (further than any step back) is not one to count in: its
-  // violations would count until the clock caught up, hours of them adding up to a block.
-  const inWindow =
-    now - current.windowStart < policy.withinMs && !isBeyondClockStep(current.windowStart, now);
-  const violations = (inWindow ? current.violations : 0) + 1;
-  const windowStart = inWindow ? current.windowStart : now;
-  if (violations < policy.violations) return { ...current, violations, windowStart };
+  const slotMs = violationSlotMs(policy);
+  // A violation whose clock went back counts in the newest slot, as it stands. Slots a clock far
+  // ahead started (further than any step back) are not ones to count in: their violations would
+  // count until the clock caught up, hours of them adding up to a block.
+  const at = Math.max(now, current.windowStart);
+  const shift = Math.floor((at - current.windowStart) / slotMs);
+  let violations: number;
+  let windowStart: number;
+  let earlier: number[];
+  if (shift > violationSlots || isBeyondClockStep(current.windowStart, now)) {
+    violations = 1;
+    windowStart = now;
+    earlier = [];
+  } else if (shift === 0) {
+    violations = current.violations + 1;
+    windowStart = current.windowStart;
+    earlier = current.earlier.slice();
+  } else {
+    // The newest slot and those after it that saw no violation move into the earlier ones.
+    earlier = [...new Array<number>(shift - 1).fill(0), current.violations, ...current.earlier].slice(
+      0,
+      violationSlots,
+    );
+    violations = 1;
+    windowStart = current.windowStart + shift * slotMs;
+  }
+  let counted = violations;
+  for (const count of earlier) counted += count;
+  if (counted < policy.violations) return { ...current, violations, windowStart, earlier };
   const forgotten = now - current.blockedUntil >= policy.forgetAfterMs;
   const offences = (forgotten ? 0 : current.offences) + 1;
   const blockMs = Math.min(
     policy.maxBlockMs,
     Math.round(policy.blockMs * policy.multiplier ** (offences - 1)),
   );
-  return { violations: 0, windowStart: now, blockedUntil: now + blockMs, offences };
+  return { violations: 0, windowStart: now, earlier: [], blockedUntil: now + blockMs, offences };
 }

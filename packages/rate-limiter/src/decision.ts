@@ -8,6 +8,12 @@ export interface Decision {
   allowed: boolean;
   /** The limit's quota (points per window, or the bucket's capacity). */
   limit: number;
+  /**
+   * Token and leaky bucket only: the points they refill (leak) per window, the `limit` option;
+   * `limit` above is their capacity, the `burst` option. What `RateLimit-Policy` states as the
+   * sustained quota, rather than a burst the bucket admits once.
+   */
+  rate?: number;
   /** Points still available after this request (never negative). */
   remaining: number;
   /** Time until the quota is fully available again. */

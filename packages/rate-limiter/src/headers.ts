@@ -26,6 +26,24 @@ const seconds = (ms: number): number => Math.ceil(ms / 1_000);
 const quoted = (name: string): string => `"${name}"`;
 
 /**
+ * One `RateLimit-Policy` list member: a quota `q` per window `w` that a client can rely on, that
+ * is, a client sending `q` every `w` seconds is never refused by this limit. For windows that is
+ * the limit. A bucket whose `burst` differs from its `limit` admits the burst once, then `limit`
+ * per window: `q` is its `limit` (its sustained rate), and a burst above it is stated by the
+ * vendor parameter `noa-burst` (the draft's "acme-burst"; clients that do not know it read the
+ * sustained rate, which holds). A burst below the limit is all the bucket ever holds, so `q` is
+ * the burst, over the time the bucket takes to refill it (rounded up to whole seconds, which
+ * understates the rate a little rather than overstate it).
+ */
+function quotaPolicy(limit: LimitStatus): string {
+  const rate = limit.rate ?? limit.limit;
+  if (limit.limit < rate)
+    return `${quoted(limit.name)};q=${limit.limit};w=${seconds(Math.ceil((limit.limit * limit.windowMs) / rate))}`;
+  const burst = limit.limit > rate ? `;noa-burst=${limit.limit}` : '';
+  return `${quoted(limit.name)};q=${rate};w=${seconds(limit.windowMs)}${burst}`;
+}
+
+/**
  * When a blocked key's limit has quota again: at the block's end when its window still has room
  * (a day with 98 left is back with the block's end, not at the day's end), else at its reset.
  */
@@ -68,12 +86,10 @@ export function rateLimitHeaders(
   if (result.limits.length > 0 && result.source !== 'fail-mode') {
     if (options.standard !== false && result.limits.length === 1) {
       const limit = result.limits[0]!;
-      headers['RateLimit-Policy'] = `"${limit.name}";q=${limit.limit};w=${seconds(limit.windowMs)}`;
+      headers['RateLimit-Policy'] = quotaPolicy(limit);
       headers.RateLimit = limitState(limit, blockedMs);
     } else if (options.standard !== false) {
-      headers['RateLimit-Policy'] = result.limits
-        .map((limit) => `${quoted(limit.name)};q=${limit.limit};w=${seconds(limit.windowMs)}`)
-        .join(', ');
+      headers['RateLimit-Policy'] = result.limits.map(quotaPolicy).join(', ');
       headers.RateLimit = result.limits.map((limit) => limitState(limit, blockedMs)).join(', ');
     }
     if (options.legacy === true) {

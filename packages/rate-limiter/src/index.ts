@@ -48,7 +48,7 @@ export {
   fastifyRateLimit,
   type RouteRateLimitOptions,
 } from './middleware/fastify.js';
-export { keyKinds, type RequestFacts } from './middleware/options.js';
+export { customKeyOf, keyKinds, maxCustomKeyValueLength, type RequestFacts } from './middleware/options.js';
 export {
   type AlgorithmName,
   algorithmNames,

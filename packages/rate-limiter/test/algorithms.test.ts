@@ -16,6 +16,8 @@ const requestsArb = (maxGap: number) =>
   });
 
 const startArb = fc.integer({ min: 1_600_000_000_000, max: 1_900_000_000_000 });
+/** A start time for worked examples. */
+const start0 = 1_700_000_000_000;
 
 /** Runs the requests through an algorithm; returns admitted (time, cost) pairs and every step. */
 function run(algorithm: AlgorithmName, policy: LimitPolicy, start: number, requests: Request[]) {
@@ -358,24 +360,55 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
     });
   }
 
-  it('sliding log: admits at most the limit in every sliding window of the counted-at times', () => {
-    // Costs from 1: a log keeps no time but its entries', and a cost-0 check that drops the entries
-    // that left its window (as Redis's read of the sorted set does) leaves none to count a later
-    // request whose clock went back at. Every logged request is counted at the newest entry's time.
-    const loggedArb = unsteadyArb.map((requests) =>
-      requests.map((request) => ({ ...request, cost: Math.max(1, request.cost) })),
-    );
+  it('sliding log: admits at most the limit in every sliding window of the logged times, cost 0 included', () => {
+    // A log keeps no time but its entries': a request is logged at the newest entry's time when
+    // the clock went back (and a cost-0 check logs nothing). A cost-0 check at a time past the
+    // newest entry must not drop the entries that left its window: a later request whose clock
+    // went back is logged before that time, in a window where they still count.
     fc.assert(
-      fc.property(policyArb('sliding-log'), startArb, loggedArb, (policy, start, requests) => {
-        const admitted = countedAt('sliding-log', policy, start, requests);
-        for (const entry of admitted) {
-          const sum = admitted
+      fc.property(policyArb('sliding-log'), startArb, unsteadyArb, (policy, start, requests) => {
+        const { step } = algorithms['sliding-log'];
+        let state: unknown;
+        let now = start;
+        let newest = Number.NEGATIVE_INFINITY;
+        const logged: { time: number; cost: number }[] = [];
+        for (const request of requests) {
+          now += request.gap;
+          const { decision, state: next } = step(state, now, request.cost, policy);
+          if (!decision.allowed) continue;
+          state = next;
+          if (request.cost === 0) continue;
+          newest = Math.max(newest, now);
+          logged.push({ time: newest, cost: request.cost });
+        }
+        for (const entry of logged) {
+          const sum = logged
             .filter((other) => other.time > entry.time - policy.windowMs && other.time <= entry.time)
             .reduce((total, other) => total + other.cost, 0);
           expect(sum).toBeLessThanOrEqual(policy.limit);
         }
       }),
     );
+  });
+
+  it('sliding log: a cost-0 check ahead of the newest entry, then a clock back, admits no more than the limit', () => {
+    const policy: LimitPolicy = { name: 'p', algorithm: 'sliding-log', limit: 2, windowMs: 1_000 };
+    const { step } = algorithms['sliding-log'];
+    let state: unknown;
+    const allowed: boolean[] = [];
+    // Logged at 0 and 500; a free check at 1,600; the clock back to 1,100, where 500 still counts.
+    for (const [now, cost] of [
+      [0, 1],
+      [500, 1],
+      [1_600, 0],
+      [1_100, 1],
+      [1_150, 1],
+    ] as const) {
+      const result = step(state, start0 + now, cost, policy);
+      allowed.push(result.decision.allowed);
+      if (result.decision.allowed) state = result.state;
+    }
+    expect(allowed).toEqual([true, true, true, true, false]);
   });
 
   for (const algorithm of ['token-bucket', 'leaky-bucket'] as const) {
@@ -440,8 +473,9 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
           expect(decision.allowed).toBe(used + request.cost <= policy.limit);
           if (decision.allowed) {
             state = next;
+            // A cost-0 check changes nothing: it keeps the entries outside its window too.
             const time = Math.max(now, ...inside.map((entry) => entry.time));
-            logged = request.cost > 0 ? [...inside, { time, cost: request.cost }] : inside;
+            if (request.cost > 0) logged = [...inside, { time, cost: request.cost }];
           }
         }
       }),
@@ -451,8 +485,8 @@ describe('a clock that goes back (another server after a failover, an NTP step)'
 
 describe('leaky bucket queue mode when the clock goes back', () => {
   // After a step back the bucket's time is ahead of the clock, and nothing leaks until the clock
-  // catches up: a queued request's release is that much later. It must still be within
-  // queueMaxDelayMs (the middleware holds the request for the delay), or be refused.
+  // catches up. A queued request's delay is still within queueMaxDelayMs (the middleware holds
+  // the request for the delay), and is not lengthened by the step.
   const queuedArb = fc
     .tuple(policyArb('leaky-bucket'), fc.integer({ min: 0, max: 5_000 }))
     .map(([policy, queueMaxDelayMs]): LimitPolicy => ({ ...policy, queueMaxDelayMs }));
@@ -501,7 +535,7 @@ describe('leaky bucket queue mode when the clock goes back', () => {
     );
   });
 
-  it('a request queued behind a bucket 10 s ahead of the clock is refused, not held 11 s', () => {
+  it('a request queued behind a bucket 10 s ahead of the clock waits the leak, not the leak plus 10 s', () => {
     const policy: LimitPolicy = {
       name: 'p',
       algorithm: 'leaky-bucket',
@@ -511,14 +545,57 @@ describe('leaky bucket queue mode when the clock goes back', () => {
       queueMaxDelayMs: 1_000,
     };
     const { step } = algorithms['leaky-bucket'];
-    const first = step(undefined, 1_700_000_010_000, 1, policy);
-    const queued = step(first.state, 1_700_000_000_000, 1, policy).decision;
-    expect(queued).toMatchObject({ allowed: false, retryAfterMs: 10_000 });
-    // At the bucket's time it queues as usual, for a leak's worth.
-    expect(step(first.state, 1_700_000_010_000, 1, policy).decision).toMatchObject({
-      allowed: true,
-      delayMs: 1_000,
+    const first = step(undefined, start0 + 10_000, 1, policy);
+    const queued = step(first.state, start0, 1, policy);
+    expect(queued.decision).toMatchObject({ allowed: true, delayMs: 1_000 });
+    // The queue (1 s) is then full until the bucket leaks, from its own time on: exact retry.
+    expect(step(queued.state, start0 + 1, 1, policy).decision).toMatchObject({
+      allowed: false,
+      retryAfterMs: 10_999,
     });
+  });
+
+  it('releases never outrun the rate in real time when the clock only steps back', () => {
+    // Real time goes on; the clock reads it minus an offset that only grows (steps back, of up
+    // to 6 s each). A queued request leaves at its real check time plus its delay: in release
+    // order, what leaves after a release, up to any later one, is at most the burst plus the
+    // leak over the real span between them (give or take the ms each release is rounded up to).
+    const backArb = fc.array(
+      fc.record({
+        gap: fc.integer({ min: 0, max: 3_000 }),
+        back: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 6_000 })),
+        cost: fc.integer({ min: 0, max: 3 }),
+      }),
+      { minLength: 1, maxLength: 120 },
+    );
+    fc.assert(
+      fc.property(queuedArb, startArb, backArb, (policy, start, requests) => {
+        const { step } = algorithms['leaky-bucket'];
+        let state: unknown;
+        let real = start;
+        let offset = 0;
+        const releases: { at: number; cost: number }[] = [];
+        for (const request of requests) {
+          real += request.gap;
+          offset += request.back;
+          const { decision, state: next } = step(state, real - offset, request.cost, policy);
+          if (!decision.allowed) continue;
+          state = next;
+          if (request.cost > 0) releases.push({ at: real + decision.delayMs, cost: request.cost });
+        }
+        releases.sort((a, b) => a.at - b.at);
+        for (let first = 0; first < releases.length; first += 1) {
+          let sum = 0;
+          for (let last = first + 1; last < releases.length; last += 1) {
+            sum += releases[last]!.cost;
+            const span = releases[last]!.at - releases[first]!.at;
+            expect(sum * policy.windowMs).toBeLessThanOrEqual(
+              capacityOf(policy) * policy.windowMs + (span + 1) * policy.limit,
+            );
+          }
+        }
+      }),
+    );
   });
 });
 

@@ -4,8 +4,10 @@ import { describe, expect, it } from 'vitest';
 import {
   type AutoBlockPolicy,
   autoBlockSchema,
+  type BlockState,
   blockRemainingMs,
   recordViolation,
+  violationSlots,
 } from '../src/auto-block.js';
 import { MemoryStore } from '../src/index.js';
 import type { LimitPolicy } from '../src/policy.js';
@@ -55,6 +57,71 @@ describe('auto-block', () => {
     expect(lengths).toEqual([1_000, 3_000, 9_000, 20_000, 20_000]);
     const later = state.blockedUntil + 60_000;
     expect(blockRemainingMs(recordViolation(state, later, growing), later)).toBe(1_000);
+  });
+});
+
+describe('auto-block counts violations in a sliding window (fail2ban findtime)', () => {
+  // Reference model: the violations since the last block, at their times. A key refused N times
+  // within any withinMs is blocked by the N-th; a window starting at the first violation let up
+  // to 2N − 3 through in a sliding one (N − 1 at the end of one window, N − 2 after the next began).
+  const blockingArb = fc.record({
+    violations: fc.integer({ min: 1, max: 12 }),
+    withinMs: fc.integer({ min: 1, max: 5_000 }),
+  });
+  const gapsArb = fc.array(fc.oneof(fc.integer({ min: 0, max: 50 }), fc.integer({ min: 0, max: 6_000 })), {
+    minLength: 1,
+    maxLength: 150,
+  });
+
+  it('blocks at the N-th violation within any withinMs, and only when N fall within withinMs + one slot', () => {
+    fc.assert(
+      fc.property(
+        blockingArb,
+        fc.integer({ min: 0, max: 1_900_000_000_000 }),
+        gapsArb,
+        (options, start, gaps) => {
+          const blocking = autoBlockSchema.parse({ ...options, blockMs: 1 });
+          let state: BlockState | undefined;
+          let now = start;
+          let since: number[] = [];
+          for (const gap of gaps) {
+            // Violations are refusals: a blocked key records none, so time moves past any block.
+            now = Math.max(now + gap, state?.blockedUntil ?? now);
+            state = recordViolation(state, now, blocking);
+            since.push(now);
+            const inWindow = since.filter((time) => time > now - blocking.withinMs).length;
+            const blocked = blockRemainingMs(state, now) > 0;
+            if (inWindow >= blocking.violations) expect(blocked).toBe(true);
+            if (blocked) {
+              // The N violations that blocked it are never further apart than the counting horizon.
+              const horizon = (violationSlots + 1) * Math.ceil(blocking.withinMs / violationSlots);
+              expect(since.filter((time) => time > now - horizon).length).toBeGreaterThanOrEqual(
+                blocking.violations,
+              );
+              since = [];
+            }
+          }
+        },
+      ),
+    );
+  });
+
+  it('blocks the worked case: one violation at the end of a window, two just after it', () => {
+    // violations 3 within 1 s: at 0 (a window starting there), 999, then 1,000 and 1,001: the last
+    // three fall within 3 ms. It blocks by 1,001 (at 1,000 already: the violation at 0 is within
+    // withinMs plus a slot); the window from 0 let all four through.
+    let state = recordViolation(undefined, 0, policy);
+    state = recordViolation(state, 999, policy);
+    expect(blockRemainingMs(state, 999)).toBe(0);
+    let blockedAt: number | undefined;
+    for (const now of [1_000, 1_001]) {
+      state = recordViolation(state, now, policy);
+      if (blockRemainingMs(state, now) > 0) {
+        blockedAt = now;
+        break;
+      }
+    }
+    expect(blockedAt).toBeDefined();
   });
 });
 

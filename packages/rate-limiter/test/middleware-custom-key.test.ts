@@ -5,8 +5,10 @@ import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createRateLimiter,
+  customKeyOf,
   expressRateLimit,
   fastifyRateLimit,
+  maxCustomKeyValueLength,
   type RateLimiter,
   type RateLimitResult,
   type RequestFacts,
@@ -88,6 +90,27 @@ describe.each([
     expect(result.allowed).toBe(true);
   });
 
+  it('keys a value a client made long by its digest, one quota per value', async () => {
+    // 10 kB (Node's default header limit is 16 kB in all): kept whole it was a 10 kB key.
+    const long = 'a'.repeat(10_000);
+    const first = await send('192.0.2.20', long);
+    expect(first.status).toBe(200);
+    expect(first.key).toBe(customKeyOf(long));
+    expect(first.key).toMatch(/^custom#[A-Za-z0-9_-]{43}$/);
+    // The same value from another IP: the same quota; another long value: its own.
+    expect((await send('192.0.2.21', long)).status).toBe(429);
+    const other = await send('192.0.2.21', `${long}b`);
+    expect(other.status).toBe(200);
+    expect(other.key).not.toBe(first.key);
+    // At the bound a value is kept whole, one past it is digested.
+    const atBound = 'c'.repeat(maxCustomKeyValueLength);
+    expect((await send('192.0.2.22', atBound)).key).toBe(`custom:${atBound}`);
+    expect((await send('192.0.2.22', `${atBound}c`)).key).toMatch(/^custom#/);
+    // customKeyOf(value) resets it, as result.key does.
+    await app.limiter.reset(customKeyOf(long));
+    expect((await send('192.0.2.23', long)).status).toBe(200);
+  });
+
   it('keeps one quota per value, and result.key resets it', async () => {
     const first = await send('192.0.2.12', 'tenant-a');
     expect(first.status).toBe(200);
@@ -96,7 +119,7 @@ describe.each([
     await app.limiter.reset(first.key!);
     expect((await send('192.0.2.13', 'tenant-a')).status).toBe(200);
     // What the README tells a caller that knows only the value.
-    await app.limiter.reset(`custom:${'tenant-a'}`);
+    await app.limiter.reset(customKeyOf('tenant-a'));
     expect((await send('192.0.2.14', 'tenant-a')).status).toBe(200);
   });
 });
@@ -106,8 +129,12 @@ describe('the key of a keyBy function', () => {
   it("is never a built-in kind's key, whatever it returns, and one key per value", () => {
     fc.assert(
       fc.property(
-        fc.oneof(fc.string(), fc.constantFrom('ip:203.0.113.5', 'user:42', 'key:abc', 'custom:x')),
-        fc.string(),
+        fc.oneof(
+          fc.string(),
+          fc.string({ minLength: 120, maxLength: 300 }),
+          fc.constantFrom('ip:203.0.113.5', 'user:42', 'key:abc', 'custom:x'),
+        ),
+        fc.oneof(fc.string(), fc.string({ minLength: 120, maxLength: 300 })),
         fc.boolean(),
         (value, other, perEndpoint) => {
           const keyOf = (returned: string) => {
@@ -121,11 +148,30 @@ describe('the key of a keyBy function', () => {
           const key = keyOf(value);
           // An empty value is a missing one: the IP's key, as documented.
           if (value === '') expect(key.startsWith('ip:')).toBe(true);
-          else expect(key.startsWith('custom:')).toBe(true);
+          else expect(key.startsWith('custom:') || key.startsWith('custom#')).toBe(true);
           if (value !== '' && other !== '' && other !== value) expect(keyOf(other)).not.toBe(key);
         },
       ),
     );
+  });
+});
+
+describe('the key of a long keyBy value', () => {
+  // Short values, and values about the bound and far past it.
+  const valueArb = fc.oneof(fc.string(), fc.string({ minLength: 100, maxLength: 2_000 }));
+  it("is bounded whatever the value, and no short value can make a long value's key", () => {
+    fc.assert(
+      fc.property(valueArb, valueArb, (value, other) => {
+        const key = customKeyOf(value);
+        expect(key.length).toBeLessThanOrEqual('custom:'.length + maxCustomKeyValueLength);
+        if (value.length <= maxCustomKeyValueLength) expect(key).toBe(`custom:${value}`);
+        else expect(key).toMatch(/^custom#[A-Za-z0-9_-]{43}$/);
+        if (other !== value) expect(customKeyOf(other)).not.toBe(key);
+      }),
+    );
+    // A short value spelled as a digest key is still a short value's key.
+    const digested = customKeyOf('x'.repeat(maxCustomKeyValueLength + 1));
+    expect(customKeyOf(digested.slice('custom'.length))).toBe(`custom:${digested.slice('custom'.length)}`);
   });
 });
 

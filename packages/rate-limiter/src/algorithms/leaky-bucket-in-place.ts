@@ -26,18 +26,22 @@ export function leakyBucketInPlace(
   const at = bucketTime(state.updatedAt, now);
   const ahead = at - now;
   const after = level + cost * window;
-  // A cost of 0 adds nothing to the queue: it has nothing to wait for.
-  const delayMs = cost > 0 && after > capacity ? Math.ceil((after - capacity) / policy.limit) + ahead : 0;
-  // A bucket ahead of the clock (it went back) leaks nothing until the clock catches up, so a
-  // queued request waits that much longer: within queueMaxDelayMs still, or it is refused (the
-  // retry below is exact for both: before the bucket's time nothing leaks, after it the leak
-  // and the shrinking lead free the same room per ms).
-  if (after > capacity + queue || delayMs > (policy.queueMaxDelayMs ?? 0)) {
+  // A cost of 0 adds nothing to the queue: it has nothing to wait for. A queued request waits for
+  // the leak of what is above the capacity, from now, even when the bucket's time is ahead of the
+  // clock (it went back): the requests queued before it were released after their own delays
+  // from checks made before this one, so one released a leak after now is still a leak after
+  // them (the rate holds), and waiting out the lead as well would hold it, or with
+  // queueMaxDelayMs refuse it, for as long as the clock stepped back. The bucket leaks nothing
+  // until the clock catches up with its time, so it stays as full as it was or fuller than a
+  // bucket of that real time (a queue that fills meanwhile is refused, with an exact retry).
+  const delayMs = cost > 0 && after > capacity ? Math.ceil((after - capacity) / policy.limit) : 0;
+  if (after > capacity + queue) {
     return {
       name: policy.name,
       windowMs: window,
       allowed: false,
       limit: capacityOf(policy),
+      rate: policy.limit,
       remaining: Math.max(0, Math.floor((capacity - level) / window)),
       resetMs: Math.ceil(level / policy.limit) + ahead,
       // More than an empty bucket and its queue hold never fits: no retry time (see decision.ts).
@@ -55,6 +59,7 @@ export function leakyBucketInPlace(
     windowMs: window,
     allowed: true,
     limit: capacityOf(policy),
+    rate: policy.limit,
     remaining: Math.max(0, Math.floor((capacity - after) / window)),
     resetMs: Math.ceil(after / policy.limit) + ahead,
     retryAfterMs: 0,

@@ -33,18 +33,24 @@ export function slidingLogInPlace(
       delayMs: 0,
     };
   }
-  if (first > 0) {
-    dropFirst(times, first);
-    dropFirst(costs, first);
+  // A cost-0 check logs nothing, so it leaves the log as it is: dropping the entries that left its
+  // window would forget them for a later request whose clock went back to before this check's
+  // time, which is logged where they still count (see logAtLatest), and it would admit more than
+  // the limit there. An admitted request drops them: it is logged at this time or later.
+  if (cost > 0) {
+    if (first > 0) {
+      dropFirst(times, first);
+      dropFirst(costs, first);
+    }
+    logAtLatest(times, costs, now, cost);
   }
-  if (cost > 0) logAtLatest(times, costs, now, cost);
   return {
     name: policy.name,
     windowMs: policy.windowMs,
     allowed: true,
     limit: policy.limit,
     remaining: policy.limit - used - cost,
-    resetMs: logResetMs(times, 0, now, policy.windowMs),
+    resetMs: logResetMs(times, cost > 0 ? 0 : first, now, policy.windowMs),
     retryAfterMs: 0,
     delayMs: 0,
   };

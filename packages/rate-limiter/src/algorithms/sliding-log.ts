@@ -21,8 +21,9 @@ export function slidingLog(
 ): Step<SlidingLogState> {
   const times = state?.times ?? [];
   const costs = state?.costs ?? [];
-  // A copy of the entries still in the window, which the in-place step appends to when it admits.
-  const first = firstInWindow(times, now, policy.windowMs);
+  // A copy of the entries still in the window, which the in-place step appends to when it admits
+  // (a cost-0 check keeps them all; see slidingLogInPlace).
+  const first = cost > 0 ? firstInWindow(times, now, policy.windowMs) : 0;
   const next: SlidingLogState = { times: times.slice(first), costs: costs.slice(first) };
   return { decision: slidingLogInPlace(next, now, cost, policy), state: next };
 }

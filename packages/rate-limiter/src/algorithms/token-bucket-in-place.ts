@@ -32,6 +32,7 @@ export function tokenBucketInPlace(
       windowMs: window,
       allowed: false,
       limit: capacity,
+      rate: policy.limit,
       remaining: Math.floor(tokens / window),
       resetMs: Math.ceil((full - tokens) / policy.limit) + ahead,
       // More than a full bucket never fits: no retry time (see decision.ts).
@@ -48,6 +49,7 @@ export function tokenBucketInPlace(
     windowMs: window,
     allowed: true,
     limit: capacity,
+    rate: policy.limit,
     remaining: Math.floor(left / window),
     resetMs: Math.ceil((full - left) / policy.limit) + ahead,
     retryAfterMs: 0,

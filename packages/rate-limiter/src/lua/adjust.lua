@@ -33,6 +33,7 @@ local function entry(keys, args)
   fields[#fields + 1] = 'bw'
   fields[#fields + 1] = 'bu'
   fields[#fields + 1] = 'bo'
+  fields[#fields + 1] = 'bp'
   local values = redis.call('HMGET', hkey, unpack(fields))
 
   -- Per limit: a, b, c (scalar algorithms) or a log { times, costs } (in-window entries only).
@@ -51,6 +52,7 @@ local function entry(keys, args)
   local block = {
     v = tonumber(values[blockAt + 1]) or 0, w = tonumber(values[blockAt + 2]) or 0,
     u = tonumber(values[blockAt + 3]) or 0, o = tonumber(values[blockAt + 4]) or 0,
+    p = values[blockAt + 5] or '',
   }
 
   -- Refund and penalty per algorithm: function(a, b, c, now, points, p) -> new a, b, c (the log's:
@@ -188,9 +190,10 @@ local function entry(keys, args)
       -- and forgetAfterMs counts from now (memory-store.ts does the same).
       block.u = math.min(block.u, now)
       block.v = 0
+      block.p = ''
     end
     local ttl = math.max(1, redis.call('PTTL', hkey), block.u + forget - now)
-    redis.call('HSET', hkey, 'bv', block.v, 'bw', block.w, 'bu', block.u, 'bo', block.o)
+    redis.call('HSET', hkey, 'bv', block.v, 'bw', block.w, 'bu', block.u, 'bo', block.o, 'bp', block.p)
     redis.call('PEXPIRE', hkey, ttl)
   end
 

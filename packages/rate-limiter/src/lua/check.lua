@@ -111,6 +111,7 @@ local function define_check_group()
       block = {
         v = tonumber(values[base + 1]) or 0, w = tonumber(values[base + 2]) or 0,
         u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
+        p = values[base + 5] or '',
       }
     else
       blockedUntil = tonumber(values[set.blockOffset + 1]) or 0
@@ -161,9 +162,12 @@ local function define_check_group()
         for i = 1, nl do
           local alg = policies[i].alg
           if alg == 3 then
-            LOG[i] = NLOG[i]
-            logDirty = logDirty or {}
-            logDirty[i] = true
+            -- A cost-0 step returns the log it was given: nothing to write (ALG[3]).
+            if NLOG[i] ~= LOG[i] then
+              LOG[i] = NLOG[i]
+              logDirty = logDirty or {}
+              logDirty[i] = true
+            end
           else
             -- A window's expiry moves only when a new window starts; a bucket's with every request.
             if alg == 4 or alg == 5 or SA[i] ~= NA[i] then expiryMoved = true end
@@ -186,18 +190,8 @@ local function define_check_group()
           end
         end
         if blocking then
-          -- A window a clock far ahead started is not one to count in (recordViolation).
-          if now - block.w >= bp.within or beyond_step(block.w, now) then
-            block.v = 0
-            block.w = now
-          end
-          block.v = block.v + 1
-          if block.v >= bp.violations then
-            local offences = block.o
-            if now - block.u >= bp.forget then offences = 0 end
-            offences = offences + 1
-            local length = math.min(bp.max, math.floor(bp.ms * bp.mult ^ (offences - 1) + 0.5))
-            block = { v = 0, w = now, u = now + length, o = offences }
+          local length = record_violation(block, now, bp)
+          if length > 0 then
             for i = 1, nl do
               local o = base + 2 + (i - 1) * 5
               -- A cost no limit can admit stays never: the block is not what it waits for.
@@ -242,10 +236,12 @@ local function define_check_group()
       W[n + 6] = block.u
       W[n + 7] = 'bo'
       W[n + 8] = block.o
-      n = n + 8
+      W[n + 9] = 'bp'
+      W[n + 10] = block.p
+      n = n + 10
     end
     if blocking and (block.u > 0 or block.w > 0) then
-      ttl = math.max(ttl, block.u + bp.forget - now, block.w + bp.within - now)
+      ttl = math.max(ttl, block.u + bp.forget - now, block.w + (VIOLATION_SLOTS + 1) * bp.slot - now)
     end
     if n > 0 then redis.call('HSET', hkey, unpack(W, 1, n)) end
     if expiryMoved or blockDirty then redis.call('PEXPIRE', hkey, ttl) end
@@ -287,6 +283,7 @@ local function entry(keys, args)
       violations = tonumber(ARGV[4]), within = tonumber(ARGV[5]), ms = tonumber(ARGV[6]),
       mult = tonumber(ARGV[7]), max = tonumber(ARGV[8]), forget = tonumber(ARGV[9]),
     }
+    bp.slot = math.ceil(bp.within / VIOLATION_SLOTS)
     at = 10
   end
 
@@ -325,6 +322,7 @@ local function entry(keys, args)
       fields[#fields + 1] = 'bw'
       fields[#fields + 1] = 'bu'
       fields[#fields + 1] = 'bo'
+      fields[#fields + 1] = 'bp'
     else
       -- A manual block's end: honoured by every check, auto-block or not.
       fields[#fields + 1] = 'bu'

@@ -15,10 +15,10 @@ ALG[5] = function(a, b, _, now, cost, p)
   local ahead = at - now
   local after = level + cost * w
   local delay = 0
-  -- A cost of 0 adds nothing to the queue: it has nothing to wait for.
-  if cost > 0 and after > capacity then delay = math.ceil((after - capacity) / p.limit) + ahead end
-  -- A queued request behind a bucket ahead of the clock waits within the queue's delay still.
-  if after > capacity + queue or delay > p.queue then
+  -- A cost of 0 adds nothing to the queue: it has nothing to wait for. A queued request waits for
+  -- the leak from now, not the bucket's lead as well when the clock went back (leakyBucketInPlace).
+  if cost > 0 and after > capacity then delay = math.ceil((after - capacity) / p.limit) end
+  if after > capacity + queue then
     local retry = math.ceil((after - capacity - queue) / p.limit) + ahead
     if cost * w > capacity + queue then retry = NEVER end
     return false, math.max(0, math.floor((capacity - level) / w)), math.ceil(level / p.limit) + ahead, retry, 0, a, b, nil

@@ -26,6 +26,47 @@ local function later(retry, ms)
   return math.max(retry, ms)
 end
 
+-- Auto-block counts violations per slot of withinMs / VIOLATION_SLOTS (violationSlots in
+-- auto-block.ts), over the newest slot and the VIOLATION_SLOTS before it.
+local VIOLATION_SLOTS = 4
+
+-- recordViolation (auto-block.ts) on block = { v, w, u, o, p } (the newest slot's count and start,
+-- the block's end, the offences, and 'bp': the earlier slots' counts, newest first, as 'c1,c2')
+-- under bp = { violations, slot, ms, mult, max, forget }: returns the length of the block it
+-- started, or 0.
+local function record_violation(block, now, bp)
+  -- A violation whose clock went back counts in the newest slot; slots a clock far ahead started
+  -- are not counted in.
+  local at = math.max(now, block.w)
+  local shift = math.floor((at - block.w) / bp.slot)
+  local earlier = {}
+  if shift > VIOLATION_SLOTS or beyond_step(block.w, now) then
+    block.v = 1
+    block.w = now
+  else
+    if shift > 0 then
+      for _ = 1, shift - 1 do earlier[#earlier + 1] = 0 end
+      earlier[#earlier + 1] = block.v
+      block.v = 0
+      block.w = block.w + shift * bp.slot
+    end
+    for count in string.gmatch(block.p, '%d+') do
+      if #earlier < VIOLATION_SLOTS then earlier[#earlier + 1] = tonumber(count) end
+    end
+    block.v = block.v + 1
+  end
+  local counted = block.v
+  for k = 1, #earlier do counted = counted + earlier[k] end
+  block.p = table.concat(earlier, ',')
+  if counted < bp.violations then return 0 end
+  local offences = block.o
+  if now - block.u >= bp.forget then offences = 0 end
+  offences = offences + 1
+  local length = math.min(bp.max, math.floor(bp.ms * bp.mult ^ (offences - 1) + 0.5))
+  block.v, block.w, block.u, block.o, block.p = 0, now, now + length, offences, ''
+  return length
+end
+
 -- Per call (set by `begin`): the call's keys and arguments, and the server's clock in ms. Each
 -- script's `entry(keys, args)` calls `begin` first; run as EVAL the script ends with
 -- `return entry(KEYS, ARGV)`, loaded as a Redis function `entry` is registered instead, so the

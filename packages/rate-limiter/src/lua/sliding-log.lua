@@ -34,12 +34,14 @@ ALG[3] = function(st, now, cost, p)
     end
     return false, math.max(0, p.limit - used), log_reset(kt, now, w), retry, 0, st
   end
-  if cost > 0 then
-    -- At the newest entry's time when the clock went back (logAtLatest).
-    local at = now
-    if #kt > 0 and kt[#kt] > at then at = kt[#kt] end
-    kt[#kt + 1] = at
-    kc[#kc + 1] = cost
-  end
+  -- A cost-0 check logs nothing and returns the log it was given: check.lua writes a log only when
+  -- the step returns a new one, so the entries outside this check's window stay for a request whose
+  -- clock went back to before it (slidingLogInPlace).
+  if cost == 0 then return true, p.limit - used, log_reset(kt, now, w), 0, 0, st end
+  -- At the newest entry's time when the clock went back (logAtLatest).
+  local at = now
+  if #kt > 0 and kt[#kt] > at then at = kt[#kt] end
+  kt[#kt + 1] = at
+  kc[#kc + 1] = cost
   return true, p.limit - used - cost, log_reset(kt, now, w), 0, 0, { times = kt, costs = kc }
 end

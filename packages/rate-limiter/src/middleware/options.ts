@@ -32,7 +32,8 @@ export const middlewareOptionsSchema = z
     /**
      * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (a digest of the `apiKeyHeader`), or a function of
      * the request facts, which may return a promise (a key looked up in a session store), whose
-     * value is keyed as `custom:<value>` (a value the client chose cannot name an IP's or user's key). When a
+     * value is keyed as `custom:<value>` (a value the client chose cannot name an IP's or user's key), or past
+     * {@link maxCustomKeyValueLength} characters by its digest (see {@link customKeyOf}). When a
      * user or API key is missing or empty (or the function returns `undefined`, `null` or `''`) the IP is
      * used; a function that throws or rejects fails the request (Express `next(error)`, a Fastify
      * error reply).
@@ -123,6 +124,25 @@ const apiKeyDigest = (apiKey: string): string => hash('sha256', apiKey, 'base64u
  */
 const customKeyPrefix = 'custom:';
 
+/**
+ * The longest `keyBy` value kept whole in its key (UTF-16 code units): ids, tenants, e-mail
+ * addresses fit. A longer one is keyed by its digest, so that a value read from what the client
+ * sends (a header of up to 16 kB) makes no key of that size in Redis or in the memory store.
+ */
+export const maxCustomKeyValueLength = 128;
+
+/**
+ * The key a `keyBy` function's value (neither `undefined`, `null` nor `''`) is counted under:
+ * `custom:<value>`, or for a value longer than {@link maxCustomKeyValueLength},
+ * `custom#<SHA-256 of it, base64url>`. The `#` keeps the two apart (no value is keyed `custom#…`),
+ * and two long values share a key only if they share a SHA-256 digest.
+ */
+export function customKeyOf(value: string | number): string {
+  const text = String(value);
+  if (text.length <= maxCustomKeyValueLength) return `${customKeyPrefix}${text}`;
+  return `custom#${hash('sha256', text, 'base64url')}`;
+}
+
 /** The key of a request under `options`; `customKey` is what a `keyBy` function returned. */
 function requestKey(
   facts: RequestFacts,
@@ -134,7 +154,7 @@ function requestKey(
   // Missing as a user id is (undefined, null, ''): a JavaScript caller's numeric id 0 is a key.
   const value: unknown = customKey;
   let key: string | undefined =
-    value === undefined || value === null || value === '' ? undefined : `${customKeyPrefix}${String(value)}`;
+    value === undefined || value === null || value === '' ? undefined : customKeyOf(value as string);
   if (options.keyBy === 'user') {
     const id = (facts.user as { id?: unknown } | undefined)?.id;
     key = id === undefined || id === null || id === '' ? undefined : `user:${String(id)}`;

@@ -78,7 +78,7 @@ export const algorithmCodes = {
  * resetMs, retryAfterMs, delayMs).
  */
 export function decisionFromReply(policy: LimitPolicy, values: readonly number[], at: number): Decision {
-  return {
+  const decision: Decision = {
     name: policy.name,
     windowMs: policy.windowMs,
     allowed: values[at] === 1,
@@ -89,4 +89,7 @@ export function decisionFromReply(policy: LimitPolicy, values: readonly number[]
     retryAfterMs: values[at + 3] === -1 ? Number.POSITIVE_INFINITY : values[at + 3]!,
     delayMs: values[at + 4]!,
   };
+  if (policy.algorithm === 'token-bucket' || policy.algorithm === 'leaky-bucket')
+    decision.rate = policy.limit;
+  return decision;
 }

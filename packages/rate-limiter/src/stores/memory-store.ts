@@ -9,6 +9,7 @@ import {
   blockRemainingMs,
   emptyBlockState,
   recordViolation,
+  violationsCountUntil,
 } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
@@ -364,7 +365,7 @@ export class MemoryStore implements RateLimitStore {
           ? { ...current, blockedUntil: now + adjustment.durationMs }
           : block === undefined
             ? undefined
-            : { ...current, violations: 0, blockedUntil: Math.min(current.blockedUntil, now) };
+            : { ...current, violations: 0, earlier: [], blockedUntil: Math.min(current.blockedUntil, now) };
       const keepUntil = Math.max(
         entry?.expiresAt ?? now,
         (blockState?.blockedUntil ?? 0) + (block?.forgetAfterMs ?? 0),
@@ -514,7 +515,7 @@ export class MemoryStore implements RateLimitStore {
  * after its last block ended) and while its violations' window runs.
  */
 function blockKeptUntil(state: BlockState, policy: AutoBlockPolicy): number {
-  return Math.max(state.blockedUntil + policy.forgetAfterMs, state.windowStart + policy.withinMs);
+  return Math.max(state.blockedUntil + policy.forgetAfterMs, violationsCountUntil(state, policy));
 }
 
 /** What a cost-0 check of `states` reports at `now` (a blocked key is refused until the block ends). */

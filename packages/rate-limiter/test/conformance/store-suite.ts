@@ -55,6 +55,16 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
         expect(refused.limit).toBe(5);
       });
 
+      it(`${algorithm}: a decision states the capacity as limit and, for a bucket, its refill as rate`, async () => {
+        // The headers' RateLimit-Policy states a bucket's sustained quota from rate, not its burst.
+        const bucket = algorithm === 'token-bucket' || algorithm === 'leaky-bucket';
+        const decision = (await one(key(), [policy(algorithm, 5, 60_000, bucket ? { burst: 50 } : {})]))
+          .decisions[0]!;
+        expect({ limit: decision.limit, rate: decision.rate }).toEqual(
+          bucket ? { limit: 50, rate: 5 } : { limit: 5, rate: undefined },
+        );
+      });
+
       it(`${algorithm}: a batch of costs is applied in order, all-or-nothing per request`, async () => {
         const k = key();
         const outcomes = await store.consume(k, [policy(algorithm, 4, 60_000)], [2, 3, 1, 1, 0], undefined);

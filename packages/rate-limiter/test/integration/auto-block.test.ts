@@ -1,3 +1,4 @@
+import { ManualClock } from '@noa/core';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,3 +60,62 @@ describe.skipIf(skip !== undefined)('auto-block grows for repeat offenders on Re
     await memory.close();
   });
 });
+
+describe.skipIf(skip !== undefined)(
+  'auto-block counts violations in a sliding withinMs on Redis as in memory',
+  () => {
+    // violations 3 within 10 s: one refusal, a second 9 s later, a third 1.1 s after that (10.1 s
+    // after the first: a window that started at the first violation has ended) and a fourth at
+    // once: the last three fall within 1.1 s, and the key is blocked. Redis's TIME cannot be moved,
+    // so its state's times are moved back instead, as the memory store's clock moves on.
+    const sliding = autoBlockSchema.parse({ violations: 3, withinMs: 10_000, blockMs: 60_000 });
+    let client: Redis;
+    beforeAll(async () => {
+      client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
+      await client.connect();
+    });
+    afterAll(() => client.disconnect());
+
+    /** Refusals with `elapse(ms)` between them; the blockedMs right after each. */
+    async function violations(
+      store: RateLimitStore,
+      elapse: (ms: number) => Promise<void>,
+    ): Promise<number[]> {
+      await store.consume('abuser', limits, [1], sliding);
+      const blocked: number[] = [];
+      for (const gap of [0, 9_000, 1_100, 0]) {
+        await elapse(gap);
+        const [refused] = await store.consume('abuser', limits, [1], sliding);
+        expect(refused!.decisions[0]!.allowed).toBe(false);
+        blocked.push(refused!.blockedMs);
+      }
+      return blocked;
+    }
+
+    it('blocks at the third violation within 10 s of the second, though 10.1 s after the first', async () => {
+      const prefix = `${uniqueName('rlabs')}:`;
+      const redis = new RedisStore({ client, prefix });
+      const clock = new ManualClock(1_700_000_000_000);
+      const memory = new MemoryStore({ clock });
+      const onRedis = await violations(redis, async (ms) => {
+        if (ms === 0) return;
+        // The violations' window start, moved back: as if that much time had passed.
+        const key = `${prefix}{abuser}`;
+        const start = await client.hget(key, 'bw');
+        expect(start).not.toBeNull();
+        await client.hset(key, 'bw', String(Number(start) - ms));
+      });
+      const inMemory = await violations(memory, async (ms) => {
+        clock.advance(ms);
+      });
+      for (const blocked of [onRedis, inMemory]) {
+        // Not blocked by the first two; blocked by the fourth at the latest.
+        expect(blocked.slice(0, 2)).toEqual([0, 0]);
+        expect(blocked[3]).toBeGreaterThan(0);
+      }
+      await memory.close();
+      const keys = await client.keys(`${prefix}*`);
+      if (keys.length > 0) await client.del(...keys);
+    });
+  },
+);

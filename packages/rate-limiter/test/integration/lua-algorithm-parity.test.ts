@@ -5,8 +5,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxClockStepBackMs } from '../../src/algorithms/clock-step.js';
 import { algorithms } from '../../src/algorithms/index.js';
+import { autoBlockSchema, type BlockState, recordViolation } from '../../src/auto-block.js';
 import { type AlgorithmName, algorithmNames, capacityOf, type LimitPolicy } from '../../src/policy.js';
 import { algorithmFiles } from '../../src/stores/lua-script.js';
+import { RedisStore } from '../../src/stores/redis-store.js';
 import { policyArb } from '../policy-arbitrary.js';
 
 // Each algorithm's Lua twin run on a real Redis with a time the test chooses (Redis's TIME cannot
@@ -45,7 +47,8 @@ for i = 6, #CALL_ARGV, 2 do
     local read = { times = {}, costs = {} }
     for k = 1, #order do read.times[k], read.costs[k] = order[k][1], order[k][2] end
     allowed, remaining, reset, retry, delay, na = ALG[3](read, t, cost, p)
-    if allowed then log = na end
+    -- As check.lua: the log is written only when the step changed it (a cost-0 check does not).
+    if allowed and na ~= read then log = na end
   else
     allowed, remaining, reset, retry, delay, na, nb, nc = ALG[p.alg](a, b, c, t, cost, p)
     if allowed then a, b, c = na, nb, nc end
@@ -154,6 +157,189 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
       );
     });
   }
+
+  /** Runs `steps` ([time, cost]) through the harness and the TypeScript step: both decisions. */
+  async function both(policy: LimitPolicy, steps: readonly (readonly [number, number])[]) {
+    const argv = [
+      algorithmNames.indexOf(policy.algorithm) + 1,
+      policy.limit,
+      policy.windowMs,
+      capacityOf(policy),
+      policy.queueMaxDelayMs ?? 0,
+      ...steps.flat(),
+    ].map(String);
+    const reply = (await client.eval(harness, 0, ...argv)) as number[];
+    const lua = steps.map((_, index) => ({
+      allowed: reply[5 * index] === 1,
+      delayMs: reply[5 * index + 4],
+    }));
+    let state: unknown;
+    const ts = steps.map(([time, cost]) => {
+      const { decision, state: next } = algorithms[policy.algorithm].step(state, time, cost, policy);
+      if (decision.allowed) state = next;
+      return { allowed: decision.allowed, delayMs: decision.delayMs };
+    });
+    return { lua, ts };
+  }
+
+  it('sliding log: a cost-0 check ahead of the newest entry keeps the entries a clock gone back still counts', async () => {
+    // Logged at 0 and 500 (limit 2 per 1 s); a free check at 1,600 must not drop them: back at
+    // 1,100 the entry at 500 is still in the window, so one more fits and a second does not.
+    const t = 1_700_000_000_000;
+    const policy: LimitPolicy = { name: 'p', algorithm: 'sliding-log', limit: 2, windowMs: 1_000 };
+    const { lua, ts } = await both(policy, [
+      [t, 1],
+      [t + 500, 1],
+      [t + 1_600, 0],
+      [t + 1_100, 1],
+      [t + 1_150, 1],
+    ]);
+    const expected = [true, true, true, true, false];
+    expect(lua.map((decision) => decision.allowed)).toEqual(expected);
+    expect(ts.map((decision) => decision.allowed)).toEqual(expected);
+  });
+
+  it('sliding log: the check script keeps a log a cost-0 check finds outside its window', async () => {
+    // Redis's TIME cannot be moved: the entries are moved instead, back past the window (as if
+    // the clock had jumped ahead), then forward 1 s after the free check (as if it had gone back).
+    const prefix = `${uniqueName('rl-log0')}:`;
+    const store = new RedisStore({ client, prefix });
+    const limits: LimitPolicy[] = [{ name: 'p', algorithm: 'sliding-log', limit: 2, windowMs: 10_000 }];
+    const move = async (ms: number) => {
+      let moved = 0;
+      for (const key of await client.keys(`${prefix}*`)) {
+        if ((await client.type(key)) !== 'zset') continue;
+        const members = await client.zrange(key, 0, -1);
+        await client.del(key);
+        for (const member of members) {
+          const [time, cost, index] = member.split(':');
+          const at = Number(time) + ms;
+          await client.zadd(key, at, `${at}:${cost}:${index}`);
+          moved += 1;
+        }
+        await client.pexpire(key, 60_000);
+      }
+      return moved;
+    };
+    try {
+      const filled = await store.consume('k', limits, [1, 1], undefined);
+      expect(filled.map((outcome) => outcome.decisions[0]!.allowed)).toEqual([true, true]);
+      expect(await move(-10_500)).toBe(2);
+      const free = await store.consume('k', limits, [0], undefined);
+      expect(free[0]!.decisions[0]!).toMatchObject({ allowed: true, remaining: 2 });
+      expect(await move(1_000)).toBe(2);
+      // Both entries are inside the window again: nothing more fits (it admitted two more).
+      const after = await store.consume('k', limits, [1, 1], undefined);
+      expect(after.map((outcome) => outcome.decisions[0]!.allowed)).toEqual([false, false]);
+    } finally {
+      const keys = await client.keys(`${prefix}*`);
+      if (keys.length > 0) await client.del(...keys);
+    }
+  });
+
+  it('queueing leaky bucket: a clock gone back 10 s queues a request for the leak, not the leak plus 10 s', async () => {
+    // The bucket was filled by a clock 10 s ahead. Its queued requests are released after their
+    // delays in real time, from checks made before this one: a release one leak after now keeps
+    // the rate, so the lead is not added (it held the request 11 s, or refused it for 10 s).
+    const t = 1_700_000_000_000;
+    const policy: LimitPolicy = {
+      name: 'p',
+      algorithm: 'leaky-bucket',
+      limit: 1,
+      windowMs: 1_000,
+      burst: 1,
+      queueMaxDelayMs: 1_000,
+    };
+    const { lua, ts } = await both(policy, [
+      [t + 10_000, 1],
+      [t, 1],
+      [t + 1, 1],
+    ]);
+    const expected = [
+      { allowed: true, delayMs: 0 },
+      { allowed: true, delayMs: 1_000 },
+      // The queue (1 s) is full until the bucket leaks, from its own time on.
+      { allowed: false, delayMs: 0 },
+    ];
+    expect(lua).toEqual(expected);
+    expect(ts).toEqual(expected);
+  });
+
+  it('auto-block: record_violation counts and blocks as recordViolation, clock going back included', async () => {
+    // ARGV: violations, withinMs, blockMs, multiplier, maxBlockMs, forgetAfterMs, then the times
+    // of refusals (a blocked key records none); per refusal the state as check.lua stores it.
+    const violationHarness = `
+local CALL_ARGV = ARGV
+${luaSource}
+local within = tonumber(CALL_ARGV[2])
+local bp = {
+  violations = tonumber(CALL_ARGV[1]), slot = math.ceil(within / VIOLATION_SLOTS), ms = tonumber(CALL_ARGV[3]),
+  mult = tonumber(CALL_ARGV[4]), max = tonumber(CALL_ARGV[5]), forget = tonumber(CALL_ARGV[6]),
+}
+local block = { v = 0, w = 0, u = 0, o = 0, p = '' }
+local reply = {}
+for i = 7, #CALL_ARGV do
+  local t = tonumber(CALL_ARGV[i])
+  if block.u <= t then record_violation(block, t, bp) end
+  reply[#reply + 1] = { block.v, block.w, block.u, block.o, block.p }
+end
+return reply
+`;
+    const optionsArb = fc.record({
+      violations: fc.integer({ min: 1, max: 8 }),
+      withinMs: fc.integer({ min: 1, max: 20_000 }),
+      blockMs: fc.integer({ min: 1, max: 5_000 }),
+      multiplier: fc.integer({ min: 1, max: 3 }),
+      maxBlockMs: fc.integer({ min: 5_000, max: 50_000 }),
+      forgetAfterMs: fc.integer({ min: 1, max: 60_000 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        optionsArb,
+        fc.integer({ min: 1_600_000_000_000, max: 1_900_000_000_000 }),
+        stepsArb,
+        async (options, start, steps) => {
+          const policy = autoBlockSchema.parse(options);
+          const times: number[] = [];
+          let now = start;
+          for (const step of steps) {
+            now += step.gap;
+            times.push(now);
+          }
+          const argv = [
+            policy.violations,
+            policy.withinMs,
+            policy.blockMs,
+            policy.multiplier,
+            policy.maxBlockMs,
+            policy.forgetAfterMs,
+            ...times,
+          ].map(String);
+          const reply = (await client.eval(violationHarness, 0, ...argv)) as [
+            number,
+            number,
+            number,
+            number,
+            string,
+          ][];
+          let state: BlockState | undefined;
+          times.forEach((time, index) => {
+            if ((state?.blockedUntil ?? 0) <= time) state = recordViolation(state, time, policy);
+            const [violations, windowStart, blockedUntil, offences, earlier] = reply[index]!;
+            expect({ step: index, violations, windowStart, blockedUntil, offences, earlier }).toEqual({
+              step: index,
+              violations: state?.violations ?? 0,
+              windowStart: state?.windowStart ?? 0,
+              blockedUntil: state?.blockedUntil ?? 0,
+              offences: state?.offences ?? 0,
+              earlier: state?.earlier.join(',') ?? '',
+            });
+          });
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
 
   it("stores a sliding log until its newest entry leaves the window, when that entry is ahead of Redis's clock", async () => {
     // After a failover to a server whose clock is behind, the log's newest entry (logged at the
