@@ -202,7 +202,8 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
     let reader: Cache | undefined;
     try {
       proxy.holdMatching = new RegExp(`${prefix}__structures`);
-      reader = await cacheOn(prefix, { redis: client, operationTimeoutMs: 300 });
+      // Long enough for a loaded machine's reads; the held read outlasts it all the same.
+      reader = await cacheOn(prefix, { redis: client, operationTimeoutMs: 2_000 });
       expect(reader.stats().l2).toBe('closed');
       proxy.release();
       // Redis answers again, and holds the structures p2 needs: a hit, not a miss until a re-read.
