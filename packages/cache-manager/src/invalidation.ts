@@ -5,8 +5,8 @@ import type { CacheEventListener, CacheEventMap } from './cache-events.js';
 import { expireEntry } from './entry.js';
 import { EdgePurgeError, SerializationError } from './errors.js';
 import { estimateSize } from './l1/estimate-size.js';
+import type { Replacement } from './l2/redis-tier.js';
 import { decodeEntry } from './read-path.js';
-import { slidingFrameBytes } from './serialization/entry-codec.js';
 
 /**
  * Invalidation from this instance: delete (by key, tag or prefix) and soft expiry (by key or
@@ -263,73 +263,94 @@ export function expireL1(
   return true;
 }
 
-/** What {@link expireL2} did to a key's L2 value. */
+/** What {@link expireInL2} did to a key's L2 value. */
 type L2ExpireOutcome = 'expired' | 'unchanged' | 'overwritten' | 'unavailable';
 
-/** Keys {@link expireInL2} sends to Redis at once. */
+/** Keys {@link expireInL2} reads and rewrites at once. */
 const EXPIRE_BATCH_KEYS = 256;
 
 /**
- * {@link expireL2} for many keys, {@link EXPIRE_BATCH_KEYS} at a time: all at once, the calls
- * of a large tag queued behind each other in Redis past their own deadlines, so every read
- * "failed" and a 50,000-key tag was marked stale nowhere (and counted as errors).
+ * Marks the L2 values of keys stale for every instance, {@link EXPIRE_BATCH_KEYS} at a time:
+ * one read of the batch, then its changed values written back by compare-and-set, one script
+ * per chunk on a single node (`RedisTier.replaceManyIfUnchanged`). All at once, the calls of a
+ * large tag queued behind each other in Redis past their own deadlines, so every read "failed"
+ * and a 50,000-key tag was marked stale nowhere (and counted as errors); a read and a script
+ * call per key made an expire of a 100,000-key tag cost 200,000 guarded calls, most of its CPU.
+ *
+ * The values are msgpack with shared structures (and maybe compressed), which Lua cannot edit,
+ * so each is read, decoded, re-encoded with the new timing and written back only if Redis still
+ * holds the bytes read: a write that lands in between wins (it is newer than the expire)
+ * instead of being overwritten by the expired old value. A per-key "expired at" marker would
+ * avoid the round trip but cost every read a second key (or a second slot on a Cluster);
+ * expire is rare, reads are the hot path. An entry without grace, or one this instance cannot
+ * decode, is deleted (by the same compare-and-set): a miss is what both amount to. With
+ * `tags`, only a value carrying one. The reads are plain ones: an expire does not slide a
+ * sliding entry, and one that a read slid meanwhile moved its timings only (the compare
+ * leaves them out), so the expire still applies.
  */
 async function expireInL2(
   engine: CacheEngine,
   fullKeys: readonly string[],
   tags?: readonly string[],
 ): Promise<L2ExpireOutcome[]> {
+  const tier = engine.tier!;
   const outcomes: L2ExpireOutcome[] = [];
   for (let start = 0; start < fullKeys.length; start += EXPIRE_BATCH_KEYS) {
     const batch = fullKeys.slice(start, start + EXPIRE_BATCH_KEYS);
-    outcomes.push(...(await Promise.all(batch.map((key) => expireL2(engine, key, tags)))));
+    const values = await tier.readValues(batch, 'expire');
+    const batchOutcomes: L2ExpireOutcome[] = batch.map(() => (values ? 'unchanged' : 'unavailable'));
+    const replacements: Replacement[] = [];
+    const positions: number[] = [];
+    for (let index = 0; values && index < batch.length; index += 1) {
+      const bytes = values[index];
+      if (!bytes) continue;
+      const replacement = await expiredReplacement(engine, batch[index]!, bytes, tags);
+      if (!replacement) continue;
+      replacements.push(replacement);
+      positions.push(index);
+    }
+    if (replacements.length > 0) {
+      const replaced = await tier.replaceManyIfUnchanged(replacements, 'expire');
+      positions.forEach((position, at) => {
+        batchOutcomes[position] =
+          replaced === undefined ? 'unavailable' : replaced[at] ? 'expired' : 'overwritten';
+      });
+    }
+    outcomes.push(...batchOutcomes);
   }
   return outcomes;
 }
 
 /**
- * Marks the L2 value of a key stale for every instance. The value is msgpack with shared
- * structures (and maybe compressed), which Lua cannot edit, so it is read, decoded,
- * re-encoded with the new timing and written back by compare-and-set: a script replaces it
- * only if Redis still holds the bytes read. A write that lands in between therefore wins
- * (it is newer than the expire) instead of being overwritten by the expired old value.
- * A per-key "expired at" marker would avoid the round trip but cost every read a second
- * key (or a second slot on a Cluster); expire is rare, reads are the hot path.
- * An entry without grace, or one this instance cannot decode, is deleted (by the same
- * compare-and-set): a miss is what both amount to. With `tags`, only a value carrying one.
+ * What an expire writes over `bytes`, the L2 value of `fullKey` (see {@link expireInL2}): the
+ * entry re-encoded stale, nothing (a delete) for one without grace or undecodable, or undefined
+ * to leave it (already stale, or not carrying one of `tags`).
  */
-async function expireL2(
+async function expiredReplacement(
   engine: CacheEngine,
   fullKey: string,
+  bytes: Buffer,
   tags?: readonly string[],
-): Promise<L2ExpireOutcome> {
-  const tier = engine.tier!;
-  const bytes = await tier.get(fullKey);
-  if (!bytes) return 'unchanged';
+): Promise<Replacement | undefined> {
   const loading = engine.codec.prepare(bytes);
   if (loading) await loading;
   const entry = decodeEntry(engine, fullKey, bytes);
-  if (entry && tags && !entry.tags.some((tag) => tags.includes(tag))) return 'unchanged';
+  if (entry && tags && !entry.tags.some((tag) => tags.includes(tag))) return undefined;
   const now = engine.clock.now();
-  let next: Buffer | undefined;
-  let physicalTtl: number | undefined;
-  if (entry) {
-    const expired = expireEntry(entry, now, engine.options.graceMs);
-    if (expired === undefined) return 'unchanged';
-    if (expired.staleUntil > now) {
-      try {
-        next = engine.codec.encode(expired);
-        physicalTtl = Number.isFinite(expired.staleUntil) ? expired.staleUntil - now : undefined;
-      } catch (error) {
-        if (!(error instanceof SerializationError)) throw error;
-        engine.metrics.error('l2', 'encode');
-      }
+  const replacement: Replacement = { key: fullKey, expected: bytes, next: undefined };
+  if (!entry) return replacement;
+  const expired = expireEntry(entry, now, engine.options.graceMs);
+  if (expired === undefined) return undefined;
+  if (expired.staleUntil > now) {
+    try {
+      replacement.next = engine.codec.encode(expired);
+      replacement.ttlMs = Number.isFinite(expired.staleUntil) ? expired.staleUntil - now : undefined;
+    } catch (error) {
+      if (!(error instanceof SerializationError)) throw error;
+      engine.metrics.error('l2', 'encode');
     }
   }
-  // A read that slid the value meanwhile moved its timings only: the expire still applies.
-  const replaced = await tier.replaceIfUnchanged(fullKey, bytes, next, physicalTtl, slidingFrameBytes(bytes));
-  if (replaced === undefined) return 'unavailable';
-  return replaced ? 'expired' : 'overwritten';
+  return replacement;
 }
 
 /** Drops every L1 key under `fullPrefix` (all of L1 for the root). */

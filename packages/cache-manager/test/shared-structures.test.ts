@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CacheEntry } from '../src/entry.js';
 import { EntryCodec } from '../src/serialization/entry-codec.js';
 import {
@@ -33,6 +33,44 @@ class ListStore implements StructureStore {
   restore(snapshot: readonly string[]): void {
     this.list = [...snapshot];
   }
+}
+
+/**
+ * A store in front of another whose loads read the list when called and answer when the test
+ * says (`answer()`), or fail (`failNext`): a slow or timed-out read of the list. Counts loads.
+ */
+class HeldStore implements StructureStore {
+  readonly #inner: ListStore;
+  hold = false;
+  failNext = 0;
+  loads = 0;
+  readonly #pending: (() => void)[] = [];
+  constructor(inner: ListStore) {
+    this.#inner = inner;
+  }
+  async loadStructures(newEpoch: string): Promise<string[] | undefined> {
+    this.loads += 1;
+    const read = this.failNext > 0 ? undefined : await this.#inner.loadStructures(newEpoch);
+    if (this.failNext > 0) this.failNext -= 1;
+    if (this.hold) await new Promise<void>((resolve) => this.#pending.push(resolve));
+    return read;
+  }
+  appendStructures(expectedLength: number, maxLength: number, items: readonly string[]) {
+    return this.#inner.appendStructures(expectedLength, maxLength, items);
+  }
+  /** Loads held, not answered yet. */
+  get waiting(): number {
+    return this.#pending.length;
+  }
+  /** Lets the held loads answer (with the list as it was when each was called). */
+  answer(): void {
+    for (const resume of this.#pending.splice(0)) resume();
+  }
+}
+
+/** Resolves once `predicate` holds, checking after each macrotask. */
+async function until(predicate: () => boolean): Promise<void> {
+  while (!predicate()) await new Promise((resolve) => setImmediate(resolve));
 }
 
 function instance(store: StructureStore) {
@@ -189,6 +227,71 @@ describe('shared msgpack structures', () => {
     const fromA = a.codec.encode(entry(ab(4)));
     await b.codec.prepare(fromA);
     expect(b.codec.decode(fromA)).toEqual(entry(ab(4)));
+  });
+
+  describe('re-reading the list for a value this instance cannot decode', () => {
+    afterEach(() => vi.useRealTimers());
+
+    /** An instance that shares ['a','b'] and a value that uses it. */
+    async function writerWithValue(store: ListStore) {
+      const writer = instance(store);
+      await writer.structures.load();
+      writer.codec.encode(entry({ a: 1, b: 1 }));
+      writer.codec.encode(entry({ a: 2, b: 2 })); // second sighting: appended
+      await writer.structures.settled();
+      const bytes = writer.codec.encode(entry({ a: 3, b: 3 }));
+      expect(bytes[5]).toBe(1);
+      return { writer, bytes };
+    }
+
+    it('decodes at once when its own first read of the list failed', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] }); // the one-second quiet period never ends by itself
+      const list = new ListStore();
+      const held = new HeldStore(list);
+      const reader = instance(held);
+      held.failNext = 1;
+      await reader.structures.load(); // timed out: no list, no epoch
+      expect(reader.structures.epoch).toBeUndefined();
+      const { bytes } = await writerWithValue(list);
+      expect(await decodeOn(reader.codec, bytes)).toEqual(entry({ a: 3, b: 3 }));
+    });
+
+    it('decodes a value whose structures were appended while a read of the list was in flight', async () => {
+      const list = new ListStore();
+      const held = new HeldStore(list);
+      const reader = instance(held);
+      await reader.structures.load();
+      held.hold = true;
+      const early = reader.structures.load(); // reads the list before the append below
+      const { bytes } = await writerWithValue(list);
+      const decoded = decodeOn(reader.codec, bytes);
+      held.answer(); // the early read answers: it has no ['a','b']
+      await early;
+      await until(() => held.waiting === 1); // the value's read re-reads the list
+      expect(held.loads).toBe(3);
+      held.answer();
+      expect(await decoded).toEqual(entry({ a: 3, b: 3 }));
+    });
+
+    it('re-reads the list once for a value the store no longer has the structures of, then once a second', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      const list = new ListStore();
+      const { bytes } = await writerWithValue(list);
+      list.wipe(); // evicted: the next load starts a new epoch
+      const held = new HeldStore(list);
+      const reader = instance(held);
+      await reader.structures.load();
+      const loadsBefore = held.loads;
+      for (let read = 0; read < 5; read += 1) {
+        await expect(decodeOn(reader.codec, bytes)).rejects.toMatchObject({
+          code: 'NOA_CACHE_SERIALIZATION',
+        });
+      }
+      expect(held.loads).toBe(loadsBefore + 1);
+      vi.setSystemTime(Date.now() + 1_000);
+      await expect(decodeOn(reader.codec, bytes)).rejects.toMatchObject({ code: 'NOA_CACHE_SERIALIZATION' });
+      expect(held.loads).toBe(loadsBefore + 2);
+    });
   });
 
   it('treats a value needing more structures than exist as undecodable, not as garbage', async () => {

@@ -13,32 +13,68 @@ import type { RedisClient } from './redis-client.js';
 /** The failure of a call not sent because the connection is down (see {@link RedisGuard.sendOnlyWhenConnected}). */
 class NotConnectedError extends Error {
   readonly code = 'NOA_CACHE_NOT_CONNECTED';
-  constructor(status: string) {
+  constructor(status: string, attemptFailed = false) {
     super(
-      `redis connection ${status}; command not sent (ioredis would queue it and send it on reconnecting)`,
+      attemptFailed
+        ? `redis connection ${status} after a failed connection attempt; command not sent`
+        : `redis connection ${status}; command not sent (ioredis would queue it and send it on reconnecting)`,
     );
   }
 }
 
-/** Per client, while one is awaited: settles on its next `ready` or `end` (one listener pair for all its caches). */
-const reconnections = new WeakMap<RedisClient, Promise<void>>();
+/**
+ * What one client's events tell of its connection (one watch per client, shared by its caches):
+ * whether a connection attempt failed since it was last ready, and a promise for its next
+ * `ready`, `close` or `end`.
+ */
+class ConnectionWatch {
+  /**
+   * A connection attempt failed since the client was last ready: a `close` came with no
+   * `ready` since the previous one (the connection it closed was never usable).
+   */
+  attemptFailed = false;
+  #readySinceClose: boolean;
+  #next: Promise<void> | undefined;
+  #wake: () => void = () => {};
 
-function readyOrEnded(client: RedisClient): Promise<void> {
-  let pending = reconnections.get(client);
-  if (!pending) {
-    pending = new Promise<void>((resolve) => {
-      const settle = () => {
-        client.off('ready', settle);
-        client.off('end', settle);
-        reconnections.delete(client);
-        resolve();
-      };
-      client.on('ready', settle);
-      client.on('end', settle);
+  constructor(client: RedisClient) {
+    this.#readySinceClose = client.status === 'ready';
+    client.on('ready', () => {
+      this.#readySinceClose = true;
+      this.attemptFailed = false;
+      this.#changed();
     });
-    reconnections.set(client, pending);
+    client.on('close', () => {
+      this.attemptFailed = !this.#readySinceClose;
+      this.#readySinceClose = false;
+      this.#changed();
+    });
+    client.on('end', () => this.#changed());
   }
-  return pending;
+
+  /** Settles on the client's next `ready`, `close` or `end`. */
+  next(): Promise<void> {
+    this.#next ??= new Promise<void>((resolve) => {
+      this.#wake = resolve;
+    });
+    return this.#next;
+  }
+
+  #changed(): void {
+    this.#next = undefined;
+    this.#wake();
+  }
+}
+
+const watches = new WeakMap<RedisClient, ConnectionWatch>();
+
+function watchOf(client: RedisClient): ConnectionWatch {
+  let watch = watches.get(client);
+  if (!watch) {
+    watch = new ConnectionWatch(client);
+    watches.set(client, watch);
+  }
+  return watch;
 }
 
 /** Options of {@link RedisGuard}. */
@@ -64,8 +100,8 @@ export class RedisGuard {
   #healthy = true;
   /** The client's status while calls must not go out (undefined: they can). */
   #disconnected: () => string | undefined = () => undefined;
-  /** Settles when the client is ready again, or ended. */
-  #reconnected: () => Promise<void> = () => Promise.resolve();
+  /** The client's connection, once {@link sendOnlyWhenConnected} was called. */
+  #watch: ConnectionWatch | undefined;
 
   constructor(options: RedisGuardOptions) {
     this.#options = options;
@@ -88,15 +124,19 @@ export class RedisGuard {
    * counted as lost landed over the later writes of instances that had stayed connected.
    * Failed at once, a dropped connection that ioredis re-established in a moment (`CLIENT
    * KILL`, an idle timeout) failed every call of that moment: the breaker opened, and a
-   * getOrSet waiting on another instance's lease ran the factory a second time. A client
-   * created with `lazyConnect` and not connected yet (`wait`) is left to connect on the call.
+   * getOrSet waiting on another instance's lease ran the factory a second time. Once a
+   * connection attempt has failed since the client was last ready, though, Redis is down, not
+   * blinking: calls fail at once, unsent, and a held call fails as that attempt does. Held for
+   * their deadline, every call of a long outage waited it until the breaker opened, and every
+   * half-open probe after. A client created with `lazyConnect` and not connected yet (`wait`)
+   * is left to connect on the call.
    */
   sendOnlyWhenConnected(client: RedisClient): void {
     this.#disconnected = () => {
       const status = client.status;
       return status === 'ready' || status === 'wait' ? undefined : status;
     };
-    this.#reconnected = () => readyOrEnded(client);
+    this.#watch = watchOf(client);
   }
 
   /** Sends `work` now, or once the client is ready again within the deadline (see {@link sendOnlyWhenConnected}). */
@@ -104,19 +144,27 @@ export class RedisGuard {
     const label = `redis ${operation}`;
     const down = this.#disconnected();
     if (down === undefined) return this.#deadlines.run(work(), label);
-    if (down === 'end') return Promise.reject(new NotConnectedError(down));
+    const watch = this.#watch!;
+    if (down === 'end' || watch.attemptFailed)
+      return Promise.reject(new NotConnectedError(down, watch.attemptFailed));
     let expired = false;
     let sent = false;
-    const held = this.#reconnected().then(() => {
-      const still = this.#disconnected();
-      if (expired || still !== undefined) throw new NotConnectedError(still ?? down);
+    const held = (async () => {
+      // The first `close` seen may be that of the drop itself (its event follows the status).
+      for (;;) {
+        await watch.next();
+        const still = this.#disconnected();
+        if (expired || still === 'end' || (still !== undefined && watch.attemptFailed))
+          throw new NotConnectedError(still ?? down, watch.attemptFailed);
+        if (still === undefined) break;
+      }
       sent = true;
       return work();
-    });
+    })();
     return this.#deadlines.run(held, label).catch((error: unknown) => {
       // Past the deadline before the client was ready: never sent (`expired` keeps it so).
       expired = true;
-      throw sent ? error : new NotConnectedError(this.#disconnected() ?? down);
+      throw sent ? error : new NotConnectedError(this.#disconnected() ?? down, watch.attemptFailed);
     });
   }
 

@@ -22,7 +22,8 @@ function script(name: string, parts: readonly string[] = []): Script {
 const releaseLeaseScript = script('release-lease');
 const structuresLoadScript = script('structures-load');
 const structuresAppendScript = script('structures-append');
-const replaceIfUnchangedScript = script('replace-if-unchanged');
+const replaceIfUnchangedScript = script('replace-if-unchanged', ['compare-and-set']);
+const replaceManyIfUnchangedScript = script('replace-many-if-unchanged', ['compare-and-set']);
 const getSlidingScript = script('get-sliding', ['slide-frame']);
 const slideScript = script('slide', ['slide-frame']);
 /** The header byte of a sliding entry's frame (format 3, see entry-codec.ts). */
@@ -74,6 +75,23 @@ const tagPageKeys = 1_000;
  * read under one deadline.
  */
 const tagCheckKeys = 250;
+
+/** Most keys of one compare-and-set script call (see {@link RedisTier.replaceManyIfUnchanged}). */
+const CAS_SCRIPT_KEYS = 256;
+/** Bytes of values read above which a compare-and-set script call takes no more keys. */
+const CAS_SCRIPT_BYTES = 1 << 20;
+
+/**
+ * A value to replace by compare-and-set: `next` (undefined: delete it) only if the key still
+ * holds `expected`, the bytes read before (a sliding entry's frame of timings aside).
+ */
+export interface Replacement {
+  key: string;
+  expected: Buffer;
+  next: Buffer | undefined;
+  /** Physical TTL of `next` (ms; undefined: none). */
+  ttlMs?: number | undefined;
+}
 
 /** Thrown inside {@link RedisTier.deleteTag}'s pages to stop at a failed one. */
 const pageFailed = new Error('tag page failed');
@@ -378,16 +396,9 @@ export class RedisTier {
             if (bytes !== undefined && (await carriesTag(batch[index]!, bytes))) doomed.push(index);
           }
           if (doomed.length === 0) continue;
-          const outcomes = await this.#guard.run('delete_tag', undefined, () =>
-            Promise.all(
-              doomed.map(async (index) => {
-                const bytes = values[index]!;
-                const frame = slidingFrameBytes(bytes);
-                const digest = createHash('sha1').update(bytes.subarray(frame)).digest('hex');
-                const args = [digest, '', '', String(frame)];
-                return (await this.#eval(replaceIfUnchangedScript, this.dataKey(batch[index]!), args)) === 1;
-              }),
-            ),
+          const outcomes = await this.replaceManyIfUnchanged(
+            doomed.map((index) => ({ key: batch[index]!, expected: values[index]!, next: undefined })),
+            'delete_tag',
           );
           if (outcomes === undefined) {
             failed = true;
@@ -450,6 +461,15 @@ export class RedisTier {
     return true;
   }
 
+  /**
+   * Plain reads of values (no sliding: an expire is not a use), one MGET on a single node, as one
+   * guarded operation labelled `operation`; undefined when Redis is unavailable.
+   */
+  readValues(keys: readonly string[], operation: 'expire'): Promise<(Buffer | undefined)[] | undefined> {
+    this.#writesFirst();
+    return this.#guard.run(operation, undefined, () => this.#readRaw(keys));
+  }
+
   /** Plain reads of values (no sliding: a tag check is not a use), one MGET on a single node. */
   async #readRaw(keys: readonly string[]): Promise<(Buffer | undefined)[]> {
     const redisKeys = keys.map((key) => this.dataKey(key));
@@ -460,30 +480,63 @@ export class RedisTier {
   }
 
   /**
-   * Replaces a value with `next` (undefined: deletes it) only if it still holds `expected`,
-   * the bytes read before (compare-and-set in Lua, on the key's own node). Returns true when
-   * replaced, false when another write changed it meanwhile, undefined when Redis is
-   * unavailable. The script compares a SHA-1 of the bytes rather than the bytes themselves,
-   * so a large value crosses the network once, not twice. `frameBytes`: the length of a
-   * sliding entry's frame of timings at the start of `expected`, left out of the comparison
-   * (reads move those timings; the value is still the one read).
+   * Replaces values by compare-and-set (see {@link Replacement}; `compare-and-set.lua`), in Lua
+   * on each key's own node, as one guarded operation labelled `operation`. The script compares
+   * a SHA-1 of the bytes rather than the bytes themselves, so a large value crosses the network
+   * once, not twice. On a single node, one script call per chunk of at most
+   * {@link CAS_SCRIPT_KEYS} keys and about {@link CAS_SCRIPT_BYTES} of values (each is hashed
+   * inside Redis, which serves no one else meanwhile); on a Cluster one per key (a script's keys
+   * must share a slot). One call per key was one socket write each: most of the CPU time of an
+   * expire of a large tag. Returns, per item, whether it was replaced (false: another write
+   * changed or removed it meanwhile); undefined when Redis is unavailable.
    */
-  replaceIfUnchanged(
-    key: string,
-    expected: Buffer,
-    next: Buffer | undefined,
-    ttlMs: number | undefined,
-    frameBytes = 0,
-  ): Promise<boolean | undefined> {
-    const ms = ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(ttlMs)));
-    const digest = createHash('sha1').update(expected.subarray(frameBytes)).digest('hex');
-    const args = [digest, next ?? '', ms, String(frameBytes)];
+  replaceManyIfUnchanged(
+    items: readonly Replacement[],
+    operation: 'expire' | 'delete_tag',
+  ): Promise<boolean[] | undefined> {
     this.#writesFirst();
-    return this.#guard.run(
-      'replace',
-      undefined as boolean | undefined,
-      async () => (await this.#eval(replaceIfUnchangedScript, this.dataKey(key), args)) === 1,
-    );
+    const argsOf = (item: Replacement) => {
+      const frame = slidingFrameBytes(item.expected);
+      const digest = createHash('sha1').update(item.expected.subarray(frame)).digest('hex');
+      const ms = item.ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(item.ttlMs)));
+      return [digest, item.next ?? '', ms, String(frame)];
+    };
+    return this.#guard.run(operation, undefined as boolean[] | undefined, async () => {
+      if (this.#cluster) {
+        return Promise.all(
+          items.map(
+            async (item) =>
+              (await this.#eval(replaceIfUnchangedScript, this.dataKey(item.key), argsOf(item))) === 1,
+          ),
+        );
+      }
+      const chunks: Replacement[][] = [];
+      let chunk: Replacement[] = [];
+      let bytes = 0;
+      for (const item of items) {
+        if (
+          chunk.length === CAS_SCRIPT_KEYS ||
+          (chunk.length > 0 && bytes + item.expected.length > CAS_SCRIPT_BYTES)
+        ) {
+          chunks.push(chunk);
+          chunk = [];
+          bytes = 0;
+        }
+        chunk.push(item);
+        bytes += item.expected.length;
+      }
+      if (chunk.length > 0) chunks.push(chunk);
+      const replies = await Promise.all(
+        chunks.map((part) =>
+          this.#evalKeys(
+            replaceManyIfUnchangedScript,
+            part.map((item) => this.dataKey(item.key)),
+            part.flatMap(argsOf),
+          ),
+        ),
+      );
+      return replies.flatMap((reply) => (reply as number[]).map((replaced) => replaced === 1));
+    });
   }
 
   /** Tries to take the compute lease of a key for `leaseMs` (SET NX PX). */
@@ -612,6 +665,20 @@ export class RedisTier {
     } catch (error) {
       if (!String((error as Error).message).includes('NOSCRIPT')) throw error;
       return await this.client.eval(lua.source, 1, key, ...args);
+    }
+  }
+
+  /** {@link #eval} of a script over many keys (on a single node, or keys of one slot). */
+  async #evalKeys(
+    lua: Script,
+    keys: readonly string[],
+    args: readonly (string | Buffer)[],
+  ): Promise<unknown> {
+    try {
+      return await this.client.evalsha(lua.sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!String((error as Error).message).includes('NOSCRIPT')) throw error;
+      return await this.client.eval(lua.source, keys.length, ...keys, ...args);
     }
   }
 

@@ -84,8 +84,8 @@ export class EntryCodec {
 
   /**
    * Undefined when `bytes` can be decoded now (the common case: no allocation); else a promise
-   * that loads the shared structures they need, after which {@link decode} succeeds or throws
-   * (another epoch: the value is a miss).
+   * that re-reads the shared structures they need (see `SharedStructures.loadFor`), after
+   * which {@link decode} succeeds, or throws when the store no longer has them (a miss).
    */
   prepare(framed: Buffer): Promise<void> | undefined {
     const bytes = framed[0]! >> 4 === SLIDING_FRAME ? framed.subarray(FRAME_BYTES) : framed;
@@ -93,12 +93,10 @@ export class EntryCodec {
     if (structures === undefined || bytes.length < SHARED_HEADER_BYTES || bytes[0]! >> 4 !== SHARED_FORMAT)
       return undefined;
     const needed = bytes[5]!;
-    if (
-      structures.decoderFor(bytes.readUInt32BE(6), bytes.readUInt32BE(10), needed) ||
-      !structures.worthLoading(bytes.readUInt32BE(1), needed)
-    )
-      return undefined;
-    return structures.load();
+    const high = bytes.readUInt32BE(6);
+    const low = bytes.readUInt32BE(10);
+    if (structures.decoderFor(high, low, needed)) return undefined;
+    return structures.loadFor(bytes.readUInt32BE(1), needed, high, low);
   }
 
   /**

@@ -30,6 +30,9 @@ const PROPOSE_AFTER = 2;
 /** After a failed or useless store call, do not call again for this long (ms). */
 const RETRY_AFTER_MS = 1_000;
 
+/** Most signatures remembered as not made decodable by a load (see `#undecodable`). */
+const MAX_UNDECODABLE_SIGNATURES = 256;
+
 /** The list is re-read this often while encoding, to notice an eviction or a flush (ms). */
 const RECHECK_AFTER_MS = 30_000;
 
@@ -51,9 +54,10 @@ const RECHECK_AFTER_MS = 30_000;
  *   the list (a restart from an older RDB/AOF, a failover to a lagging replica) and then took
  *   a different shape at a lost id cannot make a surviving value decode into that shape, even
  *   on a Cluster where the value sits on another master than the list and survives the loss:
- *   the fingerprints differ, the value is a miss. A reader that has fewer structures than a
- *   value of its epoch needs reloads the list first; a mismatch reloads it at most once a
- *   second (a read-only instance thereby follows the store without any connection event);
+ *   the fingerprints differ, the value is a miss. A value this instance cannot decode has the
+ *   list re-read before it is decoded (see {@link loadFor}), once per kind of value: a read-only
+ *   instance thereby follows the store without any connection event, and one whose first read
+ *   of the list failed decodes the first value it reads;
  * - so that a writer does not go on writing an epoch the store forgot (a Redis restart without
  *   persistence), the connection's `close` calls {@link distrust}: until the list is read again,
  *   values are written self-contained (format 1). The list is also re-read every 30 s.
@@ -72,6 +76,15 @@ export class SharedStructures {
   readonly #proposed = new Set<string>();
   #flushing: Promise<void> | undefined;
   #loading: Promise<void> | undefined;
+  /** Loads started so far; the number of the last one that read the list. */
+  #loadsStarted = 0;
+  #lastLoadRead = 0;
+  /**
+   * Signatures (epoch, structures used, fingerprint) of values that a load started after they
+   * were read still could not decode: written with a list the store no longer has. Their reads
+   * re-read the list at most once a second (as after a failed load), not once each.
+   */
+  readonly #undecodable = new Set<string>();
   #quietUntil = 0;
   #trusted = false;
   #loadedAt = 0;
@@ -140,25 +153,43 @@ export class SharedStructures {
   }
 
   /**
-   * Whether loading the list could make a value of `epoch` needing `needed` structures
-   * decodable (it was not, see {@link decoderFor}): at once when it needs structures of this
-   * epoch not known here yet (appended by another instance), else (another epoch, or other
-   * structures at known ids) only if the list was not read in the last second, so that
-   * undecodable values do not cost a store call each.
+   * For a value of `epoch` that may use `needed` structures of fingerprint `high`/`low`, which
+   * {@link decoderFor} refused: a promise that settles once a load of the list that started
+   * after this call has ended (shared by every value waiting for one), so that a value whose
+   * structures the store holds decodes on this read. A load already in progress may have read
+   * the list before the value's writer appended to it, hence the next one. Undefined when no
+   * load can help: more structures than are ever shared, or a signature that such a load
+   * already failed to make decodable (the list it was written with is gone), whose reads
+   * re-read the list at most once a second, so that dead values do not cost a store call each.
    */
-  worthLoading(epoch: number, needed: number): boolean {
-    if (needed > MAX_SHARED_STRUCTURES) return false;
-    if (epoch === this.#epoch && needed > this.#committed.length) return true;
-    return Date.now() >= this.#quietUntil;
+  loadFor(epoch: number, needed: number, high: number, low: number): Promise<void> | undefined {
+    if (needed > MAX_SHARED_STRUCTURES) return undefined;
+    const signature = `${epoch}/${needed}/${high}/${low}`;
+    if (this.#undecodable.has(signature)) return Date.now() >= this.#quietUntil ? this.load() : undefined;
+    const before = this.#loadsStarted;
+    return this.#loadAfter(before).then(() => {
+      // Only a load that read the list after this value was read shows it is undecodable.
+      if (this.#lastLoadRead <= before || this.decoderFor(high, low, needed)) return;
+      if (this.#undecodable.size >= MAX_UNDECODABLE_SIGNATURES) this.#undecodable.clear();
+      this.#undecodable.add(signature);
+    });
+  }
+
+  /** Waits for a load numbered above `started` (starting one unless another caller has). */
+  async #loadAfter(started: number): Promise<void> {
+    if (this.#loadsStarted === started) await this.#loading;
+    await (this.#loadsStarted === started ? this.load() : this.#loading);
   }
 
   /** (Re)loads the list from the store; concurrent calls share one load; never rejects. */
   load(): Promise<void> {
     this.#loading ??= (async () => {
       this.#loadedAt = Date.now();
+      const number = ++this.#loadsStarted;
       try {
         const list = await this.#store.loadStructures(String(randomInt(1, 2 ** 32 - 1)));
         this.#apply(list);
+        if (list !== undefined) this.#lastLoadRead = number;
         if (list !== undefined && this.#epoch !== undefined) this.#trusted = true;
       } catch (error) {
         this.#onError(error);

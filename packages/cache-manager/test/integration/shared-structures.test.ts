@@ -3,6 +3,7 @@ import { startPrivateRedis } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+import { HoldingProxy } from './holding-proxy.js';
 import { redisServerInstalled } from './redis-server.js';
 
 const hasRedisServer = redisServerInstalled('the shared structures restart test');
@@ -184,6 +185,35 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
     expect(seen.filter((value) => value !== undefined)).toEqual([{ xray: 3, yank: '3' }]);
     // a3 was written with ["alpha","beta"] at id 0: a miss now, not { xray: 3, yank: '3' }.
     expect(await reader.get('a3')).toBeUndefined();
+  });
+
+  it('decodes another instance’s value at once when its own first read of the list timed out', async () => {
+    const prefix = newPrefix('cm_struct_late');
+    const writer = await cacheOn(prefix);
+    await writer.set('p0', page(0));
+    await writer.set('p1', page(1)); // second sighting: the shapes are appended
+    await writer.close(); // waits for the append
+    await (await cacheOn(prefix)).set('p2', page(2));
+    expect((await redis!.getBuffer(`${prefix}v:p2`))![5]).toBeGreaterThan(0); // uses shared structures
+    // The reader's first read of the list is held back by a proxy past its deadline.
+    const proxy = await HoldingProxy.start(Number(new URL(redisUrl).port));
+    const client = new Redis(proxy.url);
+    client.on('error', () => {});
+    let reader: Cache | undefined;
+    try {
+      proxy.holdMatching = new RegExp(`${prefix}__structures`);
+      // Long enough for a loaded machine's reads; the held read outlasts it all the same.
+      reader = await cacheOn(prefix, { redis: client, operationTimeoutMs: 2_000 });
+      expect(reader.stats().l2).toBe('closed');
+      proxy.release();
+      // Redis answers again, and holds the structures p2 needs: a hit, not a miss until a re-read.
+      expect(await reader.get('p2')).toEqual(page(2));
+      expect(await reader.getMany(['p1', 'p2'])).toEqual([page(1), page(2)]);
+    } finally {
+      await reader?.close();
+      await proxy.close();
+      client.disconnect();
+    }
   });
 });
 

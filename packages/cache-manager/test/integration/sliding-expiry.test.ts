@@ -102,9 +102,14 @@ describe.skipIf(!redisUp)('sliding expiry on a real Redis', () => {
     const options = { clock, slidingTtlMs: 60_000, graceMs: 60_000 };
     const reader = await open(options);
     let interleave: (() => Promise<unknown>) | undefined;
-    const compareAndSetSha = createHash('sha1')
-      .update(readFileSync(new URL('../../src/l2/lua/replace-if-unchanged.lua', import.meta.url), 'utf8'))
-      .digest('hex');
+    // The compare-and-set scripts as RedisTier sends them: the shared part, then their own lines.
+    const lua = (name: string) =>
+      readFileSync(new URL(`../../src/l2/lua/${name}.lua`, import.meta.url), 'utf8');
+    const compareAndSetShas = ['replace-if-unchanged', 'replace-many-if-unchanged'].map((name) =>
+      createHash('sha1')
+        .update(`${lua('compare-and-set')}\n${lua(name)}`)
+        .digest('hex'),
+    );
     // The expiring cache's client runs another instance's L2 read (which slides the stored
     // timings) just before its next script call: the compare-and-set of expire.
     const client = new Proxy(redis!, {
@@ -113,7 +118,7 @@ describe.skipIf(!redisUp)('sliding expiry on a real Redis', () => {
         if (typeof value !== 'function') return value;
         if (property !== 'evalsha') return value.bind(target);
         return async (...args: unknown[]) => {
-          if (args[0] !== compareAndSetSha)
+          if (!compareAndSetShas.includes(args[0] as string))
             return (value as (...all: unknown[]) => unknown).apply(target, args);
           const before = interleave;
           interleave = undefined;

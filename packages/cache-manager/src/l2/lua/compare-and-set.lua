@@ -1,0 +1,32 @@
+-- The compare-and-set shared by replace-if-unchanged.lua and replace-many-if-unchanged.lua (each
+-- script is this file followed by its own lines): replaces a cache value only if it still holds
+-- the bytes the caller read, so that a write landing between the caller's read and the script is
+-- never overwritten. `digest`: SHA-1 (hex) of the bytes read; `bytes`: what to store, empty to
+-- delete the key; `ttl`: physical TTL in ms, empty for none; `frame`: for a sliding entry (format
+-- 3), the length of its frame of timings, which `digest` leaves out: reads move those timings
+-- (get-sliding.lua) without making it another value. Returns 1 when replaced, 0 when the value
+-- changed (or vanished) since it was read.
+local function replace_if_unchanged(key, digest, bytes, ttl, frame_arg)
+  local current = redis.call('GET', key)
+  if not current then
+    return 0
+  end
+  local frame = tonumber(frame_arg) or 0
+  if frame > 0 then
+    if #current <= frame or string.byte(current, 1) ~= 48 then
+      return 0
+    end
+    current = string.sub(current, frame + 1)
+  end
+  if redis.sha1hex(current) ~= digest then
+    return 0
+  end
+  if bytes == '' then
+    redis.call('DEL', key)
+  elseif ttl == '' then
+    redis.call('SET', key, bytes)
+  else
+    redis.call('SET', key, bytes, 'PX', ttl)
+  end
+  return 1
+end

@@ -1,0 +1,127 @@
+import { delay } from '@noa/core';
+import { startPrivateRedis } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { Cache } from '../../src/index.js';
+import { redisServerInstalled } from './redis-server.js';
+
+const hasRedisServer = redisServerInstalled('the Redis-down test');
+
+/** Long, so that a call that waited for the client to be ready stands out from one that did not. */
+const OPERATION_TIMEOUT_MS = 5_000;
+/** Generous (2 noisy cores): a call that degrades at once is far below it, one that waited is above. */
+const PROMPT_BOUND_MS = OPERATION_TIMEOUT_MS / 2;
+
+/** Resolves on the `count`-th `event` of `client` from now. */
+function nth(client: Redis, event: string, count: number): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = 0;
+    const listener = () => {
+      seen += 1;
+      if (seen < count) return;
+      client.off(event, listener);
+      resolve();
+    };
+    client.on(event, listener);
+  });
+}
+
+/** `work`'s value and how long it took (ms). */
+async function timed<T>(work: Promise<T>): Promise<[T, number]> {
+  const started = performance.now();
+  const value = await work;
+  return [value, performance.now() - started];
+}
+
+/**
+ * Redis stopped for longer than a reconnect: once ioredis has tried to reconnect and failed,
+ * the client is known to be down, and waiting for it to be ready would cost every call its
+ * whole deadline until the breaker opens (and every half-open probe after). Calls made then
+ * degrade at once; a call made in the moment before (the connection just dropped, the first
+ * attempt not yet made) is held until that attempt fails, not until its deadline.
+ */
+describe.skipIf(!hasRedisServer)('Redis down: calls degrade at once once a reconnect failed', () => {
+  it('fails calls at once, before the breaker opens and as half-open probes, then recovers', async () => {
+    const server = await startPrivateRedis();
+    const redis = new Redis(server.url, { retryStrategy: () => 100, maxRetriesPerRequest: 1 });
+    redis.on('error', () => {});
+    const cache = new Cache({
+      redis,
+      prefix: 'down:',
+      bus: false,
+      operationTimeoutMs: OPERATION_TIMEOUT_MS,
+      breaker: { consecutiveFailures: 10, halfOpenAfterMs: 300 },
+    });
+    try {
+      await cache.ready();
+      await cache.set('warm', 'kept in L1');
+      const failedAttempt = nth(redis, 'reconnecting', 2); // the drop, then a failed attempt
+      await server.kill();
+      await failedAttempt;
+      // Every call made before the breaker opens (each sends one or more Redis calls) degrades at once.
+      const calls = [
+        () => cache.get('absent'),
+        () => cache.set('written-while-down', 1),
+        () => cache.getOrSet('computed-while-down', () => 'computed'),
+        () => cache.delete('deleted-while-down'),
+      ];
+      let callsWhileClosed = 0;
+      while (cache.stats().l2 === 'closed') {
+        const [, ms] = await timed(calls[callsWhileClosed % calls.length]!());
+        expect(ms, `a call took ${ms.toFixed(0)} ms`).toBeLessThan(PROMPT_BOUND_MS);
+        callsWhileClosed += 1;
+      }
+      expect(callsWhileClosed).toBeGreaterThanOrEqual(calls.length);
+      expect(await cache.get('warm')).toBe('kept in L1');
+      // The breaker lets a probe through every 300 ms: the probe degrades at once too.
+      await delay(350);
+      const [value, probeMs] = await timed(cache.getOrSet('probed', () => 'computed'));
+      expect(value).toBe('computed');
+      expect(probeMs, `the probe took ${probeMs.toFixed(0)} ms`).toBeLessThan(PROMPT_BOUND_MS);
+      // Recovery: ioredis reconnects on its own, the next probe succeeds, writes land again.
+      await server.restart();
+      const deadline = Date.now() + 15_000;
+      let recovered = false;
+      while (Date.now() < deadline && !recovered) {
+        await cache.set('after', 'recovered');
+        recovered =
+          cache.stats().l2 === 'closed' && (await redis.get('down:v:after').catch(() => null)) !== null;
+        if (!recovered) await delay(100);
+      }
+      expect(recovered).toBe(true);
+    } finally {
+      await cache.close();
+      redis.disconnect();
+      await server.stop();
+    }
+  }, 60_000);
+
+  it('holds a call made as the connection dropped until the first reconnect attempt fails, not its deadline', async () => {
+    const server = await startPrivateRedis();
+    // The first attempt comes 300 ms after the drop: a call made in between is held meanwhile.
+    const redis = new Redis(server.url, { retryStrategy: () => 300, maxRetriesPerRequest: 1 });
+    redis.on('error', () => {});
+    const cache = new Cache({
+      redis,
+      prefix: 'down:',
+      bus: false,
+      operationTimeoutMs: OPERATION_TIMEOUT_MS,
+      onBackendError: 'throw',
+    });
+    try {
+      await cache.ready();
+      const dropped = nth(redis, 'reconnecting', 1);
+      await server.kill();
+      await dropped;
+      const [error, ms] = await timed(
+        cache.set('written-as-it-dropped', 1).catch((caught: unknown) => caught),
+      );
+      expect(error).toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
+      expect(ms, `the call took ${ms.toFixed(0)} ms`).toBeLessThan(PROMPT_BOUND_MS);
+    } finally {
+      await cache.close();
+      redis.disconnect();
+      await server.stop();
+    }
+  }, 60_000);
+});
