@@ -73,12 +73,20 @@ describe('MongoPool options', () => {
     expect(
       fieldsOf(() => createMongoPool({ url: 'mongodb://x', driverOptions: { waitQueueTimeoutMS: 1 } })),
     ).toEqual(['driverOptions.waitQueueTimeoutMS']);
+    // queryTimeoutMs sets the driver's socket timeout.
+    expect(
+      fieldsOf(() => createMongoPool({ url: 'mongodb://x', driverOptions: { socketTimeoutMS: 1 } })),
+    ).toEqual(['driverOptions.socketTimeoutMS']);
+    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x/app?socketTimeoutMS=5' }))).toEqual(['url']);
   });
 
   it('unknown keys and non-positive timeouts name the field', () => {
     expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', maxSize: 3 } as never))).toEqual(['maxSize']);
     expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', acquireTimeoutMs: 0 }))).toEqual([
       'acquireTimeoutMs',
+    ]);
+    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', queryTimeoutMs: 0 }))).toEqual([
+      'queryTimeoutMs',
     ]);
     expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', maxStalenessSeconds: 30 }))).toEqual([
       'maxStalenessSeconds',
