@@ -177,7 +177,13 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     const bound = queryTimeoutMs + 4_000;
     const hung = () => new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), bound).unref());
     const outcome = (call: Promise<unknown>) =>
-      Promise.race([call.then(() => 'answered', (error: unknown) => error), hung()]);
+      Promise.race([
+        call.then(
+          () => 'answered',
+          (error: unknown) => error,
+        ),
+        hung(),
+      ]);
 
     // A read on the idle connection (the driver would retry it on a fresh one), a write, and
     // a read given the deadline's signal, which the driver then abandons itself.
@@ -187,16 +193,23 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     for (const error of [read, write, signalled]) {
       expect(error).toBeInstanceOf(QueryTimeoutError);
       expect((error as QueryTimeoutError).code).toBe('NOA_POOL_QUERY_TIMEOUT');
-      expect((error as QueryTimeoutError).details).toMatchObject({ server: 'mongo', timeoutMs: queryTimeoutMs });
+      expect((error as QueryTimeoutError).details).toMatchObject({
+        server: 'mongo',
+        timeoutMs: queryTimeoutMs,
+      });
     }
-    expect(await sample(registry, 'noa_connection_pool_errors_total', '{pool="mongo",kind="query-timeout"}')).toBe(3);
+    expect(
+      await sample(registry, 'noa_connection_pool_errors_total', '{pool="mongo",kind="query-timeout"}'),
+    ).toBe(3);
 
     server.resume();
     await waitFor(async () =>
-      timed.run(() => items.findOne({ n: 0 })).then(
-        (found) => found?.n === 0,
-        () => false,
-      ),
+      timed
+        .run(() => items.findOne({ n: 0 }))
+        .then(
+          (found) => found?.n === 0,
+          () => false,
+        ),
     );
     expect(await timed.run(() => items.countDocuments({ n: 0 }))).toBe(1);
     expect((await timed.health()).healthy).toBe(true);
