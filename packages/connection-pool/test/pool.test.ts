@@ -139,6 +139,24 @@ describe('Pool', () => {
     await expect(pool.acquire()).rejects.toBeInstanceOf(PoolClosedError);
   });
 
+  it('a resource close() took back may still be released or destroyed by its borrower (ignored)', async () => {
+    const { factory, destroyed } = counterFactory();
+    const pool = new Pool(factory, { max: 2, closeTimeoutMs: 10 });
+    const late = await pool.acquire();
+    const broken = await pool.acquire();
+    const report = await pool.close();
+    expect(report.unreleased).toHaveLength(2);
+    expect(destroyed.sort()).toEqual([late.id, broken.id].sort());
+    // Work that finishes after close() gave up on it hands its connection back as usual: the
+    // borrower did nothing wrong, so it must not get NotBorrowedError instead of its result.
+    expect(() => pool.release(late)).not.toThrow();
+    expect(() => pool.destroy(broken)).not.toThrow();
+    expect(destroyed).toHaveLength(2);
+    // Something this pool never lent is still refused.
+    expect(() => pool.release({ id: 99 })).toThrow(NotBorrowedError);
+    expect(() => pool.release(late)).toThrow(NotBorrowedError);
+  });
+
   it('close() waits for lent resources that come back in time', async () => {
     const { factory } = counterFactory();
     const pool = new Pool(factory, { max: 1, closeTimeoutMs: 2_000 });

@@ -7,7 +7,7 @@ import {
   type SqlCluster,
   TransactionRetryError,
 } from '../../src/index.js';
-import { barrier } from '../integration/helpers/wait.js';
+import { barrier, waitFor } from '../integration/helpers/wait.js';
 
 /** What the conformance suite needs to know about one SQL backend. */
 export interface SqlConformanceTarget<Conn, Config, Result> {
@@ -136,6 +136,25 @@ export function sqlPoolConformance<Conn, Config, Result>(
       await expect(running).resolves.toBeDefined();
       await draining;
       expect(own.health().primary.stats.size).toBe(0);
+    });
+
+    it('close() with statements in flight: their callers get an answer or PoolClosedError, never NotBorrowedError', async () => {
+      const own = target.create({ primary: config, pool: { max: 3, closeTimeoutMs: 100 } });
+      const outcome = (work: Promise<unknown>) =>
+        work.then(
+          () => 'answered',
+          (error: unknown) => (error instanceof PoolClosedError ? 'closed' : error),
+        );
+      const statement = outcome(own.query(target.sleep(1)));
+      const transaction = outcome(own.withTransaction((tx) => tx.query(target.sleep(1))));
+      const raw = await own.acquire();
+      await waitFor(() => own.health().primary.stats.active === 3);
+      const report = await own.close();
+      expect(report.unreleased).toHaveLength(3);
+      expect(['answered', 'closed']).toContain(await statement);
+      expect(['answered', 'closed']).toContain(await transaction);
+      // Code written against pg.Pool / mysql2 releases its client when done, even after close.
+      expect(() => own.release(raw)).not.toThrow();
     });
 
     it('close() rejects new work and reports connections never released', async () => {
