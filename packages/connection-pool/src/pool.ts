@@ -103,6 +103,11 @@ export class Pool<T> {
   readonly #logger: Logger;
   readonly #metrics: PoolMetrics;
   readonly #entries = new Map<T, Entry<T>>();
+  /**
+   * Resources still lent when close() destroyed them: their borrowers may hand them back
+   * afterwards (their query ended with the connection), which is not their mistake.
+   */
+  readonly #takenBack = new Set<T>();
   readonly #idle: Entry<T>[] = [];
   #waiters: (Waiter<T> | undefined)[] = [];
   #waiterHead = 0;
@@ -173,7 +178,10 @@ export class Pool<T> {
   /** Returns a resource to the pool; the oldest waiter gets it directly. */
   release(resource: T): void {
     const entry = this.#entries.get(resource);
-    if (entry === undefined || entry.state !== LENT) throw new NotBorrowedError(this.name);
+    if (entry === undefined || entry.state !== LENT) {
+      if (this.#takenBack.delete(resource)) return;
+      throw new NotBorrowedError(this.name);
+    }
     this.#active -= 1;
     if (this.#metrics.enabled) this.#metrics.active.dec();
     if (entry.broken || this.#state === CLOSED || this.#expired(entry)) {
@@ -198,7 +206,10 @@ export class Pool<T> {
   /** Closes a lent resource instead of returning it (it failed); a waiter gets a new one. */
   destroy(resource: T): void {
     const entry = this.#entries.get(resource);
-    if (entry === undefined || entry.state !== LENT) throw new NotBorrowedError(this.name);
+    if (entry === undefined || entry.state !== LENT) {
+      if (this.#takenBack.delete(resource)) return;
+      throw new NotBorrowedError(this.name);
+    }
     this.#active -= 1;
     if (this.#metrics.enabled) this.#metrics.active.dec();
     this.#destroyEntry(entry);
@@ -685,7 +696,10 @@ export class Pool<T> {
     this.#rejectAllWaiters(new PoolClosedError(this.name));
     const closing: Promise<void>[] = [];
     for (const entry of [...this.#entries.values()]) {
-      if (entry.state === LENT) this.#active -= 1;
+      if (entry.state === LENT) {
+        this.#active -= 1;
+        this.#takenBack.add(entry.resource);
+      }
       entry.state = BUSY;
       this.#entries.delete(entry.resource);
       closing.push(

@@ -19,6 +19,7 @@ import {
 import {
   BackendUnavailableError,
   NotBorrowedError,
+  PoolClosedError,
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
@@ -280,7 +281,7 @@ export class SqlCluster<Conn, Config, Result> {
       }
       const { error, broken } = outcome;
       if (this.#timedOut.has(conn as object)) throw this.#timeout(this.#primary);
-      if (broken) throw this.#unavailable(this.#primary, error);
+      if (broken) throw this.#lost(this.#primary, error);
       const codes = driver.errorCodes(error);
       if (!codes.some((code) => retryOn.includes(code))) throw error;
       if (attempt > maxRetries) throw new TransactionRetryError(attempt, error);
@@ -485,7 +486,7 @@ export class SqlCluster<Conn, Config, Result> {
       }
       if (this.#driver.isConnectionError(error)) {
         node.pool.destroy(conn);
-        throw this.#unavailable(node, error);
+        throw this.#lost(node, error);
       }
       node.pool.release(conn);
       throw error;
@@ -518,6 +519,12 @@ export class SqlCluster<Conn, Config, Result> {
   #timeout(node: ServerNode<Conn, Config>): QueryTimeoutError {
     this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query-timeout' });
     return new QueryTimeoutError(`${this.options.name}:${node.name}`, this.options.queryTimeoutMs ?? 0);
+  }
+
+  /** A connection broke under a statement: the server went away, or close() closed it. */
+  #lost(node: ServerNode<Conn, Config>, error: unknown): BackendUnavailableError | PoolClosedError {
+    if (this.#closed) return new PoolClosedError(`${this.options.name}:${node.name}`, error);
+    return this.#unavailable(node, error);
   }
 
   #unavailable(node: ServerNode<Conn, Config>, error: unknown): BackendUnavailableError {
