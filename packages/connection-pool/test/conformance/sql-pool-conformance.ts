@@ -157,6 +157,20 @@ export function sqlPoolConformance<Conn, Config, Result>(
       expect(() => own.release(raw)).not.toThrow();
     });
 
+    it('close() gives a long statement closeTimeoutMs, not its whole run: it returns, and the caller gets PoolClosedError', async () => {
+      const own = target.create({ primary: config, pool: { max: 2, closeTimeoutMs: 100 } });
+      const running = own.query(target.sleep(30)).catch((error: unknown) => error);
+      await waitFor(() => own.health().primary.stats.active === 1);
+      // Deadline test with a generous bound (the statement would run 30 s).
+      const hung = (ms: number) =>
+        new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), ms).unref());
+      const started = Date.now();
+      const report = await Promise.race([own.close(), hung(10_000)]);
+      expect(report).not.toBe('hung');
+      expect(Date.now() - started).toBeLessThan(100 + 5_000);
+      expect(await Promise.race([running, hung(5_000)])).toBeInstanceOf(PoolClosedError);
+    });
+
     it('close() rejects new work and reports connections never released', async () => {
       const own = target.create({
         primary: config,
