@@ -4,6 +4,7 @@ import {
   BackendUnavailableError,
   type ClusterOptions,
   PoolClosedError,
+  QueryTimeoutError,
   type SqlCluster,
   TransactionRetryError,
 } from '../../src/index.js';
@@ -124,6 +125,27 @@ export function sqlPoolConformance<Conn, Config, Result>(
         expect(dead.health().primary.healthy).toBe(false);
       } finally {
         await dead.close();
+      }
+    });
+
+    it('queryTimeoutMs: a statement running past it rejects with QueryTimeoutError, and the pool serves on', async () => {
+      const own = target.create({ primary: config, queryTimeoutMs: 300, pool: { max: 1 } });
+      try {
+        // Deadline test with a generous bound (the statement would run 20 s).
+        const hung = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 5_000).unref());
+        const started = Date.now();
+        const outcome = await Promise.race([
+          own.query(target.sleep(20)).then(
+            () => 'answered',
+            (error: unknown) => error,
+          ),
+          hung,
+        ]);
+        expect(outcome).toBeInstanceOf(QueryTimeoutError);
+        expect(Date.now() - started).toBeLessThan(300 + 3_000);
+        expect(target.rows(await own.query('SELECT 1 AS one'))).toEqual([{ one: 1 }]);
+      } finally {
+        await own.close();
       }
     });
 
