@@ -62,7 +62,11 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   },
 
   abort(conn: Connection): void {
-    conn.destroy();
+    // Connection#destroy() only ends our side (FIN) and keeps reading, so a statement running
+    // on a slow or frozen server would still be awaited: drop the socket itself.
+    const stream = (conn as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+    if (stream === undefined) conn.destroy();
+    else stream.destroy();
   },
 
   query(conn: Connection, sql: string, values: readonly unknown[] | undefined): Promise<MysqlResult> {
