@@ -273,8 +273,8 @@ export class Pool<T> {
 
   /**
    * Rejects queued callers with `PoolClosedError`, closes idle resources, waits up to
-   * `closeTimeoutMs` for lent ones, then destroys those too and reports them (with the stack
-   * of their acquire when leak detection is on).
+   * `closeTimeoutMs` for lent ones, then aborts (factory `abort`) and destroys those too and
+   * reports them (with the stack of their acquire when leak detection is on).
    */
   async close(): Promise<CloseReport> {
     if (this.#state === CLOSED) return { unreleased: [] };
@@ -699,6 +699,7 @@ export class Pool<T> {
       if (entry.state === LENT) {
         this.#active -= 1;
         this.#takenBack.add(entry.resource);
+        this.#factory.abort?.(entry.resource);
       }
       entry.state = BUSY;
       this.#entries.delete(entry.resource);

@@ -372,7 +372,13 @@ export class SqlCluster<Conn, Config, Result> {
           if (brokenEarly) queueMicrotask(() => node.pool.invalidate(created));
           return created;
         },
-        destroy: (conn) => driver.close(conn).catch(() => {}),
+        // A goodbye a frozen server never answers must not hang eviction or close(): after
+        // connectTimeoutMs the socket is dropped instead.
+        destroy: (conn) =>
+          withDeadline(driver.close(conn), this.options.connectTimeoutMs, 'close a connection', () =>
+            driver.abort(conn),
+          ).catch(() => {}),
+        abort: (conn) => driver.abort(conn),
         validate: (conn) =>
           driver.ping(conn).then(
             () => true,
