@@ -311,6 +311,40 @@ describe('Pool', () => {
   });
 });
 
+describe('Pool metrics after close', () => {
+  /** Values of the pool's series, by metric name without the prefix. */
+  async function series(registry: Registry): Promise<Record<string, number>> {
+    const values: Record<string, number> = {};
+    for (const line of (await registry.metrics()).split('\n')) {
+      const match = /^noa_connection_pool_(\w+)\{pool="closing"\} (\S+)$/.exec(line);
+      if (match) values[match[1]!] = Number(match[2]);
+    }
+    return values;
+  }
+
+  it('close() and drain() leave no connection counted as active or idle, and count each one destroyed', async () => {
+    for (const shutdown of ['close', 'drain'] as const) {
+      const registry = new Registry();
+      const { factory } = counterFactory();
+      const pool = new Pool(factory, { name: 'closing', max: 3, closeTimeoutMs: 10, registry });
+      const held = [await pool.acquire(), await pool.acquire(), await pool.acquire()];
+      pool.release(held[0]!);
+      pool.release(held[1]!);
+      if (shutdown === 'drain') pool.release(held[2]!);
+      expect(await series(registry)).toMatchObject({ active_connections: shutdown === 'drain' ? 0 : 1 });
+      await (shutdown === 'close' ? pool.close() : pool.drain());
+      expect(pool.stats).toMatchObject({ active: 0, idle: 0, size: 0 });
+      expect(await series(registry)).toMatchObject({
+        active_connections: 0,
+        idle_connections: 0,
+        waiting_requests: 0,
+        connections_created_total: 3,
+        connections_destroyed_total: 3,
+      });
+    }
+  });
+});
+
 describe('Pool idle validation', () => {
   it('validates idle resources on each eviction run and replaces the ones that fail', async () => {
     const bad = new Set<number>();
