@@ -695,14 +695,19 @@ export class Pool<T> {
     if (this.#deadlineTimer !== undefined) clearTimeout(this.#deadlineTimer);
     this.#rejectAllWaiters(new PoolClosedError(this.name));
     const closing: Promise<void>[] = [];
+    const metrics = this.#metrics.enabled ? this.#metrics : undefined;
     for (const entry of [...this.#entries.values()]) {
       if (entry.state === LENT) {
         this.#active -= 1;
+        metrics?.active.dec();
         this.#takenBack.add(entry.resource);
         this.#factory.abort?.(entry.resource);
+      } else if (entry.state === IDLE) {
+        metrics?.idle.dec();
       }
       entry.state = BUSY;
       this.#entries.delete(entry.resource);
+      this.#metrics.destroyed.inc();
       closing.push(
         this.#factory.destroy(entry.resource).catch((error: unknown) => {
           this.#logger.warn('error while closing a connection', { error: String(error) });
