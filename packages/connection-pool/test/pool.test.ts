@@ -192,6 +192,32 @@ describe('Pool', () => {
     await pool.close();
   });
 
+  it('counts a leak once in leaks_total when close() finds it still held after it was reported', async () => {
+    const clock = new ManualClock(1_000);
+    const { factory } = counterFactory();
+    const { logger, lines } = recordingLogger();
+    const registry = new Registry();
+    const pool = new Pool(factory, {
+      leakDetectionThresholdMs: 500,
+      evictionIntervalMs: 10,
+      closeTimeoutMs: 10,
+      clock,
+      logger,
+      registry,
+    });
+    await pool.acquire(); // leaked: reported at the threshold, then found again by close()
+    const late = await pool.acquire();
+    clock.advance(600);
+    await until(() => lines.filter((line) => line.message.includes('leak threshold')).length === 2);
+    pool.release(late);
+    await pool.acquire(); // lent after the leak check ran: close() is the first to report it
+    const report = await pool.close();
+    expect(report.unreleased).toHaveLength(2);
+    const text = await registry.getSingleMetricAsString('noa_connection_pool_leaks_total');
+    // Two at the threshold plus the one only close() found; the first is not counted twice.
+    expect(text).toMatch(/noa_connection_pool_leaks_total\{pool="pool"\} 3/);
+  });
+
   it('fails fast with BackendUnavailableError while the backend is down, then recovers', async () => {
     let down = true;
     const { factory } = counterFactory({ fail: () => down });
