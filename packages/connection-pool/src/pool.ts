@@ -295,15 +295,15 @@ export class Pool<T> {
     const unreleased: LeakReport[] = [];
     for (const entry of this.#entries.values()) {
       if (entry.state !== LENT) continue;
-      unreleased.push({
+      const leak = {
         pool: this.name,
         heldMs: now - entry.acquiredAt,
         acquireStack: entry.acquireSite?.stack,
-      });
-    }
-    for (const leak of unreleased) {
+      };
+      unreleased.push(leak);
       this.#logger.warn('connection never released before close', { ...leak });
-      this.#metrics.leaks.inc();
+      // One held past the threshold was counted when it was reported.
+      if (!entry.leakReported) this.#metrics.leaks.inc();
     }
     await this.#shutdown();
     return { unreleased };
