@@ -193,6 +193,26 @@ export function sqlPoolConformance<Conn, Config, Result>(
       expect(await Promise.race([running, hung(5_000)])).toBeInstanceOf(PoolClosedError);
     });
 
+    it('leaks() lists the connections held past leakDetectionThresholdMs, with their acquire stack', async () => {
+      const own = target.create({
+        primary: config,
+        pool: { max: 2, leakDetectionThresholdMs: 100, closeTimeoutMs: 10 },
+      });
+      try {
+        const held = await own.acquire();
+        await own.query('SELECT 1');
+        await waitFor(() => own.leaks().length > 0);
+        const leaks = own.leaks();
+        expect(leaks).toHaveLength(1);
+        expect(leaks[0]!.pool).toBe('db:primary');
+        expect(leaks[0]!.acquireStack).toMatch(/sql-pool-conformance/);
+        own.release(held);
+        expect(own.leaks()).toEqual([]);
+      } finally {
+        await own.close();
+      }
+    });
+
     it('close() rejects new work and reports connections never released', async () => {
       const own = target.create({
         primary: config,
