@@ -23,7 +23,7 @@ import {
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
-import { type CloseReport, Pool, type PoolStats } from './pool.js';
+import { type CloseReport, type LeakReport, Pool, type PoolStats } from './pool.js';
 import {
   createStatementClassifier,
   type RouteReason,
@@ -319,6 +319,14 @@ export class SqlCluster<Conn, Config, Result> {
       stats: node.pool.stats,
     });
     return { primary: view(this.#primary), replicas: this.#replicas.map(view) };
+  }
+
+  /**
+   * The connections of every server held past `pool.leakDetectionThresholdMs` (all lent ones
+   * when it is not set), with the stack of their acquire when it is.
+   */
+  leaks(): LeakReport[] {
+    return [this.#primary, ...this.#replicas].flatMap((node) => node.pool.leaks());
   }
 
   /**
