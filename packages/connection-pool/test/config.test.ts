@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   createDatabasePool,
   createMongoPool,
+  createMysqlPool,
   createPgPool,
   createRedisPool,
   type DatabasePoolOptions,
@@ -44,6 +45,38 @@ describe('configuration errors name the field', () => {
     expect(
       fieldsOf(() => createPgPool({ primary: 'x', loadBalancing: 'random' } as unknown as PgPoolOptions)),
     ).toEqual(['loadBalancing']);
+  });
+
+  it('a URL of another database is refused at construction, not reported later as the server being down', () => {
+    // Each of these reached the server and failed as BackendUnavailableError (which also asks
+    // the failover callback for a new primary) instead of naming the field.
+    expect(fieldsOf(() => createPgPool({ primary: 'mysql://noa:noa@127.0.0.1:3306/noa' }))).toEqual([
+      'primary',
+    ]);
+    expect(
+      fieldsOf(() =>
+        createPgPool({ primary: 'postgres://a/app', replicas: ['postgres://b/app', 'redis://c'] }),
+      ),
+    ).toEqual(['replicas.1']);
+    expect(fieldsOf(() => createMysqlPool({ primary: 'postgres://noa@127.0.0.1:5432/noa' }))).toEqual([
+      'primary',
+    ]);
+    expect(fieldsOf(() => createRedisPool({ redis: 'postgres://127.0.0.1:5432' }))).toEqual(['redis']);
+    // The schemes each driver reads, and strings that are not URLs, still pass.
+    for (const primary of [
+      'postgres://a/app',
+      'postgresql://a/app',
+      'socket:/var/run/postgresql?db=app',
+      'x',
+    ]) {
+      expect(() => createPgPool({ primary })).not.toThrow();
+    }
+    for (const primary of ['mysql://a/app', 'mariadb://a/app']) {
+      expect(() => createMysqlPool({ primary })).not.toThrow();
+    }
+    for (const redis of ['redis://a:6379', 'rediss://a:6380', '/tmp/redis.sock']) {
+      expect(() => createRedisPool({ redis })).not.toThrow();
+    }
   });
 
   it('a valid pool builds without connecting, and closes', async () => {
