@@ -1,6 +1,7 @@
 import { parseOptions } from '@noa/core';
 import type { Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
+import { urlScheme } from './cluster-options.js';
 import { BackendUnavailableError, PoolClosedError } from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
 import { type AcquireOptions, type CloseReport, Pool, type PoolStats } from './pool.js';
@@ -29,8 +30,16 @@ function isConnectionError(error: unknown): boolean {
  */
 export const redisPoolOptionsSchema = poolOptionsObject
   .extend({
-    /** `redis://…` URL or ioredis options. */
-    redis: z.union([z.string().min(1), z.record(z.string(), z.unknown())]),
+    /** `redis://…` / `rediss://…` URL (or a socket path) or ioredis options. */
+    redis: z.union([
+      z
+        .string()
+        .min(1)
+        .refine((url) => ['redis', 'rediss', undefined].includes(urlScheme(url)), {
+          message: 'not a redis:// or rediss:// URL (another database?)',
+        }),
+      z.record(z.string(), z.unknown()),
+    ]),
     name: z.string().min(1).default('redis'),
     max: z.number().int().positive().default(4),
     /** Connect timeout per connection. */

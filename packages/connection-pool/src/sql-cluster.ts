@@ -1,5 +1,6 @@
 import {
   type Clock,
+  ConfigError,
   childLogger,
   delay,
   type Logger,
@@ -14,6 +15,7 @@ import {
   type ClusterOptions,
   clusterOptionsSchema,
   type FailoverHandler,
+  foreignUrlIssues,
   type ResolvedClusterOptions,
 } from './cluster-options.js';
 import {
@@ -152,6 +154,8 @@ export class SqlCluster<Conn, Config, Result> {
 
   constructor(driver: SqlDriver<Conn, Config, Result>, options: ClusterOptions<Config>) {
     this.options = parseOptions(`${driver.name} pool`, clusterOptionsSchema, options);
+    const foreign = driver.urlSchemes === undefined ? [] : foreignUrlIssues(this.options, driver.urlSchemes);
+    if (foreign.length > 0) throw new ConfigError(`${driver.name} pool`, foreign);
     this.#driver = driver;
     this.#clock = this.options.clock ?? systemClock;
     this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.options.name });

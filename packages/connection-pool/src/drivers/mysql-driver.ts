@@ -34,6 +34,7 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   name: 'mysql2',
   dialect: 'mysql',
   defaultRetryCodes: ['1213', '1205', 'ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT'],
+  urlSchemes: ['mysql', 'mariadb'],
 
   async connect(settings: ConnectSettings<MysqlConnectionConfig>): Promise<Connection> {
     const mysql = await loadMysql();
