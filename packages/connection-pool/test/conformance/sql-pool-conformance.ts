@@ -160,6 +160,19 @@ export function sqlPoolConformance<Conn, Config, Result>(
       expect(own.health().primary.stats.size).toBe(0);
     });
 
+    it('drain() keeps queryTimeoutMs: a statement running past it still times out, so drain() completes', async () => {
+      const own = target.create({ primary: config, queryTimeoutMs: 300, pool: { max: 2 } });
+      const running = own.query(target.sleep(20)).catch((error: unknown) => error);
+      await waitFor(() => own.health().primary.stats.active === 1);
+      // Deadline test with a generous bound (the statement would run 20 s).
+      const hung = (ms: number) =>
+        new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), ms).unref());
+      const drained = await Promise.race([own.drain().then(() => 'drained'), hung(6_000)]);
+      expect(await Promise.race([running, hung(1_000)])).toBeInstanceOf(QueryTimeoutError);
+      expect(drained).toBe('drained');
+      await own.close();
+    });
+
     it('close() with statements in flight: their callers get an answer or PoolClosedError, never NotBorrowedError', async () => {
       const own = target.create({ primary: config, pool: { max: 3, closeTimeoutMs: 100 } });
       const outcome = (work: Promise<unknown>) =>
