@@ -323,6 +323,23 @@ describe('Pool', () => {
     expect(destroyed).toEqual([held.id]);
   });
 
+  it('drain() completes when the resources it waits for are destroyed (broken) instead of released', async () => {
+    const { factory, destroyed } = counterFactory();
+    const pool = new Pool(factory, { max: 2 });
+    const broken = await pool.acquire();
+    const other = await pool.acquire();
+    let drained = false;
+    const draining = pool.drain().then(() => {
+      drained = true;
+    });
+    pool.release(other);
+    pool.destroy(broken); // the last one out
+    // Bounded so the failure reads as a hang, not a test timeout.
+    await Promise.race([draining, sleep(2_000)]);
+    expect(drained).toBe(true);
+    expect(destroyed.sort()).toEqual([broken.id, other.id].sort());
+  });
+
   it('exports occupancy and acquire-time metrics', async () => {
     const registry = new Registry();
     const { factory } = counterFactory();
