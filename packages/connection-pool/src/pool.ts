@@ -187,6 +187,7 @@ export class Pool<T> {
     if (entry.broken || this.#state === CLOSED || this.#expired(entry)) {
       this.#destroyEntry(entry);
       this.#dispatch();
+      if (this.#state === DRAINING) this.#checkDrained();
       return;
     }
     if (this.#liveWaiters > 0) {
@@ -214,6 +215,7 @@ export class Pool<T> {
     if (this.#metrics.enabled) this.#metrics.active.dec();
     this.#destroyEntry(entry);
     this.#dispatch();
+    if (this.#state === DRAINING) this.#checkDrained();
   }
 
   /**

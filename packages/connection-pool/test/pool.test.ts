@@ -338,6 +338,14 @@ describe('Pool', () => {
     await Promise.race([draining, sleep(2_000)]);
     expect(drained).toBe(true);
     expect(destroyed.sort()).toEqual([broken.id, other.id].sort());
+
+    // Same when the last one is released after its connection broke (invalidate while lent).
+    const second = new Pool(counterFactory().factory, { max: 1 });
+    const invalid = await second.acquire();
+    const secondDrain = second.drain();
+    second.invalidate(invalid);
+    second.release(invalid);
+    expect(await Promise.race([secondDrain.then(() => 'drained'), sleep(2_000)])).toBe('drained');
   });
 
   it('exports occupancy and acquire-time metrics', async () => {
