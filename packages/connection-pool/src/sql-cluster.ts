@@ -341,8 +341,9 @@ export class SqlCluster<Conn, Config, Result> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#healthTimer);
-    clearInterval(this.#watchdog);
+    // The watchdog outlives the wait: the statements drain() waits for keep their deadline.
     await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.drain()));
+    clearInterval(this.#watchdog);
   }
 
   /** Rejects waiters and closes every server's pool; reports connections never released. */
