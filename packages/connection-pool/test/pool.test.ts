@@ -348,6 +348,33 @@ describe('Pool', () => {
     expect(await Promise.race([secondDrain.then(() => 'drained'), sleep(2_000)])).toBe('drained');
   });
 
+  it('close() during a drain() settles the drain too (drain, then close after a grace period)', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 1, closeTimeoutMs: 10 });
+    await pool.acquire(); // never released
+    const draining = pool.drain().then(() => 'drained');
+    const report = await pool.close();
+    expect(report.unreleased).toHaveLength(1);
+    // Bounded so the failure reads as a hang, not a test timeout.
+    expect(await Promise.race([draining, sleep(2_000).then(() => 'hung')])).toBe('drained');
+  });
+
+  it('a second drain() waits for the drain in progress instead of resolving at once', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 1 });
+    const held = await pool.acquire();
+    const first = pool.drain();
+    let secondDone = false;
+    const second = pool.drain().then(() => {
+      secondDone = true;
+    });
+    await sleep(20);
+    expect(secondDone).toBe(false);
+    pool.release(held);
+    await Promise.all([first, second]);
+    expect(pool.stats.size).toBe(0);
+  });
+
   it('exports occupancy and acquire-time metrics', async () => {
     const registry = new Registry();
     const { factory } = counterFactory();

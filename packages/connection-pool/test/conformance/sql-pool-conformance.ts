@@ -154,9 +154,15 @@ export function sqlPoolConformance<Conn, Config, Result>(
       const running = own.query(target.sleep(0.2));
       await new Promise((resolve) => setTimeout(resolve, 50));
       const draining = own.drain();
+      // A second drain() (another shutdown hook) waits for the same drain.
+      let againDone = false;
+      const again = own.drain().then(() => {
+        againDone = true;
+      });
       await expect(own.query('SELECT 1')).rejects.toBeInstanceOf(PoolClosedError);
+      expect(againDone).toBe(false);
       await expect(running).resolves.toBeDefined();
-      await draining;
+      await Promise.all([draining, again]);
       expect(own.health().primary.stats.size).toBe(0);
     });
 
