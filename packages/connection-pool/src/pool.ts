@@ -121,7 +121,10 @@ export class Pool<T> {
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #deadlineTimer: NodeJS.Timeout | undefined;
-  #drained: (() => void) | undefined;
+  /** Called once nothing is lent or queued any more (drain() and close() wait for that). */
+  #drainListeners: (() => void)[] = [];
+  #draining: Promise<void> | undefined;
+  #shutting: Promise<void> | undefined;
   readonly #fastPath: boolean;
   readonly #trackTime: boolean;
 
@@ -263,13 +266,21 @@ export class Pool<T> {
    * Stops lending to new callers (they get `PoolClosedError`), serves the queued ones, waits
    * until every resource is back, then closes them all.
    */
-  async drain(): Promise<void> {
-    if (this.#state !== OPEN) return;
-    this.#state = DRAINING;
-    await new Promise<void>((resolve) => {
-      this.#drained = resolve;
-      this.#checkDrained();
-    });
+  drain(): Promise<void> {
+    // Every caller (several shutdown hooks) waits for the same drain.
+    this.#draining ??= this.#drain();
+    return this.#draining;
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#state === OPEN) this.#state = DRAINING;
+    if (this.#state === DRAINING) {
+      // A close() meanwhile settles this too: its shutdown calls the listeners.
+      await new Promise<void>((resolve) => {
+        this.#drainListeners.push(resolve);
+        this.#checkDrained();
+      });
+    }
     await this.#shutdown();
   }
 
@@ -279,17 +290,20 @@ export class Pool<T> {
    * reports them (with the stack of their acquire when leak detection is on).
    */
   async close(): Promise<CloseReport> {
-    if (this.#state === CLOSED) return { unreleased: [] };
+    if (this.#state === CLOSED) {
+      await this.#shutdown();
+      return { unreleased: [] };
+    }
     this.#state = DRAINING;
     this.#rejectAllWaiters(new PoolClosedError(this.name));
     if (this.#active > 0 && this.options.closeTimeoutMs > 0) {
       await new Promise<void>((resolve) => {
         // Not unref'd: the caller awaits it (nor are the acquire timers below).
         const timer = setTimeout(resolve, this.options.closeTimeoutMs);
-        this.#drained = () => {
+        this.#drainListeners.push(() => {
           clearTimeout(timer);
           resolve();
-        };
+        });
         this.#checkDrained();
       });
     }
@@ -683,15 +697,21 @@ export class Pool<T> {
   }
 
   #checkDrained(): void {
-    if (this.#drained !== undefined && this.#active === 0 && this.#liveWaiters === 0) {
-      const done = this.#drained;
-      this.#drained = undefined;
-      done();
+    if (this.#drainListeners.length > 0 && this.#active === 0 && this.#liveWaiters === 0) {
+      for (const listener of this.#drainListeners.splice(0)) listener();
     }
   }
 
-  async #shutdown(): Promise<void> {
+  /** Closes everything, once: later callers wait for the same shutdown. */
+  #shutdown(): Promise<void> {
+    this.#shutting ??= this.#closeAll();
+    return this.#shutting;
+  }
+
+  async #closeAll(): Promise<void> {
     this.#state = CLOSED;
+    // A drain() still waiting for lent resources ends with this shutdown.
+    for (const listener of this.#drainListeners.splice(0)) listener();
     clearInterval(this.#timer);
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
     if (this.#deadlineTimer !== undefined) clearTimeout(this.#deadlineTimer);

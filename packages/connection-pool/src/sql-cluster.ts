@@ -151,6 +151,7 @@ export class SqlCluster<Conn, Config, Result> {
   readonly #running = new Map<Conn, number>();
   readonly #timedOut = new WeakSet<object>();
   #closed = false;
+  #draining: Promise<void> | undefined;
 
   constructor(driver: SqlDriver<Conn, Config, Result>, options: ClusterOptions<Config>) {
     this.options = parseOptions(`${driver.name} pool`, clusterOptionsSchema, options);
@@ -337,8 +338,13 @@ export class SqlCluster<Conn, Config, Result> {
    * Graceful shutdown: new queries are refused (`PoolClosedError`), queued and running ones
    * finish, then every connection is closed.
    */
-  async drain(): Promise<void> {
-    if (this.#closed) return;
+  drain(): Promise<void> {
+    // Every caller (several shutdown hooks) waits for the same drain.
+    this.#draining ??= this.#drain();
+    return this.#draining;
+  }
+
+  async #drain(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#healthTimer);
     // The watchdog outlives the wait: the statements drain() waits for keep their deadline.
