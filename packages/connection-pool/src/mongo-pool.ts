@@ -76,7 +76,8 @@ export const mongoPoolOptionsSchema = z
     /**
      * A `run()` call not settled within this long rejects with `QueryTimeoutError`, and an
      * operation waiting this long for the server's answer has its connection closed (the
-     * driver's `socketTimeoutMS`). Off by default: without it an operation already sent to a
+     * driver's `socketTimeoutMS`, for every operation of the client: keep it above change
+     * streams' `maxAwaitTimeMS`). Off by default: without it an operation already sent to a
      * frozen server waits for ever, since the driver sets no socket timeout.
      */
     queryTimeoutMs: z.number().int().positive().optional(),
