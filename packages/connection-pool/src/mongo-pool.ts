@@ -327,8 +327,11 @@ export class MongoPool {
     const name = this.options.name;
     switch (poolFailureOf(error)) {
       case 'query-timeout':
-        // Only `queryTimeoutMs` sets a socket timeout on established connections.
-        return this.options.queryTimeoutMs === undefined ? error : this.#queryTimeout();
+        // Only `queryTimeoutMs` sets a socket timeout on established connections; any other
+        // network timeout is an unreachable server, as before it existed.
+        return this.options.queryTimeoutMs === undefined
+          ? new BackendUnavailableError(name, { cause: error })
+          : this.#queryTimeout();
       case 'timeout':
         return new AcquireTimeoutError(name, this.options.acquireTimeoutMs, error);
       case 'unavailable':
