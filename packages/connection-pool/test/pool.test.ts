@@ -359,6 +359,21 @@ describe('Pool', () => {
     expect(await Promise.race([draining, sleep(2_000).then(() => 'hung')])).toBe('drained');
   });
 
+  it('a close() while another is in progress reports and counts each unreleased resource once', async () => {
+    const { factory } = counterFactory();
+    const { logger, lines } = recordingLogger();
+    const registry = new Registry();
+    const pool = new Pool(factory, { max: 1, closeTimeoutMs: 20, logger, registry });
+    await pool.acquire(); // never released
+    // e.g. an explicit close() and an `await using` disposal of the same pool
+    const [first, second] = await Promise.all([pool.close(), pool.close()]);
+    expect(first.unreleased.length + second.unreleased.length).toBe(1);
+    expect(lines.filter((line) => line.message.includes('never released'))).toHaveLength(1);
+    expect(await registry.getSingleMetricAsString('noa_connection_pool_leaks_total')).toMatch(
+      /noa_connection_pool_leaks_total\{pool="pool"\} 1/,
+    );
+  });
+
   it('a second drain() waits for the drain in progress instead of resolving at once', async () => {
     const { factory } = counterFactory();
     const pool = new Pool(factory, { max: 1 });
