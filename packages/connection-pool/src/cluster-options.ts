@@ -5,6 +5,33 @@ import { poolOptionsObject } from './pool-options.js';
 
 const connectionConfig = z.union([z.string().min(1), z.record(z.string(), z.unknown())]);
 
+/**
+ * The scheme of a connection string that is a URL (`mysql` in `mysql://…`), or undefined for
+ * other strings. `socket:` has no `//` in pg's form, so a bare `name:` counts too when it is
+ * not a Windows drive letter or a host:port.
+ */
+export function urlScheme(value: string): string | undefined {
+  return /^([a-z][a-z0-9+.-]+):(\/\/|(?!\d))/i.exec(value)?.[1]?.toLowerCase();
+}
+
+/** Issues for connection strings whose URL scheme is not one of `schemes` (another database's). */
+export function foreignUrlIssues(
+  servers: { primary: unknown; replicas: readonly unknown[] },
+  schemes: readonly string[],
+): { path: string; message: string }[] {
+  const issues: { path: string; message: string }[] = [];
+  const check = (value: unknown, path: string) => {
+    if (typeof value !== 'string') return;
+    const scheme = urlScheme(value);
+    if (scheme !== undefined && !schemes.includes(scheme)) {
+      issues.push({ path, message: `a ${scheme}:// URL; this pool reads ${schemes.join(', ')} URLs` });
+    }
+  };
+  check(servers.primary, 'primary');
+  for (const [index, replica] of servers.replicas.entries()) check(replica, `replicas.${index}`);
+  return issues;
+}
+
 /** Per-server pool settings, applied to the primary's pool and to each replica's: the pool options minus those the cluster sets itself. */
 export const nodePoolSchema = poolOptionsObject
   .omit({ name: true, logger: true, clock: true, registry: true })

@@ -10,7 +10,12 @@ import {
 import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { AcquireTimeoutError, BackendUnavailableError, PoolClosedError } from './errors.js';
+import {
+  AcquireTimeoutError,
+  BackendUnavailableError,
+  PoolClosedError,
+  QueryTimeoutError,
+} from './errors.js';
 import { type PoolMetrics, poolMetrics } from './metrics.js';
 import type { PoolStats } from './pool.js';
 import { SessionTracker } from './routing/session-tracker.js';
@@ -33,7 +38,11 @@ const ownedDriverOptions: Record<string, string> = {
   waitQueueTimeoutMS: 'acquireTimeoutMs',
   maxIdleTimeMS: 'idleTimeoutMs',
   serverSelectionTimeoutMS: 'serverSelectionTimeoutMs',
+  socketTimeoutMS: 'queryTimeoutMs',
 };
+
+/** Handed to `run()` callbacks when no deadline is set: it never aborts. */
+const neverAborted = new AbortController().signal;
 
 /** Options of {@link createMongoPool}. */
 export const mongoPoolOptionsSchema = z
@@ -64,6 +73,14 @@ export const mongoPoolOptionsSchema = z
     idleTimeoutMs: z.number().int().positive().default(30_000),
     /** How long server selection may take before an operation fails (fail fast when down). */
     serverSelectionTimeoutMs: z.number().int().positive().default(5_000),
+    /**
+     * A `run()` call not settled within this long rejects with `QueryTimeoutError`, and an
+     * operation waiting this long for the server's answer has its connection closed (the
+     * driver's `socketTimeoutMS`, for every operation of the client: keep it above change
+     * streams' `maxAwaitTimeMS`). Off by default: without it an operation already sent to a
+     * frozen server waits for ever, since the driver sets no socket timeout.
+     */
+    queryTimeoutMs: z.number().int().positive().optional(),
     /** Read preference for reads (`readDb`); writes always use the primary. */
     readPreference: z
       .enum(['primary', 'primaryPreferred', 'secondary', 'secondaryPreferred', 'nearest'])
@@ -194,15 +211,43 @@ export class MongoPool {
    * `acquireTimeoutMs` → `AcquireTimeoutError`; no server within `serverSelectionTimeoutMs`,
    * or the connection lost mid-operation → `BackendUnavailableError`; the pool closed →
    * `PoolClosedError`. Other errors (duplicate key, validation…) pass through unchanged.
+   *
+   * With `queryTimeoutMs` set, the call rejects with `QueryTimeoutError` once that long has
+   * passed, whatever the driver is still doing (waiting on a frozen server, retrying a read on
+   * a new connection). `fn` gets an `AbortSignal` that aborts at that moment: pass it to the
+   * driver calls (`{ signal }`) so the driver abandons them too instead of finishing in the
+   * background.
    */
-  async run<R>(fn: () => Promise<R>): Promise<R> {
+  async run<R>(fn: (signal: AbortSignal) => Promise<R>): Promise<R> {
     if (this.#closed) throw new PoolClosedError(this.options.name);
+    const timeoutMs = this.options.queryTimeoutMs;
+    if (timeoutMs === undefined) {
+      try {
+        // close() rejects callers still queued in the driver at once (as the SQL pools do); the
+        // driver's own close settles their operations afterwards.
+        return await Promise.race([fn(neverAborted), this.#closedSignal]);
+      } catch (error) {
+        throw this.#typed(error);
+      }
+    }
+    // The driver's socket timeout alone does not bound the call: a read it retries after the
+    // timeout waits again, on a new connection whose handshake the frozen server never answers.
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_resolve, reject) => {
+      // Not unref'd: the caller awaits the answer (as withDeadline in @noa/core).
+      timer = setTimeout(() => {
+        const error = this.#queryTimeout();
+        controller.abort(error);
+        reject(error);
+      }, timeoutMs);
+    });
     try {
-      // close() rejects callers still queued in the driver at once (as the SQL pools do); the
-      // driver's own close settles their operations afterwards.
-      return await Promise.race([fn(), this.#closedSignal]);
+      return await Promise.race([fn(controller.signal), this.#closedSignal, deadline]);
     } catch (error) {
       throw this.#typed(error);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -273,9 +318,20 @@ export class MongoPool {
     await this.close();
   }
 
+  #queryTimeout(): QueryTimeoutError {
+    this.#metrics.errors.inc({ kind: 'query-timeout' });
+    return new QueryTimeoutError(this.options.name, this.options.queryTimeoutMs ?? 0);
+  }
+
   #typed(error: unknown): unknown {
     const name = this.options.name;
     switch (poolFailureOf(error)) {
+      case 'query-timeout':
+        // Only `queryTimeoutMs` sets a socket timeout on established connections; any other
+        // network timeout is an unreachable server, as before it existed.
+        return this.options.queryTimeoutMs === undefined
+          ? new BackendUnavailableError(name, { cause: error })
+          : this.#queryTimeout();
       case 'timeout':
         return new AcquireTimeoutError(name, this.options.acquireTimeoutMs, error);
       case 'unavailable':
@@ -303,6 +359,7 @@ export class MongoPool {
       maxIdleTimeMS: this.options.idleTimeoutMs,
       serverSelectionTimeoutMS: this.options.serverSelectionTimeoutMs,
     };
+    if (this.options.queryTimeoutMs !== undefined) options.socketTimeoutMS = this.options.queryTimeoutMs;
     const client = new Client(this.options.url, options);
     this.#watch(client);
     try {
@@ -388,11 +445,18 @@ const closedNames = new Set([
  * underlying failure in a `MongoBulkWriteError` that keeps it as `errorResponse`, sometimes a
  * bare socket error (`write EPIPE`) the driver did not wrap in a `MongoNetworkError`.
  */
-function poolFailureOf(error: unknown): 'timeout' | 'unavailable' | 'closed' | undefined {
+function poolFailureOf(error: unknown): 'query-timeout' | 'timeout' | 'unavailable' | 'closed' | undefined {
   if (!(error instanceof Error)) return undefined;
   const wrapped = (error as { errorResponse?: unknown }).errorResponse;
   const failure = error.name === 'MongoBulkWriteError' && wrapped instanceof Error ? wrapped : error;
   if (failure.name === 'MongoWaitQueueTimeoutError') return 'timeout';
+  // A socket timeout after the handshake: the server took the operation and did not answer.
+  // One before it (`connectTimeoutMS`) means the server is not reachable.
+  if (
+    failure.name === 'MongoNetworkTimeoutError' &&
+    (failure as { beforeHandshake?: boolean }).beforeHandshake === false
+  )
+    return 'query-timeout';
   if (unavailableNames.has(failure.name) || isSocketError(failure)) return 'unavailable';
   if (closedNames.has(failure.name)) return 'closed';
   return undefined;

@@ -62,4 +62,10 @@ export interface ResourceFactory<T> {
   destroy(resource: T): Promise<void>;
   /** Resolves true when the resource still works (e.g. `SELECT 1`). */
   validate?(resource: T): Promise<boolean>;
+  /**
+   * Drops a resource at once, without a goodbye to the server. `close()` calls it for the
+   * resources still lent when `closeTimeoutMs` runs out, before `destroy`: a graceful close
+   * would wait for the work running on them (or for a server that no longer answers).
+   */
+  abort?(resource: T): void;
 }

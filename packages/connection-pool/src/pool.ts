@@ -103,6 +103,11 @@ export class Pool<T> {
   readonly #logger: Logger;
   readonly #metrics: PoolMetrics;
   readonly #entries = new Map<T, Entry<T>>();
+  /**
+   * Resources still lent when close() destroyed them: their borrowers may hand them back
+   * afterwards (their query ended with the connection), which is not their mistake.
+   */
+  readonly #takenBack = new Set<T>();
   readonly #idle: Entry<T>[] = [];
   #waiters: (Waiter<T> | undefined)[] = [];
   #waiterHead = 0;
@@ -116,7 +121,10 @@ export class Pool<T> {
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #deadlineTimer: NodeJS.Timeout | undefined;
-  #drained: (() => void) | undefined;
+  /** Called once nothing is lent or queued any more (drain() and close() wait for that). */
+  #drainListeners: (() => void)[] = [];
+  #draining: Promise<void> | undefined;
+  #shutting: Promise<void> | undefined;
   readonly #fastPath: boolean;
   readonly #trackTime: boolean;
 
@@ -173,12 +181,16 @@ export class Pool<T> {
   /** Returns a resource to the pool; the oldest waiter gets it directly. */
   release(resource: T): void {
     const entry = this.#entries.get(resource);
-    if (entry === undefined || entry.state !== LENT) throw new NotBorrowedError(this.name);
+    if (entry === undefined || entry.state !== LENT) {
+      if (this.#takenBack.delete(resource)) return;
+      throw new NotBorrowedError(this.name);
+    }
     this.#active -= 1;
     if (this.#metrics.enabled) this.#metrics.active.dec();
     if (entry.broken || this.#state === CLOSED || this.#expired(entry)) {
       this.#destroyEntry(entry);
       this.#dispatch();
+      if (this.#state === DRAINING) this.#checkDrained();
       return;
     }
     if (this.#liveWaiters > 0) {
@@ -198,11 +210,15 @@ export class Pool<T> {
   /** Closes a lent resource instead of returning it (it failed); a waiter gets a new one. */
   destroy(resource: T): void {
     const entry = this.#entries.get(resource);
-    if (entry === undefined || entry.state !== LENT) throw new NotBorrowedError(this.name);
+    if (entry === undefined || entry.state !== LENT) {
+      if (this.#takenBack.delete(resource)) return;
+      throw new NotBorrowedError(this.name);
+    }
     this.#active -= 1;
     if (this.#metrics.enabled) this.#metrics.active.dec();
     this.#destroyEntry(entry);
     this.#dispatch();
+    if (this.#state === DRAINING) this.#checkDrained();
   }
 
   /**
@@ -250,33 +266,44 @@ export class Pool<T> {
    * Stops lending to new callers (they get `PoolClosedError`), serves the queued ones, waits
    * until every resource is back, then closes them all.
    */
-  async drain(): Promise<void> {
-    if (this.#state !== OPEN) return;
-    this.#state = DRAINING;
-    await new Promise<void>((resolve) => {
-      this.#drained = resolve;
-      this.#checkDrained();
-    });
+  drain(): Promise<void> {
+    // Every caller (several shutdown hooks) waits for the same drain.
+    this.#draining ??= this.#drain();
+    return this.#draining;
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#state === OPEN) this.#state = DRAINING;
+    if (this.#state === DRAINING) {
+      // A close() meanwhile settles this too: its shutdown calls the listeners.
+      await new Promise<void>((resolve) => {
+        this.#drainListeners.push(resolve);
+        this.#checkDrained();
+      });
+    }
     await this.#shutdown();
   }
 
   /**
    * Rejects queued callers with `PoolClosedError`, closes idle resources, waits up to
-   * `closeTimeoutMs` for lent ones, then destroys those too and reports them (with the stack
-   * of their acquire when leak detection is on).
+   * `closeTimeoutMs` for lent ones, then aborts (factory `abort`) and destroys those too and
+   * reports them (with the stack of their acquire when leak detection is on).
    */
   async close(): Promise<CloseReport> {
-    if (this.#state === CLOSED) return { unreleased: [] };
+    if (this.#state === CLOSED) {
+      await this.#shutdown();
+      return { unreleased: [] };
+    }
     this.#state = DRAINING;
     this.#rejectAllWaiters(new PoolClosedError(this.name));
     if (this.#active > 0 && this.options.closeTimeoutMs > 0) {
       await new Promise<void>((resolve) => {
         // Not unref'd: the caller awaits it (nor are the acquire timers below).
         const timer = setTimeout(resolve, this.options.closeTimeoutMs);
-        this.#drained = () => {
+        this.#drainListeners.push(() => {
           clearTimeout(timer);
           resolve();
-        };
+        });
         this.#checkDrained();
       });
     }
@@ -284,15 +311,15 @@ export class Pool<T> {
     const unreleased: LeakReport[] = [];
     for (const entry of this.#entries.values()) {
       if (entry.state !== LENT) continue;
-      unreleased.push({
+      const leak = {
         pool: this.name,
         heldMs: now - entry.acquiredAt,
         acquireStack: entry.acquireSite?.stack,
-      });
-    }
-    for (const leak of unreleased) {
+      };
+      unreleased.push(leak);
       this.#logger.warn('connection never released before close', { ...leak });
-      this.#metrics.leaks.inc();
+      // One held past the threshold was counted when it was reported.
+      if (!entry.leakReported) this.#metrics.leaks.inc();
     }
     await this.#shutdown();
     return { unreleased };
@@ -670,24 +697,39 @@ export class Pool<T> {
   }
 
   #checkDrained(): void {
-    if (this.#drained !== undefined && this.#active === 0 && this.#liveWaiters === 0) {
-      const done = this.#drained;
-      this.#drained = undefined;
-      done();
+    if (this.#drainListeners.length > 0 && this.#active === 0 && this.#liveWaiters === 0) {
+      for (const listener of this.#drainListeners.splice(0)) listener();
     }
   }
 
-  async #shutdown(): Promise<void> {
+  /** Closes everything, once: later callers wait for the same shutdown. */
+  #shutdown(): Promise<void> {
+    this.#shutting ??= this.#closeAll();
+    return this.#shutting;
+  }
+
+  async #closeAll(): Promise<void> {
     this.#state = CLOSED;
+    // A drain() still waiting for lent resources ends with this shutdown.
+    for (const listener of this.#drainListeners.splice(0)) listener();
     clearInterval(this.#timer);
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
     if (this.#deadlineTimer !== undefined) clearTimeout(this.#deadlineTimer);
     this.#rejectAllWaiters(new PoolClosedError(this.name));
     const closing: Promise<void>[] = [];
+    const metrics = this.#metrics.enabled ? this.#metrics : undefined;
     for (const entry of [...this.#entries.values()]) {
-      if (entry.state === LENT) this.#active -= 1;
+      if (entry.state === LENT) {
+        this.#active -= 1;
+        metrics?.active.dec();
+        this.#takenBack.add(entry.resource);
+        this.#factory.abort?.(entry.resource);
+      } else if (entry.state === IDLE) {
+        metrics?.idle.dec();
+      }
       entry.state = BUSY;
       this.#entries.delete(entry.resource);
+      this.#metrics.destroyed.inc();
       closing.push(
         this.#factory.destroy(entry.resource).catch((error: unknown) => {
           this.#logger.warn('error while closing a connection', { error: String(error) });

@@ -1,7 +1,8 @@
 import { parseOptions } from '@noa/core';
 import type { Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
-import { BackendUnavailableError } from './errors.js';
+import { urlScheme } from './cluster-options.js';
+import { BackendUnavailableError, PoolClosedError } from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
 import { type AcquireOptions, type CloseReport, Pool, type PoolStats } from './pool.js';
 import { poolOptionsObject } from './pool-options.js';
@@ -29,8 +30,16 @@ function isConnectionError(error: unknown): boolean {
  */
 export const redisPoolOptionsSchema = poolOptionsObject
   .extend({
-    /** `redis://…` URL or ioredis options. */
-    redis: z.union([z.string().min(1), z.record(z.string(), z.unknown())]),
+    /** `redis://…` / `rediss://…` URL (or a socket path) or ioredis options. */
+    redis: z.union([
+      z
+        .string()
+        .min(1)
+        .refine((url) => ['redis', 'rediss', undefined].includes(urlScheme(url)), {
+          message: 'not a redis:// or rediss:// URL (another database?)',
+        }),
+      z.record(z.string(), z.unknown()),
+    ]),
     name: z.string().min(1).default('redis'),
     max: z.number().int().positive().default(4),
     /** Connect timeout per connection. */
@@ -51,6 +60,7 @@ export type RedisPoolOptions = Omit<z.input<typeof redisPoolOptionsSchema>, 'red
 export class RedisPool {
   /** The underlying generic pool (stats, leaks, drain). */
   readonly pool: Pool<Redis>;
+  #closed = false;
 
   constructor(options: RedisPoolOptions) {
     const { redis, connectTimeoutMs, ...poolOptions } = parseOptions(
@@ -114,6 +124,8 @@ export class RedisPool {
     } catch (error) {
       this.pool.destroy(client);
       if (client.status !== 'ready' || isConnectionError(error)) {
+        // After close() the connection was closed under the command: not an outage.
+        if (this.#closed) throw new PoolClosedError(this.pool.name, error);
         throw new BackendUnavailableError(this.pool.name, { cause: error });
       }
       throw error;
@@ -129,6 +141,7 @@ export class RedisPool {
 
   /** Closes every connection; reports those never released. */
   close(): Promise<CloseReport> {
+    this.#closed = true;
     return this.pool.close();
   }
 

@@ -1,5 +1,6 @@
 import {
   type Clock,
+  ConfigError,
   childLogger,
   delay,
   type Logger,
@@ -14,15 +15,17 @@ import {
   type ClusterOptions,
   clusterOptionsSchema,
   type FailoverHandler,
+  foreignUrlIssues,
   type ResolvedClusterOptions,
 } from './cluster-options.js';
 import {
   BackendUnavailableError,
   NotBorrowedError,
+  PoolClosedError,
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
-import { type CloseReport, Pool, type PoolStats } from './pool.js';
+import { type CloseReport, type LeakReport, Pool, type PoolStats } from './pool.js';
 import {
   createStatementClassifier,
   type RouteReason,
@@ -148,9 +151,12 @@ export class SqlCluster<Conn, Config, Result> {
   readonly #running = new Map<Conn, number>();
   readonly #timedOut = new WeakSet<object>();
   #closed = false;
+  #draining: Promise<void> | undefined;
 
   constructor(driver: SqlDriver<Conn, Config, Result>, options: ClusterOptions<Config>) {
     this.options = parseOptions(`${driver.name} pool`, clusterOptionsSchema, options);
+    const foreign = driver.urlSchemes === undefined ? [] : foreignUrlIssues(this.options, driver.urlSchemes);
+    if (foreign.length > 0) throw new ConfigError(`${driver.name} pool`, foreign);
     this.#driver = driver;
     this.#clock = this.options.clock ?? systemClock;
     this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.options.name });
@@ -280,7 +286,7 @@ export class SqlCluster<Conn, Config, Result> {
       }
       const { error, broken } = outcome;
       if (this.#timedOut.has(conn as object)) throw this.#timeout(this.#primary);
-      if (broken) throw this.#unavailable(this.#primary, error);
+      if (broken) throw this.#lost(this.#primary, error);
       const codes = driver.errorCodes(error);
       if (!codes.some((code) => retryOn.includes(code))) throw error;
       if (attempt > maxRetries) throw new TransactionRetryError(attempt, error);
@@ -321,15 +327,29 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   /**
+   * The connections of every server held past `pool.leakDetectionThresholdMs` (all lent ones
+   * when it is not set), with the stack of their acquire when it is.
+   */
+  leaks(): LeakReport[] {
+    return [this.#primary, ...this.#replicas].flatMap((node) => node.pool.leaks());
+  }
+
+  /**
    * Graceful shutdown: new queries are refused (`PoolClosedError`), queued and running ones
    * finish, then every connection is closed.
    */
-  async drain(): Promise<void> {
-    if (this.#closed) return;
+  drain(): Promise<void> {
+    // Every caller (several shutdown hooks) waits for the same drain.
+    this.#draining ??= this.#drain();
+    return this.#draining;
+  }
+
+  async #drain(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#healthTimer);
-    clearInterval(this.#watchdog);
+    // The watchdog outlives the wait: the statements drain() waits for keep their deadline.
     await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.drain()));
+    clearInterval(this.#watchdog);
   }
 
   /** Rejects waiters and closes every server's pool; reports connections never released. */
@@ -371,7 +391,13 @@ export class SqlCluster<Conn, Config, Result> {
           if (brokenEarly) queueMicrotask(() => node.pool.invalidate(created));
           return created;
         },
-        destroy: (conn) => driver.close(conn).catch(() => {}),
+        // A goodbye a frozen server never answers must not hang eviction or close(): after
+        // connectTimeoutMs the socket is dropped instead.
+        destroy: (conn) =>
+          withDeadline(driver.close(conn), this.options.connectTimeoutMs, 'close a connection', () =>
+            driver.abort(conn),
+          ).catch(() => {}),
+        abort: (conn) => driver.abort(conn),
         validate: (conn) =>
           driver.ping(conn).then(
             () => true,
@@ -485,7 +511,7 @@ export class SqlCluster<Conn, Config, Result> {
       }
       if (this.#driver.isConnectionError(error)) {
         node.pool.destroy(conn);
-        throw this.#unavailable(node, error);
+        throw this.#lost(node, error);
       }
       node.pool.release(conn);
       throw error;
@@ -518,6 +544,12 @@ export class SqlCluster<Conn, Config, Result> {
   #timeout(node: ServerNode<Conn, Config>): QueryTimeoutError {
     this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query-timeout' });
     return new QueryTimeoutError(`${this.options.name}:${node.name}`, this.options.queryTimeoutMs ?? 0);
+  }
+
+  /** A connection broke under a statement: the server went away, or close() closed it. */
+  #lost(node: ServerNode<Conn, Config>, error: unknown): BackendUnavailableError | PoolClosedError {
+    if (this.#closed) return new PoolClosedError(`${this.options.name}:${node.name}`, error);
+    return this.#unavailable(node, error);
   }
 
   #unavailable(node: ServerNode<Conn, Config>, error: unknown): BackendUnavailableError {

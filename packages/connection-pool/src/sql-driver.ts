@@ -21,6 +21,11 @@ export interface SqlDriver<Conn, Config, Result> {
   readonly dialect: SqlDialect;
   /** Error codes retried by `withTransaction` unless `retryOn` is given. */
   readonly defaultRetryCodes: readonly string[];
+  /**
+   * URL schemes its connection strings may use (`postgres`…). A server given as a URL with
+   * another scheme (another database's) is refused at construction; no list, no check.
+   */
+  readonly urlSchemes?: readonly string[];
   connect(settings: ConnectSettings<Config>): Promise<Conn>;
   close(conn: Conn): Promise<void>;
   /** Drops the connection's socket at once (a query on it did not answer in time). */

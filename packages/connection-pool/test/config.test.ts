@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   createDatabasePool,
   createMongoPool,
+  createMysqlPool,
   createPgPool,
   createRedisPool,
   type DatabasePoolOptions,
@@ -46,6 +47,32 @@ describe('configuration errors name the field', () => {
     ).toEqual(['loadBalancing']);
   });
 
+  it('a URL of another database is refused at construction, not reported later as the server being down', async () => {
+    // Each of these reached the server and failed as BackendUnavailableError (which also asks
+    // the failover callback for a new primary) instead of naming the field.
+    expect(fieldsOf(() => createPgPool({ primary: 'mysql://noa:noa@127.0.0.1:3306/noa' }))).toEqual([
+      'primary',
+    ]);
+    expect(
+      fieldsOf(() =>
+        createPgPool({ primary: 'postgres://a/app', replicas: ['postgres://b/app', 'redis://c'] }),
+      ),
+    ).toEqual(['replicas.1']);
+    expect(fieldsOf(() => createMysqlPool({ primary: 'postgres://noa@127.0.0.1:5432/noa' }))).toEqual([
+      'primary',
+    ]);
+    expect(fieldsOf(() => createRedisPool({ redis: 'postgres://127.0.0.1:5432' }))).toEqual(['redis']);
+    // The schemes each driver reads, and strings that are not URLs, still pass.
+    const pools = [
+      ...['postgres://a/app', 'postgresql://a/app', 'socket:/var/run/postgresql?db=app', 'x'].map((primary) =>
+        createPgPool({ primary }),
+      ),
+      ...['mysql://a/app', 'mariadb://a/app'].map((primary) => createMysqlPool({ primary })),
+      ...['redis://a:6379', 'rediss://a:6380', '/tmp/redis.sock'].map((redis) => createRedisPool({ redis })),
+    ];
+    await Promise.all(pools.map((pool) => pool.close()));
+  });
+
   it('a valid pool builds without connecting, and closes', async () => {
     const pool = createDatabasePool({ driver: 'pg', primary: 'postgres://127.0.0.1:1/none' });
     expect(pool.route('SELECT 1')).toEqual({ target: 'replica', reason: 'read' });
@@ -73,12 +100,20 @@ describe('MongoPool options', () => {
     expect(
       fieldsOf(() => createMongoPool({ url: 'mongodb://x', driverOptions: { waitQueueTimeoutMS: 1 } })),
     ).toEqual(['driverOptions.waitQueueTimeoutMS']);
+    // queryTimeoutMs sets the driver's socket timeout.
+    expect(
+      fieldsOf(() => createMongoPool({ url: 'mongodb://x', driverOptions: { socketTimeoutMS: 1 } })),
+    ).toEqual(['driverOptions.socketTimeoutMS']);
+    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x/app?socketTimeoutMS=5' }))).toEqual(['url']);
   });
 
   it('unknown keys and non-positive timeouts name the field', () => {
     expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', maxSize: 3 } as never))).toEqual(['maxSize']);
     expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', acquireTimeoutMs: 0 }))).toEqual([
       'acquireTimeoutMs',
+    ]);
+    expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', queryTimeoutMs: 0 }))).toEqual([
+      'queryTimeoutMs',
     ]);
     expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', maxStalenessSeconds: 30 }))).toEqual([
       'maxStalenessSeconds',

@@ -139,6 +139,24 @@ describe('Pool', () => {
     await expect(pool.acquire()).rejects.toBeInstanceOf(PoolClosedError);
   });
 
+  it('a resource close() took back may still be released or destroyed by its borrower (ignored)', async () => {
+    const { factory, destroyed } = counterFactory();
+    const pool = new Pool(factory, { max: 2, closeTimeoutMs: 10 });
+    const late = await pool.acquire();
+    const broken = await pool.acquire();
+    const report = await pool.close();
+    expect(report.unreleased).toHaveLength(2);
+    expect(destroyed.sort()).toEqual([late.id, broken.id].sort());
+    // Work that finishes after close() gave up on it hands its connection back as usual: the
+    // borrower did nothing wrong, so it must not get NotBorrowedError instead of its result.
+    expect(() => pool.release(late)).not.toThrow();
+    expect(() => pool.destroy(broken)).not.toThrow();
+    expect(destroyed).toHaveLength(2);
+    // Something this pool never lent is still refused.
+    expect(() => pool.release({ id: 99 })).toThrow(NotBorrowedError);
+    expect(() => pool.release(late)).toThrow(NotBorrowedError);
+  });
+
   it('close() waits for lent resources that come back in time', async () => {
     const { factory } = counterFactory();
     const pool = new Pool(factory, { max: 1, closeTimeoutMs: 2_000 });
@@ -172,6 +190,32 @@ describe('Pool', () => {
     expect(metrics).toMatch(/noa_connection_pool_leaks_total\{pool="pool"\} 1/);
     pool.release(held);
     await pool.close();
+  });
+
+  it('counts a leak once in leaks_total when close() finds it still held after it was reported', async () => {
+    const clock = new ManualClock(1_000);
+    const { factory } = counterFactory();
+    const { logger, lines } = recordingLogger();
+    const registry = new Registry();
+    const pool = new Pool(factory, {
+      leakDetectionThresholdMs: 500,
+      evictionIntervalMs: 10,
+      closeTimeoutMs: 10,
+      clock,
+      logger,
+      registry,
+    });
+    await pool.acquire(); // leaked: reported at the threshold, then found again by close()
+    const late = await pool.acquire();
+    clock.advance(600);
+    await until(() => lines.filter((line) => line.message.includes('leak threshold')).length === 2);
+    pool.release(late);
+    await pool.acquire(); // lent after the leak check ran: close() is the first to report it
+    const report = await pool.close();
+    expect(report.unreleased).toHaveLength(2);
+    const text = await registry.getSingleMetricAsString('noa_connection_pool_leaks_total');
+    // Two at the threshold plus the one only close() found; the first is not counted twice.
+    expect(text).toMatch(/noa_connection_pool_leaks_total\{pool="pool"\} 3/);
   });
 
   it('fails fast with BackendUnavailableError while the backend is down, then recovers', async () => {
@@ -279,6 +323,73 @@ describe('Pool', () => {
     expect(destroyed).toEqual([held.id]);
   });
 
+  it('drain() completes when the resources it waits for are destroyed (broken) instead of released', async () => {
+    const { factory, destroyed } = counterFactory();
+    const pool = new Pool(factory, { max: 2 });
+    const broken = await pool.acquire();
+    const other = await pool.acquire();
+    let drained = false;
+    const draining = pool.drain().then(() => {
+      drained = true;
+    });
+    pool.release(other);
+    pool.destroy(broken); // the last one out
+    // Bounded so the failure reads as a hang, not a test timeout.
+    await Promise.race([draining, sleep(2_000)]);
+    expect(drained).toBe(true);
+    expect(destroyed.sort()).toEqual([broken.id, other.id].sort());
+
+    // Same when the last one is released after its connection broke (invalidate while lent).
+    const second = new Pool(counterFactory().factory, { max: 1 });
+    const invalid = await second.acquire();
+    const secondDrain = second.drain();
+    second.invalidate(invalid);
+    second.release(invalid);
+    expect(await Promise.race([secondDrain.then(() => 'drained'), sleep(2_000)])).toBe('drained');
+  });
+
+  it('close() during a drain() settles the drain too (drain, then close after a grace period)', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 1, closeTimeoutMs: 10 });
+    await pool.acquire(); // never released
+    const draining = pool.drain().then(() => 'drained');
+    const report = await pool.close();
+    expect(report.unreleased).toHaveLength(1);
+    // Bounded so the failure reads as a hang, not a test timeout.
+    expect(await Promise.race([draining, sleep(2_000).then(() => 'hung')])).toBe('drained');
+  });
+
+  it('a close() while another is in progress reports and counts each unreleased resource once', async () => {
+    const { factory } = counterFactory();
+    const { logger, lines } = recordingLogger();
+    const registry = new Registry();
+    const pool = new Pool(factory, { max: 1, closeTimeoutMs: 20, logger, registry });
+    await pool.acquire(); // never released
+    // e.g. an explicit close() and an `await using` disposal of the same pool
+    const [first, second] = await Promise.all([pool.close(), pool.close()]);
+    expect(first.unreleased.length + second.unreleased.length).toBe(1);
+    expect(lines.filter((line) => line.message.includes('never released'))).toHaveLength(1);
+    expect(await registry.getSingleMetricAsString('noa_connection_pool_leaks_total')).toMatch(
+      /noa_connection_pool_leaks_total\{pool="pool"\} 1/,
+    );
+  });
+
+  it('a second drain() waits for the drain in progress instead of resolving at once', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 1 });
+    const held = await pool.acquire();
+    const first = pool.drain();
+    let secondDone = false;
+    const second = pool.drain().then(() => {
+      secondDone = true;
+    });
+    await sleep(20);
+    expect(secondDone).toBe(false);
+    pool.release(held);
+    await Promise.all([first, second]);
+    expect(pool.stats.size).toBe(0);
+  });
+
   it('exports occupancy and acquire-time metrics', async () => {
     const registry = new Registry();
     const { factory } = counterFactory();
@@ -290,6 +401,40 @@ describe('Pool', () => {
     pool.release(held);
     expect(await registry.metrics()).toMatch(/noa_connection_pool_idle_connections\{pool="metrics"\} 1/);
     await pool.close();
+  });
+});
+
+describe('Pool metrics after close', () => {
+  /** Values of the pool's series, by metric name without the prefix. */
+  async function series(registry: Registry): Promise<Record<string, number>> {
+    const values: Record<string, number> = {};
+    for (const line of (await registry.metrics()).split('\n')) {
+      const match = /^noa_connection_pool_(\w+)\{pool="closing"\} (\S+)$/.exec(line);
+      if (match) values[match[1]!] = Number(match[2]);
+    }
+    return values;
+  }
+
+  it('close() and drain() leave no connection counted as active or idle, and count each one destroyed', async () => {
+    for (const shutdown of ['close', 'drain'] as const) {
+      const registry = new Registry();
+      const { factory } = counterFactory();
+      const pool = new Pool(factory, { name: 'closing', max: 3, closeTimeoutMs: 10, registry });
+      const held = [await pool.acquire(), await pool.acquire(), await pool.acquire()];
+      pool.release(held[0]!);
+      pool.release(held[1]!);
+      if (shutdown === 'drain') pool.release(held[2]!);
+      expect(await series(registry)).toMatchObject({ active_connections: shutdown === 'drain' ? 0 : 1 });
+      await (shutdown === 'close' ? pool.close() : pool.drain());
+      expect(pool.stats).toMatchObject({ active: 0, idle: 0, size: 0 });
+      expect(await series(registry)).toMatchObject({
+        active_connections: 0,
+        idle_connections: 0,
+        waiting_requests: 0,
+        connections_created_total: 3,
+        connections_destroyed_total: 3,
+      });
+    }
   });
 });
 

@@ -34,6 +34,7 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   name: 'mysql2',
   dialect: 'mysql',
   defaultRetryCodes: ['1213', '1205', 'ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT'],
+  urlSchemes: ['mysql', 'mariadb'],
 
   async connect(settings: ConnectSettings<MysqlConnectionConfig>): Promise<Connection> {
     const mysql = await loadMysql();
@@ -62,7 +63,11 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   },
 
   abort(conn: Connection): void {
-    conn.destroy();
+    // Connection#destroy() only ends our side (FIN) and keeps reading, so a statement running
+    // on a slow or frozen server would still be awaited: drop the socket itself.
+    const stream = (conn as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+    if (stream === undefined) conn.destroy();
+    else stream.destroy();
   },
 
   query(conn: Connection, sql: string, values: readonly unknown[] | undefined): Promise<MysqlResult> {

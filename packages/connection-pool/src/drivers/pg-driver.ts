@@ -35,6 +35,7 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
   name: 'pg',
   dialect: 'postgres',
   defaultRetryCodes: ['40001', '40P01'],
+  urlSchemes: ['postgres', 'postgresql', 'socket'],
 
   async connect(settings: ConnectSettings<PgConnectionConfig>): Promise<Client> {
     const pg = await loadPg();

@@ -4,10 +4,11 @@ import {
   BackendUnavailableError,
   type ClusterOptions,
   PoolClosedError,
+  QueryTimeoutError,
   type SqlCluster,
   TransactionRetryError,
 } from '../../src/index.js';
-import { barrier } from '../integration/helpers/wait.js';
+import { barrier, waitFor } from '../integration/helpers/wait.js';
 
 /** What the conformance suite needs to know about one SQL backend. */
 export interface SqlConformanceTarget<Conn, Config, Result> {
@@ -127,15 +128,108 @@ export function sqlPoolConformance<Conn, Config, Result>(
       }
     });
 
+    it('queryTimeoutMs: a statement running past it rejects with QueryTimeoutError, and the pool serves on', async () => {
+      const own = target.create({ primary: config, queryTimeoutMs: 300, pool: { max: 1 } });
+      try {
+        // Deadline test with a generous bound (the statement would run 20 s).
+        const hung = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 5_000).unref());
+        const started = Date.now();
+        const outcome = await Promise.race([
+          own.query(target.sleep(20)).then(
+            () => 'answered',
+            (error: unknown) => error,
+          ),
+          hung,
+        ]);
+        expect(outcome).toBeInstanceOf(QueryTimeoutError);
+        expect(Date.now() - started).toBeLessThan(300 + 3_000);
+        expect(target.rows(await own.query('SELECT 1 AS one'))).toEqual([{ one: 1 }]);
+      } finally {
+        await own.close();
+      }
+    });
+
     it('drain() lets running statements finish and refuses new ones', async () => {
       const own = target.create({ primary: config, pool: { max: 2 } });
       const running = own.query(target.sleep(0.2));
       await new Promise((resolve) => setTimeout(resolve, 50));
       const draining = own.drain();
+      // A second drain() (another shutdown hook) waits for the same drain.
+      let againDone = false;
+      const again = own.drain().then(() => {
+        againDone = true;
+      });
       await expect(own.query('SELECT 1')).rejects.toBeInstanceOf(PoolClosedError);
+      expect(againDone).toBe(false);
       await expect(running).resolves.toBeDefined();
-      await draining;
+      await Promise.all([draining, again]);
       expect(own.health().primary.stats.size).toBe(0);
+    });
+
+    it('drain() keeps queryTimeoutMs: a statement running past it still times out, so drain() completes', async () => {
+      const own = target.create({ primary: config, queryTimeoutMs: 300, pool: { max: 2 } });
+      const running = own.query(target.sleep(20)).catch((error: unknown) => error);
+      await waitFor(() => own.health().primary.stats.active === 1);
+      // Deadline test with a generous bound (the statement would run 20 s).
+      const hung = (ms: number) =>
+        new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), ms).unref());
+      const drained = await Promise.race([own.drain().then(() => 'drained'), hung(6_000)]);
+      expect(await Promise.race([running, hung(1_000)])).toBeInstanceOf(QueryTimeoutError);
+      expect(drained).toBe('drained');
+      await own.close();
+    });
+
+    it('close() with statements in flight: their callers get an answer or PoolClosedError, never NotBorrowedError', async () => {
+      const own = target.create({ primary: config, pool: { max: 3, closeTimeoutMs: 100 } });
+      const outcome = (work: Promise<unknown>) =>
+        work.then(
+          () => 'answered',
+          (error: unknown) => (error instanceof PoolClosedError ? 'closed' : error),
+        );
+      const statement = outcome(own.query(target.sleep(1)));
+      const transaction = outcome(own.withTransaction((tx) => tx.query(target.sleep(1))));
+      const raw = await own.acquire();
+      await waitFor(() => own.health().primary.stats.active === 3);
+      const report = await own.close();
+      expect(report.unreleased).toHaveLength(3);
+      expect(['answered', 'closed']).toContain(await statement);
+      expect(['answered', 'closed']).toContain(await transaction);
+      // Code written against pg.Pool / mysql2 releases its client when done, even after close.
+      expect(() => own.release(raw)).not.toThrow();
+    });
+
+    it('close() gives a long statement closeTimeoutMs, not its whole run: it returns, and the caller gets PoolClosedError', async () => {
+      const own = target.create({ primary: config, pool: { max: 2, closeTimeoutMs: 100 } });
+      const running = own.query(target.sleep(30)).catch((error: unknown) => error);
+      await waitFor(() => own.health().primary.stats.active === 1);
+      // Deadline test with a generous bound (the statement would run 30 s).
+      const hung = (ms: number) =>
+        new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), ms).unref());
+      const started = Date.now();
+      const report = await Promise.race([own.close(), hung(10_000)]);
+      expect(report).not.toBe('hung');
+      expect(Date.now() - started).toBeLessThan(100 + 5_000);
+      expect(await Promise.race([running, hung(5_000)])).toBeInstanceOf(PoolClosedError);
+    });
+
+    it('leaks() lists the connections held past leakDetectionThresholdMs, with their acquire stack', async () => {
+      const own = target.create({
+        primary: config,
+        pool: { max: 2, leakDetectionThresholdMs: 100, closeTimeoutMs: 10 },
+      });
+      try {
+        const held = await own.acquire();
+        await own.query('SELECT 1');
+        await waitFor(() => own.leaks().length > 0);
+        const leaks = own.leaks();
+        expect(leaks).toHaveLength(1);
+        expect(leaks[0]!.pool).toBe('db:primary');
+        expect(leaks[0]!.acquireStack).toMatch(/sql-pool-conformance/);
+        own.release(held);
+        expect(own.leaks()).toEqual([]);
+      } finally {
+        await own.close();
+      }
     });
 
     it('close() rejects new work and reports connections never released', async () => {

@@ -6,6 +6,7 @@ import {
   createMongoPool,
   type MongoPool,
   PoolClosedError,
+  QueryTimeoutError,
 } from '../../src/index.js';
 import {
   type PrivateFerretdb,
@@ -158,6 +159,60 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     expect(health).toMatchObject({ healthy: false });
     server.resume();
     await waitFor(async () => (await frozenPool.health()).healthy);
+  });
+
+  it('queryTimeoutMs bounds an operation already sent to a frozen server: QueryTimeoutError, then serves after resume', async () => {
+    server = await startPrivateFerretdb('deadline');
+    const registry = new Registry();
+    const queryTimeoutMs = 500;
+    const timed = createMongoPool({ url: server.url, name: 'mongo', queryTimeoutMs, registry });
+    pool = timed;
+    await timed.connect();
+    const items = timed.db().collection<{ n: number }>('items');
+    await items.insertOne({ n: 0 });
+    await server.freeze();
+
+    // Deadline tests with a generous bound: each call must end near queryTimeoutMs, not when
+    // the frozen server answers (never) or the driver's 30 s connect timeout passes.
+    const bound = queryTimeoutMs + 4_000;
+    const hung = () => new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), bound).unref());
+    const outcome = (call: Promise<unknown>) =>
+      Promise.race([
+        call.then(
+          () => 'answered',
+          (error: unknown) => error,
+        ),
+        hung(),
+      ]);
+
+    // A read on the idle connection (the driver would retry it on a fresh one), a write, and
+    // a read given the deadline's signal, which the driver then abandons itself.
+    const read = await outcome(timed.run(() => items.findOne({ n: 0 })));
+    const write = await outcome(timed.run(() => items.insertOne({ n: 1 })));
+    const signalled = await outcome(timed.run((signal) => items.findOne({ n: 0 }, { signal })));
+    for (const error of [read, write, signalled]) {
+      expect(error).toBeInstanceOf(QueryTimeoutError);
+      expect((error as QueryTimeoutError).code).toBe('NOA_POOL_QUERY_TIMEOUT');
+      expect((error as QueryTimeoutError).details).toMatchObject({
+        server: 'mongo',
+        timeoutMs: queryTimeoutMs,
+      });
+    }
+    expect(
+      await sample(registry, 'noa_connection_pool_errors_total', '{pool="mongo",kind="query-timeout"}'),
+    ).toBe(3);
+
+    server.resume();
+    await waitFor(async () =>
+      timed
+        .run(() => items.findOne({ n: 0 }))
+        .then(
+          (found) => found?.n === 0,
+          () => false,
+        ),
+    );
+    expect(await timed.run(() => items.countDocuments({ n: 0 }))).toBe(1);
+    expect((await timed.health()).healthy).toBe(true);
   });
 
   it('close() with operations in flight settles them, zeroes the gauges and stays closed', async () => {

@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackendUnavailableError, createPgPool, QueryTimeoutError } from '../../src/index.js';
+import {
+  BackendUnavailableError,
+  createPgPool,
+  PoolClosedError,
+  QueryTimeoutError,
+} from '../../src/index.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
-import { sleep } from './helpers/wait.js';
+import { sleep, waitFor } from './helpers/wait.js';
 
 const skip = privatePgSkipReason();
 if (skip) console.log(skip);
@@ -106,6 +111,35 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
       }
       expect(answered).toBe(true);
     } finally {
+      await pool.close();
+    }
+  });
+
+  it('close() returns while the primary is frozen, with idle and lent connections', async () => {
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      connectTimeoutMs: 1_000,
+      pool: { min: 2, max: 3, closeTimeoutMs: 200 },
+    });
+    let frozen = false;
+    try {
+      await pool.query('SELECT 1');
+      await waitFor(() => pool.health().primary.stats.size >= 2);
+      const running = pool.query('SELECT pg_sleep(30)').catch((error: unknown) => error);
+      await waitFor(() => pool.health().primary.stats.active === 1);
+      await cluster.freezePrimary();
+      frozen = true;
+      // Deadline test with a generous bound: a goodbye the frozen server never answers must
+      // not hold close() (closeTimeoutMs for the lent one, connectTimeoutMs for a goodbye).
+      const hung = (ms: number) =>
+        new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), ms).unref());
+      const started = Date.now();
+      const report = await Promise.race([pool.close(), hung(10_000)]);
+      expect(report).not.toBe('hung');
+      expect(Date.now() - started).toBeLessThan(200 + 1_000 + 3_000);
+      expect(await Promise.race([running, hung(5_000)])).toBeInstanceOf(PoolClosedError);
+    } finally {
+      if (frozen) await cluster.thawPrimary();
       await pool.close();
     }
   });

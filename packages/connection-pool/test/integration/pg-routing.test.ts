@@ -143,6 +143,21 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     expect(await where('SELECT inet_server_port() AS port')).toBe('replica');
   });
 
+  it('answers reads running on the replica when it stops mid-query from the primary', async () => {
+    const reads = Array.from({ length: 3 }, () =>
+      where('SELECT pg_sleep(1), inet_server_port() AS port', [], { target: 'replica' }),
+    );
+    await waitFor(() => pool.health().replicas[0]!.stats.active >= 3);
+    await cluster.stopReplica();
+    try {
+      expect(await Promise.all(reads)).toEqual(['primary', 'primary', 'primary']);
+      expect(pool.health().replicas[0]!.healthy).toBe(false);
+    } finally {
+      await cluster.startReplica();
+    }
+    await waitFor(() => pool.health().replicas[0]!.healthy, 20_000);
+  });
+
   it('commits, rolls back on throw, and retries serialization failures (40001)', async () => {
     await pool.withTransaction(async (tx) => {
       await tx.query("INSERT INTO items (name) VALUES ('committed')");

@@ -1,6 +1,6 @@
 import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
-import { BackendUnavailableError, createRedisPool } from '../../src/index.js';
+import { BackendUnavailableError, createRedisPool, PoolClosedError } from '../../src/index.js';
 
 const url = serviceUrl('redis');
 const reachable = await isReachable('redis');
@@ -48,6 +48,20 @@ describe.skipIf(!reachable)('RedisPool', () => {
     } finally {
       await pool.close();
     }
+  });
+
+  it('close() with a blocking command in flight: its caller gets PoolClosedError, a client released late is ignored', async () => {
+    const pool = createRedisPool({ redis: url, max: 2, closeTimeoutMs: 100 });
+    const key = uniqueName('cp_close');
+    const blocked = pool.use((client) => client.blpop(key, 10)).catch((error: unknown) => error);
+    const raw = await pool.acquire();
+    for (let attempt = 0; attempt < 200 && pool.health().stats.active < 2; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const report = await pool.close();
+    expect(report.unreleased).toHaveLength(2);
+    expect(await blocked).toBeInstanceOf(PoolClosedError);
+    expect(() => pool.release(raw)).not.toThrow();
   });
 
   it('fails fast while a private Redis is down and recovers after it restarts', async () => {
