@@ -292,6 +292,51 @@ describe('shared msgpack structures', () => {
       await expect(decodeOn(reader.codec, bytes)).rejects.toMatchObject({ code: 'NOA_CACHE_SERIALIZATION' });
       expect(held.loads).toBe(loadsBefore + 2);
     });
+
+    it('while reads of the list fail, values that need it re-read it once a second, not once each', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      const list = new ListStore();
+      const { bytes } = await writerWithValue(list);
+      const held = new HeldStore(list);
+      const reader = instance(held);
+      held.failNext = 1_000; // the list's node is down: every read of it fails (each after its deadline)
+      for (let read = 0; read < 5; read += 1) {
+        await expect(decodeOn(reader.codec, bytes)).rejects.toMatchObject({
+          code: 'NOA_CACHE_SERIALIZATION',
+        });
+      }
+      expect(held.loads).toBe(1);
+      vi.setSystemTime(Date.now() + 1_000);
+      held.failNext = 0; // back: the next value's read re-reads the list and decodes
+      expect(await decodeOn(reader.codec, bytes)).toEqual(entry({ a: 3, b: 3 }));
+      expect(held.loads).toBe(2);
+    });
+
+    it('a flood of more unknown kinds than it remembers costs a re-read per kind, then once a second', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      const list = new ListStore();
+      const { bytes } = await writerWithValue(list);
+      const held = new HeldStore(list);
+      const reader = instance(held);
+      await reader.structures.load();
+      const kinds = 600; // corrupt or foreign headers: each fingerprint its own kind
+      const flood = Array.from({ length: kinds }, (_, kind) => {
+        const copy = Buffer.from(bytes);
+        copy.writeUInt32BE(kind, 10);
+        return copy;
+      });
+      const loadsBefore = held.loads;
+      for (let round = 0; round < 3; round += 1) {
+        for (const value of flood) {
+          await expect(decodeOn(reader.codec, value)).rejects.toMatchObject({
+            code: 'NOA_CACHE_SERIALIZATION',
+          });
+        }
+      }
+      // One re-read per kind remembered, then the quiet second: not one per read (1,800 reads).
+      expect(held.loads - loadsBefore).toBeLessThanOrEqual(257);
+      expect(await decodeOn(reader.codec, bytes)).toEqual(entry({ a: 3, b: 3 }));
+    });
   });
 
   it('treats a value needing more structures than exist as undecodable, not as garbage', async () => {

@@ -102,6 +102,8 @@ export class RedisGuard {
   #disconnected: () => string | undefined = () => undefined;
   /** The client's connection, once {@link sendOnlyWhenConnected} was called. */
   #watch: ConnectionWatch | undefined;
+  /** Starts connecting a `lazyConnect` client not connected yet (`wait`). */
+  #connectIfWaiting: () => void = () => {};
 
   constructor(options: RedisGuardOptions) {
     this.#options = options;
@@ -129,19 +131,26 @@ export class RedisGuard {
    * blinking: calls fail at once, unsent, and a held call fails as that attempt does. Held for
    * their deadline, every call of a long outage waited it until the breaker opened, and every
    * half-open probe after. A client created with `lazyConnect` and not connected yet (`wait`)
-   * is left to connect on the call.
+   * is connected by the call, which is then held like any other: sent in `wait`, it went to
+   * ioredis's offline queue, so with Redis down a write waited its whole deadline, was counted
+   * as lost, and landed on reconnecting over a later write of another instance.
    */
   sendOnlyWhenConnected(client: RedisClient): void {
     this.#disconnected = () => {
       const status = client.status;
-      return status === 'ready' || status === 'wait' ? undefined : status;
+      return status === 'ready' ? undefined : status;
     };
     this.#watch = watchOf(client);
+    this.#connectIfWaiting = () => {
+      // ioredis moves to `connecting` at once; a failed attempt is seen by the watch (`close`).
+      if (client.status === 'wait') client.connect().catch(() => {});
+    };
   }
 
   /** Sends `work` now, or once the client is ready again within the deadline (see {@link sendOnlyWhenConnected}). */
   #send<T>(operation: string, work: () => Promise<T>): Promise<T> {
     const label = `redis ${operation}`;
+    if (this.#disconnected() === 'wait') this.#connectIfWaiting();
     const down = this.#disconnected();
     if (down === undefined) return this.#deadlines.run(work(), label);
     const watch = this.#watch!;

@@ -85,6 +85,13 @@ export class SharedStructures {
    * re-read the list at most once a second (as after a failed load), not once each.
    */
   readonly #undecodable = new Set<string>();
+  /**
+   * The last load a value waited for read no list (the store failed): until one does, values
+   * wait for a load at most once a second, as for a remembered signature.
+   */
+  #loadForFailed = false;
+  /** The last load that ended read no list. */
+  #lastLoadFailed = false;
   #quietUntil = 0;
   #trusted = false;
   #loadedAt = 0;
@@ -161,18 +168,34 @@ export class SharedStructures {
    * load can help: more structures than are ever shared, or a signature that such a load
    * already failed to make decodable (the list it was written with is gone), whose reads
    * re-read the list at most once a second, so that dead values do not cost a store call each.
+   * The same once a second applies to every value while the last load a value waited for
+   * failed (the list's node is down or slow: each value read waited for a load that timed out,
+   * one after the other), and to signatures not remembered once {@link MAX_UNDECODABLE_SIGNATURES}
+   * are: a flood of corrupt or foreign headers otherwise cost a load per read (clearing the set
+   * when full forgot them all, and a rotation over more kinds than it holds never hit it).
    */
   loadFor(epoch: number, needed: number, high: number, low: number): Promise<void> | undefined {
     if (needed > MAX_SHARED_STRUCTURES) return undefined;
     const signature = `${epoch}/${needed}/${high}/${low}`;
-    if (this.#undecodable.has(signature)) return Date.now() >= this.#quietUntil ? this.load() : undefined;
+    if (
+      this.#loadForFailed ||
+      this.#undecodable.has(signature) ||
+      this.#undecodable.size >= MAX_UNDECODABLE_SIGNATURES
+    )
+      return Date.now() >= this.#quietUntil ? this.#loadForValue(this.load()) : undefined;
     const before = this.#loadsStarted;
-    return this.#loadAfter(before).then(() => {
+    return this.#loadForValue(this.#loadAfter(before)).then(() => {
       // Only a load that read the list after this value was read shows it is undecodable.
       if (this.#lastLoadRead <= before || this.decoderFor(high, low, needed)) return;
-      if (this.#undecodable.size >= MAX_UNDECODABLE_SIGNATURES) this.#undecodable.clear();
-      this.#undecodable.add(signature);
+      // Full, the set keeps what it holds: its signatures and any new one re-check once a second.
+      if (this.#undecodable.size < MAX_UNDECODABLE_SIGNATURES) this.#undecodable.add(signature);
     });
+  }
+
+  /** Waits for `loading`, a load a value waits for, noting whether it read the list (see `#loadForFailed`). */
+  async #loadForValue(loading: Promise<void>): Promise<void> {
+    await loading;
+    if (this.#lastLoadFailed) this.#loadForFailed = true;
   }
 
   /** Waits for a load numbered above `started` (starting one unless another caller has). */
@@ -186,10 +209,15 @@ export class SharedStructures {
     this.#loading ??= (async () => {
       this.#loadedAt = Date.now();
       const number = ++this.#loadsStarted;
+      this.#lastLoadFailed = true; // until it read a list it could apply
       try {
         const list = await this.#store.loadStructures(String(randomInt(1, 2 ** 32 - 1)));
         this.#apply(list);
-        if (list !== undefined) this.#lastLoadRead = number;
+        this.#lastLoadFailed = list === undefined;
+        if (list !== undefined) {
+          this.#lastLoadRead = number;
+          this.#loadForFailed = false;
+        }
         if (list !== undefined && this.#epoch !== undefined) this.#trusted = true;
       } catch (error) {
         this.#onError(error);

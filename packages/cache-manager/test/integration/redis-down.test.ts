@@ -124,4 +124,40 @@ describe.skipIf(!hasRedisServer)('Redis down: calls degrade at once once a recon
       await server.stop();
     }
   }, 60_000);
+
+  it('a lazyConnect client not connected yet: a write made while Redis is down fails at once and never lands later', async () => {
+    const server = await startPrivateRedis();
+    await server.kill();
+    // ioredis's default maxRetriesPerRequest (20) keeps a queued command for 20 attempts: 6 s here.
+    const redis = new Redis(server.url, { lazyConnect: true, retryStrategy: () => 300 });
+    redis.on('error', () => {});
+    // No shared structures and no bus: the write is the cache's first command on the client.
+    const cache = new Cache({
+      redis,
+      prefix: 'down:',
+      bus: false,
+      sharedStructures: false,
+      operationTimeoutMs: OPERATION_TIMEOUT_MS,
+      onBackendError: 'throw',
+    });
+    const other = new Redis(server.url, { lazyConnect: true });
+    try {
+      expect(redis.status).toBe('wait');
+      const [error, ms] = await timed(cache.set('lost', 'older').catch((caught: unknown) => caught));
+      expect(error).toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
+      expect(ms, `the write took ${ms.toFixed(0)} ms`).toBeLessThan(PROMPT_BOUND_MS);
+      // Redis back: another instance writes the key; this client reconnects, and whatever it
+      // had queued is sent before its PING is answered.
+      await server.restart();
+      await other.set('down:v:lost', 'newer');
+      await nth(redis, 'ready', 1);
+      await redis.ping();
+      expect(await other.get('down:v:lost')).toBe('newer');
+    } finally {
+      await cache.close();
+      redis.disconnect();
+      other.disconnect();
+      await server.stop();
+    }
+  }, 60_000);
 });
