@@ -8,6 +8,7 @@ import {
   parseOptions,
   silentLogger,
   systemClock,
+  TimeoutError,
   tracingChannel,
   withDeadline,
 } from '@noa/core';
@@ -76,10 +77,13 @@ export interface ServerHealth {
   /** `primary`, `replica0`, `replica1`… */
   name: string;
   role: 'primary' | 'replica';
-  /** In rotation (replicas) / reachable (primary). */
+  /** In rotation (replicas) / reachable and answering (primary). */
   healthy: boolean;
-  /** Why it is out of rotation: `lag` or `down`. */
-  reason: 'lag' | 'down' | undefined;
+  /**
+   * Why not: `lag` or `down` (a replica out of rotation; the primary while connects fail), or
+   * `unresponsive` (the primary's health probe got no answer in time, until one answers).
+   */
+  reason: 'lag' | 'down' | 'unresponsive' | undefined;
   /** Last measured replication lag (0 for the primary). */
   lagMs: number;
   /** Occupancy of this server's pool. */
@@ -104,6 +108,8 @@ class ServerNode<Conn, Config> {
   lagMs = 0;
   lagStrikes = 0;
   checking = false;
+  /** The primary's probe went unanswered past its deadline (cleared by the next answer). */
+  unresponsive = false;
 
   constructor(name: string, role: 'primary' | 'replica', config: Config) {
     this.name = name;
@@ -146,6 +152,7 @@ export class SqlCluster<Conn, Config, Result> {
   #failoverRunning = false;
   #failoverAfter = 0;
   #healthTimer: NodeJS.Timeout | undefined;
+  #primaryProbeTimer: NodeJS.Timeout | undefined;
   #watchdog: NodeJS.Timeout | undefined;
   /** Start time of each statement in flight, only while `queryTimeoutMs` is set. */
   readonly #running = new Map<Conn, number>();
@@ -198,6 +205,11 @@ export class SqlCluster<Conn, Config, Result> {
         Math.max(25, Math.min(1_000, queryTimeoutMs / 4)),
       );
       this.#watchdog.unref();
+    }
+    const primaryProbeMs = this.options.primaryHealthCheckIntervalMs;
+    if (primaryProbeMs !== undefined) {
+      this.#primaryProbeTimer = setInterval(() => this.#probePrimary(), primaryProbeMs);
+      this.#primaryProbeTimer.unref();
     }
     if (this.#replicas.length > 0) {
       this.#healthTimer = setInterval(() => this.#checkReplicas(), this.options.healthCheckIntervalMs);
@@ -315,14 +327,19 @@ export class SqlCluster<Conn, Config, Result> {
 
   /** Health, lag and occupancy of every server. */
   health(): ClusterHealth {
-    const view = (node: ServerNode<Conn, Config>): ServerHealth => ({
-      name: node.name,
-      role: node.role,
-      healthy: node.role === 'primary' ? !node.pool.backendDown : node.healthy,
-      reason: node.role === 'primary' ? (node.pool.backendDown ? 'down' : undefined) : node.reason,
-      lagMs: node.lagMs,
-      stats: node.pool.stats,
-    });
+    const primaryReason = (node: ServerNode<Conn, Config>) =>
+      node.unresponsive ? 'unresponsive' : node.pool.backendDown ? 'down' : undefined;
+    const view = (node: ServerNode<Conn, Config>): ServerHealth => {
+      const reason = node.role === 'primary' ? primaryReason(node) : node.reason;
+      return {
+        name: node.name,
+        role: node.role,
+        healthy: node.role === 'primary' ? reason === undefined : node.healthy,
+        reason,
+        lagMs: node.lagMs,
+        stats: node.pool.stats,
+      };
+    };
     return { primary: view(this.#primary), replicas: this.#replicas.map(view) };
   }
 
@@ -347,6 +364,7 @@ export class SqlCluster<Conn, Config, Result> {
   async #drain(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#healthTimer);
+    clearInterval(this.#primaryProbeTimer);
     // The watchdog outlives the wait: the statements drain() waits for keep their deadline.
     await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.drain()));
     clearInterval(this.#watchdog);
@@ -356,6 +374,7 @@ export class SqlCluster<Conn, Config, Result> {
   async close(): Promise<CloseReport> {
     this.#closed = true;
     clearInterval(this.#healthTimer);
+    clearInterval(this.#primaryProbeTimer);
     clearInterval(this.#watchdog);
     const reports = await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.close()));
     return { unreleased: reports.flatMap((report) => report.unreleased) };
@@ -623,6 +642,51 @@ export class SqlCluster<Conn, Config, Result> {
       );
       node.pool.release(conn);
       return lag;
+    } catch (error) {
+      if (!timedOut) node.pool.destroy(conn);
+      throw error;
+    }
+  }
+
+  /**
+   * Pings the primary with a deadline. Only an unanswered ping marks it `unresponsive`: a failed
+   * connect already shows as `down` (and may fail over, as traffic's would), and a pool with
+   * every connection busy skips the round, its traffic being the check.
+   */
+  #probePrimary(): void {
+    const node = this.#primary;
+    if (node.checking || this.#closed) return;
+    node.checking = true;
+    const deadlineMs = this.options.queryTimeoutMs ?? this.options.connectTimeoutMs;
+    this.#ping(node, deadlineMs)
+      .then(
+        () => {
+          node.unresponsive = false;
+        },
+        (error: unknown) => {
+          if (error instanceof TimeoutError) {
+            if (!node.unresponsive)
+              this.#logger.warn('primary did not answer its health probe', { deadlineMs });
+            node.unresponsive = true;
+          } else if (error instanceof BackendUnavailableError) {
+            this.#serverDown(node, error);
+          }
+        },
+      )
+      .finally(() => {
+        node.checking = false;
+      });
+  }
+
+  async #ping(node: ServerNode<Conn, Config>, deadlineMs: number): Promise<void> {
+    const conn = await node.pool.acquire({ timeoutMs: deadlineMs });
+    let timedOut = false;
+    try {
+      await withDeadline(this.#driver.ping(conn), deadlineMs, 'primary health probe', () => {
+        timedOut = true;
+        node.pool.destroy(conn);
+      });
+      node.pool.release(conn);
     } catch (error) {
       if (!timedOut) node.pool.destroy(conn);
       throw error;
