@@ -110,6 +110,8 @@ class ServerNode<Conn, Config> {
   checking = false;
   /** The primary's probe went unanswered past its deadline (cleared by the next answer). */
   unresponsive = false;
+  /** `Date.now()` of the server's last answer (health probe or statement), while `queryTimeoutMs` is set. */
+  answeredAt = 0;
 
   constructor(name: string, role: 'primary' | 'replica', config: Config) {
     this.name = name;
@@ -156,7 +158,8 @@ export class SqlCluster<Conn, Config, Result> {
   #watchdog: NodeJS.Timeout | undefined;
   /** Start time of each statement in flight, only while `queryTimeoutMs` is set. */
   readonly #running = new Map<Conn, number>();
-  readonly #timedOut = new WeakSet<object>();
+  /** Connections the watchdog closed, with the start time of the statement that ran too long. */
+  readonly #timedOut = new WeakMap<object, number>();
   #closed = false;
   #draining: Promise<void> | undefined;
 
@@ -490,7 +493,10 @@ export class SqlCluster<Conn, Config, Result> {
     try {
       return await this.#exec(replica, sql, values, options?.signal);
     } catch (error) {
-      if (!(error instanceof BackendUnavailableError)) throw error;
+      // A timeout is retried only when #exec judged the replica frozen (and took it out of
+      // rotation); a read that is merely slow would be as slow elsewhere, and on the primary.
+      const frozen = error instanceof QueryTimeoutError && replica.reason === 'down';
+      if (!(error instanceof BackendUnavailableError) && !frozen) throw error;
       // A read is safe to repeat: try another replica, else the primary.
       const next = this.#balancer.pick(replica);
       if (next === undefined) return this.#onPrimary(sql, values, options, this.#fallbackReason());
@@ -524,8 +530,12 @@ export class SqlCluster<Conn, Config, Result> {
     try {
       result = await this.#run(conn, sql, values);
     } catch (error) {
-      if (this.#timedOut.has(conn as object)) {
+      const startedAt = this.#timedOut.get(conn as object);
+      if (startedAt !== undefined) {
         node.pool.destroy(conn);
+        // Nothing else (statement or health probe) answered on that replica since this one was
+        // sent: it is frozen, not slow. Out of rotation until a health check answers again.
+        if (node.role === 'replica' && node.answeredAt <= startedAt) this.#markReplica(node, false, 'down');
         throw this.#timeout(node);
       }
       if (this.#driver.isConnectionError(error)) {
@@ -543,9 +553,18 @@ export class SqlCluster<Conn, Config, Result> {
   #run(conn: Conn, sql: string, values: readonly unknown[] | undefined): Promise<Result> {
     if (this.#watchdog === undefined) return this.#driver.query(conn, sql, values);
     this.#running.set(conn, Date.now());
-    return this.#driver.query(conn, sql, values).finally(() => {
-      this.#running.delete(conn);
-    });
+    return this.#driver.query(conn, sql, values).then(
+      (result) => {
+        this.#running.delete(conn);
+        const node = this.#owner.get(conn as object);
+        if (node !== undefined) node.answeredAt = Date.now();
+        return result;
+      },
+      (error: unknown) => {
+        this.#running.delete(conn);
+        throw error;
+      },
+    );
   }
 
   /** Closes the connections whose statement has run past `queryTimeoutMs`. */
@@ -554,7 +573,7 @@ export class SqlCluster<Conn, Config, Result> {
     for (const [conn, startedAt] of this.#running) {
       if (now - startedAt < timeoutMs) continue;
       this.#running.delete(conn);
-      this.#timedOut.add(conn as object);
+      this.#timedOut.set(conn as object, startedAt);
       this.#logger.warn('query exceeded queryTimeoutMs; closing its connection', { timeoutMs });
       this.#driver.abort(conn);
     }
@@ -599,6 +618,7 @@ export class SqlCluster<Conn, Config, Result> {
         .then(
           (lagMs) => {
             node.lagMs = lagMs;
+            node.answeredAt = Date.now();
             if (this.#metricsOn) {
               const seconds = Number.isFinite(lagMs) ? lagMs / 1_000 : -1;
               this.#replicaLag.set({ cluster: this.options.name, replica: node.name }, seconds);
