@@ -2,12 +2,7 @@ import { MetricsFactory, parseOptions, withDeadline } from '@noa/core';
 import type { Command, Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
-import {
-  AcquireTimeoutError,
-  BackendUnavailableError,
-  PoolClosedError,
-  QueryTimeoutError,
-} from './errors.js';
+import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
 import { type AcquireOptions, type CloseReport, Pool, type PoolStats } from './pool.js';
 import { poolOptionsObject } from './pool-options.js';
@@ -50,7 +45,7 @@ const BLOCKING_COMMANDS = new Set([
  * undefined for one that blocks for ever (`BLPOP k 0`, `XREAD BLOCK 0`): a frozen server cannot
  * be told from an empty queue there, so only the health probe notices it.
  */
-function commandDeadlineMs(command: Command, queryTimeoutMs: number): number | undefined {
+export function commandDeadlineMs(command: Command, queryTimeoutMs: number): number | undefined {
   const name = command.name.toLowerCase();
   if (BLOCKING_COMMANDS.has(name)) {
     // Seconds as ms, 0 for "for ever", null for XREAD without BLOCK (it does not block).
@@ -305,11 +300,8 @@ export class RedisPool {
     let client: Redis;
     try {
       client = await this.pool.acquire({ timeoutMs: this.#probeDeadlineMs });
-    } catch (error) {
-      // Connect failures already show as `down` (backendDown); a busy pool says nothing.
-      if (!(error instanceof AcquireTimeoutError) && !(error instanceof BackendUnavailableError)) {
-        this.#unresponsive = true;
-      }
+    } catch {
+      // Connect failures already show as `down` (backendDown); a busy or drained pool says nothing.
       return;
     }
     let timedOut = false;
