@@ -110,7 +110,7 @@ class ServerNode<Conn, Config> {
   checking = false;
   /** The primary's probe went unanswered past its deadline (cleared by the next answer). */
   unresponsive = false;
-  /** `Date.now()` of the server's last answer (health probe or statement), while `queryTimeoutMs` is set. */
+  /** `Date.now()` of the server's last answer: a lag probe, or a statement while `queryTimeoutMs` is set. */
   answeredAt = 0;
 
   constructor(name: string, role: 'primary' | 'replica', config: Config) {
