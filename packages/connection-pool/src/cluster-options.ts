@@ -70,6 +70,14 @@ export const clusterOptionsSchema = z
     maxReplicaLagMs: z.number().int().positive().default(5_000),
     /** How often replica lag and health are measured. */
     healthCheckIntervalMs: z.number().int().positive().default(1_000),
+    /**
+     * How often a ping on an idle (or new) primary connection checks the primary (unref'd
+     * timer; off by default, like HikariCP's keepalive and pgpool's health check). Without it
+     * the primary's `health()` changes only when traffic connects; with it an idle primary that
+     * is frozen shows `unresponsive`, one that is gone `down`, within this interval plus the
+     * probe's deadline (`queryTimeoutMs`, else `connectTimeoutMs`).
+     */
+    primaryHealthCheckIntervalMs: z.number().int().positive().optional(),
     /** With no healthy replica, reads go to the primary (`primary`) or fail (`error`). */
     replicaFallback: z.enum(['primary', 'error']).default('primary'),
     /** Prepared statements kept per connection (LRU; 0 turns caching off). */

@@ -1,8 +1,8 @@
-import { parseOptions } from '@noa/core';
-import type { Redis, RedisOptions } from 'ioredis';
+import { MetricsFactory, parseOptions, withDeadline } from '@noa/core';
+import type { Command, Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
-import { BackendUnavailableError, PoolClosedError } from './errors.js';
+import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
 import { type AcquireOptions, type CloseReport, Pool, type PoolStats } from './pool.js';
 import { poolOptionsObject } from './pool-options.js';
@@ -20,6 +20,47 @@ function isConnectionError(error: unknown): boolean {
     (typeof code === 'string' && CONNECTION_ERROR.test(code)) ||
     (typeof message === 'string' && CONNECTION_ERROR.test(message))
   );
+}
+
+/** ioredis' own `commandTimeout` rejects with this plain Error (and leaves the connection open). */
+const IOREDIS_COMMAND_TIMEOUT = 'Command timed out';
+
+/** Commands whose server-side wait is an argument, in seconds (ioredis' list of blocking commands). */
+const BLOCKING_COMMANDS = new Set([
+  'blpop',
+  'brpop',
+  'brpoplpush',
+  'blmove',
+  'bzpopmin',
+  'bzpopmax',
+  'bzmpop',
+  'blmpop',
+  'xread',
+  'xreadgroup',
+]);
+
+/**
+ * How long `command` may wait for its answer: `queryTimeoutMs`, or for a blocking command the
+ * wait it asked the server for plus `queryTimeoutMs` (the server answers nil at its end), or
+ * undefined for one that blocks for ever (`BLPOP k 0`, `XREAD BLOCK 0`): a frozen server cannot
+ * be told from an empty queue there, so only the health probe notices it.
+ */
+export function commandDeadlineMs(command: Command, queryTimeoutMs: number): number | undefined {
+  const name = command.name.toLowerCase();
+  if (BLOCKING_COMMANDS.has(name)) {
+    // Seconds as ms, 0 for "for ever", null for XREAD without BLOCK (it does not block).
+    const waitMs = command.extractBlockingTimeout();
+    if (waitMs === null) return queryTimeoutMs;
+    if (waitMs === undefined || waitMs <= 0) return undefined;
+    return waitMs + queryTimeoutMs;
+  }
+  if (name === 'wait' || name === 'waitaof') {
+    // WAIT numreplicas timeout-ms / WAITAOF numlocal numreplicas timeout-ms; 0 waits for ever.
+    const waitMs = Number(command.args[command.args.length - 1]);
+    if (!Number.isFinite(waitMs) || waitMs <= 0) return undefined;
+    return waitMs + queryTimeoutMs;
+  }
+  return queryTimeoutMs;
 }
 
 /**
@@ -42,8 +83,23 @@ export const redisPoolOptionsSchema = poolOptionsObject
     ]),
     name: z.string().min(1).default('redis'),
     max: z.number().int().positive().default(4),
-    /** Connect timeout per connection. */
+    /** Connect timeout per connection, handshake (ready check) included. */
     connectTimeoutMs: z.number().int().positive().default(5_000),
+    /**
+     * A command not answered within this long rejects with `QueryTimeoutError` (counted in
+     * `errors_total{kind="query-timeout"}`), as does everything else in flight on its
+     * connection, which is closed: a frozen or partitioned server would otherwise hold the
+     * caller for ever. Blocking commands get their own wait plus this; ones that block for
+     * ever (`BLPOP k 0`) get no deadline. Off by default, like the SQL pools'.
+     */
+    queryTimeoutMs: z.number().int().positive().optional(),
+    /**
+     * How often a PING on an idle connection checks the server (unref'd timer; off by
+     * default). Without it `health()` only learns of failures from traffic; with it a frozen
+     * server turns `health()` unhealthy within this interval plus the probe's deadline
+     * (`queryTimeoutMs`, else `connectTimeoutMs`).
+     */
+    healthCheckIntervalMs: z.number().int().positive().optional(),
   })
   .refine((options) => options.max >= options.min, { path: ['max'], message: 'max must be >= min' });
 
@@ -61,14 +117,30 @@ export class RedisPool {
   /** The underlying generic pool (stats, leaks, drain). */
   readonly pool: Pool<Redis>;
   #closed = false;
+  /** Set by a command or probe that got no answer in time; cleared by the next answer. */
+  #unresponsive = false;
+  readonly #timedOut = new WeakMap<Redis, QueryTimeoutError>();
+  readonly #errors: { inc(labels: { pool: string; kind: string }): void };
+  readonly #commandTimeoutMs: number | undefined;
+  readonly #probeDeadlineMs: number;
+  #probeTimer: NodeJS.Timeout | undefined;
+  #probing: Promise<void> | undefined;
 
   constructor(options: RedisPoolOptions) {
-    const { redis, connectTimeoutMs, ...poolOptions } = parseOptions(
+    const { redis, connectTimeoutMs, queryTimeoutMs, healthCheckIntervalMs, ...poolOptions } = parseOptions(
       'redis pool',
       redisPoolOptionsSchema,
       options,
     );
     const base: RedisOptions = typeof redis === 'string' ? {} : (redis as RedisOptions);
+    this.#commandTimeoutMs = base.commandTimeout;
+    this.#probeDeadlineMs = queryTimeoutMs ?? connectTimeoutMs;
+    // The same series the generic pool registers (a shared registry returns the same counter).
+    this.#errors = new MetricsFactory('connection_pool', poolOptions.registry).counter(
+      'errors_total',
+      'Connection errors by kind (create, validate, query).',
+      ['pool', 'kind'],
+    );
     const url = typeof redis === 'string' ? redis : undefined;
     this.pool = new Pool<Redis>(
       {
@@ -85,12 +157,18 @@ export class RedisPool {
           const client = url === undefined ? new RedisClient(settings) : new RedisClient(url, settings);
           client.on('error', () => {});
           try {
-            await client.connect();
+            // ioredis' connectTimeout ends at TCP connect: a frozen server accepts the socket and
+            // never answers the ready check, which would hold this create (and a pool slot) for ever.
+            await withDeadline(client.connect(), connectTimeoutMs, 'redis connect', () =>
+              client.disconnect(),
+            );
           } catch (error) {
             client.disconnect();
             throw error;
           }
           client.once('end', () => this.pool.invalidate(client));
+          // After the handshake, so the ready check keeps connectTimeoutMs.
+          if (queryTimeoutMs !== undefined) this.#guardCommands(client, queryTimeoutMs);
           return client;
         },
         destroy: async (client) => {
@@ -100,6 +178,14 @@ export class RedisPool {
       },
       poolOptions,
     );
+    if (healthCheckIntervalMs !== undefined) {
+      this.#probeTimer = setInterval(() => {
+        this.#probing ??= this.#probe().finally(() => {
+          this.#probing = undefined;
+        });
+      }, healthCheckIntervalMs);
+      this.#probeTimer.unref();
+    }
   }
 
   /** Borrows a connection (see `Pool#acquire`). */
@@ -123,6 +209,13 @@ export class RedisPool {
       result = await fn(client);
     } catch (error) {
       this.pool.destroy(client);
+      const timedOut = this.#timedOut.get(client);
+      if (timedOut !== undefined) throw timedOut;
+      if (error instanceof Error && error.message === IOREDIS_COMMAND_TIMEOUT) {
+        // The answer may still come on that connection: it was closed above, not reused.
+        this.#unresponsive = true;
+        throw this.#queryTimeout(this.#commandTimeoutMs ?? 0);
+      }
       if (client.status !== 'ready' || isConnectionError(error)) {
         // After close() the connection was closed under the command: not an outage.
         if (this.#closed) throw new PoolClosedError(this.pool.name, error);
@@ -131,23 +224,99 @@ export class RedisPool {
       throw error;
     }
     this.pool.release(client);
+    this.#unresponsive = false;
     return result;
   }
 
-  /** Reachability and occupancy. */
-  health(): { healthy: boolean; stats: PoolStats } {
-    return { healthy: !this.pool.backendDown, stats: this.pool.stats };
+  /**
+   * Reachability and occupancy. Unhealthy with reason `unresponsive` after a command or probe
+   * got no answer within its deadline (until one answers), `down` while connects fail. Only
+   * traffic updates it unless `healthCheckIntervalMs` is set.
+   */
+  health(): { healthy: boolean; reason?: 'down' | 'unresponsive'; stats: PoolStats } {
+    const stats = this.pool.stats;
+    if (this.#unresponsive) return { healthy: false, reason: 'unresponsive', stats };
+    if (this.pool.backendDown) return { healthy: false, reason: 'down', stats };
+    return { healthy: true, stats };
   }
 
   /** Closes every connection; reports those never released. */
-  close(): Promise<CloseReport> {
+  async close(): Promise<CloseReport> {
     this.#closed = true;
+    clearInterval(this.#probeTimer);
+    // A probe is bounded by its deadline; waiting for it keeps its connection out of the report.
+    await this.#probing;
     return this.pool.close();
   }
 
   /** Same as `close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * Gives every command sent on `client` a deadline. One that passes it fails everything in
+   * flight on the connection with one `QueryTimeoutError` and closes it: the replies, if they
+   * ever come, would be out of step with what the caller saw.
+   */
+  #guardCommands(client: Redis, queryTimeoutMs: number): void {
+    const inFlight = new Set<Command>();
+    const send = client.sendCommand.bind(client);
+    const expire = () => {
+      if (inFlight.size === 0) return;
+      const error = this.#queryTimeout(queryTimeoutMs);
+      this.#timedOut.set(client, error);
+      this.#unresponsive = true;
+      for (const command of inFlight) command.reject(error);
+      inFlight.clear();
+      // Before its 'end' event: a raw borrower releasing it now must not make it idle again.
+      this.pool.invalidate(client);
+      client.disconnect();
+    };
+    client.sendCommand = (command: Command, stream?: Parameters<Redis['sendCommand']>[1]) => {
+      const answer = send(command, stream);
+      const deadlineMs = commandDeadlineMs(command, queryTimeoutMs);
+      if (deadlineMs !== undefined && !command.isResolved) {
+        inFlight.add(command);
+        const timer = setTimeout(expire, deadlineMs);
+        const settle = () => {
+          clearTimeout(timer);
+          inFlight.delete(command);
+        };
+        command.promise.then(settle, settle);
+      }
+      return answer;
+    };
+  }
+
+  #queryTimeout(timeoutMs: number): QueryTimeoutError {
+    this.#errors.inc({ pool: this.pool.name, kind: 'query-timeout' });
+    return new QueryTimeoutError(this.pool.name, timeoutMs);
+  }
+
+  /** PINGs one connection with a deadline; a busy pool (nothing free in time) skips a round. */
+  async #probe(): Promise<void> {
+    if (this.#closed) return;
+    let client: Redis;
+    try {
+      client = await this.pool.acquire({ timeoutMs: this.#probeDeadlineMs });
+    } catch {
+      // Connect failures already show as `down` (backendDown); a busy or drained pool says nothing.
+      return;
+    }
+    let timedOut = false;
+    try {
+      await withDeadline(client.ping(), this.#probeDeadlineMs, 'redis health probe', () => {
+        timedOut = true;
+        client.disconnect();
+      });
+      this.pool.release(client);
+      this.#unresponsive = false;
+    } catch {
+      this.pool.destroy(client);
+      // A connection that broke (killed server) shows as `down` once reconnecting fails.
+      if (timedOut || this.#timedOut.has(client)) this.#unresponsive = true;
+    }
   }
 }
 

@@ -8,6 +8,7 @@ import {
   parseOptions,
   silentLogger,
   systemClock,
+  TimeoutError,
   tracingChannel,
   withDeadline,
 } from '@noa/core';
@@ -76,10 +77,13 @@ export interface ServerHealth {
   /** `primary`, `replica0`, `replica1`… */
   name: string;
   role: 'primary' | 'replica';
-  /** In rotation (replicas) / reachable (primary). */
+  /** In rotation (replicas) / reachable and answering (primary). */
   healthy: boolean;
-  /** Why it is out of rotation: `lag` or `down`. */
-  reason: 'lag' | 'down' | undefined;
+  /**
+   * Why not: `lag` or `down` (a replica out of rotation; the primary while connects fail), or
+   * `unresponsive` (the primary's health probe got no answer in time, until one answers).
+   */
+  reason: 'lag' | 'down' | 'unresponsive' | undefined;
   /** Last measured replication lag (0 for the primary). */
   lagMs: number;
   /** Occupancy of this server's pool. */
@@ -104,6 +108,10 @@ class ServerNode<Conn, Config> {
   lagMs = 0;
   lagStrikes = 0;
   checking = false;
+  /** The primary's probe went unanswered past its deadline (cleared by the next answer). */
+  unresponsive = false;
+  /** `Date.now()` of the server's last answer: a lag probe, or a statement while `queryTimeoutMs` is set. */
+  answeredAt = 0;
 
   constructor(name: string, role: 'primary' | 'replica', config: Config) {
     this.name = name;
@@ -146,10 +154,12 @@ export class SqlCluster<Conn, Config, Result> {
   #failoverRunning = false;
   #failoverAfter = 0;
   #healthTimer: NodeJS.Timeout | undefined;
+  #primaryProbeTimer: NodeJS.Timeout | undefined;
   #watchdog: NodeJS.Timeout | undefined;
   /** Start time of each statement in flight, only while `queryTimeoutMs` is set. */
   readonly #running = new Map<Conn, number>();
-  readonly #timedOut = new WeakSet<object>();
+  /** Connections the watchdog closed, with the start time of the statement that ran too long. */
+  readonly #timedOut = new WeakMap<object, number>();
   #closed = false;
   #draining: Promise<void> | undefined;
 
@@ -198,6 +208,11 @@ export class SqlCluster<Conn, Config, Result> {
         Math.max(25, Math.min(1_000, queryTimeoutMs / 4)),
       );
       this.#watchdog.unref();
+    }
+    const primaryProbeMs = this.options.primaryHealthCheckIntervalMs;
+    if (primaryProbeMs !== undefined) {
+      this.#primaryProbeTimer = setInterval(() => this.#probePrimary(), primaryProbeMs);
+      this.#primaryProbeTimer.unref();
     }
     if (this.#replicas.length > 0) {
       this.#healthTimer = setInterval(() => this.#checkReplicas(), this.options.healthCheckIntervalMs);
@@ -315,14 +330,19 @@ export class SqlCluster<Conn, Config, Result> {
 
   /** Health, lag and occupancy of every server. */
   health(): ClusterHealth {
-    const view = (node: ServerNode<Conn, Config>): ServerHealth => ({
-      name: node.name,
-      role: node.role,
-      healthy: node.role === 'primary' ? !node.pool.backendDown : node.healthy,
-      reason: node.role === 'primary' ? (node.pool.backendDown ? 'down' : undefined) : node.reason,
-      lagMs: node.lagMs,
-      stats: node.pool.stats,
-    });
+    const primaryReason = (node: ServerNode<Conn, Config>) =>
+      node.unresponsive ? 'unresponsive' : node.pool.backendDown ? 'down' : undefined;
+    const view = (node: ServerNode<Conn, Config>): ServerHealth => {
+      const reason = node.role === 'primary' ? primaryReason(node) : node.reason;
+      return {
+        name: node.name,
+        role: node.role,
+        healthy: node.role === 'primary' ? reason === undefined : node.healthy,
+        reason,
+        lagMs: node.lagMs,
+        stats: node.pool.stats,
+      };
+    };
     return { primary: view(this.#primary), replicas: this.#replicas.map(view) };
   }
 
@@ -347,6 +367,7 @@ export class SqlCluster<Conn, Config, Result> {
   async #drain(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#healthTimer);
+    clearInterval(this.#primaryProbeTimer);
     // The watchdog outlives the wait: the statements drain() waits for keep their deadline.
     await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.drain()));
     clearInterval(this.#watchdog);
@@ -356,6 +377,7 @@ export class SqlCluster<Conn, Config, Result> {
   async close(): Promise<CloseReport> {
     this.#closed = true;
     clearInterval(this.#healthTimer);
+    clearInterval(this.#primaryProbeTimer);
     clearInterval(this.#watchdog);
     const reports = await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.close()));
     return { unreleased: reports.flatMap((report) => report.unreleased) };
@@ -471,7 +493,10 @@ export class SqlCluster<Conn, Config, Result> {
     try {
       return await this.#exec(replica, sql, values, options?.signal);
     } catch (error) {
-      if (!(error instanceof BackendUnavailableError)) throw error;
+      // A timeout is retried only when #exec judged the replica frozen (and took it out of
+      // rotation); a read that is merely slow would be as slow elsewhere, and on the primary.
+      const frozen = error instanceof QueryTimeoutError && replica.reason === 'down';
+      if (!(error instanceof BackendUnavailableError) && !frozen) throw error;
       // A read is safe to repeat: try another replica, else the primary.
       const next = this.#balancer.pick(replica);
       if (next === undefined) return this.#onPrimary(sql, values, options, this.#fallbackReason());
@@ -505,8 +530,12 @@ export class SqlCluster<Conn, Config, Result> {
     try {
       result = await this.#run(conn, sql, values);
     } catch (error) {
-      if (this.#timedOut.has(conn as object)) {
+      const startedAt = this.#timedOut.get(conn as object);
+      if (startedAt !== undefined) {
         node.pool.destroy(conn);
+        // Nothing else (statement or health probe) answered on that replica since this one was
+        // sent: it is frozen, not slow. Out of rotation until a health check answers again.
+        if (node.role === 'replica' && node.answeredAt <= startedAt) this.#markReplica(node, false, 'down');
         throw this.#timeout(node);
       }
       if (this.#driver.isConnectionError(error)) {
@@ -524,9 +553,18 @@ export class SqlCluster<Conn, Config, Result> {
   #run(conn: Conn, sql: string, values: readonly unknown[] | undefined): Promise<Result> {
     if (this.#watchdog === undefined) return this.#driver.query(conn, sql, values);
     this.#running.set(conn, Date.now());
-    return this.#driver.query(conn, sql, values).finally(() => {
-      this.#running.delete(conn);
-    });
+    return this.#driver.query(conn, sql, values).then(
+      (result) => {
+        this.#running.delete(conn);
+        const node = this.#owner.get(conn as object);
+        if (node !== undefined) node.answeredAt = Date.now();
+        return result;
+      },
+      (error: unknown) => {
+        this.#running.delete(conn);
+        throw error;
+      },
+    );
   }
 
   /** Closes the connections whose statement has run past `queryTimeoutMs`. */
@@ -535,7 +573,7 @@ export class SqlCluster<Conn, Config, Result> {
     for (const [conn, startedAt] of this.#running) {
       if (now - startedAt < timeoutMs) continue;
       this.#running.delete(conn);
-      this.#timedOut.add(conn as object);
+      this.#timedOut.set(conn as object, startedAt);
       this.#logger.warn('query exceeded queryTimeoutMs; closing its connection', { timeoutMs });
       this.#driver.abort(conn);
     }
@@ -580,6 +618,7 @@ export class SqlCluster<Conn, Config, Result> {
         .then(
           (lagMs) => {
             node.lagMs = lagMs;
+            node.answeredAt = Date.now();
             if (this.#metricsOn) {
               const seconds = Number.isFinite(lagMs) ? lagMs / 1_000 : -1;
               this.#replicaLag.set({ cluster: this.options.name, replica: node.name }, seconds);
@@ -623,6 +662,51 @@ export class SqlCluster<Conn, Config, Result> {
       );
       node.pool.release(conn);
       return lag;
+    } catch (error) {
+      if (!timedOut) node.pool.destroy(conn);
+      throw error;
+    }
+  }
+
+  /**
+   * Pings the primary with a deadline. Only an unanswered ping marks it `unresponsive`: a failed
+   * connect already shows as `down` (and may fail over, as traffic's would), and a pool with
+   * every connection busy skips the round, its traffic being the check.
+   */
+  #probePrimary(): void {
+    const node = this.#primary;
+    if (node.checking || this.#closed) return;
+    node.checking = true;
+    const deadlineMs = this.options.queryTimeoutMs ?? this.options.connectTimeoutMs;
+    this.#ping(node, deadlineMs)
+      .then(
+        () => {
+          node.unresponsive = false;
+        },
+        (error: unknown) => {
+          if (error instanceof TimeoutError) {
+            if (!node.unresponsive)
+              this.#logger.warn('primary did not answer its health probe', { deadlineMs });
+            node.unresponsive = true;
+          } else if (error instanceof BackendUnavailableError) {
+            this.#serverDown(node, error);
+          }
+        },
+      )
+      .finally(() => {
+        node.checking = false;
+      });
+  }
+
+  async #ping(node: ServerNode<Conn, Config>, deadlineMs: number): Promise<void> {
+    const conn = await node.pool.acquire({ timeoutMs: deadlineMs });
+    let timedOut = false;
+    try {
+      await withDeadline(this.#driver.ping(conn), deadlineMs, 'primary health probe', () => {
+        timedOut = true;
+        node.pool.destroy(conn);
+      });
+      node.pool.release(conn);
     } catch (error) {
       if (!timedOut) node.pool.destroy(conn);
       throw error;

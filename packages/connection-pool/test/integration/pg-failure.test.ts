@@ -144,6 +144,38 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
     }
   });
 
+  it('primaryHealthCheckIntervalMs probes an idle primary: frozen → unresponsive, killed → down, healthy again when it answers', async () => {
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      primaryHealthCheckIntervalMs: 100,
+      queryTimeoutMs: 500,
+      connectTimeoutMs: 1_000,
+      pool: { max: 2, initialBackoffMs: 50, maxBackoffMs: 200 },
+    });
+    let frozen = false;
+    try {
+      await pool.query('SELECT 1');
+      expect(pool.health().primary.healthy).toBe(true);
+      // No traffic from here on: only the probe can notice.
+      await cluster.freezePrimary();
+      frozen = true;
+      await waitFor(() => !pool.health().primary.healthy, 15_000);
+      expect(pool.health().primary.reason).toBe('unresponsive');
+      await cluster.thawPrimary();
+      frozen = false;
+      await waitFor(() => pool.health().primary.healthy, 15_000);
+      await cluster.killPrimary();
+      await waitFor(() => !pool.health().primary.healthy, 15_000);
+      expect(pool.health().primary.reason).toBe('down');
+      await cluster.startPrimary();
+      await waitFor(() => pool.health().primary.healthy, 30_000);
+      expect(await pool.query('SELECT 1 AS one')).toMatchObject({ rows: [{ one: 1 }] });
+    } finally {
+      if (frozen) await cluster.thawPrimary();
+      await pool.close();
+    }
+  });
+
   it('fails over to a new primary given by the failover callback', async () => {
     let failovers = 0;
     const pool = createPgPool({

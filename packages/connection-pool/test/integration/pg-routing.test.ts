@@ -1,7 +1,7 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPgPool, type PgPool, TransactionRetryError } from '../../src/index.js';
+import { createPgPool, type PgPool, QueryTimeoutError, TransactionRetryError } from '../../src/index.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
 import { barrier, sleep, waitFor } from './helpers/wait.js';
 
@@ -156,6 +156,57 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
       await cluster.startReplica();
     }
     await waitFor(() => pool.health().replicas[0]!.healthy, 20_000);
+  });
+
+  it('retries a read that times out on a frozen replica on the primary, but not one that is only slow', async () => {
+    const timedRegistry = new Registry();
+    const timed = createPgPool({
+      name: 'timeouts',
+      primary: cluster.primaryUrl,
+      replicas: [cluster.replicaUrl],
+      queryTimeoutMs: 600,
+      connectTimeoutMs: 1_000,
+      healthCheckIntervalMs: 100,
+      maxReplicaLagMs: 5_000,
+      pool: { max: 4, initialBackoffMs: 50, maxBackoffMs: 200 },
+      registry: timedRegistry,
+    });
+    const on = async (sql: string) => {
+      const result = await timed.query<{ port: number }>(sql);
+      return Number(result.rows[0]!.port) === cluster.replicaPort ? 'replica' : 'primary';
+    };
+    const onPrimary = async () =>
+      (await timedRegistry.metrics())
+        .split('\n')
+        .filter((row) =>
+          row.startsWith('noa_connection_pool_routed_queries_total{cluster="timeouts",target="primary"'),
+        )
+        .reduce((sum, row) => sum + Number(row.split(' ')[1]), 0);
+    let frozen = false;
+    try {
+      await waitFor(() => timed.health().replicas[0]!.healthy);
+      expect(await on('SELECT inet_server_port() AS port')).toBe('replica');
+      // Slow on a replica that keeps answering its health checks: the timeout is the answer,
+      // and the primary is not handed a statement known to run past the deadline.
+      await expect(timed.query('SELECT pg_sleep(3), inet_server_port() AS port')).rejects.toBeInstanceOf(
+        QueryTimeoutError,
+      );
+      expect(await onPrimary()).toBe(0);
+      expect(timed.health().replicas[0]!.healthy).toBe(true);
+      await cluster.freezeReplica();
+      frozen = true;
+      // Sent to the frozen replica (its lag probe has not given up yet), answered by the primary.
+      expect(await on('SELECT inet_server_port() AS port')).toBe('primary');
+      expect(timed.health().replicas[0]!.healthy).toBe(false);
+      expect(await on('SELECT inet_server_port() AS port')).toBe('primary');
+      await cluster.thawReplica();
+      frozen = false;
+      await waitFor(() => timed.health().replicas[0]!.healthy, 20_000);
+      expect(await on('SELECT inet_server_port() AS port')).toBe('replica');
+    } finally {
+      if (frozen) await cluster.thawReplica();
+      await timed.close();
+    }
   });
 
   it('commits, rolls back on throw, and retries serialization failures (40001)', async () => {

@@ -1,6 +1,21 @@
 import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { BackendUnavailableError, createRedisPool, PoolClosedError } from '../../src/index.js';
+import {
+  BackendUnavailableError,
+  createRedisPool,
+  PoolClosedError,
+  QueryTimeoutError,
+} from '../../src/index.js';
+import { waitFor } from './helpers/wait.js';
+
+/** The value of `noa_connection_pool_errors_total{pool, kind}`, or 0 when the series does not exist. */
+async function errorsOfKind(registry: Registry, pool: string, kind: string): Promise<number> {
+  const text = await registry.metrics();
+  const prefix = `noa_connection_pool_errors_total{pool="${pool}",kind="${kind}"} `;
+  const line = text.split('\n').find((row) => row.startsWith(prefix));
+  return line === undefined ? 0 : Number(line.slice(prefix.length));
+}
 
 const url = serviceUrl('redis');
 const reachable = await isReachable('redis');
@@ -91,4 +106,180 @@ describe.skipIf(!reachable)('RedisPool', () => {
       await server.stop();
     }
   });
+
+  it('a command sent to a frozen server ends with QueryTimeoutError (counted), a new connection with BackendUnavailableError, and the pool recovers', async () => {
+    const server = await startPrivateRedis();
+    const registry = new Registry();
+    const pool = createRedisPool({
+      redis: server.url,
+      name: 'frozen',
+      max: 2,
+      queryTimeoutMs: 300,
+      connectTimeoutMs: 500,
+      initialBackoffMs: 50,
+      maxBackoffMs: 200,
+      registry,
+    });
+    try {
+      expect(await pool.use((client) => client.ping())).toBe('PONG');
+      server.freeze();
+      try {
+        let started = Date.now();
+        await expect(pool.use((client) => client.get('k'))).rejects.toBeInstanceOf(QueryTimeoutError);
+        // Generous bound for 2 loaded cores: without the deadline the command waits for ever.
+        expect(Date.now() - started).toBeLessThan(300 + 2_000);
+        expect(await errorsOfKind(registry, 'frozen', 'query-timeout')).toBe(1);
+        // The timed-out connection was closed; a new one gets no handshake answer either.
+        started = Date.now();
+        await expect(pool.use((client) => client.get('k'))).rejects.toBeInstanceOf(BackendUnavailableError);
+        expect(Date.now() - started).toBeLessThan(500 + 2_000);
+      } finally {
+        server.resume();
+      }
+      let answer: string | undefined;
+      for (let attempt = 0; attempt < 100 && answer === undefined; attempt += 1) {
+        answer = await pool
+          .use((client) => client.ping())
+          .catch(async () => {
+            await new Promise((resolve) => setTimeout(resolve, 50));
+            return undefined;
+          });
+      }
+      expect(answer).toBe('PONG');
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
+    }
+  });
+
+  it('the deadline of a command on a raw acquired connection is typed too, and inside a pipeline', async () => {
+    const server = await startPrivateRedis();
+    const pool = createRedisPool({ redis: server.url, max: 2, queryTimeoutMs: 300, connectTimeoutMs: 500 });
+    try {
+      const client = await pool.acquire();
+      expect(await client.ping()).toBe('PONG');
+      server.freeze();
+      try {
+        await expect(client.get('k')).rejects.toBeInstanceOf(QueryTimeoutError);
+        pool.release(client);
+        const other = await pool.acquire().catch((error: unknown) => error);
+        expect(other).toBeInstanceOf(BackendUnavailableError);
+      } finally {
+        server.resume();
+      }
+      // Connects are backing off after the failed one: retry until the pool reconnects.
+      let fresh: Awaited<ReturnType<typeof pool.acquire>> | undefined;
+      await waitFor(async () => {
+        fresh = await pool.acquire().catch(() => undefined);
+        return fresh !== undefined;
+      });
+      if (fresh === undefined) throw new Error('no connection after resume');
+      try {
+        server.freeze();
+        // A pipeline answers per command: each one in flight on the frozen connection timed out.
+        const results = await fresh.pipeline().set('a', '1').get('a').exec();
+        expect(results?.map(([error]) => error)).toEqual([
+          expect.any(QueryTimeoutError),
+          expect.any(QueryTimeoutError),
+        ]);
+      } finally {
+        server.resume();
+        pool.release(fresh);
+      }
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
+    }
+  });
+
+  it('a blocking command keeps its own timeout: BLPOP past queryTimeoutMs answers null on a live server, and times out on a frozen one only after its timeout', async () => {
+    const server = await startPrivateRedis();
+    const pool = createRedisPool({ redis: server.url, max: 2, queryTimeoutMs: 200, connectTimeoutMs: 500 });
+    const key = uniqueName('cp_block');
+    try {
+      expect(await pool.use((client) => client.blpop(key, 1))).toBeNull();
+      const sent = Date.now();
+      const blocked = pool.use((client) => client.blpop(key, 1)).catch((error: unknown) => error);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      server.freeze();
+      try {
+        expect(await blocked).toBeInstanceOf(QueryTimeoutError);
+        // Its own second plus queryTimeoutMs from when it was sent, never queryTimeoutMs alone.
+        expect(Date.now() - sent).toBeGreaterThanOrEqual(1_000);
+      } finally {
+        server.resume();
+      }
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
+    }
+  });
+
+  it("ioredis' own commandTimeout comes back as QueryTimeoutError instead of an untyped error", async () => {
+    const server = await startPrivateRedis();
+    const registry = new Registry();
+    const pool = createRedisPool({
+      redis: { ...redisOptionsOf(server.url), commandTimeout: 200 },
+      name: 'ct',
+      registry,
+    });
+    try {
+      expect(await pool.use((client) => client.ping())).toBe('PONG');
+      server.freeze();
+      try {
+        await expect(pool.use((client) => client.get('k'))).rejects.toBeInstanceOf(QueryTimeoutError);
+        expect(await errorsOfKind(registry, 'ct', 'query-timeout')).toBe(1);
+      } finally {
+        server.resume();
+      }
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
+    }
+  });
+
+  it('health() notices a frozen server (periodic probe with a deadline) and a killed one, and heals when it answers again', async () => {
+    const server = await startPrivateRedis();
+    const pool = createRedisPool({
+      redis: server.url,
+      max: 2,
+      healthCheckIntervalMs: 100,
+      queryTimeoutMs: 300,
+      connectTimeoutMs: 500,
+      initialBackoffMs: 50,
+      maxBackoffMs: 200,
+    });
+    try {
+      // The probe's first connection is open (frozen during its handshake it would count as down).
+      await waitFor(() => pool.health().stats.idle > 0);
+      expect(pool.health().healthy).toBe(true);
+      server.freeze();
+      try {
+        await waitFor(() => !pool.health().healthy, 10_000);
+        expect(pool.health().reason).toBe('unresponsive');
+      } finally {
+        server.resume();
+      }
+      await waitFor(() => pool.health().healthy, 10_000);
+      await server.kill();
+      await waitFor(() => !pool.health().healthy, 10_000);
+      expect(pool.health().reason).toBe('down');
+      await server.restart();
+      await waitFor(() => pool.health().healthy, 10_000);
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
+    }
+  });
 });
+
+/** ioredis options for a `redis://host:port` URL. */
+function redisOptionsOf(url: string): { host: string; port: number } {
+  const parsed = new URL(url);
+  return { host: parsed.hostname, port: Number(parsed.port) };
+}

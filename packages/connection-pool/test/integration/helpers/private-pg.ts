@@ -19,6 +19,9 @@ export interface PrivatePgCluster {
   /** SIGSTOP the primary's postmaster and backends: connections stay open, nothing answers. */
   freezePrimary(): Promise<void>;
   thawPrimary(): Promise<void>;
+  /** SIGSTOP the replica's postmaster and backends (a frozen reader). */
+  freezeReplica(): Promise<void>;
+  thawReplica(): Promise<void>;
   /** `pg_ctl promote`: the replica becomes a primary (for failover tests). */
   promoteReplica(): Promise<void>;
   /** Starts one more streaming replica (stopped by `destroy()` too). */
@@ -85,6 +88,8 @@ export async function startPrivatePgCluster(): Promise<PrivatePgCluster> {
     resumeReplay: () => sql(replica, 'SELECT pg_wal_replay_resume()'),
     freezePrimary: async () => primary.freeze(),
     thawPrimary: async () => primary.resume(),
+    freezeReplica: async () => replica.freeze(),
+    thawReplica: async () => replica.resume(),
     promoteReplica: () => replica.promote(),
     destroy: async () => {
       await Promise.allSettled([...extra, replica].map((server) => server.destroy()));
