@@ -30,6 +30,24 @@ end
 -- auto-block.ts), over the newest slot and the VIOLATION_SLOTS before it.
 local VIOLATION_SLOTS = 4
 
+-- The hash field 'bp' holds the earlier slots' counts stamped with the start of the newest slot
+-- they precede, '<bw>:c1,c2'. A script of a release before 'bp' (a rolling deploy) writes bv, bw,
+-- bu and bo alone: when it starts a new window (or a block) it moves bw and leaves 'bp' as it
+-- was, and those counts, read as the new window's earlier slots, would block a key refused twice.
+-- Counts stamped with another start than bw are not this window's: they read as none.
+local function read_earlier(field, w)
+  if not field then return '' end
+  local stamp, counts = string.match(field, '^(%d+):(.*)$')
+  if stamp == nil or tonumber(stamp) ~= w then return '' end
+  return counts
+end
+
+-- 'bp' as stored for block (see read_earlier).
+local function stamped_earlier(block)
+  if block.p == '' then return '' end
+  return string.format('%.0f', block.w) .. ':' .. block.p
+end
+
 -- recordViolation (auto-block.ts) on block = { v, w, u, o, p } (the newest slot's count and start,
 -- the block's end, the offences, and 'bp': the earlier slots' counts, newest first, as 'c1,c2')
 -- under bp = { violations, slot, ms, mult, max, forget }: returns the length of the block it

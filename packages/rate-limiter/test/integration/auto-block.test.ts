@@ -61,6 +61,24 @@ describe.skipIf(skip !== undefined)('auto-block grows for repeat offenders on Re
   });
 });
 
+/**
+ * The violations' newest slot start (`bw`) moved back, and the start the earlier slots' counts
+ * (`bp`, `<start>:<counts>`) are stamped with: as if that much time had passed.
+ */
+async function moveViolationTimesBack(client: Redis, key: string, ms: number): Promise<void> {
+  const [start, earlier] = await client.hmget(key, 'bw', 'bp');
+  expect(start).not.toBeNull();
+  await client.hset(key, 'bw', String(Number(start) - ms));
+  const stamped = /^(\d+):(.*)$/.exec(earlier ?? '');
+  if (stamped !== null) await client.hset(key, 'bp', `${Number(stamped[1]) - ms}:${stamped[2]}`);
+}
+
+/** Redis's clock in ms, as the scripts read it. */
+async function redisNow(client: Redis): Promise<number> {
+  const [seconds, micros] = await client.time();
+  return Number(seconds) * 1_000 + Math.floor(Number(micros) / 1_000);
+}
+
 describe.skipIf(skip !== undefined)(
   'auto-block counts violations in a sliding withinMs on Redis as in memory',
   () => {
@@ -99,11 +117,7 @@ describe.skipIf(skip !== undefined)(
       const memory = new MemoryStore({ clock });
       const onRedis = await violations(redis, async (ms) => {
         if (ms === 0) return;
-        // The violations' window start, moved back: as if that much time had passed.
-        const key = `${prefix}{abuser}`;
-        const start = await client.hget(key, 'bw');
-        expect(start).not.toBeNull();
-        await client.hset(key, 'bw', String(Number(start) - ms));
+        await moveViolationTimesBack(client, `${prefix}{abuser}`, ms);
       });
       const inMemory = await violations(memory, async (ms) => {
         clock.advance(ms);
@@ -114,6 +128,36 @@ describe.skipIf(skip !== undefined)(
         expect(blocked[3]).toBeGreaterThan(0);
       }
       await memory.close();
+      const keys = await client.keys(`${prefix}*`);
+      if (keys.length > 0) await client.del(...keys);
+    });
+
+    it('a release before bp (a rolling deploy) that starts a new window leaves no earlier counts behind', async () => {
+      // Two refusals 3 s apart (the second in a later quarter: bp holds the first), then 11 s
+      // pass and a server of the release before bp refuses the key: its check.lua found its
+      // window over and wrote a new one (bv 1, bw now) with HSET of bv, bw, bu and bo, leaving bp
+      // as it was. The next refusal is the second within 10 s: not a block (it was: the stale bp
+      // counted as the new window's earlier quarters). A third within 10 s blocks.
+      const prefix = `${uniqueName('rlabd')}:`;
+      const key = `${prefix}{abuser}`;
+      const redis = new RedisStore({ client, prefix });
+      const refuse = async () => {
+        const [refused] = await redis.consume('abuser', limits, [1], sliding);
+        expect(refused!.decisions[0]!.allowed).toBe(false);
+        // Whether it started a block: a free check right after it tells.
+        const [probe] = await redis.consume('abuser', limits, [0], sliding);
+        return probe!.blockedMs;
+      };
+      await redis.consume('abuser', limits, [1], sliding);
+      expect(await refuse()).toBe(0);
+      await moveViolationTimesBack(client, key, 3_000);
+      expect(await refuse()).toBe(0);
+      expect(await client.hget(key, 'bp')).not.toBe('');
+      await moveViolationTimesBack(client, key, 11_000);
+      // The release before bp: `if now - bw >= within then bv, bw = 0, now end; bv = bv + 1`.
+      await client.hset(key, 'bv', '1', 'bw', String(await redisNow(client)));
+      expect(await refuse()).toBe(0);
+      expect(await refuse()).toBeGreaterThan(0);
       const keys = await client.keys(`${prefix}*`);
       if (keys.length > 0) await client.del(...keys);
     });
