@@ -53,23 +53,34 @@ end
 -- under bp = { violations, slot, ms, mult, max, forget }: returns the length of the block it
 -- started, or 0.
 local function record_violation(block, now, bp)
-  -- A violation whose clock went back counts in the newest slot; slots a clock far ahead started
-  -- are not counted in.
-  local at = math.max(now, block.w)
-  local shift = math.floor((at - block.w) / bp.slot)
   local earlier = {}
-  if shift > VIOLATION_SLOTS or beyond_step(block.w, now) then
+  for count in string.gmatch(block.p, '%d+') do earlier[#earlier + 1] = tonumber(count) end
+  local start = block.w
+  if now - start >= (VIOLATION_SLOTS + 1) * bp.slot or start - now > VIOLATION_SLOTS * bp.slot
+      or beyond_step(start, now) then
+    -- Nothing counted is within reach of now (every slot over, or, the clock having gone back,
+    -- starting after it by more than the slots span): the count starts again.
     block.v = 1
     block.w = now
+    earlier = {}
+  elseif now < start then
+    -- A clock that went back, within the slots' span: counted in the slot of its own time.
+    local back = math.ceil((start - now) / bp.slot)
+    for k = #earlier + 1, back do earlier[k] = 0 end
+    earlier[back] = earlier[back] + 1
   else
+    local shift = math.floor((now - start) / bp.slot)
     if shift > 0 then
-      for _ = 1, shift - 1 do earlier[#earlier + 1] = 0 end
-      earlier[#earlier + 1] = block.v
+      -- The newest slot and those after it that saw no violation move into the earlier ones.
+      local moved = {}
+      for _ = 1, shift - 1 do moved[#moved + 1] = 0 end
+      moved[#moved + 1] = block.v
+      for k = 1, #earlier do
+        if #moved < VIOLATION_SLOTS then moved[#moved + 1] = earlier[k] end
+      end
+      earlier = moved
       block.v = 0
-      block.w = block.w + shift * bp.slot
-    end
-    for count in string.gmatch(block.p, '%d+') do
-      if #earlier < VIOLATION_SLOTS then earlier[#earlier + 1] = tonumber(count) end
+      block.w = start + shift * bp.slot
     end
     block.v = block.v + 1
   end
