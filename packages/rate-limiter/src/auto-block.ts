@@ -8,7 +8,8 @@ export const autoBlockSchema = z
     violations: z.number().int().positive(),
     /**
      * `violations` refusals within any `withinMs` block the key (counted in quarters of it: see
-     * {@link violationSlots}; refusals up to 1¼ `withinMs` apart may count together).
+     * {@link violationSlots}; refusals up to 1¼ `withinMs` apart may count together, exactly
+     * `5 × ⌈withinMs / 4⌉ − 1` ms: a few ms more for a `withinMs` not a multiple of 4).
      */
     withinMs: z.number().int().positive(),
     /** First block's length. */
