@@ -1,10 +1,11 @@
 import { ManualClock } from '@noa/core';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { autoBlockSchema } from '../../src/auto-block.js';
 import { MemoryStore, type RateLimitStore, RedisStore, recommendedRedisOptions } from '../../src/index.js';
 import type { LimitPolicy } from '../../src/policy.js';
+import { targets } from './redis-targets.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
@@ -65,7 +66,7 @@ describe.skipIf(skip !== undefined)('auto-block grows for repeat offenders on Re
  * The violations' newest slot start (`bw`) moved back, and the start the earlier slots' counts
  * (`bp`, `<start>:<counts>`) are stamped with: as if that much time had passed.
  */
-async function moveViolationTimesBack(client: Redis, key: string, ms: number): Promise<void> {
+async function moveViolationTimesBack(client: Redis | Cluster, key: string, ms: number): Promise<void> {
   const [start, earlier] = await client.hmget(key, 'bw', 'bp');
   expect(start).not.toBeNull();
   await client.hset(key, 'bw', String(Number(start) - ms));
@@ -74,25 +75,25 @@ async function moveViolationTimesBack(client: Redis, key: string, ms: number): P
 }
 
 /** Redis's clock in ms, as the scripts read it. */
-async function redisNow(client: Redis): Promise<number> {
+async function redisNow(client: Redis | Cluster): Promise<number> {
   const [seconds, micros] = await client.time();
   return Number(seconds) * 1_000 + Math.floor(Number(micros) / 1_000);
 }
 
-describe.skipIf(skip !== undefined)(
-  'auto-block counts violations in a sliding withinMs on Redis as in memory',
-  () => {
+describe.skipIf(skip !== undefined).each(targets)(
+  'auto-block counts violations in a sliding withinMs on $name as in memory',
+  (target) => {
     // violations 3 within 10 s: one refusal, a second 9 s later, a third 1.1 s after that (10.1 s
     // after the first: a window that started at the first violation has ended) and a fourth at
     // once: the last three fall within 1.1 s, and the key is blocked. Redis's TIME cannot be moved,
     // so its state's times are moved back instead, as the memory store's clock moves on.
     const sliding = autoBlockSchema.parse({ violations: 3, withinMs: 10_000, blockMs: 60_000 });
-    let client: Redis;
+    let client: Redis | Cluster;
+    let stop: () => Promise<void>;
     beforeAll(async () => {
-      client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
-      await client.connect();
-    });
-    afterAll(() => client.disconnect());
+      ({ client, stop } = await target.connect());
+    }, 60_000);
+    afterAll(() => stop());
 
     /** Refusals with `elapse(ms)` between them; the blockedMs right after each. */
     async function violations(
@@ -128,8 +129,7 @@ describe.skipIf(skip !== undefined)(
         expect(blocked[3]).toBeGreaterThan(0);
       }
       await memory.close();
-      const keys = await client.keys(`${prefix}*`);
-      if (keys.length > 0) await client.del(...keys);
+      await client.del(`${prefix}{abuser}`);
     });
 
     it('a release before bp (a rolling deploy) that starts a new window leaves no earlier counts behind', async () => {
@@ -158,8 +158,31 @@ describe.skipIf(skip !== undefined)(
       await client.hset(key, 'bv', '1', 'bw', String(await redisNow(client)));
       expect(await refuse()).toBe(0);
       expect(await refuse()).toBeGreaterThan(0);
-      const keys = await client.keys(`${prefix}*`);
-      if (keys.length > 0) await client.del(...keys);
+      await client.del(key);
+    });
+
+    it('a refusal whose clock went back counts at its own time: refusals a minute apart do not block', async () => {
+      // The key's violations stamped 5 minutes ahead of Redis's clock (a failover to a replica
+      // behind), then refusals a minute apart: each starts the count again (they counted together
+      // in the newest quarter, and the third blocked). Three within 10 s still block.
+      const prefix = `${uniqueName('rlabc')}:`;
+      const key = `${prefix}{abuser}`;
+      const redis = new RedisStore({ client, prefix });
+      const refuse = async () => {
+        const [refused] = await redis.consume('abuser', limits, [1], sliding);
+        expect(refused!.decisions[0]!.allowed).toBe(false);
+        const [probe] = await redis.consume('abuser', limits, [0], sliding);
+        return probe!.blockedMs;
+      };
+      await redis.consume('abuser', limits, [1], sliding);
+      expect(await refuse()).toBe(0);
+      await moveViolationTimesBack(client, key, -300_000);
+      expect(await refuse()).toBe(0);
+      await moveViolationTimesBack(client, key, 60_000);
+      expect(await refuse()).toBe(0);
+      expect(await refuse()).toBe(0);
+      expect(await refuse()).toBeGreaterThan(0);
+      await client.del(key);
     });
   },
 );
