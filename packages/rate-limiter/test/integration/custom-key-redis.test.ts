@@ -84,4 +84,11 @@ describe.skipIf(skip !== undefined)('keyBy values beyond ASCII on Redis', () => 
     await limiter.reset(customKeyOf(value));
     expect((await send(value)).status).toBe(200);
   });
+
+  it('values with lone surrogates (JSON.parse makes them) keep a quota each in Redis', async () => {
+    // Kept whole, Redis wrote each as U+FFFD (UTF-8): one key, one quota for the three.
+    const values = ['\ud800', '\udbff', '\ufffd'].map((unit) => `t-${unit}`);
+    for (const value of values) expect((await limiter.check(customKeyOf(value))).allowed).toBe(true);
+    for (const value of values) expect((await limiter.check(customKeyOf(value))).allowed).toBe(false);
+  });
 });
