@@ -38,8 +38,10 @@ const quoted = (name: string): string => `"${name}"`;
 
 /**
  * One `RateLimit-Policy` list member: a quota `q` per window `w` that a client can rely on, that
- * is, a client sending `q` every `w` seconds is never refused by this limit. For windows that is
- * the limit. A bucket whose `burst` differs from its `limit` admits the burst once, then `limit`
+ * is, a client sending `q` at once every `w` seconds is never refused by this limit. For windows
+ * that is the limit (a sliding window's weighted estimate counts part of the window before, so
+ * there `q` at once is admitted every `2w`: it states its limit as configured, and its `t` says
+ * when all of it is back). A bucket whose `burst` differs from its `limit` admits the burst once, then `limit`
  * per window: `q` is its `limit` (its sustained rate), and a burst above it is stated by the
  * vendor parameter `noa-burst` (the draft's "acme-burst"; clients that do not know it read the
  * sustained rate, which holds). A burst below the limit is all the bucket ever holds, so `q` is

@@ -105,3 +105,69 @@ describe('RateLimit-Policy and RateLimit parse as RFC 8941 structured fields', (
     expect(integerParam(state!, 'r')).toBe(maxSfInteger);
   });
 });
+
+describe('what RateLimit-Policy promises: q requests at once every w seconds are admitted', () => {
+  const limitArb = fc.record({
+    algorithm: fc.constantFrom(...algorithmNames),
+    limit: fc.integer({ min: 1, max: 40 }),
+    windowMs: fc.oneof(fc.integer({ min: 1, max: 1_500 }), fc.integer({ min: 1, max: 90_000 })),
+    burst: fc.option(fc.integer({ min: 1, max: 60 }), { nil: undefined }),
+  });
+
+  it('for every algorithm, from any start (a sliding window: every 2w, its estimate weighs the window before)', async () => {
+    await fc.assert(
+      fc.asyncProperty(limitArb, fc.integer({ min: 0, max: 100_000 }), async (input, offset) => {
+        const bucket = input.algorithm === 'token-bucket' || input.algorithm === 'leaky-bucket';
+        const limit: LimitInput = {
+          name: 'p',
+          algorithm: input.algorithm,
+          limit: input.limit,
+          windowMs: input.windowMs,
+          ...(bucket && input.burst !== undefined ? { burst: input.burst } : {}),
+        };
+        const clock = new ManualClock(start + offset);
+        const limiter = createRateLimiter({ limits: [limit], clock });
+        try {
+          const first = await limiter.check('k');
+          const [policy] = members(rateLimitHeaders(first, {}, clock.now())['RateLimit-Policy']);
+          const q = integerParam(policy!, 'q');
+          const w = integerParam(policy!, 'w');
+          const burst = policy![1].has('noa-burst') ? integerParam(policy!, 'noa-burst') : q;
+          const gapMs = (input.algorithm === 'sliding-window' ? 2 : 1) * w * 1_000;
+          const refused: number[] = [];
+          const send = async (count: number, round: number) => {
+            for (let index = 0; index < count; index += 1)
+              if (!(await limiter.check('k')).allowed) refused.push(round);
+          };
+          await send(burst - 1, 0);
+          for (let round = 1; round <= 4; round += 1) {
+            clock.advance(gapMs);
+            await send(q, round);
+          }
+          expect(refused).toEqual([]);
+        } finally {
+          await limiter.close();
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a sliding window refuses part of q sent again after w: the window before still weighs', async () => {
+    const clock = new ManualClock(start + 300);
+    const limiter = createRateLimiter({
+      limits: [{ name: 'p', algorithm: 'sliding-window', limit: 10, windowMs: 1_000 }],
+      clock,
+    });
+    const admitted = async () => {
+      let count = 0;
+      for (let index = 0; index < 10; index += 1) if ((await limiter.check('k')).allowed) count += 1;
+      return count;
+    };
+    expect(await admitted()).toBe(10);
+    clock.advance(1_000);
+    // 300 ms into the next window, the one before weighs 70 %: 7 of the 10 count still.
+    expect(await admitted()).toBe(3);
+    await limiter.close();
+  });
+});
