@@ -3,7 +3,14 @@ import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { type Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { autoBlockSchema } from '../../src/auto-block.js';
-import { MemoryStore, type RateLimitStore, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import {
+  createRateLimiter,
+  MemoryStore,
+  type RateLimiter,
+  type RateLimitStore,
+  RedisStore,
+  recommendedRedisOptions,
+} from '../../src/index.js';
 import type { LimitPolicy } from '../../src/policy.js';
 import { targets } from './redis-targets.js';
 
@@ -183,6 +190,47 @@ describe.skipIf(skip !== undefined).each(targets)(
       expect(await refuse()).toBe(0);
       expect(await refuse()).toBeGreaterThan(0);
       await client.del(key);
+    });
+  },
+);
+
+describe.skipIf(skip !== undefined)(
+  'auto-block on Redis counts every refusal, the local block cache on',
+  () => {
+    // The local block cache (on by default) answers a refused key here for up to a second without
+    // asking Redis: those refusals were recorded nowhere, so a client hammering its key was not
+    // blocked (violations 5 within 10 s: Redis saw one refusal a second, and never five within
+    // 10 s... it saw them only once the second had passed). Every refusal counts, as in memory; a
+    // blocked key is still refused locally.
+    let client: Redis;
+    beforeAll(async () => {
+      client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
+      await client.connect();
+    });
+    afterAll(() => client.disconnect());
+
+    it('blocks at the fifth refusal as the memory store does', async () => {
+      const options = {
+        limits: [{ limit: 1, windowMs: 60_000 }],
+        autoBlock: { violations: 5, withinMs: 10_000, blockMs: 60_000 },
+      };
+      const prefix = `${uniqueName('rlabl')}:`;
+      const onRedis = createRateLimiter({
+        ...options,
+        store: new RedisStore({ client, prefix }),
+        deadlineMs: 5_000,
+      });
+      const inMemory = createRateLimiter(options);
+      const outcomes = async (limiter: RateLimiter) => {
+        const seen: string[] = [];
+        for (let index = 0; index < 12; index += 1) seen.push((await limiter.check('abuser')).outcome);
+        return seen;
+      };
+      const expected = ['allowed', ...Array<string>(5).fill('limited'), ...Array<string>(6).fill('blocked')];
+      expect(await outcomes(inMemory)).toEqual(expected);
+      expect(await outcomes(onRedis)).toEqual(expected);
+      await Promise.all([onRedis.close(), inMemory.close()]);
+      await client.del(`${prefix}{default:abuser}`);
     });
   },
 );
