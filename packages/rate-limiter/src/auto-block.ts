@@ -8,7 +8,8 @@ export const autoBlockSchema = z
     violations: z.number().int().positive(),
     /**
      * `violations` refusals within any `withinMs` block the key (counted in quarters of it: see
-     * {@link violationSlots}; refusals up to 1¼ `withinMs` apart may count together).
+     * {@link violationSlots}; refusals up to 1¼ `withinMs` apart may count together, exactly
+     * `5 × ⌈withinMs / 4⌉ − 1` ms: a few ms more for a `withinMs` not a multiple of 4).
      */
     withinMs: z.number().int().positive(),
     /** First block's length. */
@@ -93,30 +94,43 @@ export function recordViolation(
 ): BlockState {
   const current = state ?? emptyBlockState;
   const slotMs = violationSlotMs(policy);
-  // A violation whose clock went back counts in the newest slot, as it stands. Slots a clock far
-  // ahead started (further than any step back) are not ones to count in: their violations would
-  // count until the clock caught up, hours of them adding up to a block.
-  const at = Math.max(now, current.windowStart);
-  const shift = Math.floor((at - current.windowStart) / slotMs);
+  const start = current.windowStart;
   let violations: number;
   let windowStart: number;
   let earlier: number[];
-  if (shift > violationSlots || isBeyondClockStep(current.windowStart, now)) {
+  if (
+    now - start >= (violationSlots + 1) * slotMs ||
+    start - now > violationSlots * slotMs ||
+    isBeyondClockStep(start, now)
+  ) {
+    // Nothing counted is within reach of now: every slot is over, or (the clock went back) starts
+    // after it by more than the slots span, so counting now with them would tie refusals together
+    // that their times put further apart; the count starts again.
     violations = 1;
     windowStart = now;
     earlier = [];
-  } else if (shift === 0) {
-    violations = current.violations + 1;
-    windowStart = current.windowStart;
+  } else if (now < start) {
+    // A clock that went back, within the slots' span: the violation counts in the slot of its own
+    // time, as if it had come in order, not in the newest slot, where it would count with
+    // refusals up to the step (20 minutes) later.
+    const back = Math.ceil((start - now) / slotMs);
+    violations = current.violations;
+    windowStart = start;
     earlier = current.earlier.slice();
+    while (earlier.length < back) earlier.push(0);
+    earlier[back - 1] = earlier[back - 1]! + 1;
   } else {
+    const shift = Math.floor((now - start) / slotMs);
     // The newest slot and those after it that saw no violation move into the earlier ones.
-    earlier = [...new Array<number>(shift - 1).fill(0), current.violations, ...current.earlier].slice(
-      0,
-      violationSlots,
-    );
-    violations = 1;
-    windowStart = current.windowStart + shift * slotMs;
+    earlier =
+      shift === 0
+        ? current.earlier.slice()
+        : [...new Array<number>(shift - 1).fill(0), current.violations, ...current.earlier].slice(
+            0,
+            violationSlots,
+          );
+    violations = shift === 0 ? current.violations + 1 : 1;
+    windowStart = start + shift * slotMs;
   }
   let counted = violations;
   for (const count of earlier) counted += count;

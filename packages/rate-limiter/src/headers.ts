@@ -22,13 +22,26 @@ export const costExceedsCapacityType =
 
 const seconds = (ms: number): number => Math.ceil(ms / 1_000);
 
+/**
+ * The largest structured-field Integer (RFC 8941 allows 15 digits; a parser refuses the whole
+ * field past that, and `String()` of 10^21 is `1e+21`, no Integer at all). A quota or remaining
+ * count above it (a limit of 2^53 − 1 used as "unlimited") is stated as this, which understates
+ * it: a client relying on it is never refused. Times in seconds never come near it.
+ */
+const maxFieldInteger = 999_999_999_999_999;
+
+/** `n` as a structured-field Integer, capped at {@link maxFieldInteger}. */
+const fieldInteger = (n: number): number => Math.min(n, maxFieldInteger);
+
 /** Quotes a policy name as a structured-field String (names are validated tokens, so no escaping). */
 const quoted = (name: string): string => `"${name}"`;
 
 /**
  * One `RateLimit-Policy` list member: a quota `q` per window `w` that a client can rely on, that
- * is, a client sending `q` every `w` seconds is never refused by this limit. For windows that is
- * the limit. A bucket whose `burst` differs from its `limit` admits the burst once, then `limit`
+ * is, a client sending `q` at once every `w` seconds is never refused by this limit. For windows
+ * that is the limit (a sliding window's weighted estimate counts part of the window before, so
+ * there `q` at once is admitted every `2w`: it states its limit as configured, and its `t` says
+ * when all of it is back). A bucket whose `burst` differs from its `limit` admits the burst once, then `limit`
  * per window: `q` is its `limit` (its sustained rate), and a burst above it is stated by the
  * vendor parameter `noa-burst` (the draft's "acme-burst"; clients that do not know it read the
  * sustained rate, which holds). A burst below the limit is all the bucket ever holds, so `q` is
@@ -38,9 +51,11 @@ const quoted = (name: string): string => `"${name}"`;
 function quotaPolicy(limit: LimitStatus): string {
   const rate = limit.rate ?? limit.limit;
   if (limit.limit < rate)
-    return `${quoted(limit.name)};q=${limit.limit};w=${seconds(Math.ceil((limit.limit * limit.windowMs) / rate))}`;
-  const burst = limit.limit > rate ? `;noa-burst=${limit.limit}` : '';
-  return `${quoted(limit.name)};q=${rate};w=${seconds(limit.windowMs)}${burst}`;
+    return `${quoted(limit.name)};q=${fieldInteger(limit.limit)};w=${fieldInteger(seconds(Math.ceil((limit.limit * limit.windowMs) / rate)))}`;
+  const q = fieldInteger(rate);
+  // Both capped, a burst no longer states more than q: it says nothing then.
+  const burst = fieldInteger(limit.limit) > q ? `;noa-burst=${fieldInteger(limit.limit)}` : '';
+  return `${quoted(limit.name)};q=${q};w=${fieldInteger(seconds(limit.windowMs))}${burst}`;
 }
 
 /**
@@ -56,13 +71,13 @@ export const blockedResetMs = (remaining: number, resetMs: number, blockedMs: nu
  */
 function limitState(limit: LimitStatus, blockedMs: number): string {
   if (blockedMs > 0)
-    return `${quoted(limit.name)};r=0;t=${seconds(blockedResetMs(limit.remaining, limit.resetMs, blockedMs))}`;
+    return `${quoted(limit.name)};r=0;t=${fieldInteger(seconds(blockedResetMs(limit.remaining, limit.resetMs, blockedMs)))}`;
   // A retry time of Infinity (a cost above the capacity) says nothing of when quota comes back.
   const resetMs =
     limit.remaining === 0 && !limit.allowed && Number.isFinite(limit.retryAfterMs)
       ? Math.max(limit.resetMs, limit.retryAfterMs)
       : limit.resetMs;
-  return `${quoted(limit.name)};r=${limit.remaining};t=${seconds(resetMs)}`;
+  return `${quoted(limit.name)};r=${fieldInteger(limit.remaining)};t=${fieldInteger(seconds(resetMs))}`;
 }
 
 /**

@@ -137,7 +137,9 @@ export class RateLimiter implements AsyncDisposable {
     this.#allow = new IpList(parsed.allow);
     this.#deny = new IpList(parsed.deny);
     this.#block = parsed.autoBlock;
-    this.#localBlocks = parsed.localBlockCache ? new LocalBlockCache(parsed.localBlockMaxKeys) : undefined;
+    this.#localBlocks = parsed.localBlockCache
+      ? new LocalBlockCache(parsed.localBlockMaxKeys, parsed.autoBlock !== undefined)
+      : undefined;
     this.#fallbackStore = new MemoryStore({ clock: parsed.clock });
     this.#metrics = createLimiterMetrics(parsed.registry);
     this.#metricsEnabled = parsed.registry !== undefined;

@@ -31,9 +31,17 @@ export const blockRecheckMs = 1_000;
 export class LocalBlockCache {
   readonly #entries = new Map<string, Blocked>();
   readonly #maxKeys: number;
+  readonly #answersBlocksOnly: boolean;
 
-  constructor(maxKeys: number) {
+  /**
+   * `answersBlocksOnly` (auto-block on): every refusal must reach the store, which counts it as a
+   * violation, so only a block is answered here; a refused key answered here for a second was
+   * counted once a second, and a client hammering it was never blocked (`violations` above
+   * `withinMs` in seconds). A refusal is still remembered, for the fail mode ({@link settle}).
+   */
+  constructor(maxKeys: number, answersBlocksOnly = false) {
     this.#maxKeys = maxKeys;
+    this.#answersBlocksOnly = answersBlocksOnly;
   }
 
   /** Remembers a refusal at `now` if it carries a retry time (else forgets the key's). */
@@ -89,6 +97,7 @@ export class LocalBlockCache {
   lookup(key: string, now: number): ConsumeOutcome | undefined {
     const blocked = this.#entries.get(key);
     if (blocked === undefined) return undefined;
+    if (this.#answersBlocksOnly && blocked.outcome.blockedMs <= 0) return undefined;
     if (now >= blocked.until) {
       // Past the refusal's own end, or a recheck unanswered for a whole recheck period (its
       // answer is lost): the store decides again.

@@ -106,6 +106,64 @@ describe('auto-block counts violations in a sliding window (fail2ban findtime)',
     );
   });
 
+  it('under a clock that steps back: blocked only when N violations since the last block lie within the counting horizon by their times', () => {
+    // Each violation is counted at its own time: one whose clock went back counts in the slot of
+    // that time, not in the newest slot, where it would count with refusals up to the step (up to
+    // 20 minutes) later. It counted with them, so refusals minutes apart blocked a key.
+    fc.assert(
+      fc.property(
+        blockingArb,
+        fc.integer({ min: 1_000_000_000, max: 1_900_000_000_000 }),
+        fc.array(
+          fc.oneof(
+            { weight: 6, arbitrary: fc.integer({ min: 0, max: 3_000 }) },
+            { weight: 2, arbitrary: fc.integer({ min: -3_000, max: 0 }) },
+            { weight: 1, arbitrary: fc.integer({ min: -20 * 60_000, max: 0 }) },
+          ),
+          { minLength: 1, maxLength: 150 },
+        ),
+        (options, start, gaps) => {
+          const blocking = autoBlockSchema.parse({ ...options, blockMs: 1 });
+          const horizon = (violationSlots + 1) * Math.ceil(blocking.withinMs / violationSlots);
+          let state: BlockState | undefined;
+          let now = start;
+          let since: number[] = [];
+          for (const gap of gaps) {
+            now += gap;
+            // A blocked key records no violations.
+            if (blockRemainingMs(state, now) > 0) continue;
+            state = recordViolation(state, now, blocking);
+            since.push(now);
+            if (blockRemainingMs(state, now) > 0) {
+              const sorted = since.toSorted((a, b) => a - b);
+              const within = sorted.some(
+                (first, index) =>
+                  index + blocking.violations - 1 < sorted.length &&
+                  sorted[index + blocking.violations - 1]! - first < horizon,
+              );
+              expect(within, `blocked at ${now} by ${sorted.join(', ')}`).toBe(true);
+              since = [];
+            }
+          }
+        },
+      ),
+    );
+  });
+
+  it('counts a violation whose clock went back at its own time: refusals 5 minutes apart do not block', () => {
+    // violations 3 within 1 s: one at 10 min; the clock goes back 5 min (a failover to a replica
+    // behind), then one refusal a minute: each is minutes from the others by its time.
+    let state = recordViolation(undefined, 600_000, policy);
+    for (const now of [300_000, 360_000, 420_000, 480_000]) {
+      state = recordViolation(state, now, policy);
+      expect(blockRemainingMs(state, now)).toBe(0);
+    }
+    // Three within 1 s by their times still block, the clock behind or not.
+    state = recordViolation(state, 480_400, policy);
+    state = recordViolation(state, 480_700, policy);
+    expect(blockRemainingMs(state, 480_700)).toBeGreaterThan(0);
+  });
+
   it('blocks the worked case: one violation at the end of a window, two just after it', () => {
     // violations 3 within 1 s: at 0 (a window starting there), 999, then 1,000 and 1,001: the last
     // three fall within 3 ms. It blocks by 1,001 (at 1,000 already: the violation at 0 is within

@@ -51,6 +51,16 @@ describe('LocalBlockCache', () => {
     expect(cache.lookup('k', 2 * blockRecheckMs + 10)).toBeUndefined();
   });
 
+  it('with auto-block, answers blocks only: every refusal goes to the store, which counts it, and is kept for the fail mode', () => {
+    const cache = new LocalBlockCache(10, true);
+    cache.remember('k', refusal(60_000), 0);
+    expect(cache.lookup('k', 1)).toBeUndefined();
+    // The store unreachable: the refusal it gave last still holds.
+    expect(cache.settle('k', admission, false, 2)?.decisions[0]?.allowed).toBe(false);
+    cache.remember('k', { ...refusal(60_000), blockedMs: 60_000 }, 3);
+    expect(cache.lookup('k', 4)?.blockedMs).toBe(59_999);
+  });
+
   it('forgets the refusal when the store admits the recheck', () => {
     const cache = new LocalBlockCache(10);
     cache.remember('k', refusal(60_000), 0);

@@ -175,6 +175,44 @@ describe('the key of a long keyBy value', () => {
   });
 });
 
+describe('the key of a keyBy value that is not well-formed Unicode', () => {
+  // A JavaScript string may hold lone surrogates (JSON.parse('"\\ud800"') makes one from a body
+  // or a header). Redis keys and SHA-256 take UTF-8, which writes each lone surrogate as U+FFFD:
+  // kept whole or digested as UTF-8, "\ud800" and "\udbff" (and "\ufffd") were one key in Redis,
+  // one quota for distinct values (and distinct ones in memory).
+  const utf8 = (key: string) => Buffer.from(key, 'utf8');
+  const valueArb = fc.oneof(
+    fc.string({ unit: 'binary', maxLength: 8 }),
+    fc.string({ unit: 'binary', minLength: 120, maxLength: 300 }),
+    fc.string({ unit: 'grapheme', maxLength: 8 }),
+  );
+  // Two values alike but for one code unit, a lone surrogate or U+FFFD in one of them.
+  const unitArb = fc.oneof(fc.integer({ min: 0xd800, max: 0xdfff }), fc.constant(0xfffd), fc.constant(0x61));
+  const pairArb = fc
+    .tuple(valueArb, unitArb, unitArb, valueArb)
+    .map(([before, one, two, after]) => [
+      `${before}${String.fromCharCode(one)}${after}`,
+      `${before}${String.fromCharCode(two)}${after}`,
+    ]);
+  it('distinct values have distinct keys in bytes, and keys stay bounded', () => {
+    fc.assert(
+      fc.property(fc.oneof(pairArb, fc.tuple(valueArb, valueArb)), ([value, other]) => {
+        const key = customKeyOf(value!);
+        expect(key.length).toBeLessThanOrEqual('custom:'.length + maxCustomKeyValueLength);
+        if (other !== value) expect(utf8(customKeyOf(other!)).equals(utf8(key))).toBe(false);
+      }),
+    );
+  });
+  it('the worked cases: lone surrogates, short and long', () => {
+    const keys = ['\ud800', '\udbff', '\ufffd', '\udc00', 'a\ud800'.repeat(70), 'a\udbff'.repeat(70)].map(
+      (value) => utf8(customKeyOf(value)).toString('hex'),
+    );
+    expect(new Set(keys).size).toBe(keys.length);
+    // Well-formed values keep their keys.
+    expect(customKeyOf('\u{1F980}')).toBe('custom:\u{1F980}');
+  });
+});
+
 describe('the key of a keyBy function of a JavaScript caller', () => {
   const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }] });
   const keyOf = (returned: unknown) => {

@@ -52,8 +52,8 @@ local function entry(keys, args)
   local block = {
     v = tonumber(values[blockAt + 1]) or 0, w = tonumber(values[blockAt + 2]) or 0,
     u = tonumber(values[blockAt + 3]) or 0, o = tonumber(values[blockAt + 4]) or 0,
-    p = values[blockAt + 5] or '',
   }
+  block.p = read_earlier(values[blockAt + 5], block.w)
 
   -- Refund and penalty per algorithm: function(a, b, c, now, points, p) -> new a, b, c (the log's:
   -- function(log, now, points, p) -> new log). nil state = a key never seen.
@@ -193,7 +193,7 @@ local function entry(keys, args)
       block.p = ''
     end
     local ttl = math.max(1, redis.call('PTTL', hkey), block.u + forget - now)
-    redis.call('HSET', hkey, 'bv', block.v, 'bw', block.w, 'bu', block.u, 'bo', block.o, 'bp', block.p)
+    redis.call('HSET', hkey, 'bv', block.v, 'bw', block.w, 'bu', block.u, 'bo', block.o, 'bp', stamped_earlier(block))
     redis.call('PEXPIRE', hkey, ttl)
   end
 

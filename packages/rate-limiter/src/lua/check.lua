@@ -111,8 +111,8 @@ local function define_check_group()
       block = {
         v = tonumber(values[base + 1]) or 0, w = tonumber(values[base + 2]) or 0,
         u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
-        p = values[base + 5] or '',
       }
+      block.p = read_earlier(values[base + 5], block.w)
     else
       blockedUntil = tonumber(values[set.blockOffset + 1]) or 0
     end
@@ -237,7 +237,7 @@ local function define_check_group()
       W[n + 7] = 'bo'
       W[n + 8] = block.o
       W[n + 9] = 'bp'
-      W[n + 10] = block.p
+      W[n + 10] = stamped_earlier(block)
       n = n + 10
     end
     if blocking and (block.u > 0 or block.w > 0) then

@@ -30,28 +30,57 @@ end
 -- auto-block.ts), over the newest slot and the VIOLATION_SLOTS before it.
 local VIOLATION_SLOTS = 4
 
+-- The hash field 'bp' holds the earlier slots' counts stamped with the start of the newest slot
+-- they precede, '<bw>:c1,c2'. A script of a release before 'bp' (a rolling deploy) writes bv, bw,
+-- bu and bo alone: when it starts a new window (or a block) it moves bw and leaves 'bp' as it
+-- was, and those counts, read as the new window's earlier slots, would block a key refused twice.
+-- Counts stamped with another start than bw are not this window's: they read as none.
+local function read_earlier(field, w)
+  if not field then return '' end
+  local stamp, counts = string.match(field, '^(%d+):(.*)$')
+  if stamp == nil or tonumber(stamp) ~= w then return '' end
+  return counts
+end
+
+-- 'bp' as stored for block (see read_earlier).
+local function stamped_earlier(block)
+  if block.p == '' then return '' end
+  return string.format('%.0f', block.w) .. ':' .. block.p
+end
+
 -- recordViolation (auto-block.ts) on block = { v, w, u, o, p } (the newest slot's count and start,
 -- the block's end, the offences, and 'bp': the earlier slots' counts, newest first, as 'c1,c2')
 -- under bp = { violations, slot, ms, mult, max, forget }: returns the length of the block it
 -- started, or 0.
 local function record_violation(block, now, bp)
-  -- A violation whose clock went back counts in the newest slot; slots a clock far ahead started
-  -- are not counted in.
-  local at = math.max(now, block.w)
-  local shift = math.floor((at - block.w) / bp.slot)
   local earlier = {}
-  if shift > VIOLATION_SLOTS or beyond_step(block.w, now) then
+  for count in string.gmatch(block.p, '%d+') do earlier[#earlier + 1] = tonumber(count) end
+  local start = block.w
+  if now - start >= (VIOLATION_SLOTS + 1) * bp.slot or start - now > VIOLATION_SLOTS * bp.slot
+      or beyond_step(start, now) then
+    -- Nothing counted is within reach of now (every slot over, or, the clock having gone back,
+    -- starting after it by more than the slots span): the count starts again.
     block.v = 1
     block.w = now
+    earlier = {}
+  elseif now < start then
+    -- A clock that went back, within the slots' span: counted in the slot of its own time.
+    local back = math.ceil((start - now) / bp.slot)
+    for k = #earlier + 1, back do earlier[k] = 0 end
+    earlier[back] = earlier[back] + 1
   else
+    local shift = math.floor((now - start) / bp.slot)
     if shift > 0 then
-      for _ = 1, shift - 1 do earlier[#earlier + 1] = 0 end
-      earlier[#earlier + 1] = block.v
+      -- The newest slot and those after it that saw no violation move into the earlier ones.
+      local moved = {}
+      for _ = 1, shift - 1 do moved[#moved + 1] = 0 end
+      moved[#moved + 1] = block.v
+      for k = 1, #earlier do
+        if #moved < VIOLATION_SLOTS then moved[#moved + 1] = earlier[k] end
+      end
+      earlier = moved
       block.v = 0
-      block.w = block.w + shift * bp.slot
-    end
-    for count in string.gmatch(block.p, '%d+') do
-      if #earlier < VIOLATION_SLOTS then earlier[#earlier + 1] = tonumber(count) end
+      block.w = start + shift * bp.slot
     end
     block.v = block.v + 1
   end

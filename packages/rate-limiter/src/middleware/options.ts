@@ -131,16 +131,28 @@ const customKeyPrefix = 'custom:';
  */
 export const maxCustomKeyValueLength = 128;
 
+/** An unpaired surrogate (in `u` mode a pair is one code point, not of category Cs). */
+const loneSurrogate = /\p{Cs}/u;
+
+/** Leads the UTF-16 bytes of a value that is not well-formed: 0xFF is no byte of UTF-8. */
+const utf16Marker = Buffer.from([0xff]);
+
 /**
  * The key a `keyBy` function's value (neither `undefined`, `null` nor `''`) is counted under:
  * `custom:<value>`, or for a value longer than {@link maxCustomKeyValueLength},
  * `custom#<SHA-256 of it, base64url>`. The `#` keeps the two apart (no value is keyed `custom#…`),
- * and two long values share a key only if they share a SHA-256 digest.
+ * and two long values share a key only if they share a SHA-256 digest. A value that is not
+ * well-formed Unicode (a lone surrogate, as `JSON.parse('"\\ud800"')` makes) is digested whatever its
+ * length, from its UTF-16 code units: Redis keys and the digest of a string take its UTF-8, which
+ * writes every lone surrogate as U+FFFD, so `"\ud800"` and `"\udbff"` would share one quota.
  */
 export function customKeyOf(value: string | number): string {
   const text = String(value);
-  if (text.length <= maxCustomKeyValueLength) return `${customKeyPrefix}${text}`;
-  return `custom#${hash('sha256', text, 'base64url')}`;
+  const wellFormed = !loneSurrogate.test(text);
+  if (wellFormed && text.length <= maxCustomKeyValueLength) return `${customKeyPrefix}${text}`;
+  // The marker keeps these digests apart from well-formed values' (of their UTF-8).
+  const bytes = wellFormed ? text : Buffer.concat([utf16Marker, Buffer.from(text, 'utf16le')]);
+  return `custom#${hash('sha256', bytes, 'base64url')}`;
 }
 
 /** The key of a request under `options`; `customKey` is what a `keyBy` function returned. */

@@ -1,10 +1,18 @@
 import { ManualClock } from '@noa/core';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { autoBlockSchema } from '../../src/auto-block.js';
-import { MemoryStore, type RateLimitStore, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import {
+  createRateLimiter,
+  MemoryStore,
+  type RateLimiter,
+  type RateLimitStore,
+  RedisStore,
+  recommendedRedisOptions,
+} from '../../src/index.js';
 import type { LimitPolicy } from '../../src/policy.js';
+import { targets } from './redis-targets.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
@@ -61,20 +69,38 @@ describe.skipIf(skip !== undefined)('auto-block grows for repeat offenders on Re
   });
 });
 
-describe.skipIf(skip !== undefined)(
-  'auto-block counts violations in a sliding withinMs on Redis as in memory',
-  () => {
+/**
+ * The violations' newest slot start (`bw`) moved back, and the start the earlier slots' counts
+ * (`bp`, `<start>:<counts>`) are stamped with: as if that much time had passed.
+ */
+async function moveViolationTimesBack(client: Redis | Cluster, key: string, ms: number): Promise<void> {
+  const [start, earlier] = await client.hmget(key, 'bw', 'bp');
+  expect(start).not.toBeNull();
+  await client.hset(key, 'bw', String(Number(start) - ms));
+  const stamped = /^(\d+):(.*)$/.exec(earlier ?? '');
+  if (stamped !== null) await client.hset(key, 'bp', `${Number(stamped[1]) - ms}:${stamped[2]}`);
+}
+
+/** Redis's clock in ms, as the scripts read it. */
+async function redisNow(client: Redis | Cluster): Promise<number> {
+  const [seconds, micros] = await client.time();
+  return Number(seconds) * 1_000 + Math.floor(Number(micros) / 1_000);
+}
+
+describe.skipIf(skip !== undefined).each(targets)(
+  'auto-block counts violations in a sliding withinMs on $name as in memory',
+  (target) => {
     // violations 3 within 10 s: one refusal, a second 9 s later, a third 1.1 s after that (10.1 s
     // after the first: a window that started at the first violation has ended) and a fourth at
     // once: the last three fall within 1.1 s, and the key is blocked. Redis's TIME cannot be moved,
     // so its state's times are moved back instead, as the memory store's clock moves on.
     const sliding = autoBlockSchema.parse({ violations: 3, withinMs: 10_000, blockMs: 60_000 });
-    let client: Redis;
+    let client: Redis | Cluster;
+    let stop: () => Promise<void>;
     beforeAll(async () => {
-      client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
-      await client.connect();
-    });
-    afterAll(() => client.disconnect());
+      ({ client, stop } = await target.connect());
+    }, 60_000);
+    afterAll(() => stop());
 
     /** Refusals with `elapse(ms)` between them; the blockedMs right after each. */
     async function violations(
@@ -99,11 +125,7 @@ describe.skipIf(skip !== undefined)(
       const memory = new MemoryStore({ clock });
       const onRedis = await violations(redis, async (ms) => {
         if (ms === 0) return;
-        // The violations' window start, moved back: as if that much time had passed.
-        const key = `${prefix}{abuser}`;
-        const start = await client.hget(key, 'bw');
-        expect(start).not.toBeNull();
-        await client.hset(key, 'bw', String(Number(start) - ms));
+        await moveViolationTimesBack(client, `${prefix}{abuser}`, ms);
       });
       const inMemory = await violations(memory, async (ms) => {
         clock.advance(ms);
@@ -114,8 +136,101 @@ describe.skipIf(skip !== undefined)(
         expect(blocked[3]).toBeGreaterThan(0);
       }
       await memory.close();
-      const keys = await client.keys(`${prefix}*`);
-      if (keys.length > 0) await client.del(...keys);
+      await client.del(`${prefix}{abuser}`);
+    });
+
+    it('a release before bp (a rolling deploy) that starts a new window leaves no earlier counts behind', async () => {
+      // Two refusals 3 s apart (the second in a later quarter: bp holds the first), then 11 s
+      // pass and a server of the release before bp refuses the key: its check.lua found its
+      // window over and wrote a new one (bv 1, bw now) with HSET of bv, bw, bu and bo, leaving bp
+      // as it was. The next refusal is the second within 10 s: not a block (it was: the stale bp
+      // counted as the new window's earlier quarters). A third within 10 s blocks.
+      const prefix = `${uniqueName('rlabd')}:`;
+      const key = `${prefix}{abuser}`;
+      const redis = new RedisStore({ client, prefix });
+      const refuse = async () => {
+        const [refused] = await redis.consume('abuser', limits, [1], sliding);
+        expect(refused!.decisions[0]!.allowed).toBe(false);
+        // Whether it started a block: a free check right after it tells.
+        const [probe] = await redis.consume('abuser', limits, [0], sliding);
+        return probe!.blockedMs;
+      };
+      await redis.consume('abuser', limits, [1], sliding);
+      expect(await refuse()).toBe(0);
+      await moveViolationTimesBack(client, key, 3_000);
+      expect(await refuse()).toBe(0);
+      expect(await client.hget(key, 'bp')).not.toBe('');
+      await moveViolationTimesBack(client, key, 11_000);
+      // The release before bp: `if now - bw >= within then bv, bw = 0, now end; bv = bv + 1`.
+      await client.hset(key, 'bv', '1', 'bw', String(await redisNow(client)));
+      expect(await refuse()).toBe(0);
+      expect(await refuse()).toBeGreaterThan(0);
+      await client.del(key);
+    });
+
+    it('a refusal whose clock went back counts at its own time: refusals a minute apart do not block', async () => {
+      // The key's violations stamped 5 minutes ahead of Redis's clock (a failover to a replica
+      // behind), then refusals a minute apart: each starts the count again (they counted together
+      // in the newest quarter, and the third blocked). Three within 10 s still block.
+      const prefix = `${uniqueName('rlabc')}:`;
+      const key = `${prefix}{abuser}`;
+      const redis = new RedisStore({ client, prefix });
+      const refuse = async () => {
+        const [refused] = await redis.consume('abuser', limits, [1], sliding);
+        expect(refused!.decisions[0]!.allowed).toBe(false);
+        const [probe] = await redis.consume('abuser', limits, [0], sliding);
+        return probe!.blockedMs;
+      };
+      await redis.consume('abuser', limits, [1], sliding);
+      expect(await refuse()).toBe(0);
+      await moveViolationTimesBack(client, key, -300_000);
+      expect(await refuse()).toBe(0);
+      await moveViolationTimesBack(client, key, 60_000);
+      expect(await refuse()).toBe(0);
+      expect(await refuse()).toBe(0);
+      expect(await refuse()).toBeGreaterThan(0);
+      await client.del(key);
+    });
+  },
+);
+
+describe.skipIf(skip !== undefined)(
+  'auto-block on Redis counts every refusal, the local block cache on',
+  () => {
+    // The local block cache (on by default) answers a refused key here for up to a second without
+    // asking Redis: those refusals were recorded nowhere, so a client hammering its key was not
+    // blocked (violations 5 within 10 s: Redis saw one refusal a second, and never five within
+    // 10 s... it saw them only once the second had passed). Every refusal counts, as in memory; a
+    // blocked key is still refused locally.
+    let client: Redis;
+    beforeAll(async () => {
+      client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
+      await client.connect();
+    });
+    afterAll(() => client.disconnect());
+
+    it('blocks at the fifth refusal as the memory store does', async () => {
+      const options = {
+        limits: [{ limit: 1, windowMs: 60_000 }],
+        autoBlock: { violations: 5, withinMs: 10_000, blockMs: 60_000 },
+      };
+      const prefix = `${uniqueName('rlabl')}:`;
+      const onRedis = createRateLimiter({
+        ...options,
+        store: new RedisStore({ client, prefix }),
+        deadlineMs: 5_000,
+      });
+      const inMemory = createRateLimiter(options);
+      const outcomes = async (limiter: RateLimiter) => {
+        const seen: string[] = [];
+        for (let index = 0; index < 12; index += 1) seen.push((await limiter.check('abuser')).outcome);
+        return seen;
+      };
+      const expected = ['allowed', ...Array<string>(5).fill('limited'), ...Array<string>(6).fill('blocked')];
+      expect(await outcomes(inMemory)).toEqual(expected);
+      expect(await outcomes(onRedis)).toEqual(expected);
+      await Promise.all([onRedis.close(), inMemory.close()]);
+      await client.del(`${prefix}{default:abuser}`);
     });
   },
 );

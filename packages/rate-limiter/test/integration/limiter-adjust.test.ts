@@ -52,12 +52,28 @@ describe.skipIf(skip !== undefined).each(targets)('limiter adjustments on $name'
   });
 
   it('a refund lifts a refusal the local block cache remembered', async () => {
-    await limiter.check('r');
-    await limiter.check('r');
-    expect(await limiter.check('r')).toMatchObject({ allowed: false, source: 'store' });
-    expect(await limiter.check('r')).toMatchObject({ allowed: false, source: 'local-cache' });
-    expect(await limiter.refund('r')).toMatchObject({ allowed: true, remaining: 1 });
-    expect(await limiter.check('r')).toMatchObject({ allowed: true, source: 'store', remaining: 0 });
+    // Without auto-block: with it, every refusal goes to the store, which counts it.
+    const cached = createRateLimiter({
+      store: new RedisStore({ client: connection.client, prefix: `${uniqueName('rladj')}:` }),
+      limits: [{ name: 'api', limit: 2, windowMs: 60_000 }],
+      deadlineMs: 5_000,
+    });
+    await cached.check('r');
+    await cached.check('r');
+    expect(await cached.check('r')).toMatchObject({ allowed: false, source: 'store' });
+    expect(await cached.check('r')).toMatchObject({ allowed: false, source: 'local-cache' });
+    expect(await cached.refund('r')).toMatchObject({ allowed: true, remaining: 1 });
+    expect(await cached.check('r')).toMatchObject({ allowed: true, source: 'store', remaining: 0 });
+    await cached.close();
+  });
+
+  it('with auto-block, a refusal is answered by the store (it counts it), a block by the local cache', async () => {
+    await limiter.check('v');
+    await limiter.check('v');
+    for (let refusal = 0; refusal < 5; refusal += 1)
+      expect(await limiter.check('v')).toMatchObject({ outcome: 'limited', source: 'store' });
+    expect(await limiter.check('v')).toMatchObject({ outcome: 'blocked', source: 'store' });
+    expect(await limiter.check('v')).toMatchObject({ outcome: 'blocked', source: 'local-cache' });
   });
 
   it('peek counts nothing; penalize drives remaining to 0', async () => {
