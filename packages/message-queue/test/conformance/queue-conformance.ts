@@ -662,6 +662,56 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect(seen).toEqual([id]);
     });
 
+    itWith(
+      ['leaseRecovery', 'exactCounts'],
+      'a stalled worker that fails the job after another worker completed it neither reruns nor dead-letters it',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('stolen', null, { attempts: 3, backoff: { type: 'fixed', delayMs: 0 } });
+        const { id: lastId } = await queue.add('stolen-last-try', null, { attempts: 1 });
+        // A "worker" that leases both jobs, stalls past its lease, and only then fails them.
+        const lease = (fetch: number) =>
+          provider.exchange(queue.name, {
+            settle: [],
+            fetch,
+            leaseUntil: Date.now() + 150,
+            now: Date.now(),
+            promoteDelayed: true,
+            groupWeights: {},
+            defaultGroupWeight: 1,
+          });
+        const stale = await lease(2);
+        expect(stale.jobs.map((job) => job.id)).toEqual([id, lastId]);
+        const runs: string[] = [];
+        startWorker(queue, (job) => {
+          runs.push(job.id);
+        });
+        await waitFor(async () => (await queue.counts()).completed === 2, 5_000, 'both recovered and completed');
+        const now = Date.now();
+        await provider.exchange(queue.name, {
+          settle: stale.jobs.map((record) => ({
+            kind: 'fail' as const,
+            record: {
+              ...record,
+              attemptsMade: 1,
+              errors: [{ attempt: 1, name: 'Error', message: 'too late', at: now }],
+            },
+            retryAt: record.id === id ? now : null,
+          })),
+          fetch: 0,
+          leaseUntil: now + 150,
+          now,
+          promoteDelayed: false,
+          groupWeights: {},
+          defaultGroupWeight: 1,
+        });
+        await sleep(500);
+        expect(runs.sort()).toEqual([id, lastId].sort());
+        expect(await queue.counts()).toMatchObject({ completed: 2, failed: 0, waiting: 0, delayed: 0, active: 0 });
+        if (supports('getJob')) expect((await queue.getJob(id))?.state).toBe('completed');
+      },
+    );
+
     it('closes gracefully: releases jobs still running at the deadline for redelivery', async () => {
       const queue = makeQueue();
       await queue.addBulk(Array.from({ length: 4 }, (_, n) => ({ name: n < 2 ? 'quick' : 'slow', data: n })));
