@@ -3,6 +3,9 @@ import { z } from 'zod';
 import type { NewJob, Queue } from './queue.js';
 import { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
 
+/** Node's longest timer delay; a longer one is clamped to 1 ms (with a TimeoutOverflowWarning). */
+const maxTimerMs = 2 ** 31 - 1;
+
 /** Options of {@link Scheduler}. */
 export const schedulerOptionsSchema = z
   .object({
@@ -88,14 +91,29 @@ export class Scheduler<Data = unknown> {
   #arm(schedule: Schedule<Data>, afterMs: number): void {
     const fireAt = schedule.next(afterMs);
     if (fireAt === undefined || this.#schedules.get(schedule.name) !== schedule) return;
-    schedule.timer = setTimeout(() => void this.#fire(schedule, fireAt), Math.max(0, fireAt - Date.now()));
+    this.#waitFor(schedule, fireAt);
+  }
+
+  /**
+   * Sleeps until the wall clock reaches `fireAt`. Timers run on a monotonic clock and Node fires
+   * a delay past ~24.8 days at once, so a timer that ends early (a far tick, the wall clock
+   * stepped back) waits again rather than firing a tick before its time.
+   */
+  #waitFor(schedule: Schedule<Data>, fireAt: number): void {
+    const delayMs = Math.min(maxTimerMs, Math.max(0, fireAt - Date.now()));
+    schedule.timer = setTimeout(() => {
+      if (Date.now() < fireAt) this.#waitFor(schedule, fireAt);
+      else void this.#fire(schedule, fireAt);
+    }, delayMs);
     schedule.timer.unref();
   }
 
   async #fire(schedule: Schedule<Data>, fireAt: number): Promise<void> {
     if (this.#schedules.get(schedule.name) !== schedule) return;
-    // Re-arm first so a slow add cannot delay the next tick.
-    this.#arm(schedule, fireAt);
+    // Re-arm first so a slow add cannot delay the next tick. From now, not from `fireAt`: ticks
+    // missed while the wall clock jumped ahead or the process was suspended are skipped, not
+    // added back to back.
+    this.#arm(schedule, Math.max(fireAt, Date.now()));
     try {
       await this.#queue.add(schedule.job.name, schedule.job.data, {
         ...schedule.job.options,

@@ -667,7 +667,10 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       'a stalled worker that fails the job after another worker completed it neither reruns nor dead-letters it',
       async () => {
         const queue = makeQueue();
-        const { id } = await queue.add('stolen', null, { attempts: 3, backoff: { type: 'fixed', delayMs: 0 } });
+        const { id } = await queue.add('stolen', null, {
+          attempts: 3,
+          backoff: { type: 'fixed', delayMs: 0 },
+        });
         const { id: lastId } = await queue.add('stolen-last-try', null, { attempts: 1 });
         // A "worker" that leases both jobs, stalls past its lease, and only then fails them.
         const lease = (fetch: number) =>
@@ -686,7 +689,11 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         startWorker(queue, (job) => {
           runs.push(job.id);
         });
-        await waitFor(async () => (await queue.counts()).completed === 2, 5_000, 'both recovered and completed');
+        await waitFor(
+          async () => (await queue.counts()).completed === 2,
+          5_000,
+          'both recovered and completed',
+        );
         const now = Date.now();
         await provider.exchange(queue.name, {
           settle: stale.jobs.map((record) => ({
@@ -707,7 +714,13 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         });
         await sleep(500);
         expect(runs.sort()).toEqual([id, lastId].sort());
-        expect(await queue.counts()).toMatchObject({ completed: 2, failed: 0, waiting: 0, delayed: 0, active: 0 });
+        expect(await queue.counts()).toMatchObject({
+          completed: 2,
+          failed: 0,
+          waiting: 0,
+          delayed: 0,
+          active: 0,
+        });
         if (supports('getJob')) expect((await queue.getJob(id))?.state).toBe('completed');
       },
     );
