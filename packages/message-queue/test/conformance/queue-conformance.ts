@@ -172,6 +172,30 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
     });
 
+    it('keeps any string payload through delays, retries and cancel (lone surrogates, NUL, nested JSON)', async () => {
+      const queue = makeQueue();
+      // A split emoji (user input cut with slice()) leaves a lone surrogate; JSON carries it as an escape.
+      const data = { text: 'Hi 🌍'.slice(0, 4), low: '\uDC00', nul: 'a\u0000b', line: '\u2028', deep: [[[[{}]]]] };
+      const seen: unknown[] = [];
+      const retried = await queue.add('retried', data, { delay: 30, attempts: 2, backoff: { type: 'fixed', delayMs: 30 } });
+      const cancelled = await queue.add('cancelled', data, { delay: 60_000 });
+      if (supports('cancel')) expect(await queue.cancel(cancelled.id)).toBe('removed');
+      startWorker(queue, (job) => {
+        seen.push(job.data);
+        if (job.attempt === 1) throw new Error('once');
+        return job.data;
+      });
+      await waitFor(() => seen.length === 2, 5_000, 'the delayed job to run twice');
+      expect(seen).toEqual([data, data]);
+      if (supports('getJob')) {
+        const job = await waitFor(async () => {
+          const info = await queue.getJob(retried.id);
+          return info?.state === 'completed' ? info : undefined;
+        });
+        expect(job.result).toEqual(data);
+      }
+    });
+
     it('dead-letters after the last attempt, and redrives and purges the DLQ', async () => {
       const queue = makeQueue<{ healthy: boolean }>();
       let healthy = false;
@@ -642,7 +666,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
 
     itWith(['leaseRecovery'], 'recovers a job whose worker stopped heart-beating (stalled)', async () => {
       const queue = makeQueue();
-      const { id } = await queue.add('orphan', null);
+      const { id } = await queue.add('orphan', { text: 'cut \uD83D' });
       // A "worker" that leases the job and then dies: it never settles nor renews the lease.
       const leased = await provider.exchange(queue.name, {
         settle: [],

@@ -74,7 +74,15 @@ local function cancelError(id, now)
     message = 'job ' .. id .. ' was cancelled', at = now })
 end
 
+-- A stored record, decoded to read its routing fields (p, g, P). The stored string is never
+-- re-encoded: it stays byte-for-byte what Node wrote. cjson rejects the escapes of lone UTF-16
+-- surrogates (\ud800) that JSON.stringify writes for a cut emoji, which would fail the script
+-- mid-way (a delayed or stalled job taken off its set and never put back); this copy replaces
+-- them, as only routing fields are read from it.
 local function decode(raw)
+  if string.find(raw, '\\u[dD][89a-fA-F]') then
+    raw = string.gsub(raw, '\\u[dD][89a-fA-F]%x%x', '\\u003f')
+  end
   return cjson.decode(raw)
 end
 

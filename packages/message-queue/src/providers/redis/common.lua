@@ -24,6 +24,18 @@ local function fmt(n)
   return string.format('%d', n)
 end
 
+-- A stored record, decoded to read its routing fields (p, g, P). The stored string is never
+-- re-encoded: it stays byte-for-byte what Node wrote. cjson rejects the escapes of lone UTF-16
+-- surrogates (\ud800) that JSON.stringify writes for a cut emoji, which would fail the script
+-- mid-way (a delayed or stalled job taken off its set and never put back); this copy replaces
+-- them, as only routing fields are read from it.
+local function decodeRecord(raw)
+  if string.find(raw, '\\u[dD][89a-fA-F]') then
+    raw = string.gsub(raw, '\\u[dD][89a-fA-F]%x%x', '\\u003f')
+  end
+  return cjson.decode(raw)
+end
+
 local function seqBlock(n)
   return redis.call('INCRBY', P .. 'seq', n) - n
 end
@@ -142,7 +154,7 @@ local function childSettled(parentId, policy, childId, resultJson, errorJson, no
     redis.call('ZREM', WC, parentId)
     local raw = redis.call('GET', P .. 'j:' .. parentId)
     if raw then
-      local parent = cjson.decode(raw)
+      local parent = decodeRecord(raw)
       enqueue(parentId, parent.p or 0, parent.g, seqBlock(1) + 1)
     end
   end

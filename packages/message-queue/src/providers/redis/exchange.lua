@@ -80,7 +80,7 @@ if ARGV[5] == '1' then
     local base = seqBlock(#due)
     for i, id in ipairs(due) do
       if records[i] then
-        local record = cjson.decode(records[i])
+        local record = decodeRecord(records[i])
         enqueue(id, record.p or 0, record.g, base + i)
       end
     end
