@@ -14,6 +14,7 @@ import { type BackoffStrategy, backoffDelay } from './backoff.js';
 import { JobCancelledError, JobTimeoutError, WorkerClosingError } from './errors.js';
 import { jobEvents, publishJobEvent } from './events.js';
 import { Job } from './job.js';
+import { wellFormedString } from './job-options.js';
 import type { JobErrorEntry, JobRecord } from './job-record.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';
@@ -66,7 +67,7 @@ export const workerOptionsSchema = z
     /** Weighted fair dispatch between job groups (tenants); unlisted groups get `defaultWeight`. */
     groups: z
       .object({
-        weights: z.record(z.string(), z.number().positive()).default({}),
+        weights: z.record(wellFormedString, z.number().positive()).default({}),
         defaultWeight: z.number().positive().default(1),
       })
       .strict()

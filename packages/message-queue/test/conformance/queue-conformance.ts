@@ -175,9 +175,19 @@ export function describeQueueConformance(target: ConformanceTarget): void {
     it('keeps any string payload through delays, retries and cancel (lone surrogates, NUL, nested JSON)', async () => {
       const queue = makeQueue();
       // A split emoji (user input cut with slice()) leaves a lone surrogate; JSON carries it as an escape.
-      const data = { text: 'Hi 🌍'.slice(0, 4), low: '\uDC00', nul: 'a\u0000b', line: '\u2028', deep: [[[[{}]]]] };
+      const data = {
+        text: 'Hi 🌍'.slice(0, 4),
+        low: '\uDC00',
+        nul: 'a\u0000b',
+        line: '\u2028',
+        deep: [[[[{}]]]],
+      };
       const seen: unknown[] = [];
-      const retried = await queue.add('retried', data, { delay: 30, attempts: 2, backoff: { type: 'fixed', delayMs: 30 } });
+      const retried = await queue.add('retried', data, {
+        delay: 30,
+        attempts: 2,
+        backoff: { type: 'fixed', delayMs: 30 },
+      });
       const cancelled = await queue.add('cancelled', data, { delay: 60_000 });
       if (supports('cancel')) expect(await queue.cancel(cancelled.id)).toBe('removed');
       startWorker(queue, (job) => {
