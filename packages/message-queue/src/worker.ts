@@ -473,6 +473,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       ? null
       : now +
         backoffDelay(record.backoff, attempt, this.#options.random, this.#options.backoffStrategies, error);
+    // The stored record says when the job runs again (getJob, and the queue-wait histogram of the
+    // next try, which would otherwise count the backoff and earlier tries as waiting).
+    if (retryAt !== null) failed.availableAt = retryAt;
     this.#settle.push({ settlement: { kind: 'fail', record: failed, retryAt }, error, attempt, terminal });
     this.#startBuffered();
     this.#wake();

@@ -206,6 +206,29 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
     });
 
+    itWith(
+      ['getJob'],
+      'a retried job shows when it runs again (availableAt, also what queue-wait is measured from)',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('later', null, {
+          attempts: 2,
+          backoff: { type: 'fixed', delayMs: 60_000 },
+        });
+        const failedAt: number[] = [];
+        startWorker(queue, () => {
+          failedAt.push(Date.now());
+          throw new Error('not yet');
+        });
+        const job = await waitFor(async () => {
+          const info = await queue.getJob(id);
+          return info?.state === 'delayed' ? info : undefined;
+        });
+        expect(job.attemptsMade).toBe(1);
+        expect(job.availableAt).toBeGreaterThanOrEqual(failedAt[0]! + 60_000);
+      },
+    );
+
     it('dead-letters after the last attempt, and redrives and purges the DLQ', async () => {
       const queue = makeQueue<{ healthy: boolean }>();
       let healthy = false;
