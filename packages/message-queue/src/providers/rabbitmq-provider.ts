@@ -128,9 +128,8 @@ export class RabbitMqProvider implements QueueProvider {
       },
       onLost: () => {
         this.#consumers.resetAll();
-        // With a state store, deliveries held from the dead channel stay known (their settlements
-        // are still stored), so their redeliveries here are not run twice in this process.
-        if (!this.#state) this.#held.clear();
+        // Deliveries held from the dead channel stay known (until their tries settle), so their
+        // redeliveries here are not run twice in this process (see `HeldDeliveries.rebind`).
       },
       onClosing: () => this.#consumers.wakeAll(),
     });
@@ -193,6 +192,8 @@ export class RabbitMqProvider implements QueueProvider {
       const delivery = consumer.buffer.shift()!;
       if (delivery.generation !== generation) continue;
       const record = decodeRecord(delivery.tracked.message.content.toString());
+      if (delivery.tracked.message.fields.redelivered && this.#held.rebind(queue, record.id, delivery))
+        continue;
       this.#held.hold(queue, record.id, delivery);
       jobs.push(record);
     }

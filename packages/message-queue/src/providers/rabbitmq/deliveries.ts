@@ -53,6 +53,20 @@ export class HeldDeliveries {
   }
 
   /**
+   * A redelivery of a job that this process still runs from a channel that is gone (the broker
+   * closed it, e.g. on its `consumer_timeout`, or the connection dropped): the running try's
+   * outcome settles the new delivery instead of running the job a second time here. Returns
+   * false when no such try is held.
+   */
+  rebind(queue: string, id: string, delivery: Delivery): boolean {
+    const held = key(queue, id);
+    const previous = this.#held.get(held);
+    if (!previous || previous.generation === delivery.generation) return false;
+    this.#held.set(held, delivery);
+    return true;
+  }
+
+  /**
    * Forgets the held delivery of a job and returns it, unless its channel is gone (the broker
    * has requeued or redelivered it already: at-least-once).
    */
@@ -69,10 +83,6 @@ export class HeldDeliveries {
     let count = 0;
     for (const held of this.#held.keys()) if (held.startsWith(prefix)) count += 1;
     return count;
-  }
-
-  clear(): void {
-    this.#held.clear();
   }
 }
 
