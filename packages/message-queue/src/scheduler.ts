@@ -6,6 +6,13 @@ import { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
 /** Node's longest timer delay; a longer one is clamped to 1 ms (with a TimeoutOverflowWarning). */
 const maxTimerMs = 2 ** 31 - 1;
 
+/**
+ * A tick's job is kept on completion (then trimmed by the queue's retention): its id is what
+ * makes another instance's add of the same tick a no-op, and an instance that adds it after the
+ * job ran (a slower link, a lagging clock) would otherwise run the tick again.
+ */
+const singleTick = { removeOnComplete: false } as const;
+
 /** Options of {@link Scheduler}. */
 export const schedulerOptionsSchema = z
   .object({
@@ -61,6 +68,7 @@ export class Scheduler<Data = unknown> {
     const jobId = tickJobId(name, atMs);
     await this.#queue.add(job.name, job.data, {
       ...job.options,
+      ...singleTick,
       jobId,
       delay: Math.max(0, atMs - this.#queue.clock.now()),
     });
@@ -117,6 +125,7 @@ export class Scheduler<Data = unknown> {
     try {
       await this.#queue.add(schedule.job.name, schedule.job.data, {
         ...schedule.job.options,
+        ...singleTick,
         jobId: tickJobId(schedule.name, fireAt),
       });
     } catch (error) {
