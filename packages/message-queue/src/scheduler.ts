@@ -1,5 +1,6 @@
-import { childLogger, type Logger, parseOptions, silentLogger } from '@noa/core';
+import { ConfigError, childLogger, type Logger, parseOptions, silentLogger } from '@noa/core';
 import { z } from 'zod';
+import { jobOptionsSchema } from './job-options.js';
 import type { NewJob, Queue } from './queue.js';
 import { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
 
@@ -49,14 +50,27 @@ export class Scheduler<Data = unknown> {
 
   /** Fires `job` on a cron pattern (croner syntax; a 6th leading field means seconds). */
   cron(name: string, pattern: string, job: NewJob<Data>, options: { timezone?: string } = {}): void {
-    nextFireTimes(pattern, Date.now(), 1, options.timezone); // validates the pattern now
+    // croner checks the pattern when built and the timezone when it computes a time.
+    try {
+      nextFireTimes(pattern, Date.now(), 1);
+    } catch (error) {
+      throw scheduleError('pattern', error);
+    }
+    if (options.timezone !== undefined) {
+      try {
+        nextFireTimes(pattern, Date.now(), 1, options.timezone);
+      } catch (error) {
+        throw scheduleError('timezone', error);
+      }
+    }
     this.#define({ name, job, next: (after) => nextFireTimes(pattern, after, 1, options.timezone)[0] });
   }
 
   /** Fires `job` every `everyMs`, aligned to multiples of `everyMs` since the epoch. */
   every(name: string, everyMs: number, job: NewJob<Data>): void {
-    if (!Number.isInteger(everyMs) || everyMs <= 0)
-      throw new RangeError('everyMs must be a positive integer');
+    if (!Number.isInteger(everyMs) || everyMs <= 0) {
+      throw new ConfigError('Scheduler', [{ path: 'everyMs', message: 'must be a positive integer' }]);
+    }
     this.#define({ name, job, next: (after) => nextIntervalTime(everyMs, after) });
   }
 
@@ -91,6 +105,8 @@ export class Scheduler<Data = unknown> {
 
   #define(schedule: Schedule<Data>): void {
     if (this.#closed) throw new Error('Scheduler is closed');
+    // Bad job options would fail every tick's add, seen only in a log line: refuse them now.
+    parseOptions('Scheduler job options', jobOptionsSchema, schedule.job.options ?? {});
     this.cancel(schedule.name);
     this.#schedules.set(schedule.name, schedule);
     this.#arm(schedule, Date.now());
@@ -146,4 +162,10 @@ export class Scheduler<Data = unknown> {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** A ConfigError naming a schedule's bad field, with croner's explanation. */
+function scheduleError(field: 'pattern' | 'timezone', cause: unknown): ConfigError {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return new ConfigError('Scheduler', [{ path: field, message }]);
 }

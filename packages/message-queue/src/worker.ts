@@ -81,6 +81,10 @@ export const workerOptionsSchema = z
         intervalMs: z.number().int().positive().default(1_000),
       })
       .strict()
+      .refine((autoscale) => autoscale.min <= autoscale.max, {
+        message: 'must be at least autoscale.min',
+        path: ['max'],
+      })
       .optional(),
     /** Named strategies for `backoff: { type: 'custom', strategy }`. */
     backoffStrategies: z

@@ -27,4 +27,15 @@ describe('job option validation', () => {
     }
     expect((error as ConfigError).fields).toEqual(['groups.weights.\uD800']);
   });
+
+  it('rejects autoscale with min above max, naming autoscale.max', () => {
+    const queue = new Queue({ name: 'autoscale', provider: new MemoryProvider() });
+    let error: unknown;
+    try {
+      new Worker({ queue, handler: () => {}, autostart: false, autoscale: { min: 5, max: 2 } });
+    } catch (caught) {
+      error = caught;
+    }
+    expect((error as ConfigError).fields).toEqual(['autoscale.max']);
+  });
 });

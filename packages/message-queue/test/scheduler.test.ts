@@ -1,3 +1,4 @@
+import { ConfigError } from '@noa/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryProvider, Queue, Scheduler } from '../src/index.js';
 import { sleep } from './helpers.js';
@@ -70,6 +71,35 @@ describe('Scheduler timing', () => {
     vi.setSystemTime(Date.now() - 600_000);
     await vi.advanceTimersByTimeAsync(30_000);
     expect(await jobCount(queue)).toBe(0);
+    await scheduler.close();
+  });
+});
+
+describe('Scheduler validation', () => {
+  /** The fields a ConfigError names, or the error itself when it is something else. */
+  const fieldsOf = (define: () => unknown): unknown => {
+    try {
+      define();
+    } catch (error) {
+      return error instanceof ConfigError ? error.fields : error;
+    }
+    return 'no error';
+  };
+
+  it('rejects a bad schedule at definition with a ConfigError naming the field', async () => {
+    const queue = new Queue({ name: 'validate', provider: new MemoryProvider() });
+    const scheduler = new Scheduler(queue);
+    const job = { name: 'x', data: null };
+    expect(fieldsOf(() => scheduler.every('zero', 0, job))).toEqual(['everyMs']);
+    expect(fieldsOf(() => scheduler.cron('typo', '* * *', job))).toEqual(['pattern']);
+    expect(fieldsOf(() => scheduler.cron('mars', '* * * * *', job, { timezone: 'Mars/Base' }))).toEqual([
+      'timezone',
+    ]);
+    // Before: accepted, and every tick's add failed with only a log line (silent by default).
+    expect(fieldsOf(() => scheduler.every('never', 1_000, { ...job, options: { attempts: 0 } }))).toEqual([
+      'attempts',
+    ]);
+    expect(scheduler.names).toEqual([]);
     await scheduler.close();
   });
 });
