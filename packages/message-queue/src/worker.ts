@@ -612,7 +612,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         check();
       });
     }
-    const released: JobRecord[] = this.#buffer.splice(0);
+    const released: JobRecord[] = [];
     for (const running of [...this.#running.values()]) {
       running.done = true;
       this.#timeouts.remove(running);
@@ -624,6 +624,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#wake();
     const backendDone = (async () => {
       await this.#pumpDone;
+      // Taken after the pump stopped: an exchange in flight at close() may have leased more.
+      released.unshift(...this.#buffer.splice(0));
       if (released.length === 0) return;
       try {
         await this.#provider.release(this.queueName, released, this.#clock.now());

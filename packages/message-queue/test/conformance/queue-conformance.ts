@@ -811,6 +811,51 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
     });
 
+    it('close() releases the jobs leased by an exchange still in flight when it was called', async () => {
+      const queue = makeQueue();
+      // The worker's exchange is held at a gate, so close() is called while it is on the wire.
+      let openGate = (): void => {};
+      const gate = new Promise<void>((resolve) => {
+        openGate = resolve;
+      });
+      let exchanges = 0;
+      const gated = new Proxy(provider, {
+        get: (target, key) => {
+          const value = Reflect.get(target, key, target) as unknown;
+          if (typeof value !== 'function') return value;
+          if (key !== 'exchange') return value.bind(target);
+          return async (...args: Parameters<QueueProvider['exchange']>) => {
+            exchanges += 1;
+            await gate;
+            return target.exchange(...args);
+          };
+        },
+      });
+      await queue.add('late', null);
+      const runs: string[] = [];
+      const worker = new Worker({
+        queue: new Queue({ name: queue.name, provider: gated }),
+        handler: (job) => {
+          runs.push(job.id);
+        },
+      });
+      await waitFor(() => exchanges === 1);
+      const closed = worker.close(1_000);
+      openGate();
+      await closed;
+      expect(runs).toEqual([]);
+      // Released for immediate redelivery, not left leased until the lease expires.
+      const seen: string[] = [];
+      startWorker(
+        queue,
+        (job) => {
+          seen.push(job.id);
+        },
+        { maintenanceIntervalMs: 60_000, leaseMs: 60_000 },
+      );
+      await waitFor(() => seen.length === 1, 5_000, 'the job to be released');
+    });
+
     it('prefetch: leases ahead, runs in order, and close releases the leased-ahead jobs', async () => {
       const queue = makeQueue<number>();
       await queue.addBulk(Array.from({ length: 10 }, (_, n) => ({ name: 'p', data: n })));
