@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { childLogger, type Logger, parseOptions, silentLogger, TimeoutError, withDeadline } from '@noa/core';
+import type { GetMessage } from 'amqplib';
 import { z } from 'zod';
 import { BrokerUnavailableError, UnsupportedOperationError } from '../errors.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
@@ -17,11 +18,11 @@ import {
 import type { JobStateStore } from './job-state-store.js';
 import { AmqpConnection } from './rabbitmq/connection.js';
 import { RabbitConsumers } from './rabbitmq/consumers.js';
-import { type Delivery, HeldDeliveries, settled } from './rabbitmq/deliveries.js';
+import { type Delivery, HeldDeliveries, rejectUndecodable, settled } from './rabbitmq/deliveries.js';
 import { type PublishItem, RabbitPublisher } from './rabbitmq/publisher.js';
 import { StateBridge } from './rabbitmq/state-bridge.js';
 import { deadQueueName, groupQueueName, Topology } from './rabbitmq/topology.js';
-import { decodeRecord } from './record-codec.js';
+import { decodeMessage } from './record-codec.js';
 
 /** Options of {@link RabbitMqProvider}. */
 export const rabbitMqProviderOptionsSchema = z
@@ -191,7 +192,11 @@ export class RabbitMqProvider implements QueueProvider {
     while (jobs.length < request.fetch && consumer.buffer.length > 0) {
       const delivery = consumer.buffer.shift()!;
       if (delivery.generation !== generation) continue;
-      const record = decodeRecord(delivery.tracked.message.content.toString());
+      const record = decodeMessage(delivery.tracked.message.content);
+      if (!record) {
+        rejectUndecodable(delivery, queue, this.#logger);
+        continue;
+      }
       if (delivery.tracked.message.fields.redelivered && this.#held.rebind(queue, record.id, delivery))
         continue;
       this.#held.hold(queue, record.id, delivery);
@@ -355,15 +360,31 @@ export class RabbitMqProvider implements QueueProvider {
     await this.#topology.declare(queue);
     const { publisher } = await this.#connection.ready();
     let moved = 0;
-    while (true) {
-      const message = await publisher.get(deadQueueName(queue), { noAck: false });
-      if (!message) return moved;
-      const record = decodeRecord(message.content.toString());
-      await this.#publisher.publish(queue, [
-        { record: { ...record, attemptsMade: 0, availableAt: now }, target: 'queue', now },
-      ]);
-      publisher.ack(message);
-      moved += 1;
+    // Messages that are no job stay in the DLQ (returned once the pass is over) for someone to look at.
+    const kept: GetMessage[] = [];
+    try {
+      while (true) {
+        const message = await publisher.get(deadQueueName(queue), { noAck: false });
+        if (!message) return moved;
+        const record = decodeMessage(message.content);
+        if (!record) {
+          kept.push(message);
+          continue;
+        }
+        await this.#publisher.publish(queue, [
+          { record: { ...record, attemptsMade: 0, availableAt: now }, target: 'queue', now },
+        ]);
+        publisher.ack(message);
+        moved += 1;
+      }
+    } finally {
+      if (kept.length > 0) {
+        this.#logger.warn('dead-letter queue holds messages that are not jobs; left there', {
+          queue,
+          count: kept.length,
+        });
+        for (const message of kept) publisher.nack(message, false, true);
+      }
     }
   }
 

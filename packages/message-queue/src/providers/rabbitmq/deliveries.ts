@@ -1,3 +1,4 @@
+import type { Logger } from '@noa/core';
 import type { ConsumeMessage } from 'amqplib';
 import type { AckBatcher, TrackedDelivery } from '../ack-batcher.js';
 
@@ -17,6 +18,20 @@ export interface Delivery {
 export function settled(delivery: Delivery): void {
   if (delivery.outstanding) delivery.outstanding.count -= 1;
   delete delivery.outstanding;
+}
+
+/**
+ * Rejects a delivery that is no job (see `decodeMessage`) without requeueing it: the broker
+ * moves it to the queue's DLQ (`<queue>.dead`; a group queue has none and drops it). Left in
+ * place it would fail every fetch of the queue.
+ */
+export function rejectUndecodable(delivery: Delivery, queue: string, logger: Logger): void {
+  logger.warn('a message on the queue is not a job; rejected to its dead-letter queue', {
+    queue,
+    bytes: delivery.tracked.message.content.length,
+  });
+  settled(delivery);
+  delivery.acks.nack(delivery.tracked, false);
 }
 
 /** Runs a batcher's flush at the end of the tick; a channel that died meanwhile was requeued by the broker. */
