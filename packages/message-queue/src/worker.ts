@@ -191,6 +191,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   /** Whether run times are measured: for the processing histogram and for `prefetch: 'auto'`. */
   readonly #timed: boolean;
   #wakePump: (() => void) | undefined;
+  /** Ends the back-off after a failed exchange (only `close()` does). */
+  #stopBackoff: (() => void) | undefined;
   /** Aborts the signal of the current idle wait (see `#idle`). */
   #idleController = new AbortController();
   readonly #abortIdle = (): void => this.#idleController.abort();
@@ -334,7 +336,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         this.#settle = settle.concat(this.#settle);
         failures += 1;
         this.#reportError('exchange jobs with the backend', error);
-        await this.#idle(Math.min(2_000, 50 * 2 ** Math.min(failures, 6)));
+        await this.#backoff(Math.min(2_000, 50 * 2 ** Math.min(failures, 6)));
         continue;
       }
       this.#buffer.push(...response.jobs);
@@ -352,6 +354,26 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         lastYield = performance.now();
       }
     }
+  }
+
+  /**
+   * Waits `ms` after a failed exchange, or until `close()`. Not `#idle`: a provider may answer
+   * its wait at once (RabbitMQ with deliveries buffered), which made a failing exchange retry in
+   * a microtask loop that starved the whole process.
+   */
+  async #backoff(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        clearTimeout(timer);
+        this.#stopBackoff = undefined;
+        resolve();
+      };
+      const timer = setTimeout(stop, ms);
+      // A closing worker still flushing to a dead backend must not hold the process (close() has
+      // given up on it after its bound).
+      if (this.#closing) timer.unref();
+      this.#stopBackoff = stop;
+    });
   }
 
   /** Waits for a backend notification, a local wake-up (a job finished, close) or `ms`. */
@@ -596,6 +618,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#closing = true;
     for (const timer of this.#timers) clearInterval(timer);
     this.#unsubscribeCancel?.();
+    this.#stopBackoff?.();
     this.#wake();
     if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
