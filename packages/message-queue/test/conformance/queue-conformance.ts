@@ -229,6 +229,25 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       },
     );
 
+    it('keeps a deeply nested payload (3,000 levels) through a delay and a retry', async () => {
+      const queue = makeQueue();
+      let deep: unknown = 'leaf';
+      for (let level = 0; level < 3_000; level += 1) deep = [deep];
+      const depthOf = (value: unknown): number => {
+        let depth = 0;
+        for (let node = value; Array.isArray(node); node = node[0]) depth += 1;
+        return depth;
+      };
+      await queue.add('deep', deep, { delay: 30, attempts: 2, backoff: { type: 'fixed', delayMs: 30 } });
+      const depths: number[] = [];
+      startWorker(queue, (job) => {
+        depths.push(depthOf(job.data));
+        if (job.attempt === 1) throw new Error('once');
+      });
+      await waitFor(() => depths.length === 2, 5_000, 'the nested job to run twice');
+      expect(depths).toEqual([3_000, 3_000]);
+    });
+
     it('dead-letters after the last attempt, and redrives and purges the DLQ', async () => {
       const queue = makeQueue<{ healthy: boolean }>();
       let healthy = false;

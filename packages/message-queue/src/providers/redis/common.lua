@@ -33,7 +33,15 @@ local function decodeRecord(raw)
   if string.find(raw, '\\u[dD][89a-fA-F]') then
     raw = string.gsub(raw, '\\u[dD][89a-fA-F]%x%x', '\\u003f')
   end
-  return cjson.decode(raw)
+  local ok, record = pcall(cjson.decode, raw)
+  if ok then return record end
+  -- Nested deeper than cjson's default 1,000 levels (JSON.stringify goes a few thousand deep):
+  -- the limit is raised for this call only, as every script of the server shares it.
+  cjson.decode_max_depth(10000)
+  ok, record = pcall(cjson.decode, raw)
+  cjson.decode_max_depth(1000)
+  if not ok then error(record) end
+  return record
 end
 
 local function seqBlock(n)
