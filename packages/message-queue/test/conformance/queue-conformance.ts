@@ -612,6 +612,28 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       if (supports('exactCounts')) expect((await queue.counts()).waiting).toBe(0);
     });
 
+    it('rejects a payload JSON cannot carry (BigInt, a cycle) at add, before enqueueing any of the batch', async () => {
+      const queue = makeQueue();
+      const cyclic: Record<string, unknown> = { name: 'loop' };
+      cyclic.self = cyclic;
+      for (const bad of [{ amount: 10n }, cyclic]) {
+        await expect(
+          queue.addBulk([
+            { name: 'first', data: { ok: true } },
+            { name: 'bad', data: bad },
+          ]),
+        ).rejects.toThrow(InvalidPayloadError);
+      }
+      await queue.add('marker', null);
+      const seen: string[] = [];
+      startWorker(queue, (job) => {
+        seen.push(job.name);
+      });
+      await waitFor(() => seen.includes('marker'));
+      await sleep(100);
+      expect(seen).toEqual(['marker']);
+    });
+
     itWith(['flows'], 'runs a flow parent after its children, with their results', async () => {
       const queue = makeQueue<{ n: number }>();
       const flow = await queue.addFlow({
