@@ -293,7 +293,14 @@ export class Queue<Data = unknown> {
   /** Recovers stalled jobs and applies retention now (workers also do this periodically). */
   async clean(retention: RetentionOptions = {}, maxStalls = 1): Promise<MaintenanceResult> {
     const policy: RetentionPolicy = parseOptions('retention', retentionSchema, retention);
-    return this.provider.maintain(this.name, this.#clock.now(), maxStalls, policy);
+    const result = await this.provider.maintain(this.name, this.#clock.now(), maxStalls, policy);
+    // Counted as a worker's maintenance pass counts them.
+    const labels = { queue: this.name };
+    if (result.recovered + result.deadLettered > 0) {
+      this.#metrics.stalled.inc(labels, result.recovered + result.deadLettered);
+    }
+    if (result.deadLettered > 0) this.#metrics.deadLettered.inc(labels, result.deadLettered);
+    return result;
   }
 
   /** The dead-letter queue: jobs that used all their attempts, with their error history. */

@@ -575,6 +575,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       );
       if (result.recovered + result.deadLettered > 0) {
         this.#metrics.stalled.inc(this.#labels, result.recovered + result.deadLettered);
+        // Poison jobs (past maxStalls) and cancelled jobs of dead workers land in the DLQ too.
+        if (result.deadLettered > 0) this.#metrics.deadLettered.inc(this.#labels, result.deadLettered);
         publishJobEvent('stalled', { queue: this.queueName, ...result });
         this.#logger.info('recovered stalled jobs', { ...result });
         this.#wake();
