@@ -191,6 +191,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   /** Whether run times are measured: for the processing histogram and for `prefetch: 'auto'`. */
   readonly #timed: boolean;
   #wakePump: (() => void) | undefined;
+  /** Custom backoff names already warned about (see `#checkStrategy`). */
+  readonly #missingStrategies = new Set<string>();
   /** Ends the back-off after a failed exchange (only `close()` does). */
   #stopBackoff: (() => void) | undefined;
   /** Aborts the signal of the current idle wait (see `#idle`). */
@@ -495,6 +497,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       errors: [...record.errors, errorEntry(error, attempt, now)].slice(-maxErrorHistory),
     };
     const terminal = error instanceof JobCancelledError || attempt >= record.attempts;
+    if (!terminal) this.#checkStrategy(record.backoff);
     const retryAt = terminal
       ? null
       : now +
@@ -505,6 +508,17 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#settle.push({ settlement: { kind: 'fail', record: failed, retryAt }, error, attempt, terminal });
     this.#startBuffered();
     this.#wake();
+  }
+
+  /** Warns once per name about a custom backoff this worker lacks (its retries run at once). */
+  #checkStrategy(backoff: JobRecord['backoff']): void {
+    if (backoff.type !== 'custom' || Object.hasOwn(this.#options.backoffStrategies, backoff.strategy)) return;
+    if (this.#missingStrategies.has(backoff.strategy)) return;
+    this.#missingStrategies.add(backoff.strategy);
+    this.#logger.warn('job names a backoff strategy this worker does not have; retrying without delay', {
+      strategy: backoff.strategy,
+      known: Object.keys(this.#options.backoffStrategies),
+    });
   }
 
   /** Reports a settlement once the backend has stored it. */

@@ -1,6 +1,7 @@
+import type { Logger } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import { MemoryProvider, Queue, type QueueProvider, Worker } from '../src/index.js';
-import { sleep } from './helpers.js';
+import { sleep, waitFor } from './helpers.js';
 
 describe('worker backoff when the backend fails', () => {
   it('waits between failed exchanges even when the provider says work is buffered', async () => {
@@ -32,5 +33,31 @@ describe('worker backoff when the backend fails', () => {
     // 50 ms doubling: about 3 tries in 300 ms.
     expect(exchanges).toBeGreaterThanOrEqual(2);
     expect(exchanges).toBeLessThanOrEqual(8);
+  });
+
+  it('warns when a job names a custom backoff strategy this worker does not have', async () => {
+    const warnings: string[] = [];
+    const logger: Logger = {
+      debug: () => {},
+      info: () => {},
+      warn: (message, fields) => warnings.push(`${message} ${JSON.stringify(fields ?? {})}`),
+      error: () => {},
+    };
+    const queue = new Queue({ name: 'typo', provider: new MemoryProvider() });
+    // A typo, or a worker deployed without the strategy: retried at once, hammering what failed.
+    await queue.add('call', null, { attempts: 3, backoff: { type: 'custom', strategy: 'lineer' } });
+    let tries = 0;
+    const worker = new Worker({
+      queue,
+      logger,
+      backoffStrategies: { linear: (attempt) => attempt * 1_000 },
+      handler: () => {
+        tries += 1;
+        throw new Error('down');
+      },
+    });
+    await waitFor(() => tries === 3);
+    await worker.close();
+    expect(warnings.filter((warning) => warning.includes('lineer'))).toHaveLength(1);
   });
 });
