@@ -9,6 +9,12 @@ export const wellFormedString = z
   .string()
   .refine((value) => !/\p{Cs}/u.test(value), { message: 'must be well-formed Unicode (no lone surrogate)' });
 
+/**
+ * Node's longest timer delay (~24.8 days): a longer one is clamped to 1 ms with a
+ * TimeoutOverflowWarning, so limits and intervals past it would fire (or re-arm) every 1 ms.
+ */
+export const maxTimerMs = 2 ** 31 - 1;
+
 /** Highest `priority`: RabbitMQ's recommended x-max-priority range, kept for every provider. */
 export const maxPriority = 10;
 
@@ -41,7 +47,7 @@ export const jobOptionsSchema = z
       jitter: 0.5,
     }),
     /** Per-try time limit in ms: the handler's signal aborts and the slot is freed. */
-    timeout: z.number().int().positive().optional(),
+    timeout: z.number().int().positive().max(maxTimerMs).optional(),
     /** Delete the job as soon as it completes instead of keeping it under the queue's retention. */
     removeOnComplete: z.boolean().default(false),
     /** Tenant / fairness group: groups are dispatched by weight (see the worker's `groups`). */

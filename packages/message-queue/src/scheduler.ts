@@ -1,11 +1,8 @@
 import { ConfigError, childLogger, type Logger, parseOptions, silentLogger } from '@noa/core';
 import { z } from 'zod';
-import { jobOptionsSchema } from './job-options.js';
+import { jobOptionsSchema, maxTimerMs } from './job-options.js';
 import type { NewJob, Queue } from './queue.js';
 import { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
-
-/** Node's longest timer delay; a longer one is clamped to 1 ms (with a TimeoutOverflowWarning). */
-const maxTimerMs = 2 ** 31 - 1;
 
 /**
  * A tick's job is kept on completion (then trimmed by the queue's retention): its id is what

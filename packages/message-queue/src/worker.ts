@@ -14,7 +14,7 @@ import { type BackoffStrategy, backoffDelay } from './backoff.js';
 import { JobCancelledError, JobTimeoutError, WorkerClosingError } from './errors.js';
 import { jobEvents, publishJobEvent } from './events.js';
 import { Job } from './job.js';
-import { wellFormedString } from './job-options.js';
+import { maxTimerMs, wellFormedString } from './job-options.js';
 import type { JobErrorEntry, JobRecord } from './job-record.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';
@@ -50,17 +50,17 @@ export const workerOptionsSchema = z
      */
     prefetch: z.union([z.number().int().nonnegative().max(10_000), z.literal('auto')]).default('auto'),
     /** Lease of a fetched job; a worker that stops heart-beating for this long loses its jobs to others. */
-    leaseMs: z.number().int().min(100).default(30_000),
+    leaseMs: z.number().int().min(100).max(maxTimerMs).default(30_000),
     /** Time limit of each try when the job has no `timeout`. */
-    defaultTimeoutMs: z.number().int().positive().optional(),
+    defaultTimeoutMs: z.number().int().positive().max(maxTimerMs).optional(),
     /** How long `close()` waits for in-flight jobs before releasing them for redelivery. */
-    closeTimeoutMs: z.number().int().nonnegative().default(10_000),
+    closeTimeoutMs: z.number().int().nonnegative().max(maxTimerMs).default(10_000),
     /** A job whose lease expires more than this many times is dead-lettered (poison job). */
     maxStalls: z.number().int().nonnegative().default(3),
     /** Longest idle wait between fetches when no notification arrives. */
-    pollIntervalMs: z.number().int().positive().default(1_000),
+    pollIntervalMs: z.number().int().positive().max(maxTimerMs).default(1_000),
     /** How often this worker recovers stalled jobs and applies retention. */
-    maintenanceIntervalMs: z.number().int().positive().default(5_000),
+    maintenanceIntervalMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Delayed jobs are promoted at most this often while the queue is busy (always when idle). */
     promoteIntervalMs: z.number().int().positive().default(50),
     retention: retentionSchema.default(retentionSchema.parse({})),
@@ -78,7 +78,7 @@ export const workerOptionsSchema = z
         min: z.number().int().positive().default(1),
         max: z.number().int().positive(),
         jobsPerSlot: z.number().positive().default(10),
-        intervalMs: z.number().int().positive().default(1_000),
+        intervalMs: z.number().int().positive().max(maxTimerMs).default(1_000),
       })
       .strict()
       .refine((autoscale) => autoscale.min <= autoscale.max, {
