@@ -171,7 +171,7 @@ export class RabbitMqProvider implements QueueProvider {
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
     for (const settlement of request.settle) {
-      const held = this.#held.take(queue, settlement.record.id);
+      const held = this.#settleTarget(queue, settlement.record.id);
       if (!held) continue;
       if (settlement.kind === 'fail') {
         const record = { ...settlement.record };
@@ -212,9 +212,28 @@ export class RabbitMqProvider implements QueueProvider {
   settleNow(queue: string, settlement: Settlement): boolean {
     // With a state store the outcome is stored first (batched in the next exchange), then acked.
     if (settlement.kind !== 'complete' || this.#state) return false;
-    const held = this.#held.take(queue, settlement.record.id);
+    const held = this.#settleTarget(queue, settlement.record.id);
     held?.acks.ack(held.tracked);
     return true;
+  }
+
+  /**
+   * The delivery a finished try settles (without a store): the one it came on, or, if that
+   * channel is gone, the broker's redelivery of the job still waiting in this process's buffer
+   * (a worker at full concurrency had not fetched it), taken out so it does not run again.
+   */
+  #settleTarget(queue: string, id: string): Delivery | undefined {
+    const held = this.#held.takeAny(queue, id);
+    const generation = this.#connection.generation;
+    if (!held || held.generation === generation) return held;
+    const { buffer } = this.#consumers.get(queue);
+    const index = buffer.findIndex(
+      (delivery) =>
+        delivery.generation === generation &&
+        delivery.tracked.message.fields.redelivered &&
+        decodeMessage(delivery.tracked.message.content)?.id === id,
+    );
+    return index < 0 ? undefined : buffer.splice(index, 1)[0];
   }
 
   async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {

@@ -86,10 +86,16 @@ export class HeldDeliveries {
    * has requeued or redelivered it already: at-least-once).
    */
   take(queue: string, id: string): Delivery | undefined {
+    const delivery = this.takeAny(queue, id);
+    return delivery?.generation === this.#generation() ? delivery : undefined;
+  }
+
+  /** Forgets the held delivery of a job and returns it, whether or not its channel is gone. */
+  takeAny(queue: string, id: string): Delivery | undefined {
     const held = key(queue, id);
     const delivery = this.#held.get(held);
     this.#held.delete(held);
-    return delivery?.generation === this.#generation() ? delivery : undefined;
+    return delivery;
   }
 
   /** How many deliveries of a queue are held. */
