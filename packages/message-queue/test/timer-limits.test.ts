@@ -1,6 +1,6 @@
 import type { ConfigError } from '@noa/core';
 import { describe, expect, it } from 'vitest';
-import { MemoryProvider, Queue, Worker } from '../src/index.js';
+import { MemoryProvider, Queue, RabbitMqProvider, Worker } from '../src/index.js';
 import { waitFor } from './helpers.js';
 
 /** Node's longest timer: a longer delay is clamped to 1 ms, so such a timer re-armed or fired every 1 ms. */
@@ -58,5 +58,24 @@ describe('time options past the longest Node timer (~24.8 days)', () => {
     await waitFor(() => outcomes.length === 1);
     await worker.close();
     expect(outcomes).toEqual(['completed']);
+  });
+
+  it('rejects RabbitMqProvider time options beyond it, and a URL that is not AMQP, naming each field', () => {
+    const fieldsOf = (options: ConstructorParameters<typeof RabbitMqProvider>[0]): string[] => {
+      try {
+        new RabbitMqProvider(options);
+      } catch (error) {
+        return (error as ConfigError).fields;
+      }
+      return [];
+    };
+    const url = 'amqp://guest:guest@127.0.0.1:5672';
+    expect(fieldsOf({ url, closeTimeoutMs: pastLongestTimer })).toEqual(['closeTimeoutMs']);
+    expect(fieldsOf({ url, readyTimeoutMs: pastLongestTimer })).toEqual(['readyTimeoutMs']);
+    expect(fieldsOf({ url, connectTimeoutMs: pastLongestTimer })).toEqual(['connectTimeoutMs']);
+    expect(fieldsOf({ url, maxReconnectDelayMs: pastLongestTimer })).toEqual(['maxReconnectDelayMs']);
+    // Before: accepted, then retried for ever in the background (every add just waited).
+    expect(fieldsOf({ url: 'http://127.0.0.1:15672' })).toEqual(['url']);
+    expect(fieldsOf({ url: 'amqps://broker.example:5671' })).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@ import { childLogger, type Logger, parseOptions, silentLogger, TimeoutError, wit
 import type { GetMessage } from 'amqplib';
 import { z } from 'zod';
 import { BrokerUnavailableError, UnsupportedOperationError } from '../errors.js';
+import { maxTimerMs } from '../job-options.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
 import {
   allCapabilities,
@@ -28,21 +29,24 @@ import { decodeMessage } from './record-codec.js';
 export const rabbitMqProviderOptionsSchema = z
   .object({
     /** AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672`. */
-    url: z.string().min(1),
+    url: z
+      .string()
+      .min(1)
+      .regex(/^amqps?:\/\//i, 'must be an amqp:// or amqps:// URL'),
     /** Connection name shown by the broker (management UI, `rabbitmqctl list_connections`). */
     connectionName: z.string().min(1).optional(),
     /** First reconnect delay; doubles up to `maxReconnectDelayMs`. */
-    reconnectDelayMs: z.number().int().positive().default(100),
-    maxReconnectDelayMs: z.number().int().positive().default(5_000),
+    reconnectDelayMs: z.number().int().positive().max(maxTimerMs).default(100),
+    maxReconnectDelayMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Per connection attempt: a host that drops packets counts as failed after this long. */
-    connectTimeoutMs: z.number().int().positive().default(5_000),
+    connectTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** How long `ready()` waits for a connection before rejecting with `BrokerUnavailableError`. */
-    readyTimeoutMs: z.number().int().positive().default(10_000),
+    readyTimeoutMs: z.number().int().positive().max(maxTimerMs).default(10_000),
     /**
      * How long `close()` waits for the broker and the state store to close; past it, what is
      * left is abandoned with a warning and `close()` resolves (see README, Failure modes).
      */
-    closeTimeoutMs: z.number().int().positive().default(5_000),
+    closeTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Consumer prefetch; default: the worker's concurrency (its first fetch size). */
     prefetch: z.number().int().positive().optional(),
     /**
