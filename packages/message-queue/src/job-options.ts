@@ -1,6 +1,20 @@
 import { z } from 'zod';
 import { backoffSchema } from './backoff.js';
 
+/**
+ * A string without lone UTF-16 surrogates (a cut emoji). Ids and group names travel inside JSON
+ * arguments that Redis' Lua (cjson) must decode, and cjson rejects a lone surrogate's escape.
+ */
+export const wellFormedString = z
+  .string()
+  .refine((value) => !/\p{Cs}/u.test(value), { message: 'must be well-formed Unicode (no lone surrogate)' });
+
+/**
+ * Node's longest timer delay (~24.8 days): a longer one is clamped to 1 ms with a
+ * TimeoutOverflowWarning, so limits and intervals past it would fire (or re-arm) every 1 ms.
+ */
+export const maxTimerMs = 2 ** 31 - 1;
+
 /** Highest `priority`: RabbitMQ's recommended x-max-priority range, kept for every provider. */
 export const maxPriority = 10;
 
@@ -18,7 +32,7 @@ export type ChildFailurePolicy = z.infer<typeof childFailurePolicySchema>;
 export const jobOptionsSchema = z
   .object({
     /** Idempotency key: adding a job whose id is already held (waiting, active or retained) is a no-op. */
-    jobId: z.string().min(1).max(512).optional(),
+    jobId: wellFormedString.min(1).max(512).optional(),
     /** 0 (default) to 10; higher runs first. Same priority runs in insertion order. */
     priority: z.number().int().min(0).max(maxPriority).default(0),
     /** Milliseconds before the job becomes runnable. */
@@ -33,11 +47,11 @@ export const jobOptionsSchema = z
       jitter: 0.5,
     }),
     /** Per-try time limit in ms: the handler's signal aborts and the slot is freed. */
-    timeout: z.number().int().positive().optional(),
+    timeout: z.number().int().positive().max(maxTimerMs).optional(),
     /** Delete the job as soon as it completes instead of keeping it under the queue's retention. */
     removeOnComplete: z.boolean().default(false),
     /** Tenant / fairness group: groups are dispatched by weight (see the worker's `groups`). */
-    group: z.string().min(1).max(256).optional(),
+    group: wellFormedString.min(1).max(256).optional(),
   })
   .strict();
 

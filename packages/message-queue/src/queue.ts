@@ -180,6 +180,27 @@ export class Queue<Data = unknown> {
     return record;
   }
 
+  /**
+   * Payloads are stored as JSON; a value JSON cannot carry (a BigInt, a cycle) makes providers'
+   * encoding throw a TypeError before anything is stored. Found here only after a failed add, so
+   * the common add does not encode twice.
+   */
+  #unencodable(records: JobRecord[], cause: unknown): InvalidPayloadError | undefined {
+    if (!(cause instanceof TypeError)) return undefined;
+    for (const [index, record] of records.entries()) {
+      try {
+        JSON.stringify(record.data);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        const which = records.length > 1 ? `job ${index} of the batch: ` : '';
+        return new InvalidPayloadError(this.name, [
+          { path: '', message: `${which}not JSON-encodable (${message})` },
+        ]);
+      }
+    }
+    return undefined;
+  }
+
   /** Adds one job. With `options.jobId`, adding an id that exists is a no-op (`added: false`). */
   async add(name: string, data: Data, options?: JobOptions): Promise<AddResult> {
     const [result] = await this.addBulk([{ name, data, ...(options ? { options } : {}) }]);
@@ -192,7 +213,12 @@ export class Queue<Data = unknown> {
     const now = this.#clock.now();
     const records = jobs.map((job) => this.#record(job, now));
     if (records.length === 0) return [];
-    const added = await this.provider.add(this.name, records, now);
+    let added: boolean[];
+    try {
+      added = await this.provider.add(this.name, records, now);
+    } catch (error) {
+      throw this.#unencodable(records, error) ?? error;
+    }
     const count = added.filter(Boolean).length;
     if (count > 0) this.#metrics.added.inc({ queue: this.name }, count);
     for (const [index, record] of records.entries()) {
@@ -267,7 +293,14 @@ export class Queue<Data = unknown> {
   /** Recovers stalled jobs and applies retention now (workers also do this periodically). */
   async clean(retention: RetentionOptions = {}, maxStalls = 1): Promise<MaintenanceResult> {
     const policy: RetentionPolicy = parseOptions('retention', retentionSchema, retention);
-    return this.provider.maintain(this.name, this.#clock.now(), maxStalls, policy);
+    const result = await this.provider.maintain(this.name, this.#clock.now(), maxStalls, policy);
+    // Counted as a worker's maintenance pass counts them.
+    const labels = { queue: this.name };
+    if (result.recovered + result.deadLettered > 0) {
+      this.#metrics.stalled.inc(labels, result.recovered + result.deadLettered);
+    }
+    if (result.deadLettered > 0) this.#metrics.deadLettered.inc(labels, result.deadLettered);
+    return result;
   }
 
   /** The dead-letter queue: jobs that used all their attempts, with their error history. */

@@ -1,7 +1,15 @@
-import { childLogger, type Logger, parseOptions, silentLogger } from '@noa/core';
+import { ConfigError, childLogger, type Logger, parseOptions, silentLogger } from '@noa/core';
 import { z } from 'zod';
+import { jobOptionsSchema, maxTimerMs } from './job-options.js';
 import type { NewJob, Queue } from './queue.js';
 import { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
+
+/**
+ * A tick's job is kept on completion (then trimmed by the queue's retention): its id is what
+ * makes another instance's add of the same tick a no-op, and an instance that adds it after the
+ * job ran (a slower link, a lagging clock) would otherwise run the tick again.
+ */
+const singleTick = { removeOnComplete: false } as const;
 
 /** Options of {@link Scheduler}. */
 export const schedulerOptionsSchema = z
@@ -39,14 +47,27 @@ export class Scheduler<Data = unknown> {
 
   /** Fires `job` on a cron pattern (croner syntax; a 6th leading field means seconds). */
   cron(name: string, pattern: string, job: NewJob<Data>, options: { timezone?: string } = {}): void {
-    nextFireTimes(pattern, Date.now(), 1, options.timezone); // validates the pattern now
+    // croner checks the pattern when built and the timezone when it computes a time.
+    try {
+      nextFireTimes(pattern, Date.now(), 1);
+    } catch (error) {
+      throw scheduleError('pattern', error);
+    }
+    if (options.timezone !== undefined) {
+      try {
+        nextFireTimes(pattern, Date.now(), 1, options.timezone);
+      } catch (error) {
+        throw scheduleError('timezone', error);
+      }
+    }
     this.#define({ name, job, next: (after) => nextFireTimes(pattern, after, 1, options.timezone)[0] });
   }
 
   /** Fires `job` every `everyMs`, aligned to multiples of `everyMs` since the epoch. */
   every(name: string, everyMs: number, job: NewJob<Data>): void {
-    if (!Number.isInteger(everyMs) || everyMs <= 0)
-      throw new RangeError('everyMs must be a positive integer');
+    if (!Number.isInteger(everyMs) || everyMs <= 0) {
+      throw new ConfigError('Scheduler', [{ path: 'everyMs', message: 'must be a positive integer' }]);
+    }
     this.#define({ name, job, next: (after) => nextIntervalTime(everyMs, after) });
   }
 
@@ -58,6 +79,7 @@ export class Scheduler<Data = unknown> {
     const jobId = tickJobId(name, atMs);
     await this.#queue.add(job.name, job.data, {
       ...job.options,
+      ...singleTick,
       jobId,
       delay: Math.max(0, atMs - this.#queue.clock.now()),
     });
@@ -80,6 +102,8 @@ export class Scheduler<Data = unknown> {
 
   #define(schedule: Schedule<Data>): void {
     if (this.#closed) throw new Error('Scheduler is closed');
+    // Bad job options would fail every tick's add, seen only in a log line: refuse them now.
+    parseOptions('Scheduler job options', jobOptionsSchema, schedule.job.options ?? {});
     this.cancel(schedule.name);
     this.#schedules.set(schedule.name, schedule);
     this.#arm(schedule, Date.now());
@@ -88,17 +112,33 @@ export class Scheduler<Data = unknown> {
   #arm(schedule: Schedule<Data>, afterMs: number): void {
     const fireAt = schedule.next(afterMs);
     if (fireAt === undefined || this.#schedules.get(schedule.name) !== schedule) return;
-    schedule.timer = setTimeout(() => void this.#fire(schedule, fireAt), Math.max(0, fireAt - Date.now()));
+    this.#waitFor(schedule, fireAt);
+  }
+
+  /**
+   * Sleeps until the wall clock reaches `fireAt`. Timers run on a monotonic clock and Node fires
+   * a delay past ~24.8 days at once, so a timer that ends early (a far tick, the wall clock
+   * stepped back) waits again rather than firing a tick before its time.
+   */
+  #waitFor(schedule: Schedule<Data>, fireAt: number): void {
+    const delayMs = Math.min(maxTimerMs, Math.max(0, fireAt - Date.now()));
+    schedule.timer = setTimeout(() => {
+      if (Date.now() < fireAt) this.#waitFor(schedule, fireAt);
+      else void this.#fire(schedule, fireAt);
+    }, delayMs);
     schedule.timer.unref();
   }
 
   async #fire(schedule: Schedule<Data>, fireAt: number): Promise<void> {
     if (this.#schedules.get(schedule.name) !== schedule) return;
-    // Re-arm first so a slow add cannot delay the next tick.
-    this.#arm(schedule, fireAt);
+    // Re-arm first so a slow add cannot delay the next tick. From now, not from `fireAt`: ticks
+    // missed while the wall clock jumped ahead or the process was suspended are skipped, not
+    // added back to back.
+    this.#arm(schedule, Math.max(fireAt, Date.now()));
     try {
       await this.#queue.add(schedule.job.name, schedule.job.data, {
         ...schedule.job.options,
+        ...singleTick,
         jobId: tickJobId(schedule.name, fireAt),
       });
     } catch (error) {
@@ -119,4 +159,10 @@ export class Scheduler<Data = unknown> {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** A ConfigError naming a schedule's bad field, with croner's explanation. */
+function scheduleError(field: 'pattern' | 'timezone', cause: unknown): ConfigError {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return new ConfigError('Scheduler', [{ path: field, message }]);
 }

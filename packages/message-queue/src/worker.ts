@@ -14,6 +14,7 @@ import { type BackoffStrategy, backoffDelay } from './backoff.js';
 import { JobCancelledError, JobTimeoutError, WorkerClosingError } from './errors.js';
 import { jobEvents, publishJobEvent } from './events.js';
 import { Job } from './job.js';
+import { maxTimerMs, wellFormedString } from './job-options.js';
 import type { JobErrorEntry, JobRecord } from './job-record.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';
@@ -49,24 +50,24 @@ export const workerOptionsSchema = z
      */
     prefetch: z.union([z.number().int().nonnegative().max(10_000), z.literal('auto')]).default('auto'),
     /** Lease of a fetched job; a worker that stops heart-beating for this long loses its jobs to others. */
-    leaseMs: z.number().int().min(100).default(30_000),
+    leaseMs: z.number().int().min(100).max(maxTimerMs).default(30_000),
     /** Time limit of each try when the job has no `timeout`. */
-    defaultTimeoutMs: z.number().int().positive().optional(),
+    defaultTimeoutMs: z.number().int().positive().max(maxTimerMs).optional(),
     /** How long `close()` waits for in-flight jobs before releasing them for redelivery. */
-    closeTimeoutMs: z.number().int().nonnegative().default(10_000),
+    closeTimeoutMs: z.number().int().nonnegative().max(maxTimerMs).default(10_000),
     /** A job whose lease expires more than this many times is dead-lettered (poison job). */
     maxStalls: z.number().int().nonnegative().default(3),
     /** Longest idle wait between fetches when no notification arrives. */
-    pollIntervalMs: z.number().int().positive().default(1_000),
+    pollIntervalMs: z.number().int().positive().max(maxTimerMs).default(1_000),
     /** How often this worker recovers stalled jobs and applies retention. */
-    maintenanceIntervalMs: z.number().int().positive().default(5_000),
+    maintenanceIntervalMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Delayed jobs are promoted at most this often while the queue is busy (always when idle). */
     promoteIntervalMs: z.number().int().positive().default(50),
     retention: retentionSchema.default(retentionSchema.parse({})),
     /** Weighted fair dispatch between job groups (tenants); unlisted groups get `defaultWeight`. */
     groups: z
       .object({
-        weights: z.record(z.string(), z.number().positive()).default({}),
+        weights: z.record(wellFormedString, z.number().positive()).default({}),
         defaultWeight: z.number().positive().default(1),
       })
       .strict()
@@ -77,9 +78,13 @@ export const workerOptionsSchema = z
         min: z.number().int().positive().default(1),
         max: z.number().int().positive(),
         jobsPerSlot: z.number().positive().default(10),
-        intervalMs: z.number().int().positive().default(1_000),
+        intervalMs: z.number().int().positive().max(maxTimerMs).default(1_000),
       })
       .strict()
+      .refine((autoscale) => autoscale.min <= autoscale.max, {
+        message: 'must be at least autoscale.min',
+        path: ['max'],
+      })
       .optional(),
     /** Named strategies for `backoff: { type: 'custom', strategy }`. */
     backoffStrategies: z
@@ -186,6 +191,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   /** Whether run times are measured: for the processing histogram and for `prefetch: 'auto'`. */
   readonly #timed: boolean;
   #wakePump: (() => void) | undefined;
+  /** Custom backoff names already warned about (see `#checkStrategy`). */
+  readonly #missingStrategies = new Set<string>();
+  /** Ends the back-off after a failed exchange (only `close()` does). */
+  #stopBackoff: (() => void) | undefined;
   /** Aborts the signal of the current idle wait (see `#idle`). */
   #idleController = new AbortController();
   readonly #abortIdle = (): void => this.#idleController.abort();
@@ -329,7 +338,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         this.#settle = settle.concat(this.#settle);
         failures += 1;
         this.#reportError('exchange jobs with the backend', error);
-        await this.#idle(Math.min(2_000, 50 * 2 ** Math.min(failures, 6)));
+        await this.#backoff(Math.min(2_000, 50 * 2 ** Math.min(failures, 6)));
         continue;
       }
       this.#buffer.push(...response.jobs);
@@ -347,6 +356,26 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         lastYield = performance.now();
       }
     }
+  }
+
+  /**
+   * Waits `ms` after a failed exchange, or until `close()`. Not `#idle`: a provider may answer
+   * its wait at once (RabbitMQ with deliveries buffered), which made a failing exchange retry in
+   * a microtask loop that starved the whole process.
+   */
+  async #backoff(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        clearTimeout(timer);
+        this.#stopBackoff = undefined;
+        resolve();
+      };
+      const timer = setTimeout(stop, ms);
+      // A closing worker still flushing to a dead backend must not hold the process (close() has
+      // given up on it after its bound).
+      if (this.#closing) timer.unref();
+      this.#stopBackoff = stop;
+    });
   }
 
   /** Waits for a backend notification, a local wake-up (a job finished, close) or `ms`. */
@@ -468,13 +497,28 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       errors: [...record.errors, errorEntry(error, attempt, now)].slice(-maxErrorHistory),
     };
     const terminal = error instanceof JobCancelledError || attempt >= record.attempts;
+    if (!terminal) this.#checkStrategy(record.backoff);
     const retryAt = terminal
       ? null
       : now +
         backoffDelay(record.backoff, attempt, this.#options.random, this.#options.backoffStrategies, error);
+    // The stored record says when the job runs again (getJob, and the queue-wait histogram of the
+    // next try, which would otherwise count the backoff and earlier tries as waiting).
+    if (retryAt !== null) failed.availableAt = retryAt;
     this.#settle.push({ settlement: { kind: 'fail', record: failed, retryAt }, error, attempt, terminal });
     this.#startBuffered();
     this.#wake();
+  }
+
+  /** Warns once per name about a custom backoff this worker lacks (its retries run at once). */
+  #checkStrategy(backoff: JobRecord['backoff']): void {
+    if (backoff.type !== 'custom' || Object.hasOwn(this.#options.backoffStrategies, backoff.strategy)) return;
+    if (this.#missingStrategies.has(backoff.strategy)) return;
+    this.#missingStrategies.add(backoff.strategy);
+    this.#logger.warn('job names a backoff strategy this worker does not have; retrying without delay', {
+      strategy: backoff.strategy,
+      known: Object.keys(this.#options.backoffStrategies),
+    });
   }
 
   /** Reports a settlement once the backend has stored it. */
@@ -545,6 +589,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       );
       if (result.recovered + result.deadLettered > 0) {
         this.#metrics.stalled.inc(this.#labels, result.recovered + result.deadLettered);
+        // Poison jobs (past maxStalls) and cancelled jobs of dead workers land in the DLQ too.
+        if (result.deadLettered > 0) this.#metrics.deadLettered.inc(this.#labels, result.deadLettered);
         publishJobEvent('stalled', { queue: this.queueName, ...result });
         this.#logger.info('recovered stalled jobs', { ...result });
         this.#wake();
@@ -588,6 +634,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#closing = true;
     for (const timer of this.#timers) clearInterval(timer);
     this.#unsubscribeCancel?.();
+    this.#stopBackoff?.();
     this.#wake();
     if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
@@ -604,7 +651,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         check();
       });
     }
-    const released: JobRecord[] = this.#buffer.splice(0);
+    const released: JobRecord[] = [];
     for (const running of [...this.#running.values()]) {
       running.done = true;
       this.#timeouts.remove(running);
@@ -616,6 +663,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#wake();
     const backendDone = (async () => {
       await this.#pumpDone;
+      // Taken after the pump stopped: an exchange in flight at close() may have leased more.
+      released.unshift(...this.#buffer.splice(0));
       if (released.length === 0) return;
       try {
         await this.#provider.release(this.queueName, released, this.#clock.now());

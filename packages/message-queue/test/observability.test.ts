@@ -35,6 +35,32 @@ describe('metrics, events and options', () => {
     expect(text).toContain('noa_message_queue_queue_depth_jobs{queue="metrics",state="failed"} 1');
   });
 
+  it('counts a poison job dead-lettered by stalled recovery as dead-lettered', async () => {
+    const registry = new Registry();
+    const provider = new MemoryProvider();
+    const queue = new Queue({ name: 'poison-metrics', provider, registry });
+    await queue.add('poison', null);
+    // Its worker died holding it (the lease ran out); with maxStalls 0 the first expiry is final.
+    const now = Date.now();
+    await provider.exchange(queue.name, {
+      settle: [],
+      fetch: 1,
+      leaseUntil: now - 1,
+      now,
+      promoteDelayed: false,
+      groupWeights: {},
+      defaultGroupWeight: 1,
+    });
+    const worker = new Worker({ queue, registry, handler: () => {}, maxStalls: 0, autostart: false });
+    await worker.maintain();
+    expect((await queue.counts()).failed).toBe(1);
+    const text = await registry.metrics();
+    expect(text).toContain('noa_message_queue_jobs_stalled_total{queue="poison-metrics"} 1');
+    // Before: only 'stalled' moved, so an alert on DLQ growth missed the poison job.
+    expect(text).toContain('noa_message_queue_jobs_dead_lettered_total{queue="poison-metrics"} 1');
+    await worker.close();
+  });
+
   it('publishes lifecycle events on diagnostics channels', async () => {
     const seen: string[] = [];
     const listener = (message: unknown) => seen.push((message as { jobId: string }).jobId);

@@ -181,10 +181,12 @@ export class MemoryProvider implements QueueProvider {
 
   async add(queueName: string, records: JobRecord[], now: number): Promise<boolean[]> {
     const queue = this.#queue(queueName);
-    const added = records.map((record) => {
+    // Every copy first: a payload JSON cannot carry fails the batch with nothing enqueued.
+    const copies = records.map(clone);
+    const added = copies.map((record) => {
       if (queue.entries.has(record.id)) return false;
       const entry: Entry = {
-        record: clone(record),
+        record,
         state: 'waiting',
         version: 0,
         leaseUntil: 0,

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { childLogger, type Logger, parseOptions, silentLogger, TimeoutError, withDeadline } from '@noa/core';
+import type { GetMessage } from 'amqplib';
 import { z } from 'zod';
 import { BrokerUnavailableError, UnsupportedOperationError } from '../errors.js';
+import { maxTimerMs } from '../job-options.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
 import {
   allCapabilities,
@@ -17,31 +19,34 @@ import {
 import type { JobStateStore } from './job-state-store.js';
 import { AmqpConnection } from './rabbitmq/connection.js';
 import { RabbitConsumers } from './rabbitmq/consumers.js';
-import { type Delivery, HeldDeliveries, settled } from './rabbitmq/deliveries.js';
+import { type Delivery, HeldDeliveries, rejectUndecodable, settled } from './rabbitmq/deliveries.js';
 import { type PublishItem, RabbitPublisher } from './rabbitmq/publisher.js';
 import { StateBridge } from './rabbitmq/state-bridge.js';
 import { deadQueueName, groupQueueName, Topology } from './rabbitmq/topology.js';
-import { decodeRecord } from './record-codec.js';
+import { decodeMessage } from './record-codec.js';
 
 /** Options of {@link RabbitMqProvider}. */
 export const rabbitMqProviderOptionsSchema = z
   .object({
     /** AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672`. */
-    url: z.string().min(1),
+    url: z
+      .string()
+      .min(1)
+      .regex(/^amqps?:\/\//i, 'must be an amqp:// or amqps:// URL'),
     /** Connection name shown by the broker (management UI, `rabbitmqctl list_connections`). */
     connectionName: z.string().min(1).optional(),
     /** First reconnect delay; doubles up to `maxReconnectDelayMs`. */
-    reconnectDelayMs: z.number().int().positive().default(100),
-    maxReconnectDelayMs: z.number().int().positive().default(5_000),
+    reconnectDelayMs: z.number().int().positive().max(maxTimerMs).default(100),
+    maxReconnectDelayMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Per connection attempt: a host that drops packets counts as failed after this long. */
-    connectTimeoutMs: z.number().int().positive().default(5_000),
+    connectTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** How long `ready()` waits for a connection before rejecting with `BrokerUnavailableError`. */
-    readyTimeoutMs: z.number().int().positive().default(10_000),
+    readyTimeoutMs: z.number().int().positive().max(maxTimerMs).default(10_000),
     /**
      * How long `close()` waits for the broker and the state store to close; past it, what is
      * left is abandoned with a warning and `close()` resolves (see README, Failure modes).
      */
-    closeTimeoutMs: z.number().int().positive().default(5_000),
+    closeTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Consumer prefetch; default: the worker's concurrency (its first fetch size). */
     prefetch: z.number().int().positive().optional(),
     /**
@@ -128,9 +133,8 @@ export class RabbitMqProvider implements QueueProvider {
       },
       onLost: () => {
         this.#consumers.resetAll();
-        // With a state store, deliveries held from the dead channel stay known (their settlements
-        // are still stored), so their redeliveries here are not run twice in this process.
-        if (!this.#state) this.#held.clear();
+        // Deliveries held from the dead channel stay known (until their tries settle), so their
+        // redeliveries here are not run twice in this process (see `HeldDeliveries.rebind`).
       },
       onClosing: () => this.#consumers.wakeAll(),
     });
@@ -171,7 +175,7 @@ export class RabbitMqProvider implements QueueProvider {
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
     for (const settlement of request.settle) {
-      const held = this.#held.take(queue, settlement.record.id);
+      const held = this.#settleTarget(queue, settlement.record.id);
       if (!held) continue;
       if (settlement.kind === 'fail') {
         const record = { ...settlement.record };
@@ -192,7 +196,13 @@ export class RabbitMqProvider implements QueueProvider {
     while (jobs.length < request.fetch && consumer.buffer.length > 0) {
       const delivery = consumer.buffer.shift()!;
       if (delivery.generation !== generation) continue;
-      const record = decodeRecord(delivery.tracked.message.content.toString());
+      const record = decodeMessage(delivery.tracked.message.content);
+      if (!record) {
+        rejectUndecodable(delivery, queue, this.#logger);
+        continue;
+      }
+      if (delivery.tracked.message.fields.redelivered && this.#held.rebind(queue, record.id, delivery))
+        continue;
       this.#held.hold(queue, record.id, delivery);
       jobs.push(record);
     }
@@ -206,9 +216,28 @@ export class RabbitMqProvider implements QueueProvider {
   settleNow(queue: string, settlement: Settlement): boolean {
     // With a state store the outcome is stored first (batched in the next exchange), then acked.
     if (settlement.kind !== 'complete' || this.#state) return false;
-    const held = this.#held.take(queue, settlement.record.id);
+    const held = this.#settleTarget(queue, settlement.record.id);
     held?.acks.ack(held.tracked);
     return true;
+  }
+
+  /**
+   * The delivery a finished try settles (without a store): the one it came on, or, if that
+   * channel is gone, the broker's redelivery of the job still waiting in this process's buffer
+   * (a worker at full concurrency had not fetched it), taken out so it does not run again.
+   */
+  #settleTarget(queue: string, id: string): Delivery | undefined {
+    const held = this.#held.takeAny(queue, id);
+    const generation = this.#connection.generation;
+    if (!held || held.generation === generation) return held;
+    const { buffer } = this.#consumers.get(queue);
+    const index = buffer.findIndex(
+      (delivery) =>
+        delivery.generation === generation &&
+        delivery.tracked.message.fields.redelivered &&
+        decodeMessage(delivery.tracked.message.content)?.id === id,
+    );
+    return index < 0 ? undefined : buffer.splice(index, 1)[0];
   }
 
   async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
@@ -354,15 +383,31 @@ export class RabbitMqProvider implements QueueProvider {
     await this.#topology.declare(queue);
     const { publisher } = await this.#connection.ready();
     let moved = 0;
-    while (true) {
-      const message = await publisher.get(deadQueueName(queue), { noAck: false });
-      if (!message) return moved;
-      const record = decodeRecord(message.content.toString());
-      await this.#publisher.publish(queue, [
-        { record: { ...record, attemptsMade: 0, availableAt: now }, target: 'queue', now },
-      ]);
-      publisher.ack(message);
-      moved += 1;
+    // Messages that are no job stay in the DLQ (returned once the pass is over) for someone to look at.
+    const kept: GetMessage[] = [];
+    try {
+      while (true) {
+        const message = await publisher.get(deadQueueName(queue), { noAck: false });
+        if (!message) return moved;
+        const record = decodeMessage(message.content);
+        if (!record) {
+          kept.push(message);
+          continue;
+        }
+        await this.#publisher.publish(queue, [
+          { record: { ...record, attemptsMade: 0, availableAt: now }, target: 'queue', now },
+        ]);
+        publisher.ack(message);
+        moved += 1;
+      }
+    } finally {
+      if (kept.length > 0) {
+        this.#logger.warn('dead-letter queue holds messages that are not jobs; left there', {
+          queue,
+          count: kept.length,
+        });
+        for (const message of kept) publisher.nack(message, false, true);
+      }
     }
   }
 

@@ -76,3 +76,26 @@ export function decodeRecord(raw: string): JobRecord {
   if (stored.k !== undefined) record.childCount = stored.k;
   return record;
 }
+
+/**
+ * Decodes a message body from a broker, or `undefined` when it is not a job record (not JSON,
+ * or no id, name and creation time): a message another application put on the queue.
+ */
+export function decodeMessage(body: Buffer): JobRecord | undefined {
+  let stored: Partial<StoredRecord> | null;
+  try {
+    stored = JSON.parse(body.toString()) as Partial<StoredRecord> | null;
+  } catch {
+    return undefined;
+  }
+  if (
+    typeof stored !== 'object' ||
+    stored === null ||
+    typeof stored.i !== 'string' ||
+    typeof stored.n !== 'string' ||
+    typeof stored.c !== 'number'
+  ) {
+    return undefined;
+  }
+  return decodeRecord(body.toString());
+}

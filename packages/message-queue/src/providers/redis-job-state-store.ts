@@ -1,6 +1,7 @@
 import { ClosedError, parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
+import { maxTimerMs } from '../job-options.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
 import type { CancelOutcome, MaintenanceResult, RetentionPolicy } from '../provider.js';
 import { type JobStateScriptName, loadJobStateScripts } from './job-state-scripts.js';
@@ -46,7 +47,7 @@ export const redisJobStateStoreOptionsSchema = z
      * A message the store asked for (add, retry, recovery, redrive, released parent) that the
      * broker has not confirmed after this long is published again by the next maintenance pass.
      */
-    outboxTimeoutMs: z.number().int().positive().default(30_000),
+    outboxTimeoutMs: z.number().int().positive().max(maxTimerMs).default(30_000),
     /** Jobs per script call when adding in bulk. */
     addChunkSize: addChunkSizeOption,
     /** How long `close()` waits for Redis to acknowledge QUIT on its pub/sub connection before dropping it. */

@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
+import { maxTimerMs } from '../job-options.js';
 
 /** The `connection` option of the Redis-backed classes: an ioredis 5 client or cluster. */
 export const redisConnectionOption = z.custom<Redis | Cluster>(
@@ -20,4 +21,4 @@ export function redisPrefixOption(defaultPrefix: string) {
 export const addChunkSizeOption = z.number().int().positive().max(5_000).default(1_000);
 
 /** The `closeTimeoutMs` option: how long `close()` waits for Redis to acknowledge QUIT before it disconnects. */
-export const closeTimeoutOption = z.number().int().positive().default(2_000);
+export const closeTimeoutOption = z.number().int().positive().max(maxTimerMs).default(2_000);

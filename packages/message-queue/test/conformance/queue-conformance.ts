@@ -172,6 +172,82 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
     });
 
+    it('keeps any string payload through delays, retries and cancel (lone surrogates, NUL, nested JSON)', async () => {
+      const queue = makeQueue();
+      // A split emoji (user input cut with slice()) leaves a lone surrogate; JSON carries it as an escape.
+      const data = {
+        text: 'Hi 🌍'.slice(0, 4),
+        low: '\uDC00',
+        nul: 'a\u0000b',
+        line: '\u2028',
+        deep: [[[[{}]]]],
+      };
+      const seen: unknown[] = [];
+      const retried = await queue.add('retried', data, {
+        delay: 30,
+        attempts: 2,
+        backoff: { type: 'fixed', delayMs: 30 },
+      });
+      const cancelled = await queue.add('cancelled', data, { delay: 60_000 });
+      if (supports('cancel')) expect(await queue.cancel(cancelled.id)).toBe('removed');
+      startWorker(queue, (job) => {
+        seen.push(job.data);
+        if (job.attempt === 1) throw new Error('once');
+        return job.data;
+      });
+      await waitFor(() => seen.length === 2, 5_000, 'the delayed job to run twice');
+      expect(seen).toEqual([data, data]);
+      if (supports('getJob')) {
+        const job = await waitFor(async () => {
+          const info = await queue.getJob(retried.id);
+          return info?.state === 'completed' ? info : undefined;
+        });
+        expect(job.result).toEqual(data);
+      }
+    });
+
+    itWith(
+      ['getJob'],
+      'a retried job shows when it runs again (availableAt, also what queue-wait is measured from)',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('later', null, {
+          attempts: 2,
+          backoff: { type: 'fixed', delayMs: 60_000 },
+        });
+        const failedAt: number[] = [];
+        startWorker(queue, () => {
+          failedAt.push(Date.now());
+          throw new Error('not yet');
+        });
+        const job = await waitFor(async () => {
+          const info = await queue.getJob(id);
+          return info?.state === 'delayed' ? info : undefined;
+        });
+        expect(job.attemptsMade).toBe(1);
+        expect(job.availableAt).toBeGreaterThanOrEqual(failedAt[0]! + 60_000);
+      },
+    );
+
+    it('keeps a deeply nested payload (3,000 levels) through a delay and a retry', async () => {
+      const queue = makeQueue();
+      let deep: unknown = 'leaf';
+      for (let level = 0; level < 3_000; level += 1) deep = [deep];
+      const depthOf = (value: unknown): number => {
+        let depth = 0;
+        for (let node = value; Array.isArray(node); node = node[0]) depth += 1;
+        return depth;
+      };
+      await queue.add('deep', deep, { delay: 30, attempts: 2, backoff: { type: 'fixed', delayMs: 30 } });
+      const depths: number[] = [];
+      startWorker(queue, (job) => {
+        depths.push(depthOf(job.data));
+        if (job.attempt === 1) throw new Error('once');
+      });
+      await waitFor(() => depths.length === 2, 5_000, 'the nested job to run twice');
+      expect(depths).toEqual([3_000, 3_000]);
+    });
+
     it('dead-letters after the last attempt, and redrives and purges the DLQ', async () => {
       const queue = makeQueue<{ healthy: boolean }>();
       let healthy = false;
@@ -536,6 +612,28 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       if (supports('exactCounts')) expect((await queue.counts()).waiting).toBe(0);
     });
 
+    it('rejects a payload JSON cannot carry (BigInt, a cycle) at add, before enqueueing any of the batch', async () => {
+      const queue = makeQueue();
+      const cyclic: Record<string, unknown> = { name: 'loop' };
+      cyclic.self = cyclic;
+      for (const bad of [{ amount: 10n }, cyclic]) {
+        await expect(
+          queue.addBulk([
+            { name: 'first', data: { ok: true } },
+            { name: 'bad', data: bad },
+          ]),
+        ).rejects.toThrow(InvalidPayloadError);
+      }
+      await queue.add('marker', null);
+      const seen: string[] = [];
+      startWorker(queue, (job) => {
+        seen.push(job.name);
+      });
+      await waitFor(() => seen.includes('marker'));
+      await sleep(100);
+      expect(seen).toEqual(['marker']);
+    });
+
     itWith(['flows'], 'runs a flow parent after its children, with their results', async () => {
       const queue = makeQueue<{ n: number }>();
       const flow = await queue.addFlow({
@@ -642,7 +740,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
 
     itWith(['leaseRecovery'], 'recovers a job whose worker stopped heart-beating (stalled)', async () => {
       const queue = makeQueue();
-      const { id } = await queue.add('orphan', null);
+      const { id } = await queue.add('orphan', { text: 'cut \uD83D' });
       // A "worker" that leases the job and then dies: it never settles nor renews the lease.
       const leased = await provider.exchange(queue.name, {
         settle: [],
@@ -661,6 +759,69 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       await waitFor(() => seen.length === 1, 5_000, 'the stalled job to be recovered');
       expect(seen).toEqual([id]);
     });
+
+    itWith(
+      ['leaseRecovery', 'exactCounts'],
+      'a stalled worker that fails the job after another worker completed it neither reruns nor dead-letters it',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('stolen', null, {
+          attempts: 3,
+          backoff: { type: 'fixed', delayMs: 0 },
+        });
+        const { id: lastId } = await queue.add('stolen-last-try', null, { attempts: 1 });
+        // A "worker" that leases both jobs, stalls past its lease, and only then fails them.
+        const lease = (fetch: number) =>
+          provider.exchange(queue.name, {
+            settle: [],
+            fetch,
+            leaseUntil: Date.now() + 150,
+            now: Date.now(),
+            promoteDelayed: true,
+            groupWeights: {},
+            defaultGroupWeight: 1,
+          });
+        const stale = await lease(2);
+        expect(stale.jobs.map((job) => job.id)).toEqual([id, lastId]);
+        const runs: string[] = [];
+        startWorker(queue, (job) => {
+          runs.push(job.id);
+        });
+        await waitFor(
+          async () => (await queue.counts()).completed === 2,
+          5_000,
+          'both recovered and completed',
+        );
+        const now = Date.now();
+        await provider.exchange(queue.name, {
+          settle: stale.jobs.map((record) => ({
+            kind: 'fail' as const,
+            record: {
+              ...record,
+              attemptsMade: 1,
+              errors: [{ attempt: 1, name: 'Error', message: 'too late', at: now }],
+            },
+            retryAt: record.id === id ? now : null,
+          })),
+          fetch: 0,
+          leaseUntil: now + 150,
+          now,
+          promoteDelayed: false,
+          groupWeights: {},
+          defaultGroupWeight: 1,
+        });
+        await sleep(500);
+        expect(runs.sort()).toEqual([id, lastId].sort());
+        expect(await queue.counts()).toMatchObject({
+          completed: 2,
+          failed: 0,
+          waiting: 0,
+          delayed: 0,
+          active: 0,
+        });
+        if (supports('getJob')) expect((await queue.getJob(id))?.state).toBe('completed');
+      },
+    );
 
     it('closes gracefully: releases jobs still running at the deadline for redelivery', async () => {
       const queue = makeQueue();
@@ -689,6 +850,51 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       if (supports('exactCounts')) {
         await waitFor(async () => (await queue.counts()).completed === 4);
       }
+    });
+
+    it('close() releases the jobs leased by an exchange still in flight when it was called', async () => {
+      const queue = makeQueue();
+      // The worker's exchange is held at a gate, so close() is called while it is on the wire.
+      let openGate = (): void => {};
+      const gate = new Promise<void>((resolve) => {
+        openGate = resolve;
+      });
+      let exchanges = 0;
+      const gated = new Proxy(provider, {
+        get: (target, key) => {
+          const value = Reflect.get(target, key, target) as unknown;
+          if (typeof value !== 'function') return value;
+          if (key !== 'exchange') return value.bind(target);
+          return async (...args: Parameters<QueueProvider['exchange']>) => {
+            exchanges += 1;
+            await gate;
+            return target.exchange(...args);
+          };
+        },
+      });
+      await queue.add('late', null);
+      const runs: string[] = [];
+      const worker = new Worker({
+        queue: new Queue({ name: queue.name, provider: gated }),
+        handler: (job) => {
+          runs.push(job.id);
+        },
+      });
+      await waitFor(() => exchanges === 1);
+      const closed = worker.close(1_000);
+      openGate();
+      await closed;
+      expect(runs).toEqual([]);
+      // Released for immediate redelivery, not left leased until the lease expires.
+      const seen: string[] = [];
+      startWorker(
+        queue,
+        (job) => {
+          seen.push(job.id);
+        },
+        { maintenanceIntervalMs: 60_000, leaseMs: 60_000 },
+      );
+      await waitFor(() => seen.length === 1, 5_000, 'the job to be released');
     });
 
     it('prefetch: leases ahead, runs in order, and close releases the leased-ahead jobs', async () => {

@@ -1,6 +1,6 @@
 import { uniqueName } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Queue, RedisProvider, Scheduler, Worker } from '../../src/index.js';
+import { Queue, type QueueProvider, RedisProvider, Scheduler, Worker } from '../../src/index.js';
 import { sleep } from '../helpers.js';
 import { redisContext } from './redis-context.js';
 
@@ -42,4 +42,42 @@ describe.skipIf(!redis.reachable)('scheduler singleton (Redis)', () => {
       expect(fireTimes[index]! - fireTimes[index - 1]!).toBe(1_000);
     }
   }, 15_000);
+
+  it('a tick whose job is removed on completion still runs once when another instance adds it late', async () => {
+    const name = uniqueName('cron-late');
+    const provider = new RedisProvider({ connection: redis.connect() });
+    // The second instance reaches Redis 300 ms later (a slow link, a lagging clock, a GC pause).
+    const late = new Proxy(provider, {
+      get: (target, key) => {
+        const value = Reflect.get(target, key, target) as unknown;
+        if (key !== 'add' || typeof value !== 'function') {
+          return typeof value === 'function' ? value.bind(target) : value;
+        }
+        return async (...args: Parameters<QueueProvider['add']>) => {
+          await sleep(300);
+          return target.add(...args);
+        };
+      },
+    });
+    const job = { name: 'tick', data: null, options: { removeOnComplete: true } };
+    const schedulers = [provider, late].map((on) => {
+      const scheduler = new Scheduler(new Queue({ name, provider: on }));
+      scheduler.every('beat', 1_000, job);
+      return scheduler;
+    });
+    const ticks: string[] = [];
+    const worker = new Worker({
+      queue: new Queue({ name, provider }),
+      handler: (tick) => {
+        ticks.push(tick.id);
+      },
+    });
+    await sleep(3_500);
+    await Promise.all(schedulers.map((scheduler) => scheduler.close()));
+    await sleep(500);
+    await worker.close();
+    await provider.close();
+    expect(ticks.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(ticks).size).toBe(ticks.length);
+  }, 10_000);
 });

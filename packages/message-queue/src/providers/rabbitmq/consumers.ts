@@ -207,7 +207,11 @@ export class RabbitConsumers {
         const { model } = await this.#connection.ready();
         const generation = this.#connection.generation;
         const channel = await model.createChannel();
-        channel.on('error', () => {});
+        channel.on('error', (error: Error) =>
+          // The broker says why it closed the channel (e.g. PRECONDITION_FAILED: a delivery not
+          // acknowledged within its consumer_timeout); the reconnect that follows says nothing.
+          this.#logger.warn('RabbitMQ closed a consumer channel', { queue, error: error.message }),
+        );
         channel.on('close', () => this.#connection.lost(model));
         await channel.prefetch(consumer.prefetch);
         const acks = new AckBatcher<ConsumeMessage>(channel, endOfTick);

@@ -1,3 +1,4 @@
+import type { Logger } from '@noa/core';
 import type { ConsumeMessage } from 'amqplib';
 import type { AckBatcher, TrackedDelivery } from '../ack-batcher.js';
 
@@ -17,6 +18,20 @@ export interface Delivery {
 export function settled(delivery: Delivery): void {
   if (delivery.outstanding) delivery.outstanding.count -= 1;
   delete delivery.outstanding;
+}
+
+/**
+ * Rejects a delivery that is no job (see `decodeMessage`) without requeueing it: the broker
+ * moves it to the queue's DLQ (`<queue>.dead`; a group queue has none and drops it). Left in
+ * place it would fail every fetch of the queue.
+ */
+export function rejectUndecodable(delivery: Delivery, queue: string, logger: Logger): void {
+  logger.warn('a message on the queue is not a job; rejected to its dead-letter queue', {
+    queue,
+    bytes: delivery.tracked.message.content.length,
+  });
+  settled(delivery);
+  delivery.acks.nack(delivery.tracked, false);
 }
 
 /** Runs a batcher's flush at the end of the tick; a channel that died meanwhile was requeued by the broker. */
@@ -53,14 +68,34 @@ export class HeldDeliveries {
   }
 
   /**
+   * A redelivery of a job that this process still runs from a channel that is gone (the broker
+   * closed it, e.g. on its `consumer_timeout`, or the connection dropped): the running try's
+   * outcome settles the new delivery instead of running the job a second time here. Returns
+   * false when no such try is held.
+   */
+  rebind(queue: string, id: string, delivery: Delivery): boolean {
+    const held = key(queue, id);
+    const previous = this.#held.get(held);
+    if (!previous || previous.generation === delivery.generation) return false;
+    this.#held.set(held, delivery);
+    return true;
+  }
+
+  /**
    * Forgets the held delivery of a job and returns it, unless its channel is gone (the broker
    * has requeued or redelivered it already: at-least-once).
    */
   take(queue: string, id: string): Delivery | undefined {
+    const delivery = this.takeAny(queue, id);
+    return delivery?.generation === this.#generation() ? delivery : undefined;
+  }
+
+  /** Forgets the held delivery of a job and returns it, whether or not its channel is gone. */
+  takeAny(queue: string, id: string): Delivery | undefined {
     const held = key(queue, id);
     const delivery = this.#held.get(held);
     this.#held.delete(held);
-    return delivery?.generation === this.#generation() ? delivery : undefined;
+    return delivery;
   }
 
   /** How many deliveries of a queue are held. */
@@ -69,10 +104,6 @@ export class HeldDeliveries {
     let count = 0;
     for (const held of this.#held.keys()) if (held.startsWith(prefix)) count += 1;
     return count;
-  }
-
-  clear(): void {
-    this.#held.clear();
   }
 }
 

@@ -52,6 +52,8 @@ export class RabbitPublisher {
    */
   async publish(queue: string, items: PublishItem[]): Promise<void> {
     if (items.length === 0) return;
+    // Every body before the first send: one that cannot be encoded fails the batch with nothing published.
+    const bodies = items.map(({ record }) => Buffer.from(encodeRecord(record)));
     await this.#topology.declare(queue);
     const routes: string[] = [];
     for (const { record, target, now } of items) {
@@ -87,7 +89,7 @@ export class RabbitPublisher {
         };
         publisher.sendToQueue(
           routes[index]!,
-          Buffer.from(encodeRecord(record)),
+          bodies[index]!,
           token === undefined ? options : { ...options, headers: { [tokenHeader]: token } },
           confirmed,
         );

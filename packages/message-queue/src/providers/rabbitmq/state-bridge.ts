@@ -8,10 +8,10 @@ import type {
   RetentionPolicy,
 } from '../../provider.js';
 import type { JobStateStore, StatePublish } from '../job-state-store.js';
-import { decodeRecord } from '../record-codec.js';
+import { decodeMessage } from '../record-codec.js';
 import type { AmqpConnection } from './connection.js';
 import { neverAborted, type RabbitConsumers } from './consumers.js';
-import { type Delivery, type HeldDeliveries, settled } from './deliveries.js';
+import { type Delivery, type HeldDeliveries, rejectUndecodable, settled } from './deliveries.js';
 import { type RabbitPublisher, tokenOf } from './publisher.js';
 
 /** How long the first fetch of a new consumer waits for the broker's first push. */
@@ -207,7 +207,11 @@ export class StateBridge {
       if (!delivery) break;
       if (delivery.generation !== this.#connection.generation) continue;
       const { message } = delivery.tracked;
-      const record = decodeRecord(message.content.toString());
+      const record = decodeMessage(message.content);
+      if (!record) {
+        rejectUndecodable(delivery, queue, this.#logger);
+        continue;
+      }
       // Held here from before a reconnect: our worker still runs it and will store its outcome.
       const orphaned = message.fields.redelivered && !this.#held.has(queue, record.id);
       taken.push({ delivery, record, token: tokenOf(message), orphaned });

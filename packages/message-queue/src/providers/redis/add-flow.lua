@@ -7,7 +7,7 @@ for i = 0, count - 1 do keys[#keys + 1] = P .. 'j:' .. ARGV[6 + i * 5] end
 if redis.call('EXISTS', unpack(keys)) > 0 then return 0 end
 redis.call('SET', P .. 'j:' .. parentId, ARGV[4])
 if count == 0 then
-  local parent = cjson.decode(ARGV[4])
+  local parent = decodeRecord(ARGV[4])
   enqueue(parentId, parent.p or 0, parent.g, seqBlock(1) + 1)
 else
   redis.call('ZADD', WC, fmt(now), parentId)

@@ -8,7 +8,7 @@ if redis.call('ZSCORE', ACTIVE, id) then
 end
 local raw = redis.call('GET', P .. 'j:' .. id)
 if not raw then return 'not-found' end
-local record = cjson.decode(raw)
+local record = decodeRecord(raw)
 local removed = redis.call('ZREM', (waitKey(record.g)), id) + redis.call('ZREM', DELAYED, id) + redis.call('ZREM', WC, id)
 if removed == 0 then return 'not-found' end
 redis.call('HSET', P .. 'derr', id, ARGV[4])

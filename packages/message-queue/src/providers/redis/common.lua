@@ -24,6 +24,26 @@ local function fmt(n)
   return string.format('%d', n)
 end
 
+-- A stored record, decoded to read its routing fields (p, g, P). The stored string is never
+-- re-encoded: it stays byte-for-byte what Node wrote. cjson rejects the escapes of lone UTF-16
+-- surrogates (\ud800) that JSON.stringify writes for a cut emoji, which would fail the script
+-- mid-way (a delayed or stalled job taken off its set and never put back); this copy replaces
+-- them, as only routing fields are read from it.
+local function decodeRecord(raw)
+  if string.find(raw, '\\u[dD][89a-fA-F]') then
+    raw = string.gsub(raw, '\\u[dD][89a-fA-F]%x%x', '\\u003f')
+  end
+  local ok, record = pcall(cjson.decode, raw)
+  if ok then return record end
+  -- Nested deeper than cjson's default 1,000 levels (JSON.stringify goes a few thousand deep):
+  -- the limit is raised for this call only, as every script of the server shares it.
+  cjson.decode_max_depth(10000)
+  ok, record = pcall(cjson.decode, raw)
+  cjson.decode_max_depth(1000)
+  if not ok then error(record) end
+  return record
+end
+
 local function seqBlock(n)
   return redis.call('INCRBY', P .. 'seq', n) - n
 end
@@ -142,7 +162,7 @@ local function childSettled(parentId, policy, childId, resultJson, errorJson, no
     redis.call('ZREM', WC, parentId)
     local raw = redis.call('GET', P .. 'j:' .. parentId)
     if raw then
-      local parent = cjson.decode(raw)
+      local parent = decodeRecord(raw)
       enqueue(parentId, parent.p or 0, parent.g, seqBlock(1) + 1)
     end
   end

@@ -30,12 +30,16 @@ if #settle > 0 then
   local retries = {}
   for i, s in ipairs(settle) do
     local id = s.id
-    if not present[i] then
-      -- A stale worker settles a job that stalled and was requeued: take it off the queue.
-      redis.call('ZREM', (waitKey(s.g)), id)
-      redis.call('ZREM', DELAYED, id)
+    local current = present[i]
+    if not current then
+      -- A stale worker settles a job that stalled and was requeued: take it off the queue. If it
+      -- is not queued either, another run owns it or has finished it (completed, dead-lettered):
+      -- this late outcome must not rerun, re-fail or re-complete it (as on every provider).
+      current = redis.call('ZREM', (waitKey(s.g)), id) + redis.call('ZREM', DELAYED, id) > 0
     end
-    if s.k == 'c' then
+    if not current then
+      -- ignored: see above
+    elseif s.k == 'c' then
       if s.rm then
         redis.call('DEL', P .. 'j:' .. id)
         redis.call('HDEL', P .. 'prog', id)
@@ -76,7 +80,7 @@ if ARGV[5] == '1' then
     local base = seqBlock(#due)
     for i, id in ipairs(due) do
       if records[i] then
-        local record = cjson.decode(records[i])
+        local record = decodeRecord(records[i])
         enqueue(id, record.p or 0, record.g, base + i)
       end
     end

@@ -8,7 +8,7 @@ if #expired > 0 then
   local records = takeRecords(ACTIVE, expired)
   for i, id in ipairs(expired) do
     if records[i] then
-      local record = cjson.decode(records[i])
+      local record = decodeRecord(records[i])
       if redis.call('ZREM', CANCELLED, id) == 1 then
         -- Cancelled while active and its worker died: dead-lettered as cancelled, never rerun.
         local err = cancelError(id, now)

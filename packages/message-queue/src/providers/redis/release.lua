@@ -10,7 +10,7 @@ for i = 3, #ARGV, 3 do
       redis.call('ZADD', DEAD, ARGV[2], id)
       local raw = redis.call('GET', P .. 'j:' .. id)
       if raw then
-        local record = cjson.decode(raw)
+        local record = decodeRecord(raw)
         if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now) end
       end
     else

@@ -1,0 +1,73 @@
+import { existsSync } from 'node:fs';
+import type { Logger } from '@noa/core';
+import { startPrivateRabbit, uniqueName } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+import { Queue, RabbitMqProvider, Worker } from '../../src/index.js';
+import { sleep, waitFor } from '../helpers.js';
+
+const binDir = process.env.RABBITMQ_BIN_DIR ?? '/usr/lib/rabbitmq/bin';
+const unavailable = existsSync(`${binDir}/rabbitmq-server`)
+  ? undefined
+  : `no RabbitMQ server binaries in ${binDir}`;
+if (unavailable) console.log(`skipped: ${unavailable}`);
+
+describe.skipIf(unavailable !== undefined)(
+  'a handler longer than RabbitMQ consumer_timeout (AMQP only)',
+  () => {
+    it('runs the job once in this process and says why the broker closed the channel', async () => {
+      const node = await startPrivateRabbit();
+      const warnings: string[] = [];
+      const logger: Logger = {
+        debug: () => {},
+        info: () => {},
+        warn: (message, fields) => warnings.push(`${message} ${JSON.stringify(fields ?? {})}`),
+        error: () => {},
+      };
+      const provider = new RabbitMqProvider({ url: node.url, reconnectDelayMs: 50, logger });
+      try {
+        // The broker's ack deadline (default 30 min), checked every channel tick: 1.5 s here.
+        await node.ctl(
+          'eval',
+          'application:set_env(rabbit, consumer_timeout, 1500), application:set_env(rabbit, channel_tick_interval, 250).',
+        );
+        // Concurrency 4: the redelivery is fetched while the slow try runs. Concurrency 1: it waits
+        // in the prefetch buffer until the slow try has finished.
+        for (const concurrency of [4, 1]) {
+          const queue = new Queue({ name: uniqueName('consumer-timeout'), provider });
+          const runs: string[] = [];
+          const completed: string[] = [];
+          const worker = new Worker({
+            queue,
+            concurrency,
+            handler: async (job) => {
+              runs.push(job.name);
+              if (job.name === 'slow') await sleep(5_000);
+              return job.name;
+            },
+          });
+          worker.on('completed', (_id, result) => completed.push(String(result)));
+          await queue.add('slow', null);
+          await waitFor(() => runs.length === 1);
+          await queue.add('quick', null);
+          await waitFor(() => completed.includes('slow'), 15_000, 'the slow job to complete');
+          await queue.add('after', null);
+          await waitFor(() => completed.includes('after'), 10_000, 'a job added after it');
+          await sleep(500);
+          await worker.close();
+          // Before: the broker redelivered the slow job at every timeout and it ran again each time.
+          expect({ concurrency, runs: runs.sort() }).toEqual({
+            concurrency,
+            runs: ['after', 'quick', 'slow'],
+          });
+          expect(completed.sort()).toEqual(['after', 'quick', 'slow']);
+          expect((await provider.counts(queue.name)).waiting).toBe(0);
+          await provider.deleteQueue(queue.name);
+        }
+        expect(warnings.some((warning) => warning.includes('PRECONDITION_FAILED'))).toBe(true);
+      } finally {
+        await provider.close();
+        await node.destroy();
+      }
+    }, 180_000);
+  },
+);

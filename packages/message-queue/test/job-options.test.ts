@@ -1,0 +1,41 @@
+import type { ConfigError } from '@noa/core';
+import { describe, expect, it } from 'vitest';
+import { MemoryProvider, Queue, Worker } from '../src/index.js';
+
+describe('job option validation', () => {
+  // A lone surrogate in an id or group reaches Redis inside a JSON argument that Lua's cjson
+  // rejects: every exchange of the worker holding that job failed, so the worker stopped.
+  it('rejects a jobId or group that is not well-formed Unicode, naming the field, before enqueueing', async () => {
+    const queue = new Queue({ name: 'ids', provider: new MemoryProvider() });
+    const cutEmoji = 'user-🌍'.slice(0, 6);
+    await expect(queue.add('x', null, { jobId: cutEmoji })).rejects.toMatchObject({
+      code: 'NOA_CONFIG_INVALID',
+      fields: ['jobId'],
+    });
+    await expect(queue.add('x', null, { group: cutEmoji })).rejects.toMatchObject({ fields: ['group'] });
+    expect((await queue.counts()).waiting).toBe(0);
+    expect((await queue.add('x', null, { jobId: 'user-🌍', group: 'tenant-é' })).added).toBe(true);
+  });
+
+  it('rejects a group weight whose name is not well-formed Unicode', () => {
+    const queue = new Queue({ name: 'weights', provider: new MemoryProvider() });
+    let error: unknown;
+    try {
+      new Worker({ queue, handler: () => {}, autostart: false, groups: { weights: { '\uD800': 2 } } });
+    } catch (caught) {
+      error = caught;
+    }
+    expect((error as ConfigError).fields).toEqual(['groups.weights.\uD800']);
+  });
+
+  it('rejects autoscale with min above max, naming autoscale.max', () => {
+    const queue = new Queue({ name: 'autoscale', provider: new MemoryProvider() });
+    let error: unknown;
+    try {
+      new Worker({ queue, handler: () => {}, autostart: false, autoscale: { min: 5, max: 2 } });
+    } catch (caught) {
+      error = caught;
+    }
+    expect((error as ConfigError).fields).toEqual(['autoscale.max']);
+  });
+});

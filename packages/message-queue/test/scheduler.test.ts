@@ -1,0 +1,105 @@
+import { ConfigError } from '@noa/core';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MemoryProvider, Queue, Scheduler } from '../src/index.js';
+import { sleep } from './helpers.js';
+
+const day = 86_400_000;
+
+/** Every job the queue holds, whatever its state. */
+async function jobCount(queue: Queue): Promise<number> {
+  const counts = await queue.counts();
+  return counts.waiting + counts.delayed + counts.active + counts.completed + counts.failed;
+}
+
+describe('Scheduler timing', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('does not fire a cron tick more than 24.8 days away (past the longest Node timer) early', async () => {
+    const queue = new Queue({ name: 'far-tick', provider: new MemoryProvider() });
+    const scheduler = new Scheduler(queue);
+    // A monthly-style pattern whose next tick is about 30 days out, whatever today is.
+    const target = new Date(Date.now() + 30 * day);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      scheduler.cron(
+        'monthly',
+        `0 0 ${target.getUTCDate()} ${target.getUTCMonth() + 1} *`,
+        {
+          name: 'invoice',
+          data: null,
+        },
+        { timezone: 'UTC' },
+      );
+      await sleep(100);
+      expect(await jobCount(queue)).toBe(0);
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+    } finally {
+      process.off('warning', onWarning);
+      await scheduler.close();
+    }
+  });
+
+  it('after the wall clock jumps forward, fires the next tick once instead of every missed one', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    vi.setSystemTime(1_000_000);
+    const queue = new Queue({ name: 'jump', provider: new MemoryProvider() });
+    const scheduler = new Scheduler(queue);
+    scheduler.every('beat', 1_000, { name: 'beat', data: null });
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(await jobCount(queue)).toBe(2);
+    // NTP step, a resumed VM or a SIGCONT: ten minutes pass on the wall clock at once.
+    vi.setSystemTime(Date.now() + 600_000);
+    await vi.advanceTimersByTimeAsync(2_000);
+    const afterJump = await jobCount(queue);
+    await scheduler.close();
+    // The tick armed before the jump, then the schedule goes on from the new time: not 600 stale ticks.
+    expect(afterJump).toBeGreaterThanOrEqual(3);
+    expect(afterJump).toBeLessThanOrEqual(5);
+  });
+
+  it('after the wall clock jumps back, fires no tick before its time', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    vi.setSystemTime(1_000_000);
+    const queue = new Queue({ name: 'jump-back', provider: new MemoryProvider() });
+    const scheduler = new Scheduler(queue);
+    scheduler.every('beat', 60_000, { name: 'beat', data: null });
+    // The next tick is due at 1,020,000; the clock is stepped back 10 minutes before it.
+    vi.setSystemTime(Date.now() - 600_000);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(await jobCount(queue)).toBe(0);
+    await scheduler.close();
+  });
+});
+
+describe('Scheduler validation', () => {
+  /** The fields a ConfigError names, or the error itself when it is something else. */
+  const fieldsOf = (define: () => unknown): unknown => {
+    try {
+      define();
+    } catch (error) {
+      return error instanceof ConfigError ? error.fields : error;
+    }
+    return 'no error';
+  };
+
+  it('rejects a bad schedule at definition with a ConfigError naming the field', async () => {
+    const queue = new Queue({ name: 'validate', provider: new MemoryProvider() });
+    const scheduler = new Scheduler(queue);
+    const job = { name: 'x', data: null };
+    expect(fieldsOf(() => scheduler.every('zero', 0, job))).toEqual(['everyMs']);
+    expect(fieldsOf(() => scheduler.cron('typo', '* * *', job))).toEqual(['pattern']);
+    expect(fieldsOf(() => scheduler.cron('mars', '* * * * *', job, { timezone: 'Mars/Base' }))).toEqual([
+      'timezone',
+    ]);
+    // Before: accepted, and every tick's add failed with only a log line (silent by default).
+    expect(fieldsOf(() => scheduler.every('never', 1_000, { ...job, options: { attempts: 0 } }))).toEqual([
+      'attempts',
+    ]);
+    expect(scheduler.names).toEqual([]);
+    await scheduler.close();
+  });
+});
