@@ -276,6 +276,42 @@ describe.skipIf(!reachable)('RedisPool', () => {
       await server.stop();
     }
   });
+
+  it('health() stays unresponsive until a command is answered: a pipeline that timed out, or a use() that sent nothing, does not make it healthy', async () => {
+    const server = await startPrivateRedis();
+    const pool = createRedisPool({
+      redis: server.url,
+      min: 2,
+      max: 2,
+      queryTimeoutMs: 200,
+      connectTimeoutMs: 500,
+    });
+    try {
+      // Two open connections: one for the pipeline that times out, one for the use() after it.
+      await waitFor(() => pool.health().stats.idle === 2);
+      server.freeze();
+      try {
+        // exec() resolves with per-command errors, so use() itself succeeds.
+        const results = await pool.use((client) => client.pipeline().get('k').exec());
+        expect(results?.map(([error]) => error)).toEqual([expect.any(QueryTimeoutError)]);
+        expect(pool.health()).toMatchObject({ healthy: false, reason: 'unresponsive' });
+        await pool.use(async () => 'no command sent');
+        expect(pool.health()).toMatchObject({ healthy: false, reason: 'unresponsive' });
+      } finally {
+        server.resume();
+      }
+      // An answer on a raw connection is an answer too.
+      const client = await pool.acquire();
+      expect(await client.ping()).toBe('PONG');
+      pool.release(client);
+      expect(pool.health().healthy).toBe(true);
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
+    }
+  });
+
 });
 
 /** ioredis options for a `redis://host:port` URL. */
