@@ -169,6 +169,9 @@ export class RedisPool {
           client.once('end', () => this.pool.invalidate(client));
           // After the handshake, so the ready check keeps connectTimeoutMs.
           if (queryTimeoutMs !== undefined) this.#guardCommands(client, queryTimeoutMs);
+          else if (this.#commandTimeoutMs !== undefined || healthCheckIntervalMs !== undefined) {
+            this.#watchAnswers(client);
+          }
           return client;
         },
         destroy: async (client) => {
@@ -223,8 +226,9 @@ export class RedisPool {
       }
       throw error;
     }
+    // Not proof the server answers (fn may have sent nothing, or a pipeline's commands may all
+    // have timed out): only an answered command clears `unresponsive` (#watchAnswers).
     this.pool.release(client);
-    this.#unresponsive = false;
     return result;
   }
 
@@ -283,8 +287,28 @@ export class RedisPool {
           clearTimeout(timer);
           inFlight.delete(command);
         };
-        command.promise.then(settle, settle);
+        command.promise.then(() => {
+          settle();
+          this.#unresponsive = false;
+        }, settle);
+      } else if (deadlineMs === undefined) {
+        command.promise.then(this.#answered, () => {});
       }
+      return answer;
+    };
+  }
+
+  /** Any answered command shows the server answers again. */
+  readonly #answered = (): void => {
+    this.#unresponsive = false;
+  };
+
+  /** Clears `unresponsive` when a command on `client` is answered (no deadlines: no queryTimeoutMs). */
+  #watchAnswers(client: Redis): void {
+    const send = client.sendCommand.bind(client);
+    client.sendCommand = (command: Command, stream?: Parameters<Redis['sendCommand']>[1]) => {
+      const answer = send(command, stream);
+      command.promise.then(this.#answered, () => {});
       return answer;
     };
   }
