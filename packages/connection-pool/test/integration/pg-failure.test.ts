@@ -1,3 +1,4 @@
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BackendUnavailableError,
@@ -172,6 +173,35 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
       expect(await pool.query('SELECT 1 AS one')).toMatchObject({ rows: [{ one: 1 }] });
     } finally {
       if (frozen) await cluster.thawPrimary();
+      await pool.close();
+    }
+  });
+
+  it('the primary health probe does not queue behind busy connections: no acquire timeouts, no waiter ahead of queries', async () => {
+    const registry = new Registry();
+    const pool = createPgPool({
+      name: 'probe_busy',
+      primary: cluster.primaryUrl,
+      primaryHealthCheckIntervalMs: 50,
+      connectTimeoutMs: 200,
+      pool: { max: 1 },
+      registry,
+    });
+    try {
+      await pool.query('SELECT 1');
+      // The only connection is busy for a second: the probe has nothing free to ping.
+      let sawWaiter = false;
+      const busy = pool.query('SELECT pg_sleep(1)');
+      const watch = setInterval(() => {
+        if (pool.health().primary.stats.waiting > 0) sawWaiter = true;
+      }, 10);
+      await busy;
+      clearInterval(watch);
+      expect(sawWaiter).toBe(false);
+      // No sample at all: the counter was never incremented.
+      expect(await registry.metrics()).not.toMatch(/acquire_timeouts_total\{pool="probe_busy:primary"\} [1-9]/);
+      expect(pool.health().primary.healthy).toBe(true);
+    } finally {
       await pool.close();
     }
   });

@@ -9,12 +9,16 @@ import {
 } from '../../src/index.js';
 import { waitFor } from './helpers/wait.js';
 
-/** The value of `noa_connection_pool_errors_total{pool, kind}`, or 0 when the series does not exist. */
-async function errorsOfKind(registry: Registry, pool: string, kind: string): Promise<number> {
+/** The value of the sample `series` (name and labels), or 0 when it does not exist. */
+async function sampleOf(registry: Registry, series: string): Promise<number> {
   const text = await registry.metrics();
-  const prefix = `noa_connection_pool_errors_total{pool="${pool}",kind="${kind}"} `;
-  const line = text.split('\n').find((row) => row.startsWith(prefix));
-  return line === undefined ? 0 : Number(line.slice(prefix.length));
+  const line = text.split('\n').find((row) => row.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+/** The value of `noa_connection_pool_errors_total{pool, kind}`, or 0 when the series does not exist. */
+function errorsOfKind(registry: Registry, pool: string, kind: string): Promise<number> {
+  return sampleOf(registry, `noa_connection_pool_errors_total{pool="${pool}",kind="${kind}"}`);
 }
 
 const url = serviceUrl('redis');
@@ -312,6 +316,35 @@ describe.skipIf(!reachable)('RedisPool', () => {
     }
   });
 
+  it('the health probe does not queue behind busy connections: no acquire timeouts, no waiter ahead of callers', async () => {
+    const registry = new Registry();
+    const name = uniqueName('cp_probe_busy');
+    const pool = createRedisPool({
+      redis: url,
+      name,
+      max: 1,
+      healthCheckIntervalMs: 50,
+      queryTimeoutMs: 100,
+      registry,
+    });
+    const key = uniqueName('cp_probe_busy');
+    try {
+      await waitFor(() => pool.health().stats.idle > 0);
+      // The only connection is busy for a second: the probe has nothing free to ping.
+      let sawWaiter = false;
+      const busy = pool.use((client) => client.blpop(key, 1));
+      const watch = setInterval(() => {
+        if (pool.health().stats.waiting > 0) sawWaiter = true;
+      }, 10);
+      expect(await busy).toBeNull();
+      clearInterval(watch);
+      expect(sawWaiter).toBe(false);
+      expect(await sampleOf(registry, `noa_connection_pool_acquire_timeouts_total{pool="${name}"}`)).toBe(0);
+      expect(pool.health().healthy).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
 });
 
 /** ioredis options for a `redis://host:port` URL. */
