@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
 import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
-import { type AcquireOptions, type CloseReport, Pool, type PoolStats } from './pool.js';
+import { type AcquireOptions, type CloseReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import { poolOptionsObject } from './pool-options.js';
 
 /** Loads the optional `ioredis` peer dependency on first use. */
@@ -318,9 +318,9 @@ export class RedisPool {
     return new QueryTimeoutError(this.pool.name, timeoutMs);
   }
 
-  /** PINGs one connection with a deadline; a busy pool (nothing free in time) skips a round. */
+  /** PINGs one connection with a deadline; a busy pool (nothing free now) skips a round. */
   async #probe(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed || !lendsWithoutWaiting(this.pool)) return;
     let client: Redis;
     try {
       client = await this.pool.acquire({ timeoutMs: this.#probeDeadlineMs });

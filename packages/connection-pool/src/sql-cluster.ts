@@ -26,7 +26,7 @@ import {
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
-import { type CloseReport, type LeakReport, Pool, type PoolStats } from './pool.js';
+import { type CloseReport, type LeakReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import {
   createStatementClassifier,
   type RouteReason,
@@ -675,7 +675,7 @@ export class SqlCluster<Conn, Config, Result> {
    */
   #probePrimary(): void {
     const node = this.#primary;
-    if (node.checking || this.#closed) return;
+    if (node.checking || this.#closed || !lendsWithoutWaiting(node.pool)) return;
     node.checking = true;
     const deadlineMs = this.options.queryTimeoutMs ?? this.options.connectTimeoutMs;
     this.#ping(node, deadlineMs)
