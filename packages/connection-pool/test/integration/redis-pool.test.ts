@@ -7,7 +7,7 @@ import {
   PoolClosedError,
   QueryTimeoutError,
 } from '../../src/index.js';
-import { waitFor } from './helpers/wait.js';
+import { sleep, waitFor } from './helpers/wait.js';
 
 /** The value of the sample `series` (name and labels), or 0 when it does not exist. */
 async function sampleOf(registry: Registry, series: string): Promise<number> {
@@ -343,6 +343,39 @@ describe.skipIf(!reachable)('RedisPool', () => {
       expect(pool.health().healthy).toBe(true);
     } finally {
       await pool.close();
+    }
+  });
+
+  it('a MULTI/EXEC that timed out on a frozen server is never resent: after SIGCONT the server applies it once, atomically (QueryTimeoutError means the outcome is unknown, not that nothing was applied)', async () => {
+    const server = await startPrivateRedis();
+    const pool = createRedisPool({ redis: server.url, max: 2, queryTimeoutMs: 200, connectTimeoutMs: 500 });
+    const key = uniqueName('cp_multi');
+    try {
+      await pool.use((client) => client.set(key, '0'));
+      server.freeze();
+      try {
+        const failed = await pool
+          .use((client) => client.multi().incr(key).incr(key).exec())
+          .catch((error: unknown) => error);
+        expect(failed).toBeInstanceOf(QueryTimeoutError);
+        // Nothing went out again on another connection while the server was frozen either.
+        const piped = await pool
+          .use((client) => client.pipeline().incr(key).exec())
+          .catch((error: unknown) => error);
+        expect(piped).toBeInstanceOf(BackendUnavailableError);
+      } finally {
+        server.resume();
+      }
+      // The bytes were already in the server's socket buffer: it runs the transaction on waking.
+      // (Connects fail fast until the pool's backoff after the failed one above has passed.)
+      const read = () => pool.use((client) => client.get(key)).catch(() => undefined);
+      await waitFor(async () => (await read()) === '2');
+      await sleep(300);
+      expect(await pool.use((client) => client.get(key))).toBe('2');
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
     }
   });
 });
