@@ -177,6 +177,38 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
     }
   });
 
+  it('the primary health probe never asks failover for a frozen primary, however long it stays frozen (slow is not gone)', async () => {
+    let failovers = 0;
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      primaryHealthCheckIntervalMs: 100,
+      queryTimeoutMs: 300,
+      connectTimeoutMs: 500,
+      pool: { max: 2, initialBackoffMs: 50, maxBackoffMs: 200 },
+      failover: async () => {
+        failovers += 1;
+        return undefined;
+      },
+    });
+    let frozen = false;
+    try {
+      await pool.query('SELECT 1');
+      await cluster.freezePrimary();
+      frozen = true;
+      await waitFor(() => !pool.health().primary.healthy, 15_000);
+      // Long enough for the probe to find no connection left and connect again, several times.
+      await sleep(3_000);
+      expect(pool.health().primary.reason).toBe('unresponsive');
+      expect(failovers).toBe(0);
+      await cluster.thawPrimary();
+      frozen = false;
+      await waitFor(() => pool.health().primary.healthy, 15_000);
+    } finally {
+      if (frozen) await cluster.thawPrimary();
+      await pool.close();
+    }
+  });
+
   it('the primary health probe does not queue behind busy connections: no acquire timeouts, no waiter ahead of queries', async () => {
     const registry = new Registry();
     const pool = createPgPool({
