@@ -110,6 +110,8 @@ class ServerNode<Conn, Config> {
   checking = false;
   /** The primary's probe went unanswered past its deadline (cleared by the next answer). */
   unresponsive = false;
+  /** The last connect got no answer within `connectTimeoutMs` (frozen), rather than a refusal (gone). */
+  connectTimedOut = false;
   /** `Date.now()` of the server's last answer: a lag probe, or a statement while `queryTimeoutMs` is set. */
   answeredAt = 0;
 
@@ -398,16 +400,25 @@ export class SqlCluster<Conn, Config, Result> {
         create: async () => {
           let conn: Conn | undefined;
           let brokenEarly = false;
-          const created = await driver.connect({
-            config: node.config,
-            connectTimeoutMs: this.options.connectTimeoutMs,
-            statementCacheSize: this.options.statementCacheSize,
-            onBroken: (error) => {
-              this.#logger.debug('connection broke', { server: name, error: String(error) });
-              if (conn === undefined) brokenEarly = true;
-              else node.pool.invalidate(conn);
-            },
-          });
+          const startedAt = Date.now();
+          let created: Conn;
+          try {
+            created = await driver.connect({
+              config: node.config,
+              connectTimeoutMs: this.options.connectTimeoutMs,
+              statementCacheSize: this.options.statementCacheSize,
+              onBroken: (error) => {
+                this.#logger.debug('connection broke', { server: name, error: String(error) });
+                if (conn === undefined) brokenEarly = true;
+                else node.pool.invalidate(conn);
+              },
+            });
+          } catch (error) {
+            // Drivers word their connect timeouts differently; the time taken does not vary.
+            node.connectTimedOut = Date.now() - startedAt >= this.options.connectTimeoutMs;
+            throw error;
+          }
+          node.connectTimedOut = false;
           conn = created;
           this.#owner.set(created as object, node);
           if (brokenEarly) queueMicrotask(() => node.pool.invalidate(created));
@@ -669,9 +680,9 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   /**
-   * Pings the primary with a deadline. Only an unanswered ping marks it `unresponsive`: a failed
-   * connect already shows as `down` (and may fail over, as traffic's would), and a pool with
-   * every connection busy skips the round, its traffic being the check.
+   * Pings the primary with a deadline. An unanswered ping or connect marks it `unresponsive`; a
+   * refused connect already shows as `down` (and may fail over, as traffic's would), and a pool
+   * with every connection busy skips the round, its traffic being the check.
    */
   #probePrimary(): void {
     const node = this.#primary;
@@ -684,7 +695,11 @@ export class SqlCluster<Conn, Config, Result> {
           node.unresponsive = false;
         },
         (error: unknown) => {
-          if (error instanceof TimeoutError) {
+          // A connect the server never answered is the same silence as an unanswered ping: a
+          // frozen primary must not be failed over (slow is not gone), only a refusing one.
+          const silent =
+            error instanceof TimeoutError || (error instanceof BackendUnavailableError && node.connectTimedOut);
+          if (silent) {
             if (!node.unresponsive)
               this.#logger.warn('primary did not answer its health probe', { deadlineMs });
             node.unresponsive = true;
