@@ -378,6 +378,25 @@ describe.skipIf(!reachable)('RedisPool', () => {
       await server.stop();
     }
   });
+
+  it('close() does not wait out a health probe stuck on a frozen server: the probe is abandoned, its connection not reported unreleased', async () => {
+    const server = await startPrivateRedis();
+    // The probe's deadline is connectTimeoutMs (no queryTimeoutMs): 10 s.
+    const pool = createRedisPool({ redis: server.url, max: 2, healthCheckIntervalMs: 50, connectTimeoutMs: 10_000 });
+    try {
+      await waitFor(() => pool.health().stats.idle > 0);
+      server.freeze();
+      // A probe round starts and its PING goes unanswered.
+      await waitFor(() => pool.health().stats.active > 0);
+      const closing = pool.close();
+      const outcome = await Promise.race([closing, sleep(5_000).then(() => 'still closing' as const)]);
+      expect(outcome).toEqual({ unreleased: [] });
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
+    }
+  });
 });
 
 /** ioredis options for a `redis://host:port` URL. */
