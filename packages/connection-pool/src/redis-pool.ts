@@ -125,6 +125,8 @@ export class RedisPool {
   readonly #probeDeadlineMs: number;
   #probeTimer: NodeJS.Timeout | undefined;
   #probing: Promise<void> | undefined;
+  /** Aborted by close(): the probe in flight gives up instead of holding close() for its deadline. */
+  #probeAbort: AbortController | undefined;
 
   constructor(options: RedisPoolOptions) {
     const { redis, connectTimeoutMs, queryTimeoutMs, healthCheckIntervalMs, ...poolOptions } = parseOptions(
@@ -248,7 +250,9 @@ export class RedisPool {
   async close(): Promise<CloseReport> {
     this.#closed = true;
     clearInterval(this.#probeTimer);
-    // A probe is bounded by its deadline; waiting for it keeps its connection out of the report.
+    // Abandoned, the probe hands its connection back at once: waiting for it keeps that
+    // connection out of the report without waiting out a frozen server.
+    this.#probeAbort?.abort();
     await this.#probing;
     return this.pool.close();
   }
@@ -321,14 +325,19 @@ export class RedisPool {
   /** PINGs one connection with a deadline; a busy pool (nothing free now) skips a round. */
   async #probe(): Promise<void> {
     if (this.#closed || !lendsWithoutWaiting(this.pool)) return;
+    const abort = new AbortController();
+    this.#probeAbort = abort;
     let client: Redis;
     try {
-      client = await this.pool.acquire({ timeoutMs: this.#probeDeadlineMs });
+      client = await this.pool.acquire({ timeoutMs: this.#probeDeadlineMs, signal: abort.signal });
     } catch {
       // Connect failures already show as `down` (backendDown); a busy or drained pool says nothing.
       return;
     }
     let timedOut = false;
+    const cut = () => client.disconnect();
+    abort.signal.addEventListener('abort', cut, { once: true });
+    if (abort.signal.aborted) cut();
     try {
       await withDeadline(client.ping(), this.#probeDeadlineMs, 'redis health probe', () => {
         timedOut = true;
@@ -340,6 +349,8 @@ export class RedisPool {
       this.pool.destroy(client);
       // A connection that broke (killed server) shows as `down` once reconnecting fails.
       if (timedOut || this.#timedOut.has(client)) this.#unresponsive = true;
+    } finally {
+      abort.signal.removeEventListener('abort', cut);
     }
   }
 }
