@@ -209,6 +209,32 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
     }
   });
 
+  it('close() with the primary health probe stuck on a frozen primary reports no leak: the probe is not a caller', async () => {
+    const registry = new Registry();
+    const pool = createPgPool({
+      name: 'probe_close',
+      primary: cluster.primaryUrl,
+      primaryHealthCheckIntervalMs: 50,
+      queryTimeoutMs: 5_000,
+      pool: { max: 2, closeTimeoutMs: 100 },
+      registry,
+    });
+    let frozen = false;
+    try {
+      await pool.query('SELECT 1');
+      await cluster.freezePrimary();
+      frozen = true;
+      // A probe round starts and its ping goes unanswered.
+      await waitFor(() => pool.health().primary.stats.active > 0);
+      const report = await pool.close();
+      expect(report.unreleased).toEqual([]);
+      expect(await registry.metrics()).not.toMatch(/leaks_total\{pool="probe_close:primary"\} [1-9]/);
+    } finally {
+      if (frozen) await cluster.thawPrimary();
+      await pool.close();
+    }
+  });
+
   it('the primary health probe does not queue behind busy connections: no acquire timeouts, no waiter ahead of queries', async () => {
     const registry = new Registry();
     const pool = createPgPool({
