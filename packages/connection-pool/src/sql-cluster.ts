@@ -160,6 +160,8 @@ export class SqlCluster<Conn, Config, Result> {
   #watchdog: NodeJS.Timeout | undefined;
   /** Start time of each statement in flight, only while `queryTimeoutMs` is set. */
   readonly #running = new Map<Conn, number>();
+  /** Connections lent to a health probe (not to a caller), with their server. */
+  readonly #probeConns = new Map<Conn, ServerNode<Conn, Config>>();
   /** Connections the watchdog closed, with the start time of the statement that ran too long. */
   readonly #timedOut = new WeakMap<object, number>();
   #closed = false;
@@ -381,6 +383,13 @@ export class SqlCluster<Conn, Config, Result> {
     clearInterval(this.#healthTimer);
     clearInterval(this.#primaryProbeTimer);
     clearInterval(this.#watchdog);
+    // A probe's connection is not a caller's: dropped at once (its server may be frozen), not
+    // reported unreleased.
+    for (const [conn, node] of this.#probeConns) {
+      this.#probeConns.delete(conn);
+      this.#driver.abort(conn);
+      node.pool.destroy(conn);
+    }
     const reports = await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.close()));
     return { unreleased: reports.flatMap((report) => report.unreleased) };
   }
@@ -657,26 +666,9 @@ export class SqlCluster<Conn, Config, Result> {
    * One lag probe with a deadline: a frozen replica (accepting TCP, answering nothing) must
    * leave rotation too, so a probe that does not answer in time closes its connection.
    */
-  async #measureLag(node: ServerNode<Conn, Config>): Promise<number> {
+  #measureLag(node: ServerNode<Conn, Config>): Promise<number> {
     const deadlineMs = this.options.healthCheckIntervalMs * 2 + this.options.connectTimeoutMs;
-    const conn = await node.pool.acquire({ timeoutMs: deadlineMs });
-    let timedOut = false;
-    try {
-      const lag = await withDeadline(
-        this.#driver.replicationLagMs(conn),
-        deadlineMs,
-        'replica lag probe',
-        () => {
-          timedOut = true;
-          node.pool.destroy(conn);
-        },
-      );
-      node.pool.release(conn);
-      return lag;
-    } catch (error) {
-      if (!timedOut) node.pool.destroy(conn);
-      throw error;
-    }
+    return this.#probe(node, deadlineMs, 'replica lag probe', (conn) => this.#driver.replicationLagMs(conn));
   }
 
   /**
@@ -698,7 +690,8 @@ export class SqlCluster<Conn, Config, Result> {
           // A connect the server never answered is the same silence as an unanswered ping: a
           // frozen primary must not be failed over (slow is not gone), only a refusing one.
           const silent =
-            error instanceof TimeoutError || (error instanceof BackendUnavailableError && node.connectTimedOut);
+            error instanceof TimeoutError ||
+            (error instanceof BackendUnavailableError && node.connectTimedOut);
           if (silent) {
             if (!node.unresponsive)
               this.#logger.warn('primary did not answer its health probe', { deadlineMs });
@@ -713,17 +706,35 @@ export class SqlCluster<Conn, Config, Result> {
       });
   }
 
-  async #ping(node: ServerNode<Conn, Config>, deadlineMs: number): Promise<void> {
+  #ping(node: ServerNode<Conn, Config>, deadlineMs: number): Promise<void> {
+    return this.#probe(node, deadlineMs, 'primary health probe', (conn) => this.#driver.ping(conn));
+  }
+
+  /**
+   * Runs a health probe's `work` on a connection of `node` with a deadline; one that does not
+   * answer in time is closed. The connection is listed in #probeConns while lent, so close()
+   * can take it back without reporting it as a caller's.
+   */
+  async #probe<T>(
+    node: ServerNode<Conn, Config>,
+    deadlineMs: number,
+    operation: string,
+    work: (conn: Conn) => Promise<T>,
+  ): Promise<T> {
     const conn = await node.pool.acquire({ timeoutMs: deadlineMs });
-    let timedOut = false;
+    this.#probeConns.set(conn, node);
+    const giveBack = (broken: boolean) => {
+      // close() may have taken it already.
+      if (!this.#probeConns.delete(conn)) return;
+      if (broken) node.pool.destroy(conn);
+      else node.pool.release(conn);
+    };
     try {
-      await withDeadline(this.#driver.ping(conn), deadlineMs, 'primary health probe', () => {
-        timedOut = true;
-        node.pool.destroy(conn);
-      });
-      node.pool.release(conn);
+      const answer = await withDeadline(work(conn), deadlineMs, operation, () => giveBack(true));
+      giveBack(false);
+      return answer;
     } catch (error) {
-      if (!timedOut) node.pool.destroy(conn);
+      giveBack(true);
       throw error;
     }
   }
