@@ -257,7 +257,9 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
       clearInterval(watch);
       expect(sawWaiter).toBe(false);
       // No sample at all: the counter was never incremented.
-      expect(await registry.metrics()).not.toMatch(/acquire_timeouts_total\{pool="probe_busy:primary"\} [1-9]/);
+      expect(await registry.metrics()).not.toMatch(
+        /acquire_timeouts_total\{pool="probe_busy:primary"\} [1-9]/,
+      );
       expect(pool.health().primary.healthy).toBe(true);
     } finally {
       await pool.close();

@@ -382,7 +382,12 @@ describe.skipIf(!reachable)('RedisPool', () => {
   it('close() does not wait out a health probe stuck on a frozen server: the probe is abandoned, its connection not reported unreleased', async () => {
     const server = await startPrivateRedis();
     // The probe's deadline is connectTimeoutMs (no queryTimeoutMs): 10 s.
-    const pool = createRedisPool({ redis: server.url, max: 2, healthCheckIntervalMs: 50, connectTimeoutMs: 10_000 });
+    const pool = createRedisPool({
+      redis: server.url,
+      max: 2,
+      healthCheckIntervalMs: 50,
+      connectTimeoutMs: 10_000,
+    });
     try {
       await waitFor(() => pool.health().stats.idle > 0);
       server.freeze();
