@@ -266,6 +266,45 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
     }
   });
 
+  it('after a failover, a connect to the old primary that was still in progress never lends a connection to it', async () => {
+    let failovers = 0;
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      connectTimeoutMs: 3_000,
+      pool: { max: 4 },
+      // The replica stands in for the new primary: only reads are sent here.
+      failover: async () => {
+        failovers += 1;
+        return cluster.replicaUrl;
+      },
+    });
+    const port = async () =>
+      Number((await pool.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port);
+    let frozen = false;
+    try {
+      // Frozen with no connection open: every connect hangs in its handshake.
+      await cluster.freezePrimary();
+      frozen = true;
+      const first = port();
+      await sleep(1_000);
+      const second = port();
+      // The first connect times out: failover switches to the new server while the second
+      // connect to the old one is still waiting.
+      await expect(first).rejects.toBeInstanceOf(BackendUnavailableError);
+      expect(failovers).toBe(1);
+      // The old primary wakes before that connect gives up, and answers it.
+      await cluster.thawPrimary();
+      frozen = false;
+      expect(await second).toBe(cluster.replicaPort);
+      for (let query = 0; query < 4; query += 1) expect(await port()).toBe(cluster.replicaPort);
+      expect(pool.health().primary.healthy).toBe(true);
+      expect(failovers).toBe(1);
+    } finally {
+      if (frozen) await cluster.thawPrimary();
+      await pool.close();
+    }
+  });
+
   it('fails over to a new primary given by the failover callback', async () => {
     let failovers = 0;
     const pool = createPgPool({
