@@ -406,33 +406,7 @@ export class SqlCluster<Conn, Config, Result> {
     const driver = this.#driver;
     node.pool = new Pool<Conn>(
       {
-        create: async () => {
-          let conn: Conn | undefined;
-          let brokenEarly = false;
-          const startedAt = Date.now();
-          let created: Conn;
-          try {
-            created = await driver.connect({
-              config: node.config,
-              connectTimeoutMs: this.options.connectTimeoutMs,
-              statementCacheSize: this.options.statementCacheSize,
-              onBroken: (error) => {
-                this.#logger.debug('connection broke', { server: name, error: String(error) });
-                if (conn === undefined) brokenEarly = true;
-                else node.pool.invalidate(conn);
-              },
-            });
-          } catch (error) {
-            // Drivers word their connect timeouts differently; the time taken does not vary.
-            node.connectTimedOut = Date.now() - startedAt >= this.options.connectTimeoutMs;
-            throw error;
-          }
-          node.connectTimedOut = false;
-          conn = created;
-          this.#owner.set(created as object, node);
-          if (brokenEarly) queueMicrotask(() => node.pool.invalidate(created));
-          return created;
-        },
+        create: () => this.#connect(node),
         // A goodbye a frozen server never answers must not hang eviction or close(): after
         // connectTimeoutMs the socket is dropped instead.
         destroy: (conn) =>
@@ -458,6 +432,48 @@ export class SqlCluster<Conn, Config, Result> {
       this.#replicaHealthy.set({ cluster: this.options.name, replica: name }, 1);
     }
     return node;
+  }
+
+  /**
+   * Opens a connection to `node`'s server. A failover during the connect (the config changed)
+   * makes its outcome stale: a connection the old primary answers late is dropped (writes on it
+   * would split the brain), a connect it fails says nothing of the new one, so both retry on it.
+   */
+  async #connect(node: ServerNode<Conn, Config>): Promise<Conn> {
+    const driver = this.#driver;
+    for (;;) {
+      const config = node.config;
+      let conn: Conn | undefined;
+      let brokenEarly = false;
+      const startedAt = Date.now();
+      let created: Conn;
+      try {
+        created = await driver.connect({
+          config,
+          connectTimeoutMs: this.options.connectTimeoutMs,
+          statementCacheSize: this.options.statementCacheSize,
+          onBroken: (error) => {
+            this.#logger.debug('connection broke', { server: node.name, error: String(error) });
+            if (conn === undefined) brokenEarly = true;
+            else node.pool.invalidate(conn);
+          },
+        });
+      } catch (error) {
+        if (node.config !== config && !this.#closed) continue;
+        // Drivers word their connect timeouts differently; the time taken does not vary.
+        node.connectTimedOut = Date.now() - startedAt >= this.options.connectTimeoutMs;
+        throw error;
+      }
+      if (node.config !== config && !this.#closed) {
+        driver.abort(created);
+        continue;
+      }
+      node.connectTimedOut = false;
+      conn = created;
+      this.#owner.set(created as object, node);
+      if (brokenEarly) queueMicrotask(() => node.pool.invalidate(created));
+      return created;
+    }
   }
 
   async #acquire(node: ServerNode<Conn, Config>, signal: AbortSignal | undefined): Promise<Conn> {
