@@ -305,6 +305,55 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
     }
   });
 
+  it('a transaction whose COMMIT times out on a frozen primary is not retried: QueryTimeoutError, and it is applied at most once (committed or not, as the server got the COMMIT or not)', async () => {
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      queryTimeoutMs: 500,
+      connectTimeoutMs: 1_000,
+      pool: { max: 2, initialBackoffMs: 50, maxBackoffMs: 200 },
+    });
+    let frozen = false;
+    let attempts = 0;
+    const tag = `once-${Date.now()}`;
+    try {
+      await pool.query('CREATE TABLE IF NOT EXISTS commits (tag text NOT NULL)');
+      const outcome = await pool
+        .withTransaction(
+          async (tx) => {
+            attempts += 1;
+            await tx.query('INSERT INTO commits (tag) VALUES ($1)', [tag]);
+            // Only the COMMIT meets the frozen server.
+            await cluster.freezePrimary();
+            frozen = true;
+          },
+          { retryOn: ['40001', '40P01', '08006', '57P01'] },
+        )
+        .catch((error: unknown) => error);
+      expect(outcome).toBeInstanceOf(QueryTimeoutError);
+      expect(attempts).toBe(1);
+      await cluster.thawPrimary();
+      frozen = false;
+      const count = async () =>
+        Number(
+          (
+            await pool
+              .query<{ n: string }>('SELECT count(*) AS n FROM commits WHERE tag = $1', [tag])
+              .catch(() => ({ rows: [{ n: '-1' }] }))
+          ).rows[0]!.n,
+        );
+      await waitFor(async () => (await count()) >= 0);
+      // The old backend may still be committing after the thaw: watch it settle, never past 1.
+      for (let poll = 0; poll < 20; poll += 1) {
+        expect(await count()).toBeLessThanOrEqual(1);
+        await sleep(100);
+      }
+      expect(attempts).toBe(1);
+    } finally {
+      if (frozen) await cluster.thawPrimary();
+      await pool.close();
+    }
+  });
+
   it('fails over to a new primary given by the failover callback', async () => {
     let failovers = 0;
     const pool = createPgPool({
