@@ -402,6 +402,31 @@ describe.skipIf(!reachable)('RedisPool', () => {
       await server.stop();
     }
   });
+
+  it('pub/sub under queryTimeoutMs: a subscriber waiting longer than the deadline for a message is not timed out (only commands have deadlines)', async () => {
+    const pool = createRedisPool({ redis: url, max: 2, queryTimeoutMs: 200 });
+    const channel = uniqueName('cp_channel');
+    try {
+      const received = pool.use(async (client) => {
+        await client.subscribe(channel);
+        const message = await new Promise<string>((resolve) =>
+          client.once('message', (_, text) => resolve(text)),
+        );
+        await client.unsubscribe(channel);
+        return message;
+      });
+      await waitFor(() => pool.health().stats.active === 1);
+      // Three deadlines of silence on the subscriber before the message comes.
+      await sleep(600);
+      await pool.use(async (client) => {
+        await waitFor(async () => (await client.publish(channel, 'late')) === 1);
+      });
+      expect(await received).toBe('late');
+      expect(pool.health().healthy).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
 });
 
 /** ioredis options for a `redis://host:port` URL. */
