@@ -668,6 +668,8 @@ export class SqlCluster<Conn, Config, Result> {
             else if (node.lagStrikes >= 2 || !node.healthy) this.#markReplica(node, false, 'lag');
           },
           (error: unknown) => {
+            // close() cut the probe short: that says nothing about the replica.
+            if (this.#closed) return;
             this.#logger.debug('replica health check failed', { replica: node.name, error: String(error) });
             this.#markReplica(node, false, 'down');
           },
