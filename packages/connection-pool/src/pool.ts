@@ -740,3 +740,13 @@ export class Pool<T> {
     await Promise.all(closing);
   }
 }
+
+/**
+ * True when `acquire()` would lend at once (an idle resource, or room to open one) instead of
+ * queueing: background health probes use it so they never wait behind callers for a busy pool,
+ * whose own traffic is the check.
+ */
+export function lendsWithoutWaiting<T>(pool: Pool<T>): boolean {
+  const { idle, waiting, size } = pool.stats;
+  return waiting === 0 && (idle > 0 || size < pool.options.max);
+}

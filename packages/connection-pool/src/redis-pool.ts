@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
 import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
-import { type AcquireOptions, type CloseReport, Pool, type PoolStats } from './pool.js';
+import { type AcquireOptions, type CloseReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import { poolOptionsObject } from './pool-options.js';
 
 /** Loads the optional `ioredis` peer dependency on first use. */
@@ -125,6 +125,8 @@ export class RedisPool {
   readonly #probeDeadlineMs: number;
   #probeTimer: NodeJS.Timeout | undefined;
   #probing: Promise<void> | undefined;
+  /** Aborted by close(): the probe in flight gives up instead of holding close() for its deadline. */
+  #probeAbort: AbortController | undefined;
 
   constructor(options: RedisPoolOptions) {
     const { redis, connectTimeoutMs, queryTimeoutMs, healthCheckIntervalMs, ...poolOptions } = parseOptions(
@@ -169,6 +171,9 @@ export class RedisPool {
           client.once('end', () => this.pool.invalidate(client));
           // After the handshake, so the ready check keeps connectTimeoutMs.
           if (queryTimeoutMs !== undefined) this.#guardCommands(client, queryTimeoutMs);
+          else if (this.#commandTimeoutMs !== undefined || healthCheckIntervalMs !== undefined) {
+            this.#watchAnswers(client);
+          }
           return client;
         },
         destroy: async (client) => {
@@ -223,8 +228,9 @@ export class RedisPool {
       }
       throw error;
     }
+    // Not proof the server answers (fn may have sent nothing, or a pipeline's commands may all
+    // have timed out): only an answered command clears `unresponsive` (#watchAnswers).
     this.pool.release(client);
-    this.#unresponsive = false;
     return result;
   }
 
@@ -244,7 +250,9 @@ export class RedisPool {
   async close(): Promise<CloseReport> {
     this.#closed = true;
     clearInterval(this.#probeTimer);
-    // A probe is bounded by its deadline; waiting for it keeps its connection out of the report.
+    // Abandoned, the probe hands its connection back at once: waiting for it keeps that
+    // connection out of the report without waiting out a frozen server.
+    this.#probeAbort?.abort();
     await this.#probing;
     return this.pool.close();
   }
@@ -283,8 +291,28 @@ export class RedisPool {
           clearTimeout(timer);
           inFlight.delete(command);
         };
-        command.promise.then(settle, settle);
+        command.promise.then(() => {
+          settle();
+          this.#unresponsive = false;
+        }, settle);
+      } else if (deadlineMs === undefined) {
+        command.promise.then(this.#answered, () => {});
       }
+      return answer;
+    };
+  }
+
+  /** Any answered command shows the server answers again. */
+  readonly #answered = (): void => {
+    this.#unresponsive = false;
+  };
+
+  /** Clears `unresponsive` when a command on `client` is answered (no deadlines: no queryTimeoutMs). */
+  #watchAnswers(client: Redis): void {
+    const send = client.sendCommand.bind(client);
+    client.sendCommand = (command: Command, stream?: Parameters<Redis['sendCommand']>[1]) => {
+      const answer = send(command, stream);
+      command.promise.then(this.#answered, () => {});
       return answer;
     };
   }
@@ -294,17 +322,22 @@ export class RedisPool {
     return new QueryTimeoutError(this.pool.name, timeoutMs);
   }
 
-  /** PINGs one connection with a deadline; a busy pool (nothing free in time) skips a round. */
+  /** PINGs one connection with a deadline; a busy pool (nothing free now) skips a round. */
   async #probe(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed || !lendsWithoutWaiting(this.pool)) return;
+    const abort = new AbortController();
+    this.#probeAbort = abort;
     let client: Redis;
     try {
-      client = await this.pool.acquire({ timeoutMs: this.#probeDeadlineMs });
+      client = await this.pool.acquire({ timeoutMs: this.#probeDeadlineMs, signal: abort.signal });
     } catch {
       // Connect failures already show as `down` (backendDown); a busy or drained pool says nothing.
       return;
     }
     let timedOut = false;
+    const cut = () => client.disconnect();
+    abort.signal.addEventListener('abort', cut, { once: true });
+    if (abort.signal.aborted) cut();
     try {
       await withDeadline(client.ping(), this.#probeDeadlineMs, 'redis health probe', () => {
         timedOut = true;
@@ -316,6 +349,8 @@ export class RedisPool {
       this.pool.destroy(client);
       // A connection that broke (killed server) shows as `down` once reconnecting fails.
       if (timedOut || this.#timedOut.has(client)) this.#unresponsive = true;
+    } finally {
+      abort.signal.removeEventListener('abort', cut);
     }
   }
 }

@@ -26,7 +26,7 @@ import {
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
-import { type CloseReport, type LeakReport, Pool, type PoolStats } from './pool.js';
+import { type CloseReport, type LeakReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import {
   createStatementClassifier,
   type RouteReason,
@@ -110,6 +110,8 @@ class ServerNode<Conn, Config> {
   checking = false;
   /** The primary's probe went unanswered past its deadline (cleared by the next answer). */
   unresponsive = false;
+  /** The last connect got no answer within `connectTimeoutMs` (frozen), rather than a refusal (gone). */
+  connectTimedOut = false;
   /** `Date.now()` of the server's last answer: a lag probe, or a statement while `queryTimeoutMs` is set. */
   answeredAt = 0;
 
@@ -158,6 +160,8 @@ export class SqlCluster<Conn, Config, Result> {
   #watchdog: NodeJS.Timeout | undefined;
   /** Start time of each statement in flight, only while `queryTimeoutMs` is set. */
   readonly #running = new Map<Conn, number>();
+  /** Connections lent to a health probe (not to a caller), with their server. */
+  readonly #probeConns = new Map<Conn, ServerNode<Conn, Config>>();
   /** Connections the watchdog closed, with the start time of the statement that ran too long. */
   readonly #timedOut = new WeakMap<object, number>();
   #closed = false;
@@ -379,6 +383,13 @@ export class SqlCluster<Conn, Config, Result> {
     clearInterval(this.#healthTimer);
     clearInterval(this.#primaryProbeTimer);
     clearInterval(this.#watchdog);
+    // A probe's connection is not a caller's: dropped at once (its server may be frozen), not
+    // reported unreleased.
+    for (const [conn, node] of this.#probeConns) {
+      this.#probeConns.delete(conn);
+      this.#driver.abort(conn);
+      node.pool.destroy(conn);
+    }
     const reports = await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.close()));
     return { unreleased: reports.flatMap((report) => report.unreleased) };
   }
@@ -395,24 +406,7 @@ export class SqlCluster<Conn, Config, Result> {
     const driver = this.#driver;
     node.pool = new Pool<Conn>(
       {
-        create: async () => {
-          let conn: Conn | undefined;
-          let brokenEarly = false;
-          const created = await driver.connect({
-            config: node.config,
-            connectTimeoutMs: this.options.connectTimeoutMs,
-            statementCacheSize: this.options.statementCacheSize,
-            onBroken: (error) => {
-              this.#logger.debug('connection broke', { server: name, error: String(error) });
-              if (conn === undefined) brokenEarly = true;
-              else node.pool.invalidate(conn);
-            },
-          });
-          conn = created;
-          this.#owner.set(created as object, node);
-          if (brokenEarly) queueMicrotask(() => node.pool.invalidate(created));
-          return created;
-        },
+        create: () => this.#connect(node),
         // A goodbye a frozen server never answers must not hang eviction or close(): after
         // connectTimeoutMs the socket is dropped instead.
         destroy: (conn) =>
@@ -438,6 +432,48 @@ export class SqlCluster<Conn, Config, Result> {
       this.#replicaHealthy.set({ cluster: this.options.name, replica: name }, 1);
     }
     return node;
+  }
+
+  /**
+   * Opens a connection to `node`'s server. A failover during the connect (the config changed)
+   * makes its outcome stale: a connection the old primary answers late is dropped (writes on it
+   * would split the brain), a connect it fails says nothing of the new one, so both retry on it.
+   */
+  async #connect(node: ServerNode<Conn, Config>): Promise<Conn> {
+    const driver = this.#driver;
+    for (;;) {
+      const config = node.config;
+      let conn: Conn | undefined;
+      let brokenEarly = false;
+      const startedAt = Date.now();
+      let created: Conn;
+      try {
+        created = await driver.connect({
+          config,
+          connectTimeoutMs: this.options.connectTimeoutMs,
+          statementCacheSize: this.options.statementCacheSize,
+          onBroken: (error) => {
+            this.#logger.debug('connection broke', { server: node.name, error: String(error) });
+            if (conn === undefined) brokenEarly = true;
+            else node.pool.invalidate(conn);
+          },
+        });
+      } catch (error) {
+        if (node.config !== config && !this.#closed) continue;
+        // Drivers word their connect timeouts differently; the time taken does not vary.
+        node.connectTimedOut = Date.now() - startedAt >= this.options.connectTimeoutMs;
+        throw error;
+      }
+      if (node.config !== config && !this.#closed) {
+        driver.abort(created);
+        continue;
+      }
+      node.connectTimedOut = false;
+      conn = created;
+      this.#owner.set(created as object, node);
+      if (brokenEarly) queueMicrotask(() => node.pool.invalidate(created));
+      return created;
+    }
   }
 
   async #acquire(node: ServerNode<Conn, Config>, signal: AbortSignal | undefined): Promise<Conn> {
@@ -632,6 +668,8 @@ export class SqlCluster<Conn, Config, Result> {
             else if (node.lagStrikes >= 2 || !node.healthy) this.#markReplica(node, false, 'lag');
           },
           (error: unknown) => {
+            // close() cut the probe short: that says nothing about the replica.
+            if (this.#closed) return;
             this.#logger.debug('replica health check failed', { replica: node.name, error: String(error) });
             this.#markReplica(node, false, 'down');
           },
@@ -646,36 +684,19 @@ export class SqlCluster<Conn, Config, Result> {
    * One lag probe with a deadline: a frozen replica (accepting TCP, answering nothing) must
    * leave rotation too, so a probe that does not answer in time closes its connection.
    */
-  async #measureLag(node: ServerNode<Conn, Config>): Promise<number> {
+  #measureLag(node: ServerNode<Conn, Config>): Promise<number> {
     const deadlineMs = this.options.healthCheckIntervalMs * 2 + this.options.connectTimeoutMs;
-    const conn = await node.pool.acquire({ timeoutMs: deadlineMs });
-    let timedOut = false;
-    try {
-      const lag = await withDeadline(
-        this.#driver.replicationLagMs(conn),
-        deadlineMs,
-        'replica lag probe',
-        () => {
-          timedOut = true;
-          node.pool.destroy(conn);
-        },
-      );
-      node.pool.release(conn);
-      return lag;
-    } catch (error) {
-      if (!timedOut) node.pool.destroy(conn);
-      throw error;
-    }
+    return this.#probe(node, deadlineMs, 'replica lag probe', (conn) => this.#driver.replicationLagMs(conn));
   }
 
   /**
-   * Pings the primary with a deadline. Only an unanswered ping marks it `unresponsive`: a failed
-   * connect already shows as `down` (and may fail over, as traffic's would), and a pool with
-   * every connection busy skips the round, its traffic being the check.
+   * Pings the primary with a deadline. An unanswered ping or connect marks it `unresponsive`; a
+   * refused connect already shows as `down` (and may fail over, as traffic's would), and a pool
+   * with every connection busy skips the round, its traffic being the check.
    */
   #probePrimary(): void {
     const node = this.#primary;
-    if (node.checking || this.#closed) return;
+    if (node.checking || this.#closed || !lendsWithoutWaiting(node.pool)) return;
     node.checking = true;
     const deadlineMs = this.options.queryTimeoutMs ?? this.options.connectTimeoutMs;
     this.#ping(node, deadlineMs)
@@ -684,7 +705,12 @@ export class SqlCluster<Conn, Config, Result> {
           node.unresponsive = false;
         },
         (error: unknown) => {
-          if (error instanceof TimeoutError) {
+          // A connect the server never answered is the same silence as an unanswered ping: a
+          // frozen primary must not be failed over (slow is not gone), only a refusing one.
+          const silent =
+            error instanceof TimeoutError ||
+            (error instanceof BackendUnavailableError && node.connectTimedOut);
+          if (silent) {
             if (!node.unresponsive)
               this.#logger.warn('primary did not answer its health probe', { deadlineMs });
             node.unresponsive = true;
@@ -698,17 +724,35 @@ export class SqlCluster<Conn, Config, Result> {
       });
   }
 
-  async #ping(node: ServerNode<Conn, Config>, deadlineMs: number): Promise<void> {
+  #ping(node: ServerNode<Conn, Config>, deadlineMs: number): Promise<void> {
+    return this.#probe(node, deadlineMs, 'primary health probe', (conn) => this.#driver.ping(conn));
+  }
+
+  /**
+   * Runs a health probe's `work` on a connection of `node` with a deadline; one that does not
+   * answer in time is closed. The connection is listed in #probeConns while lent, so close()
+   * can take it back without reporting it as a caller's.
+   */
+  async #probe<T>(
+    node: ServerNode<Conn, Config>,
+    deadlineMs: number,
+    operation: string,
+    work: (conn: Conn) => Promise<T>,
+  ): Promise<T> {
     const conn = await node.pool.acquire({ timeoutMs: deadlineMs });
-    let timedOut = false;
+    this.#probeConns.set(conn, node);
+    const giveBack = (broken: boolean) => {
+      // close() may have taken it already.
+      if (!this.#probeConns.delete(conn)) return;
+      if (broken) node.pool.destroy(conn);
+      else node.pool.release(conn);
+    };
     try {
-      await withDeadline(this.#driver.ping(conn), deadlineMs, 'primary health probe', () => {
-        timedOut = true;
-        node.pool.destroy(conn);
-      });
-      node.pool.release(conn);
+      const answer = await withDeadline(work(conn), deadlineMs, operation, () => giveBack(true));
+      giveBack(false);
+      return answer;
     } catch (error) {
-      if (!timedOut) node.pool.destroy(conn);
+      giveBack(true);
       throw error;
     }
   }

@@ -1,3 +1,4 @@
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BackendUnavailableError,
@@ -170,6 +171,183 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
       await cluster.startPrimary();
       await waitFor(() => pool.health().primary.healthy, 30_000);
       expect(await pool.query('SELECT 1 AS one')).toMatchObject({ rows: [{ one: 1 }] });
+    } finally {
+      if (frozen) await cluster.thawPrimary();
+      await pool.close();
+    }
+  });
+
+  it('the primary health probe never asks failover for a frozen primary, however long it stays frozen (slow is not gone)', async () => {
+    let failovers = 0;
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      primaryHealthCheckIntervalMs: 100,
+      queryTimeoutMs: 300,
+      connectTimeoutMs: 500,
+      pool: { max: 2, initialBackoffMs: 50, maxBackoffMs: 200 },
+      failover: async () => {
+        failovers += 1;
+        return undefined;
+      },
+    });
+    let frozen = false;
+    try {
+      await pool.query('SELECT 1');
+      await cluster.freezePrimary();
+      frozen = true;
+      await waitFor(() => !pool.health().primary.healthy, 15_000);
+      // Long enough for the probe to find no connection left and connect again, several times.
+      await sleep(3_000);
+      expect(pool.health().primary.reason).toBe('unresponsive');
+      expect(failovers).toBe(0);
+      await cluster.thawPrimary();
+      frozen = false;
+      await waitFor(() => pool.health().primary.healthy, 15_000);
+    } finally {
+      if (frozen) await cluster.thawPrimary();
+      await pool.close();
+    }
+  });
+
+  it('close() with the primary health probe stuck on a frozen primary reports no leak: the probe is not a caller', async () => {
+    const registry = new Registry();
+    const pool = createPgPool({
+      name: 'probe_close',
+      primary: cluster.primaryUrl,
+      primaryHealthCheckIntervalMs: 50,
+      queryTimeoutMs: 5_000,
+      pool: { max: 2, closeTimeoutMs: 100 },
+      registry,
+    });
+    let frozen = false;
+    try {
+      await pool.query('SELECT 1');
+      await cluster.freezePrimary();
+      frozen = true;
+      // A probe round starts and its ping goes unanswered.
+      await waitFor(() => pool.health().primary.stats.active > 0);
+      const report = await pool.close();
+      expect(report.unreleased).toEqual([]);
+      expect(await registry.metrics()).not.toMatch(/leaks_total\{pool="probe_close:primary"\} [1-9]/);
+    } finally {
+      if (frozen) await cluster.thawPrimary();
+      await pool.close();
+    }
+  });
+
+  it('the primary health probe does not queue behind busy connections: no acquire timeouts, no waiter ahead of queries', async () => {
+    const registry = new Registry();
+    const pool = createPgPool({
+      name: 'probe_busy',
+      primary: cluster.primaryUrl,
+      primaryHealthCheckIntervalMs: 50,
+      connectTimeoutMs: 200,
+      pool: { max: 1 },
+      registry,
+    });
+    try {
+      await pool.query('SELECT 1');
+      // The only connection is busy for a second: the probe has nothing free to ping.
+      let sawWaiter = false;
+      const busy = pool.query('SELECT pg_sleep(1)');
+      const watch = setInterval(() => {
+        if (pool.health().primary.stats.waiting > 0) sawWaiter = true;
+      }, 10);
+      await busy;
+      clearInterval(watch);
+      expect(sawWaiter).toBe(false);
+      // No sample at all: the counter was never incremented.
+      expect(await registry.metrics()).not.toMatch(
+        /acquire_timeouts_total\{pool="probe_busy:primary"\} [1-9]/,
+      );
+      expect(pool.health().primary.healthy).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('after a failover, a connect to the old primary that was still in progress never lends a connection to it', async () => {
+    let failovers = 0;
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      connectTimeoutMs: 3_000,
+      pool: { max: 4 },
+      // The replica stands in for the new primary: only reads are sent here.
+      failover: async () => {
+        failovers += 1;
+        return cluster.replicaUrl;
+      },
+    });
+    const port = async () =>
+      Number((await pool.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port);
+    let frozen = false;
+    try {
+      // Frozen with no connection open: every connect hangs in its handshake.
+      await cluster.freezePrimary();
+      frozen = true;
+      const first = port();
+      await sleep(1_000);
+      const second = port();
+      // The first connect times out: failover switches to the new server while the second
+      // connect to the old one is still waiting.
+      await expect(first).rejects.toBeInstanceOf(BackendUnavailableError);
+      expect(failovers).toBe(1);
+      // The old primary wakes before that connect gives up, and answers it.
+      await cluster.thawPrimary();
+      frozen = false;
+      expect(await second).toBe(cluster.replicaPort);
+      for (let query = 0; query < 4; query += 1) expect(await port()).toBe(cluster.replicaPort);
+      expect(pool.health().primary.healthy).toBe(true);
+      expect(failovers).toBe(1);
+    } finally {
+      if (frozen) await cluster.thawPrimary();
+      await pool.close();
+    }
+  });
+
+  it('a transaction whose COMMIT times out on a frozen primary is not retried: QueryTimeoutError, and it is applied at most once (committed or not, as the server got the COMMIT or not)', async () => {
+    const pool = createPgPool({
+      primary: cluster.primaryUrl,
+      queryTimeoutMs: 500,
+      connectTimeoutMs: 1_000,
+      pool: { max: 2, initialBackoffMs: 50, maxBackoffMs: 200 },
+    });
+    let frozen = false;
+    let attempts = 0;
+    const tag = `once-${Date.now()}`;
+    try {
+      await pool.query('CREATE TABLE IF NOT EXISTS commits (tag text NOT NULL)');
+      const outcome = await pool
+        .withTransaction(
+          async (tx) => {
+            attempts += 1;
+            await tx.query('INSERT INTO commits (tag) VALUES ($1)', [tag]);
+            // Only the COMMIT meets the frozen server.
+            await cluster.freezePrimary();
+            frozen = true;
+          },
+          { retryOn: ['40001', '40P01', '08006', '57P01'] },
+        )
+        .catch((error: unknown) => error);
+      expect(outcome).toBeInstanceOf(QueryTimeoutError);
+      expect(attempts).toBe(1);
+      await cluster.thawPrimary();
+      frozen = false;
+      const count = async () =>
+        Number(
+          (
+            await pool
+              .query<{ n: string }>('SELECT count(*) AS n FROM commits WHERE tag = $1', [tag])
+              .catch(() => ({ rows: [{ n: '-1' }] }))
+          ).rows[0]!.n,
+        );
+      await waitFor(async () => (await count()) >= 0);
+      // The old backend may still be committing after the thaw: watch it settle, never past 1.
+      for (let poll = 0; poll < 20; poll += 1) {
+        expect(await count()).toBeLessThanOrEqual(1);
+        await sleep(100);
+      }
+      expect(attempts).toBe(1);
     } finally {
       if (frozen) await cluster.thawPrimary();
       await pool.close();

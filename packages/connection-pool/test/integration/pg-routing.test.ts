@@ -209,6 +209,36 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     }
   });
 
+  it('close() with a lag probe stuck on a frozen replica: no unreleased connection, no replica leaving rotation at shutdown', async () => {
+    const warnings: string[] = [];
+    const ignore = () => {};
+    const probed = createPgPool({
+      name: 'probe_close',
+      primary: cluster.primaryUrl,
+      replicas: [cluster.replicaUrl],
+      // The lag probe's deadline: 2 × 50 + 5000 ms, far past the close.
+      healthCheckIntervalMs: 50,
+      connectTimeoutMs: 5_000,
+      pool: { max: 2, closeTimeoutMs: 100 },
+      logger: { debug: ignore, info: ignore, error: ignore, warn: (message) => warnings.push(message) },
+    });
+    let frozen = false;
+    try {
+      await waitFor(() => probed.health().replicas[0]!.stats.idle > 0);
+      await cluster.freezeReplica();
+      frozen = true;
+      await waitFor(() => probed.health().replicas[0]!.stats.active > 0);
+      const report = await probed.close();
+      expect(report.unreleased).toEqual([]);
+      await sleep(100);
+      expect(warnings).toEqual([]);
+    } finally {
+      if (frozen) await cluster.thawReplica();
+      await probed.close();
+    }
+    await waitFor(() => pool.health().replicas[0]!.healthy, 20_000);
+  });
+
   it('commits, rolls back on throw, and retries serialization failures (40001)', async () => {
     await pool.withTransaction(async (tx) => {
       await tx.query("INSERT INTO items (name) VALUES ('committed')");

@@ -7,14 +7,18 @@ import {
   PoolClosedError,
   QueryTimeoutError,
 } from '../../src/index.js';
-import { waitFor } from './helpers/wait.js';
+import { sleep, waitFor } from './helpers/wait.js';
+
+/** The value of the sample `series` (name and labels), or 0 when it does not exist. */
+async function sampleOf(registry: Registry, series: string): Promise<number> {
+  const text = await registry.metrics();
+  const line = text.split('\n').find((row) => row.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
 
 /** The value of `noa_connection_pool_errors_total{pool, kind}`, or 0 when the series does not exist. */
-async function errorsOfKind(registry: Registry, pool: string, kind: string): Promise<number> {
-  const text = await registry.metrics();
-  const prefix = `noa_connection_pool_errors_total{pool="${pool}",kind="${kind}"} `;
-  const line = text.split('\n').find((row) => row.startsWith(prefix));
-  return line === undefined ? 0 : Number(line.slice(prefix.length));
+function errorsOfKind(registry: Registry, pool: string, kind: string): Promise<number> {
+  return sampleOf(registry, `noa_connection_pool_errors_total{pool="${pool}",kind="${kind}"}`);
 }
 
 const url = serviceUrl('redis');
@@ -274,6 +278,156 @@ describe.skipIf(!reachable)('RedisPool', () => {
       server.resume();
       await pool.close();
       await server.stop();
+    }
+  });
+
+  it('health() stays unresponsive until a command is answered: a pipeline that timed out, or a use() that sent nothing, does not make it healthy', async () => {
+    const server = await startPrivateRedis();
+    const pool = createRedisPool({
+      redis: server.url,
+      min: 2,
+      max: 2,
+      queryTimeoutMs: 200,
+      connectTimeoutMs: 500,
+    });
+    try {
+      // Two open connections: one for the pipeline that times out, one for the use() after it.
+      await waitFor(() => pool.health().stats.idle === 2);
+      server.freeze();
+      try {
+        // exec() resolves with per-command errors, so use() itself succeeds.
+        const results = await pool.use((client) => client.pipeline().get('k').exec());
+        expect(results?.map(([error]) => error)).toEqual([expect.any(QueryTimeoutError)]);
+        expect(pool.health()).toMatchObject({ healthy: false, reason: 'unresponsive' });
+        await pool.use(async () => 'no command sent');
+        expect(pool.health()).toMatchObject({ healthy: false, reason: 'unresponsive' });
+      } finally {
+        server.resume();
+      }
+      // An answer on a raw connection is an answer too.
+      const client = await pool.acquire();
+      expect(await client.ping()).toBe('PONG');
+      pool.release(client);
+      expect(pool.health().healthy).toBe(true);
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
+    }
+  });
+
+  it('the health probe does not queue behind busy connections: no acquire timeouts, no waiter ahead of callers', async () => {
+    const registry = new Registry();
+    const name = uniqueName('cp_probe_busy');
+    const pool = createRedisPool({
+      redis: url,
+      name,
+      max: 1,
+      healthCheckIntervalMs: 50,
+      queryTimeoutMs: 100,
+      registry,
+    });
+    const key = uniqueName('cp_probe_busy');
+    try {
+      await waitFor(() => pool.health().stats.idle > 0);
+      // The only connection is busy for a second: the probe has nothing free to ping.
+      let sawWaiter = false;
+      const busy = pool.use((client) => client.blpop(key, 1));
+      const watch = setInterval(() => {
+        if (pool.health().stats.waiting > 0) sawWaiter = true;
+      }, 10);
+      expect(await busy).toBeNull();
+      clearInterval(watch);
+      expect(sawWaiter).toBe(false);
+      expect(await sampleOf(registry, `noa_connection_pool_acquire_timeouts_total{pool="${name}"}`)).toBe(0);
+      expect(pool.health().healthy).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a MULTI/EXEC that timed out on a frozen server is never resent: after SIGCONT it is applied all or nothing, never twice (QueryTimeoutError means the outcome is unknown, not that nothing was applied)', async () => {
+    const server = await startPrivateRedis();
+    const pool = createRedisPool({ redis: server.url, max: 2, queryTimeoutMs: 200, connectTimeoutMs: 500 });
+    const key = uniqueName('cp_multi');
+    try {
+      await pool.use((client) => client.set(key, '0'));
+      server.freeze();
+      try {
+        const failed = await pool
+          .use((client) => client.multi().incr(key).incr(key).exec())
+          .catch((error: unknown) => error);
+        expect(failed).toBeInstanceOf(QueryTimeoutError);
+        // Nothing went out again on another connection while the server was frozen either.
+        const piped = await pool
+          .use((client) => client.pipeline().incr(key).exec())
+          .catch((error: unknown) => error);
+        expect(piped).toBeInstanceOf(BackendUnavailableError);
+      } finally {
+        server.resume();
+      }
+      // The bytes were already in the server's socket buffer, so it normally runs the
+      // transaction on waking; whatever it does, it is all or nothing and never twice.
+      // (Connects fail fast until the pool's backoff after the failed one above has passed.)
+      const read = () => pool.use((client) => client.get(key)).catch(() => undefined);
+      await waitFor(async () => (await read()) !== undefined);
+      for (let poll = 0; poll < 10; poll += 1) {
+        expect(['0', '2']).toContain(await read());
+        await sleep(50);
+      }
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
+    }
+  });
+
+  it('close() does not wait out a health probe stuck on a frozen server: the probe is abandoned, its connection not reported unreleased', async () => {
+    const server = await startPrivateRedis();
+    // The probe's deadline is connectTimeoutMs (no queryTimeoutMs): 10 s.
+    const pool = createRedisPool({
+      redis: server.url,
+      max: 2,
+      healthCheckIntervalMs: 50,
+      connectTimeoutMs: 10_000,
+    });
+    try {
+      await waitFor(() => pool.health().stats.idle > 0);
+      server.freeze();
+      // A probe round starts and its PING goes unanswered.
+      await waitFor(() => pool.health().stats.active > 0);
+      const closing = pool.close();
+      const outcome = await Promise.race([closing, sleep(5_000).then(() => 'still closing' as const)]);
+      expect(outcome).toEqual({ unreleased: [] });
+    } finally {
+      server.resume();
+      await pool.close();
+      await server.stop();
+    }
+  });
+
+  it('pub/sub under queryTimeoutMs: a subscriber waiting longer than the deadline for a message is not timed out (only commands have deadlines)', async () => {
+    const pool = createRedisPool({ redis: url, max: 2, queryTimeoutMs: 200 });
+    const channel = uniqueName('cp_channel');
+    try {
+      const received = pool.use(async (client) => {
+        await client.subscribe(channel);
+        const message = await new Promise<string>((resolve) =>
+          client.once('message', (_, text) => resolve(text)),
+        );
+        await client.unsubscribe(channel);
+        return message;
+      });
+      await waitFor(() => pool.health().stats.active === 1);
+      // Three deadlines of silence on the subscriber before the message comes.
+      await sleep(600);
+      await pool.use(async (client) => {
+        await waitFor(async () => (await client.publish(channel, 'late')) === 1);
+      });
+      expect(await received).toBe('late');
+      expect(pool.health().healthy).toBe(true);
+    } finally {
+      await pool.close();
     }
   });
 });
