@@ -192,8 +192,12 @@ local function define_check_group()
         if blocking then
           local length = record_violation(block, now, bp)
           if length > 0 then
+            -- The refusal that starts a block answers as the block's checks do (memory-store.ts
+            -- alike): blocked, every limit refused until it ends.
+            out[base + 1] = length
             for i = 1, nl do
               local o = base + 2 + (i - 1) * 5
+              out[o] = 0
               -- A cost no limit can admit stays never: the block is not what it waits for.
               out[o + 3] = later(out[o + 3], length)
             end

@@ -6,9 +6,11 @@ import { autoBlockSchema } from '../../src/auto-block.js';
 import {
   createRateLimiter,
   MemoryStore,
+  quotaProblem,
   type RateLimiter,
   type RateLimitStore,
   RedisStore,
+  rateLimitHeaders,
   recommendedRedisOptions,
 } from '../../src/index.js';
 import type { LimitPolicy } from '../../src/policy.js';
@@ -226,9 +228,64 @@ describe.skipIf(skip !== undefined)(
         for (let index = 0; index < 12; index += 1) seen.push((await limiter.check('abuser')).outcome);
         return seen;
       };
-      const expected = ['allowed', ...Array<string>(5).fill('limited'), ...Array<string>(6).fill('blocked')];
+      // The fifth refusal starts the block and answers as blocked.
+      const expected = ['allowed', ...Array<string>(4).fill('limited'), ...Array<string>(7).fill('blocked')];
       expect(await outcomes(inMemory)).toEqual(expected);
       expect(await outcomes(onRedis)).toEqual(expected);
+      await Promise.all([onRedis.close(), inMemory.close()]);
+      await client.del(`${prefix}{default:abuser}`);
+    });
+  },
+);
+
+describe.skipIf(skip !== undefined).each(targets)(
+  'the refusal that starts a block answers as blocked on $name as in memory',
+  (target) => {
+    // The N-th violation starts the block: it was answered `limited`, with the limits that still
+    // had room showing it ("day";r=98 while the key was blocked for a minute) and the problem
+    // saying "Quota exceeded"; and, not being a block, the local block cache did not answer the
+    // key's next check, which went to Redis once more per block and instance.
+    let client: Redis | Cluster;
+    let stop: () => Promise<void>;
+    beforeAll(async () => {
+      ({ client, stop } = await target.connect());
+    }, 60_000);
+    afterAll(() => stop());
+
+    it('outcome blocked, every limit refused until the block ends, the next check answered locally', async () => {
+      const options = {
+        limits: [
+          { name: 'minute', limit: 1, windowMs: 60_000 },
+          { name: 'day', algorithm: 'token-bucket' as const, limit: 100, windowMs: 86_400_000 },
+        ],
+        autoBlock: { violations: 2, withinMs: 10_000, blockMs: 60_000 },
+      };
+      const prefix = `${uniqueName('rlabt')}:`;
+      const onRedis = createRateLimiter({
+        ...options,
+        store: new RedisStore({ client, prefix }),
+        deadlineMs: 5_000,
+      });
+      const inMemory = createRateLimiter(options);
+      for (const limiter of [inMemory, onRedis]) {
+        expect((await limiter.check('abuser')).outcome).toBe('allowed');
+        expect((await limiter.check('abuser')).outcome).toBe('limited');
+        const starting = await limiter.check('abuser');
+        expect(starting).toMatchObject({ allowed: false, outcome: 'blocked', source: 'store' });
+        expect(starting.retryAfterMs).toBeGreaterThan(59_000);
+        expect(starting.retryAfterMs).toBeLessThanOrEqual(60_000);
+        for (const limit of starting.limits) {
+          expect(limit.allowed, limit.name).toBe(false);
+          expect(limit.retryAfterMs, limit.name).toBeGreaterThan(59_000);
+        }
+        const headers = rateLimitHeaders(starting);
+        expect(headers.RateLimit).toMatch(/^"minute";r=0;t=60, "day";r=0;t=60$/);
+        expect(quotaProblem(starting).detail).toBe('Too many requests over the limit: blocked for 60 s.');
+        const next = await limiter.check('abuser');
+        expect(next.outcome).toBe('blocked');
+        // The memory store has no local cache: it is the store.
+        expect(next.source).toBe(limiter === onRedis ? 'local-cache' : 'store');
+      }
       await Promise.all([onRedis.close(), inMemory.close()]);
       await client.del(`${prefix}{default:abuser}`);
     });
