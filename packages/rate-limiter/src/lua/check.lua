@@ -112,7 +112,7 @@ local function define_check_group()
         v = tonumber(values[base + 1]) or 0, w = tonumber(values[base + 2]) or 0,
         u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
       }
-      block.p = read_earlier(values[base + 5], block.w)
+      block.p = read_earlier(values[base + 5], block.v, block.w)
     else
       blockedUntil = tonumber(values[set.blockOffset + 1]) or 0
     end

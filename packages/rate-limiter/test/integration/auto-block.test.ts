@@ -170,6 +170,32 @@ describe.skipIf(skip !== undefined).each(targets)(
       await client.del(key);
     });
 
+    it('an unblock by a release before bp (a rolling deploy) clears the earlier counts too', async () => {
+      // Two refusals 3 s apart (the second in a later quarter: bp holds the first), then a server
+      // of the release before bp unblocks the key: its adjust.lua wrote bv 0 and bu now (HSET of
+      // bv, bw, bu and bo), leaving bw and bp, so the first refusal still counted and the second
+      // after the unblock blocked the key. An unblock clears recent violations: the third blocks.
+      const prefix = `${uniqueName('rlabu')}:`;
+      const key = `${prefix}{abuser}`;
+      const redis = new RedisStore({ client, prefix });
+      const refuse = async () => {
+        const [refused] = await redis.consume('abuser', limits, [1], sliding);
+        expect(refused!.decisions[0]!.allowed).toBe(false);
+        return refused!.blockedMs;
+      };
+      await redis.consume('abuser', limits, [1], sliding);
+      expect(await refuse()).toBe(0);
+      await moveViolationTimesBack(client, key, 3_000);
+      expect(await refuse()).toBe(0);
+      expect(await client.hget(key, 'bp')).toMatch(/:1$/);
+      // The release before bp: `bu = math.min(bu, now); bv = 0`, then HSET bv, bw, bu, bo.
+      await client.hset(key, 'bv', '0', 'bu', String(await redisNow(client)));
+      expect(await refuse()).toBe(0);
+      expect(await refuse()).toBe(0);
+      expect(await refuse()).toBeGreaterThan(0);
+      await client.del(key);
+    });
+
     it('a refusal whose clock went back counts at its own time: refusals a minute apart do not block', async () => {
       // The key's violations stamped 5 minutes ahead of Redis's clock (a failover to a replica
       // behind), then refusals a minute apart: each starts the count again (they counted together
