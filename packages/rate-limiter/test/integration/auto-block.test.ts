@@ -315,5 +315,33 @@ describe.skipIf(skip !== undefined).each(targets)(
       await Promise.all([onRedis.close(), inMemory.close()]);
       await client.del(`${prefix}{default:abuser}`);
     });
+
+    it("after a block's end a refusal goes to the store, which counts it, though the window still refuses", async () => {
+      // A 300 ms block of a key whose day is spent: the local block cache remembered it until its
+      // recheck a second later and answered the key's checks after the block's end too, as
+      // `limited` refusals that Redis never counted (here, the one violation that blocks again).
+      const options = {
+        limits: [{ name: 'day', limit: 1, windowMs: 86_400_000 }],
+        autoBlock: { violations: 1, withinMs: 10_000, blockMs: 300 },
+      };
+      const prefix = `${uniqueName('rlabe')}:`;
+      const onRedis = createRateLimiter({
+        ...options,
+        store: new RedisStore({ client, prefix }),
+        deadlineMs: 5_000,
+      });
+      const inMemory = createRateLimiter(options);
+      for (const limiter of [inMemory, onRedis]) {
+        expect((await limiter.check('abuser')).outcome).toBe('allowed');
+        expect((await limiter.check('abuser')).outcome).toBe('blocked');
+        await sleep(400);
+        // A repeat offence: blocked again, for twice as long, by the store.
+        const again = await limiter.check('abuser');
+        expect(again).toMatchObject({ outcome: 'blocked', source: 'store' });
+        expect(again.retryAfterMs).toBeGreaterThan(300);
+      }
+      await Promise.all([onRedis.close(), inMemory.close()]);
+      await client.del(`${prefix}{default:abuser}`);
+    });
   },
 );
