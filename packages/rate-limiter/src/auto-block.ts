@@ -101,11 +101,14 @@ export function recordViolation(
   if (
     now - start >= (violationSlots + 1) * slotMs ||
     start - now > violationSlots * slotMs ||
-    isBeyondClockStep(start, now)
+    isBeyondClockStep(start, now) ||
+    (now < start && current.violations === 0)
   ) {
     // Nothing counted is within reach of now: every slot is over, or (the clock went back) starts
     // after it by more than the slots span, so counting now with them would tie refusals together
-    // that their times put further apart; the count starts again.
+    // that their times put further apart; or nothing is counted since a block or an unblock, and
+    // a newest slot left at 0 with earlier counts is what Redis reads as a release before `bp`
+    // unblocking the key (prelude.lua, read_earlier). The count starts again.
     violations = 1;
     windowStart = now;
     earlier = [];

@@ -37,7 +37,8 @@ export class LocalBlockCache {
    * `answersBlocksOnly` (auto-block on): every refusal must reach the store, which counts it as a
    * violation, so only a block is answered here; a refused key answered here for a second was
    * counted once a second, and a client hammering it was never blocked (`violations` above
-   * `withinMs` in seconds). A refusal is still remembered, for the fail mode ({@link settle}).
+   * `withinMs` in seconds), and a block only until it ends. A refusal is still remembered, for
+   * the fail mode ({@link settle}).
    */
   constructor(maxKeys: number, answersBlocksOnly = false) {
     this.#maxKeys = maxKeys;
@@ -97,7 +98,9 @@ export class LocalBlockCache {
   lookup(key: string, now: number): ConsumeOutcome | undefined {
     const blocked = this.#entries.get(key);
     if (blocked === undefined) return undefined;
-    if (this.#answersBlocksOnly && blocked.outcome.blockedMs <= 0) return undefined;
+    // A block is answered until its own end, not the refusal's: a spent window refuses for longer,
+    // and those refusals are the store's to count.
+    if (this.#answersBlocksOnly && now - blocked.at >= blocked.outcome.blockedMs) return undefined;
     if (now >= blocked.until) {
       // Past the refusal's own end, or a recheck unanswered for a whole recheck period (its
       // answer is lost): the store decides again.

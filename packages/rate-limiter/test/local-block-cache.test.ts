@@ -61,6 +61,19 @@ describe('LocalBlockCache', () => {
     expect(cache.lookup('k', 4)?.blockedMs).toBe(59_999);
   });
 
+  it('with auto-block, answers a block only until it ends, though the window refuses for longer', () => {
+    // A block of 500 ms on a key whose day is spent (retry in a day): remembered until the
+    // recheck a second later, it was answered here after the block's end too, as a refusal the
+    // store never counted as a violation.
+    const cache = new LocalBlockCache(10, true);
+    cache.remember('k', { ...refusal(86_400_000), blockedMs: 500 }, 0);
+    expect(cache.lookup('k', 499)?.blockedMs).toBe(1);
+    expect(cache.lookup('k', 500)).toBeUndefined();
+    expect(cache.lookup('k', 900)).toBeUndefined();
+    // Still kept for the fail mode: the window's refusal holds.
+    expect(cache.settle('k', admission, false, 901)?.decisions[0]?.allowed).toBe(false);
+  });
+
   it('forgets the refusal when the store admits the recheck', () => {
     const cache = new LocalBlockCache(10);
     cache.remember('k', refusal(60_000), 0);

@@ -53,7 +53,7 @@ local function entry(keys, args)
     v = tonumber(values[blockAt + 1]) or 0, w = tonumber(values[blockAt + 2]) or 0,
     u = tonumber(values[blockAt + 3]) or 0, o = tonumber(values[blockAt + 4]) or 0,
   }
-  block.p = read_earlier(values[blockAt + 5], block.w)
+  block.p = read_earlier(values[blockAt + 5], block.v, block.w)
 
   -- Refund and penalty per algorithm: function(a, b, c, now, points, p) -> new a, b, c (the log's:
   -- function(log, now, points, p) -> new log). nil state = a key never seen.

@@ -112,7 +112,7 @@ local function define_check_group()
         v = tonumber(values[base + 1]) or 0, w = tonumber(values[base + 2]) or 0,
         u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
       }
-      block.p = read_earlier(values[base + 5], block.w)
+      block.p = read_earlier(values[base + 5], block.v, block.w)
     else
       blockedUntil = tonumber(values[set.blockOffset + 1]) or 0
     end
@@ -192,8 +192,12 @@ local function define_check_group()
         if blocking then
           local length = record_violation(block, now, bp)
           if length > 0 then
+            -- The refusal that starts a block answers as the block's checks do (memory-store.ts
+            -- alike): blocked, every limit refused until it ends.
+            out[base + 1] = length
             for i = 1, nl do
               local o = base + 2 + (i - 1) * 5
+              out[o] = 0
               -- A cost no limit can admit stays never: the block is not what it waits for.
               out[o + 3] = later(out[o + 3], length)
             end

@@ -34,9 +34,12 @@ local VIOLATION_SLOTS = 4
 -- they precede, '<bw>:c1,c2'. A script of a release before 'bp' (a rolling deploy) writes bv, bw,
 -- bu and bo alone: when it starts a new window (or a block) it moves bw and leaves 'bp' as it
 -- was, and those counts, read as the new window's earlier slots, would block a key refused twice.
--- Counts stamped with another start than bw are not this window's: they read as none.
-local function read_earlier(field, w)
-  if not field then return '' end
+-- Counts stamped with another start than bw are not this window's: they read as none. So are
+-- counts under bv 0, which this release never writes (a count starts in the newest slot, and
+-- a block or an unblock clears bp with bv): the release before bp unblocked the key (bv 0, bw
+-- and bp left as they were), and its recent violations are cleared.
+local function read_earlier(field, v, w)
+  if not field or v == 0 then return '' end
   local stamp, counts = string.match(field, '^(%d+):(.*)$')
   if stamp == nil or tonumber(stamp) ~= w then return '' end
   return counts
@@ -57,9 +60,10 @@ local function record_violation(block, now, bp)
   for count in string.gmatch(block.p, '%d+') do earlier[#earlier + 1] = tonumber(count) end
   local start = block.w
   if now - start >= (VIOLATION_SLOTS + 1) * bp.slot or start - now > VIOLATION_SLOTS * bp.slot
-      or beyond_step(start, now) then
+      or beyond_step(start, now) or (now < start and block.v == 0) then
     -- Nothing counted is within reach of now (every slot over, or, the clock having gone back,
-    -- starting after it by more than the slots span): the count starts again.
+    -- starting after it by more than the slots span, or nothing counted since a block or an
+    -- unblock, so that bv 0 keeps meaning no counts: see read_earlier): the count starts again.
     block.v = 1
     block.w = now
     earlier = {}

@@ -192,9 +192,15 @@ export class MemoryStore implements RateLimitStore {
       const blockState = recordViolation(entry?.block, now, block);
       const keepUntil = Math.max(entry?.expiresAt ?? 0, blockKeptUntil(blockState, block));
       this.#write(entries, key, entry, previous ?? [], blockState, now, keepUntil - now);
+      // The refusal that starts a block answers as the block's checks do: every limit refused
+      // until it ends (a limit with room left would tell the client it may go on).
       const nowBlocked = blockRemainingMs(blockState, now);
       if (nowBlocked > 0) {
-        for (const decision of decisions) decision.retryAfterMs = Math.max(decision.retryAfterMs, nowBlocked);
+        for (const decision of decisions) {
+          decision.allowed = false;
+          decision.retryAfterMs = Math.max(decision.retryAfterMs, nowBlocked);
+        }
+        return { decisions, blockedMs: nowBlocked };
       }
     }
     return { decisions, blockedMs: 0 };

@@ -6,9 +6,11 @@ import { autoBlockSchema } from '../../src/auto-block.js';
 import {
   createRateLimiter,
   MemoryStore,
+  quotaProblem,
   type RateLimiter,
   type RateLimitStore,
   RedisStore,
+  rateLimitHeaders,
   recommendedRedisOptions,
 } from '../../src/index.js';
 import type { LimitPolicy } from '../../src/policy.js';
@@ -168,6 +170,32 @@ describe.skipIf(skip !== undefined).each(targets)(
       await client.del(key);
     });
 
+    it('an unblock by a release before bp (a rolling deploy) clears the earlier counts too', async () => {
+      // Two refusals 3 s apart (the second in a later quarter: bp holds the first), then a server
+      // of the release before bp unblocks the key: its adjust.lua wrote bv 0 and bu now (HSET of
+      // bv, bw, bu and bo), leaving bw and bp, so the first refusal still counted and the second
+      // after the unblock blocked the key. An unblock clears recent violations: the third blocks.
+      const prefix = `${uniqueName('rlabu')}:`;
+      const key = `${prefix}{abuser}`;
+      const redis = new RedisStore({ client, prefix });
+      const refuse = async () => {
+        const [refused] = await redis.consume('abuser', limits, [1], sliding);
+        expect(refused!.decisions[0]!.allowed).toBe(false);
+        return refused!.blockedMs;
+      };
+      await redis.consume('abuser', limits, [1], sliding);
+      expect(await refuse()).toBe(0);
+      await moveViolationTimesBack(client, key, 3_000);
+      expect(await refuse()).toBe(0);
+      expect(await client.hget(key, 'bp')).toMatch(/:1$/);
+      // The release before bp: `bu = math.min(bu, now); bv = 0`, then HSET bv, bw, bu, bo.
+      await client.hset(key, 'bv', '0', 'bu', String(await redisNow(client)));
+      expect(await refuse()).toBe(0);
+      expect(await refuse()).toBe(0);
+      expect(await refuse()).toBeGreaterThan(0);
+      await client.del(key);
+    });
+
     it('a refusal whose clock went back counts at its own time: refusals a minute apart do not block', async () => {
       // The key's violations stamped 5 minutes ahead of Redis's clock (a failover to a replica
       // behind), then refusals a minute apart: each starts the count again (they counted together
@@ -226,9 +254,92 @@ describe.skipIf(skip !== undefined)(
         for (let index = 0; index < 12; index += 1) seen.push((await limiter.check('abuser')).outcome);
         return seen;
       };
-      const expected = ['allowed', ...Array<string>(5).fill('limited'), ...Array<string>(6).fill('blocked')];
+      // The fifth refusal starts the block and answers as blocked.
+      const expected = ['allowed', ...Array<string>(4).fill('limited'), ...Array<string>(7).fill('blocked')];
       expect(await outcomes(inMemory)).toEqual(expected);
       expect(await outcomes(onRedis)).toEqual(expected);
+      await Promise.all([onRedis.close(), inMemory.close()]);
+      await client.del(`${prefix}{default:abuser}`);
+    });
+  },
+);
+
+describe.skipIf(skip !== undefined).each(targets)(
+  'the refusal that starts a block answers as blocked on $name as in memory',
+  (target) => {
+    // The N-th violation starts the block: it was answered `limited`, with the limits that still
+    // had room showing it ("day";r=98 while the key was blocked for a minute) and the problem
+    // saying "Quota exceeded"; and, not being a block, the local block cache did not answer the
+    // key's next check, which went to Redis once more per block and instance.
+    let client: Redis | Cluster;
+    let stop: () => Promise<void>;
+    beforeAll(async () => {
+      ({ client, stop } = await target.connect());
+    }, 60_000);
+    afterAll(() => stop());
+
+    it('outcome blocked, every limit refused until the block ends, the next check answered locally', async () => {
+      const options = {
+        limits: [
+          { name: 'minute', limit: 1, windowMs: 60_000 },
+          { name: 'day', algorithm: 'token-bucket' as const, limit: 100, windowMs: 86_400_000 },
+        ],
+        autoBlock: { violations: 2, withinMs: 10_000, blockMs: 60_000 },
+      };
+      const prefix = `${uniqueName('rlabt')}:`;
+      const onRedis = createRateLimiter({
+        ...options,
+        store: new RedisStore({ client, prefix }),
+        deadlineMs: 5_000,
+      });
+      const inMemory = createRateLimiter(options);
+      for (const limiter of [inMemory, onRedis]) {
+        expect((await limiter.check('abuser')).outcome).toBe('allowed');
+        expect((await limiter.check('abuser')).outcome).toBe('limited');
+        const starting = await limiter.check('abuser');
+        expect(starting).toMatchObject({ allowed: false, outcome: 'blocked', source: 'store' });
+        expect(starting.retryAfterMs).toBeGreaterThan(59_000);
+        expect(starting.retryAfterMs).toBeLessThanOrEqual(60_000);
+        for (const limit of starting.limits) {
+          expect(limit.allowed, limit.name).toBe(false);
+          expect(limit.retryAfterMs, limit.name).toBeGreaterThan(59_000);
+        }
+        const headers = rateLimitHeaders(starting);
+        expect(headers.RateLimit).toMatch(/^"minute";r=0;t=60, "day";r=0;t=60$/);
+        expect(quotaProblem(starting).detail).toBe('Too many requests over the limit: blocked for 60 s.');
+        const next = await limiter.check('abuser');
+        expect(next.outcome).toBe('blocked');
+        // The memory store has no local cache: it is the store.
+        expect(next.source).toBe(limiter === onRedis ? 'local-cache' : 'store');
+      }
+      await Promise.all([onRedis.close(), inMemory.close()]);
+      await client.del(`${prefix}{default:abuser}`);
+    });
+
+    it("after a block's end a refusal goes to the store, which counts it, though the window still refuses", async () => {
+      // A 300 ms block of a key whose day is spent: the local block cache remembered it until its
+      // recheck a second later and answered the key's checks after the block's end too, as
+      // `limited` refusals that Redis never counted (here, the one violation that blocks again).
+      const options = {
+        limits: [{ name: 'day', limit: 1, windowMs: 86_400_000 }],
+        autoBlock: { violations: 1, withinMs: 10_000, blockMs: 300 },
+      };
+      const prefix = `${uniqueName('rlabe')}:`;
+      const onRedis = createRateLimiter({
+        ...options,
+        store: new RedisStore({ client, prefix }),
+        deadlineMs: 5_000,
+      });
+      const inMemory = createRateLimiter(options);
+      for (const limiter of [inMemory, onRedis]) {
+        expect((await limiter.check('abuser')).outcome).toBe('allowed');
+        expect((await limiter.check('abuser')).outcome).toBe('blocked');
+        await sleep(400);
+        // A repeat offence: blocked again, for twice as long, by the store.
+        const again = await limiter.check('abuser');
+        expect(again).toMatchObject({ outcome: 'blocked', source: 'store' });
+        expect(again.retryAfterMs).toBeGreaterThan(300);
+      }
       await Promise.all([onRedis.close(), inMemory.close()]);
       await client.del(`${prefix}{default:abuser}`);
     });
