@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
+import { isWellFormedText, utf16Digest } from '../utf16-key.js';
 
 /** How the key of a request is found: a built-in kind or a function. */
 export const keyKinds = ['ip', 'user', 'api-key'] as const;
@@ -131,12 +132,6 @@ const customKeyPrefix = 'custom:';
  */
 export const maxCustomKeyValueLength = 128;
 
-/** An unpaired surrogate (in `u` mode a pair is one code point, not of category Cs). */
-const loneSurrogate = /\p{Cs}/u;
-
-/** Leads the UTF-16 bytes of a value that is not well-formed: 0xFF is no byte of UTF-8. */
-const utf16Marker = Buffer.from([0xff]);
-
 /**
  * The key a `keyBy` function's value (neither `undefined`, `null` nor `''`) is counted under:
  * `custom:<value>`, or for a value longer than {@link maxCustomKeyValueLength},
@@ -148,11 +143,9 @@ const utf16Marker = Buffer.from([0xff]);
  */
 export function customKeyOf(value: string | number): string {
   const text = String(value);
-  const wellFormed = !loneSurrogate.test(text);
+  const wellFormed = isWellFormedText(text);
   if (wellFormed && text.length <= maxCustomKeyValueLength) return `${customKeyPrefix}${text}`;
-  // The marker keeps these digests apart from well-formed values' (of their UTF-8).
-  const bytes = wellFormed ? text : Buffer.concat([utf16Marker, Buffer.from(text, 'utf16le')]);
-  return `custom#${hash('sha256', bytes, 'base64url')}`;
+  return `custom#${wellFormed ? hash('sha256', text, 'base64url') : utf16Digest(text)}`;
 }
 
 /** The key of a request under `options`; `customKey` is what a `keyBy` function returned. */

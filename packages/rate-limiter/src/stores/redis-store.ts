@@ -6,6 +6,7 @@ import type { AutoBlockPolicy } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
+import { isWellFormedText, utf16Digest } from '../utf16-key.js';
 import { clusterSlot } from './cluster-slot.js';
 import {
   algorithmCodes,
@@ -522,9 +523,14 @@ export class RedisStore implements RateLimitStore {
     return this.#library.enabled;
   }
 
-  /** `prefix{key}`: the key's state hash; every key of its state shares the tag, hence the slot. */
+  /**
+   * `prefix{key}`: the key's state hash; every key of its state shares the tag, hence the slot.
+   * A key that is not well-formed Unicode (a lone surrogate) is named by its UTF-16 digest,
+   * `prefix{#utf16:<digest>}`: Redis would write its lone surrogates as U+FFFD, and `"\ud800"`
+   * and `"\udbff"` would share one state.
+   */
   #hashKey(key: string): string {
-    return `${this.#prefix}{${key}}`;
+    return `${this.#prefix}{${isWellFormedText(key) ? key : `#utf16:${utf16Digest(key)}`}}`;
   }
 
   /**
@@ -1004,7 +1010,7 @@ export class RedisStore implements RateLimitStore {
     const giveUp = giveUpOf(options);
     const waiting = this.#waitForFirstConnection(giveUp);
     if (waiting !== undefined) await waiting;
-    const hashKey = `${this.#prefix}{${key}}`;
+    const hashKey = this.#hashKey(key);
     if (!this.#mastersReady) {
       const call: ScriptCall = {
         requests: [],
