@@ -10,6 +10,8 @@ import {
   type CancelOutcome,
   type ExchangeRequest,
   type ExchangeResponse,
+  type LeasedJob,
+  type LeaseRenewal,
   type MaintenanceResult,
   type ProviderCapabilities,
   type QueueProvider,
@@ -240,10 +242,13 @@ export class RabbitMqProvider implements QueueProvider {
     return index < 0 ? undefined : buffer.splice(index, 1)[0];
   }
 
-  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
+  async extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
     // Without a store the broker keeps a delivery until its channel closes: nothing to renew
-    // (and no cancel).
-    return (await this.#state?.extendLeases(queue, ids, leaseUntil)) ?? [];
+    // (and no cancel). With one, a delivery's message token plays the lease's part (a stale
+    // delivery's settlement is dropped by the store), so leases carry no token here.
+    if (!this.#state) return { cancelled: [], lost: [] };
+    const ids = jobs.map((job) => job.id);
+    return { cancelled: await this.#state.extendLeases(queue, ids, leaseUntil), lost: [] };
   }
 
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {

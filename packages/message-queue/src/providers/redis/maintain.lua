@@ -6,6 +6,7 @@ local recovered, deadLettered = 0, 0
 local expired = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', ARGV[2], 'LIMIT', 0, 500)
 if #expired > 0 then
   local records = takeRecords(ACTIVE, expired)
+  redis.call('HDEL', LEASES, unpack(expired))
   for i, id in ipairs(expired) do
     if records[i] then
       local record = decodeRecord(records[i])
