@@ -350,7 +350,11 @@ export class MemoryProvider implements QueueProvider {
     return response;
   }
 
-  async extendLeases(queueName: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
+  async extendLeases(
+    queueName: string,
+    jobs: readonly LeasedJob[],
+    leaseUntil: number,
+  ): Promise<LeaseRenewal> {
     const queue = this.#queue(queueName);
     const renewal: LeaseRenewal = { cancelled: [], lost: [] };
     for (const { id, lease } of jobs) {

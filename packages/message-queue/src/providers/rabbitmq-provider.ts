@@ -244,21 +244,14 @@ export class RabbitMqProvider implements QueueProvider {
 
   async extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
     // Without a store the broker keeps a delivery until its channel closes: nothing to renew
-    // (and no cancel). With one, a delivery's message token plays the lease's part (a stale
-    // delivery's settlement is dropped by the store), so leases carry no token here.
-    if (!this.#state) return { cancelled: [], lost: [] };
-    const ids = jobs.map((job) => job.id);
-    return { cancelled: await this.#state.extendLeases(queue, ids, leaseUntil), lost: [] };
+    // (and no cancel). With one, a lease's token is its message's token.
+    return (await this.#state?.extendLeases(queue, jobs, leaseUntil)) ?? { cancelled: [], lost: [] };
   }
 
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {
     try {
       // Back to queued in the store first, so the requeued message is not judged a duplicate.
-      await this.#state?.release(
-        queue,
-        records.map((record) => record.id),
-        now,
-      );
+      await this.#state?.release(queue, records, now);
     } finally {
       for (const record of records) {
         const held = this.#held.take(queue, record.id);

@@ -254,7 +254,8 @@ export class RedisProvider implements QueueProvider {
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {
     if (records.length === 0) return;
     const args: (string | number)[] = [now];
-    for (const record of records) args.push(record.id, record.priority, record.group ?? '', record.lease ?? '');
+    for (const record of records)
+      args.push(record.id, record.priority, record.group ?? '', record.lease ?? '');
     await this.#run('release', queue, args);
   }
 
