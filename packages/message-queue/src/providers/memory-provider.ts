@@ -314,7 +314,9 @@ export class MemoryProvider implements QueueProvider {
     const queue = this.#queue(queueName);
     let stale: string[] | undefined;
     for (const settlement of request.settle) {
-      if (!this.#settle(queue, settlement, request.now)) (stale ??= []).push(settlement.record.id);
+      if (this.#settle(queue, settlement, request.now)) continue;
+      stale ??= [];
+      stale.push(settlement.record.id);
     }
     if (request.promoteDelayed) this.#promote(queue, request.now);
     const jobs: JobRecord[] = [];
@@ -335,7 +337,10 @@ export class MemoryProvider implements QueueProvider {
         entry.state = 'active';
         entry.leaseUntil = request.leaseUntil;
         // One token per exchange: the jobs of one fetch share their lease.
-        lease ??= String((this.#leases += 1));
+        if (lease === undefined) {
+          this.#leases += 1;
+          lease = String(this.#leases);
+        }
         entry.lease = lease;
         queue.active.add(entry.record.id);
         const record = clone(entry.record);
@@ -359,7 +364,7 @@ export class MemoryProvider implements QueueProvider {
     const renewal: LeaseRenewal = { cancelled: [], lost: [] };
     for (const { id, lease } of jobs) {
       const entry = queue.entries.get(id);
-      if (!entry || entry.state !== 'active' || entry.lease !== lease) {
+      if (entry?.state !== 'active' || entry.lease !== lease) {
         renewal.lost.push(id);
         continue;
       }
@@ -386,7 +391,7 @@ export class MemoryProvider implements QueueProvider {
     const queue = this.#queue(queueName);
     for (const record of records) {
       const entry = queue.entries.get(record.id);
-      if (!entry || entry.state !== 'active' || entry.lease !== record.lease) continue;
+      if (entry?.state !== 'active' || entry.lease !== record.lease) continue;
       if (!queue.active.delete(record.id)) continue;
       delete entry.lease;
       if (entry.cancelled) {
