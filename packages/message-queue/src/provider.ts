@@ -55,7 +55,10 @@ export interface ExchangeRequest {
   settle: Settlement[];
   /** How many jobs to lease (0: settle only). */
   fetch: number;
-  /** Lease end of fetched jobs (ms since epoch). */
+  /**
+   * Lease end of fetched jobs (ms since epoch, caller's clock). A provider with a clock of its
+   * own (Redis `TIME`) keeps only the duration, `leaseUntil - now`, and ends the lease by it.
+   */
   leaseUntil: number;
   now: number;
   /** Move due delayed jobs to waiting first. */
@@ -112,7 +115,8 @@ export type CancelOutcome = 'removed' | 'signalled' | 'not-found';
 
 /**
  * The one interface every backend implements. Queue names are passed per call so one
- * provider (one connection) serves many queues. Times come from the caller's clock.
+ * provider (one connection) serves many queues. Times come from the caller's clock, except
+ * lease expiry on a provider with a clock of its own (Redis `TIME`).
  */
 export interface QueueProvider {
   readonly name: string;
@@ -132,15 +136,24 @@ export interface QueueProvider {
    * Pushes the leases of `jobs` to `leaseUntil` and returns the ids among them that were
    * cancelled while active (recorded by `cancel`, so a worker that missed the `onCancel`
    * message still aborts them at its next heartbeat; providers without `cancel` return none),
-   * and those whose lease had ended, which are not renewed.
+   * and those whose lease had ended, which are not renewed. `now` is the caller's clock when it
+   * computed `leaseUntil` (a provider timing leases by its own clock keeps `leaseUntil - now`).
    */
-  extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal>;
+  extendLeases(
+    queue: string,
+    jobs: readonly LeasedJob[],
+    leaseUntil: number,
+    now: number,
+  ): Promise<LeaseRenewal>;
   /**
    * Puts active jobs back to waiting without counting a try (graceful close); a job whose
    * lease (`record.lease`) had ended is left alone.
    */
   release(queue: string, records: JobRecord[], now: number): Promise<void>;
-  /** Recovers expired leases and applies retention. Safe to run from many workers at once. */
+  /**
+   * Recovers expired leases and applies retention. Safe to run from many workers at once. A
+   * provider timing leases by its own clock (Redis) judges expiry by it, not by `now`.
+   */
   maintain(
     queue: string,
     now: number,

@@ -577,10 +577,12 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   async #heartbeat(): Promise<void> {
     if (this.#running.size === 0 && this.#buffer.length === 0) return;
     try {
+      const now = this.#clock.now();
       const { cancelled, lost } = await this.#provider.extendLeases(
         this.queueName,
         [...this.#running.values().map((running) => running.record), ...this.#buffer],
-        this.#clock.now() + this.#options.leaseMs,
+        now + this.#options.leaseMs,
+        now,
       );
       if (lost.length > 0) {
         // Their settlements will be refused too; the handlers run on (another worker has the jobs).

@@ -221,7 +221,7 @@ export class RedisProvider implements QueueProvider {
     }
     const reply = (await this.#runIn('exchange', state, [
       request.now,
-      request.leaseUntil,
+      request.leaseUntil - request.now,
       request.fetch,
       request.promoteDelayed ? 1 : 0,
       request.defaultGroupWeight,
@@ -243,9 +243,15 @@ export class RedisProvider implements QueueProvider {
     return response;
   }
 
-  async extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
+  async extendLeases(
+    queue: string,
+    jobs: readonly LeasedJob[],
+    leaseUntil: number,
+    now: number,
+  ): Promise<LeaseRenewal> {
     if (jobs.length === 0) return { cancelled: [], lost: [] };
-    const args: (string | number)[] = [leaseUntil];
+    // Only the duration: the script ends the lease by Redis's clock.
+    const args: (string | number)[] = [leaseUntil - now];
     for (const job of jobs) args.push(job.id, job.lease ?? '');
     const [cancelled, lost] = (await this.#run('extend', queue, args)) as [string[], string[]];
     return { cancelled, lost };

@@ -30,6 +30,14 @@ local function fmt(n)
   return string.format('%d', n)
 end
 
+-- Redis's clock in ms. Leases are timed by it (start, renewal, expiry), so the clocks of the
+-- workers' hosts do not matter to them: a host whose clock lags would otherwise have its jobs
+-- recovered while it runs them, and one ahead would recover the jobs of others early.
+local function redisTime()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
 -- A stored record, decoded to read its routing fields (p, g, P). The stored string is never
 -- re-encoded: it stays byte-for-byte what Node wrote. cjson rejects the escapes of lone UTF-16
 -- surrogates (\ud800) that JSON.stringify writes for a cut emoji, which would fail the script

@@ -1,5 +1,6 @@
 -- One worker round trip: settle finished tries, promote due delayed jobs, lease new ones.
--- ARGV: prefix, now, leaseUntil, fetch, promote (0/1), default weight, weights JSON, settlements JSON
+-- ARGV: prefix, now, leaseMs, fetch, promote (0/1), default weight, weights JSON, settlements JSON
+-- (now: the caller's clock, for delays and finish times; leases end leaseMs after Redis's TIME)
 -- Returns {next due time or '', lease token or '', count of refused settlements, their ids...,
 -- then the leased records}.
 local now = tonumber(ARGV[2])
@@ -149,11 +150,12 @@ if fetch > 0 then
     end
     if #ids > 0 then
       local token = tostring(redis.call('HINCRBY', META, 'lease', 1))
+      local leaseUntil = fmt(redisTime() + tonumber(ARGV[3]))
       local lease = {}
       local tokens = {}
       local keys = {}
       for i, id in ipairs(ids) do
-        lease[#lease + 1] = ARGV[3]
+        lease[#lease + 1] = leaseUntil
         lease[#lease + 1] = id
         tokens[#tokens + 1] = id
         tokens[#tokens + 1] = token
