@@ -20,7 +20,8 @@ local CANCELLED = P .. 'cancelled'
 -- from META's 'lease' counter). Every later step of a lease (settle, extend, release) carries
 -- its token back, and one whose token is not the job's current lease is refused: it comes from
 -- a worker that stalled past its lease while another one runs the job. Removed whenever the job
--- leaves ACTIVE. A job active without an entry (leased before tokens existed) is owned by any step.
+-- leaves ACTIVE, so a job has an entry exactly while it is active (or, leased before tokens
+-- existed, none: any step owns it).
 local LEASES = P .. 'leases'
 -- Priority bands: score = (10 - priority) * BAND + sequence, so higher priority pops first and
 -- equal priority pops in insertion order.

@@ -12,16 +12,20 @@ local stale = {}
 if #settle > 0 then
   local ids = {}
   for i, s in ipairs(settle) do ids[i] = s.id end
-  local scores = redis.call('ZMSCORE', ACTIVE, unpack(ids))
+  -- Every active job has its lease in LEASES, so one HMGET tells owned, stale and not active.
   local held = redis.call('HMGET', LEASES, unpack(ids))
   local present = {}
   local owned = {}
   for i, s in ipairs(settle) do
-    if scores[i] then
+    if held[i] then
       -- Active under another lease: this try's worker stalled past its lease while another
       -- worker runs the job. Its outcome must not touch that run.
-      present[i] = (not held[i]) or held[i] == s.l
+      present[i] = held[i] == s.l
       if present[i] then owned[#owned + 1] = s.id else stale[#stale + 1] = s.id end
+    elseif redis.call('ZREM', ACTIVE, s.id) == 1 then
+      -- Active without a lease token: leased before tokens existed.
+      present[i] = true
+      redis.call('ZREM', CANCELLED, s.id)
     else
       present[i] = false
     end
@@ -38,7 +42,7 @@ if #settle > 0 then
   for i, s in ipairs(settle) do
     local id = s.id
     local current = present[i]
-    if not current and not scores[i] then
+    if not current and not held[i] then
       -- A stale worker settles a job that stalled and was requeued: take it off the queue. If it
       -- is not queued either, a run has finished it (completed, dead-lettered; or this very
       -- settlement, resent after its reply was lost): it must not rerun, re-fail or re-complete it.
