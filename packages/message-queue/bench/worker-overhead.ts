@@ -75,7 +75,9 @@ function nullProvider(settleNow: boolean): QueueProvider {
       return { recovered: 0, deadLettered: 0, removed: 0 };
     },
     async release() {},
-    async extendLeases() {},
+    async extendLeases() {
+      return { cancelled: [], lost: [] };
+    },
   });
   if (settleNow) Object.assign(provider, { settleNow: () => true });
   else Object.assign(provider, { settleNow: undefined });

@@ -38,6 +38,8 @@ export type {
   CancelOutcome,
   ExchangeRequest,
   ExchangeResponse,
+  LeasedJob,
+  LeaseRenewal,
   MaintenanceResult,
   ProviderCapabilities,
   QueueProvider,

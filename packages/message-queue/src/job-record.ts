@@ -37,6 +37,13 @@ export interface JobRecord {
   createdAt: number;
   /** When the job became (or becomes) runnable: `createdAt + delay`, or the retry time. */
   availableAt: number;
+  /**
+   * Set on a record handed out by `QueueProvider.exchange`: the token of that lease. Every later
+   * step of the lease (settlement, renewal, release) carries it back, and a provider refuses a
+   * step whose token is not the job's current lease (a worker that stalled past its lease while
+   * another one runs the job). Never stored with the job.
+   */
+  lease?: string;
 }
 
 /** Where a job is in its life. `failed` jobs are in the dead-letter queue. */

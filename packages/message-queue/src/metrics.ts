@@ -11,6 +11,7 @@ export interface QueueMetrics {
   retried: CounterMetric<'queue'>;
   deadLettered: CounterMetric<'queue'>;
   stalled: CounterMetric<'queue'>;
+  leasesLost: CounterMetric<'queue'>;
   processingSeconds: HistogramMetric<'queue'>;
   waitSeconds: HistogramMetric<'queue'>;
   depth: GaugeMetric<'queue' | 'state'>;
@@ -31,6 +32,11 @@ export function createQueueMetrics(registry?: Registry): QueueMetrics {
       'queue',
     ]),
     stalled: factory.counter('jobs_stalled_total', 'Jobs recovered from a lost worker', ['queue']),
+    leasesLost: factory.counter(
+      'leases_lost_total',
+      'Settlements and lease renewals refused because their lease had ended (a stalled worker)',
+      ['queue'],
+    ),
     processingSeconds: factory.histogram(
       'processing_seconds',
       'Handler run time per try',

@@ -55,7 +55,10 @@ export interface ExchangeRequest {
   settle: Settlement[];
   /** How many jobs to lease (0: settle only). */
   fetch: number;
-  /** Lease end of fetched jobs (ms since epoch). */
+  /**
+   * Lease end of fetched jobs (ms since epoch, caller's clock). A provider with a clock of its
+   * own (Redis `TIME`) keeps only the duration, `leaseUntil - now`, and ends the lease by it.
+   */
   leaseUntil: number;
   now: number;
   /** Move due delayed jobs to waiting first. */
@@ -67,7 +70,13 @@ export interface ExchangeRequest {
 
 /** The answer to an {@link ExchangeRequest}. */
 export interface ExchangeResponse {
+  /** The leased jobs, each with its lease token in `lease` (providers that track leases). */
   jobs: JobRecord[];
+  /**
+   * Ids of settlements refused because another lease holds the job (the settling worker stalled
+   * past its lease and the job was leased again). Nothing of such a settlement was stored.
+   */
+  stale?: string[];
   /** When nothing was fetched: the earliest delayed job's due time, if known. */
   nextDueAt?: number;
 }
@@ -90,12 +99,24 @@ export interface MaintenanceResult {
   removed: number;
 }
 
+/** A job whose lease is renewed: its id and the token of the lease (see `JobRecord.lease`). */
+export type LeasedJob = Pick<JobRecord, 'id' | 'lease'>;
+
+/** The answer to {@link QueueProvider.extendLeases}. */
+export interface LeaseRenewal {
+  /** Ids of jobs cancelled while active (the worker aborts them). */
+  cancelled: string[];
+  /** Ids whose lease had ended (another worker holds the job, or it is no longer active): not renewed. */
+  lost: string[];
+}
+
 /** Outcome of `cancel`. */
 export type CancelOutcome = 'removed' | 'signalled' | 'not-found';
 
 /**
  * The one interface every backend implements. Queue names are passed per call so one
- * provider (one connection) serves many queues. Times come from the caller's clock.
+ * provider (one connection) serves many queues. Times come from the caller's clock, except
+ * lease expiry on a provider with a clock of its own (Redis `TIME`).
  */
 export interface QueueProvider {
   readonly name: string;
@@ -112,14 +133,27 @@ export interface QueueProvider {
    */
   settleNow?(queue: string, settlement: Settlement): boolean;
   /**
-   * Pushes the lease of active jobs to `leaseUntil` and returns the ids among `ids` that were
+   * Pushes the leases of `jobs` to `leaseUntil` and returns the ids among them that were
    * cancelled while active (recorded by `cancel`, so a worker that missed the `onCancel`
-   * message still aborts them at its next heartbeat). Providers without `cancel` return `[]`.
+   * message still aborts them at its next heartbeat; providers without `cancel` return none),
+   * and those whose lease had ended, which are not renewed. `now` is the caller's clock when it
+   * computed `leaseUntil` (a provider timing leases by its own clock keeps `leaseUntil - now`).
    */
-  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]>;
-  /** Puts active jobs back to waiting without counting a try (graceful close). */
+  extendLeases(
+    queue: string,
+    jobs: readonly LeasedJob[],
+    leaseUntil: number,
+    now: number,
+  ): Promise<LeaseRenewal>;
+  /**
+   * Puts active jobs back to waiting without counting a try (graceful close); a job whose
+   * lease (`record.lease`) had ended is left alone.
+   */
   release(queue: string, records: JobRecord[], now: number): Promise<void>;
-  /** Recovers expired leases and applies retention. Safe to run from many workers at once. */
+  /**
+   * Recovers expired leases and applies retention. Safe to run from many workers at once. A
+   * provider timing leases by its own clock (Redis) judges expiry by it, not by `now`.
+   */
   maintain(
     queue: string,
     now: number,

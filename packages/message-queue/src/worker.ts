@@ -331,7 +331,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         failures = 0;
         answeredAt = performance.now();
         if (this.#measureExchanges) this.#exchangeMs = movingAverage(this.#exchangeMs, answeredAt - sentAt);
-        for (const item of settle) this.#persisted(item);
+        if (response.stale) this.#refused(settle, response.stale);
+        else for (const item of settle) this.#persisted(item);
         this.#settledSinceMaintenance += settle.length;
         if (this.#settledSinceMaintenance >= 1_000) void this.maintain();
       } catch (error) {
@@ -521,6 +522,23 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     });
   }
 
+  /**
+   * Reports the settlements of an exchange that refused some (`stale`: their lease had ended, so
+   * another worker holds the job or finished it): those are counted and logged, not reported as
+   * completed or failed, since nothing of them was stored.
+   */
+  #refused(settle: PendingSettlement[], stale: string[]): void {
+    const refused = new Set(stale);
+    for (const item of settle) {
+      if (refused.has(item.settlement.record.id)) continue;
+      this.#persisted(item);
+    }
+    this.#metrics.leasesLost.inc(this.#labels, stale.length);
+    this.#logger.warn('late outcomes refused: their leases had ended (this worker stalled past leaseMs)', {
+      jobIds: stale,
+    });
+  }
+
   /** Reports a settlement once the backend has stored it. */
   #persisted(item: PendingSettlement): void {
     const { settlement } = item;
@@ -559,14 +577,20 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   async #heartbeat(): Promise<void> {
     if (this.#running.size === 0 && this.#buffer.length === 0) return;
     try {
-      const cancelled = await this.#provider.extendLeases(
+      const now = this.#clock.now();
+      const { cancelled, lost } = await this.#provider.extendLeases(
         this.queueName,
-        [
-          ...this.#running.values().map((running) => running.record.id),
-          ...this.#buffer.map((record) => record.id),
-        ],
-        this.#clock.now() + this.#options.leaseMs,
+        [...this.#running.values().map((running) => running.record), ...this.#buffer],
+        now + this.#options.leaseMs,
+        now,
       );
+      if (lost.length > 0) {
+        // Their settlements will be refused too; the handlers run on (another worker has the jobs).
+        this.#metrics.leasesLost.inc(this.#labels, lost.length);
+        this.#logger.warn('lease renewals refused: the leases had ended (this worker stalled past leaseMs)', {
+          jobIds: lost,
+        });
+      }
       // Cancels recorded by the backend: the `onCancel` message may never have reached this
       // worker (subscriber connection down). Aborted exactly as on the message (a no-op if it did).
       for (const id of cancelled) this.#cancelRunning(id);

@@ -5,6 +5,13 @@ import { describe, expect, it } from 'vitest';
 import { MemoryProvider, Queue, Worker } from '../src/index.js';
 import { waitFor } from './helpers.js';
 
+const retention = {
+  completedCount: 1_000,
+  completedAgeMs: 3_600_000,
+  deadCount: 1_000,
+  deadAgeMs: 3_600_000,
+};
+
 describe('metrics, events and options', () => {
   it('counts completed, retried and dead-lettered jobs and observes timings', async () => {
     const registry = new Registry();
@@ -59,6 +66,73 @@ describe('metrics, events and options', () => {
     // Before: only 'stalled' moved, so an alert on DLQ growth missed the poison job.
     expect(text).toContain('noa_message_queue_jobs_dead_lettered_total{queue="poison-metrics"} 1');
     await worker.close();
+  });
+
+  it("counts and logs a stalled worker's refused renewals and late outcome, and reports it neither completed nor failed", async () => {
+    const registry = new Registry();
+    const provider = new MemoryProvider();
+    // The worker's heartbeat is frozen (as by a blocked event loop) until `frozen` is cleared.
+    let frozen = true;
+    const stalling = new Proxy(provider, {
+      get: (target, key) => {
+        const value = Reflect.get(target, key, target) as unknown;
+        if (typeof value !== 'function') return value;
+        if (key !== 'extendLeases') return value.bind(target);
+        return (...args: Parameters<MemoryProvider['extendLeases']>) =>
+          frozen ? Promise.resolve({ cancelled: [], lost: [] }) : target.extendLeases(...args);
+      },
+    });
+    const queue = new Queue({ name: 'lost-leases', provider: stalling });
+    const { id } = await queue.add('x', null);
+    const warnings: string[] = [];
+    const logger = { debug() {}, info() {}, error() {}, warn: (message: string) => warnings.push(message) };
+    let finish = (): void => {};
+    const mayFinish = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    let started = false;
+    const events: string[] = [];
+    const worker = new Worker({
+      queue,
+      registry,
+      logger,
+      leaseMs: 300,
+      maintenanceIntervalMs: 60_000,
+      handler: async () => {
+        started = true;
+        await mayFinish;
+      },
+    });
+    worker.on('completed', () => events.push('completed'));
+    worker.on('failed', () => events.push('failed'));
+    await waitFor(() => started);
+    // Its lease expires; another worker recovers the job and leases it.
+    await waitFor(
+      async () => (await provider.maintain(queue.name, Date.now(), 3, retention)).recovered === 1,
+    );
+    const now = Date.now();
+    const other = await provider.exchange(queue.name, {
+      settle: [],
+      fetch: 1,
+      leaseUntil: now + 60_000,
+      now,
+      promoteDelayed: false,
+      groupWeights: {},
+      defaultGroupWeight: 1,
+    });
+    expect(other.jobs.map((job) => job.id)).toEqual([id]);
+    frozen = false;
+    await waitFor(() => warnings.some((message) => message.startsWith('lease renewals refused')));
+    finish();
+    await waitFor(() => warnings.some((message) => message.startsWith('late outcomes refused')));
+    await worker.close();
+    expect(events).toEqual([]);
+    expect((await provider.getJob(queue.name, id))?.state).toBe('active');
+    const lost = /noa_message_queue_leases_lost_total\{queue="lost-leases"\} (\d+)/.exec(
+      await registry.metrics(),
+    );
+    // At least one refused renewal and the refused completion.
+    expect(Number(lost?.[1])).toBeGreaterThanOrEqual(2);
   });
 
   it('publishes lifecycle events on diagnostics channels', async () => {

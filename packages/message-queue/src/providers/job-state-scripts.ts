@@ -7,6 +7,7 @@ const jobStateScriptNames = [
   'unclaim',
   'confirm',
   'exchange',
+  'extend',
   'release',
   'maintain',
   'get-job',

@@ -1,5 +1,12 @@
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
-import type { CancelOutcome, MaintenanceResult, RetentionPolicy, Settlement } from '../provider.js';
+import type {
+  CancelOutcome,
+  LeasedJob,
+  LeaseRenewal,
+  MaintenanceResult,
+  RetentionPolicy,
+  Settlement,
+} from '../provider.js';
 
 /**
  * A message the broker must carry for the store: the job's record and the token the store gave
@@ -43,6 +50,11 @@ export interface StateExchangeResult {
   verdicts: DeliveryVerdict[];
   /** Retries and released flow parents to publish (each also in the store's outbox). */
   publish: StatePublish[];
+  /**
+   * Ids of settlements refused: their job is active under a newer message than the one their
+   * try ran (`record.lease`, the message token), so another worker runs it.
+   */
+  stale?: string[];
 }
 
 /** A queue event the store broadcasts to every process. */
@@ -72,10 +84,13 @@ export interface JobStateStore {
   /** The broker confirmed these messages: takes them off the outbox. */
   confirm(queue: string, published: StateDelivery[]): Promise<void>;
   exchange(queue: string, request: StateExchange): Promise<StateExchangeResult>;
-  /** Pushes leases; returns the ids among `ids` cancelled while active (see `QueueProvider.extendLeases`). */
-  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]>;
-  /** Active jobs back to queued (their messages are requeued as they are). */
-  release(queue: string, ids: string[], now: number): Promise<void>;
+  /**
+   * Pushes the leases of jobs still active under their message (`lease`: its token, as a
+   * string); see `QueueProvider.extendLeases`.
+   */
+  extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal>;
+  /** Active jobs back to queued (their messages are requeued as they are), unless active under another message. */
+  release(queue: string, jobs: readonly LeasedJob[], now: number): Promise<void>;
   /** Expired leases (and unconfirmed outbox entries) come back as messages to publish. */
   maintain(
     queue: string,

@@ -13,6 +13,8 @@ import {
   type CancelOutcome,
   type ExchangeRequest,
   type ExchangeResponse,
+  type LeasedJob,
+  type LeaseRenewal,
   type MaintenanceResult,
   type ProviderCapabilities,
   type QueueProvider,
@@ -27,6 +29,8 @@ interface Entry {
   /** Bumped on every enqueue so stale bucket entries are skipped (lazy deletion). */
   version: number;
   leaseUntil: number;
+  /** The token of the current lease while active (see `JobRecord.lease`). */
+  lease?: string;
   finishedAt?: number;
   result?: unknown;
   progress?: unknown;
@@ -107,6 +111,8 @@ export class MemoryProvider implements QueueProvider {
   static readonly capabilities: ProviderCapabilities = capabilities;
   readonly capabilities = capabilities;
   readonly #queues = new Map<string, MemoryQueue>();
+  /** The last lease token handed out. */
+  #leases = 0;
 
   #queue(name: string): MemoryQueue {
     let queue = this.#queues.get(name);
@@ -267,13 +273,17 @@ export class MemoryProvider implements QueueProvider {
     queue.dead.add(entry.record.id);
   }
 
-  #settle(queue: MemoryQueue, settlement: Settlement, now: number): void {
+  /** Stores a settlement; false when it is refused because another lease holds the job. */
+  #settle(queue: MemoryQueue, settlement: Settlement, now: number): boolean {
     const id = settlement.record.id;
     const entry = queue.entries.get(id);
-    if (!entry) return;
+    if (!entry) return true;
+    // A stalled worker's late outcome while another worker runs the job: it must not touch that run.
+    if (entry.state === 'active' && settlement.record.lease !== entry.lease) return false;
     const wasActive = queue.active.delete(id);
     delete entry.cancelled;
-    if (!wasActive && entry.state !== 'waiting' && entry.state !== 'delayed') return;
+    delete entry.lease;
+    if (!wasActive && entry.state !== 'waiting' && entry.state !== 'delayed') return true;
     if (!wasActive) {
       // A stale worker settles a job that stalled and was requeued: take it off the queue.
       if (entry.state === 'waiting') queue.waitingCount -= 1;
@@ -286,23 +296,31 @@ export class MemoryProvider implements QueueProvider {
       this.#childSettled(queue, entry.record, now, settlement.result);
       if (entry.record.removeOnComplete) queue.entries.delete(id);
       else queue.completed.add(id);
-      return;
+      return true;
     }
     entry.record = clone(settlement.record);
+    delete entry.record.lease;
     if (settlement.retryAt === null) {
       this.#toDead(queue, entry, now);
       this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
-      return;
+      return true;
     }
     entry.record.availableAt = settlement.retryAt;
     this.#enqueue(queue, entry, now);
+    return true;
   }
 
   async exchange(queueName: string, request: ExchangeRequest): Promise<ExchangeResponse> {
     const queue = this.#queue(queueName);
-    for (const settlement of request.settle) this.#settle(queue, settlement, request.now);
+    let stale: string[] | undefined;
+    for (const settlement of request.settle) {
+      if (this.#settle(queue, settlement, request.now)) continue;
+      stale ??= [];
+      stale.push(settlement.record.id);
+    }
     if (request.promoteDelayed) this.#promote(queue, request.now);
     const jobs: JobRecord[] = [];
+    let lease: string | undefined;
     if (!queue.paused) {
       const weightOf = (group: string) => request.groupWeights[group] ?? request.defaultGroupWeight;
       while (jobs.length < request.fetch && queue.waitingCount > 0) {
@@ -318,26 +336,42 @@ export class MemoryProvider implements QueueProvider {
         if (!entry) continue;
         entry.state = 'active';
         entry.leaseUntil = request.leaseUntil;
+        // One token per exchange: the jobs of one fetch share their lease.
+        if (lease === undefined) {
+          this.#leases += 1;
+          lease = String(this.#leases);
+        }
+        entry.lease = lease;
         queue.active.add(entry.record.id);
-        jobs.push(clone(entry.record));
+        const record = clone(entry.record);
+        record.lease = lease;
+        jobs.push(record);
       }
     }
     if (request.settle.length > 0) this.#wake(queue);
-    if (jobs.length === 0 && queue.delayed.length > 0) return { jobs, nextDueAt: queue.delayed[0]!.at };
-    return { jobs };
+    const response: ExchangeResponse = { jobs };
+    if (stale) response.stale = stale;
+    if (jobs.length === 0 && queue.delayed.length > 0) response.nextDueAt = queue.delayed[0]!.at;
+    return response;
   }
 
-  async extendLeases(queueName: string, ids: string[], leaseUntil: number): Promise<string[]> {
+  async extendLeases(
+    queueName: string,
+    jobs: readonly LeasedJob[],
+    leaseUntil: number,
+  ): Promise<LeaseRenewal> {
     const queue = this.#queue(queueName);
-    const cancelled: string[] = [];
-    for (const id of ids) {
+    const renewal: LeaseRenewal = { cancelled: [], lost: [] };
+    for (const { id, lease } of jobs) {
       const entry = queue.entries.get(id);
-      if (entry && entry.state === 'active') {
-        entry.leaseUntil = leaseUntil;
-        if (entry.cancelled) cancelled.push(id);
+      if (entry?.state !== 'active' || entry.lease !== lease) {
+        renewal.lost.push(id);
+        continue;
       }
+      entry.leaseUntil = leaseUntil;
+      if (entry.cancelled) renewal.cancelled.push(id);
     }
-    return cancelled;
+    return renewal;
   }
 
   /** Dead-letters an active job cancelled while its worker was gone (lease recovery, release). */
@@ -357,7 +391,9 @@ export class MemoryProvider implements QueueProvider {
     const queue = this.#queue(queueName);
     for (const record of records) {
       const entry = queue.entries.get(record.id);
-      if (!entry || !queue.active.delete(record.id)) continue;
+      if (entry?.state !== 'active' || entry.lease !== record.lease) continue;
+      if (!queue.active.delete(record.id)) continue;
+      delete entry.lease;
       if (entry.cancelled) {
         this.#deadCancelled(queue, entry, now);
         continue;
@@ -380,6 +416,7 @@ export class MemoryProvider implements QueueProvider {
       const entry = queue.entries.get(id)!;
       if (entry.leaseUntil > now) continue;
       queue.active.delete(id);
+      delete entry.lease;
       if (entry.cancelled) {
         this.#deadCancelled(queue, entry, now);
         result.deadLettered += 1;

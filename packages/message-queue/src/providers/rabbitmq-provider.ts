@@ -10,6 +10,8 @@ import {
   type CancelOutcome,
   type ExchangeRequest,
   type ExchangeResponse,
+  type LeasedJob,
+  type LeaseRenewal,
   type MaintenanceResult,
   type ProviderCapabilities,
   type QueueProvider,
@@ -240,20 +242,16 @@ export class RabbitMqProvider implements QueueProvider {
     return index < 0 ? undefined : buffer.splice(index, 1)[0];
   }
 
-  async extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
+  async extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
     // Without a store the broker keeps a delivery until its channel closes: nothing to renew
-    // (and no cancel).
-    return (await this.#state?.extendLeases(queue, ids, leaseUntil)) ?? [];
+    // (and no cancel). With one, a lease's token is its message's token.
+    return (await this.#state?.extendLeases(queue, jobs, leaseUntil)) ?? { cancelled: [], lost: [] };
   }
 
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {
     try {
       // Back to queued in the store first, so the requeued message is not judged a duplicate.
-      await this.#state?.release(
-        queue,
-        records.map((record) => record.id),
-        now,
-      );
+      await this.#state?.release(queue, records, now);
     } finally {
       for (const record of records) {
         const held = this.#held.take(queue, record.id);

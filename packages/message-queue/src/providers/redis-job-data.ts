@@ -12,7 +12,7 @@ import { decodeRecord } from './record-codec.js';
 /**
  * Job data that the two Redis-backed stores (`RedisProvider`, `RedisJobStateStore`) write and
  * read the same way: the error entries their scripts append, a job's info from its fields, a
- * flow parent's children results, the record a redrive requeues, lease renewals, counts and
+ * flow parent's children results, the record a redrive requeues, counts and
  * the dead-letter list.
  */
 
@@ -71,34 +71,6 @@ export async function readChildrenResults(redis: Redis | Cluster, depsKey: strin
 export function redrivenRecord(info: JobInfo, now: number): JobRecord {
   const { state: _state, result: _result, progress: _progress, finishedAt: _finishedAt, ...record } = info;
   return { ...record, attemptsMade: 0, availableAt: now };
-}
-
-/**
- * Renews the leases of `ids` (`ZADD XX` of `leaseUntil` in the queue's `active` set) and returns
- * those found cancelled meanwhile: one round trip, both keys sharing the queue's hash slot. A
- * failed command rejects.
- */
-export async function extendLeasesIn(
-  redis: Redis | Cluster,
-  prefix: string,
-  ids: string[],
-  leaseUntil: number,
-): Promise<string[]> {
-  if (ids.length === 0) return [];
-  const pairs: (string | number)[] = [];
-  for (const id of ids) pairs.push(leaseUntil, id);
-  const replies = await redis
-    .pipeline()
-    .zadd(`${prefix}active`, 'XX', ...pairs)
-    .zmscore(`${prefix}cancelled`, ...ids)
-    .exec();
-  if (!replies) throw new Error('lease heartbeat pipeline was discarded');
-  for (const [error] of replies) if (error) throw error;
-  const scores = replies[1]?.[1];
-  if (!Array.isArray(scores)) return [];
-  const cancelled: string[] = [];
-  for (const [index, score] of scores.entries()) if (score !== null) cancelled.push(ids[index]!);
-  return cancelled;
 }
 
 /** `records` in chunks of `size` (the jobs of one `add` script call each). */

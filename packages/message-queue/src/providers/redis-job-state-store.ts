@@ -3,7 +3,13 @@ import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 import { maxTimerMs } from '../job-options.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
-import type { CancelOutcome, MaintenanceResult, RetentionPolicy } from '../provider.js';
+import type {
+  CancelOutcome,
+  LeasedJob,
+  LeaseRenewal,
+  MaintenanceResult,
+  RetentionPolicy,
+} from '../provider.js';
 import { type JobStateScriptName, loadJobStateScripts } from './job-state-scripts.js';
 import type {
   DeliveryVerdict,
@@ -20,7 +26,6 @@ import {
   cancelledErrorEntry,
   chunksOf,
   countsOf,
-  extendLeasesIn,
   forEachDeadPage,
   jobInfoOf,
   listDeadIn,
@@ -164,7 +169,7 @@ export class RedisJobStateStore implements JobStateStore {
   async exchange(queue: string, request: StateExchange): Promise<StateExchangeResult> {
     const settle = request.settle.map((settlement) => {
       const { record } = settlement;
-      const entry: Record<string, unknown> = { id: record.id };
+      const entry: Record<string, unknown> = { id: record.id, l: record.lease };
       if (record.parent) {
         entry.par = record.parent.id;
         entry.pol = record.parent.onChildFailure;
@@ -193,20 +198,30 @@ export class RedisJobStateStore implements JobStateStore {
         ? '[]'
         : JSON.stringify(request.deliveries.map(({ id, token, orphaned }) => [id, token, orphaned ? 1 : 0])),
     ])) as unknown[];
+    // {verdict flags, refused count, refused ids…, publishes…} (see exchange.lua).
     const flags = String(reply[0] ?? '');
-    return {
+    const staleCount = Number(reply[1] ?? 0);
+    const result: StateExchangeResult = {
       verdicts: Array.from(flags, (flag) => verdicts[flag] ?? 'drop'),
-      publish: publishes(reply, 1),
+      publish: publishes(reply, 2 + staleCount),
     };
+    if (staleCount > 0) result.stale = reply.slice(2, 2 + staleCount).map(String);
+    return result;
   }
 
-  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
-    return extendLeasesIn(this.#redis, this.#keyPrefix(queue), ids, leaseUntil);
+  async extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
+    if (jobs.length === 0) return { cancelled: [], lost: [] };
+    const args: (string | number)[] = [leaseUntil];
+    for (const job of jobs) args.push(job.id, job.lease ?? '');
+    const [cancelled, lost] = (await this.#run('extend', queue, args)) as [string[], string[]];
+    return { cancelled, lost };
   }
 
-  async release(queue: string, ids: string[], now: number): Promise<void> {
-    if (ids.length === 0) return;
-    await this.#run('release', queue, [now, ...ids]);
+  async release(queue: string, jobs: readonly LeasedJob[], now: number): Promise<void> {
+    if (jobs.length === 0) return;
+    const args: (string | number)[] = [now];
+    for (const job of jobs) args.push(job.id, job.lease ?? '');
+    await this.#run('release', queue, args);
   }
 
   async maintain(

@@ -7,6 +7,8 @@ import {
   type CancelOutcome,
   type ExchangeRequest,
   type ExchangeResponse,
+  type LeasedJob,
+  type LeaseRenewal,
   type MaintenanceResult,
   type ProviderCapabilities,
   type QueueProvider,
@@ -18,7 +20,6 @@ import {
   cancelledErrorEntry,
   chunksOf,
   countsOf,
-  extendLeasesIn,
   forEachDeadPage,
   jobInfoOf,
   listDeadIn,
@@ -194,7 +195,7 @@ export class RedisProvider implements QueueProvider {
     state.seen = state.notified;
     const settle = request.settle.map((settlement) => {
       const { record } = settlement;
-      const entry: Record<string, unknown> = { id: record.id };
+      const entry: Record<string, unknown> = { id: record.id, l: record.lease };
       if (record.group !== undefined) entry.g = record.group;
       if (record.parent) {
         entry.par = record.parent.id;
@@ -220,27 +221,47 @@ export class RedisProvider implements QueueProvider {
     }
     const reply = (await this.#runIn('exchange', state, [
       request.now,
-      request.leaseUntil,
+      request.leaseUntil - request.now,
       request.fetch,
       request.promoteDelayed ? 1 : 0,
       request.defaultGroupWeight,
       state.weightsJson!,
       settle.length === 0 ? '[]' : JSON.stringify(settle),
-    ])) as string[];
+    ])) as [string, string, number, ...string[]];
+    // {next due, lease token, refused count, refused ids…, records…} (see exchange.lua).
+    const [nextDue, lease, staleCount] = reply;
+    const firstRecord = 3 + staleCount;
     const jobs: JobRecord[] = [];
-    for (let index = 1; index < reply.length; index += 1) jobs.push(decodeRecord(reply[index]!));
-    const nextDue = reply[0];
-    return nextDue ? { jobs, nextDueAt: Number(nextDue) } : { jobs };
+    for (let index = firstRecord; index < reply.length; index += 1) {
+      const record = decodeRecord(reply[index] as string);
+      record.lease = lease;
+      jobs.push(record);
+    }
+    const response: ExchangeResponse = { jobs };
+    if (staleCount > 0) response.stale = reply.slice(3, firstRecord) as string[];
+    if (nextDue) response.nextDueAt = Number(nextDue);
+    return response;
   }
 
-  extendLeases(queue: string, ids: string[], leaseUntil: number): Promise<string[]> {
-    return extendLeasesIn(this.#redis, this.#keyPrefix(queue), ids, leaseUntil);
+  async extendLeases(
+    queue: string,
+    jobs: readonly LeasedJob[],
+    leaseUntil: number,
+    now: number,
+  ): Promise<LeaseRenewal> {
+    if (jobs.length === 0) return { cancelled: [], lost: [] };
+    // Only the duration: the script ends the lease by Redis's clock.
+    const args: (string | number)[] = [leaseUntil - now];
+    for (const job of jobs) args.push(job.id, job.lease ?? '');
+    const [cancelled, lost] = (await this.#run('extend', queue, args)) as [string[], string[]];
+    return { cancelled, lost };
   }
 
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {
     if (records.length === 0) return;
     const args: (string | number)[] = [now];
-    for (const record of records) args.push(record.id, record.priority, record.group ?? '');
+    for (const record of records)
+      args.push(record.id, record.priority, record.group ?? '', record.lease ?? '');
     await this.#run('release', queue, args);
   }
 

@@ -5,6 +5,7 @@ const redisScriptNames = [
   'add',
   'add-flow',
   'exchange',
+  'extend',
   'release',
   'maintain',
   'get-job',

@@ -5,6 +5,7 @@ import {
   InvalidPayloadError,
   type Job,
   JobCancelledError,
+  type JobRecord,
   JobTimeoutError,
   type ProviderCapabilities,
   Queue,
@@ -520,10 +521,18 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           recovered: 0,
           deadLettered: 0,
         });
-        const result = await provider.maintain(queue.name, Date.now() + leaseMs + 1_000, 3, {
-          ...retention,
-          deadAgeMs: 3_600_000,
-        });
+        // Once the lease has expired (by the backend's clock where it keeps one: Redis TIME).
+        const result = await waitFor(
+          async () => {
+            const pass = await provider.maintain(queue.name, Date.now(), 3, {
+              ...retention,
+              deadAgeMs: 3_600_000,
+            });
+            return pass.recovered + pass.deadLettered > 0 ? pass : undefined;
+          },
+          5_000,
+          'the lease to expire',
+        );
         expect(result).toMatchObject({ recovered: 0, deadLettered: 1 });
         const info = await queue.getJob(id);
         expect(info?.state).toBe('failed');
@@ -820,6 +829,163 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           active: 0,
         });
         if (supports('getJob')) expect((await queue.getJob(id))?.state).toBe('completed');
+      },
+    );
+
+    /**
+     * A view of the provider for a worker that stalls: its lease renewals do nothing (as when a
+     * blocked event loop delays its heartbeat past the lease). `track.leased` collects the records
+     * it leased (with their lease tokens); `track.settled` turns true once a settlement of it
+     * reached the backend.
+     */
+    const frozenHeartbeat = (track: { leased: JobRecord[]; settled: boolean }) =>
+      new Proxy(provider, {
+        get: (target, key) => {
+          const value = Reflect.get(target, key, target) as unknown;
+          if (typeof value !== 'function') return value;
+          if (key === 'extendLeases') return async () => ({ cancelled: [], lost: [] });
+          if (key === 'settleNow') {
+            return (...args: Parameters<NonNullable<QueueProvider['settleNow']>>) => {
+              const taken = target.settleNow?.(...args) ?? false;
+              track.settled ||= taken;
+              return taken;
+            };
+          }
+          if (key !== 'exchange') return value.bind(target);
+          return async (...args: Parameters<QueueProvider['exchange']>) => {
+            const response = await target.exchange(...args);
+            track.leased.push(...response.jobs);
+            if (args[1].settle.length > 0) track.settled = true;
+            return response;
+          };
+        },
+      });
+
+    /**
+     * Two workers contend for one job: the first leases it and stalls past its 300 ms lease (its
+     * heartbeat frozen, its handler waiting for `letFirstFinish`, then returning or throwing
+     * `firstOutcome()`), the second recovers the job and runs `secondHandler`. With
+     * `secondFrozen` the second worker stops heart-beating too (its lease: 500 ms).
+     */
+    const contendedJob = async (
+      queue: Queue<unknown>,
+      firstOutcome: () => unknown,
+      secondHandler: () => Promise<unknown>,
+      secondFrozen = false,
+    ) => {
+      const stalled = { leased: [] as JobRecord[], settled: false };
+      const runs: string[] = [];
+      let letFirstFinish = (): void => {};
+      const firstMayFinish = new Promise<void>((resolve) => {
+        letFirstFinish = resolve;
+      });
+      startWorker(
+        new Queue({ name: queue.name, provider: frozenHeartbeat(stalled) }),
+        async () => {
+          runs.push('first');
+          await firstMayFinish;
+          return firstOutcome();
+        },
+        { leaseMs: 300, maintenanceIntervalMs: 60_000 },
+      );
+      await waitFor(() => runs.length === 1, 5_000, 'the first worker to start the job');
+      startWorker(
+        secondFrozen
+          ? new Queue({ name: queue.name, provider: frozenHeartbeat({ leased: [], settled: false }) })
+          : queue,
+        async () => {
+          runs.push('second');
+          return secondHandler();
+        },
+        secondFrozen
+          ? { leaseMs: 500, prefetch: 0, maintenanceIntervalMs: 100 }
+          : { maintenanceIntervalMs: 100 },
+      );
+      await waitFor(() => runs.length === 2, 5_000, 'the second worker to recover and start the job');
+      return { runs, stalled, letFirstFinish };
+    };
+
+    for (const outcome of ['complete', 'fail (retry)', 'fail (dead-letter)'] as const) {
+      itWith(
+        ['leaseRecovery', 'getJob', 'exactCounts'],
+        `a worker that stalled past its lease cannot ${outcome} the job another worker now runs`,
+        async () => {
+          const queue = makeQueue();
+          const { id } = await queue.add('contended', null, {
+            attempts: outcome === 'fail (dead-letter)' ? 1 : 3,
+            backoff: { type: 'fixed', delayMs: 0 },
+          });
+          let letSecondFinish = (): void => {};
+          const secondMayFinish = new Promise<void>((resolve) => {
+            letSecondFinish = resolve;
+          });
+          const { runs, stalled, letFirstFinish } = await contendedJob(
+            queue,
+            () => {
+              if (outcome !== 'complete') throw new Error('late failure');
+              return 'first';
+            },
+            async () => {
+              await secondMayFinish;
+              return 'second';
+            },
+          );
+          letFirstFinish();
+          await waitFor(() => stalled.settled, 5_000, 'the late outcome to reach the backend');
+          await sleep(200);
+          // The second run is untouched: still active, nothing completed, retried or dead-lettered.
+          expect((await queue.getJob(id))?.state).toBe('active');
+          expect(await queue.counts()).toMatchObject({
+            active: 1,
+            waiting: 0,
+            delayed: 0,
+            completed: 0,
+            failed: 0,
+          });
+          letSecondFinish();
+          await waitFor(async () => (await queue.getJob(id))?.state === 'completed', 5_000, 'the second run');
+          const done = await queue.getJob(id);
+          expect(done?.result).toBe('second');
+          // The late failure counted no attempt and left no error in the history.
+          expect(done?.attemptsMade).toBe(0);
+          expect(done?.errors).toEqual([]);
+          await sleep(300);
+          expect(runs).toEqual(['first', 'second']);
+        },
+      );
+    }
+
+    itWith(
+      ['leaseRecovery'],
+      'a worker that stalled past its lease cannot renew the lease of the worker now running the job',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('contended', null);
+        const { runs, stalled } = await contendedJob(
+          queue,
+          () => 'first',
+          () => new Promise<never>(() => {}),
+          true,
+        );
+        const staleLease = stalled.leased.find((record) => record.id === id);
+        expect(staleLease).toBeDefined();
+        // The stalled first worker's heartbeat comes back and pushes its lease an hour ahead.
+        const renewal = await provider.extendLeases(
+          queue.name,
+          [staleLease!],
+          Date.now() + 3_600_000,
+          Date.now(),
+        );
+        expect(renewal.lost).toEqual([id]);
+        // Had that renewed the second worker's lease, the second worker (which has stopped
+        // heart-beating) would hold the job for an hour; its 500 ms lease expires instead, and a
+        // third worker recovers and runs the job.
+        const third: string[] = [];
+        startWorker(queue, (job) => {
+          third.push(job.id);
+        });
+        await waitFor(() => third.length === 1, 10_000, 'a third worker to recover the job');
+        expect(runs).toEqual(['first', 'second']);
       },
     );
 

@@ -101,11 +101,12 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
     }
     // Retention (even with a DLQ age of 0) keeps the cancel records of active jobs.
     await store.maintain(queue, now, 3, { ...retention, deadAgeMs: 0 });
-    // The heartbeat renews and reports the cancelled ids among those asked (in order).
-    expect(await store.extendLeases(queue, ['redriven', 'unknown', 'dies'], now + 1_000)).toEqual([
-      'redriven',
-      'dies',
-    ]);
+    // The heartbeat renews and reports the cancelled ids among those asked (in order), and the
+    // ones it did not renew.
+    const leased = (id: string) => ({ id, lease: '1' });
+    expect(
+      await store.extendLeases(queue, [leased('redriven'), leased('unknown'), leased('dies')], now + 1_000),
+    ).toEqual({ cancelled: ['redriven', 'dies'], lost: ['unknown'] });
     // A redelivery of a cancelled run is not run, even orphaned or on an expired lease.
     const redelivered = await store.exchange(queue, {
       settle: [],
@@ -115,7 +116,7 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
     expect(redelivered.verdicts).toEqual(['drop']);
     // The worker of 'dies' is gone: lease recovery dead-letters it as cancelled, no new message.
     const later = now + 5_000;
-    await store.release(queue, ['closes'], later);
+    await store.release(queue, [leased('closes')], later);
     const recovery = await store.maintain(queue, later, 3, retention);
     expect(recovery).toMatchObject({ recovered: 0, deadLettered: 2 });
     expect(recovery.publish.map(({ record: job }) => job.id)).not.toContain('dies');
@@ -142,7 +143,12 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
       ...lease(later),
     });
     expect(rerun.verdicts).toEqual(['run']);
-    expect(await store.extendLeases(queue, ['redriven'], later + 1_000)).toEqual([]);
+    expect(
+      await store.extendLeases(queue, [{ id: 'redriven', lease: String(again!.token) }], later + 1_000),
+    ).toEqual({
+      cancelled: [],
+      lost: [],
+    });
   });
 
   it('drops deliveries of finished, unknown and drained jobs', async () => {

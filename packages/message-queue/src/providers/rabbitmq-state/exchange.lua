@@ -4,17 +4,24 @@
 -- channel closed and no worker of this process holds it).
 -- A delivery runs ('1') only if its token is not older than the job's and the job is queued,
 -- or active but orphaned or on an expired lease; else it is dropped ('0': acknowledged without
--- running), or requeued ('2') when the queue is paused. Returns {verdicts, then id, token, record per publish}.
+-- running), or requeued ('2') when the queue is paused. A settlement carries the token of the
+-- message its try ran (s.l, its lease): while the job is active under a newer message (it was
+-- recovered and another worker runs it), a late settlement of the old one is refused.
+-- Returns {verdicts, count of refused settlements, their ids, then id, token, record per publish}.
 local now = tonumber(ARGV[2])
 local deadline = tonumber(ARGV[4])
 local settle = cjson.decode(ARGV[5])
 local deliveries = cjson.decode(ARGV[6])
+local stale = {}
 
 for _, s in ipairs(settle) do
   local id = s.id
   local key = jobKey(id)
-  local state = redis.call('HGET', key, 's')
-  if state and state ~= 'c' then
+  local job = redis.call('HMGET', key, 's', 't')
+  local state = job[1]
+  if state == 'a' and s.l and s.l ~= job[2] then
+    stale[#stale + 1] = id
+  elseif state and state ~= 'c' then
     if s.k == 'c' then
       if s.rm then
         removeJobs({id})
@@ -65,6 +72,7 @@ if #deliveries > 0 then
     end
   end
 end
-local out = {table.concat(verdicts)}
+local out = {table.concat(verdicts), #stale}
+for _, id in ipairs(stale) do out[#out + 1] = id end
 for _, value in ipairs(publishes) do out[#out + 1] = value end
 return out

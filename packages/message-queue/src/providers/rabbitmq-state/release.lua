@@ -1,11 +1,13 @@
 -- Puts leased jobs back to queued (graceful close); their message is requeued as it is (and
 -- dropped at delivery for a job cancelled while active, which is dead-lettered as cancelled).
--- ARGV: prefix, now, then ids.
+-- A job active under another message than the caller's (recovered, and run by another worker)
+-- is left alone. ARGV: prefix, now, then id and message token ('' = unknown) per job.
 local now = tonumber(ARGV[2])
-for i = 3, #ARGV do
+for i = 3, #ARGV, 2 do
   local id = ARGV[i]
   local key = jobKey(id)
-  if redis.call('HGET', key, 's') == 'a' then
+  local job = redis.call('HMGET', key, 's', 't')
+  if job[1] == 'a' and (ARGV[i + 1] == '' or ARGV[i + 1] == job[2]) then
     if redis.call('ZSCORE', CANCELLED, id) then
       local err = cancelError(id, now)
       redis.call('HSET', key, 'e', err, 'f', ARGV[2])

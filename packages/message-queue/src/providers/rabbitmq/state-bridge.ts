@@ -233,7 +233,10 @@ export class StateBridge {
       throw error;
     }
     await this.publish(queue, result.publish, request.now);
+    const stale = result.stale && new Set(result.stale);
     for (const settlement of request.settle) {
+      // A refused (stale) settlement's job is held, if here at all, by the run that superseded it.
+      if (stale?.has(settlement.record.id)) continue;
       const held = this.#held.take(queue, settlement.record.id);
       if (!held) continue;
       settled(held);
@@ -241,7 +244,7 @@ export class StateBridge {
     }
     const jobs: JobRecord[] = [];
     let paused = false;
-    for (const [index, { delivery, record }] of taken.entries()) {
+    for (const [index, { delivery, record, token }] of taken.entries()) {
       if (delivery.generation !== this.#connection.generation) continue;
       const verdict = result.verdicts[index] ?? 'drop';
       if (verdict === 'run') {
@@ -252,6 +255,9 @@ export class StateBridge {
           settled(previous);
           previous.acks.ack(previous.tracked);
         }
+        // The message token is this run's lease: the store refuses its later steps once the job
+        // runs under a newer message.
+        record.lease = String(token);
         jobs.push(record);
       } else if (verdict === 'requeue') {
         paused = true;
@@ -264,6 +270,6 @@ export class StateBridge {
       }
     }
     if (paused) await consumers.pauseLocally(consumer);
-    return { jobs };
+    return result.stale ? { jobs, stale: result.stale } : { jobs };
   }
 }

@@ -16,12 +16,27 @@ local EVENTS = P .. 'ev'
 -- same id (redrive, re-add) is never aborted by an old cancel. maintain also trims entries
 -- older than the DLQ's retention age whose job is no longer active (a safety net for leaks).
 local CANCELLED = P .. 'cancelled'
+-- The token of each active job's lease (id -> token), handed out by exchange (one per fetch,
+-- from META's 'lease' counter). Every later step of a lease (settle, extend, release) carries
+-- its token back, and one whose token is not the job's current lease is refused: it comes from
+-- a worker that stalled past its lease while another one runs the job. Removed whenever the job
+-- leaves ACTIVE, so a job has an entry exactly while it is active (or, leased before tokens
+-- existed, none: any step owns it).
+local LEASES = P .. 'leases'
 -- Priority bands: score = (10 - priority) * BAND + sequence, so higher priority pops first and
 -- equal priority pops in insertion order.
 local BAND = 10000000000000
 
 local function fmt(n)
   return string.format('%d', n)
+end
+
+-- Redis's clock in ms. Leases are timed by it (start, renewal, expiry), so the clocks of the
+-- workers' hosts do not matter to them: a host whose clock lags would otherwise have its jobs
+-- recovered while it runs them, and one ahead would recover the jobs of others early.
+local function redisTime()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
 -- A stored record, decoded to read its routing fields (p, g, P). The stored string is never
@@ -73,10 +88,21 @@ local function enqueue(id, priority, group, seq)
   woke = true
 end
 
-local function zaddChunked(key, list)
+-- ZADD / HSET of a flat list of pairs, 1,000 pairs per call (Lua's unpack has a stack limit).
+local function writeChunked(command, key, list)
   for i = 1, #list, 2000 do
-    redis.call('ZADD', key, unpack(list, i, math.min(i + 1999, #list)))
+    redis.call(command, key, unpack(list, i, math.min(i + 1999, #list)))
   end
+end
+
+local function zaddChunked(key, list)
+  writeChunked('ZADD', key, list)
+end
+
+-- Whether a step carrying lease token `token` may act on job `id` (active): its lease is current.
+local function ownsLease(id, token)
+  local held = redis.call('HGET', LEASES, id)
+  return (not held) or held == token
 end
 
 local function flushEnqueue()
@@ -114,6 +140,7 @@ local function removeJobs(setKey, ids)
     end
     if setKey then redis.call('ZREM', setKey, unpack(chunk)) end
     redis.call('ZREM', CANCELLED, unpack(chunk))
+    redis.call('HDEL', LEASES, unpack(chunk))
     redis.call('DEL', unpack(keys))
     redis.call('HDEL', P .. 'res', unpack(chunk))
     redis.call('HDEL', P .. 'prog', unpack(chunk))

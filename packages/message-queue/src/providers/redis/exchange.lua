@@ -1,44 +1,55 @@
 -- One worker round trip: settle finished tries, promote due delayed jobs, lease new ones.
--- ARGV: prefix, now, leaseUntil, fetch, promote (0/1), default weight, weights JSON, settlements JSON
+-- ARGV: prefix, now, leaseMs, fetch, promote (0/1), default weight, weights JSON, settlements JSON
+-- (now: the caller's clock, for delays and finish times; leases end leaseMs after Redis's TIME)
+-- Returns {next due time or '', lease token or '', count of refused settlements, their ids...,
+-- then the leased records}.
 local now = tonumber(ARGV[2])
 local fetch = tonumber(ARGV[4])
 local settle = cjson.decode(ARGV[8])
+local stale = {}
 
--- 1. Settlements.
+-- 1. Settlements (s.l: the token of the lease the try ran under).
 if #settle > 0 then
-  local present
-  if #settle == 1 then
-    present = { redis.call('ZREM', ACTIVE, settle[1].id) == 1 }
-  else
-    local ids = {}
-    for i, s in ipairs(settle) do ids[i] = s.id end
-    local scores = redis.call('ZMSCORE', ACTIVE, unpack(ids))
-    present = {}
-    local any = false
-    for i = 1, #ids do
-      present[i] = scores[i] ~= false
-      any = any or present[i]
+  local ids = {}
+  for i, s in ipairs(settle) do ids[i] = s.id end
+  -- Every active job has its lease in LEASES, so one HMGET tells owned, stale and not active.
+  local held = redis.call('HMGET', LEASES, unpack(ids))
+  local present = {}
+  local owned = {}
+  for i, s in ipairs(settle) do
+    if held[i] then
+      -- Active under another lease: this try's worker stalled past its lease while another
+      -- worker runs the job. Its outcome must not touch that run.
+      present[i] = held[i] == s.l
+      if present[i] then owned[#owned + 1] = s.id else stale[#stale + 1] = s.id end
+    elseif redis.call('ZREM', ACTIVE, s.id) == 1 then
+      -- Active without a lease token: leased before tokens existed.
+      present[i] = true
+      redis.call('ZREM', CANCELLED, s.id)
+    else
+      present[i] = false
     end
-    if any then redis.call('ZREM', ACTIVE, unpack(ids)) end
   end
-  -- These runs are over: their cancel records (if any) must not touch a later run.
-  local settledIds = {}
-  for i, s in ipairs(settle) do settledIds[i] = s.id end
-  redis.call('ZREM', CANCELLED, unpack(settledIds))
+  if #owned > 0 then
+    redis.call('ZREM', ACTIVE, unpack(owned))
+    redis.call('HDEL', LEASES, unpack(owned))
+    -- These runs are over: their cancel records (if any) must not touch a later run.
+    redis.call('ZREM', CANCELLED, unpack(owned))
+  end
   local completed = {}
   local results = {}
   local retries = {}
   for i, s in ipairs(settle) do
     local id = s.id
     local current = present[i]
-    if not current then
+    if not current and not held[i] then
       -- A stale worker settles a job that stalled and was requeued: take it off the queue. If it
-      -- is not queued either, another run owns it or has finished it (completed, dead-lettered):
-      -- this late outcome must not rerun, re-fail or re-complete it (as on every provider).
+      -- is not queued either, a run has finished it (completed, dead-lettered; or this very
+      -- settlement, resent after its reply was lost): it must not rerun, re-fail or re-complete it.
       current = redis.call('ZREM', (waitKey(s.g)), id) + redis.call('ZREM', DELAYED, id) > 0
     end
     if not current then
-      -- ignored: see above
+      -- refused: see above
     elseif s.k == 'c' then
       if s.rm then
         redis.call('DEL', P .. 'j:' .. id)
@@ -89,7 +100,8 @@ end
 flushEnqueue()
 
 -- 3. Lease new jobs.
-local out = {''}
+local out = {'', '', 0}
+local records
 if fetch > 0 then
   local meta = redis.call('HMGET', META, 'paused', 'grouped')
   if meta[1] ~= '1' then
@@ -141,22 +153,32 @@ if fetch > 0 then
       if redis.call('SCARD', GROUPS) == 0 then redis.call('HDEL', META, 'grouped') end
     end
     if #ids > 0 then
+      local token = tostring(redis.call('HINCRBY', META, 'lease', 1))
+      local leaseUntil = fmt(redisTime() + tonumber(ARGV[3]))
       local lease = {}
+      local tokens = {}
       local keys = {}
       for i, id in ipairs(ids) do
-        lease[#lease + 1] = ARGV[3]
+        lease[#lease + 1] = leaseUntil
         lease[#lease + 1] = id
+        tokens[#tokens + 1] = id
+        tokens[#tokens + 1] = token
         keys[i] = P .. 'j:' .. id
       end
       zaddChunked(ACTIVE, lease)
-      local records = redis.call('MGET', unpack(keys))
-      for i = 1, #ids do
-        if records[i] then out[#out + 1] = records[i] end
-      end
+      writeChunked('HSET', LEASES, tokens)
+      records = redis.call('MGET', unpack(keys))
+      out[2] = token
     end
   end
 end
-if #out == 1 then
+out[3] = #stale
+for _, id in ipairs(stale) do out[#out + 1] = id end
+if records then
+  for _, raw in ipairs(records) do
+    if raw then out[#out + 1] = raw end
+  end
+elseif out[2] == '' then
   local first = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
   if #first > 0 then out[1] = first[2] end
 end

@@ -3,9 +3,11 @@
 local now = tonumber(ARGV[2])
 local maxStalls = tonumber(ARGV[3])
 local recovered, deadLettered = 0, 0
-local expired = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', ARGV[2], 'LIMIT', 0, 500)
+-- Leases end by Redis's clock (see redisTime); `now` (the caller's) stamps what this pass writes.
+local expired = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', fmt(redisTime()), 'LIMIT', 0, 500)
 if #expired > 0 then
   local records = takeRecords(ACTIVE, expired)
+  redis.call('HDEL', LEASES, unpack(expired))
   for i, id in ipairs(expired) do
     if records[i] then
       local record = decodeRecord(records[i])

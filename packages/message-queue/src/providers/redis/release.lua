@@ -1,9 +1,11 @@
 -- Puts leased jobs back at the front of waiting (graceful close); one cancelled while active is
--- dead-lettered as cancelled instead. ARGV: prefix, now, then id, priority, group
+-- dead-lettered as cancelled instead. A job whose lease is no longer the caller's (another
+-- worker holds it) is left alone. ARGV: prefix, now, then id, priority, group, lease token
 local now = tonumber(ARGV[2])
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 4 do
   local id = ARGV[i]
-  if redis.call('ZREM', ACTIVE, id) == 1 then
+  if ownsLease(id, ARGV[i + 3]) and redis.call('ZREM', ACTIVE, id) == 1 then
+    redis.call('HDEL', LEASES, id)
     if redis.call('ZREM', CANCELLED, id) == 1 then
       local err = cancelError(id, now)
       redis.call('HSET', P .. 'derr', id, err)
