@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { delay, ManualClock, TimeoutError, withDeadline } from '../src/index.js';
 
 describe('withDeadline', () => {
@@ -39,5 +39,42 @@ describe('ManualClock', () => {
     clock.advance(50);
     expect(clock.now()).toBe(150);
     expect(() => clock.advance(-1)).toThrow(RangeError);
+  });
+});
+
+describe('deadlines beyond the 32-bit timer range', () => {
+  // setTimeout clamps a delay above 2^31 − 1 ms to 1 ms: a 25-day deadline must not fire at once.
+  const longMs = 2 ** 31 + 10;
+
+  it('withDeadline waits the whole deadline', async () => {
+    vi.useFakeTimers();
+    try {
+      let outcome = 'pending';
+      withDeadline(new Promise<number>(() => {}), longMs, 'long op').catch((error: unknown) => {
+        outcome = error instanceof TimeoutError ? 'timeout' : 'other';
+      });
+      await vi.advanceTimersByTimeAsync(2 ** 31 - 1);
+      expect(outcome).toBe('pending');
+      await vi.advanceTimersByTimeAsync(20);
+      expect(outcome).toBe('timeout');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('delay waits the whole time', async () => {
+    vi.useFakeTimers();
+    try {
+      let fired = false;
+      void delay(longMs).then(() => {
+        fired = true;
+      });
+      await vi.advanceTimersByTimeAsync(2 ** 31 - 1);
+      expect(fired).toBe(false);
+      await vi.advanceTimersByTimeAsync(20);
+      expect(fired).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
