@@ -1,5 +1,24 @@
 import { TimeoutError } from './errors.js';
 
+/** The longest delay `setTimeout` honours; a longer one is clamped to 1 ms. */
+const maxTimerMs = 2 ** 31 - 1;
+
+/**
+ * `setTimeout` for any delay: one longer than {@link maxTimerMs} is run as a chain of timers, so
+ * it fires late rather than at once. Returns the function that cancels it.
+ */
+function startTimer(callback: () => void, ms: number): () => void {
+  let timer: ReturnType<typeof setTimeout>;
+  const arm = (leftMs: number): void => {
+    timer = setTimeout(
+      leftMs > maxTimerMs ? () => arm(leftMs - maxTimerMs) : callback,
+      Math.min(leftMs, maxTimerMs),
+    );
+  };
+  arm(ms);
+  return () => clearTimeout(timer);
+}
+
 /**
  * Resolves with `work`'s value, or rejects with a {@link TimeoutError} once `timeoutMs` has
  * passed, whichever comes first. The timer is cleared as soon as `work` settles, so nothing is
@@ -14,17 +33,17 @@ export function withDeadline<T>(
 ): Promise<T> {
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) return work;
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
+    const cancel = startTimer(() => {
       onTimeout?.();
       reject(new TimeoutError(operation, timeoutMs));
     }, timeoutMs);
     work.then(
       (value) => {
-        clearTimeout(timer);
+        cancel();
         resolve(value);
       },
       (error: unknown) => {
-        clearTimeout(timer);
+        cancel();
         reject(error);
       },
     );
@@ -38,12 +57,12 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
       reject(signal.reason);
       return;
     }
-    const timer = setTimeout(() => {
+    const cancel = startTimer(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
     const onAbort = (): void => {
-      clearTimeout(timer);
+      cancel();
       reject(signal?.reason);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
