@@ -78,3 +78,14 @@ describe('deadlines beyond the 32-bit timer range', () => {
     }
   });
 });
+
+describe('withDeadline with an onTimeout that throws', () => {
+  it('still rejects with TimeoutError, carrying the thrown error as cause', async () => {
+    const thrown = new Error('abort failed');
+    const error = await withDeadline(new Promise<number>(() => {}), 5, 'op', () => {
+      throw thrown;
+    }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as TimeoutError).cause).toBe(thrown);
+  });
+});
