@@ -23,7 +23,9 @@ function startTimer(callback: () => void, ms: number): () => void {
  * Resolves with `work`'s value, or rejects with a {@link TimeoutError} once `timeoutMs` has
  * passed, whichever comes first. The timer is cleared as soon as `work` settles, so nothing is
  * left behind; it is not unref'd: a caller awaiting the answer gets it (at the latest a
- * TimeoutError) rather than a process that exits under it with the await unsettled. `work` itself is not cancelled: pass `onTimeout` to abort it.
+ * TimeoutError) rather than a process that exits under it with the await unsettled. `work` itself is not cancelled: pass `onTimeout` to abort it (if it throws, the
+ * TimeoutError carries that error as `cause`). A `timeoutMs` of 0, below 0 or not finite means no
+ * deadline: `work` is returned as is.
  */
 export function withDeadline<T>(
   work: Promise<T>,
@@ -34,8 +36,14 @@ export function withDeadline<T>(
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) return work;
   return new Promise<T>((resolve, reject) => {
     const cancel = startTimer(() => {
-      onTimeout?.();
-      reject(new TimeoutError(operation, timeoutMs));
+      // A throwing onTimeout must not leave the caller awaiting forever (nor crash the process).
+      let abortError: unknown;
+      try {
+        onTimeout?.();
+      } catch (error) {
+        abortError = error;
+      }
+      reject(new TimeoutError(operation, timeoutMs, { cause: abortError }));
     }, timeoutMs);
     work.then(
       (value) => {
