@@ -51,6 +51,22 @@ describe('GaugeShare', () => {
   });
 });
 
+describe('GaugeShare with a value that is not finite', () => {
+  it('ignores it, so the shared gauge is not NaN from then on', async () => {
+    const registry = new Registry();
+    const gauge = new MetricsFactory('nan', registry).gauge('size', 'size');
+    const share = new GaugeShare(gauge);
+    const other = new GaugeShare(gauge);
+    other.set(2);
+    share.set(Number.NaN);
+    share.set(Number.POSITIVE_INFINITY);
+    share.set(3);
+    expect(await registry.metrics()).toContain('noa_nan_size 5');
+    share.release();
+    expect(await registry.metrics()).toContain('noa_nan_size 2');
+  });
+});
+
 describe('MetricsFactory with a metric already on the registry under another shape', () => {
   // Found at construction, naming the metric, rather than on the first observation of a hot path.
   it('throws a ConfigError for other label names', () => {
