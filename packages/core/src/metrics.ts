@@ -138,9 +138,12 @@ export class GaugeShare<L extends string = string> {
     this.#labels = labels;
   }
 
-  /** This instance's value now (ignored after {@link release}). */
+  /**
+   * This instance's value now (ignored after {@link release}). A value that is not finite is
+   * ignored: added to the shared gauge it would make the sum NaN for every instance, for good.
+   */
   set(value: number): void {
-    if (this.#released || value === this.#value) return;
+    if (this.#released || value === this.#value || !Number.isFinite(value)) return;
     this.#gauge.inc(this.#labels, value - this.#value);
     this.#value = value;
   }
