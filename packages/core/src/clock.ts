@@ -42,11 +42,12 @@ export class ManualClock implements Clock {
 export class CoarseClock implements Clock {
   #now = 0;
   #left = 0;
-  #armed = false;
+  /** The `setImmediate` that will forget the reading, or undefined when none is pending. */
+  #armedWith: typeof setImmediate | undefined;
   readonly #maxReuse: number;
   readonly #forget = (): void => {
     this.#left = 0;
-    this.#armed = false;
+    this.#armedWith = undefined;
   };
 
   constructor(maxReuse = 16) {
@@ -61,8 +62,10 @@ export class CoarseClock implements Clock {
     }
     this.#now = Date.now();
     this.#left = this.#maxReuse;
-    if (!this.#armed && this.#maxReuse > 0) {
-      this.#armed = true;
+    // Armed through another setImmediate than today's: fake timers were installed or removed
+    // since, and removing them drops their pending callbacks, so arm again with the current one.
+    if (this.#armedWith !== setImmediate && this.#maxReuse > 0) {
+      this.#armedWith = setImmediate;
       // `unref?.`: fake-timer libraries may return a handle without it.
       setImmediate(this.#forget).unref?.();
     }
