@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { ConfigError, NoaError, parseOptions, TimeoutError } from '../src/index.js';
 
@@ -50,5 +50,25 @@ describe('errors', () => {
     expect(error.cause).toBe(cause);
     expect(error.details).toEqual({ operation: 'redis EVALSHA', timeoutMs: 25, key: 'k' });
     expect(error.name).toBe('TimeoutError');
+  });
+});
+
+describe('errors from a second copy of @noa/core (dual install)', () => {
+  // A service can end up with two copies (its own @noa/core and a package's): branching with
+  // instanceof on errors the other copy threw must still work.
+  it('are instances of this copy’s classes of the same name, and only of those', async () => {
+    vi.resetModules();
+    const other = await import('../src/errors.js');
+    expect(other.TimeoutError).not.toBe(TimeoutError);
+    const timeout = new other.TimeoutError('op', 5);
+    expect(timeout).toBeInstanceOf(TimeoutError);
+    expect(timeout).toBeInstanceOf(NoaError);
+    expect(timeout).not.toBeInstanceOf(ConfigError);
+    expect(new TimeoutError('op', 5)).toBeInstanceOf(other.NoaError);
+    const config = new other.ConfigError('thing', [{ path: 'limit', message: 'bad' }]);
+    expect(config).toBeInstanceOf(ConfigError);
+    expect(config).not.toBeInstanceOf(TimeoutError);
+    expect(new Error('plain')).not.toBeInstanceOf(NoaError);
+    expect(null).not.toBeInstanceOf(NoaError);
   });
 });
