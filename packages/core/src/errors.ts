@@ -8,6 +8,20 @@ export interface NoaErrorOptions {
   details?: Record<string, unknown>;
 }
 
+/** Shared by every copy of @noa/core (a registered symbol), so a copy knows another's errors. */
+const noaErrorBrand = Symbol.for('@noa/core.NoaError');
+
+/** `value instanceof type`, or `value` is a branded error of a class (or subclass) named as `type`. */
+function isInstanceByName(type: { name: string; prototype: unknown }, value: unknown): boolean {
+  if (Function.prototype[Symbol.hasInstance].call(type, value)) return true;
+  if (typeof value !== 'object' || value === null || !(noaErrorBrand in value)) return false;
+  type Prototype = { constructor?: { name?: unknown } } | null;
+  for (let proto = Object.getPrototypeOf(value) as Prototype; proto; proto = Object.getPrototypeOf(proto)) {
+    if (proto.constructor?.name === type.name) return true;
+  }
+  return false;
+}
+
 /**
  * Base class of every error a Noa package throws. `code` is stable across releases
  * (`NOA_<WHAT>`), so callers branch on it rather than on messages.
@@ -16,6 +30,15 @@ export class NoaError extends Error {
   readonly code: string;
   readonly details: Record<string, unknown>;
 
+  /**
+   * `instanceof` also holds for errors of another copy of @noa/core (or of a package) installed
+   * twice: a branded error whose class, or one of its base classes, has this class's name.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class on the right of instanceof (a subclass too).
+    return isInstanceByName(this, value);
+  }
+
   constructor(code: string, message: string, options: NoaErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
@@ -23,6 +46,8 @@ export class NoaError extends Error {
     this.details = options.details ?? {};
   }
 }
+
+Object.defineProperty(NoaError.prototype, noaErrorBrand, { value: true });
 
 /** One problem found while validating options. `path` is the dotted field name. */
 export interface ConfigIssue {
