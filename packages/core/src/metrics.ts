@@ -108,7 +108,8 @@ export class MetricsFactory {
     if (!existing) return create([this.#registry]);
     const existingLabels = existing.labelNames ?? [];
     const sameLabels =
-      existingLabels.length === labelNames.length && labelNames.every((label) => existingLabels.includes(label));
+      existingLabels.length === labelNames.length &&
+      labelNames.every((label) => existingLabels.includes(label));
     if (existing.type !== type || !sameLabels) {
       const found = `${String(existing.type)} [${existingLabels.join(', ')}]`;
       throw new ConfigError('metrics', [

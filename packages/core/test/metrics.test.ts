@@ -72,7 +72,9 @@ describe('MetricsFactory with a metric already on the registry under another sha
   it('throws a ConfigError for other label names', () => {
     const registry = new Registry();
     new MetricsFactory('demo', registry).counter('x_total', 'X', ['result']);
-    expect(() => new MetricsFactory('demo', registry).counter('x_total', 'X', ['store'])).toThrow(ConfigError);
+    expect(() => new MetricsFactory('demo', registry).counter('x_total', 'X', ['store'])).toThrow(
+      ConfigError,
+    );
     expect(() => new MetricsFactory('demo', registry).counter('x_total', 'X', ['result'])).not.toThrow();
   });
 
