@@ -72,3 +72,25 @@ describe('errors from a second copy of @noa/core (dual install)', () => {
     expect(null).not.toBeInstanceOf(NoaError);
   });
 });
+
+describe('NoaError as JSON', () => {
+  // Errors end up in JSON logs and HTTP bodies: the message and the cause must survive.
+  it('keeps name, code, message, details and the cause chain', () => {
+    const inner = Object.assign(new Error('ECONNRESET by peer'), { code: 'ECONNRESET' });
+    const error = new TimeoutError('redis GET', 25, { cause: new NoaError('NOA_X', 'wrapped', { cause: inner }) });
+    expect(JSON.parse(JSON.stringify(error))).toEqual({
+      name: 'TimeoutError',
+      code: 'NOA_TIMEOUT',
+      message: 'redis GET did not finish within 25 ms',
+      details: { operation: 'redis GET', timeoutMs: 25 },
+      cause: {
+        name: 'NoaError',
+        code: 'NOA_X',
+        message: 'wrapped',
+        details: {},
+        cause: { name: 'Error', code: 'ECONNRESET', message: 'ECONNRESET by peer' },
+      },
+    });
+    expect(JSON.parse(JSON.stringify(new ConfigError('thing', [])))).not.toHaveProperty('cause');
+  });
+});
