@@ -45,6 +45,32 @@ export class NoaError extends Error {
     this.code = code;
     this.details = options.details ?? {};
   }
+
+  /**
+   * The error for `JSON.stringify` (JSON logs, HTTP bodies): its own fields (`name`, `code`,
+   * `details`, a subclass's) plus `message` and the `cause` chain, which are not enumerable on an
+   * Error. A cause that is not an Error is left out (it may not be serialisable).
+   */
+  toJSON(): Record<string, unknown> {
+    const json: Record<string, unknown> = {
+      ...Object.fromEntries(Object.entries(this)),
+      message: this.message,
+    };
+    if (this.cause !== undefined) json.cause = causeToJSON(this.cause);
+    return json;
+  }
+}
+
+function causeToJSON(cause: unknown): unknown {
+  if (cause instanceof NoaError) return cause.toJSON();
+  if (!(cause instanceof Error)) return undefined;
+  const { code } = cause as { code?: unknown };
+  return {
+    name: cause.name,
+    message: cause.message,
+    ...(code === undefined ? {} : { code }),
+    ...(cause.cause instanceof Error ? { cause: causeToJSON(cause.cause) } : {}),
+  };
 }
 
 Object.defineProperty(NoaError.prototype, noaErrorBrand, { value: true });
