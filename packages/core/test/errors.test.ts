@@ -77,7 +77,9 @@ describe('NoaError as JSON', () => {
   // Errors end up in JSON logs and HTTP bodies: the message and the cause must survive.
   it('keeps name, code, message, details and the cause chain', () => {
     const inner = Object.assign(new Error('ECONNRESET by peer'), { code: 'ECONNRESET' });
-    const error = new TimeoutError('redis GET', 25, { cause: new NoaError('NOA_X', 'wrapped', { cause: inner }) });
+    const error = new TimeoutError('redis GET', 25, {
+      cause: new NoaError('NOA_X', 'wrapped', { cause: inner }),
+    });
     expect(JSON.parse(JSON.stringify(error))).toEqual({
       name: 'TimeoutError',
       code: 'NOA_TIMEOUT',
