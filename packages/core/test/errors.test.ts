@@ -96,3 +96,43 @@ describe('NoaError as JSON', () => {
     expect(JSON.parse(JSON.stringify(new ConfigError('thing', [])))).not.toHaveProperty('cause');
   });
 });
+
+describe('parseOptions with a union', () => {
+  // zod says only "Invalid input" at the union: when the input is of one branch's type, that
+  // branch's own issues say what the user got wrong, at the field they wrote.
+  const schema = z
+    .object({
+      redis: z.union([
+        z
+          .string()
+          .refine((url) => url.startsWith('redis://'), { message: 'not a redis:// URL' }),
+        z.record(z.string(), z.unknown()),
+      ]),
+      limit: z.union([z.number(), z.object({ points: z.number().positive() }).strict()]).optional(),
+    })
+    .strict();
+
+  it('reports the issues of the branch the input belongs to', () => {
+    const error = captureConfigError(() =>
+      parseOptions('pool', schema, { redis: 'postgres://db', limit: { points: -1, pionts: 2 } }),
+    );
+    expect(error.fields).toEqual(['redis', 'limit.points', 'limit.pionts']);
+    expect(error.message).toContain('redis: not a redis:// URL');
+    expect(error.message).toContain('limit.pionts: unknown option');
+  });
+
+  it('keeps the union issue when the input is of no branch’s type', () => {
+    const error = captureConfigError(() => parseOptions('pool', schema, { redis: 5 }));
+    expect(error.fields).toEqual(['redis']);
+  });
+});
+
+function captureConfigError(run: () => unknown): ConfigError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error('no ConfigError thrown');
+}
