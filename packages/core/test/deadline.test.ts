@@ -89,3 +89,22 @@ describe('withDeadline with an onTimeout that throws', () => {
     expect((error as TimeoutError).cause).toBe(thrown);
   });
 });
+
+describe('withDeadline and delay at the edges', () => {
+  it('treats a timeout of 0, below 0 or not finite as no deadline (the work itself is returned)', async () => {
+    const work = new Promise<number>((resolve) => setTimeout(() => resolve(1), 20));
+    for (const timeoutMs of [0, -5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(withDeadline(work, timeoutMs, 'op')).toBe(work);
+    }
+  });
+
+  it('lets work whose timer was set first win a deadline of the same length', async () => {
+    // Node runs timers of one duration in the order they were set, so the answer is the work's.
+    const work = new Promise<string>((resolve) => setTimeout(() => resolve('work'), 20));
+    await expect(withDeadline(work, 20, 'op')).resolves.toBe('work');
+  });
+
+  it('rejects delay at once with the reason of a signal aborted before the call', async () => {
+    await expect(delay(2 ** 40, AbortSignal.abort(new Error('already')))).rejects.toThrow('already');
+  });
+});
