@@ -85,3 +85,11 @@ describe('MetricsFactory with a metric already on the registry under another sha
     expect(() => new MetricsFactory('demo', registry).histogram('y', 'Y')).toThrow(ConfigError);
   });
 });
+
+describe('MetricsFactory with a registry that is not a prom-client Registry', () => {
+  it('throws a ConfigError naming the registry option at construction', () => {
+    const notARegistry = { metrics: () => '' } as unknown as Registry;
+    expect(() => new MetricsFactory('demo', notARegistry)).toThrow(ConfigError);
+    expect(() => new MetricsFactory('demo', notARegistry)).toThrow(/registry/);
+  });
+});
