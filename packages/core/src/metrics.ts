@@ -42,6 +42,14 @@ export class MetricsFactory {
 
   /** @param packageName e.g. `rate_limiter`, giving names like `noa_rate_limiter_checks_total`. */
   constructor(packageName: string, registry?: Registry) {
+    // Duck-typed rather than instanceof, so a Registry of another prom-client copy still fits.
+    const usable = (candidate: unknown): boolean => {
+      const { getSingleMetric, registerMetric } = candidate as Partial<Registry>;
+      return typeof getSingleMetric === 'function' && typeof registerMetric === 'function';
+    };
+    if (registry !== undefined && (registry === null || typeof registry !== 'object' || !usable(registry))) {
+      throw new ConfigError('metrics', [{ path: 'registry', message: 'not a prom-client Registry' }]);
+    }
     this.#registry = registry;
     this.#prefix = `noa_${packageName}_`;
     this.enabled = registry !== undefined;

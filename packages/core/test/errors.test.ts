@@ -103,9 +103,7 @@ describe('parseOptions with a union', () => {
   const schema = z
     .object({
       redis: z.union([
-        z
-          .string()
-          .refine((url) => url.startsWith('redis://'), { message: 'not a redis:// URL' }),
+        z.string().refine((url) => url.startsWith('redis://'), { message: 'not a redis:// URL' }),
         z.record(z.string(), z.unknown()),
       ]),
       limit: z.union([z.number(), z.object({ points: z.number().positive() }).strict()]).optional(),
