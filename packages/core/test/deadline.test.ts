@@ -40,6 +40,14 @@ describe('ManualClock', () => {
     expect(clock.now()).toBe(150);
     expect(() => clock.advance(-1)).toThrow(RangeError);
   });
+
+  it('refuses a step or a time that is not finite (time would be NaN from then on)', () => {
+    const clock = new ManualClock(100);
+    expect(() => clock.advance(Number.NaN)).toThrow(RangeError);
+    expect(() => clock.advance(Number.POSITIVE_INFINITY)).toThrow(RangeError);
+    expect(() => clock.set(Number.NaN)).toThrow(RangeError);
+    expect(clock.now()).toBe(100);
+  });
 });
 
 describe('deadlines beyond the 32-bit timer range', () => {
