@@ -18,14 +18,19 @@ export class ManualClock implements Clock {
     return this.#now;
   }
 
-  /** Moves time forward by `ms` (negative values are rejected: time does not go back). */
+  /**
+   * Moves time forward by `ms` (negative values are rejected: time does not go back; so are
+   * values that are not finite, which would leave the clock at NaN or Infinity for good).
+   */
   advance(ms: number): void {
+    if (!Number.isFinite(ms)) throw new RangeError(`ManualClock cannot advance by ${ms} ms`);
     if (ms < 0) throw new RangeError('ManualClock cannot go back in time');
     this.#now += ms;
   }
 
-  /** Sets the time to `ms`. */
+  /** Sets the time to `ms` (a finite number). */
   set(ms: number): void {
+    if (!Number.isFinite(ms)) throw new RangeError(`ManualClock cannot be set to ${ms}`);
     this.#now = ms;
   }
 }
