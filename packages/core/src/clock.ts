@@ -18,14 +18,19 @@ export class ManualClock implements Clock {
     return this.#now;
   }
 
-  /** Moves time forward by `ms` (negative values are rejected: time does not go back). */
+  /**
+   * Moves time forward by `ms` (negative values are rejected: time does not go back; so are
+   * values that are not finite, which would leave the clock at NaN or Infinity for good).
+   */
   advance(ms: number): void {
+    if (!Number.isFinite(ms)) throw new RangeError(`ManualClock cannot advance by ${ms} ms`);
     if (ms < 0) throw new RangeError('ManualClock cannot go back in time');
     this.#now += ms;
   }
 
-  /** Sets the time to `ms`. */
+  /** Sets the time to `ms` (a finite number). */
   set(ms: number): void {
+    if (!Number.isFinite(ms)) throw new RangeError(`ManualClock cannot be set to ${ms}`);
     this.#now = ms;
   }
 }
@@ -42,11 +47,12 @@ export class ManualClock implements Clock {
 export class CoarseClock implements Clock {
   #now = 0;
   #left = 0;
-  #armed = false;
+  /** The `setImmediate` that will forget the reading, or undefined when none is pending. */
+  #armedWith: typeof setImmediate | undefined;
   readonly #maxReuse: number;
   readonly #forget = (): void => {
     this.#left = 0;
-    this.#armed = false;
+    this.#armedWith = undefined;
   };
 
   constructor(maxReuse = 16) {
@@ -61,8 +67,10 @@ export class CoarseClock implements Clock {
     }
     this.#now = Date.now();
     this.#left = this.#maxReuse;
-    if (!this.#armed && this.#maxReuse > 0) {
-      this.#armed = true;
+    // Armed through another setImmediate than today's: fake timers were installed or removed
+    // since, and removing them drops their pending callbacks, so arm again with the current one.
+    if (this.#armedWith !== setImmediate && this.#maxReuse > 0) {
+      this.#armedWith = setImmediate;
       // `unref?.`: fake-timer libraries may return a handle without it.
       setImmediate(this.#forget).unref?.();
     }

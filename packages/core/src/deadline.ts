@@ -1,10 +1,31 @@
 import { TimeoutError } from './errors.js';
 
+/** The longest delay `setTimeout` honours; a longer one is clamped to 1 ms. */
+const maxTimerMs = 2 ** 31 - 1;
+
+/**
+ * `setTimeout` for any delay: one longer than {@link maxTimerMs} is run as a chain of timers, so
+ * it fires late rather than at once. Returns the function that cancels it.
+ */
+function startTimer(callback: () => void, ms: number): () => void {
+  let timer: ReturnType<typeof setTimeout>;
+  const arm = (leftMs: number): void => {
+    timer = setTimeout(
+      leftMs > maxTimerMs ? () => arm(leftMs - maxTimerMs) : callback,
+      Math.min(leftMs, maxTimerMs),
+    );
+  };
+  arm(ms);
+  return () => clearTimeout(timer);
+}
+
 /**
  * Resolves with `work`'s value, or rejects with a {@link TimeoutError} once `timeoutMs` has
  * passed, whichever comes first. The timer is cleared as soon as `work` settles, so nothing is
  * left behind; it is not unref'd: a caller awaiting the answer gets it (at the latest a
- * TimeoutError) rather than a process that exits under it with the await unsettled. `work` itself is not cancelled: pass `onTimeout` to abort it.
+ * TimeoutError) rather than a process that exits under it with the await unsettled. `work` itself is not cancelled: pass `onTimeout` to abort it (if it throws, the
+ * TimeoutError carries that error as `cause`). A `timeoutMs` of 0, below 0 or not finite means no
+ * deadline: `work` is returned as is.
  */
 export function withDeadline<T>(
   work: Promise<T>,
@@ -14,17 +35,23 @@ export function withDeadline<T>(
 ): Promise<T> {
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) return work;
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      onTimeout?.();
-      reject(new TimeoutError(operation, timeoutMs));
+    const cancel = startTimer(() => {
+      // A throwing onTimeout must not leave the caller awaiting forever (nor crash the process).
+      let abortError: unknown;
+      try {
+        onTimeout?.();
+      } catch (error) {
+        abortError = error;
+      }
+      reject(new TimeoutError(operation, timeoutMs, { cause: abortError }));
     }, timeoutMs);
     work.then(
       (value) => {
-        clearTimeout(timer);
+        cancel();
         resolve(value);
       },
       (error: unknown) => {
-        clearTimeout(timer);
+        cancel();
         reject(error);
       },
     );
@@ -38,12 +65,12 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
       reject(signal.reason);
       return;
     }
-    const timer = setTimeout(() => {
+    const cancel = startTimer(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
     const onAbort = (): void => {
-      clearTimeout(timer);
+      cancel();
       reject(signal?.reason);
     };
     signal?.addEventListener('abort', onAbort, { once: true });

@@ -8,6 +8,20 @@ export interface NoaErrorOptions {
   details?: Record<string, unknown>;
 }
 
+/** Shared by every copy of @noa/core (a registered symbol), so a copy knows another's errors. */
+const noaErrorBrand = Symbol.for('@noa/core.NoaError');
+
+/** `value instanceof type`, or `value` is a branded error of a class (or subclass) named as `type`. */
+function isInstanceByName(type: { name: string; prototype: unknown }, value: unknown): boolean {
+  if (Function.prototype[Symbol.hasInstance].call(type, value)) return true;
+  if (typeof value !== 'object' || value === null || !(noaErrorBrand in value)) return false;
+  type Prototype = { constructor?: { name?: unknown } } | null;
+  for (let proto = Object.getPrototypeOf(value) as Prototype; proto; proto = Object.getPrototypeOf(proto)) {
+    if (proto.constructor?.name === type.name) return true;
+  }
+  return false;
+}
+
 /**
  * Base class of every error a Noa package throws. `code` is stable across releases
  * (`NOA_<WHAT>`), so callers branch on it rather than on messages.
@@ -16,13 +30,50 @@ export class NoaError extends Error {
   readonly code: string;
   readonly details: Record<string, unknown>;
 
+  /**
+   * `instanceof` also holds for errors of another copy of @noa/core (or of a package) installed
+   * twice: a branded error whose class, or one of its base classes, has this class's name.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class on the right of instanceof (a subclass too).
+    return isInstanceByName(this, value);
+  }
+
   constructor(code: string, message: string, options: NoaErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.details = options.details ?? {};
   }
+
+  /**
+   * The error for `JSON.stringify` (JSON logs, HTTP bodies): its own fields (`name`, `code`,
+   * `details`, a subclass's) plus `message` and the `cause` chain, which are not enumerable on an
+   * Error. A cause that is not an Error is left out (it may not be serialisable).
+   */
+  toJSON(): Record<string, unknown> {
+    const json: Record<string, unknown> = {
+      ...Object.fromEntries(Object.entries(this)),
+      message: this.message,
+    };
+    if (this.cause !== undefined) json.cause = causeToJSON(this.cause);
+    return json;
+  }
 }
+
+function causeToJSON(cause: unknown): unknown {
+  if (cause instanceof NoaError) return cause.toJSON();
+  if (!(cause instanceof Error)) return undefined;
+  const { code } = cause as { code?: unknown };
+  return {
+    name: cause.name,
+    message: cause.message,
+    ...(code === undefined ? {} : { code }),
+    ...(cause.cause instanceof Error ? { cause: causeToJSON(cause.cause) } : {}),
+  };
+}
+
+Object.defineProperty(NoaError.prototype, noaErrorBrand, { value: true });
 
 /** One problem found while validating options. `path` is the dotted field name. */
 export interface ConfigIssue {

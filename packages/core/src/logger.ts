@@ -32,13 +32,33 @@ export function fromPino(pino: PinoLike): Logger {
   };
 }
 
-/** Returns a logger whose every line carries `fields` (e.g. `{ component: 'rate-limiter' }`). */
+/** Loggers whose failure has been reported already (one process warning each, not one per line). */
+const reportedLoggers = new WeakSet<Logger>();
+
+/**
+ * Returns a logger whose every line carries `fields` (e.g. `{ component: 'rate-limiter' }`).
+ * A line the underlying logger fails to write (it throws) is dropped, reported once per logger
+ * as a process warning (`NOA_LOGGER_FAILED`): packages log from timers, where the throw would
+ * crash the process, and from request paths, where it would fail the request being logged.
+ */
 export function childLogger(logger: Logger, fields: Record<string, unknown>): Logger {
   if (logger === silentLogger) return logger;
+  const write = (level: keyof Logger, message: string, extra: Record<string, unknown> | undefined): void => {
+    try {
+      logger[level](message, { ...fields, ...extra });
+    } catch (error) {
+      if (reportedLoggers.has(logger)) return;
+      reportedLoggers.add(logger);
+      const reason = error instanceof Error ? error.message : String(error);
+      process.emitWarning(`a Noa logger threw, its lines are dropped: ${reason}`, {
+        code: 'NOA_LOGGER_FAILED',
+      });
+    }
+  };
   return {
-    debug: (message, extra) => logger.debug(message, { ...fields, ...extra }),
-    info: (message, extra) => logger.info(message, { ...fields, ...extra }),
-    warn: (message, extra) => logger.warn(message, { ...fields, ...extra }),
-    error: (message, extra) => logger.error(message, { ...fields, ...extra }),
+    debug: (message, extra) => write('debug', message, extra),
+    info: (message, extra) => write('info', message, extra),
+    warn: (message, extra) => write('warn', message, extra),
+    error: (message, extra) => write('error', message, extra),
   };
 }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { ConfigError } from './errors.js';
 
 /** Label values of one observation. */
 export type Labels<L extends string> = Partial<Record<L, string | number>>;
@@ -41,6 +42,14 @@ export class MetricsFactory {
 
   /** @param packageName e.g. `rate_limiter`, giving names like `noa_rate_limiter_checks_total`. */
   constructor(packageName: string, registry?: Registry) {
+    // Duck-typed rather than instanceof, so a Registry of another prom-client copy still fits.
+    const usable = (candidate: unknown): boolean => {
+      const { getSingleMetric, registerMetric } = candidate as Partial<Registry>;
+      return typeof getSingleMetric === 'function' && typeof registerMetric === 'function';
+    };
+    if (registry !== undefined && (registry === null || typeof registry !== 'object' || !usable(registry))) {
+      throw new ConfigError('metrics', [{ path: 'registry', message: 'not a prom-client Registry' }]);
+    }
     this.#registry = registry;
     this.#prefix = `noa_${packageName}_`;
     this.enabled = registry !== undefined;
@@ -49,6 +58,8 @@ export class MetricsFactory {
   counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): CounterMetric<L> {
     const metric = this.#metric(
       name,
+      'counter',
+      labelNames,
       (registers) => new Counter({ name: this.#prefix + name, help, labelNames, registers }),
     );
     if (!metric) return noopMetric;
@@ -58,6 +69,8 @@ export class MetricsFactory {
   gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): GaugeMetric<L> {
     const metric = this.#metric(
       name,
+      'gauge',
+      labelNames,
       (registers) => new Gauge({ name: this.#prefix + name, help, labelNames, registers }),
     );
     if (!metric) return noopMetric;
@@ -76,16 +89,45 @@ export class MetricsFactory {
   ): HistogramMetric<L> {
     const metric = this.#metric(
       name,
+      'histogram',
+      labelNames,
       (registers) => new Histogram({ name: this.#prefix + name, help, labelNames, buckets, registers }),
     );
     if (!metric) return noopMetric;
     return { observe: (labels, value) => metric.observe(labels, value) };
   }
 
-  /** The metric already on the registry under this name (another instance made it), else a new one. */
-  #metric<M>(name: string, create: (registers: Registry[]) => M): M | undefined {
+  /**
+   * The metric already on the registry under this name (another instance made it), else a new one.
+   * One of another type or label names is refused here: shared, it would throw on the first
+   * observation (`metric.set is not a function`, `label … is not included`) in a hot path.
+   */
+  #metric<M>(
+    name: string,
+    type: 'counter' | 'gauge' | 'histogram',
+    labelNames: readonly string[],
+    create: (registers: Registry[]) => M,
+  ): M | undefined {
     if (!this.#registry) return undefined;
-    return (this.#registry.getSingleMetric(this.#prefix + name) as M | undefined) ?? create([this.#registry]);
+    const fullName = this.#prefix + name;
+    const existing = this.#registry.getSingleMetric(fullName) as
+      | { type?: unknown; labelNames?: readonly string[] }
+      | undefined;
+    if (!existing) return create([this.#registry]);
+    const existingLabels = existing.labelNames ?? [];
+    const sameLabels =
+      existingLabels.length === labelNames.length &&
+      labelNames.every((label) => existingLabels.includes(label));
+    if (existing.type !== type || !sameLabels) {
+      const found = `${String(existing.type)} [${existingLabels.join(', ')}]`;
+      throw new ConfigError('metrics', [
+        {
+          path: 'registry',
+          message: `${fullName} is already registered as a ${found}, not a ${type} [${labelNames.join(', ')}]`,
+        },
+      ]);
+    }
+    return existing as M;
   }
 }
 
@@ -105,9 +147,12 @@ export class GaugeShare<L extends string = string> {
     this.#labels = labels;
   }
 
-  /** This instance's value now (ignored after {@link release}). */
+  /**
+   * This instance's value now (ignored after {@link release}). A value that is not finite is
+   * ignored: added to the shared gauge it would make the sum NaN for every instance, for good.
+   */
   set(value: number): void {
-    if (this.#released || value === this.#value) return;
+    if (this.#released || value === this.#value || !Number.isFinite(value)) return;
     this.#gauge.inc(this.#labels, value - this.#value);
     this.#value = value;
   }

@@ -47,4 +47,27 @@ describe('CoarseClock', () => {
     expect(() => new CoarseClock(-1)).toThrow(RangeError);
     expect(() => new CoarseClock(1.5)).toThrow(RangeError);
   });
+
+  it('still forgets its reading at the end of each turn after fake timers were installed and removed', async () => {
+    // The shared coarseClock outlives a test file's fake timers: a reading taken under them armed
+    // a fake setImmediate that useRealTimers() throws away, and it must not be reused for ever.
+    const clock = new CoarseClock(100);
+    vi.useFakeTimers();
+    try {
+      clock.now();
+    } finally {
+      vi.useRealTimers();
+    }
+    const spy = vi.spyOn(Date, 'now');
+    try {
+      spy.mockReturnValue(1_000);
+      for (let call = 0; call <= 100; call += 1) clock.now(); // uses up the reading taken under fake timers
+      expect(clock.now()).toBe(1_000);
+      spy.mockReturnValue(2_000);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(clock.now()).toBe(2_000);
+    } finally {
+      spy.mockRestore();
+    }
+  });
 });

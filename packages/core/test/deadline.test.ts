@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { delay, ManualClock, TimeoutError, withDeadline } from '../src/index.js';
 
 describe('withDeadline', () => {
@@ -39,5 +39,80 @@ describe('ManualClock', () => {
     clock.advance(50);
     expect(clock.now()).toBe(150);
     expect(() => clock.advance(-1)).toThrow(RangeError);
+  });
+
+  it('refuses a step or a time that is not finite (time would be NaN from then on)', () => {
+    const clock = new ManualClock(100);
+    expect(() => clock.advance(Number.NaN)).toThrow(RangeError);
+    expect(() => clock.advance(Number.POSITIVE_INFINITY)).toThrow(RangeError);
+    expect(() => clock.set(Number.NaN)).toThrow(RangeError);
+    expect(clock.now()).toBe(100);
+  });
+});
+
+describe('deadlines beyond the 32-bit timer range', () => {
+  // setTimeout clamps a delay above 2^31 − 1 ms to 1 ms: a 25-day deadline must not fire at once.
+  const longMs = 2 ** 31 + 10;
+
+  it('withDeadline waits the whole deadline', async () => {
+    vi.useFakeTimers();
+    try {
+      let outcome = 'pending';
+      withDeadline(new Promise<number>(() => {}), longMs, 'long op').catch((error: unknown) => {
+        outcome = error instanceof TimeoutError ? 'timeout' : 'other';
+      });
+      await vi.advanceTimersByTimeAsync(2 ** 31 - 1);
+      expect(outcome).toBe('pending');
+      await vi.advanceTimersByTimeAsync(20);
+      expect(outcome).toBe('timeout');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('delay waits the whole time', async () => {
+    vi.useFakeTimers();
+    try {
+      let fired = false;
+      void delay(longMs).then(() => {
+        fired = true;
+      });
+      await vi.advanceTimersByTimeAsync(2 ** 31 - 1);
+      expect(fired).toBe(false);
+      await vi.advanceTimersByTimeAsync(20);
+      expect(fired).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('withDeadline with an onTimeout that throws', () => {
+  it('still rejects with TimeoutError, carrying the thrown error as cause', async () => {
+    const thrown = new Error('abort failed');
+    const error = await withDeadline(new Promise<number>(() => {}), 5, 'op', () => {
+      throw thrown;
+    }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as TimeoutError).cause).toBe(thrown);
+  });
+});
+
+describe('withDeadline and delay at the edges', () => {
+  it('treats a timeout of 0, below 0 or not finite as no deadline (the work itself is returned)', async () => {
+    const work = new Promise<number>((resolve) => setTimeout(() => resolve(1), 20));
+    for (const timeoutMs of [0, -5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(withDeadline(work, timeoutMs, 'op')).toBe(work);
+    }
+  });
+
+  it('lets work whose timer was set first win a deadline of the same length', async () => {
+    // Node runs timers of one duration in the order they were set, so the answer is the work's.
+    const work = new Promise<string>((resolve) => setTimeout(() => resolve('work'), 20));
+    await expect(withDeadline(work, 20, 'op')).resolves.toBe('work');
+  });
+
+  it('rejects delay at once with the reason of a signal aborted before the call', async () => {
+    await expect(delay(2 ** 40, AbortSignal.abort(new Error('already')))).rejects.toThrow('already');
   });
 });

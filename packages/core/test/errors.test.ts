@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { ConfigError, NoaError, parseOptions, TimeoutError } from '../src/index.js';
 
@@ -52,3 +52,85 @@ describe('errors', () => {
     expect(error.name).toBe('TimeoutError');
   });
 });
+
+describe('errors from a second copy of @noa/core (dual install)', () => {
+  // A service can end up with two copies (its own @noa/core and a package's): branching with
+  // instanceof on errors the other copy threw must still work.
+  it('are instances of this copy’s classes of the same name, and only of those', async () => {
+    vi.resetModules();
+    const other = await import('../src/errors.js');
+    expect(other.TimeoutError).not.toBe(TimeoutError);
+    const timeout = new other.TimeoutError('op', 5);
+    expect(timeout).toBeInstanceOf(TimeoutError);
+    expect(timeout).toBeInstanceOf(NoaError);
+    expect(timeout).not.toBeInstanceOf(ConfigError);
+    expect(new TimeoutError('op', 5)).toBeInstanceOf(other.NoaError);
+    const config = new other.ConfigError('thing', [{ path: 'limit', message: 'bad' }]);
+    expect(config).toBeInstanceOf(ConfigError);
+    expect(config).not.toBeInstanceOf(TimeoutError);
+    expect(new Error('plain')).not.toBeInstanceOf(NoaError);
+    expect(null).not.toBeInstanceOf(NoaError);
+  });
+});
+
+describe('NoaError as JSON', () => {
+  // Errors end up in JSON logs and HTTP bodies: the message and the cause must survive.
+  it('keeps name, code, message, details and the cause chain', () => {
+    const inner = Object.assign(new Error('ECONNRESET by peer'), { code: 'ECONNRESET' });
+    const error = new TimeoutError('redis GET', 25, {
+      cause: new NoaError('NOA_X', 'wrapped', { cause: inner }),
+    });
+    expect(JSON.parse(JSON.stringify(error))).toEqual({
+      name: 'TimeoutError',
+      code: 'NOA_TIMEOUT',
+      message: 'redis GET did not finish within 25 ms',
+      details: { operation: 'redis GET', timeoutMs: 25 },
+      cause: {
+        name: 'NoaError',
+        code: 'NOA_X',
+        message: 'wrapped',
+        details: {},
+        cause: { name: 'Error', code: 'ECONNRESET', message: 'ECONNRESET by peer' },
+      },
+    });
+    expect(JSON.parse(JSON.stringify(new ConfigError('thing', [])))).not.toHaveProperty('cause');
+  });
+});
+
+describe('parseOptions with a union', () => {
+  // zod says only "Invalid input" at the union: when the input is of one branch's type, that
+  // branch's own issues say what the user got wrong, at the field they wrote.
+  const schema = z
+    .object({
+      redis: z.union([
+        z.string().refine((url) => url.startsWith('redis://'), { message: 'not a redis:// URL' }),
+        z.record(z.string(), z.unknown()),
+      ]),
+      limit: z.union([z.number(), z.object({ points: z.number().positive() }).strict()]).optional(),
+    })
+    .strict();
+
+  it('reports the issues of the branch the input belongs to', () => {
+    const error = captureConfigError(() =>
+      parseOptions('pool', schema, { redis: 'postgres://db', limit: { points: -1, pionts: 2 } }),
+    );
+    expect(error.fields).toEqual(['redis', 'limit.points', 'limit.pionts']);
+    expect(error.message).toContain('redis: not a redis:// URL');
+    expect(error.message).toContain('limit.pionts: unknown option');
+  });
+
+  it('keeps the union issue when the input is of no branch’s type', () => {
+    const error = captureConfigError(() => parseOptions('pool', schema, { redis: 5 }));
+    expect(error.fields).toEqual(['redis']);
+  });
+});
+
+function captureConfigError(run: () => unknown): ConfigError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error('no ConfigError thrown');
+}

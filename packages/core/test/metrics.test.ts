@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { GaugeShare, MetricsFactory } from '../src/index.js';
+import { ConfigError, GaugeShare, MetricsFactory } from '../src/index.js';
 
 describe('MetricsFactory', () => {
   it('registers prefixed metrics on the given registry', async () => {
@@ -48,5 +48,48 @@ describe('GaugeShare', () => {
     first.release();
     first.release();
     expect(await sample()).toBe(0);
+  });
+});
+
+describe('GaugeShare with a value that is not finite', () => {
+  it('ignores it, so the shared gauge is not NaN from then on', async () => {
+    const registry = new Registry();
+    const gauge = new MetricsFactory('nan', registry).gauge('size', 'size');
+    const share = new GaugeShare(gauge);
+    const other = new GaugeShare(gauge);
+    other.set(2);
+    share.set(Number.NaN);
+    share.set(Number.POSITIVE_INFINITY);
+    share.set(3);
+    expect(await registry.metrics()).toContain('noa_nan_size 5');
+    share.release();
+    expect(await registry.metrics()).toContain('noa_nan_size 2');
+  });
+});
+
+describe('MetricsFactory with a metric already on the registry under another shape', () => {
+  // Found at construction, naming the metric, rather than on the first observation of a hot path.
+  it('throws a ConfigError for other label names', () => {
+    const registry = new Registry();
+    new MetricsFactory('demo', registry).counter('x_total', 'X', ['result']);
+    expect(() => new MetricsFactory('demo', registry).counter('x_total', 'X', ['store'])).toThrow(
+      ConfigError,
+    );
+    expect(() => new MetricsFactory('demo', registry).counter('x_total', 'X', ['result'])).not.toThrow();
+  });
+
+  it('throws a ConfigError for another metric type', () => {
+    const registry = new Registry();
+    new MetricsFactory('demo', registry).counter('y', 'Y');
+    expect(() => new MetricsFactory('demo', registry).gauge('y', 'Y')).toThrow(/noa_demo_y/);
+    expect(() => new MetricsFactory('demo', registry).histogram('y', 'Y')).toThrow(ConfigError);
+  });
+});
+
+describe('MetricsFactory with a registry that is not a prom-client Registry', () => {
+  it('throws a ConfigError naming the registry option at construction', () => {
+    const notARegistry = { metrics: () => '' } as unknown as Registry;
+    expect(() => new MetricsFactory('demo', notARegistry)).toThrow(ConfigError);
+    expect(() => new MetricsFactory('demo', notARegistry)).toThrow(/registry/);
   });
 });
