@@ -11,9 +11,20 @@ export interface NoaErrorOptions {
 /** Shared by every copy of @noa/core (a registered symbol), so a copy knows another's errors. */
 const noaErrorBrand = Symbol.for('@noa/core.NoaError');
 
-/** `value instanceof type`, or `value` is a branded error of a class (or subclass) named as `type`. */
+/**
+ * core's own error classes, whose names are unique: only they match another copy's classes by
+ * name. A package's classes are matched as usual (cache-manager and connection-pool both have a
+ * `BackendUnavailableError`, and neither is the other).
+ */
+const coreClasses = new Set<unknown>();
+
+/**
+ * `value instanceof type`, or, for one of core's classes, `value` is a branded error of a class
+ * (or subclass) named as `type`.
+ */
 function isInstanceByName(type: { name: string; prototype: unknown }, value: unknown): boolean {
   if (Function.prototype[Symbol.hasInstance].call(type, value)) return true;
+  if (!coreClasses.has(type)) return false;
   if (typeof value !== 'object' || value === null || !(noaErrorBrand in value)) return false;
   type Prototype = { constructor?: { name?: unknown } } | null;
   for (let proto = Object.getPrototypeOf(value) as Prototype; proto; proto = Object.getPrototypeOf(proto)) {
@@ -31,8 +42,9 @@ export class NoaError extends Error {
   readonly details: Record<string, unknown>;
 
   /**
-   * `instanceof` also holds for errors of another copy of @noa/core (or of a package) installed
-   * twice: a branded error whose class, or one of its base classes, has this class's name.
+   * For core's classes, `instanceof` also holds for errors of another copy of @noa/core installed
+   * beside this one: a branded error whose class, or one of its base classes, has this class's
+   * name (a package's `RedisError` is an instance of either copy's `NoaError`).
    */
   static override [Symbol.hasInstance](value: unknown): boolean {
     // biome-ignore lint/complexity/noThisInStatic: `this` is the class on the right of instanceof (a subclass too).
@@ -146,3 +158,6 @@ export function parseOptions<Schema extends z.ZodType>(
   );
   throw new ConfigError(component, issues);
 }
+
+for (const type of [NoaError, ConfigError, TimeoutError, CircuitOpenError, ClosedError])
+  coreClasses.add(type);

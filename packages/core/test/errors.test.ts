@@ -73,6 +73,19 @@ describe('errors from a second copy of @noa/core (dual install)', () => {
   });
 });
 
+describe('errors of two packages with the same class name', () => {
+  // cache-manager and connection-pool both export a BackendUnavailableError: a catch that
+  // branches on one package's class must not take the other package's error for it.
+  it('are not instances of each other', () => {
+    const cache = class BackendUnavailableError extends NoaError {};
+    const pool = class BackendUnavailableError extends NoaError {};
+    const error = new pool('NOA_POOL_BACKEND_UNAVAILABLE', 'pool down');
+    expect(error).toBeInstanceOf(pool);
+    expect(error).toBeInstanceOf(NoaError);
+    expect(error).not.toBeInstanceOf(cache);
+  });
+});
+
 describe('NoaError as JSON', () => {
   // Errors end up in JSON logs and HTTP bodies: the message and the cause must survive.
   it('keeps name, code, message, details and the cause chain', () => {
