@@ -53,3 +53,21 @@ describe('RedisStore client option warnings', () => {
     expect(warningsFor(client)).toEqual([expect.stringContaining('retryDelayOnFailover > 0')]);
   });
 });
+
+describe('RedisStore with a logger that throws', () => {
+  // A logger is the application's code: its throw must not fail the store's construction (or,
+  // later, a breaker transition on a timer). Lines are dropped with one process warning.
+  it('is constructed and its warning dropped', () => {
+    const logger: Logger = {
+      debug: () => {},
+      info: () => {},
+      warn: () => {
+        throw new Error('log transport down');
+      },
+      error: () => {},
+    };
+    const client = new Redis({ lazyConnect: true });
+    expect(() => new RedisStore({ client, logger })).not.toThrow();
+    client.disconnect();
+  });
+});

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { type Logger, parseOptions, silentLogger, TimeoutError, withDeadline } from '@noa/core';
+import { childLogger, type Logger, parseOptions, silentLogger, TimeoutError, withDeadline } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AutoBlockPolicy } from '../auto-block.js';
@@ -175,7 +175,8 @@ export class RedisStore implements RateLimitStore {
       this.keysPerCall = maxGroupsPerCall;
     }
     const recommended = isCluster ? 'recommendedClusterOptions' : 'recommendedRedisOptions';
-    const logger = parsed.logger ?? silentLogger;
+    // The application's logger: a throw of its own must not fail the store (childLogger drops it).
+    const logger = childLogger(parsed.logger ?? silentLogger, { component: 'rate-limiter' });
     this.#library = new CheckFunctionLibrary(
       parsed.client,
       logger,
