@@ -49,7 +49,9 @@ if #settle > 0 then
       current = redis.call('ZREM', (waitKey(s.g)), id) + redis.call('ZREM', DELAYED, id) > 0
     end
     if not current then
-      -- refused: see above
+      -- Refused: see above. Reported as stale too when another run finished the job, so the late
+      -- worker reports no second outcome of it.
+      if not held[i] then stale[#stale + 1] = id end
     elseif s.k == 'c' then
       if s.rm then
         redis.call('DEL', P .. 'j:' .. id)
