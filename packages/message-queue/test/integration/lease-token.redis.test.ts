@@ -41,4 +41,40 @@ describe.skipIf(!redis.reachable)('Redis lease tokens', () => {
     expect(info?.result).toBe('ok');
     await provider.close();
   });
+
+  it("a lease whose job the previous version's maintain requeued (its token left behind) settles the job once, off the queue", async () => {
+    const connection = redis.connect();
+    const provider = new RedisProvider({ connection });
+    const queue = new Queue({ name: uniqueName('rolling-lease'), provider });
+    const { id } = await queue.add('rolling', null);
+    const lease = (now: number) => ({
+      fetch: 1,
+      leaseUntil: now + 60_000,
+      now,
+      promoteDelayed: false,
+      groupWeights: {},
+      defaultGroupWeight: 1,
+    });
+    const [record] = (await provider.exchange(queue.name, { settle: [], ...lease(Date.now()) })).jobs;
+    expect(record?.lease).toBeDefined();
+    // During a rolling deploy, a process of the previous version recovers the stalled lease: it
+    // moves the job from active back to waiting and knows nothing of the `leases` hash.
+    const prefix = `noa:mq:{${queue.name}}:`;
+    const score = await connection.zscore(`${prefix}active`, id);
+    expect(await connection.zrem(`${prefix}active`, id)).toBe(1);
+    await connection.zadd(`${prefix}wait`, '0', id);
+    expect(await connection.hget(`${prefix}leases`, id)).toBe(record!.lease);
+    expect(score).not.toBeNull();
+    // The stalled worker (this version) completes its try late: one outcome, taken off the queue.
+    const now = Date.now();
+    await provider.exchange(queue.name, {
+      settle: [{ kind: 'complete', record: record!, result: 'late' }],
+      ...lease(now),
+      fetch: 0,
+    });
+    expect(await queue.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1 });
+    expect((await queue.getJob(id))?.state).toBe('completed');
+    expect(await connection.hlen(`${prefix}leases`)).toBe(0);
+    await provider.close();
+  });
 });
