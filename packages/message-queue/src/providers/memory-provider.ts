@@ -277,13 +277,15 @@ export class MemoryProvider implements QueueProvider {
   #settle(queue: MemoryQueue, settlement: Settlement, now: number): boolean {
     const id = settlement.record.id;
     const entry = queue.entries.get(id);
-    if (!entry) return true;
+    // Gone (retention, removeOnComplete of another run) or finished by another run: a stalled
+    // worker's late outcome, refused like one while another worker runs the job.
+    if (!entry) return false;
     // A stalled worker's late outcome while another worker runs the job: it must not touch that run.
     if (entry.state === 'active' && settlement.record.lease !== entry.lease) return false;
+    if (entry.state !== 'active' && entry.state !== 'waiting' && entry.state !== 'delayed') return false;
     const wasActive = queue.active.delete(id);
     delete entry.cancelled;
     delete entry.lease;
-    if (!wasActive && entry.state !== 'waiting' && entry.state !== 'delayed') return true;
     if (!wasActive) {
       // A stale worker settles a job that stalled and was requeued: take it off the queue.
       if (entry.state === 'waiting') queue.waitingCount -= 1;

@@ -802,7 +802,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           'both recovered and completed',
         );
         const now = Date.now();
-        await provider.exchange(queue.name, {
+        const late = await provider.exchange(queue.name, {
           settle: stale.jobs.map((record) => ({
             kind: 'fail' as const,
             record: {
@@ -819,6 +819,9 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           groupWeights: {},
           defaultGroupWeight: 1,
         });
+        // Refused, and said so: the late worker must not report a failure (or a dead-letter) of
+        // jobs another run completed.
+        expect([...(late.stale ?? [])].sort()).toEqual([id, lastId].sort());
         await sleep(500);
         expect(runs.sort()).toEqual([id, lastId].sort());
         expect(await queue.counts()).toMatchObject({

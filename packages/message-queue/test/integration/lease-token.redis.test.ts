@@ -1,6 +1,7 @@
 import { uniqueName } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Queue, RedisProvider } from '../../src/index.js';
+import { Queue, RedisProvider, Worker } from '../../src/index.js';
+import { waitFor } from '../helpers.js';
 import { redisContext } from './redis-context.js';
 
 const redis = await redisContext();
@@ -39,6 +40,87 @@ describe.skipIf(!redis.reachable)('Redis lease tokens', () => {
     const info = await queue.getJob(id);
     expect(info?.state).toBe('completed');
     expect(info?.result).toBe('ok');
+    await provider.close();
+  });
+
+  it("a lease whose job the previous version's maintain requeued (its token left behind) settles the job once, off the queue", async () => {
+    const connection = redis.connect();
+    const provider = new RedisProvider({ connection });
+    const queue = new Queue({ name: uniqueName('rolling-lease'), provider });
+    const { id } = await queue.add('rolling', null);
+    const lease = (now: number) => ({
+      fetch: 1,
+      leaseUntil: now + 60_000,
+      now,
+      promoteDelayed: false,
+      groupWeights: {},
+      defaultGroupWeight: 1,
+    });
+    const [record] = (await provider.exchange(queue.name, { settle: [], ...lease(Date.now()) })).jobs;
+    expect(record?.lease).toBeDefined();
+    // During a rolling deploy, a process of the previous version recovers the stalled lease: it
+    // moves the job from active back to waiting and knows nothing of the `leases` hash.
+    const prefix = `noa:mq:{${queue.name}}:`;
+    const score = await connection.zscore(`${prefix}active`, id);
+    expect(await connection.zrem(`${prefix}active`, id)).toBe(1);
+    await connection.zadd(`${prefix}wait`, '0', id);
+    expect(await connection.hget(`${prefix}leases`, id)).toBe(record!.lease);
+    expect(score).not.toBeNull();
+    // The stalled worker (this version) completes its try late: one outcome, taken off the queue.
+    const now = Date.now();
+    await provider.exchange(queue.name, {
+      settle: [{ kind: 'complete', record: record!, result: 'late' }],
+      ...lease(now),
+      fetch: 0,
+    });
+    expect(await queue.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1 });
+    expect((await queue.getJob(id))?.state).toBe('completed');
+    expect(await connection.hlen(`${prefix}leases`)).toBe(0);
+    await provider.close();
+  });
+
+  it('keeps a token only for active jobs through completion, removal, failure, cancel, redrive and retention', async () => {
+    const connection = redis.connect();
+    const provider = new RedisProvider({ connection });
+    const queue = new Queue({ name: uniqueName('lease-leak'), provider });
+    const prefix = `noa:mq:{${queue.name}}:`;
+    await queue.addBulk(
+      Array.from({ length: 300 }, (_, n) => ({
+        name: 'mixed',
+        data: n,
+        options: { attempts: 1, removeOnComplete: n % 3 === 0 },
+      })),
+    );
+    const cancelMe = await queue.add('cancelled-while-active', -1);
+    let settled = 0;
+    const worker = new Worker<number, number>({
+      queue: queue as Queue<number>,
+      concurrency: 20,
+      handler: async (job) => {
+        if (job.data === -1) {
+          await queue.cancel(job.id);
+          await new Promise((resolve) => job.signal.addEventListener('abort', resolve));
+          throw job.signal.reason;
+        }
+        if (job.data % 5 === 0) throw new Error('to the DLQ');
+        return job.data;
+      },
+    });
+    worker.on('completed', () => {
+      settled += 1;
+    });
+    worker.on('failed', () => {
+      settled += 1;
+    });
+    await waitFor(() => settled === 301, 20_000, 'every job to settle');
+    expect(await queue.dlq.retryAll()).toBeGreaterThan(0);
+    await waitFor(async () => (await queue.counts()).waiting === 0, 20_000, 'the redriven jobs');
+    await waitFor(async () => (await queue.counts()).active === 0, 20_000, 'no job active');
+    await worker.close();
+    expect(await connection.hlen(`${prefix}leases`)).toBe(0);
+    await queue.clean({ completedCount: 0, completedAgeMs: 0, deadCount: 0, deadAgeMs: 0 });
+    expect(await connection.hlen(`${prefix}leases`)).toBe(0);
+    expect(await connection.exists(`${prefix}j:${cancelMe.id}`)).toBe(0);
     await provider.close();
   });
 });

@@ -152,6 +152,62 @@ describe.skipIf(!reachable)('RabbitMQ with a Redis job state store, across proce
     expect(seen).toEqual([id]);
   });
 
+  it("a stalled process's refused late outcome frees its prefetch slot while another process runs the job", async () => {
+    const { first, second, name } = pair();
+    const exchange = (settle: Parameters<RabbitMqProvider['exchange']>[1]['settle'], fetch: number) =>
+      first.exchange(name, {
+        settle,
+        fetch,
+        leaseUntil: Date.now() + 150,
+        now: Date.now(),
+        promoteDelayed: true,
+        groupWeights: {},
+        defaultGroupWeight: 1,
+      });
+    const queue = new Queue({ name, provider: second });
+    const { id } = await queue.add('contended', null);
+    // The first process fetches one job at a time: its consumer's prefetch window is 1.
+    const leased = await exchange([], 1);
+    expect(leased.jobs.map((job) => job.id)).toEqual([id]);
+    let letSecondFinish = (): void => {};
+    const secondMayFinish = new Promise<void>((resolve) => {
+      letSecondFinish = resolve;
+    });
+    const seen: string[] = [];
+    track(
+      new Worker({
+        queue,
+        leaseMs: 2_000,
+        maintenanceIntervalMs: 100,
+        handler: async (job) => {
+          seen.push(job.id);
+          await secondMayFinish;
+        },
+      }),
+    );
+    await waitFor(() => seen.length === 1, 5_000, 'the stalled job to be recovered by the second process');
+    // The first process wakes up and completes its stale try: refused, the second run untouched.
+    const late = await exchange([{ kind: 'complete', record: leased.jobs[0]!, result: 'late' }], 0);
+    expect(late.stale).toEqual([id]);
+    letSecondFinish();
+    await waitFor(async () => (await queue.getJob(id))?.state === 'completed');
+    await Promise.all(workers.splice(0).map((worker) => worker.close(200)));
+    await second.close();
+    // The refused try's delivery must be acked, or it holds the first process's only prefetch
+    // slot (until its channel closes) and no later job ever reaches it.
+    const { id: nextId } = await new Queue({ name, provider: first }).add('next', null);
+    const taken: string[] = [];
+    await waitFor(
+      async () => {
+        taken.push(...(await exchange([], 1)).jobs.map((job) => job.id));
+        return taken.length > 0;
+      },
+      5_000,
+      'the next job to reach the first process',
+    );
+    expect(taken).toEqual([nextId]);
+  });
+
   it('publishes a job that was claimed but never published (the outbox), once', async () => {
     const { second, name, prefix } = pair({ outboxTimeoutMs: 200 });
     const queue = new Queue<number>({ name, provider: second });

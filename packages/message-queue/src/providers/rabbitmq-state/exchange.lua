@@ -19,9 +19,11 @@ for _, s in ipairs(settle) do
   local key = jobKey(id)
   local job = redis.call('HMGET', key, 's', 't')
   local state = job[1]
-  if state == 'a' and s.l and s.l ~= job[2] then
+  if (state == 'a' and s.l and s.l ~= job[2]) or not state or state == 'c' or state == 'f' then
+    -- Active under a newer message, or finished (or removed) by another run: refused, and
+    -- reported, so the late worker reports no second outcome of the job.
     stale[#stale + 1] = id
-  elseif state and state ~= 'c' then
+  else
     if s.k == 'c' then
       if s.rm then
         removeJobs({id})
@@ -31,7 +33,7 @@ for _, s in ipairs(settle) do
         if s.r then redis.call('HSET', key, 'res', s.r) end
       end
       if s.par then childSettled(s.par, s.pol, id, s.r, nil, now, deadline) end
-    elseif state ~= 'f' then
+    else
       redis.call('HSET', key, 'r', s.rec)
       if s.at then
         requeue(id, state, s.rec, s.at, deadline)

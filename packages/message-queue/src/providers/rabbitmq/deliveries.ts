@@ -90,6 +90,11 @@ export class HeldDeliveries {
     return delivery?.generation === this.#generation() ? delivery : undefined;
   }
 
+  /** The held delivery of a job, if any, kept held. */
+  peek(queue: string, id: string): Delivery | undefined {
+    return this.#held.get(key(queue, id));
+  }
+
   /** Forgets the held delivery of a job and returns it, whether or not its channel is gone. */
   takeAny(queue: string, id: string): Delivery | undefined {
     const held = key(queue, id);

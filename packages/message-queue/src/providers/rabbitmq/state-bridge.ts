@@ -235,9 +235,15 @@ export class StateBridge {
     await this.publish(queue, result.publish, request.now);
     const stale = result.stale && new Set(result.stale);
     for (const settlement of request.settle) {
-      // A refused (stale) settlement's job is held, if here at all, by the run that superseded it.
-      if (stale?.has(settlement.record.id)) continue;
-      const held = this.#held.take(queue, settlement.record.id);
+      const id = settlement.record.id;
+      // A refused (stale) settlement's job may be held here by the run that superseded it: that
+      // delivery stays. Its own delivery (same token: the job was finished by a run elsewhere)
+      // is acked, or it would hold a prefetch slot until the channel closes.
+      const own = this.#held.peek(queue, id);
+      if (stale?.has(id) && (!own || String(tokenOf(own.tracked.message)) !== settlement.record.lease)) {
+        continue;
+      }
+      const held = this.#held.take(queue, id);
       if (!held) continue;
       settled(held);
       held.acks.ack(held.tracked);

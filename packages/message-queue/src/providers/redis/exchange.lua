@@ -12,17 +12,25 @@ local stale = {}
 if #settle > 0 then
   local ids = {}
   for i, s in ipairs(settle) do ids[i] = s.id end
-  -- Every active job has its lease in LEASES, so one HMGET tells owned, stale and not active.
   local held = redis.call('HMGET', LEASES, unpack(ids))
+  -- A token whose job is not active was left by a script of the previous version (its maintain
+  -- or release requeued the job without knowing LEASES): it is dropped, and the settlement is
+  -- judged as one of a job that is not active (taken off the queue, or refused if finished).
+  local active = redis.call('ZMSCORE', ACTIVE, unpack(ids))
   local present = {}
   local owned = {}
   for i, s in ipairs(settle) do
+    if held[i] and not active[i] then
+      redis.call('HDEL', LEASES, s.id)
+      held[i] = false
+    end
     if held[i] then
       -- Active under another lease: this try's worker stalled past its lease while another
       -- worker runs the job. Its outcome must not touch that run.
       present[i] = held[i] == s.l
       if present[i] then owned[#owned + 1] = s.id else stale[#stale + 1] = s.id end
-    elseif redis.call('ZREM', ACTIVE, s.id) == 1 then
+    elseif active[i] then
+      redis.call('ZREM', ACTIVE, s.id)
       -- Active without a lease token: leased before tokens existed.
       present[i] = true
       redis.call('ZREM', CANCELLED, s.id)
@@ -49,7 +57,9 @@ if #settle > 0 then
       current = redis.call('ZREM', (waitKey(s.g)), id) + redis.call('ZREM', DELAYED, id) > 0
     end
     if not current then
-      -- refused: see above
+      -- Refused: see above. Reported as stale too when another run finished the job, so the late
+      -- worker reports no second outcome of it.
+      if not held[i] then stale[#stale + 1] = id end
     elseif s.k == 'c' then
       if s.rm then
         redis.call('DEL', P .. 'j:' .. id)
