@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Cluster, Redis } from 'ioredis';
 
-/** A Lua script (`common.lua` prepended) and its SHA-1, to run by EVALSHA. */
+/** A Lua script (`shared.lua` and its folder's `common.lua` prepended) and its SHA-1, to run by EVALSHA. */
 export interface LuaScript {
   readonly source: string;
   readonly sha: string;
@@ -27,8 +27,8 @@ function scriptDirectory(folder: string, what: string): string {
 const loaded = new Map<string, Record<string, LuaScript>>();
 
 /**
- * Reads the scripts of a folder under `src/providers/` once per process (each with the folder's
- * `common.lua` prepended) and hashes them for EVALSHA. `what` names them in the error thrown
+ * Reads the scripts of a folder under `src/providers/` once per process (each with `shared.lua`
+ * and the folder's `common.lua` prepended) and hashes them for EVALSHA. `what` names them in the error thrown
  * when the folder is missing.
  */
 export function loadLuaScripts<Name extends string>(
@@ -39,7 +39,8 @@ export function loadLuaScripts<Name extends string>(
   const cached = loaded.get(folder);
   if (cached) return cached as Record<Name, LuaScript>;
   const directory = scriptDirectory(folder, what);
-  const common = readFileSync(`${directory}common.lua`, 'utf8');
+  // shared.lua sits beside the folders (src/providers/ or dist/providers/): code both stores use.
+  const common = `${readFileSync(`${directory}../shared.lua`, 'utf8')}\n${readFileSync(`${directory}common.lua`, 'utf8')}`;
   const scripts = {} as Record<Name, LuaScript>;
   for (const name of names) {
     const source = `${common}\n${readFileSync(`${directory}${name}.lua`, 'utf8')}`;

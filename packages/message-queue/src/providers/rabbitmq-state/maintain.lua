@@ -16,13 +16,13 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', INDEX.a, '-inf', ARGV[2], 'LIMIT
     local err = cancelError(id, now)
     redis.call('HSET', key, 'e', err, 'f', ARGV[2])
     move(id, 'a', 'f', now)
-    local record = decode(raw)
+    local record = decodeRecord(raw)
     if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now, deadline) end
     deadLettered = deadLettered + 1
   elseif redis.call('HINCRBY', key, 'st', 1) > maxStalls then
     redis.call('HSET', key, 'e', ARGV[8], 'f', ARGV[2])
     move(id, 'a', 'f', now)
-    local record = decode(raw)
+    local record = decodeRecord(raw)
     if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, ARGV[8], now, deadline) end
     deadLettered = deadLettered + 1
   else

@@ -12,7 +12,7 @@ for i = 3, #ARGV, 2 do
       local err = cancelError(id, now)
       redis.call('HSET', key, 'e', err, 'f', ARGV[2])
       move(id, 'a', 'f', now)
-      local record = decode(redis.call('HGET', key, 'r'))
+      local record = decodeRecord(redis.call('HGET', key, 'r'))
       -- A flow parent this releases is published by the next maintain pass (outbox deadline: now).
       if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now, now) end
     else

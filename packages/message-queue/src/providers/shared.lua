@@ -1,0 +1,22 @@
+-- Prepended to every script of both Redis-backed stores (the Redis provider's and RabbitMQ's
+-- job state), before the folder's common.lua: what both need alike.
+
+-- A stored record, decoded to read its routing fields (p, g, P). The stored string is never
+-- re-encoded: it stays byte-for-byte what Node wrote. cjson rejects the escapes of lone UTF-16
+-- surrogates (\ud800) that JSON.stringify writes for a cut emoji, which would fail the script
+-- mid-way (a delayed or stalled job taken off its set and never put back); this copy replaces
+-- them, as only routing fields are read from it.
+local function decodeRecord(raw)
+  if string.find(raw, '\\u[dD][89a-fA-F]') then
+    raw = string.gsub(raw, '\\u[dD][89a-fA-F]%x%x', '\\u003f')
+  end
+  local ok, record = pcall(cjson.decode, raw)
+  if ok then return record end
+  -- Nested deeper than cjson's default 1,000 levels (JSON.stringify goes a few thousand deep):
+  -- the limit is raised for this call only, as every script of the server shares it.
+  cjson.decode_max_depth(10000)
+  ok, record = pcall(cjson.decode, raw)
+  cjson.decode_max_depth(1000)
+  if not ok then error(record) end
+  return record
+end
