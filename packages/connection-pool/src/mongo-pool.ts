@@ -6,6 +6,7 @@ import {
   parseOptions,
   silentLogger,
   systemClock,
+  withDeadline,
 } from '@noa/core';
 import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
 import type { Registry } from 'prom-client';
@@ -233,21 +234,19 @@ export class MongoPool {
     // The driver's socket timeout alone does not bound the call: a read it retries after the
     // timeout waits again, on a new connection whose handshake the frozen server never answers.
     const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_resolve, reject) => {
-      // Not unref'd: the caller awaits the answer (as withDeadline in @noa/core).
-      timer = setTimeout(() => {
-        const error = this.#queryTimeout();
-        controller.abort(error);
-        reject(error);
-      }, timeoutMs);
-    });
+    let timedOut: QueryTimeoutError | undefined;
     try {
-      return await Promise.race([fn(controller.signal), this.#closedSignal, deadline]);
+      return await withDeadline(
+        Promise.race([fn(controller.signal), this.#closedSignal]),
+        timeoutMs,
+        'mongo run',
+        () => {
+          timedOut = this.#queryTimeout();
+          controller.abort(timedOut);
+        },
+      );
     } catch (error) {
-      throw this.#typed(error);
-    } finally {
-      clearTimeout(timer);
+      throw timedOut ?? this.#typed(error);
     }
   }
 
