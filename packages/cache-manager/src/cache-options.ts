@@ -1,4 +1,4 @@
-import { breakerOptionsSchema, type Clock, type Logger } from '@noa/core';
+import { breakerOptionsSchema, type Clock, type Logger, maxTimerMs } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { EdgePurger } from './edge-purger.js';
@@ -10,7 +10,7 @@ const positiveMs = z.number().int().positive();
  * A duration a Node timer waits for: `setTimeout` fires at once (with a warning) past
  * 2^31 - 1 ms (~24.8 days), so a larger timeout would end every call immediately.
  */
-const timerMs = positiveMs.max(2 ** 31 - 1);
+const timerMs = positiveMs.max(maxTimerMs);
 
 /**
  * Whether a namespace name keeps namespaces apart: keys are `<name>:<key>`, so a name holding

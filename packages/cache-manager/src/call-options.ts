@@ -1,4 +1,4 @@
-import { parseOptions } from '@noa/core';
+import { maxTimerMs, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import {
   getOrSetOptionsSchema,
@@ -12,7 +12,7 @@ type Rule = (value: unknown) => boolean;
 
 const positiveInt: Rule = (value) => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
 /** A timeout a Node timer can wait for (see `timerMs` in cache-options.ts). */
-const timerMs: Rule = (value) => positiveInt(value) && (value as number) <= 2 ** 31 - 1;
+const timerMs: Rule = (value) => positiveInt(value) && (value as number) <= maxTimerMs;
 const nonNegativeInt: Rule = (value) =>
   typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 const nonNegativeNumber: Rule = (value) => typeof value === 'number' && Number.isFinite(value) && value >= 0;

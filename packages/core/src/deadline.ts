@@ -1,7 +1,10 @@
 import { TimeoutError } from './errors.js';
 
-/** The longest delay `setTimeout` honours; a longer one is clamped to 1 ms. */
-const maxTimerMs = 2 ** 31 - 1;
+/**
+ * The longest delay `setTimeout` honours (about 24.8 days); Node runs a longer one after 1 ms.
+ * The bound of every option that becomes a timer.
+ */
+export const maxTimerMs = 2 ** 31 - 1;
 
 /**
  * `setTimeout` for any delay: one longer than {@link maxTimerMs} is run as a chain of timers, so

@@ -1,3 +1,4 @@
+import { maxTimerMs } from '@noa/core';
 import { z } from 'zod';
 import { backoffSchema } from './backoff.js';
 
@@ -8,12 +9,6 @@ import { backoffSchema } from './backoff.js';
 export const wellFormedString = z
   .string()
   .refine((value) => !/\p{Cs}/u.test(value), { message: 'must be well-formed Unicode (no lone surrogate)' });
-
-/**
- * Node's longest timer delay (~24.8 days): a longer one is clamped to 1 ms with a
- * TimeoutOverflowWarning, so limits and intervals past it would fire (or re-arm) every 1 ms.
- */
-export const maxTimerMs = 2 ** 31 - 1;
 
 /** Highest `priority`: RabbitMQ's recommended x-max-priority range, kept for every provider. */
 export const maxPriority = 10;

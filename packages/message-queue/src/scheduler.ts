@@ -1,6 +1,6 @@
-import { ConfigError, childLogger, type Logger, parseOptions, silentLogger } from '@noa/core';
+import { ConfigError, childLogger, type Logger, maxTimerMs, parseOptions, silentLogger } from '@noa/core';
 import { z } from 'zod';
-import { jobOptionsSchema, maxTimerMs } from './job-options.js';
+import { jobOptionsSchema } from './job-options.js';
 import type { NewJob, Queue } from './queue.js';
 import { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
 

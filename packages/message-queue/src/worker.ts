@@ -3,6 +3,7 @@ import {
   type Clock,
   childLogger,
   type Logger,
+  maxTimerMs,
   NoaError,
   parseOptions,
   silentLogger,
@@ -14,7 +15,7 @@ import { type BackoffStrategy, backoffDelay } from './backoff.js';
 import { JobCancelledError, JobTimeoutError, WorkerClosingError } from './errors.js';
 import { jobEvents, publishJobEvent } from './events.js';
 import { Job } from './job.js';
-import { maxTimerMs, wellFormedString } from './job-options.js';
+import { wellFormedString } from './job-options.js';
 import type { JobErrorEntry, JobRecord } from './job-record.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';

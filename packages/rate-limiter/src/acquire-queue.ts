@@ -1,8 +1,14 @@
-import { type Clock, ClosedError, type GaugeMetric, type HistogramMetric, type Logger } from '@noa/core';
+import {
+  type Clock,
+  ClosedError,
+  type GaugeMetric,
+  type HistogramMetric,
+  type Logger,
+  maxTimerMs,
+} from '@noa/core';
 import { z } from 'zod';
 import { AcquireError, type AcquireFailure } from './errors.js';
 import type { CheckInput } from './limiter.js';
-import { maxTimerMs } from './policy.js';
 import type { RateLimitResult } from './result.js';
 
 /** Options of `limiter.acquire()`. */

@@ -1,10 +1,11 @@
-import { breakerOptionsSchema, type Clock, type Logger } from '@noa/core';
+import { breakerOptionsSchema, type Clock, type Logger, maxTimerMs } from '@noa/core';
 import { z } from 'zod';
 import { autoBlockSchema } from './auto-block.js';
 import { isAddressOrCidr } from './ip-list.js';
 import type { MetricsRegistry } from './limiter-metrics.js';
-import { defaultLimitName, limitSchema, maxLimitsPerRule, maxTimerMs } from './policy.js';
+import { defaultLimitName, limitSchema, maxLimitsPerRule } from './policy.js';
 import { isRateLimitStore, type RateLimitStore } from './stores/store.js';
+import { isWellFormedText } from './utf16-key.js';
 
 const limitsSchema = z
   .array(limitSchema)
@@ -41,15 +42,6 @@ const roleRuleSchema = z.union([limitsSchema, z.literal('unlimited')], {
       .join('; ');
   },
 });
-/** True when `name` can be encoded into store keys (no lone UTF-16 surrogate). */
-function encodable(name: string): boolean {
-  try {
-    encodeURIComponent(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
 const cidrSchema = z.string().refine(isAddressOrCidr, 'must be an IPv4/IPv6 address or CIDR range');
 
 /** What to do when the store (Redis) is slow, down, or its breaker is open. */
@@ -69,7 +61,7 @@ export const rateLimiterOptionsSchema = z
       .record(z.string(), roleRuleSchema)
       .superRefine((roles, context) => {
         for (const role of Object.keys(roles))
-          if (!encodable(role))
+          if (!isWellFormedText(role))
             context.addIssue({
               code: 'custom',
               path: [role],

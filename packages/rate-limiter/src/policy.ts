@@ -1,3 +1,4 @@
+import { maxTimerMs } from '@noa/core';
 import { z } from 'zod';
 
 /** The algorithms a limit can use. */
@@ -20,9 +21,6 @@ export const maxSlidingLogLimit = 10_000;
  * hash, and `reset()` (which is given the key alone) deletes that many of them.
  */
 export const maxLimitsPerRule = 16;
-
-/** The longest delay `setTimeout` honours (2^31 − 1 ms, about 24.8 days); Node fires a longer one after 1 ms. */
-export const maxTimerMs = 2_147_483_647;
 
 /** One limit: `limit` points per `windowMs`, counted with `algorithm`. */
 export const limitSchema = z

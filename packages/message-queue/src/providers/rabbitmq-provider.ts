@@ -1,9 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { childLogger, type Logger, parseOptions, silentLogger, TimeoutError, withDeadline } from '@noa/core';
+import {
+  childLogger,
+  type Logger,
+  maxTimerMs,
+  parseOptions,
+  silentLogger,
+  TimeoutError,
+  withDeadline,
+} from '@noa/core';
 import type { GetMessage } from 'amqplib';
 import { z } from 'zod';
 import { BrokerUnavailableError, UnsupportedOperationError } from '../errors.js';
-import { maxTimerMs } from '../job-options.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
 import {
   allCapabilities,

@@ -1,7 +1,6 @@
-import { ClosedError, parseOptions } from '@noa/core';
+import { ClosedError, maxTimerMs, parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
-import { maxTimerMs } from '../job-options.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
 import type {
   CancelOutcome,

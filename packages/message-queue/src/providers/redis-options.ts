@@ -1,6 +1,6 @@
+import { maxTimerMs } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
-import { maxTimerMs } from '../job-options.js';
 
 /** The `connection` option of the Redis-backed classes: an ioredis 5 client or cluster. */
 export const redisConnectionOption = z.custom<Redis | Cluster>(
