@@ -39,6 +39,10 @@ class ConnectionWatch {
 
   constructor(client: RedisClient) {
     this.#readySinceClose = client.status === 'ready';
+    // A client no cache watched before may have been failing for a while: without this, its
+    // first calls were held until its next attempt failed, up to one retry delay (2 s with
+    // ioredis's default strategy), though the client had already counted failed attempts.
+    this.attemptFailed = !this.#readySinceClose && failedAttempts(client) > 0;
     client.on('ready', () => {
       this.#readySinceClose = true;
       this.attemptFailed = false;
@@ -64,6 +68,18 @@ class ConnectionWatch {
     this.#next = undefined;
     this.#wake();
   }
+}
+
+/**
+ * How many connection attempts `client` (a single node or a Cluster) has seen fail since it was
+ * last ready. ioredis counts every close since then in `retryAttempts` (reset on `ready`): the
+ * first is the drop of a working connection (or the first attempt of a client never ready), and
+ * each one after it an attempt that failed. ioredis keeps the count private, hence the cast;
+ * without it (another major version) this is 0, and calls wait for the next attempt as before.
+ */
+function failedAttempts(client: RedisClient): number {
+  const closes = (client as unknown as { retryAttempts?: unknown }).retryAttempts;
+  return typeof closes === 'number' && Number.isFinite(closes) ? Math.max(0, closes - 1) : 0;
 }
 
 const watches = new WeakMap<RedisClient, ConnectionWatch>();

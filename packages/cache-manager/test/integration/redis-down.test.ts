@@ -125,6 +125,45 @@ describe.skipIf(!hasRedisServer)('Redis down: calls degrade at once once a recon
     }
   }, 60_000);
 
+  it('a cache created on a client that has been failing for a while fails its first calls at once', async () => {
+    const server = await startPrivateRedis();
+    // A long retry delay: a fresh cache that waited for the client's next attempt stands out.
+    const redis = new Redis(server.url, { retryStrategy: () => 3_000, maxRetriesPerRequest: 1 });
+    redis.on('error', () => {});
+    let fresh: Cache | undefined;
+    try {
+      // No cache on the client yet: none watched its connection fail.
+      await nth(redis, 'ready', 1);
+      const failedAttempt = nth(redis, 'reconnecting', 2); // the drop, then a failed attempt
+      await server.kill();
+      await failedAttempt;
+      // Between two attempts: the client is known to be down, though this cache never saw it fail.
+      fresh = new Cache({
+        redis,
+        prefix: 'down:',
+        bus: false,
+        sharedStructures: false,
+        operationTimeoutMs: OPERATION_TIMEOUT_MS,
+        onBackendError: 'throw',
+      });
+      const [error, ms] = await timed(fresh.set('written-while-down', 1).catch((caught: unknown) => caught));
+      expect(error).toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
+      expect(ms, `the first call took ${ms.toFixed(0)} ms`).toBeLessThan(1_000);
+      const [read, readMs] = await timed(fresh.get('absent').catch((caught: unknown) => caught));
+      expect(read).toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
+      expect(readMs, `the second call took ${readMs.toFixed(0)} ms`).toBeLessThan(1_000);
+      // Recovery: once the client is ready again, the fresh cache's calls go through.
+      await server.restart();
+      await nth(redis, 'ready', 1);
+      await fresh.set('after', 'recovered');
+      expect(await redis.get('down:v:after')).not.toBeNull();
+    } finally {
+      await fresh?.close();
+      redis.disconnect();
+      await server.stop();
+    }
+  }, 60_000);
+
   it('a lazyConnect client not connected yet: a write made while Redis is down fails at once and never lands later', async () => {
     const server = await startPrivateRedis();
     await server.kill();
