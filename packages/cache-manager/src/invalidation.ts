@@ -41,6 +41,22 @@ async function orMissed<T>(
   }
 }
 
+/**
+ * Tells the other instances of a change whose L2 part is done; one whose L2 part failed (its
+ * deadline passed, or Redis is down) is recorded as lost instead, and sent with the other lost
+ * ones once Redis answers (see `InvalidationBus.missed`). Published at once, on a Redis that
+ * hangs its PUBLISH cost the call a second deadline after the first.
+ */
+async function publishIfDone(
+  engine: CacheEngine,
+  type: BusMessage['t'],
+  names: string[],
+  l2Done: boolean,
+): Promise<void> {
+  if (l2Done) await engine.bus?.publish(type, names);
+  else engine.bus?.missed(type, names);
+}
+
 /** Deletes keys from both tiers and tells other instances (nothing at all for no keys). */
 export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): Promise<void> {
   if (keys.length === 0) return;
@@ -52,8 +68,8 @@ export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): 
   try {
     if (!engine.tier) return;
     const tier = engine.tier;
-    await orMissed(engine, 'del', fullKeys, () => tier.delete(fullKeys));
-    await engine.bus?.publish('del', fullKeys);
+    const deleted = await orMissed(engine, 'del', fullKeys, () => tier.delete(fullKeys));
+    await publishIfDone(engine, 'del', fullKeys, deleted);
   } finally {
     announce(engine, 'delete', fullKeys);
   }
@@ -118,10 +134,12 @@ export async function deleteByTags(engine: CacheEngine, tagList: readonly string
       }
     };
     try {
-      await orMissed(engine, 'tag', tags, async () => {
-        for (const tag of tags) await tier.deleteTag(tag, carriesTag, onDeleted);
+      const done = await orMissed(engine, 'tag', tags, async () => {
+        let all = true;
+        for (const tag of tags) all = (await tier.deleteTag(tag, carriesTag, onDeleted)) && all;
+        return all;
       });
-      await engine.bus?.publish('tag', [...tags]);
+      await publishIfDone(engine, 'tag', [...tags], done);
     } catch (error) {
       announce(engine, 'delete', removedLocally);
       throw error;
@@ -172,7 +190,8 @@ export async function expireKeys(engine: CacheEngine, keys: readonly string[]): 
     // A key another write changed meanwhile is left out: that write's own `set` message
     // refreshes other instances, and ours arriving after it would mark the new value stale.
     const published = fullKeys.filter((_, index) => outcomes[index] !== 'overwritten');
-    if (published.length > 0) await engine.bus?.publish('exp', published);
+    const done = !outcomes.includes('unavailable');
+    if (published.length > 0) await publishIfDone(engine, 'exp', published, done);
   } finally {
     announce(engine, 'expire', fullKeys);
   }
@@ -202,19 +221,22 @@ export async function expireByTags(engine: CacheEngine, tagList: readonly string
     // L1's keys only), never by the tag. A key in two pages or two tags is marked by the first
     // and found already stale ('unchanged') by the next.
     const expiredInL2 = engine.listeners.expire;
+    let done = true;
     await orMissed(engine, 'exptag', tags, async () => {
       for (const tag of tags) {
-        await tier.forEachTagPage(tag, async (keys) => {
+        const read = await tier.forEachTagPage(tag, async (keys) => {
           const outcomes = await expireInL2(engine, keys, tags);
+          if (outcomes.includes('unavailable')) done = false;
           keys.forEach((key, index) => {
             if (outcomes[index] !== 'expired' || marked.has(key)) return;
             count += 1;
             if (expiredInL2) engine.events.emit('expire', expiredInL2, { key });
           });
         });
+        if (!read) done = false;
       }
     });
-    await engine.bus?.publish('exptag', [...tags]);
+    await publishIfDone(engine, 'exptag', [...tags], done);
   }
   const expired = engine.listeners.expire;
   if (expired) for (const key of marked) engine.events.emit('expire', expired, { key });
@@ -228,13 +250,13 @@ export async function clearPrefix(engine: CacheEngine, fullPrefix: string): Prom
   try {
     if (!engine.tier) return;
     const tier = engine.tier;
-    await orMissed(engine, 'clear', [fullPrefix], () => tier.clearPrefix(fullPrefix));
+    const cleared = await orMissed(engine, 'clear', [fullPrefix], () => tier.clearPrefix(fullPrefix));
     // The clear's pages take a while, and a read or write of this instance meanwhile put in L1
     // what a later page then deleted from L2: this L1 drops it again, as the others do on the
     // message (a value written meanwhile that L2 kept is only reread).
     clearL1(engine, fullPrefix);
     engine.runs.supersedePrefix(fullPrefix);
-    await engine.bus?.publish('clear', [fullPrefix]);
+    await publishIfDone(engine, 'clear', [fullPrefix], cleared);
   } finally {
     // Once both tiers are clear: a listener's write under the prefix is not cleared by the call.
     const cleared = engine.listeners.clear;

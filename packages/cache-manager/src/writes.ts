@@ -142,13 +142,18 @@ export function prepareWrite(
       announceSet(engine, fullKey);
       throw error;
     }
-    // L1 has a value L2 does not: the other instances read L2 (see `InvalidationBus.missed`).
-    if (written) engine.metrics.written(encoded.length);
-    else engine.bus?.missed('set', [fullKey]);
-    // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
-    // write costs one round trip, and other instances' L1s are evicted a moment later.
-    const published = engine.bus?.publish('set', [fullKey]);
-    if (published) engine.track(published);
+    if (written) {
+      engine.metrics.written(encoded.length);
+      // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
+      // write costs one round trip, and other instances' L1s are evicted a moment later.
+      const published = engine.bus?.publish('set', [fullKey]);
+      if (published) engine.track(published);
+    } else {
+      // L1 has a value L2 does not: the other instances read L2 (see `InvalidationBus.missed`),
+      // told once Redis answers. Published now, on a Redis that hangs the message cost one
+      // more deadline in the background (and kept close() waiting for it).
+      engine.bus?.missed('set', [fullKey]);
+    }
     announceSet(engine, fullKey);
   };
   return remote;

@@ -1,0 +1,83 @@
+import { delay, withDeadline } from '@noa/core';
+import { startPrivateRedis } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions } from '../../src/index.js';
+import { redisServerInstalled } from './redis-server.js';
+
+const hasRedisServer = redisServerInstalled('the bus-down tests');
+
+/** How long `work` took (ms), its outcome ignored; a call still running after 15 s fails the test. */
+async function duration(label: string, work: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await withDeadline(
+    work().catch(() => undefined),
+    15_000,
+    label,
+  );
+  return performance.now() - started;
+}
+
+/** Resolves once `check` holds (polled), or fails after `ms`. */
+async function eventually(check: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await delay(20);
+  }
+  expect(await check(), 'condition not met in time').toBe(true);
+}
+
+/**
+ * What a cache call can wait on the invalidation bus for while Redis does not answer: the
+ * PUBLISH after a write or an invalidation, the bus's first SUBSCRIBE (`ready()`), `close()`.
+ * Each returns within the call's deadline, and the bus still resyncs once Redis answers.
+ */
+describe.skipIf(!hasRedisServer)('invalidation bus while Redis is down', () => {
+  /** Long enough that a second deadline stands out on 2 noisy cores. */
+  const OPERATION_TIMEOUT_MS = 2_000;
+  const BOUND_MS = OPERATION_TIMEOUT_MS * 1.5;
+
+  it('Redis frozen (SIGSTOP): a write or invalidation takes one deadline, not a second one for its message', async () => {
+    const server = await startPrivateRedis();
+    const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    redis.on('error', () => {});
+    // The breaker stays closed: every call is attempted and meets the frozen server.
+    const options: CacheOptions = {
+      redis,
+      prefix: 'frozen:',
+      operationTimeoutMs: OPERATION_TIMEOUT_MS,
+      breaker: { consecutiveFailures: 1_000 },
+    };
+    const cache = new Cache(options);
+    const other = new Cache(options);
+    const received: string[] = [];
+    other.onInvalidation((message) => received.push(message.t));
+    try {
+      await Promise.all([cache.ready(), other.ready()]);
+      await cache.set('k', 1, { tags: ['t'] });
+      server.freeze();
+      const calls: [string, () => Promise<unknown>][] = [
+        ['set', () => cache.set('k', 2)],
+        ['delete', () => cache.delete('k')],
+        ['deleteByTag', () => cache.deleteByTag('t')],
+        ['expire', () => cache.expire('k')],
+        ['expireByTag', () => cache.expireByTag('t')],
+        ['clear', () => cache.clear()],
+      ];
+      for (const [label, call] of calls) {
+        const ms = await duration(label, call);
+        expect(ms, `${label} took ${ms.toFixed(0)} ms`).toBeLessThan(BOUND_MS);
+      }
+      // The invalidations were recorded as lost: once Redis answers, they are sent again.
+      server.resume();
+      await eventually(() => received.includes('del') && received.includes('tag'));
+    } finally {
+      server.resume();
+      await other.close();
+      await cache.close();
+      redis.disconnect();
+      await server.stop();
+    }
+  }, 90_000);
+});
