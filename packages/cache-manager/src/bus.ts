@@ -1,6 +1,6 @@
 import type { Logger } from '@noa/core';
 import type { Cluster } from 'ioredis';
-import { isCluster, type RedisClient } from './l2/redis-client.js';
+import { failedAttempts, isCluster, type RedisClient } from './l2/redis-client.js';
 import type { LeaseResult, RedisTier } from './l2/redis-tier.js';
 import { TickBatcher } from './l2/tick-batcher.js';
 import type { CacheMetrics } from './metrics.js';
@@ -81,6 +81,10 @@ export class InvalidationBus {
   readonly #logger: Logger;
   readonly #outbox = new TickBatcher<OutgoingMessage, undefined>((items) => this.#send(items));
   #lostConnection = false;
+  /** A SUBSCRIBE of the bus has taken effect once. */
+  #subscribed = false;
+  /** Ends the wait of {@link ready} (see `#startWithin`); undefined once it ended. */
+  #endStartWait: (() => void) | undefined;
   #closed = false;
   /** Invalidations of this instance that may not have reached Redis or the others, by kind. */
   #lost = new Map<BusMessage['t'], Set<string>>();
@@ -90,6 +94,11 @@ export class InvalidationBus {
   #resyncTimer: NodeJS.Timeout | undefined;
   /** Set while this instance waits for another's root clear (see `#resyncWithRootClear`). */
   #rootClearTimer: NodeJS.Timeout | undefined;
+  /**
+   * Resolves once the bus is subscribed or, while Redis does not answer, once its connection
+   * attempt failed or `startTimeoutMs` passed; the bus then subscribes when Redis answers and
+   * drops L1 as after a reconnect (see `#startWithin`). Never rejects.
+   */
   readonly ready: Promise<void>;
 
   constructor(options: {
@@ -104,6 +113,8 @@ export class InvalidationBus {
      * factory run that ends before then may have missed the one that changed its key.
      */
     onConnectionLost: () => void;
+    /** How long {@link ready} waits for the first SUBSCRIBE (the cache's `operationTimeoutMs`). */
+    startTimeoutMs: number;
     metrics: CacheMetrics;
     logger: Logger;
   }) {
@@ -116,9 +127,40 @@ export class InvalidationBus {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     const client = options.tier.client;
-    this.ready = isCluster(client)
-      ? this.#subscribeOnCluster(client)
-      : this.#subscribe(client.duplicate({ autoResubscribe: false }));
+    this.ready = this.#startWithin(options.startTimeoutMs);
+    if (isCluster(client)) void this.#subscribeOnCluster(client);
+    else void this.#subscribe(client.duplicate({ autoResubscribe: false }));
+  }
+
+  /**
+   * The wait of {@link ready}: until the first SUBSCRIBE takes effect, at most `timeoutMs`, and
+   * no longer once a connection attempt of the bus failed. Awaiting the SUBSCRIBE alone,
+   * `ready()` waited as long as Redis did not answer: for good on a frozen server (its
+   * connection accepted, its ready check unanswered), and as long as ioredis kept the command
+   * queued on a stopped one (forever with `maxRetriesPerRequest: null`). A bus not subscribed
+   * by then counts as one whose connection closed: L1 is dropped once its SUBSCRIBE takes
+   * effect (a value read meanwhile may have missed an invalidation), and factory runs are
+   * suspect until then, as after any reconnect.
+   */
+  #startWithin(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.#endStartWait?.(), timeoutMs);
+      timer.unref();
+      this.#endStartWait = () => {
+        this.#endStartWait = undefined;
+        clearTimeout(timer);
+        if (!this.#subscribed && !this.#closed) {
+          this.#logger.warn(
+            'invalidation bus not subscribed yet (Redis unreachable); L1 is dropped once it is',
+          );
+          if (!this.#lostConnection) {
+            this.#lostConnection = true;
+            this.#onConnectionLost();
+          }
+        }
+        resolve();
+      };
+    });
   }
 
   /**
@@ -137,13 +179,20 @@ export class InvalidationBus {
       if (this.#closed) return;
       this.#lostConnection = true;
       this.#onConnectionLost();
+      // Not subscribed yet: the attempt failed (or the connection dropped), ready() waits no more.
+      this.#endStartWait?.();
     });
     subscriber.on('ready', () => {
       if (this.#lostConnection) void this.#resubscribe(subscriber);
     });
     subscriber.on('message', (_channel: string, raw: string) => this.#receive(raw));
     return subscriber.subscribe(this.channel).then(
-      () => undefined,
+      () => {
+        this.#subscribed = true;
+        this.#endStartWait?.();
+        // Taken effect after a close (or past ready()'s wait): what L1 holds may be stale.
+        this.#resynced();
+      },
       (error: unknown) => {
         this.#logger.warn('invalidation bus could not subscribe', { error: String(error) });
       },
@@ -162,6 +211,11 @@ export class InvalidationBus {
       this.#logger.debug('invalidation bus could not subscribe again', { error: String(error) });
       return;
     }
+    this.#resynced();
+  }
+
+  /** A SUBSCRIBE took effect: after a lost connection, L1 is dropped (see {@link awaitingResync}). */
+  #resynced(): void {
     if (this.#closed || !this.#lostConnection) return;
     this.#lostConnection = false;
     this.#logger.info('invalidation bus reconnected; dropping L1 (invalidations may have been missed)');
@@ -182,15 +236,20 @@ export class InvalidationBus {
   async #subscribeOnCluster(cluster: Cluster): Promise<void> {
     if (this.#closed) return;
     if (cluster.status !== 'ready') {
-      // close() ends the wait: a Cluster that never gets ready must not hold `ready` forever.
+      // A Cluster that has failed to connect since it was last ready (or fails now) ends the
+      // wait of ready(); this one goes on until the Cluster is ready or the bus closes.
+      const failed = () => this.#endStartWait?.();
+      if (failedAttempts(cluster) > 0) failed();
       await new Promise<void>((resolve) => {
         const done = () => {
           cluster.off('ready', done);
+          cluster.off('close', failed);
           this.#stopWaitingForCluster = undefined;
           resolve();
         };
         this.#stopWaitingForCluster = done;
         cluster.once('ready', done);
+        cluster.on('close', failed);
       });
       if (this.#closed) return;
     }
@@ -421,6 +480,7 @@ export class InvalidationBus {
     clearTimeout(this.#rootClearTimer);
     clearTimeout(this.#resubscribeTimer);
     this.#stopWaitingForCluster?.();
+    this.#endStartWait?.();
     this.#subscriber?.disconnect();
   }
 

@@ -168,6 +168,7 @@ export class CacheEngine {
             } else for (const key of keys) this.l1.delete(key);
           },
           onConnectionLost: () => this.runs.connectionLost(),
+          startTimeoutMs: options.operationTimeoutMs,
           metrics: this.metrics,
           logger: this.logger,
         });

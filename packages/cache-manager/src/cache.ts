@@ -313,7 +313,10 @@ export class Cache {
   /**
    * Resolves once the invalidation bus is subscribed and the saved hot keys are loaded
    * (immediately for a memory-only cache). The cache works before that; a value written by
-   * another instance meanwhile may just be missed by this one's L1 invalidation.
+   * another instance meanwhile may just be missed by this one's L1 invalidation. While Redis
+   * does not answer it waits for the bus at most `operationTimeoutMs`, and no longer once the
+   * bus's connection attempt failed; the bus then subscribes when Redis answers and drops L1.
+   * Never rejects.
    */
   async ready(): Promise<void> {
     await this.#engine.ready;

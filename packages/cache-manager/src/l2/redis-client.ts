@@ -18,3 +18,15 @@ export function clusterResendWindowMs(client: RedisClient): number {
   const { retryDelayOnFailover = 100, maxRedirections = 16 } = client.options;
   return retryDelayOnFailover > 0 ? retryDelayOnFailover * maxRedirections : 0;
 }
+
+/**
+ * How many connection attempts `client` (a single node or a Cluster) has seen fail since it was
+ * last ready. ioredis counts every close since then in `retryAttempts` (reset on `ready`): the
+ * first is the drop of a working connection (or the first attempt of a client never ready), and
+ * each one after it an attempt that failed. ioredis keeps the count private, hence the cast;
+ * without it (another major version) this is 0, and calls wait for the next attempt as before.
+ */
+export function failedAttempts(client: RedisClient): number {
+  const closes = (client as unknown as { retryAttempts?: unknown }).retryAttempts;
+  return typeof closes === 'number' && Number.isFinite(closes) ? Math.max(0, closes - 1) : 0;
+}

@@ -8,7 +8,7 @@ import {
 import { BackendUnavailableError } from '../errors.js';
 import type { CacheMetrics } from '../metrics.js';
 import { DeadlineQueue } from './deadline-queue.js';
-import type { RedisClient } from './redis-client.js';
+import { failedAttempts, type RedisClient } from './redis-client.js';
 
 /** The failure of a call not sent because the connection is down (see {@link RedisGuard.sendOnlyWhenConnected}). */
 class NotConnectedError extends Error {
@@ -68,18 +68,6 @@ class ConnectionWatch {
     this.#next = undefined;
     this.#wake();
   }
-}
-
-/**
- * How many connection attempts `client` (a single node or a Cluster) has seen fail since it was
- * last ready. ioredis counts every close since then in `retryAttempts` (reset on `ready`): the
- * first is the drop of a working connection (or the first attempt of a client never ready), and
- * each one after it an attempt that failed. ioredis keeps the count private, hence the cast;
- * without it (another major version) this is 0, and calls wait for the next attempt as before.
- */
-function failedAttempts(client: RedisClient): number {
-  const closes = (client as unknown as { retryAttempts?: unknown }).retryAttempts;
-  return typeof closes === 'number' && Number.isFinite(closes) ? Math.max(0, closes - 1) : 0;
 }
 
 const watches = new WeakMap<RedisClient, ConnectionWatch>();

@@ -3,6 +3,7 @@ import { startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
+import { resyncWatcher } from './helpers.js';
 import { redisServerInstalled } from './redis-server.js';
 
 const hasRedisServer = redisServerInstalled('the bus-down tests');
@@ -77,6 +78,82 @@ describe.skipIf(!hasRedisServer)('invalidation bus while Redis is down', () => {
       await other.close();
       await cache.close();
       redis.disconnect();
+      await server.stop();
+    }
+  }, 90_000);
+
+  it('Redis frozen (SIGSTOP): a new cache ready() and close() take one deadline at most; the bus subscribes once Redis answers', async () => {
+    const server = await startPrivateRedis();
+    const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    redis.on('error', () => {});
+    const options: CacheOptions = {
+      redis,
+      prefix: 'frozen:',
+      operationTimeoutMs: OPERATION_TIMEOUT_MS,
+      breaker: { consecutiveFailures: 1_000 },
+    };
+    const cache = new Cache(options);
+    const { logger, resynced } = resyncWatcher();
+    let fresh: Cache | undefined;
+    try {
+      await cache.ready();
+      server.freeze();
+      // A cache started now: its bus connection connects (the kernel accepts) and hangs.
+      fresh = new Cache({ ...options, logger });
+      const readyMs = await duration('ready', () => fresh!.ready());
+      expect(readyMs, `ready() took ${readyMs.toFixed(0)} ms`).toBeLessThan(BOUND_MS);
+      // Once Redis answers, its bus subscribes, drops its L1 (it may have missed invalidations)
+      // and carries messages.
+      server.resume();
+      await eventually(resynced);
+      expect(await fresh.get('later')).toBeUndefined();
+      await cache.set('later', 'v1');
+      await fresh.get('later');
+      await cache.set('later', 'v2');
+      await eventually(() => fresh!.getLocal('later') !== 'v1');
+      expect(await fresh.get('later')).toBe('v2');
+      server.freeze();
+      const closeMs = await duration('close', () => Promise.all([cache.close(), fresh!.close()]));
+      expect(closeMs, `close() took ${closeMs.toFixed(0)} ms`).toBeLessThan(BOUND_MS);
+    } finally {
+      server.resume();
+      await cache.close();
+      await fresh?.close();
+      redis.disconnect();
+      await server.stop();
+    }
+  }, 90_000);
+
+  it('Redis stopped: a new cache ready() returns once its bus connection failed, and the bus subscribes once Redis is back', async () => {
+    const server = await startPrivateRedis();
+    // ioredis keeps a command queued for as long as the outage lasts (maxRetriesPerRequest: null).
+    const redis = new Redis(server.url, { retryStrategy: () => 100, maxRetriesPerRequest: null });
+    redis.on('error', () => {});
+    const peer = new Redis(server.url, { lazyConnect: true });
+    const { logger, resynced } = resyncWatcher();
+    let fresh: Cache | undefined;
+    let writer: Cache | undefined;
+    try {
+      await server.kill();
+      fresh = new Cache({ redis, prefix: 'stopped:', operationTimeoutMs: 10_000, logger });
+      const readyMs = await duration('ready', () => fresh!.ready());
+      expect(readyMs, `ready() took ${readyMs.toFixed(0)} ms`).toBeLessThan(5_000);
+      const closeMs = await duration('set', () => fresh!.set('k', 'local'));
+      expect(closeMs).toBeLessThan(5_000);
+      await server.restart();
+      await eventually(resynced);
+      writer = new Cache({ redis: peer, prefix: 'stopped:' });
+      await writer.ready();
+      await writer.set('k', 'v1');
+      expect(await fresh.get('k')).toBe('v1');
+      await writer.set('k', 'v2');
+      await eventually(() => fresh!.getLocal('k') !== 'v1');
+      expect(await fresh.get('k')).toBe('v2');
+    } finally {
+      await fresh?.close();
+      await writer?.close();
+      redis.disconnect();
+      peer.disconnect();
       await server.stop();
     }
   }, 90_000);
