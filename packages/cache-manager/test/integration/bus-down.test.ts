@@ -157,4 +157,45 @@ describe.skipIf(!hasRedisServer)('invalidation bus while Redis is down', () => {
       await server.stop();
     }
   }, 90_000);
+
+  it('two instances, Redis stopped and restarted on the same port: neither keeps serving what its bus missed', async () => {
+    const server = await startPrivateRedis();
+    // The writer reconnects at once, the reader 1.5 s later: a write lands in between.
+    const writerClient = new Redis(server.url, { retryStrategy: () => 50, maxRetriesPerRequest: 1 });
+    const readerClient = new Redis(server.url, { retryStrategy: () => 1_500, maxRetriesPerRequest: 1 });
+    const admin = new Redis(server.url, { retryStrategy: () => 50, maxRetriesPerRequest: 1 });
+    for (const client of [writerClient, readerClient, admin]) client.on('error', () => {});
+    const writer = new Cache({ redis: writerClient, prefix: 'restart:' });
+    const reader = new Cache({ redis: readerClient, prefix: 'restart:' });
+    const subscribers = async () =>
+      Number(((await admin.pubsub('NUMSUB', 'restart:__bus')) as [string, number])[1]);
+    try {
+      await Promise.all([writer.ready(), reader.ready()]);
+      await writer.set('k', 'v1');
+      await writer.set('lost', 'v1');
+      expect(await reader.get('k')).toBe('v1');
+      expect(await reader.get('lost')).toBe('v1');
+      await server.kill();
+      // Lost: L2 is out of reach, only the writer's L1 takes it.
+      await writer.set('lost', 'written while down');
+      expect(writer.getLocal('lost')).toBe('written while down');
+      // Back empty (no persistence), on the same port; the reader's bus is not subscribed yet.
+      await server.restart();
+      await eventually(async () => (await writerClient.ping().catch(() => '')) === 'PONG');
+      await writer.set('k', 'v2');
+      expect(await admin.get('restart:v:k')).not.toBeNull();
+      expect(await subscribers(), 'the reader subscribed before the write: nothing was missed').toBe(1);
+      // The reader missed the message of v2; once subscribed it drops its L1 and reads L2.
+      await eventually(async () => (await subscribers()) === 2);
+      await eventually(async () => (await reader.get('k')) === 'v2');
+      // The lost write is lost everywhere: neither instance serves it, nor the value it replaced.
+      await eventually(async () => (await writer.get('lost')) === undefined);
+      expect(await reader.get('lost')).toBeUndefined();
+    } finally {
+      await writer.close();
+      await reader.close();
+      for (const client of [writerClient, readerClient, admin]) client.disconnect();
+      await server.stop();
+    }
+  }, 60_000);
 });
