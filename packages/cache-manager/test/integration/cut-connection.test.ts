@@ -1,59 +1,11 @@
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { delay } from '@noa/core';
 import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
+import { CuttableProxy } from './cuttable-proxy.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 import { redisServerInstalled } from './redis-server.js';
-
-/**
- * A TCP proxy to the shared Redis that can be cut (its connections reset, new ones refused
- * while cut) and mended: one instance's network partition, while the others stay connected.
- */
-class CuttableProxy {
-  cut = false;
-  readonly #sockets = new Set<Socket>();
-  readonly #server: Server;
-  port = 0;
-
-  constructor(target: URL) {
-    this.#server = createServer((client) => {
-      if (this.cut) {
-        client.destroy();
-        return;
-      }
-      const upstream = connect(Number(target.port || 6379), target.hostname);
-      for (const socket of [client, upstream]) {
-        this.#sockets.add(socket);
-        socket.on('close', () => {
-          this.#sockets.delete(socket);
-          client.destroy();
-          upstream.destroy();
-        });
-        socket.on('error', () => {});
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-  }
-
-  async start(): Promise<void> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-    const address = this.#server.address();
-    this.port = typeof address === 'object' && address ? address.port : 0;
-  }
-
-  sever(): void {
-    this.cut = true;
-    for (const socket of this.#sockets) socket.destroy();
-  }
-
-  async close(): Promise<void> {
-    this.sever();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-  }
-}
 
 describe.skipIf(!redisUp)('one instance cut off from Redis, the others not', () => {
   const prefix = testPrefix('cm_cut');
