@@ -168,7 +168,8 @@ describe.skipIf(!hasRedisServer)('Redis down: calls degrade at once once a recon
     const server = await startPrivateRedis();
     await server.kill();
     // ioredis's default maxRetriesPerRequest (20) keeps a queued command for 20 attempts: 6 s here.
-    const redis = new Redis(server.url, { lazyConnect: true, retryStrategy: () => 300 });
+    let retryDelayMs = 300;
+    const redis = new Redis(server.url, { lazyConnect: true, retryStrategy: () => retryDelayMs });
     redis.on('error', () => {});
     // No shared structures and no bus: the write is the cache's first command on the client.
     const cache = new Cache({
@@ -187,9 +188,14 @@ describe.skipIf(!hasRedisServer)('Redis down: calls degrade at once once a recon
       expect(ms, `the write took ${ms.toFixed(0)} ms`).toBeLessThan(PROMPT_BOUND_MS);
       // Redis back: another instance writes the key; this client reconnects, and whatever it
       // had queued is sent before its PING is answered.
+      // The client must reconnect after the other's write for a queued write to land over it:
+      // its attempts are spaced out from here, and its `ready` is awaited from before the
+      // restart (awaited after, it could come first and the wait never end: seen under load).
+      retryDelayMs = 2_000;
+      const readyAgain = nth(redis, 'ready', 1);
       await server.restart();
       await other.set('down:v:lost', 'newer');
-      await nth(redis, 'ready', 1);
+      await readyAgain;
       await redis.ping();
       expect(await other.get('down:v:lost')).toBe('newer');
     } finally {
