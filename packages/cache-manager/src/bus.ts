@@ -83,8 +83,11 @@ export class InvalidationBus {
   #lostConnection = false;
   /** A SUBSCRIBE of the bus has taken effect once. */
   #subscribed = false;
-  /** Ends the wait of {@link ready} (see `#startWithin`); undefined once it ended. */
-  #endStartWait: (() => void) | undefined;
+  /**
+   * Ends the wait of {@link ready} (see `#startWithin`); undefined once it ended. `unanswered`
+   * (the default): Redis did not answer the SUBSCRIBE; false: it refused it.
+   */
+  #endStartWait: ((unanswered?: boolean) => void) | undefined;
   #closed = false;
   /** Invalidations of this instance that may not have reached Redis or the others, by kind. */
   #lost = new Map<BusMessage['t'], Set<string>>();
@@ -146,12 +149,12 @@ export class InvalidationBus {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => this.#endStartWait?.(), timeoutMs);
       timer.unref();
-      this.#endStartWait = () => {
+      this.#endStartWait = (unanswered = true) => {
         this.#endStartWait = undefined;
         clearTimeout(timer);
-        if (!this.#subscribed && !this.#closed) {
+        if (unanswered && !this.#subscribed && !this.#closed) {
           this.#logger.warn(
-            'invalidation bus not subscribed yet (Redis unreachable); L1 is dropped once it is',
+            'invalidation bus not subscribed within operationTimeoutMs (Redis slow or unreachable); L1 is dropped once it is',
           );
           if (!this.#lostConnection) {
             this.#lostConnection = true;
@@ -195,6 +198,9 @@ export class InvalidationBus {
       },
       (error: unknown) => {
         this.#logger.warn('invalidation bus could not subscribe', { error: String(error) });
+        // Refused with no connection lost (an ACL without SUBSCRIBE): no later SUBSCRIBE will
+        // take effect to end a resync, so the bus is not counted as waiting for one, as before.
+        if (!this.#lostConnection) this.#endStartWait?.(false);
       },
     );
   }

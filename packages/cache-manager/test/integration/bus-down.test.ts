@@ -198,4 +198,44 @@ describe.skipIf(!hasRedisServer)('invalidation bus while Redis is down', () => {
       await server.stop();
     }
   }, 60_000);
+
+  it('a SUBSCRIBE the server refuses (an ACL without it) ends ready() at once and leaves no resync pending', async () => {
+    const server = await startPrivateRedis();
+    const admin = new Redis(server.url);
+    await admin.acl('SETUSER', 'nosub', 'on', '>secret', '~*', '&*', '+@all', '-subscribe');
+    const url = new URL(server.url);
+    const redis = new Redis({
+      host: url.hostname,
+      port: Number(url.port),
+      username: 'nosub',
+      password: 'secret',
+    });
+    redis.on('error', () => {});
+    const warnings: string[] = [];
+    const logger = {
+      debug: () => {},
+      info: () => {},
+      warn: (message: string) => warnings.push(message),
+      error: () => {},
+    };
+    const cache = new Cache({ redis, prefix: 'acl:', operationTimeoutMs: 2_000, logger });
+    try {
+      const readyMs = await duration('ready', () => cache.ready());
+      expect(readyMs, `ready() took ${readyMs.toFixed(0)} ms`).toBeLessThan(1_000);
+      expect(warnings.some((message) => message.startsWith('invalidation bus could not subscribe'))).toBe(
+        true,
+      );
+      // Past the start deadline: the bus is not taken for one waiting to resubscribe (every
+      // factory run would be suspect for good, one more L2 read each).
+      await delay(2_500);
+      expect(warnings.filter((message) => message.includes('not subscribed within'))).toEqual([]);
+      expect(await cache.getOrSet('k', () => 'v')).toBe('v');
+      expect(cache.getLocal('k')).toBe('v');
+    } finally {
+      await cache.close();
+      redis.disconnect();
+      admin.disconnect();
+      await server.stop();
+    }
+  }, 30_000);
 });
