@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { describeIssues } from './option-issues.js';
 
 /** Options accepted by every {@link NoaError}. */
 export interface NoaErrorOptions {
@@ -145,17 +146,10 @@ export function parseOptions<Schema extends z.ZodType>(
   schema: Schema,
   input: unknown,
 ): z.output<Schema> {
-  const result = schema.safeParse(input);
+  // `reportInput` lets the messages say what was given (see describeIssues for what is echoed).
+  const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
-  // zod reports unknown keys of a strict object as one issue at the object: name each key.
-  const issues = result.error.issues.flatMap((issue) =>
-    issue.code === 'unrecognized_keys'
-      ? issue.keys.map((key) => ({
-          path: [...issue.path, key].map(String).join('.'),
-          message: 'unknown option',
-        }))
-      : [{ path: issue.path.map(String).join('.'), message: issue.message }],
-  );
+  const issues = describeIssues(result.error.issues);
   throw new ConfigError(component, issues);
 }
 

@@ -147,3 +147,177 @@ function captureConfigError(run: () => unknown): ConfigError {
   }
   throw new Error('no ConfigError thrown');
 }
+
+describe('parseOptions messages', () => {
+  // zod 4 says only "Invalid input" for a failed union or z.custom: the messages must say what is
+  // taken and what was given, without echoing secrets.
+  const message = (schema: z.ZodType, input: unknown) =>
+    captureConfigError(() => parseOptions('thing', schema, input)).message.replace(
+      'Invalid thing options: ',
+      '',
+    );
+  const isFunction = (value: unknown) => typeof value === 'function';
+  const keyKinds = ['ip', 'user', 'api-key'] as const;
+
+  it('lists what a union of literals and a z.custom takes, and what it got', () => {
+    const bare = z.object({ keyBy: z.union([z.enum(keyKinds), z.custom(isFunction)]) });
+    expect(message(bare, { keyBy: 'IP' })).toBe(
+      "keyBy: expected one of 'ip', 'user', 'api-key' or a value its check accepts, got 'IP'",
+    );
+    const named = z.object({
+      keyBy: z.union([z.enum(keyKinds), z.custom(isFunction, { message: 'a function' })]),
+    });
+    expect(message(named, { keyBy: 'IP' })).toBe(
+      "keyBy: expected one of 'ip', 'user', 'api-key' or a function, got 'IP'",
+    );
+    const sentence = z.object({
+      keyBy: z.union([z.enum(keyKinds), z.custom(isFunction, { message: 'must be a key kind or function' })]),
+    });
+    expect(message(sentence, { keyBy: 7 })).toBe(
+      "keyBy: expected one of 'ip', 'user', 'api-key' or a key kind or function, got 7",
+    );
+  });
+
+  it('lists types and literals of a union in the order of its branches', () => {
+    const prefetch = z.object({ prefetch: z.union([z.number().int().nonnegative(), z.literal('auto')]) });
+    expect(message(prefetch, { prefetch: 'max' })).toBe("prefetch: expected a number or 'auto', got 'max'");
+    const subnet = z.object({ ipv6Subnet: z.union([z.number(), z.literal(false)]) });
+    expect(message(subnet, { ipv6Subnet: true })).toBe('ipv6Subnet: expected a number or false, got true');
+    const nested = z.union([z.union([z.literal('a'), z.literal('b')]), z.null(), z.array(z.string())]);
+    expect(message(nested, {})).toBe("(root): expected one of 'a', 'b', null or an array, got an object");
+    const connection = z.object({ redis: z.union([z.string(), z.record(z.string(), z.unknown())]) });
+    expect(message(connection, { redis: 5 })).toBe('redis: expected a string or an object, got 5');
+    expect(message(connection, {})).toBe('redis: required (expected a string or an object)');
+  });
+
+  it('reports the issues of the union branch whose fields the input reached', () => {
+    const schema = z.object({
+      connection: z.union([
+        z.string().min(1),
+        z.object({ host: z.string(), port: z.number().int() }),
+        z.array(z.string()),
+      ]),
+    });
+    expect(message(schema, { connection: { host: 'db', port: '5432' } })).toBe(
+      "connection.port: expected a number, got '5432'",
+    );
+    expect(message(schema, { connection: { host: 1, port: 2 } })).toBe(
+      'connection.host: expected a string, got 1',
+    );
+    expect(message(schema, { connection: ['a', 2] })).toBe('connection.1: expected a string, got 2');
+  });
+
+  it('names the options of a discriminated union', () => {
+    const schema = z.object({
+      backoff: z.discriminatedUnion('type', [
+        z.object({ type: z.literal('exponential'), delayMs: z.number().optional() }),
+        z.object({ type: z.literal('fixed'), delayMs: z.number() }),
+      ]),
+    });
+    expect(message(schema, { backoff: { type: 'linear' } })).toBe(
+      "backoff.type: expected one of 'exponential', 'fixed', got 'linear'",
+    );
+    expect(message(schema, { backoff: {} })).toBe(
+      "backoff.type: required (expected one of 'exponential', 'fixed')",
+    );
+    expect(message(schema, { backoff: { type: 'fixed' } })).toBe(
+      'backoff.delayMs: required (expected a number)',
+    );
+  });
+
+  it('says "required" for a missing value, and what was given otherwise', () => {
+    const schema = z.object({
+      name: z.string(),
+      handler: z.custom(isFunction),
+      queue: z.custom((value) => value instanceof Map, { message: 'expected a Map' }),
+      limits: z.array(z.object({ points: z.number() })),
+    });
+    expect(message(schema, { limits: [{}] })).toBe(
+      'name: required (expected a string); handler: required; queue: required (expected a Map); limits.0.points: required (expected a number)',
+    );
+    expect(message(schema, { name: 5, handler: 'run', queue: new Set(), limits: {} })).toBe(
+      "name: expected a string, got 5; handler: invalid value, got 'run'; queue: expected a Map, got an instance of Set; limits: expected an array, got an object",
+    );
+  });
+
+  it('adds what was given to a z.custom message that says what it takes', () => {
+    const schema = z.object({
+      redis: z.custom((value) => typeof value === 'object' && value !== null, {
+        message: 'an ioredis Redis or Cluster instance',
+      }),
+    });
+    expect(message(schema, { redis: 'redis://app:hunter2@cache:6379' })).toBe(
+      'redis: expected an ioredis Redis or Cluster instance, got a URL-like string',
+    );
+    expect(message(schema, { redis: 42 })).toBe(
+      'redis: expected an ioredis Redis or Cluster instance, got 42',
+    );
+    expect(message(schema, {})).toBe('redis: required (expected an ioredis Redis or Cluster instance)');
+    const registry = z.object({
+      registry: z.custom(
+        (value) => typeof value === 'object' && value !== null,
+        'must be a prom-client Registry',
+      ),
+    });
+    expect(message(registry, { registry: 5 })).toBe('registry: must be a prom-client Registry, got 5');
+    expect(message(registry, {})).toBe('registry: required (must be a prom-client Registry)');
+  });
+
+  it('keeps a schema’s own message', () => {
+    const schema = z.object({
+      points: z.number().positive({ message: 'must be positive' }),
+      url: z.string().refine((url) => url.startsWith('redis://'), { message: 'not a redis:// URL' }),
+      role: z.union([z.array(z.number()), z.literal('unlimited')], {
+        error: () => "must be 'unlimited' or a list",
+      }),
+    });
+    expect(message(schema, { points: -1, url: 'postgres://db', role: 'none' })).toBe(
+      "points: must be positive; url: not a redis:// URL; role: must be 'unlimited' or a list",
+    );
+  });
+
+  it('never echoes secret-looking fields, URLs or long strings, and keeps the message on one line', () => {
+    const schema = z.object({
+      password: z.number(),
+      apiKey: z.enum(['a', 'b']),
+      databaseUrl: z.number(),
+      authToken: z.boolean(),
+      keyPrefix: z.number(),
+      name: z.number(),
+      note: z.number(),
+      dsn: z.object({ user: z.string() }),
+    });
+    const input = {
+      password: 'hunter2',
+      apiKey: 'sk-live-123',
+      databaseUrl: 'postgres://u:p@db/app',
+      authToken: 1234,
+      keyPrefix: 'app:\n',
+      name: 'x'.repeat(41),
+      note: 'user:pass@host',
+      dsn: 'mysql:host=db;password=secret',
+    };
+    expect(message(schema, input)).toBe(
+      [
+        'password: expected a number, got a string',
+        "apiKey: expected one of 'a', 'b', got a string",
+        'databaseUrl: expected a number, got a string',
+        'authToken: expected a boolean, got a number',
+        "keyPrefix: expected a number, got 'app:\\n'",
+        'name: expected a number, got a string of 41 characters',
+        'note: expected a number, got a URL-like string',
+        'dsn: expected an object, got a string',
+      ].join('; '),
+    );
+    expect(message(z.object({ name: z.number() }), { name: 'x'.repeat(40) })).toBe(
+      `name: expected a number, got '${'x'.repeat(40)}'`,
+    );
+  });
+
+  it('keeps zod’s own words for bounds and formats', () => {
+    const schema = z.object({ points: z.number().int().positive(), roles: z.array(z.enum(['admin'])) });
+    expect(message(schema, { points: 0, roles: ['root'] })).toBe(
+      "points: Too small: expected number to be >0; roles.0: expected 'admin', got 'root'",
+    );
+  });
+});
