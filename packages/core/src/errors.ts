@@ -94,13 +94,21 @@ export interface ConfigIssue {
   message: string;
 }
 
-/** Thrown at construction when options fail validation; the message names each bad field. */
+/**
+ * Thrown at construction when options fail validation; the message names each bad field:
+ * `Invalid <component> options: <path>: <message>; …` (a component whose name ends in "options",
+ * such as `job options`, is not followed by a second one).
+ */
 export class ConfigError extends NoaError {
   readonly issues: ConfigIssue[];
 
   constructor(component: string, issues: ConfigIssue[]) {
     const list = issues.map((issue) => `${issue.path || '(root)'}: ${issue.message}`).join('; ');
-    super('NOA_CONFIG_INVALID', `Invalid ${component} options: ${list}`, { details: { component, issues } });
+    // 'job options', 'Queue.defaultJobOptions': "options" once, not "Invalid job options options".
+    const named = /(^|[\s._-])options$/i.test(component) || /[a-z]Options$/.test(component);
+    super('NOA_CONFIG_INVALID', `Invalid ${named ? component : `${component} options`}: ${list}`, {
+      details: { component, issues },
+    });
     this.issues = issues;
   }
 

@@ -110,6 +110,30 @@ describe('NoaError as JSON', () => {
   });
 });
 
+describe('ConfigError message', () => {
+  const issues = [{ path: 'attempts', message: 'expected a number' }];
+
+  it('says "options" once when the component is named for its options', () => {
+    expect(new ConfigError('job options', issues).message).toBe(
+      'Invalid job options: attempts: expected a number',
+    );
+    expect(new ConfigError('Queue.defaultJobOptions', issues).message).toBe(
+      'Invalid Queue.defaultJobOptions: attempts: expected a number',
+    );
+    expect(new ConfigError('Scheduler job Options', issues).message).toBe(
+      'Invalid Scheduler job Options: attempts: expected a number',
+    );
+    expect(new ConfigError('Worker', issues).message).toBe(
+      'Invalid Worker options: attempts: expected a number',
+    );
+    // A name merely ending in the letters is not one.
+    expect(new ConfigError('coptions', issues).message).toBe(
+      'Invalid coptions options: attempts: expected a number',
+    );
+    expect(new ConfigError('job options', issues).details).toEqual({ component: 'job options', issues });
+  });
+});
+
 describe('parseOptions with a union', () => {
   // zod says only "Invalid input" at the union: when the input is of one branch's type, that
   // branch's own issues say what the user got wrong, at the field they wrote.
