@@ -157,7 +157,7 @@ export function parseOptions<Schema extends z.ZodType>(
   // `reportInput` lets the messages say what was given (see describeIssues for what is echoed).
   const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
-  const issues = describeIssues(result.error.issues);
+  const issues = describeIssues(result.error.issues, input);
   throw new ConfigError(component, issues);
 }
 

@@ -20,17 +20,40 @@ const maxListedValues = 12;
  * got 5`, `'must be a function'` becomes `must be a function, got 5`. Values are echoed only when
  * short and neither of a secret-looking field (password, token, key, url…) nor URL-like.
  */
-export function describeIssues(issues: readonly Issue[], base: readonly PropertyKey[] = []): ConfigIssue[] {
+export function describeIssues(
+  issues: readonly Issue[],
+  input: unknown,
+  base: readonly PropertyKey[] = [],
+): ConfigIssue[] {
   return issues.flatMap((issue) => {
     const path = [...base, ...issue.path];
     if (issue.code === 'unrecognized_keys')
       return issue.keys.map((key) => ({ path: dotted([...path, key]), message: 'unknown option' }));
     if (issue.code === 'invalid_union' && isDefault(issue)) {
       const deep = deepestBranch(issue.errors);
-      if (deep) return describeIssues(deep, path);
+      if (deep) return describeIssues(deep, input, path);
     }
-    return [{ path: dotted(path), message: describe(issue, path) }];
+    // A refine of an object (with `path`) or a superRefine's issue carries the whole object as
+    // its input: what the user gave is the value at the issue's path.
+    const seen = issue.code === 'custom' ? withFieldValue(issue, input, path) : issue;
+    return [{ path: dotted(path), message: describe(seen, path) }];
   });
+}
+
+/** `issue` with `input` set to the value at `path` in `root`, or without `input` if there is none. */
+function withFieldValue(issue: Issue, root: unknown, path: readonly PropertyKey[]): Issue {
+  const { input: _, ...rest } = issue;
+  let value = root;
+  try {
+    for (const [index, segment] of path.entries()) {
+      if (typeof value !== 'object' || value === null) return rest as Issue;
+      if (index < path.length - 1 && !(segment in value)) return rest as Issue;
+      value = (value as Record<PropertyKey, unknown>)[segment];
+    }
+  } catch {
+    return rest as Issue; // a throwing getter or proxy: say nothing of the value
+  }
+  return { ...rest, input: value } as Issue;
 }
 
 function describe(issue: Issue, path: readonly PropertyKey[]): string {

@@ -300,6 +300,31 @@ describe('parseOptions messages', () => {
     );
   });
 
+  it('does not take the value a refine of an object saw for the value of the field it names', () => {
+    // A refine on an object with `path` (or a superRefine's issue) carries the whole object.
+    const schema = z
+      .object({ min: z.number(), max: z.number().optional() })
+      .refine((range) => range.max === undefined || range.max >= range.min, {
+        message: 'a number no less than min',
+        path: ['max'],
+      })
+      .superRefine((range, context) => {
+        if (range.min < 0) context.addIssue({ code: 'custom', path: ['min'], message: 'must be at least 0' });
+        if (range.min === -2) context.addIssue({ code: 'custom', path: ['min'] });
+      });
+    expect(message(schema, { min: 3, max: 1 })).toBe('max: expected a number no less than min, got 1');
+    expect(message(schema, { min: -2 })).toBe('min: must be at least 0, got -2; min: invalid value, got -2');
+    const nested = z.object({
+      limits: z.array(z.object({ points: z.number() })).superRefine((limits, context) => {
+        if (limits.length > 1)
+          context.addIssue({ code: 'custom', path: [1], message: 'a limit unlike the first' });
+      }),
+    });
+    expect(message(nested, { limits: [{ points: 1 }, { points: 1 }] })).toBe(
+      'limits.1: expected a limit unlike the first, got an object',
+    );
+  });
+
   it('never echoes secret-looking fields, URLs or long strings, and keeps the message on one line', () => {
     const schema = z.object({
       password: z.number(),
