@@ -105,18 +105,29 @@ function isDefault(issue: Issue): boolean {
 }
 
 /**
- * The branch of a failed union that got past the top level (the input was of its type, a field
- * within was wrong): the one whose issue lies deepest, first on a tie. Its issues say what the user
- * got wrong better than a list of the branches' types.
+ * The issues of a failed union's branch that got past the top level (the input was of its type, a
+ * field within was wrong), which say what the user got wrong better than a list of the branches'
+ * types. Of several, a branch whose literal fields (tags such as `kind: 'redis'`) matched, then the
+ * one whose issue lies deepest, then the one with fewest issues, then the first. When each such
+ * branch failed on a tag at one place, that tag with every branch's values.
  */
 function deepestBranch(branches: readonly (readonly Issue[])[]): readonly Issue[] | undefined {
-  let best: readonly Issue[] | undefined;
-  let bestDepth = 0;
-  for (const branch of branches) {
-    const depth = Math.max(0, ...branch.map((issue) => issue.path.length));
-    if (depth > bestDepth) [best, bestDepth] = [branch, depth];
+  const depth = (branch: readonly Issue[]) => Math.max(0, ...branch.map((issue) => issue.path.length));
+  const tagOf = (branch: readonly Issue[]) =>
+    branch.find((issue) => issue.code === 'invalid_value' && issue.path.length > 0);
+  const deep = branches.filter((branch) => depth(branch) > 0);
+  if (deep.length === 0) return undefined;
+  const matched = deep.filter((branch) => tagOf(branch) === undefined);
+  if (matched.length === 0) {
+    const tags = deep.map(tagOf) as Extract<Issue, { code: 'invalid_value' }>[];
+    const [first] = tags;
+    if (first && tags.every((tag) => dotted(tag.path) === dotted(first.path)))
+      return [{ ...first, values: tags.flatMap((tag) => tag.values), message: 'Invalid input' }];
   }
-  return best;
+  const candidates = matched.length > 0 ? matched : deep;
+  return candidates.reduce((best, branch) =>
+    (depth(branch) - depth(best) || best.length - branch.length) > 0 ? branch : best,
+  );
 }
 
 interface Phrase {

@@ -325,6 +325,24 @@ describe('parseOptions messages', () => {
     );
   });
 
+  it('prefers, among union branches that got past the type, the one whose tags matched', () => {
+    const schema = z.object({
+      store: z.union([
+        z.object({ kind: z.literal('memory'), maxKeys: z.number() }),
+        z.object({ kind: z.literal('redis'), prefix: z.string() }),
+      ]),
+    });
+    expect(message(schema, { store: { kind: 'redis', prefix: 1 } })).toBe(
+      'store.prefix: expected a string, got 1',
+    );
+    expect(message(schema, { store: { kind: 'memory', maxKeys: 'x' } })).toBe(
+      "store.maxKeys: expected a number, got 'x'",
+    );
+    expect(message(schema, { store: { kind: 'disk' } })).toBe(
+      "store.kind: expected one of 'memory', 'redis', got 'disk'",
+    );
+  });
+
   it('never echoes secret-looking fields, URLs or long strings, and keeps the message on one line', () => {
     const schema = z.object({
       password: z.number(),
@@ -368,5 +386,25 @@ describe('parseOptions messages', () => {
     expect(message(schema, { points: 0, roles: ['root'] })).toBe(
       "points: Too small: expected number to be >0; roles.0: expected 'admin', got 'root'",
     );
+  });
+});
+
+describe('parseOptions union branch choice', () => {
+  const message = (schema: z.ZodType, input: unknown) =>
+    captureConfigError(() => parseOptions('thing', schema, input)).message.replace(
+      'Invalid thing options: ',
+      '',
+    );
+
+  it('takes the branch with the deepest issue, then the one with the fewest issues', () => {
+    const schema = z.union([
+      z.object({ a: z.object({ b: z.object({ c: z.number() }) }) }),
+      z.object({ a: z.object({ x: z.number(), y: z.number() }) }),
+      z.object({ a: z.object({ z: z.number() }) }),
+    ]);
+    expect(message(schema, { a: { b: { c: 'x' } } })).toBe("a.b.c: expected a number, got 'x'");
+    expect(message(schema, { a: {} })).toBe('a.b: required (expected an object)');
+    const flat = z.union([z.object({ x: z.number(), y: z.number() }), z.object({ z: z.number() })]);
+    expect(message(flat, {})).toBe('z: required (expected a number)');
   });
 });
