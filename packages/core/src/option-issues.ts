@@ -78,6 +78,13 @@ function describe(issue: Issue, path: readonly PropertyKey[]): string {
         const tag = isObject(issue.input) ? { input: issue.input[issue.discriminator] } : {};
         return expectation(alternatives(options.map(literalPhrase)), tag, path);
       }
+      if (issue.errors.length === 0) {
+        // An exclusive union (z.xor) whose input passed more than one branch.
+        const { matches } = issue as { matches?: unknown[] };
+        return matches
+          ? `matches ${matches.length} of its alternatives, expected exactly one`
+          : issue.message;
+      }
       const phrases = issue.errors.flatMap((branch) => branch.flatMap(branchPhrases));
       return expectation(alternatives(phrases), issue, path);
     }

@@ -343,6 +343,11 @@ describe('parseOptions messages', () => {
     );
   });
 
+  it('says when an exclusive union matched more than one branch', () => {
+    const schema = z.object({ limit: z.xor([z.number(), z.number().int()]) });
+    expect(message(schema, { limit: 3 })).toBe('limit: matches 2 of its alternatives, expected exactly one');
+  });
+
   it('never echoes secret-looking fields, URLs or long strings, and keeps the message on one line', () => {
     const schema = z.object({
       password: z.number(),
