@@ -15,10 +15,10 @@ const maxListedValues = 12;
  * Turns zod issues into one {@link ConfigIssue} per bad field, with a message a user can act on.
  * Where zod's own message is its default (no schema gave one), it is rewritten: "Invalid input"
  * of a union says what its branches take, of a `z.custom` what it got; a missing value is
- * "required". A schema's own message is kept; a `z.custom`/refine message that says what it takes
- * gets what was given: `'an ioredis Redis instance'` becomes `expected an ioredis Redis instance,
- * got 5`, `'must be a function'` becomes `must be a function, got 5`. Values are echoed only when
- * short and neither of a secret-looking field (password, token, key, url…) nor URL-like.
+ * "required". A schema's own message is kept; one that says what the field takes gets what was
+ * given: `'an ioredis Redis instance'` becomes `expected an ioredis Redis instance, got 5`,
+ * `'must be a function'` becomes `must be a function, got 5`. Values are echoed only when short
+ * and neither of a secret-looking field (password, token, key, url…) nor URL-like.
  */
 export function describeIssues(
   issues: readonly Issue[],
@@ -58,8 +58,8 @@ function withFieldValue(issue: Issue, root: unknown, path: readonly PropertyKey[
 
 function describe(issue: Issue, path: readonly PropertyKey[]): string {
   if (!isDefault(issue)) {
-    if (issue.code !== 'custom' || !('input' in issue)) return issue.message;
-    // A check's own message that names what it takes: add what it got.
+    if (!('input' in issue)) return issue.message;
+    // A schema's own message that names what it takes: add what it got.
     if (/^(a|an|one of)\s/.test(issue.message)) return expectation(issue.message, issue, path);
     if (!/^(expected|must be|should be)\s/i.test(issue.message)) return issue.message;
     return issue.input === undefined

@@ -289,14 +289,14 @@ describe('parseOptions messages', () => {
 
   it('keeps a schema’s own message', () => {
     const schema = z.object({
-      points: z.number().positive({ message: 'must be positive' }),
+      points: z.number().positive({ message: 'too few points' }),
       url: z.string().refine((url) => url.startsWith('redis://'), { message: 'not a redis:// URL' }),
       role: z.union([z.array(z.number()), z.literal('unlimited')], {
-        error: () => "must be 'unlimited' or a list",
+        error: () => 'neither a list nor unlimited',
       }),
     });
     expect(message(schema, { points: -1, url: 'postgres://db', role: 'none' })).toBe(
-      "points: must be positive; url: not a redis:// URL; role: must be 'unlimited' or a list",
+      'points: too few points; url: not a redis:// URL; role: neither a list nor unlimited',
     );
   });
 
@@ -384,6 +384,20 @@ describe('parseOptions messages', () => {
     expect(message(z.object({ name: z.number() }), { name: 'x'.repeat(40) })).toBe(
       `name: expected a number, got '${'x'.repeat(40)}'`,
     );
+  });
+
+  it('adds what was given to any message of a schema that says what it takes', () => {
+    const schema = z.object({
+      points: z.number().int().positive({ message: 'must be a positive integer' }),
+      port: z.number({ error: 'a port number' }),
+      role: z.union([z.array(z.number()), z.literal('unlimited')], {
+        error: () => "must be 'unlimited' or a list",
+      }),
+    });
+    expect(message(schema, { points: 0, port: '80', role: 'none' })).toBe(
+      "points: must be a positive integer, got 0; port: expected a port number, got '80'; role: must be 'unlimited' or a list, got 'none'",
+    );
+    expect(message(schema, { points: 1, role: [] })).toBe('port: required (expected a port number)');
   });
 
   it('keeps zod’s own words for bounds and formats', () => {
