@@ -238,15 +238,18 @@ function received(value: unknown, path: readonly PropertyKey[]): string {
 }
 
 function typeName(value: unknown): string {
-  if (Array.isArray(value)) return 'an array';
   if (typeof value === 'function') return 'a function';
   if (typeof value !== 'object' || value === null) return typePhrase(typeof value);
-  const prototype: unknown = Object.getPrototypeOf(value);
-  if (prototype === null || prototype === Object.prototype) return 'an object';
-  const name: unknown = (prototype as { constructor?: { name?: unknown } }).constructor?.name;
-  return typeof name === 'string' && name !== ''
-    ? `an instance of ${name.slice(0, maxEchoedChars)}`
-    : 'an object';
+  try {
+    if (Array.isArray(value)) return 'an array';
+    const prototype: unknown = Object.getPrototypeOf(value);
+    if (prototype === null || prototype === Object.prototype) return 'an object';
+    const name: unknown = (prototype as { constructor?: { name?: unknown } }).constructor?.name;
+    if (typeof name === 'string' && name !== '') return `an instance of ${name.slice(0, maxEchoedChars)}`;
+  } catch {
+    // A proxy that refuses to be looked at (a revoked one, a throwing trap).
+  }
+  return 'an object';
 }
 
 /** `'text'` with control characters and quotes escaped, so the message stays one line. */

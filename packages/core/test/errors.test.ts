@@ -400,6 +400,19 @@ describe('parseOptions messages', () => {
     expect(message(schema, { points: 1, role: [] })).toBe('port: required (expected a port number)');
   });
 
+  it('throws a ConfigError even for a value whose prototype cannot be read', () => {
+    const hostile = new Proxy(
+      {},
+      {
+        getPrototypeOf() {
+          throw new Error('trap');
+        },
+      },
+    );
+    const schema = z.object({ limit: z.custom((value) => typeof value === 'number', 'a number') });
+    expect(message(schema, { limit: hostile })).toBe('limit: expected a number, got an object');
+  });
+
   it('keeps zod’s own words for bounds and formats', () => {
     const schema = z.object({ points: z.number().int().positive(), roles: z.array(z.enum(['admin'])) });
     expect(message(schema, { points: 0, roles: ['root'] })).toBe(
