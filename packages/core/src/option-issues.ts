@@ -92,7 +92,9 @@ function describe(issue: Issue, path: readonly PropertyKey[]): string {
       if (!('input' in issue)) return issue.message;
       return issue.input === undefined ? 'required' : `invalid value, got ${received(issue.input, path)}`;
     default:
-      return issue.message;
+      // Bounds and formats: zod's words say what is taken; add what was given.
+      if (!('input' in issue) || issue.input === undefined) return issue.message;
+      return `${issue.message}, got ${received(issue.input, path)}`;
   }
 }
 
