@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { describeIssues } from './option-issues.js';
 
 /** Options accepted by every {@link NoaError}. */
 export interface NoaErrorOptions {
@@ -93,13 +94,21 @@ export interface ConfigIssue {
   message: string;
 }
 
-/** Thrown at construction when options fail validation; the message names each bad field. */
+/**
+ * Thrown at construction when options fail validation; the message names each bad field:
+ * `Invalid <component> options: <path>: <message>; …` (a component whose name ends in "options",
+ * such as `job options`, is not followed by a second one).
+ */
 export class ConfigError extends NoaError {
   readonly issues: ConfigIssue[];
 
   constructor(component: string, issues: ConfigIssue[]) {
     const list = issues.map((issue) => `${issue.path || '(root)'}: ${issue.message}`).join('; ');
-    super('NOA_CONFIG_INVALID', `Invalid ${component} options: ${list}`, { details: { component, issues } });
+    // 'job options', 'Queue.defaultJobOptions': "options" once, not "Invalid job options options".
+    const named = /(^|[\s._-])options$/i.test(component) || /[a-z]Options$/.test(component);
+    super('NOA_CONFIG_INVALID', `Invalid ${named ? component : `${component} options`}: ${list}`, {
+      details: { component, issues },
+    });
     this.issues = issues;
   }
 
@@ -145,17 +154,10 @@ export function parseOptions<Schema extends z.ZodType>(
   schema: Schema,
   input: unknown,
 ): z.output<Schema> {
-  const result = schema.safeParse(input);
+  // `reportInput` lets the messages say what was given (see describeIssues for what is echoed).
+  const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
-  // zod reports unknown keys of a strict object as one issue at the object: name each key.
-  const issues = result.error.issues.flatMap((issue) =>
-    issue.code === 'unrecognized_keys'
-      ? issue.keys.map((key) => ({
-          path: [...issue.path, key].map(String).join('.'),
-          message: 'unknown option',
-        }))
-      : [{ path: issue.path.map(String).join('.'), message: issue.message }],
-  );
+  const issues = describeIssues(result.error.issues, input);
   throw new ConfigError(component, issues);
 }
 
