@@ -1,3 +1,4 @@
+export { isolationLevels, transactionOptionsSchema } from './call-options.js';
 export {
   type ClusterOptions,
   clusterOptionsSchema,

@@ -12,6 +12,7 @@ import {
   tracingChannel,
   withDeadline,
 } from '@noa/core';
+import { type TransactionOptions, transactionOptionsSchema } from './call-options.js';
 import {
   type ClusterOptions,
   clusterOptionsSchema,
@@ -34,10 +35,12 @@ import {
 } from './routing/classify-statement.js';
 import { ReplicaBalancer } from './routing/replica-balancer.js';
 import { SessionTracker } from './routing/session-tracker.js';
-import type { IsolationLevel, SqlDriver } from './sql-driver.js';
+import type { SqlDriver } from './sql-driver.js';
 
 /** `noa:connection-pool:route` diagnostics channel: one message `{ cluster, target, reason }` per routed query. */
 const routeChannel = tracingChannel('connection-pool', 'route');
+
+export type { TransactionOptions };
 
 /** Per-query options. */
 export interface QueryOptions {
@@ -46,19 +49,6 @@ export interface QueryOptions {
   /** Forces the target: `primary` always works; `replica` skips read-your-writes (the statement must still be a read). */
   target?: 'primary' | 'replica';
   /** Abandons waiting for a connection when this fires. */
-  signal?: AbortSignal;
-}
-
-/** Options of `withTransaction`. */
-export interface TransactionOptions {
-  isolation?: IsolationLevel;
-  readOnly?: boolean;
-  /** Error codes (SQLSTATE like `40001`, MySQL errno like `1213`, or driver codes) that retry the whole function. */
-  retryOn?: readonly string[];
-  /** Retries after the first attempt (default: the pool's `maxTransactionRetries`). */
-  maxRetries?: number;
-  /** Session key credited with the write for read-your-writes. */
-  session?: string;
   signal?: AbortSignal;
 }
 
@@ -268,8 +258,10 @@ export class SqlCluster<Conn, Config, Result> {
    */
   async withTransaction<R>(
     fn: (tx: Transaction<Conn, Result>) => Promise<R>,
-    options: TransactionOptions = {},
+    transactionOptions: TransactionOptions = {},
   ): Promise<R> {
+    // Before a connection is taken: a bad option must not reach the server, nor be ignored.
+    const options = parseOptions('withTransaction', transactionOptionsSchema, transactionOptions);
     const driver = this.#driver;
     const retryOn = options.retryOn ?? driver.defaultRetryCodes;
     const maxRetries = options.maxRetries ?? this.options.maxTransactionRetries;
