@@ -1,4 +1,9 @@
-export { isolationLevels, transactionOptionsSchema } from './call-options.js';
+export {
+  acquireOptionsSchema,
+  isolationLevels,
+  queryOptionsSchema,
+  transactionOptionsSchema,
+} from './call-options.js';
 export {
   type ClusterOptions,
   clusterOptionsSchema,

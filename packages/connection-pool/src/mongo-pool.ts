@@ -11,6 +11,7 @@ import {
 import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
+import { badOptions, readDbOptionsCheck } from './call-options.js';
 import {
   AcquireTimeoutError,
   BackendUnavailableError,
@@ -178,6 +179,8 @@ export class MongoPool {
    * primary while this session is inside its read-your-writes window.
    */
   readDb(name?: string, options: { session?: string } = {}): Db {
+    const invalid = badOptions(readDbOptionsCheck, options);
+    if (invalid !== undefined) throw invalid;
     const pinned = this.#sessions.mustReadPrimary(options.session, this.#clock.now());
     const mode: ReadPreferenceMode = pinned ? 'primary' : this.options.readPreference;
     if (this.#metrics.enabled) {

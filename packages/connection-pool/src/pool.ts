@@ -1,4 +1,5 @@
 import { type Clock, childLogger, type Logger, parseOptions, silentLogger, systemClock } from '@noa/core';
+import { type AcquireOptions, acquireOptionsCheck, badOptions } from './call-options.js';
 import {
   AcquireAbortedError,
   AcquireTimeoutError,
@@ -14,13 +15,7 @@ import {
   type ResourceFactory,
 } from './pool-options.js';
 
-/** Per-acquire options. */
-export interface AcquireOptions {
-  /** Gives up waiting (rejects with `AcquireAbortedError`) when this signal aborts. */
-  signal?: AbortSignal;
-  /** Overrides the pool's `acquireTimeoutMs` for this call. */
-  timeoutMs?: number;
-}
+export type { AcquireOptions };
 
 /** A point-in-time view of the pool's occupancy. */
 export interface PoolStats {
@@ -164,6 +159,10 @@ export class Pool<T> {
    * queues (FIFO) until one is released, the timeout passes or `signal` aborts.
    */
   acquire(options?: AcquireOptions): Promise<T> {
+    if (options !== undefined) {
+      const invalid = badOptions(acquireOptionsCheck, options);
+      if (invalid !== undefined) return Promise.reject(invalid);
+    }
     if (
       this.#fastPath &&
       this.#liveWaiters === 0 &&

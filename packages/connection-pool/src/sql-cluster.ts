@@ -12,7 +12,14 @@ import {
   tracingChannel,
   withDeadline,
 } from '@noa/core';
-import { type TransactionOptions, transactionOptionsSchema } from './call-options.js';
+import {
+  badOptions,
+  clusterAcquireOptionsCheck,
+  type QueryOptions,
+  queryOptionsCheck,
+  type TransactionOptions,
+  transactionOptionsSchema,
+} from './call-options.js';
 import {
   type ClusterOptions,
   clusterOptionsSchema,
@@ -40,17 +47,7 @@ import type { SqlDriver } from './sql-driver.js';
 /** `noa:connection-pool:route` diagnostics channel: one message `{ cluster, target, reason }` per routed query. */
 const routeChannel = tracingChannel('connection-pool', 'route');
 
-export type { TransactionOptions };
-
-/** Per-query options. */
-export interface QueryOptions {
-  /** Session key for read-your-writes (a user or request id); else the `withSession` context is used. */
-  session?: string;
-  /** Forces the target: `primary` always works; `replica` skips read-your-writes (the statement must still be a read). */
-  target?: 'primary' | 'replica';
-  /** Abandons waiting for a connection when this fires. */
-  signal?: AbortSignal;
-}
+export type { QueryOptions, TransactionOptions };
 
 /** The handle `withTransaction` passes to its function: every query runs on the transaction's connection. */
 export interface Transaction<Conn, Result> {
@@ -227,6 +224,10 @@ export class SqlCluster<Conn, Config, Result> {
    * another server. Outages surface as `BackendUnavailableError`.
    */
   query(sql: string, values?: readonly unknown[], options?: QueryOptions): Promise<Result> {
+    if (options !== undefined) {
+      const invalid = badOptions(queryOptionsCheck, options);
+      if (invalid !== undefined) return Promise.reject(invalid);
+    }
     const route = this.#classify(sql);
     if (route.target === 'primary' || options?.target === 'primary' || this.#replicas.length === 0) {
       return this.#write(sql, values, options, route.target === 'primary', route.reason);
@@ -312,6 +313,11 @@ export class SqlCluster<Conn, Config, Result> {
    * Give it back with `release(conn)`; a broken one with `release(conn, true)`.
    */
   async acquire(role: 'primary' | 'replica' = 'primary', options?: { signal?: AbortSignal }): Promise<Conn> {
+    if (role !== 'primary' && role !== 'replica') {
+      throw new ConfigError('acquire', [{ path: 'role', message: "must be 'primary' or 'replica'" }]);
+    }
+    const invalid = badOptions(clusterAcquireOptionsCheck, options);
+    if (invalid !== undefined) throw invalid;
     const node = role === 'replica' ? (this.#balancer.pick() ?? this.#fallback()) : this.#primary;
     return this.#acquire(node, options?.signal);
   }
