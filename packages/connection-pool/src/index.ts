@@ -18,6 +18,7 @@ export {
   AcquireTimeoutError,
   BackendUnavailableError,
   ConnectionPoolError,
+  DriverNotInstalledError,
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,

@@ -18,17 +18,13 @@ import {
   PoolClosedError,
   QueryTimeoutError,
 } from './errors.js';
+import { lazyPeer } from './lazy-peer.js';
 import { type PoolMetrics, poolMetrics } from './metrics.js';
 import type { PoolStats } from './pool.js';
 import { SessionTracker } from './routing/session-tracker.js';
 
-type MongoModule = typeof import('mongodb');
-let mongoModule: Promise<MongoModule> | undefined;
-
-function loadMongo(): Promise<MongoModule> {
-  mongoModule ??= import('mongodb');
-  return mongoModule;
-}
+/** Loads the optional `mongodb` peer dependency on first use. */
+const loadMongo = lazyPeer<typeof import('mongodb')>('mongodb');
 
 /**
  * Driver options our own options set: one given in `driverOptions` would be silently

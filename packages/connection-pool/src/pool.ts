@@ -4,6 +4,8 @@ import {
   AcquireAbortedError,
   AcquireTimeoutError,
   BackendUnavailableError,
+  type ConnectionPoolError,
+  DriverNotInstalledError,
   NotBorrowedError,
   PoolClosedError,
 } from './errors.js';
@@ -339,7 +341,7 @@ export class Pool<T> {
     if (this.#liveWaiters === 0 && this.#idle.length > 0) return this.#acquireValidated(startedAt, options);
     if (this.#failures > 0 && this.#size() === 0 && this.#clock.now() < this.#retryAt) {
       this.#metrics.errors.inc({ kind: 'unavailable' });
-      return Promise.reject(new BackendUnavailableError(this.name, { cause: this.#lastError }));
+      return Promise.reject(this.#createFailure(this.#lastError));
     }
     return new Promise<T>((resolve, reject) => {
       const ownTimeout = options?.timeoutMs;
@@ -565,15 +567,23 @@ export class Pool<T> {
         this.#logger.warn('could not open a connection', { error: String(error), failures: this.#failures });
         // Fail fast: with nothing open, nobody queued can be served until the backend is back.
         if (this.#entries.size === 0 && this.#pending === 0) {
-          this.#rejectAllWaiters(new BackendUnavailableError(this.name, { cause: error }));
+          this.#rejectAllWaiters(this.#createFailure(error));
         } else {
           const waiter = this.#nextWaiter();
-          if (waiter !== undefined)
-            this.#fail(waiter, new BackendUnavailableError(this.name, { cause: error }));
+          if (waiter !== undefined) this.#fail(waiter, this.#createFailure(error));
         }
         this.#scheduleRetry();
       },
     );
+  }
+
+  /**
+   * What callers get for a failed create: `BackendUnavailableError`, unless the driver package
+   * is missing, which no wait or failover can fix and whose error says what to install.
+   */
+  #createFailure(error: unknown): ConnectionPoolError {
+    if (error instanceof DriverNotInstalledError) return error;
+    return new BackendUnavailableError(this.name, { cause: error });
   }
 
   /** While the backend is down, tries again after the backoff delay to restore `min` and serve waiters. */

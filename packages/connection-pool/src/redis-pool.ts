@@ -8,7 +8,7 @@ import { type AcquireOptions, type CloseReport, lendsWithoutWaiting, Pool, type 
 import { poolOptionsObject } from './pool-options.js';
 
 /** Loads the optional `ioredis` peer dependency on first use. */
-const loadIoredis = lazyPeer<typeof import('ioredis')>(() => import('ioredis'));
+const loadIoredis = lazyPeer<typeof import('ioredis')>('ioredis');
 
 const CONNECTION_ERROR =
   /Stream isn't writeable|Connection is closed|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|socket closed/i;

@@ -14,7 +14,7 @@ export type MysqlConnectionConfig = string | ConnectionOptions;
 export type MysqlResult = [QueryResult, FieldPacket[]];
 
 /** Loads the optional `mysql2` peer dependency on first use. */
-const loadMysql = lazyPeer<typeof import('mysql2/promise')>(() => import('mysql2/promise'));
+const loadMysql = lazyPeer<typeof import('mysql2/promise')>('mysql2');
 
 const useExecute = new WeakSet<Connection>();
 

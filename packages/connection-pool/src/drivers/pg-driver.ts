@@ -12,7 +12,7 @@ import { StatementCache } from '../statement-cache.js';
 export type PgConnectionConfig = string | ClientConfig;
 
 /** Loads the optional `pg` peer dependency on first use. */
-const loadPg = lazyPeer<typeof import('pg')>(() => import('pg'));
+const loadPg = lazyPeer<typeof import('pg')>('pg');
 
 interface PgInternals {
   connection?: { parsedStatements?: Record<string, string> };
