@@ -19,7 +19,7 @@ import {
   QueryTimeoutError,
 } from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
-import { type PoolMetrics, poolMetrics } from './metrics.js';
+import { type PoolMetrics, poolMetrics, routedHelp } from './metrics.js';
 import type { PoolStats } from './pool.js';
 import { SessionTracker } from './routing/session-tracker.js';
 
@@ -141,12 +141,15 @@ export class MongoPool {
     this.#metrics = poolMetrics(this.options.registry, this.options.name);
     this.#routed = new MetricsFactory('connection_pool', this.options.registry).counter(
       'routed_queries_total',
-      'Queries by target server and routing reason.',
+      routedHelp,
       ['pool', 'target', 'reason'],
     );
     this.#sessions = new SessionTracker(this.options.readYourWritesMs);
     this.#clock = this.options.clock ?? systemClock;
-    this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.options.name });
+    this.#logger = childLogger(this.options.logger ?? silentLogger, {
+      component: 'connection-pool',
+      pool: this.options.name,
+    });
     this.#closedSignal = new Promise<never>((_resolve, reject) => {
       this.#signalClosed = reject;
     });

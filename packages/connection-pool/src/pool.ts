@@ -130,7 +130,10 @@ export class Pool<T> {
     this.name = this.options.name;
     this.#factory = factory;
     this.#clock = this.options.clock ?? systemClock;
-    this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.name });
+    this.#logger = childLogger(this.options.logger ?? silentLogger, {
+      component: 'connection-pool',
+      pool: this.name,
+    });
     this.#metrics = poolMetrics(this.options.registry, this.name);
     this.#fastPath = !this.options.validateOnBorrow;
     this.#trackTime = this.#metrics.enabled || this.options.leakDetectionThresholdMs !== undefined;

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
 import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
+import { errorsHelp } from './metrics.js';
 import { type AcquireOptions, type CloseReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import { poolOptionsObject } from './pool-options.js';
 
@@ -140,7 +141,7 @@ export class RedisPool {
     // The same series the generic pool registers (a shared registry returns the same counter).
     this.#errors = new MetricsFactory('connection_pool', poolOptions.registry).counter(
       'errors_total',
-      'Connection errors by kind (create, validate, query).',
+      errorsHelp,
       ['pool', 'kind'],
     );
     const url = typeof redis === 'string' ? redis : undefined;

@@ -34,6 +34,7 @@ import {
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
+import { errorsHelp, routedHelp } from './metrics.js';
 import { type CloseReport, type LeakReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import {
   createStatementClassifier,
@@ -160,7 +161,10 @@ export class SqlCluster<Conn, Config, Result> {
     if (foreign.length > 0) throw new ConfigError(`${driver.name} pool`, foreign);
     this.#driver = driver;
     this.#clock = this.options.clock ?? systemClock;
-    this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.options.name });
+    this.#logger = childLogger(this.options.logger ?? silentLogger, {
+      component: 'connection-pool',
+      pool: this.options.name,
+    });
     this.#failover = options.failover;
     // Without replicas every read is on the primary anyway: a zero window skips the per-write bookkeeping.
     this.#sessions = new SessionTracker(this.options.replicas.length > 0 ? this.options.readYourWritesMs : 0);
@@ -170,23 +174,17 @@ export class SqlCluster<Conn, Config, Result> {
     });
     const metrics = new MetricsFactory('connection_pool', this.options.registry);
     this.#metricsOn = metrics.enabled;
-    this.#routed = metrics.counter('routed_queries_total', 'Queries by target server and routing reason.', [
-      'cluster',
-      'target',
-      'reason',
-    ]);
-    this.#replicaHealthy = metrics.gauge('replica_in_rotation', '1 while a replica takes reads, else 0.', [
+    this.#routed = metrics.counter('routed_queries_total', routedHelp, ['cluster', 'target', 'reason']);
+    this.#replicaHealthy = metrics.gauge('replica_in_rotation', '1 while a replica takes reads, else 0', [
       'cluster',
       'replica',
     ]);
-    this.#errors = metrics.counter('errors_total', 'Connection errors by kind (create, validate, query).', [
-      'pool',
-      'kind',
-    ]);
-    this.#replicaLag = metrics.gauge('replica_lag_seconds', 'Last measured replication lag.', [
-      'cluster',
-      'replica',
-    ]);
+    this.#errors = metrics.counter('errors_total', errorsHelp, ['pool', 'kind']);
+    this.#replicaLag = metrics.gauge(
+      'replica_lag_seconds',
+      'Last measured replication lag (-1 when replication is stopped)',
+      ['cluster', 'replica'],
+    );
     this.#primary = this.#node('primary', 'primary', options.primary);
     this.#replicas = (options.replicas ?? []).map((config, index) =>
       this.#node(`replica${index}`, 'replica', config),
