@@ -1,5 +1,6 @@
 import { maxTimerMs, parseOptions } from '@noa/core';
 import { z } from 'zod';
+import { timerBoundMessage } from './pool-options.js';
 
 /** SQL transaction isolation levels, as `withTransaction({ isolation })` takes them. */
 export const isolationLevels = [
@@ -67,7 +68,7 @@ export const acquireOptionsSchema = z
     /** Gives up waiting (rejects with `AcquireAbortedError`) when this signal aborts. */
     signal: abortSignal.optional(),
     /** Overrides the pool's `acquireTimeoutMs` for this call. */
-    timeoutMs: z.number().int().nonnegative().max(maxTimerMs).optional(),
+    timeoutMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).optional(),
   })
   .strict();
 

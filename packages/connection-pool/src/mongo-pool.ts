@@ -3,6 +3,7 @@ import {
   childLogger,
   type Logger,
   MetricsFactory,
+  maxTimerMs,
   parseOptions,
   silentLogger,
   systemClock,
@@ -21,6 +22,7 @@ import {
 import { lazyPeer } from './lazy-peer.js';
 import { type PoolMetrics, poolMetrics, routedHelp } from './metrics.js';
 import type { PoolStats } from './pool.js';
+import { timerBoundMessage } from './pool-options.js';
 import { SessionTracker } from './routing/session-tracker.js';
 
 /** Loads the optional `mongodb` peer dependency on first use. */
@@ -66,11 +68,11 @@ export const mongoPoolOptionsSchema = z
     min: z.number().int().nonnegative().default(0),
     max: z.number().int().positive().default(10),
     /** How long an operation waits for a connection (the driver's `waitQueueTimeoutMS`). */
-    acquireTimeoutMs: z.number().int().positive().default(10_000),
+    acquireTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(10_000),
     /** Idle connections above `min` close after this long (`maxIdleTimeMS`). */
-    idleTimeoutMs: z.number().int().positive().default(30_000),
+    idleTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(30_000),
     /** How long server selection may take before an operation fails (fail fast when down). */
-    serverSelectionTimeoutMs: z.number().int().positive().default(5_000),
+    serverSelectionTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
     /**
      * A `run()` call not settled within this long rejects with `QueryTimeoutError`, and an
      * operation waiting this long for the server's answer has its connection closed (the
@@ -78,7 +80,7 @@ export const mongoPoolOptionsSchema = z
      * streams' `maxAwaitTimeMS`). Off by default: without it an operation already sent to a
      * frozen server waits for ever, since the driver sets no socket timeout.
      */
-    queryTimeoutMs: z.number().int().positive().optional(),
+    queryTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).optional(),
     /** Read preference for reads (`readDb`); writes always use the primary. */
     readPreference: z
       .enum(['primary', 'primaryPreferred', 'secondary', 'secondaryPreferred', 'nearest'])
@@ -86,7 +88,7 @@ export const mongoPoolOptionsSchema = z
     /** Secondaries further behind than this are not read from (`maxStalenessSeconds`, ≥ 90 per the spec). */
     maxStalenessSeconds: z.number().int().min(90).optional(),
     /** After a write, the session's reads use the primary this long. */
-    readYourWritesMs: z.number().int().nonnegative().default(2_000),
+    readYourWritesMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(2_000),
     /** Extra driver options (TLS, auth, appName…). */
     driverOptions: z
       .record(z.string(), z.unknown())

@@ -5,6 +5,7 @@ import {
   delay,
   type Logger,
   MetricsFactory,
+  maxTimerMs,
   parseOptions,
   silentLogger,
   systemClock,
@@ -681,7 +682,10 @@ export class SqlCluster<Conn, Config, Result> {
    * leave rotation too, so a probe that does not answer in time closes its connection.
    */
   #measureLag(node: ServerNode<Conn, Config>): Promise<number> {
-    const deadlineMs = this.options.healthCheckIntervalMs * 2 + this.options.connectTimeoutMs;
+    const deadlineMs = Math.min(
+      maxTimerMs,
+      this.options.healthCheckIntervalMs * 2 + this.options.connectTimeoutMs,
+    );
     return this.#probe(node, deadlineMs, 'replica lag probe', (conn) => this.#driver.replicationLagMs(conn));
   }
 
