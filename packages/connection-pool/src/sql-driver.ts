@@ -21,7 +21,9 @@ const isolationSql: ReadonlyMap<string, string> = new Map<IsolationLevel, string
 export function isolationLevelSql(isolation: IsolationLevel): string {
   const sql = isolationSql.get(isolation);
   if (sql === undefined) {
-    throw new ConfigError('transaction', [{ path: 'isolation', message: 'not an isolation level' }]);
+    throw new ConfigError('withTransaction', [
+      { path: 'isolation', message: `not one of ${[...isolationSql.keys()].join(', ')}` },
+    ]);
   }
   return `ISOLATION LEVEL ${sql}`;
 }
