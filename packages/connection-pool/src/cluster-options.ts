@@ -1,7 +1,7 @@
-import type { Clock, Logger } from '@noa/core';
+import { type Clock, type Logger, maxTimerMs } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { poolOptionsObject } from './pool-options.js';
+import { poolOptionsObject, timerBoundMessage } from './pool-options.js';
 
 const connectionConfig = z.union([z.string().min(1), z.record(z.string(), z.unknown())]);
 
@@ -55,21 +55,21 @@ export const clusterOptionsSchema = z
     /** Pool settings of each server. */
     pool: nodePoolSchema.prefault({}),
     /** Connect timeout per connection attempt. */
-    connectTimeoutMs: z.number().int().positive().default(5_000),
+    connectTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
     /**
      * A statement running longer than this has its connection closed and rejects with
      * `QueryTimeoutError` (protects against frozen servers; off by default, since long reports
      * are legitimate). Checked by one timer per pool, not one per query.
      */
-    queryTimeoutMs: z.number().int().positive().optional(),
+    queryTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).optional(),
     /** After a write, that session's reads stay on the primary this long (0 turns it off). */
-    readYourWritesMs: z.number().int().nonnegative().default(2_000),
+    readYourWritesMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(2_000),
     /** How reads pick a replica. */
     loadBalancing: z.enum(['round-robin', 'least-busy']).default('round-robin'),
     /** A replica further behind than this leaves rotation until it catches up. */
-    maxReplicaLagMs: z.number().int().positive().default(5_000),
+    maxReplicaLagMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
     /** How often replica lag and health are measured. */
-    healthCheckIntervalMs: z.number().int().positive().default(1_000),
+    healthCheckIntervalMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(1_000),
     /**
      * How often a ping on an idle (or new) primary connection checks the primary (unref'd
      * timer; off by default, like HikariCP's keepalive and pgpool's health check). Without it
@@ -77,7 +77,7 @@ export const clusterOptionsSchema = z
      * is frozen shows `unresponsive`, one that is gone `down`, within this interval plus the
      * probe's deadline (`queryTimeoutMs`, else `connectTimeoutMs`).
      */
-    primaryHealthCheckIntervalMs: z.number().int().positive().optional(),
+    primaryHealthCheckIntervalMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).optional(),
     /** With no healthy replica, reads go to the primary (`primary`) or fail (`error`). */
     replicaFallback: z.enum(['primary', 'error']).default('primary'),
     /** Prepared statements kept per connection (LRU; 0 turns caching off). */

@@ -70,3 +70,17 @@ export class TransactionRetryError extends ConnectionPoolError {
     });
   }
 }
+
+/**
+ * An optional driver package (`pg`, `mysql2`, `ioredis`, `mongodb`) could not be found: the
+ * message says what to install. Not an outage: nothing was sent, no failover is tried.
+ */
+export class DriverNotInstalledError extends ConnectionPoolError {
+  constructor(packageName: string, cause?: unknown) {
+    super(
+      'NOA_POOL_DRIVER_NOT_INSTALLED',
+      `the \`${packageName}\` package is not installed (it is an optional peer dependency of @noa/connection-pool): npm install ${packageName}`,
+      { cause, details: { package: packageName } },
+    );
+  }
+}

@@ -1,4 +1,10 @@
 export {
+  acquireOptionsSchema,
+  isolationLevels,
+  queryOptionsSchema,
+  transactionOptionsSchema,
+} from './call-options.js';
+export {
   type ClusterOptions,
   clusterOptionsSchema,
   type FailoverHandler,
@@ -12,6 +18,7 @@ export {
   AcquireTimeoutError,
   BackendUnavailableError,
   ConnectionPoolError,
+  DriverNotInstalledError,
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,

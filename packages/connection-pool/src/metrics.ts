@@ -1,6 +1,16 @@
 import { MetricsFactory } from '@noa/core';
 import type { Registry } from 'prom-client';
 
+/**
+ * Help of `errors_total`, shared by every registration of it (pools, clusters, Redis, Mongo): its
+ * kinds are those the README's metrics table lists.
+ */
+export const errorsHelp =
+  'Connection errors by kind (create, validate, unavailable, query-connection, query-timeout, checkout-<reason>, pool-cleared)';
+
+/** Help of `routed_queries_total` (SQL clusters and Mongo pools). */
+export const routedHelp = 'Queries by target server and routing reason';
+
 /** One pool's metrics, bound to its `pool` label. Every method is a no-op without a registry. */
 export interface PoolMetrics {
   readonly enabled: boolean;
@@ -34,23 +44,20 @@ export function poolMetrics(registry: Registry | undefined, pool: string): PoolM
     const metric = factory.counter(name, help, ['pool']);
     return { inc: () => metric.inc(labels) };
   };
-  const errors = factory.counter('errors_total', 'Connection errors by kind (create, validate, query).', [
-    'pool',
-    'kind',
-  ]);
-  const acquire = factory.histogram('acquire_duration_seconds', 'Time from acquire() to a lent connection.', [
+  const errors = factory.counter('errors_total', errorsHelp, ['pool', 'kind']);
+  const acquire = factory.histogram('acquire_duration_seconds', 'Time from acquire() to a lent connection', [
     'pool',
   ]);
   return {
     enabled: factory.enabled,
-    active: gauge('active_connections', 'Connections lent to callers.'),
-    idle: gauge('idle_connections', 'Open connections not lent.'),
-    waiting: gauge('waiting_requests', 'Callers queued for a connection.'),
+    active: gauge('active_connections', 'Connections lent to callers'),
+    idle: gauge('idle_connections', 'Open connections not lent'),
+    waiting: gauge('waiting_requests', 'Callers queued for a connection'),
     acquireSeconds: { observe: (seconds) => acquire.observe(labels, seconds) },
-    timeouts: counter('acquire_timeouts_total', 'acquire() calls that timed out.'),
+    timeouts: counter('acquire_timeouts_total', 'acquire() calls that timed out'),
     errors: { inc: ({ kind }) => errors.inc({ pool, kind }) },
-    leaks: counter('leaks_total', 'Connections held past the leak threshold or never released.'),
-    created: counter('connections_created_total', 'Connections opened.'),
-    destroyed: counter('connections_destroyed_total', 'Connections closed.'),
+    leaks: counter('leaks_total', 'Connections held past the leak threshold or never released'),
+    created: counter('connections_created_total', 'Connections opened'),
+    destroyed: counter('connections_destroyed_total', 'Connections closed'),
   };
 }

@@ -3,6 +3,7 @@ import {
   childLogger,
   type Logger,
   MetricsFactory,
+  maxTimerMs,
   parseOptions,
   silentLogger,
   systemClock,
@@ -11,23 +12,21 @@ import {
 import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
+import { badOptions, readDbOptionsCheck } from './call-options.js';
 import {
   AcquireTimeoutError,
   BackendUnavailableError,
   PoolClosedError,
   QueryTimeoutError,
 } from './errors.js';
-import { type PoolMetrics, poolMetrics } from './metrics.js';
+import { lazyPeer } from './lazy-peer.js';
+import { type PoolMetrics, poolMetrics, routedHelp } from './metrics.js';
 import type { PoolStats } from './pool.js';
+import { timerBoundMessage } from './pool-options.js';
 import { SessionTracker } from './routing/session-tracker.js';
 
-type MongoModule = typeof import('mongodb');
-let mongoModule: Promise<MongoModule> | undefined;
-
-function loadMongo(): Promise<MongoModule> {
-  mongoModule ??= import('mongodb');
-  return mongoModule;
-}
+/** Loads the optional `mongodb` peer dependency on first use. */
+const loadMongo = lazyPeer<typeof import('mongodb')>('mongodb');
 
 /**
  * Driver options our own options set: one given in `driverOptions` would be silently
@@ -69,11 +68,11 @@ export const mongoPoolOptionsSchema = z
     min: z.number().int().nonnegative().default(0),
     max: z.number().int().positive().default(10),
     /** How long an operation waits for a connection (the driver's `waitQueueTimeoutMS`). */
-    acquireTimeoutMs: z.number().int().positive().default(10_000),
+    acquireTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(10_000),
     /** Idle connections above `min` close after this long (`maxIdleTimeMS`). */
-    idleTimeoutMs: z.number().int().positive().default(30_000),
+    idleTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(30_000),
     /** How long server selection may take before an operation fails (fail fast when down). */
-    serverSelectionTimeoutMs: z.number().int().positive().default(5_000),
+    serverSelectionTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
     /**
      * A `run()` call not settled within this long rejects with `QueryTimeoutError`, and an
      * operation waiting this long for the server's answer has its connection closed (the
@@ -81,7 +80,7 @@ export const mongoPoolOptionsSchema = z
      * streams' `maxAwaitTimeMS`). Off by default: without it an operation already sent to a
      * frozen server waits for ever, since the driver sets no socket timeout.
      */
-    queryTimeoutMs: z.number().int().positive().optional(),
+    queryTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).optional(),
     /** Read preference for reads (`readDb`); writes always use the primary. */
     readPreference: z
       .enum(['primary', 'primaryPreferred', 'secondary', 'secondaryPreferred', 'nearest'])
@@ -89,7 +88,7 @@ export const mongoPoolOptionsSchema = z
     /** Secondaries further behind than this are not read from (`maxStalenessSeconds`, ≥ 90 per the spec). */
     maxStalenessSeconds: z.number().int().min(90).optional(),
     /** After a write, the session's reads use the primary this long. */
-    readYourWritesMs: z.number().int().nonnegative().default(2_000),
+    readYourWritesMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(2_000),
     /** Extra driver options (TLS, auth, appName…). */
     driverOptions: z
       .record(z.string(), z.unknown())
@@ -144,12 +143,15 @@ export class MongoPool {
     this.#metrics = poolMetrics(this.options.registry, this.options.name);
     this.#routed = new MetricsFactory('connection_pool', this.options.registry).counter(
       'routed_queries_total',
-      'Queries by target server and routing reason.',
+      routedHelp,
       ['pool', 'target', 'reason'],
     );
     this.#sessions = new SessionTracker(this.options.readYourWritesMs);
     this.#clock = this.options.clock ?? systemClock;
-    this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.options.name });
+    this.#logger = childLogger(this.options.logger ?? silentLogger, {
+      component: 'connection-pool',
+      pool: this.options.name,
+    });
     this.#closedSignal = new Promise<never>((_resolve, reject) => {
       this.#signalClosed = reject;
     });
@@ -178,6 +180,8 @@ export class MongoPool {
    * primary while this session is inside its read-your-writes window.
    */
   readDb(name?: string, options: { session?: string } = {}): Db {
+    const invalid = badOptions(readDbOptionsCheck, options);
+    if (invalid !== undefined) throw invalid;
     const pinned = this.#sessions.mustReadPrimary(options.session, this.#clock.now());
     const mode: ReadPreferenceMode = pinned ? 'primary' : this.options.readPreference;
     if (this.#metrics.enabled) {

@@ -1,4 +1,5 @@
 import type { Client, QueryResult, QueryResultRow } from 'pg';
+import { badOptions, connectOptionsCheck } from './call-options.js';
 import type { ClusterOptions } from './cluster-options.js';
 import { type PgConnectionConfig, pgDriver } from './drivers/pg-driver.js';
 import { type QueryOptions, SqlCluster, type Transaction, type TransactionOptions } from './sql-cluster.js';
@@ -37,7 +38,10 @@ export class PgPool extends SqlCluster<Client, PgConnectionConfig, QueryResult<Q
    * against `pg.Pool` (cursors, COPY, LISTEN). Pass `role: 'replica'` for read-only work.
    */
   async connect(options: { role?: 'primary' | 'replica'; signal?: AbortSignal } = {}): Promise<PgPoolClient> {
-    const client = (await this.acquire(options.role ?? 'primary', options)) as PgPoolClient;
+    const invalid = badOptions(connectOptionsCheck, options);
+    if (invalid !== undefined) throw invalid;
+    const { role = 'primary', signal } = options;
+    const client = (await this.acquire(role, signal === undefined ? undefined : { signal })) as PgPoolClient;
     client.release = (error?: Error | boolean) => {
       this.release(client, error !== undefined && error !== false);
     };

@@ -1,6 +1,9 @@
-import type { Clock, Logger } from '@noa/core';
+import { type Clock, type Logger, maxTimerMs } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
+
+/** Why a duration option is bounded: Node fires a longer timer after 1 ms. */
+export const timerBoundMessage = `must be at most ${maxTimerMs} (the longest timer Node can set)`;
 
 /** The fields of {@link poolOptionsSchema}, for schemas that extend it (e.g. the Redis pool's). */
 export const poolOptionsObject = z
@@ -12,25 +15,25 @@ export const poolOptionsObject = z
     /** Upper bound on open resources (lent + idle + being created). */
     max: z.number().int().positive().default(10),
     /** How long `acquire()` waits for a resource before it rejects with `AcquireTimeoutError`. */
-    acquireTimeoutMs: z.number().int().positive().default(10_000),
+    acquireTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(10_000),
     /** An idle resource above `min` is closed after this long unused. */
-    idleTimeoutMs: z.number().int().positive().default(30_000),
+    idleTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(30_000),
     /** A resource is closed (and replaced) once it is this old, lent or not, at its next return. */
-    maxLifetimeMs: z.number().int().positive().optional(),
+    maxLifetimeMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).optional(),
     /** How often idle eviction, idle validation, refill to `min` and leak checks run. */
-    evictionIntervalMs: z.number().int().positive().default(1_000),
+    evictionIntervalMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(1_000),
     /** Run the factory's `validate` before lending an idle resource (one round trip per acquire). */
     validateOnBorrow: z.boolean().default(false),
     /** Run the factory's `validate` on idle resources at each eviction run. */
     validateIdle: z.boolean().default(false),
     /** A resource lent longer than this is reported as a leak, with the stack of its acquire. */
-    leakDetectionThresholdMs: z.number().int().positive().optional(),
+    leakDetectionThresholdMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).optional(),
     /** `close()` waits this long for lent resources to come back before it destroys them. */
-    closeTimeoutMs: z.number().int().nonnegative().default(5_000),
+    closeTimeoutMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(5_000),
     /** First delay after a failed create; doubles per failure up to `maxBackoffMs`. */
-    initialBackoffMs: z.number().int().nonnegative().default(100),
+    initialBackoffMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(100),
     /** Longest delay between reconnect attempts while the backend is down. */
-    maxBackoffMs: z.number().int().positive().default(5_000),
+    maxBackoffMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
     /** Logger for leaks, create failures and destroy errors. */
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).optional(),
     /** Clock for idle, lifetime and leak ages (tests pass a `ManualClock`). */

@@ -1,8 +1,11 @@
 import { type Clock, childLogger, type Logger, parseOptions, silentLogger, systemClock } from '@noa/core';
+import { type AcquireOptions, acquireOptionsCheck, badOptions } from './call-options.js';
 import {
   AcquireAbortedError,
   AcquireTimeoutError,
   BackendUnavailableError,
+  type ConnectionPoolError,
+  DriverNotInstalledError,
   NotBorrowedError,
   PoolClosedError,
 } from './errors.js';
@@ -14,13 +17,7 @@ import {
   type ResourceFactory,
 } from './pool-options.js';
 
-/** Per-acquire options. */
-export interface AcquireOptions {
-  /** Gives up waiting (rejects with `AcquireAbortedError`) when this signal aborts. */
-  signal?: AbortSignal;
-  /** Overrides the pool's `acquireTimeoutMs` for this call. */
-  timeoutMs?: number;
-}
+export type { AcquireOptions };
 
 /** A point-in-time view of the pool's occupancy. */
 export interface PoolStats {
@@ -133,7 +130,10 @@ export class Pool<T> {
     this.name = this.options.name;
     this.#factory = factory;
     this.#clock = this.options.clock ?? systemClock;
-    this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.name });
+    this.#logger = childLogger(this.options.logger ?? silentLogger, {
+      component: 'connection-pool',
+      pool: this.name,
+    });
     this.#metrics = poolMetrics(this.options.registry, this.name);
     this.#fastPath = !this.options.validateOnBorrow;
     this.#trackTime = this.#metrics.enabled || this.options.leakDetectionThresholdMs !== undefined;
@@ -164,6 +164,10 @@ export class Pool<T> {
    * queues (FIFO) until one is released, the timeout passes or `signal` aborts.
    */
   acquire(options?: AcquireOptions): Promise<T> {
+    if (options !== undefined) {
+      const invalid = badOptions(acquireOptionsCheck, options);
+      if (invalid !== undefined) return Promise.reject(invalid);
+    }
     if (
       this.#fastPath &&
       this.#liveWaiters === 0 &&
@@ -340,7 +344,7 @@ export class Pool<T> {
     if (this.#liveWaiters === 0 && this.#idle.length > 0) return this.#acquireValidated(startedAt, options);
     if (this.#failures > 0 && this.#size() === 0 && this.#clock.now() < this.#retryAt) {
       this.#metrics.errors.inc({ kind: 'unavailable' });
-      return Promise.reject(new BackendUnavailableError(this.name, { cause: this.#lastError }));
+      return Promise.reject(this.#createFailure(this.#lastError));
     }
     return new Promise<T>((resolve, reject) => {
       const ownTimeout = options?.timeoutMs;
@@ -566,15 +570,23 @@ export class Pool<T> {
         this.#logger.warn('could not open a connection', { error: String(error), failures: this.#failures });
         // Fail fast: with nothing open, nobody queued can be served until the backend is back.
         if (this.#entries.size === 0 && this.#pending === 0) {
-          this.#rejectAllWaiters(new BackendUnavailableError(this.name, { cause: error }));
+          this.#rejectAllWaiters(this.#createFailure(error));
         } else {
           const waiter = this.#nextWaiter();
-          if (waiter !== undefined)
-            this.#fail(waiter, new BackendUnavailableError(this.name, { cause: error }));
+          if (waiter !== undefined) this.#fail(waiter, this.#createFailure(error));
         }
         this.#scheduleRetry();
       },
     );
+  }
+
+  /**
+   * What callers get for a failed create: `BackendUnavailableError`, unless the driver package
+   * is missing, which no wait or failover can fix and whose error says what to install.
+   */
+  #createFailure(error: unknown): ConnectionPoolError {
+    if (error instanceof DriverNotInstalledError) return error;
+    return new BackendUnavailableError(this.name, { cause: error });
   }
 
   /** While the backend is down, tries again after the backoff delay to restore `min` and serve waiters. */

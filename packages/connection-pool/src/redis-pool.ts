@@ -1,14 +1,15 @@
-import { MetricsFactory, parseOptions, withDeadline } from '@noa/core';
+import { MetricsFactory, maxTimerMs, parseOptions, withDeadline } from '@noa/core';
 import type { Command, Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
 import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
+import { errorsHelp } from './metrics.js';
 import { type AcquireOptions, type CloseReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
-import { poolOptionsObject } from './pool-options.js';
+import { poolOptionsObject, timerBoundMessage } from './pool-options.js';
 
 /** Loads the optional `ioredis` peer dependency on first use. */
-const loadIoredis = lazyPeer<typeof import('ioredis')>(() => import('ioredis'));
+const loadIoredis = lazyPeer<typeof import('ioredis')>('ioredis');
 
 const CONNECTION_ERROR =
   /Stream isn't writeable|Connection is closed|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|socket closed/i;
@@ -84,7 +85,7 @@ export const redisPoolOptionsSchema = poolOptionsObject
     name: z.string().min(1).default('redis'),
     max: z.number().int().positive().default(4),
     /** Connect timeout per connection, handshake (ready check) included. */
-    connectTimeoutMs: z.number().int().positive().default(5_000),
+    connectTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
     /**
      * A command not answered within this long rejects with `QueryTimeoutError` (counted in
      * `errors_total{kind="query-timeout"}`), as does everything else in flight on its
@@ -92,14 +93,14 @@ export const redisPoolOptionsSchema = poolOptionsObject
      * caller for ever. Blocking commands get their own wait plus this; ones that block for
      * ever (`BLPOP k 0`) get no deadline. Off by default, like the SQL pools'.
      */
-    queryTimeoutMs: z.number().int().positive().optional(),
+    queryTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).optional(),
     /**
      * How often a PING on an idle connection checks the server (unref'd timer; off by
      * default). Without it `health()` only learns of failures from traffic; with it a frozen
      * server turns `health()` unhealthy within this interval plus the probe's deadline
      * (`queryTimeoutMs`, else `connectTimeoutMs`).
      */
-    healthCheckIntervalMs: z.number().int().positive().optional(),
+    healthCheckIntervalMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).optional(),
   })
   .refine((options) => options.max >= options.min, { path: ['max'], message: 'max must be >= min' });
 
@@ -140,7 +141,7 @@ export class RedisPool {
     // The same series the generic pool registers (a shared registry returns the same counter).
     this.#errors = new MetricsFactory('connection_pool', poolOptions.registry).counter(
       'errors_total',
-      'Connection errors by kind (create, validate, query).',
+      errorsHelp,
       ['pool', 'kind'],
     );
     const url = typeof redis === 'string' ? redis : undefined;

@@ -5,6 +5,7 @@ import {
   delay,
   type Logger,
   MetricsFactory,
+  maxTimerMs,
   parseOptions,
   silentLogger,
   systemClock,
@@ -12,6 +13,14 @@ import {
   tracingChannel,
   withDeadline,
 } from '@noa/core';
+import {
+  badOptions,
+  clusterAcquireOptionsCheck,
+  type QueryOptions,
+  queryOptionsCheck,
+  type TransactionOptions,
+  transactionOptionsSchema,
+} from './call-options.js';
 import {
   type ClusterOptions,
   clusterOptionsSchema,
@@ -26,6 +35,7 @@ import {
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
+import { errorsHelp, routedHelp } from './metrics.js';
 import { type CloseReport, type LeakReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import {
   createStatementClassifier,
@@ -34,33 +44,12 @@ import {
 } from './routing/classify-statement.js';
 import { ReplicaBalancer } from './routing/replica-balancer.js';
 import { SessionTracker } from './routing/session-tracker.js';
-import type { IsolationLevel, SqlDriver } from './sql-driver.js';
+import type { SqlDriver } from './sql-driver.js';
 
 /** `noa:connection-pool:route` diagnostics channel: one message `{ cluster, target, reason }` per routed query. */
 const routeChannel = tracingChannel('connection-pool', 'route');
 
-/** Per-query options. */
-export interface QueryOptions {
-  /** Session key for read-your-writes (a user or request id); else the `withSession` context is used. */
-  session?: string;
-  /** Forces the target: `primary` always works; `replica` skips read-your-writes (the statement must still be a read). */
-  target?: 'primary' | 'replica';
-  /** Abandons waiting for a connection when this fires. */
-  signal?: AbortSignal;
-}
-
-/** Options of `withTransaction`. */
-export interface TransactionOptions {
-  isolation?: IsolationLevel;
-  readOnly?: boolean;
-  /** Error codes (SQLSTATE like `40001`, MySQL errno like `1213`, or driver codes) that retry the whole function. */
-  retryOn?: readonly string[];
-  /** Retries after the first attempt (default: the pool's `maxTransactionRetries`). */
-  maxRetries?: number;
-  /** Session key credited with the write for read-your-writes. */
-  session?: string;
-  signal?: AbortSignal;
-}
+export type { QueryOptions, TransactionOptions };
 
 /** The handle `withTransaction` passes to its function: every query runs on the transaction's connection. */
 export interface Transaction<Conn, Result> {
@@ -173,7 +162,10 @@ export class SqlCluster<Conn, Config, Result> {
     if (foreign.length > 0) throw new ConfigError(`${driver.name} pool`, foreign);
     this.#driver = driver;
     this.#clock = this.options.clock ?? systemClock;
-    this.#logger = childLogger(this.options.logger ?? silentLogger, { pool: this.options.name });
+    this.#logger = childLogger(this.options.logger ?? silentLogger, {
+      component: 'connection-pool',
+      pool: this.options.name,
+    });
     this.#failover = options.failover;
     // Without replicas every read is on the primary anyway: a zero window skips the per-write bookkeeping.
     this.#sessions = new SessionTracker(this.options.replicas.length > 0 ? this.options.readYourWritesMs : 0);
@@ -183,23 +175,17 @@ export class SqlCluster<Conn, Config, Result> {
     });
     const metrics = new MetricsFactory('connection_pool', this.options.registry);
     this.#metricsOn = metrics.enabled;
-    this.#routed = metrics.counter('routed_queries_total', 'Queries by target server and routing reason.', [
-      'cluster',
-      'target',
-      'reason',
-    ]);
-    this.#replicaHealthy = metrics.gauge('replica_in_rotation', '1 while a replica takes reads, else 0.', [
+    this.#routed = metrics.counter('routed_queries_total', routedHelp, ['cluster', 'target', 'reason']);
+    this.#replicaHealthy = metrics.gauge('replica_in_rotation', '1 while a replica takes reads, else 0', [
       'cluster',
       'replica',
     ]);
-    this.#errors = metrics.counter('errors_total', 'Connection errors by kind (create, validate, query).', [
-      'pool',
-      'kind',
-    ]);
-    this.#replicaLag = metrics.gauge('replica_lag_seconds', 'Last measured replication lag.', [
-      'cluster',
-      'replica',
-    ]);
+    this.#errors = metrics.counter('errors_total', errorsHelp, ['pool', 'kind']);
+    this.#replicaLag = metrics.gauge(
+      'replica_lag_seconds',
+      'Last measured replication lag (-1 when replication is stopped)',
+      ['cluster', 'replica'],
+    );
     this.#primary = this.#node('primary', 'primary', options.primary);
     this.#replicas = (options.replicas ?? []).map((config, index) =>
       this.#node(`replica${index}`, 'replica', config),
@@ -237,6 +223,10 @@ export class SqlCluster<Conn, Config, Result> {
    * another server. Outages surface as `BackendUnavailableError`.
    */
   query(sql: string, values?: readonly unknown[], options?: QueryOptions): Promise<Result> {
+    if (options !== undefined) {
+      const invalid = badOptions(queryOptionsCheck, options);
+      if (invalid !== undefined) return Promise.reject(invalid);
+    }
     const route = this.#classify(sql);
     if (route.target === 'primary' || options?.target === 'primary' || this.#replicas.length === 0) {
       return this.#write(sql, values, options, route.target === 'primary', route.reason);
@@ -268,8 +258,10 @@ export class SqlCluster<Conn, Config, Result> {
    */
   async withTransaction<R>(
     fn: (tx: Transaction<Conn, Result>) => Promise<R>,
-    options: TransactionOptions = {},
+    transactionOptions: TransactionOptions = {},
   ): Promise<R> {
+    // Before a connection is taken: a bad option must not reach the server, nor be ignored.
+    const options = parseOptions('withTransaction', transactionOptionsSchema, transactionOptions);
     const driver = this.#driver;
     const retryOn = options.retryOn ?? driver.defaultRetryCodes;
     const maxRetries = options.maxRetries ?? this.options.maxTransactionRetries;
@@ -320,6 +312,11 @@ export class SqlCluster<Conn, Config, Result> {
    * Give it back with `release(conn)`; a broken one with `release(conn, true)`.
    */
   async acquire(role: 'primary' | 'replica' = 'primary', options?: { signal?: AbortSignal }): Promise<Conn> {
+    if (role !== 'primary' && role !== 'replica') {
+      throw new ConfigError('acquire', [{ path: 'role', message: "must be 'primary' or 'replica'" }]);
+    }
+    const invalid = badOptions(clusterAcquireOptionsCheck, options);
+    if (invalid !== undefined) throw invalid;
     const node = role === 'replica' ? (this.#balancer.pick() ?? this.#fallback()) : this.#primary;
     return this.#acquire(node, options?.signal);
   }
@@ -685,7 +682,10 @@ export class SqlCluster<Conn, Config, Result> {
    * leave rotation too, so a probe that does not answer in time closes its connection.
    */
   #measureLag(node: ServerNode<Conn, Config>): Promise<number> {
-    const deadlineMs = this.options.healthCheckIntervalMs * 2 + this.options.connectTimeoutMs;
+    const deadlineMs = Math.min(
+      maxTimerMs,
+      this.options.healthCheckIntervalMs * 2 + this.options.connectTimeoutMs,
+    );
     return this.#probe(node, deadlineMs, 'replica lag probe', (conn) => this.#driver.replicationLagMs(conn));
   }
 

@@ -1,7 +1,32 @@
+import { ConfigError } from '@noa/core';
+import type { isolationLevels } from './call-options.js';
 import type { SqlDialect } from './routing/classify-statement.js';
 
 /** SQL transaction isolation levels (both Postgres and MySQL spell them this way). */
-export type IsolationLevel = 'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable';
+export type IsolationLevel = (typeof isolationLevels)[number];
+
+/** The fixed SQL text of each level: what reaches the server is one of these, never the caller's text. */
+const isolationSql: ReadonlyMap<string, string> = new Map<IsolationLevel, string>([
+  ['read uncommitted', 'READ UNCOMMITTED'],
+  ['read committed', 'READ COMMITTED'],
+  ['repeatable read', 'REPEATABLE READ'],
+  ['serializable', 'SERIALIZABLE'],
+]);
+
+/**
+ * `ISOLATION LEVEL …` text for `isolation`. Throws `ConfigError` naming `isolation` for
+ * anything else: `withTransaction` validates its options first, but a driver may be called
+ * directly.
+ */
+export function isolationLevelSql(isolation: IsolationLevel): string {
+  const sql = isolationSql.get(isolation);
+  if (sql === undefined) {
+    throw new ConfigError('withTransaction', [
+      { path: 'isolation', message: `not one of ${[...isolationSql.keys()].join(', ')}` },
+    ]);
+  }
+  return `ISOLATION LEVEL ${sql}`;
+}
 
 /** What a driver needs to open a connection. */
 export interface ConnectSettings<Config> {

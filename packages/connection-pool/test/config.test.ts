@@ -8,6 +8,7 @@ import {
   createRedisPool,
   type DatabasePoolOptions,
   type PgPoolOptions,
+  Pool,
 } from '../src/index.js';
 
 function fieldsOf(build: () => unknown): string[] {
@@ -118,5 +119,41 @@ describe('MongoPool options', () => {
     expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', maxStalenessSeconds: 30 }))).toEqual([
       'maxStalenessSeconds',
     ]);
+  });
+});
+
+describe('timer options are bounded by the longest timer Node can set', () => {
+  // Beyond 2^31-1 ms Node fires a timer after 1 ms: acquireTimeoutMs: 3e9 would time every
+  // queued acquire out at once instead of never.
+  const tooLong = 2 ** 31;
+  it('pool, cluster, Redis and Mongo options refuse a longer one, naming the field', () => {
+    expect(
+      fieldsOf(
+        () => new Pool({ create: async () => ({}), destroy: async () => {} }, { acquireTimeoutMs: tooLong }),
+      ),
+    ).toEqual(['acquireTimeoutMs']);
+    expect(
+      fieldsOf(() => createPgPool({ primary: 'postgres://x', pool: { idleTimeoutMs: tooLong } })),
+    ).toEqual(['pool.idleTimeoutMs']);
+    expect(fieldsOf(() => createPgPool({ primary: 'postgres://x', healthCheckIntervalMs: tooLong }))).toEqual(
+      ['healthCheckIntervalMs'],
+    );
+    expect(fieldsOf(() => createPgPool({ primary: 'postgres://x', connectTimeoutMs: tooLong }))).toEqual([
+      'connectTimeoutMs',
+    ]);
+    expect(fieldsOf(() => createRedisPool({ redis: 'redis://x', queryTimeoutMs: tooLong }))).toEqual([
+      'queryTimeoutMs',
+    ]);
+    expect(
+      fieldsOf(() => createMongoPool({ url: 'mongodb://x', serverSelectionTimeoutMs: tooLong })),
+    ).toEqual(['serverSelectionTimeoutMs']);
+  });
+
+  it('the longest one is accepted', () => {
+    const pool = new Pool(
+      { create: async () => ({}), destroy: async () => {} },
+      { acquireTimeoutMs: 2 ** 31 - 1 },
+    );
+    void pool.close();
   });
 });

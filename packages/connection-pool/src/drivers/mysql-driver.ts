@@ -1,6 +1,11 @@
 import type { Connection, ConnectionOptions, FieldPacket, QueryResult } from 'mysql2/promise';
 import { lazyPeer } from '../lazy-peer.js';
-import type { ConnectSettings, IsolationLevel, SqlDriver } from '../sql-driver.js';
+import {
+  type ConnectSettings,
+  type IsolationLevel,
+  isolationLevelSql,
+  type SqlDriver,
+} from '../sql-driver.js';
 
 /** How to reach one MySQL/MariaDB server: a URL or mysql2 ConnectionOptions. */
 export type MysqlConnectionConfig = string | ConnectionOptions;
@@ -9,7 +14,7 @@ export type MysqlConnectionConfig = string | ConnectionOptions;
 export type MysqlResult = [QueryResult, FieldPacket[]];
 
 /** Loads the optional `mysql2` peer dependency on first use. */
-const loadMysql = lazyPeer<typeof import('mysql2/promise')>(() => import('mysql2/promise'));
+const loadMysql = lazyPeer<typeof import('mysql2/promise')>('mysql2');
 
 const useExecute = new WeakSet<Connection>();
 
@@ -98,8 +103,7 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
 
   beginStatements(isolation: IsolationLevel | undefined, readOnly: boolean): string[] {
     const statements: string[] = [];
-    if (isolation !== undefined)
-      statements.push(`SET TRANSACTION ISOLATION LEVEL ${isolation.toUpperCase()}`);
+    if (isolation !== undefined) statements.push(`SET TRANSACTION ${isolationLevelSql(isolation)}`);
     statements.push(readOnly ? 'START TRANSACTION READ ONLY' : 'START TRANSACTION');
     return statements;
   },

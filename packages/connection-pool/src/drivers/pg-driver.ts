@@ -1,13 +1,18 @@
 import type { Client, ClientConfig, QueryResult, QueryResultRow } from 'pg';
 import { lazyPeer } from '../lazy-peer.js';
-import type { ConnectSettings, IsolationLevel, SqlDriver } from '../sql-driver.js';
+import {
+  type ConnectSettings,
+  type IsolationLevel,
+  isolationLevelSql,
+  type SqlDriver,
+} from '../sql-driver.js';
 import { StatementCache } from '../statement-cache.js';
 
 /** How to reach one Postgres server: a connection string or a `pg` ClientConfig. */
 export type PgConnectionConfig = string | ClientConfig;
 
 /** Loads the optional `pg` peer dependency on first use. */
-const loadPg = lazyPeer<typeof import('pg')>(() => import('pg'));
+const loadPg = lazyPeer<typeof import('pg')>('pg');
 
 interface PgInternals {
   connection?: { parsedStatements?: Record<string, string> };
@@ -114,7 +119,7 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
 
   beginStatements(isolation: IsolationLevel | undefined, readOnly: boolean): string[] {
     let sql = 'BEGIN';
-    if (isolation !== undefined) sql += ` ISOLATION LEVEL ${isolation.toUpperCase()}`;
+    if (isolation !== undefined) sql += ` ${isolationLevelSql(isolation)}`;
     if (readOnly) sql += ' READ ONLY';
     return [sql];
   },

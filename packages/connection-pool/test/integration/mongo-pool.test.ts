@@ -123,3 +123,25 @@ describe.skipIf(replicaSetSkip !== undefined)('MongoPool on a replica set', () =
     }
   });
 });
+
+describe.skipIf(!reachable)('MongoPool log lines', () => {
+  it("carry component: 'connection-pool' and the pool name", async () => {
+    const lines: { message: string; fields: Record<string, unknown> }[] = [];
+    const write = (message: string, fields?: Record<string, unknown>) =>
+      lines.push({ message, fields: fields ?? {} });
+    const logger = { debug: write, info: write, warn: write, error: write };
+    const pool = createMongoPool({ url, max: 1, name: 'mongo-logs', logger });
+    try {
+      const client = await pool.connect();
+      // The driver's own event, as it emits it when a server is marked unknown.
+      client.emit('connectionPoolCleared', { address: 'test', interruptInUseConnections: false } as never);
+      expect(lines.map((line) => line.message)).toContain(
+        'mongo connection pool cleared (server marked unknown)',
+      );
+      for (const line of lines)
+        expect(line.fields).toMatchObject({ component: 'connection-pool', pool: 'mongo-logs' });
+    } finally {
+      await pool.close();
+    }
+  });
+});

@@ -1,0 +1,202 @@
+import { ConfigError } from '@noa/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  acquireOptionsCheck,
+  badOptions,
+  clusterAcquireOptionsCheck,
+  connectOptionsCheck,
+  queryOptionsCheck,
+  readDbOptionsCheck,
+} from '../src/call-options.js';
+import {
+  BackendUnavailableError,
+  createMongoPool,
+  createPgPool,
+  createRedisPool,
+  mysqlDriver,
+  Pool,
+  pgDriver,
+} from '../src/index.js';
+
+/** A pool whose primary refuses connections: a call that reaches the network fails differently. */
+const unreachable = () => createPgPool({ primary: 'postgres://noa:noa@127.0.0.1:1/noa' });
+
+async function fieldsOfRejection(attempt: Promise<unknown>): Promise<string[]> {
+  const error = await attempt.then(
+    () => undefined,
+    (failure: unknown) => failure,
+  );
+  expect(error).toBeInstanceOf(ConfigError);
+  return (error as ConfigError).fields;
+}
+
+describe('withTransaction options', () => {
+  it('are checked before a connection is asked for', async () => {
+    const db = unreachable();
+    try {
+      const run = (options: unknown) => db.withTransaction(async () => {}, options as never);
+      expect(await fieldsOfRejection(run({ isolation: 'SERIALIZABLE; DROP TABLE x' }))).toEqual([
+        'isolation',
+      ]);
+      expect(await fieldsOfRejection(run({ isolaton: 'serializable' }))).toEqual(['isolaton']);
+      expect(await fieldsOfRejection(run({ readOnly: 'yes' }))).toEqual(['readOnly']);
+      expect(await fieldsOfRejection(run({ maxRetries: -1 }))).toEqual(['maxRetries']);
+      expect(await fieldsOfRejection(run({ retryOn: '40001' }))).toEqual(['retryOn']);
+      expect(await fieldsOfRejection(run({ signal: {} }))).toEqual(['signal']);
+      expect(db.health().primary.stats.size).toBe(0);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('drivers send fixed text per isolation level and refuse any other', () => {
+    expect(pgDriver.beginStatements('repeatable read', true)).toEqual([
+      'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+    ]);
+    expect(mysqlDriver.beginStatements('serializable', false)).toEqual([
+      'SET TRANSACTION ISOLATION LEVEL SERIALIZABLE',
+      'START TRANSACTION',
+    ]);
+    for (const driver of [pgDriver, mysqlDriver]) {
+      for (const bad of ['serializable; SELECT 1', 'SERIALIZABLE', 'constructor', 'toString']) {
+        expect(() => driver.beginStatements(bad as never, false)).toThrow(ConfigError);
+      }
+    }
+  });
+});
+
+describe('per-call options are strict', () => {
+  it('query(): a misspelt key or a bad value is refused, naming the field, before routing', async () => {
+    const db = unreachable();
+    try {
+      const query = (options: unknown) => db.query('SELECT 1', [], options as never);
+      // Each of these used to run, with read-your-writes or the replica hint silently off.
+      expect(await fieldsOfRejection(query({ sesion: 'u1' }))).toEqual(['sesion']);
+      expect(await fieldsOfRejection(query({ target: 'replcia' }))).toEqual(['target']);
+      expect(await fieldsOfRejection(query({ session: 42 }))).toEqual(['session']);
+      expect(await fieldsOfRejection(query({ signal: 'abort' }))).toEqual(['signal']);
+      // A pg-style callback in the options' place would never be called.
+      expect(await fieldsOfRejection(query(() => {}))).toEqual(['']);
+      expect(db.health().primary.stats.size).toBe(0);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('query(): valid options (undefined values too) pass the check and reach the server', async () => {
+    const db = unreachable();
+    try {
+      const signal = new AbortController().signal;
+      for (const options of [
+        undefined,
+        {},
+        { session: 'u1', target: 'primary', signal },
+        { target: 'replica', session: undefined },
+      ] as const) {
+        await expect(db.query('SELECT 1', [], options)).rejects.toBeInstanceOf(BackendUnavailableError);
+      }
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('acquire() and connect() of a SQL pool check the role and options', async () => {
+    const db = unreachable();
+    try {
+      expect(await fieldsOfRejection(db.acquire('replcia' as never))).toEqual(['role']);
+      expect(await fieldsOfRejection(db.acquire('replica', { sigal: undefined } as never))).toEqual([
+        'sigal',
+      ]);
+      expect(await fieldsOfRejection(db.connect({ rol: 'replica' } as never))).toEqual(['rol']);
+      expect(await fieldsOfRejection(db.connect({ role: 'reader' } as never))).toEqual(['role']);
+      await expect(db.connect({ role: 'replica' })).rejects.toBeInstanceOf(BackendUnavailableError);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('Pool#acquire() and use(): unknown keys and bad timeouts are refused', async () => {
+    const pool = new Pool({ create: async () => ({}), destroy: async () => {} }, { max: 1 });
+    try {
+      expect(await fieldsOfRejection(pool.acquire({ timeout: 5 } as never))).toEqual(['timeout']);
+      expect(await fieldsOfRejection(pool.acquire({ timeoutMs: -1 }))).toEqual(['timeoutMs']);
+      expect(await fieldsOfRejection(pool.acquire({ timeoutMs: 2 ** 31 }))).toEqual(['timeoutMs']);
+      expect(await fieldsOfRejection(pool.use(async () => {}, { signl: undefined } as never))).toEqual([
+        'signl',
+      ]);
+      expect(pool.stats.active).toBe(0);
+      const resource = await pool.acquire({ timeoutMs: 100, signal: new AbortController().signal });
+      pool.release(resource);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('RedisPool#use() and MongoPool#readDb() check theirs', async () => {
+    const redis = createRedisPool({ redis: 'redis://127.0.0.1:1' });
+    try {
+      expect(await fieldsOfRejection(redis.use(async () => {}, { timeout: 5 } as never))).toEqual([
+        'timeout',
+      ]);
+    } finally {
+      await redis.close();
+    }
+    const mongo = createMongoPool({ url: 'mongodb://127.0.0.1:1/x' });
+    let thrown: unknown;
+    try {
+      mongo.readDb('x', { sesion: 'u1' } as never);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    expect((thrown as ConfigError).fields).toEqual(['sesion']);
+    await mongo.close();
+  });
+});
+
+describe('the cheap check agrees with the schema', () => {
+  const value = fc.oneof(
+    fc.constantFrom(
+      undefined,
+      null,
+      'primary',
+      'replica',
+      'u1',
+      '',
+      0,
+      1,
+      -1,
+      1.5,
+      2 ** 31,
+      Number.NaN,
+      true,
+    ),
+    fc.constant(new AbortController().signal),
+    fc.constant({ aborted: false, addEventListener: () => {} }),
+    fc.constant({}),
+  );
+  const options = fc.oneof(
+    fc.dictionary(
+      fc.constantFrom('session', 'target', 'signal', 'timeoutMs', 'role', 'sesion', 'toString', '__proto__'),
+      value,
+    ),
+    value,
+  );
+  it.each([
+    queryOptionsCheck,
+    acquireOptionsCheck,
+    clusterAcquireOptionsCheck,
+    connectOptionsCheck,
+    readDbOptionsCheck,
+  ])('$component: accepted exactly when the schema accepts', (check) => {
+    fc.assert(
+      fc.property(options, (input) => {
+        expect(badOptions(check, input) === undefined).toBe(
+          input === undefined || check.schema.safeParse(input).success,
+        );
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+});

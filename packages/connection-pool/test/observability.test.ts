@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import type { Logger } from '@noa/core';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { createPgPool, Pool } from '../src/index.js';
+
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+
+/** The `errors_total` kinds the README's metrics table lists. */
+function readmeErrorKinds(): string[] {
+  const row = readme.split('\n').find((line) => line.includes('`noa_connection_pool_errors_total`'));
+  if (row === undefined) throw new Error('no errors_total row in the README');
+  return [...row.matchAll(/`([a-z-]+)(?:<reason>)?`/g)].map((match) => match[1]!.replace(/-$/, ''));
+}
+
+function recordingLogger(): {
+  logger: Logger;
+  lines: { message: string; fields: Record<string, unknown> }[];
+} {
+  const lines: { message: string; fields: Record<string, unknown> }[] = [];
+  const write = (message: string, fields?: Record<string, unknown>) =>
+    lines.push({ message, fields: fields ?? {} });
+  return { logger: { debug: write, info: write, warn: write, error: write }, lines };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('metric help texts', () => {
+  it('follow the other packages (no trailing period), and errors_total lists the README kinds', async () => {
+    const registry = new Registry();
+    const db = createPgPool({
+      primary: 'postgres://noa:noa@127.0.0.1:1/noa',
+      replicas: ['postgres://noa:noa@127.0.0.1:1/noa'],
+      registry,
+    });
+    try {
+      const metrics = await registry.getMetricsAsJSON();
+      expect(metrics.length).toBeGreaterThan(10);
+      for (const metric of metrics) expect(metric.help, metric.name).not.toMatch(/\.$/);
+      const errors = metrics.find((metric) => metric.name === 'noa_connection_pool_errors_total')!;
+      const kinds = readmeErrorKinds();
+      expect(kinds).toContain('query-timeout');
+      for (const kind of kinds) expect(errors.help).toContain(kind);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describe('log lines', () => {
+  it("carry component: 'connection-pool', from the pool and from the cluster", async () => {
+    const { logger, lines } = recordingLogger();
+    const pool = new Pool(
+      {
+        create: async () => {
+          throw new Error('connect ECONNREFUSED');
+        },
+        destroy: async () => {},
+      },
+      { logger, name: 'generic' },
+    );
+    await pool.acquire().catch(() => {});
+    await pool.close();
+    const db = createPgPool({
+      primary: 'postgres://noa:noa@127.0.0.1:1/noa',
+      replicas: ['postgres://noa:noa@127.0.0.1:1/noa'],
+      logger,
+    });
+    try {
+      // The first lag probe runs at construction and fails at once (connection refused).
+      for (
+        let tries = 0;
+        tries < 200 && !lines.some((line) => line.message === 'replica left rotation');
+        tries++
+      )
+        await sleep(10);
+    } finally {
+      await db.close();
+    }
+    const messages = lines.map((line) => line.message);
+    expect(messages).toContain('could not open a connection');
+    expect(messages).toContain('replica left rotation');
+    for (const line of lines) expect(line.fields.component, line.message).toBe('connection-pool');
+  });
+});
