@@ -22,7 +22,7 @@ const separatorMessage = 'must not contain ":" (nest namespaces with cache.names
 
 /** What a user fixing a refused prefix must know (the values stay under the old one). */
 const prefixChangeNote =
-  'a new prefix starts with an empty cache and its own bus channel: see "Upgrade notes" in the README';
+  'a new prefix starts with an empty cache and its own bus channel: see "Upgrade notes" in the CHANGELOG';
 
 /** Whether `value` is an object (or function) with a method of each of `names`. */
 function hasMethods(value: unknown, ...names: string[]): boolean {
