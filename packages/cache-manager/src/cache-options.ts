@@ -24,7 +24,11 @@ const separatorMessage = 'must not contain ":" (nest namespaces with cache.names
 const prefixChangeNote =
   'a new prefix starts with an empty cache and its own bus channel: see "Upgrade notes" in the CHANGELOG';
 
-/** Whether `value` is an object (or function) with a method of each of `names`. */
+/**
+ * Whether `value` is an object (or function) with a method of each of `names`. Instances are
+ * checked by shape, not `instanceof`: ioredis and prom-client are optional peers this module
+ * does not import, and an app may hold another copy of either.
+ */
 function hasMethods(value: unknown, ...names: string[]): boolean {
   if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return false;
   const methods = value as Record<string, unknown>;
