@@ -33,6 +33,9 @@ export function applyBusMessage(engine: CacheEngine, message: BusMessage): void 
       for (const prefix of message.k) {
         clearL1(engine, prefix);
         engine.runs.supersedePrefix(prefix);
+        // A root clear deleted the shared structures list (`RedisTier.clearPrefix`): writing
+        // on with the old one would make values that instances reading the new list miss.
+        if (prefix === '') engine.structures?.distrust();
       }
       break;
     case 'exp': {

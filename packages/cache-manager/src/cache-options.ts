@@ -22,7 +22,18 @@ const separatorMessage = 'must not contain ":" (nest namespaces with cache.names
 
 /** What a user fixing a refused prefix must know (the values stay under the old one). */
 const prefixChangeNote =
-  'a new prefix starts with an empty cache and its own bus channel: see "Upgrade notes" in the README';
+  'a new prefix starts with an empty cache and its own bus channel: see "Upgrade notes" in the CHANGELOG';
+
+/**
+ * Whether `value` is an object (or function) with a method of each of `names`. Instances are
+ * checked by shape, not `instanceof`: ioredis and prom-client are optional peers this module
+ * does not import, and an app may hold another copy of either.
+ */
+function hasMethods(value: unknown, ...names: string[]): boolean {
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return false;
+  const methods = value as Record<string, unknown>;
+  return names.every((name) => typeof methods[name] === 'function');
+}
 
 /** A name given to `cache.namespace(name)`: not empty, without `:`. */
 export const namespaceNameSchema = z.string().min(1).refine(separateName, separatorMessage);
@@ -101,7 +112,11 @@ export const cacheOptionsSchema = z
     /** The in-process tier. */
     l1: l1OptionsSchema.default(l1OptionsSchema.parse({})),
     /** An ioredis 5 client (single node or Cluster) for L2, the bus and leases; absent: memory only. */
-    redis: z.custom<RedisClient>((value) => typeof value === 'object' && value !== null).optional(),
+    redis: z
+      .custom<RedisClient>((value) => hasMethods(value, 'duplicate', 'evalsha', 'pipeline', 'on'), {
+        message: 'an ioredis Redis or Cluster instance (not a URL)',
+      })
+      .optional(),
     /** L2 value encoding. */
     serializer: z.enum(['msgpack', 'json']).default('msgpack'),
     /**
@@ -166,10 +181,9 @@ export const cacheOptionsSchema = z
     /** Ties tags to a CDN purge: `deleteByTag` of a listed tag (or any tag when `tags` is absent) calls it. */
     edge: z
       .object({
-        purger: z.custom<EdgePurger>(
-          (value) => typeof (value as EdgePurger | undefined)?.purgeTags === 'function',
-          'must have a purgeTags(tags) method',
-        ),
+        purger: z.custom<EdgePurger>((value) => hasMethods(value, 'purgeTags'), {
+          message: 'an object with a purgeTags(tags) method',
+        }),
         tags: z.array(z.string()).optional(),
         /**
          * How long `deleteByTag` waits for `purgeTags` before rejecting with `EdgePurgeError`
@@ -180,13 +194,27 @@ export const cacheOptionsSchema = z
       .strict()
       .optional(),
     /** prom-client registry for metrics (absent: no metrics, no cost). */
-    registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
+    registry: z
+      .custom<Registry>((value) => hasMethods(value, 'registerMetric', 'getSingleMetric'), {
+        message: 'a prom-client Registry',
+      })
+      .optional(),
     /** Logger (winston-compatible; pino through `fromPino`). */
-    logger: z.custom<Logger>((value) => typeof (value as Logger | undefined)?.warn === 'function').optional(),
+    logger: z
+      .custom<Logger>((value) => hasMethods(value, 'debug', 'info', 'warn', 'error'), {
+        message: 'a logger with debug, info, warn and error methods (pino: through fromPino)',
+      })
+      .optional(),
     /** Clock for freshness and expiry (timeouts use real timers). */
-    clock: z.custom<Clock>((value) => typeof (value as Clock | undefined)?.now === 'function').optional(),
+    clock: z
+      .custom<Clock>((value) => hasMethods(value, 'now'), { message: 'an object with a now() method' })
+      .optional(),
     /** Random source in (0, 1] for XFetch (tests inject a fixed one). */
-    random: z.custom<() => number>((value) => typeof value === 'function').optional(),
+    random: z
+      .custom<() => number>((value) => typeof value === 'function', {
+        message: 'a function returning a number in (0, 1]',
+      })
+      .optional(),
   })
   .strict();
 

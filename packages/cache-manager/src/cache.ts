@@ -179,8 +179,8 @@ export class Cache {
 
   /**
    * Removes every value of this namespace (the whole cache at the root) from both tiers. The
-   * root clear also drops the tag sets; live leases, the shared structures and the saved hot
-   * keys stay (README "Redis keys").
+   * root clear also drops the tag sets and the shared structures list (no value is left that
+   * needs it); live leases and the saved hot keys stay (README "Redis keys").
    */
   async clear(): Promise<void> {
     this.#open();

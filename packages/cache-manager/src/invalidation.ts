@@ -256,6 +256,8 @@ export async function clearPrefix(engine: CacheEngine, fullPrefix: string): Prom
     // message (a value written meanwhile that L2 kept is only reread).
     clearL1(engine, fullPrefix);
     engine.runs.supersedePrefix(fullPrefix);
+    // The root clear deleted the shared structures list: read it again before writing with it.
+    if (fullPrefix === '') engine.structures?.distrust();
     await publishIfDone(engine, 'clear', [fullPrefix], cleared);
   } finally {
     // Once both tiers are clear: a listener's write under the prefix is not cleared by the call.

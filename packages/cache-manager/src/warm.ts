@@ -25,13 +25,17 @@ export const warmOptionsSchema = setOptionsSchema
      * warming goes on: to stop warming from it, abort `signal`.
      */
     onProgress: z
-      .custom<(progress: Readonly<WarmProgress>) => void>((value) => typeof value === 'function')
+      .custom<(progress: Readonly<WarmProgress>) => void>((value) => typeof value === 'function', {
+        message: 'a function',
+      })
       .optional(),
     /**
      * Stops warming when aborted: no new load starts, loads in flight are abandoned (they finish
      * in the background and are cached, uncounted), and `warm` rejects with `WarmAbortedError`.
      */
-    signal: z.custom<AbortSignal>((value) => value instanceof AbortSignal).optional(),
+    signal: z
+      .custom<AbortSignal>((value) => value instanceof AbortSignal, { message: 'an AbortSignal' })
+      .optional(),
   })
   .strict();
 

@@ -65,6 +65,6 @@ describe('prefix', () => {
     expect((refused as ConfigError).fields).toEqual(['prefix']);
     expect((refused as ConfigError).message).toMatch(/must end with ":"/);
     expect((refused as ConfigError).message).toContain('"cache:"');
-    expect((refused as ConfigError).message).toMatch(/Upgrade notes/);
+    expect((refused as ConfigError).message).toMatch(/CHANGELOG/);
   });
 });

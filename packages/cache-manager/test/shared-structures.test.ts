@@ -256,6 +256,27 @@ describe('shared msgpack structures', () => {
       expect(await decodeOn(reader.codec, bytes)).toEqual(entry({ a: 3, b: 3 }));
     });
 
+    it('does not trust a list read before a distrust (a root clear deleted it meanwhile)', async () => {
+      const list = new ListStore();
+      const held = new HeldStore(list);
+      const writer = instance(held);
+      held.hold = true;
+      const loading = writer.structures.load(); // reads the list now, answers later
+      await until(() => held.waiting === 1);
+      const oldEpoch = writer.structures.epoch ?? Number(list.list[0]);
+      list.wipe(); // the root clear deletes the list…
+      writer.structures.distrust(); // …and its bus message arrives before the read's answer
+      held.answer();
+      await loading;
+      held.hold = false;
+      // The read that answered named the deleted list: no value is written with it, and the
+      // encode that asks reads the list again at once (no quiet second).
+      expect(writer.structures.encoder).toBeUndefined();
+      await writer.structures.load(); // joins that read: a new list
+      expect(writer.structures.encoder).toBeDefined();
+      expect(writer.structures.epoch).not.toBe(oldEpoch);
+    });
+
     it('decodes a value whose structures were appended while a read of the list was in flight', async () => {
       const list = new ListStore();
       const held = new HeldStore(list);

@@ -709,10 +709,14 @@ export class RedisTier {
 
   /**
    * Deletes every value under `keyPrefix` (SCAN on every master; clear is rare). The root clear
-   * (`keyPrefix` empty) also deletes the tag sets, which would only name deleted keys. Never
-   * deleted: live leases (a computation in progress keeps its single flight), the shared
-   * structures list (values written by other instances meanwhile still need it) and the saved
-   * hot keys (a missing key there is only a miss at the next start).
+   * (`keyPrefix` empty) also deletes the tag sets, which would only name deleted keys, and,
+   * once every value is gone, the shared structures list: no value is left to need it. A value
+   * another instance writes with the old list meanwhile is a miss where the list is not
+   * loaded (its fingerprint names the old list), never a wrong value, and the bus's `clear`
+   * has every instance read the list again before it writes shared values (`distrust`).
+   * A namespace's clear keeps the list: the other namespaces' values use it. Never deleted:
+   * live leases (a computation in progress keeps its single flight) and the saved hot keys (a
+   * missing key there is only a miss at the next start).
    */
   clearPrefix(keyPrefix: string): Promise<boolean> {
     this.#writesFirst();
@@ -736,9 +740,15 @@ export class RedisTier {
       } while (cursor !== '0');
       return true;
     };
-    return Promise.all(nodes.flatMap((node) => patterns.map((pattern) => scanAll(node, pattern)))).then(
-      (done) => done.every(Boolean),
-    );
+    const scans = Promise.all(nodes.flatMap((node) => patterns.map((pattern) => scanAll(node, pattern))));
+    return scans.then(async (done) => {
+      if (!done.every(Boolean)) return false;
+      if (keyPrefix !== '') return true;
+      return this.#guard.run('clear', false, async () => {
+        await this.client.unlink(this.structuresKey);
+        return true;
+      });
+    });
   }
 
   /**

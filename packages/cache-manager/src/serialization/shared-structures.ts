@@ -94,6 +94,8 @@ export class SharedStructures {
   #lastLoadFailed = false;
   #quietUntil = 0;
   #trusted = false;
+  /** Calls of {@link distrust} so far: a load that read the list before one does not trust it. */
+  #distrusts = 0;
   #loadedAt = 0;
 
   constructor(store: StructureStore, onError: (error: unknown) => void) {
@@ -143,6 +145,7 @@ export class SharedStructures {
   distrust(): void {
     this.#trusted = false;
     this.#quietUntil = 0;
+    this.#distrusts += 1;
   }
 
   /**
@@ -209,6 +212,7 @@ export class SharedStructures {
     this.#loading ??= (async () => {
       this.#loadedAt = Date.now();
       const number = ++this.#loadsStarted;
+      const distrusts = this.#distrusts;
       this.#lastLoadFailed = true; // until it read a list it could apply
       try {
         const list = await this.#store.loadStructures(String(randomInt(1, 2 ** 32 - 1)));
@@ -218,11 +222,14 @@ export class SharedStructures {
           this.#lastLoadRead = number;
           this.#loadForFailed = false;
         }
-        if (list !== undefined && this.#epoch !== undefined) this.#trusted = true;
+        // A distrust during the load (a root clear deleted the list, the connection closed) may
+        // have come after the list was read: what it read is not trusted, the next encode reads again.
+        if (list !== undefined && this.#epoch !== undefined && distrusts === this.#distrusts)
+          this.#trusted = true;
       } catch (error) {
         this.#onError(error);
       } finally {
-        this.#quietUntil = Date.now() + RETRY_AFTER_MS;
+        if (distrusts === this.#distrusts) this.#quietUntil = Date.now() + RETRY_AFTER_MS;
         this.#loading = undefined;
       }
     })();

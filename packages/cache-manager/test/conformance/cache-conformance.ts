@@ -1028,7 +1028,7 @@ export function describeCacheConformance(
     });
 
     it.skipIf(!shared)(
-      'the root clear removes every value but keeps live leases and the shared structures',
+      'the root clear removes every value but keeps live leases; values written after it decode everywhere',
       async () => {
         // The clear SCANs the whole shared keyspace (other files' and sessions' keys too): on a
         // busy machine that can outlast the default 500 ms deadline, and a timed-out clear is
@@ -1053,8 +1053,9 @@ export function describeCacheConformance(
         // the factory alongside it.
         await Promise.all([computing, make(own).getOrSet('slow', slow)]);
         expect(most).toBe(1);
-        // Written after the clear with the structures the writer holds: a fresh instance, which
-        // loads the list from Redis, must still decode it.
+        // Written after the clear by an instance that held the list the clear deleted (it reads
+        // the list again on the clear's bus message): a fresh instance, which loads the list
+        // from Redis, must still decode it.
         await writer.set('after', { name: 'b', age: 3 });
         expect(await make(own).get('after')).toEqual({ name: 'b', age: 3 });
       },

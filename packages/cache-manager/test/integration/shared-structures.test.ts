@@ -187,6 +187,39 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
     expect(await reader.get('a3')).toBeUndefined();
   });
 
+  it('a root clear leaves no key behind; a namespace clear keeps the list other namespaces decode with', async () => {
+    const prefix = newPrefix('cm_struct_clear');
+    const clearer = await cacheOn(prefix, { bus: true });
+    // The writer keeps its list loaded (and trusted) across the clear, and its values in L1.
+    const writer = await cacheOn(prefix, { bus: true, l1: { maxEntries: 100 } });
+    await writer.set('p0', page(0));
+    await writer.set('p1', page(1)); // second sighting: the shapes are appended
+    while ((await redis!.llen(`${prefix}__structures`)) < 2) await delay(5);
+    await writer.set('p2', page(2));
+    expect((await redis!.getBuffer(`${prefix}v:p2`))![5]).toBeGreaterThan(0); // uses shared structures
+
+    // A namespace's clear leaves the list: the root's values still need it.
+    await clearer.namespace('orders').set('o1', page(3));
+    await clearer.namespace('orders').clear();
+    expect(await redis!.exists(`${prefix}__structures`)).toBe(1);
+    expect(await (await cacheOn(prefix)).get('p2')).toEqual(page(2));
+
+    // The root clear: nothing under the prefix is left in Redis.
+    const heard = new Promise<void>((resolve) =>
+      writer.onInvalidation((message) => message.t === 'clear' && resolve()),
+    );
+    await clearer.clear();
+    await heard;
+    expect(await redis!.keys(`${prefix}*`)).toEqual([]);
+
+    // The writer, told by the bus, does not go on writing with the list the clear removed: a
+    // new instance (which starts a new list) reads what it writes next.
+    await writer.set('p4', page(4));
+    const reader = await cacheOn(prefix);
+    expect(await reader.get('p4')).toEqual(page(4));
+    expect(await reader.get('p2')).toBeUndefined();
+  });
+
   it('decodes another instance’s value at once when its own first read of the list timed out', async () => {
     const prefix = newPrefix('cm_struct_late');
     const writer = await cacheOn(prefix);

@@ -1,0 +1,67 @@
+import { ConfigError, type ConfigIssue } from '@noa/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions } from '../src/index.js';
+
+const caches: Cache[] = [];
+afterEach(async () => {
+  await Promise.all(caches.splice(0).map((cache) => cache.close()));
+});
+
+/** The issues of the ConfigError that `new Cache(options)` throws. */
+function issuesOf(options: unknown): ConfigIssue[] {
+  try {
+    caches.push(new Cache(options as CacheOptions));
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).issues;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('instance options', () => {
+  it('refuses a Redis URL or connection options for `redis`, saying an ioredis instance is wanted', () => {
+    for (const redis of ['redis://localhost:6379', { host: 'localhost', port: 6379 }]) {
+      const issues = issuesOf({ redis });
+      expect(issues).toEqual([
+        { path: 'redis', message: 'an ioredis Redis or Cluster instance (not a URL)' },
+      ]);
+    }
+  });
+
+  it('gives every instance or function option its own message, never "Invalid input"', async () => {
+    expect(issuesOf({ registry: 'default' })).toEqual([
+      { path: 'registry', message: 'a prom-client Registry' },
+    ]);
+    expect(issuesOf({ logger: { warn() {} } })).toEqual([
+      {
+        path: 'logger',
+        message: 'a logger with debug, info, warn and error methods (pino: through fromPino)',
+      },
+    ]);
+    expect(issuesOf({ clock: () => Date.now() })).toEqual([
+      { path: 'clock', message: 'an object with a now() method' },
+    ]);
+    expect(issuesOf({ random: 0.5 })).toEqual([
+      { path: 'random', message: 'a function returning a number in (0, 1]' },
+    ]);
+    expect(issuesOf({ edge: { purger: () => {} } })).toEqual([
+      { path: 'edge.purger', message: 'an object with a purgeTags(tags) method' },
+    ]);
+
+    const cache = new Cache();
+    caches.push(cache);
+    const warmIssues = async (options: unknown) => {
+      try {
+        await cache.warm(['a'], () => 1, options as never);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        return (error as ConfigError).issues;
+      }
+      throw new Error('expected a ConfigError');
+    };
+    expect(await warmIssues({ signal: { aborted: false } })).toEqual([
+      { path: 'signal', message: 'an AbortSignal' },
+    ]);
+    expect(await warmIssues({ onProgress: 'log' })).toEqual([{ path: 'onProgress', message: 'a function' }]);
+  });
+});
