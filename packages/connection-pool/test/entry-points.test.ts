@@ -49,12 +49,16 @@ function emitDeclarations(roots: string[]): Map<string, string> {
   return declarations;
 }
 
-/** The bare specifiers imported by a declaration file and the relative ones it reaches. */
+/**
+ * Every module a declaration file makes `tsc` load: imports and re-exports (bare and relative),
+ * `import('x')` types, and `/// <reference types="x" />` directives.
+ */
 function importsOf(text: string): string[] {
   const patterns = [
     /\bfrom\s+['"]([^'"]+)['"]/g,
     /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g,
     /^import\s+['"]([^'"]+)['"]/gm,
+    /^\/\/\/\s*<reference\s+types=['"]([^'"]+)['"]/gm,
   ];
   return patterns.flatMap((pattern) => [...text.matchAll(pattern)].map((match) => match[1]!));
 }
