@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Checks the project rule "every public API appears in the package README":
 // for each non-private package under packages/, collects the names exported by
-// src/index.ts and reports every name that does not appear as a word in the
+// src/index.ts and by every other entry point its package.json exports (subpaths, found by
+// their `@noa/source` condition) and reports every name that does not appear as a word in the
 // package's README.md. Prints `package: name` lines and exits 1 if any is missing.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -62,13 +63,23 @@ function escapeRegExp(text) {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/** The source of each entry point: its `@noa/source` export condition (subpaths included). */
+function entrySources(dir, manifest) {
+  const sources = Object.values(manifest.exports ?? {})
+    .map((conditions) => conditions?.['@noa/source'])
+    .filter((source) => typeof source === 'string')
+    .map((source) => join(dir, source));
+  return sources.length > 0 ? sources : [join(dir, 'src', 'index.ts')];
+}
+
 const missing = [];
 for (const { name: folder, dir, manifest } of workspacePackages()) {
   const indexFile = join(dir, 'src', 'index.ts');
   if (!existsSync(indexFile) || manifest.private) continue;
   const readmeFile = join(dir, 'README.md');
   const readme = existsSync(readmeFile) ? readFileSync(readmeFile, 'utf8') : '';
-  for (const name of [...exportedNames(indexFile, 1)].sort()) {
+  const names = new Set(entrySources(dir, manifest).flatMap((file) => [...exportedNames(file, 1)]));
+  for (const name of [...names].sort()) {
     const word = new RegExp(`(?<![\\w$])${escapeRegExp(name)}(?![\\w$])`);
     if (!word.test(readme)) missing.push(`${manifest.name ?? folder}: ${name}`);
   }

@@ -1,4 +1,4 @@
-import type { PgPool } from '@noa/connection-pool';
+import type { PgPool } from '@noa/connection-pool/pg';
 
 /** A product as the database returns it. */
 export interface Product {

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createPgPool, type PgPool } from '@noa/connection-pool';
+import { createPgPool, type PgPool } from '@noa/connection-pool/pg';
 import { RabbitMqProvider, RedisJobStateStore } from '@noa/message-queue';
 import { recommendedRedisOptions } from '@noa/rate-limiter';
 import { Redis } from 'ioredis';

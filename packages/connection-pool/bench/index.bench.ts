@@ -11,7 +11,8 @@ import {
 import genericPool from 'generic-pool';
 import pg from 'pg';
 import tarn from 'tarn';
-import { createPgPool, Pool } from '../src/index.js';
+import { Pool } from '../src/index.js';
+import { createPgPool } from '../src/pg.js';
 
 // Side-by-side cases: ours and the named anchors, same inputs, same service, one run.
 const benchDir = path.dirname(new URL(import.meta.url).pathname);

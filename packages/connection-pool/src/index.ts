@@ -1,3 +1,9 @@
+/**
+ * `@noa/connection-pool`: what needs no driver (the generic `Pool`, the SQL cluster over any
+ * `SqlDriver`, routing, options, errors). Each driver's pool is a subpath (`/pg`, `/mysql`,
+ * `/mongo`, `/redis`, and `/sql` for `createDatabasePool`), so that these declarations import no
+ * optional peer: a Postgres user compiling with `skipLibCheck: false` needs no mongodb types.
+ */
 export {
   acquireOptionsSchema,
   isolationLevels,
@@ -10,9 +16,6 @@ export {
   type FailoverHandler,
   nodePoolSchema,
 } from './cluster-options.js';
-export { createDatabasePool, type DatabasePoolOptions, sqlDrivers } from './create-database-pool.js';
-export { type MysqlConnectionConfig, type MysqlResult, mysqlDriver } from './drivers/mysql-driver.js';
-export { type PgConnectionConfig, pgDriver } from './drivers/pg-driver.js';
 export {
   AcquireAbortedError,
   AcquireTimeoutError,
@@ -24,18 +27,8 @@ export {
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
-export { createMongoPool, MongoPool, type MongoPoolOptions, mongoPoolOptionsSchema } from './mongo-pool.js';
-export { createMysqlPool, MysqlPool, type MysqlPoolOptions, type MysqlTransaction } from './mysql-pool.js';
-export {
-  createPgPool,
-  PgPool,
-  type PgPoolClient,
-  type PgPoolOptions,
-  type PgTransaction,
-} from './pg-pool.js';
 export { type AcquireOptions, type CloseReport, type LeakReport, Pool, type PoolStats } from './pool.js';
 export { type PoolOptions, poolOptionsSchema, type ResourceFactory } from './pool-options.js';
-export { createRedisPool, RedisPool, type RedisPoolOptions, redisPoolOptionsSchema } from './redis-pool.js';
 export {
   classifyStatement,
   createStatementClassifier,

@@ -9,15 +9,11 @@ import {
   queryOptionsCheck,
   readDbOptionsCheck,
 } from '../src/call-options.js';
-import {
-  BackendUnavailableError,
-  createMongoPool,
-  createPgPool,
-  createRedisPool,
-  mysqlDriver,
-  Pool,
-  pgDriver,
-} from '../src/index.js';
+import { BackendUnavailableError, Pool } from '../src/index.js';
+import { createMongoPool } from '../src/mongo.js';
+import { mysqlDriver } from '../src/mysql.js';
+import { createPgPool, pgDriver } from '../src/pg.js';
+import { createRedisPool } from '../src/redis.js';
 
 /** A pool whose primary refuses connections: a call that reaches the network fails differently. */
 const unreachable = () => createPgPool({ primary: 'postgres://noa:noa@127.0.0.1:1/noa' });

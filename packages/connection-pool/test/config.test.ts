@@ -1,15 +1,11 @@
 import { ConfigError } from '@noa/core';
 import { describe, expect, it } from 'vitest';
-import {
-  createDatabasePool,
-  createMongoPool,
-  createMysqlPool,
-  createPgPool,
-  createRedisPool,
-  type DatabasePoolOptions,
-  type PgPoolOptions,
-  Pool,
-} from '../src/index.js';
+import { Pool } from '../src/index.js';
+import { createMongoPool } from '../src/mongo.js';
+import { createMysqlPool } from '../src/mysql.js';
+import { createPgPool, type PgPoolOptions } from '../src/pg.js';
+import { createRedisPool } from '../src/redis.js';
+import { createDatabasePool, type DatabasePoolOptions } from '../src/sql.js';
 
 function fieldsOf(build: () => unknown): string[] {
   try {

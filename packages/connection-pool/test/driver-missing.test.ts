@@ -1,12 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  createMongoPool,
-  createMysqlPool,
-  createPgPool,
-  createRedisPool,
-  DriverNotInstalledError,
-} from '../src/index.js';
+import { DriverNotInstalledError } from '../src/index.js';
 import { type PeerName, peerImports } from '../src/lazy-peer.js';
+import { createMongoPool } from '../src/mongo.js';
+import { createMysqlPool } from '../src/mysql.js';
+import { createPgPool } from '../src/pg.js';
+import { createRedisPool } from '../src/redis.js';
 
 // No package is uninstalled: each driver's import is pointed at a package that does not exist,
 // which fails as a missing install does (ERR_MODULE_NOT_FOUND).

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { createPgPool, Pool } from '../src/index.js';
+import { Pool } from '../src/index.js';
+import { createPgPool } from '../src/pg.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 

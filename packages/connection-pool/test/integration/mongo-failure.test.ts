@@ -3,11 +3,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   AcquireTimeoutError,
   BackendUnavailableError,
-  createMongoPool,
-  type MongoPool,
   PoolClosedError,
   QueryTimeoutError,
 } from '../../src/index.js';
+import { createMongoPool, type MongoPool } from '../../src/mongo.js';
 import {
   type PrivateFerretdb,
   privateFerretdbSkipReason,

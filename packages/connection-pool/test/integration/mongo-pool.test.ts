@@ -1,7 +1,7 @@
 import { isReachable, serviceUrl, sparePort, uniqueName } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMongoPool, type MongoPool } from '../../src/index.js';
+import { createMongoPool, type MongoPool } from '../../src/mongo.js';
 
 const url = serviceUrl('mongo');
 const reachable = await isReachable('mongo');

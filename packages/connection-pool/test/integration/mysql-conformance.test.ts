@@ -1,6 +1,6 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import mysql, { type Connection } from 'mysql2/promise';
-import { createMysqlPool, type MysqlConnectionConfig, type MysqlResult } from '../../src/index.js';
+import { createMysqlPool, type MysqlConnectionConfig, type MysqlResult } from '../../src/mysql.js';
 import { sqlPoolConformance } from '../conformance/sql-pool-conformance.js';
 
 const url = serviceUrl('mysql');

@@ -1,7 +1,7 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import type { RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMysqlPool, type MysqlPool } from '../../src/index.js';
+import { createMysqlPool, type MysqlPool } from '../../src/mysql.js';
 import { barrier, sleep } from './helpers/wait.js';
 
 const url = serviceUrl('mysql');

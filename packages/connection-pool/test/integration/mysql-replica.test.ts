@@ -1,6 +1,6 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMysqlPool, type MysqlPool } from '../../src/index.js';
+import { createMysqlPool, type MysqlPool } from '../../src/mysql.js';
 import {
   type PrivateMariadbReplication,
   privateMariadbSkipReason,

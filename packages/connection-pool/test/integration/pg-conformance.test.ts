@@ -1,6 +1,6 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import pg, { type Client, type QueryResult, type QueryResultRow } from 'pg';
-import { createPgPool, type PgConnectionConfig } from '../../src/index.js';
+import { createPgPool, type PgConnectionConfig } from '../../src/pg.js';
 import { sqlPoolConformance } from '../conformance/sql-pool-conformance.js';
 
 const url = serviceUrl('postgres');

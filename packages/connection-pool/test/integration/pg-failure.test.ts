@@ -1,11 +1,7 @@
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  BackendUnavailableError,
-  createPgPool,
-  PoolClosedError,
-  QueryTimeoutError,
-} from '../../src/index.js';
+import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from '../../src/index.js';
+import { createPgPool } from '../../src/pg.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
 import { sleep, waitFor } from './helpers/wait.js';
 

@@ -1,7 +1,8 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPgPool, type PgPool, QueryTimeoutError, TransactionRetryError } from '../../src/index.js';
+import { QueryTimeoutError, TransactionRetryError } from '../../src/index.js';
+import { createPgPool, type PgPool } from '../../src/pg.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
 import { barrier, sleep, waitFor } from './helpers/wait.js';
 

@@ -1,12 +1,8 @@
 import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import {
-  BackendUnavailableError,
-  createRedisPool,
-  PoolClosedError,
-  QueryTimeoutError,
-} from '../../src/index.js';
+import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from '../../src/index.js';
+import { createRedisPool } from '../../src/redis.js';
 import { sleep, waitFor } from './helpers/wait.js';
 
 /** The value of the sample `series` (name and labels), or 0 when it does not exist. */

@@ -2,7 +2,8 @@ import { ConfigError } from '@noa/core';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import type { RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMysqlPool, createPgPool, type MysqlPool, type PgPool } from '../../src/index.js';
+import { createMysqlPool, type MysqlPool } from '../../src/mysql.js';
+import { createPgPool, type PgPool } from '../../src/pg.js';
 
 /** The statement an attacker appends to `isolation`: it leaves a row behind if it ever runs. */
 const injection = (table: string) => `serializable; INSERT INTO ${table} VALUES (1)`;
