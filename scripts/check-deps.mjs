@@ -49,6 +49,19 @@ const importPatterns = [
   /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g,
 ];
 
+// The subpaths (`@noa/connection-pool/pg`) each package's `exports` declares: public entries too.
+const subpathsByPackage = new Map(
+  workspacePackages().map(({ name, manifest }) => [
+    name,
+    new Set(
+      Object.keys(manifest.exports ?? {})
+        .filter((key) => key.startsWith('./'))
+        .map((key) => `@noa/${name}/${key.slice(2)}`),
+    ),
+  ]),
+);
+const exportedSubpaths = (target) => subpathsByPackage.get(target) ?? new Set();
+
 for (const { name, dir, manifest } of workspacePackages()) {
   if (!(name in allowed)) {
     problems.push(
@@ -82,8 +95,8 @@ for (const { name, dir, manifest } of workspacePackages()) {
         if (!declared.has(target))
           problems.push(`${relative}: imports ${spec} without declaring @noa/${target}`);
         if (inSrc && testOnly.includes(target)) problems.push(`${relative}: src may not import ${spec}`);
-        if (spec.split('/').length > 2 && !testOnly.includes(target))
-          problems.push(`${relative}: imports ${spec}: use the package's public entry only`);
+        if (spec.split('/').length > 2 && !testOnly.includes(target) && !exportedSubpaths(target).has(spec))
+          problems.push(`${relative}: imports ${spec}: use the package's public entries only (its exports)`);
       } else if (spec.startsWith('.')) {
         const resolved = path.resolve(path.dirname(file), spec);
         if (!resolved.startsWith(dir + path.sep))

@@ -50,7 +50,14 @@ export {
   withRabbitVhost,
   withVhostPath,
 } from './rabbit-vhost.js';
-export { expectedOutputs, formatLogs, type ReadmeBlock, readmeBlocks, runReadmeBlock } from './readme.js';
+export {
+  expectedOutputs,
+  formatLogs,
+  type ReadmeBlock,
+  readmeBlocks,
+  runReadmeBlock,
+  withPackageSources,
+} from './readme.js';
 export {
   type PrivateRedisCluster,
   type ReplicatedRedisCluster,

@@ -36,17 +36,38 @@ export function readmeBlocks(packageDir: string, options: { all?: boolean } = {}
 let runs = 0;
 
 /**
+ * `code` with the package's own imports pointed at its sources: the bare name at
+ * `src/index.ts`, a subpath at its `@noa/source` export. Throws for a subpath the package does
+ * not export (the README would send users to a module that does not exist).
+ */
+export function withPackageSources(packageDir: string, code: string): string {
+  const { name, exports = {} } = JSON.parse(readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as {
+    name: string;
+    exports?: Record<string, { '@noa/source'?: string } | string>;
+  };
+  const escaped = name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  return code.replace(
+    new RegExp(`(['"])${escaped}(/[\\w./-]+)?\\1`, 'g'),
+    (specifier, _quote, subpath?: string) => {
+      if (subpath === undefined) return JSON.stringify(path.join(packageDir, 'src', 'index.ts'));
+      const conditions = exports[`.${subpath}`];
+      const source = typeof conditions === 'object' ? conditions['@noa/source'] : undefined;
+      if (source === undefined)
+        throw new Error(`the README imports ${specifier}, which ${name} does not export`);
+      return JSON.stringify(path.join(packageDir, source));
+    },
+  );
+}
+
+/**
  * Runs one block as a module and returns the arguments of each `console.log` call it made.
  * The file is written under `<packageDir>/node_modules/.readme/` (so the package's own
  * dependencies resolve, and neither git nor Biome sees it) with the package's published name
- * pointed at its `src/index.ts`, and removed afterwards.
+ * pointed at its `src/index.ts` and each subpath it imports (`@noa/connection-pool/pg`) at the
+ * source its `@noa/source` export condition names, and removed afterwards.
  */
 export async function runReadmeBlock(packageDir: string, code: string): Promise<unknown[][]> {
-  const { name } = JSON.parse(readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as {
-    name: string;
-  };
-  const entry = JSON.stringify(path.join(packageDir, 'src', 'index.ts'));
-  const source = code.replaceAll(`'${name}'`, entry).replaceAll(`"${name}"`, entry);
+  const source = withPackageSources(packageDir, code);
   const scratch = path.join(packageDir, 'node_modules', '.readme');
   mkdirSync(scratch, { recursive: true });
   runs += 1;

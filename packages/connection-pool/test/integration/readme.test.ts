@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { isReachable, readmeBlocks, runReadmeBlock, serviceUrl, uniqueName } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,23 +7,9 @@ import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } fro
 // Every ```ts block preceded by `<!-- test -->` in the README runs here, against a private
 // Postgres primary + replica, a fresh MariaDB database, the shared Redis and the shared MongoDB.
 const packageDir = path.resolve(import.meta.dirname, '../..');
-// runReadmeBlock points the package's own name at src/index.ts; the driver subpaths
-// (`@noa/connection-pool/pg`…) go to the sources their `@noa/source` export condition names.
-const { name, exports } = JSON.parse(readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as {
-  name: string;
-  exports: Record<string, { '@noa/source': string }>;
-};
-function withSubpathsToSources(code: string): string {
-  return code.replace(new RegExp(`'${name}/([\\w-]+)'`, 'g'), (specifier, subpath: string) => {
-    const source = exports[`./${subpath}`]?.['@noa/source'];
-    if (source === undefined)
-      throw new Error(`the README imports ${specifier}, which package.json does not export`);
-    return JSON.stringify(path.join(packageDir, source));
-  });
-}
 const blocks = readmeBlocks(packageDir)
   .filter((block) => block.tag === undefined)
-  .map((block) => withSubpathsToSources(block.code));
+  .map((block) => block.code);
 
 // What each block prints, in order.
 const expectedLogs: ((logs: unknown[][]) => void)[] = [
