@@ -31,6 +31,8 @@ export function fixedWindowInPlace(
       limit,
       remaining: Math.max(0, limit - count),
       resetMs: count > 0 ? resetMs : 0,
+      // The whole quota comes back at the window's end: the next point with it.
+      nextMs: count > 0 ? resetMs : 0,
       // More than the limit never fits, whatever the window: no retry time (see decision.ts).
       retryAfterMs: cost > limit ? Number.POSITIVE_INFINITY : resetMs,
       delayMs: 0,
@@ -45,6 +47,7 @@ export function fixedWindowInPlace(
     limit,
     remaining: limit - used,
     resetMs: used > 0 ? resetMs : 0,
+    nextMs: used > 0 ? resetMs : 0,
     retryAfterMs: 0,
     delayMs: 0,
   };

@@ -8,7 +8,7 @@
 -- KEYS: the state hash, then one sorted set per limit (used by sliding logs only).
 -- Returns now, then 0 when the call expired (nothing read or changed; nothing else follows) or
 -- 1, blockedMs, then per limit what a cost-0 check reports: allowed, remaining, resetMs,
--- retryAfterMs, delayMs. Nothing is counted and no violation is recorded.
+-- retryAfterMs, delayMs, nextMs. Nothing is counted and no violation is recorded.
 
 -- One call of this script (see prelude.lua: `begin`, and how scripts are run).
 local function entry(keys, args)
@@ -203,7 +203,7 @@ local function entry(keys, args)
   local out = { now, 1, blockedMs }
   for i = 1, nl do
     local p = policies[i]
-    local allowed, remaining, reset, retry, delay = report(p, SA[i], SB[i], SC[i], LOG[i])
+    local allowed, remaining, reset, retry, delay, nxt = report(p, SA[i], SB[i], SC[i], LOG[i])
     if blockedMs > 0 then
       allowed = false
       retry = math.max(retry, blockedMs)
@@ -213,6 +213,7 @@ local function entry(keys, args)
     out[#out + 1] = reset
     out[#out + 1] = retry
     out[#out + 1] = delay
+    out[#out + 1] = nxt
   end
   return out
 end

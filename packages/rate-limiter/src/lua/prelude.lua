@@ -1,8 +1,8 @@
 -- @noa/rate-limiter: each script (check.lua, adjust.lua) is assembled from prelude.lua, one file
 -- per algorithm and the script's own file. Every algorithm mirrors its TypeScript twin in src/algorithms/ line for line.
 -- Scalar algorithms: function(a, b, c, now, cost, policy) -> allowed, remaining, resetMs,
--- retryAfterMs, delayMs, new a, new b, new c (the state is up to three numbers; nil = none).
--- The sliding log: function(log, now, cost, policy) -> the same five, then the new log.
+-- retryAfterMs, delayMs, nextMs, new a, new b, new c (the state is up to three numbers; nil = none).
+-- The sliding log: function(log, now, cost, policy) -> the same six, then the new log.
 -- All arithmetic stays on integers (exact in Lua's doubles below 2^53).
 local ALG = {}
 
@@ -150,7 +150,7 @@ local function read_log(key, window)
 end
 
 -- What policy p reports for a cost of 0 on its state (a, b, c; its log for the sliding log),
--- changing nothing: allowed, remaining, reset, retry, delay.
+-- changing nothing: allowed, remaining, reset, retry, delay, next.
 local function report(p, a, b, c, log)
   if p.alg == 3 then return ALG[3](log, now, 0, p) end
   return ALG[p.alg](a, b, c, now, 0, p)

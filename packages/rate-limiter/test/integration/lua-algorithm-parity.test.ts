@@ -36,7 +36,7 @@ local log = { times = {}, costs = {} }
 local reply = {}
 for i = 6, #CALL_ARGV, 2 do
   local t, cost = tonumber(CALL_ARGV[i]), tonumber(CALL_ARGV[i + 1])
-  local allowed, remaining, reset, retry, delay, na, nb, nc
+  local allowed, remaining, reset, retry, delay, nxt, na, nb, nc
   if p.alg == 3 then
     -- What read_log returns at t: the entries inside the window, in time order.
     local order = {}
@@ -46,11 +46,11 @@ for i = 6, #CALL_ARGV, 2 do
     table.sort(order, function(x, y) return x[1] < y[1] end)
     local read = { times = {}, costs = {} }
     for k = 1, #order do read.times[k], read.costs[k] = order[k][1], order[k][2] end
-    allowed, remaining, reset, retry, delay, na = ALG[3](read, t, cost, p)
+    allowed, remaining, reset, retry, delay, nxt, na = ALG[3](read, t, cost, p)
     -- As check.lua: the log is written only when the step changed it (a cost-0 check does not).
     if allowed and na ~= read then log = na end
   else
-    allowed, remaining, reset, retry, delay, na, nb, nc = ALG[p.alg](a, b, c, t, cost, p)
+    allowed, remaining, reset, retry, delay, nxt, na, nb, nc = ALG[p.alg](a, b, c, t, cost, p)
     if allowed then a, b, c = na, nb, nc end
   end
   reply[#reply + 1] = allowed and 1 or 0
@@ -58,9 +58,13 @@ for i = 6, #CALL_ARGV, 2 do
   reply[#reply + 1] = reset
   reply[#reply + 1] = retry
   reply[#reply + 1] = delay
+  reply[#reply + 1] = nxt
 end
 return reply
 `;
+
+/** Values the harness replies per step: allowed, remaining, resetMs, retryAfterMs, delayMs, nextMs. */
+const perStep = 6;
 
 /**
  * Requests whose clock may go back by up to two windows of the policies below, and sometimes
@@ -134,7 +138,10 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
                 policy,
               );
               if (decision.allowed) state = next;
-              const [allowed, remaining, resetMs, retry, delayMs] = reply.slice(5 * index, 5 * index + 5);
+              const [allowed, remaining, resetMs, retry, delayMs, nextMs] = reply.slice(
+                perStep * index,
+                perStep * index + perStep,
+              );
               expect({
                 step: index,
                 allowed: allowed === 1,
@@ -142,6 +149,7 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
                 resetMs,
                 retryAfterMs: retry === -1 ? Number.POSITIVE_INFINITY : retry,
                 delayMs,
+                nextMs,
               }).toEqual({
                 step: index,
                 allowed: decision.allowed,
@@ -149,6 +157,7 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
                 resetMs: decision.resetMs,
                 retryAfterMs: decision.retryAfterMs,
                 delayMs: decision.delayMs,
+                nextMs: decision.nextMs,
               });
             });
           },
@@ -170,8 +179,8 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
     ].map(String);
     const reply = (await client.eval(harness, 0, ...argv)) as number[];
     const lua = steps.map((_, index) => ({
-      allowed: reply[5 * index] === 1,
-      delayMs: reply[5 * index + 4],
+      allowed: reply[perStep * index] === 1,
+      delayMs: reply[perStep * index + 4],
     }));
     let state: unknown;
     const ts = steps.map(([time, cost]) => {
