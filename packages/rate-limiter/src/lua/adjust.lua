@@ -34,6 +34,7 @@ local function entry(keys, args)
   fields[#fields + 1] = 'bu'
   fields[#fields + 1] = 'bo'
   fields[#fields + 1] = 'bp'
+  fields[#fields + 1] = 'bs'
   local values = redis.call('HMGET', hkey, unpack(fields))
 
   -- Per limit: a, b, c (scalar algorithms) or a log { times, costs } (in-window entries only).
@@ -54,6 +55,15 @@ local function entry(keys, args)
     u = tonumber(values[blockAt + 3]) or 0, o = tonumber(values[blockAt + 4]) or 0,
   }
   block.p = read_earlier(values[blockAt + 5], block.v, block.w)
+  block.s = tonumber(values[blockAt + 6])
+  -- A block recorded by a clock that was ahead lasts its own length from now (bounded_block).
+  if block.u > now then
+    local nu, ns = bounded_block(block.u, block.s, now)
+    if nu ~= nil then
+      block.u, block.s = nu, ns
+      redis.call('HSET', hkey, 'bu', nu, 'bs', ns)
+    end
+  end
 
   -- Refund and penalty per algorithm: function(a, b, c, now, points, p) -> new a, b, c (the log's:
   -- function(log, now, points, p) -> new log). nil state = a key never seen.
@@ -185,6 +195,7 @@ local function entry(keys, args)
   elseif op == 'block' or op == 'unblock' then
     if op == 'block' then
       block.u = now + amount
+      block.s = now
     else
       -- The block ends now; its offences stay, so a repeat offence still grows the next block
       -- and forgetAfterMs counts from now (memory-store.ts does the same).
@@ -194,6 +205,7 @@ local function entry(keys, args)
     end
     local ttl = math.max(1, redis.call('PTTL', hkey), block.u + forget - now)
     redis.call('HSET', hkey, 'bv', block.v, 'bw', block.w, 'bu', block.u, 'bo', block.o, 'bp', stamped_earlier(block))
+    if block.s ~= nil then redis.call('HSET', hkey, 'bs', block.s) end
     redis.call('PEXPIRE', hkey, ttl)
   end
 

@@ -55,6 +55,12 @@ local function check_single(hkey, set, cost)
   if bu then
     bu = tonumber(bu)
     if bu > now then
+      -- Read only for a blocked key: the others pay no field for it.
+      local nu, ns = bounded_block(bu, tonumber(redis.call('HGET', hkey, 'bs')), now)
+      if nu ~= nil then
+        bu = nu
+        redis.call('HSET', hkey, 'bu', format('%d', nu), 'bs', format('%d', ns))
+      end
       -- Blocked: counted nowhere, reported as a cost-0 check refused until the block's end.
       local _, remaining, reset, retry, delay, nxt = set.step(a, b, c, now, 0, p)
       out[o + 1] = bu - now
@@ -117,11 +123,28 @@ local function define_check_group()
         u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
       }
       block.p = read_earlier(values[base + 5], block.v, block.w)
+      block.s = tonumber(values[base + 6])
     else
       blockedUntil = tonumber(values[set.blockOffset + 1]) or 0
     end
 
     local dirty, blockDirty, expiryMoved = false, false, false
+    -- A block recorded by a clock that was ahead lasts its own length from now (bounded_block).
+    if blocking then
+      if block.u > now then
+        local nu, ns = bounded_block(block.u, block.s, now)
+        if nu ~= nil then
+          block.u, block.s = nu, ns
+          blockDirty = true
+        end
+      end
+    elseif blockedUntil > now then
+      local nu, ns = bounded_block(blockedUntil, tonumber(values[set.blockOffset + 2]), now)
+      if nu ~= nil then
+        blockedUntil = nu
+        redis.call('HSET', hkey, 'bu', nu, 'bs', ns)
+      end
+    end
     local logDirty = nil
     for j = 1, nc do
       local cost = tonumber(ARGV[costAt + j - 1])
@@ -249,6 +272,11 @@ local function define_check_group()
       W[n + 9] = 'bp'
       W[n + 10] = stamped_earlier(block)
       n = n + 10
+      if block.s ~= nil then
+        W[n + 1] = 'bs'
+        W[n + 2] = block.s
+        n = n + 2
+      end
     end
     if blocking and (block.u > 0 or block.w > 0) then
       ttl = math.max(ttl, block.u + bp.forget - now, block.w + (VIOLATION_SLOTS + 1) * bp.slot - now)
@@ -333,9 +361,11 @@ local function entry(keys, args)
       fields[#fields + 1] = 'bu'
       fields[#fields + 1] = 'bo'
       fields[#fields + 1] = 'bp'
+      fields[#fields + 1] = 'bs'
     else
-      -- A manual block's end: honoured by every check, auto-block or not.
+      -- A manual block's end (and start): honoured by every check, auto-block or not.
       fields[#fields + 1] = 'bu'
+      fields[#fields + 1] = 'bs'
     end
     local entry = {
       nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,

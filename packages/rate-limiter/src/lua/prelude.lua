@@ -97,7 +97,19 @@ local function record_violation(block, now, bp)
   offences = offences + 1
   local length = math.min(bp.max, math.floor(bp.ms * bp.mult ^ (offences - 1) + 0.5))
   block.v, block.w, block.u, block.o, block.p = 0, now, now + length, offences, ''
+  block.s = now
   return length
+end
+
+-- The hash field 'bs' holds when the block ending at 'bu' began. A block recorded by a clock that
+-- was ahead (a failover to a replica whose clock is behind, an NTP step back) would last its
+-- length plus the step counted from that start: when now is before it, the block is moved to start
+-- now and lasts its own length (boundedBlock in auto-block.ts). Returns the new end and start, or
+-- nil when the block stands. A block of a release before 'bs' has none: it stands. One whose 'bs'
+-- is an earlier block's (that release wrote 'bu' alone) reads as longer than it is: never cut.
+local function bounded_block(bu, bs, now)
+  if bs == nil or not (now < bs) then return nil end
+  return now + (bu - bs), now
 end
 
 -- Per call (set by `begin`): the call's keys and arguments, and the server's clock in ms. Each

@@ -7,6 +7,7 @@ import {
   type AutoBlockPolicy,
   type BlockState,
   blockRemainingMs,
+  boundedBlock,
   emptyBlockState,
   recordViolation,
   violationsCountUntil,
@@ -139,6 +140,8 @@ export class MemoryStore implements RateLimitStore {
     const entry = this.#live(entries, key, now);
     if (block === undefined && limits.length === 1 && entry?.block === undefined)
       return { decisions: [this.#consumeSingle(entries, key, entry, limits[0]!, cost, now)], blockedMs: 0 };
+    // A block recorded by a clock that was ahead lasts its own length from now (boundedBlock).
+    if (entry?.block !== undefined) entry.block = boundedBlock(entry.block, now);
     // A block is honoured with or without auto-block (a manual one); only auto-block records violations.
     const blockedMs = blockRemainingMs(entry?.block, now);
     const previous = statesOf(entry);
@@ -331,6 +334,7 @@ export class MemoryStore implements RateLimitStore {
     const entries = this.#entriesOf(namespace);
     const entry = this.#live(entries, key, now);
     let states = statesOf(entry);
+    if (entry?.block !== undefined) entry.block = boundedBlock(entry.block, now);
     let blockState = entry?.block;
     const operation = adjustment.operation;
     if (operation === 'refund' || operation === 'penalize') {
@@ -368,7 +372,7 @@ export class MemoryStore implements RateLimitStore {
       // `forgetAfterMs` counts from now (a block that had already ended keeps its end).
       blockState =
         operation === 'block'
-          ? { ...current, blockedUntil: now + adjustment.durationMs }
+          ? { ...current, blockedUntil: now + adjustment.durationMs, blockedAt: now }
           : block === undefined
             ? undefined
             : { ...current, violations: 0, earlier: [], blockedUntil: Math.min(current.blockedUntil, now) };

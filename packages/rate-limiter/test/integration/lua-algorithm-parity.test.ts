@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxClockStepBackMs } from '../../src/algorithms/clock-step.js';
 import { algorithms } from '../../src/algorithms/index.js';
-import { autoBlockSchema, type BlockState, recordViolation } from '../../src/auto-block.js';
+import { autoBlockSchema, type BlockState, boundedBlock, recordViolation } from '../../src/auto-block.js';
 import { type AlgorithmName, algorithmNames, capacityOf, type LimitPolicy } from '../../src/policy.js';
 import { algorithmFiles } from '../../src/stores/lua-script.js';
 import { RedisStore } from '../../src/stores/redis-store.js';
@@ -274,7 +274,7 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
     expect(ts).toEqual(expected);
   });
 
-  it('auto-block: record_violation counts and blocks as recordViolation, clock going back included', async () => {
+  it('auto-block: record_violation counts and blocks as recordViolation, and bounded_block bounds a block as boundedBlock, clock going back included', async () => {
     // ARGV: violations, withinMs, blockMs, multiplier, maxBlockMs, forgetAfterMs, then the times
     // of refusals (a blocked key records none); per refusal the state as check.lua stores it.
     const violationHarness = `
@@ -285,12 +285,16 @@ local bp = {
   violations = tonumber(CALL_ARGV[1]), slot = math.ceil(within / VIOLATION_SLOTS), ms = tonumber(CALL_ARGV[3]),
   mult = tonumber(CALL_ARGV[4]), max = tonumber(CALL_ARGV[5]), forget = tonumber(CALL_ARGV[6]),
 }
-local block = { v = 0, w = 0, u = 0, o = 0, p = '' }
+local block = { v = 0, w = 0, u = 0, o = 0, p = '', s = 0 }
 local reply = {}
 for i = 7, #CALL_ARGV do
   local t = tonumber(CALL_ARGV[i])
+  if block.u > t then
+    local nu, ns = bounded_block(block.u, block.s, t)
+    if nu ~= nil then block.u, block.s = nu, ns end
+  end
   if block.u <= t then record_violation(block, t, bp) end
-  reply[#reply + 1] = { block.v, block.w, block.u, block.o, block.p }
+  reply[#reply + 1] = { block.v, block.w, block.u, block.o, block.p, block.s }
 end
 return reply
 `;
@@ -330,18 +334,30 @@ return reply
             number,
             number,
             string,
+            number,
           ][];
           let state: BlockState | undefined;
           times.forEach((time, index) => {
+            // A block the clock went back behind the start of lasts its own length (boundedBlock).
+            if (state !== undefined && state.blockedUntil > time) state = boundedBlock(state, time);
             if ((state?.blockedUntil ?? 0) <= time) state = recordViolation(state, time, policy);
-            const [violations, windowStart, blockedUntil, offences, earlier] = reply[index]!;
-            expect({ step: index, violations, windowStart, blockedUntil, offences, earlier }).toEqual({
+            const [violations, windowStart, blockedUntil, offences, earlier, blockedAt] = reply[index]!;
+            expect({
+              step: index,
+              violations,
+              windowStart,
+              blockedUntil,
+              offences,
+              earlier,
+              blockedAt,
+            }).toEqual({
               step: index,
               violations: state?.violations ?? 0,
               windowStart: state?.windowStart ?? 0,
               blockedUntil: state?.blockedUntil ?? 0,
               offences: state?.offences ?? 0,
               earlier: state?.earlier.join(',') ?? '',
+              blockedAt: state?.blockedAt ?? 0,
             });
           });
         },
