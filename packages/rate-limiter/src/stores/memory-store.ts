@@ -28,6 +28,13 @@ export const memoryStoreOptionsSchema = z
     /** Hard cap on keys kept; beyond it the least recently refreshed keys are evicted. */
     maxKeys: z.number().int().positive().default(100_000),
     /**
+     * Room kept apart for keys blocked now (auto-block or `block()`), beyond `maxKeys`: evicting
+     * counters never drops a live block; the store holds up to this many keys more to keep them,
+     * and only past `maxKeys + maxBlockedKeys` does the least recently used blocked key go.
+     * Default: a tenth of `maxKeys` (rounded up). 0: blocked keys are evicted as any other.
+     */
+    maxBlockedKeys: z.number().int().nonnegative().optional(),
+    /**
      * Time source. Default: `coarseClock` from `@noa/core`, which reuses one `Date.now()` reading
      * for up to 16 checks within one event-loop turn (the clock read is about a third of a
      * check's cost); pass `systemClock` to read the time on every check, or a `ManualClock` in tests.
@@ -96,11 +103,14 @@ export class MemoryStore implements RateLimitStore {
   #lastNamespace = '';
   #lastEntries: Map<string, Entry> | undefined;
   readonly #maxKeys: number;
+  /** `maxKeys + maxBlockedKeys`: the store's hard cap, which only blocked keys reach. */
+  readonly #maxWithBlocked: number;
   readonly #clock: Clock;
 
   constructor(options: MemoryStoreOptions = {}) {
     const parsed = parseOptions('MemoryStore', memoryStoreOptionsSchema, options);
     this.#maxKeys = parsed.maxKeys;
+    this.#maxWithBlocked = parsed.maxKeys + (parsed.maxBlockedKeys ?? Math.ceil(parsed.maxKeys / 10));
     this.#clock = parsed.clock ?? coarseClock;
   }
 
@@ -472,22 +482,31 @@ export class MemoryStore implements RateLimitStore {
   }
 
   /**
-   * Evicts the least recently used entries of `space` until the store is under its cap. A key
-   * blocked now is moved to the young end instead (up to {@link evictionScan} of them per call):
-   * an abuser who waits out a long block quietly would otherwise get a fresh quota from any flood
-   * of other keys. When only blocked keys are left, they go too: the cap holds. (The worst case,
-   * a flood of keys that all get blocked, moves 16 of them per new key: bounded, as the scan for
-   * an expired entry before it.)
+   * Evicts the least recently used entries of `space` until the store is under `maxKeys`. A key
+   * blocked now is kept apart: an abuser who waits out a long block quietly would otherwise get a
+   * fresh quota from any flood of other keys. While the store is under `maxKeys +
+   * maxBlockedKeys`, a blocked key is moved to the young end instead of evicted, up to
+   * {@link evictionScan} of them per call (bounded work, as the scan for an expired entry); a call
+   * that finds only blocked keys leaves the store one key over `maxKeys` for now, and the next
+   * calls move the next 16, until the oldest are counters again, which are evicted down to
+   * `maxKeys` at once. So the store holds at most one key over `maxKeys` per 16 blocked keys, and
+   * never drops a live block while they fit in `maxBlockedKeys`. Past `maxKeys + maxBlockedKeys`
+   * (a flood of keys that all get blocked), the least recently used blocked key goes: the hard
+   * cap holds.
    */
   #evictOldest(space: Map<string, Entry>, now: number): void {
     let spared = 0;
     for (const [key, entry] of space) {
       if (this.#size < this.#maxKeys) return;
-      space.delete(key);
-      if (spared < evictionScan && entry.block !== undefined && entry.block.blockedUntil > now) {
+      if (this.#size < this.#maxWithBlocked && entry.block !== undefined && entry.block.blockedUntil > now) {
+        if (spared >= evictionScan) return;
         spared += 1;
+        space.delete(key);
         space.set(key, entry);
-      } else this.#size -= 1;
+        continue;
+      }
+      space.delete(key);
+      this.#size -= 1;
     }
   }
 
