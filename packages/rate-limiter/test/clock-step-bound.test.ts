@@ -94,10 +94,20 @@ describe('a state stamped further ahead than any clock step back', () => {
             expect(decision.resetMs).toBeLessThanOrEqual(
               maxClockStepBackMs + 2 * capacityOf(policy) * policy.windowMs,
             );
-            if (decision.allowed) {
-              state = next;
-              continue;
+            if (decision.allowed) state = next;
+            // RateLimit's t: more than remaining at now + nextMs and not 1 ms earlier, whatever
+            // the clock did (a state ahead of it included); 0 exactly when the quota is full.
+            const probe = step(state, now, 0, policy).decision;
+            expect(probe.nextMs).toBeGreaterThanOrEqual(0);
+            expect(probe.nextMs).toBeLessThanOrEqual(probe.resetMs);
+            expect(probe.nextMs === 0).toBe(probe.remaining === capacityOf(policy));
+            if (probe.nextMs > 0) {
+              expect(step(state, now + probe.nextMs, 0, policy).decision.remaining).toBeGreaterThan(
+                probe.remaining,
+              );
+              expect(step(state, now + probe.nextMs - 1, 0, policy).decision.remaining).toBe(probe.remaining);
             }
+            if (decision.allowed) continue;
             if (request.cost > capacityOf(policy)) continue;
             const at = now + decision.retryAfterMs;
             expect(decision.retryAfterMs).toBeGreaterThan(0);

@@ -40,14 +40,16 @@ export function fixedWindowInPlace(
   }
   state.windowStart = windowStart;
   state.count = used;
+  // The whole quota comes back at the window's end, the next point with it: one value for both.
+  const shownMs = used > 0 ? resetMs : 0;
   return {
     name: policy.name,
     windowMs,
     allowed: true,
     limit,
     remaining: limit - used,
-    resetMs: used > 0 ? resetMs : 0,
-    nextMs: used > 0 ? resetMs : 0,
+    resetMs: shownMs,
+    nextMs: shownMs,
     retryAfterMs: 0,
     delayMs: 0,
   };
