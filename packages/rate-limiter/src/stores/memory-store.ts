@@ -28,10 +28,12 @@ export const memoryStoreOptionsSchema = z
     /** Hard cap on keys kept; beyond it the least recently refreshed keys are evicted. */
     maxKeys: z.number().int().positive().default(100_000),
     /**
-     * Room kept apart for keys blocked now (auto-block or `block()`), beyond `maxKeys`: evicting
-     * counters never drops a live block; the store holds up to this many keys more to keep them,
-     * and only past `maxKeys + maxBlockedKeys` does the least recently used blocked key go.
-     * Default: a tenth of `maxKeys` (rounded up). 0: blocked keys are evicted as any other.
+     * Room kept apart for keys blocked now (auto-block or `block()`), beyond `maxKeys` (which holds
+     * the counters): the store holds one key more per blocked key, up to this many, and evicting
+     * never drops a live block while no more keys than this are blocked. Past it, the least
+     * recently used blocked keys are evicted as counters are, so a flood of blocked keys cannot
+     * squeeze the counters out either. Default: a tenth of `maxKeys` (rounded up). 0: blocked keys
+     * are evicted as any other.
      */
     maxBlockedKeys: z.number().int().nonnegative().optional(),
     /**
@@ -58,6 +60,11 @@ export type MemoryStoreOptions = z.input<typeof memoryStoreOptionsSchema>;
 interface Entry extends FixedWindowState {
   states: unknown[] | undefined;
   block: BlockState | undefined;
+  /**
+   * Counted among the blocked keys (its block was live when last written; see
+   * {@link MemoryStore}'s eviction): cleared when that is found to have ended, or the entry goes.
+   */
+  pinned: boolean;
   expiresAt: number;
   /** When the entry last moved to the young end of the map (approximate LRU). */
   movedAt: number;
@@ -65,7 +72,7 @@ interface Entry extends FixedWindowState {
 
 /** A new entry (every entry is made here, so all share one shape). */
 function newEntry(states: unknown[] | undefined, block: BlockState | undefined, now: number): Entry {
-  return { windowStart: Number.NaN, count: 0, states, block, expiresAt: now, movedAt: now };
+  return { windowStart: Number.NaN, count: 0, states, block, pinned: false, expiresAt: now, movedAt: now };
 }
 
 /** The per-limit states of `entry` (its inline fixed window as a one-element list). */
@@ -86,9 +93,9 @@ const sweepPerInsert = 2;
 const evictionScan = 16;
 
 /**
- * In-process store. Bounded: at most `maxKeys` entries; expired entries are swept a few at a
- * time on insertion and the oldest are evicted at the cap, so a flood of new keys cannot grow
- * memory. No timer per key (no timer at all). Decisions are synchronous.
+ * In-process store. Bounded: at most `maxKeys` entries of counters, plus one per key blocked now
+ * up to `maxBlockedKeys` (see #evictOldest); expired entries are swept a few at a time on
+ * insertion and the oldest are evicted at the cap, so a flood of new keys cannot grow memory. No timer per key (no timer at all). Decisions are synchronous.
  */
 export class MemoryStore implements RateLimitStore {
   readonly kind = 'memory';
@@ -99,18 +106,19 @@ export class MemoryStore implements RateLimitStore {
    */
   readonly #spaces = new Map<string, Map<string, Entry>>();
   #size = 0;
+  /** Entries counted as blocked (`pinned`): an upper bound of the live blocks, see #syncPin. */
+  #pinned = 0;
   /** The namespace last looked up and its entries (the limiter asks for the same one mostly). */
   #lastNamespace = '';
   #lastEntries: Map<string, Entry> | undefined;
   readonly #maxKeys: number;
-  /** `maxKeys + maxBlockedKeys`: the store's hard cap, which only blocked keys reach. */
-  readonly #maxWithBlocked: number;
+  readonly #maxBlocked: number;
   readonly #clock: Clock;
 
   constructor(options: MemoryStoreOptions = {}) {
     const parsed = parseOptions('MemoryStore', memoryStoreOptionsSchema, options);
     this.#maxKeys = parsed.maxKeys;
-    this.#maxWithBlocked = parsed.maxKeys + (parsed.maxBlockedKeys ?? Math.ceil(parsed.maxKeys / 10));
+    this.#maxBlocked = parsed.maxBlockedKeys ?? Math.ceil(parsed.maxKeys / 10);
     this.#clock = parsed.clock ?? coarseClock;
   }
 
@@ -251,8 +259,7 @@ export class MemoryStore implements RateLimitStore {
   #live(entries: Map<string, Entry>, key: string, now: number): Entry | undefined {
     const entry = entries.get(key);
     if (entry === undefined || entry.expiresAt > now) return entry;
-    entries.delete(key);
-    this.#size -= 1;
+    this.#remove(entries, key, entry);
     return undefined;
   }
 
@@ -397,7 +404,9 @@ export class MemoryStore implements RateLimitStore {
 
   /** Forgets `key` (in `namespace`, which the limiter uses for its rules). */
   async reset(key: string, namespace = ''): Promise<void> {
-    if (this.#spaces.get(namespace)?.delete(key)) this.#size -= 1;
+    const space = this.#spaces.get(namespace);
+    const entry = space?.get(key);
+    if (entry !== undefined) this.#remove(space!, key, entry);
   }
 
   /** Drops every entry. */
@@ -405,6 +414,7 @@ export class MemoryStore implements RateLimitStore {
     this.#spaces.clear();
     this.#lastEntries = undefined;
     this.#size = 0;
+    this.#pinned = 0;
   }
 
   /** Stores every limit's `states` and the `block` of `key` for `ttlMs` (inserting or refreshing). */
@@ -423,7 +433,31 @@ export class MemoryStore implements RateLimitStore {
     }
     entry.states = states;
     entry.block = block;
+    this.#syncPin(entry, now);
     this.#extend(entries, key, entry, now, ttlMs);
+  }
+
+  /** Counts `entry` among the blocked keys while its block is live, and no longer once it ended. */
+  #syncPin(entry: Entry, now: number): void {
+    const live = entry.block !== undefined && entry.block.blockedUntil > now;
+    if (live === entry.pinned) return;
+    entry.pinned = live;
+    this.#pinned += live ? 1 : -1;
+  }
+
+  /** Drops `entry` of `key` from `space`, uncounting it. */
+  #remove(space: Map<string, Entry>, key: string, entry: Entry): void {
+    space.delete(key);
+    this.#size -= 1;
+    if (entry.pinned) this.#pinned -= 1;
+  }
+
+  /**
+   * How many keys the store holds before it evicts: `maxKeys` for counters, and as many more as
+   * keys are blocked, up to `maxBlockedKeys` (their room apart).
+   */
+  #capacity(): number {
+    return this.#maxKeys + Math.min(this.#pinned, this.#maxBlocked);
   }
 
   /** Adds the new `entry` of `key`, kept for `ttlMs` (at least 1 ms), making room first. */
@@ -432,6 +466,7 @@ export class MemoryStore implements RateLimitStore {
     entry.expiresAt = now + Math.max(ttlMs, 1);
     entries.set(key, entry);
     this.#size += 1;
+    this.#syncPin(entry, now);
   }
 
   /**
@@ -464,15 +499,21 @@ export class MemoryStore implements RateLimitStore {
     let looked = 0;
     for (const [key, entry] of entries) {
       if (looked >= sweepPerInsert || entry.expiresAt > now) break;
-      entries.delete(key);
-      this.#size -= 1;
+      this.#remove(entries, key, entry);
       looked += 1;
     }
-    if (this.#size < this.#maxKeys || this.#dropExpired(entries, now)) return;
+    const capacity = this.#capacity();
+    if (this.#size < capacity) return;
+    // At the cap, an expired entry makes room for the new one. Over it (blocked keys were passed
+    // over), counters are evicted down to under the cap: one for one, the excess would stay, and
+    // grow each time the oldest are blocked keys again.
+    if (this.#size === capacity && this.#dropExpired(entries, now)) return;
     this.#evictOldest(entries, now);
     // Still full (this namespace was empty or small): evict from the others.
     for (const [namespace, other] of this.#spaces) {
-      if (this.#size < this.#maxKeys) break;
+      if (this.#size < this.#capacity()) break;
+      // This namespace had its turn: its oldest may be blocked keys, passed over 16 at a time.
+      if (other === entries) continue;
       this.#evictOldest(other, now);
       if (other.size === 0 && other !== entries) {
         this.#spaces.delete(namespace);
@@ -482,31 +523,35 @@ export class MemoryStore implements RateLimitStore {
   }
 
   /**
-   * Evicts the least recently used entries of `space` until the store is under `maxKeys`. A key
-   * blocked now is kept apart: an abuser who waits out a long block quietly would otherwise get a
-   * fresh quota from any flood of other keys. While the store is under `maxKeys +
-   * maxBlockedKeys`, a blocked key is moved to the young end instead of evicted, up to
-   * {@link evictionScan} of them per call (bounded work, as the scan for an expired entry); a call
-   * that finds only blocked keys leaves the store one key over `maxKeys` for now, and the next
-   * calls move the next 16, until the oldest are counters again, which are evicted down to
-   * `maxKeys` at once. So the store holds at most one key over `maxKeys` per 16 blocked keys, and
-   * never drops a live block while they fit in `maxBlockedKeys`. Past `maxKeys + maxBlockedKeys`
-   * (a flood of keys that all get blocked), the least recently used blocked key goes: the hard
-   * cap holds.
+   * Evicts the least recently used entries of `space` until the store is under its capacity. Keys
+   * blocked now are kept apart, in room of their own: `maxKeys` holds the counters, and the store
+   * as many keys more as are blocked, up to `maxBlockedKeys` (an abuser who waits out a long block
+   * quietly would otherwise get a fresh quota from any flood of other keys, and a flood of blocked
+   * keys would otherwise squeeze the counters out). While the blocked keys fit in their room, one
+   * found at the old end is moved to the young end instead of evicted, up to
+   * {@link evictionScan} per call (bounded work, as the scan for an expired entry): a call that
+   * finds only blocked keys leaves the store a key over its capacity, and the next calls move the
+   * next 16, until counters are the oldest again, which are evicted down to the capacity at once.
+   * At `maxKeys + maxBlockedKeys`, the hard cap, it moves as many as it takes to reach a counter.
+   * Past `maxBlockedKeys` blocked keys (a flood of keys that all get blocked), the least recently
+   * used of them go as counters do.
    */
   #evictOldest(space: Map<string, Entry>, now: number): void {
+    const hardCap = this.#maxKeys + this.#maxBlocked;
     let spared = 0;
     for (const [key, entry] of space) {
-      if (this.#size < this.#maxKeys) return;
-      if (this.#size < this.#maxWithBlocked && entry.block !== undefined && entry.block.blockedUntil > now) {
-        if (spared >= evictionScan) return;
+      if (this.#size < this.#capacity()) return;
+      // A block that ended is counted no longer: the entry is a counter like any other.
+      if (entry.pinned) this.#syncPin(entry, now);
+      if (entry.pinned && this.#pinned <= this.#maxBlocked) {
+        // Each entry once at most: a space of blocked keys alone leaves the rest to the others.
+        if ((spared >= evictionScan && this.#size < hardCap) || spared >= space.size) return;
         spared += 1;
         space.delete(key);
         space.set(key, entry);
         continue;
       }
-      space.delete(key);
-      this.#size -= 1;
+      this.#remove(space, key, entry);
     }
   }
 
@@ -521,8 +566,7 @@ export class MemoryStore implements RateLimitStore {
         if (budget <= 0) return false;
         budget -= 1;
         if (entry.expiresAt <= now) {
-          space.delete(key);
-          this.#size -= 1;
+          this.#remove(space, key, entry);
           return true;
         }
       }
