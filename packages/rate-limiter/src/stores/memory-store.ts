@@ -60,11 +60,6 @@ export type MemoryStoreOptions = z.input<typeof memoryStoreOptionsSchema>;
 interface Entry extends FixedWindowState {
   states: unknown[] | undefined;
   block: BlockState | undefined;
-  /**
-   * Counted among the blocked keys (its block was live when last written; see
-   * {@link MemoryStore}'s eviction): cleared when that is found to have ended, or the entry goes.
-   */
-  pinned: boolean;
   expiresAt: number;
   /** When the entry last moved to the young end of the map (approximate LRU). */
   movedAt: number;
@@ -72,7 +67,7 @@ interface Entry extends FixedWindowState {
 
 /** A new entry (every entry is made here, so all share one shape). */
 function newEntry(states: unknown[] | undefined, block: BlockState | undefined, now: number): Entry {
-  return { windowStart: Number.NaN, count: 0, states, block, pinned: false, expiresAt: now, movedAt: now };
+  return { windowStart: Number.NaN, count: 0, states, block, expiresAt: now, movedAt: now };
 }
 
 /** The per-limit states of `entry` (its inline fixed window as a one-element list). */
@@ -106,8 +101,12 @@ export class MemoryStore implements RateLimitStore {
    */
   readonly #spaces = new Map<string, Map<string, Entry>>();
   #size = 0;
-  /** Entries counted as blocked (`pinned`): an upper bound of the live blocks, see #syncPin. */
-  #pinned = 0;
+  /**
+   * The entries counted as blocked: their block was live when last written (see #syncPin), until
+   * it is found to have ended or the entry goes, so an upper bound of the live blocks. A set, not
+   * a flag per entry: entries without a block (nearly all) pay nothing for it.
+   */
+  readonly #pinned = new Set<Entry>();
   /** The namespace last looked up and its entries (the limiter asks for the same one mostly). */
   #lastNamespace = '';
   #lastEntries: Map<string, Entry> | undefined;
@@ -414,7 +413,7 @@ export class MemoryStore implements RateLimitStore {
     this.#spaces.clear();
     this.#lastEntries = undefined;
     this.#size = 0;
-    this.#pinned = 0;
+    this.#pinned.clear();
   }
 
   /** Stores every limit's `states` and the `block` of `key` for `ttlMs` (inserting or refreshing). */
@@ -432,24 +431,25 @@ export class MemoryStore implements RateLimitStore {
       return;
     }
     entry.states = states;
+    // An entry with no block before or now is not counted, and stays so: no set to look into.
+    const had = entry.block;
     entry.block = block;
-    this.#syncPin(entry, now);
+    if (block !== undefined || had !== undefined) this.#syncPin(entry, now);
     this.#extend(entries, key, entry, now, ttlMs);
   }
 
   /** Counts `entry` among the blocked keys while its block is live, and no longer once it ended. */
   #syncPin(entry: Entry, now: number): void {
-    const live = entry.block !== undefined && entry.block.blockedUntil > now;
-    if (live === entry.pinned) return;
-    entry.pinned = live;
-    this.#pinned += live ? 1 : -1;
+    if (entry.block !== undefined && entry.block.blockedUntil > now) this.#pinned.add(entry);
+    else this.#pinned.delete(entry);
   }
 
   /** Drops `entry` of `key` from `space`, uncounting it. */
   #remove(space: Map<string, Entry>, key: string, entry: Entry): void {
     space.delete(key);
     this.#size -= 1;
-    if (entry.pinned) this.#pinned -= 1;
+    // Only an entry with a block can be counted (a block is dropped through #write, which syncs).
+    if (entry.block !== undefined) this.#pinned.delete(entry);
   }
 
   /**
@@ -457,7 +457,7 @@ export class MemoryStore implements RateLimitStore {
    * keys are blocked, up to `maxBlockedKeys` (their room apart).
    */
   #capacity(): number {
-    return this.#maxKeys + Math.min(this.#pinned, this.#maxBlocked);
+    return this.#maxKeys + Math.min(this.#pinned.size, this.#maxBlocked);
   }
 
   /** Adds the new `entry` of `key`, kept for `ttlMs` (at least 1 ms), making room first. */
@@ -466,7 +466,7 @@ export class MemoryStore implements RateLimitStore {
     entry.expiresAt = now + Math.max(ttlMs, 1);
     entries.set(key, entry);
     this.#size += 1;
-    this.#syncPin(entry, now);
+    if (entry.block !== undefined) this.#syncPin(entry, now);
   }
 
   /**
@@ -541,15 +541,17 @@ export class MemoryStore implements RateLimitStore {
     let spared = 0;
     for (const [key, entry] of space) {
       if (this.#size < this.#capacity()) return;
-      // A block that ended is counted no longer: the entry is a counter like any other.
-      if (entry.pinned) this.#syncPin(entry, now);
-      if (entry.pinned && this.#pinned <= this.#maxBlocked) {
-        // Each entry once at most: a space of blocked keys alone leaves the rest to the others.
-        if ((spared >= evictionScan && this.#size < hardCap) || spared >= space.size) return;
-        spared += 1;
-        space.delete(key);
-        space.set(key, entry);
-        continue;
+      if (entry.block !== undefined && this.#pinned.has(entry)) {
+        // A block that ended is counted no longer: the entry is a counter like any other.
+        this.#syncPin(entry, now);
+        if (this.#pinned.has(entry) && this.#pinned.size <= this.#maxBlocked) {
+          // Each entry once at most: a space of blocked keys alone leaves the rest to the others.
+          if ((spared >= evictionScan && this.#size < hardCap) || spared >= space.size) return;
+          spared += 1;
+          space.delete(key);
+          space.set(key, entry);
+          continue;
+        }
       }
       this.#remove(space, key, entry);
     }
