@@ -75,9 +75,12 @@ export const blockedResetMs = (remaining: number, untilMs: number, blockedMs: nu
  * ends (and then what its limit frees).
  */
 function limitState(limit: LimitStatus, blockedMs: number): string {
+  // A custom store's decisions written before nextMs existed: the full reset, as `t` was then
+  // (never `t=NaN`, which would make clients drop the whole field).
+  const nextMs = limit.nextMs ?? limit.resetMs;
   if (blockedMs > 0)
-    return `${quoted(limit.name)};r=0;t=${fieldInteger(seconds(blockedResetMs(limit.remaining, limit.nextMs, blockedMs)))}`;
-  return `${quoted(limit.name)};r=${fieldInteger(limit.remaining)};t=${fieldInteger(seconds(limit.nextMs))}`;
+    return `${quoted(limit.name)};r=0;t=${fieldInteger(seconds(blockedResetMs(limit.remaining, nextMs, blockedMs)))}`;
+  return `${quoted(limit.name)};r=${fieldInteger(limit.remaining)};t=${fieldInteger(seconds(nextMs))}`;
 }
 
 /**

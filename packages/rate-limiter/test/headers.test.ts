@@ -48,6 +48,14 @@ describe('rate-limit headers (draft-ietf-httpapi-ratelimit-headers-10)', () => {
     });
   });
 
+  it("states t from a limit's nextMs (draft-10), and from resetMs for a custom store's decision without it", () => {
+    const sliding = { ...limited.limits[0]!, remaining: 0, resetMs: 1_900, nextMs: 300 };
+    expect(rateLimitHeaders({ ...limited, limits: [sliding] }).RateLimit).toBe('"burst";r=0;t=1');
+    const { nextMs: _omitted, ...legacy } = sliding;
+    const headers = rateLimitHeaders({ ...limited, limits: [legacy as typeof sliding] });
+    expect(headers.RateLimit).toBe('"burst";r=0;t=2');
+  });
+
   it('adds the legacy X-RateLimit fields for the tightest limit on request', () => {
     const headers = rateLimitHeaders(limited, { standard: false, legacy: true }, 1_700_000_000_000);
     expect(headers).toEqual({
