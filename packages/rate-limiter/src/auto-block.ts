@@ -63,6 +63,11 @@ export interface BlockState {
   earlier: readonly number[];
   /** The key is refused until this time. */
   blockedUntil: number;
+  /**
+   * When the block ending at `blockedUntil` began (0 when none did): what remains of a block is at
+   * most `blockedUntil − blockedAt`, its own length, whatever the clock did (see {@link boundedBlock}).
+   */
+  blockedAt: number;
   /** Blocks so far (reset after `forgetAfterMs` without one). */
   offences: number;
 }
@@ -73,8 +78,23 @@ export const emptyBlockState: BlockState = {
   windowStart: 0,
   earlier: [],
   blockedUntil: 0,
+  blockedAt: 0,
   offences: 0,
 };
+
+/**
+ * The block of `state` as it stands at `now`: unchanged, unless the clock is behind the block's
+ * start (the block was recorded by a clock that was ahead: a Redis failover to a replica whose
+ * clock is behind, an NTP step back). Counted from that start, what remains of it would be its
+ * length plus the step, hours or days for a clock that far off; it is moved to start now instead,
+ * so it lasts its own length from the first check that sees it (as the violation slots and the
+ * queueing leaky bucket bound a step back). A block left by a release that recorded no start
+ * (`blockedAt` 0 or missing) stands as it is.
+ */
+export function boundedBlock(state: BlockState, now: number): BlockState {
+  if (!(now < state.blockedAt)) return state;
+  return { ...state, blockedAt: now, blockedUntil: now + (state.blockedUntil - state.blockedAt) };
+}
 
 /** Remaining block time at `now` (0 when not blocked). */
 export function blockRemainingMs(state: BlockState | undefined, now: number): number {
@@ -144,5 +164,12 @@ export function recordViolation(
     policy.maxBlockMs,
     Math.round(policy.blockMs * policy.multiplier ** (offences - 1)),
   );
-  return { violations: 0, windowStart: now, earlier: [], blockedUntil: now + blockMs, offences };
+  return {
+    violations: 0,
+    windowStart: now,
+    earlier: [],
+    blockedUntil: now + blockMs,
+    blockedAt: now,
+    offences,
+  };
 }

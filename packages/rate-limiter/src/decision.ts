@@ -16,8 +16,17 @@ export interface Decision {
   rate?: number;
   /** Points still available after this request (never negative). */
   remaining: number;
-  /** Time until the quota is fully available again. */
+  /** Time until the quota is fully available again (`X-RateLimit-Reset`; 0 when it is). */
   resetMs: number;
+  /**
+   * Time until more quota than `remaining` is available: when the next point comes back (the
+   * `RateLimit` field's `t`, draft-ietf-httpapi-ratelimit-headers-10: "seconds until additional
+   * quota is made available"). The fixed window's end; the sliding window's first instant its
+   * weighted count frees a point; the sliding log's oldest counted request leaving it; the token
+   * bucket's next whole token; the leaky bucket's next conforming request. 0 when the quota is
+   * full (nothing more can come back). Never above `resetMs`.
+   */
+  nextMs: number;
   /**
    * When refused: the earliest time after which the same request would fit. 0 when allowed.
    * `Infinity` when it never will: its cost is above what the limit can ever admit (its capacity,

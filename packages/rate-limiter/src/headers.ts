@@ -41,7 +41,7 @@ const quoted = (name: string): string => `"${name}"`;
  * is, a client sending `q` at once every `w` seconds is never refused by this limit. For windows
  * that is the limit (a sliding window's weighted estimate counts part of the window before, so
  * there `q` at once is admitted every `2w`: it states its limit as configured, and its `t` says
- * when all of it is back). A bucket whose `burst` differs from its `limit` admits the burst once, then `limit`
+ * when the next point is back). A bucket whose `burst` differs from its `limit` admits the burst once, then `limit`
  * per window: `q` is its `limit` (its sustained rate), and a burst above it is stated by the
  * vendor parameter `noa-burst` (the draft's "acme-burst"; clients that do not know it read the
  * sustained rate, which holds). A burst below the limit is all the bucket ever holds, so `q` is
@@ -60,24 +60,27 @@ function quotaPolicy(limit: LimitStatus): string {
 
 /**
  * When a blocked key's limit has quota again: at the block's end when its window still has room
- * (a day with 98 left is back with the block's end, not at the day's end), else at its reset.
+ * (a day with 98 left is back with the block's end, not at the day's end), else when the limit
+ * frees it (`untilMs`: its `nextMs` for `t`, its `resetMs` for the legacy reset), if later.
  */
-export const blockedResetMs = (remaining: number, resetMs: number, blockedMs: number): number =>
-  remaining > 0 ? blockedMs : Math.max(resetMs, blockedMs);
+export const blockedResetMs = (remaining: number, untilMs: number, blockedMs: number): number =>
+  remaining > 0 ? blockedMs : Math.max(untilMs, blockedMs);
 
 /**
- * One `RateLimit` list member; a key blocked for `blockedMs` has none left until the block ends.
- * An exhausted, refusing limit is not back before its retry time, even when no window says so.
+ * One `RateLimit` list member. `t` is, as draft-ietf-httpapi-ratelimit-headers-10 defines it, the
+ * seconds until additional quota is made available: the limit's `nextMs` (its window's end, or
+ * for sliding windows and buckets when the next point comes back, often well before the whole
+ * quota), rounded up, so that a client that waits `t` after `r=0` finds a point. 0 with the whole
+ * quota left (nothing more can come). A key blocked for `blockedMs` has none left until the block
+ * ends (and then what its limit frees).
  */
 function limitState(limit: LimitStatus, blockedMs: number): string {
+  // A custom store's decisions written before nextMs existed: the full reset, as `t` was then
+  // (never `t=NaN`, which would make clients drop the whole field).
+  const nextMs = limit.nextMs ?? limit.resetMs;
   if (blockedMs > 0)
-    return `${quoted(limit.name)};r=0;t=${fieldInteger(seconds(blockedResetMs(limit.remaining, limit.resetMs, blockedMs)))}`;
-  // A retry time of Infinity (a cost above the capacity) says nothing of when quota comes back.
-  const resetMs =
-    limit.remaining === 0 && !limit.allowed && Number.isFinite(limit.retryAfterMs)
-      ? Math.max(limit.resetMs, limit.retryAfterMs)
-      : limit.resetMs;
-  return `${quoted(limit.name)};r=${fieldInteger(limit.remaining)};t=${fieldInteger(seconds(resetMs))}`;
+    return `${quoted(limit.name)};r=0;t=${fieldInteger(seconds(blockedResetMs(limit.remaining, nextMs, blockedMs)))}`;
+  return `${quoted(limit.name)};r=${fieldInteger(limit.remaining)};t=${fieldInteger(seconds(nextMs))}`;
 }
 
 /**

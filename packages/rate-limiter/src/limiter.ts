@@ -586,7 +586,7 @@ export class RateLimiter implements AsyncDisposable {
     const limits = beyond
       ? outcome.decisions
           .filter((decision) => decision.retryAfterMs === Number.POSITIVE_INFINITY)
-          .map((decision) => withNeverRetryJSON({ ...decision, remaining: 0, resetMs: 0 }))
+          .map((decision) => withNeverRetryJSON({ ...decision, remaining: 0, resetMs: 0, nextMs: 0 }))
       : [];
     let retryAfterMs = 0;
     if (beyond) retryAfterMs = Number.POSITIVE_INFINITY;
@@ -671,6 +671,7 @@ function beyondCapacity(
               ...found,
               remaining: 0,
               resetMs: blockedResetMs(found.remaining, found.resetMs, blockedMs),
+              nextMs: blockedResetMs(found.remaining, found.nextMs, blockedMs),
             }
           : found;
       return cost > maxCostOf(limits[index]!)

@@ -135,6 +135,7 @@ function shifted(blocked: Blocked, now: number): ConsumeOutcome {
       ...decision,
       retryAfterMs: decision.allowed ? 0 : Math.max(0, decision.retryAfterMs - elapsed),
       resetMs: Math.max(0, decision.resetMs - elapsed),
+      nextMs: Math.max(0, decision.nextMs - elapsed),
     })),
   };
 }

@@ -467,6 +467,7 @@ export class RemoteStoreCaller {
           limit,
           remaining: allowed ? limit : 0,
           resetMs: 0,
+          nextMs: 0,
           retryAfterMs: allowed ? 0 : closedRetryAfterMs,
           delayMs: 0,
         };

@@ -177,6 +177,36 @@ describe('retry and reset times are exact', () => {
         }),
       );
     });
+
+    it(`${algorithm}: more than remaining is back at now + nextMs and not 1 ms earlier (RateLimit t)`, () => {
+      // A leaky bucket sometimes queues: a level above its capacity leaks first.
+      const anyPolicyArb =
+        algorithm === 'leaky-bucket'
+          ? fc
+              .tuple(policyArb(algorithm), fc.option(fc.integer({ min: 0, max: 3_000 }), { nil: undefined }))
+              .map(([policy, queueMaxDelayMs]): LimitPolicy => ({ ...policy, queueMaxDelayMs }))
+          : policyArb(algorithm);
+      fc.assert(
+        fc.property(anyPolicyArb, startArb, requestsArb(400), (policy, start, requests) => {
+          const { step } = algorithms[algorithm];
+          const { state, now } = run(algorithm, policy, start, requests);
+          const probe = step(state, now, 0, policy).decision;
+          const capacity = capacityOf(policy);
+          expect(probe.nextMs).toBeGreaterThanOrEqual(0);
+          expect(probe.nextMs).toBeLessThanOrEqual(probe.resetMs);
+          // 0 exactly when nothing more can come back: the whole quota is there.
+          expect(probe.nextMs === 0).toBe(probe.remaining === capacity);
+          if (probe.nextMs === 0) return;
+          expect(step(state, now + probe.nextMs, 0, policy).decision.remaining).toBeGreaterThan(
+            probe.remaining,
+          );
+          expect(step(state, now + probe.nextMs - 1, 0, policy).decision.remaining).toBe(probe.remaining);
+          // The request a client sends after waiting t, rounded up to whole seconds, is admitted.
+          const t = Math.ceil(probe.nextMs / 1_000) * 1_000;
+          expect(step(state, now + t, 1, policy).decision.allowed).toBe(true);
+        }),
+      );
+    });
   }
 });
 

@@ -94,10 +94,20 @@ describe('a state stamped further ahead than any clock step back', () => {
             expect(decision.resetMs).toBeLessThanOrEqual(
               maxClockStepBackMs + 2 * capacityOf(policy) * policy.windowMs,
             );
-            if (decision.allowed) {
-              state = next;
-              continue;
+            if (decision.allowed) state = next;
+            // RateLimit's t: more than remaining at now + nextMs and not 1 ms earlier, whatever
+            // the clock did (a state ahead of it included); 0 exactly when the quota is full.
+            const probe = step(state, now, 0, policy).decision;
+            expect(probe.nextMs).toBeGreaterThanOrEqual(0);
+            expect(probe.nextMs).toBeLessThanOrEqual(probe.resetMs);
+            expect(probe.nextMs === 0).toBe(probe.remaining === capacityOf(policy));
+            if (probe.nextMs > 0) {
+              expect(step(state, now + probe.nextMs, 0, policy).decision.remaining).toBeGreaterThan(
+                probe.remaining,
+              );
+              expect(step(state, now + probe.nextMs - 1, 0, policy).decision.remaining).toBe(probe.remaining);
             }
+            if (decision.allowed) continue;
             if (request.cost > capacityOf(policy)) continue;
             const at = now + decision.retryAfterMs;
             expect(decision.retryAfterMs).toBeGreaterThan(0);
@@ -120,6 +130,48 @@ describe('a state stamped further ahead than any clock step back', () => {
     expect(result).toMatchObject({ allowed: true, remaining: 1 });
     await limiter.close();
   });
+
+  // A block recorded while the clock was ahead ends at that clock's time plus its length: once the
+  // clock is back, what remains of it must still be at most its own length (as the violation
+  // slots and the queueing bucket bound a step back), not its length plus the step.
+  for (const ahead of [5 * 60_000, 2 * hour, 3 * 24 * hour]) {
+    it(`a manual block recorded ${ahead / 60_000} min ahead lasts its own length once the clock is back`, async () => {
+      const clock = new ManualClock(start + ahead);
+      const limiter = createRateLimiter({ limits: [{ limit: 5, windowMs: 1_000 }], clock });
+      await limiter.block('m', 60_000);
+      clock.set(start);
+      const blocked = await limiter.check('m');
+      expect(blocked.outcome).toBe('blocked');
+      expect(blocked.retryAfterMs).toBeLessThanOrEqual(60_000);
+      expect((await limiter.peek('m')).retryAfterMs).toBeLessThanOrEqual(60_000);
+      clock.advance(30_000);
+      expect((await limiter.check('m')).retryAfterMs).toBeLessThanOrEqual(30_000);
+      clock.advance(30_000);
+      expect((await limiter.check('m')).allowed).toBe(true);
+      await limiter.close();
+    });
+
+    it(`an auto-block started ${ahead / 60_000} min ahead lasts its own length once the clock is back`, async () => {
+      const clock = new ManualClock(start + ahead);
+      const limiter = createRateLimiter({
+        limits: [{ limit: 1, windowMs: 1_000 }],
+        autoBlock: { violations: 2, withinMs: 60_000, blockMs: 30_000 },
+        clock,
+      });
+      await limiter.check('a');
+      await limiter.check('a');
+      expect((await limiter.check('a')).outcome).toBe('blocked');
+      clock.set(start);
+      const blocked = await limiter.check('a');
+      expect(blocked.outcome).toBe('blocked');
+      expect(blocked.retryAfterMs).toBeLessThanOrEqual(30_000);
+      clock.advance(30_000);
+      // The block is over (a step back within maxClockStepBackMs still counts the limit's window
+      // as it stands, so that one may refuse: the block does not).
+      expect((await limiter.check('a')).outcome).not.toBe('blocked');
+      await limiter.close();
+    });
+  }
 
   it('violations a clock hours ahead counted start a fresh auto-block window once the clock is back', () => {
     const policy = autoBlockSchema.parse({ violations: 3, withinMs: 60_000, blockMs: 10_000 });

@@ -15,6 +15,7 @@ const limited: RateLimitResult = {
       limit: 20,
       remaining: 0,
       resetMs: 1_400,
+      nextMs: 1_400,
       retryAfterMs: 101,
       delayMs: 0,
     },
@@ -25,6 +26,7 @@ const limited: RateLimitResult = {
       limit: 1_000,
       remaining: 996,
       resetMs: 41_233_500,
+      nextMs: 41_233_500,
       retryAfterMs: 0,
       delayMs: 0,
     },
@@ -44,6 +46,14 @@ describe('rate-limit headers (draft-ietf-httpapi-ratelimit-headers-10)', () => {
       RateLimit: '"burst";r=0;t=2, "daily";r=996;t=41234',
       'Retry-After': '1',
     });
+  });
+
+  it("states t from a limit's nextMs (draft-10), and from resetMs for a custom store's decision without it", () => {
+    const sliding = { ...limited.limits[0]!, remaining: 0, resetMs: 1_900, nextMs: 300 };
+    expect(rateLimitHeaders({ ...limited, limits: [sliding] }).RateLimit).toBe('"burst";r=0;t=1');
+    const { nextMs: _omitted, ...legacy } = sliding;
+    const headers = rateLimitHeaders({ ...limited, limits: [legacy as typeof sliding] });
+    expect(headers.RateLimit).toBe('"burst";r=0;t=2');
   });
 
   it('adds the legacy X-RateLimit fields for the tightest limit on request', () => {
@@ -88,7 +98,7 @@ describe('the README "Headers" section shows what the code sends', () => {
       allowed: true,
       outcome: 'allowed',
       limits: [
-        { ...limited.limits[0]!, allowed: true, remaining: 17, resetMs: 150, retryAfterMs: 0 },
+        { ...limited.limits[0]!, allowed: true, remaining: 17, resetMs: 150, nextMs: 150, retryAfterMs: 0 },
         limited.limits[1]!,
       ],
       retryAfterMs: 0,
@@ -139,8 +149,8 @@ describe('headers of a key blocked with quota left in a long window', () => {
     outcome: 'blocked',
     key: 'k',
     limits: [
-      { ...burst, allowed: false, remaining: 3, resetMs: 5_000, retryAfterMs: 0 },
-      { ...day, allowed: false, remaining: 98, resetMs: 14_440_000, retryAfterMs: 0 },
+      { ...burst, allowed: false, remaining: 3, resetMs: 5_000, nextMs: 5_000, retryAfterMs: 0 },
+      { ...day, allowed: false, remaining: 98, resetMs: 14_440_000, nextMs: 14_440_000, retryAfterMs: 0 },
     ],
     remaining: 3,
     resetMs: 5_000,

@@ -31,6 +31,8 @@ export function fixedWindowInPlace(
       limit,
       remaining: Math.max(0, limit - count),
       resetMs: count > 0 ? resetMs : 0,
+      // The whole quota comes back at the window's end: the next point with it.
+      nextMs: count > 0 ? resetMs : 0,
       // More than the limit never fits, whatever the window: no retry time (see decision.ts).
       retryAfterMs: cost > limit ? Number.POSITIVE_INFINITY : resetMs,
       delayMs: 0,
@@ -38,13 +40,16 @@ export function fixedWindowInPlace(
   }
   state.windowStart = windowStart;
   state.count = used;
+  // The whole quota comes back at the window's end, the next point with it: one value for both.
+  const shownMs = used > 0 ? resetMs : 0;
   return {
     name: policy.name,
     windowMs,
     allowed: true,
     limit,
     remaining: limit - used,
-    resetMs: used > 0 ? resetMs : 0,
+    resetMs: shownMs,
+    nextMs: shownMs,
     retryAfterMs: 0,
     delayMs: 0,
   };

@@ -36,14 +36,16 @@ export function leakyBucketInPlace(
   // bucket of that real time (a queue that fills meanwhile is refused, with an exact retry).
   const delayMs = cost > 0 && after > capacity ? Math.ceil((after - capacity) / policy.limit) : 0;
   if (after > capacity + queue) {
+    const remaining = Math.max(0, Math.floor((capacity - level) / window));
     return {
       name: policy.name,
       windowMs: window,
       allowed: false,
       limit: capacityOf(policy),
       rate: policy.limit,
-      remaining: Math.max(0, Math.floor((capacity - level) / window)),
+      remaining,
       resetMs: Math.ceil(level / policy.limit) + ahead,
+      nextMs: nextConformingMs(level, remaining, ahead, policy),
       // More than an empty bucket and its queue hold never fits: no retry time (see decision.ts).
       retryAfterMs:
         cost * window > capacity + queue
@@ -54,17 +56,30 @@ export function leakyBucketInPlace(
   }
   state.level = after;
   state.updatedAt = at;
+  const remaining = Math.max(0, Math.floor((capacity - after) / window));
   return {
     name: policy.name,
     windowMs: window,
     allowed: true,
     limit: capacityOf(policy),
     rate: policy.limit,
-    remaining: Math.max(0, Math.floor((capacity - after) / window)),
+    remaining,
     resetMs: Math.ceil(after / policy.limit) + ahead,
+    nextMs: nextConformingMs(after, remaining, ahead, policy),
     retryAfterMs: 0,
     delayMs,
   };
+}
+
+/**
+ * Time until one more request than `remaining` conforms without waiting: the bucket has leaked
+ * down to `capacity − (remaining + 1)` requests (0 when it is empty). A queue above the capacity
+ * leaks first. The leak starts at the bucket's time, `ahead` of now when the clock went back.
+ */
+function nextConformingMs(level: number, remaining: number, ahead: number, policy: LimitPolicy): number {
+  if (level <= 0) return 0;
+  const room = (capacityOf(policy) - remaining - 1) * policy.windowMs;
+  return Math.ceil((level - room) / policy.limit) + ahead;
 }
 
 /** The bucket's level (scaled by `windowMs`) at `now`: what has leaked since `updatedAt` is gone. */

@@ -29,6 +29,7 @@ export function slidingLogInPlace(
       limit: policy.limit,
       remaining: Math.max(0, policy.limit - used),
       resetMs: logResetMs(times, first, now, policy.windowMs),
+      nextMs: logNextMs(times, first, now, policy.windowMs),
       retryAfterMs: retryOf(times, costs, first, used, now, cost, policy),
       delayMs: 0,
     };
@@ -51,6 +52,7 @@ export function slidingLogInPlace(
     limit: policy.limit,
     remaining: policy.limit - used - cost,
     resetMs: logResetMs(times, cost > 0 ? 0 : first, now, policy.windowMs),
+    nextMs: logNextMs(times, cost > 0 ? 0 : first, now, policy.windowMs),
     retryAfterMs: 0,
     delayMs: 0,
   };
@@ -71,6 +73,14 @@ export function firstInWindow(times: readonly number[], now: number, windowMs: n
 /** Time until the newest of the entries from `first` on leaves the window (0 when there are none). */
 export function logResetMs(times: readonly number[], first: number, now: number, windowMs: number): number {
   return first < times.length ? times[times.length - 1]! + windowMs - now : 0;
+}
+
+/**
+ * Time until the oldest of the entries from `first` on leaves the window, giving its points back
+ * (0 when there are none: the whole limit is available).
+ */
+export function logNextMs(times: readonly number[], first: number, now: number, windowMs: number): number {
+  return first < times.length ? times[first]! + windowMs - now : 0;
 }
 
 /**

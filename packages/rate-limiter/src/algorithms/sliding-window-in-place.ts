@@ -27,13 +27,15 @@ export function slidingWindowInPlace(
   const previousWeight = previous * (window - elapsed);
   const budget = policy.limit * window;
   if (previousWeight + (current + cost) * window > budget) {
+    const remaining = Math.max(0, Math.floor((budget - previousWeight - current * window) / window));
     return {
       name: policy.name,
       windowMs: window,
       allowed: false,
       limit: policy.limit,
-      remaining: Math.max(0, Math.floor((budget - previousWeight - current * window) / window)),
+      remaining,
       resetMs: resetOf(windowStart, window, now, previous, current),
+      nextMs: nextOf(windowStart, window, now, previous, current, remaining, policy.limit),
       retryAfterMs: retryOf(windowStart, window, now, previous, current, cost, policy.limit),
       delayMs: 0,
     };
@@ -42,13 +44,15 @@ export function slidingWindowInPlace(
   state.windowStart = windowStart;
   state.current = used;
   state.previous = previous;
+  const remaining = Math.floor((budget - previousWeight - used * window) / window);
   return {
     name: policy.name,
     windowMs: window,
     allowed: true,
     limit: policy.limit,
-    remaining: Math.floor((budget - previousWeight - used * window) / window),
+    remaining,
     resetMs: resetOf(windowStart, window, now, previous, used),
+    nextMs: nextOf(windowStart, window, now, previous, used, remaining, policy.limit),
     retryAfterMs: 0,
     delayMs: 0,
   };
@@ -83,6 +87,23 @@ function resetOf(
   return 0;
 }
 
+/**
+ * When the weighted count next frees a point: the first instant at which `remaining + 1` points
+ * fit (0 when `remaining` is the whole limit: nothing more comes back).
+ */
+function nextOf(
+  windowStart: number,
+  window: number,
+  now: number,
+  previous: number,
+  current: number,
+  remaining: number,
+  limit: number,
+): number {
+  if (remaining >= limit) return 0;
+  return retryOf(windowStart, window, now, previous, current, remaining + 1, limit);
+}
+
 /** The first instant at which `cost` more points fit, as a delay from `now` (Infinity: never). */
 function retryOf(
   windowStart: number,
@@ -94,7 +115,9 @@ function retryOf(
   limit: number,
 ): number {
   if (cost > limit) return Number.POSITIVE_INFINITY;
-  if (current + cost <= limit) {
+  // Without a previous count nothing frees within this window (beyond 2^53 the weights are
+  // inexact, and a quota that seems to fit must not divide by that 0).
+  if (current + cost <= limit && previous > 0) {
     // Within this window: wait until previous × (window − e) ≤ (limit − current − cost) × window.
     const slack = Math.floor(((limit - current - cost) * window) / previous);
     return windowStart + window - slack - now;

@@ -27,14 +27,16 @@ export function tokenBucketInPlace(
   const ahead = at - now;
   const needed = cost * window;
   if (needed > tokens) {
+    const remaining = Math.floor(tokens / window);
     return {
       name: policy.name,
       windowMs: window,
       allowed: false,
       limit: capacity,
       rate: policy.limit,
-      remaining: Math.floor(tokens / window),
+      remaining,
       resetMs: Math.ceil((full - tokens) / policy.limit) + ahead,
+      nextMs: nextTokenMs(tokens, remaining, ahead, policy),
       // More than a full bucket never fits: no retry time (see decision.ts).
       retryAfterMs:
         needed > full ? Number.POSITIVE_INFINITY : Math.ceil((needed - tokens) / policy.limit) + ahead,
@@ -44,17 +46,28 @@ export function tokenBucketInPlace(
   const left = tokens - needed;
   state.tokens = left;
   state.updatedAt = at;
+  const remaining = Math.floor(left / window);
   return {
     name: policy.name,
     windowMs: window,
     allowed: true,
     limit: capacity,
     rate: policy.limit,
-    remaining: Math.floor(left / window),
+    remaining,
     resetMs: Math.ceil((full - left) / policy.limit) + ahead,
+    nextMs: nextTokenMs(left, remaining, ahead, policy),
     retryAfterMs: 0,
     delayMs: 0,
   };
+}
+
+/**
+ * Time until the next whole token: the bucket holds `remaining + 1` (0 when it is full). Refill
+ * starts at the bucket's time, `ahead` of now when the clock went back.
+ */
+function nextTokenMs(tokens: number, remaining: number, ahead: number, policy: LimitPolicy): number {
+  if (remaining >= capacityOf(policy)) return 0;
+  return Math.ceil(((remaining + 1) * policy.windowMs - tokens) / policy.limit) + ahead;
 }
 
 /** The tokens (scaled by `windowMs`) in the bucket at `now`: refilled since `updatedAt`, capped. */

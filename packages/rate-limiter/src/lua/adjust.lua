@@ -8,7 +8,7 @@
 -- KEYS: the state hash, then one sorted set per limit (used by sliding logs only).
 -- Returns now, then 0 when the call expired (nothing read or changed; nothing else follows) or
 -- 1, blockedMs, then per limit what a cost-0 check reports: allowed, remaining, resetMs,
--- retryAfterMs, delayMs. Nothing is counted and no violation is recorded.
+-- retryAfterMs, delayMs, nextMs. Nothing is counted and no violation is recorded.
 
 -- One call of this script (see prelude.lua: `begin`, and how scripts are run).
 local function entry(keys, args)
@@ -34,6 +34,7 @@ local function entry(keys, args)
   fields[#fields + 1] = 'bu'
   fields[#fields + 1] = 'bo'
   fields[#fields + 1] = 'bp'
+  fields[#fields + 1] = 'bs'
   local values = redis.call('HMGET', hkey, unpack(fields))
 
   -- Per limit: a, b, c (scalar algorithms) or a log { times, costs } (in-window entries only).
@@ -54,6 +55,15 @@ local function entry(keys, args)
     u = tonumber(values[blockAt + 3]) or 0, o = tonumber(values[blockAt + 4]) or 0,
   }
   block.p = read_earlier(values[blockAt + 5], block.v, block.w)
+  block.s = tonumber(values[blockAt + 6])
+  -- A block recorded by a clock that was ahead lasts its own length from now (bounded_block).
+  if block.u > now then
+    local nu, ns = bounded_block(block.u, block.s, now)
+    if nu ~= nil then
+      block.u, block.s = nu, ns
+      redis.call('HSET', hkey, 'bu', nu, 'bs', ns)
+    end
+  end
 
   -- Refund and penalty per algorithm: function(a, b, c, now, points, p) -> new a, b, c (the log's:
   -- function(log, now, points, p) -> new log). nil state = a key never seen.
@@ -185,6 +195,7 @@ local function entry(keys, args)
   elseif op == 'block' or op == 'unblock' then
     if op == 'block' then
       block.u = now + amount
+      block.s = now
     else
       -- The block ends now; its offences stay, so a repeat offence still grows the next block
       -- and forgetAfterMs counts from now (memory-store.ts does the same).
@@ -194,6 +205,7 @@ local function entry(keys, args)
     end
     local ttl = math.max(1, redis.call('PTTL', hkey), block.u + forget - now)
     redis.call('HSET', hkey, 'bv', block.v, 'bw', block.w, 'bu', block.u, 'bo', block.o, 'bp', stamped_earlier(block))
+    if block.s ~= nil then redis.call('HSET', hkey, 'bs', block.s) end
     redis.call('PEXPIRE', hkey, ttl)
   end
 
@@ -203,7 +215,7 @@ local function entry(keys, args)
   local out = { now, 1, blockedMs }
   for i = 1, nl do
     local p = policies[i]
-    local allowed, remaining, reset, retry, delay = report(p, SA[i], SB[i], SC[i], LOG[i])
+    local allowed, remaining, reset, retry, delay, nxt = report(p, SA[i], SB[i], SC[i], LOG[i])
     if blockedMs > 0 then
       allowed = false
       retry = math.max(retry, blockedMs)
@@ -213,6 +225,7 @@ local function entry(keys, args)
     out[#out + 1] = reset
     out[#out + 1] = retry
     out[#out + 1] = delay
+    out[#out + 1] = nxt
   end
   return out
 end

@@ -10,13 +10,15 @@
 -- KEYS: per group its state hash, then (when its set has a sliding log) one sorted set per limit.
 -- Returns now (Redis ms, for the client's clock offset), then 0 when the call expired (nothing
 -- was read or counted; nothing else follows) or 1 followed by, per group, per cost: blockedMs,
--- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs.
+-- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs, nextMs (R, below).
 
 -- Per call (set by `entry`): the batch's shape and auto-block policy, the reply being built and its
 -- length, the number cache and the per-group scratch. Declared here, before the functions that
 -- share them, and assigned at each call: loaded as a Redis function, this file's definitions run
 -- once, not at every call (see lua-script.ts).
 local ngroups, blocking, bp, out, nout, format, NUMBERS
+-- Values per limit in the reply (replyValuesPerLimit in lua-script.ts).
+local R = 6
 -- Per-group scratch of check_group, reused: groups are checked one after the other.
 local SA, SB, SC, LOG, NA, NB, NC, NLOG, W
 
@@ -49,28 +51,36 @@ local function check_single(hkey, set, cost)
     if alg == 2 then c = tonumber(values[3]) end
   end
   local o = nout
-  nout = o + 6
+  nout = o + 1 + R
   if bu then
     bu = tonumber(bu)
     if bu > now then
+      -- Read only for a blocked key: the others pay no field for it.
+      local nu, ns = bounded_block(bu, tonumber(redis.call('HGET', hkey, 'bs')), now)
+      if nu ~= nil then
+        bu = nu
+        redis.call('HSET', hkey, 'bu', format('%d', nu), 'bs', format('%d', ns))
+      end
       -- Blocked: counted nowhere, reported as a cost-0 check refused until the block's end.
-      local _, remaining, reset, retry, delay = set.step(a, b, c, now, 0, p)
+      local _, remaining, reset, retry, delay, nxt = set.step(a, b, c, now, 0, p)
       out[o + 1] = bu - now
       out[o + 2] = 0
       out[o + 3] = remaining
       out[o + 4] = reset
       out[o + 5] = math.max(retry, bu - now)
       out[o + 6] = delay
+      out[o + 7] = nxt
       return
     end
   end
-  local allowed, remaining, reset, retry, delay, na, nb, ncv = set.step(a, b, c, now, cost, p)
+  local allowed, remaining, reset, retry, delay, nxt, na, nb, ncv = set.step(a, b, c, now, cost, p)
   out[o + 1] = 0
   out[o + 2] = allowed and 1 or 0
   out[o + 3] = remaining
   out[o + 4] = reset
   out[o + 5] = retry
   out[o + 6] = delay
+  out[o + 7] = nxt
   if not allowed then return end
   if na == a and alg <= 2 then
     if nb ~= b then redis.call('HSET', hkey, '1:b', format('%d', nb)) end
@@ -113,11 +123,28 @@ local function define_check_group()
         u = tonumber(values[base + 3]) or 0, o = tonumber(values[base + 4]) or 0,
       }
       block.p = read_earlier(values[base + 5], block.v, block.w)
+      block.s = tonumber(values[base + 6])
     else
       blockedUntil = tonumber(values[set.blockOffset + 1]) or 0
     end
 
     local dirty, blockDirty, expiryMoved = false, false, false
+    -- A block recorded by a clock that was ahead lasts its own length from now (bounded_block).
+    if blocking then
+      if block.u > now then
+        local nu, ns = bounded_block(block.u, block.s, now)
+        if nu ~= nil then
+          block.u, block.s = nu, ns
+          blockDirty = true
+        end
+      end
+    elseif blockedUntil > now then
+      local nu, ns = bounded_block(blockedUntil, tonumber(values[set.blockOffset + 2]), now)
+      if nu ~= nil then
+        blockedUntil = nu
+        redis.call('HSET', hkey, 'bu', nu, 'bs', ns)
+      end
+    end
     local logDirty = nil
     for j = 1, nc do
       local cost = tonumber(ARGV[costAt + j - 1])
@@ -126,25 +153,26 @@ local function define_check_group()
       if blockedUntil > now then blockedMs = blockedUntil - now end
       local effective = cost
       if blockedMs > 0 then effective = 0 end
-      -- Results go straight into `out`: blockedMs, then five values per limit.
+      -- Results go straight into `out`: blockedMs, then R values per limit.
       local base = nout
-      nout = base + 1 + nl * 5
+      nout = base + 1 + nl * R
       out[base + 1] = blockedMs
       local allAllowed = blockedMs == 0
       for i = 1, nl do
         local p = policies[i]
-        local allowed, remaining, reset, retry, delay, na, nb, ncv
+        local allowed, remaining, reset, retry, delay, nxt, na, nb, ncv
         if p.alg == 3 then
-          allowed, remaining, reset, retry, delay, na = ALG[3](LOG[i], now, effective, p)
+          allowed, remaining, reset, retry, delay, nxt, na = ALG[3](LOG[i], now, effective, p)
         else
-          allowed, remaining, reset, retry, delay, na, nb, ncv = ALG[p.alg](SA[i], SB[i], SC[i], now, effective, p)
+          allowed, remaining, reset, retry, delay, nxt, na, nb, ncv = ALG[p.alg](SA[i], SB[i], SC[i], now, effective, p)
         end
-        local o = base + 2 + (i - 1) * 5
+        local o = base + 2 + (i - 1) * R
         out[o] = allowed and 1 or 0
         out[o + 1] = remaining
         out[o + 2] = reset
         out[o + 3] = retry
         out[o + 4] = delay
+        out[o + 5] = nxt
         if p.alg == 3 then NLOG[i] = na else
           NA[i] = na
           NB[i] = nb
@@ -154,7 +182,7 @@ local function define_check_group()
       end
       if blockedMs > 0 then
         for i = 1, nl do
-          local o = base + 2 + (i - 1) * 5
+          local o = base + 2 + (i - 1) * R
           out[o] = 0
           out[o + 3] = math.max(out[o + 3], blockedMs)
         end
@@ -180,13 +208,14 @@ local function define_check_group()
       else
         -- Refused: nothing is counted, so limits that would have admitted report their unspent state.
         for i = 1, nl do
-          local o = base + 2 + (i - 1) * 5
+          local o = base + 2 + (i - 1) * R
           if out[o] == 1 then
-            local _, remaining, reset, retry, delay = report(policies[i], SA[i], SB[i], SC[i], LOG[i])
+            local _, remaining, reset, retry, delay, nxt = report(policies[i], SA[i], SB[i], SC[i], LOG[i])
             out[o + 1] = remaining
             out[o + 2] = reset
             out[o + 3] = retry
             out[o + 4] = delay
+            out[o + 5] = nxt
           end
         end
         if blocking then
@@ -196,7 +225,7 @@ local function define_check_group()
             -- alike): blocked, every limit refused until it ends.
             out[base + 1] = length
             for i = 1, nl do
-              local o = base + 2 + (i - 1) * 5
+              local o = base + 2 + (i - 1) * R
               out[o] = 0
               -- A cost no limit can admit stays never: the block is not what it waits for.
               out[o + 3] = later(out[o + 3], length)
@@ -243,6 +272,11 @@ local function define_check_group()
       W[n + 9] = 'bp'
       W[n + 10] = stamped_earlier(block)
       n = n + 10
+      if block.s ~= nil then
+        W[n + 1] = 'bs'
+        W[n + 2] = block.s
+        n = n + 2
+      end
     end
     if blocking and (block.u > 0 or block.w > 0) then
       ttl = math.max(ttl, block.u + bp.forget - now, block.w + (VIOLATION_SLOTS + 1) * bp.slot - now)
@@ -327,9 +361,11 @@ local function entry(keys, args)
       fields[#fields + 1] = 'bu'
       fields[#fields + 1] = 'bo'
       fields[#fields + 1] = 'bp'
+      fields[#fields + 1] = 'bs'
     else
-      -- A manual block's end: honoured by every check, auto-block or not.
+      -- A manual block's end (and start): honoured by every check, auto-block or not.
       fields[#fields + 1] = 'bu'
+      fields[#fields + 1] = 'bs'
     end
     local entry = {
       nl = nl, policies = policies, fields = fields, offsets = offsets, names = names, blockOffset = blockOffset,

@@ -12,10 +12,11 @@ ALG[1] = function(a, b, _, now, cost, p)
     if count == 0 then shown = 0 end
     local retry = reset
     if cost > p.limit then retry = NEVER end
-    return false, math.max(0, p.limit - count), shown, retry, 0, a, b, nil
+    -- The whole quota comes back at the window's end: the next point with it (nextMs).
+    return false, math.max(0, p.limit - count), shown, retry, 0, shown, a, b, nil
   end
   local used = count + cost
   local shown = reset
   if used == 0 then shown = 0 end
-  return true, p.limit - used, shown, 0, 0, ws, used, nil
+  return true, p.limit - used, shown, 0, 0, shown, ws, used, nil
 end

@@ -1,4 +1,11 @@
 -- Leaky bucket (GCRA, continuous-state form). State: a = level scaled by window, b = updated at.
+-- Time until one more request than `remaining` conforms without waiting: the bucket has leaked
+-- down to burst - (remaining + 1) requests (0 when it is empty; nextConformingMs).
+local function lb_next(level, remaining, ahead, p)
+  if level <= 0 then return 0 end
+  return math.ceil((level - (p.burst - remaining - 1) * p.window) / p.limit) + ahead
+end
+
 ALG[5] = function(a, b, _, now, cost, p)
   local w = p.window
   local capacity = p.burst * w
@@ -21,7 +28,9 @@ ALG[5] = function(a, b, _, now, cost, p)
   if after > capacity + queue then
     local retry = math.ceil((after - capacity - queue) / p.limit) + ahead
     if cost * w > capacity + queue then retry = NEVER end
-    return false, math.max(0, math.floor((capacity - level) / w)), math.ceil(level / p.limit) + ahead, retry, 0, a, b, nil
+    local remaining = math.max(0, math.floor((capacity - level) / w))
+    return false, remaining, math.ceil(level / p.limit) + ahead, retry, 0, lb_next(level, remaining, ahead, p), a, b, nil
   end
-  return true, math.max(0, math.floor((capacity - after) / w)), math.ceil(after / p.limit) + ahead, 0, delay, after, at, nil
+  local remaining = math.max(0, math.floor((capacity - after) / w))
+  return true, remaining, math.ceil(after / p.limit) + ahead, 0, delay, lb_next(after, remaining, ahead, p), after, at, nil
 end

@@ -1,8 +1,8 @@
 -- @noa/rate-limiter: each script (check.lua, adjust.lua) is assembled from prelude.lua, one file
 -- per algorithm and the script's own file. Every algorithm mirrors its TypeScript twin in src/algorithms/ line for line.
 -- Scalar algorithms: function(a, b, c, now, cost, policy) -> allowed, remaining, resetMs,
--- retryAfterMs, delayMs, new a, new b, new c (the state is up to three numbers; nil = none).
--- The sliding log: function(log, now, cost, policy) -> the same five, then the new log.
+-- retryAfterMs, delayMs, nextMs, new a, new b, new c (the state is up to three numbers; nil = none).
+-- The sliding log: function(log, now, cost, policy) -> the same six, then the new log.
 -- All arithmetic stays on integers (exact in Lua's doubles below 2^53).
 local ALG = {}
 
@@ -97,7 +97,19 @@ local function record_violation(block, now, bp)
   offences = offences + 1
   local length = math.min(bp.max, math.floor(bp.ms * bp.mult ^ (offences - 1) + 0.5))
   block.v, block.w, block.u, block.o, block.p = 0, now, now + length, offences, ''
+  block.s = now
   return length
+end
+
+-- The hash field 'bs' holds when the block ending at 'bu' began. A block recorded by a clock that
+-- was ahead (a failover to a replica whose clock is behind, an NTP step back) would last its
+-- length plus the step counted from that start: when now is before it, the block is moved to start
+-- now and lasts its own length (boundedBlock in auto-block.ts). Returns the new end and start, or
+-- nil when the block stands. A block of a release before 'bs' has none: it stands. One whose 'bs'
+-- is an earlier block's (that release wrote 'bu' alone) reads as longer than it is: never cut.
+local function bounded_block(bu, bs, now)
+  if bs == nil or not (now < bs) then return nil end
+  return now + (bu - bs), now
 end
 
 -- Per call (set by `begin`): the call's keys and arguments, and the server's clock in ms. Each
@@ -150,7 +162,7 @@ local function read_log(key, window)
 end
 
 -- What policy p reports for a cost of 0 on its state (a, b, c; its log for the sliding log),
--- changing nothing: allowed, remaining, reset, retry, delay.
+-- changing nothing: allowed, remaining, reset, retry, delay, next.
 local function report(p, a, b, c, log)
   if p.alg == 3 then return ALG[3](log, now, 0, p) end
   return ALG[p.alg](a, b, c, now, 0, p)

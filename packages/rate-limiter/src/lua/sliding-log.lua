@@ -5,6 +5,12 @@ local function log_reset(times, now, w)
   return times[n] + w - now
 end
 
+-- When the oldest entry leaves the window, giving its points back (0 when there are none).
+local function log_next(times, now, w)
+  if #times == 0 then return 0 end
+  return times[1] + w - now
+end
+
 ALG[3] = function(st, now, cost, p)
   local w = p.window
   local kt, kc = {}, {}
@@ -32,16 +38,16 @@ ALG[3] = function(st, now, cost, p)
         end
       end
     end
-    return false, math.max(0, p.limit - used), log_reset(kt, now, w), retry, 0, st
+    return false, math.max(0, p.limit - used), log_reset(kt, now, w), retry, 0, log_next(kt, now, w), st
   end
   -- A cost-0 check logs nothing and returns the log it was given: check.lua writes a log only when
   -- the step returns a new one, so the entries outside this check's window stay for a request whose
   -- clock went back to before it (slidingLogInPlace).
-  if cost == 0 then return true, p.limit - used, log_reset(kt, now, w), 0, 0, st end
+  if cost == 0 then return true, p.limit - used, log_reset(kt, now, w), 0, 0, log_next(kt, now, w), st end
   -- At the newest entry's time when the clock went back (logAtLatest).
   local at = now
   if #kt > 0 and kt[#kt] > at then at = kt[#kt] end
   kt[#kt + 1] = at
   kc[#kc + 1] = cost
-  return true, p.limit - used - cost, log_reset(kt, now, w), 0, 0, { times = kt, costs = kc }
+  return true, p.limit - used - cost, log_reset(kt, now, w), 0, 0, log_next(kt, now, w), { times = kt, costs = kc }
 end

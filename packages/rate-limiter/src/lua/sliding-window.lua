@@ -7,13 +7,20 @@ end
 
 local function sw_retry(ws, w, now, prev, cur, cost, limit)
   if cost > limit then return NEVER end
-  if cur + cost <= limit then
+  -- Without a previous count nothing frees within this window (retryOf).
+  if cur + cost <= limit and prev > 0 then
     local slack = math.floor(((limit - cur - cost) * w) / prev)
     return ws + w - slack - now
   end
   local slack = w
   if cur > 0 then slack = math.floor(((limit - cost) * w) / cur) end
   return ws + 2 * w - math.min(w, slack) - now
+end
+
+-- When the weighted count next frees a point: remaining + 1 fit (0 with the whole limit left).
+local function sw_next(ws, w, now, prev, cur, remaining, limit)
+  if remaining >= limit then return 0 end
+  return sw_retry(ws, w, now, prev, cur, remaining + 1, limit)
 end
 
 ALG[2] = function(a, b, c, now, cost, p)
@@ -34,10 +41,12 @@ ALG[2] = function(a, b, c, now, cost, p)
   local pw = prev * (w - math.max(0, now - ws))
   local budget = p.limit * w
   if pw + (cur + cost) * w > budget then
-    return false, math.max(0, math.floor((budget - pw - cur * w) / w)), sw_reset(ws, w, now, prev, cur),
-      sw_retry(ws, w, now, prev, cur, cost, p.limit), 0, a, b, c
+    local remaining = math.max(0, math.floor((budget - pw - cur * w) / w))
+    return false, remaining, sw_reset(ws, w, now, prev, cur), sw_retry(ws, w, now, prev, cur, cost, p.limit), 0,
+      sw_next(ws, w, now, prev, cur, remaining, p.limit), a, b, c
   end
   local used = cur + cost
-  return true, math.floor((budget - pw - used * w) / w), sw_reset(ws, w, now, prev, used), 0, 0,
+  local remaining = math.floor((budget - pw - used * w) / w)
+  return true, remaining, sw_reset(ws, w, now, prev, used), 0, 0, sw_next(ws, w, now, prev, used, remaining, p.limit),
     ws, used, prev
 end

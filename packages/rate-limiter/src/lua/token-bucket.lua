@@ -1,4 +1,11 @@
 -- Token bucket. State: a = tokens scaled by window, b = updated at.
+-- Time until the next whole token: remaining + 1 in the bucket (0 when it is full); refill
+-- starts at the bucket's time, `ahead` of now when the clock went back (nextTokenMs).
+local function tb_next(tokens, remaining, ahead, p)
+  if remaining >= p.burst then return 0 end
+  return math.ceil(((remaining + 1) * p.window - tokens) / p.limit) + ahead
+end
+
 ALG[4] = function(a, b, _, now, cost, p)
   local w = p.window
   local capacity = p.burst
@@ -17,8 +24,12 @@ ALG[4] = function(a, b, _, now, cost, p)
   if needed > tokens then
     local retry = math.ceil((needed - tokens) / p.limit) + ahead
     if needed > full then retry = NEVER end
-    return false, math.floor(tokens / w), math.ceil((full - tokens) / p.limit) + ahead, retry, 0, a, b, nil
+    local remaining = math.floor(tokens / w)
+    return false, remaining, math.ceil((full - tokens) / p.limit) + ahead, retry, 0, tb_next(tokens, remaining, ahead, p),
+      a, b, nil
   end
   local left = tokens - needed
-  return true, math.floor(left / w), math.ceil((full - left) / p.limit) + ahead, 0, 0, left, at, nil
+  local remaining = math.floor(left / w)
+  return true, remaining, math.ceil((full - left) / p.limit) + ahead, 0, 0, tb_next(left, remaining, ahead, p),
+    left, at, nil
 end

@@ -73,9 +73,12 @@ export const algorithmCodes = {
   'leaky-bucket': 5,
 } as const;
 
+/** How many numbers the scripts reply per limit (see {@link decisionFromReply}). */
+export const replyValuesPerLimit = 6;
+
 /**
- * One limit's decision as the scripts reply it: five numbers from `at` (allowed 0/1, remaining,
- * resetMs, retryAfterMs, delayMs).
+ * One limit's decision as the scripts reply it: {@link replyValuesPerLimit} numbers from `at`
+ * (allowed 0/1, remaining, resetMs, retryAfterMs, delayMs, nextMs).
  */
 export function decisionFromReply(policy: LimitPolicy, values: readonly number[], at: number): Decision {
   const decision: Decision = {
@@ -88,6 +91,7 @@ export function decisionFromReply(policy: LimitPolicy, values: readonly number[]
     // -1 is the scripts' NEVER (prelude.lua): a cost above the limit's capacity.
     retryAfterMs: values[at + 3] === -1 ? Number.POSITIVE_INFINITY : values[at + 3]!,
     delayMs: values[at + 4]!,
+    nextMs: values[at + 5]!,
   };
   if (policy.algorithm === 'token-bucket' || policy.algorithm === 'leaky-bucket')
     decision.rate = policy.limit;

@@ -7,6 +7,7 @@ import {
   type AutoBlockPolicy,
   type BlockState,
   blockRemainingMs,
+  boundedBlock,
   emptyBlockState,
   recordViolation,
   violationsCountUntil,
@@ -26,6 +27,15 @@ export const memoryStoreOptionsSchema = z
   .object({
     /** Hard cap on keys kept; beyond it the least recently refreshed keys are evicted. */
     maxKeys: z.number().int().positive().default(100_000),
+    /**
+     * Room kept apart for keys blocked now (auto-block or `block()`), beyond `maxKeys` (which holds
+     * the counters): the store holds one key more per blocked key, up to this many, and evicting
+     * never drops a live block while no more keys than this are blocked. Past it, the least
+     * recently used blocked keys are evicted as counters are, so a flood of blocked keys cannot
+     * squeeze the counters out either. Default: a tenth of `maxKeys` (rounded up). 0: blocked keys
+     * are evicted as any other.
+     */
+    maxBlockedKeys: z.number().int().nonnegative().optional(),
     /**
      * Time source. Default: `coarseClock` from `@noa/core`, which reuses one `Date.now()` reading
      * for up to 16 checks within one event-loop turn (the clock read is about a third of a
@@ -78,9 +88,9 @@ const sweepPerInsert = 2;
 const evictionScan = 16;
 
 /**
- * In-process store. Bounded: at most `maxKeys` entries; expired entries are swept a few at a
- * time on insertion and the oldest are evicted at the cap, so a flood of new keys cannot grow
- * memory. No timer per key (no timer at all). Decisions are synchronous.
+ * In-process store. Bounded: at most `maxKeys` entries of counters, plus one per key blocked now
+ * up to `maxBlockedKeys` (see #evictOldest); expired entries are swept a few at a time on
+ * insertion and the oldest are evicted at the cap, so a flood of new keys cannot grow memory. No timer per key (no timer at all). Decisions are synchronous.
  */
 export class MemoryStore implements RateLimitStore {
   readonly kind = 'memory';
@@ -91,15 +101,23 @@ export class MemoryStore implements RateLimitStore {
    */
   readonly #spaces = new Map<string, Map<string, Entry>>();
   #size = 0;
+  /**
+   * The entries counted as blocked: their block was live when last written (see #syncPin), until
+   * it is found to have ended or the entry goes, so an upper bound of the live blocks. A set, not
+   * a flag per entry: entries without a block (nearly all) pay nothing for it.
+   */
+  readonly #pinned = new Set<Entry>();
   /** The namespace last looked up and its entries (the limiter asks for the same one mostly). */
   #lastNamespace = '';
   #lastEntries: Map<string, Entry> | undefined;
   readonly #maxKeys: number;
+  readonly #maxBlocked: number;
   readonly #clock: Clock;
 
   constructor(options: MemoryStoreOptions = {}) {
     const parsed = parseOptions('MemoryStore', memoryStoreOptionsSchema, options);
     this.#maxKeys = parsed.maxKeys;
+    this.#maxBlocked = parsed.maxBlockedKeys ?? Math.ceil(parsed.maxKeys / 10);
     this.#clock = parsed.clock ?? coarseClock;
   }
 
@@ -139,6 +157,8 @@ export class MemoryStore implements RateLimitStore {
     const entry = this.#live(entries, key, now);
     if (block === undefined && limits.length === 1 && entry?.block === undefined)
       return { decisions: [this.#consumeSingle(entries, key, entry, limits[0]!, cost, now)], blockedMs: 0 };
+    // A block recorded by a clock that was ahead lasts its own length from now (boundedBlock).
+    if (entry?.block !== undefined) entry.block = boundedBlock(entry.block, now);
     // A block is honoured with or without auto-block (a manual one); only auto-block records violations.
     const blockedMs = blockRemainingMs(entry?.block, now);
     const previous = statesOf(entry);
@@ -238,8 +258,7 @@ export class MemoryStore implements RateLimitStore {
   #live(entries: Map<string, Entry>, key: string, now: number): Entry | undefined {
     const entry = entries.get(key);
     if (entry === undefined || entry.expiresAt > now) return entry;
-    entries.delete(key);
-    this.#size -= 1;
+    this.#remove(entries, key, entry);
     return undefined;
   }
 
@@ -331,6 +350,7 @@ export class MemoryStore implements RateLimitStore {
     const entries = this.#entriesOf(namespace);
     const entry = this.#live(entries, key, now);
     let states = statesOf(entry);
+    if (entry?.block !== undefined) entry.block = boundedBlock(entry.block, now);
     let blockState = entry?.block;
     const operation = adjustment.operation;
     if (operation === 'refund' || operation === 'penalize') {
@@ -368,7 +388,7 @@ export class MemoryStore implements RateLimitStore {
       // `forgetAfterMs` counts from now (a block that had already ended keeps its end).
       blockState =
         operation === 'block'
-          ? { ...current, blockedUntil: now + adjustment.durationMs }
+          ? { ...current, blockedUntil: now + adjustment.durationMs, blockedAt: now }
           : block === undefined
             ? undefined
             : { ...current, violations: 0, earlier: [], blockedUntil: Math.min(current.blockedUntil, now) };
@@ -383,7 +403,9 @@ export class MemoryStore implements RateLimitStore {
 
   /** Forgets `key` (in `namespace`, which the limiter uses for its rules). */
   async reset(key: string, namespace = ''): Promise<void> {
-    if (this.#spaces.get(namespace)?.delete(key)) this.#size -= 1;
+    const space = this.#spaces.get(namespace);
+    const entry = space?.get(key);
+    if (entry !== undefined) this.#remove(space!, key, entry);
   }
 
   /** Drops every entry. */
@@ -391,6 +413,7 @@ export class MemoryStore implements RateLimitStore {
     this.#spaces.clear();
     this.#lastEntries = undefined;
     this.#size = 0;
+    this.#pinned.clear();
   }
 
   /** Stores every limit's `states` and the `block` of `key` for `ttlMs` (inserting or refreshing). */
@@ -408,8 +431,33 @@ export class MemoryStore implements RateLimitStore {
       return;
     }
     entry.states = states;
+    // An entry with no block before or now is not counted, and stays so: no set to look into.
+    const had = entry.block;
     entry.block = block;
+    if (block !== undefined || had !== undefined) this.#syncPin(entry, now);
     this.#extend(entries, key, entry, now, ttlMs);
+  }
+
+  /** Counts `entry` among the blocked keys while its block is live, and no longer once it ended. */
+  #syncPin(entry: Entry, now: number): void {
+    if (entry.block !== undefined && entry.block.blockedUntil > now) this.#pinned.add(entry);
+    else this.#pinned.delete(entry);
+  }
+
+  /** Drops `entry` of `key` from `space`, uncounting it. */
+  #remove(space: Map<string, Entry>, key: string, entry: Entry): void {
+    space.delete(key);
+    this.#size -= 1;
+    // Only an entry with a block can be counted (a block is dropped through #write, which syncs).
+    if (entry.block !== undefined) this.#pinned.delete(entry);
+  }
+
+  /**
+   * How many keys the store holds before it evicts: `maxKeys` for counters, and as many more as
+   * keys are blocked, up to `maxBlockedKeys` (their room apart).
+   */
+  #capacity(): number {
+    return this.#maxKeys + Math.min(this.#pinned.size, this.#maxBlocked);
   }
 
   /** Adds the new `entry` of `key`, kept for `ttlMs` (at least 1 ms), making room first. */
@@ -418,6 +466,7 @@ export class MemoryStore implements RateLimitStore {
     entry.expiresAt = now + Math.max(ttlMs, 1);
     entries.set(key, entry);
     this.#size += 1;
+    if (entry.block !== undefined) this.#syncPin(entry, now);
   }
 
   /**
@@ -450,15 +499,21 @@ export class MemoryStore implements RateLimitStore {
     let looked = 0;
     for (const [key, entry] of entries) {
       if (looked >= sweepPerInsert || entry.expiresAt > now) break;
-      entries.delete(key);
-      this.#size -= 1;
+      this.#remove(entries, key, entry);
       looked += 1;
     }
-    if (this.#size < this.#maxKeys || this.#dropExpired(entries, now)) return;
+    const capacity = this.#capacity();
+    if (this.#size < capacity) return;
+    // At the cap, an expired entry makes room for the new one. Over it (blocked keys were passed
+    // over), counters are evicted down to under the cap: one for one, the excess would stay, and
+    // grow each time the oldest are blocked keys again.
+    if (this.#size === capacity && this.#dropExpired(entries, now)) return;
     this.#evictOldest(entries, now);
     // Still full (this namespace was empty or small): evict from the others.
     for (const [namespace, other] of this.#spaces) {
-      if (this.#size < this.#maxKeys) break;
+      if (this.#size < this.#capacity()) break;
+      // This namespace had its turn: its oldest may be blocked keys, passed over 16 at a time.
+      if (other === entries) continue;
       this.#evictOldest(other, now);
       if (other.size === 0 && other !== entries) {
         this.#spaces.delete(namespace);
@@ -468,22 +523,37 @@ export class MemoryStore implements RateLimitStore {
   }
 
   /**
-   * Evicts the least recently used entries of `space` until the store is under its cap. A key
-   * blocked now is moved to the young end instead (up to {@link evictionScan} of them per call):
-   * an abuser who waits out a long block quietly would otherwise get a fresh quota from any flood
-   * of other keys. When only blocked keys are left, they go too: the cap holds. (The worst case,
-   * a flood of keys that all get blocked, moves 16 of them per new key: bounded, as the scan for
-   * an expired entry before it.)
+   * Evicts the least recently used entries of `space` until the store is under its capacity. Keys
+   * blocked now are kept apart, in room of their own: `maxKeys` holds the counters, and the store
+   * as many keys more as are blocked, up to `maxBlockedKeys` (an abuser who waits out a long block
+   * quietly would otherwise get a fresh quota from any flood of other keys, and a flood of blocked
+   * keys would otherwise squeeze the counters out). While the blocked keys fit in their room, one
+   * found at the old end is moved to the young end instead of evicted, up to
+   * {@link evictionScan} per call (bounded work, as the scan for an expired entry): a call that
+   * finds only blocked keys leaves the store a key over its capacity, and the next calls move the
+   * next 16, until counters are the oldest again, which are evicted down to the capacity at once.
+   * At `maxKeys + maxBlockedKeys`, the hard cap, it moves as many as it takes to reach a counter.
+   * Past `maxBlockedKeys` blocked keys (a flood of keys that all get blocked), the least recently
+   * used of them go as counters do.
    */
   #evictOldest(space: Map<string, Entry>, now: number): void {
+    const hardCap = this.#maxKeys + this.#maxBlocked;
     let spared = 0;
     for (const [key, entry] of space) {
-      if (this.#size < this.#maxKeys) return;
-      space.delete(key);
-      if (spared < evictionScan && entry.block !== undefined && entry.block.blockedUntil > now) {
-        spared += 1;
-        space.set(key, entry);
-      } else this.#size -= 1;
+      if (this.#size < this.#capacity()) return;
+      if (entry.block !== undefined && this.#pinned.has(entry)) {
+        // A block that ended is counted no longer: the entry is a counter like any other.
+        this.#syncPin(entry, now);
+        if (this.#pinned.has(entry) && this.#pinned.size <= this.#maxBlocked) {
+          // Each entry once at most: a space of blocked keys alone leaves the rest to the others.
+          if ((spared >= evictionScan && this.#size < hardCap) || spared >= space.size) return;
+          spared += 1;
+          space.delete(key);
+          space.set(key, entry);
+          continue;
+        }
+      }
+      this.#remove(space, key, entry);
     }
   }
 
@@ -498,8 +568,7 @@ export class MemoryStore implements RateLimitStore {
         if (budget <= 0) return false;
         budget -= 1;
         if (entry.expiresAt <= now) {
-          space.delete(key);
-          this.#size -= 1;
+          this.#remove(space, key, entry);
           return true;
         }
       }

@@ -3,7 +3,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { AutoBlockPolicy } from '../auto-block.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
-import { algorithmCodes, assembleScript, decisionFromReply } from './lua-script.js';
+import { algorithmCodes, assembleScript, decisionFromReply, replyValuesPerLimit } from './lua-script.js';
 import type { RedisClockOffset } from './redis-clock.js';
 import type { ConsumeOptions, ConsumeOutcome, StoreAdjustment } from './store.js';
 import { type ClusterCommands, stampedExpiry } from './unsent-command.js';
@@ -112,12 +112,14 @@ export async function adjustOnRedis(
   );
 }
 
-/** The reply: Redis's now, 1 (it ran), blockedMs, then five values per limit. */
+/** The reply: Redis's now, 1 (it ran), blockedMs, then {@link replyValuesPerLimit} values per limit. */
 function parseAdjustReply(values: number[], limits: readonly LimitPolicy[]): ConsumeOutcome {
-  if (values.length !== 3 + limits.length * 5)
+  if (values.length !== 3 + limits.length * replyValuesPerLimit)
     throw new RateLimitStoreError('unexpected reply from the rate-limit adjust script', {
       details: { reply: values },
     });
-  const decisions = limits.map((policy, index) => decisionFromReply(policy, values, 3 + index * 5));
+  const decisions = limits.map((policy, index) =>
+    decisionFromReply(policy, values, 3 + index * replyValuesPerLimit),
+  );
   return { decisions, blockedMs: values[2]! };
 }

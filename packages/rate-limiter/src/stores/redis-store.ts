@@ -14,6 +14,7 @@ import {
   checkScript,
   checkScriptSha,
   decisionFromReply,
+  replyValuesPerLimit,
 } from './lua-script.js';
 import { adjustOnRedis } from './redis-adjust.js';
 import { RedisClockOffset } from './redis-clock.js';
@@ -1070,7 +1071,8 @@ function checkedReply(reply: unknown): number[] {
 /** The outcomes after the header (two values: Redis's now and the "ran" flag). */
 function parseReply(values: number[], requests: readonly ConsumeRequest[]): ConsumeOutcome[][] {
   let expected = 2;
-  for (const { limits, costs } of requests) expected += (1 + limits.length * 5) * costs.length;
+  for (const { limits, costs } of requests)
+    expected += (1 + limits.length * replyValuesPerLimit) * costs.length;
   if (values.length !== expected)
     throw new RateLimitStoreError('unexpected reply from the rate-limit script', {
       details: { reply: values },
@@ -1084,7 +1086,7 @@ function parseReply(values: number[], requests: readonly ConsumeRequest[]): Cons
       const decisions: Decision[] = new Array(limits.length);
       for (let limit = 0; limit < limits.length; limit += 1) {
         decisions[limit] = decisionFromReply(limits[limit]!, values, at);
-        at += 5;
+        at += replyValuesPerLimit;
       }
       outcomes[index] = { decisions, blockedMs };
     }

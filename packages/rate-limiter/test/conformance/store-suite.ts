@@ -55,6 +55,39 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
         expect(refused.limit).toBe(5);
       });
 
+      it(`${algorithm}: nextMs (RateLimit t) is when the next point comes back, resetMs when all of them do`, async () => {
+        const k = key();
+        const limits = [policy(algorithm, 5, 60_000)];
+        const fresh = (await one(k, limits, 0)).decisions[0]!;
+        // Nothing used: the whole quota is there, nothing more can come back.
+        expect({ remaining: fresh.remaining, nextMs: fresh.nextMs, resetMs: fresh.resetMs }).toEqual({
+          remaining: 5,
+          nextMs: 0,
+          resetMs: 0,
+        });
+        let last = fresh;
+        for (let index = 0; index < 5; index += 1) last = (await one(k, limits)).decisions[0]!;
+        const refused = (await one(k, limits)).decisions[0]!;
+        for (const decision of [last, refused]) {
+          expect(decision.remaining).toBe(0);
+          expect(decision.nextMs).toBeGreaterThan(0);
+          expect(decision.nextMs).toBeLessThanOrEqual(decision.resetMs);
+          if (algorithm === 'fixed-window') expect(decision.nextMs).toBe(decision.resetMs);
+          // Five at once: the window slides a point free 12 s into the next window, 48 s before all.
+          if (algorithm === 'sliding-window' && decision.resetMs > 60_000)
+            expect(decision.nextMs).toBe(decision.resetMs - 48_000);
+          if (algorithm === 'sliding-log') expect(decision.nextMs).toBeGreaterThan(50_000);
+          if (algorithm === 'token-bucket' || algorithm === 'leaky-bucket') {
+            // One point per 12 s; the whole bucket in 60 s (less what the burst took to send).
+            expect(decision.nextMs).toBeGreaterThan(10_000);
+            expect(decision.nextMs).toBeLessThanOrEqual(12_000);
+            expect(decision.resetMs).toBeGreaterThan(58_000);
+          }
+        }
+        // A refusal answers for a cost of 1 as t does: retry when the next point is back.
+        expect(refused.retryAfterMs).toBe(refused.nextMs);
+      });
+
       it(`${algorithm}: a decision states the capacity as limit and, for a bucket, its refill as rate`, async () => {
         // The headers' RateLimit-Policy states a bucket's sustained quota from rate, not its burst.
         const bucket = algorithm === 'token-bucket' || algorithm === 'leaky-bucket';

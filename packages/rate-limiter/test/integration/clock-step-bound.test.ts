@@ -89,6 +89,70 @@ describe.skipIf(skip !== undefined)('a Redis state stamped hours ahead of Redisâ
     });
   }
 
+  /**
+   * Moves the block of every hash under `prefix` `ms` ahead: its end ('bu') and, where recorded, its
+   * start ('bs'), as a Redis clock that far ahead would have written them.
+   */
+  async function moveBlockAhead(prefix: string, ms: number): Promise<string> {
+    const keys = await client.keys(`${prefix}*`);
+    expect(keys.length).toBe(1);
+    const key = keys[0]!;
+    const [until, since] = await client.hmget(key, 'bu', 'bs');
+    expect(Number(until)).toBeGreaterThan(0);
+    await client.hset(key, 'bu', String(Number(until) + ms));
+    if (since !== null) await client.hset(key, 'bs', String(Number(since) + ms));
+    await client.pexpire(key, 3 * ms);
+    return key;
+  }
+
+  // A block written while Redis's clock was two hours ahead: once the clock is back, what remains
+  // of it is at most its own length (memory alike: test/clock-step-bound.test.ts), on each script
+  // path: one limit without auto-block (check_single), several (check_group), auto-block, peek.
+  const blockCases = [
+    { name: 'a manual block of a one-limit key', limits: [{ limit: 5, windowMs: 1_000 }], auto: false },
+    {
+      name: 'a manual block of a two-limit key',
+      limits: [
+        { name: 'second', limit: 5, windowMs: 1_000 },
+        { name: 'minute', limit: 50, windowMs: 60_000 },
+      ],
+      auto: false,
+    },
+    { name: 'an auto-block', limits: [{ limit: 1, windowMs: 1_000 }], auto: true },
+  ];
+  for (const { name, limits, auto } of blockCases) {
+    it(`${name} written by a Redis clock two hours ahead lasts its own length`, async () => {
+      const prefix = `${uniqueName('rl-step-bu')}:`;
+      const options = {
+        limits,
+        deadlineMs: 5_000,
+        localBlockCache: false,
+        ...(auto ? { autoBlock: { violations: 2, withinMs: 60_000, blockMs: 30_000 } } : {}),
+      } as const;
+      const blocker = createRateLimiter({ ...options, store: new RedisStore({ client, prefix }) });
+      if (auto) {
+        await blocker.check('b');
+        await blocker.check('b');
+        expect((await blocker.check('b')).outcome).toBe('blocked');
+      } else await blocker.block('b', 30_000);
+      await blocker.close();
+      const key = await moveBlockAhead(prefix, twoHours);
+
+      const checker = createRateLimiter({ ...options, store: new RedisStore({ client, prefix }) });
+      const peeked = await checker.peek('b');
+      expect(peeked.outcome).toBe('blocked');
+      expect(peeked.retryAfterMs).toBeLessThanOrEqual(30_000);
+      const checked = await checker.check('b');
+      expect(checked.outcome).toBe('blocked');
+      expect(checked.retryAfterMs).toBeLessThanOrEqual(30_000);
+      // Stored so: the block ends within its length of Redis's clock.
+      const [seconds] = await client.time();
+      expect(Number(await client.hget(key, 'bu'))).toBeLessThanOrEqual(Number(seconds) * 1_000 + 31_000);
+      await checker.close();
+      await client.del(key);
+    });
+  }
+
   it('violations counted by a Redis clock hours ahead start a fresh auto-block window', async () => {
     const prefix = `${uniqueName('rl-step-block')}:`;
     const limiter = createRateLimiter({

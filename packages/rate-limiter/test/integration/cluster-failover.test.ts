@@ -65,6 +65,8 @@ describe.skipIf(skip !== undefined)('checks during a Redis Cluster failover', ()
     const admitted = limiters.map(() => new Map<string, number>(keys.map((key) => [key, 0])));
     // Per limiter, the keys the store refused after both failovers: saturated on the new masters.
     const saturated = limiters.map(() => new Set<string>());
+    // Per limiter and key, the source and outcome of its last answer (for a failure's message).
+    const last = limiters.map(() => new Map<string, string>());
     let failoversDone = false;
     let stop = false;
     const stream = (async () => {
@@ -72,6 +74,7 @@ describe.skipIf(skip !== undefined)('checks during a Redis Cluster failover', ()
         const round = limiters.flatMap((limiter, index) =>
           keys.map(async (key) => {
             const result = await limiter.check(key);
+            last[index]!.set(key, `${result.source} ${result.outcome}`);
             if (result.allowed) admitted[index]!.set(key, admitted[index]!.get(key)! + 1);
             if (failoversDone && result.source === 'store' && !result.allowed) saturated[index]!.add(key);
           }),
@@ -82,24 +85,54 @@ describe.skipIf(skip !== undefined)('checks during a Redis Cluster failover', ()
     })();
 
     const c = cluster!;
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    // A manual failover: the replica catches up, then takes the master's slots.
-    const [first] = await c.masters();
-    const firstPort = Number(first!.split(':')[1]);
-    const [replica] = await c.replicasOf(firstPort);
-    await run('redis-cli', ['-p', replica!.split(':')[1]!, 'cluster', 'failover']);
-    await until(async () => (await c.masters()).includes(replica!));
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    // A master killed mid-run: its replica is elected after the node timeout.
-    const second = (await c.masters()).find((address) => address !== replica)!;
-    const secondPort = Number(second.split(':')[1]);
-    const [secondReplica] = await c.replicasOf(secondPort);
-    c.kill(secondPort);
-    await until(async () => (await c.masters()).includes(secondReplica!), 30_000);
-    failoversDone = true;
-    await until(() => saturated.every((refused) => refused.size === keys.length), 30_000);
-    stop = true;
-    await stream;
+    // The stream stops however this ends: a check after afterAll closed the limiters would reject
+    // unhandled (ClosedError), burying the failure under a second one.
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      // A manual failover: the replica catches up, then takes the master's slots.
+      const [first] = await c.masters();
+      const firstPort = Number(first!.split(':')[1]);
+      const [replica] = await c.replicasOf(firstPort);
+      await run('redis-cli', ['-p', replica!.split(':')[1]!, 'cluster', 'failover']);
+      // Until the node asked sees both sides of it: the old master is a replica now, and cannot be
+      // picked below as a master still (a stale view of it), with no replica to elect.
+      await until('the manual failover', async () => {
+        const masters = await c.masters();
+        return masters.includes(replica!) && !masters.includes(first!);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      // A master killed mid-run: its replica is elected after the node timeout.
+      const second = (await c.masters()).find((address) => address !== replica)!;
+      const secondPort = Number(second.split(':')[1]);
+      const [secondReplica] = await c.replicasOf(secondPort);
+      expect(secondReplica, `a replica of ${second}`).toBeDefined();
+      c.kill(secondPort);
+      await until(
+        'the killed master’s replica elected',
+        async () => (await c.masters()).includes(secondReplica!),
+        30_000,
+      );
+      failoversDone = true;
+      // Says which keys never saw a store refusal, and what their last answer was.
+      const unsaturated = () =>
+        limiters.flatMap((_, index) =>
+          keys
+            .filter((key) => !saturated[index]!.has(key))
+            .map(
+              (key) =>
+                `${setups[index]!.algorithm} ${key}: ${admitted[index]!.get(key)} admitted, last ${last[index]!.get(key)}`,
+            ),
+        );
+      await until(
+        'every key refused by the new masters',
+        () => saturated.every((refused) => refused.size === keys.length),
+        30_000,
+        () => unsaturated().join('; '),
+      );
+    } finally {
+      stop = true;
+      await stream;
+    }
 
     for (let index = 0; index < limiters.length; index += 1)
       for (const key of keys)
@@ -110,11 +143,20 @@ describe.skipIf(skip !== undefined)('checks during a Redis Cluster failover', ()
   });
 });
 
-/** Polls `condition` every 100 ms until it holds (or throws after `timeoutMs`). */
-async function until(condition: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+/**
+ * Polls `condition` every 100 ms until it holds, or throws after `timeoutMs` naming `what`, with
+ * `state()` (what is still missing) when given.
+ */
+async function until(
+  what: string,
+  condition: () => Promise<boolean> | boolean,
+  timeoutMs = 15_000,
+  state?: () => string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not within ${timeoutMs} ms${state === undefined ? '' : ` (${state()})`}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxClockStepBackMs } from '../../src/algorithms/clock-step.js';
 import { algorithms } from '../../src/algorithms/index.js';
-import { autoBlockSchema, type BlockState, recordViolation } from '../../src/auto-block.js';
+import { autoBlockSchema, type BlockState, boundedBlock, recordViolation } from '../../src/auto-block.js';
 import { type AlgorithmName, algorithmNames, capacityOf, type LimitPolicy } from '../../src/policy.js';
 import { algorithmFiles } from '../../src/stores/lua-script.js';
 import { RedisStore } from '../../src/stores/redis-store.js';
@@ -36,7 +36,7 @@ local log = { times = {}, costs = {} }
 local reply = {}
 for i = 6, #CALL_ARGV, 2 do
   local t, cost = tonumber(CALL_ARGV[i]), tonumber(CALL_ARGV[i + 1])
-  local allowed, remaining, reset, retry, delay, na, nb, nc
+  local allowed, remaining, reset, retry, delay, nxt, na, nb, nc
   if p.alg == 3 then
     -- What read_log returns at t: the entries inside the window, in time order.
     local order = {}
@@ -46,11 +46,11 @@ for i = 6, #CALL_ARGV, 2 do
     table.sort(order, function(x, y) return x[1] < y[1] end)
     local read = { times = {}, costs = {} }
     for k = 1, #order do read.times[k], read.costs[k] = order[k][1], order[k][2] end
-    allowed, remaining, reset, retry, delay, na = ALG[3](read, t, cost, p)
+    allowed, remaining, reset, retry, delay, nxt, na = ALG[3](read, t, cost, p)
     -- As check.lua: the log is written only when the step changed it (a cost-0 check does not).
     if allowed and na ~= read then log = na end
   else
-    allowed, remaining, reset, retry, delay, na, nb, nc = ALG[p.alg](a, b, c, t, cost, p)
+    allowed, remaining, reset, retry, delay, nxt, na, nb, nc = ALG[p.alg](a, b, c, t, cost, p)
     if allowed then a, b, c = na, nb, nc end
   end
   reply[#reply + 1] = allowed and 1 or 0
@@ -58,9 +58,13 @@ for i = 6, #CALL_ARGV, 2 do
   reply[#reply + 1] = reset
   reply[#reply + 1] = retry
   reply[#reply + 1] = delay
+  reply[#reply + 1] = nxt
 end
 return reply
 `;
+
+/** Values the harness replies per step: allowed, remaining, resetMs, retryAfterMs, delayMs, nextMs. */
+const perStep = 6;
 
 /**
  * Requests whose clock may go back by up to two windows of the policies below, and sometimes
@@ -134,7 +138,10 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
                 policy,
               );
               if (decision.allowed) state = next;
-              const [allowed, remaining, resetMs, retry, delayMs] = reply.slice(5 * index, 5 * index + 5);
+              const [allowed, remaining, resetMs, retry, delayMs, nextMs] = reply.slice(
+                perStep * index,
+                perStep * index + perStep,
+              );
               expect({
                 step: index,
                 allowed: allowed === 1,
@@ -142,6 +149,7 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
                 resetMs,
                 retryAfterMs: retry === -1 ? Number.POSITIVE_INFINITY : retry,
                 delayMs,
+                nextMs,
               }).toEqual({
                 step: index,
                 allowed: decision.allowed,
@@ -149,6 +157,7 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
                 resetMs: decision.resetMs,
                 retryAfterMs: decision.retryAfterMs,
                 delayMs: decision.delayMs,
+                nextMs: decision.nextMs,
               });
             });
           },
@@ -170,8 +179,8 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
     ].map(String);
     const reply = (await client.eval(harness, 0, ...argv)) as number[];
     const lua = steps.map((_, index) => ({
-      allowed: reply[5 * index] === 1,
-      delayMs: reply[5 * index + 4],
+      allowed: reply[perStep * index] === 1,
+      delayMs: reply[perStep * index + 4],
     }));
     let state: unknown;
     const ts = steps.map(([time, cost]) => {
@@ -265,7 +274,7 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
     expect(ts).toEqual(expected);
   });
 
-  it('auto-block: record_violation counts and blocks as recordViolation, clock going back included', async () => {
+  it('auto-block: record_violation counts and blocks as recordViolation, and bounded_block bounds a block as boundedBlock, clock going back included', async () => {
     // ARGV: violations, withinMs, blockMs, multiplier, maxBlockMs, forgetAfterMs, then the times
     // of refusals (a blocked key records none); per refusal the state as check.lua stores it.
     const violationHarness = `
@@ -276,12 +285,16 @@ local bp = {
   violations = tonumber(CALL_ARGV[1]), slot = math.ceil(within / VIOLATION_SLOTS), ms = tonumber(CALL_ARGV[3]),
   mult = tonumber(CALL_ARGV[4]), max = tonumber(CALL_ARGV[5]), forget = tonumber(CALL_ARGV[6]),
 }
-local block = { v = 0, w = 0, u = 0, o = 0, p = '' }
+local block = { v = 0, w = 0, u = 0, o = 0, p = '', s = 0 }
 local reply = {}
 for i = 7, #CALL_ARGV do
   local t = tonumber(CALL_ARGV[i])
+  if block.u > t then
+    local nu, ns = bounded_block(block.u, block.s, t)
+    if nu ~= nil then block.u, block.s = nu, ns end
+  end
   if block.u <= t then record_violation(block, t, bp) end
-  reply[#reply + 1] = { block.v, block.w, block.u, block.o, block.p }
+  reply[#reply + 1] = { block.v, block.w, block.u, block.o, block.p, block.s }
 end
 return reply
 `;
@@ -321,18 +334,30 @@ return reply
             number,
             number,
             string,
+            number,
           ][];
           let state: BlockState | undefined;
           times.forEach((time, index) => {
+            // A block the clock went back behind the start of lasts its own length (boundedBlock).
+            if (state !== undefined && state.blockedUntil > time) state = boundedBlock(state, time);
             if ((state?.blockedUntil ?? 0) <= time) state = recordViolation(state, time, policy);
-            const [violations, windowStart, blockedUntil, offences, earlier] = reply[index]!;
-            expect({ step: index, violations, windowStart, blockedUntil, offences, earlier }).toEqual({
+            const [violations, windowStart, blockedUntil, offences, earlier, blockedAt] = reply[index]!;
+            expect({
+              step: index,
+              violations,
+              windowStart,
+              blockedUntil,
+              offences,
+              earlier,
+              blockedAt,
+            }).toEqual({
               step: index,
               violations: state?.violations ?? 0,
               windowStart: state?.windowStart ?? 0,
               blockedUntil: state?.blockedUntil ?? 0,
               offences: state?.offences ?? 0,
               earlier: state?.earlier.join(',') ?? '',
+              blockedAt: state?.blockedAt ?? 0,
             });
           });
         },
