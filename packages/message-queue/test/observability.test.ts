@@ -135,6 +135,29 @@ describe('metrics, events and options', () => {
     expect(Number(lost?.[1])).toBeGreaterThanOrEqual(2);
   });
 
+  it("a logger whose methods throw breaks neither the queue's calls nor its worker's", async () => {
+    const thrown: string[] = [];
+    const throwing = (level: string) => (message: string) => {
+      thrown.push(`${level}: ${message}`);
+      throw new Error(`logger ${level} is broken`);
+    };
+    const logger = {
+      debug: throwing('debug'),
+      info: throwing('info'),
+      warn: throwing('warn'),
+      error: throwing('error'),
+    };
+    const queue = new Queue({ name: 'throwing-logger', provider: new MemoryProvider(), logger });
+    const worker = new Worker({ queue, logger, handler: () => 'ok' });
+    const completed = new Promise((resolve) => worker.once('completed', resolve));
+    await queue.add('x', null);
+    await completed;
+    await worker.close();
+    // Before: the queue used the logger as given, so its own 'queue closed' line threw out of close().
+    await expect(queue.close()).resolves.toBeUndefined();
+    expect(thrown).toContain('debug: queue closed');
+  });
+
   it('publishes lifecycle events on diagnostics channels', async () => {
     const seen: string[] = [];
     const listener = (message: unknown) => seen.push((message as { jobId: string }).jobId);
