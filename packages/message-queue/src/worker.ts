@@ -535,9 +535,12 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       this.#persisted(item);
     }
     this.#metrics.leasesLost.inc(this.#labels, stale.length);
-    this.#logger.warn('late outcomes refused: their leases had ended (this worker stalled past leaseMs)', {
-      jobIds: stale,
-    });
+    this.#logger.warn(
+      'late outcomes refused: their leases had ended (lease expired, or the broker channel closed)',
+      {
+        jobIds: stale,
+      },
+    );
   }
 
   /** Reports a settlement once the backend has stored it. */

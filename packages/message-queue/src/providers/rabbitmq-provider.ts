@@ -183,9 +183,14 @@ export class RabbitMqProvider implements QueueProvider {
     if (this.#bridge) return this.#bridge.exchange(queue, request);
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
+    const stale: string[] = [];
     for (const settlement of request.settle) {
       const held = this.#settleTarget(queue, settlement.record.id);
-      if (!held) continue;
+      if (!held) {
+        // Its channel closed and the broker gave the job to another consumer: the lease is lost.
+        stale.push(settlement.record.id);
+        continue;
+      }
       if (settlement.kind === 'fail') {
         const record = { ...settlement.record };
         if (settlement.retryAt !== null) record.availableAt = settlement.retryAt;
@@ -215,7 +220,7 @@ export class RabbitMqProvider implements QueueProvider {
       this.#held.hold(queue, record.id, delivery);
       jobs.push(record);
     }
-    return { jobs };
+    return stale.length > 0 ? { jobs, stale } : { jobs };
   }
 
   /**
@@ -226,7 +231,9 @@ export class RabbitMqProvider implements QueueProvider {
     // With a state store the outcome is stored first (batched in the next exchange), then acked.
     if (settlement.kind !== 'complete' || this.#state) return false;
     const held = this.#settleTarget(queue, settlement.record.id);
-    held?.acks.ack(held.tracked);
+    // No delivery left to acknowledge: `exchange` reports the outcome refused (`stale`).
+    if (!held) return false;
+    held.acks.ack(held.tracked);
     return true;
   }
 
@@ -234,6 +241,8 @@ export class RabbitMqProvider implements QueueProvider {
    * The delivery a finished try settles (without a store): the one it came on, or, if that
    * channel is gone, the broker's redelivery of the job still waiting in this process's buffer
    * (a worker at full concurrency had not fetched it), taken out so it does not run again.
+   * None when the channel is gone and the redelivery did not come back here: the broker gave
+   * the job to another consumer, which runs it, so this try's outcome is refused.
    */
   #settleTarget(queue: string, id: string): Delivery | undefined {
     const held = this.#held.takeAny(queue, id);
