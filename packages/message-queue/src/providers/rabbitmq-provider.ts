@@ -259,9 +259,26 @@ export class RabbitMqProvider implements QueueProvider {
   }
 
   async extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
-    // Without a store the broker keeps a delivery until its channel closes: nothing to renew
-    // (and no cancel). With one, a lease's token is its message's token.
-    return (await this.#state?.extendLeases(queue, jobs, leaseUntil)) ?? { cancelled: [], lost: [] };
+    // With a store, a lease's token is its message's token (or a takeover's lease).
+    if (this.#state) return this.#state.extendLeases(queue, jobs, leaseUntil);
+    // Without one the broker keeps a delivery until its channel closes: nothing to renew (and no
+    // cancel), but a job whose channel closed is lost unless its redelivery came back here.
+    const lost = jobs.filter((job) => !this.#holdsLive(queue, job.id)).map((job) => job.id);
+    return { cancelled: [], lost };
+  }
+
+  /** Whether a job's delivery here is on the live channel, or its redelivery waits in the buffer. */
+  #holdsLive(queue: string, id: string): boolean {
+    const generation = this.#connection.generation;
+    if (this.#held.peek(queue, id)?.generation === generation) return true;
+    return this.#consumers
+      .get(queue)
+      .buffer.some(
+        (delivery) =>
+          delivery.generation === generation &&
+          delivery.tracked.message.fields.redelivered &&
+          decodeMessage(delivery.tracked.message.content)?.id === id,
+      );
   }
 
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {

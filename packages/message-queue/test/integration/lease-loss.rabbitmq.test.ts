@@ -2,7 +2,7 @@ import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { Queue, RabbitMqProvider, RedisJobStateStore, Worker } from '../../src/index.js';
+import { LeaseLostError, Queue, RabbitMqProvider, RedisJobStateStore, Worker } from '../../src/index.js';
 import { waitFor } from '../helpers.js';
 import { startTcpProxy } from './tcp-proxy.js';
 
@@ -69,14 +69,18 @@ describe.skipIf(!reachable)('RabbitMQ: the run whose channel closed loses its le
         const runs: string[] = [];
         const completedA: unknown[] = [];
         const completedB: unknown[] = [];
+        const abortedA: unknown[] = [];
         const workers: Worker[] = [];
         try {
           const workerA = new Worker({
             queue: queueA,
             registry: registryA,
-            leaseMs: 60_000,
-            handler: async () => {
+            // Heart-beats every 200 ms: how soon it learns that its lease is gone.
+            leaseMs: 600,
+            handler: async (job) => {
               runs.push('A');
+              job.signal.addEventListener('abort', () => abortedA.push(job.signal.reason));
+              // A handler that ignores its signal and finishes anyway: its outcome must be refused.
               await gateA.wait;
               return 'A';
             },
@@ -99,6 +103,10 @@ describe.skipIf(!reachable)('RabbitMQ: the run whose channel closed loses its le
           // A's connection drops and it cannot reconnect: the broker redelivers the job to B.
           await proxy.cut();
           await waitFor(() => runs.includes('B'), 10_000, 'worker B to run the redelivered job');
+          // A's signal aborts: its lease is gone (its channel closed and B holds the job).
+          await waitFor(() => abortedA.length === 1, 10_000, "A's signal to abort");
+          expect(abortedA[0]).toBeInstanceOf(LeaseLostError);
+          expect(abortedA[0]).toMatchObject({ code: 'NOA_MQ_LEASE_LOST', reason: 'revoked' });
           await proxy.restore();
           // A finishes first, while B still runs the job.
           gateA.open();
