@@ -56,7 +56,11 @@ export const workerOptionsSchema = z
      * (and until the first job has finished), so slow jobs are never held ahead.
      */
     prefetch: z.union([z.number().int().nonnegative().max(10_000), z.literal('auto')]).default('auto'),
-    /** Lease of a fetched job; a worker that stops heart-beating for this long loses its jobs to others. */
+    /**
+     * Lease of a fetched job, renewed every `leaseMs / 3`: a worker that stops heart-beating for
+     * this long loses its jobs to others, and when a renewal goes unanswered this long or is
+     * refused, the handler's `job.signal` aborts with `LeaseLostError`.
+     */
     leaseMs: z.number().int().min(100).max(maxTimerMs).default(30_000),
     /** Time limit of each try when the job has no `timeout`. */
     defaultTimeoutMs: z.number().int().positive().max(maxTimerMs).optional(),

@@ -2,7 +2,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { ConfigError } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { MemoryProvider, Queue, Worker } from '../src/index.js';
+import { LeaseLostError, MemoryProvider, Queue, Worker } from '../src/index.js';
 import { waitFor } from './helpers.js';
 
 const retention = {
@@ -92,14 +92,17 @@ describe('metrics, events and options', () => {
     });
     let started = false;
     const events: string[] = [];
+    const reasons: unknown[] = [];
     const worker = new Worker({
       queue,
       registry,
       logger,
       leaseMs: 300,
       maintenanceIntervalMs: 60_000,
-      handler: async () => {
+      handler: async (job) => {
         started = true;
+        job.signal.addEventListener('abort', () => reasons.push(job.signal.reason));
+        // Finishes anyway, ignoring its signal: its late outcome must be refused.
         await mayFinish;
       },
     });
@@ -123,6 +126,10 @@ describe('metrics, events and options', () => {
     expect(other.jobs.map((job) => job.id)).toEqual([id]);
     frozen = false;
     await waitFor(() => warnings.some((message) => message.startsWith('lease renewals refused')));
+    // The refused renewal aborts the handler's signal (before, it ran on unaware).
+    expect(reasons).toHaveLength(1);
+    expect(reasons[0]).toBeInstanceOf(LeaseLostError);
+    expect(reasons[0]).toMatchObject({ code: 'NOA_MQ_LEASE_LOST', reason: 'revoked' });
     finish();
     await waitFor(() => warnings.some((message) => message.startsWith('late outcomes refused')));
     await worker.close();
