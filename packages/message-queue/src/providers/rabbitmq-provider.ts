@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import {
+  ClosedError,
   childLogger,
   type Logger,
   maxTimerMs,
@@ -180,6 +181,10 @@ export class RabbitMqProvider implements QueueProvider {
   }
 
   async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {
+    // Like every other call of a closed provider. Answering "no jobs" instead made a worker still
+    // running on it exchange in a microtask loop (its wait for work returns at once once closed),
+    // starving the process's timers.
+    if (this.#connection.closed) throw new ClosedError('RabbitMqProvider');
     if (this.#bridge) return this.#bridge.exchange(queue, request);
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
