@@ -251,16 +251,21 @@ export class RabbitMqProvider implements QueueProvider {
    */
   #settleTarget(queue: string, id: string): Delivery | undefined {
     const held = this.#held.takeAny(queue, id);
-    const generation = this.#connection.generation;
-    if (!held || held.generation === generation) return held;
+    if (!held || held.generation === this.#connection.generation) return held;
     const { buffer } = this.#consumers.get(queue);
-    const index = buffer.findIndex(
+    const index = this.#redeliveryIndex(buffer, id);
+    return index < 0 ? undefined : buffer.splice(index, 1)[0];
+  }
+
+  /** Where a redelivery of the job on the live channel waits in a consumer's buffer (-1: none). */
+  #redeliveryIndex(buffer: readonly Delivery[], id: string): number {
+    const generation = this.#connection.generation;
+    return buffer.findIndex(
       (delivery) =>
         delivery.generation === generation &&
         delivery.tracked.message.fields.redelivered &&
         decodeMessage(delivery.tracked.message.content)?.id === id,
     );
-    return index < 0 ? undefined : buffer.splice(index, 1)[0];
   }
 
   async extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
@@ -274,16 +279,8 @@ export class RabbitMqProvider implements QueueProvider {
 
   /** Whether a job's delivery here is on the live channel, or its redelivery waits in the buffer. */
   #holdsLive(queue: string, id: string): boolean {
-    const generation = this.#connection.generation;
-    if (this.#held.peek(queue, id)?.generation === generation) return true;
-    return this.#consumers
-      .get(queue)
-      .buffer.some(
-        (delivery) =>
-          delivery.generation === generation &&
-          delivery.tracked.message.fields.redelivered &&
-          decodeMessage(delivery.tracked.message.content)?.id === id,
-      );
+    if (this.#held.peek(queue, id)?.generation === this.#connection.generation) return true;
+    return this.#redeliveryIndex(this.#consumers.get(queue).buffer, id) >= 0;
   }
 
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {
