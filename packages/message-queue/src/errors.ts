@@ -50,6 +50,31 @@ export class WorkerClosingError extends MessageQueueError {
   }
 }
 
+/** Why a worker gave up a job's lease (see {@link LeaseLostError}). */
+export type LeaseLossReason = 'expired' | 'revoked';
+
+/**
+ * The worker no longer holds the job's lease, so another worker may run it (at-least-once); the
+ * handler's signal aborts with this reason. `reason`: `'expired'`, no renewal was answered
+ * within `leaseMs` (the backend is unreachable or frozen, or this process stalled); `'revoked'`,
+ * the backend refused the renewal: another run holds the job (its lease expired and it was
+ * recovered, or a RabbitMQ redelivery took it over) or the RabbitMQ channel it came on closed.
+ * The try's outcome is not reported as a failure: a completion is still offered (and refused
+ * if another run holds the job), a failure gives the job back without counting a try.
+ */
+export class LeaseLostError extends MessageQueueError {
+  readonly reason: LeaseLossReason;
+
+  constructor(jobId: string, reason: LeaseLossReason) {
+    const why =
+      reason === 'expired'
+        ? 'no lease renewal was answered within leaseMs'
+        : 'the backend refused the lease renewal (another run holds the job, or its channel closed)';
+    super('NOA_MQ_LEASE_LOST', `lost the lease of job ${jobId}: ${why}`, { details: { jobId, reason } });
+    this.reason = reason;
+  }
+}
+
 /**
  * `RabbitMqProvider.ready()` found no broker within its time limit. Names the host (never the
  * credentials) and carries the last connection error, e.g. `ECONNREFUSED` or `ACCESS_REFUSED`.

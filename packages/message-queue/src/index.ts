@@ -11,6 +11,8 @@ export {
   InvalidPayloadError,
   JobCancelledError,
   JobTimeoutError,
+  type LeaseLossReason,
+  LeaseLostError,
   MessageQueueError,
   UnsupportedOperationError,
   WorkerClosingError,

@@ -50,8 +50,10 @@ export class Job<Data = unknown> {
   }
 
   /**
-   * Aborts when the job times out, is cancelled, or the worker closes before it finishes; its
-   * `reason` says which ({@link JobTimeoutError}, {@link JobCancelledError}, {@link WorkerClosingError}).
+   * Aborts when the job times out, is cancelled, the worker closes before it finishes, or the
+   * worker loses the job's lease (another worker may run it); its `reason` says which
+   * ({@link JobTimeoutError}, {@link JobCancelledError}, {@link WorkerClosingError},
+   * {@link LeaseLostError}).
    */
   get signal(): AbortSignal {
     const signal = this.#signal;

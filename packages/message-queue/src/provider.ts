@@ -106,7 +106,11 @@ export type LeasedJob = Pick<JobRecord, 'id' | 'lease'>;
 export interface LeaseRenewal {
   /** Ids of jobs cancelled while active (the worker aborts them). */
   cancelled: string[];
-  /** Ids whose lease had ended (another worker holds the job, or it is no longer active): not renewed. */
+  /**
+   * Ids whose lease had ended (another worker holds the job, it is no longer active, or, on
+   * RabbitMQ without a store, the channel it came on closed): not renewed. The worker aborts
+   * their handlers with `LeaseLostError`.
+   */
   lost: string[];
 }
 

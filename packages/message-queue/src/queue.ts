@@ -1,4 +1,12 @@
-import { type Clock, ClosedError, type Logger, parseOptions, silentLogger, systemClock } from '@noa/core';
+import {
+  type Clock,
+  ClosedError,
+  childLogger,
+  type Logger,
+  parseOptions,
+  silentLogger,
+  systemClock,
+} from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { InvalidPayloadError, UnsupportedOperationError } from './errors.js';
@@ -129,7 +137,8 @@ export class Queue<Data = unknown> {
     );
     this.#parsedDefaults = parseOptions('Queue.defaultJobOptions', jobOptionsSchema, this.#defaults);
     this.#clock = parsed.clock;
-    this.#logger = parsed.logger;
+    // Wrapped like the worker's: a logger that throws loses its lines, never the queue's call.
+    this.#logger = childLogger(parsed.logger, { component: 'message-queue', queue: parsed.name });
     this.#metrics = createQueueMetrics(parsed.registry);
   }
 
@@ -328,7 +337,7 @@ export class Queue<Data = unknown> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#logger.debug('queue closed', { queue: this.name });
+    this.#logger.debug('queue closed');
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

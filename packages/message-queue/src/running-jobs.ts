@@ -22,6 +22,10 @@ export class RunningJob implements JobSignalSource, TimeoutEntry {
   outcome: 'pending' | 'sync-result' | 'sync-error' = 'pending';
   /** Index in its {@link RunningJobs} table, -1 when not in one. */
   slot = -1;
+  /** `performance.now()` when the fetch that leased it was sent, for its lease's local expiry. */
+  leasedAt = 0;
+  /** The worker gave up its lease (see `LeaseLostError`): its signal is aborted. */
+  leaseLost = false;
   #controller: AbortController | undefined;
 
   constructor(record: JobRecord, startedAt: number) {

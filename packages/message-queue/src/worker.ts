@@ -12,7 +12,13 @@ import {
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { type BackoffStrategy, backoffDelay } from './backoff.js';
-import { JobCancelledError, JobTimeoutError, WorkerClosingError } from './errors.js';
+import {
+  JobCancelledError,
+  JobTimeoutError,
+  type LeaseLossReason,
+  LeaseLostError,
+  WorkerClosingError,
+} from './errors.js';
 import { jobEvents, publishJobEvent } from './events.js';
 import { Job } from './job.js';
 import { wellFormedString } from './job-options.js';
@@ -50,7 +56,11 @@ export const workerOptionsSchema = z
      * (and until the first job has finished), so slow jobs are never held ahead.
      */
     prefetch: z.union([z.number().int().nonnegative().max(10_000), z.literal('auto')]).default('auto'),
-    /** Lease of a fetched job; a worker that stops heart-beating for this long loses its jobs to others. */
+    /**
+     * Lease of a fetched job, renewed every `leaseMs / 3`: a worker that stops heart-beating for
+     * this long loses its jobs to others, and when a renewal goes unanswered this long or is
+     * refused, the handler's `job.signal` aborts with `LeaseLostError`.
+     */
     leaseMs: z.number().int().min(100).max(maxTimerMs).default(30_000),
     /** Time limit of each try when the job has no `timeout`. */
     defaultTimeoutMs: z.number().int().positive().max(maxTimerMs).optional(),
@@ -112,6 +122,8 @@ export type WorkerOptions<Data, Result> = Omit<z.input<typeof workerOptionsSchem
 /** A finished try not stored yet; for a failed one, what to report once it is. */
 interface PendingSettlement {
   settlement: Settlement;
+  /** Its try had lost its lease (counted in `leases_lost_total` then, not again if refused). */
+  leaseLost?: boolean;
   error?: Error;
   attempt?: number;
   terminal?: boolean;
@@ -212,6 +224,12 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   /** Moving averages (ms) of a handler's run time and of an exchange round trip, for `prefetch: 'auto'`. */
   #handlerMs: number | undefined;
   #exchangeMs: number | undefined;
+  /** `performance.now()` when the last answered lease renewal was sent (see `#checkLeases`). */
+  #renewedAt = 0;
+  /** `performance.now()` when the last exchange that leased jobs was sent. */
+  #leasedAt = 0;
+  /** A lease renewal is in flight (a backend that does not answer gets no pile of them). */
+  #renewing = false;
 
   constructor(options: WorkerOptions<Data, Result>) {
     super();
@@ -317,7 +335,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
       const settle = this.#settle;
       this.#settle = [];
       let response: Awaited<ReturnType<QueueProvider['exchange']>>;
-      const sentAt = this.#measureExchanges ? performance.now() : 0;
+      const sentAt = performance.now();
       let answeredAt: number;
       try {
         response = await this.#provider.exchange(this.queueName, {
@@ -343,7 +361,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
         await this.#backoff(Math.min(2_000, 50 * 2 ** Math.min(failures, 6)));
         continue;
       }
-      this.#buffer.push(...response.jobs);
+      if (response.jobs.length > 0) {
+        this.#leasedAt = sentAt;
+        this.#buffer.push(...response.jobs);
+      }
       this.#startBuffered();
       idle = response.jobs.length === 0;
       if (idle && want > 0 && this.#settle.length === 0 && !this.#closing) {
@@ -395,12 +416,13 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     // One clock read for the batch: only the queue-wait histogram uses it.
     const now = this.#metrics.enabled ? this.#clock.now() : 0;
     while (!this.#closing && this.#buffer.length > 0 && this.#running.size < this.#concurrency) {
-      this.#start(this.#buffer.shift()!, now);
+      this.#start(this.#buffer.shift()!, now, this.#leasedAt);
     }
   }
 
-  #start(record: JobRecord, now: number): void {
+  #start(record: JobRecord, now: number, leasedAt: number): void {
     const running = new RunningJob(record, this.#timed ? performance.now() : 0);
+    running.leasedAt = leasedAt;
     this.#running.add(running);
     if (this.#metrics.enabled) {
       this.#metrics.waitSeconds.observe(this.#labels, Math.max(0, now - record.availableAt) / 1_000);
@@ -482,12 +504,17 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     if (!this.#end(running)) return;
     const settlement: Settlement = { kind: 'complete', record: running.record, result };
     if (this.#provider.settleNow?.(this.queueName, settlement)) this.#completed(settlement);
+    else if (running.leaseLost) this.#settle.push({ settlement, leaseLost: true });
     else this.#settle.push({ settlement });
     this.#startBuffered();
     this.#wake();
   }
 
   #fail(running: RunningJob, cause: unknown): void {
+    if (running.leaseLost) {
+      this.#giveBack(running);
+      return;
+    }
     if (!this.#end(running)) return;
     const { record } = running;
     const now = this.#clock.now();
@@ -512,6 +539,21 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#wake();
   }
 
+  /**
+   * A try that lost its lease failed (most likely because its signal aborted): not a failed
+   * attempt of the job. It is given back (released) in case this worker still holds it (a false
+   * alarm of the local expiry, or RabbitMQ redelivered it here); else the backend leaves it to
+   * the run that holds it, or to lease recovery.
+   */
+  #giveBack(running: RunningJob): void {
+    if (!this.#end(running)) return;
+    this.#provider
+      .release(this.queueName, [running.record], this.#clock.now())
+      .catch((error: unknown) => this.#reportError('give back a job whose lease was lost', error));
+    this.#startBuffered();
+    this.#wake();
+  }
+
   /** Warns once per name about a custom backoff this worker lacks (its retries run at once). */
   #checkStrategy(backoff: JobRecord['backoff']): void {
     if (backoff.type !== 'custom' || Object.hasOwn(this.#options.backoffStrategies, backoff.strategy)) return;
@@ -530,14 +572,18 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
    */
   #refused(settle: PendingSettlement[], stale: string[]): void {
     const refused = new Set(stale);
+    let lost = 0;
     for (const item of settle) {
-      if (refused.has(item.settlement.record.id)) continue;
-      this.#persisted(item);
+      if (!refused.has(item.settlement.record.id)) this.#persisted(item);
+      else if (!item.leaseLost) lost += 1;
     }
-    this.#metrics.leasesLost.inc(this.#labels, stale.length);
-    this.#logger.warn('late outcomes refused: their leases had ended (this worker stalled past leaseMs)', {
-      jobIds: stale,
-    });
+    if (lost > 0) this.#metrics.leasesLost.inc(this.#labels, lost);
+    this.#logger.warn(
+      'late outcomes refused: their leases had ended (lease expired, or the broker channel closed)',
+      {
+        jobIds: stale,
+      },
+    );
   }
 
   /** Reports a settlement once the backend has stored it. */
@@ -574,30 +620,92 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.emit('completed', record.id, settlement.result);
   }
 
-  /** Renews the leases of running and leased-ahead jobs, and aborts those cancelled meanwhile. */
+  /**
+   * Renews the leases of running and leased-ahead jobs, aborts those cancelled meanwhile, and
+   * gives up those the backend refused to renew. Runs every `leaseMs / 3`; while a renewal is
+   * unanswered it only checks which leases have expired meanwhile (`#checkLeases`).
+   */
   async #heartbeat(): Promise<void> {
-    if (this.#running.size === 0 && this.#buffer.length === 0) return;
+    this.#checkLeases();
+    if (this.#renewing || (this.#running.size === 0 && this.#buffer.length === 0)) return;
+    this.#renewing = true;
     try {
+      const sentAt = performance.now();
       const now = this.#clock.now();
+      const held: JobRecord[] = [];
+      for (const running of this.#running.values()) if (!running.leaseLost) held.push(running.record);
+      held.push(...this.#buffer);
       const { cancelled, lost } = await this.#provider.extendLeases(
         this.queueName,
-        [...this.#running.values().map((running) => running.record), ...this.#buffer],
+        held,
         now + this.#options.leaseMs,
         now,
       );
-      if (lost.length > 0) {
-        // Their settlements will be refused too; the handlers run on (another worker has the jobs).
-        this.#metrics.leasesLost.inc(this.#labels, lost.length);
-        this.#logger.warn('lease renewals refused: the leases had ended (this worker stalled past leaseMs)', {
-          jobIds: lost,
-        });
-      }
+      this.#renewedAt = sentAt;
+      if (lost.length > 0) this.#loseLeases(new Set(held), new Set(lost), 'revoked');
       // Cancels recorded by the backend: the `onCancel` message may never have reached this
       // worker (subscriber connection down). Aborted exactly as on the message (a no-op if it did).
       for (const id of cancelled) this.#cancelRunning(id);
     } catch (error) {
       this.#reportError('extend leases', error);
+    } finally {
+      this.#renewing = false;
     }
+  }
+
+  /**
+   * Gives up the leases that may have ended: `leaseMs` has passed since the fetch that leased the
+   * job and since the last answered renewal were sent. The backend starts a lease when it runs
+   * the request, so this errs early by up to a round trip (never a lease the backend still
+   * counts on past its end), and late by up to a heartbeat (the check's period). A job leased
+   * ahead by an earlier fetch was renewed with the others since.
+   */
+  #checkLeases(): void {
+    const expiredBefore = performance.now() - this.#options.leaseMs;
+    if (this.#renewedAt > expiredBefore) return;
+    const expired = new Set<JobRecord>();
+    for (const running of this.#running.values()) {
+      if (!running.leaseLost && running.leasedAt < expiredBefore) expired.add(running.record);
+    }
+    if (this.#leasedAt < expiredBefore) for (const record of this.#buffer) expired.add(record);
+    if (expired.size > 0) this.#loseLeases(expired, undefined, 'expired');
+  }
+
+  /**
+   * Gives up leases (of `records`, those with an id in `ids` when given): each running try's
+   * signal aborts with {@link LeaseLostError} (its outcome is still offered to the backend, which
+   * refuses it if another run holds the job; see `#fail`), and leased-ahead jobs are dropped
+   * unrun. Each is counted once in `leases_lost_total`.
+   */
+  #loseLeases(records: Set<JobRecord>, ids: Set<string> | undefined, reason: LeaseLossReason): void {
+    const lost: string[] = [];
+    const isLost = (record: JobRecord) => records.has(record) && (!ids || ids.has(record.id));
+    for (const running of this.#running.values()) {
+      if (running.leaseLost || !isLost(running.record)) continue;
+      running.leaseLost = true;
+      running.abort(new LeaseLostError(running.record.id, reason));
+      lost.push(running.record.id);
+    }
+    const dropped = this.#buffer.filter(isLost);
+    if (dropped.length > 0) {
+      this.#buffer = this.#buffer.filter((record) => !isLost(record));
+      for (const record of dropped) lost.push(record.id);
+      // As at close(): a job still ours goes back to waiting; one another run holds is left to it.
+      this.#provider
+        .release(this.queueName, dropped, this.#clock.now())
+        .catch((error: unknown) =>
+          this.#reportError('give back leased-ahead jobs whose leases were lost', error),
+        );
+    }
+    if (lost.length === 0) return;
+    this.#metrics.leasesLost.inc(this.#labels, lost.length);
+    this.#logger.warn(
+      reason === 'revoked'
+        ? 'lease renewals refused: the leases had ended (lease expired, or the broker channel closed); handlers aborted'
+        : 'leases expired: no renewal was answered within leaseMs; handlers aborted',
+      { jobIds: lost },
+    );
+    this.#wake();
   }
 
   /** Recovers stalled jobs (leases expired) and applies retention; runs every `maintenanceIntervalMs`. */

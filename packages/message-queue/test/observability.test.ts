@@ -2,7 +2,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { ConfigError } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { MemoryProvider, Queue, Worker } from '../src/index.js';
+import { LeaseLostError, MemoryProvider, Queue, Worker } from '../src/index.js';
 import { waitFor } from './helpers.js';
 
 const retention = {
@@ -92,14 +92,17 @@ describe('metrics, events and options', () => {
     });
     let started = false;
     const events: string[] = [];
+    const reasons: unknown[] = [];
     const worker = new Worker({
       queue,
       registry,
       logger,
       leaseMs: 300,
       maintenanceIntervalMs: 60_000,
-      handler: async () => {
+      handler: async (job) => {
         started = true;
+        job.signal.addEventListener('abort', () => reasons.push(job.signal.reason));
+        // Finishes anyway, ignoring its signal: its late outcome must be refused.
         await mayFinish;
       },
     });
@@ -123,6 +126,10 @@ describe('metrics, events and options', () => {
     expect(other.jobs.map((job) => job.id)).toEqual([id]);
     frozen = false;
     await waitFor(() => warnings.some((message) => message.startsWith('lease renewals refused')));
+    // The refused renewal aborts the handler's signal (before, it ran on unaware).
+    expect(reasons).toHaveLength(1);
+    expect(reasons[0]).toBeInstanceOf(LeaseLostError);
+    expect(reasons[0]).toMatchObject({ code: 'NOA_MQ_LEASE_LOST', reason: 'revoked' });
     finish();
     await waitFor(() => warnings.some((message) => message.startsWith('late outcomes refused')));
     await worker.close();
@@ -131,8 +138,32 @@ describe('metrics, events and options', () => {
     const lost = /noa_message_queue_leases_lost_total\{queue="lost-leases"\} (\d+)/.exec(
       await registry.metrics(),
     );
-    // At least one refused renewal and the refused completion.
-    expect(Number(lost?.[1])).toBeGreaterThanOrEqual(2);
+    // One lost lease, counted once: at the refused renewal, not again at the refused completion
+    // (before, every refused renewal and the completion each counted).
+    expect(Number(lost?.[1])).toBe(1);
+  });
+
+  it("a logger whose methods throw breaks neither the queue's calls nor its worker's", async () => {
+    const thrown: string[] = [];
+    const throwing = (level: string) => (message: string) => {
+      thrown.push(`${level}: ${message}`);
+      throw new Error(`logger ${level} is broken`);
+    };
+    const logger = {
+      debug: throwing('debug'),
+      info: throwing('info'),
+      warn: throwing('warn'),
+      error: throwing('error'),
+    };
+    const queue = new Queue({ name: 'throwing-logger', provider: new MemoryProvider(), logger });
+    const worker = new Worker({ queue, logger, handler: () => 'ok' });
+    const completed = new Promise((resolve) => worker.once('completed', resolve));
+    await queue.add('x', null);
+    await completed;
+    await worker.close();
+    // Before: the queue used the logger as given, so its own 'queue closed' line threw out of close().
+    await expect(queue.close()).resolves.toBeUndefined();
+    expect(thrown).toContain('debug: queue closed');
   });
 
   it('publishes lifecycle events on diagnostics channels', async () => {

@@ -37,4 +37,8 @@ describe('README examples (memory provider)', () => {
   it('flow example sums the children results', async () => {
     expect(await runLogged(blocks[3]!)).toEqual(['14']);
   });
+
+  it('lease example: the stalled run is aborted with LeaseLostError, the next run completes', async () => {
+    expect(await runLogged(blocks[4]!)).toEqual(['NOA_MQ_LEASE_LOST expired', 'exported']);
+  });
 });

@@ -48,6 +48,13 @@ export interface StateExchange {
 export interface StateExchangeResult {
   /** One per delivery, in order. */
   verdicts: DeliveryVerdict[];
+  /**
+   * One per delivery, when any differs from its message's token: the lease of a `run` that took
+   * the job over from a run presumed dead (its message redelivered after the holder's channel
+   * closed, or its lease expired). The run taken over held the message's token, so its renewals
+   * and late settlement are refused although both ran the same message.
+   */
+  leases?: (string | undefined)[];
   /** Retries and released flow parents to publish (each also in the store's outbox). */
   publish: StatePublish[];
   /**

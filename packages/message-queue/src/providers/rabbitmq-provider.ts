@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import {
+  ClosedError,
   childLogger,
   type Logger,
   maxTimerMs,
@@ -180,12 +181,21 @@ export class RabbitMqProvider implements QueueProvider {
   }
 
   async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {
+    // Like every other call of a closed provider. Answering "no jobs" instead made a worker still
+    // running on it exchange in a microtask loop (its wait for work returns at once once closed),
+    // starving the process's timers.
+    if (this.#connection.closed) throw new ClosedError('RabbitMqProvider');
     if (this.#bridge) return this.#bridge.exchange(queue, request);
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
+    const stale: string[] = [];
     for (const settlement of request.settle) {
       const held = this.#settleTarget(queue, settlement.record.id);
-      if (!held) continue;
+      if (!held) {
+        // Its channel closed and the broker gave the job to another consumer: the lease is lost.
+        stale.push(settlement.record.id);
+        continue;
+      }
       if (settlement.kind === 'fail') {
         const record = { ...settlement.record };
         if (settlement.retryAt !== null) record.availableAt = settlement.retryAt;
@@ -215,7 +225,7 @@ export class RabbitMqProvider implements QueueProvider {
       this.#held.hold(queue, record.id, delivery);
       jobs.push(record);
     }
-    return { jobs };
+    return stale.length > 0 ? { jobs, stale } : { jobs };
   }
 
   /**
@@ -226,7 +236,9 @@ export class RabbitMqProvider implements QueueProvider {
     // With a state store the outcome is stored first (batched in the next exchange), then acked.
     if (settlement.kind !== 'complete' || this.#state) return false;
     const held = this.#settleTarget(queue, settlement.record.id);
-    held?.acks.ack(held.tracked);
+    // No delivery left to acknowledge: `exchange` reports the outcome refused (`stale`).
+    if (!held) return false;
+    held.acks.ack(held.tracked);
     return true;
   }
 
@@ -234,25 +246,41 @@ export class RabbitMqProvider implements QueueProvider {
    * The delivery a finished try settles (without a store): the one it came on, or, if that
    * channel is gone, the broker's redelivery of the job still waiting in this process's buffer
    * (a worker at full concurrency had not fetched it), taken out so it does not run again.
+   * None when the channel is gone and the redelivery did not come back here: the broker gave
+   * the job to another consumer, which runs it, so this try's outcome is refused.
    */
   #settleTarget(queue: string, id: string): Delivery | undefined {
     const held = this.#held.takeAny(queue, id);
-    const generation = this.#connection.generation;
-    if (!held || held.generation === generation) return held;
+    if (!held || held.generation === this.#connection.generation) return held;
     const { buffer } = this.#consumers.get(queue);
-    const index = buffer.findIndex(
+    const index = this.#redeliveryIndex(buffer, id);
+    return index < 0 ? undefined : buffer.splice(index, 1)[0];
+  }
+
+  /** Where a redelivery of the job on the live channel waits in a consumer's buffer (-1: none). */
+  #redeliveryIndex(buffer: readonly Delivery[], id: string): number {
+    const generation = this.#connection.generation;
+    return buffer.findIndex(
       (delivery) =>
         delivery.generation === generation &&
         delivery.tracked.message.fields.redelivered &&
         decodeMessage(delivery.tracked.message.content)?.id === id,
     );
-    return index < 0 ? undefined : buffer.splice(index, 1)[0];
   }
 
   async extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
-    // Without a store the broker keeps a delivery until its channel closes: nothing to renew
-    // (and no cancel). With one, a lease's token is its message's token.
-    return (await this.#state?.extendLeases(queue, jobs, leaseUntil)) ?? { cancelled: [], lost: [] };
+    // With a store, a lease's token is its message's token (or a takeover's lease).
+    if (this.#state) return this.#state.extendLeases(queue, jobs, leaseUntil);
+    // Without one the broker keeps a delivery until its channel closes: nothing to renew (and no
+    // cancel), but a job whose channel closed is lost unless its redelivery came back here.
+    const lost = jobs.filter((job) => !this.#holdsLive(queue, job.id)).map((job) => job.id);
+    return { cancelled: [], lost };
+  }
+
+  /** Whether a job's delivery here is on the live channel, or its redelivery waits in the buffer. */
+  #holdsLive(queue: string, id: string): boolean {
+    if (this.#held.peek(queue, id)?.generation === this.#connection.generation) return true;
+    return this.#redeliveryIndex(this.#consumers.get(queue).buffer, id) >= 0;
   }
 
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {

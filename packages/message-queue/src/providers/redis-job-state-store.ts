@@ -62,7 +62,8 @@ export const redisJobStateStoreOptionsSchema = z
 /** Options of {@link RedisJobStateStore}. */
 export type RedisJobStateStoreOptions = z.input<typeof redisJobStateStoreOptionsSchema>;
 
-const verdicts: Record<string, DeliveryVerdict> = { '0': 'drop', '1': 'run', '2': 'requeue' };
+/** '3': run under a lease of its own (a takeover, see exchange.lua). */
+const verdicts: Record<string, DeliveryVerdict> = { '0': 'drop', '1': 'run', '2': 'requeue', '3': 'run' };
 
 /** Reads the flat `id, token, record` triples a script returns. */
 function publishes(flat: unknown[], from: number): StatePublish[] {
@@ -197,14 +198,19 @@ export class RedisJobStateStore implements JobStateStore {
         ? '[]'
         : JSON.stringify(request.deliveries.map(({ id, token, orphaned }) => [id, token, orphaned ? 1 : 0])),
     ])) as unknown[];
-    // {verdict flags, refused count, refused ids…, publishes…} (see exchange.lua).
-    const flags = String(reply[0] ?? '');
+    // {verdict flags, refused count, refused ids…, takeover leases…, publishes…} (see exchange.lua).
+    const flags = Array.from(String(reply[0] ?? ''));
     const staleCount = Number(reply[1] ?? 0);
+    let next = 2 + staleCount;
+    const takeovers = flags.filter((flag) => flag === '3').length;
     const result: StateExchangeResult = {
-      verdicts: Array.from(flags, (flag) => verdicts[flag] ?? 'drop'),
-      publish: publishes(reply, 2 + staleCount),
+      verdicts: flags.map((flag) => verdicts[flag] ?? 'drop'),
+      publish: publishes(reply, next + takeovers),
     };
-    if (staleCount > 0) result.stale = reply.slice(2, 2 + staleCount).map(String);
+    if (staleCount > 0) result.stale = reply.slice(2, next).map(String);
+    if (takeovers > 0) {
+      result.leases = flags.map((flag) => (flag === '3' ? String(reply[next++]) : undefined));
+    }
     return result;
   }
 

@@ -87,6 +87,48 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
     expect(expired.verdicts).toEqual(['run']);
   });
 
+  it('a run that takes an active job over gets a lease of its own: the first run is refused renewal, outcome and release; the taker is not', async () => {
+    const { store, queue } = make();
+    const now = Date.now();
+    await store.add(queue, [record('a', now)], now);
+    const first = await store.exchange(queue, {
+      settle: [],
+      deliveries: [{ id: 'a', token: 1 }],
+      ...lease(now),
+    });
+    expect(first).toMatchObject({ verdicts: ['run'] });
+    expect(first.leases).toBeUndefined();
+    const firstRun = { ...record('a', now), lease: '1' };
+    // The broker redelivers the message after the first holder's channel closed: same token.
+    const taken = await store.exchange(queue, {
+      settle: [],
+      deliveries: [{ id: 'a', token: 1, orphaned: true }],
+      ...lease(now),
+    });
+    expect(taken).toMatchObject({ verdicts: ['run'], leases: ['1.1'] });
+    const takerRun = { ...record('a', now), lease: '1.1' };
+    // Before: both held lease '1', so the first run's renewals and outcome were accepted.
+    expect(await store.extendLeases(queue, [firstRun, takerRun], now + 1_000)).toEqual({
+      cancelled: [],
+      lost: ['a'],
+    });
+    await store.release(queue, [firstRun], now);
+    expect((await store.getJob(queue, 'a', now))?.state).toBe('active');
+    const late = await store.exchange(queue, {
+      settle: [{ kind: 'complete', record: firstRun, result: 'first' }],
+      deliveries: [],
+      ...lease(now),
+    });
+    expect(late.stale).toEqual(['a']);
+    const own = await store.exchange(queue, {
+      settle: [{ kind: 'complete', record: takerRun, result: 'taker' }],
+      deliveries: [],
+      ...lease(now),
+    });
+    expect(own.stale).toBeUndefined();
+    expect(await store.getJob(queue, 'a', now)).toMatchObject({ state: 'completed', result: 'taker' });
+  });
+
   it('a cancel of an active job is durable: read by the heartbeat, honoured by recovery, release and redelivery, and gone for a redriven run', async () => {
     const { store, queue } = make();
     const now = Date.now();

@@ -1,7 +1,8 @@
 -- Shared by every job-state script (prepended at load). ARGV[1] is the queue's key prefix, e.g.
 -- "noa:mq:state:{emails}:"; every key of a queue shares its {hash tag} (one slot per queue).
 -- A job is one hash `j:<id>`: r = record, s = state, t = token of its current message, res =
--- result, p = progress, e = terminal error, f = finished at, st = stalls. States:
+-- result, p = progress, e = terminal error, f = finished at, st = stalls, l = lease of a run
+-- that took the job over from a run presumed dead (see `leaseOf`), n = takeovers. States:
 -- q = queued (waiting, or delayed while its availableAt is ahead), a = active, w = waiting for
 -- children, c = completed, f = failed (the dead-letter queue). One sorted set per state indexes
 -- the jobs (queued by availableAt, active by lease end, completed/failed by finish time).
@@ -22,6 +23,14 @@ end
 
 local function jobKey(id)
   return P .. 'j:' .. id
+end
+
+-- The lease of the job's current run, as its worker holds it: the token of the message it runs
+-- on, or, for a run that took the job over while it was active (its message redelivered after
+-- the holder's channel closed, or its lease expired), `<token>.<n>`. The run it took over held
+-- the bare token: its renewals and late outcome are refused although both ran the same message.
+local function leaseOf(token, takeover)
+  return takeover or token
 end
 
 -- Moves a job to state `to` (score: availableAt, lease end or finish time).

@@ -6,8 +6,10 @@
 -- or active but orphaned or on an expired lease; else it is dropped ('0': acknowledged without
 -- running), or requeued ('2') when the queue is paused. A settlement carries the token of the
 -- message its try ran (s.l, its lease): while the job is active under a newer message (it was
--- recovered and another worker runs it), a late settlement of the old one is refused.
--- Returns {verdicts, count of refused settlements, their ids, then id, token, record per publish}.
+-- recovered and another worker runs it, or took it over), a late settlement of the old one is
+-- refused. A run from the active state (a takeover) gets a lease of its own ('3', see leaseOf).
+-- Returns {verdicts, count of refused settlements, their ids, the lease of each '3' verdict in
+-- order, then id, token, record per publish}.
 local now = tonumber(ARGV[2])
 local deadline = tonumber(ARGV[4])
 local settle = cjson.decode(ARGV[5])
@@ -17,9 +19,9 @@ local stale = {}
 for _, s in ipairs(settle) do
   local id = s.id
   local key = jobKey(id)
-  local job = redis.call('HMGET', key, 's', 't')
+  local job = redis.call('HMGET', key, 's', 't', 'l')
   local state = job[1]
-  if (state == 'a' and s.l and s.l ~= job[2]) or not state or state == 'c' or state == 'f' then
+  if (state == 'a' and s.l and s.l ~= leaseOf(job[2], job[3])) or not state or state == 'c' or state == 'f' then
     -- Active under a newer message, or finished (or removed) by another run: refused, and
     -- reported, so the late worker reports no second outcome of the job.
     stale[#stale + 1] = id
@@ -47,6 +49,7 @@ for _, s in ipairs(settle) do
 end
 
 local verdicts = {}
+local leases = {}
 if #deliveries > 0 then
   if redis.call('HGET', META, 'paused') == '1' then
     for i = 1, #deliveries do verdicts[i] = '2' end
@@ -67,7 +70,15 @@ if #deliveries > 0 then
       if runs then
         move(id, state, 'a', tonumber(ARGV[3]))
         if token > current then redis.call('HSET', key, 't', token) end
-        verdicts[i] = '1'
+        if state == 'a' then
+          local lease = fmt(token) .. '.' .. fmt(redis.call('HINCRBY', key, 'n', 1))
+          redis.call('HSET', key, 'l', lease)
+          leases[#leases + 1] = lease
+          verdicts[i] = '3'
+        else
+          redis.call('HDEL', key, 'l')
+          verdicts[i] = '1'
+        end
       else
         verdicts[i] = '0'
       end
@@ -76,5 +87,6 @@ if #deliveries > 0 then
 end
 local out = {table.concat(verdicts), #stale}
 for _, id in ipairs(stale) do out[#out + 1] = id end
+for _, lease in ipairs(leases) do out[#out + 1] = lease end
 for _, value in ipairs(publishes) do out[#out + 1] = value end
 return out

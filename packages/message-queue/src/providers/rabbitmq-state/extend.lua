@@ -5,8 +5,8 @@
 local cancelled, lost = {}, {}
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
-  local job = redis.call('HMGET', jobKey(id), 's', 't')
-  if job[1] == 'a' and (ARGV[i + 1] == '' or ARGV[i + 1] == job[2]) then
+  local job = redis.call('HMGET', jobKey(id), 's', 't', 'l')
+  if job[1] == 'a' and (ARGV[i + 1] == '' or ARGV[i + 1] == leaseOf(job[2], job[3])) then
     redis.call('ZADD', INDEX.a, 'XX', ARGV[2], id)
     if redis.call('ZSCORE', CANCELLED, id) then cancelled[#cancelled + 1] = id end
   else

@@ -6,8 +6,8 @@ local now = tonumber(ARGV[2])
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
   local key = jobKey(id)
-  local job = redis.call('HMGET', key, 's', 't')
-  if job[1] == 'a' and (ARGV[i + 1] == '' or ARGV[i + 1] == job[2]) then
+  local job = redis.call('HMGET', key, 's', 't', 'l')
+  if job[1] == 'a' and (ARGV[i + 1] == '' or ARGV[i + 1] == leaseOf(job[2], job[3])) then
     if redis.call('ZSCORE', CANCELLED, id) then
       local err = cancelError(id, now)
       redis.call('HSET', key, 'e', err, 'f', ARGV[2])

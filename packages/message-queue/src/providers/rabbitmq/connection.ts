@@ -22,8 +22,8 @@ export interface AmqpConnectionOptions {
 /**
  * The RabbitMQ provider's connection and its confirm channel (publishes and declares):
  * connects on demand with exponential backoff, and when the connection or any of its channels
- * closes forgets it and reconnects. Each connection is a new `generation`, so deliveries of a
- * dead channel are told apart (the broker has requeued them).
+ * closes forgets it and reconnects. Each connection, and each loss, is a new `generation`, so
+ * deliveries of a dead channel are told apart (the broker has requeued them).
  */
 export class AmqpConnection {
   readonly #options: AmqpConnectionOptions;
@@ -40,7 +40,10 @@ export class AmqpConnection {
     this.#options = options;
   }
 
-  /** Counts connections: a delivery of an older generation came on a channel that is gone. */
+  /**
+   * Counts connections and their losses: a delivery of an older generation came on a channel
+   * that is gone.
+   */
   get generation(): number {
     return this.#generation;
   }
@@ -113,6 +116,9 @@ export class AmqpConnection {
   /** The connection (or a channel of it) closed: forget it; deliveries are requeued by the broker. */
   lost(model: ChannelModel): void {
     if (this.#model !== model) return;
+    // A new generation at once, not at the reconnect: until then (broker unreachable) a delivery
+    // of the dead channel must not pass for live, nor a finished try's ack for delivered.
+    this.#generation += 1;
     this.#model = undefined;
     this.#publisher = undefined;
     void model.close().catch(() => {});

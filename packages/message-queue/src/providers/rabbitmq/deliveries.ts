@@ -10,6 +10,8 @@ export interface Delivery {
   generation: number;
   /** The job group whose queue it came from (with a state store). */
   group?: string;
+  /** With a state store, once it runs: its try's lease (its message's token, or a takeover's lease). */
+  lease?: string;
   /** Its group's count of deliveries not yet acknowledged or rejected (see `settled`). */
   outstanding?: { count: number };
 }

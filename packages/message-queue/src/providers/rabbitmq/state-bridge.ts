@@ -237,10 +237,10 @@ export class StateBridge {
     for (const settlement of request.settle) {
       const id = settlement.record.id;
       // A refused (stale) settlement's job may be held here by the run that superseded it: that
-      // delivery stays. Its own delivery (same token: the job was finished by a run elsewhere)
+      // delivery stays. Its own delivery (same lease: the job was finished by a run elsewhere)
       // is acked, or it would hold a prefetch slot until the channel closes.
       const own = this.#held.peek(queue, id);
-      if (stale?.has(id) && (!own || String(tokenOf(own.tracked.message)) !== settlement.record.lease)) {
+      if (stale?.has(id) && (!own || own.lease !== settlement.record.lease)) {
         continue;
       }
       const held = this.#held.take(queue, id);
@@ -261,9 +261,10 @@ export class StateBridge {
           settled(previous);
           previous.acks.ack(previous.tracked);
         }
-        // The message token is this run's lease: the store refuses its later steps once the job
-        // runs under a newer message.
-        record.lease = String(token);
+        // The message token is this run's lease (a takeover has one of its own): the store
+        // refuses its later steps once the job runs under a newer message or another lease.
+        record.lease = result.leases?.[index] ?? String(token);
+        delivery.lease = record.lease;
         jobs.push(record);
       } else if (verdict === 'requeue') {
         paused = true;

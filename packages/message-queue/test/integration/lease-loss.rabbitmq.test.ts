@@ -1,0 +1,143 @@
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { LeaseLostError, Queue, RabbitMqProvider, RedisJobStateStore, Worker } from '../../src/index.js';
+import { waitFor } from '../helpers.js';
+import { startTcpProxy } from './tcp-proxy.js';
+
+const url = serviceUrl('rabbitmq');
+const reachable = await isReachable('rabbitmq');
+if (!reachable) console.log(`skipped: no RabbitMQ at ${url}`);
+const redisUp = await isReachable('redis');
+if (!redisUp) console.log(`skipped (state store variant): no Redis at ${serviceUrl('redis')}`);
+
+const variants = [
+  { label: 'AMQP only', state: false, skip: false },
+  { label: 'with a Redis job state store', state: true, skip: !redisUp },
+];
+
+/** A gate a handler waits on until the test opens it. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open = (): void => {};
+  const wait = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { wait, open };
+}
+
+async function leasesLost(registry: Registry, queue: string): Promise<number> {
+  const text = await registry.metrics();
+  const match = new RegExp(`noa_message_queue_leases_lost_total\\{queue="${queue}"\\} (\\d+)`).exec(text);
+  return Number(match?.[1] ?? 0);
+}
+
+// Worker A reaches the broker through a proxy the test cuts: its connection (and the consumer
+// channel on it) closes while its handler runs, the broker redelivers the job to worker B
+// (another process, as far as the broker and the store can tell), and both runs go on at once.
+describe.skipIf(!reachable)('RabbitMQ: the run whose channel closed loses its lease', () => {
+  for (const variant of variants) {
+    it.skipIf(variant.skip)(
+      `the first run's late outcome is refused and counted, the redelivered run's stands (${variant.label})`,
+      async () => {
+        const broker = new URL(url);
+        const proxy = await startTcpProxy({ host: broker.hostname, port: Number(broker.port || 5672) });
+        const proxied = new URL(url);
+        proxied.hostname = '127.0.0.1';
+        proxied.port = String(proxy.port);
+        const name = uniqueName('lease-loss');
+        const prefix = uniqueName('lease-loss-state');
+        const connections: Redis[] = [];
+        const state = () => {
+          if (!variant.state) return {};
+          const connection = new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null });
+          connections.push(connection);
+          return { state: new RedisJobStateStore({ connection, prefix }) };
+        };
+        const providerA = new RabbitMqProvider({
+          url: proxied.toString(),
+          reconnectDelayMs: 50,
+          maxReconnectDelayMs: 200,
+          ...state(),
+        });
+        const providerB = new RabbitMqProvider({ url, ...state() });
+        const queueA = new Queue({ name, provider: providerA });
+        const queueB = new Queue({ name, provider: providerB });
+        const registryA = new Registry();
+        const gateA = gate();
+        const gateB = gate();
+        const runs: string[] = [];
+        const completedA: unknown[] = [];
+        const completedB: unknown[] = [];
+        const abortedA: unknown[] = [];
+        const workers: Worker[] = [];
+        try {
+          const workerA = new Worker({
+            queue: queueA,
+            registry: registryA,
+            // Heart-beats every 200 ms: how soon it learns that its lease is gone.
+            leaseMs: 600,
+            handler: async (job) => {
+              runs.push('A');
+              job.signal.addEventListener('abort', () => abortedA.push(job.signal.reason));
+              // A handler that ignores its signal and finishes anyway: its outcome must be refused.
+              await gateA.wait;
+              return 'A';
+            },
+          });
+          workers.push(workerA);
+          workerA.on('completed', (_id, result) => completedA.push(result));
+          const { id } = await queueA.add('slow', null, variant.state ? { jobId: 'the-job' } : undefined);
+          await waitFor(() => runs.includes('A'), 10_000, 'worker A to run the job');
+          const workerB = new Worker({
+            queue: queueB,
+            leaseMs: 60_000,
+            handler: async () => {
+              runs.push('B');
+              await gateB.wait;
+              return 'B';
+            },
+          });
+          workers.push(workerB);
+          workerB.on('completed', (_id, result) => completedB.push(result));
+          // A's connection drops and it cannot reconnect: the broker redelivers the job to B.
+          await proxy.cut();
+          await waitFor(() => runs.includes('B'), 10_000, 'worker B to run the redelivered job');
+          // A's signal aborts: its lease is gone (its channel closed and B holds the job).
+          await waitFor(() => abortedA.length === 1, 10_000, "A's signal to abort");
+          expect(abortedA[0]).toBeInstanceOf(LeaseLostError);
+          expect(abortedA[0]).toMatchObject({ code: 'NOA_MQ_LEASE_LOST', reason: 'revoked' });
+          await proxy.restore();
+          // A finishes first, while B still runs the job.
+          gateA.open();
+          await waitFor(async () => (await leasesLost(registryA, name)) >= 1, 10_000, "A's refused outcome");
+          gateB.open();
+          await waitFor(() => completedB.length === 1, 10_000, 'B to complete');
+          await workerA.close();
+          await workerB.close();
+          // Before: A's late outcome was reported completed (and with the store, stored as the
+          // job's result, B's then refused).
+          expect(completedA).toEqual([]);
+          expect(completedB).toEqual(['B']);
+          expect(await leasesLost(registryA, name)).toBe(1);
+          if (variant.state) {
+            const job = await queueB.getJob(id);
+            expect({ state: job?.state, result: job?.result }).toEqual({ state: 'completed', result: 'B' });
+          }
+          expect(runs).toEqual(['A', 'B']);
+        } finally {
+          gateA.open();
+          gateB.open();
+          // Workers before their providers (a worker of a closed provider is not the case tested).
+          await Promise.all(workers.map((worker) => worker.close()));
+          await providerB.deleteQueue(name).catch(() => undefined);
+          await providerA.close();
+          await providerB.close();
+          await proxy.close();
+          await Promise.all(connections.map((connection) => connection.quit()));
+        }
+      },
+      60_000,
+    );
+  }
+});
