@@ -1,8 +1,8 @@
 import { breakerOptionsSchema, type Clock, type Logger, maxTimerMs } from '@noa/core';
-import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { EdgePurger } from './edge-purger.js';
 import type { RedisClient } from './l2/redis-client.js';
+import type { MetricsRegistry } from './metrics-registry.js';
 import { DEFAULT_MAX_DECOMPRESSED_BYTES, defaultCompression } from './serialization/compression.js';
 
 const positiveMs = z.number().int().positive();
@@ -195,7 +195,7 @@ export const cacheOptionsSchema = z
       .optional(),
     /** prom-client registry for metrics (absent: no metrics, no cost). */
     registry: z
-      .custom<Registry>((value) => hasMethods(value, 'registerMetric', 'getSingleMetric'), {
+      .custom<MetricsRegistry>((value) => hasMethods(value, 'registerMetric', 'getSingleMetric'), {
         message: 'a prom-client Registry',
       })
       .optional(),
