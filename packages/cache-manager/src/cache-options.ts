@@ -111,11 +111,17 @@ export const cacheOptionsSchema = z
     earlyRefreshBeta: z.number().nonnegative().default(1),
     /** The in-process tier. */
     l1: l1OptionsSchema.default(l1OptionsSchema.parse({})),
-    /** An ioredis 5 client (single node or Cluster) for L2, the bus and leases; absent: memory only. */
+    /**
+     * An ioredis 5 client (single node or Cluster) for L2, the bus and leases; absent: memory only.
+     * Checked for the methods of {@link RedisClient} (mgetBuffer is ioredis's own).
+     */
     redis: z
-      .custom<RedisClient>((value) => hasMethods(value, 'duplicate', 'evalsha', 'pipeline', 'on'), {
-        message: 'an ioredis Redis or Cluster instance (not a URL)',
-      })
+      .custom<RedisClient>(
+        (value) => hasMethods(value, 'duplicate', 'evalsha', 'mgetBuffer', 'pipeline', 'publish', 'on'),
+        {
+          message: 'an ioredis Redis or Cluster instance (not a URL)',
+        },
+      )
       .optional(),
     /** L2 value encoding. */
     serializer: z.enum(['msgpack', 'json']).default('msgpack'),
