@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -130,6 +131,17 @@ function typeCheckApp(code: string, declarations: Map<string, string>, missing: 
 }
 
 describe('declarations', () => {
+  it('are those of the one entry, `.` (a subpath added to exports must be followed here too)', () => {
+    const manifest = JSON.parse(readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as {
+      exports: Record<string, Record<string, string>>;
+      publishConfig: { exports: Record<string, Record<string, string>> };
+    };
+    expect(manifest.exports).toEqual({
+      '.': { '@noa/source': './src/index.ts', types: './dist/index.d.ts', default: './dist/index.js' },
+    });
+    expect(Object.keys(manifest.publishConfig.exports)).toEqual(['.']);
+  });
+
   let declarations: Map<string, string>;
   beforeAll(() => {
     declarations = emitDeclarations();
