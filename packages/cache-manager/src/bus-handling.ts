@@ -1,4 +1,4 @@
-import type { BusMessage } from './bus.js';
+import type { BusMessage } from './bus-message.js';
 import type { CacheEngine } from './cache-engine.js';
 import { clearL1, expireL1 } from './invalidation.js';
 

@@ -1,31 +1,10 @@
 import type { Logger } from '@noa/core';
 import type { Cluster } from 'ioredis';
-import { failedAttempts, isCluster, type RedisClient } from './l2/redis-client.js';
+import type { BusMessage } from './bus-message.js';
+import { failedAttempts, type IoRedisClient, isCluster } from './l2/ioredis-client.js';
 import type { LeaseResult, RedisTier } from './l2/redis-tier.js';
 import { TickBatcher } from './l2/tick-batcher.js';
 import type { CacheMetrics } from './metrics.js';
-
-/** A message on the invalidation bus. */
-export interface BusMessage {
-  /** Origin instance id (instances ignore their own messages). */
-  o: string;
-  /**
-   * `set`/`del`: keys changed; `tag`: tags invalidated; `clear`: a key prefix cleared; `rel`:
-   * lease released; `exp`/`exptag`: keys, or the keys of tags, marked stale (`expire`). A kind
-   * an instance does not know (a newer release's) is ignored, so kinds can be added safely.
-   */
-  t: 'set' | 'del' | 'tag' | 'clear' | 'rel' | 'exp' | 'exptag';
-  /** Keys, tags or the prefix, depending on `t`. */
-  k: string[];
-  /**
-   * `rel` only: the keys of `k` whose holder released the lease because its factory failed
-   * (waiters with a value in grace serve it). Absent when none did; older releases ignore it
-   * and wake for every key, as before.
-   */
-  f?: string[];
-  /** Send time (ms since epoch), for the invalidation latency measurement. */
-  at: number;
-}
 
 /** A message waiting in the outbox for the end of the event-loop turn. */
 interface OutgoingMessage {
@@ -70,7 +49,7 @@ export class InvalidationBus {
   readonly channel: string;
   readonly instanceId: string;
   readonly #tier: RedisTier;
-  #subscriber: RedisClient | undefined;
+  #subscriber: IoRedisClient | undefined;
   #resubscribeTimer: NodeJS.Timeout | undefined;
   /** Ends a wait for the Cluster to be ready (see `#subscribeOnCluster`). */
   #stopWaitingForCluster: (() => void) | undefined;
@@ -173,7 +152,7 @@ export class InvalidationBus {
    * of a write published meanwhile and stay in L1. The connection therefore does not
    * resubscribe by itself (`autoResubscribe: false`); the bus does, and knows when it is done.
    */
-  #subscribe(subscriber: RedisClient): Promise<void> {
+  #subscribe(subscriber: IoRedisClient): Promise<void> {
     this.#subscriber = subscriber;
     subscriber.on('error', (error: Error) => {
       this.#logger.debug('invalidation bus connection error', { error: error.message });
@@ -210,7 +189,7 @@ export class InvalidationBus {
    * runs): everything cached before this point may have missed an invalidation. A SUBSCRIBE
    * that fails (the connection dropped again) leaves that to the next reconnect.
    */
-  async #resubscribe(subscriber: RedisClient): Promise<void> {
+  async #resubscribe(subscriber: IoRedisClient): Promise<void> {
     try {
       await subscriber.subscribe(this.channel);
     } catch (error) {

@@ -8,8 +8,9 @@ import {
   systemClock,
   withDeadline,
 } from '@noa/core';
-import { type BusMessage, InvalidationBus } from './bus.js';
+import { InvalidationBus } from './bus.js';
 import { applyBusMessage } from './bus-handling.js';
+import type { BusMessage } from './bus-message.js';
 import { CacheEvents, type StaleReason } from './cache-events.js';
 import type {
   Factory,
@@ -26,7 +27,7 @@ import { KeyWakeups } from './key-wakeups.js';
 import { createL1Store } from './l1/create-l1-store.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
 import { onConnectionClose } from './l2/connection-close.js';
-import { clusterResendWindowMs } from './l2/redis-client.js';
+import { clusterResendWindowMs, ioRedisClient } from './l2/ioredis-client.js';
 import { RedisGuard } from './l2/redis-guard.js';
 import { RedisTier } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
@@ -120,6 +121,7 @@ export class CacheEngine {
       (key, entry, reason) => this.#onL1Removal(key, entry, reason),
     );
     if (options.redis) {
+      const client = ioRedisClient(options.redis);
       const guard = new RedisGuard({
         operationTimeoutMs: options.operationTimeoutMs,
         breaker: options.breaker,
@@ -129,7 +131,7 @@ export class CacheEngine {
       });
       const clock = this.clock;
       this.tier = new RedisTier(
-        options.redis,
+        client,
         options.prefix,
         guard,
         () => clock.now(),
@@ -142,8 +144,8 @@ export class CacheEngine {
         this.logger.warn('shared msgpack structures could not be synchronised', { error: String(error) }),
       );
       this.structures = structures;
-      this.#stopWatchingConnection = onConnectionClose(options.redis, () => structures.distrust());
-      const resendMs = clusterResendWindowMs(options.redis);
+      this.#stopWatchingConnection = onConnectionClose(client, () => structures.distrust());
+      const resendMs = clusterResendWindowMs(client);
       if (resendMs > options.operationTimeoutMs) {
         // Found with one master cut off from one instance (cut-connection.test.ts): a write
         // the cache gave up on and counted as lost landed a second later over another

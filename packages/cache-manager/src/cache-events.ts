@@ -1,5 +1,5 @@
 import type { Logger } from '@noa/core';
-import type { BusMessage } from './bus.js';
+import type { BusMessage } from './bus-message.js';
 
 /** Why a stale value was served (the same labels as the `stale_served` metric). */
 export type StaleReason = 'factory_error' | 'soft_timeout' | 'hard_timeout' | 'lock_timeout';

@@ -1,8 +1,8 @@
 import { breakerOptionsSchema, type Clock, type Logger, maxTimerMs } from '@noa/core';
-import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { EdgePurger } from './edge-purger.js';
 import type { RedisClient } from './l2/redis-client.js';
+import type { MetricsRegistry } from './metrics-registry.js';
 import { DEFAULT_MAX_DECOMPRESSED_BYTES, defaultCompression } from './serialization/compression.js';
 
 const positiveMs = z.number().int().positive();
@@ -111,11 +111,17 @@ export const cacheOptionsSchema = z
     earlyRefreshBeta: z.number().nonnegative().default(1),
     /** The in-process tier. */
     l1: l1OptionsSchema.default(l1OptionsSchema.parse({})),
-    /** An ioredis 5 client (single node or Cluster) for L2, the bus and leases; absent: memory only. */
+    /**
+     * An ioredis 5 client (single node or Cluster) for L2, the bus and leases; absent: memory only.
+     * Checked for the methods of {@link RedisClient} (mgetBuffer is ioredis's own).
+     */
     redis: z
-      .custom<RedisClient>((value) => hasMethods(value, 'duplicate', 'evalsha', 'pipeline', 'on'), {
-        message: 'an ioredis Redis or Cluster instance (not a URL)',
-      })
+      .custom<RedisClient>(
+        (value) => hasMethods(value, 'duplicate', 'evalsha', 'mgetBuffer', 'pipeline', 'publish', 'on'),
+        {
+          message: 'an ioredis Redis or Cluster instance (not a URL)',
+        },
+      )
       .optional(),
     /** L2 value encoding. */
     serializer: z.enum(['msgpack', 'json']).default('msgpack'),
@@ -195,7 +201,7 @@ export const cacheOptionsSchema = z
       .optional(),
     /** prom-client registry for metrics (absent: no metrics, no cost). */
     registry: z
-      .custom<Registry>((value) => hasMethods(value, 'registerMetric', 'getSingleMetric'), {
+      .custom<MetricsRegistry>((value) => hasMethods(value, 'registerMetric', 'getSingleMetric'), {
         message: 'a prom-client Registry',
       })
       .optional(),

@@ -1,5 +1,5 @@
 import { ClosedError, ConfigError, parseOptions } from '@noa/core';
-import type { BusMessage } from './bus.js';
+import type { BusMessage } from './bus-message.js';
 import type { CacheStats } from './cache-counters.js';
 import { CacheEngine } from './cache-engine.js';
 import {

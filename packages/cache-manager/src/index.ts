@@ -1,4 +1,4 @@
-export type { BusMessage } from './bus.js';
+export type { BusMessage } from './bus-message.js';
 export { Cache, type CacheItem } from './cache.js';
 export type { CacheStats } from './cache-counters.js';
 export type { CacheEventListener, CacheEventMap, CacheEventName, StaleReason } from './cache-events.js';
@@ -30,6 +30,7 @@ export { createEvictionPolicy, createL1Store, type EvictionPolicyName } from './
 export type { L1Store, RemovalReason } from './l1/l1-store.js';
 export type { EvictionPolicy } from './l1/policies/eviction-policy.js';
 export type { RedisClient } from './l2/redis-client.js';
+export type { MetricsRegistry } from './metrics-registry.js';
 export type { CompressionName } from './serialization/compression.js';
 export { EntryCodec } from './serialization/entry-codec.js';
 export { type WarmOptions, type WarmProgress, type WarmReport, warmOptionsSchema } from './warm.js';

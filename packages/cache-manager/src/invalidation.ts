@@ -1,5 +1,5 @@
 import { withDeadline } from '@noa/core';
-import type { BusMessage } from './bus.js';
+import type { BusMessage } from './bus-message.js';
 import type { CacheEngine } from './cache-engine.js';
 import type { CacheEventListener, CacheEventMap } from './cache-events.js';
 import { expireEntry } from './entry.js';

@@ -9,6 +9,7 @@ import {
 } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { CacheCounters } from './cache-counters.js';
+import type { MetricsRegistry } from './metrics-registry.js';
 
 /** Tier label values. */
 export type Tier = 'l1' | 'l2';
@@ -62,8 +63,9 @@ export class CacheMetrics {
   /** After `close()`: reports change nothing (the cache took its share out). */
   #closed = false;
 
-  constructor(registry?: Registry) {
-    const factory = new MetricsFactory('cache_manager', registry);
+  constructor(registry?: MetricsRegistry) {
+    // The option is typed by shape (see MetricsRegistry) and checked at construction.
+    const factory = new MetricsFactory('cache_manager', registry as Registry | undefined);
     this.enabled = factory.enabled;
     this.#requests = factory.counter('requests_total', 'Cache lookups by tier and result', [
       'tier',

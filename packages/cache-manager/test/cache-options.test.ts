@@ -34,6 +34,16 @@ describe('instance options', () => {
     }
   });
 
+  it('refuses for `redis` an object with only some of the members of the RedisClient type', () => {
+    // A client of another library may have some of them (node-redis has no mgetBuffer): such an
+    // object was accepted and failed with a TypeError (setting up the bus), not a ConfigError.
+    const method = () => Promise.resolve();
+    const partial = { duplicate: method, evalsha: method, pipeline: method, on: method, publish: method };
+    expect(issuesOf({ redis: partial })).toEqual([
+      { path: 'redis', message: wanted('an ioredis Redis or Cluster instance (not a URL)') },
+    ]);
+  });
+
   it('gives every instance or function option its own message, never "Invalid input"', async () => {
     expect(issuesOf({ registry: 'default' })).toEqual([
       { path: 'registry', message: wanted('a prom-client Registry') },

@@ -1,14 +1,14 @@
-import type { RedisClient } from './redis-client.js';
+import type { IoRedisClient } from './ioredis-client.js';
 
 /** Callbacks per client, behind one `close` listener each (many caches may share a client). */
-const callbacks = new WeakMap<RedisClient, { listener: () => void; set: Set<() => void> }>();
+const callbacks = new WeakMap<IoRedisClient, { listener: () => void; set: Set<() => void> }>();
 
 /**
  * Calls `callback` whenever `client`'s connection closes; returns the unsubscribe function.
  * All caches on one client share a single listener, so a process with many caches on one
  * connection does not trip Node's MaxListeners warning.
  */
-export function onConnectionClose(client: RedisClient, callback: () => void): () => void {
+export function onConnectionClose(client: IoRedisClient, callback: () => void): () => void {
   let entry = callbacks.get(client);
   if (!entry) {
     const set = new Set<() => void>();

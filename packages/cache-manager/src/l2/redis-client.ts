@@ -1,32 +1,27 @@
-import type { Cluster, Redis } from 'ioredis';
-
-/** An ioredis 5 client: a single node (`new Redis()`) or a cluster (`new Redis.Cluster()`). */
-export type RedisClient = Redis | Cluster;
-
-/** True for an ioredis Cluster client. */
-export function isCluster(client: RedisClient): client is Cluster {
-  return (client as { isCluster?: boolean }).isCluster === true;
-}
-
 /**
- * How long after a command's node connection closed an ioredis Cluster may still send it:
- * it retries such a command every `retryDelayOnFailover` ms, up to `maxRedirections` times
- * (ioredis's defaults: 100 ms, 16). 0 for a single node, or with `retryDelayOnFailover: 0`.
+ * The `redis` option: an ioredis 5 client, a single node (`new Redis()`) or a cluster
+ * (`new Cluster()`). Typed by the members the cache calls to tell one apart and set up its tiers,
+ * not as ioredis's classes, so that the cache's declarations do not import ioredis: it is an
+ * optional peer, and a memory-only app compiled with `skipLibCheck: false` would need it
+ * installed (TS2307). Both ioredis classes satisfy it (type-tested); the cache relies on ioredis's
+ * behaviour beyond these members (its offline queue, pipelines, Cluster redirections), so a client
+ * of another library that happens to fit is not supported.
  */
-export function clusterResendWindowMs(client: RedisClient): number {
-  if (!isCluster(client)) return 0;
-  const { retryDelayOnFailover = 100, maxRedirections = 16 } = client.options;
-  return retryDelayOnFailover > 0 ? retryDelayOnFailover * maxRedirections : 0;
-}
-
-/**
- * How many connection attempts `client` (a single node or a Cluster) has seen fail since it was
- * last ready. ioredis counts every close since then in `retryAttempts` (reset on `ready`): the
- * first is the drop of a working connection (or the first attempt of a client never ready), and
- * each one after it an attempt that failed. ioredis keeps the count private, hence the cast;
- * without it (another major version) this is 0, and calls wait for the next attempt as before.
- */
-export function failedAttempts(client: RedisClient): number {
-  const closes = (client as unknown as { retryAttempts?: unknown }).retryAttempts;
-  return typeof closes === 'number' && Number.isFinite(closes) ? Math.max(0, closes - 1) : 0;
+export interface RedisClient {
+  /** `true` for a Cluster client. */
+  readonly isCluster: boolean;
+  /** Connection state: `wait`, `connecting`, `ready`, `end`… */
+  readonly status: string;
+  /** A new client with the same options (the bus's subscriber connection). */
+  duplicate(): RedisClient;
+  /** Runs a loaded Lua script. */
+  evalsha(sha1: string, numkeys: number, ...args: (string | Buffer | number)[]): Promise<unknown>;
+  /** Reads many values as bytes (L2's MGET batches). */
+  mgetBuffer(...keys: string[]): Promise<(Buffer | null)[]>;
+  /** Queues commands sent together. */
+  pipeline(): unknown;
+  /** Publishes a bus message. */
+  publish(channel: string, message: string): Promise<number>;
+  /** Connection and message events. */
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
 }

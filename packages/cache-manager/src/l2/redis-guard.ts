@@ -8,7 +8,7 @@ import {
 import { BackendUnavailableError } from '../errors.js';
 import type { CacheMetrics } from '../metrics.js';
 import { DeadlineQueue } from './deadline-queue.js';
-import { failedAttempts, type RedisClient } from './redis-client.js';
+import { failedAttempts, type IoRedisClient } from './ioredis-client.js';
 
 /** The failure of a call not sent because the connection is down (see {@link RedisGuard.sendOnlyWhenConnected}). */
 class NotConnectedError extends Error {
@@ -37,7 +37,7 @@ class ConnectionWatch {
   #next: Promise<void> | undefined;
   #wake: () => void = () => {};
 
-  constructor(client: RedisClient) {
+  constructor(client: IoRedisClient) {
     this.#readySinceClose = client.status === 'ready';
     // A client no cache watched before may have been failing for a while: without this, its
     // first calls were held until its next attempt failed, up to one retry delay (2 s with
@@ -70,9 +70,9 @@ class ConnectionWatch {
   }
 }
 
-const watches = new WeakMap<RedisClient, ConnectionWatch>();
+const watches = new WeakMap<IoRedisClient, ConnectionWatch>();
 
-function watchOf(client: RedisClient): ConnectionWatch {
+function watchOf(client: IoRedisClient): ConnectionWatch {
   let watch = watches.get(client);
   if (!watch) {
     watch = new ConnectionWatch(client);
@@ -139,7 +139,7 @@ export class RedisGuard {
    * ioredis's offline queue, so with Redis down a write waited its whole deadline, was counted
    * as lost, and landed on reconnecting over a later write of another instance.
    */
-  sendOnlyWhenConnected(client: RedisClient): void {
+  sendOnlyWhenConnected(client: IoRedisClient): void {
     this.#disconnected = () => {
       const status = client.status;
       return status === 'ready' ? undefined : status;

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { slidingFrameBytes } from '../serialization/entry-codec.js';
-import type { RedisClient } from './redis-client.js';
-import { isCluster } from './redis-client.js';
+import type { IoRedisClient } from './ioredis-client.js';
+import { isCluster } from './ioredis-client.js';
 import type { RedisGuard } from './redis-guard.js';
 import { TickBatcher } from './tick-batcher.js';
 
@@ -105,7 +105,7 @@ const pageFailed = new Error('tag page failed');
  * deadline and one breaker call.
  */
 export class RedisTier {
-  readonly client: RedisClient;
+  readonly client: IoRedisClient;
   readonly #guard: RedisGuard;
   readonly #prefix: string;
   /** `<prefix>v:`: every cache value lives under it (see {@link RedisTier.dataKey}). */
@@ -126,7 +126,7 @@ export class RedisTier {
    * (`slide.lua`, not awaited): only such entries cost it.
    */
   constructor(
-    client: RedisClient,
+    client: IoRedisClient,
     prefix: string,
     guard: RedisGuard,
     clock: () => number,
@@ -727,7 +727,7 @@ export class RedisTier {
     // page, not the whole clear, which takes as long as its keys need. One deadline for it all
     // returned (and let the bus announce the clear) while Redis went on deleting, so other
     // instances reread values it deleted a moment later and kept them in L1.
-    const scanAll = async (node: RedisClient, pattern: string): Promise<boolean> => {
+    const scanAll = async (node: IoRedisClient, pattern: string): Promise<boolean> => {
       let cursor: string | undefined = '0';
       do {
         const at: string = cursor;

@@ -1,0 +1,42 @@
+import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from './redis-client.js';
+
+/** An ioredis 5 client: a single node (`new Redis()`) or a cluster (`new Redis.Cluster()`). */
+export type IoRedisClient = Redis | Cluster;
+
+/** True for an ioredis Cluster client. */
+export function isCluster(client: IoRedisClient): client is Cluster {
+  return (client as { isCluster?: boolean }).isCluster === true;
+}
+
+/**
+ * How long after a command's node connection closed an ioredis Cluster may still send it:
+ * it retries such a command every `retryDelayOnFailover` ms, up to `maxRedirections` times
+ * (ioredis's defaults: 100 ms, 16). 0 for a single node, or with `retryDelayOnFailover: 0`.
+ */
+export function clusterResendWindowMs(client: IoRedisClient): number {
+  if (!isCluster(client)) return 0;
+  const { retryDelayOnFailover = 100, maxRedirections = 16 } = client.options;
+  return retryDelayOnFailover > 0 ? retryDelayOnFailover * maxRedirections : 0;
+}
+
+/**
+ * How many connection attempts `client` (a single node or a Cluster) has seen fail since it was
+ * last ready. ioredis counts every close since then in `retryAttempts` (reset on `ready`): the
+ * first is the drop of a working connection (or the first attempt of a client never ready), and
+ * each one after it an attempt that failed. ioredis keeps the count private, hence the cast;
+ * without it (another major version) this is 0, and calls wait for the next attempt as before.
+ */
+export function failedAttempts(client: IoRedisClient): number {
+  const closes = (client as unknown as { retryAttempts?: unknown }).retryAttempts;
+  return typeof closes === 'number' && Number.isFinite(closes) ? Math.max(0, closes - 1) : 0;
+}
+
+/**
+ * `client` as the ioredis class it is: the public {@link RedisClient} type only names the members
+ * that tell an ioredis client apart (the option is checked at construction), while the tiers use
+ * ioredis's own types. Called once per cache, at construction.
+ */
+export function ioRedisClient(client: RedisClient): IoRedisClient {
+  return client as unknown as IoRedisClient;
+}
