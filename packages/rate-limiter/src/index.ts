@@ -7,6 +7,7 @@ export {
   type AcquireFailure,
   CostExceedsCapacityError,
   InvalidAdjustmentError,
+  InvalidCheckInputError,
   InvalidCostError,
   RateLimitedError,
   RateLimiterError,
