@@ -42,13 +42,6 @@ export {
   type RequestWasSuccessful,
   sendProblem,
 } from './middleware/express.js';
-export {
-  type FastifyRateLimitOptions,
-  type FastifyRefusalHandler,
-  type FastifyRequestWasSuccessful,
-  fastifyRateLimit,
-  type RouteRateLimitOptions,
-} from './middleware/fastify.js';
 export { customKeyOf, keyKinds, maxCustomKeyValueLength, type RequestFacts } from './middleware/options.js';
 export {
   type AlgorithmName,
@@ -66,12 +59,6 @@ export type {
   RateLimitResult,
 } from './result.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
-export {
-  RedisStore,
-  type RedisStoreOptions,
-  recommendedClusterOptions,
-  recommendedRedisOptions,
-} from './stores/redis-store.js';
 export type {
   ConsumeOptions,
   ConsumeOutcome,

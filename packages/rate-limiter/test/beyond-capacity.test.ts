@@ -3,6 +3,7 @@ import { ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fastifyRateLimit } from '../src/fastify.js';
 import {
   AcquireError,
   type AlgorithmName,
@@ -11,7 +12,6 @@ import {
   costExceedsCapacityType,
   createRateLimiter,
   expressRateLimit,
-  fastifyRateLimit,
   type LimitInput,
   quotaProblem,
   RateLimitedError,

@@ -4,7 +4,8 @@ import express from 'express';
 import fc from 'fast-check';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, expressRateLimit, fastifyRateLimit, type RequestFacts } from '../src/index.js';
+import { fastifyRateLimit } from '../src/fastify.js';
+import { createRateLimiter, expressRateLimit, type RequestFacts } from '../src/index.js';
 import { checkInputOf, middlewareOptionsSchema } from '../src/middleware/options.js';
 
 const start = 1_700_000_000_000;

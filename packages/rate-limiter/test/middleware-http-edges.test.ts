@@ -3,7 +3,8 @@ import { ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { createRateLimiter, expressRateLimit, fastifyRateLimit, type RequestFacts } from '../src/index.js';
+import { fastifyRateLimit } from '../src/fastify.js';
+import { createRateLimiter, expressRateLimit, type RequestFacts } from '../src/index.js';
 
 const start = 1_700_000_000_000;
 

@@ -2,7 +2,8 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, expressRateLimit, fastifyRateLimit } from '../src/index.js';
+import { fastifyRateLimit } from '../src/fastify.js';
+import { createRateLimiter, expressRateLimit } from '../src/index.js';
 
 // A request whose `keyBy` finds no key (no user, a function returning undefined or '') is keyed by
 // its IP: each anonymous client keeps a quota of its own, none shares one with the others.

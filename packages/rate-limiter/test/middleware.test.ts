@@ -3,13 +3,8 @@ import { ConfigError, ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  expressRateLimit,
-  fastifyRateLimit,
-  quotaExceededType,
-  type RequestFacts,
-} from '../src/index.js';
+import { fastifyRateLimit } from '../src/fastify.js';
+import { createRateLimiter, expressRateLimit, quotaExceededType, type RequestFacts } from '../src/index.js';
 import {
   checkInputOf,
   middlewareOptionsSchema,

@@ -10,8 +10,8 @@ import {
   createRateLimiter,
   expressRateLimit,
   type RateLimiter,
-  RedisStore,
 } from '../../src/index.js';
+import { RedisStore } from '../../src/redis.js';
 import { targetConnection } from './redis-fixture.js';
 import { targets } from './redis-targets.js';
 

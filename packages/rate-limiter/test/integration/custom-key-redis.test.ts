@@ -10,9 +10,8 @@ import {
   maxCustomKeyValueLength,
   type RateLimiter,
   type RateLimitResult,
-  RedisStore,
-  recommendedRedisOptions,
 } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
