@@ -33,15 +33,6 @@ export {
   type RateLimiterOptions,
   rateLimiterOptionsSchema,
 } from './limiter-options.js';
-export {
-  type ExpressMiddleware,
-  type ExpressRateLimitOptions,
-  type ExpressRequestLike,
-  expressRateLimit,
-  type RefusalHandler,
-  type RequestWasSuccessful,
-  sendProblem,
-} from './middleware/express.js';
 export { customKeyOf, keyKinds, maxCustomKeyValueLength, type RequestFacts } from './middleware/options.js';
 export {
   type AlgorithmName,

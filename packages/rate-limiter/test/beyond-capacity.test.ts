@@ -3,6 +3,7 @@ import { ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../src/express.js';
 import { fastifyRateLimit } from '../src/fastify.js';
 import {
   AcquireError,
@@ -11,7 +12,6 @@ import {
   CostExceedsCapacityError,
   costExceedsCapacityType,
   createRateLimiter,
-  expressRateLimit,
   type LimitInput,
   quotaProblem,
   RateLimitedError,

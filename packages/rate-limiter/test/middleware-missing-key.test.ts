@@ -2,8 +2,9 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../src/express.js';
 import { fastifyRateLimit } from '../src/fastify.js';
-import { createRateLimiter, expressRateLimit } from '../src/index.js';
+import { createRateLimiter } from '../src/index.js';
 
 // A request whose `keyBy` finds no key (no user, a function returning undefined or '') is keyed by
 // its IP: each anonymous client keeps a quota of its own, none shares one with the others.
@@ -21,7 +22,7 @@ async function expressBase(): Promise<string> {
     '/user',
     expressRateLimit({ limiter: createRateLimiter({ limits }), keyBy: 'user' }),
     (req, res) => {
-      res.send((req as { rateLimit?: { key: string } }).rateLimit?.key);
+      res.send(req.rateLimit?.key);
     },
   );
   app.get(
@@ -31,7 +32,7 @@ async function expressBase(): Promise<string> {
       keyBy: (facts) => facts.headers['x-tenant'] as string,
     }),
     (req, res) => {
-      res.send((req as { rateLimit?: { key: string } }).rateLimit?.key);
+      res.send(req.rateLimit?.key);
     },
   );
   const server = app.listen(0, '127.0.0.1');

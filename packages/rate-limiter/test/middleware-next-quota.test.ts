@@ -3,8 +3,9 @@ import { ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../src/express.js';
 import { fastifyRateLimit } from '../src/fastify.js';
-import { type AlgorithmName, createRateLimiter, expressRateLimit, type RateLimiter } from '../src/index.js';
+import { type AlgorithmName, createRateLimiter, type RateLimiter } from '../src/index.js';
 
 // draft-ietf-httpapi-ratelimit-headers-10 defines the RateLimit field's `t` as the seconds until
 // additional quota is made available (no longer until the quota resets): a sliding window or a

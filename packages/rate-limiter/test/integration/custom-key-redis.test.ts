@@ -3,10 +3,10 @@ import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import express from 'express';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../../src/express.js';
 import {
   createRateLimiter,
   customKeyOf,
-  expressRateLimit,
   maxCustomKeyValueLength,
   type RateLimiter,
   type RateLimitResult,

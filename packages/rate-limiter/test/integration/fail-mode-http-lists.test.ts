@@ -5,13 +5,9 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../../src/express.js';
 import { fastifyRateLimit } from '../../src/fastify.js';
-import {
-  createRateLimiter,
-  expressRateLimit,
-  type RateLimiter,
-  type RateLimiterOptions,
-} from '../../src/index.js';
+import { createRateLimiter, type RateLimiter, type RateLimiterOptions } from '../../src/index.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 // failMode 'closed' answers an outage with 503, but only for what the store had to decide: a

@@ -4,8 +4,9 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../../src/express.js';
 import { fastifyRateLimit } from '../../src/fastify.js';
-import { createRateLimiter, expressRateLimit, type FailMode, type RateLimiter } from '../../src/index.js';
+import { createRateLimiter, type FailMode, type RateLimiter } from '../../src/index.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 // What an HTTP client sees while the limiter's Redis is really gone (a private server, stopped):

@@ -4,13 +4,9 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../../src/express.js';
 import { fastifyRateLimit } from '../../src/fastify.js';
-import {
-  createRateLimiter,
-  expressRateLimit,
-  type RateLimiter,
-  type RateLimitStore,
-} from '../../src/index.js';
+import { createRateLimiter, type RateLimiter, type RateLimitStore } from '../../src/index.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const redisUp = await isReachable('redis');

@@ -4,13 +4,9 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../../src/express.js';
 import { fastifyRateLimit } from '../../src/fastify.js';
-import {
-  type AlgorithmName,
-  createRateLimiter,
-  expressRateLimit,
-  type RateLimiter,
-} from '../../src/index.js';
+import { type AlgorithmName, createRateLimiter, type RateLimiter } from '../../src/index.js';
 import { algorithmNames } from '../../src/policy.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
