@@ -160,6 +160,14 @@ export class RateLimiter implements AsyncDisposable {
     });
   }
 
+  /**
+   * The limiter's clock (the `clock` option, else the system clock): the time its windows run on,
+   * from which the middleware computes the legacy `X-RateLimit-Reset` epoch.
+   */
+  get clock(): Clock {
+    return this.#clock;
+  }
+
   /** True while the store is bypassed because its breaker is open. */
   get fallbackActive(): boolean {
     return this.#remote?.fallbackActive ?? false;

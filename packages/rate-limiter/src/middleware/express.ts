@@ -179,7 +179,7 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
       // An earlier middleware may have sent the headers (a streamed prelude) and handed on: adding
       // ours would throw, failing a request that was only to be counted (express-rate-limit skips them too).
       if (!res.headersSent) {
-        const headers = rateLimitHeaders(result, parsed.headers);
+        const headers = rateLimitHeaders(result, parsed.headers, parsed.limiter.clock.now());
         for (const name in headers) res.setHeader(name, headers[name]!);
       }
       if (!result.allowed) {

@@ -187,7 +187,7 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
       if (reply.raw.closed && !reply.raw.writableFinished) refund(false);
       else pendingRefunds.set(request, refund);
     }
-    reply.headers(rateLimitHeaders(result, active.headers));
+    reply.headers(rateLimitHeaders(result, active.headers, active.limiter.clock.now()));
     if (!result.allowed) {
       if (handler !== undefined) {
         const handled = await handler(request, reply, result);
