@@ -45,10 +45,10 @@ export type RefusalHandler = (req: Request, res: Response, result: RateLimitResu
 
 const expressOptionsSchema = middlewareOptionsSchema.extend({
   /** Replaces the default problem+json refusal. Headers are already set when it runs. */
-  handler: z.custom<RefusalHandler>((value) => typeof value === 'function', 'must be a function').optional(),
+  handler: z.custom<RefusalHandler>((value) => typeof value === 'function', 'a function').optional(),
   /** Decides success for `skipSuccessfulRequests` / `skipFailedRequests`. Default: status < 400. */
   requestWasSuccessful: z
-    .custom<RequestWasSuccessful>((value) => typeof value === 'function', 'must be a function')
+    .custom<RequestWasSuccessful>((value) => typeof value === 'function', 'a function')
     .optional(),
 });
 

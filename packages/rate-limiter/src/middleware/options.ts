@@ -29,7 +29,7 @@ const fn = <T>(message: string) => z.custom<T>((value) => typeof value === 'func
 export const middlewareOptionsSchema = z
   .object({
     /** The limiter to check requests with. */
-    limiter: z.instanceof(RateLimiter, { message: 'must be a RateLimiter (createRateLimiter())' }),
+    limiter: z.instanceof(RateLimiter, { message: 'a RateLimiter (createRateLimiter())' }),
     /**
      * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (a digest of the `apiKeyHeader`), or a function of
      * the request facts, which may return a promise (a key looked up in a session store), whose
@@ -40,10 +40,7 @@ export const middlewareOptionsSchema = z
      * error reply).
      */
     keyBy: z
-      .union([
-        z.enum(keyKinds),
-        fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('must be a key kind or function'),
-      ])
+      .union([z.enum(keyKinds), fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('a function')])
       .default('ip'),
     /**
      * IPv6 clients are keyed by their network of this prefix length (one client holds a /64 or
@@ -55,16 +52,16 @@ export const middlewareOptionsSchema = z
     /** Count each endpoint (method + route) separately; HEAD counts as GET (it runs the GET handler). */
     perEndpoint: z.boolean().default(false),
     /** The caller's role, selecting the limiter's `roles` rules (the function may return a promise). */
-    role: fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('must be a function').optional(),
+    role: fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('a function').optional(),
     /** Points a request costs: a number or a function of the request (which may return a promise). */
     cost: z
       .union([
         z.number().int().nonnegative(),
-        fn<(facts: RequestFacts) => MaybePromise<number>>('must be a function'),
+        fn<(facts: RequestFacts) => MaybePromise<number>>('a function'),
       ])
       .default(1),
     /** Requests for which this returns true are not limited. */
-    skip: fn<(facts: RequestFacts) => boolean | Promise<boolean>>('must be a function').optional(),
+    skip: fn<(facts: RequestFacts) => boolean | Promise<boolean>>('a function').optional(),
     /**
      * Give a request's points back once its response shows it succeeded (by
      * `requestWasSuccessful`, default status < 400): only failures count, e.g. failed logins.
