@@ -35,6 +35,19 @@ async function expressBase(): Promise<string> {
       res.send(req.rateLimit?.key);
     },
   );
+  app.get(
+    '/object',
+    expressRateLimit({
+      limiter: createRateLimiter({ limits }),
+      keyBy: (facts) => ({ id: facts.headers['x-user'] }) as unknown as string,
+    }),
+    (_req, res) => {
+      res.send('ok');
+    },
+  );
+  app.use((error: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    res.status(500).send((error as { code?: string }).code);
+  });
   const server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   servers.push(() => new Promise((resolve) => server.close(() => resolve())));
@@ -61,6 +74,19 @@ async function fastifyBase(): Promise<string> {
     },
     async (request) => request.rateLimit?.key,
   );
+  app.get(
+    '/object',
+    {
+      config: {
+        rateLimit: {
+          limiter: createRateLimiter({ limits }),
+          keyBy: (facts) => ({ id: facts.headers['x-user'] }) as unknown as string,
+        },
+      },
+    },
+    async () => 'ok',
+  );
+  app.setErrorHandler(async (error: { code?: string }, _request, reply) => reply.code(500).send(error.code));
   await app.listen({ port: 0, host: '127.0.0.1' });
   servers.push(() => app.close());
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -71,6 +97,11 @@ for (const [name, start] of [
   ['Fastify', fastifyBase],
 ] as const)
   describe(`${name}: a request without a key is keyed by its IP`, () => {
+    it('a keyBy function returning neither a string nor a number fails the request (no shared "[object Object]" quota)', async () => {
+      const response = await get('/object', { 'x-forwarded-for': '192.0.2.7', 'x-user': 'ada' });
+      expect(response).toEqual([500, 'NOA_RATE_LIMIT_INVALID_INPUT']);
+    });
+
     let base = '';
     beforeAll(async () => {
       base = await start();

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import { z } from 'zod';
+import { InvalidCheckInputError } from '../errors.js';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
@@ -36,7 +37,7 @@ export const middlewareOptionsSchema = z
      * value is keyed as `custom:<value>` (a value the client chose cannot name an IP's or user's key), or past
      * {@link maxCustomKeyValueLength} characters by its digest (see {@link customKeyOf}). When a
      * user or API key is missing or empty (or the function returns `undefined`, `null` or `''`) the IP is
-     * used; a function that throws or rejects fails the request (Express `next(error)`, a Fastify
+     * used; a function that returns another kind of value (an object) or throws or rejects fails the request (Express `next(error)`, a Fastify
      * error reply).
      */
     keyBy: z
@@ -155,6 +156,18 @@ function requestKey(
   // `user:42` would spend that IP's or user's quota. Its own prefix keeps the key spaces apart.
   // Missing as a user id is (undefined, null, ''): a JavaScript caller's numeric id 0 is a key.
   const value: unknown = customKey;
+  // Kept as String(value), every object would be `custom:[object Object]`: one quota for all.
+  if (
+    value !== undefined &&
+    value !== null &&
+    typeof value !== 'string' &&
+    !(typeof value === 'number' && Number.isFinite(value))
+  )
+    throw new InvalidCheckInputError(
+      'keyBy',
+      'keyBy',
+      `a keyBy function must return a string, a finite number, undefined or null, got ${typeof value}`,
+    );
   let key: string | undefined =
     value === undefined || value === null || value === '' ? undefined : customKeyOf(value as string);
   if (options.keyBy === 'user') {
