@@ -181,7 +181,9 @@ export class RateLimiter implements AsyncDisposable {
 
   /**
    * Checks (and counts, when allowed) one request. Never rejects because of the store (see
-   * `failMode`); rejects only after `close()` or for a cost that is not a non-negative integer. A
+   * `failMode`); rejects only after `close()`, for an input that is not a check
+   * ({@link InvalidCheckInputError}: a missing or empty key, an unknown field) or for a cost that is
+   * not a non-negative integer ({@link InvalidCostError}). A
    * cost above what a limit can ever admit resolves as refused, `outcome: 'exceeds-capacity'`.
    */
   check(input: CheckInput | string): Promise<RateLimitResult> {

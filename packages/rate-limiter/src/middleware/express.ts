@@ -182,8 +182,9 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
         const headers = rateLimitHeaders(result, parsed.headers, parsed.limiter.clock.now());
         for (const name in headers) res.setHeader(name, headers[name]!);
       }
+      // Awaited: an async handler's rejection goes to next(error), not to an unhandled rejection.
       if (!result.allowed) {
-        handler(expressReq, expressRes, result);
+        await handler(expressReq, expressRes, result);
         return;
       }
       if (result.delayMs > 0) await delay(result.delayMs);
