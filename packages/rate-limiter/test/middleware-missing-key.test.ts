@@ -45,6 +45,13 @@ async function expressBase(): Promise<string> {
       res.send('ok');
     },
   );
+  app.get(
+    '/role',
+    expressRateLimit({ limiter: createRateLimiter({ limits }), role: () => 1 as unknown as string }),
+    (_req, res) => {
+      res.send('ok');
+    },
+  );
   app.use((error: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
     res.status(500).send((error as { code?: string }).code);
   });
@@ -86,6 +93,11 @@ async function fastifyBase(): Promise<string> {
     },
     async () => 'ok',
   );
+  app.get(
+    '/role',
+    { config: { rateLimit: { limiter: createRateLimiter({ limits }), role: () => 1 as unknown as string } } },
+    async () => 'ok',
+  );
   app.setErrorHandler(async (error: { code?: string }, _request, reply) => reply.code(500).send(error.code));
   await app.listen({ port: 0, host: '127.0.0.1' });
   servers.push(() => app.close());
@@ -110,6 +122,13 @@ for (const [name, start] of [
       const response = await fetch(base + path, { headers });
       return [response.status, await response.text()] as const;
     };
+
+    it('a role function returning a number fails the request (it matched no role: the default limits)', async () => {
+      expect(await get('/role', { 'x-forwarded-for': '192.0.2.8' })).toEqual([
+        500,
+        'NOA_RATE_LIMIT_INVALID_INPUT',
+      ]);
+    });
 
     it("keyBy 'user' without a user: each client IP has its own quota", async () => {
       expect(await get('/user', { 'x-forwarded-for': '192.0.2.1' })).toEqual([200, 'ip:192.0.2.1']);
