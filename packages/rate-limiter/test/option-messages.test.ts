@@ -68,10 +68,7 @@ describe('option messages', () => {
       } catch (error) {
         caught = error;
       }
-      expect((caught as Error | undefined)?.message).toMatch(new RegExp(`: ${escape(message)}$`));
+      // `Invalid <component> options: <field>: <message>`
+      expect((caught as Error | undefined)?.message.split(' options: ')[1]).toBe(message);
     });
 });
-
-function escape(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
