@@ -1,6 +1,8 @@
 import { Cache } from '@noa/cache-manager';
 import { MemoryProvider, type Queue } from '@noa/message-queue';
-import { createRateLimiter, expressRateLimit, type RateLimiter, RedisStore } from '@noa/rate-limiter';
+import { createRateLimiter, type RateLimiter } from '@noa/rate-limiter';
+import { expressRateLimit } from '@noa/rate-limiter/express';
+import { RedisStore } from '@noa/rate-limiter/redis';
 import express, { type Express } from 'express';
 import { Registry } from 'prom-client';
 import { mountCacheRoutes } from './cache-routes.js';

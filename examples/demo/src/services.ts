@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createPgPool, type PgPool } from '@noa/connection-pool/pg';
 import { RabbitMqProvider, RedisJobStateStore } from '@noa/message-queue';
-import { recommendedRedisOptions } from '@noa/rate-limiter';
+import { recommendedRedisOptions } from '@noa/rate-limiter/redis';
 import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { ServicesConfig } from './config.js';

@@ -4,7 +4,8 @@ import { type BenchCase, size } from '@noa/testkit/bench';
 import autocannon from 'autocannon';
 import express, { type RequestHandler } from 'express';
 import { rateLimit } from 'express-rate-limit';
-import { createRateLimiter, expressRateLimit } from '../src/index.js';
+import { expressRateLimit } from '../src/express.js';
+import { createRateLimiter } from '../src/index.js';
 
 async function serve(middleware: RequestHandler): Promise<{ url: string; server: Server }> {
   const app = express();

@@ -3,12 +3,8 @@ import type { PrivateRedis, PrivateRedisCluster } from '@noa/testkit';
 import { type BenchCase, concurrentOpsPerSecond, median, quantile, size, smoke } from '@noa/testkit/bench';
 import { Cluster, Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
-import {
-  createRateLimiter,
-  RedisStore,
-  recommendedClusterOptions,
-  recommendedRedisOptions,
-} from '../src/index.js';
+import { createRateLimiter } from '../src/index.js';
+import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../src/redis.js';
 
 const rlfAnchor = 'rate-limiter-flexible@11.4.0 RateLimiterRedis';
 const keyCount = 10_000;

@@ -20,9 +20,7 @@ export const acquireOptionsSchema = z
      */
     timeoutMs: z.number().int().positive().max(maxTimerMs).default(10_000),
     /** Stops waiting at once (rejected with `reason: 'aborted'`) and leaves the queue. */
-    signal: z
-      .custom<AbortSignal>((value) => value instanceof AbortSignal, 'must be an AbortSignal')
-      .optional(),
+    signal: z.custom<AbortSignal>((value) => value instanceof AbortSignal, 'an AbortSignal').optional(),
     /** Most callers waiting for one key in this process; one more is rejected with `queue-full`. */
     maxQueue: z.number().int().positive().default(1_000),
   })

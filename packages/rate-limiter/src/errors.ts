@@ -60,6 +60,23 @@ export class InvalidCostError extends RateLimiterError {
   }
 }
 
+/**
+ * Thrown (as a rejection, except by `checkSync`) by the limiter's methods for an input that is not
+ * a check: a key that is missing, not a string or empty (kept, every caller without a key would
+ * share one quota), an `ip` or `role` that is not a string, or a field the input does not have (a
+ * misspelt `cots` would otherwise be charged the default cost). `field` names the culprit
+ * (`'input'` when the input is neither a string nor an object).
+ */
+export class InvalidCheckInputError extends RateLimiterError {
+  /** The field at fault: `key`, `ip`, `role`, an unknown field's name, or `input`. */
+  readonly field: string;
+
+  constructor(method: string, field: string, problem: string) {
+    super('NOA_RATE_LIMIT_INVALID_INPUT', `${method}(): ${problem}`, { details: { method, field } });
+    this.field = field;
+  }
+}
+
 /** Thrown by `limiter.checkSync()` when the store is remote: its answer cannot be synchronous. */
 export class SyncCheckUnsupportedError extends RateLimiterError {
   constructor(storeKind: string) {

@@ -7,6 +7,7 @@ export {
   type AcquireFailure,
   CostExceedsCapacityError,
   InvalidAdjustmentError,
+  InvalidCheckInputError,
   InvalidCostError,
   RateLimitedError,
   RateLimiterError,
@@ -32,22 +33,6 @@ export {
   type RateLimiterOptions,
   rateLimiterOptionsSchema,
 } from './limiter-options.js';
-export {
-  type ExpressMiddleware,
-  type ExpressRateLimitOptions,
-  type ExpressRequestLike,
-  expressRateLimit,
-  type RefusalHandler,
-  type RequestWasSuccessful,
-  sendProblem,
-} from './middleware/express.js';
-export {
-  type FastifyRateLimitOptions,
-  type FastifyRefusalHandler,
-  type FastifyRequestWasSuccessful,
-  fastifyRateLimit,
-  type RouteRateLimitOptions,
-} from './middleware/fastify.js';
 export { customKeyOf, keyKinds, maxCustomKeyValueLength, type RequestFacts } from './middleware/options.js';
 export {
   type AlgorithmName,
@@ -65,12 +50,6 @@ export type {
   RateLimitResult,
 } from './result.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
-export {
-  RedisStore,
-  type RedisStoreOptions,
-  recommendedClusterOptions,
-  recommendedRedisOptions,
-} from './stores/redis-store.js';
 export type {
   ConsumeOptions,
   ConsumeOutcome,

@@ -7,42 +7,50 @@ import { defaultLimitName, limitSchema, maxLimitsPerRule } from './policy.js';
 import { isRateLimitStore, type RateLimitStore } from './stores/store.js';
 import { isWellFormedText } from './utf16-key.js';
 
-const limitsSchema = z
-  .array(limitSchema)
-  .min(1, 'give at least one limit')
-  .max(maxLimitsPerRule, `give at most ${maxLimitsPerRule} limits per rule`)
-  .superRefine((limits, context) => {
-    // Default names count too: an unnamed first limit is `default`, so a second one named
-    // `default` would make two policies of one name in the headers.
-    const names = limits.map((limit, index) => limit.name ?? defaultLimitName(index));
-    names.forEach((name, index) => {
-      const first = names.indexOf(name);
-      if (first === index) return;
-      // Reported on the limit that was given the name; the other may have it by default.
-      const [named, other] = limits[index]!.name === undefined ? [first, index] : [index, first];
-      const byDefault = limits[other]!.name === undefined ? ` (the default name of limit ${other})` : '';
-      context.addIssue({
-        code: 'custom',
-        path: [named, 'name'],
-        message: `duplicate limit name "${name}"${byDefault}`,
-      });
+/**
+ * The checks of a list of limits as a whole, its issues at `path` (`[]` for `limits`, `[role]` for
+ * a role's rule): a custom issue there keeps its own words in a role's union, where zod's `min`
+ * and `max` issues at the list's own level read as what the union takes.
+ */
+function checkLimitList(
+  limits: readonly { name?: string | undefined }[],
+  context: z.RefinementCtx,
+  path: readonly PropertyKey[],
+): void {
+  if (limits.length === 0)
+    context.addIssue({ code: 'custom', path: [...path], message: 'give at least one limit' });
+  if (limits.length > maxLimitsPerRule)
+    context.addIssue({
+      code: 'custom',
+      path: [...path],
+      message: `give at most ${maxLimitsPerRule} limits per rule, got ${limits.length}`,
+    });
+  // Default names count too: an unnamed first limit is `default`, so a second one named
+  // `default` would make two policies of one name in the headers.
+  const names = limits.map((limit, index) => limit.name ?? defaultLimitName(index));
+  names.forEach((name, index) => {
+    const first = names.indexOf(name);
+    if (first === index) return;
+    // Reported on the limit that was given the name; the other may have it by default.
+    const [named, other] = limits[index]!.name === undefined ? [first, index] : [index, first];
+    const byDefault = limits[other]!.name === undefined ? ` (the default name of limit ${other})` : '';
+    context.addIssue({
+      code: 'custom',
+      path: [...path, named, 'name'],
+      message: `duplicate limit name "${name}"${byDefault}`,
     });
   });
+}
+
+const limitsSchema = z
+  .array(limitSchema)
+  .superRefine((limits, context) => checkLimitList(limits, context, []));
 /**
- * A role's rule: its limits or `'unlimited'`. A union says only "Invalid input" when both fail,
- * so its message is the limits' own issues (each at its place in the list), or what it takes.
+ * A role's rule: its limits or `'unlimited'`, as plain schemas so that core's messages name each
+ * bad field (`roles.pro.0.windowMs: required`); the list's own checks run on the record.
  */
-const roleRuleSchema = z.union([limitsSchema, z.literal('unlimited')], {
-  error: (issue) => {
-    if (issue.code !== 'invalid_union' || !Array.isArray(issue.input))
-      return "must be 'unlimited' or a list of limits";
-    const limitIssues = issue.errors[0] ?? [];
-    return limitIssues
-      .map((found) => (found.path.length === 0 ? found.message : `${found.path.join('.')}: ${found.message}`))
-      .join('; ');
-  },
-});
-const cidrSchema = z.string().refine(isAddressOrCidr, 'must be an IPv4/IPv6 address or CIDR range');
+const roleRuleSchema = z.union([z.array(limitSchema), z.literal('unlimited')]);
+const cidrSchema = z.string().refine(isAddressOrCidr, 'an IPv4/IPv6 address or CIDR range');
 
 /** What to do when the store (Redis) is slow, down, or its breaker is open. */
 export const failModes = ['open', 'closed', 'local'] as const;
@@ -52,7 +60,7 @@ export const rateLimiterOptionsSchema = z
   .object({
     /** Where counters live. Default: a new `MemoryStore`. */
     store: z
-      .custom<RateLimitStore>(isRateLimitStore, 'must be a RateLimitStore (MemoryStore, RedisStore)')
+      .custom<RateLimitStore>(isRateLimitStore, 'a RateLimitStore (MemoryStore, RedisStore)')
       .optional(),
     /** The limits every key gets, all checked at once (e.g. 10/s burst and 1000/day). */
     limits: limitsSchema,
@@ -60,6 +68,8 @@ export const rateLimiterOptionsSchema = z
     roles: z
       .record(z.string(), roleRuleSchema)
       .superRefine((roles, context) => {
+        for (const [role, rule] of Object.entries(roles))
+          if (rule !== 'unlimited') checkLimitList(rule, context, [role]);
         for (const role of Object.keys(roles))
           if (!isWellFormedText(role))
             context.addIssue({
@@ -104,12 +114,15 @@ export const rateLimiterOptionsSchema = z
     registry: z
       .custom<MetricsRegistry>(
         (value) => typeof value === 'object' && value !== null,
-        'must be a prom-client Registry',
+        'a prom-client Registry',
       )
       .optional(),
     /** Logger (winston fits; pino via core's fromPino). */
     logger: z
-      .custom<Logger>((value) => typeof (value as Logger)?.warn === 'function', 'must be a Logger')
+      .custom<Logger>(
+        (value) => typeof (value as Logger)?.warn === 'function',
+        'a Logger (debug, info, warn, error)',
+      )
       .optional(),
     /** Clock for local decisions (block cache, fallback). */
     clock: z

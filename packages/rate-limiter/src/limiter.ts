@@ -16,11 +16,13 @@ import {
 } from './acquire-queue.js';
 import { maxCostOf } from './algorithms/index.js';
 import type { AutoBlockPolicy } from './auto-block.js';
+import { type CheckInput, validateCheckInput } from './check-input.js';
 import type { Decision } from './decision.js';
 import {
   AcquireError,
   CostExceedsCapacityError,
   InvalidAdjustmentError,
+  InvalidCheckInputError,
   InvalidCostError,
   RateLimitedError,
   SyncCheckUnsupportedError,
@@ -45,18 +47,6 @@ import {
 import { MemoryStore } from './stores/memory-store.js';
 import { admitted, type ConsumeOutcome, type RateLimitStore, type StoreAdjustment } from './stores/store.js';
 
-/** What is being limited. */
-export interface CheckInput {
-  /** The caller's key: a user id, an IP, an API key, `user:42:POST /orders`… */
-  key: string;
-  /** The client's IP address, for the allow/deny lists. */
-  ip?: string | undefined;
-  /** The caller's role, selecting `roles[role]` limits instead of the default ones. */
-  role?: string | undefined;
-  /** Points this request costs (default 1). */
-  cost?: number | undefined;
-}
-
 interface Rule {
   /** `<prefix>:<id>:` (`default` or `role-<role>`), the start of this rule's store keys. */
   namespace: string;
@@ -71,6 +61,8 @@ interface Rule {
    */
   single: LimitPolicy | undefined;
 }
+
+export type { CheckInput };
 
 const checkChannel = tracingChannel('rate-limiter', 'check');
 
@@ -168,6 +160,14 @@ export class RateLimiter implements AsyncDisposable {
     });
   }
 
+  /**
+   * The limiter's clock (the `clock` option, else the system clock): the time its windows run on,
+   * from which the middleware computes the legacy `X-RateLimit-Reset` epoch.
+   */
+  get clock(): Clock {
+    return this.#clock;
+  }
+
   /** True while the store is bypassed because its breaker is open. */
   get fallbackActive(): boolean {
     return this.#remote?.fallbackActive ?? false;
@@ -181,12 +181,14 @@ export class RateLimiter implements AsyncDisposable {
 
   /**
    * Checks (and counts, when allowed) one request. Never rejects because of the store (see
-   * `failMode`); rejects only after `close()` or for a cost that is not a non-negative integer. A
+   * `failMode`); rejects only after `close()`, for an input that is not a check
+   * ({@link InvalidCheckInputError}: a missing or empty key, an unknown field) or for a cost that is
+   * not a non-negative integer ({@link InvalidCostError}). A
    * cost above what a limit can ever admit resolves as refused, `outcome: 'exceeds-capacity'`.
    */
   check(input: CheckInput | string): Promise<RateLimitResult> {
     // The commonest call, a plain key on the memory store with one limit, skips #decide.
-    if (typeof input === 'string' && this.#memorySingle !== undefined && !this.#closed) {
+    if (typeof input === 'string' && input !== '' && this.#memorySingle !== undefined && !this.#closed) {
       const decision = this.#memorySingle.consumeSingle(
         input,
         this.#defaultRule.single!,
@@ -198,7 +200,7 @@ export class RateLimiter implements AsyncDisposable {
     }
     let decided: RateLimitResult | Promise<RateLimitResult>;
     try {
-      decided = this.#decide(input);
+      decided = this.#decide(input, 'check');
     } catch (error) {
       return Promise.reject(error);
     }
@@ -213,12 +215,14 @@ export class RateLimiter implements AsyncDisposable {
   checkSync(input: CheckInput | string): RateLimitResult {
     // Refused on a remote store even for inputs the lists would answer: callers learn it at once.
     if (this.#memoryStore === undefined) throw new SyncCheckUnsupportedError(this.store.kind);
-    return this.#decide(input) as RateLimitResult;
+    return this.#decide(input, 'checkSync') as RateLimitResult;
   }
 
   /** The result when it is known synchronously (memory store, lists), else its promise. */
-  #decide(input: CheckInput | string): RateLimitResult | Promise<RateLimitResult> {
+  #decide(input: CheckInput | string, method: string): RateLimitResult | Promise<RateLimitResult> {
     if (this.#closed) throw new ClosedError('RateLimiter');
+    // Only an object (or an empty string) pays for the checks: a plain key is the common case.
+    if (typeof input !== 'string' || input === '') validateCheckInput(input, method);
     // A plain string key is the common case: read the fields without building an object.
     const key = typeof input === 'string' ? input : input.key;
     const ip = typeof input === 'string' ? undefined : input.ip;
@@ -315,6 +319,7 @@ export class RateLimiter implements AsyncDisposable {
     if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
     let parsed: ParsedAcquireOptions;
     try {
+      validateCheckInput(input, 'acquire');
       parsed = parseOptions('acquire', acquireOptionsSchema, options);
     } catch (error) {
       return Promise.reject(error);
@@ -414,6 +419,7 @@ export class RateLimiter implements AsyncDisposable {
   ): Promise<QuotaResult> {
     if (this.#closed && !(afterClose && this.#remote !== undefined)) throw new ClosedError('RateLimiter');
     const { operation } = adjustment;
+    validateCheckInput(input, operation);
     const key = typeof input === 'string' ? input : input.key;
     const ip = typeof input === 'string' ? undefined : input.ip;
     const roleName = typeof input === 'string' ? undefined : input.role;
@@ -467,6 +473,14 @@ export class RateLimiter implements AsyncDisposable {
 
   /** Forgets the counters and any block of `key` (for `role`'s limits). */
   async reset(key: string, role?: string): Promise<void> {
+    if (typeof key !== 'string' || key === '')
+      throw new InvalidCheckInputError(
+        'reset',
+        'key',
+        `key must be a non-empty string, got ${key === '' ? '""' : typeof key}`,
+      );
+    if (role !== undefined && typeof role !== 'string')
+      throw new InvalidCheckInputError('reset', 'role', `role must be a string, got ${typeof role}`);
     const rule = role === undefined ? undefined : this.#roles.get(role);
     const namespace = (rule === undefined || rule === 'unlimited' ? this.#defaultRule : rule).namespace;
     this.#localBlocks?.delete(namespace + key);

@@ -3,6 +3,8 @@ import { ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../src/express.js';
+import { fastifyRateLimit } from '../src/fastify.js';
 import {
   AcquireError,
   type AlgorithmName,
@@ -10,8 +12,6 @@ import {
   CostExceedsCapacityError,
   costExceedsCapacityType,
   createRateLimiter,
-  expressRateLimit,
-  fastifyRateLimit,
   type LimitInput,
   quotaProblem,
   RateLimitedError,

@@ -18,7 +18,7 @@ describe('rate limiter options', () => {
   it('says what a registry must be (it said "Invalid input")', () => {
     expect(() =>
       createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }], registry: 5 as never }),
-    ).toThrow(/registry: must be a prom-client Registry/);
+    ).toThrow(/registry: expected a prom-client Registry/);
   });
 
   it('rejects a deadlineMs longer than a timer can wait (Node fires it after 1 ms: every check would time out)', async () => {

@@ -4,7 +4,9 @@ import express from 'express';
 import fc from 'fast-check';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, expressRateLimit, fastifyRateLimit, type RequestFacts } from '../src/index.js';
+import { expressRateLimit } from '../src/express.js';
+import { fastifyRateLimit } from '../src/fastify.js';
+import { createRateLimiter, type RequestFacts } from '../src/index.js';
 import { checkInputOf, middlewareOptionsSchema } from '../src/middleware/options.js';
 
 const start = 1_700_000_000_000;

@@ -3,13 +3,9 @@ import { ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  expressRateLimit,
-  fastifyRateLimit,
-  type LimitInput,
-  type RateLimiter,
-} from '../src/index.js';
+import { expressRateLimit } from '../src/express.js';
+import { fastifyRateLimit } from '../src/fastify.js';
+import { createRateLimiter, type LimitInput, type RateLimiter } from '../src/index.js';
 
 // A bucket whose burst differs from its limit admits `burst` at once but only `limit` per window
 // after that. Its `RateLimit-Policy` must state what a client can rely on: a client that sends what

@@ -3,11 +3,11 @@ import express from 'express';
 import fc from 'fast-check';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../src/express.js';
+import { fastifyRateLimit } from '../src/fastify.js';
 import {
   createRateLimiter,
   customKeyOf,
-  expressRateLimit,
-  fastifyRateLimit,
   maxCustomKeyValueLength,
   type RateLimiter,
   type RateLimitResult,

@@ -3,7 +3,9 @@ import { ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { createRateLimiter, expressRateLimit, fastifyRateLimit, type RequestFacts } from '../src/index.js';
+import { expressRateLimit } from '../src/express.js';
+import { fastifyRateLimit } from '../src/fastify.js';
+import { createRateLimiter, type RequestFacts } from '../src/index.js';
 
 const start = 1_700_000_000_000;
 

@@ -3,13 +3,9 @@ import { ConfigError, ManualClock } from '@noa/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  expressRateLimit,
-  fastifyRateLimit,
-  quotaExceededType,
-  type RequestFacts,
-} from '../src/index.js';
+import { expressRateLimit } from '../src/express.js';
+import { fastifyRateLimit } from '../src/fastify.js';
+import { createRateLimiter, quotaExceededType, type RequestFacts } from '../src/index.js';
 import {
   checkInputOf,
   middlewareOptionsSchema,

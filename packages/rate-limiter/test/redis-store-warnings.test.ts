@@ -1,7 +1,7 @@
 import type { Logger } from '@noa/core';
 import { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../src/index.js';
+import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../src/redis.js';
 
 /** The warnings a store logs at construction for `client` (never connected: lazyConnect). */
 function warningsFor(client: Redis | Cluster): string[] {

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { delay, parseOptions } from '@noa/core';
+import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { quotaProblem, rateLimitHeaders } from '../headers.js';
 import type { RateLimitResult } from '../result.js';
@@ -25,27 +26,34 @@ export interface ExpressRequestLike extends IncomingMessage {
   rateLimit?: RateLimitResult;
 }
 
+declare global {
+  // Express's own augmentation point: its Request extends the global Express.Request.
+  namespace Express {
+    interface Request {
+      /** The rate-limit check's result, set by @noa/rate-limiter's `expressRateLimit`. */
+      rateLimit?: RateLimitResult;
+    }
+  }
+}
+
 /**
  * Sends the refusal; the default writes problem+json with status 429 (403 when deny-listed, 413 for
  * a cost above what a limit can ever admit, 503 when `failMode: 'closed'` refused it because the
  * store cannot be reached: check `result.source === 'fail-mode'`).
  */
-export type RefusalHandler = (req: ExpressRequestLike, res: ServerResponse, result: RateLimitResult) => void;
+export type RefusalHandler = (req: Request, res: Response, result: RateLimitResult) => unknown;
 
 const expressOptionsSchema = middlewareOptionsSchema.extend({
   /** Replaces the default problem+json refusal. Headers are already set when it runs. */
-  handler: z.custom<RefusalHandler>((value) => typeof value === 'function', 'must be a function').optional(),
+  handler: z.custom<RefusalHandler>((value) => typeof value === 'function', 'a function').optional(),
   /** Decides success for `skipSuccessfulRequests` / `skipFailedRequests`. Default: status < 400. */
   requestWasSuccessful: z
-    .custom<RequestWasSuccessful>((value) => typeof value === 'function', 'must be a function')
+    .custom<RequestWasSuccessful>((value) => typeof value === 'function', 'a function')
     .optional(),
 });
 
 /** Whether a finished request succeeded (for `skipSuccessfulRequests` / `skipFailedRequests`). */
-export type RequestWasSuccessful = (
-  req: ExpressRequestLike,
-  res: ServerResponse,
-) => boolean | Promise<boolean>;
+export type RequestWasSuccessful = (req: Request, res: Response) => boolean | Promise<boolean>;
 
 /** Options of {@link expressRateLimit}. */
 export type ExpressRateLimitOptions = z.input<typeof expressOptionsSchema>;
@@ -141,6 +149,9 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
     if (checked.has(incoming)) return next();
     checked.add(incoming);
     const req = incoming as ExpressRequestLike;
+    // The user's functions see Express's types; this file reads only what ExpressRequestLike has.
+    const expressReq = incoming as Request;
+    const expressRes = res as Response;
     if (checkTrustProxy !== undefined && !checkTrustProxy(req)) checkTrustProxy = undefined;
     const facts = new ExpressFacts(req);
     const run = async (): Promise<void> => {
@@ -155,7 +166,7 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
           const wasSuccessful =
             parsed.requestWasSuccessful ?? ((_, done) => defaultRequestWasSuccessful(done.statusCode));
           Promise.resolve()
-            .then(() => wasSuccessful(req, res))
+            .then(() => wasSuccessful(expressReq, expressRes))
             .then(refund, () => refund(false));
         });
         // Closed before the response was finished: the client went away, a failure.
@@ -168,10 +179,14 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
       // An earlier middleware may have sent the headers (a streamed prelude) and handed on: adding
       // ours would throw, failing a request that was only to be counted (express-rate-limit skips them too).
       if (!res.headersSent) {
-        const headers = rateLimitHeaders(result, parsed.headers);
+        const headers = rateLimitHeaders(result, parsed.headers, parsed.limiter.clock.now());
         for (const name in headers) res.setHeader(name, headers[name]!);
       }
-      if (!result.allowed) return handler(req, res, result);
+      // Awaited: an async handler's rejection goes to next(error), not to an unhandled rejection.
+      if (!result.allowed) {
+        await handler(expressReq, expressRes, result);
+        return;
+      }
       if (result.delayMs > 0) await delay(result.delayMs);
       next();
     };

@@ -39,12 +39,10 @@ const pluginOptionsSchema = middlewareOptionsSchema.extend({
    * send the reply (or return a promise that does): if nothing was sent once it has returned,
    * the default refusal is sent.
    */
-  handler: z
-    .custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'must be a function')
-    .optional(),
+  handler: z.custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'a function').optional(),
   /** Decides success for `skipSuccessfulRequests` / `skipFailedRequests`. Default: status < 400. */
   requestWasSuccessful: z
-    .custom<FastifyRequestWasSuccessful>((value) => typeof value === 'function', 'must be a function')
+    .custom<FastifyRequestWasSuccessful>((value) => typeof value === 'function', 'a function')
     .optional(),
 });
 
@@ -187,7 +185,7 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
       if (reply.raw.closed && !reply.raw.writableFinished) refund(false);
       else pendingRefunds.set(request, refund);
     }
-    reply.headers(rateLimitHeaders(result, active.headers));
+    reply.headers(rateLimitHeaders(result, active.headers, active.limiter.clock.now()));
     if (!result.allowed) {
       if (handler !== undefined) {
         const handled = await handler(request, reply, result);

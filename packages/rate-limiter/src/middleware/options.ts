@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import { z } from 'zod';
+import { InvalidCheckInputError } from '../errors.js';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
@@ -29,21 +30,18 @@ const fn = <T>(message: string) => z.custom<T>((value) => typeof value === 'func
 export const middlewareOptionsSchema = z
   .object({
     /** The limiter to check requests with. */
-    limiter: z.instanceof(RateLimiter, { message: 'must be a RateLimiter (createRateLimiter())' }),
+    limiter: z.instanceof(RateLimiter, { message: 'a RateLimiter (createRateLimiter())' }),
     /**
      * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (a digest of the `apiKeyHeader`), or a function of
      * the request facts, which may return a promise (a key looked up in a session store), whose
      * value is keyed as `custom:<value>` (a value the client chose cannot name an IP's or user's key), or past
      * {@link maxCustomKeyValueLength} characters by its digest (see {@link customKeyOf}). When a
      * user or API key is missing or empty (or the function returns `undefined`, `null` or `''`) the IP is
-     * used; a function that throws or rejects fails the request (Express `next(error)`, a Fastify
+     * used; a function that returns another kind of value (an object) or throws or rejects fails the request (Express `next(error)`, a Fastify
      * error reply).
      */
     keyBy: z
-      .union([
-        z.enum(keyKinds),
-        fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('must be a key kind or function'),
-      ])
+      .union([z.enum(keyKinds), fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('a function')])
       .default('ip'),
     /**
      * IPv6 clients are keyed by their network of this prefix length (one client holds a /64 or
@@ -55,16 +53,16 @@ export const middlewareOptionsSchema = z
     /** Count each endpoint (method + route) separately; HEAD counts as GET (it runs the GET handler). */
     perEndpoint: z.boolean().default(false),
     /** The caller's role, selecting the limiter's `roles` rules (the function may return a promise). */
-    role: fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('must be a function').optional(),
+    role: fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('a function').optional(),
     /** Points a request costs: a number or a function of the request (which may return a promise). */
     cost: z
       .union([
         z.number().int().nonnegative(),
-        fn<(facts: RequestFacts) => MaybePromise<number>>('must be a function'),
+        fn<(facts: RequestFacts) => MaybePromise<number>>('a function'),
       ])
       .default(1),
     /** Requests for which this returns true are not limited. */
-    skip: fn<(facts: RequestFacts) => boolean | Promise<boolean>>('must be a function').optional(),
+    skip: fn<(facts: RequestFacts) => boolean | Promise<boolean>>('a function').optional(),
     /**
      * Give a request's points back once its response shows it succeeded (by
      * `requestWasSuccessful`, default status < 400): only failures count, e.g. failed logins.
@@ -158,6 +156,18 @@ function requestKey(
   // `user:42` would spend that IP's or user's quota. Its own prefix keeps the key spaces apart.
   // Missing as a user id is (undefined, null, ''): a JavaScript caller's numeric id 0 is a key.
   const value: unknown = customKey;
+  // Kept as String(value), every object would be `custom:[object Object]`: one quota for all.
+  if (
+    value !== undefined &&
+    value !== null &&
+    typeof value !== 'string' &&
+    !(typeof value === 'number' && Number.isFinite(value))
+  )
+    throw new InvalidCheckInputError(
+      'keyBy',
+      'keyBy',
+      `a keyBy function must return a string, a finite number, undefined or null, got ${typeof value}`,
+    );
   let key: string | undefined =
     value === undefined || value === null || value === '' ? undefined : customKeyOf(value as string);
   if (options.keyBy === 'user') {

@@ -37,7 +37,7 @@ export const redisStoreOptionsSchema = z
      */
     client: z.custom<Redis | Cluster>(
       (value) => typeof (value as Redis)?.evalsha === 'function',
-      'must be an ioredis Redis or Cluster client',
+      'an ioredis Redis or Cluster instance',
     ),
     /** Prefix of every key; the key itself is wrapped in `{…}` so all of its state shares a Cluster slot. */
     prefix: z.string().default('noa:rl:'),

@@ -7,8 +7,8 @@ import {
   type AlgorithmName,
   createRateLimiter,
   type RateLimitResult,
-  RedisStore,
 } from '../../src/index.js';
+import { RedisStore } from '../../src/redis.js';
 import { privateRedisConnections, targetConnection } from './redis-fixture.js';
 import { targets } from './redis-targets.js';
 

@@ -2,8 +2,9 @@ import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryStore, RedisStore, recommendedRedisOptions, type StoreAdjustment } from '../../src/index.js';
+import { MemoryStore, type StoreAdjustment } from '../../src/index.js';
 import { algorithmNames, type LimitPolicy } from '../../src/policy.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 import type { ConsumeOutcome, RateLimitStore } from '../../src/stores/store.js';
 
 const redisUp = await isReachable('redis');

@@ -9,11 +9,10 @@ import {
   quotaProblem,
   type RateLimiter,
   type RateLimitStore,
-  RedisStore,
   rateLimitHeaders,
-  recommendedRedisOptions,
 } from '../../src/index.js';
 import type { LimitPolicy } from '../../src/policy.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 import { targets } from './redis-targets.js';
 
 const redisUp = await isReachable('redis');

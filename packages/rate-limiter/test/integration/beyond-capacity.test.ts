@@ -2,16 +2,16 @@ import type { AddressInfo } from 'node:net';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import express from 'express';
 import { afterAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../../src/express.js';
 import {
   AcquireError,
   algorithmNames,
   CostExceedsCapacityError,
   costExceedsCapacityType,
   createRateLimiter,
-  expressRateLimit,
   type RateLimiter,
-  RedisStore,
 } from '../../src/index.js';
+import { RedisStore } from '../../src/redis.js';
 import { targetConnection } from './redis-fixture.js';
 import { targets } from './redis-targets.js';
 

@@ -1,8 +1,9 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import { createRateLimiter } from '../../src/index.js';
 import { type AlgorithmName, algorithmNames } from '../../src/policy.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 // The check and adjust scripts on a key whose state a Redis clock two hours ahead wrote (a
 // failover to a replica whose clock was that far off, then back): Redis's TIME cannot be moved,

@@ -3,13 +3,8 @@ import { promisify } from 'node:util';
 import { startReplicatedRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type AlgorithmName,
-  createRateLimiter,
-  type RateLimiter,
-  RedisStore,
-  recommendedClusterOptions,
-} from '../../src/index.js';
+import { type AlgorithmName, createRateLimiter, type RateLimiter } from '../../src/index.js';
+import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 
 // A steady stream of checks on a 3 masters + 3 replicas Cluster while one master is failed over
 // by hand (CLUSTER FAILOVER on its replica) and another is killed (its replica takes over after

@@ -3,12 +3,8 @@ import { promisify } from 'node:util';
 import { startReplicatedRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  type RateLimiter,
-  RedisStore,
-  recommendedClusterOptions,
-} from '../../src/index.js';
+import { createRateLimiter, type RateLimiter } from '../../src/index.js';
+import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 
 // A graceful `CLUSTER FAILOVER` is routine maintenance: the replica catches up before it takes the
 // slots, so nothing is lost, yet the moved master's next calls find a connection ioredis has not

@@ -3,12 +3,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  type RateLimiter,
-  RedisStore,
-  recommendedClusterOptions,
-} from '../../src/index.js';
+import { createRateLimiter, type RateLimiter } from '../../src/index.js';
+import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import { adjustScript } from '../../src/stores/redis-adjust.js';
 import { pipeTo } from './cluster-redirecting-proxy.js';

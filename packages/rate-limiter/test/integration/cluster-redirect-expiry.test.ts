@@ -1,12 +1,8 @@
 import { startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import {
-  createRateLimiter,
-  type RateLimiter,
-  RedisStore,
-  recommendedClusterOptions,
-} from '../../src/index.js';
+import { createRateLimiter, type RateLimiter } from '../../src/index.js';
+import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import { checkScript } from '../../src/stores/lua-script.js';
 import { adjustScript } from '../../src/stores/redis-adjust.js';

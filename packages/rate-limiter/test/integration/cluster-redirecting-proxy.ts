@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { PrivateRedisCluster } from '@noa/testkit';
 import { Cluster } from 'ioredis';
-import { recommendedClusterOptions } from '../../src/index.js';
+import { recommendedClusterOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 
 // Faults on the wire between a Cluster client and its masters, for the resend tests: a proxy in

@@ -1,6 +1,7 @@
 import { startRedisClusterOrSkip } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, type RateLimiter, RedisStore } from '../../src/index.js';
+import { createRateLimiter, type RateLimiter } from '../../src/index.js';
+import { RedisStore } from '../../src/redis.js';
 import { proxiedCluster, type RedirectingProxy, unreachableNode } from './cluster-redirecting-proxy.js';
 
 // A call proven unsent is sent again, at most 3 times. Here a master keeps sending one key's calls

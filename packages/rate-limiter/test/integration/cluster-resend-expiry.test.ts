@@ -1,7 +1,8 @@
 import { startRedisClusterOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, type RateLimiter, RedisStore } from '../../src/index.js';
+import { createRateLimiter, type RateLimiter } from '../../src/index.js';
+import { RedisStore } from '../../src/redis.js';
 import { checkScript } from '../../src/stores/lua-script.js';
 import { adjustScript } from '../../src/stores/redis-adjust.js';
 import { proxiedCluster, unreachableNode } from './cluster-redirecting-proxy.js';

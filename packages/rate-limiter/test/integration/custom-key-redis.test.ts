@@ -3,16 +3,15 @@ import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import express from 'express';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expressRateLimit } from '../../src/express.js';
 import {
   createRateLimiter,
   customKeyOf,
-  expressRateLimit,
   maxCustomKeyValueLength,
   type RateLimiter,
   type RateLimitResult,
-  RedisStore,
-  recommendedRedisOptions,
 } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;

@@ -7,10 +7,8 @@ import {
   type LimitPolicy,
   type RateLimiter,
   type RateLimitResult,
-  RedisStore,
-  recommendedClusterOptions,
-  recommendedRedisOptions,
 } from '../../src/index.js';
+import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import { expiryMarginMs } from '../../src/stores/redis-clock.js';
 

@@ -5,15 +5,10 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  expressRateLimit,
-  fastifyRateLimit,
-  type RateLimiter,
-  type RateLimiterOptions,
-  RedisStore,
-  recommendedRedisOptions,
-} from '../../src/index.js';
+import { expressRateLimit } from '../../src/express.js';
+import { fastifyRateLimit } from '../../src/fastify.js';
+import { createRateLimiter, type RateLimiter, type RateLimiterOptions } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 // failMode 'closed' answers an outage with 503, but only for what the store had to decide: a
 // deny-listed client is refused by the lists (403), a key the local block cache remembers is

@@ -4,15 +4,10 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  expressRateLimit,
-  type FailMode,
-  fastifyRateLimit,
-  type RateLimiter,
-  RedisStore,
-  recommendedRedisOptions,
-} from '../../src/index.js';
+import { expressRateLimit } from '../../src/express.js';
+import { fastifyRateLimit } from '../../src/fastify.js';
+import { createRateLimiter, type FailMode, type RateLimiter } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 // What an HTTP client sees while the limiter's Redis is really gone (a private server, stopped):
 // 'closed' is an outage (503), not a quota (429); 'open' and 'closed' state no made-up quota in

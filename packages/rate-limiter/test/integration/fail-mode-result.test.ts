@@ -7,9 +7,8 @@ import {
   type FailMode,
   type RateLimiter,
   type RateLimitResult,
-  RedisStore,
-  recommendedRedisOptions,
 } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 // What a programmatic caller reads while the store is really gone (a private server, stopped):
 // under 'open' and 'closed' nothing was counted and nothing is known of the key's quota, so the

@@ -10,9 +10,8 @@ import {
   type RateLimiter,
   type RateLimiterOptions,
   type RateLimitResult,
-  RedisStore,
-  recommendedRedisOptions,
 } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const deadlineMs = 25;
 // Generous bound (2 noisy cores, other suites running): what matters is that no check waits on

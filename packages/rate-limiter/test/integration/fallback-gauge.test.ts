@@ -2,7 +2,8 @@ import { serviceUrl, sparePort } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, type RateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import { createRateLimiter, type RateLimiter } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const clients: Redis[] = [];
 const limiters: RateLimiter[] = [];

@@ -2,7 +2,8 @@ import { once } from 'node:events';
 import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import { createRateLimiter } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 // Until a client's first connection, the store holds checks back instead of sending them (with
 // the offline queue off, ioredis would fail them at once). The limiter stops waiting at its

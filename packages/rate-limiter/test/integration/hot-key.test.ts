@@ -1,8 +1,9 @@
 import { ManualClock } from '@noa/core';
 import { startPrivateRedisOrSkip } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
-import { createRateLimiter, RedisStore } from '../../src/index.js';
+import { createRateLimiter } from '../../src/index.js';
 import { blockRecheckMs } from '../../src/local-block-cache.js';
+import { RedisStore } from '../../src/redis.js';
 import { privateRedisConnections } from './redis-fixture.js';
 import { scriptCalls } from './redis-stats.js';
 

@@ -1,13 +1,8 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  MemoryStore,
-  type RateLimiter,
-  RedisStore,
-  recommendedRedisOptions,
-} from '../../src/index.js';
+import { createRateLimiter, MemoryStore, type RateLimiter } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;

@@ -9,9 +9,8 @@ import {
   createRateLimiter,
   type FailMode,
   type RateLimitStore,
-  RedisStore,
-  recommendedRedisOptions,
 } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const { redis, skip } = await startPrivateRedisOrSkip();
 

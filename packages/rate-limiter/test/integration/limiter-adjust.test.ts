@@ -6,10 +6,9 @@ import {
   createRateLimiter,
   type RateLimiter,
   type RateLimiterOptions,
-  RedisStore,
   rateLimitHeaders,
-  recommendedRedisOptions,
 } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 import { privateRedisConnections, targetConnection } from './redis-fixture.js';
 import { targets } from './redis-targets.js';
 

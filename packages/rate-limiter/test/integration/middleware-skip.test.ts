@@ -4,15 +4,10 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  expressRateLimit,
-  fastifyRateLimit,
-  type RateLimiter,
-  type RateLimitStore,
-  RedisStore,
-  recommendedRedisOptions,
-} from '../../src/index.js';
+import { expressRateLimit } from '../../src/express.js';
+import { fastifyRateLimit } from '../../src/fastify.js';
+import { createRateLimiter, type RateLimiter, type RateLimitStore } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const redisUp = await isReachable('redis');
 if (!redisUp) console.log(`skipped: no Redis at ${serviceUrl('redis')} (skip*Requests on Redis)`);

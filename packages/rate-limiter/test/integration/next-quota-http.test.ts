@@ -4,16 +4,11 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type AlgorithmName,
-  createRateLimiter,
-  expressRateLimit,
-  fastifyRateLimit,
-  type RateLimiter,
-  RedisStore,
-  recommendedRedisOptions,
-} from '../../src/index.js';
+import { expressRateLimit } from '../../src/express.js';
+import { fastifyRateLimit } from '../../src/fastify.js';
+import { type AlgorithmName, createRateLimiter, type RateLimiter } from '../../src/index.js';
 import { algorithmNames } from '../../src/policy.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 // RateLimit's t on Redis, over HTTP (the memory twin, with an injected clock, is
 // test/middleware-next-quota.test.ts): a client that sees r=0 and waits t seconds is admitted, for

@@ -1,7 +1,8 @@
 import { startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import { createRateLimiter } from '../../src/index.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 import { checkProgram } from '../../src/stores/lua-script.js';
 import { privateRedisConnections } from './redis-fixture.js';
 

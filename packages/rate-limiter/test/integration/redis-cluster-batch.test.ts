@@ -2,12 +2,8 @@ import { once } from 'node:events';
 import { startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  createRateLimiter,
-  type LimitPolicy,
-  RedisStore,
-  recommendedClusterOptions,
-} from '../../src/index.js';
+import { createRateLimiter, type LimitPolicy } from '../../src/index.js';
+import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import type { ConsumeOutcome, ConsumeRequest } from '../../src/stores/store.js';
 import { migrateSlotKeys, scriptCalls } from './redis-stats.js';

@@ -7,9 +7,8 @@ import {
   createRateLimiter,
   type LimitPolicy,
   type RateLimitResult,
-  RedisStore,
-  recommendedClusterOptions,
 } from '../../src/index.js';
+import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import { migrateSlotKeys, scriptCalls } from './redis-stats.js';
 

@@ -1,7 +1,7 @@
 import type { PrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
-import { recommendedRedisOptions } from '../../src/index.js';
+import { recommendedRedisOptions } from '../../src/redis.js';
 import type { Target } from './redis-targets.js';
 
 /** The connections of a suite on its private Redis (see {@link privateRedisConnections}). */

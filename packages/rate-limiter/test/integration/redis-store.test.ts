@@ -1,12 +1,8 @@
 import { isReachable, serviceUrl, startRedisCluster, uniqueName } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import {
-  type RateLimitStore,
-  RedisStore,
-  recommendedClusterOptions,
-  recommendedRedisOptions,
-} from '../../src/index.js';
+import type { RateLimitStore } from '../../src/index.js';
+import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../../src/redis.js';
 import { storeConformanceSuite } from '../conformance/store-suite.js';
 
 const redisUp = await isReachable('redis');

@@ -1,6 +1,6 @@
 import { serviceUrl, startRedisCluster } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
-import { recommendedRedisOptions } from '../../src/index.js';
+import { recommendedRedisOptions } from '../../src/redis.js';
 
 /** A Redis server (or cluster) for a suite to run against, and how to stop it. */
 export interface Target {

@@ -1,8 +1,9 @@
 import { serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, RedisStore, recommendedRedisOptions } from '../../src/index.js';
+import { createRateLimiter } from '../../src/index.js';
 import type { LimitPolicy } from '../../src/policy.js';
+import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 import { admitted } from '../../src/stores/store.js';
 
 // A standalone Redis answers a batch of more than 32 keys in several script calls (chunks). A

@@ -1,0 +1,40 @@
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expressRateLimit } from '../src/express.js';
+import { createRateLimiter } from '../src/index.js';
+
+// An async refusal handler that rejects reaches Express's error handling (next(error)), not an
+// unhandled rejection that would crash the process.
+let base = '';
+let close = () => {};
+beforeAll(async () => {
+  const app = express();
+  const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }] });
+  app.use(
+    expressRateLimit({
+      limiter,
+      handler: async () => {
+        await Promise.resolve();
+        throw new Error('handler failed');
+      },
+    }),
+  );
+  app.get('/', (_req, res) => {
+    res.send('ok');
+  });
+  app.use((error: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    res.status(500).send(error.message);
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  close = () => server.close();
+});
+afterAll(() => close());
+
+it('a rejecting async handler is passed to next(error)', async () => {
+  expect((await fetch(base)).status).toBe(200);
+  const refused = await fetch(base);
+  expect([refused.status, await refused.text()]).toEqual([500, 'handler failed']);
+});
