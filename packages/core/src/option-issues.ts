@@ -30,7 +30,7 @@ export function describeIssues(
     if (issue.code === 'unrecognized_keys')
       return issue.keys.map((key) => ({ path: dotted([...path, key]), message: 'unknown option' }));
     if (issue.code === 'invalid_union' && isDefault(issue)) {
-      const deep = deepestBranch(issue.errors);
+      const deep = deepestBranch(issue.errors) ?? checkedBranch(issue.errors);
       if (deep) return describeIssues(deep, input, path);
     }
     // A refine of an object (with `path`) or a superRefine's issue carries the whole object as
@@ -85,7 +85,7 @@ function describe(issue: Issue, path: readonly PropertyKey[]): string {
           ? `matches ${matches.length} of its alternatives, expected exactly one`
           : issue.message;
       }
-      const phrases = issue.errors.flatMap((branch) => branch.flatMap(branchPhrases));
+      const phrases = issue.errors.flatMap((branch) => typeIssues(branch).flatMap(branchPhrases));
       return expectation(alternatives(phrases), issue, path);
     }
     case 'custom':
@@ -139,6 +139,32 @@ function deepestBranch(branches: readonly (readonly Issue[])[]): readonly Issue[
   );
 }
 
+/** Issues that say the input is not of a branch's type (not a bound or check it then failed). */
+const typeCodes = new Set(['invalid_type', 'invalid_value', 'invalid_union']);
+
+/**
+ * What a union branch says it takes: its type issues when it has any (zod 4 also runs a
+ * branch's checks on input of another type, e.g. an array's `max` on a string's length, which
+ * say nothing of what the branch takes), else all of them.
+ */
+function typeIssues(branch: readonly Issue[]): readonly Issue[] {
+  const types = branch.filter((issue) => issue.path.length === 0 && typeCodes.has(issue.code));
+  return types.length > 0 ? types : branch;
+}
+
+/** Issues of a value of the right type that fails a bound or format (a `max`, an email). */
+const boundCodes = new Set(['too_big', 'too_small', 'not_multiple_of', 'invalid_format']);
+
+/**
+ * The issues of a failed union's branch whose type the input had but whose bounds or format it
+ * failed at the top level (an array longer than its `max`): what the user got wrong, rather than
+ * the bound's message listed as one of the union's alternatives. (A `z.custom`'s issue is its
+ * type check: such a branch is an alternative.)
+ */
+function checkedBranch(branches: readonly (readonly Issue[])[]): readonly Issue[] | undefined {
+  return branches.find((branch) => branch.length > 0 && branch.every((issue) => boundCodes.has(issue.code)));
+}
+
 interface Phrase {
   text: string;
   /** A literal value (`'ip'`, `false`), listed with the others as "one of …". */
@@ -155,7 +181,7 @@ function branchPhrases(issue: Issue): Phrase[] {
     case 'invalid_value':
       return issue.values.map(literalPhrase);
     case 'invalid_union':
-      return issue.errors.flatMap((branch) => branch.flatMap(branchPhrases));
+      return issue.errors.flatMap((branch) => typeIssues(branch).flatMap(branchPhrases));
     case 'custom':
       return [{ text: 'a value its check accepts', literal: false }];
     default:

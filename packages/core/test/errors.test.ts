@@ -343,6 +343,26 @@ describe('parseOptions messages', () => {
     );
   });
 
+  it('reports the check a union branch of the right type failed, not as an alternative', () => {
+    // zod 4 runs an array's max on a string's length too: that says nothing of what is taken.
+    const rules = z.object({
+      roles: z.record(
+        z.string(),
+        z.union([
+          z.array(z.object({ a: z.number() })).max(2, 'give at most 2 limits per rule'),
+          z.literal('unlimited'),
+        ]),
+      ),
+    });
+    expect(message(rules, { roles: { x: [{ a: 1 }, { a: 1 }, { a: 1 }] } })).toBe(
+      'roles.x: give at most 2 limits per rule',
+    );
+    expect(message(rules, { roles: { x: 'foo' } })).toBe(
+      "roles.x: expected an array or 'unlimited', got 'foo'",
+    );
+    expect(message(rules, { roles: { x: [{ a: 'no' }] } })).toBe("roles.x.0.a: expected a number, got 'no'");
+  });
+
   it('says when an exclusive union matched more than one branch', () => {
     const schema = z.object({ limit: z.xor([z.number(), z.number().int()]) });
     expect(message(schema, { limit: 3 })).toBe('limit: matches 2 of its alternatives, expected exactly one');
