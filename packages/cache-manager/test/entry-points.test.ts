@@ -1,5 +1,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import {
+  declarationCompilerOptions,
+  emitDeclarations,
+  entryShapeProblems,
+  packagesReachedFrom,
+} from '@noa/testkit/declarations';
 import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
 
@@ -12,67 +18,7 @@ const packageDir = path.resolve(import.meta.dirname, '..');
 const sourceDir = path.join(packageDir, 'src');
 const optionalPeers = ['ioredis', 'prom-client'];
 
-const options: ts.CompilerOptions = {
-  target: ts.ScriptTarget.ES2023,
-  lib: ['lib.es2023.d.ts'],
-  module: ts.ModuleKind.NodeNext,
-  moduleResolution: ts.ModuleResolutionKind.NodeNext,
-  customConditions: ['@noa/source'],
-  strict: true,
-  noUncheckedIndexedAccess: true,
-  types: ['node'],
-};
-
-/** Declarations of the package's sources, emitted in memory (absolute file name → text). */
-function emitDeclarations(): Map<string, string> {
-  const program = ts.createProgram([path.join(sourceDir, 'index.ts')], {
-    ...options,
-    allowImportingTsExtensions: true,
-    skipLibCheck: true,
-    declaration: true,
-    emitDeclarationOnly: true,
-  });
-  const declarations = new Map<string, string>();
-  for (const file of program.getSourceFiles()) {
-    if (!path.resolve(file.fileName).startsWith(sourceDir + path.sep)) continue;
-    program.emit(file, (fileName, text) => declarations.set(path.resolve(fileName), text), undefined, true);
-  }
-  return declarations;
-}
-
-/** Every module a declaration file makes `tsc` load: imports, re-exports, `import('x')` types, references. */
-function importsOf(text: string): string[] {
-  const patterns = [
-    /\bfrom\s+['"]([^'"]+)['"]/g,
-    /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g,
-    /^import\s+['"]([^'"]+)['"]/gm,
-    /^\/\/\/\s*<reference\s+types=['"]([^'"]+)['"]/gm,
-  ];
-  return patterns.flatMap((pattern) => [...text.matchAll(pattern)].map((match) => match[1]!));
-}
-
-/** Every bare module reached from `entry`'s declaration file through relative imports. */
-function modulesReachedFrom(entry: string, declarations: Map<string, string>): Set<string> {
-  const reached = new Set<string>();
-  const seen = new Set<string>();
-  const pending = [entry];
-  while (pending.length > 0) {
-    const file = pending.pop()!;
-    if (seen.has(file)) continue;
-    seen.add(file);
-    const text = declarations.get(file);
-    if (text === undefined) throw new Error(`no declaration emitted for ${path.relative(packageDir, file)}`);
-    for (const specifier of importsOf(text)) {
-      if (specifier.startsWith('.'))
-        pending.push(path.resolve(path.dirname(file), specifier.replace(/\.js$/, '.d.ts')));
-      else
-        reached.add(
-          specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]!,
-        );
-    }
-  }
-  return reached;
-}
+const options = declarationCompilerOptions;
 
 /**
  * Type-checks `code` (an app importing the cache from `@noa/cache-manager`) with `skipLibCheck:
@@ -140,15 +86,16 @@ describe('declarations', () => {
       '.': { '@noa/source': './src/index.ts', types: './dist/index.d.ts', default: './dist/index.js' },
     });
     expect(Object.keys(manifest.publishConfig.exports)).toEqual(['.']);
+    expect(entryShapeProblems(packageDir)).toEqual([]);
   });
 
   let declarations: Map<string, string>;
   beforeAll(() => {
-    declarations = emitDeclarations();
+    declarations = emitDeclarations(packageDir);
   }, 60_000);
 
   it('reached from the entry import no optional peer', () => {
-    const reached = [...modulesReachedFrom(path.join(sourceDir, 'index.d.ts'), declarations)];
+    const reached = [...packagesReachedFrom(path.join(sourceDir, 'index.d.ts'), declarations)];
     expect(reached.filter((module) => optionalPeers.includes(module))).toEqual([]);
   });
 
