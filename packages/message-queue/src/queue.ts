@@ -1,6 +1,7 @@
 import {
   type Clock,
   ClosedError,
+  ConfigError,
   childLogger,
   type Logger,
   parseOptions,
@@ -86,6 +87,18 @@ export type QueueOptions<Data = unknown> = Omit<
   defaultJobOptions?: JobOptions;
 };
 
+/**
+ * The keys of a job to add, checked strictly: an unknown key (BullMQ's `opts`) would otherwise
+ * be ignored with the options it carries (a `delay` lost, the job run at once).
+ */
+const newJobSchema = z
+  .object({ name: z.string(), data: z.unknown().optional(), options: z.unknown().optional() })
+  .strict();
+const bulkSchema = z.object({ jobs: z.array(newJobSchema) });
+const flowSchema = newJobSchema
+  .extend({ children: z.array(newJobSchema), onChildFailure: z.unknown().optional() })
+  .strict();
+
 /** A job to add: its name (for routing in the handler), payload and options. */
 export interface NewJob<Data> {
   name: string;
@@ -166,11 +179,9 @@ export class Queue<Data = unknown> {
   }
 
   /** Builds the stored record of a new job (validates payload and options). */
-  #record(job: NewJob<Data>, now: number): JobRecord {
+  #record(job: NewJob<Data>, now: number, path?: string): JobRecord {
     this.#validate(job.data);
-    const options: ParsedJobOptions = job.options
-      ? parseOptions('job options', jobOptionsSchema, { ...this.#defaults, ...job.options })
-      : this.#parsedDefaults;
+    const options: ParsedJobOptions = job.options ? this.#options(job.options, path) : this.#parsedDefaults;
     const record: JobRecord = {
       id: options.jobId ?? newJobId(),
       name: job.name,
@@ -187,6 +198,22 @@ export class Queue<Data = unknown> {
     if (options.timeout !== undefined) record.timeoutMs = options.timeout;
     if (options.group !== undefined) record.group = options.group;
     return record;
+  }
+
+  /** A job's options over the queue's defaults; `path` (`jobs.3.`) prefixes the bad fields' paths. */
+  #options(options: JobOptions, path: string | undefined): ParsedJobOptions {
+    try {
+      return parseOptions('job options', jobOptionsSchema, { ...this.#defaults, ...options });
+    } catch (error) {
+      if (path === undefined || !(error instanceof ConfigError)) throw error;
+      throw new ConfigError(
+        'job options',
+        error.issues.map((issue) => ({
+          ...issue,
+          path: `${path}options${issue.path ? `.${issue.path}` : ''}`,
+        })),
+      );
+    }
   }
 
   /**
@@ -212,15 +239,28 @@ export class Queue<Data = unknown> {
 
   /** Adds one job. With `options.jobId`, adding an id that exists is a no-op (`added: false`). */
   async add(name: string, data: Data, options?: JobOptions): Promise<AddResult> {
-    const [result] = await this.addBulk([{ name, data, ...(options ? { options } : {}) }]);
+    this.#check();
+    const now = this.#clock.now();
+    const [result] = await this.#add([this.#record({ name, data, options }, now)], now);
     return result!;
   }
 
-  /** Adds many jobs in one backend round trip. Every payload is validated before any is enqueued. */
+  /**
+   * Adds many jobs in one backend round trip. Every item (its keys: `name`, `data`, `options`),
+   * payload and options is validated before any is enqueued; a bad one throws `ConfigError`
+   * naming it (`jobs.<index>.<field>`) or `InvalidPayloadError`.
+   */
   async addBulk(jobs: NewJob<Data>[]): Promise<AddResult[]> {
     this.#check();
+    parseOptions('addBulk', bulkSchema, { jobs });
     const now = this.#clock.now();
-    const records = jobs.map((job) => this.#record(job, now));
+    return this.#add(
+      jobs.map((job, index) => this.#record(job, now, `jobs.${index}.`)),
+      now,
+    );
+  }
+
+  async #add(records: JobRecord[], now: number): Promise<AddResult[]> {
     if (records.length === 0) return [];
     let added: boolean[];
     try {
@@ -243,15 +283,16 @@ export class Queue<Data = unknown> {
   async addFlow(flow: NewFlow<Data>): Promise<{ id: string; childIds: string[]; added: boolean }> {
     this.#check();
     if (!this.provider.capabilities.flows) throw new UnsupportedOperationError(this.provider.name, 'flows');
+    parseOptions('addFlow', flowSchema, flow);
     const now = this.#clock.now();
-    const parent = this.#record(flow, now);
+    const parent = this.#record(flow, now, '');
     const onChildFailure = parseOptions(
       'onChildFailure',
       childFailurePolicySchema.default('fail'),
       flow.onChildFailure,
     );
-    const children = flow.children.map((child) => ({
-      ...this.#record(child, now),
+    const children = flow.children.map((child, index) => ({
+      ...this.#record(child, now, `children.${index}.`),
       parent: { id: parent.id, onChildFailure },
     }));
     parent.childCount = children.length;
