@@ -59,21 +59,6 @@ export type {
 } from './providers/job-state-store.js';
 export { MemoryProvider } from './providers/memory-provider.js';
 export {
-  RabbitMqProvider,
-  type RabbitMqProviderOptions,
-  rabbitMqProviderOptionsSchema,
-} from './providers/rabbitmq-provider.js';
-export {
-  RedisJobStateStore,
-  type RedisJobStateStoreOptions,
-  redisJobStateStoreOptionsSchema,
-} from './providers/redis-job-state-store.js';
-export {
-  RedisProvider,
-  type RedisProviderOptions,
-  redisProviderOptionsSchema,
-} from './providers/redis-provider.js';
-export {
   type AddResult,
   type JobView,
   type NewFlow,

@@ -1,6 +1,6 @@
 import { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { RedisJobStateStore, RedisProvider } from '../src/index.js';
+import { RedisJobStateStore, RedisProvider } from '../src/redis.js';
 
 // No server: lazyConnect clients are never connected.
 describe('the connection given to RedisProvider and RedisJobStateStore', () => {
