@@ -2,7 +2,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { ConfigError } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { LeaseLostError, MemoryProvider, Queue, Worker } from '../src/index.js';
+import { jobEvents, LeaseLostError, MemoryProvider, Queue, Worker } from '../src/index.js';
 import { waitFor } from './helpers.js';
 
 const retention = {
@@ -166,10 +166,15 @@ describe('metrics, events and options', () => {
     expect(thrown).toContain('debug: queue closed');
   });
 
-  it('publishes lifecycle events on diagnostics channels', async () => {
+  it('publishes lifecycle events on diagnostics channels named noa:message-queue:<event>, like the other packages', async () => {
+    expect(Object.values(jobEvents).map((channel) => String(channel.name))).toEqual(
+      ['added', 'active', 'completed', 'failed', 'retried', 'dead-lettered', 'stalled', 'progress'].map(
+        (event) => `noa:message-queue:${event}`,
+      ),
+    );
     const seen: string[] = [];
     const listener = (message: unknown) => seen.push((message as { jobId: string }).jobId);
-    diagnosticsChannel.subscribe('noa:message_queue:completed', listener);
+    diagnosticsChannel.subscribe('noa:message-queue:completed', listener);
     try {
       const queue = new Queue({ name: 'events', provider: new MemoryProvider() });
       const { id } = await queue.add('x', null);
@@ -177,7 +182,7 @@ describe('metrics, events and options', () => {
       await waitFor(() => seen.includes(id));
       await worker.close();
     } finally {
-      diagnosticsChannel.unsubscribe('noa:message_queue:completed', listener);
+      diagnosticsChannel.unsubscribe('noa:message-queue:completed', listener);
     }
   });
 
