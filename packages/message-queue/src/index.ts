@@ -71,4 +71,5 @@ export {
 } from './queue.js';
 export { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
 export { Scheduler, type SchedulerOptions } from './scheduler.js';
+export type { StandardSchemaV1 } from './standard-schema.js';
 export { Worker, type WorkerEvents, type WorkerOptions, workerOptionsSchema } from './worker.js';

@@ -23,6 +23,7 @@ import {
 import type { JobCounts, JobInfo, JobRecord } from './job-record.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import type { CancelOutcome, MaintenanceResult, QueueProvider, RetentionPolicy } from './provider.js';
+import { isStandardSchema, issuePath, type StandardSchemaV1 } from './standard-schema.js';
 
 /** Retention of finished jobs, so backend memory stays bounded. */
 export const retentionSchema = z
@@ -65,8 +66,16 @@ export const queueOptionsSchema = z
       .regex(/^[\w.:-]+$/),
     /** The backend. One provider may serve many queues. */
     provider: providerSchema,
-    /** zod schema of the payload: `add` rejects a bad payload before anything is enqueued. */
-    schema: z.custom<z.ZodType>((value) => value instanceof z.ZodType).optional(),
+    /**
+     * Schema of the payload, any Standard Schema (zod 3.24+ or 4, `zod/mini`, valibot, arktype):
+     * `add` rejects a bad payload before anything is enqueued and stores the schema's output.
+     */
+    schema: z
+      .custom<StandardSchemaV1>(isStandardSchema, {
+        message:
+          'expected a Standard Schema (zod 3.24+ or 4, valibot, arktype: an object with ~standard.validate)',
+      })
+      .optional(),
     /** Defaults merged under every job's options. */
     defaultJobOptions: z.record(z.string(), z.unknown()).default({}),
     clock: z
@@ -83,7 +92,7 @@ export type QueueOptions<Data = unknown> = Omit<
   z.input<typeof queueOptionsSchema>,
   'schema' | 'defaultJobOptions'
 > & {
-  schema?: z.ZodType<Data>;
+  schema?: StandardSchemaV1<unknown, Data>;
   defaultJobOptions?: JobOptions;
 };
 
@@ -129,7 +138,7 @@ export type JobView<Data> = Omit<JobInfo, 'data'> & { data: Data };
 export class Queue<Data = unknown> {
   readonly name: string;
   readonly provider: QueueProvider;
-  readonly #schema: z.ZodType<Data> | undefined;
+  readonly #schema: StandardSchemaV1<unknown, Data> | undefined;
   readonly #defaults: JobOptions;
   /** The defaults parsed once: the common `add` without options skips option parsing. */
   readonly #parsedDefaults: ParsedJobOptions;
@@ -142,7 +151,7 @@ export class Queue<Data = unknown> {
     const parsed = parseOptions('Queue', queueOptionsSchema, options);
     this.name = parsed.name;
     this.provider = parsed.provider;
-    this.#schema = parsed.schema as z.ZodType<Data> | undefined;
+    this.#schema = parsed.schema as StandardSchemaV1<unknown, Data> | undefined;
     this.#defaults = parseOptions(
       'Queue.defaultJobOptions',
       jobOptionsSchema.partial(),
@@ -164,23 +173,31 @@ export class Queue<Data = unknown> {
     if (this.#closed) throw new ClosedError(`Queue ${this.name}`);
   }
 
-  #validate(data: unknown): void {
-    if (!this.#schema) return;
-    const result = this.#schema.safeParse(data);
-    if (!result.success) {
-      throw new InvalidPayloadError(
-        this.name,
-        result.error.issues.map((issue) => ({
-          path: issue.path.map(String).join('.'),
-          message: issue.message,
-        })),
-      );
-    }
+  /** The payload as the schema outputs it, or `InvalidPayloadError` naming the bad fields. */
+  #payload(data: unknown): Data | Promise<Data> {
+    const result = this.#schema!['~standard'].validate(data);
+    return result instanceof Promise
+      ? result.then((settled) => this.#checked(settled))
+      : this.#checked(result);
   }
 
-  /** Builds the stored record of a new job (validates payload and options). */
+  #checked(result: StandardSchemaV1.Result<Data>): Data {
+    if (result.issues === undefined) return result.value;
+    throw new InvalidPayloadError(
+      this.name,
+      result.issues.map((issue) => ({ path: issuePath(issue), message: issue.message })),
+    );
+  }
+
+  /** Validates the payloads of `jobs` (all, before any is enqueued) and gives them the schema's output. */
+  async #validated<Job extends NewJob<Data>>(jobs: Job[]): Promise<Job[]> {
+    if (!this.#schema) return jobs;
+    const payloads = await Promise.all(jobs.map((job) => this.#payload(job.data)));
+    return jobs.map((job, index) => ({ ...job, data: payloads[index] as Data }));
+  }
+
+  /** Builds the stored record of a new job (validates its options; its payload is validated). */
   #record(job: NewJob<Data>, now: number, path?: string): JobRecord {
-    this.#validate(job.data);
     const options: ParsedJobOptions = job.options ? this.#options(job.options, path) : this.#parsedDefaults;
     const record: JobRecord = {
       id: options.jobId ?? newJobId(),
@@ -240,8 +257,9 @@ export class Queue<Data = unknown> {
   /** Adds one job. With `options.jobId`, adding an id that exists is a no-op (`added: false`). */
   async add(name: string, data: Data, options?: JobOptions): Promise<AddResult> {
     this.#check();
+    const payload = this.#schema ? await this.#payload(data) : data;
     const now = this.#clock.now();
-    const [result] = await this.#add([this.#record({ name, data, options }, now)], now);
+    const [result] = await this.#add([this.#record({ name, data: payload, options }, now)], now);
     return result!;
   }
 
@@ -253,9 +271,10 @@ export class Queue<Data = unknown> {
   async addBulk(jobs: NewJob<Data>[]): Promise<AddResult[]> {
     this.#check();
     parseOptions('addBulk', bulkSchema, { jobs });
+    const valid = await this.#validated(jobs);
     const now = this.#clock.now();
     return this.#add(
-      jobs.map((job, index) => this.#record(job, now, `jobs.${index}.`)),
+      valid.map((job, index) => this.#record(job, now, `jobs.${index}.`)),
       now,
     );
   }
@@ -284,14 +303,15 @@ export class Queue<Data = unknown> {
     this.#check();
     if (!this.provider.capabilities.flows) throw new UnsupportedOperationError(this.provider.name, 'flows');
     parseOptions('addFlow', flowSchema, flow);
+    const [parentJob, ...childJobs] = await this.#validated<NewJob<Data>>([flow, ...flow.children]);
     const now = this.#clock.now();
-    const parent = this.#record(flow, now, '');
+    const parent = this.#record(parentJob!, now, '');
     const onChildFailure = parseOptions(
       'onChildFailure',
       childFailurePolicySchema.default('fail'),
       flow.onChildFailure,
     );
-    const children = flow.children.map((child, index) => ({
+    const children = childJobs.map((child, index) => ({
       ...this.#record(child, now, `children.${index}.`),
       parent: { id: parent.id, onChildFailure },
     }));
