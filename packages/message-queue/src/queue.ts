@@ -4,9 +4,11 @@ import {
   ConfigError,
   childLogger,
   type Logger,
+  maxTimerMs,
   parseOptions,
   silentLogger,
   systemClock,
+  withDeadline,
 } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
@@ -84,6 +86,13 @@ export const queueOptionsSchema = z
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).default(silentLogger),
     /** prom-client registry for `noa_message_queue_*` metrics. */
     registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
+    /**
+     * With a registry, `queue_depth_jobs` is counted at scrape time; a count younger than this
+     * (a scrape's or `counts()`'s) is reused, so a scrape storm does not hammer the backend.
+     */
+    depthCacheMs: z.number().int().nonnegative().max(maxTimerMs).default(1_000),
+    /** How long a scrape waits for the count; past it the last values are reported. */
+    depthTimeoutMs: z.number().int().positive().max(maxTimerMs).default(2_000),
   })
   .strict();
 
@@ -145,6 +154,12 @@ export class Queue<Data = unknown> {
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #metrics: QueueMetrics;
+  readonly #depthCacheMs: number;
+  readonly #depthTimeoutMs: number;
+  /** When `queue_depth_jobs` was last counted (this clock), and the scrape's count under way. */
+  #depthAt = Number.NEGATIVE_INFINITY;
+  #depthCount: Promise<void> | undefined;
+  readonly #unwatchDepth: () => void;
   #closed = false;
 
   constructor(options: QueueOptions<Data>) {
@@ -162,6 +177,34 @@ export class Queue<Data = unknown> {
     // Wrapped like the worker's: a logger that throws loses its lines, never the queue's call.
     this.#logger = childLogger(parsed.logger, { component: 'message-queue', queue: parsed.name });
     this.#metrics = createQueueMetrics(parsed.registry);
+    this.#depthCacheMs = parsed.depthCacheMs;
+    this.#depthTimeoutMs = parsed.depthTimeoutMs;
+    this.#unwatchDepth = this.#metrics.watchDepth(() => this.#scrapeDepth());
+  }
+
+  /**
+   * `queue_depth_jobs` at a scrape: counted unless a count is younger than `depthCacheMs` (one
+   * count at a time, shared by concurrent scrapes), waited for at most `depthTimeoutMs`. A failed
+   * or late count leaves the last values and is logged; it never fails the scrape.
+   */
+  #scrapeDepth(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    if (this.#depthCount) return this.#depthCount;
+    const now = this.#clock.now();
+    if (now - this.#depthAt < this.#depthCacheMs) return Promise.resolve();
+    this.#depthAt = now;
+    const count = withDeadline(
+      this.counts(),
+      this.#depthTimeoutMs,
+      `count queue ${this.name} for a scrape`,
+    ).then(
+      () => {},
+      (error: unknown) => this.#logger.warn('queue_depth_jobs not counted for this scrape', { error }),
+    );
+    this.#depthCount = count.finally(() => {
+      this.#depthCount = undefined;
+    });
+    return this.#depthCount;
   }
 
   /** The queue's clock (shared with workers and schedulers built from it). */
@@ -327,9 +370,10 @@ export class Queue<Data = unknown> {
     return (await this.provider.getJob(this.name, id)) as JobView<Data> | undefined;
   }
 
-  /** Jobs per state; also sets the `queue_depth_jobs` gauge. */
+  /** Jobs per state; also sets the `queue_depth_jobs` gauge (which scrapes count too, see `depthCacheMs`). */
   async counts(): Promise<JobCounts> {
     const counts = await this.provider.counts(this.name);
+    this.#depthAt = this.#clock.now();
     for (const state of ['waiting', 'delayed', 'active', 'completed', 'failed'] as const) {
       this.#metrics.depth.set({ queue: this.name, state }, counts[state]);
     }
@@ -398,6 +442,7 @@ export class Queue<Data = unknown> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#unwatchDepth();
     this.#logger.debug('queue closed');
   }
 
