@@ -36,6 +36,7 @@ export type {
   JobState,
   ParentLink,
 } from './job-record.js';
+export type { Jsonified } from './jsonified.js';
 export type {
   CancelOutcome,
   ExchangeRequest,

@@ -23,6 +23,7 @@ import {
   type ParsedJobOptions,
 } from './job-options.js';
 import type { JobCounts, JobInfo, JobRecord } from './job-record.js';
+import type { Jsonified } from './jsonified.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import type { CancelOutcome, MaintenanceResult, QueueProvider, RetentionPolicy } from './provider.js';
 import { isStandardSchema, issuePath, type StandardSchemaV1 } from './standard-schema.js';
@@ -138,7 +139,7 @@ export interface AddResult {
 }
 
 /** A job as read back, with its payload typed. */
-export type JobView<Data> = Omit<JobInfo, 'data'> & { data: Data };
+export type JobView<Data> = Omit<JobInfo, 'data'> & { data: Jsonified<Data> };
 
 /**
  * The producer and admin side of one queue: add jobs (single, bulk, flows), read them back,
