@@ -32,4 +32,13 @@ describe('package entries', () => {
     expect(reachedPackages('redis.ts').has('amqplib')).toBe(false);
     expect(reachedPackages('rabbitmq.ts').has('ioredis')).toBe(false);
   });
+
+  it('declares prom-client as what it is: a dependency (it comes with @noa/core), not an optional peer', () => {
+    const manifest = (name: string) =>
+      JSON.parse(readFileSync(fileURLToPath(new URL(`../../${name}/package.json`, import.meta.url)), 'utf8'));
+    const queue = manifest('message-queue');
+    expect(queue.peerDependencies?.['prom-client']).toBeUndefined();
+    expect(queue.peerDependenciesMeta?.['prom-client']).toBeUndefined();
+    expect(queue.dependencies['prom-client']).toBe(manifest('core').dependencies['prom-client']);
+  });
 });
