@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createPgPool, type PgPool } from '@noa/connection-pool/pg';
-import { RabbitMqProvider, RedisJobStateStore } from '@noa/message-queue';
+import { RabbitMqProvider } from '@noa/message-queue/rabbitmq';
+import { RedisJobStateStore } from '@noa/message-queue/redis';
 import { recommendedRedisOptions } from '@noa/rate-limiter/redis';
 import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';

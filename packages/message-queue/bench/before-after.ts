@@ -16,14 +16,25 @@ import { Queue as BullQueue, type Worker as BullWorker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { bullDrain, rawConsume } from './anchors.js';
 
-type Module = typeof import('../src/index.js');
+type Module = typeof import('../src/index.js') &
+  typeof import('../src/redis.js') &
+  typeof import('../src/rabbitmq.js');
 const mode = process.argv[2] ?? 'rabbit';
 const rounds = Number(process.argv[3] ?? 7);
 const baseDir = process.env.BASE_SRC;
 if (!baseDir) throw new Error('set BASE_SRC to the src/ directory of the code before the change');
+/** The main entry and, where the version has them, its driver entries (`redis.js`, `rabbitmq.js`). */
+async function load(dir: string): Promise<Module> {
+  const optional = (file: string) => import(`${dir}/${file}`).catch(() => ({}));
+  return {
+    ...(await import(`${dir}/index.js`)),
+    ...(await optional('redis.js')),
+    ...(await optional('rabbitmq.js')),
+  };
+}
 const versions: [string, Module][] = [
-  ['now', (await import('../src/index.js')) as Module],
-  ['before', (await import(`${baseDir}/index.js`)) as Module],
+  ['now', await load(new URL('../src', import.meta.url).pathname)],
+  ['before', await load(baseDir)],
 ];
 const jobsOf = (count: number) => Array.from({ length: count }, (_, n) => ({ name: 'noop', data: { n } }));
 

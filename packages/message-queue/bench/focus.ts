@@ -18,7 +18,9 @@ import { median } from '@noa/testkit/bench';
 import amqp from 'amqplib';
 import { Queue as BullQueue, type Worker as BullWorker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Queue, RabbitMqProvider, RedisProvider, Worker } from '../src/index.js';
+import { Queue, Worker } from '../src/index.js';
+import { RabbitMqProvider } from '../src/rabbitmq.js';
+import { RedisProvider } from '../src/redis.js';
 import { bullDrain, rawConsume } from './anchors.js';
 
 const mode = process.argv[2] ?? 'rabbit';

@@ -5,7 +5,9 @@ import { type BenchCase, median, quantile, runBench, size, smoke } from '@noa/te
 import amqp from 'amqplib';
 import { Queue as BullQueue, Worker as BullWorker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Queue, RabbitMqProvider, RedisJobStateStore, RedisProvider, Worker } from '../src/index.js';
+import { Queue, Worker } from '../src/index.js';
+import { RabbitMqProvider } from '../src/rabbitmq.js';
+import { RedisJobStateStore, RedisProvider } from '../src/redis.js';
 import { bullDrain, rawConsume } from './anchors.js';
 import { commandCalls, usedMemory } from './redis-stats.js';
 

@@ -1,18 +1,18 @@
 import { tracingChannel } from '@noa/core';
 
 /**
- * Lifecycle events on `node:diagnostics_channel`, named `noa:message_queue:<event>`. Each
+ * Lifecycle events on `node:diagnostics_channel`, named `noa:message-queue:<event>` (as every @noa package: `noa:<package-name>:<event>`). Each
  * message is `{ queue, jobId, name, ... }`; publishing costs nothing without subscribers.
  */
 export const jobEvents = {
-  added: tracingChannel('message_queue', 'added'),
-  active: tracingChannel('message_queue', 'active'),
-  completed: tracingChannel('message_queue', 'completed'),
-  failed: tracingChannel('message_queue', 'failed'),
-  retried: tracingChannel('message_queue', 'retried'),
-  deadLettered: tracingChannel('message_queue', 'dead-lettered'),
-  stalled: tracingChannel('message_queue', 'stalled'),
-  progress: tracingChannel('message_queue', 'progress'),
+  added: tracingChannel('message-queue', 'added'),
+  active: tracingChannel('message-queue', 'active'),
+  completed: tracingChannel('message-queue', 'completed'),
+  failed: tracingChannel('message-queue', 'failed'),
+  retried: tracingChannel('message-queue', 'retried'),
+  deadLettered: tracingChannel('message-queue', 'dead-lettered'),
+  stalled: tracingChannel('message-queue', 'stalled'),
+  progress: tracingChannel('message-queue', 'progress'),
 } as const;
 
 /** The name of a lifecycle event. */

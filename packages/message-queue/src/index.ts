@@ -36,6 +36,7 @@ export type {
   JobState,
   ParentLink,
 } from './job-record.js';
+export type { Jsonified } from './jsonified.js';
 export type {
   CancelOutcome,
   ExchangeRequest,
@@ -59,21 +60,6 @@ export type {
 } from './providers/job-state-store.js';
 export { MemoryProvider } from './providers/memory-provider.js';
 export {
-  RabbitMqProvider,
-  type RabbitMqProviderOptions,
-  rabbitMqProviderOptionsSchema,
-} from './providers/rabbitmq-provider.js';
-export {
-  RedisJobStateStore,
-  type RedisJobStateStoreOptions,
-  redisJobStateStoreOptionsSchema,
-} from './providers/redis-job-state-store.js';
-export {
-  RedisProvider,
-  type RedisProviderOptions,
-  redisProviderOptionsSchema,
-} from './providers/redis-provider.js';
-export {
   type AddResult,
   type JobView,
   type NewFlow,
@@ -86,4 +72,5 @@ export {
 } from './queue.js';
 export { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
 export { Scheduler, type SchedulerOptions } from './scheduler.js';
+export type { StandardSchemaV1 } from './standard-schema.js';
 export { Worker, type WorkerEvents, type WorkerOptions, workerOptionsSchema } from './worker.js';

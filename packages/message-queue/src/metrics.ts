@@ -15,6 +15,37 @@ export interface QueueMetrics {
   processingSeconds: HistogramMetric<'queue'>;
   waitSeconds: HistogramMetric<'queue'>;
   depth: GaugeMetric<'queue' | 'state'>;
+  /**
+   * Has `refresh` run at every scrape of the registry (it sets `depth`), until the returned
+   * function is called. Without a registry it never runs.
+   */
+  watchDepth(refresh: () => Promise<void>): () => void;
+}
+
+/**
+ * The depth refreshers of each registry's `queue_depth_jobs` gauge (one gauge per registry, shared
+ * by every queue on it): the gauge's prom-client `collect` runs them all at each scrape.
+ */
+const depthRefreshers = new WeakMap<object, Set<() => Promise<void>>>();
+
+function watchDepth(registry: Registry | undefined, refresh: () => Promise<void>): () => void {
+  const gauge = registry?.getSingleMetric('noa_message_queue_queue_depth_jobs') as
+    | { collect?: () => Promise<void> }
+    | undefined;
+  if (!gauge) return () => {};
+  let refreshers = depthRefreshers.get(gauge);
+  if (!refreshers) {
+    const all = new Set<() => Promise<void>>();
+    refreshers = all;
+    depthRefreshers.set(gauge, all);
+    // prom-client's documented `collect` hook, set on the shared gauge once (core's factory
+    // creates it without one). Each refresher bounds and reports its own failures.
+    gauge.collect = async () => {
+      await Promise.all([...all].map((run) => run()));
+    };
+  }
+  refreshers.add(refresh);
+  return () => refreshers.delete(refresh);
 }
 
 const secondsBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -49,6 +80,7 @@ export function createQueueMetrics(registry?: Registry): QueueMetrics {
       ['queue'],
       secondsBuckets,
     ),
-    depth: factory.gauge('queue_depth_jobs', 'Jobs per state at the last count', ['queue', 'state']),
+    depth: factory.gauge('queue_depth_jobs', 'Jobs per state, counted at scrape time', ['queue', 'state']),
+    watchDepth: (refresh) => watchDepth(registry, refresh),
   };
 }

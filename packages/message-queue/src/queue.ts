@@ -1,11 +1,14 @@
 import {
   type Clock,
   ClosedError,
+  ConfigError,
   childLogger,
   type Logger,
+  maxTimerMs,
   parseOptions,
   silentLogger,
   systemClock,
+  withDeadline,
 } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
@@ -20,8 +23,10 @@ import {
   type ParsedJobOptions,
 } from './job-options.js';
 import type { JobCounts, JobInfo, JobRecord } from './job-record.js';
+import type { Jsonified } from './jsonified.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import type { CancelOutcome, MaintenanceResult, QueueProvider, RetentionPolicy } from './provider.js';
+import { isStandardSchema, issuePath, type StandardSchemaV1 } from './standard-schema.js';
 
 /** Retention of finished jobs, so backend memory stays bounded. */
 export const retentionSchema = z
@@ -64,8 +69,16 @@ export const queueOptionsSchema = z
       .regex(/^[\w.:-]+$/),
     /** The backend. One provider may serve many queues. */
     provider: providerSchema,
-    /** zod schema of the payload: `add` rejects a bad payload before anything is enqueued. */
-    schema: z.custom<z.ZodType>((value) => value instanceof z.ZodType).optional(),
+    /**
+     * Schema of the payload, any Standard Schema (zod 3.24+ or 4, `zod/mini`, valibot, arktype):
+     * `add` rejects a bad payload before anything is enqueued and stores the schema's output.
+     */
+    schema: z
+      .custom<StandardSchemaV1>(isStandardSchema, {
+        message:
+          'expected a Standard Schema (zod 3.24+ or 4, valibot, arktype: an object with ~standard.validate)',
+      })
+      .optional(),
     /** Defaults merged under every job's options. */
     defaultJobOptions: z.record(z.string(), z.unknown()).default({}),
     clock: z
@@ -74,6 +87,13 @@ export const queueOptionsSchema = z
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).default(silentLogger),
     /** prom-client registry for `noa_message_queue_*` metrics. */
     registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),
+    /**
+     * With a registry, `queue_depth_jobs` is counted at scrape time; a count younger than this
+     * (a scrape's or `counts()`'s) is reused, so a scrape storm does not hammer the backend.
+     */
+    depthCacheMs: z.number().int().nonnegative().max(maxTimerMs).default(1_000),
+    /** How long a scrape waits for the count; past it the last values are reported. */
+    depthTimeoutMs: z.number().int().positive().max(maxTimerMs).default(2_000),
   })
   .strict();
 
@@ -82,9 +102,21 @@ export type QueueOptions<Data = unknown> = Omit<
   z.input<typeof queueOptionsSchema>,
   'schema' | 'defaultJobOptions'
 > & {
-  schema?: z.ZodType<Data>;
+  schema?: StandardSchemaV1<unknown, Data>;
   defaultJobOptions?: JobOptions;
 };
+
+/**
+ * The keys of a job to add, checked strictly: an unknown key (BullMQ's `opts`) would otherwise
+ * be ignored with the options it carries (a `delay` lost, the job run at once).
+ */
+const newJobSchema = z
+  .object({ name: z.string(), data: z.unknown().optional(), options: z.unknown().optional() })
+  .strict();
+const bulkSchema = z.object({ jobs: z.array(newJobSchema) });
+const flowSchema = newJobSchema
+  .extend({ children: z.array(newJobSchema), onChildFailure: z.unknown().optional() })
+  .strict();
 
 /** A job to add: its name (for routing in the handler), payload and options. */
 export interface NewJob<Data> {
@@ -107,7 +139,7 @@ export interface AddResult {
 }
 
 /** A job as read back, with its payload typed. */
-export type JobView<Data> = Omit<JobInfo, 'data'> & { data: Data };
+export type JobView<Data> = Omit<JobInfo, 'data'> & { data: Jsonified<Data> };
 
 /**
  * The producer and admin side of one queue: add jobs (single, bulk, flows), read them back,
@@ -116,20 +148,26 @@ export type JobView<Data> = Omit<JobInfo, 'data'> & { data: Data };
 export class Queue<Data = unknown> {
   readonly name: string;
   readonly provider: QueueProvider;
-  readonly #schema: z.ZodType<Data> | undefined;
+  readonly #schema: StandardSchemaV1<unknown, Data> | undefined;
   readonly #defaults: JobOptions;
   /** The defaults parsed once: the common `add` without options skips option parsing. */
   readonly #parsedDefaults: ParsedJobOptions;
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #metrics: QueueMetrics;
+  readonly #depthCacheMs: number;
+  readonly #depthTimeoutMs: number;
+  /** When `queue_depth_jobs` was last counted (this clock), and the scrape's count under way. */
+  #depthAt = Number.NEGATIVE_INFINITY;
+  #depthCount: Promise<void> | undefined;
+  readonly #unwatchDepth: () => void;
   #closed = false;
 
   constructor(options: QueueOptions<Data>) {
     const parsed = parseOptions('Queue', queueOptionsSchema, options);
     this.name = parsed.name;
     this.provider = parsed.provider;
-    this.#schema = parsed.schema as z.ZodType<Data> | undefined;
+    this.#schema = parsed.schema as StandardSchemaV1<unknown, Data> | undefined;
     this.#defaults = parseOptions(
       'Queue.defaultJobOptions',
       jobOptionsSchema.partial(),
@@ -140,6 +178,34 @@ export class Queue<Data = unknown> {
     // Wrapped like the worker's: a logger that throws loses its lines, never the queue's call.
     this.#logger = childLogger(parsed.logger, { component: 'message-queue', queue: parsed.name });
     this.#metrics = createQueueMetrics(parsed.registry);
+    this.#depthCacheMs = parsed.depthCacheMs;
+    this.#depthTimeoutMs = parsed.depthTimeoutMs;
+    this.#unwatchDepth = this.#metrics.watchDepth(() => this.#scrapeDepth());
+  }
+
+  /**
+   * `queue_depth_jobs` at a scrape: counted unless a count is younger than `depthCacheMs` (one
+   * count at a time, shared by concurrent scrapes), waited for at most `depthTimeoutMs`. A failed
+   * or late count leaves the last values and is logged; it never fails the scrape.
+   */
+  #scrapeDepth(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    if (this.#depthCount) return this.#depthCount;
+    const now = this.#clock.now();
+    if (now - this.#depthAt < this.#depthCacheMs) return Promise.resolve();
+    this.#depthAt = now;
+    const count = withDeadline(
+      this.counts(),
+      this.#depthTimeoutMs,
+      `count queue ${this.name} for a scrape`,
+    ).then(
+      () => {},
+      (error: unknown) => this.#logger.warn('queue_depth_jobs not counted for this scrape', { error }),
+    );
+    this.#depthCount = count.finally(() => {
+      this.#depthCount = undefined;
+    });
+    return this.#depthCount;
   }
 
   /** The queue's clock (shared with workers and schedulers built from it). */
@@ -151,26 +217,32 @@ export class Queue<Data = unknown> {
     if (this.#closed) throw new ClosedError(`Queue ${this.name}`);
   }
 
-  #validate(data: unknown): void {
-    if (!this.#schema) return;
-    const result = this.#schema.safeParse(data);
-    if (!result.success) {
-      throw new InvalidPayloadError(
-        this.name,
-        result.error.issues.map((issue) => ({
-          path: issue.path.map(String).join('.'),
-          message: issue.message,
-        })),
-      );
-    }
+  /** The payload as the schema outputs it, or `InvalidPayloadError` naming the bad fields. */
+  #payload(data: unknown): Data | Promise<Data> {
+    const result = this.#schema!['~standard'].validate(data);
+    return result instanceof Promise
+      ? result.then((settled) => this.#checked(settled))
+      : this.#checked(result);
   }
 
-  /** Builds the stored record of a new job (validates payload and options). */
-  #record(job: NewJob<Data>, now: number): JobRecord {
-    this.#validate(job.data);
-    const options: ParsedJobOptions = job.options
-      ? parseOptions('job options', jobOptionsSchema, { ...this.#defaults, ...job.options })
-      : this.#parsedDefaults;
+  #checked(result: StandardSchemaV1.Result<Data>): Data {
+    if (result.issues === undefined) return result.value;
+    throw new InvalidPayloadError(
+      this.name,
+      result.issues.map((issue) => ({ path: issuePath(issue), message: issue.message })),
+    );
+  }
+
+  /** Validates the payloads of `jobs` (all, before any is enqueued) and gives them the schema's output. */
+  async #validated<Job extends NewJob<Data>>(jobs: Job[]): Promise<Job[]> {
+    if (!this.#schema) return jobs;
+    const payloads = await Promise.all(jobs.map((job) => this.#payload(job.data)));
+    return jobs.map((job, index) => ({ ...job, data: payloads[index] as Data }));
+  }
+
+  /** Builds the stored record of a new job (validates its options; its payload is validated). */
+  #record(job: NewJob<Data>, now: number, path?: string): JobRecord {
+    const options: ParsedJobOptions = job.options ? this.#options(job.options, path) : this.#parsedDefaults;
     const record: JobRecord = {
       id: options.jobId ?? newJobId(),
       name: job.name,
@@ -187,6 +259,22 @@ export class Queue<Data = unknown> {
     if (options.timeout !== undefined) record.timeoutMs = options.timeout;
     if (options.group !== undefined) record.group = options.group;
     return record;
+  }
+
+  /** A job's options over the queue's defaults; `path` (`jobs.3.`) prefixes the bad fields' paths. */
+  #options(options: JobOptions, path: string | undefined): ParsedJobOptions {
+    try {
+      return parseOptions('job options', jobOptionsSchema, { ...this.#defaults, ...options });
+    } catch (error) {
+      if (path === undefined || !(error instanceof ConfigError)) throw error;
+      throw new ConfigError(
+        'job options',
+        error.issues.map((issue) => ({
+          ...issue,
+          path: `${path}options${issue.path ? `.${issue.path}` : ''}`,
+        })),
+      );
+    }
   }
 
   /**
@@ -212,15 +300,30 @@ export class Queue<Data = unknown> {
 
   /** Adds one job. With `options.jobId`, adding an id that exists is a no-op (`added: false`). */
   async add(name: string, data: Data, options?: JobOptions): Promise<AddResult> {
-    const [result] = await this.addBulk([{ name, data, ...(options ? { options } : {}) }]);
+    this.#check();
+    const payload = this.#schema ? await this.#payload(data) : data;
+    const now = this.#clock.now();
+    const [result] = await this.#add([this.#record({ name, data: payload, options }, now)], now);
     return result!;
   }
 
-  /** Adds many jobs in one backend round trip. Every payload is validated before any is enqueued. */
+  /**
+   * Adds many jobs in one backend round trip. Every item (its keys: `name`, `data`, `options`),
+   * payload and options is validated before any is enqueued; a bad one throws `ConfigError`
+   * naming it (`jobs.<index>.<field>`) or `InvalidPayloadError`.
+   */
   async addBulk(jobs: NewJob<Data>[]): Promise<AddResult[]> {
     this.#check();
+    parseOptions('addBulk', bulkSchema, { jobs });
+    const valid = await this.#validated(jobs);
     const now = this.#clock.now();
-    const records = jobs.map((job) => this.#record(job, now));
+    return this.#add(
+      valid.map((job, index) => this.#record(job, now, `jobs.${index}.`)),
+      now,
+    );
+  }
+
+  async #add(records: JobRecord[], now: number): Promise<AddResult[]> {
     if (records.length === 0) return [];
     let added: boolean[];
     try {
@@ -243,15 +346,17 @@ export class Queue<Data = unknown> {
   async addFlow(flow: NewFlow<Data>): Promise<{ id: string; childIds: string[]; added: boolean }> {
     this.#check();
     if (!this.provider.capabilities.flows) throw new UnsupportedOperationError(this.provider.name, 'flows');
+    parseOptions('addFlow', flowSchema, flow);
+    const [parentJob, ...childJobs] = await this.#validated<NewJob<Data>>([flow, ...flow.children]);
     const now = this.#clock.now();
-    const parent = this.#record(flow, now);
+    const parent = this.#record(parentJob!, now, '');
     const onChildFailure = parseOptions(
       'onChildFailure',
       childFailurePolicySchema.default('fail'),
       flow.onChildFailure,
     );
-    const children = flow.children.map((child) => ({
-      ...this.#record(child, now),
+    const children = childJobs.map((child, index) => ({
+      ...this.#record(child, now, `children.${index}.`),
       parent: { id: parent.id, onChildFailure },
     }));
     parent.childCount = children.length;
@@ -266,9 +371,10 @@ export class Queue<Data = unknown> {
     return (await this.provider.getJob(this.name, id)) as JobView<Data> | undefined;
   }
 
-  /** Jobs per state; also sets the `queue_depth_jobs` gauge. */
+  /** Jobs per state; also sets the `queue_depth_jobs` gauge (which scrapes count too, see `depthCacheMs`). */
   async counts(): Promise<JobCounts> {
     const counts = await this.provider.counts(this.name);
+    this.#depthAt = this.#clock.now();
     for (const state of ['waiting', 'delayed', 'active', 'completed', 'failed'] as const) {
       this.#metrics.depth.set({ queue: this.name, state }, counts[state]);
     }
@@ -337,6 +443,7 @@ export class Queue<Data = unknown> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#unwatchDepth();
     this.#logger.debug('queue closed');
   }
 

@@ -15,6 +15,14 @@ const singleTick = { removeOnComplete: false } as const;
 export const schedulerOptionsSchema = z
   .object({
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).default(silentLogger),
+    /**
+     * Whether the schedules' timers keep the process alive (default true), as `setInterval`
+     * does: a scheduler with schedules is work the process stays up for, even when nothing else
+     * (a Redis connection) holds it, as with the memory provider. `close()` (or cancelling every
+     * schedule) releases it. `false`: the timers are `unref()`ed and the process exits when
+     * nothing else holds it, ticks left unfired.
+     */
+    keepAlive: z.boolean().default(true),
   })
   .strict();
 
@@ -36,12 +44,14 @@ interface Schedule<Data> {
 export class Scheduler<Data = unknown> {
   readonly #queue: Queue<Data>;
   readonly #logger: Logger;
+  readonly #keepAlive: boolean;
   readonly #schedules = new Map<string, Schedule<Data>>();
   #closed = false;
 
   constructor(queue: Queue<Data>, options: SchedulerOptions = {}) {
     const parsed = parseOptions('Scheduler', schedulerOptionsSchema, options);
     this.#queue = queue;
+    this.#keepAlive = parsed.keepAlive;
     this.#logger = childLogger(parsed.logger, { component: 'message-queue-scheduler', queue: queue.name });
   }
 
@@ -126,7 +136,7 @@ export class Scheduler<Data = unknown> {
       if (Date.now() < fireAt) this.#waitFor(schedule, fireAt);
       else void this.#fire(schedule, fireAt);
     }, delayMs);
-    schedule.timer.unref();
+    if (!this.#keepAlive) schedule.timer.unref();
   }
 
   async #fire(schedule: Schedule<Data>, fireAt: number): Promise<void> {

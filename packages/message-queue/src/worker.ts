@@ -23,6 +23,7 @@ import { jobEvents, publishJobEvent } from './events.js';
 import { Job } from './job.js';
 import { wellFormedString } from './job-options.js';
 import type { JobErrorEntry, JobRecord } from './job-record.js';
+import type { Jsonified } from './jsonified.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';
 import type { QueueProvider, RetentionPolicy, Settlement } from './provider.js';
@@ -116,7 +117,8 @@ export const workerOptionsSchema = z
 /** Options of {@link Worker}, typed by the queue's payload and the handler's result. */
 export type WorkerOptions<Data, Result> = Omit<z.input<typeof workerOptionsSchema>, 'queue' | 'handler'> & {
   queue: Queue<Data>;
-  handler: (job: Job<Data>) => Promise<Result> | Result;
+  /** `job.data` is typed as it arrives: JSON-decoded (a `Date` field is a string; see {@link Jsonified}). */
+  handler: (job: Job<Jsonified<Data>>) => Promise<Result> | Result;
 };
 
 /** A finished try not stored yet; for a failed one, what to report once it is. */
@@ -161,10 +163,29 @@ function errorEntry(error: unknown, attempt: number, at: number): JobErrorEntry 
  */
 export class Worker<Data = unknown, Result = unknown> extends EventEmitter<WorkerEvents> {
   readonly queueName: string;
+
+  /**
+   * Listens to an event by name (`completed`, `failed`, `error`; see {@link WorkerEvents}). Typed
+   * here, not only through `EventEmitter<WorkerEvents>`, so an unknown name fails to type-check
+   * whichever `@types/node` the app has (or none).
+   */
+  override on<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): this {
+    return super.on(event, listener as never);
+  }
+
+  /** Listens to the next such event only (see {@link Worker.on}). */
+  override once<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): this {
+    return super.once(event, listener as never);
+  }
+
+  /** Removes a listener (see {@link Worker.on}). */
+  override off<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): this {
+    return super.off(event, listener as never);
+  }
   readonly #provider: QueueProvider;
   readonly #clock: Clock;
   readonly #options: z.output<typeof workerOptionsSchema>;
-  readonly #handler: (job: Job<Data>) => Promise<Result> | Result;
+  readonly #handler: (job: Job<Jsonified<Data>>) => Promise<Result> | Result;
   readonly #logger: Logger;
   readonly #metrics: QueueMetrics;
   /** The metric labels of this worker (one object, not one per job). */
@@ -432,7 +453,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     }
     const timeoutMs = record.timeoutMs ?? this.#options.defaultTimeoutMs;
     if (timeoutMs !== undefined) this.#timeouts.add(running, timeoutMs);
-    const job = new Job<Data>(this.queueName, this.#provider, record, running);
+    const job = new Job<Jsonified<Data>>(this.queueName, this.#provider, record, running);
     let outcome: Promise<Result> | Result;
     let thenable: boolean;
     try {

@@ -17,6 +17,26 @@ describe('job option validation', () => {
     expect((await queue.add('x', null, { jobId: 'user-🌍', group: 'tenant-é' })).added).toBe(true);
   });
 
+  it("rejects an addBulk item with a key it does not know (BullMQ's `opts`), naming the item and the key, before enqueueing", async () => {
+    const queue = new Queue({ name: 'bulk-keys', provider: new MemoryProvider() });
+    const bulk = [
+      { name: 'ok', data: 1 },
+      { name: 'late', data: 2, opts: { delay: 60_000 } },
+    ] as unknown as Parameters<typeof queue.addBulk>[0];
+    const error = await queue.addBulk(bulk).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'NOA_CONFIG_INVALID', fields: ['jobs.1.opts'] });
+    expect((error as Error).message).toContain('jobs.1.opts');
+    expect(await queue.counts()).toMatchObject({ waiting: 0, delayed: 0 });
+    // Flows too, and a bad option of an item names its index.
+    await expect(
+      queue.addFlow({ name: 'p', data: 0, children: [{ name: 'c', data: 1, opt: {} }] } as never),
+    ).rejects.toMatchObject({ fields: ['children.0.opt'] });
+    await expect(queue.addBulk([{ name: 'a', data: 1, options: { delay: -1 } }])).rejects.toMatchObject({
+      fields: ['jobs.0.options.delay'],
+    });
+    expect(await queue.counts()).toMatchObject({ waiting: 0, delayed: 0 });
+  });
+
   it('rejects a group weight whose name is not well-formed Unicode', () => {
     const queue = new Queue({ name: 'weights', provider: new MemoryProvider() });
     let error: unknown;

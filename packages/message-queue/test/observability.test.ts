@@ -2,7 +2,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { ConfigError } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { LeaseLostError, MemoryProvider, Queue, Worker } from '../src/index.js';
+import { jobEvents, LeaseLostError, MemoryProvider, Queue, Worker } from '../src/index.js';
 import { waitFor } from './helpers.js';
 
 const retention = {
@@ -40,6 +40,56 @@ describe('metrics, events and options', () => {
     expect(text).toContain('noa_message_queue_processing_seconds_count{queue="metrics"} 3');
     expect(text).toContain('noa_message_queue_queue_wait_seconds_count{queue="metrics"} 3');
     expect(text).toContain('noa_message_queue_queue_depth_jobs{queue="metrics",state="failed"} 1');
+  });
+
+  it('queue_depth_jobs is counted at scrape time (cached briefly, bounded by a deadline), not only when the app calls counts()', async () => {
+    const registry = new Registry();
+    const provider = new MemoryProvider();
+    let now = 1_000_000;
+    const clock = { now: () => now };
+    let countCalls = 0;
+    const counts = provider.counts.bind(provider);
+    provider.counts = (name) => {
+      countCalls += 1;
+      return counts(name);
+    };
+    const queue = new Queue({ name: 'depth', provider, registry, clock, depthTimeoutMs: 200 });
+    const other = new Queue({ name: 'depth-2', provider, registry, clock });
+    const depth = async (name: string, state: string) => {
+      const metric = await registry.getSingleMetric('noa_message_queue_queue_depth_jobs')!.get();
+      return metric.values.find((value) => value.labels.queue === name && value.labels.state === state)
+        ?.value;
+    };
+    await queue.add('a', null);
+    await queue.add('b', null);
+    await other.add('c', null, { delay: 5_000 });
+    expect(await depth('depth', 'waiting')).toBe(2);
+    expect(await depth('depth-2', 'delayed')).toBe(1);
+    // A scrape storm within the cache time counts once per queue.
+    const calls = countCalls;
+    await Promise.all([registry.metrics(), registry.metrics(), registry.metrics()]);
+    expect(countCalls).toBe(calls);
+    await queue.add('c', null);
+    expect(await depth('depth', 'waiting')).toBe(2);
+    now += 1_001;
+    expect(await depth('depth', 'waiting')).toBe(3);
+    // A backend that does not answer does not hold the scrape past the deadline: the last values stay.
+    now += 1_001;
+    provider.counts = () => new Promise(() => {});
+    const started = performance.now();
+    expect(await depth('depth', 'waiting')).toBe(3);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    // A closed queue is no longer counted.
+    await queue.close();
+    await other.close();
+    let countedAfterClose = false;
+    provider.counts = (name) => {
+      countedAfterClose = true;
+      return counts(name);
+    };
+    now += 1_001;
+    await registry.metrics();
+    expect(countedAfterClose).toBe(false);
   });
 
   it('counts a poison job dead-lettered by stalled recovery as dead-lettered', async () => {
@@ -166,10 +216,15 @@ describe('metrics, events and options', () => {
     expect(thrown).toContain('debug: queue closed');
   });
 
-  it('publishes lifecycle events on diagnostics channels', async () => {
+  it('publishes lifecycle events on diagnostics channels named noa:message-queue:<event>, like the other packages', async () => {
+    expect(Object.values(jobEvents).map((channel) => String(channel.name))).toEqual(
+      ['added', 'active', 'completed', 'failed', 'retried', 'dead-lettered', 'stalled', 'progress'].map(
+        (event) => `noa:message-queue:${event}`,
+      ),
+    );
     const seen: string[] = [];
     const listener = (message: unknown) => seen.push((message as { jobId: string }).jobId);
-    diagnosticsChannel.subscribe('noa:message_queue:completed', listener);
+    diagnosticsChannel.subscribe('noa:message-queue:completed', listener);
     try {
       const queue = new Queue({ name: 'events', provider: new MemoryProvider() });
       const { id } = await queue.add('x', null);
@@ -177,7 +232,7 @@ describe('metrics, events and options', () => {
       await waitFor(() => seen.includes(id));
       await worker.close();
     } finally {
-      diagnosticsChannel.unsubscribe('noa:message_queue:completed', listener);
+      diagnosticsChannel.unsubscribe('noa:message-queue:completed', listener);
     }
   });
 

@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { ConfigError } from '@noa/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryProvider, Queue, Scheduler } from '../src/index.js';
@@ -10,6 +12,30 @@ async function jobCount(queue: Queue): Promise<number> {
   const counts = await queue.counts();
   return counts.waiting + counts.delayed + counts.active + counts.completed + counts.failed;
 }
+
+/** Runs the scheduler-only fixture process; its last line says how many ticks it added. */
+function runAlone(keepAlive: 'default' | 'true' | 'false', intervalMs: number): string {
+  const fixture = fileURLToPath(new URL('./fixtures/scheduler-alive.ts', import.meta.url));
+  const child = spawnSync(
+    process.execPath,
+    ['--conditions=@noa/source', '--import', 'tsx', fixture, keepAlive, String(intervalMs)],
+    {
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
+  return `${child.status} ${child.stdout.trim()}`;
+}
+
+describe('Scheduler keeps its process alive', () => {
+  it('while it has schedules, as setInterval does (the process had exited before the first tick); close() lets it exit; keepAlive: false does not hold it', () => {
+    expect(runAlone('default', 30)).toBe('0 exit 3');
+    expect(runAlone('true', 30)).toBe('0 exit 3');
+    // Ticks a minute apart: the process exits long before the third (a first tick aligned to the
+    // interval may fall within its exit).
+    expect(runAlone('false', 60_000)).toMatch(/^0 exit [01]$/);
+  });
+});
 
 describe('Scheduler timing', () => {
   afterEach(() => {

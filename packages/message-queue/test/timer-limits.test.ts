@@ -1,6 +1,7 @@
 import type { ConfigError } from '@noa/core';
 import { describe, expect, it } from 'vitest';
-import { MemoryProvider, Queue, RabbitMqProvider, Worker } from '../src/index.js';
+import { MemoryProvider, Queue, Worker } from '../src/index.js';
+import { RabbitMqProvider } from '../src/rabbitmq.js';
 import { waitFor } from './helpers.js';
 
 /** Node's longest timer: a longer delay is clamped to 1 ms, so such a timer re-armed or fired every 1 ms. */

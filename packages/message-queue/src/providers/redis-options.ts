@@ -2,11 +2,31 @@ import { maxTimerMs } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 
-/** The `connection` option of the Redis-backed classes: an ioredis 5 client or cluster. */
-export const redisConnectionOption = z.custom<Redis | Cluster>(
-  (value) => typeof value === 'object' && value !== null && 'evalsha' in value && 'duplicate' in value,
-  { message: 'expected an ioredis Redis or Cluster instance' },
-);
+/**
+ * The `connection` option of the Redis-backed classes: an ioredis 5 client or cluster created
+ * with `maxRetriesPerRequest: null` (a cluster: in `redisOptions`). With ioredis's default (20)
+ * a command fails once its connection has failed 20 reconnects, so a Redis restart longer than
+ * that fails lease renewals, settlements and adds instead of waiting; refused, as BullMQ's
+ * workers refuse it ("maxRetriesPerRequest must be null").
+ */
+export const redisConnectionOption = z
+  .custom<Redis | Cluster>(
+    (value) => typeof value === 'object' && value !== null && 'evalsha' in value && 'duplicate' in value,
+    { message: 'expected an ioredis Redis or Cluster instance' },
+  )
+  .superRefine((connection, context) => {
+    const cluster = (connection as { isCluster?: boolean }).isCluster === true;
+    const options = cluster ? (connection as Cluster).options.redisOptions : (connection as Redis).options;
+    const value = options?.maxRetriesPerRequest;
+    if (value === null) return;
+    context.addIssue({
+      code: 'custom',
+      path: cluster
+        ? ['options', 'redisOptions', 'maxRetriesPerRequest']
+        : ['options', 'maxRetriesPerRequest'],
+      message: `must be null (is ${value ?? 'unset: 20'}), so commands wait out a reconnect instead of failing: create the client with { maxRetriesPerRequest: null }, or pass redis.duplicate({ maxRetriesPerRequest: null })`,
+    });
+  });
 
 /** A key prefix option (no braces: each queue's keys carry their own `{<queue>}` hash tag). */
 export function redisPrefixOption(defaultPrefix: string) {

@@ -7,6 +7,7 @@ import {
   JobCancelledError,
   type JobRecord,
   JobTimeoutError,
+  type Jsonified,
   type ProviderCapabilities,
   Queue,
   type QueueProvider,
@@ -87,7 +88,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
     };
     const startWorker = <Data, Result>(
       queue: Queue<Data>,
-      handler: (job: Job<Data>) => Promise<Result> | Result,
+      handler: (job: Job<Jsonified<Data>>) => Promise<Result> | Result,
       options: Partial<WorkerOptions<Data, Result>> = {},
     ) => {
       const worker = new Worker<Data, Result>({

@@ -1,7 +1,8 @@
 import type { Clock } from '@noa/core';
 import { uniqueName } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Queue, RedisProvider, Worker } from '../../src/index.js';
+import { Queue, Worker } from '../../src/index.js';
+import { RedisProvider } from '../../src/redis.js';
 import { sleep, waitFor } from '../helpers.js';
 import { redisContext } from './redis-context.js';
 

@@ -1,7 +1,9 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { Queue, type QueueProvider, RabbitMqProvider, RedisJobStateStore, Worker } from '../../src/index.js';
+import { Queue, type QueueProvider, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
 import { sleep, waitFor } from '../helpers.js';
 
 const url = serviceUrl('rabbitmq');

@@ -7,7 +7,8 @@ import {
 } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
-import { RabbitMqProvider, RedisJobStateStore } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
 import { describeQueueConformance } from '../conformance/queue-conformance.js';
 
 // RabbitMQ with its job state on a real 3-master Redis Cluster: every state key of a queue

@@ -1,7 +1,8 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll } from 'vitest';
-import { RabbitMqProvider, RedisJobStateStore } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
 import { describeQueueConformance } from '../conformance/queue-conformance.js';
 
 // The same suite on RabbitMQ with its job state kept in Redis: nothing is skipped but groups.

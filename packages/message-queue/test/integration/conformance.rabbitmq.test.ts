@@ -1,5 +1,5 @@
 import { isReachable, serviceUrl } from '@noa/testkit';
-import { RabbitMqProvider } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { describeQueueConformance } from '../conformance/queue-conformance.js';
 
 const url = serviceUrl('rabbitmq');

@@ -1,7 +1,7 @@
 import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
-import { RedisProvider } from '../../src/index.js';
+import { RedisProvider } from '../../src/redis.js';
 import { describeQueueConformance } from '../conformance/queue-conformance.js';
 
 // The same suite on a real 3-master Redis Cluster: every key of a queue carries the {queue}

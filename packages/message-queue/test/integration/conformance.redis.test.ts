@@ -1,7 +1,7 @@
 import { isReachable, serviceUrl } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll } from 'vitest';
-import { RedisProvider } from '../../src/index.js';
+import { RedisProvider } from '../../src/redis.js';
 import { describeQueueConformance } from '../conformance/queue-conformance.js';
 
 const url = serviceUrl('redis');

@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import type { Logger } from '@noa/core';
 import { startPrivateRabbit, uniqueName } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
-import { Queue, RabbitMqProvider, Worker } from '../../src/index.js';
+import { Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { sleep, waitFor } from '../helpers.js';
 
 const binDir = process.env.RABBITMQ_BIN_DIR ?? '/usr/lib/rabbitmq/bin';

@@ -3,14 +3,9 @@ import path from 'node:path';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import {
-  Queue,
-  type QueueProvider,
-  RabbitMqProvider,
-  RedisJobStateStore,
-  RedisProvider,
-  Worker,
-} from '../../src/index.js';
+import { Queue, type QueueProvider, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore, RedisProvider } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
 
 const root = path.resolve(import.meta.dirname, '../../../..');

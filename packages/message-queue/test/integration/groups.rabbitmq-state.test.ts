@@ -1,6 +1,8 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { afterAll, describe, it } from 'vitest';
-import { Queue, RabbitMqProvider, RedisJobStateStore } from '../../src/index.js';
+import { Queue } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
 import { expectWeightedDispatch } from './groups-scenario.js';
 import { redisContext } from './redis-context.js';
 

@@ -1,6 +1,7 @@
 import { uniqueName } from '@noa/testkit';
 import { afterAll, describe, it } from 'vitest';
-import { Queue, RedisProvider } from '../../src/index.js';
+import { Queue } from '../../src/index.js';
+import { RedisProvider } from '../../src/redis.js';
 import { expectWeightedDispatch } from './groups-scenario.js';
 import { redisContext } from './redis-context.js';
 

@@ -1,6 +1,7 @@
 import { uniqueName } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type JobRecord, RedisJobStateStore, retentionSchema } from '../../src/index.js';
+import { type JobRecord, retentionSchema } from '../../src/index.js';
+import { RedisJobStateStore } from '../../src/redis.js';
 import { redisContext } from './redis-context.js';
 
 // The consistency rules of the RabbitMQ job state store, on real Redis, without a broker: which

@@ -2,7 +2,8 @@ import { startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LeaseLostError, Queue, RedisProvider, Worker } from '../../src/index.js';
+import { LeaseLostError, Queue, Worker } from '../../src/index.js';
+import { RedisProvider } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
 
 const privateRedis = await startPrivateRedisOrSkip();

@@ -2,7 +2,9 @@ import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { LeaseLostError, Queue, RabbitMqProvider, RedisJobStateStore, Worker } from '../../src/index.js';
+import { LeaseLostError, Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
 import { startTcpProxy } from './tcp-proxy.js';
 

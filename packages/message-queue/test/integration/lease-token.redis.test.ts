@@ -1,6 +1,7 @@
 import { uniqueName } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Queue, RedisProvider, Worker } from '../../src/index.js';
+import { Queue, Worker } from '../../src/index.js';
+import { RedisProvider } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
 import { redisContext } from './redis-context.js';
 
@@ -76,6 +77,44 @@ describe.skipIf(!redis.reachable)('Redis lease tokens', () => {
     expect(await queue.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1 });
     expect((await queue.getJob(id))?.state).toBe('completed');
     expect(await connection.hlen(`${prefix}leases`)).toBe(0);
+    await provider.close();
+  });
+
+  it("a settlement resent after its reply was lost (Redis had stored it) is accepted once, not refused as stale; another run's late one still is", async () => {
+    const connection = redis.connect();
+    const provider = new RedisProvider({ connection });
+    const queue = new Queue({ name: uniqueName('resent-settle'), provider });
+    const done = await queue.add('done', null);
+    const dead = await queue.add('dead', null, { attempts: 1 });
+    const lease = (now: number, fetch: number) => ({
+      fetch,
+      leaseUntil: now + 60_000,
+      now,
+      promoteDelayed: false,
+      groupWeights: {},
+      defaultGroupWeight: 1,
+    });
+    const { jobs } = await provider.exchange(queue.name, { settle: [], ...lease(Date.now(), 2) });
+    const doneRecord = jobs.find((job) => job.id === done.id)!;
+    const deadRecord = jobs.find((job) => job.id === dead.id)!;
+    const settle = [
+      { kind: 'complete' as const, record: doneRecord, result: 'ok' },
+      { kind: 'fail' as const, record: { ...deadRecord, attempt: 1 }, retryAt: null },
+    ];
+    const first = await provider.exchange(queue.name, { settle, ...lease(Date.now(), 0) });
+    expect(first.stale).toBeUndefined();
+    // The worker never saw that reply (connection lost) and sends the same settlements again.
+    const resent = await provider.exchange(queue.name, { settle, ...lease(Date.now(), 0) });
+    expect(resent.stale).toBeUndefined();
+    expect(await queue.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1, failed: 1 });
+    expect((await queue.getJob(done.id))?.result).toBe('ok');
+    // A try under another lease token (a stalled run) is still refused once the job is finished.
+    const other = await provider.exchange(queue.name, {
+      settle: [{ kind: 'complete', record: { ...doneRecord, lease: 'not-this-run' }, result: 'late' }],
+      ...lease(Date.now(), 0),
+    });
+    expect(other.stale).toEqual([done.id]);
+    expect((await queue.getJob(done.id))?.result).toBe('ok');
     await provider.close();
   });
 

@@ -3,13 +3,9 @@ import type { Logger } from '@noa/core';
 import { isReachable, serviceUrl, sparePort, startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  BrokerUnavailableError,
-  Queue,
-  RabbitMqProvider,
-  RedisJobStateStore,
-  Worker,
-} from '../../src/index.js';
+import { BrokerUnavailableError, Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
 import { sleep, waitFor } from '../helpers.js';
 
 // Start and stop of a RabbitMQ provider whose dependencies are down: close() must be bounded

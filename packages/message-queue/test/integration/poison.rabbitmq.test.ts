@@ -2,7 +2,9 @@ import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { Queue, RabbitMqProvider, RedisJobStateStore, Worker } from '../../src/index.js';
+import { Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
 
 const url = serviceUrl('rabbitmq');

@@ -2,7 +2,9 @@ import { existsSync } from 'node:fs';
 import { isReachable, serviceUrl, startPrivateRabbit, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { Queue, RabbitMqProvider, RedisJobStateStore, Worker } from '../../src/index.js';
+import { Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
 import { sleep, startProducer, waitFor } from '../helpers.js';
 
 // Where testkit's startPrivateRabbit looks for the server scripts.

@@ -1,7 +1,8 @@
 import { startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { Queue, RedisProvider, Worker } from '../../src/index.js';
+import { Queue, Worker } from '../../src/index.js';
+import { RedisProvider } from '../../src/redis.js';
 import { sleep, startProducer, waitFor } from '../helpers.js';
 
 describe('broker failure: a private Redis (AOF) killed and restarted mid-run', () => {

@@ -1,6 +1,7 @@
 import { uniqueName } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Queue, RedisProvider, Worker } from '../../src/index.js';
+import { Queue, Worker } from '../../src/index.js';
+import { RedisProvider } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
 import { redisContext } from './redis-context.js';
 

@@ -1,6 +1,8 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Queue, RabbitMqProvider, RedisJobStateStore, Scheduler, Worker } from '../../src/index.js';
+import { Queue, Scheduler, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
 import { sleep } from '../helpers.js';
 import { redisContext } from './redis-context.js';
 

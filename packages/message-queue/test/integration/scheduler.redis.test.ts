@@ -1,6 +1,7 @@
 import { uniqueName } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Queue, type QueueProvider, RedisProvider, Scheduler, Worker } from '../../src/index.js';
+import { Queue, type QueueProvider, Scheduler, Worker } from '../../src/index.js';
+import { RedisProvider } from '../../src/redis.js';
 import { sleep } from '../helpers.js';
 import { redisContext } from './redis-context.js';
 

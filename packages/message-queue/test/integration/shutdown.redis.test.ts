@@ -1,7 +1,8 @@
 import { startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Queue, RedisProvider, Worker } from '../../src/index.js';
+import { Queue, Worker } from '../../src/index.js';
+import { RedisProvider } from '../../src/redis.js';
 import { sleep, waitFor } from '../helpers.js';
 import { redisContext } from './redis-context.js';
 

@@ -1,15 +1,9 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  JobCancelledError,
-  type JobRecord,
-  Queue,
-  RabbitMqProvider,
-  RedisJobStateStore,
-  type RedisJobStateStoreOptions,
-  Worker,
-} from '../../src/index.js';
+import { JobCancelledError, type JobRecord, Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore, type RedisJobStateStoreOptions } from '../../src/redis.js';
 import { sleep, waitFor } from '../helpers.js';
 
 // RabbitMQ + Redis job state across processes: two providers (two connections, as two processes

@@ -23,6 +23,11 @@ local CANCELLED = P .. 'cancelled'
 -- leaves ACTIVE, so a job has an entry exactly while it is active (or, leased before tokens
 -- existed, none: any step owns it).
 local LEASES = P .. 'leases'
+-- The settlements that landed recently ('<id> <token>', scored by Redis TIME; kept
+-- SETTLED_KEEP_MS): a worker whose exchange failed after Redis stored it (the reply was lost)
+-- sends the same settlements again, and those are the same outcome, not a stale worker's.
+local SETTLED = P .. 'settled'
+local SETTLED_KEEP_MS = 60000
 -- Priority bands: score = (10 - priority) * BAND + sequence, so higher priority pops first and
 -- equal priority pops in insertion order.
 local BAND = 10000000000000

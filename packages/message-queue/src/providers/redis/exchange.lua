@@ -19,12 +19,35 @@ if #settle > 0 then
   local active = redis.call('ZMSCORE', ACTIVE, unpack(ids))
   local present = {}
   local owned = {}
+  -- Settlements this very lease already made (resent: see SETTLED): applied, nothing to redo.
+  local again = {}
+  local ask = {}
   for i, s in ipairs(settle) do
-    if held[i] and not active[i] then
+    if s.l and held[i] ~= s.l then ask[#ask + 1] = s.id .. ' ' .. s.l end
+  end
+  if #ask > 0 then
+    local landed = {}
+    local scores = redis.call('ZMSCORE', SETTLED, unpack(ask))
+    for k, member in ipairs(ask) do
+      if scores[k] then landed[member] = true end
+    end
+    for i, s in ipairs(settle) do
+      if s.l and landed[s.id .. ' ' .. s.l] then again[i] = true end
+    end
+  end
+  local landing = {}
+  local time = nil
+  for i, s in ipairs(settle) do
+    if again[i] then
+      -- Not stale, not refused: judged below as neither current nor another lease's.
+      held[i] = 'again'
+    elseif held[i] and not active[i] then
       redis.call('HDEL', LEASES, s.id)
       held[i] = false
     end
-    if held[i] then
+    if again[i] then
+      present[i] = false
+    elseif held[i] then
       -- Active under another lease: this try's worker stalled past its lease while another
       -- worker runs the job. Its outcome must not touch that run.
       present[i] = held[i] == s.l
@@ -56,9 +79,15 @@ if #settle > 0 then
       -- settlement, resent after its reply was lost): it must not rerun, re-fail or re-complete it.
       current = redis.call('ZREM', (waitKey(s.g)), id) + redis.call('ZREM', DELAYED, id) > 0
     end
+    if current and s.l then
+      time = time or fmt(redisTime())
+      landing[#landing + 1] = time
+      landing[#landing + 1] = id .. ' ' .. s.l
+    end
     if not current then
       -- Refused: see above. Reported as stale too when another run finished the job, so the late
       -- worker reports no second outcome of it.
+      -- A resend of a settlement that landed (held 'again') is neither: it is accepted as is.
       if not held[i] then stale[#stale + 1] = id end
     elseif s.k == 'c' then
       if s.rm then
@@ -84,6 +113,10 @@ if #settle > 0 then
         retries[#retries + 1] = s
       end
     end
+  end
+  if #landing > 0 then
+    zaddChunked(SETTLED, landing)
+    redis.call('ZREMRANGEBYSCORE', SETTLED, '-inf', '(' .. fmt(tonumber(time) - SETTLED_KEEP_MS))
   end
   if #completed > 0 then zaddChunked(COMPLETED, completed) end
   if #results > 0 then redis.call('HSET', P .. 'res', unpack(results)) end
