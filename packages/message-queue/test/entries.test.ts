@@ -1,36 +1,26 @@
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { entryShapeProblems, optionalPeersByEntry } from '@noa/testkit/declarations';
 import { describe, expect, it } from 'vitest';
 
-const src = fileURLToPath(new URL('../src/', import.meta.url));
+const packageDir = fileURLToPath(new URL('..', import.meta.url));
 
-/** The bare specifiers reached through the relative imports (type imports too) of `entry`. */
-function reachedPackages(entry: string): Set<string> {
-  const seen = new Set<string>();
-  const packages = new Set<string>();
-  const walk = (file: string) => {
-    if (seen.has(file)) return;
-    seen.add(file);
-    const source = readFileSync(file, 'utf8');
-    for (const [, specifier] of source.matchAll(/(?:from|import\()\s*'([^']+)'/g)) {
-      if (specifier!.startsWith('.'))
-        walk(path.resolve(path.dirname(file), specifier!.replace(/\.js$/, '.ts')));
-      else packages.add(specifier!);
-    }
-  };
-  walk(path.join(src, entry));
-  return packages;
-}
-
-// Declarations mirror these imports: a driver's types reached from the main entry make a user
-// without that optional peer fail tsc with skipLibCheck: false (TS2307).
+// A driver's types reached from the main entry make a user without that optional peer fail tsc
+// with skipLibCheck: false (TS2307): decision 010.
 describe('package entries', () => {
-  it('the main entry reaches no optional peer; each driver entry reaches only its own', () => {
-    const main = reachedPackages('index.ts');
-    expect([...main].filter((name) => /^(ioredis|amqplib)/.test(name))).toEqual([]);
-    expect(reachedPackages('redis.ts').has('amqplib')).toBe(false);
-    expect(reachedPackages('rabbitmq.ts').has('ioredis')).toBe(false);
+  it('are listed alike in exports and publishConfig.exports', () => {
+    expect(entryShapeProblems(packageDir)).toEqual([]);
+  });
+
+  it('the main entry reaches no optional peer; each driver entry reaches only its own', {
+    timeout: 60_000,
+  }, () => {
+    expect(optionalPeersByEntry(packageDir)).toEqual({
+      '.': [],
+      './redis': ['ioredis'],
+      // The provider's declarations name no amqplib type: a RabbitMQ user's tsc needs none.
+      './rabbitmq': [],
+    });
   });
 
   it('declares prom-client as what it is: a dependency (it comes with @noa/core), not an optional peer', () => {
