@@ -11,8 +11,8 @@
 //   - type-check those blocks in a strict project with moduleResolution nodenext and bundler.
 // It also reads each packed package.json: no workspace: ranges, no @noa/source condition, no
 // src/ or test files. Notes (printed, not failures): README imports its Install section does not
-// name, and the declaration files' imports of optional peers a strict skipLibCheck: false user
-// must install types for.
+// name. A failure: a main entry whose declarations import an optional peer (a strict
+// skipLibCheck: false user would have to install it).
 //
 // Needs the packages built (`scripts/run build`) and, for the README blocks that use them, the
 // services (`eval "$(scripts/services env)"`). Node 22 comes from NOA_NODE22, else from
@@ -252,10 +252,19 @@ for (const [moduleResolution, checked] of [
 const missingTypes = [
   ...new Set([...libCheck.output.matchAll(/Cannot find module '([^']+)'/g)].map((m) => m[1])),
 ];
-if (missingTypes.length > 0) {
-  notes.push(
-    `with skipLibCheck: false and no optional peer installed, tsc cannot find ${missingTypes.join(', ')} (imported by the declarations)`,
-  );
+// Each package's main entry must type-check with no optional peer installed (decision 010: what
+// needs a driver's types lives in that driver's subpath entry).
+{
+  const what = 'tsc --strict, skipLibCheck: false, no optional peer installed: every main entry';
+  if (libCheck.status === 0) console.log(`ok   ${what}`);
+  else
+    fail(
+      what,
+      missingTypes.length > 0
+        ? `the declarations import ${missingTypes.join(', ')}\n${libCheck.output}`
+        : libCheck.output,
+      libCheck.reproduce,
+    );
 }
 for (const { manifest } of packages) {
   const install = installSections.get(manifest.name);
