@@ -1,43 +1,13 @@
-import type { AddressInfo } from 'node:net';
 import { ManualClock } from '@noa/core';
-import express from 'express';
-import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { expressRateLimit } from '../src/express.js';
-import { fastifyRateLimit } from '../src/fastify.js';
-import { createRateLimiter, type LimitInput, type RateLimiter } from '../src/index.js';
+import { createRateLimiter, type LimitInput } from '../src/index.js';
+import { expressApp, fastifyApp } from './http-apps.js';
 
 // A bucket whose burst differs from its limit admits `burst` at once but only `limit` per window
 // after that. Its `RateLimit-Policy` must state what a client can rely on: a client that sends what
 // q and w say (q every w seconds, after spending the burst it was told of) is never refused.
 
 const start = 1_700_000_000_000;
-
-interface App {
-  base: string;
-  close: () => Promise<void>;
-}
-
-async function expressApp(limiter: RateLimiter): Promise<App> {
-  const app = express();
-  app.get('/', expressRateLimit({ limiter }), (_req, res) => {
-    res.send('ok');
-  });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  return {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
-
-async function fastifyApp(limiter: RateLimiter): Promise<App> {
-  const app = Fastify();
-  await app.register(fastifyRateLimit, { limiter });
-  app.get('/', async () => 'ok');
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return { base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, close: () => app.close() };
-}
 
 /** One `RateLimit-Policy` list member, as this package writes it. */
 function parsePolicy(field: string): { name: string; q: number; w: number; burst: number | undefined } {

@@ -1,11 +1,7 @@
-import type { AddressInfo } from 'node:net';
 import { ManualClock } from '@noa/core';
-import express from 'express';
-import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { expressRateLimit } from '../src/express.js';
-import { fastifyRateLimit } from '../src/fastify.js';
 import { type AlgorithmName, createRateLimiter, type RateLimiter } from '../src/index.js';
+import { expressApp, fastifyApp } from './http-apps.js';
 
 // draft-ietf-httpapi-ratelimit-headers-10 defines the RateLimit field's `t` as the seconds until
 // additional quota is made available (no longer until the quota resets): a sliding window or a
@@ -31,32 +27,6 @@ const cases: { algorithm: AlgorithmName; t: number; reset: number }[] = [
   { algorithm: 'leaky-bucket', t: 2, reset: 50 },
 ];
 
-interface App {
-  base: string;
-  close: () => Promise<void>;
-}
-
-async function expressApp(limiter: RateLimiter): Promise<App> {
-  const app = express();
-  app.get('/', expressRateLimit({ limiter, headers: { standard: true, legacy: true } }), (_req, res) => {
-    res.send('ok');
-  });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  return {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
-
-async function fastifyApp(limiter: RateLimiter): Promise<App> {
-  const app = Fastify();
-  await app.register(fastifyRateLimit, { limiter, headers: { standard: true, legacy: true } });
-  app.get('/', async () => 'ok');
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return { base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, close: () => app.close() };
-}
-
 /** r and t of the single `RateLimit` list member. */
 function rateLimit(field: string | null): { r: number; t: number } {
   const match = /^"per-minute";r=(\d+);t=(\d+)$/.exec(field ?? '');
@@ -64,7 +34,11 @@ function rateLimit(field: string | null): { r: number; t: number } {
   return { r: Number(match[1]), t: Number(match[2]) };
 }
 
-const apps = { express: expressApp, fastify: fastifyApp };
+const headers = { standard: true, legacy: true };
+const apps = {
+  express: (limiter: RateLimiter) => expressApp(limiter, { headers }),
+  fastify: (limiter: RateLimiter) => fastifyApp(limiter, { headers }),
+};
 const open: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const close of open.splice(0)) await close();

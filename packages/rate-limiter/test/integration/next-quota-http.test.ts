@@ -1,14 +1,10 @@
-import type { AddressInfo } from 'node:net';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
-import express from 'express';
-import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expressRateLimit } from '../../src/express.js';
-import { fastifyRateLimit } from '../../src/fastify.js';
-import { type AlgorithmName, createRateLimiter, type RateLimiter } from '../../src/index.js';
+import { type AlgorithmName, createRateLimiter } from '../../src/index.js';
 import { algorithmNames } from '../../src/policy.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
+import { expressApp, fastifyApp } from '../http-apps.js';
 
 // RateLimit's t on Redis, over HTTP (the memory twin, with an injected clock, is
 // test/middleware-next-quota.test.ts): a client that sees r=0 and waits t seconds is admitted, for
@@ -18,32 +14,6 @@ import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
 if (skip) console.log(skip);
-
-interface App {
-  base: string;
-  close: () => Promise<void>;
-}
-
-async function expressApp(limiter: RateLimiter): Promise<App> {
-  const app = express();
-  app.get('/', expressRateLimit({ limiter }), (_req, res) => {
-    res.send('ok');
-  });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  return {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
-
-async function fastifyApp(limiter: RateLimiter): Promise<App> {
-  const app = Fastify();
-  await app.register(fastifyRateLimit, { limiter });
-  app.get('/', async () => 'ok');
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return { base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, close: () => app.close() };
-}
 
 /** r and t of the single `RateLimit` list member. */
 function rateLimit(field: string | null): { r: number; t: number } {
