@@ -68,3 +68,4 @@ export {
 } from './redis-cluster.js';
 export { clearRedisPrefix, escapeGlob, type RedisPrefix, withRedisPrefix } from './redis-prefix.js';
 export { clearSqsQueues } from './sqs-queues.js';
+export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';

@@ -1,9 +1,8 @@
 import { delay, withDeadline } from '@noa/core';
-import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
+import { type PrivateRedisCluster, startRedisCluster, startTcpProxy, type TcpProxy } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
-import { CuttableProxy } from './cuttable-proxy.js';
 import { redisServerInstalled } from './redis-server.js';
 
 const hasRedisServer = redisServerInstalled('a private Redis Cluster');
@@ -32,15 +31,14 @@ async function timed(label: string, work: () => Promise<unknown>): Promise<[unkn
  */
 describe.skipIf(!hasRedisServer)('Redis Cluster with every master down', () => {
   let cluster: PrivateRedisCluster | undefined;
-  const proxies: CuttableProxy[] = [];
+  const proxies: TcpProxy[] = [];
   const clients: Cluster[] = [];
   const caches: Cache[] = [];
 
   beforeAll(async () => {
     cluster = await startRedisCluster(3);
     for (const { port } of cluster.nodes) {
-      const proxy = new CuttableProxy(new URL(`redis://127.0.0.1:${port}`));
-      await proxy.start();
+      const proxy = await startTcpProxy(`redis://127.0.0.1:${port}`);
       proxies.push(proxy);
     }
   });

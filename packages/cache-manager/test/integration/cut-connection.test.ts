@@ -1,9 +1,8 @@
 import { delay } from '@noa/core';
-import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
+import { type PrivateRedisCluster, startRedisCluster, startTcpProxy, type TcpProxy } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
-import { CuttableProxy } from './cuttable-proxy.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 import { redisServerInstalled } from './redis-server.js';
 
@@ -11,7 +10,7 @@ describe.skipIf(!redisUp)('one instance cut off from Redis, the others not', () 
   const prefix = testPrefix('cm_cut');
   const clients: Redis[] = [];
   const caches: Cache[] = [];
-  let proxy: CuttableProxy | undefined;
+  let proxy: TcpProxy | undefined;
   afterAll(async () => {
     await Promise.all(caches.map((cache) => cache.close()));
     for (const client of clients) client.disconnect();
@@ -20,8 +19,7 @@ describe.skipIf(!redisUp)('one instance cut off from Redis, the others not', () 
   });
 
   it('does not replay, once reconnected, a write that failed while cut, over a later write of another instance', async () => {
-    proxy = new CuttableProxy(new URL(redisUrl));
-    await proxy.start();
+    proxy = await startTcpProxy(redisUrl);
     // ioredis's defaults (maxRetriesPerRequest 20, the offline queue on), as most users have them.
     const cutClient = new Redis(`redis://127.0.0.1:${proxy.port}`);
     cutClient.on('error', () => {});
@@ -50,7 +48,7 @@ describe.skipIf(!redisUp)('one instance cut off from Redis, the others not', () 
     await healthy.set('price', 'v2, written later');
     expect(await healthyClient.exists(`${prefix}v:price`)).toBe(1);
 
-    proxy.cut = false;
+    proxy.mend();
     // The cut instance reconnects; its breaker closes and its lost write is announced again.
     const until = Date.now() + 15_000;
     while (Date.now() < until && (status() !== 'ready' || cut.stats().l2 !== 'closed')) {
@@ -71,7 +69,7 @@ describe.skipIf(!redisServerInstalled('a private Redis Cluster'))(
   () => {
     const prefix = 'cm_cut_cluster:';
     let cluster: PrivateRedisCluster | undefined;
-    let proxy: CuttableProxy | undefined;
+    let proxy: TcpProxy | undefined;
     const clients: Cluster[] = [];
     const caches: Cache[] = [];
     afterAll(async () => {
@@ -92,8 +90,7 @@ describe.skipIf(!redisServerInstalled('a private Redis Cluster'))(
       const healthyClient = await ready(new Cluster(cluster.nodes));
       const slot = Number(await healthyClient.cluster('KEYSLOT', `${prefix}v:price`));
       const owner = healthyClient.slots[slot]![0]!;
-      proxy = new CuttableProxy(new URL(`redis://${owner}`));
-      await proxy.start();
+      proxy = await startTcpProxy(`redis://${owner}`);
       // The cut instance reaches the key's master through the proxy (ioredis's defaults otherwise).
       const others = cluster.nodes.filter(({ port }) => `127.0.0.1:${port}` !== owner);
       const cutClient = await ready(
@@ -127,7 +124,7 @@ describe.skipIf(!redisServerInstalled('a private Redis Cluster'))(
       await cut.set('price', 'stale, written while cut off');
       expect(cutClient.status).toBe('ready');
       await healthy.set('price', 'v2, written later');
-      proxy.cut = false;
+      proxy.mend();
       // ioredis retries a command whose node connection closed every retryDelayOnFailover
       // (200 ms), up to maxRedirections (16) times: well past here.
       await delay(3_500);

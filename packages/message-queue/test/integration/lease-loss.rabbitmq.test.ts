@@ -1,4 +1,4 @@
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { isReachable, serviceUrl, startTcpProxy, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -6,7 +6,6 @@ import { LeaseLostError, Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
-import { startTcpProxy } from './tcp-proxy.js';
 
 const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
@@ -103,13 +102,13 @@ describe.skipIf(!reachable)('RabbitMQ: the run whose channel closed loses its le
           workers.push(workerB);
           workerB.on('completed', (_id, result) => completedB.push(result));
           // A's connection drops and it cannot reconnect: the broker redelivers the job to B.
-          await proxy.cut();
+          await proxy.down();
           await waitFor(() => runs.includes('B'), 10_000, 'worker B to run the redelivered job');
           // A's signal aborts: its lease is gone (its channel closed and B holds the job).
           await waitFor(() => abortedA.length === 1, 10_000, "A's signal to abort");
           expect(abortedA[0]).toBeInstanceOf(LeaseLostError);
           expect(abortedA[0]).toMatchObject({ code: 'NOA_MQ_LEASE_LOST', reason: 'revoked' });
-          await proxy.restore();
+          await proxy.up();
           // A finishes first, while B still runs the job.
           gateA.open();
           await waitFor(async () => (await leasesLost(registryA, name)) >= 1, 10_000, "A's refused outcome");

@@ -1,0 +1,85 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * A TCP proxy to a service (a shared Redis, RabbitMQ…) that a test can cut while the service,
+ * and every other client of it, stays up: one client's network partition or its server's
+ * outage, seen from that client only.
+ */
+export interface TcpProxy {
+  /** The port the proxy listens on (kept across {@link down} and {@link up}). */
+  readonly port: number;
+  /** Resets every proxied connection, and each new one, until {@link mend} (the port still accepts). */
+  sever(): void;
+  /** Passes new connections through again after {@link sever}. */
+  mend(): void;
+  /** As a stopped server looks: connections reset and new ones refused (nothing listens) until {@link up}. */
+  down(): Promise<void>;
+  /** Listens again on the same port and passes connections through. */
+  up(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The ports a service URL without one means. */
+const defaultPorts: Record<string, number> = { 'redis:': 6379, 'rediss:': 6380, 'amqp:': 5672 };
+
+/** Starts a {@link TcpProxy} to `target` (a host and port, or a service URL) on a free port of 127.0.0.1. */
+export async function startTcpProxy(to: { host: string; port: number } | string): Promise<TcpProxy> {
+  const url = typeof to === 'string' ? new URL(to) : undefined;
+  const target = url
+    ? { host: url.hostname, port: Number(url.port) || defaultPorts[url.protocol]! }
+    : (to as { host: string; port: number });
+  const sockets = new Set<Socket>();
+  let severed = false;
+  let port = 0;
+  const server: Server = createServer((client) => {
+    if (severed) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(target.port, target.host);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  const sever = () => {
+    severed = true;
+    for (const socket of sockets) socket.destroy();
+  };
+  const down = async () => {
+    sever();
+    if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  await listen();
+  port = (server.address() as { port: number }).port;
+  return {
+    get port() {
+      return port;
+    },
+    sever,
+    mend: () => {
+      severed = false;
+    },
+    down,
+    up: async () => {
+      severed = false;
+      if (!server.listening) await listen();
+    },
+    close: down,
+  };
+}
