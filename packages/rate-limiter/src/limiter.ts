@@ -473,14 +473,7 @@ export class RateLimiter implements AsyncDisposable {
 
   /** Forgets the counters and any block of `key` (for `role`'s limits). */
   async reset(key: string, role?: string): Promise<void> {
-    if (typeof key !== 'string' || key === '')
-      throw new InvalidCheckInputError(
-        'reset',
-        'key',
-        `key must be a non-empty string, got ${key === '' ? '""' : typeof key}`,
-      );
-    if (role !== undefined && typeof role !== 'string')
-      throw new InvalidCheckInputError('reset', 'role', `role must be a string, got ${typeof role}`);
+    validateCheckInput({ key, role }, 'reset');
     const rule = role === undefined ? undefined : this.#roles.get(role);
     const namespace = (rule === undefined || rule === 'unlimited' ? this.#defaultRule : rule).namespace;
     this.#localBlocks?.delete(namespace + key);
