@@ -26,6 +26,15 @@ export function clusterResendWindowMs(client: IoRedisClient): number {
  * first is the drop of a working connection (or the first attempt of a client never ready), and
  * each one after it an attempt that failed. ioredis keeps the count private, hence the cast;
  * without it (another major version) this is 0, and calls wait for the next attempt as before.
+ *
+ * Why a private member: only the past matters here (a client the cache never watched), and no
+ * public one tells it. `status` is `reconnecting` after the drop of a working connection as
+ * much as after failed attempts, so it cannot tell a blink (`CLIENT KILL`, held calls go
+ * through a moment later) from an outage (they should fail at once); the `reconnecting` event
+ * and its delay, and `retryStrategy`'s `times`, reach only a listener or a strategy present
+ * at the time (wrapping the user's `retryStrategy` would also change their option, and still
+ * not see the past). The read is pinned by `test/ioredis-client.test.ts`, which fails by name
+ * if an ioredis upgrade renames or drops the counter.
  */
 export function failedAttempts(client: IoRedisClient): number {
   const closes = (client as unknown as { retryAttempts?: unknown }).retryAttempts;
