@@ -59,18 +59,27 @@ describe.skipIf(started.skip !== undefined)('root clears after a shared outage',
       });
     }
 
-    await server.pause(1_500);
-    await Promise.all(
-      all.map(async (cache, index) => {
-        for (let round = 0; round < 20 && cache.stats().l2 !== 'open'; round += 1)
-          await cache.get(`probe:${index}:${round}`);
-        expect(cache.stats().l2).toBe('open');
-        // Only this instance's L1 gets them: the breaker skips L2 and the bus.
-        await cache.setMany(
-          Array.from({ length: 10_001 }, (_, key) => ({ key: `lost:${index}:${key}`, value: key })),
-        );
-      }),
-    );
+    // Frozen until every instance has made its lost writes: a timed outage (a 1.5 s CLIENT
+    // PAUSE) ended, on a loaded machine, before the breakers opened or while 10,001 values were
+    // still being encoded, so some writes reached Redis, too few were lost for a root clear, and
+    // the values written stayed in L1 as they should. (CLIENT UNPAUSE waits for the pause.)
+    server.freeze();
+    try {
+      await Promise.all(
+        all.map(async (cache, index) => {
+          for (let round = 0; round < 20 && cache.stats().l2 !== 'open'; round += 1)
+            await cache.get(`probe:${index}:${round}`);
+          expect(cache.stats().l2).toBe('open');
+          // Only this instance's L1 gets them: the breaker skips L2 and the bus (a half-open
+          // probe among them times out).
+          await cache.setMany(
+            Array.from({ length: 10_001 }, (_, key) => ({ key: `lost:${index}:${key}`, value: key })),
+          );
+        }),
+      );
+    } finally {
+      server.resume();
+    }
     const recovered = Date.now() + 15_000;
     while (Date.now() < recovered && all.some((cache) => cache.stats().l2 !== 'closed')) {
       await Promise.all(all.map((cache) => cache.get('probe:recovery')));
@@ -110,15 +119,21 @@ describe.skipIf(started.skip !== undefined)('root clears after a shared outage',
     const admin = new Redis(server.url);
     clients.push(admin);
     // Another instance took the lease for this outage's root clear and was killed before sending it.
-    // Set before the pause, it lasts until about 2.5 s past the recovery (a real holder's lasts 2 s).
-    await admin.set('storm:__root-clear', 'dead-instance', 'PX', 4_000);
-    await server.pause(1_500);
-    for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
-      await writer.get(`probe:dead:${round}`);
-    expect(writer.stats().l2).toBe('open');
-    await writer.setMany(
-      Array.from({ length: 10_001 }, (_, key) => ({ key: `lost:dead:${key}`, value: key })),
-    );
+    // Set before the outage, it lasts until 2.5 s past the recovery (a real holder's lasts 2 s).
+    await admin.set('storm:__root-clear', 'dead-instance', 'PX', 60_000);
+    // Frozen until the lost writes are made (see the test above).
+    server.freeze();
+    try {
+      for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
+        await writer.get(`probe:dead:${round}`);
+      expect(writer.stats().l2).toBe('open');
+      await writer.setMany(
+        Array.from({ length: 10_001 }, (_, key) => ({ key: `lost:dead:${key}`, value: key })),
+      );
+    } finally {
+      server.resume();
+    }
+    await admin.pexpire('storm:__root-clear', 2_500);
     // The writer finds the lease taken, drops its own L1 and waits for a clear that never comes.
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline && reader.getLocal('unrelated') !== undefined) {
