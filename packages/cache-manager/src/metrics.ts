@@ -145,7 +145,11 @@ export class CacheMetrics {
     this.#errors.inc({ tier, operation });
   }
 
-  degraded(operation: string, reason: 'circuit_open' | 'timeout' | 'error'): void {
+  /**
+   * A Redis operation not done: `skipped` is one not sent because an earlier one of the same
+   * call failed (the later chunks of a `setMany`, see `sendWrites`).
+   */
+  degraded(operation: string, reason: 'circuit_open' | 'timeout' | 'error' | 'skipped'): void {
     this.counters.degraded += 1;
     if (reason === 'circuit_open') this.counters.breakerOpen += 1;
     else if (reason === 'timeout') this.counters.l2Timeouts += 1;

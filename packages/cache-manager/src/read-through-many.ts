@@ -19,7 +19,14 @@ import {
 } from './read-through.js';
 
 import { copyOfFlight } from './value-copies.js';
-import { prepareWrite, sendWrites, writeLocal } from './writes.js';
+import {
+  awaitInOrder,
+  type PreparedWrite,
+  prepareWrite,
+  sendWrites,
+  skipWrite,
+  writeLocal,
+} from './writes.js';
 
 /** `getOrSetMany` waits without timeouts. */
 const NO_LIMITS: FlightLimits = { softTimeoutMs: undefined, hardTimeoutMs: undefined };
@@ -287,7 +294,7 @@ async function runMany<T>(
     // As in `runFactory`: a key L2 cannot vouch for is cached in L1 only until the resync.
     const awaitingResync = engine.bus?.awaitingResync === true;
     // L1 now, L2 in chunks: 20,000 values sent at once queued in Redis past their deadlines.
-    const writes: (() => Promise<void>)[] = [];
+    const writes: PreparedWrite[] = [];
     const unwritten: number[] = [];
     batch.forEach((index, position) => {
       const value = values[position];
@@ -308,7 +315,12 @@ async function runMany<T>(
         const remote = prepareWrite(engine, fullKeys[index]!, value, options, computeMs);
         // A later chunk goes after anything this instance sent meanwhile: a delete of the key
         // since its L1 write must not be overwritten by the value it superseded.
-        writes.push(() => (run.superseded ? Promise.resolve() : remote()));
+        writes.push({
+          send: () => (run.superseded ? Promise.resolve() : remote()),
+          skip: () => {
+            if (!run.superseded) skipWrite(engine, fullKeys[index]!);
+          },
+        });
       } catch (error) {
         if (!(error instanceof SerializationError)) throw error;
         unwritten.push(index);
@@ -319,14 +331,17 @@ async function runMany<T>(
     // Written keys' leases are released once their values are in L2 (see `#runFactory`).
     const skipped = new Set(unwritten);
     const written = batch.filter((index) => !skipped.has(index));
-    const finished = Promise.all([
-      release(unwritten),
-      sendWrites(writes).finally(() =>
-        leaseToken && tier
-          ? inBatches(written, (index) => tier.releaseLease(fullKeys[index]!, leaseToken))
-          : undefined,
-      ),
-    ]);
+    // Neither waited for past a Redis failure (see `awaitInOrder`, `sendWrites`).
+    const releaseWritten =
+      leaseToken && tier
+        ? () => inBatches(written, (index) => tier.releaseLease(fullKeys[index]!, leaseToken))
+        : undefined;
+    const finished = Promise.allSettled([
+      awaitInOrder(engine, [() => release(unwritten)]),
+      sendWrites(engine, writes, releaseWritten, true),
+    ]).then((settled) => {
+      for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
+    });
     if (engine.options.writeMode === 'background') engine.track(finished);
     else await finished;
     batch.forEach((index, position) => {

@@ -8,7 +8,7 @@ import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { type L2Read, readL2 } from './read-path.js';
-import { writeEntry, writeLocal } from './writes.js';
+import { awaitInOrder, writeEntry, writeLocal } from './writes.js';
 
 /**
  * Read-through for one key past an L1 hit (`getOrSet`): the L2 read, the cross-instance lease
@@ -423,12 +423,21 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
         // Free the lease first, then wake waiters: those with a value in grace serve it, one
         // of the others takes the lease and retries at once. The mark tells the waiters the
         // message misses; it lasts the back-off a failure served stale gets here.
-        await tier.markFailedHolder(
-          fullKey,
-          Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs),
+        await awaitInOrder(
+          engine,
+          [
+            () =>
+              tier.markFailedHolder(
+                fullKey,
+                Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs),
+              ),
+            async () => {
+              await tier.releaseLease(fullKey, leaseToken);
+              engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
+            },
+          ],
+          true,
         );
-        await tier.releaseLease(fullKey, leaseToken);
-        engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
       }
       throw error;
     }
@@ -464,17 +473,17 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     }
     // The lease is released only once the value is in L2: whoever takes the lease next
     // re-reads L2 and finds it, instead of computing it again. With nothing stored, waiters
-    // are woken at once (no `set` message will come) so one of them computes.
-    let finished = stored ?? Promise.resolve();
+    // are woken at once (no `set` message will come) so one of them computes. Neither is
+    // waited for past a Redis failure (see `awaitInOrder`).
+    const steps: (() => Promise<unknown>)[] = [];
+    if (stored) steps.push(() => stored);
     if (leaseToken && tier) {
-      finished = finished
-        .finally(() => tier.releaseLease(fullKey, leaseToken))
-        .then(() => {
-          if (stored === undefined) engine.bus?.publish('rel', [fullKey]).catch(() => {});
-        });
+      steps.push(async () => {
+        await tier.releaseLease(fullKey, leaseToken);
+        if (stored === undefined) engine.bus?.publish('rel', [fullKey]).catch(() => {});
+      });
     }
-    if (engine.options.writeMode === 'background') engine.track(finished);
-    else await finished;
+    await awaitInOrder(engine, steps);
     return value;
   })().finally(() => engine.runs.end(fullKey, run));
   const running: RunningFactory<T> = { work, run, context, tracked: false, startedAt: Date.now() };

@@ -31,41 +31,143 @@ export interface WriteItem {
 
 /**
  * `setMany`: every L1 write at once, the L2 writes {@link WRITE_BATCH_ITEMS} at a time (awaited
- * or in background, as `writeMode` says). All at once, the pipelines of 100,000 writes queued
- * in Redis past their own deadlines: hundreds "failed" and opened the breaker while they still
- * landed. An item whose value cannot be encoded rejects the call once the others are
- * written, as before; so does a failed L2 write with `onBackendError: 'throw'`.
+ * or in background, as `writeMode` says; see {@link sendWrites}). All at once, the pipelines of
+ * 100,000 writes queued in Redis past their own deadlines: hundreds "failed" and opened the
+ * breaker while they still landed. An item whose value cannot be encoded rejects the call once
+ * the others are written, as before; so does a failed L2 write with `onBackendError: 'throw'`.
  */
 export async function writeMany(engine: CacheEngine, items: readonly WriteItem[]): Promise<void> {
-  const remotes: (() => Promise<void>)[] = [];
+  const writes: PreparedWrite[] = [];
   let failure: { error: unknown } | undefined;
   for (const { fullKey, value, options } of items) {
     engine.runs.supersedeKey(fullKey);
     try {
-      remotes.push(prepareWrite(engine, fullKey, value, options, 0));
+      const send = prepareWrite(engine, fullKey, value, options, 0);
+      writes.push({ send, skip: () => skipWrite(engine, fullKey) });
     } catch (error) {
       failure ??= { error };
     }
   }
-  const send = () => sendWrites(remotes);
-  if (engine.options.writeMode === 'background') engine.track(send());
-  else await send();
+  if (engine.options.writeMode === 'background') engine.track(sendWrites(engine, writes));
+  else await sendWrites(engine, writes);
   if (failure) throw failure.error;
+}
+
+/** An L2 write prepared by {@link prepareWrite} (L1 written already), for {@link sendWrites}. */
+export interface PreparedWrite {
+  /** Sends it; resolves once it landed or was recorded as lost. */
+  send: () => Promise<void>;
+  /** Records it as lost without sending it (see {@link skipWrite}). */
+  skip: () => void;
 }
 
 /**
  * Sends prepared L2 writes {@link WRITE_BATCH_ITEMS} at a time, each chunk once the previous one
- * has settled (`setMany`, and the values of a `getOrSetMany` factory run). Every chunk is sent
- * even after one rejects (`onBackendError: 'throw'`): a write never attempted would not be
- * recorded as lost, and its key would keep in this L1 a value that neither L2 nor the other
- * instances ever get. The first error is thrown once all are done.
+ * has settled (`setMany`, and the values of a `getOrSetMany` factory run); `then` once they are
+ * done (a lease release, see {@link awaitInOrder}). The first chunk is always sent, so that a
+ * `setMany` made while Redis is failing still tries, as a `set` does; after a read that failed
+ * (`afterRedisWait`: a `getOrSetMany`'s), it is sent but not waited for. After a chunk that left
+ * Redis failing (see {@link redisFailing}; with `onBackendError: 'throw'`, a write of it
+ * rejected) the chunks left are not sent but recorded as lost, as a failed write is
+ * ({@link skipWrite}): sent one after the other, each waited its deadline (three for a
+ * 2,500-item `setMany` on a frozen Redis), and sent in the background instead, a chunk could
+ * land after a later delete of its keys. With `onBackendError: 'throw'` the call then rejects
+ * with the first error.
  */
-export async function sendWrites(remotes: readonly (() => Promise<void>)[]): Promise<void> {
+export async function sendWrites(
+  engine: CacheEngine,
+  writes: readonly PreparedWrite[],
+  then?: () => Promise<unknown>,
+  afterRedisWait = false,
+): Promise<void> {
   let failed: { error: unknown } | undefined;
-  for (let start = 0; start < remotes.length; start += WRITE_BATCH_ITEMS) {
-    const chunk = remotes.slice(start, start + WRITE_BATCH_ITEMS);
-    for (const outcome of await Promise.allSettled(chunk.map((remote) => remote()))) {
+  let start = 0;
+  for (; start < writes.length; start += WRITE_BATCH_ITEMS) {
+    if (start > 0 && (failed || redisFailing(engine))) break;
+    const chunk = writes.slice(start, start + WRITE_BATCH_ITEMS);
+    const sent = Promise.allSettled(chunk.map((write) => write.send()));
+    if (start === 0 && afterRedisWait && redisFailing(engine)) {
+      engine.track(sent);
+      start += WRITE_BATCH_ITEMS;
+      break;
+    }
+    for (const outcome of await sent) {
       if (outcome.status === 'rejected') failed ??= { error: outcome.reason };
+    }
+  }
+  if (start < writes.length) {
+    for (let index = start; index < writes.length; index += 1) writes[index]!.skip();
+    engine.metrics.degraded('set', 'skipped');
+  }
+  if (then) {
+    if (failed) engine.track(then());
+    else await awaitInOrder(engine, [then]);
+  }
+  if (failed) throw failed.error;
+}
+
+/**
+ * Whether a call stops waiting for Redis: a Redis call has failed since Redis last answered
+ * (the caller's, or another's), and `onBackendError` is `degrade`. With `throw`, the caller is
+ * owed the outcome of its own calls, and stops at the first of them that rejects.
+ */
+function redisFailing(engine: CacheEngine): boolean {
+  return engine.options.onBackendError === 'degrade' && engine.tier?.healthy === false;
+}
+
+/**
+ * Records an L2 write that was not sent ({@link sendWrites}) as a failed one is (see
+ * {@link prepareWrite}): L1 has the value, the other instances are told once Redis answers.
+ */
+export function skipWrite(engine: CacheEngine, fullKey: string): void {
+  engine.bus?.missed('set', [fullKey]);
+  announceSet(engine, fullKey);
+}
+
+/**
+ * Runs `steps`, Redis calls that must go one after the other (a factory run's write, then the
+ * lease it ran under), every one whatever the others do. In `writeMode: 'await'` the caller
+ * waits for them, so that they have landed when it returns, but not past a Redis failure (see
+ * {@link redisFailing}): the steps left then go on in the background (`close()` waits for them;
+ * a write that fails there is recorded as lost, as ever) and the caller returns. Waited for to
+ * the end, a `getOrSet` whose L2 read had timed out waited a second deadline for its write, and
+ * one whose write timed out a second for its lease release. With `onBackendError: 'throw'` the
+ * first step that rejects ends the wait with its error. In `writeMode: 'background'` every step
+ * goes in the background, unless `waitInBackgroundMode` (a failed holder's release, which its
+ * error waits for either way). A step must be harmless if it lands late: a write sent already,
+ * a release; writes not sent yet are {@link sendWrites}' to skip.
+ */
+export async function awaitInOrder(
+  engine: CacheEngine,
+  steps: readonly (() => Promise<unknown>)[],
+  waitInBackgroundMode = false,
+): Promise<void> {
+  if (engine.options.writeMode === 'background' && !waitInBackgroundMode) {
+    engine.track(runEvery(steps, 0));
+    return;
+  }
+  for (let index = 0; index < steps.length; index += 1) {
+    if (redisFailing(engine)) {
+      engine.track(runEvery(steps, index));
+      return;
+    }
+    try {
+      await steps[index]!();
+    } catch (error) {
+      engine.track(runEvery(steps, index + 1));
+      throw error;
+    }
+  }
+}
+
+/** Runs `steps` from `from` on, each once the previous one has settled; rejects with the first error. */
+async function runEvery(steps: readonly (() => Promise<unknown>)[], from: number): Promise<void> {
+  let failed: { error: unknown } | undefined;
+  for (let index = from; index < steps.length; index += 1) {
+    try {
+      await steps[index]!();
+    } catch (error) {
+      failed ??= { error };
     }
   }
   if (failed) throw failed.error;
