@@ -539,12 +539,27 @@ export class RedisTier {
     });
   }
 
-  /** Tries to take the compute lease of a key for `leaseMs` (SET NX PX). */
-  acquireLease(key: string, token: string, leaseMs: number): Promise<LeaseResult> {
-    return this.#guard.run('lease', 'unavailable' as LeaseResult, async () => {
-      const reply = await this.client.set(this.leaseKey(key), token, 'PX', leaseMs, 'NX');
-      return reply === 'OK' ? 'acquired' : 'busy';
-    });
+  /**
+   * Tries to take the compute lease of a key for `leaseMs` (SET NX PX). A SET NX sent but not
+   * answered (past its deadline, or its connection lost) may still land: its release is sent
+   * right behind it, on the same connection, so that it frees the lease if it ever lands.
+   * Otherwise nobody released it (the caller runs without it and, with the breaker open, may
+   * store nothing), and every other instance waited `lock.timeoutMs` on it for a value that
+   * never came. Sent past the guard: the breaker that the timeout opened would skip it, and a
+   * release of our own token is harmless whenever it lands.
+   */
+  async acquireLease(key: string, token: string, leaseMs: number): Promise<LeaseResult> {
+    let unanswered = false;
+    try {
+      return await this.#guard.run('lease', 'unavailable' as LeaseResult, async () => {
+        unanswered = true;
+        const reply = await this.client.set(this.leaseKey(key), token, 'PX', leaseMs, 'NX');
+        unanswered = false;
+        return reply === 'OK' ? 'acquired' : 'busy';
+      });
+    } finally {
+      if (unanswered) this.#eval(releaseLeaseScript, this.leaseKey(key), [token]).catch(() => {});
+    }
   }
 
   /**
