@@ -12,7 +12,7 @@
 //   - type-check a file importing every entry (main and subpaths) of every package, skipLibCheck
 //     false, under each moduleResolution a user may have: node10 (`"node"`: no `exports` support,
 //     so the packages' top-level `types` and `typesVersions` must point at every entry), node16,
-//     nodenext and bundler.
+//     nodenext and bundler, and nodenext in a CommonJS project.
 // It also reads each packed package.json: no workspace: ranges, no @noa/source condition, no
 // src/ or test files. Notes (printed, not failures): README imports its Install section does not
 // name. A failure: a main entry whose declarations import an optional peer (a strict
@@ -261,20 +261,30 @@ const entrySpecifiers = packages.flatMap(({ manifest }) =>
     key === '.' ? manifest.name : `${manifest.name}/${key.slice(2)}`,
   ),
 );
-writeFileSync(
-  path.join(app, 'entries.ts'),
-  `${[
-    ...entrySpecifiers.map((specifier, index) => `import * as e${index} from '${specifier}';`),
-    `console.log(${entrySpecifiers.map((_, index) => `e${index}`).join(', ')});`,
-  ].join('\n')}\n`,
-);
-const entryResolutions = ['node10', 'node16', 'nodenext', 'bundler'];
+const entriesSource = `${[
+  ...entrySpecifiers.map((specifier, index) => `import * as e${index} from '${specifier}';`),
+  `console.log(${entrySpecifiers.map((_, index) => `e${index}`).join(', ')});`,
+].join('\n')}\n`;
+writeFileSync(path.join(app, 'entries.ts'), entriesSource);
+// The same file in a CommonJS project (its imports become require() calls): module nodenext lets
+// it require() the ES modules, as Node >= 22.12 does (node16 and node18 do not: TS1479).
+const cjsApp = path.join(app, 'cjs');
+mkdirSync(cjsApp);
+writeFileSync(path.join(cjsApp, 'package.json'), '{ "type": "commonjs" }\n');
+writeFileSync(path.join(cjsApp, 'entries.ts'), entriesSource);
+const entryChecks = [
+  ['node10', app, 'moduleResolution node10 (CommonJS output)'],
+  ['node16', app, 'moduleResolution node16'],
+  ['nodenext', app, 'moduleResolution nodenext'],
+  ['bundler', app, 'moduleResolution bundler'],
+  ['nodenext', cjsApp, 'moduleResolution nodenext, a CommonJS project'],
+];
 // One compiler at a time, once the blocks are done: each loads every driver's declarations (about
 // 20 s of a core); run beside the blocks, they starved them and the other compilers (a block's
 // pool waited past its acquire timeout, the compilers past PROCESS_TIMEOUT_MS).
-for (const moduleResolution of entryResolutions) {
-  const checked = await typecheck(app, 'entries', ['entries.ts'], moduleResolution, false);
-  const what = `tsc --strict, skipLibCheck: false, moduleResolution ${moduleResolution}: every entry (${entrySpecifiers.length}) resolves to its types`;
+for (const [moduleResolution, dir, label] of entryChecks) {
+  const checked = await typecheck(dir, 'entries', ['entries.ts'], moduleResolution, false, dir === cjsApp);
+  const what = `tsc --strict, skipLibCheck: false, ${label}: every entry (${entrySpecifiers.length}) resolves to its types`;
   if (checked.status === 0) console.log(`ok   ${what}`);
   else fail(what, checked.output, checked.reproduce);
 }
@@ -405,12 +415,13 @@ function readmeBlocks(packageName, readme) {
 }
 
 /**
- * `tsc --noEmit` over `include` in `dir`, strict, as a user's project would set it (an ESM project
- * but for node10, whose users emit CommonJS: Node >= 22.12 require()s the packages).
+ * `tsc --noEmit` over `include` in `dir`, strict, as a user's project would set it: an ESM project,
+ * or a CommonJS one (`cjsProject`, and always under node10, whose users emit CommonJS: Node >=
+ * 22.12 require()s the packages).
  */
-async function typecheck(dir, name, include, moduleResolution, skipLibCheck) {
+async function typecheck(dir, name, include, moduleResolution, skipLibCheck, cjsProject = false) {
   const moduleFor = { node10: 'commonjs', node16: 'node16', nodenext: 'nodenext', bundler: 'esnext' };
-  const commonjs = moduleResolution === 'node10';
+  const commonjs = cjsProject || moduleResolution === 'node10';
   const config = {
     compilerOptions: {
       strict: true,
@@ -422,8 +433,8 @@ async function typecheck(dir, name, include, moduleResolution, skipLibCheck) {
       lib: ['es2024', 'esnext.disposable'],
       module: moduleFor[moduleResolution],
       moduleResolution,
-      // tsc --init's esModuleInterop: without it, zod's declarations (and core's default import of
-      // node:diagnostics_channel) do not compile in a CommonJS project.
+      // tsc --init's esModuleInterop: without it, under node10, zod's declarations (and core's
+      // default import of node:diagnostics_channel) do not compile.
       ...(commonjs ? { esModuleInterop: true } : {}),
       types: ['node'],
       skipLibCheck,
