@@ -8,7 +8,11 @@
 //   - run every ```ts block of every installed README as its own process: it must exit 0 by
 //     itself (a left-open handle hangs it; a promise awaited only on unref'd timers makes Node
 //     exit 13 "unsettled top-level await"), which the in-workspace README tests cannot see;
-//   - type-check those blocks in a strict project with moduleResolution nodenext and bundler.
+//   - type-check those blocks in a strict project with moduleResolution nodenext and bundler;
+//   - type-check a file importing every entry (main and subpaths) of every package, skipLibCheck
+//     false, under each moduleResolution a user may have: node10 (`"node"`: no `exports` support,
+//     so the packages' top-level `types` and `typesVersions` must point at every entry), node16,
+//     nodenext and bundler, and nodenext in a CommonJS project.
 // It also reads each packed package.json: no workspace: ranges, no @noa/source condition, no
 // src/ or test files. Notes (printed, not failures): README imports its Install section does not
 // name. A failure: a main entry whose declarations import an optional peer (a strict
@@ -249,6 +253,41 @@ for (const [moduleResolution, checked] of [
   if (checked.status === 0) console.log(`ok   ${what}`);
   else fail(what, checked.output, checked.reproduce);
 }
+phase('type-check every entry under each moduleResolution');
+// Every entry a user can import, in the app that has every optional peer (a subpath's
+// declarations import its driver).
+const entrySpecifiers = packages.flatMap(({ manifest }) =>
+  Object.keys(manifest.exports ?? {}).map((key) =>
+    key === '.' ? manifest.name : `${manifest.name}/${key.slice(2)}`,
+  ),
+);
+const entriesSource = `${[
+  ...entrySpecifiers.map((specifier, index) => `import * as e${index} from '${specifier}';`),
+  `console.log(${entrySpecifiers.map((_, index) => `e${index}`).join(', ')});`,
+].join('\n')}\n`;
+writeFileSync(path.join(app, 'entries.ts'), entriesSource);
+// The same file in a CommonJS project (its imports become require() calls): module nodenext lets
+// it require() the ES modules, as Node >= 22.12 does (node16 and node18 do not: TS1479).
+const cjsApp = path.join(app, 'cjs');
+mkdirSync(cjsApp);
+writeFileSync(path.join(cjsApp, 'package.json'), '{ "type": "commonjs" }\n');
+writeFileSync(path.join(cjsApp, 'entries.ts'), entriesSource);
+const entryChecks = [
+  ['node10', app, 'moduleResolution node10 (CommonJS output)'],
+  ['node16', app, 'moduleResolution node16'],
+  ['nodenext', app, 'moduleResolution nodenext'],
+  ['bundler', app, 'moduleResolution bundler'],
+  ['nodenext', cjsApp, 'moduleResolution nodenext, a CommonJS project'],
+];
+// One compiler at a time, once the blocks are done: each loads every driver's declarations (about
+// 20 s of a core); run beside the blocks, they starved them and the other compilers (a block's
+// pool waited past its acquire timeout, the compilers past PROCESS_TIMEOUT_MS).
+for (const [moduleResolution, dir, label] of entryChecks) {
+  const checked = await typecheck(dir, 'entries', ['entries.ts'], moduleResolution, false, dir === cjsApp);
+  const what = `tsc --strict, skipLibCheck: false, ${label}: every entry (${entrySpecifiers.length}) resolves to its types`;
+  if (checked.status === 0) console.log(`ok   ${what}`);
+  else fail(what, checked.output, checked.reproduce);
+}
 const missingTypes = [
   ...new Set([...libCheck.output.matchAll(/Cannot find module '([^']+)'/g)].map((m) => m[1])),
 ];
@@ -375,18 +414,28 @@ function readmeBlocks(packageName, readme) {
   return found;
 }
 
-/** `tsc --noEmit` over `include` in `dir`, strict, as a user's ESM project would set it. */
-async function typecheck(dir, name, include, moduleResolution, skipLibCheck) {
+/**
+ * `tsc --noEmit` over `include` in `dir`, strict, as a user's project would set it: an ESM project,
+ * or a CommonJS one (`cjsProject`, and always under node10, whose users emit CommonJS: Node >=
+ * 22.12 require()s the packages).
+ */
+async function typecheck(dir, name, include, moduleResolution, skipLibCheck, cjsProject = false) {
+  const moduleFor = { node10: 'commonjs', node16: 'node16', nodenext: 'nodenext', bundler: 'esnext' };
+  const commonjs = cjsProject || moduleResolution === 'node10';
   const config = {
     compilerOptions: {
       strict: true,
       noUncheckedIndexedAccess: true,
-      verbatimModuleSyntax: true,
+      // A CommonJS project's `import` statements are rewritten to require(): not verbatim.
+      verbatimModuleSyntax: !commonjs,
       noEmit: true,
       target: 'es2022',
       lib: ['es2024', 'esnext.disposable'],
-      module: moduleResolution === 'nodenext' ? 'nodenext' : 'esnext',
+      module: moduleFor[moduleResolution],
       moduleResolution,
+      // tsc --init's esModuleInterop: without it, under node10, zod's declarations (and core's
+      // default import of node:diagnostics_channel) do not compile.
+      ...(commonjs ? { esModuleInterop: true } : {}),
       types: ['node'],
       skipLibCheck,
     },
@@ -407,7 +456,9 @@ async function typecheck(dir, name, include, moduleResolution, skipLibCheck) {
   const result = await runAsync(node24, [tsc, '-p', configFile], { cwd: dir });
   return {
     status: result.timedOut ? 'timed out' : result.status,
-    output: result.output,
+    output: result.timedOut
+      ? `tsc did not finish within ${PROCESS_TIMEOUT_MS} ms\n${result.output}`
+      : result.output,
     reproduce: `cd ${dir} && ${node24} ${tsc} -p ${configFile}`,
   };
 }

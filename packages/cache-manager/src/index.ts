@@ -1,3 +1,13 @@
+// core's errors our calls throw or attach as `cause` (bad options, use after close, a Redis call
+// past its deadline or refused by the open breaker), so that catching them needs no import of @noa/core.
+export {
+  CircuitOpenError,
+  ClosedError,
+  ConfigError,
+  type ConfigIssue,
+  NoaError,
+  TimeoutError,
+} from '@noa/core';
 export type { BusMessage } from './bus-message.js';
 export { Cache, type CacheItem } from './cache.js';
 export type { CacheStats } from './cache-counters.js';

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   declarationCompilerOptions,
@@ -134,5 +134,34 @@ describe('declarations', () => {
       new Cache({ registry: { metrics: () => '' } });
     `;
     expect(typeCheckApp(app, declarations, [])).toEqual([]);
+  });
+});
+
+describe('prom-client', () => {
+  // The cache's metrics are made by @noa/core's MetricsFactory, which imports prom-client and has it
+  // as a dependency; the cache's own code only names its `Registry` type (erased). A peer that no
+  // code loads only made package managers warn or install it for nothing.
+  it('is no peer: nothing the package runs imports it (only types do, and none reach the entry)', () => {
+    const manifest = JSON.parse(readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as {
+      peerDependencies?: Record<string, string>;
+      peerDependenciesMeta?: Record<string, unknown>;
+    };
+    const runtimeImports: string[] = [];
+    const visit = (dir: string): void => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const file = path.join(dir, entry.name);
+        if (entry.isDirectory()) visit(file);
+        else if (entry.name.endsWith('.ts')) {
+          const text = readFileSync(file, 'utf8');
+          const value =
+            /^import\s+(?!type\s)[^;]*?from\s+'prom-client'|\bimport\(\s*'prom-client'\s*\)|\brequire\(\s*'prom-client'\s*\)/m;
+          if (value.test(text)) runtimeImports.push(path.relative(packageDir, file));
+        }
+      }
+    };
+    visit(sourceDir);
+    expect(runtimeImports).toEqual([]);
+    expect(manifest.peerDependencies?.['prom-client']).toBeUndefined();
+    expect(manifest.peerDependenciesMeta?.['prom-client']).toBeUndefined();
   });
 });

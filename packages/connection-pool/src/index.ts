@@ -4,6 +4,12 @@
  * `/mongo`, `/redis`, and `/sql` for `createDatabasePool`), so that these declarations import no
  * optional peer: a Postgres user compiling with `skipLibCheck: false` needs no mongodb types.
  */
+// core's errors our calls throw (bad options), so that catching them needs no import of @noa/core.
+export {
+  ConfigError,
+  type ConfigIssue,
+  NoaError,
+} from '@noa/core';
 export {
   acquireOptionsSchema,
   isolationLevels,

@@ -1,3 +1,11 @@
+// core's errors our calls throw (bad options, use after close), so that catching them needs no
+// import of @noa/core.
+export {
+  ClosedError,
+  ConfigError,
+  type ConfigIssue,
+  NoaError,
+} from '@noa/core';
 export {
   type Backoff,
   type BackoffInput,

@@ -1,3 +1,13 @@
+// core's errors our calls throw (bad options, use after close, a store call past its deadline or
+// refused by the open breaker), so that catching them needs no import of @noa/core.
+export {
+  CircuitOpenError,
+  ClosedError,
+  ConfigError,
+  type ConfigIssue,
+  NoaError,
+  TimeoutError,
+} from '@noa/core';
 export { type AcquireOptions, acquireOptionsSchema } from './acquire-queue.js';
 export { type Adjuster, type Algorithm, adjusters, algorithms } from './algorithms/index.js';
 export { type AutoBlockOptions, autoBlockSchema, type BlockState, recordViolation } from './auto-block.js';
