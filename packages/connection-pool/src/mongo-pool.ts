@@ -13,7 +13,7 @@ import {
 import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { badOptions, readDbOptionsCheck } from './call-options.js';
+import { badOptions, mongoRunOptionsCheck, readDbOptionsCheck } from './call-options.js';
 import {
   AcquireTimeoutError,
   BackendUnavailableError,
@@ -223,8 +223,15 @@ export class MongoPool {
    * a new connection). `fn` gets an `AbortSignal` that aborts at that moment: pass it to the
    * driver calls (`{ signal }`) so the driver abandons them too instead of finishing in the
    * background.
+   *
+   * `run()` takes no options: one given anyway (`{ timeoutMs }`, `{ session }`) rejects with a
+   * `ConfigError` naming it, before `fn` runs, as the SQL pools' per-call options do.
    */
-  async run<R>(fn: (signal: AbortSignal) => Promise<R>): Promise<R> {
+  async run<R>(fn: (signal: AbortSignal) => Promise<R>, options?: Record<string, never>): Promise<R> {
+    if (options !== undefined) {
+      const invalid = badOptions(mongoRunOptionsCheck, options);
+      if (invalid !== undefined) throw invalid;
+    }
     if (this.#closed) throw new PoolClosedError(this.options.name);
     const timeoutMs = this.options.queryTimeoutMs;
     if (timeoutMs === undefined) {
