@@ -259,6 +259,51 @@ describe.skipIf(!reachable)('RabbitMQ with a Redis job state store, across proce
     expect((await queue.getJob(done.id))?.result).toBe('ok');
   });
 
+  it('a worker whose store exchange landed but whose reply was lost reports each job once it resends', async () => {
+    class LostReply extends RedisJobStateStore {
+      lost = 0;
+      override async exchange(
+        queue: string,
+        request: Parameters<RedisJobStateStore['exchange']>[1],
+      ): ReturnType<RedisJobStateStore['exchange']> {
+        const response = await super.exchange(queue, request);
+        if (this.lost === 0 && request.settle.length >= 3) {
+          this.lost = request.settle.length;
+          throw new Error('Connection is closed.');
+        }
+        return response;
+      }
+    }
+    const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    connections.push(connection);
+    const state = new LostReply({ connection, prefix: uniqueName('state') });
+    const provider = new RabbitMqProvider({ url, state });
+    providers.push(provider);
+    const name = uniqueName('mq-lost-reply');
+    queues.push(name);
+    const queue = new Queue<number>({ name, provider });
+    await queue.addBulk(Array.from({ length: 20 }, (_, n) => ({ name: 'job', data: n })));
+    const completed = new Set<string>();
+    const worker = track(
+      new Worker<number, number>({
+        queue,
+        concurrency: 5,
+        leaseMs: 1_000,
+        maintenanceIntervalMs: 100,
+        handler: async (job) => job.data,
+      }),
+    );
+    worker.on('completed', (id) => completed.add(id));
+    await waitFor(
+      async () => (await queue.counts()).completed === 20,
+      20_000,
+      'every job stored as completed',
+    );
+    await waitFor(() => completed.size === 20, 5_000, 'every completion reported').catch(() => {});
+    expect(state.lost).toBeGreaterThanOrEqual(3);
+    expect(completed.size).toBe(20);
+  });
+
   it('publishes a job that was claimed but never published (the outbox), once', async () => {
     const { second, name, prefix } = pair({ outboxTimeoutMs: 200 });
     const queue = new Queue<number>({ name, provider: second });
