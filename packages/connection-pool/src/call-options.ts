@@ -91,6 +91,12 @@ export const connectOptionsSchema = z
 export const readDbOptionsSchema = z.object({ session: z.string().optional() }).strict();
 
 /**
+ * Options of `MongoPool#run()`: none yet, and strict, so a deadline or session passed to it is
+ * refused instead of ignored (the deadline is the pool's `queryTimeoutMs`).
+ */
+export const mongoRunOptionsSchema = z.object({}).strict();
+
+/**
  * A cheap validator of one per-call options type: a test per known key, and the schema it
  * stands for. The test must never accept what the schema refuses.
  */
@@ -131,6 +137,7 @@ export const connectOptionsCheck = optionsCheck('connect', connectOptionsSchema,
   signal: isAbortSignal,
 });
 export const readDbOptionsCheck = optionsCheck('readDb', readDbOptionsSchema, { session: isString });
+export const mongoRunOptionsCheck = optionsCheck('run', mongoRunOptionsSchema, {});
 
 /**
  * Checks per-call options on the hot path: no allocation and no zod when they are valid (a

@@ -4,6 +4,7 @@ import {
   type Logger,
   MetricsFactory,
   maxTimerMs,
+  NoaError,
   parseOptions,
   silentLogger,
   systemClock,
@@ -12,7 +13,7 @@ import {
 import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { badOptions, readDbOptionsCheck } from './call-options.js';
+import { badOptions, mongoRunOptionsCheck, readDbOptionsCheck } from './call-options.js';
 import {
   AcquireTimeoutError,
   BackendUnavailableError,
@@ -222,8 +223,15 @@ export class MongoPool {
    * a new connection). `fn` gets an `AbortSignal` that aborts at that moment: pass it to the
    * driver calls (`{ signal }`) so the driver abandons them too instead of finishing in the
    * background.
+   *
+   * `run()` takes no options: one given anyway (`{ timeoutMs }`, `{ session }`) rejects with a
+   * `ConfigError` naming it, before `fn` runs, as the SQL pools' per-call options do.
    */
-  async run<R>(fn: (signal: AbortSignal) => Promise<R>): Promise<R> {
+  async run<R>(fn: (signal: AbortSignal) => Promise<R>, options?: Record<string, never>): Promise<R> {
+    if (options !== undefined) {
+      const invalid = badOptions(mongoRunOptionsCheck, options);
+      if (invalid !== undefined) throw invalid;
+    }
     if (this.#closed) throw new PoolClosedError(this.options.name);
     const timeoutMs = this.options.queryTimeoutMs;
     if (timeoutMs === undefined) {
@@ -262,12 +270,28 @@ export class MongoPool {
 
   /**
    * Pings the deployment; healthy when it answers within `serverSelectionTimeoutMs` (a frozen
-   * server counts as down after that long too). Unhealthy once closed.
+   * server counts as down after that long too). Unhealthy once closed. `error` is the failure as
+   * text, `errorCode` the code of the error `run()` would throw for it:
+   * `NOA_POOL_BACKEND_UNAVAILABLE` (no server reachable), `NOA_POOL_DRIVER_NOT_INSTALLED`
+   * (`mongodb` is missing: nothing was sent), `NOA_POOL_CLOSED`; undefined for an error
+   * `run()` passes through (the driver's own, such as an authentication failure).
    */
-  async health(): Promise<{ healthy: boolean; error?: string; stats: PoolStats; checkoutErrors: number }> {
+  async health(): Promise<{
+    healthy: boolean;
+    error?: string;
+    errorCode?: string;
+    stats: PoolStats;
+    checkoutErrors: number;
+  }> {
     if (this.#closed) {
-      const error = String(new PoolClosedError(this.options.name));
-      return { healthy: false, error, stats: this.stats, checkoutErrors: this.#errors };
+      const closed = new PoolClosedError(this.options.name);
+      return {
+        healthy: false,
+        error: String(closed),
+        errorCode: closed.code,
+        stats: this.stats,
+        checkoutErrors: this.#errors,
+      };
     }
     try {
       // The driver sets no socket timeout, so a frozen or partitioned server would hold the ping
@@ -277,7 +301,14 @@ export class MongoPool {
       await (await this.connect()).db('admin').command({ ping: 1 }, { signal });
       return { healthy: true, stats: this.stats, checkoutErrors: this.#errors };
     } catch (error) {
-      return { healthy: false, error: String(error), stats: this.stats, checkoutErrors: this.#errors };
+      const typed = this.#typed(error, false);
+      const health = {
+        healthy: false,
+        error: String(error),
+        stats: this.stats,
+        checkoutErrors: this.#errors,
+      };
+      return typed instanceof NoaError ? { ...health, errorCode: typed.code } : health;
     }
   }
 
@@ -326,15 +357,16 @@ export class MongoPool {
     return new QueryTimeoutError(this.options.name, this.options.queryTimeoutMs ?? 0);
   }
 
-  #typed(error: unknown): unknown {
+  /** The error `run()` throws for `error`; `counted` false leaves the query-timeout metric alone (`health()`). */
+  #typed(error: unknown, counted = true): unknown {
     const name = this.options.name;
     switch (poolFailureOf(error)) {
       case 'query-timeout':
         // Only `queryTimeoutMs` sets a socket timeout on established connections; any other
         // network timeout is an unreachable server, as before it existed.
-        return this.options.queryTimeoutMs === undefined
-          ? new BackendUnavailableError(name, { cause: error })
-          : this.#queryTimeout();
+        if (this.options.queryTimeoutMs === undefined)
+          return new BackendUnavailableError(name, { cause: error });
+        return counted ? this.#queryTimeout() : new QueryTimeoutError(name, this.options.queryTimeoutMs);
       case 'timeout':
         return new AcquireTimeoutError(name, this.options.acquireTimeoutMs, error);
       case 'unavailable':

@@ -115,6 +115,8 @@ export class Pool<T> {
   #failures = 0;
   #retryAt = 0;
   #lastError: unknown;
+  /** What callers get for #lastError (see #createFailure), kept for `backendError`. */
+  #lastFailure: ConnectionPoolError | undefined;
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #deadlineTimer: NodeJS.Timeout | undefined;
@@ -157,6 +159,15 @@ export class Pool<T> {
   /** True while the last connect attempts failed and the pool is backing off. */
   get backendDown(): boolean {
     return this.#failures > 0;
+  }
+
+  /**
+   * While `backendDown`, the error callers get: `BackendUnavailableError` (the server is not
+   * reachable, the connect error as `cause`) or `DriverNotInstalledError` (nothing was sent:
+   * the driver package is missing). Undefined once a connect succeeds.
+   */
+  get backendError(): ConnectionPoolError | undefined {
+    return this.#failures > 0 ? this.#lastFailure : undefined;
   }
 
   /**
@@ -537,6 +548,7 @@ export class Pool<T> {
         this.#pending -= 1;
         this.#failures = 0;
         this.#lastError = undefined;
+        this.#lastFailure = undefined;
         const now = this.#clock.now();
         const entry: Entry<T> = {
           resource,
@@ -561,6 +573,7 @@ export class Pool<T> {
         this.#pending -= 1;
         this.#failures += 1;
         this.#lastError = error;
+        this.#lastFailure = this.#createFailure(error);
         const backoff = Math.min(
           this.options.maxBackoffMs,
           this.options.initialBackoffMs * 2 ** Math.min(this.#failures - 1, 20),

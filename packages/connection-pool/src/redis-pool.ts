@@ -238,12 +238,22 @@ export class RedisPool {
   /**
    * Reachability and occupancy. Unhealthy with reason `unresponsive` after a command or probe
    * got no answer within its deadline (until one answers), `down` while connects fail. Only
-   * traffic updates it unless `healthCheckIntervalMs` is set.
+   * traffic updates it unless `healthCheckIntervalMs` is set. With `down`, `error` and
+   * `errorCode` are the error callers get: `NOA_POOL_BACKEND_UNAVAILABLE` (Redis is not
+   * reachable) or `NOA_POOL_DRIVER_NOT_INSTALLED` (`ioredis` is missing: nothing was sent).
    */
-  health(): { healthy: boolean; reason?: 'down' | 'unresponsive'; stats: PoolStats } {
+  health(): {
+    healthy: boolean;
+    reason?: 'down' | 'unresponsive';
+    error?: string;
+    errorCode?: string;
+    stats: PoolStats;
+  } {
     const stats = this.pool.stats;
     if (this.#unresponsive) return { healthy: false, reason: 'unresponsive', stats };
-    if (this.pool.backendDown) return { healthy: false, reason: 'down', stats };
+    const error = this.pool.backendError;
+    if (error !== undefined)
+      return { healthy: false, reason: 'down', error: String(error), errorCode: error.code, stats };
     return { healthy: true, stats };
   }
 

@@ -6,6 +6,7 @@ import {
   type Logger,
   MetricsFactory,
   maxTimerMs,
+  NoaError,
   parseOptions,
   silentLogger,
   systemClock,
@@ -73,6 +74,18 @@ export interface ServerHealth {
    * `unresponsive` (the primary's health probe got no answer in time, until one answers).
    */
   reason: 'lag' | 'down' | 'unresponsive' | undefined;
+  /**
+   * The error behind `reason` when one is known, as text (with `down`: the error callers get,
+   * or the replica's failed health check or frozen read).
+   */
+  error?: string;
+  /**
+   * That error's stable code, so a dashboard can tell an outage (`NOA_POOL_BACKEND_UNAVAILABLE`:
+   * the server is not reachable) from a deployment mistake (`NOA_POOL_DRIVER_NOT_INSTALLED`:
+   * the driver package is missing, nothing was sent) or a frozen server (`NOA_POOL_QUERY_TIMEOUT`,
+   * `NOA_TIMEOUT`). Undefined for an error that is not one of Noa's (a driver's own).
+   */
+  errorCode?: string;
   /** Last measured replication lag (0 for the primary). */
   lagMs: number;
   /** Occupancy of this server's pool. */
@@ -94,6 +107,8 @@ class ServerNode<Conn, Config> {
   pool!: Pool<Conn>;
   healthy = true;
   reason: 'lag' | 'down' | undefined;
+  /** Why a replica is `down` (its failed health check or frozen read), for `health()`. */
+  downError: unknown;
   lagMs = 0;
   lagStrikes = 0;
   checking = false;
@@ -335,7 +350,7 @@ export class SqlCluster<Conn, Config, Result> {
       node.unresponsive ? 'unresponsive' : node.pool.backendDown ? 'down' : undefined;
     const view = (node: ServerNode<Conn, Config>): ServerHealth => {
       const reason = node.role === 'primary' ? primaryReason(node) : node.reason;
-      return {
+      const health: ServerHealth = {
         name: node.name,
         role: node.role,
         healthy: node.role === 'primary' ? reason === undefined : node.healthy,
@@ -343,6 +358,13 @@ export class SqlCluster<Conn, Config, Result> {
         lagMs: node.lagMs,
         stats: node.pool.stats,
       };
+      // A connect failing now says more than an older failed probe.
+      const error = reason === 'down' ? (node.pool.backendError ?? node.downError) : undefined;
+      if (error !== undefined) {
+        health.error = String(error);
+        if (error instanceof NoaError) health.errorCode = error.code;
+      }
+      return health;
     };
     return { primary: view(this.#primary), replicas: this.#replicas.map(view) };
   }
@@ -485,7 +507,7 @@ export class SqlCluster<Conn, Config, Result> {
   /** A server did not answer: the primary may fail over, a replica leaves rotation. */
   #serverDown(node: ServerNode<Conn, Config>, error: BackendUnavailableError): void {
     if (node === this.#primary) this.#maybeFailover(error);
-    else this.#markReplica(node, false, 'down');
+    else this.#markReplica(node, false, 'down', error);
   }
 
   #count(target: string, reason: RouteReason | 'read-your-writes' | 'fallback' | 'retry'): void {
@@ -568,8 +590,10 @@ export class SqlCluster<Conn, Config, Result> {
         node.pool.destroy(conn);
         // Nothing else (statement or health probe) answered on that replica since this one was
         // sent: it is frozen, not slow. Out of rotation until a health check answers again.
-        if (node.role === 'replica' && node.answeredAt <= startedAt) this.#markReplica(node, false, 'down');
-        throw this.#timeout(node);
+        const timeout = this.#timeout(node);
+        if (node.role === 'replica' && node.answeredAt <= startedAt)
+          this.#markReplica(node, false, 'down', timeout);
+        throw timeout;
       }
       if (this.#driver.isConnectionError(error)) {
         node.pool.destroy(conn);
@@ -630,7 +654,13 @@ export class SqlCluster<Conn, Config, Result> {
     return wrapped;
   }
 
-  #markReplica(node: ServerNode<Conn, Config>, healthy: boolean, reason: 'lag' | 'down' | undefined): void {
+  #markReplica(
+    node: ServerNode<Conn, Config>,
+    healthy: boolean,
+    reason: 'lag' | 'down' | undefined,
+    error?: unknown,
+  ): void {
+    node.downError = reason === 'down' ? error : undefined;
     if (node.healthy !== healthy) {
       const fields = { replica: node.name, reason, lagMs: node.lagMs };
       if (healthy) this.#logger.info('replica back in rotation', fields);
@@ -668,7 +698,7 @@ export class SqlCluster<Conn, Config, Result> {
             // close() cut the probe short: that says nothing about the replica.
             if (this.#closed) return;
             this.#logger.debug('replica health check failed', { replica: node.name, error: String(error) });
-            this.#markReplica(node, false, 'down');
+            this.#markReplica(node, false, 'down', error);
           },
         )
         .finally(() => {

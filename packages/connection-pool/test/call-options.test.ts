@@ -6,6 +6,7 @@ import {
   badOptions,
   clusterAcquireOptionsCheck,
   connectOptionsCheck,
+  mongoRunOptionsCheck,
   queryOptionsCheck,
   readDbOptionsCheck,
 } from '../src/call-options.js';
@@ -149,6 +150,31 @@ describe('per-call options are strict', () => {
     expect((thrown as ConfigError).fields).toEqual(['sesion']);
     await mongo.close();
   });
+
+  it('MongoPool#run() refuses options it does not take, before running fn', async () => {
+    const mongo = createMongoPool({ url: 'mongodb://127.0.0.1:1/x' });
+    try {
+      let ran = 0;
+      const fn = async () => {
+        ran += 1;
+        return 'ran';
+      };
+      const run = (extra: unknown) => mongo.run(fn, extra as never);
+      // As a SQL pool's query() does: a deadline or session that would be silently ignored.
+      expect(await fieldsOfRejection(run({ timeoutMs: 500 }))).toEqual(['timeoutMs']);
+      expect(await fieldsOfRejection(run({ session: 'u1', signal: AbortSignal.timeout(10) }))).toEqual([
+        'session',
+        'signal',
+      ]);
+      expect(await fieldsOfRejection(run(500))).toHaveLength(1);
+      expect(ran).toBe(0);
+      expect(await run(undefined)).toBe('ran');
+      expect(await run({})).toBe('ran');
+      expect(ran).toBe(2);
+    } finally {
+      await mongo.close();
+    }
+  });
 });
 
 describe('the cheap check agrees with the schema', () => {
@@ -185,6 +211,7 @@ describe('the cheap check agrees with the schema', () => {
     clusterAcquireOptionsCheck,
     connectOptionsCheck,
     readDbOptionsCheck,
+    mongoRunOptionsCheck,
   ])('$component: accepted exactly when the schema accepts', (check) => {
     fc.assert(
       fc.property(options, (input) => {

@@ -16,6 +16,7 @@ const expectedLogs: ((logs: unknown[][]) => void)[] = [
   (logs) => expect(logs[0]).toEqual(['ada']),
   (logs) => expect(logs[0]).toEqual([40]),
   (logs) => expect(logs[0]).toEqual([true]),
+  (logs) => expect(logs[0]).toEqual([false, 'down', 'NOA_POOL_BACKEND_UNAVAILABLE']),
   (logs) => expect(logs[0]).toEqual(['NOA_CONFIG_INVALID', ['primary']]),
   (logs) => expect(logs[0]).toEqual([1, true]),
   (logs) => expect(logs[0]).toEqual([[expect.stringMatching(/^readme:jobs:/), 'job-1']]),

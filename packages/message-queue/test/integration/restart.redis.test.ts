@@ -61,14 +61,22 @@ describe('broker failure: a private Redis (AOF) killed and restarted mid-run', (
         () => acknowledged.every((id) => completed.has(id)),
         30_000,
         'every acknowledged job to complete',
-      );
+      ).catch(() => {
+        // Reported below with what Redis holds of each missing job.
+      });
       await worker.close();
       const lost = acknowledged.filter((id) => !completed.has(id));
       console.log(
         `restart test: ${acknowledged.length} acknowledged adds, ${completed.size} completed, ${lost.length} lost, ` +
           `${completions - completed.size} completed twice`,
       );
-      expect(lost).toEqual([]);
+      // A job stored as completed but never reported had its outcome refused (a resent
+      // settlement judged stale: the failure this test caught before the `settled` record);
+      // one still waiting or active was not run; one missing was never stored.
+      const stored = await Promise.all(
+        lost.map(async (id) => `${id}: ${(await queue.getJob(id))?.state ?? 'not in Redis'}`),
+      );
+      expect(stored).toEqual([]);
       expect((await queue.counts()).active).toBe(0);
     } finally {
       producerConnection.disconnect();

@@ -202,6 +202,108 @@ describe.skipIf(!reachable)('RabbitMQ with a Redis job state store, across proce
     expect(taken).toEqual([nextId]);
   });
 
+  it("a settlement resent after its reply was lost (the store had stored it) is accepted once, not refused as stale; another run's late one still is", async () => {
+    const { first, second, name, prefix } = pair();
+    const exchange = (settle: Parameters<RabbitMqProvider['exchange']>[1]['settle'], fetch: number) =>
+      first.exchange(name, {
+        settle,
+        fetch,
+        leaseUntil: Date.now() + 60_000,
+        now: Date.now(),
+        promoteDelayed: true,
+        groupWeights: {},
+        defaultGroupWeight: 1,
+      });
+    const queue = new Queue({ name, provider: second });
+    const done = await queue.add('done', null);
+    const gone = await queue.add('gone', null, { removeOnComplete: true });
+    const dead = await queue.add('dead', null, { attempts: 1 });
+    const retried = await queue.add('retried', null, { attempts: 3 });
+    const leased: JobRecord[] = [];
+    await waitFor(
+      async () => {
+        leased.push(...(await exchange([], 4 - leased.length)).jobs);
+        return leased.length === 4;
+      },
+      5_000,
+      'the four jobs to be leased',
+    );
+    const record = (id: string) => leased.find((job) => job.id === id)!;
+    const settle: Parameters<RabbitMqProvider['exchange']>[1]['settle'] = [
+      { kind: 'complete', record: record(done.id), result: 'ok' },
+      { kind: 'complete', record: record(gone.id), result: 'ok' },
+      { kind: 'fail', record: { ...record(dead.id), attemptsMade: 1 }, retryAt: null },
+      { kind: 'fail', record: { ...record(retried.id), attemptsMade: 1 }, retryAt: Date.now() + 60_000 },
+    ];
+    const landed = await exchange(settle, 0);
+    expect(landed.stale).toBeUndefined();
+    const jobKey = (id: string) => `${prefix}:{${name}}:j:${id}`;
+    const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    connections.push(redis);
+    // The retry was published once, as a new message (token 2).
+    expect(await redis.hget(jobKey(retried.id), 't')).toBe('2');
+    // The worker never saw that reply (its connection to Redis was lost) and sends the same
+    // settlements again: the same outcomes, not a stale worker's. Accepted, applied once.
+    const resent = await exchange(settle, 0);
+    expect(resent.stale).toBeUndefined();
+    expect(await redis.hget(jobKey(retried.id), 't')).toBe('2');
+    expect(await queue.counts()).toMatchObject({ active: 0, completed: 1, failed: 1, delayed: 1 });
+    expect((await queue.getJob(done.id))?.result).toBe('ok');
+    expect(await queue.getJob(gone.id)).toBeUndefined();
+    // A try under another lease (a stalled run) is still refused once the job is finished.
+    const other = await exchange(
+      [{ kind: 'complete', record: { ...record(done.id), lease: 'not-this-run' }, result: 'late' }],
+      0,
+    );
+    expect(other.stale).toEqual([done.id]);
+    expect((await queue.getJob(done.id))?.result).toBe('ok');
+  });
+
+  it('a worker whose store exchange landed but whose reply was lost reports each job once it resends', async () => {
+    class LostReply extends RedisJobStateStore {
+      lost = 0;
+      override async exchange(
+        queue: string,
+        request: Parameters<RedisJobStateStore['exchange']>[1],
+      ): ReturnType<RedisJobStateStore['exchange']> {
+        const response = await super.exchange(queue, request);
+        if (this.lost === 0 && request.settle.length >= 3) {
+          this.lost = request.settle.length;
+          throw new Error('Connection is closed.');
+        }
+        return response;
+      }
+    }
+    const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    connections.push(connection);
+    const state = new LostReply({ connection, prefix: uniqueName('state') });
+    const provider = new RabbitMqProvider({ url, state });
+    providers.push(provider);
+    const name = uniqueName('mq-lost-reply');
+    queues.push(name);
+    const queue = new Queue<number>({ name, provider });
+    await queue.addBulk(Array.from({ length: 20 }, (_, n) => ({ name: 'job', data: n })));
+    const completed = new Set<string>();
+    const worker = track(
+      new Worker<number, number>({
+        queue,
+        concurrency: 5,
+        leaseMs: 1_000,
+        maintenanceIntervalMs: 100,
+        handler: async (job) => job.data,
+      }),
+    );
+    worker.on('completed', (id) => completed.add(id));
+    await waitFor(
+      async () => (await queue.counts()).completed === 20,
+      20_000,
+      'every job stored as completed',
+    );
+    await waitFor(() => completed.size === 20, 5_000, 'every completion reported').catch(() => {});
+    expect(state.lost).toBeGreaterThanOrEqual(3);
+    expect(completed.size).toBe(20);
+  });
+
   it('publishes a job that was claimed but never published (the outbox), once', async () => {
     const { second, name, prefix } = pair({ outboxTimeoutMs: 200 });
     const queue = new Queue<number>({ name, provider: second });

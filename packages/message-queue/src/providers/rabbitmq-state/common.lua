@@ -16,6 +16,12 @@ local EVENTS = P .. 'ev'
 -- and so does removeJobs, so a later run of the same id (redrive, re-add) is never aborted by
 -- an old cancel. maintain also trims entries older than the DLQ's age whose job is not active.
 local CANCELLED = P .. 'cancelled'
+-- The settlements that landed recently ('<id> <lease>', scored by Redis TIME; kept
+-- SETTLED_KEEP_MS): a worker whose exchange failed after Redis stored it (the reply was lost)
+-- sends the same settlements again (ioredis resends a command whose reply was lost once it
+-- reconnects), and those are the same outcome, not a stale worker's.
+local SETTLED = P .. 'settled'
+local SETTLED_KEEP_MS = 60000
 
 local function fmt(n)
   return string.format('%d', n)

@@ -15,17 +15,28 @@ local deadline = tonumber(ARGV[4])
 local settle = cjson.decode(ARGV[5])
 local deliveries = cjson.decode(ARGV[6])
 local stale = {}
+local landing = {}
+local time = nil
 
 for _, s in ipairs(settle) do
   local id = s.id
   local key = jobKey(id)
   local job = redis.call('HMGET', key, 's', 't', 'l')
   local state = job[1]
-  if (state == 'a' and s.l and s.l ~= leaseOf(job[2], job[3])) or not state or state == 'c' or state == 'f' then
+  local own = state == 'a' and s.l == leaseOf(job[2], job[3])
+  if not own and s.l and redis.call('ZSCORE', SETTLED, id .. ' ' .. s.l) then
+    -- This very lease's settlement landed already (resent after its reply was lost): accepted
+    -- as is, neither applied again (a second retry message, a second outcome) nor refused.
+  elseif (state == 'a' and s.l and not own) or not state or state == 'c' or state == 'f' then
     -- Active under a newer message, or finished (or removed) by another run: refused, and
     -- reported, so the late worker reports no second outcome of the job.
     stale[#stale + 1] = id
   else
+    if s.l then
+      time = time or redis.call('TIME')[1] * 1000
+      landing[#landing + 1] = fmt(time)
+      landing[#landing + 1] = id .. ' ' .. s.l
+    end
     if s.k == 'c' then
       if s.rm then
         removeJobs({id})
@@ -46,6 +57,14 @@ for _, s in ipairs(settle) do
       end
     end
   end
+end
+
+if #landing > 0 then
+  -- In slices: unpack() of a long list overflows Lua's stack.
+  for first = 1, #landing, 1000 do
+    redis.call('ZADD', SETTLED, unpack(landing, first, math.min(first + 999, #landing)))
+  end
+  redis.call('ZREMRANGEBYSCORE', SETTLED, '-inf', '(' .. fmt(time - SETTLED_KEEP_MS))
 end
 
 local verdicts = {}
