@@ -1,4 +1,4 @@
-import diagnosticsChannel from 'node:diagnostics_channel';
+import * as diagnosticsChannel from 'node:diagnostics_channel';
 
 /**
  * Returns the `node:diagnostics_channel` channel `noa:<package>:<event>`. Publishing to a
