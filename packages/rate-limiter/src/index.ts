@@ -49,6 +49,7 @@ export type {
   QuotaResult,
   RateLimitResult,
 } from './result.js';
+export { LimiterPrefixConflictError } from './store-claims.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
 export type {
   ConsumeOptions,
