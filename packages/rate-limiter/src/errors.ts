@@ -51,11 +51,18 @@ export class RateLimitStoreError extends RateLimiterError {
   }
 }
 
-/** Thrown (as a rejection of `check`) when a request's cost is not a non-negative integer. */
+/**
+ * Thrown (as a rejection of `check`) when a request's cost is not a non-negative integer: a
+ * check's `cost`, or what the middleware's `cost` function returned (-1, 1.5, NaN, Infinity, a
+ * string), which fails the request as a bad `keyBy` value does.
+ */
 export class InvalidCostError extends RateLimiterError {
+  /** Always `'cost'`: the field at fault, as {@link InvalidCheckInputError.field} names its own. */
+  readonly field = 'cost';
+
   constructor(cost: unknown) {
     super('NOA_RATE_LIMIT_INVALID_COST', `cost must be a non-negative integer, got ${String(cost)}`, {
-      details: { cost },
+      details: { cost, field: 'cost' },
     });
   }
 }
