@@ -187,6 +187,20 @@ function storeUnavailableProblem(result: RateLimitResult): QuotaProblem {
 }
 
 /**
+ * The detail of a `blocked` refusal: the block's own length, and the retry time when the quota
+ * comes back later than the block ends (a block shorter than its window).
+ */
+function blockedDetail(result: RateLimitResult): string {
+  const retryAfter = seconds(result.retryAfterMs);
+  const block = result.source === 'fail-mode' ? undefined : result.blockedMs;
+  if (block === undefined) return `Too many requests over the limit: blocked; retry in ${retryAfter} s.`;
+  const blockSeconds = seconds(block);
+  return blockSeconds >= retryAfter
+    ? `Too many requests over the limit: blocked for ${blockSeconds} s.`
+    : `Too many requests over the limit: blocked for ${blockSeconds} s; the quota comes back in ${retryAfter} s, retry then.`;
+}
+
+/**
  * The `application/problem+json` body of a refusal: 429 (403 for deny-listed clients, 413 for a
  * cost above what a limit can ever admit, 503 for a refusal by `failMode: 'closed'` while the
  * store cannot be reached).
@@ -200,7 +214,7 @@ export function quotaProblem(result: RateLimitResult): QuotaProblem {
     result.outcome === 'denied'
       ? 'This client is not allowed.'
       : result.outcome === 'blocked'
-        ? `Too many requests over the limit: blocked for ${seconds(result.retryAfterMs)} s.`
+        ? blockedDetail(result)
         : `Quota exceeded; retry in ${seconds(result.retryAfterMs)} s.`;
   return {
     type: result.outcome === 'denied' ? 'about:blank' : quotaExceededType,

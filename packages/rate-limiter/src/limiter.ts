@@ -588,6 +588,7 @@ export class RateLimiter implements AsyncDisposable {
       source,
     };
     if (beyond) withNeverRetryJSON(result);
+    else if (result.outcome === 'blocked') result.blockedMs = outcome.blockedMs;
     if (!record) return result;
     // Labels are built only when metrics are on: the hot path allocates nothing for them.
     if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source });
