@@ -310,7 +310,8 @@ export class RateLimiter implements AsyncDisposable {
         .map((policy) => policy.name);
       throw new CostExceedsCapacityError(result.key, cost, above);
     }
-    if (!result.allowed) throw new RateLimitedError(result.key, result.retryAfterMs, result.outcome);
+    if (!result.allowed)
+      throw new RateLimitedError(result.key, result.retryAfterMs, result.outcome, { result });
     return result;
   }
 
