@@ -17,7 +17,9 @@ export {
 } from './errors.js';
 export {
   costExceedsCapacityType,
+  type HeaderDraft,
   type HeaderOptions,
+  headerDrafts,
   type QuotaProblem,
   quotaExceededType,
   quotaProblem,

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { InvalidCheckInputError } from '../errors.js';
+import { headerDrafts } from '../headers.js';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
@@ -77,10 +78,16 @@ export const middlewareOptionsSchemaOf = <Facts extends RequestFacts>() =>
       skipFailedRequests: z.boolean().default(false),
       /** Which headers to send. */
       headers: z
-        .object({ standard: z.boolean().default(true), legacy: z.boolean().default(false) })
+        .object({
+          standard: z.boolean().default(true),
+          /** `'draft-10'` (default), or `'draft-7'` / `'draft-6'` as express-rate-limit sends them (see `HeaderOptions`). */
+          draft: z.enum(headerDrafts).default('draft-10'),
+          legacy: z.boolean().default(false),
+        })
         .strict()
         .default({
           standard: true,
+          draft: 'draft-10',
           legacy: false,
         }),
     })
