@@ -1,20 +1,37 @@
 import { NoaError, type NoaErrorOptions } from '@noa/core';
-import { withNeverRetryJSON } from './result.js';
+import { type RateLimitResult, withNeverRetryJSON } from './result.js';
 
 /** Base class of every error thrown by @noa/rate-limiter; codes start with `NOA_RATE_LIMIT`. */
 export class RateLimiterError extends NoaError {}
 
-/** Thrown by `limiter.consume()` when the request is refused (limited, blocked or denied). */
+/**
+ * Thrown by `limiter.consume()` when the request is refused (limited, blocked or denied), with the
+ * refusal's whole {@link RateLimitResult} in `result` (as rate-limiter-flexible's `RateLimiterRes`):
+ * `rateLimitHeaders(error.result)` gives the headers a middleware would send.
+ */
 export class RateLimitedError extends RateLimiterError {
   /** Milliseconds after which the same request may succeed. */
   readonly retryAfterMs: number;
+  /**
+   * The check's result that refused the request (its limits, `remaining`, `resetMs`, `outcome`,
+   * `blockedMs`…); set by `consume()`, undefined only for an error constructed without one. Not
+   * copied into `details`, which stays small for logs.
+   */
+  readonly result: RateLimitResult | undefined;
 
-  constructor(key: string, retryAfterMs: number, reason: string, options: NoaErrorOptions = {}) {
+  constructor(
+    key: string,
+    retryAfterMs: number,
+    reason: string,
+    options: NoaErrorOptions & { result?: RateLimitResult } = {},
+  ) {
+    const { result, ...errorOptions } = options;
     super('NOA_RATE_LIMITED', `rate limit exceeded for ${key} (${reason}); retry after ${retryAfterMs} ms`, {
-      ...options,
-      details: { key, retryAfterMs, reason, ...options.details },
+      ...errorOptions,
+      details: { key, retryAfterMs, reason, ...errorOptions.details },
     });
     this.retryAfterMs = retryAfterMs;
+    this.result = result;
   }
 }
 
@@ -51,11 +68,18 @@ export class RateLimitStoreError extends RateLimiterError {
   }
 }
 
-/** Thrown (as a rejection of `check`) when a request's cost is not a non-negative integer. */
+/**
+ * Thrown (as a rejection of `check`) when a request's cost is not a non-negative integer: a
+ * check's `cost`, or what the middleware's `cost` function returned (-1, 1.5, NaN, Infinity, a
+ * string), which fails the request as a bad `keyBy` value does.
+ */
 export class InvalidCostError extends RateLimiterError {
+  /** Always `'cost'`: the field at fault, as {@link InvalidCheckInputError.field} names its own. */
+  readonly field = 'cost';
+
   constructor(cost: unknown) {
     super('NOA_RATE_LIMIT_INVALID_COST', `cost must be a non-negative integer, got ${String(cost)}`, {
-      details: { cost },
+      details: { cost, field: 'cost' },
     });
   }
 }

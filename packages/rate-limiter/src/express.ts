@@ -4,6 +4,7 @@
 export {
   type ExpressMiddleware,
   type ExpressRateLimitOptions,
+  type ExpressRequestFacts,
   type ExpressRequestLike,
   expressRateLimit,
   type RefusalHandler,

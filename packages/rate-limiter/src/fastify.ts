@@ -3,6 +3,7 @@
 export {
   type FastifyRateLimitOptions,
   type FastifyRefusalHandler,
+  type FastifyRequestFacts,
   type FastifyRequestWasSuccessful,
   fastifyRateLimit,
   type RouteRateLimitOptions,

@@ -1,9 +1,23 @@
 import type { LimitStatus, RateLimitResult } from './result.js';
 
+/** The IETF drafts whose fields `standard` can send (see {@link HeaderOptions.draft}). */
+export const headerDrafts = ['draft-10', 'draft-7', 'draft-6'] as const;
+
+/** One of {@link headerDrafts}. */
+export type HeaderDraft = (typeof headerDrafts)[number];
+
 /** Which rate-limit headers to send. */
 export interface HeaderOptions {
-  /** IETF `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10). Default true. */
+  /** IETF `RateLimit-Policy` and `RateLimit` (of `draft`). Default true. */
   standard?: boolean;
+  /**
+   * Which draft of the IETF fields: `'draft-10'` (default: structured fields, one member per
+   * limit), or for clients written against express-rate-limit's `standardHeaders`, `'draft-7'`
+   * (`RateLimit: limit=100, remaining=99, reset=30`) or `'draft-6'` (`RateLimit-Limit`,
+   * `RateLimit-Remaining`, `RateLimit-Reset`), each with `RateLimit-Policy: 100;w=60`, for the
+   * tightest limit only (those drafts have one quota per field).
+   */
+  draft?: HeaderDraft;
   /** Legacy `X-RateLimit-Limit/Remaining/Reset` (Reset in epoch seconds, as GitHub). Default false. */
   legacy?: boolean;
 }
@@ -83,6 +97,42 @@ function limitState(limit: LimitStatus, blockedMs: number): string {
   return `${quoted(limit.name)};r=${fieldInteger(limit.remaining)};t=${fieldInteger(seconds(nextMs))}`;
 }
 
+/** The limit with the fewest points left (the one `result.remaining` and `resetMs` are of). */
+function tightestLimit(result: RateLimitResult): LimitStatus {
+  return (
+    result.limits.find((limit) => limit.remaining === result.remaining && limit.resetMs === result.resetMs) ??
+    result.limits[0]!
+  );
+}
+
+/**
+ * The fields of draft-ietf-httpapi-ratelimit-headers-06 or -07 as express-rate-limit sends them,
+ * for `limit`: its quota, what is left, the seconds until its window resets (a blocked key: none
+ * left until its block ends, as the legacy fields say), and `RateLimit-Policy: <limit>;w=<seconds>`.
+ */
+function olderDraftFields(
+  draft: 'draft-6' | 'draft-7',
+  limit: LimitStatus,
+  blockedMs: number,
+): Record<string, string> {
+  const quota = fieldInteger(limit.limit);
+  const remaining = blockedMs > 0 ? 0 : fieldInteger(limit.remaining);
+  const resetMs = blockedMs > 0 ? blockedResetMs(limit.remaining, limit.resetMs, blockedMs) : limit.resetMs;
+  const reset = fieldInteger(seconds(resetMs));
+  const policy = `${quota};w=${fieldInteger(seconds(limit.windowMs))}`;
+  if (draft === 'draft-7')
+    return {
+      'RateLimit-Policy': policy,
+      RateLimit: `limit=${quota}, remaining=${remaining}, reset=${reset}`,
+    };
+  return {
+    'RateLimit-Policy': policy,
+    'RateLimit-Limit': String(quota),
+    'RateLimit-Remaining': String(remaining),
+    'RateLimit-Reset': String(reset),
+  };
+}
+
 /**
  * The rate-limit response headers of a result, e.g.
  * `RateLimit-Policy: "burst";q=100;w=60` and `RateLimit: "burst";r=50;t=30`, one list member
@@ -102,7 +152,10 @@ export function rateLimitHeaders(
   // agree with Retry-After so that clients that read them wait long enough.
   const blockedMs = result.outcome === 'blocked' ? result.retryAfterMs : 0;
   if (result.limits.length > 0 && result.source !== 'fail-mode') {
-    if (options.standard !== false && result.limits.length === 1) {
+    const draft = options.draft ?? 'draft-10';
+    if (options.standard !== false && draft !== 'draft-10')
+      Object.assign(headers, olderDraftFields(draft, tightestLimit(result), blockedMs));
+    else if (options.standard !== false && result.limits.length === 1) {
       const limit = result.limits[0]!;
       headers['RateLimit-Policy'] = quotaPolicy(limit);
       headers.RateLimit = limitState(limit, blockedMs);
@@ -111,10 +164,7 @@ export function rateLimitHeaders(
       headers.RateLimit = result.limits.map((limit) => limitState(limit, blockedMs)).join(', ');
     }
     if (options.legacy === true) {
-      const tightest =
-        result.limits.find(
-          (limit) => limit.remaining === result.remaining && limit.resetMs === result.resetMs,
-        ) ?? result.limits[0]!;
+      const tightest = tightestLimit(result);
       headers['X-RateLimit-Limit'] = String(tightest.limit);
       headers['X-RateLimit-Remaining'] = String(blockedMs > 0 ? 0 : result.remaining);
       const resetMs =
@@ -187,6 +237,20 @@ function storeUnavailableProblem(result: RateLimitResult): QuotaProblem {
 }
 
 /**
+ * The detail of a `blocked` refusal: the block's own length, and the retry time when the quota
+ * comes back later than the block ends (a block shorter than its window).
+ */
+function blockedDetail(result: RateLimitResult): string {
+  const retryAfter = seconds(result.retryAfterMs);
+  const block = result.source === 'fail-mode' ? undefined : result.blockedMs;
+  if (block === undefined) return `Too many requests over the limit: blocked; retry in ${retryAfter} s.`;
+  const blockSeconds = seconds(block);
+  return blockSeconds >= retryAfter
+    ? `Too many requests over the limit: blocked for ${blockSeconds} s.`
+    : `Too many requests over the limit: blocked for ${blockSeconds} s; the quota comes back in ${retryAfter} s, retry then.`;
+}
+
+/**
  * The `application/problem+json` body of a refusal: 429 (403 for deny-listed clients, 413 for a
  * cost above what a limit can ever admit, 503 for a refusal by `failMode: 'closed'` while the
  * store cannot be reached).
@@ -200,7 +264,7 @@ export function quotaProblem(result: RateLimitResult): QuotaProblem {
     result.outcome === 'denied'
       ? 'This client is not allowed.'
       : result.outcome === 'blocked'
-        ? `Too many requests over the limit: blocked for ${seconds(result.retryAfterMs)} s.`
+        ? blockedDetail(result)
         : `Quota exceeded; retry in ${seconds(result.retryAfterMs)} s.`;
   return {
     type: result.outcome === 'denied' ? 'about:blank' : quotaExceededType,

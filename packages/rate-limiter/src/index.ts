@@ -27,7 +27,9 @@ export {
 } from './errors.js';
 export {
   costExceedsCapacityType,
+  type HeaderDraft,
   type HeaderOptions,
+  headerDrafts,
   type QuotaProblem,
   quotaExceededType,
   quotaProblem,
@@ -59,6 +61,7 @@ export type {
   QuotaResult,
   RateLimitResult,
 } from './result.js';
+export { LimiterPrefixConflictError } from './store-claims.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store.js';
 export type {
   ConsumeOptions,

@@ -33,7 +33,7 @@ import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
 import { LocalBlockCache } from './local-block-cache.js';
-import { type LimitPolicy, nameLimits } from './policy.js';
+import { type LimitPolicy, nameLimits, stateFingerprint } from './policy.js';
 import { RemoteStoreCaller } from './remote-store-caller.js';
 import {
   type CheckOutcome,
@@ -44,11 +44,15 @@ import {
   type RateLimitResult,
   withNeverRetryJSON,
 } from './result.js';
+import { claimRules, type RuleClaim } from './store-claims.js';
 import { MemoryStore } from './stores/memory-store.js';
 import { admitted, type ConsumeOutcome, type RateLimitStore, type StoreAdjustment } from './stores/store.js';
 
 interface Rule {
-  /** `<prefix>:<id>:` (`default` or `role-<role>`), the start of this rule's store keys. */
+  /**
+   * `<prefix>:<id>:<fingerprint>:` (id `default` or `role-<role>`; see `stateFingerprint`), the
+   * start of this rule's store keys.
+   */
   namespace: string;
   limits: LimitPolicy[];
   /** The same limits divided by `expectedInstances`, for the local fallback. */
@@ -98,6 +102,8 @@ export class RateLimiter implements AsyncDisposable {
   /** The memory store when the default rule has a single limit (and no auto-block). */
   readonly #memorySingle: MemoryStore | undefined;
   readonly #waiters: AcquireQueue;
+  /** Gives up this limiter's claim on its rules' keys in the store (see `claimRules`). */
+  readonly #releaseClaims: () => void;
   #closed = false;
 
   constructor(options: RateLimiterOptions) {
@@ -107,25 +113,31 @@ export class RateLimiter implements AsyncDisposable {
     this.store = parsed.store ?? new MemoryStore({ clock: parsed.clock });
     this.#memoryStore = this.store instanceof MemoryStore ? this.store : undefined;
     this.failMode = parsed.failMode;
-    const rule = (id: string, limits: Parameters<typeof nameLimits>[0]): Rule => {
+    const claims: RuleClaim[] = [];
+    const rule = (id: string, label: string, limits: Parameters<typeof nameLimits>[0]): Rule => {
       const named = nameLimits(limits);
+      claims.push({ base: `${parsed.prefix}:${id}`, label, limits: named });
       return {
-        namespace: `${parsed.prefix}:${id}:`,
+        namespace: `${parsed.prefix}:${id}:${stateFingerprint(named)}:`,
         limits: named,
         fallbackLimits: divideLimits(named, parsed.expectedInstances),
         maxCost: Math.min(...named.map(maxCostOf)),
         single: named.length === 1 && parsed.autoBlock === undefined ? named[0] : undefined,
       };
     };
-    this.#defaultRule = rule('default', parsed.limits);
+    this.#defaultRule = rule('default', 'default limits', parsed.limits);
     this.#memorySingle = this.#defaultRule.single === undefined ? undefined : this.#memoryStore;
     // Encoded: a role name is the user's and may hold the ':' that ends a namespace, and then
     // role `a` with key `b:k` would share `rl:role-a:b:k` with role `a:b` and key `k`.
     for (const [role, limits] of Object.entries(parsed.roles))
       this.#roles.set(
         role,
-        limits === 'unlimited' ? 'unlimited' : rule(`role-${encodeURIComponent(role)}`, limits),
+        limits === 'unlimited'
+          ? 'unlimited'
+          : rule(`role-${encodeURIComponent(role)}`, `limits of role ${JSON.stringify(role)}`, limits),
       );
+    // Before anything is started: a conflict throws with nothing to close.
+    this.#releaseClaims = claimRules(this.store, parsed.prefix, claims, parsed.autoBlock, this);
     this.#allow = new IpList(parsed.allow);
     this.#deny = new IpList(parsed.deny);
     this.#block = parsed.autoBlock;
@@ -298,7 +310,8 @@ export class RateLimiter implements AsyncDisposable {
         .map((policy) => policy.name);
       throw new CostExceedsCapacityError(result.key, cost, above);
     }
-    if (!result.allowed) throw new RateLimitedError(result.key, result.retryAfterMs, result.outcome);
+    if (!result.allowed)
+      throw new RateLimitedError(result.key, result.retryAfterMs, result.outcome, { result });
     return result;
   }
 
@@ -491,6 +504,7 @@ export class RateLimiter implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#releaseClaims();
     this.#waiters.close();
     this.#remote?.close();
     this.#localBlocks?.clear();
@@ -575,6 +589,7 @@ export class RateLimiter implements AsyncDisposable {
       source,
     };
     if (beyond) withNeverRetryJSON(result);
+    else if (result.outcome === 'blocked') result.blockedMs = outcome.blockedMs;
     if (!record) return result;
     // Labels are built only when metrics are on: the hot path allocates nothing for them.
     if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source });

@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import { maxTimerMs } from '@noa/core';
 import { z } from 'zod';
 
@@ -106,4 +107,15 @@ export function nameLimits(limits: readonly z.infer<typeof limitSchema>[]): Limi
 /** The capacity of a limit: `burst` for buckets, otherwise `limit`. */
 export function capacityOf(policy: LimitPolicy): number {
   return policy.burst ?? policy.limit;
+}
+
+/**
+ * A short digest of what shapes the stored state of a rule's limits: each limit's name, algorithm
+ * and window, not its `limit` or `burst` (raising a limit in a deploy keeps the counters; another
+ * algorithm or window starts afresh, as such a change means). Part of the rule's store keys, so
+ * that state written under one shape is never read under another.
+ */
+export function stateFingerprint(limits: readonly LimitPolicy[]): string {
+  const shape = limits.map((policy) => `${policy.name}/${policy.algorithm}/${policy.windowMs}`).join('|');
+  return hash('sha256', shape, 'base64url').slice(0, 8);
 }

@@ -56,6 +56,11 @@ export interface QuotaResult extends ResultFields {
   remaining: number;
   /** `resetMs` of the limit with the smallest `remaining`. */
   resetMs: number;
+  /**
+   * Outcome `blocked` only: milliseconds until the block itself ends. `retryAfterMs` may be later
+   * (a block shorter than its window ends before the window's quota comes back); absent otherwise.
+   */
+  blockedMs?: number;
 }
 
 /**

@@ -28,6 +28,26 @@ export function maxCostOf(policy: LimitPolicy): number {
   return Math.floor((capacity * policy.windowMs + policy.queueMaxDelayMs * policy.limit) / policy.windowMs);
 }
 
+/** The field only a state of each algorithm has (a number; the sliding log's is an array). */
+const stateField: Record<AlgorithmName, string> = {
+  'fixed-window': 'count',
+  'sliding-window': 'current',
+  'sliding-log': 'times',
+  'token-bucket': 'tokens',
+  'leaky-bucket': 'level',
+};
+
+/**
+ * `state` when it is a state of `algorithm`, else `undefined` (a key never seen): a state another
+ * algorithm wrote under the same key (a store shared outside the limiter's namespaces) is read as
+ * absent, never as NaN counts or a throw.
+ */
+export function stateOf(algorithm: AlgorithmName, state: unknown): unknown {
+  if (state === undefined) return undefined;
+  const value = (state as Record<string, unknown>)[stateField[algorithm]];
+  return (algorithm === 'sliding-log' ? Array.isArray(value) : typeof value === 'number') ? state : undefined;
+}
+
 /** A pure algorithm: `(state, now, cost, policy) → (decision, state)`, plus how long to keep state. */
 export interface Algorithm<State = unknown> {
   step(state: State | undefined, now: number, cost: number, policy: LimitPolicy): Step<State>;

@@ -7,7 +7,7 @@ import type { RateLimitResult } from '../result.js';
 import {
   checkInputOf,
   defaultRequestWasSuccessful,
-  middlewareOptionsSchema,
+  middlewareOptionsSchemaOf,
   type RequestFacts,
   refunderFor,
   warnTrustProxy,
@@ -43,7 +43,18 @@ declare global {
  */
 export type RefusalHandler = (req: Request, res: Response, result: RateLimitResult) => unknown;
 
-const expressOptionsSchema = middlewareOptionsSchema.extend({
+/**
+ * What the request functions (`keyBy`, `role`, `cost`, `skip`) of the Express middleware receive:
+ * the {@link RequestFacts} and Express's own `request` and `response` (`req.auth` set by
+ * express-jwt, `req.session`, `req.params` in a route's middleware, `res.locals`: what
+ * express-rate-limit's `keyGenerator(req, res)` reads).
+ */
+export interface ExpressRequestFacts extends RequestFacts {
+  request: Request;
+  response: Response;
+}
+
+const expressOptionsSchema = middlewareOptionsSchemaOf<ExpressRequestFacts>().extend({
   /** Replaces the default problem+json refusal. Headers are already set when it runs. */
   handler: z.custom<RefusalHandler>((value) => typeof value === 'function', 'a function').optional(),
   /** Decides success for `skipSuccessfulRequests` / `skipFailedRequests`. Default: status < 400. */
@@ -66,15 +77,20 @@ export type ExpressMiddleware = (
 ) => void;
 
 /** The request facts of an Express request; `route` is computed only when read. */
-class ExpressFacts implements RequestFacts {
+class ExpressFacts implements ExpressRequestFacts {
+  readonly request: Request;
+  readonly response: Response;
   readonly ip: string | undefined;
   readonly method: string;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly user: unknown;
   readonly #req: ExpressRequestLike;
 
-  constructor(req: ExpressRequestLike) {
+  constructor(req: ExpressRequestLike, res: ServerResponse) {
     this.#req = req;
+    // The user's functions see Express's types; this file reads only what ExpressRequestLike has.
+    this.request = req as Request;
+    this.response = res as Response;
     this.ip = req.ip ?? req.socket.remoteAddress;
     this.method = req.method ?? 'GET';
     this.headers = req.headers;
@@ -153,7 +169,7 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
     const expressReq = incoming as Request;
     const expressRes = res as Response;
     if (checkTrustProxy !== undefined && !checkTrustProxy(req)) checkTrustProxy = undefined;
-    const facts = new ExpressFacts(req);
+    const facts = new ExpressFacts(req, res);
     const run = async (): Promise<void> => {
       if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
       const pending = checkInputOf(facts, parsed);

@@ -8,7 +8,7 @@ import type { RateLimitResult } from '../result.js';
 import {
   checkInputOf,
   defaultRequestWasSuccessful,
-  middlewareOptionsSchema,
+  middlewareOptionsSchemaOf,
   type ParsedMiddlewareOptions,
   type RequestFacts,
   refunderFor,
@@ -26,7 +26,21 @@ export type FastifyRefusalHandler = (
   result: RateLimitResult,
 ) => unknown;
 
-const pluginOptionsSchema = middlewareOptionsSchema.extend({
+/**
+ * What the request functions (`keyBy`, `role`, `cost`, `skip`) of the Fastify plugin receive: the
+ * {@link RequestFacts} and Fastify's own `request` and `reply` (a decorated `request.jwt`, a
+ * session, `request.params`: what @fastify/rate-limit's `keyGenerator(request)` reads).
+ */
+export interface FastifyRequestFacts extends RequestFacts {
+  request: FastifyRequest;
+  reply: FastifyReply;
+}
+
+type FastifyOptions = ParsedMiddlewareOptions<FastifyRequestFacts>;
+
+const fastifyMiddlewareSchema = middlewareOptionsSchemaOf<FastifyRequestFacts>();
+
+const pluginOptionsSchema = fastifyMiddlewareSchema.extend({
   /** Limit every route (true) or only routes with `config.rateLimit` (false). */
   global: z.boolean().default(true),
   /**
@@ -56,7 +70,7 @@ export type FastifyRequestWasSuccessful = (
 export type FastifyRateLimitOptions = z.input<typeof pluginOptionsSchema>;
 
 /** Per-route overrides, in a route's `config.rateLimit` (or `false` to exempt the route). */
-export const routeRateLimitSchema = middlewareOptionsSchema.partial().strict();
+export const routeRateLimitSchema = fastifyMiddlewareSchema.partial().strict();
 
 /** Per-route options as written in `config: { rateLimit: … }`. */
 export type RouteRateLimitOptions = z.input<typeof routeRateLimitSchema>;
@@ -119,8 +133,10 @@ function trustsEveryAddress(request: FastifyRequest): boolean {
  */
 const notFoundRoute = '*';
 
-function factsOf(request: FastifyRequest): RequestFacts {
+function factsOf(request: FastifyRequest, reply: FastifyReply): FastifyRequestFacts {
   return {
+    request,
+    reply,
     ip: request.ip,
     method: request.method,
     route: request.routeOptions.url ?? notFoundRoute,
@@ -141,14 +157,14 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
   const wasSuccessful: FastifyRequestWasSuccessful =
     requestWasSuccessful ?? ((_, reply) => defaultRequestWasSuccessful(reply.statusCode));
   // Keyed by the route's own config object: the options it resolves to, parsed once.
-  const routeOptions = new WeakMap<RouteRateLimitOptions, ParsedMiddlewareOptions>();
-  const resolve = (id: string, config: RouteRateLimitOptions): ParsedMiddlewareOptions => {
+  const routeOptions = new WeakMap<RouteRateLimitOptions, FastifyOptions>();
+  const resolve = (id: string, config: RouteRateLimitOptions): FastifyOptions => {
     let resolved = routeOptions.get(config);
     if (resolved === undefined) {
       const parsedRoute = parseOptions(`route ${id} config.rateLimit`, routeRateLimitSchema, config);
       // Only what the route wrote overrides the plugin's options (not the schema's defaults).
       const overrides = Object.fromEntries(Object.entries(parsedRoute).filter(([name]) => name in config));
-      resolved = { ...shared, ...overrides } as ParsedMiddlewareOptions;
+      resolved = { ...shared, ...overrides } as FastifyOptions;
       routeOptions.set(config, resolved);
     }
     return resolved;
@@ -173,7 +189,7 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
         : resolve(`${String(request.routeOptions.method)} ${request.routeOptions.url}`, config);
     const active = route ?? shared;
     if (!(active.limiter instanceof RateLimiter)) return;
-    const facts = factsOf(request);
+    const facts = factsOf(request, reply);
     if (active.skip !== undefined && (await active.skip(facts))) return;
     const pending = checkInputOf(facts, active);
     const input = pending instanceof Promise ? await pending : pending;

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { InvalidCheckInputError } from '../errors.js';
+import { headerDrafts } from '../headers.js';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
@@ -9,7 +10,11 @@ import { isWellFormedText, utf16Digest } from '../utf16-key.js';
 /** How the key of a request is found: a built-in kind or a function. */
 export const keyKinds = ['ip', 'user', 'api-key'] as const;
 
-/** The request facts key extractors see, the same for Express and Fastify. */
+/**
+ * The request facts the request functions (`keyBy`, `role`, `cost`, `skip`) see, the same for
+ * Express and Fastify; each framework adds its own request and response (`ExpressRequestFacts`:
+ * `request`, `response`; `FastifyRequestFacts`: `request`, `reply`).
+ */
 export interface RequestFacts {
   /** Client IP as the framework computed it (honouring its trust-proxy setting). */
   ip: string | undefined;
@@ -26,63 +31,75 @@ export type MaybePromise<T> = T | PromiseLike<T>;
 
 const fn = <T>(message: string) => z.custom<T>((value) => typeof value === 'function', message);
 
-/** Options shared by the Express middleware and the Fastify plugin. */
-export const middlewareOptionsSchema = z
-  .object({
-    /** The limiter to check requests with. */
-    limiter: z.instanceof(RateLimiter, { message: 'a RateLimiter (createRateLimiter())' }),
-    /**
-     * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (a digest of the `apiKeyHeader`), or a function of
-     * the request facts, which may return a promise (a key looked up in a session store), whose
-     * value is keyed as `custom:<value>` (a value the client chose cannot name an IP's or user's key), or past
-     * {@link maxCustomKeyValueLength} characters by its digest (see {@link customKeyOf}). When a
-     * user or API key is missing or empty (or the function returns `undefined`, `null` or `''`) the IP is
-     * used; a function that returns another kind of value (an object) or throws or rejects fails the request (Express `next(error)`, a Fastify
-     * error reply).
-     */
-    keyBy: z
-      .union([z.enum(keyKinds), fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('a function')])
-      .default('ip'),
-    /**
-     * IPv6 clients are keyed by their network of this prefix length (one client holds a /64 or
-     * more, and could rotate addresses within it); `false` keys each address. IPv4 is unaffected.
-     */
-    ipv6Subnet: z.union([z.number().int().min(1).max(128), z.literal(false)]).default(defaultIpv6Subnet),
-    /** Header holding API keys (for `keyBy: 'api-key'`). */
-    apiKeyHeader: z.string().min(1).default('x-api-key'),
-    /** Count each endpoint (method + route) separately; HEAD counts as GET (it runs the GET handler). */
-    perEndpoint: z.boolean().default(false),
-    /** The caller's role, selecting the limiter's `roles` rules (the function may return a promise). */
-    role: fn<(facts: RequestFacts) => MaybePromise<string | undefined>>('a function').optional(),
-    /** Points a request costs: a number or a function of the request (which may return a promise). */
-    cost: z
-      .union([
-        z.number().int().nonnegative(),
-        fn<(facts: RequestFacts) => MaybePromise<number>>('a function'),
-      ])
-      .default(1),
-    /** Requests for which this returns true are not limited. */
-    skip: fn<(facts: RequestFacts) => boolean | Promise<boolean>>('a function').optional(),
-    /**
-     * Give a request's points back once its response shows it succeeded (by
-     * `requestWasSuccessful`, default status < 400): only failures count, e.g. failed logins.
-     */
-    skipSuccessfulRequests: z.boolean().default(false),
-    /** Give a request's points back once its response shows it failed (or the client went away). */
-    skipFailedRequests: z.boolean().default(false),
-    /** Which headers to send. */
-    headers: z
-      .object({ standard: z.boolean().default(true), legacy: z.boolean().default(false) })
-      .strict()
-      .default({
-        standard: true,
-        legacy: false,
-      }),
-  })
-  .strict();
+/**
+ * Options shared by the Express middleware and the Fastify plugin, their request functions typed
+ * with each framework's facts (`Facts`: {@link RequestFacts} plus its own request and response).
+ */
+export const middlewareOptionsSchemaOf = <Facts extends RequestFacts>() =>
+  z
+    .object({
+      /** The limiter to check requests with. */
+      limiter: z.instanceof(RateLimiter, { message: 'a RateLimiter (createRateLimiter())' }),
+      /**
+       * The key: `'ip'`, `'user'` (`req.user.id`), `'api-key'` (a digest of the `apiKeyHeader`), or a function of
+       * the request facts, which may return a promise (a key looked up in a session store), whose
+       * value is keyed as `custom:<value>` (a value the client chose cannot name an IP's or user's key), or past
+       * {@link maxCustomKeyValueLength} characters by its digest (see {@link customKeyOf}). When a
+       * user or API key is missing or empty (or the function returns `undefined`, `null` or `''`) the IP is
+       * used; a function that returns another kind of value (an object) or throws or rejects fails the request (Express `next(error)`, a Fastify
+       * error reply).
+       */
+      keyBy: z
+        .union([z.enum(keyKinds), fn<(facts: Facts) => MaybePromise<string | undefined>>('a function')])
+        .default('ip'),
+      /**
+       * IPv6 clients are keyed by their network of this prefix length (one client holds a /64 or
+       * more, and could rotate addresses within it); `false` keys each address. IPv4 is unaffected.
+       */
+      ipv6Subnet: z.union([z.number().int().min(1).max(128), z.literal(false)]).default(defaultIpv6Subnet),
+      /** Header holding API keys (for `keyBy: 'api-key'`). */
+      apiKeyHeader: z.string().min(1).default('x-api-key'),
+      /** Count each endpoint (method + route) separately; HEAD counts as GET (it runs the GET handler). */
+      perEndpoint: z.boolean().default(false),
+      /** The caller's role, selecting the limiter's `roles` rules (the function may return a promise). */
+      role: fn<(facts: Facts) => MaybePromise<string | undefined>>('a function').optional(),
+      /** Points a request costs: a number or a function of the request (which may return a promise). */
+      cost: z
+        .union([z.number().int().nonnegative(), fn<(facts: Facts) => MaybePromise<number>>('a function')])
+        .default(1),
+      /** Requests for which this returns true are not limited. */
+      skip: fn<(facts: Facts) => boolean | Promise<boolean>>('a function').optional(),
+      /**
+       * Give a request's points back once its response shows it succeeded (by
+       * `requestWasSuccessful`, default status < 400): only failures count, e.g. failed logins.
+       */
+      skipSuccessfulRequests: z.boolean().default(false),
+      /** Give a request's points back once its response shows it failed (or the client went away). */
+      skipFailedRequests: z.boolean().default(false),
+      /** Which headers to send. */
+      headers: z
+        .object({
+          standard: z.boolean().default(true),
+          /** `'draft-10'` (default), or `'draft-7'` / `'draft-6'` as express-rate-limit sends them (see `HeaderOptions`). */
+          draft: z.enum(headerDrafts).default('draft-10'),
+          legacy: z.boolean().default(false),
+        })
+        .strict()
+        .default({
+          standard: true,
+          draft: 'draft-10',
+          legacy: false,
+        }),
+    })
+    .strict();
 
-/** Parsed middleware options. */
-export type ParsedMiddlewareOptions = z.infer<typeof middlewareOptionsSchema>;
+/** {@link middlewareOptionsSchemaOf} with the facts both frameworks give. */
+export const middlewareOptionsSchema = middlewareOptionsSchemaOf<RequestFacts>();
+
+/** Parsed middleware options (of a framework's `Facts`). */
+export type ParsedMiddlewareOptions<Facts extends RequestFacts = RequestFacts> = z.infer<
+  ReturnType<typeof middlewareOptionsSchemaOf<Facts>>
+>;
 
 const isPromiseLike = (value: unknown): value is PromiseLike<unknown> =>
   typeof (value as PromiseLike<unknown> | undefined)?.then === 'function';
@@ -91,9 +108,9 @@ const isPromiseLike = (value: unknown): value is PromiseLike<unknown> =>
  * What the limiter checks for a request under `options` (both middlewares ask the same): a promise
  * only when one of the request functions returned one, so that sync options cost no extra tick.
  */
-export function checkInputOf(
-  facts: RequestFacts,
-  options: ParsedMiddlewareOptions,
+export function checkInputOf<Facts extends RequestFacts>(
+  facts: Facts,
+  options: ParsedMiddlewareOptions<Facts>,
 ): CheckInput | Promise<CheckInput> {
   const customKey = typeof options.keyBy === 'function' ? options.keyBy(facts) : undefined;
   const role = options.role?.(facts);
@@ -147,9 +164,9 @@ export function customKeyOf(value: string | number): string {
 }
 
 /** The key of a request under `options`; `customKey` is what a `keyBy` function returned. */
-function requestKey(
-  facts: RequestFacts,
-  options: ParsedMiddlewareOptions,
+function requestKey<Facts extends RequestFacts>(
+  facts: Facts,
+  options: ParsedMiddlewareOptions<Facts>,
   customKey: string | undefined,
 ): string {
   // A custom key is often what the client sends (a header): kept as it is, `ip:203.0.113.5` or
@@ -195,7 +212,7 @@ export const defaultRequestWasSuccessful = (statusCode: number): boolean => stat
  * undefined when nothing can be refunded (neither option, or the request was not counted).
  */
 export function refunderFor(
-  options: ParsedMiddlewareOptions,
+  options: Pick<ParsedMiddlewareOptions, 'skipSuccessfulRequests' | 'skipFailedRequests' | 'limiter'>,
   input: CheckInput,
   result: RateLimitResult,
 ): ((successful: boolean) => void) | undefined {

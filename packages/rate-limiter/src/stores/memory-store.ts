@@ -2,7 +2,7 @@ import { type Clock, coarseClock, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import { type FixedWindowState, fixedWindowTtl } from '../algorithms/fixed-window.js';
 import { fixedWindowInPlace } from '../algorithms/fixed-window-in-place.js';
-import { adjusters, algorithms, inPlaceAlgorithms } from '../algorithms/index.js';
+import { adjusters, algorithms, inPlaceAlgorithms, stateOf } from '../algorithms/index.js';
 import {
   type AutoBlockPolicy,
   type BlockState,
@@ -168,7 +168,7 @@ export class MemoryStore implements RateLimitStore {
     for (let index = 0; index < limits.length; index += 1) {
       const policy = limits[index]!;
       const step = algorithms[policy.algorithm].step(
-        previous?.[index],
+        stateOf(policy.algorithm, previous?.[index]),
         now,
         blockedMs > 0 ? 0 : cost,
         policy,
@@ -204,7 +204,12 @@ export class MemoryStore implements RateLimitStore {
     for (let index = 0; index < limits.length; index += 1) {
       if (!decisions[index]!.allowed) continue;
       const policy = limits[index]!;
-      decisions[index] = algorithms[policy.algorithm].step(previous?.[index], now, 0, policy).decision;
+      decisions[index] = algorithms[policy.algorithm].step(
+        stateOf(policy.algorithm, previous?.[index]),
+        now,
+        0,
+        policy,
+      ).decision;
     }
     if (block === undefined) {
       if (entry !== undefined) this.#touch(entries, key, entry, now);
@@ -301,7 +306,7 @@ export class MemoryStore implements RateLimitStore {
     now: number,
   ): Decision {
     const inPlace = inPlaceAlgorithms[policy.algorithm];
-    const kept = entry?.states?.[0];
+    const kept = stateOf(policy.algorithm, entry?.states?.[0]);
     if (kept !== undefined) {
       const decision = inPlace.step(kept, now, cost, policy);
       if (decision.allowed) this.#extend(entries, key, entry!, now, inPlace.ttlMs(kept, now, policy));
@@ -358,7 +363,12 @@ export class MemoryStore implements RateLimitStore {
       let ttl = 0;
       for (let index = 0; index < limits.length; index += 1) {
         const policy = limits[index]!;
-        next[index] = adjusters[policy.algorithm][operation](states?.[index], now, adjustment.points, policy);
+        next[index] = adjusters[policy.algorithm][operation](
+          stateOf(policy.algorithm, states?.[index]),
+          now,
+          adjustment.points,
+          policy,
+        );
         if (next[index] !== undefined)
           ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(next[index], now, policy));
       }
@@ -371,6 +381,7 @@ export class MemoryStore implements RateLimitStore {
           entry !== undefined &&
           entry.states === undefined &&
           limits.length === 1 &&
+          limits[0]!.algorithm === 'fixed-window' &&
           blockState === undefined
         ) {
           // The single fixed window's inline state: written back inline, so the fast path reads it.
@@ -602,7 +613,12 @@ function peekOutcome(
 ): ConsumeOutcome {
   const blockedMs = blockRemainingMs(block, now);
   const decisions = limits.map((policy, index) => {
-    const decision = algorithms[policy.algorithm].step(states?.[index], now, 0, policy).decision;
+    const decision = algorithms[policy.algorithm].step(
+      stateOf(policy.algorithm, states?.[index]),
+      now,
+      0,
+      policy,
+    ).decision;
     if (blockedMs > 0) {
       decision.allowed = false;
       decision.retryAfterMs = Math.max(decision.retryAfterMs, blockedMs);

@@ -139,6 +139,8 @@ export class RedisStore implements RateLimitStore {
   readonly remote = true;
   readonly #client: Redis | Cluster;
   readonly #prefix: string;
+  /** The client and key prefix: stores on one client with one prefix share their keys. */
+  readonly stateScope: { readonly owner: object; readonly prefix: string };
   /**
    * Until the client's first `ready`, calls wait for it, each until its caller gives up: the
    * wake-ups of the calls still waiting (a call leaves at its deadline, so that neither it nor
@@ -163,6 +165,7 @@ export class RedisStore implements RateLimitStore {
     const parsed = parseOptions('RedisStore', redisStoreOptionsSchema, options);
     this.#client = parsed.client;
     this.#prefix = parsed.prefix;
+    this.stateScope = { owner: parsed.client, prefix: parsed.prefix };
     const clientOptions = (parsed.client as Redis).options as
       | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean; retryDelayOnFailover?: number }
       | undefined;

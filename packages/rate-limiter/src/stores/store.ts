@@ -101,6 +101,13 @@ export interface RateLimitStore {
     block: AutoBlockPolicy | undefined,
     options?: ConsumeOptions,
   ): ConsumeOutcome | Promise<ConsumeOutcome>;
+  /**
+   * Optional: where the store's state lives, for the limiter's check that two limiters in one
+   * process do not write one rule's keys with different limits: `owner` is the object whose state
+   * the store writes (a Redis client), `prefix` the prefix of its keys. Two stores with the same
+   * owner and prefix share their keys. Without it the store itself is the owner.
+   */
+  readonly stateScope?: { readonly owner: object; readonly prefix: string } | undefined;
   /** Forgets all state of `key` (its counters and any block). */
   reset(key: string): Promise<void>;
   /** Releases what the store owns (not a client passed in by the user). */

@@ -8,6 +8,7 @@ import { createRateLimiter } from '../../src/index.js';
 import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import { RedisClockOffset } from '../../src/stores/redis-clock.js';
+import { defaultNamespace } from '../rule-namespace.js';
 import { pipeTo } from './cluster-redirecting-proxy.js';
 
 // A Cluster store keeps one clock offset per node it has heard from. Nodes leave the slot map
@@ -87,10 +88,11 @@ describe.skipIf(skip !== undefined)('the clock offsets of a Cluster store', () =
       localBlockCache: false,
     });
     // One key per master (by the address the client reaches it at): the store hears from all three.
+    const namespace = defaultNamespace([{ limit: 1_000, windowMs: 60_000 }]);
     const keys = new Map<string, string>();
     for (let index = 0; keys.size < 3; index += 1) {
       const key = `k${index}`;
-      const node = client.slots[clusterSlot(`node-clocks:{rl:default:${key}}`)]![0]!;
+      const node = client.slots[clusterSlot(`node-clocks:{${namespace}${key}}`)]![0]!;
       if (!keys.has(node)) keys.set(node, key);
     }
     for (const key of keys.values()) expect(await limiter.check(key)).toMatchObject({ source: 'store' });
@@ -106,7 +108,7 @@ describe.skipIf(skip !== undefined)('the clock offsets of a Cluster store', () =
       const refreshed = once(client, 'refresh');
       client.refreshSlotsCache();
       await refreshed;
-      expect(client.slots[clusterSlot(`node-clocks:{rl:default:${key}}`)]![0]).toBe(
+      expect(client.slots[clusterSlot(`node-clocks:{${namespace}${key}}`)]![0]).toBe(
         `127.0.0.1:${proxy.port}`,
       );
       expect(await limiter.check(key)).toMatchObject({ source: 'store' });

@@ -6,6 +6,7 @@ import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import { checkScript } from '../../src/stores/lua-script.js';
 import { adjustScript } from '../../src/stores/redis-adjust.js';
+import { defaultNamespace } from '../rule-namespace.js';
 
 // ioredis follows MOVED and ASK itself (recommendedClusterOptions keep maxRedirections), sending
 // the same command to the node the reply names. The expiry a call carries is in the clock of the
@@ -28,7 +29,7 @@ describe.skipIf(skip !== undefined)('a Cluster call ioredis redirects by itself'
   let client: Cluster;
   let limiter: RateLimiter;
 
-  const hashKeyOf = (key: string) => `${prefix}{rl:default:${key}}`;
+  const hashKeyOf = (key: string) => `${prefix}{${defaultNamespace([{ limit: 5, windowMs: 60_000 }])}${key}}`;
   const servingOf = (key: string) => client.slots[clusterSlot(hashKeyOf(key))]![0]!;
   /** A key named `label…` of a slot other than `not`'s, served by `node`. */
   const keyServedBy = (node: string, not: string[], label: string) => {

@@ -5,6 +5,7 @@ import { createRateLimiter, type RateLimiter } from '../../src/index.js';
 import { RedisStore } from '../../src/redis.js';
 import { checkScript } from '../../src/stores/lua-script.js';
 import { adjustScript } from '../../src/stores/redis-adjust.js';
+import { defaultNamespace } from '../rule-namespace.js';
 import { proxiedCluster, unreachableNode } from './cluster-redirecting-proxy.js';
 
 // A call resent after a failover lands on a master the store has not heard from: its expiry must
@@ -52,7 +53,7 @@ describe.skipIf(skip !== undefined)('a Cluster call resent to a master not heard
       breaker: { consecutiveFailures: 1_000_000, minimumRps: 1_000_000 },
       localBlockCache: false,
     });
-    const hashKey = `${prefix}{rl:default:${key}}`;
+    const hashKey = `${prefix}{${defaultNamespace([{ limit: 5, windowMs: 2 ** 40 }])}${key}}`;
     const before = await redisNowMs(proxied.client, hashKey);
     const proxy = proxied.proxyOf(hashKey);
     proxy.key = hashKey;

@@ -11,6 +11,7 @@ import {
 import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import { expiryMarginMs } from '../../src/stores/redis-clock.js';
+import { defaultNamespace } from '../rule-namespace.js';
 
 const { redis, skip } = await startPrivateRedisOrSkip();
 
@@ -54,7 +55,7 @@ function limiterOn(client: Redis | Cluster, deadline = deadlineMs) {
     localBlockCache: false,
   });
   // The limiter's store key of `key`: its default prefix and rule.
-  const storeKey = (key: string) => `rl:default:${key}`;
+  const storeKey = (key: string) => `${defaultNamespace([policy])}${key}`;
   let slowestWarmMs = 0;
   return {
     limiter,
@@ -215,7 +216,7 @@ describe.skipIf(skip !== undefined)('checks that reach a Redis Cluster master af
     const keys = Array.from({ length: 9 }, (_, index) => `user-${index}`);
     for (const key of keys) await warm(key);
     const masters = new Set(
-      keys.map((key) => client.slots[clusterSlot(`${prefix}{rl:default:${key}}`)]?.[0]),
+      keys.map((key) => client.slots[clusterSlot(`${prefix}{${defaultNamespace([policy])}${key}}`)]?.[0]),
     );
     expect(masters.size).toBe(3);
 

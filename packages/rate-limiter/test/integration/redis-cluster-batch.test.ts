@@ -6,6 +6,7 @@ import { createRateLimiter, type LimitPolicy } from '../../src/index.js';
 import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
 import type { ConsumeOutcome, ConsumeRequest } from '../../src/stores/store.js';
+import { defaultNamespace } from '../rule-namespace.js';
 import { migrateSlotKeys, scriptCalls } from './redis-stats.js';
 
 // Batches on a real 3-master Cluster (`consumeMany`: per-slot script calls, one write per
@@ -228,11 +229,12 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
       localBlockCache: false,
     });
     // The limiter's store key of `key`: its default rule.
-    const slotOf = (key: string) => clusterSlot(`${prefix}{rl:default:${key}}`);
+    const namespace = defaultNamespace([{ limit: 1_000_000, windowMs }]);
+    const slotOf = (key: string) => clusterSlot(`${prefix}{${namespace}${key}}`);
     const limits = [{ name: 'default', algorithm: 'fixed-window' as const, limit: 1_000_000, windowMs }];
     // Connections and scripts warmed up on every master, without a deadline.
     await store.consumeMany(
-      spreadKeys.map((key) => ({ key: `rl:default:${key}`, limits, costs: [0] })),
+      spreadKeys.map((key) => ({ key: `${namespace}${key}`, limits, costs: [0] })),
       undefined,
     );
     const dead = admins[2]!;

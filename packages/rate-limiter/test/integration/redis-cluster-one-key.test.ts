@@ -10,6 +10,7 @@ import {
 } from '../../src/index.js';
 import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
+import { defaultNamespace } from '../rule-namespace.js';
 import { migrateSlotKeys, scriptCalls } from './redis-stats.js';
 
 // The limiter on a real 3-master Cluster, where a tick's keys rarely share a slot: each key is
@@ -52,11 +53,20 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
     prefixes += 1;
     return `one-${prefixes}:`;
   };
+  /** The namespace of the limiter's default rule of one `algorithm` limit of `windowMs` (any limit). */
+  const namespaceOf = (algorithm: AlgorithmName = 'fixed-window') =>
+    defaultNamespace([{ algorithm, limit: 1, windowMs }]);
   /** The store key (hash tag included) of the limiter's default rule for `key`. */
-  const hashKeyOf = (prefix: string, key: string) => `${prefix}{rl:default:${key}}`;
+  const hashKeyOf = (prefix: string, key: string, algorithm?: AlgorithmName) =>
+    `${prefix}{${namespaceOf(algorithm)}${key}}`;
   /** Points counted on the default rule's `key` (a zero-cost check). */
   async function counted(store: RedisStore, key: string, limits: LimitPolicy[]): Promise<number> {
-    const [outcome] = await store.consume(`rl:default:${key}`, limits, [0], undefined);
+    const [outcome] = await store.consume(
+      `${namespaceOf(limits[0]!.algorithm)}${key}`,
+      limits,
+      [0],
+      undefined,
+    );
     const decision = outcome!.decisions[0]!;
     return decision.limit - decision.remaining;
   }
@@ -95,9 +105,11 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
       const inMemory = createRateLimiter({ limits, localBlockCache: false });
       const keys = [...spreadKeys, ...taggedKeys];
       // The keys span all three masters, and each tag's keys share one slot.
-      const masters = new Set(keys.map((key) => client.slots[clusterSlot(hashKeyOf(prefix, key))]![0]));
+      const masters = new Set(
+        keys.map((key) => client.slots[clusterSlot(hashKeyOf(prefix, key, algorithm))]![0]),
+      );
       expect(masters.size).toBe(3);
-      expect(new Set(taggedKeys.map((key) => clusterSlot(hashKeyOf(prefix, key)))).size).toBe(2);
+      expect(new Set(taggedKeys.map((key) => clusterSlot(hashKeyOf(prefix, key, algorithm)))).size).toBe(2);
 
       // Each round checks every key once, all in one tick: the limiter sends them in batches.
       const admitted = new Map(keys.map((key) => [key, 0]));
@@ -150,7 +162,7 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
     const batch = (cost: number) =>
       Promise.all(
         store.consumeEach!(
-          keys.map((key) => ({ key: `rl:default:${key}`, limits, costs: [cost] })),
+          keys.map((key) => ({ key: `${namespaceOf()}${key}`, limits, costs: [cost] })),
           undefined,
         ),
       );
@@ -180,7 +192,7 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
     expect(client.status).not.toBe('ready');
     const outcomes = await Promise.all(
       store.consumeEach!(
-        keys.map((key) => ({ key: `rl:default:${key}`, limits, costs: [1] })),
+        keys.map((key) => ({ key: `${namespaceOf()}${key}`, limits, costs: [1] })),
         undefined,
         { deadlineMs: 5_000 },
       ),
@@ -211,7 +223,7 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
     await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
     const listeners = () => idle.listenerCount('ready') + idle.listenerCount('close');
     const hold = (key: string) =>
-      store.consume(`rl:default:${key}`, limits, [1], undefined, { deadlineMs: 300 }).then(
+      store.consume(`${namespaceOf()}${key}`, limits, [1], undefined, { deadlineMs: 300 }).then(
         () => 'answered',
         (error: Error) => error.name,
       );

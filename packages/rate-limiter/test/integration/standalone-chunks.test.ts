@@ -5,6 +5,7 @@ import { createRateLimiter } from '../../src/index.js';
 import type { LimitPolicy } from '../../src/policy.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 import { admitted } from '../../src/stores/store.js';
+import { defaultNamespace } from '../rule-namespace.js';
 
 // A standalone Redis answers a batch of more than 32 keys in several script calls (chunks). A
 // chunk that fails (here: one of its keys holds a string, so its script errors before writing;
@@ -60,8 +61,9 @@ describe('standalone Redis, a batch over several script calls with one failing',
 
   it("the limiter answers the keys of the chunks that counted from the store, and only the failed chunk's by its fail mode", async () => {
     const limiterPrefix = `${prefix}limiter:`;
-    // The limiter's store key is its rule's namespace (`rl:default:`) and the key.
-    await client.set(`${limiterPrefix}{rl:default:${keys[poisoned]}}`, 'not a hash', 'PX', 600_000);
+    // The limiter's store key is its rule's namespace (`rl:default:<fingerprint>:`) and the key.
+    const namespace = defaultNamespace(limits);
+    await client.set(`${limiterPrefix}{${namespace}${keys[poisoned]}}`, 'not a hash', 'PX', 600_000);
     const limiter = createRateLimiter({
       store: new RedisStore({ client, prefix: limiterPrefix }),
       limits,
@@ -78,7 +80,7 @@ describe('standalone Redis, a batch over several script calls with one failing',
         if (index < poisoned) {
           expect(result.source, keys[index]).toBe('store');
           expect(result.allowed).toBe(true);
-          expect(await countOf(limiterPrefix, `rl:default:${keys[index]}`)).toBe(1);
+          expect(await countOf(limiterPrefix, `${namespace}${keys[index]}`)).toBe(1);
         } else {
           expect(result.source, keys[index]).toBe('fail-mode');
           expect(result.allowed).toBe(false);
