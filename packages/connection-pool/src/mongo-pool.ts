@@ -13,7 +13,15 @@ import {
 import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { badOptions, mongoRunOptionsCheck, readDbOptionsCheck } from './call-options.js';
+import {
+  badOptions,
+  mongoConnectOptionsCheck,
+  mongoDbOptionsCheck,
+  mongoRunOptionsCheck,
+  noteWriteOptionsCheck,
+  noteWriteSessionCheck,
+  readDbOptionsCheck,
+} from './call-options.js';
 import {
   AcquireTimeoutError,
   BackendUnavailableError,
@@ -162,17 +170,29 @@ export class MongoPool {
 
   /**
    * Connects (once; later calls share the first) and returns the underlying client. Rejects
-   * with `PoolClosedError` after `close()`: a closed pool is not reopened.
+   * with `PoolClosedError` after `close()`: a closed pool is not reopened. Takes no options:
+   * one given anyway (`{ timeoutMs }`) rejects with a `ConfigError` naming it, before dialling.
    */
-  async connect(): Promise<MongoClient> {
+  async connect(options?: Record<string, never>): Promise<MongoClient> {
+    if (options !== undefined) {
+      const invalid = badOptions(mongoConnectOptionsCheck, options);
+      if (invalid !== undefined) throw invalid;
+    }
     if (this.#closed) throw new PoolClosedError(this.options.name);
     if (this.#client !== undefined) return this.#client;
     this.#connecting ??= this.#openClient();
     return this.#connecting;
   }
 
-  /** The database for writes and primary reads. Call `connect()` first. */
-  db(name?: string): Db {
+  /**
+   * The database for writes and primary reads. Call `connect()` first. Takes no options: one
+   * given anyway (`{ readPreference }`) throws a `ConfigError` naming it (use `readDb()`).
+   */
+  db(name?: string, options?: Record<string, never>): Db {
+    if (options !== undefined) {
+      const invalid = badOptions(mongoDbOptionsCheck, options);
+      if (invalid !== undefined) throw invalid;
+    }
     return this.#require().db(name, { readPreference: 'primary' });
   }
 
@@ -199,8 +219,19 @@ export class MongoPool {
     return this.#require().db(name, { readPreference: readPreference as ReadPreferenceMode });
   }
 
-  /** Records a write by `session` (or the current `withSession` context) for read-your-writes. */
-  noteWrite(session?: string): void {
+  /**
+   * Records a write by `session` (or the current `withSession` context) for read-your-writes.
+   * A `session` that is not a string, or any option, throws a `ConfigError` naming it: either
+   * would leave the session's reads on the replicas.
+   */
+  noteWrite(session?: string, options?: Record<string, never>): void {
+    if (session !== undefined && typeof session !== 'string') {
+      throw badOptions(noteWriteSessionCheck, { session }) as Error;
+    }
+    if (options !== undefined) {
+      const invalid = badOptions(noteWriteOptionsCheck, options);
+      if (invalid !== undefined) throw invalid;
+    }
     this.#sessions.noteWrite(session, this.#clock.now());
     if (this.#metrics.enabled)
       this.#routed.inc({ pool: this.options.name, target: 'primary', reason: 'write' });
