@@ -303,7 +303,8 @@ export class MongoPool {
    * Pings the deployment; healthy when it answers within `serverSelectionTimeoutMs` (a frozen
    * server counts as down after that long too). Unhealthy once closed. `error` is the failure as
    * text, `errorCode` the code of the error `run()` would throw for it:
-   * `NOA_POOL_BACKEND_UNAVAILABLE` (no server reachable), `NOA_POOL_DRIVER_NOT_INSTALLED`
+   * `NOA_POOL_BACKEND_UNAVAILABLE` (no server reachable, or none answered the ping within
+   * `serverSelectionTimeoutMs`: a frozen server), `NOA_POOL_DRIVER_NOT_INSTALLED`
    * (`mongodb` is missing: nothing was sent), `NOA_POOL_CLOSED`; undefined for an error
    * `run()` passes through (the driver's own, such as an authentication failure).
    */
@@ -324,15 +325,21 @@ export class MongoPool {
         checkoutErrors: this.#errors,
       };
     }
+    // The driver sets no socket timeout, so a frozen or partitioned server would hold the ping
+    // forever. An abort signal ends the wait and closes that connection; the per-operation
+    // `timeoutMS` did not fire on a socket read here (driver 7.9), so it is not relied on.
+    const timeoutMs = this.options.serverSelectionTimeoutMs;
+    const signal = AbortSignal.timeout(timeoutMs);
     try {
-      // The driver sets no socket timeout, so a frozen or partitioned server would hold the ping
-      // forever. An abort signal ends the wait and closes that connection; the per-operation
-      // `timeoutMS` did not fire on a socket read here (driver 7.9), so it is not relied on.
-      const signal = AbortSignal.timeout(this.options.serverSelectionTimeoutMs);
       await (await this.connect()).db('admin').command({ ping: 1 }, { signal });
       return { healthy: true, stats: this.stats, checkoutErrors: this.#errors };
     } catch (error) {
-      const typed = this.#typed(error, false);
+      let typed = this.#typed(error, false);
+      // The ping's own deadline (the driver rejects with the signal's reason, a bare
+      // `TimeoutError` DOMException): the server did not answer within serverSelectionTimeoutMs,
+      // which is down, as a server selection that times out is.
+      if (signal.aborted && !(typed instanceof NoaError))
+        typed = new BackendUnavailableError(this.options.name, { cause: error, details: { timeoutMs } });
       const health = {
         healthy: false,
         error: String(error),
