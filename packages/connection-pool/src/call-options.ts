@@ -97,6 +97,16 @@ export const readDbOptionsSchema = z.object({ session: z.string().optional() }).
 export const mongoRunOptionsSchema = z.object({}).strict();
 
 /**
+ * Options of `MongoPool#connect()`, `db()` and `noteWrite()`: none, and strict like
+ * {@link mongoRunOptionsSchema}, so a deadline, read preference or window passed to one of them
+ * is refused instead of ignored (`db()` always uses the primary; the others are pool settings).
+ */
+export const mongoNoOptionsSchema = z.object({}).strict();
+
+/** The `session` argument of `MongoPool#noteWrite()`: a key `readDb({ session })` can match. */
+export const noteWriteSessionSchema = z.object({ session: z.string().optional() }).strict();
+
+/**
  * A cheap validator of one per-call options type: a test per known key, and the schema it
  * stands for. The test must never accept what the schema refuses.
  */
@@ -138,6 +148,12 @@ export const connectOptionsCheck = optionsCheck('connect', connectOptionsSchema,
 });
 export const readDbOptionsCheck = optionsCheck('readDb', readDbOptionsSchema, { session: isString });
 export const mongoRunOptionsCheck = optionsCheck('run', mongoRunOptionsSchema, {});
+export const mongoConnectOptionsCheck = optionsCheck('connect', mongoNoOptionsSchema, {});
+export const mongoDbOptionsCheck = optionsCheck('db', mongoNoOptionsSchema, {});
+export const noteWriteOptionsCheck = optionsCheck('noteWrite', mongoNoOptionsSchema, {});
+export const noteWriteSessionCheck = optionsCheck('noteWrite', noteWriteSessionSchema, {
+  session: isString,
+});
 
 /**
  * Checks per-call options on the hot path: no allocation and no zod when they are valid (a

@@ -13,7 +13,15 @@ import {
 import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { badOptions, mongoRunOptionsCheck, readDbOptionsCheck } from './call-options.js';
+import {
+  badOptions,
+  mongoConnectOptionsCheck,
+  mongoDbOptionsCheck,
+  mongoRunOptionsCheck,
+  noteWriteOptionsCheck,
+  noteWriteSessionCheck,
+  readDbOptionsCheck,
+} from './call-options.js';
 import {
   AcquireTimeoutError,
   BackendUnavailableError,
@@ -162,17 +170,29 @@ export class MongoPool {
 
   /**
    * Connects (once; later calls share the first) and returns the underlying client. Rejects
-   * with `PoolClosedError` after `close()`: a closed pool is not reopened.
+   * with `PoolClosedError` after `close()`: a closed pool is not reopened. Takes no options:
+   * one given anyway (`{ timeoutMs }`) rejects with a `ConfigError` naming it, before dialling.
    */
-  async connect(): Promise<MongoClient> {
+  async connect(options?: Record<string, never>): Promise<MongoClient> {
+    if (options !== undefined) {
+      const invalid = badOptions(mongoConnectOptionsCheck, options);
+      if (invalid !== undefined) throw invalid;
+    }
     if (this.#closed) throw new PoolClosedError(this.options.name);
     if (this.#client !== undefined) return this.#client;
     this.#connecting ??= this.#openClient();
     return this.#connecting;
   }
 
-  /** The database for writes and primary reads. Call `connect()` first. */
-  db(name?: string): Db {
+  /**
+   * The database for writes and primary reads. Call `connect()` first. Takes no options: one
+   * given anyway (`{ readPreference }`) throws a `ConfigError` naming it (use `readDb()`).
+   */
+  db(name?: string, options?: Record<string, never>): Db {
+    if (options !== undefined) {
+      const invalid = badOptions(mongoDbOptionsCheck, options);
+      if (invalid !== undefined) throw invalid;
+    }
     return this.#require().db(name, { readPreference: 'primary' });
   }
 
@@ -199,8 +219,19 @@ export class MongoPool {
     return this.#require().db(name, { readPreference: readPreference as ReadPreferenceMode });
   }
 
-  /** Records a write by `session` (or the current `withSession` context) for read-your-writes. */
-  noteWrite(session?: string): void {
+  /**
+   * Records a write by `session` (or the current `withSession` context) for read-your-writes.
+   * A `session` that is not a string, or any option, throws a `ConfigError` naming it: either
+   * would leave the session's reads on the replicas.
+   */
+  noteWrite(session?: string, options?: Record<string, never>): void {
+    if (session !== undefined && typeof session !== 'string') {
+      throw badOptions(noteWriteSessionCheck, { session }) as Error;
+    }
+    if (options !== undefined) {
+      const invalid = badOptions(noteWriteOptionsCheck, options);
+      if (invalid !== undefined) throw invalid;
+    }
     this.#sessions.noteWrite(session, this.#clock.now());
     if (this.#metrics.enabled)
       this.#routed.inc({ pool: this.options.name, target: 'primary', reason: 'write' });
@@ -272,7 +303,8 @@ export class MongoPool {
    * Pings the deployment; healthy when it answers within `serverSelectionTimeoutMs` (a frozen
    * server counts as down after that long too). Unhealthy once closed. `error` is the failure as
    * text, `errorCode` the code of the error `run()` would throw for it:
-   * `NOA_POOL_BACKEND_UNAVAILABLE` (no server reachable), `NOA_POOL_DRIVER_NOT_INSTALLED`
+   * `NOA_POOL_BACKEND_UNAVAILABLE` (no server reachable, or none answered the ping within
+   * `serverSelectionTimeoutMs`: a frozen server), `NOA_POOL_DRIVER_NOT_INSTALLED`
    * (`mongodb` is missing: nothing was sent), `NOA_POOL_CLOSED`; undefined for an error
    * `run()` passes through (the driver's own, such as an authentication failure).
    */
@@ -293,15 +325,21 @@ export class MongoPool {
         checkoutErrors: this.#errors,
       };
     }
+    // The driver sets no socket timeout, so a frozen or partitioned server would hold the ping
+    // forever. An abort signal ends the wait and closes that connection; the per-operation
+    // `timeoutMS` did not fire on a socket read here (driver 7.9), so it is not relied on.
+    const timeoutMs = this.options.serverSelectionTimeoutMs;
+    const signal = AbortSignal.timeout(timeoutMs);
     try {
-      // The driver sets no socket timeout, so a frozen or partitioned server would hold the ping
-      // forever. An abort signal ends the wait and closes that connection; the per-operation
-      // `timeoutMS` did not fire on a socket read here (driver 7.9), so it is not relied on.
-      const signal = AbortSignal.timeout(this.options.serverSelectionTimeoutMs);
       await (await this.connect()).db('admin').command({ ping: 1 }, { signal });
       return { healthy: true, stats: this.stats, checkoutErrors: this.#errors };
     } catch (error) {
-      const typed = this.#typed(error, false);
+      let typed = this.#typed(error, false);
+      // The ping's own deadline (the driver rejects with the signal's reason, a bare
+      // `TimeoutError` DOMException): the server did not answer within serverSelectionTimeoutMs,
+      // which is down, as a server selection that times out is.
+      if (signal.aborted && !(typed instanceof NoaError))
+        typed = new BackendUnavailableError(this.options.name, { cause: error, details: { timeoutMs } });
       const health = {
         healthy: false,
         error: String(error),

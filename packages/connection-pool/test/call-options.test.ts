@@ -6,7 +6,11 @@ import {
   badOptions,
   clusterAcquireOptionsCheck,
   connectOptionsCheck,
+  mongoConnectOptionsCheck,
+  mongoDbOptionsCheck,
   mongoRunOptionsCheck,
+  noteWriteOptionsCheck,
+  noteWriteSessionCheck,
   queryOptionsCheck,
   readDbOptionsCheck,
 } from '../src/call-options.js';
@@ -177,6 +181,59 @@ describe('per-call options are strict', () => {
   });
 });
 
+describe('MongoPool#db(), connect() and noteWrite() check their arguments as run() does', () => {
+  function fieldsOfThrow(attempt: () => unknown): string[] {
+    let thrown: unknown;
+    try {
+      attempt();
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    return (thrown as ConfigError).fields;
+  }
+
+  it('connect(extra) rejects, naming the field, before dialling', async () => {
+    const mongo = createMongoPool({ url: 'mongodb://127.0.0.1:1/x', serverSelectionTimeoutMs: 50 });
+    try {
+      const connect = (extra: unknown) => (mongo.connect as (extra: unknown) => Promise<unknown>)(extra);
+      // Each used to dial with the pool's own settings, the deadline or read preference ignored.
+      expect(await fieldsOfRejection(connect({ timeoutMs: 500 }))).toEqual(['timeoutMs']);
+      expect(await fieldsOfRejection(connect({ readPreference: 'primary' }))).toEqual(['readPreference']);
+      expect(await fieldsOfRejection(connect('primary'))).toHaveLength(1);
+      expect(mongo.stats.size).toBe(0);
+      // Nothing (or nothing in an object) still dials: the unreachable server is the failure.
+      await expect(connect({})).rejects.not.toBeInstanceOf(ConfigError);
+    } finally {
+      await mongo.close();
+    }
+  });
+
+  it('db(name, extra) and noteWrite(session, extra) throw, naming the field', async () => {
+    const mongo = createMongoPool({ url: 'mongodb://127.0.0.1:1/x' });
+    try {
+      const db = mongo.db as (name?: unknown, extra?: unknown) => unknown;
+      const noteWrite = mongo.noteWrite as (session?: unknown, extra?: unknown) => void;
+      // db() always uses the primary: a read preference given to it would be dropped.
+      expect(fieldsOfThrow(() => db.call(mongo, 'x', { readPreference: 'secondary' }))).toEqual([
+        'readPreference',
+      ]);
+      expect(fieldsOfThrow(() => db.call(mongo, 'x', 'secondary'))).toHaveLength(1);
+      // A window or an object where the session key goes: read-your-writes silently off.
+      expect(fieldsOfThrow(() => noteWrite.call(mongo, 'u1', { windowMs: 5_000 }))).toEqual(['windowMs']);
+      expect(fieldsOfThrow(() => noteWrite.call(mongo, { session: 'u1' }))).toEqual(['session']);
+      expect(fieldsOfThrow(() => noteWrite.call(mongo, 42))).toEqual(['session']);
+      // Valid calls: noteWrite needs no connection; db() without one is the usual error.
+      noteWrite.call(mongo, 'u1', {});
+      noteWrite.call(mongo, undefined, undefined);
+      noteWrite.call(mongo);
+      expect(() => db.call(mongo, 'x', {})).toThrow(/call connect\(\) before/);
+    } finally {
+      await mongo.close();
+    }
+  });
+});
+
 describe('the cheap check agrees with the schema', () => {
   const value = fc.oneof(
     fc.constantFrom(
@@ -212,6 +269,10 @@ describe('the cheap check agrees with the schema', () => {
     connectOptionsCheck,
     readDbOptionsCheck,
     mongoRunOptionsCheck,
+    mongoConnectOptionsCheck,
+    mongoDbOptionsCheck,
+    noteWriteOptionsCheck,
+    noteWriteSessionCheck,
   ])('$component: accepted exactly when the schema accepts', (check) => {
     fc.assert(
       fc.property(options, (input) => {

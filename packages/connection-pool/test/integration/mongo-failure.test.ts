@@ -155,9 +155,48 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     const deadline = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref());
     const health = await Promise.race([frozenPool.health(), deadline]);
     expect(health).not.toBe('hung');
-    expect(health).toMatchObject({ healthy: false });
+    // Down as an unreachable server is (the ping's own deadline is serverSelectionTimeoutMs):
+    // the code a dashboard pages on, not a bare text.
+    expect(health).toMatchObject({ healthy: false, errorCode: 'NOA_POOL_BACKEND_UNAVAILABLE' });
+    expect((health as { error?: string }).error).toMatch(/timeout/i);
     server.resume();
     await waitFor(async () => (await frozenPool.health()).healthy);
+  });
+
+  it('health() of a frozen server gives BackendUnavailable on an idle and on a new connection, queryTimeoutMs set or not', async () => {
+    server = await startPrivateFerretdb('frozencode');
+    const frozen = server;
+    const serverSelectionTimeoutMs = 400;
+    // min 1: one idle connection exists before the freeze; max 2: a second ping opens a new one.
+    const plain = createMongoPool({ url: frozen.url, name: 'plain', serverSelectionTimeoutMs, min: 1 });
+    const timed = createMongoPool({
+      url: frozen.url,
+      name: 'timed',
+      serverSelectionTimeoutMs,
+      queryTimeoutMs: 5_000,
+    });
+    try {
+      for (const each of [plain, timed]) {
+        await each.connect();
+        expect((await each.health()).healthy).toBe(true);
+      }
+      await frozen.freeze();
+      const deadline = () =>
+        new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref());
+      // Two at once: the second has no idle connection and waits on a handshake that never ends.
+      const checks = await Promise.race([
+        Promise.all([plain.health(), plain.health(), timed.health()]),
+        deadline(),
+      ]);
+      expect(checks).not.toBe('hung');
+      for (const health of checks as Awaited<ReturnType<MongoPool['health']>>[]) {
+        expect(health).toMatchObject({ healthy: false, errorCode: 'NOA_POOL_BACKEND_UNAVAILABLE' });
+      }
+    } finally {
+      frozen.resume();
+      await plain.close();
+      await timed.close();
+    }
   });
 
   it('queryTimeoutMs bounds an operation already sent to a frozen server: QueryTimeoutError, then serves after resume', async () => {

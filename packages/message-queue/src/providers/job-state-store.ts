@@ -82,10 +82,22 @@ export type StateEvent =
  */
 export interface JobStateStore {
   readonly name: string;
-  /** Claims ids (false at an index: the id is held); claimed jobs are published with token 1. */
-  add(queue: string, records: JobRecord[], now: number): Promise<boolean[]>;
-  /** Claims a flow; the children are published with token 1, the parent when they settle. */
-  addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean>;
+  /**
+   * Claims ids: per record, the token its message is published with, or 0 when the id is held.
+   * Tokens are never reused within a queue, not even for an id removed and added again: a
+   * message of the removed job is then stale, and no lease (a message token) names two runs.
+   */
+  add(queue: string, records: JobRecord[], now: number): Promise<number[]>;
+  /**
+   * Claims a flow: the tokens of the children's messages, in order (of the parent's when it has
+   * no children; else it is published when they settle), or undefined when an id is held.
+   */
+  addFlow(
+    queue: string,
+    parent: JobRecord,
+    children: JobRecord[],
+    now: number,
+  ): Promise<number[] | undefined>;
   /** Releases claims whose publish the broker did not confirm (their add failed). */
   unclaim(queue: string, claims: StateDelivery[]): Promise<void>;
   /** The broker confirmed these messages: takes them off the outbox. */

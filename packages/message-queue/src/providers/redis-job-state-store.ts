@@ -121,7 +121,7 @@ export class RedisJobStateStore implements JobStateStore {
     return runLuaScript(this.#redis, this.#scripts[name], `${prefix}meta`, prefix, args);
   }
 
-  async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
+  async add(queue: string, records: JobRecord[], now: number): Promise<number[]> {
     const replies = await Promise.all(
       chunksOf(records, this.#chunk).map((chunk) => {
         const args: (string | number)[] = [now + this.#outboxMs, chunk.length];
@@ -131,10 +131,15 @@ export class RedisJobStateStore implements JobStateStore {
         return this.#run('add', queue, args) as Promise<number[]>;
       }),
     );
-    return replies.flat().map((flag) => flag === 1);
+    return replies.flat().map(Number);
   }
 
-  async addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
+  async addFlow(
+    queue: string,
+    parent: JobRecord,
+    children: JobRecord[],
+    now: number,
+  ): Promise<number[] | undefined> {
     const args: (string | number)[] = [
       now,
       now + this.#outboxMs,
@@ -145,7 +150,8 @@ export class RedisJobStateStore implements JobStateStore {
     ];
     for (const child of children)
       args.push(child.id, encodeRecord(child), child.availableAt, child.group ?? '');
-    return (await this.#run('add-flow', queue, args)) === 1;
+    const reply = await this.#run('add-flow', queue, args);
+    return Array.isArray(reply) ? reply.map(Number) : undefined;
   }
 
   async unclaim(queue: string, claims: StateDelivery[]): Promise<void> {

@@ -46,12 +46,11 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
   it('claims ids atomically: a held id is not claimed again, even within one batch', async () => {
     const { store, queue } = make();
     const now = Date.now();
+    // The token of each claimed job's message (0: held), from one counter per queue.
     expect(await store.add(queue, [record('a', now), record('a', now), record('b', now)], now)).toEqual([
-      true,
-      false,
-      true,
+      1, 0, 2,
     ]);
-    expect(await store.add(queue, [record('b', now)], now)).toEqual([false]);
+    expect(await store.add(queue, [record('b', now)], now)).toEqual([0]);
     const counts = await store.counts(queue, now);
     expect(counts).toMatchObject({ waiting: 2, delayed: 0, active: 0 });
   });
@@ -133,10 +132,16 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
   it('a cancel of an active job is durable: read by the heartbeat, honoured by recovery, release and redelivery, and gone for a redriven run', async () => {
     const { store, queue } = make();
     const now = Date.now();
-    await store.add(queue, [record('dies', now), record('closes', now), record('redriven', now)], now);
+    const ids = ['dies', 'closes', 'redriven'];
+    const tokens = await store.add(
+      queue,
+      ids.map((id) => record(id, now)),
+      now,
+    );
+    const tokenOf = (id: string) => tokens[ids.indexOf(id)] ?? -1;
     await store.exchange(queue, {
       settle: [],
-      deliveries: ['dies', 'closes', 'redriven'].map((id) => ({ id, token: 1 })),
+      deliveries: ids.map((id) => ({ id, token: tokenOf(id) })),
       ...lease(now),
     });
     for (const id of ['dies', 'closes', 'redriven']) {
@@ -146,14 +151,14 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
     await store.maintain(queue, now, 3, { ...retention, deadAgeMs: 0 });
     // The heartbeat renews and reports the cancelled ids among those asked (in order), and the
     // ones it did not renew.
-    const leased = (id: string) => ({ id, lease: '1' });
+    const leased = (id: string) => ({ id, lease: String(tokenOf(id)) });
     expect(
       await store.extendLeases(queue, [leased('redriven'), leased('unknown'), leased('dies')], now + 1_000),
     ).toEqual({ cancelled: ['redriven', 'dies'], lost: ['unknown'] });
     // A redelivery of a cancelled run is not run, even orphaned or on an expired lease.
     const redelivered = await store.exchange(queue, {
       settle: [],
-      deliveries: [{ id: 'dies', token: 1, orphaned: true }],
+      deliveries: [{ id: 'dies', token: tokenOf('dies'), orphaned: true }],
       ...lease(now + 5_000),
     });
     expect(redelivered.verdicts).toEqual(['drop']);
@@ -248,6 +253,33 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
     expect(verdicts.verdicts).toEqual(['drop', 'run']);
   });
 
+  it("a new token is above the job's own, for a job stored before the queue's counter existed", async () => {
+    const connection = redis.connect();
+    const prefix = uniqueName('state');
+    const store = new RedisJobStateStore({ connection, prefix });
+    stores.push(store);
+    const queue = uniqueName('q');
+    const now = Date.now();
+    expect(await store.add(queue, [record('old', now)], now)).toEqual([1]);
+    // As the previous version left it: retried 49 times on a per-job counter.
+    await connection.hset(`${prefix}:{${queue}}:j:old`, 't', '50');
+    expect(
+      (await store.exchange(queue, { settle: [], deliveries: [{ id: 'old', token: 50 }], ...lease(now) }))
+        .verdicts,
+    ).toEqual(['run']);
+    const failed = record('old', now, {
+      attemptsMade: 1,
+      errors: [{ attempt: 1, name: 'Error', message: 'boom', at: now }],
+    });
+    const retry = await store.exchange(queue, {
+      settle: [{ kind: 'fail', record: { ...failed, lease: '50' }, retryAt: now }],
+      deliveries: [],
+      ...lease(now),
+    });
+    expect(retry.publish.map(({ token }) => token)).toEqual([51]);
+    expect(await store.add(queue, [record('next', now)], now)).toEqual([52]);
+  });
+
   it('requeues deliveries while the queue is paused', async () => {
     const { store, queue } = make();
     const now = Date.now();
@@ -268,16 +300,24 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
   it('cancels a queued job (its message is then dropped) and signals an active one to every subscriber', async () => {
     const { store, queue } = make();
     const now = Date.now();
-    await store.add(queue, [record('queued', now), record('running', now)], now);
+    const [queuedToken, runningToken] = await store.add(
+      queue,
+      [record('queued', now), record('running', now)],
+      now,
+    );
     const events: unknown[] = [];
     const unsubscribe = await store.subscribe(queue, (event) => events.push(event));
     expect((await store.cancel(queue, 'queued', now)).outcome).toBe('removed');
-    await store.exchange(queue, { settle: [], deliveries: [{ id: 'running', token: 1 }], ...lease(now) });
+    await store.exchange(queue, {
+      settle: [],
+      deliveries: [{ id: 'running', token: runningToken! }],
+      ...lease(now),
+    });
     expect((await store.cancel(queue, 'running', now)).outcome).toBe('signalled');
     expect((await store.cancel(queue, 'missing', now)).outcome).toBe('not-found');
     const verdicts = await store.exchange(queue, {
       settle: [],
-      deliveries: [{ id: 'queued', token: 1 }],
+      deliveries: [{ id: 'queued', token: queuedToken! }],
       ...lease(now),
     });
     expect(verdicts.verdicts).toEqual(['drop']);
@@ -292,26 +332,37 @@ describe.skipIf(!redis.reachable)('RedisJobStateStore (real Redis)', () => {
   it('releases a claim whose publish failed (the add can be retried), but never a delivered job', async () => {
     const { store, queue } = make();
     const now = Date.now();
-    await store.add(queue, [record('lost', now), record('delivered', now)], now);
-    await store.exchange(queue, { settle: [], deliveries: [{ id: 'delivered', token: 1 }], ...lease(now) });
+    const [lost, delivered] = await store.add(queue, [record('lost', now), record('delivered', now)], now);
+    await store.exchange(queue, {
+      settle: [],
+      deliveries: [{ id: 'delivered', token: delivered! }],
+      ...lease(now),
+    });
     await store.unclaim(queue, [
-      { id: 'lost', token: 1 },
-      { id: 'delivered', token: 1 },
+      { id: 'lost', token: lost! },
+      { id: 'delivered', token: delivered! },
     ]);
     expect(await store.getJob(queue, 'lost', now)).toBeUndefined();
     expect((await store.getJob(queue, 'delivered', now))?.state).toBe('active');
-    expect(await store.add(queue, [record('lost', now)], now)).toEqual([true]);
+    // Claimed again, under a token the first claim never had.
+    expect(await store.add(queue, [record('lost', now)], now)).toEqual([3]);
   });
 
   it('republishes an unconfirmed outbox entry with the same token; a confirmed one is not', async () => {
     const { store, queue } = make(100);
     const now = Date.now();
-    await store.add(queue, [record('unconfirmed', now), record('confirmed', now)], now);
-    await store.confirm(queue, [{ id: 'confirmed', token: 1 }]);
+    const [unconfirmed, confirmed] = await store.add(
+      queue,
+      [record('unconfirmed', now), record('confirmed', now)],
+      now,
+    );
+    await store.confirm(queue, [{ id: 'confirmed', token: confirmed! }]);
     const early = await store.maintain(queue, now, 3, retention);
     expect(early.publish).toEqual([]);
     const late = await store.maintain(queue, now + 200, 3, retention);
-    expect(late.publish.map(({ record: job, token }) => [job.id, token])).toEqual([['unconfirmed', 1]]);
+    expect(late.publish.map(({ record: job, token }) => [job.id, token])).toEqual([
+      ['unconfirmed', unconfirmed],
+    ]);
   });
 
   it('recovers an expired lease with a new message, and dead-letters after maxStalls', async () => {

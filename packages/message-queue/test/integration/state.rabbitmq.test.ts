@@ -219,6 +219,10 @@ describe.skipIf(!reachable)('RabbitMQ with a Redis job state store, across proce
     const gone = await queue.add('gone', null, { removeOnComplete: true });
     const dead = await queue.add('dead', null, { attempts: 1 });
     const retried = await queue.add('retried', null, { attempts: 3 });
+    const jobKey = (id: string) => `${prefix}:{${name}}:j:${id}`;
+    const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    connections.push(redis);
+    const firstToken = Number(await redis.hget(jobKey(retried.id), 't'));
     const leased: JobRecord[] = [];
     await waitFor(
       async () => {
@@ -237,16 +241,14 @@ describe.skipIf(!reachable)('RabbitMQ with a Redis job state store, across proce
     ];
     const landed = await exchange(settle, 0);
     expect(landed.stale).toBeUndefined();
-    const jobKey = (id: string) => `${prefix}:{${name}}:j:${id}`;
-    const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-    connections.push(redis);
-    // The retry was published once, as a new message (token 2).
-    expect(await redis.hget(jobKey(retried.id), 't')).toBe('2');
+    // The retry was published once, as a new message (a newer token).
+    const retryToken = await redis.hget(jobKey(retried.id), 't');
+    expect(Number(retryToken)).toBeGreaterThan(firstToken);
     // The worker never saw that reply (its connection to Redis was lost) and sends the same
     // settlements again: the same outcomes, not a stale worker's. Accepted, applied once.
     const resent = await exchange(settle, 0);
     expect(resent.stale).toBeUndefined();
-    expect(await redis.hget(jobKey(retried.id), 't')).toBe('2');
+    expect(await redis.hget(jobKey(retried.id), 't')).toBe(retryToken);
     expect(await queue.counts()).toMatchObject({ active: 0, completed: 1, failed: 1, delayed: 1 });
     expect((await queue.getJob(done.id))?.result).toBe('ok');
     expect(await queue.getJob(gone.id)).toBeUndefined();
@@ -304,6 +306,117 @@ describe.skipIf(!reachable)('RabbitMQ with a Redis job state store, across proce
     expect(completed.size).toBe(20);
   });
 
+  describe('a job id removed and added again within the settled window', () => {
+    type Settle = Parameters<RabbitMqProvider['exchange']>[1]['settle'];
+    const exchange = (
+      provider: RabbitMqProvider,
+      name: string,
+      settle: Settle,
+      fetch: number,
+      leaseMs: number,
+    ) =>
+      provider.exchange(name, {
+        settle,
+        fetch,
+        leaseUntil: Date.now() + leaseMs,
+        now: Date.now(),
+        promoteDelayed: true,
+        groupWeights: {},
+        defaultGroupWeight: 1,
+      });
+    /** Exchanges until one job is leased (the broker pushes asynchronously). */
+    const leaseOne = async (provider: RabbitMqProvider, name: string, leaseMs: number) => {
+      const leased: JobRecord[] = [];
+      await waitFor(
+        async () => {
+          leased.push(...(await exchange(provider, name, [], 1, leaseMs)).jobs);
+          return leased.length > 0;
+        },
+        5_000,
+        'a job to be leased',
+      );
+      expect(leased).toHaveLength(1);
+      return leased[0]!;
+    };
+
+    it("the old run's late outcome is refused, not applied to the new run (whose own then lands)", async () => {
+      const { first, second, name } = pair();
+      const queue = new Queue<string>({ name, provider: second });
+      await queue.add('job', 'old', { jobId: 'reused' });
+      // The old run stalls past its lease and is dead-lettered; the dead job is purged.
+      const oldRun = await leaseOne(first, name, 150);
+      await sleep(300);
+      expect((await queue.clean({}, 0)).deadLettered).toBe(1);
+      expect(await queue.dlq.purge(['reused'])).toBe(1);
+      // The id is added again and another process runs it.
+      expect((await queue.add('job', 'new', { jobId: 'reused' })).added).toBe(true);
+      const newRun = await leaseOne(second, name, 60_000);
+      expect(newRun.data).toBe('new');
+      expect(newRun.lease).not.toBe(oldRun.lease);
+      // The old run wakes up and reports: it must not settle the new run.
+      const late = await exchange(
+        first,
+        name,
+        [{ kind: 'complete', record: oldRun, result: 'old run' }],
+        0,
+        0,
+      );
+      expect(late.stale).toEqual(['reused']);
+      expect((await queue.getJob('reused'))?.state).toBe('active');
+      const own = await exchange(
+        second,
+        name,
+        [{ kind: 'complete', record: newRun, result: 'new run' }],
+        0,
+        0,
+      );
+      expect(own.stale).toBeUndefined();
+      expect(await queue.getJob('reused')).toMatchObject({ state: 'completed', result: 'new run' });
+    });
+
+    it("a stalled new run's late outcome is refused, not taken for the old run's resent settlement", async () => {
+      const { first, second, name } = pair();
+      const queue = new Queue<string>({ name, provider: second });
+      await queue.add('job', 'old', { jobId: 'again', removeOnComplete: true });
+      const oldRun = await leaseOne(first, name, 60_000);
+      const done = await exchange(first, name, [{ kind: 'complete', record: oldRun, result: 'old' }], 0, 0);
+      expect(done.stale).toBeUndefined();
+      expect(await queue.getJob('again')).toBeUndefined();
+      // Added again at once (well inside the 60 s window of the old run's settlement).
+      expect((await queue.add('job', 'new', { jobId: 'again' })).added).toBe(true);
+      const stalled = await leaseOne(first, name, 150);
+      expect(stalled.data).toBe('new');
+      await sleep(300);
+      expect((await queue.clean()).recovered).toBe(1);
+      const rerun = await leaseOne(second, name, 60_000);
+      // The stalled run's outcome arrives late: the job runs elsewhere, so it is refused.
+      const late = await exchange(
+        first,
+        name,
+        [{ kind: 'complete', record: stalled, result: 'stalled' }],
+        0,
+        0,
+      );
+      expect(late.stale).toEqual(['again']);
+      expect((await queue.getJob('again'))?.state).toBe('active');
+      const own = await exchange(second, name, [{ kind: 'complete', record: rerun, result: 'rerun' }], 0, 0);
+      expect(own.stale).toBeUndefined();
+      expect(await queue.getJob('again')).toMatchObject({ state: 'completed', result: 'rerun' });
+    });
+
+    it('a message of the removed job left in the broker does not run the new one with the old data', async () => {
+      const { second, name } = pair();
+      const queue = new Queue<string>({ name, provider: second });
+      await queue.add('job', 'old', { jobId: 'replaced' });
+      // Cancelled while waiting: dead-lettered, its message left in the broker to be dropped.
+      expect(await queue.cancel('replaced')).toBe('removed');
+      expect(await queue.dlq.purge(['replaced'])).toBe(1);
+      expect((await queue.add('job', 'new', { jobId: 'replaced' })).added).toBe(true);
+      const run = await leaseOne(second, name, 60_000);
+      expect(run.data).toBe('new');
+    });
+  });
+
   it('publishes a job that was claimed but never published (the outbox), once', async () => {
     const { second, name, prefix } = pair({ outboxTimeoutMs: 200 });
     const queue = new Queue<number>({ name, provider: second });
@@ -325,7 +438,8 @@ describe.skipIf(!reachable)('RabbitMQ with a Redis job state store, across proce
       createdAt: now,
       availableAt: now,
     };
-    expect(await crashed.add(name, [lost], now)).toEqual([true]);
+    const [token] = await crashed.add(name, [lost], now);
+    expect(token).toBeGreaterThan(0);
     await crashed.close();
     expect((await queue.add('again', 8, { jobId: 'claimed-only' })).added).toBe(false);
     const seen: number[] = [];

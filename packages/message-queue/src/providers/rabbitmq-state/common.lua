@@ -1,6 +1,7 @@
 -- Shared by every job-state script (prepended at load). ARGV[1] is the queue's key prefix, e.g.
 -- "noa:mq:state:{emails}:"; every key of a queue shares its {hash tag} (one slot per queue).
--- A job is one hash `j:<id>`: r = record, s = state, t = token of its current message, res =
+-- A job is one hash `j:<id>`: r = record, s = state, t = token of its current message (see
+-- `newToken`), res =
 -- result, p = progress, e = terminal error, f = finished at, st = stalls, l = lease of a run
 -- that took the job over from a run presumed dead (see `leaseOf`), n = takeovers. States:
 -- q = queued (waiting, or delayed while its availableAt is ahead), a = active, w = waiting for
@@ -57,11 +58,29 @@ local function publish(id, record, token, deadline)
   publishes[#publishes + 1] = record
 end
 
+-- Gives job `id` the token of a new message (its `t`) and returns it. Tokens come from one
+-- counter per queue (META's 'token'), not one per job: a job id removed and added again gets
+-- tokens above every one its earlier incarnation had, so a message of that incarnation still in
+-- the broker is stale (never runs the new job with the old data), and no run's lease (its
+-- message's token, see leaseOf) is handed out twice in the queue (as the Redis provider's
+-- leases are not): an old run's late outcome or renewal, or a SETTLED entry of its, never passes
+-- for the new run's. Above the job's own token too (jobs stored before the counter existed).
+local function newToken(id)
+  local token = redis.call('HINCRBY', META, 'token', 1)
+  local current = tonumber(redis.call('HGET', jobKey(id), 't')) or 0
+  if token <= current then
+    token = current + 1
+    redis.call('HSET', META, 'token', fmt(token))
+  end
+  redis.call('HSET', jobKey(id), 't', fmt(token))
+  return token
+end
+
 -- Queues a job for a NEW message (retry, recovery, redrive, released flow parent): a new token
 -- makes every older message of the job stale.
 local function requeue(id, from, record, availableAt, deadline)
   move(id, from, 'q', availableAt)
-  publish(id, record, redis.call('HINCRBY', jobKey(id), 't', 1), deadline)
+  publish(id, record, newToken(id), deadline)
 end
 
 -- Deletes every trace of jobs.

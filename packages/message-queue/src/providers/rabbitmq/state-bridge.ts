@@ -97,21 +97,25 @@ export class StateBridge {
 
   /** Claims the ids in the store, publishes the claimed ones, and releases the claims if that fails. */
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
-    const claimed = await this.#state.add(queue, records, now);
+    const tokens = await this.#state.add(queue, records, now);
     const fresh: StatePublish[] = [];
-    for (const [index, record] of records.entries()) if (claimed[index]) fresh.push({ record, token: 1 });
+    for (const [index, record] of records.entries()) {
+      const token = tokens[index] ?? 0;
+      if (token > 0) fresh.push({ record, token });
+    }
     await this.#publishClaimed(queue, fresh, now);
-    return claimed;
+    return tokens.map((token) => token > 0);
   }
 
   /** Claims a flow; publishes its children (or the parent alone) and releases the claims if that fails. */
   async addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
     const state = this.#state;
-    if (!(await state.addFlow(queue, parent, children, now))) return false;
-    const fresh =
-      children.length === 0
-        ? [{ record: parent, token: 1 }]
-        : children.map((record) => ({ record, token: 1 }));
+    const tokens = await state.addFlow(queue, parent, children, now);
+    if (tokens === undefined) return false;
+    const fresh = (children.length === 0 ? [parent] : children).map((record, index) => ({
+      record,
+      token: tokens[index] ?? 0,
+    }));
     try {
       await this.#publishClaimed(queue, fresh, now);
     } catch (error) {
