@@ -34,7 +34,8 @@ describe('Scheduler keeps its process alive', () => {
     // Ticks a minute apart: the process exits long before the third (a first tick aligned to the
     // interval may fall within its exit).
     expect(runAlone('false', 60_000)).toMatch(/^0 exit [01]$/);
-  });
+    // Three tsx child processes one after another: over vitest's 5 s default on a loaded machine.
+  }, 60_000);
 });
 
 describe('Scheduler timing', () => {
