@@ -35,6 +35,13 @@ function hasMethods(value: unknown, ...names: string[]): boolean {
   return names.every((name) => typeof methods[name] === 'function');
 }
 
+/**
+ * Why `undefined` is no value: a `getOrSet` factory returning it caches nothing, so a stored
+ * one would read as a miss (`get`) yet count as a hit (`has`, `getOrSet`, which then returned it
+ * without running its factory).
+ */
+export const undefinedValueMessage = 'must not be undefined (use delete() to remove a key)';
+
 /** A name given to `cache.namespace(name)`: not empty, without `:`. */
 export const namespaceNameSchema = z.string().min(1).refine(separateName, separatorMessage);
 
@@ -248,7 +255,12 @@ export const setOptionsSchema = z
 export type SetOptions = z.input<typeof setOptionsSchema>;
 
 /** One item of `setMany`: a key, its value and its write options. */
-export const setManyItemSchema = setOptionsSchema.extend({ key: z.string(), value: z.unknown() }).strict();
+export const setManyItemSchema = setOptionsSchema
+  .extend({
+    key: z.string(),
+    value: z.unknown().refine((value) => value !== undefined, undefinedValueMessage),
+  })
+  .strict();
 
 /** Per-call options of `getOrSet` and `wrap`: the write options plus the read-through ones. */
 export const getOrSetOptionsSchema = setOptionsSchema

@@ -22,6 +22,7 @@ import {
   checkNamespaceName,
   checkSetManyItems,
   checkSetOptions,
+  checkValue,
 } from './call-options.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
 import { writeMany } from './writes.js';
@@ -101,17 +102,20 @@ export class Cache {
 
   /**
    * Writes through L1 and L2 and evicts the key from other instances' L1 (write-through).
-   * Bad options throw `ConfigError` naming the field.
+   * Bad options throw `ConfigError` naming the field; so does an `undefined` value (`value`:
+   * `undefined` is what a miss reads as, so it is not a value; `delete` removes a key).
    */
   async set<T>(key: string, value: T, options?: SetOptions): Promise<void> {
     this.#open();
+    checkValue(value);
     if (options !== undefined) checkSetOptions(options);
     await this.#engine.write(this.#prefix + key, value, options ?? noOptions);
   }
 
   /**
-   * Writes many entries (each item's options are validated like `set`'s): L1 at once, L2 1,024
-   * at a time, so a large batch does not queue past the per-operation deadline.
+   * Writes many entries (each item's value and options are validated like `set`'s, all before
+   * anything is written): L1 at once, L2 1,024 at a time, so a large batch does not queue past
+   * the per-operation deadline.
    */
   async setMany<T>(items: readonly CacheItem<T>[]): Promise<void> {
     this.#open();

@@ -1,10 +1,11 @@
-import { maxTimerMs, parseOptions } from '@noa/core';
+import { ConfigError, maxTimerMs, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import {
   getOrSetOptionsSchema,
   namespaceNameSchema,
   setManyItemSchema,
   setOptionsSchema,
+  undefinedValueMessage,
 } from './cache-options.js';
 
 /** A check of one present (not undefined) option value; mirrors its zod rule. */
@@ -94,7 +95,11 @@ export function checkFactoryOptions(options: unknown): void {
 export function checkSetManyItems(items: readonly unknown[]): void {
   for (let index = 0; index < items.length; index += 1) {
     const item = items[index];
-    if (!passes(item, setManyItemRules) || typeof (item as { key?: unknown }).key !== 'string') {
+    if (
+      !passes(item, setManyItemRules) ||
+      typeof (item as { key?: unknown }).key !== 'string' ||
+      (item as { value?: unknown }).value === undefined
+    ) {
       explain('cache-manager setMany', setManyItemSchema.array(), items);
       return;
     }
@@ -107,5 +112,12 @@ const namespaceArgumentSchema = z.object({ name: namespaceNameSchema });
 export function checkNamespaceName(name: unknown): void {
   if (typeof name !== 'string' || name === '' || name.includes(':')) {
     explain('cache-manager namespace', namespaceArgumentSchema, { name });
+  }
+}
+
+/** Validates the value of `set`: `undefined` is refused (`ConfigError` naming `value`). */
+export function checkValue(value: unknown): void {
+  if (value === undefined) {
+    throw new ConfigError('cache-manager set', [{ path: 'value', message: undefinedValueMessage }]);
   }
 }

@@ -199,6 +199,44 @@ export function describeCacheConformance(
       expect(runs).toBe(2);
     });
 
+    it('set and setMany refuse an undefined value with ConfigError naming it; the key stays as it was', async () => {
+      const cache = make();
+      const other = make();
+      const fieldsOf = async (call: Promise<unknown>) => {
+        const error = await call.then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+        expect(error).toBeInstanceOf(ConfigError);
+        return (error as ConfigError).fields;
+      };
+      expect(await fieldsOf(cache.set('undef', undefined))).toEqual(['value']);
+      expect(await cache.has('undef')).toBe(false);
+      expect(await other.has('undef')).toBe(false);
+      let runs = 0;
+      expect(await cache.getOrSet('undef', () => (runs += 1))).toBe(1);
+      expect(runs).toBe(1);
+      await cache.set('kept', 'v');
+      expect(await fieldsOf(cache.set('kept', undefined))).toEqual(['value']);
+      expect(await cache.get('kept')).toBe('v');
+      expect(
+        await fieldsOf(
+          cache.setMany([
+            { key: 'many-a', value: 1 },
+            { key: 'many-b', value: undefined },
+          ]),
+        ),
+      ).toEqual(['1.value']);
+      // Refused before anything is written.
+      expect(await cache.has('many-a')).toBe(false);
+      expect(
+        await cache
+          .namespace('ns')
+          .set('undef', undefined)
+          .catch((error: unknown) => error),
+      ).toBeInstanceOf(ConfigError);
+    });
+
     it('deleteByTag of a tag a key was rewritten without: kept in memory, deleted from both tiers with Redis', async () => {
       const cache = make();
       await cache.set('retagged', 'old', { tags: ['before'] });
