@@ -1,6 +1,7 @@
 import type { CacheEngine } from './cache-engine.js';
 import type { SetOptions } from './cache-options.js';
 import { createEntry } from './entry.js';
+import { SerializationError } from './errors.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { l1Charge } from './read-path.js';
 import { cloneForL1 } from './value-copies.js';
@@ -109,6 +110,14 @@ export function prepareWrite(
   computeMs: number,
   localOnly = false,
 ): () => Promise<void> {
+  // Cheap enough for every write; a function nested in a value is refused by the encoders (and
+  // by the clone of `clone` mode), a memory-only cache in the other modes holds it as it is.
+  if (typeof value === 'function' || typeof value === 'symbol') {
+    throw new SerializationError('encode', {
+      cause: new TypeError(`a ${typeof value} cannot be stored`),
+      details: { key: fullKey },
+    });
+  }
   const now = engine.clock.now();
   const entry = createEntry(
     engine.options.l1.mode === 'clone' ? cloneForL1(value, fullKey) : value,

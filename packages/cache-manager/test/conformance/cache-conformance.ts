@@ -6,6 +6,7 @@ import {
   type CacheOptions,
   type FactoryContext,
   FactoryError,
+  SerializationError,
   WarmAbortedError,
 } from '../../src/index.js';
 
@@ -235,6 +236,34 @@ export function describeCacheConformance(
           .set('undef', undefined)
           .catch((error: unknown) => error),
       ).toBeInstanceOf(ConfigError);
+    });
+
+    it('a function or symbol value is refused with SerializationError (nested too, with Redis); getOrSet returns it uncached', async () => {
+      const cache = make();
+      const other = make();
+      const refused = async (key: string, value: unknown) => {
+        const error = await cache.set(key, value).then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+        expect(error, key).toBeInstanceOf(SerializationError);
+        expect(await cache.has(key), key).toBe(false);
+        expect(await other.has(key), key).toBe(false);
+      };
+      await refused('fn', () => 1);
+      await refused('symbol', Symbol('s'));
+      // Held by reference in memory, so nothing is lost there; msgpack and JSON would drop it.
+      if (shared) await refused('nested-fn', { id: 1, onClick: () => 1 });
+      const fn = () => 2;
+      let runs = 0;
+      const factory = () => {
+        runs += 1;
+        return fn;
+      };
+      expect(await cache.getOrSet('fn-factory', factory)).toBe(fn);
+      expect(await cache.getOrSet('fn-factory', factory)).toBe(fn);
+      expect(runs).toBe(2);
+      expect(await other.has('fn-factory')).toBe(false);
     });
 
     it('deleteByTag of a tag a key was rewritten without: kept in memory, deleted from both tiers with Redis', async () => {
