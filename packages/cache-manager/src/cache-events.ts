@@ -5,8 +5,10 @@ import type { BusMessage } from './bus-message.js';
 export type StaleReason = 'factory_error' | 'soft_timeout' | 'hard_timeout' | 'lock_timeout';
 
 /**
- * The events of a cache and what each carries. Keys are full keys: `<namespace>:<key>` for a
- * namespaced cache or view (events are cache-wide, views share them). Names follow
+ * The events of a cache and what each carries. Keys are full keys: `:<namespace>::<key>` for a
+ * namespaced cache or view (`:a:b::<key>` nested; a root key as given, `::<key>` when it starts
+ * with `:`), and a clear's prefix is the namespace path (`:a:`, `:a:b:`); events are cache-wide,
+ * views share them. Names follow
  * cache-manager v7 and bentocache where they have one (`set`, `delete`, `clear`, hit/miss).
  */
 export interface CacheEventMap {

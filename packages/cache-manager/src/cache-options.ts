@@ -13,9 +13,9 @@ const positiveMs = z.number().int().positive();
 const timerMs = positiveMs.max(maxTimerMs);
 
 /**
- * Whether a namespace name keeps namespaces apart: keys are `<name>:<key>`, so a name holding
- * the `:` separator, or an empty one, could name another namespace's keys (`a:` + `b` and
- * `a` + `:b` were both `a::b`, and a `clear()` of one removed the other's).
+ * Whether a namespace name keeps namespaces apart: full keys are `:<name>:…:<name>::<key>`, the
+ * first `::` ending the path, so a name holding the `:` separator, or an empty one, could name
+ * another namespace's keys.
  */
 const separateName = (value: string) => !value.includes(':');
 const separatorMessage = 'must not contain ":" (nest namespaces with cache.namespace())';
@@ -75,7 +75,7 @@ export const l1OptionsSchema = z
 /** Options of `new Cache()`. */
 export const cacheOptionsSchema = z
   .object({
-    /** Root namespace: every key is `<namespace>:<key>` (no `:` in it; nest with `cache.namespace()`). */
+    /** Root namespace: every key is `:<namespace>::<key>` (no `:` in it; nest with `cache.namespace()`). */
     namespace: z.string().refine(separateName, separatorMessage).default(''),
     /**
      * Redis key prefix: values live under `<prefix>v:`, the cache's own keys (tag sets, leases,

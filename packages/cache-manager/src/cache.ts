@@ -49,24 +49,46 @@ export interface CacheItem<T> extends SetOptions {
  */
 export class Cache {
   readonly #engine: CacheEngine;
-  readonly #prefix: string;
+  /**
+   * The namespace path, `:<name>:<name>:…:` ('' at the root): what this view's `clear()`
+   * removes, its own keys and those of the namespaces nested in it.
+   */
+  readonly #path: string;
+  /** `#path` and the `:` that ends it, before every key of this view ('' at the root). */
+  readonly #keyPrefix: string;
 
   constructor(options: CacheOptions = {}) {
     const view = options as unknown as NamespaceView;
     if (view instanceof NamespaceView) {
       this.#engine = view.engine;
-      this.#prefix = view.prefix;
-      return;
+      this.#path = view.path;
+    } else {
+      const parsed = parseOptions('cache-manager', cacheOptionsSchema, options);
+      this.#engine = new CacheEngine(parsed);
+      this.#path = parsed.namespace ? `:${parsed.namespace}:` : '';
     }
-    const parsed = parseOptions('cache-manager', cacheOptionsSchema, options);
-    this.#engine = new CacheEngine(parsed);
-    this.#prefix = parsed.namespace ? `${parsed.namespace}:` : '';
+    this.#keyPrefix = this.#path === '' ? '' : `${this.#path}:`;
   }
 
-  /** A view whose keys live under `<this namespace>:<name>:`; shares tiers, bus and metrics. */
+  /**
+   * A view with keys of its own: shares tiers, bus and metrics, never a key with the root or
+   * another namespace (README "Namespaces").
+   */
   namespace(name: string): Cache {
     checkNamespaceName(name);
-    return new Cache(new NamespaceView(this.#engine, `${this.#prefix}${name}:`) as unknown as CacheOptions);
+    const path = `${this.#path || ':'}${name}:`;
+    return new Cache(new NamespaceView(this.#engine, path) as unknown as CacheOptions);
+  }
+
+  /**
+   * The full key of `key`: `:<name>:…:<name>::<key>` in a namespace; at the root the key itself,
+   * or `::<key>` for a key starting with `:`. Names are not empty and hold no `:`, so the first
+   * `::` ends the path: no two (path, key) pairs share a full key, and a namespace's full keys
+   * (and only they, with its children's) start with its path.
+   */
+  #key(key: string): string {
+    if (this.#keyPrefix !== '') return this.#keyPrefix + key;
+    return key.charCodeAt(0) === 58 ? `::${key}` : key;
   }
 
   /** The fresh value of `key`, from L1 then L2; undefined when absent or expired. */
@@ -74,7 +96,7 @@ export class Cache {
     // Not async: an L2 hit would pay a second promise and microtask hop for nothing.
     if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
     try {
-      return this.#engine.getValue<T>(this.#prefix + key);
+      return this.#engine.getValue<T>(this.#key(key));
     } catch (error) {
       // A user clock, policy or listener that throws rejects, as it did when get was async.
       return Promise.reject(error);
@@ -83,21 +105,21 @@ export class Cache {
 
   /** L1 only, synchronous: the fresh value held in this process, or undefined. */
   getLocal<T = unknown>(key: string): T | undefined {
-    const entry = this.#engine.getLocal(this.#prefix + key);
+    const entry = this.#engine.getLocal(this.#key(key));
     return entry === undefined ? undefined : this.#engine.out(entry.value as T);
   }
 
   /** Many values at once (L1 first, then one batched L2 read for the rest), in order. */
   async getMany<T = unknown>(keys: readonly string[]): Promise<(T | undefined)[]> {
     this.#open();
-    const entries = await this.#engine.getMany(keys.map((key) => this.#prefix + key));
+    const entries = await this.#engine.getMany(keys.map((key) => this.#key(key)));
     return entries.map((entry) => (entry === undefined ? undefined : this.#engine.out(entry.value as T)));
   }
 
   /** True when a fresh value exists in L1 or L2. */
   async has(key: string): Promise<boolean> {
     this.#open();
-    return (await this.#engine.get(this.#prefix + key)) !== undefined;
+    return (await this.#engine.get(this.#key(key))) !== undefined;
   }
 
   /**
@@ -109,7 +131,7 @@ export class Cache {
     this.#open();
     checkValue(value);
     if (options !== undefined) checkSetOptions(options);
-    await this.#engine.write(this.#prefix + key, value, options ?? noOptions);
+    await this.#engine.write(this.#key(key), value, options ?? noOptions);
   }
 
   /**
@@ -122,20 +144,20 @@ export class Cache {
     checkSetManyItems(items);
     await writeMany(
       this.#engine,
-      items.map(({ key, value, ...options }) => ({ fullKey: this.#prefix + key, value, options })),
+      items.map(({ key, value, ...options }) => ({ fullKey: this.#key(key), value, options })),
     );
   }
 
   /** Deletes a key from both tiers and from every instance's L1. */
   async delete(key: string): Promise<void> {
     this.#open();
-    await this.#engine.delete([this.#prefix + key]);
+    await this.#engine.delete([this.#key(key)]);
   }
 
   /** Deletes many keys. */
   async deleteMany(keys: readonly string[]): Promise<void> {
     this.#open();
-    await this.#engine.delete(keys.map((key) => this.#prefix + key));
+    await this.#engine.delete(keys.map((key) => this.#key(key)));
   }
 
   /**
@@ -161,13 +183,13 @@ export class Cache {
    */
   async expire(key: string): Promise<void> {
     this.#open();
-    await this.#engine.expire([this.#prefix + key]);
+    await this.#engine.expire([this.#key(key)]);
   }
 
   /** {@link Cache.expire} for many keys. */
   async expireMany(keys: readonly string[]): Promise<void> {
     this.#open();
-    await this.#engine.expire(keys.map((key) => this.#prefix + key));
+    await this.#engine.expire(keys.map((key) => this.#key(key)));
   }
 
   /**
@@ -188,7 +210,7 @@ export class Cache {
    */
   async clear(): Promise<void> {
     this.#open();
-    await this.#engine.clear(this.#prefix);
+    await this.#engine.clear(this.#path);
   }
 
   /**
@@ -203,13 +225,13 @@ export class Cache {
    */
   getOrSet<T>(key: string, factory: Factory<T>, options?: GetOrSetOptions): Promise<T> {
     if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
-    if (options === undefined) return this.#engine.getOrSet(this.#prefix + key, key, factory, noOptions);
+    if (options === undefined) return this.#engine.getOrSet(this.#key(key), key, factory, noOptions);
     try {
       checkGetOrSetOptions(options);
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#engine.getOrSet(this.#prefix + key, key, factory, options);
+    return this.#engine.getOrSet(this.#key(key), key, factory, options);
   }
 
   /**
@@ -233,7 +255,7 @@ export class Cache {
     if (options !== undefined) checkSetOptions(options);
     const distinct = [...new Set(keys)];
     const values = await this.#engine.getOrSetMany(
-      distinct.map((key) => this.#prefix + key),
+      distinct.map((key) => this.#key(key)),
       distinct,
       factory,
       options ?? noOptions,
@@ -273,7 +295,7 @@ export class Cache {
           ]),
         );
       }
-      return this.#engine.getOrSet(this.#prefix + key, key, (context) => fn.apply(context, args), checked);
+      return this.#engine.getOrSet(this.#key(key), key, (context) => fn.apply(context, args), checked);
     };
   }
 
@@ -387,6 +409,6 @@ export class Cache {
 class NamespaceView {
   constructor(
     readonly engine: CacheEngine,
-    readonly prefix: string,
+    readonly path: string,
   ) {}
 }

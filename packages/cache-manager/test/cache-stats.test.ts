@@ -185,7 +185,7 @@ describe('cache.stats() counters (memory, injected clock)', () => {
     expect(stats.misses).toBe(0);
     expect(stats.factoryRuns).toBe(0);
     expect(stats.l1.entries).toBe(1);
-    await cache.get('tenant:a');
+    await view.get('a');
     expect(cache.stats().hitRate).toBe(1);
   });
 });

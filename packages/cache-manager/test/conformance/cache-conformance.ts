@@ -158,6 +158,39 @@ export function describeCacheConformance(
       expect(await posts.get('1')).toBe('hello');
     });
 
+    it('a namespace is a key space of its own: no root or nested key is one of its keys, and its clear reaches only it and its children', async () => {
+      const cache = make();
+      const other = make();
+      const users = cache.namespace('users');
+      const admins = users.namespace('admins');
+      await cache.set('users:42', 'root', { tags: ['ns-space'] });
+      await cache.set(':users::42', 'root, colon first');
+      await users.set('admins:42', 'users');
+      await users.set(':admins::42', 'users, colon first');
+      expect(await users.get('42')).toBeUndefined();
+      expect(await admins.get('42')).toBeUndefined();
+      await admins.set('42', 'admins');
+      await users.set('42', 'users 42');
+      const readers = shared ? [cache, other] : [cache];
+      for (const reader of readers) {
+        expect(await reader.get('users:42')).toBe('root');
+        expect(await reader.get(':users::42')).toBe('root, colon first');
+        expect(await reader.namespace('users').get('admins:42')).toBe('users');
+        expect(await reader.namespace('users').get(':admins::42')).toBe('users, colon first');
+        expect(await reader.namespace('users').namespace('admins').get('42')).toBe('admins');
+        expect(await reader.namespace('users').get('42')).toBe('users 42');
+      }
+      await users.clear();
+      for (const reader of readers) {
+        expect(await reader.get('users:42')).toBe('root');
+        expect(await reader.get(':users::42')).toBe('root, colon first');
+        expect(await reader.namespace('users').get('admins:42')).toBeUndefined();
+        expect(await reader.namespace('users').namespace('admins').get('42')).toBeUndefined();
+      }
+      expect(await cache.deleteByTag('ns-space')).toBeGreaterThan(0);
+      expect(await cache.get('users:42')).toBeUndefined();
+    });
+
     it('deleteByTag removes every tagged key and nothing else', async () => {
       const cache = make();
       await cache.set('p1', 1, { tags: ['products', 'p1'] });
@@ -551,10 +584,10 @@ export function describeCacheConformance(
         'miss ev:b',
         'set ev:b',
         'hit l1 ev:b',
-        'miss ns:k',
+        'miss :ns::k',
         'delete ev:b',
         'delete ev:a',
-        'clear ns:',
+        'clear :ns:',
       ]);
       if (shared) {
         const other = make();
@@ -603,7 +636,7 @@ export function describeCacheConformance(
         reactTo('react:tagexp', () => cache.set('react:tagexp', 'fresh', { tags: ['react-exp'] })),
       );
       cache.on('clear', ({ prefix }) => {
-        if (prefix === 'react-ns:') reactions.push(cache.namespace('react-ns').set('k', 'after'));
+        if (prefix === ':react-ns:') reactions.push(cache.namespace('react-ns').set('k', 'after'));
       });
       await cache.set('react:set', 'v');
       await cache.set('react:del', 'before');
@@ -623,7 +656,7 @@ export function describeCacheConformance(
         expect(await reader.get('react:set')).toBeUndefined();
         expect(await reader.get('react:del')).toBe('after');
         expect(await reader.get('react:tagdel')).toBe('after');
-        expect(await reader.get('react-ns:k')).toBe('after');
+        expect(await reader.namespace('react-ns').get('k')).toBe('after');
         // Fresh: a stale value would be recomputed.
         expect(await reader.getOrSet('react:exp', () => 'recomputed')).toBe('fresh');
         expect(await reader.getOrSet('react:tagexp', () => 'recomputed')).toBe('fresh');
@@ -732,7 +765,7 @@ export function describeCacheConformance(
         return new Map([['k', 1]]);
       });
       expect(seen).toEqual([['k']]);
-      expect(await cache.get('ns:k')).toBe(1);
+      expect(await cache.namespace('ns').get('k')).toBe(1);
     });
 
     it('getOrSetMany caches nothing for keys the factory leaves out, and a misaligned result is a FactoryError', async () => {
@@ -1304,7 +1337,7 @@ export function describeCacheConformance(
       const expired: string[] = [];
       cache.on('expire', ({ key }) => expired.push(key));
       expect(await cache.expireByTag('et')).toBe(3);
-      expect(expired.sort()).toEqual(['et:1', 'et:2', 'ns:et:5']);
+      expect(expired.sort()).toEqual([':ns::et:5', 'et:1', 'et:2']);
       const keys = ['et:1', 'et:2', 'et:3', 'et:4'];
       expect(await cache.getMany(keys)).toEqual([undefined, undefined, 3, 44]);
       expect(await cache.namespace('ns').get('et:5')).toBeUndefined();
