@@ -4,7 +4,7 @@ import { createEntry } from './entry.js';
 import { SerializationError } from './errors.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { l1Charge } from './read-path.js';
-import { cloneForL1 } from './value-copies.js';
+import { cloneForL1, frozenCopy } from './value-copies.js';
 
 /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
 export async function writeValue(
@@ -120,7 +120,7 @@ export function prepareWrite(
   }
   const now = engine.clock.now();
   const entry = createEntry(
-    engine.options.l1.mode === 'clone' ? cloneForL1(value, fullKey) : value,
+    l1Value(engine, value, fullKey),
     now,
     options.ttlMs ?? engine.options.ttlMs,
     options.graceMs ?? engine.options.graceMs,
@@ -177,6 +177,13 @@ export function prepareWrite(
 function announceSet(engine: CacheEngine, fullKey: string): void {
   const listeners = engine.listeners.set;
   if (listeners) engine.events.emit('set', listeners, { key: fullKey });
+}
+
+/** What L1 keeps of a value the caller passed (see `l1.mode`): its own copy, but in `reference` mode. */
+function l1Value(engine: CacheEngine, value: unknown, fullKey: string): unknown {
+  const mode = engine.options.l1.mode;
+  if (mode === 'reference') return value;
+  return mode === 'clone' ? cloneForL1(value, fullKey) : frozenCopy(value);
 }
 
 function finiteOrUndefined(ms: number): number | undefined {
