@@ -18,10 +18,13 @@ import {
   type SetOptions,
 } from './cache-options.js';
 import {
+  argumentError,
+  checkFunction,
   checkGetOrSetOptions,
   checkNamespaceName,
   checkSetManyItems,
   checkSetOptions,
+  checkTags,
   checkValue,
 } from './call-options.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
@@ -86,9 +89,23 @@ export class Cache {
    * `::` ends the path: no two (path, key) pairs share a full key, and a namespace's full keys
    * (and only they, with its children's) start with its path.
    */
-  #key(key: string): string {
+  #key(key: string, method: string): string {
+    // A key that is no string would be coerced: `{}` and `{ id: 1 }` both "[object Object]".
+    if (typeof key !== 'string') throw argumentError(method, 'key', 'a string', key);
     if (this.#keyPrefix !== '') return this.#keyPrefix + key;
     return key.charCodeAt(0) === 58 ? `::${key}` : key;
+  }
+
+  /** {@link #key} of each of `keys` (`ConfigError` naming `keys` or `keys.<i>`). */
+  #keys(keys: readonly string[], method: string): string[] {
+    if (!Array.isArray(keys)) throw argumentError(method, 'keys', 'an array of strings', keys);
+    const fullKeys = new Array<string>(keys.length);
+    for (let index = 0; index < keys.length; index += 1) {
+      const key = keys[index];
+      if (typeof key !== 'string') throw argumentError(method, `keys.${index}`, 'a string', key);
+      fullKeys[index] = this.#key(key, method);
+    }
+    return fullKeys;
   }
 
   /** The fresh value of `key`, from L1 then L2; undefined when absent or expired. */
@@ -96,7 +113,7 @@ export class Cache {
     // Not async: an L2 hit would pay a second promise and microtask hop for nothing.
     if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
     try {
-      return this.#engine.getValue<T>(this.#key(key));
+      return this.#engine.getValue<T>(this.#key(key, 'get'));
     } catch (error) {
       // A user clock, policy or listener that throws rejects, as it did when get was async.
       return Promise.reject(error);
@@ -105,21 +122,21 @@ export class Cache {
 
   /** L1 only, synchronous: the fresh value held in this process, or undefined. */
   getLocal<T = unknown>(key: string): T | undefined {
-    const entry = this.#engine.getLocal(this.#key(key));
+    const entry = this.#engine.getLocal(this.#key(key, 'getLocal'));
     return entry === undefined ? undefined : this.#engine.out(entry.value as T);
   }
 
   /** Many values at once (L1 first, then one batched L2 read for the rest), in order. */
   async getMany<T = unknown>(keys: readonly string[]): Promise<(T | undefined)[]> {
     this.#open();
-    const entries = await this.#engine.getMany(keys.map((key) => this.#key(key)));
+    const entries = await this.#engine.getMany(this.#keys(keys, 'getMany'));
     return entries.map((entry) => (entry === undefined ? undefined : this.#engine.out(entry.value as T)));
   }
 
   /** True when a fresh value exists in L1 or L2. */
   async has(key: string): Promise<boolean> {
     this.#open();
-    return (await this.#engine.get(this.#key(key))) !== undefined;
+    return (await this.#engine.get(this.#key(key, 'has'))) !== undefined;
   }
 
   /**
@@ -129,9 +146,10 @@ export class Cache {
    */
   async set<T>(key: string, value: T, options?: SetOptions): Promise<void> {
     this.#open();
+    const fullKey = this.#key(key, 'set');
     checkValue(value);
     if (options !== undefined) checkSetOptions(options);
-    await this.#engine.write(this.#key(key), value, options ?? noOptions);
+    await this.#engine.write(fullKey, value, options ?? noOptions);
   }
 
   /**
@@ -144,20 +162,20 @@ export class Cache {
     checkSetManyItems(items);
     await writeMany(
       this.#engine,
-      items.map(({ key, value, ...options }) => ({ fullKey: this.#key(key), value, options })),
+      items.map(({ key, value, ...options }) => ({ fullKey: this.#key(key, 'setMany'), value, options })),
     );
   }
 
   /** Deletes a key from both tiers and from every instance's L1. */
   async delete(key: string): Promise<void> {
     this.#open();
-    await this.#engine.delete([this.#key(key)]);
+    await this.#engine.delete([this.#key(key, 'delete')]);
   }
 
   /** Deletes many keys. */
   async deleteMany(keys: readonly string[]): Promise<void> {
     this.#open();
-    await this.#engine.delete(keys.map((key) => this.#key(key)));
+    await this.#engine.delete(this.#keys(keys, 'deleteMany'));
   }
 
   /**
@@ -168,7 +186,7 @@ export class Cache {
    */
   async deleteByTag(tags: string | readonly string[]): Promise<number> {
     this.#open();
-    return this.#engine.deleteByTags(typeof tags === 'string' ? [tags] : tags);
+    return this.#engine.deleteByTags(checkTags(tags, 'deleteByTag'));
   }
 
   /**
@@ -183,13 +201,13 @@ export class Cache {
    */
   async expire(key: string): Promise<void> {
     this.#open();
-    await this.#engine.expire([this.#key(key)]);
+    await this.#engine.expire([this.#key(key, 'expire')]);
   }
 
   /** {@link Cache.expire} for many keys. */
   async expireMany(keys: readonly string[]): Promise<void> {
     this.#open();
-    await this.#engine.expire(keys.map((key) => this.#key(key)));
+    await this.#engine.expire(this.#keys(keys, 'expireMany'));
   }
 
   /**
@@ -200,7 +218,7 @@ export class Cache {
    */
   async expireByTag(tags: string | readonly string[]): Promise<number> {
     this.#open();
-    return this.#engine.expireByTags(typeof tags === 'string' ? [tags] : tags);
+    return this.#engine.expireByTags(checkTags(tags, 'expireByTag'));
   }
 
   /**
@@ -225,13 +243,15 @@ export class Cache {
    */
   getOrSet<T>(key: string, factory: Factory<T>, options?: GetOrSetOptions): Promise<T> {
     if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
-    if (options === undefined) return this.#engine.getOrSet(this.#key(key), key, factory, noOptions);
+    let fullKey: string;
     try {
-      checkGetOrSetOptions(options);
+      fullKey = this.#key(key, 'getOrSet');
+      if (typeof factory !== 'function') checkFunction(factory, 'getOrSet', 'factory');
+      if (options !== undefined) checkGetOrSetOptions(options);
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#engine.getOrSet(this.#key(key), key, factory, options);
+    return this.#engine.getOrSet(fullKey, key, factory, options ?? noOptions);
   }
 
   /**
@@ -252,10 +272,12 @@ export class Cache {
     options?: SetOptions,
   ): Promise<(T | undefined)[]> {
     this.#open();
-    if (options !== undefined) checkSetOptions(options);
+    this.#keys(keys, 'getOrSetMany');
+    checkFunction(factory, 'getOrSetMany', 'factory');
+    if (options !== undefined) checkSetOptions(options, 'cache-manager getOrSetMany');
     const distinct = [...new Set(keys)];
     const values = await this.#engine.getOrSetMany(
-      distinct.map((key) => this.#key(key)),
+      this.#keys(distinct, 'getOrSetMany'),
       distinct,
       factory,
       options ?? noOptions,
@@ -277,7 +299,9 @@ export class Cache {
     keyFn: (...args: Args) => string,
     options?: GetOrSetOptions,
   ): (...args: Args) => Promise<T> {
-    if (options !== undefined) checkGetOrSetOptions(options);
+    checkFunction(fn, 'wrap', 'fn');
+    checkFunction(keyFn, 'wrap', 'keyFn');
+    if (options !== undefined) checkGetOrSetOptions(options, 'cache-manager wrap');
     const checked = options ?? noOptions;
     return (...args: Args) => {
       if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
@@ -295,7 +319,12 @@ export class Cache {
           ]),
         );
       }
-      return this.#engine.getOrSet(this.#key(key), key, (context) => fn.apply(context, args), checked);
+      return this.#engine.getOrSet(
+        this.#key(key, 'wrap'),
+        key,
+        (context) => fn.apply(context, args),
+        checked,
+      );
     };
   }
 
@@ -312,6 +341,7 @@ export class Cache {
     options: WarmOptions = {},
   ): Promise<WarmReport> {
     this.#open();
+    checkFunction(loader, 'warm', 'loader');
     return warmKeys(this, keys, loader, parseOptions('cache-manager warm', warmOptionsSchema, options), {
       logger: this.#engine.logger,
       closing: this.#engine.closing,
