@@ -778,6 +778,12 @@ export function describeCacheConformance(
         .catch((caught: unknown) => caught);
       expect(error).toBeInstanceOf(FactoryError);
       expect(String((error as FactoryError).cause)).toContain('1 values for 2 keys');
+      // The message names the problem, not only the first key.
+      expect((error as FactoryError).message).toMatch(/bad:1.*returned 1 values for 2 keys/);
+      const shape = await cache
+        .getOrSetMany(['shape:1'], () => 'neither' as unknown as string[])
+        .catch((caught: unknown) => caught);
+      expect((shape as FactoryError).message).toMatch(/must return a Map or an array/);
       expect(await cache.has('bad:1')).toBe(false);
     });
 
