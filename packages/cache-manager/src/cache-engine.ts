@@ -381,7 +381,7 @@ export class CacheEngine {
     return writeValue(this, fullKey, value, options, computeMs);
   }
 
-  delete(fullKeys: string[]): Promise<void> {
+  delete(fullKeys: string[]): Promise<boolean> {
     return deleteKeys(this, fullKeys);
   }
 

@@ -166,16 +166,19 @@ export class Cache {
     );
   }
 
-  /** Deletes a key from both tiers and from every instance's L1. */
-  async delete(key: string): Promise<void> {
+  /**
+   * Deletes a key from both tiers and from every instance's L1. Resolves whether it was there
+   * (in L1 or L2, fresh or in grace); with Redis unavailable, whether this L1 had it.
+   */
+  async delete(key: string): Promise<boolean> {
     this.#open();
-    await this.#engine.delete([this.#key(key, 'delete')]);
+    return this.#engine.delete([this.#key(key, 'delete')]);
   }
 
-  /** Deletes many keys. */
-  async deleteMany(keys: readonly string[]): Promise<void> {
+  /** Deletes many keys; resolves whether any was there (see {@link Cache.delete}). */
+  async deleteMany(keys: readonly string[]): Promise<boolean> {
     this.#open();
-    await this.#engine.delete(this.#keys(keys, 'deleteMany'));
+    return this.#engine.delete(this.#keys(keys, 'deleteMany'));
   }
 
   /**

@@ -317,15 +317,15 @@ export class RedisTier {
     this.#writes?.flush();
   }
 
-  /** Deletes keys; returns false when Redis was unavailable. */
-  delete(keys: readonly string[]): Promise<boolean> {
-    if (keys.length === 0) return Promise.resolve(true);
+  /** Deletes keys; returns how many existed, or undefined when Redis was unavailable. */
+  delete(keys: readonly string[]): Promise<number | undefined> {
+    if (keys.length === 0) return Promise.resolve(0);
     this.#writesFirst();
-    return this.#guard.run('delete', false, async () => {
+    return this.#guard.run('delete', undefined as number | undefined, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
-      if (this.#cluster) await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
-      else await this.client.unlink(...redisKeys);
-      return true;
+      if (!this.#cluster) return this.client.unlink(...redisKeys);
+      const counts = await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
+      return counts.reduce((sum, count) => sum + count, 0);
     });
   }
 

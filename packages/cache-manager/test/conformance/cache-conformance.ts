@@ -191,6 +191,23 @@ export function describeCacheConformance(
       expect(await cache.get('users:42')).toBeUndefined();
     });
 
+    it('delete and deleteMany resolve whether anything was deleted, in either tier', async () => {
+      const cache = make();
+      await cache.set('del:a', 1);
+      await cache.set('del:b', null);
+      expect(await cache.delete('del:a')).toBe(true);
+      expect(await cache.delete('del:a')).toBe(false);
+      expect(await cache.delete('del:never')).toBe(false);
+      expect(await cache.deleteMany(['del:never', 'del:b'])).toBe(true);
+      expect(await cache.deleteMany(['del:never', 'del:b'])).toBe(false);
+      expect(await cache.deleteMany([])).toBe(false);
+      if (shared) {
+        // Only in L2 for this instance: another one wrote it.
+        await make().set('del:elsewhere', 1);
+        expect(await cache.delete('del:elsewhere')).toBe(true);
+      }
+    });
+
     it('deleteByTag removes every tagged key and nothing else', async () => {
       const cache = make();
       await cache.set('p1', 1, { tags: ['products', 'p1'] });
