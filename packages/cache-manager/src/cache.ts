@@ -175,6 +175,19 @@ export class Cache {
     return this.#engine.delete([this.#key(key, 'delete')]);
   }
 
+  /**
+   * Get-and-delete: the fresh value of `key` (as `get`), and the key deleted from both tiers and
+   * every instance's L1 (as `delete`, whether or not a fresh value was found). Not atomic across
+   * instances: two pulls racing may both get the value, as with a `get` then a `delete`.
+   */
+  async pull<T = unknown>(key: string): Promise<T | undefined> {
+    this.#open();
+    const fullKey = this.#key(key, 'pull');
+    const value = await this.#engine.getValue<T>(fullKey);
+    await this.#engine.delete([fullKey]);
+    return value;
+  }
+
   /** Deletes many keys; resolves whether any was there (see {@link Cache.delete}). */
   async deleteMany(keys: readonly string[]): Promise<boolean> {
     this.#open();
