@@ -44,6 +44,9 @@ async function exercise(clients: () => RedisClient, keyPrefix: string, exists: R
     await gone(() => b.namespace('ns').get('x'));
 
     await a.set('tagged', 4, { tags: ['u'] });
+    // In b's L1, so that its eviction below shows b has applied the clear: one still in flight
+    // would supersede the factory run of the stampede after it.
+    expect(await b.get('kept')).toBe(3);
     await a.clear();
     expect(await exists(`${raw}v:kept`, `${raw}v:tagged`, `${raw}__tag:u`)).toBe(0);
     await gone(() => b.get('kept'));
