@@ -405,8 +405,8 @@ export class Cache {
    * `cache.on('hit', ({ key, tier }) => …)`; see {@link CacheEventMap} for every event and its
    * payload. Listeners run synchronously inside the cache call (keep them cheap; one that
    * throws is logged and ignored). Events are cache-wide: a namespace view subscribes to its
-   * whole cache, and keys are full keys (`<namespace>:<key>`). With no listener for an event,
-   * its emitting sites cost one property read.
+   * whole cache, and keys are full keys (`:<namespace>::<key>`, a root key as given). With no
+   * listener for an event, its emitting sites cost one property read.
    */
   on<E extends CacheEventName>(event: E, listener: CacheEventListener<E>): () => void {
     if (!cacheEventNames.has(event)) {
