@@ -42,9 +42,11 @@ export interface CacheStats {
   degraded: { total: number; breakerOpen: number };
   /**
    * Entries L1 dropped on its own (`evictions_total{tier="l1"}`): `evicted` for room (entry
-   * or byte bound), `expired` past their grace. Deletes and invalidations are not counted.
+   * or byte bound), `expired` past their grace, `tooLarge` not kept at all, each larger than
+   * `l1.maxBytes` alone (memory only, such a value is lost). Deletes and invalidations are not
+   * counted.
    */
-  evictions: { evicted: number; expired: number };
+  evictions: { evicted: number; expired: number; tooLarge: number };
 }
 
 /**
@@ -74,6 +76,7 @@ export class CacheCounters {
   breakerOpen = 0;
   evicted = 0;
   expired = 0;
+  tooLarge = 0;
 
   /** `cache.stats()`: the sizes and breaker state given, with the counters and what derives from them. */
   snapshot(l1: CacheStats['l1'], l2: CacheStats['l2']): CacheStats {
@@ -100,7 +103,7 @@ export class CacheCounters {
       l2Errors: this.l2Errors,
       l2Timeouts: this.l2Timeouts,
       degraded: { total: this.degraded, breakerOpen: this.breakerOpen },
-      evictions: { evicted: this.evicted, expired: this.expired },
+      evictions: { evicted: this.evicted, expired: this.expired, tooLarge: this.tooLarge },
     };
   }
 
@@ -121,5 +124,6 @@ export class CacheCounters {
     this.breakerOpen = 0;
     this.evicted = 0;
     this.expired = 0;
+    this.tooLarge = 0;
   }
 }

@@ -381,7 +381,7 @@ export class CacheEngine {
     return writeValue(this, fullKey, value, options, computeMs);
   }
 
-  delete(fullKeys: string[]): Promise<void> {
+  delete(fullKeys: string[]): Promise<boolean> {
     return deleteKeys(this, fullKeys);
   }
 
@@ -462,7 +462,20 @@ export class CacheEngine {
     this.l1.set(fullKey, local, bytes);
     // Too big for L1, the store dropped it (and any older copy, whose tags went with it).
     if (bytes <= this.options.l1.maxBytes) this.#indexTags(fullKey, local.tags);
+    else this.#tooLarge(fullKey, bytes);
     if (this.metrics.enabled) this.metrics.l1Size(this.l1.size, this.l1.bytes);
+  }
+
+  /**
+   * A value L1 did not keep, larger than `l1.maxBytes` alone: counted, and logged. Memory only
+   * it is lost (the `set` resolved, the next `get` misses), a warning; with Redis, L2 has it
+   * and every read of it goes there, a debug line.
+   */
+  #tooLarge(fullKey: string, bytes: number): void {
+    this.metrics.eviction('l1', 'too_large');
+    const fields = { key: fullKey, bytes, maxBytes: this.options.l1.maxBytes };
+    if (this.tier) this.logger.debug('value larger than l1.maxBytes: served from Redis only', fields);
+    else this.logger.warn('value larger than l1.maxBytes not cached (memory-only cache)', fields);
   }
 
   /** Indexes an L1 key under `tags`, and no longer under the tags of the entry it replaced. */

@@ -5,9 +5,12 @@ import type { BusMessage } from './bus-message.js';
 export type StaleReason = 'factory_error' | 'soft_timeout' | 'hard_timeout' | 'lock_timeout';
 
 /**
- * The events of a cache and what each carries. Keys are full keys: `<namespace>:<key>` for a
- * namespaced cache or view (events are cache-wide, views share them). Names follow
- * cache-manager v7 and bentocache where they have one (`set`, `delete`, `clear`, hit/miss).
+ * The events of a cache and what each carries. Keys are full keys: `:<namespace>::<key>` for a
+ * namespaced cache or view (`:a:b::<key>` nested; a root key as given, `::<key>` when it starts
+ * with `:`), and a clear's prefix is the namespace path (`:a:`, `:a:b:`); events are cache-wide,
+ * views share them. The names are this package's own: cache-manager v7 shares `set` and
+ * `clear` (it has `del`, no hit/miss); bentocache's are `cache:`-prefixed (`cache:hit`,
+ * `cache:written`…). README "Events" maps them.
  */
 export interface CacheEventMap {
   /** A read (`get`, `getMany`, `has`, `getOrSet`) found a fresh value, in `tier`. */

@@ -13,9 +13,9 @@ const positiveMs = z.number().int().positive();
 const timerMs = positiveMs.max(maxTimerMs);
 
 /**
- * Whether a namespace name keeps namespaces apart: keys are `<name>:<key>`, so a name holding
- * the `:` separator, or an empty one, could name another namespace's keys (`a:` + `b` and
- * `a` + `:b` were both `a::b`, and a `clear()` of one removed the other's).
+ * Whether a namespace name keeps namespaces apart: full keys are `:<name>:…:<name>::<key>`, the
+ * first `::` ending the path, so a name holding the `:` separator, or an empty one, could name
+ * another namespace's keys.
  */
 const separateName = (value: string) => !value.includes(':');
 const separatorMessage = 'must not contain ":" (nest namespaces with cache.namespace())';
@@ -34,6 +34,13 @@ function hasMethods(value: unknown, ...names: string[]): boolean {
   const methods = value as Record<string, unknown>;
   return names.every((name) => typeof methods[name] === 'function');
 }
+
+/**
+ * Why `undefined` is no value: a `getOrSet` factory returning it caches nothing, so a stored
+ * one would read as a miss (`get`) yet count as a hit (`has`, `getOrSet`, which then returned it
+ * without running its factory).
+ */
+export const undefinedValueMessage = 'must not be undefined (use delete() to remove a key)';
 
 /** A name given to `cache.namespace(name)`: not empty, without `:`. */
 export const namespaceNameSchema = z.string().min(1).refine(separateName, separatorMessage);
@@ -68,7 +75,7 @@ export const l1OptionsSchema = z
 /** Options of `new Cache()`. */
 export const cacheOptionsSchema = z
   .object({
-    /** Root namespace: every key is `<namespace>:<key>` (no `:` in it; nest with `cache.namespace()`). */
+    /** Root namespace: every key is `:<namespace>::<key>` (no `:` in it; nest with `cache.namespace()`). */
     namespace: z.string().refine(separateName, separatorMessage).default(''),
     /**
      * Redis key prefix: values live under `<prefix>v:`, the cache's own keys (tag sets, leases,
@@ -248,7 +255,12 @@ export const setOptionsSchema = z
 export type SetOptions = z.input<typeof setOptionsSchema>;
 
 /** One item of `setMany`: a key, its value and its write options. */
-export const setManyItemSchema = setOptionsSchema.extend({ key: z.string(), value: z.unknown() }).strict();
+export const setManyItemSchema = setOptionsSchema
+  .extend({
+    key: z.string(),
+    value: z.unknown().refine((value) => value !== undefined, undefinedValueMessage),
+  })
+  .strict();
 
 /** Per-call options of `getOrSet` and `wrap`: the write options plus the read-through ones. */
 export const getOrSetOptionsSchema = setOptionsSchema

@@ -18,10 +18,14 @@ import {
   type SetOptions,
 } from './cache-options.js';
 import {
+  argumentError,
+  checkFunction,
   checkGetOrSetOptions,
   checkNamespaceName,
   checkSetManyItems,
   checkSetOptions,
+  checkTags,
+  checkValue,
 } from './call-options.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
 import { writeMany } from './writes.js';
@@ -48,24 +52,60 @@ export interface CacheItem<T> extends SetOptions {
  */
 export class Cache {
   readonly #engine: CacheEngine;
-  readonly #prefix: string;
+  /**
+   * The namespace path, `:<name>:<name>:…:` ('' at the root): what this view's `clear()`
+   * removes, its own keys and those of the namespaces nested in it.
+   */
+  readonly #path: string;
+  /** `#path` and the `:` that ends it, before every key of this view ('' at the root). */
+  readonly #keyPrefix: string;
 
   constructor(options: CacheOptions = {}) {
     const view = options as unknown as NamespaceView;
     if (view instanceof NamespaceView) {
       this.#engine = view.engine;
-      this.#prefix = view.prefix;
-      return;
+      this.#path = view.path;
+    } else {
+      const parsed = parseOptions('cache-manager', cacheOptionsSchema, options);
+      this.#engine = new CacheEngine(parsed);
+      this.#path = parsed.namespace ? `:${parsed.namespace}:` : '';
     }
-    const parsed = parseOptions('cache-manager', cacheOptionsSchema, options);
-    this.#engine = new CacheEngine(parsed);
-    this.#prefix = parsed.namespace ? `${parsed.namespace}:` : '';
+    this.#keyPrefix = this.#path === '' ? '' : `${this.#path}:`;
   }
 
-  /** A view whose keys live under `<this namespace>:<name>:`; shares tiers, bus and metrics. */
+  /**
+   * A view with keys of its own: shares tiers, bus and metrics, never a key with the root or
+   * another namespace (README "Namespaces").
+   */
   namespace(name: string): Cache {
     checkNamespaceName(name);
-    return new Cache(new NamespaceView(this.#engine, `${this.#prefix}${name}:`) as unknown as CacheOptions);
+    const path = `${this.#path || ':'}${name}:`;
+    return new Cache(new NamespaceView(this.#engine, path) as unknown as CacheOptions);
+  }
+
+  /**
+   * The full key of `key`: `:<name>:…:<name>::<key>` in a namespace; at the root the key itself,
+   * or `::<key>` for a key starting with `:`. Names are not empty and hold no `:`, so the first
+   * `::` ends the path: no two (path, key) pairs share a full key, and a namespace's full keys
+   * (and only they, with its children's) start with its path.
+   */
+  #key(key: string, method: string): string {
+    // A key that is no string would be coerced: `{}` and `{ id: 1 }` both "[object Object]".
+    if (typeof key !== 'string') throw argumentError(method, 'key', 'a string', key);
+    if (this.#keyPrefix !== '') return this.#keyPrefix + key;
+    return key.charCodeAt(0) === 58 ? `::${key}` : key;
+  }
+
+  /** {@link #key} of each of `keys` (`ConfigError` naming `keys` or `keys.<i>`). */
+  #keys(keys: readonly string[], method: string): string[] {
+    if (!Array.isArray(keys)) throw argumentError(method, 'keys', 'an array of strings', keys);
+    const fullKeys = new Array<string>(keys.length);
+    for (let index = 0; index < keys.length; index += 1) {
+      const key = keys[index];
+      if (typeof key !== 'string') throw argumentError(method, `keys.${index}`, 'a string', key);
+      fullKeys[index] = this.#key(key, method);
+    }
+    return fullKeys;
   }
 
   /** The fresh value of `key`, from L1 then L2; undefined when absent or expired. */
@@ -73,7 +113,7 @@ export class Cache {
     // Not async: an L2 hit would pay a second promise and microtask hop for nothing.
     if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
     try {
-      return this.#engine.getValue<T>(this.#prefix + key);
+      return this.#engine.getValue<T>(this.#key(key, 'get'));
     } catch (error) {
       // A user clock, policy or listener that throws rejects, as it did when get was async.
       return Promise.reject(error);
@@ -82,56 +122,76 @@ export class Cache {
 
   /** L1 only, synchronous: the fresh value held in this process, or undefined. */
   getLocal<T = unknown>(key: string): T | undefined {
-    const entry = this.#engine.getLocal(this.#prefix + key);
+    const entry = this.#engine.getLocal(this.#key(key, 'getLocal'));
     return entry === undefined ? undefined : this.#engine.out(entry.value as T);
   }
 
   /** Many values at once (L1 first, then one batched L2 read for the rest), in order. */
   async getMany<T = unknown>(keys: readonly string[]): Promise<(T | undefined)[]> {
     this.#open();
-    const entries = await this.#engine.getMany(keys.map((key) => this.#prefix + key));
+    const entries = await this.#engine.getMany(this.#keys(keys, 'getMany'));
     return entries.map((entry) => (entry === undefined ? undefined : this.#engine.out(entry.value as T)));
   }
 
   /** True when a fresh value exists in L1 or L2. */
   async has(key: string): Promise<boolean> {
     this.#open();
-    return (await this.#engine.get(this.#prefix + key)) !== undefined;
+    return (await this.#engine.get(this.#key(key, 'has'))) !== undefined;
   }
 
   /**
    * Writes through L1 and L2 and evicts the key from other instances' L1 (write-through).
-   * Bad options throw `ConfigError` naming the field.
+   * Bad options throw `ConfigError` naming the field; so does an `undefined` value (`value`:
+   * `undefined` is what a miss reads as, so it is not a value; `delete` removes a key).
    */
   async set<T>(key: string, value: T, options?: SetOptions): Promise<void> {
     this.#open();
+    const fullKey = this.#key(key, 'set');
+    checkValue(value);
     if (options !== undefined) checkSetOptions(options);
-    await this.#engine.write(this.#prefix + key, value, options ?? noOptions);
+    await this.#engine.write(fullKey, value, options ?? noOptions);
   }
 
   /**
-   * Writes many entries (each item's options are validated like `set`'s): L1 at once, L2 1,024
-   * at a time, so a large batch does not queue past the per-operation deadline.
+   * Writes many entries (each item's value and options are validated like `set`'s, all before
+   * anything is written): L1 at once, L2 1,024 at a time, so a large batch does not queue past
+   * the per-operation deadline.
    */
   async setMany<T>(items: readonly CacheItem<T>[]): Promise<void> {
     this.#open();
     checkSetManyItems(items);
     await writeMany(
       this.#engine,
-      items.map(({ key, value, ...options }) => ({ fullKey: this.#prefix + key, value, options })),
+      items.map(({ key, value, ...options }) => ({ fullKey: this.#key(key, 'setMany'), value, options })),
     );
   }
 
-  /** Deletes a key from both tiers and from every instance's L1. */
-  async delete(key: string): Promise<void> {
+  /**
+   * Deletes a key from both tiers and from every instance's L1. Resolves whether it was there
+   * (in L1 or L2, fresh or in grace); with Redis unavailable, whether this L1 had it.
+   */
+  async delete(key: string): Promise<boolean> {
     this.#open();
-    await this.#engine.delete([this.#prefix + key]);
+    return this.#engine.delete([this.#key(key, 'delete')]);
   }
 
-  /** Deletes many keys. */
-  async deleteMany(keys: readonly string[]): Promise<void> {
+  /**
+   * Get-and-delete: the fresh value of `key` (as `get`), and the key deleted from both tiers and
+   * every instance's L1 (as `delete`, whether or not a fresh value was found). Not atomic across
+   * instances: two pulls racing may both get the value, as with a `get` then a `delete`.
+   */
+  async pull<T = unknown>(key: string): Promise<T | undefined> {
     this.#open();
-    await this.#engine.delete(keys.map((key) => this.#prefix + key));
+    const fullKey = this.#key(key, 'pull');
+    const value = await this.#engine.getValue<T>(fullKey);
+    await this.#engine.delete([fullKey]);
+    return value;
+  }
+
+  /** Deletes many keys; resolves whether any was there (see {@link Cache.delete}). */
+  async deleteMany(keys: readonly string[]): Promise<boolean> {
+    this.#open();
+    return this.#engine.delete(this.#keys(keys, 'deleteMany'));
   }
 
   /**
@@ -142,7 +202,7 @@ export class Cache {
    */
   async deleteByTag(tags: string | readonly string[]): Promise<number> {
     this.#open();
-    return this.#engine.deleteByTags(typeof tags === 'string' ? [tags] : tags);
+    return this.#engine.deleteByTags(checkTags(tags, 'deleteByTag'));
   }
 
   /**
@@ -157,13 +217,13 @@ export class Cache {
    */
   async expire(key: string): Promise<void> {
     this.#open();
-    await this.#engine.expire([this.#prefix + key]);
+    await this.#engine.expire([this.#key(key, 'expire')]);
   }
 
   /** {@link Cache.expire} for many keys. */
   async expireMany(keys: readonly string[]): Promise<void> {
     this.#open();
-    await this.#engine.expire(keys.map((key) => this.#prefix + key));
+    await this.#engine.expire(this.#keys(keys, 'expireMany'));
   }
 
   /**
@@ -174,7 +234,7 @@ export class Cache {
    */
   async expireByTag(tags: string | readonly string[]): Promise<number> {
     this.#open();
-    return this.#engine.expireByTags(typeof tags === 'string' ? [tags] : tags);
+    return this.#engine.expireByTags(checkTags(tags, 'expireByTag'));
   }
 
   /**
@@ -184,7 +244,7 @@ export class Cache {
    */
   async clear(): Promise<void> {
     this.#open();
-    await this.#engine.clear(this.#prefix);
+    await this.#engine.clear(this.#path);
   }
 
   /**
@@ -199,13 +259,15 @@ export class Cache {
    */
   getOrSet<T>(key: string, factory: Factory<T>, options?: GetOrSetOptions): Promise<T> {
     if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
-    if (options === undefined) return this.#engine.getOrSet(this.#prefix + key, key, factory, noOptions);
+    let fullKey: string;
     try {
-      checkGetOrSetOptions(options);
+      fullKey = this.#key(key, 'getOrSet');
+      if (typeof factory !== 'function') checkFunction(factory, 'getOrSet', 'factory');
+      if (options !== undefined) checkGetOrSetOptions(options);
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#engine.getOrSet(this.#prefix + key, key, factory, options);
+    return this.#engine.getOrSet(fullKey, key, factory, options ?? noOptions);
   }
 
   /**
@@ -226,10 +288,12 @@ export class Cache {
     options?: SetOptions,
   ): Promise<(T | undefined)[]> {
     this.#open();
-    if (options !== undefined) checkSetOptions(options);
+    this.#keys(keys, 'getOrSetMany');
+    checkFunction(factory, 'getOrSetMany', 'factory');
+    if (options !== undefined) checkSetOptions(options, 'cache-manager getOrSetMany');
     const distinct = [...new Set(keys)];
     const values = await this.#engine.getOrSetMany(
-      distinct.map((key) => this.#prefix + key),
+      this.#keys(distinct, 'getOrSetMany'),
       distinct,
       factory,
       options ?? noOptions,
@@ -251,7 +315,9 @@ export class Cache {
     keyFn: (...args: Args) => string,
     options?: GetOrSetOptions,
   ): (...args: Args) => Promise<T> {
-    if (options !== undefined) checkGetOrSetOptions(options);
+    checkFunction(fn, 'wrap', 'fn');
+    checkFunction(keyFn, 'wrap', 'keyFn');
+    if (options !== undefined) checkGetOrSetOptions(options, 'cache-manager wrap');
     const checked = options ?? noOptions;
     return (...args: Args) => {
       if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
@@ -269,7 +335,12 @@ export class Cache {
           ]),
         );
       }
-      return this.#engine.getOrSet(this.#prefix + key, key, (context) => fn.apply(context, args), checked);
+      return this.#engine.getOrSet(
+        this.#key(key, 'wrap'),
+        key,
+        (context) => fn.apply(context, args),
+        checked,
+      );
     };
   }
 
@@ -286,6 +357,7 @@ export class Cache {
     options: WarmOptions = {},
   ): Promise<WarmReport> {
     this.#open();
+    checkFunction(loader, 'warm', 'loader');
     return warmKeys(this, keys, loader, parseOptions('cache-manager warm', warmOptionsSchema, options), {
       logger: this.#engine.logger,
       closing: this.#engine.closing,
@@ -333,8 +405,8 @@ export class Cache {
    * `cache.on('hit', ({ key, tier }) => …)`; see {@link CacheEventMap} for every event and its
    * payload. Listeners run synchronously inside the cache call (keep them cheap; one that
    * throws is logged and ignored). Events are cache-wide: a namespace view subscribes to its
-   * whole cache, and keys are full keys (`<namespace>:<key>`). With no listener for an event,
-   * its emitting sites cost one property read.
+   * whole cache, and keys are full keys (`:<namespace>::<key>`, a root key as given). With no
+   * listener for an event, its emitting sites cost one property read.
    */
   on<E extends CacheEventName>(event: E, listener: CacheEventListener<E>): () => void {
     if (!cacheEventNames.has(event)) {
@@ -383,6 +455,6 @@ export class Cache {
 class NamespaceView {
   constructor(
     readonly engine: CacheEngine,
-    readonly prefix: string,
+    readonly path: string,
   ) {}
 }

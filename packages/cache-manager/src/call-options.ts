@@ -1,10 +1,11 @@
-import { maxTimerMs, parseOptions } from '@noa/core';
+import { ConfigError, maxTimerMs, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import {
   getOrSetOptionsSchema,
   namespaceNameSchema,
   setManyItemSchema,
   setOptionsSchema,
+  undefinedValueMessage,
 } from './cache-options.js';
 
 /** A check of one present (not undefined) option value; mirrors its zod rule. */
@@ -73,16 +74,46 @@ function explain(component: string, schema: z.ZodType, input: unknown): void {
   parseOptions(component, schema, input);
 }
 
-/** Validates the per-call options of `getOrSet`/`wrap`; throws `ConfigError` naming the bad field. */
-export function checkGetOrSetOptions(options: unknown): void {
-  if (!passes(options, getOrSetOptionRules)) {
-    explain('cache-manager getOrSet', getOrSetOptionsSchema, options);
-  }
+/**
+ * Validates the per-call options of `getOrSet`/`wrap`; throws `ConfigError` naming the bad field
+ * (and the method, `component`).
+ */
+export function checkGetOrSetOptions(options: unknown, component = 'cache-manager getOrSet'): void {
+  if (!passes(options, getOrSetOptionRules)) explain(component, getOrSetOptionsSchema, options);
 }
 
-/** Validates the options of `set`; throws `ConfigError` naming the bad field. */
-export function checkSetOptions(options: unknown): void {
-  if (!passes(options, setOptionRules)) explain('cache-manager set', setOptionsSchema, options);
+/** Validates the options of `set` (or `getOrSetMany`: `component`); throws `ConfigError` naming the bad field. */
+export function checkSetOptions(options: unknown, component = 'cache-manager set'): void {
+  if (!passes(options, setOptionRules)) explain(component, setOptionsSchema, options);
+}
+
+/** `value`'s type as an error message says it: `undefined`, `null`, `array`, `number`… */
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  return Array.isArray(value) ? 'array' : typeof value;
+}
+
+/** The `ConfigError` of a call argument of the wrong type (`method`: `get`, `wrap`…). */
+export function argumentError(method: string, path: string, expected: string, value: unknown): ConfigError {
+  return new ConfigError(`cache-manager ${method}`, [
+    { path, message: `must be ${expected}, got ${typeName(value)}` },
+  ]);
+}
+
+/** `tags` as a list, or `ConfigError` naming `tags` (or `tags.<i>`) when it is not a string or a list of them. */
+export function checkTags(tags: unknown, method: string): readonly string[] {
+  if (typeof tags === 'string') return [tags];
+  if (!Array.isArray(tags)) throw argumentError(method, 'tags', 'a string or an array of strings', tags);
+  for (let index = 0; index < tags.length; index += 1) {
+    if (typeof tags[index] !== 'string')
+      throw argumentError(method, `tags.${index}`, 'a string', tags[index]);
+  }
+  return tags;
+}
+
+/** Throws `ConfigError` naming `path` unless `value` is a function. */
+export function checkFunction(value: unknown, method: string, path: string): void {
+  if (typeof value !== 'function') throw argumentError(method, path, 'a function', value);
 }
 
 /** Validates what a factory sets through its context; throws `ConfigError` naming the bad field. */
@@ -94,7 +125,11 @@ export function checkFactoryOptions(options: unknown): void {
 export function checkSetManyItems(items: readonly unknown[]): void {
   for (let index = 0; index < items.length; index += 1) {
     const item = items[index];
-    if (!passes(item, setManyItemRules) || typeof (item as { key?: unknown }).key !== 'string') {
+    if (
+      !passes(item, setManyItemRules) ||
+      typeof (item as { key?: unknown }).key !== 'string' ||
+      (item as { value?: unknown }).value === undefined
+    ) {
       explain('cache-manager setMany', setManyItemSchema.array(), items);
       return;
     }
@@ -107,5 +142,12 @@ const namespaceArgumentSchema = z.object({ name: namespaceNameSchema });
 export function checkNamespaceName(name: unknown): void {
   if (typeof name !== 'string' || name === '' || name.includes(':')) {
     explain('cache-manager namespace', namespaceArgumentSchema, { name });
+  }
+}
+
+/** Validates the value of `set`: `undefined` is refused (`ConfigError` naming `value`). */
+export function checkValue(value: unknown): void {
+  if (value === undefined) {
+    throw new ConfigError('cache-manager set', [{ path: 'value', message: undefinedValueMessage }]);
   }
 }

@@ -4,10 +4,13 @@ import type { WarmReport } from './warm.js';
 /** Base class of every error thrown by @noa/cache-manager; codes start with `NOA_CACHE_`. */
 export class CacheManagerError extends NoaError {}
 
-/** The factory of `getOrSet` threw (or rejected) and no stale value could be served instead. */
+/**
+ * The factory of `getOrSet` threw (or rejected) and no stale value could be served instead; or a
+ * `getOrSetMany` factory's result had the wrong shape (`reason` says how).
+ */
 export class FactoryError extends CacheManagerError {
-  constructor(key: string, options: NoaErrorOptions = {}) {
-    super('NOA_CACHE_FACTORY_FAILED', `factory for cache key "${key}" failed`, {
+  constructor(key: string, options: NoaErrorOptions = {}, reason?: string) {
+    super('NOA_CACHE_FACTORY_FAILED', `factory for cache key "${key}" failed${reason ? `: ${reason}` : ''}`, {
       ...options,
       details: { key, ...options.details },
     });

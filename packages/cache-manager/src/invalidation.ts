@@ -57,19 +57,24 @@ async function publishIfDone(
   else engine.bus?.missed(type, names);
 }
 
-/** Deletes keys from both tiers and tells other instances (nothing at all for no keys). */
-export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): Promise<void> {
-  if (keys.length === 0) return;
+/**
+ * Deletes keys from both tiers and tells other instances (nothing at all for no keys). Returns
+ * whether either tier held one of them (with Redis unavailable, whether L1 did).
+ */
+export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): Promise<boolean> {
+  if (keys.length === 0) return false;
   const fullKeys = distinct(keys);
+  let found = false;
   for (const key of fullKeys) {
-    engine.l1.delete(key);
+    if (engine.l1.delete(key)) found = true;
     engine.runs.supersedeKey(key);
   }
   try {
-    if (!engine.tier) return;
+    if (!engine.tier) return found;
     const tier = engine.tier;
     const deleted = await orMissed(engine, 'del', fullKeys, () => tier.delete(fullKeys));
-    await publishIfDone(engine, 'del', fullKeys, deleted);
+    await publishIfDone(engine, 'del', fullKeys, deleted !== undefined);
+    return found || (deleted ?? 0) > 0;
   } finally {
     announce(engine, 'delete', fullKeys);
   }

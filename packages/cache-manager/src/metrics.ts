@@ -160,10 +160,11 @@ export class CacheMetrics {
     this.#latency.observe({ tier, operation }, seconds);
   }
 
-  eviction(tier: Tier, reason: 'evicted' | 'expired'): void {
+  eviction(tier: Tier, reason: 'evicted' | 'expired' | 'too_large'): void {
     if (tier === 'l1') {
       if (reason === 'evicted') this.counters.evicted += 1;
-      else this.counters.expired += 1;
+      else if (reason === 'expired') this.counters.expired += 1;
+      else this.counters.tooLarge += 1;
     }
     this.#evictions.inc({ tier, reason });
   }

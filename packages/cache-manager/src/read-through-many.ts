@@ -5,7 +5,7 @@ import { type CacheEntry, slideEntry } from './entry.js';
 import { FactoryError, SerializationError } from './errors.js';
 import type { FactoryRun } from './factory-runs.js';
 import type { LeaseResult } from './l2/redis-tier.js';
-import { alignMany, type Settler, settle } from './many-results.js';
+import { alignMany, ManyResultShapeError, type Settler, settle } from './many-results.js';
 import { readManyFromL2, seenManyInL2 } from './read-path.js';
 import {
   backOff,
@@ -283,7 +283,8 @@ async function runMany<T>(
             backOff(engine, fullKeys[index]!, fallback);
           settlers.get(index)!.resolve(fallback.value);
         } else {
-          settlers.get(index)!.reject(new FactoryError(userKeys[index]!, { cause: error }));
+          const reason = error instanceof ManyResultShapeError ? error.message : undefined;
+          settlers.get(index)!.reject(new FactoryError(userKeys[index]!, { cause: error }, reason));
         }
       }
       return;

@@ -86,3 +86,71 @@ export function deepFreeze(value: unknown): void {
     }
   }
 }
+
+/** Whether `value` is copied by {@link frozenCopy}: a plain object, an array, a Map, Set or Date. */
+function copiable(value: object): boolean {
+  if (Array.isArray(value) || value instanceof Map || value instanceof Set || value instanceof Date)
+    return true;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+/** An empty copy of a {@link copiable} value (a Date is whole), filled by {@link frozenCopy}. */
+function shell(value: object): object {
+  if (Array.isArray(value)) return new Array(value.length);
+  if (value instanceof Map) return new Map();
+  if (value instanceof Set) return new Set();
+  if (value instanceof Date) return new Date(value.getTime());
+  return Object.create(Object.getPrototypeOf(value));
+}
+
+/**
+ * What L1 keeps of a written value in `freeze` mode: a deep-frozen copy, so that the writer's
+ * objects (and unrelated ones they reference) are not frozen under it. Plain objects, arrays,
+ * Maps, Sets and Dates are copied (shared references and cycles kept as such); a class
+ * instance or any other object is kept as it is and frozen in place (a copy would lose its
+ * internal slots and private fields), as are typed arrays, never frozen. A value the cache
+ * froze already (read back from it) is not copied again. One walk to copy, one to freeze: the
+ * cost of the write, never of a read.
+ */
+export function frozenCopy(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  const copies = new Map<object, object>();
+  const copyOf = (item: unknown): unknown => {
+    if (typeof item !== 'object' || item === null || deepFrozen.has(item) || !copiable(item)) return item;
+    let copy = copies.get(item);
+    if (copy === undefined) {
+      copy = shell(item);
+      copies.set(item, copy);
+      pending.push(item);
+    }
+    return copy;
+  };
+  const pending: object[] = [];
+  const root = copyOf(value);
+  while (pending.length > 0) {
+    const source = pending.pop()!;
+    const copy = copies.get(source)!;
+    if (source instanceof Date) continue;
+    if (Array.isArray(source)) {
+      const target = copy as unknown[];
+      for (let index = 0; index < source.length; index += 1) target[index] = copyOf(source[index]);
+    } else if (source instanceof Map) {
+      for (const [key, entry] of source) (copy as Map<unknown, unknown>).set(copyOf(key), copyOf(entry));
+    } else if (source instanceof Set) {
+      for (const entry of source) (copy as Set<unknown>).add(copyOf(entry));
+    } else {
+      for (const key of Object.keys(source)) {
+        // Defined, not assigned: an own `__proto__` key (JSON.parse makes them) stays a key.
+        Object.defineProperty(copy, key, {
+          value: copyOf((source as Record<string, unknown>)[key]),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+    }
+  }
+  deepFreeze(root);
+  return root;
+}

@@ -1,9 +1,10 @@
 import type { CacheEngine } from './cache-engine.js';
 import type { SetOptions } from './cache-options.js';
 import { createEntry } from './entry.js';
+import { SerializationError } from './errors.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { l1Charge } from './read-path.js';
-import { cloneForL1 } from './value-copies.js';
+import { cloneForL1, frozenCopy } from './value-copies.js';
 
 /** Writes through L1, then L2 (awaited or in background), then tells other instances. */
 export async function writeValue(
@@ -211,9 +212,17 @@ export function prepareWrite(
   computeMs: number,
   localOnly = false,
 ): () => Promise<void> {
+  // Cheap enough for every write; a function nested in a value is refused by the encoders (and
+  // by the clone of `clone` mode), a memory-only cache in the other modes holds it as it is.
+  if (typeof value === 'function' || typeof value === 'symbol') {
+    throw new SerializationError('encode', {
+      cause: new TypeError(`a ${typeof value} cannot be stored`),
+      details: { key: fullKey },
+    });
+  }
   const now = engine.clock.now();
   const entry = createEntry(
-    engine.options.l1.mode === 'clone' ? cloneForL1(value, fullKey) : value,
+    l1Value(engine, value, fullKey),
     now,
     options.ttlMs ?? engine.options.ttlMs,
     options.graceMs ?? engine.options.graceMs,
@@ -270,6 +279,13 @@ export function prepareWrite(
 function announceSet(engine: CacheEngine, fullKey: string): void {
   const listeners = engine.listeners.set;
   if (listeners) engine.events.emit('set', listeners, { key: fullKey });
+}
+
+/** What L1 keeps of a value the caller passed (see `l1.mode`): its own copy, but in `reference` mode. */
+function l1Value(engine: CacheEngine, value: unknown, fullKey: string): unknown {
+  const mode = engine.options.l1.mode;
+  if (mode === 'reference') return value;
+  return mode === 'clone' ? cloneForL1(value, fullKey) : frozenCopy(value);
 }
 
 function finiteOrUndefined(ms: number): number | undefined {

@@ -54,7 +54,7 @@ describe('cache.stats() counters (memory, injected clock)', () => {
       lock_timeout: 0,
     });
     expect(stats.degraded).toEqual({ total: 0, breakerOpen: 0 });
-    expect(stats.evictions).toEqual({ evicted: 0, expired: 0 });
+    expect(stats.evictions).toEqual({ evicted: 0, expired: 0, tooLarge: 0 });
   });
 
   it('match a model of freshness and grace over any sequence of calls', async () => {
@@ -147,6 +147,25 @@ describe('cache.stats() counters (memory, injected clock)', () => {
     );
   });
 
+  it('a value larger than l1.maxBytes, memory only: the set resolves, the value is not kept, and that is counted and logged', async () => {
+    const warnings: { message: string; fields: unknown }[] = [];
+    const logger = {
+      debug() {},
+      info() {},
+      warn: (message: string, fields?: unknown) => warnings.push({ message, fields }),
+      error() {},
+    };
+    const cache = make({ logger, l1: { maxBytes: 1_000 } });
+    await cache.set('small', 'x');
+    await cache.set('large', 'x'.repeat(10_000));
+    expect(await cache.get('large')).toBeUndefined();
+    expect(await cache.get('small')).toBe('x');
+    expect(cache.stats().evictions).toEqual({ evicted: 0, expired: 0, tooLarge: 1 });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.message).toMatch(/l1\.maxBytes/);
+    expect(warnings[0]!.fields).toMatchObject({ key: 'large', maxBytes: 1_000 });
+  });
+
   it('counts L1 evictions for room and stale values served past a hard timeout', async () => {
     const clock = new ManualClock(1_000_000);
     const cache = make({ clock, ttlMs: 1_000, graceMs: 60_000, l1: { policy: 'lru', maxEntries: 2 } });
@@ -160,7 +179,7 @@ describe('cache.stats() counters (memory, injected clock)', () => {
     });
     expect(await cache.getOrSet('c', () => slow, { hardTimeoutMs: 20 })).toBe(3);
     const stats = cache.stats();
-    expect(stats.evictions).toEqual({ evicted: 1, expired: 0 });
+    expect(stats.evictions).toEqual({ evicted: 1, expired: 0, tooLarge: 0 });
     expect(stats.staleServed).toEqual({
       factory_error: 0,
       soft_timeout: 0,
@@ -185,7 +204,7 @@ describe('cache.stats() counters (memory, injected clock)', () => {
     expect(stats.misses).toBe(0);
     expect(stats.factoryRuns).toBe(0);
     expect(stats.l1.entries).toBe(1);
-    await cache.get('tenant:a');
+    await view.get('a');
     expect(cache.stats().hitRate).toBe(1);
   });
 });

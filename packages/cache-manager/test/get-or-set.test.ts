@@ -629,8 +629,64 @@ describe('L1 value modes', () => {
       node = node.next;
     }
     expect(frozen).toBe(20_000);
-    const head = list!;
+    const head = (await cache.get<Node>('list'))!;
     expect(() => head.seen.get('at')!.setTime(0)).toThrow(TypeError);
+  });
+
+  it('freeze freezes a copy: the objects the caller wrote, and those they reference, stay the caller’s', async () => {
+    const cache = make({ l1: { mode: 'freeze' } });
+    class Point {
+      constructor(
+        public x: number,
+        public y: number,
+      ) {}
+    }
+    const shared = { retries: 3 };
+    const written = {
+      map: new Map([['a', 1]]),
+      set: new Set([1]),
+      at: new Date(0),
+      list: [1, 2],
+      config: shared,
+      again: shared,
+      nothing: Object.create(null) as Record<string, number>,
+    };
+    await cache.set('k', written);
+    written.map.set('b', 2);
+    written.set.add(2);
+    written.at.setTime(5);
+    written.list.push(3);
+    shared.retries = 4;
+    written.nothing.n = 1;
+    const value = (await cache.get<typeof written>('k'))!;
+    expect(value).not.toBe(written);
+    expect([...value.map]).toEqual([['a', 1]]);
+    expect([...value.set]).toEqual([1]);
+    expect(value.at.getTime()).toBe(0);
+    expect(value.list).toEqual([1, 2]);
+    expect(value.config).toEqual({ retries: 3 });
+    expect(value.again).toBe(value.config);
+    expect(Object.getPrototypeOf(value.nothing)).toBe(null);
+    expect(Object.isFrozen(value.config)).toBe(true);
+    expect(() => value.map.set('c', 3)).toThrow(TypeError);
+    // A cycle is copied as a cycle; a value read back in freeze mode is stored as it is.
+    const cyclic: { self?: unknown; n: number } = { n: 1 };
+    cyclic.self = cyclic;
+    await cache.set('cyclic', cyclic);
+    const cycle = (await cache.get<typeof cyclic>('cyclic'))!;
+    expect(cycle.self).toBe(cycle);
+    expect(Object.isFrozen(cyclic)).toBe(false);
+    await cache.set('again', cycle);
+    expect(await cache.get('again')).toBe(cycle);
+    // A class instance keeps its prototype: it is frozen as it is, not copied (README).
+    const point = new Point(1, 2);
+    await cache.set('point', point);
+    expect(await cache.get('point')).toBeInstanceOf(Point);
+    // A factory's value is its own: frozen as a copy too, so a factory may return shared state.
+    const state = { hits: 0 };
+    await cache.getOrSet('state', () => state);
+    state.hits += 1;
+    expect(await cache.get('state')).toEqual({ hits: 0 });
   });
 
   it('clone hands out copies', async () => {

@@ -53,6 +53,47 @@ describe('namespaces', () => {
   });
 });
 
+describe('namespace paths', () => {
+  const paths: readonly (readonly string[])[] = [
+    [],
+    ['a'],
+    ['b'],
+    ['a', 'b'],
+    ['a', 'a'],
+    ['b', 'a'],
+    ['a', 'b', 'a'],
+  ];
+  const pathIndex = fc.integer({ min: 0, max: paths.length - 1 });
+  const anyKey = fc.string({ maxLength: 5, unit: fc.constantFrom('a', 'b', ':') });
+
+  it('never share a key with the root or with each other, and a clear reaches exactly its path and the paths under it', async () => {
+    const cache = new Cache();
+    const view = (path: readonly string[]) => path.reduce((parent, name) => parent.namespace(name), cache);
+    const startsWith = (path: readonly string[], start: readonly string[]) =>
+      start.every((name, index) => path[index] === name);
+    await fc.assert(
+      fc.asyncProperty(
+        pathIndex,
+        anyKey,
+        pathIndex,
+        anyKey,
+        pathIndex,
+        async (first, firstKey, second, secondKey, cleared) => {
+          fc.pre(first !== second || firstKey !== secondKey);
+          await cache.clear();
+          await view(paths[first]!).set(firstKey, 'first');
+          expect(await view(paths[second]!).get(secondKey)).toBeUndefined();
+          await view(paths[cleared]!).clear();
+          const gone = startsWith(paths[first]!, paths[cleared]!);
+          expect(await view(paths[first]!).get(firstKey)).toBe(gone ? undefined : 'first');
+        },
+      ),
+      { numRuns: 1_000 },
+    );
+    await cache.close();
+  });
+});
+
 describe('prefix', () => {
   it('refused for lacking the final ":", names the rule and the fixed prefix (a deployment upgrading with prefix "cache")', () => {
     let refused: unknown;

@@ -317,15 +317,15 @@ export class RedisTier {
     this.#writes?.flush();
   }
 
-  /** Deletes keys; returns false when Redis was unavailable. */
-  delete(keys: readonly string[]): Promise<boolean> {
-    if (keys.length === 0) return Promise.resolve(true);
+  /** Deletes keys; returns how many existed, or undefined when Redis was unavailable. */
+  delete(keys: readonly string[]): Promise<number | undefined> {
+    if (keys.length === 0) return Promise.resolve(0);
     this.#writesFirst();
-    return this.#guard.run('delete', false, async () => {
+    return this.#guard.run('delete', undefined as number | undefined, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
-      if (this.#cluster) await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
-      else await this.client.unlink(...redisKeys);
-      return true;
+      if (!this.#cluster) return this.client.unlink(...redisKeys);
+      const counts = await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
+      return counts.reduce((sum, count) => sum + count, 0);
     });
   }
 
@@ -735,20 +735,27 @@ export class RedisTier {
    */
   clearPrefix(keyPrefix: string): Promise<boolean> {
     this.#writesFirst();
-    const patterns = [`${escapeGlob(this.#dataPrefix + keyPrefix)}*`];
-    if (keyPrefix === '') patterns.push(`${escapeGlob(`${this.#prefix}__tag:`)}*`);
+    // An ioredis `keyPrefix` is added to every key the client sends, but not to SCAN's MATCH
+    // pattern, and SCAN's replies carry it: the pattern gets it here, and each key found loses
+    // the prefix of the node client that UNLINKs it (which adds it back).
+    const clientPrefix = keyPrefixOf(this.client);
+    const patterns = [`${escapeGlob(clientPrefix + this.#dataPrefix + keyPrefix)}*`];
+    if (keyPrefix === '') patterns.push(`${escapeGlob(`${clientPrefix}${this.#prefix}__tag:`)}*`);
     const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
     // Each page (one SCAN and its UNLINKs) is one guarded operation: the deadline bounds a
     // page, not the whole clear, which takes as long as its keys need. One deadline for it all
     // returned (and let the bus announce the clear) while Redis went on deleting, so other
     // instances reread values it deleted a moment later and kept them in L1.
     const scanAll = async (node: IoRedisClient, pattern: string): Promise<boolean> => {
+      const nodePrefix = keyPrefixOf(node);
       let cursor: string | undefined = '0';
       do {
         const at: string = cursor;
         cursor = await this.#guard.run('clear', undefined as string | undefined, async () => {
           const [next, keys] = await node.scan(at, 'MATCH', pattern, 'COUNT', 500);
-          if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)));
+          if (keys.length > 0) {
+            await Promise.all(keys.map((key) => node.unlink(withoutPrefix(key, nodePrefix))));
+          }
           return next;
         });
         if (cursor === undefined) return false;
@@ -790,6 +797,21 @@ export class RedisTier {
 function toStrings(reply: unknown): string[] {
   if (!Array.isArray(reply)) throw new Error('unexpected reply to a structures script');
   return reply.map(String);
+}
+
+/** The `keyPrefix` an ioredis client (node or Cluster) adds to every key it sends ('' without). */
+function keyPrefixOf(client: IoRedisClient): string {
+  const prefix = (client.options as { keyPrefix?: unknown }).keyPrefix;
+  return typeof prefix === 'string' ? prefix : '';
+}
+
+/**
+ * A key SCAN found, as the node client must be given it to reach it. A key outside the node's
+ * prefix cannot be named through it (a Cluster whose `keyPrefix` differs from its nodes'; the
+ * pattern holds the Cluster's): kept as is, that UNLINK misses.
+ */
+function withoutPrefix(key: string, prefix: string): string {
+  return prefix !== '' && key.startsWith(prefix) ? key.slice(prefix.length) : key;
 }
 
 function escapeGlob(value: string): string {

@@ -31,7 +31,17 @@ export const msgpackOptions = {
    * its own encoded length. Typed arrays other than Buffers are copied by msgpackr anyway.
    */
   copyBuffers: true,
+  /**
+   * Encoding only: msgpackr writes a function (top level, property, element) as `undefined` by
+   * default, so a value holding one came back changed, and a function itself as a stored
+   * `undefined` that every instance then served as a hit. Refused, as a symbol is.
+   */
+  writeFunction: refuseFunction,
 } as const;
+
+function refuseFunction(): never {
+  throw new TypeError('a function cannot be stored');
+}
 
 /**
  * MessagePack via msgpackr with records (objects and Maps stay distinct, repeated object
@@ -77,8 +87,8 @@ function typedArrayName(value: unknown): TypedArrayName | undefined {
 /**
  * JSON, readable in redis-cli. Dates, Maps, Sets, BigInt, Buffers, typed arrays and `undefined`
  * array elements round-trip through `{"$noa": <type>, "v": …}` wrappers (so a user object whose
- * only keys are `$noa` and `v` would be misread: use msgpack for arbitrary data). A symbol is
- * refused, as msgpack refuses it, rather than silently dropped.
+ * only keys are `$noa` and `v` would be misread: use msgpack for arbitrary data). A symbol or a
+ * function is refused, as msgpack refuses them, rather than silently dropped.
  */
 export function jsonSerializer(): ValueSerializer {
   function replacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
@@ -97,6 +107,7 @@ export function jsonSerializer(): ValueSerializer {
       };
     }
     if (typeof raw === 'symbol') throw new TypeError(`a symbol cannot be stored (at key "${key}")`);
+    if (typeof raw === 'function') throw new TypeError(`a function cannot be stored (at key "${key}")`);
     if (raw === undefined && Array.isArray(this)) return { [TAG]: 'undefined', v: 0 };
     return value;
   }

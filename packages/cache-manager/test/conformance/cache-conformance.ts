@@ -6,6 +6,7 @@ import {
   type CacheOptions,
   type FactoryContext,
   FactoryError,
+  SerializationError,
   WarmAbortedError,
 } from '../../src/index.js';
 
@@ -157,6 +158,79 @@ export function describeCacheConformance(
       expect(await posts.get('1')).toBe('hello');
     });
 
+    it('a namespace is a key space of its own: no root or nested key is one of its keys, and its clear reaches only it and its children', async () => {
+      const cache = make();
+      const other = make();
+      // Subscribed to the bus: a cache not yet ready may miss the clear's invalidation.
+      await other.ready();
+      const users = cache.namespace('users');
+      const admins = users.namespace('admins');
+      await cache.set('users:42', 'root', { tags: ['ns-space'] });
+      await cache.set(':users::42', 'root, colon first');
+      await users.set('admins:42', 'users');
+      await users.set(':admins::42', 'users, colon first');
+      expect(await users.get('42')).toBeUndefined();
+      expect(await admins.get('42')).toBeUndefined();
+      await admins.set('42', 'admins');
+      await users.set('42', 'users 42');
+      const readers = shared ? [cache, other] : [cache];
+      for (const reader of readers) {
+        expect(await reader.get('users:42')).toBe('root');
+        expect(await reader.get(':users::42')).toBe('root, colon first');
+        expect(await reader.namespace('users').get('admins:42')).toBe('users');
+        expect(await reader.namespace('users').get(':admins::42')).toBe('users, colon first');
+        expect(await reader.namespace('users').namespace('admins').get('42')).toBe('admins');
+        expect(await reader.namespace('users').get('42')).toBe('users 42');
+      }
+      await users.clear();
+      for (const reader of readers) {
+        // The other instance's L1 is evicted by a bus message, a moment later.
+        await vi.waitFor(
+          async () => {
+            expect(await reader.namespace('users').get('admins:42')).toBeUndefined();
+            expect(await reader.namespace('users').namespace('admins').get('42')).toBeUndefined();
+          },
+          { timeout: 5_000 },
+        );
+        expect(await reader.get('users:42')).toBe('root');
+        expect(await reader.get(':users::42')).toBe('root, colon first');
+      }
+      expect(await cache.deleteByTag('ns-space')).toBeGreaterThan(0);
+      expect(await cache.get('users:42')).toBeUndefined();
+    });
+
+    it('delete and deleteMany resolve whether anything was deleted, in either tier', async () => {
+      const cache = make();
+      await cache.set('del:a', 1);
+      await cache.set('del:b', null);
+      expect(await cache.delete('del:a')).toBe(true);
+      expect(await cache.delete('del:a')).toBe(false);
+      expect(await cache.delete('del:never')).toBe(false);
+      expect(await cache.deleteMany(['del:never', 'del:b'])).toBe(true);
+      expect(await cache.deleteMany(['del:never', 'del:b'])).toBe(false);
+      expect(await cache.deleteMany([])).toBe(false);
+      if (shared) {
+        // Only in L2 for this instance: another one wrote it.
+        await make().set('del:elsewhere', 1);
+        expect(await cache.delete('del:elsewhere')).toBe(true);
+      }
+    });
+
+    it('pull returns the fresh value and deletes the key, in every tier', async () => {
+      const cache = make();
+      const other = shared ? make() : cache;
+      // Subscribed to the bus: a cache not yet ready may miss the pull's invalidation.
+      await other.ready();
+      await cache.set('pull:a', { n: 1 });
+      expect(await other.get('pull:a')).toEqual({ n: 1 });
+      expect(await cache.pull('pull:a')).toEqual({ n: 1 });
+      expect(await cache.get('pull:a')).toBeUndefined();
+      await vi.waitFor(async () => expect(await other.get('pull:a')).toBeUndefined(), { timeout: 5_000 });
+      expect(await cache.pull('pull:a')).toBeUndefined();
+      expect(await cache.pull('pull:never')).toBeUndefined();
+      expect(await cache.namespace('pull').pull('a')).toBeUndefined();
+    });
+
     it('deleteByTag removes every tagged key and nothing else', async () => {
       const cache = make();
       await cache.set('p1', 1, { tags: ['products', 'p1'] });
@@ -197,6 +271,72 @@ export function describeCacheConformance(
       expect(await cache.has('nothing')).toBe(false);
       expect(await cache.getOrSet('nothing', nothing)).toBeUndefined();
       expect(runs).toBe(2);
+    });
+
+    it('set and setMany refuse an undefined value with ConfigError naming it; the key stays as it was', async () => {
+      const cache = make();
+      const other = make();
+      const fieldsOf = async (call: Promise<unknown>) => {
+        const error = await call.then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+        expect(error).toBeInstanceOf(ConfigError);
+        return (error as ConfigError).fields;
+      };
+      expect(await fieldsOf(cache.set('undef', undefined))).toEqual(['value']);
+      expect(await cache.has('undef')).toBe(false);
+      expect(await other.has('undef')).toBe(false);
+      let runs = 0;
+      expect(await cache.getOrSet('undef', () => (runs += 1))).toBe(1);
+      expect(runs).toBe(1);
+      await cache.set('kept', 'v');
+      expect(await fieldsOf(cache.set('kept', undefined))).toEqual(['value']);
+      expect(await cache.get('kept')).toBe('v');
+      expect(
+        await fieldsOf(
+          cache.setMany([
+            { key: 'many-a', value: 1 },
+            { key: 'many-b', value: undefined },
+          ]),
+        ),
+      ).toEqual(['1.value']);
+      // Refused before anything is written.
+      expect(await cache.has('many-a')).toBe(false);
+      expect(
+        await cache
+          .namespace('ns')
+          .set('undef', undefined)
+          .catch((error: unknown) => error),
+      ).toBeInstanceOf(ConfigError);
+    });
+
+    it('a function or symbol value is refused with SerializationError (nested too, with Redis); getOrSet returns it uncached', async () => {
+      const cache = make();
+      const other = make();
+      const refused = async (key: string, value: unknown) => {
+        const error = await cache.set(key, value).then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+        expect(error, key).toBeInstanceOf(SerializationError);
+        expect(await cache.has(key), key).toBe(false);
+        expect(await other.has(key), key).toBe(false);
+      };
+      await refused('fn', () => 1);
+      await refused('symbol', Symbol('s'));
+      // Held by reference in memory, so nothing is lost there; msgpack and JSON would drop it.
+      if (shared) await refused('nested-fn', { id: 1, onClick: () => 1 });
+      const fn = () => 2;
+      let runs = 0;
+      const factory = () => {
+        runs += 1;
+        return fn;
+      };
+      expect(await cache.getOrSet('fn-factory', factory)).toBe(fn);
+      expect(await cache.getOrSet('fn-factory', factory)).toBe(fn);
+      expect(runs).toBe(2);
+      expect(await other.has('fn-factory')).toBe(false);
     });
 
     it('deleteByTag of a tag a key was rewritten without: kept in memory, deleted from both tiers with Redis', async () => {
@@ -484,10 +624,10 @@ export function describeCacheConformance(
         'miss ev:b',
         'set ev:b',
         'hit l1 ev:b',
-        'miss ns:k',
+        'miss :ns::k',
         'delete ev:b',
         'delete ev:a',
-        'clear ns:',
+        'clear :ns:',
       ]);
       if (shared) {
         const other = make();
@@ -536,7 +676,7 @@ export function describeCacheConformance(
         reactTo('react:tagexp', () => cache.set('react:tagexp', 'fresh', { tags: ['react-exp'] })),
       );
       cache.on('clear', ({ prefix }) => {
-        if (prefix === 'react-ns:') reactions.push(cache.namespace('react-ns').set('k', 'after'));
+        if (prefix === ':react-ns:') reactions.push(cache.namespace('react-ns').set('k', 'after'));
       });
       await cache.set('react:set', 'v');
       await cache.set('react:del', 'before');
@@ -556,7 +696,7 @@ export function describeCacheConformance(
         expect(await reader.get('react:set')).toBeUndefined();
         expect(await reader.get('react:del')).toBe('after');
         expect(await reader.get('react:tagdel')).toBe('after');
-        expect(await reader.get('react-ns:k')).toBe('after');
+        expect(await reader.namespace('react-ns').get('k')).toBe('after');
         // Fresh: a stale value would be recomputed.
         expect(await reader.getOrSet('react:exp', () => 'recomputed')).toBe('fresh');
         expect(await reader.getOrSet('react:tagexp', () => 'recomputed')).toBe('fresh');
@@ -665,7 +805,7 @@ export function describeCacheConformance(
         return new Map([['k', 1]]);
       });
       expect(seen).toEqual([['k']]);
-      expect(await cache.get('ns:k')).toBe(1);
+      expect(await cache.namespace('ns').get('k')).toBe(1);
     });
 
     it('getOrSetMany caches nothing for keys the factory leaves out, and a misaligned result is a FactoryError', async () => {
@@ -678,6 +818,12 @@ export function describeCacheConformance(
         .catch((caught: unknown) => caught);
       expect(error).toBeInstanceOf(FactoryError);
       expect(String((error as FactoryError).cause)).toContain('1 values for 2 keys');
+      // The message names the problem, not only the first key.
+      expect((error as FactoryError).message).toMatch(/bad:1.*returned 1 values for 2 keys/);
+      const shape = await cache
+        .getOrSetMany(['shape:1'], () => 'neither' as unknown as string[])
+        .catch((caught: unknown) => caught);
+      expect((shape as FactoryError).message).toMatch(/must return a Map or an array/);
       expect(await cache.has('bad:1')).toBe(false);
     });
 
@@ -1237,7 +1383,7 @@ export function describeCacheConformance(
       const expired: string[] = [];
       cache.on('expire', ({ key }) => expired.push(key));
       expect(await cache.expireByTag('et')).toBe(3);
-      expect(expired.sort()).toEqual(['et:1', 'et:2', 'ns:et:5']);
+      expect(expired.sort()).toEqual([':ns::et:5', 'et:1', 'et:2']);
       const keys = ['et:1', 'et:2', 'et:3', 'et:4'];
       expect(await cache.getMany(keys)).toEqual([undefined, undefined, 3, 44]);
       expect(await cache.namespace('ns').get('et:5')).toBeUndefined();

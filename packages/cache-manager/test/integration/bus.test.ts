@@ -76,7 +76,7 @@ describe.skipIf(!redisUp)('L1 invalidation bus', () => {
     expect(b.getLocal('d')).toBeUndefined();
     expect(b.getLocal('t')).toBeUndefined();
 
-    const clearApplied = nextMessage(b, (keys) => keys.includes('ns:'));
+    const clearApplied = nextMessage(b, (keys) => keys.includes(':ns:'));
     await a.namespace('ns').clear();
     await clearApplied;
     expect(b.namespace('ns').getLocal('c')).toBeUndefined();

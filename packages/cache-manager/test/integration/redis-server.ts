@@ -22,7 +22,12 @@ export function redisServerInstalled(purpose: string): boolean {
  * (`client()`), both stopped after them. `installed` is false (and nothing starts) without a
  * `redis-server` binary.
  */
-export function usePrivateCluster(purpose: string): { installed: boolean; client: () => Cluster } {
+export function usePrivateCluster(purpose: string): {
+  installed: boolean;
+  client: () => Cluster;
+  /** The cluster's nodes, for more clients (e.g. with other options). */
+  nodes: () => PrivateRedisCluster['nodes'];
+} {
   const installed = redisServerInstalled(purpose);
   let cluster: PrivateRedisCluster | undefined;
   let client: Cluster | undefined;
@@ -36,5 +41,5 @@ export function usePrivateCluster(purpose: string): { installed: boolean; client
     client?.disconnect();
     await cluster?.stop();
   });
-  return { installed, client: () => client! };
+  return { installed, client: () => client!, nodes: () => cluster!.nodes };
 }

@@ -48,6 +48,7 @@ export async function fromRegistry(registry: Registry): Promise<Omit<CacheStats,
     evictions: {
       evicted: await total(registry, metric('evictions_total'), { tier: 'l1', reason: 'evicted' }),
       expired: await total(registry, metric('evictions_total'), { tier: 'l1', reason: 'expired' }),
+      tooLarge: await total(registry, metric('evictions_total'), { tier: 'l1', reason: 'too_large' }),
     },
   };
 }

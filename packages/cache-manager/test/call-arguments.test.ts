@@ -1,0 +1,81 @@
+import { ConfigError } from '@noa/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache } from '../src/index.js';
+
+/** Calls with arguments of the wrong type, as JavaScript callers (or `as any`) make them. */
+// biome-ignore lint/suspicious/noExplicitAny: the point is to bypass the types.
+type Loose = any;
+
+/** The ConfigError a call throws or rejects with: its fields and message. */
+async function refusal(call: () => unknown): Promise<{ fields: string[]; message: string }> {
+  let error: unknown;
+  try {
+    await call();
+  } catch (caught) {
+    error = caught;
+  }
+  expect(error).toBeInstanceOf(ConfigError);
+  return { fields: (error as ConfigError).fields, message: (error as ConfigError).message };
+}
+
+describe('call arguments of the wrong type are refused at the call with ConfigError naming the field', () => {
+  const cache = new Cache();
+  const loose = cache as Loose;
+  afterAll(() => cache.close());
+
+  it('a key that is not a string, in every keyed method (no "[object Object]" or "undefined" entry)', async () => {
+    for (const bad of [undefined, {}, 42, null]) {
+      expect((await refusal(() => loose.get(bad))).fields).toEqual(['key']);
+      expect((await refusal(() => loose.has(bad))).fields).toEqual(['key']);
+      expect((await refusal(() => loose.getLocal(bad))).fields).toEqual(['key']);
+      expect((await refusal(() => loose.set(bad, 1))).fields).toEqual(['key']);
+      expect((await refusal(() => loose.delete(bad))).fields).toEqual(['key']);
+      expect((await refusal(() => loose.expire(bad))).fields).toEqual(['key']);
+      expect((await refusal(() => loose.getOrSet(bad, () => 1))).fields).toEqual(['key']);
+      expect((await refusal(() => loose.namespace('ns').get(bad))).fields).toEqual(['key']);
+      expect((await refusal(() => loose.getMany(['a', bad]))).fields).toEqual(['keys.1']);
+      expect((await refusal(() => loose.deleteMany([bad]))).fields).toEqual(['keys.0']);
+      expect((await refusal(() => loose.expireMany([bad]))).fields).toEqual(['keys.0']);
+      expect((await refusal(() => loose.getOrSetMany([bad], () => [1]))).fields).toEqual(['keys.0']);
+    }
+    expect((await refusal(() => loose.getMany('ab'))).fields).toEqual(['keys']);
+    expect(await cache.get('[object Object]')).toBeUndefined();
+    expect(await cache.get('42')).toBeUndefined();
+    expect(cache.stats().l1.entries).toBe(0);
+  });
+
+  it('a get with a bad key rejects, never throws synchronously', () => {
+    const pending = loose.get(undefined) as Promise<unknown>;
+    expect(pending).toBeInstanceOf(Promise);
+    return expect(pending).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('tags that are not a string or a list of strings', async () => {
+    for (const bad of [5, undefined, [5], { tag: 'a' }]) {
+      expect((await refusal(() => loose.deleteByTag(bad))).fields[0]).toMatch(/^tags/);
+      expect((await refusal(() => loose.expireByTag(bad))).fields[0]).toMatch(/^tags/);
+    }
+  });
+
+  it('a factory or loader that is not a function, at the call (not a FactoryError)', async () => {
+    expect((await refusal(() => loose.getOrSet('k', 'value'))).fields).toEqual(['factory']);
+    expect((await refusal(() => loose.getOrSetMany(['k'], 'value'))).fields).toEqual(['factory']);
+    expect((await refusal(() => loose.warm(['k'], 'value'))).fields).toEqual(['loader']);
+  });
+
+  it('wrap without a key function, or with a function that is none, fails at wrap, and its options are named as wrap’s', async () => {
+    expect((await refusal(() => loose.wrap(async () => 1))).fields).toEqual(['keyFn']);
+    expect((await refusal(() => loose.wrap('fn', () => 'k'))).fields).toEqual(['fn']);
+    const options = await refusal(() =>
+      loose.wrap(
+        async () => 1,
+        () => 'k',
+        { ttl: 5 },
+      ),
+    );
+    expect(options.message).toMatch(/wrap/);
+    expect(options.message).not.toMatch(/getOrSet/);
+    const many = await refusal(() => loose.getOrSetMany(['k'], () => [1], { ttl: 5 }));
+    expect(many.message).toMatch(/getOrSetMany/);
+  });
+});
