@@ -87,6 +87,16 @@ describe.skipIf(skip !== undefined)('a process busy past the deadline, with the 
     expect(await answer).toMatchObject({ remaining: 99 });
   });
 
+  it('an acquire whose admission came before its timeout is admitted', async () => {
+    const checks = limiter();
+    await checks.check('warm');
+    // The head's check is sent at the end of this tick; the acquire's timeout is due when the
+    // process wakes, with the admission unread.
+    const answer = checks.acquire('a', { timeoutMs: deadlineMs });
+    busyAfterSend();
+    expect(await answer).toMatchObject({ source: 'store', allowed: true, remaining: 99 });
+  });
+
   it('a reply that does not come in time still gets the fail mode at the deadline', async () => {
     const checks = limiter();
     await checks.check('warm');
