@@ -9,6 +9,7 @@ import {
 import { z } from 'zod';
 import { AcquireError, type AcquireFailure } from './errors.js';
 import type { CheckInput } from './limiter.js';
+import { startReplyDeadline } from './reply-deadline.js';
 import type { RateLimitResult } from './result.js';
 
 /** Options of `limiter.acquire()`. */
@@ -54,7 +55,8 @@ interface Waiter {
   deadline: number;
   resolve(result: RateLimitResult): void;
   reject(error: Error): void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Cancels its pending timer: the acquire's timeout, then its admission's delay. */
+  cancelTimer: (() => void) | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   settled: boolean;
@@ -133,7 +135,7 @@ export class AcquireQueue {
         deadline,
         resolve,
         reject,
-        timer: undefined,
+        cancelTimer: undefined,
         signal,
         onAbort: undefined,
         settled: false,
@@ -154,7 +156,9 @@ export class AcquireQueue {
       const owner = queue;
       queue.waiters.push(waiter);
       this.#deps.waiters.inc();
-      waiter.timer = setTimeout(() => this.#leave(owner, waiter, 'timeout'), timeoutMs);
+      // Judged after the replies already in are read: a head admitted in time by a check whose
+      // reply a busy process had not read yet must not time out (see startReplyDeadline).
+      waiter.cancelTimer = startReplyDeadline(timeoutMs, () => this.#leave(owner, waiter, 'timeout'));
       if (signal !== undefined) {
         waiter.onAbort = () => this.#leave(owner, waiter, 'aborted', signal.reason);
         signal.addEventListener('abort', waiter.onAbort, { once: true });
@@ -295,11 +299,12 @@ export class AcquireQueue {
     }
     waiter.admitted = true;
     this.#delayed.add(waiter);
-    if (waiter.timer !== undefined) clearTimeout(waiter.timer);
-    waiter.timer = setTimeout(() => {
+    waiter.cancelTimer?.();
+    const timer = setTimeout(() => {
       this.#delayed.delete(waiter);
       this.#settle(waiter, 'acquired', () => waiter.resolve(result));
     }, result.delayMs);
+    waiter.cancelTimer = () => clearTimeout(timer);
   }
 
   /** After an admission (or a waiter's end): the next head checks at once, or the queue goes. */
@@ -361,7 +366,7 @@ export class AcquireQueue {
   #settle(waiter: Waiter, result: AcquireResultLabel, answer: () => void): void {
     if (waiter.settled) return;
     waiter.settled = true;
-    if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+    waiter.cancelTimer?.();
     if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort);
     this.#deps.waiters.dec();
     this.#deps.waits.observe({ result }, Math.max(0, this.#deps.clock.now() - waiter.startedAt) / 1_000);

@@ -5,13 +5,13 @@ import {
   GaugeShare,
   type Logger,
   TimeoutError,
-  withDeadline,
 } from '@noa/core';
 import type { AutoBlockPolicy } from './auto-block.js';
 import type { Decision } from './decision.js';
 import type { LimiterMetrics } from './limiter-metrics.js';
 import type { FailMode } from './limiter-options.js';
 import { capacityOf, type LimitPolicy } from './policy.js';
+import { startReplyDeadline, withReplyDeadline } from './reply-deadline.js';
 import type { DecisionSource } from './result.js';
 import type { MemoryStore } from './stores/memory-store.js';
 import {
@@ -203,7 +203,8 @@ export class RemoteStoreCaller {
     this.#breaker
       .execute(() => {
         work = consumeAll();
-        return withDeadline(work, this.#deadlineMs, `rate-limit check on ${this.#store.kind}`);
+        // Judged after the replies already in are read: a busy process must not fail them.
+        return withReplyDeadline(work, this.#deadlineMs, `rate-limit check on ${this.#store.kind}`);
       })
       .then(
         (results) => {
@@ -354,20 +355,25 @@ export class RemoteStoreCaller {
             // Past the deadline the batch has been answered, timed and counted by the breaker:
             // parts that settle later only get refunds (below), they do not end the batch again.
             let timedOut = false;
-            const timer = setTimeout(() => {
-              timedOut = true;
-              const timeout = new TimeoutError(operation, this.#deadlineMs);
-              if (stored === 0) reject(timeout);
-              else {
-                fallbackRest(timeout);
-                resolve();
-              }
-            }, this.#deadlineMs);
-            timer.unref();
+            // After the replies already in are read (see startReplyDeadline): a process busy
+            // past the deadline must not give its keys the fail mode, and the breaker a failure.
+            const cancelDeadline = startReplyDeadline(
+              this.#deadlineMs,
+              () => {
+                timedOut = true;
+                const timeout = new TimeoutError(operation, this.#deadlineMs);
+                if (stored === 0) reject(timeout);
+                else {
+                  fallbackRest(timeout);
+                  resolve();
+                }
+              },
+              { unref: true },
+            );
             const done = () => {
               settled += 1;
               if (settled < parts.length || timedOut) return;
-              clearTimeout(timer);
+              cancelDeadline();
               if (stored === 0) reject(firstError);
               else {
                 if (failed > 0) fallbackRest(firstError);
@@ -438,7 +444,7 @@ export class RemoteStoreCaller {
     const options = { deadlineMs: this.#deadlineMs };
     return this.#breaker
       .execute(() =>
-        withDeadline(call(options), this.#deadlineMs, `rate-limit ${operation} on ${this.#store.kind}`),
+        withReplyDeadline(call(options), this.#deadlineMs, `rate-limit ${operation} on ${this.#store.kind}`),
       )
       .catch((error: unknown) => {
         const kind = failureKind(error);

@@ -220,11 +220,25 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     const client = await connect();
     const prefix = nextPrefix();
     const store = new RedisStore({ client, prefix });
+    // The dead master's keys alone: each answered by the fail mode at this deadline.
     const limiter = createRateLimiter({
       store,
       limits: [{ name: 'default', limit: 1_000_000, windowMs }],
       failMode: 'open',
       deadlineMs: 100,
+      breaker: { consecutiveFailures: 1_000_000 },
+      localBlockCache: false,
+    });
+    // Batches mixing every master: what they assert is that a live master's keys get the store's
+    // answer, so the deadline leaves a loaded machine time for that reply (with 100 ms, under a
+    // load of 13 to 23, a live master's reply came late in about 1 batch of 20: its keys got the
+    // fail mode). The dead master's keys still get the fail mode by it, long before ioredis's ~2 s.
+    const mixedDeadlineMs = 1_000;
+    const mixed = createRateLimiter({
+      store,
+      limits: [{ name: 'default', limit: 1_000_000, windowMs }],
+      failMode: 'open',
+      deadlineMs: mixedDeadlineMs,
       breaker: { consecutiveFailures: 1_000_000 },
       localBlockCache: false,
     });
@@ -241,6 +255,14 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     const deadNode = `127.0.0.1:${dead.options.port}`;
     const onDead = spreadKeys.filter((key) => client.slots[slotOf(key)]![0] === deadNode);
     expect(onDead.length).toBeGreaterThan(0);
+    // The live masters keep serving their slots once the others mark the dead one failed (after
+    // the 2 s node timeout; by default the whole cluster then refuses every command, CLUSTERDOWN):
+    // the checks below may take longer than that on a loaded machine.
+    await Promise.all(
+      admins
+        .filter((admin) => admin !== dead)
+        .map((admin) => admin.config('SET', 'cluster-require-full-coverage', 'no')),
+    );
     // A connection that does not reconnect: SHUTDOWN's reply is the connection closing.
     const killer = new Redis(dead.options.port!, '127.0.0.1', { retryStrategy: () => null });
     killer.on('error', () => {});
@@ -250,10 +272,10 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     // reconnection attempts); the deadline answers the caller long before, and a retry that
     // lands later carries its expiry. Batches mixing every master first: each key is answered
     // by its own master's reply, so only the dead master's keys get the fail mode. Then dead
-    // keys alone. Bounds are generous: the point is "not seconds".
+    // keys alone. Bounds are the deadline and a generous slack: the point is "not seconds".
     const started = performance.now();
-    const together = await Promise.all(spreadKeys.map((key) => limiter.check(key)));
-    expect(performance.now() - started).toBeLessThan(1_000);
+    const together = await Promise.all(spreadKeys.map((key) => mixed.check(key)));
+    expect(performance.now() - started).toBeLessThan(mixedDeadlineMs + 1_000);
     for (const [index, key] of spreadKeys.entries())
       expect(together[index]!.source).toBe(onDead.includes(key) ? 'fail-mode' : 'store');
     // With the default breaker too: batches that reach the live masters keep it closed, so their
@@ -262,7 +284,7 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
       store,
       limits: [{ name: 'default', limit: 1_000_000, windowMs }],
       failMode: 'open',
-      deadlineMs: 100,
+      deadlineMs: mixedDeadlineMs,
       localBlockCache: false,
     });
     for (let round = 0; round < 5; round += 1) {
@@ -275,10 +297,11 @@ describe.skipIf(skip !== undefined)('RedisStore batches on a 3-master Redis Clus
     for (const key of onDead.slice(0, 3)) {
       const alone = performance.now();
       const result = await limiter.check(key);
-      expect(performance.now() - alone).toBeLessThan(1_000);
+      expect(performance.now() - alone).toBeLessThan(100 + 900);
       expect(result.source).toBe('fail-mode');
       expect(result.allowed).toBe(true);
     }
+    await mixed.close();
     await limiter.close();
   });
 });
