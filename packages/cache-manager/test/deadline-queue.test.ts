@@ -1,4 +1,5 @@
 import { delay, TimeoutError } from '@noa/core';
+import { busyFor, startEchoProcess } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { DeadlineQueue } from '../src/l2/deadline-queue.js';
 
@@ -21,5 +22,20 @@ describe('DeadlineQueue', () => {
     expect(a).toBeInstanceOf(TimeoutError);
     expect(b).toBeInstanceOf(TimeoutError);
     expect((b as TimeoutError).details).toMatchObject({ operation: 'second', timeoutMs: 20 });
+  });
+
+  // As core's withDeadline: the reply that came in while the process was busy past the deadline
+  // answers; an L2 read must not time out (and count against the breaker) when Redis answered.
+  it('resolves a reply that came in while the process was busy past the deadline', async () => {
+    const echo = await startEchoProcess();
+    try {
+      const queue = new DeadlineQueue(50);
+      const answered = queue.run(echo.request('ping'), 'echo');
+      busyFor(500);
+      await expect(answered).resolves.toBe('ping');
+      await expect(queue.run(new Promise<never>(() => {}), 'never')).rejects.toBeInstanceOf(TimeoutError);
+    } finally {
+      echo.close();
+    }
   });
 });

@@ -6,7 +6,7 @@ export {
   createCircuitBreaker,
 } from './breaker.js';
 export { type Clock, CoarseClock, coarseClock, ManualClock, systemClock } from './clock.js';
-export { delay, maxTimerMs, withDeadline } from './deadline.js';
+export { delay, maxTimerMs, startDeadline, withDeadline } from './deadline.js';
 export {
   CircuitOpenError,
   ClosedError,

@@ -1,3 +1,4 @@
+import { busyFor, startEchoProcess } from '@noa/testkit';
 import { describe, expect, it, vi } from 'vitest';
 import { delay, ManualClock, TimeoutError, withDeadline } from '../src/index.js';
 
@@ -21,6 +22,24 @@ describe('withDeadline', () => {
 
   it('passes through the rejection of failed work', async () => {
     await expect(withDeadline(Promise.reject(new Error('boom')), 50, 'op')).rejects.toThrow('boom');
+  });
+
+  // A process busy past the deadline wakes with the timer due and the reply already in; Node runs
+  // due timers before it reads I/O, so a verdict taken in the timer timed out a call answered in
+  // a millisecond (the rate limiter's checks got their fail mode under load).
+  it('resolves a reply that came in while the process was busy past the deadline', async () => {
+    const echo = await startEchoProcess();
+    try {
+      const answered = withDeadline(echo.request('ping'), 50, 'echo');
+      busyFor(500);
+      await expect(answered).resolves.toBe('ping');
+      // A reply that does not come still times out.
+      await expect(withDeadline(new Promise<string>(() => {}), 50, 'never')).rejects.toBeInstanceOf(
+        TimeoutError,
+      );
+    } finally {
+      echo.close();
+    }
   });
 });
 

@@ -5,11 +5,11 @@ import {
   type HistogramMetric,
   type Logger,
   maxTimerMs,
+  startDeadline,
 } from '@noa/core';
 import { z } from 'zod';
 import { AcquireError, type AcquireFailure } from './errors.js';
 import type { CheckInput } from './limiter.js';
-import { startReplyDeadline } from './reply-deadline.js';
 import type { RateLimitResult } from './result.js';
 
 /** Options of `limiter.acquire()`. */
@@ -157,8 +157,8 @@ export class AcquireQueue {
       queue.waiters.push(waiter);
       this.#deps.waiters.inc();
       // Judged after the replies already in are read: a head admitted in time by a check whose
-      // reply a busy process had not read yet must not time out (see startReplyDeadline).
-      waiter.cancelTimer = startReplyDeadline(timeoutMs, () => this.#leave(owner, waiter, 'timeout'));
+      // reply a busy process had not read yet must not time out (see core's startDeadline).
+      waiter.cancelTimer = startDeadline(timeoutMs, () => this.#leave(owner, waiter, 'timeout'));
       if (signal !== undefined) {
         waiter.onAbort = () => this.#leave(owner, waiter, 'aborted', signal.reason);
         signal.addEventListener('abort', waiter.onAbort, { once: true });

@@ -4,14 +4,15 @@ import {
   createCircuitBreaker,
   GaugeShare,
   type Logger,
+  startDeadline,
   TimeoutError,
+  withDeadline,
 } from '@noa/core';
 import type { AutoBlockPolicy } from './auto-block.js';
 import type { Decision } from './decision.js';
 import type { LimiterMetrics } from './limiter-metrics.js';
 import type { FailMode } from './limiter-options.js';
 import { capacityOf, type LimitPolicy } from './policy.js';
-import { startReplyDeadline, withReplyDeadline } from './reply-deadline.js';
 import type { DecisionSource } from './result.js';
 import type { MemoryStore } from './stores/memory-store.js';
 import {
@@ -204,7 +205,7 @@ export class RemoteStoreCaller {
       .execute(() => {
         work = consumeAll();
         // Judged after the replies already in are read: a busy process must not fail them.
-        return withReplyDeadline(work, this.#deadlineMs, `rate-limit check on ${this.#store.kind}`);
+        return withDeadline(work, this.#deadlineMs, `rate-limit check on ${this.#store.kind}`);
       })
       .then(
         (results) => {
@@ -355,9 +356,9 @@ export class RemoteStoreCaller {
             // Past the deadline the batch has been answered, timed and counted by the breaker:
             // parts that settle later only get refunds (below), they do not end the batch again.
             let timedOut = false;
-            // After the replies already in are read (see startReplyDeadline): a process busy
+            // After the replies already in are read (see core's startDeadline): a process busy
             // past the deadline must not give its keys the fail mode, and the breaker a failure.
-            const cancelDeadline = startReplyDeadline(
+            const cancelDeadline = startDeadline(
               this.#deadlineMs,
               () => {
                 timedOut = true;
@@ -444,7 +445,7 @@ export class RemoteStoreCaller {
     const options = { deadlineMs: this.#deadlineMs };
     return this.#breaker
       .execute(() =>
-        withReplyDeadline(call(options), this.#deadlineMs, `rate-limit ${operation} on ${this.#store.kind}`),
+        withDeadline(call(options), this.#deadlineMs, `rate-limit ${operation} on ${this.#store.kind}`),
       )
       .catch((error: unknown) => {
         const kind = failureKind(error);

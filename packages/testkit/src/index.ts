@@ -1,3 +1,4 @@
+export { busyFor, type EchoProcess, startEchoProcess } from './echo-process.js';
 export {
   type ContainerSpec,
   containerSpecs,

@@ -10,7 +10,8 @@ interface Pending {
  * Deadlines for many concurrent operations that all share one timeout. Because every
  * deadline is "now + the same timeout", insertion order is deadline order: one unref'd timer
  * for the oldest pending operation replaces a setTimeout/clearTimeout pair per Redis call
- * (about 1 µs each, a sizeable share of an L2 hit). Behaves like core's `withDeadline`.
+ * (about 1 µs each, a sizeable share of an L2 hit). Behaves like core's `withDeadline`, a reply
+ * that came in by the deadline included.
  */
 export class DeadlineQueue {
   readonly #timeoutMs: number;
@@ -41,7 +42,10 @@ export class DeadlineQueue {
   }
 
   #arm(ms: number): void {
-    this.#timer = setTimeout(() => this.#expire(), Math.max(1, Math.ceil(ms)));
+    // The verdict waits for the loop's check phase, after the poll phase has read the replies
+    // already in (core's `startDeadline` explains why): a process busy past a deadline must not
+    // time out a call that Redis answered in time.
+    this.#timer = setTimeout(() => setImmediate(() => this.#expire()), Math.max(1, Math.ceil(ms)));
     this.#timer.unref();
   }
 

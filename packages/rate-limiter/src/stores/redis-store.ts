@@ -1,12 +1,11 @@
 import type { Socket } from 'node:net';
-import { childLogger, type Logger, parseOptions, silentLogger, TimeoutError } from '@noa/core';
+import { childLogger, type Logger, parseOptions, silentLogger, TimeoutError, withDeadline } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AutoBlockPolicy } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
-import { withReplyDeadline } from '../reply-deadline.js';
 import { isWellFormedText, utf16Digest } from '../utf16-key.js';
 import { clusterSlot } from './cluster-slot.js';
 import {
@@ -380,7 +379,7 @@ export class RedisStore implements RateLimitStore {
     }
     const leftMs = giveUp.atMs - performance.now();
     // Bounded by the caller's give-up; a TIME that does not come back in time leaves the clock unknown.
-    if (leftMs > 0) await withReplyDeadline(learning, leftMs, 'redis TIME').catch(() => {});
+    if (leftMs > 0) await withDeadline(learning, leftMs, 'redis TIME').catch(() => {});
     if (clock.expiryFor(giveUp.atMs) === undefined && performance.now() < giveUp.atMs) throw error;
   }
 
