@@ -53,5 +53,5 @@ export {
   type Transaction,
   type TransactionOptions,
 } from './sql-cluster.js';
-export type { ConnectSettings, IsolationLevel, SqlDriver } from './sql-driver.js';
+export type { ConnectSettings, IsolationLevel, SqlDriver, StatementSettings } from './sql-driver.js';
 export { StatementCache } from './statement-cache.js';

@@ -45,7 +45,7 @@ import {
 } from './routing/classify-statement.js';
 import { ReplicaBalancer } from './routing/replica-balancer.js';
 import { SessionTracker } from './routing/session-tracker.js';
-import type { SqlDriver } from './sql-driver.js';
+import type { SqlDriver, StatementSettings } from './sql-driver.js';
 
 /** `noa:connection-pool:route` diagnostics channel: one message `{ cluster, target, reason }` per routed query. */
 const routeChannel = tracingChannel('connection-pool', 'route');
@@ -238,20 +238,33 @@ export class SqlCluster<Conn, Config, Result> {
    * another server. Outages surface as `BackendUnavailableError`.
    */
   query(sql: string, values?: readonly unknown[], options?: QueryOptions): Promise<Result> {
+    return this.routeStatement(sql, values, options, undefined);
+  }
+
+  /**
+   * `query()` with the driver's own per-statement `settings` (see `SqlDriver#query`), for the
+   * driver pools' extra forms (`MysqlPool#execute`, `PgPool#query(config)`).
+   */
+  protected routeStatement(
+    sql: string,
+    values: readonly unknown[] | undefined,
+    options: QueryOptions | undefined,
+    settings: StatementSettings | undefined,
+  ): Promise<Result> {
     if (options !== undefined) {
       const invalid = badOptions(queryOptionsCheck, options);
       if (invalid !== undefined) return Promise.reject(invalid);
     }
     const route = this.#classify(sql);
     if (route.target === 'primary' || options?.target === 'primary' || this.#replicas.length === 0) {
-      return this.#write(sql, values, options, route.target === 'primary', route.reason);
+      return this.#write(sql, values, options, settings, route.target === 'primary', route.reason);
     }
     const now = this.#clock.now();
     const replicaAsked = options?.target === 'replica' || route.reason === 'hint';
     if (!replicaAsked && this.#sessions.mustReadPrimary(options?.session, now)) {
-      return this.#onPrimary(sql, values, options, 'read-your-writes');
+      return this.#onPrimary(sql, values, options, settings, 'read-your-writes');
     }
-    return this.#read(sql, values, options, route.reason);
+    return this.#read(sql, values, options, settings, route.reason);
   }
 
   /**
@@ -288,11 +301,7 @@ export class SqlCluster<Conn, Config, Result> {
         for (const statement of driver.beginStatements(options.isolation, options.readOnly ?? false)) {
           await this.#run(conn, statement, undefined);
         }
-        const value = await fn({
-          query: (sql, values) => this.#run(conn, sql, values),
-          connection: conn,
-          attempt,
-        });
+        const value = await fn(this.transactionHandle(conn, attempt));
         await this.#run(conn, 'COMMIT', undefined);
         outcome = { ok: true, value };
       } catch (error) {
@@ -320,6 +329,28 @@ export class SqlCluster<Conn, Config, Result> {
       // Jittered, growing pause so two deadlocked callers do not collide again.
       await delay(Math.round((5 + Math.random() * 20) * attempt), options.signal);
     }
+  }
+
+  /**
+   * The `tx` that `withTransaction` passes to its function; driver pools extend it with their
+   * own forms (`execute`), run through `runInTransaction`.
+   */
+  protected transactionHandle(conn: Conn, attempt: number): Transaction<Conn, Result> {
+    return {
+      query: (sql, values) => this.#run(conn, sql, values),
+      connection: conn,
+      attempt,
+    };
+  }
+
+  /** Runs one statement with the driver's `settings` on a transaction's connection (see `transactionHandle`). */
+  protected runInTransaction(
+    conn: Conn,
+    sql: string,
+    values: readonly unknown[] | undefined,
+    settings: StatementSettings | undefined,
+  ): Promise<Result> {
+    return this.#run(conn, sql, values, settings);
   }
 
   /**
@@ -519,34 +550,37 @@ export class SqlCluster<Conn, Config, Result> {
     sql: string,
     values: readonly unknown[] | undefined,
     options: QueryOptions | undefined,
+    settings: StatementSettings | undefined,
     isWrite: boolean,
     reason: RouteReason,
   ): Promise<Result> {
     if (isWrite) this.#sessions.noteWrite(options?.session, this.#clock.now());
-    return this.#onPrimary(sql, values, options, reason);
+    return this.#onPrimary(sql, values, options, settings, reason);
   }
 
   #onPrimary(
     sql: string,
     values: readonly unknown[] | undefined,
     options: QueryOptions | undefined,
+    settings: StatementSettings | undefined,
     reason: RouteReason | 'read-your-writes' | 'fallback',
   ): Promise<Result> {
     this.#count('primary', reason);
-    return this.#exec(this.#primary, sql, values, options?.signal);
+    return this.#exec(this.#primary, sql, values, settings, options?.signal);
   }
 
   async #read(
     sql: string,
     values: readonly unknown[] | undefined,
     options: QueryOptions | undefined,
+    settings: StatementSettings | undefined,
     reason: RouteReason,
   ): Promise<Result> {
     const replica = this.#balancer.pick();
-    if (replica === undefined) return this.#onPrimary(sql, values, options, this.#fallbackReason());
+    if (replica === undefined) return this.#onPrimary(sql, values, options, settings, this.#fallbackReason());
     this.#count(replica.name, reason);
     try {
-      return await this.#exec(replica, sql, values, options?.signal);
+      return await this.#exec(replica, sql, values, settings, options?.signal);
     } catch (error) {
       // A timeout is retried only when #exec judged the replica frozen (and took it out of
       // rotation); a read that is merely slow would be as slow elsewhere, and on the primary.
@@ -554,9 +588,9 @@ export class SqlCluster<Conn, Config, Result> {
       if (!(error instanceof BackendUnavailableError) && !frozen) throw error;
       // A read is safe to repeat: try another replica, else the primary.
       const next = this.#balancer.pick(replica);
-      if (next === undefined) return this.#onPrimary(sql, values, options, this.#fallbackReason());
+      if (next === undefined) return this.#onPrimary(sql, values, options, settings, this.#fallbackReason());
       this.#count(next.name, 'retry');
-      return this.#exec(next, sql, values, options?.signal);
+      return this.#exec(next, sql, values, settings, options?.signal);
     }
   }
 
@@ -578,12 +612,13 @@ export class SqlCluster<Conn, Config, Result> {
     node: ServerNode<Conn, Config>,
     sql: string,
     values: readonly unknown[] | undefined,
+    settings: StatementSettings | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Result> {
     const conn = await this.#acquire(node, signal);
     let result: Result;
     try {
-      result = await this.#run(conn, sql, values);
+      result = await this.#run(conn, sql, values, settings);
     } catch (error) {
       const startedAt = this.#timedOut.get(conn as object);
       if (startedAt !== undefined) {
@@ -607,10 +642,15 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   /** Runs one statement, tracked by the query watchdog when `queryTimeoutMs` is set. */
-  #run(conn: Conn, sql: string, values: readonly unknown[] | undefined): Promise<Result> {
-    if (this.#watchdog === undefined) return this.#driver.query(conn, sql, values);
+  #run(
+    conn: Conn,
+    sql: string,
+    values: readonly unknown[] | undefined,
+    settings?: StatementSettings,
+  ): Promise<Result> {
+    if (this.#watchdog === undefined) return this.#driver.query(conn, sql, values, settings);
     this.#running.set(conn, Date.now());
-    return this.#driver.query(conn, sql, values).then(
+    return this.#driver.query(conn, sql, values, settings).then(
       (result) => {
         this.#running.delete(conn);
         const node = this.#owner.get(conn as object);
