@@ -47,6 +47,16 @@ import { ReplicaBalancer } from './routing/replica-balancer.js';
 import { SessionTracker } from './routing/session-tracker.js';
 import type { SqlDriver, StatementSettings } from './sql-driver.js';
 
+/**
+ * A function where `query()` takes values or options: a callback (pg's and mysql2's callback
+ * APIs) that would never be called, its result lost. Refused instead.
+ */
+export function callbackRefused(): ConfigError {
+  return new ConfigError('query', [
+    { path: 'callback', message: 'this query() returns a promise and takes no callback: await it instead' },
+  ]);
+}
+
 /** `noa:connection-pool:route` diagnostics channel: one message `{ cluster, target, reason }` per routed query. */
 const routeChannel = tracingChannel('connection-pool', 'route');
 
@@ -251,6 +261,8 @@ export class SqlCluster<Conn, Config, Result> {
     options: QueryOptions | undefined,
     settings: StatementSettings | undefined,
   ): Promise<Result> {
+    if (typeof values === 'function' || typeof options === 'function')
+      return Promise.reject(callbackRefused());
     if (options !== undefined) {
       const invalid = badOptions(queryOptionsCheck, options);
       if (invalid !== undefined) return Promise.reject(invalid);
@@ -337,7 +349,10 @@ export class SqlCluster<Conn, Config, Result> {
    */
   protected transactionHandle(conn: Conn, attempt: number): Transaction<Conn, Result> {
     return {
-      query: (sql, values) => this.#run(conn, sql, values),
+      query: (sql, values) => {
+        if (typeof values === 'function') return Promise.reject(callbackRefused());
+        return this.#run(conn, sql, values);
+      },
       connection: conn,
       attempt,
     };
