@@ -12,6 +12,8 @@ export {
 } from '@noa/core';
 export {
   acquireOptionsSchema,
+  type DrainOptions,
+  drainOptionsSchema,
   isolationLevels,
   queryOptionsSchema,
   transactionOptionsSchema,
@@ -27,6 +29,7 @@ export {
   AcquireTimeoutError,
   BackendUnavailableError,
   ConnectionPoolError,
+  DrainTimeoutError,
   DriverNotInstalledError,
   NotBorrowedError,
   PoolClosedError,

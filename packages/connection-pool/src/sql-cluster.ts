@@ -17,6 +17,8 @@ import {
 import {
   badOptions,
   clusterAcquireOptionsCheck,
+  type DrainOptions,
+  drainOptionsSchema,
   type QueryOptions,
   queryOptionsCheck,
   type TransactionOptions,
@@ -31,6 +33,7 @@ import {
 } from './cluster-options.js';
 import {
   BackendUnavailableError,
+  DrainTimeoutError,
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
@@ -425,21 +428,45 @@ export class SqlCluster<Conn, Config, Result> {
 
   /**
    * Graceful shutdown: new queries are refused (`PoolClosedError`), queued and running ones
-   * finish, then every connection is closed.
+   * finish, then every connection is closed. The wait is bounded by `timeoutMs` (default
+   * `pool.closeTimeoutMs`): connections still lent then (never released) are closed and the
+   * drain rejects with `DrainTimeoutError` listing them, over all servers. Every call shares
+   * the first call's drain.
    */
-  drain(): Promise<void> {
-    // Every caller (several shutdown hooks) waits for the same drain.
-    this.#draining ??= this.#drain();
+  drain(options?: DrainOptions): Promise<void> {
+    if (this.#draining === undefined) {
+      if (options !== undefined) {
+        try {
+          parseOptions('drain', drainOptionsSchema, options);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
+      this.#draining = this.#drain(options);
+    }
     return this.#draining;
   }
 
-  async #drain(): Promise<void> {
+  async #drain(options: DrainOptions | undefined): Promise<void> {
     this.#closed = true;
     clearInterval(this.#healthTimer);
     clearInterval(this.#primaryProbeTimer);
     // The watchdog outlives the wait: the statements drain() waits for keep their deadline.
-    await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.drain()));
+    const outcomes = await Promise.allSettled(
+      [this.#primary, ...this.#replicas].map((node) => node.pool.drain(options)),
+    );
     clearInterval(this.#watchdog);
+    const failures = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
+    const timeouts = failures.filter((failure) => failure instanceof DrainTimeoutError);
+    if (failures.length > timeouts.length)
+      throw failures.find((failure) => !(failure instanceof DrainTimeoutError));
+    if (timeouts.length > 0) {
+      throw new DrainTimeoutError(
+        this.options.name,
+        options?.timeoutMs ?? this.options.pool.closeTimeoutMs,
+        timeouts.flatMap((timeout) => timeout.unreleased),
+      );
+    }
   }
 
   /** Rejects waiters and closes every server's pool; reports connections never released. */
