@@ -75,6 +75,20 @@ export const acquireOptionsSchema = z
 /** Per-acquire options. */
 export type AcquireOptions = z.input<typeof acquireOptionsSchema>;
 
+/** Options of `drain()` (`Pool`, `PgPool`, `MysqlPool`): strict. */
+export const drainOptionsSchema = z
+  .object({
+    /**
+     * How long to wait for lent connections to come back (default: the pool's
+     * `closeTimeoutMs`); then they are closed and `drain()` rejects with `DrainTimeoutError`.
+     */
+    timeoutMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).optional(),
+  })
+  .strict();
+
+/** Options of `drain()`. */
+export type DrainOptions = z.input<typeof drainOptionsSchema>;
+
 /** Options of a SQL pool's `acquire(role, options)`: strict. */
 export const clusterAcquireOptionsSchema = z.object({ signal: abortSignal.optional() }).strict();
 

@@ -1,4 +1,5 @@
 import { NoaError, type NoaErrorOptions } from '@noa/core';
+import type { LeakReport } from './pool.js';
 
 /** Base class of every error thrown by @noa/connection-pool; codes start with `NOA_POOL_`. */
 export class ConnectionPoolError extends NoaError {}
@@ -24,6 +25,26 @@ export class AcquireAbortedError extends ConnectionPoolError {
 export class PoolClosedError extends ConnectionPoolError {
   constructor(pool: string, cause?: unknown) {
     super('NOA_POOL_CLOSED', `${pool} is closed`, { cause, details: { pool } });
+  }
+}
+
+/**
+ * `drain()` waited its `timeoutMs` (by default `closeTimeoutMs`) and connections were still lent
+ * (never released: leaks). It closed them as `close()` does; `unreleased` lists them (with the
+ * stack of their acquire when leak detection is on) and `details.unreleased` counts them.
+ */
+export class DrainTimeoutError extends ConnectionPoolError {
+  /** The connections still lent when the wait ran out (closed since). */
+  readonly unreleased: readonly LeakReport[];
+
+  constructor(pool: string, timeoutMs: number, unreleased: readonly LeakReport[]) {
+    const count = unreleased.length;
+    super(
+      'NOA_POOL_DRAIN_TIMEOUT',
+      `${pool}: ${count} connection${count === 1 ? '' : 's'} still lent after drain() waited ${timeoutMs} ms; closed them`,
+      { details: { pool, timeoutMs, unreleased: count } },
+    );
+    this.unreleased = unreleased;
   }
 }
 

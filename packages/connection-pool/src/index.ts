@@ -12,6 +12,8 @@ export {
 } from '@noa/core';
 export {
   acquireOptionsSchema,
+  type DrainOptions,
+  drainOptionsSchema,
   isolationLevels,
   queryOptionsSchema,
   transactionOptionsSchema,
@@ -27,6 +29,7 @@ export {
   AcquireTimeoutError,
   BackendUnavailableError,
   ConnectionPoolError,
+  DrainTimeoutError,
   DriverNotInstalledError,
   NotBorrowedError,
   PoolClosedError,
@@ -53,5 +56,5 @@ export {
   type Transaction,
   type TransactionOptions,
 } from './sql-cluster.js';
-export type { ConnectSettings, IsolationLevel, SqlDriver } from './sql-driver.js';
+export type { ConnectSettings, IsolationLevel, SqlDriver, StatementSettings } from './sql-driver.js';
 export { StatementCache } from './statement-cache.js';

@@ -8,5 +8,6 @@ export {
   PgPool,
   type PgPoolClient,
   type PgPoolOptions,
+  type PgQueryCallback,
   type PgTransaction,
 } from './pg-pool.js';

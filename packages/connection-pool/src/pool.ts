@@ -1,10 +1,17 @@
 import { type Clock, childLogger, type Logger, parseOptions, silentLogger, systemClock } from '@noa/core';
-import { type AcquireOptions, acquireOptionsCheck, badOptions } from './call-options.js';
+import {
+  type AcquireOptions,
+  acquireOptionsCheck,
+  badOptions,
+  type DrainOptions,
+  drainOptionsSchema,
+} from './call-options.js';
 import {
   AcquireAbortedError,
   AcquireTimeoutError,
   BackendUnavailableError,
   type ConnectionPoolError,
+  DrainTimeoutError,
   DriverNotInstalledError,
   NotBorrowedError,
   PoolClosedError,
@@ -123,6 +130,8 @@ export class Pool<T> {
   /** Called once nothing is lent or queued any more (drain() and close() wait for that). */
   #drainListeners: (() => void)[] = [];
   #draining: Promise<void> | undefined;
+  /** Bounds drain()'s wait; a close() takes over (its own wait and report) by clearing it. */
+  #drainTimer: NodeJS.Timeout | undefined;
   #shutting: Promise<void> | undefined;
   readonly #fastPath: boolean;
   readonly #trackTime: boolean;
@@ -279,22 +288,46 @@ export class Pool<T> {
 
   /**
    * Stops lending to new callers (they get `PoolClosedError`), serves the queued ones, waits
-   * until every resource is back, then closes them all.
+   * until every resource is back, then closes them all. The wait is bounded by `timeoutMs`
+   * (default `closeTimeoutMs`): resources still lent then (leaks) are closed as `close()` closes
+   * them, and the drain rejects with `DrainTimeoutError` listing them. Every call shares the
+   * first call's drain (and its timeout); a `close()` meanwhile takes over, and the drain
+   * resolves when it is done.
    */
-  drain(): Promise<void> {
-    // Every caller (several shutdown hooks) waits for the same drain.
-    this.#draining ??= this.#drain();
+  drain(options?: DrainOptions): Promise<void> {
+    if (this.#draining === undefined) {
+      let timeoutMs = this.options.closeTimeoutMs;
+      if (options !== undefined) {
+        try {
+          timeoutMs = parseOptions('drain', drainOptionsSchema, options).timeoutMs ?? timeoutMs;
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
+      this.#draining = this.#drain(timeoutMs);
+    }
     return this.#draining;
   }
 
-  async #drain(): Promise<void> {
+  async #drain(timeoutMs: number): Promise<void> {
     if (this.#state === OPEN) this.#state = DRAINING;
     if (this.#state === DRAINING) {
       // A close() meanwhile settles this too: its shutdown calls the listeners.
-      await new Promise<void>((resolve) => {
-        this.#drainListeners.push(resolve);
+      const drained = await new Promise<boolean>((resolve) => {
+        // Not unref'd: the caller awaits it, and an unbounded wait on no timer at all let an
+        // ESM program exit (code 13) mid-shutdown.
+        this.#drainTimer = setTimeout(() => resolve(false), timeoutMs);
+        this.#drainListeners.push(() => {
+          clearTimeout(this.#drainTimer);
+          resolve(true);
+        });
         this.#checkDrained();
       });
+      if (!drained) {
+        const unreleased = this.#reportUnreleased('drain');
+        await this.#shutdown();
+        if (unreleased.length > 0) throw new DrainTimeoutError(this.name, timeoutMs, unreleased);
+      }
     }
     await this.#shutdown();
   }
@@ -310,6 +343,8 @@ export class Pool<T> {
       return { unreleased: [] };
     }
     this.#state = DRAINING;
+    // A drain() in progress now ends with this close (which reports what is still lent).
+    clearTimeout(this.#drainTimer);
     this.#rejectAllWaiters(new PoolClosedError(this.name));
     if (this.#active > 0 && this.options.closeTimeoutMs > 0) {
       await new Promise<void>((resolve) => {
@@ -322,6 +357,17 @@ export class Pool<T> {
         this.#checkDrained();
       });
     }
+    const unreleased = this.#reportUnreleased('close');
+    await this.#shutdown();
+    return { unreleased };
+  }
+
+  /**
+   * Logs and counts the resources still lent as leaks. Call it right before `#shutdown()`, which
+   * takes them back in the same tick, so that a concurrent close() or drain() cannot report
+   * them again.
+   */
+  #reportUnreleased(by: 'close' | 'drain'): LeakReport[] {
     const now = this.#clock.now();
     const unreleased: LeakReport[] = [];
     for (const entry of this.#entries.values()) {
@@ -332,12 +378,11 @@ export class Pool<T> {
         acquireStack: entry.acquireSite?.stack,
       };
       unreleased.push(leak);
-      this.#logger.warn('connection never released before close', { ...leak });
+      this.#logger.warn(`connection never released before ${by}`, { ...leak });
       // One held past the threshold was counted when it was reported.
       if (!entry.leakReported) this.#metrics.leaks.inc();
     }
-    await this.#shutdown();
-    return { unreleased };
+    return unreleased;
   }
 
   /** Same as `close()`. */

@@ -17,6 +17,8 @@ import {
 import {
   badOptions,
   clusterAcquireOptionsCheck,
+  type DrainOptions,
+  drainOptionsSchema,
   type QueryOptions,
   queryOptionsCheck,
   type TransactionOptions,
@@ -31,6 +33,7 @@ import {
 } from './cluster-options.js';
 import {
   BackendUnavailableError,
+  DrainTimeoutError,
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
@@ -45,7 +48,17 @@ import {
 } from './routing/classify-statement.js';
 import { ReplicaBalancer } from './routing/replica-balancer.js';
 import { SessionTracker } from './routing/session-tracker.js';
-import type { SqlDriver } from './sql-driver.js';
+import type { SqlDriver, StatementSettings } from './sql-driver.js';
+
+/**
+ * A function where `query()` takes values or options: a callback (pg's and mysql2's callback
+ * APIs) that would never be called, its result lost. Refused instead.
+ */
+export function callbackRefused(): ConfigError {
+  return new ConfigError('query', [
+    { path: 'callback', message: 'this query() returns a promise and takes no callback: await it instead' },
+  ]);
+}
 
 /** `noa:connection-pool:route` diagnostics channel: one message `{ cluster, target, reason }` per routed query. */
 const routeChannel = tracingChannel('connection-pool', 'route');
@@ -238,20 +251,35 @@ export class SqlCluster<Conn, Config, Result> {
    * another server. Outages surface as `BackendUnavailableError`.
    */
   query(sql: string, values?: readonly unknown[], options?: QueryOptions): Promise<Result> {
+    return this.routeStatement(sql, values, options, undefined);
+  }
+
+  /**
+   * `query()` with the driver's own per-statement `settings` (see `SqlDriver#query`), for the
+   * driver pools' extra forms (`MysqlPool#execute`, `PgPool#query(config)`).
+   */
+  protected routeStatement(
+    sql: string,
+    values: readonly unknown[] | undefined,
+    options: QueryOptions | undefined,
+    settings: StatementSettings | undefined,
+  ): Promise<Result> {
+    if (typeof values === 'function' || typeof options === 'function')
+      return Promise.reject(callbackRefused());
     if (options !== undefined) {
       const invalid = badOptions(queryOptionsCheck, options);
       if (invalid !== undefined) return Promise.reject(invalid);
     }
     const route = this.#classify(sql);
     if (route.target === 'primary' || options?.target === 'primary' || this.#replicas.length === 0) {
-      return this.#write(sql, values, options, route.target === 'primary', route.reason);
+      return this.#write(sql, values, options, settings, route.target === 'primary', route.reason);
     }
     const now = this.#clock.now();
     const replicaAsked = options?.target === 'replica' || route.reason === 'hint';
     if (!replicaAsked && this.#sessions.mustReadPrimary(options?.session, now)) {
-      return this.#onPrimary(sql, values, options, 'read-your-writes');
+      return this.#onPrimary(sql, values, options, settings, 'read-your-writes');
     }
-    return this.#read(sql, values, options, route.reason);
+    return this.#read(sql, values, options, settings, route.reason);
   }
 
   /**
@@ -288,11 +316,7 @@ export class SqlCluster<Conn, Config, Result> {
         for (const statement of driver.beginStatements(options.isolation, options.readOnly ?? false)) {
           await this.#run(conn, statement, undefined);
         }
-        const value = await fn({
-          query: (sql, values) => this.#run(conn, sql, values),
-          connection: conn,
-          attempt,
-        });
+        const value = await fn(this.transactionHandle(conn, attempt));
         await this.#run(conn, 'COMMIT', undefined);
         outcome = { ok: true, value };
       } catch (error) {
@@ -320,6 +344,31 @@ export class SqlCluster<Conn, Config, Result> {
       // Jittered, growing pause so two deadlocked callers do not collide again.
       await delay(Math.round((5 + Math.random() * 20) * attempt), options.signal);
     }
+  }
+
+  /**
+   * The `tx` that `withTransaction` passes to its function; driver pools extend it with their
+   * own forms (`execute`), run through `runInTransaction`.
+   */
+  protected transactionHandle(conn: Conn, attempt: number): Transaction<Conn, Result> {
+    return {
+      query: (sql, values) => {
+        if (typeof values === 'function') return Promise.reject(callbackRefused());
+        return this.#run(conn, sql, values);
+      },
+      connection: conn,
+      attempt,
+    };
+  }
+
+  /** Runs one statement with the driver's `settings` on a transaction's connection (see `transactionHandle`). */
+  protected runInTransaction(
+    conn: Conn,
+    sql: string,
+    values: readonly unknown[] | undefined,
+    settings: StatementSettings | undefined,
+  ): Promise<Result> {
+    return this.#run(conn, sql, values, settings);
   }
 
   /**
@@ -379,21 +428,45 @@ export class SqlCluster<Conn, Config, Result> {
 
   /**
    * Graceful shutdown: new queries are refused (`PoolClosedError`), queued and running ones
-   * finish, then every connection is closed.
+   * finish, then every connection is closed. The wait is bounded by `timeoutMs` (default
+   * `pool.closeTimeoutMs`): connections still lent then (never released) are closed and the
+   * drain rejects with `DrainTimeoutError` listing them, over all servers. Every call shares
+   * the first call's drain.
    */
-  drain(): Promise<void> {
-    // Every caller (several shutdown hooks) waits for the same drain.
-    this.#draining ??= this.#drain();
+  drain(options?: DrainOptions): Promise<void> {
+    if (this.#draining === undefined) {
+      if (options !== undefined) {
+        try {
+          parseOptions('drain', drainOptionsSchema, options);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
+      this.#draining = this.#drain(options);
+    }
     return this.#draining;
   }
 
-  async #drain(): Promise<void> {
+  async #drain(options: DrainOptions | undefined): Promise<void> {
     this.#closed = true;
     clearInterval(this.#healthTimer);
     clearInterval(this.#primaryProbeTimer);
     // The watchdog outlives the wait: the statements drain() waits for keep their deadline.
-    await Promise.all([this.#primary, ...this.#replicas].map((node) => node.pool.drain()));
+    const outcomes = await Promise.allSettled(
+      [this.#primary, ...this.#replicas].map((node) => node.pool.drain(options)),
+    );
     clearInterval(this.#watchdog);
+    const failures = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
+    const timeouts = failures.filter((failure) => failure instanceof DrainTimeoutError);
+    if (failures.length > timeouts.length)
+      throw failures.find((failure) => !(failure instanceof DrainTimeoutError));
+    if (timeouts.length > 0) {
+      throw new DrainTimeoutError(
+        this.options.name,
+        options?.timeoutMs ?? this.options.pool.closeTimeoutMs,
+        timeouts.flatMap((timeout) => timeout.unreleased),
+      );
+    }
   }
 
   /** Rejects waiters and closes every server's pool; reports connections never released. */
@@ -519,34 +592,37 @@ export class SqlCluster<Conn, Config, Result> {
     sql: string,
     values: readonly unknown[] | undefined,
     options: QueryOptions | undefined,
+    settings: StatementSettings | undefined,
     isWrite: boolean,
     reason: RouteReason,
   ): Promise<Result> {
     if (isWrite) this.#sessions.noteWrite(options?.session, this.#clock.now());
-    return this.#onPrimary(sql, values, options, reason);
+    return this.#onPrimary(sql, values, options, settings, reason);
   }
 
   #onPrimary(
     sql: string,
     values: readonly unknown[] | undefined,
     options: QueryOptions | undefined,
+    settings: StatementSettings | undefined,
     reason: RouteReason | 'read-your-writes' | 'fallback',
   ): Promise<Result> {
     this.#count('primary', reason);
-    return this.#exec(this.#primary, sql, values, options?.signal);
+    return this.#exec(this.#primary, sql, values, settings, options?.signal);
   }
 
   async #read(
     sql: string,
     values: readonly unknown[] | undefined,
     options: QueryOptions | undefined,
+    settings: StatementSettings | undefined,
     reason: RouteReason,
   ): Promise<Result> {
     const replica = this.#balancer.pick();
-    if (replica === undefined) return this.#onPrimary(sql, values, options, this.#fallbackReason());
+    if (replica === undefined) return this.#onPrimary(sql, values, options, settings, this.#fallbackReason());
     this.#count(replica.name, reason);
     try {
-      return await this.#exec(replica, sql, values, options?.signal);
+      return await this.#exec(replica, sql, values, settings, options?.signal);
     } catch (error) {
       // A timeout is retried only when #exec judged the replica frozen (and took it out of
       // rotation); a read that is merely slow would be as slow elsewhere, and on the primary.
@@ -554,9 +630,9 @@ export class SqlCluster<Conn, Config, Result> {
       if (!(error instanceof BackendUnavailableError) && !frozen) throw error;
       // A read is safe to repeat: try another replica, else the primary.
       const next = this.#balancer.pick(replica);
-      if (next === undefined) return this.#onPrimary(sql, values, options, this.#fallbackReason());
+      if (next === undefined) return this.#onPrimary(sql, values, options, settings, this.#fallbackReason());
       this.#count(next.name, 'retry');
-      return this.#exec(next, sql, values, options?.signal);
+      return this.#exec(next, sql, values, settings, options?.signal);
     }
   }
 
@@ -578,12 +654,13 @@ export class SqlCluster<Conn, Config, Result> {
     node: ServerNode<Conn, Config>,
     sql: string,
     values: readonly unknown[] | undefined,
+    settings: StatementSettings | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Result> {
     const conn = await this.#acquire(node, signal);
     let result: Result;
     try {
-      result = await this.#run(conn, sql, values);
+      result = await this.#run(conn, sql, values, settings);
     } catch (error) {
       const startedAt = this.#timedOut.get(conn as object);
       if (startedAt !== undefined) {
@@ -607,10 +684,15 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   /** Runs one statement, tracked by the query watchdog when `queryTimeoutMs` is set. */
-  #run(conn: Conn, sql: string, values: readonly unknown[] | undefined): Promise<Result> {
-    if (this.#watchdog === undefined) return this.#driver.query(conn, sql, values);
+  #run(
+    conn: Conn,
+    sql: string,
+    values: readonly unknown[] | undefined,
+    settings?: StatementSettings,
+  ): Promise<Result> {
+    if (this.#watchdog === undefined) return this.#driver.query(conn, sql, values, settings);
     this.#running.set(conn, Date.now());
-    return this.#driver.query(conn, sql, values).then(
+    return this.#driver.query(conn, sql, values, settings).then(
       (result) => {
         this.#running.delete(conn);
         const node = this.#owner.get(conn as object);

@@ -28,6 +28,9 @@ export function isolationLevelSql(isolation: IsolationLevel): string {
   return `ISOLATION LEVEL ${sql}`;
 }
 
+/** A driver's own settings for one statement (see `SqlDriver#query`). */
+export type StatementSettings = Readonly<Record<string, unknown>>;
+
 /** What a driver needs to open a connection. */
 export interface ConnectSettings<Config> {
   config: Config;
@@ -55,8 +58,18 @@ export interface SqlDriver<Conn, Config, Result> {
   close(conn: Conn): Promise<void>;
   /** Drops the connection's socket at once (a query on it did not answer in time). */
   abort(conn: Conn): void;
-  /** Runs one statement; `values` present and caching on → a prepared statement from the per-connection cache. */
-  query(conn: Conn, sql: string, values: readonly unknown[] | undefined): Promise<Result>;
+  /**
+   * Runs one statement. `settings` are the driver's own per-statement settings, passed through
+   * untouched from its pool class (mysql2: `{ execute: true }` for a prepared statement from the
+   * per-connection cache; pg: a `QueryConfig`'s `rowMode`, `types`, `name`); a plain `query()`
+   * passes none.
+   */
+  query(
+    conn: Conn,
+    sql: string,
+    values: readonly unknown[] | undefined,
+    settings?: StatementSettings,
+  ): Promise<Result>;
   /** Cheap liveness probe. */
   ping(conn: Conn): Promise<void>;
   /** Replication delay of the server behind `conn` in ms (0 for a primary; Infinity when replication is stopped). */

@@ -5,6 +5,7 @@ import {
   type IsolationLevel,
   isolationLevelSql,
   type SqlDriver,
+  type StatementSettings,
 } from '../sql-driver.js';
 
 /** How to reach one MySQL/MariaDB server: a URL or mysql2 ConnectionOptions. */
@@ -16,7 +17,8 @@ export type MysqlResult = [QueryResult, FieldPacket[]];
 /** Loads the optional `mysql2` peer dependency on first use. */
 const loadMysql = lazyPeer<typeof import('mysql2/promise')>('mysql2');
 
-const useExecute = new WeakSet<Connection>();
+/** Connections opened with `statementCacheSize: 0`: `execute()` closes each statement after it runs. */
+const uncached = new WeakSet<Connection>();
 
 const CONNECTION_CODES = new Set([
   'ECONNREFUSED',
@@ -31,9 +33,11 @@ const CONNECTION_CODES = new Set([
 ]);
 
 /**
- * Driver for `mysql2/promise`. Parameterized statements run through `execute()`, whose
- * per-connection statement cache is bounded by `statementCacheSize` (mysql2 closes the
- * statements it evicts).
+ * Driver for `mysql2/promise`. Statements run through mysql2's `query()` (values formatted
+ * client-side, as mysql2 does: lists, objects, `??` identifiers); with the `{ execute: true }`
+ * setting (`MysqlPool#execute`) through `execute()`, whose per-connection statement cache is
+ * bounded by `statementCacheSize` (mysql2 closes the statements it evicts; 0 closes each after
+ * it runs).
  */
 export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResult> = {
   name: 'mysql2',
@@ -58,7 +62,7 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     };
     conn.on('error', onBroken);
     conn.once('end', () => onBroken(new Error('connection ended')));
-    if (settings.statementCacheSize > 0) useExecute.add(conn);
+    if (settings.statementCacheSize === 0) uncached.add(conn);
     return conn;
   },
 
@@ -75,12 +79,17 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     else stream.destroy();
   },
 
-  query(conn: Connection, sql: string, values: readonly unknown[] | undefined): Promise<MysqlResult> {
-    if (values !== undefined && values.length > 0) {
-      const params = values as never;
-      return useExecute.has(conn) ? conn.execute(sql, params) : conn.query(sql, params);
-    }
-    return conn.query(sql);
+  query(
+    conn: Connection,
+    sql: string,
+    values: readonly unknown[] | undefined,
+    settings?: StatementSettings,
+  ): Promise<MysqlResult> {
+    // Server-side binding is not client-side formatting: `IN (?)` with a list, `SET ?` with an
+    // object, `??`, undefined, bigint, dates and `? / 3` all differ, so only an explicit
+    // execute() prepares.
+    if (settings?.execute === true) return execute(conn, sql, values);
+    return values === undefined ? conn.query(sql) : conn.query(sql, values as never);
   },
 
   async ping(conn: Connection): Promise<void> {
@@ -124,3 +133,16 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     return codes;
   },
 };
+
+async function execute(
+  conn: Connection,
+  sql: string,
+  values: readonly unknown[] | undefined,
+): Promise<MysqlResult> {
+  if (!uncached.has(conn)) return conn.execute(sql, values as never);
+  try {
+    return await conn.execute(sql, values as never);
+  } finally {
+    conn.unprepare(sql);
+  }
+}

@@ -1,10 +1,11 @@
-import type { Client, ClientConfig, QueryResult, QueryResultRow } from 'pg';
+import type { Client, ClientConfig, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { lazyPeer } from '../lazy-peer.js';
 import {
   type ConnectSettings,
   type IsolationLevel,
   isolationLevelSql,
   type SqlDriver,
+  type StatementSettings,
 } from '../sql-driver.js';
 import { StatementCache } from '../statement-cache.js';
 
@@ -35,7 +36,10 @@ const CONNECTION_CODES = new Set([
   '08006',
 ]);
 
-/** Driver for `pg` (node-postgres): named prepared statements with a bounded per-connection LRU. */
+/**
+ * Driver for `pg` (node-postgres): named prepared statements with a bounded per-connection LRU.
+ * Its `settings` are a `QueryConfig`'s other fields (`rowMode`, `types`, `name`).
+ */
 export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryResultRow>> = {
   name: 'pg',
   dialect: 'postgres',
@@ -86,7 +90,20 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
     (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   },
 
-  query(client: Client, sql: string, values: readonly unknown[] | undefined) {
+  query(
+    client: Client,
+    sql: string,
+    values: readonly unknown[] | undefined,
+    settings?: StatementSettings,
+  ): Promise<QueryResult<QueryResultRow>> {
+    if (settings !== undefined) {
+      // A QueryConfig's own settings (rowMode, types, a name of the caller's): its name wins,
+      // else a parameterized one is named from the cache like any other.
+      const cache = values !== undefined && values.length > 0 ? statementCaches.get(client) : undefined;
+      const config = { ...settings, text: sql, values: values as unknown[] | undefined } as QueryConfig;
+      if (config.name === undefined && cache !== undefined) config.name = cache.nameFor(sql);
+      return client.query(config);
+    }
     if (values !== undefined && values.length > 0) {
       const cache = statementCaches.get(client);
       if (cache !== undefined) {

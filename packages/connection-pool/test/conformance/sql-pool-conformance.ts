@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BackendUnavailableError,
   type ClusterOptions,
+  DrainTimeoutError,
   PoolClosedError,
   QueryTimeoutError,
   type SqlCluster,
@@ -164,6 +165,27 @@ export function sqlPoolConformance<Conn, Config, Result>(
       await expect(running).resolves.toBeDefined();
       await Promise.all([draining, again]);
       expect(own.health().primary.stats.size).toBe(0);
+    });
+
+    it('drain() is bounded: a connection never released is closed after timeoutMs and counted in DrainTimeoutError', async () => {
+      const own = target.create({ name: 'drainer', primary: config, pool: { max: 2 } });
+      const leaked = await own.acquire();
+      const hung = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 3_000).unref());
+      const outcome = await Promise.race([
+        own.drain({ timeoutMs: 100 }).then(
+          () => 'drained',
+          (error: unknown) => error,
+        ),
+        hung,
+      ]);
+      expect(outcome).toBeInstanceOf(DrainTimeoutError);
+      expect((outcome as DrainTimeoutError).details).toEqual({
+        pool: 'drainer',
+        timeoutMs: 100,
+        unreleased: 1,
+      });
+      expect(own.health().primary.stats.size).toBe(0);
+      own.release(leaked); // taken back by the drain: ignored
     });
 
     it('drain() keeps queryTimeoutMs: a statement running past it still times out, so drain() completes', async () => {

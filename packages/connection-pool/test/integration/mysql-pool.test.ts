@@ -1,5 +1,5 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
-import type { RowDataPacket } from 'mysql2/promise';
+import mysql, { type RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMysqlPool, type MysqlPool } from '../../src/mysql.js';
 import { barrier, sleep } from './helpers/wait.js';
@@ -110,7 +110,96 @@ describe.skipIf(!reachable)('MysqlPool against MariaDB', () => {
     expect(after[0]!.v).toBe(12);
   });
 
-  it('bounds the prepared statement cache per connection and closes evicted statements', async () => {
+  it("query() is mysql2's query(): values are formatted client-side, lists and objects expanded, nothing prepared", async () => {
+    const raw = await mysql.createConnection({ uri: urlFor(primaryDb) });
+    const single = createMysqlPool({ primary: urlFor(primaryDb), pool: { max: 1 } });
+    try {
+      await raw.query('CREATE TABLE items (a int, b varchar(10))');
+      const prepares = async () => {
+        const [rows] = await single.query<RowDataPacket[]>("SHOW SESSION STATUS LIKE 'Com_stmt_prepare'");
+        return Number(rows[0]!.Value);
+      };
+      const before = await prepares();
+      // Each case: what mysql2's own query() answers, on the same database.
+      const cases: [string, unknown[]][] = [
+        ['SELECT 1 AS x FROM DUAL WHERE 2 IN (?)', [[1, 2, 3]]],
+        ['SELECT ? / 3 AS third', [1]],
+        ['SELECT ? AS big, ? AS nothing, ? AS yes', [10n, undefined, true]],
+        ['SELECT ? AS stamp', [new Date(Date.UTC(2026, 0, 2, 3, 4, 5))]],
+        ['SELECT ?? FROM (SELECT 7 AS a) AS t', ['a']],
+        ['SELECT ? AS pair', [{ toSqlString: () => "CONCAT('a', 'b')" }]],
+      ];
+      for (const [sql, values] of cases) {
+        const [ours] = await single.query(sql, values);
+        const [theirs] = await raw.query(sql, values);
+        expect(ours, sql).toEqual(theirs);
+      }
+      const [[hit]] = await single.query<RowDataPacket[]>('SELECT 1 AS x FROM DUAL WHERE 2 IN (?)', [
+        [1, 2, 3],
+      ]);
+      expect(hit).toEqual({ x: 1 });
+      await single.query('INSERT INTO items SET ?', [{ a: 1, b: 'one' }]);
+      await single.query('INSERT INTO items (a, b) VALUES ?', [
+        [
+          [2, 'two'],
+          [3, 'three'],
+        ],
+      ]);
+      const [items] = await single.query<RowDataPacket[]>('SELECT a, b FROM items ORDER BY a');
+      expect(items).toEqual([
+        { a: 1, b: 'one' },
+        { a: 2, b: 'two' },
+        { a: 3, b: 'three' },
+      ]);
+      expect(await prepares()).toBe(before);
+    } finally {
+      await raw.query('DROP TABLE IF EXISTS items');
+      await raw.end();
+      await single.close();
+    }
+  });
+
+  it('execute() runs prepared statements, routed like query(), in and out of transactions', async () => {
+    const [rows] = await pool.execute<RowDataPacket[]>('SELECT DATABASE() AS db, ? + 1 AS n', [1]);
+    expect(rows[0]).toEqual({ db: replicaDb, n: 2 });
+    const [header] = await pool.execute('UPDATE accounts SET v = v WHERE id = ?', [1]);
+    expect(header).toMatchObject({ affectedRows: 1 });
+    const stats = await pool.withTransaction(async (tx) => {
+      const status = async () => {
+        const [status] = await tx.query<RowDataPacket[]>("SHOW SESSION STATUS LIKE 'Com_stmt_prepare'");
+        return Number(status[0]!.Value);
+      };
+      const before = await status();
+      const [inTx] = await tx.execute<RowDataPacket[]>('SELECT DATABASE() AS db, ? * 2 AS n', [21]);
+      return { before, after: await status(), row: inTx[0] };
+    });
+    expect(stats.row).toEqual({ db: primaryDb, n: 42 });
+    expect(stats.after - stats.before).toBe(1);
+  });
+
+  it('statementCacheSize 0: execute() closes each statement after it runs', async () => {
+    const uncached = createMysqlPool({ primary: urlFor(primaryDb), statementCacheSize: 0, pool: { max: 1 } });
+    try {
+      await uncached.withTransaction(async (tx) => {
+        const status = async () => {
+          const [rows] = await tx.query<RowDataPacket[]>("SHOW SESSION STATUS LIKE 'Com_stmt_%'");
+          return Object.fromEntries(rows.map((row) => [row.Variable_name, Number(row.Value)]));
+        };
+        const before = await status();
+        for (let index = 0; index < 2; index += 1) {
+          const [rows] = await tx.execute<RowDataPacket[]>('SELECT ? AS n', [index]);
+          expect(rows[0]!.n).toBe(index);
+        }
+        const after = await status();
+        expect(after.Com_stmt_prepare! - before.Com_stmt_prepare!).toBe(2);
+        expect(after.Com_stmt_close! - before.Com_stmt_close!).toBe(2);
+      });
+    } finally {
+      await uncached.close();
+    }
+  });
+
+  it('bounds the prepared statement cache of execute() per connection and closes evicted statements', async () => {
     const small = createMysqlPool({ primary: urlFor(primaryDb), statementCacheSize: 2, pool: { max: 1 } });
     try {
       await small.withTransaction(async (tx) => {
@@ -120,10 +209,10 @@ describe.skipIf(!reachable)('MysqlPool against MariaDB', () => {
         };
         const before = await status();
         for (let index = 0; index < 5; index += 1) {
-          const [rows] = await tx.query<RowDataPacket[]>(`SELECT ? + ${index} AS n`, [1]);
+          const [rows] = await tx.execute<RowDataPacket[]>(`SELECT ? + ${index} AS n`, [1]);
           expect(Number(rows[0]!.n)).toBe(1 + index);
         }
-        await tx.query('SELECT ? + 4 AS n', [2]);
+        await tx.execute('SELECT ? + 4 AS n', [2]);
         const after = await status();
         expect(after.Com_stmt_prepare! - before.Com_stmt_prepare!).toBe(5);
         expect(after.Com_stmt_close! - before.Com_stmt_close!).toBe(3);

@@ -14,7 +14,8 @@ const blocks = readmeBlocks(packageDir)
 // What each block prints, in order.
 const expectedLogs: ((logs: unknown[][]) => void)[] = [
   (logs) => expect(logs[0]).toEqual(['ada']),
-  (logs) => expect(logs[0]).toEqual([40]),
+  (logs) => expect(logs).toEqual([[2], [40]]),
+  (logs) => expect(logs).toEqual([[[1, 'a']], [{ n: 2 }]]),
   (logs) => expect(logs[0]).toEqual([true]),
   (logs) => expect(logs[0]).toEqual([false, 'down', 'NOA_POOL_BACKEND_UNAVAILABLE']),
   (logs) => expect(logs[0]).toEqual(['NOA_CONFIG_INVALID', ['primary']]),
