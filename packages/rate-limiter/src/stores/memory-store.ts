@@ -167,10 +167,12 @@ export class MemoryStore implements RateLimitStore {
     let allowed = blockedMs === 0;
     for (let index = 0; index < limits.length; index += 1) {
       const policy = limits[index]!;
+      // Blocked, the request is counted nowhere, but stepped with its cost all the same: its
+      // retry time is when the limit would admit it, which may be after the block ends.
       const step = algorithms[policy.algorithm].step(
         stateOf(policy.algorithm, previous?.[index]),
         now,
-        blockedMs > 0 ? 0 : cost,
+        cost,
         policy,
       );
       decisions[index] = step.decision;
@@ -178,7 +180,21 @@ export class MemoryStore implements RateLimitStore {
       if (!step.decision.allowed) allowed = false;
     }
     if (blockedMs > 0) {
-      for (const decision of decisions) {
+      // As a refusal (and the one that started the block) answers: limits that would admit the
+      // request report their unspent state, and every limit refuses until the later of the
+      // block's end and its own retry time, when the request would really be admitted.
+      for (let index = 0; index < limits.length; index += 1) {
+        let decision = decisions[index]!;
+        if (decision.allowed) {
+          const policy = limits[index]!;
+          decision = algorithms[policy.algorithm].step(
+            stateOf(policy.algorithm, previous?.[index]),
+            now,
+            0,
+            policy,
+          ).decision;
+          decisions[index] = decision;
+        }
         decision.allowed = false;
         decision.retryAfterMs = Math.max(decision.retryAfterMs, blockedMs);
       }
