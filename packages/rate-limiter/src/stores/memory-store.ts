@@ -435,6 +435,37 @@ export class MemoryStore implements RateLimitStore {
     if (entry !== undefined) this.#remove(space!, key, entry);
   }
 
+  /**
+   * Forgets every key whose full name (`namespace + key`, as the limiter names its rules' keys)
+   * starts with one of `namespaces` (see {@link RateLimitStore.resetAll}); every key when
+   * `namespaces` is undefined. A store shared by several limiters keeps the others' keys.
+   */
+  async resetAll(namespaces?: readonly string[]): Promise<void> {
+    this.resetAllSync(namespaces);
+  }
+
+  /** {@link resetAll}, synchronously (the limiter's own call). */
+  resetAllSync(namespaces?: readonly string[]): void {
+    for (const [space, entries] of this.#spaces) {
+      if (namespaces === undefined || namespaces.some((namespace) => space.startsWith(namespace))) {
+        // The whole namespace goes (the limiter's rule namespaces are whole spaces).
+        for (const entry of entries.values()) if (entry.block !== undefined) this.#pinned.delete(entry);
+        this.#size -= entries.size;
+        this.#spaces.delete(space);
+        if (entries === this.#lastEntries) this.#lastEntries = undefined;
+        continue;
+      }
+      // Keys given with their namespace in them (a space whose name starts a namespace: the
+      // default '', where a caller of the store interface keeps its full keys).
+      const within = namespaces.filter((namespace) => namespace.startsWith(space));
+      if (within.length === 0) continue;
+      for (const [key, entry] of entries) {
+        const name = space + key;
+        if (within.some((namespace) => name.startsWith(namespace))) this.#remove(entries, key, entry);
+      }
+    }
+  }
+
   /** Drops every entry. */
   async close(): Promise<void> {
     this.#spaces.clear();
