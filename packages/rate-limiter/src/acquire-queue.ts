@@ -187,6 +187,11 @@ export class AcquireQueue {
     this.#checkHead(queue);
   }
 
+  /** {@link wake} for every key with waiters (the limiter's `resetAll()`). */
+  wakeAll(): void {
+    for (const queueKey of [...this.#queues.keys()]) this.wake(queueKey);
+  }
+
   /**
    * Rejects every waiter with `ClosedError` and clears every timer; the slots of callers waiting
    * out a delay, and admissions still in flight, are given back (the limiter lets that refund

@@ -117,7 +117,7 @@ export class SyncCheckUnsupportedError extends RateLimiterError {
  * has no `adjust` method (a custom store).
  */
 export class UnsupportedOperationError extends RateLimiterError {
-  /** The operation asked for (`peek`, `refund`, `penalize`, `block`, `unblock`). */
+  /** The operation asked for (`peek`, `refund`, `penalize`, `block`, `unblock`, `resetAll`). */
   readonly operation: string;
 
   constructor(operation: string, reason: string) {

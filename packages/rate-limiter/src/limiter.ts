@@ -498,6 +498,35 @@ export class RateLimiter implements AsyncDisposable {
   }
 
   /**
+   * Forgets the counters and blocks of every key of this limiter: the keys of its rules (the
+   * default limits and each role's, under its `prefix`) in the store, and what it keeps locally
+   * (the hot-key cache of refusals, the local fallback's counters). As express-rate-limit stores'
+   * `resetAll` and rate-limiter-flexible's `deleteInMemoryBlockedAll`. Another limiter's keys on a
+   * shared store stay (another `prefix`, or other limits), but not those of a limiter with the
+   * same prefix and limits: they share one quota. On Redis it scans for the keys (every master of
+   * a Cluster) and deletes them in batches; not atomic, so a check made meanwhile may count in a
+   * key already deleted. Rejects with `UnsupportedOperationError` for a store without `resetAll`,
+   * and with the store's error when it fails.
+   */
+  async resetAll(): Promise<void> {
+    if (this.#closed) throw new ClosedError('RateLimiter');
+    const namespaces = [this.#defaultRule.namespace];
+    for (const rule of this.#roles.values()) if (rule !== 'unlimited') namespaces.push(rule.namespace);
+    if (this.#memoryStore === undefined && this.store.resetAll === undefined)
+      throw new UnsupportedOperationError(
+        'resetAll',
+        `the ${this.store.kind} store has no resetAll() method`,
+      );
+    if (this.#memoryStore !== undefined) this.#memoryStore.resetAllSync(namespaces);
+    else await this.store.resetAll!(namespaces);
+    // After the store: a refusal remembered while it was being cleared no longer holds either.
+    this.#localBlocks?.clear();
+    this.#fallbackStore.resetAllSync();
+    // Callers waiting in acquire() need not sleep out refusals that no longer hold.
+    this.#waiters.wakeAll();
+  }
+
+  /**
    * Stops accepting checks, rejects the callers waiting in {@link acquire} with `ClosedError`;
    * closes the store only when the limiter created it.
    */

@@ -32,9 +32,12 @@ describe('the detail of a blocked refusal', () => {
     );
     clock.advance(2_000);
     const later = await limiter.check('k');
-    // A check during the block is answered as a cost-0 check, which the window admits: the block alone.
+    // A check during the block says when the request would be admitted, as the first refusal does.
     expect(later.source === 'fail-mode' ? undefined : later.blockedMs).toBe(3_000);
-    expect(quotaProblem(later).detail).toBe('Too many requests over the limit: blocked for 3 s.');
+    expect(later.retryAfterMs).toBe(45_000);
+    expect(quotaProblem(later).detail).toBe(
+      'Too many requests over the limit: blocked for 3 s; the quota comes back in 45 s, retry then.',
+    );
     await limiter.close();
   });
 

@@ -164,7 +164,12 @@ describe('a state stamped further ahead than any clock step back', () => {
       clock.set(start);
       const blocked = await limiter.check('a');
       expect(blocked.outcome).toBe('blocked');
-      expect(blocked.retryAfterMs).toBeLessThanOrEqual(30_000);
+      const blockedMs = blocked.source === 'fail-mode' ? undefined : blocked.blockedMs;
+      expect(blockedMs).toBeLessThanOrEqual(30_000);
+      // Retry-After is the later of the block's end and the limit's own retry time (a window
+      // ahead by less than any clock step back still counts as it stands, and refuses for longer).
+      expect(blocked.retryAfterMs).toBe(Math.max(blockedMs!, blocked.limits[0]!.retryAfterMs));
+      expect(blocked.retryAfterMs).toBe(ahead < 20 * 60_000 ? ahead + 1_000 : blockedMs);
       clock.advance(30_000);
       // The block is over (a step back within maxClockStepBackMs still counts the limit's window
       // as it stands, so that one may refuse: the block does not).

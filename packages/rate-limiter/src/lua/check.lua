@@ -61,13 +61,16 @@ local function check_single(hkey, set, cost)
         bu = nu
         redis.call('HSET', hkey, 'bu', format('%d', nu), 'bs', format('%d', ns))
       end
-      -- Blocked: counted nowhere, reported as a cost-0 check refused until the block's end.
-      local _, remaining, reset, retry, delay, nxt = set.step(a, b, c, now, 0, p)
+      -- Blocked: counted nowhere, refused until the later of the block's end and the limit's own
+      -- retry time for this cost (when the request would really be admitted, as the refusal that
+      -- started the block says); a limit that would admit it reports its unspent state.
+      local fits, remaining, reset, retry, delay, nxt = set.step(a, b, c, now, cost, p)
+      if fits then remaining, reset, retry, delay, nxt = select(2, set.step(a, b, c, now, 0, p)) end
       out[o + 1] = bu - now
       out[o + 2] = 0
       out[o + 3] = remaining
       out[o + 4] = reset
-      out[o + 5] = math.max(retry, bu - now)
+      out[o + 5] = later(retry, bu - now)
       out[o + 6] = delay
       out[o + 7] = nxt
       return
@@ -151,20 +154,20 @@ local function define_check_group()
       local blockedMs = 0
       if blocking then blockedUntil = block.u end
       if blockedUntil > now then blockedMs = blockedUntil - now end
-      local effective = cost
-      if blockedMs > 0 then effective = 0 end
       -- Results go straight into `out`: blockedMs, then R values per limit.
       local base = nout
       nout = base + 1 + nl * R
       out[base + 1] = blockedMs
       local allAllowed = blockedMs == 0
+      -- Blocked, the cost is stepped all the same (and counted nowhere): the limits' retry times
+      -- for it say when the request would really be admitted, which may be after the block.
       for i = 1, nl do
         local p = policies[i]
         local allowed, remaining, reset, retry, delay, nxt, na, nb, ncv
         if p.alg == 3 then
-          allowed, remaining, reset, retry, delay, nxt, na = ALG[3](LOG[i], now, effective, p)
+          allowed, remaining, reset, retry, delay, nxt, na = ALG[3](LOG[i], now, cost, p)
         else
-          allowed, remaining, reset, retry, delay, nxt, na, nb, ncv = ALG[p.alg](SA[i], SB[i], SC[i], now, effective, p)
+          allowed, remaining, reset, retry, delay, nxt, na, nb, ncv = ALG[p.alg](SA[i], SB[i], SC[i], now, cost, p)
         end
         local o = base + 2 + (i - 1) * R
         out[o] = allowed and 1 or 0
@@ -181,10 +184,21 @@ local function define_check_group()
         if not allowed then allAllowed = false end
       end
       if blockedMs > 0 then
+        -- As a refusal answers (and the one that started the block, memory-store.ts alike): limits
+        -- that would admit the request report their unspent state, every limit refuses until the
+        -- later of the block's end and its own retry time.
         for i = 1, nl do
           local o = base + 2 + (i - 1) * R
+          if out[o] == 1 then
+            local _, remaining, reset, retry, delay, nxt = report(policies[i], SA[i], SB[i], SC[i], LOG[i])
+            out[o + 1] = remaining
+            out[o + 2] = reset
+            out[o + 3] = retry
+            out[o + 4] = delay
+            out[o + 5] = nxt
+          end
           out[o] = 0
-          out[o + 3] = math.max(out[o + 3], blockedMs)
+          out[o + 3] = later(out[o + 3], blockedMs)
         end
       elseif allAllowed then
         for i = 1, nl do

@@ -167,10 +167,12 @@ export class MemoryStore implements RateLimitStore {
     let allowed = blockedMs === 0;
     for (let index = 0; index < limits.length; index += 1) {
       const policy = limits[index]!;
+      // Blocked, the request is counted nowhere, but stepped with its cost all the same: its
+      // retry time is when the limit would admit it, which may be after the block ends.
       const step = algorithms[policy.algorithm].step(
         stateOf(policy.algorithm, previous?.[index]),
         now,
-        blockedMs > 0 ? 0 : cost,
+        cost,
         policy,
       );
       decisions[index] = step.decision;
@@ -178,7 +180,21 @@ export class MemoryStore implements RateLimitStore {
       if (!step.decision.allowed) allowed = false;
     }
     if (blockedMs > 0) {
-      for (const decision of decisions) {
+      // As a refusal (and the one that started the block) answers: limits that would admit the
+      // request report their unspent state, and every limit refuses until the later of the
+      // block's end and its own retry time, when the request would really be admitted.
+      for (let index = 0; index < limits.length; index += 1) {
+        let decision = decisions[index]!;
+        if (decision.allowed) {
+          const policy = limits[index]!;
+          decision = algorithms[policy.algorithm].step(
+            stateOf(policy.algorithm, previous?.[index]),
+            now,
+            0,
+            policy,
+          ).decision;
+          decisions[index] = decision;
+        }
         decision.allowed = false;
         decision.retryAfterMs = Math.max(decision.retryAfterMs, blockedMs);
       }
@@ -417,6 +433,37 @@ export class MemoryStore implements RateLimitStore {
     const space = this.#spaces.get(namespace);
     const entry = space?.get(key);
     if (entry !== undefined) this.#remove(space!, key, entry);
+  }
+
+  /**
+   * Forgets every key whose full name (`namespace + key`, as the limiter names its rules' keys)
+   * starts with one of `namespaces` (see {@link RateLimitStore.resetAll}); every key when
+   * `namespaces` is undefined. A store shared by several limiters keeps the others' keys.
+   */
+  async resetAll(namespaces?: readonly string[]): Promise<void> {
+    this.resetAllSync(namespaces);
+  }
+
+  /** {@link resetAll}, synchronously (the limiter's own call). */
+  resetAllSync(namespaces?: readonly string[]): void {
+    for (const [space, entries] of this.#spaces) {
+      if (namespaces === undefined || namespaces.some((namespace) => space.startsWith(namespace))) {
+        // The whole namespace goes (the limiter's rule namespaces are whole spaces).
+        for (const entry of entries.values()) if (entry.block !== undefined) this.#pinned.delete(entry);
+        this.#size -= entries.size;
+        this.#spaces.delete(space);
+        if (entries === this.#lastEntries) this.#lastEntries = undefined;
+        continue;
+      }
+      // Keys given with their namespace in them (a space whose name starts a namespace: the
+      // default '', where a caller of the store interface keeps its full keys).
+      const within = namespaces.filter((namespace) => namespace.startsWith(space));
+      if (within.length === 0) continue;
+      for (const [key, entry] of entries) {
+        const name = space + key;
+        if (within.some((namespace) => name.startsWith(namespace))) this.#remove(entries, key, entry);
+      }
+    }
   }
 
   /** Drops every entry. */

@@ -66,6 +66,14 @@ export const redisStoreOptionsSchema = z
 /** Options of {@link RedisStore} as written by users. */
 export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
 
+/** Keys `resetAll` asks `SCAN` to look at per call (and so, at most, to delete per `UNLINK`). */
+const scanCount = 1_000;
+
+/** `text` matched literally by a Redis glob pattern (`*`, `?`, `[`, `]` and `\` escaped). */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
 /** Most keys one script call carries: small enough that several calls overlap (Redis works on one
  * while the client prepares the next), large enough to amortise the call. */
 const maxGroupsPerCall = 32;
@@ -276,6 +284,60 @@ export class RedisStore implements RateLimitStore {
     // The log keys of the most limits a rule has; every key shares the hash tag, so one DEL suffices.
     const logs = Array.from({ length: maxLimitsPerRule }, (_, index) => `${hashKey}:log${index + 1}`);
     await this.#client.del(hashKey, ...logs);
+  }
+
+  /**
+   * Deletes the state of every key whose limiter key starts with one of `namespaces` (a limiter's
+   * rules, see {@link RateLimitStore.resetAll}), or of every key under this store's `prefix` when
+   * `namespaces` is undefined: `SCAN … MATCH <prefix>{<namespace>*` (with the client's ioredis
+   * `keyPrefix` in front) on the server, or on every master of a Cluster, and `UNLINK` of each
+   * page of keys found (on a Cluster, per hash slot: a key's hash and its logs share one). Not
+   * atomic: a check that lands during it may count in a key already deleted. A key that is not
+   * well-formed Unicode (a lone surrogate) is stored under its digest, which names no namespace:
+   * it is not found, and expires by its TTL.
+   */
+  async resetAll(namespaces?: readonly string[]): Promise<void> {
+    const client = this.#client;
+    const keyPrefix = (client.options as { keyPrefix?: string } | undefined)?.keyPrefix ?? '';
+    const patterns = (namespaces ?? [undefined]).map(
+      (namespace) =>
+        `${escapeGlob(`${keyPrefix}${this.#prefix}${namespace === undefined ? '' : `{${namespace}`}`)}*`,
+    );
+    let servers: (Redis | Cluster)[] = [client];
+    if (this.#isCluster) {
+      const cluster = client as Cluster;
+      // A Cluster not connected yet knows no masters: one command waits for it (or fails).
+      if (cluster.nodes('master').length === 0) await cluster.ping();
+      servers = cluster.nodes('master');
+    }
+    const unlink = async (found: string[]): Promise<void> => {
+      // Sent through the client, which puts its keyPrefix back in front (and routes by slot).
+      const keys = found.map((key) => key.slice(keyPrefix.length));
+      if (!this.#isCluster) {
+        await client.unlink(...keys);
+        return;
+      }
+      const bySlot = new Map<number, string[]>();
+      for (let index = 0; index < keys.length; index += 1) {
+        const slot = clusterSlot(found[index]!);
+        const group = bySlot.get(slot);
+        if (group === undefined) bySlot.set(slot, [keys[index]!]);
+        else group.push(keys[index]!);
+      }
+      await Promise.all([...bySlot.values()].map((group) => client.unlink(...group)));
+    };
+    await Promise.all(
+      servers.flatMap((server) =>
+        patterns.map(async (pattern) => {
+          let cursor = '0';
+          do {
+            const [next, found] = await (server as Redis).scan(cursor, 'MATCH', pattern, 'COUNT', scanCount);
+            cursor = next;
+            if (found.length > 0) await unlink(found);
+          } while (cursor !== '0');
+        }),
+      ),
+    );
   }
 
   /** The client belongs to the caller, who closes it. */

@@ -110,6 +110,13 @@ export interface RateLimitStore {
   readonly stateScope?: { readonly owner: object; readonly prefix: string } | undefined;
   /** Forgets all state of `key` (its counters and any block). */
   reset(key: string): Promise<void>;
+  /**
+   * Optional: forgets all state (counters and blocks) of every key that starts with one of
+   * `namespaces` (the limiter passes its rules' namespaces, `<prefix>:<rule>:<fingerprint>:`),
+   * or of every key of the store when `namespaces` is undefined. Stores without it: the limiter's
+   * `resetAll()` throws `UnsupportedOperationError`.
+   */
+  resetAll?(namespaces?: readonly string[]): Promise<void>;
   /** Releases what the store owns (not a client passed in by the user). */
   close(): Promise<void>;
 }

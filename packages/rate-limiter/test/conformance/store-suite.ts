@@ -323,6 +323,26 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
       expect(allowedOf([await one(k, limits)])).toEqual([true]);
     });
 
+    it('resetAll(namespaces) forgets every key starting with one of them, and no other', async () => {
+      // Optional in the interface; every store of this suite (memory, Redis, Cluster) has it.
+      expect(store.resetAll).toBeTypeOf('function');
+      const run = randomUUID();
+      const limits = [policy('fixed-window', 1, 60_000), policy('sliding-log', 1, 60_000)];
+      const block = autoBlockSchema.parse({ violations: 1, withinMs: 60_000, blockMs: 600_000 });
+      const gone = [`${run}:a:one`, `${run}:a:two`, `${run}:b:x`, `${run}:a*:y`];
+      const kept = [`${run}:c:one`, `${run}:ab:one`, `other:${run}:a:one`];
+      for (const k of [...gone, ...kept]) {
+        await store.consume(k, limits, [1], block);
+        // Refused, then blocked: counters, logs and a block to forget.
+        expect(allowedOf(await store.consume(k, limits, [1, 1], block))).toEqual([false, false]);
+      }
+      await store.resetAll!([`${run}:a:`, `${run}:b:`, `${run}:a*:`]);
+      for (const k of gone)
+        expect(allowedOf([(await store.consume(k, limits, [1], block))[0]!])).toEqual([true]);
+      for (const k of kept)
+        expect(allowedOf([(await store.consume(k, limits, [1], block))[0]!])).toEqual([false]);
+    });
+
     it('a window passes in real time', async () => {
       const k = key();
       const limits = [policy('sliding-log', 2, 300)];

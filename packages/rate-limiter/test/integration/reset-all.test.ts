@@ -1,0 +1,132 @@
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import type { Cluster, Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createRateLimiter, type RateLimiter } from '../../src/index.js';
+import { RedisStore } from '../../src/redis.js';
+import { targetConnection } from './redis-fixture.js';
+import { targets } from './redis-targets.js';
+
+const redisUp = await isReachable('redis');
+const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
+if (skip) console.log(skip);
+
+/** Every key matching `pattern` on the server, or on every master of a Cluster. */
+async function keysMatching(client: Redis | Cluster, pattern: string): Promise<string[]> {
+  const servers = (client as Cluster).isCluster ? (client as Cluster).nodes('master') : [client as Redis];
+  const found: string[] = [];
+  for (const server of servers) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await server.scan(cursor, 'MATCH', pattern, 'COUNT', 1_000);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+  }
+  return found;
+}
+
+/** A client like `client` whose keys all carry ioredis's `keyPrefix`. */
+async function withKeyPrefix(client: Redis | Cluster, keyPrefix: string): Promise<Redis | Cluster> {
+  if ((client as Cluster).isCluster) return (client as Cluster).duplicate([], { keyPrefix });
+  const made = (client as Redis).duplicate({ keyPrefix, lazyConnect: true });
+  await made.connect();
+  return made;
+}
+
+const keyCount = 1_500;
+
+describe.skipIf(skip !== undefined).each(targets)('limiter.resetAll() on $name', (target) => {
+  const connection = targetConnection(target);
+  const extraClients: (Redis | Cluster)[] = [];
+  afterAll(async () => {
+    await Promise.all(extraClients.map((client) => client.quit()));
+  });
+
+  /**
+   * Fills `limiter` (a fixed window of 1, a sliding-log role, auto-block) with `keyCount` spent
+   * keys, a blocked key and a role key, and `other` (another prefix on the same store, another
+   * store prefix on the same client) with one spent key each.
+   */
+  async function exercise(client: Redis | Cluster, keyPrefix: string): Promise<void> {
+    const storePrefix = `${uniqueName('rlra')}:`;
+    const store = new RedisStore({ client, prefix: storePrefix });
+    const options = {
+      limits: [{ limit: 1, windowMs: 3_600_000 }],
+      roles: { free: [{ algorithm: 'sliding-log' as const, limit: 1, windowMs: 3_600_000 }] },
+      autoBlock: { violations: 2, withinMs: 60_000, blockMs: 600_000 },
+      deadlineMs: 10_000,
+    };
+    const limiter = createRateLimiter({ ...options, store, prefix: 'api' });
+    const sibling = createRateLimiter({ ...options, store, prefix: 'login' });
+    const elsewhere = createRateLimiter({
+      ...options,
+      store: new RedisStore({ client, prefix: `${storePrefix}other:` }),
+      prefix: 'api',
+    });
+    const limiters: RateLimiter[] = [limiter, sibling, elsewhere];
+    try {
+      const keys = Array.from({ length: keyCount }, (_, index) => `user-${index}`);
+      await Promise.all(keys.map((key) => limiter.check(key)));
+      expect((await limiter.check('user-0')).allowed).toBe(false);
+      // A blocked key, answered from the local hot-key cache until resetAll clears it.
+      await limiter.check('abuser');
+      await limiter.check('abuser');
+      const blocked = await limiter.check('abuser');
+      expect(blocked.outcome).toBe('blocked');
+      expect((await limiter.check('abuser')).source).toBe('local-cache');
+      await limiter.check({ key: 'user-0', role: 'free' });
+      expect((await limiter.check({ key: 'user-0', role: 'free' })).allowed).toBe(false);
+      for (const other of [sibling, elsewhere]) {
+        await other.check('user-0');
+        expect((await other.check('user-0')).allowed).toBe(false);
+      }
+      const all = `${keyPrefix}${storePrefix}*`;
+      const before = await keysMatching(connection.client, all);
+      // The limiter's keys (the hashes and the sliding log's set) and the two others' hashes.
+      expect(before.length).toBeGreaterThanOrEqual(keyCount + 1 + 2 + 2);
+
+      await limiter.resetAll();
+
+      const after = await keysMatching(connection.client, all);
+      expect(after.sort()).toEqual(
+        before.filter((key) => !key.startsWith(`${keyPrefix}${storePrefix}{api:`)).sort(),
+      );
+      expect(after).toHaveLength(2);
+      expect(await limiter.check('user-0')).toMatchObject({ allowed: true, source: 'store' });
+      expect((await limiter.check(`user-${keyCount - 1}`)).allowed).toBe(true);
+      expect(await limiter.check('abuser')).toMatchObject({ allowed: true, source: 'store' });
+      expect((await limiter.check({ key: 'user-0', role: 'free' })).allowed).toBe(true);
+      for (const other of [sibling, elsewhere]) expect((await other.check('user-0')).allowed).toBe(false);
+    } finally {
+      await Promise.all(limiters.map((each) => each.close()));
+    }
+  }
+
+  it(`clears all ${keyCount} keys of its rules (roles, sliding logs, blocks) and no other limiter’s`, async () => {
+    await exercise(connection.client, '');
+  });
+
+  it('with an ioredis keyPrefix on the client', async () => {
+    const keyPrefix = `${uniqueName('kp')}:`;
+    const client = await withKeyPrefix(connection.client, keyPrefix);
+    extraClients.push(client);
+    await exercise(client, keyPrefix);
+  });
+
+  it('a glob character in the prefix is matched literally', async () => {
+    const storePrefix = `${uniqueName('rlglob')}:`;
+    const store = new RedisStore({ client: connection.client, prefix: storePrefix });
+    const limits = [{ limit: 1, windowMs: 3_600_000 }];
+    const star = createRateLimiter({ store, prefix: 'a*', limits, deadlineMs: 10_000 });
+    const plain = createRateLimiter({ store, prefix: 'ab', limits, deadlineMs: 10_000 });
+    try {
+      await star.check('k');
+      await plain.check('k');
+      await star.resetAll();
+      expect((await star.check('k')).allowed).toBe(true);
+      expect((await plain.check('k')).allowed).toBe(false);
+    } finally {
+      await Promise.all([star.close(), plain.close()]);
+    }
+  });
+});
