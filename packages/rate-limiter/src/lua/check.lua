@@ -97,6 +97,22 @@ local function check_single(hkey, set, cost)
   redis.call('PEXPIRE', hkey, format('%d', math.max(1, state_ttl(p, na, nb))))
 end
 
+-- Nothing was counted for the request whose results start at `base`: its limits that would have
+-- admitted it report their unspent state instead of the step's.
+local function report_unspent(base, nl, policies)
+  for i = 1, nl do
+    local o = base + 2 + (i - 1) * R
+    if out[o] == 1 then
+      local _, remaining, reset, retry, delay, nxt = report(policies[i], SA[i], SB[i], SC[i], LOG[i])
+      out[o + 1] = remaining
+      out[o + 2] = reset
+      out[o + 3] = retry
+      out[o + 4] = delay
+      out[o + 5] = nxt
+    end
+  end
+end
+
 -- check_group is made on the first call that needs it (`define_check_group`): a script run by
 -- EVAL re-runs every definition at each call, and most calls (one key, one limit) never need
 -- this one, the largest; a Redis function makes it once.
@@ -187,16 +203,9 @@ local function define_check_group()
         -- As a refusal answers (and the one that started the block, memory-store.ts alike): limits
         -- that would admit the request report their unspent state, every limit refuses until the
         -- later of the block's end and its own retry time.
+        report_unspent(base, nl, policies)
         for i = 1, nl do
           local o = base + 2 + (i - 1) * R
-          if out[o] == 1 then
-            local _, remaining, reset, retry, delay, nxt = report(policies[i], SA[i], SB[i], SC[i], LOG[i])
-            out[o + 1] = remaining
-            out[o + 2] = reset
-            out[o + 3] = retry
-            out[o + 4] = delay
-            out[o + 5] = nxt
-          end
           out[o] = 0
           out[o + 3] = later(out[o + 3], blockedMs)
         end
@@ -221,17 +230,7 @@ local function define_check_group()
         dirty = true
       else
         -- Refused: nothing is counted, so limits that would have admitted report their unspent state.
-        for i = 1, nl do
-          local o = base + 2 + (i - 1) * R
-          if out[o] == 1 then
-            local _, remaining, reset, retry, delay, nxt = report(policies[i], SA[i], SB[i], SC[i], LOG[i])
-            out[o + 1] = remaining
-            out[o + 2] = reset
-            out[o + 3] = retry
-            out[o + 4] = delay
-            out[o + 5] = nxt
-          end
-        end
+        report_unspent(base, nl, policies)
         if blocking then
           local length = record_violation(block, now, bp)
           if length > 0 then
