@@ -41,6 +41,24 @@ export class JobTimeoutError extends MessageQueueError {
   }
 }
 
+/**
+ * A handler resolved to a value JSON cannot carry (a BigInt, a cycle, a throwing `toJSON`), so
+ * its result could not be stored: the try fails with this error (`field` is `'result'`) and the
+ * job follows its retry / dead-letter path like any failed try.
+ */
+export class ResultNotSerializableError extends MessageQueueError {
+  readonly field = 'result';
+
+  constructor(jobId: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'NOA_MQ_RESULT_NOT_SERIALIZABLE',
+      `the result of job ${jobId} is not JSON-encodable (${reason}); the try failed`,
+      { details: { jobId, field: 'result', reason }, cause },
+    );
+  }
+}
+
 /** The worker is closing and released the job for redelivery; the handler's signal aborts with this. */
 export class WorkerClosingError extends MessageQueueError {
   constructor(jobId: string) {

@@ -22,6 +22,7 @@ export {
   type LeaseLossReason,
   LeaseLostError,
   MessageQueueError,
+  ResultNotSerializableError,
   UnsupportedOperationError,
   WorkerClosingError,
 } from './errors.js';

@@ -17,6 +17,7 @@ import {
   JobTimeoutError,
   type LeaseLossReason,
   LeaseLostError,
+  ResultNotSerializableError,
   WorkerClosingError,
 } from './errors.js';
 import { jobEvents, publishJobEvent } from './events.js';
@@ -149,11 +150,45 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-function errorEntry(error: unknown, attempt: number, at: number): JobErrorEntry {
-  const asError = error instanceof Error ? error : new Error(String(error));
-  const entry: JobErrorEntry = { attempt, name: asError.name, message: asError.message, at };
-  if (asError instanceof NoaError) entry.code = asError.code;
+/**
+ * What a handler threw, as an Error. A thrown non-Error keeps what it says: an object's string
+ * `message`, `name` and `code` (a plain `{ code, message }` is common), else its JSON or text.
+ */
+function toError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  if (typeof thrown !== 'object' || thrown === null) return new Error(String(thrown));
+  const { message, name, code } = thrown as { message?: unknown; name?: unknown; code?: unknown };
+  let text: string;
+  if (typeof message === 'string') text = message;
+  else {
+    try {
+      text = JSON.stringify(thrown) ?? String(thrown);
+    } catch {
+      text = String(thrown);
+    }
+  }
+  const error = new Error(text, { cause: thrown }) as Error & { code?: string };
+  if (typeof name === 'string') error.name = name;
+  if (typeof code === 'string') error.code = code;
+  return error;
+}
+
+function errorEntry(error: Error, attempt: number, at: number): JobErrorEntry {
+  const entry: JobErrorEntry = { attempt, name: error.name, message: error.message, at };
+  const { code } = error as { code?: unknown };
+  if (error instanceof NoaError || typeof code === 'string') entry.code = code as string;
   return entry;
+}
+
+/** Why `result` cannot be stored as JSON, or undefined if it can. */
+function unencodable(result: unknown): unknown {
+  if (result === undefined) return undefined;
+  try {
+    JSON.stringify(result);
+    return undefined;
+  } catch (error) {
+    return error ?? new Error('JSON.stringify threw');
+  }
 }
 
 /**
@@ -522,6 +557,14 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   }
 
   #complete(running: RunningJob, result: unknown): void {
+    if (running.done) return;
+    // Checked here, not left to the backend: a result it cannot encode would fail the whole
+    // exchange carrying it (and be retried for ever), stalling every other job of the batch.
+    const unencodableBecause = unencodable(result);
+    if (unencodableBecause !== undefined) {
+      this.#fail(running, new ResultNotSerializableError(running.record.id, unencodableBecause));
+      return;
+    }
     if (!this.#end(running)) return;
     const settlement: Settlement = { kind: 'complete', record: running.record, result };
     if (this.#provider.settleNow?.(this.queueName, settlement)) this.#completed(settlement);
@@ -539,7 +582,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     if (!this.#end(running)) return;
     const { record } = running;
     const now = this.#clock.now();
-    const error = cause instanceof Error ? cause : new Error(String(cause));
+    const error = toError(cause);
     const attempt = record.attemptsMade + 1;
     const failed: JobRecord = {
       ...record,
