@@ -196,14 +196,16 @@ function unencodable(result: unknown): unknown {
  * per-try timeout, retries with backoff, dead-letters after the last attempt, heart-beats its
  * leases, recovers jobs of dead workers and closes gracefully.
  */
-export class Worker<Data = unknown, Result = unknown> extends EventEmitter<WorkerEvents> {
+export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   readonly queueName: string;
 
-  /**
-   * Listens to an event by name (`completed`, `failed`, `error`; see {@link WorkerEvents}). Typed
-   * here, not only through `EventEmitter<WorkerEvents>`, so an unknown name fails to type-check
-   * whichever `@types/node` the app has (or none).
-   */
+  // The events are typed by these overrides over an untyped EventEmitter, not by
+  // `EventEmitter<WorkerEvents>`: a recent @types/node (26) lets any name through that generic (listener
+  // `any[]`), and narrowing its `on` there fails to compile (TS2416) for a user with
+  // `skipLibCheck: false`. Over the untyped base the same overrides compile with @types/node 22
+  // to the latest, and an unknown name fails to type-check with each (or with none).
+
+  /** Listens to an event by name (`completed`, `failed`, `error`; see {@link WorkerEvents}). */
   override on<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): this {
     return super.on(event, listener as never);
   }
@@ -216,6 +218,11 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   /** Removes a listener (see {@link Worker.on}). */
   override off<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): this {
     return super.off(event, listener as never);
+  }
+
+  /** Emits an event with the arguments of its name (see {@link WorkerEvents}). */
+  override emit<E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]): boolean {
+    return super.emit(event, ...args);
   }
   readonly #provider: QueueProvider;
   readonly #clock: Clock;
