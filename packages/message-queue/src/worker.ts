@@ -867,6 +867,11 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     this.#wake();
     const backendDone = (async () => {
       await this.#pumpDone;
+      try {
+        await this.#provider.stopFetching?.(this.queueName);
+      } catch (error) {
+        this.#reportError('stop fetching', error);
+      }
       // Taken after the pump stopped: an exchange in flight at close() may have leased more.
       released.unshift(...this.#buffer.splice(0));
       if (released.length === 0) return;

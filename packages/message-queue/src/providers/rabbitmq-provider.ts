@@ -283,6 +283,11 @@ export class RabbitMqProvider implements QueueProvider {
     return this.#redeliveryIndex(this.#consumers.get(queue).buffer, id) >= 0;
   }
 
+  async stopFetching(queue: string): Promise<void> {
+    const consumer = this.#consumers.find(queue);
+    if (consumer) await this.#consumers.stopConsuming(consumer);
+  }
+
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {
     try {
       // Back to queued in the store first, so the requeued message is not judged a duplicate.

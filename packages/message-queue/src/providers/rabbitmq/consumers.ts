@@ -188,6 +188,17 @@ export class RabbitConsumers {
     await this.#stop(consumer);
   }
 
+  /**
+   * A worker closed: cancels the consumer (its buffered deliveries go back to the queue) without
+   * pausing it; the next fetch of a worker still open here wants and starts it again, woken now.
+   */
+  async stopConsuming(consumer: Consumer): Promise<void> {
+    consumer.wanted = false;
+    await consumer.starting;
+    if (!consumer.wanted) await this.#stop(consumer);
+    consumer.wakers.wakeAll();
+  }
+
   /** Starts consuming (unless started, starting, paused or closed); resolves once subscribed. */
   async start(queue: string, consumer: Consumer): Promise<void> {
     if (consumer.channel || consumer.starting || consumer.paused || this.#connection.closed) return;
