@@ -110,3 +110,18 @@ export class BrokerUnavailableError extends MessageQueueError {
     );
   }
 }
+
+/**
+ * RabbitMQ refused an operation on a queue at the channel level (the AMQP reply code, e.g. 406
+ * PRECONDITION_FAILED: the queue exists with other arguments, declared by another app or an older
+ * version; 405 RESOURCE_LOCKED: an exclusive queue of another connection). Names the queue and
+ * carries the broker's reason; the connection stays up, and the same call fails the same way
+ * until the queue is fixed (deleted, or declared with the provider's arguments).
+ */
+export class BrokerRefusedError extends MessageQueueError {
+  constructor(queue: string, operation: string, replyCode: number, reason: string) {
+    super('NOA_MQ_BROKER_REFUSED', `RabbitMQ refused to ${operation} queue ${queue}: ${reason}`, {
+      details: { queue, operation, replyCode, reason },
+    });
+  }
+}

@@ -149,7 +149,7 @@ export class RabbitMqProvider implements QueueProvider {
       onClosing: () => this.#consumers.wakeAll(),
     });
     const connection = this.#connection;
-    this.#topology = new Topology(() => connection.ready());
+    this.#topology = new Topology(() => connection.declarer());
     this.#publisher = new RabbitPublisher(connection, this.#topology, this.#state !== undefined);
     this.#consumers = new RabbitConsumers(connection, this.#topology, this.#state, this.#logger);
     this.#held = new HeldDeliveries(() => connection.generation);
@@ -185,6 +185,10 @@ export class RabbitMqProvider implements QueueProvider {
     // running on it exchange in a microtask loop (its wait for work returns at once once closed),
     // starving the process's timers.
     if (this.#connection.closed) throw new ClosedError('RabbitMqProvider');
+    // The broker refused to declare the queue when its consumer last started (BrokerRefusedError):
+    // reported to the worker, which backs off before the next exchange starts it again.
+    const refused = this.#consumers.takeRefusal(queue);
+    if (refused) throw refused;
     if (this.#bridge) return this.#bridge.exchange(queue, request);
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
