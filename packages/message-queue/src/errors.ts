@@ -125,3 +125,18 @@ export class BrokerRefusedError extends MessageQueueError {
     });
   }
 }
+
+/**
+ * A job's encoded message is larger than RabbitMQ takes (`maxMessageBytes`, by default the
+ * broker's default `max_message_size`); refused before anything of the batch was published.
+ * Names the queue, the job, the size and the limit.
+ */
+export class MessageTooLargeError extends MessageQueueError {
+  constructor(queue: string, jobId: string, bytes: number, maxBytes: number) {
+    super(
+      'NOA_MQ_MESSAGE_TOO_LARGE',
+      `job ${jobId} of queue ${queue} is ${bytes} bytes encoded, over the broker's limit of ${maxBytes} bytes (maxMessageBytes)`,
+      { details: { queue, jobId, bytes, maxBytes } },
+    );
+  }
+}

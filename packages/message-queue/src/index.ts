@@ -23,6 +23,7 @@ export {
   type LeaseLossReason,
   LeaseLostError,
   MessageQueueError,
+  MessageTooLargeError,
   ResultNotSerializableError,
   UnsupportedOperationError,
   WorkerClosingError,
@@ -34,6 +35,7 @@ export {
   type ChildFailurePolicy,
   type JobOptions,
   jobOptionsSchema,
+  maxDelayMs,
   maxPriority,
   type ParsedJobOptions,
 } from './job-options.js';

@@ -57,6 +57,17 @@ export const rabbitMqProviderOptionsSchema = z
      * left is abandoned with a warning and `close()` resolves (see README, Failure modes).
      */
     closeTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
+    /**
+     * Largest encoded job (bytes) the broker takes: a bigger one is refused at `add` with
+     * `MessageTooLargeError`. Default: RabbitMQ's default `max_message_size` for the broker's
+     * version (128 MiB; 16 MiB from 4.0); set it when the broker's `max_message_size` differs.
+     */
+    maxMessageBytes: z
+      .number()
+      .int()
+      .positive()
+      .max(512 * 1024 * 1024)
+      .optional(),
     /** Consumer prefetch; default: the worker's concurrency (its first fetch size). */
     prefetch: z.number().int().positive().optional(),
     /**
@@ -150,7 +161,12 @@ export class RabbitMqProvider implements QueueProvider {
     });
     const connection = this.#connection;
     this.#topology = new Topology(() => connection.declarer());
-    this.#publisher = new RabbitPublisher(connection, this.#topology, this.#state !== undefined);
+    this.#publisher = new RabbitPublisher(
+      connection,
+      this.#topology,
+      this.#state !== undefined,
+      this.#options.maxMessageBytes,
+    );
     this.#consumers = new RabbitConsumers(connection, this.#topology, this.#state, this.#logger);
     this.#held = new HeldDeliveries(() => connection.generation);
     this.#bridge = this.#state

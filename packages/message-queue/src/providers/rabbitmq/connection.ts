@@ -61,6 +61,12 @@ export class AmqpConnection {
     return this.#closed;
   }
 
+  /** The broker's version (`server-properties`) on the current connection, if connected. */
+  get serverVersion(): string | undefined {
+    const version = this.#model?.connection.serverProperties.version;
+    return typeof version === 'string' ? version : undefined;
+  }
+
   /** Why the last connection attempt failed (cleared once one succeeds). */
   get lastError(): string | undefined {
     return this.#lastError;
