@@ -70,5 +70,51 @@ describe.skipIf(!reachable)('RabbitMQ: a closed worker on a provider that stays 
       },
       30_000,
     );
+
+    it.skipIf(variant.skip)(
+      `leaves another worker of the queue on the same provider consuming (${variant.label})`,
+      async () => {
+        const connection = variant.state
+          ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null })
+          : undefined;
+        const provider = new RabbitMqProvider({
+          url,
+          ...(connection
+            ? { state: new RedisJobStateStore({ connection, prefix: uniqueName('closed-worker') }) }
+            : {}),
+        });
+        const name = uniqueName('closed-worker');
+        const queue = new Queue<{ n: number }>({ name, provider });
+        const ran: string[] = [];
+        const start = (label: string) =>
+          new Worker<{ n: number }>({
+            queue,
+            concurrency: 2,
+            pollIntervalMs: 100,
+            handler: () => {
+              ran.push(label);
+            },
+          });
+        const leaving = start('leaving');
+        const staying = start('staying');
+        try {
+          await queue.add('first', { n: -1 });
+          await waitFor(() => ran.length === 1);
+          await leaving.close();
+          for (let n = 0; n < 20; n += 1) await queue.add('later', { n });
+          // The consumer both workers fetched from was cancelled by the first one's close; the
+          // other's next fetch starts it again.
+          await waitFor(() => ran.length === 21, 5_000, 'all 20 later jobs on the staying worker');
+          expect(ran.slice(1).every((label) => label === 'staying')).toBe(true);
+        } finally {
+          await leaving.close();
+          await staying.close();
+          await provider.deleteQueue(name);
+          await provider.close();
+          await connection?.quit();
+        }
+      },
+      30_000,
+    );
   }
 });
