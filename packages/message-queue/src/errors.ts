@@ -41,6 +41,24 @@ export class JobTimeoutError extends MessageQueueError {
   }
 }
 
+/**
+ * A handler resolved to a value JSON cannot carry (a BigInt, a cycle, a throwing `toJSON`), so
+ * its result could not be stored: the try fails with this error (`field` is `'result'`) and the
+ * job follows its retry / dead-letter path like any failed try.
+ */
+export class ResultNotSerializableError extends MessageQueueError {
+  readonly field = 'result';
+
+  constructor(jobId: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'NOA_MQ_RESULT_NOT_SERIALIZABLE',
+      `the result of job ${jobId} is not JSON-encodable (${reason}); the try failed`,
+      { details: { jobId, field: 'result', reason }, cause },
+    );
+  }
+}
+
 /** The worker is closing and released the job for redelivery; the handler's signal aborts with this. */
 export class WorkerClosingError extends MessageQueueError {
   constructor(jobId: string) {
@@ -89,6 +107,36 @@ export class BrokerUnavailableError extends MessageQueueError {
       {
         details: { host, timeoutMs, lastError },
       },
+    );
+  }
+}
+
+/**
+ * RabbitMQ refused an operation on a queue at the channel level (the AMQP reply code, e.g. 406
+ * PRECONDITION_FAILED: the queue exists with other arguments, declared by another app or an older
+ * version; 405 RESOURCE_LOCKED: an exclusive queue of another connection). Names the queue and
+ * carries the broker's reason; the connection stays up, and the same call fails the same way
+ * until the queue is fixed (deleted, or declared with the provider's arguments).
+ */
+export class BrokerRefusedError extends MessageQueueError {
+  constructor(queue: string, operation: string, replyCode: number, reason: string) {
+    super('NOA_MQ_BROKER_REFUSED', `RabbitMQ refused to ${operation} queue ${queue}: ${reason}`, {
+      details: { queue, operation, replyCode, reason },
+    });
+  }
+}
+
+/**
+ * A job's encoded message is larger than RabbitMQ takes (`maxMessageBytes`, by default the
+ * broker's default `max_message_size`); refused before anything of the batch was published.
+ * Names the queue, the job, the size and the limit.
+ */
+export class MessageTooLargeError extends MessageQueueError {
+  constructor(queue: string, jobId: string, bytes: number, maxBytes: number) {
+    super(
+      'NOA_MQ_MESSAGE_TOO_LARGE',
+      `job ${jobId} of queue ${queue} is ${bytes} bytes encoded, over the broker's limit of ${maxBytes} bytes (maxMessageBytes)`,
+      { details: { queue, jobId, bytes, maxBytes } },
     );
   }
 }

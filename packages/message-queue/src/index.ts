@@ -15,6 +15,7 @@ export {
 } from './backoff.js';
 export { delayBucket } from './delay-bucket.js';
 export {
+  BrokerRefusedError,
   BrokerUnavailableError,
   InvalidPayloadError,
   JobCancelledError,
@@ -22,6 +23,8 @@ export {
   type LeaseLossReason,
   LeaseLostError,
   MessageQueueError,
+  MessageTooLargeError,
+  ResultNotSerializableError,
   UnsupportedOperationError,
   WorkerClosingError,
 } from './errors.js';
@@ -32,6 +35,7 @@ export {
   type ChildFailurePolicy,
   type JobOptions,
   jobOptionsSchema,
+  maxDelayMs,
   maxPriority,
   type ParsedJobOptions,
 } from './job-options.js';

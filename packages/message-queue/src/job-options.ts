@@ -13,6 +13,13 @@ export const wellFormedString = z
 /** Highest `priority`: RabbitMQ's recommended x-max-priority range, kept for every provider. */
 export const maxPriority = 10;
 
+/**
+ * Longest `delay` (ms, about 48.6 days): what every provider supports. RabbitMQ holds a delayed
+ * job in a TTL queue per delay bucket that expires a minute after its TTL, and refuses an
+ * `x-expires` past 2^32 - 1 ms; this is the largest bucket under that with the minute added.
+ */
+export const maxDelayMs = 4_200_000_000;
+
 /** What happens to a flow's parent when one of its children fails for good. */
 export const childFailurePolicySchema = z.enum(['fail', 'ignore', 'continue']);
 
@@ -31,7 +38,7 @@ export const jobOptionsSchema = z
     /** 0 (default) to 10; higher runs first. Same priority runs in insertion order. */
     priority: z.number().int().min(0).max(maxPriority).default(0),
     /** Milliseconds before the job becomes runnable. */
-    delay: z.number().int().nonnegative().default(0),
+    delay: z.number().int().nonnegative().max(maxDelayMs).default(0),
     /** Total tries including the first; after the last the job goes to the dead-letter queue. */
     attempts: z.number().int().positive().default(3),
     /** Delay between tries. */

@@ -150,6 +150,12 @@ export interface QueueProvider {
     now: number,
   ): Promise<LeaseRenewal>;
   /**
+   * Optional: a worker of `queue` is closing and fetches no more. A backend that pushes jobs
+   * ahead to this process (AMQP prefetch) stops consuming so they go to other processes; the
+   * next fetch (another worker of the queue here) starts again. Called before `release`.
+   */
+  stopFetching?(queue: string): Promise<void>;
+  /**
    * Puts active jobs back to waiting without counting a try (graceful close); a job whose
    * lease (`record.lease`) had ended is left alone.
    */

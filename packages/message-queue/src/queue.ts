@@ -298,6 +298,30 @@ export class Queue<Data = unknown> {
     return undefined;
   }
 
+  /**
+   * Checks a job as `add` would, without enqueuing it: its keys (a `ConfigError` names an
+   * unknown one, e.g. BullMQ's `opts`), its options (a `ConfigError` naming the field) and its
+   * payload (`InvalidPayloadError`: the queue's schema, or a value JSON cannot carry). The
+   * `Scheduler` checks its jobs with it when a schedule is defined. Synchronous: a schema that
+   * validates asynchronously is left to `add`.
+   */
+  validate(job: NewJob<Data>): void {
+    parseOptions('job', newJobSchema, job);
+    if (job.options) this.#options(job.options, undefined);
+    let data: unknown = job.data;
+    if (this.#schema) {
+      const result = this.#schema['~standard'].validate(job.data);
+      if (result instanceof Promise) return;
+      data = this.#checked(result);
+    }
+    try {
+      JSON.stringify(data);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new InvalidPayloadError(this.name, [{ path: '', message: `not JSON-encodable (${message})` }]);
+    }
+  }
+
   /** Adds one job. With `options.jobId`, adding an id that exists is a no-op (`added: false`). */
   async add(name: string, data: Data, options?: JobOptions): Promise<AddResult> {
     this.#check();

@@ -1,6 +1,14 @@
-import { ConfigError, childLogger, type Logger, maxTimerMs, parseOptions, silentLogger } from '@noa/core';
+import {
+  ClosedError,
+  ConfigError,
+  childLogger,
+  type Logger,
+  maxTimerMs,
+  parseOptions,
+  silentLogger,
+} from '@noa/core';
 import { z } from 'zod';
-import { jobOptionsSchema } from './job-options.js';
+import { maxDelayMs } from './job-options.js';
 import type { NewJob, Queue } from './queue.js';
 import { nextFireTimes, nextIntervalTime, tickJobId } from './schedule.js';
 
@@ -86,13 +94,14 @@ export class Scheduler<Data = unknown> {
    * time, so several instances calling this add it once. Returns the job id.
    */
   async once(name: string, atMs: number, job: NewJob<Data>): Promise<string> {
+    const delay = Math.max(0, atMs - this.#queue.clock.now());
+    if (!Number.isFinite(atMs) || delay > maxDelayMs) {
+      throw new ConfigError('Scheduler', [
+        { path: 'atMs', message: `must be a time (epoch ms) at most maxDelayMs (${maxDelayMs}) from now` },
+      ]);
+    }
     const jobId = tickJobId(name, atMs);
-    await this.#queue.add(job.name, job.data, {
-      ...job.options,
-      ...singleTick,
-      jobId,
-      delay: Math.max(0, atMs - this.#queue.clock.now()),
-    });
+    await this.#queue.add(job.name, job.data, { ...job.options, ...singleTick, jobId, delay });
     return jobId;
   }
 
@@ -111,9 +120,10 @@ export class Scheduler<Data = unknown> {
   }
 
   #define(schedule: Schedule<Data>): void {
-    if (this.#closed) throw new Error('Scheduler is closed');
-    // Bad job options would fail every tick's add, seen only in a log line: refuse them now.
-    parseOptions('Scheduler job options', jobOptionsSchema, schedule.job.options ?? {});
+    if (this.#closed) throw new ClosedError('Scheduler');
+    // A bad job (an unknown key, bad options, a payload the queue's schema refuses) would fail
+    // every tick's add, seen only in a log line: refuse it now.
+    this.#queue.validate(schedule.job);
     this.cancel(schedule.name);
     this.#schedules.set(schedule.name, schedule);
     this.#arm(schedule, Date.now());

@@ -17,6 +17,7 @@ import {
   JobTimeoutError,
   type LeaseLossReason,
   LeaseLostError,
+  ResultNotSerializableError,
   WorkerClosingError,
 } from './errors.js';
 import { jobEvents, publishJobEvent } from './events.js';
@@ -149,11 +150,45 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-function errorEntry(error: unknown, attempt: number, at: number): JobErrorEntry {
-  const asError = error instanceof Error ? error : new Error(String(error));
-  const entry: JobErrorEntry = { attempt, name: asError.name, message: asError.message, at };
-  if (asError instanceof NoaError) entry.code = asError.code;
+/**
+ * What a handler threw, as an Error. A thrown non-Error keeps what it says: an object's string
+ * `message`, `name` and `code` (a plain `{ code, message }` is common), else its JSON or text.
+ */
+function toError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  if (typeof thrown !== 'object' || thrown === null) return new Error(String(thrown));
+  const { message, name, code } = thrown as { message?: unknown; name?: unknown; code?: unknown };
+  let text: string;
+  if (typeof message === 'string') text = message;
+  else {
+    try {
+      text = JSON.stringify(thrown) ?? String(thrown);
+    } catch {
+      text = String(thrown);
+    }
+  }
+  const error = new Error(text, { cause: thrown }) as Error & { code?: string };
+  if (typeof name === 'string') error.name = name;
+  if (typeof code === 'string') error.code = code;
+  return error;
+}
+
+function errorEntry(error: Error, attempt: number, at: number): JobErrorEntry {
+  const entry: JobErrorEntry = { attempt, name: error.name, message: error.message, at };
+  const { code } = error as { code?: unknown };
+  if (error instanceof NoaError || typeof code === 'string') entry.code = code as string;
   return entry;
+}
+
+/** Why `result` cannot be stored as JSON, or undefined if it can. */
+function unencodable(result: unknown): unknown {
+  if (result === undefined) return undefined;
+  try {
+    JSON.stringify(result);
+    return undefined;
+  } catch (error) {
+    return error ?? new Error('JSON.stringify threw');
+  }
 }
 
 /**
@@ -161,14 +196,16 @@ function errorEntry(error: unknown, attempt: number, at: number): JobErrorEntry 
  * per-try timeout, retries with backoff, dead-letters after the last attempt, heart-beats its
  * leases, recovers jobs of dead workers and closes gracefully.
  */
-export class Worker<Data = unknown, Result = unknown> extends EventEmitter<WorkerEvents> {
+export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   readonly queueName: string;
 
-  /**
-   * Listens to an event by name (`completed`, `failed`, `error`; see {@link WorkerEvents}). Typed
-   * here, not only through `EventEmitter<WorkerEvents>`, so an unknown name fails to type-check
-   * whichever `@types/node` the app has (or none).
-   */
+  // The events are typed by these overrides over an untyped EventEmitter, not by
+  // `EventEmitter<WorkerEvents>`: a recent @types/node (26) lets any name through that generic (listener
+  // `any[]`), and narrowing its `on` there fails to compile (TS2416) for a user with
+  // `skipLibCheck: false`. Over the untyped base the same overrides compile with @types/node 22
+  // to the latest, and an unknown name fails to type-check with each (or with none).
+
+  /** Listens to an event by name (`completed`, `failed`, `error`; see {@link WorkerEvents}). */
   override on<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): this {
     return super.on(event, listener as never);
   }
@@ -181,6 +218,11 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   /** Removes a listener (see {@link Worker.on}). */
   override off<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): this {
     return super.off(event, listener as never);
+  }
+
+  /** Emits an event with the arguments of its name (see {@link WorkerEvents}). */
+  override emit<E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]): boolean {
+    return super.emit(event, ...args);
   }
   readonly #provider: QueueProvider;
   readonly #clock: Clock;
@@ -522,6 +564,14 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
   }
 
   #complete(running: RunningJob, result: unknown): void {
+    if (running.done) return;
+    // Checked here, not left to the backend: a result it cannot encode would fail the whole
+    // exchange carrying it (and be retried for ever), stalling every other job of the batch.
+    const unencodableBecause = unencodable(result);
+    if (unencodableBecause !== undefined) {
+      this.#fail(running, new ResultNotSerializableError(running.record.id, unencodableBecause));
+      return;
+    }
     if (!this.#end(running)) return;
     const settlement: Settlement = { kind: 'complete', record: running.record, result };
     if (this.#provider.settleNow?.(this.queueName, settlement)) this.#completed(settlement);
@@ -539,7 +589,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     if (!this.#end(running)) return;
     const { record } = running;
     const now = this.#clock.now();
-    const error = cause instanceof Error ? cause : new Error(String(cause));
+    const error = toError(cause);
     const attempt = record.attemptsMade + 1;
     const failed: JobRecord = {
       ...record,
@@ -817,6 +867,11 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter<Worke
     this.#wake();
     const backendDone = (async () => {
       await this.#pumpDone;
+      try {
+        await this.#provider.stopFetching?.(this.queueName);
+      } catch (error) {
+        this.#reportError('stop fetching', error);
+      }
       // Taken after the pump stopped: an exchange in flight at close() may have leased more.
       released.unshift(...this.#buffer.splice(0));
       if (released.length === 0) return;

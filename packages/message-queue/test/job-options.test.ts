@@ -1,6 +1,6 @@
 import type { ConfigError } from '@noa/core';
 import { describe, expect, it } from 'vitest';
-import { MemoryProvider, Queue, Worker } from '../src/index.js';
+import { delayBucket, MemoryProvider, maxDelayMs, Queue, Worker } from '../src/index.js';
 
 describe('job option validation', () => {
   // A lone surrogate in an id or group reaches Redis inside a JSON argument that Lua's cjson
@@ -35,6 +35,20 @@ describe('job option validation', () => {
       fields: ['jobs.0.options.delay'],
     });
     expect(await queue.counts()).toMatchObject({ waiting: 0, delayed: 0 });
+  });
+
+  // RabbitMQ refused the delay queue of `delay: 1e15` (x-expires past its 2^32-1 ms bound) with
+  // a raw amqplib error, where the other providers took it: one bound for every provider.
+  it('bounds delay to what every provider supports (RabbitMQ: bucket + expiry under 2^32 ms), naming delay', async () => {
+    const queue = new Queue({ name: 'delay-bound', provider: new MemoryProvider() });
+    for (const delay of [1e15, 4_200_000_001, Number.MAX_SAFE_INTEGER]) {
+      const error = await queue.add('x', null, { delay }).catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ code: 'NOA_CONFIG_INVALID', fields: ['delay'] });
+    }
+    expect((await queue.counts()).delayed).toBe(0);
+    expect((await queue.add('x', null, { delay: maxDelayMs })).added).toBe(true);
+    expect(delayBucket(maxDelayMs) + 60_000).toBeLessThanOrEqual(2 ** 32 - 1);
+    expect(maxDelayMs).toBeGreaterThanOrEqual(40 * 24 * 3_600_000);
   });
 
   it('rejects a group weight whose name is not well-formed Unicode', () => {

@@ -1,8 +1,16 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ConfigError } from '@noa/core';
+import { ClosedError, ConfigError } from '@noa/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { MemoryProvider, Queue, Scheduler } from '../src/index.js';
+import { z } from 'zod';
+import {
+  InvalidPayloadError,
+  MemoryProvider,
+  maxDelayMs,
+  type NewJob,
+  Queue,
+  Scheduler,
+} from '../src/index.js';
 import { sleep } from './helpers.js';
 
 const day = 86_400_000;
@@ -128,5 +136,62 @@ describe('Scheduler validation', () => {
     ]);
     expect(scheduler.names).toEqual([]);
     await scheduler.close();
+  });
+
+  it("rejects at definition a payload failing the queue's schema or JSON, and an unknown key (BullMQ's opts)", async () => {
+    const queue = new Queue({
+      name: 'validate-payload',
+      provider: new MemoryProvider(),
+      schema: z.object({ n: z.number() }),
+    });
+    const scheduler = new Scheduler(queue);
+    const bad = { name: 'x', data: { n: 'one' } } as unknown as NewJob<{ n: number }>;
+    const thrown = (define: () => unknown): unknown => {
+      try {
+        define();
+      } catch (error) {
+        return error;
+      }
+      return 'no error';
+    };
+    // Before: accepted, and every tick's add failed with only a log line (silent by default).
+    for (const define of [
+      () => scheduler.every('bad-every', 50, bad),
+      () => scheduler.cron('bad-cron', '* * * * * *', bad),
+    ]) {
+      const error = thrown(define);
+      expect(error).toBeInstanceOf(InvalidPayloadError);
+      expect(error).toMatchObject({ fields: ['n'] });
+    }
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const plain = new Scheduler(new Queue({ name: 'validate-json', provider: new MemoryProvider() }));
+    expect(thrown(() => plain.every('cyclic', 50, { name: 'x', data: cyclic }))).toBeInstanceOf(
+      InvalidPayloadError,
+    );
+    // Before: `opts` was ignored with what it carried (here attempts: 1).
+    const withOpts = { name: 'x', data: { n: 1 }, opts: { attempts: 1 } } as unknown as NewJob<{ n: number }>;
+    expect(fieldsOf(() => scheduler.every('opts', 50, withOpts))).toEqual(['opts']);
+    expect(scheduler.names).toEqual([]);
+    expect(plain.names).toEqual([]);
+    await sleep(150);
+    expect(await jobCount(queue as Queue)).toBe(0);
+    await scheduler.close();
+    await plain.close();
+  });
+
+  it('after close() refuses new schedules with ClosedError; once() names atMs when it is not a time', async () => {
+    const queue = new Queue({ name: 'validate-closed', provider: new MemoryProvider() });
+    const scheduler = new Scheduler(queue);
+    await expect(scheduler.once('nan', Number.NaN, { name: 'x', data: null })).rejects.toMatchObject({
+      fields: ['atMs'],
+    });
+    await expect(
+      scheduler.once('far', Date.now() + 10 * maxDelayMs, { name: 'x', data: null }),
+    ).rejects.toMatchObject({ fields: ['atMs'] });
+    await scheduler.close();
+    const error = fieldsOf(() => scheduler.every('late', 1_000, { name: 'x', data: null }));
+    expect(error).toBeInstanceOf(ClosedError);
+    expect(error).toMatchObject({ code: 'NOA_CLOSED' });
   });
 });

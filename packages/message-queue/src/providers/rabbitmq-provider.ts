@@ -57,6 +57,17 @@ export const rabbitMqProviderOptionsSchema = z
      * left is abandoned with a warning and `close()` resolves (see README, Failure modes).
      */
     closeTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
+    /**
+     * Largest encoded job (bytes) the broker takes: a bigger one is refused at `add` with
+     * `MessageTooLargeError`. Default: RabbitMQ's default `max_message_size` for the broker's
+     * version (128 MiB; 16 MiB from 4.0); set it when the broker's `max_message_size` differs.
+     */
+    maxMessageBytes: z
+      .number()
+      .int()
+      .positive()
+      .max(512 * 1024 * 1024)
+      .optional(),
     /** Consumer prefetch; default: the worker's concurrency (its first fetch size). */
     prefetch: z.number().int().positive().optional(),
     /**
@@ -149,8 +160,13 @@ export class RabbitMqProvider implements QueueProvider {
       onClosing: () => this.#consumers.wakeAll(),
     });
     const connection = this.#connection;
-    this.#topology = new Topology(() => connection.ready());
-    this.#publisher = new RabbitPublisher(connection, this.#topology, this.#state !== undefined);
+    this.#topology = new Topology(() => connection.declarer());
+    this.#publisher = new RabbitPublisher(
+      connection,
+      this.#topology,
+      this.#state !== undefined,
+      this.#options.maxMessageBytes,
+    );
     this.#consumers = new RabbitConsumers(connection, this.#topology, this.#state, this.#logger);
     this.#held = new HeldDeliveries(() => connection.generation);
     this.#bridge = this.#state
@@ -185,6 +201,10 @@ export class RabbitMqProvider implements QueueProvider {
     // running on it exchange in a microtask loop (its wait for work returns at once once closed),
     // starving the process's timers.
     if (this.#connection.closed) throw new ClosedError('RabbitMqProvider');
+    // The broker refused to declare the queue when its consumer last started (BrokerRefusedError):
+    // reported to the worker, which backs off before the next exchange starts it again.
+    const refused = this.#consumers.takeRefusal(queue);
+    if (refused) throw refused;
     if (this.#bridge) return this.#bridge.exchange(queue, request);
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
@@ -281,6 +301,11 @@ export class RabbitMqProvider implements QueueProvider {
   #holdsLive(queue: string, id: string): boolean {
     if (this.#held.peek(queue, id)?.generation === this.#connection.generation) return true;
     return this.#redeliveryIndex(this.#consumers.get(queue).buffer, id) >= 0;
+  }
+
+  async stopFetching(queue: string): Promise<void> {
+    const consumer = this.#consumers.find(queue);
+    if (consumer) await this.#consumers.stopConsuming(consumer);
   }
 
   async release(queue: string, records: JobRecord[], now: number): Promise<void> {

@@ -644,6 +644,72 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect(seen).toEqual(['marker']);
     });
 
+    it('fails a job whose result JSON cannot carry (BigInt, a cycle) and keeps the worker running', async () => {
+      const queue = makeQueue<{ n: number }>();
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      const failures: { id: string; code: unknown; willRetry: boolean }[] = [];
+      const completed: string[] = [];
+      const worker = startWorker(queue, (job) => {
+        if (job.name === 'bigint') return { n: 1n };
+        if (job.name === 'cyclic') return cyclic;
+        return job.data.n;
+      });
+      worker.on('failed', (id, error, willRetry) =>
+        failures.push({ id, code: (error as { code?: unknown }).code, willRetry }),
+      );
+      worker.on('completed', (id) => completed.push(id));
+      const bigint = await queue.add(
+        'bigint',
+        { n: 0 },
+        { attempts: 2, backoff: { type: 'fixed', delayMs: 10 } },
+      );
+      const cycle = await queue.add('cyclic', { n: 0 }, { attempts: 1 });
+      const good: string[] = [];
+      for (let n = 1; n <= 10; n += 1) good.push((await queue.add('good', { n })).id);
+      await waitFor(
+        () => failures.length === 3 && completed.length === 10,
+        10_000,
+        'failures and completions',
+      );
+      expect(completed.sort()).toEqual(good.sort());
+      expect(
+        failures.filter((failure) => failure.id === bigint.id).map((failure) => failure.willRetry),
+      ).toEqual([true, false]);
+      expect(failures.find((failure) => failure.id === cycle.id)?.willRetry).toBe(false);
+      for (const failure of failures) expect(failure.code).toBe('NOA_MQ_RESULT_NOT_SERIALIZABLE');
+      if (supports('getJob')) {
+        const info = await waitFor(async () => {
+          const job = await queue.getJob(bigint.id);
+          return job?.state === 'failed' ? job : undefined;
+        });
+        expect(info.errors.map((error) => error.code)).toEqual([
+          'NOA_MQ_RESULT_NOT_SERIALIZABLE',
+          'NOA_MQ_RESULT_NOT_SERIALIZABLE',
+        ]);
+        expect(info.errors[0]!.message).toContain('result');
+      }
+    }, 15_000);
+
+    it('keeps the message and code of a handler that throws a plain object', async () => {
+      const queue = makeQueue();
+      const failed: Error[] = [];
+      startWorker(queue, () => {
+        throw { code: 'E_QUOTA', message: 'quota exceeded' };
+      }).on('failed', (_id, error) => failed.push(error));
+      const { id } = await queue.add('plain', null, { attempts: 1 });
+      await waitFor(() => failed.length === 1);
+      expect(failed[0]!.message).toBe('quota exceeded');
+      expect((failed[0] as Error & { code?: string }).code).toBe('E_QUOTA');
+      if (supports('getJob')) {
+        const info = await waitFor(async () => {
+          const job = await queue.getJob(id);
+          return job?.state === 'failed' ? job : undefined;
+        });
+        expect(info.errors).toMatchObject([{ message: 'quota exceeded', code: 'E_QUOTA' }]);
+      }
+    });
+
     itWith(['flows'], 'runs a flow parent after its children, with their results', async () => {
       const queue = makeQueue<{ n: number }>();
       const flow = await queue.addFlow({

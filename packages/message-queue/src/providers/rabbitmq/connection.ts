@@ -1,5 +1,5 @@
 import { ClosedError, type Logger } from '@noa/core';
-import type { ChannelModel, ConfirmChannel } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 
 /** What {@link AmqpConnection} needs: where to connect, its backoff, and what to do on (re)connect, loss and close. */
 export interface AmqpConnectionOptions {
@@ -19,6 +19,9 @@ export interface AmqpConnectionOptions {
   onClosing: () => void;
 }
 
+/** A connection lost sooner than this after opening counts toward the reconnect backoff. */
+const quickLossMs = 1_000;
+
 /**
  * The RabbitMQ provider's connection and its confirm channel (publishes and declares):
  * connects on demand with exponential backoff, and when the connection or any of its channels
@@ -35,6 +38,12 @@ export class AmqpConnection {
   #lastError: string | undefined;
   /** The connection `close()` is closing, until the broker confirms (see `abandon`). */
   #closingModel: ChannelModel | undefined;
+  /** The channel declares run on (see `declarer`), and the connection it belongs to. */
+  #declarer: Promise<Channel> | undefined;
+  #declarerModel: ChannelModel | undefined;
+  /** When the current connection opened, and how many in a row were lost soon after opening. */
+  #connectedAt = 0;
+  #quickLosses = 0;
 
   constructor(options: AmqpConnectionOptions) {
     this.#options = options;
@@ -50,6 +59,12 @@ export class AmqpConnection {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** The broker's version (`server-properties`) on the current connection, if connected. */
+  get serverVersion(): string | undefined {
+    const version = this.#model?.connection.serverProperties.version;
+    return typeof version === 'string' ? version : undefined;
   }
 
   /** Why the last connection attempt failed (cleared once one succeeds). */
@@ -69,10 +84,43 @@ export class AmqpConnection {
     }
   }
 
+  /**
+   * A plain channel for declares, apart from the publisher: a declare the broker refuses (406
+   * PRECONDITION_FAILED) closes this channel only, where on the publisher it would be taken for
+   * a lost connection and reconnected at once, in a loop. Created again after such a close.
+   */
+  async declarer(): Promise<Channel> {
+    const { model } = await this.ready();
+    if (this.#declarer && this.#declarerModel === model) return this.#declarer;
+    const created = model.createChannel().then((channel) => {
+      // The refusal reaches the declare's caller; the channel's own error event is not news.
+      channel.on('error', () => {});
+      channel.on('close', () => {
+        if (this.#declarer === created) this.#declarer = undefined;
+      });
+      return channel;
+    });
+    created.catch(() => {
+      if (this.#declarer === created) this.#declarer = undefined;
+    });
+    this.#declarer = created;
+    this.#declarerModel = model;
+    return created;
+  }
+
   async #connect(): Promise<void> {
     const amqp = await import('amqplib');
     const options = this.#options;
     let attempt = 0;
+    if (this.#quickLosses > 0) {
+      // The last connections were lost right after opening (a channel the broker keeps closing):
+      // reconnecting at once would loop, so these reconnects back off too.
+      const wait = Math.min(
+        options.maxReconnectDelayMs,
+        options.reconnectDelayMs * 2 ** (this.#quickLosses - 1),
+      );
+      await new Promise((resolve) => setTimeout(resolve, wait).unref());
+    }
     while (!this.#closed) {
       try {
         const model = await amqp.connect(options.url, {
@@ -95,6 +143,7 @@ export class AmqpConnection {
         this.#model = model;
         this.#publisher = publisher;
         this.#lastError = undefined;
+        this.#connectedAt = Date.now();
         if (attempt > 0) options.logger.info('reconnected to RabbitMQ', { attempts: attempt });
         options.onConnected();
         return;
@@ -121,6 +170,7 @@ export class AmqpConnection {
     this.#generation += 1;
     this.#model = undefined;
     this.#publisher = undefined;
+    this.#quickLosses = Date.now() - this.#connectedAt < quickLossMs ? this.#quickLosses + 1 : 0;
     void model.close().catch(() => {});
     this.#options.onLost();
     if (!this.#closed) {

@@ -1,5 +1,6 @@
 import type { Logger } from '@noa/core';
 import type { Channel, ConsumeMessage } from 'amqplib';
+import { BrokerRefusedError } from '../../errors.js';
 import { AckBatcher } from '../ack-batcher.js';
 import { type BufferedGroup, pickBufferedGroup } from '../buffered-group-pick.js';
 import type { JobStateStore, StateEvent } from '../job-state-store.js';
@@ -58,6 +59,8 @@ export interface Consumer {
   outstanding: Map<string, { count: number }>;
   /** A fetch stopped to wait for a group's next push: `waitForWork` waits for a delivery. */
   awaitingPush: boolean;
+  /** The broker refused the queue's declare at the last start, not yet reported to a worker. */
+  refused?: BrokerRefusedError;
 }
 
 /**
@@ -116,6 +119,14 @@ export class RabbitConsumers {
     consumer.wanted = true;
     consumer.prefetch = prefetch ?? fetch;
     return true;
+  }
+
+  /** The refusal of the queue's last consumer start (see `Consumer.refused`), once. */
+  takeRefusal(queue: string): BrokerRefusedError | undefined {
+    const consumer = this.#consumers.get(queue);
+    const refused = consumer?.refused;
+    if (refused) delete consumer.refused;
+    return refused;
   }
 
   /** The queue's consumer if it was ever used. */
@@ -188,6 +199,17 @@ export class RabbitConsumers {
     await this.#stop(consumer);
   }
 
+  /**
+   * A worker closed: cancels the consumer (its buffered deliveries go back to the queue) without
+   * pausing it; the next fetch of a worker still open here wants and starts it again, woken now.
+   */
+  async stopConsuming(consumer: Consumer): Promise<void> {
+    consumer.wanted = false;
+    await consumer.starting;
+    if (!consumer.wanted) await this.#stop(consumer);
+    consumer.wakers.wakeAll();
+  }
+
   /** Starts consuming (unless started, starting, paused or closed); resolves once subscribed. */
   async start(queue: string, consumer: Consumer): Promise<void> {
     if (consumer.channel || consumer.starting || consumer.paused || this.#connection.closed) return;
@@ -247,6 +269,7 @@ export class RabbitConsumers {
         }
         if (consumer.paused) await this.#stop(consumer);
       } catch (error) {
+        if (error instanceof BrokerRefusedError) consumer.refused = error;
         this.#logger.warn('could not start consumer', {
           queue,
           error: error instanceof Error ? error.message : String(error),

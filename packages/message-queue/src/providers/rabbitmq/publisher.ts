@@ -1,4 +1,5 @@
 import type { ConsumeMessage } from 'amqplib';
+import { MessageTooLargeError } from '../../errors.js';
 import { maxPriority } from '../../job-options.js';
 import type { JobRecord } from '../../job-record.js';
 import { encodeRecord } from '../record-codec.js';
@@ -19,6 +20,15 @@ const publishOptions = Array.from({ length: maxPriority + 1 }, (_, priority) =>
   Object.freeze({ persistent: true, priority, contentType: 'application/json' }),
 );
 
+/**
+ * RabbitMQ's default `max_message_size` for a broker version: 128 MiB from 3.8, 16 MiB from 4.0
+ * (a bigger message closes the publishing channel).
+ */
+export function defaultMaxMessageBytes(serverVersion: string | undefined): number {
+  const major = Number.parseInt(serverVersion ?? '', 10);
+  return major >= 4 ? 16 * 1024 * 1024 : 128 * 1024 * 1024;
+}
+
 /** The header carrying a message's state token (see `JobStateStore`). */
 const tokenHeader = 'x-noa-token';
 
@@ -36,12 +46,22 @@ export class RabbitPublisher {
   readonly #connection: AmqpConnection;
   readonly #topology: Topology;
   readonly #groupQueues: boolean;
+  readonly #maxMessageBytes: number | undefined;
 
-  /** @param groupQueues whether grouped jobs go to their group's queue (with a state store). */
-  constructor(connection: AmqpConnection, topology: Topology, groupQueues: boolean) {
+  /**
+   * @param groupQueues whether grouped jobs go to their group's queue (with a state store).
+   * @param maxMessageBytes the largest message the broker takes (default: by its version).
+   */
+  constructor(
+    connection: AmqpConnection,
+    topology: Topology,
+    groupQueues: boolean,
+    maxMessageBytes: number | undefined,
+  ) {
     this.#connection = connection;
     this.#topology = topology;
     this.#groupQueues = groupQueues;
+    this.#maxMessageBytes = maxMessageBytes;
   }
 
   /**
@@ -68,6 +88,13 @@ export class RabbitPublisher {
       else routes.push(base);
     }
     const { publisher } = await this.#connection.ready();
+    // Checked before the first send: the broker closes the channel on a message over its limit,
+    // which says only "channel closed" and takes the batch's other messages with it.
+    const maxBytes = this.#maxMessageBytes ?? defaultMaxMessageBytes(this.#connection.serverVersion);
+    for (let index = 0; index < items.length; index += 1) {
+      const bytes = bodies[index]!.length;
+      if (bytes > maxBytes) throw new MessageTooLargeError(queue, items[index]!.record.id, bytes, maxBytes);
+    }
     await new Promise<void>((resolve, reject) => {
       let unconfirmed = items.length;
       let settled = false;

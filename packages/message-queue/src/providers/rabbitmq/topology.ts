@@ -1,5 +1,6 @@
-import type { ConfirmChannel, Options } from 'amqplib';
+import type { Channel, Options } from 'amqplib';
 import { delayBucket } from '../../delay-bucket.js';
+import { BrokerRefusedError } from '../../errors.js';
 import { maxPriority } from '../../job-options.js';
 
 /** The dead-letter queue of a queue. */
@@ -24,14 +25,24 @@ function groupQueueOptions(): Options.AssertQueue {
  * group queues declared here, for counts, drain and delete.
  */
 export class Topology {
-  readonly #ready: () => Promise<{ publisher: ConfirmChannel }>;
+  readonly #declarer: () => Promise<Channel>;
   readonly #declared = new Set<string>();
   readonly #delayQueues = new Map<string, Set<string>>();
   readonly #groupQueues = new Map<string, Set<string>>();
 
-  /** @param ready resolves with the channel to declare on (connecting if needed). */
-  constructor(ready: () => Promise<{ publisher: ConfirmChannel }>) {
-    this.#ready = ready;
+  /** @param declarer resolves with the channel to declare on (connecting if needed). */
+  constructor(declarer: () => Promise<Channel>) {
+    this.#declarer = declarer;
+  }
+
+  /** Declares a queue on the declare channel; a refusal is a {@link BrokerRefusedError}. */
+  async #assert(name: string, options: Options.AssertQueue): Promise<{ messageCount: number }> {
+    const channel = await this.#declarer();
+    try {
+      return await channel.assertQueue(name, options);
+    } catch (error) {
+      throw refusal(error, name);
+    }
   }
 
   /** A new connection: everything is declared again on first use. */
@@ -57,8 +68,7 @@ export class Topology {
   /** The queue (priorities, dead-lettering into its DLQ) and its DLQ. */
   async declare(queue: string): Promise<void> {
     if (this.#declared.has(queue)) return;
-    const { publisher } = await this.#ready();
-    await publisher.assertQueue(queue, {
+    await this.#assert(queue, {
       durable: true,
       arguments: {
         'x-max-priority': maxPriority,
@@ -66,7 +76,7 @@ export class Topology {
         'x-dead-letter-routing-key': deadQueueName(queue),
       },
     });
-    await publisher.assertQueue(deadQueueName(queue), { durable: true });
+    await this.#assert(deadQueueName(queue), { durable: true });
     this.#declared.add(queue);
   }
 
@@ -74,8 +84,7 @@ export class Topology {
   async declareGroup(queue: string, group: string): Promise<string> {
     const name = groupQueueName(queue, group);
     if (this.#declared.has(name)) return name;
-    const { publisher } = await this.#ready();
-    await publisher.assertQueue(name, groupQueueOptions());
+    await this.#assert(name, groupQueueOptions());
     this.#declared.add(name);
     remember(this.#groupQueues, queue, name);
     return name;
@@ -83,8 +92,7 @@ export class Topology {
 
   /** Ready messages of a job group's queue (an idempotent declare with its arguments carries it). */
   async groupReadyCount(queue: string, group: string): Promise<number> {
-    const { publisher } = await this.#ready();
-    return (await publisher.assertQueue(groupQueueName(queue, group), groupQueueOptions())).messageCount;
+    return (await this.#assert(groupQueueName(queue, group), groupQueueOptions())).messageCount;
   }
 
   /**
@@ -95,8 +103,7 @@ export class Topology {
     const bucket = delayBucket(delayMs);
     const name = `${target}.delay.${bucket}`;
     if (this.#declared.has(name)) return name;
-    const { publisher } = await this.#ready();
-    await publisher.assertQueue(name, {
+    await this.#assert(name, {
       durable: true,
       arguments: {
         'x-message-ttl': bucket,
@@ -109,6 +116,19 @@ export class Topology {
     remember(this.#delayQueues, queue, name);
     return name;
   }
+}
+
+/** AMQP reply codes of a channel-level refusal (the connection stays up). */
+const channelRefusals = new Set([403, 404, 405, 406]);
+
+/** A declare the broker refused, as {@link BrokerRefusedError}; anything else as it came. */
+function refusal(error: unknown, queue: string): unknown {
+  const { code } = error as { code?: unknown };
+  if (typeof code !== 'number' || !channelRefusals.has(code)) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  // amqplib: 'Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message "…"'.
+  const reason = /with message "(.*)"$/s.exec(message)?.[1] ?? message;
+  return new BrokerRefusedError(queue, 'declare', code, reason);
 }
 
 function remember(known: Map<string, Set<string>>, queue: string, name: string): void {
