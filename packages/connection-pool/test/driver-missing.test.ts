@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type ClusterHealth, DriverNotInstalledError } from '../src/index.js';
+import { DriverNotInstalledError } from '../src/index.js';
 import { type PeerName, peerImports } from '../src/lazy-peer.js';
 import { createMongoPool } from '../src/mongo.js';
 import { createMysqlPool } from '../src/mysql.js';
 import { createPgPool } from '../src/pg.js';
 import { createRedisPool } from '../src/redis.js';
+import { refusedSqlPools } from './refused-pools.js';
 
 // No package is uninstalled: each driver's import is pointed at a package that does not exist,
 // which fails as a missing install does (ERR_MODULE_NOT_FOUND).
@@ -60,40 +61,24 @@ describe('a driver package that is not installed', () => {
   // A dashboard must not page the database team for a deployment mistake: health() says why
   // the pool cannot connect, as the code of the error its callers get (an outage says
   // NOA_POOL_BACKEND_UNAVAILABLE: health-error.test.ts, where the drivers are installed).
-  it.each<[PeerName, () => SqlPool & { health(): ClusterHealth }]>([
-    [
-      'pg',
-      () =>
-        createPgPool({
-          primary: 'postgres://noa:noa@127.0.0.1:1/noa',
-          replicas: ['postgres://noa:noa@127.0.0.1:1/noa'],
-          healthCheckIntervalMs: 20,
-        }),
-    ],
-    [
-      'mysql2',
-      () =>
-        createMysqlPool({
-          primary: 'mysql://noa:noa@127.0.0.1:1/noa',
-          replicas: ['mysql://noa:noa@127.0.0.1:1/noa'],
-          healthCheckIntervalMs: 20,
-        }),
-    ],
-  ])('%s: health() reports the missing driver, not an unreachable server', async (name, create) => {
-    uninstall(name);
-    const db = create();
-    try {
-      await failureOf(() => db.query('INSERT INTO t VALUES (1)'));
-      await vi.waitFor(() => expect(db.health().replicas[0]!.reason).toBe('down'));
-      const { primary, replicas } = db.health();
-      expect(primary).toMatchObject({ healthy: false, errorCode: 'NOA_POOL_DRIVER_NOT_INSTALLED' });
-      expect(primary.error).toContain(`npm install ${name}`);
-      expect(replicas[0]).toMatchObject({ healthy: false, errorCode: 'NOA_POOL_DRIVER_NOT_INSTALLED' });
-      expect(replicas[0]!.error).toContain(`npm install ${name}`);
-    } finally {
-      await db.close();
-    }
-  });
+  it.each(refusedSqlPools)(
+    '%s: health() reports the missing driver, not an unreachable server',
+    async (name, create) => {
+      uninstall(name);
+      const db = create();
+      try {
+        await failureOf(() => db.query('INSERT INTO t VALUES (1)'));
+        await vi.waitFor(() => expect(db.health().replicas[0]!.reason).toBe('down'));
+        const { primary, replicas } = db.health();
+        expect(primary).toMatchObject({ healthy: false, errorCode: 'NOA_POOL_DRIVER_NOT_INSTALLED' });
+        expect(primary.error).toContain(`npm install ${name}`);
+        expect(replicas[0]).toMatchObject({ healthy: false, errorCode: 'NOA_POOL_DRIVER_NOT_INSTALLED' });
+        expect(replicas[0]!.error).toContain(`npm install ${name}`);
+      } finally {
+        await db.close();
+      }
+    },
+  );
 
   it('ioredis: use() rejects with DriverNotInstalledError', async () => {
     uninstall('ioredis');

@@ -1,9 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
-import type { ClusterHealth } from '../src/index.js';
 import { createMongoPool } from '../src/mongo.js';
-import { createMysqlPool } from '../src/mysql.js';
 import { createPgPool } from '../src/pg.js';
 import { createRedisPool } from '../src/redis.js';
+import { refusedSqlPools } from './refused-pools.js';
 
 // The drivers are installed here and the servers refuse connections (port 1): an outage, which
 // health() must tell from a missing driver package (driver-missing.test.ts).
@@ -11,33 +10,8 @@ async function fails(attempt: () => Promise<unknown>): Promise<void> {
   await expect(attempt()).rejects.toThrow();
 }
 
-interface SqlPool {
-  query(sql: string): Promise<unknown>;
-  health(): ClusterHealth;
-  close(): Promise<unknown>;
-}
-
 describe('health() of a pool whose server refuses connections', () => {
-  it.each<[string, () => SqlPool]>([
-    [
-      'pg',
-      () =>
-        createPgPool({
-          primary: 'postgres://noa:noa@127.0.0.1:1/noa',
-          replicas: ['postgres://noa:noa@127.0.0.1:1/noa'],
-          healthCheckIntervalMs: 20,
-        }),
-    ],
-    [
-      'mysql2',
-      () =>
-        createMysqlPool({
-          primary: 'mysql://noa:noa@127.0.0.1:1/noa',
-          replicas: ['mysql://noa:noa@127.0.0.1:1/noa'],
-          healthCheckIntervalMs: 20,
-        }),
-    ],
-  ])(
+  it.each(refusedSqlPools)(
     '%s: says the primary and the replica are unreachable, with the error callers get',
     async (_name, create) => {
       const db = create();
