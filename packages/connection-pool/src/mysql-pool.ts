@@ -14,7 +14,7 @@ import {
   type Transaction,
   type TransactionOptions,
 } from './sql-cluster.js';
-import type { StatementSettings } from './sql-driver.js';
+import type { StatementSettings, StatementValues } from './sql-driver.js';
 
 /** Options of {@link createMysqlPool}: servers are URLs or mysql2 ConnectionOptions. */
 export type MysqlPoolOptions = ClusterOptions<MysqlConnectionConfig>;
@@ -40,17 +40,24 @@ const passedOptions = [
  */
 export type MysqlQueryOptions = Pick<Mysql2QueryOptions, (typeof passedOptions)[number]>;
 
+/**
+ * The values of a `MysqlPool` statement: a list for `?` placeholders (formatted client-side by
+ * `query()`, so lists and objects inside expand), or an object for `:name` placeholders when
+ * mysql2's `namedPlaceholders` is on (in the server's ConnectionOptions or the options object).
+ */
+export type MysqlValues = StatementValues;
+
 /** The transaction handle of a {@link MysqlPool}: `query()` and `execute()` are typed like mysql2's. */
 export interface MysqlTransaction extends Omit<Transaction<Connection, MysqlResult>, 'query'> {
   /** mysql2's `query()` on the transaction's connection: values formatted client-side. */
   query<T extends QueryResult = QueryResult>(
     sql: string | MysqlQueryOptions,
-    values?: readonly unknown[],
+    values?: MysqlValues,
   ): Promise<[T, FieldPacket[]]>;
   /** mysql2's `execute()` on the transaction's connection: a prepared statement from its cache. */
   execute<T extends QueryResult = QueryResult>(
     sql: string | MysqlQueryOptions,
-    values?: readonly unknown[],
+    values?: MysqlValues,
   ): Promise<[T, FieldPacket[]]>;
 }
 
@@ -62,11 +69,9 @@ const passed: ReadonlySet<string> = new Set(passedOptions);
  */
 function splitStatement(
   statement: string | MysqlQueryOptions,
-  values: readonly unknown[] | undefined,
+  values: MysqlValues | undefined,
   execute: boolean,
-):
-  | { sql: string; values: readonly unknown[] | undefined; settings: StatementSettings | undefined }
-  | ConfigError {
+): { sql: string; values: MysqlValues | undefined; settings: StatementSettings | undefined } | ConfigError {
   if (typeof values === 'function') return callbackRefused();
   if (typeof statement !== 'object' || statement === null) {
     return { sql: statement, values, settings: execute ? { execute } : undefined };
@@ -82,7 +87,7 @@ function splitStatement(
   if (typeof sql !== 'string') return refuse('sql', 'an options object needs its SQL text as a string');
   return {
     sql,
-    values: values ?? (objectValues as readonly unknown[] | undefined),
+    values: values ?? (objectValues as MysqlValues | undefined),
     settings: { ...options, ...(execute ? { execute } : {}) },
   };
 }
@@ -104,7 +109,7 @@ export class MysqlPool extends SqlCluster<Connection, MysqlConnectionConfig, Mys
    */
   override query<T extends QueryResult = QueryResult>(
     sql: string | MysqlQueryOptions,
-    values?: readonly unknown[],
+    values?: MysqlValues,
     options?: QueryOptions,
   ): Promise<[T, FieldPacket[]]> {
     return this.#route(sql, values, options, false) as Promise<[T, FieldPacket[]]>;
@@ -117,7 +122,7 @@ export class MysqlPool extends SqlCluster<Connection, MysqlConnectionConfig, Mys
    */
   execute<T extends QueryResult = QueryResult>(
     sql: string | MysqlQueryOptions,
-    values?: readonly unknown[],
+    values?: MysqlValues,
     options?: QueryOptions,
   ): Promise<[T, FieldPacket[]]> {
     return this.#route(sql, values, options, true) as Promise<[T, FieldPacket[]]>;
@@ -125,7 +130,7 @@ export class MysqlPool extends SqlCluster<Connection, MysqlConnectionConfig, Mys
 
   #route(
     statement: string | MysqlQueryOptions,
-    values: readonly unknown[] | undefined,
+    values: MysqlValues | undefined,
     options: QueryOptions | undefined,
     execute: boolean,
   ): Promise<MysqlResult> {
@@ -138,7 +143,7 @@ export class MysqlPool extends SqlCluster<Connection, MysqlConnectionConfig, Mys
     const handle = super.transactionHandle(conn, attempt) as unknown as MysqlTransaction;
     const run =
       (execute: boolean) =>
-      <T extends QueryResult>(statement: string | MysqlQueryOptions, values?: readonly unknown[]) => {
+      <T extends QueryResult>(statement: string | MysqlQueryOptions, values?: MysqlValues) => {
         const split = splitStatement(statement, values, execute);
         if (split instanceof ConfigError) return Promise.reject(split);
         return this.runInTransaction(conn, split.sql, split.values, split.settings) as Promise<

@@ -9,4 +9,5 @@ export {
   type MysqlPoolOptions,
   type MysqlQueryOptions,
   type MysqlTransaction,
+  type MysqlValues,
 } from './mysql-pool.js';

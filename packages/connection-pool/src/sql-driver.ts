@@ -28,6 +28,13 @@ export function isolationLevelSql(isolation: IsolationLevel): string {
   return `ISOLATION LEVEL ${sql}`;
 }
 
+/**
+ * The values of one statement: a list for positional placeholders (`?`, `$1`), or an object for
+ * named ones (`:name`) where the driver takes them (mysql2 with `namedPlaceholders`). Each pool
+ * class types what its driver takes (`PgPool`: lists only); the cluster passes them through.
+ */
+export type StatementValues = readonly unknown[] | Readonly<Record<string, unknown>>;
+
 /** A driver's own settings for one statement (see `SqlDriver#query`). */
 export type StatementSettings = Readonly<Record<string, unknown>>;
 
@@ -67,7 +74,7 @@ export interface SqlDriver<Conn, Config, Result> {
   query(
     conn: Conn,
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     settings?: StatementSettings,
   ): Promise<Result>;
   /** Cheap liveness probe. */

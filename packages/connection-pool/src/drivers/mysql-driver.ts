@@ -6,6 +6,7 @@ import {
   isolationLevelSql,
   type SqlDriver,
   type StatementSettings,
+  type StatementValues,
 } from '../sql-driver.js';
 
 /** How to reach one MySQL/MariaDB server: a URL or mysql2 ConnectionOptions. */
@@ -83,7 +84,7 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   query(
     conn: Connection,
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     settings?: StatementSettings,
   ): Promise<MysqlResult> {
     // Server-side binding is not client-side formatting: `IN (?)` with a list, `SET ?` with an
@@ -141,7 +142,7 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
 async function execute(
   conn: Connection,
   statement: QueryOptions,
-  values: readonly unknown[] | undefined,
+  values: StatementValues | undefined,
 ): Promise<MysqlResult> {
   if (!uncached.has(conn)) return conn.execute(statement, values as never);
   try {

@@ -83,6 +83,37 @@ describe.skipIf(!reachable)("MysqlPool#query and #execute in mysql2's options-ob
     expect(rows).toEqual([[[6]], [[7]]]);
   });
 
+  it("takes named-placeholder values (an object) with mysql2's namedPlaceholders, on the pool and in a transaction", async () => {
+    // Per statement, in the options-object form.
+    const [perQuery] = await db.query<RowDataPacket[]>(
+      { sql: 'SELECT :a + :b AS n', namedPlaceholders: true },
+      { a: 1, b: 2 },
+    );
+    expect(perQuery).toEqual([{ n: 3 }]);
+    const [inObject] = await db.execute<RowDataPacket[]>({
+      sql: 'SELECT :a * 2 AS n',
+      values: { a: 4 },
+      namedPlaceholders: true,
+    });
+    expect(inObject).toEqual([{ n: 8 }]);
+    // Per connection, from the server's ConnectionOptions.
+    const named = createMysqlPool({ name: 'mysql-named', primary: { uri: url, namedPlaceholders: true } });
+    try {
+      const values: Readonly<Record<string, unknown>> = { a: 5 };
+      const [queried] = await named.query<RowDataPacket[]>('SELECT :a AS n', values);
+      const [executed] = await named.execute<RowDataPacket[]>('SELECT :a + 1 AS n', { a: 5 });
+      expect([queried, executed]).toEqual([[{ n: 5 }], [{ n: 6 }]]);
+      const inTx = await named.withTransaction(async (tx) => {
+        const [q] = await tx.query<RowDataPacket[]>('SELECT :a AS n', { a: 7 });
+        const [e] = await tx.execute<RowDataPacket[]>('SELECT :a AS n', { a: 8 });
+        return [q, e];
+      });
+      expect(inTx).toEqual([[{ n: 7 }], [{ n: 8 }]]);
+    } finally {
+      await named.close();
+    }
+  });
+
   it('refuses a timeout (it would destroy the connection), an unknown key and an object without sql', async () => {
     const refusal = (promise: Promise<unknown>) =>
       promise.then(
