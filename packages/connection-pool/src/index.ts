@@ -56,5 +56,11 @@ export {
   type Transaction,
   type TransactionOptions,
 } from './sql-cluster.js';
-export type { ConnectSettings, IsolationLevel, SqlDriver, StatementSettings } from './sql-driver.js';
+export type {
+  ConnectSettings,
+  IsolationLevel,
+  SqlDriver,
+  StatementSettings,
+  StatementValues,
+} from './sql-driver.js';
 export { StatementCache } from './statement-cache.js';

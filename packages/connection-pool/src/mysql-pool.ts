@@ -1,26 +1,96 @@
-import type { Connection, FieldPacket, QueryResult } from 'mysql2/promise';
+import { ConfigError } from '@noa/core';
+import type {
+  Connection,
+  FieldPacket,
+  QueryOptions as Mysql2QueryOptions,
+  QueryResult,
+} from 'mysql2/promise';
 import type { ClusterOptions } from './cluster-options.js';
 import { type MysqlConnectionConfig, type MysqlResult, mysqlDriver } from './drivers/mysql-driver.js';
-import { type QueryOptions, SqlCluster, type Transaction, type TransactionOptions } from './sql-cluster.js';
+import {
+  callbackRefused,
+  type QueryOptions,
+  SqlCluster,
+  type Transaction,
+  type TransactionOptions,
+} from './sql-cluster.js';
+import type { StatementSettings, StatementValues } from './sql-driver.js';
 
 /** Options of {@link createMysqlPool}: servers are URLs or mysql2 ConnectionOptions. */
 export type MysqlPoolOptions = ClusterOptions<MysqlConnectionConfig>;
+
+/** The keys of mysql2's `QueryOptions` that `query()` and `execute()` take in their options-object form. */
+const passedOptions = [
+  'sql',
+  'values',
+  'namedPlaceholders',
+  'nestTables',
+  'typeCast',
+  'rowsAsArray',
+  'supportBigNumbers',
+  'bigNumberStrings',
+  'dateStrings',
+  'timezone',
+] as const;
+
+/**
+ * mysql2's options-object form of `query()` and `execute()` (`{ sql, values, rowsAsArray, … }`):
+ * the subset of mysql2's `QueryOptions` passed through to it. Not `timeout` (on expiry mysql2
+ * destroys the connection: use `queryTimeoutMs` or a signal), `attributes` nor `infileStreamFactory`.
+ */
+export type MysqlQueryOptions = Pick<Mysql2QueryOptions, (typeof passedOptions)[number]>;
+
+/**
+ * The values of a `MysqlPool` statement: a list for `?` placeholders (formatted client-side by
+ * `query()`, so lists and objects inside expand), or an object for `:name` placeholders when
+ * mysql2's `namedPlaceholders` is on (in the server's ConnectionOptions or the options object).
+ */
+export type MysqlValues = StatementValues;
 
 /** The transaction handle of a {@link MysqlPool}: `query()` and `execute()` are typed like mysql2's. */
 export interface MysqlTransaction extends Omit<Transaction<Connection, MysqlResult>, 'query'> {
   /** mysql2's `query()` on the transaction's connection: values formatted client-side. */
   query<T extends QueryResult = QueryResult>(
-    sql: string,
-    values?: readonly unknown[],
+    sql: string | MysqlQueryOptions,
+    values?: MysqlValues,
   ): Promise<[T, FieldPacket[]]>;
   /** mysql2's `execute()` on the transaction's connection: a prepared statement from its cache. */
   execute<T extends QueryResult = QueryResult>(
-    sql: string,
-    values?: readonly unknown[],
+    sql: string | MysqlQueryOptions,
+    values?: MysqlValues,
   ): Promise<[T, FieldPacket[]]>;
 }
 
-const prepared = { execute: true } as const;
+const passed: ReadonlySet<string> = new Set(passedOptions);
+
+/**
+ * A statement (SQL text or mysql2's options object) split into what the cluster routes by
+ * (`sql`), its values and the driver's settings; a ConfigError for an option it would not honour.
+ */
+function splitStatement(
+  statement: string | MysqlQueryOptions,
+  values: MysqlValues | undefined,
+  execute: boolean,
+): { sql: string; values: MysqlValues | undefined; settings: StatementSettings | undefined } | ConfigError {
+  if (typeof values === 'function') return callbackRefused();
+  if (typeof statement !== 'object' || statement === null) {
+    return { sql: statement, values, settings: execute ? { execute } : undefined };
+  }
+  const refuse = (path: string, message: string) => new ConfigError('query', [{ path, message }]);
+  const { sql, values: objectValues, ...options } = statement;
+  for (const key of Object.keys(options)) {
+    if (key === 'timeout') {
+      return refuse('timeout', 'mysql2 destroys the connection on expiry: use queryTimeoutMs or a signal');
+    }
+    if (!passed.has(key)) return refuse(key, `not one of ${passedOptions.join(', ')}`);
+  }
+  if (typeof sql !== 'string') return refuse('sql', 'an options object needs its SQL text as a string');
+  return {
+    sql,
+    values: values ?? (objectValues as MysqlValues | undefined),
+    settings: { ...options, ...(execute ? { execute } : {}) },
+  };
+}
 
 /**
  * A MySQL/MariaDB primary/replica pool on `mysql2/promise`. `query()` and `execute()` are
@@ -32,13 +102,17 @@ export class MysqlPool extends SqlCluster<Connection, MysqlConnectionConfig, Mys
     super(mysqlDriver, options);
   }
 
-  /** Runs one statement on the right server (see `SqlCluster#query`). */
+  /**
+   * Runs one statement on the right server (see `SqlCluster#query`): SQL text or mysql2's
+   * options object (`{ sql, values, rowsAsArray, nestTables, typeCast, … }`, routed by its
+   * `sql`; values given beside it win, as with mysql2), then our per-query options.
+   */
   override query<T extends QueryResult = QueryResult>(
-    sql: string,
-    values?: readonly unknown[],
+    sql: string | MysqlQueryOptions,
+    values?: MysqlValues,
     options?: QueryOptions,
   ): Promise<[T, FieldPacket[]]> {
-    return super.query(sql, values, options) as Promise<[T, FieldPacket[]]>;
+    return this.#route(sql, values, options, false) as Promise<[T, FieldPacket[]]>;
   }
 
   /**
@@ -47,17 +121,37 @@ export class MysqlPool extends SqlCluster<Connection, MysqlConnectionConfig, Mys
    * bound by the server, so they are scalars (no lists for `IN (?)`, no objects for `SET ?`).
    */
   execute<T extends QueryResult = QueryResult>(
-    sql: string,
-    values?: readonly unknown[],
+    sql: string | MysqlQueryOptions,
+    values?: MysqlValues,
     options?: QueryOptions,
   ): Promise<[T, FieldPacket[]]> {
-    return this.routeStatement(sql, values, options, prepared) as Promise<[T, FieldPacket[]]>;
+    return this.#route(sql, values, options, true) as Promise<[T, FieldPacket[]]>;
+  }
+
+  #route(
+    statement: string | MysqlQueryOptions,
+    values: MysqlValues | undefined,
+    options: QueryOptions | undefined,
+    execute: boolean,
+  ): Promise<MysqlResult> {
+    const split = splitStatement(statement, values, execute);
+    if (split instanceof ConfigError) return Promise.reject(split);
+    return this.routeStatement(split.sql, split.values, options, split.settings);
   }
 
   protected override transactionHandle(conn: Connection, attempt: number): MysqlTransaction {
-    const handle = super.transactionHandle(conn, attempt) as MysqlTransaction;
-    handle.execute = <T extends QueryResult>(sql: string, values?: readonly unknown[]) =>
-      this.runInTransaction(conn, sql, values, prepared) as Promise<[T, FieldPacket[]]>;
+    const handle = super.transactionHandle(conn, attempt) as unknown as MysqlTransaction;
+    const run =
+      (execute: boolean) =>
+      <T extends QueryResult>(statement: string | MysqlQueryOptions, values?: MysqlValues) => {
+        const split = splitStatement(statement, values, execute);
+        if (split instanceof ConfigError) return Promise.reject(split);
+        return this.runInTransaction(conn, split.sql, split.values, split.settings) as Promise<
+          [T, FieldPacket[]]
+        >;
+      };
+    handle.query = run(false);
+    handle.execute = run(true);
     return handle;
   }
 

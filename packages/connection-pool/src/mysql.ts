@@ -3,4 +3,11 @@
  * import `mysql2`'s types; the main entry imports no driver.
  */
 export { type MysqlConnectionConfig, type MysqlResult, mysqlDriver } from './drivers/mysql-driver.js';
-export { createMysqlPool, MysqlPool, type MysqlPoolOptions, type MysqlTransaction } from './mysql-pool.js';
+export {
+  createMysqlPool,
+  MysqlPool,
+  type MysqlPoolOptions,
+  type MysqlQueryOptions,
+  type MysqlTransaction,
+  type MysqlValues,
+} from './mysql-pool.js';

@@ -48,7 +48,7 @@ import {
 } from './routing/classify-statement.js';
 import { ReplicaBalancer } from './routing/replica-balancer.js';
 import { SessionTracker } from './routing/session-tracker.js';
-import type { SqlDriver, StatementSettings } from './sql-driver.js';
+import type { SqlDriver, StatementSettings, StatementValues } from './sql-driver.js';
 
 /**
  * A function where `query()` takes values or options: a callback (pg's and mysql2's callback
@@ -260,7 +260,7 @@ export class SqlCluster<Conn, Config, Result> {
    */
   protected routeStatement(
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     options: QueryOptions | undefined,
     settings: StatementSettings | undefined,
   ): Promise<Result> {
@@ -365,7 +365,7 @@ export class SqlCluster<Conn, Config, Result> {
   protected runInTransaction(
     conn: Conn,
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     settings: StatementSettings | undefined,
   ): Promise<Result> {
     return this.#run(conn, sql, values, settings);
@@ -590,7 +590,7 @@ export class SqlCluster<Conn, Config, Result> {
 
   #write(
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     options: QueryOptions | undefined,
     settings: StatementSettings | undefined,
     isWrite: boolean,
@@ -602,7 +602,7 @@ export class SqlCluster<Conn, Config, Result> {
 
   #onPrimary(
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     options: QueryOptions | undefined,
     settings: StatementSettings | undefined,
     reason: RouteReason | 'read-your-writes' | 'fallback',
@@ -613,7 +613,7 @@ export class SqlCluster<Conn, Config, Result> {
 
   async #read(
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     options: QueryOptions | undefined,
     settings: StatementSettings | undefined,
     reason: RouteReason,
@@ -653,7 +653,7 @@ export class SqlCluster<Conn, Config, Result> {
   async #exec(
     node: ServerNode<Conn, Config>,
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     settings: StatementSettings | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Result> {
@@ -687,7 +687,7 @@ export class SqlCluster<Conn, Config, Result> {
   #run(
     conn: Conn,
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     settings?: StatementSettings,
   ): Promise<Result> {
     if (this.#watchdog === undefined) return this.#driver.query(conn, sql, values, settings);

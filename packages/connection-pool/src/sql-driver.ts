@@ -28,8 +28,45 @@ export function isolationLevelSql(isolation: IsolationLevel): string {
   return `ISOLATION LEVEL ${sql}`;
 }
 
-/** A driver's own settings for one statement (see `SqlDriver#query`). */
-export type StatementSettings = Readonly<Record<string, unknown>>;
+/**
+ * The values of one statement: a list for positional placeholders (`?`, `$1`), or an object for
+ * named ones (`:name`) where the driver takes them (mysql2 with `namedPlaceholders`). Each pool
+ * class types what its driver takes (`PgPool`: lists only); the cluster passes them through.
+ */
+export type StatementValues = readonly unknown[] | Readonly<Record<string, unknown>>;
+
+/**
+ * A driver's own settings for one statement (`SqlDriver#query`'s fourth argument): set by its
+ * pool class from the caller's statement, passed through unread by the cluster. Each driver
+ * reads its own fields; a plain `query()` passes none. Typed here without the drivers' types so
+ * that the main entry imports no optional peer; each is the driver's field of the same name.
+ */
+export interface StatementSettings {
+  /** mysql2: run through `execute()`, a prepared statement from the per-connection cache, instead of `query()` (`MysqlPool#execute`). */
+  readonly execute?: boolean;
+  /** mysql2: `:name` placeholders, the values an object (overrides the connection's setting). */
+  readonly namedPlaceholders?: boolean;
+  /** mysql2: each row's columns nested by table (`true`), or named `table<separator>column` (a string). */
+  readonly nestTables?: boolean | string;
+  /** mysql2: whether column values are converted to JavaScript types, or a function converting them (`(field, next) => …`). */
+  readonly typeCast?: boolean | ((field: never, next: () => unknown) => unknown);
+  /** mysql2: rows as arrays instead of objects. */
+  readonly rowsAsArray?: boolean;
+  /** mysql2: BIGINT and DECIMAL values beyond 2^53 as strings. */
+  readonly supportBigNumbers?: boolean;
+  /** mysql2: with `supportBigNumbers`, every BIGINT and DECIMAL value as a string. */
+  readonly bigNumberStrings?: boolean;
+  /** mysql2: date columns as strings (all, or those of the listed types). */
+  readonly dateStrings?: boolean | readonly ('TIMESTAMP' | 'DATETIME' | 'DATE')[];
+  /** mysql2: the time zone of stored local dates (`'local'`, `'Z'`, `'+HH:MM'`). */
+  readonly timezone?: string;
+  /** pg: rows as arrays instead of objects (a `QueryArrayConfig`). */
+  readonly rowMode?: 'array';
+  /** pg: the type parsers of this statement's columns instead of the client's. */
+  readonly types?: { readonly getTypeParser: (...args: never[]) => unknown };
+  /** pg: the prepared statement's name; without it a parameterized statement is named from the statement cache. */
+  readonly name?: string;
+}
 
 /** What a driver needs to open a connection. */
 export interface ConnectSettings<Config> {
@@ -60,14 +97,14 @@ export interface SqlDriver<Conn, Config, Result> {
   abort(conn: Conn): void;
   /**
    * Runs one statement. `settings` are the driver's own per-statement settings, passed through
-   * untouched from its pool class (mysql2: `{ execute: true }` for a prepared statement from the
-   * per-connection cache; pg: a `QueryConfig`'s `rowMode`, `types`, `name`); a plain `query()`
-   * passes none.
+   * untouched from its pool class (mysql2: `execute` for a prepared statement from the
+   * per-connection cache, and the options object's fields; pg: a `QueryConfig`'s `rowMode`,
+   * `types`, `name`); a plain `query()` passes none. A driver ignores the other driver's fields.
    */
   query(
     conn: Conn,
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     settings?: StatementSettings,
   ): Promise<Result>;
   /** Cheap liveness probe. */

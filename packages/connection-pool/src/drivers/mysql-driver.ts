@@ -1,4 +1,4 @@
-import type { Connection, ConnectionOptions, FieldPacket, QueryResult } from 'mysql2/promise';
+import type { Connection, ConnectionOptions, FieldPacket, QueryOptions, QueryResult } from 'mysql2/promise';
 import { lazyPeer } from '../lazy-peer.js';
 import {
   type ConnectSettings,
@@ -6,6 +6,7 @@ import {
   isolationLevelSql,
   type SqlDriver,
   type StatementSettings,
+  type StatementValues,
 } from '../sql-driver.js';
 
 /** How to reach one MySQL/MariaDB server: a URL or mysql2 ConnectionOptions. */
@@ -37,7 +38,8 @@ const CONNECTION_CODES = new Set([
  * client-side, as mysql2 does: lists, objects, `??` identifiers); with the `{ execute: true }`
  * setting (`MysqlPool#execute`) through `execute()`, whose per-connection statement cache is
  * bounded by `statementCacheSize` (mysql2 closes the statements it evicts; 0 closes each after
- * it runs).
+ * it runs). Its other settings are mysql2 `QueryOptions` fields (`rowsAsArray`, `typeCast`…),
+ * given to mysql2 in its options-object form.
  */
 export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResult> = {
   name: 'mysql2',
@@ -82,14 +84,17 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   query(
     conn: Connection,
     sql: string,
-    values: readonly unknown[] | undefined,
+    values: StatementValues | undefined,
     settings?: StatementSettings,
   ): Promise<MysqlResult> {
     // Server-side binding is not client-side formatting: `IN (?)` with a list, `SET ?` with an
     // object, `??`, undefined, bigint, dates and `? / 3` all differ, so only an explicit
     // execute() prepares.
-    if (settings?.execute === true) return execute(conn, sql, values);
-    return values === undefined ? conn.query(sql) : conn.query(sql, values as never);
+    const { execute: prepared, ...options } = settings ?? {};
+    // mysql2's options-object form: the caller's options (`rowsAsArray`, `typeCast`…) with the text.
+    const statement = { ...options, sql } as QueryOptions;
+    if (prepared === true) return execute(conn, statement, values);
+    return values === undefined ? conn.query(statement) : conn.query(statement, values as never);
   },
 
   async ping(conn: Connection): Promise<void> {
@@ -136,13 +141,13 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
 
 async function execute(
   conn: Connection,
-  sql: string,
-  values: readonly unknown[] | undefined,
+  statement: QueryOptions,
+  values: StatementValues | undefined,
 ): Promise<MysqlResult> {
-  if (!uncached.has(conn)) return conn.execute(sql, values as never);
+  if (!uncached.has(conn)) return conn.execute(statement, values as never);
   try {
-    return await conn.execute(sql, values as never);
+    return await conn.execute(statement, values as never);
   } finally {
-    conn.unprepare(sql);
+    conn.unprepare(statement.sql);
   }
 }

@@ -6,6 +6,7 @@ import {
   isolationLevelSql,
   type SqlDriver,
   type StatementSettings,
+  type StatementValues,
 } from '../sql-driver.js';
 import { StatementCache } from '../statement-cache.js';
 
@@ -93,9 +94,12 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
   query(
     client: Client,
     sql: string,
-    values: readonly unknown[] | undefined,
+    statementValues: StatementValues | undefined,
     settings?: StatementSettings,
   ): Promise<QueryResult<QueryResultRow>> {
+    // pg has positional parameters only, and PgPool's types take lists only: anything else
+    // reaches pg as it came, as it would from pg.Pool.
+    const values = statementValues as readonly unknown[] | undefined;
     if (settings !== undefined) {
       // A QueryConfig's own settings (rowMode, types, a name of the caller's): its name wins,
       // else a parameterized one is named from the cache like any other.
