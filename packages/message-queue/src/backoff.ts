@@ -32,10 +32,27 @@ export type Backoff = z.output<typeof backoffSchema>;
 export type BackoffStrategy = (attempt: number, error: Error) => number;
 
 /**
- * The delay in ms before retry `attempt` (1 = the first retry). `random` returns a value in
- * [0, 1) and is injected so tests are deterministic. Pure.
+ * Longest delay before a retry: `maxDelayMs` of job-options (kept here, as job-options imports
+ * this module), the longest delay every provider supports (RabbitMQ refuses a longer delay queue).
+ */
+export const maxRetryDelayMs = 4_200_000_000;
+
+/**
+ * The delay in ms before retry `attempt` (1 = the first retry), at most `maxRetryDelayMs`
+ * (= `maxDelayMs`: a longer one, from a custom strategy, a fixed delay or an exponential cap, is
+ * clamped to it). `random` returns a value in [0, 1) and is injected so tests are deterministic. Pure.
  */
 export function backoffDelay(
+  backoff: Backoff,
+  attempt: number,
+  random: () => number = Math.random,
+  strategies: Record<string, BackoffStrategy> = {},
+  error: Error = new Error('unknown'),
+): number {
+  return Math.min(maxRetryDelayMs, unboundedDelay(backoff, attempt, random, strategies, error));
+}
+
+function unboundedDelay(
   backoff: Backoff,
   attempt: number,
   random: () => number = Math.random,

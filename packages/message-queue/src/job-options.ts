@@ -1,6 +1,6 @@
 import { maxTimerMs } from '@noa/core';
 import { z } from 'zod';
-import { backoffSchema } from './backoff.js';
+import { backoffSchema, maxRetryDelayMs } from './backoff.js';
 
 /**
  * A string without lone UTF-16 surrogates (a cut emoji). Ids and group names travel inside JSON
@@ -18,7 +18,7 @@ export const maxPriority = 10;
  * job in a TTL queue per delay bucket that expires a minute after its TTL, and refuses an
  * `x-expires` past 2^32 - 1 ms; this is the largest bucket under that with the minute added.
  */
-export const maxDelayMs = 4_200_000_000;
+export const maxDelayMs = maxRetryDelayMs;
 
 /** What happens to a flow's parent when one of its children fails for good. */
 export const childFailurePolicySchema = z.enum(['fail', 'ignore', 'continue']);

@@ -63,13 +63,22 @@ export class Scheduler<Data = unknown> {
     this.#logger = childLogger(parsed.logger, { component: 'message-queue-scheduler', queue: queue.name });
   }
 
-  /** Fires `job` on a cron pattern (croner syntax; a 6th leading field means seconds). */
+  /**
+   * Fires `job` on a cron pattern (croner syntax; a 6th leading field means seconds). A pattern
+   * croner refuses or one with no next run (`0 0 30 2 *`) throws ConfigError on `pattern`.
+   */
   cron(name: string, pattern: string, job: NewJob<Data>, options: { timezone?: string } = {}): void {
     // croner checks the pattern when built and the timezone when it computes a time.
+    checkName(name);
+    let first: number[];
     try {
-      nextFireTimes(pattern, Date.now(), 1);
+      first = nextFireTimes(pattern, Date.now(), 1);
     } catch (error) {
       throw scheduleError('pattern', error);
+    }
+    // A valid pattern naming no real date (Feb 30) has no next run: croner gives up finding one.
+    if (first.length === 0) {
+      throw new ConfigError('Scheduler', [{ path: 'pattern', message: `'${pattern}' never fires` }]);
     }
     if (options.timezone !== undefined) {
       try {
@@ -81,10 +90,16 @@ export class Scheduler<Data = unknown> {
     this.#define({ name, job, next: (after) => nextFireTimes(pattern, after, 1, options.timezone)[0] });
   }
 
-  /** Fires `job` every `everyMs`, aligned to multiples of `everyMs` since the epoch. */
+  /**
+   * Fires `job` every `everyMs` (at most `maxDelayMs`, else ConfigError), aligned to multiples of
+   * `everyMs` since the epoch.
+   */
   every(name: string, everyMs: number, job: NewJob<Data>): void {
-    if (!Number.isInteger(everyMs) || everyMs <= 0) {
-      throw new ConfigError('Scheduler', [{ path: 'everyMs', message: 'must be a positive integer' }]);
+    checkName(name);
+    if (!Number.isInteger(everyMs) || everyMs <= 0 || everyMs > maxDelayMs) {
+      throw new ConfigError('Scheduler', [
+        { path: 'everyMs', message: `must be a positive integer at most maxDelayMs (${maxDelayMs})` },
+      ]);
     }
     this.#define({ name, job, next: (after) => nextIntervalTime(everyMs, after) });
   }
@@ -94,6 +109,7 @@ export class Scheduler<Data = unknown> {
    * time, so several instances calling this add it once. Returns the job id.
    */
   async once(name: string, atMs: number, job: NewJob<Data>): Promise<string> {
+    checkName(name);
     const delay = Math.max(0, atMs - this.#queue.clock.now());
     if (!Number.isFinite(atMs) || delay > maxDelayMs) {
       throw new ConfigError('Scheduler', [
@@ -185,4 +201,11 @@ export class Scheduler<Data = unknown> {
 function scheduleError(field: 'pattern' | 'timezone', cause: unknown): ConfigError {
   const message = cause instanceof Error ? cause.message : String(cause);
   return new ConfigError('Scheduler', [{ path: field, message }]);
+}
+
+/** A schedule's name is part of each tick's job id: an empty one is refused. */
+function checkName(name: string): void {
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new ConfigError('Scheduler', [{ path: 'name', message: 'must be a non-empty string' }]);
+  }
 }

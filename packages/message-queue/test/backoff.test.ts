@@ -1,8 +1,21 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, backoffSchema } from '../src/index.js';
+import { backoffDelay, backoffSchema, maxDelayMs } from '../src/index.js';
 
 describe('backoffDelay', () => {
+  it('is at most maxDelayMs whatever the strategy, fixed delay or exponential cap asks (RabbitMQ refuses longer)', () => {
+    const strategies = { forever: () => 2 ** 40 };
+    // Before: 2 ** 40, and each exchange carrying the retry failed at the broker.
+    expect(backoffDelay({ type: 'custom', strategy: 'forever' }, 1, Math.random, strategies)).toBe(
+      maxDelayMs,
+    );
+    expect(backoffDelay({ type: 'fixed', delayMs: 1e15 }, 1)).toBe(maxDelayMs);
+    expect(backoffDelay({ type: 'exponential', delayMs: 1e12, maxDelayMs: 1e15, jitter: 0 }, 10)).toBe(
+      maxDelayMs,
+    );
+    expect(backoffDelay({ type: 'fixed', delayMs: maxDelayMs - 1 }, 1)).toBe(maxDelayMs - 1);
+  });
+
   it('fixed backoff is constant', () => {
     fc.assert(
       fc.property(fc.nat(100_000), fc.integer({ min: 1, max: 100 }), (delayMs, attempt) => {

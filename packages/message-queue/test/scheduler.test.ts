@@ -138,6 +138,26 @@ describe('Scheduler validation', () => {
     await scheduler.close();
   });
 
+  it('rejects a cron that never fires, an empty name and an interval past maxDelayMs, naming the field', async () => {
+    const queue = new Queue({ name: 'validate-never', provider: new MemoryProvider() });
+    const scheduler = new Scheduler(queue);
+    const job = { name: 'x', data: null };
+    // Before: each was accepted without a word (Feb 30 never fires; '' made ids 'schedule::<t>').
+    expect(fieldsOf(() => scheduler.cron('feb30', '0 0 30 2 *', job))).toEqual(['pattern']);
+    expect(fieldsOf(() => scheduler.cron('', '* * * * *', job))).toEqual(['name']);
+    expect(fieldsOf(() => scheduler.every('', 1_000, job))).toEqual(['name']);
+    expect(fieldsOf(() => scheduler.every('huge', 2 ** 40, job))).toEqual(['everyMs']);
+    expect(fieldsOf(() => scheduler.every('just-past', maxDelayMs + 1, job))).toEqual(['everyMs']);
+    await expect(scheduler.once('', Date.now() + 1_000, job)).rejects.toMatchObject({ fields: ['name'] });
+    expect(scheduler.names).toEqual([]);
+    // The bounds themselves are taken.
+    expect(fieldsOf(() => scheduler.every('longest', maxDelayMs, job))).toBe('no error');
+    expect(fieldsOf(() => scheduler.cron('leap', '0 0 29 2 *', job))).toBe('no error');
+    expect(scheduler.names.sort()).toEqual(['leap', 'longest']);
+    await scheduler.close();
+    expect(await jobCount(queue)).toBe(0);
+  });
+
   it("rejects at definition a payload failing the queue's schema or JSON, and an unknown key (BullMQ's opts)", async () => {
     const queue = new Queue({
       name: 'validate-payload',

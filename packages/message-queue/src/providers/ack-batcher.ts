@@ -34,6 +34,8 @@ export class AckBatcher<Message> {
   #done = 0;
   #scheduled = false;
   readonly #flush = (): void => this.flush();
+  /** Called once every tracked delivery is settled (see `whenSettled`). */
+  #onSettled: (() => void) | undefined;
 
   /**
    * @param schedule runs the flush at the end of the current tick (default `process.nextTick`,
@@ -51,6 +53,16 @@ export class AckBatcher<Message> {
       if (this.#window[index]!.state !== 'settled') count += 1;
     }
     return count;
+  }
+
+  /**
+   * Calls `callback` once no tracked delivery is left unsettled: now if none is, else after the
+   * flush or rejection that settles the last one (e.g. to close a cancelled consumer's channel
+   * once the jobs still running from it are acknowledged).
+   */
+  whenSettled(callback: () => void): void {
+    if (this.unsettled === 0) callback();
+    else this.#onSettled = callback;
   }
 
   /** Registers a delivery; call in delivery order (the broker's tag order on this channel). */
@@ -122,6 +134,9 @@ export class AckBatcher<Message> {
       // Everything settled (the usual case after a flush): start over in the same array.
       this.#window.length = 0;
       this.#head = 0;
+      const onSettled = this.#onSettled;
+      this.#onSettled = undefined;
+      onSettled?.();
     } else if (this.#head > 1_024 && this.#head * 2 > this.#window.length) {
       this.#window = this.#window.slice(this.#head);
       this.#head = 0;

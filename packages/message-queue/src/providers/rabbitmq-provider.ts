@@ -223,7 +223,8 @@ export class RabbitMqProvider implements QueueProvider {
       }
       acks.push(held);
     }
-    if (publishes.length > 0) await this.#publisher.publish(queue, publishes);
+    if (publishes.length > 0)
+      await this.#publisher.publish(queue, this.#publisher.fitSettled(queue, publishes));
     const generation = this.#connection.generation;
     for (const held of acks) {
       if (held.generation === generation) held.acks.ack(held.tracked);

@@ -75,6 +75,8 @@ export class RabbitConsumers {
   readonly #state: JobStateStore | undefined;
   readonly #logger: Logger;
   readonly #consumers = new Map<string, Consumer>();
+  /** Consumer channels this provider closes itself (a stopped consumer): not a lost connection. */
+  readonly #retired = new WeakSet<Channel>();
 
   constructor(
     connection: AmqpConnection,
@@ -234,7 +236,9 @@ export class RabbitConsumers {
           // acknowledged within its consumer_timeout); the reconnect that follows says nothing.
           this.#logger.warn('RabbitMQ closed a consumer channel', { queue, error: error.message }),
         );
-        channel.on('close', () => this.#connection.lost(model));
+        channel.on('close', () => {
+          if (!this.#retired.has(channel)) this.#connection.lost(model);
+        });
         await channel.prefetch(consumer.prefetch);
         const acks = new AckBatcher<ConsumeMessage>(channel, endOfTick);
         const { consumerTag } = await channel.consume(
@@ -329,25 +333,56 @@ export class RabbitConsumers {
     return all;
   }
 
+  /**
+   * Cancels the consumer, returns its buffered deliveries to the queue, then closes its channel
+   * once the jobs still running from it (a pause, a worker closing beside another) are
+   * acknowledged: a cancelled channel left open was one more channel per stop/start cycle.
+   */
+  /** The buffered deliveries of one channel (its batcher), taken out of the consumer's buffers. */
+  #takeBufferedOf(consumer: Consumer, acks: AckBatcher<ConsumeMessage>): Delivery[] {
+    const taken = consumer.buffer.filter((delivery) => delivery.acks === acks);
+    consumer.buffer = consumer.buffer.filter((delivery) => delivery.acks !== acks);
+    for (const [group, buffer] of consumer.groupBuffers) {
+      taken.push(...buffer.filter((delivery) => delivery.acks === acks));
+      consumer.groupBuffers.set(
+        group,
+        buffer.filter((delivery) => delivery.acks !== acks),
+      );
+    }
+    return taken;
+  }
+
   async #stop(consumer: Consumer): Promise<void> {
-    const { channel, tag } = consumer;
+    const { channel, tag, acks } = consumer;
     delete consumer.channel;
     delete consumer.tag;
     if (!channel) return;
-    // Closing the channel returns its unacknowledged buffered deliveries to the queue.
+    const generation = this.#connection.generation;
     const buffered = this.#takeBuffered(consumer);
     const groupTags = [...consumer.groupTags.values()];
     consumer.groupTags.clear();
     try {
       if (tag) await channel.cancel(tag);
       for (const groupTag of groupTags) if (groupTag) await channel.cancel(groupTag);
+      // Pushed while the cancels were on the wire (a consumer started again meanwhile has its
+      // own channel and batcher: its deliveries stay).
+      if (acks) buffered.push(...this.#takeBufferedOf(consumer, acks));
       for (const delivery of buffered) {
         settled(delivery);
         delivery.acks.nack(delivery.tracked, true);
       }
     } catch {
       // The channel died already: the broker requeued them.
+      return;
     }
+    const close = (): void => {
+      // A channel of a connection since lost is gone already.
+      if (this.#connection.generation !== generation) return;
+      this.#retired.add(channel);
+      channel.close().catch(() => {});
+    };
+    if (acks) acks.whenSettled(close);
+    else close();
   }
 
   /**

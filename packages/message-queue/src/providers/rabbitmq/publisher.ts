@@ -1,7 +1,7 @@
 import type { ConsumeMessage } from 'amqplib';
 import { MessageTooLargeError } from '../../errors.js';
 import { maxPriority } from '../../job-options.js';
-import type { JobRecord } from '../../job-record.js';
+import type { JobErrorEntry, JobRecord } from '../../job-record.js';
 import { encodeRecord } from '../record-codec.js';
 import type { AmqpConnection } from './connection.js';
 import { deadQueueName, type Topology } from './topology.js';
@@ -62,6 +62,36 @@ export class RabbitPublisher {
     this.#topology = topology;
     this.#groupQueues = groupQueues;
     this.#maxMessageBytes = maxMessageBytes;
+  }
+
+  /**
+   * The settled fails (retries and dead-letters) whose encoded record is over the broker's limit
+   * (its error history grew it), dead-lettered instead: the broker would refuse them, failing
+   * every exchange that carries them. Each gets a last error entry `MessageTooLargeError`
+   * (code `NOA_MQ_MESSAGE_TOO_LARGE`) naming the size, the limit and the start of the error it
+   * replaces; older entries are dropped until it fits.
+   */
+  fitSettled(queue: string, items: PublishItem[]): PublishItem[] {
+    const maxBytes = this.#maxMessageBytes ?? defaultMaxMessageBytes(this.#connection.serverVersion);
+    return items.map((item) => {
+      const bytes = Buffer.byteLength(encodeRecord(item.record));
+      if (bytes <= maxBytes) return item;
+      const { record } = item;
+      const last = record.errors.at(-1);
+      const reason = new MessageTooLargeError(queue, record.id, bytes, maxBytes);
+      const entry: JobErrorEntry = {
+        attempt: last?.attempt ?? record.attemptsMade,
+        name: 'MessageTooLargeError',
+        code: reason.code,
+        message: `${reason.message}; dead-lettered instead of ${item.target === 'dead' ? 'failed' : 'retried'}; its error: ${last ? `${last.name}: ${last.message}`.slice(0, 512) : 'none'}`,
+        at: last?.at ?? item.now,
+      };
+      let errors = [...record.errors.slice(0, -1), entry];
+      const fitted = (): JobRecord => ({ ...record, errors, availableAt: item.now });
+      while (errors.length > 1 && Buffer.byteLength(encodeRecord(fitted())) > maxBytes)
+        errors = errors.slice(1);
+      return { ...item, record: fitted(), target: 'dead' as const };
+    });
   }
 
   /**
