@@ -260,6 +260,89 @@ export function describeCacheConformance(
       expect(runs).toBe(1);
     });
 
+    it('getOrSet with forceFresh skips a fresh value in either tier, runs the factory and writes both tiers', async () => {
+      // A frozen clock: the forced calls start in the millisecond the value they replace was written.
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock });
+      const other = make({ clock });
+      await cache.set('forced', 1);
+      expect(await other.get('forced')).toBe(shared ? 1 : undefined);
+      const factory = vi.fn(async () => 2);
+      expect(await cache.getOrSet('forced', factory)).toBe(1);
+      expect(factory).not.toHaveBeenCalled();
+      expect(await cache.getOrSet('forced', factory, { forceFresh: true })).toBe(2);
+      expect(factory).toHaveBeenCalledTimes(1);
+      expect(cache.getLocal('forced')).toBe(2);
+      expect(await cache.get('forced')).toBe(2);
+      if (shared) {
+        // In L2 for a new instance, and the bus drops the other instance's old L1 copy.
+        expect(await make().get('forced')).toBe(2);
+        await vi.waitFor(async () => expect(await other.get('forced')).toBe(2));
+        // From the other instance: the value reaches this one through L2 and the bus.
+        expect(await other.getOrSet('forced', async () => 3, { forceFresh: true })).toBe(3);
+        await vi.waitFor(async () => expect(await cache.getOrSet('forced', factory)).toBe(3));
+        expect(factory).toHaveBeenCalledTimes(1);
+      }
+    });
+
+    it('getOrSet with forceFresh stays single-flight: concurrent forced calls share one run, across instances too', async () => {
+      const cache = make();
+      // Polls L2 often: the waiter reads the old value there several times before the run ends.
+      const other = make({ lock: { pollMs: 10 } });
+      await cache.set('forced-flight', 'old');
+      let runs = 0;
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const factory = async () => {
+        runs += 1;
+        await gate;
+        return 'new';
+      };
+      const first = cache.getOrSet('forced-flight', factory, { forceFresh: true });
+      await vi.waitFor(() => expect(runs).toBe(1), { timeout: 5_000 });
+      const calls = [
+        cache.getOrSet('forced-flight', factory, { forceFresh: true }),
+        cache.getOrSet('forced-flight', factory, { forceFresh: true, hardTimeoutMs: 5_000 }),
+      ];
+      // The lease's waiter on another instance: L2 still holds the old value, fresh.
+      if (shared) calls.push(other.getOrSet('forced-flight', factory, { forceFresh: true }));
+      await delay(100);
+      release();
+      expect(await Promise.all([first, ...calls])).toEqual(Array(calls.length + 1).fill('new'));
+      expect(runs).toBe(1);
+      // Once done, a forced call runs the factory again.
+      expect(await cache.getOrSet('forced-flight', async () => 'newer', { forceFresh: true })).toBe('newer');
+    });
+
+    it('a forced getOrSet does not join a plain load that may end in the cached value; it joins a factory run', async () => {
+      const cache = make();
+      const fresh = make(); // an empty L1: its plain getOrSet reads L2 (shared) or runs its factory
+      await cache.set('forced-join', 'old');
+      const plainFactory = vi.fn(async () => 'plain');
+      const forcedFactory = vi.fn(async () => 'forced');
+      const plain = fresh.getOrSet('forced-join', plainFactory);
+      const forced = fresh.getOrSet('forced-join', forcedFactory, { forceFresh: true });
+      if (shared) {
+        expect(await Promise.all([plain, forced])).toEqual(['old', 'forced']);
+        expect(plainFactory).not.toHaveBeenCalled();
+        expect(forcedFactory).toHaveBeenCalledTimes(1);
+      } else {
+        // The plain call's factory is running: the forced call joins it, not a second run.
+        expect(await Promise.all([plain, forced])).toEqual(['plain', 'plain']);
+        expect(forcedFactory).not.toHaveBeenCalled();
+      }
+      expect(await fresh.get('forced-join')).toBe(shared ? 'forced' : 'plain');
+    });
+
+    it('forceFresh must be a boolean (ConfigError naming it)', async () => {
+      const cache = make();
+      await expect(
+        cache.getOrSet('forced-bad', async () => 1, { forceFresh: 'yes' as unknown as boolean }),
+      ).rejects.toMatchObject({ code: 'NOA_CONFIG_INVALID' });
+    });
+
     it('getOrSet caches nothing when the factory returns undefined', async () => {
       const cache = make();
       let runs = 0;
