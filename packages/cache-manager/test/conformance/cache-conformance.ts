@@ -124,6 +124,89 @@ export function describeCacheConformance(
       expect(await cache.get('forever')).toBe('w');
     });
 
+    it('ttl reports the remaining fresh lifetime, then grace, then undefined, from L1 or L2 (a peek, not a read)', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, ttlMs: 10_000, graceMs: 5_000 });
+      const other = make({ clock, ttlMs: 10_000, graceMs: 5_000 });
+      expect(await cache.ttl('ttl:absent')).toBeUndefined();
+      await cache.set('ttl:a', 1);
+      const forever = make({ clock });
+      await forever.set('ttl:none', 1);
+      expect(await forever.ttl('ttl:none')).toEqual({
+        ttlMs: Infinity,
+        inGrace: false,
+        untilGoneMs: Infinity,
+      });
+      expect(await cache.ttl('ttl:a')).toEqual({ ttlMs: 10_000, inGrace: false, untilGoneMs: 15_000 });
+      // From L2 on an instance that never read it (memory: nothing shared).
+      expect(await other.ttl('ttl:a')).toEqual(
+        shared ? { ttlMs: 10_000, inGrace: false, untilGoneMs: 15_000 } : undefined,
+      );
+      clock.advance(4_000);
+      expect(await cache.ttl('ttl:a')).toEqual({ ttlMs: 6_000, inGrace: false, untilGoneMs: 11_000 });
+      clock.advance(7_000);
+      expect(await cache.get('ttl:a')).toBeUndefined();
+      expect(await cache.ttl('ttl:a')).toEqual({ ttlMs: 0, inGrace: true, untilGoneMs: 4_000 });
+      if (shared) expect(await other.ttl('ttl:a')).toEqual({ ttlMs: 0, inGrace: true, untilGoneMs: 4_000 });
+      clock.advance(4_000);
+      expect(await cache.ttl('ttl:a')).toBeUndefined();
+      expect(await other.ttl('ttl:a')).toBeUndefined();
+      await cache.set('ttl:b', 2, { ttlMs: 1_000 });
+      await cache.delete('ttl:b');
+      expect(await cache.ttl('ttl:b')).toBeUndefined();
+      await expect(cache.ttl(42 as unknown as string)).rejects.toBeInstanceOf(ConfigError);
+      // L1's copy capped by l1.maxTtlMs: with Redis the entry's own expiry (L2's) answers.
+      const capped = make({ clock, ttlMs: 10_000, l1: { maxTtlMs: 1_000 } });
+      await capped.set('ttl:capped', 1);
+      expect((await capped.ttl('ttl:capped'))?.ttlMs).toBe(shared ? 10_000 : 1_000);
+    });
+
+    it('ttl of a sliding entry: what is left of its window if nobody reads it, never past its bound; ttl itself does not slide it', async () => {
+      const clock = new ManualClock(Date.now());
+      const options = { clock, ttlMs: 60_000, slidingTtlMs: 10_000, graceMs: 1_000 };
+      const cache = make(options);
+      await cache.set('ttl:slide', 1);
+      const window = {
+        ttlMs: 10_000,
+        inGrace: false,
+        untilGoneMs: 11_000,
+        slidingMs: 10_000,
+        maxTtlMs: 60_000,
+      };
+      expect(await cache.ttl('ttl:slide')).toEqual(window);
+      clock.advance(4_000);
+      const after4s = {
+        ttlMs: 6_000,
+        inGrace: false,
+        untilGoneMs: 7_000,
+        slidingMs: 10_000,
+        maxTtlMs: 56_000,
+      };
+      expect(await cache.ttl('ttl:slide')).toEqual(after4s);
+      expect(await cache.ttl('ttl:slide')).toEqual(after4s);
+      if (shared) {
+        // L2's copy, peeked from another instance: not slid by that either.
+        const other = make(options);
+        expect(await other.ttl('ttl:slide')).toEqual(after4s);
+        expect(await other.ttl('ttl:slide')).toEqual(after4s);
+      }
+      // A read slides it: a full window again.
+      expect(await cache.get('ttl:slide')).toBe(1);
+      expect(await cache.ttl('ttl:slide')).toEqual({ ...window, maxTtlMs: 56_000 });
+      // Near its bound, the window is cut there.
+      for (let at = 4_000; at < 54_000; at += 5_000) {
+        clock.advance(5_000);
+        expect(await cache.get('ttl:slide')).toBe(1);
+      }
+      expect(await cache.ttl('ttl:slide')).toEqual({
+        ttlMs: 6_000,
+        inGrace: false,
+        untilGoneMs: 7_000,
+        slidingMs: 10_000,
+        maxTtlMs: 6_000,
+      });
+    });
+
     it('round-trips rich values (Date, Map, Set, Buffer, BigInt)', async () => {
       const cache = make();
       const value = {
