@@ -325,7 +325,8 @@ export class CacheEngine {
   getOrSet<T>(fullKey: string, userKey: string, factory: Factory<T>, options: GetOrSetOptions): Promise<T> {
     const now = this.clock.now();
     const entry = this.l1Get(fullKey, now);
-    if (entry !== undefined && now < entry.expiresAt) {
+    const forced = options.forceFresh === true;
+    if (entry !== undefined && now < entry.expiresAt && !forced) {
       if (entry.slidingMs) slideEntry(entry, now);
       this.metrics.request('l1', 'hit');
       if (this.listeners.hit) this.emitHit(fullKey, 'l1');
@@ -335,9 +336,10 @@ export class CacheEngine {
       }
       return Promise.resolve(this.out(entry.value as T));
     }
-    this.metrics.request('l1', entry ? 'stale' : 'miss');
+    if (!forced) this.metrics.request('l1', entry ? 'stale' : 'miss');
     const inflight = this.flights.get(fullKey);
-    if (inflight && !outlivedFlight(this, inflight, fullKey, userKey)) {
+    // A forced call joins only a forced load: a plain one may end in the cached value.
+    if (inflight && (!forced || inflight.forced) && !outlivedFlight(this, inflight, fullKey, userKey)) {
       const promise = inflight.promise as Promise<T>;
       const shared = sameLimits(inflight.limits, flightLimits(this, options))
         ? promise
@@ -356,9 +358,11 @@ export class CacheEngine {
       options,
       entry as CacheEntry<T> | undefined,
     ).finally(() => {
-      this.flights.delete(fullKey);
+      // A forced call may have replaced this flight with its own.
+      if (this.flights.get(fullKey) === flight) this.flights.delete(fullKey);
     });
-    this.flights.set(fullKey, { promise: load, limits: flightLimits(this, options) });
+    const flight: Flight = { promise: load, limits: flightLimits(this, options), forced };
+    this.flights.set(fullKey, flight);
     // The flight resolves to the object L1 holds (or the factory's, which other callers share):
     // in clone mode the caller that started it gets a copy like everyone else.
     return this.options.l1.mode === 'clone' ? load.then(copyOfFlight) : load;

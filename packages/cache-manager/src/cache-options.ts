@@ -273,6 +273,14 @@ export const getOrSetOptionsSchema = setOptionsSchema
     lockTimeoutMs: timerMs.optional(),
     /** XFetch β for this call. */
     earlyRefreshBeta: z.number().nonnegative().optional(),
+    /**
+     * Skip the cached value (L1 and L2, fresh or not) and run the factory, writing its result
+     * to both tiers and telling other instances (bentocache's `forceFresh`). Still one run per
+     * key: a call finding a forced load of the key in flight here, or a run of the key's
+     * factory (here, or under the lease on another instance), waits for its result instead.
+     * The value in grace still backs a failed or slow run.
+     */
+    forceFresh: z.boolean().optional(),
   })
   .strict();
 

@@ -27,6 +27,8 @@ import {
   checkTags,
   checkValue,
 } from './call-options.js';
+import type { KeyTtl } from './key-ttl.js';
+import { keyTtl } from './read-path.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
 import { writeMany } from './writes.js';
 
@@ -131,6 +133,17 @@ export class Cache {
     this.#open();
     const entries = await this.#engine.getMany(this.#keys(keys, 'getMany'));
     return entries.map((entry) => (entry === undefined ? undefined : this.#engine.out(entry.value as T)));
+  }
+
+  /**
+   * How long `key` has left (cache-manager's `ttl`): its fresh lifetime in ms, whether it is in
+   * grace, and when it is gone; `undefined` when absent (or past its grace). L1's copy first,
+   * else L2's entry. A look, not a read: it slides no sliding entry (its `ttlMs` is what is
+   * left of the current window) and counts no hit or miss. See {@link KeyTtl}.
+   */
+  async ttl(key: string): Promise<KeyTtl | undefined> {
+    this.#open();
+    return keyTtl(this.#engine, this.#key(key, 'ttl'));
   }
 
   /** True when a fresh value exists in L1 or L2. */

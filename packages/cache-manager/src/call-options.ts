@@ -47,6 +47,7 @@ export const getOrSetOptionRules: Readonly<Record<string, Rule>> = {
   hardTimeoutMs: timerMs,
   lockTimeoutMs: timerMs,
   earlyRefreshBeta: nonNegativeNumber,
+  forceFresh: (value) => typeof value === 'boolean',
 };
 
 /**

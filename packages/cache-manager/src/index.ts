@@ -36,6 +36,7 @@ export {
   SerializationError,
   WarmAbortedError,
 } from './errors.js';
+export type { KeyTtl } from './key-ttl.js';
 export { createEvictionPolicy, createL1Store, type EvictionPolicyName } from './l1/create-l1-store.js';
 export type { L1Store, RemovalReason } from './l1/l1-store.js';
 export type { EvictionPolicy } from './l1/policies/eviction-policy.js';

@@ -1,5 +1,6 @@
 import type { CacheEngine } from './cache-engine.js';
 import { type CacheEntry, isFresh, slideEntry } from './entry.js';
+import type { KeyTtl } from './key-ttl.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { isCompressed } from './serialization/entry-codec.js';
 
@@ -35,6 +36,17 @@ export async function readL2(engine: CacheEngine, fullKey: string): Promise<L2Re
   if (turn) await turn;
   const entry = decodeEntry(engine, fullKey, bytes);
   return entry ? { entry, bytes: l1Charge(bytes, entry) } : undefined;
+}
+
+/** One key from L2 as stored, sliding nothing (see `RedisTier.peek`); undefined when absent or undecodable. */
+export async function peekL2(engine: CacheEngine, fullKey: string): Promise<CacheEntry | undefined> {
+  const bytes = await engine.tier!.peek(fullKey);
+  if (!bytes) return undefined;
+  const loading = engine.codec.prepare(bytes);
+  if (loading) await loading;
+  const turn = engine.decodeTurns.take();
+  if (turn) await turn;
+  return decodeEntry(engine, fullKey, bytes);
 }
 
 /** Decodes an L2 value; one that cannot be decoded is counted, logged and read as a miss. */
@@ -187,4 +199,43 @@ export async function readManyFromL2<T>(
     missing.push(index);
   });
   return missing;
+}
+
+/**
+ * The entry's lifetime left at `now` (see {@link KeyTtl}), or undefined once it is gone.
+ */
+function describeTtl(entry: CacheEntry, now: number): KeyTtl | undefined {
+  if (now >= entry.staleUntil) return undefined;
+  const ttlMs = Math.max(0, entry.expiresAt - now);
+  const report: KeyTtl = { ttlMs, inGrace: ttlMs === 0, untilGoneMs: entry.staleUntil - now };
+  if (entry.slidingMs) {
+    report.slidingMs = entry.slidingMs;
+    report.maxTtlMs = Math.max(0, (entry.maxExpiresAt ?? Number.POSITIVE_INFINITY) - now);
+  }
+  return report;
+}
+
+/** Of two copies of one key, the one that says more: the newer value, else the later expiry. */
+function later(a: CacheEntry, b: CacheEntry): CacheEntry {
+  if (a.createdAt !== b.createdAt) return a.createdAt > b.createdAt ? a : b;
+  return a.expiresAt >= b.expiresAt ? a : b;
+}
+
+/**
+ * `Cache.ttl`: L1's copy when fresh, else L2's entry (peeked: nothing slides, no hit, miss or
+ * metric is counted), else L1's copy in grace. L1's copy of a value is capped by `l1.maxTtlMs`,
+ * so with that option and Redis, L2 is read as well and the later expiry of the two answers
+ * (a sliding entry's L1 copy slides on this instance's hits before L2's does).
+ */
+export async function keyTtl(engine: CacheEngine, fullKey: string): Promise<KeyTtl | undefined> {
+  const now = engine.clock.now();
+  const local = engine.l1.get(fullKey, now);
+  const capped = engine.options.l1.maxTtlMs !== undefined;
+  if (local !== undefined && now < local.expiresAt && (!engine.tier || !capped))
+    return describeTtl(local, now);
+  const remote = engine.tier ? await peekL2(engine, fullKey) : undefined;
+  const at = engine.clock.now();
+  const usable = remote !== undefined && at < remote.staleUntil ? remote : undefined;
+  const chosen = usable && local ? later(usable, local) : (usable ?? local);
+  return chosen === undefined ? undefined : describeTtl(chosen, at);
 }

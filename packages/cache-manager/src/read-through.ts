@@ -39,6 +39,19 @@ export interface KeyLoad<T> {
    * L2 still holds the same (see {@link FactoryRun.suspect}).
    */
   l2Seen?: number | null;
+  /**
+   * `forceFresh`: the clock time the call started. An L2 value is taken (a lease waiter's
+   * poll, the double-check under a new lease) only when written after it (strictly: a value
+   * written in that same millisecond may be the one the call was asked to replace), by the
+   * run the call waited for or a later write. Instances' clocks are assumed to agree, as
+   * freshness already assumes.
+   */
+  forcedAt?: number;
+}
+
+/** Whether an L2 entry read during `load` may be served: fresh, and for a forced load written after its start. */
+function servable(load: Pick<KeyLoad<unknown>, 'forcedAt'>, entry: CacheEntry, now: number): boolean {
+  return isFresh(entry, now) && (load.forcedAt === undefined || entry.createdAt > load.forcedAt);
 }
 
 /** An L1 miss or stale entry: L2, then the factory once across instances. */
@@ -52,6 +65,13 @@ export async function loadThrough<T>(
 ): Promise<T> {
   let stale = staleL1;
   let l2Seen: number | null | undefined;
+  if (options.forceFresh === true) {
+    // Nothing read: the factory runs (or a run in flight is joined). What L2 held is unknown,
+    // so a run spanning a bus reconnect is not cached over L2 (see `KeyLoad.l2Seen`).
+    const forcedAt = engine.clock.now();
+    const inGrace = stale && forcedAt < stale.staleUntil ? stale : undefined;
+    return computeOnce(engine, { fullKey, userKey, factory, options, stale: inGrace, forcedAt });
+  }
   if (engine.tier) {
     const remote = await readL2(engine, fullKey);
     l2Seen = seenInL2(engine, remote);
@@ -99,6 +119,8 @@ export interface Flight {
   startedAt?: number;
   /** Set once {@link outlivedFlight} has superseded it (one warning per flight). */
   outlived?: boolean;
+  /** A `forceFresh` load: it runs the factory (or joins a run), never serves the cached value. */
+  forced?: boolean;
 }
 
 /**
@@ -256,7 +278,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
         const remote = await readL2(engine, fullKey);
         l2Seen = seenInL2(engine, remote);
         const now = engine.clock.now();
-        if (remote && isFresh(remote.entry, now)) {
+        if (remote && servable(load, remote.entry, now)) {
           engine.metrics.lockWait('value');
           engine.l1Set(fullKey, remote.entry, remote.bytes);
           return remote.entry.value as T;
@@ -290,7 +312,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
           // fresh value between our last poll and the lease it freed. That value, not ours.
           const remote = await readL2(engine, fullKey);
           await tier.releaseLease(fullKey, token);
-          if (remote && isFresh(remote.entry, engine.clock.now())) {
+          if (remote && servable(load, remote.entry, engine.clock.now())) {
             engine.metrics.lockWait('value');
             engine.l1Set(fullKey, remote.entry, remote.bytes);
             return remote.entry.value as T;
@@ -338,7 +360,7 @@ async function takeOver<T>(engine: CacheEngine, load: KeyLoad<T>, token: string)
   // Double-check: between our L2 miss and the lease, another instance may have computed
   // the value and released its lease.
   const remote = await readL2(engine, fullKey);
-  if (remote && isFresh(remote.entry, engine.clock.now())) {
+  if (remote && servable(load, remote.entry, engine.clock.now())) {
     await tier.releaseLease(fullKey, token);
     engine.l1Set(fullKey, remote.entry, remote.bytes);
     return remote.entry.value as T;
@@ -547,7 +569,8 @@ async function awaitFactory<T>(
       // the back-off copy would bring an older (maybe deleted) value back over it.
       if (!run.superseded && !run.suspect) {
         if (load.background) backOffEarlyRefresh(engine, fullKey, stale);
-        else backOff(engine, fullKey, stale);
+        // A forced run's value still fresh keeps its own expiry (the back-off would end it sooner).
+        else if (!isFresh(stale, engine.clock.now())) backOff(engine, fullKey, stale);
       }
       return stale.value;
     }

@@ -202,6 +202,17 @@ export class RedisTier {
     });
   }
 
+  /**
+   * Reads one encoded value as stored, sliding nothing (a plain GET, never `get-sliding.lua`
+   * nor a slide after it): `ttl`'s look at an entry is not a read of it. Undefined when absent
+   * or Redis is unavailable.
+   */
+  peek(key: string): Promise<Buffer | undefined> {
+    return this.#guard.run<Buffer | undefined>('get', undefined, async () => {
+      return (await this.client.getBuffer(this.dataKey(key))) ?? undefined;
+    });
+  }
+
   /** Reads many encoded values, in order. */
   getMany(keys: readonly string[]): Promise<(Buffer | undefined)[]> {
     return this.#readMany(keys, undefined, 'get_many');

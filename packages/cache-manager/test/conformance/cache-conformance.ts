@@ -124,6 +124,89 @@ export function describeCacheConformance(
       expect(await cache.get('forever')).toBe('w');
     });
 
+    it('ttl reports the remaining fresh lifetime, then grace, then undefined, from L1 or L2 (a peek, not a read)', async () => {
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, ttlMs: 10_000, graceMs: 5_000 });
+      const other = make({ clock, ttlMs: 10_000, graceMs: 5_000 });
+      expect(await cache.ttl('ttl:absent')).toBeUndefined();
+      await cache.set('ttl:a', 1);
+      const forever = make({ clock });
+      await forever.set('ttl:none', 1);
+      expect(await forever.ttl('ttl:none')).toEqual({
+        ttlMs: Infinity,
+        inGrace: false,
+        untilGoneMs: Infinity,
+      });
+      expect(await cache.ttl('ttl:a')).toEqual({ ttlMs: 10_000, inGrace: false, untilGoneMs: 15_000 });
+      // From L2 on an instance that never read it (memory: nothing shared).
+      expect(await other.ttl('ttl:a')).toEqual(
+        shared ? { ttlMs: 10_000, inGrace: false, untilGoneMs: 15_000 } : undefined,
+      );
+      clock.advance(4_000);
+      expect(await cache.ttl('ttl:a')).toEqual({ ttlMs: 6_000, inGrace: false, untilGoneMs: 11_000 });
+      clock.advance(7_000);
+      expect(await cache.get('ttl:a')).toBeUndefined();
+      expect(await cache.ttl('ttl:a')).toEqual({ ttlMs: 0, inGrace: true, untilGoneMs: 4_000 });
+      if (shared) expect(await other.ttl('ttl:a')).toEqual({ ttlMs: 0, inGrace: true, untilGoneMs: 4_000 });
+      clock.advance(4_000);
+      expect(await cache.ttl('ttl:a')).toBeUndefined();
+      expect(await other.ttl('ttl:a')).toBeUndefined();
+      await cache.set('ttl:b', 2, { ttlMs: 1_000 });
+      await cache.delete('ttl:b');
+      expect(await cache.ttl('ttl:b')).toBeUndefined();
+      await expect(cache.ttl(42 as unknown as string)).rejects.toBeInstanceOf(ConfigError);
+      // L1's copy capped by l1.maxTtlMs: with Redis the entry's own expiry (L2's) answers.
+      const capped = make({ clock, ttlMs: 10_000, l1: { maxTtlMs: 1_000 } });
+      await capped.set('ttl:capped', 1);
+      expect((await capped.ttl('ttl:capped'))?.ttlMs).toBe(shared ? 10_000 : 1_000);
+    });
+
+    it('ttl of a sliding entry: what is left of its window if nobody reads it, never past its bound; ttl itself does not slide it', async () => {
+      const clock = new ManualClock(Date.now());
+      const options = { clock, ttlMs: 60_000, slidingTtlMs: 10_000, graceMs: 1_000 };
+      const cache = make(options);
+      await cache.set('ttl:slide', 1);
+      const window = {
+        ttlMs: 10_000,
+        inGrace: false,
+        untilGoneMs: 11_000,
+        slidingMs: 10_000,
+        maxTtlMs: 60_000,
+      };
+      expect(await cache.ttl('ttl:slide')).toEqual(window);
+      clock.advance(4_000);
+      const after4s = {
+        ttlMs: 6_000,
+        inGrace: false,
+        untilGoneMs: 7_000,
+        slidingMs: 10_000,
+        maxTtlMs: 56_000,
+      };
+      expect(await cache.ttl('ttl:slide')).toEqual(after4s);
+      expect(await cache.ttl('ttl:slide')).toEqual(after4s);
+      if (shared) {
+        // L2's copy, peeked from another instance: not slid by that either.
+        const other = make(options);
+        expect(await other.ttl('ttl:slide')).toEqual(after4s);
+        expect(await other.ttl('ttl:slide')).toEqual(after4s);
+      }
+      // A read slides it: a full window again.
+      expect(await cache.get('ttl:slide')).toBe(1);
+      expect(await cache.ttl('ttl:slide')).toEqual({ ...window, maxTtlMs: 56_000 });
+      // Near its bound, the window is cut there.
+      for (let at = 4_000; at < 54_000; at += 5_000) {
+        clock.advance(5_000);
+        expect(await cache.get('ttl:slide')).toBe(1);
+      }
+      expect(await cache.ttl('ttl:slide')).toEqual({
+        ttlMs: 6_000,
+        inGrace: false,
+        untilGoneMs: 7_000,
+        slidingMs: 10_000,
+        maxTtlMs: 6_000,
+      });
+    });
+
     it('round-trips rich values (Date, Map, Set, Buffer, BigInt)', async () => {
       const cache = make();
       const value = {
@@ -258,6 +341,89 @@ export function describeCacheConformance(
       expect(results.every((result) => result.computed)).toBe(true);
       expect(await cache.getOrSet('hot', factory)).toEqual({ computed: true });
       expect(runs).toBe(1);
+    });
+
+    it('getOrSet with forceFresh skips a fresh value in either tier, runs the factory and writes both tiers', async () => {
+      // A frozen clock: the forced calls start in the millisecond the value they replace was written.
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock });
+      const other = make({ clock });
+      await cache.set('forced', 1);
+      expect(await other.get('forced')).toBe(shared ? 1 : undefined);
+      const factory = vi.fn(async () => 2);
+      expect(await cache.getOrSet('forced', factory)).toBe(1);
+      expect(factory).not.toHaveBeenCalled();
+      expect(await cache.getOrSet('forced', factory, { forceFresh: true })).toBe(2);
+      expect(factory).toHaveBeenCalledTimes(1);
+      expect(cache.getLocal('forced')).toBe(2);
+      expect(await cache.get('forced')).toBe(2);
+      if (shared) {
+        // In L2 for a new instance, and the bus drops the other instance's old L1 copy.
+        expect(await make().get('forced')).toBe(2);
+        await vi.waitFor(async () => expect(await other.get('forced')).toBe(2));
+        // From the other instance: the value reaches this one through L2 and the bus.
+        expect(await other.getOrSet('forced', async () => 3, { forceFresh: true })).toBe(3);
+        await vi.waitFor(async () => expect(await cache.getOrSet('forced', factory)).toBe(3));
+        expect(factory).toHaveBeenCalledTimes(1);
+      }
+    });
+
+    it('getOrSet with forceFresh stays single-flight: concurrent forced calls share one run, across instances too', async () => {
+      const cache = make();
+      // Polls L2 often: the waiter reads the old value there several times before the run ends.
+      const other = make({ lock: { pollMs: 10 } });
+      await cache.set('forced-flight', 'old');
+      let runs = 0;
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const factory = async () => {
+        runs += 1;
+        await gate;
+        return 'new';
+      };
+      const first = cache.getOrSet('forced-flight', factory, { forceFresh: true });
+      await vi.waitFor(() => expect(runs).toBe(1), { timeout: 5_000 });
+      const calls = [
+        cache.getOrSet('forced-flight', factory, { forceFresh: true }),
+        cache.getOrSet('forced-flight', factory, { forceFresh: true, hardTimeoutMs: 5_000 }),
+      ];
+      // The lease's waiter on another instance: L2 still holds the old value, fresh.
+      if (shared) calls.push(other.getOrSet('forced-flight', factory, { forceFresh: true }));
+      await delay(100);
+      release();
+      expect(await Promise.all([first, ...calls])).toEqual(Array(calls.length + 1).fill('new'));
+      expect(runs).toBe(1);
+      // Once done, a forced call runs the factory again.
+      expect(await cache.getOrSet('forced-flight', async () => 'newer', { forceFresh: true })).toBe('newer');
+    });
+
+    it('a forced getOrSet does not join a plain load that may end in the cached value; it joins a factory run', async () => {
+      const cache = make();
+      const fresh = make(); // an empty L1: its plain getOrSet reads L2 (shared) or runs its factory
+      await cache.set('forced-join', 'old');
+      const plainFactory = vi.fn(async () => 'plain');
+      const forcedFactory = vi.fn(async () => 'forced');
+      const plain = fresh.getOrSet('forced-join', plainFactory);
+      const forced = fresh.getOrSet('forced-join', forcedFactory, { forceFresh: true });
+      if (shared) {
+        expect(await Promise.all([plain, forced])).toEqual(['old', 'forced']);
+        expect(plainFactory).not.toHaveBeenCalled();
+        expect(forcedFactory).toHaveBeenCalledTimes(1);
+      } else {
+        // The plain call's factory is running: the forced call joins it, not a second run.
+        expect(await Promise.all([plain, forced])).toEqual(['plain', 'plain']);
+        expect(forcedFactory).not.toHaveBeenCalled();
+      }
+      expect(await fresh.get('forced-join')).toBe(shared ? 'forced' : 'plain');
+    });
+
+    it('forceFresh must be a boolean (ConfigError naming it)', async () => {
+      const cache = make();
+      await expect(
+        cache.getOrSet('forced-bad', async () => 1, { forceFresh: 'yes' as unknown as boolean }),
+      ).rejects.toMatchObject({ code: 'NOA_CONFIG_INVALID' });
     });
 
     it('getOrSet caches nothing when the factory returns undefined', async () => {
