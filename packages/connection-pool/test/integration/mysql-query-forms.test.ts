@@ -4,6 +4,7 @@ import type { QueryOptions as Mysql2QueryOptions, RowDataPacket } from 'mysql2/p
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { createMysqlPool, type MysqlQueryOptions } from '../../src/mysql.js';
+import { routedQueries } from './routed-queries.js';
 
 const url = serviceUrl('mysql');
 const reachable = await isReachable('mysql');
@@ -24,15 +25,7 @@ describe.skipIf(!reachable)("MysqlPool#query and #execute in mysql2's options-ob
 
   afterAll(() => db.close());
 
-  const routed = async () => {
-    const metric = await registry.getSingleMetric('noa_connection_pool_routed_queries_total')!.get();
-    const counts: Record<string, number> = {};
-    for (const { labels, value } of metric.values) {
-      const target = String(labels.target);
-      counts[target] = (counts[target] ?? 0) + value;
-    }
-    return counts;
-  };
+  const routed = () => routedQueries(registry);
   const delta = (before: Record<string, number>, after: Record<string, number>, target: string) =>
     (after[target] ?? 0) - (before[target] ?? 0);
 

@@ -4,6 +4,7 @@ import type { QueryArrayResult, QueryResult } from 'pg';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { createPgPool } from '../../src/pg.js';
+import { routedQueries } from './routed-queries.js';
 
 const url = serviceUrl('postgres');
 const reachable = await isReachable('postgres');
@@ -24,15 +25,7 @@ describe.skipIf(!reachable)("PgPool#query in pg.Pool's other forms", () => {
 
   afterAll(() => db.close());
 
-  const routed = async () => {
-    const metric = await registry.getSingleMetric('noa_connection_pool_routed_queries_total')!.get();
-    const counts: Record<string, number> = {};
-    for (const { labels, value } of metric.values) {
-      const target = String(labels.target);
-      counts[target] = (counts[target] ?? 0) + value;
-    }
-    return counts;
-  };
+  const routed = () => routedQueries(registry);
 
   it('calls a callback as pg.Pool does: (undefined, result) or (error), and returns undefined', async () => {
     const answer = (run: (callback: (error: Error, result: QueryResult) => void) => unknown) =>
