@@ -466,6 +466,11 @@ export class RabbitMqProvider implements QueueProvider {
           count: kept.length,
         });
         for (const message of kept) publisher.nack(message, false, true);
+        // A nack has no reply: without this, redrive returned before the broker had put them
+        // back, and a look at the DLQ right after (another connection's checkQueue) missed one.
+        // The broker handles a channel's methods in order, the requeues included, so a passive
+        // declare's reply on this channel means they are back.
+        await publisher.checkQueue(deadQueueName(queue)).catch(() => undefined);
       }
     }
   }
