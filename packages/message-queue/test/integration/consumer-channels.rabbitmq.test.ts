@@ -109,8 +109,9 @@ describe.skipIf(!managementUp)('RabbitMQ: a stopped consumer closes its channel'
             await roundTrip();
           }
           // The management API lists a channel from its first stats emission (every 5 s by
-          // default) on: a listing read at once could be the one from before the cycles.
-          await sleep(12_000);
+          // default, `collect_statistics_interval`) on: a listing read at once could be the one
+          // from before the cycles. One interval and a margin later it has been emitted again.
+          await sleep(6_500);
           // Before: baseline + 12 (each stop cancelled its consumer and left the channel open).
           let count = 0;
           await waitFor(
