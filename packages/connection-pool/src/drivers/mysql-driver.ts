@@ -90,7 +90,11 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     // Server-side binding is not client-side formatting: `IN (?)` with a list, `SET ?` with an
     // object, `??`, undefined, bigint, dates and `? / 3` all differ, so only an explicit
     // execute() prepares.
-    const { execute: prepared, ...options } = settings ?? {};
+    // Plain text (the common call) goes as is: no settings, no object to build per query.
+    if (settings === undefined) {
+      return values === undefined ? conn.query(sql) : conn.query(sql, values as never);
+    }
+    const { execute: prepared, ...options } = settings;
     // mysql2's options-object form: the caller's options (`rowsAsArray`, `typeCast`…) with the text.
     const statement = { ...options, sql } as QueryOptions;
     if (prepared === true) return execute(conn, statement, values);
