@@ -64,34 +64,48 @@ export class RabbitPublisher {
     this.#maxMessageBytes = maxMessageBytes;
   }
 
+  /** The largest message the broker takes: `maxMessageBytes`, else its version's default. */
+  get maxBytes(): number {
+    return this.#maxMessageBytes ?? defaultMaxMessageBytes(this.#connection.serverVersion);
+  }
+
   /**
    * The settled fails (retries and dead-letters) whose encoded record is over the broker's limit
    * (its error history grew it), dead-lettered instead: the broker would refuse them, failing
-   * every exchange that carries them. Each gets a last error entry `MessageTooLargeError`
-   * (code `NOA_MQ_MESSAGE_TOO_LARGE`) naming the size, the limit and the start of the error it
-   * replaces; older entries are dropped until it fits.
+   * every exchange that carries them. See {@link fitFailed}.
    */
   fitSettled(queue: string, items: PublishItem[]): PublishItem[] {
-    const maxBytes = this.#maxMessageBytes ?? defaultMaxMessageBytes(this.#connection.serverVersion);
     return items.map((item) => {
-      const bytes = Buffer.byteLength(encodeRecord(item.record));
-      if (bytes <= maxBytes) return item;
-      const { record } = item;
-      const last = record.errors.at(-1);
-      const reason = new MessageTooLargeError(queue, record.id, bytes, maxBytes);
-      const entry: JobErrorEntry = {
-        attempt: last?.attempt ?? record.attemptsMade,
-        name: 'MessageTooLargeError',
-        code: reason.code,
-        message: `${reason.message}; dead-lettered instead of ${item.target === 'dead' ? 'failed' : 'retried'}; its error: ${last ? `${last.name}: ${last.message}`.slice(0, 512) : 'none'}`,
-        at: last?.at ?? item.now,
-      };
-      let errors = [...record.errors.slice(0, -1), entry];
-      const fitted = (): JobRecord => ({ ...record, errors, availableAt: item.now });
-      while (errors.length > 1 && Buffer.byteLength(encodeRecord(fitted())) > maxBytes)
-        errors = errors.slice(1);
-      return { ...item, record: fitted(), target: 'dead' as const };
+      const fitted = this.fitFailed(queue, item.record, item.now, item.target === 'queue');
+      return fitted ? { ...item, record: fitted, target: 'dead' as const } : item;
     });
+  }
+
+  /**
+   * A failed try's record (its new error entry added; `retrying`: its retry, else its
+   * dead-letter) cut to fit the broker's limit, or undefined when it fits as it is. The fitted
+   * record is for the DLQ: its last error entry is a `MessageTooLargeError` (code
+   * `NOA_MQ_MESSAGE_TOO_LARGE`) naming the size, the limit and the start of the error it
+   * replaces, older entries dropped until it fits, so it can be redriven (published) later.
+   */
+  fitFailed(queue: string, record: JobRecord, now: number, retrying: boolean): JobRecord | undefined {
+    const maxBytes = this.maxBytes;
+    const bytes = Buffer.byteLength(encodeRecord(record));
+    if (bytes <= maxBytes) return undefined;
+    const last = record.errors.at(-1);
+    const reason = new MessageTooLargeError(queue, record.id, bytes, maxBytes);
+    const entry: JobErrorEntry = {
+      attempt: last?.attempt ?? record.attemptsMade,
+      name: 'MessageTooLargeError',
+      code: reason.code,
+      message: `${reason.message}; dead-lettered instead of ${retrying ? 'retried' : 'failed'}; its error: ${last ? `${last.name}: ${last.message}`.slice(0, 512) : 'none'}`,
+      at: last?.at ?? now,
+    };
+    let errors = [...record.errors.slice(0, -1), entry];
+    const fitted = (): JobRecord => ({ ...record, errors, availableAt: now });
+    while (errors.length > 1 && Buffer.byteLength(encodeRecord(fitted())) > maxBytes)
+      errors = errors.slice(1);
+    return fitted();
   }
 
   /**
@@ -120,7 +134,7 @@ export class RabbitPublisher {
     const { publisher } = await this.#connection.ready();
     // Checked before the first send: the broker closes the channel on a message over its limit,
     // which says only "channel closed" and takes the batch's other messages with it.
-    const maxBytes = this.#maxMessageBytes ?? defaultMaxMessageBytes(this.#connection.serverVersion);
+    const maxBytes = this.maxBytes;
     for (let index = 0; index < items.length; index += 1) {
       const bytes = bodies[index]!.length;
       if (bytes > maxBytes) throw new MessageTooLargeError(queue, items[index]!.record.id, bytes, maxBytes);

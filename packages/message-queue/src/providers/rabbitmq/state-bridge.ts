@@ -6,6 +6,7 @@ import type {
   ExchangeResponse,
   MaintenanceResult,
   RetentionPolicy,
+  Settlement,
 } from '../../provider.js';
 import type { JobStateStore, StatePublish } from '../job-state-store.js';
 import { decodeMessage } from '../record-codec.js';
@@ -224,7 +225,7 @@ export class StateBridge {
     let result: Awaited<ReturnType<JobStateStore['exchange']>>;
     try {
       result = await state.exchange(queue, {
-        settle: request.settle,
+        settle: this.#fitSettled(queue, request),
         deliveries: taken.map(({ record, token, orphaned }) => ({ id: record.id, token, orphaned })),
         now: request.now,
         leaseUntil: request.leaseUntil,
@@ -282,5 +283,20 @@ export class StateBridge {
     }
     if (paused) await consumers.pauseLocally(consumer);
     return result.stale ? { jobs, stale: result.stale } : { jobs };
+  }
+
+  /**
+   * The settlements with each failed try whose record is over the broker's limit dead-lettered
+   * instead (record fitted, see `RabbitPublisher.fitFailed`), as without a store: its retry
+   * would be stored and then never published (the publish refused, again at every outbox pass),
+   * and a dead job kept whole could never be redriven.
+   */
+  #fitSettled(queue: string, request: ExchangeRequest): Settlement[] {
+    return request.settle.map((settlement) => {
+      if (settlement.kind !== 'fail') return settlement;
+      const retrying = settlement.retryAt !== null;
+      const fitted = this.#publisher.fitFailed(queue, settlement.record, request.now, retrying);
+      return fitted ? { kind: 'fail', record: fitted, retryAt: null } : settlement;
+    });
   }
 }

@@ -1,0 +1,96 @@
+import { silentLogger } from '@noa/core';
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
+import { sleep, waitFor } from '../helpers.js';
+
+// A failed try whose record, its error added, no longer fits maxMessageBytes cannot be retried
+// (the broker would refuse the message): it is dead-lettered once with a MessageTooLargeError
+// entry, with or without a job state store, and the worker goes on with other jobs.
+const url = serviceUrl('rabbitmq');
+const redisUrl = serviceUrl('redis');
+const reachable = (await isReachable('rabbitmq')) && (await isReachable('redis'));
+if (!reachable) console.log(`skipped: no RabbitMQ at ${url} or no Redis at ${redisUrl}`);
+
+const maxMessageBytes = 2_048;
+/** An error whose entry alone is over `maxMessageBytes`. */
+const bigError = () => new Error(`boom ${'e'.repeat(4_000)}`);
+
+describe.skipIf(!reachable)('RabbitMQ + state store: a retry grown past maxMessageBytes', () => {
+  const connections: Redis[] = [];
+  const providers: RabbitMqProvider[] = [];
+  const workers: Worker<unknown, unknown>[] = [];
+  const queues: [RabbitMqProvider, string][] = [];
+  /** What the providers warned about (a refused publish says so at every outbox pass). */
+  const warnings: string[] = [];
+  const logger = { ...silentLogger, warn: (message: string) => warnings.push(message) };
+  const open = () => {
+    const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    connections.push(connection);
+    const provider = new RabbitMqProvider({
+      url,
+      maxMessageBytes,
+      logger,
+      // Short, so an outbox republish loop would show within the test's window.
+      state: new RedisJobStateStore({ connection, prefix: uniqueName('oversized'), outboxTimeoutMs: 500 }),
+    });
+    providers.push(provider);
+    const name = uniqueName('oversized');
+    queues.push([provider, name]);
+    return new Queue<{ n: number }>({ name, provider });
+  };
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((worker) => worker.close(500)));
+  });
+  afterAll(async () => {
+    for (const [provider, name] of queues) await provider.deleteQueue(name);
+    await Promise.all(providers.map((provider) => provider.close()));
+    await Promise.all(connections.map((connection) => connection.quit()));
+  });
+
+  it('is dead-lettered once in the store with a MessageTooLargeError entry; the worker goes on', async () => {
+    const queue = open();
+    const tries = new Map<number, number>();
+    const errors: string[] = [];
+    const worker = new Worker({
+      queue,
+      maintenanceIntervalMs: 200,
+      handler: (job) => {
+        tries.set(job.data.n, (tries.get(job.data.n) ?? 0) + 1);
+        if (job.data.n === 1) throw bigError();
+        return 'ok';
+      },
+    });
+    workers.push(worker as Worker<unknown, unknown>);
+    worker.on('error', (error: Error) => errors.push(error.message));
+    const { id } = await queue.add('big', { n: 1 }, { attempts: 5, backoff: { type: 'fixed', delayMs: 0 } });
+    // Bounded: what became of the oversized job within 5 s. Before: its retry was stored, its
+    // publish refused, and republished from the outbox at every maintenance pass (a warning
+    // each time), the job waiting for ever and never dead-lettered.
+    await sleep(5_000);
+    expect(tries.get(1)).toBe(1);
+    expect(warnings.filter((warning) => warning.includes('publish failed'))).toEqual([]);
+    expect(await queue.counts()).toMatchObject({ waiting: 0, delayed: 0, active: 0, failed: 1 });
+    const [dead] = await queue.dlq.list();
+    expect(dead).toMatchObject({ id, state: 'failed', attemptsMade: 1, data: { n: 1 } });
+    const last = dead!.errors.at(-1)!;
+    expect(last).toMatchObject({
+      attempt: 1,
+      name: 'MessageTooLargeError',
+      code: 'NOA_MQ_MESSAGE_TOO_LARGE',
+    });
+    expect(last.message).toContain('boom e');
+    // The worker goes on: a later job runs and completes.
+    const completed = new Promise((resolve) => worker.once('completed', resolve));
+    await queue.add('small', { n: 2 });
+    await completed;
+    expect(tries.get(2)).toBe(1);
+    expect(errors).toEqual([]);
+    // A redrive publishes the fitted record (no MessageTooLargeError on the way back).
+    expect(await queue.dlq.retry(id)).toBe(true);
+    await waitFor(() => (tries.get(1) ?? 0) === 2, 5_000, 'the redriven job to run');
+  }, 20_000);
+});
