@@ -77,6 +77,13 @@ export interface ExchangeResponse {
    * past its lease and the job was leased again). Nothing of such a settlement was stored.
    */
   stale?: string[];
+  /**
+   * Ids of failed tries sent as retries (`retryAt` set) that the provider dead-lettered instead,
+   * because the retry could not be carried (RabbitMQ: its record, the new error added, is over
+   * `maxMessageBytes`). The worker reports them as dead-lettered, not retried. Absent: every
+   * settlement stored was stored as asked.
+   */
+  deadLettered?: string[];
   /** When nothing was fetched: the earliest delayed job's due time, if known. */
   nextDueAt?: number;
 }

@@ -180,6 +180,17 @@ function errorEntry(error: Error, attempt: number, at: number): JobErrorEntry {
   return entry;
 }
 
+/**
+ * Marks terminal the failed tries the backend dead-lettered although the worker asked for a
+ * retry (see `ExchangeResponse.deadLettered`): their events and metrics say what was stored.
+ */
+function markDeadLettered(settle: PendingSettlement[], ids: readonly string[]): void {
+  const deadLettered = new Set(ids);
+  for (const item of settle) {
+    if (item.settlement.kind === 'fail' && deadLettered.has(item.settlement.record.id)) item.terminal = true;
+  }
+}
+
 /** Why `result` cannot be stored as JSON, or undefined if it can. */
 function unencodable(result: unknown): unknown {
   if (result === undefined) return undefined;
@@ -413,6 +424,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         failures = 0;
         answeredAt = performance.now();
         if (this.#measureExchanges) this.#exchangeMs = movingAverage(this.#exchangeMs, answeredAt - sentAt);
+        if (response.deadLettered) markDeadLettered(settle, response.deadLettered);
         if (response.stale) this.#refused(settle, response.stale);
         else for (const item of settle) this.#persisted(item);
         this.#settledSinceMaintenance += settle.length;

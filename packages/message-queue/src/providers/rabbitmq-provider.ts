@@ -223,8 +223,12 @@ export class RabbitMqProvider implements QueueProvider {
       }
       acks.push(held);
     }
-    if (publishes.length > 0)
-      await this.#publisher.publish(queue, this.#publisher.fitSettled(queue, publishes));
+    const fitted = this.#publisher.fitSettled(queue, publishes);
+    // Retries over the broker's limit, dead-lettered instead: the worker reports them so.
+    const deadLettered = fitted
+      .filter((item, index) => item.target === 'dead' && publishes[index]!.target === 'queue')
+      .map((item) => item.record.id);
+    if (fitted.length > 0) await this.#publisher.publish(queue, fitted);
     const generation = this.#connection.generation;
     for (const held of acks) {
       if (held.generation === generation) held.acks.ack(held.tracked);
@@ -246,7 +250,10 @@ export class RabbitMqProvider implements QueueProvider {
       this.#held.hold(queue, record.id, delivery);
       jobs.push(record);
     }
-    return stale.length > 0 ? { jobs, stale } : { jobs };
+    const response: ExchangeResponse = { jobs };
+    if (stale.length > 0) response.stale = stale;
+    if (deadLettered.length > 0) response.deadLettered = deadLettered;
+    return response;
   }
 
   /**

@@ -1,6 +1,8 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { silentLogger } from '@noa/core';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
@@ -19,7 +21,7 @@ const maxMessageBytes = 2_048;
 /** An error whose entry alone is over `maxMessageBytes`. */
 const bigError = () => new Error(`boom ${'e'.repeat(4_000)}`);
 
-describe.skipIf(!reachable)('RabbitMQ + state store: a retry grown past maxMessageBytes', () => {
+describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () => {
   const connections: Redis[] = [];
   const providers: RabbitMqProvider[] = [];
   const workers: Worker<unknown, unknown>[] = [];
@@ -27,15 +29,17 @@ describe.skipIf(!reachable)('RabbitMQ + state store: a retry grown past maxMessa
   /** What the providers warned about (a refused publish says so at every outbox pass). */
   const warnings: string[] = [];
   const logger = { ...silentLogger, warn: (message: string) => warnings.push(message) };
-  const open = () => {
+  const open = ({ state = true } = {}) => {
     const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
     connections.push(connection);
     const provider = new RabbitMqProvider({
       url,
       maxMessageBytes,
       logger,
-      // Short, so an outbox republish loop would show within the test's window.
-      state: new RedisJobStateStore({ connection, prefix: uniqueName('oversized'), outboxTimeoutMs: 500 }),
+      // Short outbox timeout, so an outbox republish loop would show within the test's window.
+      ...(state && {
+        state: new RedisJobStateStore({ connection, prefix: uniqueName('oversized'), outboxTimeoutMs: 500 }),
+      }),
     });
     providers.push(provider);
     const name = uniqueName('oversized');
@@ -51,7 +55,7 @@ describe.skipIf(!reachable)('RabbitMQ + state store: a retry grown past maxMessa
     await Promise.all(connections.map((connection) => connection.quit()));
   });
 
-  it('is dead-lettered once in the store with a MessageTooLargeError entry; the worker goes on', async () => {
+  it('with a state store: is dead-lettered once in the store with a MessageTooLargeError entry; the worker goes on', async () => {
     const queue = open();
     const tries = new Map<number, number>();
     const errors: string[] = [];
@@ -93,4 +97,69 @@ describe.skipIf(!reachable)('RabbitMQ + state store: a retry grown past maxMessa
     expect(await queue.dlq.retry(id)).toBe(true);
     await waitFor(() => (tries.get(1) ?? 0) === 2, 5_000, 'the redriven job to run');
   }, 20_000);
+
+  // Before: the worker reported what it had asked for (a retry: willRetry true, `retried`
+  // counted and published) although the provider had dead-lettered the job.
+  it.each([
+    { mode: 'AMQP only', state: false },
+    { mode: 'state store', state: true },
+  ])(
+    '$mode: the failed event, metrics and diagnostics events say dead-lettered, not retried',
+    async ({ state }) => {
+      const queue = open({ state });
+      const registry = new Registry();
+      const published: string[] = [];
+      const listeners = Object.fromEntries(
+        ['failed', 'retried', 'dead-lettered'].map((event) => [
+          event,
+          (message: unknown) => {
+            if ((message as { queue: string }).queue === queue.name) published.push(event);
+          },
+        ]),
+      );
+      for (const [event, listener] of Object.entries(listeners))
+        diagnosticsChannel.subscribe(`noa:message-queue:${event}`, listener);
+      try {
+        const failures: { id: string; message: string; willRetry: boolean }[] = [];
+        const worker = new Worker({
+          queue,
+          registry,
+          handler: (job) => {
+            if (job.data.n === 1) throw bigError();
+            throw new Error('small');
+          },
+        });
+        workers.push(worker as Worker<unknown, unknown>);
+        worker.on('failed', (id, error, willRetry) =>
+          failures.push({ id, message: error.message, willRetry }),
+        );
+        const big = await queue.add('big', { n: 1 }, { attempts: 5, backoff: { type: 'fixed', delayMs: 0 } });
+        // A job that does retry, as a control: one retry, then dead after its 2 attempts.
+        const small = await queue.add(
+          'small',
+          { n: 2 },
+          { attempts: 2, backoff: { type: 'fixed', delayMs: 0 } },
+        );
+        await waitFor(() => failures.length === 3, 10_000, 'three failed events');
+        await sleep(300);
+        expect(failures.filter((failure) => failure.id === big.id)).toEqual([
+          { id: big.id, message: expect.stringContaining('boom e'), willRetry: false },
+        ]);
+        expect(
+          failures.filter((failure) => failure.id === small.id).map((failure) => failure.willRetry),
+        ).toEqual([true, false]);
+        const text = await registry.metrics();
+        expect(text).toContain(`noa_message_queue_jobs_failed_total{queue="${queue.name}"} 3`);
+        expect(text).toContain(`noa_message_queue_jobs_retried_total{queue="${queue.name}"} 1`);
+        expect(text).toContain(`noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 2`);
+        expect(published.filter((event) => event === 'failed')).toHaveLength(3);
+        expect(published.filter((event) => event === 'retried')).toHaveLength(1);
+        expect(published.filter((event) => event === 'dead-lettered')).toHaveLength(2);
+        expect((await queue.counts()).failed).toBe(2);
+      } finally {
+        for (const [event, listener] of Object.entries(listeners))
+          diagnosticsChannel.unsubscribe(`noa:message-queue:${event}`, listener);
+      }
+    },
+  );
 });

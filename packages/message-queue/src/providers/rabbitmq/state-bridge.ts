@@ -222,10 +222,11 @@ export class StateBridge {
       taken.push({ delivery, record, token: tokenOf(message), orphaned });
     }
     if (request.settle.length === 0 && taken.length === 0) return { jobs: [] };
+    const settle = this.#fitSettled(queue, request);
     let result: Awaited<ReturnType<JobStateStore['exchange']>>;
     try {
       result = await state.exchange(queue, {
-        settle: this.#fitSettled(queue, request),
+        settle,
         deliveries: taken.map(({ record, token, orphaned }) => ({ id: record.id, token, orphaned })),
         now: request.now,
         leaseUntil: request.leaseUntil,
@@ -282,7 +283,14 @@ export class StateBridge {
       }
     }
     if (paused) await consumers.pauseLocally(consumer);
-    return result.stale ? { jobs, stale: result.stale } : { jobs };
+    const response: ExchangeResponse = { jobs };
+    if (result.stale) response.stale = result.stale;
+    // Retries over the broker's limit, dead-lettered instead: the worker reports them so.
+    const deadLettered = request.settle
+      .filter((asked, index) => asked.kind === 'fail' && asked.retryAt !== null && settle[index] !== asked)
+      .map((asked) => asked.record.id);
+    if (deadLettered.length > 0) response.deadLettered = deadLettered;
+    return response;
   }
 
   /**
