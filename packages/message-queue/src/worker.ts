@@ -35,6 +35,13 @@ import { TimeoutSweep } from './timeout-sweep.js';
 /** How many errors a job keeps in its history (the newest). */
 const maxErrorHistory = 20;
 /**
+ * The longest error message (UTF-16 units) an error-history entry keeps; a longer one is cut
+ * and says so. Unbounded, an error made the retry's record too big for the backend (a Redis
+ * argument past `proto-max-bulk-len`), which refused every exchange carrying it: the worker ran
+ * nothing more. With it, a record's history is bounded (`maxErrorHistory` entries of this).
+ */
+const maxErrorMessageLength = 16_384;
+/**
  * How long `close()` waits for the backend (the last exchange, the release) after the handlers:
  * a round trip when it is up, so this only bounds a backend that does not answer. Not tied to
  * `closeTimeoutMs`, which is about handlers (`close(0)` must still give the jobs back).
@@ -174,10 +181,19 @@ function toError(thrown: unknown): Error {
 }
 
 function errorEntry(error: Error, attempt: number, at: number): JobErrorEntry {
-  const entry: JobErrorEntry = { attempt, name: error.name, message: error.message, at };
+  const entry: JobErrorEntry = { attempt, name: error.name, message: boundedMessage(error.message), at };
   const { code } = error as { code?: unknown };
   if (error instanceof NoaError || typeof code === 'string') entry.code = code as string;
   return entry;
+}
+
+/** The message cut to `maxErrorMessageLength` (not inside a surrogate pair), saying so. */
+function boundedMessage(message: string): string {
+  if (message.length <= maxErrorMessageLength) return message;
+  let end = maxErrorMessageLength;
+  const last = message.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${message.slice(0, end)}… (truncated from ${message.length} characters)`;
 }
 
 /**
