@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
+import { encodeRecord } from '../../src/providers/record-codec.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 import { sleep, waitFor } from '../helpers.js';
@@ -159,6 +160,73 @@ describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () =
       } finally {
         for (const [event, listener] of Object.entries(listeners))
           diagnosticsChannel.unsubscribe(`noa:message-queue:${event}`, listener);
+      }
+    },
+  );
+
+  // A job added 200 bytes under the limit: its 300-byte error puts its retry over it, and so
+  // does the MessageTooLargeError entry quoting that error, so the entry is cut to fit. Before:
+  // AMQP only, its dead-letter was refused too (MessageTooLargeError from every exchange
+  // carrying it), the worker running nothing else; with a store, its dead record could not be
+  // redriven (the publish refused at every outbox pass).
+  it.each([
+    { mode: 'AMQP only', state: false },
+    { mode: 'state store', state: true },
+  ])(
+    '$mode: a job added just under the limit that fails is dead-lettered, its entry cut to fit',
+    async ({ state }) => {
+      const queue = open({ state });
+      const id = uniqueName('near');
+      const options = { jobId: id, attempts: 3, backoff: { type: 'fixed' as const, delayMs: 0 } };
+      const sizeWith = (text: string) =>
+        Buffer.byteLength(
+          encodeRecord({
+            id,
+            name: 'near',
+            data: { n: 1, text },
+            priority: 0,
+            attempts: options.attempts,
+            backoff: options.backoff,
+            removeOnComplete: false,
+            attemptsMade: 0,
+            errors: [],
+            createdAt: Date.now(),
+            availableAt: Date.now(),
+          }),
+        );
+      const text = 't'.repeat(maxMessageBytes - 200 - sizeWith(''));
+      expect(sizeWith(text)).toBe(maxMessageBytes - 200);
+      const errors: string[] = [];
+      const failures: boolean[] = [];
+      const completed: string[] = [];
+      const worker = new Worker({
+        queue,
+        handler: (job) => {
+          if (job.data.n === 1) throw new Error(`boom ${'e'.repeat(300)}`);
+          return 'ok';
+        },
+      });
+      workers.push(worker as Worker<unknown, unknown>);
+      worker.on('error', (error: Error) => errors.push(error.message));
+      worker.on('failed', (_id, _error, willRetry) => failures.push(willRetry));
+      worker.on('completed', (jobId) => completed.push(jobId));
+      await queue.add('near', { n: 1, text } as never, options);
+      await waitFor(() => failures.length === 1, 10_000, 'the failed event');
+      await queue.add('small', { n: 2 });
+      await waitFor(() => completed.length === 1, 10_000, 'the next job to complete');
+      expect(failures).toEqual([false]);
+      expect(errors).toEqual([]);
+      expect((await queue.counts()).failed).toBe(1);
+      if (state) {
+        const [dead] = await queue.dlq.list();
+        expect(dead?.errors.at(-1)).toMatchObject({
+          name: 'MessageTooLargeError',
+          code: 'NOA_MQ_MESSAGE_TOO_LARGE',
+        });
+        // Its record fits the broker: a redrive publishes it and it runs (and fails) again.
+        expect(await queue.dlq.retry(id)).toBe(true);
+        await waitFor(() => failures.length === 2, 10_000, 'the redriven job to run again');
+        expect(warnings.filter((warning) => warning.includes('publish failed'))).toEqual([]);
       }
     },
   );

@@ -86,7 +86,9 @@ export class RabbitPublisher {
    * dead-letter) cut to fit the broker's limit, or undefined when it fits as it is. The fitted
    * record is for the DLQ: its last error entry is a `MessageTooLargeError` (code
    * `NOA_MQ_MESSAGE_TOO_LARGE`) naming the size, the limit and the start of the error it
-   * replaces, older entries dropped until it fits, so it can be redriven (published) later.
+   * replaces, older entries dropped until it fits (then its message cut, then no history, for
+   * a job added within a few hundred bytes of the limit), so it can be redriven later. A job
+   * added within a few bytes of the limit may still not fit (see README, Failure modes).
    */
   fitFailed(queue: string, record: JobRecord, now: number, retrying: boolean): JobRecord | undefined {
     const maxBytes = this.maxBytes;
@@ -101,11 +103,18 @@ export class RabbitPublisher {
       message: `${reason.message}; dead-lettered instead of ${retrying ? 'retried' : 'failed'}; its error: ${last ? `${last.name}: ${last.message}`.slice(0, 512) : 'none'}`,
       at: last?.at ?? now,
     };
-    let errors = [...record.errors.slice(0, -1), entry];
-    const fitted = (): JobRecord => ({ ...record, errors, availableAt: now });
-    while (errors.length > 1 && Buffer.byteLength(encodeRecord(fitted())) > maxBytes)
-      errors = errors.slice(1);
-    return fitted();
+    const size = (candidate: JobRecord) => Buffer.byteLength(encodeRecord(candidate));
+    let fitted: JobRecord = { ...record, errors: [...record.errors.slice(0, -1), entry], availableAt: now };
+    while (fitted.errors.length > 1 && size(fitted) > maxBytes)
+      fitted = { ...fitted, errors: fitted.errors.slice(1) };
+    const over = size(fitted) - maxBytes;
+    if (over <= 0) return fitted;
+    // Still over: the job was added close to the limit. The entry's message is cut by as many
+    // characters as there are bytes too many (each is at least one byte), and as a last resort
+    // the history is left out (and the retry time, which a dead job does not need).
+    const message = entry.message.slice(0, Math.max(0, entry.message.length - over));
+    fitted = { ...fitted, errors: [{ ...entry, message }] };
+    return size(fitted) <= maxBytes ? fitted : { ...fitted, errors: [], availableAt: record.createdAt };
   }
 
   /**
