@@ -1,7 +1,7 @@
 import { ManualClock } from '@noa/core';
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { awayFromWindowEdge, isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { type Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { autoBlockSchema } from '../../src/auto-block.js';
 import {
   createRateLimiter,
@@ -20,6 +20,12 @@ const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`
 if (skip) console.log(skip);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+// Fixed windows of an hour and a day (aligned by Redis TIME, or Date.now in memory: one host, one
+// clock): a test expects refusals from the window its first call opened, so none starts within
+// 10 s of an hour's end (a day's is one too).
+beforeEach(async () => {
+  await awayFromWindowEdge(3_600_000, 10_000);
+});
 const limits: LimitPolicy[] = [{ name: 'd', algorithm: 'fixed-window', limit: 1, windowMs: 3_600_000 }];
 // One refusal blocks; each repeat offence doubles the block, up to 700 ms.
 const block = autoBlockSchema.parse({
@@ -248,6 +254,8 @@ describe.skipIf(skip !== undefined)(
         deadlineMs: 5_000,
       });
       const inMemory = createRateLimiter(options);
+      // Both stores' 24 checks in one minute window.
+      await awayFromWindowEdge(60_000, 3_000);
       const outcomes = async (limiter: RateLimiter) => {
         const seen: string[] = [];
         for (let index = 0; index < 12; index += 1) seen.push((await limiter.check('abuser')).outcome);
@@ -292,6 +300,8 @@ describe.skipIf(skip !== undefined).each(targets)(
         deadlineMs: 5_000,
       });
       const inMemory = createRateLimiter(options);
+      // The second check must be refused by the minute the first opened.
+      await awayFromWindowEdge(60_000, 3_000);
       for (const limiter of [inMemory, onRedis]) {
         expect((await limiter.check('abuser')).outcome).toBe('allowed');
         expect((await limiter.check('abuser')).outcome).toBe('limited');
