@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import type { Logger } from '@noa/core';
-import { startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
+import { awayFromWindowEdge, startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   type AlgorithmName,
   createRateLimiter,
@@ -78,6 +78,12 @@ afterAll(async () => {
 });
 
 describe.skipIf(skip !== undefined)('a check whose reply comes after its deadline', () => {
+  // The remaining counts below are of the hour (Redis TIME, or Date.now for the local fallback: one
+  // host, one clock) the test's first check opened: none starts within 15 s of an hour's end.
+  beforeEach(async () => {
+    await awayFromWindowEdge(3_600_000, 15_000);
+  });
+
   it("failMode 'closed': the refused request Redis counted late is refunded, unawaited", async () => {
     const { limiter, logged, lateRefunds, remainingAfterPause } = await setup('closed');
     await redis!.pause(pauseMs);
