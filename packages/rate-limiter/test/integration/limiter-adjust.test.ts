@@ -238,21 +238,29 @@ describe.skipIf(privateRedis.skip !== undefined)('the adjust script', () => {
     });
     // The first reply teaches the store the server's clock; until then calls carry no expiry.
     expect((await limiter.check('abuser')).source).toBe('store');
-    await privateRedis.redis!.pause(4_000);
-    const penalized = await limiter.penalize('abuser', 4);
-    expect([penalized.source, penalized.remaining]).toEqual(['fallback', 0]);
-    const refused = await limiter.check('abuser');
-    expect([refused.source, refused.allowed]).toEqual(['fallback', false]);
-    const refunded = await limiter.refund('abuser', 2);
-    expect([refunded.source, refunded.remaining]).toEqual(['fallback', 2]);
-    const admitted = await limiter.check('abuser');
-    expect([admitted.source, admitted.allowed, admitted.remaining]).toEqual(['fallback', true, 1]);
-    const blocked = await limiter.block('abuser', 60_000);
-    expect([blocked.source, blocked.outcome]).toEqual(['fallback', 'blocked']);
-    const stillBlocked = await limiter.check('abuser');
-    expect([stillBlocked.source, stillBlocked.outcome]).toEqual(['fallback', 'blocked']);
-    const peeked = await limiter.peek('abuser');
-    expect([peeked.source, peeked.outcome]).toEqual(['fallback', 'blocked']);
+    // Frozen (SIGSTOP) until the local steps are done, not paused for a fixed 4 s: the calls wait
+    // in its socket as under CLIENT PAUSE.
+    privateRedis.redis!.freeze();
+    try {
+      const penalized = await limiter.penalize('abuser', 4);
+      expect([penalized.source, penalized.remaining]).toEqual(['fallback', 0]);
+      const refused = await limiter.check('abuser');
+      expect([refused.source, refused.allowed]).toEqual(['fallback', false]);
+      const refunded = await limiter.refund('abuser', 2);
+      expect([refunded.source, refunded.remaining]).toEqual(['fallback', 2]);
+      const admitted = await limiter.check('abuser');
+      expect([admitted.source, admitted.allowed, admitted.remaining]).toEqual(['fallback', true, 1]);
+      const blocked = await limiter.block('abuser', 60_000);
+      expect([blocked.source, blocked.outcome]).toEqual(['fallback', 'blocked']);
+      const stillBlocked = await limiter.check('abuser');
+      expect([stillBlocked.source, stillBlocked.outcome]).toEqual(['fallback', 'blocked']);
+      const peeked = await limiter.peek('abuser');
+      expect([peeked.source, peeked.outcome]).toEqual(['fallback', 'blocked']);
+      // Past every call's expiry (its 100 ms deadline and the store's margin) before Redis runs them.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    } finally {
+      privateRedis.redis!.resume();
+    }
     // Once Redis runs again (commands on one connection run in order), it has the one check it
     // counted before the pause, and no block: the adjustments stayed local.
     await client.ping();
