@@ -13,7 +13,7 @@ import {
 } from '../../src/index.js';
 import type { LimitPolicy } from '../../src/policy.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
-import { targets } from './redis-targets.js';
+import { type Target, targets } from './redis-targets.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
@@ -94,6 +94,21 @@ async function redisNow(client: Redis | Cluster): Promise<number> {
   return Number(seconds) * 1_000 + Math.floor(Number(micros) / 1_000);
 }
 
+// One connection per target for the file's two suites on it, stopped after both: a private
+// cluster takes seconds to start.
+const connections = new Map<Target, ReturnType<Target['connect']>>();
+function connectionTo(target: Target): ReturnType<Target['connect']> {
+  let connection = connections.get(target);
+  if (connection === undefined) {
+    connection = target.connect();
+    connections.set(target, connection);
+  }
+  return connection;
+}
+afterAll(async () => {
+  for (const connection of connections.values()) await (await connection).stop();
+});
+
 describe.skipIf(skip !== undefined).each(targets)(
   'auto-block counts violations in a sliding withinMs on $name as in memory',
   (target) => {
@@ -103,11 +118,9 @@ describe.skipIf(skip !== undefined).each(targets)(
     // so its state's times are moved back instead, as the memory store's clock moves on.
     const sliding = autoBlockSchema.parse({ violations: 3, withinMs: 10_000, blockMs: 60_000 });
     let client: Redis | Cluster;
-    let stop: () => Promise<void>;
     beforeAll(async () => {
-      ({ client, stop } = await target.connect());
+      ({ client } = await connectionTo(target));
     }, 60_000);
-    afterAll(() => stop());
 
     /** Refusals with `elapse(ms)` between them; the blockedMs right after each. */
     async function violations(
@@ -279,11 +292,9 @@ describe.skipIf(skip !== undefined).each(targets)(
     // saying "Quota exceeded"; and, not being a block, the local block cache did not answer the
     // key's next check, which went to Redis once more per block and instance.
     let client: Redis | Cluster;
-    let stop: () => Promise<void>;
     beforeAll(async () => {
-      ({ client, stop } = await target.connect());
+      ({ client } = await connectionTo(target));
     }, 60_000);
-    afterAll(() => stop());
 
     it('outcome blocked, every limit refused until the block ends, the next check answered locally', async () => {
       const options = {
