@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import express from 'express';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { expressRateLimit } from '../../src/express.js';
 import { createRateLimiter, type LimitInput, type RateLimiterOptions } from '../../src/index.js';
 import { RedisStore } from '../../src/redis.js';
@@ -33,18 +33,7 @@ describe.skipIf(skip !== undefined).each(targets)('a check during a block on $na
       ...options,
     });
 
-  // The cases below run side by side, each timing a 400 ms block: a first call's one-off work (script
-  // loads, a cluster's slot map) must not land in one of them, all at once.
-  beforeAll(async () => {
-    const warm = limiterOf({ limits: [bucket, hourly], autoBlock });
-    await warm.check('warm');
-    await warm.check('warm');
-    await warm.block('warm', 1);
-    await warm.close();
-  });
-
-  // Each case waits out its own block and bucket (some 1.5 s) on its own prefix: they run side by side.
-  it.concurrent.each([
+  it.each([
     { path: 'one limit, manual block', limits: [bucket], auto: false },
     { path: 'two limits, manual block', limits: [bucket, hourly], auto: false },
     { path: 'auto-block', limits: [bucket], auto: true },
@@ -73,7 +62,7 @@ describe.skipIf(skip !== undefined).each(targets)('a check during a block on $na
     }
   });
 
-  it.concurrent('over HTTP: a client that obeys Retry-After during an auto-block is admitted', async () => {
+  it('over HTTP: a client that obeys Retry-After during an auto-block is admitted', async () => {
     const limiter = limiterOf({ limits: [bucket], autoBlock });
     const app = express();
     app.get('/', expressRateLimit({ limiter }), (_req, res) => {
