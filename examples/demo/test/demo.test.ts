@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { awayFromWindowEdge } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type DemoApp } from '../src/app.js';
 
@@ -27,6 +28,9 @@ describe('demo app over HTTP', () => {
   });
 
   it('admits 5 requests per 10 s per IP, then answers 429 with headers', async () => {
+    // A fixed window of 10 s on the real clock, aligned to multiples of 10 s: the six requests must
+    // all fall in one, so none starts in a window's last 2 s.
+    await awayFromWindowEdge(10_000, 2_000);
     const statuses: number[] = [];
     let last: Response | undefined;
     for (let index = 0; index < 6; index += 1) {

@@ -1,8 +1,15 @@
 import type { AddressInfo } from 'node:net';
+import { awayFromWindowEdge } from '@noa/testkit';
 import express from 'express';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { expressRateLimit } from '../src/express.js';
 import { createRateLimiter } from '../src/index.js';
+
+// The memory store's fixed windows run on the real clock (Date.now), aligned to the minute: a
+// test that expects a 429 from the window its first request opened starts none within 2 s of its end.
+beforeEach(async () => {
+  await awayFromWindowEdge(60_000, 2_000);
+});
 
 // An async refusal handler that rejects reaches Express's error handling (next(error)), not an
 // unhandled rejection that would crash the process.

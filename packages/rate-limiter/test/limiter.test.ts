@@ -1,5 +1,6 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { ConfigError, ManualClock } from '@noa/core';
+import { awayFromWindowEdge } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import {
@@ -268,6 +269,8 @@ describe('RateLimiter on the memory store', () => {
   it('counts outcomes in prom-client metrics', async () => {
     const registry = new Registry();
     const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }], registry });
+    // Two refusals only within the one-second window (real clock) the first check opened.
+    await awayFromWindowEdge(1_000, 300);
     await limiter.check('m');
     await limiter.check('m');
     await limiter.check('m');
@@ -389,6 +392,8 @@ describe('fail modes when the remote store does not answer', () => {
         deadlineMs: 20,
         breaker: { consecutiveFailures: 100 },
       });
+      // 'local' refuses the third check only within the minute (real clock) the first opened.
+      await awayFromWindowEdge(60_000, 2_000);
       const started = performance.now();
       const results = [];
       for (let index = 0; index < 3; index += 1) results.push(await limiter.check('k'));

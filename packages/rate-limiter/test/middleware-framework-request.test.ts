@@ -1,10 +1,17 @@
 import type { AddressInfo } from 'node:net';
+import { awayFromWindowEdge } from '@noa/testkit';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
-import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { expressRateLimit } from '../src/express.js';
 import { fastifyRateLimit } from '../src/fastify.js';
 import { createRateLimiter } from '../src/index.js';
+
+// The memory store's fixed windows run on the real clock (Date.now), aligned to the minute: a
+// test that expects a 429 from the window its first request opened starts none within 2 s of its end.
+beforeEach(async () => {
+  await awayFromWindowEdge(60_000, 2_000);
+});
 
 // The request functions (keyBy, role, cost, skip) get the framework's own request and response
 // beside the facts: what express-jwt puts on `req.auth`, route params, the query, `res.locals`.

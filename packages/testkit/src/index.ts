@@ -70,3 +70,9 @@ export {
 export { clearRedisPrefix, escapeGlob, type RedisPrefix, withRedisPrefix } from './redis-prefix.js';
 export { clearSqsQueues } from './sqs-queues.js';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+export {
+  awayFromWindowEdge,
+  type RedisTimeSource,
+  redisTimeOf,
+  type WindowClock,
+} from './window-edge.js';

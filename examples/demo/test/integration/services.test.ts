@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
+  awayFromWindowEdge,
   clearRedisPrefix,
   postgresExec,
   type RabbitVhost,
@@ -43,16 +44,6 @@ function nextInvalidation(demo: DemoApp): Promise<void> {
       resolve();
     });
   });
-}
-
-/**
- * `/api/hello`'s fixed window is aligned to multiples of 10 s: a burst that starts in a window's
- * last seconds could straddle two and see the limit twice, so wait for the next window then.
- */
-async function startOfAWindow(windowMs: number): Promise<void> {
-  const intoWindow = Date.now() % windowMs;
-  if (intoWindow > windowMs - 3_000)
-    await new Promise((resolve) => setTimeout(resolve, windowMs - intoWindow + 100));
 }
 
 describe.skipIf(unreachable)('two demo instances sharing Redis, Postgres and RabbitMQ', () => {
@@ -99,7 +90,9 @@ describe.skipIf(unreachable)('two demo instances sharing Redis, Postgres and Rab
   });
 
   it('shares the rate limit: 5 requests per window over both instances together, not 5 each', async () => {
-    await startOfAWindow(10_000);
+    // `/api/hello`'s fixed window is aligned to multiples of 10 s (by Redis TIME, this host's clock):
+    // a burst that starts in a window's last seconds would straddle two and see the limit twice.
+    await awayFromWindowEdge(10_000, 3_000);
     const statuses: number[] = [];
     const remaining: number[] = [];
     for (let request = 0; request < 8; request += 1) {

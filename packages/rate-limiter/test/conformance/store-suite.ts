@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { awayFromWindowEdge } from '@noa/testkit';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { autoBlockSchema } from '../../src/auto-block.js';
 import { type AlgorithmName, algorithmNames, type LimitPolicy } from '../../src/policy.js';
 import type { ConsumeOutcome, RateLimitStore, StoreAdjustment } from '../../src/stores/store.js';
@@ -39,6 +40,12 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
     });
     afterAll(async () => {
       await factory.destroy?.(store);
+    });
+    // Every store here runs on the real clock (Redis TIME on this host, or Date.now), and the fixed
+    // windows below (a minute, a day) are aligned to it: a test's refusals and remaining counts are
+    // of the window its first call opened, so none starts within 3 s of a minute's end.
+    beforeEach(async () => {
+      await awayFromWindowEdge(60_000, 3_000);
     });
 
     for (const algorithm of algorithmNames) {

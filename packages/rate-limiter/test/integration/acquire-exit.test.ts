@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { awayFromWindowEdge, isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 
 const redisSkip = (await isReachable('redis')) ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
@@ -50,6 +50,9 @@ describe('a process whose only work is limiter.acquire()', () => {
     it.skipIf(!available)(
       `${store}: exits on its own after close() with waiters of 24.8 days pending (queued, with an abort signal, waiting out a delay)`,
       async () => {
+        // The fixture's day window must refuse its waiters until close(): a child started within a
+        // minute of midnight (UTC, the window's edge) would see them admitted in the next day.
+        await awayFromWindowEdge(86_400_000, 60_000);
         const { code, out } = await runFixture({ ...env, MODE: 'close', PREFIX: `${uniqueName('rlx')}:` });
         expect(out).toBe('ClosedError,ClosedError,ClosedError,ClosedError');
         expect(code).toBe(0);

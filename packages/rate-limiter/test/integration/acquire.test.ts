@@ -33,7 +33,14 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.acquire on $name', (t
     });
   }
 
-  it.each<AlgorithmName>(['fixed-window', 'sliding-window', 'sliding-log', 'token-bucket', 'leaky-bucket'])(
+  // Each case waits out some three windows on its own limiter and prefix: they run side by side.
+  it.concurrent.each<AlgorithmName>([
+    'fixed-window',
+    'sliding-window',
+    'sliding-log',
+    'token-bucket',
+    'leaky-bucket',
+  ])(
     '%s: admits every waiter in FIFO order, at most the limit per window, the head alone checking',
     async (algorithm) => {
       const registry = new Registry();

@@ -1,7 +1,7 @@
 import { ManualClock } from '@noa/core';
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { awayFromWindowEdge, isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { type Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { autoBlockSchema } from '../../src/auto-block.js';
 import {
   createRateLimiter,
@@ -13,13 +13,19 @@ import {
 } from '../../src/index.js';
 import type { LimitPolicy } from '../../src/policy.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
-import { targets } from './redis-targets.js';
+import { type Target, targets } from './redis-targets.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
 if (skip) console.log(skip);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+// Fixed windows of an hour and a day (aligned by Redis TIME, or Date.now in memory: one host, one
+// clock): a test expects refusals from the window its first call opened, so none starts within
+// 10 s of an hour's end (a day's is one too).
+beforeEach(async () => {
+  await awayFromWindowEdge(3_600_000, 10_000);
+});
 const limits: LimitPolicy[] = [{ name: 'd', algorithm: 'fixed-window', limit: 1, windowMs: 3_600_000 }];
 // One refusal blocks; each repeat offence doubles the block, up to 700 ms.
 const block = autoBlockSchema.parse({
@@ -88,6 +94,21 @@ async function redisNow(client: Redis | Cluster): Promise<number> {
   return Number(seconds) * 1_000 + Math.floor(Number(micros) / 1_000);
 }
 
+// One connection per target for the file's two suites on it, stopped after both: a private
+// cluster takes seconds to start.
+const connections = new Map<Target, ReturnType<Target['connect']>>();
+function connectionTo(target: Target): ReturnType<Target['connect']> {
+  let connection = connections.get(target);
+  if (connection === undefined) {
+    connection = target.connect();
+    connections.set(target, connection);
+  }
+  return connection;
+}
+afterAll(async () => {
+  for (const connection of connections.values()) await (await connection).stop();
+});
+
 describe.skipIf(skip !== undefined).each(targets)(
   'auto-block counts violations in a sliding withinMs on $name as in memory',
   (target) => {
@@ -97,11 +118,9 @@ describe.skipIf(skip !== undefined).each(targets)(
     // so its state's times are moved back instead, as the memory store's clock moves on.
     const sliding = autoBlockSchema.parse({ violations: 3, withinMs: 10_000, blockMs: 60_000 });
     let client: Redis | Cluster;
-    let stop: () => Promise<void>;
     beforeAll(async () => {
-      ({ client, stop } = await target.connect());
+      ({ client } = await connectionTo(target));
     }, 60_000);
-    afterAll(() => stop());
 
     /** Refusals with `elapse(ms)` between them; the blockedMs right after each. */
     async function violations(
@@ -248,6 +267,8 @@ describe.skipIf(skip !== undefined)(
         deadlineMs: 5_000,
       });
       const inMemory = createRateLimiter(options);
+      // Both stores' 24 checks in one minute window.
+      await awayFromWindowEdge(60_000, 3_000);
       const outcomes = async (limiter: RateLimiter) => {
         const seen: string[] = [];
         for (let index = 0; index < 12; index += 1) seen.push((await limiter.check('abuser')).outcome);
@@ -271,11 +292,9 @@ describe.skipIf(skip !== undefined).each(targets)(
     // saying "Quota exceeded"; and, not being a block, the local block cache did not answer the
     // key's next check, which went to Redis once more per block and instance.
     let client: Redis | Cluster;
-    let stop: () => Promise<void>;
     beforeAll(async () => {
-      ({ client, stop } = await target.connect());
+      ({ client } = await connectionTo(target));
     }, 60_000);
-    afterAll(() => stop());
 
     it('outcome blocked, every limit refused until the block ends, the next check answered locally', async () => {
       const options = {
@@ -292,6 +311,8 @@ describe.skipIf(skip !== undefined).each(targets)(
         deadlineMs: 5_000,
       });
       const inMemory = createRateLimiter(options);
+      // The second check must be refused by the minute the first opened.
+      await awayFromWindowEdge(60_000, 3_000);
       for (const limiter of [inMemory, onRedis]) {
         expect((await limiter.check('abuser')).outcome).toBe('allowed');
         expect((await limiter.check('abuser')).outcome).toBe('limited');

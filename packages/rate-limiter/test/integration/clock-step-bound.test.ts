@@ -1,4 +1,4 @@
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { awayFromWindowEdge, isReachable, redisTimeOf, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRateLimiter } from '../../src/index.js';
@@ -63,6 +63,8 @@ describe.skipIf(skip !== undefined)('a Redis state stamped hours ahead of Redisâ
         deadlineMs: 5_000,
       };
       const filler = createRateLimiter({ ...options, store: new RedisStore({ client, prefix }) });
+      // The third check is refused only in the one-second window the first two filled.
+      await awayFromWindowEdge(1_000, 400, redisTimeOf(client));
       await filler.check('k');
       await filler.check('k');
       expect((await filler.check('k')).allowed).toBe(false);
@@ -132,6 +134,8 @@ describe.skipIf(skip !== undefined)('a Redis state stamped hours ahead of Redisâ
       } as const;
       const blocker = createRateLimiter({ ...options, store: new RedisStore({ client, prefix }) });
       if (auto) {
+        // The two refusals in the one-second window the first check filled.
+        await awayFromWindowEdge(1_000, 400, redisTimeOf(client));
         await blocker.check('b');
         await blocker.check('b');
         expect((await blocker.check('b')).outcome).toBe('blocked');
@@ -164,6 +168,8 @@ describe.skipIf(skip !== undefined)('a Redis state stamped hours ahead of Redisâ
       // Every check asks Redis: no refusal is answered from the local block cache.
       localBlockCache: false,
     });
+    // Every check after the first is refused only within the minute it opened.
+    await awayFromWindowEdge(60_000, 3_000, redisTimeOf(client));
     await limiter.check('v');
     await limiter.check('v');
     await limiter.check('v');

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { awayFromWindowEdge, isReachable, redisTimeOf, serviceUrl, uniqueName } from '@noa/testkit';
 import express from 'express';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,12 +26,16 @@ describe.skipIf(skip !== undefined)('keyBy values beyond ASCII on Redis', () => 
   let base: string;
   let close: () => Promise<void>;
   const prefix = `${uniqueName('rlck')}:`;
+  // A fixed window, aligned by Redis TIME: a test's calls must all fall in one window (and before
+  // its keys expire at the window's end), so each starts at least edgeMarginMs before the boundary.
+  const windowMs = 60_000;
+  const edgeMarginMs = 2_000;
 
   beforeAll(async () => {
     client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
     await client.connect();
     limiter = createRateLimiter({
-      limits: [{ limit: 1, windowMs: 60_000 }],
+      limits: [{ limit: 1, windowMs }],
       store: new RedisStore({ client, prefix }),
       deadlineMs: 5_000,
     });
@@ -70,6 +74,7 @@ describe.skipIf(skip !== undefined)('keyBy values beyond ASCII on Redis', () => 
     { name: 'one unit past the bound, mixed: digested', value: `${'ü'.repeat(127)}${crab}`, digested: true },
   ])('$name: one quota per value, reset by customKeyOf(value)', async ({ value, digested }) => {
     expect(value.length > maxCustomKeyValueLength).toBe(digested);
+    await awayFromWindowEdge(windowMs, edgeMarginMs, redisTimeOf(client));
     const first = await send(value);
     expect(first).toEqual({ status: 200, key: customKeyOf(value) });
     expect(first.key!.startsWith(digested ? 'custom#' : 'custom:')).toBe(true);
@@ -86,6 +91,7 @@ describe.skipIf(skip !== undefined)('keyBy values beyond ASCII on Redis', () => 
 
   it('values with lone surrogates (JSON.parse makes them) keep a quota each in Redis', async () => {
     // Kept whole, Redis wrote each as U+FFFD (UTF-8): one key, one quota for the three.
+    await awayFromWindowEdge(windowMs, edgeMarginMs, redisTimeOf(client));
     const values = ['\ud800', '\udbff', '\ufffd'].map((unit) => `t-${unit}`);
     for (const value of values) expect((await limiter.check(customKeyOf(value))).allowed).toBe(true);
     for (const value of values) expect((await limiter.check(customKeyOf(value))).allowed).toBe(false);

@@ -22,6 +22,11 @@ const policy: LimitPolicy = { name: 'default', algorithm: 'fixed-window', limit,
 // Generous, so that a healthy check is never cut even on 2 loaded cores (counts must be exact).
 // Nothing depends on how many checks fit in a pause: Redis stays paused until the test lifts it.
 const deadlineMs = 1_000;
+/**
+ * The deadline of the checks made while Redis is paused: all of them are cut whatever it is, so a
+ * short one ends each paused round sooner (5 rounds took 5 s at `deadlineMs`).
+ */
+const pausedDeadlineMs = 150;
 /** Rounds of checks cut by the deadline while Redis is paused. */
 const pausedRounds = 5;
 /** `CLIENT PAUSE` for far longer than any test: the test ends it with `CLIENT UNPAUSE`. */
@@ -54,11 +59,22 @@ function limiterOn(client: Redis | Cluster, deadline = deadlineMs) {
     breaker: { consecutiveFailures: 1_000_000 },
     localBlockCache: false,
   });
+  // The checks made while Redis is paused: the same store (whose warm-up taught it each server's
+  // clock, for their expiries) and prefix, a short deadline. Same limits: it shares the quota.
+  const pausedLimiter = createRateLimiter({
+    store,
+    limits: [policy],
+    failMode: 'open',
+    deadlineMs: Math.min(deadline, pausedDeadlineMs),
+    breaker: { consecutiveFailures: 1_000_000 },
+    localBlockCache: false,
+  });
   // The limiter's store key of `key`: its default prefix and rule.
   const storeKey = (key: string) => `${defaultNamespace([policy])}${key}`;
   let slowestWarmMs = 0;
   return {
     limiter,
+    pausedLimiter,
     prefix,
     /**
      * A zero-cost check of `key` with no deadline: loads the script and teaches the store the
@@ -135,14 +151,14 @@ describe.skipIf(skip !== undefined)('checks that reach Redis after their deadlin
 
   it('a check answered by the fail mode while Redis was paused is not counted once Redis runs it', async () => {
     const client = await connect();
-    const { limiter, warm, counted, expiryLagMs } = limiterOn(client);
+    const { limiter, pausedLimiter, warm, counted, expiryLagMs } = limiterOn(client);
     const keys = ['user-1', 'user-2', 'user-3'];
     for (const key of keys) await warm(key);
 
     const admin = await connect();
     await pause(admin);
     // Script calls of 3 keys × 2 requests each, all cut by the deadline.
-    const during = await checkWhilePaused(limiter, keys, expiryLagMs());
+    const during = await checkWhilePaused(pausedLimiter, keys, expiryLagMs());
     expect(during).toHaveLength(pausedRounds * 6);
     expect(during.every((result) => result.source === 'fail-mode' && result.allowed)).toBe(true);
     await unpause(admin);
@@ -157,12 +173,14 @@ describe.skipIf(skip !== undefined)('checks that reach Redis after their deadlin
     expect(burst.every((result) => result.source === 'store')).toBe(true);
     expect(await counted('user-1')).toBe(5 + 6);
     expect(await counted('user-2')).toBe(6);
+    await pausedLimiter.close();
     await limiter.close();
   });
 
   it('a check that Redis runs late but within its deadline counts and is answered by the store', async () => {
     const client = await connect();
-    const { limiter, warm, counted } = limiterOn(client, 10_000);
+    const { limiter, pausedLimiter, warm, counted } = limiterOn(client, 10_000);
+    await pausedLimiter.close();
     await warm('slow');
 
     const admin = await connect();
@@ -211,7 +229,7 @@ describe.skipIf(skip !== undefined)('checks that reach a Redis Cluster master af
   });
 
   it('skips the queued checks on every master (each with its own clock offset)', async () => {
-    const { limiter, prefix, warm, counted, expiryLagMs } = limiterOn(client);
+    const { limiter, pausedLimiter, prefix, warm, counted, expiryLagMs } = limiterOn(client);
     // Keys spread over the three masters.
     const keys = Array.from({ length: 9 }, (_, index) => `user-${index}`);
     for (const key of keys) await warm(key);
@@ -221,7 +239,7 @@ describe.skipIf(skip !== undefined)('checks that reach a Redis Cluster master af
     expect(masters.size).toBe(3);
 
     await Promise.all(admins.map(pause));
-    const during = await checkWhilePaused(limiter, keys, expiryLagMs());
+    const during = await checkWhilePaused(pausedLimiter, keys, expiryLagMs());
     expect(during).toHaveLength(pausedRounds * 18);
     expect(during.every((result) => result.source === 'fail-mode' && result.allowed)).toBe(true);
     await Promise.all(admins.map(unpause));
@@ -233,6 +251,7 @@ describe.skipIf(skip !== undefined)('checks that reach a Redis Cluster master af
     const after = await checkRounds(limiter, keys, 2);
     expect(after.every((result) => result.source === 'store')).toBe(true);
     for (const key of keys) expect(await counted(key)).toBe(4);
+    await pausedLimiter.close();
     await limiter.close();
   });
 });

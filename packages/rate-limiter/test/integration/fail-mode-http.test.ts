@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { awayFromWindowEdge, startPrivateRedisOrSkip } from '@noa/testkit';
 import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { expressRateLimit } from '../../src/express.js';
 import { fastifyRateLimit } from '../../src/fastify.js';
 import { createRateLimiter, type FailMode, type RateLimiter } from '../../src/index.js';
@@ -14,6 +14,12 @@ import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 // the headers; 'local' answers from a real local limiter, so its 429 and headers stay.
 
 const { redis, skip } = await startPrivateRedisOrSkip();
+// Fixed windows aligned to the minute (by Redis TIME on this host, or Date.now in memory: one clock):
+// a test that expects a refusal or a count from the window its first call opened starts none
+// within 5 s of a minute's end (an hour's or a day's end is one too).
+beforeEach(async () => {
+  await awayFromWindowEdge(60_000, 5_000);
+});
 const failModes = ['local', 'open', 'closed'] as const;
 const rateLimitFields = [
   'ratelimit',

@@ -1,6 +1,6 @@
 import { ManualClock } from '@noa/core';
-import { startPrivateRedisOrSkip } from '@noa/testkit';
-import { describe, expect, it } from 'vitest';
+import { awayFromWindowEdge, startPrivateRedisOrSkip } from '@noa/testkit';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { createRateLimiter } from '../../src/index.js';
 import { blockRecheckMs } from '../../src/local-block-cache.js';
 import { RedisStore } from '../../src/redis.js';
@@ -8,6 +8,12 @@ import { privateRedisConnections } from './redis-fixture.js';
 import { scriptCalls } from './redis-stats.js';
 
 const { redis, skip } = await startPrivateRedisOrSkip();
+// Fixed windows aligned to the minute (by Redis TIME on this host, or Date.now in memory: one clock):
+// a test that expects a refusal or a count from the window its first call opened starts none
+// within 3 s of a minute's end (an hour's or a day's end is one too).
+beforeEach(async () => {
+  await awayFromWindowEdge(60_000, 3_000);
+});
 
 describe.skipIf(skip !== undefined)('hot keys on Redis', () => {
   const { admin, client } = privateRedisConnections(redis);

@@ -1,12 +1,18 @@
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { awayFromWindowEdge, isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createRateLimiter, MemoryStore, type RateLimiter } from '../../src/index.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
 if (skip) console.log(skip);
+// Fixed windows aligned to the minute (by Redis TIME on this host, or Date.now in memory: one clock):
+// a test that expects a refusal or a count from the window its first call opened starts none
+// within 3 s of a minute's end (an hour's or a day's end is one too).
+beforeEach(async () => {
+  await awayFromWindowEdge(60_000, 3_000);
+});
 
 // Keys given to check() directly (not through a keyBy function) may hold a lone UTF-16
 // surrogate, as `JSON.parse('"\\ud800"')` makes of a client's user id. Redis takes a key's UTF-8,

@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import type { Logger } from '@noa/core';
-import { startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
+import { awayFromWindowEdge, startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   type AlgorithmName,
   createRateLimiter,
@@ -72,19 +72,40 @@ async function setup(failMode: FailMode, expectedInstances = 1, cluster?: Cluste
   return { limiter, logged, lateRefunds, remainingAfterPause };
 }
 
+/**
+ * Runs `steps` with the private Redis frozen (SIGSTOP: calls wait in its socket, as behind a
+ * CLIENT PAUSE), then thaws it: its replies come late by as long as the steps took, and no longer
+ * than that (a fixed pause of 800 ms made each test wait it out).
+ */
+async function whileFrozen<T>(steps: () => Promise<T>): Promise<T> {
+  redis!.freeze();
+  try {
+    return await steps();
+  } finally {
+    redis!.resume();
+  }
+}
+
 afterAll(async () => {
   for (const client of clients) client.disconnect();
   await redis?.stop();
 });
 
 describe.skipIf(skip !== undefined)('a check whose reply comes after its deadline', () => {
+  // The remaining counts below are of the hour (Redis TIME, or Date.now for the local fallback: one
+  // host, one clock) the test's first check opened: none starts within 15 s of an hour's end.
+  beforeEach(async () => {
+    await awayFromWindowEdge(3_600_000, 15_000);
+  });
+
   it("failMode 'closed': the refused request Redis counted late is refunded, unawaited", async () => {
     const { limiter, logged, lateRefunds, remainingAfterPause } = await setup('closed');
-    await redis!.pause(pauseMs);
-    const started = performance.now();
-    const result = await limiter.check('k');
+    const { result, elapsedMs } = await whileFrozen(async () => {
+      const started = performance.now();
+      return { result: await limiter.check('k'), elapsedMs: performance.now() - started };
+    });
     // The request path did not wait for the reply, nor for the refund (generous bound).
-    expect(performance.now() - started).toBeLessThan(deadlineMs + 400);
+    expect(elapsedMs).toBeLessThan(deadlineMs + 400);
     expect(result).toMatchObject({ allowed: false, source: 'fail-mode' });
     await vi.waitFor(async () => expect(await lateRefunds()).toBe(1), { timeout: 5_000, interval: 50 });
     // Counted by the late script, then given back: the key is whole again.
@@ -98,9 +119,10 @@ describe.skipIf(skip !== undefined)('a check whose reply comes after its deadlin
   it("failMode 'local': only the requests the local fallback refused are refunded", async () => {
     // The local share is 10 ÷ 10 = 1: the first check is admitted locally, the second refused.
     const { limiter, lateRefunds, remainingAfterPause } = await setup('local', 10);
-    await redis!.pause(pauseMs);
-    expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'fallback' });
-    expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fallback' });
+    await whileFrozen(async () => {
+      expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'fallback' });
+      expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fallback' });
+    });
     await vi.waitFor(async () => expect(await lateRefunds()).toBe(1), { timeout: 5_000, interval: 50 });
     // Both counted late; the refused one given back, the admitted one (it went ahead) kept.
     expect(await remainingAfterPause('k')).toBe(9);
@@ -109,8 +131,9 @@ describe.skipIf(skip !== undefined)('a check whose reply comes after its deadlin
 
   it("failMode 'open': an admitted request stays counted, nothing is refunded", async () => {
     const { limiter, lateRefunds, remainingAfterPause } = await setup('open');
-    await redis!.pause(pauseMs);
-    expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'fail-mode' });
+    await whileFrozen(async () => {
+      expect(await limiter.check('k')).toMatchObject({ allowed: true, source: 'fail-mode' });
+    });
     expect(await remainingAfterPause('k')).toBe(9);
     expect(await lateRefunds()).toBe(0);
     await limiter.close();

@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { awayFromWindowEdge, isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { expressRateLimit } from '../../src/express.js';
 import { fastifyRateLimit } from '../../src/fastify.js';
 import { createRateLimiter, type RateLimiter, type RateLimitStore } from '../../src/index.js';
@@ -11,6 +11,13 @@ import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const redisUp = await isReachable('redis');
 if (!redisUp) console.log(`skipped: no Redis at ${serviceUrl('redis')} (skip*Requests on Redis)`);
+
+// Fixed windows aligned to the minute (by Redis TIME on this host, or Date.now in memory: one clock):
+// a test that expects a refusal from the window its first request opened starts none within 3 s of
+// a minute's end.
+beforeEach(async () => {
+  await awayFromWindowEdge(60_000, 3_000);
+});
 
 /** A login endpoint: `?ok=1` succeeds (200), anything else fails (401); `?teapot=1` answers 418. */
 const loginStatus = (query: Record<string, unknown>) => (query.teapot ? 418 : query.ok ? 200 : 401);

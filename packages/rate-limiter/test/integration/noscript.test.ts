@@ -1,6 +1,6 @@
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { awayFromWindowEdge, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createRateLimiter } from '../../src/index.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 import { checkProgram } from '../../src/stores/lua-script.js';
@@ -12,6 +12,12 @@ const { redis, skip } = await startPrivateRedisOrSkip();
 const noFcall = await startPrivateRedisOrSkip(['--rename-command', 'FCALL', '']);
 // A server that refuses FUNCTION LOAD with an error of its own (here: out of memory).
 const full = await startPrivateRedisOrSkip(['--maxmemory', '1', '--maxmemory-policy', 'noeviction']);
+// Fixed windows aligned to the minute (by Redis TIME on this host, or Date.now in memory: one clock):
+// a test that expects a refusal or a count from the window its first call opened starts none
+// within 3 s of a minute's end (an hour's or a day's end is one too).
+beforeEach(async () => {
+  await awayFromWindowEdge(60_000, 3_000);
+});
 
 /** Calls and failed calls of FCALL, EVALSHA and EVAL since the last RESETSTAT. */
 async function scriptStats(admin: Redis): Promise<Record<string, number>> {

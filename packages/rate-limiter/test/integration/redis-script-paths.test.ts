@@ -1,7 +1,7 @@
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { awayFromWindowEdge, startPrivateRedisOrSkip } from '@noa/testkit';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { algorithms } from '../../src/algorithms/index.js';
 import { type AlgorithmName, capacityOf, type LimitPolicy } from '../../src/policy.js';
 import { RedisStore } from '../../src/stores/redis-store.js';
@@ -14,6 +14,12 @@ import { privateRedisConnections } from './redis-fixture.js';
 // at one Redis `now`, and must decide and store alike.
 
 const { redis, skip } = await startPrivateRedisOrSkip();
+// Fixed windows aligned to the minute (by Redis TIME on this host, or Date.now in memory: one clock):
+// a test that expects a refusal or a count from the window its first call opened starts none
+// within 3 s of a minute's end (an hour's or a day's end is one too).
+beforeEach(async () => {
+  await awayFromWindowEdge(60_000, 3_000);
+});
 
 const scalarAlgorithms: AlgorithmName[] = ['fixed-window', 'sliding-window', 'token-bucket', 'leaky-bucket'];
 
