@@ -21,13 +21,6 @@ const optionalPeers = ['ioredis', 'prom-client'];
 const options = declarationCompilerOptions;
 
 /**
- * Files read from disk (TypeScript's libs, @types/node, ioredis, prom-client, @noa/core),
- * parsed once for every program below, as a language service shares them between programs
- * of the same options: each program parsed them all again.
- */
-const parsedFromDisk = new Map<string, ts.SourceFile | undefined>();
-
-/**
  * Type-checks `code` (an app importing the cache from `@noa/cache-manager`) with `skipLibCheck:
  * false` against the in-memory declarations, as if they were the installed package's, with the
  * optional peers in `missing` not installed (for the cache's files: @noa/core keeps its own
@@ -49,14 +42,9 @@ function typeCheckApp(code: string, declarations: Map<string, string>, missing: 
     files.get(path.resolve(fileName)) ?? (isHiddenSource(fileName) ? undefined : readFile(fileName));
   host.getSourceFile = (fileName, languageVersion, ...rest) => {
     const text = files.get(path.resolve(fileName));
-    if (text !== undefined) return ts.createSourceFile(fileName, text, languageVersion, true);
-    const version =
-      typeof languageVersion === 'object'
-        ? `${languageVersion.languageVersion}:${languageVersion.impliedNodeFormat}`
-        : String(languageVersion);
-    const key = `${version}:${path.resolve(fileName)}`;
-    if (!parsedFromDisk.has(key)) parsedFromDisk.set(key, getSourceFile(fileName, languageVersion, ...rest));
-    return parsedFromDisk.get(key);
+    return text === undefined
+      ? getSourceFile(fileName, languageVersion, ...rest)
+      : ts.createSourceFile(fileName, text, languageVersion, true);
   };
   host.resolveModuleNameLiterals = (
     literals,
