@@ -43,7 +43,8 @@ const defaults: CacheOptions = {
 const STALLED_READ_DEADLINE_MS = 1_000;
 const STALL_MS = 3_000;
 
-const [single, cluster] = await Promise.all([startPrivateRedisOrSkip(), startRedisClusterOrSkip(3)]);
+const single = await startPrivateRedisOrSkip();
+const cluster = await startRedisClusterOrSkip(3);
 
 function singleNode(): Backend {
   const server = single.redis!;

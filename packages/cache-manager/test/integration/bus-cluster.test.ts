@@ -48,8 +48,7 @@ function privateCluster(clusterOptions: ClusterOptions = {}) {
  * between are lost, so the bus must notice the move itself and resync, as it does on a
  * single node's reconnect.
  */
-// The blocks run concurrently: each starts a Cluster of its own, and waits on it most of the time.
-describe.skipIf(!hasRedisServer).concurrent('invalidation bus on a Redis Cluster', () => {
+describe.skipIf(!hasRedisServer)('invalidation bus on a Redis Cluster', () => {
   const cluster = privateCluster();
   const { clients, caches, connect } = cluster;
 
@@ -91,7 +90,7 @@ describe.skipIf(!hasRedisServer).concurrent('invalidation bus on a Redis Cluster
  * which forgets it on the others and resets it) keeps running, so a subscription through it
  * never ends, but it no longer gets the Cluster's PUBLISH messages.
  */
-describe.skipIf(!hasRedisServer).concurrent('invalidation bus whose node leaves the Cluster', () => {
+describe.skipIf(!hasRedisServer)('invalidation bus whose node leaves the Cluster', () => {
   // Without periodic refreshes ioredis learns of a removed node only from a redirected command.
   const cluster = privateCluster({ slotsRefreshInterval: 1_000 });
   const { clients, caches, connect } = cluster;
@@ -217,7 +216,7 @@ async function moveAllSlots(admins: Redis[], from: number, to: number): Promise<
     await perSlot(node, slots, (slot) => ['setslot', String(slot), 'node', targetId], true);
 }
 
-describe.concurrent('invalidation bus on a Cluster that never becomes ready', () => {
+describe('invalidation bus on a Cluster that never becomes ready', () => {
   it('cache.ready() settles once the cache is closed', async () => {
     // A port nothing listens on: the Cluster keeps trying and never emits 'ready'.
     const server = createServer();
