@@ -1,7 +1,7 @@
 import { delay } from '@noa/core';
 import { startPrivateRedisOrSkip, startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
 import { counting, resyncWatcher } from './helpers.js';
 
@@ -12,8 +12,11 @@ import { counting, resyncWatcher } from './helpers.js';
 interface Backend {
   open(prefix: string, options?: CacheOptions): Promise<Cache>;
   killBus(): Promise<void>;
-  /** Stalls the node that holds `redisKey` for `ms` (`CLIENT PAUSE … ALL`). */
-  stall(redisKey: string, ms: number): Promise<void>;
+  /**
+   * Stalls the node that holds `redisKey` for `ms` (`CLIENT PAUSE … ALL`); resolves to a wait
+   * for the stall's end (a PING to that node, which the pause holds until it ends).
+   */
+  stall(redisKey: string, ms: number): Promise<() => Promise<unknown>>;
   /**
    * How many single and batch reads `cache` sent so far (one node only: a Cluster's batch
    * read is a GET per key, sent together).
@@ -64,7 +67,10 @@ function singleNode(): Backend {
     async killBus() {
       await admin.client('KILL', 'TYPE', 'pubsub');
     },
-    stall: (_redisKey, ms) => server.pause(ms),
+    async stall(_redisKey, ms) {
+      await server.pause(ms);
+      return () => admin.ping();
+    },
     reads(cache) {
       const made = calls.get(cache);
       return { get: made?.get('getBuffer') ?? 0, mget: made?.get('mgetBuffer') ?? 0 };
@@ -107,6 +113,7 @@ function threeMasters(): Backend {
       const admin = admins.find((candidate) => `127.0.0.1:${candidate.options.port}` === owner);
       expect(admin).toBeDefined();
       await admin!.client('PAUSE', ms, 'ALL');
+      return () => admin!.ping();
     },
     reads: () => undefined,
     async close() {
@@ -166,7 +173,10 @@ function heldFactory() {
  * checked for all the batch's keys in one L2 read.
  */
 function describeBatchReconnect(name: string, skip: boolean, backend: () => Backend): void {
-  describe.skipIf(skip)(`getOrSetMany across a bus reconnect: ${name}`, () => {
+  // Concurrent with the other backend's block (a server or cluster of its own); its own tests
+  // one after another (each kills the bus of every cache on its backend).
+  describe.skipIf(skip).concurrent(`getOrSetMany across a bus reconnect: ${name}`, () => {
+    const it = test.sequential;
     let opened: Backend | undefined;
     const setup = () => {
       opened ??= backend();
@@ -254,11 +264,11 @@ function describeBatchReconnect(name: string, skip: boolean, backend: () => Back
       await writer.expire('kept{a}');
       await heard(['set:deleted{b}', 'set:kept{a}', 'exp:kept{a}']);
       // The runner's read of `deleted` times out: it cannot tell what L2 held before its run.
-      await stall(`${prefix}v:deleted{b}`, STALL_MS);
+      const stallEnded = await stall(`${prefix}v:deleted{b}`, STALL_MS);
       const held = heldFactory();
       const running = runner.getOrSetMany(['deleted{b}', 'kept{a}'], held.factory);
       await held.started();
-      await delay(STALL_MS + 100);
+      await stallEnded();
       await killBus();
       await writer.delete('deleted{b}');
       await waitForResync(resynced);

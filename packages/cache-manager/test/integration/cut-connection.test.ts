@@ -6,7 +6,9 @@ import { Cache } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 import { redisServerInstalled } from './redis-server.js';
 
-describe.skipIf(!redisUp)('one instance cut off from Redis, the others not', () => {
+// The two blocks run concurrently: each has its own proxy (and the second its own Cluster),
+// and most of their time is a wait for a late write that must not come.
+describe.skipIf(!redisUp).concurrent('one instance cut off from Redis, the others not', () => {
   const prefix = testPrefix('cm_cut');
   const clients: Redis[] = [];
   const caches: Cache[] = [];
@@ -64,73 +66,75 @@ describe.skipIf(!redisUp)('one instance cut off from Redis, the others not', () 
   });
 });
 
-describe.skipIf(!redisServerInstalled('a private Redis Cluster'))(
-  'on a 3-master Cluster, one master cut off from one instance while its client stays ready',
-  () => {
-    const prefix = 'cm_cut_cluster:';
-    let cluster: PrivateRedisCluster | undefined;
-    let proxy: TcpProxy | undefined;
-    const clients: Cluster[] = [];
-    const caches: Cache[] = [];
-    afterAll(async () => {
-      await Promise.all(caches.map((cache) => cache.close()));
-      for (const client of clients) client.disconnect();
-      await proxy?.close();
-      await cluster?.stop();
-    });
-    const ready = async (client: Cluster) => {
-      client.on('error', () => {});
-      clients.push(client);
-      await new Promise<void>((resolve) => client.once('ready', () => resolve()));
-      return client;
-    };
-
-    it('does not send, once the master is reachable again, a write that failed while it was cut, over a later write', async () => {
-      cluster = await startRedisCluster(3);
-      const healthyClient = await ready(new Cluster(cluster.nodes));
-      const slot = Number(await healthyClient.cluster('KEYSLOT', `${prefix}v:price`));
-      const owner = healthyClient.slots[slot]![0]!;
-      proxy = await startTcpProxy(`redis://${owner}`);
-      // The cut instance reaches the key's master through the proxy (ioredis's defaults otherwise).
-      const others = cluster.nodes.filter(({ port }) => `127.0.0.1:${port}` !== owner);
-      const cutClient = await ready(
-        new Cluster(others, {
-          natMap: { [owner]: { host: '127.0.0.1', port: proxy.port } },
-          retryDelayOnFailover: 0,
-        }),
-      );
-      const warnings = new Map<Cluster, string[]>();
-      const recording = (client: Cluster) => {
-        warnings.set(client, []);
-        const record = (message: string) => warnings.get(client)!.push(message);
-        return { debug() {}, info() {}, warn: record, error() {} };
+describe
+  .skipIf(!redisServerInstalled('a private Redis Cluster'))
+  .concurrent(
+    'on a 3-master Cluster, one master cut off from one instance while its client stays ready',
+    () => {
+      const prefix = 'cm_cut_cluster:';
+      let cluster: PrivateRedisCluster | undefined;
+      let proxy: TcpProxy | undefined;
+      const clients: Cluster[] = [];
+      const caches: Cache[] = [];
+      afterAll(async () => {
+        await Promise.all(caches.map((cache) => cache.close()));
+        for (const client of clients) client.disconnect();
+        await proxy?.close();
+        await cluster?.stop();
+      });
+      const ready = async (client: Cluster) => {
+        client.on('error', () => {});
+        clients.push(client);
+        await new Promise<void>((resolve) => client.once('ready', () => resolve()));
+        return client;
       };
-      const options = { prefix, operationTimeoutMs: 200, breaker: { consecutiveFailures: 1_000 } };
-      const cut = new Cache({ ...options, redis: cutClient, logger: recording(cutClient) });
-      const healthy = new Cache({ ...options, redis: healthyClient, logger: recording(healthyClient) });
-      // ioredis's default (retryDelayOnFailover 100 ms, 16 redirections) is named, with the fix;
-      // the test's cut client has the fix (without it, this test fails: the late write lands).
-      const resends = (client: Cluster) =>
-        warnings.get(client)!.filter((message) => message.includes('retryDelayOnFailover: 0'));
-      expect(resends(healthyClient)).toHaveLength(1);
-      expect(resends(cutClient)).toEqual([]);
-      caches.push(cut, healthy);
-      await Promise.all([cut.ready(), healthy.ready()]);
-      await cut.set('price', 'v0');
-      expect(await healthy.get('price')).toBe('v0');
 
-      proxy.sever();
-      // Its write fails within the deadline and is recorded as lost; the Cluster client stays ready.
-      await cut.set('price', 'stale, written while cut off');
-      expect(cutClient.status).toBe('ready');
-      await healthy.set('price', 'v2, written later');
-      proxy.mend();
-      // ioredis retries a command whose node connection closed every retryDelayOnFailover
-      // (200 ms), up to maxRedirections (16) times: well past here.
-      await delay(3_500);
-      const reader = new Cache({ prefix, redis: healthyClient, bus: false });
-      caches.push(reader);
-      expect(await reader.get('price')).toBe('v2, written later');
-    });
-  },
-);
+      it('does not send, once the master is reachable again, a write that failed while it was cut, over a later write', async () => {
+        cluster = await startRedisCluster(3);
+        const healthyClient = await ready(new Cluster(cluster.nodes));
+        const slot = Number(await healthyClient.cluster('KEYSLOT', `${prefix}v:price`));
+        const owner = healthyClient.slots[slot]![0]!;
+        proxy = await startTcpProxy(`redis://${owner}`);
+        // The cut instance reaches the key's master through the proxy (ioredis's defaults otherwise).
+        const others = cluster.nodes.filter(({ port }) => `127.0.0.1:${port}` !== owner);
+        const cutClient = await ready(
+          new Cluster(others, {
+            natMap: { [owner]: { host: '127.0.0.1', port: proxy.port } },
+            retryDelayOnFailover: 0,
+          }),
+        );
+        const warnings = new Map<Cluster, string[]>();
+        const recording = (client: Cluster) => {
+          warnings.set(client, []);
+          const record = (message: string) => warnings.get(client)!.push(message);
+          return { debug() {}, info() {}, warn: record, error() {} };
+        };
+        const options = { prefix, operationTimeoutMs: 200, breaker: { consecutiveFailures: 1_000 } };
+        const cut = new Cache({ ...options, redis: cutClient, logger: recording(cutClient) });
+        const healthy = new Cache({ ...options, redis: healthyClient, logger: recording(healthyClient) });
+        // ioredis's default (retryDelayOnFailover 100 ms, 16 redirections) is named, with the fix;
+        // the test's cut client has the fix (without it, this test fails: the late write lands).
+        const resends = (client: Cluster) =>
+          warnings.get(client)!.filter((message) => message.includes('retryDelayOnFailover: 0'));
+        expect(resends(healthyClient)).toHaveLength(1);
+        expect(resends(cutClient)).toEqual([]);
+        caches.push(cut, healthy);
+        await Promise.all([cut.ready(), healthy.ready()]);
+        await cut.set('price', 'v0');
+        expect(await healthy.get('price')).toBe('v0');
+
+        proxy.sever();
+        // Its write fails within the deadline and is recorded as lost; the Cluster client stays ready.
+        await cut.set('price', 'stale, written while cut off');
+        expect(cutClient.status).toBe('ready');
+        await healthy.set('price', 'v2, written later');
+        proxy.mend();
+        // ioredis retries a command whose node connection closed every retryDelayOnFailover
+        // (200 ms), up to maxRedirections (16) times: well past here.
+        await delay(3_500);
+        const reader = new Cache({ prefix, redis: healthyClient, bus: false });
+        caches.push(reader);
+        expect(await reader.get('price')).toBe('v2, written later');
+      });
+    },
+  );

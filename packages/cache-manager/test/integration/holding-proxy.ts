@@ -16,7 +16,8 @@ export class HoldingProxy {
   /**
    * Every chunk a client sends reaches Redis this much later (in order): a floor under each
    * round trip, so an operation of many round trips takes at least their number times it,
-   * however fast the machine.
+   * however fast the machine. Lowered, later chunks still wait behind those already delayed
+   * (a connection's bytes never reorder), so a test need not wait for them to drain.
    */
   delayMs = 0;
   readonly #server: Server;
@@ -32,6 +33,14 @@ export class HoldingProxy {
       this.#sockets.add(upstream);
       let holding = false;
       const pending: Buffer[] = [];
+      // Delayed chunks, oldest first, each with when it may reach Redis; one timer sends them.
+      const delayed: { chunk: Buffer; at: number }[] = [];
+      let sending: NodeJS.Timeout | undefined;
+      const sendDue = () => {
+        sending = undefined;
+        while (delayed.length > 0 && delayed[0]!.at <= Date.now()) upstream.write(delayed.shift()!.chunk);
+        if (delayed.length > 0) sending = setTimeout(sendDue, delayed[0]!.at - Date.now());
+      };
       client.on('data', (chunk: Buffer) => {
         const text = chunk.toString('latin1');
         const matches = (this.holdSubscribe && /subscribe/i.test(text)) || this.#matches(text);
@@ -44,11 +53,15 @@ export class HoldingProxy {
           this.#onHeld?.();
         }
         if (holding) pending.push(chunk);
-        else if (this.delayMs > 0) setTimeout(() => upstream.write(chunk), this.delayMs);
-        else upstream.write(chunk);
+        else if (this.delayMs > 0 || delayed.length > 0) {
+          delayed.push({ chunk, at: Date.now() + this.delayMs });
+          sending ??= setTimeout(sendDue, delayed[0]!.at - Date.now());
+        } else upstream.write(chunk);
       });
       upstream.on('data', (chunk: Buffer) => client.write(chunk));
       const close = () => {
+        clearTimeout(sending);
+        delayed.length = 0;
         client.destroy();
         upstream.destroy();
         this.#sockets.delete(client);

@@ -11,8 +11,9 @@ const started = await startPrivateRedisOrSkip();
  * UNLINK go on in Redis past the deadline, so the clear must not be reported (and published)
  * as done, nor counted as a failure, before they end.
  * The clearing instance talks to Redis through a proxy that delays each of its round trips by
- * 20 ms: its clear (over 100 pages of a SCAN and UNLINKs) then takes over 4 s on any machine,
- * twice its 2 s deadline, which is ample for one page. With a 100 ms deadline and no delay,
+ * 40 ms: its clear (over 50 pages of a SCAN of 500 and their UNLINKs) then takes over 4 s on
+ * any machine, twice its 2 s deadline, which is ample for one page. (It was 50,000 keys at
+ * 20 ms: the same 4 s floor, and twice the keys to write and read.) With a 100 ms deadline and no delay,
  * pages outlived it on a loaded machine (load 10-15 on 2 cores) and the test failed.
  */
 describe.skipIf(started.skip !== undefined)('clear of a large namespace', () => {
@@ -27,7 +28,7 @@ describe.skipIf(started.skip !== undefined)('clear of a large namespace', () => 
   const { open } = fixture;
   beforeAll(async () => {
     proxy = await HoldingProxy.start(started.redis!.port);
-    proxy.delayMs = 20;
+    proxy.delayMs = 40;
   });
   /** A client whose every round trip takes at least `proxy.delayMs`. */
   const slowClient = (): Redis => {
@@ -38,7 +39,7 @@ describe.skipIf(started.skip !== undefined)('clear of a large namespace', () => 
   };
 
   it('other instances do not keep values the clear deletes after its message', async () => {
-    const keys = Array.from({ length: 50_000 }, (_, index) => `k${index}`);
+    const keys = Array.from({ length: 25_000 }, (_, index) => `k${index}`);
     const filler = (await open({ operationTimeoutMs: 10_000 })).namespace('ns');
     for (let start = 0; start < keys.length; start += 5_000) {
       await filler.setMany(keys.slice(start, start + 5_000).map((key) => ({ key, value: key })));

@@ -51,6 +51,7 @@ describe.skipIf(started.skip !== undefined)(
     });
 
     afterAll(async () => {
+      server?.resume();
       await Promise.all(caches.map((cache) => cache.close()));
       for (const client of clients) client.disconnect();
       await server?.stop();
@@ -61,17 +62,23 @@ describe.skipIf(started.skip !== undefined)(
      * Redis answers it again, then until both instances agree on `k`; returns that value.
      */
     async function writeWhileOpen(writer: Cache, reader: Cache, more: number): Promise<unknown> {
-      await server.pause(1_500);
-      for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
-        await writer.get(`probe:${round}`);
-      expect(writer.stats().l2).toBe('open');
-      // Neither L2 nor the bus sees these writes: the breaker skips both.
-      await writer.set('k', 'v2');
-      expect(writer.getLocal('k')).toBe('v2');
-      await writer.setMany(
-        Array.from({ length: more }, (_, index) => ({ key: `more:${index}`, value: index })),
-      );
-      // Redis is back for everyone once the pause ends; the writer's breaker closes again.
+      // Frozen (SIGSTOP) until the writes are made, not for a fixed 1.5 s pause that then had
+      // to be waited out (and could end, under load, before the breaker opened).
+      server.freeze();
+      try {
+        for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
+          await writer.get(`probe:${round}`);
+        expect(writer.stats().l2).toBe('open');
+        // Neither L2 nor the bus sees these writes: the breaker skips both.
+        await writer.set('k', 'v2');
+        expect(writer.getLocal('k')).toBe('v2');
+        await writer.setMany(
+          Array.from({ length: more }, (_, index) => ({ key: `more:${index}`, value: index })),
+        );
+      } finally {
+        server.resume();
+      }
+      // Redis is back for everyone; the writer's breaker closes again.
       const deadline = Date.now() + 15_000;
       while (Date.now() < deadline && writer.stats().l2 !== 'closed') {
         await writer.get('probe:recovery');
@@ -139,13 +146,18 @@ describe.skipIf(started.skip !== undefined)(
       const keys = Array.from({ length: 2_500 }, (_, index) => `chunked:${index}`);
       await writer.setMany(keys.map((key) => ({ key, value: 'old' })));
       expect(new Set(await reader.getMany(keys))).toEqual(new Set(['old']));
-      await server.pause(1_500);
-      for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
-        await writer.get(`probe:${round}`).catch(() => undefined);
-      expect(writer.stats().l2).toBe('open');
-      await expect(writer.setMany(keys.map((key) => ({ key, value: 'new' })))).rejects.toMatchObject({
-        code: 'NOA_CACHE_BACKEND_UNAVAILABLE',
-      });
+      // Frozen until the setMany failed (see writeWhileOpen).
+      server.freeze();
+      try {
+        for (let round = 0; round < 20 && writer.stats().l2 !== 'open'; round += 1)
+          await writer.get(`probe:${round}`).catch(() => undefined);
+        expect(writer.stats().l2).toBe('open');
+        await expect(writer.setMany(keys.map((key) => ({ key, value: 'new' })))).rejects.toMatchObject({
+          code: 'NOA_CACHE_BACKEND_UNAVAILABLE',
+        });
+      } finally {
+        server.resume();
+      }
       const deadline = Date.now() + 15_000;
       while (Date.now() < deadline && writer.stats().l2 !== 'closed') {
         await writer.get('probe:recovery').catch(() => undefined);
@@ -170,7 +182,8 @@ describe.skipIf(started.skip !== undefined)(
       let finish: ((value: string) => void) | undefined;
       const running = runner.getOrSet('deleted', () => new Promise<string>((resolve) => (finish = resolve)));
       while (finish === undefined) await delay(5);
-      await delay(700);
+      // Once the pause ended (the PING waits for it).
+      await admin.ping();
       // The bus connections drop; the delete's message reaches nobody.
       await admin.client('KILL', 'TYPE', 'pubsub');
       await writer.delete('deleted');

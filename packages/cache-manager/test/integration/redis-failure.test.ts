@@ -10,10 +10,12 @@ const hasRedisServer = redisServerInstalled('a private Redis');
 
 const OPERATION_TIMEOUT_MS = 150;
 // Generous bound (2 noisy cores): the deadline plus slack for timers and GC.
-// Every pause below lasts at least 2 s, so a call that waited for Redis would exceed the bound.
+// Redis stays frozen (SIGSTOP) until the calls below returned, so a call that waited for Redis
+// would exceed the bound; it is resumed right after (a 2 s CLIENT PAUSE cannot end early, and
+// the tests waited it out).
 const CALL_BOUND_MS = OPERATION_TIMEOUT_MS + 800;
 
-describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
+describe.skipIf(!hasRedisServer)('Redis frozen, then killed, then back', () => {
   let server: PrivateRedis;
   let redis: Redis;
   let cache: Cache;
@@ -46,10 +48,21 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
   });
 
   afterAll(async () => {
+    server?.resume();
     await Promise.all([cache?.close(), strict?.close()]);
     redis?.disconnect();
     await server?.stop();
   });
+
+  /** Runs `work` while Redis is frozen, then resumes it. */
+  async function frozen<T>(work: () => Promise<T>): Promise<T> {
+    server.freeze();
+    try {
+      return await work();
+    } finally {
+      server.resume();
+    }
+  }
 
   /** Runs a mixed workload for `ms`, asserting every call returns within the bound. */
   async function workload(ms: number, label: string): Promise<{ calls: number; l1Served: number }> {
@@ -75,10 +88,9 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
     return { calls, l1Served };
   }
 
-  it('serves from L1 without exceptions while Redis is paused, within the deadline', async () => {
+  it('serves from L1 without exceptions while Redis is frozen, within the deadline', async () => {
     await cache.set('warm:1', 'kept in L1');
-    await server.pause(2_000);
-    const { calls, l1Served } = await workload(1_200, 'paused');
+    const { calls, l1Served } = await frozen(() => workload(1_200, 'paused'));
     expect(calls).toBeGreaterThan(8);
     expect(l1Served).toBeGreaterThan(2);
     expect(cache.stats().l2).not.toBe('closed');
@@ -94,13 +106,11 @@ describe.skipIf(!hasRedisServer)('Redis paused, then killed, then back', () => {
   });
 
   it('throws BackendUnavailableError when configured to, within the deadline', async () => {
-    await server.pause(2_000);
     const started = performance.now();
-    const error = await strict.get('anything').catch((caught: unknown) => caught);
+    const error = await frozen(() => strict.get('anything').catch((caught: unknown) => caught));
     expect(performance.now() - started).toBeLessThan(CALL_BOUND_MS);
     expect(error).toBeInstanceOf(BackendUnavailableError);
     expect(error).toMatchObject({ code: 'NOA_CACHE_BACKEND_UNAVAILABLE' });
-    await delay(2_100);
   });
 
   it('keeps serving when Redis is killed mid-run, and recovers on its own when it returns', async () => {
