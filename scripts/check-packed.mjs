@@ -22,7 +22,15 @@
 // services (`eval "$(scripts/services env)"`). Node 22 comes from NOA_NODE22, else from
 // .tools/node22 (provisioned like `scripts/run compat` when missing). Exit 1 on any failure; the
 // scratch directory is kept then, and each failure prints the command that reproduces it.
-//   node scripts/check-packed.mjs [--keep]
+//
+// Independent steps run side by side, at most --jobs=N (default 2, the CI machine's cores) CPU-bound
+// processes at a time: the packs, the two npm installs (offline-first, from npm's cache), the
+// import/require probes. The README blocks run beside the compilers (they mostly wait on
+// services); the compilers run at a lower CPU priority so the blocks are not starved. The eight
+// type-checks run as `tsc -b` over their projects, split in N groups: one compiler process per
+// group, which parses each declaration file (Node's types, the drivers') once for all its projects.
+// Each check's result is printed whole, in a fixed order, whatever order they finish in.
+//   node scripts/check-packed.mjs [--keep] [--jobs=N]
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import {
@@ -55,6 +63,9 @@ setTimeout(() => {
 }, ${LINGER_MS}).unref();
 `;
 const keep = process.argv.includes('--keep');
+const jobsArgument = process.argv.find((argument) => argument.startsWith('--jobs='));
+const JOBS = Math.max(1, Number(jobsArgument?.slice('--jobs='.length) ?? 2) || 1);
+const COMPILER_NICENESS = 5;
 const started = Date.now();
 const failures = [];
 const notes = [];
@@ -116,12 +127,21 @@ const tarballs = path.join(scratch, 'tarballs');
 mkdirSync(tarballs);
 console.log(`scratch: ${scratch}`);
 
-// 1. Pack, and read what was packed.
+// 1. Pack (side by side), and read what was packed.
 phase('pack');
-for (const { name, dir } of packages) {
-  must(run('pnpm', ['pack', '--pack-destination', tarballs], { cwd: dir }), `pnpm pack in packages/${name}`);
-}
+const cpu = limiter(JOBS);
+await Promise.all(
+  packages.map(({ name, dir }) =>
+    cpu(async () =>
+      mustAsync(
+        await runAsync('pnpm', ['pack', '--pack-destination', tarballs], { cwd: dir }),
+        `pnpm pack in packages/${name}`,
+      ),
+    ),
+  ),
+);
 const packed = [];
+const readmes = new Map();
 for (const file of readdirSync(tarballs).filter((entry) => entry.endsWith('.tgz'))) {
   const listing = must(run('tar', ['-tzf', path.join(tarballs, file)]), `tar -tzf ${file}`).split('\n');
   const stray = listing.filter((entry) => /^package\/(src|test|bench)\//.test(entry));
@@ -136,6 +156,11 @@ for (const file of readdirSync(tarballs).filter((entry) => entry.endsWith('.tgz'
   const manifestText = must(run('tar', ['-xOzf', path.join(tarballs, file), 'package/package.json']), file);
   const manifest = JSON.parse(manifestText);
   packed.push({ file, name: manifest.name });
+  // The README as installed: the one in the tarball.
+  readmes.set(
+    manifest.name,
+    must(run('tar', ['-xOzf', path.join(tarballs, file), 'package/README.md']), `${file} README.md`),
+  );
   const runtime = {
     ...manifest.dependencies,
     ...manifest.peerDependencies,
@@ -152,49 +177,12 @@ for (const file of readdirSync(tarballs).filter((entry) => entry.endsWith('.tgz'
   }
 }
 
-// 2. A minimal app: the tarballs only, no optional peer, no extra package.
-phase('install the tarballs alone');
-const minimal = makeApp('minimal', {});
-for (const [label, binary] of nodes) {
-  const importAll = packages.map(({ manifest }) => `await import('${manifest.name}');`).join('\n');
-  writeFileSync(path.join(minimal, 'import-all.mjs'), `${importAll}\n`);
-  const imported = run(binary, ['import-all.mjs'], { cwd: minimal, timeout: PROCESS_TIMEOUT_MS });
-  if (imported.status === 0) console.log(`ok   ${label} import every package without optional peers`);
-  else
-    fail(
-      `${label} import without optional peers`,
-      imported.stderr,
-      `cd ${minimal} && ${binary} import-all.mjs`,
-    );
-
-  mkdirSync(path.join(minimal, 'cjs'), { recursive: true });
-  writeFileSync(path.join(minimal, 'cjs', 'package.json'), '{ "type": "commonjs" }\n');
-  for (const { manifest } of packages) {
-    const required = run(binary, ['-e', `require('${manifest.name}')`], {
-      cwd: path.join(minimal, 'cjs'),
-      timeout: PROCESS_TIMEOUT_MS,
-    });
-    const readme = readFileSync(path.join(minimal, 'node_modules', manifest.name, 'README.md'), 'utf8');
-    if (required.status === 0) console.log(`ok   ${label} require('${manifest.name}') from CommonJS`);
-    else if (/ESM[- ]only/i.test(readme))
-      console.log(`ok   ${label} ${manifest.name} is ESM-only, as its README says`);
-    else {
-      const message = required.stderr.split('\n').find((line) => /Error|error/.test(line)) ?? required.stderr;
-      fail(
-        `${label} require('${manifest.name}') from CommonJS`,
-        message,
-        `cd ${path.join(minimal, 'cjs')} && ${binary} -e "require('${manifest.name}')"`,
-      );
-    }
-  }
-}
-
-// 3. The README blocks, in an app with what they import.
-// What a reader installs: what the blocks import and what the Install sections name.
+// What a reader installs for the README blocks: what the blocks import and what the Install
+// sections name.
 const blocks = [];
 const installSections = new Map();
 for (const { manifest } of packages) {
-  const readme = readFileSync(path.join(minimal, 'node_modules', manifest.name, 'README.md'), 'utf8');
+  const readme = readmes.get(manifest.name) ?? '';
   blocks.push(...readmeBlocks(manifest.name, readme));
   installSections.set(manifest.name, /## Install[\s\S]*?(?=\n## )/.exec(readme)?.[0] ?? '');
 }
@@ -215,45 +203,61 @@ for (const dependency of wanted) {
   const types = `@types/${dependency.replace(/^@([^/]+)\/(.+)$/, '$1__$2')}`;
   if (pinned.has(types)) extras[types] = pinned.get(types);
 }
-phase('install the tarballs with what the READMEs use');
-const app = makeApp('readme', extras);
-phase('run the README blocks and type-check them');
+
+// 2. Two apps, installed side by side: the tarballs alone (no optional peer, no extra package),
+// and the tarballs with what the READMEs use.
+phase('install the tarballs alone, and with what the READMEs use');
+const minimal = path.join(scratch, 'minimal');
+const app = path.join(scratch, 'readme');
+const minimalInstalled = cpu(() => makeApp(minimal, {}));
+const appInstalled = cpu(() => makeApp(app, extras));
+
+// 3. In the minimal app, on each Node: import every package, require() each from CommonJS. One
+// process per probe, side by side (they only read the install).
+const probes = minimalInstalled.then(() => {
+  mkdirSync(path.join(minimal, 'cjs'), { recursive: true });
+  writeFileSync(path.join(minimal, 'cjs', 'package.json'), '{ "type": "commonjs" }\n');
+  const importAll = packages.map(({ manifest }) => `await import('${manifest.name}');`).join('\n');
+  writeFileSync(path.join(minimal, 'import-all.mjs'), `${importAll}\n`);
+  return nodes.flatMap(([label, binary]) => [
+    cpu(async () => {
+      const imported = await runAsync(binary, ['import-all.mjs'], { cwd: minimal });
+      return imported.status === 0 && !imported.timedOut
+        ? { ok: true, what: `${label} import every package without optional peers` }
+        : {
+            what: `${label} import without optional peers`,
+            detail: imported.timedOut ? `not finished after ${PROCESS_TIMEOUT_MS} ms` : imported.stderr,
+            reproduce: `cd ${minimal} && ${binary} import-all.mjs`,
+          };
+    }),
+    ...packages.map(({ manifest }) =>
+      cpu(async () => {
+        const required = await runAsync(binary, ['-e', `require('${manifest.name}')`], {
+          cwd: path.join(minimal, 'cjs'),
+        });
+        const readme = readFileSync(path.join(minimal, 'node_modules', manifest.name, 'README.md'), 'utf8');
+        if (required.status === 0 && !required.timedOut)
+          return { ok: true, what: `${label} require('${manifest.name}') from CommonJS` };
+        if (!required.timedOut && /ESM[- ]only/i.test(readme))
+          return { ok: true, what: `${label} ${manifest.name} is ESM-only, as its README says` };
+        const message = required.timedOut
+          ? `not finished after ${PROCESS_TIMEOUT_MS} ms`
+          : (required.stderr.split('\n').find((line) => /Error|error/.test(line)) ?? required.stderr);
+        return {
+          what: `${label} require('${manifest.name}') from CommonJS`,
+          detail: message,
+          reproduce: `cd ${path.join(minimal, 'cjs')} && ${binary} -e "require('${manifest.name}')"`,
+        };
+      }),
+    ),
+  ]);
+});
+
+// 4. The type-checks, as projects of the readme app (the compiler is its typescript).
+await appInstalled;
 mkdirSync(path.join(app, 'blocks'));
 for (const block of blocks) writeFileSync(path.join(app, 'blocks', block.file), block.code);
 writeFileSync(path.join(app, 'run-block.mjs'), BLOCK_RUNNER);
-// The compilers run while the blocks do (the blocks mostly wait on services). One package's
-// blocks run one after another, Node 24 then 22 (they share table and key names); different
-// packages run side by side.
-const typechecks = Promise.all([
-  typecheck(app, 'blocks', ['blocks/*.ts'], 'nodenext', true),
-  typecheck(app, 'blocks', ['blocks/*.ts'], 'bundler', true),
-  typecheck(minimal, 'import-all', [], 'nodenext', false),
-]);
-const reports = await Promise.all(
-  packages.map(async ({ manifest }) => {
-    const lines = [];
-    for (const [label, binary] of nodes) {
-      for (const block of blocks.filter((entry) => entry.package === manifest.name)) {
-        lines.push(await runBlock(label, binary, block));
-      }
-    }
-    return lines;
-  }),
-);
-for (const { what, detail, reproduce, ok } of reports.flat()) {
-  if (ok) console.log(`ok   ${what}`);
-  else fail(what, detail, reproduce);
-}
-const [nodenext, bundler, libCheck] = await typechecks;
-for (const [moduleResolution, checked] of [
-  ['nodenext', nodenext],
-  ['bundler', bundler],
-]) {
-  const what = `tsc --strict, moduleResolution ${moduleResolution}: README blocks`;
-  if (checked.status === 0) console.log(`ok   ${what}`);
-  else fail(what, checked.output, checked.reproduce);
-}
-phase('type-check every entry under each moduleResolution');
 // Every entry a user can import, in the app that has every optional peer (a subpath's
 // declarations import its driver).
 const entrySpecifiers = packages.flatMap(({ manifest }) =>
@@ -272,38 +276,106 @@ const cjsApp = path.join(app, 'cjs');
 mkdirSync(cjsApp);
 writeFileSync(path.join(cjsApp, 'package.json'), '{ "type": "commonjs" }\n');
 writeFileSync(path.join(cjsApp, 'entries.ts'), entriesSource);
-const entryChecks = [
-  ['node10', app, 'moduleResolution node10 (CommonJS output)'],
-  ['node16', app, 'moduleResolution node16'],
-  ['nodenext', app, 'moduleResolution nodenext'],
-  ['bundler', app, 'moduleResolution bundler'],
-  ['nodenext', cjsApp, 'moduleResolution nodenext, a CommonJS project'],
+const entries = (label) =>
+  `tsc --strict, skipLibCheck: false, ${label}: every entry (${entrySpecifiers.length}) resolves to its types`;
+// Heaviest first (each entries project loads every driver's declarations), so that the groups
+// below get about the same work.
+const projects = [
+  tsProject(
+    app,
+    'entries',
+    ['entries.ts'],
+    'node10',
+    false,
+    false,
+    entries('moduleResolution node10 (CommonJS output)'),
+  ),
+  tsProject(app, 'entries', ['entries.ts'], 'node16', false, false, entries('moduleResolution node16')),
+  tsProject(app, 'entries', ['entries.ts'], 'nodenext', false, false, entries('moduleResolution nodenext')),
+  tsProject(app, 'entries', ['entries.ts'], 'bundler', false, false, entries('moduleResolution bundler')),
+  tsProject(
+    cjsApp,
+    'entries',
+    ['entries.ts'],
+    'nodenext',
+    false,
+    true,
+    entries('moduleResolution nodenext, a CommonJS project'),
+  ),
+  tsProject(
+    app,
+    'blocks',
+    ['blocks/*.ts'],
+    'nodenext',
+    true,
+    false,
+    'tsc --strict, moduleResolution nodenext: README blocks',
+  ),
+  tsProject(
+    app,
+    'blocks',
+    ['blocks/*.ts'],
+    'bundler',
+    true,
+    false,
+    'tsc --strict, moduleResolution bundler: README blocks',
+  ),
 ];
-// One compiler at a time, once the blocks are done: each loads every driver's declarations (about
-// 20 s of a core); run beside the blocks, they starved them and the other compilers (a block's
-// pool waited past its acquire timeout, the compilers past PROCESS_TIMEOUT_MS).
-for (const [moduleResolution, dir, label] of entryChecks) {
-  const checked = await typecheck(dir, 'entries', ['entries.ts'], moduleResolution, false, dir === cjsApp);
-  const what = `tsc --strict, skipLibCheck: false, ${label}: every entry (${entrySpecifiers.length}) resolves to its types`;
-  if (checked.status === 0) console.log(`ok   ${what}`);
-  else fail(what, checked.output, checked.reproduce);
-}
-const missingTypes = [
-  ...new Set([...libCheck.output.matchAll(/Cannot find module '([^']+)'/g)].map((m) => m[1])),
-];
+await minimalInstalled;
 // Each package's main entry must type-check with no optional peer installed (decision 010: what
 // needs a driver's types lives in that driver's subpath entry).
-{
-  const what = 'tsc --strict, skipLibCheck: false, no optional peer installed: every main entry';
-  if (libCheck.status === 0) console.log(`ok   ${what}`);
-  else
-    fail(
-      what,
-      missingTypes.length > 0
-        ? `the declarations import ${missingTypes.join(', ')}\n${libCheck.output}`
-        : libCheck.output,
-      libCheck.reproduce,
-    );
+const libCheck = tsProject(
+  minimal,
+  'import-all',
+  [],
+  'nodenext',
+  false,
+  false,
+  'tsc --strict, skipLibCheck: false, no optional peer installed: every main entry',
+);
+projects.push(libCheck);
+const groups = Array.from({ length: Math.min(JOBS, projects.length) }, () => []);
+for (const [index, project] of projects.entries()) groups[index % groups.length].push(project);
+// The compilers run while the blocks do, at a lower CPU priority: the blocks mostly wait on
+// services, but a block starved of CPU could wait past its pool's acquire timeout. Niceness 5 gives
+// a block about three times a compiler's share of a busy core; with 10 (a tenth), on a machine
+// shared with other work (load 14-17), the compilers finished 60-146 s after the blocks.
+const checked = Promise.all(groups.map((group, index) => buildProjects(group, index))).then(() =>
+  console.log(`---- type-checks done (at ${Math.round((Date.now() - started) / 1000)} s)`),
+);
+
+// 5. The README blocks. One package's blocks run one after another, Node 24 then 22 (they share
+// table and key names); different packages run side by side.
+phase('run the README blocks; type-check them and every entry under each moduleResolution');
+const reports = Promise.all(
+  packages.map(async ({ manifest }) => {
+    const lines = [];
+    for (const [label, binary] of nodes) {
+      for (const block of blocks.filter((entry) => entry.package === manifest.name)) {
+        lines.push(await runBlock(label, binary, block));
+      }
+    }
+    return lines;
+  }),
+).then((lines) => {
+  console.log(`---- README blocks done (at ${Math.round((Date.now() - started) / 1000)} s)`);
+  return lines;
+});
+
+for (const probe of await probes) report(await probe);
+for (const line of (await reports).flat()) report(line);
+await checked;
+for (const project of projects) {
+  if (project.result.ok) {
+    console.log(`ok   ${project.what}`);
+    continue;
+  }
+  let detail = project.result.detail;
+  const missingTypes = [...new Set([...detail.matchAll(/Cannot find module '([^']+)'/g)].map((m) => m[1]))];
+  if (project === libCheck && missingTypes.length > 0) {
+    detail = `the declarations import ${missingTypes.join(', ')}\n${detail}`;
+  }
+  fail(project.what, detail, project.reproduce);
 }
 for (const { manifest } of packages) {
   const install = installSections.get(manifest.name);
@@ -329,20 +401,75 @@ if (failures.length > 0) {
 if (!keep) rmSync(scratch, { recursive: true, force: true });
 console.log(`check-packed: all passed in ${seconds} s`);
 
-/** Runs a process to its end, or kills it after `timeoutMs`; stdout and stderr as one text. */
-async function runAsync(command, args, options, timeoutMs = PROCESS_TIMEOUT_MS) {
+/**
+ * Runs a process to its end, or kills it after `timeoutMs`: its stdout, its stderr, and both as
+ * one text (`output`). `priority` is a niceness for it (0 is the parent's, 19 the lowest).
+ */
+async function runAsync(command, args, options, { timeoutMs = PROCESS_TIMEOUT_MS, priority = 0 } = {}) {
   const child = spawn(command, args, options);
+  if (priority !== 0 && child.pid !== undefined) {
+    try {
+      os.setPriority(child.pid, priority);
+    } catch {
+      // not allowed here: it runs at the parent's priority
+    }
+  }
   let output = '';
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => {
+    output += chunk;
+    stdout += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    output += chunk;
+    stderr += chunk;
+  });
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
     child.kill('SIGKILL');
   }, timeoutMs);
-  const [status] = await once(child, 'close');
+  const [status, signal] = await once(child, 'close');
   clearTimeout(timer);
-  return { status, output, timedOut };
+  return { status: status ?? signal, output, stdout, stderr, timedOut };
+}
+
+/** `must` for {@link runAsync}'s result. */
+function mustAsync(result, what) {
+  if (result.status !== 0 || result.timedOut) {
+    console.error(`check-packed: ${what} failed${result.timedOut ? ' (timed out)' : ''}\n${result.output}`);
+    process.exit(2);
+  }
+  return result.stdout;
+}
+
+/** A function that runs the async functions given to it, at most `concurrency` at a time. */
+function limiter(concurrency) {
+  let running = 0;
+  const queue = [];
+  const next = () => {
+    if (running >= concurrency || queue.length === 0) return;
+    running += 1;
+    const { task, resolve, reject } = queue.shift();
+    task()
+      .then(resolve, reject)
+      .finally(() => {
+        running -= 1;
+        next();
+      });
+  };
+  return (task) =>
+    new Promise((resolve, reject) => {
+      queue.push({ task, resolve, reject });
+      next();
+    });
+}
+
+/** Prints a check's outcome: `ok`, or FAIL with its output and how to reproduce it. */
+function report({ ok, what, detail, reproduce }) {
+  if (ok) console.log(`ok   ${what}`);
+  else fail(what, detail, reproduce);
 }
 
 /** Runs one README block as its own process; `ok` when it exits 0 by itself. */
@@ -367,23 +494,29 @@ async function runBlock(label, binary, block) {
   return { what, reproduce, detail, ok: !timedOut && status === 0 };
 }
 
-/** A fresh npm project in the scratch directory with every tarball and `extras` installed. */
-function makeApp(name, extras) {
-  const dir = path.join(scratch, name);
+/**
+ * A fresh npm project at `dir` with every tarball and `extras` installed. npm takes what its cache
+ * already has without asking the registry again (--prefer-offline); a clean machine fetches it.
+ */
+async function makeApp(dir, extras) {
   mkdirSync(dir);
   const dependencies = Object.fromEntries(packed.map(({ file, name }) => [name, `file:../tarballs/${file}`]));
   const manifest = {
-    name: `noa-packed-${name}`,
+    name: `noa-packed-${path.basename(dir)}`,
     private: true,
     type: 'module',
     dependencies: { ...dependencies, ...extras },
   };
   writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  must(
-    run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir }),
+  mustAsync(
+    await runAsync(
+      'npm',
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'],
+      { cwd: dir },
+      { timeoutMs: 10 * PROCESS_TIMEOUT_MS },
+    ),
     `npm install in ${dir}`,
   );
-  return dir;
 }
 
 /** The ```ts blocks of a README with their section and the bare specifiers they import. */
@@ -415,11 +548,12 @@ function readmeBlocks(packageName, readme) {
 }
 
 /**
- * `tsc --noEmit` over `include` in `dir`, strict, as a user's project would set it: an ESM project,
- * or a CommonJS one (`cjsProject`, and always under node10, whose users emit CommonJS: Node >=
- * 22.12 require()s the packages).
+ * A tsconfig for `tsc --noEmit` over `include` in `dir`, strict, as a user's project would set it:
+ * an ESM project, or a CommonJS one (`cjsProject`, and always under node10, whose users emit
+ * CommonJS: Node >= 22.12 require()s the packages). `what` names the check; `reproduce` is the
+ * command that checks this project alone.
  */
-async function typecheck(dir, name, include, moduleResolution, skipLibCheck, cjsProject = false) {
+function tsProject(dir, name, include, moduleResolution, skipLibCheck, cjsProject, what) {
   const moduleFor = { node10: 'commonjs', node16: 'node16', nodenext: 'nodenext', bundler: 'esnext' };
   const commonjs = cjsProject || moduleResolution === 'node10';
   const config = {
@@ -452,15 +586,69 @@ async function typecheck(dir, name, include, moduleResolution, skipLibCheck, cjs
   }
   const configFile = `tsconfig.${name}.${moduleResolution}.json`;
   writeFileSync(path.join(dir, configFile), `${JSON.stringify(config, null, 2)}\n`);
-  const tsc = path.join(app, 'node_modules', 'typescript', 'bin', 'tsc');
-  const result = await runAsync(node24, [tsc, '-p', configFile], { cwd: dir });
   return {
-    status: result.timedOut ? 'timed out' : result.status,
-    output: result.timedOut
-      ? `tsc did not finish within ${PROCESS_TIMEOUT_MS} ms\n${result.output}`
-      : result.output,
-    reproduce: `cd ${dir} && ${node24} ${tsc} -p ${configFile}`,
+    what,
+    configPath: path.join(dir, configFile),
+    reproduce: `cd ${dir} && ${node24} ${tsc()} -p ${configFile}`,
+    result: undefined,
   };
+}
+
+/** The readme app's compiler. */
+function tsc() {
+  return path.join(app, 'node_modules', 'typescript', 'bin', 'tsc');
+}
+
+/**
+ * Type-checks `projects` with one `tsc -b` (one process: each declaration file is parsed once
+ * for all of them) and sets each one's `result`: `ok`, or the diagnostics of that project.
+ */
+async function buildProjects(projects, index) {
+  if (projects.length === 0) return;
+  const solution = path.join(scratch, `tsconfig.check-${index}.json`);
+  const solutionConfig = { files: [], references: projects.map(({ configPath }) => ({ path: configPath })) };
+  writeFileSync(solution, `${JSON.stringify(solutionConfig, null, 2)}\n`);
+  const timeoutMs = PROCESS_TIMEOUT_MS * projects.length;
+  const result = await runAsync(
+    node24,
+    [tsc(), '-b', solution, '--verbose', '--pretty', 'false'],
+    { cwd: scratch },
+    { timeoutMs, priority: COMPILER_NICENESS },
+  );
+  // --verbose announces each project before its diagnostics: "<time> - Building project '<path>'...".
+  const diagnostics = new Map(projects.map(({ configPath }) => [configPath, []]));
+  const built = new Set();
+  let current;
+  for (const line of result.output.split('\n')) {
+    const building = /^.* - Building project '(.+)'\.\.\.$/.exec(line);
+    if (building) {
+      current = building[1];
+      built.add(current);
+    } else if (/^\S.* - /.test(line) && /^[\d[]/.test(line) && !/: error TS\d+/.test(line)) {
+      // another line of the build's own progress ("<time> - Project '…' is out of date …")
+    } else if (current !== undefined && line.trim() !== '') diagnostics.get(current)?.push(line);
+  }
+  for (const project of projects) {
+    const lines = diagnostics.get(project.configPath) ?? [];
+    if (result.timedOut) {
+      project.result = {
+        ok: false,
+        detail: `tsc -b (${projects.length} projects) did not finish within ${timeoutMs} ms\n${lines.join('\n')}`,
+      };
+    } else if (!built.has(project.configPath)) {
+      project.result = {
+        ok: false,
+        detail: `tsc -b did not build this project (exit ${result.status})\n${result.output}`,
+      };
+    } else if (lines.length > 0) {
+      project.result = { ok: false, detail: lines.join('\n') };
+    } else project.result = { ok: true };
+  }
+  if (!result.timedOut && result.status !== 0 && projects.every((project) => project.result.ok)) {
+    // An error no project owns (tsc itself): every project of the group fails with it.
+    for (const project of projects)
+      project.result = { ok: false, detail: `tsc -b exit ${result.status}\n${result.output}` };
+  }
 }
 
 /** Node 22: NOA_NODE22, else .tools/node22 (installed there from the npm registry if missing). */

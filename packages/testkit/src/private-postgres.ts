@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { chown, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sparePort } from './ports.js';
@@ -93,6 +94,60 @@ export function postgresBinDir(): string {
   return path.join(root, versions[0], 'bin');
 }
 
+/** The initdb options of every private cluster (its settings are given at start, not here). */
+const initdbOptions = [
+  '-U',
+  'postgres',
+  '--auth=trust',
+  '--no-sync',
+  '--no-instructions',
+  '--no-locale',
+  '--encoding=UTF8',
+];
+
+/** Template data directories being made or found by this process, by path. */
+const templates = new Map<string, Promise<string>>();
+
+/**
+ * A data directory fresh from initdb, made once and copied for each new cluster: initdb takes
+ * 1–3 s of a loaded machine, a copy of its 40 MB about a tenth of that. It lives under the system
+ * temp dir, named for the binaries and the OS user, and is shared by every test process (test
+ * files running side by side, and later runs): made in a directory of its own, then renamed into
+ * place in one step, so nobody copies a half-made one (when two make it at once, one rename wins
+ * and the other's copy is deleted). Never started, so never changed; delete it to have it made
+ * again.
+ */
+function templateDataDir(binDir: string, user: OsUser | undefined): Promise<string> {
+  const key = createHash('sha256')
+    .update(`${binDir}\0${initdbOptions.join(' ')}`)
+    .digest('hex')
+    .slice(0, 12);
+  const template = path.join(tmpdir(), `noa-pg-template-${key}-${user?.uid ?? process.getuid?.() ?? 'user'}`);
+  let made = templates.get(template);
+  if (made === undefined) {
+    made = (async () => {
+      if (existsSync(path.join(template, 'PG_VERSION'))) return template;
+      const building = await mkdtemp(path.join(tmpdir(), 'noa-pg-template-build-'));
+      removeAtExit(building);
+      try {
+        if (user) await chown(building, user.uid, user.gid);
+        await runAs(user, path.join(binDir, 'initdb'), ['-D', path.join(building, 'data'), ...initdbOptions]);
+        await rename(path.join(building, 'data'), template).catch((error: NodeJS.ErrnoException) => {
+          // Another process put its template there first: use that one.
+          if (!existsSync(path.join(template, 'PG_VERSION'))) throw error;
+        });
+      } finally {
+        await rm(building, { recursive: true, force: true });
+      }
+      return template;
+    })();
+    // A failed attempt is not kept: the next cluster tries again.
+    made.catch(() => templates.delete(template));
+    templates.set(template, made);
+  }
+  return made;
+}
+
 /** Where to connect for a `replicaOf` given as URL or private server. */
 function primaryConnection(replicaOf: PrivatePostgres | string): string {
   return typeof replicaOf === 'string' ? replicaOf : replicaOf.url;
@@ -102,7 +157,8 @@ function primaryConnection(replicaOf: PrivatePostgres | string): string {
  * Starts a private PostgreSQL cluster (initdb, trust auth on 127.0.0.1, wal_level=replica,
  * fsync off) or, with `replicaOf`, a streaming replica. PostgreSQL refuses to run as root, so
  * when the tests run as root every binary runs as the `postgres` OS user, in a directory under
- * the system temp dir owned by it. Takes about 1–2 s (initdb dominates); a replica about as long.
+ * the system temp dir owned by it. The data directory is a copy of one initdb made once per machine
+ * (see `templateDataDir`), so a start takes a few hundred ms; a replica (pg_basebackup) about as long.
  */
 export async function startPrivatePostgres(options: PrivatePostgresOptions = {}): Promise<PrivatePostgres> {
   const binDir = options.binDir ?? postgresBinDir();
@@ -128,17 +184,8 @@ export async function startPrivatePostgres(options: PrivatePostgresOptions = {})
       '--no-sync',
     ]);
   } else {
-    await runAs(user, bin('initdb'), [
-      '-D',
-      dataDir,
-      '-U',
-      'postgres',
-      '--auth=trust',
-      '--no-sync',
-      '--no-instructions',
-      '--no-locale',
-      '--encoding=UTF8',
-    ]);
+    // initdb's output, copied (as the cluster's OS user: the copy is its own, mode 0700 kept).
+    await runAs(user, 'cp', ['-a', await templateDataDir(binDir, user), dataDir]);
   }
 
   const settings: Record<string, string> = {
@@ -169,7 +216,7 @@ export async function startPrivatePostgres(options: PrivatePostgresOptions = {})
           await runAs(user, bin('pg_isready'), ['-q', '-h', '127.0.0.1', '-p', String(port)]);
           return true;
         },
-        { timeoutMs: startTimeoutMs, alive: () => server.running },
+        { timeoutMs: startTimeoutMs, intervalMs: 50, alive: () => server.running },
       );
     } catch (error) {
       throw new Error(`${(error as Error).message}\n${server.recentOutput}`);

@@ -175,7 +175,10 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
 
   it('the primary health probe never asks failover for a frozen primary, however long it stays frozen (slow is not gone)', async () => {
     let failovers = 0;
+    const registry = new Registry();
     const pool = createPgPool({
+      name: 'probe_frozen',
+      registry,
       primary: cluster.primaryUrl,
       primaryHealthCheckIntervalMs: 100,
       queryTimeoutMs: 300,
@@ -192,8 +195,15 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
       await cluster.freezePrimary();
       frozen = true;
       await waitFor(() => !pool.health().primary.healthy, 15_000);
-      // Long enough for the probe to find no connection left and connect again, several times.
-      await sleep(3_000);
+      // Until the probe has found no connection left and connected again, several times (each
+      // connect to the frozen server fails after connectTimeoutMs: a `create` error).
+      const failedConnects = async () =>
+        Number(
+          /noa_connection_pool_errors_total\{pool="probe_frozen:primary",kind="create"\} (\d+)/.exec(
+            await registry.metrics(),
+          )?.[1] ?? 0,
+        );
+      await waitFor(async () => (await failedConnects()) >= 3, 15_000);
       expect(pool.health().primary.reason).toBe('unresponsive');
       expect(failovers).toBe(0);
       await cluster.thawPrimary();
@@ -266,7 +276,7 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
     let failovers = 0;
     const pool = createPgPool({
       primary: cluster.primaryUrl,
-      connectTimeoutMs: 3_000,
+      connectTimeoutMs: 1_500,
       pool: { max: 4 },
       // The replica stands in for the new primary: only reads are sent here.
       failover: async () => {
@@ -282,6 +292,8 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
       await cluster.freezePrimary();
       frozen = true;
       const first = port();
+      // The second connect starts 1 s after the first: it is still waiting when the first times
+      // out (at 1.5 s), and the thaw below comes about 1 s before its own timeout.
       await sleep(1_000);
       const second = port();
       // The first connect times out: failover switches to the new server while the second

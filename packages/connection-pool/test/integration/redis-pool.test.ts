@@ -199,15 +199,16 @@ describe.skipIf(!reachable)('RedisPool', () => {
     const pool = createRedisPool({ redis: server.url, max: 2, queryTimeoutMs: 200, connectTimeoutMs: 500 });
     const key = uniqueName('cp_block');
     try {
-      expect(await pool.use((client) => client.blpop(key, 1))).toBeNull();
+      // Half a second: past queryTimeoutMs (200 ms) by far (BLPOP takes a decimal timeout).
+      expect(await pool.use((client) => client.blpop(key, 0.5))).toBeNull();
       const sent = Date.now();
-      const blocked = pool.use((client) => client.blpop(key, 1)).catch((error: unknown) => error);
+      const blocked = pool.use((client) => client.blpop(key, 0.5)).catch((error: unknown) => error);
       await new Promise((resolve) => setTimeout(resolve, 100));
       server.freeze();
       try {
         expect(await blocked).toBeInstanceOf(QueryTimeoutError);
-        // Its own second plus queryTimeoutMs from when it was sent, never queryTimeoutMs alone.
-        expect(Date.now() - sent).toBeGreaterThanOrEqual(1_000);
+        // Its own half second plus queryTimeoutMs from when it was sent, never queryTimeoutMs alone.
+        expect(Date.now() - sent).toBeGreaterThanOrEqual(500);
       } finally {
         server.resume();
       }
