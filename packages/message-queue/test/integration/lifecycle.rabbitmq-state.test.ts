@@ -232,7 +232,9 @@ describe.skipIf(!rabbitUp || privateRedis.skip !== undefined)(
   },
 );
 
-describe.skipIf(!rabbitUp)('RabbitMqProvider.ready()', () => {
+// Side by side: each case has its own provider and relay (the Redis-down cases above share one
+// private Redis that they kill and restart, so they run one at a time).
+describe.skipIf(!rabbitUp).concurrent('RabbitMqProvider.ready()', () => {
   it('resolves once the broker answers', async () => {
     const provider = new RabbitMqProvider({ url });
     try {
