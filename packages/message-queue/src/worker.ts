@@ -41,12 +41,6 @@ const maxErrorHistory = 20;
  * nothing more. With it, a record's history is bounded (`maxErrorHistory` entries of this).
  */
 const maxErrorMessageLength = 16_384;
-/**
- * How long `close()` waits for the backend (the last exchange, the release) after the handlers:
- * a round trip when it is up, so this only bounds a backend that does not answer. Not tied to
- * `closeTimeoutMs`, which is about handlers (`close(0)` must still give the jobs back).
- */
-const backendCloseTimeoutMs = 5_000;
 
 /** Options of {@link Worker}. */
 export const workerOptionsSchema = z
@@ -75,6 +69,13 @@ export const workerOptionsSchema = z
     defaultTimeoutMs: z.number().int().positive().max(maxTimerMs).optional(),
     /** How long `close()` waits for in-flight jobs before releasing them for redelivery. */
     closeTimeoutMs: z.number().int().nonnegative().max(maxTimerMs).default(10_000),
+    /**
+     * How long `close()` then waits for the backend (the last exchange, the release): a round
+     * trip when it is up, so this only bounds a backend that does not answer (Redis down under
+     * `maxRetriesPerRequest: null`); past it the jobs are left to their leases. Not tied to
+     * `closeTimeoutMs`, which is about handlers (`close(0)` must still give the jobs back).
+     */
+    backendCloseTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** A job whose lease expires more than this many times is dead-lettered (poison job). */
     maxStalls: z.number().int().nonnegative().default(3),
     /** Longest idle wait between fetches when no notification arrives. */
@@ -854,8 +855,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   /**
    * Stops fetching, waits up to `timeoutMs` (default `closeTimeoutMs`) for in-flight jobs, then
    * aborts the rest with {@link WorkerClosingError} and releases them for immediate redelivery.
-   * The backend then gets up to 5 s for the last exchange and the release; one that does not
-   * answer is given up on with an `error` event, so close() is bounded.
+   * The backend then gets up to `backendCloseTimeoutMs` (5 s) for the last exchange and the
+   * release; one that does not answer is given up on with an `error` event, so close() is bounded.
    */
   close(timeoutMs = this.#options.closeTimeoutMs): Promise<void> {
     this.#closed ??= this.#close(timeoutMs);
@@ -914,7 +915,11 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       // A backend that does not answer (Redis down under `maxRetriesPerRequest: null`) would hold
       // the last exchange or the release for ever; past the bound the jobs are left to their
       // leases, which expire so that another worker recovers them.
-      await withDeadline(backendDone, backendCloseTimeoutMs, 'worker close: last exchange and release');
+      await withDeadline(
+        backendDone,
+        this.#options.backendCloseTimeoutMs,
+        'worker close: last exchange and release',
+      );
     } catch (error) {
       this.#reportError(
         'close (the backend did not answer; unreleased jobs return when their leases expire)',

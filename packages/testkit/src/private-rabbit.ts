@@ -29,7 +29,11 @@ export interface PrivateRabbit {
   readonly url: string;
   /** Starts the node again after `stop()` or `kill()`; resolves once AMQP accepts connections. */
   start(): Promise<void>;
-  /** Graceful stop through `rabbitmqctl -n <node> stop`; keeps the data (durable queues survive). */
+  /**
+   * Graceful stop: SIGTERM, which the node takes as `init:stop()` (its applications stop in
+   * order, clients are told, as with `rabbitmqctl stop`, without booting the CLI's own Erlang VM
+   * first: a second or more on a busy machine). Keeps the data (durable queues survive).
+   */
   stop(): Promise<void>;
   /** `stop()` then `start()` on the same ports and data. */
   restart(): Promise<void>;
@@ -41,7 +45,7 @@ export interface PrivateRabbit {
   resume(): void;
   /** Runs `rabbitmqctl -n <node> <args>` against this node and returns its output. */
   ctl(...args: string[]): Promise<string>;
-  /** Stops the node and removes its directory. */
+  /** Kills the node (its data is not kept, so a graceful stop would be time lost) and removes its directory. */
   destroy(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -125,11 +129,7 @@ export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Pr
   };
   const stop = async () => {
     if (!server.running) return;
-    try {
-      await ctl('stop');
-    } catch {
-      // The CLI could not reach the node (frozen, half-started): fall back to signals.
-    }
+    // SIGCONT first (a frozen node), then SIGTERM; SIGKILL if it has not exited within 15 s.
     await server.terminate('SIGTERM', 15_000);
   };
   await start();
@@ -153,7 +153,8 @@ export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Pr
     resume: () => server.signal('SIGCONT'),
     ctl,
     destroy: async () => {
-      await stop();
+      server.signal('SIGKILL');
+      await server.waitExit();
       await rm(root, { recursive: true, force: true });
     },
     [Symbol.asyncDispose]: () => handle.destroy(),

@@ -38,7 +38,7 @@ import {
   redisConnectionOption,
   redisPrefixOption,
 } from './redis-options.js';
-import { closeSubscriber } from './redis-subscriber.js';
+import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
 
 /** Options of {@link RedisJobStateStore}. */
 export const redisJobStateStoreOptionsSchema = z
@@ -366,7 +366,7 @@ export class RedisJobStateStore implements JobStateStore {
     }
     let subscribed = this.#subscribed.get(channel);
     if (!subscribed) {
-      subscribed = this.#subscriber.subscribe(channel).then(() => undefined);
+      subscribed = subscribeWhenReady(this.#subscriber, channel);
       this.#subscribed.set(channel, subscribed);
     }
     await Promise.race([subscribed, this.#whenClosed]);

@@ -34,7 +34,7 @@ import {
   redisPrefixOption,
 } from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
-import { closeSubscriber } from './redis-subscriber.js';
+import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
 import { Wakers } from './wakers.js';
 
 /** Options of {@link RedisProvider}. */
@@ -148,10 +148,7 @@ export class RedisProvider implements QueueProvider {
     }
     const channel = `${this.#keyPrefix(queue)}ev`;
     this.#channels.set(channel, queue);
-    state.subscribed = Promise.race([
-      this.#subscriber.subscribe(channel).then(() => undefined),
-      this.#whenClosed,
-    ]);
+    state.subscribed = Promise.race([subscribeWhenReady(this.#subscriber, channel), this.#whenClosed]);
     return state.subscribed;
   }
 

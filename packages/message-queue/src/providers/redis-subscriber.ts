@@ -15,3 +15,45 @@ export async function closeSubscriber(subscriber: Redis | Cluster, timeoutMs: nu
   }
   await withDeadline(subscriber.quit(), timeoutMs, 'Redis QUIT').catch(() => subscriber.disconnect());
 }
+
+/** The last SUBSCRIBE sent on each pub/sub connection: the next one waits for it. */
+const lastSubscription = new WeakMap<Redis | Cluster, Promise<void>>();
+
+/**
+ * SUBSCRIBE on a pub/sub connection once it is ready, one channel after the other. ioredis
+ * writes SUBSCRIBE at once during its handshake (the command may run while Redis loads its
+ * data), which puts the connection in subscriber mode before its INFO ready check: Redis
+ * refuses the check, and the subscription fails with it (redis/ioredis#2037). That happens when
+ * a second channel is subscribed a few ms after the first opened the connection (many queues
+ * starting at once). The first SUBSCRIBE, sent before the socket opens, waits in the offline
+ * queue, which ioredis flushes after the check; each next one waits for the one before, so it
+ * goes out once the connection is ready. A Cluster opens its pub/sub connection (hidden inside
+ * it) on the first SUBSCRIBE: only the wait for the one before covers it. A standalone
+ * connection that reconnects meanwhile is waited for too (`connect`: in its handshake).
+ */
+export function subscribeWhenReady(subscriber: Redis | Cluster, channel: string): Promise<void> {
+  const previous = lastSubscription.get(subscriber) ?? Promise.resolve();
+  const subscribed = previous
+    .catch(() => undefined)
+    .then(async () => {
+      if (subscriber.status === 'connect') await untilReady(subscriber);
+      await subscriber.subscribe(channel);
+    });
+  lastSubscription.set(subscriber, subscribed);
+  return subscribed;
+}
+
+function untilReady(subscriber: Redis | Cluster): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const ready = () => {
+      subscriber.off('end', ended);
+      resolve();
+    };
+    const ended = () => {
+      subscriber.off('ready', ready);
+      reject(new Error('the Redis pub/sub connection ended before it was ready'));
+    };
+    subscriber.once('ready', ready);
+    subscriber.once('end', ended);
+  });
+}

@@ -44,7 +44,8 @@ const variants = [
   { label: 'with a Redis job state store', state: true, skip: !redisUp },
 ];
 
-describe.skipIf(!managementUp)('RabbitMQ: a stopped consumer closes its channel', () => {
+// The variants side by side: each waits out the management API's stats interval.
+describe.skipIf(!managementUp).concurrent('RabbitMQ: a stopped consumer closes its channel', () => {
   for (const variant of variants) {
     it.skipIf(variant.skip)(
       `6 worker close/restart and 6 pause/resume cycles leave the channel count flat, and no reconnect (${variant.label})`,

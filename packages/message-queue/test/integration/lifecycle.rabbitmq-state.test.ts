@@ -183,7 +183,14 @@ describe.skipIf(!rabbitUp || privateRedis.skip !== undefined)(
       });
       const queue = new Queue<number>({ name: uniqueName('close-worker-q'), provider });
       await kill();
-      const worker = new Worker({ queue, concurrency: 2, pollIntervalMs: 50, handler: async () => {} });
+      // The backend's share of close() (default 5 s) bounded at 300 ms: the point is that it resolves.
+      const worker = new Worker({
+        queue,
+        concurrency: 2,
+        pollIntervalMs: 50,
+        backendCloseTimeoutMs: 300,
+        handler: async () => {},
+      });
       // Let it start: its cancellation SUBSCRIBE and first exchange now wait on the dead Redis.
       await sleep(200);
       expect(await settlesWithin(worker.close(500), 10_000)).toBe(true);
@@ -232,7 +239,9 @@ describe.skipIf(!rabbitUp || privateRedis.skip !== undefined)(
   },
 );
 
-describe.skipIf(!rabbitUp)('RabbitMqProvider.ready()', () => {
+// Side by side: each case has its own provider and relay (the Redis-down cases above share one
+// private Redis that they kill and restart, so they run one at a time).
+describe.skipIf(!rabbitUp).concurrent('RabbitMqProvider.ready()', () => {
   it('resolves once the broker answers', async () => {
     const provider = new RabbitMqProvider({ url });
     try {

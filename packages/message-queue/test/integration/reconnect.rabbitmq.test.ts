@@ -50,71 +50,75 @@ const variants = [
   { label: 'with a Redis job state store', state: true, skip: !redisUp },
 ];
 
-describe.skipIf(!managementUp)('broker failure: RabbitMQ connections closed by the server mid-run', () => {
-  for (const variant of variants) {
-    it.skipIf(variant.skip)(
-      `producers and workers reconnect, re-declare and lose no acknowledged job (${variant.label})`,
-      async () => {
-        const name = uniqueName('reconnect');
-        const producerName = `${name}-producer`;
-        const workerName = `${name}-worker`;
-        const connections: Redis[] = [];
-        const prefix = uniqueName('reconnect-state');
-        const state = () => {
-          if (!variant.state) return {};
-          const connection = new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null });
-          connections.push(connection);
-          return { state: new RedisJobStateStore({ connection, prefix }) };
-        };
-        const producerProvider = new RabbitMqProvider({ url, connectionName: producerName, ...state() });
-        const workerProvider = new RabbitMqProvider({ url, connectionName: workerName, ...state() });
-        const queue = new Queue<number>({ name, provider: producerProvider });
-        const workerQueue = new Queue<number>({ name, provider: workerProvider });
-        try {
-          const completed = new Set<number>();
-          let completions = 0;
-          const worker = new Worker({
-            queue: workerQueue,
-            concurrency: 10,
-            pollIntervalMs: 100,
-            handler: async (job) => {
-              await sleep(2);
-              completed.add(job.data);
-              completions += 1;
-            },
-          });
-          const producer = startProducer(async (n) => {
-            await queue.add('work', n, variant.state ? { jobId: `job-${n}` } : undefined);
-            return n;
-          });
-          const { acknowledged } = producer;
-          await waitFor(() => completed.size >= 200, 20_000, '200 completions before the failure');
-          await waitFor(
-            async () => (await closeConnections([producerName, workerName])) === 2,
-            15_000,
-            'our connections to be listed',
-          );
-          const atFailure = acknowledged.length;
-          await waitFor(() => acknowledged.length >= atFailure + 200, 20_000, 'the producer to recover');
-          await producer.stop();
-          await waitFor(
-            () => acknowledged.every((n) => completed.has(n)),
-            30_000,
-            'every acknowledged job to complete',
-          );
-          await worker.close();
-          console.log(
-            `rabbitmq reconnect (${variant.label}): ${acknowledged.length} acknowledged adds, ${completed.size} distinct completed, ` +
-              `${completions - completed.size} duplicates (redelivered after the connection loss)`,
-          );
-          expect(acknowledged.filter((n) => !completed.has(n))).toEqual([]);
-        } finally {
-          await producerProvider.deleteQueue(name).catch(() => undefined);
-          await producerProvider.close();
-          await workerProvider.close();
-          await Promise.all(connections.map((connection) => connection.quit()));
-        }
-      },
-    );
-  }
-});
+// The variants side by side (their own queues and connection names): each waits for the
+// management API to list its connections.
+describe
+  .skipIf(!managementUp)
+  .concurrent('broker failure: RabbitMQ connections closed by the server mid-run', () => {
+    for (const variant of variants) {
+      it.skipIf(variant.skip)(
+        `producers and workers reconnect, re-declare and lose no acknowledged job (${variant.label})`,
+        async () => {
+          const name = uniqueName('reconnect');
+          const producerName = `${name}-producer`;
+          const workerName = `${name}-worker`;
+          const connections: Redis[] = [];
+          const prefix = uniqueName('reconnect-state');
+          const state = () => {
+            if (!variant.state) return {};
+            const connection = new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null });
+            connections.push(connection);
+            return { state: new RedisJobStateStore({ connection, prefix }) };
+          };
+          const producerProvider = new RabbitMqProvider({ url, connectionName: producerName, ...state() });
+          const workerProvider = new RabbitMqProvider({ url, connectionName: workerName, ...state() });
+          const queue = new Queue<number>({ name, provider: producerProvider });
+          const workerQueue = new Queue<number>({ name, provider: workerProvider });
+          try {
+            const completed = new Set<number>();
+            let completions = 0;
+            const worker = new Worker({
+              queue: workerQueue,
+              concurrency: 10,
+              pollIntervalMs: 100,
+              handler: async (job) => {
+                await sleep(2);
+                completed.add(job.data);
+                completions += 1;
+              },
+            });
+            const producer = startProducer(async (n) => {
+              await queue.add('work', n, variant.state ? { jobId: `job-${n}` } : undefined);
+              return n;
+            });
+            const { acknowledged } = producer;
+            await waitFor(() => completed.size >= 200, 20_000, '200 completions before the failure');
+            await waitFor(
+              async () => (await closeConnections([producerName, workerName])) === 2,
+              15_000,
+              'our connections to be listed',
+            );
+            const atFailure = acknowledged.length;
+            await waitFor(() => acknowledged.length >= atFailure + 200, 20_000, 'the producer to recover');
+            await producer.stop();
+            await waitFor(
+              () => acknowledged.every((n) => completed.has(n)),
+              30_000,
+              'every acknowledged job to complete',
+            );
+            await worker.close();
+            console.log(
+              `rabbitmq reconnect (${variant.label}): ${acknowledged.length} acknowledged adds, ${completed.size} distinct completed, ` +
+                `${completions - completed.size} duplicates (redelivered after the connection loss)`,
+            );
+            expect(acknowledged.filter((n) => !completed.has(n))).toEqual([]);
+          } finally {
+            await producerProvider.deleteQueue(name).catch(() => undefined);
+            await producerProvider.close();
+            await workerProvider.close();
+            await Promise.all(connections.map((connection) => connection.quit()));
+          }
+        },
+      );
+    }
+  });

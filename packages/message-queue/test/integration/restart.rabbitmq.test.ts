@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { isReachable, serviceUrl, startPrivateRabbit, uniqueName } from '@noa/testkit';
+import { isReachable, type PrivateRabbit, serviceUrl, startPrivateRabbit, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
@@ -22,14 +22,54 @@ const variants = [
   { label: 'with a Redis job state store', state: true, skip: !redisUp },
 ];
 
-describe.skipIf(unavailable !== undefined)(
-  'broker failure: a private RabbitMQ node stopped and restarted mid-run',
-  () => {
+/**
+ * One stop and start of the node for every variant that runs (a node boot and a stop are most
+ * of this file's time): each variant arrives once it has its completions before the restart,
+ * and is let go once the node answers again. A variant that failed before arriving leaves, so
+ * the others are not kept waiting for it.
+ */
+function sharedRestart(parties: number, restart: () => Promise<void>) {
+  let arrived = 0;
+  let release!: () => void;
+  const everyone = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let restarted: Promise<void> | undefined;
+  return {
+    arrive: async () => {
+      arrived += 1;
+      if (arrived >= parties) release();
+      await everyone;
+      restarted ??= restart();
+      await restarted;
+    },
+    leave: () => {
+      parties -= 1;
+      if (arrived >= parties) release();
+    },
+  };
+}
+
+describe
+  .skipIf(unavailable !== undefined)
+  .concurrent('broker failure: a private RabbitMQ node stopped and restarted mid-run', () => {
+    let node: PrivateRabbit;
+    beforeAll(async () => {
+      node = await startPrivateRabbit();
+    });
+    afterAll(async () => {
+      await node?.destroy();
+    });
+    const restart = sharedRestart(variants.filter((variant) => !variant.skip).length, async () => {
+      await node.stop();
+      await sleep(300);
+      await node.start();
+    });
     for (const variant of variants) {
       it.skipIf(variant.skip)(
         `producers and workers reconnect, re-declare and lose no acknowledged job (${variant.label})`,
         async () => {
-          const node = await startPrivateRabbit();
+          let arrived = false;
           const connections: Redis[] = [];
           const prefix = uniqueName('restart-state');
           const state = () => {
@@ -63,9 +103,8 @@ describe.skipIf(unavailable !== undefined)(
             });
             const { acknowledged } = producer;
             await waitFor(() => completed.size >= 200, 20_000, '200 completions before the restart');
-            await node.stop();
-            await sleep(300);
-            await node.start();
+            arrived = true;
+            await restart.arrive();
             const atRestart = acknowledged.length;
             await waitFor(() => acknowledged.length >= atRestart + 200, 30_000, 'the producer to recover');
             await producer.stop();
@@ -81,14 +120,13 @@ describe.skipIf(unavailable !== undefined)(
             );
             expect(acknowledged.filter((n) => !completed.has(n))).toEqual([]);
           } finally {
+            if (!arrived) restart.leave();
             await producerProvider.close();
             await workerProvider.close();
             await Promise.all(connections.map((connection) => connection.quit()));
-            await node.destroy();
           }
         },
         90_000,
       );
     }
-  },
-);
+  });

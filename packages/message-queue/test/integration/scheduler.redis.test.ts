@@ -7,7 +7,8 @@ import { redisContext } from './redis-context.js';
 
 const redis = await redisContext();
 
-describe.skipIf(!redis.reachable)('scheduler singleton (Redis)', () => {
+// The two cases use their own queues and connections: side by side, the short one costs nothing.
+describe.skipIf(!redis.reachable).concurrent('scheduler singleton (Redis)', () => {
   afterAll(() => redis.closeAll());
 
   it('3 scheduler instances on an every-second cron fire each tick once', async () => {

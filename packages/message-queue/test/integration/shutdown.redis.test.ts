@@ -81,13 +81,30 @@ describe.skipIf(privateRedis.skip !== undefined)('shutdown with Redis gone (priv
       const queue = new Queue<number>({ name: uniqueName('close-redis-down'), provider });
       await queue.add('work', 1);
       await server.kill();
-      // Its subscription and its first fetch now wait on a Redis that is gone.
-      const worker = new Worker({ queue, concurrency: 2, pollIntervalMs: 50, handler: async () => {} });
+      // Its subscription and its first fetch now wait on a Redis that is gone. The backend's
+      // share of close() is bounded by backendCloseTimeoutMs (default 5 s): 300 ms here.
+      const errors: Error[] = [];
+      const worker = new Worker({
+        queue,
+        concurrency: 2,
+        pollIntervalMs: 50,
+        backendCloseTimeoutMs: 300,
+        handler: async () => {},
+      });
+      worker.on('error', (error) => errors.push(error));
       await sleep(200);
-      const closed = (work: Promise<void>) =>
-        Promise.race([work.then(() => 'closed'), sleep(10_000).then(() => 'still waiting')]);
-      expect(await closed(worker.close(500))).toBe('closed');
-      expect(await closed(provider.close())).toBe('closed');
+      const closed = (work: Promise<void>, withinMs: number) =>
+        Promise.race([work.then(() => 'closed'), sleep(withinMs).then(() => 'still waiting')]);
+      // Generous (500 + 300 ms, and the machine's noise), and below the 5 s default.
+      expect(await closed(worker.close(500), 3_000)).toBe('closed');
+      // Given up on at the bound, and said so.
+      expect(errors).toContainEqual(
+        expect.objectContaining({
+          code: 'NOA_TIMEOUT',
+          details: expect.objectContaining({ timeoutMs: 300 }),
+        }),
+      );
+      expect(await closed(provider.close(), 10_000)).toBe('closed');
     } finally {
       connection.disconnect();
       await server.stop();
