@@ -17,6 +17,11 @@ export {
   parseOptions,
   TimeoutError,
 } from './errors.js';
+export {
+  LogSampler,
+  type LogSamplerOptions,
+  logSamplerOptionsSchema,
+} from './log-sampler.js';
 export { childLogger, fromPino, type Logger, type PinoLike, silentLogger } from './logger.js';
 export {
   type CounterMetric,

@@ -158,6 +158,7 @@ export class RateLimiter implements AsyncDisposable {
           block: parsed.autoBlock,
           metrics: this.#metrics,
           logger: this.#logger,
+          clock: this.#clock,
           fallbackStore: this.#fallbackStore,
         })
       : undefined;

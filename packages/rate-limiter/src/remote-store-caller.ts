@@ -1,9 +1,12 @@
 import {
   type BreakerOptions,
+  type BreakerState,
   type CircuitBreaker,
+  type Clock,
   createCircuitBreaker,
   GaugeShare,
   type Logger,
+  LogSampler,
   startDeadline,
   TimeoutError,
   withDeadline,
@@ -52,8 +55,18 @@ export interface RemoteStoreCallerOptions {
   block: AutoBlockPolicy | undefined;
   metrics: LimiterMetrics;
   logger: Logger;
+  /** Time source of the log sampling (the limiter's clock). */
+  clock: Clock;
   fallbackStore: MemoryStore;
 }
+
+/**
+ * During an outage, at most one warning per this many ms for each kind: failed checks, failed
+ * adjustments, and the breaker's probes (half-open, open again, every `halfOpenAfterMs`). Each
+ * failed call was a line: a Redis killed under 700 requests a second gave 1,458 lines in 2 s, then
+ * two a second per limiter for as long as it was down.
+ */
+export const storeWarningIntervalMs = 10_000;
 
 /** Pending distinct keys that trigger a store call without waiting for the end of the tick. */
 const earlyFlushKeys = 32;
@@ -90,6 +103,11 @@ export class RemoteStoreCaller {
   readonly #block: AutoBlockPolicy | undefined;
   readonly #metrics: LimiterMetrics;
   readonly #logger: Logger;
+  /** Warnings of failed checks, failed adjustments and breaker probes (see storeWarningIntervalMs). */
+  readonly #failureLog: LogSampler;
+  readonly #adjustFailureLog: LogSampler;
+  readonly #probeLog: LogSampler;
+  #breakerState: BreakerState = 'closed';
   readonly #fallbackStore: MemoryStore;
   readonly #pending = new Map<string, Pending>();
   readonly #earlyFlushKeys: number;
@@ -110,6 +128,10 @@ export class RemoteStoreCaller {
     this.#block = options.block;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
+    const sampling = { intervalMs: storeWarningIntervalMs, clock: options.clock };
+    this.#failureLog = new LogSampler(sampling);
+    this.#adjustFailureLog = new LogSampler(sampling);
+    this.#probeLog = new LogSampler(sampling);
     this.#fallbackStore = options.fallbackStore;
     this.#earlyFlushKeys =
       this.#store.keysPerCall ??
@@ -118,9 +140,27 @@ export class RemoteStoreCaller {
     this.#breaker = createCircuitBreaker(`rate-limit store (${this.#store.kind})`, options.breaker);
     this.#breaker.onStateChange((state) => {
       this.#bypassing.set(state === 'closed' ? 0 : 1);
+      const previous = this.#breakerState;
+      this.#breakerState = state;
       const fields = { store: this.#store.kind, failMode: this.#failMode };
-      if (state === 'closed') this.#logger.info('rate-limit store breaker closed: store back in use', fields);
-      else this.#logger.warn(`rate-limit store breaker ${state}: fail mode applies`, fields);
+      if (state === 'closed') {
+        // The outage is over: its counts of lines held back go out with this line, and the next
+        // outage's first lines go out at once.
+        const suppressed = this.#failureLog.reset() + this.#adjustFailureLog.reset() + this.#probeLog.reset();
+        this.#logger.info(
+          'rate-limit store breaker closed: store back in use',
+          suppressed === 0 ? fields : { ...fields, suppressed },
+        );
+      } else if (previous === 'closed') {
+        this.#logger.warn(`rate-limit store breaker ${state}: fail mode applies`, fields);
+      } else {
+        this.#probeLog.log(
+          this.#logger,
+          'warn',
+          `rate-limit store breaker ${state}: fail mode applies`,
+          fields,
+        );
+      }
     });
   }
 
@@ -415,7 +455,7 @@ export class RemoteStoreCaller {
     this.#metrics.errors.inc({ kind });
     if (kind === 'circuit-open') return;
     this.#observe(started, kind);
-    this.#logger.warn('rate-limit store call failed; applying fail mode', {
+    this.#failureLog.log(this.#logger, 'warn', 'rate-limit store call failed; applying fail mode', {
       store: this.#store.kind,
       failMode: this.#failMode,
       kind,
@@ -450,7 +490,7 @@ export class RemoteStoreCaller {
       .catch((error: unknown) => {
         const kind = failureKind(error);
         this.#metrics.errors.inc({ kind });
-        this.#logger.warn(`rate-limit ${operation} failed`, {
+        this.#adjustFailureLog.log(this.#logger, 'warn', `rate-limit ${operation} failed`, {
           store: this.#store.kind,
           kind,
           error: (error as Error)?.message,

@@ -4,6 +4,7 @@ import {
   type CircuitBreaker,
   createCircuitBreaker,
   type Logger,
+  LogSampler,
 } from '@noa/core';
 import { BackendUnavailableError } from '../errors.js';
 import type { CacheMetrics } from '../metrics.js';
@@ -100,7 +101,8 @@ export class RedisGuard {
   readonly #breaker: CircuitBreaker;
   readonly #options: RedisGuardOptions;
   readonly #deadlines: DeadlineQueue;
-  #lastWarnAt = 0;
+  /** One failure warning a second at most: an outage must not flood the logs. */
+  readonly #failureLog = new LogSampler({ intervalMs: 1_000 });
   #healthy = true;
   /** The client's status while calls must not go out (undefined: they can). */
   #disconnected: () => string | undefined = () => undefined;
@@ -223,15 +225,10 @@ export class RedisGuard {
 
   #fail<T>(operation: string, fallback: T, error: unknown): T {
     if ((error as { code?: string } | undefined)?.code !== 'NOA_CIRCUIT_OPEN') {
-      // One warning per second at most: an outage must not flood the logs.
-      const now = Date.now();
-      if (now - this.#lastWarnAt > 1_000) {
-        this.#lastWarnAt = now;
-        this.#options.logger.warn('redis operation failed; serving from L1', {
-          operation,
-          error: error instanceof Error ? error.message : String(error),
-        });
-      }
+      this.#failureLog.log(this.#options.logger, 'warn', 'redis operation failed; serving from L1', {
+        operation,
+        error: error instanceof Error ? error.message : String(error),
+      });
     }
     if (this.#options.onBackendError === 'throw') {
       throw new BackendUnavailableError(operation, { cause: error });

@@ -61,13 +61,76 @@ interface Entry extends FixedWindowState {
   states: unknown[] | undefined;
   block: BlockState | undefined;
   expiresAt: number;
-  /** When the entry last moved to the young end of the map (approximate LRU). */
+  /** When the entry last moved to the young end of its namespace's list (approximate LRU). */
   movedAt: number;
+  /** Its key: eviction finds an entry by its age, and drops it from the map by this. */
+  readonly key: string;
+  /** The next older entry of its namespace (see {@link KeySpace}); undefined for the oldest. */
+  older: Entry | undefined;
+  /** The next younger entry of its namespace; undefined for the youngest. */
+  younger: Entry | undefined;
 }
 
 /** A new entry (every entry is made here, so all share one shape). */
-function newEntry(states: unknown[] | undefined, block: BlockState | undefined, now: number): Entry {
-  return { windowStart: Number.NaN, count: 0, states, block, expiresAt: now, movedAt: now };
+function newEntry(
+  key: string,
+  states: unknown[] | undefined,
+  block: BlockState | undefined,
+  now: number,
+): Entry {
+  return {
+    windowStart: Number.NaN,
+    count: 0,
+    states,
+    block,
+    expiresAt: now,
+    movedAt: now,
+    key,
+    older: undefined,
+    younger: undefined,
+  };
+}
+
+/**
+ * A namespace's entries by key, and the same entries in a list from the least to the most
+ * recently moved: the order of eviction and of the sweep of expired entries. The Map's own order
+ * would give the same, but an iteration from a V8 Map's head walks every slot deleted since the
+ * Map was last rehashed, and past the cap every insertion deletes at the head: each one walked all
+ * the keys evicted before it (up to the Map's capacity), and a new key cost 20-200x more at 1-8x
+ * `maxKeys`. The list reaches the oldest entry in one step, whatever was deleted; the Map is only
+ * read by key.
+ */
+class KeySpace extends Map<string, Entry> {
+  oldest: Entry | undefined = undefined;
+  youngest: Entry | undefined = undefined;
+
+  /** Puts `entry` (in no list) at the young end. */
+  append(entry: Entry): void {
+    const youngest = this.youngest;
+    entry.older = youngest;
+    entry.younger = undefined;
+    if (youngest === undefined) this.oldest = entry;
+    else youngest.younger = entry;
+    this.youngest = entry;
+  }
+
+  /** Takes `entry` out of the list. */
+  unlink(entry: Entry): void {
+    const { older, younger } = entry;
+    if (older === undefined) this.oldest = younger;
+    else older.younger = younger;
+    if (younger === undefined) this.youngest = older;
+    else younger.older = older;
+    entry.older = undefined;
+    entry.younger = undefined;
+  }
+
+  /** Moves `entry` (in the list) to the young end. */
+  moveToYoungEnd(entry: Entry): void {
+    if (entry === this.youngest) return;
+    this.unlink(entry);
+    this.append(entry);
+  }
 }
 
 /** The per-limit states of `entry` (its inline fixed window as a one-element list). */
@@ -99,7 +162,7 @@ export class MemoryStore implements RateLimitStore {
    * Entries by namespace, then key: the limiter passes its rule's namespace and the caller's key
    * as they are, so no key string is built (and hashed afresh) per check.
    */
-  readonly #spaces = new Map<string, Map<string, Entry>>();
+  readonly #spaces = new Map<string, KeySpace>();
   #size = 0;
   /**
    * The entries counted as blocked: their block was live when last written (see #syncPin), until
@@ -109,7 +172,7 @@ export class MemoryStore implements RateLimitStore {
   readonly #pinned = new Set<Entry>();
   /** The namespace last looked up and its entries (the limiter asks for the same one mostly). */
   #lastNamespace = '';
-  #lastEntries: Map<string, Entry> | undefined;
+  #lastEntries: KeySpace | undefined;
   readonly #maxKeys: number;
   readonly #maxBlocked: number;
   readonly #clock: Clock;
@@ -198,7 +261,7 @@ export class MemoryStore implements RateLimitStore {
         decision.allowed = false;
         decision.retryAfterMs = Math.max(decision.retryAfterMs, blockedMs);
       }
-      this.#touch(entries, key, entry!, now);
+      this.#touch(entries, entry!, now);
       return { decisions, blockedMs };
     }
     if (allowed) {
@@ -228,7 +291,7 @@ export class MemoryStore implements RateLimitStore {
       ).decision;
     }
     if (block === undefined) {
-      if (entry !== undefined) this.#touch(entries, key, entry, now);
+      if (entry !== undefined) this.#touch(entries, entry, now);
     } else {
       const blockState = recordViolation(entry?.block, now, block);
       const keepUntil = Math.max(entry?.expiresAt ?? 0, blockKeptUntil(blockState, block));
@@ -263,11 +326,11 @@ export class MemoryStore implements RateLimitStore {
   }
 
   /** The entries of `namespace` (created when missing), remembering the last one asked for. */
-  #entriesOf(namespace: string): Map<string, Entry> {
+  #entriesOf(namespace: string): KeySpace {
     if (namespace === this.#lastNamespace && this.#lastEntries !== undefined) return this.#lastEntries;
     let entries = this.#spaces.get(namespace);
     if (entries === undefined) {
-      entries = new Map();
+      entries = new KeySpace();
       this.#spaces.set(namespace, entries);
     }
     this.#lastNamespace = namespace;
@@ -276,7 +339,7 @@ export class MemoryStore implements RateLimitStore {
   }
 
   /** The entry of `key` unless it has expired (an expired one is dropped). */
-  #live(entries: Map<string, Entry>, key: string, now: number): Entry | undefined {
+  #live(entries: KeySpace, key: string, now: number): Entry | undefined {
     const entry = entries.get(key);
     if (entry === undefined || entry.expiresAt > now) return entry;
     this.#remove(entries, key, entry);
@@ -285,7 +348,7 @@ export class MemoryStore implements RateLimitStore {
 
   /** The common case (one limit, no auto-block) without the general path's arrays. */
   #consumeSingle(
-    entries: Map<string, Entry>,
+    entries: KeySpace,
     key: string,
     entry: Entry | undefined,
     policy: LimitPolicy,
@@ -295,14 +358,14 @@ export class MemoryStore implements RateLimitStore {
     // A fixed window lives inline in its entry, unless the general path gave the key `states`.
     if (policy.algorithm === 'fixed-window' && entry?.states === undefined) {
       if (entry === undefined) {
-        const fresh = newEntry(undefined, undefined, now);
+        const fresh = newEntry(key, undefined, undefined, now);
         const decision = fixedWindowInPlace(fresh, now, cost, policy);
         if (decision.allowed) this.#insert(entries, key, fresh, now, fixedWindowTtl(fresh, now, policy));
         return decision;
       }
       const decision = fixedWindowInPlace(entry, now, cost, policy);
-      if (decision.allowed) this.#extend(entries, key, entry, now, fixedWindowTtl(entry, now, policy));
-      else this.#touch(entries, key, entry, now);
+      if (decision.allowed) this.#extend(entries, entry, now, fixedWindowTtl(entry, now, policy));
+      else this.#touch(entries, entry, now);
       return decision;
     }
     return this.#consumeSingleRecord(entries, key, entry, policy, cost, now);
@@ -314,7 +377,7 @@ export class MemoryStore implements RateLimitStore {
    * inlines into the limiter's check more readily (an A/B of the two layouts was within noise).
    */
   #consumeSingleRecord(
-    entries: Map<string, Entry>,
+    entries: KeySpace,
     key: string,
     entry: Entry | undefined,
     policy: LimitPolicy,
@@ -325,8 +388,8 @@ export class MemoryStore implements RateLimitStore {
     const kept = stateOf(policy.algorithm, entry?.states?.[0]);
     if (kept !== undefined) {
       const decision = inPlace.step(kept, now, cost, policy);
-      if (decision.allowed) this.#extend(entries, key, entry!, now, inPlace.ttlMs(kept, now, policy));
-      else this.#touch(entries, key, entry!, now);
+      if (decision.allowed) this.#extend(entries, entry!, now, inPlace.ttlMs(kept, now, policy));
+      else this.#touch(entries, entry!, now);
       return decision;
     }
     // The key's first admitted request allocates its state record; later checks update it in place.
@@ -338,7 +401,7 @@ export class MemoryStore implements RateLimitStore {
 
   /** Stores the single limit's `state` of `key` for `ttlMs` (inserting or refreshing the entry). */
   #keep(
-    entries: Map<string, Entry>,
+    entries: KeySpace,
     key: string,
     entry: Entry | undefined,
     state: unknown,
@@ -350,7 +413,7 @@ export class MemoryStore implements RateLimitStore {
     } else {
       if (entry.states === undefined) entry.states = [state];
       else entry.states[0] = state;
-      this.#extend(entries, key, entry, now, ttlMs);
+      this.#extend(entries, entry, now, ttlMs);
     }
   }
 
@@ -404,7 +467,7 @@ export class MemoryStore implements RateLimitStore {
           const state = next[0] as FixedWindowState;
           entry.windowStart = state.windowStart;
           entry.count = state.count;
-          this.#extend(entries, key, entry, now, kept);
+          this.#extend(entries, entry, now, kept);
         } else this.#write(entries, key, entry, next, blockState, now, kept);
       }
     } else if (operation === 'block' || operation === 'unblock') {
@@ -476,7 +539,7 @@ export class MemoryStore implements RateLimitStore {
 
   /** Stores every limit's `states` and the `block` of `key` for `ttlMs` (inserting or refreshing). */
   #write(
-    entries: Map<string, Entry>,
+    entries: KeySpace,
     key: string,
     entry: Entry | undefined,
     states: unknown[],
@@ -485,7 +548,7 @@ export class MemoryStore implements RateLimitStore {
     ttlMs: number,
   ): void {
     if (entry === undefined) {
-      this.#insert(entries, key, newEntry(states, block, now), now, ttlMs);
+      this.#insert(entries, key, newEntry(key, states, block, now), now, ttlMs);
       return;
     }
     entry.states = states;
@@ -493,7 +556,7 @@ export class MemoryStore implements RateLimitStore {
     const had = entry.block;
     entry.block = block;
     if (block !== undefined || had !== undefined) this.#syncPin(entry, now);
-    this.#extend(entries, key, entry, now, ttlMs);
+    this.#extend(entries, entry, now, ttlMs);
   }
 
   /** Counts `entry` among the blocked keys while its block is live, and no longer once it ended. */
@@ -503,8 +566,9 @@ export class MemoryStore implements RateLimitStore {
   }
 
   /** Drops `entry` of `key` from `space`, uncounting it. */
-  #remove(space: Map<string, Entry>, key: string, entry: Entry): void {
+  #remove(space: KeySpace, key: string, entry: Entry): void {
     space.delete(key);
+    space.unlink(entry);
     this.#size -= 1;
     // Only an entry with a block can be counted (a block is dropped through #write, which syncs).
     if (entry.block !== undefined) this.#pinned.delete(entry);
@@ -519,33 +583,33 @@ export class MemoryStore implements RateLimitStore {
   }
 
   /** Adds the new `entry` of `key`, kept for `ttlMs` (at least 1 ms), making room first. */
-  #insert(entries: Map<string, Entry>, key: string, entry: Entry, now: number, ttlMs: number): void {
+  #insert(entries: KeySpace, key: string, entry: Entry, now: number, ttlMs: number): void {
     this.#makeRoom(entries, now);
     entry.expiresAt = now + Math.max(ttlMs, 1);
     entries.set(key, entry);
+    entries.append(entry);
     this.#size += 1;
     if (entry.block !== undefined) this.#syncPin(entry, now);
   }
 
   /**
    * Keeps `entry` for `ttlMs` more (at least 1 ms) and, now and then, moves it to the young end
-   * of the map.
+   * of its namespace's list.
    */
-  #extend(entries: Map<string, Entry>, key: string, entry: Entry, now: number, ttlMs: number): void {
+  #extend(entries: KeySpace, entry: Entry, now: number, ttlMs: number): void {
     entry.expiresAt = now + Math.max(ttlMs, 1);
-    this.#touch(entries, key, entry, now);
+    this.#touch(entries, entry, now);
   }
 
   /**
-   * Now and then moves `entry` to the young end of the map, so busy keys are the last evicted. A
-   * refused or blocked key is busy too: evicting it would hand its client a fresh quota.
+   * Now and then moves `entry` to the young end of its namespace's list, so busy keys are the
+   * last evicted. A refused or blocked key is busy too: evicting it would hand its client a fresh
+   * quota.
    */
-  #touch(entries: Map<string, Entry>, key: string, entry: Entry, now: number): void {
+  #touch(entries: KeySpace, entry: Entry, now: number): void {
     if (now - entry.movedAt > refreshAfterMs) {
       entry.movedAt = now;
-      // Re-inserting moves the key to the young end.
-      entries.delete(key);
-      entries.set(key, entry);
+      entries.moveToYoungEnd(entry);
     }
   }
 
@@ -553,12 +617,11 @@ export class MemoryStore implements RateLimitStore {
    * Sweeps a few expired entries from the old end and, at the cap, drops an expired entry if a
    * short scan finds one, else evicts the least recently used.
    */
-  #makeRoom(entries: Map<string, Entry>, now: number): void {
-    let looked = 0;
-    for (const [key, entry] of entries) {
-      if (looked >= sweepPerInsert || entry.expiresAt > now) break;
-      this.#remove(entries, key, entry);
-      looked += 1;
+  #makeRoom(entries: KeySpace, now: number): void {
+    for (let looked = 0; looked < sweepPerInsert; looked += 1) {
+      const oldest = entries.oldest;
+      if (oldest === undefined || oldest.expiresAt > now) break;
+      this.#remove(entries, oldest.key, oldest);
     }
     const capacity = this.#capacity();
     if (this.#size < capacity) return;
@@ -594,10 +657,11 @@ export class MemoryStore implements RateLimitStore {
    * Past `maxBlockedKeys` blocked keys (a flood of keys that all get blocked), the least recently
    * used of them go as counters do.
    */
-  #evictOldest(space: Map<string, Entry>, now: number): void {
+  #evictOldest(space: KeySpace, now: number): void {
     const hardCap = this.#maxKeys + this.#maxBlocked;
     let spared = 0;
-    for (const [key, entry] of space) {
+    // The oldest each time: the one looked at is either dropped or moved to the young end.
+    for (let entry = space.oldest; entry !== undefined; entry = space.oldest) {
       if (this.#size < this.#capacity()) return;
       if (entry.block !== undefined && this.#pinned.has(entry)) {
         // A block that ended is counted no longer: the entry is a counter like any other.
@@ -606,12 +670,11 @@ export class MemoryStore implements RateLimitStore {
           // Each entry once at most: a space of blocked keys alone leaves the rest to the others.
           if ((spared >= evictionScan && this.#size < hardCap) || spared >= space.size) return;
           spared += 1;
-          space.delete(key);
-          space.set(key, entry);
+          space.moveToYoungEnd(entry);
           continue;
         }
       }
-      this.#remove(space, key, entry);
+      this.#remove(space, entry.key, entry);
     }
   }
 
@@ -619,14 +682,14 @@ export class MemoryStore implements RateLimitStore {
    * Drops the first expired entry among the oldest {@link evictionScan} (of `entries` first, then
    * of the other namespaces); false when there is none.
    */
-  #dropExpired(entries: Map<string, Entry>, now: number): boolean {
+  #dropExpired(entries: KeySpace, now: number): boolean {
     let budget = evictionScan;
-    const scan = (space: Map<string, Entry>): boolean => {
-      for (const [key, entry] of space) {
+    const scan = (space: KeySpace): boolean => {
+      for (let entry = space.oldest; entry !== undefined; entry = entry.younger) {
         if (budget <= 0) return false;
         budget -= 1;
         if (entry.expiresAt <= now) {
-          this.#remove(space, key, entry);
+          this.#remove(space, entry.key, entry);
           return true;
         }
       }
