@@ -382,6 +382,7 @@ export class MongoPool {
     this.#active = 0;
     this.#waiting = 0;
     this.#open = 0;
+    metrics.release();
     this.#detached = true;
   }
 

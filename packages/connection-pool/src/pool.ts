@@ -807,6 +807,8 @@ export class Pool<T> {
       );
     }
     this.#idle.length = 0;
+    // Whatever the counts say now, a closed pool holds nothing: its share leaves the gauges.
+    this.#metrics.release();
     await Promise.all(closing);
   }
 }
