@@ -22,6 +22,7 @@ import {
   noteWriteSessionCheck,
   readDbOptionsCheck,
 } from './call-options.js';
+import { mongoConnectionStringProblem } from './connection-string.js';
 import {
   AcquireTimeoutError,
   BackendUnavailableError,
@@ -63,6 +64,9 @@ export const mongoPoolOptionsSchema = z
       .string()
       .regex(/^mongodb(\+srv)?:\/\/./, 'must be a mongodb:// or mongodb+srv:// connection string')
       .superRefine((url, context) => {
+        // Another scheme has its own issue (the regex above).
+        const problem = /^mongodb(\+srv)?:\/\//i.test(url) ? mongoConnectionStringProblem(url) : undefined;
+        if (problem !== undefined) context.addIssue({ code: 'custom', message: problem });
         const query = url.includes('?') ? url.slice(url.indexOf('?') + 1) : '';
         for (const key of new URLSearchParams(query).keys()) {
           // URI option names are case-insensitive.

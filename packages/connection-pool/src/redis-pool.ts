@@ -2,6 +2,7 @@ import { MetricsFactory, maxTimerMs, parseOptions, withDeadline } from '@noa/cor
 import type { Command, Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
+import { redisConnectionStringProblem } from './connection-string.js';
 import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
 import { errorsHelp } from './metrics.js';
@@ -79,6 +80,11 @@ export const redisPoolOptionsSchema = poolOptionsObject
         .min(1)
         .refine((url) => ['redis', 'rediss', undefined].includes(urlScheme(url)), {
           message: 'not a redis:// or rediss:// URL (another database?)',
+          abort: true,
+        })
+        .superRefine((url, context) => {
+          const message = redisConnectionStringProblem(url);
+          if (message !== undefined) context.addIssue({ code: 'custom', message });
         }),
       z.record(z.string(), z.unknown()),
     ]),

@@ -27,6 +27,7 @@ import {
 import {
   type ClusterOptions,
   clusterOptionsSchema,
+  connectionStringIssues,
   type FailoverHandler,
   foreignUrlIssues,
   type ResolvedClusterOptions,
@@ -188,6 +189,11 @@ export class SqlCluster<Conn, Config, Result> {
     this.options = parseOptions(`${driver.name} pool`, clusterOptionsSchema, options);
     const foreign = driver.urlSchemes === undefined ? [] : foreignUrlIssues(this.options, driver.urlSchemes);
     if (foreign.length > 0) throw new ConfigError(`${driver.name} pool`, foreign);
+    const unparsable =
+      driver.connectionStringProblem === undefined
+        ? []
+        : connectionStringIssues(this.options, driver.connectionStringProblem, driver.connectionStringOption);
+    if (unparsable.length > 0) throw new ConfigError(`${driver.name} pool`, unparsable);
     this.#driver = driver;
     this.#clock = this.options.clock ?? systemClock;
     this.#logger = childLogger(this.options.logger ?? silentLogger, {

@@ -91,6 +91,13 @@ export interface SqlDriver<Conn, Config, Result> {
    * another scheme (another database's) is refused at construction; no list, no check.
    */
   readonly urlSchemes?: readonly string[];
+  /**
+   * Why a connection string will not parse (checked at construction, without connecting, so a
+   * typo is a `ConfigError`, not an outage), else undefined. Never quotes the string.
+   */
+  connectionStringProblem?(value: string): string | undefined;
+  /** The field of the driver's connection options that holds a connection string (`connectionString`, `uri`). */
+  readonly connectionStringOption?: string;
   connect(settings: ConnectSettings<Config>): Promise<Conn>;
   close(conn: Conn): Promise<void>;
   /** Drops the connection's socket at once (a query on it did not answer in time). */

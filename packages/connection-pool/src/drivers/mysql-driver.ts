@@ -1,4 +1,5 @@
 import type { Connection, ConnectionOptions, FieldPacket, QueryOptions, QueryResult } from 'mysql2/promise';
+import { mysqlConnectionStringProblem } from '../connection-string.js';
 import { lazyPeer } from '../lazy-peer.js';
 import {
   type ConnectSettings,
@@ -46,6 +47,8 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   dialect: 'mysql',
   defaultRetryCodes: ['1213', '1205', 'ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT'],
   urlSchemes: ['mysql', 'mariadb'],
+  connectionStringProblem: mysqlConnectionStringProblem,
+  connectionStringOption: 'uri',
 
   async connect(settings: ConnectSettings<MysqlConnectionConfig>): Promise<Connection> {
     const mysql = await loadMysql();

@@ -1,4 +1,5 @@
 import type { Client, ClientConfig, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import { pgConnectionStringProblem } from '../connection-string.js';
 import { lazyPeer } from '../lazy-peer.js';
 import {
   type ConnectSettings,
@@ -46,6 +47,8 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
   dialect: 'postgres',
   defaultRetryCodes: ['40001', '40P01'],
   urlSchemes: ['postgres', 'postgresql', 'socket'],
+  connectionStringProblem: pgConnectionStringProblem,
+  connectionStringOption: 'connectionString',
 
   async connect(settings: ConnectSettings<PgConnectionConfig>): Promise<Client> {
     const pg = await loadPg();
