@@ -105,3 +105,57 @@ export class DriverNotInstalledError extends ConnectionPoolError {
     );
   }
 }
+
+/** `user:password@` in a URL, so that an error quoting a connection string does not show the password. */
+const urlPassword = /(\/\/[^:@/\s]*):[^@\s]*@/g;
+
+/**
+ * The server refused the credentials (Postgres 28P01/28000, MySQL `ER_ACCESS_DENIED_ERROR`, Redis
+ * `WRONGPASS`/`NOAUTH`): a configuration mistake, not an outage. The message carries the server's
+ * reason (never the password), the driver's error is the `cause`; the pool backs off and retries
+ * as for an outage (a rotated password may come back), but no failover is asked for.
+ */
+export class AuthenticationFailedError extends ConnectionPoolError {
+  constructor(pool: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'NOA_POOL_AUTH_FAILED',
+      `${pool}: authentication failed (${reason.replace(urlPassword, '$1:***@')})`,
+      {
+        cause,
+        details: { pool },
+      },
+    );
+  }
+}
+
+/**
+ * An error as text with the reasons under it (`cause` chain, an AggregateError's errors), any
+ * URL password masked: what `health().error` shows, so a refused password, a refused connection
+ * and a missing driver read differently.
+ */
+export function errorText(error: unknown): string {
+  const parts: string[] = [];
+  const seen = new Set<unknown>();
+  let current: unknown = error;
+  while (current !== undefined && current !== null && !seen.has(current) && parts.length < 5) {
+    seen.add(current);
+    // A cause whose message its error already quotes (AuthenticationFailedError) adds nothing.
+    const message = current instanceof Error ? current.message : undefined;
+    if (parts.length === 0 || message === undefined || message === '' || !parts.join(' ').includes(message)) {
+      parts.push(ownText(current));
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return parts.join(': caused by ').replace(urlPassword, '$1:***@');
+}
+
+function ownText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: unknown }).code;
+  let text = error.message === '' && typeof code === 'string' ? code : error.message;
+  if (error instanceof AggregateError && error.errors.length > 0) {
+    text = `${text ? `${text} ` : ''}(${error.errors.map((each) => ownText(each)).join('; ')})`;
+  }
+  return `${error.name}: ${text}`;
+}

@@ -9,6 +9,7 @@ import {
 import {
   AcquireAbortedError,
   AcquireTimeoutError,
+  AuthenticationFailedError,
   BackendUnavailableError,
   type ConnectionPoolError,
   DrainTimeoutError,
@@ -172,8 +173,9 @@ export class Pool<T> {
 
   /**
    * While `backendDown`, the error callers get: `BackendUnavailableError` (the server is not
-   * reachable, the connect error as `cause`) or `DriverNotInstalledError` (nothing was sent:
-   * the driver package is missing). Undefined once a connect succeeds.
+   * reachable, the connect error as `cause`), `AuthenticationFailedError` (the server refused
+   * the credentials) or `DriverNotInstalledError` (nothing was sent: the driver package is
+   * missing). Undefined once a connect succeeds.
    */
   get backendError(): ConnectionPoolError | undefined {
     return this.#failures > 0 ? this.#lastFailure : undefined;
@@ -640,10 +642,11 @@ export class Pool<T> {
 
   /**
    * What callers get for a failed create: `BackendUnavailableError`, unless the driver package
-   * is missing, which no wait or failover can fix and whose error says what to install.
+   * is missing, which no wait or failover can fix and whose error says what to install, or the
+   * factory already typed it (`AuthenticationFailedError`: the credentials were refused).
    */
   #createFailure(error: unknown): ConnectionPoolError {
-    if (error instanceof DriverNotInstalledError) return error;
+    if (error instanceof DriverNotInstalledError || error instanceof AuthenticationFailedError) return error;
     return new BackendUnavailableError(this.name, { cause: error });
   }
 

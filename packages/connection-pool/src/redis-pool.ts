@@ -3,7 +3,13 @@ import type { Command, Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
 import { redisConnectionStringProblem } from './connection-string.js';
-import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from './errors.js';
+import {
+  AuthenticationFailedError,
+  BackendUnavailableError,
+  errorText,
+  PoolClosedError,
+  QueryTimeoutError,
+} from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
 import { errorsHelp } from './metrics.js';
 import { type AcquireOptions, type CloseReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
@@ -22,6 +28,12 @@ function isConnectionError(error: unknown): boolean {
     (typeof code === 'string' && CONNECTION_ERROR.test(code)) ||
     (typeof message === 'string' && CONNECTION_ERROR.test(message))
   );
+}
+
+/** Redis refused the credentials: a wrong password or user (WRONGPASS), or none given (NOAUTH). */
+function isAuthenticationError(error: unknown): boolean {
+  const message = (error as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' && /\b(WRONGPASS|NOAUTH)\b/.test(message);
 }
 
 /** ioredis' own `commandTimeout` rejects with this plain Error (and leaves the connection open). */
@@ -164,7 +176,12 @@ export class RedisPool {
             retryStrategy: () => null,
           };
           const client = url === undefined ? new RedisClient(settings) : new RedisClient(url, settings);
-          client.on('error', () => {});
+          // ioredis reports a refused AUTH (WRONGPASS, NOAUTH) as an 'error' event and then
+          // rejects connect() with "Connection is closed.": the reason is kept from the event.
+          let lastError: unknown;
+          client.on('error', (error: unknown) => {
+            lastError = error;
+          });
           try {
             // ioredis' connectTimeout ends at TCP connect: a frozen server accepts the socket and
             // never answers the ready check, which would hold this create (and a pool slot) for ever.
@@ -173,6 +190,8 @@ export class RedisPool {
             );
           } catch (error) {
             client.disconnect();
+            const refused = [error, lastError].find(isAuthenticationError);
+            if (refused !== undefined) throw new AuthenticationFailedError(poolOptions.name, refused);
             throw error;
           }
           client.once('end', () => this.pool.invalidate(client));
@@ -259,7 +278,7 @@ export class RedisPool {
     if (this.#unresponsive) return { healthy: false, reason: 'unresponsive', stats };
     const error = this.pool.backendError;
     if (error !== undefined)
-      return { healthy: false, reason: 'down', error: String(error), errorCode: error.code, stats };
+      return { healthy: false, reason: 'down', error: errorText(error), errorCode: error.code, stats };
     return { healthy: true, stats };
   }
 

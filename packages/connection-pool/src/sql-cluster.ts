@@ -33,8 +33,10 @@ import {
   type ResolvedClusterOptions,
 } from './cluster-options.js';
 import {
+  AuthenticationFailedError,
   BackendUnavailableError,
   DrainTimeoutError,
+  errorText,
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
@@ -416,7 +418,7 @@ export class SqlCluster<Conn, Config, Result> {
       // A connect failing now says more than an older failed probe.
       const error = reason === 'down' ? (node.pool.backendError ?? node.downError) : undefined;
       if (error !== undefined) {
-        health.error = String(error);
+        health.error = errorText(error);
         if (error instanceof NoaError) health.errorCode = error.code;
       }
       return health;
@@ -560,6 +562,8 @@ export class SqlCluster<Conn, Config, Result> {
         if (node.config !== config && !this.#closed) continue;
         // Drivers word their connect timeouts differently; the time taken does not vary.
         node.connectTimedOut = Date.now() - startedAt >= this.options.connectTimeoutMs;
+        if (driver.isAuthenticationError?.(error))
+          throw new AuthenticationFailedError(`${this.options.name}:${node.name}`, error);
         throw error;
       }
       if (node.config !== config && !this.#closed) {
@@ -579,6 +583,9 @@ export class SqlCluster<Conn, Config, Result> {
       return await node.pool.acquire(signal === undefined ? undefined : { signal });
     } catch (error) {
       if (error instanceof BackendUnavailableError) this.#serverDown(node, error);
+      // Refused credentials are no outage to fail over from; a replica leaves rotation all the same.
+      else if (error instanceof AuthenticationFailedError && node.role === 'replica')
+        this.#markReplica(node, false, 'down', error);
       throw error;
     }
   }
@@ -633,7 +640,8 @@ export class SqlCluster<Conn, Config, Result> {
       // A timeout is retried only when #exec judged the replica frozen (and took it out of
       // rotation); a read that is merely slow would be as slow elsewhere, and on the primary.
       const frozen = error instanceof QueryTimeoutError && replica.reason === 'down';
-      if (!(error instanceof BackendUnavailableError) && !frozen) throw error;
+      const refused = error instanceof AuthenticationFailedError;
+      if (!(error instanceof BackendUnavailableError) && !frozen && !refused) throw error;
       // A read is safe to repeat: try another replica, else the primary.
       const next = this.#balancer.pick(replica);
       if (next === undefined) return this.#onPrimary(sql, values, options, settings, this.#fallbackReason());

@@ -120,6 +120,8 @@ export interface SqlDriver<Conn, Config, Result> {
   replicationLagMs(conn: Conn): Promise<number>;
   /** Statements that open a transaction. */
   beginStatements(isolation: IsolationLevel | undefined, readOnly: boolean): string[];
+  /** True for a connect error that means the server refused the credentials (not an outage). */
+  isAuthenticationError?(error: unknown): boolean;
   /** True for errors that mean the connection or server is gone (not a SQL error). */
   isConnectionError(error: unknown): boolean;
   /** Codes an error carries (SQLSTATE, errno, driver code), for `retryOn` matching. */

@@ -10,6 +10,13 @@ import {
   type StatementValues,
 } from '../sql-driver.js';
 
+/** Refused credentials: a wrong password or user, or a user without access to the database. */
+const authenticationCodes = new Set([
+  'ER_ACCESS_DENIED_ERROR',
+  'ER_ACCESS_DENIED_NO_PASSWORD_ERROR',
+  'ER_DBACCESS_DENIED_ERROR',
+]);
+
 /** How to reach one MySQL/MariaDB server: a URL or mysql2 ConnectionOptions. */
 export type MysqlConnectionConfig = string | ConnectionOptions;
 
@@ -127,6 +134,11 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     if (isolation !== undefined) statements.push(`SET TRANSACTION ${isolationLevelSql(isolation)}`);
     statements.push(readOnly ? 'START TRANSACTION READ ONLY' : 'START TRANSACTION');
     return statements;
+  },
+
+  isAuthenticationError(error: unknown): boolean {
+    const code = (error as { code?: unknown } | null)?.code;
+    return typeof code === 'string' && authenticationCodes.has(code);
   },
 
   isConnectionError(error: unknown): boolean {

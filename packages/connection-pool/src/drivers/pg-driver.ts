@@ -148,6 +148,12 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
     return [sql];
   },
 
+  isAuthenticationError(error: unknown): boolean {
+    const code = (error as { code?: unknown } | null)?.code;
+    // invalid_password, invalid_authorization_specification (no such role, pg_hba reject).
+    return code === '28P01' || code === '28000';
+  },
+
   isConnectionError(error: unknown): boolean {
     if (typeof error !== 'object' || error === null) return false;
     const { code, message } = error as { code?: unknown; message?: unknown };
