@@ -1,5 +1,6 @@
 import { NoaError, type NoaErrorOptions } from '@noa/core';
 import type { LeakReport } from './pool.js';
+import { maskUrlPassword } from './redact.js';
 
 /** Base class of every error thrown by @noa/connection-pool; codes start with `NOA_POOL_`. */
 export class ConnectionPoolError extends NoaError {}
@@ -106,9 +107,6 @@ export class DriverNotInstalledError extends ConnectionPoolError {
   }
 }
 
-/** `user:password@` in a URL, so that an error quoting a connection string does not show the password. */
-const urlPassword = /(\/\/[^:@/\s]*):[^@\s]*@/g;
-
 /**
  * The server refused the credentials (Postgres 28P01/28000, MySQL `ER_ACCESS_DENIED_ERROR`, Redis
  * `WRONGPASS`/`NOAUTH`): a configuration mistake, not an outage. The message carries the server's
@@ -118,14 +116,10 @@ const urlPassword = /(\/\/[^:@/\s]*):[^@\s]*@/g;
 export class AuthenticationFailedError extends ConnectionPoolError {
   constructor(pool: string, cause: unknown) {
     const reason = cause instanceof Error ? cause.message : String(cause);
-    super(
-      'NOA_POOL_AUTH_FAILED',
-      `${pool}: authentication failed (${reason.replace(urlPassword, '$1:***@')})`,
-      {
-        cause,
-        details: { pool },
-      },
-    );
+    super('NOA_POOL_AUTH_FAILED', `${pool}: authentication failed (${maskUrlPassword(reason)})`, {
+      cause,
+      details: { pool },
+    });
   }
 }
 
@@ -147,7 +141,7 @@ export function errorText(error: unknown): string {
     }
     current = (current as { cause?: unknown }).cause;
   }
-  return parts.join(': caused by ').replace(urlPassword, '$1:***@');
+  return maskUrlPassword(parts.join(': caused by '));
 }
 
 function ownText(error: unknown): string {

@@ -33,6 +33,7 @@ import { lazyPeer } from './lazy-peer.js';
 import { type PoolMetrics, poolMetrics, routedHelp } from './metrics.js';
 import type { PoolStats } from './pool.js';
 import { timerBoundMessage } from './pool-options.js';
+import { redactOptions } from './redact.js';
 import { SessionTracker } from './routing/session-tracker.js';
 
 /** Loads the optional `mongodb` peer dependency on first use. */
@@ -393,6 +394,19 @@ export class MongoPool {
   /** Same as `close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * What `JSON.stringify` shows: the name and the options with passwords masked (in the URL and
+   * `password`-like fields of `driverOptions`) and the registry, logger and clock by class name only.
+   */
+  toJSON(): { name: string; options: unknown } {
+    return { name: this.options.name, options: redactOptions(this.options) };
+  }
+
+  /** What `console.log` / `util.inspect` show: the same as `toJSON()`. */
+  [Symbol.for('nodejs.util.inspect.custom')](): unknown {
+    return this.toJSON();
   }
 
   #queryTimeout(): QueryTimeoutError {

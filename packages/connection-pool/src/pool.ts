@@ -24,6 +24,7 @@ import {
   type ResolvedPoolOptions,
   type ResourceFactory,
 } from './pool-options.js';
+import { redactOptions } from './redact.js';
 
 export type { AcquireOptions };
 
@@ -390,6 +391,19 @@ export class Pool<T> {
   /** Same as `close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * What `JSON.stringify` shows: the name and the options with passwords masked and the
+   * registry, logger and clock by class name only.
+   */
+  toJSON(): { name: string; options: unknown } {
+    return { name: this.name, options: redactOptions(this.options) };
+  }
+
+  /** What `console.log` / `util.inspect` show: the same as `toJSON()`. */
+  [Symbol.for('nodejs.util.inspect.custom')](): unknown {
+    return this.toJSON();
   }
 
   // ---- internals ----

@@ -14,6 +14,7 @@ import { lazyPeer } from './lazy-peer.js';
 import { errorsHelp } from './metrics.js';
 import { type AcquireOptions, type CloseReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import { poolOptionsObject, timerBoundMessage } from './pool-options.js';
+import { redactOptions } from './redact.js';
 
 /** Loads the optional `ioredis` peer dependency on first use. */
 const loadIoredis = lazyPeer<typeof import('ioredis')>('ioredis');
@@ -296,6 +297,19 @@ export class RedisPool {
   /** Same as `close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * What `JSON.stringify` shows: the name and the options with passwords masked and the
+   * registry, logger and clock by class name only.
+   */
+  toJSON(): { name: string; options: unknown } {
+    return { name: this.pool.name, options: redactOptions(this.pool.options) };
+  }
+
+  /** What `console.log` / `util.inspect` show: the same as `toJSON()`. */
+  [Symbol.for('nodejs.util.inspect.custom')](): unknown {
+    return this.toJSON();
   }
 
   /**

@@ -44,6 +44,7 @@ import {
 } from './errors.js';
 import { errorsHelp, routedHelp } from './metrics.js';
 import { type CloseReport, type LeakReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
+import { redactOptions } from './redact.js';
 import {
   createStatementClassifier,
   type RouteReason,
@@ -497,6 +498,19 @@ export class SqlCluster<Conn, Config, Result> {
   /** Same as `close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * What `JSON.stringify` shows: the name and the options with passwords masked (in URLs and
+   * `password`-like fields) and the registry, logger and clock by class name only.
+   */
+  toJSON(): { name: string; options: unknown } {
+    return { name: this.options.name, options: redactOptions(this.options) };
+  }
+
+  /** What `console.log` / `util.inspect` show: the same as `toJSON()`. */
+  [Symbol.for('nodejs.util.inspect.custom')](): unknown {
+    return this.toJSON();
   }
 
   // ---- internals ----
