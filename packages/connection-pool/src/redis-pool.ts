@@ -37,6 +37,10 @@ function isAuthenticationError(error: unknown): boolean {
   return typeof message === 'string' && /\b(WRONGPASS|NOAUTH)\b/.test(message);
 }
 
+function isConnectionClosed(error: unknown): boolean {
+  return (error as { message?: unknown } | null | undefined)?.message === 'Connection is closed.';
+}
+
 /** ioredis' own `commandTimeout` rejects with this plain Error (and leaves the connection open). */
 const IOREDIS_COMMAND_TIMEOUT = 'Command timed out';
 
@@ -193,7 +197,8 @@ export class RedisPool {
             client.disconnect();
             const refused = [error, lastError].find(isAuthenticationError);
             if (refused !== undefined) throw new AuthenticationFailedError(poolOptions.name, refused);
-            throw error;
+            // "Connection is closed." says nothing; the socket's own error (ECONNREFUSED) does.
+            throw lastError !== undefined && isConnectionClosed(error) ? lastError : error;
           }
           client.once('end', () => this.pool.invalidate(client));
           // After the handshake, so the ready check keeps connectTimeoutMs.
@@ -211,11 +216,7 @@ export class RedisPool {
       poolOptions,
     );
     if (healthCheckIntervalMs !== undefined) {
-      this.#probeTimer = setInterval(() => {
-        this.#probing ??= this.#probe().finally(() => {
-          this.#probing = undefined;
-        });
-      }, healthCheckIntervalMs);
+      this.#probeTimer = setInterval(() => void this.#probeOnce(), healthCheckIntervalMs);
       this.#probeTimer.unref();
     }
   }
@@ -281,6 +282,25 @@ export class RedisPool {
     if (error !== undefined)
       return { healthy: false, reason: 'down', error: errorText(error), errorCode: error.code, stats };
     return { healthy: true, stats };
+  }
+
+  /**
+   * PINGs the server now (on an idle connection, else a new one; deadline `queryTimeoutMs`, else
+   * `connectTimeoutMs`; joining a probe in flight), then returns `health()`. For readiness
+   * probes: `health()` alone is healthy before the first connect and, without
+   * `healthCheckIntervalMs`, stays `down` after an outage until traffic connects. A server back
+   * from an outage shows healthy once the connect backoff (at most `maxBackoffMs`) has run out.
+   */
+  async checkHealth(): Promise<ReturnType<RedisPool['health']>> {
+    await this.#probeOnce();
+    return this.health();
+  }
+
+  #probeOnce(): Promise<void> {
+    this.#probing ??= this.#probe().finally(() => {
+      this.#probing = undefined;
+    });
+    return this.#probing;
   }
 
   /** Closes every connection; reports those never released. */

@@ -128,7 +128,8 @@ class ServerNode<Conn, Config> {
   downError: unknown;
   lagMs = 0;
   lagStrikes = 0;
-  checking = false;
+  /** The health probe in flight (lag for a replica, ping for the primary), shared by `checkHealth()`. */
+  checking: Promise<void> | undefined;
   /** The primary's probe went unanswered past its deadline (cleared by the next answer). */
   unresponsive = false;
   /** The last connect got no answer within `connectTimeoutMs` (frozen), rather than a refusal (gone). */
@@ -238,13 +239,13 @@ export class SqlCluster<Conn, Config, Result> {
     }
     const primaryProbeMs = this.options.primaryHealthCheckIntervalMs;
     if (primaryProbeMs !== undefined) {
-      this.#primaryProbeTimer = setInterval(() => this.#probePrimary(), primaryProbeMs);
+      this.#primaryProbeTimer = setInterval(() => void this.#probePrimary(), primaryProbeMs);
       this.#primaryProbeTimer.unref();
     }
     if (this.#replicas.length > 0) {
-      this.#healthTimer = setInterval(() => this.#checkReplicas(), this.options.healthCheckIntervalMs);
+      this.#healthTimer = setInterval(() => void this.#checkReplicas(), this.options.healthCheckIntervalMs);
       this.#healthTimer.unref();
-      this.#checkReplicas();
+      void this.#checkReplicas();
     }
   }
 
@@ -425,6 +426,21 @@ export class SqlCluster<Conn, Config, Result> {
       return health;
     };
     return { primary: view(this.#primary), replicas: this.#replicas.map(view) };
+  }
+
+  /**
+   * Asks the servers now instead of reporting what traffic and the periodic probes last saw,
+   * then returns `health()`: a ping of the primary (on an idle connection, else a new one; deadline
+   * `queryTimeoutMs`, else `connectTimeoutMs`) and a lag probe of each replica, joining a probe
+   * already in flight. For readiness probes: `health()` alone is optimistic before the first
+   * connect (nothing has failed yet) and, without `primaryHealthCheckIntervalMs`, stays `down`
+   * after an outage until traffic connects. A server back from an outage shows healthy once the
+   * pool's connect backoff (at most `pool.maxBackoffMs`) has run out; a primary whose every
+   * connection is busy is not pinged (its traffic is the check).
+   */
+  async checkHealth(): Promise<ClusterHealth> {
+    await Promise.all([this.#probePrimary(), this.#checkReplicas()]);
+    return this.health();
   }
 
   /**
@@ -783,38 +799,41 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   /** Measures each replica's lag; out of rotation above `maxReplicaLagMs` or when unreachable. */
-  #checkReplicas(): void {
-    for (const node of this.#replicas) {
-      if (node.checking || this.#closed) continue;
-      node.checking = true;
-      this.#measureLag(node)
-        .then(
-          (lagMs) => {
-            node.lagMs = lagMs;
-            node.answeredAt = Date.now();
-            if (this.#metricsOn) {
-              const seconds = Number.isFinite(lagMs) ? lagMs / 1_000 : -1;
-              this.#replicaLag.set({ cluster: this.options.name, replica: node.name }, seconds);
-            }
-            // Two probes in a row over the bound: a probe that lands between a WAL record's
-            // arrival and its replay after a quiet spell sees the age of the previous
-            // transaction, not real lag, and must not flap the replica out.
-            const behind = lagMs > this.options.maxReplicaLagMs;
-            node.lagStrikes = behind ? node.lagStrikes + 1 : 0;
-            if (!behind) this.#markReplica(node, true, undefined);
-            else if (node.lagStrikes >= 2 || !node.healthy) this.#markReplica(node, false, 'lag');
-          },
-          (error: unknown) => {
-            // close() cut the probe short: that says nothing about the replica.
-            if (this.#closed) return;
-            this.#logger.debug('replica health check failed', { replica: node.name, error: String(error) });
-            this.#markReplica(node, false, 'down', error);
-          },
-        )
-        .finally(() => {
-          node.checking = false;
-        });
-    }
+  async #checkReplicas(): Promise<void> {
+    await Promise.all(this.#replicas.map((node) => this.#checkReplica(node)));
+  }
+
+  #checkReplica(node: ServerNode<Conn, Config>): Promise<void> {
+    if (node.checking !== undefined) return node.checking;
+    if (this.#closed) return Promise.resolve();
+    node.checking = this.#measureLag(node)
+      .then(
+        (lagMs) => {
+          node.lagMs = lagMs;
+          node.answeredAt = Date.now();
+          if (this.#metricsOn) {
+            const seconds = Number.isFinite(lagMs) ? lagMs / 1_000 : -1;
+            this.#replicaLag.set({ cluster: this.options.name, replica: node.name }, seconds);
+          }
+          // Two probes in a row over the bound: a probe that lands between a WAL record's
+          // arrival and its replay after a quiet spell sees the age of the previous
+          // transaction, not real lag, and must not flap the replica out.
+          const behind = lagMs > this.options.maxReplicaLagMs;
+          node.lagStrikes = behind ? node.lagStrikes + 1 : 0;
+          if (!behind) this.#markReplica(node, true, undefined);
+          else if (node.lagStrikes >= 2 || !node.healthy) this.#markReplica(node, false, 'lag');
+        },
+        (error: unknown) => {
+          // close() cut the probe short: that says nothing about the replica.
+          if (this.#closed) return;
+          this.#logger.debug('replica health check failed', { replica: node.name, error: String(error) });
+          this.#markReplica(node, false, 'down', error);
+        },
+      )
+      .finally(() => {
+        node.checking = undefined;
+      });
+    return node.checking;
   }
 
   /**
@@ -834,12 +853,12 @@ export class SqlCluster<Conn, Config, Result> {
    * refused connect already shows as `down` (and may fail over, as traffic's would), and a pool
    * with every connection busy skips the round, its traffic being the check.
    */
-  #probePrimary(): void {
+  #probePrimary(): Promise<void> {
     const node = this.#primary;
-    if (node.checking || this.#closed || !lendsWithoutWaiting(node.pool)) return;
-    node.checking = true;
+    if (node.checking !== undefined) return node.checking;
+    if (this.#closed || !lendsWithoutWaiting(node.pool)) return Promise.resolve();
     const deadlineMs = this.options.queryTimeoutMs ?? this.options.connectTimeoutMs;
-    this.#ping(node, deadlineMs)
+    node.checking = this.#ping(node, deadlineMs)
       .then(
         () => {
           node.unresponsive = false;
@@ -860,8 +879,9 @@ export class SqlCluster<Conn, Config, Result> {
         },
       )
       .finally(() => {
-        node.checking = false;
+        node.checking = undefined;
       });
+    return node.checking;
   }
 
   #ping(node: ServerNode<Conn, Config>, deadlineMs: number): Promise<void> {
