@@ -232,6 +232,7 @@ export class Pool<T> {
     entry.releasedAt = this.#clock.now();
     this.#idle.push(entry);
     if (this.#metrics.enabled) this.#metrics.idle.inc();
+    if (this.options.allowExitOnIdle) this.#factory.unref?.(entry.resource);
     if (this.#state === DRAINING) this.#checkDrained();
   }
 
@@ -501,6 +502,7 @@ export class Pool<T> {
   #lend(entry: Entry<T>, startedAt: number, fromFastPath = true, site?: Error): void {
     entry.state = LENT;
     this.#active += 1;
+    if (this.options.allowExitOnIdle) this.#factory.ref?.(entry.resource);
     if (this.#trackTime) {
       const now = this.#clock.now();
       entry.acquiredAt = now;
@@ -520,6 +522,12 @@ export class Pool<T> {
     if (waiter.settled) return false;
     waiter.settled = true;
     this.#liveWaiters -= 1;
+    // Nobody left to time out: the shared timer would otherwise hold the process for up to
+    // acquireTimeoutMs after the last wait (it is not unref'd while someone awaits).
+    if (this.#liveWaiters === 0 && this.#deadlineTimer !== undefined) {
+      clearTimeout(this.#deadlineTimer);
+      this.#deadlineTimer = undefined;
+    }
     if (this.#metrics.enabled) this.#metrics.waiting.dec();
     if (waiter.timer !== undefined) clearTimeout(waiter.timer);
     if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort);
@@ -604,6 +612,7 @@ export class Pool<T> {
     entry.releasedAt = this.#clock.now();
     this.#idle.push(entry);
     if (this.#metrics.enabled) this.#metrics.idle.inc();
+    if (this.options.allowExitOnIdle) this.#factory.unref?.(entry.resource);
   }
 
   #create(): void {
@@ -697,6 +706,7 @@ export class Pool<T> {
 
   async #validate(entry: Entry<T>): Promise<boolean> {
     entry.state = BUSY;
+    if (this.options.allowExitOnIdle) this.#factory.ref?.(entry.resource);
     let ok = false;
     try {
       ok = this.#factory.validate === undefined ? true : await this.#factory.validate(entry.resource);

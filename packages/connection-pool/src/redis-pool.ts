@@ -37,6 +37,11 @@ function isAuthenticationError(error: unknown): boolean {
   return typeof message === 'string' && /\b(WRONGPASS|NOAUTH)\b/.test(message);
 }
 
+/** The socket under an ioredis client (undefined before it connects). */
+function socketOf(client: Redis): { ref?(): void; unref?(): void } | undefined {
+  return (client as unknown as { stream?: { ref?(): void; unref?(): void } }).stream;
+}
+
 function isConnectionClosed(error: unknown): boolean {
   return (error as { message?: unknown } | null | undefined)?.message === 'Connection is closed.';
 }
@@ -212,6 +217,8 @@ export class RedisPool {
           client.disconnect();
         },
         validate: async (client) => (await client.ping()) === 'PONG',
+        unref: (client) => socketOf(client)?.unref?.(),
+        ref: (client) => socketOf(client)?.ref?.(),
       },
       poolOptions,
     );

@@ -544,6 +544,8 @@ export class SqlCluster<Conn, Config, Result> {
             driver.abort(conn),
           ).catch(() => {}),
         abort: (conn) => driver.abort(conn),
+        unref: (conn) => driver.unref?.(conn),
+        ref: (conn) => driver.ref?.(conn),
         validate: (conn) =>
           driver.ping(conn).then(
             () => true,

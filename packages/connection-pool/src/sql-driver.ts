@@ -100,6 +100,9 @@ export interface SqlDriver<Conn, Config, Result> {
   readonly connectionStringOption?: string;
   connect(settings: ConnectSettings<Config>): Promise<Conn>;
   close(conn: Conn): Promise<void>;
+  /** Lets the connection's socket no longer keep the process alive (`allowExitOnIdle`), or again (`ref`). */
+  unref?(conn: Conn): void;
+  ref?(conn: Conn): void;
   /** Drops the connection's socket at once (a query on it did not answer in time). */
   abort(conn: Conn): void;
   /**

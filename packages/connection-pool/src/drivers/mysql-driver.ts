@@ -17,6 +17,12 @@ const authenticationCodes = new Set([
   'ER_DBACCESS_DENIED_ERROR',
 ]);
 
+/** The socket under a mysql2 promise connection (its core connection's stream). */
+function socketOf(conn: Connection): { ref?(): void; unref?(): void } | undefined {
+  return (conn as unknown as { connection?: { stream?: { ref?(): void; unref?(): void } } }).connection
+    ?.stream;
+}
+
 /** How to reach one MySQL/MariaDB server: a URL or mysql2 ConnectionOptions. */
 export type MysqlConnectionConfig = string | ConnectionOptions;
 
@@ -81,6 +87,14 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   async close(conn: Connection): Promise<void> {
     conn.removeAllListeners('end');
     await conn.end().catch(() => conn.destroy());
+  },
+
+  unref(conn: Connection): void {
+    socketOf(conn)?.unref?.();
+  },
+
+  ref(conn: Connection): void {
+    socketOf(conn)?.ref?.();
   },
 
   abort(conn: Connection): void {

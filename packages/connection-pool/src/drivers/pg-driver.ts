@@ -90,6 +90,15 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
     await client.end();
   },
 
+  // pg's Client has ref()/unref() (pg.Pool's allowExitOnIdle uses them); @types/pg omits them.
+  unref(client: Client): void {
+    (client as unknown as { unref(): void }).unref();
+  },
+
+  ref(client: Client): void {
+    (client as unknown as { ref(): void }).ref();
+  },
+
   abort(client: Client): void {
     (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   },
