@@ -32,6 +32,30 @@ export function foreignUrlIssues(
   return issues;
 }
 
+/**
+ * Issues for connection strings `problem` refuses (a server given as a string, or as options
+ * whose `option` field holds one), each naming its server's field.
+ */
+export function connectionStringIssues(
+  servers: { primary: unknown; replicas: readonly unknown[] },
+  problem: (value: string) => string | undefined,
+  option: string | undefined,
+): { path: string; message: string }[] {
+  const issues: { path: string; message: string }[] = [];
+  const check = (value: unknown, path: string) => {
+    if (typeof value === 'string') {
+      const message = problem(value);
+      if (message !== undefined) issues.push({ path, message });
+    } else if (option !== undefined && typeof value === 'object' && value !== null) {
+      const inner = (value as Record<string, unknown>)[option];
+      if (typeof inner === 'string') check(inner, `${path}.${option}`);
+    }
+  };
+  check(servers.primary, 'primary');
+  for (const [index, replica] of servers.replicas.entries()) check(replica, `replicas.${index}`);
+  return issues;
+}
+
 /** Per-server pool settings, applied to the primary's pool and to each replica's: the pool options minus those the cluster sets itself. */
 export const nodePoolSchema = poolOptionsObject
   .omit({ name: true, logger: true, clock: true, registry: true })

@@ -1,5 +1,6 @@
 import { NoaError, type NoaErrorOptions } from '@noa/core';
 import type { LeakReport } from './pool.js';
+import { maskUrlPassword } from './redact.js';
 
 /** Base class of every error thrown by @noa/connection-pool; codes start with `NOA_POOL_`. */
 export class ConnectionPoolError extends NoaError {}
@@ -104,4 +105,51 @@ export class DriverNotInstalledError extends ConnectionPoolError {
       { cause, details: { package: packageName } },
     );
   }
+}
+
+/**
+ * The server refused the credentials (Postgres 28P01/28000, MySQL `ER_ACCESS_DENIED_ERROR`, Redis
+ * `WRONGPASS`/`NOAUTH`): a configuration mistake, not an outage. The message carries the server's
+ * reason (never the password), the driver's error is the `cause`; the pool backs off and retries
+ * as for an outage (a rotated password may come back), but no failover is asked for.
+ */
+export class AuthenticationFailedError extends ConnectionPoolError {
+  constructor(pool: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super('NOA_POOL_AUTH_FAILED', `${pool}: authentication failed (${maskUrlPassword(reason)})`, {
+      cause,
+      details: { pool },
+    });
+  }
+}
+
+/**
+ * An error as text with the reasons under it (`cause` chain, an AggregateError's errors), any
+ * URL password masked: what `health().error` shows, so a refused password, a refused connection
+ * and a missing driver read differently.
+ */
+export function errorText(error: unknown): string {
+  const parts: string[] = [];
+  const seen = new Set<unknown>();
+  let current: unknown = error;
+  while (current !== undefined && current !== null && !seen.has(current) && parts.length < 5) {
+    seen.add(current);
+    // A cause whose message its error already quotes (AuthenticationFailedError) adds nothing.
+    const message = current instanceof Error ? current.message : undefined;
+    if (parts.length === 0 || message === undefined || message === '' || !parts.join(' ').includes(message)) {
+      parts.push(ownText(current));
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return maskUrlPassword(parts.join(': caused by '));
+}
+
+function ownText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: unknown }).code;
+  let text = error.message === '' && typeof code === 'string' ? code : error.message;
+  if (error instanceof AggregateError && error.errors.length > 0) {
+    text = `${text ? `${text} ` : ''}(${error.errors.map((each) => ownText(each)).join('; ')})`;
+  }
+  return `${error.name}: ${text}`;
 }

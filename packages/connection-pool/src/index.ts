@@ -27,6 +27,7 @@ export {
 export {
   AcquireAbortedError,
   AcquireTimeoutError,
+  AuthenticationFailedError,
   BackendUnavailableError,
   ConnectionPoolError,
   DrainTimeoutError,

@@ -1,4 +1,4 @@
-import { MetricsFactory } from '@noa/core';
+import { GaugeShare, MetricsFactory } from '@noa/core';
 import type { Registry } from 'prom-client';
 
 /**
@@ -23,22 +23,43 @@ export interface PoolMetrics {
   readonly leaks: { inc(): void };
   readonly created: { inc(): void };
   readonly destroyed: { inc(): void };
+  /**
+   * Takes this pool's share out of the gauges for good (at close): pools that share a registry
+   * and a `pool` label (a config reload's old and new pool) add up, each counting only its own.
+   */
+  release(): void;
 }
 
 /**
  * Creates (or joins, on a shared registry) the pool metrics:
  * `noa_connection_pool_active_connections`, `…_idle_connections`, `…_waiting_requests`,
  * `…_acquire_duration_seconds`, `…_acquire_timeouts_total`, `…_errors_total{kind}`,
- * `…_leaks_total`, `…_connections_created_total`, `…_connections_destroyed_total`.
+ * `…_leaks_total`, `…_connections_created_total`, `…_connections_destroyed_total`. The gauges
+ * are each pool's share (core's `GaugeShare`): two pools with one `pool` label on one registry
+ * add up, and `release()` takes a closed pool's share out.
  */
 export function poolMetrics(registry: Registry | undefined, pool: string): PoolMetrics {
   const factory = new MetricsFactory('connection_pool', registry);
   const labels = { pool };
+  const shares: GaugeShare<'pool'>[] = [];
   const gauge = (name: string, help: string) => {
     const metric = factory.gauge(name, help, ['pool']);
-    // Start at 0 so the series exists before the first change.
-    metric.set(labels, 0);
-    return { inc: () => metric.inc(labels), dec: () => metric.dec(labels) };
+    // inc by 0 so the series exists before the first change; a set(0) would wipe the share of
+    // another pool with the same label (the old pool of a config reload).
+    metric.inc(labels, 0);
+    const share = new GaugeShare(metric, labels);
+    shares.push(share);
+    let value = 0;
+    return {
+      inc: () => {
+        value += 1;
+        share.set(value);
+      },
+      dec: () => {
+        value -= 1;
+        share.set(value);
+      },
+    };
   };
   const counter = (name: string, help: string) => {
     const metric = factory.counter(name, help, ['pool']);
@@ -59,5 +80,8 @@ export function poolMetrics(registry: Registry | undefined, pool: string): PoolM
     leaks: counter('leaks_total', 'Connections held past the leak threshold or never released'),
     created: counter('connections_created_total', 'Connections opened'),
     destroyed: counter('connections_destroyed_total', 'Connections closed'),
+    release: () => {
+      for (const share of shares) share.release();
+    },
   };
 }

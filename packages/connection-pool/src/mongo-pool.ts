@@ -22,6 +22,7 @@ import {
   noteWriteSessionCheck,
   readDbOptionsCheck,
 } from './call-options.js';
+import { mongoConnectionStringProblem } from './connection-string.js';
 import {
   AcquireTimeoutError,
   BackendUnavailableError,
@@ -32,6 +33,7 @@ import { lazyPeer } from './lazy-peer.js';
 import { type PoolMetrics, poolMetrics, routedHelp } from './metrics.js';
 import type { PoolStats } from './pool.js';
 import { timerBoundMessage } from './pool-options.js';
+import { redactOptions } from './redact.js';
 import { SessionTracker } from './routing/session-tracker.js';
 
 /** Loads the optional `mongodb` peer dependency on first use. */
@@ -63,6 +65,9 @@ export const mongoPoolOptionsSchema = z
       .string()
       .regex(/^mongodb(\+srv)?:\/\/./, 'must be a mongodb:// or mongodb+srv:// connection string')
       .superRefine((url, context) => {
+        // Another scheme has its own issue (the regex above).
+        const problem = /^mongodb(\+srv)?:\/\//i.test(url) ? mongoConnectionStringProblem(url) : undefined;
+        if (problem !== undefined) context.addIssue({ code: 'custom', message: problem });
         const query = url.includes('?') ? url.slice(url.indexOf('?') + 1) : '';
         for (const key of new URLSearchParams(query).keys()) {
           // URI option names are case-insensitive.
@@ -382,12 +387,26 @@ export class MongoPool {
     this.#active = 0;
     this.#waiting = 0;
     this.#open = 0;
+    metrics.release();
     this.#detached = true;
   }
 
   /** Same as `close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * What `JSON.stringify` shows: the name and the options with passwords masked (in the URL and
+   * `password`-like fields of `driverOptions`) and the registry, logger and clock by class name only.
+   */
+  toJSON(): { name: string; options: unknown } {
+    return { name: this.options.name, options: redactOptions(this.options) };
+  }
+
+  /** What `console.log` / `util.inspect` show: the same as `toJSON()`. */
+  [Symbol.for('nodejs.util.inspect.custom')](): unknown {
+    return this.toJSON();
   }
 
   #queryTimeout(): QueryTimeoutError {

@@ -34,6 +34,13 @@ export const poolOptionsObject = z
     initialBackoffMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(100),
     /** Longest delay between reconnect attempts while the backend is down. */
     maxBackoffMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
+    /**
+     * Lets the process exit while every resource is idle, as `pg.Pool`'s option of that name: the
+     * idle ones are unref'd (factory `unref`), a lent one ref'd again. Off by default: an idle
+     * pool that is not closed keeps the process alive until its connections are evicted
+     * (`idleTimeoutMs`; never for `min` of them).
+     */
+    allowExitOnIdle: z.boolean().default(false),
     /** Logger for leaks, create failures and destroy errors. */
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).optional(),
     /** Clock for idle, lifetime and leak ages (tests pass a `ManualClock`). */
@@ -71,4 +78,8 @@ export interface ResourceFactory<T> {
    * would wait for the work running on them (or for a server that no longer answers).
    */
   abort?(resource: T): void;
+  /** Lets an idle resource's socket no longer keep the process alive (`allowExitOnIdle`). */
+  unref?(resource: T): void;
+  /** Undoes `unref` when the resource is lent. */
+  ref?(resource: T): void;
 }

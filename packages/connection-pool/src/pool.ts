@@ -9,6 +9,7 @@ import {
 import {
   AcquireAbortedError,
   AcquireTimeoutError,
+  AuthenticationFailedError,
   BackendUnavailableError,
   type ConnectionPoolError,
   DrainTimeoutError,
@@ -23,6 +24,7 @@ import {
   type ResolvedPoolOptions,
   type ResourceFactory,
 } from './pool-options.js';
+import { redactOptions } from './redact.js';
 
 export type { AcquireOptions };
 
@@ -79,6 +81,7 @@ interface Waiter<T> {
   deadline: number;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** `performance.now()` at acquire, for acquire_duration_seconds (0 without metrics). */
   startedAt: number;
   site: Error | undefined;
 }
@@ -172,8 +175,9 @@ export class Pool<T> {
 
   /**
    * While `backendDown`, the error callers get: `BackendUnavailableError` (the server is not
-   * reachable, the connect error as `cause`) or `DriverNotInstalledError` (nothing was sent:
-   * the driver package is missing). Undefined once a connect succeeds.
+   * reachable, the connect error as `cause`), `AuthenticationFailedError` (the server refused
+   * the credentials) or `DriverNotInstalledError` (nothing was sent: the driver package is
+   * missing). Undefined once a connect succeeds.
    */
   get backendError(): ConnectionPoolError | undefined {
     return this.#failures > 0 ? this.#lastFailure : undefined;
@@ -196,7 +200,7 @@ export class Pool<T> {
       options?.signal?.aborted !== true
     ) {
       const entry = this.#idle.pop()!;
-      this.#lend(entry, this.#trackTime ? this.#clock.now() : 0);
+      this.#lend(entry, this.#metrics.enabled ? performance.now() : 0);
       return Promise.resolve(entry.resource);
     }
     return this.#acquireSlow(options);
@@ -228,6 +232,7 @@ export class Pool<T> {
     entry.releasedAt = this.#clock.now();
     this.#idle.push(entry);
     if (this.#metrics.enabled) this.#metrics.idle.inc();
+    if (this.options.allowExitOnIdle) this.#factory.unref?.(entry.resource);
     if (this.#state === DRAINING) this.#checkDrained();
   }
 
@@ -390,13 +395,28 @@ export class Pool<T> {
     await this.close();
   }
 
+  /**
+   * What `JSON.stringify` shows: the name and the options with passwords masked and the
+   * registry, logger and clock by class name only.
+   */
+  toJSON(): { name: string; options: unknown } {
+    return { name: this.name, options: redactOptions(this.options) };
+  }
+
+  /** What `console.log` / `util.inspect` show: the same as `toJSON()`. */
+  [Symbol.for('nodejs.util.inspect.custom')](): unknown {
+    return this.toJSON();
+  }
+
   // ---- internals ----
 
   #acquireSlow(options: AcquireOptions | undefined): Promise<T> {
     if (this.#state !== OPEN) return Promise.reject(new PoolClosedError(this.name));
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(new AcquireAbortedError(this.name, signal.reason));
-    const startedAt = this.#trackTime ? this.#clock.now() : 0;
+    // A high-resolution start for acquire_duration_seconds (buckets from 50 µs): the clock
+    // option's milliseconds would put every fast acquire at 0 and every other at whole ms.
+    const startedAt = this.#metrics.enabled ? performance.now() : 0;
     if (this.#liveWaiters === 0 && this.#idle.length > 0) return this.#acquireValidated(startedAt, options);
     if (this.#failures > 0 && this.#size() === 0 && this.#clock.now() < this.#retryAt) {
       this.#metrics.errors.inc({ kind: 'unavailable' });
@@ -478,9 +498,11 @@ export class Pool<T> {
     return this.#entries.size + this.#pending;
   }
 
+  /** `startedAt`: `performance.now()` when the acquire began (0 without metrics). */
   #lend(entry: Entry<T>, startedAt: number, fromFastPath = true, site?: Error): void {
     entry.state = LENT;
     this.#active += 1;
+    if (this.options.allowExitOnIdle) this.#factory.ref?.(entry.resource);
     if (this.#trackTime) {
       const now = this.#clock.now();
       entry.acquiredAt = now;
@@ -489,7 +511,7 @@ export class Pool<T> {
         entry.acquireSite = site ?? new Error('acquired here');
       }
       if (this.#metrics.enabled) {
-        this.#metrics.acquireSeconds.observe((now - startedAt) / 1_000);
+        this.#metrics.acquireSeconds.observe((performance.now() - startedAt) / 1_000);
         this.#metrics.active.inc();
         if (fromFastPath) this.#metrics.idle.dec();
       }
@@ -500,6 +522,12 @@ export class Pool<T> {
     if (waiter.settled) return false;
     waiter.settled = true;
     this.#liveWaiters -= 1;
+    // Nobody left to time out: the shared timer would otherwise hold the process for up to
+    // acquireTimeoutMs after the last wait (it is not unref'd while someone awaits).
+    if (this.#liveWaiters === 0 && this.#deadlineTimer !== undefined) {
+      clearTimeout(this.#deadlineTimer);
+      this.#deadlineTimer = undefined;
+    }
     if (this.#metrics.enabled) this.#metrics.waiting.dec();
     if (waiter.timer !== undefined) clearTimeout(waiter.timer);
     if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort);
@@ -584,6 +612,7 @@ export class Pool<T> {
     entry.releasedAt = this.#clock.now();
     this.#idle.push(entry);
     if (this.#metrics.enabled) this.#metrics.idle.inc();
+    if (this.options.allowExitOnIdle) this.#factory.unref?.(entry.resource);
   }
 
   #create(): void {
@@ -640,10 +669,11 @@ export class Pool<T> {
 
   /**
    * What callers get for a failed create: `BackendUnavailableError`, unless the driver package
-   * is missing, which no wait or failover can fix and whose error says what to install.
+   * is missing, which no wait or failover can fix and whose error says what to install, or the
+   * factory already typed it (`AuthenticationFailedError`: the credentials were refused).
    */
   #createFailure(error: unknown): ConnectionPoolError {
-    if (error instanceof DriverNotInstalledError) return error;
+    if (error instanceof DriverNotInstalledError || error instanceof AuthenticationFailedError) return error;
     return new BackendUnavailableError(this.name, { cause: error });
   }
 
@@ -676,6 +706,7 @@ export class Pool<T> {
 
   async #validate(entry: Entry<T>): Promise<boolean> {
     entry.state = BUSY;
+    if (this.options.allowExitOnIdle) this.#factory.ref?.(entry.resource);
     let ok = false;
     try {
       ok = this.#factory.validate === undefined ? true : await this.#factory.validate(entry.resource);
@@ -807,6 +838,8 @@ export class Pool<T> {
       );
     }
     this.#idle.length = 0;
+    // Whatever the counts say now, a closed pool holds nothing: its share leaves the gauges.
+    this.#metrics.release();
     await Promise.all(closing);
   }
 }

@@ -2,11 +2,19 @@ import { MetricsFactory, maxTimerMs, parseOptions, withDeadline } from '@noa/cor
 import type { Command, Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
-import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from './errors.js';
+import { redisConnectionStringProblem } from './connection-string.js';
+import {
+  AuthenticationFailedError,
+  BackendUnavailableError,
+  errorText,
+  PoolClosedError,
+  QueryTimeoutError,
+} from './errors.js';
 import { lazyPeer } from './lazy-peer.js';
 import { errorsHelp } from './metrics.js';
 import { type AcquireOptions, type CloseReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import { poolOptionsObject, timerBoundMessage } from './pool-options.js';
+import { redactOptions } from './redact.js';
 
 /** Loads the optional `ioredis` peer dependency on first use. */
 const loadIoredis = lazyPeer<typeof import('ioredis')>('ioredis');
@@ -21,6 +29,21 @@ function isConnectionError(error: unknown): boolean {
     (typeof code === 'string' && CONNECTION_ERROR.test(code)) ||
     (typeof message === 'string' && CONNECTION_ERROR.test(message))
   );
+}
+
+/** Redis refused the credentials: a wrong password or user (WRONGPASS), or none given (NOAUTH). */
+function isAuthenticationError(error: unknown): boolean {
+  const message = (error as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' && /\b(WRONGPASS|NOAUTH)\b/.test(message);
+}
+
+/** The socket under an ioredis client (undefined before it connects). */
+function socketOf(client: Redis): { ref?(): void; unref?(): void } | undefined {
+  return (client as unknown as { stream?: { ref?(): void; unref?(): void } }).stream;
+}
+
+function isConnectionClosed(error: unknown): boolean {
+  return (error as { message?: unknown } | null | undefined)?.message === 'Connection is closed.';
 }
 
 /** ioredis' own `commandTimeout` rejects with this plain Error (and leaves the connection open). */
@@ -79,6 +102,11 @@ export const redisPoolOptionsSchema = poolOptionsObject
         .min(1)
         .refine((url) => ['redis', 'rediss', undefined].includes(urlScheme(url)), {
           message: 'not a redis:// or rediss:// URL (another database?)',
+          abort: true,
+        })
+        .superRefine((url, context) => {
+          const message = redisConnectionStringProblem(url);
+          if (message !== undefined) context.addIssue({ code: 'custom', message });
         }),
       z.record(z.string(), z.unknown()),
     ]),
@@ -158,7 +186,12 @@ export class RedisPool {
             retryStrategy: () => null,
           };
           const client = url === undefined ? new RedisClient(settings) : new RedisClient(url, settings);
-          client.on('error', () => {});
+          // ioredis reports a refused AUTH (WRONGPASS, NOAUTH) as an 'error' event and then
+          // rejects connect() with "Connection is closed.": the reason is kept from the event.
+          let lastError: unknown;
+          client.on('error', (error: unknown) => {
+            lastError = error;
+          });
           try {
             // ioredis' connectTimeout ends at TCP connect: a frozen server accepts the socket and
             // never answers the ready check, which would hold this create (and a pool slot) for ever.
@@ -167,7 +200,10 @@ export class RedisPool {
             );
           } catch (error) {
             client.disconnect();
-            throw error;
+            const refused = [error, lastError].find(isAuthenticationError);
+            if (refused !== undefined) throw new AuthenticationFailedError(poolOptions.name, refused);
+            // "Connection is closed." says nothing; the socket's own error (ECONNREFUSED) does.
+            throw lastError !== undefined && isConnectionClosed(error) ? lastError : error;
           }
           client.once('end', () => this.pool.invalidate(client));
           // After the handshake, so the ready check keeps connectTimeoutMs.
@@ -181,15 +217,13 @@ export class RedisPool {
           client.disconnect();
         },
         validate: async (client) => (await client.ping()) === 'PONG',
+        unref: (client) => socketOf(client)?.unref?.(),
+        ref: (client) => socketOf(client)?.ref?.(),
       },
       poolOptions,
     );
     if (healthCheckIntervalMs !== undefined) {
-      this.#probeTimer = setInterval(() => {
-        this.#probing ??= this.#probe().finally(() => {
-          this.#probing = undefined;
-        });
-      }, healthCheckIntervalMs);
+      this.#probeTimer = setInterval(() => void this.#probeOnce(), healthCheckIntervalMs);
       this.#probeTimer.unref();
     }
   }
@@ -253,8 +287,27 @@ export class RedisPool {
     if (this.#unresponsive) return { healthy: false, reason: 'unresponsive', stats };
     const error = this.pool.backendError;
     if (error !== undefined)
-      return { healthy: false, reason: 'down', error: String(error), errorCode: error.code, stats };
+      return { healthy: false, reason: 'down', error: errorText(error), errorCode: error.code, stats };
     return { healthy: true, stats };
+  }
+
+  /**
+   * PINGs the server now (on an idle connection, else a new one; deadline `queryTimeoutMs`, else
+   * `connectTimeoutMs`; joining a probe in flight), then returns `health()`. For readiness
+   * probes: `health()` alone is healthy before the first connect and, without
+   * `healthCheckIntervalMs`, stays `down` after an outage until traffic connects. A server back
+   * from an outage shows healthy once the connect backoff (at most `maxBackoffMs`) has run out.
+   */
+  async checkHealth(): Promise<ReturnType<RedisPool['health']>> {
+    await this.#probeOnce();
+    return this.health();
+  }
+
+  #probeOnce(): Promise<void> {
+    this.#probing ??= this.#probe().finally(() => {
+      this.#probing = undefined;
+    });
+    return this.#probing;
   }
 
   /** Closes every connection; reports those never released. */
@@ -271,6 +324,19 @@ export class RedisPool {
   /** Same as `close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * What `JSON.stringify` shows: the name and the options with passwords masked and the
+   * registry, logger and clock by class name only.
+   */
+  toJSON(): { name: string; options: unknown } {
+    return { name: this.pool.name, options: redactOptions(this.pool.options) };
+  }
+
+  /** What `console.log` / `util.inspect` show: the same as `toJSON()`. */
+  [Symbol.for('nodejs.util.inspect.custom')](): unknown {
+    return this.toJSON();
   }
 
   /**

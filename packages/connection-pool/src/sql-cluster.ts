@@ -27,13 +27,16 @@ import {
 import {
   type ClusterOptions,
   clusterOptionsSchema,
+  connectionStringIssues,
   type FailoverHandler,
   foreignUrlIssues,
   type ResolvedClusterOptions,
 } from './cluster-options.js';
 import {
+  AuthenticationFailedError,
   BackendUnavailableError,
   DrainTimeoutError,
+  errorText,
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
@@ -41,6 +44,7 @@ import {
 } from './errors.js';
 import { errorsHelp, routedHelp } from './metrics.js';
 import { type CloseReport, type LeakReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
+import { redactOptions } from './redact.js';
 import {
   createStatementClassifier,
   type RouteReason,
@@ -124,7 +128,8 @@ class ServerNode<Conn, Config> {
   downError: unknown;
   lagMs = 0;
   lagStrikes = 0;
-  checking = false;
+  /** The health probe in flight (lag for a replica, ping for the primary), shared by `checkHealth()`. */
+  checking: Promise<void> | undefined;
   /** The primary's probe went unanswered past its deadline (cleared by the next answer). */
   unresponsive = false;
   /** The last connect got no answer within `connectTimeoutMs` (frozen), rather than a refusal (gone). */
@@ -188,6 +193,11 @@ export class SqlCluster<Conn, Config, Result> {
     this.options = parseOptions(`${driver.name} pool`, clusterOptionsSchema, options);
     const foreign = driver.urlSchemes === undefined ? [] : foreignUrlIssues(this.options, driver.urlSchemes);
     if (foreign.length > 0) throw new ConfigError(`${driver.name} pool`, foreign);
+    const unparsable =
+      driver.connectionStringProblem === undefined
+        ? []
+        : connectionStringIssues(this.options, driver.connectionStringProblem, driver.connectionStringOption);
+    if (unparsable.length > 0) throw new ConfigError(`${driver.name} pool`, unparsable);
     this.#driver = driver;
     this.#clock = this.options.clock ?? systemClock;
     this.#logger = childLogger(this.options.logger ?? silentLogger, {
@@ -229,13 +239,13 @@ export class SqlCluster<Conn, Config, Result> {
     }
     const primaryProbeMs = this.options.primaryHealthCheckIntervalMs;
     if (primaryProbeMs !== undefined) {
-      this.#primaryProbeTimer = setInterval(() => this.#probePrimary(), primaryProbeMs);
+      this.#primaryProbeTimer = setInterval(() => void this.#probePrimary(), primaryProbeMs);
       this.#primaryProbeTimer.unref();
     }
     if (this.#replicas.length > 0) {
-      this.#healthTimer = setInterval(() => this.#checkReplicas(), this.options.healthCheckIntervalMs);
+      this.#healthTimer = setInterval(() => void this.#checkReplicas(), this.options.healthCheckIntervalMs);
       this.#healthTimer.unref();
-      this.#checkReplicas();
+      void this.#checkReplicas();
     }
   }
 
@@ -410,12 +420,27 @@ export class SqlCluster<Conn, Config, Result> {
       // A connect failing now says more than an older failed probe.
       const error = reason === 'down' ? (node.pool.backendError ?? node.downError) : undefined;
       if (error !== undefined) {
-        health.error = String(error);
+        health.error = errorText(error);
         if (error instanceof NoaError) health.errorCode = error.code;
       }
       return health;
     };
     return { primary: view(this.#primary), replicas: this.#replicas.map(view) };
+  }
+
+  /**
+   * Asks the servers now instead of reporting what traffic and the periodic probes last saw,
+   * then returns `health()`: a ping of the primary (on an idle connection, else a new one; deadline
+   * `queryTimeoutMs`, else `connectTimeoutMs`) and a lag probe of each replica, joining a probe
+   * already in flight. For readiness probes: `health()` alone is optimistic before the first
+   * connect (nothing has failed yet) and, without `primaryHealthCheckIntervalMs`, stays `down`
+   * after an outage until traffic connects. A server back from an outage shows healthy once the
+   * pool's connect backoff (at most `pool.maxBackoffMs`) has run out; a primary whose every
+   * connection is busy is not pinged (its traffic is the check).
+   */
+  async checkHealth(): Promise<ClusterHealth> {
+    await Promise.all([this.#probePrimary(), this.#checkReplicas()]);
+    return this.health();
   }
 
   /**
@@ -491,6 +516,19 @@ export class SqlCluster<Conn, Config, Result> {
     await this.close();
   }
 
+  /**
+   * What `JSON.stringify` shows: the name and the options with passwords masked (in URLs and
+   * `password`-like fields) and the registry, logger and clock by class name only.
+   */
+  toJSON(): { name: string; options: unknown } {
+    return { name: this.options.name, options: redactOptions(this.options) };
+  }
+
+  /** What `console.log` / `util.inspect` show: the same as `toJSON()`. */
+  [Symbol.for('nodejs.util.inspect.custom')](): unknown {
+    return this.toJSON();
+  }
+
   // ---- internals ----
 
   #node(name: string, role: 'primary' | 'replica', config: Config): ServerNode<Conn, Config> {
@@ -506,6 +544,8 @@ export class SqlCluster<Conn, Config, Result> {
             driver.abort(conn),
           ).catch(() => {}),
         abort: (conn) => driver.abort(conn),
+        unref: (conn) => driver.unref?.(conn),
+        ref: (conn) => driver.ref?.(conn),
         validate: (conn) =>
           driver.ping(conn).then(
             () => true,
@@ -554,6 +594,8 @@ export class SqlCluster<Conn, Config, Result> {
         if (node.config !== config && !this.#closed) continue;
         // Drivers word their connect timeouts differently; the time taken does not vary.
         node.connectTimedOut = Date.now() - startedAt >= this.options.connectTimeoutMs;
+        if (driver.isAuthenticationError?.(error))
+          throw new AuthenticationFailedError(`${this.options.name}:${node.name}`, error);
         throw error;
       }
       if (node.config !== config && !this.#closed) {
@@ -573,6 +615,9 @@ export class SqlCluster<Conn, Config, Result> {
       return await node.pool.acquire(signal === undefined ? undefined : { signal });
     } catch (error) {
       if (error instanceof BackendUnavailableError) this.#serverDown(node, error);
+      // Refused credentials are no outage to fail over from; a replica leaves rotation all the same.
+      else if (error instanceof AuthenticationFailedError && node.role === 'replica')
+        this.#markReplica(node, false, 'down', error);
       throw error;
     }
   }
@@ -627,7 +672,8 @@ export class SqlCluster<Conn, Config, Result> {
       // A timeout is retried only when #exec judged the replica frozen (and took it out of
       // rotation); a read that is merely slow would be as slow elsewhere, and on the primary.
       const frozen = error instanceof QueryTimeoutError && replica.reason === 'down';
-      if (!(error instanceof BackendUnavailableError) && !frozen) throw error;
+      const refused = error instanceof AuthenticationFailedError;
+      if (!(error instanceof BackendUnavailableError) && !frozen && !refused) throw error;
       // A read is safe to repeat: try another replica, else the primary.
       const next = this.#balancer.pick(replica);
       if (next === undefined) return this.#onPrimary(sql, values, options, settings, this.#fallbackReason());
@@ -755,38 +801,41 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   /** Measures each replica's lag; out of rotation above `maxReplicaLagMs` or when unreachable. */
-  #checkReplicas(): void {
-    for (const node of this.#replicas) {
-      if (node.checking || this.#closed) continue;
-      node.checking = true;
-      this.#measureLag(node)
-        .then(
-          (lagMs) => {
-            node.lagMs = lagMs;
-            node.answeredAt = Date.now();
-            if (this.#metricsOn) {
-              const seconds = Number.isFinite(lagMs) ? lagMs / 1_000 : -1;
-              this.#replicaLag.set({ cluster: this.options.name, replica: node.name }, seconds);
-            }
-            // Two probes in a row over the bound: a probe that lands between a WAL record's
-            // arrival and its replay after a quiet spell sees the age of the previous
-            // transaction, not real lag, and must not flap the replica out.
-            const behind = lagMs > this.options.maxReplicaLagMs;
-            node.lagStrikes = behind ? node.lagStrikes + 1 : 0;
-            if (!behind) this.#markReplica(node, true, undefined);
-            else if (node.lagStrikes >= 2 || !node.healthy) this.#markReplica(node, false, 'lag');
-          },
-          (error: unknown) => {
-            // close() cut the probe short: that says nothing about the replica.
-            if (this.#closed) return;
-            this.#logger.debug('replica health check failed', { replica: node.name, error: String(error) });
-            this.#markReplica(node, false, 'down', error);
-          },
-        )
-        .finally(() => {
-          node.checking = false;
-        });
-    }
+  async #checkReplicas(): Promise<void> {
+    await Promise.all(this.#replicas.map((node) => this.#checkReplica(node)));
+  }
+
+  #checkReplica(node: ServerNode<Conn, Config>): Promise<void> {
+    if (node.checking !== undefined) return node.checking;
+    if (this.#closed) return Promise.resolve();
+    node.checking = this.#measureLag(node)
+      .then(
+        (lagMs) => {
+          node.lagMs = lagMs;
+          node.answeredAt = Date.now();
+          if (this.#metricsOn) {
+            const seconds = Number.isFinite(lagMs) ? lagMs / 1_000 : -1;
+            this.#replicaLag.set({ cluster: this.options.name, replica: node.name }, seconds);
+          }
+          // Two probes in a row over the bound: a probe that lands between a WAL record's
+          // arrival and its replay after a quiet spell sees the age of the previous
+          // transaction, not real lag, and must not flap the replica out.
+          const behind = lagMs > this.options.maxReplicaLagMs;
+          node.lagStrikes = behind ? node.lagStrikes + 1 : 0;
+          if (!behind) this.#markReplica(node, true, undefined);
+          else if (node.lagStrikes >= 2 || !node.healthy) this.#markReplica(node, false, 'lag');
+        },
+        (error: unknown) => {
+          // close() cut the probe short: that says nothing about the replica.
+          if (this.#closed) return;
+          this.#logger.debug('replica health check failed', { replica: node.name, error: String(error) });
+          this.#markReplica(node, false, 'down', error);
+        },
+      )
+      .finally(() => {
+        node.checking = undefined;
+      });
+    return node.checking;
   }
 
   /**
@@ -806,12 +855,12 @@ export class SqlCluster<Conn, Config, Result> {
    * refused connect already shows as `down` (and may fail over, as traffic's would), and a pool
    * with every connection busy skips the round, its traffic being the check.
    */
-  #probePrimary(): void {
+  #probePrimary(): Promise<void> {
     const node = this.#primary;
-    if (node.checking || this.#closed || !lendsWithoutWaiting(node.pool)) return;
-    node.checking = true;
+    if (node.checking !== undefined) return node.checking;
+    if (this.#closed || !lendsWithoutWaiting(node.pool)) return Promise.resolve();
     const deadlineMs = this.options.queryTimeoutMs ?? this.options.connectTimeoutMs;
-    this.#ping(node, deadlineMs)
+    node.checking = this.#ping(node, deadlineMs)
       .then(
         () => {
           node.unresponsive = false;
@@ -832,8 +881,9 @@ export class SqlCluster<Conn, Config, Result> {
         },
       )
       .finally(() => {
-        node.checking = false;
+        node.checking = undefined;
       });
+    return node.checking;
   }
 
   #ping(node: ServerNode<Conn, Config>, deadlineMs: number): Promise<void> {

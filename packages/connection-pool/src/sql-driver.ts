@@ -91,8 +91,18 @@ export interface SqlDriver<Conn, Config, Result> {
    * another scheme (another database's) is refused at construction; no list, no check.
    */
   readonly urlSchemes?: readonly string[];
+  /**
+   * Why a connection string will not parse (checked at construction, without connecting, so a
+   * typo is a `ConfigError`, not an outage), else undefined. Never quotes the string.
+   */
+  connectionStringProblem?(value: string): string | undefined;
+  /** The field of the driver's connection options that holds a connection string (`connectionString`, `uri`). */
+  readonly connectionStringOption?: string;
   connect(settings: ConnectSettings<Config>): Promise<Conn>;
   close(conn: Conn): Promise<void>;
+  /** Lets the connection's socket no longer keep the process alive (`allowExitOnIdle`), or again (`ref`). */
+  unref?(conn: Conn): void;
+  ref?(conn: Conn): void;
   /** Drops the connection's socket at once (a query on it did not answer in time). */
   abort(conn: Conn): void;
   /**
@@ -113,6 +123,8 @@ export interface SqlDriver<Conn, Config, Result> {
   replicationLagMs(conn: Conn): Promise<number>;
   /** Statements that open a transaction. */
   beginStatements(isolation: IsolationLevel | undefined, readOnly: boolean): string[];
+  /** True for a connect error that means the server refused the credentials (not an outage). */
+  isAuthenticationError?(error: unknown): boolean;
   /** True for errors that mean the connection or server is gone (not a SQL error). */
   isConnectionError(error: unknown): boolean;
   /** Codes an error carries (SQLSTATE, errno, driver code), for `retryOn` matching. */

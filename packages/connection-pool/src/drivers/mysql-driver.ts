@@ -1,4 +1,5 @@
 import type { Connection, ConnectionOptions, FieldPacket, QueryOptions, QueryResult } from 'mysql2/promise';
+import { mysqlConnectionStringProblem } from '../connection-string.js';
 import { lazyPeer } from '../lazy-peer.js';
 import {
   type ConnectSettings,
@@ -8,6 +9,19 @@ import {
   type StatementSettings,
   type StatementValues,
 } from '../sql-driver.js';
+
+/** Refused credentials: a wrong password or user, or a user without access to the database. */
+const authenticationCodes = new Set([
+  'ER_ACCESS_DENIED_ERROR',
+  'ER_ACCESS_DENIED_NO_PASSWORD_ERROR',
+  'ER_DBACCESS_DENIED_ERROR',
+]);
+
+/** The socket under a mysql2 promise connection (its core connection's stream). */
+function socketOf(conn: Connection): { ref?(): void; unref?(): void } | undefined {
+  return (conn as unknown as { connection?: { stream?: { ref?(): void; unref?(): void } } }).connection
+    ?.stream;
+}
 
 /** How to reach one MySQL/MariaDB server: a URL or mysql2 ConnectionOptions. */
 export type MysqlConnectionConfig = string | ConnectionOptions;
@@ -46,6 +60,8 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   dialect: 'mysql',
   defaultRetryCodes: ['1213', '1205', 'ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT'],
   urlSchemes: ['mysql', 'mariadb'],
+  connectionStringProblem: mysqlConnectionStringProblem,
+  connectionStringOption: 'uri',
 
   async connect(settings: ConnectSettings<MysqlConnectionConfig>): Promise<Connection> {
     const mysql = await loadMysql();
@@ -71,6 +87,14 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   async close(conn: Connection): Promise<void> {
     conn.removeAllListeners('end');
     await conn.end().catch(() => conn.destroy());
+  },
+
+  unref(conn: Connection): void {
+    socketOf(conn)?.unref?.();
+  },
+
+  ref(conn: Connection): void {
+    socketOf(conn)?.ref?.();
   },
 
   abort(conn: Connection): void {
@@ -124,6 +148,11 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     if (isolation !== undefined) statements.push(`SET TRANSACTION ${isolationLevelSql(isolation)}`);
     statements.push(readOnly ? 'START TRANSACTION READ ONLY' : 'START TRANSACTION');
     return statements;
+  },
+
+  isAuthenticationError(error: unknown): boolean {
+    const code = (error as { code?: unknown } | null)?.code;
+    return typeof code === 'string' && authenticationCodes.has(code);
   },
 
   isConnectionError(error: unknown): boolean {

@@ -1,4 +1,5 @@
 import type { Client, ClientConfig, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import { pgConnectionStringProblem } from '../connection-string.js';
 import { lazyPeer } from '../lazy-peer.js';
 import {
   type ConnectSettings,
@@ -46,6 +47,8 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
   dialect: 'postgres',
   defaultRetryCodes: ['40001', '40P01'],
   urlSchemes: ['postgres', 'postgresql', 'socket'],
+  connectionStringProblem: pgConnectionStringProblem,
+  connectionStringOption: 'connectionString',
 
   async connect(settings: ConnectSettings<PgConnectionConfig>): Promise<Client> {
     const pg = await loadPg();
@@ -85,6 +88,15 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
   async close(client: Client): Promise<void> {
     client.removeAllListeners('end');
     await client.end();
+  },
+
+  // pg's Client has ref()/unref() (pg.Pool's allowExitOnIdle uses them); @types/pg omits them.
+  unref(client: Client): void {
+    (client as unknown as { unref(): void }).unref();
+  },
+
+  ref(client: Client): void {
+    (client as unknown as { ref(): void }).ref();
   },
 
   abort(client: Client): void {
@@ -143,6 +155,12 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
     if (isolation !== undefined) sql += ` ${isolationLevelSql(isolation)}`;
     if (readOnly) sql += ' READ ONLY';
     return [sql];
+  },
+
+  isAuthenticationError(error: unknown): boolean {
+    const code = (error as { code?: unknown } | null)?.code;
+    // invalid_password, invalid_authorization_specification (no such role, pg_hba reject).
+    return code === '28P01' || code === '28000';
   },
 
   isConnectionError(error: unknown): boolean {

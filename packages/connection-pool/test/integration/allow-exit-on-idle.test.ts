@@ -1,0 +1,60 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { isReachable } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+
+const fixture = fileURLToPath(new URL('../fixtures/idle-exit.ts', import.meta.url));
+
+/** Runs the fixture; `{ exited: false }` when it was still running after `aliveMs` (then killed). */
+async function run(kind: string, allow: 'yes' | 'no', aliveMs: number) {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@noa/source', '--import', 'tsx', fixture, kind, allow],
+    {
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: process.env,
+    },
+  );
+  let out = '';
+  child.stdout.on('data', (chunk) => {
+    out += chunk;
+  });
+  let killed = false;
+  const killer = setTimeout(() => {
+    killed = true;
+    child.kill('SIGKILL');
+  }, aliveMs);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  clearTimeout(killer);
+  return { out: out.trim(), exited: !killed, code };
+}
+
+const reachable = {
+  pg: await isReachable('postgres'),
+  mysql: await isReachable('mysql'),
+  redis: await isReachable('redis'),
+};
+
+describe('allowExitOnIdle: an idle pool not closed lets the process exit (pg.Pool option)', () => {
+  // Generous: the child loads tsx and connects; idle eviction would only come after 120 s.
+  it.each(['pg', 'mysql', 'redis'] as const)(
+    '%s: exits after its query',
+    async (kind) => {
+      if (!reachable[kind]) return console.log(`skipped: no ${kind} service`);
+      const { out, exited, code } = await run(kind, 'yes', 25_000);
+      expect(out).toBe('queried');
+      expect(exited).toBe(true);
+      expect(code).toBe(0);
+    },
+    30_000,
+  );
+
+  it('pg without it: the idle connection keeps the process alive (the default, as pg.Pool)', async () => {
+    if (!reachable.pg) return console.log('skipped: no Postgres');
+    // Once it printed, give it a few seconds to exit; it must not.
+    const { out, exited } = await run('pg', 'no', 8_000);
+    expect(out).toBe('queried');
+    expect(exited).toBe(false);
+  }, 15_000);
+});

@@ -1,0 +1,72 @@
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { type Gauge, Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { createPgPool, type PgPool } from '../../src/pg.js';
+
+const url = serviceUrl('postgres');
+const skip = (await isReachable('postgres')) ? undefined : `skipped: no Postgres at ${url}`;
+if (skip) console.log(skip);
+
+/** The value of `noa_connection_pool_<what>{pool}` on `registry` (undefined: no such series). */
+async function gauge(registry: Registry, what: string, pool: string): Promise<number | undefined> {
+  const metric = registry.getSingleMetric(`noa_connection_pool_${what}`) as Gauge | undefined;
+  const values = (await metric?.get())?.values ?? [];
+  return values.find((value) => value.labels.pool === pool)?.value;
+}
+
+/** Leaves `count` connections idle in the primary's pool (opened by concurrent queries). */
+async function openIdle(pool: PgPool, count: number): Promise<void> {
+  const clients = await Promise.all(Array.from({ length: count }, () => pool.connect()));
+  for (const client of clients) client.release();
+}
+
+describe.skipIf(skip !== undefined)('two pools of one name on one registry (shared Postgres)', () => {
+  it('each pool adds its own share to the gauges, and a closed pool takes its share out', async () => {
+    const registry = new Registry();
+    const name = uniqueName('share');
+    const series = `${name}:primary`;
+    const options = { name, primary: url, registry, pool: { idleTimeoutMs: 60_000 } };
+    const first = createPgPool(options);
+    let second: PgPool | undefined;
+    try {
+      await openIdle(first, 2);
+      expect(await gauge(registry, 'idle_connections', series)).toBe(2);
+
+      // A config reload: the new pool starts while the old one still holds its connections.
+      second = createPgPool(options);
+      expect(await gauge(registry, 'idle_connections', series)).toBe(2);
+      await openIdle(second, 1);
+      expect(await gauge(registry, 'idle_connections', series)).toBe(3);
+
+      const lent = await second.connect();
+      expect(await gauge(registry, 'active_connections', series)).toBe(1);
+      expect(await gauge(registry, 'idle_connections', series)).toBe(2);
+      lent.release();
+
+      await first.close();
+      expect(await gauge(registry, 'idle_connections', series)).toBe(1);
+      expect(await gauge(registry, 'active_connections', series)).toBe(0);
+      expect(await gauge(registry, 'waiting_requests', series)).toBe(0);
+
+      await second.close();
+      expect(await gauge(registry, 'idle_connections', series)).toBe(0);
+      expect(await gauge(registry, 'active_connections', series)).toBe(0);
+    } finally {
+      await first.close();
+      await second?.close();
+    }
+  });
+
+  it('a new pool shows its series at 0 before any change', async () => {
+    const registry = new Registry();
+    const name = uniqueName('fresh');
+    const pool = createPgPool({ name, primary: url, registry });
+    try {
+      expect(await gauge(registry, 'idle_connections', `${name}:primary`)).toBe(0);
+      expect(await gauge(registry, 'active_connections', `${name}:primary`)).toBe(0);
+      expect(await gauge(registry, 'waiting_requests', `${name}:primary`)).toBe(0);
+    } finally {
+      await pool.close();
+    }
+  });
+});
