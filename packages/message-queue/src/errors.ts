@@ -140,3 +140,18 @@ export class MessageTooLargeError extends MessageQueueError {
     );
   }
 }
+
+/**
+ * A worker's backend did not answer a call (`operation`) within the worker's `backendTimeoutMs`:
+ * emitted once as the worker's `error` event when an outage starts (the calls keep waiting, the
+ * worker goes on when the backend answers; see `Worker.backendUp`).
+ */
+export class BackendUnavailableError extends MessageQueueError {
+  constructor(queue: string, operation: string, timeoutMs: number) {
+    super(
+      'NOA_MQ_BACKEND_UNAVAILABLE',
+      `the backend of queue ${queue} did not answer ${operation} within ${timeoutMs} ms (backendTimeoutMs); the worker keeps waiting for it`,
+      { details: { queue, operation, timeoutMs } },
+    );
+  }
+}

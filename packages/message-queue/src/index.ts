@@ -15,6 +15,7 @@ export {
 } from './backoff.js';
 export { delayBucket } from './delay-bucket.js';
 export {
+  BackendUnavailableError,
   BrokerRefusedError,
   BrokerUnavailableError,
   InvalidPayloadError,
