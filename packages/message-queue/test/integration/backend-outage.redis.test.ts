@@ -3,7 +3,7 @@ import { startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Queue, Worker } from '../../src/index.js';
+import { AddNotConfirmedError, Queue, Worker } from '../../src/index.js';
 import { RedisProvider } from '../../src/redis.js';
 import { sleep, waitFor } from '../helpers.js';
 
@@ -44,6 +44,19 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
     connections.push(connection);
     return connection;
   };
+  // Whether a test left the server stopped (it failed before restarting it).
+  let stopped = false;
+  const stopServer = async () => {
+    await server.kill();
+    stopped = true;
+  };
+  const startServer = async () => {
+    await server.restart();
+    stopped = false;
+  };
+  const startIfStopped = async () => {
+    if (stopped) await startServer();
+  };
   afterAll(async () => {
     for (const connection of connections) connection.disconnect();
     await server.stop();
@@ -73,7 +86,7 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
       expect(await gauge(registry, 'noa_message_queue_backend_up', { queue: queue.name })).toEqual([1]);
       expect(worker.backendUp).toBe(true);
 
-      await server.kill();
+      await stopServer();
       // Many polls and exchanges' worth of outage: still one error event.
       await sleep(3_000);
       expect(errors.map((error) => (error as Error & { code?: string }).code)).toEqual([
@@ -84,7 +97,7 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
       expect(await gauge(registry, 'noa_message_queue_backend_up', { queue: queue.name })).toEqual([0]);
       expect(worker.backendUp).toBe(false);
 
-      await server.restart();
+      await startServer();
       await waitFor(() => worker.backendUp, 10_000, 'the worker to see Redis back');
       expect(lines.info.filter((line) => line.includes('backend available again'))).toHaveLength(1);
       expect(await gauge(registry, 'noa_message_queue_backend_up', { queue: queue.name })).toEqual([1]);
@@ -92,8 +105,83 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
       await waitFor(() => done.length === 2, 5_000, 'a job run after the restart');
       expect(errors).toHaveLength(1);
     } finally {
-      if (!server.port) await server.restart();
+      await startIfStopped();
       await worker.close(0);
+      await provider.close();
+    }
+  }, 30_000);
+
+  it('queue.add() with timeoutMs or a signal rejects with AddNotConfirmedError while Redis is down; the job may land later and a retry with its jobId adds nothing twice', async () => {
+    const provider = new RedisProvider({ connection: connect() });
+    const queue = new Queue({ name: uniqueName('outage-add'), provider });
+    const bounded = new Queue({ name: queue.name, provider, addTimeoutMs: 300 });
+    // What a caller sees within 3 s: the outcome of the add, or that it is still waiting.
+    const within3s = <T>(work: Promise<T>) =>
+      Promise.race([
+        work.then(
+          (value) => ({ value }),
+          (error: unknown) => ({ error }),
+        ),
+        sleep(3_000).then(() => 'still waiting' as const),
+      ]);
+    try {
+      await stopServer();
+      const timedOut = await within3s(queue.add('a', 1, { jobId: 'job-1' }, { timeoutMs: 300 }));
+      expect(timedOut).toHaveProperty('error');
+      const error = (timedOut as { error: AddNotConfirmedError }).error;
+      expect(error).toBeInstanceOf(AddNotConfirmedError);
+      expect(error.code).toBe('NOA_MQ_ADD_NOT_CONFIRMED');
+      expect(error.reason).toBe('timeout');
+      expect(error.mayBeEnqueued).toBe(true);
+      expect(error.jobIds).toEqual(['job-1']);
+      expect(error.message).toMatch(/may still be enqueued/i);
+
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(new Error('client went away')), 200);
+      const aborted = await within3s(queue.add('b', 2, { jobId: 'job-2' }, { signal: controller.signal }));
+      expect((aborted as { error: AddNotConfirmedError }).error).toMatchObject({
+        code: 'NOA_MQ_ADD_NOT_CONFIRMED',
+        reason: 'aborted',
+        mayBeEnqueued: true,
+        jobIds: ['job-2'],
+      });
+
+      // The queue's default bounds addBulk too; the ids of generated jobs are in the error.
+      const bulk = await within3s(
+        bounded.addBulk([
+          { name: 'c', data: 3 },
+          { name: 'd', data: 4 },
+        ]),
+      );
+      const bulkError = (bulk as { error: AddNotConfirmedError }).error;
+      expect(bulkError).toBeInstanceOf(AddNotConfirmedError);
+      expect(bulkError.jobIds).toHaveLength(2);
+
+      // Aborted before anything was sent: nothing is enqueued, and the error says so.
+      const early = await within3s(
+        queue.add('e', 5, { jobId: 'job-early' }, { signal: AbortSignal.abort(new Error('gone')) }),
+      );
+      expect((early as { error: AddNotConfirmedError }).error).toMatchObject({
+        code: 'NOA_MQ_ADD_NOT_CONFIRMED',
+        mayBeEnqueued: false,
+      });
+
+      await startServer();
+      // Nothing was retried by the queue, but the abandoned commands were still sent: the jobs
+      // land when Redis is back, so a client's retry must reuse the jobId.
+      await waitFor(
+        async () => (await queue.getJob('job-1')) !== undefined,
+        10_000,
+        'the abandoned add to land',
+      );
+      expect(await queue.add('a', 1, { jobId: 'job-1' }, { timeoutMs: 5_000 })).toEqual({
+        id: 'job-1',
+        added: false,
+      });
+      expect((await queue.counts()).waiting).toBe(4);
+      expect(await queue.getJob('job-early')).toBeUndefined();
+    } finally {
+      await startIfStopped();
       await provider.close();
     }
   }, 30_000);
