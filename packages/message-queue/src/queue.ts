@@ -59,6 +59,13 @@ const providerSchema = z.custom<QueueProvider>(
   { message: 'expected a QueueProvider (MemoryProvider, RedisProvider, RabbitMqProvider)' },
 );
 
+/**
+ * How long a scrape waits for a count while the depth is stale (the last count failed or was
+ * late): long enough for a backend that is back to answer, short enough that a scrape during an
+ * outage never takes seconds.
+ */
+const staleWaitMs = 250;
+
 /** Options of {@link Queue}. */
 export const queueOptionsSchema = z
   .object({
@@ -188,6 +195,10 @@ export class Queue<Data = unknown> {
   /** When `queue_depth_jobs` was last counted (this clock), and the scrape's count under way. */
   #depthAt = Number.NEGATIVE_INFINITY;
   #depthCount: Promise<void> | undefined;
+  /** The backend's count started by a scrape, until it answers (it may outlive its scrape). */
+  #backendCount: Promise<void> | undefined;
+  /** The depth values are from an earlier count: the last failed or has not answered. */
+  #depthStale = false;
   readonly #unwatchDepth: () => void;
   #closed = false;
 
@@ -216,26 +227,61 @@ export class Queue<Data = unknown> {
   /**
    * `queue_depth_jobs` at a scrape: counted unless a count is younger than `depthCacheMs` (one
    * count at a time, shared by concurrent scrapes), waited for at most `depthTimeoutMs`. A failed
-   * or late count leaves the last values and is logged; it never fails the scrape.
+   * or late count leaves the last values, marked stale (`queue_depth_stale`), and is logged once
+   * until a count succeeds; it never fails the scrape. While the depth is stale a scrape does not
+   * wait it out again: it answers at once if the earlier count is still unanswered (nothing piles
+   * up on a backend that is down), else starts a count and waits for it at most `staleWaitMs`.
    */
   #scrapeDepth(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     if (this.#depthCount) return this.#depthCount;
     const now = this.#clock.now();
     if (now - this.#depthAt < this.#depthCacheMs) return Promise.resolve();
+    if (this.#backendCount) {
+      this.#markDepthStale(undefined);
+      return Promise.resolve();
+    }
     this.#depthAt = now;
-    const count = withDeadline(
-      this.counts(),
-      this.#depthTimeoutMs,
-      `count queue ${this.name} for a scrape`,
-    ).then(
-      () => {},
-      (error: unknown) => this.#logger.warn('queue_depth_jobs not counted for this scrape', { error }),
+    const backendCount = this.provider.counts(this.name).then(
+      (counts) => this.#setDepth(counts),
+      (error: unknown) => this.#markDepthStale(error),
+    );
+    this.#backendCount = backendCount.finally(() => {
+      this.#backendCount = undefined;
+    });
+    const waitMs = this.#depthStale ? Math.min(staleWaitMs, this.#depthTimeoutMs) : this.#depthTimeoutMs;
+    const count = withDeadline(backendCount, waitMs, `count queue ${this.name} for a scrape`).catch(
+      (error: unknown) => this.#markDepthStale(error),
     );
     this.#depthCount = count.finally(() => {
       this.#depthCount = undefined;
     });
     return this.#depthCount;
+  }
+
+  #setDepth(counts: JobCounts): void {
+    this.#depthAt = this.#clock.now();
+    for (const state of ['waiting', 'delayed', 'active', 'completed', 'failed'] as const) {
+      this.#metrics.depth.set({ queue: this.name, state }, counts[state]);
+    }
+    if (this.#depthStale) {
+      this.#depthStale = false;
+      this.#logger.info('queue_depth_jobs counted again');
+    }
+    this.#metrics.depthStale.set({ queue: this.name }, 0);
+  }
+
+  /** The depth keeps its last values, marked stale; a streak of failed counts is logged once. */
+  #markDepthStale(error: unknown): void {
+    this.#metrics.depthStale.set({ queue: this.name }, 1);
+    if (this.#depthStale) return;
+    this.#depthStale = true;
+    this.#logger.warn(
+      'queue_depth_jobs not counted: reporting the last values, marked stale (queue_depth_stale)',
+      {
+        error: error instanceof Error ? error.message : String(error),
+      },
+    );
   }
 
   /** The queue's clock (shared with workers and schedulers built from it). */
@@ -508,10 +554,7 @@ export class Queue<Data = unknown> {
   /** Jobs per state; also sets the `queue_depth_jobs` gauge (which scrapes count too, see `depthCacheMs`). */
   async counts(): Promise<JobCounts> {
     const counts = await this.provider.counts(this.name);
-    this.#depthAt = this.#clock.now();
-    for (const state of ['waiting', 'delayed', 'active', 'completed', 'failed'] as const) {
-      this.#metrics.depth.set({ queue: this.name, state }, counts[state]);
-    }
+    this.#setDepth(counts);
     return counts;
   }
 

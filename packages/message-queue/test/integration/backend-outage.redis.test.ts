@@ -185,4 +185,67 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
       await provider.close();
     }
   }, 30_000);
+
+  it('scrapes during an outage answer at once from the last counted depth, marked stale, and count again after it', async () => {
+    const provider = new RedisProvider({ connection: connect() });
+    const registry = new Registry();
+    const lines = capture();
+    // depthCacheMs 0: every scrape would count.
+    const queue = new Queue({
+      name: uniqueName('outage-depth'),
+      provider,
+      registry,
+      logger: lines.logger,
+      depthCacheMs: 0,
+      depthTimeoutMs: 2_000,
+    });
+    const labels = { queue: queue.name };
+    const scrape = async () => {
+      const started = performance.now();
+      await registry.metrics();
+      return performance.now() - started;
+    };
+    try {
+      await queue.addBulk([
+        { name: 'a', data: 1 },
+        { name: 'b', data: 2 },
+        { name: 'c', data: 3 },
+      ]);
+      await scrape();
+      expect(
+        await gauge(registry, 'noa_message_queue_queue_depth_jobs', { ...labels, state: 'waiting' }),
+      ).toEqual([3]);
+      expect(await gauge(registry, 'noa_message_queue_queue_depth_stale', labels)).toEqual([0]);
+
+      await stopServer();
+      // The first scrape cannot know yet: it waits up to depthTimeoutMs.
+      expect(await scrape()).toBeLessThan(5_000);
+      // The next ones do not wait it out again, nor pile counts onto the waiting connection.
+      const took = [await scrape(), await scrape(), await scrape()];
+      expect(Math.max(...took)).toBeLessThan(1_000);
+      expect(
+        await gauge(registry, 'noa_message_queue_queue_depth_jobs', { ...labels, state: 'waiting' }),
+      ).toEqual([3]);
+      expect(await gauge(registry, 'noa_message_queue_queue_depth_stale', labels)).toEqual([1]);
+      expect(lines.warn.filter((line) => line.includes('queue_depth_jobs'))).toHaveLength(1);
+
+      await startServer();
+      // The restarted server kept nothing (no persistence): a fresh count says 0, not stale.
+      await waitFor(
+        async () => {
+          await scrape();
+          return (await gauge(registry, 'noa_message_queue_queue_depth_stale', labels))[0] === 0;
+        },
+        10_000,
+        'a fresh count after the restart',
+      );
+      expect(
+        await gauge(registry, 'noa_message_queue_queue_depth_jobs', { ...labels, state: 'waiting' }),
+      ).toEqual([0]);
+    } finally {
+      await startIfStopped();
+      await queue.close();
+      await provider.close();
+    }
+  }, 30_000);
 });
