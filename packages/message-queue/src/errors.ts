@@ -140,3 +140,68 @@ export class MessageTooLargeError extends MessageQueueError {
     );
   }
 }
+
+/**
+ * A worker's backend did not answer a call (`operation`) within the worker's `backendTimeoutMs`:
+ * emitted once as the worker's `error` event when an outage starts (the calls keep waiting, the
+ * worker goes on when the backend answers; see `Worker.backendUp`).
+ */
+export class BackendUnavailableError extends MessageQueueError {
+  constructor(queue: string, operation: string, timeoutMs: number) {
+    super(
+      'NOA_MQ_BACKEND_UNAVAILABLE',
+      `the backend of queue ${queue} did not answer ${operation} within ${timeoutMs} ms (backendTimeoutMs); the worker keeps waiting for it`,
+      { details: { queue, operation, timeoutMs } },
+    );
+  }
+}
+
+/** Why an add was not confirmed (see {@link AddNotConfirmedError}). */
+export type AddNotConfirmedReason = 'timeout' | 'aborted';
+
+/**
+ * `add`/`addBulk`/`addFlow` gave up waiting for the backend: its `timeoutMs` (or the queue's
+ * `addTimeoutMs`) passed, or its `signal` aborted. Unless `mayBeEnqueued` is false (the signal
+ * had aborted before anything was sent), the jobs **may still be enqueued**: the backend may have
+ * stored them, or store them when it answers (ioredis sends a waiting command once Redis is
+ * back). The queue retries nothing; to add them at most once, retry with the same `jobId`s
+ * (`jobIds`: generated ones included), which adds nothing twice (`added: false`).
+ */
+export class AddNotConfirmedError extends MessageQueueError {
+  readonly reason: AddNotConfirmedReason;
+  readonly jobIds: string[];
+  readonly mayBeEnqueued: boolean;
+
+  constructor(
+    queue: string,
+    jobIds: string[],
+    reason: AddNotConfirmedReason,
+    options: { timeoutMs?: number; mayBeEnqueued: boolean; cause?: unknown },
+  ) {
+    const why =
+      reason === 'timeout'
+        ? `not confirmed within ${options.timeoutMs} ms (timeoutMs)`
+        : 'aborted by its signal';
+    const outcome = options.mayBeEnqueued
+      ? 'the jobs MAY still be enqueued (the backend may store them when it answers): retry with the same jobId to add them once'
+      : 'nothing was sent, nothing is enqueued';
+    const ids = jobIds.length > 5 ? `${jobIds.slice(0, 5).join(', ')}, …` : jobIds.join(', ');
+    super(
+      'NOA_MQ_ADD_NOT_CONFIRMED',
+      `add of ${jobIds.length} job(s) to queue ${queue} ${why}: ${outcome} (ids: ${ids})`,
+      {
+        details: {
+          queue,
+          jobIds,
+          reason,
+          timeoutMs: options.timeoutMs,
+          mayBeEnqueued: options.mayBeEnqueued,
+        },
+        cause: options.cause,
+      },
+    );
+    this.reason = reason;
+    this.jobIds = jobIds;
+    this.mayBeEnqueued = options.mayBeEnqueued;
+  }
+}

@@ -15,6 +15,9 @@ export {
 } from './backoff.js';
 export { delayBucket } from './delay-bucket.js';
 export {
+  AddNotConfirmedError,
+  type AddNotConfirmedReason,
+  BackendUnavailableError,
   BrokerRefusedError,
   BrokerUnavailableError,
   InvalidPayloadError,
@@ -72,6 +75,7 @@ export type {
 } from './providers/job-state-store.js';
 export { MemoryProvider } from './providers/memory-provider.js';
 export {
+  type AddCallOptions,
   type AddResult,
   type JobView,
   type NewFlow,

@@ -15,6 +15,10 @@ export interface QueueMetrics {
   processingSeconds: HistogramMetric<'queue'>;
   waitSeconds: HistogramMetric<'queue'>;
   depth: GaugeMetric<'queue' | 'state'>;
+  /** 1 while `depth` holds values of an earlier count (the last one failed or is unanswered). */
+  depthStale: GaugeMetric<'queue'>;
+  /** 1 while a worker's backend answers, 0 from a failed or unanswered call until the next answer. */
+  backendUp: GaugeMetric<'queue'>;
   /**
    * Has `refresh` run at every scrape of the registry (it sets `depth`), until the returned
    * function is called. Without a registry it never runs.
@@ -81,6 +85,16 @@ export function createQueueMetrics(registry?: Registry): QueueMetrics {
       secondsBuckets,
     ),
     depth: factory.gauge('queue_depth_jobs', 'Jobs per state, counted at scrape time', ['queue', 'state']),
+    depthStale: factory.gauge(
+      'queue_depth_stale',
+      '1 while queue_depth_jobs holds the values of an earlier count (the last count failed or is unanswered)',
+      ['queue'],
+    ),
+    backendUp: factory.gauge(
+      'backend_up',
+      "1 while the worker's backend answers; 0 from a failed call, or one unanswered for backendTimeoutMs, until one is answered",
+      ['queue'],
+    ),
     watchDepth: (refresh) => watchDepth(registry, refresh),
   };
 }

@@ -7,12 +7,13 @@ import {
   maxTimerMs,
   parseOptions,
   silentLogger,
+  startDeadline,
   systemClock,
   withDeadline,
 } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { InvalidPayloadError, UnsupportedOperationError } from './errors.js';
+import { AddNotConfirmedError, InvalidPayloadError, UnsupportedOperationError } from './errors.js';
 import { publishJobEvent } from './events.js';
 import { newJobId } from './ids.js';
 import {
@@ -58,6 +59,13 @@ const providerSchema = z.custom<QueueProvider>(
   { message: 'expected a QueueProvider (MemoryProvider, RedisProvider, RabbitMqProvider)' },
 );
 
+/**
+ * How long a scrape waits for a count while the depth is stale (the last count failed or was
+ * late): long enough for a backend that is back to answer, short enough that a scrape during an
+ * outage never takes seconds.
+ */
+const staleWaitMs = 250;
+
 /** Options of {@link Queue}. */
 export const queueOptionsSchema = z
   .object({
@@ -94,8 +102,32 @@ export const queueOptionsSchema = z
     depthCacheMs: z.number().int().nonnegative().max(maxTimerMs).default(1_000),
     /** How long a scrape waits for the count; past it the last values are reported. */
     depthTimeoutMs: z.number().int().positive().max(maxTimerMs).default(2_000),
+    /**
+     * The `timeoutMs` of every `add`/`addBulk`/`addFlow` that gives none (default: none, the add
+     * waits for the backend, for ever while Redis is down). Past it the add rejects with
+     * `AddNotConfirmedError`: the jobs may still be enqueued (retry with the same `jobId`).
+     */
+    addTimeoutMs: z.number().int().positive().max(maxTimerMs).optional(),
   })
   .strict();
+
+/** Per-call options of `add`, `addBulk` and `addFlow`. */
+const addCallSchema = z
+  .object({
+    /** Give up waiting for the backend after this long (overrides the queue's `addTimeoutMs`). */
+    timeoutMs: z.number().int().positive().max(maxTimerMs).optional(),
+    /** Give up waiting when this signal aborts (an HTTP request's, say). */
+    signal: z
+      .custom<AbortSignal>((value) => value instanceof AbortSignal, { message: 'expected an AbortSignal' })
+      .optional(),
+  })
+  .strict();
+
+/**
+ * How long an add waits for the backend. On `timeoutMs` or `signal`, the add rejects with
+ * `AddNotConfirmedError`: the jobs may still be enqueued, and nothing is retried by the queue.
+ */
+export type AddCallOptions = z.input<typeof addCallSchema>;
 
 /** Options of {@link Queue}; `Data` is inferred from `schema` when given. */
 export type QueueOptions<Data = unknown> = Omit<
@@ -157,9 +189,16 @@ export class Queue<Data = unknown> {
   readonly #metrics: QueueMetrics;
   readonly #depthCacheMs: number;
   readonly #depthTimeoutMs: number;
+  readonly #addTimeoutMs: number | undefined;
+  /** The bound of an add given no call options (one object, not one per add). */
+  readonly #defaultBound: AddCallOptions;
   /** When `queue_depth_jobs` was last counted (this clock), and the scrape's count under way. */
   #depthAt = Number.NEGATIVE_INFINITY;
   #depthCount: Promise<void> | undefined;
+  /** The backend's count started by a scrape, until it answers (it may outlive its scrape). */
+  #backendCount: Promise<void> | undefined;
+  /** The depth values are from an earlier count: the last failed or has not answered. */
+  #depthStale = false;
   readonly #unwatchDepth: () => void;
   #closed = false;
 
@@ -180,32 +219,69 @@ export class Queue<Data = unknown> {
     this.#metrics = createQueueMetrics(parsed.registry);
     this.#depthCacheMs = parsed.depthCacheMs;
     this.#depthTimeoutMs = parsed.depthTimeoutMs;
+    this.#addTimeoutMs = parsed.addTimeoutMs;
+    this.#defaultBound = { timeoutMs: parsed.addTimeoutMs };
     this.#unwatchDepth = this.#metrics.watchDepth(() => this.#scrapeDepth());
   }
 
   /**
    * `queue_depth_jobs` at a scrape: counted unless a count is younger than `depthCacheMs` (one
    * count at a time, shared by concurrent scrapes), waited for at most `depthTimeoutMs`. A failed
-   * or late count leaves the last values and is logged; it never fails the scrape.
+   * or late count leaves the last values, marked stale (`queue_depth_stale`), and is logged once
+   * until a count succeeds; it never fails the scrape. While the depth is stale a scrape does not
+   * wait it out again: it answers at once if the earlier count is still unanswered (nothing piles
+   * up on a backend that is down), else starts a count and waits for it at most `staleWaitMs`.
    */
   #scrapeDepth(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     if (this.#depthCount) return this.#depthCount;
     const now = this.#clock.now();
     if (now - this.#depthAt < this.#depthCacheMs) return Promise.resolve();
+    if (this.#backendCount) {
+      this.#markDepthStale(undefined);
+      return Promise.resolve();
+    }
     this.#depthAt = now;
-    const count = withDeadline(
-      this.counts(),
-      this.#depthTimeoutMs,
-      `count queue ${this.name} for a scrape`,
-    ).then(
-      () => {},
-      (error: unknown) => this.#logger.warn('queue_depth_jobs not counted for this scrape', { error }),
+    const backendCount = this.provider.counts(this.name).then(
+      (counts) => this.#setDepth(counts),
+      (error: unknown) => this.#markDepthStale(error),
+    );
+    this.#backendCount = backendCount.finally(() => {
+      this.#backendCount = undefined;
+    });
+    const waitMs = this.#depthStale ? Math.min(staleWaitMs, this.#depthTimeoutMs) : this.#depthTimeoutMs;
+    const count = withDeadline(backendCount, waitMs, `count queue ${this.name} for a scrape`).catch(
+      (error: unknown) => this.#markDepthStale(error),
     );
     this.#depthCount = count.finally(() => {
       this.#depthCount = undefined;
     });
     return this.#depthCount;
+  }
+
+  #setDepth(counts: JobCounts): void {
+    this.#depthAt = this.#clock.now();
+    for (const state of ['waiting', 'delayed', 'active', 'completed', 'failed'] as const) {
+      this.#metrics.depth.set({ queue: this.name, state }, counts[state]);
+    }
+    if (this.#depthStale) {
+      this.#depthStale = false;
+      this.#logger.info('queue_depth_jobs counted again');
+    }
+    this.#metrics.depthStale.set({ queue: this.name }, 0);
+  }
+
+  /** The depth keeps its last values, marked stale; a streak of failed counts is logged once. */
+  #markDepthStale(error: unknown): void {
+    this.#metrics.depthStale.set({ queue: this.name }, 1);
+    if (this.#depthStale) return;
+    this.#depthStale = true;
+    this.#logger.warn(
+      'queue_depth_jobs not counted: reporting the last values, marked stale (queue_depth_stale)',
+      {
+        error: error instanceof Error ? error.message : String(error),
+      },
+    );
   }
 
   /** The queue's clock (shared with workers and schedulers built from it). */
@@ -322,36 +398,108 @@ export class Queue<Data = unknown> {
     }
   }
 
-  /** Adds one job. With `options.jobId`, adding an id that exists is a no-op (`added: false`). */
-  async add(name: string, data: Data, options?: JobOptions): Promise<AddResult> {
+  /**
+   * Adds one job. With `options.jobId`, adding an id that exists is a no-op (`added: false`).
+   * `call.timeoutMs` / `call.signal` bound the wait for the backend (see {@link AddCallOptions}).
+   */
+  async add(name: string, data: Data, options?: JobOptions, call?: AddCallOptions): Promise<AddResult> {
     this.#check();
+    const bound = this.#bound(call);
     const payload = this.#schema ? await this.#payload(data) : data;
     const now = this.#clock.now();
-    const [result] = await this.#add([this.#record({ name, data: payload, options }, now)], now);
+    const [result] = await this.#add([this.#record({ name, data: payload, options }, now)], now, bound);
     return result!;
   }
 
   /**
    * Adds many jobs in one backend round trip. Every item (its keys: `name`, `data`, `options`),
    * payload and options is validated before any is enqueued; a bad one throws `ConfigError`
-   * naming it (`jobs.<index>.<field>`) or `InvalidPayloadError`.
+   * naming it (`jobs.<index>.<field>`) or `InvalidPayloadError`. `call` bounds the wait for the
+   * backend, for the whole batch (see {@link AddCallOptions}).
    */
-  async addBulk(jobs: NewJob<Data>[]): Promise<AddResult[]> {
+  async addBulk(jobs: NewJob<Data>[], call?: AddCallOptions): Promise<AddResult[]> {
     this.#check();
     parseOptions('addBulk', bulkSchema, { jobs });
+    const bound = this.#bound(call);
     const valid = await this.#validated(jobs);
     const now = this.#clock.now();
     return this.#add(
       valid.map((job, index) => this.#record(job, now, `jobs.${index}.`)),
       now,
+      bound,
     );
   }
 
-  async #add(records: JobRecord[], now: number): Promise<AddResult[]> {
+  /** The wait bound of an add: its own options over the queue's `addTimeoutMs`. */
+  #bound(call: AddCallOptions | undefined): AddCallOptions {
+    if (call === undefined) return this.#defaultBound;
+    const parsed = parseOptions('add call options', addCallSchema, call);
+    return { timeoutMs: parsed.timeoutMs ?? this.#addTimeoutMs, signal: parsed.signal };
+  }
+
+  /**
+   * The backend's answer to an add, or `AddNotConfirmedError` once `timeoutMs` passes or `signal`
+   * aborts. The call itself is not cancelled (it cannot be taken back from the backend's queue)
+   * nor retried: the jobs may still be enqueued, which the error says.
+   */
+  #confirmed<T>(jobIds: () => string[], bound: AddCallOptions, send: () => Promise<T>): Promise<T> {
+    const { timeoutMs, signal } = bound;
+    if (timeoutMs === undefined && signal === undefined) return send();
+    const ids = jobIds();
+    if (signal?.aborted) {
+      return Promise.reject(
+        new AddNotConfirmedError(this.name, ids, 'aborted', { mayBeEnqueued: false, cause: signal.reason }),
+      );
+    }
+    const work = send();
+    return new Promise<T>((resolve, reject) => {
+      const giveUp = (error: AddNotConfirmedError): void => {
+        cancelDeadline();
+        signal?.removeEventListener('abort', onAbort);
+        // The answer that comes later is dropped (a failure too: nobody awaits it any more).
+        work.catch(() => {});
+        this.#logger.warn('add not confirmed; the jobs may still be enqueued', {
+          reason: error.reason,
+          jobIds: ids.length > 20 ? [...ids.slice(0, 20), '…'] : ids,
+          timeoutMs,
+        });
+        reject(error);
+      };
+      const onAbort = (): void =>
+        giveUp(
+          new AddNotConfirmedError(this.name, ids, 'aborted', { mayBeEnqueued: true, cause: signal?.reason }),
+        );
+      const cancelDeadline =
+        timeoutMs === undefined
+          ? () => {}
+          : startDeadline(timeoutMs, () =>
+              giveUp(new AddNotConfirmedError(this.name, ids, 'timeout', { timeoutMs, mayBeEnqueued: true })),
+            );
+      signal?.addEventListener('abort', onAbort, { once: true });
+      work.then(
+        (value) => {
+          cancelDeadline();
+          signal?.removeEventListener('abort', onAbort);
+          resolve(value);
+        },
+        (error: unknown) => {
+          cancelDeadline();
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  async #add(records: JobRecord[], now: number, bound: AddCallOptions): Promise<AddResult[]> {
     if (records.length === 0) return [];
     let added: boolean[];
     try {
-      added = await this.provider.add(this.name, records, now);
+      added = await this.#confirmed(
+        () => records.map((record) => record.id),
+        bound,
+        () => this.provider.add(this.name, records, now),
+      );
     } catch (error) {
       throw this.#unencodable(records, error) ?? error;
     }
@@ -367,10 +515,14 @@ export class Queue<Data = unknown> {
    * Adds a parent and its children in one atomic step. The parent waits in `waiting-children`
    * until every child settles; its handler reads the results with `job.childrenResults()`.
    */
-  async addFlow(flow: NewFlow<Data>): Promise<{ id: string; childIds: string[]; added: boolean }> {
+  async addFlow(
+    flow: NewFlow<Data>,
+    call?: AddCallOptions,
+  ): Promise<{ id: string; childIds: string[]; added: boolean }> {
     this.#check();
     if (!this.provider.capabilities.flows) throw new UnsupportedOperationError(this.provider.name, 'flows');
     parseOptions('addFlow', flowSchema, flow);
+    const bound = this.#bound(call);
     const [parentJob, ...childJobs] = await this.#validated<NewJob<Data>>([flow, ...flow.children]);
     const now = this.#clock.now();
     const parent = this.#record(parentJob!, now, '');
@@ -384,7 +536,11 @@ export class Queue<Data = unknown> {
       parent: { id: parent.id, onChildFailure },
     }));
     parent.childCount = children.length;
-    const added = await this.provider.addFlow(this.name, parent, children, now);
+    const added = await this.#confirmed(
+      () => [parent.id, ...children.map((child) => child.id)],
+      bound,
+      () => this.provider.addFlow(this.name, parent, children, now),
+    );
     if (added) this.#metrics.added.inc({ queue: this.name }, children.length + 1);
     return { id: parent.id, childIds: children.map((child) => child.id), added };
   }
@@ -398,10 +554,7 @@ export class Queue<Data = unknown> {
   /** Jobs per state; also sets the `queue_depth_jobs` gauge (which scrapes count too, see `depthCacheMs`). */
   async counts(): Promise<JobCounts> {
     const counts = await this.provider.counts(this.name);
-    this.#depthAt = this.#clock.now();
-    for (const state of ['waiting', 'delayed', 'active', 'completed', 'failed'] as const) {
-      this.#metrics.depth.set({ queue: this.name, state }, counts[state]);
-    }
+    this.#setDepth(counts);
     return counts;
   }
 

@@ -11,8 +11,10 @@ import {
 } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
+import { type BackendDown, BackendHealth, type BackendUp } from './backend-health.js';
 import { type BackoffStrategy, backoffDelay } from './backoff.js';
 import {
+  BackendUnavailableError,
   JobCancelledError,
   JobTimeoutError,
   type LeaseLossReason,
@@ -65,6 +67,14 @@ export const workerOptionsSchema = z
      * refused, the handler's `job.signal` aborts with `LeaseLostError`.
      */
     leaseMs: z.number().int().min(100).max(maxTimerMs).default(30_000),
+    /**
+     * A backend call (exchange, lease renewal, maintenance) unanswered this long, with nothing
+     * else answered meanwhile, marks the backend unavailable: one `error` event
+     * (`BackendUnavailableError`) and a warning per outage, `backend_up` 0, until a call is
+     * answered (logged with the outage's length). A call that fails does the same at once. The
+     * calls are not abandoned: they wait for the backend (ioredis's offline queue).
+     */
+    backendTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Time limit of each try when the job has no `timeout`. */
     defaultTimeoutMs: z.number().int().positive().max(maxTimerMs).optional(),
     /** How long `close()` waits for in-flight jobs before releasing them for redelivery. */
@@ -321,6 +331,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   #leasedAt = 0;
   /** A lease renewal is in flight (a backend that does not answer gets no pile of them). */
   #renewing = false;
+  /** Whether the backend answers (see `backendTimeoutMs`). */
+  readonly #health: BackendHealth;
 
   constructor(options: WorkerOptions<Data, Result>) {
     super();
@@ -338,6 +350,11 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     this.#timed = this.#metrics.enabled || parsed.prefetch === 'auto';
     this.#measureExchanges = parsed.prefetch === 'auto';
     this.#retention = parsed.retention;
+    this.#health = new BackendHealth(
+      parsed.backendTimeoutMs,
+      (down) => this.#backendDown(down),
+      (up) => this.#backendUp(up),
+    );
     // A worker without listeners must not crash the process on a backend hiccup.
     this.on('error', () => {});
     if (parsed.autostart) this.start();
@@ -346,6 +363,14 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   /** Current concurrency (changes under `autoscale`). */
   get concurrency(): number {
     return this.#concurrency;
+  }
+
+  /**
+   * Whether the backend answers this worker's calls: false from a call that failed or went
+   * unanswered for `backendTimeoutMs` until the next answered one (see `backend_up`).
+   */
+  get backendUp(): boolean {
+    return this.#health.up;
   }
 
   /** Jobs being handled right now. */
@@ -373,6 +398,14 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     const maintenance = setInterval(() => void this.maintain(), this.#options.maintenanceIntervalMs);
     this.#timers.push(heartbeat, maintenance);
     heartbeat.unref();
+    const watchdog = setInterval(
+      () => this.#health.check(performance.now()),
+      Math.max(25, Math.floor(this.#options.backendTimeoutMs / 4)),
+    );
+    watchdog.unref();
+    this.#timers.push(watchdog);
+    // Up until a call says otherwise (within backendTimeoutMs if the backend is down at start).
+    this.#metrics.backendUp.set(this.#labels, this.#health.up ? 1 : 0);
     // The maintenance timer stays ref'd: a started worker keeps the process alive until close(),
     // as a listening server does (with the memory provider nothing else would: a script awaiting
     // a retry's back-off would exit under it).
@@ -380,6 +413,42 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       this.#timers.push(
         setInterval(() => void this.#autoscale(), this.#options.autoscale.intervalMs).unref(),
       );
+    }
+  }
+
+  /** A backend call failed or went unanswered: reported once per outage (the rest at debug). */
+  #backendDown({ operation, error, timeoutMs }: BackendDown): void {
+    const reported =
+      error === undefined
+        ? new BackendUnavailableError(this.queueName, operation, timeoutMs)
+        : error instanceof Error
+          ? error
+          : new Error(String(error));
+    this.#metrics.backendUp.set(this.#labels, 0);
+    this.#logger.warn('backend unavailable: calls fail or do not answer; the worker waits and retries', {
+      operation,
+      error: reported.message,
+    });
+    this.emit('error', reported);
+  }
+
+  #backendUp({ downMs, failedCalls }: BackendUp): void {
+    this.#metrics.backendUp.set(this.#labels, 1);
+    this.#logger.info('backend available again', { downMs: Math.round(downMs), failedCalls });
+  }
+
+  /** Runs a backend call through the health check: a failure is reported once per outage. */
+  async #call<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    const call = this.#health.begin(operation, performance.now());
+    try {
+      const value = await work();
+      this.#health.answered(call, performance.now());
+      return value;
+    } catch (error) {
+      const wasUp = this.#health.up;
+      this.#health.failed(call, error);
+      if (!wasUp) this.#logger.debug(`worker could not ${operation}`, { error: String(error) });
+      throw error;
     }
   }
 
@@ -429,15 +498,17 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       const sentAt = performance.now();
       let answeredAt: number;
       try {
-        response = await this.#provider.exchange(this.queueName, {
-          settle: settle.map((item) => item.settlement),
-          fetch: want,
-          leaseUntil: now + this.#options.leaseMs,
-          now,
-          promoteDelayed,
-          groupWeights: this.#options.groups.weights,
-          defaultGroupWeight: this.#options.groups.defaultWeight,
-        });
+        response = await this.#call('exchange jobs', () =>
+          this.#provider.exchange(this.queueName, {
+            settle: settle.map((item) => item.settlement),
+            fetch: want,
+            leaseUntil: now + this.#options.leaseMs,
+            now,
+            promoteDelayed,
+            groupWeights: this.#options.groups.weights,
+            defaultGroupWeight: this.#options.groups.defaultWeight,
+          }),
+        );
         failures = 0;
         answeredAt = performance.now();
         if (this.#measureExchanges) this.#exchangeMs = movingAverage(this.#exchangeMs, answeredAt - sentAt);
@@ -449,7 +520,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       } catch (error) {
         this.#settle = settle.concat(this.#settle);
         failures += 1;
-        this.#reportError('exchange jobs with the backend', error);
+        // A failed call is reported by #call, once per outage; anything else thrown here is not
+        // the backend's (a throwing listener) and is reported each time.
+        if (this.#health.up) this.#reportError('exchange jobs with the backend', error);
         await this.#backoff(Math.min(2_000, 50 * 2 ** Math.min(failures, 6)));
         continue;
       }
@@ -735,19 +808,16 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       const held: JobRecord[] = [];
       for (const running of this.#running.values()) if (!running.leaseLost) held.push(running.record);
       held.push(...this.#buffer);
-      const { cancelled, lost } = await this.#provider.extendLeases(
-        this.queueName,
-        held,
-        now + this.#options.leaseMs,
-        now,
+      const { cancelled, lost } = await this.#call('renew leases', () =>
+        this.#provider.extendLeases(this.queueName, held, now + this.#options.leaseMs, now),
       );
       this.#renewedAt = sentAt;
       if (lost.length > 0) this.#loseLeases(new Set(held), new Set(lost), 'revoked');
       // Cancels recorded by the backend: the `onCancel` message may never have reached this
       // worker (subscriber connection down). Aborted exactly as on the message (a no-op if it did).
       for (const id of cancelled) this.#cancelRunning(id);
-    } catch (error) {
-      this.#reportError('extend leases', error);
+    } catch {
+      // Reported by #call, once per outage; the leases' own expiry check goes on.
     } finally {
       this.#renewing = false;
     }
@@ -814,11 +884,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     this.#maintaining = true;
     this.#settledSinceMaintenance = 0;
     try {
-      const result = await this.#provider.maintain(
-        this.queueName,
-        this.#clock.now(),
-        this.#options.maxStalls,
-        this.#retention,
+      const result = await this.#call('run maintenance', () =>
+        this.#provider.maintain(this.queueName, this.#clock.now(), this.#options.maxStalls, this.#retention),
       );
       if (result.recovered + result.deadLettered > 0) {
         this.#metrics.stalled.inc(this.#labels, result.recovered + result.deadLettered);
@@ -828,8 +895,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         this.#logger.info('recovered stalled jobs', { ...result });
         this.#wake();
       }
-    } catch (error) {
-      this.#reportError('run maintenance', error);
+    } catch {
+      // Reported by #call, once per outage.
     } finally {
       this.#maintaining = false;
     }

@@ -1,0 +1,88 @@
+/** A backend call in flight, as {@link BackendHealth.begin} returns it. */
+export interface BackendCall {
+  readonly operation: string;
+  readonly startedAt: number;
+}
+
+/** What {@link BackendHealth} reports when the backend is found down. */
+export interface BackendDown {
+  /** The operation that failed or did not answer. */
+  operation: string;
+  /** The call's error; undefined when it did not answer within the bound. */
+  error?: unknown;
+  timeoutMs: number;
+}
+
+/** What {@link BackendHealth} reports when the backend answers again. */
+export interface BackendUp {
+  /** How long it was down (ms), from the first failed or late call's start. */
+  downMs: number;
+  /** Calls that failed while it was down. */
+  failedCalls: number;
+}
+
+/**
+ * Whether a worker's backend answers, from its own calls: down at the first call that fails, or
+ * that has gone unanswered for `timeoutMs` while no call was answered for as long; up again at
+ * the next answered call. Each change is reported once, so an outage is one `down` and one `up`
+ * however many calls fail meanwhile. Plain values in (`now` from the caller), no timers.
+ */
+export class BackendHealth {
+  readonly #timeoutMs: number;
+  readonly #pending = new Set<BackendCall>();
+  readonly #onDown: (down: BackendDown) => void;
+  readonly #onUp: (up: BackendUp) => void;
+  #up = true;
+  #downSince = 0;
+  #failedCalls = 0;
+  #lastAnsweredAt = Number.NEGATIVE_INFINITY;
+
+  constructor(timeoutMs: number, onDown: (down: BackendDown) => void, onUp: (up: BackendUp) => void) {
+    this.#timeoutMs = timeoutMs;
+    this.#onDown = onDown;
+    this.#onUp = onUp;
+  }
+
+  get up(): boolean {
+    return this.#up;
+  }
+
+  begin(operation: string, now: number): BackendCall {
+    const call = { operation, startedAt: now };
+    this.#pending.add(call);
+    return call;
+  }
+
+  answered(call: BackendCall, now: number): void {
+    this.#pending.delete(call);
+    this.#lastAnsweredAt = now;
+    if (this.#up) return;
+    this.#up = true;
+    this.#onUp({ downMs: Math.max(0, now - this.#downSince), failedCalls: this.#failedCalls });
+  }
+
+  failed(call: BackendCall, error: unknown): void {
+    this.#pending.delete(call);
+    if (this.#up) this.#down(call, error);
+    else this.#failedCalls += 1;
+  }
+
+  /** Finds the backend down if a call has waited past the bound with nothing answered meanwhile. */
+  check(now: number): void {
+    if (!this.#up || now - this.#lastAnsweredAt < this.#timeoutMs) return;
+    for (const call of this.#pending) {
+      if (now - call.startedAt >= this.#timeoutMs) {
+        this.#down(call, undefined);
+        return;
+      }
+    }
+  }
+
+  #down(call: BackendCall, error: unknown): void {
+    if (!this.#up) return;
+    this.#up = false;
+    this.#downSince = call.startedAt;
+    this.#failedCalls = error === undefined ? 0 : 1;
+    this.#onDown({ operation: call.operation, error, timeoutMs: this.#timeoutMs });
+  }
+}

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { BackendHealth, type BackendUp } from '../src/backend-health.js';
+
+function tracked(timeoutMs = 100) {
+  const downs: { operation: string; error?: unknown }[] = [];
+  const ups: BackendUp[] = [];
+  const health = new BackendHealth(
+    timeoutMs,
+    (down) => downs.push(down),
+    (up) => ups.push(up),
+  );
+  return { health, downs, ups };
+}
+
+describe('BackendHealth', () => {
+  it('is down once for an outage of many failed calls, and up once with its length and count', () => {
+    const { health, downs, ups } = tracked();
+    health.answered(health.begin('exchange', 0), 1);
+    for (let at = 10; at < 50; at += 10)
+      health.failed(health.begin('exchange', at), new Error('ECONNREFUSED'));
+    expect(health.up).toBe(false);
+    expect(downs).toHaveLength(1);
+    expect(downs[0]!.operation).toBe('exchange');
+    health.answered(health.begin('exchange', 60), 70);
+    expect(ups).toEqual([{ downMs: 60, failedCalls: 4 }]);
+    expect(health.up).toBe(true);
+  });
+
+  it('is down when a call goes unanswered past the bound with nothing answered meanwhile', () => {
+    const { health, downs, ups } = tracked(100);
+    const hung = health.begin('exchange', 0);
+    health.check(99);
+    expect(downs).toHaveLength(0);
+    health.check(100);
+    health.check(500);
+    expect(downs).toEqual([{ operation: 'exchange', error: undefined, timeoutMs: 100 }]);
+    health.answered(hung, 800);
+    expect(ups).toEqual([{ downMs: 800, failedCalls: 0 }]);
+  });
+
+  it('a slow call is not an outage while other calls are answered', () => {
+    const { health, downs } = tracked(100);
+    health.begin('run maintenance', 0);
+    health.answered(health.begin('exchange', 150), 160);
+    health.check(200);
+    expect(downs).toHaveLength(0);
+    health.check(260);
+    expect(downs).toHaveLength(1);
+  });
+});
