@@ -6,7 +6,9 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
  * pattern has everything Redis sends it from then on kept until {@link release}. The command
  * has reached Redis and been answered (it is ordered before whatever other connections send
  * next), but the client does not see the answer yet: an L2 read "in flight" for as long as a
- * test needs, while other connections (another instance, the bus) go on.
+ * test needs, while other connections (another instance, the bus) go on. It can also hold the
+ * messages of the subscribed connections ({@link holdSubscribers}): an instance that has not
+ * heard of a change yet.
  */
 export class ReplyHoldingProxy {
   readonly #server: Server;
@@ -15,6 +17,8 @@ export class ReplyHoldingProxy {
   #resume: (() => void) | undefined;
   #onHeld: (() => void) | undefined;
   #heldBytes = 0;
+  /** Starts holding the replies (messages) of each connection that has sent a SUBSCRIBE. */
+  readonly #subscribers = new Set<() => void>();
   port = 0;
 
   private constructor(targetPort: number) {
@@ -24,14 +28,21 @@ export class ReplyHoldingProxy {
       this.#sockets.add(upstream);
       let holding = false;
       const pending: Buffer[] = [];
+      const hold = () => {
+        holding = true;
+        const previous = this.#resume;
+        this.#resume = () => {
+          previous?.();
+          holding = false;
+          for (const buffered of pending.splice(0)) client.write(buffered);
+        };
+      };
       client.on('data', (chunk: Buffer) => {
-        if (!holding && this.#pattern?.test(chunk.toString('latin1'))) {
+        const text = chunk.toString('latin1');
+        if (/subscribe/i.test(text)) this.#subscribers.add(hold);
+        if (!holding && this.#pattern?.test(text)) {
           this.#pattern = undefined;
-          holding = true;
-          this.#resume = () => {
-            holding = false;
-            for (const buffered of pending.splice(0)) client.write(buffered);
-          };
+          hold();
         }
         upstream.write(chunk);
       });
@@ -73,6 +84,11 @@ export class ReplyHoldingProxy {
   holdRepliesAfter(pattern: RegExp): void {
     this.#heldBytes = 0;
     this.#pattern = pattern;
+  }
+
+  /** Holds from now on what Redis sends the subscribed connections (bus messages) until {@link release}. */
+  holdSubscribers(): void {
+    for (const hold of this.#subscribers) hold();
   }
 
   /** Resolves once a reply is being held (Redis has answered the matching command). */
