@@ -319,11 +319,11 @@ export class CacheEngine {
     }
     const later = this.clock.now();
     if (entry && isFresh(entry, later)) {
-      if (!again && !this.fills.mayFill(fullKey, entry.tags, since))
-        return this.#lookupL2(fullKey, asValue, true);
+      const fillable = this.fills.mayFill(fullKey, entry.tags, since);
+      if (!fillable && !again) return this.#lookupL2(fullKey, asValue, true);
       if (entry.slidingMs) slideEntry(entry, later);
       this.metrics.request('l2', 'hit');
-      this.fill(fullKey, entry, l1Charge(bytes!, entry), since);
+      if (fillable) this.l1Set(fullKey, entry, l1Charge(bytes!, entry));
       if (this.listeners.hit) this.emitHit(fullKey, 'l2');
       return asValue ? this.out(entry.value) : entry;
     }
