@@ -13,6 +13,7 @@ export function applyBusMessage(engine: CacheEngine, message: BusMessage): void 
     case 'del':
       for (const key of message.k) {
         engine.l1.delete(key);
+        engine.fills.changedKey(key);
         engine.runs.supersedeKey(key);
         engine.wakeups.wake(key);
       }
@@ -24,6 +25,7 @@ export function applyBusMessage(engine: CacheEngine, message: BusMessage): void 
     }
     case 'tag':
       engine.runs.supersedeTags(message.k);
+      engine.fills.changedTags(message.k);
       for (const tag of message.k) {
         for (const key of [...(engine.tagIndex.get(tag) ?? [])]) engine.l1.delete(key);
         engine.tagIndex.delete(tag);
@@ -42,6 +44,7 @@ export function applyBusMessage(engine: CacheEngine, message: BusMessage): void 
       const now = engine.clock.now();
       for (const key of message.k) {
         expireL1(engine, key, now);
+        engine.fills.changedKey(key);
         engine.runs.supersedeKey(key);
       }
       break;
@@ -49,6 +52,7 @@ export function applyBusMessage(engine: CacheEngine, message: BusMessage): void 
     case 'exptag': {
       const now = engine.clock.now();
       engine.runs.supersedeTags(message.k);
+      engine.fills.changedTags(message.k);
       for (const tag of message.k) {
         for (const key of [...(engine.tagIndex.get(tag) ?? [])]) expireL1(engine, key, now, message.k);
       }

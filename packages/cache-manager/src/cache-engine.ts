@@ -22,6 +22,7 @@ import type {
 import { DecodeTurns } from './decode-turns.js';
 import { type CacheEntry, isFresh, shouldRefreshEarly, slideEntry } from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
+import { FillGuard } from './fill-guard.js';
 import { clearPrefix, deleteByTags, deleteKeys, expireByTags, expireKeys } from './invalidation.js';
 import { KeyWakeups } from './key-wakeups.js';
 import { createL1Store } from './l1/create-l1-store.js';
@@ -97,6 +98,8 @@ export class CacheEngine {
   readonly busListeners = new Set<(message: BusMessage) => void>();
   /** Factory runs in progress by full key (see {@link FactoryRun}). */
   readonly runs = new FactoryRuns(() => this.bus?.awaitingResync === true);
+  /** Changes that reached a key while an L2 read of it was in flight (see {@link fill}). */
+  readonly fills = new FillGuard();
   readonly #background = new Set<Promise<unknown>>();
   #closed = false;
   readonly #closing = new AbortController();
@@ -166,8 +169,14 @@ export class CacheEngine {
               // Messages were missed: a run in progress may have missed the one that changed its
               // key, so each caches its result only if L2 shows no change (see `runFactory`).
               this.l1.clear();
+              this.fills.changedPrefix('');
               this.runs.suspectAll();
-            } else for (const key of keys) this.l1.delete(key);
+            } else {
+              for (const key of keys) {
+                this.l1.delete(key);
+                this.fills.changedKey(key);
+              }
+            }
           },
           onConnectionLost: () => this.runs.connectionLost(),
           startTimeoutMs: options.operationTimeoutMs,
@@ -291,8 +300,13 @@ export class CacheEngine {
     }
   }
 
-  /** `get` after an L1 miss: the L2 read, decoded, put in L1 when fresh (as `readL2`, inlined). */
-  async #lookupL2(fullKey: string, asValue: boolean): Promise<unknown> {
+  /**
+   * `get` after an L1 miss: the L2 read, decoded, put in L1 when fresh (as `readL2`, inlined).
+   * A fresh value that a change of its key overtook (see {@link FillGuard}) is read `again`,
+   * once: that read starts after the change, so it is current, and fills L1.
+   */
+  async #lookupL2(fullKey: string, asValue: boolean, again = false): Promise<unknown> {
+    const since = this.fills.epoch;
     const bytes = await this.tier!.get(fullKey);
     let entry: CacheEntry | undefined;
     if (bytes) {
@@ -305,9 +319,11 @@ export class CacheEngine {
     }
     const later = this.clock.now();
     if (entry && isFresh(entry, later)) {
+      const fillable = this.fills.mayFill(fullKey, entry.tags, since);
+      if (!fillable && !again) return this.#lookupL2(fullKey, asValue, true);
       if (entry.slidingMs) slideEntry(entry, later);
       this.metrics.request('l2', 'hit');
-      this.l1Set(fullKey, entry, l1Charge(bytes!, entry));
+      if (fillable) this.l1Set(fullKey, entry, l1Charge(bytes!, entry));
       if (this.listeners.hit) this.emitHit(fullKey, 'l2');
       return asValue ? this.out(entry.value) : entry;
     }
@@ -450,6 +466,15 @@ export class CacheEngine {
     this.metrics.staleServed(reason);
     const listeners = this.listeners.stale;
     if (listeners) this.events.emit('stale', listeners, { key: fullKey, reason });
+  }
+
+  /**
+   * Puts an entry read from L2 in L1 ({@link l1Set}), unless a change reached its key since the
+   * read started at `since` (`fills.epoch` then): the read answered with the value from before
+   * that change (see {@link FillGuard}). The caller is served the value either way.
+   */
+  fill(fullKey: string, entry: CacheEntry, bytes: number, since: number): void {
+    if (this.fills.mayFill(fullKey, entry.tags, since)) this.l1Set(fullKey, entry, bytes);
   }
 
   /** Puts an entry in L1 (capped by `l1.maxTtlMs`, frozen in freeze mode) and indexes its tags. */

@@ -67,12 +67,19 @@ export async function deleteKeys(engine: CacheEngine, keys: readonly string[]): 
   let found = false;
   for (const key of fullKeys) {
     if (engine.l1.delete(key)) found = true;
+    engine.fills.changedKey(key);
     engine.runs.supersedeKey(key);
   }
   try {
     if (!engine.tier) return found;
     const tier = engine.tier;
     const deleted = await orMissed(engine, 'del', fullKeys, () => tier.delete(fullKeys));
+    // A read of this instance sent between the L1 part and the DEL read the value, and may
+    // have put it back in L1 since (or be about to): dropped again, as `clearPrefix` does.
+    for (const key of fullKeys) {
+      engine.l1.delete(key);
+      engine.fills.changedKey(key);
+    }
     await publishIfDone(engine, 'del', fullKeys, deleted !== undefined);
     return found || (deleted ?? 0) > 0;
   } finally {
@@ -108,6 +115,7 @@ export async function deleteByTags(engine: CacheEngine, tagList: readonly string
   if (tagList.length === 0) return 0;
   const tags = distinct(tagList);
   engine.runs.supersedeTags(tags);
+  engine.fills.changedTags(tags);
   const deleted = engine.listeners.delete;
   // Bounded by L1's size: the keys its own tag index named.
   const removedLocally = new Set<string>();
@@ -131,8 +139,10 @@ export async function deleteByTags(engine: CacheEngine, tagList: readonly string
     };
     const onDeleted = (keys: string[]) => {
       for (const key of keys) {
-        // L2 has just deleted it: L1 drops it too (its copy may be another, untagged write).
+        // L2 has just deleted it: L1 drops it too (its copy may be another, untagged write), and
+        // so does a read of it in flight (it may have read the value, tagged or not, first).
         engine.l1.delete(key);
+        engine.fills.changedKey(key);
         if (removedLocally.has(key)) continue;
         removed += 1;
         if (deleted) engine.events.emit('delete', deleted, { key });
@@ -187,11 +197,15 @@ export async function expireKeys(engine: CacheEngine, keys: readonly string[]): 
   const now = engine.clock.now();
   for (const key of fullKeys) {
     expireL1(engine, key, now);
+    engine.fills.changedKey(key);
     engine.runs.supersedeKey(key);
   }
   try {
     if (!engine.tier) return;
     const outcomes = await orMissed(engine, 'exp', fullKeys, () => expireInL2(engine, fullKeys));
+    // A read of this instance sent before L2 was rewritten read the value still fresh, and may
+    // have put it in L1 since (or be about to): marked again. A key written meanwhile is left.
+    expireAgainInL1(engine, fullKeys, outcomes);
     // A key another write changed meanwhile is left out: that write's own `set` message
     // refreshes other instances, and ours arriving after it would mark the new value stale.
     const published = fullKeys.filter((_, index) => outcomes[index] !== 'overwritten');
@@ -212,6 +226,7 @@ export async function expireByTags(engine: CacheEngine, tagList: readonly string
   const tags = distinct(tagList);
   const now = engine.clock.now();
   engine.runs.supersedeTags(tags);
+  engine.fills.changedTags(tags);
   const marked = new Set<string>();
   for (const tag of tags) {
     for (const key of [...(engine.tagIndex.get(tag) ?? [])]) {
@@ -231,6 +246,7 @@ export async function expireByTags(engine: CacheEngine, tagList: readonly string
       for (const tag of tags) {
         const read = await tier.forEachTagPage(tag, async (keys) => {
           const outcomes = await expireInL2(engine, keys, tags);
+          expireAgainInL1(engine, keys, outcomes, tags);
           if (outcomes.includes('unavailable')) done = false;
           keys.forEach((key, index) => {
             if (outcomes[index] !== 'expired' || marked.has(key)) return;
@@ -269,6 +285,25 @@ export async function clearPrefix(engine: CacheEngine, fullPrefix: string): Prom
     const cleared = engine.listeners.clear;
     if (cleared) engine.events.emit('clear', cleared, { prefix: fullPrefix });
   }
+}
+
+/**
+ * After {@link expireInL2}: marks stale again the L1 copies of the keys whose L2 value it marked,
+ * and keeps the reads of them in flight from filling L1, since a read sent
+ * before the rewrite found the value fresh. Keys written meanwhile ('overwritten') are left.
+ */
+function expireAgainInL1(
+  engine: CacheEngine,
+  fullKeys: readonly string[],
+  outcomes: readonly L2ExpireOutcome[],
+  tags?: readonly string[],
+): void {
+  const now = engine.clock.now();
+  fullKeys.forEach((key, index) => {
+    if (outcomes[index] !== 'expired') return;
+    expireL1(engine, key, now, tags);
+    engine.fills.changedKey(key);
+  });
 }
 
 /**
@@ -382,8 +417,12 @@ async function expiredReplacement(
   return replacement;
 }
 
-/** Drops every L1 key under `fullPrefix` (all of L1 for the root). */
+/**
+ * Drops every L1 key under `fullPrefix` (all of L1 for the root), and keeps the L2 reads of
+ * them in flight from putting back what they read.
+ */
 export function clearL1(engine: CacheEngine, fullPrefix: string): void {
+  engine.fills.changedPrefix(fullPrefix);
   if (fullPrefix === '') {
     engine.l1.clear();
     return;

@@ -13,6 +13,8 @@ import { isCompressed } from './serialization/entry-codec.js';
 export interface L2Read {
   entry: CacheEntry;
   bytes: number;
+  /** `fills.epoch` as the read started: pass it to `CacheEngine.fill`. */
+  since: number;
 }
 
 /**
@@ -27,6 +29,7 @@ export function l1Charge(bytes: Buffer, entry: CacheEntry): number {
 
 /** One key from L2, decoded; undefined when absent or undecodable. */
 export async function readL2(engine: CacheEngine, fullKey: string): Promise<L2Read | undefined> {
+  const since = engine.fills.epoch;
   const bytes = await engine.tier!.get(fullKey);
   if (!bytes) return undefined;
   const loading = engine.codec.prepare(bytes);
@@ -35,7 +38,23 @@ export async function readL2(engine: CacheEngine, fullKey: string): Promise<L2Re
   const turn = engine.decodeTurns.take();
   if (turn) await turn;
   const entry = decodeEntry(engine, fullKey, bytes);
-  return entry ? { entry, bytes: l1Charge(bytes, entry) } : undefined;
+  return entry ? { entry, bytes: l1Charge(bytes, entry), since } : undefined;
+}
+
+/**
+ * {@link readL2}, read once more when its value is fresh but a change of the key overtook the
+ * read (see `FillGuard`): the second read starts after the change, so it is current, and may
+ * fill L1 (`getOrSet`'s read; `get` does the same inline).
+ */
+export async function readL2Current(engine: CacheEngine, fullKey: string): Promise<L2Read | undefined> {
+  const read = await readL2(engine, fullKey);
+  if (
+    read === undefined ||
+    engine.fills.mayFill(fullKey, read.entry.tags, read.since) ||
+    !isFresh(read.entry, engine.clock.now())
+  )
+    return read;
+  return readL2(engine, fullKey);
 }
 
 /** One key from L2 as stored, sliding nothing (see `RedisTier.peek`); undefined when absent or undecodable. */
@@ -109,12 +128,13 @@ function takeFromBatch(
   fullKey: string,
   bytes: Buffer | undefined,
   now: number,
+  since: number,
 ): { entry: CacheEntry | undefined; fresh: boolean } {
   const entry = bytes ? decodeEntry(engine, fullKey, bytes) : undefined;
   if (entry && isFresh(entry, now)) {
     if (entry.slidingMs) slideEntry(entry, now);
     engine.metrics.request('l2', 'hit');
-    engine.l1Set(fullKey, entry, l1Charge(bytes!, entry));
+    engine.fill(fullKey, entry, l1Charge(bytes!, entry), since);
     if (engine.listeners.hit) engine.emitHit(fullKey, 'l2');
     return { entry, fresh: true };
   }
@@ -147,13 +167,14 @@ export async function getManyEntries(
   }
   const missing = fullKeys.filter((_, index) => results[index] === undefined);
   if (missing.length === 0) return results;
+  const since = engine.fills.epoch;
   const remote = await fetchMany(engine, missing, undefined);
   const later = engine.clock.now();
   let cursor = 0;
   for (let index = 0; index < results.length; index += 1) {
     if (results[index] !== undefined) continue;
     const key = missing[cursor]!;
-    const { entry, fresh } = takeFromBatch(engine, key, remote[cursor], later);
+    const { entry, fresh } = takeFromBatch(engine, key, remote[cursor], later, since);
     cursor += 1;
     if (fresh) results[index] = entry;
     else if (engine.listeners.miss) engine.emitMiss(key);
@@ -175,6 +196,7 @@ export async function readManyFromL2<T>(
   stale: Map<number, CacheEntry<T>>,
   seen?: Map<number, number | null>,
 ): Promise<number[]> {
+  const since = engine.fills.epoch;
   const remote = await fetchMany(
     engine,
     indexes.map((index) => fullKeys[index]!),
@@ -185,7 +207,7 @@ export async function readManyFromL2<T>(
   indexes.forEach((index, position) => {
     const bytes = remote[position];
     const read = bytes === NOT_READ ? undefined : bytes;
-    const taken = takeFromBatch(engine, fullKeys[index]!, read, now);
+    const taken = takeFromBatch(engine, fullKeys[index]!, read, now, since);
     const entry = taken.entry as CacheEntry<T> | undefined;
     if (bytes === NOT_READ) seen?.delete(index);
     else seen?.set(index, entry?.createdAt ?? null);

@@ -7,7 +7,7 @@ import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError
 import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
-import { type L2Read, readL2 } from './read-path.js';
+import { type L2Read, readL2, readL2Current } from './read-path.js';
 import { awaitInOrder, writeEntry, writeLocal } from './writes.js';
 
 /**
@@ -73,7 +73,7 @@ export async function loadThrough<T>(
     return computeOnce(engine, { fullKey, userKey, factory, options, stale: inGrace, forcedAt });
   }
   if (engine.tier) {
-    const remote = await readL2(engine, fullKey);
+    const remote = await readL2Current(engine, fullKey);
     l2Seen = seenInL2(engine, remote);
     if (remote) {
       const entry = remote.entry as CacheEntry<T>;
@@ -81,7 +81,7 @@ export async function loadThrough<T>(
       if (isFresh(entry, now)) {
         if (entry.slidingMs) slideEntry(entry, now);
         engine.metrics.request('l2', 'hit');
-        engine.l1Set(fullKey, entry, remote.bytes);
+        engine.fill(fullKey, entry, remote.bytes, remote.since);
         if (engine.listeners.hit) engine.emitHit(fullKey, 'l2');
         return entry.value;
       }
@@ -280,7 +280,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
         const now = engine.clock.now();
         if (remote && servable(load, remote.entry, now)) {
           engine.metrics.lockWait('value');
-          engine.l1Set(fullKey, remote.entry, remote.bytes);
+          engine.fill(fullKey, remote.entry, remote.bytes, remote.since);
           return remote.entry.value as T;
         }
         if (stale) {
@@ -314,7 +314,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
           await tier.releaseLease(fullKey, token);
           if (remote && servable(load, remote.entry, engine.clock.now())) {
             engine.metrics.lockWait('value');
-            engine.l1Set(fullKey, remote.entry, remote.bytes);
+            engine.fill(fullKey, remote.entry, remote.bytes, remote.since);
             return remote.entry.value as T;
           }
           engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
@@ -362,7 +362,7 @@ async function takeOver<T>(engine: CacheEngine, load: KeyLoad<T>, token: string)
   const remote = await readL2(engine, fullKey);
   if (remote && servable(load, remote.entry, engine.clock.now())) {
     await tier.releaseLease(fullKey, token);
-    engine.l1Set(fullKey, remote.entry, remote.bytes);
+    engine.fill(fullKey, remote.entry, remote.bytes, remote.since);
     return remote.entry.value as T;
   }
   return runFactory(engine, { ...load, l2Seen: seenInL2(engine, remote) }, token);
@@ -683,7 +683,7 @@ export function refreshEarly<T>(
           // Refreshed by another instance between our decision and the lease, or still fresh in
           // L2 for longer than our copy, which `l1.maxTtlMs` capped: L2's value is not ending.
           await engine.tier.releaseLease(fullKey, token);
-          engine.l1Set(fullKey, remote.entry, remote.bytes);
+          engine.fill(fullKey, remote.entry, remote.bytes, remote.since);
           return;
         }
       }

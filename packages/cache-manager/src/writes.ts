@@ -220,6 +220,8 @@ export function prepareWrite(
       details: { key: fullKey },
     });
   }
+  // An L2 read of the key in flight answers with the value this write replaces: not into L1.
+  engine.fills.changedKey(fullKey);
   const now = engine.clock.now();
   const entry = createEntry(
     l1Value(engine, value, fullKey),

@@ -737,9 +737,9 @@ export class RedisTier {
    * Deletes every value under `keyPrefix` (SCAN on every master; clear is rare). The root clear
    * (`keyPrefix` empty) also deletes the tag sets, which would only name deleted keys, and,
    * once every value is gone, the shared structures list: no value is left to need it. A value
-   * another instance writes with the old list meanwhile is a miss where the list is not
-   * loaded (its fingerprint names the old list), never a wrong value, and the bus's `clear`
-   * has every instance read the list again before it writes shared values (`distrust`).
+   * another instance writes with the old list meanwhile is a miss on every instance (its
+   * fingerprint names the old list), never a wrong value: the bus's `clear` has every instance
+   * read the list again before it writes or decodes shared values (`distrust`).
    * A namespace's clear keeps the list: the other namespaces' values use it. Never deleted:
    * live leases (a computation in progress keeps its single flight) and the saved hot keys (a
    * missing key there is only a miss at the next start).

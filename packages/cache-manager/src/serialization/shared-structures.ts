@@ -137,10 +137,12 @@ export class SharedStructures {
   }
 
   /**
-   * The store may have lost the list, or part of it (the connection closed): write
-   * self-contained values until it is read again (at once: the quiet period of a previous load
-   * does not apply), so that no value is written with structures the store no longer has.
-   * Reads need no such care: fingerprints already keep them from other shapes.
+   * The store may have lost the list, or part of it (the connection closed, a root clear
+   * deleted it): write self-contained values until it is read again (at once: the quiet period
+   * of a previous load does not apply), so that no value is written with structures the store
+   * no longer has. Reads decode nothing until then either (see {@link decoderFor}): a value
+   * written with the old list may outlive it (written during a clear), and an instance that
+   * still decoded it read a value that every instance loading the new list misses.
    */
   distrust(): void {
     this.#trusted = false;
@@ -152,10 +154,14 @@ export class SharedStructures {
    * The decoder for a value that may use `needed` structures whose fingerprint is
    * `high`/`low`, if this instance's first `needed` structures are exactly those: whatever
    * the store lost or another instance appended since, a value never decodes with other shapes.
-   * Two array reads and compares: the per-read cost of the check.
+   * Nothing while the list is not trusted (see {@link distrust}): the value waits for the
+   * list to be read again ({@link loadFor}), and decodes only if the list it now holds has its
+   * structures, as for an instance that loads the list for the first time. Two array reads and
+   * compares and a flag: the per-read cost of the check.
    */
   decoderFor(high: number, low: number, needed: number): Packr | undefined {
-    return needed <= this.#committed.length &&
+    return this.#trusted &&
+      needed <= this.#committed.length &&
       this.#fingerprintsHigh[needed] === high &&
       this.#fingerprintsLow[needed] === low
       ? this.#decoder
