@@ -17,8 +17,12 @@ export interface QueueMetrics {
   depth: GaugeMetric<'queue' | 'state'>;
   /** 1 while `depth` holds values of an earlier count (the last one failed or is unanswered). */
   depthStale: GaugeMetric<'queue'>;
-  /** 1 while a worker's backend answers, 0 from a failed or unanswered call until the next answer. */
-  backendUp: GaugeMetric<'queue'>;
+  /**
+   * One worker's vote on `backend_up` (1 while its backend answers, 0 from a failed or unanswered
+   * call until the next answer): the series is the minimum over the workers of that queue on the
+   * registry, absent while none has an answer yet.
+   */
+  backendUp(queue: string): GaugeVote;
   /**
    * Has `refresh` run at every scrape of the registry (it sets `depth`), until the returned
    * function is called. Without a registry it never runs.
@@ -52,11 +56,87 @@ function watchDepth(registry: Registry | undefined, refresh: () => Promise<void>
   return () => refreshers.delete(refresh);
 }
 
+/**
+ * One instance's value in a gauge series that several instances on one registry report together
+ * (workers of one queue, queue objects of one name). A plain `set` on the shared series would
+ * report whichever wrote last, and keep it after that instance closed.
+ */
+export interface GaugeVote {
+  /** This instance's value now; `undefined` while it does not know (it is left out). */
+  set(value: number | undefined): void;
+  /** Takes this instance out for good (at `close()`); later `set` calls change nothing. */
+  release(): void;
+}
+
+const noopVote: GaugeVote = { set: () => {}, release: () => {} };
+
+interface RawGauge {
+  set(labels: Record<string, string>, value: number): void;
+  remove(labels: Record<string, string>): void;
+}
+
+/** The instances' values of each combined series, per prom-client gauge (one per registry). */
+const votes = new WeakMap<object, Map<string, Map<GaugeVote, number>>>();
+
+/**
+ * A vote on the series `labels` of the registry's gauge `name`, which shows the minimum of the
+ * values of the instances that know one, and is removed while none does (no series: unknown,
+ * rather than a value nobody measured).
+ */
+function minimumVote(
+  registry: Registry | undefined,
+  name: string,
+  labels: Record<string, string>,
+): GaugeVote {
+  const gauge = registry?.getSingleMetric(name) as (RawGauge & object) | undefined;
+  if (!gauge) return noopVote;
+  let series = votes.get(gauge);
+  if (!series) {
+    series = new Map();
+    votes.set(gauge, series);
+  }
+  const key = JSON.stringify(labels);
+  const seriesVotes = series.get(key) ?? new Map<GaugeVote, number>();
+  series.set(key, seriesVotes);
+  const publish = () => {
+    if (seriesVotes.size === 0) {
+      gauge.remove(labels);
+      return;
+    }
+    gauge.set(labels, Math.min(...seriesVotes.values()));
+  };
+  let released = false;
+  const vote: GaugeVote = {
+    set(value) {
+      if (released || seriesVotes.get(vote) === value) return;
+      if (value === undefined || !Number.isFinite(value)) {
+        if (!seriesVotes.has(vote)) return;
+        seriesVotes.delete(vote);
+      } else seriesVotes.set(vote, value);
+      publish();
+    },
+    release() {
+      if (released) return;
+      released = true;
+      seriesVotes.delete(vote);
+      publish();
+    },
+  };
+  return vote;
+}
+
 const secondsBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 /** Creates (or reuses, on a shared registry) the `noa_message_queue_*` metrics. */
 export function createQueueMetrics(registry?: Registry): QueueMetrics {
   const factory = new MetricsFactory('message_queue', registry);
+  // Created here so that they are on the registry (and checked against what is there) from the
+  // start; their values are set through votes (see `minimumVote`).
+  factory.gauge(
+    'backend_up',
+    "0 while any worker of the queue finds its backend down (a failed call, or one unanswered for backendTimeoutMs, until one is answered), 1 while all that know answer; absent before a worker's first answer",
+    ['queue'],
+  );
   return {
     enabled: factory.enabled,
     added: factory.counter('jobs_added_total', 'Jobs enqueued', ['queue']),
@@ -90,11 +170,7 @@ export function createQueueMetrics(registry?: Registry): QueueMetrics {
       '1 while queue_depth_jobs holds the values of an earlier count (the last count failed or is unanswered)',
       ['queue'],
     ),
-    backendUp: factory.gauge(
-      'backend_up',
-      "1 while the worker's backend answers; 0 from a failed call, or one unanswered for backendTimeoutMs, until one is answered",
-      ['queue'],
-    ),
+    backendUp: (queue) => minimumVote(registry, 'noa_message_queue_backend_up', { queue }),
     watchDepth: (refresh) => watchDepth(registry, refresh),
   };
 }

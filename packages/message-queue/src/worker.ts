@@ -27,7 +27,7 @@ import { Job } from './job.js';
 import { wellFormedString } from './job-options.js';
 import type { JobErrorEntry, JobRecord } from './job-record.js';
 import type { Jsonified } from './jsonified.js';
-import { createQueueMetrics, type QueueMetrics } from './metrics.js';
+import { createQueueMetrics, type GaugeVote, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';
 import type { QueueProvider, RetentionPolicy, Settlement } from './provider.js';
 import { Queue, retentionSchema } from './queue.js';
@@ -333,6 +333,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   #renewing = false;
   /** Whether the backend answers (see `backendTimeoutMs`). */
   readonly #health: BackendHealth;
+  /** This worker's part of `backend_up` (the queue's workers on the registry report its minimum). */
+  readonly #upVote: GaugeVote;
 
   constructor(options: WorkerOptions<Data, Result>) {
     super();
@@ -350,6 +352,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     this.#timed = this.#metrics.enabled || parsed.prefetch === 'auto';
     this.#measureExchanges = parsed.prefetch === 'auto';
     this.#retention = parsed.retention;
+    this.#upVote = this.#metrics.backendUp(queue.name);
     this.#health = new BackendHealth(
       parsed.backendTimeoutMs,
       (down) => this.#backendDown(down),
@@ -383,13 +386,19 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     if (this.#pumpDone || this.#closing) return;
     // Listen for cancellations before taking any job: a cancel of a job this worker runs is a
     // one-shot message, and one published before the subscription would be lost.
-    const listening = this.#provider
-      .onCancel(this.queueName, (id) => this.#cancelRunning(id))
+    // Through the health check: a backend down at start is found within backendTimeoutMs (the
+    // pump, and with it every other call, waits for this subscription).
+    const listening = this.#call('subscribe to cancellations', () =>
+      this.#provider.onCancel(this.queueName, (id) => this.#cancelRunning(id)),
+    )
       .then((unsubscribe) => {
         if (this.#closing) unsubscribe();
         else this.#unsubscribeCancel = unsubscribe;
       })
-      .catch((error: unknown) => this.#reportError('subscribe to cancellations', error));
+      .catch((error: unknown) => {
+        // A failure that found the backend down was reported as that (once per outage).
+        if (this.#health.up) this.#reportError('subscribe to cancellations', error);
+      });
     this.#pumpDone = listening.then(() => this.#pump());
     const heartbeat = setInterval(
       () => void this.#heartbeat(),
@@ -404,8 +413,6 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     );
     watchdog.unref();
     this.#timers.push(watchdog);
-    // Up until a call says otherwise (within backendTimeoutMs if the backend is down at start).
-    this.#metrics.backendUp.set(this.#labels, this.#health.up ? 1 : 0);
     // The maintenance timer stays ref'd: a started worker keeps the process alive until close(),
     // as a listening server does (with the memory provider nothing else would: a script awaiting
     // a retry's back-off would exit under it).
@@ -424,7 +431,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         : error instanceof Error
           ? error
           : new Error(String(error));
-    this.#metrics.backendUp.set(this.#labels, 0);
+    this.#upVote.set(0);
     this.#logger.warn('backend unavailable: calls fail or do not answer; the worker waits and retries', {
       operation,
       error: reported.message,
@@ -433,7 +440,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   }
 
   #backendUp({ downMs, failedCalls }: BackendUp): void {
-    this.#metrics.backendUp.set(this.#labels, 1);
+    this.#upVote.set(1);
     this.#logger.info('backend available again', { downMs: Math.round(downMs), failedCalls });
   }
 
@@ -443,6 +450,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     try {
       const value = await work();
       this.#health.answered(call, performance.now());
+      // Unknown (no series) until the first answer or the first outage, not 1 from the start.
+      this.#upVote.set(1);
       return value;
     } catch (error) {
       const wasUp = this.#health.up;
@@ -932,6 +941,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
 
   async #close(timeoutMs: number): Promise<void> {
     this.#closing = true;
+    // A closed worker's view of the backend is no one's: out of `backend_up` from now on.
+    this.#upVote.release();
     for (const timer of this.#timers) clearInterval(timer);
     this.#unsubscribeCancel?.();
     this.#stopBackoff?.();

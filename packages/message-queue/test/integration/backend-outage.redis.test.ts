@@ -3,7 +3,7 @@ import { startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AddNotConfirmedError, Queue, Worker } from '../../src/index.js';
+import { AddNotConfirmedError, MemoryProvider, Queue, Worker } from '../../src/index.js';
 import { RedisProvider } from '../../src/redis.js';
 import { sleep, waitFor } from '../helpers.js';
 
@@ -110,6 +110,48 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
       await provider.close();
     }
   }, 30_000);
+
+  it('backend_up is absent until a worker knows, the minimum over the workers of the queue on one registry, and loses each closed worker', async () => {
+    const provider = new RedisProvider({ connection: connect() });
+    const registry = new Registry();
+    const name = uniqueName('outage-up');
+    const up = () => gauge(registry, 'noa_message_queue_backend_up', { queue: name });
+    const options = { registry, pollIntervalMs: 50, backendCloseTimeoutMs: 500, handler: () => {} };
+    await stopServer();
+    // Started against a Redis that is already down.
+    const onRedis = new Worker({ queue: new Queue({ name, provider }), backendTimeoutMs: 1_000, ...options });
+    let onMemory: Worker | undefined;
+    try {
+      await sleep(300);
+      expect(await up()).toEqual([]);
+      await waitFor(() => !onRedis.backendUp, 5_000, 'the worker to find Redis down');
+      expect(await up()).toEqual([0]);
+
+      // A second worker of the queue whose backend answers does not hide the first one's outage.
+      onMemory = new Worker({ queue: new Queue({ name, provider: new MemoryProvider() }), ...options });
+      await sleep(300);
+      expect(onMemory.backendUp).toBe(true);
+      expect(await up()).toEqual([0]);
+
+      await startServer();
+      await waitFor(() => onRedis.backendUp, 10_000, 'the worker to see Redis back');
+      expect(await up()).toEqual([1]);
+      await stopServer();
+      await waitFor(() => !onRedis.backendUp, 5_000, 'the worker to find Redis down again');
+      expect(await up()).toEqual([0]);
+
+      // Closed, a worker is out of the gauge: what is left is the other one's view, then nothing.
+      await onRedis.close(0);
+      expect(await up()).toEqual([1]);
+      await onMemory.close(0);
+      expect(await up()).toEqual([]);
+    } finally {
+      await startIfStopped();
+      await onRedis.close(0);
+      await onMemory?.close(0);
+      await provider.close();
+    }
+  }, 40_000);
 
   it('queue.add() with timeoutMs or a signal rejects with AddNotConfirmedError while Redis is down; the job may land later and a retry with its jobId adds nothing twice', async () => {
     const provider = new RedisProvider({ connection: connect() });
