@@ -15,8 +15,13 @@ export interface QueueMetrics {
   processingSeconds: HistogramMetric<'queue'>;
   waitSeconds: HistogramMetric<'queue'>;
   depth: GaugeMetric<'queue' | 'state'>;
-  /** 1 while `depth` holds values of an earlier count (the last one failed or is unanswered). */
-  depthStale: GaugeMetric<'queue'>;
+  /**
+   * One queue object's vote on `queue_depth_stale` (1 while its last count failed or is
+   * unanswered): the series is the minimum over the queue objects of that name on the registry,
+   * since `depth` holds the values of whichever counted last. When the last vote is released
+   * (the last of them closed) the queue's `depth` series go with it.
+   */
+  depthStale(queue: string): GaugeVote;
   /**
    * One worker's vote on `backend_up` (1 while its backend answers, 0 from a failed or unanswered
    * call until the next answer): the series is the minimum over the workers of that queue on the
@@ -87,6 +92,7 @@ function minimumVote(
   registry: Registry | undefined,
   name: string,
   labels: Record<string, string>,
+  onLastReleased?: () => void,
 ): GaugeVote {
   const gauge = registry?.getSingleMetric(name) as (RawGauge & object) | undefined;
   if (!gauge) return noopVote;
@@ -120,9 +126,18 @@ function minimumVote(
       released = true;
       seriesVotes.delete(vote);
       publish();
+      if (seriesVotes.size === 0) onLastReleased?.();
     },
   };
   return vote;
+}
+
+const depthStates = ['waiting', 'delayed', 'active', 'completed', 'failed'] as const;
+
+/** Removes a queue's `queue_depth_jobs` series: nothing counts them any more. */
+function removeDepth(registry: Registry | undefined, queue: string): void {
+  const gauge = registry?.getSingleMetric('noa_message_queue_queue_depth_jobs') as RawGauge | undefined;
+  for (const state of depthStates) gauge?.remove({ queue, state });
 }
 
 const secondsBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -135,6 +150,11 @@ export function createQueueMetrics(registry?: Registry): QueueMetrics {
   factory.gauge(
     'backend_up',
     "0 while any worker of the queue finds its backend down (a failed call, or one unanswered for backendTimeoutMs, until one is answered), 1 while all that know answer; absent before a worker's first answer",
+    ['queue'],
+  );
+  factory.gauge(
+    'queue_depth_stale',
+    '1 while queue_depth_jobs holds the values of an earlier count: the last count of every queue object of that name failed or is unanswered',
     ['queue'],
   );
   return {
@@ -165,11 +185,10 @@ export function createQueueMetrics(registry?: Registry): QueueMetrics {
       secondsBuckets,
     ),
     depth: factory.gauge('queue_depth_jobs', 'Jobs per state, counted at scrape time', ['queue', 'state']),
-    depthStale: factory.gauge(
-      'queue_depth_stale',
-      '1 while queue_depth_jobs holds the values of an earlier count (the last count failed or is unanswered)',
-      ['queue'],
-    ),
+    depthStale: (queue) =>
+      minimumVote(registry, 'noa_message_queue_queue_depth_stale', { queue }, () =>
+        removeDepth(registry, queue),
+      ),
     backendUp: (queue) => minimumVote(registry, 'noa_message_queue_backend_up', { queue }),
     watchDepth: (refresh) => watchDepth(registry, refresh),
   };

@@ -25,7 +25,7 @@ import {
 } from './job-options.js';
 import type { JobCounts, JobInfo, JobRecord } from './job-record.js';
 import type { Jsonified } from './jsonified.js';
-import { createQueueMetrics, type QueueMetrics } from './metrics.js';
+import { createQueueMetrics, type GaugeVote, type QueueMetrics } from './metrics.js';
 import type { CancelOutcome, MaintenanceResult, QueueProvider, RetentionPolicy } from './provider.js';
 import { isStandardSchema, issuePath, type StandardSchemaV1 } from './standard-schema.js';
 
@@ -200,6 +200,8 @@ export class Queue<Data = unknown> {
   /** The depth values are from an earlier count: the last failed or has not answered. */
   #depthStale = false;
   readonly #unwatchDepth: () => void;
+  /** This queue object's part of `queue_depth_stale` (the minimum over those of its name). */
+  readonly #staleVote: GaugeVote;
   #closed = false;
 
   constructor(options: QueueOptions<Data>) {
@@ -221,6 +223,7 @@ export class Queue<Data = unknown> {
     this.#depthTimeoutMs = parsed.depthTimeoutMs;
     this.#addTimeoutMs = parsed.addTimeoutMs;
     this.#defaultBound = { timeoutMs: parsed.addTimeoutMs };
+    this.#staleVote = this.#metrics.depthStale(this.name);
     this.#unwatchDepth = this.#metrics.watchDepth(() => this.#scrapeDepth());
   }
 
@@ -260,6 +263,8 @@ export class Queue<Data = unknown> {
   }
 
   #setDepth(counts: JobCounts): void {
+    // A count that lands after close() would bring back the series close() removed.
+    if (this.#closed) return;
     this.#depthAt = this.#clock.now();
     for (const state of ['waiting', 'delayed', 'active', 'completed', 'failed'] as const) {
       this.#metrics.depth.set({ queue: this.name, state }, counts[state]);
@@ -268,12 +273,13 @@ export class Queue<Data = unknown> {
       this.#depthStale = false;
       this.#logger.info('queue_depth_jobs counted again');
     }
-    this.#metrics.depthStale.set({ queue: this.name }, 0);
+    this.#staleVote.set(0);
   }
 
   /** The depth keeps its last values, marked stale; a streak of failed counts is logged once. */
   #markDepthStale(error: unknown): void {
-    this.#metrics.depthStale.set({ queue: this.name }, 1);
+    if (this.#closed) return;
+    this.#staleVote.set(1);
     if (this.#depthStale) return;
     this.#depthStale = true;
     this.#logger.warn(
@@ -621,6 +627,8 @@ export class Queue<Data = unknown> {
     if (this.#closed) return;
     this.#closed = true;
     this.#unwatchDepth();
+    // Out of queue_depth_stale; the last queue object of the name takes queue_depth_jobs with it.
+    this.#staleVote.release();
     this.#logger.debug('queue closed');
   }
 

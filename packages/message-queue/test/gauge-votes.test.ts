@@ -40,3 +40,25 @@ describe('backend_up: one vote per worker on a shared registry', () => {
     vote.release();
   });
 });
+
+describe('queue_depth_stale: one vote per queue object on a shared registry', () => {
+  it('is 0 while any queue object of the name counted fresh, and the last one released takes the depth series', async () => {
+    const registry = new Registry();
+    const first = createQueueMetrics(registry);
+    first.depth.set({ queue: 'q', state: 'waiting' }, 3);
+    const stale = () => series(registry, 'noa_message_queue_queue_depth_stale', 'q');
+    const depth = () => series(registry, 'noa_message_queue_queue_depth_jobs', 'q');
+    const a = first.depthStale('q');
+    const b = createQueueMetrics(registry).depthStale('q');
+    a.set(1);
+    expect(await stale()).toEqual([1]);
+    b.set(0);
+    expect(await stale()).toEqual([0]);
+    b.release();
+    expect(await stale()).toEqual([1]);
+    expect(await depth()).toEqual([3]);
+    a.release();
+    expect(await stale()).toEqual([]);
+    expect(await depth()).toEqual([]);
+  });
+});

@@ -153,6 +153,46 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
     }
   }, 40_000);
 
+  it('queue_depth_stale is the minimum over the queue objects of a name on one registry, and the last one closed takes it and the depth series away', async () => {
+    const provider = new RedisProvider({ connection: connect() });
+    const registry = new Registry();
+    const name = uniqueName('outage-stale');
+    const labels = { queue: name };
+    const options = { registry, depthCacheMs: 0, depthTimeoutMs: 500 };
+    const onRedis = new Queue({ name, provider, ...options });
+    // Another queue object of the name whose backend answers (here, another backend).
+    const onMemory = new Queue({ name, provider: new MemoryProvider(), ...options });
+    const stale = () => gauge(registry, 'noa_message_queue_queue_depth_stale', labels);
+    const depth = () => gauge(registry, 'noa_message_queue_queue_depth_jobs', labels);
+    try {
+      await onRedis.add('a', 1);
+      await registry.metrics();
+      expect(await stale()).toEqual([0]);
+
+      await stopServer();
+      // One of them counts at each scrape, so the depth series holds a fresh count: not stale.
+      for (let scrape = 0; scrape < 3; scrape += 1) {
+        await registry.metrics();
+        expect(await stale()).toEqual([0]);
+      }
+      // Closed, the one that counts is out: the other's count is unanswered, so the depth is stale.
+      await onMemory.close();
+      await registry.metrics();
+      expect(await stale()).toEqual([1]);
+      // The last one closed: nothing counts the depth any more, and no series says otherwise.
+      await onRedis.close();
+      expect(await stale()).toEqual([]);
+      expect(await depth()).toEqual([]);
+      await registry.metrics();
+      expect(await depth()).toEqual([]);
+    } finally {
+      await startIfStopped();
+      await onRedis.close();
+      await onMemory.close();
+      await provider.close();
+    }
+  }, 30_000);
+
   it('queue.add() with timeoutMs or a signal rejects with AddNotConfirmedError while Redis is down; the job may land later and a retry with its jobId adds nothing twice', async () => {
     const provider = new RedisProvider({ connection: connect() });
     const queue = new Queue({ name: uniqueName('outage-add'), provider });
