@@ -1,5 +1,5 @@
 import { GaugeShare, MetricsFactory } from '@noa/core';
-import type { Registry } from 'prom-client';
+import type { Gauge, Registry } from 'prom-client';
 
 /**
  * Help of `errors_total`, shared by every registration of it (pools, clusters, Redis, Mongo): its
@@ -82,6 +82,120 @@ export function poolMetrics(registry: Registry | undefined, pool: string): PoolM
     destroyed: counter('connections_destroyed_total', 'Connections closed'),
     release: () => {
       for (const share of shares) share.release();
+    },
+  };
+}
+
+/**
+ * One cluster's view of its replicas in `replica_in_rotation` and `replica_lag_seconds`. Every
+ * method is a no-op without a registry, and after {@link release}.
+ */
+export interface ReplicaMetrics {
+  /** Whether `replica` takes this cluster's reads now. */
+  inRotation(replica: string, inRotation: boolean): void;
+  /** `replica`'s last measured lag, or undefined when it is not known (replication stopped, probe failed). */
+  lagSeconds(replica: string, seconds: number | undefined): void;
+  /** Takes this cluster out of both series for good (at close). */
+  release(): void;
+}
+
+/**
+ * What each live instance last reported for one series of a gauge, by series (label values)
+ * and instance. Kept per prom-client metric object: the instances sharing a registry share it.
+ */
+const reports = new WeakMap<object, Map<string, Map<object, number>>>();
+
+/**
+ * A gauge whose series combine the values the instances sharing it report (`combine` over the
+ * live reports). A series no live instance reports on is removed, not left at a stale value.
+ */
+function combinedGauge(
+  factory: MetricsFactory,
+  registry: Registry | undefined,
+  name: string,
+  help: string,
+  labelNames: readonly string[],
+  combine: (values: number[]) => number,
+): ((owner: object, labels: Record<string, string>, value: number | undefined) => void) | undefined {
+  // The factory checks a metric already on the registry (type, label names) or creates it.
+  factory.gauge(name, help, labelNames);
+  const metric = registry?.getSingleMetric(`noa_connection_pool_${name}`) as Gauge | undefined;
+  if (metric === undefined) return undefined;
+  let bySeries = reports.get(metric);
+  if (bySeries === undefined) {
+    bySeries = new Map();
+    reports.set(metric, bySeries);
+  }
+  const all = bySeries;
+  return (owner, labels, value) => {
+    const key = labelNames.map((label) => labels[label]).join('\u0000');
+    let byOwner = all.get(key);
+    if (byOwner === undefined) {
+      byOwner = new Map();
+      all.set(key, byOwner);
+    }
+    if (value === undefined) byOwner.delete(owner);
+    else byOwner.set(owner, value);
+    if (byOwner.size === 0) {
+      all.delete(key);
+      metric.remove(labels);
+    } else {
+      metric.set(labels, combine([...byOwner.values()]));
+    }
+  };
+}
+
+/**
+ * The replica series of the SQL cluster named `cluster`: `replica_in_rotation{cluster, replica}`
+ * and `replica_lag_seconds{cluster, replica}`. Clusters of one name on one registry (a config
+ * reload's old and new cluster) each keep their own value: in_rotation is the number of them
+ * that have the replica in rotation, lag the largest lag they last measured. A series none of
+ * the live clusters reports on (all closed, or the lag unknown to all) is removed.
+ */
+export function replicaMetrics(registry: Registry | undefined, cluster: string): ReplicaMetrics {
+  const factory = new MetricsFactory('connection_pool', registry);
+  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+  const inRotation = combinedGauge(
+    factory,
+    registry,
+    'replica_in_rotation',
+    '1 while a replica takes reads, else 0 (summed over the open clusters of one name on one registry)',
+    ['cluster', 'replica'],
+    sum,
+  );
+  const lag = combinedGauge(
+    factory,
+    registry,
+    'replica_lag_seconds',
+    'Last measured replication lag (absent while unknown: replication stopped, replica unreachable)',
+    ['cluster', 'replica'],
+    (values) => Math.max(...values),
+  );
+  const owner = {};
+  const replicas = new Set<string>();
+  let released = false;
+  return {
+    inRotation: (replica, taking) => {
+      if (released || inRotation === undefined) return;
+      replicas.add(replica);
+      inRotation(owner, { cluster, replica }, taking ? 1 : 0);
+    },
+    lagSeconds: (replica, seconds) => {
+      if (released || lag === undefined) return;
+      replicas.add(replica);
+      lag(
+        owner,
+        { cluster, replica },
+        seconds !== undefined && Number.isFinite(seconds) ? seconds : undefined,
+      );
+    },
+    release: () => {
+      if (released) return;
+      released = true;
+      for (const replica of replicas) {
+        inRotation?.(owner, { cluster, replica }, undefined);
+        lag?.(owner, { cluster, replica }, undefined);
+      }
     },
   };
 }

@@ -25,7 +25,9 @@ import {
 import { mongoConnectionStringProblem } from './connection-string.js';
 import {
   AcquireTimeoutError,
+  AuthenticationFailedError,
   BackendUnavailableError,
+  errorText,
   PoolClosedError,
   QueryTimeoutError,
 } from './errors.js';
@@ -175,8 +177,11 @@ export class MongoPool {
 
   /**
    * Connects (once; later calls share the first) and returns the underlying client. Rejects
-   * with `PoolClosedError` after `close()`: a closed pool is not reopened. Takes no options:
-   * one given anyway (`{ timeoutMs }`) rejects with a `ConfigError` naming it, before dialling.
+   * with `PoolClosedError` after `close()`: a closed pool is not reopened. A failed connect
+   * rejects with the typed errors `run()` throws (`AuthenticationFailedError` for refused
+   * credentials, `BackendUnavailableError` when no server answered within
+   * `serverSelectionTimeoutMs`), the driver's error as `cause`. Takes no options: one given
+   * anyway (`{ timeoutMs }`) rejects with a `ConfigError` naming it, before dialling.
    */
   async connect(options?: Record<string, never>): Promise<MongoClient> {
     if (options !== undefined) {
@@ -307,11 +312,12 @@ export class MongoPool {
   /**
    * Pings the deployment; healthy when it answers within `serverSelectionTimeoutMs` (a frozen
    * server counts as down after that long too). Unhealthy once closed. `error` is the failure as
-   * text, `errorCode` the code of the error `run()` would throw for it:
+   * text with the reasons under it (its `cause` chain, as the SQL pools' `health()` gives it),
+   * `errorCode` the code of the error `run()` would throw for it:
    * `NOA_POOL_BACKEND_UNAVAILABLE` (no server reachable, or none answered the ping within
-   * `serverSelectionTimeoutMs`: a frozen server), `NOA_POOL_DRIVER_NOT_INSTALLED`
-   * (`mongodb` is missing: nothing was sent), `NOA_POOL_CLOSED`; undefined for an error
-   * `run()` passes through (the driver's own, such as an authentication failure).
+   * `serverSelectionTimeoutMs`: a frozen server), `NOA_POOL_AUTH_FAILED` (the server refused the
+   * credentials), `NOA_POOL_DRIVER_NOT_INSTALLED` (`mongodb` is missing: nothing was sent),
+   * `NOA_POOL_CLOSED`; undefined for an error `run()` passes through (the driver's own).
    */
   async health(): Promise<{
     healthy: boolean;
@@ -324,7 +330,7 @@ export class MongoPool {
       const closed = new PoolClosedError(this.options.name);
       return {
         healthy: false,
-        error: String(closed),
+        error: errorText(closed),
         errorCode: closed.code,
         stats: this.stats,
         checkoutErrors: this.#errors,
@@ -347,7 +353,7 @@ export class MongoPool {
         typed = new BackendUnavailableError(this.options.name, { cause: error, details: { timeoutMs } });
       const health = {
         healthy: false,
-        error: String(error),
+        error: errorText(typed),
         stats: this.stats,
         checkoutErrors: this.#errors,
       };
@@ -416,7 +422,13 @@ export class MongoPool {
 
   /** The error `run()` throws for `error`; `counted` false leaves the query-timeout metric alone (`health()`). */
   #typed(error: unknown, counted = true): unknown {
+    // Already ours (connect() typed it, or the driver package is missing).
+    if (error instanceof NoaError) return error;
     const name = this.options.name;
+    // Before the other failures: a server selection that timed out because every handshake was
+    // refused is a wrong password, not an outage.
+    const refused = authenticationFailureIn(error);
+    if (refused !== undefined) return new AuthenticationFailedError(name, refused);
     switch (poolFailureOf(error)) {
       case 'query-timeout':
         // Only `queryTimeoutMs` sets a socket timeout on established connections; any other
@@ -459,7 +471,7 @@ export class MongoPool {
     } catch (error) {
       this.#connecting = undefined;
       await client.close().catch(() => {});
-      throw error;
+      throw this.#typed(error, false);
     }
     this.#client = client;
     return client;
@@ -552,6 +564,29 @@ function poolFailureOf(error: unknown): 'query-timeout' | 'timeout' | 'unavailab
   if (unavailableNames.has(failure.name) || isSocketError(failure)) return 'unavailable';
   if (closedNames.has(failure.name)) return 'closed';
   return undefined;
+}
+
+/** MongoDB's server error code for refused credentials (`codeName` `AuthenticationFailed`). */
+const authenticationFailedCode = 18;
+
+/**
+ * The server's refusal of the credentials in `error` or in what it wraps, else undefined. The
+ * driver throws it as a `MongoServerError` (code 18) from the handshake of a new connection; a
+ * server selection that timed out after such handshakes keeps it as `cause` (and copies its
+ * code), a bulk write as `errorResponse`. The innermost is returned: its message is the server's.
+ */
+function authenticationFailureIn(error: unknown): Error | undefined {
+  let found: Error | undefined;
+  const seen = new Set<unknown>();
+  let current: unknown = error;
+  while (current instanceof Error && !seen.has(current)) {
+    seen.add(current);
+    const { code, codeName } = current as { code?: unknown; codeName?: unknown };
+    if (code === authenticationFailedCode || codeName === 'AuthenticationFailed') found = current;
+    const wrapped = (current as { errorResponse?: unknown }).errorResponse;
+    current = current.cause ?? (wrapped instanceof Error ? wrapped : undefined);
+  }
+  return found;
 }
 
 /** A Node socket failure (`ECONNRESET`, `EPIPE`…): it carries the failing system call. */

@@ -42,7 +42,7 @@ import {
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
-import { errorsHelp, routedHelp } from './metrics.js';
+import { errorsHelp, type ReplicaMetrics, replicaMetrics, routedHelp } from './metrics.js';
 import { type CloseReport, type LeakReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import { redactOptions } from './redact.js';
 import {
@@ -171,8 +171,7 @@ export class SqlCluster<Conn, Config, Result> {
   // `target`/`replica`, so they are not read as one server pool's series (whose `pool` label is
   // `<cluster>:<server>`, e.g. `orders:replica0`).
   readonly #routed: { inc(labels: { cluster: string; target: string; reason: string }): void };
-  readonly #replicaHealthy: { set(labels: { cluster: string; replica: string }, value: number): void };
-  readonly #replicaLag: { set(labels: { cluster: string; replica: string }, value: number): void };
+  readonly #replicaMetrics: ReplicaMetrics;
   readonly #errors: { inc(labels: { pool: string; kind: string }): void };
   readonly #failover: FailoverHandler<Config> | undefined;
   #failoverRunning = false;
@@ -214,16 +213,8 @@ export class SqlCluster<Conn, Config, Result> {
     const metrics = new MetricsFactory('connection_pool', this.options.registry);
     this.#metricsOn = metrics.enabled;
     this.#routed = metrics.counter('routed_queries_total', routedHelp, ['cluster', 'target', 'reason']);
-    this.#replicaHealthy = metrics.gauge('replica_in_rotation', '1 while a replica takes reads, else 0', [
-      'cluster',
-      'replica',
-    ]);
     this.#errors = metrics.counter('errors_total', errorsHelp, ['pool', 'kind']);
-    this.#replicaLag = metrics.gauge(
-      'replica_lag_seconds',
-      'Last measured replication lag (-1 when replication is stopped)',
-      ['cluster', 'replica'],
-    );
+    this.#replicaMetrics = replicaMetrics(this.options.registry, this.options.name);
     this.#primary = this.#node('primary', 'primary', options.primary);
     this.#replicas = (options.replicas ?? []).map((config, index) =>
       this.#node(`replica${index}`, 'replica', config),
@@ -476,6 +467,8 @@ export class SqlCluster<Conn, Config, Result> {
     this.#closed = true;
     clearInterval(this.#healthTimer);
     clearInterval(this.#primaryProbeTimer);
+    // No more probes: this cluster's replica values would go stale, so they leave the series.
+    this.#replicaMetrics.release();
     // The watchdog outlives the wait: the statements drain() waits for keep their deadline.
     const outcomes = await Promise.allSettled(
       [this.#primary, ...this.#replicas].map((node) => node.pool.drain(options)),
@@ -500,6 +493,7 @@ export class SqlCluster<Conn, Config, Result> {
     clearInterval(this.#healthTimer);
     clearInterval(this.#primaryProbeTimer);
     clearInterval(this.#watchdog);
+    this.#replicaMetrics.release();
     // A probe's connection is not a caller's: dropped at once (its server may be frozen), not
     // reported unreleased.
     for (const [conn, node] of this.#probeConns) {
@@ -560,9 +554,7 @@ export class SqlCluster<Conn, Config, Result> {
         registry: this.options.registry,
       },
     );
-    if (role === 'replica' && this.#metricsOn) {
-      this.#replicaHealthy.set({ cluster: this.options.name, replica: name }, 1);
-    }
+    if (role === 'replica') this.#replicaMetrics.inRotation(name, true);
     return node;
   }
 
@@ -796,8 +788,9 @@ export class SqlCluster<Conn, Config, Result> {
     }
     node.healthy = healthy;
     node.reason = healthy ? undefined : reason;
-    if (this.#metricsOn)
-      this.#replicaHealthy.set({ cluster: this.options.name, replica: node.name }, healthy ? 1 : 0);
+    this.#replicaMetrics.inRotation(node.name, healthy);
+    // An unreachable replica's lag is not known: its last value would be stale.
+    if (reason === 'down') this.#replicaMetrics.lagSeconds(node.name, undefined);
   }
 
   /** Measures each replica's lag; out of rotation above `maxReplicaLagMs` or when unreachable. */
@@ -813,10 +806,8 @@ export class SqlCluster<Conn, Config, Result> {
         (lagMs) => {
           node.lagMs = lagMs;
           node.answeredAt = Date.now();
-          if (this.#metricsOn) {
-            const seconds = Number.isFinite(lagMs) ? lagMs / 1_000 : -1;
-            this.#replicaLag.set({ cluster: this.options.name, replica: node.name }, seconds);
-          }
+          // Infinity (replication stopped) is not a lag: the series goes away until one is measured.
+          this.#replicaMetrics.lagSeconds(node.name, Number.isFinite(lagMs) ? lagMs / 1_000 : undefined);
           // Two probes in a row over the bound: a probe that lands between a WAL record's
           // arrival and its replay after a quiet spell sees the age of the previous
           // transaction, not real lag, and must not flap the replica out.

@@ -2,6 +2,7 @@ import { isReachable, serviceUrl, startPrivateRedisOrSkip, uniqueName } from '@n
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError, NoaError } from '../../src/index.js';
+import { createMongoPool } from '../../src/mongo.js';
 import { createMysqlPool } from '../../src/mysql.js';
 import { createPgPool } from '../../src/pg.js';
 import { createRedisPool, type RedisPool } from '../../src/redis.js';
@@ -52,6 +53,8 @@ const mysqlUrl = serviceUrl('mysql');
 const mysqlSkip = (await isReachable('mysql')) ? undefined : `skipped: no MariaDB at ${mysqlUrl}`;
 const redisUrl = serviceUrl('redis');
 const redisSkip = (await isReachable('redis')) ? undefined : `skipped: no Redis at ${redisUrl}`;
+const mongoUrl = serviceUrl('mongo');
+const mongoSkip = (await isReachable('mongo')) ? undefined : `skipped: no MongoDB/FerretDB at ${mongoUrl}`;
 
 describe.skipIf(pgSkip !== undefined)('pg: a wrong password (shared Postgres)', () => {
   it('fails with NOA_POOL_AUTH_FAILED and the server reason (28P01), health() says so', async () => {
@@ -113,6 +116,30 @@ describe.skipIf(redisSkip !== undefined)('ioredis: a wrong password (shared Redi
       const error = await rejection(() => pool.use((client) => client.ping()));
       expectAuthFailure(error, /WRONGPASS/);
       expectAuthHealth(pool.health(), /WRONGPASS/);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+// FerretDB v1 (the test service) refuses every SCRAM conversation with the code a wrong
+// password gets from MongoDB (18, AuthenticationFailed), its reason naming the mechanism; a real
+// MongoDB says "Authentication failed.". Either way the driver's path is the real one: the
+// handshake's MongoServerError from connect(), as `cause`.
+describe.skipIf(mongoSkip !== undefined)('mongodb: refused credentials (shared MongoDB or FerretDB)', () => {
+  it('connect() fails with NOA_POOL_AUTH_FAILED, health() says so with the server reason', async () => {
+    const pool = createMongoPool({
+      name: uniqueName('mongoauth'),
+      url: withCredentials(mongoUrl, wrong, uniqueName('nobody')),
+      serverSelectionTimeoutMs: 2_000,
+    });
+    try {
+      const error = await rejection(() => pool.connect());
+      expectAuthFailure(error, /Authentication failed|authentication mechanism/);
+      expect((error.cause as { code?: number }).code).toBe(18);
+      expect((error.cause as Error).name).toBe('MongoServerError');
+      expectAuthHealth(await pool.health(), /Authentication failed|authentication mechanism/);
+      expect((await pool.health()).error).toMatch(/^AuthenticationFailedError: /);
     } finally {
       await pool.close();
     }

@@ -57,6 +57,37 @@ describe.skipIf(skip !== undefined)('two pools of one name on one registry (shar
     }
   });
 
+  it('replica series: in_rotation counts the open clusters, lag is the largest, closed clusters leave them', async () => {
+    const registry = new Registry();
+    const name = uniqueName('replshare');
+    /** `replica_<what>{cluster=name, replica="replica0"}` (undefined: no such series). */
+    const replica = async (what: string) => {
+      const metric = registry.getSingleMetric(`noa_connection_pool_replica_${what}`) as Gauge | undefined;
+      const values = (await metric?.get())?.values ?? [];
+      return values.find((value) => value.labels.cluster === name && value.labels.replica === 'replica0')
+        ?.value;
+    };
+    // The server as its own replica: not in recovery, so its lag is 0.
+    const options = { name, primary: url, replicas: [url], registry, healthCheckIntervalMs: 60_000 };
+    const first = createPgPool(options);
+    const second = createPgPool(options);
+    try {
+      await first.checkHealth();
+      await second.checkHealth();
+      expect(await replica('in_rotation')).toBe(2);
+      expect(await replica('lag_seconds')).toBe(0);
+      await first.close();
+      expect(await replica('in_rotation')).toBe(1);
+      expect(await replica('lag_seconds')).toBe(0);
+      await second.close();
+      expect(await replica('in_rotation')).toBeUndefined();
+      expect(await replica('lag_seconds')).toBeUndefined();
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
   it('a new pool shows its series at 0 before any change', async () => {
     const registry = new Registry();
     const name = uniqueName('fresh');
