@@ -22,3 +22,14 @@ export function isWellFormedText(text: string): boolean {
 export function utf16Digest(text: string): string {
   return hash('sha256', Buffer.concat([utf16Marker, Buffer.from(text, 'utf16le')]), 'base64url');
 }
+
+/**
+ * `text` up to and including the last `:` before its first lone surrogate ('' when there is
+ * none): well-formed, and for a limiter's key `<prefix>:<rule>:<fingerprint>:<key>` at least its
+ * namespace (a prefix and a role are well-formed).
+ */
+export function wellFormedHead(text: string): string {
+  const first = loneSurrogate.exec(text);
+  if (first === null) return text;
+  return text.slice(0, text.lastIndexOf(':', first.index) + 1);
+}

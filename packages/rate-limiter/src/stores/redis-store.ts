@@ -6,7 +6,7 @@ import type { AutoBlockPolicy } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
-import { isWellFormedText, utf16Digest } from '../utf16-key.js';
+import { isWellFormedText, utf16Digest, wellFormedHead } from '../utf16-key.js';
 import { clusterSlot } from './cluster-slot.js';
 import {
   algorithmCodes,
@@ -293,8 +293,8 @@ export class RedisStore implements RateLimitStore {
    * `keyPrefix` in front) on the server, or on every master of a Cluster, and `UNLINK` of each
    * page of keys found (on a Cluster, per hash slot: a key's hash and its logs share one). Not
    * atomic: a check that lands during it may count in a key already deleted. A key that is not
-   * well-formed Unicode (a lone surrogate) is stored under its digest, which names no namespace:
-   * it is not found, and expires by its TTL.
+   * well-formed Unicode (a lone surrogate) is stored under its digest after its namespace (see
+   * `#hashKey`): it is found too.
    */
   async resetAll(namespaces?: readonly string[]): Promise<void> {
     const client = this.#client;
@@ -593,11 +593,13 @@ export class RedisStore implements RateLimitStore {
   /**
    * `prefix{key}`: the key's state hash; every key of its state shares the tag, hence the slot.
    * A key that is not well-formed Unicode (a lone surrogate) is named by its UTF-16 digest,
-   * `prefix{#utf16:<digest>}`: Redis would write its lone surrogates as U+FFFD, and `"\ud800"`
-   * and `"\udbff"` would share one state.
+   * `prefix{<head>#utf16:<digest>}`: Redis would write its lone surrogates as U+FFFD, and
+   * `"\ud800"` and `"\udbff"` would share one state. `<head>` is the key up to the last `:` before
+   * its first lone surrogate (the limiter's namespace, `<prefix>:<rule>:<fingerprint>:`, at
+   * least), so that `resetAll` finds the key under its namespace.
    */
   #hashKey(key: string): string {
-    return `${this.#prefix}{${isWellFormedText(key) ? key : `#utf16:${utf16Digest(key)}`}}`;
+    return `${this.#prefix}{${isWellFormedText(key) ? key : `${wellFormedHead(key)}#utf16:${utf16Digest(key)}`}}`;
   }
 
   /**

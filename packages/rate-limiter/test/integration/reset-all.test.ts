@@ -116,6 +116,27 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.resetAll() on $name',
     await exercise(client, keyPrefix);
   });
 
+  it('clears its keys that are not well-formed Unicode, and not another prefix’s', async () => {
+    const storePrefix = `${uniqueName('rlutf')}:`;
+    const store = new RedisStore({ client: connection.client, prefix: storePrefix });
+    const limits = [{ limit: 1, windowMs: 3_600_000 }];
+    const api = createRateLimiter({ store, prefix: 'api', limits, deadlineMs: 10_000 });
+    const apiV2 = createRateLimiter({ store, prefix: 'api:v2', limits, deadlineMs: 10_000 });
+    await awayFromWindowEdge(3_600_000, 5_000);
+    try {
+      for (const key of ['\ud800', 'a:\udbff:b', '\ud83d\ude00\udc00']) {
+        await api.check(key);
+        await apiV2.check(key);
+        expect((await api.check(key)).allowed).toBe(false);
+        await api.resetAll();
+        expect((await api.check(key)).allowed).toBe(true);
+        expect((await apiV2.check(key)).allowed).toBe(false);
+      }
+    } finally {
+      await Promise.all([api.close(), apiV2.close()]);
+    }
+  });
+
   it('a glob character in the prefix is matched literally', async () => {
     const storePrefix = `${uniqueName('rlglob')}:`;
     const store = new RedisStore({ client: connection.client, prefix: storePrefix });
