@@ -1,5 +1,5 @@
-import { GaugeShare, MetricsFactory } from '@noa/core';
-import type { Gauge, Registry } from 'prom-client';
+import { GaugeShare, type GaugeVote, gaugeVote, MetricsFactory, type VotedGauge } from '@noa/core';
+import type { Registry } from 'prom-client';
 
 /**
  * Help of `errors_total`, shared by every registration of it (pools, clusters, Redis, Mongo): its
@@ -99,50 +99,17 @@ export interface ReplicaMetrics {
   release(): void;
 }
 
-/**
- * What each live instance last reported for one series of a gauge, by series (label values)
- * and instance. Kept per prom-client metric object: the instances sharing a registry share it.
- */
-const reports = new WeakMap<object, Map<string, Map<object, number>>>();
-
-/**
- * A gauge whose series combine the values the instances sharing it report (`combine` over the
- * live reports). A series no live instance reports on is removed, not left at a stale value.
- */
-function combinedGauge(
+/** The registry's gauge `name` (created, or checked against the one already there), to vote on. */
+function votedGauge(
   factory: MetricsFactory,
   registry: Registry | undefined,
   name: string,
   help: string,
   labelNames: readonly string[],
-  combine: (values: number[]) => number,
-): ((owner: object, labels: Record<string, string>, value: number | undefined) => void) | undefined {
+): VotedGauge | undefined {
   // The factory checks a metric already on the registry (type, label names) or creates it.
   factory.gauge(name, help, labelNames);
-  const metric = registry?.getSingleMetric(`noa_connection_pool_${name}`) as Gauge | undefined;
-  if (metric === undefined) return undefined;
-  let bySeries = reports.get(metric);
-  if (bySeries === undefined) {
-    bySeries = new Map();
-    reports.set(metric, bySeries);
-  }
-  const all = bySeries;
-  return (owner, labels, value) => {
-    const key = labelNames.map((label) => labels[label]).join('\u0000');
-    let byOwner = all.get(key);
-    if (byOwner === undefined) {
-      byOwner = new Map();
-      all.set(key, byOwner);
-    }
-    if (value === undefined) byOwner.delete(owner);
-    else byOwner.set(owner, value);
-    if (byOwner.size === 0) {
-      all.delete(key);
-      metric.remove(labels);
-    } else {
-      metric.set(labels, combine([...byOwner.values()]));
-    }
-  };
+  return registry?.getSingleMetric(`noa_connection_pool_${name}`) as VotedGauge | undefined;
 }
 
 /**
@@ -154,47 +121,46 @@ function combinedGauge(
  */
 export function replicaMetrics(registry: Registry | undefined, cluster: string): ReplicaMetrics {
   const factory = new MetricsFactory('connection_pool', registry);
-  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
-  const inRotation = combinedGauge(
+  const inRotation = votedGauge(
     factory,
     registry,
     'replica_in_rotation',
     '1 while a replica takes reads, else 0 (summed over the open clusters of one name on one registry)',
     ['cluster', 'replica'],
-    sum,
   );
-  const lag = combinedGauge(
+  const lag = votedGauge(
     factory,
     registry,
     'replica_lag_seconds',
     'Last measured replication lag (absent while unknown: replication stopped, replica unreachable)',
     ['cluster', 'replica'],
-    (values) => Math.max(...values),
   );
-  const owner = {};
-  const replicas = new Set<string>();
+  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+  const max = (values: number[]) => Math.max(...values);
+  /** This cluster's votes per replica it reported on. */
+  const votes = new Map<string, { inRotation: GaugeVote; lag: GaugeVote }>();
+  const votesOf = (replica: string) => {
+    let replicaVotes = votes.get(replica);
+    if (replicaVotes === undefined) {
+      const labels = { cluster, replica };
+      replicaVotes = { inRotation: gaugeVote(inRotation, labels, sum), lag: gaugeVote(lag, labels, max) };
+      votes.set(replica, replicaVotes);
+    }
+    return replicaVotes;
+  };
   let released = false;
   return {
     inRotation: (replica, taking) => {
-      if (released || inRotation === undefined) return;
-      replicas.add(replica);
-      inRotation(owner, { cluster, replica }, taking ? 1 : 0);
+      if (!released) votesOf(replica).inRotation.set(taking ? 1 : 0);
     },
     lagSeconds: (replica, seconds) => {
-      if (released || lag === undefined) return;
-      replicas.add(replica);
-      lag(
-        owner,
-        { cluster, replica },
-        seconds !== undefined && Number.isFinite(seconds) ? seconds : undefined,
-      );
+      if (!released) votesOf(replica).lag.set(seconds);
     },
     release: () => {
-      if (released) return;
       released = true;
-      for (const replica of replicas) {
-        inRotation?.(owner, { cluster, replica }, undefined);
-        lag?.(owner, { cluster, replica }, undefined);
+      for (const replicaVotes of votes.values()) {
+        replicaVotes.inRotation.release();
+        replicaVotes.lag.release();
       }
     },
   };

@@ -27,9 +27,12 @@ export {
   type CounterMetric,
   type GaugeMetric,
   GaugeShare,
+  type GaugeVote,
+  gaugeVote,
   type HistogramMetric,
   type Labels,
   latencyBucketsSeconds,
   MetricsFactory,
+  type VotedGauge,
 } from './metrics.js';
 export { tracingChannel } from './tracing.js';

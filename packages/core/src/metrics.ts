@@ -163,3 +163,74 @@ export class GaugeShare<L extends string = string> {
     this.#released = true;
   }
 }
+
+/**
+ * One instance's value in a gauge series that several instances on one registry report together
+ * (see {@link gaugeVote}): `set(undefined)` leaves this instance out while it does not know.
+ */
+export interface GaugeVote {
+  /** This instance's value now; `undefined` (or a value that is not finite) leaves it out. */
+  set(value: number | undefined): void;
+  /** Takes this instance out for good (at `close()`); later `set` calls change nothing. */
+  release(): void;
+}
+
+/** The part of a prom-client `Gauge` a {@link gaugeVote} writes. */
+export interface VotedGauge {
+  set(labels: Record<string, string>, value: number): void;
+  remove(labels: Record<string, string>): void;
+}
+
+const noopVote: GaugeVote = { set: () => {}, release: () => {} };
+
+/** The instances' values of each voted series, per gauge object (one per registry and name). */
+const gaugeVotes = new WeakMap<object, Map<string, Map<GaugeVote, number>>>();
+
+/**
+ * A vote on the series `labels` of `gauge` (no gauge: a no-op), which shows `combine` of the values
+ * of the instances that know one (the sum of clusters taking a replica, the largest lag, the
+ * minimum of workers' "backend up"), and is removed while none does: no series rather than a
+ * value nobody measured, and none left behind by closed instances. A plain `set` on a shared
+ * series would report whichever instance wrote last, and keep it after that one closed; a sum is
+ * cheaper with {@link GaugeShare}. `onLastReleased` runs when the last vote of the series is
+ * released.
+ */
+export function gaugeVote(
+  gauge: VotedGauge | undefined,
+  labels: Record<string, string>,
+  combine: (values: number[]) => number,
+  onLastReleased?: () => void,
+): GaugeVote {
+  if (gauge === undefined) return noopVote;
+  let series = gaugeVotes.get(gauge);
+  if (series === undefined) {
+    series = new Map();
+    gaugeVotes.set(gauge, series);
+  }
+  const key = JSON.stringify(labels);
+  const seriesVotes = series.get(key) ?? new Map<GaugeVote, number>();
+  series.set(key, seriesVotes);
+  const publish = () => {
+    if (seriesVotes.size === 0) gauge.remove(labels);
+    else gauge.set(labels, combine([...seriesVotes.values()]));
+  };
+  let released = false;
+  const vote: GaugeVote = {
+    set(value) {
+      if (released || seriesVotes.get(vote) === value) return;
+      if (value === undefined || !Number.isFinite(value)) {
+        if (!seriesVotes.has(vote)) return;
+        seriesVotes.delete(vote);
+      } else seriesVotes.set(vote, value);
+      publish();
+    },
+    release() {
+      if (released) return;
+      released = true;
+      seriesVotes.delete(vote);
+      publish();
+      if (seriesVotes.size === 0) onLastReleased?.();
+    },
+  };
+  return vote;
+}

@@ -1,4 +1,12 @@
-import { type CounterMetric, type GaugeMetric, type HistogramMetric, MetricsFactory } from '@noa/core';
+import {
+  type CounterMetric,
+  type GaugeMetric,
+  type GaugeVote,
+  gaugeVote,
+  type HistogramMetric,
+  MetricsFactory,
+  type VotedGauge,
+} from '@noa/core';
 import type { Registry } from 'prom-client';
 
 /** The metrics of queues and workers (all labelled by `queue`). */
@@ -62,31 +70,9 @@ function watchDepth(registry: Registry | undefined, refresh: () => Promise<void>
 }
 
 /**
- * One instance's value in a gauge series that several instances on one registry report together
- * (workers of one queue, queue objects of one name). A plain `set` on the shared series would
- * report whichever wrote last, and keep it after that instance closed.
- */
-export interface GaugeVote {
-  /** This instance's value now; `undefined` while it does not know (it is left out). */
-  set(value: number | undefined): void;
-  /** Takes this instance out for good (at `close()`); later `set` calls change nothing. */
-  release(): void;
-}
-
-const noopVote: GaugeVote = { set: () => {}, release: () => {} };
-
-interface RawGauge {
-  set(labels: Record<string, string>, value: number): void;
-  remove(labels: Record<string, string>): void;
-}
-
-/** The instances' values of each combined series, per prom-client gauge (one per registry). */
-const votes = new WeakMap<object, Map<string, Map<GaugeVote, number>>>();
-
-/**
- * A vote on the series `labels` of the registry's gauge `name`, which shows the minimum of the
- * values of the instances that know one, and is removed while none does (no series: unknown,
- * rather than a value nobody measured).
+ * A vote on the series `labels` of the registry's gauge `name` (workers of one queue, queue
+ * objects of one name), which shows the minimum of the values of the instances that know one,
+ * and is removed while none does (no series: unknown, rather than a value nobody measured).
  */
 function minimumVote(
   registry: Registry | undefined,
@@ -94,49 +80,15 @@ function minimumVote(
   labels: Record<string, string>,
   onLastReleased?: () => void,
 ): GaugeVote {
-  const gauge = registry?.getSingleMetric(name) as (RawGauge & object) | undefined;
-  if (!gauge) return noopVote;
-  let series = votes.get(gauge);
-  if (!series) {
-    series = new Map();
-    votes.set(gauge, series);
-  }
-  const key = JSON.stringify(labels);
-  const seriesVotes = series.get(key) ?? new Map<GaugeVote, number>();
-  series.set(key, seriesVotes);
-  const publish = () => {
-    if (seriesVotes.size === 0) {
-      gauge.remove(labels);
-      return;
-    }
-    gauge.set(labels, Math.min(...seriesVotes.values()));
-  };
-  let released = false;
-  const vote: GaugeVote = {
-    set(value) {
-      if (released || seriesVotes.get(vote) === value) return;
-      if (value === undefined || !Number.isFinite(value)) {
-        if (!seriesVotes.has(vote)) return;
-        seriesVotes.delete(vote);
-      } else seriesVotes.set(vote, value);
-      publish();
-    },
-    release() {
-      if (released) return;
-      released = true;
-      seriesVotes.delete(vote);
-      publish();
-      if (seriesVotes.size === 0) onLastReleased?.();
-    },
-  };
-  return vote;
+  const gauge = registry?.getSingleMetric(name) as VotedGauge | undefined;
+  return gaugeVote(gauge, labels, (values) => Math.min(...values), onLastReleased);
 }
 
 const depthStates = ['waiting', 'delayed', 'active', 'completed', 'failed'] as const;
 
 /** Removes a queue's `queue_depth_jobs` series: nothing counts them any more. */
 function removeDepth(registry: Registry | undefined, queue: string): void {
-  const gauge = registry?.getSingleMetric('noa_message_queue_queue_depth_jobs') as RawGauge | undefined;
+  const gauge = registry?.getSingleMetric('noa_message_queue_queue_depth_jobs') as VotedGauge | undefined;
   for (const state of depthStates) gauge?.remove({ queue, state });
 }
 

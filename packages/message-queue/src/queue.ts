@@ -3,6 +3,7 @@ import {
   ClosedError,
   ConfigError,
   childLogger,
+  type GaugeVote,
   type Logger,
   maxTimerMs,
   parseOptions,
@@ -25,7 +26,7 @@ import {
 } from './job-options.js';
 import type { JobCounts, JobInfo, JobRecord } from './job-record.js';
 import type { Jsonified } from './jsonified.js';
-import { createQueueMetrics, type GaugeVote, type QueueMetrics } from './metrics.js';
+import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import type { CancelOutcome, MaintenanceResult, QueueProvider, RetentionPolicy } from './provider.js';
 import { isStandardSchema, issuePath, type StandardSchemaV1 } from './standard-schema.js';
 

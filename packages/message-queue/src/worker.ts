@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import {
   type Clock,
   childLogger,
+  type GaugeVote,
   type Logger,
   maxTimerMs,
   NoaError,
@@ -27,7 +28,7 @@ import { Job } from './job.js';
 import { wellFormedString } from './job-options.js';
 import type { JobErrorEntry, JobRecord } from './job-record.js';
 import type { Jsonified } from './jsonified.js';
-import { createQueueMetrics, type GaugeVote, type QueueMetrics } from './metrics.js';
+import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';
 import type { QueueProvider, RetentionPolicy, Settlement } from './provider.js';
 import { Queue, retentionSchema } from './queue.js';
