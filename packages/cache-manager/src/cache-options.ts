@@ -12,6 +12,20 @@ const positiveMs = z.number().int().positive();
  */
 const timerMs = positiveMs.max(maxTimerMs);
 
+/** Whether `value` is an entry's freshness: a positive integer of ms, or `Infinity` for no expiry. */
+export const isEntryTtlMs = (value: unknown): value is number =>
+  typeof value === 'number' &&
+  (value === Number.POSITIVE_INFINITY || (Number.isSafeInteger(value) && value > 0));
+
+/**
+ * An entry's freshness in ms; `Infinity` keeps it without expiry in a cache whose default TTL
+ * is finite (bentocache's `setForever`, Keyv's `ttl: 0`). 0 is refused, not read as "forever":
+ * it reads as "already expired" just as well.
+ */
+const entryTtlMs = z.custom<number>(isEntryTtlMs, {
+  message: 'must be a positive integer of ms, or Infinity for no expiry',
+});
+
 /**
  * Whether a namespace name keeps namespaces apart: full keys are `:<name>:…:<name>::<key>`, the
  * first `::` ending the path, so a name holding the `:` separator, or an empty one, could name
@@ -240,8 +254,8 @@ export type ResolvedCacheOptions = z.output<typeof cacheOptionsSchema>;
 /** Per-write options of `set`, `setMany` and the entries written by `getOrSet`. */
 export const setOptionsSchema = z
   .object({
-    /** Freshness in ms (default: the cache's `ttlMs`). */
-    ttlMs: positiveMs.optional(),
+    /** Freshness in ms (default: the cache's `ttlMs`); `Infinity`: no expiry, whatever the cache's default. */
+    ttlMs: entryTtlMs.optional(),
     /** Grace after expiry in ms (default: the cache's `graceMs`). */
     graceMs: z.number().int().nonnegative().optional(),
     /** Sliding expiry in ms (default: the cache's `slidingTtlMs`; 0: this entry does not slide). */

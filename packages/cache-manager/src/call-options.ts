@@ -2,6 +2,7 @@ import { ConfigError, maxTimerMs, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import {
   getOrSetOptionsSchema,
+  isEntryTtlMs,
   namespaceNameSchema,
   setManyItemSchema,
   setOptionsSchema,
@@ -27,7 +28,7 @@ const stringList: Rule = (value) => {
 
 /** The rules of {@link setOptionsSchema}, by field. */
 export const setOptionRules: Readonly<Record<string, Rule>> = {
-  ttlMs: positiveInt,
+  ttlMs: isEntryTtlMs,
   graceMs: nonNegativeInt,
   slidingTtlMs: nonNegativeInt,
   tags: stringList,
