@@ -36,9 +36,17 @@ export interface FastifyRequestFacts extends RequestFacts {
   reply: FastifyReply;
 }
 
-type FastifyOptions = ParsedMiddlewareOptions<FastifyRequestFacts>;
+type FastifyOptions = ParsedMiddlewareOptions<FastifyRequestFacts> & { handler?: FastifyRefusalHandler };
 
-const fastifyMiddlewareSchema = middlewareOptionsSchemaOf<FastifyRequestFacts>();
+const fastifyMiddlewareSchema = middlewareOptionsSchemaOf<FastifyRequestFacts>().extend({
+  /**
+   * Replaces the default problem+json refusal; headers are already set when it runs. It must
+   * send the reply (or return a promise that does): if nothing was sent once it has returned,
+   * the default refusal is sent. A route's own (`config.rateLimit.handler`) replaces the plugin's
+   * for that route, as @fastify/rate-limit's per-route `errorResponseBuilder` does.
+   */
+  handler: z.custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'a function').optional(),
+});
 
 const pluginOptionsSchema = fastifyMiddlewareSchema.extend({
   /** Limit every route (true) or only routes with `config.rateLimit` (false). */
@@ -48,12 +56,6 @@ const pluginOptionsSchema = fastifyMiddlewareSchema.extend({
    * that authenticate (and after body parsing), so `keyBy: 'user'` and `role` see `request.user`.
    */
   hook: z.enum(['onRequest', 'preHandler']).default('onRequest'),
-  /**
-   * Replaces the default problem+json refusal; headers are already set when it runs. It must
-   * send the reply (or return a promise that does): if nothing was sent once it has returned,
-   * the default refusal is sent.
-   */
-  handler: z.custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'a function').optional(),
   /** Decides success for `skipSuccessfulRequests` / `skipFailedRequests`. Default: status < 400. */
   requestWasSuccessful: z
     .custom<FastifyRequestWasSuccessful>((value) => typeof value === 'function', 'a function')
@@ -146,7 +148,7 @@ function factsOf(request: FastifyRequest, reply: FastifyReply): FastifyRequestFa
 }
 
 const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, options) => {
-  const { global, hook, handler, requestWasSuccessful, ...shared } = parseOptions(
+  const { global, hook, requestWasSuccessful, ...shared } = parseOptions(
     'fastifyRateLimit',
     pluginOptionsSchema,
     options,
@@ -203,8 +205,8 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     }
     reply.headers(rateLimitHeaders(result, active.headers, active.limiter.clock.now()));
     if (!result.allowed) {
-      if (handler !== undefined) {
-        const handled = await handler(request, reply, result);
+      if (active.handler !== undefined) {
+        const handled = await active.handler(request, reply, result);
         // A handler that sent nothing would let the refused request through to the route.
         if (reply.sent) return handled;
       }
