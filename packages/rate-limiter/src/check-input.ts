@@ -51,3 +51,23 @@ export function validateCheckInput(input: unknown, method: string): asserts inpu
         `unknown field "${field}" (a check input has key, ip, role and cost)`,
       );
 }
+
+/**
+ * `input` with `cost` given as a separate argument (`check(key, points)`, as rate-limiter-flexible's
+ * `consume(key, points)` and our `refund(input, points)` take it) folded in: unchanged when `cost`
+ * is undefined. A cost given twice (in the input and as the argument) is refused, since neither
+ * reading is sure to be the caller's; inputs that are not checks are left for
+ * {@link validateCheckInput} to refuse.
+ */
+export function withCost(input: unknown, cost: number | undefined, method: string): unknown {
+  if (cost === undefined) return input;
+  if (typeof input === 'string') return { key: input, cost };
+  if (typeof input !== 'object' || input === null) return input;
+  if ((input as CheckInput).cost !== undefined)
+    throw new InvalidCheckInputError(
+      method,
+      'cost',
+      'cost given twice: in the input and as the second argument; give it once',
+    );
+  return { ...input, cost };
+}

@@ -188,8 +188,12 @@ export interface QuotaProblem {
    * cost above a limit's capacity, a deny-listed client).
    */
   retryAfter?: number;
-  /** The limits that refused the request (empty for deny-listed clients and for a store outage). */
-  violatedPolicies: string[];
+  /**
+   * The limits that refused the request (empty for deny-listed clients and for a store outage),
+   * under the member name draft-ietf-httpapi-ratelimit-headers-10 defines for its problem types
+   * (section 5.1), so that clients written to the draft find it.
+   */
+  'violated-policies': string[];
 }
 
 /** `"a"`, `"a" and "b"`, `"a", "b" and "c"`. */
@@ -214,7 +218,7 @@ function beyondCapacityProblem(result: RateLimitResult): QuotaProblem {
     title: 'Request cost exceeds what the quota can ever admit',
     status: 413,
     detail: `This request costs more than the ${quotedList(violated)} ${plural} can ever admit: it will never succeed as it is, whenever it is retried. Reduce its cost.`,
-    violatedPolicies: violated,
+    'violated-policies': violated,
   };
 }
 
@@ -232,7 +236,7 @@ function storeUnavailableProblem(result: RateLimitResult): QuotaProblem {
     status: 503,
     detail: `The rate limiter cannot reach its store, so it cannot tell whether this request is within its quota; retry in ${retryAfter} s.`,
     retryAfter,
-    violatedPolicies: [],
+    'violated-policies': [],
   };
 }
 
@@ -276,6 +280,6 @@ export function quotaProblem(result: RateLimitResult): QuotaProblem {
     detail,
     // A deny-listed client has no time after which a retry succeeds: no retryAfter (not 0).
     ...(result.outcome === 'denied' ? {} : { retryAfter: seconds(result.retryAfterMs) }),
-    violatedPolicies: result.limits.filter((limit) => !limit.allowed).map((limit) => limit.name),
+    'violated-policies': result.limits.filter((limit) => !limit.allowed).map((limit) => limit.name),
   };
 }

@@ -16,7 +16,7 @@ import {
 } from './acquire-queue.js';
 import { maxCostOf } from './algorithms/index.js';
 import type { AutoBlockPolicy } from './auto-block.js';
-import { type CheckInput, validateCheckInput } from './check-input.js';
+import { type CheckInput, validateCheckInput, withCost } from './check-input.js';
 import type { Decision } from './decision.js';
 import {
   AcquireError,
@@ -198,10 +198,19 @@ export class RateLimiter implements AsyncDisposable {
    * ({@link InvalidCheckInputError}: a missing or empty key, an unknown field) or for a cost that is
    * not a non-negative integer ({@link InvalidCostError}). A
    * cost above what a limit can ever admit resolves as refused, `outcome: 'exceeds-capacity'`.
+   * `cost` is the request's points when the input does not give them (`check(key, 5)`, as
+   * rate-limiter-flexible's `consume(key, points)`); given in both places, the input is refused
+   * (`InvalidCheckInputError`, field `cost`).
    */
-  check(input: CheckInput | string): Promise<RateLimitResult> {
+  check(input: CheckInput | string, cost?: number): Promise<RateLimitResult> {
     // The commonest call, a plain key on the memory store with one limit, skips #decide.
-    if (typeof input === 'string' && input !== '' && this.#memorySingle !== undefined && !this.#closed) {
+    if (
+      cost === undefined &&
+      typeof input === 'string' &&
+      input !== '' &&
+      this.#memorySingle !== undefined &&
+      !this.#closed
+    ) {
       const decision = this.#memorySingle.consumeSingle(
         input,
         this.#defaultRule.single!,
@@ -213,7 +222,7 @@ export class RateLimiter implements AsyncDisposable {
     }
     let decided: RateLimitResult | Promise<RateLimitResult>;
     try {
-      decided = this.#decide(input, 'check');
+      decided = this.#decide(withCost(input, cost, 'check') as CheckInput | string, 'check');
     } catch (error) {
       return Promise.reject(error);
     }
@@ -225,10 +234,13 @@ export class RateLimiter implements AsyncDisposable {
    * are synchronous): the same result, returned directly. Throws where `check` rejects, and
    * {@link SyncCheckUnsupportedError} when the store is remote (use `check`).
    */
-  checkSync(input: CheckInput | string): RateLimitResult {
+  checkSync(input: CheckInput | string, cost?: number): RateLimitResult {
     // Refused on a remote store even for inputs the lists would answer: callers learn it at once.
     if (this.#memoryStore === undefined) throw new SyncCheckUnsupportedError(this.store.kind);
-    return this.#decide(input, 'checkSync') as RateLimitResult;
+    return this.#decide(
+      withCost(input, cost, 'checkSync') as CheckInput | string,
+      'checkSync',
+    ) as RateLimitResult;
   }
 
   /** The result when it is known synchronously (memory store, lists), else its promise. */
@@ -301,7 +313,8 @@ export class RateLimiter implements AsyncDisposable {
    * Like {@link check}, but rejects with {@link RateLimitedError} when the request is refused, and
    * with {@link CostExceedsCapacityError} when it never can be admitted (`exceeds-capacity`).
    */
-  async consume(input: CheckInput | string): Promise<RateLimitResult> {
+  async consume(given: CheckInput | string, cost?: number): Promise<RateLimitResult> {
+    const input = withCost(given, cost, 'consume') as CheckInput | string;
     const result = await this.check(input);
     if (result.outcome === 'exceeds-capacity') {
       const cost = typeof input === 'string' ? 1 : (input.cost ?? 1);

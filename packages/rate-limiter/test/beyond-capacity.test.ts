@@ -253,7 +253,7 @@ describe('headers and problem of a cost above a limit’s capacity', () => {
       status: 413,
       detail:
         'This request costs more than the "burst" limit can ever admit: it will never succeed as it is, whenever it is retried. Reduce its cost.',
-      violatedPolicies: ['burst'],
+      'violated-policies': ['burst'],
     });
     expect(JSON.stringify(problem)).not.toMatch(/retry ?[Aa]fter|retry in/);
     await limiter.close();
@@ -275,7 +275,7 @@ function expectNeverAnswer(answer: Awaited<ReturnType<typeof get>>): void {
   expect(JSON.parse(answer.body)).toMatchObject({
     type: costExceedsCapacityType,
     status: 413,
-    violatedPolicies: ['burst'],
+    'violated-policies': ['burst'],
   });
   expect(JSON.parse(answer.body)).not.toHaveProperty('retryAfter');
 }

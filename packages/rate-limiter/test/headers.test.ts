@@ -71,11 +71,11 @@ describe('rate-limit headers (draft-ietf-httpapi-ratelimit-headers-10)', () => {
       type: quotaExceededType,
       status: 429,
       retryAfter: 1,
-      violatedPolicies: ['burst'],
+      'violated-policies': ['burst'],
     });
     expect(quotaProblem({ ...limited, outcome: 'denied', limits: [], retryAfterMs: 0 })).toMatchObject({
       status: 403,
-      violatedPolicies: [],
+      'violated-policies': [],
     });
   });
 });
@@ -220,7 +220,7 @@ describe("failMode 'open' / 'closed' answers (source 'fail-mode'): nothing is kn
       status: 503,
       detail: expect.stringMatching(/rate limiter cannot reach its store.*retry in 1 s/i),
       retryAfter: 1,
-      violatedPolicies: [],
+      'violated-policies': [],
     });
   });
 
@@ -239,7 +239,7 @@ describe("failMode 'open' / 'closed' answers (source 'fail-mode'): nothing is kn
       limits: [{ ...limited.limits[0]!, remaining: 0, resetMs: 0, retryAfterMs: Number.POSITIVE_INFINITY }],
       retryAfterMs: Number.POSITIVE_INFINITY,
     };
-    expect(quotaProblem(beyond)).toMatchObject({ status: 413, violatedPolicies: ['burst'] });
+    expect(quotaProblem(beyond)).toMatchObject({ status: 413, 'violated-policies': ['burst'] });
     expect(rateLimitHeaders(beyond, { legacy: true })).toEqual({});
   });
 
@@ -248,7 +248,7 @@ describe("failMode 'open' / 'closed' answers (source 'fail-mode'): nothing is kn
     expect(quotaProblem(local)).toMatchObject({
       status: 429,
       type: quotaExceededType,
-      violatedPolicies: ['burst'],
+      'violated-policies': ['burst'],
     });
     expect(rateLimitHeaders(local, {}, 1_700_000_000_000)).toMatchObject({
       RateLimit: '"burst";r=0;t=2, "daily";r=996;t=41234',

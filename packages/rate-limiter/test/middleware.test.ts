@@ -88,7 +88,7 @@ describe('Express middleware over HTTP', () => {
     expect(refused.headers.get('content-type')).toContain('application/problem+json');
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
     const body = JSON.parse(refused.text);
-    expect(body).toMatchObject({ type: quotaExceededType, status: 429, violatedPolicies: ['burst'] });
+    expect(body).toMatchObject({ type: quotaExceededType, status: 429, 'violated-policies': ['burst'] });
   });
 
   it('keys by the client IP from X-Forwarded-For when Express trusts the proxy', async () => {

@@ -36,9 +36,17 @@ export interface FastifyRequestFacts extends RequestFacts {
   reply: FastifyReply;
 }
 
-type FastifyOptions = ParsedMiddlewareOptions<FastifyRequestFacts>;
+type FastifyOptions = ParsedMiddlewareOptions<FastifyRequestFacts> & { handler?: FastifyRefusalHandler };
 
-const fastifyMiddlewareSchema = middlewareOptionsSchemaOf<FastifyRequestFacts>();
+const fastifyMiddlewareSchema = middlewareOptionsSchemaOf<FastifyRequestFacts>().extend({
+  /**
+   * Replaces the default problem+json refusal; headers are already set when it runs. It must
+   * send the reply (or return a promise that does): if nothing was sent once it has returned,
+   * the default refusal is sent. A route's own (`config.rateLimit.handler`) replaces the plugin's
+   * for that route, as @fastify/rate-limit's per-route `errorResponseBuilder` does.
+   */
+  handler: z.custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'a function').optional(),
+});
 
 const pluginOptionsSchema = fastifyMiddlewareSchema.extend({
   /** Limit every route (true) or only routes with `config.rateLimit` (false). */
@@ -48,12 +56,6 @@ const pluginOptionsSchema = fastifyMiddlewareSchema.extend({
    * that authenticate (and after body parsing), so `keyBy: 'user'` and `role` see `request.user`.
    */
   hook: z.enum(['onRequest', 'preHandler']).default('onRequest'),
-  /**
-   * Replaces the default problem+json refusal; headers are already set when it runs. It must
-   * send the reply (or return a promise that does): if nothing was sent once it has returned,
-   * the default refusal is sent.
-   */
-  handler: z.custom<FastifyRefusalHandler>((value) => typeof value === 'function', 'a function').optional(),
   /** Decides success for `skipSuccessfulRequests` / `skipFailedRequests`. Default: status < 400. */
   requestWasSuccessful: z
     .custom<FastifyRequestWasSuccessful>((value) => typeof value === 'function', 'a function')
@@ -75,7 +77,21 @@ export const routeRateLimitSchema = fastifyMiddlewareSchema.partial().strict();
 /** Per-route options as written in `config: { rateLimit: … }`. */
 export type RouteRateLimitOptions = z.input<typeof routeRateLimitSchema>;
 
+/** A hook made by `fastify.rateLimit()`: checks the request as the plugin's own hook does. */
+export type FastifyRateLimitHook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+
 declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * The plugin's check as a hook of your own (@noa/rate-limiter; @fastify/rate-limit's
+     * `fastify.rateLimit()`), for where the plugin's hook does not run or should run with other
+     * options: `setNotFoundHandler({ preHandler: fastify.rateLimit() }, …)`, a route's `onRequest`
+     * or `preHandler` under `global: false`. `options` override the plugin's as a route's
+     * `config.rateLimit` does, parsed when the hook is made; the route's `config.rateLimit` is not
+     * read. A request the plugin's hook already checked with the same options is not counted again.
+     */
+    rateLimit(options?: RouteRateLimitOptions): FastifyRateLimitHook;
+  }
   interface FastifyContextConfig {
     /** @noa/rate-limiter overrides for this route, or `false` to exempt it. */
     rateLimit?: RouteRateLimitOptions | false;
@@ -146,7 +162,7 @@ function factsOf(request: FastifyRequest, reply: FastifyReply): FastifyRequestFa
 }
 
 const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, options) => {
-  const { global, hook, handler, requestWasSuccessful, ...shared } = parseOptions(
+  const { global, hook, requestWasSuccessful, ...shared } = parseOptions(
     'fastifyRateLimit',
     pluginOptionsSchema,
     options,
@@ -158,10 +174,11 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     requestWasSuccessful ?? ((_, reply) => defaultRequestWasSuccessful(reply.statusCode));
   // Keyed by the route's own config object: the options it resolves to, parsed once.
   const routeOptions = new WeakMap<RouteRateLimitOptions, FastifyOptions>();
-  const resolve = (id: string, config: RouteRateLimitOptions): FastifyOptions => {
+  // `component` names the options in a ConfigError: a route's config.rateLimit, or fastify.rateLimit().
+  const resolve = (component: string, config: RouteRateLimitOptions): FastifyOptions => {
     let resolved = routeOptions.get(config);
     if (resolved === undefined) {
-      const parsedRoute = parseOptions(`route ${id} config.rateLimit`, routeRateLimitSchema, config);
+      const parsedRoute = parseOptions(component, routeRateLimitSchema, config);
       // Only what the route wrote overrides the plugin's options (not the schema's defaults).
       const overrides = Object.fromEntries(Object.entries(parsedRoute).filter(([name]) => name in config));
       resolved = { ...shared, ...overrides } as FastifyOptions;
@@ -174,20 +191,34 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
   // Routes added after the plugin are checked at registration, so a bad option fails at start-up.
   fastify.addHook('onRoute', (route) => {
     const config = (route.config as { rateLimit?: RouteRateLimitOptions | false } | undefined)?.rateLimit;
-    if (config !== undefined && config !== false) resolve(`${String(route.method)} ${route.url}`, config);
+    if (config !== undefined && config !== false)
+      resolve(`route ${String(route.method)} ${route.url} config.rateLimit`, config);
   });
   // The trust-proxy settings that break IP keys, as the Express middleware warns about them.
   let watchTrustProxy = true;
   const limit = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
-    if (watchTrustProxy) watchTrustProxy = checkTrustProxy(request);
     // Read at request time, not only in onRoute: routes declared before the plugin keep their config.
     const config = request.routeOptions.config.rateLimit;
     if (config === false || (config === undefined && !global)) return;
     const route =
       config === undefined
         ? undefined
-        : resolve(`${String(request.routeOptions.method)} ${request.routeOptions.url}`, config);
-    const active = route ?? shared;
+        : resolve(
+            `route ${String(request.routeOptions.method)} ${request.routeOptions.url} config.rateLimit`,
+            config,
+          );
+    return enforce(request, reply, route ?? shared);
+  };
+  /** The options each request was checked with, so that a manual hook with the same ones does not count it twice. */
+  const checkedWith = new WeakMap<FastifyRequest, FastifyOptions>();
+  const enforce = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    active: FastifyOptions,
+  ): Promise<unknown> => {
+    if (checkedWith.get(request) === active) return;
+    checkedWith.set(request, active);
+    if (watchTrustProxy) watchTrustProxy = checkTrustProxy(request);
     if (!(active.limiter instanceof RateLimiter)) return;
     const facts = factsOf(request, reply);
     if (active.skip !== undefined && (await active.skip(facts))) return;
@@ -199,12 +230,24 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     if (refund !== undefined) {
       // Gone while the request was being checked: its onRequestAbort came before there was a refund.
       if (reply.raw.closed && !reply.raw.writableFinished) refund(false);
-      else pendingRefunds.set(request, refund);
+      else {
+        // A manual hook with other options (another limiter) owes the request a refund of its own.
+        const earlier = pendingRefunds.get(request);
+        pendingRefunds.set(
+          request,
+          earlier === undefined
+            ? refund
+            : (successful) => {
+                earlier(successful);
+                refund(successful);
+              },
+        );
+      }
     }
     reply.headers(rateLimitHeaders(result, active.headers, active.limiter.clock.now()));
     if (!result.allowed) {
-      if (handler !== undefined) {
-        const handled = await handler(request, reply, result);
+      if (active.handler !== undefined) {
+        const handled = await active.handler(request, reply, result);
         // A handler that sent nothing would let the refused request through to the route.
         if (reply.sent) return handled;
       }
@@ -230,6 +273,12 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     pendingRefunds.get(request)?.(false);
     pendingRefunds.delete(request);
   });
+  // The first registration in a context names the decorator (a second one there would clash).
+  if (!fastify.hasDecorator('rateLimit'))
+    fastify.decorate('rateLimit', (options?: RouteRateLimitOptions): FastifyRateLimitHook => {
+      const active = options === undefined ? shared : resolve('fastify.rateLimit()', options);
+      return (request, reply) => enforce(request, reply, active);
+    });
   if (hook === 'preHandler') fastify.addHook('preHandler', limit);
   else fastify.addHook('onRequest', limit);
 };

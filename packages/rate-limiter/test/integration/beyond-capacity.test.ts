@@ -102,7 +102,7 @@ describe.skipIf(skip !== undefined).each(targets)('a cost above the capacity on 
       expect(response.headers.get('ratelimit')).toBe('"burst";r=5;t=0, "daily";r=1000;t=0');
       expect(await response.json()).toMatchObject({
         type: costExceedsCapacityType,
-        violatedPolicies: ['burst'],
+        'violated-policies': ['burst'],
       });
       expect((await fetch(`${base}/batch`, { headers: { 'x-cost': '5' } })).status).toBe(200);
     } finally {

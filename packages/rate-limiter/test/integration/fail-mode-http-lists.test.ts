@@ -149,7 +149,7 @@ describe.skipIf(skip !== undefined)("failMode 'closed' over HTTP with lists, blo
       expect(await gold.json(), `${name} gold`).toMatchObject({
         status: 503,
         retryAfter: 1,
-        violatedPolicies: [],
+        'violated-policies': [],
       });
 
       const root = await fetch(`${base}/root`);

@@ -135,7 +135,7 @@ describe.skipIf(skip !== undefined)('fail modes over HTTP while Redis is stopped
           status: 503,
           detail: expect.stringMatching(/rate limiter cannot reach its store/),
           retryAfter: 1,
-          violatedPolicies: [],
+          'violated-policies': [],
         });
 
         const open = await get(`${base}/open`);
@@ -162,7 +162,7 @@ describe.skipIf(skip !== undefined)('fail modes over HTTP while Redis is stopped
       expect(JSON.parse(local[2]!.body), `${name} local`).toMatchObject({
         status: 429,
         type: 'https://iana.org/assignments/http-problem-types#quota-exceeded',
-        violatedPolicies: ['default'],
+        'violated-policies': ['default'],
       });
     }
   });
