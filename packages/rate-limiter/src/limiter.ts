@@ -2,6 +2,7 @@ import {
   type Clock,
   ClosedError,
   childLogger,
+  type HealthReport,
   type Logger,
   parseOptions,
   silentLogger,
@@ -29,6 +30,7 @@ import {
   UnsupportedOperationError,
 } from './errors.js';
 import { blockedResetMs } from './headers.js';
+import { limiterHealth } from './health.js';
 import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
@@ -184,6 +186,26 @@ export class RateLimiter implements AsyncDisposable {
   /** True while the store is bypassed because its breaker is open. */
   get fallbackActive(): boolean {
     return this.#remote?.fallbackActive ?? false;
+  }
+
+  /**
+   * The limiter's health, from state it keeps anyway (no store call): `up`; `degraded` while a
+   * remote store is bypassed (breaker not closed, or the last check failed) and `failMode`
+   * `local` or `open` answers; `down` then with `failMode: 'closed'` (every request refused),
+   * and after `close()`. `details`: `store`, `failMode`, `breaker`, `fallback`; `cause`: the
+   * last store error. It turns `up` at the first check the store answers.
+   */
+  health(): HealthReport {
+    return limiterHealth({
+      closed: this.#closed,
+      store: this.store.kind,
+      failMode: this.failMode,
+      remote:
+        this.#remote === undefined
+          ? undefined
+          : { breaker: this.#remote.breakerState, lastFailure: this.#remote.lastFailure },
+      now: Date.now(),
+    });
   }
 
   /** The limits that apply to `role` (the default limits when the role has none). */

@@ -108,6 +108,8 @@ export class RemoteStoreCaller {
   readonly #adjustFailureLog: LogSampler;
   readonly #probeLog: LogSampler;
   #breakerState: BreakerState = 'closed';
+  /** See {@link lastFailure}. */
+  #lastFailure: unknown;
   readonly #fallbackStore: MemoryStore;
   readonly #pending = new Map<string, Pending>();
   readonly #earlyFlushKeys: number;
@@ -172,6 +174,16 @@ export class RemoteStoreCaller {
   /** True while the breaker is not closed (the store is bypassed or being probed). */
   get fallbackActive(): boolean {
     return this.#breaker.state !== 'closed';
+  }
+
+  /** The breaker's state, for `health()`. */
+  get breakerState(): BreakerState {
+    return this.#breaker.state;
+  }
+
+  /** The error of the last check that failed since the last one the store answered, for `health()`. */
+  get lastFailure(): unknown {
+    return this.#lastFailure;
   }
 
   /** Queues one request of `cost` points on `storeKey`; `settle` receives its outcome. */
@@ -454,6 +466,7 @@ export class RemoteStoreCaller {
     const kind = failureKind(error);
     this.#metrics.errors.inc({ kind });
     if (kind === 'circuit-open') return;
+    this.#lastFailure = error;
     this.#observe(started, kind);
     this.#failureLog.log(this.#logger, 'warn', 'rate-limit store call failed; applying fail mode', {
       store: this.#store.kind,
@@ -469,6 +482,7 @@ export class RemoteStoreCaller {
    * (`ok`), or failed by its deadline (`timeout`) or an error, when the fail mode answered.
    */
   #observe(started: number, result: 'ok' | 'timeout' | 'error'): void {
+    if (result === 'ok') this.#lastFailure = undefined;
     this.#metrics.duration.observe(
       { store: this.#store.kind, result },
       (performance.now() - started) / 1_000,

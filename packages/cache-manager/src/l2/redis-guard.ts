@@ -104,6 +104,7 @@ export class RedisGuard {
   /** One failure warning a second at most: an outage must not flood the logs. */
   readonly #failureLog = new LogSampler({ intervalMs: 1_000 });
   #healthy = true;
+  #lastError: unknown;
   /** The client's status while calls must not go out (undefined: they can). */
   #disconnected: () => string | undefined = () => undefined;
   /** The client's connection, once {@link sendOnlyWhenConnected} was called. */
@@ -188,6 +189,11 @@ export class RedisGuard {
     return this.#healthy;
   }
 
+  /** The error of the last failed call (not one the open breaker skipped) until a call succeeds. */
+  get lastError(): unknown {
+    return this.#lastError;
+  }
+
   /** The breaker's state. */
   get state(): BreakerState {
     return this.#breaker.state;
@@ -203,6 +209,7 @@ export class RedisGuard {
       const result = await this.#breaker.execute(() => this.#send(operation, work));
       if (metrics.enabled) metrics.latency('l2', operation, (performance.now() - started) / 1_000);
       this.#healthy = true;
+      this.#lastError = undefined;
       return result;
     } catch (error) {
       const reason =
@@ -218,7 +225,10 @@ export class RedisGuard {
       if (metrics.enabled && reason !== 'circuit_open' && !(error instanceof NotConnectedError))
         metrics.latency('l2', operation, (performance.now() - started) / 1_000);
       metrics.degraded(operation, reason);
-      if (reason !== 'circuit_open') metrics.error('l2', operation);
+      if (reason !== 'circuit_open') {
+        metrics.error('l2', operation);
+        this.#lastError = error;
+      }
       return this.#fail(operation, fallback, error);
     }
   }
