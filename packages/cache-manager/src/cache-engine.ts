@@ -113,7 +113,7 @@ export class CacheEngine {
     this.options = options;
     this.clock = options.clock ?? systemClock;
     this.logger = childLogger(options.logger ?? silentLogger, { component: 'cache-manager' });
-    this.metrics = new CacheMetrics(options.registry);
+    this.metrics = new CacheMetrics(options.registry, options.name);
     this.events = new CacheEvents(this.logger);
     this.listeners = this.events.lists;
     this.random = options.random ?? (() => 1 - Math.random());
@@ -131,6 +131,7 @@ export class CacheEngine {
         onBackendError: options.onBackendError,
         metrics: this.metrics,
         logger: this.logger,
+        logIntervalMs: options.logIntervalMs,
       });
       const clock = this.clock;
       this.tier = new RedisTier(

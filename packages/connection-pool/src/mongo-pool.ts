@@ -5,6 +5,7 @@ import {
   type Logger,
   MetricsFactory,
   maxTimerMs,
+  metricLabelValue,
   NoaError,
   parseOptions,
   silentLogger,
@@ -148,7 +149,7 @@ export class MongoPool {
   /** The parsed options, defaults applied. */
   readonly options: z.output<typeof mongoPoolOptionsSchema>;
   readonly #metrics: PoolMetrics;
-  readonly #routed: { inc(labels: { pool: string; target: string; reason: string }): void };
+  readonly #routed: { inc(labels: { cluster: string; target: string; reason: string }): void };
   readonly #sessions: SessionTracker;
   readonly #clock: Clock;
   readonly #logger: Logger;
@@ -172,7 +173,7 @@ export class MongoPool {
     this.#routed = new MetricsFactory('connection_pool', this.options.registry).counter(
       'routed_queries_total',
       routedHelp,
-      ['pool', 'target', 'reason'],
+      ['cluster', 'target', 'reason'],
     );
     this.#sessions = new SessionTracker(this.options.readYourWritesMs);
     this.#clock = this.options.clock ?? systemClock;
@@ -229,9 +230,9 @@ export class MongoPool {
     const mode: ReadPreferenceMode = pinned ? 'primary' : this.options.readPreference;
     if (this.#metrics.enabled) {
       this.#routed.inc({
-        pool: this.options.name,
-        target: mode,
-        reason: pinned ? 'read-your-writes' : 'read',
+        cluster: this.options.name,
+        target: metricLabelValue(mode),
+        reason: pinned ? 'read_your_writes' : 'read',
       });
     }
     const readPreference =
@@ -256,7 +257,7 @@ export class MongoPool {
     }
     this.#sessions.noteWrite(session, this.#clock.now());
     if (this.#metrics.enabled)
-      this.#routed.inc({ pool: this.options.name, target: 'primary', reason: 'write' });
+      this.#routed.inc({ cluster: this.options.name, target: 'primary', reason: 'write' });
   }
 
   /** Runs `fn` as one session for read-your-writes (see `SqlCluster#withSession`). */

@@ -417,7 +417,7 @@ export class RedisPool {
   }
 
   #queryTimeout(timeoutMs: number): QueryTimeoutError {
-    this.#errors.inc({ pool: this.pool.name, kind: 'query-timeout' });
+    this.#errors.inc({ pool: this.pool.name, kind: 'query_timeout' });
     return new QueryTimeoutError(this.pool.name, timeoutMs);
   }
 

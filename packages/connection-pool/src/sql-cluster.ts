@@ -7,6 +7,7 @@ import {
   type Logger,
   MetricsFactory,
   maxTimerMs,
+  metricLabelValue,
   NoaError,
   parseOptions,
   silentLogger,
@@ -642,7 +643,8 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   #count(target: string, reason: RouteReason | 'read-your-writes' | 'fallback' | 'retry'): void {
-    if (this.#metricsOn) this.#routed.inc({ cluster: this.options.name, target, reason });
+    if (this.#metricsOn)
+      this.#routed.inc({ cluster: this.options.name, target, reason: metricLabelValue(reason) });
     if (routeChannel.hasSubscribers) routeChannel.publish({ cluster: this.options.name, target, reason });
   }
 
@@ -778,7 +780,7 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   #timeout(node: ServerNode<Conn, Config>): QueryTimeoutError {
-    this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query-timeout' });
+    this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query_timeout' });
     return new QueryTimeoutError(`${this.options.name}:${node.name}`, this.options.queryTimeoutMs ?? 0);
   }
 
@@ -790,7 +792,7 @@ export class SqlCluster<Conn, Config, Result> {
 
   #unavailable(node: ServerNode<Conn, Config>, error: unknown): BackendUnavailableError {
     const wrapped = new BackendUnavailableError(`${this.options.name}:${node.name}`, { cause: error });
-    this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query-connection' });
+    this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query_connection' });
     this.#serverDown(node, wrapped);
     return wrapped;
   }

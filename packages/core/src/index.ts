@@ -51,6 +51,7 @@ export {
   type Labels,
   latencyBucketsSeconds,
   MetricsFactory,
+  metricLabelValue,
   type VotedGauge,
 } from './metrics.js';
 export { tracingChannel } from './tracing.js';

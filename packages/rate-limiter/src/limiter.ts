@@ -147,7 +147,7 @@ export class RateLimiter implements AsyncDisposable {
       ? new LocalBlockCache(parsed.localBlockMaxKeys, parsed.autoBlock !== undefined)
       : undefined;
     this.#fallbackStore = new MemoryStore({ clock: parsed.clock });
-    this.#metrics = createLimiterMetrics(parsed.registry);
+    this.#metrics = createLimiterMetrics(parsed.registry, parsed.name);
     this.#metricsEnabled = parsed.registry !== undefined;
     this.#logger = childLogger(parsed.logger ?? silentLogger, { component: 'rate-limiter' });
     this.#remote = this.store.remote
@@ -161,6 +161,7 @@ export class RateLimiter implements AsyncDisposable {
           metrics: this.#metrics,
           logger: this.#logger,
           clock: this.#clock,
+          logIntervalMs: parsed.logIntervalMs,
           fallbackStore: this.#fallbackStore,
         })
       : undefined;
@@ -657,7 +658,7 @@ export class RateLimiter implements AsyncDisposable {
     else if (result.outcome === 'blocked') result.blockedMs = outcome.blockedMs;
     if (!record) return result;
     // Labels are built only when metrics are on: the hot path allocates nothing for them.
-    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source });
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ result: result.outcome, source });
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
@@ -693,7 +694,7 @@ export class RateLimiter implements AsyncDisposable {
     };
     if (beyond) withNeverRetryJSON(result);
     if (!record) return result;
-    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source: 'fail-mode' });
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ result: result.outcome, source: 'fail-mode' });
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
@@ -712,14 +713,14 @@ export class RateLimiter implements AsyncDisposable {
       delayMs: allowed ? decision.delayMs : 0,
       source: 'store',
     };
-    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source: 'store' });
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ result: result.outcome, source: 'store' });
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
 
   #listed(key: string, outcome: CheckOutcome, record = true): QuotaResult {
     const allowed = outcome !== 'denied';
-    if (record && this.#metricsEnabled) this.#metrics.checks.inc({ outcome, source: 'lists' });
+    if (record && this.#metricsEnabled) this.#metrics.checks.inc({ result: outcome, source: 'lists' });
     const result: QuotaResult = {
       allowed,
       outcome,

@@ -57,16 +57,15 @@ export interface RemoteStoreCallerOptions {
   logger: Logger;
   /** Time source of the log sampling (the limiter's clock). */
   clock: Clock;
+  /**
+   * During an outage, at most one warning per this many ms for each kind: failed checks, failed
+   * adjustments, and the breaker's probes (half-open, open again, every `halfOpenAfterMs`). Each
+   * failed call was a line: a Redis killed under 700 requests a second gave 1,458 lines in 2 s,
+   * then two a second per limiter for as long as it was down.
+   */
+  logIntervalMs: number;
   fallbackStore: MemoryStore;
 }
-
-/**
- * During an outage, at most one warning per this many ms for each kind: failed checks, failed
- * adjustments, and the breaker's probes (half-open, open again, every `halfOpenAfterMs`). Each
- * failed call was a line: a Redis killed under 700 requests a second gave 1,458 lines in 2 s, then
- * two a second per limiter for as long as it was down.
- */
-export const storeWarningIntervalMs = 10_000;
 
 /** Pending distinct keys that trigger a store call without waiting for the end of the tick. */
 const earlyFlushKeys = 32;
@@ -103,7 +102,7 @@ export class RemoteStoreCaller {
   readonly #block: AutoBlockPolicy | undefined;
   readonly #metrics: LimiterMetrics;
   readonly #logger: Logger;
-  /** Warnings of failed checks, failed adjustments and breaker probes (see storeWarningIntervalMs). */
+  /** Warnings of failed checks, failed adjustments and breaker probes (see logIntervalMs). */
   readonly #failureLog: LogSampler;
   readonly #adjustFailureLog: LogSampler;
   readonly #probeLog: LogSampler;
@@ -130,7 +129,7 @@ export class RemoteStoreCaller {
     this.#block = options.block;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
-    const sampling = { intervalMs: storeWarningIntervalMs, clock: options.clock };
+    const sampling = { intervalMs: options.logIntervalMs, clock: options.clock };
     this.#failureLog = new LogSampler(sampling);
     this.#adjustFailureLog = new LogSampler(sampling);
     this.#probeLog = new LogSampler(sampling);

@@ -89,6 +89,8 @@ export interface RedisGuardOptions {
   onBackendError: 'degrade' | 'throw';
   metrics: CacheMetrics;
   logger: Logger;
+  /** At most one failure warning per this many ms: an outage must not flood the logs. */
+  logIntervalMs: number;
 }
 
 /**
@@ -101,8 +103,8 @@ export class RedisGuard {
   readonly #breaker: CircuitBreaker;
   readonly #options: RedisGuardOptions;
   readonly #deadlines: DeadlineQueue;
-  /** One failure warning a second at most: an outage must not flood the logs. */
-  readonly #failureLog = new LogSampler({ intervalMs: 1_000 });
+  /** One failure warning per `logIntervalMs` at most: an outage must not flood the logs. */
+  readonly #failureLog: LogSampler;
   #healthy = true;
   #lastError: unknown;
   /** The client's status while calls must not go out (undefined: they can). */
@@ -114,6 +116,7 @@ export class RedisGuard {
 
   constructor(options: RedisGuardOptions) {
     this.#options = options;
+    this.#failureLog = new LogSampler({ intervalMs: options.logIntervalMs });
     this.#breaker = createCircuitBreaker('redis', options.breaker);
     this.#deadlines = new DeadlineQueue(options.operationTimeoutMs);
     // A gauge set only on changes would have no sample until Redis first failed.
