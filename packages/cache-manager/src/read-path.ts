@@ -43,14 +43,15 @@ export async function readL2(engine: CacheEngine, fullKey: string): Promise<L2Re
 
 /**
  * {@link readL2}, read once more when its value is fresh but a change of the key overtook the
- * read (see `FillGuard`): the second read starts after the change, so it is current, and may
- * fill L1 (`getOrSet`'s read; `get` does the same inline).
+ * read (see `FillGuard`), unless the change was the write of the value read: the second read
+ * starts after the change, so it is current, and may fill L1 (`getOrSet`'s read; `get` does
+ * the same inline).
  */
 export async function readL2Current(engine: CacheEngine, fullKey: string): Promise<L2Read | undefined> {
   const read = await readL2(engine, fullKey);
   if (
     read === undefined ||
-    engine.fills.mayFill(fullKey, read.entry.tags, read.since) ||
+    engine.fills.mayFill(fullKey, read.entry.tags, read.since, read.entry.writeId) ||
     !isFresh(read.entry, engine.clock.now())
   )
     return read;
