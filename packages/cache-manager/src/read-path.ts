@@ -121,6 +121,18 @@ export async function seenManyInL2(
 }
 
 /**
+ * The id of the write whose value L2 holds for `fullKey` (`CacheEntry.writeId`): null when it
+ * holds none, or one without an id (the previous release's) or undecodable; undefined when the
+ * read failed. What a `forceFresh` call replaces (see `KeyLoad.replacedWriteId`).
+ */
+export async function writeIdInL2(engine: CacheEngine, fullKey: string): Promise<number | null | undefined> {
+  const [bytes] = await fetchMany(engine, [fullKey], NOT_READ);
+  if (bytes === NOT_READ) return undefined;
+  if (bytes === undefined) return null;
+  return decodeEntry(engine, fullKey, bytes)?.writeId ?? null;
+}
+
+/**
  * Decodes one value of a batch read and counts it: a fresh entry is put in L1 and returned,
  * anything else is counted `stale` or `miss` and returned as found (undefined when absent).
  */

@@ -149,6 +149,92 @@ describe.skipIf(started.skip !== undefined)('a bus message about a key whose L2 
     expect(reader.getLocal(key)).toBe('new');
   });
 
+  /** Resolves once the server has run `count` L2 reads in all (5 s at most). */
+  async function polled(count: number): Promise<void> {
+    const deadline = Date.now() + 5_000;
+    while ((await reads()) < count && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await reads()).toBeGreaterThanOrEqual(count);
+  }
+
+  /** A factory that starts, and returns `value` once `finish()` is called. */
+  function gated(value: string): {
+    factory: () => Promise<string>;
+    started: Promise<void>;
+    finish: () => void;
+  } {
+    let finish!: () => void;
+    let start!: () => void;
+    const started = new Promise<void>((resolve) => {
+      start = resolve;
+    });
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    return {
+      factory: async () => {
+        start();
+        await finished;
+        return value;
+      },
+      started,
+      finish,
+    };
+  }
+
+  it('forceFresh with clocks behind: the forced call runs its factory, its lease waiter takes the new value', async () => {
+    const key = 'forced-behind';
+    const options = { ttlMs: 3_600_000, lock: { pollMs: 20, timeoutMs: 5_000 } };
+    const holder = await open(server.url, { ...options, clock: { now: () => Date.now() - 600_000 } });
+    const waiter = await open(server.url, options);
+    await waiter.set(key, 'old');
+    const run = gated('new');
+    const holding = holder.getOrSet(key, run.factory, { forceFresh: true });
+    // Its clock is behind the one that wrote 'old': by the clocks, 'old' was written after its
+    // call began, and it served 'old' without running its factory.
+    expect(await Promise.race([run.started.then(() => 'factory started'), holding])).toBe('factory started');
+    const before = await reads();
+    let waiterRuns = 0;
+    const waiting = waiter.getOrSet(
+      key,
+      async () => {
+        waiterRuns += 1;
+        return 'waiter';
+      },
+      { forceFresh: true },
+    );
+    // The waiter has read what its call replaces and polled once: it waits on the lease.
+    await polled(before + 2);
+    run.finish();
+    expect(await holding).toBe('new');
+    // Its value's createdAt is ten minutes before the waiter's call began: by the clocks, not
+    // written since (the waiter ran its factory again). It is of another write than the one L2
+    // held as the waiter's call began: it is.
+    expect(await waiting).toBe('new');
+    expect(waiterRuns).toBe(0);
+    expect(await waiter.get(key)).toBe('new');
+  });
+
+  it('forceFresh: a lease waiter does not take the value it was to replace, written by a clock ahead', async () => {
+    const key = 'forced-ahead';
+    const options = { ttlMs: 3_600_000, lock: { pollMs: 20, timeoutMs: 5_000 } };
+    const ahead = await open(server.url, { ...options, clock: { now: () => Date.now() + 600_000 } });
+    const holder = await open(server.url, options);
+    const waiter = await open(server.url, options);
+    await ahead.set(key, 'old');
+    const run = gated('new');
+    const holding = holder.getOrSet(key, run.factory, { forceFresh: true });
+    expect(await Promise.race([run.started.then(() => 'factory started'), holding])).toBe('factory started');
+    const before = await reads();
+    const waiting = waiter.getOrSet(key, async () => 'waiter', { forceFresh: true });
+    // The waiter polls L2 while the holder's factory runs: it finds the old value there, whose
+    // createdAt is ten minutes after the waiter's call began (with its first read, two reads).
+    await polled(before + 2);
+    run.finish();
+    expect(await holding).toBe('new');
+    expect(await waiting).toBe('new');
+  });
+
   it('history: reads racing writes of two instances never go back, and end on the last write', async () => {
     const reader = await open(server.url);
     const writers = [await open(server.url), await open(server.url)];
