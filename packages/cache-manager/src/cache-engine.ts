@@ -47,6 +47,7 @@ import { getOrSetMany } from './read-through-many.js';
 import { EntryCodec } from './serialization/entry-codec.js';
 import { SharedStructures } from './serialization/shared-structures.js';
 import { copyOfFlight, deepFreeze } from './value-copies.js';
+import { WriteIds } from './write-ids.js';
 import { writeValue } from './writes.js';
 
 /** One L1 lookup in this many is timed into the latency histogram (when metrics are on). */
@@ -100,6 +101,8 @@ export class CacheEngine {
   readonly runs = new FactoryRuns(() => this.bus?.awaitingResync === true);
   /** Changes that reached a key while an L2 read of it was in flight (see {@link fill}). */
   readonly fills = new FillGuard();
+  /** Ids of this instance's L2 writes (see {@link WriteIds}). */
+  readonly writeIds = new WriteIds();
   readonly #background = new Set<Promise<unknown>>();
   #closed = false;
   readonly #closing = new AbortController();
@@ -320,7 +323,7 @@ export class CacheEngine {
     }
     const later = this.clock.now();
     if (entry && isFresh(entry, later)) {
-      const fillable = this.fills.mayFill(fullKey, entry.tags, since);
+      const fillable = this.fills.mayFill(fullKey, entry.tags, since, entry.writeId);
       if (!fillable && !again) return this.#lookupL2(fullKey, asValue, true);
       if (entry.slidingMs) slideEntry(entry, later);
       this.metrics.request('l2', 'hit');
@@ -475,7 +478,7 @@ export class CacheEngine {
    * that change (see {@link FillGuard}). The caller is served the value either way.
    */
   fill(fullKey: string, entry: CacheEntry, bytes: number, since: number): void {
-    if (this.fills.mayFill(fullKey, entry.tags, since)) this.l1Set(fullKey, entry, bytes);
+    if (this.fills.mayFill(fullKey, entry.tags, since, entry.writeId)) this.l1Set(fullKey, entry, bytes);
   }
 
   /** Puts an entry in L1 (capped by `l1.maxTtlMs`, frozen in freeze mode) and indexes its tags. */
