@@ -112,6 +112,7 @@ export function createApp(options: AppOptions = {}): DemoApp {
       logger: consoleWarnings,
     };
   const limiter = createRateLimiter({
+    name: 'hello',
     registry,
     limits: [{ name: 'hello', algorithm: 'fixed-window', limit: 5, windowMs: 10_000 }],
     ...sharedLimits('hello'),
@@ -127,6 +128,7 @@ export function createApp(options: AppOptions = {}): DemoApp {
   });
   // With Redis: an L2 every instance reads, and a bus that evicts other instances' L1 copies.
   const cache = new Cache({
+    name: 'products',
     ttlMs: 30_000,
     graceMs: 300_000,
     registry,

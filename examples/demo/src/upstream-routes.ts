@@ -32,6 +32,7 @@ export function mountUpstreamRoutes(
 ): RateLimiter {
   const outbound = createRateLimiter({
     ...storeOptions,
+    name: 'upstream',
     registry,
     limits: [{ name: 'upstream', algorithm: 'token-bucket', limit: 2, windowMs: 1_000, burst: 2 }],
   });

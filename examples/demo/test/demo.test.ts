@@ -87,6 +87,10 @@ describe('demo app over HTTP', () => {
     expect(text).toContain('noa_rate_limiter_');
     expect(text).toContain('noa_cache_manager_');
     expect(text).toContain('noa_message_queue_');
+    // Each limiter and the cache are told apart by their `name` (the limiter/cache label).
+    expect(text).toMatch(/^noa_rate_limiter_fallback_active\{limiter="hello"\} 0$/m);
+    expect(text).toMatch(/^noa_rate_limiter_fallback_active\{limiter="upstream"\} 0$/m);
+    expect(text).toMatch(/^noa_cache_manager_\w+\{[^}]*cache="products"/m);
   });
 
   it('enqueues an email job that a worker completes, and rejects a bad payload naming the field', async () => {
