@@ -6,6 +6,16 @@ export const headerDrafts = ['draft-10', 'draft-7', 'draft-6'] as const;
 /** One of {@link headerDrafts}. */
 export type HeaderDraft = (typeof headerDrafts)[number];
 
+/**
+ * The formats of the legacy `X-RateLimit-Reset` (see {@link HeaderOptions.legacyReset}): the epoch
+ * second the quota is full again (express-rate-limit, GitHub) or the seconds until then
+ * (@fastify/rate-limit).
+ */
+export const legacyResetFormats = ['epoch-seconds', 'delta-seconds'] as const;
+
+/** One of {@link legacyResetFormats}. */
+export type LegacyResetFormat = (typeof legacyResetFormats)[number];
+
 /** Which rate-limit headers to send. */
 export interface HeaderOptions {
   /** IETF `RateLimit-Policy` and `RateLimit` (of `draft`). Default true. */
@@ -20,6 +30,12 @@ export interface HeaderOptions {
   draft?: HeaderDraft;
   /** Legacy `X-RateLimit-Limit/Remaining/Reset` (Reset in epoch seconds, as GitHub). Default false. */
   legacy?: boolean;
+  /**
+   * What the legacy `X-RateLimit-Reset` states: `'epoch-seconds'` (default, as express-rate-limit
+   * and GitHub) or `'delta-seconds'`, the seconds until the quota is full again (as
+   * @fastify/rate-limit sends it).
+   */
+  legacyReset?: LegacyResetFormat;
 }
 
 /** The problem type of a 429 (draft-ietf-httpapi-ratelimit-headers-10, section "Problem Types"). */
@@ -169,7 +185,9 @@ export function rateLimitHeaders(
       headers['X-RateLimit-Remaining'] = String(blockedMs > 0 ? 0 : result.remaining);
       const resetMs =
         blockedMs > 0 ? blockedResetMs(result.remaining, result.resetMs, blockedMs) : result.resetMs;
-      headers['X-RateLimit-Reset'] = String(seconds(nowMs + resetMs));
+      headers['X-RateLimit-Reset'] = String(
+        options.legacyReset === 'delta-seconds' ? seconds(resetMs) : seconds(nowMs + resetMs),
+      );
     }
   }
   if (!result.allowed && result.retryAfterMs > 0 && Number.isFinite(result.retryAfterMs))

@@ -30,6 +30,8 @@ export {
   type HeaderDraft,
   type HeaderOptions,
   headerDrafts,
+  type LegacyResetFormat,
+  legacyResetFormats,
   type QuotaProblem,
   quotaExceededType,
   quotaProblem,

@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { InvalidCheckInputError } from '../errors.js';
-import { headerDrafts } from '../headers.js';
+import { headerDrafts, legacyResetFormats } from '../headers.js';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
@@ -83,12 +83,15 @@ export const middlewareOptionsSchemaOf = <Facts extends RequestFacts>() =>
           /** `'draft-10'` (default), or `'draft-7'` / `'draft-6'` as express-rate-limit sends them (see `HeaderOptions`). */
           draft: z.enum(headerDrafts).default('draft-10'),
           legacy: z.boolean().default(false),
+          /** The legacy `X-RateLimit-Reset`: `'epoch-seconds'` (default) or `'delta-seconds'` (@fastify/rate-limit's). */
+          legacyReset: z.enum(legacyResetFormats).default('epoch-seconds'),
         })
         .strict()
         .default({
           standard: true,
           draft: 'draft-10',
           legacy: false,
+          legacyReset: 'epoch-seconds',
         }),
     })
     .strict();
