@@ -26,12 +26,15 @@ export {
   UnsupportedOperationError,
 } from './errors.js';
 export {
+  abnormalUsageDetectedType,
+  blockedStatuses,
   costExceedsCapacityType,
   type HeaderDraft,
   type HeaderOptions,
   headerDrafts,
   type LegacyResetFormat,
   legacyResetFormats,
+  type ProblemOptions,
   type QuotaProblem,
   quotaExceededType,
   quotaProblem,

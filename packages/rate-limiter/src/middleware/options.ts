@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { InvalidCheckInputError } from '../errors.js';
-import { headerDrafts, legacyResetFormats } from '../headers.js';
+import { blockedStatuses, headerDrafts, legacyResetFormats } from '../headers.js';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
@@ -85,6 +85,13 @@ export const middlewareOptionsSchemaOf = <Facts extends RequestFacts>() =>
       skipSuccessfulRequests: z.boolean().default(false),
       /** Give a request's points back once its response shows it failed (or the client went away). */
       skipFailedRequests: z.boolean().default(false),
+      /**
+       * The status of a blocked key's refusal (auto-block or `limiter.block()`): 429 (default) or
+       * 403, as @fastify/rate-limit's `ban`; the body is `abnormal-usage-detected` either way.
+       */
+      blockedStatus: z
+        .union(blockedStatuses.map((status) => z.literal(status)) as [z.ZodLiteral<429>, z.ZodLiteral<403>])
+        .default(429),
       /** Which headers to send. */
       headers: z
         .object({
