@@ -5,6 +5,8 @@ export {
   ClosedError,
   ConfigError,
   type ConfigIssue,
+  type NoaCoreError,
+  type NoaCoreErrorCode,
   NoaError,
   TimeoutError,
 } from '@noa/core';
@@ -27,8 +29,10 @@ export {
 export type { EdgePurger } from './edge-purger.js';
 export { type CacheEntry, shouldRefreshEarly } from './entry.js';
 export {
+  type AnyCacheManagerError,
   BackendUnavailableError,
   CacheManagerError,
+  type CacheManagerErrorCode,
   EdgePurgeError,
   FactoryError,
   FactoryTimeoutError,

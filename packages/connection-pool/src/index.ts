@@ -8,6 +8,8 @@
 export {
   ConfigError,
   type ConfigIssue,
+  type NoaCoreError,
+  type NoaCoreErrorCode,
   NoaError,
 } from '@noa/core';
 export {
@@ -27,9 +29,11 @@ export {
 export {
   AcquireAbortedError,
   AcquireTimeoutError,
+  type AnyConnectionPoolError,
   AuthenticationFailedError,
   BackendUnavailableError,
   ConnectionPoolError,
+  type ConnectionPoolErrorCode,
   DrainTimeoutError,
   DriverNotInstalledError,
   NotBorrowedError,

@@ -4,6 +4,8 @@ export {
   ClosedError,
   ConfigError,
   type ConfigIssue,
+  type NoaCoreError,
+  type NoaCoreErrorCode,
   NoaError,
 } from '@noa/core';
 export {
@@ -17,6 +19,7 @@ export { delayBucket } from './delay-bucket.js';
 export {
   AddNotConfirmedError,
   type AddNotConfirmedReason,
+  type AnyMessageQueueError,
   BackendUnavailableError,
   BrokerRefusedError,
   BrokerUnavailableError,
@@ -26,6 +29,7 @@ export {
   type LeaseLossReason,
   LeaseLostError,
   MessageQueueError,
+  type MessageQueueErrorCode,
   MessageTooLargeError,
   ResultNotSerializableError,
   UnsupportedOperationError,

@@ -5,6 +5,8 @@ export {
   ClosedError,
   ConfigError,
   type ConfigIssue,
+  type NoaCoreError,
+  type NoaCoreErrorCode,
   NoaError,
   TimeoutError,
 } from '@noa/core';
@@ -15,12 +17,14 @@ export type { Decision, Step } from './decision.js';
 export {
   AcquireError,
   type AcquireFailure,
+  type AnyRateLimiterError,
   CostExceedsCapacityError,
   InvalidAdjustmentError,
   InvalidCheckInputError,
   InvalidCostError,
   RateLimitedError,
   RateLimiterError,
+  type RateLimiterErrorCode,
   RateLimitStoreError,
   SyncCheckUnsupportedError,
   UnsupportedOperationError,
