@@ -1,14 +1,29 @@
 import { NoaError, type NoaErrorOptions } from '@noa/core';
 import type { WarmReport } from './warm.js';
 
+/** Every error class of this package, told apart by `code` (a `switch` on it narrows the error). */
+export type AnyCacheManagerError =
+  | FactoryError
+  | FactoryTimeoutError
+  | LockTimeoutError
+  | BackendUnavailableError
+  | WarmAbortedError
+  | SerializationError
+  | EdgePurgeError;
+
+/** The codes of this package's errors: a `CacheManagerError`'s `code` is one of them, so a `switch` on it can be exhaustive. */
+export type CacheManagerErrorCode = AnyCacheManagerError['code'];
+
 /** Base class of every error thrown by @noa/cache-manager; codes start with `NOA_CACHE_`. */
-export class CacheManagerError extends NoaError {}
+export class CacheManagerError<
+  Code extends CacheManagerErrorCode = CacheManagerErrorCode,
+> extends NoaError<Code> {}
 
 /**
  * The factory of `getOrSet` threw (or rejected) and no stale value could be served instead; or a
  * `getOrSetMany` factory's result had the wrong shape (`reason` says how).
  */
-export class FactoryError extends CacheManagerError {
+export class FactoryError extends CacheManagerError<'NOA_CACHE_FACTORY_FAILED'> {
   constructor(key: string, options: NoaErrorOptions = {}, reason?: string) {
     super('NOA_CACHE_FACTORY_FAILED', `factory for cache key "${key}" failed${reason ? `: ${reason}` : ''}`, {
       ...options,
@@ -18,7 +33,7 @@ export class FactoryError extends CacheManagerError {
 }
 
 /** The factory did not finish within `hardTimeoutMs` and no stale value could be served. */
-export class FactoryTimeoutError extends CacheManagerError {
+export class FactoryTimeoutError extends CacheManagerError<'NOA_CACHE_FACTORY_TIMEOUT'> {
   constructor(key: string, timeoutMs: number) {
     super(
       'NOA_CACHE_FACTORY_TIMEOUT',
@@ -34,7 +49,7 @@ export class FactoryTimeoutError extends CacheManagerError {
  * Another instance holds the key's lease (it is computing the value) and did not publish a
  * value within `lockTimeoutMs`, and no stale value could be served.
  */
-export class LockTimeoutError extends CacheManagerError {
+export class LockTimeoutError extends CacheManagerError<'NOA_CACHE_LOCK_TIMEOUT'> {
   constructor(key: string, timeoutMs: number) {
     super('NOA_CACHE_LOCK_TIMEOUT', `waited ${timeoutMs} ms for another instance to compute "${key}"`, {
       details: { key, timeoutMs },
@@ -46,7 +61,7 @@ export class LockTimeoutError extends CacheManagerError {
  * Redis failed, was too slow or its circuit breaker is open. Thrown only when the cache was
  * built with `onBackendError: 'throw'`; by default the cache degrades to L1 silently.
  */
-export class BackendUnavailableError extends CacheManagerError {
+export class BackendUnavailableError extends CacheManagerError<'NOA_CACHE_BACKEND_UNAVAILABLE'> {
   constructor(operation: string, options: NoaErrorOptions = {}) {
     super('NOA_CACHE_BACKEND_UNAVAILABLE', `cache backend unavailable during ${operation}`, {
       ...options,
@@ -61,7 +76,7 @@ export class BackendUnavailableError extends CacheManagerError {
  * keys settled until then; loads still in flight were abandoned, not counted (they finish in
  * the background and their values are cached).
  */
-export class WarmAbortedError extends CacheManagerError {
+export class WarmAbortedError extends CacheManagerError<'NOA_CACHE_WARM_ABORTED'> {
   /** The keys settled before the abort (a snapshot: later settlements are not added). */
   readonly report: WarmReport;
 
@@ -75,7 +90,7 @@ export class WarmAbortedError extends CacheManagerError {
 }
 
 /** A value could not be encoded for, or decoded from, L2. */
-export class SerializationError extends CacheManagerError {
+export class SerializationError extends CacheManagerError<'NOA_CACHE_SERIALIZATION'> {
   constructor(direction: 'encode' | 'decode', options: NoaErrorOptions = {}) {
     super('NOA_CACHE_SERIALIZATION', `could not ${direction} a cache value`, {
       ...options,
@@ -89,7 +104,7 @@ export class SerializationError extends CacheManagerError {
  * the edge purger failed: the CDN may still serve its copies, so the caller can retry the
  * purge. The purger's error is the `cause`.
  */
-export class EdgePurgeError extends CacheManagerError {
+export class EdgePurgeError extends CacheManagerError<'NOA_CACHE_EDGE_PURGE_FAILED'> {
   constructor(tags: readonly string[], options: NoaErrorOptions = {}) {
     super(
       'NOA_CACHE_EDGE_PURGE_FAILED',

@@ -7,6 +7,8 @@ export {
   type ConfigIssue,
   type HealthReport,
   type HealthStatus,
+  type NoaCoreError,
+  type NoaCoreErrorCode,
   NoaError,
   TimeoutError,
 } from '@noa/core';
@@ -29,8 +31,10 @@ export {
 export type { EdgePurger } from './edge-purger.js';
 export { type CacheEntry, shouldRefreshEarly } from './entry.js';
 export {
+  type AnyCacheManagerError,
   BackendUnavailableError,
   CacheManagerError,
+  type CacheManagerErrorCode,
   EdgePurgeError,
   FactoryError,
   FactoryTimeoutError,

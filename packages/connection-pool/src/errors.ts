@@ -2,11 +2,29 @@ import { NoaError, type NoaErrorOptions } from '@noa/core';
 import type { LeakReport } from './pool.js';
 import { maskUrlPassword } from './redact.js';
 
+/** Every error class of this package, told apart by `code` (a `switch` on it narrows the error). */
+export type AnyConnectionPoolError =
+  | AcquireTimeoutError
+  | AcquireAbortedError
+  | PoolClosedError
+  | DrainTimeoutError
+  | BackendUnavailableError
+  | NotBorrowedError
+  | QueryTimeoutError
+  | TransactionRetryError
+  | DriverNotInstalledError
+  | AuthenticationFailedError;
+
+/** The codes of this package's errors: a `ConnectionPoolError`'s `code` is one of them, so a `switch` on it can be exhaustive. */
+export type ConnectionPoolErrorCode = AnyConnectionPoolError['code'];
+
 /** Base class of every error thrown by @noa/connection-pool; codes start with `NOA_POOL_`. */
-export class ConnectionPoolError extends NoaError {}
+export class ConnectionPoolError<
+  Code extends ConnectionPoolErrorCode = ConnectionPoolErrorCode,
+> extends NoaError<Code> {}
 
 /** No resource became free within `acquireTimeoutMs`. */
-export class AcquireTimeoutError extends ConnectionPoolError {
+export class AcquireTimeoutError extends ConnectionPoolError<'NOA_POOL_ACQUIRE_TIMEOUT'> {
   constructor(pool: string, timeoutMs: number, cause?: unknown) {
     super('NOA_POOL_ACQUIRE_TIMEOUT', `${pool}: no connection free within ${timeoutMs} ms`, {
       cause,
@@ -16,14 +34,14 @@ export class AcquireTimeoutError extends ConnectionPoolError {
 }
 
 /** The caller's `AbortSignal` fired while it waited for a resource. */
-export class AcquireAbortedError extends ConnectionPoolError {
+export class AcquireAbortedError extends ConnectionPoolError<'NOA_POOL_ACQUIRE_ABORTED'> {
   constructor(pool: string, reason: unknown) {
     super('NOA_POOL_ACQUIRE_ABORTED', `${pool}: acquire aborted`, { cause: reason, details: { pool } });
   }
 }
 
 /** The pool is draining or closed, so it hands out nothing more. */
-export class PoolClosedError extends ConnectionPoolError {
+export class PoolClosedError extends ConnectionPoolError<'NOA_POOL_CLOSED'> {
   constructor(pool: string, cause?: unknown) {
     super('NOA_POOL_CLOSED', `${pool} is closed`, { cause, details: { pool } });
   }
@@ -34,7 +52,7 @@ export class PoolClosedError extends ConnectionPoolError {
  * (never released: leaks). It closed them as `close()` does; `unreleased` lists them (with the
  * stack of their acquire when leak detection is on) and `details.unreleased` counts them.
  */
-export class DrainTimeoutError extends ConnectionPoolError {
+export class DrainTimeoutError extends ConnectionPoolError<'NOA_POOL_DRAIN_TIMEOUT'> {
   /** The connections still lent when the wait ran out (closed since). */
   readonly unreleased: readonly LeakReport[];
 
@@ -53,7 +71,7 @@ export class DrainTimeoutError extends ConnectionPoolError {
  * The backend cannot be reached: connecting failed, or the pool is backing off after failed
  * connects. Thrown at once instead of waiting out the acquire timeout, so callers fail fast.
  */
-export class BackendUnavailableError extends ConnectionPoolError {
+export class BackendUnavailableError extends ConnectionPoolError<'NOA_POOL_BACKEND_UNAVAILABLE'> {
   constructor(pool: string, options: NoaErrorOptions = {}) {
     super('NOA_POOL_BACKEND_UNAVAILABLE', `${pool}: backend unavailable`, {
       ...options,
@@ -63,7 +81,7 @@ export class BackendUnavailableError extends ConnectionPoolError {
 }
 
 /** `release()` or `destroy()` was given something the pool did not lend (or already got back). */
-export class NotBorrowedError extends ConnectionPoolError {
+export class NotBorrowedError extends ConnectionPoolError<'NOA_POOL_NOT_BORROWED'> {
   constructor(pool: string) {
     super('NOA_POOL_NOT_BORROWED', `${pool}: released a resource that is not borrowed from it`, {
       details: { pool },
@@ -75,7 +93,7 @@ export class NotBorrowedError extends ConnectionPoolError {
  * A statement ran longer than `queryTimeoutMs` (a frozen or partitioned server, or a runaway
  * query): its connection was closed so the caller is not left hanging.
  */
-export class QueryTimeoutError extends ConnectionPoolError {
+export class QueryTimeoutError extends ConnectionPoolError<'NOA_POOL_QUERY_TIMEOUT'> {
   constructor(server: string, timeoutMs: number) {
     super('NOA_POOL_QUERY_TIMEOUT', `${server}: query did not answer within ${timeoutMs} ms`, {
       details: { server, timeoutMs },
@@ -84,7 +102,7 @@ export class QueryTimeoutError extends ConnectionPoolError {
 }
 
 /** A transaction kept failing with a retryable code (serialization failure, deadlock) past `maxRetries`. */
-export class TransactionRetryError extends ConnectionPoolError {
+export class TransactionRetryError extends ConnectionPoolError<'NOA_POOL_TRANSACTION_RETRIES_EXHAUSTED'> {
   constructor(attempts: number, cause: unknown) {
     super('NOA_POOL_TRANSACTION_RETRIES_EXHAUSTED', `transaction failed after ${attempts} attempts`, {
       cause,
@@ -97,7 +115,7 @@ export class TransactionRetryError extends ConnectionPoolError {
  * An optional driver package (`pg`, `mysql2`, `ioredis`, `mongodb`) could not be found: the
  * message says what to install. Not an outage: nothing was sent, no failover is tried.
  */
-export class DriverNotInstalledError extends ConnectionPoolError {
+export class DriverNotInstalledError extends ConnectionPoolError<'NOA_POOL_DRIVER_NOT_INSTALLED'> {
   constructor(packageName: string, cause?: unknown) {
     super(
       'NOA_POOL_DRIVER_NOT_INSTALLED',
@@ -113,7 +131,7 @@ export class DriverNotInstalledError extends ConnectionPoolError {
  * reason (never the password), the driver's error is the `cause`; the pool backs off and retries
  * as for an outage (a rotated password may come back), but no failover is asked for.
  */
-export class AuthenticationFailedError extends ConnectionPoolError {
+export class AuthenticationFailedError extends ConnectionPoolError<'NOA_POOL_AUTH_FAILED'> {
   constructor(pool: string, cause: unknown) {
     const reason = cause instanceof Error ? cause.message : String(cause);
     super('NOA_POOL_AUTH_FAILED', `${pool}: authentication failed (${maskUrlPassword(reason)})`, {

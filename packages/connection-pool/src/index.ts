@@ -10,6 +10,8 @@ export {
   type ConfigIssue,
   type HealthReport,
   type HealthStatus,
+  type NoaCoreError,
+  type NoaCoreErrorCode,
   NoaError,
 } from '@noa/core';
 export {
@@ -29,9 +31,11 @@ export {
 export {
   AcquireAbortedError,
   AcquireTimeoutError,
+  type AnyConnectionPoolError,
   AuthenticationFailedError,
   BackendUnavailableError,
   ConnectionPoolError,
+  type ConnectionPoolErrorCode,
   DrainTimeoutError,
   DriverNotInstalledError,
   NotBorrowedError,

@@ -36,10 +36,12 @@ function isInstanceByName(type: { name: string; prototype: unknown }, value: unk
 
 /**
  * Base class of every error a Noa package throws. `code` is stable across releases
- * (`NOA_<WHAT>`), so callers branch on it rather than on messages.
+ * (`NOA_<WHAT>`), so callers branch on it rather than on messages. Each class states its code as a
+ * literal type (`TimeoutError['code']` is `'NOA_TIMEOUT'`) and each package exports the union of
+ * its codes (core's: {@link NoaCoreErrorCode}), so a `switch (error.code)` can be exhaustive.
  */
-export class NoaError extends Error {
-  readonly code: string;
+export class NoaError<Code extends string = string> extends Error {
+  readonly code: Code;
   readonly details: Record<string, unknown>;
 
   /**
@@ -52,7 +54,7 @@ export class NoaError extends Error {
     return isInstanceByName(this, value);
   }
 
-  constructor(code: string, message: string, options: NoaErrorOptions = {}) {
+  constructor(code: Code, message: string, options: NoaErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -99,7 +101,7 @@ export interface ConfigIssue {
  * `Invalid <component> options: <path>: <message>; …` (a component whose name ends in "options",
  * such as `job options`, is not followed by a second one).
  */
-export class ConfigError extends NoaError {
+export class ConfigError extends NoaError<'NOA_CONFIG_INVALID'> {
   readonly issues: ConfigIssue[];
 
   constructor(component: string, issues: ConfigIssue[]) {
@@ -119,7 +121,7 @@ export class ConfigError extends NoaError {
 }
 
 /** Thrown when an operation does not finish within its deadline. */
-export class TimeoutError extends NoaError {
+export class TimeoutError extends NoaError<'NOA_TIMEOUT'> {
   constructor(operation: string, timeoutMs: number, options: NoaErrorOptions = {}) {
     super('NOA_TIMEOUT', `${operation} did not finish within ${timeoutMs} ms`, {
       ...options,
@@ -129,7 +131,7 @@ export class TimeoutError extends NoaError {
 }
 
 /** Thrown when a circuit breaker is open and the call was not attempted. */
-export class CircuitOpenError extends NoaError {
+export class CircuitOpenError extends NoaError<'NOA_CIRCUIT_OPEN'> {
   constructor(operation: string, options: NoaErrorOptions = {}) {
     super('NOA_CIRCUIT_OPEN', `${operation} was not attempted: circuit breaker is open`, {
       ...options,
@@ -139,11 +141,17 @@ export class CircuitOpenError extends NoaError {
 }
 
 /** Thrown when an operation is used after `close()`. */
-export class ClosedError extends NoaError {
+export class ClosedError extends NoaError<'NOA_CLOSED'> {
   constructor(component: string) {
     super('NOA_CLOSED', `${component} is closed`, { details: { component } });
   }
 }
+
+/** The errors core's own classes throw, told apart by `code` (a `switch` on it narrows the error). */
+export type NoaCoreError = ConfigError | TimeoutError | CircuitOpenError | ClosedError;
+
+/** The codes of core's own errors: `NOA_CONFIG_INVALID`, `NOA_TIMEOUT`, `NOA_CIRCUIT_OPEN`, `NOA_CLOSED`. */
+export type NoaCoreErrorCode = NoaCoreError['code'];
 
 /**
  * Parses `input` with a zod schema and returns the typed result, or throws a

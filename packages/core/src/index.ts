@@ -12,6 +12,8 @@ export {
   ClosedError,
   ConfigError,
   type ConfigIssue,
+  type NoaCoreError,
+  type NoaCoreErrorCode,
   NoaError,
   type NoaErrorOptions,
   parseOptions,

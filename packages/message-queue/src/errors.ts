@@ -1,10 +1,30 @@
 import { NoaError } from '@noa/core';
 
+/** Every error class of this package, told apart by `code` (a `switch` on it narrows the error). */
+export type AnyMessageQueueError =
+  | InvalidPayloadError
+  | UnsupportedOperationError
+  | JobCancelledError
+  | JobTimeoutError
+  | ResultNotSerializableError
+  | WorkerClosingError
+  | LeaseLostError
+  | BrokerUnavailableError
+  | BrokerRefusedError
+  | MessageTooLargeError
+  | BackendUnavailableError
+  | AddNotConfirmedError;
+
+/** The codes of this package's errors: a `MessageQueueError`'s `code` is one of them, so a `switch` on it can be exhaustive. */
+export type MessageQueueErrorCode = AnyMessageQueueError['code'];
+
 /** Base class of every error thrown by @noa/message-queue; codes start with `NOA_MQ_`. */
-export class MessageQueueError extends NoaError {}
+export class MessageQueueError<
+  Code extends MessageQueueErrorCode = MessageQueueErrorCode,
+> extends NoaError<Code> {}
 
 /** A payload failed the queue's zod schema at `add`; `fields` names every bad field. Nothing was enqueued. */
-export class InvalidPayloadError extends MessageQueueError {
+export class InvalidPayloadError extends MessageQueueError<'NOA_MQ_INVALID_PAYLOAD'> {
   readonly fields: string[];
 
   constructor(queue: string, issues: { path: string; message: string }[]) {
@@ -17,7 +37,7 @@ export class InvalidPayloadError extends MessageQueueError {
 }
 
 /** The provider cannot do what was asked (e.g. `getJob` on RabbitMQ); see its `capabilities`. */
-export class UnsupportedOperationError extends MessageQueueError {
+export class UnsupportedOperationError extends MessageQueueError<'NOA_MQ_UNSUPPORTED'> {
   constructor(provider: string, operation: string) {
     super('NOA_MQ_UNSUPPORTED', `${provider} provider does not support ${operation}`, {
       details: { provider, operation },
@@ -26,14 +46,14 @@ export class UnsupportedOperationError extends MessageQueueError {
 }
 
 /** The job was cancelled (by `queue.cancel(id)`); the handler's signal aborts with this reason. */
-export class JobCancelledError extends MessageQueueError {
+export class JobCancelledError extends MessageQueueError<'NOA_MQ_JOB_CANCELLED'> {
   constructor(jobId: string) {
     super('NOA_MQ_JOB_CANCELLED', `job ${jobId} was cancelled`, { details: { jobId } });
   }
 }
 
 /** The handler ran past the job's `timeout`; its signal aborts with this reason and the slot is freed. */
-export class JobTimeoutError extends MessageQueueError {
+export class JobTimeoutError extends MessageQueueError<'NOA_MQ_JOB_TIMEOUT'> {
   constructor(jobId: string, timeoutMs: number) {
     super('NOA_MQ_JOB_TIMEOUT', `job ${jobId} did not finish within ${timeoutMs} ms`, {
       details: { jobId, timeoutMs },
@@ -46,7 +66,7 @@ export class JobTimeoutError extends MessageQueueError {
  * its result could not be stored: the try fails with this error (`field` is `'result'`) and the
  * job follows its retry / dead-letter path like any failed try.
  */
-export class ResultNotSerializableError extends MessageQueueError {
+export class ResultNotSerializableError extends MessageQueueError<'NOA_MQ_RESULT_NOT_SERIALIZABLE'> {
   readonly field = 'result';
 
   constructor(jobId: string, cause: unknown) {
@@ -60,7 +80,7 @@ export class ResultNotSerializableError extends MessageQueueError {
 }
 
 /** The worker is closing and released the job for redelivery; the handler's signal aborts with this. */
-export class WorkerClosingError extends MessageQueueError {
+export class WorkerClosingError extends MessageQueueError<'NOA_MQ_WORKER_CLOSING'> {
   constructor(jobId: string) {
     super('NOA_MQ_WORKER_CLOSING', `worker closed before job ${jobId} finished; it was released`, {
       details: { jobId },
@@ -80,7 +100,7 @@ export type LeaseLossReason = 'expired' | 'revoked';
  * The try's outcome is not reported as a failure: a completion is still offered (and refused
  * if another run holds the job), a failure gives the job back without counting a try.
  */
-export class LeaseLostError extends MessageQueueError {
+export class LeaseLostError extends MessageQueueError<'NOA_MQ_LEASE_LOST'> {
   readonly reason: LeaseLossReason;
 
   constructor(jobId: string, reason: LeaseLossReason) {
@@ -98,7 +118,7 @@ export class LeaseLostError extends MessageQueueError {
  * credentials) and carries the last connection error, e.g. `ECONNREFUSED` or `ACCESS_REFUSED`.
  * The provider keeps reconnecting in the background.
  */
-export class BrokerUnavailableError extends MessageQueueError {
+export class BrokerUnavailableError extends MessageQueueError<'NOA_MQ_BROKER_UNAVAILABLE'> {
   constructor(host: string, timeoutMs: number, lastError: string | undefined) {
     const reason = lastError === undefined ? 'no answer' : lastError;
     super(
@@ -118,7 +138,7 @@ export class BrokerUnavailableError extends MessageQueueError {
  * carries the broker's reason; the connection stays up, and the same call fails the same way
  * until the queue is fixed (deleted, or declared with the provider's arguments).
  */
-export class BrokerRefusedError extends MessageQueueError {
+export class BrokerRefusedError extends MessageQueueError<'NOA_MQ_BROKER_REFUSED'> {
   constructor(queue: string, operation: string, replyCode: number, reason: string) {
     super('NOA_MQ_BROKER_REFUSED', `RabbitMQ refused to ${operation} queue ${queue}: ${reason}`, {
       details: { queue, operation, replyCode, reason },
@@ -131,7 +151,7 @@ export class BrokerRefusedError extends MessageQueueError {
  * broker's default `max_message_size`); refused before anything of the batch was published.
  * Names the queue, the job, the size and the limit.
  */
-export class MessageTooLargeError extends MessageQueueError {
+export class MessageTooLargeError extends MessageQueueError<'NOA_MQ_MESSAGE_TOO_LARGE'> {
   constructor(queue: string, jobId: string, bytes: number, maxBytes: number) {
     super(
       'NOA_MQ_MESSAGE_TOO_LARGE',
@@ -146,7 +166,7 @@ export class MessageTooLargeError extends MessageQueueError {
  * emitted once as the worker's `error` event when an outage starts (the calls keep waiting, the
  * worker goes on when the backend answers; see `Worker.backendUp`).
  */
-export class BackendUnavailableError extends MessageQueueError {
+export class BackendUnavailableError extends MessageQueueError<'NOA_MQ_BACKEND_UNAVAILABLE'> {
   constructor(queue: string, operation: string, timeoutMs: number) {
     super(
       'NOA_MQ_BACKEND_UNAVAILABLE',
@@ -167,7 +187,7 @@ export type AddNotConfirmedReason = 'timeout' | 'aborted';
  * back). The queue retries nothing; to add them at most once, retry with the same `jobId`s
  * (`jobIds`: generated ones included), which adds nothing twice (`added: false`).
  */
-export class AddNotConfirmedError extends MessageQueueError {
+export class AddNotConfirmedError extends MessageQueueError<'NOA_MQ_ADD_NOT_CONFIRMED'> {
   readonly reason: AddNotConfirmedReason;
   readonly jobIds: string[];
   readonly mayBeEnqueued: boolean;

@@ -6,6 +6,8 @@ export {
   type ConfigIssue,
   type HealthReport,
   type HealthStatus,
+  type NoaCoreError,
+  type NoaCoreErrorCode,
   NoaError,
 } from '@noa/core';
 export {
@@ -19,6 +21,7 @@ export { delayBucket } from './delay-bucket.js';
 export {
   AddNotConfirmedError,
   type AddNotConfirmedReason,
+  type AnyMessageQueueError,
   BackendUnavailableError,
   BrokerRefusedError,
   BrokerUnavailableError,
@@ -28,6 +31,7 @@ export {
   type LeaseLossReason,
   LeaseLostError,
   MessageQueueError,
+  type MessageQueueErrorCode,
   MessageTooLargeError,
   ResultNotSerializableError,
   UnsupportedOperationError,

@@ -1,15 +1,32 @@
 import { NoaError, type NoaErrorOptions } from '@noa/core';
 import { type RateLimitResult, withNeverRetryJSON } from './result.js';
 
+/** Every error class of this package, told apart by `code` (a `switch` on it narrows the error). */
+export type AnyRateLimiterError =
+  | RateLimitedError
+  | CostExceedsCapacityError
+  | RateLimitStoreError
+  | InvalidCostError
+  | InvalidCheckInputError
+  | SyncCheckUnsupportedError
+  | UnsupportedOperationError
+  | InvalidAdjustmentError
+  | AcquireError;
+
+/** The codes of this package's errors: a `RateLimiterError`'s `code` is one of them, so a `switch` on it can be exhaustive. */
+export type RateLimiterErrorCode = AnyRateLimiterError['code'];
+
 /** Base class of every error thrown by @noa/rate-limiter; codes start with `NOA_RATE_LIMIT`. */
-export class RateLimiterError extends NoaError {}
+export class RateLimiterError<
+  Code extends RateLimiterErrorCode = RateLimiterErrorCode,
+> extends NoaError<Code> {}
 
 /**
  * Thrown by `limiter.consume()` when the request is refused (limited, blocked or denied), with the
  * refusal's whole {@link RateLimitResult} in `result` (as rate-limiter-flexible's `RateLimiterRes`):
  * `rateLimitHeaders(error.result)` gives the headers a middleware would send.
  */
-export class RateLimitedError extends RateLimiterError {
+export class RateLimitedError extends RateLimiterError<'NOA_RATE_LIMITED'> {
   /** Milliseconds after which the same request may succeed. */
   readonly retryAfterMs: number;
   /**
@@ -41,7 +58,7 @@ export class RateLimitedError extends RateLimiterError {
  * whose callers retry after `retryAfterMs`. Reduce the cost (split the batch) or give the caller a
  * role with a larger capacity.
  */
-export class CostExceedsCapacityError extends RateLimiterError {
+export class CostExceedsCapacityError extends RateLimiterError<'NOA_RATE_LIMIT_COST_EXCEEDS_CAPACITY'> {
   /** The caller's key. */
   readonly key: string;
   /** The request's cost. */
@@ -62,7 +79,7 @@ export class CostExceedsCapacityError extends RateLimiterError {
 }
 
 /** Thrown when the store answers something the limiter cannot read (e.g. a foreign Lua script). */
-export class RateLimitStoreError extends RateLimiterError {
+export class RateLimitStoreError extends RateLimiterError<'NOA_RATE_LIMIT_STORE'> {
   constructor(message: string, options: NoaErrorOptions = {}) {
     super('NOA_RATE_LIMIT_STORE', message, options);
   }
@@ -73,7 +90,7 @@ export class RateLimitStoreError extends RateLimiterError {
  * check's `cost`, or what the middleware's `cost` function returned (-1, 1.5, NaN, Infinity, a
  * string), which fails the request as a bad `keyBy` value does.
  */
-export class InvalidCostError extends RateLimiterError {
+export class InvalidCostError extends RateLimiterError<'NOA_RATE_LIMIT_INVALID_COST'> {
   /** Always `'cost'`: the field at fault, as {@link InvalidCheckInputError.field} names its own. */
   readonly field = 'cost';
 
@@ -91,7 +108,7 @@ export class InvalidCostError extends RateLimiterError {
  * misspelt `cots` would otherwise be charged the default cost). `field` names the culprit
  * (`'input'` when the input is neither a string nor an object).
  */
-export class InvalidCheckInputError extends RateLimiterError {
+export class InvalidCheckInputError extends RateLimiterError<'NOA_RATE_LIMIT_INVALID_INPUT'> {
   /** The field at fault: `key`, `ip`, `role`, an unknown field's name, or `input`. */
   readonly field: string;
 
@@ -102,7 +119,7 @@ export class InvalidCheckInputError extends RateLimiterError {
 }
 
 /** Thrown by `limiter.checkSync()` when the store is remote: its answer cannot be synchronous. */
-export class SyncCheckUnsupportedError extends RateLimiterError {
+export class SyncCheckUnsupportedError extends RateLimiterError<'NOA_RATE_LIMIT_SYNC_UNSUPPORTED'> {
   constructor(storeKind: string) {
     super(
       'NOA_RATE_LIMIT_SYNC_UNSUPPORTED',
@@ -116,7 +133,7 @@ export class SyncCheckUnsupportedError extends RateLimiterError {
  * Thrown by `limiter.peek/refund/penalize/block/unblock` when the operation cannot run: the store
  * has no `adjust` method (a custom store).
  */
-export class UnsupportedOperationError extends RateLimiterError {
+export class UnsupportedOperationError extends RateLimiterError<'NOA_RATE_LIMIT_UNSUPPORTED_OPERATION'> {
   /** The operation asked for (`peek`, `refund`, `penalize`, `block`, `unblock`, `resetAll`). */
   readonly operation: string;
 
@@ -129,7 +146,7 @@ export class UnsupportedOperationError extends RateLimiterError {
 }
 
 /** Thrown by `limiter.refund/penalize/block` for points or a duration that is not a valid integer. */
-export class InvalidAdjustmentError extends RateLimiterError {
+export class InvalidAdjustmentError extends RateLimiterError<'NOA_RATE_LIMIT_INVALID_ADJUSTMENT'> {
   constructor(field: string, value: unknown, expected: string) {
     super('NOA_RATE_LIMIT_INVALID_ADJUSTMENT', `${field} must be ${expected}, got ${String(value)}`, {
       details: { field, value },
@@ -155,7 +172,7 @@ export type AcquireFailure =
   | 'unavailable';
 
 /** Thrown (as a rejection) by `limiter.acquire()` when the request was not admitted in time. */
-export class AcquireError extends RateLimiterError {
+export class AcquireError extends RateLimiterError<'NOA_RATE_LIMIT_ACQUIRE'> {
   /** The caller's key. */
   readonly key: string;
   /** Why the wait ended without an admission. */

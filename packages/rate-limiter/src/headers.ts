@@ -6,6 +6,16 @@ export const headerDrafts = ['draft-10', 'draft-7', 'draft-6'] as const;
 /** One of {@link headerDrafts}. */
 export type HeaderDraft = (typeof headerDrafts)[number];
 
+/**
+ * The formats of the legacy `X-RateLimit-Reset` (see {@link HeaderOptions.legacyReset}): the epoch
+ * second the quota is full again (express-rate-limit, GitHub) or the seconds until then
+ * (@fastify/rate-limit).
+ */
+export const legacyResetFormats = ['epoch-seconds', 'delta-seconds'] as const;
+
+/** One of {@link legacyResetFormats}. */
+export type LegacyResetFormat = (typeof legacyResetFormats)[number];
+
 /** Which rate-limit headers to send. */
 export interface HeaderOptions {
   /** IETF `RateLimit-Policy` and `RateLimit` (of `draft`). Default true. */
@@ -20,10 +30,38 @@ export interface HeaderOptions {
   draft?: HeaderDraft;
   /** Legacy `X-RateLimit-Limit/Remaining/Reset` (Reset in epoch seconds, as GitHub). Default false. */
   legacy?: boolean;
+  /**
+   * What the legacy `X-RateLimit-Reset` states: `'epoch-seconds'` (default, as express-rate-limit
+   * and GitHub) or `'delta-seconds'`, the seconds until the quota is full again (as
+   * @fastify/rate-limit sends it).
+   */
+  legacyReset?: LegacyResetFormat;
 }
 
 /** The problem type of a 429 (draft-ietf-httpapi-ratelimit-headers-10, section "Problem Types"). */
 export const quotaExceededType = 'https://iana.org/assignments/http-problem-types#quota-exceeded';
+
+/**
+ * The problem type of a blocked key's refusal (draft-ietf-httpapi-ratelimit-headers-10, section
+ * 5.3, "Abnormal Usage Detected", recommended status 429): a block, automatic (`autoBlock`) or by
+ * `limiter.block()`, answers "a pattern of requests that suggest unintentional or malicious
+ * behaviour", not a quota spent in the normal way.
+ */
+export const abnormalUsageDetectedType =
+  'https://iana.org/assignments/http-problem-types#abnormal-usage-detected';
+
+/** The statuses a blocked key can be answered with (see {@link ProblemOptions.blockedStatus}). */
+export const blockedStatuses = [429, 403] as const;
+
+/** Options of {@link quotaProblem}. */
+export interface ProblemOptions {
+  /**
+   * The status of a blocked key's refusal: 429 (default, as the draft recommends) or 403, as
+   * @fastify/rate-limit's `ban` answers a client that kept going over its limit. Either way the
+   * body's type is {@link abnormalUsageDetectedType} and it says when to retry (the block ends).
+   */
+  blockedStatus?: (typeof blockedStatuses)[number];
+}
 
 /**
  * The problem type of a request refused as `exceeds-capacity` (status 413): its cost is above what
@@ -169,7 +207,9 @@ export function rateLimitHeaders(
       headers['X-RateLimit-Remaining'] = String(blockedMs > 0 ? 0 : result.remaining);
       const resetMs =
         blockedMs > 0 ? blockedResetMs(result.remaining, result.resetMs, blockedMs) : result.resetMs;
-      headers['X-RateLimit-Reset'] = String(seconds(nowMs + resetMs));
+      headers['X-RateLimit-Reset'] = String(
+        options.legacyReset === 'delta-seconds' ? seconds(resetMs) : seconds(nowMs + resetMs),
+      );
     }
   }
   if (!result.allowed && result.retryAfterMs > 0 && Number.isFinite(result.retryAfterMs))
@@ -255,27 +295,32 @@ function blockedDetail(result: RateLimitResult): string {
 }
 
 /**
- * The `application/problem+json` body of a refusal: 429 (403 for deny-listed clients, 413 for a
- * cost above what a limit can ever admit, 503 for a refusal by `failMode: 'closed'` while the
- * store cannot be reached).
+ * The `application/problem+json` body of a refusal: 429 `quota-exceeded` (403 for deny-listed
+ * clients, 413 for a cost above what a limit can ever admit, 503 for a refusal by
+ * `failMode: 'closed'` while the store cannot be reached); a blocked key's is 429 (or
+ * `options.blockedStatus`) `abnormal-usage-detected`.
  */
-export function quotaProblem(result: RateLimitResult): QuotaProblem {
+export function quotaProblem(result: RateLimitResult, options: ProblemOptions = {}): QuotaProblem {
   // Known from the limits alone, whether the store answered or not.
   if (result.outcome === 'exceeds-capacity') return beyondCapacityProblem(result);
   if (result.source === 'fail-mode') return storeUnavailableProblem(result);
-  const status = result.outcome === 'denied' ? 403 : 429;
+  const blocked = result.outcome === 'blocked';
+  const status = result.outcome === 'denied' ? 403 : blocked ? (options.blockedStatus ?? 429) : 429;
   const detail =
     result.outcome === 'denied'
       ? 'This client is not allowed.'
-      : result.outcome === 'blocked'
+      : blocked
         ? blockedDetail(result)
         : `Quota exceeded; retry in ${seconds(result.retryAfterMs)} s.`;
   return {
-    type: result.outcome === 'denied' ? 'about:blank' : quotaExceededType,
+    type:
+      result.outcome === 'denied' ? 'about:blank' : blocked ? abnormalUsageDetectedType : quotaExceededType,
     title:
       result.outcome === 'denied'
         ? 'Forbidden'
-        : 'Request cannot be satisfied as assigned quota has been exceeded',
+        : blocked
+          ? 'Request not satisfied due to detection of abnormal request pattern'
+          : 'Request cannot be satisfied as assigned quota has been exceeded',
     status,
     detail,
     // A deny-listed client has no time after which a retry succeeds: no retryAfter (not 0).

@@ -521,17 +521,25 @@ export class RateLimiter implements AsyncDisposable {
     return this.#result(key, outcome, source, false);
   }
 
-  /** Forgets the counters and any block of `key` (for `role`'s limits). */
-  async reset(key: string, role?: string): Promise<void> {
+  /**
+   * Forgets the counters and any block of `key` (for `role`'s limits). Resolves whether the key had
+   * state (in the store, or in the local fallback's share during an outage), as
+   * rate-limiter-flexible's `delete(key)`: false for a key never seen or already expired, and for
+   * a custom store whose `reset` resolves nothing.
+   */
+  async reset(key: string, role?: string): Promise<boolean> {
     validateCheckInput({ key, role }, 'reset');
     const rule = role === undefined ? undefined : this.#roles.get(role);
     const namespace = (rule === undefined || rule === 'unlimited' ? this.#defaultRule : rule).namespace;
     this.#localBlocks?.delete(namespace + key);
-    await this.#fallbackStore.reset(namespace + key);
-    if (this.#memoryStore !== undefined) await this.#memoryStore.reset(key, namespace);
-    else await this.store.reset(namespace + key);
+    const inFallback = await this.#fallbackStore.reset(namespace + key);
+    const inStore =
+      this.#memoryStore !== undefined
+        ? await this.#memoryStore.reset(key, namespace)
+        : await this.store.reset(namespace + key);
     // Callers waiting in acquire() for this key need not sleep out its old refusal.
     this.#waiters.wake(namespace + key);
+    return inStore === true || inFallback;
   }
 
   /**

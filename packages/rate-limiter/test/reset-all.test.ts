@@ -29,7 +29,7 @@ class RemoteMemory implements RateLimitStore {
     if (this.failing) throw new Error('store down');
     return this.inner.consume(key, limits, costs, block);
   }
-  reset(key: string): Promise<void> {
+  reset(key: string): Promise<boolean> {
     return this.inner.reset(key);
   }
   resetAll(namespaces?: readonly string[]): Promise<void> {

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { delay, parseOptions } from '@noa/core';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { quotaProblem, rateLimitHeaders } from '../headers.js';
+import { type ProblemOptions, quotaProblem, rateLimitHeaders } from '../headers.js';
 import type { RateLimitResult } from '../result.js';
 import {
   checkInputOf,
@@ -111,19 +111,26 @@ class ExpressFacts implements ExpressRequestFacts {
 
 /**
  * The default refusal: problem+json, 429 (403 for deny-listed clients, 413 for a cost above a
- * limit's capacity, 503 for `failMode: 'closed'` while the store is unreachable); when an earlier middleware already sent the headers, it ends the response.
+ * limit's capacity, 503 for `failMode: 'closed'` while the store is unreachable; a blocked key's
+ * is 429 `abnormal-usage-detected`, 403 under the middleware's `blockedStatus: 403`); when an
+ * earlier middleware already sent the headers, it ends the response.
  */
-export const sendProblem: RefusalHandler = (_req, res, result) => {
-  // Too late for a status: end what was sent, so that the refused request still misses the route.
-  if (res.headersSent) {
-    res.end();
-    return;
-  }
-  const problem = quotaProblem(result);
-  res.statusCode = problem.status;
-  res.setHeader('Content-Type', 'application/problem+json');
-  res.end(JSON.stringify(problem));
-};
+export const sendProblem: RefusalHandler = problemSender();
+
+/** {@link sendProblem} under `options` (the middleware's `blockedStatus`). */
+function problemSender(options: ProblemOptions = {}): RefusalHandler {
+  return (_req, res, result) => {
+    // Too late for a status: end what was sent, so that the refused request still misses the route.
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    const problem = quotaProblem(result, options);
+    res.statusCode = problem.status;
+    res.setHeader('Content-Type', 'application/problem+json');
+    res.end(JSON.stringify(problem));
+  };
+}
 
 /**
  * Warns (once, as a process warning) about the two `trust proxy` settings that break IP keys
@@ -156,7 +163,9 @@ function trustProxyWarner(): (req: ExpressRequestLike) => boolean {
  */
 export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddleware {
   const parsed = parseOptions('expressRateLimit', expressOptionsSchema, options);
-  const handler = parsed.handler ?? sendProblem;
+  const handler =
+    parsed.handler ??
+    (parsed.blockedStatus === 429 ? sendProblem : problemSender({ blockedStatus: parsed.blockedStatus }));
   let checkTrustProxy: ((req: ExpressRequestLike) => boolean) | undefined = trustProxyWarner();
   // Requests this middleware already checked: mounted twice on one path (`app.use` and a
   // router's `use`), it would count each request twice (express-rate-limit's ERR_ERL_DOUBLE_COUNT).

@@ -251,7 +251,7 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
         // A handler that sent nothing would let the refused request through to the route.
         if (reply.sent) return handled;
       }
-      const problem = quotaProblem(result);
+      const problem = quotaProblem(result, active);
       return reply.code(problem.status).type('application/problem+json').send(problem);
     }
     if (result.delayMs > 0) await delay(result.delayMs);

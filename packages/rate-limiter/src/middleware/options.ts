@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { InvalidCheckInputError } from '../errors.js';
-import { headerDrafts } from '../headers.js';
+import { blockedStatuses, headerDrafts, legacyResetFormats } from '../headers.js';
 import { defaultIpv6Subnet, ipKey } from '../ip-key.js';
 import { type CheckInput, RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
@@ -55,8 +55,17 @@ export const middlewareOptionsSchemaOf = <Facts extends RequestFacts>() =>
       /**
        * IPv6 clients are keyed by their network of this prefix length (one client holds a /64 or
        * more, and could rotate addresses within it); `false` keys each address. IPv4 is unaffected.
+       * A function of the request facts (which may return a promise) gives it per request, as
+       * express-rate-limit's: called only when the key is the IP; a value other than an integer
+       * from 1 to 128 or `false` fails the request with `InvalidCheckInputError` (field `ipv6Subnet`).
        */
-      ipv6Subnet: z.union([z.number().int().min(1).max(128), z.literal(false)]).default(defaultIpv6Subnet),
+      ipv6Subnet: z
+        .union([
+          z.number().int().min(1).max(128),
+          z.literal(false),
+          fn<(facts: Facts) => MaybePromise<number | false>>('a function'),
+        ])
+        .default(defaultIpv6Subnet),
       /** Header holding API keys (for `keyBy: 'api-key'`). */
       apiKeyHeader: z.string().min(1).default('x-api-key'),
       /** Count each endpoint (method + route) separately; HEAD counts as GET (it runs the GET handler). */
@@ -76,6 +85,13 @@ export const middlewareOptionsSchemaOf = <Facts extends RequestFacts>() =>
       skipSuccessfulRequests: z.boolean().default(false),
       /** Give a request's points back once its response shows it failed (or the client went away). */
       skipFailedRequests: z.boolean().default(false),
+      /**
+       * The status of a blocked key's refusal (auto-block or `limiter.block()`): 429 (default) or
+       * 403, as @fastify/rate-limit's `ban`; the body is `abnormal-usage-detected` either way.
+       */
+      blockedStatus: z
+        .union(blockedStatuses.map((status) => z.literal(status)) as [z.ZodLiteral<429>, z.ZodLiteral<403>])
+        .default(429),
       /** Which headers to send. */
       headers: z
         .object({
@@ -83,12 +99,15 @@ export const middlewareOptionsSchemaOf = <Facts extends RequestFacts>() =>
           /** `'draft-10'` (default), or `'draft-7'` / `'draft-6'` as express-rate-limit sends them (see `HeaderOptions`). */
           draft: z.enum(headerDrafts).default('draft-10'),
           legacy: z.boolean().default(false),
+          /** The legacy `X-RateLimit-Reset`: `'epoch-seconds'` (default) or `'delta-seconds'` (@fastify/rate-limit's). */
+          legacyReset: z.enum(legacyResetFormats).default('epoch-seconds'),
         })
         .strict()
         .default({
           standard: true,
           draft: 'draft-10',
           legacy: false,
+          legacyReset: 'epoch-seconds',
         }),
     })
     .strict();
@@ -117,13 +136,30 @@ export function checkInputOf<Facts extends RequestFacts>(
   const cost = typeof options.cost === 'function' ? options.cost(facts) : options.cost;
   // A promise kept as the key would be a new key per request (nothing limited), and its rejection unhandled.
   if (isPromiseLike(customKey) || isPromiseLike(role) || isPromiseLike(cost))
-    return Promise.all([customKey, role, cost]).then(([key, roleName, points]) => ({
-      key: requestKey(facts, options, key),
+    return Promise.all([customKey, role, cost]).then(async ([key, roleName, points]) => ({
+      key: await requestKey(facts, options, key),
       ip: facts.ip,
       role: roleName,
       cost: points,
     }));
-  return { key: requestKey(facts, options, customKey), ip: facts.ip, role, cost };
+  const key = requestKey(facts, options, customKey);
+  if (typeof key !== 'string') return key.then((found) => ({ key: found, ip: facts.ip, role, cost }));
+  return { key, ip: facts.ip, role, cost };
+}
+
+/** A prefix length `ipKey` takes: an integer from 1 to 128, or `false` (each address). */
+const isIpv6Subnet = (value: unknown): value is number | false =>
+  value === false || (Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 128);
+
+/** The `ip:` key of an address under a prefix length an `ipv6Subnet` function returned. */
+function ipKeyBy(ip: string, subnet: unknown): string {
+  if (!isIpv6Subnet(subnet))
+    throw new InvalidCheckInputError(
+      'ipv6Subnet',
+      'ipv6Subnet',
+      `an ipv6Subnet function must return an integer from 1 to 128 or false, got ${typeof subnet === 'string' ? `"${subnet}"` : String(subnet)}`,
+    );
+  return `ip:${ipKey(ip, subnet)}`;
 }
 
 /**
@@ -163,12 +199,15 @@ export function customKeyOf(value: string | number): string {
   return `custom#${wellFormed ? hash('sha256', text, 'base64url') : utf16Digest(text)}`;
 }
 
-/** The key of a request under `options`; `customKey` is what a `keyBy` function returned. */
+/**
+ * The key of a request under `options`; `customKey` is what a `keyBy` function returned. A
+ * promise only when the key is the IP and an `ipv6Subnet` function returned one.
+ */
 function requestKey<Facts extends RequestFacts>(
   facts: Facts,
   options: ParsedMiddlewareOptions<Facts>,
   customKey: string | undefined,
-): string {
+): string | Promise<string> {
   // A custom key is often what the client sends (a header): kept as it is, `ip:203.0.113.5` or
   // `user:42` would spend that IP's or user's quota. Its own prefix keeps the key spaces apart.
   // Missing as a user id is (undefined, null, ''): a JavaScript caller's numeric id 0 is a key.
@@ -196,8 +235,27 @@ function requestKey<Facts extends RequestFacts>(
     key = value ? `key:${apiKeyDigest(value)}` : undefined;
   }
   // An empty key is a missing one: kept, it would be one quota for every client without one.
-  if (key === undefined || key === '')
-    key = `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet)}`;
+  if (
+    (key === undefined || key === '') &&
+    facts.ip !== undefined &&
+    typeof options.ipv6Subnet === 'function'
+  ) {
+    const ip = facts.ip;
+    const subnet = options.ipv6Subnet(facts);
+    if (isPromiseLike(subnet))
+      return Promise.resolve(subnet).then((found) => endpointKey(facts, options, ipKeyBy(ip, found)));
+    key = ipKeyBy(ip, subnet);
+  } else if (key === undefined || key === '')
+    key = `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet as number | false)}`;
+  return endpointKey(facts, options, key);
+}
+
+/** `key`, for `perEndpoint` followed by the request's method and route. */
+function endpointKey<Facts extends RequestFacts>(
+  facts: Facts,
+  options: ParsedMiddlewareOptions<Facts>,
+  key: string,
+): string {
   if (!options.perEndpoint) return key;
   // Express and Fastify answer HEAD with the GET handler: one endpoint, one quota.
   return `${key}:${facts.method === 'HEAD' ? 'GET' : facts.method} ${facts.route}`;

@@ -491,11 +491,16 @@ export class MemoryStore implements RateLimitStore {
     return peekOutcome(limits, states, blockState, now);
   }
 
-  /** Forgets `key` (in `namespace`, which the limiter uses for its rules). */
-  async reset(key: string, namespace = ''): Promise<void> {
+  /**
+   * Forgets `key` (in `namespace`, which the limiter uses for its rules); true when it had state
+   * that had not expired.
+   */
+  async reset(key: string, namespace = ''): Promise<boolean> {
     const space = this.#spaces.get(namespace);
     const entry = space?.get(key);
-    if (entry !== undefined) this.#remove(space!, key, entry);
+    if (entry === undefined) return false;
+    this.#remove(space!, key, entry);
+    return entry.expiresAt > this.#clock.now();
   }
 
   /**

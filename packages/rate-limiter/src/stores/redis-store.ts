@@ -278,12 +278,12 @@ export class RedisStore implements RateLimitStore {
     return (await Promise.all(chunks)).flat();
   }
 
-  /** Deletes the key's hash and sliding-log sets. */
-  async reset(key: string): Promise<void> {
+  /** Deletes the key's hash and sliding-log sets; true when DEL found any (an expired key is gone). */
+  async reset(key: string): Promise<boolean> {
     const hashKey = this.#hashKey(key);
     // The log keys of the most limits a rule has; every key shares the hash tag, so one DEL suffices.
     const logs = Array.from({ length: maxLimitsPerRule }, (_, index) => `${hashKey}:log${index + 1}`);
-    await this.#client.del(hashKey, ...logs);
+    return (await this.#client.del(hashKey, ...logs)) > 0;
   }
 
   /**

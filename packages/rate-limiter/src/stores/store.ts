@@ -108,8 +108,13 @@ export interface RateLimitStore {
    * owner and prefix share their keys. Without it the store itself is the owner.
    */
   readonly stateScope?: { readonly owner: object; readonly prefix: string } | undefined;
-  /** Forgets all state of `key` (its counters and any block). */
-  reset(key: string): Promise<void>;
+  /**
+   * Forgets all state of `key` (its counters and any block); resolves true when the key had some
+   * (expired state does not count), false when it had none. A store that resolves nothing (written
+   * before this was asked) makes `limiter.reset()` resolve false.
+   */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a custom store's `Promise<void>` reset stays valid.
+  reset(key: string): Promise<boolean | void>;
   /**
    * Optional: forgets all state (counters and blocks) of every key that starts with one of
    * `namespaces` (the limiter passes its rules' namespaces, `<prefix>:<rule>:<fingerprint>:`),

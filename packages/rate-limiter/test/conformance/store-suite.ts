@@ -330,6 +330,19 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
       expect(allowedOf([await one(k, limits)])).toEqual([true]);
     });
 
+    it('reset resolves whether the key had state (counters or a block), as rate-limiter-flexible delete()', async () => {
+      const k = key();
+      const limits = [policy('fixed-window', 1, 60_000), policy('sliding-log', 1, 60_000)];
+      expect(await store.reset(k)).toBe(false);
+      await one(k, limits);
+      expect(await store.reset(k)).toBe(true);
+      expect(await store.reset(k)).toBe(false);
+      // A key with only a block (set by adjust, never counted) had state too.
+      const blocked = key();
+      await store.adjust!(blocked, limits, { operation: 'block', durationMs: 30_000 }, undefined);
+      expect(await store.reset(blocked)).toBe(true);
+    });
+
     it('resetAll(namespaces) forgets every key starting with one of them, and no other', async () => {
       // Optional in the interface; every store of this suite (memory, Redis, Cluster) has it.
       expect(store.resetAll).toBeTypeOf('function');
