@@ -111,8 +111,11 @@ export const cacheOptionsSchema = z
         error: `no ":"-separated segment may be "v" or start with "__" (the markers that follow a prefix; rename that segment, ${prefixChangeNote})`,
       })
       .default('noa:cache:'),
-    /** Default freshness of an entry in ms (absent: no expiry). */
-    ttlMs: positiveMs.optional(),
+    /**
+     * Default freshness of an entry in ms (absent or `Infinity`: no expiry; `l1.maxTtlMs` still
+     * bounds L1, and L1's size limits still evict).
+     */
+    ttlMs: entryTtlMs.optional(),
     /** Default grace period in ms after expiry during which a stale value may be served. */
     graceMs: z.number().int().nonnegative().default(0),
     /**
