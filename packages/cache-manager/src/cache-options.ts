@@ -11,6 +11,11 @@ const positiveMs = z.number().int().positive();
  * 2^31 - 1 ms (~24.8 days), so a larger timeout would end every call immediately.
  */
 const timerMs = positiveMs.max(maxTimerMs);
+/**
+ * `softTimeoutMs`: a timer's wait, or 0 for none at all (bentocache's default `timeout: 0`): a
+ * value in grace is served at once while the factory refreshes the key in the background.
+ */
+const softTimeoutMs = z.number().int().nonnegative().max(maxTimerMs);
 
 /** Whether `value` is an entry's freshness: a positive integer of ms, or `Infinity` for no expiry. */
 export const isEntryTtlMs = (value: unknown): value is number =>
@@ -127,8 +132,11 @@ export const cacheOptionsSchema = z
     slidingTtlMs: positiveMs.optional(),
     /** After a factory failure served stale, wait this long before calling the factory again. */
     graceBackoffMs: z.number().int().nonnegative().default(5_000),
-    /** With a stale value at hand, return it after this long and let the factory finish in background. */
-    softTimeoutMs: timerMs.optional(),
+    /**
+     * With a stale value at hand, return it after this long and let the factory finish in
+     * background; 0: return it at once (bentocache's `timeout: 0`). No stale value: no effect.
+     */
+    softTimeoutMs: softTimeoutMs.optional(),
     /** Without a stale value, give up after this long with `FactoryTimeoutError` (the factory still finishes and is cached), also when waiting for another instance's factory. */
     hardTimeoutMs: timerMs.optional(),
     /** XFetch β: 0 disables early refresh; 1 is the paper's optimum; higher refreshes earlier. */
@@ -282,8 +290,8 @@ export const setManyItemSchema = setOptionsSchema
 /** Per-call options of `getOrSet` and `wrap`: the write options plus the read-through ones. */
 export const getOrSetOptionsSchema = setOptionsSchema
   .extend({
-    /** See the cache option of the same name. */
-    softTimeoutMs: timerMs.optional(),
+    /** See the cache option of the same name (0: the value in grace at once). */
+    softTimeoutMs: softTimeoutMs.optional(),
     /** See the cache option of the same name. */
     hardTimeoutMs: timerMs.optional(),
     /** How long to wait for another instance's factory (default: `lock.timeoutMs`). */
