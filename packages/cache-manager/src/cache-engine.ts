@@ -20,7 +20,7 @@ import type {
   SetOptions,
 } from './cache-options.js';
 import { DecodeTurns } from './decode-turns.js';
-import { type CacheEntry, isFresh, shouldRefreshEarly, slideEntry } from './entry.js';
+import { type CacheEntry, isFresh, shouldRefreshAhead, shouldRefreshEarly, slideEntry } from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
 import { FillGuard } from './fill-guard.js';
 import { clearPrefix, deleteByTags, deleteKeys, expireByTags, expireKeys } from './invalidation.js';
@@ -347,7 +347,11 @@ export class CacheEngine {
       this.metrics.request('l1', 'hit');
       if (this.listeners.hit) this.emitHit(fullKey, 'l1');
       const beta = options.earlyRefreshBeta ?? this.options.earlyRefreshBeta;
-      if (entry.computeMs > 0 && shouldRefreshEarly(entry, now, beta, this.random)) {
+      const threshold = options.refreshThresholdMs ?? this.options.refreshThresholdMs;
+      if (
+        (entry.computeMs > 0 && shouldRefreshEarly(entry, now, beta, this.random)) ||
+        (threshold !== undefined && shouldRefreshAhead(entry, now, threshold))
+      ) {
         refreshEarly(this, fullKey, userKey, factory, options, entry);
       }
       return Promise.resolve(this.out(entry.value as T));

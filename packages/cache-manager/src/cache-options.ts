@@ -141,6 +141,14 @@ export const cacheOptionsSchema = z
     hardTimeoutMs: timerMs.optional(),
     /** XFetch β: 0 disables early refresh; 1 is the paper's optimum; higher refreshes earlier. */
     earlyRefreshBeta: z.number().nonnegative().default(1),
+    /**
+     * Refresh-ahead threshold in ms (cache-manager v7's `refreshThreshold`): a `getOrSet` hit on a
+     * value with less freshness than this left refreshes it in the background (once across
+     * instances, through the lease), whatever the factory's duration; callers get the current
+     * value meanwhile. A failed refresh keeps it, and the next try waits `graceBackoffMs`.
+     * Absent or 0: off (XFetch still applies).
+     */
+    refreshThresholdMs: z.number().int().nonnegative().optional(),
     /** The in-process tier. */
     l1: l1OptionsSchema.default(l1OptionsSchema.parse({})),
     /**
@@ -298,6 +306,8 @@ export const getOrSetOptionsSchema = setOptionsSchema
     lockTimeoutMs: timerMs.optional(),
     /** XFetch β for this call. */
     earlyRefreshBeta: z.number().nonnegative().optional(),
+    /** See the cache option of the same name (0: off for this call). */
+    refreshThresholdMs: z.number().int().nonnegative().optional(),
     /**
      * Skip the cached value (L1 and L2, fresh or not) and run the factory, writing its result
      * to both tiers and telling other instances (bentocache's `forceFresh`). Still one run per

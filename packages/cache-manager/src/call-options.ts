@@ -50,6 +50,7 @@ export const getOrSetOptionRules: Readonly<Record<string, Rule>> = {
   hardTimeoutMs: timerMs,
   lockTimeoutMs: timerMs,
   earlyRefreshBeta: nonNegativeNumber,
+  refreshThresholdMs: nonNegativeInt,
   forceFresh: (value) => typeof value === 'boolean',
 };
 

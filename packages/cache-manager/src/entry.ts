@@ -22,6 +22,12 @@ export interface CacheEntry<T = unknown> {
   slidingMs?: number;
   /** The end of freshness a sliding entry never passes (`createdAt + ttlMs`, or `Infinity`). */
   maxExpiresAt?: number;
+  /**
+   * L1 only (never encoded): no early refresh of this copy before this clock time, set after a
+   * failed refresh (for `graceBackoffMs`), a back-off copy, or another instance's refresh
+   * found in progress. The refresh-ahead threshold's own mark: XFetch's is `computeMs = 0`.
+   */
+  refreshBlockedUntil?: number;
 }
 
 /** True while the entry is fresh at `now`. */
@@ -46,6 +52,18 @@ export function shouldRefreshEarly(
   const draw = random();
   const safe = draw <= 0 ? Number.MIN_VALUE : draw;
   return now - entry.computeMs * beta * Math.log(safe) >= expiresAt;
+}
+
+/**
+ * Refresh-ahead (cache-manager v7's `refreshThreshold`): true when a fresh entry with an expiry
+ * has less than `thresholdMs` of freshness left at `now` (a sliding one: less than that to its
+ * bound), unless a failed refresh blocked it until later (`refreshBlockedUntil`).
+ */
+export function shouldRefreshAhead(entry: CacheEntry, now: number, thresholdMs: number): boolean {
+  if (thresholdMs <= 0) return false;
+  const target = refreshTarget(entry);
+  if (!Number.isFinite(target) || target - now >= thresholdMs) return false;
+  return entry.refreshBlockedUntil === undefined || now >= entry.refreshBlockedUntil;
 }
 
 /**

@@ -672,12 +672,15 @@ export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry)
   // past it, and the source would get its retry only once nobody read the key for that long.
   // No compute time either: XFetch would otherwise refresh the copy early, calling the failing
   // source again well before the back-off ends (at once when it took longer than the back-off).
+  // Nor a refresh-ahead: the copy's freshness left is the back-off, under most thresholds.
+  const expiresAt = Math.min(now + backoffMs, stale.staleUntil);
   const entry = {
     ...stale,
-    expiresAt: Math.min(now + backoffMs, stale.staleUntil),
+    expiresAt,
     computeMs: 0,
     slidingMs: undefined,
     maxExpiresAt: undefined,
+    refreshBlockedUntil: expiresAt,
   };
   engine.l1Set(fullKey, entry, estimateSize(entry.value));
 }
@@ -692,8 +695,12 @@ export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry)
 function backOffEarlyRefresh(engine: CacheEngine, fullKey: string, current: CacheEntry): void {
   const backoffMs = engine.options.graceBackoffMs;
   if (backoffMs <= 0) return;
-  if (refreshTarget(current) >= engine.clock.now() + backoffMs) current.computeMs = 0;
-  else backOff(engine, fullKey, current);
+  const now = engine.clock.now();
+  if (refreshTarget(current) >= now + backoffMs) {
+    current.computeMs = 0;
+    // The refresh-ahead threshold tries again after the back-off (computeMs means nothing to it).
+    current.refreshBlockedUntil = now + backoffMs;
+  } else backOff(engine, fullKey, current);
 }
 
 export function refreshEarly<T>(
@@ -711,18 +718,36 @@ export function refreshEarly<T>(
     if (engine.tier && engine.options.lock.enabled) {
       token = randomUUID();
       const lease = await engine.tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
-      if (lease === 'busy') return; // another instance is refreshing; its bus message reaches us
+      if (lease === 'busy') {
+        // Another instance is refreshing; its bus message reaches us. Until then a hit of a key
+        // past its refresh threshold would try the lease again, one Redis call per hit.
+        current.refreshBlockedUntil = engine.clock.now() + engine.options.lock.pollMs;
+        return;
+      }
       if (lease === 'unavailable') token = undefined;
-      else {
+      else if (await engine.tier.holderFailed(fullKey)) {
+        // Another instance's run of the key failed within its back-off: not from here either.
+        await engine.tier.releaseLease(fullKey, token);
+        current.refreshBlockedUntil =
+          engine.clock.now() + Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs);
+        return;
+      } else {
         const remote = await readL2(engine, fullKey);
         const later = engine.clock.now();
+        const threshold = options.refreshThresholdMs ?? engine.options.refreshThresholdMs ?? 0;
+        // Within the refresh-ahead threshold L2's value is ending, however capped our copy is.
+        const ending = (entry: CacheEntry) => threshold > 0 && refreshTarget(entry) - later < threshold;
         if (
           remote &&
           (remote.entry.createdAt > current.createdAt ||
-            (isFresh(remote.entry, later) && refreshTarget(remote.entry) > refreshTarget(current)))
+            (isFresh(remote.entry, later) &&
+              refreshTarget(remote.entry) > refreshTarget(current) &&
+              !ending(remote.entry)))
         ) {
           // Refreshed by another instance between our decision and the lease, or still fresh in
           // L2 for longer than our copy, which `l1.maxTtlMs` capped: L2's value is not ending.
+          // The capped copy would meet the threshold again on the next hit: not before L2's does.
+          if (threshold > 0) remote.entry.refreshBlockedUntil = refreshTarget(remote.entry) - threshold;
           await engine.tier.releaseLease(fullKey, token);
           engine.fill(fullKey, remote.entry, remote.bytes, remote.since);
           return;

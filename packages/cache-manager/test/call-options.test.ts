@@ -57,6 +57,7 @@ const optionName = fc.constantFrom(
   'hardTimeoutMs',
   'lockTimeoutMs',
   'earlyRefreshBeta',
+  'refreshThresholdMs',
   'ttl',
   'grace',
 );
