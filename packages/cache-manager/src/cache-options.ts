@@ -224,6 +224,14 @@ export const cacheOptionsSchema = z
      * (`ready()` waits for it). 0 disables.
      */
     hotKeys: z.number().int().nonnegative().default(0),
+    /**
+     * `namespace` (default, as bentocache): a tag is its namespace's own, so a namespace's
+     * `deleteByTag`/`expireByTag` reach only the entries written through that namespace view
+     * (the root's only the root's), not another tenant's with the same tag name. `global`: one
+     * tag across all namespaces (earlier releases). Scoping needs no key scan: the tag set is
+     * named after the namespace (`<prefix>__tag:<namespace path>::<tag>`).
+     */
+    tagScope: z.enum(['namespace', 'global']).default('namespace'),
     /** Ties tags to a CDN purge: `deleteByTag` of a listed tag (or any tag when `tags` is absent) calls it. */
     edge: z
       .object({
@@ -279,7 +287,7 @@ export const setOptionsSchema = z
     graceMs: z.number().int().nonnegative().optional(),
     /** Sliding expiry in ms (default: the cache's `slidingTtlMs`; 0: this entry does not slide). */
     slidingTtlMs: z.number().int().nonnegative().optional(),
-    /** Tags for `deleteByTag` (global across namespaces). */
+    /** Tags for `deleteByTag` (the namespace's own unless `tagScope: 'global'`). */
     tags: z.array(z.string()).readonly().optional(),
   })
   .strict();

@@ -144,3 +144,22 @@ export function expireEntry<T>(
     maxExpiresAt: undefined,
   };
 }
+
+/**
+ * The tags of an entry of `fullKey` as stored (`tagScope: 'namespace'`): a namespaced key's
+ * (`:<a>:<b>::<key>`) tags are prefixed with its path and `::` (`:a:b::<tag>`), as its key is; a
+ * root key's stay as given, but for one starting with `:`, which becomes `::<tag>` (as a root
+ * key does) so that no root tag names a namespace's. No allocation when nothing changes.
+ */
+export function scopeTags(fullKey: string, tags: readonly string[]): readonly string[] {
+  if (tags.length === 0) return tags;
+  // A namespaced full key starts with `:` then a name (never empty); `::` starts a root key.
+  const namespaced = fullKey.charCodeAt(0) === 58 && fullKey.charCodeAt(1) !== 58;
+  if (namespaced) {
+    const prefix = fullKey.slice(0, fullKey.indexOf('::') + 2);
+    return tags.map((tag) => prefix + tag);
+  }
+  let escaped = false;
+  for (const tag of tags) if (tag.charCodeAt(0) === 58) escaped = true;
+  return escaped ? tags.map((tag) => (tag.charCodeAt(0) === 58 ? `::${tag}` : tag)) : tags;
+}

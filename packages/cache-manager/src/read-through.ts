@@ -433,8 +433,10 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   const { fullKey, userKey, factory, options, stale } = load;
   const started = performance.now();
   const tier = engine.tier;
-  const run = engine.runs.start(fullKey, options.tags ?? []);
-  const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run);
+  const run = engine.runs.start(fullKey, engine.tagsOf(fullKey, options.tags ?? []));
+  const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run, (tags) =>
+    engine.tagsOf(fullKey, tags),
+  );
   const work = (async () => {
     let value: T;
     try {
