@@ -1,4 +1,5 @@
 import { Cache } from '@noa/cache-manager';
+import { type HealthCheckEntry, readinessHandler } from '@noa/core';
 import { MemoryProvider, type Queue } from '@noa/message-queue';
 import { createRateLimiter, type RateLimiter } from '@noa/rate-limiter';
 import { expressRateLimit } from '@noa/rate-limiter/express';
@@ -82,6 +83,10 @@ failing; each answer says how long it waited.</p>
 address gets a 400 naming the field); a worker processes it in the background;
 <code>GET /api/jobs/email/:id</code> shows its state and result.</p>
 <pre>curl -s -XPOST -H 'content-type: application/json' -d '{"to":"ada@example.com","subject":"hi"}' http://localhost:${port}/api/jobs/email</pre>
+<h2>Readiness (@noa/core)</h2>
+<p><code>GET /readyz</code> combines every package's health: 200 while ready (<code>up</code> or
+<code>degraded</code>), 503 while a required component (${mode === 'memory' ? 'none in memory mode' : 'Postgres'}) is down.</p>
+<pre>curl -s http://localhost:${port}/readyz</pre>
 `;
 
 /**
@@ -143,6 +148,17 @@ export function createApp(options: AppOptions = {}): DemoApp {
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await registry.metrics());
   });
+  // Readiness for Kubernetes: 503 only while a required component is down. Postgres is required
+  // (products need it); the limiter and the cache answer from fallbacks, and jobs are a side
+  // feature, so their outages show as `degraded` (200): every instance shares those services,
+  // and failing readiness on all of them at once would leave the Service with no endpoint.
+  const checks: Record<string, HealthCheckEntry> = {
+    limiter: { check: () => limiter.health(), required: false },
+    cache: { check: () => cache.health(), required: false },
+    emails: { check: () => worker.health(), required: false },
+  };
+  if (services) checks.db = { check: () => services.db.checkHealth() };
+  app.get('/readyz', readinessHandler(checks));
   return {
     app,
     mode,

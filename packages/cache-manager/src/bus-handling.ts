@@ -10,14 +10,22 @@ import { clearL1, expireL1 } from './invalidation.js';
 export function applyBusMessage(engine: CacheEngine, message: BusMessage): void {
   switch (message.t) {
     case 'set':
-    case 'del':
-      for (const key of message.k) {
+    case 'del': {
+      // A message of an older release has no ids; a malformed list is taken as none.
+      const ids =
+        message.t === 'set' && Array.isArray(message.v) && message.v.length === message.k.length
+          ? message.v
+          : undefined;
+      for (let index = 0; index < message.k.length; index += 1) {
+        const key = message.k[index]!;
+        const writeId = ids?.[index];
         engine.l1.delete(key);
-        engine.fills.changedKey(key);
+        engine.fills.changedKey(key, Number.isSafeInteger(writeId) ? (writeId as number) : undefined);
         engine.runs.supersedeKey(key);
         engine.wakeups.wake(key);
       }
       break;
+    }
     case 'rel': {
       const failed = new Set(Array.isArray(message.f) ? message.f : []);
       for (const key of message.k) engine.wakeups.wake(key, failed.has(key));

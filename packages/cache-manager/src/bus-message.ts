@@ -16,6 +16,14 @@ export interface BusMessage {
    * and wake for every key, as before.
    */
   f?: string[];
+  /**
+   * `set` only, since the release that added it: per key of `k`, the id of the write whose value
+   * L2 now holds (`CacheEntry.writeId`), null when unknown. An instance whose read of the key
+   * was in flight keeps what it read if it is that value (see `FillGuard`). Absent from the
+   * messages of older releases, which ignore it: their messages make a read in flight read
+   * again, as before.
+   */
+  v?: (number | null)[];
   /** Send time (ms since epoch), for the invalidation latency measurement. */
   at: number;
 }

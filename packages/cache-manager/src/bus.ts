@@ -12,6 +12,8 @@ interface OutgoingMessage {
   k: string[];
   /** `rel`: released because the factory failed (see `BusMessage.f`). */
   failed: boolean;
+  /** `set`: the ids of the writes, per key of `k` (see `BusMessage.v`). */
+  writeIds: readonly number[] | undefined;
 }
 
 /** How often an instance that lost invalidations retries telling the others (ms). */
@@ -288,31 +290,41 @@ export class InvalidationBus {
 
   /**
    * Publishes a message from this instance (dropped when Redis is unavailable). `holderFailed`
-   * (with `rel`): the lease was released because the factory failed.
+   * (with `rel`): the lease was released because the factory failed. `writeIds` (with `set`):
+   * the ids of the writes, one per key.
    */
   async publish(
     type: BusMessage['t'],
     keys: string[],
-    flags: { holderFailed?: boolean } = {},
+    flags: { holderFailed?: boolean; writeIds?: readonly number[] } = {},
   ): Promise<void> {
-    await this.#outbox.add({ t: type, k: keys, failed: flags.holderFailed === true });
+    await this.#outbox.add({
+      t: type,
+      k: keys,
+      failed: flags.holderFailed === true,
+      writeIds: flags.writeIds,
+    });
   }
 
   async #send(items: OutgoingMessage[]): Promise<undefined[]> {
-    const byType = new Map<BusMessage['t'], { keys: string[]; failed: string[] }>();
-    for (const { t, k, failed } of items) {
+    const byType = new Map<BusMessage['t'], { keys: string[]; failed: string[]; ids: (number | null)[] }>();
+    let withIds = false;
+    for (const { t, k, failed, writeIds } of items) {
       let group = byType.get(t);
       if (!group) {
-        group = { keys: [], failed: [] };
+        group = { keys: [], failed: [], ids: [] };
         byType.set(t, group);
       }
       group.keys.push(...k);
       if (failed) group.failed.push(...k);
+      for (let index = 0; index < k.length; index += 1) group.ids.push(writeIds?.[index] ?? null);
+      if (writeIds) withIds = true;
     }
     await Promise.all(
-      [...byType].map(async ([t, { keys: k, failed }]) => {
+      [...byType].map(async ([t, { keys: k, failed, ids }]) => {
         const message: BusMessage = { o: this.instanceId, t, k, at: Date.now() };
         if (failed.length > 0) message.f = failed;
+        if (withIds && t === 'set') message.v = ids;
         let sent = false;
         try {
           sent = await this.#tier.publish(this.channel, JSON.stringify(message));

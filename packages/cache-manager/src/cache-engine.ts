@@ -54,6 +54,7 @@ import { getOrSetMany } from './read-through-many.js';
 import { EntryCodec } from './serialization/entry-codec.js';
 import { SharedStructures } from './serialization/shared-structures.js';
 import { copyOfFlight, deepFreeze } from './value-copies.js';
+import { WriteIds } from './write-ids.js';
 import { writeValue } from './writes.js';
 
 /** One L1 lookup in this many is timed into the latency histogram (when metrics are on). */
@@ -107,6 +108,8 @@ export class CacheEngine {
   readonly runs = new FactoryRuns(() => this.bus?.awaitingResync === true);
   /** Changes that reached a key while an L2 read of it was in flight (see {@link fill}). */
   readonly fills = new FillGuard();
+  /** Ids of this instance's L2 writes (see {@link WriteIds}). */
+  readonly writeIds = new WriteIds();
   readonly #background = new Set<Promise<unknown>>();
   #closed = false;
   readonly #closing = new AbortController();
@@ -120,7 +123,7 @@ export class CacheEngine {
     this.options = options;
     this.clock = options.clock ?? systemClock;
     this.logger = childLogger(options.logger ?? silentLogger, { component: 'cache-manager' });
-    this.metrics = new CacheMetrics(options.registry);
+    this.metrics = new CacheMetrics(options.registry, options.name);
     this.events = new CacheEvents(this.logger);
     this.listeners = this.events.lists;
     this.random = options.random ?? (() => 1 - Math.random());
@@ -138,6 +141,7 @@ export class CacheEngine {
         onBackendError: options.onBackendError,
         metrics: this.metrics,
         logger: this.logger,
+        logIntervalMs: options.logIntervalMs,
       });
       const clock = this.clock;
       this.tier = new RedisTier(
@@ -326,7 +330,7 @@ export class CacheEngine {
     }
     const later = this.clock.now();
     if (entry && isFresh(entry, later)) {
-      const fillable = this.fills.mayFill(fullKey, entry.tags, since);
+      const fillable = this.fills.mayFill(fullKey, entry.tags, since, entry.writeId);
       if (!fillable && !again) return this.#lookupL2(fullKey, asValue, true);
       if (entry.slidingMs) slideEntry(entry, later);
       this.metrics.request('l2', 'hit');
@@ -489,7 +493,7 @@ export class CacheEngine {
    * that change (see {@link FillGuard}). The caller is served the value either way.
    */
   fill(fullKey: string, entry: CacheEntry, bytes: number, since: number): void {
-    if (this.fills.mayFill(fullKey, entry.tags, since)) this.l1Set(fullKey, entry, bytes);
+    if (this.fills.mayFill(fullKey, entry.tags, since, entry.writeId)) this.l1Set(fullKey, entry, bytes);
   }
 
   /** The tags of an entry of `fullKey` as stored: scoped to its namespace unless `tagScope: 'global'`. */

@@ -247,12 +247,22 @@ export const cacheOptionsSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * This cache's name in its metrics' `cache` label, so that caches sharing a registry (a
+     * session and a catalogue cache) are told apart; caches of one name add up.
+     */
+    name: z.string().min(1).default('cache'),
     /** prom-client registry for metrics (absent: no metrics, no cost). */
     registry: z
       .custom<MetricsRegistry>((value) => hasMethods(value, 'registerMetric', 'getSingleMetric'), {
         message: 'a prom-client Registry',
       })
       .optional(),
+    /**
+     * While Redis fails, at most one failure warning per this many ms; the lines held back are
+     * counted (core's `LogSampler`).
+     */
+    logIntervalMs: positiveMs.default(1_000),
     /** Logger (winston-compatible; pino through `fromPino`). */
     logger: z
       .custom<Logger>((value) => hasMethods(value, 'debug', 'info', 'warn', 'error'), {

@@ -1,4 +1,4 @@
-import { ClosedError, ConfigError, parseOptions } from '@noa/core';
+import { ClosedError, ConfigError, type HealthReport, parseOptions } from '@noa/core';
 import type { BusMessage } from './bus-message.js';
 import type { CacheStats } from './cache-counters.js';
 import { CacheEngine } from './cache-engine.js';
@@ -28,6 +28,7 @@ import {
   checkValue,
 } from './call-options.js';
 import { scopeTags } from './entry.js';
+import { cacheHealth } from './health.js';
 import type { KeyTtl } from './key-ttl.js';
 import { keyTtl } from './read-path.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
@@ -395,6 +396,27 @@ export class Cache {
       { policy: l1.policy, entries: l1.size, bytes: l1.bytes },
       this.#engine.tier ? this.#engine.tier.state : 'none',
     );
+  }
+
+  /**
+   * The cache's health, from state it keeps anyway (no Redis call): `up`; `degraded` while Redis
+   * is bypassed (its breaker not closed, or its last call failed) and L1 serves alone; `down`
+   * then with `onBackendError: 'throw'` (calls reject), and after `close()`. `details`:
+   * `l1Entries`, `l2` (the breaker state, `none` without Redis), `l2Answering`,
+   * `onBackendError`; `cause`: the last Redis error. Up again at the first call Redis answers.
+   */
+  health(): HealthReport {
+    const tier = this.#engine.tier;
+    return cacheHealth({
+      closed: this.#engine.closed,
+      l1Entries: this.#engine.l1.size,
+      onBackendError: this.#engine.options.onBackendError,
+      l2:
+        tier === undefined
+          ? undefined
+          : { breaker: tier.state, answering: tier.healthy, lastError: tier.lastError },
+      now: Date.now(),
+    });
   }
 
   /**

@@ -28,6 +28,12 @@ export interface CacheEntry<T = unknown> {
    * found in progress. The refresh-ahead threshold's own mark: XFetch's is `computeMs = 0`.
    */
   refreshBlockedUntil?: number;
+  /**
+   * The id of the write that stored the value (see `WriteIds`), announced by its bus message:
+   * a read in flight that answered with this value is not older than that write. Undefined
+   * for a value of an earlier release.
+   */
+  writeId?: number | undefined;
 }
 
 /** True while the entry is fresh at `now`. */
@@ -77,7 +83,7 @@ export function refreshTarget(entry: CacheEntry): number {
 /**
  * Builds an entry written at `now` with the given TTL and grace (ms; TTL ≤ 0 or absent means
  * none). With a sliding window (`slidingMs` > 0) it is fresh for that window, at most until
- * the TTL ends.
+ * the TTL ends. `writeId`: the id of the write that stores it (see `WriteIds`).
  */
 export function createEntry<T>(
   value: T,
@@ -87,6 +93,7 @@ export function createEntry<T>(
   computeMs: number,
   tags: readonly string[],
   slidingMs = 0,
+  writeId?: number,
 ): CacheEntry<T> {
   const maxExpiresAt = ttlMs === undefined || ttlMs <= 0 ? Number.POSITIVE_INFINITY : now + ttlMs;
   const expiresAt = slidingMs > 0 ? Math.min(now + slidingMs, maxExpiresAt) : maxExpiresAt;
@@ -102,6 +109,7 @@ export function createEntry<T>(
     tags,
     slidingMs: sliding ? slidingMs : undefined,
     maxExpiresAt: sliding ? maxExpiresAt : undefined,
+    writeId,
   };
 }
 

@@ -1,6 +1,15 @@
 /** Changes (keys, tags and prefixes) remembered one by one before they are forgotten at once. */
 const REMEMBERED_CHANGES = 4_096;
 
+/** The last change of a key: its epoch, the write it announced, and the last other change's epoch. */
+interface KeyChange {
+  epoch: number;
+  /** The id of the write the change announced; undefined for a delete, expire, or a change without one. */
+  writeId: number | undefined;
+  /** The epoch of the last change before the run of changes that announced `writeId` (0: none remembered). */
+  before: number;
+}
+
 /**
  * Whether an L2 read may put what it read into L1. A read answers with L2's value as it was when
  * Redis ran it; the change of a key that reached this instance while the read was in flight (a
@@ -9,10 +18,14 @@ const REMEMBERED_CHANGES = 4_096;
  * TTL: its own `set` undone, a remote one missed for good (its message had come and gone).
  *
  * Every change bumps an epoch; a read records the epoch as it starts, and fills only if no
- * change since then reached its key (by the key, one of the value's tags, or a prefix). The
- * value is still returned to the caller: it asked before the change, and a re-read would cost
- * every racing reader a second round trip. A read that overlapped no change anywhere (the
- * common case) compares two numbers; one that did makes a map lookup per key and tag. Changes
+ * change since then reached its key (by the key, one of the value's tags, or a prefix), or if
+ * every change of its key since then was the write of the very value it read: a `set` names
+ * its write (`CacheEntry.writeId`, carried by the value and by the bus message), and a read
+ * that answered with that value is not older than the change (equality, not order: no clock
+ * is compared). The value is still returned to the caller: it asked before the change, and a
+ * re-read would cost every racing reader a second round trip. A read that overlapped no change
+ * anywhere (the common case) compares two numbers; one that did makes a map lookup per key and
+ * tag. Changes
  * are remembered by name up to {@link REMEMBERED_CHANGES}, then forgotten at once: a read that
  * started before that moment and overlapped a change fills nothing (the next read fills).
  */
@@ -20,7 +33,7 @@ export class FillGuard {
   #epoch = 0;
   /** Reads started before this epoch cannot tell which changes they overlapped. */
   #forgottenBefore = 0;
-  readonly #keys = new Map<string, number>();
+  readonly #keys = new Map<string, KeyChange>();
   readonly #tags = new Map<string, number>();
   readonly #prefixes = new Map<string, number>();
 
@@ -29,11 +42,20 @@ export class FillGuard {
     return this.#epoch;
   }
 
-  /** Whether a value of `fullKey` with `tags`, read from L2 by a read that started at `since`, may fill L1. */
-  mayFill(fullKey: string, tags: readonly string[], since: number): boolean {
+  /**
+   * Whether a value of `fullKey` with `tags` and `writeId` (see `CacheEntry.writeId`), read from
+   * L2 by a read that started at `since`, may fill L1.
+   */
+  mayFill(fullKey: string, tags: readonly string[], since: number, writeId?: number): boolean {
     if (since === this.#epoch) return true;
     if (since < this.#forgottenBefore) return false;
-    if ((this.#keys.get(fullKey) ?? 0) > since) return false;
+    const change = this.#keys.get(fullKey);
+    if (
+      change !== undefined &&
+      change.epoch > since &&
+      (writeId === undefined || change.writeId !== writeId || change.before > since)
+    )
+      return false;
     if (this.#tags.size > 0) {
       for (const tag of tags) if ((this.#tags.get(tag) ?? 0) > since) return false;
     }
@@ -43,9 +65,17 @@ export class FillGuard {
     return true;
   }
 
-  /** A write, delete or expire of `fullKey` (here, or another instance's). */
-  changedKey(fullKey: string): void {
-    this.#remember(this.#keys, fullKey);
+  /**
+   * A write, delete or expire of `fullKey` (here, or another instance's); `writeId`: a write's
+   * id, when the change is a write that announced it.
+   */
+  changedKey(fullKey: string, writeId?: number): void {
+    const previous = this.#keys.get(fullKey);
+    const epoch = this.#next();
+    // `previous` may have been forgotten by #next: then no read that overlapped it may fill.
+    const known = this.#keys.get(fullKey) === previous ? previous : undefined;
+    const before = writeId !== undefined && known?.writeId === writeId ? known.before : (known?.epoch ?? 0);
+    this.#keys.set(fullKey, { epoch, writeId, before });
   }
 
   /** A delete or expire of the keys with any of `tags`. */
@@ -59,6 +89,11 @@ export class FillGuard {
   }
 
   #remember(changes: Map<string, number>, name: string): void {
+    changes.set(name, this.#next());
+  }
+
+  /** The next epoch, once every change is forgotten when too many are remembered. */
+  #next(): number {
     this.#epoch += 1;
     if (this.#keys.size + this.#tags.size + this.#prefixes.size >= REMEMBERED_CHANGES) {
       this.#keys.clear();
@@ -66,6 +101,6 @@ export class FillGuard {
       this.#prefixes.clear();
       this.#forgottenBefore = this.#epoch;
     }
-    changes.set(name, this.#epoch);
+    return this.#epoch;
   }
 }

@@ -5,6 +5,8 @@ export {
   ClosedError,
   ConfigError,
   type ConfigIssue,
+  type HealthReport,
+  type HealthStatus,
   NoaError,
   TimeoutError,
 } from '@noa/core';

@@ -6,6 +6,7 @@ import {
   type HistogramMetric,
   latencyBucketsSeconds,
   MetricsFactory,
+  metricLabelValue,
 } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { CacheCounters } from './cache-counters.js';
@@ -16,19 +17,17 @@ export type Tier = 'l1' | 'l2';
 
 type RequestResult = 'hit' | 'miss' | 'stale';
 
-/** One label object per (tier, result), built once: `request` runs on every lookup. */
-const requestLabels: Record<Tier, Record<RequestResult, { tier: Tier; result: RequestResult }>> = {
-  l1: {
-    hit: { tier: 'l1', result: 'hit' },
-    miss: { tier: 'l1', result: 'miss' },
-    stale: { tier: 'l1', result: 'stale' },
-  },
-  l2: {
-    hit: { tier: 'l2', result: 'hit' },
-    miss: { tier: 'l2', result: 'miss' },
-    stale: { tier: 'l2', result: 'stale' },
-  },
-};
+type RequestLabels = { cache: string; tier: Tier; result: RequestResult };
+
+/** One label object per (tier, result) of the cache `cache`, built once: `request` runs on every lookup. */
+function requestLabelsOf(cache: string): Record<Tier, Record<RequestResult, RequestLabels>> {
+  const of = (tier: Tier) => ({
+    hit: { cache, tier, result: 'hit' as const },
+    miss: { cache, tier, result: 'miss' as const },
+    stale: { cache, tier, result: 'stale' as const },
+  });
+  return { l1: of('l1'), l2: of('l2') };
+}
 
 /**
  * The cache's prom-client metrics (`noa_cache_manager_*`), no-ops without a registry, and the
@@ -39,78 +38,101 @@ export class CacheMetrics {
   readonly enabled: boolean;
   /** The counters of `cache.stats()`, counted here so that they match the series below. */
   readonly counters = new CacheCounters();
-  readonly #requests: CounterMetric<'tier' | 'result'>;
-  readonly #staleServed: CounterMetric<'reason'>;
-  readonly #factoryRuns: CounterMetric<'result'>;
-  readonly #errors: CounterMetric<'tier' | 'operation'>;
-  readonly #degraded: CounterMetric<'operation' | 'reason'>;
-  readonly #latency: HistogramMetric<'tier' | 'operation'>;
-  readonly #evictions: CounterMetric<'tier' | 'reason'>;
-  readonly #bytes: GaugeMetric<'tier'>;
-  readonly #entries: GaugeMetric<'tier'>;
-  readonly #bytesWritten: CounterMetric<'tier'>;
-  readonly #bus: CounterMetric<'direction'>;
-  readonly #lockWaits: CounterMetric<'result'>;
-  readonly #breaker: GaugeMetric<'state'>;
+  /** This cache's `cache` label (the `name` option), on every series. */
+  readonly #name: string;
+  readonly #requestLabels: Record<Tier, Record<RequestResult, RequestLabels>>;
+  readonly #requests: CounterMetric<'cache' | 'tier' | 'result'>;
+  readonly #staleServed: CounterMetric<'cache' | 'reason'>;
+  readonly #factoryRuns: CounterMetric<'cache' | 'result'>;
+  readonly #errors: CounterMetric<'cache' | 'tier' | 'operation'>;
+  readonly #degraded: CounterMetric<'cache' | 'operation' | 'kind'>;
+  readonly #latency: HistogramMetric<'cache' | 'tier' | 'operation'>;
+  readonly #evictions: CounterMetric<'cache' | 'tier' | 'reason'>;
+  readonly #bytes: GaugeMetric<'cache' | 'tier'>;
+  readonly #entries: GaugeMetric<'cache' | 'tier'>;
+  readonly #bytesWritten: CounterMetric<'cache' | 'tier'>;
+  readonly #bus: CounterMetric<'cache' | 'direction'>;
+  readonly #lockWaits: CounterMetric<'cache' | 'result'>;
+  readonly #breaker: GaugeMetric<'cache' | 'state'>;
   /**
-   * This cache's shares of the gauges. Caches sharing a registry share its series, so each adds
-   * its own part (see GaugeShare): a `set` would report the last cache to write.
+   * This cache's shares of the gauges. Caches of one name sharing a registry share its series, so
+   * each adds its own part (see GaugeShare): a `set` would report the last cache to write.
    */
-  readonly #entriesShare: GaugeShare<'tier'>;
-  readonly #bytesShare: GaugeShare<'tier'>;
+  readonly #entriesShare: GaugeShare<'cache' | 'tier'>;
+  readonly #bytesShare: GaugeShare<'cache' | 'tier'>;
   /** One per breaker state, from the first report on. */
-  #breakerShares: Map<BreakerState, GaugeShare<'state'>> | undefined;
+  #breakerShares: Map<BreakerState, GaugeShare<'cache' | 'state'>> | undefined;
   /** After `close()`: reports change nothing (the cache took its share out). */
   #closed = false;
 
-  constructor(registry?: MetricsRegistry) {
+  /** @param name The cache's `name` option: the `cache` label of every series. */
+  constructor(registry?: MetricsRegistry, name = 'cache') {
     // The option is typed by shape (see MetricsRegistry) and checked at construction.
     const factory = new MetricsFactory('cache_manager', registry as Registry | undefined);
     this.enabled = factory.enabled;
+    this.#name = name;
+    this.#requestLabels = requestLabelsOf(name);
     this.#requests = factory.counter('requests_total', 'Cache lookups by tier and result', [
+      'cache',
       'tier',
       'result',
     ]);
-    this.#staleServed = factory.counter('stale_served_total', 'Stale values served, by reason', ['reason']);
-    this.#factoryRuns = factory.counter('factory_runs_total', 'Factory executions by outcome', ['result']);
+    this.#staleServed = factory.counter('stale_served_total', 'Stale values served, by reason', [
+      'cache',
+      'reason',
+    ]);
+    this.#factoryRuns = factory.counter('factory_runs_total', 'Factory executions by result', [
+      'cache',
+      'result',
+    ]);
     this.#errors = factory.counter('errors_total', 'Backend errors by tier and operation', [
+      'cache',
       'tier',
       'operation',
     ]);
     this.#degraded = factory.counter(
       'degraded_operations_total',
-      'Redis operations skipped or failed (served from L1)',
-      ['operation', 'reason'],
+      'Redis operations skipped or failed (served from L1), by kind (circuit_open, timeout, error, skipped)',
+      ['cache', 'operation', 'kind'],
     );
     // Sub-50 µs buckets first: L1 lookups take well under a microsecond.
     this.#latency = factory.histogram(
       'operation_duration_seconds',
       'Operation latency by tier (L1: one lookup in 64 is timed; L2: every call sent, failed ones too)',
-      ['tier', 'operation'],
+      ['cache', 'tier', 'operation'],
       [0.0000005, 0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, ...latencyBucketsSeconds],
     );
     this.#evictions = factory.counter('evictions_total', 'Entries removed from a tier, by reason', [
+      'cache',
       'tier',
       'reason',
     ]);
-    this.#bytes = factory.gauge('stored_bytes', 'Bytes held by L1 (summed over the caches of a registry)', [
+    this.#bytes = factory.gauge(
+      'stored_bytes',
+      'Bytes held by L1 (summed over the caches of one name on a registry)',
+      ['cache', 'tier'],
+    );
+    this.#entries = factory.gauge(
+      'entries',
+      'Entries held by L1 (summed over the caches of one name on a registry)',
+      ['cache', 'tier'],
+    );
+    this.#bytesWritten = factory.counter('written_bytes_total', 'Encoded bytes written to L2', [
+      'cache',
       'tier',
     ]);
-    this.#entries = factory.gauge('entries', 'Entries held by L1 (summed over the caches of a registry)', [
-      'tier',
-    ]);
-    this.#bytesWritten = factory.counter('written_bytes_total', 'Encoded bytes written to L2', ['tier']);
-    this.#bus = factory.counter('bus_messages_total', 'Invalidation bus messages', ['direction']);
+    this.#bus = factory.counter('bus_messages_total', 'Invalidation bus messages', ['cache', 'direction']);
     this.#lockWaits = factory.counter('lock_waits_total', 'Waits for another instance computing a key', [
+      'cache',
       'result',
     ]);
     this.#breaker = factory.gauge(
       'breaker_state',
-      'Caches whose Redis breaker is in each state (1 for the current state of one cache)',
-      ['state'],
+      'Caches of one name whose Redis breaker is in each state (closed, open, half_open; 1 for the current state of one cache)',
+      ['cache', 'state'],
     );
-    this.#entriesShare = new GaugeShare(this.#entries, { tier: 'l1' });
-    this.#bytesShare = new GaugeShare(this.#bytes, { tier: 'l1' });
+    this.#entriesShare = new GaugeShare(this.#entries, { cache: name, tier: 'l1' });
+    this.#bytesShare = new GaugeShare(this.#bytes, { cache: name, tier: 'l1' });
   }
 
   request(tier: Tier, result: RequestResult): void {
@@ -122,7 +144,7 @@ export class CacheMetrics {
       else counters.l1Misses += 1;
     } else if (result === 'hit') counters.l2Hits += 1;
     else counters.l2Misses += 1;
-    if (this.enabled) this.#requests.inc(requestLabels[tier][result]);
+    if (this.enabled) this.#requests.inc(this.#requestLabels[tier][result]);
   }
 
   staleServed(reason: 'factory_error' | 'soft_timeout' | 'hard_timeout' | 'lock_timeout'): void {
@@ -131,33 +153,33 @@ export class CacheMetrics {
     else if (reason === 'soft_timeout') counters.staleSoftTimeout += 1;
     else if (reason === 'hard_timeout') counters.staleHardTimeout += 1;
     else counters.staleLockTimeout += 1;
-    this.#staleServed.inc({ reason });
+    this.#staleServed.inc({ cache: this.#name, reason });
   }
 
   factoryRun(result: 'ok' | 'error'): void {
     if (result === 'ok') this.counters.factoryOk += 1;
     else this.counters.factoryErrors += 1;
-    this.#factoryRuns.inc({ result });
+    this.#factoryRuns.inc({ cache: this.#name, result });
   }
 
   error(tier: Tier, operation: string): void {
     if (tier === 'l2') this.counters.l2Errors += 1;
-    this.#errors.inc({ tier, operation });
+    this.#errors.inc({ cache: this.#name, tier, operation });
   }
 
   /**
    * A Redis operation not done: `skipped` is one not sent because an earlier one of the same
    * call failed (the later chunks of a `setMany`, see `sendWrites`).
    */
-  degraded(operation: string, reason: 'circuit_open' | 'timeout' | 'error' | 'skipped'): void {
+  degraded(operation: string, kind: 'circuit_open' | 'timeout' | 'error' | 'skipped'): void {
     this.counters.degraded += 1;
-    if (reason === 'circuit_open') this.counters.breakerOpen += 1;
-    else if (reason === 'timeout') this.counters.l2Timeouts += 1;
-    this.#degraded.inc({ operation, reason });
+    if (kind === 'circuit_open') this.counters.breakerOpen += 1;
+    else if (kind === 'timeout') this.counters.l2Timeouts += 1;
+    this.#degraded.inc({ cache: this.#name, operation, kind });
   }
 
   latency(tier: Tier, operation: string, seconds: number): void {
-    this.#latency.observe({ tier, operation }, seconds);
+    this.#latency.observe({ cache: this.#name, tier, operation }, seconds);
   }
 
   eviction(tier: Tier, reason: 'evicted' | 'expired' | 'too_large'): void {
@@ -166,7 +188,7 @@ export class CacheMetrics {
       else if (reason === 'expired') this.counters.expired += 1;
       else this.counters.tooLarge += 1;
     }
-    this.#evictions.inc({ tier, reason });
+    this.#evictions.inc({ cache: this.#name, tier, reason });
   }
 
   l1Size(entries: number, bytes: number): void {
@@ -175,24 +197,25 @@ export class CacheMetrics {
   }
 
   written(bytes: number): void {
-    this.#bytesWritten.inc({ tier: 'l2' }, bytes);
+    this.#bytesWritten.inc({ cache: this.#name, tier: 'l2' }, bytes);
   }
 
   bus(direction: 'sent' | 'received'): void {
-    this.#bus.inc({ direction });
+    this.#bus.inc({ cache: this.#name, direction });
   }
 
   lockWait(result: 'value' | 'acquired' | 'stale' | 'timeout'): void {
-    this.#lockWaits.inc({ result });
+    this.#lockWaits.inc({ cache: this.#name, result });
   }
 
   breakerState(state: BreakerState): void {
     if (this.#closed) return;
     if (this.#breakerShares === undefined) {
       // Every state's series exists from the first report on, at 0 while no cache is in it.
-      for (const each of breakerStates) this.#breaker.inc({ state: each }, 0);
+      const labels = (each: BreakerState) => ({ cache: this.#name, state: metricLabelValue(each) });
+      for (const each of breakerStates) this.#breaker.inc(labels(each), 0);
       this.#breakerShares = new Map(
-        breakerStates.map((each) => [each, new GaugeShare(this.#breaker, { state: each })]),
+        breakerStates.map((each) => [each, new GaugeShare(this.#breaker, labels(each))]),
       );
     }
     for (const [each, share] of this.#breakerShares) share.set(each === state ? 1 : 0);

@@ -43,14 +43,15 @@ export async function readL2(engine: CacheEngine, fullKey: string): Promise<L2Re
 
 /**
  * {@link readL2}, read once more when its value is fresh but a change of the key overtook the
- * read (see `FillGuard`): the second read starts after the change, so it is current, and may
- * fill L1 (`getOrSet`'s read; `get` does the same inline).
+ * read (see `FillGuard`), unless the change was the write of the value read: the second read
+ * starts after the change, so it is current, and may fill L1 (`getOrSet`'s read; `get` does
+ * the same inline).
  */
 export async function readL2Current(engine: CacheEngine, fullKey: string): Promise<L2Read | undefined> {
   const read = await readL2(engine, fullKey);
   if (
     read === undefined ||
-    engine.fills.mayFill(fullKey, read.entry.tags, read.since) ||
+    engine.fills.mayFill(fullKey, read.entry.tags, read.since, read.entry.writeId) ||
     !isFresh(read.entry, engine.clock.now())
   )
     return read;
@@ -117,6 +118,18 @@ export async function seenManyInL2(
     if (bytes === undefined) return null;
     return decodeEntry(engine, fullKeys[position]!, bytes)?.createdAt ?? null;
   });
+}
+
+/**
+ * The id of the write whose value L2 holds for `fullKey` (`CacheEntry.writeId`): null when it
+ * holds none, or one without an id (the previous release's) or undecodable; undefined when the
+ * read failed. What a `forceFresh` call replaces (see `KeyLoad.replacedWriteId`).
+ */
+export async function writeIdInL2(engine: CacheEngine, fullKey: string): Promise<number | null | undefined> {
+  const [bytes] = await fetchMany(engine, [fullKey], NOT_READ);
+  if (bytes === NOT_READ) return undefined;
+  if (bytes === undefined) return null;
+  return decodeEntry(engine, fullKey, bytes)?.writeId ?? null;
 }
 
 /**

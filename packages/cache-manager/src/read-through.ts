@@ -7,7 +7,7 @@ import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError
 import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
-import { type L2Read, readL2, readL2Current } from './read-path.js';
+import { type L2Read, readL2, readL2Current, writeIdInL2 } from './read-path.js';
 import { awaitInOrder, writeEntry, writeLocal } from './writes.js';
 
 /**
@@ -41,17 +41,32 @@ export interface KeyLoad<T> {
   l2Seen?: number | null;
   /**
    * `forceFresh`: the clock time the call started. An L2 value is taken (a lease waiter's
-   * poll, the double-check under a new lease) only when written after it (strictly: a value
-   * written in that same millisecond may be the one the call was asked to replace), by the
-   * run the call waited for or a later write. Instances' clocks are assumed to agree, as
-   * freshness already assumes.
+   * poll, the double-check under a new lease) only when written since the call began, by the
+   * run the call waited for or a later write: one whose write is not {@link replacedWriteId}.
+   * Only when that is unknown, or the value has no id (the previous release's), is it judged
+   * by the clocks: written after `forcedAt` (strictly: a value written in that same
+   * millisecond may be the one the call was asked to replace), which assumes they agree.
    */
   forcedAt?: number;
+  /**
+   * `forceFresh`: the write whose value L2 held as the call began (read then), null when it
+   * held none (or one without an id), undefined when that read failed. Ids are unique per
+   * write, so a value with another id was written after that read: no clock is compared.
+   */
+  replacedWriteId?: number | null;
 }
 
 /** Whether an L2 entry read during `load` may be served: fresh, and for a forced load written after its start. */
-function servable(load: Pick<KeyLoad<unknown>, 'forcedAt'>, entry: CacheEntry, now: number): boolean {
-  return isFresh(entry, now) && (load.forcedAt === undefined || entry.createdAt > load.forcedAt);
+function servable(
+  load: Pick<KeyLoad<unknown>, 'forcedAt' | 'replacedWriteId'>,
+  entry: CacheEntry,
+  now: number,
+): boolean {
+  if (!isFresh(entry, now)) return false;
+  if (load.forcedAt === undefined) return true;
+  if (entry.writeId !== undefined && load.replacedWriteId !== undefined)
+    return entry.writeId !== load.replacedWriteId;
+  return entry.createdAt > load.forcedAt;
 }
 
 /** An L1 miss or stale entry: L2, then the factory once across instances. */
@@ -66,11 +81,22 @@ export async function loadThrough<T>(
   let stale = staleL1;
   let l2Seen: number | null | undefined;
   if (options.forceFresh === true) {
-    // Nothing read: the factory runs (or a run in flight is joined). What L2 held is unknown,
-    // so a run spanning a bus reconnect is not cached over L2 (see `KeyLoad.l2Seen`).
+    // Nothing served from the cache: the factory runs (or a run in flight is joined). L2 is
+    // read only to name the write it holds now, the one the call replaces (a value of another
+    // write is a later one); `l2Seen` stays unknown, so a run spanning a bus reconnect is not
+    // cached over L2 (see `KeyLoad.l2Seen`).
     const forcedAt = engine.clock.now();
+    const replacedWriteId = engine.tier ? await writeIdInL2(engine, fullKey) : null;
     const inGrace = stale && forcedAt < stale.staleUntil ? stale : undefined;
-    return computeOnce(engine, { fullKey, userKey, factory, options, stale: inGrace, forcedAt });
+    return computeOnce(engine, {
+      fullKey,
+      userKey,
+      factory,
+      options,
+      stale: inGrace,
+      forcedAt,
+      replacedWriteId,
+    });
   }
   if (engine.tier) {
     const remote = await readL2Current(engine, fullKey);

@@ -220,8 +220,10 @@ export function prepareWrite(
       details: { key: fullKey },
     });
   }
-  // An L2 read of the key in flight answers with the value this write replaces: not into L1.
-  engine.fills.changedKey(fullKey);
+  // An L2 read of the key in flight answers with the value this write replaces (not into L1),
+  // or, landing after it, with this very value, which its id tells (see `FillGuard`).
+  const writeId = engine.writeIds.next();
+  engine.fills.changedKey(fullKey, writeId);
   const now = engine.clock.now();
   const entry = createEntry(
     l1Value(engine, value, fullKey),
@@ -231,6 +233,7 @@ export function prepareWrite(
     computeMs,
     engine.tagsOf(fullKey, options.tags ?? []),
     options.slidingTtlMs ?? engine.options.slidingTtlMs,
+    writeId,
   );
   const tier = engine.tier;
   if (!tier || localOnly) {
@@ -259,7 +262,7 @@ export function prepareWrite(
       engine.metrics.written(encoded.length);
       // Published once the value is in L2 (waiters woken by it read L2), but not awaited: a
       // write costs one round trip, and other instances' L1s are evicted a moment later.
-      const published = engine.bus?.publish('set', [fullKey]);
+      const published = engine.bus?.publish('set', [fullKey], { writeIds: [writeId] });
       if (published) engine.track(published);
     } else {
       // L1 has a value L2 does not: the other instances read L2 (see `InvalidationBus.missed`),

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { pack } from 'msgpackr';
+import { pack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { EntryCodec } from '../src/index.js';
 import { SharedStructures } from '../src/serialization/shared-structures.js';
@@ -204,6 +204,19 @@ describe('entry codec', () => {
     const codec = new EntryCodec('msgpack', 'none', 0);
     for (const base64 of written) expect(codec.decode(Buffer.from(base64, 'base64'))).toEqual(expected);
     expect(codec.encode(expected).toString('base64')).toBe(written[0]);
+  });
+
+  it('carries the id of the write that stored a value; a value of the previous release has none', () => {
+    const codec = new EntryCodec('msgpack', 'none', 0);
+    const written = { ...goldenEntry(), writeId: 2 ** 52 + 12_345 };
+    expect(codec.decode(codec.encode(written)).writeId).toBe(written.writeId);
+    const json = new EntryCodec('json', 'gzip', 0);
+    expect(json.decode(json.encode(written)).writeId).toBe(written.writeId);
+    // The previous release wrote six fields and reads only those: the id is a seventh.
+    expect(codec.decode(codec.encode(goldenEntry())).writeId).toBeUndefined();
+    const body = unpack(codec.encode(written).subarray(1)) as unknown[];
+    expect(body).toHaveLength(7);
+    expect(body[6]).toBe(written.writeId);
   });
 
   it('decodes format 4 (shared structures with a fingerprint) as written by this release', async () => {

@@ -854,9 +854,9 @@ describe('options and lifecycle', () => {
     await cache.getOrSet('k', () => 1);
     await cache.getOrSet('k', () => 1);
     const text = await registry.metrics();
-    expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="hit"} 1');
-    expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="miss"} 1');
-    expect(text).toContain('noa_cache_manager_factory_runs_total{result="ok"} 1');
+    expect(text).toContain('noa_cache_manager_requests_total{cache="cache",tier="l1",result="hit"} 1');
+    expect(text).toContain('noa_cache_manager_requests_total{cache="cache",tier="l1",result="miss"} 1');
+    expect(text).toContain('noa_cache_manager_factory_runs_total{cache="cache",result="ok"} 1');
   });
 
   it('labels an expired L1 entry stale, whether read by get or getMany', async () => {
@@ -868,8 +868,8 @@ describe('options and lifecycle', () => {
     expect(await cache.get('k')).toBeUndefined();
     expect(await cache.getMany(['k', 'absent'])).toEqual([undefined, undefined]);
     const text = await registry.metrics();
-    expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="stale"} 2');
-    expect(text).toContain('noa_cache_manager_requests_total{tier="l1",result="miss"} 1');
+    expect(text).toContain('noa_cache_manager_requests_total{cache="cache",tier="l1",result="stale"} 2');
+    expect(text).toContain('noa_cache_manager_requests_total{cache="cache",tier="l1",result="miss"} 1');
   });
 
   it.each(['lru', 'lfu'] as const)(
@@ -884,7 +884,7 @@ describe('options and lifecycle', () => {
           Number(
             text
               .split('\n')
-              .find((line) => line.startsWith(`${name}{tier="l1"} `))
+              .find((line) => line.startsWith(`${name}{cache="cache",tier="l1"} `))
               ?.split(' ')[1],
           );
         return { entries: read('noa_cache_manager_entries'), bytes: read('noa_cache_manager_stored_bytes') };
@@ -914,7 +914,9 @@ describe('options and lifecycle', () => {
       const line = (await registry.metrics())
         .split('\n')
         .find((text) =>
-          text.startsWith('noa_cache_manager_operation_duration_seconds_count{tier="l1",operation="get"}'),
+          text.startsWith(
+            'noa_cache_manager_operation_duration_seconds_count{cache="cache",tier="l1",operation="get"}',
+          ),
         );
       return line === undefined ? 0 : Number(line.split(' ').at(-1));
     };

@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
+import { breakerOptionsSchema, type Logger } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { Cache } from '../src/index.js';
+import { Cache, ConfigError } from '../src/index.js';
+import { RedisGuard } from '../src/l2/redis-guard.js';
+import { CacheMetrics } from '../src/metrics.js';
 
 /** The value of one sample line (`name{labels} value`), 0 when the series does not exist yet. */
 async function sample(registry: Registry, series: string): Promise<number> {
@@ -61,8 +64,8 @@ describe('metrics', () => {
       { key: 'c', value: 'x' },
     ]);
     await second.set('d', 'x');
-    const entries = 'noa_cache_manager_entries{tier="l1"}';
-    const bytes = 'noa_cache_manager_stored_bytes{tier="l1"}';
+    const entries = 'noa_cache_manager_entries{cache="cache",tier="l1"}';
+    const bytes = 'noa_cache_manager_stored_bytes{cache="cache",tier="l1"}';
     expect(await sample(registry, entries)).toBe(4);
     expect(await sample(registry, bytes)).toBe(first.stats().l1.bytes + second.stats().l1.bytes);
     await second.delete('d');
@@ -73,5 +76,82 @@ describe('metrics', () => {
     expect(await sample(registry, bytes)).toBe(first.stats().l1.bytes);
     await first.close();
     expect(await sample(registry, entries)).toBe(0);
+  });
+
+  it('two named caches on one registry are separate series; caches of one name add up', async () => {
+    const registry = new Registry();
+    const sessions = new Cache({ registry, name: 'sessions' });
+    const catalogue = new Cache({ registry, name: 'catalogue' });
+    const catalogue2 = new Cache({ registry, name: 'catalogue' });
+    await sessions.set('a', 'x');
+    await sessions.get('a');
+    await catalogue.set('b', 'x');
+    await catalogue2.set('c', 'x');
+    await catalogue.get('nope');
+    expect(
+      await sample(registry, 'noa_cache_manager_requests_total{cache="sessions",tier="l1",result="hit"}'),
+    ).toBe(1);
+    expect(
+      await sample(registry, 'noa_cache_manager_requests_total{cache="catalogue",tier="l1",result="hit"}'),
+    ).toBe(0);
+    expect(
+      await sample(registry, 'noa_cache_manager_requests_total{cache="catalogue",tier="l1",result="miss"}'),
+    ).toBe(1);
+    expect(await sample(registry, 'noa_cache_manager_entries{cache="sessions",tier="l1"}')).toBe(1);
+    expect(await sample(registry, 'noa_cache_manager_entries{cache="catalogue",tier="l1"}')).toBe(2);
+    await catalogue2.close();
+    expect(await sample(registry, 'noa_cache_manager_entries{cache="catalogue",tier="l1"}')).toBe(1);
+    await Promise.all([sessions.close(), catalogue.close()]);
+  });
+
+  it('breaker states and degraded kinds are snake_case, under the label names of decision 012', async () => {
+    const registry = new Registry();
+    const metrics = new CacheMetrics(registry, 'c');
+    metrics.breakerState('half-open');
+    metrics.degraded('get', 'circuit_open');
+    const text = await registry.metrics();
+    expect(text).toContain('noa_cache_manager_breaker_state{cache="c",state="half_open"} 1');
+    expect(text).toContain('noa_cache_manager_breaker_state{cache="c",state="closed"} 0');
+    expect(text).toContain(
+      'noa_cache_manager_degraded_operations_total{cache="c",operation="get",kind="circuit_open"} 1',
+    );
+    expect(text).not.toMatch(/half-open|reason="circuit_open"/);
+  });
+
+  it.each(['', 3])('refuses name %j, naming the field', (name) => {
+    expect(() => new Cache({ name: name as string })).toThrow(ConfigError);
+    expect(() => new Cache({ name: name as string })).toThrow(/name/);
+  });
+});
+
+describe('logIntervalMs', () => {
+  /** A guard whose every Redis call fails, and the failure warnings it logged. */
+  async function failures(logIntervalMs: number, calls: number): Promise<number> {
+    let warnings = 0;
+    const ignore = (): void => {};
+    const logger: Logger = { debug: ignore, info: ignore, error: ignore, warn: () => (warnings += 1) };
+    const guard = new RedisGuard({
+      operationTimeoutMs: 1_000,
+      breaker: breakerOptionsSchema.parse({ consecutiveFailures: 1_000_000 }),
+      onBackendError: 'degrade',
+      metrics: new CacheMetrics(),
+      logger,
+      logIntervalMs,
+    });
+    for (let call = 0; call < calls; call += 1) {
+      await guard.run('get', undefined, () => Promise.reject(new Error('connection refused')));
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    return warnings;
+  }
+
+  it('sets the interval of the Redis failure warnings (one per interval, the others held back)', async () => {
+    expect(await failures(1, 5)).toBe(5);
+    expect(await failures(60_000, 5)).toBe(1);
+  });
+
+  it.each([0, -5, 1.5, '1s'])('refuses %j, naming the field', (value) => {
+    expect(() => new Cache({ logIntervalMs: value as number })).toThrow(ConfigError);
+    expect(() => new Cache({ logIntervalMs: value as number })).toThrow(/logIntervalMs/);
   });
 });

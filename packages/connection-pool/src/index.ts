@@ -8,6 +8,8 @@
 export {
   ConfigError,
   type ConfigIssue,
+  type HealthReport,
+  type HealthStatus,
   NoaError,
 } from '@noa/core';
 export {

@@ -1,4 +1,11 @@
-import { GaugeShare, type GaugeVote, gaugeVote, MetricsFactory, type VotedGauge } from '@noa/core';
+import {
+  GaugeShare,
+  type GaugeVote,
+  gaugeVote,
+  MetricsFactory,
+  metricLabelValue,
+  type VotedGauge,
+} from '@noa/core';
 import type { Registry } from 'prom-client';
 
 /**
@@ -6,9 +13,12 @@ import type { Registry } from 'prom-client';
  * kinds are those the README's metrics table lists.
  */
 export const errorsHelp =
-  'Connection errors by kind (create, validate, unavailable, query-connection, query-timeout, checkout-<reason>, pool-cleared)';
+  'Connection errors by kind (create, validate, unavailable, query_connection, query_timeout, checkout_<reason>, pool_cleared)';
 
-/** Help of `routed_queries_total` (SQL clusters and Mongo pools). */
+/**
+ * Help of `routed_queries_total` (SQL clusters and Mongo pools, both labelled `cluster`, `target`,
+ * `reason`: one registry holds both).
+ */
 export const routedHelp = 'Queries by target server and routing reason';
 
 /** One pool's metrics, bound to its `pool` label. Every method is a no-op without a registry. */
@@ -76,7 +86,8 @@ export function poolMetrics(registry: Registry | undefined, pool: string): PoolM
     waiting: gauge('waiting_requests', 'Callers queued for a connection'),
     acquireSeconds: { observe: (seconds) => acquire.observe(labels, seconds) },
     timeouts: counter('acquire_timeouts_total', 'acquire() calls that timed out'),
-    errors: { inc: ({ kind }) => errors.inc({ pool, kind }) },
+    // Kinds in the metrics' spelling (a driver's `checkout-connectionError` is `checkout_connection_error`).
+    errors: { inc: ({ kind }) => errors.inc({ pool, kind: metricLabelValue(kind) }) },
     leaks: counter('leaks_total', 'Connections held past the leak threshold or never released'),
     created: counter('connections_created_total', 'Connections opened'),
     destroyed: counter('connections_destroyed_total', 'Connections closed'),

@@ -1,9 +1,11 @@
 import {
   type Clock,
   childLogger,
+  type HealthReport,
   type Logger,
   MetricsFactory,
   maxTimerMs,
+  metricLabelValue,
   NoaError,
   parseOptions,
   silentLogger,
@@ -31,6 +33,7 @@ import {
   PoolClosedError,
   QueryTimeoutError,
 } from './errors.js';
+import { serverReport } from './health.js';
 import { lazyPeer } from './lazy-peer.js';
 import { type PoolMetrics, poolMetrics, routedHelp } from './metrics.js';
 import type { PoolStats } from './pool.js';
@@ -126,6 +129,16 @@ export const mongoPoolOptionsSchema = z
 /** Options accepted by {@link createMongoPool}. */
 export type MongoPoolOptions = z.input<typeof mongoPoolOptionsSchema>;
 
+/** What {@link MongoPool.health} returns: its own fields, and a {@link HealthReport}'s. */
+export interface MongoPoolHealth extends HealthReport {
+  healthy: boolean;
+  /** The failure as text (its `cause` chain under it). */
+  error?: string;
+  errorCode?: string;
+  stats: PoolStats;
+  checkoutErrors: number;
+}
+
 /**
  * MongoDB through the driver's own connection pool, not a second one on top: this wraps a
  * `MongoClient`, maps our pool options onto the driver's (`maxPoolSize`, `waitQueueTimeoutMS`,
@@ -136,7 +149,7 @@ export class MongoPool {
   /** The parsed options, defaults applied. */
   readonly options: z.output<typeof mongoPoolOptionsSchema>;
   readonly #metrics: PoolMetrics;
-  readonly #routed: { inc(labels: { pool: string; target: string; reason: string }): void };
+  readonly #routed: { inc(labels: { cluster: string; target: string; reason: string }): void };
   readonly #sessions: SessionTracker;
   readonly #clock: Clock;
   readonly #logger: Logger;
@@ -160,7 +173,7 @@ export class MongoPool {
     this.#routed = new MetricsFactory('connection_pool', this.options.registry).counter(
       'routed_queries_total',
       routedHelp,
-      ['pool', 'target', 'reason'],
+      ['cluster', 'target', 'reason'],
     );
     this.#sessions = new SessionTracker(this.options.readYourWritesMs);
     this.#clock = this.options.clock ?? systemClock;
@@ -217,9 +230,9 @@ export class MongoPool {
     const mode: ReadPreferenceMode = pinned ? 'primary' : this.options.readPreference;
     if (this.#metrics.enabled) {
       this.#routed.inc({
-        pool: this.options.name,
-        target: mode,
-        reason: pinned ? 'read-your-writes' : 'read',
+        cluster: this.options.name,
+        target: metricLabelValue(mode),
+        reason: pinned ? 'read_your_writes' : 'read',
       });
     }
     const readPreference =
@@ -244,7 +257,7 @@ export class MongoPool {
     }
     this.#sessions.noteWrite(session, this.#clock.now());
     if (this.#metrics.enabled)
-      this.#routed.inc({ pool: this.options.name, target: 'primary', reason: 'write' });
+      this.#routed.inc({ cluster: this.options.name, target: 'primary', reason: 'write' });
   }
 
   /** Runs `fn` as one session for read-your-writes (see `SqlCluster#withSession`). */
@@ -318,17 +331,21 @@ export class MongoPool {
    * `serverSelectionTimeoutMs`: a frozen server), `NOA_POOL_AUTH_FAILED` (the server refused the
    * credentials), `NOA_POOL_DRIVER_NOT_INSTALLED` (`mongodb` is missing: nothing was sent),
    * `NOA_POOL_CLOSED`; undefined for an error `run()` passes through (the driver's own).
+   * Also a {@link HealthReport}: `down` while unhealthy, with that error as `cause`, else `up`.
    */
-  async health(): Promise<{
-    healthy: boolean;
-    error?: string;
-    errorCode?: string;
-    stats: PoolStats;
-    checkoutErrors: number;
-  }> {
+  async health(): Promise<MongoPoolHealth> {
+    const report = (healthy: boolean, error?: unknown) =>
+      serverReport(this.options.name, {
+        closed: this.#closed,
+        healthy,
+        error,
+        stats: this.stats,
+        now: Date.now(),
+      });
     if (this.#closed) {
       const closed = new PoolClosedError(this.options.name);
       return {
+        ...report(false, closed),
         healthy: false,
         error: errorText(closed),
         errorCode: closed.code,
@@ -343,7 +360,7 @@ export class MongoPool {
     const signal = AbortSignal.timeout(timeoutMs);
     try {
       await (await this.connect()).db('admin').command({ ping: 1 }, { signal });
-      return { healthy: true, stats: this.stats, checkoutErrors: this.#errors };
+      return { ...report(true), healthy: true, stats: this.stats, checkoutErrors: this.#errors };
     } catch (error) {
       let typed = this.#typed(error, false);
       // The ping's own deadline (the driver rejects with the signal's reason, a bare
@@ -352,6 +369,7 @@ export class MongoPool {
       if (signal.aborted && !(typed instanceof NoaError))
         typed = new BackendUnavailableError(this.options.name, { cause: error, details: { timeoutMs } });
       const health = {
+        ...report(false, typed),
         healthy: false,
         error: errorText(typed),
         stats: this.stats,

@@ -1,4 +1,4 @@
-import { MetricsFactory, maxTimerMs, parseOptions, withDeadline } from '@noa/core';
+import { type HealthReport, MetricsFactory, maxTimerMs, parseOptions, withDeadline } from '@noa/core';
 import type { Command, Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
@@ -10,6 +10,7 @@ import {
   PoolClosedError,
   QueryTimeoutError,
 } from './errors.js';
+import { serverReport } from './health.js';
 import { lazyPeer } from './lazy-peer.js';
 import { errorsHelp } from './metrics.js';
 import { type AcquireOptions, type CloseReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
@@ -136,6 +137,16 @@ export const redisPoolOptionsSchema = poolOptionsObject
 export type RedisPoolOptions = Omit<z.input<typeof redisPoolOptionsSchema>, 'redis'> & {
   redis: string | RedisOptions;
 };
+
+/** What {@link RedisPool.health} returns: its own fields, and a {@link HealthReport}'s. */
+export interface RedisPoolHealth extends HealthReport {
+  healthy: boolean;
+  reason?: 'down' | 'unresponsive';
+  /** The error behind `down`, as text (its `cause` chain under it). */
+  error?: string;
+  errorCode?: string;
+  stats: PoolStats;
+}
 
 /**
  * A small pool of dedicated ioredis connections with the same health, metrics and leak
@@ -275,20 +286,31 @@ export class RedisPool {
    * traffic updates it unless `healthCheckIntervalMs` is set. With `down`, `error` and
    * `errorCode` are the error callers get: `NOA_POOL_BACKEND_UNAVAILABLE` (Redis is not
    * reachable) or `NOA_POOL_DRIVER_NOT_INSTALLED` (`ioredis` is missing: nothing was sent).
+   * Also a {@link HealthReport}: `down` while unhealthy or once closed, else `up`.
    */
-  health(): {
-    healthy: boolean;
-    reason?: 'down' | 'unresponsive';
-    error?: string;
-    errorCode?: string;
-    stats: PoolStats;
-  } {
+  health(): RedisPoolHealth {
     const stats = this.pool.stats;
-    if (this.#unresponsive) return { healthy: false, reason: 'unresponsive', stats };
-    const error = this.pool.backendError;
+    const error = this.#unresponsive ? undefined : this.pool.backendError;
+    const reason = this.#unresponsive ? 'unresponsive' : error !== undefined ? 'down' : undefined;
+    const report = serverReport(this.pool.name, {
+      closed: this.#closed,
+      healthy: reason === undefined,
+      reason,
+      error,
+      stats,
+      now: Date.now(),
+    });
+    if (reason === 'unresponsive') return { ...report, healthy: false, reason, stats };
     if (error !== undefined)
-      return { healthy: false, reason: 'down', error: errorText(error), errorCode: error.code, stats };
-    return { healthy: true, stats };
+      return {
+        ...report,
+        healthy: false,
+        reason: 'down',
+        error: errorText(error),
+        errorCode: error.code,
+        stats,
+      };
+    return { ...report, healthy: true, stats };
   }
 
   /**
@@ -298,7 +320,7 @@ export class RedisPool {
    * `healthCheckIntervalMs`, stays `down` after an outage until traffic connects. A server back
    * from an outage shows healthy once the connect backoff (at most `maxBackoffMs`) has run out.
    */
-  async checkHealth(): Promise<ReturnType<RedisPool['health']>> {
+  async checkHealth(): Promise<RedisPoolHealth> {
     await this.#probeOnce();
     return this.health();
   }
@@ -395,7 +417,7 @@ export class RedisPool {
   }
 
   #queryTimeout(timeoutMs: number): QueryTimeoutError {
-    this.#errors.inc({ pool: this.pool.name, kind: 'query-timeout' });
+    this.#errors.inc({ pool: this.pool.name, kind: 'query_timeout' });
     return new QueryTimeoutError(this.pool.name, timeoutMs);
   }
 

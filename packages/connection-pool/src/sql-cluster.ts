@@ -3,9 +3,11 @@ import {
   ConfigError,
   childLogger,
   delay,
+  type HealthReport,
   type Logger,
   MetricsFactory,
   maxTimerMs,
+  metricLabelValue,
   NoaError,
   parseOptions,
   silentLogger,
@@ -42,6 +44,7 @@ import {
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
+import { clusterReport, type ServerState } from './health.js';
 import { errorsHelp, type ReplicaMetrics, replicaMetrics, routedHelp } from './metrics.js';
 import { type CloseReport, type LeakReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import { redactOptions } from './redact.js';
@@ -109,8 +112,11 @@ export interface ServerHealth {
   stats: PoolStats;
 }
 
-/** Health of the whole cluster. */
-export interface ClusterHealth {
+/**
+ * Health of the whole cluster; also a {@link HealthReport} (`status`, `component`: the cluster's
+ * `name`, `details`, `cause`, `checkedAt`) for `runHealthChecks` in @noa/core.
+ */
+export interface ClusterHealth extends HealthReport {
   /** The writer. */
   primary: ServerHealth;
   /** The readers, in the order they were configured. */
@@ -394,7 +400,12 @@ export class SqlCluster<Conn, Config, Result> {
     else node.pool.release(conn);
   }
 
-  /** Health, lag and occupancy of every server. */
+  /**
+   * Health, lag and occupancy of every server, from what traffic and the periodic probes last saw
+   * (no I/O). As a {@link HealthReport}: `down` once closed or while the primary is down or
+   * unresponsive, and while no replica is in rotation with `replicaFallback: 'error'`;
+   * `degraded` while a replica is out of rotation; else `up`.
+   */
   health(): ClusterHealth {
     const primaryReason = (node: ServerNode<Conn, Config>) =>
       node.unresponsive ? 'unresponsive' : node.pool.backendDown ? 'down' : undefined;
@@ -414,9 +425,20 @@ export class SqlCluster<Conn, Config, Result> {
         health.error = errorText(error);
         if (error instanceof NoaError) health.errorCode = error.code;
       }
+      states.push({ healthy: health.healthy, reason, error });
       return health;
     };
-    return { primary: view(this.#primary), replicas: this.#replicas.map(view) };
+    const states: ServerState[] = [];
+    const primary = view(this.#primary);
+    const replicas = this.#replicas.map(view);
+    const report = clusterReport(this.options.name, {
+      closed: this.#closed,
+      primary: states[0]!,
+      replicas: states.slice(1),
+      replicaFallback: this.options.replicaFallback,
+      now: Date.now(),
+    });
+    return { ...report, primary, replicas };
   }
 
   /**
@@ -621,7 +643,8 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   #count(target: string, reason: RouteReason | 'read-your-writes' | 'fallback' | 'retry'): void {
-    if (this.#metricsOn) this.#routed.inc({ cluster: this.options.name, target, reason });
+    if (this.#metricsOn)
+      this.#routed.inc({ cluster: this.options.name, target, reason: metricLabelValue(reason) });
     if (routeChannel.hasSubscribers) routeChannel.publish({ cluster: this.options.name, target, reason });
   }
 
@@ -757,7 +780,7 @@ export class SqlCluster<Conn, Config, Result> {
   }
 
   #timeout(node: ServerNode<Conn, Config>): QueryTimeoutError {
-    this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query-timeout' });
+    this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query_timeout' });
     return new QueryTimeoutError(`${this.options.name}:${node.name}`, this.options.queryTimeoutMs ?? 0);
   }
 
@@ -769,7 +792,7 @@ export class SqlCluster<Conn, Config, Result> {
 
   #unavailable(node: ServerNode<Conn, Config>, error: unknown): BackendUnavailableError {
     const wrapped = new BackendUnavailableError(`${this.options.name}:${node.name}`, { cause: error });
-    this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query-connection' });
+    this.#errors.inc({ pool: `${this.options.name}:${node.name}`, kind: 'query_connection' });
     this.#serverDown(node, wrapped);
     return wrapped;
   }

@@ -3,6 +3,7 @@ import type { Logger } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { Pool } from '../src/index.js';
+import { createMongoPool } from '../src/mongo.js';
 import { createPgPool } from '../src/pg.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
@@ -11,7 +12,9 @@ const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 function readmeErrorKinds(): string[] {
   const row = readme.split('\n').find((line) => line.includes('`noa_connection_pool_errors_total`'));
   if (row === undefined) throw new Error('no errors_total row in the README');
-  return [...row.matchAll(/`([a-z-]+)(?:<reason>)?`/g)].map((match) => match[1]!.replace(/-$/, ''));
+  // The kinds listed after `kind (`, not the driver reasons spelled out in parentheses after `checkout_<reason>`.
+  const listed = row.slice(row.indexOf('kind (')).replace(/<reason>` \([^)]*\)/, '<reason>`');
+  return [...listed.matchAll(/`([a-z_]+)(?:<reason>)?`/g)].map((match) => match[1]!.replace(/_$/, ''));
 }
 
 function recordingLogger(): {
@@ -40,11 +43,63 @@ describe('metric help texts', () => {
       for (const metric of metrics) expect(metric.help, metric.name).not.toMatch(/\.$/);
       const errors = metrics.find((metric) => metric.name === 'noa_connection_pool_errors_total')!;
       const kinds = readmeErrorKinds();
-      expect(kinds).toContain('query-timeout');
+      expect(kinds).toContain('query_timeout');
+      expect(kinds).toContain('checkout');
       for (const kind of kinds) expect(errors.help).toContain(kind);
     } finally {
       await db.close();
     }
+  });
+});
+
+describe('label names and values (docs/decisions/012)', () => {
+  it('a SQL cluster and a Mongo pool share one registry: routed_queries_total is labelled cluster in both', async () => {
+    const registry = new Registry();
+    const db = createPgPool({ primary: 'postgres://noa:noa@127.0.0.1:1/noa', registry });
+    // It threw a ConfigError here: the Mongo pool registered the metric with a `pool` label.
+    const mongo = createMongoPool({ url: 'mongodb://127.0.0.1:1/x', name: 'docs', registry });
+    try {
+      // Not connected (no server in unit tests): readDb counts its routing, then throws.
+      const read = (options?: { session: string }) =>
+        expect(() => mongo.readDb('x', options)).toThrow(/connect\(\)/);
+      read();
+      read({ session: 's' });
+      mongo.noteWrite('s');
+      read({ session: 's' });
+      const text = await registry.metrics();
+      expect(text).toContain(
+        'noa_connection_pool_routed_queries_total{cluster="docs",target="secondary_preferred",reason="read"} 2',
+      );
+      expect(text).toContain(
+        'noa_connection_pool_routed_queries_total{cluster="docs",target="primary",reason="read_your_writes"} 1',
+      );
+    } finally {
+      await Promise.all([db.close(), mongo.close()]);
+    }
+  });
+
+  it('error kinds are snake_case, a driver reason included', async () => {
+    const registry = new Registry();
+    const pool = new Pool(
+      {
+        create: async () => {
+          throw new Error('connect ECONNREFUSED');
+        },
+        destroy: async () => {},
+      },
+      { name: 'p', registry, acquireTimeoutMs: 50 },
+    );
+    const { poolMetrics } = await import('../src/metrics.js');
+    poolMetrics(registry, 'p').errors.inc({ kind: 'checkout-connectionError' });
+    await pool.acquire().then(
+      () => {},
+      () => {},
+    );
+    const text = await registry.metrics();
+    expect(text).toContain('noa_connection_pool_errors_total{pool="p",kind="checkout_connection_error"} 1');
+    expect(text).toMatch(/noa_connection_pool_errors_total\{pool="p",kind="create"\} [1-9]/);
+    expect(text).not.toMatch(/kind="[^"]*[-A-Z]/);
+    await pool.close();
   });
 });
 

@@ -18,6 +18,24 @@ export {
   TimeoutError,
 } from './errors.js';
 export {
+  type ComponentHealthBody,
+  combineHealth,
+  type HealthCauseBody,
+  type HealthCheck,
+  type HealthCheckEntry,
+  type HealthCheckOptions,
+  type HealthReport,
+  type HealthResponse,
+  type HealthResponseWriter,
+  type HealthStatus,
+  healthCheckOptionsSchema,
+  healthResponse,
+  readinessHandler,
+  runHealthChecks,
+  type ServiceHealth,
+  type ServiceHealthBody,
+} from './health.js';
+export {
   LogSampler,
   type LogSamplerOptions,
   logSamplerOptionsSchema,
@@ -33,6 +51,7 @@ export {
   type Labels,
   latencyBucketsSeconds,
   MetricsFactory,
+  metricLabelValue,
   type VotedGauge,
 } from './metrics.js';
 export { tracingChannel } from './tracing.js';

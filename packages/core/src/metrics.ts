@@ -21,6 +21,29 @@ export interface HistogramMetric<L extends string = string> {
   observe(labels: Labels<L>, value: number): void;
 }
 
+/** Label values already spelled by {@link metricLabelValue}, so a hot path pays one lookup. */
+const spelledLabelValues = new Map<string, string>();
+/** Enumerated values are few; past this many distinct inputs, spell without remembering. */
+const maxSpelledLabelValues = 1_024;
+
+/**
+ * `value` spelled as Noa's metrics spell enumerated label values (docs/decisions/012): snake_case,
+ * lower case, so `circuit-open` and `circuit_open` cannot be two series of one thing. An API value
+ * keeps its own spelling (`'fail-mode'`, `'half-open'`, a driver's `poolClosed`); its label value
+ * is `fail_mode`, `half_open`, `pool_closed`. Free-form values (a pool, queue or limiter name) are
+ * not passed through it: they stay as the user wrote them.
+ */
+export function metricLabelValue(value: string): string {
+  const known = spelledLabelValues.get(value);
+  if (known !== undefined) return known;
+  const spelled = value
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .replace(/[^A-Za-z0-9]+/g, '_')
+    .toLowerCase();
+  if (spelledLabelValues.size < maxSpelledLabelValues) spelledLabelValues.set(value, spelled);
+  return spelled;
+}
+
 /** Default latency buckets in seconds, from 50 µs to 2.5 s. */
 export const latencyBucketsSeconds = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,

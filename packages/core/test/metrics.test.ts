@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, GaugeShare, MetricsFactory } from '../src/index.js';
+import { ConfigError, GaugeShare, MetricsFactory, metricLabelValue } from '../src/index.js';
 
 describe('MetricsFactory', () => {
   it('registers prefixed metrics on the given registry', async () => {
@@ -91,5 +91,20 @@ describe('MetricsFactory with a registry that is not a prom-client Registry', ()
     const notARegistry = { metrics: () => '' } as unknown as Registry;
     expect(() => new MetricsFactory('demo', notARegistry)).toThrow(ConfigError);
     expect(() => new MetricsFactory('demo', notARegistry)).toThrow(/registry/);
+  });
+});
+
+describe('metricLabelValue', () => {
+  it('spells enumerated values snake_case, whatever their API spelling', () => {
+    expect(metricLabelValue('circuit-open')).toBe('circuit_open');
+    expect(metricLabelValue('half-open')).toBe('half_open');
+    expect(metricLabelValue('poolClosed')).toBe('pool_closed');
+    expect(metricLabelValue('checkout-connectionError')).toBe('checkout_connection_error');
+    expect(metricLabelValue('read-your-writes')).toBe('read_your_writes');
+  });
+
+  it('leaves snake_case values as they are, also when asked again', () => {
+    for (const value of ['circuit_open', 'l1', 'get_many', 'timeout', 'circuit_open'])
+      expect(metricLabelValue(value)).toBe(value);
   });
 });

@@ -4,6 +4,8 @@ export {
   ClosedError,
   ConfigError,
   type ConfigIssue,
+  type HealthReport,
+  type HealthStatus,
   NoaError,
 } from '@noa/core';
 export {

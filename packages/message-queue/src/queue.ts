@@ -4,6 +4,7 @@ import {
   ConfigError,
   childLogger,
   type GaugeVote,
+  type HealthReport,
   type Logger,
   maxTimerMs,
   parseOptions,
@@ -16,6 +17,7 @@ import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { AddNotConfirmedError, InvalidPayloadError, UnsupportedOperationError } from './errors.js';
 import { publishJobEvent } from './events.js';
+import { probeQueue } from './health.js';
 import { newJobId } from './ids.js';
 import {
   type ChildFailurePolicy,
@@ -66,6 +68,11 @@ const providerSchema = z.custom<QueueProvider>(
  * outage never takes seconds.
  */
 const staleWaitMs = 250;
+
+/** Options of `Queue.checkHealth`. */
+const checkHealthOptionsSchema = z
+  .object({ timeoutMs: z.number().int().positive().max(maxTimerMs).default(1_000) })
+  .strict();
 
 /** Options of {@link Queue}. */
 export const queueOptionsSchema = z
@@ -563,6 +570,17 @@ export class Queue<Data = unknown> {
     const counts = await this.provider.counts(this.name);
     this.#setDepth(counts);
     return counts;
+  }
+
+  /**
+   * Asks the backend now (a `counts()` under `timeoutMs`, default 1,000): `up` with the counts in
+   * `details` when it answers, `down` with the error (a `TimeoutError` past the deadline) when it
+   * does not, and after `close()`. For a service that only adds jobs; a worker's cheap `health()`
+   * reports what its own calls saw.
+   */
+  async checkHealth(options: { timeoutMs?: number } = {}): Promise<HealthReport> {
+    const { timeoutMs } = parseOptions('Queue.checkHealth', checkHealthOptionsSchema, options);
+    return probeQueue(this.name, this.#closed, () => this.counts(), timeoutMs);
   }
 
   /** Stops workers everywhere from taking new jobs (in-flight ones finish). */

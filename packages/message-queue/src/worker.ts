@@ -3,6 +3,7 @@ import {
   type Clock,
   childLogger,
   type GaugeVote,
+  type HealthReport,
   type Logger,
   maxTimerMs,
   NoaError,
@@ -24,6 +25,7 @@ import {
   WorkerClosingError,
 } from './errors.js';
 import { jobEvents, publishJobEvent } from './events.js';
+import { workerHealth } from './health.js';
 import { Job } from './job.js';
 import { wellFormedString } from './job-options.js';
 import type { JobErrorEntry, JobRecord } from './job-record.js';
@@ -336,6 +338,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   readonly #health: BackendHealth;
   /** This worker's part of `backend_up` (the queue's workers on the registry report its minimum). */
   readonly #upVote: GaugeVote;
+  /** The error of the backend outage under way, for `health()`. */
+  #backendError: unknown;
 
   constructor(options: WorkerOptions<Data, Result>) {
     super();
@@ -375,6 +379,25 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
    */
   get backendUp(): boolean {
     return this.#health.up;
+  }
+
+  /**
+   * The worker's health, from state it keeps anyway (no backend call): `down` while `backendUp`
+   * is false (`cause`: the failed call's error, or `BackendUnavailableError` for one unanswered
+   * past `backendTimeoutMs`) and from `close()` on (`ClosedError`); else `up`. `details`:
+   * `queue`, `started`, `backendUp`, `activeJobs`, `concurrency`.
+   */
+  health(): HealthReport {
+    return workerHealth({
+      queue: this.queueName,
+      closing: this.#closing,
+      started: this.#pumpDone !== undefined,
+      backendUp: this.#health.up,
+      backendError: this.#backendError,
+      activeJobs: this.#running.size,
+      concurrency: this.#concurrency,
+      now: Date.now(),
+    });
   }
 
   /** Jobs being handled right now. */
@@ -433,6 +456,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
           ? error
           : new Error(String(error));
     this.#upVote.set(0);
+    this.#backendError = reported;
     this.#logger.warn('backend unavailable: calls fail or do not answer; the worker waits and retries', {
       operation,
       error: reported.message,
@@ -442,6 +466,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
 
   #backendUp({ downMs, failedCalls }: BackendUp): void {
     this.#upVote.set(1);
+    this.#backendError = undefined;
     this.#logger.info('backend available again', { downMs: Math.round(downMs), failedCalls });
   }
 

@@ -41,4 +41,8 @@ describe('README examples (memory provider)', () => {
   it('lease example: the stalled run is aborted with LeaseLostError, the next run completes', async () => {
     expect(await runLogged(blocks[4]!)).toEqual(['NOA_MQ_LEASE_LOST expired', 'exported']);
   });
+
+  it('health example: up while running, down once closed', async () => {
+    expect(await runLogged(blocks[5]!)).toEqual(['up up', 'down']);
+  });
 });

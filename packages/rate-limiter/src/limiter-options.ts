@@ -110,6 +110,11 @@ export const rateLimiterOptionsSchema = z
     localBlockMaxKeys: z.number().int().positive().default(10_000),
     /** Merge concurrent checks of one key in the same tick into one store call. */
     batch: z.boolean().default(true),
+    /**
+     * This limiter's name in its metrics' `limiter` label, so that limiters sharing a registry (a
+     * login and an API limiter) are told apart; limiters of one name add up.
+     */
+    name: z.string().min(1).default('limiter'),
     /** prom-client registry for metrics (none: metrics cost nothing). */
     registry: z
       .custom<MetricsRegistry>(
@@ -117,6 +122,11 @@ export const rateLimiterOptionsSchema = z
         'a prom-client Registry',
       )
       .optional(),
+    /**
+     * During a store outage, at most one warning per this many ms of each kind (failed checks,
+     * failed adjustments, breaker probes); the lines held back are counted (core's `LogSampler`).
+     */
+    logIntervalMs: z.number().int().positive().default(10_000),
     /** Logger (winston fits; pino via core's fromPino). */
     logger: z
       .custom<Logger>(

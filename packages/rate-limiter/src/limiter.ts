@@ -2,6 +2,7 @@ import {
   type Clock,
   ClosedError,
   childLogger,
+  type HealthReport,
   type Logger,
   parseOptions,
   silentLogger,
@@ -29,6 +30,7 @@ import {
   UnsupportedOperationError,
 } from './errors.js';
 import { blockedResetMs } from './headers.js';
+import { limiterHealth } from './health.js';
 import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
@@ -145,7 +147,7 @@ export class RateLimiter implements AsyncDisposable {
       ? new LocalBlockCache(parsed.localBlockMaxKeys, parsed.autoBlock !== undefined)
       : undefined;
     this.#fallbackStore = new MemoryStore({ clock: parsed.clock });
-    this.#metrics = createLimiterMetrics(parsed.registry);
+    this.#metrics = createLimiterMetrics(parsed.registry, parsed.name);
     this.#metricsEnabled = parsed.registry !== undefined;
     this.#logger = childLogger(parsed.logger ?? silentLogger, { component: 'rate-limiter' });
     this.#remote = this.store.remote
@@ -159,6 +161,7 @@ export class RateLimiter implements AsyncDisposable {
           metrics: this.#metrics,
           logger: this.#logger,
           clock: this.#clock,
+          logIntervalMs: parsed.logIntervalMs,
           fallbackStore: this.#fallbackStore,
         })
       : undefined;
@@ -184,6 +187,26 @@ export class RateLimiter implements AsyncDisposable {
   /** True while the store is bypassed because its breaker is open. */
   get fallbackActive(): boolean {
     return this.#remote?.fallbackActive ?? false;
+  }
+
+  /**
+   * The limiter's health, from state it keeps anyway (no store call): `up`; `degraded` while a
+   * remote store is bypassed (breaker not closed, or the last check failed) and `failMode`
+   * `local` or `open` answers; `down` then with `failMode: 'closed'` (every request refused),
+   * and after `close()`. `details`: `store`, `failMode`, `breaker`, `fallback`; `cause`: the
+   * last store error. It turns `up` at the first check the store answers.
+   */
+  health(): HealthReport {
+    return limiterHealth({
+      closed: this.#closed,
+      store: this.store.kind,
+      failMode: this.failMode,
+      remote:
+        this.#remote === undefined
+          ? undefined
+          : { breaker: this.#remote.breakerState, lastFailure: this.#remote.lastFailure },
+      now: Date.now(),
+    });
   }
 
   /** The limits that apply to `role` (the default limits when the role has none). */
@@ -635,7 +658,7 @@ export class RateLimiter implements AsyncDisposable {
     else if (result.outcome === 'blocked') result.blockedMs = outcome.blockedMs;
     if (!record) return result;
     // Labels are built only when metrics are on: the hot path allocates nothing for them.
-    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source });
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ result: result.outcome, source });
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
@@ -671,7 +694,7 @@ export class RateLimiter implements AsyncDisposable {
     };
     if (beyond) withNeverRetryJSON(result);
     if (!record) return result;
-    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source: 'fail-mode' });
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ result: result.outcome, source: 'fail-mode' });
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
@@ -690,14 +713,14 @@ export class RateLimiter implements AsyncDisposable {
       delayMs: allowed ? decision.delayMs : 0,
       source: 'store',
     };
-    if (this.#metricsEnabled) this.#metrics.checks.inc({ outcome: result.outcome, source: 'store' });
+    if (this.#metricsEnabled) this.#metrics.checks.inc({ result: result.outcome, source: 'store' });
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
 
   #listed(key: string, outcome: CheckOutcome, record = true): QuotaResult {
     const allowed = outcome !== 'denied';
-    if (record && this.#metricsEnabled) this.#metrics.checks.inc({ outcome, source: 'lists' });
+    if (record && this.#metricsEnabled) this.#metrics.checks.inc({ result: outcome, source: 'lists' });
     const result: QuotaResult = {
       allowed,
       outcome,

@@ -57,16 +57,15 @@ export interface RemoteStoreCallerOptions {
   logger: Logger;
   /** Time source of the log sampling (the limiter's clock). */
   clock: Clock;
+  /**
+   * During an outage, at most one warning per this many ms for each kind: failed checks, failed
+   * adjustments, and the breaker's probes (half-open, open again, every `halfOpenAfterMs`). Each
+   * failed call was a line: a Redis killed under 700 requests a second gave 1,458 lines in 2 s,
+   * then two a second per limiter for as long as it was down.
+   */
+  logIntervalMs: number;
   fallbackStore: MemoryStore;
 }
-
-/**
- * During an outage, at most one warning per this many ms for each kind: failed checks, failed
- * adjustments, and the breaker's probes (half-open, open again, every `halfOpenAfterMs`). Each
- * failed call was a line: a Redis killed under 700 requests a second gave 1,458 lines in 2 s, then
- * two a second per limiter for as long as it was down.
- */
-export const storeWarningIntervalMs = 10_000;
 
 /** Pending distinct keys that trigger a store call without waiting for the end of the tick. */
 const earlyFlushKeys = 32;
@@ -103,11 +102,13 @@ export class RemoteStoreCaller {
   readonly #block: AutoBlockPolicy | undefined;
   readonly #metrics: LimiterMetrics;
   readonly #logger: Logger;
-  /** Warnings of failed checks, failed adjustments and breaker probes (see storeWarningIntervalMs). */
+  /** Warnings of failed checks, failed adjustments and breaker probes (see logIntervalMs). */
   readonly #failureLog: LogSampler;
   readonly #adjustFailureLog: LogSampler;
   readonly #probeLog: LogSampler;
   #breakerState: BreakerState = 'closed';
+  /** See {@link lastFailure}. */
+  #lastFailure: unknown;
   readonly #fallbackStore: MemoryStore;
   readonly #pending = new Map<string, Pending>();
   readonly #earlyFlushKeys: number;
@@ -128,7 +129,7 @@ export class RemoteStoreCaller {
     this.#block = options.block;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
-    const sampling = { intervalMs: storeWarningIntervalMs, clock: options.clock };
+    const sampling = { intervalMs: options.logIntervalMs, clock: options.clock };
     this.#failureLog = new LogSampler(sampling);
     this.#adjustFailureLog = new LogSampler(sampling);
     this.#probeLog = new LogSampler(sampling);
@@ -172,6 +173,16 @@ export class RemoteStoreCaller {
   /** True while the breaker is not closed (the store is bypassed or being probed). */
   get fallbackActive(): boolean {
     return this.#breaker.state !== 'closed';
+  }
+
+  /** The breaker's state, for `health()`. */
+  get breakerState(): BreakerState {
+    return this.#breaker.state;
+  }
+
+  /** The error of the last check that failed since the last one the store answered, for `health()`. */
+  get lastFailure(): unknown {
+    return this.#lastFailure;
   }
 
   /** Queues one request of `cost` points on `storeKey`; `settle` receives its outcome. */
@@ -454,6 +465,7 @@ export class RemoteStoreCaller {
     const kind = failureKind(error);
     this.#metrics.errors.inc({ kind });
     if (kind === 'circuit-open') return;
+    this.#lastFailure = error;
     this.#observe(started, kind);
     this.#failureLog.log(this.#logger, 'warn', 'rate-limit store call failed; applying fail mode', {
       store: this.#store.kind,
@@ -469,6 +481,7 @@ export class RemoteStoreCaller {
    * (`ok`), or failed by its deadline (`timeout`) or an error, when the fail mode answered.
    */
   #observe(started: number, result: 'ok' | 'timeout' | 'error'): void {
+    if (result === 'ok') this.#lastFailure = undefined;
     this.#metrics.duration.observe(
       { store: this.#store.kind, result },
       (performance.now() - started) / 1_000,

@@ -339,8 +339,12 @@ describe('limiter.acquire on the memory store', () => {
     await waiting.promise;
     expect(await metricSum(registry, 'noa_rate_limiter_acquire_waiters')).toBe(0);
     const text = await registry.metrics();
-    expect(text).toContain('noa_rate_limiter_acquire_wait_seconds_count{result="acquired"} 2');
-    expect(text).toContain('noa_rate_limiter_acquire_wait_seconds_sum{result="acquired"} 1');
+    expect(text).toContain(
+      'noa_rate_limiter_acquire_wait_seconds_count{limiter="limiter",result="acquired"} 2',
+    );
+    expect(text).toContain(
+      'noa_rate_limiter_acquire_wait_seconds_sum{limiter="limiter",result="acquired"} 1',
+    );
     await limiter.close();
   });
 

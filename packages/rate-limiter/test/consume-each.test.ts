@@ -107,7 +107,7 @@ describe('a store whose parts fail independently (consumeEach)', () => {
         .split('\n')
         .filter((line) => line.startsWith('noa_rate_limiter_check_duration_seconds_count'));
       expect(counts).toEqual([
-        'noa_rate_limiter_check_duration_seconds_count{store="parted",result="timeout"} 1',
+        'noa_rate_limiter_check_duration_seconds_count{limiter="limiter",store="parted",result="timeout"} 1',
       ]);
       await limiter.close();
     });

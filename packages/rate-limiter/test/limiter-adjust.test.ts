@@ -23,9 +23,13 @@ describe('limiter.peek', () => {
     expect((await limiter.check('p')).allowed).toBe(true);
     expect((await limiter.check('p')).allowed).toBe(false);
     const text = await registry.metrics();
-    expect(text).toContain('noa_rate_limiter_checks_total{outcome="allowed",source="store"} 2');
-    expect(text).toContain('noa_rate_limiter_checks_total{outcome="limited",source="store"} 1');
-    expect(text).toContain('noa_rate_limiter_adjustments_total{operation="peek"} 3');
+    expect(text).toContain(
+      'noa_rate_limiter_checks_total{limiter="limiter",result="allowed",source="store"} 2',
+    );
+    expect(text).toContain(
+      'noa_rate_limiter_checks_total{limiter="limiter",result="limited",source="store"} 1',
+    );
+    expect(text).toContain('noa_rate_limiter_adjustments_total{limiter="limiter",operation="peek"} 3');
     await limiter.close();
   });
 
@@ -212,7 +216,9 @@ describe('adjustments on remote stores', () => {
       registry,
     });
     await expect(limiter.refund('k')).rejects.toBeInstanceOf(TimeoutError);
-    expect(await registry.metrics()).toContain('noa_rate_limiter_store_errors_total{kind="timeout"} 1');
+    expect(await registry.metrics()).toContain(
+      'noa_rate_limiter_store_errors_total{limiter="limiter",kind="timeout"} 1',
+    );
     await limiter.close();
   });
 
@@ -226,7 +232,9 @@ describe('adjustments on remote stores', () => {
     });
     const penalized = await limiter.penalize('k', 3);
     expect([penalized.source, penalized.remaining]).toEqual(['fallback', 0]);
-    expect(await registry.metrics()).toContain('noa_rate_limiter_store_errors_total{kind="timeout"} 1');
+    expect(await registry.metrics()).toContain(
+      'noa_rate_limiter_store_errors_total{limiter="limiter",kind="timeout"} 1',
+    );
     await limiter.close();
   });
 });

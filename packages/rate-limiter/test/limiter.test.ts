@@ -275,9 +275,13 @@ describe('RateLimiter on the memory store', () => {
     await limiter.check('m');
     await limiter.check('m');
     const text = await registry.metrics();
-    expect(text).toContain('noa_rate_limiter_checks_total{outcome="allowed",source="store"} 1');
-    expect(text).toContain('noa_rate_limiter_checks_total{outcome="limited",source="store"} 2');
-    expect(text).toContain('noa_rate_limiter_fallback_active 0');
+    expect(text).toContain(
+      'noa_rate_limiter_checks_total{limiter="limiter",result="allowed",source="store"} 1',
+    );
+    expect(text).toContain(
+      'noa_rate_limiter_checks_total{limiter="limiter",result="limited",source="store"} 2',
+    );
+    expect(text).toContain('noa_rate_limiter_fallback_active{limiter="limiter"} 0');
   });
 });
 
@@ -460,7 +464,9 @@ describe("source 'fail-mode': what failMode 'open' and 'closed' answer while the
       const outcome = failMode === 'closed' ? 'limited' : 'allowed';
       expect(result).toMatchObject({ source, outcome });
       const metrics = await registry.metrics();
-      expect(metrics).toContain(`noa_rate_limiter_checks_total{outcome="${outcome}",source="${source}"} 1`);
+      expect(metrics).toContain(
+        `noa_rate_limiter_checks_total{limiter="limiter",result="${outcome}",source="${source.replace('-', '_')}"} 1`,
+      );
       await limiter.close();
     });
 

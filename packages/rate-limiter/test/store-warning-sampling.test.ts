@@ -1,6 +1,6 @@
 import { type Logger, ManualClock } from '@noa/core';
 import { describe, expect, it } from 'vitest';
-import { type ConsumeOutcome, createRateLimiter, type RateLimitStore } from '../src/index.js';
+import { ConfigError, type ConsumeOutcome, createRateLimiter, type RateLimitStore } from '../src/index.js';
 
 /** A remote store whose every call fails (a Redis that is down). */
 class FailingStore implements RateLimitStore {
@@ -83,4 +83,37 @@ describe('warnings of a failing store are sampled', () => {
     expect(warnings.filter((line) => line.message === failed)).toHaveLength(1);
     await limiter.close();
   });
+
+  it('logIntervalMs sets the sampling interval: one line per second with 1_000', async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const { logger, warnings } = recordingLogger();
+    const limiter = createRateLimiter({
+      store: new FailingStore(),
+      limits: [{ limit: 100, windowMs: 60_000 }],
+      failMode: 'open',
+      logger,
+      clock,
+      logIntervalMs: 1_000,
+      breaker: { consecutiveFailures: 1_000_000 },
+    });
+    // 5 s of failures, one check every 5 ms: a line at 0, 1, 2, 3 and 4 s.
+    for (let index = 0; index < 1_000; index += 1) {
+      await limiter.check(`k:${index}`);
+      clock.advance(5);
+    }
+    const lines = warnings.filter((line) => line.message === failed);
+    expect(lines).toHaveLength(5);
+    expect(lines[1]!.fields).toMatchObject({ suppressed: 199 });
+    await limiter.close();
+  });
+
+  it.each([0, -1, 1.5, Number.POSITIVE_INFINITY, '10s'])(
+    'refuses logIntervalMs %s, naming the field',
+    (value) => {
+      const create = () =>
+        createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }], logIntervalMs: value as number });
+      expect(create).toThrow(ConfigError);
+      expect(create).toThrow(/logIntervalMs/);
+    },
+  );
 });

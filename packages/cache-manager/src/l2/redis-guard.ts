@@ -89,6 +89,8 @@ export interface RedisGuardOptions {
   onBackendError: 'degrade' | 'throw';
   metrics: CacheMetrics;
   logger: Logger;
+  /** At most one failure warning per this many ms: an outage must not flood the logs. */
+  logIntervalMs: number;
 }
 
 /**
@@ -101,9 +103,10 @@ export class RedisGuard {
   readonly #breaker: CircuitBreaker;
   readonly #options: RedisGuardOptions;
   readonly #deadlines: DeadlineQueue;
-  /** One failure warning a second at most: an outage must not flood the logs. */
-  readonly #failureLog = new LogSampler({ intervalMs: 1_000 });
+  /** One failure warning per `logIntervalMs` at most: an outage must not flood the logs. */
+  readonly #failureLog: LogSampler;
   #healthy = true;
+  #lastError: unknown;
   /** The client's status while calls must not go out (undefined: they can). */
   #disconnected: () => string | undefined = () => undefined;
   /** The client's connection, once {@link sendOnlyWhenConnected} was called. */
@@ -113,6 +116,7 @@ export class RedisGuard {
 
   constructor(options: RedisGuardOptions) {
     this.#options = options;
+    this.#failureLog = new LogSampler({ intervalMs: options.logIntervalMs });
     this.#breaker = createCircuitBreaker('redis', options.breaker);
     this.#deadlines = new DeadlineQueue(options.operationTimeoutMs);
     // A gauge set only on changes would have no sample until Redis first failed.
@@ -188,6 +192,11 @@ export class RedisGuard {
     return this.#healthy;
   }
 
+  /** The error of the last failed call (not one the open breaker skipped) until a call succeeds. */
+  get lastError(): unknown {
+    return this.#lastError;
+  }
+
   /** The breaker's state. */
   get state(): BreakerState {
     return this.#breaker.state;
@@ -203,6 +212,7 @@ export class RedisGuard {
       const result = await this.#breaker.execute(() => this.#send(operation, work));
       if (metrics.enabled) metrics.latency('l2', operation, (performance.now() - started) / 1_000);
       this.#healthy = true;
+      this.#lastError = undefined;
       return result;
     } catch (error) {
       const reason =
@@ -218,7 +228,10 @@ export class RedisGuard {
       if (metrics.enabled && reason !== 'circuit_open' && !(error instanceof NotConnectedError))
         metrics.latency('l2', operation, (performance.now() - started) / 1_000);
       metrics.degraded(operation, reason);
-      if (reason !== 'circuit_open') metrics.error('l2', operation);
+      if (reason !== 'circuit_open') {
+        metrics.error('l2', operation);
+        this.#lastError = error;
+      }
       return this.#fail(operation, fallback, error);
     }
   }

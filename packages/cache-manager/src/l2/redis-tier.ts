@@ -158,6 +158,11 @@ export class RedisTier {
     return this.#guard.healthy;
   }
 
+  /** The last Redis error until a call succeeds (see `RedisGuard.lastError`). */
+  get lastError(): unknown {
+    return this.#guard.lastError;
+  }
+
   /** The guard's breaker state. */
   get state(): 'closed' | 'open' | 'half-open' {
     return this.#guard.state;

@@ -40,7 +40,8 @@ const FRAME_BYTES = 33;
  * Encodes entries for L2: one header byte (format version 4 bits, serializer 1 bit,
  * compression 3 bits), then in format 4 the shared structures' epoch (4 bytes), how many of
  * them the body may use (1 byte) and their fingerprint (8 bytes), then the serialized `[value, createdAt, expiresAt,
- * staleUntil, computeMs, tags]`, compressed when it is at least `thresholdBytes` long and
+ * staleUntil, computeMs, tags, writeId]` (`writeId` when the entry has one: a seventh field,
+ * which the releases before it, reading the first six, ignore), compressed when it is at least `thresholdBytes` long and
  * compression actually helps. Any instance decodes any header, whatever its own settings;
  * format 4 needs the shared structures (see {@link EntryCodec.prepare}); format 2 (its
  * predecessor, unverifiable) is a miss.
@@ -112,6 +113,7 @@ export class EntryCodec {
       entry.computeMs,
       entry.tags,
     ];
+    if (entry.writeId !== undefined) body.push(entry.writeId);
     const structures = this.#structures;
     const shared = this.#writeShared ? structures?.encoder : undefined;
     // The serializer leaves the header bytes free: no copy of the body just to prefix them.
@@ -191,7 +193,7 @@ export class EntryCodec {
         throw new Error(`unknown format version ${version}`);
       }
       if (!isEntryBody(decoded)) throw new Error('the bytes do not hold a cache entry');
-      const [value, createdAt, expiresAt, staleUntil, computeMs, tags] = decoded;
+      const [value, createdAt, expiresAt, staleUntil, computeMs, tags, writeId] = decoded;
       return {
         value,
         createdAt,
@@ -201,6 +203,7 @@ export class EntryCodec {
         tags: tags ?? [],
         slidingMs: undefined,
         maxExpiresAt: undefined,
+        writeId: Number.isSafeInteger(writeId) ? (writeId as number) : undefined,
       };
     } catch (error) {
       throw new SerializationError('decode', { cause: error });
@@ -232,7 +235,7 @@ export function isCompressed(bytes: Buffer): boolean {
  */
 function isEntryBody(
   decoded: unknown,
-): decoded is [unknown, number, number, number, number, string[] | undefined] {
+): decoded is [unknown, number, number, number, number, string[] | undefined, unknown] {
   if (!Array.isArray(decoded) || decoded.length < 5) return false;
   for (let index = 1; index <= 4; index += 1) if (typeof decoded[index] !== 'number') return false;
   const tags: unknown = decoded[5];

@@ -120,7 +120,11 @@ describe.skipIf(!redisUp)('an L1 fill racing another instance’s change (its bu
     for (const [changeName, change] of Object.entries(remoteChanges)) {
       it(`${readerName} answered with the old value, held while ${changeName}'s message arrives: not put in L1`, async () => {
         const key = `bus-${readerName}-${changeName}`;
+        // The first write's message has come before the read starts: the message awaited
+        // below is the change's (a late one of this write would stand in for it).
+        const written = heard(reader, key);
         await writer.set(key, 'old', { tags: [`t-${key}`] });
+        await written;
         // The reader's L2 read reaches Redis before the change; its answer is held.
         proxy.holdRepliesAfter(new RegExp(key));
         const reading = read(reader, key);

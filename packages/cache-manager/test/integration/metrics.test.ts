@@ -37,9 +37,9 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     expect(await cache.deleteByTag('metrics-tag')).toBe(1);
     const duration = 'noa_cache_manager_operation_duration_seconds_count';
     // SSCAN, value read, compare-and-set, SREM, second read: five calls for a one-key tag.
-    expect(await sample(registry, `${duration}{tier="l2",operation="delete_tag"}`)).toBe(5);
+    expect(await sample(registry, `${duration}{cache="cache",tier="l2",operation="delete_tag"}`)).toBe(5);
     // `tag_members` is expireByTag's: a dashboard of it must not count deletes.
-    expect(await sample(registry, `${duration}{tier="l2",operation="tag_members"}`)).toBe(0);
+    expect(await sample(registry, `${duration}{cache="cache",tier="l2",operation="tag_members"}`)).toBe(0);
   });
 
   it('counts L1 and L2 hits and misses, L2 latency and written bytes under separate tier labels', async () => {
@@ -61,27 +61,28 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     expect(await reader.get('absent')).toBeUndefined(); // L1 miss, L2 miss
 
     const requests = 'noa_cache_manager_requests_total';
-    expect(await sample(readerMetrics, `${requests}{tier="l1",result="hit"}`)).toBe(1);
-    expect(await sample(readerMetrics, `${requests}{tier="l1",result="miss"}`)).toBe(2);
-    expect(await sample(readerMetrics, `${requests}{tier="l2",result="hit"}`)).toBe(1);
-    expect(await sample(readerMetrics, `${requests}{tier="l2",result="miss"}`)).toBe(1);
+    expect(await sample(readerMetrics, `${requests}{cache="cache",tier="l1",result="hit"}`)).toBe(1);
+    expect(await sample(readerMetrics, `${requests}{cache="cache",tier="l1",result="miss"}`)).toBe(2);
+    expect(await sample(readerMetrics, `${requests}{cache="cache",tier="l2",result="hit"}`)).toBe(1);
+    expect(await sample(readerMetrics, `${requests}{cache="cache",tier="l2",result="miss"}`)).toBe(1);
     // Each get's L2 read is a `get`, batched with the reads of its turn or not; a getMany's is a `get_many`.
-    const l2Reads = 'noa_cache_manager_operation_duration_seconds_count{tier="l2",operation="get"}';
+    const l2Reads =
+      'noa_cache_manager_operation_duration_seconds_count{cache="cache",tier="l2",operation="get"}';
     expect(await sample(readerMetrics, l2Reads)).toBe(2);
     await reader.getMany(['absent', 'absent too']);
     expect(
       await sample(
         readerMetrics,
-        'noa_cache_manager_operation_duration_seconds_count{tier="l2",operation="get_many"}',
+        'noa_cache_manager_operation_duration_seconds_count{cache="cache",tier="l2",operation="get_many"}',
       ),
     ).toBe(1);
-    expect(await sample(writerMetrics, 'noa_cache_manager_written_bytes_total{tier="l2"}')).toBeGreaterThan(
-      0,
-    );
-    expect(await sample(readerMetrics, 'noa_cache_manager_entries{tier="l1"}')).toBe(1);
+    expect(
+      await sample(writerMetrics, 'noa_cache_manager_written_bytes_total{cache="cache",tier="l2"}'),
+    ).toBeGreaterThan(0);
+    expect(await sample(readerMetrics, 'noa_cache_manager_entries{cache="cache",tier="l1"}')).toBe(1);
     const held = reader.stats().l1.bytes;
     expect(held).toBeGreaterThan(0);
-    expect(await sample(readerMetrics, 'noa_cache_manager_stored_bytes{tier="l1"}')).toBe(held);
+    expect(await sample(readerMetrics, 'noa_cache_manager_stored_bytes{cache="cache",tier="l1"}')).toBe(held);
   });
 
   it('counts L1 evictions, stale values served, factory runs and bus messages', async () => {
@@ -101,26 +102,31 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     expect(await cache.getOrSet('stale', () => Promise.reject(new Error('source down')))).toBe('v1');
     for (const key of ['e1', 'e2', 'e3']) await cache.set(key, key);
 
-    expect(await sample(registry, 'noa_cache_manager_stale_served_total{reason="factory_error"}')).toBe(1);
-    expect(await sample(registry, 'noa_cache_manager_factory_runs_total{result="ok"}')).toBe(1);
-    expect(await sample(registry, 'noa_cache_manager_factory_runs_total{result="error"}')).toBe(1);
     expect(
-      await sample(registry, 'noa_cache_manager_evictions_total{tier="l1",reason="evicted"}'),
-    ).toBeGreaterThan(0);
-    expect(await sample(registry, 'noa_cache_manager_bus_messages_total{direction="sent"}')).toBeGreaterThan(
-      0,
+      await sample(registry, 'noa_cache_manager_stale_served_total{cache="cache",reason="factory_error"}'),
+    ).toBe(1);
+    expect(await sample(registry, 'noa_cache_manager_factory_runs_total{cache="cache",result="ok"}')).toBe(1);
+    expect(await sample(registry, 'noa_cache_manager_factory_runs_total{cache="cache",result="error"}')).toBe(
+      1,
     );
+    expect(
+      await sample(registry, 'noa_cache_manager_evictions_total{cache="cache",tier="l1",reason="evicted"}'),
+    ).toBeGreaterThan(0);
+    expect(
+      await sample(registry, 'noa_cache_manager_bus_messages_total{cache="cache",direction="sent"}'),
+    ).toBeGreaterThan(0);
 
     await other.set('e1', 'changed');
     const deadline = Date.now() + 5_000;
     while (
-      (await sample(registry, 'noa_cache_manager_bus_messages_total{direction="received"}')) === 0 &&
+      (await sample(registry, 'noa_cache_manager_bus_messages_total{cache="cache",direction="received"}')) ===
+        0 &&
       Date.now() < deadline
     ) {
       await delay(10);
     }
     expect(
-      await sample(registry, 'noa_cache_manager_bus_messages_total{direction="received"}'),
+      await sample(registry, 'noa_cache_manager_bus_messages_total{cache="cache",direction="received"}'),
     ).toBeGreaterThan(0);
   });
 
@@ -136,7 +142,7 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     };
     const cache = await make({ registry, logger });
     await redis!.set(`${prefix}v:foreign`, 'written by another program');
-    const decodeErrors = 'noa_cache_manager_errors_total{tier="l2",operation="decode"}';
+    const decodeErrors = 'noa_cache_manager_errors_total{cache="cache",tier="l2",operation="decode"}';
     expect(await cache.get('foreign')).toBeUndefined();
     expect(await sample(registry, decodeErrors)).toBe(1);
     // A miss reads L2 again once it holds the lease: one more undecodable read, or two.
@@ -200,8 +206,8 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
   it('reports the breaker state from the start, not only after its first change', async () => {
     const registry = new Registry();
     await make({ registry });
-    expect(await sample(registry, 'noa_cache_manager_breaker_state{state="closed"}')).toBe(1);
-    expect(await sample(registry, 'noa_cache_manager_breaker_state{state="open"}')).toBe(0);
+    expect(await sample(registry, 'noa_cache_manager_breaker_state{cache="cache",state="closed"}')).toBe(1);
+    expect(await sample(registry, 'noa_cache_manager_breaker_state{cache="cache",state="open"}')).toBe(0);
   });
 
   it('counts, on a registry shared by two caches, each breaker in its own state until the cache closes', async () => {
@@ -220,7 +226,8 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     });
     try {
       await doomed.ready();
-      const state = (name: string) => sample(registry, `noa_cache_manager_breaker_state{state="${name}"}`);
+      const state = (name: string) =>
+        sample(registry, `noa_cache_manager_breaker_state{cache="cache",state="${name}"}`);
       expect(await state('closed')).toBe(2);
       await server.kill();
       await doomed.get('anything');
@@ -253,6 +260,8 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
       'computed',
     ]);
     expect(runs).toBe(1);
-    expect(await sample(registry, 'noa_cache_manager_lock_waits_total{result="value"}')).toBe(1);
+    expect(await sample(registry, 'noa_cache_manager_lock_waits_total{cache="cache",result="value"}')).toBe(
+      1,
+    );
   });
 });

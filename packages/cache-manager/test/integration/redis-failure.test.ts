@@ -96,7 +96,7 @@ describe.skipIf(!hasRedisServer)('Redis frozen, then killed, then back', () => {
     expect(cache.stats().l2).not.toBe('closed');
     const metrics = await registry.metrics();
     expect(metrics).toMatch(
-      /noa_cache_manager_degraded_operations_total\{operation="[a-z_]+",reason="(timeout|circuit_open)"\} [1-9]/,
+      /noa_cache_manager_degraded_operations_total\{cache="cache",operation="[a-z_]+",kind="(timeout|circuit_open)"\} [1-9]/,
     );
     // An outage is logged, but not once per failed call: at most one failure warning a second.
     expect(warnings).toContain('redis circuit breaker open');

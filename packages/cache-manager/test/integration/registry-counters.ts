@@ -40,10 +40,10 @@ export async function fromRegistry(registry: Registry): Promise<Omit<CacheStats,
     factoryRuns: await total(registry, metric('factory_runs_total')),
     factoryErrors: await total(registry, metric('factory_runs_total'), { result: 'error' }),
     l2Errors: await total(registry, metric('errors_total'), { tier: 'l2' }),
-    l2Timeouts: await total(registry, degraded, { reason: 'timeout' }),
+    l2Timeouts: await total(registry, degraded, { kind: 'timeout' }),
     degraded: {
       total: await total(registry, degraded),
-      breakerOpen: await total(registry, degraded, { reason: 'circuit_open' }),
+      breakerOpen: await total(registry, degraded, { kind: 'circuit_open' }),
     },
     evictions: {
       evicted: await total(registry, metric('evictions_total'), { tier: 'l1', reason: 'evicted' }),

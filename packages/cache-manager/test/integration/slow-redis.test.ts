@@ -91,16 +91,18 @@ describe.skipIf(started.skip !== undefined)('Redis slow behind a delaying proxy'
 
   it('times the calls that ran out of time too: the latency histogram shows the hang', async () => {
     const series = 'noa_cache_manager_operation_duration_seconds';
-    const before = await sample(registry, `${series}_count{tier="l2",operation="get"}`);
+    const before = await sample(registry, `${series}_count{cache="cache",tier="l2",operation="get"}`);
     const slowBefore =
-      before - (await sample(registry, `${series}_bucket{le="0.1",tier="l2",operation="get"}`));
+      before - (await sample(registry, `${series}_bucket{le="0.1",cache="cache",tier="l2",operation="get"}`));
     proxy.delayMs = 1_000;
     await cache.get('absent:1');
     proxy.delayMs = 0;
-    expect(await sample(registry, `${series}_count{tier="l2",operation="get"}`)).toBe(before + 1);
+    expect(await sample(registry, `${series}_count{cache="cache",tier="l2",operation="get"}`)).toBe(
+      before + 1,
+    );
     const slow =
-      (await sample(registry, `${series}_count{tier="l2",operation="get"}`)) -
-      (await sample(registry, `${series}_bucket{le="0.1",tier="l2",operation="get"}`));
+      (await sample(registry, `${series}_count{cache="cache",tier="l2",operation="get"}`)) -
+      (await sample(registry, `${series}_bucket{le="0.1",cache="cache",tier="l2",operation="get"}`));
     expect(slow).toBe(slowBefore + 1);
   });
 });

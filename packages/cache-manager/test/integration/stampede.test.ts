@@ -208,7 +208,9 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
     });
     expect(value).toBe('computed');
     expect(runs).toBe(1);
-    expect(await registry.metrics()).toContain('noa_cache_manager_lock_waits_total{result="acquired"} 1');
+    expect(await registry.metrics()).toContain(
+      'noa_cache_manager_lock_waits_total{cache="cache",result="acquired"} 1',
+    );
   });
 
   it('waiters serve the stale value when the holder is slower than their soft timeout', async () => {

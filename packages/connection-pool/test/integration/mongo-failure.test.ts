@@ -133,7 +133,7 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     const health = await pool.health();
     expect(health.healthy).toBe(false);
     expect(health.error).toBeDefined();
-    // Failed checkouts (`checkout-connectionError`) and, when the driver clears it, `pool-cleared`.
+    // Failed checkouts (`checkout_connection_error`) and, when the driver clears it, `pool_cleared`.
     expect(await errorsTotal(registry)).toBeGreaterThanOrEqual(1);
     expect(await gauges(registry)).toEqual({ active: 0, idle: pool.stats.idle, waiting: 0 });
 
@@ -237,7 +237,7 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
       });
     }
     expect(
-      await sample(registry, 'noa_connection_pool_errors_total', '{pool="mongo",kind="query-timeout"}'),
+      await sample(registry, 'noa_connection_pool_errors_total', '{pool="mongo",kind="query_timeout"}'),
     ).toBe(3);
 
     server.resume();

@@ -79,7 +79,7 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     expect(text).toMatch(
       /noa_connection_pool_routed_queries_total\{cluster="routing",target="replica0",reason="read"\}/,
     );
-    expect(text).toMatch(/routed_queries_total\{cluster="routing",target="primary",reason="locking-read"\}/);
+    expect(text).toMatch(/routed_queries_total\{cluster="routing",target="primary",reason="locking_read"\}/);
     expect(text).toMatch(/noa_connection_pool_replica_in_rotation\{cluster="routing",replica="replica0"\} 1/);
     // Every routing target is the `pool` label of that server's own series: `<cluster>:<target>`.
     const targets = new Set(
@@ -94,7 +94,7 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
       /noa_connection_pool_(routed_queries_total|replica_in_rotation|replica_lag_seconds)\{pool=/,
     );
     diagnosticsChannel.unsubscribe('noa:connection-pool:route', onRoute);
-    // The diagnostics channel names the cluster the same way.
+    // The diagnostics channel names the cluster the same way (its reasons in the API's spelling).
     expect(routed).toContainEqual({ cluster: 'routing', target: 'replica0', reason: 'read' });
     expect(routed).toContainEqual({ cluster: 'routing', target: 'primary', reason: 'locking-read' });
   });

@@ -18,6 +18,11 @@ const expectedLogs: ((logs: unknown[][]) => void)[] = [
   (logs) => expect(logs).toEqual([[[1, 'a']], [{ n: 2 }]]),
   (logs) => expect(logs[0]).toEqual([true]),
   (logs) => expect(logs[0]).toEqual([false, 'down', 'NOA_POOL_BACKEND_UNAVAILABLE']),
+  (logs) =>
+    expect(logs).toEqual([
+      ['orders', 'down', { primary: 'down', replicas: 0, replicasInRotation: 0 }],
+      ['NOA_POOL_BACKEND_UNAVAILABLE'],
+    ]),
   (logs) => expect(logs[0]).toEqual(['NOA_CONFIG_INVALID', ['primary']]),
   (logs) => expect(logs[0]).toEqual([1, true]),
   (logs) => expect(logs[0]).toEqual([[expect.stringMatching(/^readme:jobs:/), 'job-1']]),

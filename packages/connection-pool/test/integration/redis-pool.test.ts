@@ -128,7 +128,7 @@ describe.skipIf(!reachable)('RedisPool', () => {
         await expect(pool.use((client) => client.get('k'))).rejects.toBeInstanceOf(QueryTimeoutError);
         // Generous bound for 2 loaded cores: without the deadline the command waits for ever.
         expect(Date.now() - started).toBeLessThan(300 + 2_000);
-        expect(await errorsOfKind(registry, 'frozen', 'query-timeout')).toBe(1);
+        expect(await errorsOfKind(registry, 'frozen', 'query_timeout')).toBe(1);
         // The timed-out connection was closed; a new one gets no handshake answer either.
         started = Date.now();
         await expect(pool.use((client) => client.get('k'))).rejects.toBeInstanceOf(BackendUnavailableError);
@@ -232,7 +232,7 @@ describe.skipIf(!reachable)('RedisPool', () => {
       server.freeze();
       try {
         await expect(pool.use((client) => client.get('k'))).rejects.toBeInstanceOf(QueryTimeoutError);
-        expect(await errorsOfKind(registry, 'ct', 'query-timeout')).toBe(1);
+        expect(await errorsOfKind(registry, 'ct', 'query_timeout')).toBe(1);
       } finally {
         server.resume();
       }

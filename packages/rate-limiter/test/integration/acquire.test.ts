@@ -67,7 +67,7 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.acquire on $name', (t
       }
       const data = await registry.getSingleMetric('noa_rate_limiter_checks_total')!.get();
       const refused = data.values
-        .filter((value) => value.labels.outcome !== 'allowed')
+        .filter((value) => value.labels.result !== 'allowed')
         .reduce((sum, value) => sum + value.value, 0);
       // At most one refusal per admission (per window for a fixed window), not one per waiter.
       expect(refused).toBeLessThanOrEqual(
@@ -139,7 +139,9 @@ describe.skipIf(privateRedis.skip !== undefined)('limiter.acquire while Redis is
       timeout: 5_000,
       interval: 50,
     });
-    expect(await registry.metrics()).toContain('noa_rate_limiter_adjustments_total{operation="refund"} 1');
+    expect(await registry.metrics()).toContain(
+      'noa_rate_limiter_adjustments_total{limiter="limiter",operation="refund"} 1',
+    );
     expect(limiter.waitingKeys).toBe(0);
     await limiter.close();
   });

@@ -125,16 +125,19 @@ describe.skipIf(skip !== undefined)('Redis paused, then killed: checks stay with
     expect(local.fallbackActive).toBe(true);
     // Metrics and logs say what happened: calls cut by the deadline, the breaker open.
     expect(
-      await sample(registry, 'noa_rate_limiter_store_errors_total{kind="timeout"}'),
+      await sample(registry, 'noa_rate_limiter_store_errors_total{limiter="limiter",kind="timeout"}'),
     ).toBeGreaterThanOrEqual(3);
     expect(
-      await sample(registry, 'noa_rate_limiter_store_errors_total{kind="circuit-open"}'),
+      await sample(registry, 'noa_rate_limiter_store_errors_total{limiter="limiter",kind="circuit_open"}'),
     ).toBeGreaterThan(0);
-    expect(await sample(registry, 'noa_rate_limiter_fallback_active')).toBe(1);
+    expect(await sample(registry, 'noa_rate_limiter_fallback_active{limiter="limiter"}')).toBe(1);
     const refusedLocally = [...during.local!, ...burst].filter((result) => !result.allowed).length;
-    expect(await sample(registry, 'noa_rate_limiter_checks_total{outcome="limited",source="fallback"}')).toBe(
-      refusedLocally,
-    );
+    expect(
+      await sample(
+        registry,
+        'noa_rate_limiter_checks_total{limiter="limiter",result="limited",source="fallback"}',
+      ),
+    ).toBe(refusedLocally);
     expect(logged).toContain('warn rate-limit store breaker open: fail mode applies');
     expect(logged).toContain('warn rate-limit store call failed; applying fail mode');
 
@@ -165,15 +168,21 @@ describe.skipIf(skip !== undefined)('Redis paused, then killed: checks stay with
     }
     expect(recovered?.allowed).toBe(true);
     expect(local.fallbackActive).toBe(false);
-    expect(await sample(registry, 'noa_rate_limiter_fallback_active')).toBe(0);
+    expect(await sample(registry, 'noa_rate_limiter_fallback_active{limiter="limiter"}')).toBe(0);
     expect(logged).toContain('info rate-limit store breaker closed: store back in use');
     // Store calls that answered were timed (the healthy check, then the recovered one at least),
     // and so were the calls that hit the deadline while Redis was paused.
     expect(
-      await sample(registry, 'noa_rate_limiter_check_duration_seconds_count{store="redis",result="ok"}'),
+      await sample(
+        registry,
+        'noa_rate_limiter_check_duration_seconds_count{limiter="limiter",store="redis",result="ok"}',
+      ),
     ).toBeGreaterThanOrEqual(2);
     expect(
-      await sample(registry, 'noa_rate_limiter_check_duration_seconds_count{store="redis",result="timeout"}'),
+      await sample(
+        registry,
+        'noa_rate_limiter_check_duration_seconds_count{limiter="limiter",store="redis",result="timeout"}',
+      ),
     ).toBeGreaterThanOrEqual(1);
   });
 });

@@ -24,9 +24,9 @@ function limiterAt(url: string, registry: Registry): RateLimiter {
   return limiter;
 }
 
-/** The value of the unlabelled `noa_rate_limiter_fallback_active` sample. */
+/** The value of `noa_rate_limiter_fallback_active` for the limiters of the default name. */
 async function fallbackActive(registry: Registry): Promise<number> {
-  const name = 'noa_rate_limiter_fallback_active';
+  const name = 'noa_rate_limiter_fallback_active{limiter="limiter"}';
   const line = (await registry.metrics()).split('\n').find((text) => text.startsWith(`${name} `));
   return Number(line?.slice(name.length + 1));
 }

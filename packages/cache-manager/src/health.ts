@@ -1,0 +1,34 @@
+import { type BreakerState, ClosedError, type HealthReport } from '@noa/core';
+
+/** What a cache knows of its tiers, as {@link cacheHealth} reads it. */
+export interface CacheHealthState {
+  closed: boolean;
+  l1Entries: number;
+  onBackendError: 'degrade' | 'throw';
+  /** Undefined for a memory-only cache. */
+  l2: { breaker: BreakerState; answering: boolean; lastError: unknown } | undefined;
+  now: number;
+}
+
+/**
+ * The cache's {@link HealthReport}. Redis with its breaker not closed, or whose last call failed,
+ * leaves L1 serving alone: `degraded` (reads fall back to L1 and the factory, writes stay local),
+ * or `down` with `onBackendError: 'throw'`, where those calls reject instead.
+ */
+export function cacheHealth(state: CacheHealthState): HealthReport {
+  const details: Record<string, unknown> = { l1Entries: state.l1Entries };
+  const report = (status: HealthReport['status'], cause?: unknown): HealthReport =>
+    cause === undefined
+      ? { component: 'cache', status, checkedAt: state.now, details }
+      : { component: 'cache', status, checkedAt: state.now, details, cause };
+  if (state.closed) return report('down', new ClosedError('cache-manager'));
+  if (state.l2 === undefined) {
+    details.l2 = 'none';
+    return report('up');
+  }
+  details.l2 = state.l2.breaker;
+  details.l2Answering = state.l2.answering;
+  details.onBackendError = state.onBackendError;
+  if (state.l2.breaker === 'closed' && state.l2.answering) return report('up');
+  return report(state.onBackendError === 'throw' ? 'down' : 'degraded', state.l2.lastError);
+}

@@ -1,0 +1,173 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import {
+  ClosedError,
+  ConfigError,
+  combineHealth,
+  type HealthReport,
+  type HealthStatus,
+  healthResponse,
+  readinessHandler,
+  runHealthChecks,
+  TimeoutError,
+} from '../src/index.js';
+
+const report = (component: string, status: HealthStatus, cause?: unknown): HealthReport => ({
+  component,
+  status,
+  checkedAt: 1_000,
+  details: { note: component },
+  ...(cause === undefined ? {} : { cause }),
+});
+
+describe('combineHealth', () => {
+  it('is up and ready when every component is up', () => {
+    const health = combineHealth({ a: report('a', 'up'), b: report('b', 'up') }, { now: 5 });
+    expect(health).toMatchObject({ status: 'up', ready: true, checkedAt: 5 });
+    expect(health.components.a).toEqual({ ...report('a', 'up'), required: true });
+  });
+
+  it('is degraded but ready when a component serves from a fallback', () => {
+    const health = combineHealth({ a: report('a', 'up'), b: report('b', 'degraded') });
+    expect(health).toMatchObject({ status: 'degraded', ready: true });
+  });
+
+  it('is down and not ready when a required component is down, whatever the others', () => {
+    for (const other of ['up', 'degraded', 'down'] as const) {
+      const health = combineHealth({ a: report('a', 'down'), b: report('b', other) });
+      expect(health).toMatchObject({ status: 'down', ready: false });
+    }
+  });
+
+  it('counts an optional component that is down as degraded, still ready', () => {
+    const health = combineHealth(
+      { db: report('db', 'up'), cache: report('cache', 'down') },
+      { optional: ['cache'] },
+    );
+    expect(health).toMatchObject({ status: 'degraded', ready: true });
+    expect(health.components.cache?.required).toBe(false);
+    expect(health.components.db?.required).toBe(true);
+  });
+
+  it('is up and ready with no components', () => {
+    expect(combineHealth({})).toMatchObject({ status: 'up', ready: true, components: {} });
+  });
+});
+
+describe('runHealthChecks', () => {
+  it('runs sync and async checks and honours required: false', async () => {
+    const health = await runHealthChecks({
+      limiter: () => report('rate-limiter', 'degraded'),
+      db: async () => report('pg-pool', 'up'),
+      queue: { check: () => report('worker', 'down'), required: false },
+    });
+    expect(health.status).toBe('degraded');
+    expect(health.ready).toBe(true);
+    expect(Object.keys(health.components)).toEqual(['limiter', 'db', 'queue']);
+    expect(health.components.limiter?.component).toBe('rate-limiter');
+  });
+
+  it('turns a check that throws or rejects into its component down with the error as cause', async () => {
+    const thrown = new ClosedError('Cache');
+    const health = await runHealthChecks({
+      cache: () => {
+        throw thrown;
+      },
+      db: () => Promise.reject(new Error('refused')),
+    });
+    expect(health).toMatchObject({ status: 'down', ready: false });
+    expect(health.components.cache).toMatchObject({ component: 'cache', status: 'down', cause: thrown });
+    expect(health.components.db?.cause).toMatchObject({ message: 'refused' });
+  });
+
+  it('counts a check that does not answer within timeoutMs as down with a TimeoutError', async () => {
+    const started = performance.now();
+    const health = await runHealthChecks(
+      { db: () => new Promise<HealthReport>(() => {}) },
+      { timeoutMs: 50 },
+    );
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(health.components.db?.status).toBe('down');
+    expect(health.components.db?.cause).toBeInstanceOf(TimeoutError);
+  });
+
+  it('rejects bad options with a ConfigError naming the field', async () => {
+    await expect(runHealthChecks({}, { timeoutMs: -1 })).rejects.toThrow(ConfigError);
+    expect(() => readinessHandler({}, { timeoutMs: 0 })).toThrow(/timeoutMs/);
+  });
+});
+
+describe('healthResponse', () => {
+  const cause = new TimeoutError('redis ping', 100);
+
+  it('answers 200 while ready and 503 once not, with causes as name, code and message', () => {
+    const degraded = healthResponse(combineHealth({ a: report('a', 'degraded', cause) }, { now: 0 }));
+    expect(degraded.statusCode).toBe(200);
+    expect(degraded.body).toEqual({
+      status: 'degraded',
+      ready: true,
+      checkedAt: '1970-01-01T00:00:00.000Z',
+      components: {
+        a: {
+          component: 'a',
+          status: 'degraded',
+          required: true,
+          checkedAt: '1970-01-01T00:00:01.000Z',
+          details: { note: 'a' },
+          cause: { name: 'TimeoutError', code: 'NOA_TIMEOUT', message: cause.message },
+        },
+      },
+    });
+    const down = healthResponse(combineHealth({ a: report('a', 'down', 'plain text') }));
+    expect(down.statusCode).toBe(503);
+    expect(down.body.components.a?.cause).toEqual({ name: 'Error', message: 'plain text' });
+    expect(down.headers['cache-control']).toBe('no-store');
+  });
+
+  it('hides cause messages with exposeCauses: false, and never sends a stack', () => {
+    const response = healthResponse(combineHealth({ a: report('a', 'down', cause) }), {
+      exposeCauses: false,
+    });
+    expect(response.body.components.a?.cause).toEqual({ name: 'Error', message: 'hidden' });
+    expect(
+      JSON.stringify(healthResponse(combineHealth({ a: report('a', 'down', cause) })).body),
+    ).not.toContain('at ');
+  });
+
+  it('gives no cause for an up component', () => {
+    const response = healthResponse(combineHealth({ a: report('a', 'up', cause) }));
+    expect(response.body.components.a).not.toHaveProperty('cause');
+  });
+});
+
+describe('readinessHandler', () => {
+  it('serves the combined health as JSON over node:http', async () => {
+    let status: HealthStatus = 'up';
+    const handler = readinessHandler({
+      db: () => report('db', status, status === 'down' ? cause() : undefined),
+    });
+    function cause() {
+      return new Error('connect ECONNREFUSED');
+    }
+    const server = createServer((req, res) => void handler(req, res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/readyz`;
+      const up = await fetch(url);
+      expect(up.status).toBe(200);
+      expect(up.headers.get('content-type')).toContain('application/json');
+      expect(await up.json()).toMatchObject({ status: 'up', ready: true });
+      status = 'down';
+      const down = await fetch(url);
+      expect(down.status).toBe(503);
+      expect(await down.json()).toMatchObject({
+        status: 'down',
+        ready: false,
+        components: { db: { status: 'down', cause: { message: 'connect ECONNREFUSED' } } },
+      });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});

@@ -1,0 +1,60 @@
+import { TimeoutError } from '@noa/core';
+import { describe, expect, it } from 'vitest';
+import { probeQueue, workerHealth } from '../src/health.js';
+import { ClosedError, MemoryProvider, Queue, Worker } from '../src/index.js';
+
+const state = { queue: 'q', closing: false, started: true, backendUp: true, backendError: undefined };
+const base = { ...state, activeJobs: 0, concurrency: 1, now: 3 };
+
+describe('workerHealth', () => {
+  it('is up while the backend answers, down with the outage error while it does not', () => {
+    expect(workerHealth(base)).toEqual({
+      component: 'worker:q',
+      status: 'up',
+      checkedAt: 3,
+      details: { queue: 'q', started: true, backendUp: true, activeJobs: 0, concurrency: 1 },
+    });
+    const failure = new Error('ECONNREFUSED');
+    expect(workerHealth({ ...base, backendUp: false, backendError: failure })).toMatchObject({
+      status: 'down',
+      cause: failure,
+    });
+    expect(workerHealth({ ...base, backendUp: false })).not.toHaveProperty('cause');
+  });
+
+  it('is down once closing, with a ClosedError', () => {
+    const report = workerHealth({ ...base, closing: true });
+    expect(report.status).toBe('down');
+    expect(report.cause).toBeInstanceOf(ClosedError);
+  });
+});
+
+describe('probeQueue', () => {
+  it('is down with a TimeoutError when counts do not answer in time', async () => {
+    const report = await probeQueue('q', false, () => new Promise(() => {}), 20);
+    expect(report).toMatchObject({ component: 'queue:q', status: 'down' });
+    expect(report.cause).toBeInstanceOf(TimeoutError);
+  });
+
+  it('is down with the error when counts reject', async () => {
+    const failure = new Error('NOAUTH');
+    expect(await probeQueue('q', false, () => Promise.reject(failure), 1_000)).toMatchObject({
+      status: 'down',
+      cause: failure,
+    });
+  });
+});
+
+describe('on the memory provider', () => {
+  it('Worker.health() and Queue.checkHealth() are up, then down after close()', async () => {
+    const queue = new Queue({ name: 'health', provider: new MemoryProvider() });
+    const worker = new Worker({ queue, autostart: false, handler: () => {} });
+    expect(worker.health()).toMatchObject({ status: 'up', details: { started: false } });
+    expect(await queue.checkHealth()).toMatchObject({ status: 'up', details: { counts: { waiting: 0 } } });
+    await expect(queue.checkHealth({ timeoutMs: 0 })).rejects.toThrow(/timeoutMs/);
+    await worker.close();
+    await queue.close();
+    expect(worker.health().status).toBe('down');
+    expect((await queue.checkHealth()).status).toBe('down');
+  });
+});
