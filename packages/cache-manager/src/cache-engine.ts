@@ -20,7 +20,14 @@ import type {
   SetOptions,
 } from './cache-options.js';
 import { DecodeTurns } from './decode-turns.js';
-import { type CacheEntry, isFresh, shouldRefreshEarly, slideEntry } from './entry.js';
+import {
+  type CacheEntry,
+  isFresh,
+  scopeTags,
+  shouldRefreshAhead,
+  shouldRefreshEarly,
+  slideEntry,
+} from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
 import { FillGuard } from './fill-guard.js';
 import { clearPrefix, deleteByTags, deleteKeys, expireByTags, expireKeys } from './invalidation.js';
@@ -351,7 +358,11 @@ export class CacheEngine {
       this.metrics.request('l1', 'hit');
       if (this.listeners.hit) this.emitHit(fullKey, 'l1');
       const beta = options.earlyRefreshBeta ?? this.options.earlyRefreshBeta;
-      if (entry.computeMs > 0 && shouldRefreshEarly(entry, now, beta, this.random)) {
+      const threshold = options.refreshThresholdMs ?? this.options.refreshThresholdMs;
+      if (
+        (entry.computeMs > 0 && shouldRefreshEarly(entry, now, beta, this.random)) ||
+        (threshold !== undefined && shouldRefreshAhead(entry, now, threshold))
+      ) {
         refreshEarly(this, fullKey, userKey, factory, options, entry);
       }
       return Promise.resolve(this.out(entry.value as T));
@@ -409,8 +420,12 @@ export class CacheEngine {
     return deleteKeys(this, fullKeys);
   }
 
-  deleteByTags(tags: readonly string[]): Promise<number> {
-    return deleteByTags(this, tags);
+  /**
+   * `deleteByTag` of stored tag names (see {@link tagsOf}); `named`: as the caller named them,
+   * for the edge purge.
+   */
+  deleteByTags(tags: readonly string[], named: readonly string[] = tags): Promise<number> {
+    return deleteByTags(this, tags, named);
   }
 
   /** Soft invalidation: see `Cache.expire`. */
@@ -479,6 +494,11 @@ export class CacheEngine {
    */
   fill(fullKey: string, entry: CacheEntry, bytes: number, since: number): void {
     if (this.fills.mayFill(fullKey, entry.tags, since, entry.writeId)) this.l1Set(fullKey, entry, bytes);
+  }
+
+  /** The tags of an entry of `fullKey` as stored: scoped to its namespace unless `tagScope: 'global'`. */
+  tagsOf(fullKey: string, tags: readonly string[]): readonly string[] {
+    return this.options.tagScope === 'global' ? tags : scopeTags(fullKey, tags);
   }
 
   /** Puts an entry in L1 (capped by `l1.maxTtlMs`, frozen in freeze mode) and indexes its tags. */

@@ -11,6 +11,11 @@ const positiveMs = z.number().int().positive();
  * 2^31 - 1 ms (~24.8 days), so a larger timeout would end every call immediately.
  */
 const timerMs = positiveMs.max(maxTimerMs);
+/**
+ * `softTimeoutMs`: a timer's wait, or 0 for none at all (bentocache's default `timeout: 0`): a
+ * value in grace is served at once while the factory refreshes the key in the background.
+ */
+const softTimeoutMs = z.number().int().nonnegative().max(maxTimerMs);
 
 /** Whether `value` is an entry's freshness: a positive integer of ms, or `Infinity` for no expiry. */
 export const isEntryTtlMs = (value: unknown): value is number =>
@@ -111,8 +116,11 @@ export const cacheOptionsSchema = z
         error: `no ":"-separated segment may be "v" or start with "__" (the markers that follow a prefix; rename that segment, ${prefixChangeNote})`,
       })
       .default('noa:cache:'),
-    /** Default freshness of an entry in ms (absent: no expiry). */
-    ttlMs: positiveMs.optional(),
+    /**
+     * Default freshness of an entry in ms (absent or `Infinity`: no expiry; `l1.maxTtlMs` still
+     * bounds L1, and L1's size limits still evict).
+     */
+    ttlMs: entryTtlMs.optional(),
     /** Default grace period in ms after expiry during which a stale value may be served. */
     graceMs: z.number().int().nonnegative().default(0),
     /**
@@ -124,12 +132,23 @@ export const cacheOptionsSchema = z
     slidingTtlMs: positiveMs.optional(),
     /** After a factory failure served stale, wait this long before calling the factory again. */
     graceBackoffMs: z.number().int().nonnegative().default(5_000),
-    /** With a stale value at hand, return it after this long and let the factory finish in background. */
-    softTimeoutMs: timerMs.optional(),
+    /**
+     * With a stale value at hand, return it after this long and let the factory finish in
+     * background; 0: return it at once (bentocache's `timeout: 0`). No stale value: no effect.
+     */
+    softTimeoutMs: softTimeoutMs.optional(),
     /** Without a stale value, give up after this long with `FactoryTimeoutError` (the factory still finishes and is cached), also when waiting for another instance's factory. */
     hardTimeoutMs: timerMs.optional(),
     /** XFetch β: 0 disables early refresh; 1 is the paper's optimum; higher refreshes earlier. */
     earlyRefreshBeta: z.number().nonnegative().default(1),
+    /**
+     * Refresh-ahead threshold in ms (cache-manager v7's `refreshThreshold`): a `getOrSet` hit on a
+     * value with less freshness than this left refreshes it in the background (once across
+     * instances, through the lease), whatever the factory's duration; callers get the current
+     * value meanwhile. A failed refresh keeps it, and the next try waits `graceBackoffMs`.
+     * Absent or 0: off (XFetch still applies).
+     */
+    refreshThresholdMs: z.number().int().nonnegative().optional(),
     /** The in-process tier. */
     l1: l1OptionsSchema.default(l1OptionsSchema.parse({})),
     /**
@@ -205,6 +224,14 @@ export const cacheOptionsSchema = z
      * (`ready()` waits for it). 0 disables.
      */
     hotKeys: z.number().int().nonnegative().default(0),
+    /**
+     * `namespace` (default, as bentocache): a tag is its namespace's own, so a namespace's
+     * `deleteByTag`/`expireByTag` reach only the entries written through that namespace view
+     * (the root's only the root's), not another tenant's with the same tag name. `global`: one
+     * tag across all namespaces (earlier releases). Scoping needs no key scan: the tag set is
+     * named after the namespace (`<prefix>__tag:<namespace path>::<tag>`).
+     */
+    tagScope: z.enum(['namespace', 'global']).default('namespace'),
     /** Ties tags to a CDN purge: `deleteByTag` of a listed tag (or any tag when `tags` is absent) calls it. */
     edge: z
       .object({
@@ -270,7 +297,7 @@ export const setOptionsSchema = z
     graceMs: z.number().int().nonnegative().optional(),
     /** Sliding expiry in ms (default: the cache's `slidingTtlMs`; 0: this entry does not slide). */
     slidingTtlMs: z.number().int().nonnegative().optional(),
-    /** Tags for `deleteByTag` (global across namespaces). */
+    /** Tags for `deleteByTag` (the namespace's own unless `tagScope: 'global'`). */
     tags: z.array(z.string()).readonly().optional(),
   })
   .strict();
@@ -289,14 +316,16 @@ export const setManyItemSchema = setOptionsSchema
 /** Per-call options of `getOrSet` and `wrap`: the write options plus the read-through ones. */
 export const getOrSetOptionsSchema = setOptionsSchema
   .extend({
-    /** See the cache option of the same name. */
-    softTimeoutMs: timerMs.optional(),
+    /** See the cache option of the same name (0: the value in grace at once). */
+    softTimeoutMs: softTimeoutMs.optional(),
     /** See the cache option of the same name. */
     hardTimeoutMs: timerMs.optional(),
     /** How long to wait for another instance's factory (default: `lock.timeoutMs`). */
     lockTimeoutMs: timerMs.optional(),
     /** XFetch β for this call. */
     earlyRefreshBeta: z.number().nonnegative().optional(),
+    /** See the cache option of the same name (0: off for this call). */
+    refreshThresholdMs: z.number().int().nonnegative().optional(),
     /**
      * Skip the cached value (L1 and L2, fresh or not) and run the factory, writing its result
      * to both tiers and telling other instances (bentocache's `forceFresh`). Still one run per

@@ -27,6 +27,7 @@ import {
   checkTags,
   checkValue,
 } from './call-options.js';
+import { scopeTags } from './entry.js';
 import { cacheHealth } from './health.js';
 import type { KeyTtl } from './key-ttl.js';
 import { keyTtl } from './read-path.js';
@@ -97,6 +98,14 @@ export class Cache {
     if (typeof key !== 'string') throw argumentError(method, 'key', 'a string', key);
     if (this.#keyPrefix !== '') return this.#keyPrefix + key;
     return key.charCodeAt(0) === 58 ? `::${key}` : key;
+  }
+
+  /**
+   * `tags` as stored for this view (`tagScope: 'namespace'`): prefixed with its path as its
+   * keys are (see `scopeTags`); as given with `tagScope: 'global'`.
+   */
+  #tags(tags: readonly string[]): readonly string[] {
+    return this.#engine.options.tagScope === 'global' ? tags : scopeTags(this.#keyPrefix, tags);
   }
 
   /** {@link #key} of each of `keys` (`ConfigError` naming `keys` or `keys.<i>`). */
@@ -210,13 +219,14 @@ export class Cache {
 
   /**
    * Deletes every entry carrying one of the tags, in both tiers and every instance, and
-   * purges the CDN for tags tied to the edge. Tags are global (not namespaced). Returns the
+   * purges the CDN for tags tied to the edge. Tags are this namespace's own (unless `tagScope: 'global'`). Returns the
    * number of keys removed (an upper bound across tiers). When the edge purge fails, the cache
    * entries are already gone and it rejects with `EdgePurgeError` (the purger's error as cause).
    */
   async deleteByTag(tags: string | readonly string[]): Promise<number> {
     this.#open();
-    return this.#engine.deleteByTags(checkTags(tags, 'deleteByTag'));
+    const named = checkTags(tags, 'deleteByTag');
+    return this.#engine.deleteByTags(this.#tags(named), named);
   }
 
   /**
@@ -242,13 +252,13 @@ export class Cache {
 
   /**
    * {@link Cache.expire} for every entry carrying one of the tags, in both tiers and every
-   * instance (through the tag sets, no key scans). Tags are global (not namespaced). Returns
+   * instance (through the tag sets, no key scans). Tags are this namespace's own (unless `tagScope: 'global'`). Returns
    * the number of keys marked stale. The edge is not purged (the entries still exist; use
    * `deleteByTag` for that).
    */
   async expireByTag(tags: string | readonly string[]): Promise<number> {
     this.#open();
-    return this.#engine.expireByTags(checkTags(tags, 'expireByTag'));
+    return this.#engine.expireByTags(this.#tags(checkTags(tags, 'expireByTag')));
   }
 
   /**

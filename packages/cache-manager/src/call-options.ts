@@ -17,6 +17,8 @@ const positiveInt: Rule = (value) => typeof value === 'number' && Number.isSafeI
 const timerMs: Rule = (value) => positiveInt(value) && (value as number) <= maxTimerMs;
 const nonNegativeInt: Rule = (value) =>
   typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+/** `softTimeoutMs`: a timer's wait or 0 (see cache-options.ts). */
+const softTimeoutMs: Rule = (value) => nonNegativeInt(value) && (value as number) <= maxTimerMs;
 const nonNegativeNumber: Rule = (value) => typeof value === 'number' && Number.isFinite(value) && value >= 0;
 const stringList: Rule = (value) => {
   if (!Array.isArray(value)) return false;
@@ -44,10 +46,11 @@ const setManyItemRules: Readonly<Record<string, Rule>> = {
 /** The rules of {@link getOrSetOptionsSchema}, by field. */
 export const getOrSetOptionRules: Readonly<Record<string, Rule>> = {
   ...setOptionRules,
-  softTimeoutMs: timerMs,
+  softTimeoutMs,
   hardTimeoutMs: timerMs,
   lockTimeoutMs: timerMs,
   earlyRefreshBeta: nonNegativeNumber,
+  refreshThresholdMs: nonNegativeInt,
   forceFresh: (value) => typeof value === 'boolean',
 };
 

@@ -23,6 +23,12 @@ export interface CacheEntry<T = unknown> {
   /** The end of freshness a sliding entry never passes (`createdAt + ttlMs`, or `Infinity`). */
   maxExpiresAt?: number;
   /**
+   * L1 only (never encoded): no early refresh of this copy before this clock time, set after a
+   * failed refresh (for `graceBackoffMs`), a back-off copy, or another instance's refresh
+   * found in progress. The refresh-ahead threshold's own mark: XFetch's is `computeMs = 0`.
+   */
+  refreshBlockedUntil?: number;
+  /**
    * The id of the write that stored the value (see `WriteIds`), announced by its bus message:
    * a read in flight that answered with this value is not older than that write. Undefined
    * for a value of an earlier release.
@@ -52,6 +58,18 @@ export function shouldRefreshEarly(
   const draw = random();
   const safe = draw <= 0 ? Number.MIN_VALUE : draw;
   return now - entry.computeMs * beta * Math.log(safe) >= expiresAt;
+}
+
+/**
+ * Refresh-ahead (cache-manager v7's `refreshThreshold`): true when a fresh entry with an expiry
+ * has less than `thresholdMs` of freshness left at `now` (a sliding one: less than that to its
+ * bound), unless a failed refresh blocked it until later (`refreshBlockedUntil`).
+ */
+export function shouldRefreshAhead(entry: CacheEntry, now: number, thresholdMs: number): boolean {
+  if (thresholdMs <= 0) return false;
+  const target = refreshTarget(entry);
+  if (!Number.isFinite(target) || target - now >= thresholdMs) return false;
+  return entry.refreshBlockedUntil === undefined || now >= entry.refreshBlockedUntil;
 }
 
 /**
@@ -133,4 +151,23 @@ export function expireEntry<T>(
     slidingMs: undefined,
     maxExpiresAt: undefined,
   };
+}
+
+/**
+ * The tags of an entry of `fullKey` as stored (`tagScope: 'namespace'`): a namespaced key's
+ * (`:<a>:<b>::<key>`) tags are prefixed with its path and `::` (`:a:b::<tag>`), as its key is; a
+ * root key's stay as given, but for one starting with `:`, which becomes `::<tag>` (as a root
+ * key does) so that no root tag names a namespace's. No allocation when nothing changes.
+ */
+export function scopeTags(fullKey: string, tags: readonly string[]): readonly string[] {
+  if (tags.length === 0) return tags;
+  // A namespaced full key starts with `:` then a name (never empty); `::` starts a root key.
+  const namespaced = fullKey.charCodeAt(0) === 58 && fullKey.charCodeAt(1) !== 58;
+  if (namespaced) {
+    const prefix = fullKey.slice(0, fullKey.indexOf('::') + 2);
+    return tags.map((tag) => prefix + tag);
+  }
+  let escaped = false;
+  for (const tag of tags) if (tag.charCodeAt(0) === 58) escaped = true;
+  return escaped ? tags.map((tag) => (tag.charCodeAt(0) === 58 ? `::${tag}` : tag)) : tags;
 }

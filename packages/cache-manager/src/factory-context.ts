@@ -22,10 +22,19 @@ export class FactoryRunContext<T> implements FactoryContext<T> {
   /** The errors `setOptions` threw: a caller's mistake, never served over with a stale value. */
   readonly #rejections = new Set<ConfigError>();
 
-  constructor(key: string, staleValue: T | undefined, run: FactoryRunState) {
+  /** The tags as stored (scoped to the key's namespace), for the run's watch. */
+  readonly #storedTags: (tags: readonly string[]) => readonly string[];
+
+  constructor(
+    key: string,
+    staleValue: T | undefined,
+    run: FactoryRunState,
+    storedTags: (tags: readonly string[]) => readonly string[] = (tags) => tags,
+  ) {
     this.key = key;
     this.staleValue = staleValue;
     this.#run = run;
+    this.#storedTags = storedTags;
   }
 
   setOptions(options: SetOptions): void {
@@ -40,7 +49,7 @@ export class FactoryRunContext<T> implements FactoryContext<T> {
     const chosen: Record<string, unknown> = { ...this.#options };
     for (const [field, value] of Object.entries(options)) if (value !== undefined) chosen[field] = value;
     this.#options = chosen as SetOptions;
-    if (options.tags !== undefined) this.#run.tags = options.tags;
+    if (options.tags !== undefined) this.#run.tags = this.#storedTags(options.tags);
   }
 
   skip(): void {

@@ -29,7 +29,7 @@ export {
   setOptionsSchema,
 } from './cache-options.js';
 export type { EdgePurger } from './edge-purger.js';
-export { type CacheEntry, shouldRefreshEarly } from './entry.js';
+export { type CacheEntry, shouldRefreshAhead, shouldRefreshEarly } from './entry.js';
 export {
   type AnyCacheManagerError,
   BackendUnavailableError,

@@ -111,7 +111,11 @@ function announce<E extends 'delete' | 'expire'>(
  * page and by L1, never by the tag. A key whose L2 value no longer carries the tag (rewritten
  * without it, here or on another instance) is left alone in both tiers.
  */
-export async function deleteByTags(engine: CacheEngine, tagList: readonly string[]): Promise<number> {
+export async function deleteByTags(
+  engine: CacheEngine,
+  tagList: readonly string[],
+  named: readonly string[] = tagList,
+): Promise<number> {
   if (tagList.length === 0) return 0;
   const tags = distinct(tagList);
   engine.runs.supersedeTags(tags);
@@ -164,7 +168,9 @@ export async function deleteByTags(engine: CacheEngine, tagList: readonly string
   announce(engine, 'delete', removedLocally);
   const edge = engine.options.edge;
   if (edge) {
-    const tied = edge.tags ? tags.filter((tag) => edge.tags!.includes(tag)) : [...tags];
+    // The CDN knows the tags as the caller named them, not as stored in a namespace.
+    const asNamed = distinct(named);
+    const tied = edge.tags ? asNamed.filter((tag) => edge.tags!.includes(tag)) : [...asNamed];
     if (tied.length > 0) {
       try {
         // A purge that never settles (a CDN API without a timeout) would hold deleteByTag forever.

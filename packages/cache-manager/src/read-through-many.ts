@@ -244,7 +244,9 @@ async function runMany<T>(
   const tier = engine.tier;
   const started = performance.now();
   const keys = batch.map((index) => userKeys[index]!);
-  const runs = batch.map((index) => engine.runs.start(fullKeys[index]!, options.tags ?? []));
+  const runs = batch.map((index) =>
+    engine.runs.start(fullKeys[index]!, engine.tagsOf(fullKeys[index]!, options.tags ?? [])),
+  );
   // A failed holder marks it in Redis first, for waiters the `rel` message misses (as runFactory).
   const failedMarkMs = Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs);
   const release = (indexes: readonly number[], holderFailed = false) =>

@@ -200,9 +200,11 @@ export async function joinFlight<T>(
   const { softTimeoutMs, hardTimeoutMs } = limits;
   const stale = load.stale && engine.clock.now() < load.stale.staleUntil ? load.stale : undefined;
   const limit = stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
-  let timedOut = false;
+  // `softTimeoutMs: 0`: the value in grace at once (see `awaitFactory`).
+  let timedOut = limit === 0;
   let outcome: { value: T } | { error: unknown };
   try {
+    if (timedOut) throw new FactoryTimeoutError(load.userKey, 0);
     const value =
       limit === undefined
         ? await flight
@@ -353,7 +355,8 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     }
     // The timeouts bound the whole call: the factory gets what the wait left of them.
     const waitedMs = Date.now() - started;
-    const left = (ms: number | undefined) => (ms === undefined ? undefined : Math.max(1, ms - waitedMs));
+    // A `softTimeoutMs` of 0 stays 0: the value in grace at once, not after 1 ms.
+    const left = (ms: number | undefined) => (ms === undefined || ms === 0 ? ms : Math.max(1, ms - waitedMs));
     const bounded = { ...options, softTimeoutMs: left(softTimeoutMs), hardTimeoutMs: left(hardTimeoutMs) };
     // 'unavailable': Redis failed while we waited; only in-process single flight is left.
     if (lease === 'unavailable') return runFactory(engine, { ...load, stale, l2Seen, options: bounded });
@@ -403,6 +406,8 @@ export interface RunningFactory<T> {
   tracked: boolean;
   /** `Date.now()` at its start: joined for `lock.leaseMs` at most (see {@link joinable}). */
   startedAt: number;
+  /** Set once a late failure will back off the value its callers were served (see {@link backOffAfterLateFailure}). */
+  lateFailureWatched?: boolean;
 }
 
 /**
@@ -454,8 +459,10 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   const { fullKey, userKey, factory, options, stale } = load;
   const started = performance.now();
   const tier = engine.tier;
-  const run = engine.runs.start(fullKey, options.tags ?? []);
-  const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run);
+  const run = engine.runs.start(fullKey, engine.tagsOf(fullKey, options.tags ?? []));
+  const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run, (tags) =>
+    engine.tagsOf(fullKey, tags),
+  );
   const work = (async () => {
     let value: T;
     try {
@@ -554,54 +561,90 @@ async function awaitFactory<T>(
   startedAt = Date.now(),
 ): Promise<T> {
   const { fullKey, userKey, options, stale } = load;
-  const { work, run, context } = running;
+  const { work } = running;
   const { softTimeoutMs, hardTimeoutMs } = flightLimits(engine, options);
   // A background refresh has no caller to serve: it waits for its run, whatever the defaults.
   const limit = load.background ? undefined : stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
-  let timedOut = false;
+  // `softTimeoutMs: 0` (only a soft timeout can be 0, so there is a value in grace): no wait.
+  let timedOut = limit === 0;
   try {
-    return limit === undefined
-      ? await work
-      : await withDeadline(work, Math.max(1, limit - (Date.now() - startedAt)), 'cache factory', () => {
-          timedOut = true;
-        });
+    if (!timedOut) {
+      return limit === undefined
+        ? await work
+        : await withDeadline(work, Math.max(1, limit - (Date.now() - startedAt)), 'cache factory', () => {
+            timedOut = true;
+          });
+    }
   } catch (error) {
-    if (timedOut) {
-      if (!running.tracked) {
-        running.tracked = true;
-        engine.track(work);
-      }
-      if (stale && engine.clock.now() < stale.staleUntil) {
-        engine.servedStale(fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
-        return stale.value;
-      }
-      // Its grace ended during the wait: nothing to serve, so the call goes on as one with
-      // nothing stale (to the hard timeout from its start, or the run's end without one).
-      if (stale) return awaitFactory(engine, { ...load, stale: undefined }, running, startedAt);
-      throw new FactoryTimeoutError(userKey, limit!);
-    }
-    if (context.rejected(error)) throw error;
-    if (stale && engine.clock.now() < stale.staleUntil) {
-      if (load.background) {
-        engine.logger.warn('early refresh failed; keeping the current value', {
-          key: userKey,
-          error: String(error),
-        });
-      } else {
-        engine.servedStale(fullKey, 'factory_error');
-        engine.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
-      }
-      // A write, delete or expire that reached the key during the run left L1 as it wants it:
-      // the back-off copy would bring an older (maybe deleted) value back over it.
-      if (!run.superseded && !run.suspect) {
-        if (load.background) backOffEarlyRefresh(engine, fullKey, stale);
-        // A forced run's value still fresh keeps its own expiry (the back-off would end it sooner).
-        else if (!isFresh(stale, engine.clock.now())) backOff(engine, fullKey, stale);
-      }
-      return stale.value;
-    }
-    throw new FactoryError(userKey, { cause: error });
+    if (!timedOut) return failedRun(engine, load, running, error);
   }
+  if (!running.tracked) {
+    running.tracked = true;
+    engine.track(work);
+  }
+  if (stale && engine.clock.now() < stale.staleUntil) {
+    backOffAfterLateFailure(engine, load, running, stale);
+    engine.servedStale(fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
+    return stale.value;
+  }
+  // Its grace ended during the wait: nothing to serve, so the call goes on as one with
+  // nothing stale (to the hard timeout from its start, or the run's end without one).
+  if (stale) return awaitFactory(engine, { ...load, stale: undefined }, running, startedAt);
+  throw new FactoryTimeoutError(userKey, limit!);
+}
+
+/**
+ * A run whose callers all stopped waiting (soft timeout) that then fails: the value they were
+ * served is still in grace, so it is backed off as after a failure served stale. Without it,
+ * every call past the soft timeout (every call with `softTimeoutMs: 0`) started one more run
+ * of the failing source. Once per run: the first caller's value in grace.
+ */
+function backOffAfterLateFailure<T>(
+  engine: CacheEngine,
+  load: KeyLoad<T>,
+  running: RunningFactory<T>,
+  stale: CacheEntry<T>,
+): void {
+  if (running.lateFailureWatched) return;
+  running.lateFailureWatched = true;
+  const { run, context } = running;
+  running.work.catch((error: unknown) => {
+    if (context.rejected(error) || run.superseded || run.suspect) return;
+    const now = engine.clock.now();
+    if (now >= stale.staleUntil || isFresh(stale, now)) return;
+    engine.logger.warn('factory failed after its callers were served the stale value; backing off', {
+      key: load.userKey,
+      error: String(error),
+    });
+    backOff(engine, load.fullKey, stale);
+  });
+}
+
+/** A run that failed while its caller waited: the value in grace (backed off), else `FactoryError`. */
+function failedRun<T>(engine: CacheEngine, load: KeyLoad<T>, running: RunningFactory<T>, error: unknown): T {
+  const { fullKey, userKey, stale } = load;
+  const { run, context } = running;
+  if (context.rejected(error)) throw error;
+  if (stale && engine.clock.now() < stale.staleUntil) {
+    if (load.background) {
+      engine.logger.warn('early refresh failed; keeping the current value', {
+        key: userKey,
+        error: String(error),
+      });
+    } else {
+      engine.servedStale(fullKey, 'factory_error');
+      engine.logger.warn('factory failed; serving stale value', { key: userKey, error: String(error) });
+    }
+    // A write, delete or expire that reached the key during the run left L1 as it wants it:
+    // the back-off copy would bring an older (maybe deleted) value back over it.
+    if (!run.superseded && !run.suspect) {
+      if (load.background) backOffEarlyRefresh(engine, fullKey, stale);
+      // A forced run's value still fresh keeps its own expiry (the back-off would end it sooner).
+      else if (!isFresh(stale, engine.clock.now())) backOff(engine, fullKey, stale);
+    }
+    return stale.value;
+  }
+  throw new FactoryError(userKey, { cause: error });
 }
 
 /**
@@ -657,12 +700,15 @@ export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry)
   // past it, and the source would get its retry only once nobody read the key for that long.
   // No compute time either: XFetch would otherwise refresh the copy early, calling the failing
   // source again well before the back-off ends (at once when it took longer than the back-off).
+  // Nor a refresh-ahead: the copy's freshness left is the back-off, under most thresholds.
+  const expiresAt = Math.min(now + backoffMs, stale.staleUntil);
   const entry = {
     ...stale,
-    expiresAt: Math.min(now + backoffMs, stale.staleUntil),
+    expiresAt,
     computeMs: 0,
     slidingMs: undefined,
     maxExpiresAt: undefined,
+    refreshBlockedUntil: expiresAt,
   };
   engine.l1Set(fullKey, entry, estimateSize(entry.value));
 }
@@ -677,8 +723,12 @@ export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry)
 function backOffEarlyRefresh(engine: CacheEngine, fullKey: string, current: CacheEntry): void {
   const backoffMs = engine.options.graceBackoffMs;
   if (backoffMs <= 0) return;
-  if (refreshTarget(current) >= engine.clock.now() + backoffMs) current.computeMs = 0;
-  else backOff(engine, fullKey, current);
+  const now = engine.clock.now();
+  if (refreshTarget(current) >= now + backoffMs) {
+    current.computeMs = 0;
+    // The refresh-ahead threshold tries again after the back-off (computeMs means nothing to it).
+    current.refreshBlockedUntil = now + backoffMs;
+  } else backOff(engine, fullKey, current);
 }
 
 export function refreshEarly<T>(
@@ -696,18 +746,36 @@ export function refreshEarly<T>(
     if (engine.tier && engine.options.lock.enabled) {
       token = randomUUID();
       const lease = await engine.tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
-      if (lease === 'busy') return; // another instance is refreshing; its bus message reaches us
+      if (lease === 'busy') {
+        // Another instance is refreshing; its bus message reaches us. Until then a hit of a key
+        // past its refresh threshold would try the lease again, one Redis call per hit.
+        current.refreshBlockedUntil = engine.clock.now() + engine.options.lock.pollMs;
+        return;
+      }
       if (lease === 'unavailable') token = undefined;
-      else {
+      else if (await engine.tier.holderFailed(fullKey)) {
+        // Another instance's run of the key failed within its back-off: not from here either.
+        await engine.tier.releaseLease(fullKey, token);
+        current.refreshBlockedUntil =
+          engine.clock.now() + Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs);
+        return;
+      } else {
         const remote = await readL2(engine, fullKey);
         const later = engine.clock.now();
+        const threshold = options.refreshThresholdMs ?? engine.options.refreshThresholdMs ?? 0;
+        // Within the refresh-ahead threshold L2's value is ending, however capped our copy is.
+        const ending = (entry: CacheEntry) => threshold > 0 && refreshTarget(entry) - later < threshold;
         if (
           remote &&
           (remote.entry.createdAt > current.createdAt ||
-            (isFresh(remote.entry, later) && refreshTarget(remote.entry) > refreshTarget(current)))
+            (isFresh(remote.entry, later) &&
+              refreshTarget(remote.entry) > refreshTarget(current) &&
+              !ending(remote.entry)))
         ) {
           // Refreshed by another instance between our decision and the lease, or still fresh in
           // L2 for longer than our copy, which `l1.maxTtlMs` capped: L2's value is not ending.
+          // The capped copy would meet the threshold again on the next hit: not before L2's does.
+          if (threshold > 0) remote.entry.refreshBlockedUntil = refreshTarget(remote.entry) - threshold;
           await engine.tier.releaseLease(fullKey, token);
           engine.fill(fullKey, remote.entry, remote.bytes, remote.since);
           return;

@@ -231,7 +231,7 @@ export function prepareWrite(
     options.ttlMs ?? engine.options.ttlMs,
     options.graceMs ?? engine.options.graceMs,
     computeMs,
-    options.tags ?? [],
+    engine.tagsOf(fullKey, options.tags ?? []),
     options.slidingTtlMs ?? engine.options.slidingTtlMs,
     writeId,
   );

@@ -57,6 +57,7 @@ const optionName = fc.constantFrom(
   'hardTimeoutMs',
   'lockTimeoutMs',
   'earlyRefreshBeta',
+  'refreshThresholdMs',
   'ttl',
   'grace',
 );
@@ -84,7 +85,8 @@ describe('per-call option checks', () => {
       [{ ttlMs: -1 }, ['ttlMs']],
       [{ ttlMs: 1.5 }, ['ttlMs']],
       [{ graceMs: -5 }, ['graceMs']],
-      [{ softTimeoutMs: 0 }, ['softTimeoutMs']],
+      [{ softTimeoutMs: -1 }, ['softTimeoutMs']],
+      [{ softTimeoutMs: 0.5 }, ['softTimeoutMs']],
       [{ hardTimeoutMs: '100' as unknown as number }, ['hardTimeoutMs']],
       [{ lockTimeoutMs: Number.POSITIVE_INFINITY }, ['lockTimeoutMs']],
       [{ earlyRefreshBeta: Number.NaN }, ['earlyRefreshBeta']],

@@ -63,3 +63,52 @@ describe('an entry without expiry in a cache with a default TTL', () => {
     }
   });
 });
+
+/**
+ * cache-manager v7's `ttl: 0` and cacheable's absent `ttl` keep values forever by default; a
+ * config that spells it `ttlMs: Infinity` (as per entry) was refused at the cache level.
+ */
+describe('a cache whose default ttlMs is Infinity', () => {
+  const year = 365 * 24 * 60 * 60_000;
+
+  it('keeps entries without expiry, as without ttlMs, and a finite per-entry ttlMs still expires', async () => {
+    const clock = new ManualClock(0);
+    const cache = new Cache({ clock, ttlMs: Number.POSITIVE_INFINITY, graceMs: 500 });
+    caches.push(cache);
+    await cache.set('forever', 1);
+    await cache.getOrSet('computed', () => 2);
+    await cache.set('finite', 3, { ttlMs: 1_000 });
+    clock.advance(10 * year);
+    expect(await cache.getMany(['forever', 'computed', 'finite'])).toEqual([1, 2, undefined]);
+    expect(await cache.ttl('forever')).toEqual({
+      ttlMs: Number.POSITIVE_INFINITY,
+      inGrace: false,
+      untilGoneMs: Number.POSITIVE_INFINITY,
+    });
+  });
+
+  it('still bounds L1 with l1.maxTtlMs', async () => {
+    const clock = new ManualClock(0);
+    const cache = new Cache({ clock, ttlMs: Number.POSITIVE_INFINITY, l1: { maxTtlMs: 1_000 } });
+    caches.push(cache);
+    let runs = 0;
+    await cache.getOrSet('k', () => ++runs);
+    clock.advance(1_001);
+    // Memory only: past the L1 cap nothing holds the value, so the factory runs again.
+    expect(await cache.getOrSet('k', () => ++runs)).toBe(2);
+  });
+
+  it('refuses 0, negative and NaN as the default, naming ttlMs and Infinity', () => {
+    for (const ttlMs of [0, -1, Number.NaN, 1.5]) {
+      let error: unknown;
+      try {
+        caches.push(new Cache({ ttlMs }));
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).fields).toEqual(['ttlMs']);
+      expect((error as Error).message).toContain('Infinity');
+    }
+  });
+});

@@ -610,8 +610,33 @@ export function describeCacheConformance(
       expect(left).toEqual([undefined, 'a?', undefined, undefined, 'ab', 'a', 'b', 'a\\b']);
     });
 
-    it('tags are global: deleteByTag through one namespace removes tagged keys of every namespace', async () => {
+    it("tags are a namespace's own (as bentocache): deleteByTag and expireByTag through one namespace leave other namespaces' and the root's entries", async () => {
       const cache = make();
+      const tenantA = cache.namespace('tenant-a');
+      const tenantB = cache.namespace('tenant-b');
+      await tenantA.set('1', 'a1', { tags: ['products'] });
+      await tenantA.set('2', 'a2', { tags: ['products'] });
+      await tenantB.set('1', 'b1', { tags: ['products'] });
+      await cache.set('scoped-root', 'root', { tags: ['products'] });
+      expect(await tenantA.deleteByTag('products')).toBe(2);
+      expect(await tenantA.getMany(['1', '2'])).toEqual([undefined, undefined]);
+      expect(await tenantB.get('1')).toBe('b1');
+      expect(await cache.get('scoped-root')).toBe('root');
+      if (shared) {
+        // Another instance: its L1 heard of the scoped tag only, L2 lost only tenant a's keys.
+        const other = make();
+        expect(await other.namespace('tenant-a').get('1')).toBeUndefined();
+        expect(await other.namespace('tenant-b').get('1')).toBe('b1');
+      }
+      expect(await tenantB.expireByTag('products')).toBe(1);
+      expect(await tenantB.get('1')).toBeUndefined();
+      expect(await cache.get('scoped-root')).toBe('root');
+      expect(await cache.deleteByTag('products')).toBe(1);
+      expect(await cache.get('scoped-root')).toBeUndefined();
+    });
+
+    it("tagScope: 'global': deleteByTag through one namespace removes tagged keys of every namespace", async () => {
+      const cache = make({ tagScope: 'global' });
       await cache.namespace('users').set('1', 'alice', { tags: ['tenant:9'] });
       await cache.namespace('posts').set('1', 'hello', { tags: ['tenant:9'] });
       await cache.namespace('posts').set('2', 'kept');
@@ -1534,9 +1559,9 @@ export function describeCacheConformance(
       await expect(cache.getOrSet('exp:twice', failing)).rejects.toBeInstanceOf(FactoryError);
     });
 
-    it('expireByTag marks every tagged key stale, in every namespace, and nothing else', async () => {
+    it("expireByTag (tagScope: 'global') marks every tagged key stale, in every namespace, and nothing else", async () => {
       const clock = new ManualClock(Date.now());
-      const cache = graced(clock);
+      const cache = graced(clock, { tagScope: 'global' });
       await cache.setMany([
         { key: 'et:1', value: 1, tags: ['et'], ttlMs: 60_000 },
         { key: 'et:2', value: 2, tags: ['other', 'et'], ttlMs: 60_000 },
