@@ -22,7 +22,15 @@ export interface BackendUp {
 }
 
 /**
- * Whether a worker's backend answers, from its own calls: down at the first call that fails, or
+ * What a worker knows of its backend: `unknown` until its first call is answered or found failed
+ * (a worker that never reached its backend is not proven up), `up` while calls are answered,
+ * `down` from a failed or unanswered call until the next answered one.
+ */
+export type BackendState = 'unknown' | 'up' | 'down';
+
+/**
+ * Whether a worker's backend answers, from its own calls: `unknown` until the first call is
+ * answered (`up`) or fails (`down`); down at the first call that fails, or
  * that has gone unanswered for `timeoutMs` while no call was answered for as long; up again at
  * the next answered call. Each change is reported once, so an outage is one `down` and one `up`
  * however many calls fail meanwhile. Plain values in (`now` from the caller), no timers.
@@ -32,7 +40,7 @@ export class BackendHealth {
   readonly #pending = new Set<BackendCall>();
   readonly #onDown: (down: BackendDown) => void;
   readonly #onUp: (up: BackendUp) => void;
-  #up = true;
+  #state: BackendState = 'unknown';
   #downSince = 0;
   #failedCalls = 0;
   #lastAnsweredAt = Number.NEGATIVE_INFINITY;
@@ -43,8 +51,19 @@ export class BackendHealth {
     this.#onUp = onUp;
   }
 
+  /** `unknown` until the first call is answered or found failed; then `up` or `down`. */
+  get state(): BackendState {
+    return this.#state;
+  }
+
+  /** Up: a call was answered since the last failure (false while `unknown`). */
   get up(): boolean {
-    return this.#up;
+    return this.#state === 'up';
+  }
+
+  /** Down: a call failed or went unanswered past the bound, none answered since. */
+  get down(): boolean {
+    return this.#state === 'down';
   }
 
   begin(operation: string, now: number): BackendCall {
@@ -56,20 +75,23 @@ export class BackendHealth {
   answered(call: BackendCall, now: number): void {
     this.#pending.delete(call);
     this.#lastAnsweredAt = now;
-    if (this.#up) return;
-    this.#up = true;
+    const was = this.#state;
+    if (was === 'up') return;
+    this.#state = 'up';
+    // From `unknown` there was no outage to report the end of.
+    if (was === 'unknown') return;
     this.#onUp({ downMs: Math.max(0, now - this.#downSince), failedCalls: this.#failedCalls });
   }
 
   failed(call: BackendCall, error: unknown): void {
     this.#pending.delete(call);
-    if (this.#up) this.#down(call, error);
+    if (this.#state !== 'down') this.#down(call, error);
     else this.#failedCalls += 1;
   }
 
   /** Finds the backend down if a call has waited past the bound with nothing answered meanwhile. */
   check(now: number): void {
-    if (!this.#up || now - this.#lastAnsweredAt < this.#timeoutMs) return;
+    if (this.#state === 'down' || now - this.#lastAnsweredAt < this.#timeoutMs) return;
     for (const call of this.#pending) {
       if (now - call.startedAt >= this.#timeoutMs) {
         this.#down(call, undefined);
@@ -79,8 +101,8 @@ export class BackendHealth {
   }
 
   #down(call: BackendCall, error: unknown): void {
-    if (!this.#up) return;
-    this.#up = false;
+    if (this.#state === 'down') return;
+    this.#state = 'down';
     this.#downSince = call.startedAt;
     this.#failedCalls = error === undefined ? 0 : 1;
     this.#onDown({ operation: call.operation, error, timeoutMs: this.#timeoutMs });

@@ -1,4 +1,5 @@
 import { ClosedError, type HealthReport, withDeadline } from '@noa/core';
+import type { BackendState } from './backend-health.js';
 import type { JobCounts } from './job-record.js';
 
 /** What a worker knows of its backend, as {@link workerHealth} reads it. */
@@ -7,7 +8,8 @@ export interface WorkerHealthState {
   /** `close()` has been called (it may still be draining). */
   closing: boolean;
   started: boolean;
-  backendUp: boolean;
+  /** `unknown` until the worker's first backend call is answered or fails. */
+  backendState: BackendState;
   /** The error of the outage under way (a call's, or `BackendUnavailableError` for one unanswered). */
   backendError: unknown;
   activeJobs: number;
@@ -17,21 +19,23 @@ export interface WorkerHealthState {
 
 /**
  * The worker's {@link HealthReport}: `down` from a backend call that failed or went unanswered for
- * `backendTimeoutMs` until the next answered one (what `backendUp` and `backend_up` say), and
- * from `close()` on (a draining worker takes no new jobs); else `up`. A worker has no fallback:
+ * `backendTimeoutMs` until the next answered one (what `backendUp` and `backend_up` say), before
+ * the first answer (`backendState` `unknown`: not ready until proven, as a Kubernetes readiness
+ * probe), and from `close()` on (a draining worker takes no new jobs); else `up`. A worker has no fallback:
  * no `degraded`.
  */
 export function workerHealth(state: WorkerHealthState): HealthReport {
   const details = {
     queue: state.queue,
     started: state.started,
-    backendUp: state.backendUp,
+    backendUp: state.backendState === 'up',
+    backendState: state.backendState,
     activeJobs: state.activeJobs,
     concurrency: state.concurrency,
   };
   const base = { component: `worker:${state.queue}`, checkedAt: state.now, details };
   if (state.closing) return { ...base, status: 'down', cause: new ClosedError(`Worker of ${state.queue}`) };
-  if (!state.backendUp)
+  if (state.backendState !== 'up')
     return state.backendError === undefined
       ? { ...base, status: 'down' }
       : { ...base, status: 'down', cause: state.backendError };

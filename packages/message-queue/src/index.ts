@@ -10,6 +10,7 @@ export {
   type NoaCoreErrorCode,
   NoaError,
 } from '@noa/core';
+export type { BackendState } from './backend-health.js';
 export {
   type Backoff,
   type BackoffInput,

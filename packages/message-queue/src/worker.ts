@@ -13,7 +13,7 @@ import {
 } from '@noa/core';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { type BackendDown, BackendHealth, type BackendUp } from './backend-health.js';
+import { type BackendDown, BackendHealth, type BackendState, type BackendUp } from './backend-health.js';
 import { type BackoffStrategy, backoffDelay } from './backoff.js';
 import {
   BackendUnavailableError,
@@ -374,25 +374,36 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   }
 
   /**
-   * Whether the backend answers this worker's calls: false from a call that failed or went
-   * unanswered for `backendTimeoutMs` until the next answered one (see `backend_up`).
+   * Whether the backend answers this worker's calls: true once a call was answered, false before
+   * (`backendState` `'unknown'`: not proven up) and from a call that failed or went unanswered for
+   * `backendTimeoutMs` until the next answered one (see `backend_up`).
    */
   get backendUp(): boolean {
     return this.#health.up;
   }
 
   /**
+   * What this worker knows of its backend: `'unknown'` until its first call is answered (`'up'`)
+   * or fails or goes unanswered for `backendTimeoutMs` (`'down'`); then as `backendUp`.
+   */
+  get backendState(): BackendState {
+    return this.#health.state;
+  }
+
+  /**
    * The worker's health, from state it keeps anyway (no backend call): `down` while `backendUp`
-   * is false (`cause`: the failed call's error, or `BackendUnavailableError` for one unanswered
-   * past `backendTimeoutMs`) and from `close()` on (`ClosedError`); else `up`. `details`:
-   * `queue`, `started`, `backendUp`, `activeJobs`, `concurrency`.
+   * is false, so also before the backend first answered (`backendState` `'unknown'`, no `cause`:
+   * a readiness probe is not ready until the backend is proven up), with `cause` the failed
+   * call's error, or `BackendUnavailableError` for one unanswered past `backendTimeoutMs`; and
+   * from `close()` on (`ClosedError`); else `up`. `details`: `queue`, `started`, `backendUp`,
+   * `backendState`, `activeJobs`, `concurrency`.
    */
   health(): HealthReport {
     return workerHealth({
       queue: this.queueName,
       closing: this.#closing,
       started: this.#pumpDone !== undefined,
-      backendUp: this.#health.up,
+      backendState: this.#health.state,
       backendError: this.#backendError,
       activeJobs: this.#running.size,
       concurrency: this.#concurrency,
@@ -421,7 +432,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       })
       .catch((error: unknown) => {
         // A failure that found the backend down was reported as that (once per outage).
-        if (this.#health.up) this.#reportError('subscribe to cancellations', error);
+        if (!this.#health.down) this.#reportError('subscribe to cancellations', error);
       });
     this.#pumpDone = listening.then(() => this.#pump());
     const heartbeat = setInterval(
@@ -480,9 +491,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       this.#upVote.set(1);
       return value;
     } catch (error) {
-      const wasUp = this.#health.up;
+      const wasDown = this.#health.down;
       this.#health.failed(call, error);
-      if (!wasUp) this.#logger.debug(`worker could not ${operation}`, { error: String(error) });
+      if (wasDown) this.#logger.debug(`worker could not ${operation}`, { error: String(error) });
       throw error;
     }
   }
@@ -557,7 +568,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         failures += 1;
         // A failed call is reported by #call, once per outage; anything else thrown here is not
         // the backend's (a throwing listener) and is reported each time.
-        if (this.#health.up) this.#reportError('exchange jobs with the backend', error);
+        if (!this.#health.down) this.#reportError('exchange jobs with the backend', error);
         await this.#backoff(Math.min(2_000, 50 * 2 ** Math.min(failures, 6)));
         continue;
       }

@@ -13,6 +13,32 @@ function tracked(timeoutMs = 100) {
 }
 
 describe('BackendHealth', () => {
+  it('is unknown (not up) until the first call is answered, which reports no recovery', () => {
+    const { health, downs, ups } = tracked();
+    expect(health.state).toBe('unknown');
+    expect(health.up).toBe(false);
+    expect(health.down).toBe(false);
+    const call = health.begin('exchange', 0);
+    health.check(50);
+    expect(health.state).toBe('unknown');
+    health.answered(call, 60);
+    expect(health.state).toBe('up');
+    expect(downs).toEqual([]);
+    expect(ups).toEqual([]);
+  });
+
+  it('goes from unknown to down at a first call that fails or never answers', () => {
+    const failing = tracked();
+    failing.health.failed(failing.health.begin('subscribe', 0), new Error('ECONNREFUSED'));
+    expect(failing.health.state).toBe('down');
+    expect(failing.downs).toHaveLength(1);
+    const hanging = tracked(100);
+    hanging.health.begin('subscribe', 0);
+    hanging.health.check(100);
+    expect(hanging.health.state).toBe('down');
+    expect(hanging.downs).toHaveLength(1);
+  });
+
   it('is down once for an outage of many failed calls, and up once with its length and count', () => {
     const { health, downs, ups } = tracked();
     health.answered(health.begin('exchange', 0), 1);

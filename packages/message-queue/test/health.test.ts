@@ -1,9 +1,16 @@
 import { TimeoutError } from '@noa/core';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import type { BackendState } from '../src/backend-health.js';
 import { probeQueue, workerHealth } from '../src/health.js';
 import { ClosedError, MemoryProvider, Queue, Worker } from '../src/index.js';
 
-const state = { queue: 'q', closing: false, started: true, backendUp: true, backendError: undefined };
+const state = {
+  queue: 'q',
+  closing: false,
+  started: true,
+  backendState: 'up' as BackendState,
+  backendError: undefined,
+};
 const base = { ...state, activeJobs: 0, concurrency: 1, now: 3 };
 
 describe('workerHealth', () => {
@@ -12,14 +19,28 @@ describe('workerHealth', () => {
       component: 'worker:q',
       status: 'up',
       checkedAt: 3,
-      details: { queue: 'q', started: true, backendUp: true, activeJobs: 0, concurrency: 1 },
+      details: {
+        queue: 'q',
+        started: true,
+        backendUp: true,
+        backendState: 'up',
+        activeJobs: 0,
+        concurrency: 1,
+      },
     });
     const failure = new Error('ECONNREFUSED');
-    expect(workerHealth({ ...base, backendUp: false, backendError: failure })).toMatchObject({
+    expect(workerHealth({ ...base, backendState: 'down', backendError: failure })).toMatchObject({
       status: 'down',
       cause: failure,
     });
-    expect(workerHealth({ ...base, backendUp: false })).not.toHaveProperty('cause');
+    expect(workerHealth({ ...base, backendState: 'down' })).not.toHaveProperty('cause');
+  });
+
+  it('is down, without a cause, until the backend first answered (not ready until proven)', () => {
+    const report = workerHealth({ ...base, backendState: 'unknown' });
+    expect(report.status).toBe('down');
+    expect(report.details).toMatchObject({ backendUp: false, backendState: 'unknown' });
+    expect(report).not.toHaveProperty('cause');
   });
 
   it('is down once closing, with a ClosedError', () => {
@@ -49,7 +70,14 @@ describe('on the memory provider', () => {
   it('Worker.health() and Queue.checkHealth() are up, then down after close()', async () => {
     const queue = new Queue({ name: 'health', provider: new MemoryProvider() });
     const worker = new Worker({ queue, autostart: false, handler: () => {} });
-    expect(worker.health()).toMatchObject({ status: 'up', details: { started: false } });
+    // Not started: its backend has not answered yet, so not ready.
+    expect(worker.health()).toMatchObject({
+      status: 'down',
+      details: { started: false, backendState: 'unknown' },
+    });
+    worker.start();
+    await vi.waitFor(() => expect(worker.health().status).toBe('up'));
+    expect(worker.backendState).toBe('up');
     expect(await queue.checkHealth()).toMatchObject({ status: 'up', details: { counts: { waiting: 0 } } });
     await expect(queue.checkHealth({ timeoutMs: 0 })).rejects.toThrow(/timeoutMs/);
     await worker.close();

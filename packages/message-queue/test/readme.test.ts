@@ -42,7 +42,7 @@ describe('README examples (memory provider)', () => {
     expect(await runLogged(blocks[4]!)).toEqual(['NOA_MQ_LEASE_LOST expired', 'exported']);
   });
 
-  it('health example: up while running, down once closed', async () => {
-    expect(await runLogged(blocks[5]!)).toEqual(['up up', 'down']);
+  it('health example: down until the backend answered, up while running, down once closed', async () => {
+    expect(await runLogged(blocks[5]!)).toEqual(['down unknown', 'up up up', 'down']);
   });
 });

@@ -124,7 +124,7 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
     try {
       await sleep(300);
       expect(await up()).toEqual([]);
-      await waitFor(() => !onRedis.backendUp, 5_000, 'the worker to find Redis down');
+      await waitFor(() => onRedis.backendState === 'down', 5_000, 'the worker to find Redis down');
       expect(await up()).toEqual([0]);
 
       // A second worker of the queue whose backend answers does not hide the first one's outage.
@@ -137,7 +137,7 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
       await waitFor(() => onRedis.backendUp, 10_000, 'the worker to see Redis back');
       expect(await up()).toEqual([1]);
       await stopServer();
-      await waitFor(() => !onRedis.backendUp, 5_000, 'the worker to find Redis down again');
+      await waitFor(() => onRedis.backendState === 'down', 5_000, 'the worker to find Redis down again');
       expect(await up()).toEqual([0]);
 
       // Closed, a worker is out of the gauge: what is left is the other one's view, then nothing.

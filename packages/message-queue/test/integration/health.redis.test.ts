@@ -1,5 +1,6 @@
-import { startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
+import { startPrivateRedis, startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ClosedError, Queue, Worker } from '../../src/index.js';
 import { RedisProvider } from '../../src/redis.js';
@@ -63,5 +64,46 @@ describe.skipIf(privateRedis.skip !== undefined)(
       expect(worker.health().cause).toBeInstanceOf(ClosedError);
       expect((await queue.checkHealth()).cause).toBeInstanceOf(ClosedError);
     });
+
+    it('is down (backendState unknown) while the broker has never answered, up once it does', async () => {
+      // A second private server, stopped before the worker starts: its port is known and closed.
+      const later = await startPrivateRedis();
+      await later.kill();
+      const connection = new Redis(later.url, { maxRetriesPerRequest: null });
+      connection.on('error', () => {});
+      connections.push(connection);
+      const provider = new RedisProvider({ connection });
+      const queue = new Queue({ name: uniqueName('health-unknown'), provider });
+      const registry = new Registry();
+      // A bound far past the test: only an answer may change what the worker reports.
+      const worker = new Worker({ queue, registry, backendTimeoutMs: 60_000, handler: () => {} });
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        // Before: 'up' (backendUp true from construction), a readiness probe passed a worker
+        // that had never reached its broker.
+        expect(worker.backendState).toBe('unknown');
+        expect(worker.backendUp).toBe(false);
+        const unknown = worker.health();
+        expect(unknown.status).toBe('down');
+        expect(unknown.details).toMatchObject({ started: true, backendUp: false, backendState: 'unknown' });
+        expect(unknown).not.toHaveProperty('cause');
+        // The gauge has no series until the backend is known.
+        expect(await registry.getSingleMetricAsString('noa_message_queue_backend_up')).not.toContain(
+          queue.name,
+        );
+
+        await later.restart();
+        await waitFor(() => worker.health().status === 'up', 20_000, 'the worker to report up');
+        expect(worker.backendState).toBe('up');
+        expect(worker.health().details).toMatchObject({ backendUp: true, backendState: 'up' });
+        expect(await registry.getSingleMetricAsString('noa_message_queue_backend_up')).toContain(
+          `noa_message_queue_backend_up{queue="${queue.name}"} 1`,
+        );
+      } finally {
+        await worker.close();
+        await queue.close();
+        await later.stop();
+      }
+    }, 40_000);
   },
 );
