@@ -7,6 +7,7 @@ export type AnyMessageQueueError =
   | JobCancelledError
   | JobTimeoutError
   | ResultNotSerializableError
+  | ResultTooLargeError
   | WorkerClosingError
   | LeaseLostError
   | BrokerUnavailableError
@@ -76,6 +77,27 @@ export class ResultNotSerializableError extends MessageQueueError<'NOA_MQ_RESULT
       `the result of job ${jobId} is not JSON-encodable (${reason}); the try failed`,
       { details: { jobId, field: 'result', reason }, cause },
     );
+  }
+}
+
+/**
+ * A handler's result is larger, JSON-encoded, than the backend takes in one call (Redis: its
+ * `proto-max-bulk-len`, 512 MiB by default), so it could not be stored: the try fails with this
+ * error and the job follows its retry / dead-letter path like any failed try. Store large results
+ * elsewhere and return a reference. `details`: `jobId`, `bytes`, `maxBytes`.
+ */
+export class ResultTooLargeError extends MessageQueueError<'NOA_MQ_RESULT_TOO_LARGE'> {
+  readonly bytes: number;
+  readonly maxBytes: number;
+
+  constructor(jobId: string, bytes: number, maxBytes: number) {
+    super(
+      'NOA_MQ_RESULT_TOO_LARGE',
+      `the result of job ${jobId} is ${bytes} bytes encoded, over the ${maxBytes} bytes the backend takes in one call (Redis proto-max-bulk-len); the try failed`,
+      { details: { jobId, bytes, maxBytes } },
+    );
+    this.bytes = bytes;
+    this.maxBytes = maxBytes;
   }
 }
 

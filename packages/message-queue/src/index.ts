@@ -35,6 +35,7 @@ export {
   type MessageQueueErrorCode,
   MessageTooLargeError,
   ResultNotSerializableError,
+  ResultTooLargeError,
   UnsupportedOperationError,
   WorkerClosingError,
 } from './errors.js';
@@ -66,6 +67,7 @@ export type {
   LeasedJob,
   LeaseRenewal,
   MaintenanceResult,
+  OversizedSettlement,
   ProviderCapabilities,
   QueueProvider,
   RetentionPolicy,

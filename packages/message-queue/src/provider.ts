@@ -68,6 +68,15 @@ export interface ExchangeRequest {
   defaultGroupWeight: number;
 }
 
+/** A completion the provider could not store: its result is over what the backend takes in one call. */
+export interface OversizedSettlement {
+  id: string;
+  /** The encoded size of the completion (bytes). */
+  bytes: number;
+  /** What the backend takes (bytes; Redis: its `proto-max-bulk-len`). */
+  maxBytes: number;
+}
+
 /** The answer to an {@link ExchangeRequest}. */
 export interface ExchangeResponse {
   /** The leased jobs, each with its lease token in `lease` (providers that track leases). */
@@ -84,6 +93,12 @@ export interface ExchangeResponse {
    * settlement stored was stored as asked.
    */
   deadLettered?: string[];
+  /**
+   * Completions not stored because their result is over what the backend takes in one call
+   * (Redis: `proto-max-bulk-len`); nothing of them was stored and their jobs are still leased
+   * to the worker, which fails each try with `ResultTooLargeError`. Absent: none.
+   */
+  oversized?: OversizedSettlement[];
   /** When nothing was fetched: the earliest delayed job's due time, if known. */
   nextDueAt?: number;
 }

@@ -22,6 +22,7 @@ import {
   type LeaseLossReason,
   LeaseLostError,
   ResultNotSerializableError,
+  ResultTooLargeError,
   WorkerClosingError,
 } from './errors.js';
 import { jobEvents, publishJobEvent } from './events.js';
@@ -32,7 +33,7 @@ import type { JobErrorEntry, JobRecord } from './job-record.js';
 import type { Jsonified } from './jsonified.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';
-import type { QueueProvider, RetentionPolicy, Settlement } from './provider.js';
+import type { OversizedSettlement, QueueProvider, RetentionPolicy, Settlement } from './provider.js';
 import { Queue, retentionSchema } from './queue.js';
 import { RunningJob, RunningJobs } from './running-jobs.js';
 import { TimeoutSweep } from './timeout-sweep.js';
@@ -559,8 +560,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         answeredAt = performance.now();
         if (this.#measureExchanges) this.#exchangeMs = movingAverage(this.#exchangeMs, answeredAt - sentAt);
         if (response.deadLettered) markDeadLettered(settle, response.deadLettered);
-        if (response.stale) this.#refused(settle, response.stale);
-        else for (const item of settle) this.#persisted(item);
+        const stored = response.oversized ? this.#oversized(settle, response.oversized) : settle;
+        if (response.stale) this.#refused(stored, response.stale);
+        else for (const item of stored) this.#persisted(item);
         this.#settledSinceMaintenance += settle.length;
         if (this.#settledSinceMaintenance >= 1_000) void this.maintain();
       } catch (error) {
@@ -735,7 +737,31 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       return;
     }
     if (!this.#end(running)) return;
-    const { record } = running;
+    this.#failTry(running.record, cause);
+  }
+
+  /**
+   * Completions the backend did not store, their result over what it takes in one call: each
+   * try fails with {@link ResultTooLargeError} (the job still leased here), its failure settled
+   * by the next exchange. Returns the other settlements, which were sent.
+   */
+  #oversized(settle: PendingSettlement[], oversized: OversizedSettlement[]): PendingSettlement[] {
+    const byId = new Map(oversized.map((item) => [item.id, item]));
+    const sent: PendingSettlement[] = [];
+    for (const item of settle) {
+      const found = item.settlement.kind === 'complete' ? byId.get(item.settlement.record.id) : undefined;
+      if (!found) {
+        sent.push(item);
+        continue;
+      }
+      this.#logger.warn('job result too large for the backend; the try failed', { ...found });
+      this.#failTry(item.settlement.record, new ResultTooLargeError(found.id, found.bytes, found.maxBytes));
+    }
+    return sent;
+  }
+
+  /** Settles a failed try of `record` (its slot already freed): a retry or the dead-letter queue. */
+  #failTry(record: JobRecord, cause: unknown): void {
     const now = this.#clock.now();
     const error = toError(cause);
     const attempt = record.attemptsMade + 1;

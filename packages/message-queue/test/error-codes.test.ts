@@ -14,6 +14,7 @@ import {
   MessageTooLargeError,
   NoaError,
   ResultNotSerializableError,
+  ResultTooLargeError,
   UnsupportedOperationError,
   WorkerClosingError,
 } from '../src/index.js';
@@ -28,6 +29,7 @@ const errors = [
   new JobCancelledError('1'),
   new JobTimeoutError('1', 10),
   new ResultNotSerializableError('1', new Error('cycle')),
+  new ResultTooLargeError('1', 20, 10),
   new WorkerClosingError('1'),
   new LeaseLostError('1', 'expired'),
   new BrokerUnavailableError('localhost', 10, undefined),
@@ -49,6 +51,7 @@ function handled(error: AnyMessageQueueError): string {
     case 'NOA_MQ_JOB_CANCELLED':
     case 'NOA_MQ_JOB_TIMEOUT':
     case 'NOA_MQ_RESULT_NOT_SERIALIZABLE':
+    case 'NOA_MQ_RESULT_TOO_LARGE':
     case 'NOA_MQ_WORKER_CLOSING':
     case 'NOA_MQ_BROKER_UNAVAILABLE':
     case 'NOA_MQ_BROKER_REFUSED':
@@ -71,6 +74,7 @@ describe('@noa/message-queue error codes', () => {
       | 'NOA_MQ_JOB_CANCELLED'
       | 'NOA_MQ_JOB_TIMEOUT'
       | 'NOA_MQ_RESULT_NOT_SERIALIZABLE'
+      | 'NOA_MQ_RESULT_TOO_LARGE'
       | 'NOA_MQ_WORKER_CLOSING'
       | 'NOA_MQ_LEASE_LOST'
       | 'NOA_MQ_BROKER_UNAVAILABLE'
@@ -89,6 +93,7 @@ describe('@noa/message-queue error codes', () => {
       'NOA_MQ_JOB_CANCELLED',
       'NOA_MQ_JOB_TIMEOUT',
       'NOA_MQ_RESULT_NOT_SERIALIZABLE',
+      'NOA_MQ_RESULT_TOO_LARGE',
       'NOA_MQ_WORKER_CLOSING',
       'lease expired',
       'NOA_MQ_BROKER_UNAVAILABLE',

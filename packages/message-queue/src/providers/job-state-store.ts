@@ -4,6 +4,7 @@ import type {
   LeasedJob,
   LeaseRenewal,
   MaintenanceResult,
+  OversizedSettlement,
   RetentionPolicy,
   Settlement,
 } from '../provider.js';
@@ -62,6 +63,12 @@ export interface StateExchangeResult {
    * try ran (`record.lease`, the message token), so another worker runs it.
    */
   stale?: string[];
+  /**
+   * Completions not stored, their result over what the store takes in one call (see
+   * `ExchangeResponse.oversized`): their messages are to stay unacknowledged until their try's
+   * failure is stored.
+   */
+  oversized?: OversizedSettlement[];
 }
 
 /** A queue event the store broadcasts to every process. */

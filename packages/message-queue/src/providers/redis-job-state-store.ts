@@ -35,10 +35,12 @@ import {
 import {
   addChunkSizeOption,
   closeTimeoutOption,
+  maxArgumentBytesOption,
   redisConnectionOption,
   redisPrefixOption,
 } from './redis-options.js';
 import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
+import { ArgumentLimit, packSettlements } from './settle-batches.js';
 
 /** Options of {@link RedisJobStateStore}. */
 export const redisJobStateStoreOptionsSchema = z
@@ -56,6 +58,11 @@ export const redisJobStateStoreOptionsSchema = z
     addChunkSize: addChunkSizeOption,
     /** How long `close()` waits for Redis to acknowledge QUIT on its pub/sub connection before dropping it. */
     closeTimeoutMs: closeTimeoutOption,
+    /**
+     * The largest argument Redis takes (`proto-max-bulk-len`); default: read from the server when
+     * first needed (see "Failure modes": a result too large for Redis).
+     */
+    maxArgumentBytes: maxArgumentBytesOption,
   })
   .strict();
 
@@ -83,6 +90,8 @@ function publishes(flat: unknown[], from: number): StatePublish[] {
 export class RedisJobStateStore implements JobStateStore {
   readonly name = 'redis';
   readonly #redis: Redis | Cluster;
+  /** The largest argument Redis takes (an exchange's settlements are one). */
+  readonly #argumentLimit: ArgumentLimit;
   readonly #prefix: string;
   readonly #outboxMs: number;
   readonly #chunk: number;
@@ -103,6 +112,7 @@ export class RedisJobStateStore implements JobStateStore {
     this.#outboxMs = parsed.outboxTimeoutMs;
     this.#chunk = parsed.addChunkSize;
     this.#closeTimeoutMs = parsed.closeTimeoutMs;
+    this.#argumentLimit = new ArgumentLimit(parsed.connection, parsed.maxArgumentBytes);
     this.#scripts = loadJobStateScripts();
     this.#whenClosed = new Promise<never>((_resolve, reject) => {
       this.#rejectWhenClosed = reject;
@@ -195,11 +205,37 @@ export class RedisJobStateStore implements JobStateStore {
       }
       return entry;
     });
+    // As RedisProvider's: settlements over what Redis takes in one argument go in several calls
+    // (the earlier ones judge no delivery), a completion over it alone is not stored.
+    let encoded = settle.length === 0 ? '[]' : JSON.stringify(settle);
+    let earlier: string[] = [];
+    let oversized: StateExchangeResult['oversized'];
+    const maxBytes = await this.#argumentLimit.for(encoded.length);
+    if (encoded.length * 3 > maxBytes && Buffer.byteLength(encoded) > maxBytes) {
+      const packed = packSettlements(settle as { id: string; k: string }[], maxBytes);
+      encoded = packed.batches.pop()!;
+      earlier = packed.batches;
+      if (packed.oversized.length > 0) oversized = packed.oversized;
+    }
+    const stale: string[] = [];
+    const published: StatePublish[] = [];
+    for (const batch of earlier) {
+      const reply = (await this.#run('exchange', queue, [
+        request.now,
+        request.leaseUntil,
+        request.now + this.#outboxMs,
+        batch,
+        '[]',
+      ])) as unknown[];
+      const count = Number(reply[1] ?? 0);
+      stale.push(...reply.slice(2, 2 + count).map(String));
+      published.push(...publishes(reply, 2 + count));
+    }
     const reply = (await this.#run('exchange', queue, [
       request.now,
       request.leaseUntil,
       request.now + this.#outboxMs,
-      settle.length === 0 ? '[]' : JSON.stringify(settle),
+      encoded,
       request.deliveries.length === 0
         ? '[]'
         : JSON.stringify(request.deliveries.map(({ id, token, orphaned }) => [id, token, orphaned ? 1 : 0])),
@@ -211,9 +247,11 @@ export class RedisJobStateStore implements JobStateStore {
     const takeovers = flags.filter((flag) => flag === '3').length;
     const result: StateExchangeResult = {
       verdicts: flags.map((flag) => verdicts[flag] ?? 'drop'),
-      publish: publishes(reply, next + takeovers),
+      publish: published.concat(publishes(reply, next + takeovers)),
     };
-    if (staleCount > 0) result.stale = reply.slice(2, next).map(String);
+    if (staleCount > 0) stale.push(...reply.slice(2, next).map(String));
+    if (stale.length > 0) result.stale = stale;
+    if (oversized) result.oversized = oversized;
     if (takeovers > 0) {
       result.leases = flags.map((flag) => (flag === '3' ? String(reply[next++]) : undefined));
     }

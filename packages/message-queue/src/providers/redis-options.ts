@@ -42,3 +42,15 @@ export const addChunkSizeOption = z.number().int().positive().max(5_000).default
 
 /** The `closeTimeoutMs` option: how long `close()` waits for Redis to acknowledge QUIT before it disconnects. */
 export const closeTimeoutOption = z.number().int().positive().max(maxTimerMs).default(2_000);
+
+/**
+ * The `maxArgumentBytes` option: the largest argument Redis takes (its `proto-max-bulk-len`).
+ * Default: read from the server (`CONFIG GET`) the first time a worker's settlements are over
+ * 1 MiB together, 512 MiB (Redis's default) where `CONFIG` is refused. A result over it fails its
+ * try (`ResultTooLargeError`); results that fit one by one are stored in several calls.
+ */
+export const maxArgumentBytesOption = z
+  .number()
+  .int()
+  .min(1024 * 1024)
+  .optional();

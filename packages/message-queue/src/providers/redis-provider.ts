@@ -30,11 +30,13 @@ import {
 import {
   addChunkSizeOption,
   closeTimeoutOption,
+  maxArgumentBytesOption,
   redisConnectionOption,
   redisPrefixOption,
 } from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
 import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
+import { ArgumentLimit, packSettlements } from './settle-batches.js';
 import { Wakers } from './wakers.js';
 
 /** Options of {@link RedisProvider}. */
@@ -48,6 +50,11 @@ export const redisProviderOptionsSchema = z
     addChunkSize: addChunkSizeOption,
     /** How long `close()` waits for Redis to acknowledge QUIT on its pub/sub connection before dropping it. */
     closeTimeoutMs: closeTimeoutOption,
+    /**
+     * The largest argument Redis takes (`proto-max-bulk-len`); default: read from the server when
+     * first needed (see "Failure modes": a result too large for Redis).
+     */
+    maxArgumentBytes: maxArgumentBytesOption,
   })
   .strict();
 
@@ -82,6 +89,8 @@ export class RedisProvider implements QueueProvider {
   static readonly capabilities: ProviderCapabilities = capabilities;
   readonly capabilities = capabilities;
   readonly #redis: Redis | Cluster;
+  /** The largest argument Redis takes (an exchange's settlements are one). */
+  readonly #argumentLimit: ArgumentLimit;
   readonly #prefix: string;
   readonly #chunk: number;
   readonly #scripts: Record<RedisScriptName, LuaScript>;
@@ -100,6 +109,7 @@ export class RedisProvider implements QueueProvider {
     this.#prefix = parsed.prefix;
     this.#chunk = parsed.addChunkSize;
     this.#closeTimeoutMs = parsed.closeTimeoutMs;
+    this.#argumentLimit = new ArgumentLimit(parsed.connection, parsed.maxArgumentBytes);
     this.#scripts = loadRedisScripts();
     this.#whenClosed = new Promise<void>((resolve) => {
       this.#resolveWhenClosed = resolve;
@@ -216,6 +226,33 @@ export class RedisProvider implements QueueProvider {
       state.weights = request.groupWeights;
       state.weightsJson = JSON.stringify(request.groupWeights);
     }
+    // One argument of settlements, unless it is over what Redis takes (`proto-max-bulk-len`):
+    // then several, the earlier ones settling only; a completion over it alone is not sent (the
+    // worker fails its try). Refused, it failed every exchange carrying it, for ever.
+    let encoded = settle.length === 0 ? '[]' : JSON.stringify(settle);
+    let earlier: string[] = [];
+    let oversized: ExchangeResponse['oversized'];
+    const maxBytes = await this.#argumentLimit.for(encoded.length);
+    if (encoded.length * 3 > maxBytes && Buffer.byteLength(encoded) > maxBytes) {
+      const packed = packSettlements(settle as { id: string; k: string }[], maxBytes);
+      encoded = packed.batches.pop()!;
+      earlier = packed.batches;
+      if (packed.oversized.length > 0) oversized = packed.oversized;
+    }
+    const stale: string[] = [];
+    const settleOnly = async (batch: string) => {
+      const reply = (await this.#runIn('exchange', state, [
+        request.now,
+        request.leaseUntil - request.now,
+        0,
+        0,
+        request.defaultGroupWeight,
+        state.weightsJson!,
+        batch,
+      ])) as [string, string, number, ...string[]];
+      stale.push(...(reply.slice(3, 3 + reply[2]) as string[]));
+    };
+    for (const batch of earlier) await settleOnly(batch);
     const reply = (await this.#runIn('exchange', state, [
       request.now,
       request.leaseUntil - request.now,
@@ -223,7 +260,7 @@ export class RedisProvider implements QueueProvider {
       request.promoteDelayed ? 1 : 0,
       request.defaultGroupWeight,
       state.weightsJson!,
-      settle.length === 0 ? '[]' : JSON.stringify(settle),
+      encoded,
     ])) as [string, string, number, ...string[]];
     // {next due, lease token, refused count, refused ids…, records…} (see exchange.lua).
     const [nextDue, lease, staleCount] = reply;
@@ -235,7 +272,9 @@ export class RedisProvider implements QueueProvider {
       jobs.push(record);
     }
     const response: ExchangeResponse = { jobs };
-    if (staleCount > 0) response.stale = reply.slice(3, firstRecord) as string[];
+    if (staleCount > 0) stale.push(...(reply.slice(3, firstRecord) as string[]));
+    if (stale.length > 0) response.stale = stale;
+    if (oversized) response.oversized = oversized;
     if (nextDue) response.nextDueAt = Number(nextDue);
     return response;
   }

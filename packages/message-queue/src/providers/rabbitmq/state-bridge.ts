@@ -240,8 +240,12 @@ export class StateBridge {
     }
     await this.publish(queue, result.publish, request.now);
     const stale = result.stale && new Set(result.stale);
+    // Not stored (result too large for the store): the delivery stays held until the try's
+    // failure is stored, as a retry or dead-lettered.
+    const oversized = result.oversized && new Set(result.oversized.map(({ id }) => id));
     for (const settlement of request.settle) {
       const id = settlement.record.id;
+      if (oversized?.has(id)) continue;
       // A refused (stale) settlement's job may be held here by the run that superseded it: that
       // delivery stays. Its own delivery (same lease: the job was finished by a run elsewhere)
       // is acked, or it would hold a prefetch slot until the channel closes.
@@ -285,6 +289,7 @@ export class StateBridge {
     if (paused) await consumers.pauseLocally(consumer);
     const response: ExchangeResponse = { jobs };
     if (result.stale) response.stale = result.stale;
+    if (result.oversized) response.oversized = result.oversized;
     // Retries over the broker's limit, dead-lettered instead: the worker reports them so.
     const deadLettered = request.settle
       .filter((asked, index) => asked.kind === 'fail' && asked.retryAt !== null && settle[index] !== asked)

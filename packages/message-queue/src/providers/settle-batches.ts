@@ -1,0 +1,95 @@
+import type { Cluster, Redis } from 'ioredis';
+import type { OversizedSettlement } from '../provider.js';
+
+/** Redis's smallest `proto-max-bulk-len` (1 MiB): an argument this long fits every server. */
+export const minArgumentBytes = 1024 * 1024;
+/** Redis's default `proto-max-bulk-len` (512 MiB), assumed where `CONFIG GET` is refused. */
+export const defaultArgumentBytes = 512 * 1024 * 1024;
+
+/** A settle entry as the Redis scripts take it: `id`, `k` (`'c'` complete, `'f'` fail), … */
+export interface SettleEntry {
+  id: string;
+  k: string;
+}
+
+/** What {@link packSettlements} returns. */
+export interface SettleBatches {
+  /** JSON arrays of entries, each at most `maxBytes` bytes (UTF-8), in the entries' order. */
+  batches: string[];
+  /** Completions whose entry alone is over `maxBytes`: left out of every batch. */
+  oversized: OversizedSettlement[];
+}
+
+/**
+ * The settle entries of one exchange as script arguments Redis takes (`proto-max-bulk-len`, one
+ * argument each). Fast path: the whole array as one argument when it is surely small enough
+ * (3 UTF-8 bytes at most per UTF-16 unit) or measured so. Else the entries are packed greedily
+ * into arrays of at most `maxBytes`; a completion whose entry alone is over it is left out and
+ * named in `oversized` (its try is to fail). A failure's entry is never left out: its record was
+ * taken at add and its error message is bounded, so it is sent (alone if need be) as before.
+ * Pure: the limit comes from the caller.
+ */
+export function packSettlements(entries: readonly SettleEntry[], maxBytes: number): SettleBatches {
+  const whole = entries.length === 0 ? '[]' : JSON.stringify(entries);
+  if (whole.length * 3 <= maxBytes || Buffer.byteLength(whole) <= maxBytes) {
+    return { batches: [whole], oversized: [] };
+  }
+  const batches: string[] = [];
+  const oversized: OversizedSettlement[] = [];
+  let parts: string[] = [];
+  let size = 2; // the brackets
+  for (const entry of entries) {
+    const encoded = JSON.stringify(entry);
+    const bytes = Buffer.byteLength(encoded);
+    if (bytes + 2 > maxBytes && entry.k === 'c') {
+      oversized.push({ id: entry.id, bytes, maxBytes });
+      continue;
+    }
+    const added = bytes + (parts.length > 0 ? 1 : 0);
+    if (parts.length > 0 && size + added > maxBytes) {
+      batches.push(`[${parts.join(',')}]`);
+      parts = [];
+      size = 2;
+    }
+    parts.push(encoded);
+    size += bytes + (parts.length > 1 ? 1 : 0);
+  }
+  if (parts.length > 0 || batches.length === 0) batches.push(`[${parts.join(',')}]`);
+  return { batches, oversized };
+}
+
+/**
+ * The largest argument a Redis server takes, read once (`CONFIG GET proto-max-bulk-len`) and only
+ * when an argument may be over {@link minArgumentBytes}; {@link defaultArgumentBytes} where the
+ * command is refused (managed Redis often renames `CONFIG`). `configured` overrides both.
+ */
+export class ArgumentLimit {
+  readonly #redis: Redis | Cluster;
+  #bytes: Promise<number> | undefined;
+
+  constructor(redis: Redis | Cluster, configured: number | undefined) {
+    this.#redis = redis;
+    if (configured !== undefined) this.#bytes = Promise.resolve(configured);
+  }
+
+  /** The limit for an argument of `length` UTF-16 units: no round trip when it surely fits. */
+  async for(length: number): Promise<number> {
+    if (this.#bytes === undefined && length * 3 <= minArgumentBytes) return minArgumentBytes;
+    this.#bytes ??= this.#read();
+    return this.#bytes;
+  }
+
+  async #read(): Promise<number> {
+    try {
+      const reply = (await this.#redis.config('GET', 'proto-max-bulk-len')) as unknown;
+      const value = Array.isArray(reply) ? Number(reply[1]) : Number.NaN;
+      return Number.isFinite(value) && value > 0 ? value : defaultArgumentBytes;
+    } catch (error) {
+      // Refused by the server (renamed or forbidden `CONFIG`): its default. Anything else (the
+      // connection) is the exchange's failure, and the limit is read again next time.
+      if ((error as { name?: unknown }).name === 'ReplyError') return defaultArgumentBytes;
+      this.#bytes = undefined;
+      throw error;
+    }
+  }
+}

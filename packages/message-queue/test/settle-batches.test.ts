@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { ArgumentLimit, minArgumentBytes, packSettlements } from '../src/providers/settle-batches.js';
+
+const complete = (id: string, size: number) => ({ id, k: 'c', r: 'x'.repeat(size) });
+const fail = (id: string, size: number) => ({ id, k: 'f', rec: 'y'.repeat(size) });
+
+describe('packSettlements', () => {
+  it('sends the whole array as one argument when it fits', () => {
+    const entries = [complete('a', 10), fail('b', 10)];
+    expect(packSettlements(entries, 1_000)).toEqual({ batches: [JSON.stringify(entries)], oversized: [] });
+    expect(packSettlements([], 10)).toEqual({ batches: ['[]'], oversized: [] });
+  });
+
+  it('splits entries that fit one by one into arrays under the limit, in order', () => {
+    const entries = [complete('a', 400), complete('b', 400), fail('c', 400), complete('d', 10)];
+    const { batches, oversized } = packSettlements(entries, 1_000);
+    expect(oversized).toEqual([]);
+    for (const batch of batches) expect(Buffer.byteLength(batch)).toBeLessThanOrEqual(1_000);
+    expect(batches.flatMap((batch) => JSON.parse(batch))).toEqual(entries);
+    expect(batches.length).toBeGreaterThan(1);
+  });
+
+  it('leaves out a completion over the limit alone, counting UTF-8 bytes; never a failure', () => {
+    const wide = { id: 'w', k: 'c', r: 'é'.repeat(400) }; // 800 bytes, 400 units
+    const entries = [complete('a', 10), wide, fail('big', 2_000)];
+    const { batches, oversized } = packSettlements(entries, 600);
+    expect(oversized).toEqual([{ id: 'w', bytes: Buffer.byteLength(JSON.stringify(wide)), maxBytes: 600 }]);
+    expect(batches.flatMap((batch) => JSON.parse(batch))).toEqual([entries[0], entries[2]]);
+  });
+
+  it('gives one empty array when every entry is left out (the exchange still fetches)', () => {
+    expect(packSettlements([complete('a', 2_000)], 1_000).batches).toEqual(['[]']);
+  });
+});
+
+describe('ArgumentLimit', () => {
+  it('asks the server nothing for an argument that surely fits, and reads the limit once otherwise', async () => {
+    let asked = 0;
+    const redis = {
+      config: async () => {
+        asked += 1;
+        return ['proto-max-bulk-len', '2097152'];
+      },
+    };
+    const limit = new ArgumentLimit(redis as never, undefined);
+    expect(await limit.for(100)).toBe(minArgumentBytes);
+    expect(asked).toBe(0);
+    expect(await limit.for(minArgumentBytes)).toBe(2_097_152);
+    expect(await limit.for(10)).toBe(2_097_152);
+    expect(asked).toBe(1);
+  });
+
+  it("assumes Redis's default where CONFIG is refused, and retries after a connection error", async () => {
+    const refused = Object.assign(new Error("ERR unknown command 'CONFIG'"), { name: 'ReplyError' });
+    const limit = new ArgumentLimit({ config: async () => Promise.reject(refused) } as never, undefined);
+    expect(await limit.for(minArgumentBytes)).toBe(512 * 1024 * 1024);
+    let calls = 0;
+    const flaky = new ArgumentLimit(
+      {
+        config: async () => {
+          calls += 1;
+          if (calls === 1) throw new Error('Connection is closed.');
+          return ['proto-max-bulk-len', '1048576'];
+        },
+      } as never,
+      undefined,
+    );
+    await expect(flaky.for(minArgumentBytes)).rejects.toThrow(/closed/);
+    expect(await flaky.for(minArgumentBytes)).toBe(1_048_576);
+    expect(await new ArgumentLimit({} as never, 5_000_000).for(minArgumentBytes)).toBe(5_000_000);
+  });
+});
