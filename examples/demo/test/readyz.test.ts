@@ -20,7 +20,17 @@ describe('GET /readyz in memory mode, over HTTP', () => {
   });
 
   it('is 200 up with each component, not cached', async () => {
-    const response = await fetch(`${base}/readyz`);
+    // A worker reads `unknown` (so the optional component `degraded`) until its first exchange
+    // with the queue's backend: wait for that, as a readiness probe's retries would.
+    let response = await fetch(`${base}/readyz`);
+    for (
+      let tries = 0;
+      tries < 100 && ((await response.clone().json()) as { status: string }).status !== 'up';
+      tries += 1
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      response = await fetch(`${base}/readyz`);
+    }
     expect(response.status).toBe(200);
     expect(response.headers.get('cache-control')).toBe('no-store');
     const body = (await response.json()) as { checkedAt: string; components: Record<string, unknown> };
