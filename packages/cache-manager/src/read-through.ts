@@ -361,7 +361,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     // 'unavailable': Redis failed while we waited; only in-process single flight is left.
     if (lease === 'unavailable') return runFactory(engine, { ...load, stale, l2Seen, options: bounded });
     engine.metrics.lockWait('acquired');
-    return takeOver(engine, { ...load, stale, l2Seen, options: bounded }, token);
+    return takeOver(engine, { ...load, stale, l2Seen, options: bounded }, token, true);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
@@ -382,9 +382,20 @@ function serveStaleAfterFailedHolder<T>(
   return stale.value;
 }
 
-/** Runs the factory under a lease just acquired, unless L2 has the value by now. */
-async function takeOver<T>(engine: CacheEngine, load: KeyLoad<T>, token: string): Promise<T> {
-  const { fullKey } = load;
+/**
+ * Runs the factory under a lease just acquired, unless L2 has the value by now, or (with a
+ * value in grace, `failureChecked` false) the lease was freed by a holder whose factory failed
+ * within its back-off (its failure mark): then the value in grace is served and backed off, as
+ * by a waiter of that holder. Without the check, every instance whose caller came after the
+ * failure (every call with `softTimeoutMs: 0` past its back-off) ran the failing source again.
+ */
+async function takeOver<T>(
+  engine: CacheEngine,
+  load: KeyLoad<T>,
+  token: string,
+  failureChecked = false,
+): Promise<T> {
+  const { fullKey, stale } = load;
   const tier = engine.tier!;
   // Double-check: between our L2 miss and the lease, another instance may have computed
   // the value and released its lease.
@@ -393,6 +404,20 @@ async function takeOver<T>(engine: CacheEngine, load: KeyLoad<T>, token: string)
     await tier.releaseLease(fullKey, token);
     engine.fill(fullKey, remote.entry, remote.bytes, remote.since);
     return remote.entry.value as T;
+  }
+  if (
+    !failureChecked &&
+    stale !== undefined &&
+    load.forcedAt === undefined &&
+    engine.clock.now() < stale.staleUntil &&
+    (await tier.holderFailed(fullKey))
+  ) {
+    await tier.releaseLease(fullKey, token);
+    engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
+    engine.servedStale(fullKey, 'factory_error');
+    engine.logger.warn('the last lease holder failed; serving stale value', { key: load.userKey });
+    backOff(engine, fullKey, stale);
+    return stale.value;
   }
   return runFactory(engine, { ...load, l2Seen: seenInL2(engine, remote) }, token);
 }

@@ -59,6 +59,34 @@ describe.skipIf(!redisUp)('background refreshes across instances (real Redis)', 
     expect(runs).toBe(1);
   });
 
+  it('softTimeoutMs: 0: after a run fails on one instance, the others do not call the failing source within the back-off', async () => {
+    const clock = new ManualClock(Date.now());
+    const group = await instances(3, {
+      clock,
+      ttlMs: 1_000,
+      graceMs: 60_000,
+      graceBackoffMs: 5_000,
+      softTimeoutMs: 0,
+    });
+    await group[0]!.getOrSet('soft0-failing', () => 'old');
+    await Promise.all(group.map((cache) => cache.get('soft0-failing')));
+    clock.advance(2_000);
+    let runs = 0;
+    const factory = async () => {
+      runs += 1;
+      throw new Error('source down');
+    };
+    expect(await group[0]!.getOrSet('soft0-failing', factory)).toBe('old');
+    await until(() => runs === 1);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // its failure mark and lease release
+    // The lease is free: each other instance, its value in grace, takes it, and finds the mark.
+    for (const cache of group) expect(await cache.getOrSet('soft0-failing', factory)).toBe('old');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(runs).toBe(1);
+    // Each backed the value off: calls within the back-off are L1 hits, no lease, no source.
+    for (const cache of group) expect((await cache.ttl('soft0-failing'))?.ttlMs).toBe(5_000);
+  });
+
   it('refreshThresholdMs refreshes a key once across instances, each serving its current value meanwhile', async () => {
     const clock = new ManualClock(Date.now());
     const group = await instances(3, { clock, ttlMs: 10_000, refreshThresholdMs: 2_000 });
