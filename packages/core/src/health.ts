@@ -100,9 +100,32 @@ export const healthCheckOptionsSchema = z
 export type HealthCheckOptions = z.input<typeof healthCheckOptionsSchema>;
 
 /**
+ * Each check's call still unanswered, by check: a probe that finds its check's last call
+ * pending joins it instead of calling again, so a backend that hangs gets one call in flight
+ * per check, not one more per probe (a probe every second against a frozen server would
+ * otherwise queue a call a second until it thaws, all then answered at once).
+ */
+const inFlight = new WeakMap<HealthCheck, Promise<HealthReport>>();
+
+function callCheck(check: HealthCheck): Promise<HealthReport> {
+  const pending = inFlight.get(check);
+  if (pending) return pending;
+  const call = Promise.resolve().then(check);
+  inFlight.set(check, call);
+  const settled = () => {
+    if (inFlight.get(check) === call) inFlight.delete(check);
+  };
+  call.then(settled, settled);
+  return call;
+}
+
+/**
  * Runs every check at once, each under `timeoutMs`; a check that throws, rejects or times out
- * counts as its component `down` with the error as `cause` (never rejects). Then
- * {@link combineHealth}.
+ * counts as its component `down` with the error as `cause` (never rejects). A check whose call
+ * from an earlier run has not answered yet is not called again: this run waits for that call
+ * (under its own `timeoutMs`), so a hung backend is not sent one more probe per run. Keep the
+ * checks object (or its functions) and pass it to every run, as `readinessHandler` does; new
+ * arrow functions on each run are new checks. Then {@link combineHealth}.
  */
 export async function runHealthChecks(
   checks: Record<string, HealthCheck | HealthCheckEntry>,
@@ -117,7 +140,7 @@ export async function runHealthChecks(
       const check = typeof entry === 'function' ? entry : entry.check;
       if (typeof entry !== 'function' && entry.required === false) optional.push(name);
       try {
-        return await withDeadline(Promise.resolve().then(check), timeoutMs, `health check of ${name}`);
+        return await withDeadline(callCheck(check), timeoutMs, `health check of ${name}`);
       } catch (error) {
         return { component: name, status: 'down', checkedAt: Date.now(), details: {}, cause: error };
       }

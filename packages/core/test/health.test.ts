@@ -92,6 +92,30 @@ describe('runHealthChecks', () => {
     expect(health.components.db?.cause).toBeInstanceOf(TimeoutError);
   });
 
+  it('does not start a check again while its last call is unanswered: probes join it, no pile-up', async () => {
+    const calls = { db: 0, cache: 0 };
+    const answers: ((report: HealthReport) => void)[] = [];
+    const hung = (name: 'db' | 'cache') => () => {
+      calls[name] += 1;
+      return new Promise<HealthReport>((resolve) => answers.push(resolve));
+    };
+    const checks = { db: hung('db'), cache: { check: hung('cache'), required: false } };
+    for (let probe = 0; probe < 3; probe += 1) {
+      const health = await runHealthChecks(checks, { timeoutMs: 20 });
+      expect(health.components.db?.cause).toBeInstanceOf(TimeoutError);
+      expect(health.components.cache?.status).toBe('down');
+    }
+    expect(calls).toEqual({ db: 1, cache: 1 });
+    for (const answer of answers.splice(0)) answer(report('x', 'up'));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    // Once answered, the next probe asks again and gets its own answer.
+    const checked = runHealthChecks(checks, { timeoutMs: 1_000 });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(calls).toEqual({ db: 2, cache: 2 });
+    for (const answer of answers.splice(0)) answer(report('x', 'degraded'));
+    expect((await checked).components.db?.status).toBe('degraded');
+  });
+
   it('rejects bad options with a ConfigError naming the field', async () => {
     await expect(runHealthChecks({}, { timeoutMs: -1 })).rejects.toThrow(ConfigError);
     expect(() => readinessHandler({}, { timeoutMs: 0 })).toThrow(/timeoutMs/);
