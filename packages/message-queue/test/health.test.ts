@@ -57,4 +57,30 @@ describe('on the memory provider', () => {
     expect(worker.health().status).toBe('down');
     expect((await queue.checkHealth()).status).toBe('down');
   });
+
+  it('Queue.checkHealth() sends no second count while one is unanswered (a hung backend gets no pile-up)', async () => {
+    let counts = 0;
+    const answers: (() => void)[] = [];
+    class HungProvider extends MemoryProvider {
+      override counts(queueName: string) {
+        counts += 1;
+        return new Promise<void>((resolve) => answers.push(resolve)).then(() => super.counts(queueName));
+      }
+    }
+    const queue = new Queue({ name: 'hung-health', provider: new HungProvider() });
+    for (let probe = 0; probe < 3; probe += 1) {
+      const report = await queue.checkHealth({ timeoutMs: 20 });
+      expect(report.status).toBe('down');
+      expect(report.cause).toBeInstanceOf(TimeoutError);
+    }
+    expect(counts).toBe(1);
+    for (const answer of answers.splice(0)) answer();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const checked = queue.checkHealth({ timeoutMs: 1_000 });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(counts).toBe(2);
+    for (const answer of answers.splice(0)) answer();
+    expect((await checked).status).toBe('up');
+    await queue.close();
+  });
 });
