@@ -99,6 +99,21 @@ export const healthCheckOptionsSchema = z
 /** Input type of {@link healthCheckOptionsSchema}. */
 export type HealthCheckOptions = z.input<typeof healthCheckOptionsSchema>;
 
+const statuses: ReadonlySet<unknown> = new Set<HealthStatus>(['up', 'degraded', 'down']);
+
+/** Whether a check's answer is a report `combineHealth` can read (from JavaScript anything comes). */
+function isHealthReport(value: unknown): value is HealthReport {
+  return typeof value === 'object' && value !== null && statuses.has((value as { status?: unknown }).status);
+}
+
+/** A short, secret-free description of what a check returned: its type and status only. */
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value !== 'object') return `a ${typeof value}`;
+  const status = (value as { status?: unknown }).status;
+  return status === undefined ? 'an object without status' : `status ${JSON.stringify(status)}`;
+}
+
 /**
  * Each check's call still unanswered, by check: a probe that finds its check's last call
  * pending joins it instead of calling again, so a backend that hangs gets one call in flight
@@ -121,7 +136,9 @@ function callCheck(check: HealthCheck): Promise<HealthReport> {
 
 /**
  * Runs every check at once, each under `timeoutMs`; a check that throws, rejects or times out
- * counts as its component `down` with the error as `cause` (never rejects). A check whose call
+ * counts as its component `down` with the error as `cause` (never rejects), and so does one that
+ * returns no report (a `TypeError`: from JavaScript, a forgotten `return` or `{ status: 'ok' }`).
+ * A check whose call
  * from an earlier run has not answered yet is not called again: this run waits for that call
  * (under its own `timeoutMs`), so a hung backend is not sent one more probe per run. Keep the
  * checks object (or its functions) and pass it to every run, as `readinessHandler` does; new
@@ -140,7 +157,12 @@ export async function runHealthChecks(
       const check = typeof entry === 'function' ? entry : entry.check;
       if (typeof entry !== 'function' && entry.required === false) optional.push(name);
       try {
-        return await withDeadline(callCheck(check), timeoutMs, `health check of ${name}`);
+        const report: unknown = await withDeadline(callCheck(check), timeoutMs, `health check of ${name}`);
+        if (!isHealthReport(report))
+          throw new TypeError(
+            `health check of ${name} returned no HealthReport (status up, degraded or down): ${describe(report)}`,
+          );
+        return report;
       } catch (error) {
         return { component: name, status: 'down', checkedAt: Date.now(), details: {}, cause: error };
       }

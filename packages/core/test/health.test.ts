@@ -116,6 +116,22 @@ describe('runHealthChecks', () => {
     expect((await checked).components.db?.status).toBe('degraded');
   });
 
+  it('counts a check that returns no HealthReport as down with a TypeError, instead of rejecting', async () => {
+    // From JavaScript, or a check cast to the type: a forgotten return, terminus's { status: 'ok' }.
+    const checks = {
+      forgot: (() => undefined) as unknown as () => HealthReport,
+      terminusStyle: (() => ({ status: 'ok' })) as unknown as () => HealthReport,
+      fine: () => report('fine', 'up'),
+    };
+    const health = await runHealthChecks(checks);
+    expect(health.ready).toBe(false);
+    expect(health.components.forgot).toMatchObject({ component: 'forgot', status: 'down' });
+    expect(health.components.forgot?.cause).toBeInstanceOf(TypeError);
+    expect(String(health.components.terminusStyle?.cause)).toMatch(/terminusStyle.*HealthReport/);
+    expect(health.components.fine?.status).toBe('up');
+    expect(healthResponse(health).statusCode).toBe(503);
+  });
+
   it('rejects bad options with a ConfigError naming the field', async () => {
     await expect(runHealthChecks({}, { timeoutMs: -1 })).rejects.toThrow(ConfigError);
     expect(() => readinessHandler({}, { timeoutMs: 0 })).toThrow(/timeoutMs/);
