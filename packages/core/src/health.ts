@@ -214,6 +214,23 @@ function causeBody(cause: unknown): HealthCauseBody {
 }
 
 /**
+ * `details` as JSON will send them: a bigint as its digits, and details JSON cannot hold (a
+ * cycle) as `{ unserializable }` with the reason, so one odd report cannot make the response
+ * throw when it is serialized (a rejected handler; in Fastify a 500).
+ */
+function jsonDetails(details: unknown): Record<string, unknown> {
+  if (typeof details !== 'object' || details === null) return {};
+  try {
+    const text = JSON.stringify(details, (_key, value: unknown) =>
+      typeof value === 'bigint' ? value.toString() : value,
+    );
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (error) {
+    return { unserializable: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+/**
  * The HTTP answer for a {@link ServiceHealth}, framework-free: `reply.code(r.statusCode)
  * .headers(r.headers).send(r.body)` in Fastify, `res.status(r.statusCode).set(r.headers)
  * .json(r.body)` in Express. 503 follows @godaddy/terminus and Actuator (`DOWN` → 503);
@@ -231,7 +248,7 @@ export function healthResponse(
       status: report.status,
       required: report.required,
       checkedAt: new Date(report.checkedAt).toISOString(),
-      details: report.details,
+      details: jsonDetails(report.details),
     };
     if (report.cause !== undefined && report.status !== 'up')
       body.cause = exposeCauses ? causeBody(report.cause) : { name: 'Error', message: 'hidden' };

@@ -210,4 +210,30 @@ describe('readinessHandler', () => {
       await new Promise((resolve) => server.close(resolve));
     }
   });
+
+  it('answers details JSON cannot hold (a bigint, a cycle) instead of rejecting', async () => {
+    const cyclic: Record<string, unknown> = { name: 'loop' };
+    cyclic.self = cyclic;
+    const handler = readinessHandler({
+      db: () => ({ component: 'db', status: 'up', checkedAt: 1_000, details: { rows: 12n } }),
+      custom: () => ({ component: 'custom', status: 'up', checkedAt: 1_000, details: cyclic }),
+    });
+    let statusCode = 0;
+    let body = '';
+    await handler(
+      {},
+      {
+        statusCode: 0,
+        setHeader: () => {},
+        end(text: string) {
+          statusCode = this.statusCode;
+          body = text;
+        },
+      },
+    );
+    expect(statusCode).toBe(200);
+    const parsed = JSON.parse(body) as { components: Record<string, { details: Record<string, unknown> }> };
+    expect(parsed.components.db?.details).toEqual({ rows: '12' });
+    expect(parsed.components.custom?.details).toEqual({ unserializable: expect.stringMatching(/circular/i) });
+  });
 });
