@@ -120,15 +120,23 @@ function describe(value: unknown): string {
  * per check, not one more per probe (a probe every second against a frozen server would
  * otherwise queue a call a second until it thaws, all then answered at once).
  */
-const inFlight = new WeakMap<HealthCheck, Promise<HealthReport>>();
+const inFlight = new WeakMap<HealthCheck, { call: Promise<HealthReport>; startedAt: number }>();
 
-function callCheck(check: HealthCheck): Promise<HealthReport> {
+/**
+ * How many `timeoutMs` a call is joined before the check is called again: a call that never
+ * settles (a leaked promise, a dead connection nothing times out) then costs one more call per
+ * this many probe timeouts, instead of keeping the component down for good once the backend is back.
+ */
+const joinTimeouts = 10;
+
+function callCheck(check: HealthCheck, timeoutMs: number): Promise<HealthReport> {
+  const now = Date.now();
   const pending = inFlight.get(check);
-  if (pending) return pending;
+  if (pending && now - pending.startedAt < timeoutMs * joinTimeouts) return pending.call;
   const call = Promise.resolve().then(check);
-  inFlight.set(check, call);
+  inFlight.set(check, { call, startedAt: now });
   const settled = () => {
-    if (inFlight.get(check) === call) inFlight.delete(check);
+    if (inFlight.get(check)?.call === call) inFlight.delete(check);
   };
   call.then(settled, settled);
   return call;
@@ -138,9 +146,9 @@ function callCheck(check: HealthCheck): Promise<HealthReport> {
  * Runs every check at once, each under `timeoutMs`; a check that throws, rejects or times out
  * counts as its component `down` with the error as `cause` (never rejects), and so does one that
  * returns no report (a `TypeError`: from JavaScript, a forgotten `return` or `{ status: 'ok' }`).
- * A check whose call
- * from an earlier run has not answered yet is not called again: this run waits for that call
- * (under its own `timeoutMs`), so a hung backend is not sent one more probe per run. Keep the
+ * A check whose call from an earlier run has not answered yet is not called again: this run
+ * waits for that call (under its own `timeoutMs`), so a hung backend is not sent one more probe
+ * per run; a call unanswered for 10 × `timeoutMs` is given up and the check called again. Keep the
  * checks object (or its functions) and pass it to every run, as `readinessHandler` does; new
  * arrow functions on each run are new checks. Then {@link combineHealth}.
  */
@@ -157,7 +165,11 @@ export async function runHealthChecks(
       const check = typeof entry === 'function' ? entry : entry.check;
       if (typeof entry !== 'function' && entry.required === false) optional.push(name);
       try {
-        const report: unknown = await withDeadline(callCheck(check), timeoutMs, `health check of ${name}`);
+        const report: unknown = await withDeadline(
+          callCheck(check, timeoutMs),
+          timeoutMs,
+          `health check of ${name}`,
+        );
         if (!isHealthReport(report))
           throw new TypeError(
             `health check of ${name} returned no HealthReport (status up, degraded or down): ${describe(report)}`,

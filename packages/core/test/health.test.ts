@@ -116,6 +116,24 @@ describe('runHealthChecks', () => {
     expect((await checked).components.db?.status).toBe('degraded');
   });
 
+  it('gives up joining a call unanswered for 10 × timeoutMs and calls the check again', async () => {
+    // A call that never settles (a leaked promise, a dead connection nothing times out) must not
+    // keep the component down after the backend is back: it is joined for a while, then retried.
+    let calls = 0;
+    let answerNow = false;
+    const check = () => {
+      calls += 1;
+      return answerNow ? report('db', 'up') : new Promise<HealthReport>(() => {});
+    };
+    expect((await runHealthChecks({ db: check }, { timeoutMs: 20 })).ready).toBe(false);
+    expect((await runHealthChecks({ db: check }, { timeoutMs: 20 })).ready).toBe(false);
+    expect(calls).toBe(1);
+    answerNow = true;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect((await runHealthChecks({ db: check }, { timeoutMs: 20 })).ready).toBe(true);
+    expect(calls).toBe(2);
+  });
+
   it('counts a check that returns no HealthReport as down with a TypeError, instead of rejecting', async () => {
     // From JavaScript, or a check cast to the type: a forgotten return, terminus's { status: 'ok' }.
     const checks = {
