@@ -83,4 +83,24 @@ describe('on the memory provider', () => {
     expect((await checked).status).toBe('up');
     await queue.close();
   });
+
+  it('Queue.checkHealth() sends a new count once the unanswered one is 10 × timeoutMs old', async () => {
+    let counts = 0;
+    let hang = true;
+    class StuckProvider extends MemoryProvider {
+      override counts(queueName: string) {
+        counts += 1;
+        return hang ? new Promise<never>(() => {}) : super.counts(queueName);
+      }
+    }
+    const queue = new Queue({ name: 'stuck-health', provider: new StuckProvider() });
+    expect((await queue.checkHealth({ timeoutMs: 20 })).status).toBe('down');
+    expect((await queue.checkHealth({ timeoutMs: 20 })).status).toBe('down');
+    expect(counts).toBe(1);
+    hang = false;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect((await queue.checkHealth({ timeoutMs: 20 })).status).toBe('up');
+    expect(counts).toBe(2);
+    await queue.close();
+  });
 });
