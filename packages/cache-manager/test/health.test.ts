@@ -67,3 +67,26 @@ describe('cacheHealth', () => {
     expect(cache.health().cause).toBeInstanceOf(ClosedError);
   });
 });
+
+describe('Cache.health() while Redis refuses connections', () => {
+  it('names the not-connected cause by its class and code, so a probe body says what it is', async () => {
+    const { Redis } = await import('ioredis');
+    // Port 1 on loopback: refused at once, no server involved.
+    const redis = new Redis({ host: '127.0.0.1', port: 1, retryStrategy: () => 50, maxRetriesPerRequest: 0 });
+    redis.on('error', () => {});
+    const cache = new Cache({ redis, prefix: 'health-refused:' });
+    try {
+      const giveUp = Date.now() + 10_000;
+      while (cache.health().status === 'up' && Date.now() < giveUp) {
+        await cache.getOrSet('k', async () => 1);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const report = cache.health();
+      expect(report.status).toBe('degraded');
+      expect(report.cause).toMatchObject({ name: 'NotConnectedError', code: 'NOA_CACHE_NOT_CONNECTED' });
+    } finally {
+      await cache.close();
+      redis.disconnect();
+    }
+  });
+});

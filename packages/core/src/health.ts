@@ -99,10 +99,58 @@ export const healthCheckOptionsSchema = z
 /** Input type of {@link healthCheckOptionsSchema}. */
 export type HealthCheckOptions = z.input<typeof healthCheckOptionsSchema>;
 
+const statuses: ReadonlySet<unknown> = new Set<HealthStatus>(['up', 'degraded', 'down']);
+
+/** Whether a check's answer is a report `combineHealth` can read (from JavaScript anything comes). */
+function isHealthReport(value: unknown): value is HealthReport {
+  return typeof value === 'object' && value !== null && statuses.has((value as { status?: unknown }).status);
+}
+
+/** A short, secret-free description of what a check returned: its type and status only. */
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value !== 'object') return `a ${typeof value}`;
+  const status = (value as { status?: unknown }).status;
+  return status === undefined ? 'an object without status' : `status ${JSON.stringify(status)}`;
+}
+
+/**
+ * Each check's call still unanswered, by check: a probe that finds its check's last call
+ * pending joins it instead of calling again, so a backend that hangs gets one call in flight
+ * per check, not one more per probe (a probe every second against a frozen server would
+ * otherwise queue a call a second until it thaws, all then answered at once).
+ */
+const inFlight = new WeakMap<HealthCheck, { call: Promise<HealthReport>; startedAt: number }>();
+
+/**
+ * How many `timeoutMs` a call is joined before the check is called again: a call that never
+ * settles (a leaked promise, a dead connection nothing times out) then costs one more call per
+ * this many probe timeouts, instead of keeping the component down for good once the backend is back.
+ */
+const joinTimeouts = 10;
+
+function callCheck(check: HealthCheck, timeoutMs: number): Promise<HealthReport> {
+  const now = Date.now();
+  const pending = inFlight.get(check);
+  if (pending && now - pending.startedAt < timeoutMs * joinTimeouts) return pending.call;
+  const call = Promise.resolve().then(check);
+  inFlight.set(check, { call, startedAt: now });
+  const settled = () => {
+    if (inFlight.get(check)?.call === call) inFlight.delete(check);
+  };
+  call.then(settled, settled);
+  return call;
+}
+
 /**
  * Runs every check at once, each under `timeoutMs`; a check that throws, rejects or times out
- * counts as its component `down` with the error as `cause` (never rejects). Then
- * {@link combineHealth}.
+ * counts as its component `down` with the error as `cause` (never rejects), and so does one that
+ * returns no report (a `TypeError`: from JavaScript, a forgotten `return` or `{ status: 'ok' }`).
+ * A check whose call from an earlier run has not answered yet is not called again: this run
+ * waits for that call (under its own `timeoutMs`), so a hung backend is not sent one more probe
+ * per run; a call unanswered for 10 × `timeoutMs` is given up and the check called again. Keep the
+ * checks object (or its functions) and pass it to every run, as `readinessHandler` does; new
+ * arrow functions on each run are new checks. Then {@link combineHealth}.
  */
 export async function runHealthChecks(
   checks: Record<string, HealthCheck | HealthCheckEntry>,
@@ -117,7 +165,16 @@ export async function runHealthChecks(
       const check = typeof entry === 'function' ? entry : entry.check;
       if (typeof entry !== 'function' && entry.required === false) optional.push(name);
       try {
-        return await withDeadline(Promise.resolve().then(check), timeoutMs, `health check of ${name}`);
+        const report: unknown = await withDeadline(
+          callCheck(check, timeoutMs),
+          timeoutMs,
+          `health check of ${name}`,
+        );
+        if (!isHealthReport(report))
+          throw new TypeError(
+            `health check of ${name} returned no HealthReport (status up, degraded or down): ${describe(report)}`,
+          );
+        return report;
       } catch (error) {
         return { component: name, status: 'down', checkedAt: Date.now(), details: {}, cause: error };
       }
@@ -169,6 +226,23 @@ function causeBody(cause: unknown): HealthCauseBody {
 }
 
 /**
+ * `details` as JSON will send them: a bigint as its digits, and details JSON cannot hold (a
+ * cycle) as `{ unserializable }` with the reason, so one odd report cannot make the response
+ * throw when it is serialized (a rejected handler; in Fastify a 500).
+ */
+function jsonDetails(details: unknown): Record<string, unknown> {
+  if (typeof details !== 'object' || details === null) return {};
+  try {
+    const text = JSON.stringify(details, (_key, value: unknown) =>
+      typeof value === 'bigint' ? value.toString() : value,
+    );
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (error) {
+    return { unserializable: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+/**
  * The HTTP answer for a {@link ServiceHealth}, framework-free: `reply.code(r.statusCode)
  * .headers(r.headers).send(r.body)` in Fastify, `res.status(r.statusCode).set(r.headers)
  * .json(r.body)` in Express. 503 follows @godaddy/terminus and Actuator (`DOWN` → 503);
@@ -186,7 +260,7 @@ export function healthResponse(
       status: report.status,
       required: report.required,
       checkedAt: new Date(report.checkedAt).toISOString(),
-      details: report.details,
+      details: jsonDetails(report.details),
     };
     if (report.cause !== undefined && report.status !== 'up')
       body.cause = exposeCauses ? causeBody(report.cause) : { name: 'Error', message: 'hidden' };

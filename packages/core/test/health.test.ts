@@ -92,6 +92,64 @@ describe('runHealthChecks', () => {
     expect(health.components.db?.cause).toBeInstanceOf(TimeoutError);
   });
 
+  it('does not start a check again while its last call is unanswered: probes join it, no pile-up', async () => {
+    const calls = { db: 0, cache: 0 };
+    const answers: ((report: HealthReport) => void)[] = [];
+    const hung = (name: 'db' | 'cache') => () => {
+      calls[name] += 1;
+      return new Promise<HealthReport>((resolve) => answers.push(resolve));
+    };
+    const checks = { db: hung('db'), cache: { check: hung('cache'), required: false } };
+    for (let probe = 0; probe < 3; probe += 1) {
+      const health = await runHealthChecks(checks, { timeoutMs: 20 });
+      expect(health.components.db?.cause).toBeInstanceOf(TimeoutError);
+      expect(health.components.cache?.status).toBe('down');
+    }
+    expect(calls).toEqual({ db: 1, cache: 1 });
+    for (const answer of answers.splice(0)) answer(report('x', 'up'));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    // Once answered, the next probe asks again and gets its own answer.
+    const checked = runHealthChecks(checks, { timeoutMs: 1_000 });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(calls).toEqual({ db: 2, cache: 2 });
+    for (const answer of answers.splice(0)) answer(report('x', 'degraded'));
+    expect((await checked).components.db?.status).toBe('degraded');
+  });
+
+  it('gives up joining a call unanswered for 10 × timeoutMs and calls the check again', async () => {
+    // A call that never settles (a leaked promise, a dead connection nothing times out) must not
+    // keep the component down after the backend is back: it is joined for a while, then retried.
+    let calls = 0;
+    let answerNow = false;
+    const check = () => {
+      calls += 1;
+      return answerNow ? report('db', 'up') : new Promise<HealthReport>(() => {});
+    };
+    expect((await runHealthChecks({ db: check }, { timeoutMs: 20 })).ready).toBe(false);
+    expect((await runHealthChecks({ db: check }, { timeoutMs: 20 })).ready).toBe(false);
+    expect(calls).toBe(1);
+    answerNow = true;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect((await runHealthChecks({ db: check }, { timeoutMs: 20 })).ready).toBe(true);
+    expect(calls).toBe(2);
+  });
+
+  it('counts a check that returns no HealthReport as down with a TypeError, instead of rejecting', async () => {
+    // From JavaScript, or a check cast to the type: a forgotten return, terminus's { status: 'ok' }.
+    const checks = {
+      forgot: (() => undefined) as unknown as () => HealthReport,
+      terminusStyle: (() => ({ status: 'ok' })) as unknown as () => HealthReport,
+      fine: () => report('fine', 'up'),
+    };
+    const health = await runHealthChecks(checks);
+    expect(health.ready).toBe(false);
+    expect(health.components.forgot).toMatchObject({ component: 'forgot', status: 'down' });
+    expect(health.components.forgot?.cause).toBeInstanceOf(TypeError);
+    expect(String(health.components.terminusStyle?.cause)).toMatch(/terminusStyle.*HealthReport/);
+    expect(health.components.fine?.status).toBe('up');
+    expect(healthResponse(health).statusCode).toBe(503);
+  });
+
   it('rejects bad options with a ConfigError naming the field', async () => {
     await expect(runHealthChecks({}, { timeoutMs: -1 })).rejects.toThrow(ConfigError);
     expect(() => readinessHandler({}, { timeoutMs: 0 })).toThrow(/timeoutMs/);
@@ -169,5 +227,31 @@ describe('readinessHandler', () => {
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+
+  it('answers details JSON cannot hold (a bigint, a cycle) instead of rejecting', async () => {
+    const cyclic: Record<string, unknown> = { name: 'loop' };
+    cyclic.self = cyclic;
+    const handler = readinessHandler({
+      db: () => ({ component: 'db', status: 'up', checkedAt: 1_000, details: { rows: 12n } }),
+      custom: () => ({ component: 'custom', status: 'up', checkedAt: 1_000, details: cyclic }),
+    });
+    let statusCode = 0;
+    let body = '';
+    await handler(
+      {},
+      {
+        statusCode: 0,
+        setHeader: () => {},
+        end(text: string) {
+          statusCode = this.statusCode;
+          body = text;
+        },
+      },
+    );
+    expect(statusCode).toBe(200);
+    const parsed = JSON.parse(body) as { components: Record<string, { details: Record<string, unknown> }> };
+    expect(parsed.components.db?.details).toEqual({ rows: '12' });
+    expect(parsed.components.custom?.details).toEqual({ unserializable: expect.stringMatching(/circular/i) });
   });
 });

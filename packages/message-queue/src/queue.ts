@@ -205,6 +205,8 @@ export class Queue<Data = unknown> {
   #depthCount: Promise<void> | undefined;
   /** The backend's count started by a scrape, until it answers (it may outlive its scrape). */
   #backendCount: Promise<void> | undefined;
+  /** The count `checkHealth()` sent and is still waiting for: later probes join it. */
+  #healthCount: { count: Promise<JobCounts>; startedAt: number } | undefined;
   /** The depth values are from an earlier count: the last failed or has not answered. */
   #depthStale = false;
   readonly #unwatchDepth: () => void;
@@ -576,11 +578,27 @@ export class Queue<Data = unknown> {
    * Asks the backend now (a `counts()` under `timeoutMs`, default 1,000): `up` with the counts in
    * `details` when it answers, `down` with the error (a `TimeoutError` past the deadline) when it
    * does not, and after `close()`. For a service that only adds jobs; a worker's cheap `health()`
-   * reports what its own calls saw.
+   * reports what its own calls saw. A count still unanswered from an earlier call is waited on,
+   * not sent again, so probes against a hung backend keep one count in flight, not one each
+   * (one unanswered for 10 × `timeoutMs` is given up and a new one sent).
    */
   async checkHealth(options: { timeoutMs?: number } = {}): Promise<HealthReport> {
     const { timeoutMs } = parseOptions('Queue.checkHealth', checkHealthOptionsSchema, options);
-    return probeQueue(this.name, this.#closed, () => this.counts(), timeoutMs);
+    return probeQueue(this.name, this.#closed, () => this.#countForHealth(timeoutMs), timeoutMs);
+  }
+
+  /** One count in flight for the probes; one unanswered for 10 × `timeoutMs` is given up (it may never settle). */
+  #countForHealth(timeoutMs: number): Promise<JobCounts> {
+    const now = this.#clock.now();
+    if (this.#healthCount && now - this.#healthCount.startedAt < timeoutMs * 10)
+      return this.#healthCount.count;
+    const count = this.counts();
+    this.#healthCount = { count, startedAt: now };
+    const settled = () => {
+      if (this.#healthCount?.count === count) this.#healthCount = undefined;
+    };
+    count.then(settled, settled);
+    return count;
   }
 
   /** Stops workers everywhere from taking new jobs (in-flight ones finish). */

@@ -85,4 +85,50 @@ describe('on the memory provider', () => {
     expect(worker.health().status).toBe('down');
     expect((await queue.checkHealth()).status).toBe('down');
   });
+
+  it('Queue.checkHealth() sends no second count while one is unanswered (a hung backend gets no pile-up)', async () => {
+    let counts = 0;
+    const answers: (() => void)[] = [];
+    class HungProvider extends MemoryProvider {
+      override counts(queueName: string) {
+        counts += 1;
+        return new Promise<void>((resolve) => answers.push(resolve)).then(() => super.counts(queueName));
+      }
+    }
+    const queue = new Queue({ name: 'hung-health', provider: new HungProvider() });
+    for (let probe = 0; probe < 3; probe += 1) {
+      const report = await queue.checkHealth({ timeoutMs: 20 });
+      expect(report.status).toBe('down');
+      expect(report.cause).toBeInstanceOf(TimeoutError);
+    }
+    expect(counts).toBe(1);
+    for (const answer of answers.splice(0)) answer();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const checked = queue.checkHealth({ timeoutMs: 1_000 });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(counts).toBe(2);
+    for (const answer of answers.splice(0)) answer();
+    expect((await checked).status).toBe('up');
+    await queue.close();
+  });
+
+  it('Queue.checkHealth() sends a new count once the unanswered one is 10 × timeoutMs old', async () => {
+    let counts = 0;
+    let hang = true;
+    class StuckProvider extends MemoryProvider {
+      override counts(queueName: string) {
+        counts += 1;
+        return hang ? new Promise<never>(() => {}) : super.counts(queueName);
+      }
+    }
+    const queue = new Queue({ name: 'stuck-health', provider: new StuckProvider() });
+    expect((await queue.checkHealth({ timeoutMs: 20 })).status).toBe('down');
+    expect((await queue.checkHealth({ timeoutMs: 20 })).status).toBe('down');
+    expect(counts).toBe(1);
+    hang = false;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect((await queue.checkHealth({ timeoutMs: 20 })).status).toBe('up');
+    expect(counts).toBe(2);
+    await queue.close();
+  });
 });

@@ -14,6 +14,8 @@ import { failedAttempts, type IoRedisClient } from './ioredis-client.js';
 /** The failure of a call not sent because the connection is down (see {@link RedisGuard.sendOnlyWhenConnected}). */
 class NotConnectedError extends Error {
   readonly code = 'NOA_CACHE_NOT_CONNECTED';
+  // Its own name, not Error's: health reports and logs give a cause as name, code and message.
+  override readonly name = 'NotConnectedError';
   constructor(status: string, attemptFailed = false) {
     super(
       attemptFailed
