@@ -8,6 +8,7 @@ import {
   silentLogger,
   systemClock,
   tracingChannel,
+  withDeadline,
 } from '@noa/core';
 import {
   type AcquireOptions,
@@ -35,6 +36,12 @@ import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
 import { LocalBlockCache } from './local-block-cache.js';
+import {
+  adjustedKeyLifetimeMs,
+  recordRefreshMs,
+  recordTtlMs,
+  ruleKeyLifetimeMs,
+} from './namespace-records.js';
 import { type LimitPolicy, nameLimits, stateFingerprint } from './policy.js';
 import { RemoteStoreCaller } from './remote-store-caller.js';
 import {
@@ -56,6 +63,10 @@ interface Rule {
    * start of this rule's store keys.
    */
   namespace: string;
+  /** `<prefix>:<id>`: the rule whatever its limits, under which the store records its namespaces. */
+  base: string;
+  /** How long its keys live after their last check (see `ruleKeyLifetimeMs`). */
+  keyLifetimeMs: number;
   limits: LimitPolicy[];
   /** The same limits divided by `expectedInstances`, for the local fallback. */
   fallbackLimits: LimitPolicy[];
@@ -78,6 +89,9 @@ const checkChannel = tracingChannel('rate-limiter', 'check');
  * fits once the store answers again, so it is retried as the closed fail mode says.
  */
 const fallbackShareRetryMs = 1_000;
+
+/** How long a record of the rules' namespaces may take (see `#record`); `close()` waits for it. */
+const recordDeadlineMs = 5_000;
 
 /**
  * The rate limiter: checks keys against their limits in a store, with allow/deny lists,
@@ -106,6 +120,10 @@ export class RateLimiter implements AsyncDisposable {
   readonly #waiters: AcquireQueue;
   /** Gives up this limiter's claim on its rules' keys in the store (see `claimRules`). */
   readonly #releaseClaims: () => void;
+  /** Refreshes the store's records of this limiter's namespaces while it runs (see {@link #record}). */
+  readonly #recordTimer: NodeJS.Timeout | undefined;
+  /** The records being written to a remote store, which `close()` waits for. */
+  readonly #recording = new Set<Promise<void>>();
   #closed = false;
 
   constructor(options: RateLimiterOptions) {
@@ -118,9 +136,12 @@ export class RateLimiter implements AsyncDisposable {
     const claims: RuleClaim[] = [];
     const rule = (id: string, label: string, limits: Parameters<typeof nameLimits>[0]): Rule => {
       const named = nameLimits(limits);
-      claims.push({ base: `${parsed.prefix}:${id}`, label, limits: named });
+      const base = `${parsed.prefix}:${id}`;
+      claims.push({ base, label, limits: named });
       return {
-        namespace: `${parsed.prefix}:${id}:${stateFingerprint(named)}:`,
+        namespace: `${base}:${stateFingerprint(named)}:`,
+        base,
+        keyLifetimeMs: ruleKeyLifetimeMs(named, parsed.autoBlock),
         limits: named,
         fallbackLimits: divideLimits(named, parsed.expectedInstances),
         maxCost: Math.min(...named.map(maxCostOf)),
@@ -174,6 +195,56 @@ export class RateLimiter implements AsyncDisposable {
       waiters: this.#metrics.acquireWaiters,
       waits: this.#metrics.acquireWaits,
     });
+    // A store of its own is gone with the limiter: nothing to find after a restart.
+    if (this.store.recordNamespace !== undefined && !this.#ownsStore) {
+      this.#record();
+      const rules = this.#rules();
+      const every = recordRefreshMs(Math.min(...rules.map((each) => each.keyLifetimeMs)));
+      this.#recordTimer = setInterval(() => this.#record(), every);
+      this.#recordTimer.unref();
+    }
+  }
+
+  /** The default rule and each role's (not the unlimited ones). */
+  #rules(): Rule[] {
+    const rules = [this.#defaultRule];
+    for (const rule of this.#roles.values()) if (rule !== 'unlimited') rules.push(rule);
+    return rules;
+  }
+
+  /**
+   * Records in the store the namespace of each rule (or of `only`), for as long as its keys may
+   * live (`lifetimeMs`, else the rule's own): a later `resetAll()`, after a restart with other
+   * limits (another fingerprint), finds their keys too. Off the check path: a memory store records
+   * at once; a remote store's call runs in the background, and a failure is logged (the next
+   * refresh tries again).
+   */
+  #record(only?: Rule, lifetimeMs?: number): void {
+    const store = this.store;
+    for (const rule of only === undefined ? this.#rules() : [only]) {
+      const ttlMs = recordTtlMs(lifetimeMs ?? rule.keyLifetimeMs);
+      if (this.#memoryStore !== undefined) {
+        this.#memoryStore.recordNamespaceSync(rule.base, rule.namespace, ttlMs);
+        continue;
+      }
+      const recording: Promise<void> = withDeadline(
+        store.recordNamespace!(rule.base, rule.namespace, ttlMs),
+        recordDeadlineMs,
+        `recording the namespace of ${rule.base} in the ${store.kind} store`,
+      )
+        .catch((error: unknown) => {
+          this.#logger.warn(
+            'rate limiter: could not record a rule’s namespace in the store (resetAll() after a change of its limits may miss keys of these)',
+            {
+              rule: rule.base,
+              namespace: rule.namespace,
+              error,
+            },
+          );
+        })
+        .finally(() => this.#recording.delete(recording));
+      this.#recording.add(recording);
+    }
   }
 
   /**
@@ -486,6 +557,16 @@ export class RateLimiter implements AsyncDisposable {
       throw new UnsupportedOperationError(operation, `the ${store.kind} store has no adjust() method`);
     if (this.#metricsEnabled) this.#metrics.adjustments.inc({ operation });
     const storeKey = rule.namespace + key;
+    // A long manual block keeps the key beyond the rule's lifetime: so must its record (a record
+    // kept between refreshes outlasts the lifetime by one refresh interval at least).
+    const adjustedLifetimeMs = adjustedKeyLifetimeMs(rule.limits, adjustment, this.#block);
+    if (
+      adjustedLifetimeMs !== undefined &&
+      adjustedLifetimeMs > rule.keyLifetimeMs + recordRefreshMs(rule.keyLifetimeMs) &&
+      this.#recordTimer !== undefined &&
+      !this.#closed
+    )
+      this.#record(rule, adjustedLifetimeMs);
     if (this.#memoryStore !== undefined) {
       const outcome = this.#memoryStore.adjust(
         key,
@@ -555,15 +636,24 @@ export class RateLimiter implements AsyncDisposable {
    */
   async resetAll(): Promise<void> {
     if (this.#closed) throw new ClosedError('RateLimiter');
-    const namespaces = [this.#defaultRule.namespace];
-    for (const rule of this.#roles.values()) if (rule !== 'unlimited') namespaces.push(rule.namespace);
-    if (this.#memoryStore === undefined && this.store.resetAll === undefined)
-      throw new UnsupportedOperationError(
-        'resetAll',
-        `the ${this.store.kind} store has no resetAll() method`,
-      );
-    if (this.#memoryStore !== undefined) this.#memoryStore.resetAllSync(namespaces);
-    else await this.store.resetAll!(namespaces);
+    const rules = this.#rules();
+    const store = this.store;
+    if (this.#memoryStore === undefined && store.resetAll === undefined)
+      throw new UnsupportedOperationError('resetAll', `the ${store.kind} store has no resetAll() method`);
+    // The namespaces of each rule's earlier limits too, as the store recorded them; only those
+    // of the rule itself (a record is the store's, and must not widen what is deleted).
+    const namespaces = new Set(rules.map((rule) => rule.namespace));
+    const recorded =
+      this.#memoryStore !== undefined
+        ? rules.map((rule) => this.#memoryStore!.recordedNamespacesSync(rule.base))
+        : store.recordedNamespaces === undefined
+          ? []
+          : await Promise.all(rules.map((rule) => store.recordedNamespaces!(rule.base)));
+    for (let index = 0; index < recorded.length; index += 1)
+      for (const namespace of recorded[index]!)
+        if (isNamespaceOf(rules[index]!.base, namespace)) namespaces.add(namespace);
+    if (this.#memoryStore !== undefined) this.#memoryStore.resetAllSync([...namespaces]);
+    else await store.resetAll!([...namespaces]);
     // After the store: a refusal remembered while it was being cleared no longer holds either.
     this.#localBlocks?.clear();
     this.#fallbackStore.resetAllSync();
@@ -579,6 +669,11 @@ export class RateLimiter implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#releaseClaims();
+    clearInterval(this.#recordTimer);
+    // From now on: the keys written until now live that long (a remote store's last refresh,
+    // less than an interval ago, covers them already).
+    if (this.#memoryStore !== undefined && this.#recordTimer !== undefined) this.#record();
+    await Promise.all(this.#recording);
     this.#waiters.close();
     this.#remote?.close();
     this.#localBlocks?.clear();
@@ -780,6 +875,19 @@ function beyondCapacity(
         : decision;
     }),
   };
+}
+
+/**
+ * Whether `namespace`, as a store recorded it for the rule `base`, is one of that rule's:
+ * `<base>:<fingerprint>:`, the fingerprint without a `:`.
+ */
+function isNamespaceOf(base: string, namespace: string): boolean {
+  return (
+    namespace.length > base.length + 2 &&
+    namespace.startsWith(`${base}:`) &&
+    namespace.endsWith(':') &&
+    !namespace.slice(base.length + 1, -1).includes(':')
+  );
 }
 
 /** Each instance's share of the limits when the shared store is unreachable. */

@@ -1,11 +1,12 @@
 import { ManualClock } from '@noa/core';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { AutoBlockPolicy } from '../src/auto-block.js';
 import {
   type ConsumeOutcome,
   createRateLimiter,
   type LimitPolicy,
   MemoryStore,
+  type RateLimiter,
   type RateLimitStore,
   UnsupportedOperationError,
 } from '../src/index.js';
@@ -63,6 +64,111 @@ describe('limiter.resetAll()', () => {
     const blocked = await limiter.check('b');
     expect(blocked.source === 'fail-mode' ? undefined : blocked.blockedMs).toBe(600_000);
     await limiter.close();
+  });
+
+  it('clears the keys its rules wrote under earlier limits (another fingerprint), and no other prefix’s', async () => {
+    const clock = new ManualClock(start);
+    const store = new MemoryStore({ clock });
+    const earlier = {
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      roles: { free: [{ algorithm: 'sliding-log' as const, limit: 1, windowMs: 60_000 }] },
+      clock,
+    };
+    const later = {
+      limits: [{ algorithm: 'token-bucket' as const, limit: 1, windowMs: 120_000 }],
+      roles: { free: [{ algorithm: 'sliding-log' as const, limit: 1, windowMs: 120_000 }] },
+      clock,
+    };
+    const spend = async (limiter: RateLimiter) => {
+      for (const input of ['user', { key: 'user', role: 'free' }]) {
+        await limiter.check(input);
+        expect((await limiter.check(input)).allowed).toBe(false);
+      }
+    };
+    // Prefixes that start like ours: their keys begin with `api:default:` or `api:role-free:` too.
+    const others = ['api:default', 'api:role-free', 'ap'].map((prefix) =>
+      createRateLimiter({ store, prefix, ...earlier }),
+    );
+    for (const other of others) await spend(other);
+    const first = createRateLimiter({ store, prefix: 'api', ...earlier });
+    await spend(first);
+    await first.close();
+    // The same prefix restarted with other windows (another fingerprint): a second generation.
+    const second = createRateLimiter({ store, prefix: 'api', ...later });
+    await spend(second);
+    expect(store.size).toBe(3 * 2 + 2 + 2);
+
+    await second.resetAll();
+
+    expect(store.size).toBe(3 * 2);
+    expect((await second.check('user')).allowed).toBe(true);
+    expect((await second.check({ key: 'user', role: 'free' })).allowed).toBe(true);
+    await second.close();
+    // Back to the earlier limits: their counters went too.
+    const third = createRateLimiter({ store, prefix: 'api', ...earlier });
+    expect((await third.check('user')).allowed).toBe(true);
+    expect((await third.check({ key: 'user', role: 'free' })).allowed).toBe(true);
+    for (const other of others) {
+      expect((await other.check('user')).allowed).toBe(false);
+      expect((await other.check({ key: 'user', role: 'free' })).allowed).toBe(false);
+    }
+    await Promise.all([third, ...others].map((limiter) => limiter.close()));
+  });
+
+  it('records each rule’s namespace for as long as its keys may live, refreshed while it runs', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const clock = new ManualClock(start);
+      const store = new MemoryStore({ clock });
+      const windowMs = 60_000;
+      const limiter = createRateLimiter({ store, prefix: 'api', limits: [{ limit: 1, windowMs }], clock });
+      const [namespace] = await store.recordedNamespaces('api:default');
+      expect(namespace).toMatch(/^api:default:[\w-]{8}:$/);
+      expect(await store.recordedNamespaces('api')).toEqual([]);
+      // Running for a day: the record is refreshed, so it outlives the keys written meanwhile.
+      for (let minute = 0; minute < 24 * 60; minute += 1) {
+        clock.advance(60_000);
+        vi.advanceTimersByTime(60_000);
+      }
+      expect(await store.recordedNamespaces('api:default')).toEqual([namespace]);
+      await limiter.check('user');
+      await limiter.close();
+      clock.advance(2 * windowMs);
+      expect(await store.recordedNamespaces('api:default')).toEqual([namespace]);
+      // Not forever: gone within a day of the last keys' expiry.
+      clock.advance(86_400_000);
+      expect(await store.recordedNamespaces('api:default')).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a manual block keeps the record as long as the blocked key lives', async () => {
+    const clock = new ManualClock(start);
+    const store = new MemoryStore({ clock });
+    const limiter = createRateLimiter({
+      store,
+      prefix: 'api',
+      limits: [{ limit: 1, windowMs: 60_000 }],
+      clock,
+    });
+    const recorded = await store.recordedNamespaces('api:default');
+    await limiter.block('user', 10 * 86_400_000);
+    await limiter.close();
+    clock.advance(10 * 86_400_000 - 1);
+    expect(await store.recordedNamespaces('api:default')).toEqual(recorded);
+    const restarted = createRateLimiter({
+      store,
+      prefix: 'api',
+      limits: [{ limit: 1, windowMs: 120_000 }],
+      clock,
+    });
+    // The earlier generation's key is still blocked, under the other fingerprint: cleared too.
+    await restarted.resetAll();
+    await restarted.close();
+    const back = createRateLimiter({ store, prefix: 'api', limits: [{ limit: 1, windowMs: 60_000 }], clock });
+    expect((await back.check('user')).outcome).toBe('allowed');
+    await back.close();
   });
 
   it('a single limit on the memory fast path (checkSync too)', async () => {

@@ -176,6 +176,8 @@ export class MemoryStore implements RateLimitStore {
   readonly #maxKeys: number;
   readonly #maxBlocked: number;
   readonly #clock: Clock;
+  /** Recorded namespaces by rule, each with the time its keys may live until (see {@link recordNamespace}). */
+  readonly #records = new Map<string, Map<string, number>>();
 
   constructor(options: MemoryStoreOptions = {}) {
     const parsed = parseOptions('MemoryStore', memoryStoreOptionsSchema, options);
@@ -512,8 +514,44 @@ export class MemoryStore implements RateLimitStore {
     this.resetAllSync(namespaces);
   }
 
+  /**
+   * Records that `rule`'s keys are written under `namespace` and may live `ttlMs` from now (see
+   * {@link RateLimitStore.recordNamespace}); a record already kept longer stays.
+   */
+  async recordNamespace(rule: string, namespace: string, ttlMs: number): Promise<void> {
+    this.recordNamespaceSync(rule, namespace, ttlMs);
+  }
+
+  /** {@link recordNamespace}, synchronously (the limiter's own call). */
+  recordNamespaceSync(rule: string, namespace: string, ttlMs: number): void {
+    let records = this.#records.get(rule);
+    if (records === undefined) {
+      records = new Map();
+      this.#records.set(rule, records);
+    }
+    const until = this.#clock.now() + ttlMs;
+    if ((records.get(namespace) ?? Number.NEGATIVE_INFINITY) < until) records.set(namespace, until);
+  }
+
+  /** The namespaces recorded for `rule` and not expired (see {@link RateLimitStore.recordedNamespaces}). */
+  async recordedNamespaces(rule: string): Promise<string[]> {
+    return this.recordedNamespacesSync(rule);
+  }
+
+  /** {@link recordedNamespaces}, synchronously; expired records are dropped. */
+  recordedNamespacesSync(rule: string): string[] {
+    const records = this.#records.get(rule);
+    if (records === undefined) return [];
+    const now = this.#clock.now();
+    for (const [namespace, until] of records) if (until <= now) records.delete(namespace);
+    if (records.size === 0) this.#records.delete(rule);
+    return [...records.keys()];
+  }
+
   /** {@link resetAll}, synchronously (the limiter's own call). */
   resetAllSync(namespaces?: readonly string[]): void {
+    // Every key gone: no namespace has keys to find any more.
+    if (namespaces === undefined) this.#records.clear();
     for (const [space, entries] of this.#spaces) {
       if (namespaces === undefined || namespaces.some((namespace) => space.startsWith(namespace))) {
         // The whole namespace goes (the limiter's rule namespaces are whole spaces).
@@ -537,6 +575,7 @@ export class MemoryStore implements RateLimitStore {
   /** Drops every entry. */
   async close(): Promise<void> {
     this.#spaces.clear();
+    this.#records.clear();
     this.#lastEntries = undefined;
     this.#size = 0;
     this.#pinned.clear();

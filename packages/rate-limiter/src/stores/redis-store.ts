@@ -66,6 +66,9 @@ export const redisStoreOptionsSchema = z
 /** Options of {@link RedisStore} as written by users. */
 export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
 
+/** How long a record of namespaces (or its reading) waits for the client's first connection. */
+const recordConnectWaitMs = 5_000;
+
 /** Keys `resetAll` asks `SCAN` to look at per call (and so, at most, to delete per `UNLINK`). */
 const scanCount = 1_000;
 
@@ -338,6 +341,52 @@ export class RedisStore implements RateLimitStore {
         }),
       ),
     );
+  }
+
+  /**
+   * Records `namespace` for `rule` in the sorted set `<prefix>{<rule>}:namespaces` (one key, so one
+   * slot of a Cluster), scored by the time (this host's clock, ms) its keys may live until: raised
+   * to `ttlMs` from now, never lowered (`ZADD GT`); expired namespaces are dropped, and the set
+   * expires with its longest-lived one (`PEXPIREAT NX`, then `GT`). One `MULTI` of plain commands,
+   * not a script, so that a check's script calls stay the only ones (Redis ≥ 7.0; an older server
+   * refuses it whole, and `resetAll()` then clears only the current limits' keys). Waits up to 5 s
+   * for the client's first connection, as checks wait up to their deadline.
+   */
+  async recordNamespace(rule: string, namespace: string, ttlMs: number): Promise<void> {
+    const recordKey = this.#recordKey(rule);
+    await this.#whenKeyReady(recordKey, giveUpOf({ deadlineMs: recordConnectWaitMs }));
+    const now = Date.now();
+    const untilMs = now + Math.max(1, Math.ceil(ttlMs));
+    // One transaction: a server older than 7.0 refuses PEXPIREAT NX/GT as it is queued, and then
+    // runs none of it (sent one by one, a ZADD would leave a set with no expiry on Redis 6.2).
+    const replies = await this.#client
+      .multi()
+      .zadd(recordKey, 'GT', untilMs, namespace)
+      .zremrangebyscore(recordKey, '-inf', `(${now}`)
+      .pexpireat(recordKey, untilMs, 'NX')
+      .pexpireat(recordKey, untilMs, 'GT')
+      .exec();
+    if (replies === null) throw new RateLimitStoreError('the record of a rule’s namespaces was discarded');
+    for (const [error] of replies) if (error !== null) throw error;
+  }
+
+  /**
+   * The namespaces recorded for `rule` (see {@link recordNamespace}); one that expired but was not
+   * dropped yet may be among them (its keys have expired: a scan for them finds none).
+   */
+  async recordedNamespaces(rule: string): Promise<string[]> {
+    const recordKey = this.#recordKey(rule);
+    await this.#whenKeyReady(recordKey, giveUpOf({ deadlineMs: recordConnectWaitMs }));
+    return this.#client.zrange(recordKey, 0, -1);
+  }
+
+  /**
+   * A rule's record: after `}`, so no state key (`<prefix>{<key>}`, its logs `…}:log<n>`) and no
+   * rule's scan pattern (`<prefix>{<namespace>*`, whose namespace has a fingerprint after the rule)
+   * meets it.
+   */
+  #recordKey(rule: string): string {
+    return `${this.#prefix}{${rule}}:namespaces`;
   }
 
   /** The client belongs to the caller, who closes it. */
@@ -1068,6 +1117,26 @@ export class RedisStore implements RateLimitStore {
     return connected(waitFor, giveUp).then(send);
   }
 
+  /**
+   * Resolves once a command on `key` can be sent: the client connected once, and on a Cluster with
+   * its offline queue off, the master serving the key connected (see {@link #whenMasterReady}).
+   */
+  async #whenKeyReady(key: string, giveUp: GiveUp | undefined): Promise<void> {
+    const waiting = this.#waitForFirstConnection(giveUp);
+    if (waiting !== undefined) await waiting;
+    if (this.#mastersReady) return;
+    const call: ScriptCall = {
+      requests: [],
+      keys: [key],
+      args: [],
+      slot: undefined,
+      indices: undefined,
+      giveUpAtMs: undefined,
+      ranOn: undefined,
+    };
+    await this.#whenMasterReady(call, giveUp, () => Promise.resolve());
+  }
+
   /** Peek, refund, penalize, block or unblock `key` in one script call (see src/stores/redis-adjust.ts). */
   async adjust(
     key: string,
@@ -1077,21 +1146,8 @@ export class RedisStore implements RateLimitStore {
     options?: ConsumeOptions,
   ): Promise<ConsumeOutcome> {
     const giveUp = giveUpOf(options);
-    const waiting = this.#waitForFirstConnection(giveUp);
-    if (waiting !== undefined) await waiting;
     const hashKey = this.#hashKey(key);
-    if (!this.#mastersReady) {
-      const call: ScriptCall = {
-        requests: [],
-        keys: [hashKey],
-        args: [],
-        slot: undefined,
-        indices: undefined,
-        giveUpAtMs: undefined,
-        ranOn: undefined,
-      };
-      await this.#whenMasterReady(call, giveUp, () => Promise.resolve());
-    }
+    await this.#whenKeyReady(hashKey, giveUp);
     // A deadline travels in the clock of the server holding the key, as for checks.
     const send = () =>
       adjustOnRedis(

@@ -122,6 +122,18 @@ export interface RateLimitStore {
    * `resetAll()` throws `UnsupportedOperationError`.
    */
   resetAll?(namespaces?: readonly string[]): Promise<void>;
+  /**
+   * Optional: records that keys are written under `namespace` (`<prefix>:<rule>:<fingerprint>:`)
+   * for the rule `rule` (`<prefix>:<rule>`, the namespace without its fingerprint), and may live
+   * `ttlMs` from now: the record is kept at least that long (a longer one already kept stays).
+   * The limiter records its rules when it starts and now and then while it runs, so that its
+   * `resetAll()` also finds the keys written under a rule's earlier limits (another fingerprint)
+   * by itself before a restart or by another process. Without it, `resetAll()` clears only the
+   * current limits' keys.
+   */
+  recordNamespace?(rule: string, namespace: string, ttlMs: number): Promise<void>;
+  /** Optional, with {@link recordNamespace}: the namespaces recorded for `rule` and not expired. */
+  recordedNamespaces?(rule: string): Promise<string[]>;
   /** Releases what the store owns (not a client passed in by the user). */
   close(): Promise<void>;
 }

@@ -363,6 +363,30 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
         expect(allowedOf([(await store.consume(k, limits, [1], block))[0]!])).toEqual([false]);
     });
 
+    it('recordNamespace: each rule lists its own namespaces, a record is never shortened, and expires', async () => {
+      // Optional in the interface; every store of this suite (memory, Redis, Cluster) has it.
+      expect(store.recordNamespace).toBeTypeOf('function');
+      const run = randomUUID();
+      const rule = `${run}:default`;
+      // A limiter whose prefix is ours plus ':default': another rule, whose namespaces start like ours.
+      const longer = `${run}:default:default`;
+      const [kept, brief, later] = ['aaaaaaaa', 'bbbbbbbb', 'cccccccc'].map(
+        (fingerprint) => `${rule}:${fingerprint}:`,
+      );
+      await store.recordNamespace!(rule, kept!, 60_000);
+      await store.recordNamespace!(rule, brief!, 300);
+      // A shorter record of a namespace kept longer does not shorten it.
+      await store.recordNamespace!(rule, kept!, 300);
+      await store.recordNamespace!(longer, `${longer}:dddddddd:`, 60_000);
+      expect((await store.recordedNamespaces!(rule)).sort()).toEqual([kept, brief]);
+      expect(await store.recordedNamespaces!(longer)).toEqual([`${longer}:dddddddd:`]);
+      expect(await store.recordedNamespaces!(run)).toEqual([]);
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      // Another record drops the expired ones (a store may list them until then).
+      await store.recordNamespace!(rule, later!, 60_000);
+      expect((await store.recordedNamespaces!(rule)).sort()).toEqual([kept, later]);
+    });
+
     it('a window passes in real time', async () => {
       const k = key();
       const limits = [policy('sliding-log', 2, 300)];

@@ -35,6 +35,9 @@ async function withKeyPrefix(client: Redis | Cluster, keyPrefix: string): Promis
 
 const keyCount = 1_500;
 
+/** The store's record of a rule's namespaces (see RedisStore), not a key's state. */
+const isNamespaceRecord = (key: string) => key.endsWith('}:namespaces');
+
 describe.skipIf(skip !== undefined).each(targets)('limiter.resetAll() on $name', (target) => {
   const connection = targetConnection(target);
   const extraClients: (Redis | Cluster)[] = [];
@@ -90,9 +93,11 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.resetAll() on $name',
 
       await limiter.resetAll();
 
-      const after = await keysMatching(connection.client, all);
+      const after = (await keysMatching(connection.client, all)).filter((key) => !isNamespaceRecord(key));
       expect(after.sort()).toEqual(
-        before.filter((key) => !key.startsWith(`${keyPrefix}${storePrefix}{api:`)).sort(),
+        before
+          .filter((key) => !isNamespaceRecord(key) && !key.startsWith(`${keyPrefix}${storePrefix}{api:`))
+          .sort(),
       );
       expect(after).toHaveLength(2);
       expect(await limiter.check('user-0')).toMatchObject({ allowed: true, source: 'store' });
@@ -134,6 +139,77 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.resetAll() on $name',
       }
     } finally {
       await Promise.all([api.close(), apiV2.close()]);
+    }
+  });
+
+  it('clears the keys its rules wrote under earlier limits (another fingerprint), and no other prefix’s', async () => {
+    const client = connection.client;
+    const storePrefix = `${uniqueName('rlgen')}:`;
+    const store = new RedisStore({ client, prefix: storePrefix });
+    // Buckets and logs: no window edge to straddle, a spent key stays refused for the hour.
+    const earlier = {
+      limits: [{ algorithm: 'token-bucket' as const, limit: 1, windowMs: 3_600_000 }],
+      roles: { free: [{ algorithm: 'sliding-log' as const, limit: 1, windowMs: 3_600_000 }] },
+      deadlineMs: 10_000,
+    };
+    const later = {
+      limits: [{ algorithm: 'token-bucket' as const, limit: 1, windowMs: 7_200_000 }],
+      roles: { free: [{ algorithm: 'sliding-log' as const, limit: 1, windowMs: 7_200_000 }] },
+      deadlineMs: 10_000,
+    };
+    const spend = async (limiter: RateLimiter) => {
+      for (const input of ['user', { key: 'user', role: 'free' }]) {
+        await limiter.check(input);
+        expect((await limiter.check(input)).allowed).toBe(false);
+      }
+    };
+    // Prefixes that start like ours: their keys begin with `{api:default:` or `{api:role-free:` too.
+    const others = ['api:default', 'api:role-free', 'ap'].map((prefix) =>
+      createRateLimiter({ store, prefix, ...earlier }),
+    );
+    const opened: RateLimiter[] = [...others];
+    try {
+      for (const other of others) await spend(other);
+      const all = `${storePrefix}*`;
+      const othersKeys = (await keysMatching(client, all)).filter((key) => !isNamespaceRecord(key));
+      // The token bucket's hash and the sliding log's set, per limiter.
+      expect(othersKeys).toHaveLength(3 * 2);
+      const first = createRateLimiter({ store, prefix: 'api', ...earlier });
+      opened.push(first);
+      await spend(first);
+      await first.close();
+      // The same prefix restarted with longer windows (another fingerprint): a second generation.
+      const second = createRateLimiter({ store, prefix: 'api', ...later });
+      opened.push(second);
+      await spend(second);
+      expect((await keysMatching(client, all)).filter((key) => !isNamespaceRecord(key))).toHaveLength(
+        3 * 2 + 2 * 2,
+      );
+
+      await second.resetAll();
+
+      const after = (await keysMatching(client, all)).filter((key) => !isNamespaceRecord(key));
+      expect(after.sort()).toEqual(othersKeys.sort());
+      // The records stay (a process still on the earlier limits writes there), and expire.
+      for (const rule of ['api:default', 'api:role-free']) {
+        const record = `${storePrefix}{${rule}}:namespaces`;
+        expect(await client.zcard(record)).toBe(2);
+        expect(await client.pttl(record)).toBeGreaterThan(7_200_000);
+      }
+      expect((await second.check('user')).allowed).toBe(true);
+      expect((await second.check({ key: 'user', role: 'free' })).allowed).toBe(true);
+      // Back to the earlier limits: their counters went too.
+      await second.close();
+      const third = createRateLimiter({ store, prefix: 'api', ...earlier });
+      opened.push(third);
+      expect((await third.check('user')).allowed).toBe(true);
+      expect((await third.check({ key: 'user', role: 'free' })).allowed).toBe(true);
+      for (const other of others) {
+        expect((await other.check('user')).allowed).toBe(false);
+        expect((await other.check({ key: 'user', role: 'free' })).allowed).toBe(false);
+      }
+    } finally {
+      await Promise.all(opened.map((limiter) => limiter.close()));
     }
   });
 
