@@ -38,6 +38,12 @@ export interface HealthCheckEntry {
    * readiness that fails on every replica at once for a dependency they share.
    */
   required?: boolean;
+  /**
+   * The component name a report gets when the check gives none (it times out, throws, or returns
+   * no report). Default: the `component` of this check's last report, else the check's key, so a
+   * probe that hangs reads `queue:emails` as its answers do, not `queue`.
+   */
+  component?: string;
 }
 
 /** The combined health of a service: `status` is the worst that counts, `ready` what a probe answers. */
@@ -129,6 +135,9 @@ const inFlight = new WeakMap<HealthCheck, { call: Promise<HealthReport>; started
  */
 const joinTimeouts = 10;
 
+/** The `component` of each check's last report: the name its down report gets when it gives none. */
+const lastComponent = new WeakMap<HealthCheck, string>();
+
 function callCheck(check: HealthCheck, timeoutMs: number): Promise<HealthReport> {
   const now = Date.now();
   const pending = inFlight.get(check);
@@ -145,7 +154,8 @@ function callCheck(check: HealthCheck, timeoutMs: number): Promise<HealthReport>
 /**
  * Runs every check at once, each under `timeoutMs`; a check that throws, rejects or times out
  * counts as its component `down` with the error as `cause` (never rejects), and so does one that
- * returns no report (a `TypeError`: from JavaScript, a forgotten `return` or `{ status: 'ok' }`).
+ * returns no report (a `TypeError`: from JavaScript, a forgotten `return` or `{ status: 'ok' }`);
+ * that report is named as {@link HealthCheckEntry.component} says (the check's last report's name).
  * A check whose call from an earlier run has not answered yet is not called again: this run
  * waits for that call (under its own `timeoutMs`), so a hung backend is not sent one more probe
  * per run; a call unanswered for 10 × `timeoutMs` is given up and the check called again. Keep the
@@ -174,9 +184,12 @@ export async function runHealthChecks(
           throw new TypeError(
             `health check of ${name} returned no HealthReport (status up, degraded or down): ${describe(report)}`,
           );
+        if (typeof report.component === 'string') lastComponent.set(check, report.component);
         return report;
       } catch (error) {
-        return { component: name, status: 'down', checkedAt: Date.now(), details: {}, cause: error };
+        const component =
+          (typeof entry !== 'function' ? entry.component : undefined) ?? lastComponent.get(check) ?? name;
+        return { component, status: 'down', checkedAt: Date.now(), details: {}, cause: error };
       }
     }),
   );

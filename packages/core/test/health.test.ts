@@ -92,6 +92,27 @@ describe('runHealthChecks', () => {
     expect(health.components.db?.cause).toBeInstanceOf(TimeoutError);
   });
 
+  it('names a check that times out or throws by the component it reports, not by its key', async () => {
+    // A report that does not come must read as the ones that do: queue:emails, not queue.
+    let hang = false;
+    const probe = () => (hang ? new Promise<HealthReport>(() => {}) : report('queue:emails', 'up'));
+    const checks = {
+      queue: probe,
+      db: { check: () => new Promise<HealthReport>(() => {}), component: 'pg-pool' },
+      cache: () => {
+        throw new Error('closed');
+      },
+    };
+    const first = await runHealthChecks(checks, { timeoutMs: 50 });
+    expect(first.components.queue?.component).toBe('queue:emails');
+    expect(first.components.db).toMatchObject({ component: 'pg-pool', status: 'down' });
+    expect(first.components.cache?.component).toBe('cache');
+    hang = true;
+    const hung = await runHealthChecks(checks, { timeoutMs: 50 });
+    expect(hung.components.queue).toMatchObject({ component: 'queue:emails', status: 'down' });
+    expect(hung.components.queue?.cause).toBeInstanceOf(TimeoutError);
+  });
+
   it('does not start a check again while its last call is unanswered: probes join it, no pile-up', async () => {
     const calls = { db: 0, cache: 0 };
     const answers: ((report: HealthReport) => void)[] = [];
