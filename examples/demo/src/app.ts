@@ -1,5 +1,5 @@
 import { Cache } from '@noa/cache-manager';
-import { type HealthCheckEntry, readinessHandler } from '@noa/core';
+import { type HealthCheckEntry, livenessHandler, readinessHandler } from '@noa/core';
 import { MemoryProvider, type Queue } from '@noa/message-queue';
 import { createRateLimiter, type RateLimiter } from '@noa/rate-limiter';
 import { expressRateLimit } from '@noa/rate-limiter/express';
@@ -46,6 +46,11 @@ export interface DemoApp {
    * rejects naming the service that does not answer. At once in memory mode.
    */
   ready(): Promise<void>;
+  /**
+   * Begins shutdown: `/readyz` and `/livez` answer 503 from now on, while every route still
+   * serves, so the endpoints drop this instance before `close()` (call it first on SIGTERM).
+   */
+  beginShutdown(): void;
   close(): Promise<void>;
 }
 
@@ -160,7 +165,10 @@ export function createApp(options: AppOptions = {}): DemoApp {
     emails: { check: () => worker.health(), required: false },
   };
   if (services) checks.db = { check: () => services.db.checkHealth() };
-  app.get('/readyz', readinessHandler(checks));
+  const readiness = readinessHandler(checks);
+  app.get('/readyz', readiness);
+  // Liveness calls no backend: 200 until shutdown begins (a Redis outage must not restart pods).
+  app.get('/livez', livenessHandler({ signal: readiness.signal }));
   return {
     app,
     mode,
@@ -174,7 +182,9 @@ export function createApp(options: AppOptions = {}): DemoApp {
       if (products instanceof PostgresProducts) await products.createTable();
       await cache.ready();
     },
+    beginShutdown: () => readiness.beginShutdown(),
     close: async () => {
+      readiness.beginShutdown();
       await outbound.close();
       await worker.close();
       await provider.close();

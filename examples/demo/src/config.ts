@@ -20,6 +20,11 @@ export interface DemoEnv {
   port: number;
   /** Set when REDIS_URL, DATABASE_URL and AMQP_URL are; otherwise the app runs in memory. */
   services?: ServicesConfig;
+  /**
+   * `SHUTDOWN_DELAY_MS`, when set: how long SIGTERM keeps serving with readiness failing before
+   * the server closes (the server's default is 5,000: time for the endpoints to drop the pod).
+   */
+  shutdownDelayMs?: number;
 }
 
 /** A malformed or missing environment variable; `variable` names it. */
@@ -51,6 +56,13 @@ const envSchema = z.object({
   REDIS_URL: serviceUrl(/^rediss?$/, 'redis://127.0.0.1:6379'),
   DATABASE_URL: serviceUrl(/^postgres(ql)?$/, 'postgres://noa:noa@127.0.0.1:5432/noa'),
   AMQP_URL: serviceUrl(/^amqps?$/, 'amqp://guest:guest@127.0.0.1:5672'),
+  SHUTDOWN_DELAY_MS: optional(
+    z.coerce
+      .number({ error: 'must be a number of milliseconds' })
+      .int('must be a number of milliseconds')
+      .min(0, 'must be a number of milliseconds')
+      .max(60_000, 'must be at most 60000'),
+  ),
 });
 
 /** The variables that switch the demo to its services mode, all three or none. */
@@ -68,10 +80,11 @@ export function readDemoEnv(env: Readonly<Record<string, string | undefined>>): 
     const variable = String(issue.path[0]);
     throw new DemoEnvError(variable, `${variable} ${issue.message}`);
   }
-  const { PORT, REDIS_URL, DATABASE_URL, AMQP_URL } = parsed.data;
+  const { PORT, REDIS_URL, DATABASE_URL, AMQP_URL, SHUTDOWN_DELAY_MS } = parsed.data;
   const port = PORT ?? 3000;
+  const delay = SHUTDOWN_DELAY_MS === undefined ? {} : { shutdownDelayMs: SHUTDOWN_DELAY_MS };
   const missing = serviceVariables.filter((variable) => parsed.data[variable] === undefined);
-  if (missing.length === serviceVariables.length) return { port };
+  if (missing.length === serviceVariables.length) return { port, ...delay };
   if (REDIS_URL === undefined || DATABASE_URL === undefined || AMQP_URL === undefined) {
     throw new DemoEnvError(
       missing[0]!,
@@ -79,5 +92,5 @@ export function readDemoEnv(env: Readonly<Record<string, string | undefined>>): 
         `(run eval "$(scripts/services env)" first, or unset them all for the memory mode)`,
     );
   }
-  return { port, services: { redisUrl: REDIS_URL, databaseUrl: DATABASE_URL, amqpUrl: AMQP_URL } };
+  return { port, ...delay, services: { redisUrl: REDIS_URL, databaseUrl: DATABASE_URL, amqpUrl: AMQP_URL } };
 }

@@ -30,10 +30,16 @@ const server = demo.app.listen(env.port, async (error?: Error) => {
   }
   console.log(`Noa demo (${demo.mode} mode) listening on http://localhost:${env.port}`);
 });
-const stop = () => {
-  server.close(() => void demo.close());
-  // Closing waits for in-flight jobs; the packages bound their own closes, this is a safety net.
-  setTimeout(() => process.exit(1), 15_000).unref();
+const stop = (delayMs: number) => () => {
+  // Readiness (and liveness) answer 503 at once, while the routes still serve for `delayMs`: the
+  // endpoints drop this instance before its server and components close (terminus, lightship).
+  demo.beginShutdown();
+  setTimeout(() => {
+    server.close(() => void demo.close());
+    // Closing waits for in-flight jobs; the packages bound their own closes, this is a safety net.
+    setTimeout(() => process.exit(1), 15_000).unref();
+  }, delayMs);
 };
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
+// Ctrl-C closes at once; SIGTERM (Kubernetes) waits SHUTDOWN_DELAY_MS (default 5 s) first.
+process.once('SIGINT', stop(0));
+process.once('SIGTERM', stop(env.shutdownDelayMs ?? 5_000));

@@ -24,6 +24,13 @@ describe('readDemoEnv', () => {
     expect(readDemoEnv({ PORT: '8080', HOME: '/root' })).toEqual({ port: 8080 });
   });
 
+  it('reads SHUTDOWN_DELAY_MS, and names it when it is not a number of milliseconds', () => {
+    expect(readDemoEnv({ SHUTDOWN_DELAY_MS: '250' })).toEqual({ port: 3000, shutdownDelayMs: 250 });
+    expect(readDemoEnv({ SHUTDOWN_DELAY_MS: '' })).toEqual({ port: 3000 });
+    for (const bad of ['soon', '-1', '1.5'])
+      expect(() => readDemoEnv({ SHUTDOWN_DELAY_MS: bad })).toThrow(/SHUTDOWN_DELAY_MS must be/);
+  });
+
   it('is the services mode with the three URLs as scripts/services env prints them', () => {
     expect(readDemoEnv(valid)).toEqual({
       port: 3000,

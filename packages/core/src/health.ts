@@ -38,6 +38,12 @@ export interface HealthCheckEntry {
    * readiness that fails on every replica at once for a dependency they share.
    */
   required?: boolean;
+  /**
+   * The component name a report gets when the check gives none (it times out, throws, or returns
+   * no report). Default: the `component` of this check's last report, else the check's key, so a
+   * probe that hangs reads `queue:emails` as its answers do, not `queue`.
+   */
+  component?: string;
 }
 
 /** The combined health of a service: `status` is the worst that counts, `ready` what a probe answers. */
@@ -47,18 +53,24 @@ export interface ServiceHealth {
   /** False only when a required component is down (a degraded service still takes traffic). */
   ready: boolean;
   checkedAt: number;
-  /** Each component's report, under the name it was given. */
+  /**
+   * Present (true) only once shutdown has begun: the service is then not ready whatever its
+   * components say, so a terminating pod leaves the Service before its components close.
+   */
+  shuttingDown?: true;
+  /** Each component's report, under the name it was given (none once shutting down). */
   components: Record<string, HealthReport & { required: boolean }>;
 }
 
 /**
  * Combines component reports into one service status. Pure: the reports and the time in, the
  * verdict out. `required` names which components' `down` makes the service not ready (default:
- * all of them); see {@link HealthCheckEntry.required}.
+ * all of them); see {@link HealthCheckEntry.required}. With `shuttingDown: true` the service is
+ * `down` and not ready whatever the reports say (see {@link readinessHandler}).
  */
 export function combineHealth(
   reports: Record<string, HealthReport>,
-  options: { optional?: readonly string[]; now?: number } = {},
+  options: { optional?: readonly string[]; now?: number; shuttingDown?: boolean } = {},
 ): ServiceHealth {
   const optional = new Set(options.optional ?? []);
   const components: ServiceHealth['components'] = {};
@@ -70,13 +82,16 @@ export function combineHealth(
     if (report.status !== 'up') allUp = false;
     if (report.status === 'down' && required) ready = false;
   }
-  return {
-    status: !ready ? 'down' : allUp ? 'up' : 'degraded',
-    ready,
-    checkedAt: options.now ?? Date.now(),
-    components,
-  };
+  const checkedAt = options.now ?? Date.now();
+  if (options.shuttingDown)
+    return { status: 'down', ready: false, checkedAt, shuttingDown: true, components };
+  return { status: !ready ? 'down' : allUp ? 'up' : 'degraded', ready, checkedAt, components };
 }
+
+/** Validates an option that must be an `AbortSignal` (zod's `instanceof`, named in the ConfigError). */
+const abortSignalSchema = z.custom<AbortSignal>((value) => value instanceof AbortSignal, {
+  message: 'expected an AbortSignal',
+});
 
 /** Options of {@link runHealthChecks} and {@link readinessHandler}. */
 export const healthCheckOptionsSchema = z
@@ -93,6 +108,13 @@ export const healthCheckOptionsSchema = z
      * name hosts and ports (URL passwords are masked by the packages).
      */
     exposeCauses: z.boolean().default(true),
+    /**
+     * Aborted when the service begins shutting down (on SIGTERM, by the app: the library installs
+     * no signal handler). From then on the checks are not called and the service is not ready
+     * (`shuttingDown: true`, 503), as @godaddy/terminus and lightship answer, so a terminating pod
+     * stops getting traffic before its components close.
+     */
+    signal: abortSignalSchema.optional(),
   })
   .strict();
 
@@ -129,6 +151,9 @@ const inFlight = new WeakMap<HealthCheck, { call: Promise<HealthReport>; started
  */
 const joinTimeouts = 10;
 
+/** The `component` of each check's last report: the name its down report gets when it gives none. */
+const lastComponent = new WeakMap<HealthCheck, string>();
+
 function callCheck(check: HealthCheck, timeoutMs: number): Promise<HealthReport> {
   const now = Date.now();
   const pending = inFlight.get(check);
@@ -145,7 +170,8 @@ function callCheck(check: HealthCheck, timeoutMs: number): Promise<HealthReport>
 /**
  * Runs every check at once, each under `timeoutMs`; a check that throws, rejects or times out
  * counts as its component `down` with the error as `cause` (never rejects), and so does one that
- * returns no report (a `TypeError`: from JavaScript, a forgotten `return` or `{ status: 'ok' }`).
+ * returns no report (a `TypeError`: from JavaScript, a forgotten `return` or `{ status: 'ok' }`);
+ * that report is named as {@link HealthCheckEntry.component} says (the check's last report's name).
  * A check whose call from an earlier run has not answered yet is not called again: this run
  * waits for that call (under its own `timeoutMs`), so a hung backend is not sent one more probe
  * per run; a call unanswered for 10 × `timeoutMs` is given up and the check called again. Keep the
@@ -156,7 +182,8 @@ export async function runHealthChecks(
   checks: Record<string, HealthCheck | HealthCheckEntry>,
   options: HealthCheckOptions = {},
 ): Promise<ServiceHealth> {
-  const { timeoutMs } = parseOptions('health check', healthCheckOptionsSchema, options);
+  const { timeoutMs, signal } = parseOptions('health check', healthCheckOptionsSchema, options);
+  if (signal?.aborted) return combineHealth({}, { shuttingDown: true });
   const names = Object.keys(checks);
   const optional: string[] = [];
   const reports = await Promise.all(
@@ -174,12 +201,17 @@ export async function runHealthChecks(
           throw new TypeError(
             `health check of ${name} returned no HealthReport (status up, degraded or down): ${describe(report)}`,
           );
+        if (typeof report.component === 'string') lastComponent.set(check, report.component);
         return report;
       } catch (error) {
-        return { component: name, status: 'down', checkedAt: Date.now(), details: {}, cause: error };
+        const component =
+          (typeof entry !== 'function' ? entry.component : undefined) ?? lastComponent.get(check) ?? name;
+        return { component, status: 'down', checkedAt: Date.now(), details: {}, cause: error };
       }
     }),
   );
+  // Shutdown may have begun while the checks ran: a probe answered after it is not ready either.
+  if (signal?.aborted) return combineHealth({}, { shuttingDown: true });
   return combineHealth(Object.fromEntries(names.map((name, index) => [name, reports[index]!])), { optional });
 }
 
@@ -205,6 +237,8 @@ export interface ServiceHealthBody {
   status: HealthStatus;
   ready: boolean;
   checkedAt: string;
+  /** Present (true) only once shutdown has begun. */
+  shuttingDown?: true;
   components: Record<string, ComponentHealthBody>;
 }
 
@@ -214,6 +248,9 @@ export interface HealthResponse {
   headers: Record<string, string>;
   body: ServiceHealthBody;
 }
+
+/** The headers of every health answer: JSON, never cached. */
+const jsonHeaders = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
 
 function causeBody(cause: unknown): HealthCauseBody {
   if (cause instanceof Error) {
@@ -268,11 +305,12 @@ export function healthResponse(
   }
   return {
     statusCode: health.ready ? 200 : 503,
-    headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+    headers: { ...jsonHeaders },
     body: {
       status: health.status,
       ready: health.ready,
       checkedAt: new Date(health.checkedAt).toISOString(),
+      ...(health.shuttingDown ? { shuttingDown: true as const } : {}),
       components,
     },
   };
@@ -285,21 +323,82 @@ export interface HealthResponseWriter {
   end(body: string): unknown;
 }
 
+/** What {@link readinessHandler} returns: the `(req, res)` handler, and its shutdown switch. */
+export interface ReadinessHandler {
+  (req: unknown, res: HealthResponseWriter): Promise<void>;
+  /**
+   * Begins shutdown: from now on the handler answers 503 (`shuttingDown: true`) without calling
+   * the checks, also to a probe already running. Call it first on SIGTERM, then wait for the
+   * endpoints to drop the pod (a few seconds), then close the server and the components.
+   */
+  beginShutdown(reason?: unknown): void;
+  /** Whether shutdown has begun (by {@link ReadinessHandler.beginShutdown} or the `signal` option). */
+  readonly shuttingDown: boolean;
+  /** Aborted once shutdown begins: pass it to {@link livenessHandler} so both flip together. */
+  readonly signal: AbortSignal;
+}
+
+function writeJson(res: HealthResponseWriter, statusCode: number, body: unknown): void {
+  res.statusCode = statusCode;
+  for (const [name, value] of Object.entries(jsonHeaders)) res.setHeader(name, value);
+  res.end(JSON.stringify(body));
+}
+
 /**
  * A `(req, res)` handler for a readiness route on `node:http` or Express
  * (`app.get('/readyz', readinessHandler({...}))`): runs the checks and writes
- * {@link healthResponse} as JSON. For Fastify use `runHealthChecks` and `healthResponse`.
+ * {@link healthResponse} as JSON. It answers 503 from shutdown on: call its `beginShutdown()`
+ * or abort the `signal` option (the library installs no signal handler). For Fastify use
+ * `runHealthChecks` (with `signal`) and `healthResponse`.
  */
 export function readinessHandler(
   checks: Record<string, HealthCheck | HealthCheckEntry>,
   options: HealthCheckOptions = {},
-): (req: unknown, res: HealthResponseWriter) => Promise<void> {
+): ReadinessHandler {
   // Validated now: a bad option is a startup error, not a failing probe.
   const parsed = parseOptions('health check', healthCheckOptionsSchema, options);
-  return async (_req, res) => {
-    const response = healthResponse(await runHealthChecks(checks, parsed), parsed);
-    res.statusCode = response.statusCode;
-    for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
-    res.end(JSON.stringify(response.body));
+  const shutdown = new AbortController();
+  const signal = parsed.signal ? AbortSignal.any([parsed.signal, shutdown.signal]) : shutdown.signal;
+  const handler = async (_req: unknown, res: HealthResponseWriter) => {
+    const response = healthResponse(await runHealthChecks(checks, { ...parsed, signal }), parsed);
+    writeJson(res, response.statusCode, response.body);
+  };
+  return Object.defineProperties(handler, {
+    beginShutdown: { value: (reason?: unknown) => shutdown.abort(reason) },
+    shuttingDown: { get: () => signal.aborted },
+    signal: { value: signal },
+  }) as ReadinessHandler;
+}
+
+/** Options of {@link livenessHandler}. */
+export const livenessOptionsSchema = z
+  .object({
+    /** Aborted when shutdown begins (a readiness handler's `signal`): liveness then answers 503. */
+    signal: abortSignalSchema.optional(),
+  })
+  .strict();
+
+/** Input type of {@link livenessOptionsSchema}. */
+export type LivenessOptions = z.input<typeof livenessOptionsSchema>;
+
+/** The JSON body of {@link livenessHandler}. */
+export type LivenessBody = { status: 'up'; live: true } | { status: 'down'; live: false; shuttingDown: true };
+
+/**
+ * A `(req, res)` liveness handler (lightship's `/live`): 200 `{ status: 'up', live: true }` while
+ * the process is not shutting down, 503 once `signal` is aborted. It calls no check and no
+ * backend, ever: a dependency that is down must take the pod out of the Service (readiness), not
+ * restart it. A wedged process (a blocked event loop) does not answer at all, so the probe's
+ * timeout catches it.
+ */
+export function livenessHandler(
+  options: LivenessOptions = {},
+): (req: unknown, res: HealthResponseWriter) => void {
+  const { signal } = parseOptions('liveness', livenessOptionsSchema, options);
+  return (_req, res) => {
+    const body: LivenessBody = signal?.aborted
+      ? { status: 'down', live: false, shuttingDown: true }
+      : { status: 'up', live: true };
+    writeJson(res, body.live ? 200 : 503, body);
   };
 }

@@ -1,6 +1,8 @@
+import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import express, { type Express } from 'express';
+import { describe, expect, it, vi } from 'vitest';
 import {
   ClosedError,
   ConfigError,
@@ -8,6 +10,7 @@ import {
   type HealthReport,
   type HealthStatus,
   healthResponse,
+  livenessHandler,
   readinessHandler,
   runHealthChecks,
   TimeoutError,
@@ -90,6 +93,27 @@ describe('runHealthChecks', () => {
     expect(performance.now() - started).toBeLessThan(5_000);
     expect(health.components.db?.status).toBe('down');
     expect(health.components.db?.cause).toBeInstanceOf(TimeoutError);
+  });
+
+  it('names a check that times out or throws by the component it reports, not by its key', async () => {
+    // A report that does not come must read as the ones that do: queue:emails, not queue.
+    let hang = false;
+    const probe = () => (hang ? new Promise<HealthReport>(() => {}) : report('queue:emails', 'up'));
+    const checks = {
+      queue: probe,
+      db: { check: () => new Promise<HealthReport>(() => {}), component: 'pg-pool' },
+      cache: () => {
+        throw new Error('closed');
+      },
+    };
+    const first = await runHealthChecks(checks, { timeoutMs: 50 });
+    expect(first.components.queue?.component).toBe('queue:emails');
+    expect(first.components.db).toMatchObject({ component: 'pg-pool', status: 'down' });
+    expect(first.components.cache?.component).toBe('cache');
+    hang = true;
+    const hung = await runHealthChecks(checks, { timeoutMs: 50 });
+    expect(hung.components.queue).toMatchObject({ component: 'queue:emails', status: 'down' });
+    expect(hung.components.queue?.cause).toBeInstanceOf(TimeoutError);
   });
 
   it('does not start a check again while its last call is unanswered: probes join it, no pile-up', async () => {
@@ -253,5 +277,138 @@ describe('readinessHandler', () => {
     const parsed = JSON.parse(body) as { components: Record<string, { details: Record<string, unknown> }> };
     expect(parsed.components.db?.details).toEqual({ rows: '12' });
     expect(parsed.components.custom?.details).toEqual({ unserializable: expect.stringMatching(/circular/i) });
+  });
+});
+
+describe('shutdown and liveness', () => {
+  async function serve(listener: Parameters<typeof createServer>[1]) {
+    const server = createServer(listener);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return {
+      base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () => new Promise((resolve) => server.close(resolve)),
+    };
+  }
+  async function expressServer(app: Express) {
+    const server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return {
+      base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () => new Promise((resolve) => server.close(resolve)),
+    };
+  }
+
+  it('answers 503 on readiness from beginShutdown() on, without calling the checks (node:http)', async () => {
+    let calls = 0;
+    const readiness = readinessHandler({
+      db: () => {
+        calls += 1;
+        return report('pg-pool', 'up');
+      },
+    });
+    const { base, close } = await serve((req, res) => void readiness(req, res));
+    try {
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      expect(readiness.shuttingDown).toBe(false);
+      expect(readiness.signal.aborted).toBe(false);
+      readiness.beginShutdown();
+      const response = await fetch(`${base}/readyz`);
+      expect(response.status).toBe(503);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      expect(await response.json()).toMatchObject({
+        status: 'down',
+        ready: false,
+        shuttingDown: true,
+        components: {},
+      });
+      expect(calls).toBe(1);
+      expect(readiness.shuttingDown).toBe(true);
+      expect(readiness.signal.aborted).toBe(true);
+    } finally {
+      await close();
+    }
+  });
+
+  it('answers 503 to a probe that was in flight when shutdown began', async () => {
+    let answer: ((report: HealthReport) => void) | undefined;
+    const readiness = readinessHandler({
+      db: () => new Promise<HealthReport>((resolve) => (answer = resolve)),
+    });
+    const { base, close } = await serve((req, res) => void readiness(req, res));
+    try {
+      const pending = fetch(`${base}/readyz`);
+      await vi.waitFor(() => expect(answer).toBeTypeOf('function'), { timeout: 2_000 });
+      readiness.beginShutdown();
+      if (!answer) throw new Error('the check was not called');
+      answer(report('pg-pool', 'up'));
+      expect((await pending).status).toBe(503);
+    } finally {
+      await close();
+    }
+  });
+
+  it('flips readiness and liveness together on an AbortSignal, over Express; liveness ignores backends', async () => {
+    const shutdown = new AbortController();
+    const listenersBefore = process.listenerCount('SIGTERM');
+    const readiness = readinessHandler(
+      { db: () => report('pg-pool', 'down', new Error('ECONNREFUSED')) },
+      { signal: shutdown.signal },
+    );
+    const liveness = livenessHandler({ signal: readiness.signal });
+    // The library installs no process signal handler: the app decides when shutdown begins.
+    expect(process.listenerCount('SIGTERM')).toBe(listenersBefore);
+    const app = express();
+    app.get('/readyz', readiness);
+    app.get('/livez', liveness);
+    const { base, close } = await expressServer(app);
+    try {
+      // A backend that is down fails readiness, never liveness (a restart would not bring it back).
+      expect((await fetch(`${base}/readyz`)).status).toBe(503);
+      const live = await fetch(`${base}/livez`);
+      expect(live.status).toBe(200);
+      expect(live.headers.get('content-type')).toContain('application/json');
+      expect(await live.json()).toEqual({ status: 'up', live: true });
+      shutdown.abort();
+      expect(readiness.shuttingDown).toBe(true);
+      expect(await (await fetch(`${base}/readyz`)).json()).toMatchObject({
+        shuttingDown: true,
+        ready: false,
+      });
+      const dying = await fetch(`${base}/livez`);
+      expect(dying.status).toBe(503);
+      expect(await dying.json()).toEqual({ status: 'down', live: false, shuttingDown: true });
+    } finally {
+      await close();
+    }
+  });
+
+  it('runHealthChecks with an aborted signal calls no check and is not ready', async () => {
+    let calls = 0;
+    const health = await runHealthChecks(
+      {
+        db: () => {
+          calls += 1;
+          return report('pg-pool', 'up');
+        },
+      },
+      { signal: AbortSignal.abort() },
+    );
+    expect(calls).toBe(0);
+    expect(health).toMatchObject({ status: 'down', ready: false, shuttingDown: true, components: {} });
+    const response = healthResponse(health);
+    expect(response.statusCode).toBe(503);
+    expect(response.body.shuttingDown).toBe(true);
+    expect(combineHealth({ a: report('a', 'up') }, { shuttingDown: true })).toMatchObject({
+      status: 'down',
+      ready: false,
+      shuttingDown: true,
+    });
+    // No `shuttingDown` key while running, so bodies stay as they were.
+    expect(await runHealthChecks({})).not.toHaveProperty('shuttingDown');
+  });
+
+  it('rejects a signal that is not an AbortSignal with a ConfigError naming the field', () => {
+    expect(() => readinessHandler({}, { signal: {} as AbortSignal })).toThrow(/signal/);
+    expect(() => livenessHandler({ signal: 'no' as unknown as AbortSignal })).toThrow(ConfigError);
   });
 });

@@ -69,9 +69,13 @@ const providerSchema = z.custom<QueueProvider>(
  */
 const staleWaitMs = 250;
 
-/** Options of `Queue.checkHealth`. */
+/**
+ * Options of `Queue.checkHealth`. The default deadline (500 ms) is shorter than @noa/core's
+ * `runHealthChecks` default (800 ms), so under a readiness handler's defaults the queue's own
+ * report (`queue:<name>`, its counts' `TimeoutError`) answers before the outer deadline fires.
+ */
 const checkHealthOptionsSchema = z
-  .object({ timeoutMs: z.number().int().positive().max(maxTimerMs).default(1_000) })
+  .object({ timeoutMs: z.number().int().positive().max(maxTimerMs).default(500) })
   .strict();
 
 /** Options of {@link Queue}. */
@@ -575,7 +579,7 @@ export class Queue<Data = unknown> {
   }
 
   /**
-   * Asks the backend now (a `counts()` under `timeoutMs`, default 1,000): `up` with the counts in
+   * Asks the backend now (a `counts()` under `timeoutMs`, default 500: below `runHealthChecks`'s 800): `up` with the counts in
    * `details` when it answers, `down` with the error (a `TimeoutError` past the deadline) when it
    * does not, and after `close()`. For a service that only adds jobs; a worker's cheap `health()`
    * reports what its own calls saw. A count still unanswered from an earlier call is waited on,

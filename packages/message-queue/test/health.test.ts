@@ -1,4 +1,4 @@
-import { TimeoutError } from '@noa/core';
+import { runHealthChecks, TimeoutError } from '@noa/core';
 import { describe, expect, it, vi } from 'vitest';
 import type { BackendState } from '../src/backend-health.js';
 import { probeQueue, workerHealth } from '../src/health.js';
@@ -84,6 +84,24 @@ describe('on the memory provider', () => {
     await queue.close();
     expect(worker.health().status).toBe('down');
     expect((await queue.checkHealth()).status).toBe('down');
+  });
+
+  it("Queue.checkHealth()'s default deadline fires before runHealthChecks's default (its own report, not the outer timeout)", async () => {
+    class HungProvider extends MemoryProvider {
+      override counts(): Promise<never> {
+        return new Promise<never>(() => {});
+      }
+    }
+    const queue = new Queue({ name: 'hung-default', provider: new HungProvider() });
+    const health = await runHealthChecks({ queue: () => queue.checkHealth() });
+    expect(health.components.queue).toMatchObject({
+      component: 'queue:hung-default',
+      status: 'down',
+      details: { queue: 'hung-default' },
+    });
+    expect(health.components.queue?.cause).toBeInstanceOf(TimeoutError);
+    expect(String(health.components.queue?.cause)).toMatch(/counts of queue hung-default/);
+    await queue.close();
   });
 
   it('Queue.checkHealth() sends no second count while one is unanswered (a hung backend gets no pile-up)', async () => {
