@@ -18,6 +18,15 @@ export interface L2Read {
 }
 
 /**
+ * What an L2 read found, as stored (undecodable bytes included), for a factory run's
+ * compare-and-set write (see `KeyLoad.l2Held`): the bytes, null for no value, undefined when
+ * the read failed.
+ */
+export interface L2Held {
+  bytes?: Buffer | null | undefined;
+}
+
+/**
  * What L1 is charged for an entry encoded as `bytes`: their length, a fair measure of the
  * decoded value, unless they are compressed. Then the value may be a thousand times larger
  * than its bytes, and its estimate is taken when larger. Only values over the compression
@@ -28,9 +37,14 @@ export function l1Charge(bytes: Buffer, entry: CacheEntry): number {
 }
 
 /** One key from L2, decoded; undefined when absent or undecodable. */
-export async function readL2(engine: CacheEngine, fullKey: string): Promise<L2Read | undefined> {
+export async function readL2(
+  engine: CacheEngine,
+  fullKey: string,
+  held?: L2Held,
+): Promise<L2Read | undefined> {
   const since = engine.fills.epoch;
   const bytes = await engine.tier!.get(fullKey);
+  if (held) held.bytes = bytes ?? (engine.tier!.healthy ? null : undefined);
   if (!bytes) return undefined;
   const loading = engine.codec.prepare(bytes);
   if (loading) await loading;
@@ -47,15 +61,19 @@ export async function readL2(engine: CacheEngine, fullKey: string): Promise<L2Re
  * starts after the change, so it is current, and may fill L1 (`getOrSet`'s read; `get` does
  * the same inline).
  */
-export async function readL2Current(engine: CacheEngine, fullKey: string): Promise<L2Read | undefined> {
-  const read = await readL2(engine, fullKey);
+export async function readL2Current(
+  engine: CacheEngine,
+  fullKey: string,
+  held?: L2Held,
+): Promise<L2Read | undefined> {
+  const read = await readL2(engine, fullKey, held);
   if (
     read === undefined ||
     engine.fills.mayFill(fullKey, read.entry.tags, read.since, read.entry.writeId) ||
     !isFresh(read.entry, engine.clock.now())
   )
     return read;
-  return readL2(engine, fullKey);
+  return readL2(engine, fullKey, held);
 }
 
 /** One key from L2 as stored, sliding nothing (see `RedisTier.peek`); undefined when absent or undecodable. */

@@ -7,7 +7,7 @@ import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError
 import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
-import { type L2Read, readL2, readL2Current, writeIdInL2 } from './read-path.js';
+import { type L2Held, type L2Read, readL2, readL2Current, writeIdInL2 } from './read-path.js';
 import { awaitInOrder, writeEntry, writeLocal } from './writes.js';
 
 /**
@@ -39,6 +39,13 @@ export interface KeyLoad<T> {
    * L2 still holds the same (see {@link FactoryRun.suspect}).
    */
   l2Seen?: number | null;
+  /**
+   * What L2 held, as stored, when it was last read before the run (null: no value; undefined:
+   * not read, or the read failed). The run writes its result only if L2 still holds it
+   * (compare-and-set, see `RedisTier.setIfUnchanged`): a change another instance made meanwhile
+   * whose bus message has not arrived yet is not overwritten.
+   */
+  l2Held?: Buffer | null | undefined;
   /**
    * `forceFresh`: the clock time the call started. An L2 value is taken (a lease waiter's
    * poll, the double-check under a new lease) only when written since the call began, by the
@@ -80,6 +87,7 @@ export async function loadThrough<T>(
 ): Promise<T> {
   let stale = staleL1;
   let l2Seen: number | null | undefined;
+  const held: L2Held = {};
   if (options.forceFresh === true) {
     // Nothing served from the cache: the factory runs (or a run in flight is joined). L2 is
     // read only to name the write it holds now, the one the call replaces (a value of another
@@ -99,7 +107,7 @@ export async function loadThrough<T>(
     });
   }
   if (engine.tier) {
-    const remote = await readL2Current(engine, fullKey);
+    const remote = await readL2Current(engine, fullKey, held);
     l2Seen = seenInL2(engine, remote);
     if (remote) {
       const entry = remote.entry as CacheEntry<T>;
@@ -118,7 +126,7 @@ export async function loadThrough<T>(
     }
   }
   if (engine.listeners.miss) engine.emitMiss(fullKey);
-  return computeOnce(engine, { fullKey, userKey, factory, options, stale, l2Seen });
+  return computeOnce(engine, { fullKey, userKey, factory, options, stale, l2Seen, l2Held: held.bytes });
 }
 
 /** The soft and hard timeouts a `getOrSet` call waits with: its own, else the cache's. */
@@ -251,6 +259,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   if (running) outlivedLease(engine, running, userKey);
   let stale = load.stale;
   let l2Seen = load.l2Seen;
+  const held: L2Held = { bytes: load.l2Held };
   const tier = engine.tier;
   // After a failed Redis call (our L2 read just now, typically) a lease would only cost
   // another deadline: fall back to in-process single flight until Redis answers again.
@@ -303,7 +312,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
           throw new LockTimeoutError(userKey, lockTimeoutMs);
         }
         await wait.sleep(Math.min(engine.options.lock.pollMs, remaining));
-        const remote = await readL2(engine, fullKey);
+        const remote = await readL2(engine, fullKey, held);
         l2Seen = seenInL2(engine, remote);
         const now = engine.clock.now();
         if (remote && servable(load, remote.entry, now)) {
@@ -359,9 +368,11 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const left = (ms: number | undefined) => (ms === undefined || ms === 0 ? ms : Math.max(1, ms - waitedMs));
     const bounded = { ...options, softTimeoutMs: left(softTimeoutMs), hardTimeoutMs: left(hardTimeoutMs) };
     // 'unavailable': Redis failed while we waited; only in-process single flight is left.
-    if (lease === 'unavailable') return runFactory(engine, { ...load, stale, l2Seen, options: bounded });
+    const l2Held = held.bytes;
+    if (lease === 'unavailable')
+      return runFactory(engine, { ...load, stale, l2Seen, l2Held, options: bounded });
     engine.metrics.lockWait('acquired');
-    return takeOver(engine, { ...load, stale, l2Seen, options: bounded }, token, true);
+    return takeOver(engine, { ...load, stale, l2Seen, l2Held, options: bounded }, token, true);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
@@ -399,7 +410,8 @@ async function takeOver<T>(
   const tier = engine.tier!;
   // Double-check: between our L2 miss and the lease, another instance may have computed
   // the value and released its lease.
-  const remote = await readL2(engine, fullKey);
+  const held: L2Held = {};
+  const remote = await readL2(engine, fullKey, held);
   if (remote && servable(load, remote.entry, engine.clock.now())) {
     await tier.releaseLease(fullKey, token);
     engine.fill(fullKey, remote.entry, remote.bytes, remote.since);
@@ -419,7 +431,7 @@ async function takeOver<T>(
     backOff(engine, fullKey, stale);
     return stale.value;
   }
-  return runFactory(engine, { ...load, l2Seen: seenInL2(engine, remote) }, token);
+  return runFactory(engine, { ...load, l2Seen: seenInL2(engine, remote), l2Held: held.bytes }, token);
 }
 
 /** A factory run in progress: its work (the run, its write and lease release), watch and context. */
@@ -526,6 +538,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
       factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
     }
     let stored: Promise<void> | undefined;
+    let notCached = false;
     // L2 unreadable in a full outage: with the resync still to come, which drops L1, the value
     // is cached in L1 only. Not cached at all, every call ran the factory during the outage.
     let localOnly = false;
@@ -543,7 +556,16 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
         const computeMs = performance.now() - started;
         // L1 only: nothing in L2 for the lease's waiters, who are woken at once (see below).
         if (localOnly) writeLocal(engine, fullKey, value, chosenOptions, computeMs);
-        else stored = writeEntry(engine, fullKey, value, chosenOptions, computeMs);
+        else
+          stored = writeEntry(engine, fullKey, value, chosenOptions, computeMs, load.l2Held).then(
+            (written) => {
+              if (written) return;
+              // L2 changed since the run read it, by another instance whose bus message had not
+              // arrived: as if it had (see `superseded` above), served but not cached.
+              notCached = true;
+              engine.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
+            },
+          );
       } catch (error) {
         // The value is good, it just cannot be stored: serve it uncached rather than fail.
         if (!(error instanceof SerializationError)) throw error;
@@ -560,7 +582,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     if (leaseToken && tier) {
       steps.push(async () => {
         await tier.releaseLease(fullKey, leaseToken);
-        if (stored === undefined) engine.bus?.publish('rel', [fullKey]).catch(() => {});
+        if (stored === undefined || notCached) engine.bus?.publish('rel', [fullKey]).catch(() => {});
       });
     }
     await awaitInOrder(engine, steps);
@@ -768,6 +790,7 @@ export function refreshEarly<T>(
   engine.refreshing.add(fullKey);
   const refresh = (async () => {
     let token: string | undefined;
+    const held: L2Held = {};
     if (engine.tier && engine.options.lock.enabled) {
       token = randomUUID();
       const lease = await engine.tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
@@ -785,7 +808,7 @@ export function refreshEarly<T>(
           engine.clock.now() + Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs);
         return;
       } else {
-        const remote = await readL2(engine, fullKey);
+        const remote = await readL2(engine, fullKey, held);
         const later = engine.clock.now();
         const threshold = options.refreshThresholdMs ?? engine.options.refreshThresholdMs ?? 0;
         // Within the refresh-ahead threshold L2's value is ending, however capped our copy is.
@@ -815,6 +838,7 @@ export function refreshEarly<T>(
       options,
       stale: current as CacheEntry<T>,
       background: true,
+      l2Held: held.bytes,
     };
     await runFactory(engine, load, token);
   })().finally(() => engine.refreshing.delete(fullKey));

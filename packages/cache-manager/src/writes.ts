@@ -57,7 +57,7 @@ export async function writeMany(engine: CacheEngine, items: readonly WriteItem[]
 /** An L2 write prepared by {@link prepareWrite} (L1 written already), for {@link sendWrites}. */
 export interface PreparedWrite {
   /** Sends it; resolves once it landed or was recorded as lost. */
-  send: () => Promise<void>;
+  send: () => Promise<unknown>;
   /** Records it as lost without sending it (see {@link skipWrite}). */
   skip: () => void;
 }
@@ -184,8 +184,9 @@ export function writeEntry(
   value: unknown,
   options: SetOptions,
   computeMs: number,
-): Promise<void> {
-  return prepareWrite(engine, fullKey, value, options, computeMs)();
+  expected?: Buffer | null,
+): Promise<boolean> {
+  return prepareWrite(engine, fullKey, value, options, computeMs, false, expected)();
 }
 
 /**
@@ -211,7 +212,8 @@ export function prepareWrite(
   options: SetOptions,
   computeMs: number,
   localOnly = false,
-): () => Promise<void> {
+  expected?: Buffer | null,
+): () => Promise<boolean> {
   // Cheap enough for every write; a function nested in a value is refused by the encoders (and
   // by the clone of `clone` mode), a memory-only cache in the other modes holds it as it is.
   if (typeof value === 'function' || typeof value === 'symbol') {
@@ -239,7 +241,7 @@ export function prepareWrite(
   if (!tier || localOnly) {
     engine.l1Set(fullKey, entry, estimateSize(value));
     announceSet(engine, fullKey);
-    return () => Promise.resolve();
+    return () => Promise.resolve(true);
   }
   const encoded = engine.codec.encode(entry, fullKey);
   engine.l1Set(fullKey, entry, l1Charge(encoded, entry));
@@ -251,7 +253,25 @@ export function prepareWrite(
   const remote = async () => {
     let written = false;
     try {
-      written = await tier.set(fullKey, encoded, physicalTtl, entry.tags, tagTtl);
+      if (expected === undefined) written = await tier.set(fullKey, encoded, physicalTtl, entry.tags, tagTtl);
+      else {
+        const replaced = await tier.setIfUnchanged(
+          fullKey,
+          expected,
+          encoded,
+          physicalTtl,
+          entry.tags,
+          tagTtl,
+        );
+        if (replaced === false) {
+          // Another instance changed the key since the run read it (its bus message not here
+          // yet): its change stands in L2, and our older value leaves L1 (that message would
+          // evict it too). Served to the run's callers only, as a superseded run's.
+          if (engine.l1.get(fullKey, engine.clock.now()) === entry) engine.l1.delete(fullKey);
+          return false;
+        }
+        written = replaced === true;
+      }
     } catch (error) {
       // L1 has the value all the same (`onBackendError: 'throw'`): it is announced.
       engine.bus?.missed('set', [fullKey]);
@@ -271,6 +291,7 @@ export function prepareWrite(
       engine.bus?.missed('set', [fullKey]);
     }
     announceSet(engine, fullKey);
+    return true;
   };
   return remote;
 }

@@ -298,6 +298,53 @@ export class RedisTier {
     });
   }
 
+  /**
+   * {@link set}, but only if the key still holds `expected` (the bytes read before, a sliding
+   * entry's frame of timings aside; null: no value), by compare-and-set in one script call on
+   * the key's own node (`compare-and-set.lua`): a factory run's write, which must not replace
+   * a change another instance made while it ran (see `runFactory`). The tag sets are added to
+   * first, as by `set` (a member whose value lacks the tag costs a tag delete one read). Not
+   * batched with the turn's writes: one EVALSHA instead of a pipelined SET. Returns whether it
+   * was written (false: the key changed meanwhile), undefined when Redis was unavailable.
+   */
+  setIfUnchanged(
+    key: string,
+    expected: Buffer | null,
+    bytes: Buffer,
+    ttlMs: number | undefined,
+    tags: readonly string[],
+    tagTtlMs: number | undefined,
+  ): Promise<boolean | undefined> {
+    this.#writesFirst();
+    return this.#guard.run('set', undefined as boolean | undefined, async () => {
+      const sent: unknown[] = [];
+      const tagSetMs = tagTtlMs === undefined ? TAG_SET_FOREVER_MS : Math.max(1, Math.ceil(tagTtlMs));
+      for (const tag of tags) {
+        const tagKey = this.tagKey(tag);
+        sent.push(
+          this.client.sadd(tagKey, key),
+          this.client.pexpire(tagKey, tagSetMs, 'NX'),
+          this.client.pexpire(tagKey, tagSetMs, 'GT'),
+        );
+      }
+      let digest = '';
+      let frame = 0;
+      if (expected !== null) {
+        frame = slidingFrameBytes(expected);
+        digest = createHash('sha1').update(expected.subarray(frame)).digest('hex');
+      }
+      const ms = ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(ttlMs)));
+      const replaced = this.#eval(replaceIfUnchangedScript, this.dataKey(key), [
+        digest,
+        bytes,
+        ms,
+        String(frame),
+      ]);
+      const [reply] = await Promise.all([replaced, ...sent]);
+      return reply === 1;
+    });
+  }
+
   /** Writes a batch: small values in one pipeline, large ones as separate commands (single node only). */
   #writeBatch(writes: PendingWrite[]): Promise<boolean[]> {
     const failed = writes.map(() => false);

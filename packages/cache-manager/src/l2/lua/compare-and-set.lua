@@ -4,21 +4,28 @@
 -- never overwritten. `digest`: SHA-1 (hex) of the bytes read; `bytes`: what to store, empty to
 -- delete the key; `ttl`: physical TTL in ms, empty for none; `frame`: for a sliding entry (format
 -- 3), the length of its frame of timings, which `digest` leaves out: reads move those timings
--- (get-sliding.lua) without making it another value. Returns 1 when replaced, 0 when the value
--- changed (or vanished) since it was read.
-local function replace_if_unchanged(key, digest, bytes, ttl, frame_arg)
-  local current = redis.call('GET', key)
+-- (get-sliding.lua) without making it another value. An empty `digest` means the caller read no
+-- value: then the key is written only if it still holds none. Returns 1 when replaced, 0 when
+-- the value changed (or vanished, or appeared) since it was read.
+local function unchanged(current, digest, frame_arg)
+  if digest == '' then
+    return not current
+  end
   if not current then
-    return 0
+    return false
   end
   local frame = tonumber(frame_arg) or 0
   if frame > 0 then
     if #current <= frame or string.byte(current, 1) ~= 48 then
-      return 0
+      return false
     end
     current = string.sub(current, frame + 1)
   end
-  if redis.sha1hex(current) ~= digest then
+  return redis.sha1hex(current) == digest
+end
+
+local function replace_if_unchanged(key, digest, bytes, ttl, frame_arg)
+  if not unchanged(redis.call('GET', key), digest, frame_arg) then
     return 0
   end
   if bytes == '' then

@@ -1,0 +1,175 @@
+import { delay } from '@noa/core';
+import { uniqueName } from '@noa/testkit';
+import type { Cluster } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createEntry } from '../../src/entry.js';
+import { Cache, type CacheOptions } from '../../src/index.js';
+import { EntryCodec } from '../../src/serialization/entry-codec.js';
+import { redisUp, sharedRedisCaches } from './helpers.js';
+import { usePrivateCluster } from './redis-server.js';
+
+/**
+ * A factory run on instance A that ends after instance B changed its key, before B's bus
+ * message reached A (README "A factory run against another instance's write"). A hears no bus
+ * at all here (`bus: false`): B's message is held back for good, so the race is deterministic.
+ * A's result is served to its caller but must not replace B's change in L2, which a third
+ * instance, C, reads. Before the run's write was a compare-and-set, A's older value replaced
+ * B's in every case.
+ */
+function describeFactoryWriteRace(
+  backend: string,
+  skip: boolean,
+  open: (options: CacheOptions) => Promise<Cache>,
+  rawSet?: (key: string, bytes: Buffer) => Promise<unknown>,
+): void {
+  describe.skipIf(skip)(`a factory run that ends after another instance changed its key (${backend})`, () => {
+    const options = { ttlMs: 60_000, graceMs: 60_000 };
+    async function instances() {
+      const a = await open({ ...options, bus: false });
+      const b = await open(options);
+      const c = await open(options);
+      return { a, b, c };
+    }
+
+    /** A's 200 ms factory, during which `change` runs on B 10 ms before it returns. */
+    const slowFactory = (change: () => Promise<unknown>) => async () => {
+      await delay(190);
+      await change();
+      await delay(10);
+      return 'A-old';
+    };
+
+    it('a set on B while A computes a missing key keeps B’s value in L2', async () => {
+      const { a, b, c } = await instances();
+      const served = await a.getOrSet(
+        'absent',
+        slowFactory(() => b.set('absent', 'B-new')),
+      );
+      expect(served).toBe('A-old');
+      expect(await c.get('absent')).toBe('B-new');
+      // A's own L1 does not keep its older value either.
+      expect(a.getLocal('absent')).toBeUndefined();
+    });
+
+    it('a set on B while A refreshes a value past its ttl (in grace) keeps B’s value in L2', async () => {
+      const { a, b, c } = await instances();
+      await a.set('graced', 'first', { ttlMs: 1, graceMs: 60_000 });
+      await delay(5);
+      const served = await a.getOrSet(
+        'graced',
+        slowFactory(() => b.set('graced', 'B-new')),
+      );
+      expect(served).toBe('A-old');
+      expect(await c.get('graced')).toBe('B-new');
+    });
+
+    it('a delete on B while A refreshes a value in grace leaves the key deleted', async () => {
+      const { a, b, c } = await instances();
+      await a.set('deleted', 'first', { ttlMs: 1, graceMs: 60_000 });
+      await delay(5);
+      const served = await a.getOrSet(
+        'deleted',
+        slowFactory(() => b.delete('deleted')),
+      );
+      expect(served).toBe('A-old');
+      expect(await c.get('deleted')).toBeUndefined();
+    });
+
+    it('a set on B during A’s early refresh (refresh-ahead, under its lease) keeps B’s value in L2', async () => {
+      const { a, b, c } = await instances();
+      await a.set('ahead', 'first', { ttlMs: 1_000 });
+      await delay(150);
+      let refreshed!: () => void;
+      const done = new Promise<void>((resolve) => {
+        refreshed = resolve;
+      });
+      const factory = slowFactory(() => b.set('ahead', 'B-new'));
+      const served = await a.getOrSet(
+        'ahead',
+        async () => {
+          try {
+            return await factory();
+          } finally {
+            setTimeout(refreshed, 50);
+          }
+        },
+        { ttlMs: 1_000, refreshThresholdMs: 900 },
+      );
+      expect(served).toBe('first');
+      await done;
+      expect(await c.get('ahead')).toBe('B-new');
+    });
+
+    it('with no change meanwhile, the run’s value is cached for every instance', async () => {
+      const { a, c } = await instances();
+      await a.set('quiet', 'first', { ttlMs: 1, graceMs: 60_000 });
+      await delay(5);
+      expect(
+        await a.getOrSet(
+          'missing',
+          slowFactory(async () => {}),
+        ),
+      ).toBe('A-old');
+      expect(
+        await a.getOrSet(
+          'quiet',
+          slowFactory(async () => {}),
+        ),
+      ).toBe('A-old');
+      expect(await c.get('missing')).toBe('A-old');
+      expect(await c.get('quiet')).toBe('A-old');
+    });
+
+    it.skipIf(rawSet === undefined)(
+      'a value of the previous release (no write id) in grace is compared by its bytes too',
+      async () => {
+        const { a, b, c } = await instances();
+        const old = new EntryCodec('msgpack', 'none', 65_536).encode(
+          createEntry('previous', Date.now() - 10, 1, 60_000, 1, []),
+        );
+        await rawSet!('old-changed', old);
+        await rawSet!('old-quiet', old);
+        expect(
+          await a.getOrSet(
+            'old-changed',
+            slowFactory(() => b.set('old-changed', 'B-new')),
+          ),
+        ).toBe('A-old');
+        expect(await c.get('old-changed')).toBe('B-new');
+        expect(
+          await a.getOrSet(
+            'old-quiet',
+            slowFactory(async () => {}),
+          ),
+        ).toBe('A-old');
+        expect(await c.get('old-quiet')).toBe('A-old');
+      },
+    );
+  });
+}
+
+const shared = sharedRedisCaches('cm_factory_race');
+describeFactoryWriteRace(
+  'Redis',
+  !redisUp,
+  (options) => shared.open(options),
+  (key, bytes) => shared.redis!.set(`${shared.prefix}v:${key}`, bytes),
+);
+
+const { installed, client: cluster } = usePrivateCluster('a factory write race on a Redis Cluster');
+const clusterCaches: Cache[] = [];
+const clusterPrefix = `${uniqueName('cm_race_cluster')}:`;
+afterAll(async () => {
+  await Promise.all(clusterCaches.map((cache) => cache.close()));
+});
+describeFactoryWriteRace(
+  'Redis Cluster',
+  !installed,
+  async (options) => {
+    const cache = new Cache({ redis: cluster() as Cluster, prefix: clusterPrefix, ...options });
+    clusterCaches.push(cache);
+    await cache.ready();
+    return cache;
+  },
+  (key, bytes) => cluster().set(`${clusterPrefix}v:${key}`, bytes),
+);
