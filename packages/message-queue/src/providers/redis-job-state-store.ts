@@ -40,7 +40,7 @@ import {
   redisPrefixOption,
 } from './redis-options.js';
 import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
-import { ArgumentLimit, packSettlements } from './settle-batches.js';
+import { ArgumentLimit, type SettleEntry } from './settle-batches.js';
 
 /** Options of {@link RedisJobStateStore}. */
 export const redisJobStateStoreOptionsSchema = z
@@ -207,16 +207,11 @@ export class RedisJobStateStore implements JobStateStore {
     });
     // As RedisProvider's: settlements over what Redis takes in one argument go in several calls
     // (the earlier ones judge no delivery), a completion over it alone is not stored.
-    let encoded = settle.length === 0 ? '[]' : JSON.stringify(settle);
-    let earlier: string[] = [];
-    let oversized: StateExchangeResult['oversized'];
-    const maxBytes = await this.#argumentLimit.for(encoded.length);
-    if (encoded.length * 3 > maxBytes && Buffer.byteLength(encoded) > maxBytes) {
-      const packed = packSettlements(settle as { id: string; k: string }[], maxBytes);
-      encoded = packed.batches.pop()!;
-      earlier = packed.batches;
-      if (packed.oversized.length > 0) oversized = packed.oversized;
-    }
+    const {
+      last: encoded,
+      earlier,
+      oversized,
+    } = await this.#argumentLimit.pack(settle as unknown as SettleEntry[]);
     const stale: string[] = [];
     const published: StatePublish[] = [];
     for (const batch of earlier) {

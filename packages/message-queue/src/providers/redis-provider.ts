@@ -36,7 +36,7 @@ import {
 } from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
 import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
-import { ArgumentLimit, packSettlements } from './settle-batches.js';
+import { ArgumentLimit, type SettleEntry } from './settle-batches.js';
 import { Wakers } from './wakers.js';
 
 /** Options of {@link RedisProvider}. */
@@ -229,16 +229,11 @@ export class RedisProvider implements QueueProvider {
     // One argument of settlements, unless it is over what Redis takes (`proto-max-bulk-len`):
     // then several, the earlier ones settling only; a completion over it alone is not sent (the
     // worker fails its try). Refused, it failed every exchange carrying it, for ever.
-    let encoded = settle.length === 0 ? '[]' : JSON.stringify(settle);
-    let earlier: string[] = [];
-    let oversized: ExchangeResponse['oversized'];
-    const maxBytes = await this.#argumentLimit.for(encoded.length);
-    if (encoded.length * 3 > maxBytes && Buffer.byteLength(encoded) > maxBytes) {
-      const packed = packSettlements(settle as { id: string; k: string }[], maxBytes);
-      encoded = packed.batches.pop()!;
-      earlier = packed.batches;
-      if (packed.oversized.length > 0) oversized = packed.oversized;
-    }
+    const {
+      last: encoded,
+      earlier,
+      oversized,
+    } = await this.#argumentLimit.pack(settle as unknown as SettleEntry[]);
     const stale: string[] = [];
     const settleOnly = async (batch: string) => {
       const reply = (await this.#runIn('exchange', state, [

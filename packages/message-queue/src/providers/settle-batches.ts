@@ -58,6 +58,16 @@ export function packSettlements(entries: readonly SettleEntry[], maxBytes: numbe
   return { batches, oversized };
 }
 
+/** The settle arguments of one exchange, as {@link ArgumentLimit.pack} splits them. */
+export interface SettleArguments {
+  /** The argument of the exchange's own call (the one that also fetches and judges deliveries). */
+  last: string;
+  /** Arguments to send before it, each in a call that only settles (empty unless over the limit). */
+  earlier: string[];
+  /** Completions left out of every argument (each alone over the limit): their tries are to fail. */
+  oversized?: OversizedSettlement[];
+}
+
 /**
  * The largest argument a Redis server takes, read once (`CONFIG GET proto-max-bulk-len`) and only
  * when an argument may be over {@link minArgumentBytes}; {@link defaultArgumentBytes} where the
@@ -77,6 +87,20 @@ export class ArgumentLimit {
     if (this.#bytes === undefined && length * 3 <= minArgumentBytes) return minArgumentBytes;
     this.#bytes ??= this.#read();
     return this.#bytes;
+  }
+
+  /**
+   * `entries` as the arguments of one exchange: one JSON array (no round trip, no measuring when
+   * it surely fits), else packed by {@link packSettlements} under the server's limit.
+   */
+  async pack(entries: readonly SettleEntry[]): Promise<SettleArguments> {
+    const whole = entries.length === 0 ? '[]' : JSON.stringify(entries);
+    const maxBytes = await this.for(whole.length);
+    if (whole.length * 3 <= maxBytes || Buffer.byteLength(whole) <= maxBytes)
+      return { last: whole, earlier: [] };
+    const { batches, oversized } = packSettlements(entries, maxBytes);
+    const last = batches.pop()!;
+    return oversized.length > 0 ? { last, earlier: batches, oversized } : { last, earlier: batches };
   }
 
   async #read(): Promise<number> {
