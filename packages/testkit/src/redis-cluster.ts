@@ -44,8 +44,12 @@ export async function startReplicatedRedisCluster(
   const started = await startCluster(masters, replicasPerMaster);
   const cluster: ReplicatedRedisCluster = {
     ...started,
+    // Masters serving slots, not failed: a view just after creation (or a failover) may still
+    // flag as master a node that is becoming a replica, and SETSLOT on it is refused.
     masters: async () =>
-      (await clusterNodes(started.live())).filter((node) => node.master).map((node) => node.address),
+      (await clusterNodes(started.live()))
+        .filter((node) => node.master && node.slots && !node.failed)
+        .map((node) => node.address),
     replicasOf: async (port) => {
       const nodes = await clusterNodes(started.live());
       const master = nodes.find((node) => node.address === `127.0.0.1:${port}`);
