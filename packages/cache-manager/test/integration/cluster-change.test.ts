@@ -7,8 +7,8 @@ import { Cache } from '../../src/index.js';
 /**
  * A migrating user's Cluster does not stand still: slots are resharded between masters while
  * traffic runs (MOVED, and ASK while a slot is half-moved) and a master fails over to its
- * replica. Reads must never see another key's value or an older version than the one the same
- * instance wrote and awaited; tags and the bus must keep working afterwards.
+ * replica. Reads must never see another key's value, nor (while no node is lost) an older version
+ * than the one the same instance wrote and awaited; tags and the bus must keep working afterwards.
  */
 let cluster: ReplicatedRedisCluster | undefined;
 let skip: string | undefined;
@@ -43,7 +43,7 @@ async function cacheOn(prefix: string): Promise<Cache> {
  * until `stop` resolves; collects every read that is not a version of its own key, or that on
  * the writer is older than what it wrote last.
  */
-function traffic(writer: Cache, reader: Cache, keys: string[], stop: Promise<void>) {
+function traffic(writer: Cache, reader: Cache, keys: string[], stop: Promise<void>, strict = true) {
   const wrong: string[] = [];
   const latest = new Map<string, number>();
   let done = false;
@@ -60,7 +60,10 @@ function traffic(writer: Cache, reader: Cache, keys: string[], stop: Promise<voi
           await writer.set(key, { key, version }, { tags: ['all', `t:${key}`] });
           latest.set(key, version);
           const own = await writer.get<{ key: string; version: number }>(key);
-          if (own?.key !== key || own.version < version)
+          // strict (no outage): the writer reads its own awaited write or a newer one. During a
+          // failover a write may be lost and a read degrade to a miss, by design (README: writes
+          // while Redis is unreachable are lost, not queued): only another key's value is wrong.
+          if (strict ? own?.key !== key || own.version < version : own !== undefined && own.key !== key)
             wrong.push(`writer ${key}: ${JSON.stringify(own)} < ${version}`);
           const other = await reader.get<{ key: string; version: number }>(key);
           if (other !== undefined && other.key !== key) wrong.push(`reader ${key}: ${JSON.stringify(other)}`);
@@ -174,7 +177,7 @@ describe('a Redis Cluster under change', () => {
     const stop = new Promise<void>((resolve) => {
       stopTraffic = resolve;
     });
-    const load = traffic(writer, reader, keys, stop);
+    const load = traffic(writer, reader, keys, stop, false);
     await delay(300);
     const [victim] = await cluster!.masters();
     cluster!.kill(Number(victim!.split(':')[1]));
