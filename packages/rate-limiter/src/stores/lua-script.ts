@@ -53,6 +53,18 @@ export function assembleScript(main: string): LuaProgram {
   return { source, sha, library, libraryName: name, functionName: name };
 }
 
+/** A script that runs alone (no prelude, no algorithms), for EVALSHA (EVAL on NOSCRIPT). */
+export interface PlainScript {
+  source: string;
+  sha: string;
+}
+
+/** The script in `file` of `../lua/`, as it is. */
+export function plainScript(file: string): PlainScript {
+  const source = readFileSync(new URL(`../lua/${file}`, import.meta.url), 'utf8');
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
 const check = assembleScript('check.lua');
 
 /** The check script (EVAL) and function library (FCALL). */

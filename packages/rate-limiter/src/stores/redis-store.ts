@@ -14,6 +14,7 @@ import {
   checkScript,
   checkScriptSha,
   decisionFromReply,
+  plainScript,
   replyValuesPerLimit,
 } from './lua-script.js';
 import { adjustOnRedis } from './redis-adjust.js';
@@ -68,6 +69,9 @@ export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
 
 /** How long a record of namespaces (or its reading) waits for the client's first connection. */
 const recordConnectWaitMs = 5_000;
+
+/** The script that writes a rule's record of its namespaces (see `recordNamespace`). */
+const recordScript = plainScript('record-namespace.lua');
 
 /** Keys `resetAll` asks `SCAN` to look at per call (and so, at most, to delete per `UNLINK`). */
 const scanCount = 1_000;
@@ -345,29 +349,23 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * Records `namespace` for `rule` in the sorted set `<prefix>{<rule>}:namespaces` (one key, so one
-   * slot of a Cluster), scored by the time (this host's clock, ms) its keys may live until: raised
-   * to `ttlMs` from now, never lowered (`ZADD GT`); expired namespaces are dropped, and the set
-   * expires with its longest-lived one (`PEXPIREAT NX`, then `GT`). One `MULTI` of plain commands,
-   * not a script, so that a check's script calls stay the only ones (Redis ≥ 7.0; an older server
-   * refuses it whole, and `resetAll()` then clears only the current limits' keys). Waits up to 5 s
-   * for the client's first connection, as checks wait up to their deadline.
+   * slot of a Cluster), scored by the time its keys may live until: raised to `ttlMs` from now,
+   * never lowered; expired namespaces are dropped, and the set lives as long as its longest-lived
+   * one. "Now" is the Redis server's `TIME`, read by the script that writes the record: app servers
+   * whose clocks disagree would otherwise drop each other's live records (one running ahead) or
+   * write records that expire at once (one running behind). Waits up to 5 s for the client's first
+   * connection, as checks wait up to their deadline.
    */
   async recordNamespace(rule: string, namespace: string, ttlMs: number): Promise<void> {
     const recordKey = this.#recordKey(rule);
     await this.#whenKeyReady(recordKey, giveUpOf({ deadlineMs: recordConnectWaitMs }));
-    const now = Date.now();
-    const untilMs = now + Math.max(1, Math.ceil(ttlMs));
-    // One transaction: a server older than 7.0 refuses PEXPIREAT NX/GT as it is queued, and then
-    // runs none of it (sent one by one, a ZADD would leave a set with no expiry on Redis 6.2).
-    const replies = await this.#client
-      .multi()
-      .zadd(recordKey, 'GT', untilMs, namespace)
-      .zremrangebyscore(recordKey, '-inf', `(${now}`)
-      .pexpireat(recordKey, untilMs, 'NX')
-      .pexpireat(recordKey, untilMs, 'GT')
-      .exec();
-    if (replies === null) throw new RateLimitStoreError('the record of a rule’s namespaces was discarded');
-    for (const [error] of replies) if (error !== null) throw error;
+    const args = [namespace, Math.max(1, Math.ceil(ttlMs))];
+    try {
+      await this.#client.evalsha(recordScript.sha, 1, recordKey, ...args);
+    } catch (error) {
+      if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+      await this.#client.eval(recordScript.source, 1, recordKey, ...args);
+    }
   }
 
   /**
