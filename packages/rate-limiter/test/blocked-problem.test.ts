@@ -1,6 +1,6 @@
 import { ManualClock } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { expressRateLimit } from '../src/express.js';
+import { expressRateLimit, sendProblem } from '../src/express.js';
 import {
   abnormalUsageDetectedType,
   ConfigError,
@@ -118,3 +118,78 @@ for (const [name, serve] of [
       });
     });
   });
+
+describe('blockedStatus reaches a handler of your own, over HTTP', () => {
+  const blockedOnce = async (limiter: ReturnType<typeof createRateLimiter>, base: string) => {
+    expect((await fetch(base)).status).toBe(200);
+    await limiter.block('ip:127.0.0.1', 120_000);
+    return fetch(base);
+  };
+  const freshLimiter = () =>
+    createRateLimiter({
+      limits: [{ name: 'burst', limit: 5, windowMs: 60_000 }],
+      clock: new ManualClock(start),
+    });
+
+  it('Express: handler: sendProblem answers a blocked key 403 under blockedStatus: 403', async () => {
+    const limiter = freshLimiter();
+    const app = await expressApp(limiter, { blockedStatus: 403, handler: sendProblem });
+    apps.push(app);
+    const refused = await blockedOnce(limiter, app.base);
+    expect(refused.status).toBe(403);
+    expect(refused.headers.get('retry-after')).toBe('120');
+    expect(await refused.json()).toMatchObject({ type: abnormalUsageDetectedType, status: 403 });
+  });
+
+  it('Express: a handler that wraps sendProblem is given the options it passes on', async () => {
+    const limiter = freshLimiter();
+    const seen: unknown[] = [];
+    const app = await expressApp(limiter, {
+      blockedStatus: 403,
+      handler: (req, res, result, options) => {
+        seen.push(options);
+        sendProblem(req, res, result, options);
+      },
+    });
+    apps.push(app);
+    expect((await blockedOnce(limiter, app.base)).status).toBe(403);
+    expect(seen).toEqual([{ blockedStatus: 403 }]);
+  });
+
+  it('Fastify: a handler builds the 403 with quotaProblem(result, options)', async () => {
+    const limiter = freshLimiter();
+    const app = await fastifyApp(limiter, {
+      blockedStatus: 403,
+      handler: (_request, reply, result, options) => {
+        const problem = quotaProblem(result, options);
+        return reply.code(problem.status).type('application/problem+json').send(problem);
+      },
+    });
+    apps.push(app);
+    const refused = await blockedOnce(limiter, app.base);
+    expect(refused.status).toBe(403);
+    expect(await refused.json()).toMatchObject({ type: abnormalUsageDetectedType, status: 403 });
+  });
+
+  it("Fastify: a route's own blockedStatus reaches the plugin's handler", async () => {
+    const limiter = freshLimiter();
+    const Fastify = (await import('fastify')).default;
+    const { fastifyRateLimit } = await import('../src/fastify.js');
+    const server = Fastify();
+    const seen: unknown[] = [];
+    await server.register(fastifyRateLimit, {
+      limiter,
+      handler: (_request, reply, result, options) => {
+        seen.push(options);
+        const problem = quotaProblem(result, options);
+        return reply.code(problem.status).send(problem);
+      },
+    });
+    server.get('/', { config: { rateLimit: { blockedStatus: 403 } } }, async () => 'ok');
+    await limiter.block('ip:127.0.0.1', 120_000);
+    const refused = await server.inject({ url: '/', remoteAddress: '127.0.0.1' });
+    expect(refused.statusCode).toBe(403);
+    expect(seen).toEqual([{ blockedStatus: 403 }]);
+    await server.close();
+  });
+});

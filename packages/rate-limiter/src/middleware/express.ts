@@ -39,9 +39,16 @@ declare global {
 /**
  * Sends the refusal; the default writes problem+json with status 429 (403 when deny-listed, 413 for
  * a cost above what a limit can ever admit, 503 when `failMode: 'closed'` refused it because the
- * store cannot be reached: check `result.source === 'fail-mode'`).
+ * store cannot be reached: check `result.source === 'fail-mode'`). `options` carries the
+ * middleware's `blockedStatus`: pass it on to {@link sendProblem} or `quotaProblem(result, options)`
+ * so that a blocked key is answered as the middleware is configured to (403 under `blockedStatus: 403`).
  */
-export type RefusalHandler = (req: Request, res: Response, result: RateLimitResult) => unknown;
+export type RefusalHandler = (
+  req: Request,
+  res: Response,
+  result: RateLimitResult,
+  options: ProblemOptions,
+) => unknown;
 
 /**
  * What the request functions (`keyBy`, `role`, `cost`, `skip`) of the Express middleware receive:
@@ -112,25 +119,26 @@ class ExpressFacts implements ExpressRequestFacts {
 /**
  * The default refusal: problem+json, 429 (403 for deny-listed clients, 413 for a cost above a
  * limit's capacity, 503 for `failMode: 'closed'` while the store is unreachable; a blocked key's
- * is 429 `abnormal-usage-detected`, 403 under the middleware's `blockedStatus: 403`); when an
- * earlier middleware already sent the headers, it ends the response.
+ * is 429 `abnormal-usage-detected`, 403 under the middleware's `blockedStatus: 403`, which the
+ * middleware passes as `options`); when an earlier middleware already sent the headers, it ends
+ * the response.
  */
-export const sendProblem: RefusalHandler = problemSender();
-
-/** {@link sendProblem} under `options` (the middleware's `blockedStatus`). */
-function problemSender(options: ProblemOptions = {}): RefusalHandler {
-  return (_req, res, result) => {
-    // Too late for a status: end what was sent, so that the refused request still misses the route.
-    if (res.headersSent) {
-      res.end();
-      return;
-    }
-    const problem = quotaProblem(result, options);
-    res.statusCode = problem.status;
-    res.setHeader('Content-Type', 'application/problem+json');
-    res.end(JSON.stringify(problem));
-  };
-}
+export const sendProblem = (
+  _req: Request,
+  res: Response,
+  result: RateLimitResult,
+  options: ProblemOptions = {},
+): void => {
+  // Too late for a status: end what was sent, so that the refused request still misses the route.
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const problem = quotaProblem(result, options);
+  res.statusCode = problem.status;
+  res.setHeader('Content-Type', 'application/problem+json');
+  res.end(JSON.stringify(problem));
+};
 
 /**
  * Warns (once, as a process warning) about the two `trust proxy` settings that break IP keys
@@ -163,9 +171,9 @@ function trustProxyWarner(): (req: ExpressRequestLike) => boolean {
  */
 export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddleware {
   const parsed = parseOptions('expressRateLimit', expressOptionsSchema, options);
-  const handler =
-    parsed.handler ??
-    (parsed.blockedStatus === 429 ? sendProblem : problemSender({ blockedStatus: parsed.blockedStatus }));
+  const handler = parsed.handler ?? sendProblem;
+  // What a handler needs to answer as this middleware is configured (a user's, or sendProblem).
+  const problemOptions: ProblemOptions = Object.freeze({ blockedStatus: parsed.blockedStatus });
   let checkTrustProxy: ((req: ExpressRequestLike) => boolean) | undefined = trustProxyWarner();
   // Requests this middleware already checked: mounted twice on one path (`app.use` and a
   // router's `use`), it would count each request twice (express-rate-limit's ERR_ERL_DOUBLE_COUNT).
@@ -209,7 +217,7 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
       }
       // Awaited: an async handler's rejection goes to next(error), not to an unhandled rejection.
       if (!result.allowed) {
-        await handler(expressReq, expressRes, result);
+        await handler(expressReq, expressRes, result, problemOptions);
         return;
       }
       if (result.delayMs > 0) await delay(result.delayMs);

@@ -2,7 +2,7 @@ import { delay, parseOptions } from '@noa/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { z } from 'zod';
-import { quotaProblem, rateLimitHeaders } from '../headers.js';
+import { type ProblemOptions, quotaProblem, rateLimitHeaders } from '../headers.js';
 import { RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
 import {
@@ -18,12 +18,15 @@ import {
 /**
  * Sends the refusal; the default replies problem+json with 429 (403 when deny-listed, 413 for a
  * cost above what a limit can ever admit, 503 when `failMode: 'closed'` refused it because the
- * store cannot be reached: check `result.source === 'fail-mode'`).
+ * store cannot be reached: check `result.source === 'fail-mode'`). `options` carries the
+ * `blockedStatus` in force for the request (the route's, else the plugin's): `quotaProblem(result,
+ * options)` is the default's body and status (403 for a blocked key under `blockedStatus: 403`).
  */
 export type FastifyRefusalHandler = (
   request: FastifyRequest,
   reply: FastifyReply,
   result: RateLimitResult,
+  options: ProblemOptions,
 ) => unknown;
 
 /**
@@ -247,7 +250,7 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     reply.headers(rateLimitHeaders(result, active.headers, active.limiter.clock.now()));
     if (!result.allowed) {
       if (active.handler !== undefined) {
-        const handled = await active.handler(request, reply, result);
+        const handled = await active.handler(request, reply, result, { blockedStatus: active.blockedStatus });
         // A handler that sent nothing would let the refused request through to the route.
         if (reply.sent) return handled;
       }
