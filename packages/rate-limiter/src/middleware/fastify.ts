@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { delay, parseOptions } from '@noa/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
@@ -91,7 +92,8 @@ declare module 'fastify' {
      * options: `setNotFoundHandler({ preHandler: fastify.rateLimit() }, …)`, a route's `onRequest`
      * or `preHandler` under `global: false`. `options` override the plugin's as a route's
      * `config.rateLimit` does, parsed when the hook is made; the route's `config.rateLimit` is not
-     * read. A request the plugin's hook already checked with the same options is not counted again.
+     * read. A request is checked once per distinct options: hooks of equal options (the same
+     * limiter, functions and handler, equal values), the plugin's own included, count it once.
      */
     rateLimit(options?: RouteRateLimitOptions): FastifyRateLimitHook;
   }
@@ -164,6 +166,30 @@ function factsOf(request: FastifyRequest, reply: FastifyReply): FastifyRequestFa
   };
 }
 
+/** Most distinct resolved options a registration remembers to tell equal ones apart (see `resolve`). */
+const maxDistinctOptions = 1_000;
+
+/**
+ * Whether two resolved options make the same check: the same limiter, functions and handler (by
+ * identity), and equal plain values (`headers` compared field by field).
+ */
+function sameOptions(a: FastifyOptions, b: FastifyOptions): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const key of keys) {
+    const left: unknown = a[key as keyof FastifyOptions];
+    const right: unknown = b[key as keyof FastifyOptions];
+    if (Object.is(left, right)) continue;
+    if (!isPlainObject(left) || !isPlainObject(right) || !isDeepStrictEqual(left, right)) return false;
+  }
+  return true;
+}
+
+function isPlainObject(value: unknown): value is object {
+  if (value === null || typeof value !== 'object') return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
 const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, options) => {
   const { global, hook, requestWasSuccessful, ...shared } = parseOptions(
     'fastifyRateLimit',
@@ -177,6 +203,10 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     requestWasSuccessful ?? ((_, reply) => defaultRequestWasSuccessful(reply.statusCode));
   // Keyed by the route's own config object: the options it resolves to, parsed once.
   const routeOptions = new WeakMap<RouteRateLimitOptions, FastifyOptions>();
+  // One object per distinct options, so that hooks made from equal ones (two objects, or a route's
+  // config.rateLimit and a fastify.rateLimit() with the same) are one check per request: `enforce`
+  // tells a request checked already by the identity of its options.
+  const distinctOptions: FastifyOptions[] = [];
   // `component` names the options in a ConfigError: a route's config.rateLimit, or fastify.rateLimit().
   const resolve = (component: string, config: RouteRateLimitOptions): FastifyOptions => {
     let resolved = routeOptions.get(config);
@@ -184,7 +214,15 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
       const parsedRoute = parseOptions(component, routeRateLimitSchema, config);
       // Only what the route wrote overrides the plugin's options (not the schema's defaults).
       const overrides = Object.fromEntries(Object.entries(parsedRoute).filter(([name]) => name in config));
-      resolved = { ...shared, ...overrides } as FastifyOptions;
+      const merged = { ...shared, ...overrides } as FastifyOptions;
+      resolved = sameOptions(merged, shared)
+        ? shared
+        : distinctOptions.find((known) => sameOptions(known, merged));
+      if (resolved === undefined) {
+        resolved = merged;
+        // Bounded: hooks made per request with options of their own would otherwise grow it forever.
+        if (distinctOptions.length < maxDistinctOptions) distinctOptions.push(merged);
+      }
       routeOptions.set(config, resolved);
     }
     return resolved;
@@ -213,14 +251,18 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     return enforce(request, reply, route ?? shared);
   };
   /** The options each request was checked with, so that a manual hook with the same ones does not count it twice. */
-  const checkedWith = new WeakMap<FastifyRequest, FastifyOptions>();
+  const checkedWith = new WeakMap<FastifyRequest, FastifyOptions | FastifyOptions[]>();
   const enforce = async (
     request: FastifyRequest,
     reply: FastifyReply,
     active: FastifyOptions,
   ): Promise<unknown> => {
-    if (checkedWith.get(request) === active) return;
-    checkedWith.set(request, active);
+    // One options object per request is the rule; a list only for hooks of several options.
+    const checked = checkedWith.get(request);
+    if (checked === undefined) checkedWith.set(request, active);
+    else if (checked === active || (Array.isArray(checked) && checked.includes(active))) return;
+    else if (Array.isArray(checked)) checked.push(active);
+    else checkedWith.set(request, [checked, active]);
     if (watchTrustProxy) watchTrustProxy = checkTrustProxy(request);
     if (!(active.limiter instanceof RateLimiter)) return;
     const facts = factsOf(request, reply);
