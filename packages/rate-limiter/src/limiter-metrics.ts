@@ -6,14 +6,22 @@ import {
   MetricsFactory,
   metricLabelValue,
 } from '@noa/core';
-import type { Registry } from 'prom-client';
+import type { Counter, Histogram, Registry } from 'prom-client';
+import type { CheckOutcome, DecisionSource } from './result.js';
 
 /** The prom-client registry metrics are created on. */
 export type MetricsRegistry = Registry;
 
+/** Counts one check by its outcome (label `result`) and the source that decided it. */
+export interface CheckCounter {
+  inc(result: CheckOutcome, source: DecisionSource): void;
+  /** Adds what this limiter counted to the registry and stops adding at scrapes (at `close()`). */
+  release(): void;
+}
+
 /** The limiter's metrics (no-ops without a registry). */
 export interface LimiterMetrics {
-  checks: CounterMetric<'result' | 'source'>;
+  checks: CheckCounter;
   errors: CounterMetric<'kind'>;
   duration: HistogramMetric<'store' | 'result'>;
   fallback: GaugeMetric;
@@ -21,36 +29,131 @@ export interface LimiterMetrics {
   lateRefunds: CounterMetric;
   acquireWaiters: GaugeMetric;
   acquireWaits: HistogramMetric<'result'>;
+  /** Flushes what is counted but not yet in the registry, for good (at the limiter's `close()`). */
+  release(): void;
 }
 
 /** Wait times of `acquire()`, in seconds: from an immediate admission to a minute. */
 const acquireWaitBuckets = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+// Records over the unions: a value added to one without being listed here fails typecheck.
+const checkOutcomes = Object.keys({
+  allowed: true,
+  limited: true,
+  blocked: true,
+  denied: true,
+  allowlisted: true,
+  unlimited: true,
+  'exceeds-capacity': true,
+} satisfies Record<CheckOutcome, true>) as CheckOutcome[];
+const decisionSources = Object.keys({
+  store: true,
+  'local-cache': true,
+  fallback: true,
+  'fail-mode': true,
+  lists: true,
+} satisfies Record<DecisionSource, true>) as DecisionSource[];
+
+const noop = (): void => {};
+const noopChecks: CheckCounter = { inc: noop, release: noop };
+
 /**
- * The labels of one observation as the metrics spell them: this limiter's `limiter` label, and
- * every other value in snake_case (the API's `fail-mode` is `fail_mode`; docs/decisions/012).
+ * The flushes of the limiters counting checks into each prom-client counter (one per registry),
+ * run by the counter's `collect` when the registry is read: a check adds to a number of its own
+ * limiter, and the counter gets the sums at each scrape.
  */
-function spelled(limiter: string, labels: Labels<string>): Labels<string> {
-  const out: Labels<string> = { limiter };
-  for (const [name, value] of Object.entries(labels))
-    out[name] = typeof value === 'string' ? metricLabelValue(value) : value;
-  return out;
+const pendingChecks = new WeakMap<object, Set<() => void>>();
+
+/** Runs `flush` whenever `counter` is read (its `get()`, which every registry read calls). */
+function flushOnCollect(counter: Counter<string>, flush: () => void): () => void {
+  let flushes = pendingChecks.get(counter);
+  if (flushes === undefined) {
+    const all = new Set<() => void>();
+    flushes = all;
+    pendingChecks.set(counter, all);
+    const collecting = counter as unknown as { collect?: () => unknown };
+    const earlier = collecting.collect;
+    collecting.collect = function (this: unknown) {
+      for (const each of all) each();
+      return earlier?.call(this);
+    };
+  }
+  flushes.add(flush);
+  const registered = flushes;
+  return () => {
+    registered.delete(flush);
+    flush();
+  };
+}
+
+/** A child of a prom-client metric: its series of one set of label values. */
+interface CounterChild {
+  inc(value?: number): void;
+}
+interface HistogramChild {
+  observe(value: number): void;
+}
+
+/**
+ * The child of `labels` (values as the API spells them), made on its first use and kept, so a
+ * later observation of the same values allocates nothing and spells nothing: the values of each
+ * label are few (enumerated, or the store's kind), so the cache stays small.
+ */
+function childCache<L extends string, C>(
+  labelNames: readonly L[],
+  make: (spelled: Record<L, string>) => C,
+): (labels: Labels<L>) => C {
+  type Level = { [value: string]: Level | C };
+  const root: Level = Object.create(null);
+  return (labels) => {
+    let level = root;
+    for (let index = 0; index < labelNames.length - 1; index += 1) {
+      const value = String(labels[labelNames[index]!] ?? '');
+      let next = level[value] as Level | undefined;
+      if (next === undefined) {
+        next = Object.create(null) as Level;
+        level[value] = next;
+      }
+      level = next;
+    }
+    const last = String(labels[labelNames[labelNames.length - 1]!] ?? '');
+    let child = level[last] as C | undefined;
+    if (child === undefined) {
+      const spelled = {} as Record<L, string>;
+      for (const name of labelNames) {
+        const value = labels[name];
+        spelled[name] = typeof value === 'string' ? metricLabelValue(value) : String(value ?? '');
+      }
+      child = make(spelled);
+      level[last] = child;
+    }
+    return child;
+  };
 }
 
 /**
  * Creates `noa_rate_limiter_*` metrics on `registry`, each labelled `limiter` = `limiter` (the
- * `name` option): limiters of one name on one registry add up, others are their own series.
+ * `name` option): limiters of one name on one registry add up, others are their own series. Every
+ * enumerated value is spelled in snake_case (the API's `fail-mode` is `fail_mode`;
+ * docs/decisions/012). The series a check counts in are prom-client children made here, one per
+ * (result, source), so a check with metrics on builds no label object and spells nothing.
  */
 export function createLimiterMetrics(
   registry: MetricsRegistry | undefined,
   limiter = 'limiter',
 ): LimiterMetrics {
   const factory = new MetricsFactory('rate_limiter', registry);
+  // The prom-client metric the factory made or found (same type and label names, or it threw).
+  const raw = <M>(name: string): M => registry!.getSingleMetric(`noa_rate_limiter_${name}`) as M;
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) => {
     const metric = factory.counter<L | 'limiter'>(name, help, ['limiter', ...labelNames]);
     if (!factory.enabled) return metric as CounterMetric<L>;
+    const prom = raw<Counter<string>>(name);
+    const childOf = childCache<L, CounterChild>(labelNames, (spelled) =>
+      prom.labels({ limiter, ...spelled }),
+    );
     return {
-      inc: (labels: Labels<L> = {}, value?: number) => metric.inc(spelled(limiter, labels), value),
+      inc: (labels: Labels<L> = {}, value?: number) => childOf(labels).inc(value),
     } satisfies CounterMetric<L>;
   };
   const gauge = (name: string, help: string) => {
@@ -73,12 +176,65 @@ export function createLimiterMetrics(
   ) => {
     const metric = factory.histogram<L | 'limiter'>(name, help, ['limiter', ...labelNames], buckets);
     if (!factory.enabled) return metric as HistogramMetric<L>;
+    const prom = raw<Histogram<string>>(name);
+    const childOf = childCache<L, HistogramChild>(labelNames, (spelled) =>
+      prom.labels({ limiter, ...spelled }),
+    );
     return {
-      observe: (labels: Labels<L>, value: number) => metric.observe(spelled(limiter, labels), value),
+      observe: (labels: Labels<L>, value: number) => childOf(labels).observe(value),
     } satisfies HistogramMetric<L>;
   };
+  const checks = (): CheckCounter => {
+    factory.counter('checks_total', 'Rate limit checks by result and deciding source', [
+      'limiter',
+      'result',
+      'source',
+    ]);
+    if (!factory.enabled) return noopChecks;
+    const prom = raw<Counter<string>>('checks_total');
+    // One slot per (result, source): a check adds 1 to a number, which allocates nothing (a
+    // prom-client inc builds its series' hash string and a result object on every call).
+    const children: CounterChild[] = [];
+    const slots = {} as Record<CheckOutcome, Record<DecisionSource, number>>;
+    for (const result of checkOutcomes) {
+      const bySource = {} as Record<DecisionSource, number>;
+      for (const source of decisionSources) {
+        bySource[source] = children.length;
+        children.push(
+          prom.labels({ limiter, result: metricLabelValue(result), source: metricLabelValue(source) }),
+        );
+      }
+      slots[result] = bySource;
+    }
+    const counted = new Float64Array(children.length);
+    const flush = () => {
+      for (let slot = 0; slot < counted.length; slot += 1) {
+        const value = counted[slot]!;
+        if (value === 0) continue;
+        counted[slot] = 0;
+        children[slot]!.inc(value);
+      }
+    };
+    const release = flushOnCollect(prom, flush);
+    let released = false;
+    return {
+      inc: (result, source) => {
+        const slot = slots[result][source];
+        // After close(): a late answer's check goes straight to the registry.
+        if (released) children[slot]!.inc();
+        else counted[slot]! += 1;
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        release();
+      },
+    };
+  };
+  const checkCounter = checks();
   return {
-    checks: counter('checks_total', 'Rate limit checks by result and deciding source', ['result', 'source']),
+    release: () => checkCounter.release(),
+    checks: checkCounter,
     errors: counter('store_errors_total', 'Failed store calls by kind (timeout, circuit_open, error)', [
       'kind',
     ]),

@@ -669,6 +669,8 @@ export class RateLimiter implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#releaseClaims();
+    // Its counts go to the registry now; later ones (a late answer) go there one by one.
+    this.#metrics.release();
     clearInterval(this.#recordTimer);
     // From now on: the keys written until now live that long (a remote store's last refresh,
     // less than an interval ago, covers them already).
@@ -761,7 +763,7 @@ export class RateLimiter implements AsyncDisposable {
     else if (result.outcome === 'blocked') result.blockedMs = outcome.blockedMs;
     if (!record) return result;
     // Labels are built only when metrics are on: the hot path allocates nothing for them.
-    if (this.#metricsEnabled) this.#metrics.checks.inc({ result: result.outcome, source });
+    if (this.#metricsEnabled) this.#metrics.checks.inc(result.outcome, source);
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
@@ -797,7 +799,7 @@ export class RateLimiter implements AsyncDisposable {
     };
     if (beyond) withNeverRetryJSON(result);
     if (!record) return result;
-    if (this.#metricsEnabled) this.#metrics.checks.inc({ result: result.outcome, source: 'fail-mode' });
+    if (this.#metricsEnabled) this.#metrics.checks.inc(result.outcome, 'fail-mode');
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
@@ -816,14 +818,14 @@ export class RateLimiter implements AsyncDisposable {
       delayMs: allowed ? decision.delayMs : 0,
       source: 'store',
     };
-    if (this.#metricsEnabled) this.#metrics.checks.inc({ result: result.outcome, source: 'store' });
+    if (this.#metricsEnabled) this.#metrics.checks.inc(result.outcome, 'store');
     if (checkChannel.hasSubscribers) checkChannel.publish(result);
     return result;
   }
 
   #listed(key: string, outcome: CheckOutcome, record = true): QuotaResult {
     const allowed = outcome !== 'denied';
-    if (record && this.#metricsEnabled) this.#metrics.checks.inc({ result: outcome, source: 'lists' });
+    if (record && this.#metricsEnabled) this.#metrics.checks.inc(outcome, 'lists');
     const result: QuotaResult = {
       allowed,
       outcome,
