@@ -24,8 +24,8 @@ function describeFactoryWriteRace(
 ): void {
   describe.skipIf(skip)(`a factory run that ends after another instance changed its key (${backend})`, () => {
     const options = { ttlMs: 60_000, graceMs: 60_000 };
-    async function instances() {
-      const a = await open({ ...options, bus: false });
+    async function instances(onA: CacheOptions = {}) {
+      const a = await open({ ...options, ...onA, bus: false });
       const b = await open(options);
       const c = await open(options);
       return { a, b, c };
@@ -118,6 +118,40 @@ function describeFactoryWriteRace(
       ).toBe('A-old');
       expect(await c.get('missing')).toBe('A-old');
       expect(await c.get('quiet')).toBe('A-old');
+    });
+
+    it('a set and a delete on B while A’s getOrSetMany computes their keys keep B’s changes in L2', async () => {
+      const { a, b, c } = await instances();
+      await a.set('many-deleted', 'first', { ttlMs: 1, graceMs: 60_000 });
+      await a.set('many-graced', 'first', { ttlMs: 1, graceMs: 60_000 });
+      await delay(5);
+      const keys = ['many-absent', 'many-deleted', 'many-graced', 'many-quiet'];
+      const served = await a.getOrSetMany(keys, async (asked) => {
+        await delay(190);
+        await Promise.all([
+          b.set('many-absent', 'B-new'),
+          b.delete('many-deleted'),
+          b.set('many-graced', 'B-new'),
+        ]);
+        await delay(10);
+        return asked.map(() => 'A-old');
+      });
+      expect(served).toEqual(['A-old', 'A-old', 'A-old', 'A-old']);
+      expect(await c.getMany(keys)).toEqual(['B-new', undefined, 'B-new', 'A-old']);
+      expect(a.getLocal('many-absent')).toBeUndefined();
+      expect(a.getLocal('many-quiet')).toBe('A-old');
+    });
+
+    it('a set on B during A’s getOrSetMany run without leases keeps B’s value in L2', async () => {
+      const { a, b, c } = await instances({ lock: { enabled: false } });
+      const served = await a.getOrSetMany(['many-nolock', 'many-nolock-quiet'], async (asked) => {
+        await delay(190);
+        await b.set('many-nolock', 'B-new');
+        await delay(10);
+        return asked.map(() => 'A-old');
+      });
+      expect(served).toEqual(['A-old', 'A-old']);
+      expect(await c.getMany(['many-nolock', 'many-nolock-quiet'])).toEqual(['B-new', 'A-old']);
     });
 
     it.skipIf(rawSet === undefined)(
