@@ -141,11 +141,18 @@ export async function seenManyInL2(
 /**
  * The id of the write whose value L2 holds for `fullKey` (`CacheEntry.writeId`): null when it
  * holds none, or one without an id (the previous release's) or undecodable; undefined when the
- * read failed. What a `forceFresh` call replaces (see `KeyLoad.replacedWriteId`).
+ * read failed. What a `forceFresh` call replaces (see `KeyLoad.replacedWriteId`). `held` gets
+ * the bytes as stored (null: none; left undefined when the read failed), which the call's run
+ * compares its write with (see `KeyLoad.l2Held`).
  */
-export async function writeIdInL2(engine: CacheEngine, fullKey: string): Promise<number | null | undefined> {
+export async function writeIdInL2(
+  engine: CacheEngine,
+  fullKey: string,
+  held?: L2Held,
+): Promise<number | null | undefined> {
   const [bytes] = await fetchMany(engine, [fullKey], NOT_READ);
   if (bytes === NOT_READ) return undefined;
+  if (held) held.bytes = bytes ?? null;
   if (bytes === undefined) return null;
   return decodeEntry(engine, fullKey, bytes)?.writeId ?? null;
 }

@@ -154,6 +154,56 @@ function describeFactoryWriteRace(
       expect(await c.getMany(['many-nolock', 'many-nolock-quiet'])).toEqual(['B-new', 'A-old']);
     });
 
+    for (const lock of [true, false]) {
+      it(`a set on B during A’s forceFresh run (${lock ? 'under its lease' : 'locks off'}) keeps B’s value in L2`, async () => {
+        const { a, b, c } = await instances({ lock: { enabled: lock } });
+        const key = `forced-${lock}`;
+        await a.set(key, 'first');
+        const served = await a.getOrSet(
+          key,
+          slowFactory(() => b.set(key, 'B-new')),
+          { forceFresh: true },
+        );
+        expect(served).toBe('A-old');
+        expect(await c.get(key)).toBe('B-new');
+        // With no change meanwhile, a forced run's value is cached (read by an instance whose L1
+        // has no copy: A announces nothing).
+        expect(
+          await a.getOrSet(
+            key,
+            slowFactory(async () => {}),
+            { forceFresh: true },
+          ),
+        ).toBe('A-old');
+        expect(await (await open(options)).get(key)).toBe('A-old');
+      });
+    }
+
+    it('a set on B during A’s early refresh with locks off keeps B’s value in L2', async () => {
+      const { a, b, c } = await instances({ lock: { enabled: false } });
+      await a.set('ahead-nolock', 'first', { ttlMs: 1_000 });
+      await delay(150);
+      let refreshed!: () => void;
+      const done = new Promise<void>((resolve) => {
+        refreshed = resolve;
+      });
+      const factory = slowFactory(() => b.set('ahead-nolock', 'B-new'));
+      const served = await a.getOrSet(
+        'ahead-nolock',
+        async () => {
+          try {
+            return await factory();
+          } finally {
+            setTimeout(refreshed, 50);
+          }
+        },
+        { ttlMs: 1_000, refreshThresholdMs: 900 },
+      );
+      expect(served).toBe('first');
+      await done;
+      expect(await c.get('ahead-nolock')).toBe('B-new');
+    });
+
     it.skipIf(rawSet === undefined)(
       'a value of the previous release (no write id) in grace is compared by its bytes too',
       async () => {

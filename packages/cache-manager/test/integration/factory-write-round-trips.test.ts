@@ -1,3 +1,4 @@
+import { delay } from '@noa/core';
 import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,5 +69,46 @@ describe.skipIf(started.skip !== undefined)('the Redis commands of a factory run
     // compare), a SET, and the tag set's SADD and two PEXPIREs.
     expect(counts).toEqual({ mget: 1, evalsha: 1, get: 50, set: 50, sadd: 50, pexpire: 100 });
     expect(await cache.getMany(keys)).toEqual(keys.map((key) => `value of ${key}`));
+  });
+
+  it('forceFresh with locks off: the read at its start, one compare-and-set write', async () => {
+    const cache = await open({ lock: { enabled: false } });
+    await cache.set('forced', 'first');
+    const counts = await commands(() => cache.getOrSet('forced', async () => 'second', { forceFresh: true }));
+    // Sent: the MGET that names the write it replaces (its bytes kept for the compare), the
+    // EVALSHA (GET and SET run by it).
+    expect(counts).toEqual({ mget: 1, evalsha: 1, get: 1, set: 1 });
+  });
+
+  it('forceFresh under a lease: no more than before (its double check is the compare)', async () => {
+    const cache = await open();
+    await cache.set('forced-leased', 'first');
+    const counts = await commands(() =>
+      cache.getOrSet('forced-leased', async () => 'second', { forceFresh: true }),
+    );
+    // Sent: the MGET naming the write replaced, the lease's SET NX, the double check's MGET,
+    // the write's EVALSHA and the release's (GET, SET, GET, DEL run by them).
+    expect(counts).toEqual({ mget: 2, set: 2, evalsha: 2, get: 2, del: 1 });
+  });
+
+  it('an early refresh with locks off: one read at its start, one compare-and-set write', async () => {
+    const cache = await open({ lock: { enabled: false }, ttlMs: 1_000, refreshThresholdMs: 900 });
+    await cache.set('ahead', 'first');
+    await delay(150);
+    const counts = await commands(async () => {
+      let refreshed!: () => void;
+      const done = new Promise<void>((resolve) => {
+        refreshed = resolve;
+      });
+      const served = await cache.getOrSet('ahead', async () => {
+        setTimeout(refreshed, 50);
+        return 'second';
+      });
+      expect(served).toBe('first');
+      await done;
+    });
+    // An L1 hit that starts the refresh: its read (MGET) and its write (EVALSHA).
+    expect(counts).toEqual({ mget: 1, evalsha: 1, get: 1, set: 1 });
+    expect(cache.getLocal('ahead')).toBe('second');
   });
 });
