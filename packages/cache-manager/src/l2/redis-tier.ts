@@ -321,7 +321,7 @@ export class RedisTier {
    * are one step (`write-if-unchanged.lua`): a write that lost adds the key to no tag set; the
    * writes of one turn go out as one script call per chunk ({@link CAS_SCRIPT_KEYS} keys, about
    * {@link CAS_SCRIPT_BYTES}), so a `getOrSetMany` of many keys costs one call, not one per key.
-   * On a Cluster one script call per key, its tag sets added to first, as by `set`. Returns
+   * On a Cluster one script call per key, its tag sets added to once it is written. Returns
    * whether it was written (false: the key changed meanwhile), undefined when Redis was
    * unavailable.
    */
@@ -344,26 +344,31 @@ export class RedisTier {
         return written;
       });
     }
+    // On a Cluster a value and its tag sets live in other slots, so no script holds both: the
+    // tag sets are added to once the value is written, as a `set` sends its SET before its SADD
+    // (the order `deleteTag`'s restore relies on). Added to first, a write that lost left the
+    // key a member of sets its value never carried.
     return this.#guard.run('set', undefined as boolean | undefined, async () => {
-      const sent: unknown[] = [];
-      const tagSetMs = tagSetExpiry(tagTtlMs);
-      for (const tag of tags) {
-        const tagKey = this.tagKey(tag);
-        sent.push(
-          this.client.sadd(tagKey, key),
-          this.client.pexpire(tagKey, tagSetMs, 'NX'),
-          this.client.pexpire(tagKey, tagSetMs, 'GT'),
-        );
-      }
       const { digest, frame } = casDigest(expected);
-      const replaced = this.#eval(replaceIfUnchangedScript, this.dataKey(key), [
+      const replaced = await this.#eval(replaceIfUnchangedScript, this.dataKey(key), [
         digest,
         bytes,
         physicalMs(ttlMs),
         String(frame),
       ]);
-      const [reply] = await Promise.all([replaced, ...sent]);
-      return reply === 1;
+      if (replaced !== 1) return false;
+      const tagSetMs = tagSetExpiry(tagTtlMs);
+      await Promise.all(
+        tags.flatMap((tag) => {
+          const tagKey = this.tagKey(tag);
+          return [
+            this.client.sadd(tagKey, key),
+            this.client.pexpire(tagKey, tagSetMs, 'NX'),
+            this.client.pexpire(tagKey, tagSetMs, 'GT'),
+          ];
+        }),
+      );
+      return true;
     });
   }
 

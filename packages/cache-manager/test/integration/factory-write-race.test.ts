@@ -21,6 +21,7 @@ function describeFactoryWriteRace(
   skip: boolean,
   open: (options: CacheOptions) => Promise<Cache>,
   rawSet?: (key: string, bytes: Buffer) => Promise<unknown>,
+  tagMembers?: (tag: string) => Promise<string[]>,
 ): void {
   describe.skipIf(skip)(`a factory run that ends after another instance changed its key (${backend})`, () => {
     const options = { ttlMs: 60_000, graceMs: 60_000 };
@@ -204,6 +205,39 @@ function describeFactoryWriteRace(
       expect(await c.get('ahead-nolock')).toBe('B-new');
     });
 
+    it.skipIf(tagMembers === undefined)(
+      'a run whose write lost to B’s change adds its key to no tag set',
+      async () => {
+        const { a, b, c } = await instances();
+        expect(
+          await a.getOrSet(
+            'stray-one',
+            slowFactory(() => b.set('stray-one', 'B-new')),
+            { tags: ['stray-tag'] },
+          ),
+        ).toBe('A-old');
+        expect(
+          await a.getOrSetMany(
+            ['stray-many', 'stray-kept'],
+            async (asked) => {
+              await delay(190);
+              await b.set('stray-many', 'B-new');
+              await delay(10);
+              return asked.map(() => 'A-old');
+            },
+            { tags: ['stray-tag'] },
+          ),
+        ).toEqual(['A-old', 'A-old']);
+        expect(await c.getMany(['stray-one', 'stray-many', 'stray-kept'])).toEqual([
+          'B-new',
+          'B-new',
+          'A-old',
+        ]);
+        // The written value is in the set, the two that lost are not.
+        expect((await tagMembers!('stray-tag')).sort()).toEqual(['stray-kept']);
+      },
+    );
+
     it.skipIf(rawSet === undefined)(
       'a value of the previous release (no write id) in grace is compared by its bytes too',
       async () => {
@@ -238,6 +272,7 @@ describeFactoryWriteRace(
   !redisUp,
   (options) => shared.open(options),
   (key, bytes) => shared.redis!.set(`${shared.prefix}v:${key}`, bytes),
+  (tag) => shared.redis!.smembers(`${shared.prefix}__tag:${tag}`),
 );
 
 const { installed, client: cluster } = usePrivateCluster('a factory write race on a Redis Cluster');
@@ -256,4 +291,5 @@ describeFactoryWriteRace(
     return cache;
   },
   (key, bytes) => cluster().set(`${clusterPrefix}v:${key}`, bytes),
+  (tag) => cluster().smembers(`${clusterPrefix}__tag:${tag}`),
 );
