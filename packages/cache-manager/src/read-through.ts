@@ -781,6 +781,18 @@ function backOffEarlyRefresh(engine: CacheEngine, fullKey: string, current: Cach
   } else backOff(engine, fullKey, current);
 }
 
+/**
+ * Whether L2's `entry` is another write than `current`, the value a refresh was decided on:
+ * then another instance refreshed (or changed) the key meanwhile. Write ids are unique per
+ * write (see `WriteIds`), so no clock is compared; `createdAt` (the writer's clock: app
+ * servers' clocks may disagree by more than a value's age) only for a value without an id, one
+ * of the previous release.
+ */
+function anotherWrite(entry: CacheEntry, current: CacheEntry): boolean {
+  if (entry.writeId !== undefined && current.writeId !== undefined) return entry.writeId !== current.writeId;
+  return entry.createdAt > current.createdAt;
+}
+
 export function refreshEarly<T>(
   engine: CacheEngine,
   fullKey: string,
@@ -818,7 +830,7 @@ export function refreshEarly<T>(
         const ending = (entry: CacheEntry) => threshold > 0 && refreshTarget(entry) - later < threshold;
         if (
           remote &&
-          (remote.entry.createdAt > current.createdAt ||
+          (anotherWrite(remote.entry, current) ||
             (isFresh(remote.entry, later) &&
               refreshTarget(remote.entry) > refreshTarget(current) &&
               !ending(remote.entry)))
