@@ -141,11 +141,18 @@ export async function seenManyInL2(
 /**
  * The id of the write whose value L2 holds for `fullKey` (`CacheEntry.writeId`): null when it
  * holds none, or one without an id (the previous release's) or undecodable; undefined when the
- * read failed. What a `forceFresh` call replaces (see `KeyLoad.replacedWriteId`).
+ * read failed. What a `forceFresh` call replaces (see `KeyLoad.replacedWriteId`). `held` gets
+ * the bytes as stored (null: none; left undefined when the read failed), which the call's run
+ * compares its write with (see `KeyLoad.l2Held`).
  */
-export async function writeIdInL2(engine: CacheEngine, fullKey: string): Promise<number | null | undefined> {
+export async function writeIdInL2(
+  engine: CacheEngine,
+  fullKey: string,
+  held?: L2Held,
+): Promise<number | null | undefined> {
   const [bytes] = await fetchMany(engine, [fullKey], NOT_READ);
   if (bytes === NOT_READ) return undefined;
+  if (held) held.bytes = bytes ?? null;
   if (bytes === undefined) return null;
   return decodeEntry(engine, fullKey, bytes)?.writeId ?? null;
 }
@@ -217,7 +224,8 @@ export async function getManyEntries(
  * One L2 read for `indexes` of `fullKeys` (batch read-through): fills the fresh values into
  * `results`, records entries still in grace into `stale` (when newer than the one known), and
  * returns the indexes still missing. `seen` gets, per index, what L2 held (as
- * {@link seenManyInL2} tells it); an index whose read failed is removed from it.
+ * {@link seenManyInL2} tells it), and `held` the bytes as stored (null: none), for the run's
+ * compare-and-set write (see `KeyLoad.l2Held`); an index whose read failed is removed from both.
  */
 export async function readManyFromL2<T>(
   engine: CacheEngine,
@@ -226,6 +234,7 @@ export async function readManyFromL2<T>(
   results: (T | undefined)[],
   stale: Map<number, CacheEntry<T>>,
   seen?: Map<number, number | null>,
+  held?: Map<number, Buffer | null>,
 ): Promise<number[]> {
   const since = engine.fills.epoch;
   const remote = await fetchMany(
@@ -240,8 +249,13 @@ export async function readManyFromL2<T>(
     const read = bytes === NOT_READ ? undefined : bytes;
     const taken = takeFromBatch(engine, fullKeys[index]!, read, now, since);
     const entry = taken.entry as CacheEntry<T> | undefined;
-    if (bytes === NOT_READ) seen?.delete(index);
-    else seen?.set(index, entry?.createdAt ?? null);
+    if (bytes === NOT_READ) {
+      seen?.delete(index);
+      held?.delete(index);
+    } else {
+      seen?.set(index, entry?.createdAt ?? null);
+      held?.set(index, bytes ?? null);
+    }
     if (taken.fresh) {
       results[index] = engine.out(entry!.value);
       return;

@@ -47,6 +47,13 @@ interface ManyLoad<T> {
    * L2 still holds the same (see {@link checkL2}).
    */
   seen: Map<number, number | null>;
+  /**
+   * What L2 held per index when last read before the run, as stored (as `KeyLoad.l2Held`; null:
+   * no value): the key's value is written only if L2 still holds it (compare-and-set), so a
+   * change another instance made during the run is not overwritten. Absent when not read or the
+   * read failed: written as before.
+   */
+  held: Map<number, Buffer | null>;
 }
 
 /**
@@ -88,6 +95,7 @@ export async function getOrSetMany<T>(
   const joined: Promise<void>[] = [];
   const stale = new Map<number, CacheEntry<T>>();
   const seen = new Map<number, number | null>();
+  const held = new Map<number, Buffer | null>();
   const join = (index: number, { promise, limits }: Flight) => {
     // A getOrSet flight with timeouts: not its caller's timeout error or stale value, the run's.
     const fullKey = fullKeys[index]!;
@@ -127,7 +135,7 @@ export async function getOrSetMany<T>(
     else rest.push(index);
   }
   if (engine.tier && rest.length > 0)
-    rest = await readManyFromL2(engine, fullKeys, rest, results, stale, seen);
+    rest = await readManyFromL2(engine, fullKeys, rest, results, stale, seen, held);
   // Flights started by other callers while L2 answered are joined, not duplicated.
   const mine: number[] = [];
   for (const index of rest) {
@@ -152,7 +160,11 @@ export async function getOrSetMany<T>(
       join(index, own);
     }
     try {
-      await computeMany(engine, { fullKeys, userKeys, settlers, factoryMany, options, stale, seen }, mine);
+      await computeMany(
+        engine,
+        { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held },
+        mine,
+      );
     } catch (error) {
       // Settles what is left (settling twice is a no-op): a flight that never settles would
       // hang every later caller of its key.
@@ -173,7 +185,7 @@ async function computeMany<T>(
   load: ManyLoad<T>,
   indexes: readonly number[],
 ): Promise<void> {
-  const { fullKeys, userKeys, settlers, factoryMany, options, stale, seen } = load;
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held: l2Held } = load;
   const tier = engine.tier;
   let batch = [...indexes];
   const waits: Promise<void>[] = [];
@@ -210,6 +222,7 @@ async function computeMany<T>(
             options,
             stale: stale.get(index),
             l2Seen: seen.get(index),
+            l2Held: l2Held.get(index),
           }).then(settler.resolve, settler.reject),
         );
         return;
@@ -221,7 +234,7 @@ async function computeMany<T>(
       // As in `#compute`: between our L2 miss and the leases, another instance may have
       // computed some of these keys and released their leases.
       const found: (T | undefined)[] = [];
-      const missing = new Set(await readManyFromL2(engine, fullKeys, held, found, new Map(), seen));
+      const missing = new Set(await readManyFromL2(engine, fullKeys, held, found, new Map(), seen, l2Held));
       const computedElsewhere = held.filter((index) => !missing.has(index));
       for (const index of computedElsewhere) settlers.get(index)!.resolve(found[index] as T);
       await inBatches(computedElsewhere, (index) => tier.releaseLease(fullKeys[index]!, leaseToken));
@@ -240,7 +253,7 @@ async function runMany<T>(
   batch: readonly number[],
   leaseToken: string | undefined,
 ): Promise<void> {
-  const { fullKeys, userKeys, settlers, factoryMany, options, stale } = load;
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale, held } = load;
   const tier = engine.tier;
   const started = performance.now();
   const keys = batch.map((index) => userKeys[index]!);
@@ -299,6 +312,8 @@ async function runMany<T>(
     // L1 now, L2 in chunks: 20,000 values sent at once queued in Redis past their deadlines.
     const writes: PreparedWrite[] = [];
     const unwritten: number[] = [];
+    /** Keys whose compare-and-set write lost to another instance's change. */
+    const lost: number[] = [];
     batch.forEach((index, position) => {
       const value = values[position];
       const run = runs[position]!;
@@ -315,11 +330,21 @@ async function runMany<T>(
           writeLocal(engine, fullKeys[index]!, value, options, computeMs);
           return;
         }
-        const remote = prepareWrite(engine, fullKeys[index]!, value, options, computeMs);
+        // Compare-and-set against what L2 held before the run (as `runFactory`'s write).
+        const expected = held.has(index) ? held.get(index)! : undefined;
+        const remote = prepareWrite(engine, fullKeys[index]!, value, options, computeMs, false, expected);
         // A later chunk goes after anything this instance sent meanwhile: a delete of the key
         // since its L1 write must not be overwritten by the value it superseded.
         writes.push({
-          send: () => (run.superseded ? Promise.resolve() : remote()),
+          send: async () => {
+            if (run.superseded || (await remote())) return;
+            // L2 changed since the run read it, by another instance whose bus message had not
+            // arrived: served, not cached (see `runFactory`); the lease's waiters are woken.
+            lost.push(index);
+            engine.logger.debug('key changed while its factory ran; result not cached', {
+              key: userKeys[index]!,
+            });
+          },
           skip: () => {
             if (!run.superseded) skipWrite(engine, fullKeys[index]!);
           },
@@ -337,7 +362,17 @@ async function runMany<T>(
     // Neither waited for past a Redis failure (see `awaitInOrder`, `sendWrites`).
     const releaseWritten =
       leaseToken && tier
-        ? () => inBatches(written, (index) => tier.releaseLease(fullKeys[index]!, leaseToken))
+        ? async () => {
+            await inBatches(written, (index) => tier.releaseLease(fullKeys[index]!, leaseToken));
+            // No `set` message comes for a write that lost: its waiters are woken to read L2.
+            if (lost.length > 0)
+              engine.bus
+                ?.publish(
+                  'rel',
+                  lost.map((index) => fullKeys[index]!),
+                )
+                .catch(() => {});
+          }
         : undefined;
     const finished = Promise.allSettled([
       awaitInOrder(engine, [() => release(unwritten)]),

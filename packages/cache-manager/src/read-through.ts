@@ -91,10 +91,12 @@ export async function loadThrough<T>(
   if (options.forceFresh === true) {
     // Nothing served from the cache: the factory runs (or a run in flight is joined). L2 is
     // read only to name the write it holds now, the one the call replaces (a value of another
-    // write is a later one); `l2Seen` stays unknown, so a run spanning a bus reconnect is not
-    // cached over L2 (see `KeyLoad.l2Seen`).
+    // write is a later one), and to keep its bytes: the run's write replaces only them
+    // (compare-and-set, see `KeyLoad.l2Held`), so a change another instance makes during the
+    // run stands. `l2Seen` stays unknown, so a run spanning a bus reconnect is not cached over
+    // L2 (see `KeyLoad.l2Seen`).
     const forcedAt = engine.clock.now();
-    const replacedWriteId = engine.tier ? await writeIdInL2(engine, fullKey) : null;
+    const replacedWriteId = engine.tier ? await writeIdInL2(engine, fullKey, held) : null;
     const inGrace = stale && forcedAt < stale.staleUntil ? stale : undefined;
     return computeOnce(engine, {
       fullKey,
@@ -104,6 +106,7 @@ export async function loadThrough<T>(
       stale: inGrace,
       forcedAt,
       replacedWriteId,
+      l2Held: held.bytes,
     });
   }
   if (engine.tier) {
@@ -778,6 +781,18 @@ function backOffEarlyRefresh(engine: CacheEngine, fullKey: string, current: Cach
   } else backOff(engine, fullKey, current);
 }
 
+/**
+ * Whether L2's `entry` is another write than `current`, the value a refresh was decided on:
+ * then another instance refreshed (or changed) the key meanwhile. Write ids are unique per
+ * write (see `WriteIds`), so no clock is compared; `createdAt` (the writer's clock: app
+ * servers' clocks may disagree by more than a value's age) only for a value without an id, one
+ * of the previous release.
+ */
+function anotherWrite(entry: CacheEntry, current: CacheEntry): boolean {
+  if (entry.writeId !== undefined && current.writeId !== undefined) return entry.writeId !== current.writeId;
+  return entry.createdAt > current.createdAt;
+}
+
 export function refreshEarly<T>(
   engine: CacheEngine,
   fullKey: string,
@@ -815,7 +830,7 @@ export function refreshEarly<T>(
         const ending = (entry: CacheEntry) => threshold > 0 && refreshTarget(entry) - later < threshold;
         if (
           remote &&
-          (remote.entry.createdAt > current.createdAt ||
+          (anotherWrite(remote.entry, current) ||
             (isFresh(remote.entry, later) &&
               refreshTarget(remote.entry) > refreshTarget(current) &&
               !ending(remote.entry)))
@@ -830,6 +845,10 @@ export function refreshEarly<T>(
         }
       }
     }
+    // Without a lease (locks off) the run has not read L2: one read now, so that its write is a
+    // compare-and-set against what L2 holds as it starts, as under a lease (see
+    // `KeyLoad.l2Held`). Not after a lease Redis failed to grant: that read would fail too.
+    else if (engine.tier) await readL2(engine, fullKey, held);
     // No timeouts (see `awaitFactory`): nobody waits on a background refresh.
     const load: KeyLoad<T> = {
       fullKey,

@@ -24,6 +24,7 @@ const structuresLoadScript = script('structures-load');
 const structuresAppendScript = script('structures-append');
 const replaceIfUnchangedScript = script('replace-if-unchanged', ['compare-and-set']);
 const replaceManyIfUnchangedScript = script('replace-many-if-unchanged', ['compare-and-set']);
+const writeIfUnchangedScript = script('write-if-unchanged', ['compare-and-set']);
 const getSlidingScript = script('get-sliding', ['slide-frame']);
 const slideScript = script('slide', ['slide-frame']);
 /** The header byte of a sliding entry's frame (format 3, see entry-codec.ts). */
@@ -38,6 +39,12 @@ interface PendingWrite {
   tags: readonly string[];
   /** How long the tag sets must keep naming the key (ms; undefined: as long as it lives). */
   tagTtlMs: number | undefined;
+}
+
+/** A factory run's write by compare-and-set (see {@link RedisTier.setIfUnchanged}). */
+interface CasWrite extends PendingWrite {
+  /** The bytes read before (null: no value). */
+  expected: Buffer | null;
 }
 
 /** The write commands of a connection or a pipeline (a pipeline returns itself, not a promise). */
@@ -113,6 +120,7 @@ export class RedisTier {
   readonly #cluster: boolean;
   readonly #reads: TickBatcher<string, Buffer | undefined> | undefined;
   readonly #writes: TickBatcher<PendingWrite, boolean> | undefined;
+  readonly #casWrites: TickBatcher<CasWrite, boolean | undefined> | undefined;
   /** The cache's clock, which slides read sliding entries (freshness is the caller's call). */
   readonly #clock: () => number;
   /** Every read runs `get-sliding.lua` instead of GET/MGET (a cache with a `slidingTtlMs`). */
@@ -150,6 +158,13 @@ export class RedisTier {
       this.#reads = new TickBatcher((keys) => this.#readMany(keys, undefined, 'get'), readBatchMaxKeys);
       // Writes flush every 16 KiB so Redis ingests a batch while the next is being encoded.
       this.#writes = new TickBatcher((writes) => this.#writeBatch(writes), 256, 16 * 1024);
+      // Factory runs' compare-and-set writes of one turn (a getOrSetMany's values, runs ending
+      // together) go out as one script call per chunk, as an expire's replacements do.
+      this.#casWrites = new TickBatcher(
+        (writes) => this.#writeIfUnchanged(writes),
+        CAS_SCRIPT_KEYS,
+        CAS_SCRIPT_BYTES,
+      );
     }
   }
 
@@ -300,12 +315,15 @@ export class RedisTier {
 
   /**
    * {@link set}, but only if the key still holds `expected` (the bytes read before, a sliding
-   * entry's frame of timings aside; null: no value), by compare-and-set in one script call on
-   * the key's own node (`compare-and-set.lua`): a factory run's write, which must not replace
-   * a change another instance made while it ran (see `runFactory`). The tag sets are added to
-   * first, as by `set` (a member whose value lacks the tag costs a tag delete one read). Not
-   * batched with the turn's writes: one EVALSHA instead of a pipelined SET. Returns whether it
-   * was written (false: the key changed meanwhile), undefined when Redis was unavailable.
+   * entry's frame of timings aside; null: no value), by compare-and-set on the key's own node
+   * (`compare-and-set.lua`): a factory run's write, which must not replace a change another
+   * instance made while it ran (see `runFactory`). On a single node the value and its tag sets
+   * are one step (`write-if-unchanged.lua`): a write that lost adds the key to no tag set; the
+   * writes of one turn go out as one script call per chunk ({@link CAS_SCRIPT_KEYS} keys, about
+   * {@link CAS_SCRIPT_BYTES}), so a `getOrSetMany` of many keys costs one call, not one per key.
+   * On a Cluster one script call per key, its tag sets added to once it is written. Returns
+   * whether it was written (false: the key changed meanwhile), undefined when Redis was
+   * unavailable.
    */
   setIfUnchanged(
     key: string,
@@ -315,34 +333,71 @@ export class RedisTier {
     tags: readonly string[],
     tagTtlMs: number | undefined,
   ): Promise<boolean | undefined> {
-    this.#writesFirst();
+    // The plain writes of this turn first (see #writesFirst); not the compare-and-set batch
+    // this write joins.
+    this.#writes?.flush();
+    const write: CasWrite = { key, expected, bytes, ttlMs, tags, tagTtlMs };
+    if (this.#casWrites) return this.#casWrites.add(write, bytes.length + (expected?.length ?? 0));
+    if (!this.#cluster) {
+      return this.#guard.run('set', undefined as boolean | undefined, async () => {
+        const [written] = await this.#casScript([write]);
+        return written;
+      });
+    }
+    // On a Cluster a value and its tag sets live in other slots, so no script holds both: the
+    // tag sets are added to once the value is written, as a `set` sends its SET before its SADD
+    // (the order `deleteTag`'s restore relies on). Added to first, a write that lost left the
+    // key a member of sets its value never carried.
     return this.#guard.run('set', undefined as boolean | undefined, async () => {
-      const sent: unknown[] = [];
-      const tagSetMs = tagTtlMs === undefined ? TAG_SET_FOREVER_MS : Math.max(1, Math.ceil(tagTtlMs));
-      for (const tag of tags) {
-        const tagKey = this.tagKey(tag);
-        sent.push(
-          this.client.sadd(tagKey, key),
-          this.client.pexpire(tagKey, tagSetMs, 'NX'),
-          this.client.pexpire(tagKey, tagSetMs, 'GT'),
-        );
-      }
-      let digest = '';
-      let frame = 0;
-      if (expected !== null) {
-        frame = slidingFrameBytes(expected);
-        digest = createHash('sha1').update(expected.subarray(frame)).digest('hex');
-      }
-      const ms = ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(ttlMs)));
-      const replaced = this.#eval(replaceIfUnchangedScript, this.dataKey(key), [
+      const { digest, frame } = casDigest(expected);
+      const replaced = await this.#eval(replaceIfUnchangedScript, this.dataKey(key), [
         digest,
         bytes,
-        ms,
+        physicalMs(ttlMs),
         String(frame),
       ]);
-      const [reply] = await Promise.all([replaced, ...sent]);
-      return reply === 1;
+      if (replaced !== 1) return false;
+      const tagSetMs = tagSetExpiry(tagTtlMs);
+      await Promise.all(
+        tags.flatMap((tag) => {
+          const tagKey = this.tagKey(tag);
+          return [
+            this.client.sadd(tagKey, key),
+            this.client.pexpire(tagKey, tagSetMs, 'NX'),
+            this.client.pexpire(tagKey, tagSetMs, 'GT'),
+          ];
+        }),
+      );
+      return true;
     });
+  }
+
+  /** One guarded call of {@link #casScript} for a batch of {@link setIfUnchanged} (single node). */
+  #writeIfUnchanged(writes: CasWrite[]): Promise<(boolean | undefined)[]> {
+    const failed = writes.map(() => undefined);
+    return this.#guard.run<(boolean | undefined)[]>('set', failed, () => this.#casScript(writes));
+  }
+
+  /** `write-if-unchanged.lua` over `writes` (a single node's, or keys of one slot). */
+  async #casScript(writes: readonly CasWrite[]): Promise<boolean[]> {
+    const keys: string[] = [];
+    const args: (string | Buffer)[] = [];
+    for (const write of writes) {
+      const { digest, frame } = casDigest(write.expected);
+      keys.push(this.dataKey(write.key));
+      for (const tag of write.tags) keys.push(this.tagKey(tag));
+      args.push(
+        String(write.tags.length),
+        digest,
+        write.bytes,
+        physicalMs(write.ttlMs),
+        String(frame),
+        write.key,
+        String(tagSetExpiry(write.tagTtlMs)),
+      );
+    }
+    const reply = (await this.#evalKeys(writeIfUnchangedScript, keys, args)) as number[];
+    return reply.map((written) => written === 1);
   }
 
   /** Writes a batch: small values in one pipeline, large ones as separate commands (single node only). */
@@ -378,6 +433,7 @@ export class RedisTier {
    */
   #writesFirst(): void {
     this.#writes?.flush();
+    this.#casWrites?.flush();
   }
 
   /** Deletes keys; returns how many existed, or undefined when Redis was unavailable. */
@@ -855,6 +911,26 @@ export class RedisTier {
     }
     return sent;
   }
+}
+
+/** A tag set's expiry for a member that must be named `tagTtlMs` (undefined: forever). */
+function tagSetExpiry(tagTtlMs: number | undefined): number {
+  return tagTtlMs === undefined ? TAG_SET_FOREVER_MS : Math.max(1, Math.ceil(tagTtlMs));
+}
+
+/** A physical TTL as a script takes it: whole ms, at least 1; '' for none. */
+function physicalMs(ttlMs: number | undefined): string {
+  return ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(ttlMs)));
+}
+
+/**
+ * What `compare-and-set.lua` compares with: the SHA-1 of the bytes read past a sliding entry's
+ * frame of timings (the frame's length too), '' when there was no value.
+ */
+function casDigest(expected: Buffer | null): { digest: string; frame: number } {
+  if (expected === null) return { digest: '', frame: 0 };
+  const frame = slidingFrameBytes(expected);
+  return { digest: createHash('sha1').update(expected.subarray(frame)).digest('hex'), frame };
 }
 
 function toStrings(reply: unknown): string[] {

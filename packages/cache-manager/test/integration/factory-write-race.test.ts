@@ -21,11 +21,12 @@ function describeFactoryWriteRace(
   skip: boolean,
   open: (options: CacheOptions) => Promise<Cache>,
   rawSet?: (key: string, bytes: Buffer) => Promise<unknown>,
+  tagMembers?: (tag: string) => Promise<string[]>,
 ): void {
   describe.skipIf(skip)(`a factory run that ends after another instance changed its key (${backend})`, () => {
     const options = { ttlMs: 60_000, graceMs: 60_000 };
-    async function instances() {
-      const a = await open({ ...options, bus: false });
+    async function instances(onA: CacheOptions = {}) {
+      const a = await open({ ...options, ...onA, bus: false });
       const b = await open(options);
       const c = await open(options);
       return { a, b, c };
@@ -120,6 +121,123 @@ function describeFactoryWriteRace(
       expect(await c.get('quiet')).toBe('A-old');
     });
 
+    it('a set and a delete on B while A’s getOrSetMany computes their keys keep B’s changes in L2', async () => {
+      const { a, b, c } = await instances();
+      await a.set('many-deleted', 'first', { ttlMs: 1, graceMs: 60_000 });
+      await a.set('many-graced', 'first', { ttlMs: 1, graceMs: 60_000 });
+      await delay(5);
+      const keys = ['many-absent', 'many-deleted', 'many-graced', 'many-quiet'];
+      const served = await a.getOrSetMany(keys, async (asked) => {
+        await delay(190);
+        await Promise.all([
+          b.set('many-absent', 'B-new'),
+          b.delete('many-deleted'),
+          b.set('many-graced', 'B-new'),
+        ]);
+        await delay(10);
+        return asked.map(() => 'A-old');
+      });
+      expect(served).toEqual(['A-old', 'A-old', 'A-old', 'A-old']);
+      expect(await c.getMany(keys)).toEqual(['B-new', undefined, 'B-new', 'A-old']);
+      expect(a.getLocal('many-absent')).toBeUndefined();
+      expect(a.getLocal('many-quiet')).toBe('A-old');
+    });
+
+    it('a set on B during A’s getOrSetMany run without leases keeps B’s value in L2', async () => {
+      const { a, b, c } = await instances({ lock: { enabled: false } });
+      const served = await a.getOrSetMany(['many-nolock', 'many-nolock-quiet'], async (asked) => {
+        await delay(190);
+        await b.set('many-nolock', 'B-new');
+        await delay(10);
+        return asked.map(() => 'A-old');
+      });
+      expect(served).toEqual(['A-old', 'A-old']);
+      expect(await c.getMany(['many-nolock', 'many-nolock-quiet'])).toEqual(['B-new', 'A-old']);
+    });
+
+    for (const lock of [true, false]) {
+      it(`a set on B during A’s forceFresh run (${lock ? 'under its lease' : 'locks off'}) keeps B’s value in L2`, async () => {
+        const { a, b, c } = await instances({ lock: { enabled: lock } });
+        const key = `forced-${lock}`;
+        await a.set(key, 'first');
+        const served = await a.getOrSet(
+          key,
+          slowFactory(() => b.set(key, 'B-new')),
+          { forceFresh: true },
+        );
+        expect(served).toBe('A-old');
+        expect(await c.get(key)).toBe('B-new');
+        // With no change meanwhile, a forced run's value is cached (read by an instance whose L1
+        // has no copy: A announces nothing).
+        expect(
+          await a.getOrSet(
+            key,
+            slowFactory(async () => {}),
+            { forceFresh: true },
+          ),
+        ).toBe('A-old');
+        expect(await (await open(options)).get(key)).toBe('A-old');
+      });
+    }
+
+    it('a set on B during A’s early refresh with locks off keeps B’s value in L2', async () => {
+      const { a, b, c } = await instances({ lock: { enabled: false } });
+      await a.set('ahead-nolock', 'first', { ttlMs: 1_000 });
+      await delay(150);
+      let refreshed!: () => void;
+      const done = new Promise<void>((resolve) => {
+        refreshed = resolve;
+      });
+      const factory = slowFactory(() => b.set('ahead-nolock', 'B-new'));
+      const served = await a.getOrSet(
+        'ahead-nolock',
+        async () => {
+          try {
+            return await factory();
+          } finally {
+            setTimeout(refreshed, 50);
+          }
+        },
+        { ttlMs: 1_000, refreshThresholdMs: 900 },
+      );
+      expect(served).toBe('first');
+      await done;
+      expect(await c.get('ahead-nolock')).toBe('B-new');
+    });
+
+    it.skipIf(tagMembers === undefined)(
+      'a run whose write lost to B’s change adds its key to no tag set',
+      async () => {
+        const { a, b, c } = await instances();
+        expect(
+          await a.getOrSet(
+            'stray-one',
+            slowFactory(() => b.set('stray-one', 'B-new')),
+            { tags: ['stray-tag'] },
+          ),
+        ).toBe('A-old');
+        expect(
+          await a.getOrSetMany(
+            ['stray-many', 'stray-kept'],
+            async (asked) => {
+              await delay(190);
+              await b.set('stray-many', 'B-new');
+              await delay(10);
+              return asked.map(() => 'A-old');
+            },
+            { tags: ['stray-tag'] },
+          ),
+        ).toEqual(['A-old', 'A-old']);
+        expect(await c.getMany(['stray-one', 'stray-many', 'stray-kept'])).toEqual([
+          'B-new',
+          'B-new',
+          'A-old',
+        ]);
+        // The written value is in the set, the two that lost are not.
+        expect((await tagMembers!('stray-tag')).sort()).toEqual(['stray-kept']);
+      },
+    );
+
     it.skipIf(rawSet === undefined)(
       'a value of the previous release (no write id) in grace is compared by its bytes too',
       async () => {
@@ -154,6 +272,7 @@ describeFactoryWriteRace(
   !redisUp,
   (options) => shared.open(options),
   (key, bytes) => shared.redis!.set(`${shared.prefix}v:${key}`, bytes),
+  (tag) => shared.redis!.smembers(`${shared.prefix}__tag:${tag}`),
 );
 
 const { installed, client: cluster } = usePrivateCluster('a factory write race on a Redis Cluster');
@@ -172,4 +291,5 @@ describeFactoryWriteRace(
     return cache;
   },
   (key, bytes) => cluster().set(`${clusterPrefix}v:${key}`, bytes),
+  (tag) => cluster().smembers(`${clusterPrefix}__tag:${tag}`),
 );

@@ -118,6 +118,34 @@ describe.skipIf(!redisUp)('background refreshes across instances (real Redis)', 
     expect((await group[2]!.ttl('ahead'))?.ttlMs).toBe(10_000);
   });
 
+  it('a value another instance wrote since is taken as refreshed whatever its clock says (write ids, not createdAt)', async () => {
+    // B's clock runs 1 s behind A's: B's newer write carries an older createdAt than A's value.
+    const start = Date.now();
+    const clockA = new ManualClock(start);
+    const clockB = new ManualClock(start - 1_000);
+    // A hears no bus: B's message has not arrived when A's hit decides to refresh.
+    const [a] = await instances(1, { clock: clockA, ttlMs: 1_000, refreshThresholdMs: 200, bus: false });
+    const [b] = await instances(1, { clock: clockB, ttlMs: 1_000 });
+    await a!.set('skewed', 'old');
+    clockA.advance(850);
+    clockB.advance(850);
+    // Fresh for A for 100 ms more: within A's threshold too, so only the check of who wrote it
+    // (not a later expiry) tells A that it is not the value it decided to refresh.
+    await b!.set('skewed', 'refreshed by B', { ttlMs: 1_100 });
+    let runs = 0;
+    const factory = async () => {
+      runs += 1;
+      return 'refreshed by A';
+    };
+    // A's hit is past its refresh threshold: its refresh takes the lease, reads L2, and finds
+    // B's write, another write than the one it holds.
+    expect(await a!.getOrSet('skewed', factory)).toBe('old');
+    await until(() => a!.getLocal('skewed') !== 'old');
+    expect(a!.getLocal('skewed')).toBe('refreshed by B');
+    expect(runs).toBe(0);
+    expect(await b!.get('skewed')).toBe('refreshed by B');
+  });
+
   it('after a failed refresh-ahead on one instance, the others do not call the failing source within the back-off', async () => {
     const clock = new ManualClock(Date.now());
     const group = await instances(3, {

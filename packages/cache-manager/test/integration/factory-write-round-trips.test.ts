@@ -1,0 +1,114 @@
+import { delay } from '@noa/core';
+import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions } from '../../src/index.js';
+
+const started = await startPrivateRedisOrSkip();
+
+/**
+ * What a factory run's compare-and-set write costs in Redis commands, counted by a private
+ * server (`INFO commandstats`, reset before each call; it counts the commands a script runs
+ * too, listed here apart from the ones sent): the write is one EVALSHA, a
+ * `getOrSetMany`'s values one EVALSHA for the batch, and a run that read no L2 value first
+ * (`forceFresh`, an early refresh with locks off) one read at its start. No bus (`bus: false`):
+ * only the call's own commands are counted.
+ */
+describe.skipIf(started.skip !== undefined)('the Redis commands of a factory run’s write', () => {
+  let server: PrivateRedis;
+  let admin: Redis;
+  const clients: Redis[] = [];
+  const caches: Cache[] = [];
+
+  async function open(options: CacheOptions = {}): Promise<Cache> {
+    const client = new Redis(server.url);
+    clients.push(client);
+    const cache = new Cache({ redis: client, prefix: 'trips:', ttlMs: 60_000, bus: false, ...options });
+    caches.push(cache);
+    await cache.ready();
+    // Whatever a first write and read load once (shared structures) is not counted below.
+    await cache.set('warm-up', 'value');
+    await cache.getOrSetMany(['warm-up-many'], async (keys) => keys.map(() => 'value'));
+    await cache.deleteMany(['warm-up', 'warm-up-many']);
+    return cache;
+  }
+
+  /** The commands the server ran during `call`, by name (the counting's own left out). */
+  async function commands(call: () => Promise<unknown>): Promise<Record<string, number>> {
+    await admin.config('RESETSTAT');
+    await call();
+    const counts: Record<string, number> = {};
+    for (const [, name, calls] of (await admin.info('commandstats')).matchAll(
+      /cmdstat_([^:]+):calls=(\d+)/g,
+    )) {
+      if (name === 'info' || name!.startsWith('config')) continue;
+      counts[name!] = Number(calls);
+    }
+    return counts;
+  }
+
+  beforeAll(() => {
+    server = started.redis!;
+    admin = new Redis(server.url);
+  });
+
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    for (const client of clients) client.disconnect();
+    admin?.disconnect();
+    await server?.stop();
+  });
+
+  it('getOrSetMany of 50 missing keys: one MGET, one compare-and-set script for all values', async () => {
+    const cache = await open({ lock: { enabled: false } });
+    const keys = Array.from({ length: 50 }, (_, index) => `many-${index}`);
+    const counts = await commands(() =>
+      cache.getOrSetMany(keys, async (asked) => asked.map((key) => `value of ${key}`), { tags: ['batch'] }),
+    );
+    // Sent: one MGET and one EVALSHA (two round trips). Run by the script: per key a GET (the
+    // compare), a SET, and the tag set's SADD and two PEXPIREs.
+    expect(counts).toEqual({ mget: 1, evalsha: 1, get: 50, set: 50, sadd: 50, pexpire: 100 });
+    expect(await cache.getMany(keys)).toEqual(keys.map((key) => `value of ${key}`));
+  });
+
+  it('forceFresh with locks off: the read at its start, one compare-and-set write', async () => {
+    const cache = await open({ lock: { enabled: false } });
+    await cache.set('forced', 'first');
+    const counts = await commands(() => cache.getOrSet('forced', async () => 'second', { forceFresh: true }));
+    // Sent: the MGET that names the write it replaces (its bytes kept for the compare), the
+    // EVALSHA (GET and SET run by it).
+    expect(counts).toEqual({ mget: 1, evalsha: 1, get: 1, set: 1 });
+  });
+
+  it('forceFresh under a lease: no more than before (its double check is the compare)', async () => {
+    const cache = await open();
+    await cache.set('forced-leased', 'first');
+    const counts = await commands(() =>
+      cache.getOrSet('forced-leased', async () => 'second', { forceFresh: true }),
+    );
+    // Sent: the MGET naming the write replaced, the lease's SET NX, the double check's MGET,
+    // the write's EVALSHA and the release's (GET, SET, GET, DEL run by them).
+    expect(counts).toEqual({ mget: 2, set: 2, evalsha: 2, get: 2, del: 1 });
+  });
+
+  it('an early refresh with locks off: one read at its start, one compare-and-set write', async () => {
+    const cache = await open({ lock: { enabled: false }, ttlMs: 1_000, refreshThresholdMs: 900 });
+    await cache.set('ahead', 'first');
+    await delay(150);
+    const counts = await commands(async () => {
+      let refreshed!: () => void;
+      const done = new Promise<void>((resolve) => {
+        refreshed = resolve;
+      });
+      const served = await cache.getOrSet('ahead', async () => {
+        setTimeout(refreshed, 50);
+        return 'second';
+      });
+      expect(served).toBe('first');
+      await done;
+    });
+    // An L1 hit that starts the refresh: its read (MGET) and its write (EVALSHA).
+    expect(counts).toEqual({ mget: 1, evalsha: 1, get: 1, set: 1 });
+    expect(cache.getLocal('ahead')).toBe('second');
+  });
+});
