@@ -153,7 +153,8 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     await server.freeze();
     // A deadline test with a generous bound: the ping must not wait for the frozen server.
     const deadline = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref());
-    const health = await Promise.race([frozenPool.health(), deadline]);
+    // Longer than the ping's own deadline, which is what this test is about.
+    const health = await Promise.race([frozenPool.health({ timeoutMs: 5_000 }), deadline]);
     expect(health).not.toBe('hung');
     // Down as an unreachable server is (the ping's own deadline is serverSelectionTimeoutMs):
     // the code a dashboard pages on, not a bare text.
@@ -183,9 +184,11 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
       await frozen.freeze();
       const deadline = () =>
         new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref());
+      // Longer than the ping's own deadline, which is what this test is about.
+      const slow = { timeoutMs: 5_000 };
       // Two at once: the second has no idle connection and waits on a handshake that never ends.
       const checks = await Promise.race([
-        Promise.all([plain.health(), plain.health(), timed.health()]),
+        Promise.all([plain.health(slow), plain.health(slow), timed.health(slow)]),
         deadline(),
       ]);
       expect(checks).not.toBe('hung');
