@@ -106,7 +106,7 @@ export class QueryTimeoutError extends ConnectionPoolError<'NOA_POOL_QUERY_TIMEO
  * A health check (`checkHealth()`, `MongoPool#health()`) got no answer within its `timeoutMs`:
  * the server is frozen, partitioned or overloaded. The check reports `down` with this as its
  * `cause` instead of hanging a readiness probe; the probe itself goes on under the pool's own
- * deadline.
+ * deadline, and the next check joins it rather than sending another.
  */
 export class HealthCheckTimeoutError extends ConnectionPoolError<'NOA_POOL_HEALTH_CHECK_TIMEOUT'> {
   constructor(pool: string, timeoutMs: number) {

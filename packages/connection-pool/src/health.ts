@@ -17,6 +17,12 @@ export const checkHealthOptionsSchema = z
      * not as an anonymous one of the probe.
      */
     timeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(500),
+    /**
+     * An answer (up or down) at most this old is returned again without asking the server:
+     * readiness endpoints are polled often, by several callers. Default 1000 ms; 0 always asks
+     * (concurrent calls still share one probe).
+     */
+    maxAgeMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(1_000),
   })
   .strict();
 
@@ -26,15 +32,18 @@ export type CheckHealthOptions = z.input<typeof checkHealthOptionsSchema>;
 const defaultCheckHealthOptions = checkHealthOptionsSchema.parse({});
 
 /**
- * One pool's active health check: a caller waits at most its `timeoutMs`, after which it gets
- * `timedOut(error)`; the probe goes on under the pool's own deadline. The same policy for every
- * pool kind.
+ * One pool's active health check: concurrent calls share one probe (single flight), an answer
+ * younger than `maxAgeMs` is reused, and a caller waits at most its `timeoutMs`, after which it
+ * gets `timedOut(error)`; the probe goes on under the pool's own deadline and the next caller
+ * joins it. The same policy for every pool kind.
  */
 export class HealthCheckGate<Report> {
   readonly #pool: string;
   readonly #probe: () => Promise<Report>;
   readonly #timedOut: (error: HealthCheckTimeoutError) => Report;
   readonly #closed: () => Report | undefined;
+  #inFlight: Promise<Report> | undefined;
+  #last: { report: Report; at: number } | undefined;
 
   constructor(
     pool: string,
@@ -51,16 +60,21 @@ export class HealthCheckGate<Report> {
 
   /** Validates `options` (a `ConfigError` naming the field), then answers as described above. */
   async check(options: CheckHealthOptions | undefined): Promise<Report> {
-    const { timeoutMs } =
+    const { timeoutMs, maxAgeMs } =
       options === undefined
         ? defaultCheckHealthOptions
         : parseOptions('checkHealth', checkHealthOptionsSchema, options);
     const closed = this.#closed();
     if (closed !== undefined) return closed;
+    const last = this.#last;
+    if (last !== undefined && Date.now() - last.at < maxAgeMs) return last.report;
+    this.#inFlight ??= this.#probe().finally(() => {
+      this.#inFlight = undefined;
+    });
     let report: Report;
     let timedOut = false;
     try {
-      report = await withDeadline(this.#probe(), timeoutMs, 'health check', () => {
+      report = await withDeadline(this.#inFlight, timeoutMs, 'health check', () => {
         timedOut = true;
       });
     } catch (error) {
@@ -68,6 +82,7 @@ export class HealthCheckGate<Report> {
       if (!timedOut) throw error;
       report = this.#timedOut(new HealthCheckTimeoutError(this.#pool, timeoutMs));
     }
+    this.#last = { report, at: Date.now() };
     return report;
   }
 }

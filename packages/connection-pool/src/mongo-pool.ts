@@ -354,9 +354,11 @@ export class MongoPool {
    * `NOA_POOL_CLOSED`; undefined for an error `run()` passes through (the driver's own).
    * Also a {@link HealthReport}: `down` while unhealthy, with that error as `cause`, else `up`.
    *
-   * `options` ({@link CheckHealthOptions}): with no answer within `timeoutMs` (default 500 ms) it
-   * reports unhealthy with a `HealthCheckTimeoutError` (`NOA_POOL_HEALTH_CHECK_TIMEOUT`) while
-   * the ping goes on (up to `serverSelectionTimeoutMs`). Bad options reject with `ConfigError`.
+   * `options` ({@link CheckHealthOptions}): concurrent calls share one ping; an answer younger
+   * than `maxAgeMs` (default 1 s) is returned again without a ping (readiness endpoints are
+   * polled often); with no answer within `timeoutMs` (default 500 ms) it reports unhealthy with
+   * a `HealthCheckTimeoutError` (`NOA_POOL_HEALTH_CHECK_TIMEOUT`) while the ping goes on (up to
+   * `serverSelectionTimeoutMs`), the next call joining it. Bad options reject with `ConfigError`.
    */
   health(options?: CheckHealthOptions): Promise<MongoPoolHealth> {
     return this.#healthCheck.check(options);

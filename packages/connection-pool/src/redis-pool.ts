@@ -349,8 +349,9 @@ export class RedisPool {
    * from an outage shows healthy once the connect backoff (at most `maxBackoffMs`) has run out.
    *
    * `options` ({@link CheckHealthOptions}): with no answer within `timeoutMs` (default 500 ms)
-   * it reports `down`, reason `unresponsive`, with a `HealthCheckTimeoutError` as `cause`. Bad
-   * options reject with `ConfigError`.
+   * it reports `down`, reason `unresponsive`, with a `HealthCheckTimeoutError` as `cause`; an
+   * answer younger than `maxAgeMs` (default 1 s) is returned again without a PING. Bad options
+   * reject with `ConfigError`.
    */
   checkHealth(options?: CheckHealthOptions): Promise<RedisPoolHealth> {
     return this.#healthCheck.check(options);

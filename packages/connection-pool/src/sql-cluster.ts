@@ -477,8 +477,9 @@ export class SqlCluster<Conn, Config, Result> {
    *
    * `options` ({@link CheckHealthOptions}): a server whose probe has not answered within
    * `timeoutMs` (default 500 ms) is reported `unresponsive` with a `HealthCheckTimeoutError`
-   * (the primary: the cluster is `down`; a replica: out of rotation in the report, `degraded`).
-   * Bad options reject with `ConfigError`.
+   * (the primary: the cluster is `down`; a replica: out of rotation in the report, `degraded`);
+   * an answer younger than `maxAgeMs` (default 1 s) is returned again without probing. Bad
+   * options reject with `ConfigError`.
    */
   checkHealth(options?: CheckHealthOptions): Promise<ClusterHealth> {
     return this.#healthCheck.check(options);

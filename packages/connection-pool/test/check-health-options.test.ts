@@ -22,6 +22,11 @@ describe('the health check options (checkHealth(), MongoPool#health())', () => {
     expect(checkHealthOptionsSchema.parse({}).timeoutMs).toBe(500);
   });
 
+  it('reuse an answer for 1 s by default; 0 always asks', () => {
+    expect(checkHealthOptionsSchema.parse({}).maxAgeMs).toBe(1_000);
+    expect(checkHealthOptionsSchema.parse({ maxAgeMs: 0 }).maxAgeMs).toBe(0);
+  });
+
   it.each(pools)(
     '%s: a bad or unknown option rejects with a ConfigError naming it',
     async (_name, create) => {
@@ -31,6 +36,7 @@ describe('the health check options (checkHealth(), MongoPool#health())', () => {
           [{ timeoutMs: 0 }, 'timeoutMs'],
           [{ timeoutMs: 2 ** 31 }, 'timeoutMs'],
           [{ timeoutMS: 100 }, 'timeoutMS'],
+          [{ maxAgeMs: -1 }, 'maxAgeMs'],
         ] as const) {
           const error = await check(pool, options).catch((caught: unknown) => caught);
           expect(error).toBeInstanceOf(ConfigError);

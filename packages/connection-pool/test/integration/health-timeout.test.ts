@@ -44,7 +44,7 @@ describe('checkHealth({ timeoutMs }) of a pool whose server is frozen', () => {
       server.freeze();
       try {
         const started = Date.now();
-        const health = await pool.checkHealth({ timeoutMs });
+        const health = await pool.checkHealth({ timeoutMs, maxAgeMs: 0 });
         expect(Date.now() - started).toBeLessThan(answeredWithin);
         expectTimedOut(health);
         expect(health).toMatchObject({
@@ -55,13 +55,13 @@ describe('checkHealth({ timeoutMs }) of a pool whose server is frozen', () => {
         });
         expect(health.error).toMatch(/frozen-redis: health check got no answer within 300 ms/);
         // With core's defaults (800 ms) the pool's default timeout answers first, with its reason.
-        const service = await runHealthChecks({ redis: () => pool.checkHealth() });
+        const service = await runHealthChecks({ redis: () => pool.checkHealth({ maxAgeMs: 0 }) });
         expect(service.ready).toBe(false);
         expect(service.components.redis?.cause).toBeInstanceOf(HealthCheckTimeoutError);
       } finally {
         server.resume();
       }
-      await waitFor(async () => (await pool.checkHealth()).healthy, 15_000);
+      await waitFor(async () => (await pool.checkHealth({ maxAgeMs: 0 })).healthy, 15_000);
     } finally {
       await pool.close();
       await server.stop();
@@ -78,7 +78,7 @@ describe('checkHealth({ timeoutMs }) of a pool whose server is frozen', () => {
       server.freeze();
       try {
         const started = Date.now();
-        const health = await pool.checkHealth({ timeoutMs });
+        const health = await pool.checkHealth({ timeoutMs, maxAgeMs: 0 });
         expect(Date.now() - started).toBeLessThan(answeredWithin);
         expectTimedOut(health);
         expect(health.primary).toMatchObject({
@@ -86,12 +86,12 @@ describe('checkHealth({ timeoutMs }) of a pool whose server is frozen', () => {
           reason: 'unresponsive',
           errorCode: 'NOA_POOL_HEALTH_CHECK_TIMEOUT',
         });
-        const service = await runHealthChecks({ db: () => pool.checkHealth() });
+        const service = await runHealthChecks({ db: () => pool.checkHealth({ maxAgeMs: 0 }) });
         expect(service.components.db?.cause).toBeInstanceOf(HealthCheckTimeoutError);
       } finally {
         server.resume();
       }
-      await waitFor(async () => (await pool.checkHealth()).status === 'up', 15_000);
+      await waitFor(async () => (await pool.checkHealth({ maxAgeMs: 0 })).status === 'up', 15_000);
     } finally {
       await pool.close();
       await server?.destroy();
@@ -113,14 +113,14 @@ describe('checkHealth({ timeoutMs }) of a pool whose server is frozen', () => {
       proxy.freeze();
       try {
         const started = Date.now();
-        const health = await pool.checkHealth({ timeoutMs });
+        const health = await pool.checkHealth({ timeoutMs, maxAgeMs: 0 });
         expect(Date.now() - started).toBeLessThan(answeredWithin);
         expectTimedOut(health);
         expect(health.primary).toMatchObject({ healthy: false, reason: 'unresponsive' });
       } finally {
         proxy.thaw();
       }
-      await waitFor(async () => (await pool.checkHealth()).status === 'up', 15_000);
+      await waitFor(async () => (await pool.checkHealth({ maxAgeMs: 0 })).status === 'up', 15_000);
     } finally {
       await pool.close();
       await proxy.close();
@@ -140,14 +140,14 @@ describe('checkHealth({ timeoutMs }) of a pool whose server is frozen', () => {
       await server.freeze();
       try {
         const started = Date.now();
-        const health = await pool.health({ timeoutMs });
+        const health = await pool.health({ timeoutMs, maxAgeMs: 0 });
         expect(Date.now() - started).toBeLessThan(answeredWithin);
         expectTimedOut(health);
         expect(health).toMatchObject({ healthy: false, errorCode: 'NOA_POOL_HEALTH_CHECK_TIMEOUT' });
       } finally {
         server.resume();
       }
-      await waitFor(async () => (await pool.health()).healthy, 15_000);
+      await waitFor(async () => (await pool.health({ maxAgeMs: 0 })).healthy, 15_000);
     } finally {
       await pool.close();
       await server.stop();

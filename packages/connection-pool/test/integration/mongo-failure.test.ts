@@ -153,15 +153,15 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
     await server.freeze();
     // A deadline test with a generous bound: the ping must not wait for the frozen server.
     const deadline = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref());
-    // Longer than the ping's own deadline, which is what this test is about.
-    const health = await Promise.race([frozenPool.health({ timeoutMs: 5_000 }), deadline]);
+    // No reused answer, and longer than the ping's own deadline, which is what this test is about.
+    const health = await Promise.race([frozenPool.health({ maxAgeMs: 0, timeoutMs: 5_000 }), deadline]);
     expect(health).not.toBe('hung');
     // Down as an unreachable server is (the ping's own deadline is serverSelectionTimeoutMs):
     // the code a dashboard pages on, not a bare text.
     expect(health).toMatchObject({ healthy: false, errorCode: 'NOA_POOL_BACKEND_UNAVAILABLE' });
     expect((health as { error?: string }).error).toMatch(/timeout/i);
     server.resume();
-    await waitFor(async () => (await frozenPool.health()).healthy);
+    await waitFor(async () => (await frozenPool.health({ maxAgeMs: 0 })).healthy);
   });
 
   it('health() of a frozen server gives BackendUnavailable on an idle and on a new connection, queryTimeoutMs set or not', async () => {
@@ -184,11 +184,13 @@ describe.skipIf(skip !== undefined)('MongoPool against a private FerretDB', () =
       await frozen.freeze();
       const deadline = () =>
         new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref());
-      // Longer than the ping's own deadline, which is what this test is about.
-      const slow = { timeoutMs: 5_000 };
-      // Two at once: the second has no idle connection and waits on a handshake that never ends.
+      // No reused answer, and longer than the ping's own deadline, which is what this test is about.
+      const fresh = { maxAgeMs: 0, timeoutMs: 5_000 };
+      // One after the other (concurrent calls share one ping): the first ping's connection is
+      // closed when it times out, so the second has no idle one and waits on a handshake that
+      // never ends.
       const checks = await Promise.race([
-        Promise.all([plain.health(slow), plain.health(slow), timed.health(slow)]),
+        (async () => [await plain.health(fresh), await plain.health(fresh), await timed.health(fresh)])(),
         deadline(),
       ]);
       expect(checks).not.toBe('hung');
