@@ -1,8 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { ArgumentLimit, minArgumentBytes, packSettlements } from '../src/providers/settle-batches.js';
+import {
+  ArgumentLimit,
+  minArgumentBytes,
+  packSettlements,
+  type SettleEntry,
+} from '../src/providers/settle-batches.js';
 
-const complete = (id: string, size: number) => ({ id, k: 'c', r: 'x'.repeat(size) });
-const fail = (id: string, size: number) => ({ id, k: 'f', rec: 'y'.repeat(size) });
+const complete = (id: string, size: number): SettleEntry => ({ id, l: 'lease', k: 'c', r: 'x'.repeat(size) });
+const fail = (id: string, size: number): SettleEntry => ({ id, l: 'lease', k: 'f', rec: 'y'.repeat(size) });
 
 describe('packSettlements', () => {
   it('sends the whole array as one argument when it fits', () => {
@@ -21,11 +26,20 @@ describe('packSettlements', () => {
   });
 
   it('leaves out a completion over the limit alone, counting UTF-8 bytes; never a failure', () => {
-    const wide = { id: 'w', k: 'c', r: 'é'.repeat(400) }; // 800 bytes, 400 units
+    const wide: SettleEntry = { id: 'w', l: 'lease', k: 'c', r: 'é'.repeat(400) }; // 800 bytes, 400 units
     const entries = [complete('a', 10), wide, fail('big', 2_000)];
     const { batches, oversized } = packSettlements(entries, 600);
     expect(oversized).toEqual([{ id: 'w', bytes: Buffer.byteLength(JSON.stringify(wide)), maxBytes: 600 }]);
     expect(batches.flatMap((batch) => JSON.parse(batch))).toEqual([entries[0], entries[2]]);
+  });
+
+  it('takes only entries the scripts read: a kind of c or f, a failure with its record (checked by tsc)', () => {
+    // @ts-expect-error an unknown kind: the scripts would settle nothing
+    packSettlements([{ id: 'a', l: 'lease', k: 'x' }], 10);
+    // @ts-expect-error a failure without the record to store
+    packSettlements([{ id: 'a', l: 'lease', k: 'f' }], 10);
+    // @ts-expect-error a completion's result is JSON text, not a value
+    packSettlements([{ id: 'a', l: 'lease', k: 'c', r: { n: 1 } }], 10);
   });
 
   it('gives one empty array when every entry is left out (the exchange still fetches)', () => {

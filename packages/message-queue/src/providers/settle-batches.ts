@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import type { ChildFailurePolicy } from '../job-options.js';
 import type { OversizedSettlement } from '../provider.js';
 
 /** Redis's smallest `proto-max-bulk-len` (1 MiB): an argument this long fits every server. */
@@ -6,11 +7,43 @@ export const minArgumentBytes = 1024 * 1024;
 /** Redis's default `proto-max-bulk-len` (512 MiB), assumed where `CONFIG GET` is refused. */
 export const defaultArgumentBytes = 512 * 1024 * 1024;
 
-/** A settle entry as the Redis scripts take it: `id`, `k` (`'c'` complete, `'f'` fail), … */
-export interface SettleEntry {
+/** What every settle entry carries (the keys the Redis scripts read: short, one per entry). */
+interface SettleEntryBase {
+  /** The job's id. */
   id: string;
-  k: string;
+  /** The lease the try ran under: a settlement of another lease is refused (stale). */
+  l: string | undefined;
+  /** The job's group (RedisProvider: its fair-dispatch bookkeeping). */
+  g?: string;
+  /** A flow child's parent id, and `pol` its `onChildFailure` policy. */
+  par?: string;
+  pol?: ChildFailurePolicy;
 }
+
+/** A completed try. */
+export interface CompleteEntry extends SettleEntryBase {
+  k: 'c';
+  /** The result as JSON text (absent for `undefined`). */
+  r?: string;
+  /** `removeOnComplete`: the job is deleted rather than kept as completed. */
+  rm?: true;
+}
+
+/** A failed try: a retry at `at`, or the dead-letter queue without it. */
+export interface FailEntry extends SettleEntryBase {
+  k: 'f';
+  /** The record to store (encoded), its error history holding this failure. */
+  rec: string;
+  /** The job's priority (RedisProvider: where the retry goes in the waiting set). */
+  pr?: number;
+  /** When the retry runs (ms since epoch); absent: dead-lettered. */
+  at?: number;
+  /** The newest error history entry as JSON (what a flow parent records for this child). */
+  err?: string;
+}
+
+/** A settle entry as the Redis scripts take it (`exchange.lua`), told apart by `k`. */
+export type SettleEntry = CompleteEntry | FailEntry;
 
 /** What {@link packSettlements} returns. */
 export interface SettleBatches {
