@@ -74,8 +74,7 @@ export type RedisJobStateStoreOptions = z.input<typeof redisJobStateStoreOptions
 const verdicts: Record<string, DeliveryVerdict> = { '0': 'drop', '1': 'run', '2': 'requeue', '3': 'run' };
 
 /** One settlement as `rabbitmq-state/exchange.lua` takes it: the stored record runs again at `at`. */
-function settleEntry(settlement: Settlement): SettleEntry {
-  const { record } = settlement;
+function settleEntry(settlement: Settlement, record: JobRecord): SettleEntry {
   const base: Pick<SettleEntry, 'id' | 'l' | 'par' | 'pol'> = { id: record.id, l: record.lease };
   if (record.parent) {
     base.par = record.parent.id;
@@ -206,10 +205,9 @@ export class RedisJobStateStore implements JobStateStore {
   }
 
   async exchange(queue: string, request: StateExchange): Promise<StateExchangeResult> {
-    const settle = request.settle.map((settlement) => settleEntry(settlement));
     // As RedisProvider's: settlements over what Redis takes in one argument go in several calls
     // (the earlier ones judge no delivery), a completion over it alone is not stored.
-    const { last: encoded, earlier, oversized } = await this.#argumentLimit.pack(settle);
+    const { last: encoded, earlier, oversized } = await this.#argumentLimit.pack(request.settle, settleEntry);
     const stale: string[] = [];
     const published: StatePublish[] = [];
     for (const batch of earlier) {

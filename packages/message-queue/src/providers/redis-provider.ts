@@ -65,8 +65,7 @@ export type RedisProviderOptions = z.input<typeof redisProviderOptionsSchema>;
 const capabilities: ProviderCapabilities = allCapabilities;
 
 /** One settlement as `exchange.lua` takes it. */
-function settleEntry(settlement: Settlement): SettleEntry {
-  const { record } = settlement;
+function settleEntry(settlement: Settlement, record: JobRecord): SettleEntry {
   const base: Pick<SettleEntry, 'id' | 'l' | 'g' | 'par' | 'pol'> = { id: record.id, l: record.lease };
   if (record.group !== undefined) base.g = record.group;
   if (record.parent) {
@@ -223,7 +222,6 @@ export class RedisProvider implements QueueProvider {
   async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {
     const state = this.#state(queue);
     state.seen = state.notified;
-    const settle = request.settle.map((settlement) => settleEntry(settlement));
     if (state.weights !== request.groupWeights) {
       state.weights = request.groupWeights;
       state.weightsJson = JSON.stringify(request.groupWeights);
@@ -231,7 +229,7 @@ export class RedisProvider implements QueueProvider {
     // One argument of settlements, unless it is over what Redis takes (`proto-max-bulk-len`):
     // then several, the earlier ones settling only; a completion over it alone is not sent (the
     // worker fails its try). Refused, it failed every exchange carrying it, for ever.
-    const { last: encoded, earlier, oversized } = await this.#argumentLimit.pack(settle);
+    const { last: encoded, earlier, oversized } = await this.#argumentLimit.pack(request.settle, settleEntry);
     const stale: string[] = [];
     const settleOnly = async (batch: string) => {
       const reply = (await this.#runIn('exchange', state, [
