@@ -14,7 +14,7 @@ import { createMysqlPool } from '../../src/mysql.js';
 import { createPgPool } from '../../src/pg.js';
 import { createRedisPool } from '../../src/redis.js';
 import { privateFerretdbSkipReason, startPrivateFerretdb } from './helpers/private-ferretdb.js';
-import { privatePgSkipReason } from './helpers/private-pg.js';
+import { privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
 import { waitFor } from './helpers/wait.js';
 
 // A readiness probe against a hung server must answer `down` with the pool's own reason within
@@ -99,6 +99,41 @@ describe('checkHealth({ timeoutMs }) of a pool whose server is frozen', () => {
     }
   });
 
+  it.skipIf(pgSkip !== undefined)(
+    'PgPool with a frozen replica: degraded, the replica unresponsive (private Postgres pair)',
+    async () => {
+      const cluster = await startPrivatePgCluster();
+      const pool = createPgPool({
+        name: 'frozen-replica',
+        primary: cluster.primaryUrl,
+        replicas: [cluster.replicaUrl],
+        connectTimeoutMs,
+      });
+      try {
+        await waitFor(async () => (await pool.checkHealth({ maxAgeMs: 0 })).status === 'up', 15_000);
+        await cluster.freezeReplica();
+        try {
+          const started = Date.now();
+          const health = await pool.checkHealth({ timeoutMs, maxAgeMs: 0 });
+          expect(Date.now() - started).toBeLessThan(answeredWithin);
+          expect(health.status).toBe('degraded');
+          expect(health.cause).toBeInstanceOf(HealthCheckTimeoutError);
+          expect(health.primary.healthy).toBe(true);
+          expect(health.replicas[0]).toMatchObject({
+            healthy: false,
+            reason: 'unresponsive',
+            errorCode: 'NOA_POOL_HEALTH_CHECK_TIMEOUT',
+          });
+        } finally {
+          await cluster.thawReplica();
+        }
+      } finally {
+        await pool.close();
+        await cluster.destroy();
+      }
+    },
+  );
+
   it.skipIf(!mysqlReachable)('MysqlPool (shared MariaDB behind a frozen TCP proxy)', async () => {
     const proxy = await startTcpProxy({
       host: new URL(mysqlUrl).hostname,
@@ -136,7 +171,7 @@ describe('checkHealth({ timeoutMs }) of a pool whose server is frozen', () => {
       serverSelectionTimeoutMs: connectTimeoutMs,
     });
     try {
-      expect((await pool.health()).healthy).toBe(true);
+      expect((await pool.health({ timeoutMs: 5_000 })).healthy).toBe(true);
       await server.freeze();
       try {
         const started = Date.now();
