@@ -13,7 +13,8 @@ export type AnyConnectionPoolError =
   | QueryTimeoutError
   | TransactionRetryError
   | DriverNotInstalledError
-  | AuthenticationFailedError;
+  | AuthenticationFailedError
+  | HealthCheckTimeoutError;
 
 /** The codes of this package's errors: a `ConnectionPoolError`'s `code` is one of them, so a `switch` on it can be exhaustive. */
 export type ConnectionPoolErrorCode = AnyConnectionPoolError['code'];
@@ -97,6 +98,20 @@ export class QueryTimeoutError extends ConnectionPoolError<'NOA_POOL_QUERY_TIMEO
   constructor(server: string, timeoutMs: number) {
     super('NOA_POOL_QUERY_TIMEOUT', `${server}: query did not answer within ${timeoutMs} ms`, {
       details: { server, timeoutMs },
+    });
+  }
+}
+
+/**
+ * A health check (`checkHealth()`, `MongoPool#health()`) got no answer within its `timeoutMs`:
+ * the server is frozen, partitioned or overloaded. The check reports `down` with this as its
+ * `cause` instead of hanging a readiness probe; the probe itself goes on under the pool's own
+ * deadline, and the next check joins it rather than sending another.
+ */
+export class HealthCheckTimeoutError extends ConnectionPoolError<'NOA_POOL_HEALTH_CHECK_TIMEOUT'> {
+  constructor(pool: string, timeoutMs: number) {
+    super('NOA_POOL_HEALTH_CHECK_TIMEOUT', `${pool}: health check got no answer within ${timeoutMs} ms`, {
+      details: { pool, timeoutMs },
     });
   }
 }

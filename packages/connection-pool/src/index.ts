@@ -38,11 +38,13 @@ export {
   type ConnectionPoolErrorCode,
   DrainTimeoutError,
   DriverNotInstalledError,
+  HealthCheckTimeoutError,
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
+export { type CheckHealthOptions, checkHealthOptionsSchema } from './health.js';
 export { type AcquireOptions, type CloseReport, type LeakReport, Pool, type PoolStats } from './pool.js';
 export { type PoolOptions, poolOptionsSchema, type ResourceFactory } from './pool-options.js';
 export {

@@ -33,7 +33,7 @@ import {
   PoolClosedError,
   QueryTimeoutError,
 } from './errors.js';
-import { serverReport } from './health.js';
+import { type CheckHealthOptions, HealthCheckGate, serverReport } from './health.js';
 import { lazyPeer } from './lazy-peer.js';
 import { type PoolMetrics, poolMetrics, routedHelp } from './metrics.js';
 import type { PoolStats } from './pool.js';
@@ -166,6 +166,7 @@ export class MongoPool {
   #open = 0;
   #waiting = 0;
   #errors = 0;
+  readonly #healthCheck: HealthCheckGate<MongoPoolHealth>;
 
   constructor(options: MongoPoolOptions) {
     this.options = parseOptions('mongo pool', mongoPoolOptionsSchema, options);
@@ -186,6 +187,26 @@ export class MongoPool {
     });
     // Only `run()` listens; a close with no run() pending must not be an unhandled rejection.
     this.#closedSignal.catch(() => {});
+    this.#healthCheck = new HealthCheckGate(
+      this.options.name,
+      () => this.#ping(),
+      (error) => ({
+        ...serverReport(this.options.name, {
+          closed: false,
+          healthy: false,
+          reason: 'unresponsive',
+          error,
+          stats: this.stats,
+          now: Date.now(),
+        }),
+        healthy: false,
+        error: errorText(error),
+        errorCode: error.code,
+        stats: this.stats,
+        checkoutErrors: this.#errors,
+      }),
+      () => (this.#closed ? this.#closedHealth() : undefined),
+    );
   }
 
   /**
@@ -323,8 +344,8 @@ export class MongoPool {
   }
 
   /**
-   * Pings the deployment; healthy when it answers within `serverSelectionTimeoutMs` (a frozen
-   * server counts as down after that long too). Unhealthy once closed. `error` is the failure as
+   * Pings the deployment; healthy when it answers in time (`timeoutMs` below; the ping itself
+   * gives up after `serverSelectionTimeoutMs`). Unhealthy once closed. `error` is the failure as
    * text with the reasons under it (its `cause` chain, as the SQL pools' `health()` gives it),
    * `errorCode` the code of the error `run()` would throw for it:
    * `NOA_POOL_BACKEND_UNAVAILABLE` (no server reachable, or none answered the ping within
@@ -332,27 +353,42 @@ export class MongoPool {
    * credentials), `NOA_POOL_DRIVER_NOT_INSTALLED` (`mongodb` is missing: nothing was sent),
    * `NOA_POOL_CLOSED`; undefined for an error `run()` passes through (the driver's own).
    * Also a {@link HealthReport}: `down` while unhealthy, with that error as `cause`, else `up`.
+   *
+   * `options` ({@link CheckHealthOptions}): concurrent calls share one ping; an answer younger
+   * than `maxAgeMs` (default 1 s) is returned again without a ping (readiness endpoints are
+   * polled often); with no answer within `timeoutMs` (default 500 ms) it reports unhealthy with
+   * a `HealthCheckTimeoutError` (`NOA_POOL_HEALTH_CHECK_TIMEOUT`) while the ping goes on (up to
+   * `serverSelectionTimeoutMs`), the next call joining it. Bad options reject with `ConfigError`.
    */
-  async health(): Promise<MongoPoolHealth> {
-    const report = (healthy: boolean, error?: unknown) =>
-      serverReport(this.options.name, {
-        closed: this.#closed,
-        healthy,
-        error,
-        stats: this.stats,
-        now: Date.now(),
-      });
-    if (this.#closed) {
-      const closed = new PoolClosedError(this.options.name);
-      return {
-        ...report(false, closed),
-        healthy: false,
-        error: errorText(closed),
-        errorCode: closed.code,
-        stats: this.stats,
-        checkoutErrors: this.#errors,
-      };
-    }
+  health(options?: CheckHealthOptions): Promise<MongoPoolHealth> {
+    return this.#healthCheck.check(options);
+  }
+
+  #closedHealth(): MongoPoolHealth {
+    const closed = new PoolClosedError(this.options.name);
+    return {
+      ...this.#serverReport(false, closed),
+      healthy: false,
+      error: errorText(closed),
+      errorCode: closed.code,
+      stats: this.stats,
+      checkoutErrors: this.#errors,
+    };
+  }
+
+  #serverReport(healthy: boolean, error?: unknown): HealthReport {
+    return serverReport(this.options.name, {
+      closed: this.#closed,
+      healthy,
+      error,
+      stats: this.stats,
+      now: Date.now(),
+    });
+  }
+
+  /** One ping of the deployment, as `health()` reports it. */
+  async #ping(): Promise<MongoPoolHealth> {
+    const report = (healthy: boolean, error?: unknown) => this.#serverReport(healthy, error);
     // The driver sets no socket timeout, so a frozen or partitioned server would hold the ping
     // forever. An abort signal ends the wait and closes that connection; the per-operation
     // `timeoutMS` did not fire on a socket read here (driver 7.9), so it is not relied on.

@@ -10,7 +10,7 @@ import {
   PoolClosedError,
   QueryTimeoutError,
 } from './errors.js';
-import { serverReport } from './health.js';
+import { type CheckHealthOptions, HealthCheckGate, serverReport } from './health.js';
 import { lazyPeer } from './lazy-peer.js';
 import { errorsHelp } from './metrics.js';
 import { type AcquireOptions, type CloseReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
@@ -167,6 +167,7 @@ export class RedisPool {
   #probing: Promise<void> | undefined;
   /** Aborted by close(): the probe in flight gives up instead of holding close() for its deadline. */
   #probeAbort: AbortController | undefined;
+  readonly #healthCheck: HealthCheckGate<RedisPoolHealth>;
 
   constructor(options: RedisPoolOptions) {
     const { redis, connectTimeoutMs, queryTimeoutMs, healthCheckIntervalMs, ...poolOptions } = parseOptions(
@@ -237,6 +238,33 @@ export class RedisPool {
       this.#probeTimer = setInterval(() => void this.#probeOnce(), healthCheckIntervalMs);
       this.#probeTimer.unref();
     }
+    this.#healthCheck = new HealthCheckGate(
+      this.pool.name,
+      async () => {
+        await this.#probeOnce();
+        return this.health();
+      },
+      (error) => {
+        const stats = this.pool.stats;
+        const report = serverReport(this.pool.name, {
+          closed: this.#closed,
+          healthy: false,
+          reason: 'unresponsive',
+          error,
+          stats,
+          now: Date.now(),
+        });
+        return {
+          ...report,
+          healthy: false,
+          reason: 'unresponsive',
+          error: errorText(error),
+          errorCode: error.code,
+          stats,
+        };
+      },
+      () => (this.#closed ? this.health() : undefined),
+    );
   }
 
   /** Borrows a connection (see `Pool#acquire`). */
@@ -319,10 +347,14 @@ export class RedisPool {
    * probes: `health()` alone is healthy before the first connect and, without
    * `healthCheckIntervalMs`, stays `down` after an outage until traffic connects. A server back
    * from an outage shows healthy once the connect backoff (at most `maxBackoffMs`) has run out.
+   *
+   * `options` ({@link CheckHealthOptions}): with no answer within `timeoutMs` (default 500 ms)
+   * it reports `down`, reason `unresponsive`, with a `HealthCheckTimeoutError` as `cause`; an
+   * answer younger than `maxAgeMs` (default 1 s) is returned again without a PING. Bad options
+   * reject with `ConfigError`.
    */
-  async checkHealth(): Promise<RedisPoolHealth> {
-    await this.#probeOnce();
-    return this.health();
+  checkHealth(options?: CheckHealthOptions): Promise<RedisPoolHealth> {
+    return this.#healthCheck.check(options);
   }
 
   #probeOnce(): Promise<void> {

@@ -39,12 +39,13 @@ import {
   BackendUnavailableError,
   DrainTimeoutError,
   errorText,
+  type HealthCheckTimeoutError,
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
   TransactionRetryError,
 } from './errors.js';
-import { clusterReport, type ServerState } from './health.js';
+import { type CheckHealthOptions, clusterReport, HealthCheckGate, type ServerState } from './health.js';
 import { errorsHelp, type ReplicaMetrics, replicaMetrics, routedHelp } from './metrics.js';
 import { type CloseReport, type LeakReport, lendsWithoutWaiting, Pool, type PoolStats } from './pool.js';
 import { redactOptions } from './redact.js';
@@ -193,6 +194,7 @@ export class SqlCluster<Conn, Config, Result> {
   readonly #timedOut = new WeakMap<object, number>();
   #closed = false;
   #draining: Promise<void> | undefined;
+  readonly #healthCheck: HealthCheckGate<ClusterHealth>;
 
   constructor(driver: SqlDriver<Conn, Config, Result>, options: ClusterOptions<Config>) {
     this.options = parseOptions(`${driver.name} pool`, clusterOptionsSchema, options);
@@ -244,6 +246,15 @@ export class SqlCluster<Conn, Config, Result> {
       this.#healthTimer.unref();
       void this.#checkReplicas();
     }
+    this.#healthCheck = new HealthCheckGate(
+      this.options.name,
+      async () => {
+        await Promise.all([this.#probePrimary(), this.#checkReplicas()]);
+        return this.health();
+      },
+      (error) => this.#report(error),
+      () => (this.#closed ? this.health() : undefined),
+    );
   }
 
   /** Where `sql` would go (ignoring sessions and health): for logs, tests and EXPLAIN-style tooling. */
@@ -407,20 +418,33 @@ export class SqlCluster<Conn, Config, Result> {
    * `degraded` while a replica is out of rotation; else `up`.
    */
   health(): ClusterHealth {
+    return this.#report(undefined);
+  }
+
+  /**
+   * `health()`, with every server whose probe is still in flight `unresponsive`, `overdue` the
+   * error behind it (a `checkHealth()` that ran out of time).
+   */
+  #report(overdue: HealthCheckTimeoutError | undefined): ClusterHealth {
     const primaryReason = (node: ServerNode<Conn, Config>) =>
       node.unresponsive ? 'unresponsive' : node.pool.backendDown ? 'down' : undefined;
     const view = (node: ServerNode<Conn, Config>): ServerHealth => {
-      const reason = node.role === 'primary' ? primaryReason(node) : node.reason;
+      const late = overdue !== undefined && node.checking !== undefined;
+      const reason = late ? 'unresponsive' : node.role === 'primary' ? primaryReason(node) : node.reason;
       const health: ServerHealth = {
         name: node.name,
         role: node.role,
-        healthy: node.role === 'primary' ? reason === undefined : node.healthy,
+        healthy: late ? false : node.role === 'primary' ? reason === undefined : node.healthy,
         reason,
         lagMs: node.lagMs,
         stats: node.pool.stats,
       };
       // A connect failing now says more than an older failed probe.
-      const error = reason === 'down' ? (node.pool.backendError ?? node.downError) : undefined;
+      const error = late
+        ? overdue
+        : reason === 'down'
+          ? (node.pool.backendError ?? node.downError)
+          : undefined;
       if (error !== undefined) {
         health.error = errorText(error);
         if (error instanceof NoaError) health.errorCode = error.code;
@@ -450,10 +474,15 @@ export class SqlCluster<Conn, Config, Result> {
    * after an outage until traffic connects. A server back from an outage shows healthy once the
    * pool's connect backoff (at most `pool.maxBackoffMs`) has run out; a primary whose every
    * connection is busy is not pinged (its traffic is the check).
+   *
+   * `options` ({@link CheckHealthOptions}): a server whose probe has not answered within
+   * `timeoutMs` (default 500 ms) is reported `unresponsive` with a `HealthCheckTimeoutError`
+   * (the primary: the cluster is `down`; a replica: out of rotation in the report, `degraded`);
+   * an answer younger than `maxAgeMs` (default 1 s) is returned again without probing. Bad
+   * options reject with `ConfigError`.
    */
-  async checkHealth(): Promise<ClusterHealth> {
-    await Promise.all([this.#probePrimary(), this.#checkReplicas()]);
-    return this.health();
+  checkHealth(options?: CheckHealthOptions): Promise<ClusterHealth> {
+    return this.#healthCheck.check(options);
   }
 
   /**

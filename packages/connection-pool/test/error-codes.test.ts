@@ -9,6 +9,7 @@ import {
   type ConnectionPoolErrorCode,
   DrainTimeoutError,
   DriverNotInstalledError,
+  HealthCheckTimeoutError,
   NoaError,
   NotBorrowedError,
   PoolClosedError,
@@ -31,6 +32,7 @@ const errors = [
   new TransactionRetryError(3, new Error('deadlock')),
   new DriverNotInstalledError('pg'),
   new AuthenticationFailedError('p', new Error('password authentication failed')),
+  new HealthCheckTimeoutError('p', 500),
 ] as const;
 
 function handled(error: AnyConnectionPoolError): string {
@@ -46,6 +48,7 @@ function handled(error: AnyConnectionPoolError): string {
     case 'NOA_POOL_TRANSACTION_RETRIES_EXHAUSTED':
     case 'NOA_POOL_DRIVER_NOT_INSTALLED':
     case 'NOA_POOL_AUTH_FAILED':
+    case 'NOA_POOL_HEALTH_CHECK_TIMEOUT':
       return error.code;
     default: {
       const unhandled: never = error;
@@ -68,6 +71,7 @@ describe('@noa/connection-pool error codes', () => {
       | 'NOA_POOL_TRANSACTION_RETRIES_EXHAUSTED'
       | 'NOA_POOL_DRIVER_NOT_INSTALLED'
       | 'NOA_POOL_AUTH_FAILED'
+      | 'NOA_POOL_HEALTH_CHECK_TIMEOUT'
     >();
     expectTypeOf<ConnectionPoolError['code']>().toEqualTypeOf<ConnectionPoolErrorCode>();
   });
@@ -84,6 +88,7 @@ describe('@noa/connection-pool error codes', () => {
       'NOA_POOL_TRANSACTION_RETRIES_EXHAUSTED',
       'NOA_POOL_DRIVER_NOT_INSTALLED',
       'NOA_POOL_AUTH_FAILED',
+      'NOA_POOL_HEALTH_CHECK_TIMEOUT',
     ]);
     for (const error of errors) {
       expect(error).toBeInstanceOf(ConnectionPoolError);

@@ -27,6 +27,9 @@ function fakeDriver(lag: { ms: number; down?: boolean }): SqlDriver<object, stri
   };
 }
 
+/** Every checkHealth() here probes: no answer is reused. */
+const fresh = { maxAgeMs: 0 };
+
 /** One lag probe per replica happens at construction; later ones only through checkHealth(). */
 function cluster(registry: Registry, name: string, lag: { ms: number; down?: boolean }) {
   return new SqlCluster(fakeDriver(lag), {
@@ -58,19 +61,19 @@ describe('replica_in_rotation and replica_lag_seconds', () => {
     const a = cluster(registry, 'orders', lagA);
     const b = cluster(registry, 'orders', lagB);
     try {
-      await a.checkHealth();
-      await b.checkHealth();
+      await a.checkHealth(fresh);
+      await b.checkHealth(fresh);
       expect(await series(registry, 'replica_in_rotation', 'orders')).toBe(2);
       expect(await series(registry, 'replica_lag_seconds', 'orders')).toBe(0.7);
       // The older value of the other cluster is not overwritten by a later probe of this one.
       lagA.ms = 100;
-      await a.checkHealth();
+      await a.checkHealth(fresh);
       expect(await series(registry, 'replica_lag_seconds', 'orders')).toBe(0.7);
 
       // b's replica falls behind (two probes over the bound): out of its rotation, not a's.
       lagB.ms = 5_000;
-      await b.checkHealth();
-      await b.checkHealth();
+      await b.checkHealth(fresh);
+      await b.checkHealth(fresh);
       expect(b.health().replicas[0]!.healthy).toBe(false);
       expect(await series(registry, 'replica_in_rotation', 'orders')).toBe(1);
       expect(await series(registry, 'replica_lag_seconds', 'orders')).toBe(5);
@@ -92,7 +95,7 @@ describe('replica_in_rotation and replica_lag_seconds', () => {
   it('a probe answering after close() does not bring the series back', async () => {
     const registry = new Registry();
     const db = cluster(registry, 'late', { ms: 10 });
-    const probing = db.checkHealth();
+    const probing = db.checkHealth(fresh);
     await db.close();
     await probing.catch(() => {});
     expect(await series(registry, 'replica_in_rotation', 'late')).toBeUndefined();
@@ -104,16 +107,16 @@ describe('replica_in_rotation and replica_lag_seconds', () => {
     const lag = { ms: 300, down: false };
     const db = cluster(registry, 'stopped', lag);
     try {
-      await db.checkHealth();
+      await db.checkHealth(fresh);
       expect(await series(registry, 'replica_lag_seconds', 'stopped')).toBe(0.3);
       lag.ms = Number.POSITIVE_INFINITY;
-      await db.checkHealth();
+      await db.checkHealth(fresh);
       expect(await series(registry, 'replica_lag_seconds', 'stopped')).toBeUndefined();
       lag.ms = 300;
-      await db.checkHealth();
+      await db.checkHealth(fresh);
       expect(await series(registry, 'replica_lag_seconds', 'stopped')).toBe(0.3);
       lag.down = true;
-      await db.checkHealth();
+      await db.checkHealth(fresh);
       expect(db.health().replicas[0]!.reason).toBe('down');
       expect(await series(registry, 'replica_lag_seconds', 'stopped')).toBeUndefined();
       expect(await series(registry, 'replica_in_rotation', 'stopped')).toBe(0);
@@ -128,7 +131,7 @@ describe('replica_in_rotation and replica_lag_seconds', () => {
       replicas: ['replica'],
       healthCheckIntervalMs: 3_600_000,
     });
-    await db.checkHealth();
+    await db.checkHealth(fresh);
     await db.close();
   });
 });

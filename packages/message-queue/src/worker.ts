@@ -15,6 +15,7 @@ import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { type BackendDown, BackendHealth, type BackendState, type BackendUp } from './backend-health.js';
 import { type BackoffStrategy, backoffDelay } from './backoff.js';
+import { cutText } from './error-history.js';
 import {
   BackendUnavailableError,
   JobCancelledError,
@@ -204,11 +205,7 @@ function errorEntry(error: Error, attempt: number, at: number): JobErrorEntry {
 
 /** The message cut to `maxErrorMessageLength` (not inside a surrogate pair), saying so. */
 function boundedMessage(message: string): string {
-  if (message.length <= maxErrorMessageLength) return message;
-  let end = maxErrorMessageLength;
-  const last = message.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
-  return `${message.slice(0, end)}… (truncated from ${message.length} characters)`;
+  return cutText(message, maxErrorMessageLength);
 }
 
 /**

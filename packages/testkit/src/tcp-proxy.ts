@@ -12,6 +12,13 @@ export interface TcpProxy {
   sever(): void;
   /** Passes new connections through again after {@link sever}. */
   mend(): void;
+  /**
+   * As a frozen server looks (SIGSTOP, a silent partition): connections stay open and new ones
+   * are accepted, but nothing is passed on in either direction until {@link thaw}.
+   */
+  freeze(): void;
+  /** Passes on what was held back during {@link freeze}, and everything after it. */
+  thaw(): void;
   /** As a stopped server looks: connections reset and new ones refused (nothing listens) until {@link up}. */
   down(): Promise<void>;
   /** Listens again on the same port and passes connections through. */
@@ -30,6 +37,9 @@ export async function startTcpProxy(to: { host: string; port: number } | string)
     : (to as { host: string; port: number });
   const sockets = new Set<Socket>();
   let severed = false;
+  let frozen = false;
+  /** The data held back while frozen, in order, with the socket it goes to. */
+  const held: { to: Socket; chunk: Buffer }[] = [];
   let port = 0;
   const server: Server = createServer((client) => {
     if (severed) {
@@ -46,8 +56,14 @@ export async function startTcpProxy(to: { host: string; port: number } | string)
         upstream.destroy();
       });
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    // By hand rather than pipe(): a frozen proxy must keep reading (as the frozen server's
+    // kernel still accepts bytes) and forward nothing.
+    const forward = (to: Socket) => (chunk: Buffer) => {
+      if (frozen) held.push({ to, chunk });
+      else to.write(chunk);
+    };
+    client.on('data', forward(upstream));
+    upstream.on('data', forward(client));
   });
   const listen = () =>
     new Promise<void>((resolve, reject) => {
@@ -74,6 +90,13 @@ export async function startTcpProxy(to: { host: string; port: number } | string)
     sever,
     mend: () => {
       severed = false;
+    },
+    freeze: () => {
+      frozen = true;
+    },
+    thaw: () => {
+      frozen = false;
+      for (const { to, chunk } of held.splice(0)) if (!to.destroyed) to.write(chunk);
     },
     down,
     up: async () => {

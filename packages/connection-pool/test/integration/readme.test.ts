@@ -17,6 +17,7 @@ const expectedLogs: ((logs: unknown[][]) => void)[] = [
   (logs) => expect(logs).toEqual([[2], [40]]),
   (logs) => expect(logs).toEqual([[[1, 'a']], [{ n: 2 }]]),
   (logs) => expect(logs[0]).toEqual([true]),
+  (logs) => expect(logs[0]).toEqual([true, 'up']),
   (logs) => expect(logs[0]).toEqual([false, 'down', 'NOA_POOL_BACKEND_UNAVAILABLE']),
   (logs) =>
     expect(logs).toEqual([

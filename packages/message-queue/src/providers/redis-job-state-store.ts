@@ -8,6 +8,7 @@ import type {
   LeaseRenewal,
   MaintenanceResult,
   RetentionPolicy,
+  Settlement,
 } from '../provider.js';
 import { type JobStateScriptName, loadJobStateScripts } from './job-state-scripts.js';
 import type {
@@ -40,7 +41,7 @@ import {
   redisPrefixOption,
 } from './redis-options.js';
 import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
-import { ArgumentLimit, type SettleEntry } from './settle-batches.js';
+import { ArgumentLimit, type CompleteEntry, type FailEntry, type SettleEntry } from './settle-batches.js';
 
 /** Options of {@link RedisJobStateStore}. */
 export const redisJobStateStoreOptionsSchema = z
@@ -71,6 +72,27 @@ export type RedisJobStateStoreOptions = z.input<typeof redisJobStateStoreOptions
 
 /** '3': run under a lease of its own (a takeover, see exchange.lua). */
 const verdicts: Record<string, DeliveryVerdict> = { '0': 'drop', '1': 'run', '2': 'requeue', '3': 'run' };
+
+/** One settlement as `rabbitmq-state/exchange.lua` takes it: the stored record runs again at `at`. */
+function settleEntry(settlement: Settlement, record: JobRecord): SettleEntry {
+  const base: Pick<SettleEntry, 'id' | 'l' | 'par' | 'pol'> = { id: record.id, l: record.lease };
+  if (record.parent) {
+    base.par = record.parent.id;
+    base.pol = record.parent.onChildFailure;
+  }
+  if (settlement.kind === 'complete') {
+    const entry: CompleteEntry = { ...base, k: 'c' };
+    if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
+    if (record.removeOnComplete) entry.rm = true;
+    return entry;
+  }
+  const stored = settlement.retryAt === null ? record : { ...record, availableAt: settlement.retryAt };
+  const entry: FailEntry = { ...base, k: 'f', rec: encodeRecord(stored) };
+  if (settlement.retryAt !== null) entry.at = settlement.retryAt;
+  const last = record.errors.at(-1);
+  if (last) entry.err = JSON.stringify(last);
+  return entry;
+}
 
 /** Reads the flat `id, token, record` triples a script returns. */
 function publishes(flat: unknown[], from: number): StatePublish[] {
@@ -183,35 +205,9 @@ export class RedisJobStateStore implements JobStateStore {
   }
 
   async exchange(queue: string, request: StateExchange): Promise<StateExchangeResult> {
-    const settle = request.settle.map((settlement) => {
-      const { record } = settlement;
-      const entry: Record<string, unknown> = { id: record.id, l: record.lease };
-      if (record.parent) {
-        entry.par = record.parent.id;
-        entry.pol = record.parent.onChildFailure;
-      }
-      if (settlement.kind === 'complete') {
-        entry.k = 'c';
-        if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
-        if (record.removeOnComplete) entry.rm = true;
-      } else {
-        entry.k = 'f';
-        entry.rec = encodeRecord(
-          settlement.retryAt === null ? record : { ...record, availableAt: settlement.retryAt },
-        );
-        if (settlement.retryAt !== null) entry.at = settlement.retryAt;
-        const last = record.errors.at(-1);
-        if (last) entry.err = JSON.stringify(last);
-      }
-      return entry;
-    });
     // As RedisProvider's: settlements over what Redis takes in one argument go in several calls
     // (the earlier ones judge no delivery), a completion over it alone is not stored.
-    const {
-      last: encoded,
-      earlier,
-      oversized,
-    } = await this.#argumentLimit.pack(settle as unknown as SettleEntry[]);
+    const { last: encoded, earlier, oversized } = await this.#argumentLimit.pack(request.settle, settleEntry);
     const stale: string[] = [];
     const published: StatePublish[] = [];
     for (const batch of earlier) {

@@ -13,6 +13,7 @@ import {
   type ProviderCapabilities,
   type QueueProvider,
   type RetentionPolicy,
+  type Settlement,
 } from '../provider.js';
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
@@ -36,7 +37,7 @@ import {
 } from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
 import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
-import { ArgumentLimit, type SettleEntry } from './settle-batches.js';
+import { ArgumentLimit, type CompleteEntry, type FailEntry, type SettleEntry } from './settle-batches.js';
 import { Wakers } from './wakers.js';
 
 /** Options of {@link RedisProvider}. */
@@ -62,6 +63,27 @@ export const redisProviderOptionsSchema = z
 export type RedisProviderOptions = z.input<typeof redisProviderOptionsSchema>;
 
 const capabilities: ProviderCapabilities = allCapabilities;
+
+/** One settlement as `exchange.lua` takes it. */
+function settleEntry(settlement: Settlement, record: JobRecord): SettleEntry {
+  const base: Pick<SettleEntry, 'id' | 'l' | 'g' | 'par' | 'pol'> = { id: record.id, l: record.lease };
+  if (record.group !== undefined) base.g = record.group;
+  if (record.parent) {
+    base.par = record.parent.id;
+    base.pol = record.parent.onChildFailure;
+  }
+  if (settlement.kind === 'complete') {
+    const entry: CompleteEntry = { ...base, k: 'c' };
+    if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
+    if (record.removeOnComplete) entry.rm = true;
+    return entry;
+  }
+  const entry: FailEntry = { ...base, k: 'f', rec: encodeRecord(record), pr: record.priority };
+  if (settlement.retryAt !== null) entry.at = settlement.retryAt;
+  const last = record.errors.at(-1);
+  if (last) entry.err = JSON.stringify(last);
+  return entry;
+}
 
 interface QueueState {
   /** The queue's key prefix and its meta key (the script's one declared key), built once. */
@@ -200,28 +222,6 @@ export class RedisProvider implements QueueProvider {
   async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {
     const state = this.#state(queue);
     state.seen = state.notified;
-    const settle = request.settle.map((settlement) => {
-      const { record } = settlement;
-      const entry: Record<string, unknown> = { id: record.id, l: record.lease };
-      if (record.group !== undefined) entry.g = record.group;
-      if (record.parent) {
-        entry.par = record.parent.id;
-        entry.pol = record.parent.onChildFailure;
-      }
-      if (settlement.kind === 'complete') {
-        entry.k = 'c';
-        if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
-        if (record.removeOnComplete) entry.rm = true;
-      } else {
-        entry.k = 'f';
-        entry.rec = encodeRecord(record);
-        entry.pr = record.priority;
-        if (settlement.retryAt !== null) entry.at = settlement.retryAt;
-        const last = record.errors.at(-1);
-        if (last) entry.err = JSON.stringify(last);
-      }
-      return entry;
-    });
     if (state.weights !== request.groupWeights) {
       state.weights = request.groupWeights;
       state.weightsJson = JSON.stringify(request.groupWeights);
@@ -229,11 +229,7 @@ export class RedisProvider implements QueueProvider {
     // One argument of settlements, unless it is over what Redis takes (`proto-max-bulk-len`):
     // then several, the earlier ones settling only; a completion over it alone is not sent (the
     // worker fails its try). Refused, it failed every exchange carrying it, for ever.
-    const {
-      last: encoded,
-      earlier,
-      oversized,
-    } = await this.#argumentLimit.pack(settle as unknown as SettleEntry[]);
+    const { last: encoded, earlier, oversized } = await this.#argumentLimit.pack(request.settle, settleEntry);
     const stale: string[] = [];
     const settleOnly = async (batch: string) => {
       const reply = (await this.#runIn('exchange', state, [

@@ -1,15 +1,86 @@
 import type { Cluster, Redis } from 'ioredis';
-import type { OversizedSettlement } from '../provider.js';
+import { cutHistory } from '../error-history.js';
+import type { ChildFailurePolicy } from '../job-options.js';
+import type { JobRecord } from '../job-record.js';
+import type { OversizedSettlement, Settlement } from '../provider.js';
 
 /** Redis's smallest `proto-max-bulk-len` (1 MiB): an argument this long fits every server. */
 export const minArgumentBytes = 1024 * 1024;
 /** Redis's default `proto-max-bulk-len` (512 MiB), assumed where `CONFIG GET` is refused. */
 export const defaultArgumentBytes = 512 * 1024 * 1024;
 
-/** A settle entry as the Redis scripts take it: `id`, `k` (`'c'` complete, `'f'` fail), … */
-export interface SettleEntry {
+/** What every settle entry carries (the keys the Redis scripts read: short, one per entry). */
+interface SettleEntryBase {
+  /** The job's id. */
   id: string;
-  k: string;
+  /** The lease the try ran under: a settlement of another lease is refused (stale). */
+  l: string | undefined;
+  /** The job's group (RedisProvider: its fair-dispatch bookkeeping). */
+  g?: string;
+  /** A flow child's parent id, and `pol` its `onChildFailure` policy. */
+  par?: string;
+  pol?: ChildFailurePolicy;
+}
+
+/** A completed try. */
+export interface CompleteEntry extends SettleEntryBase {
+  k: 'c';
+  /** The result as JSON text (absent for `undefined`). */
+  r?: string;
+  /** `removeOnComplete`: the job is deleted rather than kept as completed. */
+  rm?: true;
+}
+
+/** A failed try: a retry at `at`, or the dead-letter queue without it. */
+export interface FailEntry extends SettleEntryBase {
+  k: 'f';
+  /** The record to store (encoded), its error history holding this failure. */
+  rec: string;
+  /** The job's priority (RedisProvider: where the retry goes in the waiting set). */
+  pr?: number;
+  /** When the retry runs (ms since epoch); absent: dead-lettered. */
+  at?: number;
+  /** The newest error history entry as JSON (what a flow parent records for this child). */
+  err?: string;
+}
+
+/** A settle entry as the Redis scripts take it (`exchange.lua`), told apart by `k`. */
+export type SettleEntry = CompleteEntry | FailEntry;
+
+/**
+ * Builds one settlement's entry, storing `record` (the settlement's own, or one whose error
+ * history {@link fitFailure} cut).
+ */
+export type SettleEntryBuilder = (settlement: Settlement, record: JobRecord) => SettleEntry;
+
+/** The cuts of a failure's error history, gentlest first, tried until its entry fits. */
+const historyCuts = [
+  { keep: Number.POSITIVE_INFINITY, maxChars: 1_024 },
+  { keep: 1, maxChars: 1_024 },
+  { keep: 1, maxChars: 0 },
+] as const;
+
+/**
+ * A failure's entry that fits an argument of `maxBytes`: `entry` when it does, else rebuilt with
+ * the record's error history cut step by step (every message to 1,024 characters, then only the
+ * newest entry, then its message to nothing but the marker), each cut saying so. A record near
+ * the limit at add, its error history added, was over it: Redis refused every exchange carrying
+ * it, and the worker settled nothing else. Still over after the last cut (the job's own data
+ * is), it is returned as cut and sent alone. Pure.
+ */
+export function fitFailure(
+  settlement: Settlement,
+  entry: SettleEntry,
+  build: SettleEntryBuilder,
+  maxBytes: number,
+): SettleEntry {
+  let fitted = entry;
+  for (const { keep, maxChars } of historyCuts) {
+    if (Buffer.byteLength(JSON.stringify(fitted)) + 2 <= maxBytes) return fitted;
+    const errors = cutHistory(settlement.record.errors, keep, maxChars);
+    fitted = build(settlement, { ...settlement.record, errors });
+  }
+  return fitted;
 }
 
 /** What {@link packSettlements} returns. */
@@ -25,8 +96,8 @@ export interface SettleBatches {
  * argument each). Fast path: the whole array as one argument when it is surely small enough
  * (3 UTF-8 bytes at most per UTF-16 unit) or measured so. Else the entries are packed greedily
  * into arrays of at most `maxBytes`; a completion whose entry alone is over it is left out and
- * named in `oversized` (its try is to fail). A failure's entry is never left out: its record was
- * taken at add and its error message is bounded, so it is sent (alone if need be) as before.
+ * named in `oversized` (its try is to fail). A failure's entry is never left out (it was fitted
+ * first, {@link fitFailure}): it is sent, alone if need be.
  * Pure: the limit comes from the caller.
  */
 export function packSettlements(entries: readonly SettleEntry[], maxBytes: number): SettleBatches {
@@ -90,14 +161,19 @@ export class ArgumentLimit {
   }
 
   /**
-   * `entries` as the arguments of one exchange: one JSON array (no round trip, no measuring when
-   * it surely fits), else packed by {@link packSettlements} under the server's limit.
+   * The entries of `settlements` (made by `build`) as the arguments of one exchange: one JSON
+   * array (no round trip, no measuring when it surely fits), else each failure fitted under the
+   * server's limit ({@link fitFailure}) and all packed by {@link packSettlements}.
    */
-  async pack(entries: readonly SettleEntry[]): Promise<SettleArguments> {
-    const whole = entries.length === 0 ? '[]' : JSON.stringify(entries);
+  async pack(settlements: readonly Settlement[], build: SettleEntryBuilder): Promise<SettleArguments> {
+    const built = settlements.map((settlement) => build(settlement, settlement.record));
+    const whole = built.length === 0 ? '[]' : JSON.stringify(built);
     const maxBytes = await this.for(whole.length);
     if (whole.length * 3 <= maxBytes || Buffer.byteLength(whole) <= maxBytes)
       return { last: whole, earlier: [] };
+    const entries = built.map((entry, index) =>
+      entry.k === 'f' ? fitFailure(settlements[index]!, entry, build, maxBytes) : entry,
+    );
     const { batches, oversized } = packSettlements(entries, maxBytes);
     const last = batches.pop()!;
     return oversized.length > 0 ? { last, earlier: batches, oversized } : { last, earlier: batches };
