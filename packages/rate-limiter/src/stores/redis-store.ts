@@ -87,12 +87,17 @@ const maxResends = 3;
 /**
  * ioredis options that keep a check from waiting on a dead Redis: fail at once while
  * disconnected instead of queueing, and do not retry a command. The limiter's deadline bounds
- * the rest (a connected but stalled server).
+ * the rest (a connected but stalled server). `failoverDetector` matters only to a Sentinel client
+ * (`new Redis({ sentinels, name, ...recommendedRedisOptions })`): it listens for the sentinels'
+ * `+switch-master` and leaves the old master at once. Without it, after a `SENTINEL FAILOVER`
+ * the client stays on the old master until the sentinels demote it (about 10 s, their `INFO`
+ * period), and every count taken there meanwhile is lost with the old master's data.
  */
 export const recommendedRedisOptions = {
   enableOfflineQueue: false,
   maxRetriesPerRequest: 0,
   connectTimeout: 2_000,
+  failoverDetector: true,
 } as const;
 
 /** One script call: the requests it decides, its keys, and its arguments (`args[0]`: expiry). */
