@@ -183,7 +183,13 @@ export class RedisStore implements RateLimitStore {
     this.#prefix = parsed.prefix;
     this.stateScope = { owner: parsed.client, prefix: parsed.prefix };
     const clientOptions = (parsed.client as Redis).options as
-      | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean; retryDelayOnFailover?: number }
+      | {
+          enableOfflineQueue?: boolean;
+          enableAutoPipelining?: boolean;
+          retryDelayOnFailover?: number;
+          sentinels?: unknown[];
+          failoverDetector?: boolean;
+        }
       | undefined;
     const isCluster = (parsed.client as Cluster).isCluster === true;
     this.#isCluster = isCluster;
@@ -210,6 +216,11 @@ export class RedisStore implements RateLimitStore {
     if (isCluster && (clientOptions?.retryDelayOnFailover ?? 0) > 0)
       logger.warn(
         'RedisStore: retryDelayOnFailover > 0 resends a check or refund whose master went away after running it (counted twice, or refunded twice); use recommendedClusterOptions',
+        { component: 'rate-limiter' },
+      );
+    if (!isCluster && (clientOptions?.sentinels?.length ?? 0) > 0 && clientOptions?.failoverDetector !== true)
+      logger.warn(
+        'RedisStore: a Sentinel client without failoverDetector stays on the old master about 10 s after a SENTINEL FAILOVER, and the counts it takes there are lost; use recommendedRedisOptions (failoverDetector: true)',
         { component: 'rate-limiter' },
       );
     if (isCluster && clientOptions?.enableAutoPipelining === true)
