@@ -35,7 +35,11 @@ import { KeyWakeups } from './key-wakeups.js';
 import { createL1Store } from './l1/create-l1-store.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
 import { onConnectionClose } from './l2/connection-close.js';
-import { clusterResendWindowMs, ioRedisClient } from './l2/ioredis-client.js';
+import {
+  clusterResendWindowMs,
+  ioRedisClient,
+  sentinelWithoutFailoverDetector,
+} from './l2/ioredis-client.js';
 import { RedisGuard } from './l2/redis-guard.js';
 import { RedisTier } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
@@ -167,6 +171,14 @@ export class CacheEngine {
         this.logger.warn(
           'this Cluster client resends a command whose node connection closed for longer than operationTimeoutMs: a write the cache counted as lost may land over a later one; create it with retryDelayOnFailover: 0',
           { resendWindowMs: resendMs, operationTimeoutMs: options.operationTimeoutMs },
+        );
+      }
+      if (sentinelWithoutFailoverDetector(client)) {
+        // Found with a SENTINEL FAILOVER (sentinel-failover.test.ts): the writes of the ~10 s the
+        // client stayed on the old master were lost, and every instance, its L1 dropped on the
+        // bus reconnect, then served the values from before them.
+        this.logger.warn(
+          'this Sentinel client stays on the old master for about 10 s after a failover, and the writes it makes there are lost; create it with failoverDetector: true',
         );
       }
       if (options.bus) {

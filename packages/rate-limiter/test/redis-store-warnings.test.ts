@@ -44,6 +44,16 @@ describe('RedisStore client option warnings', () => {
     expect(warningsFor(client)).toEqual([expect.stringContaining('enableAutoPipelining')]);
   });
 
+  it('warns about a Sentinel client without failoverDetector (it stays on a failed-over master ~10 s, losing counts)', () => {
+    const sentinels = [{ host: '127.0.0.1', port: 1 }];
+    const { failoverDetector: _, ...withoutDetector } = recommendedRedisOptions;
+    const client = new Redis({ sentinels, name: 'mymaster', ...withoutDetector, lazyConnect: true });
+    expect(warningsFor(client)).toEqual([expect.stringContaining('failoverDetector: true')]);
+    expect(
+      warningsFor(new Redis({ sentinels, name: 'mymaster', ...recommendedRedisOptions, lazyConnect: true })),
+    ).toEqual([]);
+  });
+
   it("warns when a Cluster resends a command whose master went away after running it (ioredis's default)", () => {
     const client = new Cluster(nodes, {
       ...recommendedClusterOptions,

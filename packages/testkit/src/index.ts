@@ -45,6 +45,11 @@ export {
 export { type PrivateRabbit, type PrivateRabbitOptions, startPrivateRabbit } from './private-rabbit.js';
 export { type PrivateRedis, startPrivateRedis, startPrivateRedisOrSkip } from './private-redis.js';
 export {
+  type PrivateSentinel,
+  startPrivateSentinel,
+  startPrivateSentinelOrSkip,
+} from './private-sentinel.js';
+export {
   type RabbitVhost,
   type RabbitVhostOptions,
   rabbitManagementUrl,

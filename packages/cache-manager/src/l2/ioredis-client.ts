@@ -21,6 +21,17 @@ export function clusterResendWindowMs(client: IoRedisClient): number {
 }
 
 /**
+ * True for a client that finds its master through Redis Sentinel (`sentinels` given) without
+ * `failoverDetector: true`: after a `SENTINEL FAILOVER` it stays on the old master until the
+ * sentinels demote it (about 10 s), and what it writes there meanwhile is lost.
+ */
+export function sentinelWithoutFailoverDetector(client: IoRedisClient): boolean {
+  if (isCluster(client)) return false;
+  const { sentinels, failoverDetector } = client.options;
+  return Array.isArray(sentinels) && sentinels.length > 0 && failoverDetector !== true;
+}
+
+/**
  * How many connection attempts `client` (a single node or a Cluster) has seen fail since it was
  * last ready. ioredis counts every close since then in `retryAttempts` (reset on `ready`): the
  * first is the drop of a working connection (or the first attempt of a client never ready), and

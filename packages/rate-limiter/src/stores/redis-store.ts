@@ -91,12 +91,17 @@ const maxResends = 3;
 /**
  * ioredis options that keep a check from waiting on a dead Redis: fail at once while
  * disconnected instead of queueing, and do not retry a command. The limiter's deadline bounds
- * the rest (a connected but stalled server).
+ * the rest (a connected but stalled server). `failoverDetector` matters only to a Sentinel client
+ * (`new Redis({ sentinels, name, ...recommendedRedisOptions })`): it listens for the sentinels'
+ * `+switch-master` and leaves the old master at once. Without it, after a `SENTINEL FAILOVER`
+ * the client stays on the old master until the sentinels demote it (about 10 s, their `INFO`
+ * period), and every count taken there meanwhile is lost with the old master's data.
  */
 export const recommendedRedisOptions = {
   enableOfflineQueue: false,
   maxRetriesPerRequest: 0,
   connectTimeout: 2_000,
+  failoverDetector: true,
 } as const;
 
 /** One script call: the requests it decides, its keys, and its arguments (`args[0]`: expiry). */
@@ -182,7 +187,13 @@ export class RedisStore implements RateLimitStore {
     this.#prefix = parsed.prefix;
     this.stateScope = { owner: parsed.client, prefix: parsed.prefix };
     const clientOptions = (parsed.client as Redis).options as
-      | { enableOfflineQueue?: boolean; enableAutoPipelining?: boolean; retryDelayOnFailover?: number }
+      | {
+          enableOfflineQueue?: boolean;
+          enableAutoPipelining?: boolean;
+          retryDelayOnFailover?: number;
+          sentinels?: unknown[];
+          failoverDetector?: boolean;
+        }
       | undefined;
     const isCluster = (parsed.client as Cluster).isCluster === true;
     this.#isCluster = isCluster;
@@ -209,6 +220,11 @@ export class RedisStore implements RateLimitStore {
     if (isCluster && (clientOptions?.retryDelayOnFailover ?? 0) > 0)
       logger.warn(
         'RedisStore: retryDelayOnFailover > 0 resends a check or refund whose master went away after running it (counted twice, or refunded twice); use recommendedClusterOptions',
+        { component: 'rate-limiter' },
+      );
+    if (!isCluster && (clientOptions?.sentinels?.length ?? 0) > 0 && clientOptions?.failoverDetector !== true)
+      logger.warn(
+        'RedisStore: a Sentinel client without failoverDetector stays on the old master about 10 s after a SENTINEL FAILOVER, and the counts it takes there are lost; use recommendedRedisOptions (failoverDetector: true)',
         { component: 'rate-limiter' },
       );
     if (isCluster && clientOptions?.enableAutoPipelining === true)
