@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { sparePort, waitForPort } from './ports.js';
 import { pollUntil, removeAtExit, ServerProcess } from './server-process.js';
 
@@ -69,6 +69,8 @@ export async function startPrivateSentinel({
 }: {
   sentinelCount?: 1 | 3;
 } = {}): Promise<PrivateSentinel> {
+  // Loaded here, not at the top: testkit's modules import client libraries lazily.
+  const { Redis: RedisClient } = await import('ioredis');
   const dir = await mkdtemp(path.join(tmpdir(), 'noa-sentinel-'));
   removeAtExit(dir);
   const data: Node[] = [];
@@ -252,7 +254,7 @@ export async function startPrivateSentinel({
       return { port: master, promotedAfterMs };
     },
     client: (options = {}) => {
-      const client = new Redis({
+      const client = new RedisClient({
         sentinels: sentinelNodes.map((node) => ({ host: '127.0.0.1', port: node.port })),
         name: masterName,
         ...options,
