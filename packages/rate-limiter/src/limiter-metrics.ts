@@ -57,32 +57,46 @@ const decisionSources = Object.keys({
 const noop = (): void => {};
 const noopChecks: CheckCounter = { inc: noop, release: noop };
 
-/**
- * The flushes of the limiters counting checks into each prom-client counter (one per registry),
- * run by the counter's `collect` when the registry is read: a check adds to a number of its own
- * limiter, and the counter gets the sums at each scrape.
- */
-const pendingChecks = new WeakMap<object, Set<() => void>>();
+/** What one limiter counted of checks and has not yet added to the prom-client counter. */
+interface PendingCounts {
+  /** Adds the counts to the counter's series and zeroes them. */
+  flush(): void;
+  /** Zeroes the counts (the counter was reset: what came before is gone). */
+  drop(): void;
+}
 
-/** Runs `flush` whenever `counter` is read (its `get()`, which every registry read calls). */
-function flushOnCollect(counter: Counter<string>, flush: () => void): () => void {
-  let flushes = pendingChecks.get(counter);
-  if (flushes === undefined) {
-    const all = new Set<() => void>();
-    flushes = all;
-    pendingChecks.set(counter, all);
-    const collecting = counter as unknown as { collect?: () => unknown };
-    const earlier = collecting.collect;
-    collecting.collect = function (this: unknown) {
-      for (const each of all) each();
-      return earlier?.call(this);
+/**
+ * The counts of the limiters counting checks into each prom-client counter (one per registry),
+ * added by the counter's `collect` when the registry is read (a check adds to a number of its own
+ * limiter, and the counter gets the sums at each scrape) and dropped by its `reset`
+ * (`registry.resetMetrics()`), as counts already in the counter are.
+ */
+const pendingChecks = new WeakMap<object, Set<PendingCounts>>();
+
+/** Adds `counts` to `counter` whenever it is read (its `get()`, which every registry read calls). */
+function flushOnCollect(counter: Counter<string>, counts: PendingCounts): () => void {
+  let all = pendingChecks.get(counter);
+  if (all === undefined) {
+    const created = new Set<PendingCounts>();
+    all = created;
+    pendingChecks.set(counter, created);
+    const patched = counter as unknown as { collect?: () => unknown; reset: () => void };
+    const earlierCollect = patched.collect;
+    patched.collect = function (this: unknown) {
+      for (const each of created) each.flush();
+      return earlierCollect?.call(this);
+    };
+    const earlierReset = patched.reset;
+    patched.reset = function (this: unknown) {
+      for (const each of created) each.drop();
+      earlierReset.call(this);
     };
   }
-  flushes.add(flush);
-  const registered = flushes;
+  const registered = all;
+  registered.add(counts);
   return () => {
-    registered.delete(flush);
-    flush();
+    registered.delete(counts);
+    counts.flush();
   };
 }
 
@@ -215,7 +229,7 @@ export function createLimiterMetrics(
         children[slot]!.inc(value);
       }
     };
-    const release = flushOnCollect(prom, flush);
+    const release = flushOnCollect(prom, { flush, drop: () => counted.fill(0) });
     let released = false;
     return {
       inc: (result, source) => {

@@ -137,6 +137,22 @@ describe('the checks a limiter counts reach the registry when it is read', () =>
   });
 });
 
+describe('checks_total and registry.resetMetrics()', () => {
+  it('a reset drops the checks counted before it, read or not', async () => {
+    const registry = new Registry();
+    const limiter = createRateLimiter({ limits: [{ limit: 100, windowMs: 60_000 }], registry });
+    await limiter.check('a');
+    await limiter.check('a');
+    // Counted, not yet read: a reset must not bring them back at the next read.
+    registry.resetMetrics();
+    await limiter.check('a');
+    expect(await samples(registry, 'noa_rate_limiter_checks_total')).toEqual([
+      'noa_rate_limiter_checks_total{limiter="limiter",result="allowed",source="store"} 1',
+    ]);
+    await limiter.close();
+  });
+});
+
 describe('store errors and call durations', () => {
   it('store_errors_total by kind (error, circuit_open) and check_duration_seconds by store and result', async () => {
     const registry = new Registry();
