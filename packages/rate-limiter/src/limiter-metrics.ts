@@ -57,33 +57,77 @@ const decisionSources = Object.keys({
 const noop = (): void => {};
 const noopChecks: CheckCounter = { inc: noop, release: noop };
 
-/**
- * The flushes of the limiters counting checks into each prom-client counter (one per registry),
- * run by the counter's `collect` when the registry is read: a check adds to a number of its own
- * limiter, and the counter gets the sums at each scrape.
- */
-const pendingChecks = new WeakMap<object, Set<() => void>>();
+/** The slot of each (result, source) in a {@link PendingChecks}' counts. */
+const checkSlots = {} as Record<CheckOutcome, Record<DecisionSource, number>>;
+const checkSlotLabels: { result: string; source: string }[] = [];
+for (const result of checkOutcomes) {
+  const bySource = {} as Record<DecisionSource, number>;
+  for (const source of decisionSources) {
+    bySource[source] = checkSlotLabels.length;
+    checkSlotLabels.push({ result: metricLabelValue(result), source: metricLabelValue(source) });
+  }
+  checkSlots[result] = bySource;
+}
 
-/** Runs `flush` whenever `counter` is read (its `get()`, which every registry read calls). */
-function flushOnCollect(counter: Counter<string>, flush: () => void): () => void {
-  let flushes = pendingChecks.get(counter);
-  if (flushes === undefined) {
-    const all = new Set<() => void>();
-    flushes = all;
-    pendingChecks.set(counter, all);
-    const collecting = counter as unknown as { collect?: () => unknown };
-    const earlier = collecting.collect;
-    collecting.collect = function (this: unknown) {
-      for (const each of all) each();
-      return earlier?.call(this);
+/**
+ * What the limiters of one name counted of checks and have not yet added to the prom-client
+ * counter: one slot per (result, source), so a check adds 1 to a number, which allocates nothing (a
+ * prom-client inc builds its series' hash string and a result object on every call). Shared by the
+ * limiters of the name (their series are the same): what is kept grows with the names, as the
+ * registry's series do, not with the limiters made (one per test or tenant, dropped without close()).
+ */
+class PendingChecks {
+  readonly counted = new Float64Array(checkSlotLabels.length);
+  readonly #children: { inc(value: number): void }[];
+
+  constructor(counter: Counter<string>, limiter: string) {
+    this.#children = checkSlotLabels.map((labels) => counter.labels({ limiter, ...labels }));
+  }
+
+  /** Adds the counts to the counter's series and zeroes them. */
+  flush(): void {
+    const counted = this.counted;
+    for (let slot = 0; slot < counted.length; slot += 1) {
+      const value = counted[slot]!;
+      if (value === 0) continue;
+      counted[slot] = 0;
+      this.#children[slot]!.inc(value);
+    }
+  }
+}
+
+/**
+ * The pending checks of each limiter name counting into each prom-client counter (one per
+ * registry), added by the counter's `collect` when the registry is read (every registry read calls
+ * it) and dropped by its `reset` (`registry.resetMetrics()`), as counts already in the counter are.
+ */
+const pendingChecks = new WeakMap<object, Map<string, PendingChecks>>();
+
+/** The pending checks of `limiter` on `counter`, made (and `counter` patched) on first use. */
+function pendingChecksOf(counter: Counter<string>, limiter: string): PendingChecks {
+  let byName = pendingChecks.get(counter);
+  if (byName === undefined) {
+    const created = new Map<string, PendingChecks>();
+    byName = created;
+    pendingChecks.set(counter, created);
+    const patched = counter as unknown as { collect?: () => unknown; reset: () => void };
+    const earlierCollect = patched.collect;
+    patched.collect = function (this: unknown) {
+      for (const pending of created.values()) pending.flush();
+      return earlierCollect?.call(this);
+    };
+    const earlierReset = patched.reset;
+    patched.reset = function (this: unknown) {
+      for (const pending of created.values()) pending.counted.fill(0);
+      earlierReset.call(this);
     };
   }
-  flushes.add(flush);
-  const registered = flushes;
-  return () => {
-    registered.delete(flush);
-    flush();
-  };
+  let pending = byName.get(limiter);
+  if (pending === undefined) {
+    pending = new PendingChecks(counter, limiter);
+    byName.set(limiter, pending);
+  }
+  return pending;
 }
 
 /** A child of a prom-client metric: its series of one set of label values. */
@@ -191,44 +235,14 @@ export function createLimiterMetrics(
       'source',
     ]);
     if (!factory.enabled) return noopChecks;
-    const prom = raw<Counter<string>>('checks_total');
-    // One slot per (result, source): a check adds 1 to a number, which allocates nothing (a
-    // prom-client inc builds its series' hash string and a result object on every call).
-    const children: CounterChild[] = [];
-    const slots = {} as Record<CheckOutcome, Record<DecisionSource, number>>;
-    for (const result of checkOutcomes) {
-      const bySource = {} as Record<DecisionSource, number>;
-      for (const source of decisionSources) {
-        bySource[source] = children.length;
-        children.push(
-          prom.labels({ limiter, result: metricLabelValue(result), source: metricLabelValue(source) }),
-        );
-      }
-      slots[result] = bySource;
-    }
-    const counted = new Float64Array(children.length);
-    const flush = () => {
-      for (let slot = 0; slot < counted.length; slot += 1) {
-        const value = counted[slot]!;
-        if (value === 0) continue;
-        counted[slot] = 0;
-        children[slot]!.inc(value);
-      }
-    };
-    const release = flushOnCollect(prom, flush);
-    let released = false;
+    const pending = pendingChecksOf(raw<Counter<string>>('checks_total'), limiter);
+    const counted = pending.counted;
     return {
       inc: (result, source) => {
-        const slot = slots[result][source];
-        // After close(): a late answer's check goes straight to the registry.
-        if (released) children[slot]!.inc();
-        else counted[slot]! += 1;
+        counted[checkSlots[result][source]]! += 1;
       },
-      release: () => {
-        if (released) return;
-        released = true;
-        release();
-      },
+      // Counts after close() (a late answer) wait for the next read as any other.
+      release: () => pending.flush(),
     };
   };
   const checkCounter = checks();

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { ManualClock } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -135,6 +137,55 @@ describe('the checks a limiter counts reach the registry when it is read', () =>
     await again.close();
     expect(await allowed()).toBe(6);
   });
+});
+
+describe('checks_total and registry.resetMetrics()', () => {
+  it('a reset drops the checks counted before it, read or not', async () => {
+    const registry = new Registry();
+    const limiter = createRateLimiter({ limits: [{ limit: 100, windowMs: 60_000 }], registry });
+    await limiter.check('a');
+    await limiter.check('a');
+    // Counted, not yet read: a reset must not bring them back at the next read.
+    registry.resetMetrics();
+    await limiter.check('a');
+    expect(await samples(registry, 'noa_rate_limiter_checks_total')).toEqual([
+      'noa_rate_limiter_checks_total{limiter="limiter",result="allowed",source="store"} 1',
+    ]);
+    await limiter.close();
+  });
+});
+
+describe('limiters dropped without close()', () => {
+  it('leave nothing behind on the registry but their series (heap after GC)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // Collected for good: the limiters' last promises settled, weak references cleared.
+    const settle = async () => {
+      for (let round = 0; round < 3; round += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        gc();
+      }
+    };
+    const registry = new Registry();
+    const make = async (count: number) => {
+      for (let index = 0; index < count; index += 1) {
+        const limiter = createRateLimiter({ limits: [{ limit: 100, windowMs: 60_000 }], registry });
+        await limiter.check('a');
+      }
+    };
+    // The first ones make the series and warm the code.
+    await make(200);
+    await settle();
+    const before = process.memoryUsage().heapUsed;
+    await make(5_000);
+    await settle();
+    const grown = process.memoryUsage().heapUsed - before;
+    // Kept per limiter (its counts, its children of checks_total), this grew by about 37 MB (0.2 MB without).
+    expect(grown).toBeLessThan(4 * 1024 * 1024);
+    expect(await samples(registry, 'noa_rate_limiter_checks_total')).toEqual([
+      'noa_rate_limiter_checks_total{limiter="limiter",result="allowed",source="store"} 5200',
+    ]);
+  }, 60_000);
 });
 
 describe('store errors and call durations', () => {

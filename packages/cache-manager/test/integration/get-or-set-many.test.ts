@@ -83,4 +83,42 @@ describe.skipIf(!redisUp)('getOrSetMany on a real Redis', () => {
     await fresh.getOrSetMany(['ev:1', 'ev:2'], (keys) => keys.map(() => 'computed'));
     expect(seen).toEqual(['hit ev:1', 'miss ev:2', 'set ev:2']);
   });
+
+  it('writes 600 values with tags in 256-key script calls: every value, in order, byte for byte', async () => {
+    const { client, calls } = counting(redis!, ['evalsha']);
+    const cache = new Cache({ redis: client, prefix, bus: false, lock: { enabled: false } });
+    caches.push(cache);
+    await cache.ready();
+    calls.clear();
+    const keys = Array.from({ length: 600 }, (_, index) => `chunk:${index}`);
+    // NUL, a lone high byte's character, an astral one, and sizes from a few bytes to 6 KB.
+    const oddValue = (key: string) => `\u0000\u00ff${key}\u{1f600}${'x'.repeat(Number(key.slice(6)) * 10)}`;
+    const values = await cache.getOrSetMany(keys, (missing) => missing.map(oddValue), {
+      tags: ['chunked', 'odd'],
+    });
+    expect(values).toEqual(keys.map(oddValue));
+    expect(calls.get('evalsha')).toBe(3);
+    const reader = open({ bus: false });
+    expect(await reader.getMany(keys)).toEqual(keys.map(oddValue));
+    expect(await reader.deleteByTag('odd')).toBe(600);
+    expect(await open({ bus: false }).getMany(keys)).toEqual(keys.map(() => undefined));
+  });
+
+  it('two instances filling 300 keys in the same turn: each key keeps one value, which its writer returned', async () => {
+    const a = open({ bus: false, lock: { enabled: false } });
+    const b = open({ bus: false, lock: { enabled: false } });
+    await Promise.all([a.ready(), b.ready()]);
+    const keys = Array.from({ length: 300 }, (_, index) => `both:${index}`);
+    const [fromA, fromB] = await Promise.all([
+      a.getOrSetMany(keys, (missing) => missing.map((key) => `a ${key}`)),
+      b.getOrSetMany(keys, (missing) => missing.map((key) => `b ${key}`)),
+    ]);
+    expect(fromA).toEqual(keys.map((key) => `a ${key}`));
+    expect(fromB).toEqual(keys.map((key) => `b ${key}`));
+    const stored = await open({ bus: false }).getMany(keys);
+    for (const [index, value] of stored.entries()) expect([fromA[index], fromB[index]]).toContain(value);
+    // The loser's values left its L1 (its writes lost): it reads what L2 holds.
+    expect(await a.getMany(keys)).toEqual(stored);
+    expect(await b.getMany(keys)).toEqual(stored);
+  });
 });
