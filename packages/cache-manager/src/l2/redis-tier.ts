@@ -293,7 +293,7 @@ export class RedisTier {
     const write: PendingWrite = { key, bytes, ttlMs, tags, tagTtlMs };
     if (this.#writes) return this.#writes.add(write, bytes.length);
     return this.#guard.run('set', false, async () => {
-      await Promise.all(this.#sendWrite(this.client, write));
+      await this.#awaitWrite(write, this.#sendWrite(this.client, write));
       return true;
     });
   }
@@ -356,7 +356,9 @@ export class RedisTier {
       // which for large values costs more than the syscalls it saves (measured: ~30% more
       // CPU per 10 KB write).
       return this.#guard.run('set', failed, async () => {
-        await Promise.all(writes.flatMap((write) => this.#sendWrite(this.client, write)));
+        await Promise.all(
+          writes.map((write) => this.#awaitWrite(write, this.#sendWrite(this.client, write))),
+        );
         return writes.map(() => true);
       });
     }
@@ -364,6 +366,15 @@ export class RedisTier {
       const pipeline = this.client.pipeline();
       for (const write of writes) this.#sendWrite(pipeline, write);
       const replies = (await pipeline.exec()) ?? [];
+      let at = 0;
+      for (const write of writes) {
+        const count = 1 + 3 * write.tags.length; // as #sendWrite sends them
+        this.#dropIfUntagged(
+          write,
+          replies.slice(at, at + count).map(([replyError]) => replyError),
+        );
+        at += count;
+      }
       const error = replies.find(([replyError]) => replyError)?.[0];
       if (error) throw error;
       return writes.map(() => true);
@@ -834,6 +845,30 @@ export class RedisTier {
         return true;
       });
     });
+  }
+
+  /** Awaits the replies of one write sent on the connection; rejects with its first error. */
+  async #awaitWrite(write: PendingWrite, sent: unknown[]): Promise<void> {
+    const settled = await Promise.allSettled(sent);
+    this.#dropIfUntagged(
+      write,
+      settled.map((reply) => (reply.status === 'rejected' ? reply.reason : null)),
+    );
+    const failed = settled.find((reply) => reply.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  /**
+   * A tagged write whose SET ran while one of its tag commands failed (memory ran out between
+   * them under `noeviction`: the SET is what crossed `maxmemory`) left a value that its tag set
+   * does not name, which a `deleteByTag` would miss and every instance would serve until its TTL.
+   * That value is deleted (DEL is allowed out of memory), sent past the breaker as a lease
+   * release is: a miss, never a value its tag no longer reaches. `errors` are the write's replies'
+   * errors in the order `#sendWrite` sent its commands (null: it succeeded).
+   */
+  #dropIfUntagged(write: PendingWrite, errors: readonly unknown[]): void {
+    if (write.tags.length === 0 || errors[0] != null || !errors.some((error) => error != null)) return;
+    (this.client.del(this.dataKey(write.key)) as Promise<unknown>).catch(() => {});
   }
 
   /**
