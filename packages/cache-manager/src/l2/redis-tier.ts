@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { slidingFrameBytes } from '../serialization/entry-codec.js';
 import type { IoRedisClient } from './ioredis-client.js';
 import { isCluster } from './ioredis-client.js';
+import { whenEvicting } from './memory-policy.js';
 import type { RedisGuard } from './redis-guard.js';
 import { TickBatcher } from './tick-batcher.js';
 
@@ -151,6 +152,37 @@ export class RedisTier {
       // Writes flush every 16 KiB so Redis ingests a batch while the next is being encoded.
       this.#writes = new TickBatcher((writes) => this.#writeBatch(writes), 256, 16 * 1024);
     }
+  }
+
+  /**
+   * Warns (once) when Redis may evict this cache's tag sets and the cache writes tags: an evicted
+   * tag set leaves the values it named out of reach of `deleteByTag`/`expireByTag`. The policy is
+   * read once the client is ready (see `memory-policy.ts`); the warning comes with the first
+   * tagged write, or with the policy if tags were written before it came.
+   */
+  warnIfTagsMayBeEvicted(warn: (policy: string) => void): void {
+    this.#warnEviction = warn;
+    whenEvicting(this.client, (policy) => {
+      this.#evictingPolicy = policy;
+      if (this.#wroteTags) this.#tagsMayBeEvicted();
+    });
+  }
+  #warnEviction: ((policy: string) => void) | undefined;
+  #evictingPolicy: string | undefined;
+  #wroteTags = false;
+
+  /** Notes a tagged write (see {@link warnIfTagsMayBeEvicted}). */
+  #tagsWritten(): void {
+    if (this.#wroteTags) return;
+    this.#wroteTags = true;
+    this.#tagsMayBeEvicted();
+  }
+
+  #tagsMayBeEvicted(): void {
+    if (this.#evictingPolicy === undefined || this.#warnEviction === undefined) return;
+    const warn = this.#warnEviction;
+    this.#warnEviction = undefined;
+    warn(this.#evictingPolicy);
   }
 
   /** False since the last failed Redis call, until one succeeds. */
@@ -319,6 +351,7 @@ export class RedisTier {
     return this.#guard.run('set', undefined as boolean | undefined, async () => {
       const sent: unknown[] = [];
       const tagSetMs = tagTtlMs === undefined ? TAG_SET_FOREVER_MS : Math.max(1, Math.ceil(tagTtlMs));
+      if (tags.length > 0) this.#tagsWritten();
       for (const tag of tags) {
         const tagKey = this.tagKey(tag);
         sent.push(
@@ -880,6 +913,7 @@ export class RedisTier {
   #sendWrite(target: WriteTarget, { key, bytes, ttlMs, tags, tagTtlMs }: PendingWrite): unknown[] {
     const ms = ttlMs === undefined ? undefined : Math.max(1, Math.ceil(ttlMs));
     const dataKey = this.dataKey(key);
+    if (tags.length > 0) this.#tagsWritten();
     const sent = [ms === undefined ? target.set(dataKey, bytes) : target.set(dataKey, bytes, 'PX', ms)];
     const tagSetMs = tagTtlMs === undefined ? TAG_SET_FOREVER_MS : Math.max(1, Math.ceil(tagTtlMs));
     for (const tag of tags) {
