@@ -32,20 +32,30 @@ describe.skipIf(skip !== undefined)('the cache on a Redis that evicts its keys',
     return cache;
   }
   /**
-   * Fills Redis with junk under a 1 MB headroom until `gone` has been evicted, touching `keep`
-   * meanwhile so that LRU prefers the other keys; then stops evicting and drops the junk.
+   * Fills Redis with junk under a 1 MB headroom until `gone` has been evicted, then stops evicting
+   * and drops the junk. With `allkeys-lru`, `keep` is touched meanwhile so that LRU prefers the
+   * other keys (it may still take some of them). With `volatile-lru` only keys with an expiry go
+   * (the junk has one): values written without `ttlMs` and the structures list, which has none,
+   * all stay, while tag sets and leases (which have one) are evicted.
    */
-  async function evict(gone: string, keep: readonly string[]): Promise<void> {
+  async function evict(
+    gone: string,
+    keep: readonly string[],
+    policy: 'allkeys-lru' | 'volatile-lru' = 'allkeys-lru',
+  ): Promise<void> {
+    // Redis's LRU clock ticks once a second: keys written in the same second as the junk tie
+    // with it, so `gone` must be older than that to be preferred.
+    await delay(1_100);
     const used = Number(/^used_memory:(\d+)/m.exec(await admin.info('memory'))![1]);
-    await admin.config('SET', 'maxmemory', String(used + 1_000_000));
+    await admin.config('SET', 'maxmemory', String(used + 1_000_000), 'maxmemory-policy', policy);
     const junk = 'j'.repeat(10_000);
     try {
       for (let index = 0; index < 5_000 && (await admin.exists(gone)) === 1; index += 1) {
         if (keep.length > 0) await admin.touch(...keep);
-        await admin.set(`junk:${index}`, junk);
+        await admin.set(`junk:${index}`, junk, 'EX', 3_600);
       }
     } finally {
-      await admin.config('SET', 'maxmemory', '0');
+      await admin.config('SET', 'maxmemory', '0', 'maxmemory-policy', 'allkeys-lru');
     }
     expect(await admin.exists(gone)).toBe(0);
     let cursor = '0';
@@ -123,11 +133,11 @@ describe.skipIf(skip !== undefined)('the cache on a Redis that evicts its keys',
       await admin.config('SET', 'maxmemory', '0');
     }
     // What it warns of: the tag set evicted, the values kept.
-    await evict(`${prefix}__tag:t`, [`${prefix}v:tagged`, `${prefix}v:tagged-2`]);
+    await evict(`${prefix}__tag:t`, [], 'volatile-lru');
+    expect(await admin.exists(`${prefix}v:tagged`, `${prefix}v:tagged-2`)).toBe(2);
     await writer.deleteByTag('t');
     const reader = await open(prefix);
-    const kept = (await reader.getMany(['tagged', 'tagged-2'])).filter((value) => value !== undefined);
-    expect(kept.length).toBeGreaterThan(0);
+    expect(await reader.getMany(['tagged', 'tagged-2'])).toEqual([{ v: 1 }, { v: 2 }]);
   });
 
   it('no warning for tags when Redis does not evict (noeviction, or no maxmemory)', async () => {
@@ -150,5 +160,38 @@ describe.skipIf(skip !== undefined)('the cache on a Redis that evicts its keys',
       await admin.config('SET', 'maxmemory', '0', 'maxmemory-policy', 'allkeys-lru');
     }
     expect(warnings.filter((warning) => warning.includes('maxmemory'))).toEqual([]);
+  });
+
+  it('an evicted lease costs a second factory run, never a lost or mixed value, and its holder does not free the next one', async () => {
+    const prefix = 'evict-lease:';
+    const leaseKey = `${prefix}__lease:k`;
+    const first = await open(prefix);
+    const second = await open(prefix);
+    let finishFirst!: () => void;
+    const firstRunning = first.getOrSet('k', async () => {
+      await new Promise<void>((resolve) => {
+        finishFirst = resolve;
+      });
+      return { by: 'first' };
+    });
+    while ((await admin.exists(leaseKey)) === 0) await delay(5);
+    await evict(leaseKey, [], 'volatile-lru');
+    let finishSecond!: () => void;
+    const secondRunning = second.getOrSet('k', async () => {
+      await new Promise<void>((resolve) => {
+        finishSecond = resolve;
+      });
+      return { by: 'second' };
+    });
+    while ((await admin.exists(leaseKey)) === 0) await delay(5); // the second run's own lease
+    const secondLease = await admin.get(leaseKey);
+    finishFirst();
+    expect(await firstRunning).toEqual({ by: 'first' });
+    expect(await admin.get(leaseKey)).toBe(secondLease); // the first holder's release left it
+    finishSecond();
+    expect(await secondRunning).toEqual({ by: 'second' });
+    const third = await open(prefix);
+    // The first write won (the second run's compare-and-set found it there): served, not lost.
+    expect(await third.get('k')).toEqual({ by: 'first' });
   });
 });
