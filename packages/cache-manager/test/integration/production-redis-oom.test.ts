@@ -103,6 +103,30 @@ describe.skipIf(skip !== undefined)('the cache on a Redis out of memory', () => 
     }
   });
 
+  it('expire and expireByTag rewrite values: out of memory they are lost, as writes are', async () => {
+    const client = new Redis(url);
+    clients.push(client);
+    const options = { redis: client, prefix: 'oom-expire:', ttlMs: 60_000, graceMs: 600_000 };
+    const writer = new Cache(options);
+    caches.push(writer);
+    await writer.ready();
+    await writer.set('tagged', 1, { tags: ['t'] });
+    await writer.set('plain', 2);
+    await outOfMemory();
+    try {
+      await writer.expireByTag('t'); // nothing thrown (onBackendError: 'degrade')
+      await writer.expire('plain');
+    } finally {
+      await memoryFreed();
+    }
+    const readerClient = new Redis(url);
+    clients.push(readerClient);
+    const reader = new Cache({ ...options, redis: readerClient });
+    caches.push(reader);
+    await reader.ready();
+    for (const key of ['tagged', 'plain']) expect(await reader.ttl(key)).toMatchObject({ inGrace: false });
+  });
+
   it('a tagged write whose value landed but whose tag was refused (memory ran out in between) leaves no value deleteByTag misses', async () => {
     const client = new Redis(url);
     clients.push(client);
@@ -147,8 +171,9 @@ describe.skipIf(skip !== undefined)('the cache on a Redis out of memory', () => 
     await writer.deleteByTag('t');
     // Every value written with the tag is gone: none is left in L2 for an instance to read.
     expect(await admin.keys('oom-tag:v:*')).toEqual([]);
-    const reader = new Cache({ ...options, redis: new Redis(url) });
-    clients.push(options.redis);
+    const readerClient = new Redis(url);
+    clients.push(readerClient);
+    const reader = new Cache({ ...options, redis: readerClient });
     caches.push(reader);
     const written = Array.from({ length: 40 }, (_, attempt) => `big-${attempt}`);
     expect((await reader.getMany(written)).filter((value) => value !== undefined)).toEqual([]);
