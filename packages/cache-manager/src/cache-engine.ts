@@ -156,6 +156,14 @@ export class CacheEngine {
         options.batching,
         options.slidingTtlMs !== undefined,
       );
+      // Only for a cache given a logger: the warning is all it is for.
+      if (options.logger !== undefined)
+        this.tier.warnIfTagsMayBeEvicted((policy) =>
+          this.logger.warn(
+            `Redis has a maxmemory with maxmemory-policy ${policy}: it may evict tag sets, and deleteByTag/expireByTag then miss the values an evicted set named (served until their TTL); give a cache that relies on tags a Redis with maxmemory-policy noeviction (see "Production Redis" in the README)`,
+            { maxmemoryPolicy: policy },
+          ),
+        );
       // Every Redis cache can read values written with shared structures; only msgpack caches
       // with `sharedStructures` write them (and load the list at start).
       const structures = new SharedStructures(this.tier, (error) =>

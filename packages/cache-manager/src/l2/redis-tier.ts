@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { slidingFrameBytes } from '../serialization/entry-codec.js';
 import type { IoRedisClient } from './ioredis-client.js';
 import { isCluster } from './ioredis-client.js';
+import { whenEvicting } from './memory-policy.js';
 import type { RedisGuard } from './redis-guard.js';
 import { TickBatcher } from './tick-batcher.js';
 
@@ -168,6 +169,37 @@ export class RedisTier {
     }
   }
 
+  /**
+   * Warns (once) when Redis may evict this cache's tag sets and the cache writes tags: an evicted
+   * tag set leaves the values it named out of reach of `deleteByTag`/`expireByTag`. The policy is
+   * read once the client is ready (see `memory-policy.ts`); the warning comes with the first
+   * tagged write, or with the policy if tags were written before it came.
+   */
+  warnIfTagsMayBeEvicted(warn: (policy: string) => void): void {
+    this.#warnEviction = warn;
+    whenEvicting(this.client, (policy) => {
+      this.#evictingPolicy = policy;
+      if (this.#wroteTags) this.#tagsMayBeEvicted();
+    });
+  }
+  #warnEviction: ((policy: string) => void) | undefined;
+  #evictingPolicy: string | undefined;
+  #wroteTags = false;
+
+  /** Notes a tagged write (see {@link warnIfTagsMayBeEvicted}). */
+  #tagsWritten(): void {
+    if (this.#wroteTags) return;
+    this.#wroteTags = true;
+    this.#tagsMayBeEvicted();
+  }
+
+  #tagsMayBeEvicted(): void {
+    if (this.#evictingPolicy === undefined || this.#warnEviction === undefined) return;
+    const warn = this.#warnEviction;
+    this.#warnEviction = undefined;
+    warn(this.#evictingPolicy);
+  }
+
   /** False since the last failed Redis call, until one succeeds. */
   get healthy(): boolean {
     return this.#guard.healthy;
@@ -308,7 +340,7 @@ export class RedisTier {
     const write: PendingWrite = { key, bytes, ttlMs, tags, tagTtlMs };
     if (this.#writes) return this.#writes.add(write, bytes.length);
     return this.#guard.run('set', false, async () => {
-      await Promise.all(this.#sendWrite(this.client, write));
+      await this.#awaitWrite(write, this.#sendWrite(this.client, write));
       return true;
     });
   }
@@ -357,8 +389,10 @@ export class RedisTier {
         String(frame),
       ]);
       if (replaced !== 1) return false;
+      if (tags.length === 0) return true;
+      this.#tagsWritten();
       const tagSetMs = tagSetExpiry(tagTtlMs);
-      await Promise.all(
+      const settled = await Promise.allSettled(
         tags.flatMap((tag) => {
           const tagKey = this.tagKey(tag);
           return [
@@ -368,6 +402,12 @@ export class RedisTier {
           ];
         }),
       );
+      // A tag command refused (out of memory) after the value was written: drop the value
+      // rather than leave it unnamed by its tag set (see #dropIfUntagged).
+      const errors = settled.map((reply) => (reply.status === 'rejected' ? (reply.reason as unknown) : null));
+      this.#dropIfUntagged(write, [null, ...errors]);
+      const failed = settled.find((reply) => reply.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
       return true;
     });
   }
@@ -385,6 +425,7 @@ export class RedisTier {
     for (const write of writes) {
       const { digest, frame } = casDigest(write.expected);
       keys.push(this.dataKey(write.key));
+      if (write.tags.length > 0) this.#tagsWritten();
       for (const tag of write.tags) keys.push(this.tagKey(tag));
       args.push(
         String(write.tags.length),
@@ -411,7 +452,9 @@ export class RedisTier {
       // which for large values costs more than the syscalls it saves (measured: ~30% more
       // CPU per 10 KB write).
       return this.#guard.run('set', failed, async () => {
-        await Promise.all(writes.flatMap((write) => this.#sendWrite(this.client, write)));
+        await Promise.all(
+          writes.map((write) => this.#awaitWrite(write, this.#sendWrite(this.client, write))),
+        );
         return writes.map(() => true);
       });
     }
@@ -419,6 +462,15 @@ export class RedisTier {
       const pipeline = this.client.pipeline();
       for (const write of writes) this.#sendWrite(pipeline, write);
       const replies = (await pipeline.exec()) ?? [];
+      let at = 0;
+      for (const write of writes) {
+        const count = 1 + 3 * write.tags.length; // as #sendWrite sends them
+        this.#dropIfUntagged(
+          write,
+          replies.slice(at, at + count).map(([replyError]) => replyError),
+        );
+        at += count;
+      }
       const error = replies.find(([replyError]) => replyError)?.[0];
       if (error) throw error;
       return writes.map(() => true);
@@ -892,6 +944,30 @@ export class RedisTier {
     });
   }
 
+  /** Awaits the replies of one write sent on the connection; rejects with its first error. */
+  async #awaitWrite(write: PendingWrite, sent: unknown[]): Promise<void> {
+    const settled = await Promise.allSettled(sent);
+    this.#dropIfUntagged(
+      write,
+      settled.map((reply) => (reply.status === 'rejected' ? reply.reason : null)),
+    );
+    const failed = settled.find((reply) => reply.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  /**
+   * A tagged write whose SET ran while one of its tag commands failed (memory ran out between
+   * them under `noeviction`: the SET is what crossed `maxmemory`) left a value that its tag set
+   * does not name, which a `deleteByTag` would miss and every instance would serve until its TTL.
+   * That value is deleted (DEL is allowed out of memory), sent past the breaker as a lease
+   * release is: a miss, never a value its tag no longer reaches. `errors` are the write's replies'
+   * errors in the order `#sendWrite` sent its commands (null: it succeeded).
+   */
+  #dropIfUntagged(write: PendingWrite, errors: readonly unknown[]): void {
+    if (write.tags.length === 0 || errors[0] != null || !errors.some((error) => error != null)) return;
+    (this.client.del(this.dataKey(write.key)) as Promise<unknown>).catch(() => {});
+  }
+
   /**
    * Sends one write's commands on `target` (the connection or a pipeline) without waiting:
    * the value with its physical TTL, then each tag's key set. Commands on one key go out in
@@ -901,6 +977,7 @@ export class RedisTier {
   #sendWrite(target: WriteTarget, { key, bytes, ttlMs, tags, tagTtlMs }: PendingWrite): unknown[] {
     const ms = ttlMs === undefined ? undefined : Math.max(1, Math.ceil(ttlMs));
     const dataKey = this.dataKey(key);
+    if (tags.length > 0) this.#tagsWritten();
     const sent = [ms === undefined ? target.set(dataKey, bytes) : target.set(dataKey, bytes, 'PX', ms)];
     const tagSetMs = tagTtlMs === undefined ? TAG_SET_FOREVER_MS : Math.max(1, Math.ceil(tagTtlMs));
     for (const tag of tags) {

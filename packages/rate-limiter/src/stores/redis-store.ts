@@ -17,6 +17,7 @@ import {
   plainScript,
   replyValuesPerLimit,
 } from './lua-script.js';
+import { warnIfEvicting } from './memory-policy.js';
 import { adjustOnRedis } from './redis-adjust.js';
 import { RedisClockOffset } from './redis-clock.js';
 import { CheckFunctionLibrary, functionNotFound, outOfMemory, refusesFunctions } from './redis-functions.js';
@@ -57,7 +58,11 @@ export const redisStoreOptionsSchema = z
      * server that still refuses, it costs that one call a second round trip, once per period.
      */
     functionsRetryMs: z.number().int().nonnegative().default(300_000),
-    /** Logger for configuration warnings and the switch from functions to scripts. */
+    /**
+     * Logger for configuration warnings (among them a Redis that may evict the limiter's keys:
+     * read once from `INFO memory` when the client is ready) and the switch from functions to
+     * scripts.
+     */
     logger: z
       .custom<Logger>((value) => typeof (value as Logger)?.warn === 'function', 'must be a Logger')
       .optional(),
@@ -213,6 +218,8 @@ export class RedisStore implements RateLimitStore {
       parsed.functions,
       parsed.functionsRetryMs,
     );
+    // Only for a store given a logger: the warning is all it is for.
+    if (parsed.logger !== undefined) warnIfEvicting(parsed.client, logger);
     if (clientOptions?.enableOfflineQueue !== false)
       logger.warn(`RedisStore: the ioredis client queues commands while disconnected; use ${recommended}`, {
         component: 'rate-limiter',

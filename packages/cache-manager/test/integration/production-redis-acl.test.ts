@@ -1,0 +1,138 @@
+import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cache } from '../../src/index.js';
+
+// Redis as managed services run it: an application user confined to its own key prefix and
+// channels, and (second user) with the "dangerous" commands off (KEYS, CONFIG, FLUSHALL, INFO…).
+// Every feature of a cache with that prefix must run without a NOPERM: `ACL LOG` records each
+// refusal, swallowed or not. A private server: ACL users must not reach other suites.
+
+const { redis: server, skip } = await startPrivateRedisOrSkip();
+
+const prefix = 'app:cache:';
+/** The README's minimal command list (see "Production Redis"). */
+const minimalCommands =
+  '+get +set +mget +del +unlink +exists +pexpire +getrange +setrange +evalsha +eval +sadd +srem +sscan +scan +rpush +lrange +llen +publish +subscribe'.split(
+    ' ',
+  );
+/** The README's "Production Redis" ACL lines (the second adds `-@dangerous`, the third grants only what is used). */
+const users = {
+  confined: ['on', '>secret', 'resetkeys', `~${prefix}*`, 'resetchannels', `&${prefix}*`, '+@all'],
+  'no-dangerous': [
+    'on',
+    '>secret',
+    'resetkeys',
+    `~${prefix}*`,
+    'resetchannels',
+    `&${prefix}*`,
+    '+@all',
+    '-@dangerous',
+  ],
+  /** Only the commands the package sends (scripts' commands included: ACLs apply inside them). */
+  minimal: [
+    'on',
+    '>secret',
+    'resetkeys',
+    `~${prefix}*`,
+    'resetchannels',
+    `&${prefix}*`,
+    '-@all',
+    ...minimalCommands,
+  ],
+} as const;
+
+describe.skipIf(skip !== undefined)('the cache on an ACL-restricted Redis user', () => {
+  const admin = new Redis(server?.url ?? 'redis://127.0.0.1:1', { lazyConnect: true });
+  const clients: Redis[] = [];
+  beforeAll(async () => {
+    for (const [name, rules] of Object.entries(users)) await admin.call('ACL', 'SETUSER', name, ...rules);
+  });
+  afterAll(async () => {
+    for (const client of clients) client.disconnect();
+    admin.disconnect();
+    await server?.stop();
+  });
+
+  async function connectAs(username: string): Promise<Redis> {
+    const client = new Redis(server!.url, { username, password: 'secret', lazyConnect: true });
+    clients.push(client);
+    await client.connect();
+    return client;
+  }
+
+  it.each(Object.keys(users))(
+    '%s: every feature runs with keys and channels under the prefix',
+    async (username) => {
+      await admin.flushall(); // the other user's run left its keys under the same prefix
+      await admin.call('ACL', 'LOG', 'RESET');
+      const client = await connectAs(username);
+      const errors: unknown[] = [];
+      const logger = {
+        debug: () => {},
+        info: () => {},
+        warn: (message: string, meta?: unknown) => errors.push([message, meta]),
+        error: (message: string, meta?: unknown) => errors.push([message, meta]),
+      };
+      const options = { redis: client, prefix, onBackendError: 'throw' as const, hotKeys: 10, logger };
+      const cache = new Cache(options);
+      const other = new Cache(options);
+      await Promise.all([cache.ready(), other.ready()]);
+      try {
+        await cache.set('a', { id: 1, name: 'Ada' }, { tags: ['t'] });
+        expect(await other.get('a')).toEqual({ id: 1, name: 'Ada' });
+        expect(await cache.getOrSet('b', async () => ({ id: 2, name: 'Bob' }), { tags: ['t'] })).toEqual({
+          id: 2,
+          name: 'Bob',
+        });
+        expect(await other.getMany(['a', 'b', 'c'])).toEqual([
+          { id: 1, name: 'Ada' },
+          { id: 2, name: 'Bob' },
+          undefined,
+        ]);
+        expect(
+          await cache.getOrSetMany(['c', 'd'], async (keys) => keys.map((key) => ({ id: 3, name: key }))),
+        ).toHaveLength(2);
+        const evicted = new Promise<void>((resolve) =>
+          other.onInvalidation((message) => message.t === 'tag' && resolve()),
+        );
+        expect(await cache.deleteByTag('t')).toBe(2);
+        await evicted;
+        expect(await other.get('a')).toBeUndefined();
+        await cache.expireByTag('t');
+        const tenant = cache.namespace('tenant');
+        await tenant.set('x', { id: 9, name: 'X' }, { tags: ['t'] });
+        expect(await other.namespace('tenant').get('x')).toEqual({ id: 9, name: 'X' });
+        const cleared = new Promise<void>((resolve) =>
+          other.onInvalidation((message) => message.t === 'clear' && resolve()),
+        );
+        await tenant.clear();
+        await cleared;
+        expect(await other.namespace('tenant').get('x')).toBeUndefined();
+        const report = await cache.warm(['w1', 'w2'], (key) => ({ id: 0, name: key }));
+        expect(report).toMatchObject({ loaded: 2 });
+        await cache.set('sliding', { id: 7, name: 'S' }, { slidingTtlMs: 60_000 });
+        expect(await other.get('sliding')).toEqual({ id: 7, name: 'S' }); // slid in Redis (GETRANGE/SETRANGE)
+        expect(cache.health().status).toBe('up');
+        const rootCleared = new Promise<void>((resolve) =>
+          other.onInvalidation((message) => message.t === 'clear' && resolve()),
+        );
+        await cache.clear();
+        await rootCleared;
+        expect(await other.get('w1')).toBeUndefined();
+        await cache.set('hot', { id: 5, name: 'hot' });
+      } finally {
+        await Promise.all([cache.close(), other.close()]);
+      }
+      expect(errors).toEqual([]);
+      // The only refusal allowed is ioredis's ready check (INFO, in @dangerous), which it skips.
+      const refused = ((await admin.call('ACL', 'LOG')) as string[][]).map(
+        (entry) => entry[entry.indexOf('object') + 1],
+      );
+      expect(refused.filter((command) => command !== 'info')).toEqual([]);
+      const keys = await admin.keys('*');
+      expect(keys.length).toBeGreaterThan(0);
+      expect(keys.filter((key) => !key.startsWith(prefix))).toEqual([]);
+    },
+  );
+});
