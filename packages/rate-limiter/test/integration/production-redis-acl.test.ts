@@ -16,7 +16,7 @@ const { redis, skip } = await startPrivateRedisOrSkip();
 const prefix = 'app:rl:';
 /** The README's minimal command list (see "Production Redis"). */
 const minimalCommands =
-  '+evalsha +eval +fcall +function|load +hset +hget +hmget +pexpire +pttl +time +del +zadd +zrangebyscore +multi +exec +zremrangebyscore +pexpireat +zrange +scan +unlink'.split(
+  '+evalsha +eval +fcall +function|load +hset +hget +hmget +pexpire +pttl +time +del +zadd +zrangebyscore +zscore +zremrangebyscore +zrange +scan +unlink'.split(
     ' ',
   );
 /** The README's "Production Redis" ACL lines (the second adds `-@dangerous`, the third grants only what is used). */
