@@ -213,7 +213,11 @@ describe.skipIf(skip !== undefined)('cache through a Redis Sentinel failover', (
 });
 
 describe.skipIf(skip !== undefined)('a Sentinel client without failoverDetector', () => {
-  it('is warned about at construction: a SENTINEL FAILOVER loses the writes of the next ~10 s, which every instance then reads', async () => {
+  // The loss it warns about (a write made after the promotion, on the old master, read by every
+  // instance until the sentinels demote it, then gone) was shown by a failover here when the
+  // warning was added (README "Redis Sentinel"); it is ioredis's behaviour, so this test keeps
+  // to the warning and spares CI a ~15 s failover.
+  it('is warned about at construction when the Sentinel client has no failoverDetector', async () => {
     const warnings: string[] = [];
     const logger = {
       debug: () => {},
@@ -221,51 +225,19 @@ describe.skipIf(skip !== undefined)('a Sentinel client without failoverDetector'
       warn: (message: string) => warnings.push(message),
       error: () => {},
     };
-    const writerClient = sentinel!.client();
-    const readerClient = sentinel!.client();
-    // `throw`: a write either reached Redis or rejects (and is tried again below).
-    const writer = new Cache({
-      redis: writerClient,
-      prefix: 'no-detector:',
-      ttlMs: 600_000,
-      logger,
-      onBackendError: 'throw',
-    });
-    const reader = new Cache({ redis: readerClient, prefix: 'no-detector:', ttlMs: 600_000 });
+    const without = sentinel!.client();
+    const withDetector = sentinel!.client({ failoverDetector: true });
+    const caches = [
+      new Cache({ redis: without, prefix: 'no-detector:', logger }),
+      new Cache({ redis: withDetector, prefix: 'detector:', logger }),
+    ];
     try {
-      await Promise.all([writer.ready(), reader.ready()]);
+      await Promise.all(caches.map((cache) => cache.ready()));
       expect(warnings.filter((message) => message.includes('failoverDetector: true'))).toHaveLength(1);
-
-      // Why: the client stays on the old master after the promotion, and what it writes there is lost.
-      let lastError: unknown;
-      const written = (value: string) =>
-        until(`${value} written`, () =>
-          writer.set('k', value).then(
-            () => true,
-            (error) => {
-              lastError = error;
-              return false;
-            },
-          ),
-        );
-      await written('before').catch((error) => {
-        throw new Error(`${error.message} (last: ${String(lastError)})`);
-      });
-      await until('the reader reads it', async () => (await reader.get('k')) === 'before');
-      const failover = sentinel!.failover();
-      // Past the promotion (about 0.6 s), before the sentinels demote the old master (about 10 s).
-      await delay(3_000);
-      await written('during');
-      await until('the reader reads it', async () => (await reader.get('k')) === 'during');
-      await failover;
-      // Both dropped L1 on their bus reconnect (the sentinels cut the old master's clients) and
-      // reread L2 on the new master, which never saw the write.
-      await until('the old value back', async () => (await reader.get('k')) === 'before');
-      expect(await writer.get('k')).toBe('before');
     } finally {
-      await Promise.all([writer.close(), reader.close()]);
-      writerClient.disconnect();
-      readerClient.disconnect();
+      await Promise.all(caches.map((cache) => cache.close()));
+      without.disconnect();
+      withDetector.disconnect();
     }
   });
 });

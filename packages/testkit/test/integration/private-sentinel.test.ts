@@ -10,27 +10,20 @@ describe('startPrivateSentinel', () => {
   }, 60_000);
   afterAll(() => sentinel?.stop());
 
-  it('moves the master on failover() and on killMaster(), and its client follows with the data', async () => {
+  // failover() and killMaster() are exercised (and their outcome checked) by the rate limiter's
+  // and the cache's sentinel-failover tests; this one keeps to the set-up, as each failover
+  // costs CI 10-15 s.
+  it('serves a master through its sentinel, replicated to the replica', async () => {
     const client = sentinel.client({ failoverDetector: true });
     try {
       await client.set('k', 'v');
-      const first = await sentinel.masterPort();
-      const second = await sentinel.failover();
-      expect(second).not.toBe(first);
-      expect(await sentinel.masterPort()).toBe(second);
-      // The replica had the write before it was promoted.
+      const master = await sentinel.masterPort();
+      // The client is on the master the sentinel names.
+      expect(await client.info('server')).toContain(`tcp_port:${master}\r\n`);
+      await client.wait(1, 5_000);
       expect(await client.get('k')).toBe('v');
-      await client.set('k', 'v2');
-      const { port: third, promotedAfterMs } = await sentinel.killMaster();
-      expect(third).toBe(first);
-      // down-after-milliseconds is 1 s: the promotion comes after it.
-      expect(promotedAfterMs).toBeGreaterThan(1_000);
-      let value: string | null = null;
-      for (let attempt = 0; attempt < 100 && value !== 'v2'; attempt += 1)
-        value = await client.get('k').catch(() => null);
-      expect(value).toBe('v2');
     } finally {
       client.disconnect();
     }
-  }, 90_000);
+  }, 30_000);
 });
