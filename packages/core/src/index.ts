@@ -61,4 +61,5 @@ export {
   metricLabelValue,
   type VotedGauge,
 } from './metrics.js';
+export { type RedisInfoClient, redisEvictingPolicy, whenRedisMayEvict } from './redis-memory-policy.js';
 export { tracingChannel } from './tracing.js';

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { whenRedisMayEvict } from '@noa/core';
 import { slidingFrameBytes } from '../serialization/entry-codec.js';
 import type { IoRedisClient } from './ioredis-client.js';
 import { isCluster } from './ioredis-client.js';
-import { whenEvicting } from './memory-policy.js';
 import type { RedisGuard } from './redis-guard.js';
 import { TickBatcher } from './tick-batcher.js';
 
@@ -172,12 +172,12 @@ export class RedisTier {
   /**
    * Warns (once) when Redis may evict this cache's tag sets and the cache writes tags: an evicted
    * tag set leaves the values it named out of reach of `deleteByTag`/`expireByTag`. The policy is
-   * read once the client is ready (see `memory-policy.ts`); the warning comes with the first
+   * read once the client is ready (core's `whenRedisMayEvict`); the warning comes with the first
    * tagged write, or with the policy if tags were written before it came.
    */
   warnIfTagsMayBeEvicted(warn: (policy: string) => void): void {
     this.#warnEviction = warn;
-    whenEvicting(this.client, (policy) => {
+    whenRedisMayEvict(this.client, (policy) => {
       this.#evictingPolicy = policy;
       if (this.#wroteTags) this.#tagsMayBeEvicted();
     });
