@@ -5,7 +5,7 @@ import { createRateLimiter } from '../../src/index.js';
 import { blockRecheckMs } from '../../src/local-block-cache.js';
 import { RedisStore } from '../../src/redis.js';
 import { privateRedisConnections } from './redis-fixture.js';
-import { scriptCalls } from './redis-stats.js';
+import { recordsOf, scriptCalls } from './redis-stats.js';
 
 const { redis, skip } = await startPrivateRedisOrSkip();
 // Fixed windows aligned to the minute (by Redis TIME on this host, or Date.now in memory: one clock):
@@ -19,11 +19,14 @@ describe.skipIf(skip !== undefined)('hot keys on Redis', () => {
   const { admin, client } = privateRedisConnections(redis);
 
   it('batches concurrent checks of one key, then refuses it locally until its retry time', async () => {
+    const store = new RedisStore({ client });
+    const recorded = recordsOf(store);
     const limiter = createRateLimiter({
-      store: new RedisStore({ client }),
+      store,
       limits: [{ limit: 10, windowMs: 60_000 }],
       deadlineMs: 2_000,
     });
+    await recorded();
     await admin.config('RESETSTAT');
     const first = await Promise.all(Array.from({ length: 200 }, () => limiter.check('hot')));
     expect(first.filter((result) => result.allowed)).toHaveLength(10);

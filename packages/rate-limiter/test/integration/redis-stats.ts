@@ -35,3 +35,24 @@ export async function migrateSlotKeys(source: Redis, target: Redis, slot: number
   await source.call('MIGRATE', '127.0.0.1', String(target.options.port), '', '0', '5000', 'KEYS', ...inSlot);
   return inSlot;
 }
+
+/**
+ * Wraps `store.recordNamespace` so that the returned promise settles once the records a limiter
+ * made with `store` sent at its start have landed: they are script calls of their own, which a
+ * test counting the checks' script calls must not see after its RESETSTAT. Call before creating
+ * the limiter, await the result after.
+ */
+export function recordsOf(store: {
+  recordNamespace: (...args: never[]) => Promise<void>;
+}): () => Promise<void> {
+  const records: Promise<void>[] = [];
+  const record = store.recordNamespace.bind(store);
+  store.recordNamespace = (...args) => {
+    const recorded = record(...args);
+    records.push(recorded);
+    return recorded;
+  };
+  return async () => {
+    await Promise.all(records);
+  };
+}
