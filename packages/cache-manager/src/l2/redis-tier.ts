@@ -101,6 +101,31 @@ export interface Replacement {
   ttlMs?: number | undefined;
 }
 
+/**
+ * What the tiers of one client (the caches and libraries that share it) agree on so that Redis
+ * sees one key's commands in the order they were called: at most one tier at a time gathers
+ * batched writes, `batching`. Each tier batches its own plain and compare-and-set writes of a
+ * turn, so with two tiers gathering at once a delete sent by one reached Redis before the other's
+ * earlier set, which then brought the value back, and the later of two sets of one key could
+ * land first. A tier that starts to batch sends the batches the other one gathered; a command
+ * sent at once (a delete, a tag delete, a clear, a compare-and-set, a write of an unbatched
+ * tier) sends them first. One tier alone keeps its batches as before: the check is one
+ * comparison per write.
+ */
+interface ClientWriteOrder {
+  batching: RedisTier | undefined;
+}
+const writeOrders = new WeakMap<IoRedisClient, ClientWriteOrder>();
+
+function writeOrderOf(client: IoRedisClient): ClientWriteOrder {
+  let order = writeOrders.get(client);
+  if (order === undefined) {
+    order = { batching: undefined };
+    writeOrders.set(client, order);
+  }
+  return order;
+}
+
 /** Thrown inside {@link RedisTier.deleteTag}'s pages to stop at a failed one. */
 const pageFailed = new Error('tag page failed');
 
@@ -122,6 +147,8 @@ export class RedisTier {
   readonly #reads: TickBatcher<string, Buffer | undefined> | undefined;
   readonly #writes: TickBatcher<PendingWrite, boolean> | undefined;
   readonly #casWrites: TickBatcher<CasWrite, boolean | undefined> | undefined;
+  /** Shared with every tier on this client (see {@link ClientWriteOrder}). */
+  readonly #writeOrder: ClientWriteOrder;
   /** The cache's clock, which slides read sliding entries (freshness is the caller's call). */
   readonly #clock: () => number;
   /** Every read runs `get-sliding.lua` instead of GET/MGET (a cache with a `slidingTtlMs`). */
@@ -150,6 +177,7 @@ export class RedisTier {
     this.#prefix = prefix;
     this.#dataPrefix = `${prefix}${dataKeyMarker}`;
     this.#cluster = isCluster(client);
+    this.#writeOrder = writeOrderOf(client);
     if (batching && !this.#cluster) {
       // Reads go out as MGETs of at most 16 keys: with one MGET per turn, Redis and this process
       // take turns waiting for each other; with several in flight, Redis answers one while we
@@ -338,7 +366,11 @@ export class RedisTier {
     tagTtlMs: number | undefined,
   ): Promise<boolean> {
     const write: PendingWrite = { key, bytes, ttlMs, tags, tagTtlMs };
-    if (this.#writes) return this.#writes.add(write, bytes.length);
+    if (this.#writes) {
+      this.#batchAfterOthers();
+      return this.#writes.add(write, bytes.length);
+    }
+    this.#writesFirst();
     return this.#guard.run('set', false, async () => {
       await this.#awaitWrite(write, this.#sendWrite(this.client, write));
       return true;
@@ -365,11 +397,15 @@ export class RedisTier {
     tags: readonly string[],
     tagTtlMs: number | undefined,
   ): Promise<boolean | undefined> {
-    // The plain writes of this turn first (see #writesFirst); not the compare-and-set batch
-    // this write joins.
-    this.#writes?.flush();
     const write: CasWrite = { key, expected, bytes, ttlMs, tags, tagTtlMs };
-    if (this.#casWrites) return this.#casWrites.add(write, bytes.length + (expected?.length ?? 0));
+    if (this.#casWrites) {
+      // The plain writes of this turn first (see #writesFirst); not the compare-and-set batch
+      // this write joins.
+      this.#batchAfterOthers();
+      this.#writes?.flush();
+      return this.#casWrites.add(write, bytes.length + (expected?.length ?? 0));
+    }
+    this.#writesFirst();
     if (!this.#cluster) {
       return this.#guard.run('set', undefined as boolean | undefined, async () => {
         const [written] = await this.#casScript([write]);
@@ -478,14 +514,34 @@ export class RedisTier {
   }
 
   /**
-   * Sends the writes batched in this turn before a command that must follow them: commands on
+   * Sends the writes batched in this turn, by this tier or another on its client (see
+   * {@link ClientWriteOrder}), before a command that must follow them: commands on
    * one connection run in order, so a delete, tag delete, clear or compare-and-set issued right
    * after a write (not awaited, or in background write mode) would otherwise reach Redis before
    * the write's SET, which would then bring the value back.
    */
   #writesFirst(): void {
+    // Only the tier batching last may hold batches: the others sent theirs when it began.
+    const batching = this.#writeOrder.batching;
+    if (batching !== undefined) batching.#sendBatches();
+  }
+
+  /** Sends this tier's batched writes now. */
+  #sendBatches(): void {
     this.#writes?.flush();
     this.#casWrites?.flush();
+  }
+
+  /**
+   * Makes this tier the one that batches the writes of its client (see {@link ClientWriteOrder}),
+   * sending first what another tier of the client gathered.
+   */
+  #batchAfterOthers(): void {
+    const order = this.#writeOrder;
+    const batching = order.batching;
+    if (batching === this) return;
+    if (batching !== undefined) batching.#sendBatches();
+    order.batching = this;
   }
 
   /** Deletes keys; returns how many existed, or undefined when Redis was unavailable. */
