@@ -33,7 +33,7 @@ export interface CacheStats {
    * encoded or decoded (`errors_total{tier="l2"}`).
    */
   l2Errors: number;
-  /** Redis calls that exceeded `operationTimeoutMs` (`degraded_operations_total{reason="timeout"}`). */
+  /** Redis calls that exceeded `operationTimeoutMs` (`degraded_operations_total{kind="timeout"}`). */
   l2Timeouts: number;
   /**
    * Redis operations that failed or were skipped, served from L1 or their fallback instead
@@ -72,7 +72,7 @@ export class CacheCounters {
   l2Timeouts = 0;
   /** `degraded_operations_total`, every reason. */
   degraded = 0;
-  /** `degraded_operations_total{reason="circuit_open"}`. */
+  /** `degraded_operations_total{kind="circuit_open"}`. */
   breakerOpen = 0;
   evicted = 0;
   expired = 0;
