@@ -50,6 +50,7 @@ const algorithms: LimitPolicy['algorithm'][] = [
   'sliding-window',
   'sliding-log',
   'token-bucket',
+  'leaky-bucket',
 ];
 
 describe.skipIf(skip !== undefined)('the limiter on an ACL-restricted Redis user', () => {
