@@ -236,6 +236,9 @@ export async function startPrivateSentinel({
       const old = await askMaster();
       await redisCli(sentinelNodes[0]!.port, 'sentinel', 'failover', masterName);
       const master = await promoted(old, 30_000);
+      // The sentinels turn the old master into the new one's replica only at their next INFO of
+      // it (every 10 s); doing what they would do at once spares each failover those seconds.
+      await redisCli(old, 'replicaof', '127.0.0.1', String(master));
       await settled(master, old);
       return master;
     },
