@@ -41,7 +41,7 @@ import {
   redisPrefixOption,
 } from './redis-options.js';
 import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
-import { ArgumentLimit, type CompleteEntry, type FailEntry, type SettleEntry } from './settle-batches.js';
+import { ArgumentLimit, buildSettleEntry, type SettleEntry } from './settle-batches.js';
 
 /** Options of {@link RedisJobStateStore}. */
 export const redisJobStateStoreOptionsSchema = z
@@ -73,26 +73,9 @@ export type RedisJobStateStoreOptions = z.input<typeof redisJobStateStoreOptions
 /** '3': run under a lease of its own (a takeover, see exchange.lua). */
 const verdicts: Record<string, DeliveryVerdict> = { '0': 'drop', '1': 'run', '2': 'requeue', '3': 'run' };
 
-/** One settlement as `rabbitmq-state/exchange.lua` takes it: the stored record runs again at `at`. */
-function settleEntry(settlement: Settlement, record: JobRecord): SettleEntry {
-  const base: Pick<SettleEntry, 'id' | 'l' | 'par' | 'pol'> = { id: record.id, l: record.lease };
-  if (record.parent) {
-    base.par = record.parent.id;
-    base.pol = record.parent.onChildFailure;
-  }
-  if (settlement.kind === 'complete') {
-    const entry: CompleteEntry = { ...base, k: 'c' };
-    if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
-    if (record.removeOnComplete) entry.rm = true;
-    return entry;
-  }
-  const stored = settlement.retryAt === null ? record : { ...record, availableAt: settlement.retryAt };
-  const entry: FailEntry = { ...base, k: 'f', rec: encodeRecord(stored) };
-  if (settlement.retryAt !== null) entry.at = settlement.retryAt;
-  const last = record.errors.at(-1);
-  if (last) entry.err = JSON.stringify(last);
-  return entry;
-}
+/** One settlement's entry (see {@link buildSettleEntry}). */
+const settleEntry = (settlement: Settlement, record: JobRecord): SettleEntry =>
+  buildSettleEntry(settlement, record, false);
 
 /** Reads the flat `id, token, record` triples a script returns. */
 function publishes(flat: unknown[], from: number): StatePublish[] {

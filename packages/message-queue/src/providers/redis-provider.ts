@@ -37,7 +37,7 @@ import {
 } from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
 import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
-import { ArgumentLimit, type CompleteEntry, type FailEntry, type SettleEntry } from './settle-batches.js';
+import { ArgumentLimit, buildSettleEntry, type SettleEntry } from './settle-batches.js';
 import { Wakers } from './wakers.js';
 
 /** Options of {@link RedisProvider}. */
@@ -64,26 +64,9 @@ export type RedisProviderOptions = z.input<typeof redisProviderOptionsSchema>;
 
 const capabilities: ProviderCapabilities = allCapabilities;
 
-/** One settlement as `exchange.lua` takes it. */
-function settleEntry(settlement: Settlement, record: JobRecord): SettleEntry {
-  const base: Pick<SettleEntry, 'id' | 'l' | 'g' | 'par' | 'pol'> = { id: record.id, l: record.lease };
-  if (record.group !== undefined) base.g = record.group;
-  if (record.parent) {
-    base.par = record.parent.id;
-    base.pol = record.parent.onChildFailure;
-  }
-  if (settlement.kind === 'complete') {
-    const entry: CompleteEntry = { ...base, k: 'c' };
-    if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
-    if (record.removeOnComplete) entry.rm = true;
-    return entry;
-  }
-  const entry: FailEntry = { ...base, k: 'f', rec: encodeRecord(record), pr: record.priority };
-  if (settlement.retryAt !== null) entry.at = settlement.retryAt;
-  const last = record.errors.at(-1);
-  if (last) entry.err = JSON.stringify(last);
-  return entry;
-}
+/** One settlement's entry (see {@link buildSettleEntry}). */
+const settleEntry = (settlement: Settlement, record: JobRecord): SettleEntry =>
+  buildSettleEntry(settlement, record, true);
 
 interface QueueState {
   /** The queue's key prefix and its meta key (the script's one declared key), built once. */

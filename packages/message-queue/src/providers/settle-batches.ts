@@ -3,6 +3,7 @@ import { cutHistory } from '../error-history.js';
 import type { ChildFailurePolicy } from '../job-options.js';
 import type { JobRecord } from '../job-record.js';
 import type { OversizedSettlement, Settlement } from '../provider.js';
+import { encodeRecord } from './record-codec.js';
 
 /** Redis's smallest `proto-max-bulk-len` (1 MiB): an argument this long fits every server. */
 export const minArgumentBytes = 1024 * 1024;
@@ -52,6 +53,39 @@ export type SettleEntry = CompleteEntry | FailEntry;
  * history {@link fitFailure} cut).
  */
 export type SettleEntryBuilder = (settlement: Settlement, record: JobRecord) => SettleEntry;
+
+/**
+ * One settlement's entry as the `exchange.lua` scripts take it. `forProvider`: the
+ * RedisProvider's (the job's group and priority ride along, the record is stored as given); else
+ * the RabbitMQ state store's (no group or priority; a retry's record is stored with its new
+ * `availableAt`, as the store runs it again at that time).
+ */
+export function buildSettleEntry(
+  settlement: Settlement,
+  record: JobRecord,
+  forProvider: boolean,
+): SettleEntry {
+  const base: Pick<SettleEntry, 'id' | 'l' | 'g' | 'par' | 'pol'> = { id: record.id, l: record.lease };
+  if (forProvider && record.group !== undefined) base.g = record.group;
+  if (record.parent) {
+    base.par = record.parent.id;
+    base.pol = record.parent.onChildFailure;
+  }
+  if (settlement.kind === 'complete') {
+    const entry: CompleteEntry = { ...base, k: 'c' };
+    if (settlement.result !== undefined) entry.r = JSON.stringify(settlement.result);
+    if (record.removeOnComplete) entry.rm = true;
+    return entry;
+  }
+  const stored =
+    forProvider || settlement.retryAt === null ? record : { ...record, availableAt: settlement.retryAt };
+  const entry: FailEntry = { ...base, k: 'f', rec: encodeRecord(stored) };
+  if (forProvider) entry.pr = record.priority;
+  if (settlement.retryAt !== null) entry.at = settlement.retryAt;
+  const last = record.errors.at(-1);
+  if (last) entry.err = JSON.stringify(last);
+  return entry;
+}
 
 /** The cuts of a failure's error history, gentlest first, tried until its entry fits. */
 const historyCuts = [
