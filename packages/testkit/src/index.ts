@@ -1,3 +1,4 @@
+export { aclRefusedObjects, type RestrictedAclUser, restrictedAclUsers } from './acl-users.js';
 export { busyFor, type EchoProcess, startEchoProcess } from './echo-process.js';
 export {
   type ContainerSpec,

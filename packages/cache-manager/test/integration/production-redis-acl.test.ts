@@ -1,4 +1,4 @@
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { aclRefusedObjects, restrictedAclUsers, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
@@ -13,34 +13,9 @@ const { redis: server, skip } = await startPrivateRedisOrSkip();
 const prefix = 'app:cache:';
 /** The README's minimal command list (see "Production Redis"). */
 const minimalCommands =
-  '+get +set +mget +del +unlink +exists +pexpire +getrange +setrange +evalsha +eval +sadd +srem +sscan +scan +rpush +lrange +llen +publish +subscribe'.split(
-    ' ',
-  );
+  '+get +set +mget +del +unlink +exists +pexpire +getrange +setrange +evalsha +eval +sadd +srem +sscan +scan +rpush +lrange +llen +publish +subscribe';
 /** The README's "Production Redis" ACL lines (the second adds `-@dangerous`, the third grants only what is used). */
-const users = {
-  confined: ['on', '>secret', 'resetkeys', `~${prefix}*`, 'resetchannels', `&${prefix}*`, '+@all'],
-  'no-dangerous': [
-    'on',
-    '>secret',
-    'resetkeys',
-    `~${prefix}*`,
-    'resetchannels',
-    `&${prefix}*`,
-    '+@all',
-    '-@dangerous',
-  ],
-  /** Only the commands the package sends (scripts' commands included: ACLs apply inside them). */
-  minimal: [
-    'on',
-    '>secret',
-    'resetkeys',
-    `~${prefix}*`,
-    'resetchannels',
-    `&${prefix}*`,
-    '-@all',
-    ...minimalCommands,
-  ],
-} as const;
+const users = restrictedAclUsers(prefix, minimalCommands);
 
 describe.skipIf(skip !== undefined)('the cache on an ACL-restricted Redis user', () => {
   const admin = new Redis(server?.url ?? 'redis://127.0.0.1:1', { lazyConnect: true });
@@ -126,9 +101,7 @@ describe.skipIf(skip !== undefined)('the cache on an ACL-restricted Redis user',
       }
       expect(errors).toEqual([]);
       // The only refusal allowed is ioredis's ready check (INFO, in @dangerous), which it skips.
-      const refused = ((await admin.call('ACL', 'LOG')) as string[][]).map(
-        (entry) => entry[entry.indexOf('object') + 1],
-      );
+      const refused = aclRefusedObjects(await admin.call('ACL', 'LOG'));
       expect(refused.filter((command) => command !== 'info')).toEqual([]);
       const keys = await admin.keys('*');
       expect(keys.length).toBeGreaterThan(0);

@@ -1,4 +1,4 @@
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { aclRefusedObjects, restrictedAclUsers, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRateLimiter } from '../../src/index.js';
@@ -16,34 +16,9 @@ const { redis, skip } = await startPrivateRedisOrSkip();
 const prefix = 'app:rl:';
 /** The README's minimal command list (see "Production Redis"). */
 const minimalCommands =
-  '+evalsha +eval +fcall +function|load +hset +hget +hmget +pexpire +pttl +time +del +zadd +zrangebyscore +zscore +zremrangebyscore +zrange +scan +unlink'.split(
-    ' ',
-  );
+  '+evalsha +eval +fcall +function|load +hset +hget +hmget +pexpire +pttl +time +del +zadd +zrangebyscore +zscore +zremrangebyscore +zrange +scan +unlink';
 /** The README's "Production Redis" ACL lines (the second adds `-@dangerous`, the third grants only what is used). */
-const users = {
-  confined: ['on', '>secret', 'resetkeys', `~${prefix}*`, 'resetchannels', `&${prefix}*`, '+@all'],
-  'no-dangerous': [
-    'on',
-    '>secret',
-    'resetkeys',
-    `~${prefix}*`,
-    'resetchannels',
-    `&${prefix}*`,
-    '+@all',
-    '-@dangerous',
-  ],
-  /** Only the commands the package sends (scripts' commands included: ACLs apply inside them). */
-  minimal: [
-    'on',
-    '>secret',
-    'resetkeys',
-    `~${prefix}*`,
-    'resetchannels',
-    `&${prefix}*`,
-    '-@all',
-    ...minimalCommands,
-  ],
-} as const;
+const users = restrictedAclUsers(prefix, minimalCommands, { channels: false });
 
 const algorithms: LimitPolicy['algorithm'][] = [
   'fixed-window',
@@ -119,9 +94,7 @@ describe.skipIf(skip !== undefined)('the limiter on an ACL-restricted Redis user
       }
       // The store's keys are all under its prefix (a key elsewhere would have been refused). The
       // only refusal allowed is ioredis's ready check (INFO, in @dangerous), which it skips.
-      const refused = ((await admin.call('ACL', 'LOG')) as string[][]).map(
-        (entry) => entry[entry.indexOf('object') + 1],
-      );
+      const refused = aclRefusedObjects(await admin.call('ACL', 'LOG'));
       expect(refused.filter((command) => command !== 'info')).toEqual([]);
       const keys = await admin.keys('*');
       expect(keys.length).toBeGreaterThan(0);
