@@ -1,8 +1,8 @@
 import { delay } from '@noa/core';
-import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions } from '../../src/index.js';
+import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+import type { Cache, CacheOptions } from '../../src/index.js';
+import { privateRedisCaches } from './helpers.js';
 
 const started = await startPrivateRedisOrSkip();
 
@@ -15,17 +15,10 @@ const started = await startPrivateRedisOrSkip();
  * only the call's own commands are counted.
  */
 describe.skipIf(started.skip !== undefined)('the Redis commands of a factory run’s write', () => {
-  let server: PrivateRedis;
-  let admin: Redis;
-  const clients: Redis[] = [];
-  const caches: Cache[] = [];
+  const redis = privateRedisCaches(started, { prefix: 'trips:', ttlMs: 60_000, bus: false });
 
   async function open(options: CacheOptions = {}): Promise<Cache> {
-    const client = new Redis(server.url);
-    clients.push(client);
-    const cache = new Cache({ redis: client, prefix: 'trips:', ttlMs: 60_000, bus: false, ...options });
-    caches.push(cache);
-    await cache.ready();
+    const cache = await redis.open(options);
     // Whatever a first write and read load once (shared structures) is not counted below.
     await cache.set('warm-up', 'value');
     await cache.getOrSetMany(['warm-up-many'], async (keys) => keys.map(() => 'value'));
@@ -35,10 +28,10 @@ describe.skipIf(started.skip !== undefined)('the Redis commands of a factory run
 
   /** The commands the server ran during `call`, by name (the counting's own left out). */
   async function commands(call: () => Promise<unknown>): Promise<Record<string, number>> {
-    await admin.config('RESETSTAT');
+    await redis.admin.config('RESETSTAT');
     await call();
     const counts: Record<string, number> = {};
-    for (const [, name, calls] of (await admin.info('commandstats')).matchAll(
+    for (const [, name, calls] of (await redis.admin.info('commandstats')).matchAll(
       /cmdstat_([^:]+):calls=(\d+)/g,
     )) {
       if (name === 'info' || name!.startsWith('config')) continue;
@@ -46,18 +39,6 @@ describe.skipIf(started.skip !== undefined)('the Redis commands of a factory run
     }
     return counts;
   }
-
-  beforeAll(() => {
-    server = started.redis!;
-    admin = new Redis(server.url);
-  });
-
-  afterAll(async () => {
-    await Promise.all(caches.map((cache) => cache.close()));
-    for (const client of clients) client.disconnect();
-    admin?.disconnect();
-    await server?.stop();
-  });
 
   it('getOrSetMany of 50 missing keys: one MGET, one compare-and-set script for all values', async () => {
     const cache = await open({ lock: { enabled: false } });
