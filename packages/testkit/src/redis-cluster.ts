@@ -150,35 +150,48 @@ async function startCluster(masters: number, replicas: number): Promise<StartedC
   const children: ServerProcess[] = [];
   const ports: number[] = [];
   for (let index = 0; index < masters * (1 + replicas); index += 1) {
-    // Cluster bus uses port + 10000, so keep the data port below 55536.
-    let port = await sparePort();
-    while (port > 55_000) port = await sparePort();
-    ports.push(port);
-    const nodeDir = path.join(dir, String(port));
-    await run('mkdir', ['-p', nodeDir]);
-    const node = new ServerProcess({
-      command: 'redis-server',
-      args: [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        nodeDir,
-        '--save',
-        '',
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        'nodes.conf',
-        '--cluster-node-timeout',
-        '2000',
-      ],
-    });
-    node.start();
-    children.push(node);
+    // A node also binds its cluster bus on port + 10000, which sparePort() did not check: an
+    // outgoing connection may hold it, and the node then exits at once. Such a node is started
+    // again on other ports (a CI run lost a whole test file to one).
+    for (let attempt = 1; ; attempt += 1) {
+      // Cluster bus uses port + 10000, so keep the data port below 55536.
+      let port = await sparePort();
+      while (port > 55_000) port = await sparePort();
+      const nodeDir = path.join(dir, String(port));
+      await run('mkdir', ['-p', nodeDir]);
+      const node = new ServerProcess({
+        command: 'redis-server',
+        args: [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--dir',
+          nodeDir,
+          '--save',
+          '',
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--cluster-node-timeout',
+          '2000',
+        ],
+      });
+      node.start();
+      try {
+        await waitForPort(port, attempt < 3 ? 5_000 : 15_000);
+      } catch (error) {
+        node.signal('SIGKILL');
+        await node.waitExit();
+        if (attempt >= 3) throw new Error(`${(error as Error).message}\n${node.recentOutput.slice(-1_000)}`);
+        continue;
+      }
+      ports.push(port);
+      children.push(node);
+      break;
+    }
   }
-  await Promise.all(ports.map((port) => waitForPort(port)));
   await run('redis-cli', [
     '--cluster',
     'create',
