@@ -5,11 +5,17 @@ import { defineConfig } from 'vitest/config';
  * `test.projects`): `unit` runs pure logic with no servers; `integration` talks to the real
  * services started by `scripts/services up`. Workspace packages resolve to their `src/`
  * through the `@noa/source` export condition, so tests need no build step.
+ *
+ * Test files run 3 at a time (`NOA_TEST_WORKERS` overrides): most integration files wait on
+ * servers, failovers and child processes rather than on a CPU, so even on 2 cores three workers
+ * took the integration suite from 766 s to 273 s. Files isolate by name on the shared servers
+ * and start private servers for anything global (pause, kill, config, stats), so they may overlap.
  */
 export default defineConfig({
   resolve: { conditions: ['@noa/source'] },
   ssr: { resolve: { conditions: ['@noa/source'] } },
   test: {
+    maxWorkers: Number(process.env.NOA_TEST_WORKERS ?? 3),
     projects: [
       {
         extends: true,
