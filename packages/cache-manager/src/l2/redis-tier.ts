@@ -109,8 +109,10 @@ export interface Replacement {
  * earlier set, which then brought the value back, and the later of two sets of one key could
  * land first. A tier that starts to batch sends the batches the other one gathered; a command
  * sent at once (a delete, a tag delete, a clear, a compare-and-set, a write of an unbatched
- * tier) sends them first. One tier alone keeps its batches as before: the check is one
- * comparison per write.
+ * tier) sends them first, and so does a read (a read batch, full or at the end of the turn, a
+ * getMany, an unbatched GET): a cache read another's write called before it only once that
+ * write's batch went out at the end of the turn. One tier alone keeps its batches as before:
+ * the check is one comparison per write or read.
  */
 interface ClientWriteOrder {
   batching: RedisTier | undefined;
@@ -273,6 +275,7 @@ export class RedisTier {
 
   /** One guarded GET (its own deadline and breaker call); `failed` when it fails. */
   #getOne<F>(key: string, failed: F): Promise<Buffer | undefined | F> {
+    this.#writesFirst();
     return this.#guard.run<Buffer | undefined | F>('get', failed, async () => {
       const redisKey = this.dataKey(key);
       if (this.#slidingReads) return this.#readSliding(redisKey, this.#clock());
@@ -288,6 +291,7 @@ export class RedisTier {
    * or Redis is unavailable.
    */
   peek(key: string): Promise<Buffer | undefined> {
+    this.#writesFirst();
     return this.#guard.run<Buffer | undefined>('get', undefined, async () => {
       return (await this.client.getBuffer(this.dataKey(key))) ?? undefined;
     });
@@ -315,6 +319,9 @@ export class RedisTier {
     operation: 'get' | 'get_many',
   ): Promise<(Buffer | undefined | F)[]> {
     if (keys.length === 0) return Promise.resolve([]);
+    // A read sent now (a full read batch, a batch begun before a write, a getMany) must not
+    // overtake a write gathered earlier in this turn, here or by another tier of the client.
+    this.#writesFirst();
     // On a Cluster the keys live on several masters: each key is read under its own deadline, so
     // one stalled master costs only its keys, not the values that the healthy masters hold.
     if (this.#cluster) return Promise.all(keys.map((key) => this.#getOne(key, failed)));
