@@ -1,0 +1,95 @@
+import { delay } from '@noa/core';
+import { uniqueName } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache } from '../../src/index.js';
+import { usePrivateCluster } from './redis-server.js';
+
+const { installed: hasRedisServer, client: cluster } = usePrivateCluster(
+  'the Cluster out-of-memory tag test',
+);
+
+/** The port of the master serving `key` (CLUSTER KEYSLOT, then CLUSTER SLOTS). */
+async function masterOf(key: string): Promise<number> {
+  const slot = Number(await cluster().cluster('KEYSLOT', key));
+  const ranges = await cluster().cluster('SLOTS');
+  const master = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2];
+  if (!master) throw new Error(`no master serves slot ${slot}`);
+  return master[1];
+}
+
+/**
+ * On a Cluster a value and its tag set live in different slots, often on different masters: a
+ * master out of memory (`maxmemory` reached, `noeviction`) refuses the SADD of the tag set while
+ * the value's master took the value. Left so, the value was unnamed by its tag set, missed by
+ * `deleteByTag` and served by every instance until its TTL. A plain `set` (SET, then SADD) and a
+ * factory run's compare-and-set write (`replace-if-unchanged.lua`, then SADD; getOrSet and
+ * getOrSetMany) both leave no such value: it is deleted, a miss.
+ */
+describe.skipIf(!hasRedisServer)('tagged writes on a Cluster whose tag set master is out of memory', () => {
+  const admins: Redis[] = [];
+  const caches: Cache[] = [];
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+    for (const admin of admins) admin.disconnect();
+  });
+
+  it('leave no value their tag set does not name (set, getOrSet, getOrSetMany)', async () => {
+    const prefix = `${uniqueName('cm_oom_cluster')}:`;
+    const tagMaster = await masterOf(`${prefix}__tag:t`);
+    // Keys whose value lives on another master than the tag set (and whose lease does too, so
+    // that getOrSet runs under its lease as usual).
+    const keys: string[] = [];
+    for (let index = 0; keys.length < 3; index += 1) {
+      const key = `k${index}`;
+      const [valueMaster, leaseMaster] = [
+        await masterOf(`${prefix}v:${key}`),
+        await masterOf(`${prefix}__lease:${key}`),
+      ];
+      if (valueMaster !== tagMaster && leaseMaster !== tagMaster) keys.push(key);
+    }
+    const [plain, computed, many] = keys as [string, string, string];
+    const admin = new Redis(tagMaster, '127.0.0.1');
+    admins.push(admin);
+    // Breaker kept closed: every write is sent.
+    const options = {
+      redis: cluster(),
+      prefix,
+      bus: false as const,
+      breaker: { consecutiveFailures: 1_000 },
+    };
+    const writer = new Cache(options);
+    caches.push(writer);
+    await writer.ready();
+    await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    await admin.config('SET', 'maxmemory', '1');
+    let computedValue: unknown;
+    let manyValues: unknown;
+    try {
+      // The tag set's master refuses to grow it; the values' masters take them.
+      expect(
+        await admin.sadd(`{${prefix}__tag:t}probe`, 'x').catch((error: unknown) => String(error)),
+      ).toMatch(/OOM/);
+      await writer.set(plain, 'plain value', { tags: ['t'] });
+      computedValue = await writer.getOrSet(computed, () => 'computed value', { tags: ['t'] });
+      manyValues = await writer.getOrSetMany([many], (missing) => missing.map(() => 'many value'), {
+        tags: ['t'],
+      });
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+    }
+    expect(computedValue).toBe('computed value');
+    expect(manyValues).toEqual(['many value']);
+    expect(await admin.smembers(`${prefix}__tag:t`)).toEqual([]); // the SADDs were refused
+    await writer.deleteByTag('t');
+    // The deletes of values left unnamed are sent without waiting for them: give them a moment.
+    await delay(100);
+    const reader = new Cache(options);
+    caches.push(reader);
+    await reader.ready();
+    expect(await reader.getMany([plain, computed, many])).toEqual([undefined, undefined, undefined]);
+    expect(await cluster().exists(`${prefix}v:${plain}`)).toBe(0);
+    expect(await cluster().exists(`${prefix}v:${computed}`)).toBe(0);
+    expect(await cluster().exists(`${prefix}v:${many}`)).toBe(0);
+  });
+});
