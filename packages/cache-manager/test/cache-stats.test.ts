@@ -1,4 +1,5 @@
 import { ManualClock } from '@noa/core';
+import { recordingLogger } from '@noa/testkit';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions, type CacheStats, FactoryError } from '../src/index.js';
@@ -148,19 +149,14 @@ describe('cache.stats() counters (memory, injected clock)', () => {
   });
 
   it('a value larger than l1.maxBytes, memory only: the set resolves, the value is not kept, and that is counted and logged', async () => {
-    const warnings: { message: string; fields: unknown }[] = [];
-    const logger = {
-      debug() {},
-      info() {},
-      warn: (message: string, fields?: unknown) => warnings.push({ message, fields }),
-      error() {},
-    };
+    const logger = recordingLogger();
     const cache = make({ logger, l1: { maxBytes: 1_000 } });
     await cache.set('small', 'x');
     await cache.set('large', 'x'.repeat(10_000));
     expect(await cache.get('large')).toBeUndefined();
     expect(await cache.get('small')).toBe('x');
     expect(cache.stats().evictions).toEqual({ evicted: 0, expired: 0, tooLarge: 1 });
+    const warnings = logger.entriesAt('warn');
     expect(warnings).toHaveLength(1);
     expect(warnings[0]!.message).toMatch(/l1\.maxBytes/);
     expect(warnings[0]!.fields).toMatchObject({ key: 'large', maxBytes: 1_000 });

@@ -1,5 +1,6 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { ConfigError, delay, ManualClock } from '@noa/core';
+import { recordingLogger } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -205,8 +206,7 @@ describe('timeouts', () => {
   });
 
   it('a run slower than lock.leaseMs is joined until then; the run started after it is the one cached, with a warning naming lock.leaseMs', async () => {
-    const warnings: string[] = [];
-    const logger = { debug() {}, info() {}, warn: (message: string) => warnings.push(message), error() {} };
+    const logger = recordingLogger();
     const cache = make({ hardTimeoutMs: 20, lock: { leaseMs: 100 }, logger });
     const slow = deferred<string>();
     let calls = 0;
@@ -217,11 +217,11 @@ describe('timeouts', () => {
     await expect(cache.getOrSet('k', factory)).rejects.toBeInstanceOf(FactoryTimeoutError);
     await expect(cache.getOrSet('k', factory)).rejects.toBeInstanceOf(FactoryTimeoutError);
     expect(calls).toBe(1);
-    expect(warnings.filter((message) => message.includes('lock.leaseMs'))).toEqual([]);
+    expect(logger.messages('warn').filter((message) => message.includes('lock.leaseMs'))).toEqual([]);
     await delay(150);
     expect(await cache.getOrSet('k', factory)).toBe('second');
     expect(calls).toBe(2);
-    expect(warnings.filter((message) => message.includes('lock.leaseMs'))).toHaveLength(1);
+    expect(logger.messages('warn').filter((message) => message.includes('lock.leaseMs'))).toHaveLength(1);
     // The first run read its source before the second: its late value is not cached over.
     slow.resolve('first, late');
     await tick();
@@ -230,8 +230,7 @@ describe('timeouts', () => {
   });
 
   it('a getOrSetMany run slower than lock.leaseMs is joined until then, as a getOrSet run: the run started after it is the one cached', async () => {
-    const warnings: string[] = [];
-    const logger = { debug() {}, info() {}, warn: (message: string) => warnings.push(message), error() {} };
+    const logger = recordingLogger();
     const cache = make({ lock: { leaseMs: 100 }, logger });
     const hung = deferred<string[]>();
     let runs = 0;
@@ -254,7 +253,9 @@ describe('timeouts', () => {
     expect(await cache.getOrSetMany(['other'], async () => ['second other'])).toEqual(['second other']);
     expect(later).toBe(1);
     expect(runs).toBe(1);
-    expect(warnings.filter((message) => message.includes('lock.leaseMs')).length).toBeGreaterThan(0);
+    expect(
+      logger.messages('warn').filter((message) => message.includes('lock.leaseMs')).length,
+    ).toBeGreaterThan(0);
     // The batch read its source before: its late values go to its caller, are not cached over.
     hung.resolve(['first k, late', 'first other, late']);
     expect(await batch).toEqual(['first k, late', 'first other, late']);
@@ -796,18 +797,7 @@ describe('options and lifecycle', () => {
   });
 
   it('logs a factory failure served stale, and a value it cannot keep, as warnings naming the key', async () => {
-    const logged: { level: string; message: string; fields?: Record<string, unknown> }[] = [];
-    const record =
-      (level: string) =>
-      (message: string, fields?: Record<string, unknown>): void => {
-        logged.push({ level, message, fields });
-      };
-    const logger = {
-      debug: record('debug'),
-      info: record('info'),
-      warn: record('warn'),
-      error: record('error'),
-    };
+    const logger = recordingLogger();
     const clock = new ManualClock(0);
     const cache = make({ logger, clock, ttlMs: 1_000, graceMs: 60_000, l1: { mode: 'clone' } });
     await cache.getOrSet('k', () => 'v1');
@@ -817,7 +807,7 @@ describe('options and lifecycle', () => {
     const uncloneable = { run: () => 1 };
     expect(await cache.getOrSet('fn', () => uncloneable)).toBe(uncloneable);
     expect(await cache.get('fn')).toBeUndefined();
-    expect(logged).toEqual([
+    expect(logger.entries).toEqual([
       {
         level: 'warn',
         message: 'factory failed; serving stale value',

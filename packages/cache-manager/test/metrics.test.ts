@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { breakerOptionsSchema, type Logger } from '@noa/core';
+import { breakerOptionsSchema } from '@noa/core';
+import { recordingLogger } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { Cache, ConfigError } from '../src/index.js';
@@ -127,9 +128,7 @@ describe('metrics', () => {
 describe('logIntervalMs', () => {
   /** A guard whose every Redis call fails, and the failure warnings it logged. */
   async function failures(logIntervalMs: number, calls: number): Promise<number> {
-    let warnings = 0;
-    const ignore = (): void => {};
-    const logger: Logger = { debug: ignore, info: ignore, error: ignore, warn: () => (warnings += 1) };
+    const logger = recordingLogger();
     const guard = new RedisGuard({
       operationTimeoutMs: 1_000,
       breaker: breakerOptionsSchema.parse({ consecutiveFailures: 1_000_000 }),
@@ -142,7 +141,7 @@ describe('logIntervalMs', () => {
       await guard.run('get', undefined, () => Promise.reject(new Error('connection refused')));
       await new Promise((resolve) => setTimeout(resolve, 3));
     }
-    return warnings;
+    return logger.entriesAt('warn').length;
   }
 
   it('sets the interval of the Redis failure warnings (one per interval, the others held back)', async () => {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Logger } from '@noa/core';
+import { recordingLogger } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { Pool } from '../src/index.js';
@@ -15,16 +15,6 @@ function readmeErrorKinds(): string[] {
   // The kinds listed after `kind (`, not the driver reasons spelled out in parentheses after `checkout_<reason>`.
   const listed = row.slice(row.indexOf('kind (')).replace(/<reason>` \([^)]*\)/, '<reason>`');
   return [...listed.matchAll(/`([a-z_]+)(?:<reason>)?`/g)].map((match) => match[1]!.replace(/_$/, ''));
-}
-
-function recordingLogger(): {
-  logger: Logger;
-  lines: { message: string; fields: Record<string, unknown> }[];
-} {
-  const lines: { message: string; fields: Record<string, unknown> }[] = [];
-  const write = (message: string, fields?: Record<string, unknown>) =>
-    lines.push({ message, fields: fields ?? {} });
-  return { logger: { debug: write, info: write, warn: write, error: write }, lines };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -105,7 +95,8 @@ describe('label names and values (docs/decisions/012)', () => {
 
 describe('log lines', () => {
   it("carry component: 'connection-pool', from the pool and from the cluster", async () => {
-    const { logger, lines } = recordingLogger();
+    const logger = recordingLogger();
+    const lines = logger.entries;
     const pool = new Pool(
       {
         create: async () => {

@@ -1,4 +1,5 @@
-import { ConfigError, type Logger, ManualClock } from '@noa/core';
+import { ConfigError, ManualClock } from '@noa/core';
+import { recordingLogger } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import {
@@ -38,17 +39,6 @@ function counterFactory(options: { fail?: () => boolean; validate?: (id: number)
       validate: async (resource: { id: number }) => options.validate?.(resource.id) ?? true,
     },
   };
-}
-
-function recordingLogger() {
-  const lines: { level: string; message: string; fields: Record<string, unknown> | undefined }[] = [];
-  const log =
-    (level: string) =>
-    (message: string, fields?: Record<string, unknown>): void => {
-      lines.push({ level, message, fields });
-    };
-  const logger: Logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-  return { logger, lines };
 }
 
 describe('Pool', () => {
@@ -126,7 +116,8 @@ describe('Pool', () => {
 
   it('close() rejects waiters, and reports clients never released with their acquire stack', async () => {
     const { factory, destroyed } = counterFactory();
-    const { logger, lines } = recordingLogger();
+    const logger = recordingLogger();
+    const lines = logger.entries;
     const pool = new Pool(factory, { max: 1, closeTimeoutMs: 50, leakDetectionThresholdMs: 60_000, logger });
     const leaked = await pool.acquire();
     const waiter = pool.acquire().catch((error: unknown) => error);
@@ -169,7 +160,8 @@ describe('Pool', () => {
   it('logs a leak once, with the acquire site, when a client is held past the threshold', async () => {
     const clock = new ManualClock(1_000);
     const { factory } = counterFactory();
-    const { logger, lines } = recordingLogger();
+    const logger = recordingLogger();
+    const lines = logger.entries;
     const registry = new Registry();
     const pool = new Pool(factory, {
       leakDetectionThresholdMs: 500,
@@ -195,7 +187,8 @@ describe('Pool', () => {
   it('counts a leak once in leaks_total when close() finds it still held after it was reported', async () => {
     const clock = new ManualClock(1_000);
     const { factory } = counterFactory();
-    const { logger, lines } = recordingLogger();
+    const logger = recordingLogger();
+    const lines = logger.entries;
     const registry = new Registry();
     const pool = new Pool(factory, {
       leakDetectionThresholdMs: 500,
@@ -361,7 +354,8 @@ describe('Pool', () => {
 
   it('a close() while another is in progress reports and counts each unreleased resource once', async () => {
     const { factory } = counterFactory();
-    const { logger, lines } = recordingLogger();
+    const logger = recordingLogger();
+    const lines = logger.entries;
     const registry = new Registry();
     const pool = new Pool(factory, { max: 1, closeTimeoutMs: 20, logger, registry });
     await pool.acquire(); // never released

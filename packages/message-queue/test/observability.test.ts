@@ -1,5 +1,6 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { ConfigError } from '@noa/core';
+import { recordingLogger } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { jobEvents, LeaseLostError, MemoryProvider, Queue, Worker } from '../src/index.js';
@@ -134,8 +135,7 @@ describe('metrics, events and options', () => {
     });
     const queue = new Queue({ name: 'lost-leases', provider: stalling });
     const { id } = await queue.add('x', null);
-    const warnings: string[] = [];
-    const logger = { debug() {}, info() {}, error() {}, warn: (message: string) => warnings.push(message) };
+    const logger = recordingLogger();
     let finish = (): void => {};
     const mayFinish = new Promise<void>((resolve) => {
       finish = resolve;
@@ -175,13 +175,17 @@ describe('metrics, events and options', () => {
     });
     expect(other.jobs.map((job) => job.id)).toEqual([id]);
     frozen = false;
-    await waitFor(() => warnings.some((message) => message.startsWith('lease renewals refused')));
+    await waitFor(() =>
+      logger.messages('warn').some((message) => message.startsWith('lease renewals refused')),
+    );
     // The refused renewal aborts the handler's signal (before, it ran on unaware).
     expect(reasons).toHaveLength(1);
     expect(reasons[0]).toBeInstanceOf(LeaseLostError);
     expect(reasons[0]).toMatchObject({ code: 'NOA_MQ_LEASE_LOST', reason: 'revoked' });
     finish();
-    await waitFor(() => warnings.some((message) => message.startsWith('late outcomes refused')));
+    await waitFor(() =>
+      logger.messages('warn').some((message) => message.startsWith('late outcomes refused')),
+    );
     await worker.close();
     expect(events).toEqual([]);
     expect((await provider.getJob(queue.name, id))?.state).toBe('active');

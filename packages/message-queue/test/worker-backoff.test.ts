@@ -1,4 +1,4 @@
-import type { Logger } from '@noa/core';
+import { recordingLogger } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { MemoryProvider, Queue, type QueueProvider, Worker } from '../src/index.js';
 import { sleep, waitFor } from './helpers.js';
@@ -36,13 +36,7 @@ describe('worker backoff when the backend fails', () => {
   });
 
   it('warns when a job names a custom backoff strategy this worker does not have', async () => {
-    const warnings: string[] = [];
-    const logger: Logger = {
-      debug: () => {},
-      info: () => {},
-      warn: (message, fields) => warnings.push(`${message} ${JSON.stringify(fields ?? {})}`),
-      error: () => {},
-    };
+    const logger = recordingLogger();
     const queue = new Queue({ name: 'typo', provider: new MemoryProvider() });
     // A typo, or a worker deployed without the strategy: retried at once, hammering what failed.
     await queue.add('call', null, { attempts: 3, backoff: { type: 'custom', strategy: 'lineer' } });
@@ -58,6 +52,6 @@ describe('worker backoff when the backend fails', () => {
     });
     await waitFor(() => tries === 3);
     await worker.close();
-    expect(warnings.filter((warning) => warning.includes('lineer'))).toHaveLength(1);
+    expect(logger.lines('warn').filter((warning) => warning.includes('lineer'))).toHaveLength(1);
   });
 });

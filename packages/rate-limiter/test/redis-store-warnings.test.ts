@@ -1,20 +1,15 @@
 import type { Logger } from '@noa/core';
+import { recordingLogger } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../src/redis.js';
 
 /** The warnings a store logs at construction for `client` (never connected: lazyConnect). */
 function warningsFor(client: Redis | Cluster): string[] {
-  const warnings: string[] = [];
-  const logger: Logger = {
-    debug: () => {},
-    info: () => {},
-    warn: (message: string) => warnings.push(message),
-    error: () => {},
-  };
+  const logger = recordingLogger();
   new RedisStore({ client, logger });
   client.disconnect();
-  return warnings;
+  return logger.messages('warn');
 }
 
 describe('RedisStore client option warnings', () => {

@@ -1,4 +1,5 @@
-import { type Logger, ManualClock } from '@noa/core';
+import { ManualClock } from '@noa/core';
+import { recordingLogger } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, type ConsumeOutcome, createRateLimiter, type RateLimitStore } from '../src/index.js';
 
@@ -13,29 +14,12 @@ class FailingStore implements RateLimitStore {
   async close(): Promise<void> {}
 }
 
-function recordingLogger(): {
-  logger: Logger;
-  warnings: { message: string; fields: Record<string, unknown> }[];
-} {
-  const warnings: { message: string; fields: Record<string, unknown> }[] = [];
-  const ignore = (): void => {};
-  return {
-    logger: {
-      debug: ignore,
-      info: ignore,
-      warn: (message, fields) => warnings.push({ message, fields: fields ?? {} }),
-      error: ignore,
-    },
-    warnings,
-  };
-}
-
 const failed = 'rate-limit store call failed; applying fail mode';
 
 describe('warnings of a failing store are sampled', () => {
   it('one failed-call warning per 10 s, not one per call; the next carries the count held back', async () => {
     const clock = new ManualClock(1_700_000_000_000);
-    const { logger, warnings } = recordingLogger();
+    const logger = recordingLogger();
     const limiter = createRateLimiter({
       store: new FailingStore(),
       limits: [{ limit: 100, windowMs: 60_000 }],
@@ -50,10 +34,10 @@ describe('warnings of a failing store are sampled', () => {
       clock.advance(5);
     }
     // 5 s of failures: one line.
-    expect(warnings.filter((line) => line.message === failed)).toHaveLength(1);
+    expect(logger.entriesAt('warn').filter((line) => line.message === failed)).toHaveLength(1);
     clock.advance(5_000);
     await limiter.check('later');
-    const lines = warnings.filter((line) => line.message === failed);
+    const lines = logger.entriesAt('warn').filter((line) => line.message === failed);
     expect(lines).toHaveLength(2);
     expect(lines[1]!.fields).toMatchObject({ store: 'failing', suppressed: 999 });
     await limiter.close();
@@ -61,7 +45,7 @@ describe('warnings of a failing store are sampled', () => {
 
   it("the breaker's probes during an outage are sampled too; its opening is always logged", async () => {
     const clock = new ManualClock(1_700_000_000_000);
-    const { logger, warnings } = recordingLogger();
+    const logger = recordingLogger();
     const limiter = createRateLimiter({
       store: new FailingStore(),
       limits: [{ limit: 100, windowMs: 60_000 }],
@@ -76,17 +60,19 @@ describe('warnings of a failing store are sampled', () => {
       await limiter.check('k');
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
-    const breakerLines = warnings.filter((line) => line.message.startsWith('rate-limit store breaker'));
+    const breakerLines = logger
+      .entriesAt('warn')
+      .filter((line) => line.message.startsWith('rate-limit store breaker'));
     expect(breakerLines[0]!.message).toBe('rate-limit store breaker open: fail mode applies');
     // The opening, and one probe line of the sampled ones (the limiter's clock stood still).
     expect(breakerLines.length).toBeLessThanOrEqual(2);
-    expect(warnings.filter((line) => line.message === failed)).toHaveLength(1);
+    expect(logger.entriesAt('warn').filter((line) => line.message === failed)).toHaveLength(1);
     await limiter.close();
   });
 
   it('logIntervalMs sets the sampling interval: one line per second with 1_000', async () => {
     const clock = new ManualClock(1_700_000_000_000);
-    const { logger, warnings } = recordingLogger();
+    const logger = recordingLogger();
     const limiter = createRateLimiter({
       store: new FailingStore(),
       limits: [{ limit: 100, windowMs: 60_000 }],
@@ -101,7 +87,7 @@ describe('warnings of a failing store are sampled', () => {
       await limiter.check(`k:${index}`);
       clock.advance(5);
     }
-    const lines = warnings.filter((line) => line.message === failed);
+    const lines = logger.entriesAt('warn').filter((line) => line.message === failed);
     expect(lines).toHaveLength(5);
     expect(lines[1]!.fields).toMatchObject({ suppressed: 199 });
     await limiter.close();

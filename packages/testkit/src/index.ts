@@ -66,6 +66,12 @@ export {
   withPackageSources,
 } from './readme.js';
 export {
+  type LogEntry,
+  type LogLevel,
+  type RecordingLogger,
+  recordingLogger,
+} from './recording-logger.js';
+export {
   type PrivateRedisCluster,
   type ReplicatedRedisCluster,
   startRedisCluster,

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ClosedError, ConfigError, delay, ManualClock } from '@noa/core';
+import { recordingLogger } from '@noa/testkit';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
   Cache,
@@ -930,8 +931,7 @@ export function describeCacheConformance(
       const unhandled: unknown[] = [];
       const onUnhandled = (reason: unknown) => unhandled.push(reason);
       process.on('unhandledRejection', onUnhandled);
-      const warnings: string[] = [];
-      const logger = { debug() {}, info() {}, warn: (message: string) => warnings.push(message), error() {} };
+      const logger = recordingLogger();
       try {
         const cache = make({ logger });
         cache.on('set', async () => {
@@ -942,7 +942,7 @@ export function describeCacheConformance(
         // Rejections are reported as unhandled after the microtask queue drains.
         await new Promise((resolve) => setTimeout(resolve, 20));
         expect(unhandled).toEqual([]);
-        expect(warnings).toContain('a cache event listener threw');
+        expect(logger.messages('warn')).toContain('a cache event listener threw');
         expect(await cache.get('ev:async-listener')).toBe('ok');
       } finally {
         process.off('unhandledRejection', onUnhandled);
@@ -1171,14 +1171,7 @@ export function describeCacheConformance(
     });
 
     it('warm keeps going when onProgress throws: the error is logged, every key is loaded', async () => {
-      const warnings: { message: string; fields?: Record<string, unknown> }[] = [];
-      const ignore = () => {};
-      const logger = {
-        debug: ignore,
-        info: ignore,
-        warn: (message: string, fields?: Record<string, unknown>) => warnings.push({ message, fields }),
-        error: ignore,
-      };
+      const logger = recordingLogger();
       const cache = make({ logger });
       const keys = Array.from({ length: 6 }, (_, index) => `progress-throws:${index}`);
       let loads = 0;
@@ -1199,8 +1192,9 @@ export function describeCacheConformance(
       expect(report).toEqual({ total: 6, done: 6, loaded: 6, skipped: 0, failed: 0 });
       expect(loads).toBe(6);
       expect(await cache.getMany(keys)).toEqual(keys);
-      expect(warnings.filter(({ message }) => message.startsWith('warm'))).toEqual([
+      expect(logger.entriesAt('warn').filter(({ message }) => message.startsWith('warm'))).toEqual([
         {
+          level: 'warn',
           message: 'warm onProgress threw; warming goes on',
           fields: expect.objectContaining({ error: 'Error: progress bar broke' }),
         },

@@ -1,5 +1,5 @@
 import { delay, withDeadline } from '@noa/core';
-import { startPrivateRedis } from '@noa/testkit';
+import { recordingLogger, startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
@@ -213,24 +213,20 @@ describe.skipIf(!hasRedisServer).concurrent('invalidation bus while Redis is dow
       password: 'secret',
     });
     redis.on('error', () => {});
-    const warnings: string[] = [];
-    const logger = {
-      debug: () => {},
-      info: () => {},
-      warn: (message: string) => warnings.push(message),
-      error: () => {},
-    };
+    const logger = recordingLogger();
     const cache = new Cache({ redis, prefix: 'acl:', operationTimeoutMs: 2_000, logger });
     try {
       const readyMs = await duration('ready', () => cache.ready());
       expect(readyMs, `ready() took ${readyMs.toFixed(0)} ms`).toBeLessThan(1_000);
-      expect(warnings.some((message) => message.startsWith('invalidation bus could not subscribe'))).toBe(
-        true,
-      );
+      expect(
+        logger.messages('warn').some((message) => message.startsWith('invalidation bus could not subscribe')),
+      ).toBe(true);
       // Past the start deadline: the bus is not taken for one waiting to resubscribe (every
       // factory run would be suspect for good, one more L2 read each).
       await delay(2_500);
-      expect(warnings.filter((message) => message.includes('not subscribed within'))).toEqual([]);
+      expect(logger.messages('warn').filter((message) => message.includes('not subscribed within'))).toEqual(
+        [],
+      );
       expect(await cache.getOrSet('k', () => 'v')).toBe('v');
       expect(cache.getLocal('k')).toBe('v');
     } finally {

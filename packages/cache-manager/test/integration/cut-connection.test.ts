@@ -1,5 +1,12 @@
 import { delay } from '@noa/core';
-import { type PrivateRedisCluster, startRedisCluster, startTcpProxy, type TcpProxy } from '@noa/testkit';
+import {
+  type PrivateRedisCluster,
+  type RecordingLogger,
+  recordingLogger,
+  startRedisCluster,
+  startTcpProxy,
+  type TcpProxy,
+} from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
@@ -103,11 +110,10 @@ describe
             retryDelayOnFailover: 0,
           }),
         );
-        const warnings = new Map<Cluster, string[]>();
+        const loggers = new Map<Cluster, RecordingLogger>();
         const recording = (client: Cluster) => {
-          warnings.set(client, []);
-          const record = (message: string) => warnings.get(client)!.push(message);
-          return { debug() {}, info() {}, warn: record, error() {} };
+          loggers.set(client, recordingLogger());
+          return loggers.get(client)!;
         };
         const options = { prefix, operationTimeoutMs: 200, breaker: { consecutiveFailures: 1_000 } };
         const cut = new Cache({ ...options, redis: cutClient, logger: recording(cutClient) });
@@ -115,7 +121,10 @@ describe
         // ioredis's default (retryDelayOnFailover 100 ms, 16 redirections) is named, with the fix;
         // the test's cut client has the fix (without it, this test fails: the late write lands).
         const resends = (client: Cluster) =>
-          warnings.get(client)!.filter((message) => message.includes('retryDelayOnFailover: 0'));
+          loggers
+            .get(client)!
+            .messages('warn')
+            .filter((message) => message.includes('retryDelayOnFailover: 0'));
         expect(resends(healthyClient)).toHaveLength(1);
         expect(resends(cutClient)).toEqual([]);
         caches.push(cut, healthy);

@@ -1,5 +1,5 @@
 import { delay, ManualClock } from '@noa/core';
-import { startPrivateRedis } from '@noa/testkit';
+import { recordingLogger, startPrivateRedis } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions, FactoryError } from '../../src/index.js';
@@ -132,14 +132,7 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
 
   it('treats a corrupt or foreign value in Redis as a miss: counted, logged, then recomputed', async () => {
     const registry = new Registry();
-    const warnings: string[] = [];
-    const ignore = () => {};
-    const logger = {
-      debug: ignore,
-      info: ignore,
-      error: ignore,
-      warn: (message: string) => warnings.push(message),
-    };
+    const logger = recordingLogger();
     const cache = await make({ registry, logger });
     await redis!.set(`${prefix}v:foreign`, 'written by another program');
     const decodeErrors = 'noa_cache_manager_errors_total{cache="cache",tier="l2",operation="decode"}';
@@ -149,7 +142,7 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
     expect(await cache.getOrSet('foreign', () => 'recomputed')).toBe('recomputed');
     expect(await sample(registry, decodeErrors)).toBeGreaterThan(1);
     expect(await (await make({})).get('foreign')).toBe('recomputed');
-    expect(warnings).toContain('could not decode an L2 value; treating it as a miss');
+    expect(logger.messages('warn')).toContain('could not decode an L2 value; treating it as a miss');
   });
 
   it('cache.stats() agrees with every series after a run of mixed calls over both tiers', async () => {

@@ -1,4 +1,9 @@
-import { aclRefusedObjects, restrictedAclUsers, startPrivateRedisOrSkip } from '@noa/testkit';
+import {
+  aclRefusedObjects,
+  recordingLogger,
+  restrictedAclUsers,
+  startPrivateRedisOrSkip,
+} from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
@@ -42,13 +47,7 @@ describe.skipIf(skip !== undefined)('the cache on an ACL-restricted Redis user',
       await admin.flushall(); // the other user's run left its keys under the same prefix
       await admin.call('ACL', 'LOG', 'RESET');
       const client = await connectAs(username);
-      const errors: unknown[] = [];
-      const logger = {
-        debug: () => {},
-        info: () => {},
-        warn: (message: string, meta?: unknown) => errors.push([message, meta]),
-        error: (message: string, meta?: unknown) => errors.push([message, meta]),
-      };
+      const logger = recordingLogger();
       const options = { redis: client, prefix, onBackendError: 'throw' as const, hotKeys: 10, logger };
       const cache = new Cache(options);
       const other = new Cache(options);
@@ -99,7 +98,7 @@ describe.skipIf(skip !== undefined)('the cache on an ACL-restricted Redis user',
       } finally {
         await Promise.all([cache.close(), other.close()]);
       }
-      expect(errors).toEqual([]);
+      expect(logger.entriesAt('warn', 'error')).toEqual([]);
       // The only refusal allowed is ioredis's ready check (INFO, in @dangerous), which it skips.
       const refused = aclRefusedObjects(await admin.call('ACL', 'LOG'));
       expect(refused.filter((command) => command !== 'info')).toEqual([]);

@@ -1,5 +1,5 @@
 import { delay } from '@noa/core';
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { recordingLogger, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
@@ -109,13 +109,7 @@ describe.skipIf(skip !== undefined)('the cache on a Redis that evicts its keys',
 
   it('an evicted tag set leaves its values out of deleteByTag: a cache that writes tags warns of a policy that evicts', async () => {
     const prefix = 'evict-tag:';
-    const warnings: string[] = [];
-    const logger = {
-      debug: () => {},
-      info: () => {},
-      error: () => {},
-      warn: (message: string) => warnings.push(message),
-    };
+    const logger = recordingLogger();
     const used = Number(/^used_memory:(\d+)/m.exec(await admin.info('memory'))![1]);
     await admin.config('SET', 'maxmemory', String(used + 50_000_000)); // room: nothing evicted yet
     let writer: Cache;
@@ -123,10 +117,10 @@ describe.skipIf(skip !== undefined)('the cache on a Redis that evicts its keys',
       writer = await open(prefix, { logger });
       await writer.set('plain', { v: 0 });
       await delay(200); // the policy has been read
-      expect(warnings.filter((warning) => warning.includes('maxmemory'))).toEqual([]); // no tags yet
+      expect(logger.messages('warn').filter((warning) => warning.includes('maxmemory'))).toEqual([]); // no tags yet
       await writer.set('tagged', { v: 1 }, { tags: ['t'] });
       await writer.set('tagged-2', { v: 2 }, { tags: ['t'] });
-      const named = warnings.filter((warning) => warning.includes('maxmemory'));
+      const named = logger.messages('warn').filter((warning) => warning.includes('maxmemory'));
       expect(named).toHaveLength(1);
       expect(named[0]).toContain('allkeys-lru');
     } finally {
@@ -141,13 +135,7 @@ describe.skipIf(skip !== undefined)('the cache on a Redis that evicts its keys',
   });
 
   it('no warning for tags when Redis does not evict (noeviction, or no maxmemory)', async () => {
-    const warnings: string[] = [];
-    const logger = {
-      debug: () => {},
-      info: () => {},
-      error: () => {},
-      warn: (message: string) => warnings.push(message),
-    };
+    const logger = recordingLogger();
     const unlimited = await open('evict-none:', { logger });
     await admin.config('SET', 'maxmemory', '100mb', 'maxmemory-policy', 'noeviction');
     try {
@@ -159,7 +147,7 @@ describe.skipIf(skip !== undefined)('the cache on a Redis that evicts its keys',
     } finally {
       await admin.config('SET', 'maxmemory', '0', 'maxmemory-policy', 'allkeys-lru');
     }
-    expect(warnings.filter((warning) => warning.includes('maxmemory'))).toEqual([]);
+    expect(logger.messages('warn').filter((warning) => warning.includes('maxmemory'))).toEqual([]);
   });
 
   it('an evicted lease costs a second factory run, never a lost or mixed value, and its holder does not free the next one', async () => {

@@ -1,5 +1,5 @@
 import { delay } from '@noa/core';
-import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
+import { type PrivateRedis, recordingLogger, startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,15 +21,7 @@ describe.skipIf(!hasRedisServer)('Redis frozen, then killed, then back', () => {
   let cache: Cache;
   let strict: Cache;
   const registry = new Registry();
-  const warnings: string[] = [];
-  const infos: string[] = [];
-  const ignore = () => {};
-  const logger = {
-    debug: ignore,
-    info: (message: string) => infos.push(message),
-    error: ignore,
-    warn: (message: string) => warnings.push(message),
-  };
+  const logger = recordingLogger();
 
   beforeAll(async () => {
     server = await startPrivateRedis();
@@ -99,8 +91,10 @@ describe.skipIf(!hasRedisServer)('Redis frozen, then killed, then back', () => {
       /noa_cache_manager_degraded_operations_total\{cache="cache",operation="[a-z_]+",kind="(timeout|circuit_open)"\} [1-9]/,
     );
     // An outage is logged, but not once per failed call: at most one failure warning a second.
-    expect(warnings).toContain('redis circuit breaker open');
-    const failures = warnings.filter((message) => message === 'redis operation failed; serving from L1');
+    expect(logger.messages('warn')).toContain('redis circuit breaker open');
+    const failures = logger
+      .messages('warn')
+      .filter((message) => message === 'redis operation failed; serving from L1');
     expect(failures.length).toBeGreaterThan(0);
     expect(failures.length).toBeLessThanOrEqual(3);
   });
@@ -152,7 +146,9 @@ describe.skipIf(!hasRedisServer)('Redis frozen, then killed, then back', () => {
     // its L1 rather than serve what it may have missed (warm:1 was served from L1 until now).
     while (Date.now() < deadline && cache.getLocal('warm:1') !== undefined) await delay(50);
     expect(cache.getLocal('warm:1')).toBeUndefined();
-    expect(infos).toContain('invalidation bus reconnected; dropping L1 (invalidations may have been missed)');
+    expect(logger.messages('info')).toContain(
+      'invalidation bus reconnected; dropping L1 (invalidations may have been missed)',
+    );
     const other = new Cache({ redis, prefix: 'fail:' });
     expect(await other.get('after')).toBe('recovered');
     await other.close();

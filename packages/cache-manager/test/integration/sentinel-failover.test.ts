@@ -1,5 +1,5 @@
 import { delay } from '@noa/core';
-import { startPrivateSentinelOrSkip } from '@noa/testkit';
+import { recordingLogger, startPrivateSentinelOrSkip } from '@noa/testkit';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
@@ -218,13 +218,7 @@ describe.skipIf(skip !== undefined)('a Sentinel client without failoverDetector'
   // warning was added (README "Redis Sentinel"); it is ioredis's behaviour, so this test keeps
   // to the warning and spares CI a ~15 s failover.
   it('is warned about at construction when the Sentinel client has no failoverDetector', async () => {
-    const warnings: string[] = [];
-    const logger = {
-      debug: () => {},
-      info: () => {},
-      warn: (message: string) => warnings.push(message),
-      error: () => {},
-    };
+    const logger = recordingLogger();
     const without = sentinel!.client();
     const withDetector = sentinel!.client({ failoverDetector: true });
     const caches = [
@@ -233,7 +227,9 @@ describe.skipIf(skip !== undefined)('a Sentinel client without failoverDetector'
     ];
     try {
       await Promise.all(caches.map((cache) => cache.ready()));
-      expect(warnings.filter((message) => message.includes('failoverDetector: true'))).toHaveLength(1);
+      expect(
+        logger.messages('warn').filter((message) => message.includes('failoverDetector: true')),
+      ).toHaveLength(1);
     } finally {
       await Promise.all(caches.map((cache) => cache.close()));
       without.disconnect();

@@ -1,4 +1,4 @@
-import { isReachable, serviceUrl, sparePort, uniqueName } from '@noa/testkit';
+import { isReachable, recordingLogger, serviceUrl, sparePort, uniqueName } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMongoPool, type MongoPool } from '../../src/mongo.js';
@@ -132,10 +132,8 @@ describe.skipIf(replicaSetSkip !== undefined)('MongoPool on a replica set', () =
 
 describe.skipIf(!reachable)('MongoPool log lines', () => {
   it("carry component: 'connection-pool' and the pool name", async () => {
-    const lines: { message: string; fields: Record<string, unknown> }[] = [];
-    const write = (message: string, fields?: Record<string, unknown>) =>
-      lines.push({ message, fields: fields ?? {} });
-    const logger = { debug: write, info: write, warn: write, error: write };
+    const logger = recordingLogger();
+    const lines = logger.entries;
     const pool = createMongoPool({ url, max: 1, name: 'mongo-logs', logger });
     try {
       const client = await pool.connect();

@@ -1,4 +1,5 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
+import { recordingLogger } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QueryTimeoutError, TransactionRetryError } from '../../src/index.js';
@@ -211,8 +212,7 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
   });
 
   it('close() with a lag probe stuck on a frozen replica: no unreleased connection, no replica leaving rotation at shutdown', async () => {
-    const warnings: string[] = [];
-    const ignore = () => {};
+    const logger = recordingLogger();
     const probed = createPgPool({
       name: 'probe_close',
       primary: cluster.primaryUrl,
@@ -221,7 +221,7 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
       healthCheckIntervalMs: 50,
       connectTimeoutMs: 5_000,
       pool: { max: 2, closeTimeoutMs: 100 },
-      logger: { debug: ignore, info: ignore, error: ignore, warn: (message) => warnings.push(message) },
+      logger,
     });
     let frozen = false;
     try {
@@ -232,7 +232,7 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
       const report = await probed.close();
       expect(report.unreleased).toEqual([]);
       await sleep(100);
-      expect(warnings).toEqual([]);
+      expect(logger.messages('warn')).toEqual([]);
     } finally {
       if (frozen) await cluster.thawReplica();
       await probed.close();

@@ -1,5 +1,4 @@
-import type { Logger } from '@noa/core';
-import { startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
+import { recordingLogger, startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,23 +9,6 @@ import { sleep, waitFor } from '../helpers.js';
 // One private redis-server for the file, stopped (SIGKILL) and restarted by each test; the tests
 // run one after another, and each leaves it running.
 const privateRedis = await startPrivateRedisOrSkip();
-
-interface Lines {
-  logger: Logger;
-  warn: string[];
-  info: string[];
-}
-
-function capture(): Lines {
-  const lines: Lines = { warn: [], info: [], logger: undefined as unknown as Logger };
-  lines.logger = {
-    debug: () => {},
-    info: (message) => lines.info.push(message),
-    warn: (message, fields) => lines.warn.push(`${message} ${JSON.stringify(fields ?? {})}`),
-    error: () => {},
-  };
-  return lines;
-}
 
 async function gauge(registry: Registry, name: string, labels: Record<string, string>): Promise<number[]> {
   const metric = await registry.getSingleMetric(name)?.get();
@@ -65,14 +47,14 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
   it('the worker emits one error and warns when Redis stops answering, shows it in backend_up, and logs the recovery', async () => {
     const provider = new RedisProvider({ connection: connect() });
     const registry = new Registry();
-    const lines = capture();
+    const logger = recordingLogger();
     const queue = new Queue({ name: uniqueName('outage-worker'), provider });
     const done: string[] = [];
     const errors: Error[] = [];
     const worker = new Worker({
       queue,
       registry,
-      logger: lines.logger,
+      logger,
       pollIntervalMs: 100,
       backendTimeoutMs: 500,
       handler: (job) => {
@@ -93,13 +75,15 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
         'NOA_MQ_BACKEND_UNAVAILABLE',
       ]);
       expect(errors[0]!.message).toMatch(/did not answer .* within 500 ms/);
-      expect(lines.warn.filter((line) => line.includes('backend unavailable'))).toHaveLength(1);
+      expect(logger.lines('warn').filter((line) => line.includes('backend unavailable'))).toHaveLength(1);
       expect(await gauge(registry, 'noa_message_queue_backend_up', { queue: queue.name })).toEqual([0]);
       expect(worker.backendUp).toBe(false);
 
       await startServer();
       await waitFor(() => worker.backendUp, 10_000, 'the worker to see Redis back');
-      expect(lines.info.filter((line) => line.includes('backend available again'))).toHaveLength(1);
+      expect(logger.messages('info').filter((line) => line.includes('backend available again'))).toHaveLength(
+        1,
+      );
       expect(await gauge(registry, 'noa_message_queue_backend_up', { queue: queue.name })).toEqual([1]);
       await queue.add('after', null);
       await waitFor(() => done.length === 2, 5_000, 'a job run after the restart');
@@ -271,13 +255,13 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
   it('scrapes during an outage answer at once from the last counted depth, marked stale, and count again after it', async () => {
     const provider = new RedisProvider({ connection: connect() });
     const registry = new Registry();
-    const lines = capture();
+    const logger = recordingLogger();
     // depthCacheMs 0: every scrape would count.
     const queue = new Queue({
       name: uniqueName('outage-depth'),
       provider,
       registry,
-      logger: lines.logger,
+      logger,
       depthCacheMs: 0,
       depthTimeoutMs: 2_000,
     });
@@ -309,7 +293,7 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
         await gauge(registry, 'noa_message_queue_queue_depth_jobs', { ...labels, state: 'waiting' }),
       ).toEqual([3]);
       expect(await gauge(registry, 'noa_message_queue_queue_depth_stale', labels)).toEqual([1]);
-      expect(lines.warn.filter((line) => line.includes('queue_depth_jobs'))).toHaveLength(1);
+      expect(logger.lines('warn').filter((line) => line.includes('queue_depth_jobs'))).toHaveLength(1);
 
       await startServer();
       // The restarted server kept nothing (no persistence): a fresh count says 0, not stale.

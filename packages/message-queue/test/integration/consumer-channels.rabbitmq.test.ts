@@ -1,4 +1,4 @@
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { isReachable, recordingLogger, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
@@ -54,14 +54,7 @@ describe.skipIf(!managementUp).concurrent('RabbitMQ: a stopped consumer closes i
           ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null })
           : undefined;
         const connectionName = uniqueName('consumer-channels');
-        const warnings: string[] = [];
-        const logger = {
-          debug: () => {},
-          info: () => {},
-          warn: (message: string) => warnings.push(message),
-          error: (message: string) => warnings.push(message),
-          child: () => logger,
-        };
+        const logger = recordingLogger();
         const provider = new RabbitMqProvider({
           url,
           connectionName,
@@ -126,7 +119,9 @@ describe.skipIf(!managementUp).concurrent('RabbitMQ: a stopped consumer closes i
           expect(count).toBe(baseline);
           // A closed consumer channel was not taken for a lost connection.
           expect(
-            warnings.filter((warning) => /connection lost|closed a consumer channel/.test(warning)),
+            logger
+              .messages('warn', 'error')
+              .filter((warning) => /connection lost|closed a consumer channel/.test(warning)),
           ).toEqual([]);
           expect(ran.sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, index) => index));
         } finally {

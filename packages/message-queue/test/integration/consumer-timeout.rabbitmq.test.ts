@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
-import type { Logger } from '@noa/core';
-import { type PrivateRabbit, startPrivateRabbit, uniqueName } from '@noa/testkit';
+import { type PrivateRabbit, recordingLogger, startPrivateRabbit, uniqueName } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
@@ -33,13 +32,7 @@ describe
     // by side on the one node.
     for (const concurrency of [4, 1]) {
       it(`runs the job once in this process and says why the broker closed the channel (concurrency ${concurrency})`, async () => {
-        const warnings: string[] = [];
-        const logger: Logger = {
-          debug: () => {},
-          info: () => {},
-          warn: (message, fields) => warnings.push(`${message} ${JSON.stringify(fields ?? {})}`),
-          error: () => {},
-        };
+        const logger = recordingLogger();
         const provider = new RabbitMqProvider({ url: node.url, reconnectDelayMs: 50, logger });
         try {
           const queue = new Queue({ name: uniqueName('consumer-timeout'), provider });
@@ -68,7 +61,7 @@ describe
           expect(completed.sort()).toEqual(['after', 'quick', 'slow']);
           expect((await provider.counts(queue.name)).waiting).toBe(0);
           await provider.deleteQueue(queue.name);
-          expect(warnings.some((warning) => warning.includes('PRECONDITION_FAILED'))).toBe(true);
+          expect(logger.lines('warn').some((warning) => warning.includes('PRECONDITION_FAILED'))).toBe(true);
         } finally {
           await provider.close();
         }

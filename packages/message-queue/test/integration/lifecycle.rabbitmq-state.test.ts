@@ -1,6 +1,12 @@
 import net from 'node:net';
-import type { Logger } from '@noa/core';
-import { isReachable, serviceUrl, sparePort, startPrivateRedisOrSkip, uniqueName } from '@noa/testkit';
+import {
+  isReachable,
+  recordingLogger,
+  serviceUrl,
+  sparePort,
+  startPrivateRedisOrSkip,
+  uniqueName,
+} from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BrokerUnavailableError, Queue, Worker } from '../../src/index.js';
@@ -116,19 +122,6 @@ async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolea
   return result;
 }
 
-/** A logger that keeps its warnings, to check what close() reports. */
-function recordingLogger(): Logger & { warnings: string[] } {
-  const warnings: string[] = [];
-  const noop = () => {};
-  return {
-    warnings,
-    debug: noop,
-    info: noop,
-    error: noop,
-    warn: (message: string) => warnings.push(message),
-  };
-}
-
 describe.skipIf(!rabbitUp || privateRedis.skip !== undefined)(
   'RabbitMqProvider.close() with its Redis down',
   () => {
@@ -215,7 +208,9 @@ describe.skipIf(!rabbitUp || privateRedis.skip !== undefined)(
       redis.freeze();
       try {
         expect(await settlesWithin(provider.close(), 10_000)).toBe(true);
-        expect(logger.warnings).toContain('RabbitMQ provider close timed out; abandoned what had not closed');
+        expect(logger.messages('warn')).toContain(
+          'RabbitMQ provider close timed out; abandoned what had not closed',
+        );
       } finally {
         redis.resume();
       }
@@ -319,7 +314,9 @@ describe.skipIf(!rabbitUp).concurrent('RabbitMqProvider.ready()', () => {
       await provider.ready();
       relay.freeze();
       expect(await settlesWithin(provider.close(), 10_000)).toBe(true);
-      expect(logger.warnings).toContain('RabbitMQ provider close timed out; abandoned what had not closed');
+      expect(logger.messages('warn')).toContain(
+        'RabbitMQ provider close timed out; abandoned what had not closed',
+      );
       // Without this its socket and heartbeat timers would hold the process until the heartbeat
       // gave up on the broker (a minute or more).
       await waitFor(() => relay.clientsClosed === relay.accepted, 5_000, 'the provider to drop its socket');

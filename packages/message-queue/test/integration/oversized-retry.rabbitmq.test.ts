@@ -1,6 +1,5 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { silentLogger } from '@noa/core';
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { isReachable, recordingLogger, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -28,8 +27,7 @@ describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () =
   const workers: Worker<unknown, unknown>[] = [];
   const queues: [RabbitMqProvider, string][] = [];
   /** What the providers warned about (a refused publish says so at every outbox pass). */
-  const warnings: string[] = [];
-  const logger = { ...silentLogger, warn: (message: string) => warnings.push(message) };
+  const logger = recordingLogger();
   const open = ({ state = true } = {}) => {
     const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
     connections.push(connection);
@@ -77,7 +75,7 @@ describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () =
     // each time), the job waiting for ever and never dead-lettered.
     await sleep(5_000);
     expect(tries.get(1)).toBe(1);
-    expect(warnings.filter((warning) => warning.includes('publish failed'))).toEqual([]);
+    expect(logger.messages('warn').filter((warning) => warning.includes('publish failed'))).toEqual([]);
     expect(await queue.counts()).toMatchObject({ waiting: 0, delayed: 0, active: 0, failed: 1 });
     const [dead] = await queue.dlq.list();
     expect(dead).toMatchObject({ id, state: 'failed', attemptsMade: 1, data: { n: 1 } });
@@ -226,7 +224,7 @@ describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () =
         // Its record fits the broker: a redrive publishes it and it runs (and fails) again.
         expect(await queue.dlq.retry(id)).toBe(true);
         await waitFor(() => failures.length === 2, 10_000, 'the redriven job to run again');
-        expect(warnings.filter((warning) => warning.includes('publish failed'))).toEqual([]);
+        expect(logger.messages('warn').filter((warning) => warning.includes('publish failed'))).toEqual([]);
       }
     },
   );

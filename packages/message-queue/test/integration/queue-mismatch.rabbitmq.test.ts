@@ -1,4 +1,4 @@
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { isReachable, recordingLogger, serviceUrl, uniqueName } from '@noa/testkit';
 import amqp from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { BrokerRefusedError, Queue, Worker } from '../../src/index.js';
@@ -16,13 +16,7 @@ describe.skipIf(!reachable)('RabbitMQ: a queue that exists with other arguments'
     const channel = await admin.createChannel();
     // Declared elsewhere without the provider's arguments (x-max-priority, dead-lettering).
     await channel.assertQueue(name, { durable: true });
-    const warnings: string[] = [];
-    const logger = {
-      debug() {},
-      info() {},
-      warn: (message: string) => warnings.push(message),
-      error() {},
-    };
+    const logger = recordingLogger();
     const provider = new RabbitMqProvider({ url, logger });
     const queue = new Queue({ name, provider });
     const errors: Error[] = [];
@@ -44,7 +38,7 @@ describe.skipIf(!reachable)('RabbitMQ: a queue that exists with other arguments'
       // Before: every refusal closed the connection's channel, taken for a lost connection, and
       // the reconnect succeeded at once (~110 reconnects/s, no worker error). Now the connection
       // stays and the worker's retries back off (50 ms doubling to 2 s: about 6 in 1.5 s).
-      expect(warnings.filter((message) => message.includes('connection lost')).length).toBe(0);
+      expect(logger.messages('warn').filter((message) => message.includes('connection lost')).length).toBe(0);
       expect(errors.length).toBeLessThan(15);
     } finally {
       await worker?.close(500);

@@ -1,6 +1,5 @@
 import { once } from 'node:events';
-import type { Logger } from '@noa/core';
-import { type PrivateRedis, startPrivateRedis } from '@noa/testkit';
+import { type PrivateRedis, recordingLogger, startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,19 +28,8 @@ try {
   console.log(skip);
 }
 
-/** What the limiter logged, as `level message`. */
-const logged: string[] = [];
-const record =
-  (level: string) =>
-  (message: string): void => {
-    logged.push(`${level} ${message}`);
-  };
-const captureLogger: Logger = {
-  debug: record('debug'),
-  info: record('info'),
-  warn: record('warn'),
-  error: record('error'),
-};
+/** What the limiter logged. */
+const captureLogger = recordingLogger();
 
 function limiterOn(
   failMode: FailMode,
@@ -138,8 +126,8 @@ describe.skipIf(skip !== undefined)('Redis paused, then killed: checks stay with
         'noa_rate_limiter_checks_total{limiter="limiter",result="limited",source="fallback"}',
       ),
     ).toBe(refusedLocally);
-    expect(logged).toContain('warn rate-limit store breaker open: fail mode applies');
-    expect(logged).toContain('warn rate-limit store call failed; applying fail mode');
+    expect(captureLogger.messages('warn')).toContain('rate-limit store breaker open: fail mode applies');
+    expect(captureLogger.messages('warn')).toContain('rate-limit store call failed; applying fail mode');
 
     await redis.kill();
     const killed: (RateLimitResult & { ms: number })[] = [];
@@ -169,7 +157,7 @@ describe.skipIf(skip !== undefined)('Redis paused, then killed: checks stay with
     expect(recovered?.allowed).toBe(true);
     expect(local.fallbackActive).toBe(false);
     expect(await sample(registry, 'noa_rate_limiter_fallback_active{limiter="limiter"}')).toBe(0);
-    expect(logged).toContain('info rate-limit store breaker closed: store back in use');
+    expect(captureLogger.messages('info')).toContain('rate-limit store breaker closed: store back in use');
     // Store calls that answered were timed (the healthy check, then the recovered one at least),
     // and so were the calls that hit the deadline while Redis was paused.
     expect(

@@ -1,6 +1,10 @@
 import { once } from 'node:events';
-import type { Logger } from '@noa/core';
-import { awayFromWindowEdge, startPrivateRedisOrSkip, startRedisCluster } from '@noa/testkit';
+import {
+  awayFromWindowEdge,
+  recordingLogger,
+  startPrivateRedisOrSkip,
+  startRedisCluster,
+} from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -33,14 +37,7 @@ async function setup(failMode: FailMode, expectedInstances = 1, cluster?: Cluste
   if (cluster === undefined && client.status !== 'ready') await once(client, 'ready');
   prefixes += 1;
   const registry = new Registry();
-  const logged: string[] = [];
-  const record = (level: string) => (message: string) => void logged.push(`${level} ${message}`);
-  const logger: Logger = {
-    debug: record('debug'),
-    info: record('info'),
-    warn: record('warn'),
-    error: record('error'),
-  };
+  const logger = recordingLogger();
   const limiter = createRateLimiter({
     store: new RedisStore({ client, prefix: `late-${prefixes}:` }),
     limits: [{ limit: 10, windowMs: 3_600_000 }],
@@ -69,7 +66,7 @@ async function setup(failMode: FailMode, expectedInstances = 1, cluster?: Cluste
     );
     return remaining;
   };
-  return { limiter, logged, lateRefunds, remainingAfterPause };
+  return { limiter, logger, lateRefunds, remainingAfterPause };
 }
 
 /**
@@ -99,7 +96,7 @@ describe.skipIf(skip !== undefined)('a check whose reply comes after its deadlin
   });
 
   it("failMode 'closed': the refused request Redis counted late is refunded, unawaited", async () => {
-    const { limiter, logged, lateRefunds, remainingAfterPause } = await setup('closed');
+    const { limiter, logger, lateRefunds, remainingAfterPause } = await setup('closed');
     const { result, elapsedMs } = await whileFrozen(async () => {
       const started = performance.now();
       return { result: await limiter.check('k'), elapsedMs: performance.now() - started };
@@ -110,8 +107,8 @@ describe.skipIf(skip !== undefined)('a check whose reply comes after its deadlin
     await vi.waitFor(async () => expect(await lateRefunds()).toBe(1), { timeout: 5_000, interval: 50 });
     // Counted by the late script, then given back: the key is whole again.
     expect(await remainingAfterPause('k')).toBe(10);
-    expect(logged).toContain(
-      'debug rate-limit check answered late after a fail-mode refusal; refunding its points',
+    expect(logger.messages('debug')).toContain(
+      'rate-limit check answered late after a fail-mode refusal; refunding its points',
     );
     await limiter.close();
   });
@@ -213,20 +210,14 @@ describe.skipIf(skip !== undefined)('a late reply whose window has ended', () =>
       clients.push(client);
       const prefix = `late-window-${algorithm}:`;
       const store = heldRepliesStore(new RedisStore({ client, prefix }));
-      const logged: string[] = [];
-      const record = (level: string) => (message: string) => void logged.push(`${level} ${message}`);
+      const logger = recordingLogger();
       const options = {
         limits: [{ algorithm, limit, windowMs }],
         failMode: 'closed' as const,
         deadlineMs,
         breaker: { consecutiveFailures: 1_000_000 },
         localBlockCache: false,
-        logger: {
-          debug: record('debug'),
-          info: record('info'),
-          warn: record('warn'),
-          error: record('error'),
-        },
+        logger,
       };
       const late = createRateLimiter({ ...options, store });
       // Another instance on the same keys, whose replies are not held.
@@ -239,10 +230,13 @@ describe.skipIf(skip !== undefined)('a late reply whose window has ended', () =>
       expect((await other.check('k')).allowed).toBe(true);
       expect((await other.check('k')).allowed).toBe(true);
       store.release();
-      await vi.waitFor(() => expect(logged.some((line) => line.includes('answered late'))).toBe(true), {
-        timeout: 2_000,
-        interval: 5,
-      });
+      await vi.waitFor(
+        () => expect(logger.messages().some((line) => line.includes('answered late'))).toBe(true),
+        {
+          timeout: 2_000,
+          interval: 5,
+        },
+      );
       // One connection: any refund was sent before this check. The point counted in the previous
       // window must not come back out of this one, whose two admissions stand: it is full.
       expect((await other.check('k')).allowed).toBe(false);

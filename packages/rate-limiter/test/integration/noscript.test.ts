@@ -1,4 +1,4 @@
-import { awayFromWindowEdge, startPrivateRedisOrSkip } from '@noa/testkit';
+import { awayFromWindowEdge, recordingLogger, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createRateLimiter } from '../../src/index.js';
@@ -141,19 +141,13 @@ describe.skipIf(noFcall.skip !== undefined)('a server without Redis functions', 
     const client = new Redis(noFcall.redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
     await client.connect();
     const admin = new Redis(noFcall.redis!.url);
-    const logged: string[] = [];
-    const logger = {
-      debug() {},
-      info: (message: string) => logged.push(message),
-      warn() {},
-      error() {},
-    };
+    const logger = recordingLogger();
     const store = new RedisStore({ client, logger });
     const limiter = createRateLimiter({ store, limits: [{ limit: 2, windowMs: 60_000 }], deadlineMs: 5_000 });
     expect(store.usesFunctions).toBe(true);
     expect(await limiter.check('k')).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
     expect(store.usesFunctions).toBe(false);
-    expect(logged).toEqual([
+    expect(logger.messages('info')).toEqual([
       'RedisStore: Redis functions are not available; checks run as scripts (EVALSHA)',
     ]);
     expect(await limiter.check('k')).toMatchObject({ allowed: true, remaining: 0, source: 'store' });
@@ -175,14 +169,7 @@ describe.skipIf(full.skip !== undefined)('a server that cannot load the function
     const client = new Redis(full.redis!.url, { ...recommendedRedisOptions, lazyConnect: true });
     await client.connect();
     const admin = new Redis(full.redis!.url);
-    const logged: { message: string; reason: unknown }[] = [];
-    const logger = {
-      debug() {},
-      info: (message: string, fields?: Record<string, unknown>) =>
-        logged.push({ message, reason: fields?.reason }),
-      warn() {},
-      error() {},
-    };
+    const logger = recordingLogger();
     const store = new RedisStore({ client, logger });
     const limiter = createRateLimiter({
       store,
@@ -193,8 +180,9 @@ describe.skipIf(full.skip !== undefined)('a server that cannot load the function
     // Out of memory, the script's write fails too: the fail mode answers this first check.
     expect(await limiter.check('k')).toMatchObject({ allowed: false, source: 'fail-mode' });
     expect(store.usesFunctions).toBe(false);
+    const logged = logger.entriesAt('info');
     expect(logged).toHaveLength(1);
-    expect(String(logged[0]!.reason)).toMatch(/^not found after FUNCTION LOAD \(OOM /);
+    expect(String(logged[0]!.fields.reason)).toMatch(/^not found after FUNCTION LOAD \(OOM /);
     // Memory back: the scripts count.
     await admin.config('SET', 'maxmemory', '0');
     await vi.waitFor(async () => expect((await limiter.check('k')).source).toBe('store'), { timeout: 5_000 });

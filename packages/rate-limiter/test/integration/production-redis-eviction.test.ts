@@ -1,4 +1,4 @@
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { recordingLogger, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createRateLimiter } from '../../src/index.js';
@@ -29,13 +29,7 @@ describe.skipIf(skip !== undefined)('the limiter on a Redis that evicts its keys
   }
   /** The warnings a store logs within a short while of its first check. */
   async function warningsOf(prefix: string): Promise<string[]> {
-    const warnings: string[] = [];
-    const logger = {
-      debug: () => {},
-      info: () => {},
-      error: () => {},
-      warn: (message: string) => warnings.push(message),
-    };
+    const logger = recordingLogger();
     const limiter = createRateLimiter({
       store: new RedisStore({ client: await connect(), prefix, logger }),
       limits: [{ limit: 1, windowMs: 3_600_000 }],
@@ -44,7 +38,7 @@ describe.skipIf(skip !== undefined)('the limiter on a Redis that evicts its keys
     await limiter.check('k');
     await new Promise((resolve) => setTimeout(resolve, 200));
     await limiter.close();
-    return warnings.filter((warning) => warning.includes('maxmemory'));
+    return logger.messages('warn').filter((warning) => warning.includes('maxmemory'));
   }
   const usedMemory = async () => Number(/^used_memory:(\d+)/m.exec(await admin.info('memory'))![1]);
 

@@ -1,4 +1,4 @@
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { recordingLogger, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createRateLimiter, type RateLimiter } from '../../src/index.js';
@@ -23,7 +23,7 @@ describe.skipIf(skip !== undefined)('the limiter on a Redis out of memory', () =
     'failMode %s: new keys get the fail mode, spent keys stay refused, the store is back once memory frees',
     async (failMode) => {
       const registry = new Registry();
-      const warnings: unknown[] = [];
+      const logger = recordingLogger();
       const limiter: RateLimiter = createRateLimiter({
         store: new RedisStore({ client, prefix: `oom-${failMode}:` }),
         limits: [{ limit: 1, windowMs: 3_600_000 }],
@@ -31,12 +31,7 @@ describe.skipIf(skip !== undefined)('the limiter on a Redis out of memory', () =
         deadlineMs: 2_000,
         breaker: { halfOpenAfterMs: 200 },
         registry,
-        logger: {
-          debug: () => {},
-          info: () => {},
-          warn: (...args: unknown[]) => warnings.push(args),
-          error: (...args: unknown[]) => warnings.push(args),
-        },
+        logger,
       });
       try {
         expect((await limiter.check('spent')).allowed).toBe(true);
@@ -54,7 +49,7 @@ describe.skipIf(skip !== undefined)('the limiter on a Redis out of memory', () =
             await sample(registry, 'noa_rate_limiter_store_errors_total', `limiter="limiter",kind="error"`),
           ).toBeGreaterThan(0);
           expect(limiter.health().status).toBe(failMode === 'closed' ? 'down' : 'degraded');
-          expect(warnings.length).toBeGreaterThan(0);
+          expect(logger.entriesAt('warn', 'error').length).toBeGreaterThan(0);
         } finally {
           await admin.config('SET', 'maxmemory', '0');
         }

@@ -1,6 +1,5 @@
 import { once } from 'node:events';
-import type { Logger } from '@noa/core';
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { recordingLogger, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createRateLimiter, type RateLimitResult } from '../../src/index.js';
@@ -8,19 +7,8 @@ import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 const { redis, skip } = await startPrivateRedisOrSkip();
 
-/** Every line the limiter logged, as `level message` and its fields. */
-const lines: { line: string; fields: Record<string, unknown> }[] = [];
-const record =
-  (level: string) =>
-  (message: string, fields?: Record<string, unknown>): void => {
-    lines.push({ line: `${level} ${message}`, fields: fields ?? {} });
-  };
-const logger: Logger = {
-  debug: () => {},
-  info: record('info'),
-  warn: record('warn'),
-  error: record('error'),
-};
+/** Every line the limiter logged. */
+const logger = recordingLogger();
 
 describe.skipIf(skip !== undefined)(
   'a Redis killed under load: the outage is logged, not each failed call',
@@ -57,9 +45,9 @@ describe.skipIf(skip !== undefined)(
       expect(answered.length).toBeGreaterThan(700);
       expect(answered.every((result) => result.source === 'fallback')).toBe(true);
 
-      const warnings = lines.filter(({ line }) => line.startsWith('warn '));
+      const warnings = logger.messages('warn');
       const failedCalls = warnings.filter(
-        ({ line }) => line === 'warn rate-limit store call failed; applying fail mode',
+        (message) => message === 'rate-limit store call failed; applying fail mode',
       );
       console.log(
         `${answered.length} checks in 3 s after the kill: ${warnings.length} warnings (${failedCalls.length} failed-call lines)`,
@@ -68,8 +56,7 @@ describe.skipIf(skip !== undefined)(
       // (half-open, open again: sampled the same way); each was a line per failed call, 2,000+ here.
       expect(failedCalls).toHaveLength(1);
       expect(
-        warnings.filter(({ line }) => line === 'warn rate-limit store breaker open: fail mode applies')
-          .length,
+        warnings.filter((message) => message === 'rate-limit store breaker open: fail mode applies').length,
       ).toBeGreaterThanOrEqual(1);
       expect(warnings.length).toBeLessThanOrEqual(3);
 
@@ -78,9 +65,9 @@ describe.skipIf(skip !== undefined)(
       while (Date.now() < deadline && (await limiter.check(`after-${Date.now()}`)).source !== 'store')
         await new Promise((resolve) => setTimeout(resolve, 50));
       expect(limiter.fallbackActive).toBe(false);
-      const closing = lines.find(
-        ({ line }) => line === 'info rate-limit store breaker closed: store back in use',
-      );
+      const closing = logger
+        .entriesAt('info')
+        .find(({ message }) => message === 'rate-limit store breaker closed: store back in use');
       // The failed calls and probes held back during the outage are counted in the closing line.
       expect(closing?.fields.suppressed).toBeGreaterThan(0);
       await limiter.close();
