@@ -1513,11 +1513,18 @@ export function describeCacheConformance(
       const cache = graced(clock);
       await cache.set('exp:slow', 'old', { ttlMs: 60_000 });
       await cache.expire('exp:slow');
+      // The factory finishes only once the caller has its answer: on a loaded machine a fixed
+      // delay could end before the 10 ms soft timeout fired.
+      let finish!: () => void;
+      const finished = new Promise<void>((resolve) => {
+        finish = resolve;
+      });
       const slow = async () => {
-        await delay(150);
+        await finished;
         return 'new';
       };
       expect(await cache.getOrSet('exp:slow', slow, { softTimeoutMs: 10 })).toBe('old');
+      finish();
       await vi.waitFor(async () => expect(await cache.get('exp:slow')).toBe('new'), { timeout: 5_000 });
     });
 
