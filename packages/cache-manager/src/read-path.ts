@@ -24,6 +24,11 @@ export interface L2Read {
  */
 export interface L2Held {
   bytes?: Buffer | null | undefined;
+  /**
+   * The tags of the value `bytes` hold, when decoded: the tag sets a run extends with the value
+   * (see `RedisTier.extendIfUnchanged`).
+   */
+  tags?: readonly string[] | undefined;
 }
 
 /**
@@ -44,7 +49,10 @@ export async function readL2(
 ): Promise<L2Read | undefined> {
   const since = engine.fills.epoch;
   const bytes = await engine.tier!.get(fullKey);
-  if (held) held.bytes = bytes ?? (engine.tier!.healthy ? null : undefined);
+  if (held) {
+    held.bytes = bytes ?? (engine.tier!.healthy ? null : undefined);
+    held.tags = undefined;
+  }
   if (!bytes) return undefined;
   const loading = engine.codec.prepare(bytes);
   if (loading) await loading;
@@ -52,6 +60,7 @@ export async function readL2(
   const turn = engine.decodeTurns.take();
   if (turn) await turn;
   const entry = decodeEntry(engine, fullKey, bytes);
+  if (held && entry) held.tags = entry.tags;
   return entry ? { entry, bytes: l1Charge(bytes, entry), since } : undefined;
 }
 
@@ -154,7 +163,9 @@ export async function writeIdInL2(
   if (bytes === NOT_READ) return undefined;
   if (held) held.bytes = bytes ?? null;
   if (bytes === undefined) return null;
-  return decodeEntry(engine, fullKey, bytes)?.writeId ?? null;
+  const entry = decodeEntry(engine, fullKey, bytes);
+  if (held) held.tags = entry?.tags;
+  return entry?.writeId ?? null;
 }
 
 /**

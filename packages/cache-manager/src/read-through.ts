@@ -47,6 +47,11 @@ export interface KeyLoad<T> {
    */
   l2Held?: Buffer | null | undefined;
   /**
+   * The tags of the value {@link l2Held} holds (undefined: unknown): their sets are extended
+   * with it as the run starts (see {@link extendReplaced}).
+   */
+  l2HeldTags?: readonly string[] | undefined;
+  /**
    * `forceFresh`: the clock time the call started. An L2 value is taken (a lease waiter's
    * poll, the double-check under a new lease) only when written since the call began, by the
    * run the call waited for or a later write: one whose write is not {@link replacedWriteId}.
@@ -107,6 +112,7 @@ export async function loadThrough<T>(
       forcedAt,
       replacedWriteId,
       l2Held: held.bytes,
+      l2HeldTags: held.tags,
     });
   }
   if (engine.tier) {
@@ -129,7 +135,16 @@ export async function loadThrough<T>(
     }
   }
   if (engine.listeners.miss) engine.emitMiss(fullKey);
-  return computeOnce(engine, { fullKey, userKey, factory, options, stale, l2Seen, l2Held: held.bytes });
+  return computeOnce(engine, {
+    fullKey,
+    userKey,
+    factory,
+    options,
+    stale,
+    l2Seen,
+    l2Held: held.bytes,
+    l2HeldTags: held.tags,
+  });
 }
 
 /** The soft and hard timeouts a `getOrSet` call waits with: its own, else the cache's. */
@@ -262,7 +277,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   if (running) outlivedLease(engine, running, userKey);
   let stale = load.stale;
   let l2Seen = load.l2Seen;
-  const held: L2Held = { bytes: load.l2Held };
+  const held: L2Held = { bytes: load.l2Held, tags: load.l2HeldTags };
   const tier = engine.tier;
   // After a failed Redis call (our L2 read just now, typically) a lease would only cost
   // another deadline: fall back to in-process single flight until Redis answers again.
@@ -372,10 +387,11 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const bounded = { ...options, softTimeoutMs: left(softTimeoutMs), hardTimeoutMs: left(hardTimeoutMs) };
     // 'unavailable': Redis failed while we waited; only in-process single flight is left.
     const l2Held = held.bytes;
+    const l2HeldTags = held.tags;
     if (lease === 'unavailable')
-      return runFactory(engine, { ...load, stale, l2Seen, l2Held, options: bounded });
+      return runFactory(engine, { ...load, stale, l2Seen, l2Held, l2HeldTags, options: bounded });
     engine.metrics.lockWait('acquired');
-    return takeOver(engine, { ...load, stale, l2Seen, l2Held, options: bounded }, token, true);
+    return takeOver(engine, { ...load, stale, l2Seen, l2Held, l2HeldTags, options: bounded }, token, true);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
@@ -434,7 +450,11 @@ async function takeOver<T>(
     backOff(engine, fullKey, stale);
     return stale.value;
   }
-  return runFactory(engine, { ...load, l2Seen: seenInL2(engine, remote), l2Held: held.bytes }, token);
+  return runFactory(
+    engine,
+    { ...load, l2Seen: seenInL2(engine, remote), l2Held: held.bytes, l2HeldTags: held.tags },
+    token,
+  );
 }
 
 /** A factory run in progress: its work (the run, its write and lease release), watch and context. */
@@ -491,6 +511,35 @@ export function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?
 }
 
 /**
+ * Makes the value a run will replace by compare-and-set ({@link KeyLoad.l2Held}) outlive the
+ * run in Redis: its physical TTL (the end of its grace, `ttlMs + graceMs` after its write) may
+ * come before the run's end, and the write, finding the key gone, would fail (not cached, the
+ * next call running the factory again). Absence cannot be taken for "unchanged" instead: Redis
+ * cannot tell an expiry from another instance's delete, which must win. So the value is kept
+ * (with its tag sets) only while the key holds the very bytes the run read: a delete or another
+ * write during the run still makes its write lose. It lives long enough for the longest run
+ * that is trusted (`lock.leaseMs`, or the hard timeout when longer, since a late result is still
+ * written) and the write's own deadline; a longer TTL is left as it is. Readers judge freshness
+ * and grace by the entry's own times, so a value kept past its grace is served by none (nor
+ * counted as a value in grace). A failure (Redis down) is counted and logged by the guard
+ * (`refresh_extend`) and does not fail the run: its write is tried as before.
+ */
+async function extendReplaced(
+  engine: CacheEngine,
+  load: Pick<KeyLoad<unknown>, 'fullKey' | 'options' | 'stale' | 'l2Held' | 'l2HeldTags'>,
+): Promise<void> {
+  const tier = engine.tier;
+  if (!tier || !load.l2Held) return;
+  const { hardTimeoutMs } = flightLimits(engine, load.options);
+  const ttlMs = Math.max(engine.options.lock.leaseMs, hardTimeoutMs ?? 0) + engine.options.operationTimeoutMs;
+  try {
+    await tier.extendIfUnchanged(load.fullKey, load.l2Held, ttlMs, load.l2HeldTags ?? load.stale?.tags ?? []);
+  } catch {
+    // `onBackendError: 'throw'`: already counted and logged; the run goes on.
+  }
+}
+
+/**
  * Starts the factory: its result is written through both tiers (unless superseded or skipped)
  * and the lease released, whether anyone still waits for it or not. Registered in
  * `engine.running` until it settles, for later callers to join.
@@ -503,6 +552,8 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run, (tags) =>
     engine.tagsOf(fullKey, tags),
   );
+  // Sent as the run starts, beside the factory (no caller waits for it), settled before the write.
+  const extended = extendReplaced(engine, load);
   const work = (async () => {
     let value: T;
     try {
@@ -540,6 +591,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     if (factoryChannel.hasSubscribers) {
       factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
     }
+    await extended;
     let stored: Promise<void> | undefined;
     let notCached = false;
     // L2 unreadable in a full outage: with the resync still to come, which drops L1, the value
@@ -858,6 +910,7 @@ export function refreshEarly<T>(
       stale: current as CacheEntry<T>,
       background: true,
       l2Held: held.bytes,
+      l2HeldTags: held.tags,
     };
     await runFactory(engine, load, token);
   })().finally(() => engine.refreshing.delete(fullKey));

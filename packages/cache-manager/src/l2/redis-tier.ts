@@ -26,6 +26,7 @@ const structuresAppendScript = script('structures-append');
 const replaceIfUnchangedScript = script('replace-if-unchanged', ['compare-and-set']);
 const replaceManyIfUnchangedScript = script('replace-many-if-unchanged', ['compare-and-set']);
 const writeIfUnchangedScript = script('write-if-unchanged', ['compare-and-set']);
+const extendIfUnchangedScript = script('extend-if-unchanged', ['compare-and-set']);
 const getSlidingScript = script('get-sliding', ['slide-frame']);
 const slideScript = script('slide', ['slide-frame']);
 /** The header byte of a sliding entry's frame (format 3, see entry-codec.ts). */
@@ -824,6 +825,37 @@ export class RedisTier {
       false,
       async () => (await this.#eval(releaseLeaseScript, this.leaseKey(key), [token])) === 1,
     );
+  }
+
+  /**
+   * Makes the value of `key` live at least `ttlMs` more in Redis, and its tag sets as long, only
+   * if the key still holds `expected` (the bytes read, a sliding entry's frame of timings aside):
+   * what a factory run does as it starts, so that its compare-and-set write
+   * ({@link setIfUnchanged}) still finds the value it read when the run outlasts the value's
+   * physical TTL (`extend-if-unchanged.lua`). A TTL is never shortened; a value deleted or
+   * replaced since the read is not touched. One script call on a single node; on a Cluster (tag
+   * sets live in other slots) the tag sets are extended once the value's script answered.
+   * Returns whether the key still held the value, undefined when Redis was unavailable (labelled
+   * `refresh_extend`).
+   */
+  extendIfUnchanged(
+    key: string,
+    expected: Buffer,
+    ttlMs: number,
+    tags: readonly string[],
+  ): Promise<boolean | undefined> {
+    this.#writesFirst();
+    const { digest, frame } = casDigest(expected);
+    const ms = Math.max(1, Math.ceil(ttlMs));
+    const args = [digest, String(frame), String(ms)];
+    const tagKeys = tags.map((tag) => this.tagKey(tag));
+    return this.#guard.run('refresh_extend', undefined as boolean | undefined, async () => {
+      if (!this.#cluster)
+        return (await this.#evalKeys(extendIfUnchangedScript, [this.dataKey(key), ...tagKeys], args)) === 1;
+      if ((await this.#eval(extendIfUnchangedScript, this.dataKey(key), args)) !== 1) return false;
+      await Promise.all(tagKeys.map((tagKey) => this.client.pexpire(tagKey, ms, 'GT')));
+      return true;
+    });
   }
 
   /**

@@ -11,8 +11,9 @@ const started = await startPrivateRedisOrSkip();
  * server (`INFO commandstats`, reset before each call; it counts the commands a script runs
  * too, listed here apart from the ones sent): the write is one EVALSHA, a
  * `getOrSetMany`'s values one EVALSHA for the batch, and a run that read no L2 value first
- * (`forceFresh`, an early refresh with locks off) one read at its start. No bus (`bus: false`):
- * only the call's own commands are counted.
+ * (`forceFresh`, an early refresh with locks off) one read at its start. A run that replaces a
+ * value also extends it as it starts, so that it outlives the run (one EVALSHA, its GET and
+ * PEXPIRE). No bus (`bus: false`): only the call's own commands are counted.
  */
 describe.skipIf(started.skip !== undefined)('the Redis commands of a factory run’s write', () => {
   const redis = privateRedisCaches(started, { prefix: 'trips:', ttlMs: 60_000, bus: false });
@@ -21,6 +22,8 @@ describe.skipIf(started.skip !== undefined)('the Redis commands of a factory run
     const cache = await redis.open(options);
     // Whatever a first write and read load once (shared structures) is not counted below.
     await cache.set('warm-up', 'value');
+    // A run over a value: the extension's script is loaded once (an EVAL after NOSCRIPT).
+    await cache.getOrSet('warm-up', async () => 'again', { forceFresh: true });
     await cache.getOrSetMany(['warm-up-many'], async (keys) => keys.map(() => 'value'));
     await cache.deleteMany(['warm-up', 'warm-up-many']);
     return cache;
@@ -57,19 +60,20 @@ describe.skipIf(started.skip !== undefined)('the Redis commands of a factory run
     await cache.set('forced', 'first');
     const counts = await commands(() => cache.getOrSet('forced', async () => 'second', { forceFresh: true }));
     // Sent: the MGET that names the write it replaces (its bytes kept for the compare), the
-    // EVALSHA (GET and SET run by it).
-    expect(counts).toEqual({ mget: 1, evalsha: 1, get: 1, set: 1 });
+    // extension's EVALSHA (GET, PEXPIRE) and the write's (GET and SET run by it).
+    expect(counts).toEqual({ mget: 1, evalsha: 2, get: 2, set: 1, pexpire: 1 });
   });
 
-  it('forceFresh under a lease: no more than before (its double check is the compare)', async () => {
+  it('forceFresh under a lease: its double check is the compare, one extension', async () => {
     const cache = await open();
     await cache.set('forced-leased', 'first');
     const counts = await commands(() =>
       cache.getOrSet('forced-leased', async () => 'second', { forceFresh: true }),
     );
     // Sent: the MGET naming the write replaced, the lease's SET NX, the double check's MGET,
-    // the write's EVALSHA and the release's (GET, SET, GET, DEL run by them).
-    expect(counts).toEqual({ mget: 2, set: 2, evalsha: 2, get: 2, del: 1 });
+    // the extension's EVALSHA, the write's and the release's (GET, PEXPIRE, GET, SET, GET, DEL
+    // run by them).
+    expect(counts).toEqual({ mget: 2, set: 2, evalsha: 3, get: 3, del: 1, pexpire: 1 });
   });
 
   it('an early refresh with locks off: one read at its start, one compare-and-set write', async () => {
@@ -88,8 +92,9 @@ describe.skipIf(started.skip !== undefined)('the Redis commands of a factory run
       expect(served).toBe('first');
       await done;
     });
-    // An L1 hit that starts the refresh: its read (MGET) and its write (EVALSHA).
-    expect(counts).toEqual({ mget: 1, evalsha: 1, get: 1, set: 1 });
+    // An L1 hit that starts the refresh: its read (MGET), the extension of the value it read
+    // (EVALSHA: GET, PEXPIRE) and its write (EVALSHA: GET, SET).
+    expect(counts).toEqual({ mget: 1, evalsha: 2, get: 2, set: 1, pexpire: 1 });
     expect(cache.getLocal('ahead')).toBe('second');
   });
 });

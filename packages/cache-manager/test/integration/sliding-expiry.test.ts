@@ -72,10 +72,15 @@ describe.skipIf(!redisUp)('sliding expiry on a real Redis', () => {
     await writer.set('bounded', 'v');
     const key = `${prefix}v:bounded`;
     const bound = clock.now() + 15_000;
+    // As if 9 s of its 10 s had gone by (the clock is advanced, not real time): a slide never
+    // shortens a physical TTL, so the one written would otherwise stay.
+    await redis!.pexpire(key, 1_000);
     clock.advance(9_000);
     expect(await reader.get('bounded')).toBe('v');
     expect((await redis!.getBuffer(key))!.readDoubleBE(1)).toBe(bound);
-    expect(await redis!.pttl(key)).toBeLessThanOrEqual(6_000);
+    const ttl = await redis!.pttl(key);
+    expect(ttl).toBeLessThanOrEqual(6_000);
+    expect(ttl).toBeGreaterThan(1_000);
     clock.advance(7_000); // past the bound: a miss everywhere, the bytes untouched
     const before = await redis!.getBuffer(key);
     expect(await (await open({ clock, slidingTtlMs: 10_000 })).get('bounded')).toBeUndefined();

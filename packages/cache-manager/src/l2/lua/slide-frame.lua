@@ -1,10 +1,10 @@
 -- The sliding step shared by get-sliding.lua and slide.lua (each script is this file followed by
 -- its own lines). A sliding entry (format 3: a frame of timings before the encoded entry) still
 -- fresh at the caller's clock has its freshness moved to now + window (capped by its bound), and
--- its physical TTL follows the new end of grace. The timings sit at fixed offsets in front of the
--- encoded body, so only the frame is read (GETRANGE) and written (SETRANGE): nothing is decoded
--- and the value is not copied. The caller's clock, not Redis's, decides freshness, as everywhere
--- else in the cache.
+-- its physical TTL follows the new end of grace (never shortened). The timings sit at fixed
+-- offsets in front of the encoded body, so only the frame is read (GETRANGE) and written
+-- (SETRANGE): nothing is decoded and the value is not copied. The caller's clock, not Redis's,
+-- decides freshness, as everywhere else in the cache.
 -- Frame: byte 1 header (0x30), then big-endian doubles expiresAt, staleUntil, bound (-1: none)
 -- and window, then the encoded entry (see entry-codec.ts).
 -- Bytes under the prefix may be another app's whose first byte happens to be 0x30 ("0"): they are
@@ -44,5 +44,7 @@ local function slide(key, now)
   end
   local nextStale = nextExpiry + (staleUntil - expiresAt)
   redis.call('SETRANGE', key, 1, struct.pack('>d>d', nextExpiry, nextStale))
-  redis.call('PEXPIRE', key, math.max(1, math.ceil(nextStale - now)))
+  -- GT: never shorter than it is. A factory run replacing this value extended it to outlive the
+  -- run (extend-if-unchanged.lua); a slide during the run must not cut that short.
+  redis.call('PEXPIRE', key, math.max(1, math.ceil(nextStale - now)), 'GT')
 end
