@@ -3,10 +3,11 @@ import {
   ConfigError,
   HealthProbeGate,
   type HealthProbeOptions,
+  type HealthProbeOutcome,
   type HealthReport,
   parseOptions,
   pingRedis,
-  withDeadline,
+  probeBackend,
 } from '@noa/core';
 import type { BusMessage } from './bus-message.js';
 import type { CacheStats } from './cache-counters.js';
@@ -38,7 +39,7 @@ import {
 } from './call-options.js';
 import { scopeTags } from './entry.js';
 import { HealthCheckTimeoutError } from './errors.js';
-import { type CacheHealthState, type CacheProbe, cacheHealth, checkedCacheHealth } from './health.js';
+import { type CacheHealthState, cacheHealth, checkedCacheHealth } from './health.js';
 import type { KeyTtl } from './key-ttl.js';
 import { keyTtl } from './read-path.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
@@ -468,14 +469,14 @@ export class Cache {
     return new HealthProbeGate<HealthReport>({
       probe: async () => {
         const client = engine.tier?.client;
-        let probe: CacheProbe = { answered: true };
-        if (client !== undefined) {
-          try {
-            await withDeadline(pingRedis(client), engine.options.operationTimeoutMs, 'cache health PING');
-          } catch (error) {
-            probe = { answered: false, timedOut: false, error };
-          }
-        }
+        const probe: HealthProbeOutcome =
+          client === undefined
+            ? { answered: true }
+            : await probeBackend(
+                () => pingRedis(client),
+                engine.options.operationTimeoutMs,
+                'cache health PING',
+              );
         return checkedCacheHealth(this.#healthState(), probe);
       },
       timedOut: (timeoutMs) =>

@@ -1,4 +1,10 @@
-import { type BreakerState, ClosedError, type HealthReport } from '@noa/core';
+import {
+  type BreakerState,
+  ClosedError,
+  type HealthProbeOutcome,
+  type HealthReport,
+  probedHealth,
+} from '@noa/core';
 
 /** What a cache knows of its tiers, as {@link cacheHealth} reads it. */
 export interface CacheHealthState {
@@ -33,35 +39,20 @@ export function cacheHealth(state: CacheHealthState): HealthReport {
   return report(state.onBackendError === 'throw' ? 'down' : 'degraded', state.l2.lastError);
 }
 
-/** How `checkHealth()`'s PING went, as {@link checkedCacheHealth} reads it. */
-export type CacheProbe = { answered: true } | { answered: false; timedOut: boolean; error: unknown };
-
 /**
- * The report of `checkHealth()`: the passive {@link cacheHealth}, corrected by a PING of Redis.
- * A PING that failed or got no answer in time makes Redis not answering (`degraded`, or `down`
- * with `onBackendError: 'throw'`, its error as `cause`) whatever the breaker says; one that was
- * answered makes a closed breaker `up` (an earlier failed call no longer counts), while a breaker
- * not closed keeps the passive verdict: traffic still bypasses Redis until its breaker closes.
- * `details.probe`: `answered`, `failed` or `timeout`.
+ * The report of `checkHealth()`: the passive {@link cacheHealth}, corrected by a PING of Redis
+ * (@noa/core's `probedHealth`). A PING that failed or got no answer in time makes Redis not
+ * answering (`degraded`, or `down` with `onBackendError: 'throw'`, its error as `cause`,
+ * `l2Answering` false) whatever the breaker says; one that was answered makes a closed breaker
+ * `up`, while a breaker not closed keeps the passive verdict. A memory-only or closed cache keeps
+ * its passive report. `details.probe`: `answered`, `failed` or `timeout`.
  */
-export function checkedCacheHealth(state: CacheHealthState, probe: CacheProbe): HealthReport {
+export function checkedCacheHealth(state: CacheHealthState, probe: HealthProbeOutcome): HealthReport {
   const passive = cacheHealth(state);
   if (state.closed || state.l2 === undefined) return passive;
-  const details: Record<string, unknown> = {
-    ...passive.details,
-    probe: probe.answered ? 'answered' : probe.timedOut ? 'timeout' : 'failed',
-  };
-  if (!probe.answered) {
-    details.l2Answering = false;
-    return {
-      component: passive.component,
-      status: state.onBackendError === 'throw' ? 'down' : 'degraded',
-      checkedAt: state.now,
-      details,
-      cause: probe.error,
-    };
-  }
-  if (state.l2.breaker === 'closed')
-    return { component: passive.component, status: 'up', checkedAt: state.now, details };
-  return { ...passive, details };
+  return probedHealth(passive, probe, {
+    failStatus: state.onBackendError === 'throw' ? 'down' : 'degraded',
+    breakerClosed: state.l2.breaker === 'closed',
+    notAnswering: { l2Answering: false },
+  });
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { maxTimerMs, withDeadline } from './deadline.js';
 import { parseOptions } from './errors.js';
+import type { HealthReport, HealthStatus } from './health.js';
 
 const timerBound = `must be at most ${maxTimerMs} (the longest timer Node can set)`;
 
@@ -89,4 +90,59 @@ export class HealthProbeGate<Report> {
     this.#last = { report, at: Date.now() };
     return report;
   }
+}
+
+/** How an active probe of a component's backend went (a PING). */
+export type HealthProbeOutcome = { answered: true } | { answered: false; timedOut: boolean; error: unknown };
+
+/**
+ * Runs `ping` under `deadlineMs` (the probe's own deadline, not a caller's `timeoutMs`) and says
+ * how it went; never rejects.
+ */
+export async function probeBackend(
+  ping: () => Promise<unknown>,
+  deadlineMs: number,
+  operation: string,
+): Promise<HealthProbeOutcome> {
+  try {
+    await withDeadline(ping(), deadlineMs, operation);
+    return { answered: true };
+  } catch (error) {
+    return { answered: false, timedOut: false, error };
+  }
+}
+
+/**
+ * A component's passive report (built from traffic) corrected by an active probe of its backend:
+ * a probe that failed or was not answered in time makes the backend not answering, whatever the
+ * breaker says (`failStatus`: what the component's fallback makes of that, with the probe's error
+ * as `cause`); one that was answered makes the component `up` while its breaker is closed (an
+ * earlier failed call no longer counts), and keeps the passive verdict while it is not: traffic
+ * still bypasses the backend until the breaker closes. `details.probe`: `answered`, `failed` or
+ * `timeout`, and `notAnswering` merged into `details` when the probe was not answered.
+ */
+export function probedHealth(
+  passive: HealthReport,
+  probe: HealthProbeOutcome,
+  backend: {
+    failStatus: Exclude<HealthStatus, 'up'>;
+    breakerClosed: boolean;
+    notAnswering?: Record<string, unknown>;
+  },
+): HealthReport {
+  const details: Record<string, unknown> = {
+    ...passive.details,
+    probe: probe.answered ? 'answered' : probe.timedOut ? 'timeout' : 'failed',
+  };
+  const { component, checkedAt } = passive;
+  if (!probe.answered)
+    return {
+      component,
+      status: backend.failStatus,
+      checkedAt,
+      details: { ...details, ...backend.notAnswering },
+      cause: probe.error,
+    };
+  if (backend.breakerClosed) return { component, status: 'up', checkedAt, details };
+  return { ...passive, details };
 }

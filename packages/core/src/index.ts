@@ -46,7 +46,10 @@ export {
   HealthProbeGate,
   type HealthProbeGateOptions,
   type HealthProbeOptions,
+  type HealthProbeOutcome,
   healthProbeOptionsSchema,
+  probeBackend,
+  probedHealth,
 } from './health-probe.js';
 export {
   LogSampler,
