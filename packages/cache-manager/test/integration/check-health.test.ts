@@ -1,4 +1,9 @@
-import { type PrivateRedisCluster, startPrivateRedisOrSkip, startRedisClusterOrSkip } from '@noa/testkit';
+import {
+  type PrivateRedisCluster,
+  startPrivateRedisOrSkip,
+  startPrivateSentinelOrSkip,
+  startRedisClusterOrSkip,
+} from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type HealthStatus } from '../../src/index.js';
@@ -6,6 +11,7 @@ import { Cache, type HealthStatus } from '../../src/index.js';
 // checkHealth() asks Redis: an idle cache's health() reads `up` while its Redis is frozen or gone.
 const single = await startPrivateRedisOrSkip();
 const cluster = await startRedisClusterOrSkip(3);
+const sentinel = await startPrivateSentinelOrSkip();
 
 /** Generous bound on a check's answer beyond its timeoutMs (a loaded 2-core machine). */
 const MARGIN_MS = 1_500;
@@ -170,6 +176,43 @@ describe.skipIf(cluster.skip !== undefined)('Cache.checkHealth() on a private Re
     } finally {
       await cache.close();
       client.disconnect();
+    }
+  });
+});
+
+describe.skipIf(sentinel.skip !== undefined)('Cache.checkHealth() through Redis Sentinel', () => {
+  const { sentinel: managed } = sentinel;
+  afterAll(async () => {
+    await managed?.stop();
+  });
+
+  it('PINGs the current master, before and after a failover', async () => {
+    const client = managed!.client({ failoverDetector: true });
+    const cache = new Cache({ redis: client, prefix: 'check-health-sentinel:', bus: false });
+    const admins: Redis[] = [];
+    const node = (port: number) => {
+      const admin = new Redis(port, '127.0.0.1');
+      admin.on('error', () => {});
+      admins.push(admin);
+      return admin;
+    };
+    try {
+      await cache.ready();
+      await checkUntil(cache, 'up');
+      for (let round = 0; round < 2; round += 1) {
+        if (round === 1) {
+          await managed!.failover();
+          await checkUntil(cache, 'up');
+        }
+        const master = node(await managed!.masterPort());
+        const before = await pings(master);
+        expect((await cache.checkHealth({ maxAgeMs: 0 })).status).toBe('up');
+        expect((await pings(master)) - before).toBe(1);
+      }
+    } finally {
+      await cache.close();
+      client.disconnect();
+      for (const admin of admins) admin.disconnect();
     }
   });
 });
