@@ -1,5 +1,5 @@
-import { startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
+import { startPrivateRedisOrSkip, startRedisClusterOrSkip } from '@noa/testkit';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   createRateLimiter,
@@ -8,10 +8,11 @@ import {
   type RateLimiter,
   type RateLimitStore,
 } from '../../src/index.js';
-import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
+import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../../src/redis.js';
 
 // checkHealth() asks the store: an idle limiter's health() reads `up` while its Redis is frozen or gone.
 const single = await startPrivateRedisOrSkip();
+const cluster = await startRedisClusterOrSkip(3);
 
 /** Generous bound on a check's answer beyond its timeoutMs (a loaded 2-core machine). */
 const MARGIN_MS = 1_500;
@@ -147,5 +148,40 @@ describe.skipIf(single.skip !== undefined)('RateLimiter.checkHealth() on a priva
       fields: ['maxAgeMs'],
     });
     await limiter.close();
+  });
+});
+
+describe.skipIf(cluster.skip !== undefined)('RateLimiter.checkHealth() on a private Redis Cluster', () => {
+  const nodes = cluster.cluster?.nodes ?? [];
+  const admins = nodes.map((node) => new Redis(node.port, node.host));
+  afterAll(async () => {
+    for (const admin of admins) admin.disconnect();
+    await cluster.cluster?.stop();
+  });
+
+  it('PINGs every master once; one master paused makes it the fail mode’s verdict', async () => {
+    const client = new Cluster(nodes, recommendedClusterOptions);
+    client.on('error', () => {});
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client }),
+      prefix: 'check-health-cluster',
+      limits: [{ limit: 1_000, windowMs: 60_000 }],
+      failMode: 'closed',
+    });
+    try {
+      await checkUntil(limiter, 'up');
+      const before = await Promise.all(admins.map(pings));
+      expect((await limiter.checkHealth({ maxAgeMs: 0 })).status).toBe('up');
+      const after = await Promise.all(admins.map(pings));
+      expect(after.map((count, index) => count - before[index]!)).toEqual([1, 1, 1]);
+
+      await admins[2]!.client('PAUSE', '1500', 'ALL');
+      const report = await limiter.checkHealth({ timeoutMs: TIMEOUT_MS, maxAgeMs: 0 });
+      expect(report).toMatchObject({ status: 'down', details: { probe: 'timeout' } });
+      await checkUntil(limiter, 'up');
+    } finally {
+      await limiter.close();
+      client.disconnect();
+    }
   });
 });
