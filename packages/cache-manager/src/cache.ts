@@ -1,4 +1,14 @@
-import { ClosedError, ConfigError, type HealthReport, parseOptions } from '@noa/core';
+import {
+  ClosedError,
+  ConfigError,
+  HealthProbeGate,
+  type HealthProbeOptions,
+  type HealthProbeOutcome,
+  type HealthReport,
+  parseOptions,
+  pingRedis,
+  probeBackend,
+} from '@noa/core';
 import type { BusMessage } from './bus-message.js';
 import type { CacheStats } from './cache-counters.js';
 import { CacheEngine } from './cache-engine.js';
@@ -28,7 +38,8 @@ import {
   checkValue,
 } from './call-options.js';
 import { scopeTags } from './entry.js';
-import { cacheHealth } from './health.js';
+import { HealthCheckTimeoutError } from './errors.js';
+import { type CacheHealthState, cacheHealth, checkedCacheHealth } from './health.js';
 import type { KeyTtl } from './key-ttl.js';
 import { keyTtl } from './read-path.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
@@ -42,6 +53,9 @@ export interface CacheItem<T> extends SetOptions {
   key: string;
   value: T;
 }
+
+/** Each cache's `checkHealth()` gate, by engine: a cache and its namespaces share one PING. */
+const healthGates = new WeakMap<CacheEngine, HealthProbeGate<HealthReport>>();
 
 /**
  * A two-tier cache: decoded values in process (L1), encoded values in Redis (L2), kept
@@ -404,10 +418,41 @@ export class Cache {
    * then with `onBackendError: 'throw'` (calls reject), and after `close()`. `details`:
    * `l1Entries`, `l2` (the breaker state, `none` without Redis), `l2Answering`,
    * `onBackendError`; `cause`: the last Redis error. Up again at the first call Redis answers.
+   * An idle cache reports `up` whatever Redis does: for a readiness probe, use
+   * {@link Cache.checkHealth}.
    */
   health(): HealthReport {
+    return cacheHealth(this.#healthState());
+  }
+
+  /**
+   * Asks Redis now (a PING of the node, of the Sentinel client's current master, or of every
+   * master a Cluster client knows), then reports as {@link Cache.health} does, corrected by the
+   * answer: no answer or an error makes Redis not answering (`degraded`, or `down` with
+   * `onBackendError: 'throw'`, the error as `cause`); an answer with the breaker closed is `up`;
+   * a breaker not closed stays `degraded`/`down`. `details.probe` says `answered`, `failed` or
+   * `timeout`. Never rejects but for bad options (`ConfigError`); a memory-only cache answers
+   * `up` and a closed one `down`, without I/O. The PING does not feed the breaker (see the
+   * README, "Health").
+   *
+   * `options` (@noa/core's `healthProbeOptionsSchema`): with no answer within `timeoutMs`
+   * (default 500 ms) the report's `cause` is a `HealthCheckTimeoutError`
+   * (`NOA_CACHE_HEALTH_CHECK_TIMEOUT`) while the PING goes on (up to `operationTimeoutMs`);
+   * concurrent calls, from this cache and its namespaces, share one PING, and an answer younger
+   * than `maxAgeMs` (default 1 s) is returned again without one.
+   */
+  checkHealth(options?: HealthProbeOptions): Promise<HealthReport> {
+    let gate = healthGates.get(this.#engine);
+    if (gate === undefined) {
+      gate = this.#healthGate();
+      healthGates.set(this.#engine, gate);
+    }
+    return gate.check(options);
+  }
+
+  #healthState(): CacheHealthState {
     const tier = this.#engine.tier;
-    return cacheHealth({
+    return {
       closed: this.#engine.closed,
       l1Entries: this.#engine.l1.size,
       onBackendError: this.#engine.options.onBackendError,
@@ -416,6 +461,32 @@ export class Cache {
           ? undefined
           : { breaker: tier.state, answering: tier.healthy, lastError: tier.lastError },
       now: Date.now(),
+    };
+  }
+
+  #healthGate(): HealthProbeGate<HealthReport> {
+    const engine = this.#engine;
+    return new HealthProbeGate<HealthReport>({
+      probe: async () => {
+        const client = engine.tier?.client;
+        const probe: HealthProbeOutcome =
+          client === undefined
+            ? { answered: true }
+            : await probeBackend(
+                () => pingRedis(client),
+                engine.options.operationTimeoutMs,
+                'cache health PING',
+              );
+        return checkedCacheHealth(this.#healthState(), probe);
+      },
+      timedOut: (timeoutMs) =>
+        checkedCacheHealth(this.#healthState(), {
+          answered: false,
+          timedOut: true,
+          error: new HealthCheckTimeoutError(timeoutMs),
+        }),
+      // Nothing to ask: a closed cache is down, a memory-only one up.
+      closed: () => (engine.closed || engine.tier === undefined ? this.health() : undefined),
     });
   }
 

@@ -9,7 +9,8 @@ export type AnyCacheManagerError =
   | BackendUnavailableError
   | WarmAbortedError
   | SerializationError
-  | EdgePurgeError;
+  | EdgePurgeError
+  | HealthCheckTimeoutError;
 
 /** The codes of this package's errors: a `CacheManagerError`'s `code` is one of them, so a `switch` on it can be exhaustive. */
 export type CacheManagerErrorCode = AnyCacheManagerError['code'];
@@ -112,6 +113,24 @@ export class EdgePurgeError extends CacheManagerError<'NOA_CACHE_EDGE_PURGE_FAIL
       {
         ...options,
         details: { tags: [...tags], ...options.details },
+      },
+    );
+  }
+}
+
+/**
+ * `checkHealth()` got no answer from Redis within its `timeoutMs`: Redis is frozen, partitioned
+ * or overloaded. The check reports `degraded` (or `down` with `onBackendError: 'throw'`) with
+ * this as its `cause` instead of hanging a readiness probe; the PING goes on under its own
+ * deadline (`operationTimeoutMs`) and the next check joins it rather than sending another.
+ */
+export class HealthCheckTimeoutError extends CacheManagerError<'NOA_CACHE_HEALTH_CHECK_TIMEOUT'> {
+  constructor(timeoutMs: number) {
+    super(
+      'NOA_CACHE_HEALTH_CHECK_TIMEOUT',
+      `cache: Redis health check got no answer within ${timeoutMs} ms`,
+      {
+        details: { timeoutMs },
       },
     );
   }

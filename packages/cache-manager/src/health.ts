@@ -1,4 +1,10 @@
-import { type BreakerState, ClosedError, type HealthReport } from '@noa/core';
+import {
+  type BreakerState,
+  ClosedError,
+  type HealthProbeOutcome,
+  type HealthReport,
+  probedHealth,
+} from '@noa/core';
 
 /** What a cache knows of its tiers, as {@link cacheHealth} reads it. */
 export interface CacheHealthState {
@@ -31,4 +37,22 @@ export function cacheHealth(state: CacheHealthState): HealthReport {
   details.onBackendError = state.onBackendError;
   if (state.l2.breaker === 'closed' && state.l2.answering) return report('up');
   return report(state.onBackendError === 'throw' ? 'down' : 'degraded', state.l2.lastError);
+}
+
+/**
+ * The report of `checkHealth()`: the passive {@link cacheHealth}, corrected by a PING of Redis
+ * (@noa/core's `probedHealth`). A PING that failed or got no answer in time makes Redis not
+ * answering (`degraded`, or `down` with `onBackendError: 'throw'`, its error as `cause`,
+ * `l2Answering` false) whatever the breaker says; one that was answered makes a closed breaker
+ * `up`, while a breaker not closed keeps the passive verdict. A memory-only or closed cache keeps
+ * its passive report. `details.probe`: `answered`, `failed` or `timeout`.
+ */
+export function checkedCacheHealth(state: CacheHealthState, probe: HealthProbeOutcome): HealthReport {
+  const passive = cacheHealth(state);
+  if (state.closed || state.l2 === undefined) return passive;
+  return probedHealth(passive, probe, {
+    failStatus: state.onBackendError === 'throw' ? 'down' : 'degraded',
+    breakerClosed: state.l2.breaker === 'closed',
+    notAnswering: { l2Answering: false },
+  });
 }

@@ -1,5 +1,7 @@
 // core's errors our calls throw or attach as `cause` (bad options, use after close, a Redis call
 // past its deadline or refused by the open breaker), so that catching them needs no import of @noa/core.
+
+export type { HealthProbeOptions as CheckHealthOptions } from '@noa/core';
 export {
   CircuitOpenError,
   ClosedError,
@@ -38,6 +40,7 @@ export {
   EdgePurgeError,
   FactoryError,
   FactoryTimeoutError,
+  HealthCheckTimeoutError,
   LockTimeoutError,
   SerializationError,
   WarmAbortedError,

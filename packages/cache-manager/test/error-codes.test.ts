@@ -7,6 +7,7 @@ import {
   EdgePurgeError,
   FactoryError,
   FactoryTimeoutError,
+  HealthCheckTimeoutError,
   LockTimeoutError,
   NoaError,
   SerializationError,
@@ -25,6 +26,7 @@ const errors = [
   new WarmAbortedError({ total: 3, done: 1, loaded: 1, skipped: 0, failed: 0 }),
   new SerializationError('encode'),
   new EdgePurgeError(['t']),
+  new HealthCheckTimeoutError(500),
 ] as const;
 
 function handled(error: AnyCacheManagerError): string {
@@ -37,6 +39,7 @@ function handled(error: AnyCacheManagerError): string {
     case 'NOA_CACHE_BACKEND_UNAVAILABLE':
     case 'NOA_CACHE_SERIALIZATION':
     case 'NOA_CACHE_EDGE_PURGE_FAILED':
+    case 'NOA_CACHE_HEALTH_CHECK_TIMEOUT':
       return error.code;
     default: {
       const unhandled: never = error;
@@ -56,6 +59,7 @@ describe('@noa/cache-manager error codes', () => {
       | 'NOA_CACHE_WARM_ABORTED'
       | 'NOA_CACHE_SERIALIZATION'
       | 'NOA_CACHE_EDGE_PURGE_FAILED'
+      | 'NOA_CACHE_HEALTH_CHECK_TIMEOUT'
     >();
     expectTypeOf<CacheManagerError['code']>().toEqualTypeOf<CacheManagerErrorCode>();
   });
@@ -69,6 +73,7 @@ describe('@noa/cache-manager error codes', () => {
       'warmed 1',
       'NOA_CACHE_SERIALIZATION',
       'NOA_CACHE_EDGE_PURGE_FAILED',
+      'NOA_CACHE_HEALTH_CHECK_TIMEOUT',
     ]);
     for (const error of errors) {
       expect(error).toBeInstanceOf(CacheManagerError);

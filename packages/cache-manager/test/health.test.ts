@@ -1,6 +1,6 @@
 import { ClosedError } from '@noa/core';
 import { describe, expect, it } from 'vitest';
-import { cacheHealth } from '../src/health.js';
+import { cacheHealth, checkedCacheHealth } from '../src/health.js';
 import { Cache } from '../src/index.js';
 
 const failure = new Error('connect ECONNREFUSED');
@@ -88,5 +88,49 @@ describe('Cache.health() while Redis refuses connections', () => {
       await cache.close();
       redis.disconnect();
     }
+  });
+});
+
+describe('checkedCacheHealth', () => {
+  const state = (
+    breaker: 'closed' | 'open' | 'half-open',
+    onBackendError: 'degrade' | 'throw' = 'degrade',
+  ) => ({
+    closed: false,
+    l1Entries: 0,
+    onBackendError,
+    l2: { breaker, answering: false, lastError: new Error('earlier call failed') },
+    now: 5,
+  });
+  const timeout = new Error('no answer');
+
+  it('a PING answered with the breaker closed is up, whatever the last call did', () => {
+    const report = checkedCacheHealth(state('closed'), { answered: true });
+    expect(report).toMatchObject({ status: 'up', details: { probe: 'answered' } });
+    expect(report).not.toHaveProperty('cause');
+  });
+
+  it('a PING answered with the breaker open keeps the passive verdict', () => {
+    expect(checkedCacheHealth(state('open'), { answered: true }).status).toBe('degraded');
+    expect(checkedCacheHealth(state('half-open', 'throw'), { answered: true }).status).toBe('down');
+  });
+
+  it('a failed or late PING is degraded (down when set to throw) with its error, breaker closed or not', () => {
+    expect(
+      checkedCacheHealth(state('closed'), { answered: false, timedOut: true, error: timeout }),
+    ).toMatchObject({
+      status: 'degraded',
+      cause: timeout,
+      details: { probe: 'timeout', l2Answering: false },
+    });
+    expect(
+      checkedCacheHealth(state('closed', 'throw'), { answered: false, timedOut: false, error: timeout }),
+    ).toMatchObject({ status: 'down', details: { probe: 'failed' } });
+  });
+
+  it('memory-only and closed caches keep the passive report', () => {
+    const memory = { closed: false, l1Entries: 0, onBackendError: 'degrade' as const, l2: undefined, now: 1 };
+    expect(checkedCacheHealth(memory, { answered: false, timedOut: true, error: timeout }).status).toBe('up');
+    expect(checkedCacheHealth({ ...state('closed'), closed: true }, { answered: true }).status).toBe('down');
   });
 });

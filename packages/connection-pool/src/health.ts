@@ -1,50 +1,28 @@
-import { type HealthReport, maxTimerMs, parseOptions, withDeadline } from '@noa/core';
-import { z } from 'zod';
+import {
+  HealthProbeGate,
+  type HealthProbeOptions,
+  type HealthReport,
+  healthProbeOptionsSchema,
+} from '@noa/core';
 import { HealthCheckTimeoutError, PoolClosedError } from './errors.js';
 import type { PoolStats } from './pool.js';
-import { timerBoundMessage } from './pool-options.js';
 
 /**
  * Options of every pool's active health check (`checkHealth()` of the SQL pools and `RedisPool`,
- * `MongoPool#health()`): strict, so a misspelt key is refused.
+ * `MongoPool#health()`): @noa/core's `healthProbeOptionsSchema` (strict, `timeoutMs` default
+ * 500 ms, `maxAgeMs` default 1000 ms), the same for the cache's and the rate limiter's checks.
  */
-export const checkHealthOptionsSchema = z
-  .object({
-    /**
-     * Longest the check waits for the server's answer; then it reports `down` with a
-     * `HealthCheckTimeoutError` (`NOA_POOL_HEALTH_CHECK_TIMEOUT`). Default 500 ms: below the
-     * 800 ms of @noa/core's `runHealthChecks`, so a hung server reads as this pool's timeout,
-     * not as an anonymous one of the probe.
-     */
-    timeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(500),
-    /**
-     * An answer (up or down) at most this old is returned again without asking the server:
-     * readiness endpoints are polled often, by several callers. Default 1000 ms; 0 always asks
-     * (concurrent calls still share one probe).
-     */
-    maxAgeMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(1_000),
-  })
-  .strict();
+export const checkHealthOptionsSchema = healthProbeOptionsSchema;
 
 /** Options of `checkHealth()` / `MongoPool#health()`. */
-export type CheckHealthOptions = z.input<typeof checkHealthOptionsSchema>;
-
-const defaultCheckHealthOptions = checkHealthOptionsSchema.parse({});
+export type CheckHealthOptions = HealthProbeOptions;
 
 /**
- * One pool's active health check: concurrent calls share one probe (single flight), an answer
- * younger than `maxAgeMs` is reused, and a caller waits at most its `timeoutMs`, after which it
- * gets `timedOut(error)`; the probe goes on under the pool's own deadline and the next caller
- * joins it. The same policy for every pool kind.
+ * One pool's active health check: @noa/core's {@link HealthProbeGate} (one probe for concurrent
+ * calls, a recent answer reused, each caller bounded by its `timeoutMs`) whose timeout is this
+ * package's `HealthCheckTimeoutError` (`NOA_POOL_HEALTH_CHECK_TIMEOUT`).
  */
-export class HealthCheckGate<Report> {
-  readonly #pool: string;
-  readonly #probe: () => Promise<Report>;
-  readonly #timedOut: (error: HealthCheckTimeoutError) => Report;
-  readonly #closed: () => Report | undefined;
-  #inFlight: Promise<Report> | undefined;
-  #last: { report: Report; at: number } | undefined;
-
+export class HealthCheckGate<Report> extends HealthProbeGate<Report> {
   constructor(
     pool: string,
     probe: () => Promise<Report>,
@@ -52,38 +30,7 @@ export class HealthCheckGate<Report> {
     /** The report of a closed pool (asks nothing, never reused), else undefined. */
     closed: () => Report | undefined,
   ) {
-    this.#pool = pool;
-    this.#probe = probe;
-    this.#timedOut = timedOut;
-    this.#closed = closed;
-  }
-
-  /** Validates `options` (a `ConfigError` naming the field), then answers as described above. */
-  async check(options: CheckHealthOptions | undefined): Promise<Report> {
-    const { timeoutMs, maxAgeMs } =
-      options === undefined
-        ? defaultCheckHealthOptions
-        : parseOptions('checkHealth', checkHealthOptionsSchema, options);
-    const closed = this.#closed();
-    if (closed !== undefined) return closed;
-    const last = this.#last;
-    if (last !== undefined && Date.now() - last.at < maxAgeMs) return last.report;
-    this.#inFlight ??= this.#probe().finally(() => {
-      this.#inFlight = undefined;
-    });
-    let report: Report;
-    let timedOut = false;
-    try {
-      report = await withDeadline(this.#inFlight, timeoutMs, 'health check', () => {
-        timedOut = true;
-      });
-    } catch (error) {
-      // Only our deadline: a probe's own failure is its report's business, not a timeout.
-      if (!timedOut) throw error;
-      report = this.#timedOut(new HealthCheckTimeoutError(this.#pool, timeoutMs));
-    }
-    this.#last = { report, at: Date.now() };
-    return report;
+    super({ probe, timedOut: (timeoutMs) => timedOut(new HealthCheckTimeoutError(pool, timeoutMs)), closed });
   }
 }
 

@@ -43,6 +43,15 @@ export {
   type ServiceHealthBody,
 } from './health.js';
 export {
+  HealthProbeGate,
+  type HealthProbeGateOptions,
+  type HealthProbeOptions,
+  type HealthProbeOutcome,
+  healthProbeOptionsSchema,
+  probeBackend,
+  probedHealth,
+} from './health-probe.js';
+export {
   LogSampler,
   type LogSamplerOptions,
   logSamplerOptionsSchema,
@@ -62,4 +71,5 @@ export {
   type VotedGauge,
 } from './metrics.js';
 export { type RedisInfoClient, redisEvictingPolicy, whenRedisMayEvict } from './redis-memory-policy.js';
+export { pingRedis, RedisNotConnectedError, type RedisPingClient, type RedisPingNode } from './redis-ping.js';
 export { tracingChannel } from './tracing.js';

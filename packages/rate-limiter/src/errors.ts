@@ -11,7 +11,8 @@ export type AnyRateLimiterError =
   | SyncCheckUnsupportedError
   | UnsupportedOperationError
   | InvalidAdjustmentError
-  | AcquireError;
+  | AcquireError
+  | HealthCheckTimeoutError;
 
 /** The codes of this package's errors: a `RateLimiterError`'s `code` is one of them, so a `switch` on it can be exhaustive. */
 export type RateLimiterErrorCode = AnyRateLimiterError['code'];
@@ -227,3 +228,19 @@ const acquireReasons: Record<AcquireFailure, string> = {
   unavailable:
     'the store is unreachable and its fail mode refuses until it answers again, after the time left',
 };
+
+/**
+ * `checkHealth()` got no answer from the store within its `timeoutMs`: Redis is frozen,
+ * partitioned or overloaded. The check reports the fail mode's verdict (`degraded`, or `down`
+ * with `failMode: 'closed'`) with this as its `cause` instead of hanging a readiness probe; the
+ * PING goes on under its own deadline and the next check joins it rather than sending another.
+ */
+export class HealthCheckTimeoutError extends RateLimiterError<'NOA_RATE_LIMIT_HEALTH_CHECK_TIMEOUT'> {
+  constructor(timeoutMs: number) {
+    super(
+      'NOA_RATE_LIMIT_HEALTH_CHECK_TIMEOUT',
+      `rate-limiter: store health check got no answer within ${timeoutMs} ms`,
+      { details: { timeoutMs } },
+    );
+  }
+}

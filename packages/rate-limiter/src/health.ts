@@ -1,4 +1,10 @@
-import { type BreakerState, ClosedError, type HealthReport } from '@noa/core';
+import {
+  type BreakerState,
+  ClosedError,
+  type HealthProbeOutcome,
+  type HealthReport,
+  probedHealth,
+} from '@noa/core';
 import type { FailMode } from './limiter-options.js';
 
 /** What a limiter knows of its store, as {@link limiterHealth} reads it. */
@@ -32,4 +38,26 @@ export function limiterHealth(state: LimiterHealthState): HealthReport {
   details.fallback = bypassed;
   if (!bypassed) return report('up');
   return report(state.failMode === 'closed' ? 'down' : 'degraded', lastFailure);
+}
+
+/**
+ * The report of `checkHealth()`: the passive {@link limiterHealth}, corrected by a PING of the
+ * store (@noa/core's `probedHealth`). A PING that failed or got no answer in time makes the store
+ * not answering, whatever the breaker says: the fail mode's verdict (`degraded` for `local` and
+ * `open`, `down` for `closed`), its error as `cause`. One that was answered makes a closed breaker
+ * `up`, while a breaker not closed keeps the passive verdict. `details.probe`: `answered`,
+ * `failed`, `timeout`, or `unsupported` (`probe` undefined: a remote store without `ping()`, the
+ * passive report). A store in this process or a closed limiter keeps its passive report.
+ */
+export function checkedLimiterHealth(
+  state: LimiterHealthState,
+  probe: HealthProbeOutcome | undefined,
+): HealthReport {
+  const passive = limiterHealth(state);
+  if (state.closed || state.remote === undefined) return passive;
+  if (probe === undefined) return { ...passive, details: { ...passive.details, probe: 'unsupported' } };
+  return probedHealth(passive, probe, {
+    failStatus: state.failMode === 'closed' ? 'down' : 'degraded',
+    breakerClosed: state.remote.breaker === 'closed',
+  });
 }

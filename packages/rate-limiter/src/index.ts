@@ -1,5 +1,7 @@
 // core's errors our calls throw (bad options, use after close, a store call past its deadline or
 // refused by the open breaker), so that catching them needs no import of @noa/core.
+
+export type { HealthProbeOptions as CheckHealthOptions } from '@noa/core';
 export {
   CircuitOpenError,
   ClosedError,
@@ -21,6 +23,7 @@ export {
   type AcquireFailure,
   type AnyRateLimiterError,
   CostExceedsCapacityError,
+  HealthCheckTimeoutError,
   InvalidAdjustmentError,
   InvalidCheckInputError,
   InvalidCostError,

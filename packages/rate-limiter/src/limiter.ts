@@ -2,9 +2,12 @@ import {
   type Clock,
   ClosedError,
   childLogger,
+  HealthProbeGate,
+  type HealthProbeOptions,
   type HealthReport,
   type Logger,
   parseOptions,
+  probeBackend,
   silentLogger,
   systemClock,
   tracingChannel,
@@ -23,6 +26,7 @@ import type { Decision } from './decision.js';
 import {
   AcquireError,
   CostExceedsCapacityError,
+  HealthCheckTimeoutError,
   InvalidAdjustmentError,
   InvalidCheckInputError,
   InvalidCostError,
@@ -31,7 +35,7 @@ import {
   UnsupportedOperationError,
 } from './errors.js';
 import { blockedResetMs } from './headers.js';
-import { limiterHealth } from './health.js';
+import { checkedLimiterHealth, type LimiterHealthState, limiterHealth } from './health.js';
 import { IpList } from './ip-list.js';
 import { createLimiterMetrics, type LimiterMetrics } from './limiter-metrics.js';
 import { type FailMode, type RateLimiterOptions, rateLimiterOptionsSchema } from './limiter-options.js';
@@ -94,6 +98,12 @@ const fallbackShareRetryMs = 1_000;
 const recordDeadlineMs = 5_000;
 
 /**
+ * Longest `checkHealth()`'s PING may take (or `deadlineMs`, if longer): a caller waits only its
+ * `timeoutMs`, and later checks join this PING, so a frozen store must not hold it for ever.
+ */
+const probeDeadlineMs = 5_000;
+
+/**
  * The rate limiter: checks keys against their limits in a store, with allow/deny lists,
  * role rules, auto-blocking, a local cache of refused hot keys and, for remote stores, a
  * per-call deadline, a circuit breaker and a fail mode (see {@link RemoteStoreCaller}).
@@ -125,6 +135,9 @@ export class RateLimiter implements AsyncDisposable {
   /** The records being written to a remote store, which `close()` waits for. */
   readonly #recording = new Set<Promise<void>>();
   #closed = false;
+  /** `checkHealth()`'s single-flight PING (made at the first call). */
+  #healthGate: HealthProbeGate<HealthReport> | undefined;
+  readonly #deadlineMs: number;
 
   constructor(options: RateLimiterOptions) {
     const parsed = parseOptions('RateLimiter', rateLimiterOptionsSchema, options);
@@ -133,6 +146,7 @@ export class RateLimiter implements AsyncDisposable {
     this.store = parsed.store ?? new MemoryStore({ clock: parsed.clock });
     this.#memoryStore = this.store instanceof MemoryStore ? this.store : undefined;
     this.failMode = parsed.failMode;
+    this.#deadlineMs = parsed.deadlineMs;
     const claims: RuleClaim[] = [];
     const rule = (id: string, label: string, limits: Parameters<typeof nameLimits>[0]): Rule => {
       const named = nameLimits(limits);
@@ -265,10 +279,58 @@ export class RateLimiter implements AsyncDisposable {
    * remote store is bypassed (breaker not closed, or the last check failed) and `failMode`
    * `local` or `open` answers; `down` then with `failMode: 'closed'` (every request refused),
    * and after `close()`. `details`: `store`, `failMode`, `breaker`, `fallback`; `cause`: the
-   * last store error. It turns `up` at the first check the store answers.
+   * last store error. It turns `up` at the first check the store answers. An idle limiter reports
+   * `up` whatever its store does: for a readiness probe, use {@link RateLimiter.checkHealth}.
    */
   health(): HealthReport {
-    return limiterHealth({
+    return limiterHealth(this.#healthState());
+  }
+
+  /**
+   * Asks the store now (its `ping()`: for `RedisStore`, a PING of the node, of the Sentinel
+   * client's current master, or of every master a Cluster client knows), then reports as
+   * {@link RateLimiter.health} does, corrected by the answer: no answer or an error is the fail
+   * mode's verdict (`degraded`, `down` with `failMode: 'closed'`, the error as `cause`); an answer
+   * with the breaker closed is `up`; a breaker not closed keeps its verdict. `details.probe`:
+   * `answered`, `failed`, `timeout`, or `unsupported` (a custom remote store without `ping()`).
+   * Never rejects but for bad options (`ConfigError`); a store in this process answers as
+   * `health()` and a closed limiter `down`, without I/O. The PING does not feed the breaker (see
+   * the README, "Readiness").
+   *
+   * `options` (@noa/core's `healthProbeOptionsSchema`): with no answer within `timeoutMs`
+   * (default 500 ms) the report's `cause` is a `HealthCheckTimeoutError`
+   * (`NOA_RATE_LIMIT_HEALTH_CHECK_TIMEOUT`) while the PING goes on (up to 5 s, or `deadlineMs` if
+   * longer); concurrent calls share one PING, and an answer younger than `maxAgeMs` (default 1 s)
+   * is returned again without one.
+   */
+  checkHealth(options?: HealthProbeOptions): Promise<HealthReport> {
+    this.#healthGate ??= new HealthProbeGate<HealthReport>({
+      probe: async () => {
+        const ping = this.store.ping?.bind(this.store);
+        const probe =
+          ping === undefined
+            ? undefined
+            : await probeBackend(
+                ping,
+                Math.max(this.#deadlineMs, probeDeadlineMs),
+                'rate-limiter health PING',
+              );
+        return checkedLimiterHealth(this.#healthState(), probe);
+      },
+      timedOut: (timeoutMs) =>
+        checkedLimiterHealth(this.#healthState(), {
+          answered: false,
+          timedOut: true,
+          error: new HealthCheckTimeoutError(timeoutMs),
+        }),
+      // Nothing to ask: a closed limiter is down, one with a store in this process as health() says.
+      closed: () => (this.#closed || this.#remote === undefined ? this.health() : undefined),
+    });
+    return this.#healthGate.check(options);
+  }
+
+  #healthState(): LimiterHealthState {
+    return {
       closed: this.#closed,
       store: this.store.kind,
       failMode: this.failMode,
@@ -277,7 +339,7 @@ export class RateLimiter implements AsyncDisposable {
           ? undefined
           : { breaker: this.#remote.breakerState, lastFailure: this.#remote.lastFailure },
       now: Date.now(),
-    });
+    };
   }
 
   /** The limits that apply to `role` (the default limits when the role has none). */

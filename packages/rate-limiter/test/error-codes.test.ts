@@ -3,6 +3,7 @@ import {
   AcquireError,
   type AnyRateLimiterError,
   CostExceedsCapacityError,
+  HealthCheckTimeoutError,
   InvalidAdjustmentError,
   InvalidCheckInputError,
   InvalidCostError,
@@ -29,6 +30,7 @@ const errors = [
   new UnsupportedOperationError('peek', 'no adjust'),
   new InvalidAdjustmentError('points', -1, 'a positive integer'),
   new AcquireError('k', 'timeout', 10, 5),
+  new HealthCheckTimeoutError(500),
 ] as const;
 
 function retryHint(error: AnyRateLimiterError): string {
@@ -46,6 +48,7 @@ function retryHint(error: AnyRateLimiterError): string {
     case 'NOA_RATE_LIMIT_SYNC_UNSUPPORTED':
     case 'NOA_RATE_LIMIT_UNSUPPORTED_OPERATION':
     case 'NOA_RATE_LIMIT_INVALID_ADJUSTMENT':
+    case 'NOA_RATE_LIMIT_HEALTH_CHECK_TIMEOUT':
       return error.code;
     default: {
       const unhandled: never = error;
@@ -68,6 +71,7 @@ describe('@noa/rate-limiter error codes', () => {
       | 'NOA_RATE_LIMIT_UNSUPPORTED_OPERATION'
       | 'NOA_RATE_LIMIT_INVALID_ADJUSTMENT'
       | 'NOA_RATE_LIMIT_ACQUIRE'
+      | 'NOA_RATE_LIMIT_HEALTH_CHECK_TIMEOUT'
     >();
     // Caught as the base class, the code is still the union (not string).
     expectTypeOf<RateLimiterError['code']>().toEqualTypeOf<RateLimiterErrorCode>();
@@ -85,6 +89,7 @@ describe('@noa/rate-limiter error codes', () => {
       'NOA_RATE_LIMIT_UNSUPPORTED_OPERATION',
       'NOA_RATE_LIMIT_INVALID_ADJUSTMENT',
       'gave up: timeout',
+      'NOA_RATE_LIMIT_HEALTH_CHECK_TIMEOUT',
     ]);
     for (const error of errors) {
       expect(error).toBeInstanceOf(RateLimiterError);

@@ -1,6 +1,6 @@
 import { ClosedError } from '@noa/core';
 import { describe, expect, it } from 'vitest';
-import { limiterHealth } from '../src/health.js';
+import { checkedLimiterHealth, limiterHealth } from '../src/health.js';
 import { createRateLimiter } from '../src/index.js';
 
 const failure = new Error('connect ECONNREFUSED');
@@ -61,5 +61,57 @@ describe('limiterHealth', () => {
     const report = limiter.health();
     expect(report.status).toBe('down');
     expect(report.cause).toBeInstanceOf(ClosedError);
+  });
+});
+
+describe('checkedLimiterHealth', () => {
+  const state = (
+    breaker: 'closed' | 'open' | 'half-open',
+    failMode: 'local' | 'open' | 'closed' = 'local',
+  ) => ({
+    closed: false,
+    store: 'redis',
+    failMode,
+    remote: { breaker, lastFailure: new Error('earlier check failed') },
+    now: 5,
+  });
+  const timeout = new Error('no answer');
+
+  it('a PING answered with the breaker closed is up, whatever the last check did', () => {
+    const report = checkedLimiterHealth(state('closed'), { answered: true });
+    expect(report).toMatchObject({ status: 'up', details: { probe: 'answered' } });
+    expect(report).not.toHaveProperty('cause');
+  });
+
+  it('a PING answered with the breaker open keeps the fail mode’s verdict', () => {
+    expect(checkedLimiterHealth(state('open'), { answered: true }).status).toBe('degraded');
+    expect(checkedLimiterHealth(state('half-open', 'closed'), { answered: true }).status).toBe('down');
+  });
+
+  it('a failed or late PING is the fail mode’s verdict with its error, breaker closed or not', () => {
+    expect(
+      checkedLimiterHealth(state('closed', 'open'), { answered: false, timedOut: true, error: timeout }),
+    ).toMatchObject({
+      status: 'degraded',
+      cause: timeout,
+      details: { probe: 'timeout' },
+    });
+    expect(
+      checkedLimiterHealth(state('closed', 'closed'), { answered: false, timedOut: false, error: timeout }),
+    ).toMatchObject({ status: 'down', details: { probe: 'failed' } });
+  });
+
+  it('a store without ping(), a store in this process and a closed limiter keep the passive report', () => {
+    expect(checkedLimiterHealth(state('open'), undefined)).toMatchObject({
+      status: 'degraded',
+      details: { probe: 'unsupported' },
+    });
+    const memory = { closed: false, store: 'memory', failMode: 'local' as const, remote: undefined, now: 1 };
+    expect(checkedLimiterHealth(memory, { answered: false, timedOut: true, error: timeout }).status).toBe(
+      'up',
+    );
+    expect(checkedLimiterHealth({ ...state('closed'), closed: true }, { answered: true }).status).toBe(
+      'down',
+    );
   });
 });

@@ -1,5 +1,13 @@
 import type { Socket } from 'node:net';
-import { childLogger, type Logger, parseOptions, silentLogger, TimeoutError, withDeadline } from '@noa/core';
+import {
+  childLogger,
+  type Logger,
+  parseOptions,
+  pingRedis,
+  silentLogger,
+  TimeoutError,
+  withDeadline,
+} from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AutoBlockPolicy } from '../auto-block.js';
@@ -408,6 +416,14 @@ export class RedisStore implements RateLimitStore {
    */
   #recordKey(rule: string): string {
     return `${this.#prefix}{${rule}}:namespaces`;
+  }
+
+  /**
+   * PINGs what serves the store: the node (a Sentinel client's current master) or every master
+   * a Cluster client knows (@noa/core's `pingRedis`); a connection that is down rejects at once.
+   */
+  ping(): Promise<void> {
+    return pingRedis(this.#client);
   }
 
   /** The client belongs to the caller, who closes it. */

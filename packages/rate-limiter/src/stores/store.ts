@@ -134,6 +134,13 @@ export interface RateLimitStore {
   recordNamespace?(rule: string, namespace: string, ttlMs: number): Promise<void>;
   /** Optional, with {@link recordNamespace}: the namespaces recorded for `rule` and not expired. */
   recordedNamespaces?(rule: string): Promise<string[]>;
+  /**
+   * Optional, for a remote store: asks the backend now (a PING), resolving once it answered and
+   * rejecting with what went wrong. The limiter's `checkHealth()` calls it (one call for
+   * concurrent checks, under its own deadline); a remote store without it is reported from
+   * traffic alone, as `health()` does.
+   */
+  ping?(): Promise<void>;
   /** Releases what the store owns (not a client passed in by the user). */
   close(): Promise<void>;
 }

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, HealthProbeGate } from '../src/index.js';
+
+interface Report {
+  status: string;
+  n?: number;
+  timeoutMs?: number;
+}
+
+/** A gate whose probe answers when the test says, counting how often it was started. */
+function gate(state: { closed: boolean } = { closed: false }) {
+  const probes: Array<(report: Report) => void> = [];
+  const health = new HealthProbeGate<Report>({
+    probe: () => new Promise<Report>((resolve) => probes.push(resolve)),
+    timedOut: (timeoutMs) => ({ status: 'timeout', timeoutMs }),
+    closed: () => (state.closed ? { status: 'closed' } : undefined),
+  });
+  return { health, probes, state };
+}
+
+describe('HealthProbeGate', () => {
+  it('sends one probe for concurrent checks and gives them its answer', async () => {
+    const { health, probes } = gate();
+    const checks = [
+      health.check({ maxAgeMs: 0 }),
+      health.check({ maxAgeMs: 0 }),
+      health.check({ maxAgeMs: 0 }),
+    ];
+    await Promise.resolve();
+    expect(probes).toHaveLength(1);
+    probes[0]!({ status: 'up', n: 1 });
+    expect(await Promise.all(checks)).toEqual([
+      { status: 'up', n: 1 },
+      { status: 'up', n: 1 },
+      { status: 'up', n: 1 },
+    ]);
+  });
+
+  it('reuses an answer younger than maxAgeMs, asks again with maxAgeMs 0', async () => {
+    const { health, probes } = gate();
+    const first = health.check({});
+    await Promise.resolve();
+    probes[0]!({ status: 'up', n: 1 });
+    await first;
+    expect(await health.check({})).toEqual({ status: 'up', n: 1 });
+    expect(probes).toHaveLength(1);
+    const again = health.check({ maxAgeMs: 0 });
+    await Promise.resolve();
+    expect(probes).toHaveLength(2);
+    probes[1]!({ status: 'down', n: 2 });
+    expect(await again).toEqual({ status: 'down', n: 2 });
+  });
+
+  it('answers timedOut(timeoutMs) when the probe is late; the next check joins the same probe', async () => {
+    const { health, probes } = gate();
+    expect(await health.check({ timeoutMs: 20, maxAgeMs: 0 })).toEqual({ status: 'timeout', timeoutMs: 20 });
+    const late = health.check({ timeoutMs: 1_000, maxAgeMs: 0 });
+    await Promise.resolve();
+    expect(probes).toHaveLength(1);
+    probes[0]!({ status: 'up', n: 1 });
+    expect(await late).toEqual({ status: 'up', n: 1 });
+  });
+
+  it('answers the closed report without probing, and refuses bad options with a ConfigError', async () => {
+    const { health, probes, state } = gate({ closed: true });
+    expect(await health.check(undefined)).toEqual({ status: 'closed' });
+    expect(probes).toHaveLength(0);
+    state.closed = false;
+    for (const [options, field] of [
+      [{ timeoutMs: 0 }, 'timeoutMs'],
+      [{ timeoutMS: 100 }, 'timeoutMS'],
+      [{ maxAgeMs: -1 }, 'maxAgeMs'],
+    ] as const) {
+      const error = await health.check(options as object).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).fields.join(' ')).toContain(field);
+    }
+  });
+});
