@@ -23,6 +23,10 @@ export default defineConfig({
           name: 'unit',
           include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
           exclude: ['**/test/integration/**', '**/node_modules/**'],
+          // Not a speed bound: property tests (100+ runs each) take 1-2 s alone but over 5 s (the
+          // default) with files overlapping on a loaded 2-core machine. Assertions on time keep
+          // their own generous bounds.
+          testTimeout: 30_000,
         },
       },
       {

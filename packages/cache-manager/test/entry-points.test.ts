@@ -100,7 +100,7 @@ describe('declarations', () => {
   });
 
   it('let a memory-only app compile with skipLibCheck: false and neither ioredis nor prom-client', {
-    timeout: 60_000,
+    timeout: 180_000, // a type-check that takes seconds alone took over 60 s on a loaded 2-core machine
   }, () => {
     const app = `
       import { Cache, type CacheOptions, type RedisClient } from '@noa/cache-manager';
@@ -115,7 +115,7 @@ describe('declarations', () => {
   });
 
   it("take ioredis's Redis and Cluster (and nothing else) as the redis option, and a prom-client Registry", {
-    timeout: 60_000,
+    timeout: 180_000, // a type-check that takes seconds alone took over 60 s on a loaded 2-core machine
   }, () => {
     const app = `
       import { Cache, type RedisClient } from '@noa/cache-manager';

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { urlScheme } from './cluster-options.js';
 import { redisConnectionStringProblem } from './connection-string.js';
 import {
+  AcquireTimeoutError,
   AuthenticationFailedError,
   BackendUnavailableError,
   errorText,
@@ -348,6 +349,9 @@ export class RedisPool {
    * `healthCheckIntervalMs`, stays `down` after an outage until traffic connects. A server back
    * from an outage shows healthy once the connect backoff (at most `maxBackoffMs`) has run out.
    *
+   * A probe that gets no connection within its deadline (nothing refused it, nothing answered)
+   * leaves the pool `unresponsive`.
+   *
    * `options` ({@link CheckHealthOptions}): with no answer within `timeoutMs` (default 500 ms)
    * it reports `down`, reason `unresponsive`, with a `HealthCheckTimeoutError` as `cause`; an
    * answer younger than `maxAgeMs` (default 1 s) is returned again without a PING. Bad options
@@ -461,8 +465,13 @@ export class RedisPool {
     let client: Redis;
     try {
       client = await this.pool.acquire({ timeoutMs: this.#probeDeadlineMs, signal: abort.signal });
-    } catch {
+    } catch (error) {
       // Connect failures already show as `down` (backendDown); a busy or drained pool says nothing.
+      // The pool could lend at once, so a wait that ran out was for a connect that did not finish
+      // within the deadline (or whose outcome a stalled process had not read yet): no answer,
+      // which is `unresponsive`, not the `healthy` of a pool that has not connected yet.
+      if (error instanceof AcquireTimeoutError && this.pool.backendError === undefined)
+        this.#unresponsive = true;
       return;
     }
     let timedOut = false;

@@ -1120,7 +1120,8 @@ export function describeCacheConformance(
         async (key) => {
           inFlight += 1;
           most = Math.max(most, inFlight);
-          await delay(5);
+          // Long enough for the next loaders to start: 5 ms ended before them on a loaded machine.
+          await delay(100);
           inFlight -= 1;
           if (key.endsWith(':7')) throw new Error('source down');
           return key;

@@ -153,6 +153,8 @@ describe.skipIf(!redisUp)('background refreshes across instances (real Redis)', 
       ttlMs: 10_000,
       graceBackoffMs: 5_000,
       refreshThresholdMs: 5_000,
+      // Under load a Redis call past the default 500 ms reads as a miss: a foreground run.
+      operationTimeoutMs: 5_000,
     });
     await group[0]!.getOrSet('failing', () => 'old');
     await Promise.all(group.map((cache) => cache.get('failing')));
@@ -164,7 +166,8 @@ describe.skipIf(!redisUp)('background refreshes across instances (real Redis)', 
     };
     expect(await group[0]!.getOrSet('failing', factory)).toBe('old');
     await until(() => runs === 1);
-    await new Promise((resolve) => setTimeout(resolve, 50)); // its failure mark and lease release
+    // Its failure mark and lease release (50 ms was not enough on a loaded machine).
+    await new Promise((resolve) => setTimeout(resolve, 500));
     for (const cache of group) expect(await cache.getOrSet('failing', factory)).toBe('old');
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(runs).toBe(1);
@@ -182,6 +185,8 @@ describe.skipIf(!redisUp)('background refreshes across instances (real Redis)', 
       ttlMs: 10_000,
       refreshThresholdMs: 2_000,
       l1: { maxTtlMs: 1_000 },
+      // Under load an L2 read past the default 500 ms reads as a miss: the factory runs again.
+      operationTimeoutMs: 5_000,
     });
     caches.push(cache);
     await cache.ready();

@@ -5,7 +5,14 @@ import { describe, expect, it } from 'vitest';
 
 const fixture = fileURLToPath(new URL('../fixtures/idle-exit.ts', import.meta.url));
 
-/** Runs the fixture; `{ exited: false }` when it was still running after `aliveMs` (then killed). */
+/** Longest a fixture may take to load, connect and query (its first output). */
+const startupMs = 60_000;
+
+/**
+ * Runs the fixture; `{ exited: false }` when it was still running `aliveMs` after its first output
+ * (then killed). Counted from the output, not the spawn: loading tsx and connecting took over 8 s
+ * on a loaded machine; a fixture silent for `startupMs` is killed too.
+ */
 async function run(kind: string, allow: 'yes' | 'no', aliveMs: number) {
   const child = spawn(
     process.execPath,
@@ -21,10 +28,15 @@ async function run(kind: string, allow: 'yes' | 'no', aliveMs: number) {
     out += chunk;
   });
   let killed = false;
-  const killer = setTimeout(() => {
+  const kill = () => {
     killed = true;
     child.kill('SIGKILL');
-  }, aliveMs);
+  };
+  let killer = setTimeout(kill, startupMs);
+  child.stdout.once('data', () => {
+    clearTimeout(killer);
+    killer = setTimeout(kill, aliveMs);
+  });
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   clearTimeout(killer);
   return { out: out.trim(), exited: !killed, code };
@@ -47,7 +59,7 @@ describe('allowExitOnIdle: an idle pool not closed lets the process exit (pg.Poo
       expect(exited).toBe(true);
       expect(code).toBe(0);
     },
-    30_000,
+    startupMs + 30_000,
   );
 
   it('pg without it: the idle connection keeps the process alive (the default, as pg.Pool)', async () => {
@@ -56,5 +68,5 @@ describe('allowExitOnIdle: an idle pool not closed lets the process exit (pg.Poo
     const { out, exited } = await run('pg', 'no', 8_000);
     expect(out).toBe('queried');
     expect(exited).toBe(false);
-  }, 15_000);
+  }, startupMs + 15_000);
 });

@@ -53,7 +53,7 @@ describe.skipIf(skip !== undefined)('PgPool health() as a HealthReport (private 
     await waitFor(async () => (await pool.checkHealth()).status === 'up', 30_000);
 
     await cluster.killPrimary();
-    await waitFor(async () => (await pool.checkHealth()).status === 'down', 15_000);
+    await waitFor(async () => (await pool.checkHealth(patient)).status === 'down', 15_000);
     const down = pool.health();
     expect(down.details).toMatchObject({ primary: 'down' });
     expect(down.cause).toMatchObject({ code: 'NOA_POOL_BACKEND_UNAVAILABLE' });
@@ -88,17 +88,17 @@ describe('RedisPool health() as a HealthReport (private redis-server)', () => {
       maxBackoffMs: 200,
     });
     try {
-      expect(await pool.checkHealth()).toMatchObject({
+      expect(await pool.checkHealth(patient)).toMatchObject({
         component: 'health_redis',
         status: 'up',
         healthy: true,
       });
       await server.kill();
-      await waitFor(async () => (await pool.checkHealth()).status === 'down', 15_000);
+      await waitFor(async () => (await pool.checkHealth(patient)).status === 'down', 15_000);
       expect(pool.health()).toMatchObject({ status: 'down', healthy: false, details: { reason: 'down' } });
       expect(pool.health().cause).toMatchObject({ code: 'NOA_POOL_BACKEND_UNAVAILABLE' });
       await server.restart();
-      await waitFor(async () => (await pool.checkHealth()).status === 'up', 15_000);
+      await waitFor(async () => (await pool.checkHealth(patient)).status === 'up', 15_000);
     } finally {
       await pool.close();
     }

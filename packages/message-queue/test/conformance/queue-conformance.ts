@@ -152,15 +152,16 @@ export function describeQueueConformance(target: ConformanceTarget): void {
     it('does not run a delayed job before its delay', async () => {
       const queue = makeQueue();
       const addedAt = Date.now();
-      // Long enough that the count below is read before it is due, with other cases running.
-      await queue.add('later', null, { delay: 1_000 });
+      // Long enough that the count below is read before it is due, with other cases and other
+      // test files running (1 s passed before the count on a loaded machine).
+      await queue.add('later', null, { delay: 3_000 });
       const startedAt: number[] = [];
       startWorker(queue, () => {
         startedAt.push(Date.now());
       });
       if (supports('exactCounts')) expect((await queue.counts()).delayed).toBe(1);
-      await waitFor(() => startedAt.length === 1, 5_000);
-      expect(startedAt[0]! - addedAt).toBeGreaterThanOrEqual(990);
+      await waitFor(() => startedAt.length === 1, 10_000);
+      expect(startedAt[0]! - addedAt).toBeGreaterThanOrEqual(2_990);
     });
 
     it('retries with backoff and keeps the error history', async () => {
@@ -449,7 +450,9 @@ export function describeQueueConformance(target: ConformanceTarget): void {
             started.push(job.data);
             if (job.data === 'first') await gate;
           },
-          { concurrency: 1, prefetch: 1, leaseMs: 300 },
+          // Heartbeats (every leaseMs / 3) bring the cancel; a lease this long does not expire
+          // while a loaded machine delays one, which would recover 'first' and run it again.
+          { concurrency: 1, prefetch: 1, leaseMs: 1_500 },
         ).on('failed', (id, error, willRetry) => failed.push([id, error, willRetry]));
         await waitFor(() => started.length === 1);
         // 'ahead' is leased (active in the backend) while 'first' holds the only slot.
@@ -469,7 +472,9 @@ export function describeQueueConformance(target: ConformanceTarget): void {
     itWith(['cancel', 'dlqInspect'], 'a redriven, previously cancelled job runs to completion', async () => {
       const queue = makeQueue();
       const { id } = await queue.add('a', null);
-      const leaseMs = 300;
+      // Not shorter: a heartbeat delayed past the lease by a loaded machine recovers the second
+      // run and runs the job a third time.
+      const leaseMs = 1_000;
       let runs = 0;
       const reasons: unknown[] = [];
       startWorker(
@@ -482,7 +487,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
             throw job.signal.reason;
           }
           // Long enough for several lease heartbeats: an old cancel record would abort this run.
-          await sleep(4 * leaseMs);
+          await sleep(4 * (leaseMs / 3));
           if (job.signal.aborted) throw job.signal.reason;
           return 'done';
         },
@@ -982,9 +987,11 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           runs.push('second');
           return secondHandler();
         },
+        // Unfrozen, its lease must outlast the test's waits even with heartbeats delayed by a
+        // loaded machine: recovered from it, the job would be run (or dead-lettered) again.
         secondFrozen
           ? { leaseMs: 500, prefetch: 0, maintenanceIntervalMs: 100 }
-          : { maintenanceIntervalMs: 100 },
+          : { leaseMs: 10_000, maintenanceIntervalMs: 100 },
       );
       await waitFor(() => runs.length === 2, 5_000, 'the second worker to recover and start the job');
       return { runs, stalled, letFirstFinish };

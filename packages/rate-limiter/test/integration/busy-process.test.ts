@@ -16,8 +16,11 @@ const skip = (await isReachable('redis')) ? undefined : `skipped: no Redis at ${
 if (skip) console.log(skip);
 
 const deadlineMs = 50;
-/** Longer than the deadline, and than a reply of the shared Redis takes even on a loaded machine. */
-const busyMs = 500;
+/**
+ * Longer than the deadline, and than a reply of the shared Redis takes even on a loaded machine
+ * (500 ms was not, with test files overlapping: the reply came 608 ms after the send).
+ */
+const busyMs = 2_000;
 
 /** Keeps the process busy for `busyMs` right after the limiter has sent the tick's calls. */
 function busyAfterSend(): void {

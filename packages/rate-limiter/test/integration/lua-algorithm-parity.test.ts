@@ -210,7 +210,8 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
 
   it('sliding log: the check script keeps a log a cost-0 check finds outside its window', async () => {
     // Redis's TIME cannot be moved: the entries are moved instead, back past the window (as if
-    // the clock had jumped ahead), then forward 1 s after the free check (as if it had gone back).
+    // the clock had jumped ahead), then forward 5 s after the free check (as if it had gone back;
+    // 1 s put them inside by only 0.5 s, which a loaded machine spent before the next check).
     const prefix = `${uniqueName('rl-log0')}:`;
     const store = new RedisStore({ client, prefix });
     const limits: LimitPolicy[] = [{ name: 'p', algorithm: 'sliding-log', limit: 2, windowMs: 10_000 }];
@@ -236,7 +237,7 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
       expect(await move(-10_500)).toBe(2);
       const free = await store.consume('k', limits, [0], undefined);
       expect(free[0]!.decisions[0]!).toMatchObject({ allowed: true, remaining: 2 });
-      expect(await move(1_000)).toBe(2);
+      expect(await move(5_000)).toBe(2);
       // Both entries are inside the window again: nothing more fits (it admitted two more).
       const after = await store.consume('k', limits, [1, 1], undefined);
       expect(after.map((outcome) => outcome.decisions[0]!.allowed)).toEqual([false, false]);
