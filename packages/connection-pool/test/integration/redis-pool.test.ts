@@ -321,14 +321,15 @@ describe.skipIf(!reachable)('RedisPool', () => {
       name,
       max: 1,
       healthCheckIntervalMs: 50,
-      queryTimeoutMs: 100,
+      // The BLPOP below may take its 1 s plus this: 100 ms was passed once on a loaded machine.
+      queryTimeoutMs: 1_000,
       registry,
     });
     const key = uniqueName('cp_probe_busy');
     try {
       await waitFor(() => pool.health().stats.idle > 0);
       // A first probe may time out while the connection is still being made (a connect past the
-      // 100 ms deadline on a loaded machine): only what the busy second adds is counted.
+      // deadline on a loaded machine): only what the busy second adds is counted.
       const timeouts = `noa_connection_pool_acquire_timeouts_total{pool="${name}"}`;
       const timeoutsBefore = await sampleOf(registry, timeouts);
       // The only connection is busy for a second: the probe has nothing free to ping.
