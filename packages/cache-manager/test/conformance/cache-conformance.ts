@@ -1027,17 +1027,30 @@ export function describeCacheConformance(
         return 'from getOrSet';
       });
       const batches: string[][] = [];
+      // The batch computes until the joiner has been called: on a loaded machine a fixed delay
+      // could start the joiner before the batch's factory did, or end the batch before it.
+      let batchStarted!: () => void;
+      const started = new Promise<void>((resolve) => {
+        batchStarted = resolve;
+      });
+      let releaseBatch!: () => void;
+      const released = new Promise<void>((resolve) => {
+        releaseBatch = resolve;
+      });
       const many = cache.getOrSetMany(['fl:1', 'fl:2'], async (keys) => {
         batches.push([...keys]);
-        await delay(50);
+        batchStarted();
+        await released;
         return keys.map((key) => `batch ${key}`);
       });
       // And the other way round: once the batch computes fl:2, getOrSet joins its flight.
-      await delay(20);
+      await started;
       const joiner = cache.getOrSet('fl:2', () => {
         singleRuns += 1;
         return 'recomputed';
       });
+      await delay(20);
+      releaseBatch();
       expect(await many).toEqual(['from getOrSet', 'batch fl:2']);
       expect(await slowSingle).toBe('from getOrSet');
       expect(await joiner).toBe('batch fl:2');
