@@ -61,6 +61,35 @@ describe('HealthProbeGate', () => {
     expect(await late).toEqual({ status: 'up', n: 1 });
   });
 
+  it("does not give one caller's timeout to later callers: they join the probe, then reuse its late answer", async () => {
+    const { health, probes } = gate();
+    expect(await health.check({ timeoutMs: 20, maxAgeMs: 60_000 })).toEqual({
+      status: 'timeout',
+      timeoutMs: 20,
+    });
+    // A caller with a longer timeoutMs, within maxAgeMs of that timeout, waits for the same probe.
+    const patient = health.check({ timeoutMs: 5_000, maxAgeMs: 60_000 });
+    await Promise.resolve();
+    expect(probes).toHaveLength(1);
+    probes[0]!({ status: 'up', n: 1 });
+    expect(await patient).toEqual({ status: 'up', n: 1 });
+    // The answer that came after the first caller gave up is the one reused, not its timeout.
+    expect(await health.check({ timeoutMs: 20, maxAgeMs: 60_000 })).toEqual({ status: 'up', n: 1 });
+    expect(probes).toHaveLength(1);
+  });
+
+  it('keeps the answer of a probe every caller stopped waiting for', async () => {
+    const { health, probes } = gate();
+    expect(await health.check({ timeoutMs: 20, maxAgeMs: 60_000 })).toEqual({
+      status: 'timeout',
+      timeoutMs: 20,
+    });
+    probes[0]!({ status: 'up', n: 1 });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await health.check({ timeoutMs: 20, maxAgeMs: 60_000 })).toEqual({ status: 'up', n: 1 });
+    expect(probes).toHaveLength(1);
+  });
+
   it('answers the closed report without probing, and refuses bad options with a ConfigError', async () => {
     const { health, probes, state } = gate({ closed: true });
     expect(await health.check(undefined)).toEqual({ status: 'closed' });
