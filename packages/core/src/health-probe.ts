@@ -117,11 +117,15 @@ export async function probeBackend(
   deadlineMs: number,
   operation: string,
 ): Promise<HealthProbeOutcome> {
+  let timedOut = false;
   try {
-    await withDeadline(ping(), deadlineMs, operation);
+    await withDeadline(ping(), deadlineMs, operation, () => {
+      timedOut = true;
+    });
     return { answered: true };
   } catch (error) {
-    return { answered: false, timedOut: false, error };
+    // The deadline's TimeoutError is a timeout (`details.probe: 'timeout'`), not a failed PING.
+    return { answered: false, timedOut, error };
   }
 }
 

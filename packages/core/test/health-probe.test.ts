@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, HealthProbeGate } from '../src/index.js';
+import { ConfigError, HealthProbeGate, probeBackend, probedHealth, TimeoutError } from '../src/index.js';
 
 interface Report {
   status: string;
@@ -104,5 +104,26 @@ describe('HealthProbeGate', () => {
       expect(error).toBeInstanceOf(ConfigError);
       expect((error as ConfigError).fields.join(' ')).toContain(field);
     }
+  });
+});
+
+describe('probeBackend', () => {
+  it('says timedOut when its own deadline passed, failed when the ping rejected', async () => {
+    const late = await probeBackend(() => new Promise(() => {}), 20, 'test PING');
+    expect(late).toMatchObject({ answered: false, timedOut: true });
+    expect((late as { error: unknown }).error).toBeInstanceOf(TimeoutError);
+    const passive = { component: 'c', status: 'up' as const, checkedAt: 0, details: {} };
+    const backend = { failStatus: 'down' as const, breakerClosed: true };
+    expect(probedHealth(passive, late, backend)).toMatchObject({
+      status: 'down',
+      details: { probe: 'timeout' },
+    });
+    const refused = await probeBackend(() => Promise.reject(new Error('ECONNREFUSED')), 1_000, 'test PING');
+    expect(refused).toMatchObject({ answered: false, timedOut: false });
+    expect(probedHealth(passive, refused, backend)).toMatchObject({
+      status: 'down',
+      details: { probe: 'failed' },
+    });
+    expect(await probeBackend(() => Promise.resolve('PONG'), 1_000, 'test PING')).toEqual({ answered: true });
   });
 });
