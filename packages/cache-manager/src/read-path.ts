@@ -236,7 +236,8 @@ export async function getManyEntries(
  * `results`, records entries still in grace into `stale` (when newer than the one known), and
  * returns the indexes still missing. `seen` gets, per index, what L2 held (as
  * {@link seenManyInL2} tells it), and `held` the bytes as stored (null: none), for the run's
- * compare-and-set write (see `KeyLoad.l2Held`); an index whose read failed is removed from both.
+ * compare-and-set write (see `KeyLoad.l2Held`), and `heldTags` their tags when decoded (the tag
+ * sets the run extends with them); an index whose read failed is removed from all three.
  */
 export async function readManyFromL2<T>(
   engine: CacheEngine,
@@ -246,6 +247,7 @@ export async function readManyFromL2<T>(
   stale: Map<number, CacheEntry<T>>,
   seen?: Map<number, number | null>,
   held?: Map<number, Buffer | null>,
+  heldTags?: Map<number, readonly string[]>,
 ): Promise<number[]> {
   const since = engine.fills.epoch;
   const remote = await fetchMany(
@@ -267,6 +269,8 @@ export async function readManyFromL2<T>(
       seen?.set(index, entry?.createdAt ?? null);
       held?.set(index, bytes ?? null);
     }
+    if (entry && bytes !== NOT_READ) heldTags?.set(index, entry.tags);
+    else heldTags?.delete(index);
     if (taken.fresh) {
       results[index] = engine.out(entry!.value);
       return;

@@ -10,6 +10,7 @@ import { readManyFromL2, seenManyInL2 } from './read-path.js';
 import {
   backOff,
   computeOnce,
+  extendReplaced,
   type Flight,
   type FlightLimits,
   joinFlight,
@@ -54,6 +55,8 @@ interface ManyLoad<T> {
    * read failed: written as before.
    */
   held: Map<number, Buffer | null>;
+  /** The tags of the value {@link held} holds per index, when decoded (as `KeyLoad.l2HeldTags`). */
+  heldTags: Map<number, readonly string[]>;
 }
 
 /**
@@ -96,6 +99,7 @@ export async function getOrSetMany<T>(
   const stale = new Map<number, CacheEntry<T>>();
   const seen = new Map<number, number | null>();
   const held = new Map<number, Buffer | null>();
+  const heldTags = new Map<number, readonly string[]>();
   const join = (index: number, { promise, limits }: Flight) => {
     // A getOrSet flight with timeouts: not its caller's timeout error or stale value, the run's.
     const fullKey = fullKeys[index]!;
@@ -135,7 +139,7 @@ export async function getOrSetMany<T>(
     else rest.push(index);
   }
   if (engine.tier && rest.length > 0)
-    rest = await readManyFromL2(engine, fullKeys, rest, results, stale, seen, held);
+    rest = await readManyFromL2(engine, fullKeys, rest, results, stale, seen, held, heldTags);
   // Flights started by other callers while L2 answered are joined, not duplicated.
   const mine: number[] = [];
   for (const index of rest) {
@@ -162,7 +166,7 @@ export async function getOrSetMany<T>(
     try {
       await computeMany(
         engine,
-        { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held },
+        { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held, heldTags },
         mine,
       );
     } catch (error) {
@@ -185,7 +189,7 @@ async function computeMany<T>(
   load: ManyLoad<T>,
   indexes: readonly number[],
 ): Promise<void> {
-  const { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held: l2Held } = load;
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held: l2Held, heldTags } = load;
   const tier = engine.tier;
   let batch = [...indexes];
   const waits: Promise<void>[] = [];
@@ -223,6 +227,7 @@ async function computeMany<T>(
             stale: stale.get(index),
             l2Seen: seen.get(index),
             l2Held: l2Held.get(index),
+            l2HeldTags: heldTags.get(index),
           }).then(settler.resolve, settler.reject),
         );
         return;
@@ -234,7 +239,9 @@ async function computeMany<T>(
       // As in `#compute`: between our L2 miss and the leases, another instance may have
       // computed some of these keys and released their leases.
       const found: (T | undefined)[] = [];
-      const missing = new Set(await readManyFromL2(engine, fullKeys, held, found, new Map(), seen, l2Held));
+      const missing = new Set(
+        await readManyFromL2(engine, fullKeys, held, found, new Map(), seen, l2Held, heldTags),
+      );
       const computedElsewhere = held.filter((index) => !missing.has(index));
       for (const index of computedElsewhere) settlers.get(index)!.resolve(found[index] as T);
       await inBatches(computedElsewhere, (index) => tier.releaseLease(fullKeys[index]!, leaseToken));
@@ -253,12 +260,24 @@ async function runMany<T>(
   batch: readonly number[],
   leaseToken: string | undefined,
 ): Promise<void> {
-  const { fullKeys, userKeys, settlers, factoryMany, options, stale, held } = load;
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale, held, heldTags } = load;
   const tier = engine.tier;
   const started = performance.now();
   const keys = batch.map((index) => userKeys[index]!);
   const runs = batch.map((index) =>
     engine.runs.start(fullKeys[index]!, engine.tagsOf(fullKeys[index]!, options.tags ?? [])),
+  );
+  // As `runFactory`: the values the run replaces by compare-and-set are made to outlive it in
+  // Redis (their writes would find them expired), beside the factory, settled before the writes.
+  const replaced = batch.filter((index) => held.get(index));
+  const extended = inBatches(replaced, (index) =>
+    extendReplaced(engine, {
+      fullKey: fullKeys[index]!,
+      options,
+      stale: stale.get(index),
+      l2Held: held.get(index),
+      l2HeldTags: heldTags.get(index),
+    }),
   );
   // A failed holder marks it in Redis first, for waiters the `rel` message misses (as runFactory).
   const failedMarkMs = Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs);
@@ -306,6 +325,7 @@ async function runMany<T>(
     }
     engine.metrics.factoryRun('ok');
     const computeMs = performance.now() - started;
+    await extended;
     const inL2 = await checkL2(engine, load, batch, runs, values);
     // As in `runFactory`: a key L2 cannot vouch for is cached in L1 only until the resync.
     const awaitingResync = engine.bus?.awaitingResync === true;

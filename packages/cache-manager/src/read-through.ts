@@ -524,7 +524,7 @@ export function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?
  * counted as a value in grace). A failure (Redis down) is counted and logged by the guard
  * (`refresh_extend`) and does not fail the run: its write is tried as before.
  */
-async function extendReplaced(
+export async function extendReplaced(
   engine: CacheEngine,
   load: Pick<KeyLoad<unknown>, 'fullKey' | 'options' | 'stale' | 'l2Held' | 'l2HeldTags'>,
 ): Promise<void> {

@@ -52,7 +52,9 @@ export interface HealthProbeGateOptions<Report> {
  * One component's active health check, the same policy for every package: concurrent calls
  * share one probe (single flight), an answer younger than `maxAgeMs` is reused, and a caller
  * waits at most its `timeoutMs`, after which it gets `timedOut(timeoutMs)`; the probe goes on
- * under its own deadline and the next caller joins it rather than sending another.
+ * under its own deadline and the next caller joins it rather than sending another. The answer
+ * reused is the probe's, kept when it comes (even after every caller stopped waiting), never a
+ * caller's timeout: that one says only how long that caller would wait.
  */
 export class HealthProbeGate<Report> {
   readonly #options: HealthProbeGateOptions<Report>;
@@ -73,22 +75,33 @@ export class HealthProbeGate<Report> {
     if (closed !== undefined) return closed;
     const last = this.#last;
     if (last !== undefined && Date.now() - last.at < maxAgeMs) return last.report;
-    this.#inFlight ??= this.#options.probe().finally(() => {
-      this.#inFlight = undefined;
-    });
-    let report: Report;
+    this.#inFlight ??= this.#probe();
     let timedOut = false;
     try {
-      report = await withDeadline(this.#inFlight, timeoutMs, 'health check', () => {
+      return await withDeadline(this.#inFlight, timeoutMs, 'health check', () => {
         timedOut = true;
       });
     } catch (error) {
       // Only our deadline: a probe's own failure is its report's business, not a timeout.
       if (!timedOut) throw error;
-      report = this.#options.timedOut(timeoutMs);
+      // Not kept for reuse: it is this caller's `timeoutMs`, not the backend's answer. A later
+      // caller (whose `timeoutMs` may be longer) joins the probe, and its answer, even one that
+      // comes after every caller stopped waiting, is the one reused.
+      return this.#options.timedOut(timeoutMs);
     }
-    this.#last = { report, at: Date.now() };
-    return report;
+  }
+
+  /** Runs the probe, keeping its answer (whoever still waits for it) for `maxAgeMs` reuse. */
+  #probe(): Promise<Report> {
+    return this.#options
+      .probe()
+      .then((report) => {
+        this.#last = { report, at: Date.now() };
+        return report;
+      })
+      .finally(() => {
+        this.#inFlight = undefined;
+      });
   }
 }
 
@@ -104,11 +117,15 @@ export async function probeBackend(
   deadlineMs: number,
   operation: string,
 ): Promise<HealthProbeOutcome> {
+  let timedOut = false;
   try {
-    await withDeadline(ping(), deadlineMs, operation);
+    await withDeadline(ping(), deadlineMs, operation, () => {
+      timedOut = true;
+    });
     return { answered: true };
   } catch (error) {
-    return { answered: false, timedOut: false, error };
+    // The deadline's TimeoutError is a timeout (`details.probe: 'timeout'`), not a failed PING.
+    return { answered: false, timedOut, error };
   }
 }
 

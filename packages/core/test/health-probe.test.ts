@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, HealthProbeGate } from '../src/index.js';
+import { ConfigError, HealthProbeGate, probeBackend, probedHealth, TimeoutError } from '../src/index.js';
 
 interface Report {
   status: string;
@@ -61,6 +61,35 @@ describe('HealthProbeGate', () => {
     expect(await late).toEqual({ status: 'up', n: 1 });
   });
 
+  it("does not give one caller's timeout to later callers: they join the probe, then reuse its late answer", async () => {
+    const { health, probes } = gate();
+    expect(await health.check({ timeoutMs: 20, maxAgeMs: 60_000 })).toEqual({
+      status: 'timeout',
+      timeoutMs: 20,
+    });
+    // A caller with a longer timeoutMs, within maxAgeMs of that timeout, waits for the same probe.
+    const patient = health.check({ timeoutMs: 5_000, maxAgeMs: 60_000 });
+    await Promise.resolve();
+    expect(probes).toHaveLength(1);
+    probes[0]!({ status: 'up', n: 1 });
+    expect(await patient).toEqual({ status: 'up', n: 1 });
+    // The answer that came after the first caller gave up is the one reused, not its timeout.
+    expect(await health.check({ timeoutMs: 20, maxAgeMs: 60_000 })).toEqual({ status: 'up', n: 1 });
+    expect(probes).toHaveLength(1);
+  });
+
+  it('keeps the answer of a probe every caller stopped waiting for', async () => {
+    const { health, probes } = gate();
+    expect(await health.check({ timeoutMs: 20, maxAgeMs: 60_000 })).toEqual({
+      status: 'timeout',
+      timeoutMs: 20,
+    });
+    probes[0]!({ status: 'up', n: 1 });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await health.check({ timeoutMs: 20, maxAgeMs: 60_000 })).toEqual({ status: 'up', n: 1 });
+    expect(probes).toHaveLength(1);
+  });
+
   it('answers the closed report without probing, and refuses bad options with a ConfigError', async () => {
     const { health, probes, state } = gate({ closed: true });
     expect(await health.check(undefined)).toEqual({ status: 'closed' });
@@ -75,5 +104,26 @@ describe('HealthProbeGate', () => {
       expect(error).toBeInstanceOf(ConfigError);
       expect((error as ConfigError).fields.join(' ')).toContain(field);
     }
+  });
+});
+
+describe('probeBackend', () => {
+  it('says timedOut when its own deadline passed, failed when the ping rejected', async () => {
+    const late = await probeBackend(() => new Promise(() => {}), 20, 'test PING');
+    expect(late).toMatchObject({ answered: false, timedOut: true });
+    expect((late as { error: unknown }).error).toBeInstanceOf(TimeoutError);
+    const passive = { component: 'c', status: 'up' as const, checkedAt: 0, details: {} };
+    const backend = { failStatus: 'down' as const, breakerClosed: true };
+    expect(probedHealth(passive, late, backend)).toMatchObject({
+      status: 'down',
+      details: { probe: 'timeout' },
+    });
+    const refused = await probeBackend(() => Promise.reject(new Error('ECONNREFUSED')), 1_000, 'test PING');
+    expect(refused).toMatchObject({ answered: false, timedOut: false });
+    expect(probedHealth(passive, refused, backend)).toMatchObject({
+      status: 'down',
+      details: { probe: 'failed' },
+    });
+    expect(await probeBackend(() => Promise.resolve('PONG'), 1_000, 'test PING')).toEqual({ answered: true });
   });
 });

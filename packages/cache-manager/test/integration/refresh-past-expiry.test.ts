@@ -129,6 +129,30 @@ function describeRefreshPastExpiry(
       expect(await c.get('soft')).toBe('refreshed');
     });
 
+    it('a getOrSetMany run whose factory outlasts the grace of the values it replaces is cached', async () => {
+      const a = await open({ bus: false });
+      const c = await open({});
+      const written = { ttlMs: 100, graceMs: 400, tags: ['t-many'] };
+      await a.setMany([
+        { key: 'many-1', value: 'first', ...written },
+        { key: 'many-2', value: 'first', ...written },
+      ]);
+      await delay(150);
+      let runs = 0;
+      const factoryMany = async (keys: readonly string[]) => {
+        runs += 1;
+        // Past the values' grace (their physical TTL in Redis) by the time the run writes.
+        await delay(1_000);
+        return keys.map(() => 'refreshed');
+      };
+      expect(
+        await a.getOrSetMany(['many-1', 'many-2'], factoryMany, { ttlMs: 60_000, tags: ['t-many'] }),
+      ).toEqual(['refreshed', 'refreshed']);
+      await delay(250);
+      expect(await c.getMany(['many-1', 'many-2'])).toEqual(['refreshed', 'refreshed']);
+      expect(runs).toBe(1);
+    });
+
     it('with locks off the refresh is cached too', async () => {
       const { c, runs } = await refreshPastTtl('locks-off', { onA: { lock: { enabled: false } } });
       expect(runs()).toBe(1);
