@@ -62,11 +62,15 @@ describe('allowExitOnIdle: an idle pool not closed lets the process exit (pg.Poo
     startupMs + 30_000,
   );
 
-  it('pg without it: the idle connection keeps the process alive (the default, as pg.Pool)', async () => {
-    if (!reachable.pg) return console.log('skipped: no Postgres');
-    // Once it printed, give it a few seconds to exit; it must not.
-    const { out, exited } = await run('pg', 'no', 8_000);
-    expect(out).toBe('queried');
-    expect(exited).toBe(false);
-  }, startupMs + 15_000);
+  it(
+    'pg without it: the idle connection keeps the process alive (the default, as pg.Pool)',
+    async () => {
+      if (!reachable.pg) return console.log('skipped: no Postgres');
+      // Once it printed, give it a few seconds to exit; it must not.
+      const { out, exited } = await run('pg', 'no', 8_000);
+      expect(out).toBe('queried');
+      expect(exited).toBe(false);
+    },
+    startupMs + 15_000,
+  );
 });
