@@ -6,16 +6,17 @@ import { defineConfig } from 'vitest/config';
  * services started by `scripts/services up`. Workspace packages resolve to their `src/`
  * through the `@noa/source` export condition, so tests need no build step.
  *
- * Test files run 3 at a time (`NOA_TEST_WORKERS` overrides): most integration files wait on
- * servers, failovers and child processes rather than on a CPU, so even on 2 cores three workers
- * took the integration suite from 766 s to 273 s. Files isolate by name on the shared servers
- * and start private servers for anything global (pause, kill, config, stats), so they may overlap.
+ * Test files run 2 at a time (`NOA_TEST_WORKERS` overrides; decision 013): most integration
+ * files wait on servers, failovers and child processes rather than on a CPU. On 2 cores three
+ * workers took the integration suite from 766 s to 273 s, but left stalls past the caches'
+ * default 500 ms operation deadline in CI; two keep most of the gain. Files isolate by name on
+ * the shared servers and start private servers for anything global (pause, kill, config, stats).
  */
 export default defineConfig({
   resolve: { conditions: ['@noa/source'] },
   ssr: { resolve: { conditions: ['@noa/source'] } },
   test: {
-    maxWorkers: Number(process.env.NOA_TEST_WORKERS ?? 3),
+    maxWorkers: Number(process.env.NOA_TEST_WORKERS ?? 2),
     projects: [
       {
         extends: true,
