@@ -1,4 +1,5 @@
 export { aclRefusedObjects, type RestrictedAclUser, restrictedAclUsers } from './acl-users.js';
+export { type CommandStat, clusterMasterPortOf, commandStat } from './command-stats.js';
 export { busyFor, type EchoProcess, startEchoProcess } from './echo-process.js';
 export {
   type ContainerSpec,

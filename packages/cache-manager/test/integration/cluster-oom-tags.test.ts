@@ -1,5 +1,5 @@
 import { delay } from '@noa/core';
-import { uniqueName } from '@noa/testkit';
+import { clusterMasterPortOf, commandStat, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
@@ -9,14 +9,8 @@ const { installed: hasRedisServer, client: cluster } = usePrivateCluster(
   'the Cluster out-of-memory tag test',
 );
 
-/** The port of the master serving `key` (CLUSTER KEYSLOT, then CLUSTER SLOTS). */
-async function masterOf(key: string): Promise<number> {
-  const slot = Number(await cluster().cluster('KEYSLOT', key));
-  const ranges = await cluster().cluster('SLOTS');
-  const master = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2];
-  if (!master) throw new Error(`no master serves slot ${slot}`);
-  return master[1];
-}
+/** The port of the master serving `key`. */
+const masterOf = (key: string) => clusterMasterPortOf(cluster(), key);
 
 /**
  * On a Cluster a value and its tag set live in different slots, often on different masters: a
@@ -116,11 +110,8 @@ describe.skipIf(!hasRedisServer)('tagged writes on a Cluster whose tag set maste
     await writer.ready();
     const big = 'x'.repeat(200_000);
     const stat = async (command: string) => {
-      const line = new RegExp(
-        `^cmdstat_${command}:calls=(\\d+).*rejected_calls=(\\d+),failed_calls=(\\d+)`,
-        'm',
-      ).exec(await admin.info('commandstats'));
-      return { calls: Number(line?.[1] ?? 0), refused: Number(line?.[2] ?? 0) + Number(line?.[3] ?? 0) };
+      const { calls, rejected, failed } = await commandStat(admin, command);
+      return { calls, refused: rejected + failed };
     };
     /** Bisects maxmemory until one `write` ran its `command` and had its SADD refused; its keys. */
     const splitWrites = async (label: string, command: string, write: (key: string) => Promise<unknown>) => {

@@ -1,5 +1,5 @@
 import { delay } from '@noa/core';
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { commandStat, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -141,12 +141,7 @@ describe.skipIf(skip !== undefined)('the cache on a Redis out of memory', () => 
     caches.push(writer);
     await writer.ready();
     const big = 'x'.repeat(200_000);
-    const stat = async (command: string) => {
-      const line = new RegExp(`^cmdstat_${command}:calls=(\\d+).*rejected_calls=(\\d+)`, 'm').exec(
-        await admin.info('commandstats'),
-      );
-      return { calls: Number(line?.[1] ?? 0), rejected: Number(line?.[2] ?? 0) };
-    };
+    const stat = (command: string) => commandStat(admin, command);
     // The SET of a large value adds little memory past its own arguments (already counted while
     // queued), so the margin at which it runs and the SADD behind it is refused is narrow (about
     // 1 KB): found by bisection between a margin that refuses the SET and one that takes both.

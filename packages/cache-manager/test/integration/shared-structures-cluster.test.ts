@@ -1,4 +1,4 @@
-import { uniqueName } from '@noa/testkit';
+import { clusterMasterPortOf, uniqueName } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { usePrivateCluster } from './redis-server.js';
@@ -7,14 +7,8 @@ const { installed: hasRedisServer, client: cluster } = usePrivateCluster(
   'the shared structures Cluster test',
 );
 
-/** The port of the master serving `key` (CLUSTER KEYSLOT, then CLUSTER SLOTS). */
-async function masterOf(key: string): Promise<number> {
-  const slot = Number(await cluster().cluster('KEYSLOT', key));
-  const ranges = await cluster().cluster('SLOTS');
-  const master = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2];
-  if (!master) throw new Error(`no master serves slot ${slot}`);
-  return master[1];
-}
+/** The port of the master serving `key`. */
+const masterOf = (key: string) => clusterMasterPortOf(cluster(), key);
 
 describe.skipIf(!hasRedisServer)('shared msgpack structures on a 3-master Redis Cluster', () => {
   it('never decodes a value on another master into a shape appended after the list master lost its own', async () => {

@@ -1,4 +1,4 @@
-import { startPrivateRedisOrSkip, startRedisClusterOrSkip } from '@noa/testkit';
+import { commandStat, startPrivateRedisOrSkip, startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -18,11 +18,8 @@ const cluster = await startRedisClusterOrSkip(3);
 const MARGIN_MS = 1_500;
 const TIMEOUT_MS = 300;
 
-/** The PINGs `node` has served so far (`INFO commandstats`). */
-async function pings(node: Redis): Promise<number> {
-  const info = await node.info('commandstats');
-  return Number(/^cmdstat_ping:calls=(\d+)/m.exec(info)?.[1] ?? 0);
-}
+/** The PINGs `node` has served so far. */
+const pings = async (node: Redis) => (await commandStat(node, 'ping')).calls;
 
 /** checkHealth() (fresh each time) until it says `status`; gives up after 20 s. */
 async function checkUntil(limiter: RateLimiter, status: HealthStatus): Promise<void> {
