@@ -1,5 +1,5 @@
 import { coarseClock, systemClock } from '@noa/core';
-import { type BenchCase, collectGarbage, opsPerCpuSecond, size } from '@noa/testkit/bench';
+import { type BenchCase, collectGarbage, ownCpuLoop, size } from '@noa/testkit/bench';
 import { MemoryStore as ExpressRateLimitMemoryStore } from 'express-rate-limit';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { windowStartOf } from '../src/algorithms/window-start.js';
@@ -22,20 +22,23 @@ function ours(algorithm: AlgorithmName, sync = false, exactClock = false): () =>
   // exactClock: Date.now() on every check instead of the default coarse clock (see the README).
   const store = exactClock ? new MemoryStore({ clock: systemClock }) : undefined;
   const limiter = createRateLimiter({ limits: [limit], ...(store ? { store } : {}) });
-  if (sync) return () => opsPerCpuSecond(iterations, (index) => limiter.checkSync(keys[index % keyCount]!));
-  return () => opsPerCpuSecond(iterations, (index) => limiter.check(keys[index % keyCount]!));
+  const loop = ownCpuLoop();
+  if (sync) return () => loop(iterations, (index) => limiter.checkSync(keys[index % keyCount]!));
+  return () => loop(iterations, (index) => limiter.check(keys[index % keyCount]!));
 }
 
 function rlf(): () => Promise<number> {
   const limiter = new RateLimiterMemory({ points, duration: 60 });
-  return () => opsPerCpuSecond(iterations, (index) => limiter.consume(keys[index % keyCount]!));
+  const loop = ownCpuLoop();
+  return () => loop(iterations, (index) => limiter.consume(keys[index % keyCount]!));
 }
 
 function expressRateLimitStore(): () => Promise<number> {
   const store = new ExpressRateLimitMemoryStore();
   store.init({ windowMs: 60_000 } as Parameters<ExpressRateLimitMemoryStore['init']>[0]);
   (store.interval as NodeJS.Timeout | undefined)?.unref();
-  return () => opsPerCpuSecond(iterations, (index) => store.increment(keys[index % keyCount]!));
+  const loop = ownCpuLoop();
+  return () => loop(iterations, (index) => store.increment(keys[index % keyCount]!));
 }
 
 /** No limiter at all: a promise of one `Map` entry bumped, after a clock read (`clock`). */
@@ -48,7 +51,8 @@ function floor(clock: () => number): () => Promise<number> {
     entry.at = now;
     return entry;
   };
-  return () => opsPerCpuSecond(iterations, (index) => touch(keys[index % keyCount]!));
+  const loop = ownCpuLoop();
+  return () => loop(iterations, (index) => touch(keys[index % keyCount]!));
 }
 
 /**
@@ -93,7 +97,8 @@ function strippedFixedWindow(): () => Promise<number> {
       source: 'store',
     });
   };
-  return () => opsPerCpuSecond(iterations, (index) => check(keys[index % keyCount]!));
+  const loop = ownCpuLoop();
+  return () => loop(iterations, (index) => check(keys[index % keyCount]!));
 }
 
 /** Memory store cases: fixed window against both anchors, the other algorithms against RLF. */
