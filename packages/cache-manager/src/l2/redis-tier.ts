@@ -834,9 +834,13 @@ export class RedisTier {
    * ({@link setIfUnchanged}) still finds the value it read when the run outlasts the value's
    * physical TTL (`extend-if-unchanged.lua`). A TTL is never shortened; a value deleted or
    * replaced since the read is not touched. One script call on a single node; on a Cluster (tag
-   * sets live in other slots) the tag sets are extended once the value's script answered.
-   * Returns whether the key still held the value, undefined when Redis was unavailable (labelled
-   * `refresh_extend`).
+   * sets live in other slots) the tag sets get a `PEXPIRE … GT` each, sent with the script, not
+   * after its answer (one round trip, not two): extending the sets of a value that was not
+   * extended harms nothing. PEXPIRE never creates a set (one a tag delete removed stays gone), GT
+   * never shortens one, and a set that lives longer only names keys a tag delete then checks
+   * and skips (as it does every member whose value expired); it costs the set's memory until
+   * the extension ends. Returns whether the key still held the value, undefined when Redis was
+   * unavailable (labelled `refresh_extend`).
    */
   extendIfUnchanged(
     key: string,
@@ -852,9 +856,11 @@ export class RedisTier {
     return this.#guard.run('refresh_extend', undefined as boolean | undefined, async () => {
       if (!this.#cluster)
         return (await this.#evalKeys(extendIfUnchangedScript, [this.dataKey(key), ...tagKeys], args)) === 1;
-      if ((await this.#eval(extendIfUnchangedScript, this.dataKey(key), args)) !== 1) return false;
-      await Promise.all(tagKeys.map((tagKey) => this.client.pexpire(tagKey, ms, 'GT')));
-      return true;
+      const [kept] = await Promise.all([
+        this.#eval(extendIfUnchangedScript, this.dataKey(key), args),
+        ...tagKeys.map((tagKey) => this.client.pexpire(tagKey, ms, 'GT')),
+      ]);
+      return kept === 1;
     });
   }
 
