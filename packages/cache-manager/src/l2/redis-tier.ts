@@ -115,12 +115,13 @@ export interface Replacement {
  * write's batch went out at the end of the turn. One tier alone keeps its batches as before:
  * the check is one comparison per write or read.
  */
-interface ClientWriteOrder {
+export interface ClientWriteOrder {
   batching: RedisTier | undefined;
 }
 const writeOrders = new WeakMap<IoRedisClient, ClientWriteOrder>();
 
-function writeOrderOf(client: IoRedisClient): ClientWriteOrder {
+/** The write order shared by the tiers of `client` (exported for tests). */
+export function writeOrderOf(client: IoRedisClient): ClientWriteOrder {
   let order = writeOrders.get(client);
   if (order === undefined) {
     order = { batching: undefined };
@@ -277,6 +278,11 @@ export class RedisTier {
   /** One guarded GET (its own deadline and breaker call); `failed` when it fails. */
   #getOne<F>(key: string, failed: F): Promise<Buffer | undefined | F> {
     this.#writesFirst();
+    return this.#readOne(key, failed);
+  }
+
+  /** {@link #getOne} for a caller that has sent the gathered writes already (see {@link #writesFirst}). */
+  #readOne<F>(key: string, failed: F): Promise<Buffer | undefined | F> {
     return this.#guard.run<Buffer | undefined | F>('get', failed, async () => {
       const redisKey = this.dataKey(key);
       if (this.#slidingReads) return this.#readSliding(redisKey, this.#clock());
@@ -324,8 +330,9 @@ export class RedisTier {
     // overtake a write gathered earlier in this turn, here or by another tier of the client.
     this.#writesFirst();
     // On a Cluster the keys live on several masters: each key is read under its own deadline, so
-    // one stalled master costs only its keys, not the values that the healthy masters hold.
-    if (this.#cluster) return Promise.all(keys.map((key) => this.#getOne(key, failed)));
+    // one stalled master costs only its keys, not the values that the healthy masters hold. The
+    // writes went out above, before any of these GETs: not looked for again per key.
+    if (this.#cluster) return Promise.all(keys.map((key) => this.#readOne(key, failed)));
     const empty: (Buffer | undefined | F)[] = keys.map(() => failed);
     return this.#guard.run<(Buffer | undefined | F)[]>(operation, empty, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
