@@ -8,6 +8,7 @@ import {
   parseOptions,
   pingRedis,
   probeBackend,
+  probeTimedOut,
 } from '@noa/core';
 import type { BusMessage } from './bus-message.js';
 import type { CacheStats } from './cache-counters.js';
@@ -480,11 +481,7 @@ export class Cache {
         return checkedCacheHealth(this.#healthState(), probe);
       },
       timedOut: (timeoutMs) =>
-        checkedCacheHealth(this.#healthState(), {
-          answered: false,
-          timedOut: true,
-          error: new HealthCheckTimeoutError(timeoutMs),
-        }),
+        checkedCacheHealth(this.#healthState(), probeTimedOut(new HealthCheckTimeoutError(timeoutMs))),
       // Nothing to ask: a closed cache is down, a memory-only one up.
       closed: () => (engine.closed || engine.tier === undefined ? this.health() : undefined),
     });

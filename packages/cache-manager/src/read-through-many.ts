@@ -10,15 +10,15 @@ import { readManyFromL2, seenManyInL2 } from './read-path.js';
 import {
   backOff,
   computeOnce,
-  extendReplaced,
   type Flight,
   type FlightLimits,
+  flightLimits,
   joinFlight,
   outlivedFlight,
   sameLimits,
   unchangedOrNot,
 } from './read-through.js';
-
+import { ReplacedValueKeeper } from './replaced-value-keeper.js';
 import { copyOfFlight } from './value-copies.js';
 import {
   awaitInOrder,
@@ -267,18 +267,24 @@ async function runMany<T>(
   const runs = batch.map((index) =>
     engine.runs.start(fullKeys[index]!, engine.tagsOf(fullKeys[index]!, options.tags ?? [])),
   );
-  // As `runFactory`: the values the run replaces by compare-and-set are made to outlive it in
-  // Redis (their writes would find them expired), beside the factory, settled before the writes.
-  const replaced = batch.filter((index) => held.get(index));
-  const extended = inBatches(replaced, (index) =>
-    extendReplaced(engine, {
-      fullKey: fullKeys[index]!,
-      options,
-      stale: stale.get(index),
-      l2Held: held.get(index),
-      l2HeldTags: heldTags.get(index),
-    }),
-  );
+  // As `runFactory`: the values the run replaces by compare-and-set are kept in Redis while it
+  // lasts (their writes would find them expired), beside the factory, settled before the writes.
+  const replaced = batch.flatMap((index, position) => {
+    const bytes = held.get(index);
+    if (!bytes) return [];
+    const tags = heldTags.get(index) ?? stale.get(index)?.tags ?? [];
+    return [{ fullKey: fullKeys[index]!, held: bytes, tags, run: runs[position]! }];
+  });
+  const kept =
+    tier && replaced.length > 0
+      ? new ReplacedValueKeeper(
+          engine,
+          tier,
+          flightLimits(engine, options).hardTimeoutMs,
+          replaced,
+          inBatches,
+        )
+      : undefined;
   // A failed holder marks it in Redis first, for waiters the `rel` message misses (as runFactory).
   const failedMarkMs = Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs);
   const release = (indexes: readonly number[], holderFailed = false) =>
@@ -301,6 +307,7 @@ async function runMany<T>(
     try {
       values = alignMany(await factoryMany(keys), keys);
     } catch (error) {
+      void kept?.stop();
       engine.metrics.factoryRun('error');
       const failed = engine.listeners['factory-error'];
       if (failed)
@@ -325,7 +332,7 @@ async function runMany<T>(
     }
     engine.metrics.factoryRun('ok');
     const computeMs = performance.now() - started;
-    await extended;
+    await kept?.stop();
     const inL2 = await checkL2(engine, load, batch, runs, values);
     // As in `runFactory`: a key L2 cannot vouch for is cached in L1 only until the resync.
     const awaitingResync = engine.bus?.awaitingResync === true;

@@ -8,6 +8,7 @@ import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { type L2Held, type L2Read, readL2, readL2Current, writeIdInL2 } from './read-path.js';
+import { ReplacedValueKeeper } from './replaced-value-keeper.js';
 import { awaitInOrder, writeEntry, writeLocal } from './writes.js';
 
 /**
@@ -48,7 +49,7 @@ export interface KeyLoad<T> {
   l2Held?: Buffer | null | undefined;
   /**
    * The tags of the value {@link l2Held} holds (undefined: unknown): their sets are extended
-   * with it as the run starts (see {@link extendReplaced}).
+   * with it while the run lasts (see {@link ReplacedValueKeeper}).
    */
   l2HeldTags?: readonly string[] | undefined;
   /**
@@ -511,32 +512,19 @@ export function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?
 }
 
 /**
- * Makes the value a run will replace by compare-and-set ({@link KeyLoad.l2Held}) outlive the
- * run in Redis: its physical TTL (the end of its grace, `ttlMs + graceMs` after its write) may
- * come before the run's end, and the write, finding the key gone, would fail (not cached, the
- * next call running the factory again). Absence cannot be taken for "unchanged" instead: Redis
- * cannot tell an expiry from another instance's delete, which must win. So the value is kept
- * (with its tag sets) only while the key holds the very bytes the run read: a delete or another
- * write during the run still makes its write lose. It lives long enough for the longest run
- * that is trusted (`lock.leaseMs`, or the hard timeout when longer, since a late result is still
- * written) and the write's own deadline; a longer TTL is left as it is. Readers judge freshness
- * and grace by the entry's own times, so a value kept past its grace is served by none (nor
- * counted as a value in grace). A failure (Redis down) is counted and logged by the guard
- * (`refresh_extend`) and does not fail the run: its write is tried as before.
+ * Keeps the value a run will replace by compare-and-set ({@link KeyLoad.l2Held}) in Redis while
+ * the run lasts (see {@link ReplacedValueKeeper}); undefined when there is none to keep.
  */
-export async function extendReplaced(
+function keepReplaced(
   engine: CacheEngine,
   load: Pick<KeyLoad<unknown>, 'fullKey' | 'options' | 'stale' | 'l2Held' | 'l2HeldTags'>,
-): Promise<void> {
-  const tier = engine.tier;
-  if (!tier || !load.l2Held) return;
-  const { hardTimeoutMs } = flightLimits(engine, load.options);
-  const ttlMs = Math.max(engine.options.lock.leaseMs, hardTimeoutMs ?? 0) + engine.options.operationTimeoutMs;
-  try {
-    await tier.extendIfUnchanged(load.fullKey, load.l2Held, ttlMs, load.l2HeldTags ?? load.stale?.tags ?? []);
-  } catch {
-    // `onBackendError: 'throw'`: already counted and logged; the run goes on.
-  }
+  run: FactoryRun,
+): ReplacedValueKeeper | undefined {
+  if (!engine.tier || !load.l2Held) return undefined;
+  const tags = load.l2HeldTags ?? load.stale?.tags ?? [];
+  return new ReplacedValueKeeper(engine, engine.tier, flightLimits(engine, load.options).hardTimeoutMs, [
+    { fullKey: load.fullKey, held: load.l2Held, tags, run },
+  ]);
 }
 
 /**
@@ -552,13 +540,15 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run, (tags) =>
     engine.tagsOf(fullKey, tags),
   );
-  // Sent as the run starts, beside the factory (no caller waits for it), settled before the write.
-  const extended = extendReplaced(engine, load);
+  // Sent as the run starts, beside the factory (no caller waits for it), renewed while the run
+  // lasts, settled before the write.
+  const kept = keepReplaced(engine, load, run);
   const work = (async () => {
     let value: T;
     try {
       value = await factory(context);
     } catch (error) {
+      void kept?.stop();
       engine.metrics.factoryRun('error');
       const failed = engine.listeners['factory-error'];
       if (failed) engine.events.emit('factory-error', failed, { key: fullKey, error });
@@ -591,7 +581,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     if (factoryChannel.hasSubscribers) {
       factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
     }
-    await extended;
+    await kept?.stop();
     let stored: Promise<void> | undefined;
     let notCached = false;
     // L2 unreadable in a full outage: with the resync still to come, which drops L1, the value

@@ -109,6 +109,15 @@ export class HealthProbeGate<Report> {
 export type HealthProbeOutcome = { answered: true } | { answered: false; timedOut: boolean; error: unknown };
 
 /**
+ * The outcome of a check whose caller stopped waiting at its `timeoutMs` (what a
+ * {@link HealthProbeGate}'s `timedOut` reports): not answered, by timeout, `error` being the
+ * package's own health-check timeout error (its stable code), for {@link probedHealth}.
+ */
+export function probeTimedOut(error: unknown): HealthProbeOutcome {
+  return { answered: false, timedOut: true, error };
+}
+
+/**
  * Runs `ping` under `deadlineMs` (the probe's own deadline, not a caller's `timeoutMs`) and says
  * how it went; never rejects.
  */

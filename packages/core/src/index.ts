@@ -50,6 +50,7 @@ export {
   healthProbeOptionsSchema,
   probeBackend,
   probedHealth,
+  probeTimedOut,
 } from './health-probe.js';
 export {
   LogSampler,

@@ -8,6 +8,7 @@ import {
   type Logger,
   parseOptions,
   probeBackend,
+  probeTimedOut,
   silentLogger,
   systemClock,
   tracingChannel,
@@ -318,11 +319,7 @@ export class RateLimiter implements AsyncDisposable {
         return checkedLimiterHealth(this.#healthState(), probe);
       },
       timedOut: (timeoutMs) =>
-        checkedLimiterHealth(this.#healthState(), {
-          answered: false,
-          timedOut: true,
-          error: new HealthCheckTimeoutError(timeoutMs),
-        }),
+        checkedLimiterHealth(this.#healthState(), probeTimedOut(new HealthCheckTimeoutError(timeoutMs))),
       // Nothing to ask: a closed limiter is down, one with a store in this process as health() says.
       closed: () => (this.#closed || this.#remote === undefined ? this.health() : undefined),
     });

@@ -115,12 +115,13 @@ export interface Replacement {
  * write's batch went out at the end of the turn. One tier alone keeps its batches as before:
  * the check is one comparison per write or read.
  */
-interface ClientWriteOrder {
+export interface ClientWriteOrder {
   batching: RedisTier | undefined;
 }
 const writeOrders = new WeakMap<IoRedisClient, ClientWriteOrder>();
 
-function writeOrderOf(client: IoRedisClient): ClientWriteOrder {
+/** The write order shared by the tiers of `client` (exported for tests). */
+export function writeOrderOf(client: IoRedisClient): ClientWriteOrder {
   let order = writeOrders.get(client);
   if (order === undefined) {
     order = { batching: undefined };
@@ -277,6 +278,11 @@ export class RedisTier {
   /** One guarded GET (its own deadline and breaker call); `failed` when it fails. */
   #getOne<F>(key: string, failed: F): Promise<Buffer | undefined | F> {
     this.#writesFirst();
+    return this.#readOne(key, failed);
+  }
+
+  /** {@link #getOne} for a caller that has sent the gathered writes already (see {@link #writesFirst}). */
+  #readOne<F>(key: string, failed: F): Promise<Buffer | undefined | F> {
     return this.#guard.run<Buffer | undefined | F>('get', failed, async () => {
       const redisKey = this.dataKey(key);
       if (this.#slidingReads) return this.#readSliding(redisKey, this.#clock());
@@ -324,8 +330,9 @@ export class RedisTier {
     // overtake a write gathered earlier in this turn, here or by another tier of the client.
     this.#writesFirst();
     // On a Cluster the keys live on several masters: each key is read under its own deadline, so
-    // one stalled master costs only its keys, not the values that the healthy masters hold.
-    if (this.#cluster) return Promise.all(keys.map((key) => this.#getOne(key, failed)));
+    // one stalled master costs only its keys, not the values that the healthy masters hold. The
+    // writes went out above, before any of these GETs: not looked for again per key.
+    if (this.#cluster) return Promise.all(keys.map((key) => this.#readOne(key, failed)));
     const empty: (Buffer | undefined | F)[] = keys.map(() => failed);
     return this.#guard.run<(Buffer | undefined | F)[]>(operation, empty, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
@@ -834,9 +841,13 @@ export class RedisTier {
    * ({@link setIfUnchanged}) still finds the value it read when the run outlasts the value's
    * physical TTL (`extend-if-unchanged.lua`). A TTL is never shortened; a value deleted or
    * replaced since the read is not touched. One script call on a single node; on a Cluster (tag
-   * sets live in other slots) the tag sets are extended once the value's script answered.
-   * Returns whether the key still held the value, undefined when Redis was unavailable (labelled
-   * `refresh_extend`).
+   * sets live in other slots) the tag sets get a `PEXPIRE … GT` each, sent with the script, not
+   * after its answer (one round trip, not two): extending the sets of a value that was not
+   * extended harms nothing. PEXPIRE never creates a set (one a tag delete removed stays gone), GT
+   * never shortens one, and a set that lives longer only names keys a tag delete then checks
+   * and skips (as it does every member whose value expired); it costs the set's memory until
+   * the extension ends. Returns whether the key still held the value, undefined when Redis was
+   * unavailable (labelled `refresh_extend`).
    */
   extendIfUnchanged(
     key: string,
@@ -852,9 +863,11 @@ export class RedisTier {
     return this.#guard.run('refresh_extend', undefined as boolean | undefined, async () => {
       if (!this.#cluster)
         return (await this.#evalKeys(extendIfUnchangedScript, [this.dataKey(key), ...tagKeys], args)) === 1;
-      if ((await this.#eval(extendIfUnchangedScript, this.dataKey(key), args)) !== 1) return false;
-      await Promise.all(tagKeys.map((tagKey) => this.client.pexpire(tagKey, ms, 'GT')));
-      return true;
+      const [kept] = await Promise.all([
+        this.#eval(extendIfUnchangedScript, this.dataKey(key), args),
+        ...tagKeys.map((tagKey) => this.client.pexpire(tagKey, ms, 'GT')),
+      ]);
+      return kept === 1;
     });
   }
 

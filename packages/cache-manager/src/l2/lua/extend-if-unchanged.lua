@@ -3,8 +3,9 @@
 -- the run read: a run that outlasts the value's TTL then still finds it, and its write lands. A
 -- value deleted or replaced since the read is left alone (its delete or write must win over the
 -- run). PEXPIRE GT never shortens a TTL, and leaves a value without one as it is. The value's tag
--- sets (KEYS[2..], on a single node; a Cluster extends them once this has answered 1) are
--- extended alike, so that a tag delete during the run still finds the key in them.
+-- sets (KEYS[2..], on a single node; a Cluster sends their PEXPIREs beside this script, see
+-- RedisTier.extendIfUnchanged) are extended alike, so that a tag delete during the run still
+-- finds the key in them.
 -- KEYS[1]: the value's key, then its tag sets' keys. ARGV: digest, frame (see compare-and-set.lua),
 -- the TTL in ms to extend to. Returns 1 when the key holds the value read (extended, or already
 -- living longer), 0 when it changed or vanished since.

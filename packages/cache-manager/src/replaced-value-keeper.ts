@@ -1,0 +1,115 @@
+import type { CacheEngine } from './cache-engine.js';
+import type { FactoryRun } from './factory-runs.js';
+import type { RedisTier } from './l2/redis-tier.js';
+
+/** A value in Redis that a factory run will replace by compare-and-set. */
+export interface ReplacedValue {
+  fullKey: string;
+  /** The bytes the run read (`KeyLoad.l2Held`): the value is kept only while the key holds them. */
+  held: Buffer;
+  /** Its tags: their sets are kept with it, so that a tag delete during the run finds it. */
+  tags: readonly string[];
+  /** The run: once superseded its write is not tried, and the value is not kept for it. */
+  run: FactoryRun;
+}
+
+/** Sends one extension of each value (in batches, for many), in the order of `values`. */
+export type ExtendEach = (
+  values: readonly ReplacedValue[],
+  extend: (value: ReplacedValue) => Promise<boolean | undefined>,
+) => Promise<(boolean | undefined)[]>;
+
+const extendAtOnce: ExtendEach = (values, extend) => Promise.all(values.map(extend));
+
+/**
+ * Makes the values a factory run will replace by compare-and-set outlive the run in Redis:
+ * their physical TTL (the end of their grace, `ttlMs + graceMs` after their write) may come
+ * before the run's end, and the write, finding the key gone, would fail (not cached, the next
+ * call running the factory again). Absence cannot be taken for "unchanged" instead: Redis cannot
+ * tell an expiry from another instance's delete, which must win. So a value is kept (with its
+ * tag sets) only while its key holds the very bytes the run read: a delete, tag delete or
+ * another write during the run still makes its write lose (see `RedisTier.extendIfUnchanged`).
+ *
+ * The first extension is sent as the run starts, beside the factory: it lasts for the longest
+ * run that is trusted (`lock.leaseMs`, or the hard timeout when longer, since a late result is
+ * still written) and the write's own deadline (`operationTimeoutMs`). A run still going once
+ * that trusted time has passed renews it (the renewal then has the write's deadline to land
+ * before the extension ends), and again every `max(trusted time, operationTimeoutMs)` while the
+ * run lasts: one script call per value and period. A run shorter than the trusted time sends
+ * nothing more. Renewals stop as the run settles ({@link stop}), when its key changed (the
+ * script found other bytes: its write will lose), when it is superseded, or when the cache
+ * closes. A longer TTL is left as it is (PEXPIRE GT). Readers judge freshness and grace by the
+ * entry's own times, so a value kept past its grace is served by none. A failure (Redis down)
+ * is counted and logged by the guard (`refresh_extend`) and fails nothing: the next period
+ * tries again, and the write is tried as before.
+ */
+export class ReplacedValueKeeper {
+  readonly #engine: CacheEngine;
+  readonly #tier: RedisTier;
+  readonly #each: ExtendEach;
+  /** The values still kept. */
+  #values: readonly ReplacedValue[];
+  /** Between two renewals; a renewal's TTL is this and the operation deadline. */
+  readonly #periodMs: number;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  /** The extension in flight (settled when none is); never rejects. */
+  #sent: Promise<void>;
+
+  constructor(
+    engine: CacheEngine,
+    tier: RedisTier,
+    hardTimeoutMs: number | undefined,
+    values: readonly ReplacedValue[],
+    each: ExtendEach = extendAtOnce,
+  ) {
+    this.#engine = engine;
+    this.#tier = tier;
+    this.#each = each;
+    this.#values = values;
+    const trustedMs = Math.max(engine.options.lock.leaseMs, hardTimeoutMs ?? 0);
+    // At least the deadline: a lease far shorter than it would otherwise renew every few ms.
+    this.#periodMs = Math.max(trustedMs, engine.options.operationTimeoutMs);
+    this.#sent = this.#extend(trustedMs + engine.options.operationTimeoutMs, trustedMs);
+  }
+
+  /**
+   * The run settled: no renewal from now on (no timer left). Resolves once the extension in
+   * flight, if any, is answered (the first one, typically), before the run's write; never rejects.
+   */
+  stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    return this.#sent;
+  }
+
+  /** Sends one extension to `ttlMs`, then schedules the next `nextMs` after its sending. */
+  async #extend(ttlMs: number, nextMs: number): Promise<void> {
+    const sentAt = performance.now();
+    const values = this.#values;
+    const kept = await this.#each(values, (value) =>
+      this.#tier.extendIfUnchanged(value.fullKey, value.held, ttlMs, value.tags).catch(
+        // `onBackendError: 'throw'`: already counted and logged; the run goes on.
+        () => undefined,
+      ),
+    ).catch(() => values.map(() => undefined));
+    // false: the key holds other bytes (or none), so the run's write will lose: nothing to keep.
+    this.#values = values.filter((_, index) => kept[index] !== false);
+    this.#schedule(nextMs - (performance.now() - sentAt));
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped || this.#values.length === 0) return;
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#values = this.#values.filter((value) => !value.run.superseded);
+        if (this.#stopped || this.#engine.closed || this.#values.length === 0) return;
+        this.#sent = this.#extend(this.#periodMs + this.#engine.options.operationTimeoutMs, this.#periodMs);
+      },
+      Math.max(0, delayMs),
+    );
+    this.#timer.unref();
+  }
+}
