@@ -846,8 +846,9 @@ export class RedisTier {
    * extended harms nothing. PEXPIRE never creates a set (one a tag delete removed stays gone), GT
    * never shortens one, and a set that lives longer only names keys a tag delete then checks
    * and skips (as it does every member whose value expired); it costs the set's memory until
-   * the extension ends. Returns whether the key still held the value, undefined when Redis was
-   * unavailable (labelled `refresh_extend`).
+   * the extension ends. The script's answer decides: a key that changed is reported so (false)
+   * even when a tag set's PEXPIRE failed. Returns whether the key still held the value,
+   * undefined when Redis was unavailable (labelled `refresh_extend`).
    */
   extendIfUnchanged(
     key: string,
@@ -863,11 +864,16 @@ export class RedisTier {
     return this.#guard.run('refresh_extend', undefined as boolean | undefined, async () => {
       if (!this.#cluster)
         return (await this.#evalKeys(extendIfUnchangedScript, [this.dataKey(key), ...tagKeys], args)) === 1;
-      const [kept] = await Promise.all([
+      const [kept, ...tagSets] = await Promise.allSettled([
         this.#eval(extendIfUnchangedScript, this.dataKey(key), args),
         ...tagKeys.map((tagKey) => this.client.pexpire(tagKey, ms, 'GT')),
       ]);
-      return kept === 1;
+      if (kept!.status === 'rejected') throw kept!.reason;
+      // The key changed: what its tag sets' PEXPIREs did no longer matters (a failed one neither).
+      if (kept!.value !== 1) return false;
+      const failed = tagSets.find((outcome) => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
+      return true;
     });
   }
 
