@@ -70,12 +70,14 @@ export class ReplacedValueKeeper {
     const trustedMs = Math.max(engine.options.lock.leaseMs, hardTimeoutMs ?? 0);
     // At least the deadline: a lease far shorter than it would otherwise renew every few ms.
     this.#periodMs = Math.max(trustedMs, engine.options.operationTimeoutMs);
-    this.#sent = this.#extend(trustedMs + engine.options.operationTimeoutMs, trustedMs);
+    this.#sent = this.#extend(trustedMs + engine.options.operationTimeoutMs, trustedMs, false);
   }
 
   /**
-   * The run settled: no renewal from now on (no timer left). Resolves once the extension in
-   * flight, if any, is answered (the first one, typically), before the run's write; never rejects.
+   * The run settled: no renewal from now on (no timer left, and a renewal in flight sends no
+   * more of its batches: the write replaces those values at once). Resolves once the extension
+   * in flight, if any, is answered (the first one, typically), before the run's write; never
+   * rejects.
    */
   stop(): Promise<void> {
     this.#stopped = true;
@@ -84,15 +86,21 @@ export class ReplacedValueKeeper {
     return this.#sent;
   }
 
-  /** Sends one extension to `ttlMs`, then schedules the next `nextMs` after its sending. */
-  async #extend(ttlMs: number, nextMs: number): Promise<void> {
+  /**
+   * Sends one extension to `ttlMs`, then schedules the next `nextMs` after its sending. A
+   * `renewal` stops sending as the run settles: its later batches (`getOrSetMany`'s, 256 values
+   * each, one after another) would only delay the run's write and its callers.
+   */
+  async #extend(ttlMs: number, nextMs: number, renewal: boolean): Promise<void> {
     const sentAt = performance.now();
     const values = this.#values;
     const kept = await this.#each(values, (value) =>
-      this.#tier.extendIfUnchanged(value.fullKey, value.held, ttlMs, value.tags).catch(
-        // `onBackendError: 'throw'`: already counted and logged; the run goes on.
-        () => undefined,
-      ),
+      renewal && this.#stopped
+        ? Promise.resolve(undefined)
+        : this.#tier.extendIfUnchanged(value.fullKey, value.held, ttlMs, value.tags).catch(
+            // `onBackendError: 'throw'`: already counted and logged; the run goes on.
+            () => undefined,
+          ),
     ).catch(() => values.map(() => undefined));
     // false: the key holds other bytes (or none), so the run's write will lose: nothing to keep.
     this.#values = values.filter((_, index) => kept[index] !== false);
@@ -106,7 +114,11 @@ export class ReplacedValueKeeper {
         this.#timer = undefined;
         this.#values = this.#values.filter((value) => !value.run.superseded);
         if (this.#stopped || this.#engine.closed || this.#values.length === 0) return;
-        this.#sent = this.#extend(this.#periodMs + this.#engine.options.operationTimeoutMs, this.#periodMs);
+        this.#sent = this.#extend(
+          this.#periodMs + this.#engine.options.operationTimeoutMs,
+          this.#periodMs,
+          true,
+        );
       },
       Math.max(0, delayMs),
     );

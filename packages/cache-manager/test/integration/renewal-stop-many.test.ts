@@ -1,0 +1,98 @@
+import { delay } from '@noa/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache } from '../../src/index.js';
+import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+
+/**
+ * A `getOrSetMany` run over many values renews their extension in batches of 256 script calls,
+ * one batch after another (see long-run-extension.test.ts). When the run settles during a
+ * renewal, that renewal must not go on sending its later batches: the run's writes and its
+ * callers waited for every one of them (a round trip each, an operation deadline each on a
+ * stalled Redis), for values the writes replace at once. The batch in flight is awaited, the
+ * rest is not sent.
+ */
+const prefix = testPrefix('cm_renewal_stop_many');
+const caches: Cache[] = [];
+const clients: Redis[] = [];
+afterAll(async () => {
+  await Promise.all(caches.map((cache) => cache.close()));
+  for (const client of clients) client.disconnect();
+  await dropPrefix(prefix);
+});
+
+/** `client`, counting the calls of the first script sent on a value key (the run's extension). */
+function countingExtensions(client: Redis): {
+  client: Redis;
+  sent: () => number;
+  onSend: (call: () => void) => void;
+} {
+  let sha: string | undefined;
+  let sent = 0;
+  let listener: (() => void) | undefined;
+  const proxy = new Proxy(client, {
+    get(target, property) {
+      const value = Reflect.get(target, property);
+      if (typeof value !== 'function') return value;
+      if (property !== 'evalsha') return value.bind(target);
+      return (...args: unknown[]) => {
+        if (String(args[2]).includes('v:many-')) {
+          sha ??= String(args[0]);
+          if (String(args[0]) === sha) {
+            sent += 1;
+            listener?.();
+          }
+        }
+        return (value as (...all: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return {
+    client: proxy,
+    sent: () => sent,
+    onSend: (call) => {
+      listener = call;
+    },
+  };
+}
+
+describe.skipIf(!redisUp)('a getOrSetMany run that settles during a renewal', () => {
+  it('sends none of the renewal’s later batches', async () => {
+    const count = 1_000;
+    const keys = Array.from({ length: count }, (_, index) => `many-${index}`);
+    const raw = new Redis(redisUrl);
+    clients.push(raw);
+    const counted = countingExtensions(raw);
+    const options = { prefix, operationTimeoutMs: 2_000, lock: { leaseMs: 300 } };
+    const other = new Redis(redisUrl);
+    clients.push(other);
+    const a = new Cache({ redis: counted.client, bus: false, ...options });
+    const b = new Cache({ redis: other, bus: false, ...options });
+    caches.push(a, b);
+    await Promise.all([a.ready(), b.ready()]);
+    await b.setMany(keys.map((key) => ({ key, value: 'first', ttlMs: 50, graceMs: 60_000 })));
+    await delay(100);
+    let atSettle = 0;
+    const factoryMany = async (asked: readonly string[]) => {
+      // Settles as the first renewal starts (its first script call sent).
+      await new Promise<void>((resolve) => {
+        const check = () => {
+          if (counted.sent() > count) resolve();
+        };
+        counted.onSend(check);
+        check();
+      });
+      atSettle = counted.sent();
+      return asked.map(() => 'refreshed');
+    };
+    const values = await a.getOrSetMany(keys, factoryMany, { ttlMs: 60_000 });
+    expect(values.every((value) => value === 'refreshed')).toBe(true);
+    // The first extension sent one call per key, then the renewal began.
+    expect(atSettle).toBeGreaterThan(count);
+    // At most the rest of the batch in flight went out after the run settled.
+    expect(counted.sent() - atSettle).toBeLessThan(256);
+    expect(counted.sent()).toBeLessThan(count + 256 + 1);
+    const c = new Cache({ redis: other, bus: false, ...options });
+    caches.push(c);
+    expect(await c.get(keys.at(-1)!)).toBe('refreshed');
+  });
+});
