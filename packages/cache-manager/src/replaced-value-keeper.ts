@@ -88,14 +88,15 @@ export class ReplacedValueKeeper {
 
   /**
    * Sends one extension to `ttlMs`, then schedules the next `nextMs` after its sending. A
-   * `renewal` stops sending as the run settles: its later batches (`getOrSetMany`'s, 256 values
-   * each, one after another) would only delay the run's write and its callers.
+   * `renewal` stops sending as the run settles or the cache closes: its later batches
+   * (`getOrSetMany`'s, 256 values each, one after another) would only delay the run's write and
+   * its callers, or reach a client its owner is closing.
    */
   async #extend(ttlMs: number, nextMs: number, renewal: boolean): Promise<void> {
     const sentAt = performance.now();
     const values = this.#values;
     const kept = await this.#each(values, (value) =>
-      renewal && this.#stopped
+      renewal && (this.#stopped || this.#engine.closed)
         ? Promise.resolve(undefined)
         : this.#tier.extendIfUnchanged(value.fullKey, value.held, ttlMs, value.tags).catch(
             // `onBackendError: 'throw'`: already counted and logged; the run goes on.

@@ -95,4 +95,34 @@ describe.skipIf(!redisUp)('a getOrSetMany run that settles during a renewal', ()
     caches.push(c);
     expect(await c.get(keys.at(-1)!)).toBe('refreshed');
   });
+  it('sends none of the renewal’s later batches once the cache closes', async () => {
+    const count = 1_000;
+    const keys = Array.from({ length: count }, (_, index) => `many-closed-${index}`);
+    const raw = new Redis(redisUrl);
+    const other = new Redis(redisUrl);
+    clients.push(raw, other);
+    const counted = countingExtensions(raw);
+    const options = { prefix, operationTimeoutMs: 2_000, lock: { leaseMs: 300 } };
+    const a = new Cache({ redis: counted.client, bus: false, ...options });
+    const b = new Cache({ redis: other, bus: false, ...options });
+    caches.push(b);
+    await Promise.all([a.ready(), b.ready()]);
+    await b.setMany(keys.map((key) => ({ key, value: 'first', ttlMs: 50, graceMs: 60_000 })));
+    await delay(100);
+    let atClose = 0;
+    const closed = new Promise<void>((resolve) => {
+      counted.onSend(() => {
+        if (counted.sent() !== count + 1) return;
+        // The first renewal's first call: the cache closes under the run, which never settles.
+        void a.close().then(resolve);
+      });
+    });
+    void a.getOrSetMany(keys, () => new Promise<string[]>(() => {}), { ttlMs: 60_000 }).catch(() => {});
+    await closed;
+    atClose = counted.sent();
+    await delay(500);
+    expect(atClose).toBeGreaterThan(count);
+    // At most the batch in flight as it closed.
+    expect(counted.sent()).toBeLessThanOrEqual(count + 256);
+  });
 });
