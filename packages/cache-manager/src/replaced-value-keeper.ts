@@ -109,7 +109,8 @@ export class ReplacedValueKeeper {
   }
 
   #schedule(delayMs: number): void {
-    if (this.#stopped || this.#values.length === 0) return;
+    // Closed while the extension was in flight: no timer is left behind (it would only find it closed).
+    if (this.#stopped || this.#engine.closed || this.#values.length === 0) return;
     this.#timer = setTimeout(
       () => {
         this.#timer = undefined;
