@@ -88,7 +88,8 @@ export class ReplacedValueKeeper {
 
   /**
    * Sends one extension to `ttlMs`, then schedules the next `nextMs` after its sending. A
-   * `renewal` stops sending as the run settles or the cache closes: its later batches
+   * `renewal` stops sending as the run settles or the cache closes, and skips the values whose
+   * run was superseded meanwhile (a delete here, say): its later batches
    * (`getOrSetMany`'s, 256 values each, one after another) would only delay the run's write and
    * its callers, or reach a client its owner is closing.
    */
@@ -96,7 +97,7 @@ export class ReplacedValueKeeper {
     const sentAt = performance.now();
     const values = this.#values;
     const kept = await this.#each(values, (value) =>
-      renewal && (this.#stopped || this.#engine.closed)
+      renewal && (this.#stopped || this.#engine.closed || value.run.superseded)
         ? Promise.resolve(undefined)
         : this.#tier.extendIfUnchanged(value.fullKey, value.held, ttlMs, value.tags).catch(
             // `onBackendError: 'throw'`: already counted and logged; the run goes on.

@@ -125,4 +125,46 @@ describe.skipIf(!redisUp)('a getOrSetMany run that settles during a renewal', ()
     // At most the batch in flight as it closed.
     expect(counted.sent()).toBeLessThanOrEqual(count + 256);
   });
+  it('sends none of the renewal’s later batches for keys superseded meanwhile', async () => {
+    const count = 1_000;
+    const keys = Array.from({ length: count }, (_, index) => `many-deleted-${index}`);
+    const raw = new Redis(redisUrl);
+    const other = new Redis(redisUrl);
+    clients.push(raw, other);
+    const counted = countingExtensions(raw);
+    const options = { prefix, operationTimeoutMs: 2_000, lock: { leaseMs: 300 } };
+    const a = new Cache({ redis: counted.client, bus: false, ...options });
+    const b = new Cache({ redis: other, bus: false, ...options });
+    caches.push(a, b);
+    await Promise.all([a.ready(), b.ready()]);
+    await b.setMany(keys.map((key) => ({ key, value: 'first', ttlMs: 50, graceMs: 60_000 })));
+    await delay(100);
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const deleted = new Promise<void>((resolve) => {
+      counted.onSend(() => {
+        if (counted.sent() !== count + 1) return;
+        // The first renewal's first call: every key is deleted here, superseding the run.
+        void a.deleteMany(keys).then(() => resolve());
+      });
+    });
+    const served = a.getOrSetMany(
+      keys,
+      async (asked) => {
+        await finished;
+        return asked.map(() => 'late');
+      },
+      { ttlMs: 60_000 },
+    );
+    await deleted;
+    await delay(500);
+    // At most the batch in flight as the keys were deleted.
+    expect(counted.sent()).toBeLessThanOrEqual(count + 256);
+    finish();
+    expect((await served).every((value) => value === 'late')).toBe(true);
+    // Superseded: not cached.
+    expect(await b.get(keys[0]!)).toBeUndefined();
+  });
 });
