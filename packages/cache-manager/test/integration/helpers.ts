@@ -1,5 +1,12 @@
 import type { Logger } from '@noa/core';
-import { clearRedisPrefix, isReachable, type PrivateRedis, serviceUrl, uniqueName } from '@noa/testkit';
+import {
+  clearRedisPrefix,
+  generousDeadlineMs,
+  isReachable,
+  type PrivateRedis,
+  serviceUrl,
+  uniqueName,
+} from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
@@ -65,7 +72,8 @@ export function trackAwaitingReplies(client: Redis): { most: () => number } {
 
 /**
  * Caches on the shared Redis under one test file's own prefix (`open` waits for `ready()`);
- * after the file they are closed and the prefix is dropped.
+ * after the file they are closed and the prefix is dropped. Their `operationTimeoutMs` is
+ * `generousDeadlineMs` unless `options` say otherwise: these tests are not about deadlines.
  */
 export function sharedRedisCaches(label: string): {
   prefix: string;
@@ -83,7 +91,7 @@ export function sharedRedisCaches(label: string): {
     }
   });
   const open = async (options: CacheOptions = {}) => {
-    const cache = new Cache({ redis, prefix, ...options });
+    const cache = new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs, ...options });
     caches.push(cache);
     await cache.ready();
     return cache;
