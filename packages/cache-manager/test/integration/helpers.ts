@@ -1,9 +1,11 @@
 import type { Logger } from '@noa/core';
+import { delay } from '@noa/core';
 import {
   clearRedisPrefix,
   generousDeadlineMs,
   isReachable,
   type PrivateRedis,
+  type RecordingLogger,
   serviceUrl,
   uniqueName,
 } from '@noa/testkit';
@@ -167,4 +169,58 @@ export function resyncWatcher(): { logger: Logger; resynced: () => boolean } {
     error: () => {},
   };
   return { logger, resynced: () => resynced };
+}
+
+/** Polls `condition` every 20 ms until it holds; throws naming `what` after `timeoutMs`. */
+async function waitUntil(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await delay(20);
+  }
+}
+
+const NOT_SUBSCRIBED = 'invalidation bus not subscribed within operationTimeoutMs';
+const RESUBSCRIBED = 'invalidation bus reconnected';
+const LOST_SENT_AGAIN = 'redis reachable again; lost invalidations sent again';
+
+/**
+ * For a cache with a short `operationTimeoutMs` whose test warms L1 before it makes Redis slow
+ * or frozen: `ready()` waits at most that deadline for the invalidation bus's SUBSCRIBE, and one
+ * that lands later drops L1 (the cache cannot know what it missed meanwhile). On a loaded
+ * machine that drop came in the middle of the test and took the warmed value with it. Resolves
+ * once the bus is subscribed; `logger` is the cache's recording logger, read after `ready()`.
+ */
+export async function busSubscribed(logger: RecordingLogger, timeoutMs = 20_000): Promise<void> {
+  const said = (level: 'warn' | 'info', start: string) =>
+    logger.messages(level).some((message) => message.startsWith(start));
+  if (!said('warn', NOT_SUBSCRIBED)) return;
+  await waitUntil('the bus subscribed', () => said('info', RESUBSCRIBED), timeoutMs);
+}
+
+/**
+ * Sets `key` so that it stays in L1: a write whose L2 half ran past a short deadline on a loaded
+ * machine is recorded as lost, and once Redis answers the cache announces it and drops its own
+ * L1 copy (the value L2 may lack). Such a write is made again once that announcement went out.
+ * `logger` is the cache's recording logger.
+ */
+export async function setKeptInL1(
+  cache: Cache,
+  logger: RecordingLogger,
+  key: string,
+  value: unknown,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const sentAgain = () => logger.messages('info').filter((message) => message === LOST_SENT_AGAIN).length;
+  for (;;) {
+    const [errors, announced] = [cache.stats().l2Errors, sentAgain()];
+    await cache.set(key, value);
+    if (cache.stats().l2Errors === errors) return;
+    await waitUntil(
+      `the lost write of ${key} announced`,
+      () => sentAgain() > announced,
+      deadline - Date.now(),
+    );
+  }
 }
