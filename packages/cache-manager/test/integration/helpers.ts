@@ -224,3 +224,32 @@ export async function setKeptInL1(
     );
   }
 }
+
+/** What one try of {@link findMemorySplit} saw: the write refused, run whole, or split. */
+export type MemoryTry = 'refused' | 'ran' | 'split';
+
+/**
+ * Searches the `maxmemory` margin over the memory in use at which a large write is split: its
+ * first command taken, the SADD behind it refused. `attempt(margin, index)` makes try `index`
+ * with that margin and says what it saw; the search bisects between a margin that refuses the
+ * write and one that takes it whole. The window is narrow (a few hundred bytes), and the memory
+ * a write needs varies by more than that between tries on a loaded machine (how its bytes
+ * arrive, buffers the server frees on its own clock): a bisection that closed on no split is
+ * opened again around where it closed, up to `maxTries`. Resolves with whether a try split and
+ * how many tries were made.
+ */
+export async function findMemorySplit(
+  attempt: (margin: number, index: number) => Promise<MemoryTry>,
+  maxTries = 300,
+): Promise<{ split: boolean; tries: number }> {
+  let [low, high] = [0, 1_000_000];
+  for (let index = 0; index < maxTries; index += 1) {
+    if (high - low <= 64) [low, high] = [Math.max(0, low - 4_096), high + 4_096];
+    const margin = Math.round((low + high) / 2);
+    const seen = await attempt(margin, index);
+    if (seen === 'split') return { split: true, tries: index + 1 };
+    if (seen === 'ran') high = margin;
+    else low = margin;
+  }
+  return { split: false, tries: maxTries };
+}
