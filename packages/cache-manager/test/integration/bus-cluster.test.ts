@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { type AddressInfo, createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { delay, withDeadline } from '@noa/core';
-import { type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
+import { generousDeadlineMs, type PrivateRedisCluster, startRedisCluster } from '@noa/testkit';
 import { Cluster, type ClusterOptions, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
@@ -53,8 +53,16 @@ describe.skipIf(!hasRedisServer)('invalidation bus on a Redis Cluster', () => {
   const { clients, caches, connect } = cluster;
 
   it('an instance whose subscription connection dropped does not keep serving what it missed', async () => {
-    const reader = new Cache({ redis: await connect(), prefix: 'moved:' });
-    const writer = new Cache({ redis: await connect(), prefix: 'moved:' });
+    const reader = new Cache({
+      redis: await connect(),
+      prefix: 'moved:',
+      operationTimeoutMs: generousDeadlineMs,
+    });
+    const writer = new Cache({
+      redis: await connect(),
+      prefix: 'moved:',
+      operationTimeoutMs: generousDeadlineMs,
+    });
     caches.push(reader, writer);
     await Promise.all([reader.ready(), writer.ready()]);
     const admins = cluster.nodes.map(({ host, port }) => new Redis(port, host));
@@ -96,7 +104,11 @@ describe.skipIf(!hasRedisServer)('invalidation bus whose node leaves the Cluster
   const { clients, caches, connect } = cluster;
 
   it("a set on another instance still evicts this instance's L1 copy", async () => {
-    const reader = new Cache({ redis: await connect(), prefix: 'left:' });
+    const reader = new Cache({
+      redis: await connect(),
+      prefix: 'left:',
+      operationTimeoutMs: generousDeadlineMs,
+    });
     caches.push(reader);
     await reader.ready();
     const admins = cluster.nodes.map(({ host, port }) => new Redis(port, host));
@@ -108,7 +120,11 @@ describe.skipIf(!hasRedisServer)('invalidation bus whose node leaves the Cluster
     const leaving = counts.indexOf(1);
     expect(leaving).toBeGreaterThanOrEqual(0);
     const staying = (leaving + 1) % admins.length;
-    const writer = new Cache({ redis: await connect(), prefix: 'left:' });
+    const writer = new Cache({
+      redis: await connect(),
+      prefix: 'left:',
+      operationTimeoutMs: generousDeadlineMs,
+    });
     caches.push(writer);
     await writer.ready();
 

@@ -1,4 +1,4 @@
-import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { generousDeadlineMs, type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
@@ -28,7 +28,13 @@ describe.skipIf(started.skip !== undefined)('a bus message about a key whose L2 
     const client = new Redis(url);
     client.on('error', () => {});
     clients.push(client);
-    const cache = new Cache({ redis: client, prefix, ttlMs: 60_000, ...options });
+    const cache = new Cache({
+      redis: client,
+      prefix,
+      ttlMs: 60_000,
+      operationTimeoutMs: generousDeadlineMs,
+      ...options,
+    });
     caches.push(cache);
     await cache.ready();
     return cache;

@@ -1,4 +1,5 @@
 import { ManualClock } from '@noa/core';
+import { generousDeadlineMs } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { dropPrefix, quantile, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -6,8 +7,8 @@ import { dropPrefix, quantile, Redis, redisUp, redisUrl, testPrefix } from './he
 describe.skipIf(!redisUp)('L1 invalidation bus', () => {
   const prefix = testPrefix('cm_bus');
   const redis = redisUp ? new Redis(redisUrl) : undefined;
-  const a = new Cache({ redis, prefix });
-  const b = new Cache({ redis, prefix });
+  const a = new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs });
+  const b = new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs });
   afterAll(async () => {
     await Promise.all([a.close(), b.close()]);
     if (redis) {
@@ -85,8 +86,15 @@ describe.skipIf(!redisUp)('L1 invalidation bus', () => {
   it('l1.maxTtlMs bounds how long L1 serves an entry whose invalidation was lost', async () => {
     const clock = new ManualClock(Date.now());
     // `bus: false` stands for an instance that missed the message (Redis outage).
-    const deaf = new Cache({ redis, prefix, clock, bus: false, l1: { maxTtlMs: 5_000 } });
-    const writer = new Cache({ redis, prefix, clock });
+    const deaf = new Cache({
+      redis,
+      prefix,
+      clock,
+      bus: false,
+      l1: { maxTtlMs: 5_000 },
+      operationTimeoutMs: generousDeadlineMs,
+    });
+    const writer = new Cache({ redis, prefix, clock, operationTimeoutMs: generousDeadlineMs });
     try {
       await writer.set('capped', 'v1', { ttlMs: 60_000 });
       expect(await deaf.get('capped')).toBe('v1');

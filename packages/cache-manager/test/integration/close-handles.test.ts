@@ -1,4 +1,5 @@
 import { delay } from '@noa/core';
+import { generousDeadlineMs } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { Cache, FactoryTimeoutError } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -27,7 +28,14 @@ describe.skipIf(!redisUp)('close() on Redis', () => {
     await redis.ping();
     await delay(50);
     const baseline = resources();
-    const cache = new Cache({ redis, prefix, ttlMs: 60_000, graceMs: 60_000, l1: { maxTtlMs: 1_000 } });
+    const cache = new Cache({
+      redis,
+      prefix,
+      ttlMs: 60_000,
+      graceMs: 60_000,
+      l1: { maxTtlMs: 1_000 },
+      operationTimeoutMs: generousDeadlineMs,
+    });
     try {
       await cache.ready();
       await cache.set('a', 1, { tags: ['t'] });

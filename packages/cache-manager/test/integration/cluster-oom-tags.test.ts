@@ -1,8 +1,9 @@
 import { delay } from '@noa/core';
-import { clusterMasterPortOf, commandStat, uniqueName } from '@noa/testkit';
+import { clusterMasterPortOf, commandStat, generousDeadlineMs, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
+import { findMemorySplit } from './helpers.js';
 import { usePrivateCluster } from './redis-server.js';
 
 const { installed: hasRedisServer, client: cluster } = usePrivateCluster(
@@ -51,6 +52,7 @@ describe.skipIf(!hasRedisServer)('tagged writes on a Cluster whose tag set maste
       prefix,
       bus: false as const,
       breaker: { consecutiveFailures: 1_000 },
+      operationTimeoutMs: generousDeadlineMs,
     };
     const writer = new Cache(options);
     caches.push(writer);
@@ -103,6 +105,7 @@ describe.skipIf(!hasRedisServer)('tagged writes on a Cluster whose tag set maste
       prefix,
       bus: false as const,
       breaker: { consecutiveFailures: 1_000 },
+      operationTimeoutMs: generousDeadlineMs,
       compression: { algorithm: 'none' as const },
     };
     const writer = new Cache(options);
@@ -113,13 +116,11 @@ describe.skipIf(!hasRedisServer)('tagged writes on a Cluster whose tag set maste
       const { calls, rejected, failed } = await commandStat(admin, command);
       return { calls, refused: rejected + failed };
     };
-    /** Bisects maxmemory until one `write` ran its `command` and had its SADD refused; its keys. */
+    /** Finds a maxmemory at which one `write` ran its `command` and had its SADD refused; the keys written. */
     const splitWrites = async (label: string, command: string, write: (key: string) => Promise<unknown>) => {
       const written: string[] = [];
-      let [low, high] = [0, 1_000_000];
-      for (let attempt = 0; attempt < 40 && high - low > 64; attempt += 1) {
-        const margin = Math.round((low + high) / 2);
-        const key = `${label}-${attempt}`;
+      const { split } = await findMemorySplit(async (margin, index) => {
+        const key = `${label}-${index}`;
         written.push(key);
         await admin.config('SET', 'maxmemory', '0');
         const used = Number(/^used_memory:(\d+)/m.exec(await admin.info('memory'))![1]);
@@ -132,11 +133,11 @@ describe.skipIf(!hasRedisServer)('tagged writes on a Cluster whose tag set maste
         }
         const [after, saddAfter] = [await stat(command), await stat('sadd')];
         const ran = after.calls > before.calls && after.refused === before.refused;
-        if (ran && saddAfter.refused > sadd.refused) return written; // the case under test
-        if (ran) high = margin;
-        else low = margin;
-      }
-      throw new Error(`no maxmemory let the ${command} of ${label} run and refused its SADD`);
+        if (!ran) return 'refused';
+        return saddAfter.refused > sadd.refused ? 'split' : 'ran'; // 'split': the case under test
+      });
+      if (!split) throw new Error(`no maxmemory let the ${command} of ${label} run and refused its SADD`);
+      return written;
     };
     const plain = await splitWrites('plain', 'set', (key) => writer.set(key, big, { tags: ['t'] }));
     await writer.deleteByTag('t');

@@ -1,4 +1,4 @@
-import { uniqueName } from '@noa/testkit';
+import { generousDeadlineMs, uniqueName } from '@noa/testkit';
 import { describeCacheConformance } from '../conformance/cache-conformance.js';
 import { usePrivateCluster } from './redis-server.js';
 
@@ -9,7 +9,7 @@ describeCacheConformance(
   true,
   () => {
     const prefix = `${uniqueName('cm_cluster')}:`;
-    return { options: () => ({ redis: cluster(), prefix }) };
+    return { options: () => ({ redis: cluster(), prefix, operationTimeoutMs: generousDeadlineMs }) };
   },
   !hasRedisServer,
 );

@@ -1,4 +1,4 @@
-import { startPrivateRedis } from '@noa/testkit';
+import { generousDeadlineMs, startPrivateRedis } from '@noa/testkit';
 import { afterAll } from 'vitest';
 import { describeCacheConformance } from '../conformance/cache-conformance.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -22,7 +22,7 @@ describeCacheConformance(
     const redis = new Redis(url, { lazyConnect: false });
     const prefix = testPrefix('cm_conf');
     return {
-      options: () => ({ redis, prefix }),
+      options: () => ({ redis, prefix, operationTimeoutMs: generousDeadlineMs }),
       cleanup: async () => {
         if (!privateServer) await dropPrefix(prefix);
         redis.disconnect();
@@ -42,6 +42,7 @@ describeCacheConformance(
       options: () => ({
         redis,
         prefix,
+        operationTimeoutMs: generousDeadlineMs,
         serializer: 'json',
         compression: { algorithm: 'gzip', thresholdBytes: 16 },
         l1: { policy: 'adaptive' },

@@ -1,6 +1,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { generousDeadlineMs } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { dropPrefix, quantile, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -96,7 +97,7 @@ describe.skipIf(!redisUp)(
       expect(producers.size).toBe(1);
 
       // Invalidation: each worker caches "watched" in L1, then this process overwrites it.
-      const writer = new Cache({ redis, prefix });
+      const writer = new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs });
       await writer.ready();
       await writer.set('watched', 'v1');
       for (const w of workers) w.child.stdin.write('watch\n');

@@ -1,5 +1,5 @@
 import { delay } from '@noa/core';
-import { uniqueName } from '@noa/testkit';
+import { generousDeadlineMs, uniqueName } from '@noa/testkit';
 import type { Cluster } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createEntry } from '../../src/entry.js';
@@ -285,7 +285,12 @@ describeFactoryWriteRace(
   'Redis Cluster',
   !installed,
   async (options) => {
-    const cache = new Cache({ redis: cluster() as Cluster, prefix: clusterPrefix, ...options });
+    const cache = new Cache({
+      redis: cluster() as Cluster,
+      prefix: clusterPrefix,
+      operationTimeoutMs: generousDeadlineMs,
+      ...options,
+    });
     clusterCaches.push(cache);
     await cache.ready();
     return cache;

@@ -1,5 +1,5 @@
 import { delay } from '@noa/core';
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { generousDeadlineMs, startPrivateRedisOrSkip } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import type { Cache, CacheOptions } from '../../src/index.js';
 import { privateRedisCaches } from './helpers.js';
@@ -16,7 +16,12 @@ const started = await startPrivateRedisOrSkip();
  * PEXPIRE). No bus (`bus: false`): only the call's own commands are counted.
  */
 describe.skipIf(started.skip !== undefined)('the Redis commands of a factory run’s write', () => {
-  const redis = privateRedisCaches(started, { prefix: 'trips:', ttlMs: 60_000, bus: false });
+  const redis = privateRedisCaches(started, {
+    prefix: 'trips:',
+    ttlMs: 60_000,
+    bus: false,
+    operationTimeoutMs: generousDeadlineMs,
+  });
 
   async function open(options: CacheOptions = {}): Promise<Cache> {
     const cache = await redis.open(options);

@@ -1,4 +1,5 @@
 import { delay } from '@noa/core';
+import { generousDeadlineMs } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheEventName } from '../../src/index.js';
 import { counting, dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -8,7 +9,7 @@ describe.skipIf(!redisUp)('getOrSetMany on a real Redis', () => {
   const redis = redisUp ? new Redis(redisUrl) : undefined;
   const caches: Cache[] = [];
   const open = (options: ConstructorParameters<typeof Cache>[0] = {}) => {
-    const cache = new Cache({ redis, prefix, ...options });
+    const cache = new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs, ...options });
     caches.push(cache);
     return cache;
   };
@@ -26,7 +27,13 @@ describe.skipIf(!redisUp)('getOrSetMany on a real Redis', () => {
       { key: 'io:2', value: 2 },
     ]);
     const { client, calls } = counting(redis!, ['mgetBuffer', 'getBuffer', 'pipeline', 'evalsha']);
-    const cache = new Cache({ redis: client, prefix, bus: false, lock: { enabled: false } });
+    const cache = new Cache({
+      redis: client,
+      prefix,
+      bus: false,
+      lock: { enabled: false },
+      operationTimeoutMs: generousDeadlineMs,
+    });
     caches.push(cache);
     // What `ready()` sends (the shared structures' load) is not counted.
     await cache.ready();
@@ -44,7 +51,7 @@ describe.skipIf(!redisUp)('getOrSetMany on a real Redis', () => {
       'set',
       'evalsha',
     ]);
-    const leased = new Cache({ redis: locking, prefix, bus: false });
+    const leased = new Cache({ redis: locking, prefix, bus: false, operationTimeoutMs: generousDeadlineMs });
     caches.push(leased);
     await leased.ready();
     lockingCalls.clear();
@@ -86,7 +93,13 @@ describe.skipIf(!redisUp)('getOrSetMany on a real Redis', () => {
 
   it('writes 600 values with tags in 256-key script calls: every value, in order, byte for byte', async () => {
     const { client, calls } = counting(redis!, ['evalsha']);
-    const cache = new Cache({ redis: client, prefix, bus: false, lock: { enabled: false } });
+    const cache = new Cache({
+      redis: client,
+      prefix,
+      bus: false,
+      lock: { enabled: false },
+      operationTimeoutMs: generousDeadlineMs,
+    });
     caches.push(cache);
     await cache.ready();
     calls.clear();

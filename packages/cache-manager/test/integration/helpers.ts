@@ -1,5 +1,14 @@
 import type { Logger } from '@noa/core';
-import { clearRedisPrefix, isReachable, type PrivateRedis, serviceUrl, uniqueName } from '@noa/testkit';
+import { delay } from '@noa/core';
+import {
+  clearRedisPrefix,
+  generousDeadlineMs,
+  isReachable,
+  type PrivateRedis,
+  type RecordingLogger,
+  serviceUrl,
+  uniqueName,
+} from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
@@ -65,7 +74,8 @@ export function trackAwaitingReplies(client: Redis): { most: () => number } {
 
 /**
  * Caches on the shared Redis under one test file's own prefix (`open` waits for `ready()`);
- * after the file they are closed and the prefix is dropped.
+ * after the file they are closed and the prefix is dropped. Their `operationTimeoutMs` is
+ * `generousDeadlineMs` unless `options` say otherwise: these tests are not about deadlines.
  */
 export function sharedRedisCaches(label: string): {
   prefix: string;
@@ -83,7 +93,7 @@ export function sharedRedisCaches(label: string): {
     }
   });
   const open = async (options: CacheOptions = {}) => {
-    const cache = new Cache({ redis, prefix, ...options });
+    const cache = new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs, ...options });
     caches.push(cache);
     await cache.ready();
     return cache;
@@ -159,4 +169,87 @@ export function resyncWatcher(): { logger: Logger; resynced: () => boolean } {
     error: () => {},
   };
   return { logger, resynced: () => resynced };
+}
+
+/** Polls `condition` every 20 ms until it holds; throws naming `what` after `timeoutMs`. */
+async function waitUntil(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await delay(20);
+  }
+}
+
+const NOT_SUBSCRIBED = 'invalidation bus not subscribed within operationTimeoutMs';
+const RESUBSCRIBED = 'invalidation bus reconnected';
+const LOST_SENT_AGAIN = 'redis reachable again; lost invalidations sent again';
+
+/**
+ * For a cache with a short `operationTimeoutMs` whose test warms L1 before it makes Redis slow
+ * or frozen: `ready()` waits at most that deadline for the invalidation bus's SUBSCRIBE, and one
+ * that lands later drops L1 (the cache cannot know what it missed meanwhile). On a loaded
+ * machine that drop came in the middle of the test and took the warmed value with it. Resolves
+ * once the bus is subscribed; `logger` is the cache's recording logger, read after `ready()`.
+ */
+export async function busSubscribed(logger: RecordingLogger, timeoutMs = 20_000): Promise<void> {
+  const said = (level: 'warn' | 'info', start: string) =>
+    logger.messages(level).some((message) => message.startsWith(start));
+  if (!said('warn', NOT_SUBSCRIBED)) return;
+  await waitUntil('the bus subscribed', () => said('info', RESUBSCRIBED), timeoutMs);
+}
+
+/**
+ * Sets `key` so that it stays in L1: a write whose L2 half ran past a short deadline on a loaded
+ * machine is recorded as lost, and once Redis answers the cache announces it and drops its own
+ * L1 copy (the value L2 may lack). Such a write is made again once that announcement went out.
+ * `logger` is the cache's recording logger.
+ */
+export async function setKeptInL1(
+  cache: Cache,
+  logger: RecordingLogger,
+  key: string,
+  value: unknown,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const sentAgain = () => logger.messages('info').filter((message) => message === LOST_SENT_AGAIN).length;
+  for (;;) {
+    const [errors, announced] = [cache.stats().l2Errors, sentAgain()];
+    await cache.set(key, value);
+    if (cache.stats().l2Errors === errors) return;
+    await waitUntil(
+      `the lost write of ${key} announced`,
+      () => sentAgain() > announced,
+      deadline - Date.now(),
+    );
+  }
+}
+
+/** What one try of {@link findMemorySplit} saw: the write refused, run whole, or split. */
+export type MemoryTry = 'refused' | 'ran' | 'split';
+
+/**
+ * Searches the `maxmemory` margin over the memory in use at which a large write is split: its
+ * first command taken, the SADD behind it refused. `attempt(margin, index)` makes try `index`
+ * with that margin and says what it saw; the search bisects between a margin that refuses the
+ * write and one that takes it whole. The window is narrow (a few hundred bytes), and the memory
+ * a write needs varies by more than that between tries on a loaded machine (how its bytes
+ * arrive, buffers the server frees on its own clock): a bisection that closed on no split is
+ * opened again around where it closed, up to `maxTries`. Resolves with whether a try split and
+ * how many tries were made.
+ */
+export async function findMemorySplit(
+  attempt: (margin: number, index: number) => Promise<MemoryTry>,
+  maxTries = 300,
+): Promise<{ split: boolean; tries: number }> {
+  let [low, high] = [0, 1_000_000];
+  for (let index = 0; index < maxTries; index += 1) {
+    if (high - low <= 64) [low, high] = [Math.max(0, low - 4_096), high + 4_096];
+    const margin = Math.round((low + high) / 2);
+    const seen = await attempt(margin, index);
+    if (seen === 'split') return { split: true, tries: index + 1 };
+    if (seen === 'ran') high = margin;
+    else low = margin;
+  }
+  return { split: false, tries: maxTries };
 }

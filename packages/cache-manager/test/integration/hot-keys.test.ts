@@ -1,3 +1,4 @@
+import { generousDeadlineMs } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -13,14 +14,20 @@ describe.skipIf(!redisUp)('hot keys across restarts', () => {
   });
 
   it('close() saves the hottest L1 keys and a new instance starts with them in L1', async () => {
-    const before = new Cache({ redis, prefix, hotKeys: 3, l1: { policy: 'lfu' } });
+    const before = new Cache({
+      redis,
+      prefix,
+      hotKeys: 3,
+      l1: { policy: 'lfu' },
+      operationTimeoutMs: generousDeadlineMs,
+    });
     for (let index = 0; index < 10; index += 1) await before.set(`k${index}`, index);
     for (let round = 0; round < 5; round += 1) {
       for (const key of ['k7', 'k8', 'k9']) await before.get(key);
     }
     await before.close();
 
-    const after = new Cache({ redis, prefix, hotKeys: 3 });
+    const after = new Cache({ redis, prefix, hotKeys: 3, operationTimeoutMs: generousDeadlineMs });
     await after.ready();
     expect(['k7', 'k8', 'k9'].map((key) => after.getLocal(key))).toEqual([7, 8, 9]);
     expect(after.getLocal('k1')).toBeUndefined();

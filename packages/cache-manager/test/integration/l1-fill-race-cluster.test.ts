@@ -1,4 +1,4 @@
-import { startRedisClusterOrSkip } from '@noa/testkit';
+import { generousDeadlineMs, startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
@@ -15,7 +15,12 @@ describe.skipIf(skip !== undefined)('an L1 fill racing a change of its key, on a
     const client = new Cluster(cluster!.nodes);
     clients.push(client);
     await new Promise<void>((resolve) => client.once('ready', () => resolve()));
-    const cache = new Cache({ redis: client, prefix: 'fill:', ttlMs: 60_000 });
+    const cache = new Cache({
+      redis: client,
+      prefix: 'fill:',
+      ttlMs: 60_000,
+      operationTimeoutMs: generousDeadlineMs,
+    });
     caches.push(cache);
     await cache.ready();
     return cache;

@@ -1,3 +1,4 @@
+import { generousDeadlineMs } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
 import { Redis, redisUp, redisUrl, sharedRedisCaches } from './helpers.js';
@@ -95,7 +96,7 @@ describe.skipIf(!redisUp)('an L1 fill racing another instance’s change (its bu
     proxy = await ReplyHoldingProxy.start(Number(new URL(redisUrl).port));
     client = new Redis(proxy.url);
     client.on('error', () => {});
-    reader = new Cache({ redis: client, prefix, ttlMs: 60_000 });
+    reader = new Cache({ redis: client, prefix, ttlMs: 60_000, operationTimeoutMs: generousDeadlineMs });
     await reader.ready();
     writer = await open({ ttlMs: 60_000 });
   });

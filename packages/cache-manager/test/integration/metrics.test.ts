@@ -1,5 +1,5 @@
 import { delay, ManualClock } from '@noa/core';
-import { recordingLogger, startPrivateRedis } from '@noa/testkit';
+import { generousDeadlineMs, recordingLogger, startPrivateRedis } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions, FactoryError } from '../../src/index.js';
@@ -17,7 +17,7 @@ describe.skipIf(!redisUp)('metrics per tier, on a real Redis', () => {
   const redis = redisUp ? new Redis(redisUrl) : undefined;
   const caches: Cache[] = [];
   const make = async (options: CacheOptions) => {
-    const cache = new Cache({ redis, prefix, ...options });
+    const cache = new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs, ...options });
     caches.push(cache);
     await cache.ready();
     return cache;

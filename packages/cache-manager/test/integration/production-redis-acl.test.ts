@@ -1,5 +1,6 @@
 import {
   aclRefusedObjects,
+  generousDeadlineMs,
   recordingLogger,
   restrictedAclUsers,
   startPrivateRedisOrSkip,
@@ -48,7 +49,14 @@ describe.skipIf(skip !== undefined)('the cache on an ACL-restricted Redis user',
       await admin.call('ACL', 'LOG', 'RESET');
       const client = await connectAs(username);
       const logger = recordingLogger();
-      const options = { redis: client, prefix, onBackendError: 'throw' as const, hotKeys: 10, logger };
+      const options = {
+        redis: client,
+        prefix,
+        onBackendError: 'throw' as const,
+        hotKeys: 10,
+        logger,
+        operationTimeoutMs: generousDeadlineMs,
+      };
       const cache = new Cache(options);
       const other = new Cache(options);
       await Promise.all([cache.ready(), other.ready()]);

@@ -1,5 +1,5 @@
 import { delay } from '@noa/core';
-import { recordingLogger, startPrivateRedisOrSkip } from '@noa/testkit';
+import { generousDeadlineMs, recordingLogger, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
@@ -26,7 +26,13 @@ describe.skipIf(skip !== undefined)('the cache on a Redis that evicts its keys',
     const client = new Redis(url);
     clients.push(client);
     // A 1-entry L1: reads go to Redis and decode there.
-    const cache = new Cache({ redis: client, prefix, l1: { maxEntries: 1 }, ...options });
+    const cache = new Cache({
+      redis: client,
+      prefix,
+      l1: { maxEntries: 1 },
+      operationTimeoutMs: generousDeadlineMs,
+      ...options,
+    });
     caches.push(cache);
     await cache.ready();
     return cache;

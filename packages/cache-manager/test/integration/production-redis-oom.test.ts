@@ -1,9 +1,10 @@
 import { delay } from '@noa/core';
-import { commandStat, startPrivateRedisOrSkip } from '@noa/testkit';
+import { commandStat, generousDeadlineMs, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
+import { findMemorySplit } from './helpers.js';
 import { total } from './registry-counters.js';
 
 // A production Redis out of memory (maxmemory reached, `noeviction`): every write that may grow
@@ -28,7 +29,14 @@ describe.skipIf(skip !== undefined)('the cache on a Redis out of memory', () => 
   async function open(prefix: string, registry?: Registry): Promise<Cache> {
     const client = new Redis(url);
     clients.push(client);
-    const cache = new Cache({ redis: client, prefix, registry, breaker: { halfOpenAfterMs: 200 } });
+    // Not about deadlines: out of memory, Redis answers at once, with an error.
+    const cache = new Cache({
+      redis: client,
+      prefix,
+      registry,
+      breaker: { halfOpenAfterMs: 200 },
+      operationTimeoutMs: generousDeadlineMs,
+    });
     caches.push(cache);
     await cache.ready();
     return cache;
@@ -106,7 +114,13 @@ describe.skipIf(skip !== undefined)('the cache on a Redis out of memory', () => 
   it('expire and expireByTag rewrite values: out of memory they are lost, as writes are', async () => {
     const client = new Redis(url);
     clients.push(client);
-    const options = { redis: client, prefix: 'oom-expire:', ttlMs: 60_000, graceMs: 600_000 };
+    const options = {
+      redis: client,
+      prefix: 'oom-expire:',
+      ttlMs: 60_000,
+      graceMs: 600_000,
+      operationTimeoutMs: generousDeadlineMs,
+    };
     const writer = new Cache(options);
     caches.push(writer);
     await writer.ready();
@@ -136,6 +150,7 @@ describe.skipIf(skip !== undefined)('the cache on a Redis out of memory', () => 
       prefix: 'oom-tag:',
       breaker: { consecutiveFailures: 1_000 },
       compression: { algorithm: 'none' as const },
+      operationTimeoutMs: generousDeadlineMs,
     };
     const writer = new Cache(options);
     caches.push(writer);
@@ -144,25 +159,19 @@ describe.skipIf(skip !== undefined)('the cache on a Redis out of memory', () => 
     const stat = (command: string) => commandStat(admin, command);
     // The SET of a large value adds little memory past its own arguments (already counted while
     // queued), so the margin at which it runs and the SADD behind it is refused is narrow (about
-    // 1 KB): found by bisection between a margin that refuses the SET and one that takes both.
-    let split = 0;
-    let [low, high] = [0, 1_000_000];
-    for (let attempt = 0; attempt < 40 && split === 0 && high - low > 64; attempt += 1) {
-      const margin = Math.round((low + high) / 2);
+    // 1 KB, often a few hundred bytes): see findMemorySplit.
+    const { split, tries } = await findMemorySplit(async (margin, index) => {
       await memoryFreed();
       const used = Number(/^used_memory:(\d+)/m.exec(await admin.info('memory'))![1]);
       const [set, sadd] = [await stat('set'), await stat('sadd')];
       await admin.config('SET', 'maxmemory', String(used + margin));
-      await writer.set(`big-${attempt}`, big, { tags: ['t'] });
+      await writer.set(`big-${index}`, big, { tags: ['t'] });
       await memoryFreed();
       const [setAfter, saddAfter] = [await stat('set'), await stat('sadd')];
-      const setRan = setAfter.calls > set.calls;
-      if (setRan && saddAfter.rejected > sadd.rejected)
-        split += 1; // the case under test
-      else if (setRan) high = margin;
-      else low = margin;
-    }
-    expect(split).toBeGreaterThan(0);
+      if (setAfter.calls === set.calls) return 'refused';
+      return saddAfter.rejected > sadd.rejected ? 'split' : 'ran'; // 'split': the case under test
+    });
+    expect(split).toBe(true);
     await writer.deleteByTag('t');
     // Every value written with the tag is gone: none is left in L2 for an instance to read.
     expect(await admin.keys('oom-tag:v:*')).toEqual([]);
@@ -170,14 +179,20 @@ describe.skipIf(skip !== undefined)('the cache on a Redis out of memory', () => 
     clients.push(readerClient);
     const reader = new Cache({ ...options, redis: readerClient });
     caches.push(reader);
-    const written = Array.from({ length: 40 }, (_, attempt) => `big-${attempt}`);
+    const written = Array.from({ length: tries }, (_, index) => `big-${index}`);
     expect((await reader.getMany(written)).filter((value) => value !== undefined)).toEqual([]);
   });
 
   it('with onBackendError throw, a write rejects with BackendUnavailableError naming the OOM', async () => {
     const client = new Redis(url);
     clients.push(client);
-    const cache = new Cache({ redis: client, prefix: 'oom-throw:', onBackendError: 'throw' });
+    // A deadline past any stall: the error must be Redis's OOM, not a timeout.
+    const cache = new Cache({
+      redis: client,
+      prefix: 'oom-throw:',
+      onBackendError: 'throw',
+      operationTimeoutMs: generousDeadlineMs,
+    });
     caches.push(cache);
     await cache.ready();
     await outOfMemory();

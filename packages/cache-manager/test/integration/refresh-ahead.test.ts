@@ -1,4 +1,5 @@
 import { ManualClock } from '@noa/core';
+import { generousDeadlineMs } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
 import { counting, dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -25,7 +26,10 @@ describe.skipIf(!redisUp)('background refreshes across instances (real Redis)', 
   const redis = redisUp ? new Redis(redisUrl) : undefined;
   const caches: Cache[] = [];
   const instances = async (count: number, options: CacheOptions) => {
-    const made = Array.from({ length: count }, () => new Cache({ redis, prefix, ...options }));
+    const made = Array.from(
+      { length: count },
+      () => new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs, ...options }),
+    );
     caches.push(...made);
     await Promise.all(made.map((cache) => cache.ready()));
     return made;

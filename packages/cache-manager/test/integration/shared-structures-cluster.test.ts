@@ -1,4 +1,4 @@
-import { clusterMasterPortOf, uniqueName } from '@noa/testkit';
+import { clusterMasterPortOf, generousDeadlineMs, uniqueName } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { usePrivateCluster } from './redis-server.js';
@@ -20,7 +20,13 @@ describe.skipIf(!hasRedisServer)('shared msgpack structures on a 3-master Redis 
     for (let index = 0; key === ''; index += 1) {
       if ((await masterOf(`${prefix}v:k${index}`)) !== listMaster) key = `k${index}`;
     }
-    const options = { redis: cluster(), prefix, bus: false, l1: { maxEntries: 1 } };
+    const options = {
+      redis: cluster(),
+      prefix,
+      bus: false,
+      l1: { maxEntries: 1 },
+      operationTimeoutMs: generousDeadlineMs,
+    };
     const first = new Cache(options);
     await first.ready();
     const snapshot = await cluster().lrange(listKey, 0, -1); // [epoch]: what the list master restores

@@ -1,5 +1,5 @@
 import { delay } from '@noa/core';
-import { startPrivateRedis } from '@noa/testkit';
+import { generousDeadlineMs, startPrivateRedis } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
@@ -23,7 +23,14 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
   const prefixes: string[] = [];
   async function cacheOn(prefix: string, options: CacheOptions = {}): Promise<Cache> {
     // bus off and a 1-entry L1: reads in these tests go to Redis and decode there.
-    const cache = new Cache({ redis, prefix, bus: false, l1: { maxEntries: 1 }, ...options });
+    const cache = new Cache({
+      redis,
+      prefix,
+      bus: false,
+      l1: { maxEntries: 1 },
+      operationTimeoutMs: generousDeadlineMs,
+      ...options,
+    });
     caches.push(cache);
     await cache.ready();
     return cache;
@@ -114,7 +121,13 @@ describe.skipIf(!redisUp)('shared msgpack structures on Redis', () => {
     };
     // The first instance on a connection of its own, so that the test can close it.
     const own = new Redis(redisUrl);
-    const first = new Cache({ redis: own, prefix, bus: false, l1: { maxEntries: 1 } });
+    const first = new Cache({
+      redis: own,
+      prefix,
+      bus: false,
+      l1: { maxEntries: 1 },
+      operationTimeoutMs: generousDeadlineMs,
+    });
     caches.push(first);
     await first.ready();
     const snapshot = await redis!.lrange(listKey, 0, -1); // [epoch]: what a restart restores

@@ -1,4 +1,5 @@
 import { delay, ManualClock } from '@noa/core';
+import { generousDeadlineMs } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, FactoryTimeoutError, LockTimeoutError } from '../../src/index.js';
@@ -9,7 +10,10 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
   const redis = redisUp ? new Redis(redisUrl) : undefined;
   const caches: Cache[] = [];
   const instances = async (count: number, options: ConstructorParameters<typeof Cache>[0] = {}) => {
-    const made = Array.from({ length: count }, () => new Cache({ redis, prefix, ...options }));
+    const made = Array.from(
+      { length: count },
+      () => new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs, ...options }),
+    );
     caches.push(...made);
     await Promise.all(made.map((cache) => cache.ready()));
     return made;
@@ -62,7 +66,7 @@ describe.skipIf(!redisUp)('stampede protection across instances (one process, se
         return typeof value === 'function' ? value.bind(target) : value;
       },
     });
-    const second = new Cache({ redis: slowReads, prefix });
+    const second = new Cache({ redis: slowReads, prefix, operationTimeoutMs: generousDeadlineMs });
     caches.push(second);
     await second.ready();
     let runs = 0;

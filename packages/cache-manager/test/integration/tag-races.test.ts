@@ -1,5 +1,5 @@
 import { ManualClock } from '@noa/core';
-import { type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
+import { generousDeadlineMs, type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
@@ -23,7 +23,7 @@ describe.skipIf(started.skip !== undefined)('deleteByTag races', () => {
     const client = new Redis(url);
     client.on('error', () => {});
     clients.push(client);
-    const cache = new Cache({ redis: client, prefix, ...options });
+    const cache = new Cache({ redis: client, prefix, operationTimeoutMs: generousDeadlineMs, ...options });
     caches.push(cache);
     return cache;
   }

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { generousDeadlineMs, isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import express from 'express';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -26,8 +26,16 @@ describe.skipIf(!redisUp)('a block on the shared Redis, over HTTP', () => {
     await client.connect();
     const prefix = `${uniqueName('rlblock')}:`;
     const limits = [{ name: 'burst', limit: 5, windowMs: 60_000 }];
-    const admin = createRateLimiter({ limits, store: new RedisStore({ client, prefix }) });
-    const serving = createRateLimiter({ limits, store: new RedisStore({ client, prefix }) });
+    const admin = createRateLimiter({
+      limits,
+      store: new RedisStore({ client, prefix }),
+      deadlineMs: generousDeadlineMs,
+    });
+    const serving = createRateLimiter({
+      limits,
+      store: new RedisStore({ client, prefix }),
+      deadlineMs: generousDeadlineMs,
+    });
     closers.push(
       () => admin.close(),
       () => serving.close(),

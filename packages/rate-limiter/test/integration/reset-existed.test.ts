@@ -1,4 +1,4 @@
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { generousDeadlineMs, isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createRateLimiter } from '../../src/index.js';
@@ -25,6 +25,7 @@ describe.skipIf(!redisUp)('limiter.reset() on Redis resolves whether the key exi
         { name: 'log', algorithm: 'sliding-log', limit: 5, windowMs: 60_000 },
       ],
       store,
+      deadlineMs: generousDeadlineMs,
     });
     try {
       expect(await limiter.reset('nobody')).toBe(false);

@@ -1,5 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { awayFromWindowEdge, isReachable, redisTimeOf, serviceUrl, uniqueName } from '@noa/testkit';
+import {
+  awayFromWindowEdge,
+  generousDeadlineMs,
+  isReachable,
+  redisTimeOf,
+  serviceUrl,
+  uniqueName,
+} from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRateLimiter, type RateLimiter } from '../../src/index.js';
@@ -25,6 +32,7 @@ describe.skipIf(skip !== undefined)('a fixed window on Redis near its boundary',
     limiter = createRateLimiter({
       limits: [{ limit: 1, windowMs }],
       store: new RedisStore({ client, prefix }),
+      deadlineMs: generousDeadlineMs,
     });
   });
   afterAll(async () => {
