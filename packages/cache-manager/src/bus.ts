@@ -1,4 +1,4 @@
-import type { Logger } from '@noa/core';
+import { type Logger, reviveSentinelClient } from '@noa/core';
 import type { Cluster } from 'ioredis';
 import type { BusMessage } from './bus-message.js';
 import { failedAttempts, type IoRedisClient, isCluster } from './l2/ioredis-client.js';
@@ -52,6 +52,8 @@ export class InvalidationBus {
   readonly instanceId: string;
   readonly #tier: RedisTier;
   #subscriber: IoRedisClient | undefined;
+  /** Stops {@link reviveSentinelClient}'s watch of the subscriber (a Sentinel client's duplicate). */
+  #stopReviving: (() => void) | undefined;
   #resubscribeTimer: NodeJS.Timeout | undefined;
   /** Ends a wait for the Cluster to be ready (see `#subscribeOnCluster`). */
   #stopWaitingForCluster: (() => void) | undefined;
@@ -156,6 +158,15 @@ export class InvalidationBus {
    */
   #subscribe(subscriber: IoRedisClient): Promise<void> {
     this.#subscriber = subscriber;
+    // A duplicate of a Sentinel client has its failover detector, and the race that ends it.
+    if (!isCluster(subscriber)) {
+      this.#stopReviving?.();
+      this.#stopReviving = reviveSentinelClient(subscriber, () =>
+        this.#logger.warn(
+          'ioredis ended the invalidation bus connection in a Sentinel failover (the switch was announced while it looked up the master); reconnecting it',
+        ),
+      );
+    }
     subscriber.on('error', (error: Error) => {
       this.#logger.debug('invalidation bus connection error', { error: error.message });
     });
@@ -478,6 +489,7 @@ export class InvalidationBus {
     clearTimeout(this.#resubscribeTimer);
     this.#stopWaitingForCluster?.();
     this.#endStartWait?.();
+    this.#stopReviving?.();
     this.#subscriber?.disconnect();
   }
 

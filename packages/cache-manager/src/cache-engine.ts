@@ -4,6 +4,7 @@ import {
   ClosedError,
   childLogger,
   type Logger,
+  reviveSentinelClient,
   silentLogger,
   systemClock,
   withDeadline,
@@ -38,6 +39,7 @@ import { onConnectionClose } from './l2/connection-close.js';
 import {
   clusterResendWindowMs,
   ioRedisClient,
+  isCluster,
   sentinelWithoutFailoverDetector,
 } from './l2/ioredis-client.js';
 import { RedisGuard } from './l2/redis-guard.js';
@@ -120,6 +122,8 @@ export class CacheEngine {
   /** L1 lookups since the last timed one (see `l1Get`). */
   #l1Lookups = 0;
   #stopWatchingConnection: (() => void) | undefined;
+  /** Stops {@link reviveSentinelClient}'s watch of the user's Sentinel client, at close. */
+  #stopReviving: (() => void) | undefined;
   /** Resolves when start-up work (bus subscription, hot-key warm-up) is done. */
   readonly ready: Promise<void>;
 
@@ -189,6 +193,14 @@ export class CacheEngine {
           'this Sentinel client stays on the old master for about 10 s after a failover, and the writes it makes there are lost; create it with failoverDetector: true',
         );
       }
+      // With the failover detector, ioredis can end a Sentinel client for good in a failover
+      // (sentinel-failover.test.ts, kill case, on a loaded machine): @noa/core reconnects it.
+      if (!isCluster(client))
+        this.#stopReviving = reviveSentinelClient(client, () =>
+          this.logger.warn(
+            'ioredis ended this Sentinel client in a failover (the switch was announced while it looked up the master); reconnecting it',
+          ),
+        );
       if (options.bus) {
         this.bus = new InvalidationBus({
           tier: this.tier,
@@ -482,6 +494,7 @@ export class CacheEngine {
     await this.saveHotKeys(this.options.hotKeys);
     await this.structures?.settled();
     this.#stopWatchingConnection?.();
+    this.#stopReviving?.();
     this.wakeups.wakeAll();
     await this.bus?.close();
     this.metrics.close();

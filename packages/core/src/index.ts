@@ -73,4 +73,5 @@ export {
 } from './metrics.js';
 export { type RedisInfoClient, redisEvictingPolicy, whenRedisMayEvict } from './redis-memory-policy.js';
 export { pingRedis, RedisNotConnectedError, type RedisPingClient, type RedisPingNode } from './redis-ping.js';
+export { type RevivableRedisClient, reviveSentinelClient } from './sentinel-revival.js';
 export { tracingChannel } from './tracing.js';

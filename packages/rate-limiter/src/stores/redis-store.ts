@@ -4,6 +4,7 @@ import {
   type Logger,
   parseOptions,
   pingRedis,
+  reviveSentinelClient,
   silentLogger,
   TimeoutError,
   withDeadline,
@@ -242,6 +243,15 @@ export class RedisStore implements RateLimitStore {
         'RedisStore: a Sentinel client without failoverDetector stays on the old master about 10 s after a SENTINEL FAILOVER, and the counts it takes there are lost; use recommendedRedisOptions (failoverDetector: true)',
         { component: 'rate-limiter' },
       );
+    // With the failover detector, ioredis can end a Sentinel client for good in a failover (the
+    // switch announced while the client, its master dead, looks up the new one): reconnected.
+    if (!isCluster)
+      this.#stopReviving = reviveSentinelClient(parsed.client as Redis, () =>
+        logger.warn(
+          'RedisStore: ioredis ended this Sentinel client in a failover (the switch was announced while it looked up the master); reconnecting it',
+          { component: 'rate-limiter' },
+        ),
+      );
     if (isCluster && clientOptions?.enableAutoPipelining === true)
       logger.warn(
         'RedisStore: enableAutoPipelining on a Cluster fails checks with MOVED/ASK while slots move; use recommendedClusterOptions',
@@ -426,8 +436,13 @@ export class RedisStore implements RateLimitStore {
     return pingRedis(this.#client);
   }
 
-  /** The client belongs to the caller, who closes it. */
-  async close(): Promise<void> {}
+  /** The client belongs to the caller, who closes it; the store stops watching it. */
+  async close(): Promise<void> {
+    this.#stopReviving?.();
+  }
+
+  /** Stops {@link reviveSentinelClient}'s watch of a Sentinel client, at close. */
+  #stopReviving: (() => void) | undefined;
 
   async #runGroups(
     requests: readonly ConsumeRequest[],
