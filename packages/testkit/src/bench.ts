@@ -86,27 +86,21 @@ export async function opsPerSecond(iterations: number, fn: (index: number) => un
  * of wall time: for in-process cases (no I/O), where the time the scheduler gives to other
  * processes on a busy machine would otherwise count against whichever side it fell on.
  */
-export async function opsPerCpuSecond(iterations: number, fn: (index: number) => unknown): Promise<number> {
-  const started = process.cpuUsage();
-  for (let index = 0; index < iterations; index += 1) {
-    const result = fn(index);
-    if (result instanceof Promise) await result;
-  }
-  const used = process.cpuUsage(started);
-  return iterations / (Math.max(used.user + used.system, 1) / 1_000_000);
-}
+export const opsPerCpuSecond: CpuLoop = ownCpuLoop();
 
-/** The signature of {@link opsPerCpuSecond} and of the loops {@link ownCpuLoop} compiles. */
+/** The signature of {@link opsPerCpuSecond}, itself one of the loops {@link ownCpuLoop} compiles. */
 export type CpuLoop = (iterations: number, fn: (index: number) => unknown) => Promise<number>;
 
 /**
- * A copy of {@link opsPerCpuSecond} compiled on its own, for one side of a case (mitata compiles
- * each benchmark's loop the same way). Through the shared function every case's callee passes one
- * call site, `fn(index)`, which V8 then sees as megamorphic and will not inline into the loop: a
- * deeper callee (a limiter's check) loses more by that than a shallow one (a `Map` bump), though
- * an application's call site sees one callee. Create one per side, once, and call it per sample.
- * Measured on the rate limiter's fixed window (2026-12-06): ours/express-rate-limit 0.87–0.94
- * through the shared loop, 0.98–0.99 through own loops; the anchors' own rates unchanged.
+ * A CPU-timed loop compiled on its own, for one side of a case (mitata compiles each benchmark's
+ * loop the same way; {@link opsPerCpuSecond} is one such copy, shared). Through a shared copy
+ * every case's callee passes one call site, `fn(index)`, which V8 then sees as megamorphic and
+ * will not inline into the loop: a deeper callee (a limiter's check) loses more by that than a
+ * shallow one (a `Map` bump), though an application's call site sees one callee. Create one per
+ * side, once, and call it per sample.
+ * Measured on the rate limiter's fixed window (2026-12-06), the three calls alone: ours/
+ * express-rate-limit 0.87–0.94 through the shared loop, 0.97–0.99 through own loops (in the full
+ * benchmark run, with every other case in the process, the ratio did not move).
  */
 export function ownCpuLoop(): CpuLoop {
   const compile = new Function(

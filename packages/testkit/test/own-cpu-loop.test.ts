@@ -18,7 +18,7 @@ describe('ownCpuLoop', () => {
     expect(Number.isFinite(rate)).toBe(true);
   });
 
-  it('gives each side its own compiled function', () => {
+  it('returns a new function on each call (one per side of a case)', () => {
     const first = ownCpuLoop();
     const second = ownCpuLoop();
     expect(first).not.toBe(second);

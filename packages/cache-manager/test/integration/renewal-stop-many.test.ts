@@ -55,22 +55,32 @@ function countingExtensions(client: Redis): {
   };
 }
 
+/**
+ * 1,000 values written by cache B with a 50 ms TTL and a minute's grace, read by cache A through
+ * a client counting its extension calls: A's `getOrSetMany` over them replaces values in grace,
+ * so it extends all of them, then renews in 256-call batches. A is the caller's to close.
+ */
+async function valuesInGrace(name: string) {
+  const count = 1_000;
+  const keys = Array.from({ length: count }, (_, index) => `many-${name}${index}`);
+  const raw = new Redis(redisUrl);
+  const other = new Redis(redisUrl);
+  clients.push(raw, other);
+  const counted = countingExtensions(raw);
+  const options = { prefix, operationTimeoutMs: 2_000, lock: { leaseMs: 300 } };
+  const a = new Cache({ redis: counted.client, bus: false, ...options });
+  const b = new Cache({ redis: other, bus: false, ...options });
+  caches.push(b);
+  await Promise.all([a.ready(), b.ready()]);
+  await b.setMany(keys.map((key) => ({ key, value: 'first', ttlMs: 50, graceMs: 60_000 })));
+  await delay(100);
+  return { count, keys, counted, options, other, a, b };
+}
+
 describe.skipIf(!redisUp)('a getOrSetMany run that settles during a renewal', () => {
   it('sends none of the renewal’s later batches', async () => {
-    const count = 1_000;
-    const keys = Array.from({ length: count }, (_, index) => `many-${index}`);
-    const raw = new Redis(redisUrl);
-    clients.push(raw);
-    const counted = countingExtensions(raw);
-    const options = { prefix, operationTimeoutMs: 2_000, lock: { leaseMs: 300 } };
-    const other = new Redis(redisUrl);
-    clients.push(other);
-    const a = new Cache({ redis: counted.client, bus: false, ...options });
-    const b = new Cache({ redis: other, bus: false, ...options });
-    caches.push(a, b);
-    await Promise.all([a.ready(), b.ready()]);
-    await b.setMany(keys.map((key) => ({ key, value: 'first', ttlMs: 50, graceMs: 60_000 })));
-    await delay(100);
+    const { count, keys, counted, options, other, a } = await valuesInGrace('');
+    caches.push(a);
     let atSettle = 0;
     const factoryMany = async (asked: readonly string[]) => {
       // Settles as the first renewal starts (its first script call sent).
@@ -96,19 +106,7 @@ describe.skipIf(!redisUp)('a getOrSetMany run that settles during a renewal', ()
     expect(await c.get(keys.at(-1)!)).toBe('refreshed');
   });
   it('sends none of the renewal’s later batches once the cache closes', async () => {
-    const count = 1_000;
-    const keys = Array.from({ length: count }, (_, index) => `many-closed-${index}`);
-    const raw = new Redis(redisUrl);
-    const other = new Redis(redisUrl);
-    clients.push(raw, other);
-    const counted = countingExtensions(raw);
-    const options = { prefix, operationTimeoutMs: 2_000, lock: { leaseMs: 300 } };
-    const a = new Cache({ redis: counted.client, bus: false, ...options });
-    const b = new Cache({ redis: other, bus: false, ...options });
-    caches.push(b);
-    await Promise.all([a.ready(), b.ready()]);
-    await b.setMany(keys.map((key) => ({ key, value: 'first', ttlMs: 50, graceMs: 60_000 })));
-    await delay(100);
+    const { count, counted, keys, a } = await valuesInGrace('closed-');
     let atClose = 0;
     const closed = new Promise<void>((resolve) => {
       counted.onSend(() => {
@@ -126,19 +124,8 @@ describe.skipIf(!redisUp)('a getOrSetMany run that settles during a renewal', ()
     expect(counted.sent()).toBeLessThanOrEqual(count + 256);
   });
   it('sends none of the renewal’s later batches for keys superseded meanwhile', async () => {
-    const count = 1_000;
-    const keys = Array.from({ length: count }, (_, index) => `many-deleted-${index}`);
-    const raw = new Redis(redisUrl);
-    const other = new Redis(redisUrl);
-    clients.push(raw, other);
-    const counted = countingExtensions(raw);
-    const options = { prefix, operationTimeoutMs: 2_000, lock: { leaseMs: 300 } };
-    const a = new Cache({ redis: counted.client, bus: false, ...options });
-    const b = new Cache({ redis: other, bus: false, ...options });
-    caches.push(a, b);
-    await Promise.all([a.ready(), b.ready()]);
-    await b.setMany(keys.map((key) => ({ key, value: 'first', ttlMs: 50, graceMs: 60_000 })));
-    await delay(100);
+    const { count, counted, keys, a, b } = await valuesInGrace('deleted-');
+    caches.push(a);
     let finish!: () => void;
     const finished = new Promise<void>((resolve) => {
       finish = resolve;
