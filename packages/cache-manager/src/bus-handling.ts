@@ -18,10 +18,11 @@ export function applyBusMessage(engine: CacheEngine, message: BusMessage): void 
           : undefined;
       for (let index = 0; index < message.k.length; index += 1) {
         const key = message.k[index]!;
-        const writeId = ids?.[index];
+        const value = ids?.[index];
+        const writeId = Number.isSafeInteger(value) ? (value as number) : undefined;
         engine.l1.delete(key);
-        engine.fills.changedKey(key, Number.isSafeInteger(writeId) ? (writeId as number) : undefined);
-        engine.runs.supersedeKey(key);
+        engine.fills.changedKey(key, writeId);
+        engine.runs.supersedeKey(key, writeId);
         engine.wakeups.wake(key);
       }
       break;

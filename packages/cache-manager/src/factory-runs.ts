@@ -16,6 +16,15 @@ export interface FactoryRun {
    * before caching (see `runFactory`).
    */
   suspect: boolean;
+  /**
+   * The id of the write whose value the run read in L2 and replaces by compare-and-set (see
+   * `KeyLoad.l2HeldWriteId`). That write's bus message, arriving while the run lasts (late:
+   * under load, or across a Cluster's nodes), announces no change since the read, so it does
+   * not supersede the run; a later change does, and the compare-and-set refuses the write of a
+   * run whose message has not come. Superseded by it, a `forceFresh` run cached nothing: the
+   * instance and L2 kept the value it was asked to replace.
+   */
+  replaces?: number | undefined;
 }
 
 /** The factory runs in progress, by full key, and what supersedes them. */
@@ -53,10 +62,16 @@ export class FactoryRuns {
     if (runs.size === 0) this.#runs.delete(fullKey);
   }
 
-  /** A write, delete or expire of `fullKey`. */
-  supersedeKey(fullKey: string): void {
+  /**
+   * A write, delete or expire of `fullKey`; `writeId`: the write a bus `set` message announces,
+   * which does not supersede a run that read its value (see {@link FactoryRun.replaces}).
+   */
+  supersedeKey(fullKey: string, writeId?: number): void {
     if (this.#runs.size === 0) return;
-    for (const run of this.#runs.get(fullKey) ?? []) run.superseded = true;
+    for (const run of this.#runs.get(fullKey) ?? []) {
+      if (writeId !== undefined && run.replaces === writeId) continue;
+      run.superseded = true;
+    }
   }
 
   /** A delete or expire of any of `tags`. */

@@ -29,6 +29,12 @@ export interface L2Held {
    * (see `RedisTier.extendIfUnchanged`).
    */
   tags?: readonly string[] | undefined;
+  /**
+   * The id of the write whose value `bytes` hold (`CacheEntry.writeId`), when decoded and it
+   * has one: a bus message of that write announces no change since the read (see
+   * `FactoryRuns.supersedeKey`).
+   */
+  writeId?: number | undefined;
 }
 
 /**
@@ -52,6 +58,7 @@ export async function readL2(
   if (held) {
     held.bytes = bytes ?? (engine.tier!.healthy ? null : undefined);
     held.tags = undefined;
+    held.writeId = undefined;
   }
   if (!bytes) return undefined;
   const loading = engine.codec.prepare(bytes);
@@ -60,7 +67,10 @@ export async function readL2(
   const turn = engine.decodeTurns.take();
   if (turn) await turn;
   const entry = decodeEntry(engine, fullKey, bytes);
-  if (held && entry) held.tags = entry.tags;
+  if (held && entry) {
+    held.tags = entry.tags;
+    held.writeId = entry.writeId;
+  }
   return entry ? { entry, bytes: l1Charge(bytes, entry), since } : undefined;
 }
 
@@ -161,10 +171,17 @@ export async function writeIdInL2(
 ): Promise<number | null | undefined> {
   const [bytes] = await fetchMany(engine, [fullKey], NOT_READ);
   if (bytes === NOT_READ) return undefined;
-  if (held) held.bytes = bytes ?? null;
+  if (held) {
+    held.bytes = bytes ?? null;
+    held.tags = undefined;
+    held.writeId = undefined;
+  }
   if (bytes === undefined) return null;
   const entry = decodeEntry(engine, fullKey, bytes);
-  if (held) held.tags = entry?.tags;
+  if (held) {
+    held.tags = entry?.tags;
+    held.writeId = entry?.writeId;
+  }
   return entry?.writeId ?? null;
 }
 

@@ -53,6 +53,11 @@ export interface KeyLoad<T> {
    */
   l2HeldTags?: readonly string[] | undefined;
   /**
+   * The id of the write whose value {@link l2Held} holds (undefined: unknown, or none): the bus
+   * message of that write, arriving while the run lasts (late), does not supersede it.
+   */
+  l2HeldWriteId?: number | undefined;
+  /**
    * `forceFresh`: the clock time the call started. An L2 value is taken (a lease waiter's
    * poll, the double-check under a new lease) only when written since the call began, by the
    * run the call waited for or a later write: one whose write is not {@link replacedWriteId}.
@@ -114,6 +119,7 @@ export async function loadThrough<T>(
       replacedWriteId,
       l2Held: held.bytes,
       l2HeldTags: held.tags,
+      l2HeldWriteId: held.writeId,
     });
   }
   if (engine.tier) {
@@ -145,6 +151,7 @@ export async function loadThrough<T>(
     l2Seen,
     l2Held: held.bytes,
     l2HeldTags: held.tags,
+    l2HeldWriteId: held.writeId,
   });
 }
 
@@ -278,7 +285,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   if (running) outlivedLease(engine, running, userKey);
   let stale = load.stale;
   let l2Seen = load.l2Seen;
-  const held: L2Held = { bytes: load.l2Held, tags: load.l2HeldTags };
+  const held: L2Held = { bytes: load.l2Held, tags: load.l2HeldTags, writeId: load.l2HeldWriteId };
   const tier = engine.tier;
   // After a failed Redis call (our L2 read just now, typically) a lease would only cost
   // another deadline: fall back to in-process single flight until Redis answers again.
@@ -389,10 +396,12 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     // 'unavailable': Redis failed while we waited; only in-process single flight is left.
     const l2Held = held.bytes;
     const l2HeldTags = held.tags;
+    const l2HeldWriteId = held.writeId;
+    const heldNow = { l2Held, l2HeldTags, l2HeldWriteId };
     if (lease === 'unavailable')
-      return runFactory(engine, { ...load, stale, l2Seen, l2Held, l2HeldTags, options: bounded });
+      return runFactory(engine, { ...load, stale, l2Seen, ...heldNow, options: bounded });
     engine.metrics.lockWait('acquired');
-    return takeOver(engine, { ...load, stale, l2Seen, l2Held, l2HeldTags, options: bounded }, token, true);
+    return takeOver(engine, { ...load, stale, l2Seen, ...heldNow, options: bounded }, token, true);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
@@ -453,7 +462,13 @@ async function takeOver<T>(
   }
   return runFactory(
     engine,
-    { ...load, l2Seen: seenInL2(engine, remote), l2Held: held.bytes, l2HeldTags: held.tags },
+    {
+      ...load,
+      l2Seen: seenInL2(engine, remote),
+      l2Held: held.bytes,
+      l2HeldTags: held.tags,
+      l2HeldWriteId: held.writeId,
+    },
     token,
   );
 }
@@ -537,6 +552,8 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   const started = performance.now();
   const tier = engine.tier;
   const run = engine.runs.start(fullKey, engine.tagsOf(fullKey, options.tags ?? []));
+  // Only a write compared against what L2 held (compare-and-set) may ignore its late message.
+  if (load.l2Held) run.replaces = load.l2HeldWriteId;
   const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run, (tags) =>
     engine.tagsOf(fullKey, tags),
   );
@@ -901,6 +918,7 @@ export function refreshEarly<T>(
       background: true,
       l2Held: held.bytes,
       l2HeldTags: held.tags,
+      l2HeldWriteId: held.writeId,
     };
     await runFactory(engine, load, token);
   })().finally(() => engine.refreshing.delete(fullKey));
