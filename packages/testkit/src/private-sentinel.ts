@@ -105,12 +105,22 @@ export async function startPrivateSentinel({
     await waitForPort(port);
     return { port, process };
   };
-  const linkUp = (port: number) =>
-    pollUntil(
-      `replica ${port} in sync`,
-      async () => (await redisCli(port, 'info', 'replication')).includes('master_link_status:up'),
-      { timeoutMs: 20_000, intervalMs: 50 },
-    );
+  // 40 s: a full sync takes seconds (the master's diskless-sync delay is 5 s), but two test files
+  // at a time on a loaded 2-core machine once took longer than 20 s (CI, 2026-12-06); on a
+  // timeout the replica's own view of its link and its log are in the error.
+  const linkUp = async (port: number) => {
+    try {
+      await pollUntil(
+        `replica ${port} in sync`,
+        async () => (await redisCli(port, 'info', 'replication')).includes('master_link_status:up'),
+        { timeoutMs: 40_000, intervalMs: 50 },
+      );
+    } catch (error) {
+      const info = await redisCli(port, 'info', 'replication').catch((failure: unknown) => String(failure));
+      const output = data.find((node) => node.port === port)?.process.recentOutput ?? '';
+      throw new Error(`${(error as Error).message}\n${info}\n${output.slice(-2_000)}`);
+    }
+  };
   const askMaster = async (): Promise<number> => {
     for (const sentinel of sentinelNodes) {
       const reply = await redisCli(sentinel.port, 'sentinel', 'get-master-addr-by-name', masterName).catch(

@@ -1,5 +1,5 @@
 import { delay, withDeadline } from '@noa/core';
-import { recordingLogger, startPrivateRedis } from '@noa/testkit';
+import { generousDeadlineMs, recordingLogger, startPrivateRedis } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
@@ -144,7 +144,9 @@ describe.skipIf(!hasRedisServer).concurrent('invalidation bus while Redis is dow
       expect(closeMs).toBeLessThan(5_000);
       await server.restart();
       await eventually(resynced);
-      writer = new Cache({ redis: peer, prefix: 'stopped:' });
+      // Not the cache under test: a deadline it would only miss on a stalled machine (its set
+      // then lost, fresh read nothing).
+      writer = new Cache({ redis: peer, prefix: 'stopped:', operationTimeoutMs: generousDeadlineMs });
       await writer.ready();
       await writer.set('k', 'v1');
       expect(await fresh.get('k')).toBe('v1');
