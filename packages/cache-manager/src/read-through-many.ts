@@ -55,7 +55,7 @@ interface ManyLoad<T> {
    * read failed: written as before.
    */
   held: Map<number, Buffer | null>;
-  /** The tags of the value {@link held} holds per index, when decoded (as `KeyLoad.l2HeldTags`). */
+  /** The tags of the value {@link held} holds per index, when decoded (as `KeyLoad.l2Held`). */
   heldTags: Map<number, readonly string[]>;
 }
 
@@ -226,8 +226,7 @@ async function computeMany<T>(
             options,
             stale: stale.get(index),
             l2Seen: seen.get(index),
-            l2Held: l2Held.get(index),
-            l2HeldTags: heldTags.get(index),
+            l2Held: { bytes: l2Held.get(index), tags: heldTags.get(index) },
           }).then(settler.resolve, settler.reject),
         );
         return;

@@ -41,22 +41,15 @@ export interface KeyLoad<T> {
    */
   l2Seen?: number | null;
   /**
-   * What L2 held, as stored, when it was last read before the run (null: no value; undefined:
-   * not read, or the read failed). The run writes its result only if L2 still holds it
-   * (compare-and-set, see `RedisTier.setIfUnchanged`): a change another instance made meanwhile
-   * whose bus message has not arrived yet is not overwritten.
+   * What L2 held when it was last read before the run: the bytes as stored (null: no value;
+   * undefined: not read, or the read failed), and of a decoded value its tags and write id. The
+   * run writes its result only if L2 still holds those bytes (compare-and-set, see
+   * `RedisTier.setIfUnchanged`): a change another instance made meanwhile whose bus message has
+   * not arrived yet is not overwritten. The tag sets are extended with the value while the run
+   * lasts (see {@link ReplacedValueKeeper}); the bus message of that very write, arriving while
+   * the run lasts (late), does not supersede it.
    */
-  l2Held?: Buffer | null | undefined;
-  /**
-   * The tags of the value {@link l2Held} holds (undefined: unknown): their sets are extended
-   * with it while the run lasts (see {@link ReplacedValueKeeper}).
-   */
-  l2HeldTags?: readonly string[] | undefined;
-  /**
-   * The id of the write whose value {@link l2Held} holds (undefined: unknown, or none): the bus
-   * message of that write, arriving while the run lasts (late), does not supersede it.
-   */
-  l2HeldWriteId?: number | undefined;
+  l2Held?: L2Held | undefined;
   /**
    * `forceFresh`: the clock time the call started. An L2 value is taken (a lease waiter's
    * poll, the double-check under a new lease) only when written since the call began, by the
@@ -117,9 +110,7 @@ export async function loadThrough<T>(
       stale: inGrace,
       forcedAt,
       replacedWriteId,
-      l2Held: held.bytes,
-      l2HeldTags: held.tags,
-      l2HeldWriteId: held.writeId,
+      l2Held: { ...held },
     });
   }
   if (engine.tier) {
@@ -149,9 +140,7 @@ export async function loadThrough<T>(
     options,
     stale,
     l2Seen,
-    l2Held: held.bytes,
-    l2HeldTags: held.tags,
-    l2HeldWriteId: held.writeId,
+    l2Held: { ...held },
   });
 }
 
@@ -285,7 +274,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   if (running) outlivedLease(engine, running, userKey);
   let stale = load.stale;
   let l2Seen = load.l2Seen;
-  const held: L2Held = { bytes: load.l2Held, tags: load.l2HeldTags, writeId: load.l2HeldWriteId };
+  const held: L2Held = { ...load.l2Held };
   const tier = engine.tier;
   // After a failed Redis call (our L2 read just now, typically) a lease would only cost
   // another deadline: fall back to in-process single flight until Redis answers again.
@@ -394,14 +383,11 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     const left = (ms: number | undefined) => (ms === undefined || ms === 0 ? ms : Math.max(1, ms - waitedMs));
     const bounded = { ...options, softTimeoutMs: left(softTimeoutMs), hardTimeoutMs: left(hardTimeoutMs) };
     // 'unavailable': Redis failed while we waited; only in-process single flight is left.
-    const l2Held = held.bytes;
-    const l2HeldTags = held.tags;
-    const l2HeldWriteId = held.writeId;
-    const heldNow = { l2Held, l2HeldTags, l2HeldWriteId };
+    const l2Held = { ...held };
     if (lease === 'unavailable')
-      return runFactory(engine, { ...load, stale, l2Seen, ...heldNow, options: bounded });
+      return runFactory(engine, { ...load, stale, l2Seen, l2Held, options: bounded });
     engine.metrics.lockWait('acquired');
-    return takeOver(engine, { ...load, stale, l2Seen, ...heldNow, options: bounded }, token, true);
+    return takeOver(engine, { ...load, stale, l2Seen, l2Held, options: bounded }, token, true);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
@@ -465,9 +451,7 @@ async function takeOver<T>(
     {
       ...load,
       l2Seen: seenInL2(engine, remote),
-      l2Held: held.bytes,
-      l2HeldTags: held.tags,
-      l2HeldWriteId: held.writeId,
+      l2Held: { ...held },
     },
     token,
   );
@@ -532,13 +516,14 @@ export function runFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?
  */
 function keepReplaced(
   engine: CacheEngine,
-  load: Pick<KeyLoad<unknown>, 'fullKey' | 'options' | 'stale' | 'l2Held' | 'l2HeldTags'>,
+  load: Pick<KeyLoad<unknown>, 'fullKey' | 'options' | 'stale' | 'l2Held'>,
   run: FactoryRun,
 ): ReplacedValueKeeper | undefined {
-  if (!engine.tier || !load.l2Held) return undefined;
-  const tags = load.l2HeldTags ?? load.stale?.tags ?? [];
+  const held = load.l2Held?.bytes;
+  if (!engine.tier || !held) return undefined;
+  const tags = load.l2Held?.tags ?? load.stale?.tags ?? [];
   return new ReplacedValueKeeper(engine, engine.tier, flightLimits(engine, load.options).hardTimeoutMs, [
-    { fullKey: load.fullKey, held: load.l2Held, tags, run },
+    { fullKey: load.fullKey, held, tags, run },
   ]);
 }
 
@@ -553,7 +538,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   const tier = engine.tier;
   const run = engine.runs.start(fullKey, engine.tagsOf(fullKey, options.tags ?? []));
   // Only a write compared against what L2 held (compare-and-set) may ignore its late message.
-  if (load.l2Held) run.replaces = load.l2HeldWriteId;
+  if (load.l2Held?.bytes) run.replaces = load.l2Held.writeId;
   const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run, (tags) =>
     engine.tagsOf(fullKey, tags),
   );
@@ -619,7 +604,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
         // L1 only: nothing in L2 for the lease's waiters, who are woken at once (see below).
         if (localOnly) writeLocal(engine, fullKey, value, chosenOptions, computeMs);
         else
-          stored = writeEntry(engine, fullKey, value, chosenOptions, computeMs, load.l2Held).then(
+          stored = writeEntry(engine, fullKey, value, chosenOptions, computeMs, load.l2Held?.bytes).then(
             (written) => {
               if (written) return;
               // L2 changed since the run read it, by another instance whose bus message had not
@@ -916,9 +901,7 @@ export function refreshEarly<T>(
       options,
       stale: current as CacheEntry<T>,
       background: true,
-      l2Held: held.bytes,
-      l2HeldTags: held.tags,
-      l2HeldWriteId: held.writeId,
+      l2Held: { ...held },
     };
     await runFactory(engine, load, token);
   })().finally(() => engine.refreshing.delete(fullKey));

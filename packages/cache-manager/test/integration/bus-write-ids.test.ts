@@ -2,6 +2,7 @@ import { generousDeadlineMs, type PrivateRedis, startPrivateRedisOrSkip } from '
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
+import { heard } from './helpers.js';
 import { HoldingProxy } from './holding-proxy.js';
 import { ReplyHoldingProxy } from './reply-holding-proxy.js';
 
@@ -45,17 +46,6 @@ describe.skipIf(started.skip !== undefined)('a bus message about a key whose L2 
     const stats = await admin.info('commandstats');
     const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
     return calls('get') + calls('mget');
-  }
-
-  /** Resolves once `cache` has applied a bus message naming `key`. */
-  function heard(cache: Cache, key: string): Promise<void> {
-    return new Promise((resolve) => {
-      const stop = cache.onInvalidation((message) => {
-        if (!message.k.includes(key)) return;
-        stop();
-        resolve();
-      });
-    });
   }
 
   beforeAll(async () => {

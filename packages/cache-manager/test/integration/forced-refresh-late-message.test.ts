@@ -1,7 +1,6 @@
-import { generousDeadlineMs, type PrivateRedis, startPrivateRedisOrSkip } from '@noa/testkit';
-import { Redis } from 'ioredis';
+import { generousDeadlineMs, startPrivateRedisOrSkip } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions } from '../../src/index.js';
+import { heard, privateRedisCaches } from './helpers.js';
 import { ReplyHoldingProxy } from './reply-holding-proxy.js';
 
 const started = await startPrivateRedisOrSkip();
@@ -13,50 +12,20 @@ const started = await startPrivateRedisOrSkip();
  * the key's new value, in this instance's L1, in L2 and for every other instance.
  */
 describe.skipIf(started.skip !== undefined)('a forced run that hears of the value it replaces late', () => {
-  const prefix = 'forced-late:';
-  let server: PrivateRedis;
+  const caches = privateRedisCaches(started, {
+    prefix: 'forced-late:',
+    ttlMs: 60_000,
+    operationTimeoutMs: generousDeadlineMs,
+  });
   /** Holds the bus messages of the refreshing instance. */
   let replies: ReplyHoldingProxy;
-  const clients: Redis[] = [];
-  const caches: Cache[] = [];
-
-  async function open(url: string, options: CacheOptions = {}): Promise<Cache> {
-    const client = new Redis(url);
-    client.on('error', () => {});
-    clients.push(client);
-    const cache = new Cache({
-      redis: client,
-      prefix,
-      ttlMs: 60_000,
-      operationTimeoutMs: generousDeadlineMs,
-      ...options,
-    });
-    caches.push(cache);
-    await cache.ready();
-    return cache;
-  }
-
-  /** Resolves once `cache` has applied a bus message naming `key`. */
-  function heard(cache: Cache, key: string): Promise<void> {
-    return new Promise((resolve) => {
-      const stop = cache.onInvalidation((message) => {
-        if (!message.k.includes(key)) return;
-        stop();
-        resolve();
-      });
-    });
-  }
 
   beforeAll(async () => {
-    server = started.redis!;
-    replies = await ReplyHoldingProxy.start(server.port);
+    replies = await ReplyHoldingProxy.start(caches.server.port);
   });
 
   afterAll(async () => {
-    await Promise.all(caches.map((cache) => cache.close()));
-    for (const client of clients) client.disconnect();
     await replies?.close();
-    await server?.stop();
   });
 
   it.each([
@@ -64,8 +33,8 @@ describe.skipIf(started.skip !== undefined)('a forced run that hears of the valu
     ['nothing read first', false],
   ])('the forced value is cached (%s)', async (_, readFirst) => {
     const key = `k-${readFirst}`;
-    const writer = await open(server.url);
-    const fresh = await open(replies.url);
+    const writer = await caches.open();
+    const fresh = await caches.openAt(replies.url);
     replies.holdSubscribers();
     await writer.set(key, 'old');
     if (readFirst) expect(await fresh.getOrSet(key, async () => 'plain')).toBe('old');
@@ -85,6 +54,6 @@ describe.skipIf(started.skip !== undefined)('a forced run that hears of the valu
     expect(forced).toBe('forced');
     expect(runs).toBe(1);
     expect(await fresh.get(key)).toBe('forced');
-    expect(await (await open(server.url)).get(key)).toBe('forced');
+    expect(await (await caches.open()).get(key)).toBe('forced');
   });
 });

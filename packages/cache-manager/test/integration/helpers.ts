@@ -116,6 +116,8 @@ export function privateRedisCaches(
   readonly server: PrivateRedis;
   readonly admin: Redis;
   open: (options?: CacheOptions) => Promise<Cache>;
+  /** `open`, connecting to `url` (a proxy in front of the server) instead of the server. */
+  openAt: (url: string, options?: CacheOptions) => Promise<Cache>;
   client: () => Redis;
 } {
   let server: PrivateRedis | undefined;
@@ -132,6 +134,15 @@ export function privateRedisCaches(
     admin?.disconnect();
     await server?.stop();
   });
+  const openAt = async (url: string, options: CacheOptions = {}): Promise<Cache> => {
+    const client = new Redis(url);
+    client.on('error', () => {});
+    clients.push(client);
+    const cache = new Cache({ redis: client, ...defaults, ...options });
+    caches.push(cache);
+    await cache.ready();
+    return cache;
+  };
   return {
     get server() {
       return server!;
@@ -139,15 +150,8 @@ export function privateRedisCaches(
     get admin() {
       return admin!;
     },
-    async open(options: CacheOptions = {}): Promise<Cache> {
-      const client = new Redis(server!.url);
-      client.on('error', () => {});
-      clients.push(client);
-      const cache = new Cache({ redis: client, ...defaults, ...options });
-      caches.push(cache);
-      await cache.ready();
-      return cache;
-    },
+    open: (options: CacheOptions = {}) => openAt(server!.url, options),
+    openAt,
     client(): Redis {
       const client = new Redis(server!.url);
       client.on('error', () => {});
@@ -155,6 +159,17 @@ export function privateRedisCaches(
       return client;
     },
   };
+}
+
+/** Resolves once `cache` has applied a bus message naming `name` (a key or a tag). */
+export function heard(cache: Cache, name: string): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = cache.onInvalidation((message) => {
+      if (!message.k.includes(name)) return;
+      stop();
+      resolve();
+    });
+  });
 }
 
 /** A logger that notes the bus's "reconnected" log line, and a reader of whether it came. */

@@ -1,7 +1,7 @@
 import { generousDeadlineMs } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
-import { Redis, redisUp, redisUrl, sharedRedisCaches } from './helpers.js';
+import { heard, Redis, redisUp, redisUrl, sharedRedisCaches } from './helpers.js';
 import { ReplyHoldingProxy } from './reply-holding-proxy.js';
 
 /**
@@ -105,17 +105,6 @@ describe.skipIf(!redisUp)('an L1 fill racing another instance’s change (its bu
     client?.disconnect();
     await proxy?.close();
   });
-
-  /** Resolves once `cache` has applied a bus message naming `name` (a key or a tag). */
-  function heard(cache: Cache, name: string): Promise<void> {
-    return new Promise((resolve) => {
-      const stop = cache.onInvalidation((message) => {
-        if (!message.k.includes(name)) return;
-        stop();
-        resolve();
-      });
-    });
-  }
 
   for (const [readerName, read] of Object.entries(readers)) {
     for (const [changeName, change] of Object.entries(remoteChanges)) {
