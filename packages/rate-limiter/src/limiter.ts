@@ -356,26 +356,22 @@ export class RateLimiter implements AsyncDisposable {
    * (`InvalidCheckInputError`, field `cost`).
    */
   check(input: CheckInput | string, cost?: number): Promise<RateLimitResult> {
-    // The commonest call, a plain key on the memory store with one limit, skips #decide.
+    // The commonest call, one point of a live key on the memory store with one limit, skips
+    // #decide (which answers every other case, a new key included).
     if (
       cost === undefined &&
       typeof input === 'string' &&
-      input !== '' &&
       this.#memorySingle !== undefined &&
       !this.#closed
     ) {
-      const decision = this.#memorySingle.consumeSingle(
-        input,
-        this.#defaultRule.single!,
-        1,
-        this.#defaultRule.namespace,
-      );
-      // undefined: the key has a (manual) block, which #decide's general path answers.
+      const decision = this.#memorySingle.consumeHot(input, this.#defaultRule.single!, this.#defaultRule);
       if (decision !== undefined) return Promise.resolve(this.#singleResult(input, decision));
     }
     let decided: RateLimitResult | Promise<RateLimitResult>;
     try {
-      decided = this.#decide(withCost(input, cost, 'check') as CheckInput | string, 'check');
+      // #decide applies the cost: withCost called here would be inlined into check() by V8,
+      // taking the room the hot path needs (see consumeHot).
+      decided = this.#decide(input, 'check', cost);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -390,14 +386,16 @@ export class RateLimiter implements AsyncDisposable {
   checkSync(input: CheckInput | string, cost?: number): RateLimitResult {
     // Refused on a remote store even for inputs the lists would answer: callers learn it at once.
     if (this.#memoryStore === undefined) throw new SyncCheckUnsupportedError(this.store.kind);
-    return this.#decide(
-      withCost(input, cost, 'checkSync') as CheckInput | string,
-      'checkSync',
-    ) as RateLimitResult;
+    return this.#decide(input, 'checkSync', cost) as RateLimitResult;
   }
 
   /** The result when it is known synchronously (memory store, lists), else its promise. */
-  #decide(input: CheckInput | string, method: string): RateLimitResult | Promise<RateLimitResult> {
+  #decide(
+    given: CheckInput | string,
+    method: string,
+    givenCost: number | undefined,
+  ): RateLimitResult | Promise<RateLimitResult> {
+    const input = withCost(given, givenCost, method) as CheckInput | string;
     if (this.#closed) throw new ClosedError('RateLimiter');
     // Only an object (or an empty string) pays for the checks: a plain key is the common case.
     if (typeof input !== 'string' || input === '') validateCheckInput(input, method);
@@ -877,9 +875,15 @@ export class RateLimiter implements AsyncDisposable {
       delayMs: allowed ? decision.delayMs : 0,
       source: 'store',
     };
-    if (this.#metricsEnabled) this.#metrics.checks.inc(result.outcome, 'store');
-    if (checkChannel.hasSubscribers) checkChannel.publish(result);
+    // Out of line, so that this method stays small enough for V8 to inline into check().
+    if (this.#metricsEnabled || checkChannel.hasSubscribers) this.#observe(result);
     return result;
+  }
+
+  /** Counts `result` (when metrics are on) and publishes it (when the check channel has subscribers). */
+  #observe(result: RateLimitResult): void {
+    if (this.#metricsEnabled) this.#metrics.checks.inc(result.outcome, result.source);
+    if (checkChannel.hasSubscribers) checkChannel.publish(result);
   }
 
   #listed(key: string, outcome: CheckOutcome, record = true): QuotaResult {

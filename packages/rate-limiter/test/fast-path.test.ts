@@ -200,6 +200,85 @@ describe('MemoryStore.consumeSingle', () => {
   }
 });
 
+describe('MemoryStore.consumeHot', () => {
+  for (const algorithm of algorithmNames) {
+    it(`${algorithm}: decides as consumeSingle does (two stores, the same checks) or declines, counting nothing`, () => {
+      let hot = 0;
+      fc.assert(
+        fc.property(
+          // Larger limits and windows too, where most checks are a live key's next point.
+          fc.oneof(
+            policyArb(algorithm),
+            policyArb(algorithm).map((policy) => ({
+              ...policy,
+              limit: policy.limit * 20,
+              windowMs: policy.windowMs * 20,
+            })),
+          ),
+          // Around 0 too: a window start below 0 is not taken as aligned by the hot path.
+          fc.constantFrom(start, 0, -1_000, 1_000),
+          fc.array(
+            fc.record({
+              // Negative gaps: a clock that goes back; gaps past 1 s make a move due.
+              gap: fc.oneof(
+                { arbitrary: fc.integer({ min: -300, max: 60 }), weight: 4 },
+                { arbitrary: fc.integer({ min: 0, max: 2_500 }), weight: 1 },
+              ),
+              cost: fc.integer({ min: 0, max: 3 }),
+              key: fc.constantFrom('a', 'b', 'c'),
+              namespace: fc.constantFrom('x:', 'y:'),
+              viaHot: fc.boolean(),
+            }),
+            { minLength: 20, maxLength: 120 },
+          ),
+          (policy, begin, requests) => {
+            // A clock that may go back (ManualClock refuses to).
+            let now = begin;
+            const clock = { now: () => now };
+            const store = new MemoryStore({ clock });
+            // The reference: the same checks, all through consumeSingle.
+            const reference = new MemoryStore({ clock });
+            const tokens = { 'x:': { namespace: 'x:' }, 'y:': { namespace: 'y:' } };
+            for (const { gap, cost, key, namespace, viaHot } of requests) {
+              now += gap;
+              // The hot path takes one point only, as the limiter's check(key) asks.
+              const points = viaHot ? 1 : cost;
+              const expected = reference.consumeSingle(key, policy, points, namespace);
+              let decision = viaHot ? store.consumeHot(key, policy, tokens[namespace]) : undefined;
+              if (decision !== undefined) hot += 1;
+              decision ??= store.consumeSingle(key, policy, points, namespace);
+              expect(decision).toEqual(expected);
+            }
+          },
+        ),
+        { numRuns: 100 },
+      );
+      // The hot path decided some checks of a fixed window, and none of another algorithm.
+      if (algorithm === 'fixed-window') expect(hot).toBeGreaterThan(100);
+      else expect(hot).toBe(0);
+    });
+  }
+
+  it('finds a namespace dropped and made again (reset, eviction) through the same token', () => {
+    const clock = new ManualClock(start);
+    const store = new MemoryStore({ clock, maxKeys: 1 });
+    const policy: LimitPolicy = { name: 'default', algorithm: 'fixed-window', limit: 10, windowMs: 60_000 };
+    const token = { namespace: 'x:' };
+    expect(store.consumeSingle('a', policy, 1, 'x:')?.remaining).toBe(9);
+    expect(store.consumeHot('a', policy, token)?.remaining).toBe(8);
+    store.resetAllSync(['x:']);
+    // The old namespace's entries are gone: the hot path declines, the general path starts afresh.
+    expect(store.consumeHot('a', policy, token)).toBeUndefined();
+    expect(store.consumeSingle('a', policy, 1, 'x:')?.remaining).toBe(9);
+    expect(store.consumeHot('a', policy, token)?.remaining).toBe(8);
+    // A key of another namespace evicts 'a' (the cap is 1 key), and 'x:', empty, is dropped.
+    store.consumeSingle('b', policy, 1, 'y:');
+    expect(store.consumeHot('a', policy, token)).toBeUndefined();
+    expect(store.consumeSingle('a', policy, 1, 'x:')?.remaining).toBe(9);
+    expect(store.consumeHot('a', policy, token)?.remaining).toBe(8);
+  });
+});
+
 /** An auto-block that never blocks: it sends `consumeOne` down the general path and nothing else. */
 const neverBlocks: AutoBlockPolicy = {
   violations: 1_000_000,

@@ -23,21 +23,8 @@ export function fixedWindowInPlace(
   const count = state.windowStart === windowStart ? state.count : 0;
   const resetMs = windowStart + windowMs - now;
   const used = count + cost;
-  if (used > limit) {
-    return {
-      name: policy.name,
-      windowMs,
-      allowed: false,
-      limit,
-      remaining: Math.max(0, limit - count),
-      resetMs: count > 0 ? resetMs : 0,
-      // The whole quota comes back at the window's end: the next point with it.
-      nextMs: count > 0 ? resetMs : 0,
-      // More than the limit never fits, whatever the window: no retry time (see decision.ts).
-      retryAfterMs: cost > limit ? Number.POSITIVE_INFINITY : resetMs,
-      delayMs: 0,
-    };
-  }
+  // The refusal is out of line: this function stays small enough for V8 to inline.
+  if (used > limit) return fixedWindowRefusal(policy, count, cost, resetMs);
   state.windowStart = windowStart;
   state.count = used;
   // The whole quota comes back at the window's end, the next point with it: one value for both.
@@ -51,6 +38,24 @@ export function fixedWindowInPlace(
     resetMs: shownMs,
     nextMs: shownMs,
     retryAfterMs: 0,
+    delayMs: 0,
+  };
+}
+
+/** The refusal of `cost` points in a window whose count is `count`, ending in `resetMs`. */
+function fixedWindowRefusal(policy: LimitPolicy, count: number, cost: number, resetMs: number): Decision {
+  const limit = policy.limit;
+  return {
+    name: policy.name,
+    windowMs: policy.windowMs,
+    allowed: false,
+    limit,
+    remaining: Math.max(0, limit - count),
+    resetMs: count > 0 ? resetMs : 0,
+    // The whole quota comes back at the window's end: the next point with it.
+    nextMs: count > 0 ? resetMs : 0,
+    // More than the limit never fits, whatever the window: no retry time (see decision.ts).
+    retryAfterMs: cost > limit ? Number.POSITIVE_INFINITY : resetMs,
     delayMs: 0,
   };
 }

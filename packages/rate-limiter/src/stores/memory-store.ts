@@ -71,6 +71,14 @@ interface Entry extends FixedWindowState {
   younger: Entry | undefined;
 }
 
+/**
+ * A namespace of the memory store as {@link MemoryStore.consumeHot} takes it: an object made once
+ * per namespace by its user, compared by reference.
+ */
+export interface HotSpaceToken {
+  readonly namespace: string;
+}
+
 /** A new entry (every entry is made here, so all share one shape). */
 function newEntry(
   key: string,
@@ -173,6 +181,12 @@ export class MemoryStore implements RateLimitStore {
   /** The namespace last looked up and its entries (the limiter asks for the same one mostly). */
   #lastNamespace = '';
   #lastEntries: KeySpace | undefined;
+  /**
+   * The token {@link consumeHot} was last given and its namespace's entries: tokens compare by
+   * reference, where namespaces, strings, would cost V8 a call per check (decision 009).
+   */
+  #hotToken: HotSpaceToken | undefined;
+  #hotEntries: KeySpace | undefined;
   readonly #maxKeys: number;
   readonly #maxBlocked: number;
   readonly #clock: Clock;
@@ -322,7 +336,83 @@ export class MemoryStore implements RateLimitStore {
   consumeSingle(key: string, policy: LimitPolicy, cost: number, namespace = ''): Decision | undefined {
     const now = this.#clock.now();
     const entries = this.#entriesOf(namespace);
-    const entry = this.#live(entries, key, now);
+    return this.#consumeSingleOther(entries, key, entries.get(key), policy, cost, now);
+  }
+
+  /**
+   * {@link consumeSingle} of one point, for the hot case only: a live key whose fixed window lives
+   * inline, with no block, checked again within its window, below its limit, and moved to the
+   * young end of the eviction order less than a second ago. Returns `undefined`, counting nothing,
+   * for any other case (a new, expired or blocked key, a new window, a refusal, another algorithm,
+   * a move due): the caller then asks consumeSingle. The same decision as consumeSingle's
+   * (property-tested in `test/fast-path.test.ts`), without the general window arithmetic: a stored
+   * window start is always aligned (`windowStartOf`), so a time inside it counts in it. `space`
+   * names the namespace (by its `namespace`) and is compared by reference: give the same token
+   * for a namespace each time, and `policy` must be the one every check of the namespace uses (a
+   * limiter's namespace carries its limits' fingerprint). Small, so that V8 inlines it into the
+   * limiter's check(); the instruction counts that chose this are in decision 009.
+   * @internal the limiter's fast path, not part of the store interface.
+   */
+  consumeHot(key: string, policy: LimitPolicy, space: HotSpaceToken): Decision | undefined {
+    let entries = this.#hotEntries;
+    if (space !== this.#hotToken || entries === undefined) {
+      entries = this.#entriesOf(space.namespace);
+      this.#hotToken = space;
+      this.#hotEntries = entries;
+    }
+    const entry = entries.get(key);
+    if (entry === undefined || entry.states !== undefined || entry.block !== undefined) return undefined;
+    const now = this.#clock.now();
+    const windowMs = policy.windowMs;
+    const start = entry.windowStart;
+    const end = start + windowMs;
+    const limit = policy.limit;
+    // Written so that a NaN start (no window yet) fails it too.
+    if (
+      !(
+        now >= start &&
+        now < end &&
+        start >= 0 &&
+        entry.expiresAt > now &&
+        entry.count < limit &&
+        now - entry.movedAt <= refreshAfterMs
+      ) ||
+      policy.algorithm !== 'fixed-window'
+    )
+      return undefined;
+    const used = entry.count + 1;
+    entry.count = used;
+    const resetMs = end - now;
+    // The key lives until its window ends (fixedWindowTtl), at least 1 ms (#extend).
+    entry.expiresAt = now + Math.max(resetMs, 1);
+    // The shape of fixedWindowInPlace's decision (one hidden class for both).
+    return {
+      name: policy.name,
+      windowMs,
+      allowed: true,
+      limit,
+      remaining: limit - used,
+      resetMs,
+      nextMs: resetMs,
+      retryAfterMs: 0,
+      delayMs: 0,
+    };
+  }
+
+  /** {@link consumeSingle} of any key but a live inline fixed window without a block. */
+  #consumeSingleOther(
+    entries: KeySpace,
+    key: string,
+    found: Entry | undefined,
+    policy: LimitPolicy,
+    cost: number,
+    now: number,
+  ): Decision | undefined {
+    let entry = found;
+    if (entry !== undefined && entry.expiresAt <= now) {
+      this.#remove(entries, key, entry);
+      entry = undefined;
+    }
     if (entry !== undefined && entry.block !== undefined && entry.block.blockedUntil > now) return undefined;
     return this.#consumeSingle(entries, key, entry, policy, cost, now);
   }
@@ -557,8 +647,7 @@ export class MemoryStore implements RateLimitStore {
         // The whole namespace goes (the limiter's rule namespaces are whole spaces).
         for (const entry of entries.values()) if (entry.block !== undefined) this.#pinned.delete(entry);
         this.#size -= entries.size;
-        this.#spaces.delete(space);
-        if (entries === this.#lastEntries) this.#lastEntries = undefined;
+        this.#dropSpace(space, entries);
         continue;
       }
       // Keys given with their namespace in them (a space whose name starts a namespace: the
@@ -577,6 +666,7 @@ export class MemoryStore implements RateLimitStore {
     this.#spaces.clear();
     this.#records.clear();
     this.#lastEntries = undefined;
+    this.#hotEntries = undefined;
     this.#size = 0;
     this.#pinned.clear();
   }
@@ -607,6 +697,13 @@ export class MemoryStore implements RateLimitStore {
   #syncPin(entry: Entry, now: number): void {
     if (entry.block !== undefined && entry.block.blockedUntil > now) this.#pinned.add(entry);
     else this.#pinned.delete(entry);
+  }
+
+  /** Forgets the namespace `name` and its `entries` (the caller uncounts them), and the caches of it. */
+  #dropSpace(name: string, entries: KeySpace): void {
+    this.#spaces.delete(name);
+    if (entries === this.#lastEntries) this.#lastEntries = undefined;
+    if (entries === this.#hotEntries) this.#hotEntries = undefined;
   }
 
   /** Drops `entry` of `key` from `space`, uncounting it. */
@@ -651,10 +748,13 @@ export class MemoryStore implements RateLimitStore {
    * quota.
    */
   #touch(entries: KeySpace, entry: Entry, now: number): void {
-    if (now - entry.movedAt > refreshAfterMs) {
-      entry.movedAt = now;
-      entries.moveToYoungEnd(entry);
-    }
+    if (now - entry.movedAt > refreshAfterMs) this.#moveToYoungEnd(entries, entry, now);
+  }
+
+  /** Moves `entry` to the young end of its namespace's list, as of `now` (see {@link #touch}). */
+  #moveToYoungEnd(entries: KeySpace, entry: Entry, now: number): void {
+    entry.movedAt = now;
+    entries.moveToYoungEnd(entry);
   }
 
   /**
@@ -681,8 +781,7 @@ export class MemoryStore implements RateLimitStore {
       if (other === entries) continue;
       this.#evictOldest(other, now);
       if (other.size === 0 && other !== entries) {
-        this.#spaces.delete(namespace);
-        if (other === this.#lastEntries) this.#lastEntries = undefined;
+        this.#dropSpace(namespace, other);
       }
     }
   }
