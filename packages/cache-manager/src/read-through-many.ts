@@ -267,7 +267,8 @@ async function runMany<T>(
     return run;
   });
   // As `runFactory`: the values the run replaces by compare-and-set are kept in Redis while it
-  // lasts (their writes would find them expired), beside the factory, settled before the writes.
+  // lasts (their writes would find them expired), beside the factory. Once it settles, only the
+  // batch in flight is awaited before the writes; the batches behind it are not sent.
   const replaced = batch.flatMap((index, position) => {
     const read = held.get(index);
     const bytes = read?.bytes;
