@@ -20,7 +20,12 @@ export function applyBusMessage(engine: CacheEngine, message: BusMessage): void 
         const key = message.k[index]!;
         const value = ids?.[index];
         const writeId = Number.isSafeInteger(value) ? (value as number) : undefined;
-        engine.l1.delete(key);
+        // A late message of the write L1 already holds (read from L2 before the message came)
+        // announces nothing newer: the copy stays, saving the next read a trip to L2. Ids are
+        // only ever equal or not (see `WriteIds`): any other write, or a copy or message
+        // without an id, drops it. The fill guard, the runs and the waiters hear of the write
+        // all the same: a read in flight may still answer with an older value.
+        if (writeId === undefined || engine.l1.peek(key)?.writeId !== writeId) engine.l1.delete(key);
         engine.fills.changedKey(key, writeId);
         engine.runs.supersedeKey(key, writeId);
         engine.wakeups.wake(key);

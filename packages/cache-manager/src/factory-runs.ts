@@ -18,7 +18,7 @@ export interface FactoryRun {
   suspect: boolean;
   /**
    * The id of the write whose value the run read in L2 and replaces by compare-and-set (see
-   * `KeyLoad.l2Held`). That write's bus message, arriving while the run lasts (late:
+   * `KeyLoad.l2Held`; a `getOrSetMany` run's, per key, `ManyLoad.held`). That write's bus message, arriving while the run lasts (late:
    * under load, or across a Cluster's nodes), announces no change since the read, so it does
    * not supersede the run; a later change does, and the compare-and-set refuses the write of a
    * run whose message has not come. Superseded by it, a `forceFresh` run cached nothing: the

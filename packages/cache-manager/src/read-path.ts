@@ -252,9 +252,10 @@ export async function getManyEntries(
  * One L2 read for `indexes` of `fullKeys` (batch read-through): fills the fresh values into
  * `results`, records entries still in grace into `stale` (when newer than the one known), and
  * returns the indexes still missing. `seen` gets, per index, what L2 held (as
- * {@link seenManyInL2} tells it), and `held` the bytes as stored (null: none), for the run's
- * compare-and-set write (see `KeyLoad.l2Held`), and `heldTags` their tags when decoded (the tag
- * sets the run extends with them); an index whose read failed is removed from all three.
+ * {@link seenManyInL2} tells it), and `held` what a run's compare-and-set write compares with
+ * (see `KeyLoad.l2Held`): the bytes as stored (null: none) and, when decoded, their tags (the
+ * tag sets the run extends with them) and write id (whose late bus message does not supersede
+ * the run); an index whose read failed is removed from both.
  */
 export async function readManyFromL2<T>(
   engine: CacheEngine,
@@ -263,8 +264,7 @@ export async function readManyFromL2<T>(
   results: (T | undefined)[],
   stale: Map<number, CacheEntry<T>>,
   seen?: Map<number, number | null>,
-  held?: Map<number, Buffer | null>,
-  heldTags?: Map<number, readonly string[]>,
+  held?: Map<number, L2Held>,
 ): Promise<number[]> {
   const since = engine.fills.epoch;
   const remote = await fetchMany(
@@ -284,10 +284,8 @@ export async function readManyFromL2<T>(
       held?.delete(index);
     } else {
       seen?.set(index, entry?.createdAt ?? null);
-      held?.set(index, bytes ?? null);
+      held?.set(index, { bytes: bytes ?? null, tags: entry?.tags, writeId: entry?.writeId });
     }
-    if (entry && bytes !== NOT_READ) heldTags?.set(index, entry.tags);
-    else heldTags?.delete(index);
     if (taken.fresh) {
       results[index] = engine.out(entry!.value);
       return;

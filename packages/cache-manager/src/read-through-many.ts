@@ -6,7 +6,7 @@ import { FactoryError, SerializationError } from './errors.js';
 import type { FactoryRun } from './factory-runs.js';
 import type { LeaseResult } from './l2/redis-tier.js';
 import { alignMany, ManyResultShapeError, type Settler, settle } from './many-results.js';
-import { readManyFromL2, seenManyInL2 } from './read-path.js';
+import { type L2Held, readManyFromL2, seenManyInL2 } from './read-path.js';
 import {
   backOff,
   computeOnce,
@@ -49,14 +49,13 @@ interface ManyLoad<T> {
    */
   seen: Map<number, number | null>;
   /**
-   * What L2 held per index when last read before the run, as stored (as `KeyLoad.l2Held`; null:
-   * no value): the key's value is written only if L2 still holds it (compare-and-set), so a
-   * change another instance made during the run is not overwritten. Absent when not read or the
-   * read failed: written as before.
+   * What L2 held per index when last read before the run, as `KeyLoad.l2Held` (bytes as stored,
+   * null: no value; tags and write id when decoded): the key's value is written only if L2
+   * still holds those bytes (compare-and-set), so a change another instance made during the run
+   * is not overwritten, and the late bus message of that write does not supersede the run.
+   * Absent when not read or the read failed: written as before.
    */
-  held: Map<number, Buffer | null>;
-  /** The tags of the value {@link held} holds per index, when decoded (as `KeyLoad.l2Held`). */
-  heldTags: Map<number, readonly string[]>;
+  held: Map<number, L2Held>;
 }
 
 /**
@@ -98,8 +97,7 @@ export async function getOrSetMany<T>(
   const joined: Promise<void>[] = [];
   const stale = new Map<number, CacheEntry<T>>();
   const seen = new Map<number, number | null>();
-  const held = new Map<number, Buffer | null>();
-  const heldTags = new Map<number, readonly string[]>();
+  const held = new Map<number, L2Held>();
   const join = (index: number, { promise, limits }: Flight) => {
     // A getOrSet flight with timeouts: not its caller's timeout error or stale value, the run's.
     const fullKey = fullKeys[index]!;
@@ -139,7 +137,7 @@ export async function getOrSetMany<T>(
     else rest.push(index);
   }
   if (engine.tier && rest.length > 0)
-    rest = await readManyFromL2(engine, fullKeys, rest, results, stale, seen, held, heldTags);
+    rest = await readManyFromL2(engine, fullKeys, rest, results, stale, seen, held);
   // Flights started by other callers while L2 answered are joined, not duplicated.
   const mine: number[] = [];
   for (const index of rest) {
@@ -166,7 +164,7 @@ export async function getOrSetMany<T>(
     try {
       await computeMany(
         engine,
-        { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held, heldTags },
+        { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held },
         mine,
       );
     } catch (error) {
@@ -189,7 +187,7 @@ async function computeMany<T>(
   load: ManyLoad<T>,
   indexes: readonly number[],
 ): Promise<void> {
-  const { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held: l2Held, heldTags } = load;
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held: l2Held } = load;
   const tier = engine.tier;
   let batch = [...indexes];
   const waits: Promise<void>[] = [];
@@ -226,7 +224,7 @@ async function computeMany<T>(
             options,
             stale: stale.get(index),
             l2Seen: seen.get(index),
-            l2Held: { bytes: l2Held.get(index), tags: heldTags.get(index) },
+            l2Held: { ...l2Held.get(index) },
           }).then(settler.resolve, settler.reject),
         );
         return;
@@ -238,9 +236,7 @@ async function computeMany<T>(
       // As in `#compute`: between our L2 miss and the leases, another instance may have
       // computed some of these keys and released their leases.
       const found: (T | undefined)[] = [];
-      const missing = new Set(
-        await readManyFromL2(engine, fullKeys, held, found, new Map(), seen, l2Held, heldTags),
-      );
+      const missing = new Set(await readManyFromL2(engine, fullKeys, held, found, new Map(), seen, l2Held));
       const computedElsewhere = held.filter((index) => !missing.has(index));
       for (const index of computedElsewhere) settlers.get(index)!.resolve(found[index] as T);
       await inBatches(computedElsewhere, (index) => tier.releaseLease(fullKeys[index]!, leaseToken));
@@ -259,19 +255,25 @@ async function runMany<T>(
   batch: readonly number[],
   leaseToken: string | undefined,
 ): Promise<void> {
-  const { fullKeys, userKeys, settlers, factoryMany, options, stale, held, heldTags } = load;
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale, held } = load;
   const tier = engine.tier;
   const started = performance.now();
   const keys = batch.map((index) => userKeys[index]!);
-  const runs = batch.map((index) =>
-    engine.runs.start(fullKeys[index]!, engine.tagsOf(fullKeys[index]!, options.tags ?? [])),
-  );
+  const runs = batch.map((index) => {
+    const run = engine.runs.start(fullKeys[index]!, engine.tagsOf(fullKeys[index]!, options.tags ?? []));
+    // As `startFactory`: only a write compared against what L2 held ignores that write's late message.
+    const read = held.get(index);
+    if (read?.bytes) run.replaces = read.writeId;
+    return run;
+  });
   // As `runFactory`: the values the run replaces by compare-and-set are kept in Redis while it
-  // lasts (their writes would find them expired), beside the factory, settled before the writes.
+  // lasts (their writes would find them expired), beside the factory. Once it settles, only the
+  // batch in flight is awaited before the writes; the batches behind it are not sent.
   const replaced = batch.flatMap((index, position) => {
-    const bytes = held.get(index);
+    const read = held.get(index);
+    const bytes = read?.bytes;
     if (!bytes) return [];
-    const tags = heldTags.get(index) ?? stale.get(index)?.tags ?? [];
+    const tags = read.tags ?? stale.get(index)?.tags ?? [];
     return [{ fullKey: fullKeys[index]!, held: bytes, tags, run: runs[position]! }];
   });
   const kept =
@@ -357,7 +359,7 @@ async function runMany<T>(
           return;
         }
         // Compare-and-set against what L2 held before the run (as `runFactory`'s write).
-        const expected = held.has(index) ? held.get(index)! : undefined;
+        const expected = held.get(index)?.bytes;
         const remote = prepareWrite(engine, fullKeys[index]!, value, options, computeMs, false, expected);
         // A later chunk goes after anything this instance sent meanwhile: a delete of the key
         // since its L1 write must not be overwritten by the value it superseded.

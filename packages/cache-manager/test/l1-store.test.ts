@@ -127,6 +127,23 @@ describe.each(policies)('L1 store (%s)', (policy) => {
     expect(reasons).toEqual(['expired']);
   });
 
+  it('peek returns the entry held, past its grace too, and is no read: nothing dropped, no recency or frequency', () => {
+    const aged = createL1Store(policy, 2, 1_000);
+    aged.set('x', entry('x', 10), 1);
+    expect(aged.peek('x')?.value).toBe('x');
+    expect(aged.peek('missing')).toBeUndefined();
+    expect(aged.size).toBe(1);
+    // Whatever the policy, a store only peeked at evicts as one never looked at.
+    const [peeked, untouched] = [createL1Store(policy, 2, 1_000), createL1Store(policy, 2, 1_000)];
+    for (const store of [peeked, untouched]) {
+      store.set('a', entry('a', 100), 1);
+      store.set('b', entry('b', 200), 1);
+    }
+    for (let index = 0; index < 3; index += 1) peeked.peek('a');
+    for (const store of [peeked, untouched]) store.set('c', entry('c', 300), 1);
+    expect([...peeked.keys()].sort()).toEqual([...untouched.keys()].sort());
+  });
+
   it('does not store an entry larger than the byte budget', () => {
     const store = createL1Store(policy, 10, 100);
     store.set('big', entry('x'), 101);

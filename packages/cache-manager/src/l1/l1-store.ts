@@ -16,6 +16,12 @@ export interface L1Store {
   readonly bytes: number;
   /** The entry if present and usable at `now` (fresh or in grace); drops it once past grace. */
   get(key: string, now: number): CacheEntry | undefined;
+  /**
+   * The entry held for `key`, whatever its age, as a look, not a read: no recency or frequency
+   * is recorded and nothing is dropped (a bus message asking which write L1 holds, see
+   * `applyBusMessage`).
+   */
+  peek(key: string): CacheEntry | undefined;
   /** Stores an entry of `bytes` bytes; entries larger than the byte budget are not stored. */
   set(key: string, entry: CacheEntry, bytes: number): void;
   /** Removes a key; true when it was present. */

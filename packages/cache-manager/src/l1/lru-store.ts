@@ -46,6 +46,10 @@ export class LruStore implements L1Store {
     return entry;
   }
 
+  peek(key: string): CacheEntry | undefined {
+    return this.#cache.peek(key);
+  }
+
   set(key: string, entry: CacheEntry, bytes: number): void {
     if (bytes > this.#cache.maxSize) {
       this.delete(key);

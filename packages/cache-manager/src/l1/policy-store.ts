@@ -49,6 +49,10 @@ export class PolicyStore implements L1Store {
     return slot.entry;
   }
 
+  peek(key: string): CacheEntry | undefined {
+    return this.#slots.get(key)?.entry;
+  }
+
   set(key: string, entry: CacheEntry, bytes: number): void {
     if (bytes > this.#maxBytes) {
       this.delete(key);

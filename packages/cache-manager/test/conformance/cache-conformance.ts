@@ -1309,17 +1309,23 @@ export function describeCacheConformance(
         const a = make();
         const b = make();
         await Promise.all([a.ready(), b.ready()]);
+        const heard = () =>
+          new Promise<void>((resolve) => {
+            const stop = b.onInvalidation((message) => {
+              if (message.k.some((key) => key.endsWith('busy'))) {
+                stop();
+                resolve();
+              }
+            });
+          });
+        // The message of v1's write is applied first: a late one names the write B's L1 then
+        // holds, which it keeps, and would be taken here for v2's.
+        const first = heard();
         await a.set('busy', 'v1');
+        await first;
         expect(await b.get('busy')).toBe('v1');
         expect(b.getLocal('busy')).toBe('v1');
-        const evicted = new Promise<void>((resolve) => {
-          const stop = b.onInvalidation((message) => {
-            if (message.k.some((key) => key.endsWith('busy'))) {
-              stop();
-              resolve();
-            }
-          });
-        });
+        const evicted = heard();
         await a.set('busy', 'v2');
         await evicted;
         expect(b.getLocal('busy')).toBeUndefined();

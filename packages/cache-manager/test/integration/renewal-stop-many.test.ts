@@ -4,11 +4,12 @@ import { Cache } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 
 /**
- * A `getOrSetMany` run over many values renews their extension in batches of 256 script calls,
- * one batch after another (see long-run-extension.test.ts). When the run settles during a
- * renewal, that renewal must not go on sending its later batches: the run's writes and its
- * callers waited for every one of them (a round trip each, an operation deadline each on a
- * stalled Redis), for values the writes replace at once. The batch in flight is awaited, the
+ * A `getOrSetMany` run over many values extends them as it starts, and renews their extension,
+ * in batches of 256 script calls, one batch after another (see long-run-extension.test.ts).
+ * When the run settles during the first extension or a renewal, it must not go on sending its
+ * later batches: the run's writes and its callers waited for every one of them (a round trip
+ * each, an operation deadline each on a stalled Redis; 39 round trips after a short run over
+ * 10,000 values), for values the writes replace at once. The batch in flight is awaited, the
  * rest is not sent.
  */
 const prefix = testPrefix('cm_renewal_stop_many');
@@ -77,7 +78,7 @@ async function valuesInGrace(name: string) {
   return { count, keys, counted, options, other, a, b };
 }
 
-describe.skipIf(!redisUp)('a getOrSetMany run that settles during a renewal', () => {
+describe.skipIf(!redisUp)('a getOrSetMany run that settles during an extension', () => {
   it('sends none of the renewal’s later batches', async () => {
     const { count, keys, counted, options, other, a } = await valuesInGrace('');
     caches.push(a);
@@ -105,6 +106,33 @@ describe.skipIf(!redisUp)('a getOrSetMany run that settles during a renewal', ()
     caches.push(c);
     expect(await c.get(keys.at(-1)!)).toBe('refreshed');
   });
+  it('a run that settles during its first extension sends none of its later batches, and is cached', async () => {
+    const { count, keys, counted, options, other, a } = await valuesInGrace('first-');
+    caches.push(a);
+    let atSettle = 0;
+    const factoryMany = async (asked: readonly string[]) => {
+      // Settles as the first extension starts (its first script call sent).
+      await new Promise<void>((resolve) => {
+        const check = () => {
+          if (counted.sent() > 0) resolve();
+        };
+        counted.onSend(check);
+        check();
+      });
+      atSettle = counted.sent();
+      return asked.map(() => 'refreshed');
+    };
+    const values = await a.getOrSetMany(keys, factoryMany, { ttlMs: 60_000 });
+    expect(values.every((value) => value === 'refreshed')).toBe(true);
+    // At most the rest of the batch in flight went out after the run settled, not the 744
+    // calls of the three batches behind it: the writes replace those values at once.
+    expect(counted.sent() - atSettle).toBeLessThan(256);
+    expect(counted.sent()).toBeLessThanOrEqual(256);
+    const c = new Cache({ redis: other, bus: false, ...options });
+    caches.push(c);
+    expect(await c.getMany(keys)).toEqual(Array(count).fill('refreshed'));
+  });
+
   it('sends none of the renewal’s later batches once the cache closes', async () => {
     const { count, counted, keys, a } = await valuesInGrace('closed-');
     let atClose = 0;
