@@ -266,8 +266,10 @@ export function prepareWrite(
         if (replaced === false) {
           // Another instance changed the key since the run read it (its bus message not here
           // yet): its change stands in L2, and our older value leaves L1 (that message would
-          // evict it too). Served to the run's callers only, as a superseded run's.
-          if (engine.l1.get(fullKey, engine.clock.now()) === entry) engine.l1.delete(fullKey);
+          // evict it too). Served to the run's callers only, as a superseded run's. Found by its
+          // write id, not by identity: under `l1.maxTtlMs` L1 holds a capped copy of `entry`,
+          // which stayed (served over the change for maxTtlMs, with no message to come).
+          if (engine.l1.peek(fullKey)?.writeId === writeId) engine.l1.delete(fullKey);
           return false;
         }
         written = replaced === true;

@@ -143,6 +143,34 @@ function describeFactoryWriteRace(
       expect(a.getLocal('many-quiet')).toBe('A-old');
     });
 
+    it('with l1.maxTtlMs, a run whose write lost to B’s change leaves no copy in A’s L1 either', async () => {
+      // L1 keeps a copy of the entry capped at maxTtlMs, not the entry itself: the lost write
+      // is found by its write id, not by identity. Found by identity, the copy stayed, and A
+      // (no bus here) served its older value over B's for maxTtlMs.
+      const { a, b } = await instances({ l1: { maxTtlMs: 30_000 } });
+      expect(
+        await a.getOrSet(
+          'capped-one',
+          slowFactory(() => b.set('capped-one', 'B-new')),
+        ),
+      ).toBe('A-old');
+      expect(
+        await a.getOrSetMany(['capped-many', 'capped-quiet'], async (asked) => {
+          await delay(190);
+          await b.set('capped-many', 'B-new');
+          await delay(10);
+          return asked.map(() => 'A-old');
+        }),
+      ).toEqual(['A-old', 'A-old']);
+      expect(a.getLocal('capped-one')).toBeUndefined();
+      expect(a.getLocal('capped-many')).toBeUndefined();
+      expect(await a.getMany(['capped-one', 'capped-many', 'capped-quiet'])).toEqual([
+        'B-new',
+        'B-new',
+        'A-old',
+      ]);
+    });
+
     it('a set on B during A’s getOrSetMany run without leases keeps B’s value in L2', async () => {
       const { a, b, c } = await instances({ lock: { enabled: false } });
       const served = await a.getOrSetMany(['many-nolock', 'many-nolock-quiet'], async (asked) => {
