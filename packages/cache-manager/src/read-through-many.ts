@@ -42,6 +42,8 @@ interface ManyLoad<T> {
   options: SetOptions;
   /** The newest entry in grace per index, served when the factory fails. */
   stale: Map<number, CacheEntry<T>>;
+  /** `fills.epoch` as the call started, before its L1 and L2 reads (see `KeyLoad.staleSince`). */
+  staleSince: number;
   /**
    * What L2 held per index when last read before the run (as `KeyLoad.l2Seen`): absent when
    * not read or the read failed. A run that spans a bus reconnect caches a key's value only if
@@ -94,6 +96,7 @@ export async function getOrSetMany<T>(
   options: SetOptions,
 ): Promise<(T | undefined)[]> {
   const results = new Array<T | undefined>(fullKeys.length);
+  const staleSince = engine.fills.epoch;
   const joined: Promise<void>[] = [];
   const stale = new Map<number, CacheEntry<T>>();
   const seen = new Map<number, number | null>();
@@ -164,7 +167,7 @@ export async function getOrSetMany<T>(
     try {
       await computeMany(
         engine,
-        { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held },
+        { fullKeys, userKeys, settlers, factoryMany, options, stale, staleSince, seen, held },
         mine,
       );
     } catch (error) {
@@ -187,7 +190,7 @@ async function computeMany<T>(
   load: ManyLoad<T>,
   indexes: readonly number[],
 ): Promise<void> {
-  const { fullKeys, userKeys, settlers, factoryMany, options, stale, seen, held: l2Held } = load;
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale, staleSince, seen, held: l2Held } = load;
   const tier = engine.tier;
   let batch = [...indexes];
   const waits: Promise<void>[] = [];
@@ -223,6 +226,7 @@ async function computeMany<T>(
             factory: single,
             options,
             stale: stale.get(index),
+            staleSince,
             l2Seen: seen.get(index),
             l2Held: { ...l2Held.get(index) },
           }).then(settler.resolve, settler.reject),
@@ -255,7 +259,7 @@ async function runMany<T>(
   batch: readonly number[],
   leaseToken: string | undefined,
 ): Promise<void> {
-  const { fullKeys, userKeys, settlers, factoryMany, options, stale, held } = load;
+  const { fullKeys, userKeys, settlers, factoryMany, options, stale, staleSince, held } = load;
   const tier = engine.tier;
   const started = performance.now();
   const keys = batch.map((index) => userKeys[index]!);
@@ -322,7 +326,7 @@ async function runMany<T>(
           engine.servedStale(fullKeys[index]!, 'factory_error');
           // As in `runFactory`: a key changed during the run gets no back-off copy of the old value.
           if (!runs[position]!.superseded && !runs[position]!.suspect)
-            backOff(engine, fullKeys[index]!, fallback);
+            backOff(engine, fullKeys[index]!, fallback, staleSince);
           settlers.get(index)!.resolve(fallback.value);
         } else {
           const reason = error instanceof ManyResultShapeError ? error.message : undefined;

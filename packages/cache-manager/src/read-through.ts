@@ -29,6 +29,12 @@ export interface KeyLoad<T> {
   /** The newest entry still in grace (L1's or L2's), served when the factory fails or is slow. */
   stale: CacheEntry<T> | undefined;
   /**
+   * `fills.epoch` when {@link stale} was last known to be the key's value (as the read that
+   * found it started): a change of the key heard since then (see `FillGuard`) makes a back-off
+   * copy of it one of a replaced value (see {@link backOff}). Undefined: not checked.
+   */
+  staleSince?: number;
+  /**
    * An early refresh, which nobody waits on: it has no timeouts (the cache's defaults
    * included), and `stale` is the value still fresh, so a failure serves nobody a stale value
    * (none is counted); it only backs off.
@@ -90,6 +96,8 @@ export async function loadThrough<T>(
   staleL1: CacheEntry<T> | undefined,
 ): Promise<T> {
   let stale = staleL1;
+  // L1's copy was current as the call looked it up, in this same turn; L2's read starts now.
+  const staleSince = engine.fills.epoch;
   let l2Seen: number | null | undefined;
   const held: L2Held = {};
   if (options.forceFresh === true) {
@@ -108,6 +116,7 @@ export async function loadThrough<T>(
       factory,
       options,
       stale: inGrace,
+      staleSince,
       forcedAt,
       replacedWriteId,
       l2Held: { ...held },
@@ -139,6 +148,7 @@ export async function loadThrough<T>(
     factory,
     options,
     stale,
+    staleSince,
     l2Seen,
     l2Held: { ...held },
   });
@@ -273,6 +283,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   if (joinable(engine, running)) return awaitFactory(engine, load, running);
   if (running) outlivedLease(engine, running, userKey);
   let stale = load.stale;
+  let staleSince = load.staleSince;
   let l2Seen = load.l2Seen;
   const held: L2Held = { ...load.l2Held };
   const tier = engine.tier;
@@ -340,11 +351,13 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
           // After a change, L2 holds what it left: a value deleted meanwhile must not come back
           // through a failed holder or a timeout. Without one, only a newer value replaces ours
           // (L2's copy of a value slid in L1 may have expired before it).
-          if (changes?.superseded || changes?.suspect) stale = inGrace as CacheEntry<T> | undefined;
-          else if (inGrace && inGrace.createdAt > stale.createdAt) stale = inGrace as CacheEntry<T>;
+          if (changes?.superseded || changes?.suspect || (inGrace && inGrace.createdAt > stale.createdAt)) {
+            stale = inGrace as CacheEntry<T> | undefined;
+            staleSince = remote?.since;
+          }
         }
         const fallback = staleAfterFailedHolder();
-        if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
+        if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback, staleSince);
         lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
       }
       // The failure may have been reported while we took the lease it freed, or not have
@@ -371,7 +384,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
           }
           engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
         }
-        return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback);
+        return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback, staleSince);
       }
     } finally {
       wait.end();
@@ -385,9 +398,9 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     // 'unavailable': Redis failed while we waited; only in-process single flight is left.
     const l2Held = { ...held };
     if (lease === 'unavailable')
-      return runFactory(engine, { ...load, stale, l2Seen, l2Held, options: bounded });
+      return runFactory(engine, { ...load, stale, staleSince, l2Seen, l2Held, options: bounded });
     engine.metrics.lockWait('acquired');
-    return takeOver(engine, { ...load, stale, l2Seen, l2Held, options: bounded }, token, true);
+    return takeOver(engine, { ...load, stale, staleSince, l2Seen, l2Held, options: bounded }, token, true);
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
@@ -400,11 +413,12 @@ function serveStaleAfterFailedHolder<T>(
   userKey: string,
   fullKey: string,
   stale: CacheEntry<T>,
+  staleSince: number | undefined,
 ): T {
   engine.metrics.lockWait('stale');
   engine.servedStale(fullKey, 'factory_error');
   engine.logger.warn('lease holder failed; serving stale value', { key: userKey });
-  backOff(engine, fullKey, stale);
+  backOff(engine, fullKey, stale, staleSince);
   return stale.value;
 }
 
@@ -443,7 +457,7 @@ async function takeOver<T>(
     engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
     engine.servedStale(fullKey, 'factory_error');
     engine.logger.warn('the last lease holder failed; serving stale value', { key: load.userKey });
-    backOff(engine, fullKey, stale);
+    backOff(engine, fullKey, stale, load.staleSince);
     return stale.value;
   }
   return runFactory(
@@ -710,7 +724,7 @@ function backOffAfterLateFailure<T>(
       key: load.userKey,
       error: String(error),
     });
-    backOff(engine, load.fullKey, stale);
+    backOff(engine, load.fullKey, stale, load.staleSince);
   });
 }
 
@@ -732,9 +746,9 @@ function failedRun<T>(engine: CacheEngine, load: KeyLoad<T>, running: RunningFac
     // A write, delete or expire that reached the key during the run left L1 as it wants it:
     // the back-off copy would bring an older (maybe deleted) value back over it.
     if (!run.superseded && !run.suspect) {
-      if (load.background) backOffEarlyRefresh(engine, fullKey, stale);
+      if (load.background) backOffEarlyRefresh(engine, fullKey, stale, load.staleSince);
       // A forced run's value still fresh keeps its own expiry (the back-off would end it sooner).
-      else if (!isFresh(stale, engine.clock.now())) backOff(engine, fullKey, stale);
+      else if (!isFresh(stale, engine.clock.now())) backOff(engine, fullKey, stale, load.staleSince);
     }
     return stale.value;
   }
@@ -785,10 +799,20 @@ export function unchangedOrNot(
   return before === now ? 'unchanged' : 'changed';
 }
 
-/** After a failure served stale, keep the stale value "fresh" in L1 briefly so the source can recover. */
-export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry): void {
+/**
+ * After a failure served stale, keep the stale value "fresh" in L1 briefly so the source can
+ * recover. Not once a change of the key was heard since `since` (when the value was last known
+ * current, see `KeyLoad.staleSince`), but for the late message of that value's own write: the
+ * copy would put the value it replaced (maybe deleted) back in L1 for the whole back-off, with
+ * no message to come that drops it. Such a change during the run supersedes it (no back-off
+ * then either); one heard between the read and the run's start (a lease's round trip, say)
+ * did not. A copy is made as an L1 fill is (see `FillGuard.mayFill`), so when the changes of
+ * that time were forgotten (4,096 names since), none is made: the next call runs the factory.
+ */
+export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry, since?: number): void {
   const backoffMs = engine.options.graceBackoffMs;
   if (backoffMs <= 0) return;
+  if (since !== undefined && !engine.fills.mayFill(fullKey, stale.tags, since, stale.writeId)) return;
   const now = engine.clock.now();
   // Not sliding: hits during the back-off would otherwise carry the stale value a whole window
   // past it, and the source would get its retry only once nobody read the key for that long.
@@ -814,7 +838,12 @@ export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry)
  * expiry, at least `graceBackoffMs` away. When expiry is nearer, the back-off copy keeps the
  * value fresh until the back-off ends, as after any failure.
  */
-function backOffEarlyRefresh(engine: CacheEngine, fullKey: string, current: CacheEntry): void {
+function backOffEarlyRefresh(
+  engine: CacheEngine,
+  fullKey: string,
+  current: CacheEntry,
+  since: number | undefined,
+): void {
   const backoffMs = engine.options.graceBackoffMs;
   if (backoffMs <= 0) return;
   const now = engine.clock.now();
@@ -822,7 +851,7 @@ function backOffEarlyRefresh(engine: CacheEngine, fullKey: string, current: Cach
     current.computeMs = 0;
     // The refresh-ahead threshold tries again after the back-off (computeMs means nothing to it).
     current.refreshBlockedUntil = now + backoffMs;
-  } else backOff(engine, fullKey, current);
+  } else backOff(engine, fullKey, current, since);
 }
 
 /**
@@ -847,6 +876,8 @@ export function refreshEarly<T>(
 ): void {
   if (engine.refreshing.has(fullKey) || engine.flights.has(fullKey) || engine.closed) return;
   engine.refreshing.add(fullKey);
+  // `current` is L1's copy, looked up in this same turn.
+  const staleSince = engine.fills.epoch;
   const refresh = (async () => {
     let token: string | undefined;
     const held: L2Held = {};
@@ -900,6 +931,7 @@ export function refreshEarly<T>(
       factory,
       options,
       stale: current as CacheEntry<T>,
+      staleSince,
       background: true,
       l2Held: { ...held },
     };
