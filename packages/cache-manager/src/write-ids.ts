@@ -10,7 +10,11 @@ const WRITES_PER_DRAW = 2 ** 21;
  * (see `FillGuard`). Only equality is ever asked, never order, so no clock is involved: an id
  * is a random 32-bit part drawn every 2^21 writes, times 2^21, plus a counter, an integer below
  * 2^53 (exact in msgpack and JSON). Two writes get one id only if two draws agree (one chance
- * in 2^32), and it matters only if they are writes of one key during one read.
+ * in 2^32) and their counters too, and it matters only if they are writes of one key: one
+ * announced during a read of the other (the read fills L1), after an instance read the other
+ * into L1 (its late message keeps that copy, see `applyBusMessage`, until the next change or
+ * the copy's expiry), or during a run that read the other (the run is not superseded, but its
+ * compare-and-set write still loses to the changed bytes).
  */
 export class WriteIds {
   #high = 0;
