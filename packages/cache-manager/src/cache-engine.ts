@@ -408,7 +408,15 @@ export class CacheEngine {
         ? promise
         : joinFlight(
             this,
-            { fullKey, userKey, factory, options, stale: entry as CacheEntry<T> | undefined },
+            {
+              fullKey,
+              userKey,
+              factory,
+              options,
+              stale: entry as CacheEntry<T> | undefined,
+              // L1's copy, current as looked up in this turn (see `KeyLoad.staleSince`).
+              staleSince: this.fills.epoch,
+            },
             promise,
           );
       return this.options.l1.mode === 'clone' ? shared.then(copyOfFlight) : shared;
