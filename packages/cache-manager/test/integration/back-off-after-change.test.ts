@@ -88,6 +88,37 @@ describe.skipIf(started.skip !== undefined)('the back-off copy after a change he
     expect(reader.getLocal(key)).toBeUndefined();
   });
 
+  it('a delete heard before a lease waiter’s wait leaves no copy when the holder fails', async () => {
+    const key = 'deleted-waiter';
+    const writer = await caches.open();
+    const holder = await caches.open();
+    const reader = await caches.openAt(replies.url);
+    const written = heard(reader, key);
+    await writer.set(key, 'old', { ttlMs: 1, graceMs: 600_000 });
+    await written;
+    await delay(5);
+    // The holder's run takes the lease and fails once let go.
+    let fail!: () => void;
+    const failing = new Promise<never>((_, reject) => {
+      fail = () => reject(new Error('source down'));
+    });
+    const held = holder.getOrSet(key, () => failing);
+    while ((await caches.admin.exists(`back-off-change:__lease:${key}`)) === 0) await delay(5);
+    replies.holdRepliesAfter(/\r\nNX\r\n/);
+    const serving = reader.getOrSet(key, async () => 'computed');
+    await replies.replyHeld();
+    const deleted = heard(reader, key);
+    await writer.delete(key);
+    await deleted;
+    replies.release();
+    await delay(50);
+    fail();
+    expect(await held).toBe('old');
+    // The call began before the delete: its value in grace is served, not backed off.
+    expect(await serving).toBe('old');
+    expect(reader.getLocal(key)).toBeUndefined();
+  });
+
   it.each(runs)('with no change, the %s run’s failure backs off the value in grace', async (name, run) => {
     const key = `quiet-${name}`;
     const { reader, served } = await raceBeforeRun(key, run);
