@@ -807,7 +807,9 @@ export function unchangedOrNot(
  * no message to come that drops it. Such a change during the run supersedes it (no back-off
  * then either); one heard between the read and the run's start (a lease's round trip, say)
  * did not. A copy is made as an L1 fill is (see `FillGuard.mayFill`), so when the changes of
- * that time were forgotten (4,096 names since), none is made: the next call runs the factory.
+ * that time were forgotten (4,096 names since), none is made: the next call reads L2, and under
+ * a lease finds the failed holder's mark and serves the value in grace without calling the
+ * source (see `takeOver`); with locks off it runs the factory.
  */
 export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry, since?: number): void {
   const backoffMs = engine.options.graceBackoffMs;
