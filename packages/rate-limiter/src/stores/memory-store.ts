@@ -367,13 +367,17 @@ export class MemoryStore implements RateLimitStore {
     const start = entry.windowStart;
     const end = start + windowMs;
     const limit = policy.limit;
-    // Written so that a NaN start (no window yet) fails it too.
+    // Written so that a NaN start (no window yet) fails it too. An admitted check keeps the key
+    // until its window ends (fixedWindowTtl, at least 1 ms: #extend), which is when the entry
+    // expires already after any earlier admitted check of this window (else: the general path).
+    // So nothing is written but the count: a new expiry would be a new heap number per check,
+    // stored with a write barrier into an old entry (a third of the check's instructions).
     if (
       !(
         now >= start &&
         now < end &&
         start >= 0 &&
-        entry.expiresAt > now &&
+        entry.expiresAt === end &&
         entry.count < limit &&
         now - entry.movedAt <= refreshAfterMs
       ) ||
@@ -383,8 +387,6 @@ export class MemoryStore implements RateLimitStore {
     const used = entry.count + 1;
     entry.count = used;
     const resetMs = end - now;
-    // The key lives until its window ends (fixedWindowTtl), at least 1 ms (#extend).
-    entry.expiresAt = now + Math.max(resetMs, 1);
     // The shape of fixedWindowInPlace's decision (one hidden class for both).
     return {
       name: policy.name,
