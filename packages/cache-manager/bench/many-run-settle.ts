@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { Cache } from '../src/index.js';
+import { observingEvalsha } from '../test/integration/evalsha-observer.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const count = Number(process.env.KEYS ?? 10_000);
@@ -19,17 +20,8 @@ const rounds = Number(process.env.ROUNDS ?? 5);
 /** `client`, counting EVALSHA calls on value keys (the extension's, the writes'). */
 function counting(client: Redis, prefix: string) {
   const calls: { sha: string; at: number }[] = [];
-  const proxy = new Proxy(client, {
-    get(target, property) {
-      const value = Reflect.get(target, property);
-      if (typeof value !== 'function') return value;
-      if (property !== 'evalsha') return value.bind(target);
-      return (...args: unknown[]) => {
-        if (String(args[2]).startsWith(`${prefix}v:`))
-          calls.push({ sha: String(args[0]), at: performance.now() });
-        return (value as (...all: unknown[]) => unknown).apply(target, args);
-      };
-    },
+  const proxy = observingEvalsha(client, (sha, first) => {
+    if (first.startsWith(`${prefix}v:`)) calls.push({ sha, at: performance.now() });
   });
   return { client: proxy, calls };
 }

@@ -3,6 +3,7 @@ import { uniqueName } from '@noa/testkit';
 import type { Cluster } from 'ioredis';
 import { afterAll, describe, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
+import { observingEvalsha } from './evalsha-observer.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 import { usePrivateCluster } from './redis-server.js';
 
@@ -30,21 +31,12 @@ type Client = Redis | Cluster;
 /** `client`, counting the EVALSHA calls whose first key is a value's (`…v:<key>`), by key. */
 function countingScripts(client: Client): { client: Client; calls: (key: string) => number } {
   const calls = new Map<string, number>();
-  const proxy = new Proxy(client, {
-    get(target, property) {
-      const value = Reflect.get(target, property);
-      if (typeof value !== 'function') return value;
-      if (property !== 'evalsha') return value.bind(target);
-      return (...args: unknown[]) => {
-        const first = String(args[2]);
-        const marker = first.lastIndexOf('v:');
-        if (marker >= 0) {
-          const key = first.slice(marker + 2);
-          calls.set(key, (calls.get(key) ?? 0) + 1);
-        }
-        return (value as (...all: unknown[]) => unknown).apply(target, args);
-      };
-    },
+  const proxy = observingEvalsha(client, (_sha, first) => {
+    const marker = first.lastIndexOf('v:');
+    if (marker >= 0) {
+      const key = first.slice(marker + 2);
+      calls.set(key, (calls.get(key) ?? 0) + 1);
+    }
   });
   return { client: proxy, calls: (key) => calls.get(key) ?? 0 };
 }

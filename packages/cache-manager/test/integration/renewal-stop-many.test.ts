@@ -1,6 +1,7 @@
 import { delay } from '@noa/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
+import { observingEvalsha } from './evalsha-observer.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 
 /**
@@ -30,22 +31,13 @@ function countingExtensions(client: Redis): {
   let sha: string | undefined;
   let sent = 0;
   let listener: (() => void) | undefined;
-  const proxy = new Proxy(client, {
-    get(target, property) {
-      const value = Reflect.get(target, property);
-      if (typeof value !== 'function') return value;
-      if (property !== 'evalsha') return value.bind(target);
-      return (...args: unknown[]) => {
-        if (String(args[2]).includes('v:many-')) {
-          sha ??= String(args[0]);
-          if (String(args[0]) === sha) {
-            sent += 1;
-            listener?.();
-          }
-        }
-        return (value as (...all: unknown[]) => unknown).apply(target, args);
-      };
-    },
+  const proxy = observingEvalsha(client, (called, first) => {
+    if (!first.includes('v:many-')) return;
+    sha ??= called;
+    if (called === sha) {
+      sent += 1;
+      listener?.();
+    }
   });
   return {
     client: proxy,

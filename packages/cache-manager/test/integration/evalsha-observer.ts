@@ -1,0 +1,23 @@
+import type { Cluster, Redis } from 'ioredis';
+
+/**
+ * `client` with each EVALSHA call shown to `observe(sha, firstKey)` before it is sent (a Proxy:
+ * every other property is the client's own). How the long-run tests and `bench/many-run-settle.ts`
+ * count the extension's and the writes' script calls without a server-side monitor.
+ */
+export function observingEvalsha<C extends Redis | Cluster>(
+  client: C,
+  observe: (sha: string, firstKey: string) => void,
+): C {
+  return new Proxy(client, {
+    get(target, property) {
+      const value = Reflect.get(target, property);
+      if (typeof value !== 'function') return value;
+      if (property !== 'evalsha') return value.bind(target);
+      return (...args: unknown[]) => {
+        observe(String(args[0]), String(args[2]));
+        return (value as (...all: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
