@@ -367,17 +367,21 @@ export class MemoryStore implements RateLimitStore {
     const start = entry.windowStart;
     const end = start + windowMs;
     const limit = policy.limit;
+    const resetMs = end - now;
     // Written so that a NaN start (no window yet) fails it too. An admitted check keeps the key
-    // until its window ends (fixedWindowTtl, at least 1 ms: #extend), which is when the entry
-    // expires already after any earlier admitted check of this window (else: the general path).
-    // So nothing is written but the count: a new expiry would be a new heap number per check,
-    // stored with a write barrier into an old entry (a third of the check's instructions).
+    // for the rest of its window, at least 1 ms (fixedWindowTtl, #extend): until
+    // `now + max(resetMs, 1)`. Taken only when that is the entry's expiry already (as after an
+    // earlier admitted check of this window, at least 1 ms before its end), so nothing is written
+    // but the count: a new expiry would be a new heap number per check, stored with a write
+    // barrier into an old entry (a third of the check's instructions). Not `expiresAt === end`
+    // alone: a fractional time less than 1 ms before the end keeps the key past it, and
+    // `now + (end - now)` rounds to another value than `end` for some fractional times.
     if (
       !(
         now >= start &&
-        now < end &&
+        resetMs >= 1 &&
         start >= 0 &&
-        entry.expiresAt === end &&
+        entry.expiresAt === now + resetMs &&
         entry.count < limit &&
         now - entry.movedAt <= refreshAfterMs
       ) ||
@@ -386,7 +390,6 @@ export class MemoryStore implements RateLimitStore {
       return undefined;
     const used = entry.count + 1;
     entry.count = used;
-    const resetMs = end - now;
     // The shape of fixedWindowInPlace's decision (one hidden class for both).
     return {
       name: policy.name,

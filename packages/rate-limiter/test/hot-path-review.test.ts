@@ -1,0 +1,106 @@
+import { ManualClock } from '@noa/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { createRateLimiter, type LimitPolicy, MemoryStore } from '../src/index.js';
+
+/** A time aligned to a minute, far from 0 (as a real clock's). */
+const start = 1_700_000_040_000;
+
+describe('check() of a live key (consumeHot) against the general path', () => {
+  it('leaves the expiry the general path leaves for a check less than 1 ms before its window ends (fractional clock)', async () => {
+    // Two limiters on stores of their own, the same checks: `hot` through check(), `general`
+    // through checkSync(), which never takes consumeHot.
+    const clock = new ManualClock(start);
+    const hot = createRateLimiter({ limits: [{ limit: 10, windowMs: 60_000 }], clock });
+    const general = createRateLimiter({ limits: [{ limit: 10, windowMs: 60_000 }], clock });
+    const end = start + 60_000;
+    clock.set(end - 2);
+    await hot.check('k');
+    general.checkSync('k');
+    // Half a millisecond before the window ends: the key is kept 1 ms more (#extend's minimum).
+    clock.set(end - 0.5);
+    expect(await hot.check('k')).toEqual(general.checkSync('k'));
+    // After the window's end, before that minimum: the key still has state on the general path.
+    clock.set(end + 0.25);
+    expect(await general.reset('k')).toBe(true);
+    expect(await hot.reset('k')).toBe(true);
+    await hot.close();
+    await general.close();
+  });
+
+  it('keeps the same eviction order as the general path (fractional clock, maxKeys)', async () => {
+    const clock = new ManualClock(start);
+    const limits = [{ limit: 10, windowMs: 60_000 }];
+    const hotStore = new MemoryStore({ clock, maxKeys: 2 });
+    const generalStore = new MemoryStore({ clock, maxKeys: 2 });
+    const hot = createRateLimiter({ limits, clock, store: hotStore });
+    const general = createRateLimiter({ limits, clock, store: generalStore });
+    const both = async (key: string) => {
+      const expected = general.checkSync(key);
+      expect(await hot.check(key)).toEqual(expected);
+      return expected;
+    };
+    const end = start + 60_000;
+    clock.set(end - 5);
+    await both('a');
+    // Half a millisecond before the window ends: 'a' is kept until 0.5 ms after it.
+    clock.set(end - 0.5);
+    await both('a');
+    clock.set(end + 0.1);
+    await both('b');
+    // 'a' still lives on the general path: its new window's first point, in its old place.
+    clock.set(end + 0.25);
+    await both('a');
+    // A third key evicts the least recently moved: 'a' on the general path, so 'b' keeps its count.
+    await both('c');
+    expect((await both('b')).remaining).toBe(8);
+    await both('a');
+    await hot.close();
+    await general.close();
+    await hotStore.close();
+    await generalStore.close();
+  });
+
+  it('decides, expires and evicts as the general path for any sequence of checks on fractional clocks', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(1, 3, 50),
+        fc.constantFrom(7, 1_000, 60_000),
+        fc.constantFrom(0, start),
+        fc.array(
+          fc.record({
+            gap: fc.oneof(
+              fc.integer({ min: 0, max: 40 }),
+              fc.double({ min: 0, max: 3, noNaN: true }),
+              fc.integer({ min: 0, max: 2_500 }),
+            ),
+            key: fc.constantFrom('a', 'b', 'c', 'd'),
+            op: fc.constantFrom('check', 'check', 'check', 'check', 'reset', 'peek'),
+          }),
+          { minLength: 10, maxLength: 80 },
+        ),
+        async (limit, windowMs, begin, steps) => {
+          const clock = new ManualClock(begin);
+          const limits: LimitPolicy[] = [{ name: 'default', algorithm: 'fixed-window', limit, windowMs }];
+          const hotStore = new MemoryStore({ clock, maxKeys: 3 });
+          const generalStore = new MemoryStore({ clock, maxKeys: 3 });
+          const hot = createRateLimiter({ limits, clock, store: hotStore });
+          const general = createRateLimiter({ limits, clock, store: generalStore });
+          try {
+            for (const { gap, key, op } of steps) {
+              clock.advance(gap);
+              if (op === 'check') expect(await hot.check(key)).toEqual(general.checkSync(key));
+              else if (op === 'reset') expect(await hot.reset(key)).toBe(await general.reset(key));
+              else expect(await hot.peek(key)).toEqual(await general.peek(key));
+              expect(hotStore.size).toBe(generalStore.size);
+            }
+          } finally {
+            await hot.close();
+            await general.close();
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
