@@ -374,8 +374,9 @@ export class MemoryStore implements RateLimitStore {
     // earlier admitted check of this window, at least 1 ms before its end), so nothing is written
     // but the count: a new expiry would be a new heap number per check, stored with a write
     // barrier into an old entry (a third of the check's instructions). Not `expiresAt === end`
-    // alone: a fractional time less than 1 ms before the end keeps the key past it, and
-    // `now + (end - now)` rounds to another value than `end` for some fractional times.
+    // alone: the general path keeps a key checked at a fractional time less than 1 ms before
+    // its window's end past that end (test/hot-path-review.test.ts). The expiry is compared
+    // with the general path's own expression, so no rounding can tell the two apart.
     if (
       !(
         now >= start &&
