@@ -1,7 +1,7 @@
 import { ManualClock } from '@noa/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createRateLimiter, type LimitPolicy, MemoryStore } from '../src/index.js';
+import { createRateLimiter, InvalidCheckInputError, type LimitPolicy, MemoryStore } from '../src/index.js';
 
 /** A time aligned to a minute, far from 0 (as a real clock's). */
 const start = 1_700_000_040_000;
@@ -59,6 +59,40 @@ describe('check() of a live key (consumeHot) against the general path', () => {
     await general.close();
     await hotStore.close();
     await generalStore.close();
+  });
+
+  it('leaves nothing behind for a refused empty key: no namespace made again in the store', async () => {
+    // The same calls on two stores: `hot` limiters through check(), `general` ones through
+    // checkSync(). Four limiters (four namespaces) share each store of 2 keys; a new key's
+    // namespace being empty, the key evicts from the other namespaces in their order in the store.
+    const clock = new ManualClock(start);
+    const limits = [{ limit: 10, windowMs: 60_000 }];
+    const run = async (via: 'check' | 'checkSync') => {
+      const store = new MemoryStore({ clock, maxKeys: 2 });
+      const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((prefix) =>
+        createRateLimiter({ limits, clock, store, prefix }),
+      );
+      const check = async (limiter: typeof a, key: string) =>
+        via === 'check' ? await limiter!.check(key) : limiter!.checkSync(key);
+      await check(a, 'x');
+      await check(b, 'y');
+      await a!.resetAll();
+      // Refused: an empty key is no key.
+      if (via === 'check') await expect(a!.check('')).rejects.toThrow(InvalidCheckInputError);
+      else expect(() => a!.checkSync('')).toThrow(InvalidCheckInputError);
+      await check(c, 'z');
+      // Evicts b's 'y' (the oldest namespace), leaving c's 'z' and a's 'w'.
+      await check(a, 'w');
+      // Evicts from the namespace made first of the two: c's (a's was made again after it).
+      await check(d, 'v');
+      const answers = [(await check(a, 'w')).remaining, (await check(c, 'z')).remaining];
+      for (const limiter of [a, b, c, d]) await limiter!.close();
+      await store.close();
+      return answers;
+    };
+    const general = await run('checkSync');
+    expect(general).toEqual([8, 9]);
+    expect(await run('check')).toEqual(general);
   });
 
   it('decides, expires and evicts as the general path for any sequence of checks on fractional clocks', async () => {

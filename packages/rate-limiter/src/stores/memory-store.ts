@@ -356,7 +356,11 @@ export class MemoryStore implements RateLimitStore {
   consumeHot(key: string, policy: LimitPolicy, space: HotSpaceToken): Decision | undefined {
     let entries = this.#hotEntries;
     if (space !== this.#hotToken || entries === undefined) {
-      entries = this.#entriesOf(space.namespace);
+      // Looked up, never made: a namespace the store does not hold has no key to take, and one
+      // made here would outlive a check that is then refused (an empty key: #decide's error),
+      // changing the order in which keys of the namespaces are evicted.
+      entries = this.#spaces.get(space.namespace);
+      if (entries === undefined) return undefined;
       this.#hotToken = space;
       this.#hotEntries = entries;
     }
