@@ -95,6 +95,109 @@ describe('check() of a live key (consumeHot) against the general path', () => {
     expect(await run('check')).toEqual(general);
   });
 
+  it('answers, expires and evicts as the general path for any sequence of calls (clocks that go back or are fractional, three limiters per store, small maxKeys)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(1, 3, 50),
+        fc.constantFrom(3, 7, 1_000, 60_000),
+        fc.constantFrom(0, 5, start),
+        fc.array(
+          fc.record({
+            gap: fc.oneof(
+              { arbitrary: fc.integer({ min: -30, max: 40 }), weight: 3 },
+              { arbitrary: fc.double({ min: -2, max: 3, noNaN: true }), weight: 2 },
+              { arbitrary: fc.constantFrom(0.25, 0.5, 0.75), weight: 2 },
+              { arbitrary: fc.integer({ min: 0, max: 2_500 }), weight: 1 },
+            ),
+            key: fc.constantFrom('a', 'b', 'c', ''),
+            which: fc.constantFrom(0, 0, 1, 2),
+            op: fc.constantFrom(
+              'check',
+              'check',
+              'check',
+              'check',
+              'check',
+              'check',
+              'checkCost',
+              'reset',
+              'resetAll',
+              'peek',
+              'refund',
+              'penalize',
+              'block',
+              'unblock',
+            ),
+          }),
+          { minLength: 10, maxLength: 80 },
+        ),
+        async (limit, windowMs, begin, steps) => {
+          // A clock that may go back (ManualClock refuses to).
+          let now = begin;
+          const clock = { now: () => now };
+          const limits: LimitPolicy[] = [{ name: 'default', algorithm: 'fixed-window', limit, windowMs }];
+          const hotStore = new MemoryStore({ clock, maxKeys: 2 });
+          const generalStore = new MemoryStore({ clock, maxKeys: 2 });
+          const make = (store: MemoryStore) =>
+            ['p', 'q', 'r'].map((prefix) => createRateLimiter({ limits, clock, store, prefix }));
+          const hot = make(hotStore);
+          const general = make(generalStore);
+          const settle = async <T>(run: () => T | Promise<T>) => {
+            try {
+              return { value: await run() };
+            } catch (error) {
+              return { error: (error as Error).constructor.name };
+            }
+          };
+          try {
+            for (const { gap, key, which, op } of steps) {
+              now += gap;
+              const h = hot[which]!;
+              const g = general[which]!;
+              let pair: [unknown, unknown];
+              switch (op) {
+                case 'check':
+                  pair = [await settle(() => h.check(key)), await settle(() => g.checkSync(key))];
+                  break;
+                case 'checkCost':
+                  pair = [await settle(() => h.check(key, 2)), await settle(() => g.checkSync(key, 2))];
+                  break;
+                case 'reset':
+                  pair = [await settle(() => h.reset(key)), await settle(() => g.reset(key))];
+                  break;
+                case 'resetAll':
+                  pair = [await settle(() => h.resetAll()), await settle(() => g.resetAll())];
+                  break;
+                case 'peek':
+                  pair = [await settle(() => h.peek(key)), await settle(() => g.peek(key))];
+                  break;
+                case 'refund':
+                  pair = [await settle(() => h.refund(key)), await settle(() => g.refund(key))];
+                  break;
+                case 'penalize':
+                  pair = [await settle(() => h.penalize(key, 1)), await settle(() => g.penalize(key, 1))];
+                  break;
+                case 'block':
+                  pair = [await settle(() => h.block(key, 5)), await settle(() => g.block(key, 5))];
+                  break;
+                default:
+                  pair = [await settle(() => h.unblock(key)), await settle(() => g.unblock(key))];
+              }
+              expect(pair[0]).toEqual(pair[1]);
+              expect(hotStore.size).toBe(generalStore.size);
+            }
+            // Every key still held, with its state (a cost-0 look that counts nothing).
+            for (const index of [0, 1, 2])
+              for (const key of ['a', 'b', 'c'])
+                expect(await hot[index]!.peek(key)).toEqual(await general[index]!.peek(key));
+          } finally {
+            for (const limiter of [...hot, ...general]) await limiter.close();
+          }
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
   it('decides, expires and evicts as the general path for any sequence of checks on fractional clocks', async () => {
     await fc.assert(
       fc.asyncProperty(
