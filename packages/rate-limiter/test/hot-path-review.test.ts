@@ -1,5 +1,7 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { ManualClock } from '@noa/core';
 import fc from 'fast-check';
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createRateLimiter, InvalidCheckInputError, type LimitPolicy, MemoryStore } from '../src/index.js';
 
@@ -92,6 +94,36 @@ describe('check() of a live key (consumeHot) against the general path', () => {
     };
     const general = await run('checkSync');
     expect(general).toEqual([8, 9]);
+    expect(await run('check')).toEqual(general);
+  });
+
+  it('counts and publishes a hot check as the general path does (checks_total, noa:rate-limiter:check)', async () => {
+    const run = async (via: 'check' | 'checkSync') => {
+      const registry = new Registry();
+      const published: unknown[] = [];
+      const listener = (message: unknown) => published.push(structuredClone(message));
+      diagnosticsChannel.subscribe('noa:rate-limiter:check', listener);
+      const clock = new ManualClock(start);
+      const limiter = createRateLimiter({ limits: [{ limit: 3, windowMs: 60_000 }], clock, registry });
+      try {
+        for (const gap of [0, 10, 10, 10, 60_000, 5]) {
+          clock.advance(gap);
+          if (via === 'check') await limiter.check('k');
+          else limiter.checkSync('k');
+        }
+      } finally {
+        diagnosticsChannel.unsubscribe('noa:rate-limiter:check', listener);
+        await limiter.close();
+      }
+      const text = await registry.metrics();
+      return {
+        published,
+        checks: text.split('\n').filter((line) => line.startsWith('noa_rate_limiter_checks_total{')),
+      };
+    };
+    const general = await run('checkSync');
+    expect(general.published).toHaveLength(6);
+    expect(general.checks.length).toBeGreaterThan(0);
     expect(await run('check')).toEqual(general);
   });
 
