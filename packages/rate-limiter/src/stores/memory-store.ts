@@ -341,11 +341,14 @@ export class MemoryStore implements RateLimitStore {
 
   /**
    * {@link consumeSingle} of one point, for the hot case only: a live key whose fixed window lives
-   * inline, with no block, checked again within its window, below its limit, and moved to the
-   * young end of the eviction order less than a second ago. Returns `undefined`, counting nothing,
-   * for any other case (a new, expired or blocked key, a new window, a refusal, another algorithm,
-   * a move due): the caller then asks consumeSingle. The same decision as consumeSingle's
-   * (property-tested in `test/fast-path.test.ts`), without the general window arithmetic: a stored
+   * inline, with no block, checked again within its window (at least 1 ms before its end), below
+   * its limit, and moved to the young end of the eviction order at most a second ago. Returns
+   * `undefined`, counting nothing and making nothing (not even a namespace), for any other case
+   * (a new, expired or blocked key, a namespace the store does not hold, a new window, a refusal,
+   * another algorithm, a move due): the caller then asks consumeSingle. The same decision and the
+   * same state left behind as consumeSingle's (property-tested in `test/fast-path.test.ts`, and
+   * the limiter's check() against checkSync() in `test/hot-path-review.test.ts`), without the
+   * general window arithmetic: a stored
    * window start is always aligned (`windowStartOf`), so a time inside it counts in it. `space`
    * names the namespace (by its `namespace`) and is compared by reference: give the same token
    * for a namespace each time, and `policy` must be the one every check of the namespace uses (a
