@@ -341,11 +341,14 @@ export class MemoryStore implements RateLimitStore {
 
   /**
    * {@link consumeSingle} of one point, for the hot case only: a live key whose fixed window lives
-   * inline, with no block, checked again within its window, below its limit, and moved to the
-   * young end of the eviction order less than a second ago. Returns `undefined`, counting nothing,
-   * for any other case (a new, expired or blocked key, a new window, a refusal, another algorithm,
-   * a move due): the caller then asks consumeSingle. The same decision as consumeSingle's
-   * (property-tested in `test/fast-path.test.ts`), without the general window arithmetic: a stored
+   * inline, with no block, checked again within its window (at least 1 ms before its end), below
+   * its limit, and moved to the young end of the eviction order at most a second ago. Returns
+   * `undefined`, counting nothing and making nothing (not even a namespace), for any other case
+   * (a new, expired or blocked key, a namespace the store does not hold, a new window, a refusal,
+   * another algorithm, a move due): the caller then asks consumeSingle. The same decision and the
+   * same state left behind as consumeSingle's (property-tested in `test/fast-path.test.ts`, and
+   * the limiter's check() against checkSync() in `test/hot-path-review.test.ts`), without the
+   * general window arithmetic: a stored
    * window start is always aligned (`windowStartOf`), so a time inside it counts in it. `space`
    * names the namespace (by its `namespace`) and is compared by reference: give the same token
    * for a namespace each time, and `policy` must be the one every check of the namespace uses (a
@@ -356,7 +359,11 @@ export class MemoryStore implements RateLimitStore {
   consumeHot(key: string, policy: LimitPolicy, space: HotSpaceToken): Decision | undefined {
     let entries = this.#hotEntries;
     if (space !== this.#hotToken || entries === undefined) {
-      entries = this.#entriesOf(space.namespace);
+      // Looked up, never made: a namespace the store does not hold has no key to take, and one
+      // made here would outlive a check that is then refused (an empty key: #decide's error),
+      // changing the order in which keys of the namespaces are evicted.
+      entries = this.#spaces.get(space.namespace);
+      if (entries === undefined) return undefined;
       this.#hotToken = space;
       this.#hotEntries = entries;
     }
@@ -367,17 +374,22 @@ export class MemoryStore implements RateLimitStore {
     const start = entry.windowStart;
     const end = start + windowMs;
     const limit = policy.limit;
+    const resetMs = end - now;
     // Written so that a NaN start (no window yet) fails it too. An admitted check keeps the key
-    // until its window ends (fixedWindowTtl, at least 1 ms: #extend), which is when the entry
-    // expires already after any earlier admitted check of this window (else: the general path).
-    // So nothing is written but the count: a new expiry would be a new heap number per check,
-    // stored with a write barrier into an old entry (a third of the check's instructions).
+    // for the rest of its window, at least 1 ms (fixedWindowTtl, #extend): until
+    // `now + max(resetMs, 1)`. Taken only when that is the entry's expiry already (as after an
+    // earlier admitted check of this window, at least 1 ms before its end), so nothing is written
+    // but the count: a new expiry would be a new heap number per check, stored with a write
+    // barrier into an old entry (a third of the check's instructions). Not `expiresAt === end`
+    // alone: the general path keeps a key checked at a fractional time less than 1 ms before
+    // its window's end past that end (test/hot-path-review.test.ts). The expiry is compared
+    // with the general path's own expression, so no rounding can tell the two apart.
     if (
       !(
         now >= start &&
-        now < end &&
+        resetMs >= 1 &&
         start >= 0 &&
-        entry.expiresAt === end &&
+        entry.expiresAt === now + resetMs &&
         entry.count < limit &&
         now - entry.movedAt <= refreshAfterMs
       ) ||
@@ -386,7 +398,6 @@ export class MemoryStore implements RateLimitStore {
       return undefined;
     const used = entry.count + 1;
     entry.count = used;
-    const resetMs = end - now;
     // The shape of fixedWindowInPlace's decision (one hidden class for both).
     return {
       name: policy.name,
