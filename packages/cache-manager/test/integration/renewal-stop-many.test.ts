@@ -70,6 +70,17 @@ async function valuesInGrace(name: string) {
   return { count, keys, counted, options, other, a, b };
 }
 
+/** Resolves once `counted` has sent more than `calls` extension script calls. */
+function sentMoreThan(counted: ReturnType<typeof countingExtensions>, calls: number): Promise<void> {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (counted.sent() > calls) resolve();
+    };
+    counted.onSend(check);
+    check();
+  });
+}
+
 describe.skipIf(!redisUp)('a getOrSetMany run that settles during an extension', () => {
   it('sends none of the renewal’s later batches', async () => {
     const { count, keys, counted, options, other, a } = await valuesInGrace('');
@@ -77,13 +88,7 @@ describe.skipIf(!redisUp)('a getOrSetMany run that settles during an extension',
     let atSettle = 0;
     const factoryMany = async (asked: readonly string[]) => {
       // Settles as the first renewal starts (its first script call sent).
-      await new Promise<void>((resolve) => {
-        const check = () => {
-          if (counted.sent() > count) resolve();
-        };
-        counted.onSend(check);
-        check();
-      });
+      await sentMoreThan(counted, count);
       atSettle = counted.sent();
       return asked.map(() => 'refreshed');
     };
@@ -104,13 +109,7 @@ describe.skipIf(!redisUp)('a getOrSetMany run that settles during an extension',
     let atSettle = 0;
     const factoryMany = async (asked: readonly string[]) => {
       // Settles as the first extension starts (its first script call sent).
-      await new Promise<void>((resolve) => {
-        const check = () => {
-          if (counted.sent() > 0) resolve();
-        };
-        counted.onSend(check);
-        check();
-      });
+      await sentMoreThan(counted, 0);
       atSettle = counted.sent();
       return asked.map(() => 'refreshed');
     };

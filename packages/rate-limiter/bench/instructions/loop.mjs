@@ -2,7 +2,9 @@
 // (see count.sh and docs/decisions/009): `node loop.mjs <side> <calls>` runs <calls> awaited
 // calls over 10k keys through a loop compiled for it alone, as `ownCpuLoop()` does in the bench.
 // Sides: ours (the built package: run `pnpm build` first), express-rate-limit,
-// rate-limiter-flexible, reference (the stripped-down fixed window of bench/memory-cases.ts).
+// rate-limiter-flexible, reference (a copy of the stripped-down fixed window of
+// bench/memory-cases.ts: this file runs the built package under plain Node, and importing the
+// TypeScript bench would need tsx, under which our side counts differently: decision 009).
 // Windows last a day: under valgrind a run takes minutes, and a window ending inside one would
 // send every key through a new window's path once. Our store's clock runs 50x slower than real
 // time, as valgrind slows the process about that much: the once-a-second moves of each key in

@@ -28,10 +28,19 @@ export function fixedWindowInPlace(
   state.windowStart = windowStart;
   state.count = used;
   // The whole quota comes back at the window's end, the next point with it: one value for both.
-  const shownMs = used > 0 ? resetMs : 0;
+  return fixedWindowAdmitted(policy, used, used > 0 ? resetMs : 0);
+}
+
+/**
+ * The decision admitting a request that brought its window's count to `used`, `shownMs` before
+ * the window's end (0 for a count of 0). Also the memory store's hot path's, so that both paths
+ * build one object shape.
+ */
+export function fixedWindowAdmitted(policy: LimitPolicy, used: number, shownMs: number): Decision {
+  const limit = policy.limit;
   return {
     name: policy.name,
-    windowMs,
+    windowMs: policy.windowMs,
     allowed: true,
     limit,
     remaining: limit - used,

@@ -1,7 +1,7 @@
 import { type Clock, coarseClock, parseOptions } from '@noa/core';
 import { z } from 'zod';
 import { type FixedWindowState, fixedWindowTtl } from '../algorithms/fixed-window.js';
-import { fixedWindowInPlace } from '../algorithms/fixed-window-in-place.js';
+import { fixedWindowAdmitted, fixedWindowInPlace } from '../algorithms/fixed-window-in-place.js';
 import { adjusters, algorithms, inPlaceAlgorithms, stateOf } from '../algorithms/index.js';
 import {
   type AutoBlockPolicy,
@@ -336,7 +336,9 @@ export class MemoryStore implements RateLimitStore {
   consumeSingle(key: string, policy: LimitPolicy, cost: number, namespace = ''): Decision | undefined {
     const now = this.#clock.now();
     const entries = this.#entriesOf(namespace);
-    return this.#consumeSingleOther(entries, key, entries.get(key), policy, cost, now);
+    const entry = this.#live(entries, key, now);
+    if (entry !== undefined && entry.block !== undefined && entry.block.blockedUntil > now) return undefined;
+    return this.#consumeSingle(entries, key, entry, policy, cost, now);
   }
 
   /**
@@ -398,36 +400,8 @@ export class MemoryStore implements RateLimitStore {
       return undefined;
     const used = entry.count + 1;
     entry.count = used;
-    // The shape of fixedWindowInPlace's decision (one hidden class for both).
-    return {
-      name: policy.name,
-      windowMs,
-      allowed: true,
-      limit,
-      remaining: limit - used,
-      resetMs,
-      nextMs: resetMs,
-      retryAfterMs: 0,
-      delayMs: 0,
-    };
-  }
-
-  /** {@link consumeSingle} of any key but a live inline fixed window without a block. */
-  #consumeSingleOther(
-    entries: KeySpace,
-    key: string,
-    found: Entry | undefined,
-    policy: LimitPolicy,
-    cost: number,
-    now: number,
-  ): Decision | undefined {
-    let entry = found;
-    if (entry !== undefined && entry.expiresAt <= now) {
-      this.#remove(entries, key, entry);
-      entry = undefined;
-    }
-    if (entry !== undefined && entry.block !== undefined && entry.block.blockedUntil > now) return undefined;
-    return this.#consumeSingle(entries, key, entry, policy, cost, now);
+    // fixedWindowInPlace's own decision (one hidden class for both paths).
+    return fixedWindowAdmitted(policy, used, resetMs);
   }
 
   /** The entries of `namespace` (created when missing), remembering the last one asked for. */
@@ -761,13 +735,10 @@ export class MemoryStore implements RateLimitStore {
    * quota.
    */
   #touch(entries: KeySpace, entry: Entry, now: number): void {
-    if (now - entry.movedAt > refreshAfterMs) this.#moveToYoungEnd(entries, entry, now);
-  }
-
-  /** Moves `entry` to the young end of its namespace's list, as of `now` (see {@link #touch}). */
-  #moveToYoungEnd(entries: KeySpace, entry: Entry, now: number): void {
-    entry.movedAt = now;
-    entries.moveToYoungEnd(entry);
+    if (now - entry.movedAt > refreshAfterMs) {
+      entry.movedAt = now;
+      entries.moveToYoungEnd(entry);
+    }
   }
 
   /**
