@@ -52,7 +52,10 @@ describe.skipIf(skip !== undefined)('a Cluster call ioredis redirects by itself'
       await redis.script('LOAD', checkScript);
       await redis.script('LOAD', adjustScript);
       admins.set(address, { redis, id: String(await redis.cluster('MYID')) });
-      const monitor = await new Redis(node.port, node.host).monitor();
+      // monitor() opens a connection of its own; the instance it is called on stays lazy, so its
+      // ready-check INFO cannot land in the same read as MONITOR's +OK (ioredis then met a
+      // monitored line before its monitoring mode, "Command queue state error": CI 2026-12-06).
+      const monitor = await new Redis(node.port, node.host, { lazyConnect: true }).monitor();
       monitor.on('monitor', (_time: string, args: string[]) => {
         if (!seen.has(address)) seen.set(address, []);
         seen.get(address)!.push(args);
