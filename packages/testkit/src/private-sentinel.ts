@@ -35,8 +35,9 @@ export interface PrivateSentinel {
   /**
    * SIGKILL of the master (nothing saved), then waits for the sentinels to promote the replica
    * (`down-after-milliseconds` is 1 s) and for it to answer as master. The killed server is
-   * started again as a replica of the new one, its link up, before this resolves, so another
-   * failover can follow. Resolves with the new master's port and the ms from the kill until the
+   * started again as a replica of the new one (replica-priority 0 until its link is up, so no
+   * failover can promote it empty), its link up, before this resolves, so another failover can
+   * follow; rejects if the sentinels name another master by then. Resolves with the new master's port and the ms from the kill until the
    * new master answered as master.
    */
   killMaster(): Promise<{ port: number; promotedAfterMs: number }>;
@@ -98,9 +99,12 @@ export async function startPrivateSentinel({
     'no',
     ...(replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(replicaOf)]),
   ];
-  const startData = async (port: number, replicaOf?: number): Promise<Node> => {
+  const startData = async (port: number, replicaOf?: number, extra: string[] = []): Promise<Node> => {
     await mkdir(path.join(dir, String(port)), { recursive: true });
-    const process = new ServerProcess({ command: 'redis-server', args: dataArgs(port, replicaOf) });
+    const process = new ServerProcess({
+      command: 'redis-server',
+      args: [...dataArgs(port, replicaOf), ...extra],
+    });
     process.start();
     await waitForPort(port);
     return { port, process };
@@ -261,9 +265,20 @@ export async function startPrivateSentinel({
       const master = await promoted(old, 30_000);
       const promotedAfterMs = Date.now() - killedAt;
       // Back as the new master's replica, empty (no persistence): it syncs from the new master.
-      const restarted = await startData(old, master);
+      // With replica-priority 0 until it has: CI once saw the sentinels fail over a second time,
+      // right after this restart (most likely a false "down" of the new master on a loaded
+      // machine), and promote this empty node, losing every key. Unpromotable, such a failover
+      // finds no replica and aborts; the new master stays.
+      const restarted = await startData(old, master, ['--replica-priority', '0']);
       data[data.indexOf(node)] = restarted;
       await settled(master, old);
+      await redisCli(old, 'config', 'set', 'replica-priority', '100');
+      const now = await askMaster();
+      if (now !== master || !(await isMaster(master))) {
+        throw new Error(
+          `the sentinels failed over again after the kill: ${master} was promoted, now ${now} is named`,
+        );
+      }
       return { port: master, promotedAfterMs };
     },
     client: (options = {}) => {
