@@ -1,5 +1,5 @@
 // One side of the memory fixed-window comparison, for counting instructions under valgrind
-// (see count.sh and docs/decisions/009): `node loop.mjs <side> <calls>` runs <calls> awaited
+// (see count.sh, misses.sh and docs/decisions/009): `node loop.mjs <side> <calls>` runs <calls> awaited
 // calls over 10k keys through a loop compiled for it alone, as `ownCpuLoop()` does in the bench.
 // Sides: ours (the built package: run `pnpm build` first), express-rate-limit,
 // rate-limiter-flexible, reference (a copy of the stripped-down fixed window of
@@ -108,4 +108,21 @@ const loop = new Function(
     }
   };`,
 )();
-for (let done = 0; done < calls; done += 1_000_000) await loop(Math.min(1_000_000, calls - done), call);
+if (callsArg === 'bytes') {
+  // `node loop.mjs <side> bytes`: bytes allocated per call, the young generation's growth over
+  // batches of 1,000 calls that no scavenge interrupted (median of 50), after 300k calls of warm-up.
+  const { getHeapSpaceStatistics } = await import('node:v8');
+  const young = () => getHeapSpaceStatistics().find((space) => space.space_name === 'new_space').space_used_size;
+  await loop(300_000, call);
+  const perCall = [];
+  for (let batch = 0; batch < 50; batch += 1) {
+    const before = young();
+    await loop(1_000, call);
+    const after = young();
+    if (after > before) perCall.push((after - before) / 1_000);
+  }
+  perCall.sort((a, b) => a - b);
+  console.log(`${side}: ${Math.round(perCall[perCall.length >> 1])} bytes allocated per call`);
+} else {
+  for (let done = 0; done < calls; done += 1_000_000) await loop(Math.min(1_000_000, calls - done), call);
+}
