@@ -112,7 +112,8 @@ if (callsArg === 'bytes') {
   // `node loop.mjs <side> bytes`: bytes allocated per call, the young generation's growth over
   // batches of 1,000 calls that no scavenge interrupted (median of 50), after 300k calls of warm-up.
   const { getHeapSpaceStatistics } = await import('node:v8');
-  const young = () => getHeapSpaceStatistics().find((space) => space.space_name === 'new_space').space_used_size;
+  const young = () =>
+    getHeapSpaceStatistics().find((space) => space.space_name === 'new_space').space_used_size;
   await loop(300_000, call);
   const perCall = [];
   for (let batch = 0; batch < 50; batch += 1) {
