@@ -101,13 +101,22 @@ const quoted = (name: string): string => `"${name}"`;
  * understates the rate a little rather than overstate it).
  */
 function quotaPolicy(limit: LimitStatus): string {
+  return `${quoted(limit.name)};${policyParameters(limit)}`;
+}
+
+/**
+ * The parameters of a limit's policy, `q=…;w=…` and a burst above `q` as `noa-burst`, as
+ * {@link quotaPolicy} states them: the draft-6 and draft-7 `RateLimit-Policy` (`10;w=1;noa-burst=100`)
+ * makes the same promise, so a bucket's is its sustained rate there too, not its capacity per window.
+ */
+function policyParameters(limit: LimitStatus): string {
   const rate = limit.rate ?? limit.limit;
   if (limit.limit < rate)
-    return `${quoted(limit.name)};q=${fieldInteger(limit.limit)};w=${fieldInteger(seconds(Math.ceil((limit.limit * limit.windowMs) / rate)))}`;
+    return `q=${fieldInteger(limit.limit)};w=${fieldInteger(seconds(Math.ceil((limit.limit * limit.windowMs) / rate)))}`;
   const q = fieldInteger(rate);
   // Both capped, a burst no longer states more than q: it says nothing then.
   const burst = fieldInteger(limit.limit) > q ? `;noa-burst=${fieldInteger(limit.limit)}` : '';
-  return `${quoted(limit.name)};q=${q};w=${fieldInteger(seconds(limit.windowMs))}${burst}`;
+  return `q=${q};w=${fieldInteger(seconds(limit.windowMs))}${burst}`;
 }
 
 /**
@@ -146,7 +155,8 @@ function tightestLimit(result: RateLimitResult): LimitStatus {
 /**
  * The fields of draft-ietf-httpapi-ratelimit-headers-06 or -07 as express-rate-limit sends them,
  * for `limit`: its quota, what is left, the seconds until its window resets (a blocked key: none
- * left until its block ends, as the legacy fields say), and `RateLimit-Policy: <limit>;w=<seconds>`.
+ * left until its block ends, as the legacy fields say), and `RateLimit-Policy: <quota>;w=<seconds>`
+ * (a bucket's as draft-10's `q`, `w` and `noa-burst`: `10;w=1;noa-burst=100`).
  */
 function olderDraftFields(
   draft: 'draft-6' | 'draft-7',
@@ -157,7 +167,9 @@ function olderDraftFields(
   const remaining = blockedMs > 0 ? 0 : fieldInteger(limit.remaining);
   const resetMs = blockedMs > 0 ? blockedResetMs(limit.remaining, limit.resetMs, blockedMs) : limit.resetMs;
   const reset = fieldInteger(seconds(resetMs));
-  const policy = `${quota};w=${fieldInteger(seconds(limit.windowMs))}`;
+  // The policy promises a rate (a bucket's sustained one); `limit` is what the bucket holds, as
+  // `remaining` counts it (express-rate-limit's fixed windows have the two equal).
+  const policy = policyParameters(limit).slice('q='.length);
   if (draft === 'draft-7')
     return {
       'RateLimit-Policy': policy,
