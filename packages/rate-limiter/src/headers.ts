@@ -229,6 +229,66 @@ export function rateLimitHeaders(
   return headers;
 }
 
+/** The draft-10 fields that are lists of one member per policy, named by the member's String. */
+const policyListFields = ['RateLimit-Policy', 'RateLimit'] as const;
+
+/**
+ * The members of a draft-10 list field and their names (`"api";q=3;w=60, "day";q=…` →
+ * `api`, `day`), or undefined when `value` is not such a list (draft-7's `limit=3, …`, anything
+ * another library wrote that we cannot read). Commas and quotes inside a String are skipped.
+ */
+function policyMembers(value: string): { name: string; member: string }[] | undefined {
+  const members: { name: string; member: string }[] = [];
+  let index = 0;
+  while (index < value.length) {
+    while (value[index] === ' ' || value[index] === '\t') index += 1;
+    if (value[index] !== '"') return undefined;
+    const begin = index;
+    let name = '';
+    for (index += 1; index < value.length && value[index] !== '"'; index += 1) {
+      if (value[index] === '\\') index += 1;
+      name += value[index] ?? '';
+    }
+    if (index >= value.length) return undefined;
+    // The parameters up to the next comma (they hold no Strings here, nor in the draft's).
+    const comma = value.indexOf(',', index);
+    const end = comma < 0 ? value.length : comma;
+    if (value.slice(index + 1, end).includes('"')) return undefined;
+    members.push({ name, member: value.slice(begin, end).trimEnd() });
+    index = end + 1;
+  }
+  return members.length > 0 ? members : undefined;
+}
+
+/**
+ * `headers` (of {@link rateLimitHeaders}) for a response on which an earlier check of the same
+ * request (a global limiter's middleware before a route's stricter one, a second Fastify
+ * registration) may have set the draft-10 list fields: each keeps that check's members beside this
+ * one's, so that a client sees every policy that can refuse it (replaced, the first limiter's
+ * `r=0` was hidden by the second's `r=9`). A member of a name this check also sends is this
+ * check's (names stay unique). `earlier` reads a field already on the response; a value that is
+ * no draft-10 list (draft-7's) is replaced, as before.
+ */
+export function withEarlierPolicies(
+  headers: Record<string, string>,
+  earlier: (name: string) => unknown,
+): Record<string, string> {
+  for (const field of policyListFields) {
+    const fresh = headers[field];
+    if (fresh === undefined) continue;
+    const before = earlier(field);
+    if (before === undefined) continue;
+    const beforeText = Array.isArray(before) ? before.join(', ') : String(before);
+    const kept = policyMembers(beforeText);
+    const added = policyMembers(fresh);
+    if (kept === undefined || added === undefined) continue;
+    const names = new Set(added.map((member) => member.name));
+    const others = kept.filter((member) => !names.has(member.name)).map((member) => member.member);
+    if (others.length > 0) headers[field] = [...others, fresh].join(', ');
+  }
+  return headers;
+}
+
 /** An RFC 9457 problem document for a refused request. */
 export interface QuotaProblem {
   type: string;

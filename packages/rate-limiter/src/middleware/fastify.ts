@@ -3,7 +3,7 @@ import { delay, parseOptions } from '@noa/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { z } from 'zod';
-import { type ProblemOptions, quotaProblem, rateLimitHeaders } from '../headers.js';
+import { type ProblemOptions, quotaProblem, rateLimitHeaders, withEarlierPolicies } from '../headers.js';
 import { RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
 import {
@@ -289,7 +289,12 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
         );
       }
     }
-    reply.headers(rateLimitHeaders(result, active.headers, active.limiter.clock.now()));
+    // Another registration (or hook) may have checked the request already: its policies stay listed.
+    reply.headers(
+      withEarlierPolicies(rateLimitHeaders(result, active.headers, active.limiter.clock.now()), (name) =>
+        reply.getHeader(name),
+      ),
+    );
     if (!result.allowed) {
       if (active.handler !== undefined) {
         const handled = await active.handler(request, reply, result, { blockedStatus: active.blockedStatus });
