@@ -214,6 +214,15 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
       const parsedRoute = parseOptions(component, routeRateLimitSchema, config);
       // Only what the route wrote overrides the plugin's options (not the schema's defaults).
       const overrides = Object.fromEntries(Object.entries(parsedRoute).filter(([name]) => name in config));
+      // Field by field for `headers` too: `{ legacy: true }` adds the legacy fields to the plugin's
+      // draft, it does not bring back the schema's defaults for `standard` and `draft`.
+      if (parsedRoute.headers !== undefined && config.headers !== undefined)
+        overrides.headers = {
+          ...shared.headers,
+          ...Object.fromEntries(
+            Object.entries(parsedRoute.headers).filter(([name]) => name in (config.headers as object)),
+          ),
+        };
       const merged = { ...shared, ...overrides } as FastifyOptions;
       resolved = sameOptions(merged, shared)
         ? shared
