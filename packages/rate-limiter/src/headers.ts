@@ -101,13 +101,22 @@ const quoted = (name: string): string => `"${name}"`;
  * understates the rate a little rather than overstate it).
  */
 function quotaPolicy(limit: LimitStatus): string {
+  return `${quoted(limit.name)};${policyParameters(limit)}`;
+}
+
+/**
+ * The parameters of a limit's policy, `q=…;w=…` and a burst above `q` as `noa-burst`, as
+ * {@link quotaPolicy} states them: the draft-6 and draft-7 `RateLimit-Policy` (`10;w=1;noa-burst=100`)
+ * makes the same promise, so a bucket's is its sustained rate there too, not its capacity per window.
+ */
+function policyParameters(limit: LimitStatus): string {
   const rate = limit.rate ?? limit.limit;
   if (limit.limit < rate)
-    return `${quoted(limit.name)};q=${fieldInteger(limit.limit)};w=${fieldInteger(seconds(Math.ceil((limit.limit * limit.windowMs) / rate)))}`;
+    return `q=${fieldInteger(limit.limit)};w=${fieldInteger(seconds(Math.ceil((limit.limit * limit.windowMs) / rate)))}`;
   const q = fieldInteger(rate);
   // Both capped, a burst no longer states more than q: it says nothing then.
   const burst = fieldInteger(limit.limit) > q ? `;noa-burst=${fieldInteger(limit.limit)}` : '';
-  return `${quoted(limit.name)};q=${q};w=${fieldInteger(seconds(limit.windowMs))}${burst}`;
+  return `q=${q};w=${fieldInteger(seconds(limit.windowMs))}${burst}`;
 }
 
 /**
@@ -146,7 +155,8 @@ function tightestLimit(result: RateLimitResult): LimitStatus {
 /**
  * The fields of draft-ietf-httpapi-ratelimit-headers-06 or -07 as express-rate-limit sends them,
  * for `limit`: its quota, what is left, the seconds until its window resets (a blocked key: none
- * left until its block ends, as the legacy fields say), and `RateLimit-Policy: <limit>;w=<seconds>`.
+ * left until its block ends, as the legacy fields say), and `RateLimit-Policy: <quota>;w=<seconds>`
+ * (a bucket's as draft-10's `q`, `w` and `noa-burst`: `10;w=1;noa-burst=100`).
  */
 function olderDraftFields(
   draft: 'draft-6' | 'draft-7',
@@ -157,7 +167,9 @@ function olderDraftFields(
   const remaining = blockedMs > 0 ? 0 : fieldInteger(limit.remaining);
   const resetMs = blockedMs > 0 ? blockedResetMs(limit.remaining, limit.resetMs, blockedMs) : limit.resetMs;
   const reset = fieldInteger(seconds(resetMs));
-  const policy = `${quota};w=${fieldInteger(seconds(limit.windowMs))}`;
+  // The policy promises a rate (a bucket's sustained one); `limit` is what the bucket holds, as
+  // `remaining` counts it (express-rate-limit's fixed windows have the two equal).
+  const policy = policyParameters(limit).slice('q='.length);
   if (draft === 'draft-7')
     return {
       'RateLimit-Policy': policy,
@@ -214,6 +226,66 @@ export function rateLimitHeaders(
   }
   if (!result.allowed && result.retryAfterMs > 0 && Number.isFinite(result.retryAfterMs))
     headers['Retry-After'] = String(seconds(result.retryAfterMs));
+  return headers;
+}
+
+/** The draft-10 fields that are lists of one member per policy, named by the member's String. */
+const policyListFields = ['RateLimit-Policy', 'RateLimit'] as const;
+
+/**
+ * The members of a draft-10 list field and their names (`"api";q=3;w=60, "day";q=…` →
+ * `api`, `day`), or undefined when `value` is not such a list (draft-7's `limit=3, …`, anything
+ * another library wrote that we cannot read). Commas and quotes inside a String are skipped.
+ */
+function policyMembers(value: string): { name: string; member: string }[] | undefined {
+  const members: { name: string; member: string }[] = [];
+  let index = 0;
+  while (index < value.length) {
+    while (value[index] === ' ' || value[index] === '\t') index += 1;
+    if (value[index] !== '"') return undefined;
+    const begin = index;
+    let name = '';
+    for (index += 1; index < value.length && value[index] !== '"'; index += 1) {
+      if (value[index] === '\\') index += 1;
+      name += value[index] ?? '';
+    }
+    if (index >= value.length) return undefined;
+    // The parameters up to the next comma (they hold no Strings here, nor in the draft's).
+    const comma = value.indexOf(',', index);
+    const end = comma < 0 ? value.length : comma;
+    if (value.slice(index + 1, end).includes('"')) return undefined;
+    members.push({ name, member: value.slice(begin, end).trimEnd() });
+    index = end + 1;
+  }
+  return members.length > 0 ? members : undefined;
+}
+
+/**
+ * `headers` (of {@link rateLimitHeaders}) for a response on which an earlier check of the same
+ * request (a global limiter's middleware before a route's stricter one, a second Fastify
+ * registration) may have set the draft-10 list fields: each keeps that check's members beside this
+ * one's, so that a client sees every policy that can refuse it (replaced, the first limiter's
+ * `r=0` was hidden by the second's `r=9`). A member of a name this check also sends is this
+ * check's (names stay unique). `earlier` reads a field already on the response; a value that is
+ * no draft-10 list (draft-7's) is replaced, as before.
+ */
+export function withEarlierPolicies(
+  headers: Record<string, string>,
+  earlier: (name: string) => unknown,
+): Record<string, string> {
+  for (const field of policyListFields) {
+    const fresh = headers[field];
+    if (fresh === undefined) continue;
+    const before = earlier(field);
+    if (before === undefined) continue;
+    const beforeText = Array.isArray(before) ? before.join(', ') : String(before);
+    const kept = policyMembers(beforeText);
+    const added = policyMembers(fresh);
+    if (kept === undefined || added === undefined) continue;
+    const names = new Set(added.map((member) => member.name));
+    const others = kept.filter((member) => !names.has(member.name)).map((member) => member.member);
+    if (others.length > 0) headers[field] = [...others, fresh].join(', ');
+  }
   return headers;
 }
 

@@ -1,29 +1,8 @@
 import { isIP } from 'node:net';
-import { normalizeAddress } from './ip-list.js';
+import { ipv6Groups, mappedIpv4, normalizeAddress } from './ip-list.js';
 
 /** The IPv6 prefix a client is keyed by unless told otherwise (express-rate-limit's default too). */
 export const defaultIpv6Subnet = 56;
-
-/** The 8 16-bit groups of a valid IPv6 address (zone id dropped, IPv4 tail converted). */
-function ipv6Groups(address: string): number[] {
-  const zoneless = address.split('%')[0]!;
-  const toGroups = (part: string): number[] => {
-    if (part === '') return [];
-    const groups: number[] = [];
-    for (const piece of part.split(':')) {
-      if (piece.includes('.')) {
-        const [a = 0, b = 0, c = 0, d = 0] = piece.split('.').map(Number);
-        groups.push((a << 8) | b, (c << 8) | d);
-      } else groups.push(Number.parseInt(piece, 16));
-    }
-    return groups;
-  };
-  const [head = '', tail] = zoneless.split('::');
-  const left = toGroups(head);
-  if (tail === undefined) return left;
-  const right = toGroups(tail);
-  return [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
-}
 
 /** RFC 5952 text of 8 groups: lowercase, the first longest run of two or more zero groups as `::`. */
 function formatIpv6(groups: readonly number[]): string {
@@ -59,15 +38,8 @@ export function ipKey(address: string, ipv6Subnet: number | false = defaultIpv6S
   const groups = ipv6Groups(normalized);
   // An IPv4 client however its mapped address is written (`::FFFF:…`, `0:0:0:0:0:ffff:…`, hex
   // groups): keyed by its IPv4, not by the `::/56` that every such client would share.
-  if (
-    groups[5] === 0xffff &&
-    groups[0] === 0 &&
-    groups[1] === 0 &&
-    groups[2] === 0 &&
-    groups[3] === 0 &&
-    groups[4] === 0
-  )
-    return `${groups[6]! >> 8}.${groups[6]! & 0xff}.${groups[7]! >> 8}.${groups[7]! & 0xff}`;
+  const ipv4 = mappedIpv4(groups);
+  if (ipv4 !== undefined) return ipv4;
   // Whole addresses too are written one way, so `2001:DB8:0::1` and `2001:db8::1` share a key.
   if (ipv6Subnet === false) return formatIpv6(groups);
   for (let index = 0; index < 8; index += 1) {

@@ -1,7 +1,7 @@
 import { breakerOptionsSchema, type Clock, type Logger, maxTimerMs } from '@noa/core';
 import { z } from 'zod';
 import { autoBlockSchema } from './auto-block.js';
-import { isAddressOrCidr } from './ip-list.js';
+import { isAddressOrCidr, isWideMappedRange } from './ip-list.js';
 import type { MetricsRegistry } from './limiter-metrics.js';
 import { defaultLimitName, limitSchema, maxLimitsPerRule } from './policy.js';
 import { isRateLimitStore, type RateLimitStore } from './stores/store.js';
@@ -50,7 +50,14 @@ const limitsSchema = z
  * bad field (`roles.pro.0.windowMs: required`); the list's own checks run on the record.
  */
 const roleRuleSchema = z.union([z.array(limitSchema), z.literal('unlimited')]);
-const cidrSchema = z.string().refine(isAddressOrCidr, 'an IPv4/IPv6 address or CIDR range');
+const cidrSchema = z
+  .string()
+  .refine(isAddressOrCidr, 'an IPv4/IPv6 address or CIDR range')
+  .refine(
+    (value) => !isWideMappedRange(value),
+    // "expected …, got '::ffff:10.0.0.0/8'": what was meant is an IPv4 range, which this is not.
+    'an IPv4 range (10.0.0.0/8), or an IPv4-mapped one with a prefix of at least 96 (::ffff:10.0.0.0/104); below 96 bits a mapped range is an IPv6 one holding every IPv4 client',
+  );
 
 /** What to do when the store (Redis) is slow, down, or its breaker is open. */
 export const failModes = ['open', 'closed', 'local'] as const;

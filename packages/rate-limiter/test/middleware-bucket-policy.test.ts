@@ -89,3 +89,57 @@ describe.each([
     },
   );
 });
+
+// express-rate-limit's draft-6 and draft-7 fields (`headers.draft`) carry a `RateLimit-Policy` of
+// their own, `<quota>;w=<seconds>`: the same promise, so the same rule. It stated the bucket's
+// capacity per window (`100;w=1` for 10 per second with a burst of 100), ten times the rate.
+const olderDraftCases = cases.map(({ limit, policy }) => ({
+  limit,
+  policy: policy.replace(/^"api";q=/, ''),
+}));
+
+describe.each([
+  { framework: 'Express', serve: expressApp },
+  { framework: 'Fastify', serve: fastifyApp },
+])(
+  '$framework draft-6 and draft-7 RateLimit-Policy of a bucket whose burst differs from its limit',
+  ({ serve }) => {
+    it.each(
+      olderDraftCases.flatMap((row) => (['draft-6', 'draft-7'] as const).map((draft) => ({ ...row, draft }))),
+    )(
+      '$draft: $limit.algorithm $limit.limit per $limit.windowMs ms, burst $limit.burst: $policy',
+      async ({ limit, policy, draft }) => {
+        const clock = new ManualClock(start);
+        const limiter = createRateLimiter({ limits: [limit], clock });
+        const app = await serve(limiter, { headers: { draft } });
+        try {
+          const first = await fetch(app.base);
+          expect(first.status).toBe(200);
+          expect(first.headers.get('ratelimit-policy')).toBe(policy);
+          const { q, w, burst } = parsePolicy(`"api";q=${policy}`);
+          // The limit these drafts state beside it is what the bucket holds, as `remaining` counts it.
+          const capacity = String(limit.burst ?? limit.limit);
+          if (draft === 'draft-6') expect(first.headers.get('ratelimit-limit')).toBe(capacity);
+          else expect(first.headers.get('ratelimit')).toMatch(new RegExp(`^limit=${capacity}, remaining=`));
+          const statuses: number[] = [];
+          const send = async (count: number) => {
+            const responses = await Promise.all(Array.from({ length: count }, () => fetch(app.base)));
+            for (const response of responses) {
+              statuses.push(response.status);
+              await response.arrayBuffer();
+            }
+          };
+          await send((burst ?? q) - 1);
+          for (let round = 0; round < 5; round += 1) {
+            clock.advance(w * 1_000);
+            await send(q);
+          }
+          expect(statuses.filter((status) => status !== 200)).toEqual([]);
+        } finally {
+          await app.close();
+          await limiter.close();
+        }
+      },
+    );
+  },
+);

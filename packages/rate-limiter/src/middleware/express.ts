@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { delay, parseOptions } from '@noa/core';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { type ProblemOptions, quotaProblem, rateLimitHeaders } from '../headers.js';
+import { type ProblemOptions, quotaProblem, rateLimitHeaders, withEarlierPolicies } from '../headers.js';
 import type { RateLimitResult } from '../result.js';
 import {
   checkInputOf,
@@ -212,7 +212,11 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
       // An earlier middleware may have sent the headers (a streamed prelude) and handed on: adding
       // ours would throw, failing a request that was only to be counted (express-rate-limit skips them too).
       if (!res.headersSent) {
-        const headers = rateLimitHeaders(result, parsed.headers, parsed.limiter.clock.now());
+        // Another limiter's middleware may have checked the request already: its policies stay listed.
+        const headers = withEarlierPolicies(
+          rateLimitHeaders(result, parsed.headers, parsed.limiter.clock.now()),
+          (name) => res.getHeader(name),
+        );
         for (const name in headers) res.setHeader(name, headers[name]!);
       }
       // Awaited: an async handler's rejection goes to next(error), not to an unhandled rejection.

@@ -3,7 +3,7 @@ import { delay, parseOptions } from '@noa/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { z } from 'zod';
-import { type ProblemOptions, quotaProblem, rateLimitHeaders } from '../headers.js';
+import { type ProblemOptions, quotaProblem, rateLimitHeaders, withEarlierPolicies } from '../headers.js';
 import { RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
 import {
@@ -214,6 +214,15 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
       const parsedRoute = parseOptions(component, routeRateLimitSchema, config);
       // Only what the route wrote overrides the plugin's options (not the schema's defaults).
       const overrides = Object.fromEntries(Object.entries(parsedRoute).filter(([name]) => name in config));
+      // Field by field for `headers` too: `{ legacy: true }` adds the legacy fields to the plugin's
+      // draft, it does not bring back the schema's defaults for `standard` and `draft`.
+      if (parsedRoute.headers !== undefined && config.headers !== undefined)
+        overrides.headers = {
+          ...shared.headers,
+          ...Object.fromEntries(
+            Object.entries(parsedRoute.headers).filter(([name]) => name in (config.headers as object)),
+          ),
+        };
       const merged = { ...shared, ...overrides } as FastifyOptions;
       resolved = sameOptions(merged, shared)
         ? shared
@@ -289,7 +298,12 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
         );
       }
     }
-    reply.headers(rateLimitHeaders(result, active.headers, active.limiter.clock.now()));
+    // Another registration (or hook) may have checked the request already: its policies stay listed.
+    reply.headers(
+      withEarlierPolicies(rateLimitHeaders(result, active.headers, active.limiter.clock.now()), (name) =>
+        reply.getHeader(name),
+      ),
+    );
     if (!result.allowed) {
       if (active.handler !== undefined) {
         const handled = await active.handler(request, reply, result, { blockedStatus: active.blockedStatus });
