@@ -497,8 +497,8 @@ export class Cache {
   }
 
   /**
-   * Resolves once the invalidation bus is subscribed and the saved hot keys are loaded
-   * (immediately for a memory-only cache). The cache works before that; a value written by
+   * Resolves once the invalidation bus is subscribed and then the saved hot keys are loaded
+   * (after the bus, so that none misses an invalidation; immediately for a memory-only cache). The cache works before that; a value written by
    * another instance meanwhile may just be missed by this one's L1 invalidation. While Redis
    * does not answer it waits for the bus at most `operationTimeoutMs`, and no longer once the
    * bus's connection attempt failed; the bus then subscribes when Redis answers and drops L1.
@@ -578,7 +578,8 @@ function warmList(keys: Iterable<string>): string[] {
   }
   const list = [...keys];
   for (let index = 0; index < list.length; index += 1) {
-    if (typeof list[index] !== 'string') throw argumentError('warm', `keys.${index}`, 'a string', list[index]);
+    if (typeof list[index] !== 'string')
+      throw argumentError('warm', `keys.${index}`, 'a string', list[index]);
   }
   return list;
 }
