@@ -86,4 +86,13 @@ describe('warm', () => {
     expect(most).toBe(0);
     await cache.close();
   });
+
+  it('counts a loader returning undefined as loaded, and caches nothing for it (README)', async () => {
+    const cache = new Cache();
+    const report = await cache.warm(['none', 'some'], (key) => (key === 'none' ? undefined : key));
+    expect(report).toMatchObject({ loaded: 2, skipped: 0, failed: 0 });
+    expect(await cache.has('none')).toBe(false);
+    expect((await cache.warm(['none', 'some'], () => 'again')).loaded).toBe(1);
+    await cache.close();
+  });
 });
