@@ -498,8 +498,9 @@ export class Cache {
 
   /**
    * Resolves once the invalidation bus is subscribed and then the saved hot keys are loaded
-   * (after the bus, so that none misses an invalidation; immediately for a memory-only cache). The cache works before that; a value written by
-   * another instance meanwhile may just be missed by this one's L1 invalidation. While Redis
+   * (after the bus, so that none misses an invalidation; immediately for a memory-only cache).
+   * The cache works before that; a value written by another instance meanwhile may just be
+   * missed by this one's L1 invalidation. While Redis
    * does not answer it waits for the bus at most `operationTimeoutMs`, and no longer once the
    * bus's connection attempt failed; the bus then subscribes when Redis answers and drops L1.
    * Never rejects.
