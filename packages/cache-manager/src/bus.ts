@@ -326,9 +326,13 @@ export class InvalidationBus {
         group = { keys: [], failed: [], ids: [] };
         byType.set(t, group);
       }
-      group.keys.push(...k);
-      if (failed) group.failed.push(...k);
-      for (let index = 0; index < k.length; index += 1) group.ids.push(writeIds?.[index] ?? null);
+      // Not `push(...k)`: a `deleteMany` or `expireMany` of ~125,000 keys overflowed the stack
+      // with its arguments, and its message was neither sent nor recorded as lost.
+      for (let index = 0; index < k.length; index += 1) {
+        group.keys.push(k[index]!);
+        if (failed) group.failed.push(k[index]!);
+        group.ids.push(writeIds?.[index] ?? null);
+      }
       if (writeIds) withIds = true;
     }
     await Promise.all(

@@ -237,15 +237,17 @@ export class CacheEngine {
       options.compression.maxDecompressedBytes,
     );
     const writeShared = options.sharedStructures && options.serializer === 'msgpack';
-    // The hot keys are read once the structures are loaded (they may need them).
+    // The hot keys are read once the structures are loaded (they may need them), and once the
+    // bus listens: read before, a hot value another instance changed before the SUBSCRIBE took
+    // effect stayed in L1 (its message lost to this one) for its TTL, `ready()` awaited or not.
+    // A bus not subscribed by then drops L1 when it is, as it does for any read before that.
     const structuresLoaded = writeShared ? this.structures?.load() : undefined;
-    this.ready = Promise.all([
-      this.bus?.ready,
-      Promise.resolve(structuresLoaded).then(() => this.#warmHotKeys()),
-    ]).then(
-      () => undefined,
-      (error: unknown) => this.logger.warn('cache start-up work failed', { error: String(error) }),
-    );
+    this.ready = Promise.all([this.bus?.ready, structuresLoaded])
+      .then(() => this.#warmHotKeys())
+      .then(
+        () => undefined,
+        (error: unknown) => this.logger.warn('cache start-up work failed', { error: String(error) }),
+      );
   }
 
   /** Loads the saved hot keys from L2 into L1 (see the `hotKeys` option). */

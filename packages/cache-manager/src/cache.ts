@@ -396,8 +396,9 @@ export class Cache {
     options: WarmOptions = {},
   ): Promise<WarmReport> {
     this.#open();
+    const list = warmList(keys);
     checkFunction(loader, 'warm', 'loader');
-    return warmKeys(this, keys, loader, parseOptions('cache-manager warm', warmOptionsSchema, options), {
+    return warmKeys(this, list, loader, parseOptions('cache-manager warm', warmOptionsSchema, options), {
       logger: this.#engine.logger,
       closing: this.#engine.closing,
       hardTimeoutMs: this.#engine.options.hardTimeoutMs,
@@ -496,9 +497,10 @@ export class Cache {
   }
 
   /**
-   * Resolves once the invalidation bus is subscribed and the saved hot keys are loaded
-   * (immediately for a memory-only cache). The cache works before that; a value written by
-   * another instance meanwhile may just be missed by this one's L1 invalidation. While Redis
+   * Resolves once the invalidation bus is subscribed and then the saved hot keys are loaded
+   * (after the bus, so that none misses an invalidation; immediately for a memory-only cache).
+   * The cache works before that; a value written by another instance meanwhile may just be
+   * missed by this one's L1 invalidation. While Redis
    * does not answer it waits for the bus at most `operationTimeoutMs`, and no longer once the
    * bus's connection attempt failed; the bus then subscribes when Redis answers and drops L1.
    * Never rejects.
@@ -562,6 +564,25 @@ export class Cache {
   #open(): void {
     if (this.#engine.closed) throw new ClosedError('cache-manager');
   }
+}
+
+/**
+ * `warm`'s keys as a list, all checked before any load: `ConfigError` naming `keys` for a string
+ * (an `Iterable<string>` to TypeScript too, whose characters were each warmed as a key) or a
+ * value that is not iterable, `keys.<i>` for an element that is not a string (counted as a failed
+ * load before, and never the caller's mistake to see).
+ */
+function warmList(keys: Iterable<string>): string[] {
+  const iterable = keys as unknown as { [Symbol.iterator]?: unknown } | null | undefined;
+  if (typeof keys === 'string' || typeof iterable?.[Symbol.iterator] !== 'function') {
+    throw argumentError('warm', 'keys', 'an iterable of strings (not a string)', keys);
+  }
+  const list = [...keys];
+  for (let index = 0; index < list.length; index += 1) {
+    if (typeof list[index] !== 'string')
+      throw argumentError('warm', `keys.${index}`, 'a string', list[index]);
+  }
+  return list;
 }
 
 /** Internal: passed to the constructor to build a namespace view over an existing engine. */

@@ -66,6 +66,19 @@ export class FillGuard {
   }
 
   /**
+   * Whether a delete or expire of one of `tags` (a tag delete or expire, here or another
+   * instance's) came after `since`: the question of a factory run that chose its tags through
+   * its context after it started (see `startFactory`). Changes forgotten since then cannot be
+   * told: answered no, as before runs asked (a run is not cached for a tag change it cannot name,
+   * or an instance hearing 4,096 changes per run length would cache no such run).
+   */
+  tagsChangedSince(tags: readonly string[], since: number): boolean {
+    if (since === this.#epoch || since < this.#forgottenBefore || this.#tags.size === 0) return false;
+    for (const tag of tags) if ((this.#tags.get(tag) ?? 0) > since) return true;
+    return false;
+  }
+
+  /**
    * A write, delete or expire of `fullKey` (here, or another instance's); `writeId`: a write's
    * id, when the change is a write that announced it.
    */

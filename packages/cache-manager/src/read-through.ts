@@ -551,6 +551,10 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   const started = performance.now();
   const tier = engine.tier;
   const run = engine.runs.start(fullKey, engine.tagsOf(fullKey, options.tags ?? []));
+  // A tag delete or expire supersedes a run carrying the tag (see `FactoryRuns.supersedeTags`),
+  // but a tag the factory sets through its context is the run's only from then on: one
+  // invalidated between the start and then is found by the epoch (see below).
+  const startedEpoch = engine.fills.epoch;
   // Only a write compared against what L2 held (compare-and-set) may ignore its late message.
   if (load.l2Held?.bytes) run.replaces = load.l2Held.writeId;
   const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run, (tags) =>
@@ -593,6 +597,10 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
       }
       throw error;
     }
+    // The factory may have read its source before that invalidation, as for any change
+    // during the run: its result goes to its callers, not into the cache.
+    if (context.options?.tags !== undefined && engine.fills.tagsChangedSince(run.tags, startedEpoch))
+      run.superseded = true;
     engine.metrics.factoryRun('ok');
     if (factoryChannel.hasSubscribers) {
       factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });

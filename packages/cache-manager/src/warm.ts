@@ -47,7 +47,14 @@ export interface Warmable {
   getOrSet<T>(
     key: string,
     factory: () => T | Promise<T>,
-    options?: { ttlMs?: number; graceMs?: number; slidingTtlMs?: number; tags?: readonly string[] },
+    options?: {
+      ttlMs?: number;
+      graceMs?: number;
+      slidingTtlMs?: number;
+      tags?: readonly string[];
+      earlyRefreshBeta?: number;
+      refreshThresholdMs?: number;
+    },
   ): Promise<T>;
 }
 
@@ -86,6 +93,11 @@ export async function warmKeys<T>(
     graceMs: options.graceMs,
     slidingTtlMs: options.slidingTtlMs,
     tags: options.tags,
+    // A fresh key is skipped, never refreshed early: a hit's early refresh (XFetch, or the
+    // refresh-ahead threshold) ran the loader in the background, outside `concurrency` (one
+    // per key near its expiry, all at once) and, with Redis, uncounted.
+    earlyRefreshBeta: 0,
+    refreshThresholdMs: 0,
   };
   let stopped = false;
   let next = 0;

@@ -44,6 +44,30 @@ describe('call arguments of the wrong type are refused at the call with ConfigEr
     expect(cache.stats().l1.entries).toBe(0);
   });
 
+  it('warm: keys that are a string (iterable, so each character was warmed as a key), not iterable, or hold a non-string', async () => {
+    const loaded: unknown[] = [];
+    const loader = (key: unknown) => {
+      loaded.push(key);
+      return key;
+    };
+    // A TypeScript caller can pass a string too: a string is an `Iterable<string>`.
+    expect((await refusal(() => cache.warm('user:1', loader))).fields).toEqual(['keys']);
+    for (const bad of [42, undefined, null, {}]) {
+      expect((await refusal(() => loose.warm(bad, loader))).fields).toEqual(['keys']);
+    }
+    for (const bad of [undefined, {}, 42, null]) {
+      expect((await refusal(() => loose.warm(['a', bad], loader))).fields).toEqual(['keys.1']);
+      expect((await refusal(() => loose.warm(new Set(['a', bad]), loader))).fields).toEqual(['keys.1']);
+    }
+    // Refused before any load: no key of a refused call is warmed.
+    expect(loaded).toEqual([]);
+    expect(cache.stats().l1.entries).toBe(0);
+    // Any other iterable of strings is keys, as before.
+    const report = await cache.warm(new Set(['s1', 's2']), loader);
+    expect(report.loaded).toBe(2);
+    await cache.deleteMany(['s1', 's2']);
+  });
+
   it('a get with a bad key rejects, never throws synchronously', () => {
     const pending = loose.get(undefined) as Promise<unknown>;
     expect(pending).toBeInstanceOf(Promise);

@@ -197,4 +197,30 @@ describe('per-call option checks', () => {
     expect(await fieldsOf(() => other())).toEqual(['keyFn']);
     expect(await byId(7)).toBe('user 7');
   });
+
+  it('wrap: the key alone names the entry (README): wrappers whose keys coincide share it, namespaces or prefixes keep them apart', async () => {
+    const cache = make();
+    const joined = (sku: string, currency: string) => `${sku}:${currency}`;
+    const price = cache.wrap(
+      async (sku: string, currency: string) => `price of ${sku} in ${currency}`,
+      joined,
+    );
+    const stock = cache.wrap(
+      async (sku: string, currency: string) => `stock of ${sku} (${currency})`,
+      joined,
+    );
+    expect(await price('a:b', 'c')).toBe('price of a:b in c');
+    // Same key: another function's entry, other arguments' entry.
+    expect(await stock('a:b', 'c')).toBe('price of a:b in c');
+    expect(await price('a', 'b:c')).toBe('price of a:b in c');
+    // A prefix and an unambiguous encoding, or a namespace per function, keep them apart.
+    const encoded = (sku: string, currency: string) => `price:${JSON.stringify([sku, currency])}`;
+    const apart = cache.wrap(async (sku: string, currency: string) => `${sku}|${currency}`, encoded);
+    expect(await apart('a', 'b:c')).toBe('a|b:c');
+    expect(await apart('a:b', 'c')).toBe('a:b|c');
+    const inNamespace = cache
+      .namespace('stock')
+      .wrap(async (sku: string, _currency: string) => `stock of ${sku}`, joined);
+    expect(await inNamespace('a:b', 'c')).toBe('stock of a:b');
+  });
 });

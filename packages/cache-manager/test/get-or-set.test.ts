@@ -565,6 +565,70 @@ describe('writes and deletes during a factory run', () => {
     // The next miss computes again.
     expect(await cache.getOrSet('deleted', () => 'fresh')).toBe('fresh');
   });
+
+  it('a deleteByTag or expireByTag wins over a run that tags its result through the context only after it', async () => {
+    const cache = make({ ttlMs: 60_000, graceMs: 60_000 });
+    // The factory reads the source, the source changes and its tag is invalidated, and then
+    // the factory chooses its tags from what it read (`ctx.setOptions`, as the Match example does).
+    const run = (key: string, tag: string) => {
+      const source = deferred<string>();
+      const result = cache.getOrSet<string>(key, async (ctx) => {
+        const value = await source.promise;
+        ctx.setOptions({ tags: [tag] });
+        return value;
+      });
+      return { result, finish: (value: string) => source.resolve(value) };
+    };
+    const deleted = run('deleted', 'product:1');
+    const expired = run('expired', 'product:2');
+    const untouched = run('untouched', 'product:3');
+    const inNamespace = (name: string) => {
+      const view = cache.namespace(name);
+      const source = deferred<string>();
+      const result = view.getOrSet<string>('k', async (ctx) => {
+        const value = await source.promise;
+        ctx.setOptions({ tags: ['product:4'] });
+        return value;
+      });
+      return { view, result, finish: (value: string) => source.resolve(value) };
+    };
+    const namespaced = inNamespace('ns');
+    const otherNamespace = inNamespace('other');
+    await tick();
+    await cache.deleteByTag('product:1');
+    await cache.expireByTag('product:2');
+    // Tags are a namespace's own: this reaches `ns`'s run, not `other`'s.
+    await namespaced.view.deleteByTag('product:4');
+    deleted.finish('older');
+    expired.finish('older');
+    untouched.finish('current');
+    namespaced.finish('older');
+    otherNamespace.finish('current');
+    expect(
+      await Promise.all([
+        deleted.result,
+        expired.result,
+        untouched.result,
+        namespaced.result,
+        otherNamespace.result,
+      ]),
+    ).toEqual(['older', 'older', 'current', 'older', 'current']);
+    // Served to the runs' callers, not cached over the invalidations they came after.
+    expect(await cache.getMany(['deleted', 'expired', 'untouched'])).toEqual([
+      undefined,
+      undefined,
+      'current',
+    ]);
+    expect(await namespaced.view.get('k')).toBeUndefined();
+    expect(await otherNamespace.view.get('k')).toBe('current');
+    // A tag invalidated before the run started does not stop it from caching.
+    const fresh = await cache.getOrSet('deleted', (ctx) => {
+      ctx.setOptions({ tags: ['product:1'] });
+      return 'fresh';
+    });
+    expect(fresh).toBe('fresh');
+    expect(await cache.get('deleted')).toBe('fresh');
+  });
 });
 
 describe('L1 value modes', () => {

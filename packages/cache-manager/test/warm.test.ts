@@ -1,4 +1,4 @@
-import { delay } from '@noa/core';
+import { delay, ManualClock } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import { Cache } from '../src/index.js';
 
@@ -53,6 +53,46 @@ describe('warm', () => {
     );
     expect(most).toBe(4);
     expect(report.loaded).toBe(20);
+    await cache.close();
+  });
+
+  it('skips fresh keys without refreshing them early (XFetch, refresh-ahead): no loader call beyond `concurrency`', async () => {
+    const clock = new ManualClock(1_000_000);
+    let draw = 0.5;
+    const cache = new Cache({ clock, ttlMs: 10_000, refreshThresholdMs: 1_000, random: () => draw });
+    const keys = Array.from({ length: 6 }, (_, index) => `fresh:${index}`);
+    let calls = 0;
+    let inFlight = 0;
+    let most = 0;
+    const loader = async (key: string) => {
+      calls += 1;
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      await delay(2); // a measured compute time, which XFetch weighs
+      inFlight -= 1;
+      return key;
+    };
+    expect(await cache.warm(keys, loader, { concurrency: 2 })).toMatchObject({ loaded: 6, skipped: 0 });
+    expect(calls).toBe(6);
+    // Still fresh, but within the refresh-ahead threshold, and XFetch's draw as low as it gets:
+    // a getOrSet hit would refresh each of them in the background.
+    clock.advance(9_500);
+    draw = Number.MIN_VALUE;
+    most = 0;
+    const report = await cache.warm(keys, loader, { concurrency: 1 });
+    await delay(20); // time for background refreshes to call the loader, had warm started any
+    expect(report).toEqual({ total: 6, done: 6, loaded: 0, skipped: 6, failed: 0 });
+    expect(calls).toBe(6);
+    expect(most).toBe(0);
+    await cache.close();
+  });
+
+  it('counts a loader returning undefined as loaded, and caches nothing for it (README)', async () => {
+    const cache = new Cache();
+    const report = await cache.warm(['none', 'some'], (key) => (key === 'none' ? undefined : key));
+    expect(report).toMatchObject({ loaded: 2, skipped: 0, failed: 0 });
+    expect(await cache.has('none')).toBe(false);
+    expect((await cache.warm(['none', 'some'], () => 'again')).loaded).toBe(1);
     await cache.close();
   });
 });

@@ -70,11 +70,20 @@ const DIRECT_WRITE_BYTES = 4 * 1024;
 /** Result of trying to take a key's compute lease. */
 export type LeaseResult = 'acquired' | 'busy' | 'unavailable';
 
-/** The most keys one batched MGET carries (see the RedisTier constructor). */
 /** What follows the prefix in the Redis key of every cache value (see {@link RedisTier.dataKey}). */
 export const dataKeyMarker = 'v:';
 
+/** The most keys one batched MGET carries (see the RedisTier constructor). */
 export const readBatchMaxKeys = 16;
+
+/**
+ * The most keys one MGET or UNLINK of a batch call (`getMany`, `deleteMany`) names: a larger
+ * batch goes out as several commands, sent together under the call's one deadline, as the one
+ * command was. Their keys are spread into the client call as arguments, and past ~125,000 of
+ * them (Node 24) the spread overflows the stack: the call failed before anything was sent, so
+ * `getMany` read nothing and `deleteMany` deleted nothing in L2, both resolving (degraded).
+ */
+const KEYS_PER_COMMAND = 10_000;
 
 /** Members of a tag's set read per SSCAN page: what a tag invalidation holds at once. */
 const tagPageKeys = 1_000;
@@ -341,7 +350,7 @@ export class RedisTier {
         const now = this.#clock();
         return Promise.all(redisKeys.map((key) => this.#readSliding(key, now)));
       }
-      const values = await this.client.mgetBuffer(...redisKeys);
+      const values = await this.#mget(redisKeys);
       const read: (Buffer | undefined)[] = new Array(values.length);
       for (let index = 0; index < values.length; index += 1) {
         const value = values[index] ?? undefined;
@@ -565,7 +574,12 @@ export class RedisTier {
     this.#writesFirst();
     return this.#guard.run('delete', undefined as number | undefined, async () => {
       const redisKeys = keys.map((key) => this.dataKey(key));
-      if (!this.#cluster) return this.client.unlink(...redisKeys);
+      if (!this.#cluster) {
+        const counts = await Promise.all(
+          inCommands(redisKeys).map((commandKeys) => this.client.unlink(...commandKeys)),
+        );
+        return counts.reduce((sum, count) => sum + count, 0);
+      }
       const counts = await Promise.all(redisKeys.map((key) => this.client.unlink(key)));
       return counts.reduce((sum, count) => sum + count, 0);
     });
@@ -717,8 +731,17 @@ export class RedisTier {
     const redisKeys = keys.map((key) => this.dataKey(key));
     const values = this.#cluster
       ? await Promise.all(redisKeys.map((key) => this.client.getBuffer(key)))
-      : await this.client.mgetBuffer(...redisKeys);
+      : await this.#mget(redisKeys);
     return values.map((value) => value ?? undefined);
+  }
+
+  /** MGET of `redisKeys` on a single node, {@link KEYS_PER_COMMAND} keys per command, sent together. */
+  async #mget(redisKeys: readonly string[]): Promise<(Buffer | null)[]> {
+    if (redisKeys.length <= KEYS_PER_COMMAND) return this.client.mgetBuffer(...redisKeys);
+    const parts = await Promise.all(
+      inCommands(redisKeys).map((commandKeys) => this.client.mgetBuffer(...commandKeys)),
+    );
+    return parts.flat();
   }
 
   /**
@@ -987,7 +1010,7 @@ export class RedisTier {
     return this.#guard.run('hot_keys', false, async () => {
       const listKey = `${this.#prefix}__hot`;
       await this.client.del(listKey);
-      if (keys.length > 0) await this.client.rpush(listKey, ...keys);
+      for (const commandKeys of inCommands(keys)) await this.client.rpush(listKey, ...commandKeys);
       return true;
     });
   }
@@ -1102,6 +1125,15 @@ export class RedisTier {
     }
     return sent;
   }
+}
+
+/** `keys` in slices of at most {@link KEYS_PER_COMMAND}, one per command (none for no keys). */
+function inCommands(keys: readonly string[]): string[][] {
+  const slices: string[][] = [];
+  for (let start = 0; start < keys.length; start += KEYS_PER_COMMAND) {
+    slices.push(keys.slice(start, start + KEYS_PER_COMMAND));
+  }
+  return slices;
 }
 
 /** A tag set's expiry for a member that must be named `tagTtlMs` (undefined: forever). */

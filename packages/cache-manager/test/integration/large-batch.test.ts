@@ -82,4 +82,40 @@ describe.skipIf(started.skip !== undefined)('large batches', () => {
     const other = await open();
     expect((await other.getMany(keys)).filter((value) => value === undefined).length).toBe(0);
   }, 60_000);
+
+  it('getMany, expireMany and deleteMany of 150,000 keys reach L2 and the other instances (arguments spread into one call overflowed the stack: nothing read, nothing deleted, no message)', async () => {
+    const cache = await open({ graceMs: 60_000 });
+    const keys = Array.from({ length: 150_000 }, (_, index) => `m${index}`);
+    const [first, middle, last] = [keys[0]!, keys[75_000]!, keys.at(-1)!];
+    await cache.set(first, 'first');
+    await cache.set(last, 'last');
+    const reader = await open();
+    const values = await reader.getMany(keys);
+    expect([values[0], values[75_000], values.at(-1)]).toEqual(['first', undefined, 'last']);
+    expect(reader.stats().l2Errors).toBe(0);
+
+    // Marked stale in L2 and, through one message, in the other instances' L1.
+    const expired = new Promise<void>((resolve) =>
+      reader.onInvalidation((message) => message.t === 'exp' && resolve()),
+    );
+    await cache.expireMany(keys);
+    await expired;
+    expect(reader.getLocal(first)).toBeUndefined();
+    expect(await (await open()).get(last)).toBeUndefined();
+    expect(cache.stats().l2Errors).toBe(0);
+
+    // Every key held, in L2 only: deleteMany removes whatever its keys hold.
+    const pipeline = fixture.admin.pipeline();
+    for (const key of keys) pipeline.set(`batch:v:${key}`, 'x');
+    await pipeline.exec();
+    await reader.set(first, 'again');
+    const deleted = new Promise<void>((resolve) =>
+      reader.onInvalidation((message) => message.t === 'del' && resolve()),
+    );
+    expect(await cache.deleteMany(keys)).toBe(true);
+    await deleted;
+    expect(reader.getLocal(first)).toBeUndefined();
+    expect(cache.stats().l2Errors).toBe(0);
+    expect(await fixture.admin.exists(`batch:v:${first}`, `batch:v:${middle}`, `batch:v:${last}`)).toBe(0);
+  }, 60_000);
 });

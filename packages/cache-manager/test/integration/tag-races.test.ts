@@ -40,6 +40,38 @@ describe.skipIf(started.skip !== undefined)('deleteByTag races', () => {
     await server?.stop();
   });
 
+  it('a deleteByTag on another instance wins over a run that tags its result through the context only after it', async () => {
+    const a = cacheOn(server.url, 'ctxtag:');
+    const b = cacheOn(server.url, 'ctxtag:');
+    await Promise.all([a.ready(), b.ready()]);
+    let factoryStarted = () => {};
+    const running = new Promise<void>((resolve) => {
+      factoryStarted = resolve;
+    });
+    let finish: (value: string) => void = () => {};
+    const source = new Promise<string>((resolve) => {
+      finish = resolve;
+    });
+    const result = a.getOrSet<string>('k', async (ctx) => {
+      factoryStarted();
+      const value = await source; // read from the source before the change
+      ctx.setOptions({ tags: ['t'] });
+      return value;
+    });
+    await running;
+    const heard = new Promise<void>((resolve) =>
+      a.onInvalidation((message) => message.t === 'tag' && resolve()),
+    );
+    await b.deleteByTag('t');
+    await heard;
+    finish('older');
+    expect(await result).toBe('older');
+    // Not cached over the invalidation, in either tier: both instances compute again.
+    expect(await a.get('k')).toBeUndefined();
+    expect(await b.get('k')).toBeUndefined();
+    expect(await b.getOrSet('k', () => 'fresh')).toBe('fresh');
+  });
+
   it('a key tagged again between the value check and the SREM stays in the tag set', async () => {
     const deleting = cacheOn(proxy.url, 'race1:');
     const writer = cacheOn(server.url, 'race1:');
