@@ -308,6 +308,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   #wakePump: (() => void) | undefined;
   /** Custom backoff names already warned about (see `#checkStrategy`). */
   readonly #missingStrategies = new Set<string>();
+  /** Custom backoff names whose strategy threw, already warned about (see `#retryDelay`). */
+  readonly #throwingStrategies = new Set<string>();
   /** Ends the back-off after a failed exchange (only `close()` does). */
   #stopBackoff: (() => void) | undefined;
   /** Aborts the signal of the current idle wait (see `#idle`). */
@@ -769,10 +771,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     };
     const terminal = error instanceof JobCancelledError || attempt >= record.attempts;
     if (!terminal) this.#checkStrategy(record.backoff);
-    const retryAt = terminal
-      ? null
-      : now +
-        backoffDelay(record.backoff, attempt, this.#options.random, this.#options.backoffStrategies, error);
+    const retryAt = terminal ? null : now + this.#retryDelay(record.backoff, attempt, error);
     // The stored record says when the job runs again (getJob, and the queue-wait histogram of the
     // next try, which would otherwise count the backoff and earlier tries as waiting).
     if (retryAt !== null) failed.availableAt = retryAt;
@@ -794,6 +793,28 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       .catch((error: unknown) => this.#reportError('give back a job whose lease was lost', error));
     this.#startBuffered();
     this.#wake();
+  }
+
+  /**
+   * The delay before retry `attempt`. A custom strategy that throws is the worker's bug, not the
+   * job's: the retry runs without delay, as for a missing strategy, and a warning names it once.
+   * Before, the throw escaped the settling of the try (an unhandled rejection, fatal to a Node
+   * process by default) and left the job to lease recovery, its failure unrecorded.
+   */
+  #retryDelay(backoff: JobRecord['backoff'], attempt: number, error: Error): number {
+    try {
+      return backoffDelay(backoff, attempt, this.#options.random, this.#options.backoffStrategies, error);
+    } catch (thrown) {
+      const strategy = backoff.type === 'custom' ? backoff.strategy : backoff.type;
+      if (!this.#throwingStrategies.has(strategy)) {
+        this.#throwingStrategies.add(strategy);
+        this.#logger.warn('custom backoff strategy threw; retrying without delay', {
+          strategy,
+          error: thrown instanceof Error ? thrown.message : String(thrown),
+        });
+      }
+      return 0;
+    }
   }
 
   /** Warns once per name about a custom backoff this worker lacks (its retries run at once). */
