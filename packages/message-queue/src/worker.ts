@@ -6,7 +6,6 @@ import {
   type HealthReport,
   type Logger,
   maxTimerMs,
-  NoaError,
   parseOptions,
   silentLogger,
   withDeadline,
@@ -175,31 +174,76 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 
 /**
  * What a handler threw, as an Error. A thrown non-Error keeps what it says: an object's string
- * `message`, `name` and `code` (a plain `{ code, message }` is common), else its JSON or text.
+ * `message`, `name` and `code` (a plain `{ code, message }` is common), else its JSON or text. A
+ * value that cannot even be read (a throwing getter, a revoked proxy) becomes an Error saying so:
+ * this runs while the try is settled, where a throw would lose the try (see `#failTry`).
  */
 function toError(thrown: unknown): Error {
-  if (thrown instanceof Error) return thrown;
-  if (typeof thrown !== 'object' || thrown === null) return new Error(String(thrown));
-  const { message, name, code } = thrown as { message?: unknown; name?: unknown; code?: unknown };
-  let text: string;
-  if (typeof message === 'string') text = message;
-  else {
-    try {
-      text = JSON.stringify(thrown) ?? String(thrown);
-    } catch {
-      text = String(thrown);
-    }
+  try {
+    if (thrown instanceof Error) return thrown;
+    if (typeof thrown !== 'object' || thrown === null) return new Error(String(thrown));
+    const { message, name, code } = thrown as { message?: unknown; name?: unknown; code?: unknown };
+    const error = new Error(typeof message === 'string' ? message : asText(thrown, '[unreadable]'), {
+      cause: thrown,
+    }) as Error & { code?: string };
+    if (typeof name === 'string') error.name = name;
+    if (typeof code === 'string') error.code = code;
+    return error;
+  } catch (unreadable) {
+    return new Error(`the handler threw a value that cannot be read (${readError(unreadable)})`, {
+      cause: thrown,
+    });
   }
-  const error = new Error(text, { cause: thrown }) as Error & { code?: string };
-  if (typeof name === 'string') error.name = name;
-  if (typeof code === 'string') error.code = code;
-  return error;
 }
 
+/** `value` as text: a string as is, else its JSON, else `String(value)`, else `fallback`. */
+function asText(value: unknown, fallback: string): string {
+  if (typeof value === 'string') return value;
+  try {
+    const json = JSON.stringify(value);
+    if (json !== undefined) return json;
+  } catch {
+    // Not JSON (a BigInt, a cycle): its text, below.
+  }
+  try {
+    return String(value);
+  } catch {
+    return fallback;
+  }
+}
+
+/** The message of an error met while reading a thrown value, as text whatever it is. */
+function readError(error: unknown): string {
+  try {
+    return asText(error instanceof Error ? error.message : error, 'unreadable');
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/** A property of a thrown error, or undefined when reading it throws (a getter). */
+function readProperty(error: Error, key: 'name' | 'message' | 'code'): unknown {
+  try {
+    return (error as unknown as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The history entry of a failed try. Its fields are text whatever the error holds (an Error's
+ * `message` set to a number, a `name` that is not a string): a backend stores them as JSON, and
+ * cutting them (`cutText`) needs strings.
+ */
 function errorEntry(error: Error, attempt: number, at: number): JobErrorEntry {
-  const entry: JobErrorEntry = { attempt, name: error.name, message: boundedMessage(error.message), at };
-  const { code } = error as { code?: unknown };
-  if (error instanceof NoaError || typeof code === 'string') entry.code = code as string;
+  const entry: JobErrorEntry = {
+    attempt,
+    name: asText(readProperty(error, 'name') ?? 'Error', 'Error'),
+    message: boundedMessage(asText(readProperty(error, 'message'), '')),
+    at,
+  };
+  const code = readProperty(error, 'code');
+  if (typeof code === 'string') entry.code = code;
   return entry;
 }
 
