@@ -429,6 +429,7 @@ export class MemoryProvider implements QueueProvider {
         entry.record.errors.push({
           attempt: entry.record.attemptsMade,
           name: 'JobStalledError',
+          code: 'NOA_MQ_JOB_STALLED',
           message: `job stalled more than ${maxStalls} times`,
           at: now,
         });

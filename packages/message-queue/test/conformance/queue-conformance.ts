@@ -12,6 +12,7 @@ import {
   type ProviderCapabilities,
   Queue,
   type QueueProvider,
+  type Settlement,
   Worker,
   type WorkerOptions,
 } from '../../src/index.js';
@@ -855,6 +856,60 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       await waitFor(() => seen.length === 1, 5_000, 'the stalled job to be recovered');
       expect(seen).toEqual([id]);
     });
+
+    itWith(
+      ['leaseRecovery', 'dlqInspect'],
+      'dead-letters a job stalled past maxStalls with a JobStalledError entry (code NOA_MQ_JOB_STALLED)',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('poison', null, { attempts: 3 });
+        const failed = { attempt: 1, name: 'Error', message: 'first try', at: Date.now() };
+        // One failed try first, so the stall is dead-lettered with the history it had.
+        const first = await provider.exchange(queue.name, {
+          settle: [],
+          fetch: 1,
+          leaseUntil: Date.now() + 2_000,
+          now: Date.now(),
+          promoteDelayed: true,
+          groupWeights: {},
+          defaultGroupWeight: 1,
+        });
+        expect(first.jobs.map((job) => job.id)).toEqual([id]);
+        const record = first.jobs[0]!;
+        // A "worker" that fails the first try, leases the retry and then dies holding it.
+        let settle: Settlement[] = [
+          { kind: 'fail', record: { ...record, attemptsMade: 1, errors: [failed] }, retryAt: Date.now() },
+        ];
+        const leased = await waitFor(
+          async () => {
+            const response = await provider.exchange(queue.name, {
+              settle,
+              fetch: 1,
+              leaseUntil: Date.now() + 150,
+              now: Date.now(),
+              promoteDelayed: true,
+              groupWeights: {},
+              defaultGroupWeight: 1,
+            });
+            settle = [];
+            // RabbitMQ delivers the retry's new message a moment later.
+            return response.jobs.length > 0 ? response.jobs : await sleep(10);
+          },
+          5_000,
+          'the retry to be leased',
+        );
+        expect(leased.map((job) => job.id)).toEqual([id]);
+        await sleep(300);
+        // maxStalls 0: the first expiry is final.
+        expect(await queue.clean({}, 0)).toMatchObject({ recovered: 0, deadLettered: 1 });
+        const [dead] = await queue.dlq.list();
+        expect(dead?.id).toBe(id);
+        expect(dead?.errors.map((entry) => [entry.name, entry.code, entry.message])).toEqual([
+          ['Error', undefined, 'first try'],
+          ['JobStalledError', 'NOA_MQ_JOB_STALLED', 'job stalled more than 0 times'],
+        ]);
+      },
+    );
 
     itWith(
       ['leaseRecovery', 'exactCounts'],
