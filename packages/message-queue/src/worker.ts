@@ -729,9 +729,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   #cancelRunning(id: string): void {
     const index = this.#buffer.findIndex((record) => record.id === id);
     if (index >= 0) {
-      // Leased but not started: settle it as cancelled without running it.
+      // Leased but not started: settle it as cancelled without running it (no try ran: nothing
+      // to time, so neither `processing_seconds` nor the run-time average of `prefetch` sees it).
       const [record] = this.#buffer.splice(index, 1);
-      this.#fail(new RunningJob(record!, this.#timed ? performance.now() : 0), new JobCancelledError(id));
+      this.#failTry(record!, new JobCancelledError(id));
       return;
     }
     for (const running of this.#running.byId(id)) {
