@@ -72,6 +72,7 @@ export type {
   QueueProvider,
   RetentionPolicy,
   Settlement,
+  StalledRelease,
 } from './provider.js';
 export type {
   DeliveryVerdict,

@@ -829,12 +829,15 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
    * A try that lost its lease failed (most likely because its signal aborted): not a failed
    * attempt of the job. It is given back (released) in case this worker still holds it (a false
    * alarm of the local expiry, or RabbitMQ redelivered it here); else the backend leaves it to
-   * the run that holds it, or to lease recovery.
+   * the run that holds it, or to lease recovery. A try whose lease expired ran past it: given
+   * back as a stall, counted against `maxStalls` as lease recovery would count it (a job that
+   * stalls its worker on every run was given back for ever, never dead-lettered).
    */
   #giveBack(running: RunningJob): void {
     if (!this.#end(running)) return;
+    const stalled = running.leaseExpired ? { maxStalls: this.#options.maxStalls } : undefined;
     this.#provider
-      .release(this.queueName, [running.record], this.#clock.now())
+      .release(this.queueName, [running.record], this.#clock.now(), stalled)
       .catch((error: unknown) => this.#reportError('give back a job whose lease was lost', error));
     this.#startBuffered();
     this.#wake();
@@ -988,6 +991,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     for (const running of this.#running.values()) {
       if (running.leaseLost || !isLost(running.record)) continue;
       running.leaseLost = true;
+      running.leaseExpired = reason === 'expired';
       running.abort(new LeaseLostError(running.record.id, reason));
       lost.push(running.record.id);
     }

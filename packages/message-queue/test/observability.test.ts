@@ -68,7 +68,8 @@ describe('metrics, events and options', () => {
     await waitFor(() => failed.includes(second));
     const histogram = async () =>
       (await registry.getSingleMetric('noa_message_queue_processing_seconds')!.get()).values.find(
-        (value) => value.metricName === 'noa_message_queue_processing_seconds_count',
+        (value) =>
+          (value as { metricName?: string }).metricName === 'noa_message_queue_processing_seconds_count',
       )?.value ?? 0;
     // Before: observed as a try of 0 s (and averaged into the run time `prefetch: 'auto'` uses).
     expect(await histogram()).toBe(0);

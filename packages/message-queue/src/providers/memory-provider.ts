@@ -20,6 +20,7 @@ import {
   type QueueProvider,
   type RetentionPolicy,
   type Settlement,
+  type StalledRelease,
 } from '../provider.js';
 import { Wakers } from './wakers.js';
 
@@ -389,7 +390,12 @@ export class MemoryProvider implements QueueProvider {
     this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
   }
 
-  async release(queueName: string, records: JobRecord[], now: number): Promise<void> {
+  async release(
+    queueName: string,
+    records: JobRecord[],
+    now: number,
+    stalled?: StalledRelease,
+  ): Promise<void> {
     const queue = this.#queue(queueName);
     for (const record of records) {
       const entry = queue.entries.get(record.id);
@@ -400,10 +406,27 @@ export class MemoryProvider implements QueueProvider {
         this.#deadCancelled(queue, entry, now);
         continue;
       }
+      if (stalled && this.#stalledPast(queue, entry, stalled.maxStalls, now)) continue;
       entry.record.availableAt = now;
       this.#enqueue(queue, entry, now, true);
     }
     this.#wake(queue);
+  }
+
+  /** Counts a stall of an entry taken off active; past `maxStalls` dead-letters it (true). */
+  #stalledPast(queue: MemoryQueue, entry: Entry, maxStalls: number, now: number): boolean {
+    entry.stalls += 1;
+    if (entry.stalls <= maxStalls) return false;
+    entry.record.errors.push({
+      attempt: entry.record.attemptsMade,
+      name: 'JobStalledError',
+      code: 'NOA_MQ_JOB_STALLED',
+      message: `job stalled more than ${maxStalls} times`,
+      at: now,
+    });
+    this.#toDead(queue, entry, now);
+    this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
+    return true;
   }
 
   async maintain(
@@ -424,17 +447,7 @@ export class MemoryProvider implements QueueProvider {
         result.deadLettered += 1;
         continue;
       }
-      entry.stalls += 1;
-      if (entry.stalls > maxStalls) {
-        entry.record.errors.push({
-          attempt: entry.record.attemptsMade,
-          name: 'JobStalledError',
-          code: 'NOA_MQ_JOB_STALLED',
-          message: `job stalled more than ${maxStalls} times`,
-          at: now,
-        });
-        this.#toDead(queue, entry, now);
-        this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
+      if (this.#stalledPast(queue, entry, maxStalls, now)) {
         result.deadLettered += 1;
       } else {
         entry.record.availableAt = now;

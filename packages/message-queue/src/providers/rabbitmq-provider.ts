@@ -25,6 +25,7 @@ import {
   type QueueProvider,
   type RetentionPolicy,
   type Settlement,
+  type StalledRelease,
 } from '../provider.js';
 import type { JobStateStore } from './job-state-store.js';
 import { AmqpConnection } from './rabbitmq/connection.js';
@@ -316,10 +317,11 @@ export class RabbitMqProvider implements QueueProvider {
     if (consumer) await this.#consumers.stopConsuming(consumer);
   }
 
-  async release(queue: string, records: JobRecord[], now: number): Promise<void> {
+  async release(queue: string, records: JobRecord[], now: number, stalled?: StalledRelease): Promise<void> {
     try {
       // Back to queued in the store first, so the requeued message is not judged a duplicate.
-      await this.#state?.release(queue, records, now);
+      // Without a store nothing counts stalls (no lease recovery): the message is requeued.
+      await this.#state?.release(queue, records, now, stalled);
     } finally {
       for (const record of records) {
         const held = this.#held.take(queue, record.id);

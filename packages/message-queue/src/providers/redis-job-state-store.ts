@@ -9,6 +9,7 @@ import type {
   MaintenanceResult,
   RetentionPolicy,
   Settlement,
+  StalledRelease,
 } from '../provider.js';
 import { type JobStateScriptName, loadJobStateScripts } from './job-state-scripts.js';
 import type {
@@ -240,9 +241,18 @@ export class RedisJobStateStore implements JobStateStore {
     return { cancelled, lost };
   }
 
-  async release(queue: string, jobs: readonly LeasedJob[], now: number): Promise<void> {
+  async release(
+    queue: string,
+    jobs: readonly LeasedJob[],
+    now: number,
+    stalled?: StalledRelease,
+  ): Promise<void> {
     if (jobs.length === 0) return;
-    const args: (string | number)[] = [now];
+    const args: (string | number)[] = [
+      now,
+      stalled ? stalled.maxStalls : '',
+      stalled ? JSON.stringify(stalledErrorEntry(stalled.maxStalls, now)) : '',
+    ];
     for (const job of jobs) args.push(job.id, job.lease ?? '');
     await this.#run('release', queue, args);
   }

@@ -14,6 +14,7 @@ import {
   type QueueProvider,
   type RetentionPolicy,
   type Settlement,
+  type StalledRelease,
 } from '../provider.js';
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
@@ -267,9 +268,13 @@ export class RedisProvider implements QueueProvider {
     return { cancelled, lost };
   }
 
-  async release(queue: string, records: JobRecord[], now: number): Promise<void> {
+  async release(queue: string, records: JobRecord[], now: number, stalled?: StalledRelease): Promise<void> {
     if (records.length === 0) return;
-    const args: (string | number)[] = [now];
+    const args: (string | number)[] = [
+      now,
+      stalled ? stalled.maxStalls : '',
+      stalled ? JSON.stringify(stalledErrorEntry(stalled.maxStalls, now)) : '',
+    ];
     for (const record of records)
       args.push(record.id, record.priority, record.group ?? '', record.lease ?? '');
     await this.#run('release', queue, args);

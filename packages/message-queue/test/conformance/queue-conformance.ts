@@ -893,7 +893,9 @@ export function describeQueueConformance(target: ConformanceTarget): void {
             });
             settle = [];
             // RabbitMQ delivers the retry's new message a moment later.
-            return response.jobs.length > 0 ? response.jobs : await sleep(10);
+            if (response.jobs.length > 0) return response.jobs;
+            await sleep(10);
+            return undefined;
           },
           5_000,
           'the retry to be leased',
@@ -908,6 +910,48 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           ['Error', undefined, 'first try'],
           ['JobStalledError', 'NOA_MQ_JOB_STALLED', 'job stalled more than 0 times'],
         ]);
+      },
+    );
+
+    itWith(
+      ['leaseRecovery', 'dlqInspect'],
+      'dead-letters after maxStalls a job whose every run stalls its worker past leaseMs (the worker gives it back)',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('blocker', null, { attempts: 5 });
+        // A worker whose lease renewals are never answered, as when each run blocks its event
+        // loop past the lease (not blocked here: the suite's cases run concurrently). It finds
+        // each lease expired, aborts the signal and gives the job back.
+        const unanswered = new Proxy(provider, {
+          get: (target, key) => {
+            const value = Reflect.get(target, key, target) as unknown;
+            if (typeof value !== 'function') return value;
+            if (key === 'extendLeases') return () => new Promise(() => {});
+            return value.bind(target);
+          },
+        });
+        let runs = 0;
+        startWorker(
+          new Queue({ name: queue.name, provider: unanswered }),
+          (job) => {
+            runs += 1;
+            return new Promise((_resolve, reject) => {
+              job.signal.addEventListener('abort', () => reject(job.signal.reason));
+            });
+          },
+          // No maintenance pass gets there first: the give-back itself must count the stall.
+          { leaseMs: 200, maxStalls: 1, maintenanceIntervalMs: 60_000 },
+        );
+        // Before: given back without counting a stall, it ran again and again, never dead-lettered.
+        await waitFor(
+          async () => (await queue.dlq.list()).length === 1,
+          10_000,
+          'the job to be dead-lettered',
+        );
+        const [dead] = await queue.dlq.list();
+        expect(dead?.id).toBe(id);
+        expect(dead?.errors.at(-1)).toMatchObject({ name: 'JobStalledError', code: 'NOA_MQ_JOB_STALLED' });
+        expect(runs).toBe(2);
       },
     );
 
