@@ -73,6 +73,7 @@ export type {
   RetentionPolicy,
   Settlement,
   StalledRelease,
+  StalledReleaseResult,
 } from './provider.js';
 export type {
   DeliveryVerdict,

@@ -838,9 +838,21 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     const stalled = running.leaseExpired ? { maxStalls: this.#options.maxStalls } : undefined;
     this.#provider
       .release(this.queueName, [running.record], this.#clock.now(), stalled)
+      .then((counted) => {
+        if (counted) this.#countStalls(counted.stalled, counted.deadLettered);
+      })
       .catch((error: unknown) => this.#reportError('give back a job whose lease was lost', error));
     this.#startBuffered();
     this.#wake();
+  }
+
+  /**
+   * Counts stalls the backend recorded (a maintenance pass's recoveries, or tries given back past
+   * their leases): `jobs_stalled_total`, and `jobs_dead_lettered_total` for those past `maxStalls`.
+   */
+  #countStalls(stalled: number, deadLettered: number): void {
+    if (stalled > 0) this.#metrics.stalled.inc(this.#labels, stalled);
+    if (deadLettered > 0) this.#metrics.deadLettered.inc(this.#labels, deadLettered);
   }
 
   /**
@@ -1027,9 +1039,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         this.#provider.maintain(this.queueName, this.#clock.now(), this.#options.maxStalls, this.#retention),
       );
       if (result.recovered + result.deadLettered > 0) {
-        this.#metrics.stalled.inc(this.#labels, result.recovered + result.deadLettered);
         // Poison jobs (past maxStalls) and cancelled jobs of dead workers land in the DLQ too.
-        if (result.deadLettered > 0) this.#metrics.deadLettered.inc(this.#labels, result.deadLettered);
+        this.#countStalls(result.recovered + result.deadLettered, result.deadLettered);
         publishJobEvent('stalled', { queue: this.queueName, ...result });
         this.#logger.info('recovered stalled jobs', { ...result });
         this.#wake();

@@ -81,6 +81,39 @@ describe('metrics, events and options', () => {
     await worker.close();
   });
 
+  it('a job given back as a stall (its lease expired) is counted in jobs_stalled_total, and in jobs_dead_lettered_total past maxStalls', async () => {
+    const registry = new Registry();
+    const memory = new MemoryProvider();
+    // Lease renewals never answered: the worker finds each lease expired and gives the job back.
+    const unanswered = new Proxy(memory, {
+      get: (target, key) => {
+        const value = Reflect.get(target, key, target) as unknown;
+        if (typeof value !== 'function') return value;
+        if (key === 'extendLeases') return () => new Promise(() => {});
+        return value.bind(target);
+      },
+    });
+    const queue = new Queue({ name: 'stall-giveback', provider: unanswered, registry });
+    const { id } = await queue.add('blocker', null);
+    const worker = new Worker({
+      queue,
+      registry,
+      leaseMs: 150,
+      maxStalls: 1,
+      maintenanceIntervalMs: 60_000,
+      handler: (job) =>
+        new Promise((_resolve, reject) =>
+          job.signal.addEventListener('abort', () => reject(job.signal.reason)),
+        ),
+    });
+    await waitFor(async () => (await queue.getJob(id))?.state === 'failed', 5_000, 'the job dead-lettered');
+    await worker.close();
+    const text = await registry.metrics();
+    // Before: neither counted (only maintenance passes counted stalls).
+    expect(text).toContain('noa_message_queue_jobs_stalled_total{queue="stall-giveback"} 2');
+    expect(text).toContain('noa_message_queue_jobs_dead_lettered_total{queue="stall-giveback"} 1');
+  });
+
   it('queue_depth_jobs is counted at scrape time (cached briefly, bounded by a deadline), not only when the app calls counts()', async () => {
     const registry = new Registry();
     const provider = new MemoryProvider();

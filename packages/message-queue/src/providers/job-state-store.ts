@@ -8,6 +8,7 @@ import type {
   RetentionPolicy,
   Settlement,
   StalledRelease,
+  StalledReleaseResult,
 } from '../provider.js';
 
 /**
@@ -121,7 +122,13 @@ export interface JobStateStore {
    * another message. With `stalled`, each counts a stall and one past `maxStalls` is
    * dead-lettered instead (see `QueueProvider.release`).
    */
-  release(queue: string, jobs: readonly LeasedJob[], now: number, stalled?: StalledRelease): Promise<void>;
+  release(
+    queue: string,
+    jobs: readonly LeasedJob[],
+    now: number,
+    stalled?: StalledRelease,
+    // biome-ignore lint/suspicious/noConfusingVoidType: a provider of your own written before `stalled` returns Promise<void>, and still type-checks
+  ): Promise<StalledReleaseResult | undefined | void>;
   /** Expired leases (and unconfirmed outbox entries) come back as messages to publish. */
   maintain(
     queue: string,

@@ -21,6 +21,7 @@ import {
   type RetentionPolicy,
   type Settlement,
   type StalledRelease,
+  type StalledReleaseResult,
 } from '../provider.js';
 import { Wakers } from './wakers.js';
 
@@ -395,8 +396,9 @@ export class MemoryProvider implements QueueProvider {
     records: JobRecord[],
     now: number,
     stalled?: StalledRelease,
-  ): Promise<void> {
+  ): Promise<StalledReleaseResult | undefined> {
     const queue = this.#queue(queueName);
+    const counted: StalledReleaseResult = { stalled: 0, deadLettered: 0 };
     for (const record of records) {
       const entry = queue.entries.get(record.id);
       if (entry?.state !== 'active' || entry.lease !== record.lease) continue;
@@ -406,11 +408,18 @@ export class MemoryProvider implements QueueProvider {
         this.#deadCancelled(queue, entry, now);
         continue;
       }
-      if (stalled && this.#stalledPast(queue, entry, stalled.maxStalls, now)) continue;
+      if (stalled) {
+        counted.stalled += 1;
+        if (this.#stalledPast(queue, entry, stalled.maxStalls, now)) {
+          counted.deadLettered += 1;
+          continue;
+        }
+      }
       entry.record.availableAt = now;
       this.#enqueue(queue, entry, now, true);
     }
     this.#wake(queue);
+    return stalled ? counted : undefined;
   }
 
   /** Counts a stall of an entry taken off active; past `maxStalls` dead-letters it (true). */

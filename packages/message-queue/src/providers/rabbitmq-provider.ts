@@ -26,6 +26,7 @@ import {
   type RetentionPolicy,
   type Settlement,
   type StalledRelease,
+  type StalledReleaseResult,
 } from '../provider.js';
 import type { JobStateStore } from './job-state-store.js';
 import { AmqpConnection } from './rabbitmq/connection.js';
@@ -317,11 +318,16 @@ export class RabbitMqProvider implements QueueProvider {
     if (consumer) await this.#consumers.stopConsuming(consumer);
   }
 
-  async release(queue: string, records: JobRecord[], now: number, stalled?: StalledRelease): Promise<void> {
+  async release(
+    queue: string,
+    records: JobRecord[],
+    now: number,
+    stalled?: StalledRelease,
+  ): Promise<StalledReleaseResult | undefined> {
     try {
       // Back to queued in the store first, so the requeued message is not judged a duplicate.
       // Without a store nothing counts stalls (no lease recovery): the message is requeued.
-      await this.#state?.release(queue, records, now, stalled);
+      return (await this.#state?.release(queue, records, now, stalled)) ?? undefined;
     } finally {
       for (const record of records) {
         const held = this.#held.take(queue, record.id);

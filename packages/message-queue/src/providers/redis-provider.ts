@@ -15,6 +15,7 @@ import {
   type RetentionPolicy,
   type Settlement,
   type StalledRelease,
+  type StalledReleaseResult,
 } from '../provider.js';
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
@@ -268,8 +269,13 @@ export class RedisProvider implements QueueProvider {
     return { cancelled, lost };
   }
 
-  async release(queue: string, records: JobRecord[], now: number, stalled?: StalledRelease): Promise<void> {
-    if (records.length === 0) return;
+  async release(
+    queue: string,
+    records: JobRecord[],
+    now: number,
+    stalled?: StalledRelease,
+  ): Promise<StalledReleaseResult | undefined> {
+    if (records.length === 0) return stalled ? { stalled: 0, deadLettered: 0 } : undefined;
     const args: (string | number)[] = [
       now,
       stalled ? stalled.maxStalls : '',
@@ -277,7 +283,8 @@ export class RedisProvider implements QueueProvider {
     ];
     for (const record of records)
       args.push(record.id, record.priority, record.group ?? '', record.lease ?? '');
-    await this.#run('release', queue, args);
+    const [stalls, deadLettered] = (await this.#run('release', queue, args)) as number[];
+    return stalled ? { stalled: stalls ?? 0, deadLettered: deadLettered ?? 0 } : undefined;
   }
 
   async maintain(

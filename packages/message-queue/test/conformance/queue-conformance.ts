@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { uniqueName } from '@noa/testkit';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import { z } from 'zod';
 import {
@@ -931,6 +932,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           },
         });
         let runs = 0;
+        const registry = new Registry();
         startWorker(
           new Queue({ name: queue.name, provider: unanswered }),
           (job) => {
@@ -940,7 +942,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
             });
           },
           // No maintenance pass gets there first: the give-back itself must count the stall.
-          { leaseMs: 200, maxStalls: 1, maintenanceIntervalMs: 60_000 },
+          { leaseMs: 200, maxStalls: 1, maintenanceIntervalMs: 60_000, registry },
         );
         // Before: given back without counting a stall, it ran again and again, never dead-lettered.
         await waitFor(
@@ -952,6 +954,10 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         expect(dead?.id).toBe(id);
         expect(dead?.errors.at(-1)).toMatchObject({ name: 'JobStalledError', code: 'NOA_MQ_JOB_STALLED' });
         expect(runs).toBe(2);
+        // Counted as a maintenance pass counts what it recovers: two stalls, one dead-lettered.
+        const metrics = await registry.metrics();
+        expect(metrics).toContain(`noa_message_queue_jobs_stalled_total{queue="${queue.name}"} 2`);
+        expect(metrics).toContain(`noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 1`);
       },
     );
 

@@ -8,6 +8,7 @@
 -- unknown) per job.
 local now = tonumber(ARGV[2])
 local maxStalls = tonumber(ARGV[3])
+local stalls, deadLettered = 0, 0
 for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   local key = jobKey(id)
@@ -16,8 +17,12 @@ for i = 5, #ARGV, 2 do
     local err = nil
     if redis.call('ZSCORE', CANCELLED, id) then
       err = cancelError(id, now)
-    elseif maxStalls and redis.call('HINCRBY', key, 'st', 1) > maxStalls then
-      err = ARGV[4]
+    elseif maxStalls then
+      stalls = stalls + 1
+      if redis.call('HINCRBY', key, 'st', 1) > maxStalls then
+        err = ARGV[4]
+        deadLettered = deadLettered + 1
+      end
     end
     if err then
       redis.call('HSET', key, 'e', err, 'f', ARGV[2])
@@ -30,4 +35,6 @@ for i = 5, #ARGV, 2 do
     end
   end
 end
-return publishes
+-- Counted only with maxStalls: the stalls counted, and the jobs of them dead-lettered. (A flow
+-- parent this releases is published by maintain, from the outbox: see above.)
+return {stalls, deadLettered}
