@@ -839,7 +839,19 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     this.#provider
       .release(this.queueName, [running.record], this.#clock.now(), stalled)
       .then((counted) => {
-        if (counted) this.#countStalls(counted.stalled, counted.deadLettered);
+        if (!counted || counted.stalled === 0) return;
+        this.#countStalls(counted.stalled, counted.deadLettered);
+        // As a maintenance pass reports its recoveries (the same event, the same fields).
+        const result = {
+          recovered: counted.stalled - counted.deadLettered,
+          deadLettered: counted.deadLettered,
+          removed: 0,
+        };
+        publishJobEvent('stalled', { queue: this.queueName, ...result });
+        this.#logger.info('gave back a job that stalled past its lease', {
+          jobId: running.record.id,
+          ...result,
+        });
       })
       .catch((error: unknown) => this.#reportError('give back a job whose lease was lost', error));
     this.#startBuffered();
