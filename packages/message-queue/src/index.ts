@@ -72,6 +72,8 @@ export type {
   QueueProvider,
   RetentionPolicy,
   Settlement,
+  StalledRelease,
+  StalledReleaseResult,
 } from './provider.js';
 export type {
   DeliveryVerdict,

@@ -1,5 +1,19 @@
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from './job-record.js';
 
+/** The tries a `release` gives back ran past their leases: count a stall each (see `release`). */
+export interface StalledRelease {
+  maxStalls: number;
+}
+
+/**
+ * What a `release` with {@link StalledRelease} did: `stalled` jobs counted a stall (those it
+ * gave back, not those another run holds), `deadLettered` of them went past `maxStalls`.
+ */
+export interface StalledReleaseResult {
+  stalled: number;
+  deadLettered: number;
+}
+
 /**
  * What a provider can do. The conformance suite skips exactly the features set to `false`
  * (and prints why); every other behaviour must be the same on every provider.
@@ -179,9 +193,19 @@ export interface QueueProvider {
   stopFetching?(queue: string): Promise<void>;
   /**
    * Puts active jobs back to waiting without counting a try (graceful close); a job whose
-   * lease (`record.lease`) had ended is left alone.
+   * lease (`record.lease`) had ended is left alone. With `stalled`, the tries ran past their
+   * leases (the worker stalled: `LeaseLostError` `'expired'`): each counts as a stall, as lease
+   * recovery counts one, and a job past `stalled.maxStalls` is dead-lettered (`JobStalledError`)
+   * instead of waiting again. Otherwise a job that stalls every run was given back for ever.
+   * With `stalled` it returns what it counted (the worker's metrics), else nothing.
    */
-  release(queue: string, records: JobRecord[], now: number): Promise<void>;
+  release(
+    queue: string,
+    records: JobRecord[],
+    now: number,
+    stalled?: StalledRelease,
+    // biome-ignore lint/suspicious/noConfusingVoidType: a provider of your own written before `stalled` returns Promise<void>, and still type-checks
+  ): Promise<StalledReleaseResult | undefined | void>;
   /**
    * Recovers expired leases and applies retention. Safe to run from many workers at once. A
    * provider timing leases by its own clock (Redis) judges expiry by it, not by `now`.

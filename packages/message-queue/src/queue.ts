@@ -123,6 +123,31 @@ export const queueOptionsSchema = z
   })
   .strict();
 
+/**
+ * A queue's `defaultJobOptions`: any job option but `jobId` (as BullMQ's `DefaultJobOptions`): a
+ * default id would make every add after the first a no-op (`added: false`, nothing enqueued).
+ */
+const defaultJobOptionsSchema = jobOptionsSchema.partial().refine((options) => options.jobId === undefined, {
+  message: 'a default jobId would make every add after the first a no-op; give jobId per add',
+  path: ['jobId'],
+});
+
+/** `defaultJobOptions` parsed, a bad field named under `defaultJobOptions.` (as a bulk item's are). */
+function parseDefaultJobOptions(input: unknown): JobOptions {
+  try {
+    return parseOptions('Queue', defaultJobOptionsSchema, input);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(
+      'Queue',
+      error.issues.map((issue) => ({
+        ...issue,
+        path: `defaultJobOptions${issue.path ? `.${issue.path}` : ''}`,
+      })),
+    );
+  }
+}
+
 /** Per-call options of `add`, `addBulk` and `addFlow`. */
 const addCallSchema = z
   .object({
@@ -147,7 +172,8 @@ export type QueueOptions<Data = unknown> = Omit<
   'schema' | 'defaultJobOptions'
 > & {
   schema?: StandardSchemaV1<unknown, Data>;
-  defaultJobOptions?: JobOptions;
+  /** Options merged under every job's own: any job option but `jobId` (refused: see above). */
+  defaultJobOptions?: Omit<JobOptions, 'jobId'>;
 };
 
 /**
@@ -223,11 +249,7 @@ export class Queue<Data = unknown> {
     this.name = parsed.name;
     this.provider = parsed.provider;
     this.#schema = parsed.schema as StandardSchemaV1<unknown, Data> | undefined;
-    this.#defaults = parseOptions(
-      'Queue.defaultJobOptions',
-      jobOptionsSchema.partial(),
-      parsed.defaultJobOptions,
-    );
+    this.#defaults = parseDefaultJobOptions(parsed.defaultJobOptions);
     this.#parsedDefaults = parseOptions('Queue.defaultJobOptions', jobOptionsSchema, this.#defaults);
     this.#clock = parsed.clock;
     // Wrapped like the worker's: a logger that throws loses its lines, never the queue's call.

@@ -26,6 +26,8 @@ export class RunningJob implements JobSignalSource, TimeoutEntry {
   leasedAt = 0;
   /** The worker gave up its lease (see `LeaseLostError`): its signal is aborted. */
   leaseLost = false;
+  /** It gave it up because the lease expired ('expired': the try stalled past `leaseMs`). */
+  leaseExpired = false;
   #controller: AbortController | undefined;
 
   constructor(record: JobRecord, startedAt: number) {

@@ -6,6 +6,7 @@ import {
   maxTimerMs,
   parseOptions,
   silentLogger,
+  withDeadline,
 } from '@noa/core';
 import { z } from 'zod';
 import { maxDelayMs } from './job-options.js';
@@ -31,6 +32,12 @@ export const schedulerOptionsSchema = z
      * nothing else holds it, ticks left unfired.
      */
     keepAlive: z.boolean().default(true),
+    /**
+     * How long `close()` waits for tick adds under way (default 5 000 ms): a tick that fired just
+     * before `close()` is stored before the caller closes the provider. Past it `close()`
+     * resolves with a warning naming the ticks not confirmed (a backend that does not answer).
+     */
+    closeTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
   })
   .strict();
 
@@ -54,12 +61,16 @@ export class Scheduler<Data = unknown> {
   readonly #logger: Logger;
   readonly #keepAlive: boolean;
   readonly #schedules = new Map<string, Schedule<Data>>();
+  readonly #closeTimeoutMs: number;
+  /** Tick adds not answered yet, by tick job id: `close()` waits for them. */
+  readonly #adding = new Map<string, Promise<void>>();
   #closed = false;
 
   constructor(queue: Queue<Data>, options: SchedulerOptions = {}) {
     const parsed = parseOptions('Scheduler', schedulerOptionsSchema, options);
     this.#queue = queue;
     this.#keepAlive = parsed.keepAlive;
+    this.#closeTimeoutMs = parsed.closeTimeoutMs;
     this.#logger = childLogger(parsed.logger, { component: 'message-queue-scheduler', queue: queue.name });
   }
 
@@ -171,25 +182,43 @@ export class Scheduler<Data = unknown> {
     // missed while the wall clock jumped ahead or the process was suspended are skipped, not
     // added back to back.
     this.#arm(schedule, Math.max(fireAt, Date.now()));
-    try {
-      await this.#queue.add(schedule.job.name, schedule.job.data, {
-        ...schedule.job.options,
-        ...singleTick,
-        jobId: tickJobId(schedule.name, fireAt),
-      });
-    } catch (error) {
-      this.#logger.warn('scheduled add failed', {
-        schedule: schedule.name,
-        fireAt,
-        error: error instanceof Error ? error.message : String(error),
-      });
-    }
+    const jobId = tickJobId(schedule.name, fireAt);
+    const adding = this.#queue
+      .add(schedule.job.name, schedule.job.data, { ...schedule.job.options, ...singleTick, jobId })
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          this.#logger.warn('scheduled add failed', {
+            schedule: schedule.name,
+            fireAt,
+            error: error instanceof Error ? error.message : String(error),
+          });
+        },
+      )
+      .finally(() => this.#adding.delete(jobId));
+    this.#adding.set(jobId, adding);
+    await adding;
   }
 
-  /** Stops every schedule. */
+  /**
+   * Stops every schedule and waits (up to `closeTimeoutMs`) for the adds of ticks that already
+   * fired, so closing the queue's provider next loses none of them.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     for (const name of [...this.#schedules.keys()]) this.cancel(name);
+    if (this.#adding.size === 0) return;
+    try {
+      await withDeadline(
+        Promise.all(this.#adding.values()),
+        this.#closeTimeoutMs,
+        'scheduler close: tick adds',
+      );
+    } catch {
+      this.#logger.warn('scheduler closed with tick adds unconfirmed (the backend did not answer)', {
+        jobIds: [...this.#adding.keys()],
+      });
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

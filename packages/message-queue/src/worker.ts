@@ -6,7 +6,6 @@ import {
   type HealthReport,
   type Logger,
   maxTimerMs,
-  NoaError,
   parseOptions,
   silentLogger,
   withDeadline,
@@ -175,31 +174,76 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 
 /**
  * What a handler threw, as an Error. A thrown non-Error keeps what it says: an object's string
- * `message`, `name` and `code` (a plain `{ code, message }` is common), else its JSON or text.
+ * `message`, `name` and `code` (a plain `{ code, message }` is common), else its JSON or text. A
+ * value that cannot even be read (a throwing getter, a revoked proxy) becomes an Error saying so:
+ * this runs while the try is settled, where a throw would lose the try (see `#failTry`).
  */
 function toError(thrown: unknown): Error {
-  if (thrown instanceof Error) return thrown;
-  if (typeof thrown !== 'object' || thrown === null) return new Error(String(thrown));
-  const { message, name, code } = thrown as { message?: unknown; name?: unknown; code?: unknown };
-  let text: string;
-  if (typeof message === 'string') text = message;
-  else {
-    try {
-      text = JSON.stringify(thrown) ?? String(thrown);
-    } catch {
-      text = String(thrown);
-    }
+  try {
+    if (thrown instanceof Error) return thrown;
+    if (typeof thrown !== 'object' || thrown === null) return new Error(String(thrown));
+    const { message, name, code } = thrown as { message?: unknown; name?: unknown; code?: unknown };
+    const error = new Error(typeof message === 'string' ? message : asText(thrown, '[unreadable]'), {
+      cause: thrown,
+    }) as Error & { code?: string };
+    if (typeof name === 'string') error.name = name;
+    if (typeof code === 'string') error.code = code;
+    return error;
+  } catch (unreadable) {
+    return new Error(`the handler threw a value that cannot be read (${readError(unreadable)})`, {
+      cause: thrown,
+    });
   }
-  const error = new Error(text, { cause: thrown }) as Error & { code?: string };
-  if (typeof name === 'string') error.name = name;
-  if (typeof code === 'string') error.code = code;
-  return error;
 }
 
+/** `value` as text: a string as is, else its JSON, else `String(value)`, else `fallback`. */
+function asText(value: unknown, fallback: string): string {
+  if (typeof value === 'string') return value;
+  try {
+    const json = JSON.stringify(value);
+    if (json !== undefined) return json;
+  } catch {
+    // Not JSON (a BigInt, a cycle): its text, below.
+  }
+  try {
+    return String(value);
+  } catch {
+    return fallback;
+  }
+}
+
+/** The message of an error met while reading a thrown value, as text whatever it is. */
+function readError(error: unknown): string {
+  try {
+    return asText(error instanceof Error ? error.message : error, 'unreadable');
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/** A property of a thrown error, or undefined when reading it throws (a getter). */
+function readProperty(error: Error, key: 'name' | 'message' | 'code'): unknown {
+  try {
+    return (error as unknown as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The history entry of a failed try. Its fields are text whatever the error holds (an Error's
+ * `message` set to a number, a `name` that is not a string): a backend stores them as JSON, and
+ * cutting them (`cutText`) needs strings.
+ */
 function errorEntry(error: Error, attempt: number, at: number): JobErrorEntry {
-  const entry: JobErrorEntry = { attempt, name: error.name, message: boundedMessage(error.message), at };
-  const { code } = error as { code?: unknown };
-  if (error instanceof NoaError || typeof code === 'string') entry.code = code as string;
+  const entry: JobErrorEntry = {
+    attempt,
+    name: asText(readProperty(error, 'name') ?? 'Error', 'Error'),
+    message: boundedMessage(asText(readProperty(error, 'message'), '')),
+    at,
+  };
+  const code = readProperty(error, 'code');
+  if (typeof code === 'string') entry.code = code;
   return entry;
 }
 
@@ -308,6 +352,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   #wakePump: (() => void) | undefined;
   /** Custom backoff names already warned about (see `#checkStrategy`). */
   readonly #missingStrategies = new Set<string>();
+  /** Custom backoff names whose strategy threw, already warned about (see `#retryDelay`). */
+  readonly #throwingStrategies = new Set<string>();
   /** Ends the back-off after a failed exchange (only `close()` does). */
   #stopBackoff: (() => void) | undefined;
   /** Aborts the signal of the current idle wait (see `#idle`). */
@@ -683,9 +729,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   #cancelRunning(id: string): void {
     const index = this.#buffer.findIndex((record) => record.id === id);
     if (index >= 0) {
-      // Leased but not started: settle it as cancelled without running it.
+      // Leased but not started: settle it as cancelled without running it (no try ran: nothing
+      // to time, so neither `processing_seconds` nor the run-time average of `prefetch` sees it).
       const [record] = this.#buffer.splice(index, 1);
-      this.#fail(new RunningJob(record!, this.#timed ? performance.now() : 0), new JobCancelledError(id));
+      this.#failTry(record!, new JobCancelledError(id));
       return;
     }
     for (const running of this.#running.byId(id)) {
@@ -769,10 +816,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     };
     const terminal = error instanceof JobCancelledError || attempt >= record.attempts;
     if (!terminal) this.#checkStrategy(record.backoff);
-    const retryAt = terminal
-      ? null
-      : now +
-        backoffDelay(record.backoff, attempt, this.#options.random, this.#options.backoffStrategies, error);
+    const retryAt = terminal ? null : now + this.#retryDelay(record.backoff, attempt, error);
     // The stored record says when the job runs again (getJob, and the queue-wait histogram of the
     // next try, which would otherwise count the backoff and earlier tries as waiting).
     if (retryAt !== null) failed.availableAt = retryAt;
@@ -785,15 +829,64 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
    * A try that lost its lease failed (most likely because its signal aborted): not a failed
    * attempt of the job. It is given back (released) in case this worker still holds it (a false
    * alarm of the local expiry, or RabbitMQ redelivered it here); else the backend leaves it to
-   * the run that holds it, or to lease recovery.
+   * the run that holds it, or to lease recovery. A try whose lease expired ran past it: given
+   * back as a stall, counted against `maxStalls` as lease recovery would count it (a job that
+   * stalls its worker on every run was given back for ever, never dead-lettered).
    */
   #giveBack(running: RunningJob): void {
     if (!this.#end(running)) return;
+    const stalled = running.leaseExpired ? { maxStalls: this.#options.maxStalls } : undefined;
     this.#provider
-      .release(this.queueName, [running.record], this.#clock.now())
+      .release(this.queueName, [running.record], this.#clock.now(), stalled)
+      .then((counted) => {
+        if (!counted || counted.stalled === 0) return;
+        this.#countStalls(counted.stalled, counted.deadLettered);
+        // As a maintenance pass reports its recoveries (the same event, the same fields).
+        const result = {
+          recovered: counted.stalled - counted.deadLettered,
+          deadLettered: counted.deadLettered,
+          removed: 0,
+        };
+        publishJobEvent('stalled', { queue: this.queueName, ...result });
+        this.#logger.info('gave back a job that stalled past its lease', {
+          jobId: running.record.id,
+          ...result,
+        });
+      })
       .catch((error: unknown) => this.#reportError('give back a job whose lease was lost', error));
     this.#startBuffered();
     this.#wake();
+  }
+
+  /**
+   * Counts stalls the backend recorded (a maintenance pass's recoveries, or tries given back past
+   * their leases): `jobs_stalled_total`, and `jobs_dead_lettered_total` for those past `maxStalls`.
+   */
+  #countStalls(stalled: number, deadLettered: number): void {
+    if (stalled > 0) this.#metrics.stalled.inc(this.#labels, stalled);
+    if (deadLettered > 0) this.#metrics.deadLettered.inc(this.#labels, deadLettered);
+  }
+
+  /**
+   * The delay before retry `attempt`. A custom strategy that throws is the worker's bug, not the
+   * job's: the retry runs without delay, as for a missing strategy, and a warning names it once.
+   * Before, the throw escaped the settling of the try (an unhandled rejection, fatal to a Node
+   * process by default) and left the job to lease recovery, its failure unrecorded.
+   */
+  #retryDelay(backoff: JobRecord['backoff'], attempt: number, error: Error): number {
+    try {
+      return backoffDelay(backoff, attempt, this.#options.random, this.#options.backoffStrategies, error);
+    } catch (thrown) {
+      const strategy = backoff.type === 'custom' ? backoff.strategy : backoff.type;
+      if (!this.#throwingStrategies.has(strategy)) {
+        this.#throwingStrategies.add(strategy);
+        this.#logger.warn('custom backoff strategy threw; retrying without delay', {
+          strategy,
+          error: thrown instanceof Error ? thrown.message : String(thrown),
+        });
+      }
+      return 0;
+    }
   }
 
   /** Warns once per name about a custom backoff this worker lacks (its retries run at once). */
@@ -922,6 +1015,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     for (const running of this.#running.values()) {
       if (running.leaseLost || !isLost(running.record)) continue;
       running.leaseLost = true;
+      running.leaseExpired = reason === 'expired';
       running.abort(new LeaseLostError(running.record.id, reason));
       lost.push(running.record.id);
     }
@@ -957,9 +1051,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         this.#provider.maintain(this.queueName, this.#clock.now(), this.#options.maxStalls, this.#retention),
       );
       if (result.recovered + result.deadLettered > 0) {
-        this.#metrics.stalled.inc(this.#labels, result.recovered + result.deadLettered);
         // Poison jobs (past maxStalls) and cancelled jobs of dead workers land in the DLQ too.
-        if (result.deadLettered > 0) this.#metrics.deadLettered.inc(this.#labels, result.deadLettered);
+        this.#countStalls(result.recovered + result.deadLettered, result.deadLettered);
         publishJobEvent('stalled', { queue: this.queueName, ...result });
         this.#logger.info('recovered stalled jobs', { ...result });
         this.#wake();

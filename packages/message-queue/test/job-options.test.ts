@@ -51,6 +51,23 @@ describe('job option validation', () => {
     expect(maxDelayMs).toBeGreaterThanOrEqual(40 * 24 * 3_600_000);
   });
 
+  it('refuses a jobId in defaultJobOptions (every add after the first would be a no-op), naming defaultJobOptions.jobId', async () => {
+    // Before: accepted, so the second add returned `added: false` and its job was never enqueued.
+    const make = (defaultJobOptions: object) =>
+      new Queue({ name: 'defaults', provider: new MemoryProvider(), defaultJobOptions });
+    expect(() => make({ jobId: 'same' })).toThrow(
+      expect.objectContaining({ code: 'NOA_CONFIG_INVALID', fields: ['defaultJobOptions.jobId'] }),
+    );
+    // The other defaults name their field under defaultJobOptions too.
+    expect(() => make({ delay: -1 })).toThrow(
+      expect.objectContaining({ fields: ['defaultJobOptions.delay'] }),
+    );
+    const queue = make({ attempts: 5, priority: 2 });
+    await queue.add('a', 1);
+    await queue.add('b', 2);
+    expect((await queue.counts()).waiting).toBe(2);
+  });
+
   it('rejects a group weight whose name is not well-formed Unicode', () => {
     const queue = new Queue({ name: 'weights', provider: new MemoryProvider() });
     let error: unknown;

@@ -43,6 +43,77 @@ describe('metrics, events and options', () => {
     expect(text).toContain('noa_message_queue_queue_depth_jobs{queue="metrics",state="failed"} 1');
   });
 
+  it('a leased-ahead job cancelled before it starts is dead-lettered without being counted as processed', async () => {
+    const registry = new Registry();
+    const queue = new Queue({ name: 'cancel-ahead', provider: new MemoryProvider(), registry });
+    const { id: first } = await queue.add('slow', null);
+    const { id: second } = await queue.add('ahead', null);
+    let release!: () => void;
+    const started: string[] = [];
+    const worker = new Worker({
+      queue,
+      registry,
+      prefetch: 1,
+      handler: async (job) => {
+        started.push(job.id);
+        if (job.id === first) await new Promise<void>((resolve) => (release = resolve));
+      },
+    });
+    const failed: string[] = [];
+    worker.on('failed', (id) => failed.push(id));
+    await waitFor(() => started.length === 1);
+    // The second job is leased ahead (prefetch 1) behind the running first one.
+    await waitFor(async () => (await queue.getJob(second))?.state === 'active');
+    expect(await queue.cancel(second)).toBe('signalled');
+    await waitFor(() => failed.includes(second));
+    const histogram = async () =>
+      (await registry.getSingleMetric('noa_message_queue_processing_seconds')!.get()).values.find(
+        (value) =>
+          (value as { metricName?: string }).metricName === 'noa_message_queue_processing_seconds_count',
+      )?.value ?? 0;
+    // Before: observed as a try of 0 s (and averaged into the run time `prefetch: 'auto'` uses).
+    expect(await histogram()).toBe(0);
+    release();
+    await waitFor(async () => (await queue.getJob(first))?.state === 'completed');
+    expect(await histogram()).toBe(1);
+    expect(started).toEqual([first]);
+    expect((await queue.getJob(second))?.state).toBe('failed');
+    await worker.close();
+  });
+
+  it('a job given back as a stall (its lease expired) is counted in jobs_stalled_total, and in jobs_dead_lettered_total past maxStalls', async () => {
+    const registry = new Registry();
+    const memory = new MemoryProvider();
+    // Lease renewals never answered: the worker finds each lease expired and gives the job back.
+    const unanswered = new Proxy(memory, {
+      get: (target, key) => {
+        const value = Reflect.get(target, key, target) as unknown;
+        if (typeof value !== 'function') return value;
+        if (key === 'extendLeases') return () => new Promise(() => {});
+        return value.bind(target);
+      },
+    });
+    const queue = new Queue({ name: 'stall-giveback', provider: unanswered, registry });
+    const { id } = await queue.add('blocker', null);
+    const worker = new Worker({
+      queue,
+      registry,
+      leaseMs: 150,
+      maxStalls: 1,
+      maintenanceIntervalMs: 60_000,
+      handler: (job) =>
+        new Promise((_resolve, reject) =>
+          job.signal.addEventListener('abort', () => reject(job.signal.reason)),
+        ),
+    });
+    await waitFor(async () => (await queue.getJob(id))?.state === 'failed', 5_000, 'the job dead-lettered');
+    await worker.close();
+    const text = await registry.metrics();
+    // Before: neither counted (only maintenance passes counted stalls).
+    expect(text).toContain('noa_message_queue_jobs_stalled_total{queue="stall-giveback"} 2');
+    expect(text).toContain('noa_message_queue_jobs_dead_lettered_total{queue="stall-giveback"} 1');
+  });
+
   it('queue_depth_jobs is counted at scrape time (cached briefly, bounded by a deadline), not only when the app calls counts()', async () => {
     const registry = new Registry();
     const provider = new MemoryProvider();

@@ -54,4 +54,50 @@ describe('worker backoff when the backend fails', () => {
     await worker.close();
     expect(logger.lines('warn').filter((warning) => warning.includes('lineer'))).toHaveLength(1);
   });
+
+  it('fails the try as usual when a custom backoff strategy throws (no unhandled rejection)', async () => {
+    const logger = recordingLogger();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const queue = new Queue({ name: 'throwing-strategy', provider: new MemoryProvider() });
+    const tries: number[] = [];
+    const failed: boolean[] = [];
+    const worker = new Worker({
+      queue,
+      logger,
+      leaseMs: 300,
+      maintenanceIntervalMs: 100,
+      backoffStrategies: {
+        broken: () => {
+          throw new Error('strategy bug');
+        },
+      },
+      handler: async (job) => {
+        tries.push(job.attempt);
+        throw new Error('down');
+      },
+    });
+    worker.on('failed', (_id, _error, willRetry) => failed.push(willRetry));
+    try {
+      const { id } = await queue.add('call', null, {
+        attempts: 3,
+        backoff: { type: 'custom', strategy: 'broken' },
+      });
+      // Before: the throw escaped the worker (an unhandled rejection, which ends a Node process),
+      // no try was stored, and the job came back only through lease expiry, as a stall.
+      await waitFor(() => failed.length === 3, 3_000, 'three failed tries');
+      expect(tries).toEqual([1, 2, 3]);
+      expect(failed).toEqual([true, true, false]);
+      const [dead] = await queue.dlq.list();
+      expect(dead?.id).toBe(id);
+      expect(dead?.errors.map((entry) => entry.message)).toEqual(['down', 'down', 'down']);
+      await sleep(50);
+      expect(unhandled).toEqual([]);
+      expect(logger.lines('warn').filter((warning) => warning.includes('strategy bug'))).toHaveLength(1);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await worker.close();
+    }
+  });
 });

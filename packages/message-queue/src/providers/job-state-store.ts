@@ -7,6 +7,8 @@ import type {
   OversizedSettlement,
   RetentionPolicy,
   Settlement,
+  StalledRelease,
+  StalledReleaseResult,
 } from '../provider.js';
 
 /**
@@ -115,8 +117,18 @@ export interface JobStateStore {
    * string); see `QueueProvider.extendLeases`.
    */
   extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal>;
-  /** Active jobs back to queued (their messages are requeued as they are), unless active under another message. */
-  release(queue: string, jobs: readonly LeasedJob[], now: number): Promise<void>;
+  /**
+   * Active jobs back to queued (their messages are requeued as they are), unless active under
+   * another message. With `stalled`, each counts a stall and one past `maxStalls` is
+   * dead-lettered instead (see `QueueProvider.release`).
+   */
+  release(
+    queue: string,
+    jobs: readonly LeasedJob[],
+    now: number,
+    stalled?: StalledRelease,
+    // biome-ignore lint/suspicious/noConfusingVoidType: a provider of your own written before `stalled` returns Promise<void>, and still type-checks
+  ): Promise<StalledReleaseResult | undefined | void>;
   /** Expired leases (and unconfirmed outbox entries) come back as messages to publish. */
   maintain(
     queue: string,

@@ -20,6 +20,8 @@ import {
   type QueueProvider,
   type RetentionPolicy,
   type Settlement,
+  type StalledRelease,
+  type StalledReleaseResult,
 } from '../provider.js';
 import { Wakers } from './wakers.js';
 
@@ -389,8 +391,14 @@ export class MemoryProvider implements QueueProvider {
     this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
   }
 
-  async release(queueName: string, records: JobRecord[], now: number): Promise<void> {
+  async release(
+    queueName: string,
+    records: JobRecord[],
+    now: number,
+    stalled?: StalledRelease,
+  ): Promise<StalledReleaseResult | undefined> {
     const queue = this.#queue(queueName);
+    const counted: StalledReleaseResult = { stalled: 0, deadLettered: 0 };
     for (const record of records) {
       const entry = queue.entries.get(record.id);
       if (entry?.state !== 'active' || entry.lease !== record.lease) continue;
@@ -400,10 +408,34 @@ export class MemoryProvider implements QueueProvider {
         this.#deadCancelled(queue, entry, now);
         continue;
       }
+      if (stalled) {
+        counted.stalled += 1;
+        if (this.#stalledPast(queue, entry, stalled.maxStalls, now)) {
+          counted.deadLettered += 1;
+          continue;
+        }
+      }
       entry.record.availableAt = now;
       this.#enqueue(queue, entry, now, true);
     }
     this.#wake(queue);
+    return stalled ? counted : undefined;
+  }
+
+  /** Counts a stall of an entry taken off active; past `maxStalls` dead-letters it (true). */
+  #stalledPast(queue: MemoryQueue, entry: Entry, maxStalls: number, now: number): boolean {
+    entry.stalls += 1;
+    if (entry.stalls <= maxStalls) return false;
+    entry.record.errors.push({
+      attempt: entry.record.attemptsMade,
+      name: 'JobStalledError',
+      code: 'NOA_MQ_JOB_STALLED',
+      message: `job stalled more than ${maxStalls} times`,
+      at: now,
+    });
+    this.#toDead(queue, entry, now);
+    this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
+    return true;
   }
 
   async maintain(
@@ -424,16 +456,7 @@ export class MemoryProvider implements QueueProvider {
         result.deadLettered += 1;
         continue;
       }
-      entry.stalls += 1;
-      if (entry.stalls > maxStalls) {
-        entry.record.errors.push({
-          attempt: entry.record.attemptsMade,
-          name: 'JobStalledError',
-          message: `job stalled more than ${maxStalls} times`,
-          at: now,
-        });
-        this.#toDead(queue, entry, now);
-        this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
+      if (this.#stalledPast(queue, entry, maxStalls, now)) {
         result.deadLettered += 1;
       } else {
         entry.record.availableAt = now;

@@ -25,6 +25,8 @@ import {
   type QueueProvider,
   type RetentionPolicy,
   type Settlement,
+  type StalledRelease,
+  type StalledReleaseResult,
 } from '../provider.js';
 import type { JobStateStore } from './job-state-store.js';
 import { AmqpConnection } from './rabbitmq/connection.js';
@@ -316,10 +318,16 @@ export class RabbitMqProvider implements QueueProvider {
     if (consumer) await this.#consumers.stopConsuming(consumer);
   }
 
-  async release(queue: string, records: JobRecord[], now: number): Promise<void> {
+  async release(
+    queue: string,
+    records: JobRecord[],
+    now: number,
+    stalled?: StalledRelease,
+  ): Promise<StalledReleaseResult | undefined> {
     try {
       // Back to queued in the store first, so the requeued message is not judged a duplicate.
-      await this.#state?.release(queue, records, now);
+      // Without a store nothing counts stalls (no lease recovery): the message is requeued.
+      return (await this.#state?.release(queue, records, now, stalled)) ?? undefined;
     } finally {
       for (const record of records) {
         const held = this.#held.take(queue, record.id);
@@ -451,8 +459,12 @@ export class RabbitMqProvider implements QueueProvider {
     let moved = 0;
     // Messages that are no job stay in the DLQ (returned once the pass is over) for someone to look at.
     const kept: GetMessage[] = [];
+    // Only the messages dead at the call: a worker that fails the redriven jobs again appends them
+    // to this same queue, and taking those too kept the redrive going (each job run again with
+    // fresh attempts) for as long as the worker failed them faster than they were moved.
+    const { messageCount: deadAtCall } = await publisher.checkQueue(deadQueueName(queue));
     try {
-      while (true) {
+      for (let taken = 0; taken < deadAtCall; taken += 1) {
         const message = await publisher.get(deadQueueName(queue), { noAck: false });
         if (!message) return moved;
         const record = decodeMessage(message.content);
@@ -466,6 +478,7 @@ export class RabbitMqProvider implements QueueProvider {
         publisher.ack(message);
         moved += 1;
       }
+      return moved;
     } finally {
       if (kept.length > 0) {
         this.#logger.warn('dead-letter queue holds messages that are not jobs; left there', {

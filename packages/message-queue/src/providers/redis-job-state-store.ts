@@ -9,6 +9,8 @@ import type {
   MaintenanceResult,
   RetentionPolicy,
   Settlement,
+  StalledRelease,
+  StalledReleaseResult,
 } from '../provider.js';
 import { type JobStateScriptName, loadJobStateScripts } from './job-state-scripts.js';
 import type {
@@ -240,11 +242,21 @@ export class RedisJobStateStore implements JobStateStore {
     return { cancelled, lost };
   }
 
-  async release(queue: string, jobs: readonly LeasedJob[], now: number): Promise<void> {
-    if (jobs.length === 0) return;
-    const args: (string | number)[] = [now];
+  async release(
+    queue: string,
+    jobs: readonly LeasedJob[],
+    now: number,
+    stalled?: StalledRelease,
+  ): Promise<StalledReleaseResult | undefined> {
+    if (jobs.length === 0) return stalled ? { stalled: 0, deadLettered: 0 } : undefined;
+    const args: (string | number)[] = [
+      now,
+      stalled ? stalled.maxStalls : '',
+      stalled ? JSON.stringify(stalledErrorEntry(stalled.maxStalls, now)) : '',
+    ];
     for (const job of jobs) args.push(job.id, job.lease ?? '');
-    await this.#run('release', queue, args);
+    const [stalls, deadLettered] = (await this.#run('release', queue, args)) as number[];
+    return stalled ? { stalled: stalls ?? 0, deadLettered: deadLettered ?? 0 } : undefined;
   }
 
   async maintain(

@@ -14,6 +14,8 @@ import {
   type QueueProvider,
   type RetentionPolicy,
   type Settlement,
+  type StalledRelease,
+  type StalledReleaseResult,
 } from '../provider.js';
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
@@ -267,12 +269,22 @@ export class RedisProvider implements QueueProvider {
     return { cancelled, lost };
   }
 
-  async release(queue: string, records: JobRecord[], now: number): Promise<void> {
-    if (records.length === 0) return;
-    const args: (string | number)[] = [now];
+  async release(
+    queue: string,
+    records: JobRecord[],
+    now: number,
+    stalled?: StalledRelease,
+  ): Promise<StalledReleaseResult | undefined> {
+    if (records.length === 0) return stalled ? { stalled: 0, deadLettered: 0 } : undefined;
+    const args: (string | number)[] = [
+      now,
+      stalled ? stalled.maxStalls : '',
+      stalled ? JSON.stringify(stalledErrorEntry(stalled.maxStalls, now)) : '',
+    ];
     for (const record of records)
       args.push(record.id, record.priority, record.group ?? '', record.lease ?? '');
-    await this.#run('release', queue, args);
+    const [stalls, deadLettered] = (await this.#run('release', queue, args)) as number[];
+    return stalled ? { stalled: stalls ?? 0, deadLettered: deadLettered ?? 0 } : undefined;
   }
 
   async maintain(

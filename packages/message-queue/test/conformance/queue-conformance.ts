@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { uniqueName } from '@noa/testkit';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import { z } from 'zod';
 import {
@@ -12,6 +13,7 @@ import {
   type ProviderCapabilities,
   Queue,
   type QueueProvider,
+  type Settlement,
   Worker,
   type WorkerOptions,
 } from '../../src/index.js';
@@ -855,6 +857,109 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       await waitFor(() => seen.length === 1, 5_000, 'the stalled job to be recovered');
       expect(seen).toEqual([id]);
     });
+
+    itWith(
+      ['leaseRecovery', 'dlqInspect'],
+      'dead-letters a job stalled past maxStalls with a JobStalledError entry (code NOA_MQ_JOB_STALLED)',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('poison', null, { attempts: 3 });
+        const failed = { attempt: 1, name: 'Error', message: 'first try', at: Date.now() };
+        // One failed try first, so the stall is dead-lettered with the history it had.
+        const first = await provider.exchange(queue.name, {
+          settle: [],
+          fetch: 1,
+          leaseUntil: Date.now() + 2_000,
+          now: Date.now(),
+          promoteDelayed: true,
+          groupWeights: {},
+          defaultGroupWeight: 1,
+        });
+        expect(first.jobs.map((job) => job.id)).toEqual([id]);
+        const record = first.jobs[0]!;
+        // A "worker" that fails the first try, leases the retry and then dies holding it.
+        let settle: Settlement[] = [
+          { kind: 'fail', record: { ...record, attemptsMade: 1, errors: [failed] }, retryAt: Date.now() },
+        ];
+        const leased = await waitFor(
+          async () => {
+            const response = await provider.exchange(queue.name, {
+              settle,
+              fetch: 1,
+              leaseUntil: Date.now() + 150,
+              now: Date.now(),
+              promoteDelayed: true,
+              groupWeights: {},
+              defaultGroupWeight: 1,
+            });
+            settle = [];
+            // RabbitMQ delivers the retry's new message a moment later.
+            if (response.jobs.length > 0) return response.jobs;
+            await sleep(10);
+            return undefined;
+          },
+          5_000,
+          'the retry to be leased',
+        );
+        expect(leased.map((job) => job.id)).toEqual([id]);
+        await sleep(300);
+        // maxStalls 0: the first expiry is final.
+        expect(await queue.clean({}, 0)).toMatchObject({ recovered: 0, deadLettered: 1 });
+        const [dead] = await queue.dlq.list();
+        expect(dead?.id).toBe(id);
+        expect(dead?.errors.map((entry) => [entry.name, entry.code, entry.message])).toEqual([
+          ['Error', undefined, 'first try'],
+          ['JobStalledError', 'NOA_MQ_JOB_STALLED', 'job stalled more than 0 times'],
+        ]);
+      },
+    );
+
+    itWith(
+      ['leaseRecovery', 'dlqInspect'],
+      'dead-letters after maxStalls a job whose every run stalls its worker past leaseMs (the worker gives it back)',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('blocker', null, { attempts: 5 });
+        // A worker whose lease renewals are never answered, as when each run blocks its event
+        // loop past the lease (not blocked here: the suite's cases run concurrently). It finds
+        // each lease expired, aborts the signal and gives the job back.
+        const unanswered = new Proxy(provider, {
+          get: (target, key) => {
+            const value = Reflect.get(target, key, target) as unknown;
+            if (typeof value !== 'function') return value;
+            if (key === 'extendLeases') return () => new Promise(() => {});
+            return value.bind(target);
+          },
+        });
+        let runs = 0;
+        const registry = new Registry();
+        startWorker(
+          new Queue({ name: queue.name, provider: unanswered }),
+          (job) => {
+            runs += 1;
+            return new Promise((_resolve, reject) => {
+              job.signal.addEventListener('abort', () => reject(job.signal.reason));
+            });
+          },
+          // No maintenance pass gets there first: the give-back itself must count the stall.
+          { leaseMs: 200, maxStalls: 1, maintenanceIntervalMs: 60_000, registry },
+        );
+        // Before: given back without counting a stall, it ran again and again, never dead-lettered.
+        await waitFor(
+          async () => (await queue.dlq.list()).length === 1,
+          10_000,
+          'the job to be dead-lettered',
+        );
+        const [dead] = await queue.dlq.list();
+        expect(dead?.id).toBe(id);
+        expect(dead?.errors.at(-1)).toMatchObject({ name: 'JobStalledError', code: 'NOA_MQ_JOB_STALLED' });
+        expect(runs).toBe(2);
+        // Counted as a maintenance pass counts what it recovers: two stalls, one dead-lettered.
+        const metrics = await registry.metrics();
+        expect(metrics).toContain(`noa_message_queue_jobs_stalled_total{queue="${queue.name}"} 2`);
+        expect(metrics).toContain(`noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 1`);
+      },
+    );
 
     itWith(
       ['leaseRecovery', 'exactCounts'],

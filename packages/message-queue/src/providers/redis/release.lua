@@ -1,8 +1,14 @@
 -- Puts leased jobs back at the front of waiting (graceful close); one cancelled while active is
 -- dead-lettered as cancelled instead. A job whose lease is no longer the caller's (another
--- worker holds it) is left alone. ARGV: prefix, now, then id, priority, group, lease token
+-- worker holds it) is left alone. With maxStalls (not ''), the tries ran past their leases (the
+-- worker stalled): each counts a stall, as lease recovery does, and a job past maxStalls is
+-- dead-lettered with the stall error instead of waiting again (it was given back for ever).
+-- ARGV: prefix, now, maxStalls or '', stall error JSON or '', then id, priority, group, lease token
+-- Returns {stalls counted, dead-lettered past maxStalls}.
 local now = tonumber(ARGV[2])
-for i = 3, #ARGV, 4 do
+local maxStalls = tonumber(ARGV[3])
+local stalls, deadLettered = 0, 0
+for i = 5, #ARGV, 4 do
   local id = ARGV[i]
   if ownsLease(id, ARGV[i + 3]) and redis.call('ZREM', ACTIVE, id) == 1 then
     redis.call('HDEL', LEASES, id)
@@ -15,10 +21,22 @@ for i = 3, #ARGV, 4 do
         local record = decodeRecord(raw)
         if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now) end
       end
+    elseif maxStalls and redis.call('HINCRBY', P .. 'stalls', id, 1) > maxStalls then
+      stalls = stalls + 1
+      deadLettered = deadLettered + 1
+      redis.call('HSET', P .. 'derr', id, ARGV[4])
+      redis.call('ZADD', DEAD, ARGV[2], id)
+      local raw = redis.call('GET', P .. 'j:' .. id)
+      if raw then
+        local record = decodeRecord(raw)
+        if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, ARGV[4], now) end
+      end
     else
+      if maxStalls then stalls = stalls + 1 end
       enqueue(id, tonumber(ARGV[i + 1]), ARGV[i + 2], 0)
     end
   end
 end
 finish()
-return 1
+-- Counted only with maxStalls: the stalls counted, and the jobs of them dead-lettered.
+return {stalls, deadLettered}
