@@ -426,12 +426,12 @@ export class RateLimiter implements AsyncDisposable {
     }
     const storeKey = rule.namespace + key;
     if (this.#localBlocks !== undefined) {
-      const cached = this.#localBlocks.lookup(storeKey, this.#clock.now());
+      const cached = this.#localBlocks.lookup(storeKey, this.#clock.now(), cost);
       if (cached !== undefined) return this.#result(key, cached, 'local-cache');
     }
     return new Promise((resolve) => {
       this.#remote!.submit(storeKey, rule, cost, (outcome, source) =>
-        resolve(this.#finish(key, storeKey, outcome, source)),
+        resolve(this.#finish(key, storeKey, cost, outcome, source)),
       );
     });
   }
@@ -744,9 +744,15 @@ export class RateLimiter implements AsyncDisposable {
     await this.close();
   }
 
-  #finish(key: string, storeKey: string, outcome: ConsumeOutcome, source: DecisionSource): RateLimitResult {
+  #finish(
+    key: string,
+    storeKey: string,
+    cost: number,
+    outcome: ConsumeOutcome,
+    source: DecisionSource,
+  ): RateLimitResult {
     // A fail-mode answer for a key whose refusal is known here: the refusal still holds.
-    const known = this.#localBlocks?.settle(storeKey, outcome, source === 'store', this.#clock.now());
+    const known = this.#localBlocks?.settle(storeKey, outcome, source === 'store', this.#clock.now(), cost);
     if (known !== undefined) return this.#result(key, known, 'local-cache');
     return this.#result(key, outcome, source);
   }

@@ -9,6 +9,12 @@ interface Blocked {
   /** One check went to the store for the recheck and has not been answered yet. */
   rechecking: boolean;
   outcome: ConsumeOutcome;
+  /**
+   * The cost the store refused, or undefined when the refusal holds for any cost (a block). Past
+   * a block, a smaller cost may fit in what the key has left (a cost of 0 always does), and a
+   * larger one waits longer than the refusal says: only a check of this cost is answered here.
+   */
+  cost: number | undefined;
 }
 
 /**
@@ -45,8 +51,11 @@ export class LocalBlockCache {
     this.#answersBlocksOnly = answersBlocksOnly;
   }
 
-  /** Remembers a refusal at `now` if it carries a retry time (else forgets the key's). */
-  remember(key: string, outcome: ConsumeOutcome, now: number): void {
+  /**
+   * Remembers a refusal of a request of `cost` at `now` if it carries a retry time (else forgets
+   * the key's); `cost` undefined: the refusal holds for every cost (a block set by `block()`).
+   */
+  remember(key: string, outcome: ConsumeOutcome, now: number, cost?: number): void {
     let retryAfterMs = 0;
     for (const decision of outcome.decisions)
       if (!decision.allowed) retryAfterMs = Math.max(retryAfterMs, decision.retryAfterMs);
@@ -66,6 +75,7 @@ export class LocalBlockCache {
       refusedUntil: now + retryAfterMs,
       rechecking: false,
       outcome,
+      cost,
     });
   }
 
@@ -77,10 +87,17 @@ export class LocalBlockCache {
    * caller to answer with instead (else an outage lifted a known block: `'open'` admitted an
    * abuser, `'closed'` answered 503 for a 429), and the store is asked again a recheck later.
    */
-  settle(key: string, outcome: ConsumeOutcome, fromStore: boolean, now: number): ConsumeOutcome | undefined {
+  settle(
+    key: string,
+    outcome: ConsumeOutcome,
+    fromStore: boolean,
+    now: number,
+    cost?: number,
+  ): ConsumeOutcome | undefined {
     if (fromStore) {
-      if (!admitted(outcome)) this.remember(key, outcome, now);
-      else if (this.#entries.size > 0) this.#entries.delete(key);
+      if (!admitted(outcome)) this.remember(key, outcome, now, cost);
+      // A cost of 0 changed nothing: what the key refused still holds.
+      else if (this.#entries.size > 0 && cost !== 0) this.#entries.delete(key);
       return undefined;
     }
     const blocked = this.#entries.size === 0 ? undefined : this.#entries.get(key);
@@ -89,15 +106,26 @@ export class LocalBlockCache {
       this.#entries.delete(key);
       return undefined;
     }
+    // A smaller cost than the one refused may have fitted: the fail mode answers it. A larger one
+    // is refused too (its retry time is at least the one remembered).
+    if (cost !== undefined && blocked.cost !== undefined && cost < blocked.cost && !isBlocked(blocked, now))
+      return undefined;
     blocked.rechecking = false;
     blocked.until = now + Math.min(blocked.refusedUntil - now, blockRecheckMs);
     return shifted(blocked, now);
   }
 
-  /** The remembered refusal of `key`, its times shifted to `now`, or undefined when none holds. */
-  lookup(key: string, now: number): ConsumeOutcome | undefined {
+  /**
+   * The remembered refusal of `key` for a request of `cost`, its times shifted to `now`, or
+   * undefined when none holds. Past a block, only a request of the cost refused is answered here:
+   * a smaller one may fit, and a larger one's retry time is later than the one remembered, so the
+   * store decides those. `cost` undefined: any remembered refusal (a request refused anyway).
+   */
+  lookup(key: string, now: number, cost?: number): ConsumeOutcome | undefined {
     const blocked = this.#entries.get(key);
     if (blocked === undefined) return undefined;
+    if (cost !== undefined && blocked.cost !== undefined && cost !== blocked.cost && !isBlocked(blocked, now))
+      return undefined;
     // A block is answered until its own end, not the refusal's: a spent window refuses for longer,
     // and those refusals are the store's to count.
     if (this.#answersBlocksOnly && now - blocked.at >= blocked.outcome.blockedMs) return undefined;
@@ -124,6 +152,11 @@ export class LocalBlockCache {
   clear(): void {
     this.#entries.clear();
   }
+}
+
+/** Whether the remembered refusal's block (if any) still holds at `now`. */
+function isBlocked(blocked: Blocked, now: number): boolean {
+  return now - blocked.at < blocked.outcome.blockedMs;
 }
 
 /** The remembered refusal with its times shifted to `now`. */

@@ -133,4 +133,24 @@ describe('LocalBlockCache', () => {
     expect(cache.lookup('new', blockRecheckMs + 3)).toBeDefined();
     expect(cache.lookup('cold', blockRecheckMs + 3)).toBeUndefined();
   });
+  it('past a block, answers only a check of the cost refused: a smaller cost may fit, a larger one waits longer', () => {
+    const cache = new LocalBlockCache(10);
+    cache.remember('k', refusal(60_000), 0, 5);
+    expect(cache.lookup('k', 1, 5)).toBeDefined();
+    expect(cache.lookup('k', 2, 1)).toBeUndefined();
+    expect(cache.lookup('k', 3, 6)).toBeUndefined();
+    expect(cache.lookup('k', 4, 0)).toBeUndefined();
+    // A cost-0 admission changed nothing: the refusal holds; any other admission ends it.
+    expect(cache.settle('k', admission, true, 5, 0)).toBeUndefined();
+    expect(cache.lookup('k', 6, 5)).toBeDefined();
+    // The fail mode answers a smaller cost; a larger one is still refused.
+    expect(cache.settle('k', admission, false, 7, 1)).toBeUndefined();
+    expect(cache.settle('k', admission, false, 8, 9)?.decisions[0]?.allowed).toBe(false);
+    expect(cache.settle('k', admission, true, 9, 1)).toBeUndefined();
+    expect(cache.lookup('k', 10, 5)).toBeUndefined();
+    // A block refuses every cost until it ends.
+    cache.remember('b', { ...refusal(500), blockedMs: 500 }, 0, 5);
+    expect(cache.lookup('b', 1, 1)?.blockedMs).toBe(499);
+    expect(cache.lookup('b', 2, 0)).toBeDefined();
+  });
 });
