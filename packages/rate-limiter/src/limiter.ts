@@ -60,7 +60,13 @@ import {
 } from './result.js';
 import { claimRules, type RuleClaim } from './store-claims.js';
 import { MemoryStore } from './stores/memory-store.js';
-import { admitted, type ConsumeOutcome, type RateLimitStore, type StoreAdjustment } from './stores/store.js';
+import {
+  admitted,
+  type ConsumeOptions,
+  type ConsumeOutcome,
+  type RateLimitStore,
+  type StoreAdjustment,
+} from './stores/store.js';
 
 interface Rule {
   /**
@@ -663,7 +669,9 @@ export class RateLimiter implements AsyncDisposable {
    * Forgets the counters and any block of `key` (for `role`'s limits). Resolves whether the key had
    * state (in the store, or in the local fallback's share during an outage), as
    * rate-limiter-flexible's `delete(key)`: false for a key never seen or already expired, and for
-   * a custom store whose `reset` resolves nothing.
+   * a custom store whose `reset` resolves nothing. On a remote store it waits at most `deadlineMs`
+   * and goes through the breaker, as {@link refund} does: it rejects with `TimeoutError` (or the
+   * open breaker's error), and a reset that reaches Redis after its deadline deletes nothing.
    */
   async reset(key: string, role?: string): Promise<boolean> {
     validateCheckInput({ key, role }, 'reset');
@@ -671,10 +679,17 @@ export class RateLimiter implements AsyncDisposable {
     const namespace = (rule === undefined || rule === 'unlimited' ? this.#defaultRule : rule).namespace;
     this.#localBlocks?.delete(namespace + key);
     const inFallback = await this.#fallbackStore.reset(namespace + key);
+    // A remote store's reset runs under the checks' deadline and breaker, as an adjustment does:
+    // it is called on a request's path (a login that succeeded forgets the failed attempts).
+    // The interface declares `reset(key)` (MemoryStore's second parameter is a namespace, and a
+    // custom store written before ignores more arguments); a remote store may read the options.
+    const store = this.store as RateLimitStore & {
+      reset(key: string, options?: ConsumeOptions): ReturnType<RateLimitStore['reset']>;
+    };
     const inStore =
       this.#memoryStore !== undefined
         ? await this.#memoryStore.reset(key, namespace)
-        : await this.store.reset(namespace + key);
+        : await this.#remote!.adjust((options) => store.reset(namespace + key, options), 'reset');
     // Callers waiting in acquire() for this key need not sleep out its old refusal.
     this.#waiters.wake(namespace + key);
     return inStore === true || inFallback;

@@ -87,6 +87,9 @@ const recordConnectWaitMs = 5_000;
 /** The script that writes a rule's record of its namespaces (see `recordNamespace`). */
 const recordScript = plainScript('record-namespace.lua');
 
+/** The script that deletes a key's state unless its caller gave up (see `reset`). */
+const resetScript = plainScript('reset.lua');
+
 /** Keys `resetAll` asks `SCAN` to look at per call (and so, at most, to delete per `UNLINK`). */
 const scanCount = 1_000;
 
@@ -326,12 +329,40 @@ export class RedisStore implements RateLimitStore {
     return (await Promise.all(chunks)).flat();
   }
 
-  /** Deletes the key's hash and sliding-log sets; true when DEL found any (an expired key is gone). */
-  async reset(key: string): Promise<boolean> {
+  /**
+   * Deletes the key's hash and sliding-log sets; true when DEL found any (an expired key is gone).
+   * With `options.deadlineMs` the call carries its deadline in Redis time, as checks and
+   * adjustments do: one that reaches Redis after it (queued behind a pause) deletes nothing and
+   * rejects with core's `TimeoutError`.
+   */
+  async reset(key: string, options?: ConsumeOptions): Promise<boolean> {
+    const giveUp = giveUpOf(options);
     const hashKey = this.#hashKey(key);
+    await this.#whenKeyReady(hashKey, giveUp);
     // The log keys of the most limits a rule has; every key shares the hash tag, so one DEL suffices.
-    const logs = Array.from({ length: maxLimitsPerRule }, (_, index) => `${hashKey}:log${index + 1}`);
-    return (await this.#client.del(hashKey, ...logs)) > 0;
+    const keys = [hashKey];
+    for (let index = 1; index <= maxLimitsPerRule; index += 1) keys.push(`${hashKey}:log${index}`);
+    const clock = this.#clockOf(hashKey);
+    const expiry = giveUp === undefined ? 0 : (clock?.expiryFor(giveUp.atMs) ?? 0);
+    const sentAt = performance.now();
+    let reply: unknown;
+    try {
+      reply = await this.#client.evalsha(resetScript.sha, keys.length, ...keys, expiry);
+    } catch (error) {
+      if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+      reply = await this.#client.eval(resetScript.source, keys.length, ...keys, expiry);
+    }
+    const receivedAt = performance.now();
+    const [redisNow, deleted] = checkedReply(reply);
+    if (deleted !== -1) {
+      clock?.observe(sentAt, redisNow!, receivedAt);
+      return deleted! > 0;
+    }
+    clock?.observeExpired(sentAt, redisNow!, receivedAt, giveUp?.atMs ?? Number.NEGATIVE_INFINITY);
+    throw new TimeoutError(
+      'rate-limit reset on redis (skipped: it reached Redis after its deadline)',
+      giveUp?.deadlineMs ?? 0,
+    );
   }
 
   /**

@@ -111,7 +111,9 @@ export interface RateLimitStore {
   /**
    * Forgets all state of `key` (its counters and any block); resolves true when the key had some
    * (expired state does not count), false when it had none. A store that resolves nothing (written
-   * before this was asked) makes `limiter.reset()` resolve false.
+   * before this was asked) makes `limiter.reset()` resolve false. The limiter passes a remote store
+   * its `deadlineMs` as a second argument, `ConsumeOptions` (as to `consume` and `adjust`), which
+   * a store may read (`RedisStore` does: a reset that reaches Redis after it changes nothing).
    */
   // biome-ignore lint/suspicious/noConfusingVoidType: a custom store's `Promise<void>` reset stays valid.
   reset(key: string): Promise<boolean | void>;
