@@ -460,7 +460,8 @@ export class RateLimiter implements AsyncDisposable {
     }
     return new Promise((resolve) => {
       this.#remote!.submit(storeKey, rule, 0, (outcome, source) => {
-        const known = this.#localBlocks?.settle(storeKey, outcome, source === 'store', this.#clock.now());
+        // Asked at cost 0: the store's admission leaves a refusal remembered for the key's real costs.
+        const known = this.#localBlocks?.settle(storeKey, outcome, source === 'store', this.#clock.now(), 0);
         resolve(known === undefined ? refuse(outcome, source) : refuse(known, 'local-cache'));
       });
     });

@@ -38,7 +38,10 @@ describe('the hot-key cache and costs (shared Redis)', () => {
     expect((await limiter.check('zero')).allowed).toBe(false);
     const free = await limiter.check({ key: 'zero', cost: 0 });
     expect([free.allowed, free.source]).toEqual([true, 'store']);
-    // The same cost as the refusal is still answered locally.
+    // The same cost as the refusal is still answered locally, also after a cost no limit can
+    // admit (the store is asked for the key's state at cost 0, which lifts nothing).
+    expect((await limiter.check('zero')).source).toBe('local-cache');
+    expect((await limiter.check({ key: 'zero', cost: 4 })).outcome).toBe('exceeds-capacity');
     expect((await limiter.check('zero')).source).toBe('local-cache');
     await limiter.close();
   });
