@@ -148,10 +148,14 @@ export class UnsupportedOperationError extends RateLimiterError<'NOA_RATE_LIMIT_
 
 /** Thrown by `limiter.refund/penalize/block` for points or a duration that is not a valid integer. */
 export class InvalidAdjustmentError extends RateLimiterError<'NOA_RATE_LIMIT_INVALID_ADJUSTMENT'> {
+  /** The argument at fault, `points` or `durationMs`, as {@link InvalidCheckInputError.field} names its own. */
+  readonly field: string;
+
   constructor(field: string, value: unknown, expected: string) {
     super('NOA_RATE_LIMIT_INVALID_ADJUSTMENT', `${field} must be ${expected}, got ${String(value)}`, {
       details: { field, value },
     });
+    this.field = field;
   }
 }
 

@@ -91,6 +91,10 @@ describe('limiter.refund', () => {
       code: 'NOA_RATE_LIMIT_INVALID_ADJUSTMENT',
     });
     await expect(limiter.block('k', 0)).rejects.toBeInstanceOf(InvalidAdjustmentError);
+    // The field at fault, as InvalidCheckInputError and InvalidCostError name theirs.
+    await expect(limiter.refund('k', -1)).rejects.toMatchObject({ field: 'points' });
+    await expect(limiter.penalize('k', 1.5)).rejects.toMatchObject({ field: 'points' });
+    await expect(limiter.block('k', 0)).rejects.toMatchObject({ field: 'durationMs' });
     await limiter.close();
   });
 });
