@@ -40,4 +40,20 @@ describe.skipIf(skip !== undefined)('limiter.reset() on a stalled Redis', () => 
     expect((await limiter.peek('user:1')).remaining).toBe(3);
     await limiter.close();
   });
+
+  it('runs its script again as EVAL after a SCRIPT FLUSH (NOSCRIPT)', async () => {
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client, prefix: 'reset-flush:' }),
+      limits: [{ algorithm: 'sliding-log', limit: 2, windowMs: 600_000 }],
+      deadlineMs: 2_000,
+    });
+    await limiter.check('user:2');
+    expect(await limiter.reset('user:2')).toBe(true);
+    await limiter.check('user:2');
+    await admin.script('FLUSH');
+    expect(await limiter.reset('user:2')).toBe(true);
+    expect(await limiter.reset('user:2')).toBe(false);
+    expect((await limiter.peek('user:2')).remaining).toBe(2);
+    await limiter.close();
+  });
 });
