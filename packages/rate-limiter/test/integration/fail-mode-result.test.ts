@@ -141,3 +141,29 @@ describe.skipIf(skip !== undefined)('a fail-mode result while Redis is stopped',
     expect(results.every((result) => typeof result.resetMs === 'number' && result.resetMs > 0)).toBe(true);
   });
 });
+
+describe("'local' fallback share of a small limit (Redis unreachable)", () => {
+  it('is at least 1 per instance, so instances together may admit more than a limit below their number; a cost above the share but within the limit waits 1 s', async () => {
+    // Nothing listens on port 1: every check is answered by the fallback.
+    const client = new Redis('redis://127.0.0.1:1', recommendedRedisOptions);
+    client.on('error', () => {});
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client }),
+      limits: [{ name: 'login', limit: 3, windowMs: 900_000 }],
+      failMode: 'local',
+      expectedInstances: 4,
+      deadlineMs: 100,
+    });
+    try {
+      const first = await limiter.check('user:1');
+      expect([first.source, first.allowed, first.limits[0]!.limit]).toEqual(['fallback', true, 1]);
+      const second = await limiter.check('user:1');
+      expect([second.allowed, second.outcome]).toEqual([false, 'limited']);
+      const costly = await limiter.check({ key: 'user:2', cost: 2 });
+      expect([costly.source, costly.outcome, costly.retryAfterMs]).toEqual(['fallback', 'limited', 1_000]);
+    } finally {
+      await limiter.close();
+      client.disconnect();
+    }
+  });
+});
