@@ -338,7 +338,9 @@ export class RedisStore implements RateLimitStore {
   async reset(key: string, options?: ConsumeOptions): Promise<boolean> {
     const giveUp = giveUpOf(options);
     const hashKey = this.#hashKey(key);
-    await this.#whenKeyReady(hashKey, giveUp);
+    // Without a deadline (a direct call) a connection that never comes must not hold it for good:
+    // the command is sent as it is, and a client that is not connected refuses it at once.
+    if (giveUp !== undefined) await this.#whenKeyReady(hashKey, giveUp);
     // The log keys of the most limits a rule has; every key shares the hash tag, so one DEL suffices.
     const keys = [hashKey];
     for (let index = 1; index <= maxLimitsPerRule; index += 1) keys.push(`${hashKey}:log${index}`);
