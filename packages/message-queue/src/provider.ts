@@ -80,6 +80,13 @@ export interface ExchangeRequest {
   /** Group weights for fair dispatch (`defaultWeight` for groups not listed). */
   groupWeights: Record<string, number>;
   defaultGroupWeight: number;
+  /**
+   * The most jobs this worker may run at once when that can grow past `fetch` (a worker with
+   * `autoscale`: its `max`). A provider that sizes a broker window from the first fetch
+   * (RabbitMQ's consumer prefetch) sizes it to this instead, or the scaled-up worker could never
+   * get more deliveries at once than its first fetch.
+   */
+  window?: number;
 }
 
 /** A completion the provider could not store: its result is over what the backend takes in one call. */

@@ -597,6 +597,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
             promoteDelayed,
             groupWeights: this.#options.groups.weights,
             defaultGroupWeight: this.#options.groups.defaultWeight,
+            ...(this.#options.autoscale ? { window: this.#options.autoscale.max } : {}),
           }),
         );
         failures = 0;

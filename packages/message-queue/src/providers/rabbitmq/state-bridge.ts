@@ -189,7 +189,7 @@ export class StateBridge {
     const state = this.#state;
     const consumers = this.#consumers;
     const consumer = consumers.get(queue);
-    const coldStart = consumers.want(consumer, request.fetch, this.#prefetch);
+    const coldStart = consumers.want(consumer, request.fetch, this.#prefetch, request.window);
     if (consumer.paused && consumer.wanted && Date.now() - (consumer.pauseCheckedAt ?? 0) >= pauseRecheckMs) {
       consumer.pauseCheckedAt = Date.now();
       if (!(await state.isPaused(queue))) consumer.paused = false;
