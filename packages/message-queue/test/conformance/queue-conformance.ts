@@ -809,6 +809,47 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect(parents.has(failFlow.id)).toBe(false);
     });
 
+    itWith(['dedupe', 'getJob', 'cancel', 'dlqInspect'], 'handles job ids with colons, braces, spaces, unicode and 512 characters', async () => {
+      const queue = makeQueue<{ fail: boolean }>();
+      const ids = ['a:b:c', '{other-tag}', '}{', 'two words 1', 'ünï-😀-\u6f22', '😀'.repeat(256), 'j:1 2'];
+      await expect(queue.add('odd', { fail: false }, { jobId: 'x'.repeat(513) })).rejects.toMatchObject({
+        code: 'NOA_CONFIG_INVALID',
+        fields: ['jobId'],
+      });
+      for (const id of ids) expect((await queue.add('odd', { fail: false }, { jobId: id })).added).toBe(true);
+      for (const id of ids) expect((await queue.add('odd', { fail: false }, { jobId: id })).added).toBe(false);
+      const doomed = '{dead}: 💀';
+      await queue.add('odd', { fail: true }, { jobId: doomed, attempts: 1 });
+      const parked = 'parked {x} 😀';
+      await queue.add('odd', { fail: false }, { jobId: parked, delay: 60_000 });
+      expect(await queue.cancel(parked)).toBe('removed');
+      const seen: string[] = [];
+      let heal = false;
+      startWorker(
+        queue,
+        (job) => {
+          seen.push(job.id);
+          if (job.data.fail && !heal) throw new Error('odd failure');
+          return job.id;
+        },
+        { concurrency: 4 },
+      );
+      for (const id of ids) {
+        const info = await waitFor(async () => {
+          const job = await queue.getJob(id);
+          return job?.state === 'completed' ? job : undefined;
+        });
+        expect(info.id).toBe(id);
+        expect(info.result).toBe(id);
+      }
+      await waitFor(async () => (await queue.getJob(doomed))?.state === 'failed');
+      expect((await queue.dlq.list()).map((job) => job.id).sort()).toEqual([doomed, parked].sort());
+      heal = true;
+      expect(await queue.dlq.retry(doomed)).toBe(true);
+      await waitFor(async () => (await queue.getJob(doomed))?.result === doomed);
+      expect(seen.filter((id) => id === parked)).toEqual([]);
+    });
+
     itWith(['flows'], 'runs a flow whose parent has 10,000 children', async () => {
       const queue = makeQueue<number>();
       const flow = await queue.addFlow({
