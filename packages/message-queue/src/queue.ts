@@ -351,11 +351,27 @@ export class Queue<Data = unknown> {
     );
   }
 
-  /** Validates the payloads of `jobs` (all, before any is enqueued) and gives them the schema's output. */
-  async #validated<Job extends NewJob<Data>>(jobs: Job[]): Promise<Job[]> {
+  /**
+   * Validates the payloads of `jobs` (all, before any is enqueued) and gives them the schema's
+   * output. One `InvalidPayloadError` names every bad field of every job, each under the job's
+   * path (`pathOf(index)`: `jobs.3.data`, `children.0.data`), as bad options are named.
+   */
+  async #validated<Job extends NewJob<Data>>(jobs: Job[], pathOf: (index: number) => string): Promise<Job[]> {
     if (!this.#schema) return jobs;
-    const payloads = await Promise.all(jobs.map((job) => this.#payload(job.data)));
-    return jobs.map((job, index) => ({ ...job, data: payloads[index] as Data }));
+    const settled = await Promise.allSettled(jobs.map(async (job) => this.#payload(job.data)));
+    const issues: { path: string; message: string }[] = [];
+    for (const [index, outcome] of settled.entries()) {
+      if (outcome.status === 'fulfilled') continue;
+      if (!(outcome.reason instanceof InvalidPayloadError)) throw outcome.reason;
+      const prefix = pathOf(index);
+      for (const issue of outcome.reason.details.issues as { path: string; message: string }[])
+        issues.push({ ...issue, path: issue.path ? `${prefix}.${issue.path}` : prefix });
+    }
+    if (issues.length > 0) throw new InvalidPayloadError(this.name, issues);
+    return jobs.map((job, index) => ({
+      ...job,
+      data: (settled[index] as PromiseFulfilledResult<Data>).value,
+    }));
   }
 
   /** Builds the stored record of a new job (validates its options; its payload is validated). */
@@ -463,7 +479,7 @@ export class Queue<Data = unknown> {
     this.#check();
     parseOptions('addBulk', bulkSchema, { jobs });
     const bound = this.#bound(call);
-    const valid = await this.#validated(jobs);
+    const valid = await this.#validated(jobs, (index) => `jobs.${index}.data`);
     const now = this.#clock.now();
     return this.#add(
       valid.map((job, index) => this.#record(job, now, `jobs.${index}.`)),
@@ -565,7 +581,9 @@ export class Queue<Data = unknown> {
     if (!this.provider.capabilities.flows) throw new UnsupportedOperationError(this.provider.name, 'flows');
     parseOptions('addFlow', flowSchema, flow);
     const bound = this.#bound(call);
-    const [parentJob, ...childJobs] = await this.#validated<NewJob<Data>>([flow, ...flow.children]);
+    const [parentJob, ...childJobs] = await this.#validated<NewJob<Data>>([flow, ...flow.children], (index) =>
+      index === 0 ? 'data' : `children.${index - 1}.data`,
+    );
     const now = this.#clock.now();
     const parent = this.#record(parentJob!, now, '');
     const onChildFailure = parseOptions(
