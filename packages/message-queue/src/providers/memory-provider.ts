@@ -175,6 +175,8 @@ export class MemoryProvider implements QueueProvider {
       }
     }
     queue.waiting.delete(group);
+    // Its credit too: the credits hold the groups with work, not every group ever seen.
+    queue.credits.delete(group);
     return undefined;
   }
 

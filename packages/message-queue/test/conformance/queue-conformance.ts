@@ -640,7 +640,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           { name: 'mail', data: { email: 'a@b.co', count: 1 } },
           { name: 'mail', data: bad },
         ]),
-      ).rejects.toMatchObject({ fields: ['email'] });
+      ).rejects.toMatchObject({ fields: ['jobs.1.data.email'] });
       if (supports('exactCounts')) expect((await queue.counts()).waiting).toBe(0);
     });
 

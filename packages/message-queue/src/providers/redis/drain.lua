@@ -22,7 +22,7 @@ local function drainSet(key)
 end
 local removed = drainSet(WAIT)
 for _, group in ipairs(redis.call('SMEMBERS', GROUPS)) do removed = removed + drainSet(P .. 'gw:' .. group) end
-redis.call('DEL', GROUPS)
+redis.call('DEL', GROUPS, P .. 'credits')
 redis.call('HDEL', META, 'grouped')
 if ARGV[2] == '1' then removed = removed + drainSet(DELAYED) end
 for parentId in pairs(parents) do
