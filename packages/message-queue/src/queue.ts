@@ -601,7 +601,11 @@ export class Queue<Data = unknown> {
       bound,
       () => this.provider.addFlow(this.name, parent, children, now),
     );
-    if (added) this.#metrics.added.inc({ queue: this.name }, children.length + 1);
+    if (added) {
+      this.#metrics.added.inc({ queue: this.name }, children.length + 1);
+      for (const record of [parent, ...children])
+        publishJobEvent('added', { queue: this.name, jobId: record.id, name: record.name });
+    }
     return { id: parent.id, childIds: children.map((child) => child.id), added };
   }
 

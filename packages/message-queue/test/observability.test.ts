@@ -311,6 +311,30 @@ describe('metrics, events and options', () => {
     }
   });
 
+  it("publishes 'added' for every job of a flow, as its metric counts them", async () => {
+    const added: { jobId: string; name: string }[] = [];
+    const listener = (message: unknown) => added.push(message as { jobId: string; name: string });
+    diagnosticsChannel.subscribe('noa:message-queue:added', listener);
+    try {
+      const registry = new Registry();
+      const queue = new Queue({ name: 'flow-events', provider: new MemoryProvider(), registry });
+      const flow = await queue.addFlow({
+        name: 'parent',
+        data: null,
+        children: [{ name: 'child', data: 1 }, { name: 'child', data: 2 }],
+      });
+      expect(added.map((event) => event.jobId).sort()).toEqual([flow.id, ...flow.childIds].sort());
+      expect(added.find((event) => event.jobId === flow.id)?.name).toBe('parent');
+      const metric = await registry.getSingleMetric('noa_message_queue_jobs_added_total')?.get();
+      expect(metric?.values[0]?.value).toBe(3);
+      // A flow deduplicated by its parent's id adds nothing and publishes nothing.
+      await queue.addFlow({ name: 'parent', data: null, options: { jobId: flow.id }, children: [] });
+      expect(added).toHaveLength(3);
+    } finally {
+      diagnosticsChannel.unsubscribe('noa:message-queue:added', listener);
+    }
+  });
+
   it('names the bad field of invalid options', () => {
     const provider = new MemoryProvider();
     expect(() => new Queue({ name: 'bad name!', provider })).toThrow(ConfigError);
