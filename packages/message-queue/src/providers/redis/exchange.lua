@@ -91,8 +91,9 @@ if #settle > 0 then
       if not held[i] then stale[#stale + 1] = id end
     elseif s.k == 'c' then
       if s.rm then
-        redis.call('DEL', P .. 'j:' .. id)
-        redis.call('HDEL', P .. 'prog', id)
+        -- Every trace, as retention removes a job: a flow parent's deps hash and the stall count
+        -- of a job that stalled once were left behind for ever.
+        removeJobs(nil, {id})
       else
         completed[#completed + 1] = ARGV[2]
         completed[#completed + 1] = id
