@@ -17,6 +17,7 @@ import {
   type StalledRelease,
   type StalledReleaseResult,
 } from '../provider.js';
+import { MessageTooLargeError } from '../errors.js';
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import {
@@ -39,7 +40,7 @@ import {
 } from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
 import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
-import { ArgumentLimit, buildSettleEntry, type SettleEntry } from './settle-batches.js';
+import { ArgumentLimit, buildSettleEntry, minArgumentBytes, type SettleEntry } from './settle-batches.js';
 import { Wakers } from './wakers.js';
 
 /** Options of {@link RedisProvider}. */
@@ -183,12 +184,15 @@ export class RedisProvider implements QueueProvider {
   }
 
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
+    const encoded = records.map(encodeRecord);
+    await this.#fits(queue, records, encoded);
     // Sent without waiting for each other: one pipelined burst of script calls.
+    let offset = 0;
     const replies = await Promise.all(
       chunksOf(records, this.#chunk).map((chunk) => {
         const args: (string | number)[] = [now, chunk.length];
         for (const record of chunk) {
-          args.push(record.id, encodeRecord(record), record.priority, record.group ?? '', record.availableAt);
+          args.push(record.id, encoded[offset++]!, record.priority, record.group ?? '', record.availableAt);
         }
         return this.#run('add', queue, args) as Promise<number[]>;
       }),
@@ -197,11 +201,32 @@ export class RedisProvider implements QueueProvider {
   }
 
   async addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
-    const args: (string | number)[] = [now, parent.id, encodeRecord(parent), children.length];
-    for (const record of children) {
-      args.push(record.id, encodeRecord(record), record.priority, record.group ?? '', record.availableAt);
+    const records = [parent, ...children];
+    const encoded = records.map(encodeRecord);
+    await this.#fits(queue, records, encoded);
+    const args: (string | number)[] = [now, parent.id, encoded[0]!, children.length];
+    for (const [index, record] of children.entries()) {
+      args.push(record.id, encoded[index + 1]!, record.priority, record.group ?? '', record.availableAt);
     }
     return (await this.#run('add-flow', queue, args)) === 1;
+  }
+
+  /**
+   * Refuses a batch with a record over what Redis takes in one argument (`proto-max-bulk-len`)
+   * before anything is sent: Redis answers such an argument with a protocol error (and drops the
+   * connection), which said nothing of the job. No round trip unless a record is near the limit.
+   */
+  async #fits(queue: string, records: JobRecord[], encoded: string[]): Promise<void> {
+    let longest = 0;
+    for (const text of encoded) if (text.length > longest) longest = text.length;
+    if (longest * 3 <= minArgumentBytes) return;
+    const maxBytes = await this.#argumentLimit.for(longest);
+    for (const [index, text] of encoded.entries()) {
+      if (text.length * 3 <= maxBytes) continue;
+      const bytes = Buffer.byteLength(text);
+      if (bytes > maxBytes)
+        throw new MessageTooLargeError(queue, records[index]!.id, bytes, maxBytes, "Redis's proto-max-bulk-len");
+    }
   }
 
   async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {
