@@ -581,8 +581,9 @@ export class Queue<Data = unknown> {
     if (!this.provider.capabilities.flows) throw new UnsupportedOperationError(this.provider.name, 'flows');
     parseOptions('addFlow', flowSchema, flow);
     const bound = this.#bound(call);
-    const [parentJob, ...childJobs] = await this.#validated<NewJob<Data>>([flow, ...flow.children], (index) =>
-      index === 0 ? 'data' : `children.${index - 1}.data`,
+    const [parentJob, ...childJobs] = await this.#validated<NewJob<Data>>(
+      [flow, ...flow.children],
+      (index) => (index === 0 ? 'data' : `children.${index - 1}.data`),
     );
     const now = this.#clock.now();
     const parent = this.#record(parentJob!, now, '');

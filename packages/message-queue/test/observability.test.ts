@@ -321,7 +321,10 @@ describe('metrics, events and options', () => {
       const flow = await queue.addFlow({
         name: 'parent',
         data: null,
-        children: [{ name: 'child', data: 1 }, { name: 'child', data: 2 }],
+        children: [
+          { name: 'child', data: 1 },
+          { name: 'child', data: 2 },
+        ],
       });
       expect(added.map((event) => event.jobId).sort()).toEqual([flow.id, ...flow.childIds].sort());
       expect(added.find((event) => event.jobId === flow.id)?.name).toBe('parent');

@@ -1,6 +1,7 @@
 import { parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
+import { MessageTooLargeError } from '../errors.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
 import {
   allCapabilities,
@@ -17,7 +18,6 @@ import {
   type StalledRelease,
   type StalledReleaseResult,
 } from '../provider.js';
-import { MessageTooLargeError } from '../errors.js';
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import {
@@ -225,7 +225,13 @@ export class RedisProvider implements QueueProvider {
       if (text.length * 3 <= maxBytes) continue;
       const bytes = Buffer.byteLength(text);
       if (bytes > maxBytes)
-        throw new MessageTooLargeError(queue, records[index]!.id, bytes, maxBytes, "Redis's proto-max-bulk-len");
+        throw new MessageTooLargeError(
+          queue,
+          records[index]!.id,
+          bytes,
+          maxBytes,
+          "Redis's proto-max-bulk-len",
+        );
     }
   }
 

@@ -21,7 +21,10 @@ describe.skipIf(!redis.reachable)('groups: weighted fair dispatch (Redis)', () =
 
   it('keeps no state of a group once it has no jobs (one group per user: memory stays bounded)', async () => {
     const connection = redis.connect();
-    const queue = new Queue<number>({ name: uniqueName('groups'), provider: new RedisProvider({ connection }) });
+    const queue = new Queue<number>({
+      name: uniqueName('groups'),
+      provider: new RedisProvider({ connection }),
+    });
     const credits = `noa:mq:{${queue.name}}:credits`;
     let done = 0;
     const worker = new Worker({
@@ -35,7 +38,11 @@ describe.skipIf(!redis.reachable)('groups: weighted fair dispatch (Redis)', () =
     try {
       for (let round = 0; round < 3; round += 1) {
         await queue.addBulk(
-          Array.from({ length: 2_000 }, (_, n) => ({ name: 'x', data: n, options: { group: `user-${round}-${n}` } })),
+          Array.from({ length: 2_000 }, (_, n) => ({
+            name: 'x',
+            data: n,
+            options: { group: `user-${round}-${n}` },
+          })),
         );
         const started = Date.now();
         await waitFor(() => done === (round + 1) * 2_000, 30_000, `round ${round}`).catch((error) => {
@@ -46,7 +53,11 @@ describe.skipIf(!redis.reachable)('groups: weighted fair dispatch (Redis)', () =
       // One exchange after the last jobs finds their groups empty.
       await queue.add('last', 0, { group: 'user-last' });
       await waitFor(() => done === 6_001, 5_000, 'the last job');
-      await waitFor(async () => (await connection.hlen(credits)) <= 20, 5_000, 'credits of groups without jobs dropped');
+      await waitFor(
+        async () => (await connection.hlen(credits)) <= 20,
+        5_000,
+        'credits of groups without jobs dropped',
+      );
     } finally {
       await worker.close();
     }

@@ -24,13 +24,19 @@ describe.skipIf(privateRedis.skip !== undefined)('an added payload over what Red
       provider: new RedisProvider({ connection }),
       addTimeoutMs: 5_000,
     });
-    const error = await queue.add('big', { blob: 'b'.repeat(2 * 1024 * 1024) }).catch((caught: unknown) => caught);
+    const error = await queue
+      .add('big', { blob: 'b'.repeat(2 * 1024 * 1024) })
+      .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(MessageTooLargeError);
     expect((error as MessageTooLargeError).details).toMatchObject({ maxBytes: 1024 * 1024 });
     expect((error as Error).message).toMatch(/proto-max-bulk-len/);
     // A flow with one such child is refused whole.
     await expect(
-      queue.addFlow({ name: 'p', data: { blob: '' }, children: [{ name: 'c', data: { blob: 'c'.repeat(2 * 1024 * 1024) } }] }),
+      queue.addFlow({
+        name: 'p',
+        data: { blob: '' },
+        children: [{ name: 'c', data: { blob: 'c'.repeat(2 * 1024 * 1024) } }],
+      }),
     ).rejects.toBeInstanceOf(MessageTooLargeError);
     expect((await queue.add('small', { blob: 'ok' })).added).toBe(true);
     expect(await queue.counts()).toMatchObject({ waiting: 1, waitingChildren: 0 });

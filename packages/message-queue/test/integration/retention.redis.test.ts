@@ -34,7 +34,10 @@ describe.skipIf(!redis.reachable)('retention keeps Redis memory bounded on a bus
 
   it('leaves nothing of a job removed on completion: a flow parent, a job that stalled once', async () => {
     const connection = redis.connect();
-    const queue = new Queue<number>({ name: uniqueName('retention'), provider: new RedisProvider({ connection }) });
+    const queue = new Queue<number>({
+      name: uniqueName('retention'),
+      provider: new RedisProvider({ connection }),
+    });
     const prefix = `noa:mq:{${queue.name}}:`;
     const flow = await queue.addFlow({
       name: 'parent',

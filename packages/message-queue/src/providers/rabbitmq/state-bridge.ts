@@ -322,6 +322,7 @@ function checkGroups(queue: string, records: JobRecord[]): void {
   for (const record of records) {
     if (record.group === undefined) continue;
     const problem = groupNameProblem(queue, record.group);
-    if (problem) throw new ConfigError('job options', [{ path: 'group', message: `job ${record.id}: ${problem}` }]);
+    if (problem)
+      throw new ConfigError('job options', [{ path: 'group', message: `job ${record.id}: ${problem}` }]);
   }
 }
