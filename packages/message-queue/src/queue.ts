@@ -2,6 +2,7 @@ import {
   type Clock,
   ClosedError,
   ConfigError,
+  type ConfigIssue,
   childLogger,
   type GaugeVote,
   type HealthReport,
@@ -597,6 +598,19 @@ export class Queue<Data = unknown> {
       parent: { id: parent.id, onChildFailure },
     }));
     parent.childCount = children.length;
+    // Ids shared within the flow would make the parent wait for a child that is never added
+    // (a second job with an id is a no-op, and one with the parent's id would overwrite it).
+    const seen = new Set([parent.id]);
+    const shared: ConfigIssue[] = [];
+    for (const [index, child] of children.entries()) {
+      if (seen.has(child.id))
+        shared.push({
+          path: `children.${index}.options.jobId`,
+          message: `${child.id} is already a job of this flow`,
+        });
+      seen.add(child.id);
+    }
+    if (shared.length > 0) throw new ConfigError('addFlow', shared);
     const added = await this.#confirmed(
       () => [parent.id, ...children.map((child) => child.id)],
       bound,

@@ -856,6 +856,29 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       },
     );
 
+    itWith(['flows'], 'refuses a flow whose jobs share an id, naming it, and adds nothing', async () => {
+      const queue = makeQueue<number>();
+      await expect(
+        queue.addFlow({
+          name: 'parent',
+          data: 0,
+          children: [
+            { name: 'child', data: 1, options: { jobId: 'twin' } },
+            { name: 'child', data: 2, options: { jobId: 'twin' } },
+          ],
+        }),
+      ).rejects.toMatchObject({ code: 'NOA_CONFIG_INVALID', fields: ['children.1.options.jobId'] });
+      await expect(
+        queue.addFlow({
+          name: 'parent',
+          data: 0,
+          options: { jobId: 'self' },
+          children: [{ name: 'child', data: 1, options: { jobId: 'self' } }],
+        }),
+      ).rejects.toMatchObject({ code: 'NOA_CONFIG_INVALID', fields: ['children.0.options.jobId'] });
+      if (supports('exactCounts')) expect(await queue.counts()).toMatchObject({ waiting: 0, waitingChildren: 0 });
+    });
+
     itWith(['flows'], 'runs a flow whose parent has 10,000 children', async () => {
       const queue = makeQueue<number>();
       const flow = await queue.addFlow({
