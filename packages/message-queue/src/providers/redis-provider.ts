@@ -1,7 +1,6 @@
 import { parseOptions } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
-import { MessageTooLargeError } from '../errors.js';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
 import {
   allCapabilities,
@@ -40,7 +39,7 @@ import {
 } from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
 import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
-import { ArgumentLimit, buildSettleEntry, minArgumentBytes, type SettleEntry } from './settle-batches.js';
+import { ArgumentLimit, buildSettleEntry, type SettleEntry } from './settle-batches.js';
 import { Wakers } from './wakers.js';
 
 /** Options of {@link RedisProvider}. */
@@ -185,7 +184,7 @@ export class RedisProvider implements QueueProvider {
 
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
     const encoded = records.map(encodeRecord);
-    await this.#fits(queue, records, encoded);
+    await this.#argumentLimit.checkRecords(queue, records, encoded);
     // Sent without waiting for each other: one pipelined burst of script calls.
     let offset = 0;
     const replies = await Promise.all(
@@ -203,36 +202,12 @@ export class RedisProvider implements QueueProvider {
   async addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
     const records = [parent, ...children];
     const encoded = records.map(encodeRecord);
-    await this.#fits(queue, records, encoded);
+    await this.#argumentLimit.checkRecords(queue, records, encoded);
     const args: (string | number)[] = [now, parent.id, encoded[0]!, children.length];
     for (const [index, record] of children.entries()) {
       args.push(record.id, encoded[index + 1]!, record.priority, record.group ?? '', record.availableAt);
     }
     return (await this.#run('add-flow', queue, args)) === 1;
-  }
-
-  /**
-   * Refuses a batch with a record over what Redis takes in one argument (`proto-max-bulk-len`)
-   * before anything is sent: Redis answers such an argument with a protocol error (and drops the
-   * connection), which said nothing of the job. No round trip unless a record is near the limit.
-   */
-  async #fits(queue: string, records: JobRecord[], encoded: string[]): Promise<void> {
-    let longest = 0;
-    for (const text of encoded) if (text.length > longest) longest = text.length;
-    if (longest * 3 <= minArgumentBytes) return;
-    const maxBytes = await this.#argumentLimit.for(longest);
-    for (const [index, text] of encoded.entries()) {
-      if (text.length * 3 <= maxBytes) continue;
-      const bytes = Buffer.byteLength(text);
-      if (bytes > maxBytes)
-        throw new MessageTooLargeError(
-          queue,
-          records[index]!.id,
-          bytes,
-          maxBytes,
-          "Redis's proto-max-bulk-len",
-        );
-    }
   }
 
   async exchange(queue: string, request: ExchangeRequest): Promise<ExchangeResponse> {

@@ -876,7 +876,8 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           children: [{ name: 'child', data: 1, options: { jobId: 'self' } }],
         }),
       ).rejects.toMatchObject({ code: 'NOA_CONFIG_INVALID', fields: ['children.0.options.jobId'] });
-      if (supports('exactCounts')) expect(await queue.counts()).toMatchObject({ waiting: 0, waitingChildren: 0 });
+      if (supports('exactCounts'))
+        expect(await queue.counts()).toMatchObject({ waiting: 0, waitingChildren: 0 });
     });
 
     itWith(['flows'], 'runs a flow whose parent has 10,000 children', async () => {
