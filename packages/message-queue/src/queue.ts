@@ -306,6 +306,8 @@ export class Queue<Data = unknown> {
     for (const state of ['waiting', 'delayed', 'active', 'completed', 'failed'] as const) {
       this.#metrics.depth.set({ queue: this.name, state }, counts[state]);
     }
+    // Flow parents waiting for their children (a parent stuck there was invisible).
+    this.#metrics.depth.set({ queue: this.name, state: 'waiting-children' }, counts.waitingChildren);
     if (this.#depthStale) {
       this.#depthStale = false;
       this.#logger.info('queue_depth_jobs counted again');

@@ -338,6 +338,16 @@ describe('metrics, events and options', () => {
     }
   });
 
+  it('counts flow parents waiting for their children in queue_depth_jobs (state waiting-children)', async () => {
+    const registry = new Registry();
+    const queue = new Queue({ name: 'depth-flows', provider: new MemoryProvider(), registry });
+    await queue.addFlow({ name: 'parent', data: null, children: [{ name: 'child', data: 1 }] });
+    const metric = await registry.getSingleMetric('noa_message_queue_queue_depth_jobs')?.get();
+    const value = (state: string) => metric?.values.find((entry) => entry.labels.state === state)?.value;
+    expect(value('waiting-children')).toBe(1);
+    expect(value('waiting')).toBe(1);
+  });
+
   it('names the bad field of invalid options', () => {
     const provider = new MemoryProvider();
     expect(() => new Queue({ name: 'bad name!', provider })).toThrow(ConfigError);
