@@ -361,6 +361,34 @@ describe('metrics, events and options', () => {
     return expect(queue.add('x', null, { priority: 11 })).rejects.toMatchObject({ fields: ['priority'] });
   });
 
+  it('keeps one autoscale count in flight while the backend does not answer', async () => {
+    let counts = 0;
+    let answer: (() => void) | undefined;
+    class FrozenCounts extends MemoryProvider {
+      override async counts(queueName: string) {
+        counts += 1;
+        await new Promise<void>((resolve) => (answer = resolve));
+        return super.counts(queueName);
+      }
+    }
+    const queue = new Queue({ name: 'autoscale-frozen', provider: new FrozenCounts() });
+    const worker = new Worker({
+      queue,
+      autoscale: { min: 1, max: 8, jobsPerSlot: 10, intervalMs: 10 },
+      handler: () => undefined,
+    });
+    try {
+      await waitFor(() => counts >= 1);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // twenty intervals
+      expect(counts).toBe(1);
+      answer?.();
+      await waitFor(() => counts >= 2, 2_000, 'the next count once the first answered');
+    } finally {
+      answer?.();
+      await worker.close();
+    }
+  });
+
   it('autoscales concurrency to queue depth', async () => {
     const queue = new Queue({ name: 'autoscale', provider: new MemoryProvider() });
     await queue.addBulk(Array.from({ length: 200 }, () => ({ name: 'x', data: null })));
