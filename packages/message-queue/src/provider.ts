@@ -229,7 +229,10 @@ export interface QueueProvider {
   counts(queue: string): Promise<JobCounts>;
   pause(queue: string): Promise<void>;
   resume(queue: string): Promise<void>;
-  /** Removes waiting (and, if asked, delayed) jobs. Returns how many. */
+  /**
+   * Removes waiting (and, if asked, delayed) jobs, and the flow parents waiting on a child it
+   * removed. Returns how many, parents included.
+   */
   drain(queue: string, includeDelayed: boolean): Promise<number>;
   setProgress(queue: string, id: string, progress: unknown): Promise<void>;
   /**

@@ -676,7 +676,10 @@ export class Queue<Data = unknown> {
     await this.provider.resume(this.name);
   }
 
-  /** Removes every waiting job (and delayed ones with `{ delayed: true }`). Returns how many. */
+  /**
+   * Removes every waiting job (and delayed ones with `{ delayed: true }`), and the flow parents
+   * waiting on a child it removed (they would wait for ever). Returns how many, parents included.
+   */
   async drain(options: { delayed?: boolean } = {}): Promise<number> {
     return this.provider.drain(this.name, options.delayed ?? false);
   }
