@@ -174,10 +174,13 @@ export class BrokerRefusedError extends MessageQueueError<'NOA_MQ_BROKER_REFUSED
  * Names the queue, the job, the size and the limit.
  */
 export class MessageTooLargeError extends MessageQueueError<'NOA_MQ_MESSAGE_TOO_LARGE'> {
-  constructor(queue: string, jobId: string, bytes: number, maxBytes: number) {
+  /** @param limit what sets `maxBytes`, for the message (default: RabbitMQ's, the provider's `maxMessageBytes`). */
+  constructor(queue: string, jobId: string, bytes: number, maxBytes: number, limit = "the broker's limit") {
     super(
       'NOA_MQ_MESSAGE_TOO_LARGE',
-      `job ${jobId} of queue ${queue} is ${bytes} bytes encoded, over the broker's limit of ${maxBytes} bytes (maxMessageBytes)`,
+      limit === "the broker's limit"
+        ? `job ${jobId} of queue ${queue} is ${bytes} bytes encoded, over the broker's limit of ${maxBytes} bytes (maxMessageBytes)`
+        : `job ${jobId} of queue ${queue} is ${bytes} bytes encoded, over ${limit} of ${maxBytes} bytes`,
       { details: { queue, jobId, bytes, maxBytes } },
     );
   }

@@ -84,7 +84,7 @@ function minimumVote(
   return gaugeVote(gauge, labels, (values) => Math.min(...values), onLastReleased);
 }
 
-const depthStates = ['waiting', 'delayed', 'active', 'completed', 'failed'] as const;
+const depthStates = ['waiting', 'delayed', 'active', 'completed', 'failed', 'waiting-children'] as const;
 
 /** Removes a queue's `queue_depth_jobs` series: nothing counts them any more. */
 function removeDepth(registry: Registry | undefined, queue: string): void {

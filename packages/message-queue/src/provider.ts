@@ -80,6 +80,13 @@ export interface ExchangeRequest {
   /** Group weights for fair dispatch (`defaultWeight` for groups not listed). */
   groupWeights: Record<string, number>;
   defaultGroupWeight: number;
+  /**
+   * The most jobs this worker may run at once when that can grow past `fetch` (a worker with
+   * `autoscale`: its `max`). A provider that sizes a broker window from the first fetch
+   * (RabbitMQ's consumer prefetch) sizes it to this instead, or the scaled-up worker could never
+   * get more deliveries at once than its first fetch.
+   */
+  window?: number;
 }
 
 /** A completion the provider could not store: its result is over what the backend takes in one call. */
@@ -222,7 +229,10 @@ export interface QueueProvider {
   counts(queue: string): Promise<JobCounts>;
   pause(queue: string): Promise<void>;
   resume(queue: string): Promise<void>;
-  /** Removes waiting (and, if asked, delayed) jobs. Returns how many. */
+  /**
+   * Removes waiting (and, if asked, delayed) jobs, and the flow parents waiting on a child it
+   * removed. Returns how many, parents included.
+   */
   drain(queue: string, includeDelayed: boolean): Promise<number>;
   setProgress(queue: string, id: string, progress: unknown): Promise<void>;
   /**

@@ -2,6 +2,7 @@ import {
   type Clock,
   ClosedError,
   ConfigError,
+  type ConfigIssue,
   childLogger,
   type GaugeVote,
   type HealthReport,
@@ -305,6 +306,8 @@ export class Queue<Data = unknown> {
     for (const state of ['waiting', 'delayed', 'active', 'completed', 'failed'] as const) {
       this.#metrics.depth.set({ queue: this.name, state }, counts[state]);
     }
+    // Flow parents waiting for their children (a parent stuck there was invisible).
+    this.#metrics.depth.set({ queue: this.name, state: 'waiting-children' }, counts.waitingChildren);
     if (this.#depthStale) {
       this.#depthStale = false;
       this.#logger.info('queue_depth_jobs counted again');
@@ -351,11 +354,27 @@ export class Queue<Data = unknown> {
     );
   }
 
-  /** Validates the payloads of `jobs` (all, before any is enqueued) and gives them the schema's output. */
-  async #validated<Job extends NewJob<Data>>(jobs: Job[]): Promise<Job[]> {
+  /**
+   * Validates the payloads of `jobs` (all, before any is enqueued) and gives them the schema's
+   * output. One `InvalidPayloadError` names every bad field of every job, each under the job's
+   * path (`pathOf(index)`: `jobs.3.data`, `children.0.data`), as bad options are named.
+   */
+  async #validated<Job extends NewJob<Data>>(jobs: Job[], pathOf: (index: number) => string): Promise<Job[]> {
     if (!this.#schema) return jobs;
-    const payloads = await Promise.all(jobs.map((job) => this.#payload(job.data)));
-    return jobs.map((job, index) => ({ ...job, data: payloads[index] as Data }));
+    const settled = await Promise.allSettled(jobs.map(async (job) => this.#payload(job.data)));
+    const issues: { path: string; message: string }[] = [];
+    for (const [index, outcome] of settled.entries()) {
+      if (outcome.status === 'fulfilled') continue;
+      if (!(outcome.reason instanceof InvalidPayloadError)) throw outcome.reason;
+      const prefix = pathOf(index);
+      for (const issue of outcome.reason.details.issues as { path: string; message: string }[])
+        issues.push({ ...issue, path: issue.path ? `${prefix}.${issue.path}` : prefix });
+    }
+    if (issues.length > 0) throw new InvalidPayloadError(this.name, issues);
+    return jobs.map((job, index) => ({
+      ...job,
+      data: (settled[index] as PromiseFulfilledResult<Data>).value,
+    }));
   }
 
   /** Builds the stored record of a new job (validates its options; its payload is validated). */
@@ -463,7 +482,7 @@ export class Queue<Data = unknown> {
     this.#check();
     parseOptions('addBulk', bulkSchema, { jobs });
     const bound = this.#bound(call);
-    const valid = await this.#validated(jobs);
+    const valid = await this.#validated(jobs, (index) => `jobs.${index}.data`);
     const now = this.#clock.now();
     return this.#add(
       valid.map((job, index) => this.#record(job, now, `jobs.${index}.`)),
@@ -565,7 +584,10 @@ export class Queue<Data = unknown> {
     if (!this.provider.capabilities.flows) throw new UnsupportedOperationError(this.provider.name, 'flows');
     parseOptions('addFlow', flowSchema, flow);
     const bound = this.#bound(call);
-    const [parentJob, ...childJobs] = await this.#validated<NewJob<Data>>([flow, ...flow.children]);
+    const [parentJob, ...childJobs] = await this.#validated<NewJob<Data>>(
+      [flow, ...flow.children],
+      (index) => (index === 0 ? 'data' : `children.${index - 1}.data`),
+    );
     const now = this.#clock.now();
     const parent = this.#record(parentJob!, now, '');
     const onChildFailure = parseOptions(
@@ -578,12 +600,29 @@ export class Queue<Data = unknown> {
       parent: { id: parent.id, onChildFailure },
     }));
     parent.childCount = children.length;
+    // Ids shared within the flow would make the parent wait for a child that is never added
+    // (a second job with an id is a no-op, and one with the parent's id would overwrite it).
+    const seen = new Set([parent.id]);
+    const shared: ConfigIssue[] = [];
+    for (const [index, child] of children.entries()) {
+      if (seen.has(child.id))
+        shared.push({
+          path: `children.${index}.options.jobId`,
+          message: `${child.id} is already a job of this flow`,
+        });
+      seen.add(child.id);
+    }
+    if (shared.length > 0) throw new ConfigError('addFlow', shared);
     const added = await this.#confirmed(
       () => [parent.id, ...children.map((child) => child.id)],
       bound,
       () => this.provider.addFlow(this.name, parent, children, now),
     );
-    if (added) this.#metrics.added.inc({ queue: this.name }, children.length + 1);
+    if (added) {
+      this.#metrics.added.inc({ queue: this.name }, children.length + 1);
+      for (const record of [parent, ...children])
+        publishJobEvent('added', { queue: this.name, jobId: record.id, name: record.name });
+    }
     return { id: parent.id, childIds: children.map((child) => child.id), added };
   }
 
@@ -637,7 +676,10 @@ export class Queue<Data = unknown> {
     await this.provider.resume(this.name);
   }
 
-  /** Removes every waiting job (and delayed ones with `{ delayed: true }`). Returns how many. */
+  /**
+   * Removes every waiting job (and delayed ones with `{ delayed: true }`), and the flow parents
+   * waiting on a child it removed (they would wait for ever). Returns how many, parents included.
+   */
   async drain(options: { delayed?: boolean } = {}): Promise<number> {
     return this.provider.drain(this.name, options.delayed ?? false);
   }

@@ -365,6 +365,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   #closing = false;
   #closed: Promise<void> | undefined;
   readonly #timers: NodeJS.Timeout[] = [];
+  /** An autoscale count is in flight. */
+  #autoscaling = false;
   #unsubscribeCancel: (() => void) | undefined;
   #maintaining = false;
   /** Tries settled since the last maintenance pass: a busy worker also trims every 1,000. */
@@ -597,6 +599,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
             promoteDelayed,
             groupWeights: this.#options.groups.weights,
             defaultGroupWeight: this.#options.groups.defaultWeight,
+            ...(this.#options.autoscale ? { window: this.#options.autoscale.max } : {}),
           }),
         );
         failures = 0;
@@ -1066,7 +1069,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
 
   async #autoscale(): Promise<void> {
     const autoscale = this.#options.autoscale;
-    if (!autoscale || this.#closing) return;
+    // One count at a time: with the backend down, ioredis holds each one until it is back, and
+    // one per interval would pile up (3,600 an hour) and all land at once.
+    if (!autoscale || this.#closing || this.#autoscaling) return;
+    this.#autoscaling = true;
     try {
       const counts = await this.#provider.counts(this.queueName);
       const wanted = Math.ceil(counts.waiting / autoscale.jobsPerSlot);
@@ -1078,6 +1084,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       }
     } catch (error) {
       this.#reportError('autoscale', error);
+    } finally {
+      this.#autoscaling = false;
     }
   }
 

@@ -311,6 +311,43 @@ describe('metrics, events and options', () => {
     }
   });
 
+  it("publishes 'added' for every job of a flow, as its metric counts them", async () => {
+    const added: { jobId: string; name: string }[] = [];
+    const listener = (message: unknown) => added.push(message as { jobId: string; name: string });
+    diagnosticsChannel.subscribe('noa:message-queue:added', listener);
+    try {
+      const registry = new Registry();
+      const queue = new Queue({ name: 'flow-events', provider: new MemoryProvider(), registry });
+      const flow = await queue.addFlow({
+        name: 'parent',
+        data: null,
+        children: [
+          { name: 'child', data: 1 },
+          { name: 'child', data: 2 },
+        ],
+      });
+      expect(added.map((event) => event.jobId).sort()).toEqual([flow.id, ...flow.childIds].sort());
+      expect(added.find((event) => event.jobId === flow.id)?.name).toBe('parent');
+      const metric = await registry.getSingleMetric('noa_message_queue_jobs_added_total')?.get();
+      expect(metric?.values[0]?.value).toBe(3);
+      // A flow deduplicated by its parent's id adds nothing and publishes nothing.
+      await queue.addFlow({ name: 'parent', data: null, options: { jobId: flow.id }, children: [] });
+      expect(added).toHaveLength(3);
+    } finally {
+      diagnosticsChannel.unsubscribe('noa:message-queue:added', listener);
+    }
+  });
+
+  it('counts flow parents waiting for their children in queue_depth_jobs (state waiting-children)', async () => {
+    const registry = new Registry();
+    const queue = new Queue({ name: 'depth-flows', provider: new MemoryProvider(), registry });
+    await queue.addFlow({ name: 'parent', data: null, children: [{ name: 'child', data: 1 }] });
+    const metric = await registry.getSingleMetric('noa_message_queue_queue_depth_jobs')?.get();
+    const value = (state: string) => metric?.values.find((entry) => entry.labels.state === state)?.value;
+    expect(value('waiting-children')).toBe(1);
+    expect(value('waiting')).toBe(1);
+  });
+
   it('names the bad field of invalid options', () => {
     const provider = new MemoryProvider();
     expect(() => new Queue({ name: 'bad name!', provider })).toThrow(ConfigError);
@@ -322,6 +359,34 @@ describe('metrics, events and options', () => {
       expect((error as ConfigError).fields).toEqual(['concurrency']);
     }
     return expect(queue.add('x', null, { priority: 11 })).rejects.toMatchObject({ fields: ['priority'] });
+  });
+
+  it('keeps one autoscale count in flight while the backend does not answer', async () => {
+    let counts = 0;
+    let answer: (() => void) | undefined;
+    class FrozenCounts extends MemoryProvider {
+      override async counts(queueName: string) {
+        counts += 1;
+        await new Promise<void>((resolve) => (answer = resolve));
+        return super.counts(queueName);
+      }
+    }
+    const queue = new Queue({ name: 'autoscale-frozen', provider: new FrozenCounts() });
+    const worker = new Worker({
+      queue,
+      autoscale: { min: 1, max: 8, jobsPerSlot: 10, intervalMs: 10 },
+      handler: () => undefined,
+    });
+    try {
+      await waitFor(() => counts >= 1);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // twenty intervals
+      expect(counts).toBe(1);
+      answer?.();
+      await waitFor(() => counts >= 2, 2_000, 'the next count once the first answered');
+    } finally {
+      answer?.();
+      await worker.close();
+    }
   });
 
   it('autoscales concurrency to queue depth', async () => {

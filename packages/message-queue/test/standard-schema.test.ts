@@ -52,6 +52,39 @@ describe('payload schemas: any Standard Schema (zod 4, zod/mini, zod 3, hand-wri
     await worker.close();
   });
 
+  it('names the job of a bulk add or flow whose payload is bad, and every bad one', async () => {
+    const queue = new Queue({
+      name: 'batch',
+      provider: new MemoryProvider(),
+      schema: z.object({ to: z.email(), tags: z.array(z.string()).optional() }),
+    });
+    const bulk = await queue
+      .addBulk([
+        { name: 'a', data: { to: 'a@example.com' } },
+        { name: 'b', data: { to: 'a@example.com', tags: ['x', 3 as never] } },
+        { name: 'c', data: { to: 'nope' } },
+      ])
+      .catch((caught: unknown) => caught);
+    expect(bulk).toBeInstanceOf(InvalidPayloadError);
+    expect((bulk as InvalidPayloadError).fields).toEqual(['jobs.1.data.tags.1', 'jobs.2.data.to']);
+    const flow = await queue
+      .addFlow({
+        name: 'p',
+        data: { to: 'bad' },
+        children: [
+          { name: 'c', data: { to: 'a@example.com' } },
+          { name: 'c', data: { to: 'bad' } },
+        ],
+      })
+      .catch((caught: unknown) => caught);
+    expect(flow).toBeInstanceOf(InvalidPayloadError);
+    expect((flow as InvalidPayloadError).fields).toEqual(['data.to', 'children.1.data.to']);
+    // A single add names the field alone, as before.
+    const single = await queue.add('d', { to: 'bad' }).catch((caught: unknown) => caught);
+    expect((single as InvalidPayloadError).fields).toEqual(['to']);
+    expect(await queue.counts()).toMatchObject({ waiting: 0, waitingChildren: 0 });
+  });
+
   it('refuses a schema option that is no Standard Schema, naming it', () => {
     expect(
       () => new Queue({ name: 'x', provider: new MemoryProvider(), schema: { parse() {} } as never }),

@@ -45,6 +45,8 @@ interface Entry {
   cancelled?: boolean;
   pendingChildren: number;
   children?: ChildrenResults;
+  /** A flow parent's children that have settled once (a redriven child settles again). */
+  settledChildren?: Set<string>;
 }
 
 interface Slot {
@@ -173,6 +175,8 @@ export class MemoryProvider implements QueueProvider {
       }
     }
     queue.waiting.delete(group);
+    // Its credit too: the credits hold the groups with work, not every group ever seen.
+    queue.credits.delete(group);
     return undefined;
   }
 
@@ -262,7 +266,15 @@ export class MemoryProvider implements QueueProvider {
     }
     if (failure) {
       if (link.onChildFailure === 'continue') children.failures[child.id] = failure;
-    } else children.results[child.id] = clone(result);
+    } else {
+      delete children.failures[child.id];
+      children.results[child.id] = clone(result);
+    }
+    // A dead child redriven while its parent waits settles again: its new outcome replaces the
+    // old one, but it is still one child (counting it twice released the parent early).
+    parent.settledChildren ??= new Set();
+    if (parent.settledChildren.has(child.id)) return;
+    parent.settledChildren.add(child.id);
     parent.pendingChildren -= 1;
     if (parent.pendingChildren <= 0) this.#releaseParent(queue, parent, now);
   }
@@ -533,11 +545,20 @@ export class MemoryProvider implements QueueProvider {
   async drain(queueName: string, includeDelayed: boolean): Promise<number> {
     const queue = this.#queue(queueName);
     let removed = 0;
+    const parents = new Set<string>();
     for (const [id, entry] of queue.entries) {
       if (entry.state === 'waiting' || (includeDelayed && entry.state === 'delayed')) {
         queue.entries.delete(id);
+        if (entry.record.parent) parents.add(entry.record.parent.id);
         removed += 1;
       }
+    }
+    // A flow parent waiting on a removed child would wait for ever: removed too (as BullMQ's drain).
+    for (const parentId of parents) {
+      if (queue.entries.get(parentId)?.state !== 'waiting-children') continue;
+      queue.entries.delete(parentId);
+      queue.waitingChildren -= 1;
+      removed += 1;
     }
     queue.waiting.clear();
     queue.waitingCount = 0;

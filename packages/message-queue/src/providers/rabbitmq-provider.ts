@@ -236,7 +236,7 @@ export class RabbitMqProvider implements QueueProvider {
       if (held.generation === generation) held.acks.ack(held.tracked);
     }
     const consumer = this.#consumers.get(queue);
-    this.#consumers.want(consumer, request.fetch, this.#options.prefetch);
+    this.#consumers.want(consumer, request.fetch, this.#options.prefetch, request.window);
     if (consumer.wanted && !consumer.channel && !consumer.paused) void this.#consumers.start(queue, consumer);
     const jobs: JobRecord[] = [];
     while (jobs.length < request.fetch && consumer.buffer.length > 0) {

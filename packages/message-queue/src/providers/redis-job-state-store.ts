@@ -139,11 +139,14 @@ export class RedisJobStateStore implements JobStateStore {
   }
 
   async add(queue: string, records: JobRecord[], now: number): Promise<number[]> {
+    const encoded = records.map(encodeRecord);
+    await this.#argumentLimit.checkRecords(queue, records, encoded);
+    let offset = 0;
     const replies = await Promise.all(
       chunksOf(records, this.#chunk).map((chunk) => {
         const args: (string | number)[] = [now + this.#outboxMs, chunk.length];
         for (const record of chunk) {
-          args.push(record.id, encodeRecord(record), record.availableAt, record.group ?? '');
+          args.push(record.id, encoded[offset++]!, record.availableAt, record.group ?? '');
         }
         return this.#run('add', queue, args) as Promise<number[]>;
       }),
@@ -157,16 +160,18 @@ export class RedisJobStateStore implements JobStateStore {
     children: JobRecord[],
     now: number,
   ): Promise<number[] | undefined> {
+    const encoded = [parent, ...children].map(encodeRecord);
+    await this.#argumentLimit.checkRecords(queue, [parent, ...children], encoded);
     const args: (string | number)[] = [
       now,
       now + this.#outboxMs,
       parent.id,
-      encodeRecord(parent),
+      encoded[0]!,
       parent.group ?? '',
       children.length,
     ];
-    for (const child of children)
-      args.push(child.id, encodeRecord(child), child.availableAt, child.group ?? '');
+    for (const [index, child] of children.entries())
+      args.push(child.id, encoded[index + 1]!, child.availableAt, child.group ?? '');
     const reply = await this.#run('add-flow', queue, args);
     return Array.isArray(reply) ? reply.map(Number) : undefined;
   }

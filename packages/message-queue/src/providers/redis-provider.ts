@@ -183,12 +183,15 @@ export class RedisProvider implements QueueProvider {
   }
 
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
+    const encoded = records.map(encodeRecord);
+    await this.#argumentLimit.checkRecords(queue, records, encoded);
     // Sent without waiting for each other: one pipelined burst of script calls.
+    let offset = 0;
     const replies = await Promise.all(
       chunksOf(records, this.#chunk).map((chunk) => {
         const args: (string | number)[] = [now, chunk.length];
         for (const record of chunk) {
-          args.push(record.id, encodeRecord(record), record.priority, record.group ?? '', record.availableAt);
+          args.push(record.id, encoded[offset++]!, record.priority, record.group ?? '', record.availableAt);
         }
         return this.#run('add', queue, args) as Promise<number[]>;
       }),
@@ -197,9 +200,12 @@ export class RedisProvider implements QueueProvider {
   }
 
   async addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
-    const args: (string | number)[] = [now, parent.id, encodeRecord(parent), children.length];
-    for (const record of children) {
-      args.push(record.id, encodeRecord(record), record.priority, record.group ?? '', record.availableAt);
+    const records = [parent, ...children];
+    const encoded = records.map(encodeRecord);
+    await this.#argumentLimit.checkRecords(queue, records, encoded);
+    const args: (string | number)[] = [now, parent.id, encoded[0]!, children.length];
+    for (const [index, record] of children.entries()) {
+      args.push(record.id, encoded[index + 1]!, record.priority, record.group ?? '', record.availableAt);
     }
     return (await this.#run('add-flow', queue, args)) === 1;
   }

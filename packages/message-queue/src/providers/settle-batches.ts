@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { cutHistory } from '../error-history.js';
+import { MessageTooLargeError } from '../errors.js';
 import type { ChildFailurePolicy } from '../job-options.js';
 import type { JobRecord } from '../job-record.js';
 import type { OversizedSettlement, Settlement } from '../provider.js';
@@ -192,6 +193,35 @@ export class ArgumentLimit {
     if (this.#bytes === undefined && length * 3 <= minArgumentBytes) return minArgumentBytes;
     this.#bytes ??= this.#read();
     return this.#bytes;
+  }
+
+  /**
+   * Throws {@link MessageTooLargeError} for the first of `records` (encoded: `encoded`) over what
+   * Redis takes in one argument, before an add sends anything: Redis answers such an argument
+   * with a bare protocol error (and drops the connection). No round trip unless a record is near
+   * the smallest limit.
+   */
+  async checkRecords(
+    queue: string,
+    records: readonly JobRecord[],
+    encoded: readonly string[],
+  ): Promise<void> {
+    let longest = 0;
+    for (const text of encoded) if (text.length > longest) longest = text.length;
+    if (longest * 3 <= minArgumentBytes) return;
+    const maxBytes = await this.for(longest);
+    for (const [index, text] of encoded.entries()) {
+      if (text.length * 3 <= maxBytes) continue;
+      const bytes = Buffer.byteLength(text);
+      if (bytes > maxBytes)
+        throw new MessageTooLargeError(
+          queue,
+          records[index]!.id,
+          bytes,
+          maxBytes,
+          "Redis's proto-max-bulk-len",
+        );
+    }
   }
 
   /**

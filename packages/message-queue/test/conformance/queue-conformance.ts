@@ -640,7 +640,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           { name: 'mail', data: { email: 'a@b.co', count: 1 } },
           { name: 'mail', data: bad },
         ]),
-      ).rejects.toMatchObject({ fields: ['email'] });
+      ).rejects.toMatchObject({ fields: ['jobs.1.data.email'] });
       if (supports('exactCounts')) expect((await queue.counts()).waiting).toBe(0);
     });
 
@@ -808,6 +808,185 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect(failedParent.errors.at(-1)?.code).toBe('NOA_MQ_CHILD_FAILED');
       expect(parents.has(failFlow.id)).toBe(false);
     });
+
+    itWith(
+      ['dedupe', 'getJob', 'cancel', 'dlqInspect'],
+      'handles job ids with colons, braces, spaces, unicode and 512 characters',
+      async () => {
+        const queue = makeQueue<{ fail: boolean }>();
+        const ids = ['a:b:c', '{other-tag}', '}{', 'two words 1', 'ünï-😀-\u6f22', '😀'.repeat(256), 'j:1 2'];
+        await expect(queue.add('odd', { fail: false }, { jobId: 'x'.repeat(513) })).rejects.toMatchObject({
+          code: 'NOA_CONFIG_INVALID',
+          fields: ['jobId'],
+        });
+        for (const id of ids)
+          expect((await queue.add('odd', { fail: false }, { jobId: id })).added).toBe(true);
+        for (const id of ids)
+          expect((await queue.add('odd', { fail: false }, { jobId: id })).added).toBe(false);
+        const doomed = '{dead}: 💀';
+        await queue.add('odd', { fail: true }, { jobId: doomed, attempts: 1 });
+        const parked = 'parked {x} 😀';
+        await queue.add('odd', { fail: false }, { jobId: parked, delay: 60_000 });
+        expect(await queue.cancel(parked)).toBe('removed');
+        const seen: string[] = [];
+        let heal = false;
+        startWorker(
+          queue,
+          (job) => {
+            seen.push(job.id);
+            if (job.data.fail && !heal) throw new Error('odd failure');
+            return job.id;
+          },
+          { concurrency: 4 },
+        );
+        for (const id of ids) {
+          const info = await waitFor(async () => {
+            const job = await queue.getJob(id);
+            return job?.state === 'completed' ? job : undefined;
+          });
+          expect(info.id).toBe(id);
+          expect(info.result).toBe(id);
+        }
+        await waitFor(async () => (await queue.getJob(doomed))?.state === 'failed');
+        expect((await queue.dlq.list()).map((job) => job.id).sort()).toEqual([doomed, parked].sort());
+        heal = true;
+        expect(await queue.dlq.retry(doomed)).toBe(true);
+        await waitFor(async () => (await queue.getJob(doomed))?.result === doomed);
+        expect(seen.filter((id) => id === parked)).toEqual([]);
+      },
+    );
+
+    itWith(['flows'], 'refuses a flow whose jobs share an id, naming it, and adds nothing', async () => {
+      const queue = makeQueue<number>();
+      await expect(
+        queue.addFlow({
+          name: 'parent',
+          data: 0,
+          children: [
+            { name: 'child', data: 1, options: { jobId: 'twin' } },
+            { name: 'child', data: 2, options: { jobId: 'twin' } },
+          ],
+        }),
+      ).rejects.toMatchObject({ code: 'NOA_CONFIG_INVALID', fields: ['children.1.options.jobId'] });
+      await expect(
+        queue.addFlow({
+          name: 'parent',
+          data: 0,
+          options: { jobId: 'self' },
+          children: [{ name: 'child', data: 1, options: { jobId: 'self' } }],
+        }),
+      ).rejects.toMatchObject({ code: 'NOA_CONFIG_INVALID', fields: ['children.0.options.jobId'] });
+      if (supports('exactCounts'))
+        expect(await queue.counts()).toMatchObject({ waiting: 0, waitingChildren: 0 });
+    });
+
+    itWith(['flows'], 'runs a flow whose parent has 10,000 children', async () => {
+      const queue = makeQueue<number>();
+      const flow = await queue.addFlow({
+        name: 'parent',
+        data: -1,
+        children: Array.from({ length: 10_000 }, (_, n) => ({ name: 'child', data: n })),
+      });
+      expect(flow.added).toBe(true);
+      expect(flow.childIds).toHaveLength(10_000);
+      let parentSaw = -1;
+      startWorker(
+        queue,
+        async (job) => {
+          if (job.name === 'child') return job.data;
+          parentSaw = Object.keys((await job.childrenResults()).results).length;
+          return 'parent done';
+        },
+        { concurrency: 50 },
+      );
+      await waitFor(() => parentSaw >= 0, 60_000, 'the parent of 10,000 children');
+      expect(parentSaw).toBe(10_000);
+    });
+
+    itWith(
+      ['flows', 'dlqInspect', 'getJob'],
+      'a dead child redriven while its parent waits is counted once',
+      async () => {
+        const queue = makeQueue<{ child: string }>();
+        let releaseB!: () => void;
+        let releaseC!: () => void;
+        const gateB = new Promise<void>((resolve) => (releaseB = resolve));
+        const gateC = new Promise<void>((resolve) => (releaseC = resolve));
+        let aRuns = 0;
+        let cDone = false;
+        const parentRuns: { cDone: boolean; results: string[]; failures: string[] }[] = [];
+        const flow = await queue.addFlow({
+          name: 'parent',
+          data: { child: '' },
+          onChildFailure: 'continue',
+          children: ['a', 'b', 'c'].map((child) => ({
+            name: 'child',
+            data: { child },
+            options: { attempts: 1 },
+          })),
+        });
+        startWorker(
+          queue,
+          async (job) => {
+            if (job.name === 'parent') {
+              const { results, failures } = await job.childrenResults();
+              parentRuns.push({
+                cDone,
+                results: Object.keys(results).sort(),
+                failures: Object.keys(failures),
+              });
+              return 'parent done';
+            }
+            if (job.data.child === 'a') {
+              aRuns += 1;
+              if (aRuns === 1) throw new Error('a broke');
+              return 'a';
+            }
+            await (job.data.child === 'b' ? gateB : gateC);
+            if (job.data.child === 'c') cDone = true;
+            return job.data.child;
+          },
+          { concurrency: 4 },
+        );
+        const [aId, bId, cId] = flow.childIds as [string, string, string];
+        await waitFor(async () => (await queue.getJob(aId))?.state === 'failed');
+        expect(await queue.dlq.retry(aId)).toBe(true);
+        await waitFor(async () => (await queue.getJob(aId))?.state === 'completed');
+        releaseB();
+        await waitFor(async () => (await queue.getJob(bId))?.state === 'completed');
+        // Two of three children have settled (a twice: its failure, then its redriven run).
+        await sleep(300);
+        expect(parentRuns).toEqual([]);
+        expect((await queue.getJob(flow.id))?.state).toBe('waiting-children');
+        releaseC();
+        await waitFor(() => parentRuns.length === 1);
+        // The redriven child's outcome replaces its failure.
+        expect(parentRuns[0]).toEqual({ cDone: true, results: [aId, bId, cId].sort(), failures: [] });
+      },
+    );
+
+    itWith(
+      ['flows', 'getJob', 'exactCounts'],
+      'drain removes the flow parent whose waiting children it removed',
+      async () => {
+        const queue = makeQueue<number>();
+        const flow = await queue.addFlow({
+          name: 'parent',
+          data: 0,
+          children: [1, 2].map((n) => ({ name: 'child', data: n })),
+        });
+        const other = await queue.add('plain', 3);
+        expect(await queue.counts()).toMatchObject({ waiting: 3, waitingChildren: 1 });
+        expect(await queue.drain()).toBe(4);
+        expect(await queue.counts()).toMatchObject({ waiting: 0, waitingChildren: 0 });
+        expect(await queue.getJob(flow.id)).toBeUndefined();
+        expect(await queue.getJob(other.id)).toBeUndefined();
+        // The same flow can be added again: nothing of it is left to dedupe against.
+        expect(
+          (await queue.addFlow({ name: 'parent', data: 0, options: { jobId: flow.id }, children: [] })).added,
+        ).toBe(true);
+      },
+    );
 
     itWith(['groups'], 'dispatches groups by weight', async () => {
       const queue = makeQueue<{ group: string }>();

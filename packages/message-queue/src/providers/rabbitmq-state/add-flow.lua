@@ -7,9 +7,13 @@ local now = tonumber(ARGV[2])
 local deadline = tonumber(ARGV[3])
 local parentId = ARGV[4]
 local count = tonumber(ARGV[7])
-local keys = {jobKey(parentId)}
-for i = 0, count - 1 do keys[#keys + 1] = jobKey(ARGV[8 + i * 4]) end
-if redis.call('EXISTS', unpack(keys)) > 0 then return 0 end
+-- EXISTS in chunks of 1,000 keys: Lua's unpack fails past ~8,000 values (a large flow).
+if redis.call('EXISTS', jobKey(parentId)) > 0 then return 0 end
+for first = 0, count - 1, 1000 do
+  local keys = {}
+  for i = first, math.min(first + 999, count - 1) do keys[#keys + 1] = jobKey(ARGV[8 + i * 4]) end
+  if redis.call('EXISTS', unpack(keys)) > 0 then return 0 end
+end
 knowGroup(ARGV[6])
 if count == 0 then
   redis.call('HSET', jobKey(parentId), 'r', ARGV[5], 's', 'q')

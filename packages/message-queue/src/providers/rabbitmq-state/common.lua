@@ -113,6 +113,11 @@ local function childSettled(parentId, policy, childId, resultJson, errorJson, no
   local parentKey = jobKey(parentId)
   if redis.call('HGET', parentKey, 's') ~= 'w' then return end
   local deps = P .. 'deps:' .. parentId
+  -- A child counts once towards '#pending' (a dead child redriven while its parent waits settles
+  -- again: its new outcome replaces the old one); an 'f:' field marks one settled before these
+  -- markers existed.
+  local first = redis.call('HSETNX', deps, 's:' .. childId, '1') == 1
+    and redis.call('HEXISTS', deps, 'f:' .. childId) == 0
   if errorJson and policy == 'fail' then
     redis.call('HSET', parentKey, 'e', cjson.encode({
       attempt = 0, name = 'ChildFailedError', code = 'NOA_MQ_CHILD_FAILED',
@@ -123,9 +128,10 @@ local function childSettled(parentId, policy, childId, resultJson, errorJson, no
   if errorJson then
     if policy == 'continue' then redis.call('HSET', deps, 'f:' .. childId, errorJson) end
   else
+    redis.call('HDEL', deps, 'f:' .. childId)
     redis.call('HSET', deps, 'r:' .. childId, resultJson or 'null')
   end
-  if redis.call('HINCRBY', deps, '#pending', -1) <= 0 then
+  if first and redis.call('HINCRBY', deps, '#pending', -1) <= 0 then
     requeue(parentId, 'w', redis.call('HGET', parentKey, 'r'), now, deadline)
   end
 end

@@ -114,12 +114,14 @@ export class RabbitConsumers {
 
   /**
    * A worker fetches from the queue: its consumer is wanted from now on, with the `prefetch`
-   * option or else that first fetch size. True the first time (a cold start).
+   * option or else that first fetch size, or the worker's `window` (an autoscaled worker's
+   * `max`) when larger: the prefetch is set once, when the consumer starts. True the first time
+   * (a cold start).
    */
-  want(consumer: Consumer, fetch: number, prefetch: number | undefined): boolean {
+  want(consumer: Consumer, fetch: number, prefetch: number | undefined, window?: number): boolean {
     if (fetch <= 0 || consumer.wanted) return false;
     consumer.wanted = true;
-    consumer.prefetch = prefetch ?? fetch;
+    consumer.prefetch = prefetch ?? Math.max(fetch, window ?? 0);
     return true;
   }
 

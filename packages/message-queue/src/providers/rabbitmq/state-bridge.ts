@@ -1,4 +1,4 @@
-import type { Logger } from '@noa/core';
+import { ConfigError, type Logger } from '@noa/core';
 import type { JobRecord } from '../../job-record.js';
 import type {
   CancelOutcome,
@@ -14,6 +14,7 @@ import type { AmqpConnection } from './connection.js';
 import { neverAborted, type RabbitConsumers } from './consumers.js';
 import { type Delivery, type HeldDeliveries, rejectUndecodable, settled } from './deliveries.js';
 import { type RabbitPublisher, tokenOf } from './publisher.js';
+import { groupNameProblem } from './topology.js';
 
 /** How long the first fetch of a new consumer waits for the broker's first push. */
 const firstDeliveryWaitMs = 50;
@@ -98,6 +99,7 @@ export class StateBridge {
 
   /** Claims the ids in the store, publishes the claimed ones, and releases the claims if that fails. */
   async add(queue: string, records: JobRecord[], now: number): Promise<boolean[]> {
+    checkGroups(queue, records);
     const tokens = await this.#state.add(queue, records, now);
     const fresh: StatePublish[] = [];
     for (const [index, record] of records.entries()) {
@@ -111,6 +113,7 @@ export class StateBridge {
   /** Claims a flow; publishes its children (or the parent alone) and releases the claims if that fails. */
   async addFlow(queue: string, parent: JobRecord, children: JobRecord[], now: number): Promise<boolean> {
     const state = this.#state;
+    checkGroups(queue, [parent, ...children]);
     const tokens = await state.addFlow(queue, parent, children, now);
     if (tokens === undefined) return false;
     const fresh = (children.length === 0 ? [parent] : children).map((record, index) => ({
@@ -189,7 +192,7 @@ export class StateBridge {
     const state = this.#state;
     const consumers = this.#consumers;
     const consumer = consumers.get(queue);
-    const coldStart = consumers.want(consumer, request.fetch, this.#prefetch);
+    const coldStart = consumers.want(consumer, request.fetch, this.#prefetch, request.window);
     if (consumer.paused && consumer.wanted && Date.now() - (consumer.pauseCheckedAt ?? 0) >= pauseRecheckMs) {
       consumer.pauseCheckedAt = Date.now();
       if (!(await state.isPaused(queue))) consumer.paused = false;
@@ -311,5 +314,15 @@ export class StateBridge {
       const fitted = this.#publisher.fitFailed(queue, settlement.record, request.now, retrying);
       return fitted ? { kind: 'fail', record: fitted, retryAt: null } : settlement;
     });
+  }
+}
+
+/** Refuses, before anything is claimed, a job whose group's queue name AMQP cannot carry. */
+function checkGroups(queue: string, records: JobRecord[]): void {
+  for (const record of records) {
+    if (record.group === undefined) continue;
+    const problem = groupNameProblem(queue, record.group);
+    if (problem)
+      throw new ConfigError('job options', [{ path: 'group', message: `job ${record.id}: ${problem}` }]);
   }
 }

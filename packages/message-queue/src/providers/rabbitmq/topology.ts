@@ -9,6 +9,25 @@ export function deadQueueName(queue: string): string {
 }
 
 /** The broker queue of a job group (with a state store). */
+/** AMQP's longest queue name (a `shortstr`), in UTF-8 bytes. */
+export const maxQueueNameBytes = 255;
+
+/** The longest suffix a queue name can get: a delay queue's `.delay.<bucket>` at `maxDelayMs`. */
+const delaySuffixBytes = '.delay.4200000000'.length;
+
+/**
+ * Why a job group cannot have a queue of its own (its name, a delay queue's suffix added, is
+ * over AMQP's 255 bytes), or undefined. Checked before a grouped job is claimed or published:
+ * amqplib throws on such a name after queueing the declare's reply, and the declare channel
+ * then answers nothing again (every later add waits for ever).
+ */
+export function groupNameProblem(queue: string, group: string): string | undefined {
+  const bytes = Buffer.byteLength(groupQueueName(queue, group));
+  const max = maxQueueNameBytes - delaySuffixBytes;
+  if (bytes <= max) return undefined;
+  return `the RabbitMQ queue of this group ("${queue}.group.<group>") would take ${bytes} bytes of UTF-8, over the ${max} a queue name can take with a delay queue's suffix (AMQP allows 255)`;
+}
+
 export function groupQueueName(queue: string, group: string): string {
   return `${queue}.group.${group}`;
 }
@@ -37,6 +56,9 @@ export class Topology {
 
   /** Declares a queue on the declare channel; a refusal is a {@link BrokerRefusedError}. */
   async #assert(name: string, options: Options.AssertQueue): Promise<{ messageCount: number }> {
+    // Never sent: amqplib would throw after queueing the reply, and the channel would hang.
+    if (Buffer.byteLength(name) > maxQueueNameBytes)
+      throw new RangeError(`RabbitMQ queue name over ${maxQueueNameBytes} bytes: ${name.slice(0, 64)}…`);
     const channel = await this.#declarer();
     try {
       return await channel.assertQueue(name, options);

@@ -2,9 +2,13 @@
 local now = tonumber(ARGV[2])
 local parentId = ARGV[3]
 local count = tonumber(ARGV[5])
-local keys = {P .. 'j:' .. parentId}
-for i = 0, count - 1 do keys[#keys + 1] = P .. 'j:' .. ARGV[6 + i * 5] end
-if redis.call('EXISTS', unpack(keys)) > 0 then return 0 end
+-- EXISTS in chunks of 1,000 keys: Lua's unpack fails past ~8,000 values (a large flow).
+if redis.call('EXISTS', P .. 'j:' .. parentId) > 0 then return 0 end
+for first = 0, count - 1, 1000 do
+  local keys = {}
+  for i = first, math.min(first + 999, count - 1) do keys[#keys + 1] = P .. 'j:' .. ARGV[6 + i * 5] end
+  if redis.call('EXISTS', unpack(keys)) > 0 then return 0 end
+end
 redis.call('SET', P .. 'j:' .. parentId, ARGV[4])
 if count == 0 then
   local parent = decodeRecord(ARGV[4])

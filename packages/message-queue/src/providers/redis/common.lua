@@ -157,6 +157,12 @@ end
 local function childSettled(parentId, policy, childId, resultJson, errorJson, now)
   if not redis.call('ZSCORE', WC, parentId) then return end
   local deps = P .. 'deps:' .. parentId
+  -- A child counts once towards '#pending': a dead child redriven while its parent waits
+  -- (policy ignore or continue) settles again, and its new outcome replaces the old one without
+  -- counting a second child (which released the parent before its last child settled). An 'f:'
+  -- field marks one settled before these markers existed.
+  local first = redis.call('HSETNX', deps, 's:' .. childId, '1') == 1
+    and redis.call('HEXISTS', deps, 'f:' .. childId) == 0
   if errorJson and policy == 'fail' then
     redis.call('ZREM', WC, parentId)
     redis.call('HSET', P .. 'derr', parentId, cjson.encode({
@@ -168,9 +174,10 @@ local function childSettled(parentId, policy, childId, resultJson, errorJson, no
   if errorJson then
     if policy == 'continue' then redis.call('HSET', deps, 'f:' .. childId, errorJson) end
   else
+    redis.call('HDEL', deps, 'f:' .. childId)
     redis.call('HSET', deps, 'r:' .. childId, resultJson or 'null')
   end
-  if redis.call('HINCRBY', deps, '#pending', -1) <= 0 then
+  if first and redis.call('HINCRBY', deps, '#pending', -1) <= 0 then
     redis.call('ZREM', WC, parentId)
     local raw = redis.call('GET', P .. 'j:' .. parentId)
     if raw then

@@ -91,8 +91,9 @@ if #settle > 0 then
       if not held[i] then stale[#stale + 1] = id end
     elseif s.k == 'c' then
       if s.rm then
-        redis.call('DEL', P .. 'j:' .. id)
-        redis.call('HDEL', P .. 'prog', id)
+        -- Every trace, as retention removes a job: a flow parent's deps hash and the stall count
+        -- of a job that stalled once were left behind for ever.
+        removeJobs(nil, {id})
       else
         completed[#completed + 1] = ARGV[2]
         completed[#completed + 1] = id
@@ -158,9 +159,17 @@ if fetch > 0 then
       local defaultWeight = tonumber(ARGV[6])
       local candidates = redis.call('SMEMBERS', GROUPS)
       if redis.call('EXISTS', WAIT) == 1 then candidates[#candidates + 1] = '' end
-      local creditList = redis.call('HGETALL', P .. 'credits')
+      -- The credits of the groups with work only (in slices: unpack() of a long list overflows
+      -- Lua's stack). A group's credit is dropped when it is found empty, so the hash holds the
+      -- groups with work, not every group ever seen (one group per user grew it without bound,
+      -- and past ~4,000 groups writing it back overflowed unpack() and failed every exchange).
       local credits = {}
-      for i = 1, #creditList, 2 do credits[creditList[i]] = tonumber(creditList[i + 1]) end
+      for first = 1, #candidates, 1000 do
+        local slice = {unpack(candidates, first, math.min(first + 999, #candidates))}
+        local values = redis.call('HMGET', P .. 'credits', unpack(slice))
+        for i, group in ipairs(slice) do credits[group] = tonumber(values[i]) end
+      end
+      local emptied = {}
       while #ids < fetch and #candidates > 0 do
         local total = 0
         local best, bestIndex, bestCredit = nil, nil, nil
@@ -181,6 +190,8 @@ if fetch > 0 then
             credits[group] = credits[group] - (tonumber(weights[group]) or defaultWeight)
           end
           table.remove(candidates, bestIndex)
+          credits[best] = nil
+          emptied[#emptied + 1] = best
           if best ~= '' then redis.call('SREM', GROUPS, best) end
         else
           credits[best] = bestCredit - total
@@ -192,7 +203,10 @@ if fetch > 0 then
         flat[#flat + 1] = group
         flat[#flat + 1] = tostring(credit)
       end
-      if #flat > 0 then redis.call('HSET', P .. 'credits', unpack(flat)) end
+      writeChunked('HSET', P .. 'credits', flat)
+      for first = 1, #emptied, 1000 do
+        redis.call('HDEL', P .. 'credits', unpack(emptied, first, math.min(first + 999, #emptied)))
+      end
       if redis.call('SCARD', GROUPS) == 0 then redis.call('HDEL', META, 'grouped') end
     end
     if #ids > 0 then
