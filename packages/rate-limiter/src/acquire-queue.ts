@@ -286,7 +286,19 @@ export class AcquireQueue {
         this.#fail(waiter, reason, result);
       }
     if (this.#dropIfIdle(queue)) return;
-    queue.retryTimer = setTimeout(() => this.#checkHead(queue), queue.nextCheckAt - now);
+    queue.retryTimer = setTimeout(() => this.#onRetryTimer(queue), queue.nextCheckAt - now);
+  }
+
+  /**
+   * The head's retry time came by the timers. A Node timer is due at libuv's loop time of the turn
+   * it was armed in plus its delay, so one armed late in a busy turn fires that much before the
+   * retry time by the limiter's clock: checked then, it met the same refusal (counted, and a
+   * store call unless the hot-key cache answered). What is left is waited out instead.
+   */
+  #onRetryTimer(queue: KeyQueue): void {
+    const left = queue.nextCheckAt - this.#deps.clock.now();
+    if (left > 0) queue.retryTimer = setTimeout(() => this.#onRetryTimer(queue), left);
+    else this.#checkHead(queue);
   }
 
   /**
