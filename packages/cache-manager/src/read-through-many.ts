@@ -380,6 +380,8 @@ async function runMany<T>(
           skip: () => {
             if (!run.superseded) skipWrite(engine, fullKeys[index]!);
           },
+          fullKey: fullKeys[index]!,
+          tags: remote.tags,
         });
       } catch (error) {
         if (!(error instanceof SerializationError)) throw error;
