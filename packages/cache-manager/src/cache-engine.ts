@@ -59,7 +59,7 @@ import {
 import { getOrSetMany } from './read-through-many.js';
 import { EntryCodec } from './serialization/entry-codec.js';
 import { SharedStructures } from './serialization/shared-structures.js';
-import { copyOfFlight, deepFreeze } from './value-copies.js';
+import { copyOfFlight, deepFreeze, frozenForJoiner } from './value-copies.js';
 import { WriteIds } from './write-ids.js';
 import { writeValue } from './writes.js';
 
@@ -421,7 +421,9 @@ export class CacheEngine {
             },
             promise,
           );
-      return this.options.l1.mode === 'clone' ? shared.then(copyOfFlight) : shared;
+      const mode = this.options.l1.mode;
+      if (mode === 'reference') return shared;
+      return mode === 'clone' ? shared.then(copyOfFlight) : shared.then(frozenForJoiner);
     }
     const load = loadThrough(
       this,

@@ -87,6 +87,25 @@ export function deepFreeze(value: unknown): void {
   }
 }
 
+/** The frozen copy handed to the callers that joined a flight, by the value the flight resolved to. */
+const joinerCopies = new WeakMap<object, unknown>();
+
+/**
+ * A flight's value for a caller that joined it (`freeze` mode): the caller that ran the factory
+ * gets the factory's own object and may change it, so every other caller gets a frozen copy,
+ * one per value whoever joins (none when the flight resolved to a value the cache froze: read
+ * from L1 or L2). Handed out as is, a joiner shared the runner's object and saw its edits.
+ */
+export function frozenForJoiner<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || deepFrozen.has(value)) return value;
+  let copy = joinerCopies.get(value);
+  if (copy === undefined) {
+    copy = frozenCopy(value);
+    joinerCopies.set(value, copy);
+  }
+  return copy as T;
+}
+
 /** Whether `value` is copied by {@link frozenCopy}: a plain object, an array, a Map, Set or Date. */
 function copiable(value: object): boolean {
   if (Array.isArray(value) || value instanceof Map || value instanceof Set || value instanceof Date)
