@@ -41,7 +41,10 @@ describe('l1.mode freeze: only the caller that ran the factory gets its own obje
       await gate;
       return profile();
     });
-    const joiners = [cache.getOrSet<Profile>('profile', profile), cache.getOrSet<Profile>('profile', profile)];
+    const joiners = [
+      cache.getOrSet<Profile>('profile', profile),
+      cache.getOrSet<Profile>('profile', profile),
+    ];
     release();
     const [own, ...joined] = await Promise.all([runner, ...joiners]);
     // The runner may edit the object its factory made: no joiner sees that, and none can edit.
