@@ -205,6 +205,16 @@ describe('entry codec', () => {
     );
   });
 
+  it('drops an array’s named properties and symbol-keyed properties, with either serializer', () => {
+    const value = { rows: Object.assign([1, 2], { total: 40 }), [Symbol('marker')]: 'm', n: 1 };
+    for (const serializer of ['msgpack', 'json'] as const) {
+      const codec = new EntryCodec(serializer, 'none', 0);
+      const entry = { value, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 0, tags: [] };
+      const decoded = codec.decode(codec.encode(entry)).value as { rows: number[]; n: number };
+      expect(decoded).toStrictEqual({ rows: [1, 2], n: 1 });
+    }
+  });
+
   it('a Node without zstd reads a zstd value as undecodable (a miss), and gzip values as ever', () => {
     const written = new EntryCodec('msgpack', 'zstd', 0);
     const gzip = new EntryCodec('msgpack', 'gzip', 0);
