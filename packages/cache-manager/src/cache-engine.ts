@@ -557,10 +557,14 @@ export class CacheEngine {
         local = { ...entry, expiresAt: Math.min(entry.expiresAt, cap), maxExpiresAt: cap };
     }
     if (this.options.l1.mode === 'freeze') deepFreeze(local.value);
+    // Indexed before the store takes it: a policy may drop the new entry on the way in (the
+    // soonest to expire under `ttl`, a byte budget's victim), and its removal then unindexes it.
+    // Indexed after, every such entry stayed in the tag index for good.
+    const fits = bytes <= this.options.l1.maxBytes;
+    if (fits) this.#indexTags(fullKey, local.tags);
     this.l1.set(fullKey, local, bytes);
     // Too big for L1, the store dropped it (and any older copy, whose tags went with it).
-    if (bytes <= this.options.l1.maxBytes) this.#indexTags(fullKey, local.tags);
-    else this.#tooLarge(fullKey, bytes);
+    if (!fits) this.#tooLarge(fullKey, bytes);
     if (this.metrics.enabled) this.metrics.l1Size(this.l1.size, this.l1.bytes);
   }
 
