@@ -94,6 +94,20 @@ describe.skipIf(!redisUp)('background setMany, then an invalidation (Redis)', ()
     expect(await reader.get('many-rewritten:2001')).toBe(2001);
   });
 
+  it('an expire of an item of a later chunk: the writer keeps it stale, L2 does not have it', async () => {
+    const writer = await open({ ...options, graceMs: 60_000 });
+    await writer.setMany(items('many-expired'));
+    await writer.expire('many-expired:2000');
+    // The writer's L1 has it, stale: served by a getOrSet whose factory fails.
+    const served = await writer.getOrSet('many-expired:2000', () => {
+      throw new Error('source down');
+    });
+    expect(served).toBe(2000);
+    await writer.close();
+    const reader = await open(options);
+    expect(await reader.getMany(['many-expired:2000', 'many-expired:2001'])).toEqual([undefined, 2001]);
+  });
+
   it('a deleteByTag or clear of later chunks leaves nothing behind', async () => {
     const writer = await open(options);
     await writer.setMany(items('many-tagged', ['many']));
