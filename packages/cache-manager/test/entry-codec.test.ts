@@ -215,6 +215,15 @@ describe('entry codec', () => {
     }
   });
 
+  it('msgpack keeps an Error’s class, message and cause, not its other fields', () => {
+    const codec = new EntryCodec('msgpack', 'none', 0);
+    const error = Object.assign(new TypeError('boom', { cause: 'upstream' }), { code: 'E_UPSTREAM' });
+    const entry = { value: error, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 0, tags: [] };
+    const decoded = codec.decode(codec.encode(entry)).value as TypeError & { code?: string };
+    expect(decoded).toBeInstanceOf(TypeError);
+    expect([decoded.message, decoded.cause, decoded.code]).toEqual(['boom', 'upstream', undefined]);
+  });
+
   it('a Node without zstd reads a zstd value as undecodable (a miss), and gzip values as ever', () => {
     const written = new EntryCodec('msgpack', 'zstd', 0);
     const gzip = new EntryCodec('msgpack', 'gzip', 0);
