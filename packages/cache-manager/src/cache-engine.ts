@@ -59,7 +59,7 @@ import {
 import { getOrSetMany } from './read-through-many.js';
 import { EntryCodec } from './serialization/entry-codec.js';
 import { SharedStructures } from './serialization/shared-structures.js';
-import { copyOfFlight, deepFreeze } from './value-copies.js';
+import { copyOfFlight, deepFreeze, frozenForJoiner } from './value-copies.js';
 import { WriteIds } from './write-ids.js';
 import { writeValue } from './writes.js';
 
@@ -421,7 +421,9 @@ export class CacheEngine {
             },
             promise,
           );
-      return this.options.l1.mode === 'clone' ? shared.then(copyOfFlight) : shared;
+      const mode = this.options.l1.mode;
+      if (mode === 'reference') return shared;
+      return mode === 'clone' ? shared.then(copyOfFlight) : shared.then(frozenForJoiner);
     }
     const load = loadThrough(
       this,
@@ -555,10 +557,14 @@ export class CacheEngine {
         local = { ...entry, expiresAt: Math.min(entry.expiresAt, cap), maxExpiresAt: cap };
     }
     if (this.options.l1.mode === 'freeze') deepFreeze(local.value);
+    // Indexed before the store takes it: a policy may drop the new entry on the way in (the
+    // soonest to expire under `ttl`, a byte budget's victim), and its removal then unindexes it.
+    // Indexed after, every such entry stayed in the tag index for good.
+    const fits = bytes <= this.options.l1.maxBytes;
+    if (fits) this.#indexTags(fullKey, local.tags);
     this.l1.set(fullKey, local, bytes);
     // Too big for L1, the store dropped it (and any older copy, whose tags went with it).
-    if (bytes <= this.options.l1.maxBytes) this.#indexTags(fullKey, local.tags);
-    else this.#tooLarge(fullKey, bytes);
+    if (!fits) this.#tooLarge(fullKey, bytes);
     if (this.metrics.enabled) this.metrics.l1Size(this.l1.size, this.l1.bytes);
   }
 

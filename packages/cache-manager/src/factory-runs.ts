@@ -7,8 +7,13 @@
 export interface FactoryRun {
   /** The call's tags, or those the factory set through its context. */
   tags: readonly string[];
-  /** `wait`: a lease waiter watching the key for changes (see `computeOnce`), not a factory run. */
-  readonly kind: 'run' | 'wait';
+  /**
+   * `wait`: a lease waiter watching the key for changes (see `computeOnce`), not a factory run.
+   * `write`: an L2 write waiting, unsent, for the chunks before it (see `sendWrites`), which a
+   * change of its key made meanwhile supersedes: that change went out first, and the write, sent
+   * after it, brought back the value it replaced.
+   */
+  readonly kind: 'run' | 'wait' | 'write';
   superseded: boolean;
   /**
    * The bus lost its connection while it ran, or was not subscribed when it started: a message

@@ -19,7 +19,7 @@ import {
   unchangedOrNot,
 } from './read-through.js';
 import { ReplacedValueKeeper } from './replaced-value-keeper.js';
-import { copyOfFlight } from './value-copies.js';
+import { copyOfFlight, frozenForJoiner } from './value-copies.js';
 import {
   awaitInOrder,
   type PreparedWrite,
@@ -77,9 +77,11 @@ async function inBatches<I, R>(items: readonly I[], call: (item: I) => Promise<R
   return results;
 }
 
-/** A flight's value for one more caller (a copy in clone mode, as `getOrSet` hands out). */
+/** A flight's value for one more caller (a copy in clone mode, a frozen one in freeze mode, as `getOrSet` hands out). */
 function handOut<T>(engine: CacheEngine, value: T): T {
-  return engine.options.l1.mode === 'clone' ? copyOfFlight(value) : value;
+  const mode = engine.options.l1.mode;
+  if (mode === 'reference') return value;
+  return mode === 'clone' ? copyOfFlight(value) : frozenForJoiner(value);
 }
 
 /**
@@ -380,6 +382,8 @@ async function runMany<T>(
           skip: () => {
             if (!run.superseded) skipWrite(engine, fullKeys[index]!);
           },
+          fullKey: fullKeys[index]!,
+          tags: remote.tags,
         });
       } catch (error) {
         if (!(error instanceof SerializationError)) throw error;

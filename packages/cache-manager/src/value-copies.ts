@@ -87,6 +87,49 @@ export function deepFreeze(value: unknown): void {
   }
 }
 
+/** The frozen copy handed to the callers that joined a flight, by the value the flight resolved to. */
+const joinerCopies = new WeakMap<object, unknown>();
+
+/**
+ * A flight's value for a caller that joined it (`freeze` mode): the caller that ran the factory
+ * gets the factory's own object and may change it, so every other caller gets a frozen copy,
+ * one per value whoever joins (none when the flight resolved to a value the cache froze: read
+ * from L1 or L2). Handed out as is, a joiner shared the runner's object and saw its edits.
+ */
+export function frozenForJoiner<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || deepFrozen.has(value)) return value;
+  let copy = joinerCopies.get(value);
+  if (copy === undefined) {
+    copy = frozenCopy(value);
+    joinerCopies.set(value, copy);
+  }
+  return copy as T;
+}
+
+/** Whether `key` is an array index ("0"…"4294967294"). */
+function isIndex(key: string): boolean {
+  const index = Number(key);
+  return Number.isInteger(index) && index >= 0 && index < 2 ** 32 - 1 && String(index) === key;
+}
+
+/**
+ * Copies one own property of `source` into `copy`, defined, not assigned: an own `__proto__`
+ * key (JSON.parse makes them) stays a key.
+ */
+function copyProperty(
+  source: object,
+  copy: object,
+  key: string | symbol,
+  copyOf: (item: unknown) => unknown,
+): void {
+  Object.defineProperty(copy, key, {
+    value: copyOf((source as Record<string | symbol, unknown>)[key]),
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
+}
+
 /** Whether `value` is copied by {@link frozenCopy}: a plain object, an array, a Map, Set or Date. */
 function copiable(value: object): boolean {
   if (Array.isArray(value) || value instanceof Map || value instanceof Set || value instanceof Date)
@@ -135,20 +178,25 @@ export function frozenCopy(value: unknown): unknown {
     if (Array.isArray(source)) {
       const target = copy as unknown[];
       for (let index = 0; index < source.length; index += 1) target[index] = copyOf(source[index]);
+      // Named properties beside the elements (`Object.assign(rows, { total })`): an array's own
+      // keys list its indices first, so they are the keys after the last index.
+      const keys = Object.keys(source);
+      let first = keys.length;
+      while (first > 0 && !isIndex(keys[first - 1]!)) first -= 1;
+      for (let index = first; index < keys.length; index += 1)
+        copyProperty(source, target, keys[index]!, copyOf);
     } else if (source instanceof Map) {
       for (const [key, entry] of source) (copy as Map<unknown, unknown>).set(copyOf(key), copyOf(entry));
     } else if (source instanceof Set) {
       for (const entry of source) (copy as Set<unknown>).add(copyOf(entry));
     } else {
-      for (const key of Object.keys(source)) {
-        // Defined, not assigned: an own `__proto__` key (JSON.parse makes them) stays a key.
-        Object.defineProperty(copy, key, {
-          value: copyOf((source as Record<string, unknown>)[key]),
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        });
-      }
+      for (const key of Object.keys(source)) copyProperty(source, copy, key, copyOf);
+    }
+    // Enumerable symbol-keyed properties, as `{ ...value }` copies them: reference mode keeps
+    // them, and the copy must read back as what was written.
+    for (const symbol of Object.getOwnPropertySymbols(source)) {
+      if (Object.prototype.propertyIsEnumerable.call(source, symbol))
+        copyProperty(source, copy, symbol, copyOf);
     }
   }
   deepFreeze(root);

@@ -44,7 +44,7 @@ export async function writeMany(engine: CacheEngine, items: readonly WriteItem[]
     engine.runs.supersedeKey(fullKey);
     try {
       const send = prepareWrite(engine, fullKey, value, options, 0);
-      writes.push({ send, skip: () => skipWrite(engine, fullKey) });
+      writes.push({ send, skip: () => skipWrite(engine, fullKey), fullKey, tags: send.tags });
     } catch (error) {
       failure ??= { error };
     }
@@ -60,6 +60,12 @@ export interface PreparedWrite {
   send: () => Promise<unknown>;
   /** Records it as lost without sending it (see {@link skipWrite}). */
   skip: () => void;
+  /**
+   * The key it writes and its tags as stored: while it waits for the chunks before it, a change
+   * of the key supersedes it (see {@link sendWrites}). Without them it is sent whatever comes.
+   */
+  fullKey?: string;
+  tags?: readonly string[];
 }
 
 /**
@@ -73,7 +79,11 @@ export interface PreparedWrite {
  * ({@link skipWrite}): sent one after the other, each waited its deadline (three for a
  * 2,500-item `setMany` on a frozen Redis), and sent in the background instead, a chunk could
  * land after a later delete of its keys. With `onBackendError: 'throw'` the call then rejects
- * with the first error.
+ * with the first error. A write that waits for its chunk is superseded by a change of its key
+ * made meanwhile, here or announced by another instance (a write, delete, expire, tag delete or
+ * expire, clear: see `FactoryRuns`), and then not sent: the change went out at once, and the
+ * write, sent after it, brought back the value it replaced (a `setMany` resolved in background
+ * mode, then a `delete` of one of its keys).
  */
 export async function sendWrites(
   engine: CacheEngine,
@@ -83,22 +93,45 @@ export async function sendWrites(
 ): Promise<void> {
   let failed: { error: unknown } | undefined;
   let start = 0;
-  for (; start < writes.length; start += WRITE_BATCH_ITEMS) {
-    if (start > 0 && (failed || redisFailing(engine))) break;
-    const chunk = writes.slice(start, start + WRITE_BATCH_ITEMS);
-    const sent = Promise.allSettled(chunk.map((write) => write.send()));
-    if (start === 0 && afterRedisWait && redisFailing(engine)) {
-      engine.track(sent);
-      start += WRITE_BATCH_ITEMS;
-      break;
+  // The writes of the later chunks, watched for changes of their keys until they go out.
+  const waiting = writes.map((write, index) =>
+    index < WRITE_BATCH_ITEMS || write.fullKey === undefined
+      ? undefined
+      : engine.runs.start(write.fullKey, write.tags ?? [], 'write'),
+  );
+  const stopWaiting = (index: number): boolean => {
+    const waited = waiting[index];
+    if (waited === undefined) return false;
+    waiting[index] = undefined;
+    engine.runs.end(writes[index]!.fullKey!, waited);
+    return waited.superseded;
+  };
+  try {
+    for (; start < writes.length; start += WRITE_BATCH_ITEMS) {
+      if (start > 0 && (failed || redisFailing(engine))) break;
+      const sends: Promise<unknown>[] = [];
+      for (let index = start; index < Math.min(start + WRITE_BATCH_ITEMS, writes.length); index += 1) {
+        if (!stopWaiting(index)) sends.push(writes[index]!.send());
+      }
+      const sent = Promise.allSettled(sends);
+      if (start === 0 && afterRedisWait && redisFailing(engine)) {
+        engine.track(sent);
+        start += WRITE_BATCH_ITEMS;
+        break;
+      }
+      for (const outcome of await sent) {
+        if (outcome.status === 'rejected') failed ??= { error: outcome.reason };
+      }
     }
-    for (const outcome of await sent) {
-      if (outcome.status === 'rejected') failed ??= { error: outcome.reason };
+    if (start < writes.length) {
+      for (let index = start; index < writes.length; index += 1) {
+        // A superseded write is not lost: the change that superseded it stands.
+        if (!stopWaiting(index)) writes[index]!.skip();
+      }
+      engine.metrics.degraded('set', 'skipped');
     }
-  }
-  if (start < writes.length) {
-    for (let index = start; index < writes.length; index += 1) writes[index]!.skip();
-    engine.metrics.degraded('set', 'skipped');
+  } finally {
+    for (let index = 0; index < waiting.length; index += 1) stopWaiting(index);
   }
   if (then) {
     if (failed) engine.track(then());
@@ -204,6 +237,9 @@ export function writeLocal(
   prepareWrite(engine, fullKey, value, options, computeMs, true);
 }
 
+/** The L2 part of a write prepared by {@link prepareWrite}, and the entry's tags as stored. */
+export type PreparedSend = (() => Promise<boolean>) & { readonly tags: readonly string[] };
+
 /** {@link writeEntry}'s L1 part, done now, and its L2 part, to start when called. */
 export function prepareWrite(
   engine: CacheEngine,
@@ -213,7 +249,7 @@ export function prepareWrite(
   computeMs: number,
   localOnly = false,
   expected?: Buffer | null,
-): () => Promise<boolean> {
+): PreparedSend {
   // Cheap enough for every write; a function nested in a value is refused by the encoders (and
   // by the clone of `clone` mode), a memory-only cache in the other modes holds it as it is.
   if (typeof value === 'function' || typeof value === 'symbol') {
@@ -241,7 +277,7 @@ export function prepareWrite(
   if (!tier || localOnly) {
     engine.l1Set(fullKey, entry, estimateSize(value));
     announceSet(engine, fullKey);
-    return () => Promise.resolve(true);
+    return Object.assign(() => Promise.resolve(true), { tags: entry.tags });
   }
   const encoded = engine.codec.encode(entry, fullKey);
   engine.l1Set(fullKey, entry, l1Charge(encoded, entry));
@@ -295,7 +331,7 @@ export function prepareWrite(
     announceSet(engine, fullKey);
     return true;
   };
-  return remote;
+  return Object.assign(remote, { tags: entry.tags });
 }
 
 /**

@@ -1,3 +1,4 @@
+import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { pack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
@@ -164,6 +165,90 @@ describe('entry codec', () => {
     const fromJson = json.decode(json.encode(entry)).value as typeof decoded;
     expect(fromJson.cut).toBe(value.cut);
     expect(Object.keys(fromJson.parsed)).toEqual(['__proto__']);
+  });
+
+  it('a class instance with toJSON is stored as what it returns, by either serializer; a plain object’s own toJSON function is refused by msgpack', () => {
+    class Money {
+      constructor(readonly cents: number) {}
+      toJSON(): string {
+        return `${this.cents}c`;
+      }
+    }
+    class Point {
+      constructor(
+        readonly x: number,
+        readonly y: number,
+      ) {}
+      length(): number {
+        return Math.hypot(this.x, this.y);
+      }
+    }
+    const entry = (value: unknown) => ({
+      value,
+      createdAt: 1,
+      expiresAt: 10,
+      staleUntil: 20,
+      computeMs: 0,
+      tags: [],
+    });
+    const own = { a: 1, toJSON: () => 'replaced' };
+    for (const serializer of ['msgpack', 'json'] as const) {
+      const codec = new EntryCodec(serializer, 'none', 0);
+      const decoded = codec.decode(codec.encode(entry({ price: new Money(5), at: new Point(3, 4) }))).value;
+      expect(decoded).toStrictEqual({ price: '5c', at: { x: 3, y: 4 } });
+    }
+    const json = new EntryCodec('json', 'none', 0);
+    expect(json.decode(json.encode(entry(own))).value).toBe('replaced');
+    const msgpack = new EntryCodec('msgpack', 'none', 0);
+    expect(() => msgpack.encode(entry(own))).toThrow(
+      expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
+    );
+  });
+
+  it('drops an array’s named properties and symbol-keyed properties, with either serializer', () => {
+    const value = { rows: Object.assign([1, 2], { total: 40 }), [Symbol('marker')]: 'm', n: 1 };
+    for (const serializer of ['msgpack', 'json'] as const) {
+      const codec = new EntryCodec(serializer, 'none', 0);
+      const entry = { value, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 0, tags: [] };
+      const decoded = codec.decode(codec.encode(entry)).value as { rows: number[]; n: number };
+      expect(decoded).toStrictEqual({ rows: [1, 2], n: 1 });
+    }
+  });
+
+  it('msgpack keeps an Error’s class, message and cause, not its other fields', () => {
+    const codec = new EntryCodec('msgpack', 'none', 0);
+    const error = Object.assign(new TypeError('boom', { cause: 'upstream' }), { code: 'E_UPSTREAM' });
+    const entry = { value: error, createdAt: 1, expiresAt: 10, staleUntil: 20, computeMs: 0, tags: [] };
+    const decoded = codec.decode(codec.encode(entry)).value as TypeError & { code?: string };
+    expect(decoded).toBeInstanceOf(TypeError);
+    expect([decoded.message, decoded.cause, decoded.code]).toEqual(['boom', 'upstream', undefined]);
+  });
+
+  it('a Node without zstd reads a zstd value as undecodable (a miss), and gzip values as ever', () => {
+    const written = new EntryCodec('msgpack', 'zstd', 0);
+    const gzip = new EntryCodec('msgpack', 'gzip', 0);
+    const entry = {
+      value: 'x'.repeat(1_000),
+      createdAt: 1,
+      expiresAt: 10,
+      staleUntil: 20,
+      computeMs: 0,
+      tags: [],
+    };
+    const zstdBytes = written.encode(entry);
+    const gzipBytes = gzip.encode(entry);
+    const node = zlib as { zstdDecompressSync?: unknown };
+    const zstd = node.zstdDecompressSync;
+    node.zstdDecompressSync = undefined; // as on Node 22.12–22.14, which the engines field allows
+    try {
+      const reader = new EntryCodec('msgpack', 'gzip', 0);
+      expect(() => reader.decode(zstdBytes)).toThrow(
+        expect.objectContaining({ code: 'NOA_CACHE_SERIALIZATION' }),
+      );
+      expect(reader.decode(gzipBytes)).toEqual(entry);
+    } finally {
+      node.zstdDecompressSync = zstd;
+    }
   });
 
   it('rejects garbage with a typed error', () => {

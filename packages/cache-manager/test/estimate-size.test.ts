@@ -85,6 +85,38 @@ describe('estimateSize', () => {
     await cache.close();
   });
 
+  it('extrapolates a large value from the part it walked: within a small factor of a whole walk', () => {
+    const length = 100_000;
+    const values = {
+      numbers: Array.from({ length }, (_, index) => index),
+      records: Array.from({ length }, (_, index) => ({ id: index, ok: true, name: `n${index}` })),
+      nested: { page: 1, items: Array.from({ length }, (_, index) => ({ id: index, tags: ['a', 'b'] })) },
+      object: Object.fromEntries(Array.from({ length }, (_, index) => [`key${index}`, index])),
+      map: new Map(Array.from({ length }, (_, index) => [index, { id: index }])),
+      set: new Set(Array.from({ length }, (_, index) => `member${index}`)),
+    };
+    for (const [name, value] of Object.entries(values)) {
+      const whole = estimateSize(value, Number.MAX_SAFE_INTEGER);
+      const ratio = estimateSize(value) / whole;
+      // Before, a container's own size (8 bytes a slot, its keys) was averaged into every node
+      // walked, then charged again for every node not walked: quadratic, 25× for `numbers`.
+      expect({ name, ratio: Math.round(ratio * 100) / 100 }).toEqual({
+        name,
+        ratio: expect.toSatisfy((r: number) => r >= 0.8 && r <= 1.25),
+      });
+    }
+  });
+
+  it('a memory-only cache keeps an array of 200,000 numbers under its default byte bound', async () => {
+    const cache = new Cache();
+    const numbers = Array.from({ length: 200_000 }, (_, index) => index);
+    await cache.set('numbers', numbers);
+    expect(await cache.get('numbers')).toBe(numbers);
+    expect(cache.stats().evictions.tooLarge).toBe(0);
+    expect(cache.stats().l1.bytes).toBeLessThan(4 * 1024 * 1024);
+    await cache.close();
+  });
+
   it('walks small values whole: the estimate is exact under the budget', () => {
     fc.assert(
       fc.property(fc.jsonValue({ maxDepth: 3 }), (value) => {

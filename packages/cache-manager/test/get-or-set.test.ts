@@ -735,6 +735,14 @@ describe('L1 value modes', () => {
     expect(Object.getPrototypeOf(value.nothing)).toBe(null);
     expect(Object.isFrozen(value.config)).toBe(true);
     expect(() => value.map.set('c', 3)).toThrow(TypeError);
+    // An array's own named properties and symbol-keyed properties are part of the copy too.
+    const marker = Symbol('marker');
+    const page = Object.assign([1, 2], { total: 40 });
+    await cache.set('page', { page, [marker]: 'm' });
+    const readPage = (await cache.get<{ page: number[] & { total: number }; [marker]: string }>('page'))!;
+    expect(readPage.page.total).toBe(40);
+    expect(readPage[marker]).toBe('m');
+    expect(Object.isFrozen(readPage.page)).toBe(true);
     // A cycle is copied as a cycle; a value read back in freeze mode is stored as it is.
     const cyclic: { self?: unknown; n: number } = { n: 1 };
     cyclic.self = cyclic;

@@ -26,3 +26,56 @@ describe('l1.mode clone: no caller shares L1’s object', () => {
     await cache.close();
   });
 });
+
+describe('l1.mode freeze: only the caller that ran the factory gets its own object', () => {
+  type Profile = { name: string; visits: number[] };
+  const profile = (): Profile => ({ name: 'Ada', visits: [1] });
+
+  it('a getOrSet that joined another caller’s run gets a frozen value, not the runner’s object', async () => {
+    const cache = new Cache({ l1: { mode: 'freeze' } });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const runner = cache.getOrSet('profile', async () => {
+      await gate;
+      return profile();
+    });
+    const joiners = [
+      cache.getOrSet<Profile>('profile', profile),
+      cache.getOrSet<Profile>('profile', profile),
+    ];
+    release();
+    const [own, ...joined] = await Promise.all([runner, ...joiners]);
+    // The runner may edit the object its factory made: no joiner sees that, and none can edit.
+    own.visits.push(2);
+    for (const value of joined) {
+      expect(value).toEqual(profile());
+      expect(Object.isFrozen(value) && Object.isFrozen(value.visits)).toBe(true);
+      expect(() => value.visits.push(3)).toThrow(TypeError);
+    }
+    // One frozen copy for every joiner, not one each.
+    expect(joined[0]).toBe(joined[1]);
+    expect(await cache.get('profile')).toEqual(profile());
+    await cache.close();
+  });
+
+  it('a getOrSetMany key that joined a getOrSet run gets a frozen value too', async () => {
+    const cache = new Cache({ l1: { mode: 'freeze' } });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const runner = cache.getOrSet('profile', async () => {
+      await gate;
+      return profile();
+    });
+    const many = cache.getOrSetMany<Profile>(['profile'], (keys) => keys.map(profile));
+    release();
+    const [own, [joined]] = await Promise.all([runner, many]);
+    own.visits.push(2);
+    expect(joined).toEqual(profile());
+    expect(Object.isFrozen(joined!.visits)).toBe(true);
+    await cache.close();
+  });
+});

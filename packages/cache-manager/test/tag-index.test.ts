@@ -35,6 +35,24 @@ describe('L1 tag index', () => {
     await cache.close();
   });
 
+  it('does not index an entry its policy evicted on the way in (the soonest to expire, under ttl)', async () => {
+    const byEntries = new CacheEngine(cacheOptionsSchema.parse({ l1: { policy: 'ttl', maxEntries: 10 } }));
+    const byBytes = new CacheEngine(cacheOptionsSchema.parse({ l1: { policy: 'ttl', maxBytes: 1_000 } }));
+    for (const cache of [byEntries, byBytes]) {
+      for (let index = 0; index < 10; index += 1)
+        await cache.write(`long:${index}`, 'x', { ttlMs: 3_600_000 });
+      // Each short-lived key is the soonest to expire: the policy drops it as it is stored.
+      for (let index = 0; index < 1_000; index += 1)
+        await cache.write(`short:${index}`, 'y', { ttlMs: 1_000, tags: [`t${index}`, 'short'] });
+      const held = [...cache.l1.keys()];
+      const indexed = new Set([...cache.tagIndex.values()].flatMap((keys) => [...keys]));
+      expect([...indexed].filter((key) => !held.includes(key))).toEqual([]);
+      const heldTags = new Set(held.flatMap((key) => [...(cache.l1.peek(key)?.tags ?? [])]));
+      expect([...cache.tagIndex.keys()].sort()).toEqual([...heldTags].sort());
+      await cache.close();
+    }
+  });
+
   it('forgets the tags of entries that leave L1', async () => {
     const cache = engine();
     await cache.write('k', 1, { tags: ['t'] });
