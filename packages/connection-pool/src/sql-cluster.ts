@@ -346,7 +346,7 @@ export class SqlCluster<Conn, Config, Result> {
         }
         outcome = { ok: false, error, broken };
       }
-      if (outcome.ok || !outcome.broken) pool.release(conn);
+      if (outcome.ok || !outcome.broken) this.#giveBack(this.#primary, conn);
       else pool.destroy(conn);
       if (outcome.ok) {
         if (!options.readOnly) this.#sessions.noteWrite(options.session, this.#clock.now());
@@ -408,7 +408,7 @@ export class SqlCluster<Conn, Config, Result> {
     const node = this.#owner.get(conn as object);
     if (node === undefined) throw new NotBorrowedError(this.options.name);
     if (broken) node.pool.destroy(conn);
-    else node.pool.release(conn);
+    else this.#giveBack(node, conn);
   }
 
   /**
@@ -766,11 +766,25 @@ export class SqlCluster<Conn, Config, Result> {
         node.pool.destroy(conn);
         throw this.#lost(node, error);
       }
-      node.pool.release(conn);
+      this.#giveBack(node, conn);
       throw error;
     }
-    node.pool.release(conn);
+    this.#giveBack(node, conn);
     return result;
+  }
+
+  /**
+   * Returns a caller's connection to its pool. One still inside a transaction (a `BEGIN` through
+   * `query()`, a borrowed client given back without COMMIT or ROLLBACK, or after an error in its
+   * transaction) is rolled back: the ROLLBACK is queued on it now, ahead of anything the next
+   * borrower sends (a waiter it is handed to runs in a later microtask), and a connection whose
+   * rollback fails is closed. Released first, so a connection not lent gets nothing.
+   */
+  #giveBack(node: ServerNode<Conn, Config>, conn: Conn): void {
+    node.pool.release(conn);
+    if (this.#driver.inTransaction?.(conn) !== true) return;
+    this.#logger.debug('connection given back inside a transaction: rolled back', { server: node.name });
+    this.#driver.query(conn, 'ROLLBACK', undefined).catch(() => node.pool.invalidate(conn));
   }
 
   /** Runs one statement, tracked by the query watchdog when `queryTimeoutMs` is set. */

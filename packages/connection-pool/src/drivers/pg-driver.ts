@@ -130,6 +130,12 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
     return client.query(sql);
   },
 
+  // The status of the last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' in a failed one.
+  inTransaction(client: Client): boolean {
+    const status = (client as unknown as { getTransactionStatus?(): string | null }).getTransactionStatus?.();
+    return status === 'T' || status === 'E';
+  },
+
   async ping(client: Client): Promise<void> {
     await client.query('SELECT 1');
   },
