@@ -43,6 +43,7 @@ import {
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
+  TransactionEndedError,
   TransactionRetryError,
 } from './errors.js';
 import { type CheckHealthOptions, clusterReport, HealthCheckGate, type ServerState } from './health.js';
@@ -192,6 +193,8 @@ export class SqlCluster<Conn, Config, Result> {
   readonly #probeConns = new Map<Conn, ServerNode<Conn, Config>>();
   /** Connections the watchdog closed, with the start time of the statement that ran too long. */
   readonly #timedOut = new WeakMap<object, number>();
+  /** The `tx` handle each connection in `withTransaction` may run statements for, while it runs. */
+  readonly #liveTransactions = new Map<Conn, Transaction<Conn, Result>>();
   #closed = false;
   #draining: Promise<void> | undefined;
   readonly #healthCheck: HealthCheckGate<ClusterHealth>;
@@ -334,10 +337,14 @@ export class SqlCluster<Conn, Config, Result> {
         for (const statement of driver.beginStatements(options.isolation, options.readOnly ?? false)) {
           await this.#run(conn, statement, undefined);
         }
-        const value = await fn(this.transactionHandle(conn, attempt));
+        const handle = this.transactionHandle(conn, attempt);
+        this.#liveTransactions.set(conn, handle);
+        const value = await fn(handle);
+        this.#liveTransactions.delete(conn);
         await this.#run(conn, 'COMMIT', undefined);
         outcome = { ok: true, value };
       } catch (error) {
+        this.#liveTransactions.delete(conn);
         let broken = driver.isConnectionError(error) || this.#timedOut.has(conn as object);
         if (!broken) {
           await this.#run(conn, 'ROLLBACK', undefined).catch(() => {
@@ -369,23 +376,31 @@ export class SqlCluster<Conn, Config, Result> {
    * own forms (`execute`), run through `runInTransaction`.
    */
   protected transactionHandle(conn: Conn, attempt: number): Transaction<Conn, Result> {
-    return {
+    const handle: Transaction<Conn, Result> = {
       query: (sql, values) => {
         if (typeof values === 'function') return Promise.reject(callbackRefused());
-        return this.#run(conn, sql, values);
+        return this.runInTransaction(handle, sql, values, undefined);
       },
       connection: conn,
       attempt,
     };
+    return handle;
   }
 
-  /** Runs one statement with the driver's `settings` on a transaction's connection (see `transactionHandle`). */
+  /**
+   * Runs one statement with the driver's `settings` on a transaction's connection (see
+   * `transactionHandle`). Refused with `TransactionEndedError` once `handle`'s transaction has
+   * ended: its connection is back in the pool, maybe in another caller's transaction.
+   */
   protected runInTransaction(
-    conn: Conn,
+    handle: Transaction<Conn, Result>,
     sql: string,
     values: StatementValues | undefined,
     settings: StatementSettings | undefined,
   ): Promise<Result> {
+    const conn = handle.connection;
+    if (this.#liveTransactions.get(conn) !== handle)
+      return Promise.reject(new TransactionEndedError(`${this.options.name}:primary`, handle.attempt));
     return this.#run(conn, sql, values, settings);
   }
 

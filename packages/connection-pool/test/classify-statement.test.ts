@@ -73,7 +73,10 @@ describe('classifyStatement', () => {
     expect(classifyStatement('SELECT PREVIOUS VALUE FOR order_ids', 'mysql')).toEqual(write);
     expect(classifyStatement('SELECT NEXTVAL(order_ids)', 'mysql')).toEqual(write);
     // A column called next or value is no sequence.
-    expect(classifyStatement('SELECT next, value FROM t', 'mysql')).toEqual({ target: 'replica', reason: 'read' });
+    expect(classifyStatement('SELECT next, value FROM t', 'mysql')).toEqual({
+      target: 'replica',
+      reason: 'read',
+    });
   });
 
   it('caches verdicts and honours extra write functions', () => {

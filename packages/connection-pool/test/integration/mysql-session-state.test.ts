@@ -1,7 +1,8 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import mysql, { type RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMysqlPool } from '../../src/mysql.js';
+import { TransactionEndedError } from '../../src/index.js';
+import { createMysqlPool, type MysqlTransaction } from '../../src/mysql.js';
 
 const url = serviceUrl('mysql');
 const reachable = await isReachable('mysql');
@@ -29,17 +30,20 @@ describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transac
     await outside.end();
   });
 
-  it.each(['START TRANSACTION', 'BEGIN'])('a %s through query() does not swallow the next caller’s writes', async (begin) => {
-    const db = createMysqlPool({ primary: url, pool: { max: 1 } });
-    try {
-      await db.query(begin);
-      await db.query(`INSERT INTO ${table} (tag) VALUES ('other-caller')`);
-      expect(await committed()).toEqual(['other-caller']);
-    } finally {
-      await outside.query(`DELETE FROM ${table}`);
-      await db.close();
-    }
-  });
+  it.each(['START TRANSACTION', 'BEGIN'])(
+    'a %s through query() does not swallow the next caller’s writes',
+    async (begin) => {
+      const db = createMysqlPool({ primary: url, pool: { max: 1 } });
+      try {
+        await db.query(begin);
+        await db.query(`INSERT INTO ${table} (tag) VALUES ('other-caller')`);
+        expect(await committed()).toEqual(['other-caller']);
+      } finally {
+        await outside.query(`DELETE FROM ${table}`);
+        await db.close();
+      }
+    },
+  );
 
   it('a transaction ended by COMMIT through query() leaves nothing to roll back', async () => {
     const db = createMysqlPool({ primary: url, pool: { max: 1 } });
@@ -53,6 +57,23 @@ describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transac
       expect(await committed()).toEqual(['in-tx', 'plain']);
     } finally {
       await outside.query(`DELETE FROM ${table}`);
+      await db.close();
+    }
+  });
+
+  it('a transaction handle used after its withTransaction ended is refused (query and execute)', async () => {
+    const db = createMysqlPool({ primary: url, pool: { max: 1 } });
+    try {
+      let stale: MysqlTransaction | undefined;
+      await db.withTransaction(async (tx) => {
+        stale = tx;
+      });
+      await expect(stale!.query(`INSERT INTO ${table} (tag) VALUES ('stale')`)).rejects.toBeInstanceOf(
+        TransactionEndedError,
+      );
+      await expect(stale!.execute('SELECT ?', [1])).rejects.toBeInstanceOf(TransactionEndedError);
+      expect(await committed()).toEqual([]);
+    } finally {
       await db.close();
     }
   });

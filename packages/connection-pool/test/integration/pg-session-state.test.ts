@@ -1,7 +1,8 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPgPool } from '../../src/pg.js';
+import { TransactionEndedError } from '../../src/index.js';
+import { createPgPool, type PgTransaction } from '../../src/pg.js';
 
 const url = serviceUrl('postgres');
 const reachable = await isReachable('postgres');
@@ -16,7 +17,9 @@ describe.skipIf(!reachable)('PgPool: a connection given back inside a transactio
 
   /** The rows another connection sees: only committed ones. */
   const committed = async () =>
-    (await outside.query<{ tag: string }>(`SELECT tag FROM ${table} ORDER BY tag`)).rows.map((row) => row.tag);
+    (await outside.query<{ tag: string }>(`SELECT tag FROM ${table} ORDER BY tag`)).rows.map(
+      (row) => row.tag,
+    );
 
   beforeAll(async () => {
     await outside.connect();
@@ -64,6 +67,30 @@ describe.skipIf(!reachable)('PgPool: a connection given back inside a transactio
       await db.query('BEGIN');
       await db.query(`INSERT INTO ${table} (tag) VALUES ('c-other-caller')`);
       expect(await committed()).toEqual(['c-other-caller']);
+    } finally {
+      await outside.query(`DELETE FROM ${table}`);
+      await db.close();
+    }
+  });
+
+  it('a transaction handle used after its withTransaction ended is refused, not run on a connection lent to another caller', async () => {
+    const db = createPgPool({ primary: url, pool: { max: 1 } });
+    try {
+      let stale: PgTransaction | undefined;
+      await db.withTransaction(async (tx) => {
+        stale = tx;
+        await tx.query('SELECT 1');
+      });
+      // The same connection (max: 1), now in another caller's transaction.
+      await db.withTransaction(async (tx) => {
+        await tx.query(`INSERT INTO ${table} (tag) VALUES ('d-mine')`);
+        await expect(stale!.query(`INSERT INTO ${table} (tag) VALUES ('e-stale')`)).rejects.toMatchObject({
+          code: 'NOA_POOL_TRANSACTION_ENDED',
+        });
+        await expect(stale!.query({ text: 'SELECT 1' })).rejects.toBeInstanceOf(TransactionEndedError);
+      });
+      await expect(stale!.query('SELECT 1')).rejects.toBeInstanceOf(TransactionEndedError);
+      expect(await committed()).toEqual(['d-mine']);
     } finally {
       await outside.query(`DELETE FROM ${table}`);
       await db.close();
