@@ -93,6 +93,7 @@ describe('@noa/connection-pool error codes', () => {
       'NOA_POOL_DRIVER_NOT_INSTALLED',
       'NOA_POOL_AUTH_FAILED',
       'NOA_POOL_HEALTH_CHECK_TIMEOUT',
+      'NOA_POOL_TRANSACTION_ENDED',
     ]);
     for (const error of errors) {
       expect(error).toBeInstanceOf(ConnectionPoolError);
