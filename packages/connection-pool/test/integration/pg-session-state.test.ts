@@ -96,4 +96,19 @@ describe.skipIf(!reachable)('PgPool: a connection given back inside a transactio
       await db.close();
     }
   });
+
+  it.each(['DEALLOCATE ALL', 'DISCARD ALL'])(
+    'after a %s through query(), parameterized statements (named from the statement cache) still run',
+    async (reset) => {
+      const db = createPgPool({ primary: url, pool: { max: 1 } });
+      try {
+        expect((await db.query<{ n: number }>('SELECT $1::int AS n', [1])).rows).toEqual([{ n: 1 }]);
+        await db.query(reset);
+        expect((await db.query<{ n: number }>('SELECT $1::int AS n', [2])).rows).toEqual([{ n: 2 }]);
+        expect((await db.query<{ n: number }>('SELECT $1::int AS n', [3])).rows).toEqual([{ n: 3 }]);
+      } finally {
+        await db.close();
+      }
+    },
+  );
 });
