@@ -418,12 +418,17 @@ export class SqlCluster<Conn, Config, Result> {
     return this.#acquire(node, options?.signal);
   }
 
-  /** Returns a connection from `acquire()`; `broken` closes it instead. */
+  /**
+   * Returns a connection from `acquire()`; `broken` closes it instead. A primary connection may
+   * have written (the router never saw its statements), so the current session (`withSession`)
+   * reads from the primary for `readYourWritesMs` afterwards, as after a routed write.
+   */
   release(conn: Conn, broken = false): void {
     const node = this.#owner.get(conn as object);
     if (node === undefined) throw new NotBorrowedError(this.options.name);
     if (broken) node.pool.destroy(conn);
     else this.#giveBack(node, conn);
+    if (node === this.#primary) this.#sessions.noteWrite(undefined, this.#clock.now());
   }
 
   /**
