@@ -62,6 +62,22 @@ interface SessionState {
   inMulti: boolean;
 }
 
+/**
+ * True when a blocking command sent on `client` still waits for its answer (a borrower gave the
+ * connection back without awaiting its `BLPOP`): the next borrower's commands would queue behind
+ * it, for ever with a timeout of 0.
+ */
+function blockingCommandWaits(client: Redis): boolean {
+  const queue = (
+    client as unknown as { commandQueue?: { length: number; toArray(): { command?: Command }[] } }
+  ).commandQueue;
+  if (queue === undefined || queue.length === 0) return false;
+  return queue.toArray().some(({ command }) => {
+    const name = command?.name.toLowerCase();
+    return name !== undefined && (BLOCKING_COMMANDS.has(name) || name === 'wait' || name === 'waitaof');
+  });
+}
+
 /** ioredis' own `commandTimeout` rejects with this plain Error (and leaves the connection open). */
 const IOREDIS_COMMAND_TIMEOUT = 'Command timed out';
 
@@ -293,7 +309,8 @@ export class RedisPool {
    * Returns a connection. One given back with session state is reset first, so the next
    * borrower does not inherit it: an open `MULTI` is discarded, keys left `WATCH`ed are
    * unwatched, a `SELECT`ed database is switched back (each command sent now, ahead of anything
-   * the next borrower sends on it); one left subscribed is closed instead of reused.
+   * the next borrower sends on it); one left subscribed, or with a blocking command (`BLPOP`,
+   * `XREAD BLOCK`, `WAIT`) still waiting, is closed instead of reused.
    */
   release(client: Redis): void {
     this.#giveBack(client);
@@ -493,7 +510,7 @@ export class RedisPool {
    */
   #giveBack(client: Redis): void {
     const condition = (client as unknown as { condition?: IoredisCondition }).condition;
-    if (condition?.subscriber) {
+    if (condition?.subscriber || blockingCommandWaits(client)) {
       this.pool.destroy(client);
       return;
     }

@@ -97,5 +97,23 @@ describe.skipIf(!reachable)(
         await pool.close();
       }
     });
+
+    it('a connection given back with a blocking command still waiting (not awaited) is not lent to the next borrower', async () => {
+      const pool = createRedisPool({ redis: url, max: 1 });
+      const queue = uniqueName('cp_queue');
+      const key = uniqueName('cp_after');
+      let forgotten: Promise<unknown> | undefined;
+      try {
+        await pool.use(async (client) => {
+          forgotten = client.blpop(queue, 0).catch((error: unknown) => error); // never awaited by its borrower
+        });
+        // Served at once on a connection of its own, not queued behind the BLPOP for ever.
+        expect(await pool.use((client) => client.set(key, 'v'))).toBe('OK');
+        expect(await forgotten).toBeInstanceOf(Error);
+      } finally {
+        await pool.use((client) => client.del(key));
+        await pool.close();
+      }
+    });
   },
 );
