@@ -77,7 +77,10 @@ interface Waiter<T> {
   reject: (error: unknown) => void;
   settled: boolean;
   timer: NodeJS.Timeout | undefined;
-  /** Date.now() deadline on the shared timer; 0 when the waiter has its own timer. */
+  /**
+   * `performance.now()` deadline on the shared timer (monotonic: a wall clock stepped back must not
+   * hold waiters past their timeout); 0 when the waiter has its own timer.
+   */
   deadline: number;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
@@ -433,7 +436,7 @@ export class Pool<T> {
         reject,
         settled: false,
         timer: undefined,
-        deadline: ownTimeout === undefined ? Date.now() + this.options.acquireTimeoutMs : 0,
+        deadline: ownTimeout === undefined ? performance.now() + this.options.acquireTimeoutMs : 0,
         signal,
         onAbort: undefined,
         startedAt,
@@ -469,7 +472,7 @@ export class Pool<T> {
   #armDeadlineTimer(delayMs: number): void {
     this.#deadlineTimer = setTimeout(() => {
       this.#deadlineTimer = undefined;
-      const now = Date.now();
+      const now = performance.now();
       for (let index = this.#waiterHead; index < this.#waiters.length; index += 1) {
         const waiter = this.#waiters[index];
         if (waiter === undefined || waiter.settled || waiter.deadline === 0) continue;

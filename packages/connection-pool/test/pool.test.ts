@@ -287,6 +287,27 @@ describe('Pool', () => {
     await pool.close();
   });
 
+  it('acquire timeouts hold when the wall clock steps back (NTP) while callers wait', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 1, acquireTimeoutMs: 100 });
+    const held = await pool.acquire();
+    const realNow = Date.now;
+    try {
+      const first = pool.acquire();
+      const start = realNow();
+      // The system clock is stepped back an hour just after the first caller queued.
+      Date.now = () => realNow() - 3_600_000;
+      const second = pool.acquire();
+      await expect(first).rejects.toBeInstanceOf(AcquireTimeoutError);
+      await expect(second).rejects.toBeInstanceOf(AcquireTimeoutError);
+      expect(realNow() - start).toBeLessThan(5_000);
+    } finally {
+      Date.now = realNow;
+      pool.release(held);
+      await pool.close();
+    }
+  });
+
   it('validateOnBorrow: an acquire whose validation never answers (frozen server) still times out and aborts, and the next caller is served', async () => {
     let frozen = false;
     const never = new Promise<boolean>(() => {});
