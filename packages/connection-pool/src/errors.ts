@@ -12,6 +12,7 @@ export type AnyConnectionPoolError =
   | NotBorrowedError
   | QueryTimeoutError
   | TransactionRetryError
+  | TransactionEndedError
   | DriverNotInstalledError
   | AuthenticationFailedError
   | HealthCheckTimeoutError;
@@ -122,6 +123,19 @@ export class TransactionRetryError extends ConnectionPoolError<'NOA_POOL_TRANSAC
     super('NOA_POOL_TRANSACTION_RETRIES_EXHAUSTED', `transaction failed after ${attempts} attempts`, {
       cause,
       details: { attempts },
+    });
+  }
+}
+
+/**
+ * A `withTransaction` handle (`tx`) was used after its transaction ended (committed, rolled back,
+ * or given up for a retry): its connection is back in the pool, maybe in another caller's
+ * transaction, so the statement is refused instead of run there.
+ */
+export class TransactionEndedError extends ConnectionPoolError<'NOA_POOL_TRANSACTION_ENDED'> {
+  constructor(pool: string, attempt: number) {
+    super('NOA_POOL_TRANSACTION_ENDED', `${pool}: transaction handle used after its transaction ended`, {
+      details: { pool, attempt },
     });
   }
 }

@@ -42,6 +42,7 @@ export {
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
+  TransactionEndedError,
   TransactionRetryError,
 } from './errors.js';
 export { type CheckHealthOptions, checkHealthOptionsSchema } from './health.js';

@@ -146,7 +146,7 @@ export class MysqlPool extends SqlCluster<Connection, MysqlConnectionConfig, Mys
       <T extends QueryResult>(statement: string | MysqlQueryOptions, values?: MysqlValues) => {
         const split = splitStatement(statement, values, execute);
         if (split instanceof ConfigError) return Promise.reject(split);
-        return this.runInTransaction(conn, split.sql, split.values, split.settings) as Promise<
+        return this.runInTransaction(handle, split.sql, split.values, split.settings) as Promise<
           [T, FieldPacket[]]
         >;
       };

@@ -160,7 +160,7 @@ export class PgPool extends SqlCluster<Client, PgConnectionConfig, QueryResult<Q
       if (typeof sqlOrConfig !== 'object' || sqlOrConfig === null) return plain(sqlOrConfig, values);
       const split = splitConfig(sqlOrConfig, values);
       if (split instanceof ConfigError) return Promise.reject(split);
-      return this.runInTransaction(conn, split.text, split.values, split.settings);
+      return this.runInTransaction(handle, split.text, split.values, split.settings);
     }) as PgTransaction['query'];
     return handle as unknown as PgTransaction;
   }

@@ -77,7 +77,10 @@ interface Waiter<T> {
   reject: (error: unknown) => void;
   settled: boolean;
   timer: NodeJS.Timeout | undefined;
-  /** Date.now() deadline on the shared timer; 0 when the waiter has its own timer. */
+  /**
+   * `performance.now()` deadline on the shared timer (monotonic: a wall clock stepped back must not
+   * hold waiters past their timeout); 0 when the waiter has its own timer.
+   */
   deadline: number;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
@@ -121,6 +124,8 @@ export class Pool<T> {
   #liveWaiters = 0;
   #active = 0;
   #pending = 0;
+  /** Idle resources being validated for waiters (validateOnBorrow), each meant for one of them. */
+  #validating = 0;
   #state = OPEN;
   #failures = 0;
   #retryAt = 0;
@@ -417,7 +422,9 @@ export class Pool<T> {
     // A high-resolution start for acquire_duration_seconds (buckets from 50 µs): the clock
     // option's milliseconds would put every fast acquire at 0 and every other at whole ms.
     const startedAt = this.#metrics.enabled ? performance.now() : 0;
-    if (this.#liveWaiters === 0 && this.#idle.length > 0) return this.#acquireValidated(startedAt, options);
+    // With validateOnBorrow an idle resource is checked first: the caller queues like any other
+    // (its timeout and signal hold while the check runs, and it keeps its place) and #dispatch
+    // checks an idle resource for it.
     if (this.#failures > 0 && this.#size() === 0 && this.#clock.now() < this.#retryAt) {
       this.#metrics.errors.inc({ kind: 'unavailable' });
       return Promise.reject(this.#createFailure(this.#lastError));
@@ -429,7 +436,7 @@ export class Pool<T> {
         reject,
         settled: false,
         timer: undefined,
-        deadline: ownTimeout === undefined ? Date.now() + this.options.acquireTimeoutMs : 0,
+        deadline: ownTimeout === undefined ? performance.now() + this.options.acquireTimeoutMs : 0,
         signal,
         onAbort: undefined,
         startedAt,
@@ -451,22 +458,6 @@ export class Pool<T> {
     });
   }
 
-  /** Idle resources exist but must be validated first (validateOnBorrow). */
-  async #acquireValidated(startedAt: number, options: AcquireOptions | undefined): Promise<T> {
-    while (this.#idle.length > 0 && this.#liveWaiters === 0) {
-      const entry = this.#idle.pop()!;
-      if (this.#metrics.enabled) this.#metrics.idle.dec();
-      if (this.options.validateOnBorrow && !(await this.#validate(entry))) continue;
-      if (this.#state !== OPEN) {
-        this.#returnToIdle(entry);
-        throw new PoolClosedError(this.name);
-      }
-      this.#lend(entry, startedAt, false);
-      return entry.resource;
-    }
-    return this.#acquireSlow(options);
-  }
-
   #timeOut(waiter: Waiter<T>, timeoutMs: number): void {
     if (waiter.settled) return;
     this.#metrics.timeouts.inc();
@@ -481,7 +472,7 @@ export class Pool<T> {
   #armDeadlineTimer(delayMs: number): void {
     this.#deadlineTimer = setTimeout(() => {
       this.#deadlineTimer = undefined;
-      const now = Date.now();
+      const now = performance.now();
       for (let index = this.#waiterHead; index < this.#waiters.length; index += 1) {
         const waiter = this.#waiters[index];
         if (waiter === undefined || waiter.settled || waiter.deadline === 0) continue;
@@ -575,12 +566,15 @@ export class Pool<T> {
 
   /** Serves queued callers from idle resources, then opens new ones for the rest (up to max). */
   #dispatch(): void {
-    while (this.#liveWaiters > 0 && this.#idle.length > 0 && this.#state !== CLOSED) {
+    while (this.#liveWaiters > this.#validating && this.#idle.length > 0 && this.#state !== CLOSED) {
       const entry = this.#idle.pop()!;
       if (this.#metrics.enabled) this.#metrics.idle.dec();
       if (this.options.validateOnBorrow) {
+        this.#validating += 1;
         void this.#validate(entry).then((ok) => {
-          if (ok) this.#handOut(entry);
+          this.#validating -= 1;
+          // close() took it meanwhile.
+          if (ok && this.#entries.get(entry.resource) === entry) this.#handOut(entry);
           this.#dispatch();
         });
         continue;
@@ -592,7 +586,7 @@ export class Pool<T> {
       this.#scheduleRetry();
       return;
     }
-    while (this.#liveWaiters > this.#pending && this.#size() < this.options.max) {
+    while (this.#liveWaiters > this.#pending + this.#validating && this.#size() < this.options.max) {
       this.#create();
     }
   }
@@ -704,17 +698,40 @@ export class Pool<T> {
     return lifetime !== undefined && this.#clock.now() - entry.createdAt >= lifetime;
   }
 
+  /**
+   * Runs the factory's `validate`. One that does not answer within `acquireTimeoutMs` (a frozen
+   * server) counts as failed and its resource is aborted: it would otherwise hold a slot, and
+   * its waiter's place, for ever.
+   */
   async #validate(entry: Entry<T>): Promise<boolean> {
     entry.state = BUSY;
     if (this.options.allowExitOnIdle) this.#factory.ref?.(entry.resource);
-    let ok = false;
-    try {
-      ok = this.#factory.validate === undefined ? true : await this.#factory.validate(entry.resource);
-    } catch {
-      ok = false;
+    const validate = this.#factory.validate;
+    let ok = validate === undefined;
+    let timedOut = false;
+    if (validate !== undefined) {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        ok = await Promise.race([
+          validate(entry.resource),
+          new Promise<boolean>((resolve) => {
+            timer = setTimeout(() => {
+              timedOut = true;
+              resolve(false);
+            }, this.options.acquireTimeoutMs);
+            timer.unref();
+          }),
+        ]);
+      } catch {
+        ok = false;
+      } finally {
+        clearTimeout(timer);
+      }
     }
-    if (!ok) {
+    // close() took it meanwhile: nothing left to destroy.
+    if (!ok && this.#entries.get(entry.resource) === entry) {
       this.#metrics.errors.inc({ kind: 'validate' });
+      if (timedOut) this.#factory.abort?.(entry.resource);
       this.#destroyEntry(entry);
     }
     return ok;

@@ -1,5 +1,9 @@
-/** `user:password@` in a URL. */
-const urlPassword = /(\/\/[^:@/\s]*):[^@\s]*@/g;
+/**
+ * `user:password@` in a URL. The userinfo ends at the authority's last `@` (as WHATWG URLs and
+ * pg parse it), so a raw `@` in the password (`app:p@ss@db`) or the user name (`app@server:pw@db`)
+ * is masked with it, not left half shown.
+ */
+const urlPassword = /(\/\/[^:/?#\s]*):[^/?#\s]*@/g;
 
 /** Option keys whose values are secrets, whatever the driver calls them. */
 const secretKey = /pass(word|wd|phrase)?$|secret|token|credential|^key$|^auth$/i;

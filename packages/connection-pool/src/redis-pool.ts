@@ -48,6 +48,36 @@ function isConnectionClosed(error: unknown): boolean {
   return (error as { message?: unknown } | null | undefined)?.message === 'Connection is closed.';
 }
 
+/** What ioredis keeps of a connection's session: the database it SELECTed, subscriber mode. */
+interface IoredisCondition {
+  select?: number;
+  subscriber?: unknown;
+}
+
+/** Transaction state a borrower may leave on a connection, seen from the commands it sent. */
+interface SessionState {
+  /** WATCH sent, and no EXEC, DISCARD or UNWATCH since. */
+  watching: boolean;
+  /** MULTI sent, and no EXEC or DISCARD since. */
+  inMulti: boolean;
+}
+
+/**
+ * True when a blocking command sent on `client` still waits for its answer (a borrower gave the
+ * connection back without awaiting its `BLPOP`): the next borrower's commands would queue behind
+ * it, for ever with a timeout of 0.
+ */
+function blockingCommandWaits(client: Redis): boolean {
+  const queue = (
+    client as unknown as { commandQueue?: { length: number; toArray(): { command?: Command }[] } }
+  ).commandQueue;
+  if (queue === undefined || queue.length === 0) return false;
+  return queue.toArray().some(({ command }) => {
+    const name = command?.name.toLowerCase();
+    return name !== undefined && (BLOCKING_COMMANDS.has(name) || name === 'wait' || name === 'waitaof');
+  });
+}
+
 /** ioredis' own `commandTimeout` rejects with this plain Error (and leaves the connection open). */
 const IOREDIS_COMMAND_TIMEOUT = 'Command timed out';
 
@@ -161,6 +191,7 @@ export class RedisPool {
   /** Set by a command or probe that got no answer in time; cleared by the next answer. */
   #unresponsive = false;
   readonly #timedOut = new WeakMap<Redis, QueryTimeoutError>();
+  readonly #sessions = new WeakMap<Redis, SessionState>();
   readonly #errors: { inc(labels: { pool: string; kind: string }): void };
   readonly #commandTimeoutMs: number | undefined;
   readonly #probeDeadlineMs: number;
@@ -219,6 +250,7 @@ export class RedisPool {
             throw lastError !== undefined && isConnectionClosed(error) ? lastError : error;
           }
           client.once('end', () => this.pool.invalidate(client));
+          this.#trackSession(client);
           // After the handshake, so the ready check keeps connectTimeoutMs.
           if (queryTimeoutMs !== undefined) this.#guardCommands(client, queryTimeoutMs);
           else if (this.#commandTimeoutMs !== undefined || healthCheckIntervalMs !== undefined) {
@@ -273,9 +305,15 @@ export class RedisPool {
     return this.pool.acquire(options);
   }
 
-  /** Returns a connection. */
+  /**
+   * Returns a connection. One given back with session state is reset first, so the next
+   * borrower does not inherit it: an open `MULTI` is discarded, keys left `WATCH`ed are
+   * unwatched, a `SELECT`ed database is switched back (each command sent now, ahead of anything
+   * the next borrower sends on it); one left subscribed, or with a blocking command (`BLPOP`,
+   * `XREAD BLOCK`, `WAIT`) still waiting, is closed instead of reused.
+   */
   release(client: Redis): void {
-    this.pool.release(client);
+    this.#giveBack(client);
   }
 
   /**
@@ -305,7 +343,7 @@ export class RedisPool {
     }
     // Not proof the server answers (fn may have sent nothing, or a pipeline's commands may all
     // have timed out): only an answered command clears `unresponsive` (#watchAnswers).
-    this.pool.release(client);
+    this.#giveBack(client);
     return result;
   }
 
@@ -435,6 +473,61 @@ export class RedisPool {
       }
       return answer;
     };
+  }
+
+  /** Notes the WATCH / MULTI state `client`'s borrowers leave (pipelines' commands pass here too). */
+  #trackSession(client: Redis): void {
+    const state: SessionState = { watching: false, inMulti: false };
+    this.#sessions.set(client, state);
+    const send = client.sendCommand.bind(client);
+    client.sendCommand = (command: Command, stream?: Parameters<Redis['sendCommand']>[1]) => {
+      switch (command.name.toLowerCase()) {
+        case 'watch':
+          state.watching = true;
+          break;
+        case 'multi':
+          state.inMulti = true;
+          break;
+        case 'unwatch':
+          state.watching = false;
+          break;
+        case 'exec':
+        case 'discard':
+          // Both end the transaction and unwatch every key.
+          state.inMulti = false;
+          state.watching = false;
+          break;
+      }
+      return send(command, stream);
+    };
+  }
+
+  /**
+   * Returns a lent connection to the pool without the session state its borrower left: reset
+   * commands are written before the next borrower's (one connection answers in order), and a
+   * connection whose reset failed is closed. Subscriber mode cannot be left in one command that
+   * ioredis sees at once, so such a connection is closed.
+   */
+  #giveBack(client: Redis): void {
+    const condition = (client as unknown as { condition?: IoredisCondition }).condition;
+    if (condition?.subscriber || blockingCommandWaits(client)) {
+      this.pool.destroy(client);
+      return;
+    }
+    // First, so a client that was not lent (NotBorrowedError) gets no command. A waiter it is
+    // handed to runs in a later microtask: the resets below are written before its commands.
+    this.pool.release(client);
+    const state = this.#sessions.get(client);
+    const resets: Promise<unknown>[] = [];
+    if (state?.inMulti) resets.push(client.discard());
+    else if (state?.watching) resets.push(client.unwatch());
+    const db = client.options.db ?? 0;
+    if (condition?.select !== undefined && condition.select !== db) resets.push(client.select(db));
+    for (const reset of resets) {
+      // Its state is unknown now: closed when it comes back (at once if idle). A connection
+      // that broke is invalidated by its 'end' anyway.
+      reset.catch(() => this.pool.invalidate(client));
+    }
   }
 
   /** Any answered command shows the server answers again. */

@@ -43,6 +43,7 @@ import {
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
+  TransactionEndedError,
   TransactionRetryError,
 } from './errors.js';
 import { type CheckHealthOptions, clusterReport, HealthCheckGate, type ServerState } from './health.js';
@@ -192,6 +193,8 @@ export class SqlCluster<Conn, Config, Result> {
   readonly #probeConns = new Map<Conn, ServerNode<Conn, Config>>();
   /** Connections the watchdog closed, with the start time of the statement that ran too long. */
   readonly #timedOut = new WeakMap<object, number>();
+  /** The `tx` handle each connection in `withTransaction` may run statements for, while it runs. */
+  readonly #liveTransactions = new Map<Conn, Transaction<Conn, Result>>();
   #closed = false;
   #draining: Promise<void> | undefined;
   readonly #healthCheck: HealthCheckGate<ClusterHealth>;
@@ -334,10 +337,14 @@ export class SqlCluster<Conn, Config, Result> {
         for (const statement of driver.beginStatements(options.isolation, options.readOnly ?? false)) {
           await this.#run(conn, statement, undefined);
         }
-        const value = await fn(this.transactionHandle(conn, attempt));
+        const handle = this.transactionHandle(conn, attempt);
+        this.#liveTransactions.set(conn, handle);
+        const value = await fn(handle);
+        this.#liveTransactions.delete(conn);
         await this.#run(conn, 'COMMIT', undefined);
         outcome = { ok: true, value };
       } catch (error) {
+        this.#liveTransactions.delete(conn);
         let broken = driver.isConnectionError(error) || this.#timedOut.has(conn as object);
         if (!broken) {
           await this.#run(conn, 'ROLLBACK', undefined).catch(() => {
@@ -346,7 +353,7 @@ export class SqlCluster<Conn, Config, Result> {
         }
         outcome = { ok: false, error, broken };
       }
-      if (outcome.ok || !outcome.broken) pool.release(conn);
+      if (outcome.ok || !outcome.broken) this.#giveBack(this.#primary, conn);
       else pool.destroy(conn);
       if (outcome.ok) {
         if (!options.readOnly) this.#sessions.noteWrite(options.session, this.#clock.now());
@@ -369,23 +376,31 @@ export class SqlCluster<Conn, Config, Result> {
    * own forms (`execute`), run through `runInTransaction`.
    */
   protected transactionHandle(conn: Conn, attempt: number): Transaction<Conn, Result> {
-    return {
+    const handle: Transaction<Conn, Result> = {
       query: (sql, values) => {
         if (typeof values === 'function') return Promise.reject(callbackRefused());
-        return this.#run(conn, sql, values);
+        return this.runInTransaction(handle, sql, values, undefined);
       },
       connection: conn,
       attempt,
     };
+    return handle;
   }
 
-  /** Runs one statement with the driver's `settings` on a transaction's connection (see `transactionHandle`). */
+  /**
+   * Runs one statement with the driver's `settings` on a transaction's connection (see
+   * `transactionHandle`). Refused with `TransactionEndedError` once `handle`'s transaction has
+   * ended: its connection is back in the pool, maybe in another caller's transaction.
+   */
   protected runInTransaction(
-    conn: Conn,
+    handle: Transaction<Conn, Result>,
     sql: string,
     values: StatementValues | undefined,
     settings: StatementSettings | undefined,
   ): Promise<Result> {
+    const conn = handle.connection;
+    if (this.#liveTransactions.get(conn) !== handle)
+      return Promise.reject(new TransactionEndedError(`${this.options.name}:primary`, handle.attempt));
     return this.#run(conn, sql, values, settings);
   }
 
@@ -403,12 +418,17 @@ export class SqlCluster<Conn, Config, Result> {
     return this.#acquire(node, options?.signal);
   }
 
-  /** Returns a connection from `acquire()`; `broken` closes it instead. */
+  /**
+   * Returns a connection from `acquire()`; `broken` closes it instead. A primary connection may
+   * have written (the router never saw its statements), so the current session (`withSession`)
+   * reads from the primary for `readYourWritesMs` afterwards, as after a routed write.
+   */
   release(conn: Conn, broken = false): void {
     const node = this.#owner.get(conn as object);
     if (node === undefined) throw new NotBorrowedError(this.options.name);
     if (broken) node.pool.destroy(conn);
-    else node.pool.release(conn);
+    else this.#giveBack(node, conn);
+    if (node === this.#primary) this.#sessions.noteWrite(undefined, this.#clock.now());
   }
 
   /**
@@ -766,11 +786,25 @@ export class SqlCluster<Conn, Config, Result> {
         node.pool.destroy(conn);
         throw this.#lost(node, error);
       }
-      node.pool.release(conn);
+      this.#giveBack(node, conn);
       throw error;
     }
-    node.pool.release(conn);
+    this.#giveBack(node, conn);
     return result;
+  }
+
+  /**
+   * Returns a caller's connection to its pool. One still inside a transaction (a `BEGIN` through
+   * `query()`, a borrowed client given back without COMMIT or ROLLBACK, or after an error in its
+   * transaction) is rolled back: the ROLLBACK is queued on it now, ahead of anything the next
+   * borrower sends (a waiter it is handed to runs in a later microtask), and a connection whose
+   * rollback fails is closed. Released first, so a connection not lent gets nothing.
+   */
+  #giveBack(node: ServerNode<Conn, Config>, conn: Conn): void {
+    node.pool.release(conn);
+    if (this.#driver.inTransaction?.(conn) !== true) return;
+    this.#logger.debug('connection given back inside a transaction: rolled back', { server: node.name });
+    this.#driver.query(conn, 'ROLLBACK', undefined).catch(() => node.pool.invalidate(conn));
   }
 
   /** Runs one statement, tracked by the query watchdog when `queryTimeoutMs` is set. */

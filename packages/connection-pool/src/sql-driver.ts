@@ -117,6 +117,12 @@ export interface SqlDriver<Conn, Config, Result> {
     values: StatementValues | undefined,
     settings?: StatementSettings,
   ): Promise<Result>;
+  /**
+   * True when the server's last word on `conn` says it is inside a transaction (open, or failed
+   * and awaiting ROLLBACK): the cluster rolls such a connection back as it is given back, so the
+   * next borrower does not run in it. A driver that cannot tell leaves it out.
+   */
+  inTransaction?(conn: Conn): boolean;
   /** Cheap liveness probe. */
   ping(conn: Conn): Promise<void>;
   /** Replication delay of the server behind `conn` in ms (0 for a primary; Infinity when replication is stopped). */

@@ -33,6 +33,16 @@ export class StatementCache {
     return name;
   }
 
+  /**
+   * Forgets every statement without evicting it (the server already dropped them: `DEALLOCATE
+   * ALL`, `DISCARD ALL`) and returns their names. New names keep counting up, so none is reused.
+   */
+  forgetAll(): string[] {
+    const names = [...this.#names.values()];
+    this.#names.clear();
+    return names;
+  }
+
   /** Statements cached now. */
   get size(): number {
     return this.#names.size;

@@ -35,6 +35,14 @@ const cases: [string, 'primary' | 'replica', string][] = [
   ['SELECT pg_advisory_lock(42)', 'primary', 'write-function'],
   ['SELECT pg_try_advisory_xact_lock (1)', 'primary', 'write-function'],
   ["SELECT GET_LOCK('x', 1)", 'primary', 'write-function'],
+  // Large objects: every lo_* function (README), not only the three once listed.
+  ["SELECT lo_from_bytea(0, '\\x00')", 'primary', 'write-function'],
+  ["SELECT lo_put(16384, 0, '\\x00')", 'primary', 'write-function'],
+  ['SELECT lo_creat(-1)', 'primary', 'write-function'],
+  ["SELECT lo_export(16384, '/tmp/blob')", 'primary', 'write-function'],
+  ['SELECT lo_truncate(fd, 0) FROM t', 'primary', 'write-function'],
+  ["SELECT lowrite(fd, '\\x00') FROM t", 'primary', 'write-function'],
+  ['SELECT lo_owner FROM t', 'replica', 'read'],
   ['SELECT * INTO new_table FROM t', 'primary', 'select-into'],
   ['/* noa:primary */ SELECT * FROM t', 'primary', 'hint'],
   ['SELECT 1 -- noa:primary', 'primary', 'hint'],
@@ -56,6 +64,19 @@ describe('classifyStatement', () => {
       reason: 'read',
     });
     expect(classifyStatement('SELECT 1 # noa:primary', 'mysql').target).toBe('primary');
+  });
+
+  it("routes MariaDB's sequence syntax as its functions: NEXT VALUE FOR (NEXTVAL) and PREVIOUS VALUE FOR (LASTVAL) on the primary", () => {
+    const write = { target: 'primary', reason: 'write-function' };
+    expect(classifyStatement('SELECT NEXT VALUE FOR order_ids', 'mysql')).toEqual(write);
+    expect(classifyStatement('select next value for app.order_ids AS id', 'mysql')).toEqual(write);
+    expect(classifyStatement('SELECT PREVIOUS VALUE FOR order_ids', 'mysql')).toEqual(write);
+    expect(classifyStatement('SELECT NEXTVAL(order_ids)', 'mysql')).toEqual(write);
+    // A column called next or value is no sequence.
+    expect(classifyStatement('SELECT next, value FROM t', 'mysql')).toEqual({
+      target: 'replica',
+      reason: 'read',
+    });
   });
 
   it('caches verdicts and honours extra write functions', () => {

@@ -14,6 +14,7 @@ import {
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
+  TransactionEndedError,
   TransactionRetryError,
 } from '../src/index.js';
 
@@ -33,6 +34,7 @@ const errors = [
   new DriverNotInstalledError('pg'),
   new AuthenticationFailedError('p', new Error('password authentication failed')),
   new HealthCheckTimeoutError('p', 500),
+  new TransactionEndedError('p', 1),
 ] as const;
 
 function handled(error: AnyConnectionPoolError): string {
@@ -49,6 +51,7 @@ function handled(error: AnyConnectionPoolError): string {
     case 'NOA_POOL_DRIVER_NOT_INSTALLED':
     case 'NOA_POOL_AUTH_FAILED':
     case 'NOA_POOL_HEALTH_CHECK_TIMEOUT':
+    case 'NOA_POOL_TRANSACTION_ENDED':
       return error.code;
     default: {
       const unhandled: never = error;
@@ -72,6 +75,7 @@ describe('@noa/connection-pool error codes', () => {
       | 'NOA_POOL_DRIVER_NOT_INSTALLED'
       | 'NOA_POOL_AUTH_FAILED'
       | 'NOA_POOL_HEALTH_CHECK_TIMEOUT'
+      | 'NOA_POOL_TRANSACTION_ENDED'
     >();
     expectTypeOf<ConnectionPoolError['code']>().toEqualTypeOf<ConnectionPoolErrorCode>();
   });
@@ -89,6 +93,7 @@ describe('@noa/connection-pool error codes', () => {
       'NOA_POOL_DRIVER_NOT_INSTALLED',
       'NOA_POOL_AUTH_FAILED',
       'NOA_POOL_HEALTH_CHECK_TIMEOUT',
+      'NOA_POOL_TRANSACTION_ENDED',
     ]);
     for (const error of errors) {
       expect(error).toBeInstanceOf(ConnectionPoolError);

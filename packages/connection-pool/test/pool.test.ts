@@ -287,6 +287,92 @@ describe('Pool', () => {
     await pool.close();
   });
 
+  it('acquire timeouts hold when the wall clock steps back (NTP) while callers wait', async () => {
+    const { factory } = counterFactory();
+    const pool = new Pool(factory, { max: 1, acquireTimeoutMs: 100 });
+    const held = await pool.acquire();
+    const realNow = Date.now;
+    try {
+      const first = pool.acquire();
+      const start = realNow();
+      // The system clock is stepped back an hour just after the first caller queued.
+      Date.now = () => realNow() - 3_600_000;
+      const second = pool.acquire();
+      await expect(first).rejects.toBeInstanceOf(AcquireTimeoutError);
+      await expect(second).rejects.toBeInstanceOf(AcquireTimeoutError);
+      expect(realNow() - start).toBeLessThan(5_000);
+    } finally {
+      Date.now = realNow;
+      pool.release(held);
+      await pool.close();
+    }
+  });
+
+  it('validateOnBorrow: an acquire whose validation never answers (frozen server) still times out and aborts, and the next caller is served', async () => {
+    let frozen = false;
+    const never = new Promise<boolean>(() => {});
+    let nextId = 0;
+    const factory = {
+      create: async () => ({ id: ++nextId }),
+      destroy: async () => {},
+      validate: async () => (frozen ? never : true),
+    };
+    const pool = new Pool(factory, { max: 2, validateOnBorrow: true, acquireTimeoutMs: 100 });
+    try {
+      pool.release(await pool.acquire());
+      frozen = true;
+      // Its own timeout, shorter than the validation's bound (acquireTimeoutMs), so the order of
+      // the two timers is not left to chance.
+      await expect(pool.acquire({ timeoutMs: 30 })).rejects.toBeInstanceOf(AcquireTimeoutError);
+      const controller = new AbortController();
+      const aborted = pool.acquire({ signal: controller.signal, timeoutMs: 60_000 });
+      controller.abort(new Error('client went away'));
+      await expect(aborted).rejects.toBeInstanceOf(AcquireAbortedError);
+      frozen = false;
+      // The validation that never answered counts as failed after acquireTimeoutMs: its
+      // resource is closed and the next caller gets a new one.
+      const served = await pool.acquire();
+      expect(served.id).toBeGreaterThan(1);
+      pool.release(served);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('validateOnBorrow: callers are served in arrival order while a validation is in flight', async () => {
+    let release: (ok: boolean) => void = () => {};
+    let gate: Promise<boolean> | undefined;
+    let nextId = 0;
+    const factory = {
+      create: async () => ({ id: ++nextId }),
+      destroy: async () => {},
+      validate: async () => (gate === undefined ? true : gate),
+    };
+    const pool = new Pool(factory, { max: 1, validateOnBorrow: true });
+    try {
+      pool.release(await pool.acquire());
+      gate = new Promise<boolean>((resolve) => {
+        release = resolve;
+      });
+      const order: string[] = [];
+      const first = pool.acquire().then((resource) => {
+        order.push('first');
+        return resource;
+      });
+      const second = pool.acquire().then((resource) => {
+        order.push('second');
+        return resource;
+      });
+      gate = undefined;
+      release(false); // the idle connection failed its check: the first caller gets a new one
+      pool.release(await first);
+      pool.release(await second);
+      expect(order).toEqual(['first', 'second']);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('invalidate() closes a broken idle resource; destroy() replaces a lent one for waiters', async () => {
     const { factory, destroyed } = counterFactory();
     const pool = new Pool(factory, { max: 1 });

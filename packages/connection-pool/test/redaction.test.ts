@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createMongoPool } from '../src/mongo.js';
 import { createMysqlPool } from '../src/mysql.js';
 import { createPgPool } from '../src/pg.js';
+import { maskUrlPassword } from '../src/redact.js';
 import { createRedisPool } from '../src/redis.js';
 
 const secrets = ['pw-in-url-1', 'pw-in-config-2', 'pw-in-replica-3'];
@@ -64,6 +65,32 @@ describe('a pool printed or serialized shows no password', () => {
     } finally {
       await mysql.close();
       await mongo.close();
+    }
+  });
+
+  it('a password with a raw @ (pg and WHATWG URLs split at the last @) is masked whole, in options and error text', async () => {
+    const password = 'sec@ret-4@x';
+    const pool = createPgPool({
+      primary: `postgres://app:${password}@db.example:5432/orders`,
+      replicas: [`postgres://app:${password}@r1.example/orders?sslmode=disable`],
+    });
+    try {
+      const json = JSON.stringify(pool);
+      for (const piece of ['sec', 'ret-4', '@x']) expect(json).not.toContain(piece);
+      expect(json).toContain('postgres://app:***@db.example:5432/orders');
+      expect(json).toContain('postgres://app:***@r1.example/orders?sslmode=disable');
+      expect(
+        maskUrlPassword(`connect to postgres://app:${password}@db/orders failed; mail ops@example.com`),
+      ).toBe('connect to postgres://app:***@db/orders failed; mail ops@example.com');
+      // A user name with a raw @ (Azure's `user@server`); a URL with no password is left alone.
+      expect(maskUrlPassword('postgres://app@server:pw-5@db/orders')).toBe(
+        'postgres://app@server:***@db/orders',
+      );
+      expect(maskUrlPassword('postgres://app@db:5432/orders and redis://h:6379/0')).toBe(
+        'postgres://app@db:5432/orders and redis://h:6379/0',
+      );
+    } finally {
+      await pool.close();
     }
   });
 });

@@ -65,6 +65,24 @@ describe('SessionTracker', () => {
     expect(await Promise.all([writer, reader])).toEqual([true, false]);
   });
 
+  it('more sessions writing within the window than it tracks: none of them loses read-your-writes (it errs to the primary)', () => {
+    const tracker = new SessionTracker(1_000);
+    // The busiest user wrote first and keeps writing; 10,000 others write once each.
+    tracker.noteWrite('busy', 0);
+    for (let user = 0; user < 10_000; user += 1) {
+      tracker.noteWrite(`user-${user}`, 100);
+      if (user % 1_000 === 0) tracker.noteWrite('busy', 100);
+    }
+    for (const session of ['busy', 'user-0', 'user-4999', 'user-9999']) {
+      expect(tracker.mustReadPrimary(session, 500)).toBe(true);
+    }
+    // Once their windows have passed, nobody is pinned any more.
+    tracker.noteWrite('later', 1_200);
+    expect(tracker.mustReadPrimary('user-0', 1_200)).toBe(false);
+    expect(tracker.mustReadPrimary('busy', 1_200)).toBe(false);
+    expect(tracker.mustReadPrimary('later', 1_200)).toBe(true);
+  });
+
   it('a zero window turns read-your-writes off', () => {
     const tracker = new SessionTracker(0);
     tracker.noteWrite('a', 1);

@@ -32,6 +32,30 @@ export type MysqlResult = [QueryResult, FieldPacket[]];
 /** Loads the optional `mysql2` peer dependency on first use. */
 const loadMysql = lazyPeer<typeof import('mysql2/promise')>('mysql2');
 
+/**
+ * Connections whose last result header said a transaction is open (`SERVER_STATUS_IN_TRANS`):
+ * mysql2 keeps no such state, so it is read from the OK packets of the statements run through
+ * this driver (`START TRANSACTION`, `BEGIN`, a write with autocommit off, `COMMIT`). Statements
+ * sent on a borrowed connection directly are not seen.
+ */
+const openTransactions = new WeakSet<Connection>();
+const SERVER_STATUS_IN_TRANS = 1;
+
+/** Notes the transaction status of `result`'s OK packets (a multi-statement's last one wins). */
+function noteTransactionStatus(conn: Connection, result: MysqlResult): MysqlResult {
+  const first = result[0] as unknown;
+  const parts = Array.isArray(first) ? first : [first];
+  for (const part of parts) {
+    // Rows are not headers, even with a column called serverStatus.
+    if (typeof part !== 'object' || part === null || part.constructor?.name !== 'ResultSetHeader') continue;
+    const status = (part as { serverStatus?: unknown }).serverStatus;
+    if (typeof status !== 'number') continue;
+    if ((status & SERVER_STATUS_IN_TRANS) !== 0) openTransactions.add(conn);
+    else openTransactions.delete(conn);
+  }
+  return result;
+}
+
 /** Connections opened with `statementCacheSize: 0`: `execute()` closes each statement after it runs. */
 const uncached = new WeakSet<Connection>();
 
@@ -116,13 +140,23 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     // execute() prepares.
     // Plain text (the common call) goes as is: no settings, no object to build per query.
     if (settings === undefined) {
-      return values === undefined ? conn.query(sql) : conn.query(sql, values as never);
+      const answer = values === undefined ? conn.query(sql) : conn.query(sql, values as never);
+      return answer.then((result) => noteTransactionStatus(conn, result));
     }
     const { execute: prepared, ...options } = settings;
     // mysql2's options-object form: the caller's options (`rowsAsArray`, `typeCast`…) with the text.
     const statement = { ...options, sql } as QueryOptions;
-    if (prepared === true) return execute(conn, statement, values);
-    return values === undefined ? conn.query(statement) : conn.query(statement, values as never);
+    const answer =
+      prepared === true
+        ? execute(conn, statement, values)
+        : values === undefined
+          ? conn.query(statement)
+          : conn.query(statement, values as never);
+    return answer.then((result) => noteTransactionStatus(conn, result));
+  },
+
+  inTransaction(conn: Connection): boolean {
+    return openTransactions.has(conn);
   },
 
   async ping(conn: Connection): Promise<void> {

@@ -38,6 +38,30 @@ const CONNECTION_CODES = new Set([
   '08006',
 ]);
 
+/** invalid_sql_statement_name: the server no longer has a statement the client thought prepared. */
+const STATEMENT_MISSING = '26000';
+
+/**
+ * Runs a statement named from `cache`. When the server has lost the connection's prepared
+ * statements (a `DEALLOCATE ALL` or `DISCARD ALL` sent through the pool), `pg` still believes
+ * them parsed and sends only Bind, which fails with 26000 on every cached statement: the cache is
+ * forgotten so they are parsed again under new names, and the statement, which did not run, is
+ * sent once more unless the failure aborted a transaction.
+ */
+function runNamed(
+  client: Client,
+  cache: StatementCache,
+  config: QueryConfig,
+): Promise<QueryResult<QueryResultRow>> {
+  return client.query(config).catch((error: unknown) => {
+    if ((error as { code?: unknown } | null)?.code !== STATEMENT_MISSING) throw error;
+    const parsed = (client as unknown as PgInternals).connection?.parsedStatements;
+    for (const name of cache.forgetAll()) if (parsed) delete parsed[name];
+    if (pgDriver.inTransaction?.(client) === true) throw error;
+    return client.query({ ...config, name: cache.nameFor(config.text) });
+  });
+}
+
 /**
  * Driver for `pg` (node-postgres): named prepared statements with a bounded per-connection LRU.
  * Its `settings` are a `QueryConfig`'s other fields (`rowMode`, `types`, `name`).
@@ -117,17 +141,26 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
       // else a parameterized one is named from the cache like any other.
       const cache = values !== undefined && values.length > 0 ? statementCaches.get(client) : undefined;
       const config = { ...settings, text: sql, values: values as unknown[] | undefined } as QueryConfig;
-      if (config.name === undefined && cache !== undefined) config.name = cache.nameFor(sql);
+      if (config.name === undefined && cache !== undefined) {
+        config.name = cache.nameFor(sql);
+        return runNamed(client, cache, config);
+      }
       return client.query(config);
     }
     if (values !== undefined && values.length > 0) {
       const cache = statementCaches.get(client);
       if (cache !== undefined) {
-        return client.query({ name: cache.nameFor(sql), text: sql, values: values as unknown[] });
+        return runNamed(client, cache, { name: cache.nameFor(sql), text: sql, values: values as unknown[] });
       }
       return client.query(sql, values as unknown[]);
     }
     return client.query(sql);
+  },
+
+  // The status of the last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' in a failed one.
+  inTransaction(client: Client): boolean {
+    const status = (client as unknown as { getTransactionStatus?(): string | null }).getTransactionStatus?.();
+    return status === 'T' || status === 'E';
   },
 
   async ping(client: Client): Promise<void> {

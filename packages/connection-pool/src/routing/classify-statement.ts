@@ -192,6 +192,15 @@ function scan(sql: string, dialect: SqlDialect): Scan {
   return { statements: statements.filter((tokens) => tokens.length > 0), hint };
 }
 
+/**
+ * Postgres' large object functions (`lo_*`, `lowrite`): most write (`lo_from_bytea`, `lo_put`,
+ * `lo_creat`, `lo_truncate`), `lo_export` writes a file on the server it runs on, and the
+ * descriptor ones work only inside the transaction that opened them: all on the primary.
+ */
+function isLargeObjectFunction(name: string): boolean {
+  return name.startsWith('lo_') || name === 'lowrite' || name === 'loread';
+}
+
 function isDigit(code: number): boolean {
   return code >= 48 && code <= 57;
 }
@@ -209,10 +218,20 @@ function classifyTokens(tokens: Token[], writeFunctions: ReadonlySet<string>): S
   for (let index = 0; index < tokens.length; index += 1) {
     const token = tokens[index]!;
     if (token.call) {
-      if (writeFunctions.has(token.word)) return { target: 'primary', reason: 'write-function' };
+      if (writeFunctions.has(token.word) || isLargeObjectFunction(token.word))
+        return { target: 'primary', reason: 'write-function' };
       continue;
     }
     const word = token.word;
+    // MariaDB's sequence syntax: NEXT VALUE FOR s is NEXTVAL(s), PREVIOUS VALUE FOR s LASTVAL(s).
+    if (
+      (word === 'next' || word === 'previous') &&
+      tokens[index + 1]?.word === 'value' &&
+      tokens[index + 2]?.word === 'for' &&
+      !tokens[index + 1]!.call
+    ) {
+      return { target: 'primary', reason: 'write-function' };
+    }
     if (word === 'for' && LOCK_AFTER_FOR.has(tokens[index + 1]?.word ?? '')) {
       return { target: 'primary', reason: 'locking-read' };
     }

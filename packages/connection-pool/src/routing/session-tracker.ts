@@ -5,6 +5,9 @@ interface SessionContext {
   writeUntil: number;
 }
 
+/** Keyed sessions tracked at once (each costs a Map entry for `windowMs` after its write). */
+const maxSessions = 10_000;
+
 /**
  * Read-your-writes bookkeeping: after a write, the writing session's reads stay on the
  * primary for `windowMs`. A session is a caller-given key (a user id, a request id) or the
@@ -13,6 +16,11 @@ interface SessionContext {
 export class SessionTracker {
   readonly #windowMs: number;
   readonly #byKey = new Map<string, number>();
+  /**
+   * Until when sessions forgotten to bound memory (more than `maxSessions` wrote within one
+   * window) may still be in their window: a keyed session not found is pinned until then.
+   */
+  #forgottenUntil = 0;
   // One storage per tracker: a session opened on one pool does not pin another pool's reads.
   readonly #storage = new AsyncLocalStorage<SessionContext>();
 
@@ -33,7 +41,9 @@ export class SessionTracker {
     if (context !== undefined) context.writeUntil = until;
     const sessionKey = key ?? context?.key;
     if (sessionKey === undefined) return;
-    if (this.#byKey.size >= 10_000) this.#prune(now);
+    if (this.#byKey.size >= maxSessions) this.#prune(now);
+    // Re-inserted, so the Map's order is the order of last writes: pruning drops the stalest.
+    this.#byKey.delete(sessionKey);
     this.#byKey.set(sessionKey, until);
   }
 
@@ -43,19 +53,23 @@ export class SessionTracker {
     const context = this.#storage.getStore();
     if (context !== undefined && context.writeUntil > now) return true;
     const sessionKey = key ?? context?.key;
-    if (sessionKey === undefined || this.#byKey.size === 0) return false;
+    if (sessionKey === undefined) return false;
     const until = this.#byKey.get(sessionKey);
-    return until !== undefined && until > now;
+    if (until !== undefined) return until > now;
+    // Maybe one of the forgotten: err to the primary, as routing does when unsure.
+    return this.#forgottenUntil > now;
   }
 
   #prune(now: number): void {
     for (const [key, until] of this.#byKey) if (until <= now) this.#byKey.delete(key);
-    // Still full of live sessions: drop the oldest half rather than grow without bound.
-    if (this.#byKey.size >= 10_000) {
+    // Still full of live sessions: forget the half that wrote longest ago rather than grow
+    // without bound, and pin every unknown keyed session until their windows have passed.
+    if (this.#byKey.size >= maxSessions) {
       let drop = this.#byKey.size / 2;
-      for (const key of this.#byKey.keys()) {
+      for (const [key, until] of this.#byKey) {
         if (drop-- <= 0) break;
         this.#byKey.delete(key);
+        if (until > this.#forgottenUntil) this.#forgottenUntil = until;
       }
     }
   }

@@ -1,0 +1,80 @@
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import mysql, { type RowDataPacket } from 'mysql2/promise';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TransactionEndedError } from '../../src/index.js';
+import { createMysqlPool, type MysqlTransaction } from '../../src/mysql.js';
+
+const url = serviceUrl('mysql');
+const reachable = await isReachable('mysql');
+if (!reachable) console.log(`skipped: no MariaDB at ${url}`);
+
+// A connection given back inside a transaction must not be lent on as it is: the next caller's
+// writes would join a transaction nobody commits. max: 1, so the next caller gets that connection.
+describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transaction', () => {
+  const table = uniqueName('cp_txstate');
+  let outside: mysql.Connection;
+
+  /** The rows another connection sees: only committed ones. */
+  const committed = async () => {
+    const [rows] = await outside.query<RowDataPacket[]>(`SELECT tag FROM ${table} ORDER BY tag`);
+    return rows.map((row) => row.tag as string);
+  };
+
+  beforeAll(async () => {
+    outside = await mysql.createConnection(url);
+    await outside.query(`CREATE TABLE ${table} (tag varchar(40) NOT NULL) ENGINE=InnoDB`);
+  });
+
+  afterAll(async () => {
+    await outside.query(`DROP TABLE IF EXISTS ${table}`);
+    await outside.end();
+  });
+
+  it.each(['START TRANSACTION', 'BEGIN'])(
+    'a %s through query() does not swallow the next caller’s writes',
+    async (begin) => {
+      const db = createMysqlPool({ primary: url, pool: { max: 1 } });
+      try {
+        await db.query(begin);
+        await db.query(`INSERT INTO ${table} (tag) VALUES ('other-caller')`);
+        expect(await committed()).toEqual(['other-caller']);
+      } finally {
+        await outside.query(`DELETE FROM ${table}`);
+        await db.close();
+      }
+    },
+  );
+
+  it('a transaction ended by COMMIT through query() leaves nothing to roll back', async () => {
+    const db = createMysqlPool({ primary: url, pool: { max: 1 } });
+    try {
+      const conn = await db.acquire();
+      db.release(conn);
+      await db.withTransaction(async (tx) => {
+        await tx.query(`INSERT INTO ${table} (tag) VALUES ('in-tx')`);
+      });
+      await db.query(`INSERT INTO ${table} (tag) VALUES ('plain')`);
+      expect(await committed()).toEqual(['in-tx', 'plain']);
+    } finally {
+      await outside.query(`DELETE FROM ${table}`);
+      await db.close();
+    }
+  });
+
+  it('a transaction handle used after its withTransaction ended is refused (query and execute)', async () => {
+    const db = createMysqlPool({ primary: url, pool: { max: 1 } });
+    try {
+      let stale: MysqlTransaction | undefined;
+      await db.withTransaction(async (tx) => {
+        stale = tx;
+      });
+      await expect(stale!.query(`INSERT INTO ${table} (tag) VALUES ('stale')`)).rejects.toBeInstanceOf(
+        TransactionEndedError,
+      );
+      await expect(stale!.execute('SELECT ?', [1])).rejects.toBeInstanceOf(TransactionEndedError);
+      expect(await committed()).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  });
+});

@@ -1,0 +1,119 @@
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+import { createRedisPool } from '../../src/redis.js';
+
+const url = serviceUrl('redis');
+const reachable = await isReachable('redis');
+if (!reachable) console.log(`skipped: no Redis at ${url}`);
+
+// max: 1, so the next borrower gets the very connection the previous one gave back (if any).
+describe.skipIf(!reachable)(
+  'RedisPool: a connection given back with session state is not lent again as it is',
+  () => {
+    it('a WATCH left behind (an early return before MULTI) does not abort the next borrower’s MULTI/EXEC', async () => {
+      const pool = createRedisPool({ redis: url, max: 1 });
+      const watched = uniqueName('cp_watched');
+      const mine = uniqueName('cp_mine');
+      try {
+        await pool.use(async (client) => {
+          await client.watch(watched);
+          return client.get(watched); // returns without EXEC, DISCARD or UNWATCH
+        });
+        // Another writer touches the key the first borrower watched.
+        const outsider = createRedisPool({ redis: url, max: 1 });
+        await outsider.use((client) => client.set(watched, 'changed'));
+        await outsider.close();
+        const result = await pool.use((client) => client.multi().set(mine, '1').exec());
+        expect(result).toEqual([[null, 'OK']]);
+      } finally {
+        await pool.use((client) => client.del(watched, mine));
+        await pool.close();
+      }
+    });
+
+    it('the same for a raw acquire()/release()', async () => {
+      const pool = createRedisPool({ redis: url, max: 1 });
+      const watched = uniqueName('cp_watched');
+      const mine = uniqueName('cp_mine');
+      try {
+        const first = await pool.acquire();
+        await first.watch(watched);
+        pool.release(first);
+        const outsider = createRedisPool({ redis: url, max: 1 });
+        await outsider.use((client) => client.set(watched, 'changed'));
+        await outsider.close();
+        const result = await pool.use((client) => client.multi().set(mine, '1').exec());
+        expect(result).toEqual([[null, 'OK']]);
+      } finally {
+        await pool.use((client) => client.del(watched, mine));
+        await pool.close();
+      }
+    });
+
+    it('a MULTI left open does not queue the next borrower’s commands', async () => {
+      const pool = createRedisPool({ redis: url, max: 1 });
+      const key = uniqueName('cp_multi');
+      try {
+        await pool.use(async (client) => {
+          await client.multi({ pipeline: false });
+          await client.set(key, 'queued');
+        });
+        const value = await pool.use(async (client) => {
+          await client.set(key, 'direct');
+          return client.get(key);
+        });
+        expect(value).toBe('direct');
+      } finally {
+        await pool.use((client) => client.del(key));
+        await pool.close();
+      }
+    });
+
+    it('a SELECT of another database does not make the next borrower read and write there', async () => {
+      const pool = createRedisPool({ redis: url, max: 1 });
+      const key = uniqueName('cp_db');
+      try {
+        await pool.use((client) => client.set(key, 'db0'));
+        await pool.use(async (client) => {
+          await client.select(5);
+        });
+        expect(await pool.use((client) => client.get(key))).toBe('db0');
+      } finally {
+        await pool.use((client) => client.del(key));
+        await pool.close();
+      }
+    });
+
+    it('a connection left subscribed is not lent for ordinary commands', async () => {
+      const pool = createRedisPool({ redis: url, max: 1 });
+      const key = uniqueName('cp_sub');
+      try {
+        await pool.use(async (client) => {
+          await client.subscribe(uniqueName('cp_channel'));
+        });
+        expect(await pool.use((client) => client.set(key, 'v'))).toBe('OK');
+      } finally {
+        await pool.use((client) => client.del(key));
+        await pool.close();
+      }
+    });
+
+    it('a connection given back with a blocking command still waiting (not awaited) is not lent to the next borrower', async () => {
+      const pool = createRedisPool({ redis: url, max: 1 });
+      const queue = uniqueName('cp_queue');
+      const key = uniqueName('cp_after');
+      let forgotten: Promise<unknown> | undefined;
+      try {
+        await pool.use(async (client) => {
+          forgotten = client.blpop(queue, 0).catch((error: unknown) => error); // never awaited by its borrower
+        });
+        // Served at once on a connection of its own, not queued behind the BLPOP for ever.
+        expect(await pool.use((client) => client.set(key, 'v'))).toBe('OK');
+        expect(await forgotten).toBeInstanceOf(Error);
+      } finally {
+        await pool.use((client) => client.del(key));
+        await pool.close();
+      }
+    });
+  },
+);
