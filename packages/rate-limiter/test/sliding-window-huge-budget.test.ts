@@ -78,3 +78,46 @@ describe('sliding window penalty when limit × windowMs is beyond 2^53', () => {
     expect(step(state, start, 1, policy).decision.allowed).toBe(false);
   });
 });
+
+describe('sliding window at limits near 2^53, over two windows', () => {
+  const policyArb = fc.record({
+    limit: fc.oneof(
+      fc.integer({ min: 2 ** 50, max: Number.MAX_SAFE_INTEGER }),
+      fc.constant(Number.MAX_SAFE_INTEGER),
+    ),
+    windowMs: fc.oneof(fc.integer({ min: 1, max: 100_000 }), fc.constant(86_400_000)),
+  });
+  const requestsArb = fc.array(
+    fc.record({
+      gap: fc.integer({ min: 0, max: 200_000 }),
+      cost: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 2 ** 48, max: 2 ** 53 })),
+    }),
+    { minLength: 1, maxLength: 40 },
+  );
+
+  it('counts at most the limit in every aligned window, and a refusal fits at now + retryAfterMs', () => {
+    fc.assert(
+      fc.property(policyArb, requestsArb, ({ limit, windowMs }, requests) => {
+        const policy: LimitPolicy = { name: 'p', algorithm: 'sliding-window', limit, windowMs };
+        let state: unknown;
+        let now = start;
+        const counted = new Map<number, number>();
+        for (const request of requests) {
+          now += request.gap;
+          const { decision, state: next } = step(state, now, request.cost, policy);
+          expect(decision.remaining).toBeGreaterThanOrEqual(0);
+          expect(decision.remaining).toBeLessThanOrEqual(limit);
+          if (decision.allowed) {
+            state = next;
+            const window = (next as { windowStart: number }).windowStart;
+            counted.set(window, (counted.get(window) ?? 0) + request.cost);
+            expect(counted.get(window)!).toBeLessThanOrEqual(limit);
+            continue;
+          }
+          if (request.cost > limit) continue;
+          expect(step(state, now + decision.retryAfterMs, request.cost, policy).decision.allowed).toBe(true);
+        }
+      }),
+    );
+  });
+});
