@@ -1,4 +1,5 @@
 import { ManualClock } from '@noa/core';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createRateLimiter, MemoryStore } from '../src/index.js';
 
@@ -84,5 +85,39 @@ describe('memory store at its cap, shared by several namespaces', () => {
     store.consumeOne('z', policy, 1, undefined, 'b:');
     expect(store.consumeOne('x', policy, 0, undefined, 'b:').decisions[0]!.remaining).toBe(4);
     expect(store.consumeOne('old', policy, 0, undefined, 'a:').decisions[0]!.remaining).toBe(5);
+  });
+
+  it('holds exactly the maxKeys least recently used keys of all namespaces (a model of LRU)', () => {
+    const policy = [{ name: 'p', algorithm: 'fixed-window' as const, limit: 1_000, windowMs: 3_600_000 }];
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.array(fc.tuple(fc.constantFrom('a:', 'b:', 'c:'), fc.integer({ min: 0, max: 5 })), {
+          minLength: 1,
+          maxLength: 60,
+        }),
+        (maxKeys, checks) => {
+          const clock = new ManualClock(1_700_000_000_000);
+          const store = new MemoryStore({ clock, maxKeys });
+          // Least recently used first; a check more than a second after the last moves its key.
+          const model: string[] = [];
+          for (const [namespace, key] of checks) {
+            clock.advance(1_001);
+            store.consumeOne(`k${key}`, policy, 1, undefined, namespace);
+            const name = `${namespace}k${key}`;
+            const at = model.indexOf(name);
+            if (at >= 0) model.splice(at, 1);
+            else if (model.length === maxKeys) model.shift();
+            model.push(name);
+          }
+          expect(store.size).toBe(model.length);
+          for (const name of model) {
+            const [namespace, key] = [name.slice(0, 2), name.slice(2)];
+            const peek = store.adjust(key, policy, { operation: 'peek' }, undefined, undefined, namespace);
+            expect(peek.decisions[0]!.remaining).toBeLessThan(1_000);
+          }
+        },
+      ),
+    );
   });
 });
