@@ -1,6 +1,6 @@
 import type { LimitPolicy } from '../policy.js';
 import type { SlidingWindowState } from './sliding-window.js';
-import { currentCountAt, previousCountAt } from './sliding-window-in-place.js';
+import { currentCountAt, previousCountAt, previousPointsOf } from './sliding-window-in-place.js';
 import { countingWindowStart } from './window-start.js';
 
 /**
@@ -38,6 +38,7 @@ export function slidingWindowPenalize(
   const previous = state === undefined ? 0 : previousCountAt(state, windowStart, window);
   // Scaled by `window`, as in the step: the most `current` can be with the estimate within the limit.
   const elapsed = Math.max(0, now - windowStart);
-  const ceiling = Math.floor((policy.limit * window - previous * (window - elapsed)) / window);
+  // Without forming limit × window, which is rounded past 2^53 (see previousPointsOf).
+  const ceiling = policy.limit - previousPointsOf(previous * (window - elapsed), window);
   return { windowStart, previous, current: Math.max(current, Math.min(current + points, ceiling)) };
 }

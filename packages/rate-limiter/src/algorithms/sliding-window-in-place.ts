@@ -25,9 +25,12 @@ export function slidingWindowInPlace(
   const elapsed = Math.max(0, now - windowStart);
   // Scaled by `window`: estimate × window = previous × (window − elapsed) + current × window.
   const previousWeight = previous * (window - elapsed);
-  const budget = policy.limit * window;
-  if (previousWeight + (current + cost) * window > budget) {
-    const remaining = Math.max(0, Math.floor((budget - previousWeight - current * window) / window));
+  // Compared as previous × (window − elapsed) ≤ (limit − current − cost) × window, not as a sum
+  // against limit × window: the counts are subtracted exactly, so with no previous count (a new
+  // key, the first window) the decision and `remaining` stay exact even where limit × window is
+  // past 2^53 and rounded (a limit of Number.MAX_SAFE_INTEGER as "unlimited", a long odd window).
+  if (previousWeight > (policy.limit - current - cost) * window) {
+    const remaining = Math.max(0, policy.limit - current - previousPointsOf(previousWeight, window));
     return {
       name: policy.name,
       windowMs: window,
@@ -44,7 +47,7 @@ export function slidingWindowInPlace(
   state.windowStart = windowStart;
   state.current = used;
   state.previous = previous;
-  const remaining = Math.floor((budget - previousWeight - used * window) / window);
+  const remaining = Math.max(0, policy.limit - used - previousPointsOf(previousWeight, window));
   return {
     name: policy.name,
     windowMs: window,
@@ -56,6 +59,15 @@ export function slidingWindowInPlace(
     retryAfterMs: 0,
     delayMs: 0,
   };
+}
+
+/**
+ * The points the previous window's weight (scaled by `window`) takes from the quota, rounded up:
+ * `limit − current − ⌈weight / window⌉` is `⌊(limit × window − weight − current × window) / window⌋`
+ * without forming limit × window.
+ */
+export function previousPointsOf(previousWeight: number, window: number): number {
+  return Math.ceil(previousWeight / window);
 }
 
 /** The count of the window before the one starting at `windowStart` (0 when `state` is older). */

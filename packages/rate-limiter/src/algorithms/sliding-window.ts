@@ -19,7 +19,9 @@ export interface SlidingWindowState {
  * Sliding window (weighted two-window counter, as Cloudflare describes it): the estimate is
  * `previous × (share of the previous window still inside the sliding window) + current`.
  * Integer arithmetic only (everything is scaled by `windowMs`), so decisions and retry times
- * are exact. It never admits more than `limit` in any aligned window; it assumes the previous
+ * are exact while `limit × windowMs` is at most 2^53; past it (a limit of
+ * `Number.MAX_SAFE_INTEGER` as "unlimited") the current window's count stays exact and the
+ * previous window's weight is rounded. It never admits more than `limit` in any aligned window; it assumes the previous
  * window's requests were spread evenly, so use `sliding-log` when that must hold for every
  * sliding window.
  */

@@ -103,7 +103,7 @@ local function entry(keys, args)
     elseif a == ws - w then
       prev = b or 0
     end
-    local ceiling = math.floor((p.limit * w - prev * (w - math.max(0, now - ws))) / w)
+    local ceiling = p.limit - math.ceil(prev * (w - math.max(0, now - ws)) / w)
     return ws, math.max(cur, math.min(cur + points, ceiling)), prev
   end
   local function tokens_at(a, b, now, p)

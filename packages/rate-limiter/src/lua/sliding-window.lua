@@ -39,14 +39,15 @@ ALG[2] = function(a, b, c, now, cost, p)
     end
   end
   local pw = prev * (w - math.max(0, now - ws))
-  local budget = p.limit * w
-  if pw + (cur + cost) * w > budget then
-    local remaining = math.max(0, math.floor((budget - pw - cur * w) / w))
+  -- pw <= (limit - cur - cost) * w, not a sum against limit * w, which is rounded past 2^53
+  -- (previousPointsOf): with no previous count the decision and remaining stay exact.
+  if pw > (p.limit - cur - cost) * w then
+    local remaining = math.max(0, p.limit - cur - math.ceil(pw / w))
     return false, remaining, sw_reset(ws, w, now, prev, cur), sw_retry(ws, w, now, prev, cur, cost, p.limit), 0,
       sw_next(ws, w, now, prev, cur, remaining, p.limit), a, b, c
   end
   local used = cur + cost
-  local remaining = math.floor((budget - pw - used * w) / w)
+  local remaining = math.max(0, p.limit - used - math.ceil(pw / w))
   return true, remaining, sw_reset(ws, w, now, prev, used), 0, 0, sw_next(ws, w, now, prev, used, remaining, p.limit),
     ws, used, prev
 end

@@ -61,13 +61,15 @@ interface Entry extends FixedWindowState {
   states: unknown[] | undefined;
   block: BlockState | undefined;
   expiresAt: number;
-  /** When the entry last moved to the young end of its namespace's list (approximate LRU). */
+  /** When the entry last moved to the young end of the store's list (approximate LRU). */
   movedAt: number;
   /** Its key: eviction finds an entry by its age, and drops it from the map by this. */
   readonly key: string;
-  /** The next older entry of its namespace (see {@link KeySpace}); undefined for the oldest. */
+  /** Its namespace's map, which eviction (finding it by age, in any namespace) drops it from. */
+  readonly space: KeySpace;
+  /** The next older entry of the store (see {@link RecencyList}); undefined for the oldest. */
   older: Entry | undefined;
-  /** The next younger entry of its namespace; undefined for the youngest. */
+  /** The next younger entry of the store; undefined for the youngest. */
   younger: Entry | undefined;
 }
 
@@ -82,6 +84,7 @@ export interface HotSpaceToken {
 /** A new entry (every entry is made here, so all share one shape). */
 function newEntry(
   key: string,
+  space: KeySpace,
   states: unknown[] | undefined,
   block: BlockState | undefined,
   now: number,
@@ -94,21 +97,33 @@ function newEntry(
     expiresAt: now,
     movedAt: now,
     key,
+    space,
     older: undefined,
     younger: undefined,
   };
 }
 
-/**
- * A namespace's entries by key, and the same entries in a list from the least to the most
- * recently moved: the order of eviction and of the sweep of expired entries. The Map's own order
- * would give the same, but an iteration from a V8 Map's head walks every slot deleted since the
- * Map was last rehashed, and past the cap every insertion deletes at the head: each one walked all
- * the keys evicted before it (up to the Map's capacity), and a new key cost 20-200x more at 1-8x
- * `maxKeys`. The list reaches the oldest entry in one step, whatever was deleted; the Map is only
- * read by key.
- */
+/** A namespace's entries by key (the limiter's rule, or a store user's own namespace). */
 class KeySpace extends Map<string, Entry> {
+  constructor(readonly name: string) {
+    super();
+  }
+}
+
+/**
+ * Every entry of the store, whatever its namespace, in a list from the least to the most recently
+ * moved: the order of eviction and of the sweep of expired entries. One list for the store, not
+ * one per namespace: evicting the inserting namespace's own oldest key first let a namespace with
+ * few keys (a login limiter beside a busy API limiter sharing the store, a role with few users)
+ * churn through its own live keys while idle keys of the others held the store, so its limits
+ * were never enforced (test/memory-store-shared-eviction.test.ts). A Map's own order would give
+ * the same, but an iteration from a V8 Map's head walks every slot deleted since the Map was last
+ * rehashed, and past the cap every insertion deletes at the head: each one walked all the keys
+ * evicted before it (up to the Map's capacity), and a new key cost 20-200x more at 1-8x
+ * `maxKeys`. The list reaches the oldest entry in one step, whatever was deleted; the Maps are
+ * only read by key.
+ */
+class RecencyList {
   oldest: Entry | undefined = undefined;
   youngest: Entry | undefined = undefined;
 
@@ -171,6 +186,8 @@ export class MemoryStore implements RateLimitStore {
    * as they are, so no key string is built (and hashed afresh) per check.
    */
   readonly #spaces = new Map<string, KeySpace>();
+  /** Every entry, from the least to the most recently moved (see {@link RecencyList}). */
+  readonly #order = new RecencyList();
   #size = 0;
   /**
    * The entries counted as blocked: their block was live when last written (see #syncPin), until
@@ -277,7 +294,7 @@ export class MemoryStore implements RateLimitStore {
         decision.allowed = false;
         decision.retryAfterMs = Math.max(decision.retryAfterMs, blockedMs);
       }
-      this.#touch(entries, entry!, now);
+      this.#touch(entry!, now);
       return { decisions, blockedMs };
     }
     if (allowed) {
@@ -307,7 +324,7 @@ export class MemoryStore implements RateLimitStore {
       ).decision;
     }
     if (block === undefined) {
-      if (entry !== undefined) this.#touch(entries, entry, now);
+      if (entry !== undefined) this.#touch(entry, now);
     } else {
       const blockState = recordViolation(entry?.block, now, block);
       const keepUntil = Math.max(entry?.expiresAt ?? 0, blockKeptUntil(blockState, block));
@@ -409,7 +426,7 @@ export class MemoryStore implements RateLimitStore {
     if (namespace === this.#lastNamespace && this.#lastEntries !== undefined) return this.#lastEntries;
     let entries = this.#spaces.get(namespace);
     if (entries === undefined) {
-      entries = new KeySpace();
+      entries = new KeySpace(namespace);
       this.#spaces.set(namespace, entries);
     }
     this.#lastNamespace = namespace;
@@ -437,14 +454,14 @@ export class MemoryStore implements RateLimitStore {
     // A fixed window lives inline in its entry, unless the general path gave the key `states`.
     if (policy.algorithm === 'fixed-window' && entry?.states === undefined) {
       if (entry === undefined) {
-        const fresh = newEntry(key, undefined, undefined, now);
+        const fresh = newEntry(key, entries, undefined, undefined, now);
         const decision = fixedWindowInPlace(fresh, now, cost, policy);
         if (decision.allowed) this.#insert(entries, key, fresh, now, fixedWindowTtl(fresh, now, policy));
         return decision;
       }
       const decision = fixedWindowInPlace(entry, now, cost, policy);
-      if (decision.allowed) this.#extend(entries, entry, now, fixedWindowTtl(entry, now, policy));
-      else this.#touch(entries, entry, now);
+      if (decision.allowed) this.#extend(entry, now, fixedWindowTtl(entry, now, policy));
+      else this.#touch(entry, now);
       return decision;
     }
     return this.#consumeSingleRecord(entries, key, entry, policy, cost, now);
@@ -467,8 +484,8 @@ export class MemoryStore implements RateLimitStore {
     const kept = stateOf(policy.algorithm, entry?.states?.[0]);
     if (kept !== undefined) {
       const decision = inPlace.step(kept, now, cost, policy);
-      if (decision.allowed) this.#extend(entries, entry!, now, inPlace.ttlMs(kept, now, policy));
-      else this.#touch(entries, entry!, now);
+      if (decision.allowed) this.#extend(entry!, now, inPlace.ttlMs(kept, now, policy));
+      else this.#touch(entry!, now);
       return decision;
     }
     // The key's first admitted request allocates its state record; later checks update it in place.
@@ -492,7 +509,7 @@ export class MemoryStore implements RateLimitStore {
     } else {
       if (entry.states === undefined) entry.states = [state];
       else entry.states[0] = state;
-      this.#extend(entries, entry, now, ttlMs);
+      this.#extend(entry, now, ttlMs);
     }
   }
 
@@ -546,7 +563,7 @@ export class MemoryStore implements RateLimitStore {
           const state = next[0] as FixedWindowState;
           entry.windowStart = state.windowStart;
           entry.count = state.count;
-          this.#extend(entries, entry, now, kept);
+          this.#extend(entry, now, kept);
         } else this.#write(entries, key, entry, next, blockState, now, kept);
       }
     } else if (operation === 'block' || operation === 'unblock') {
@@ -632,7 +649,10 @@ export class MemoryStore implements RateLimitStore {
     for (const [space, entries] of this.#spaces) {
       if (namespaces === undefined || namespaces.some((namespace) => space.startsWith(namespace))) {
         // The whole namespace goes (the limiter's rule namespaces are whole spaces).
-        for (const entry of entries.values()) if (entry.block !== undefined) this.#pinned.delete(entry);
+        for (const entry of entries.values()) {
+          this.#order.unlink(entry);
+          if (entry.block !== undefined) this.#pinned.delete(entry);
+        }
         this.#size -= entries.size;
         this.#dropSpace(space, entries);
         continue;
@@ -669,7 +689,7 @@ export class MemoryStore implements RateLimitStore {
     ttlMs: number,
   ): void {
     if (entry === undefined) {
-      this.#insert(entries, key, newEntry(key, states, block, now), now, ttlMs);
+      this.#insert(entries, key, newEntry(key, entries, states, block, now), now, ttlMs);
       return;
     }
     entry.states = states;
@@ -677,7 +697,7 @@ export class MemoryStore implements RateLimitStore {
     const had = entry.block;
     entry.block = block;
     if (block !== undefined || had !== undefined) this.#syncPin(entry, now);
-    this.#extend(entries, entry, now, ttlMs);
+    this.#extend(entry, now, ttlMs);
   }
 
   /** Counts `entry` among the blocked keys while its block is live, and no longer once it ended. */
@@ -696,7 +716,7 @@ export class MemoryStore implements RateLimitStore {
   /** Drops `entry` of `key` from `space`, uncounting it. */
   #remove(space: KeySpace, key: string, entry: Entry): void {
     space.delete(key);
-    space.unlink(entry);
+    this.#order.unlink(entry);
     this.#size -= 1;
     // Only an entry with a block can be counted (a block is dropped through #write, which syncs).
     if (entry.block !== undefined) this.#pinned.delete(entry);
@@ -715,7 +735,7 @@ export class MemoryStore implements RateLimitStore {
     this.#makeRoom(entries, now);
     entry.expiresAt = now + Math.max(ttlMs, 1);
     entries.set(key, entry);
-    entries.append(entry);
+    this.#order.append(entry);
     this.#size += 1;
     if (entry.block !== undefined) this.#syncPin(entry, now);
   }
@@ -724,9 +744,9 @@ export class MemoryStore implements RateLimitStore {
    * Keeps `entry` for `ttlMs` more (at least 1 ms) and, now and then, moves it to the young end
    * of its namespace's list.
    */
-  #extend(entries: KeySpace, entry: Entry, now: number, ttlMs: number): void {
+  #extend(entry: Entry, now: number, ttlMs: number): void {
     entry.expiresAt = now + Math.max(ttlMs, 1);
-    this.#touch(entries, entry, now);
+    this.#touch(entry, now);
   }
 
   /**
@@ -734,22 +754,22 @@ export class MemoryStore implements RateLimitStore {
    * last evicted. A refused or blocked key is busy too: evicting it would hand its client a fresh
    * quota.
    */
-  #touch(entries: KeySpace, entry: Entry, now: number): void {
+  #touch(entry: Entry, now: number): void {
     if (now - entry.movedAt > refreshAfterMs) {
       entry.movedAt = now;
-      entries.moveToYoungEnd(entry);
+      this.#order.moveToYoungEnd(entry);
     }
   }
 
   /**
    * Sweeps a few expired entries from the old end and, at the cap, drops an expired entry if a
-   * short scan finds one, else evicts the least recently used.
+   * short scan finds one, else evicts the least recently used, of any namespace.
    */
   #makeRoom(entries: KeySpace, now: number): void {
     for (let looked = 0; looked < sweepPerInsert; looked += 1) {
-      const oldest = entries.oldest;
+      const oldest = this.#order.oldest;
       if (oldest === undefined || oldest.expiresAt > now) break;
-      this.#remove(entries, oldest.key, oldest);
+      this.#evict(oldest, entries);
     }
     const capacity = this.#capacity();
     if (this.#size < capacity) return;
@@ -758,20 +778,21 @@ export class MemoryStore implements RateLimitStore {
     // grow each time the oldest are blocked keys again.
     if (this.#size === capacity && this.#dropExpired(entries, now)) return;
     this.#evictOldest(entries, now);
-    // Still full (this namespace was empty or small): evict from the others.
-    for (const [namespace, other] of this.#spaces) {
-      if (this.#size < this.#capacity()) break;
-      // This namespace had its turn: its oldest may be blocked keys, passed over 16 at a time.
-      if (other === entries) continue;
-      this.#evictOldest(other, now);
-      if (other.size === 0 && other !== entries) {
-        this.#dropSpace(namespace, other);
-      }
-    }
   }
 
   /**
-   * Evicts the least recently used entries of `space` until the store is under its capacity. Keys
+   * Drops `entry`, and its namespace when that leaves it empty, unless it is `inserting`'s (the
+   * namespace a key is being added to).
+   */
+  #evict(entry: Entry, inserting: KeySpace): void {
+    const space = entry.space;
+    this.#remove(space, entry.key, entry);
+    if (space.size === 0 && space !== inserting && this.#spaces.get(space.name) === space)
+      this.#dropSpace(space.name, space);
+  }
+
+  /**
+   * Evicts the least recently used entries of the store until it is under its capacity. Keys
    * blocked now are kept apart, in room of their own: `maxKeys` holds the counters, and the store
    * as many keys more as are blocked, up to `maxBlockedKeys` (an abuser who waits out a long block
    * quietly would otherwise get a fresh quota from any flood of other keys, and a flood of blocked
@@ -784,50 +805,40 @@ export class MemoryStore implements RateLimitStore {
    * Past `maxBlockedKeys` blocked keys (a flood of keys that all get blocked), the least recently
    * used of them go as counters do.
    */
-  #evictOldest(space: KeySpace, now: number): void {
+  #evictOldest(inserting: KeySpace, now: number): void {
     const hardCap = this.#maxKeys + this.#maxBlocked;
     let spared = 0;
     // The oldest each time: the one looked at is either dropped or moved to the young end.
-    for (let entry = space.oldest; entry !== undefined; entry = space.oldest) {
+    for (let entry = this.#order.oldest; entry !== undefined; entry = this.#order.oldest) {
       if (this.#size < this.#capacity()) return;
       if (entry.block !== undefined && this.#pinned.has(entry)) {
         // A block that ended is counted no longer: the entry is a counter like any other.
         this.#syncPin(entry, now);
         if (this.#pinned.has(entry) && this.#pinned.size <= this.#maxBlocked) {
-          // Each entry once at most: a space of blocked keys alone leaves the rest to the others.
-          if ((spared >= evictionScan && this.#size < hardCap) || spared >= space.size) return;
+          // Each entry once at most: a store of blocked keys alone is left over its capacity.
+          if ((spared >= evictionScan && this.#size < hardCap) || spared >= this.#size) return;
           spared += 1;
-          space.moveToYoungEnd(entry);
+          this.#order.moveToYoungEnd(entry);
           continue;
         }
       }
-      this.#remove(space, entry.key, entry);
+      this.#evict(entry, inserting);
     }
   }
 
-  /**
-   * Drops the first expired entry among the oldest {@link evictionScan} (of `entries` first, then
-   * of the other namespaces); false when there is none.
-   */
-  #dropExpired(entries: KeySpace, now: number): boolean {
-    let budget = evictionScan;
-    const scan = (space: KeySpace): boolean => {
-      for (let entry = space.oldest; entry !== undefined; entry = entry.younger) {
-        if (budget <= 0) return false;
-        budget -= 1;
-        if (entry.expiresAt <= now) {
-          this.#remove(space, entry.key, entry);
-          return true;
-        }
+  /** Drops the first expired entry among the store's oldest {@link evictionScan}; false when there is none. */
+  #dropExpired(inserting: KeySpace, now: number): boolean {
+    let looked = 0;
+    for (
+      let entry = this.#order.oldest;
+      entry !== undefined && looked < evictionScan;
+      entry = entry.younger
+    ) {
+      looked += 1;
+      if (entry.expiresAt <= now) {
+        this.#evict(entry, inserting);
+        return true;
       }
-      return false;
-    };
-    if (scan(entries)) return true;
-    for (const other of this.#spaces.values()) {
-      // Each namespace looked into costs one too: many roles leave many small or empty ones.
-      budget -= 1;
-      if (budget <= 0) return false;
-      if (other !== entries && scan(other)) return true;
     }
     return false;
   }

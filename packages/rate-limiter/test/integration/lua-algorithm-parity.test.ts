@@ -167,6 +167,51 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
     });
   }
 
+  it('sliding-window: same decisions where limit × windowMs is past 2^53 (the whole quota of an unused key)', async () => {
+    const policies: LimitPolicy[] = [
+      { name: 'p', algorithm: 'sliding-window', limit: Number.MAX_SAFE_INTEGER, windowMs: 86_400_000 },
+      { name: 'p', algorithm: 'sliding-window', limit: 123_456_789_012_345, windowMs: 1_000 },
+      { name: 'p', algorithm: 'sliding-window', limit: 5, windowMs: 2_007_522_948_002_793 },
+    ];
+    const start = 1_700_000_000_123;
+    for (const policy of policies) {
+      const steps = [
+        [start, 0],
+        [start, 1],
+        [start + 1, 2],
+        [start + policy.windowMs, 0],
+        [start + policy.windowMs + 7, 1],
+      ] as const;
+      const argv = [
+        algorithmNames.indexOf(policy.algorithm) + 1,
+        policy.limit,
+        policy.windowMs,
+        capacityOf(policy),
+        0,
+        ...steps.flat(),
+      ].map(String);
+      const reply = (await client.eval(harness, 0, ...argv)) as number[];
+      let state: unknown;
+      steps.forEach(([time, cost], index) => {
+        const { decision, state: next } = algorithms[policy.algorithm].step(state, time, cost, policy);
+        if (decision.allowed) state = next;
+        const [allowed, remaining, resetMs, , , nextMs] = reply.slice(
+          perStep * index,
+          perStep * index + perStep,
+        );
+        expect({ index, allowed: allowed === 1, remaining, resetMs, nextMs }).toEqual({
+          index,
+          allowed: decision.allowed,
+          remaining: decision.remaining,
+          resetMs: decision.resetMs,
+          nextMs: decision.nextMs,
+        });
+      });
+      // An unused key has its whole quota in both.
+      expect(reply[1]).toBe(policy.limit);
+    }
+  });
+
   /** Runs `steps` ([time, cost]) through the harness and the TypeScript step: both decisions. */
   async function both(policy: LimitPolicy, steps: readonly (readonly [number, number])[]) {
     const argv = [
