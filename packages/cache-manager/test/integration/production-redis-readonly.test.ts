@@ -3,6 +3,7 @@ import { generousDeadlineMs, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError, Cache } from '../../src/index.js';
+import { observingEvalsha } from './evalsha-observer.js';
 
 // A client left on a node that became a replica (a managed Redis failed over behind one DNS
 // name, the old primary demoted while connections to it stay open): reads answer, every write
@@ -32,12 +33,16 @@ describe.skipIf(skip !== undefined)('the cache on a node demoted to a replica (R
     admin.disconnect();
     await Promise.all([master?.stop(), replica?.stop()]);
   });
-  function open(url: string, options: Partial<ConstructorParameters<typeof Cache>[0]> = {}): Cache {
+  function open(
+    url: string,
+    options: Partial<ConstructorParameters<typeof Cache>[0]> = {},
+    observe?: (sha: string, firstKey: string) => void,
+  ): Cache {
     const client = new Redis(url);
     client.on('error', () => {});
     clients.push(client);
     const cache = new Cache({
-      redis: client,
+      redis: observe ? observingEvalsha(client, observe) : client,
       prefix: 'ro:',
       breaker: { halfOpenAfterMs: 200 },
       operationTimeoutMs: generousDeadlineMs,
@@ -93,5 +98,29 @@ describe.skipIf(skip !== undefined)('the cache on a node demoted to a replica (R
       return (await admin.exists('ro:v:after')) === 1;
     }, 'writes to land after the promotion');
     expect(onReplica.health().status).toBe('up');
+  }, 30_000);
+
+  it('a lease the node refused is not released: the refusal proves it never landed', async () => {
+    await admin.replicaof('127.0.0.1', master!.port);
+    await until(
+      async () => String(await admin.info('replication')).includes('master_link_status:up'),
+      'the link',
+    );
+    const releases: string[] = [];
+    const cache = open(replica!.url, { prefix: 'ro-lease:' }, (_sha, firstKey) => {
+      if (firstKey.includes('__lease:')) releases.push(firstKey);
+    });
+    await cache.ready();
+    let runs = 0;
+    for (const key of ['a', 'b', 'c'])
+      expect(
+        await cache.getOrSet(key, () => {
+          runs += 1;
+          return key;
+        }),
+      ).toBe(key);
+    expect(runs).toBe(3);
+    expect(releases).toEqual([]);
+    await admin.replicaof('NO', 'ONE');
   }, 30_000);
 });
