@@ -50,8 +50,8 @@ function keySlot(key: string): number {
 async function ownerAndOther(slot: number): Promise<{ source: Redis; target: Redis; all: Redis[] }> {
   const all = shared.nodes().map(({ host, port }) => new Redis(port, host));
   admins.push(...all);
-  const ranges = (await all[0]!.cluster('SLOTS')) as [number, number, [string, number]][];
-  const owner = ranges.find(([from, to]) => slot >= from && slot <= to)![2][1];
+  const ranges = await all[0]!.cluster('SLOTS');
+  const owner = ranges.find(([from, to]) => slot >= from && slot <= to)![2]![1];
   const source = all.find((admin) => admin.options.port === owner)!;
   return { source, target: all.find((admin) => admin !== source)!, all };
 }
