@@ -358,7 +358,14 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
         }
         const fallback = staleAfterFailedHolder();
         if (fallback) return serveStaleAfterFailedHolder(engine, userKey, fullKey, fallback, staleSince);
-        lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
+        // The poll failed (`held.bytes` unknown: Redis down or past its deadline): as after a
+        // failed read before the lease, a lease attempt would only cost another deadline (a whole
+        // one on a Redis that hangs, on top of the poll's), so the wait ends in in-process single
+        // flight, with what it left of the call's timeouts.
+        lease =
+          held.bytes === undefined
+            ? 'unavailable'
+            : await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
       }
       // The failure may have been reported while we took the lease it freed, or not have
       // reached us at all (our bus down): the holder also marks it in Redis for a while.

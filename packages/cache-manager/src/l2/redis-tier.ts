@@ -807,7 +807,8 @@ export class RedisTier {
   /**
    * Tries to take the compute lease of a key for `leaseMs` (SET NX PX). A SET NX sent but not
    * answered (past its deadline, or its connection lost) may still land: its release is sent
-   * right behind it, on the same connection, so that it frees the lease if it ever lands.
+   * right behind it, on the same connection, so that it frees the lease if it ever lands
+   * (not after an error reply in time: that is Redis's answer, and the SET NX did not run).
    * Otherwise nobody released it (the caller runs without it and, with the breaker open, may
    * store nothing), and every other instance waited `lock.timeoutMs` on it for a value that
    * never came. Sent past the guard: the breaker that the timeout opened would skip it, and a
@@ -818,7 +819,14 @@ export class RedisTier {
     try {
       return await this.#guard.run('lease', 'unavailable' as LeaseResult, async () => {
         unanswered = true;
-        const reply = await this.client.set(this.leaseKey(key), token, 'PX', leaseMs, 'NX');
+        const reply = await this.client
+          .set(this.leaseKey(key), token, 'PX', leaseMs, 'NX')
+          .catch((error: unknown) => {
+            // An error reply (OOM, READONLY, NOPERM…) is Redis's answer: the SET NX did not run.
+            // Released anyway, every refused lease cost a second command past the breaker.
+            if ((error as { name?: string } | undefined)?.name === 'ReplyError') unanswered = false;
+            throw error;
+          });
         unanswered = false;
         return reply === 'OK' ? 'acquired' : 'busy';
       });
