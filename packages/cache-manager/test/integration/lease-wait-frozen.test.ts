@@ -64,8 +64,10 @@ describe.skipIf(started.skip !== undefined)('a lease waiter whose Redis hangs mi
     const elapsed = performance.now() - begun;
     // One Redis call met the hang (the poll, or a lease attempt sent as Redis froze); none after it.
     expect(cache.stats().l2Errors - errorsBefore).toBe(1);
-    // So the call waited one deadline past its soft timeout at most (two before the fix: 0.92 s).
-    expect(elapsed).toBeLessThan(SOFT_TIMEOUT_MS + OPERATION_TIMEOUT_MS + 100);
+    // So the call waited about one deadline past its soft timeout (0.52 s here; two before the
+    // fix: 0.92 s). The count above tells the two apart; this bound, generous for a loaded CI
+    // machine, only says the call did not hang on the frozen server.
+    expect(elapsed).toBeLessThan(SOFT_TIMEOUT_MS + OPERATION_TIMEOUT_MS + 1_000);
     expect(runs).toBe(1);
   }, 20_000);
 });
