@@ -365,12 +365,14 @@ export class RabbitMqProvider implements QueueProvider {
   async counts(queue: string): Promise<JobCounts> {
     if (this.#state) return this.#state.counts(queue, Date.now());
     await this.#topology.declare(queue);
-    const { publisher } = await this.#connection.ready();
-    const main = await publisher.checkQueue(queue);
-    const dead = await publisher.checkQueue(deadQueueName(queue));
+    // Passive declares on the consuming connection's declare channel: the publishing one stops
+    // being read while a memory alarm blocks it, and a queue gone (404) closes only this channel.
+    const channel = await this.#connection.declarer();
+    const main = await channel.checkQueue(queue);
+    const dead = await channel.checkQueue(deadQueueName(queue));
     let delayed = 0;
     for (const name of this.#topology.delayQueues(queue)) {
-      delayed += await publisher
+      delayed += await channel
         .checkQueue(name)
         .then((reply) => reply.messageCount)
         .catch(() => 0);
