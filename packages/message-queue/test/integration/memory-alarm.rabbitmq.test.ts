@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { type PrivateRabbit, startPrivateRabbit, uniqueName } from '@noa/testkit';
+import { type PrivateRabbit, recordingLogger, startPrivateRabbit, uniqueName } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
@@ -32,7 +32,8 @@ describe.skipIf(unavailable !== undefined)('a RabbitMQ memory alarm (connection.
   }
 
   it('workers (and counts) of a provider whose add is blocked still run and acknowledge the queued jobs; the add lands once the alarm clears', async () => {
-    const provider = new RabbitMqProvider({ url: node.url, reconnectDelayMs: 50 });
+    const logger = recordingLogger();
+    const provider = new RabbitMqProvider({ url: node.url, reconnectDelayMs: 50, logger });
     try {
       const queue = new Queue({ name: uniqueName('memory-alarm'), provider });
       for (let index = 0; index < 20; index += 1) await queue.add('queued', { index });
@@ -44,7 +45,8 @@ describe.skipIf(unavailable !== undefined)('a RabbitMQ memory alarm (connection.
       });
       late.catch(() => undefined); // awaited below; a failure before that is the test's own
       await waitFor(
-        async () => (await node.ctl('list_connections', '-q', '--no-table-headers', 'state')).includes('blocked'),
+        async () =>
+          (await node.ctl('list_connections', '-q', '--no-table-headers', 'state')).includes('blocked'),
         10_000,
         'a blocked connection',
       );
@@ -63,10 +65,16 @@ describe.skipIf(unavailable !== undefined)('a RabbitMQ memory alarm (connection.
       try {
         await waitFor(() => ran.length >= 20, 15_000, 'the 20 queued jobs to run');
         // Acknowledged while the alarm is on: consuming is what frees the broker's memory.
-        await waitFor(async () => (await held(queue.name)) === 0, 15_000, 'the queued jobs to be acknowledged');
+        await waitFor(
+          async () => (await held(queue.name)) === 0,
+          15_000,
+          'the queued jobs to be acknowledged',
+        );
         expect(lateAdded).toBe(false);
+        expect(logger.messages('warn')).toContain('RabbitMQ blocked the publishing connection');
         await node.ctl('eval', clearAlarm);
         await late;
+        expect(logger.messages('info')).toContain('RabbitMQ unblocked the publishing connection');
         await waitFor(() => ran.includes('late'), 15_000, 'the late job to run');
         expect(ran.filter((name) => name === 'queued')).toHaveLength(20);
       } finally {

@@ -141,6 +141,11 @@ export class AmqpConnection {
         });
         model.on('error', () => {});
         model.on('close', () => this.lost(model));
+        // A memory or disk alarm: publishes (adds, retries) wait for it; consuming goes on.
+        model.on('blocked', (reason: string) =>
+          options.logger.warn('RabbitMQ blocked the publishing connection', { reason }),
+        );
+        model.on('unblocked', () => options.logger.info('RabbitMQ unblocked the publishing connection'));
         let consuming: ChannelModel;
         let publisher: ConfirmChannel;
         try {
@@ -231,7 +236,9 @@ export class AmqpConnection {
    */
   abandon(): void {
     for (const model of this.#closingModels) {
-      const connection = model.connection as unknown as { stream?: { destroy(error: Error): void } } | undefined;
+      const connection = model.connection as unknown as
+        | { stream?: { destroy(error: Error): void } }
+        | undefined;
       connection?.stream?.destroy(new Error('RabbitMQ did not confirm the close in time'));
     }
   }
