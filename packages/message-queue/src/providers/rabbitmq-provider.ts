@@ -208,6 +208,10 @@ export class RabbitMqProvider implements QueueProvider {
     const refused = this.#consumers.takeRefusal(queue);
     if (refused) throw refused;
     if (this.#bridge) return this.#bridge.exchange(queue, request);
+    // Without a store the answer comes from this process's buffer: while the broker is away it
+    // would say "no jobs" at once, and the worker would count the broker up. Waiting for the
+    // connection makes the outage an unanswered call (backend_up 0, health down), as on Redis.
+    if (!this.#connection.connected) await this.#connection.ready();
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
     const stale: string[] = [];
@@ -345,7 +349,11 @@ export class RabbitMqProvider implements QueueProvider {
     retention: RetentionPolicy,
   ): Promise<MaintenanceResult> {
     // Without a store, redelivery of a dead consumer's jobs and DLQ expiry are the broker's job.
-    if (!this.#bridge) return { recovered: 0, deadLettered: 0, removed: 0 };
+    // Answered only once connected, as `exchange`: an instant answer would count the broker up.
+    if (!this.#bridge) {
+      if (!this.#connection.connected) await this.#connection.ready();
+      return { recovered: 0, deadLettered: 0, removed: 0 };
+    }
     return this.#bridge.maintain(queue, now, maxStalls, retention);
   }
 

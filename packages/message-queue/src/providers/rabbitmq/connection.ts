@@ -67,6 +67,11 @@ export class AmqpConnection {
     return this.#closed;
   }
 
+  /** Whether both connections are open now (false while connecting or reconnecting). */
+  get connected(): boolean {
+    return this.#model !== undefined && this.#consuming !== undefined && this.#publisher !== undefined;
+  }
+
   /** The broker's version (`server-properties`) on the current connection, if connected. */
   get serverVersion(): string | undefined {
     const version = this.#model?.connection.serverProperties.version;
