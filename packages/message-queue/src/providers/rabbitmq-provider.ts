@@ -348,12 +348,12 @@ export class RabbitMqProvider implements QueueProvider {
     maxStalls: number,
     retention: RetentionPolicy,
   ): Promise<MaintenanceResult> {
+    // Answered only once connected, as `exchange`: an instant answer (from this process, or from
+    // the store while the broker is away) would count the broker up between two unanswered
+    // exchanges, one more `error` each pass. What it recovers is published to the broker anyway.
+    if (!this.#connection.connected) await this.#connection.ready();
     // Without a store, redelivery of a dead consumer's jobs and DLQ expiry are the broker's job.
-    // Answered only once connected, as `exchange`: an instant answer would count the broker up.
-    if (!this.#bridge) {
-      if (!this.#connection.connected) await this.#connection.ready();
-      return { recovered: 0, deadLettered: 0, removed: 0 };
-    }
+    if (!this.#bridge) return { recovered: 0, deadLettered: 0, removed: 0 };
     return this.#bridge.maintain(queue, now, maxStalls, retention);
   }
 
