@@ -208,6 +208,10 @@ export class RabbitMqProvider implements QueueProvider {
     const refused = this.#consumers.takeRefusal(queue);
     if (refused) throw refused;
     if (this.#bridge) return this.#bridge.exchange(queue, request);
+    // Without a store the answer comes from this process's buffer: while the broker is away it
+    // would say "no jobs" at once, and the worker would count the broker up. Waiting for the
+    // connection makes the outage an unanswered call (backend_up 0, health down), as on Redis.
+    if (!this.#connection.connected) await this.#connection.ready();
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
     const stale: string[] = [];
@@ -344,6 +348,10 @@ export class RabbitMqProvider implements QueueProvider {
     maxStalls: number,
     retention: RetentionPolicy,
   ): Promise<MaintenanceResult> {
+    // Answered only once connected, as `exchange`: an instant answer (from this process, or from
+    // the store while the broker is away) would count the broker up between two unanswered
+    // exchanges, one more `error` each pass. What it recovers is published to the broker anyway.
+    if (!this.#connection.connected) await this.#connection.ready();
     // Without a store, redelivery of a dead consumer's jobs and DLQ expiry are the broker's job.
     if (!this.#bridge) return { recovered: 0, deadLettered: 0, removed: 0 };
     return this.#bridge.maintain(queue, now, maxStalls, retention);
@@ -365,12 +373,14 @@ export class RabbitMqProvider implements QueueProvider {
   async counts(queue: string): Promise<JobCounts> {
     if (this.#state) return this.#state.counts(queue, Date.now());
     await this.#topology.declare(queue);
-    const { publisher } = await this.#connection.ready();
-    const main = await publisher.checkQueue(queue);
-    const dead = await publisher.checkQueue(deadQueueName(queue));
+    // Passive declares on the consuming connection's declare channel: the publishing one stops
+    // being read while a memory alarm blocks it, and a queue gone (404) closes only this channel.
+    const channel = await this.#connection.declarer();
+    const main = await channel.checkQueue(queue);
+    const dead = await channel.checkQueue(deadQueueName(queue));
     let delayed = 0;
     for (const name of this.#topology.delayQueues(queue)) {
-      delayed += await publisher
+      delayed += await channel
         .checkQueue(name)
         .then((reply) => reply.messageCount)
         .catch(() => 0);

@@ -94,7 +94,8 @@ describe
             const { acknowledged } = producer;
             await waitFor(() => completed.size >= 200, 20_000, '200 completions before the failure');
             await waitFor(
-              async () => (await closeConnections([producerName, workerName])) === 2,
+              // Two per provider: one publishes, one consumes and declares.
+              async () => (await closeConnections([producerName, workerName])) === 4,
               15_000,
               'our connections to be listed',
             );

@@ -23,21 +23,27 @@ export interface AmqpConnectionOptions {
 const quickLossMs = 1_000;
 
 /**
- * The RabbitMQ provider's connection and its confirm channel (publishes and declares):
- * connects on demand with exponential backoff, and when the connection or any of its channels
- * closes forgets it and reconnects. Each connection, and each loss, is a new `generation`, so
- * deliveries of a dead channel are told apart (the broker has requeued them).
+ * The RabbitMQ provider's connections: one for publishing (its confirm channel) and one for
+ * consuming and declaring, as RabbitMQ advises. A memory or disk alarm blocks a connection
+ * that publishes (the broker stops reading its socket), so on a shared one the workers' acks,
+ * which free the broker's memory, would wait behind a blocked `add` and nothing would move.
+ * The pair connects on demand with exponential backoff and is lost and reconnected as one when
+ * either connection or any of its channels closes. Each connection, and each loss, is a new
+ * `generation`, so deliveries of a dead channel are told apart (the broker has requeued them).
  */
 export class AmqpConnection {
   readonly #options: AmqpConnectionOptions;
+  /** The publishing connection. */
   #model: ChannelModel | undefined;
+  /** The consuming connection: consumer channels and declares (see the class comment). */
+  #consuming: ChannelModel | undefined;
   #publisher: ConfirmChannel | undefined;
   #generation = 0;
   #connecting: Promise<void> | undefined;
   #closed = false;
   #lastError: string | undefined;
-  /** The connection `close()` is closing, until the broker confirms (see `abandon`). */
-  #closingModel: ChannelModel | undefined;
+  /** The connections `close()` is closing, until the broker confirms (see `abandon`). */
+  #closingModels: ChannelModel[] = [];
   /** The channel declares run on (see `declarer`), and the connection it belongs to. */
   #declarer: Promise<Channel> | undefined;
   #declarerModel: ChannelModel | undefined;
@@ -61,6 +67,11 @@ export class AmqpConnection {
     return this.#closed;
   }
 
+  /** Whether both connections are open now (false while connecting or reconnecting). */
+  get connected(): boolean {
+    return this.#model !== undefined && this.#consuming !== undefined && this.#publisher !== undefined;
+  }
+
   /** The broker's version (`server-properties`) on the current connection, if connected. */
   get serverVersion(): string | undefined {
     const version = this.#model?.connection.serverProperties.version;
@@ -72,11 +83,15 @@ export class AmqpConnection {
     return this.#lastError;
   }
 
-  /** Resolves with an open publisher channel, connecting (with backoff) if needed. */
-  async ready(): Promise<{ model: ChannelModel; publisher: ConfirmChannel }> {
+  /**
+   * Resolves with an open publisher channel and the consuming connection (`consuming`, for
+   * consumer channels), connecting (with backoff) if needed.
+   */
+  async ready(): Promise<{ publisher: ConfirmChannel; consuming: ChannelModel }> {
     while (true) {
       if (this.#closed) throw new ClosedError('RabbitMqProvider');
-      if (this.#model && this.#publisher) return { model: this.#model, publisher: this.#publisher };
+      if (this.#model && this.#consuming && this.#publisher)
+        return { publisher: this.#publisher, consuming: this.#consuming };
       this.#connecting ??= this.#connect().finally(() => {
         this.#connecting = undefined;
       });
@@ -90,7 +105,7 @@ export class AmqpConnection {
    * a lost connection and reconnected at once, in a loop. Created again after such a close.
    */
   async declarer(): Promise<Channel> {
-    const { model } = await this.ready();
+    const { consuming: model } = await this.ready();
     if (this.#declarer && this.#declarerModel === model) return this.#declarer;
     const created = model.createChannel().then((channel) => {
       // The refusal reaches the declare's caller; the channel's own error event is not news.
@@ -131,16 +146,36 @@ export class AmqpConnection {
         });
         model.on('error', () => {});
         model.on('close', () => this.lost(model));
-        const publisher = await model.createConfirmChannel();
-        publisher.on('error', () => {});
-        publisher.on('close', () => this.lost(model));
-        if (this.#closed) {
-          // close() ran during the handshake: this connection has no owner left to close it.
+        // A memory or disk alarm: publishes (adds, retries) wait for it; consuming goes on.
+        model.on('blocked', (reason: string) =>
+          options.logger.warn('RabbitMQ blocked the publishing connection', { reason }),
+        );
+        model.on('unblocked', () => options.logger.info('RabbitMQ unblocked the publishing connection'));
+        let consuming: ChannelModel;
+        let publisher: ConfirmChannel;
+        try {
+          publisher = await model.createConfirmChannel();
+          publisher.on('error', () => {});
+          publisher.on('close', () => this.lost(model));
+          consuming = await amqp.connect(options.url, {
+            clientProperties: { connection_name: options.connectionName },
+            noDelay: true,
+            timeout: options.connectTimeoutMs,
+          });
+        } catch (error) {
           await model.close().catch(() => undefined);
+          throw error;
+        }
+        consuming.on('error', () => {});
+        consuming.on('close', () => this.lost(consuming));
+        if (this.#closed) {
+          // close() ran during the handshake: these connections have no owner left to close them.
+          await Promise.all([model.close().catch(() => undefined), consuming.close().catch(() => undefined)]);
           return;
         }
         this.#generation += 1;
         this.#model = model;
+        this.#consuming = consuming;
         this.#publisher = publisher;
         this.#lastError = undefined;
         this.#connectedAt = Date.now();
@@ -162,16 +197,22 @@ export class AmqpConnection {
     }
   }
 
-  /** The connection (or a channel of it) closed: forget it; deliveries are requeued by the broker. */
+  /**
+   * A connection (or a channel of it) closed: forget both, closing the other; deliveries are
+   * requeued by the broker.
+   */
   lost(model: ChannelModel): void {
-    if (this.#model !== model) return;
+    if (this.#model !== model && this.#consuming !== model) return;
+    const other = model === this.#model ? this.#consuming : this.#model;
     // A new generation at once, not at the reconnect: until then (broker unreachable) a delivery
     // of the dead channel must not pass for live, nor a finished try's ack for delivered.
     this.#generation += 1;
     this.#model = undefined;
+    this.#consuming = undefined;
     this.#publisher = undefined;
     this.#quickLosses = Date.now() - this.#connectedAt < quickLossMs ? this.#quickLosses + 1 : 0;
     void model.close().catch(() => {});
+    void other?.close().catch(() => {});
     this.#options.onLost();
     if (!this.#closed) {
       this.#options.logger.warn('RabbitMQ connection lost; reconnecting');
@@ -184,12 +225,13 @@ export class AmqpConnection {
     if (this.#closed) return;
     this.#closed = true;
     this.#options.onClosing();
-    const model = this.#model;
+    const models = [this.#model, this.#consuming].filter((model) => model !== undefined);
     this.#model = undefined;
+    this.#consuming = undefined;
     this.#publisher = undefined;
-    this.#closingModel = model;
-    await model?.close().catch(() => undefined);
-    this.#closingModel = undefined;
+    this.#closingModels = models;
+    await Promise.all(models.map((model) => model.close().catch(() => undefined)));
+    this.#closingModels = [];
   }
 
   /**
@@ -198,9 +240,11 @@ export class AmqpConnection {
    * destroying its stream with an error runs its own socket-failure teardown.
    */
   abandon(): void {
-    const connection = this.#closingModel?.connection as unknown as
-      | { stream?: { destroy(error: Error): void } }
-      | undefined;
-    connection?.stream?.destroy(new Error('RabbitMQ did not confirm the close in time'));
+    for (const model of this.#closingModels) {
+      const connection = model.connection as unknown as
+        | { stream?: { destroy(error: Error): void } }
+        | undefined;
+      connection?.stream?.destroy(new Error('RabbitMQ did not confirm the close in time'));
+    }
   }
 }

@@ -230,7 +230,7 @@ export class RabbitConsumers {
           }
         }
         await this.#topology.declare(queue);
-        const { model } = await this.#connection.ready();
+        const { consuming: model } = await this.#connection.ready();
         const generation = this.#connection.generation;
         const channel = await model.createChannel();
         channel.on('error', (error: Error) =>

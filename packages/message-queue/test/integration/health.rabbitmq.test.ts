@@ -1,0 +1,98 @@
+import { existsSync } from 'node:fs';
+import { isReachable, type PrivateRabbit, serviceUrl, startPrivateRabbit, uniqueName } from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
+import { waitFor } from '../helpers.js';
+
+const binDir = process.env.RABBITMQ_BIN_DIR ?? '/usr/lib/rabbitmq/bin';
+const unavailable = existsSync(`${binDir}/rabbitmq-server`)
+  ? undefined
+  : `no RabbitMQ server binaries in ${binDir}`;
+if (unavailable) console.log(`skipped: ${unavailable}`);
+
+async function backendUp(registry: Registry, queue: string): Promise<number[]> {
+  const metric = await registry.getSingleMetric('noa_message_queue_backend_up')?.get();
+  return (metric?.values ?? []).filter((value) => value.labels.queue === queue).map((value) => value.value);
+}
+
+const redisUp = await isReachable('redis');
+if (!redisUp) console.log(`skipped (state store variant): no Redis at ${serviceUrl('redis')}`);
+const variants = [
+  { label: 'AMQP only', state: false, skip: false },
+  { label: 'with a Redis job state store', state: true, skip: !redisUp },
+];
+
+// The variants one after the other: each stops and starts the node.
+describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ broker is down', () => {
+  let node: PrivateRabbit;
+  beforeAll(async () => {
+    node = await startPrivateRabbit();
+  });
+  afterAll(async () => {
+    await node?.destroy();
+  });
+
+  for (const variant of variants)
+    it.skipIf(variant.skip)(
+      `goes down with the cause while the node is stopped, and up again once it is back and runs a job added then (${variant.label})`,
+      async () => {
+        const redis = variant.state
+          ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null })
+          : undefined;
+        const provider = new RabbitMqProvider({
+          url: node.url,
+          reconnectDelayMs: 50,
+          maxReconnectDelayMs: 200,
+          ...(redis
+            ? { state: new RedisJobStateStore({ connection: redis, prefix: uniqueName('health-state') }) }
+            : {}),
+        });
+        const registry = new Registry();
+        const queue = new Queue<number>({ name: uniqueName('health-rabbit'), provider });
+        const ran: number[] = [];
+        const errors: unknown[] = [];
+        const worker = new Worker({
+          queue,
+          backendTimeoutMs: 500,
+          registry,
+          handler: async (job) => {
+            ran.push(job.data);
+          },
+        });
+        worker.on('error', (error) => errors.push(error));
+        try {
+          await queue.add('before', 1);
+          await waitFor(() => ran.includes(1), 10_000, 'a job before the outage');
+          await waitFor(() => worker.backendState === 'up', 5_000, 'the worker to be up');
+          expect(await backendUp(registry, queue.name)).toEqual([1]);
+
+          await node.stop();
+          await waitFor(() => worker.backendState === 'down', 15_000, 'the worker to see the broker down');
+          const report = worker.health();
+          expect(report.status).toBe('down');
+          expect(report.cause).toBeInstanceOf(Error);
+          expect(await backendUp(registry, queue.name)).toEqual([0]);
+          expect(errors.length).toBe(1);
+
+          await node.start();
+          await queue.add('after', 2);
+          await waitFor(() => ran.includes(2), 30_000, 'a job added after the restart');
+          await waitFor(() => worker.backendState === 'up', 10_000, 'the worker to be up again');
+          expect(worker.health().status).toBe('up');
+          expect(await backendUp(registry, queue.name)).toEqual([1]);
+          expect(errors.length).toBe(1);
+        } finally {
+          await worker.close();
+          // A broker left stopped by a failure would hold deleteQueue for ever; the node goes anyway.
+          if (worker.backendState === 'up') await provider.deleteQueue(queue.name);
+          await provider.close();
+          redis?.disconnect();
+        }
+      },
+      120_000,
+    );
+});

@@ -1,0 +1,89 @@
+import { existsSync } from 'node:fs';
+import { type PrivateRabbit, recordingLogger, startPrivateRabbit, uniqueName } from '@noa/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { waitFor } from '../helpers.js';
+
+const binDir = process.env.RABBITMQ_BIN_DIR ?? '/usr/lib/rabbitmq/bin';
+const unavailable = existsSync(`${binDir}/rabbitmq-server`)
+  ? undefined
+  : `no RabbitMQ server binaries in ${binDir}`;
+if (unavailable) console.log(`skipped: ${unavailable}`);
+
+// The memory alarm raised by hand: the node's own monitor only clears an alarm it raised.
+const setAlarm = 'rabbit_alarm:set_alarm({{resource_limit, memory, node()}, []}).';
+const clearAlarm = 'rabbit_alarm:clear_alarm({resource_limit, memory, node()}).';
+
+describe.skipIf(unavailable !== undefined)('a RabbitMQ memory alarm (connection.blocked)', () => {
+  let node: PrivateRabbit;
+  beforeAll(async () => {
+    node = await startPrivateRabbit();
+  });
+  afterAll(async () => {
+    await node?.destroy();
+  });
+
+  /** Messages the broker holds for the queue, ready and unacknowledged (what the alarm waits on). */
+  async function held(queue: string): Promise<number> {
+    const output = await node.ctl('list_queues', '-q', '--no-table-headers', 'name', 'messages');
+    const line = output.split('\n').find((row) => row.trim().split(/\s+/)[0] === queue);
+    return line ? Number(line.trim().split(/\s+/)[1]) : -1;
+  }
+
+  it('workers (and counts) of a provider whose add is blocked still run and acknowledge the queued jobs; the add lands once the alarm clears', async () => {
+    const logger = recordingLogger();
+    const provider = new RabbitMqProvider({ url: node.url, reconnectDelayMs: 50, logger });
+    try {
+      const queue = new Queue({ name: uniqueName('memory-alarm'), provider });
+      for (let index = 0; index < 20; index += 1) await queue.add('queued', { index });
+      await node.ctl('eval', setAlarm);
+      // The broker stops reading a connection that publishes while the alarm is on.
+      let lateAdded = false;
+      const late = queue.add('late', null).then(() => {
+        lateAdded = true;
+      });
+      late.catch(() => undefined); // awaited below; a failure before that is the test's own
+      await waitFor(
+        async () =>
+          (await node.ctl('list_connections', '-q', '--no-table-headers', 'state')).includes('blocked'),
+        10_000,
+        'a blocked connection',
+      );
+      // Counting reads the broker (passive declares), it does not publish: it answers.
+      const health = await queue.checkHealth({ timeoutMs: 5_000 });
+      expect(health.status).toBe('up');
+      expect(health.details).toMatchObject({ counts: { waiting: 20 } });
+      const ran: string[] = [];
+      const worker = new Worker({
+        queue,
+        concurrency: 4,
+        handler: async (job) => {
+          ran.push(job.name);
+        },
+      });
+      try {
+        await waitFor(() => ran.length >= 20, 15_000, 'the 20 queued jobs to run');
+        // Acknowledged while the alarm is on: consuming is what frees the broker's memory.
+        await waitFor(
+          async () => (await held(queue.name)) === 0,
+          15_000,
+          'the queued jobs to be acknowledged',
+        );
+        expect(lateAdded).toBe(false);
+        expect(logger.messages('warn')).toContain('RabbitMQ blocked the publishing connection');
+        await node.ctl('eval', clearAlarm);
+        await late;
+        expect(logger.messages('info')).toContain('RabbitMQ unblocked the publishing connection');
+        await waitFor(() => ran.includes('late'), 15_000, 'the late job to run');
+        expect(ran.filter((name) => name === 'queued')).toHaveLength(20);
+      } finally {
+        await node.ctl('eval', clearAlarm);
+        await worker.close();
+      }
+      await provider.deleteQueue(queue.name);
+    } finally {
+      await provider.close();
+    }
+  }, 90_000);
+});
