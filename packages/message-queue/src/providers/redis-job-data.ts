@@ -7,6 +7,7 @@ import type {
   JobRecord,
   JobState,
 } from '../job-record.js';
+import type { StalledRelease, StalledReleaseResult } from '../provider.js';
 import { decodeRecord } from './record-codec.js';
 
 /**
@@ -25,6 +26,26 @@ export function stalledErrorEntry(maxStalls: number, now: number): JobErrorEntry
     message: `job stalled more than ${maxStalls} times`,
     at: now,
   };
+}
+
+/**
+ * The first arguments of a `release` script (both Redis-backed stores' scripts read them alike):
+ * now, and with `stalled` the stall limit and the error a job past it is dead-lettered with.
+ */
+export function releaseScriptHead(now: number, stalled: StalledRelease | undefined): (string | number)[] {
+  return [
+    now,
+    stalled ? stalled.maxStalls : '',
+    stalled ? JSON.stringify(stalledErrorEntry(stalled.maxStalls, now)) : '',
+  ];
+}
+
+/** What a `release` reports: with `stalled`, the script's counts (`[stalls, deadLettered]`). */
+export function releaseResult(
+  stalled: StalledRelease | undefined,
+  reply: readonly number[] | undefined,
+): StalledReleaseResult | undefined {
+  return stalled ? { stalled: reply?.[0] ?? 0, deadLettered: reply?.[1] ?? 0 } : undefined;
 }
 
 /** The error a job gets when it is cancelled before it runs. */

@@ -33,6 +33,8 @@ import {
   listDeadIn,
   readChildrenResults,
   redrivenRecord,
+  releaseResult,
+  releaseScriptHead,
   stalledErrorEntry,
 } from './redis-job-data.js';
 import {
@@ -253,15 +255,10 @@ export class RedisJobStateStore implements JobStateStore {
     now: number,
     stalled?: StalledRelease,
   ): Promise<StalledReleaseResult | undefined> {
-    if (jobs.length === 0) return stalled ? { stalled: 0, deadLettered: 0 } : undefined;
-    const args: (string | number)[] = [
-      now,
-      stalled ? stalled.maxStalls : '',
-      stalled ? JSON.stringify(stalledErrorEntry(stalled.maxStalls, now)) : '',
-    ];
+    if (jobs.length === 0) return releaseResult(stalled, undefined);
+    const args = releaseScriptHead(now, stalled);
     for (const job of jobs) args.push(job.id, job.lease ?? '');
-    const [stalls, deadLettered] = (await this.#run('release', queue, args)) as number[];
-    return stalled ? { stalled: stalls ?? 0, deadLettered: deadLettered ?? 0 } : undefined;
+    return releaseResult(stalled, (await this.#run('release', queue, args)) as number[]);
   }
 
   async maintain(

@@ -28,6 +28,8 @@ import {
   listDeadIn,
   readChildrenResults,
   redrivenRecord,
+  releaseResult,
+  releaseScriptHead,
   stalledErrorEntry,
 } from './redis-job-data.js';
 import {
@@ -281,16 +283,11 @@ export class RedisProvider implements QueueProvider {
     now: number,
     stalled?: StalledRelease,
   ): Promise<StalledReleaseResult | undefined> {
-    if (records.length === 0) return stalled ? { stalled: 0, deadLettered: 0 } : undefined;
-    const args: (string | number)[] = [
-      now,
-      stalled ? stalled.maxStalls : '',
-      stalled ? JSON.stringify(stalledErrorEntry(stalled.maxStalls, now)) : '',
-    ];
+    if (records.length === 0) return releaseResult(stalled, undefined);
+    const args = releaseScriptHead(now, stalled);
     for (const record of records)
       args.push(record.id, record.priority, record.group ?? '', record.lease ?? '');
-    const [stalls, deadLettered] = (await this.#run('release', queue, args)) as number[];
-    return stalled ? { stalled: stalls ?? 0, deadLettered: deadLettered ?? 0 } : undefined;
+    return releaseResult(stalled, (await this.#run('release', queue, args)) as number[]);
   }
 
   async maintain(
