@@ -7,6 +7,22 @@ const reachable = await isReachable('redis');
 if (!reachable) console.log(`skipped: no Redis at ${url}`);
 
 // max: 1, so the next borrower gets the very connection the previous one gave back (if any).
+/**
+ * Another writer changes `watched` (a key a borrower of `pool` watched and gave back), then the
+ * next borrower's MULTI/EXEC on `mine` must run: a WATCH left on the connection would abort it.
+ */
+async function expectExecAfterOutsideWrite(
+  pool: ReturnType<typeof createRedisPool>,
+  watched: string,
+  mine: string,
+): Promise<void> {
+  const outsider = createRedisPool({ redis: url, max: 1 });
+  await outsider.use((client) => client.set(watched, 'changed'));
+  await outsider.close();
+  const result = await pool.use((client) => client.multi().set(mine, '1').exec());
+  expect(result).toEqual([[null, 'OK']]);
+}
+
 describe.skipIf(!reachable)(
   'RedisPool: a connection given back with session state is not lent again as it is',
   () => {
@@ -19,12 +35,7 @@ describe.skipIf(!reachable)(
           await client.watch(watched);
           return client.get(watched); // returns without EXEC, DISCARD or UNWATCH
         });
-        // Another writer touches the key the first borrower watched.
-        const outsider = createRedisPool({ redis: url, max: 1 });
-        await outsider.use((client) => client.set(watched, 'changed'));
-        await outsider.close();
-        const result = await pool.use((client) => client.multi().set(mine, '1').exec());
-        expect(result).toEqual([[null, 'OK']]);
+        await expectExecAfterOutsideWrite(pool, watched, mine);
       } finally {
         await pool.use((client) => client.del(watched, mine));
         await pool.close();
@@ -39,11 +50,7 @@ describe.skipIf(!reachable)(
         const first = await pool.acquire();
         await first.watch(watched);
         pool.release(first);
-        const outsider = createRedisPool({ redis: url, max: 1 });
-        await outsider.use((client) => client.set(watched, 'changed'));
-        await outsider.close();
-        const result = await pool.use((client) => client.multi().set(mine, '1').exec());
-        expect(result).toEqual([[null, 'OK']]);
+        await expectExecAfterOutsideWrite(pool, watched, mine);
       } finally {
         await pool.use((client) => client.del(watched, mine));
         await pool.close();
