@@ -1,60 +1,20 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { generousDeadlineMs } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
+import { type FixtureProcess, spawnFixture } from './fixture-process.js';
 import { dropPrefix, quantile, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 
 const PROCESSES = 4;
 const CONCURRENCY = 500;
 const FACTORY_MS = 200;
-const packageDir = path.resolve(import.meta.dirname, '../..');
-const worker = path.join(import.meta.dirname, 'fixtures/stampede-worker.ts');
-
-interface Worker {
-  child: ChildProcessWithoutNullStreams;
-  next(type: string): Promise<Record<string, unknown>>;
-}
+type Worker = FixtureProcess;
 
 function startWorker(prefix: string, key: string): Worker {
-  const child = spawn(
-    process.execPath,
-    [
-      '--conditions=@noa/source',
-      '--import',
-      'tsx',
-      worker,
-      redisUrl,
-      prefix,
-      key,
-      String(CONCURRENCY),
-      String(FACTORY_MS),
-    ],
-    { cwd: packageDir, stdio: ['pipe', 'pipe', 'pipe'] },
+  return spawnFixture(
+    'stampede-worker.ts',
+    [redisUrl, prefix, key, String(CONCURRENCY), String(FACTORY_MS)],
+    'worker',
   );
-  child.stderr.on('data', (chunk: Buffer) => process.stderr.write(`[worker ${child.pid}] ${chunk}`));
-  const queue: Record<string, unknown>[] = [];
-  const waiting: { type: string; resolve: (message: Record<string, unknown>) => void }[] = [];
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    let message: Record<string, unknown>;
-    try {
-      message = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      return;
-    }
-    const index = waiting.findIndex((wait) => wait.type === message.type);
-    if (index >= 0) waiting.splice(index, 1)[0]!.resolve(message);
-    else queue.push(message);
-  });
-  return {
-    child,
-    next: (type) => {
-      const index = queue.findIndex((message) => message.type === type);
-      if (index >= 0) return Promise.resolve(queue.splice(index, 1)[0]!);
-      return new Promise((resolve) => waiting.push({ type, resolve }));
-    },
-  };
 }
 
 describe.skipIf(!redisUp)(

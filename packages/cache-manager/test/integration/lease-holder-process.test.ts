@@ -1,52 +1,15 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { generousDeadlineMs } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, LockTimeoutError } from '../../src/index.js';
+import { type FixtureProcess, spawnFixture } from './fixture-process.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 import { total } from './registry-counters.js';
 
-const packageDir = path.resolve(import.meta.dirname, '../..');
-const worker = path.join(import.meta.dirname, 'fixtures/lease-holder-worker.ts');
-
-interface Holder {
-  child: ChildProcessWithoutNullStreams;
-  next(type: string): Promise<Record<string, unknown>>;
-  exited: Promise<unknown>;
-}
+type Holder = FixtureProcess;
 
 function startHolder(prefix: string, key: string, leaseMs: number): Holder {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=@noa/source', '--import', 'tsx', worker, redisUrl, prefix, key, String(leaseMs)],
-    { cwd: packageDir, stdio: ['pipe', 'pipe', 'pipe'] },
-  );
-  child.stderr.on('data', (chunk: Buffer) => process.stderr.write(`[holder ${child.pid}] ${chunk}`));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const queue: Record<string, unknown>[] = [];
-  const waiting: { type: string; resolve: (message: Record<string, unknown>) => void }[] = [];
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    let message: Record<string, unknown>;
-    try {
-      message = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      return;
-    }
-    const index = waiting.findIndex((wait) => wait.type === message.type);
-    if (index >= 0) waiting.splice(index, 1)[0]!.resolve(message);
-    else queue.push(message);
-  });
-  return {
-    child,
-    exited,
-    next: (type) => {
-      const index = queue.findIndex((message) => message.type === type);
-      if (index >= 0) return Promise.resolve(queue.splice(index, 1)[0]!);
-      return new Promise((resolve) => waiting.push({ type, resolve }));
-    },
-  };
+  return spawnFixture('lease-holder-worker.ts', [redisUrl, prefix, key, String(leaseMs)], 'holder');
 }
 
 describe.skipIf(!redisUp)('a lease holder in another process', () => {
