@@ -68,6 +68,7 @@ export {
   limitSchema,
 } from './policy.js';
 export type {
+  CheckChannelMessage,
   CheckOutcome,
   DecisionSource,
   FailModeResult,

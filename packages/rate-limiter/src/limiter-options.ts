@@ -119,7 +119,8 @@ export const rateLimiterOptionsSchema = z
     batch: z.boolean().default(true),
     /**
      * This limiter's name in its metrics' `limiter` label, so that limiters sharing a registry (a
-     * login and an API limiter) are told apart; limiters of one name add up.
+     * login and an API limiter) are told apart; limiters of one name add up. Also the `limiter`
+     * of what it publishes on `noa:rate-limiter:check`.
      */
     name: z.string().min(1).default('limiter'),
     /** prom-client registry for metrics (none: metrics cost nothing). */

@@ -51,6 +51,7 @@ import { type LimitPolicy, nameLimits, stateFingerprint } from './policy.js';
 import { RemoteStoreCaller } from './remote-store-caller.js';
 import {
   type CheckOutcome,
+  checkChannelMessage,
   type DecisionSource,
   type FailModeResult,
   type LimitStatus,
@@ -128,6 +129,8 @@ export class RateLimiter implements AsyncDisposable {
   readonly #fallbackStore: MemoryStore;
   readonly #metrics: LimiterMetrics;
   readonly #metricsEnabled: boolean;
+  /** The `name` option: the `limiter` of what the check channel publishes. */
+  readonly #name: string;
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #ownsStore: boolean;
@@ -191,6 +194,7 @@ export class RateLimiter implements AsyncDisposable {
     this.#fallbackStore = new MemoryStore({ clock: parsed.clock });
     this.#metrics = createLimiterMetrics(parsed.registry, parsed.name);
     this.#metricsEnabled = parsed.registry !== undefined;
+    this.#name = parsed.name;
     this.#logger = childLogger(parsed.logger ?? silentLogger, { component: 'rate-limiter' });
     this.#remote = this.store.remote
       ? new RemoteStoreCaller({
@@ -843,7 +847,7 @@ export class RateLimiter implements AsyncDisposable {
     if (!record) return result;
     // Labels are built only when metrics are on: the hot path allocates nothing for them.
     if (this.#metricsEnabled) this.#metrics.checks.inc(result.outcome, source);
-    if (checkChannel.hasSubscribers) checkChannel.publish(result);
+    if (checkChannel.hasSubscribers) this.#publish(result);
     return result;
   }
 
@@ -879,7 +883,7 @@ export class RateLimiter implements AsyncDisposable {
     if (beyond) withNeverRetryJSON(result);
     if (!record) return result;
     if (this.#metricsEnabled) this.#metrics.checks.inc(result.outcome, 'fail-mode');
-    if (checkChannel.hasSubscribers) checkChannel.publish(result);
+    if (checkChannel.hasSubscribers) this.#publish(result);
     return result;
   }
 
@@ -923,10 +927,19 @@ export class RateLimiter implements AsyncDisposable {
     return result;
   }
 
+  /**
+   * Publishes `result` on the check channel with this limiter's name (a copy: see
+   * `CheckChannelMessage`). Callers test `checkChannel.hasSubscribers` first, so a check
+   * nobody traces builds no message.
+   */
+  #publish(result: RateLimitResult): void {
+    checkChannel.publish(checkChannelMessage(result, this.#name));
+  }
+
   /** Counts `result` (when metrics are on) and publishes it (when the check channel has subscribers). */
   #observe(result: RateLimitResult): void {
     if (this.#metricsEnabled) this.#metrics.checks.inc(result.outcome, result.source);
-    if (checkChannel.hasSubscribers) checkChannel.publish(result);
+    if (checkChannel.hasSubscribers) this.#publish(result);
   }
 
   #listed(key: string, outcome: CheckOutcome, record = true): QuotaResult {
@@ -944,7 +957,7 @@ export class RateLimiter implements AsyncDisposable {
       source: 'lists',
     };
     // Tracers see denied and allow-listed clients too: a deny list hit is what an audit looks for.
-    if (record && checkChannel.hasSubscribers) checkChannel.publish(result);
+    if (record && checkChannel.hasSubscribers) this.#publish(result);
     return result;
   }
 }

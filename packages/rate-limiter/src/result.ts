@@ -91,6 +91,21 @@ export interface FailModeResult extends ResultFields {
 export type RateLimitResult = QuotaResult | FailModeResult;
 
 /**
+ * What the `node:diagnostics_channel` channel `noa:rate-limiter:check` publishes for each check:
+ * the result's fields plus `limiter`, the limiter's `name` option (default `'limiter'`), so a
+ * subscriber to several limiters tells them apart. A copy, made only while the channel has
+ * subscribers: the result `check()` returns has no `limiter` field, and a subscriber that changes
+ * the message changes nothing the caller sees. Its JSON leaves out a retry time of never, as the
+ * result's does.
+ */
+export type CheckChannelMessage = RateLimitResult & { limiter: string };
+
+/** The {@link CheckChannelMessage} of `result`, checked by the limiter named `limiter`. */
+export function checkChannelMessage(result: RateLimitResult, limiter: string): CheckChannelMessage {
+  return withNeverRetryJSON({ ...result, limiter });
+}
+
+/**
  * Makes `JSON.stringify(value)` leave out `retryAfterMs` while it is `Infinity` (JSON would write
  * `null`): a non-enumerable `toJSON`, set only on the rare values that say never, so the hot
  * path's objects stay plain and code still reads `Infinity`. It reads the object as it is when
