@@ -1,8 +1,9 @@
-import { breakerOptionsSchema, type Clock, type Logger, maxTimerMs } from '@noa/core';
+import { breakerOptionsSchema, type Clock, maxTimerMs } from '@noa/core';
 import { z } from 'zod';
 import { autoBlockSchema } from './auto-block.js';
 import { isAddressOrCidr, isWideMappedRange } from './ip-list.js';
 import type { MetricsRegistry } from './limiter-metrics.js';
+import { loggerOptionSchema } from './logger-option.js';
 import { defaultLimitName, limitSchema, maxLimitsPerRule } from './policy.js';
 import { isRateLimitStore, type RateLimitStore } from './stores/store.js';
 import { isWellFormedText } from './utf16-key.js';
@@ -136,12 +137,7 @@ export const rateLimiterOptionsSchema = z
      */
     logIntervalMs: z.number().int().positive().default(10_000),
     /** Logger (winston fits; pino via core's fromPino). */
-    logger: z
-      .custom<Logger>(
-        (value) => typeof (value as Logger)?.warn === 'function',
-        'a Logger (debug, info, warn, error)',
-      )
-      .optional(),
+    logger: loggerOptionSchema.optional(),
     /** Clock for local decisions (block cache, fallback). */
     clock: z
       .custom<Clock>((value) => typeof (value as Clock)?.now === 'function', 'must have now()')

@@ -1,6 +1,8 @@
 import { ConfigError } from '@noa/core';
 import { describe, expect, it } from 'vitest';
+import winston from 'winston';
 import { createRateLimiter, type RateLimiterOptions } from '../src/index.js';
+import { redisStoreOptionsSchema } from '../src/stores/redis-store.js';
 
 /** The fields a ConfigError names for `options`, or undefined when they are accepted. */
 async function rejectedFields(options: Partial<RateLimiterOptions>): Promise<string[] | undefined> {
@@ -38,5 +40,26 @@ describe('rate limiter options', () => {
     expect(
       await rejectedFields({ autoBlock: { ...autoBlock, blockMs: 172_800_000, maxBlockMs: 172_800_000 } }),
     ).toBeUndefined();
+  });
+
+  it('refuses a logger without debug, info, warn and error (one with only warn was accepted, and lost the lines of the others)', async () => {
+    const partial = { warn: () => {}, error: () => {} } as never;
+    expect(await rejectedFields({ logger: partial })).toEqual(['logger']);
+    expect(() => createRateLimiter({ limits: [{ limit: 1, windowMs: 1_000 }], logger: partial })).toThrow(
+      /logger: expected a Logger \(debug, info, warn, error\)/,
+    );
+    expect(await rejectedFields({ logger: winston.createLogger({ silent: true }) })).toBeUndefined();
+    expect(await rejectedFields({ logger: console })).toBeUndefined();
+  });
+
+  it("RedisStore's logger option asks the same", () => {
+    const result = redisStoreOptionsSchema.safeParse({ client: {}, logger: { warn: () => {} } });
+    expect(result.success).toBe(false);
+    expect(result.error?.issues.map((issue) => issue.path.join('.'))).toContain('logger');
+    const winstonLogger = redisStoreOptionsSchema.safeParse({
+      client: {},
+      logger: winston.createLogger({ silent: true }),
+    });
+    expect(winstonLogger.error?.issues.map((issue) => issue.path.join('.')) ?? []).not.toContain('logger');
   });
 });

@@ -48,7 +48,7 @@ class FlakyStore implements RateLimitStore {
   readonly #memory = new MemoryStore();
   down = false;
   hung = false;
-  consume(...args: Parameters<MemoryStore['consume']>): Promise<ConsumeOutcome> {
+  consume(...args: Parameters<MemoryStore['consume']>): Promise<ConsumeOutcome[]> {
     if (this.hung) return new Promise(() => {});
     if (this.down) return Promise.reject(new Error('connection refused'));
     return Promise.resolve(this.#memory.consume(...args));

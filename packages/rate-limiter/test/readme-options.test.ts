@@ -95,7 +95,7 @@ class SwitchStore implements RateLimitStore {
   readonly remote = true;
   readonly #memory = new MemoryStore();
   down = false;
-  consume(...args: Parameters<MemoryStore['consume']>): Promise<ConsumeOutcome> {
+  consume(...args: Parameters<MemoryStore['consume']>): Promise<ConsumeOutcome[]> {
     if (this.down) return Promise.reject(new Error('connection refused'));
     return Promise.resolve(this.#memory.consume(...args));
   }

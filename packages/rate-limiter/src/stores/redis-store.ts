@@ -1,7 +1,6 @@
 import type { Socket } from 'node:net';
 import {
   childLogger,
-  type Logger,
   parseOptions,
   pingRedis,
   reviveSentinelClient,
@@ -14,6 +13,7 @@ import { z } from 'zod';
 import type { AutoBlockPolicy } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import { RateLimitStoreError } from '../errors.js';
+import { loggerOptionSchema } from '../logger-option.js';
 import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
 import { isWellFormedText, utf16Digest, wellFormedHead } from '../utf16-key.js';
 import { clusterSlot } from './cluster-slot.js';
@@ -72,9 +72,7 @@ export const redisStoreOptionsSchema = z
      * read once from `INFO memory` when the client is ready) and the switch from functions to
      * scripts.
      */
-    logger: z
-      .custom<Logger>((value) => typeof (value as Logger)?.warn === 'function', 'must be a Logger')
-      .optional(),
+    logger: loggerOptionSchema.optional(),
   })
   .strict();
 
