@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { breakerOptionsSchema } from '@noa/core';
+import { breakerOptionsSchema, ManualClock } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import {
+  acquireOptionsSchema,
+  autoBlockSchema,
   type ConsumeOutcome,
   createRateLimiter,
   MemoryStore,
@@ -132,5 +134,54 @@ describe('the default breaker (README "Failure modes")', () => {
     await limiter.check('failed13');
     expect(breakerOf(limiter)).toBe('open');
     await limiter.close();
+  });
+});
+
+describe('the other defaults and bounds the README states', () => {
+  it('autoBlock: multiplier 2, maxBlockMs and forgetAfterMs one day ("Keys, rules, lists and blocking")', () => {
+    expect(autoBlockSchema.parse({ violations: 10, withinMs: 60_000, blockMs: 300_000 })).toMatchObject({
+      multiplier: 2,
+      maxBlockMs: 86_400_000,
+      forgetAfterMs: 86_400_000,
+    });
+  });
+
+  it('autoBlock: the tenth refusal within the minute already answers blocked, for 5 minutes, then 10', async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const limiter = createRateLimiter({
+      limits: [{ limit: 1, windowMs: 1_000 }],
+      autoBlock: { violations: 10, withinMs: 60_000, blockMs: 300_000, multiplier: 2 },
+      clock,
+    });
+    await limiter.check('k');
+    const outcomes = [];
+    for (let index = 0; index < 10; index += 1) outcomes.push((await limiter.check('k')).outcome);
+    expect(outcomes).toEqual([...Array(9).fill('limited'), 'blocked']);
+    expect((await limiter.check('k')).retryAfterMs).toBe(300_000);
+    clock.advance(300_000);
+    await limiter.check('k');
+    for (let index = 0; index < 9; index += 1) await limiter.check('k');
+    const second = await limiter.check('k');
+    expect(second.outcome).toBe('blocked');
+    expect(second.retryAfterMs).toBe(600_000);
+    await limiter.close();
+  });
+
+  it('acquire(): timeoutMs 10,000, maxQueue 1,000', () => {
+    expect(acquireOptionsSchema.parse({})).toMatchObject({ timeoutMs: 10_000, maxQueue: 1_000 });
+  });
+
+  it('sliding-log: a limit of at most 10,000 entries per key', () => {
+    const make = (limit: number) => () =>
+      createRateLimiter({ limits: [{ algorithm: 'sliding-log', limit, windowMs: 60_000 }] });
+    expect(make(10_001)).toThrow(/limits\.0\.limit/);
+    expect(make(10_000)).not.toThrow();
+  });
+
+  it('MemoryStore: at most 100,000 keys by default (`new MemoryStore()` is `maxKeys: 100_000`)', () => {
+    const store = new MemoryStore({ clock: new ManualClock(1_700_000_000_000) });
+    const limits = [{ name: 'default', algorithm: 'fixed-window' as const, limit: 1, windowMs: 60_000 }];
+    for (let index = 0; index < 100_500; index += 1) store.consume(`k${index}`, limits, [1], undefined);
+    expect(store.size).toBe(100_000);
   });
 });
