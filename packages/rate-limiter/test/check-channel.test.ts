@@ -147,4 +147,18 @@ describe('noa:rate-limiter:check names the limiter', () => {
     expect(JSON.stringify(beyondMessage)).not.toContain('retryAfterMs');
     await limiter.close();
   });
+
+  it('peek and the other adjustments publish nothing (README "limiter.peek")', async () => {
+    const limiter = createRateLimiter({ name: 'api', limits: [{ limit: 3, windowMs: 60_000 }] });
+    const messages = await published(async () => {
+      await limiter.peek('k');
+      await limiter.refund('k');
+      await limiter.penalize('k', 1);
+      await limiter.block('k', 1_000);
+      await limiter.unblock('k');
+      await limiter.reset('k');
+    });
+    expect(messages).toEqual([]);
+    await limiter.close();
+  });
 });

@@ -105,6 +105,17 @@ describe('every metric the README lists, on an injected registry', () => {
       expect(help.length, name).toBeGreaterThan(10);
       expect([...metric!.labelNames].sort(), name).toEqual(['limiter', ...labels].sort());
     }
+    // A help text that enumerates a label's values names the README's, no more, no fewer.
+    const errorsHelp = (await registry.getMetricsAsJSON()).find(
+      (metric) => metric.name === 'noa_rate_limiter_store_errors_total',
+    )?.help;
+    const kinds = readme.match(/`kind` \(([^)]*)\)/)?.[1]?.split(', ');
+    expect(
+      errorsHelp
+        ?.match(/\(([^)]*)\)/)?.[1]
+        ?.split(', ')
+        .sort(),
+    ).toEqual(kinds?.sort());
     const registered = (await registry.getMetricsAsJSON()).map((metric) => metric.name);
     expect(registered.filter((name) => name.startsWith('noa_rate_limiter_')).sort()).toEqual(
       documented.map((metric) => metric.name).sort(),
