@@ -220,6 +220,37 @@ describe('with a winston logger and a registry, the metrics move as documented',
   });
 });
 
+describe('an outage is logged, not each call it fails; the metrics count every failed call', () => {
+  it('100 failed refunds: one winston warning, store_errors_total 100', async () => {
+    const registry = new Registry();
+    const { logger, lines } = winstonLogger();
+    const store = new FlakyStore();
+    store.down = true;
+    const limiter = createRateLimiter({
+      name: 'api',
+      store,
+      limits: [{ limit: 5, windowMs: 60_000 }],
+      registry,
+      logger,
+      failMode: 'open',
+      breaker: { consecutiveFailures: 1_000_000 },
+    });
+    for (let index = 0; index < 100; index += 1) await expect(limiter.refund(`k${index}`)).rejects.toThrow();
+    const refundLines = lines.filter((line) => line.message === 'rate-limit refund failed');
+    expect(refundLines).toHaveLength(1);
+    expect(refundLines[0]).toMatchObject({
+      level: 'warn',
+      component: 'rate-limiter',
+      store: 'flaky',
+      kind: 'error',
+    });
+    expect(await value(registry, 'noa_rate_limiter_store_errors_total{limiter="api",kind="error"}')).toBe(
+      100,
+    );
+    await limiter.close();
+  });
+});
+
 describe('label values are bounded: no key is a label', () => {
   it('a thousand keys add no series; no series names a key', async () => {
     const registry = new Registry();
