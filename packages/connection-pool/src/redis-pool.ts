@@ -62,19 +62,27 @@ interface SessionState {
   inMulti: boolean;
 }
 
+/** Commands that put a connection in subscriber mode once answered (ioredis' ENTER_SUBSCRIBER_MODE). */
+const SUBSCRIBE_COMMANDS = new Set(['subscribe', 'psubscribe', 'ssubscribe']);
+
 /**
- * True when a blocking command sent on `client` still waits for its answer (a borrower gave the
- * connection back without awaiting its `BLPOP`): the next borrower's commands would queue behind
- * it, for ever with a timeout of 0.
+ * True when a command sent on `client` that must not meet the next borrower still waits for its
+ * answer (a borrower gave the connection back without awaiting it): a blocking command (`BLPOP`),
+ * which the next borrower's commands would queue behind, for ever with a timeout of 0, or a
+ * `SUBSCRIBE`, whose answer puts the connection in subscriber mode under the next borrower
+ * (ioredis notes the mode only when the answer comes, so `condition.subscriber` is still false).
  */
-function blockingCommandWaits(client: Redis): boolean {
+function unsafeCommandWaits(client: Redis): boolean {
   const queue = (
     client as unknown as { commandQueue?: { length: number; toArray(): { command?: Command }[] } }
   ).commandQueue;
   if (queue === undefined || queue.length === 0) return false;
   return queue.toArray().some(({ command }) => {
     const name = command?.name.toLowerCase();
-    return name !== undefined && (BLOCKING_COMMANDS.has(name) || name === 'wait' || name === 'waitaof');
+    return (
+      name !== undefined &&
+      (BLOCKING_COMMANDS.has(name) || SUBSCRIBE_COMMANDS.has(name) || name === 'wait' || name === 'waitaof')
+    );
   });
 }
 
@@ -148,7 +156,7 @@ export const redisPoolOptionsSchema = poolOptionsObject
     connectTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
     /**
      * A command not answered within this long rejects with `QueryTimeoutError` (counted in
-     * `errors_total{kind="query-timeout"}`), as does everything else in flight on its
+     * `errors_total{kind="query_timeout"}`), as does everything else in flight on its
      * connection, which is closed: a frozen or partitioned server would otherwise hold the
      * caller for ever. Blocking commands get their own wait plus this; ones that block for
      * ever (`BLPOP k 0`) get no deadline. Off by default, like the SQL pools'.
@@ -310,7 +318,8 @@ export class RedisPool {
    * borrower does not inherit it: an open `MULTI` is discarded, keys left `WATCH`ed are
    * unwatched, a `SELECT`ed database is switched back (each command sent now, ahead of anything
    * the next borrower sends on it); one left subscribed, or with a blocking command (`BLPOP`,
-   * `XREAD BLOCK`, `WAIT`) still waiting, is closed instead of reused.
+   * `XREAD BLOCK`, `WAIT`) or a `SUBSCRIBE` still waiting for its answer, is closed instead of
+   * reused.
    */
   release(client: Redis): void {
     this.#giveBack(client);
@@ -510,7 +519,7 @@ export class RedisPool {
    */
   #giveBack(client: Redis): void {
     const condition = (client as unknown as { condition?: IoredisCondition }).condition;
-    if (condition?.subscriber || blockingCommandWaits(client)) {
+    if (condition?.subscriber || unsafeCommandWaits(client)) {
       this.pool.destroy(client);
       return;
     }

@@ -105,6 +105,24 @@ describe.skipIf(!reachable)(
       }
     });
 
+    it('a connection given back with a SUBSCRIBE not yet answered (not awaited) is not lent for ordinary commands', async () => {
+      const pool = createRedisPool({ redis: url, max: 1 });
+      const key = uniqueName('cp_sub_pending');
+      let forgotten: Promise<unknown> | undefined;
+      try {
+        await pool.use(async (client) => {
+          // Sent, never awaited: ioredis enters subscriber mode only when the answer comes.
+          forgotten = client.subscribe(uniqueName('cp_channel')).catch((error: unknown) => error);
+        });
+        expect(await pool.use((client) => client.set(key, 'v'))).toBe('OK');
+        expect(await pool.use((client) => client.get(key))).toBe('v');
+        await forgotten;
+      } finally {
+        await pool.use((client) => client.del(key));
+        await pool.close();
+      }
+    });
+
     it('a connection given back with a blocking command still waiting (not awaited) is not lent to the next borrower', async () => {
       const pool = createRedisPool({ redis: url, max: 1 });
       const queue = uniqueName('cp_queue');
