@@ -61,6 +61,9 @@ describe.skipIf(!reachable)('MysqlPool against MariaDB', () => {
     );
     expect(await where("SELECT GET_LOCK('noa_cp', 0) AS l, DATABASE() AS db")).toBe('primary');
     expect(await where("SELECT RELEASE_LOCK('noa_cp') AS l, DATABASE() AS db")).toBe('primary');
+    // Named locks exist only on the server that took them: asked on a replica, every lock is free.
+    expect(await where("SELECT IS_FREE_LOCK('noa_cp') AS l, DATABASE() AS db")).toBe('primary');
+    expect(await where("SELECT IS_USED_LOCK('noa_cp') AS l, DATABASE() AS db")).toBe('primary');
     expect(await where('/* noa:primary */ SELECT DATABASE() AS db')).toBe('primary');
     const [header] = await pool.query('UPDATE accounts SET v = v WHERE id = ?', [1]);
     expect(header).toMatchObject({ affectedRows: 1 });
