@@ -219,6 +219,22 @@ describe.skipIf(!reachable)('RedisPool', () => {
     }
   });
 
+  it("ioredis' own commandTimeout, unlike queryTimeoutMs, cuts blocking commands too: a BLPOP longer than it rejects with QueryTimeoutError on a live server", async () => {
+    const key = uniqueName('cp_ct_block');
+    const pool = createRedisPool({ redis: { ...redisOptionsOf(url), commandTimeout: 200 }, max: 2 });
+    const guarded = createRedisPool({ redis: url, max: 2, queryTimeoutMs: 200 });
+    try {
+      await expect(pool.use((client) => client.blpop(key, 1))).rejects.toBeInstanceOf(QueryTimeoutError);
+      // The same wait under queryTimeoutMs gets its own second: the live server answers nil.
+      expect(await guarded.use((client) => client.blpop(key, 1))).toBeNull();
+      // The cut connection was closed, not lent again with the BLPOP still waiting on the server.
+      expect(await pool.use((client) => client.ping())).toBe('PONG');
+    } finally {
+      await pool.close();
+      await guarded.close();
+    }
+  });
+
   it("ioredis' own commandTimeout comes back as QueryTimeoutError instead of an untyped error", async () => {
     const server = await startPrivateRedis();
     const registry = new Registry();
