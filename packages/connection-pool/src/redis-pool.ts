@@ -60,6 +60,25 @@ interface SessionState {
   watching: boolean;
   /** MULTI sent, and no EXEC or DISCARD since. */
   inMulti: boolean;
+  /**
+   * A command changed who the connection is or whether it is answered (`AUTH`, `HELLO`, `RESET`,
+   * `CLIENT REPLY`): no single command puts that back, so the connection is closed when given back.
+   */
+  replaced: boolean;
+}
+
+/** Commands after which a connection is not lent again (see `SessionState#replaced`). */
+function replacesSession(command: Command): boolean {
+  switch (command.name.toLowerCase()) {
+    case 'auth':
+    case 'hello':
+    case 'reset':
+      return true;
+    case 'client':
+      return String(command.args[0]).toLowerCase() === 'reply';
+    default:
+      return false;
+  }
 }
 
 /** Commands that put a connection in subscriber mode once answered (ioredis' ENTER_SUBSCRIBER_MODE). */
@@ -318,8 +337,9 @@ export class RedisPool {
    * borrower does not inherit it: an open `MULTI` is discarded, keys left `WATCH`ed are
    * unwatched, a `SELECT`ed database is switched back (each command sent now, ahead of anything
    * the next borrower sends on it); one left subscribed, or with a blocking command (`BLPOP`,
-   * `XREAD BLOCK`, `WAIT`) or a `SUBSCRIBE` still waiting for its answer, is closed instead of
-   * reused.
+   * `XREAD BLOCK`, `WAIT`) or a `SUBSCRIBE` still waiting for its answer, or on which `AUTH`,
+   * `HELLO`, `RESET` or `CLIENT REPLY` was sent, is closed instead of reused. Other state
+   * (`CLIENT SETNAME`, `CLIENT TRACKING`) stays: `pool.destroy(client)` closes such a connection.
    */
   release(client: Redis): void {
     this.#giveBack(client);
@@ -486,10 +506,11 @@ export class RedisPool {
 
   /** Notes the WATCH / MULTI state `client`'s borrowers leave (pipelines' commands pass here too). */
   #trackSession(client: Redis): void {
-    const state: SessionState = { watching: false, inMulti: false };
+    const state: SessionState = { watching: false, inMulti: false, replaced: false };
     this.#sessions.set(client, state);
     const send = client.sendCommand.bind(client);
     client.sendCommand = (command: Command, stream?: Parameters<Redis['sendCommand']>[1]) => {
+      if (replacesSession(command)) state.replaced = true;
       switch (command.name.toLowerCase()) {
         case 'watch':
           state.watching = true;
@@ -519,7 +540,7 @@ export class RedisPool {
    */
   #giveBack(client: Redis): void {
     const condition = (client as unknown as { condition?: IoredisCondition }).condition;
-    if (condition?.subscriber || unsafeCommandWaits(client)) {
+    if (condition?.subscriber || this.#sessions.get(client)?.replaced || unsafeCommandWaits(client)) {
       this.pool.destroy(client);
       return;
     }
