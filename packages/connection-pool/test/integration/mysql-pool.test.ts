@@ -69,6 +69,26 @@ describe.skipIf(!reachable)('MysqlPool against MariaDB', () => {
     expect(header).toMatchObject({ affectedRows: 1 });
   });
 
+  it('routes a multi-statement text (multipleStatements) to the primary if any part writes', async () => {
+    const multi = createMysqlPool({
+      primary: { uri: urlFor(primaryDb), multipleStatements: true },
+      replicas: [{ uri: urlFor(replicaDb), multipleStatements: true }],
+    });
+    const whereMulti = async (sql: string) => {
+      const [results] = await multi.query<RowDataPacket[][]>(sql);
+      return results[0]![0]!.db === replicaDb ? 'replica' : 'primary';
+    };
+    try {
+      expect(await whereMulti('SELECT DATABASE() AS db; SELECT 1')).toBe('replica');
+      expect(await whereMulti('SELECT DATABASE() AS db; UPDATE accounts SET v = v WHERE id = 1')).toBe(
+        'primary',
+      );
+      expect(await whereMulti("SELECT DATABASE() AS db; SELECT GET_LOCK('noa_multi', 0)")).toBe('primary');
+    } finally {
+      await multi.close();
+    }
+  });
+
   it('keeps a writing session on the primary for the read-your-writes window', async () => {
     await pool.query('UPDATE accounts SET v = v + 1 WHERE id = 2', [], { session: 'alice' });
     expect(await where('SELECT DATABASE() AS db', [], { session: 'alice' })).toBe('primary');
