@@ -227,13 +227,12 @@ export class RedisPool {
   /** Aborted by close(): the probe in flight gives up instead of holding close() for its deadline. */
   #probeAbort: AbortController | undefined;
   readonly #healthCheck: HealthCheckGate<RedisPoolHealth>;
+  /** The options as parsed, for `toJSON()` (where Redis is and the deadlines, not only the pool's). */
+  readonly #options: z.output<typeof redisPoolOptionsSchema>;
 
   constructor(options: RedisPoolOptions) {
-    const { redis, connectTimeoutMs, queryTimeoutMs, healthCheckIntervalMs, ...poolOptions } = parseOptions(
-      'redis pool',
-      redisPoolOptionsSchema,
-      options,
-    );
+    this.#options = parseOptions('redis pool', redisPoolOptionsSchema, options);
+    const { redis, connectTimeoutMs, queryTimeoutMs, healthCheckIntervalMs, ...poolOptions } = this.#options;
     const base: RedisOptions = typeof redis === 'string' ? {} : (redis as RedisOptions);
     this.#commandTimeoutMs = base.commandTimeout;
     this.#probeDeadlineMs = queryTimeoutMs ?? connectTimeoutMs;
@@ -452,11 +451,12 @@ export class RedisPool {
   }
 
   /**
-   * What `JSON.stringify` shows: the name and the options with passwords masked and the
+   * What `JSON.stringify` shows: the name and the options (`redis` and the deadlines included)
+   * with passwords masked (URL passwords, `password`, `sentinelPassword`, TLS keys) and the
    * registry, logger and clock by class name only.
    */
   toJSON(): { name: string; options: unknown } {
-    return { name: this.pool.name, options: redactOptions(this.pool.options) };
+    return { name: this.pool.name, options: redactOptions(this.#options) };
   }
 
   /** What `console.log` / `util.inspect` show: the same as `toJSON()`. */
