@@ -47,6 +47,29 @@ describe.skipIf(!reachable)('RedisPool', () => {
     }
   });
 
+  it('leak detection as on the SQL pools: a connection held past the threshold is in pool.leaks() with its acquire stack, counted once, and close() reports it', async () => {
+    const registry = new Registry();
+    const name = uniqueName('cp_leak');
+    const pool = createRedisPool({
+      redis: url,
+      name,
+      registry,
+      leakDetectionThresholdMs: 50,
+      evictionIntervalMs: 20,
+      closeTimeoutMs: 10,
+    });
+    const held = await pool.acquire(); // never released
+    expect(await held.ping()).toBe('PONG');
+    await waitFor(() => pool.pool.leaks().length === 1);
+    expect(pool.pool.leaks()[0]!.acquireStack).toContain('redis-pool.test.ts');
+    await sleep(100); // more leak checks: still counted once
+    expect(await sampleOf(registry, `noa_connection_pool_leaks_total{pool="${name}"}`)).toBe(1);
+    const report = await pool.close();
+    expect(report.unreleased).toHaveLength(1);
+    expect(report.unreleased[0]!.acquireStack).toContain('redis-pool.test.ts');
+    expect(await sampleOf(registry, `noa_connection_pool_leaks_total{pool="${name}"}`)).toBe(1);
+  });
+
   it('isolates WATCH/MULTI per connection', async () => {
     const pool = createRedisPool({ redis: url, max: 2 });
     const key = uniqueName('cp_counter');
