@@ -133,6 +133,31 @@ describe.skipIf(!reachable)('MysqlPool against MariaDB', () => {
     expect(after[0]!.v).toBe(12);
   });
 
+  it('retries a lock wait timeout (1205) by default: the whole function runs again', async () => {
+    // Another connection holds row 2's lock until the first attempt has timed out waiting for it.
+    const holder = await mysql.createConnection(urlFor(primaryDb));
+    await holder.query('START TRANSACTION');
+    await holder.query('SELECT v FROM accounts WHERE id = 2 FOR UPDATE');
+    const attempts: number[] = [];
+    try {
+      await pool.withTransaction(async (tx) => {
+        attempts.push(tx.attempt);
+        if (tx.attempt === 2) await holder.query('ROLLBACK');
+        // MariaDB's per-statement setting: a one-second wait, leaving no session state behind.
+        await tx.query(
+          'SET STATEMENT innodb_lock_wait_timeout = 1 FOR UPDATE accounts SET v = 500 WHERE id = 2',
+        );
+      });
+    } finally {
+      await holder.end();
+    }
+    expect(attempts).toEqual([1, 2]);
+    const [rows] = await pool.query<RowDataPacket[]>('SELECT v FROM accounts WHERE id = 2', [], {
+      target: 'primary',
+    });
+    expect(rows[0]!.v).toBe(500);
+  });
+
   it("query() is mysql2's query(): values are formatted client-side, lists and objects expanded, nothing prepared", async () => {
     const raw = await mysql.createConnection({ uri: urlFor(primaryDb) });
     const single = createMysqlPool({ primary: urlFor(primaryDb), pool: { max: 1 } });
