@@ -25,7 +25,7 @@ function optionsTable(): Map<string, string> {
 }
 
 /** A default cell as a value: `none`/`off` are undefined, numbers and booleans as such. */
-function valueOf(cell: string): unknown {
+function defaultOf(cell: string): unknown {
   if (cell === 'none' || cell === 'off') return undefined;
   if (cell === 'true' || cell === 'false') return cell === 'true';
   if (cell === '`[]`') return [];
@@ -43,7 +43,7 @@ describe('README defaults are the schemas’ defaults', () => {
       if (cell === 'required' || ['logger', 'clock', 'registry', 'failover'].includes(option)) continue;
       const path = option.split('.');
       const actual = path.reduce<unknown>((value, key) => (value as Record<string, unknown>)[key], parsed);
-      expect(actual, option).toEqual(valueOf(cell));
+      expect(actual, option).toEqual(defaultOf(cell));
       checked.push(option);
     }
     expect(checked).toContain('pool.max');
