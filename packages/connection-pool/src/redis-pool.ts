@@ -345,8 +345,11 @@ export class RedisPool {
   }
 
   /**
-   * Borrows a connection for `fn` and gives it back; a connection that broke or was left in
-   * a blocking or transactional state by a failure is closed instead of reused.
+   * Borrows a connection for `fn` and gives it back as `release()` does. When `fn` throws, the
+   * connection is closed instead of reused, whatever the error (the pool cannot tell what state
+   * a failure left it in: broken, blocking, inside a transaction), and the error passes through,
+   * typed when the connection was lost (`BackendUnavailableError`) or timed out
+   * (`QueryTimeoutError`).
    */
   async use<R>(fn: (client: Redis) => Promise<R>, options?: AcquireOptions): Promise<R> {
     const client = await this.pool.acquire(options);

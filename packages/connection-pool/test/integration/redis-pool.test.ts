@@ -70,6 +70,28 @@ describe.skipIf(!reachable)('RedisPool', () => {
     expect(await sampleOf(registry, `noa_connection_pool_leaks_total{pool="${name}"}`)).toBe(1);
   });
 
+  it('use(): an error of fn passes through as it is (a WRONGTYPE reply), and its connection is closed, not lent again', async () => {
+    const registry = new Registry();
+    const name = uniqueName('cp_fn_error');
+    const pool = createRedisPool({ redis: url, name, registry, max: 1 });
+    const key = uniqueName('cp_list');
+    try {
+      await pool.use((client) => client.rpush(key, 'a'));
+      const error = await pool.use((client) => client.incr(key)).catch((caught: unknown) => caught);
+      expect((error as Error).constructor.name).toBe('ReplyError');
+      expect((error as Error).message).toMatch(/^WRONGTYPE/);
+      expect(
+        await sampleOf(registry, `noa_connection_pool_connections_destroyed_total{pool="${name}"}`),
+      ).toBe(1);
+      expect(await pool.use((client) => client.lpop(key))).toBe('a');
+      expect(await sampleOf(registry, `noa_connection_pool_connections_created_total{pool="${name}"}`)).toBe(
+        2,
+      );
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('isolates WATCH/MULTI per connection', async () => {
     const pool = createRedisPool({ redis: url, max: 2 });
     const key = uniqueName('cp_counter');
