@@ -88,4 +88,30 @@ describe.skipIf(skip !== undefined)('README metrics table, on one injected regis
       await Promise.all([pg.close(), mysql.close(), redis.close()]);
     }
   });
+
+  it('two RedisPools with the default name on one registry: the occupancy gauges add up, and a closed pool takes its share out', async () => {
+    const registry = new Registry();
+    const idle = async () => {
+      const text = await registry.metrics();
+      const line = text
+        .split('\n')
+        .find((row) => row.startsWith('noa_connection_pool_idle_connections{pool="redis"} '));
+      return Number(line?.split(' ')[1]);
+    };
+    const first = createRedisPool({ redis: redisUrl, registry, idleTimeoutMs: 60_000 });
+    const second = createRedisPool({ redis: redisUrl, registry, idleTimeoutMs: 60_000 });
+    try {
+      const held = await Promise.all([first.acquire(), first.acquire()]);
+      for (const client of held) first.release(client);
+      expect(await idle()).toBe(2);
+      second.release(await second.acquire());
+      expect(await idle()).toBe(3);
+      await first.close();
+      expect(await idle()).toBe(1);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+    expect(await idle()).toBe(0);
+  });
 });
