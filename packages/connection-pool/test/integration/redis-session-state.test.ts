@@ -91,6 +91,23 @@ describe.skipIf(!reachable)(
       }
     });
 
+    it('a pool of another database than 0 (its URL’s /3) is switched back to that one, not to 0', async () => {
+      const base = new URL(url);
+      base.pathname = '/3';
+      const pool = createRedisPool({ redis: base.toString(), max: 1 });
+      const key = uniqueName('cp_db3');
+      try {
+        await pool.use((client) => client.set(key, 'db3'));
+        await pool.use(async (client) => {
+          await client.select(0);
+        });
+        expect(await pool.use((client) => client.get(key))).toBe('db3');
+      } finally {
+        await pool.use((client) => client.del(key));
+        await pool.close();
+      }
+    });
+
     it('a connection left subscribed is not lent for ordinary commands', async () => {
       const pool = createRedisPool({ redis: url, max: 1 });
       const key = uniqueName('cp_sub');
