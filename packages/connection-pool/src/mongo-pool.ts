@@ -63,7 +63,7 @@ const neverAborted = new AbortController().signal;
 /** Options of {@link createMongoPool}. */
 export const mongoPoolOptionsSchema = z
   .object({
-    /** Name in logs and the `pool` metric label. */
+    /** Name in logs, the `pool` metric label and the `cluster` label of its routing series. */
     name: z.string().min(1).default('mongo'),
     /** `mongodb://…` connection string (replica set members and options in it as usual). */
     url: z

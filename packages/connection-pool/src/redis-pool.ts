@@ -60,21 +60,48 @@ interface SessionState {
   watching: boolean;
   /** MULTI sent, and no EXEC or DISCARD since. */
   inMulti: boolean;
+  /**
+   * A command changed who the connection is or whether it is answered (`AUTH`, `HELLO`, `RESET`,
+   * `CLIENT REPLY`): no single command puts that back, so the connection is closed when given back.
+   */
+  replaced: boolean;
 }
 
+/** Commands after which a connection is not lent again (see `SessionState#replaced`). */
+function replacesSession(command: Command): boolean {
+  switch (command.name.toLowerCase()) {
+    case 'auth':
+    case 'hello':
+    case 'reset':
+      return true;
+    case 'client':
+      return String(command.args[0]).toLowerCase() === 'reply';
+    default:
+      return false;
+  }
+}
+
+/** Commands that put a connection in subscriber mode once answered (ioredis' ENTER_SUBSCRIBER_MODE). */
+const SUBSCRIBE_COMMANDS = new Set(['subscribe', 'psubscribe', 'ssubscribe']);
+
 /**
- * True when a blocking command sent on `client` still waits for its answer (a borrower gave the
- * connection back without awaiting its `BLPOP`): the next borrower's commands would queue behind
- * it, for ever with a timeout of 0.
+ * True when a command sent on `client` that must not meet the next borrower still waits for its
+ * answer (a borrower gave the connection back without awaiting it): a blocking command (`BLPOP`),
+ * which the next borrower's commands would queue behind, for ever with a timeout of 0, or a
+ * `SUBSCRIBE`, whose answer puts the connection in subscriber mode under the next borrower
+ * (ioredis notes the mode only when the answer comes, so `condition.subscriber` is still false).
  */
-function blockingCommandWaits(client: Redis): boolean {
+function unsafeCommandWaits(client: Redis): boolean {
   const queue = (
     client as unknown as { commandQueue?: { length: number; toArray(): { command?: Command }[] } }
   ).commandQueue;
   if (queue === undefined || queue.length === 0) return false;
   return queue.toArray().some(({ command }) => {
     const name = command?.name.toLowerCase();
-    return name !== undefined && (BLOCKING_COMMANDS.has(name) || name === 'wait' || name === 'waitaof');
+    return (
+      name !== undefined &&
+      (BLOCKING_COMMANDS.has(name) || SUBSCRIBE_COMMANDS.has(name) || name === 'wait' || name === 'waitaof')
+    );
   });
 }
 
@@ -148,7 +175,7 @@ export const redisPoolOptionsSchema = poolOptionsObject
     connectTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
     /**
      * A command not answered within this long rejects with `QueryTimeoutError` (counted in
-     * `errors_total{kind="query-timeout"}`), as does everything else in flight on its
+     * `errors_total{kind="query_timeout"}`), as does everything else in flight on its
      * connection, which is closed: a frozen or partitioned server would otherwise hold the
      * caller for ever. Blocking commands get their own wait plus this; ones that block for
      * ever (`BLPOP k 0`) get no deadline. Off by default, like the SQL pools'.
@@ -200,13 +227,12 @@ export class RedisPool {
   /** Aborted by close(): the probe in flight gives up instead of holding close() for its deadline. */
   #probeAbort: AbortController | undefined;
   readonly #healthCheck: HealthCheckGate<RedisPoolHealth>;
+  /** The options as parsed, for `toJSON()` (where Redis is and the deadlines, not only the pool's). */
+  readonly #options: z.output<typeof redisPoolOptionsSchema>;
 
   constructor(options: RedisPoolOptions) {
-    const { redis, connectTimeoutMs, queryTimeoutMs, healthCheckIntervalMs, ...poolOptions } = parseOptions(
-      'redis pool',
-      redisPoolOptionsSchema,
-      options,
-    );
+    this.#options = parseOptions('redis pool', redisPoolOptionsSchema, options);
+    const { redis, connectTimeoutMs, queryTimeoutMs, healthCheckIntervalMs, ...poolOptions } = this.#options;
     const base: RedisOptions = typeof redis === 'string' ? {} : (redis as RedisOptions);
     this.#commandTimeoutMs = base.commandTimeout;
     this.#probeDeadlineMs = queryTimeoutMs ?? connectTimeoutMs;
@@ -310,15 +336,20 @@ export class RedisPool {
    * borrower does not inherit it: an open `MULTI` is discarded, keys left `WATCH`ed are
    * unwatched, a `SELECT`ed database is switched back (each command sent now, ahead of anything
    * the next borrower sends on it); one left subscribed, or with a blocking command (`BLPOP`,
-   * `XREAD BLOCK`, `WAIT`) still waiting, is closed instead of reused.
+   * `XREAD BLOCK`, `WAIT`) or a `SUBSCRIBE` still waiting for its answer, or on which `AUTH`,
+   * `HELLO`, `RESET` or `CLIENT REPLY` was sent, is closed instead of reused. Other state
+   * (`CLIENT SETNAME`, `CLIENT TRACKING`) stays: `pool.destroy(client)` closes such a connection.
    */
   release(client: Redis): void {
     this.#giveBack(client);
   }
 
   /**
-   * Borrows a connection for `fn` and gives it back; a connection that broke or was left in
-   * a blocking or transactional state by a failure is closed instead of reused.
+   * Borrows a connection for `fn` and gives it back as `release()` does. When `fn` throws, the
+   * connection is closed instead of reused, whatever the error (the pool cannot tell what state
+   * a failure left it in: broken, blocking, inside a transaction), and the error passes through,
+   * typed when the connection was lost (`BackendUnavailableError`) or timed out
+   * (`QueryTimeoutError`).
    */
   async use<R>(fn: (client: Redis) => Promise<R>, options?: AcquireOptions): Promise<R> {
     const client = await this.pool.acquire(options);
@@ -423,11 +454,12 @@ export class RedisPool {
   }
 
   /**
-   * What `JSON.stringify` shows: the name and the options with passwords masked and the
+   * What `JSON.stringify` shows: the name and the options (`redis` and the deadlines included)
+   * with passwords masked (URL passwords, `password`, `sentinelPassword`, TLS keys) and the
    * registry, logger and clock by class name only.
    */
   toJSON(): { name: string; options: unknown } {
-    return { name: this.pool.name, options: redactOptions(this.pool.options) };
+    return { name: this.pool.name, options: redactOptions(this.#options) };
   }
 
   /** What `console.log` / `util.inspect` show: the same as `toJSON()`. */
@@ -477,10 +509,11 @@ export class RedisPool {
 
   /** Notes the WATCH / MULTI state `client`'s borrowers leave (pipelines' commands pass here too). */
   #trackSession(client: Redis): void {
-    const state: SessionState = { watching: false, inMulti: false };
+    const state: SessionState = { watching: false, inMulti: false, replaced: false };
     this.#sessions.set(client, state);
     const send = client.sendCommand.bind(client);
     client.sendCommand = (command: Command, stream?: Parameters<Redis['sendCommand']>[1]) => {
+      if (replacesSession(command)) state.replaced = true;
       switch (command.name.toLowerCase()) {
         case 'watch':
           state.watching = true;
@@ -510,7 +543,7 @@ export class RedisPool {
    */
   #giveBack(client: Redis): void {
     const condition = (client as unknown as { condition?: IoredisCondition }).condition;
-    if (condition?.subscriber || blockingCommandWaits(client)) {
+    if (condition?.subscriber || this.#sessions.get(client)?.replaced || unsafeCommandWaits(client)) {
       this.pool.destroy(client);
       return;
     }

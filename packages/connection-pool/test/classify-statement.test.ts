@@ -35,6 +35,9 @@ const cases: [string, 'primary' | 'replica', string][] = [
   ['SELECT pg_advisory_lock(42)', 'primary', 'write-function'],
   ['SELECT pg_try_advisory_xact_lock (1)', 'primary', 'write-function'],
   ["SELECT GET_LOCK('x', 1)", 'primary', 'write-function'],
+  // Named locks live on the server that took them: a replica answers "free" for every lock.
+  ["SELECT IS_FREE_LOCK('x')", 'primary', 'write-function'],
+  ["SELECT IS_USED_LOCK('x')", 'primary', 'write-function'],
   // Large objects: every lo_* function (README), not only the three once listed.
   ["SELECT lo_from_bytea(0, '\\x00')", 'primary', 'write-function'],
   ["SELECT lo_put(16384, 0, '\\x00')", 'primary', 'write-function'],

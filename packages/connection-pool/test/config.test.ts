@@ -30,6 +30,27 @@ describe('configuration errors name the field', () => {
     expect(fieldsOf(() => createMongoPool({ url: 'mongodb://x', min: 5, max: 2 }))).toEqual(['max']);
   });
 
+  it('nested and listed fields are named by their path', () => {
+    expect(fieldsOf(() => createPgPool({ primary: 'postgres://x', pool: { maxx: 1 } as never }))).toEqual([
+      'pool.maxx',
+    ]);
+    expect(fieldsOf(() => createMysqlPool({ primary: 'mysql://x', pool: { min: -1 } }))).toEqual([
+      'pool.min',
+    ]);
+    expect(fieldsOf(() => createPgPool({ primary: 'postgres://x', writeFunctions: [1] as never }))).toEqual([
+      'writeFunctions.0',
+    ]);
+    expect(fieldsOf(() => createRedisPool({ redis: 'redis://x', pool: { max: 2 } } as never))).toEqual([
+      'pool',
+    ]);
+    expect(fieldsOf(() => createRedisPool({ redis: 'redis://x', healthCheckIntervalMs: 0 }))).toEqual([
+      'healthCheckIntervalMs',
+    ]);
+    expect(fieldsOf(() => createPgPool({ primary: 'postgres://x', registry: {} as never }))).toEqual([
+      'registry',
+    ]);
+  });
+
   it('unknown driver', () => {
     const options = { driver: 'oracle', primary: 'x' } as unknown as DatabasePoolOptions;
     expect(fieldsOf(() => createDatabasePool(options))).toEqual(['driver']);

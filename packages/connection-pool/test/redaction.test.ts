@@ -43,7 +43,35 @@ describe('a pool printed or serialized shows no password', () => {
     try {
       expectNoSecret(JSON.stringify(pool));
       expect(JSON.stringify(pool)).toContain('"registry":"[Registry]"');
+      // Where Redis is, shown with the password masked (not left out).
+      expect(JSON.stringify(pool)).toContain('"redis":"redis://:***@cache:6379/0"');
       expectNoSecret(inspect(pool, { depth: 10 }));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('RedisPool with Sentinel options: the data and the sentinel passwords, and a TLS key', async () => {
+    const pool = createRedisPool({
+      redis: {
+        sentinels: [{ host: 's1', port: 26379 }],
+        name: 'master',
+        password: secrets[0],
+        sentinelPassword: secrets[1],
+        tls: { key: secrets[2] },
+      },
+    });
+    try {
+      expectNoSecret(JSON.stringify(pool));
+      expectNoSecret(inspect(pool, { depth: 10 }));
+      const shown = JSON.parse(JSON.stringify(pool)) as { options: { redis: Record<string, unknown> } };
+      expect(shown.options.redis).toMatchObject({
+        sentinels: [{ host: 's1', port: 26379 }],
+        name: 'master',
+        password: '***',
+        sentinelPassword: '***',
+        tls: { key: '***' },
+      });
     } finally {
       await pool.close();
     }

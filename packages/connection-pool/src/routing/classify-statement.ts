@@ -58,6 +58,9 @@ export const defaultWriteFunctions: readonly string[] = [
   'get_lock',
   'release_lock',
   'release_all_locks',
+  // A named lock lives on the server that took it: a replica answers "free" for every one.
+  'is_free_lock',
+  'is_used_lock',
   'last_insert_id',
 ];
 

@@ -61,9 +61,32 @@ describe.skipIf(!reachable)('MysqlPool against MariaDB', () => {
     );
     expect(await where("SELECT GET_LOCK('noa_cp', 0) AS l, DATABASE() AS db")).toBe('primary');
     expect(await where("SELECT RELEASE_LOCK('noa_cp') AS l, DATABASE() AS db")).toBe('primary');
+    // Named locks exist only on the server that took them: asked on a replica, every lock is free.
+    expect(await where("SELECT IS_FREE_LOCK('noa_cp') AS l, DATABASE() AS db")).toBe('primary');
+    expect(await where("SELECT IS_USED_LOCK('noa_cp') AS l, DATABASE() AS db")).toBe('primary');
     expect(await where('/* noa:primary */ SELECT DATABASE() AS db')).toBe('primary');
     const [header] = await pool.query('UPDATE accounts SET v = v WHERE id = ?', [1]);
     expect(header).toMatchObject({ affectedRows: 1 });
+  });
+
+  it('routes a multi-statement text (multipleStatements) to the primary if any part writes', async () => {
+    const multi = createMysqlPool({
+      primary: { uri: urlFor(primaryDb), multipleStatements: true },
+      replicas: [{ uri: urlFor(replicaDb), multipleStatements: true }],
+    });
+    const whereMulti = async (sql: string) => {
+      const [results] = await multi.query<RowDataPacket[][]>(sql);
+      return results[0]![0]!.db === replicaDb ? 'replica' : 'primary';
+    };
+    try {
+      expect(await whereMulti('SELECT DATABASE() AS db; SELECT 1')).toBe('replica');
+      expect(await whereMulti('SELECT DATABASE() AS db; UPDATE accounts SET v = v WHERE id = 1')).toBe(
+        'primary',
+      );
+      expect(await whereMulti("SELECT DATABASE() AS db; SELECT GET_LOCK('noa_multi', 0)")).toBe('primary');
+    } finally {
+      await multi.close();
+    }
   });
 
   it('keeps a writing session on the primary for the read-your-writes window', async () => {
@@ -108,6 +131,31 @@ describe.skipIf(!reachable)('MysqlPool against MariaDB', () => {
       target: 'primary',
     });
     expect(after[0]!.v).toBe(12);
+  });
+
+  it('retries a lock wait timeout (1205) by default: the whole function runs again', async () => {
+    // Another connection holds row 2's lock until the first attempt has timed out waiting for it.
+    const holder = await mysql.createConnection(urlFor(primaryDb));
+    await holder.query('START TRANSACTION');
+    await holder.query('SELECT v FROM accounts WHERE id = 2 FOR UPDATE');
+    const attempts: number[] = [];
+    try {
+      await pool.withTransaction(async (tx) => {
+        attempts.push(tx.attempt);
+        if (tx.attempt === 2) await holder.query('ROLLBACK');
+        // MariaDB's per-statement setting: a one-second wait, leaving no session state behind.
+        await tx.query(
+          'SET STATEMENT innodb_lock_wait_timeout = 1 FOR UPDATE accounts SET v = 500 WHERE id = 2',
+        );
+      });
+    } finally {
+      await holder.end();
+    }
+    expect(attempts).toEqual([1, 2]);
+    const [rows] = await pool.query<RowDataPacket[]>('SELECT v FROM accounts WHERE id = 2', [], {
+      target: 'primary',
+    });
+    expect(rows[0]!.v).toBe(500);
   });
 
   it("query() is mysql2's query(): values are formatted client-side, lists and objects expanded, nothing prepared", async () => {

@@ -45,6 +45,38 @@ describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transac
     },
   );
 
+  it('multi-statement texts (multipleStatements): one that leaves a transaction open is rolled back, one that commits is kept', async () => {
+    const db = createMysqlPool({ primary: { uri: url, multipleStatements: true }, pool: { max: 1 } });
+    try {
+      // The transaction status is read from the last result header of the text.
+      await db.query(`START TRANSACTION; INSERT INTO ${table} (tag) VALUES ('left-open'); SELECT 1`);
+      await db.query(`INSERT INTO ${table} (tag) VALUES ('other-caller')`);
+      expect(await committed()).toEqual(['other-caller']);
+      await db.query(`START TRANSACTION; INSERT INTO ${table} (tag) VALUES ('committed'); COMMIT`);
+      expect(await committed()).toEqual(['committed', 'other-caller']);
+    } finally {
+      await outside.query(`DELETE FROM ${table}`);
+      await db.close();
+    }
+  });
+
+  it('SET autocommit = 0 stays with the connection (session state): a later write on it opens a transaction, rolled back when given back', async () => {
+    const db = createMysqlPool({ primary: url, pool: { max: 1 } });
+    try {
+      await db.query('SET autocommit = 0');
+      await db.query(`INSERT INTO ${table} (tag) VALUES ('never-committed')`);
+      expect(await committed()).toEqual([]);
+      // Given back with release(conn, true), the connection is closed and the next one is fresh.
+      const conn = await db.acquire();
+      db.release(conn, true);
+      await db.query(`INSERT INTO ${table} (tag) VALUES ('fresh-connection')`);
+      expect(await committed()).toEqual(['fresh-connection']);
+    } finally {
+      await outside.query(`DELETE FROM ${table}`);
+      await db.close();
+    }
+  });
+
   it('a transaction ended by COMMIT through query() leaves nothing to roll back', async () => {
     const db = createMysqlPool({ primary: url, pool: { max: 1 } });
     try {

@@ -1,3 +1,4 @@
+import { recordingLogger } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from '../../src/index.js';
@@ -364,7 +365,9 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
 
   it('fails over to a new primary given by the failover callback', async () => {
     let failovers = 0;
+    const logger = recordingLogger();
     const pool = createPgPool({
+      logger,
       primary: cluster.primaryUrl,
       connectTimeoutMs: 2_000,
       pool: { max: 4, initialBackoffMs: 50, maxBackoffMs: 200 },
@@ -395,6 +398,8 @@ describe.skipIf(skip !== undefined)('PgPool when the primary dies', () => {
       }
       expect(port).toBe(cluster.replicaPort);
       expect(failovers).toBe(1);
+      // README "Logs": failover.
+      expect(logger.messages('warn')).toContain('failing over to a new primary');
     } finally {
       await pool.close();
     }

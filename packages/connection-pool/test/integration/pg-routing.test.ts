@@ -14,6 +14,7 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
   let cluster: PrivatePgCluster;
   let pool: PgPool;
   const registry = new Registry();
+  const logger = recordingLogger();
 
   beforeAll(async () => {
     cluster = await startPrivatePgCluster();
@@ -26,6 +27,7 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
       maxReplicaLagMs: 300,
       pool: { max: 6, initialBackoffMs: 50, maxBackoffMs: 200 },
       registry,
+      logger,
     });
     await pool.query(
       'CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, v int NOT NULL DEFAULT 0)',
@@ -128,6 +130,18 @@ describe.skipIf(skip !== undefined)('PgPool on a private primary + streaming rep
     }
     await waitFor(() => pool.health().replicas[0]!.healthy);
     expect(await where('SELECT inet_server_port() AS port')).toBe('replica');
+    // README "Logs": replicas leaving and rejoining rotation.
+    const rotation = logger.entries.filter((entry) => entry.message.startsWith('replica '));
+    expect(rotation.at(-2)).toMatchObject({
+      level: 'warn',
+      message: 'replica left rotation',
+      fields: { replica: 'replica0', reason: 'lag' },
+    });
+    expect(rotation.at(-1)).toMatchObject({
+      level: 'info',
+      message: 'replica back in rotation',
+      fields: { replica: 'replica0' },
+    });
   });
 
   it('routes reads to the primary while the replica is stopped, and back when it returns', async () => {

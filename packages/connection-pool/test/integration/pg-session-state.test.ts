@@ -112,3 +112,40 @@ describe.skipIf(!reachable)('PgPool: a connection given back inside a transactio
     },
   );
 });
+
+// README "Transactions and prepared statements": with the cache on, a parameterized query() is a
+// named statement kept on its connection; `statementCacheSize: 0` (PgBouncer in transaction
+// mode) sends unnamed ones, so nothing stays prepared on the server.
+describe.skipIf(!reachable)('PgPool: the prepared statement cache on the shared Postgres', () => {
+  /** The statements prepared on the connection of a pool of one. */
+  const preparedOn = async (db: ReturnType<typeof createPgPool>) => {
+    const client = await db.connect();
+    try {
+      return (await client.query<{ name: string }>('SELECT name FROM pg_prepared_statements')).rows.map(
+        (row) => row.name,
+      );
+    } finally {
+      client.release();
+    }
+  };
+
+  it.each([
+    [100, 1],
+    [0, 0],
+  ])(
+    'statementCacheSize %i: %i statement(s) left prepared after the same query three times',
+    async (size, count) => {
+      const db = createPgPool({ primary: url, statementCacheSize: size, pool: { max: 1 } });
+      try {
+        for (let round = 0; round < 3; round += 1) {
+          expect((await db.query<{ n: number }>('SELECT $1::int AS n', [round])).rows[0]!.n).toBe(round);
+        }
+        const names = await preparedOn(db);
+        expect(names).toHaveLength(count);
+        for (const name of names) expect(name).toMatch(/^noa_s/);
+      } finally {
+        await db.close();
+      }
+    },
+  );
+});

@@ -47,6 +47,51 @@ describe.skipIf(!reachable)('RedisPool', () => {
     }
   });
 
+  it('leak detection as on the SQL pools: a connection held past the threshold is in pool.leaks() with its acquire stack, counted once, and close() reports it', async () => {
+    const registry = new Registry();
+    const name = uniqueName('cp_leak');
+    const pool = createRedisPool({
+      redis: url,
+      name,
+      registry,
+      leakDetectionThresholdMs: 50,
+      evictionIntervalMs: 20,
+      closeTimeoutMs: 10,
+    });
+    const held = await pool.acquire(); // never released
+    expect(await held.ping()).toBe('PONG');
+    await waitFor(() => pool.pool.leaks().length === 1);
+    expect(pool.pool.leaks()[0]!.acquireStack).toContain('redis-pool.test.ts');
+    await sleep(100); // more leak checks: still counted once
+    expect(await sampleOf(registry, `noa_connection_pool_leaks_total{pool="${name}"}`)).toBe(1);
+    const report = await pool.close();
+    expect(report.unreleased).toHaveLength(1);
+    expect(report.unreleased[0]!.acquireStack).toContain('redis-pool.test.ts');
+    expect(await sampleOf(registry, `noa_connection_pool_leaks_total{pool="${name}"}`)).toBe(1);
+  });
+
+  it('use(): an error of fn passes through as it is (a WRONGTYPE reply), and its connection is closed, not lent again', async () => {
+    const registry = new Registry();
+    const name = uniqueName('cp_fn_error');
+    const pool = createRedisPool({ redis: url, name, registry, max: 1 });
+    const key = uniqueName('cp_list');
+    try {
+      await pool.use((client) => client.rpush(key, 'a'));
+      const error = await pool.use((client) => client.incr(key)).catch((caught: unknown) => caught);
+      expect((error as Error).constructor.name).toBe('ReplyError');
+      expect((error as Error).message).toMatch(/^WRONGTYPE/);
+      expect(
+        await sampleOf(registry, `noa_connection_pool_connections_destroyed_total{pool="${name}"}`),
+      ).toBe(1);
+      expect(await pool.use((client) => client.lpop(key))).toBe('a');
+      expect(await sampleOf(registry, `noa_connection_pool_connections_created_total{pool="${name}"}`)).toBe(
+        2,
+      );
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('isolates WATCH/MULTI per connection', async () => {
     const pool = createRedisPool({ redis: url, max: 2 });
     const key = uniqueName('cp_counter');
@@ -216,6 +261,22 @@ describe.skipIf(!reachable)('RedisPool', () => {
       server.resume();
       await pool.close();
       await server.stop();
+    }
+  });
+
+  it("ioredis' own commandTimeout, unlike queryTimeoutMs, cuts blocking commands too: a BLPOP longer than it rejects with QueryTimeoutError on a live server", async () => {
+    const key = uniqueName('cp_ct_block');
+    const pool = createRedisPool({ redis: { ...redisOptionsOf(url), commandTimeout: 200 }, max: 2 });
+    const guarded = createRedisPool({ redis: url, max: 2, queryTimeoutMs: 200 });
+    try {
+      await expect(pool.use((client) => client.blpop(key, 1))).rejects.toBeInstanceOf(QueryTimeoutError);
+      // The same wait under queryTimeoutMs gets its own second: the live server answers nil.
+      expect(await guarded.use((client) => client.blpop(key, 1))).toBeNull();
+      // The cut connection was closed, not lent again with the BLPOP still waiting on the server.
+      expect(await pool.use((client) => client.ping())).toBe('PONG');
+    } finally {
+      await pool.close();
+      await guarded.close();
     }
   });
 

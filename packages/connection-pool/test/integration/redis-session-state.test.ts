@@ -1,4 +1,4 @@
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { createRedisPool } from '../../src/redis.js';
 
@@ -91,6 +91,23 @@ describe.skipIf(!reachable)(
       }
     });
 
+    it('a pool of another database than 0 (its URL’s /3) is switched back to that one, not to 0', async () => {
+      const base = new URL(url);
+      base.pathname = '/3';
+      const pool = createRedisPool({ redis: base.toString(), max: 1 });
+      const key = uniqueName('cp_db3');
+      try {
+        await pool.use((client) => client.set(key, 'db3'));
+        await pool.use(async (client) => {
+          await client.select(0);
+        });
+        expect(await pool.use((client) => client.get(key))).toBe('db3');
+      } finally {
+        await pool.use((client) => client.del(key));
+        await pool.close();
+      }
+    });
+
     it('a connection left subscribed is not lent for ordinary commands', async () => {
       const pool = createRedisPool({ redis: url, max: 1 });
       const key = uniqueName('cp_sub');
@@ -102,6 +119,63 @@ describe.skipIf(!reachable)(
       } finally {
         await pool.use((client) => client.del(key));
         await pool.close();
+      }
+    });
+
+    it('a connection given back with a SUBSCRIBE not yet answered (not awaited) is not lent for ordinary commands', async () => {
+      const pool = createRedisPool({ redis: url, max: 1 });
+      const key = uniqueName('cp_sub_pending');
+      let forgotten: Promise<unknown> | undefined;
+      try {
+        await pool.use(async (client) => {
+          // Sent, never awaited: ioredis enters subscriber mode only when the answer comes.
+          forgotten = client.subscribe(uniqueName('cp_channel')).catch((error: unknown) => error);
+        });
+        expect(await pool.use((client) => client.set(key, 'v'))).toBe('OK');
+        expect(await pool.use((client) => client.get(key))).toBe('v');
+        await forgotten;
+      } finally {
+        await pool.use((client) => client.del(key));
+        await pool.close();
+      }
+    });
+
+    it('a connection whose borrower changed who it is (AUTH as another user, RESET) or whether it is answered (CLIENT REPLY) is not lent again', async () => {
+      // A private server: the test creates an ACL user.
+      const server = await startPrivateRedis();
+      const pool = createRedisPool({ redis: server.url, max: 1, queryTimeoutMs: 2_000 });
+      try {
+        await pool.use((client) =>
+          client.call('ACL', 'SETUSER', 'reader', 'on', '>secret', '~*', '+@read', '+@connection'),
+        );
+        await pool.use(async (client) => {
+          await client.call('AUTH', 'reader', 'secret');
+        });
+        // The next borrower is the pool's user again, not the one its predecessor switched to.
+        expect(await pool.use((client) => client.call('ACL', 'WHOAMI'))).toBe('default');
+        expect(await pool.use((client) => client.set('k', 'v'))).toBe('OK');
+
+        // RESET puts the connection back to database 0 (and the default user): a pool of database 2
+        // must not lend it so.
+        const second = createRedisPool({ redis: `${server.url}/2`, max: 1 });
+        try {
+          await second.use((client) => client.set('in-db-2', 'yes'));
+          await second.use(async (client) => {
+            await client.call('RESET');
+          });
+          expect(await second.use((client) => client.get('in-db-2'))).toBe('yes');
+        } finally {
+          await second.close();
+        }
+        await pool.use(async (client) => {
+          // Not awaited: the server answers neither it nor anything after it.
+          void client.call('CLIENT', 'REPLY', 'OFF').catch(() => {});
+        });
+        // Answered, not left waiting for a reply the server will never send.
+        expect(await pool.use((client) => client.get('k'))).toBe('v');
+      } finally {
+        await pool.close();
+        await server.stop();
       }
     });
 
