@@ -237,6 +237,9 @@ export class Cache {
    * purges the CDN for tags tied to the edge. Tags are this namespace's own (unless `tagScope: 'global'`). Returns the
    * number of keys removed (an upper bound across tiers). When the edge purge fails, the cache
    * entries are already gone and it rejects with `EdgePurgeError` (the purger's error as cause).
+   * When Redis fails its L2 part, the edge is not purged (L2 still holds the values, and a purged
+   * CDN would fetch them again): with `onBackendError: 'degrade'` it resolves with the keys removed
+   * (a warning is logged), with `'throw'` it rejects; either way call it again once Redis answers.
    */
   async deleteByTag(tags: string | readonly string[]): Promise<number> {
     this.#open();
