@@ -88,9 +88,7 @@ describe.skipIf(started.skip !== undefined)('edge purge when Redis fails', () =>
     // a purged CDN would fetch that old value again. No purge, and a warning says so.
     expect(await redis.admin.exists('edge:v:p2')).toBe(1);
     expect(purger.calls).toEqual([]);
-    expect(
-      logger.entriesAt('warn').some((entry) => /edge purge skipped/.test(entry.message)),
-    ).toBe(true);
+    expect(logger.entriesAt('warn').some((entry) => /edge purge skipped/.test(entry.message))).toBe(true);
     let again: number | undefined;
     for (let attempt = 0; attempt < 100 && purger.calls.length === 0; attempt += 1) {
       again = await cache.deleteByTag('degraded-products');
