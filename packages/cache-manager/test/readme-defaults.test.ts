@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { cacheOptionsSchema } from '../src/cache-options.js';
 
@@ -76,5 +76,24 @@ describe("the README's options table", () => {
     expect(defaults.get('edge')).toBe('none (`timeoutMs` 10000)');
     const edge = cacheOptionsSchema.parse({ edge: { purger: { purgeTags: async () => {} } } }).edge;
     expect(edge?.timeoutMs).toBe(10_000);
+  });
+});
+
+describe('the README', () => {
+  it('names only test and bench files that exist (each claim points at its proof)', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const named = new Set(
+      [...readme.matchAll(/`((?:packages\/[a-z-]+\/)?(?:test|bench)\/[\w./-]+\.ts)/g)].map(
+        (match) => match[1]!,
+      ),
+    );
+    expect(named.size).toBeGreaterThan(50);
+    const missing = [...named].filter(
+      (path) =>
+        !existsSync(
+          new URL(path.startsWith('packages/') ? `../../../${path}` : `../${path}`, import.meta.url),
+        ),
+    );
+    expect(missing).toEqual([]);
   });
 });
