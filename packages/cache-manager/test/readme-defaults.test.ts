@@ -16,7 +16,7 @@ function readmeDefaults(): Map<string, string> {
 }
 
 /** A default cell as a value: `'text'`, a number (`1,000`, `64 MiB`, `65536 (…)`), a boolean or a bare word. */
-function valueOf(cell: string): unknown {
+function defaultOf(cell: string): unknown {
   if (/^none\b/.test(cell)) return undefined;
   const quoted = /^`'(.*)'`$/.exec(cell);
   if (quoted) return quoted[1];
@@ -58,7 +58,7 @@ describe("the README's options table", () => {
     let checked = 0;
     for (const [option, cell] of defaults) {
       if (instances.has(option)) continue;
-      expect({ option, value: valueOf(cell) }).toEqual({ option, value: at(option) });
+      expect({ option, value: defaultOf(cell) }).toEqual({ option, value: at(option) });
       checked += 1;
     }
     expect(checked).toBeGreaterThan(20);
