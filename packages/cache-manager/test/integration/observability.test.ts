@@ -180,7 +180,11 @@ describe.skipIf(!redisUp)(
           // No key, tag, namespace or error text: those grow with the traffic.
           expect(value, `${name}=${value}`).not.toMatch(/user-|tag-|ns-|source down/);
           if (documentedValues[name]) expect(documentedValues[name], `${name}=${value}`).toContain(value);
-          else expect(name).toBe('operation');
+          else {
+            expect(name).toBe('operation');
+            // One of the cache's own call names, snake_case as every label value (decision 012).
+            expect(value).toMatch(/^[a-z]+(_[a-z]+)*$/);
+          }
         }
       }
       // Cardinality does not grow with the keys, tags and namespaces: 120 of each, as 40.
