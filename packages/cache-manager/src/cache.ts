@@ -316,7 +316,9 @@ export class Cache {
    * Batch read-through: the values of `keys`, aligned with them. Fresh values come from L1,
    * then from one L2 read (MGET) for the rest; `factory` is called once with only the keys
    * still missing (distinct, without namespace) and returns a `Map` or an array aligned with
-   * them; their values are written together (one pipeline). A key another caller is already
+   * them; their values are written together (compare-and-set against what L2 held, one script
+   * call per 256 keys or about 1 MiB on a single node, one per key on a Cluster: README
+   * "Consistency"). A key another caller is already
    * computing is awaited, not recomputed: in this process through its flight (`getOrSet` and
    * `getOrSetMany` share them), across instances through its lease (that key then waits as
    * `getOrSet` would, and computes alone through `factory([key])` if the holder gives up).
