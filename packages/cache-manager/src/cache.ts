@@ -237,6 +237,9 @@ export class Cache {
    * purges the CDN for tags tied to the edge. Tags are this namespace's own (unless `tagScope: 'global'`). Returns the
    * number of keys removed (an upper bound across tiers). When the edge purge fails, the cache
    * entries are already gone and it rejects with `EdgePurgeError` (the purger's error as cause).
+   * When Redis fails its L2 part, the edge is not purged (L2 still holds the values, and a purged
+   * CDN would fetch them again): with `onBackendError: 'degrade'` it resolves with the keys removed
+   * (a warning is logged), with `'throw'` it rejects; either way call it again once Redis answers.
    */
   async deleteByTag(tags: string | readonly string[]): Promise<number> {
     this.#open();
@@ -313,7 +316,9 @@ export class Cache {
    * Batch read-through: the values of `keys`, aligned with them. Fresh values come from L1,
    * then from one L2 read (MGET) for the rest; `factory` is called once with only the keys
    * still missing (distinct, without namespace) and returns a `Map` or an array aligned with
-   * them; their values are written together (one pipeline). A key another caller is already
+   * them; their values are written together (compare-and-set against what L2 held, one script
+   * call per 256 keys or about 1 MiB on a single node, one per key on a Cluster: README
+   * "Consistency"). A key another caller is already
    * computing is awaited, not recomputed: in this process through its flight (`getOrSet` and
    * `getOrSetMany` share them), across instances through its lease (that key then waits as
    * `getOrSet` would, and computes alone through `factory([key])` if the holder gives up).

@@ -64,6 +64,11 @@ export class CacheMetrics {
   #breakerShares: Map<BreakerState, GaugeShare<'cache' | 'state'>> | undefined;
   /** After `close()`: reports change nothing (the cache took its share out). */
   #closed = false;
+  /** The registry's `breaker_state` gauge object, whose scrapes run {@link followBreaker}'s readers. */
+  readonly #breakerGauge: ScrapedGauge | undefined;
+  /** This cache's breaker state, read at each scrape (see {@link followBreaker}), and its entry there. */
+  #breakerStateNow: (() => BreakerState) | undefined;
+  #follower: WeakRef<CacheMetrics> | undefined;
 
   /** @param name The cache's `name` option: the `cache` label of every series. */
   constructor(registry?: MetricsRegistry, name = 'cache') {
@@ -131,6 +136,7 @@ export class CacheMetrics {
       'Caches of one name whose Redis breaker is in each state (closed, open, half_open; 1 for the current state of one cache)',
       ['cache', 'state'],
     );
+    this.#breakerGauge = scrapedGauge(registry, 'noa_cache_manager_breaker_state');
     this.#entriesShare = new GaugeShare(this.#entries, { cache: name, tier: 'l1' });
     this.#bytesShare = new GaugeShare(this.#bytes, { cache: name, tier: 'l1' });
   }
@@ -221,8 +227,46 @@ export class CacheMetrics {
     for (const [each, share] of this.#breakerShares) share.set(each === state ? 1 : 0);
   }
 
+  /**
+   * Makes `breaker_state` read `state()` at every scrape, as `stats().l2` and `health()` do. Reported
+   * only on the breaker's own changes, the gauge said `open` for as long as Redis stayed idle, while
+   * the breaker (past `halfOpenAfterMs`) said `half-open`: cockatiel moves to half-open only when a
+   * call comes, and the breaker's `state` reports it as soon as that call would be let through.
+   */
+  followBreaker(state: () => BreakerState): void {
+    const gauge = this.#breakerGauge;
+    if (gauge === undefined || this.#closed) return;
+    let followers = breakerFollowers.get(gauge);
+    if (followers === undefined) {
+      const scraped = new Set<WeakRef<CacheMetrics>>();
+      followers = scraped;
+      breakerFollowers.set(gauge, scraped);
+      // prom-client runs a metric's `collect` before reading its values, at every scrape.
+      const ownCollect = gauge.collect;
+      gauge.collect = function (this: unknown) {
+        for (const follower of scraped) {
+          const metrics = follower.deref();
+          if (metrics === undefined) scraped.delete(follower);
+          else metrics.#readBreaker();
+        }
+        return ownCollect?.call(this);
+      };
+    }
+    this.#breakerStateNow = state;
+    // Weakly held: a cache dropped without close() is not kept alive by the registry.
+    this.#follower = new WeakRef(this);
+    followers.add(this.#follower);
+    this.#readBreaker();
+  }
+
+  #readBreaker(): void {
+    if (this.#breakerStateNow !== undefined) this.breakerState(this.#breakerStateNow());
+  }
+
   /** Takes this cache's share out of the gauges (its L1 size and breaker state); later reports are ignored. */
   close(): void {
+    if (this.#follower !== undefined && this.#breakerGauge !== undefined)
+      breakerFollowers.get(this.#breakerGauge)?.delete(this.#follower);
     this.#entriesShare.release();
     this.#bytesShare.release();
     for (const share of this.#breakerShares?.values() ?? []) share.release();
@@ -231,3 +275,17 @@ export class CacheMetrics {
 }
 
 const breakerStates: readonly BreakerState[] = ['closed', 'open', 'half-open'];
+
+/** The part of a prom-client metric a scrape runs first: its `collect` (a documented constructor option). */
+interface ScrapedGauge {
+  collect?: (() => unknown) | undefined;
+}
+
+/** The caches that follow their breaker, per `breaker_state` gauge object (one per registry). */
+const breakerFollowers = new WeakMap<ScrapedGauge, Set<WeakRef<CacheMetrics>>>();
+
+/** The metric `name` on `registry` (created by the factory just before), if it is an object. */
+function scrapedGauge(registry: MetricsRegistry | undefined, name: string): ScrapedGauge | undefined {
+  const metric = registry?.getSingleMetric(name);
+  return typeof metric === 'object' && metric !== null ? (metric as ScrapedGauge) : undefined;
+}

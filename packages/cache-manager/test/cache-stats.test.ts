@@ -203,4 +203,24 @@ describe('cache.stats() counters (memory, injected clock)', () => {
     await view.get('a');
     expect(cache.stats().hitRate).toBe(1);
   });
+
+  it('count what the README says a lookup is: one per key of getMany, getOrSetMany and warm, none for getLocal or ttl; a getOrSetMany batch is one factory run', async () => {
+    const cache = new Cache({ ttlMs: 60_000 });
+    await cache.set('a', 1);
+    cache.getLocal('a');
+    cache.getLocal('absent');
+    // ttl is a look, not a read (README, "How long a key has left").
+    await cache.ttl('a');
+    await cache.ttl('absent');
+    expect(cache.stats().hits.l1 + cache.stats().misses).toBe(0);
+    await cache.getMany(['a', 'b']);
+    expect(cache.stats()).toMatchObject({ hits: { l1: 1, l2: 0 }, misses: 1 });
+    cache.resetStats();
+    await cache.getOrSetMany(['a', 'c', 'd'], (missing) => missing.map((key) => key.length));
+    expect(cache.stats()).toMatchObject({ hits: { l1: 1 }, misses: 2, factoryRuns: 1 });
+    cache.resetStats();
+    await cache.warm(['a', 'e'], (key) => key);
+    expect(cache.stats()).toMatchObject({ hits: { l1: 1 }, misses: 1, factoryRuns: 1 });
+    await cache.close();
+  });
 });

@@ -1,9 +1,13 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import {
   type AnyCacheManagerError,
   BackendUnavailableError,
   CacheManagerError,
   type CacheManagerErrorCode,
+  CircuitOpenError,
+  ClosedError,
+  ConfigError,
   EdgePurgeError,
   FactoryError,
   FactoryTimeoutError,
@@ -11,6 +15,7 @@ import {
   LockTimeoutError,
   NoaError,
   SerializationError,
+  TimeoutError,
   WarmAbortedError,
 } from '../src/index.js';
 
@@ -79,5 +84,23 @@ describe('@noa/cache-manager error codes', () => {
       expect(error).toBeInstanceOf(CacheManagerError);
       expect(error).toBeInstanceOf(NoaError);
     }
+  });
+
+  it("are the README's Errors table, class by class, each importable from the package", () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('\n## Errors\n'), readme.indexOf('\n## API reference\n'));
+    const documented = new Map(
+      [...section.matchAll(/^\| `([A-Za-z]+)` +\| `(NOA_[A-Z_]+)`/gm)].map((match) => [match[1]!, match[2]!]),
+    );
+    const thrown = [
+      ...errors,
+      new ConfigError('cache', [{ path: 'ttlMs', message: 'bad' }]),
+      new ClosedError('cache'),
+      new TimeoutError('redis get', 500),
+      new CircuitOpenError('redis'),
+    ];
+    expect(new Map(thrown.map((error) => [error.constructor.name, error.code]))).toEqual(documented);
+    // `fields` names each bad field, as the table says.
+    expect(new ConfigError('cache', [{ path: 'ttlMs', message: 'bad' }]).fields).toEqual(['ttlMs']);
   });
 });

@@ -124,4 +124,38 @@ describe('estimateSize', () => {
       }),
     );
   });
+
+  /** A linked list of `length` small records, `{ value, name, next }`. */
+  function linkedList(length: number): unknown {
+    let list: unknown = null;
+    for (let index = 0; index < length; index += 1) list = { value: index, name: `node${index}`, next: list };
+    return list;
+  }
+
+  it('charges a value deeper than the walk only for the part walked (the README states this limit)', () => {
+    // Walked whole (under the budget), a list is charged all of its nodes...
+    expect(estimateSize(linkedList(500))).toBe(estimateSize(linkedList(500), Number.MAX_SAFE_INTEGER));
+    // ...past it, the tail below the cut is unknown and not charged: the estimate stops growing
+    // with the length, far below a whole walk's (about 2.9 MB for 20,000 nodes).
+    const long = linkedList(20_000);
+    const whole = estimateSize(long, Number.MAX_SAFE_INTEGER);
+    expect(whole).toBeGreaterThan(2_500_000);
+    expect(estimateSize(long)).toBeLessThan(150_000);
+    expect(estimateSize(linkedList(100_000))).toBeLessThan(150_000);
+    // A deep tree of arrays alike.
+    let nested: unknown = null;
+    for (let index = 0; index < 20_000; index += 1) nested = [index, nested];
+    expect(estimateSize(nested)).toBeLessThan(estimateSize(nested, Number.MAX_SAFE_INTEGER) / 10);
+  });
+
+  it('so a memory-only L1 keeps a deep list past l1.maxBytes by the heap it takes; maxEntries still bounds it', async () => {
+    const cache = new Cache({ l1: { maxBytes: 500_000, maxEntries: 3 } });
+    for (let index = 0; index < 4; index += 1) await cache.set(`list${index}`, linkedList(20_000));
+    const { entries, bytes } = cache.stats().l1;
+    expect(bytes).toBeLessThanOrEqual(500_000);
+    // Four lists of ~2.9 MB each by a whole walk would not fit 500 KB; charged ~100 KB each,
+    // every one fits the byte bound, and only maxEntries evicts.
+    expect(entries).toBe(3);
+    await cache.close();
+  });
 });

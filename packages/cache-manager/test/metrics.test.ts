@@ -119,6 +119,54 @@ describe('metrics', () => {
     expect(text).not.toMatch(/half-open|reason="circuit_open"/);
   });
 
+  it('breaker_state reads what stats() and health() say: half_open once an idle open breaker has waited halfOpenAfterMs', async () => {
+    const registry = new Registry();
+    const metrics = new CacheMetrics(registry, 'c');
+    const guard = new RedisGuard({
+      operationTimeoutMs: 1_000,
+      breaker: breakerOptionsSchema.parse({ consecutiveFailures: 1, halfOpenAfterMs: 20 }),
+      onBackendError: 'degrade',
+      metrics,
+      logger: recordingLogger(),
+      logIntervalMs: 60_000,
+    });
+    const state = async (name: string) =>
+      sample(registry, `noa_cache_manager_breaker_state{cache="c",state="${name}"}`);
+    await guard.run('get', undefined, () => Promise.reject(new Error('connection refused')));
+    expect(guard.state).toBe('open');
+    expect([await state('open'), await state('half_open')]).toEqual([1, 0]);
+    // No call comes: Redis is idle. The breaker lets the next call through, as stats() says.
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(guard.state).toBe('half-open');
+    expect([await state('closed'), await state('open'), await state('half_open')]).toEqual([0, 0, 1]);
+    // The probe succeeds: closed everywhere.
+    await guard.run('get', undefined, () => Promise.resolve('ok'));
+    expect(guard.state).toBe('closed');
+    expect([await state('closed'), await state('open'), await state('half_open')]).toEqual([1, 0, 0]);
+    metrics.close();
+    expect([await state('closed'), await state('open'), await state('half_open')]).toEqual([0, 0, 0]);
+  });
+
+  it('breaker_state of two caches on one registry: each counted in its own state at every scrape', async () => {
+    const registry = new Registry();
+    const states: Array<'closed' | 'open' | 'half-open'> = ['half-open', 'closed'];
+    const first = new CacheMetrics(registry, 'c');
+    const second = new CacheMetrics(registry, 'c');
+    first.breakerState('open');
+    second.breakerState('closed');
+    first.followBreaker(() => states[0]!);
+    second.followBreaker(() => states[1]!);
+    const state = async (name: string) =>
+      sample(registry, `noa_cache_manager_breaker_state{cache="c",state="${name}"}`);
+    expect([await state('closed'), await state('open'), await state('half_open')]).toEqual([1, 0, 1]);
+    states[1] = 'open';
+    expect([await state('closed'), await state('open'), await state('half_open')]).toEqual([0, 1, 1]);
+    first.close();
+    expect([await state('closed'), await state('open'), await state('half_open')]).toEqual([0, 1, 0]);
+    second.close();
+    expect([await state('closed'), await state('open'), await state('half_open')]).toEqual([0, 0, 0]);
+  });
+
   it.each(['', 3])('refuses name %j, naming the field', (name) => {
     expect(() => new Cache({ name: name as string })).toThrow(ConfigError);
     expect(() => new Cache({ name: name as string })).toThrow(/name/);

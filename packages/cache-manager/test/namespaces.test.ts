@@ -108,4 +108,15 @@ describe('prefix', () => {
     expect((refused as ConfigError).message).toContain('"cache:"');
     expect((refused as ConfigError).message).toMatch(/CHANGELOG/);
   });
+
+  it('close() of a view closes the whole cache: the root and every other view reject with ClosedError', async () => {
+    const cache = new Cache();
+    const a = cache.namespace('a');
+    const b = cache.namespace('b');
+    await a.set('k', 1);
+    await a.close();
+    await expect(cache.get('k')).rejects.toMatchObject({ code: 'NOA_CLOSED' });
+    await expect(b.set('k', 2)).rejects.toMatchObject({ code: 'NOA_CLOSED' });
+    expect(cache.health().status).toBe('down');
+  });
 });

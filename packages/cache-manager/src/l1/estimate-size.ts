@@ -40,7 +40,10 @@ interface Walk {
 /**
  * A cheap estimate of a decoded value's heap footprint in bytes, for the L1 byte budget when
  * no encoded size is at hand (memory-only caches, compressed values). Walks at most `budget`
- * nodes so huge or cyclic values cost bounded time. A container's own size (its slots, its
+ * nodes (depth-first) so huge or cyclic values cost bounded time. What lies below the node
+ * where the budget ran out is unknown and not charged: a value deeper than the walk (a long
+ * linked list) is charged for the part walked only, whatever its length (see the README's
+ * `l1.maxBytes`); no bounded walk can tell its length. A container's own size (its slots, its
  * keys) is counted exactly; the children the budget leaves unwalked are charged the average of
  * that container's walked children (their whole subtrees), so a large array of records costs
  * about its length times one record. Extrapolated from the average of every node walked

@@ -122,9 +122,11 @@ export class RedisGuard {
     this.#breaker = createCircuitBreaker('redis', options.breaker);
     this.#deadlines = new DeadlineQueue(options.operationTimeoutMs);
     // A gauge set only on changes would have no sample until Redis first failed.
-    if (options.metrics.enabled) options.metrics.breakerState(this.#breaker.state);
+    // One source of truth: the gauge reads the breaker's `state` (as stats() and health() do) at
+    // each scrape, not only on cockatiel's changes, which miss the move to half-open while idle.
+    if (options.metrics.enabled) options.metrics.followBreaker(() => this.#breaker.state);
     this.#breaker.onStateChange((state) => {
-      options.metrics.breakerState(state);
+      options.metrics.breakerState(this.#breaker.state);
       const log = state === 'open' ? options.logger.warn : options.logger.info;
       log.call(options.logger, `redis circuit breaker ${state}`, { state });
     });

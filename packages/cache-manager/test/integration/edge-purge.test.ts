@@ -1,5 +1,5 @@
 import { delay } from '@noa/core';
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { recordingLogger, startPrivateRedisOrSkip } from '@noa/testkit';
 import { describe, expect, it } from 'vitest';
 import { BackendUnavailableError, type EdgePurger } from '../../src/index.js';
 import { privateRedisCaches, redisUp, sharedRedisCaches } from './helpers.js';
@@ -67,5 +67,35 @@ describe.skipIf(started.skip !== undefined)('edge purge when Redis fails', () =>
     expect(removed).toBeDefined();
     expect(await redis.admin.exists('edge:v:p1')).toBe(0);
     expect(purger.calls).toEqual([['products']]);
+  });
+
+  it("with onBackendError 'degrade', a deleteByTag whose L2 part failed resolves without the purge, as a lost delete changes L1 only; the retry purges", async () => {
+    const purger = recordingPurger();
+    const logger = recordingLogger();
+    const cache = await redis.open({ edge: { purger }, logger });
+    await cache.set('p2', 'v2', { tags: ['degraded-products'] });
+    redis.server.freeze();
+    let removed: number;
+    try {
+      removed = await cache.deleteByTag('degraded-products');
+    } finally {
+      redis.server.resume();
+    }
+    // This instance's L1 copy is gone (the only tier the change reached)...
+    expect(removed).toBe(1);
+    expect(cache.getLocal('p2')).toBeUndefined();
+    // ...L2 still holds the value, and every instance rereads it once the lost message is sent:
+    // a purged CDN would fetch that old value again. No purge, and a warning says so.
+    expect(await redis.admin.exists('edge:v:p2')).toBe(1);
+    expect(purger.calls).toEqual([]);
+    expect(logger.entriesAt('warn').some((entry) => /edge purge skipped/.test(entry.message))).toBe(true);
+    let again: number | undefined;
+    for (let attempt = 0; attempt < 100 && purger.calls.length === 0; attempt += 1) {
+      again = await cache.deleteByTag('degraded-products');
+      if (purger.calls.length === 0) await delay(50);
+    }
+    expect(again).toBe(1);
+    expect(await redis.admin.exists('edge:v:p2')).toBe(0);
+    expect(purger.calls).toEqual([['degraded-products']]);
   });
 });
