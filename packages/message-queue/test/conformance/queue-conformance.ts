@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { uniqueName } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
@@ -810,6 +811,151 @@ export function describeQueueConformance(target: ConformanceTarget): void {
     });
 
     itWith(
+      ['flows', 'getJob', 'leaseRecovery'],
+      "counts and publishes a flow parent dead-lettered by 'fail' as dead-lettered, as its child",
+      async () => {
+        const queue = makeQueue<{ ok: boolean }>();
+        const deadEvents: Record<string, unknown>[] = [];
+        const listener = (message: unknown) => {
+          const event = message as Record<string, unknown>;
+          if (event.queue === queue.name) deadEvents.push(event);
+        };
+        diagnosticsChannel.subscribe('noa:message-queue:dead-lettered', listener);
+        try {
+          const flow = await queue.addFlow({
+            name: 'parent',
+            data: { ok: true },
+            children: [{ name: 'child', data: { ok: false }, options: { attempts: 1 } }],
+            onChildFailure: 'fail',
+          });
+          const registry = new Registry();
+          const worker = startWorker(
+            queue,
+            (job) => {
+              if (!job.data.ok) throw new Error('child broke');
+              return 'ran';
+            },
+            { registry },
+          );
+          await waitFor(async () => (await queue.getJob(flow.id))?.state === 'failed', 5_000, 'the parent dead');
+          // Before: the child's event and count only; the parent moved to the DLQ unseen.
+          await waitFor(() => deadEvents.length === 2, 5_000, 'two dead-lettered events');
+          expect(deadEvents.map((event) => [event.jobId, event.name, event.attempt])).toEqual([
+            [flow.childIds[0], 'child', 1],
+            [flow.id, 'parent', 0],
+          ]);
+          const parentInfo = await queue.getJob(flow.id);
+          expect(parentInfo?.errors.at(-1)?.code).toBe('NOA_MQ_CHILD_FAILED');
+          expect(deadEvents[1]?.error).toBe(parentInfo?.errors.at(-1)?.message);
+          expect(await registry.metrics()).toContain(
+            `noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 2`,
+          );
+          await worker.close();
+
+          // A child dead-lettered by lease recovery (past maxStalls) takes its parent along:
+          // counted in the pass's result and in the metric, as the child is.
+          const stalledFlow = await queue.addFlow({
+            name: 'parent',
+            data: { ok: true },
+            children: [{ name: 'child', data: { ok: true } }],
+            onChildFailure: 'fail',
+          });
+          const other = new Queue({ name: queue.name, provider, registry });
+          // The worker above would run the child: lease it from the provider instead, and die.
+          const leased = await waitFor(async () => {
+            const response = await provider.exchange(queue.name, {
+              settle: [],
+              fetch: 1,
+              leaseUntil: Date.now() + 100,
+              now: Date.now(),
+              promoteDelayed: true,
+              groupWeights: {},
+              defaultGroupWeight: 1,
+            });
+            return response.jobs.length > 0 ? response.jobs : undefined;
+          }, 5_000, 'the child leased');
+          expect(leased.map((job) => job.id)).toEqual(stalledFlow.childIds);
+          await sleep(300);
+          expect(await other.clean({}, 0)).toMatchObject({ deadLettered: 1, parentsDeadLettered: 1 });
+          expect((await queue.getJob(stalledFlow.id))?.state).toBe('failed');
+          expect(await registry.metrics()).toContain(
+            `noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 4`,
+          );
+        } finally {
+          diagnosticsChannel.unsubscribe('noa:message-queue:dead-lettered', listener);
+        }
+      },
+    );
+
+    itWith(
+      ['cancel', 'dlqInspect', 'leaseRecovery'],
+      "an entry the backend writes (stalled, cancelled) has the job's attemptsMade as its attempt, on every provider",
+      async () => {
+        const queue = makeQueue<{ n: number }>();
+        // Two jobs that fail their first try and wait for a retry a minute away.
+        const { id: delayedId } = await queue.add('x', { n: 1 }, { attempts: 3, backoff: { type: 'fixed', delayMs: 60_000 } });
+        const { id: activeId } = await queue.add('x', { n: 2 }, { attempts: 3, backoff: { type: 'fixed', delayMs: 0 } });
+        const lease = (settle: Settlement[], leaseMs: number) =>
+          provider.exchange(queue.name, {
+            settle,
+            fetch: 2,
+            leaseUntil: Date.now() + leaseMs,
+            now: Date.now(),
+            promoteDelayed: true,
+            groupWeights: {},
+            defaultGroupWeight: 1,
+          });
+        const first: JobRecord[] = [];
+        await waitFor(
+          async () => {
+            first.push(...(await lease([], 5_000)).jobs);
+            if (first.length === 2) return true;
+            await sleep(10);
+            return undefined;
+          },
+          5_000,
+          'both jobs leased',
+        );
+        expect(first.map((job) => job.id).sort()).toEqual([delayedId, activeId].sort());
+        const failed = (record: JobRecord): Settlement => ({
+          kind: 'fail',
+          record: {
+            ...record,
+            attemptsMade: 1,
+            errors: [{ attempt: 1, name: 'Error', message: 'first try', at: Date.now() }],
+          },
+          retryAt: record.id === delayedId ? Date.now() + 60_000 : Date.now(),
+        });
+        let settle = first.map(failed);
+        // The retry of the second job leased (RabbitMQ delivers its new message a moment later).
+        await waitFor(
+          async () => {
+            const response = await lease(settle, 150);
+            settle = [];
+            if (response.jobs.length > 0) return response.jobs;
+            await sleep(10);
+            return undefined;
+          },
+          5_000,
+          'the retry leased',
+        );
+        // Cancelled while delayed, and while active under a worker that died: both dead-lettered.
+        expect(await queue.cancel(delayedId)).toBe('removed');
+        expect(await queue.cancel(activeId)).toBe('signalled');
+        await sleep(300);
+        expect(await queue.clean({}, 5)).toMatchObject({ deadLettered: 1 });
+        const dead = new Map((await queue.dlq.list()).map((job) => [job.id, job]));
+        // Before: the Redis-backed stores wrote attempt 0 here, memory the tries made (1).
+        for (const id of [delayedId, activeId]) {
+          expect(dead.get(id)?.errors.map((entry) => [entry.code ?? entry.name, entry.attempt])).toEqual([
+            ['Error', 1],
+            ['NOA_MQ_JOB_CANCELLED', 1],
+          ]);
+        }
+      },
+    );
+
+    itWith(
       ['dedupe', 'getJob', 'cancel', 'dlqInspect'],
       'handles job ids with colons, braces, spaces, unicode and 512 characters',
       async () => {
@@ -1086,9 +1232,10 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         expect(await queue.clean({}, 0)).toMatchObject({ recovered: 0, deadLettered: 1 });
         const [dead] = await queue.dlq.list();
         expect(dead?.id).toBe(id);
-        expect(dead?.errors.map((entry) => [entry.name, entry.code, entry.message])).toEqual([
-          ['Error', undefined, 'first try'],
-          ['JobStalledError', 'NOA_MQ_JOB_STALLED', 'job stalled more than 0 times'],
+        // attempt: the tries counted when the entry was written (a stall is not a try).
+        expect(dead?.errors.map((entry) => [entry.name, entry.code, entry.message, entry.attempt])).toEqual([
+          ['Error', undefined, 'first try', 1],
+          ['JobStalledError', 'NOA_MQ_JOB_STALLED', 'job stalled more than 0 times', 1],
         ]);
       },
     );
