@@ -12,6 +12,15 @@ export interface StalledRelease {
 export interface StalledReleaseResult {
   stalled: number;
   deadLettered: number;
+  /** Flow parents dead-lettered because one of those jobs was their child (policy `fail`). */
+  parentsDeadLettered?: number;
+}
+
+/** A flow parent dead-lettered because a child failed (policy `fail`): its id, name and error message. */
+export interface DeadLetteredParent {
+  id: string;
+  name: string;
+  message: string;
 }
 
 /**
@@ -120,6 +129,11 @@ export interface ExchangeResponse {
    * to the worker, which fails each try with `ResultTooLargeError`. Absent: none.
    */
   oversized?: OversizedSettlement[];
+  /**
+   * Flow parents this exchange dead-lettered because a child it dead-lettered failed (policy
+   * `fail`): the worker counts and publishes them as dead-lettered. Absent: none.
+   */
+  parentsDeadLettered?: DeadLetteredParent[];
   /** When nothing was fetched: the earliest delayed job's due time, if known. */
   nextDueAt?: number;
 }
@@ -138,6 +152,11 @@ export interface MaintenanceResult {
   recovered: number;
   /** Jobs that stalled more than `maxStalls` times, or were cancelled while active, and were dead-lettered. */
   deadLettered: number;
+  /**
+   * Flow parents dead-lettered because one of the `deadLettered` jobs was their child (policy
+   * `fail`); not in `deadLettered`, which counts stalled jobs. Absent: none.
+   */
+  parentsDeadLettered?: number;
   /** Completed and dead jobs removed by retention. */
   removed: number;
 }

@@ -702,7 +702,8 @@ export class Queue<Data = unknown> {
     if (result.recovered + result.deadLettered > 0) {
       this.#metrics.stalled.inc(labels, result.recovered + result.deadLettered);
     }
-    if (result.deadLettered > 0) this.#metrics.deadLettered.inc(labels, result.deadLettered);
+    const deadLettered = result.deadLettered + (result.parentsDeadLettered ?? 0);
+    if (deadLettered > 0) this.#metrics.deadLettered.inc(labels, deadLettered);
     return result;
   }
 

@@ -33,7 +33,13 @@ import type { JobErrorEntry, JobRecord } from './job-record.js';
 import type { Jsonified } from './jsonified.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';
-import type { OversizedSettlement, QueueProvider, RetentionPolicy, Settlement } from './provider.js';
+import type {
+  DeadLetteredParent,
+  OversizedSettlement,
+  QueueProvider,
+  RetentionPolicy,
+  Settlement,
+} from './provider.js';
 import { Queue, retentionSchema } from './queue.js';
 import { RunningJob, RunningJobs } from './running-jobs.js';
 import { TimeoutSweep } from './timeout-sweep.js';
@@ -609,6 +615,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         const stored = response.oversized ? this.#oversized(settle, response.oversized) : settle;
         if (response.stale) this.#refused(stored, response.stale);
         else for (const item of stored) this.#persisted(item);
+        // After the children whose failure dead-lettered them.
+        if (response.parentsDeadLettered) this.#parentsDeadLettered(response.parentsDeadLettered);
         this.#settledSinceMaintenance += settle.length;
         if (this.#settledSinceMaintenance >= 1_000) void this.maintain();
       } catch (error) {
@@ -843,7 +851,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       .release(this.queueName, [running.record], this.#clock.now(), stalled)
       .then((counted) => {
         if (!counted || counted.stalled === 0) return;
-        this.#countStalls(counted.stalled, counted.deadLettered);
+        this.#countStalls(counted.stalled, counted.deadLettered + (counted.parentsDeadLettered ?? 0));
         // As a maintenance pass reports its recoveries (the same event, the same fields).
         const result = {
           recovered: counted.stalled - counted.deadLettered,
@@ -947,6 +955,25 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     publishJobEvent('failed', event);
     publishJobEvent(item.terminal ? 'deadLettered' : 'retried', event);
     this.emit('failed', record.id, error, !item.terminal);
+  }
+
+  /**
+   * Flow parents the backend dead-lettered because a child this worker dead-lettered failed
+   * (policy `fail`): counted and published as dead-lettered, as the child is (no try of theirs
+   * ran, so no `failed` event; `attempt` is the tries the parent made, 0).
+   */
+  #parentsDeadLettered(parents: readonly DeadLetteredParent[]): void {
+    this.#metrics.deadLettered.inc(this.#labels, parents.length);
+    if (!jobEvents.deadLettered.hasSubscribers) return;
+    for (const parent of parents) {
+      publishJobEvent('deadLettered', {
+        queue: this.queueName,
+        jobId: parent.id,
+        name: parent.name,
+        error: parent.message,
+        attempt: 0,
+      });
+    }
   }
 
   #completed(settlement: Settlement & { kind: 'complete' }): void {
@@ -1055,7 +1082,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       );
       if (result.recovered + result.deadLettered > 0) {
         // Poison jobs (past maxStalls) and cancelled jobs of dead workers land in the DLQ too.
-        this.#countStalls(result.recovered + result.deadLettered, result.deadLettered);
+        this.#countStalls(result.recovered + result.deadLettered, result.deadLettered + (result.parentsDeadLettered ?? 0));
         publishJobEvent('stalled', { queue: this.queueName, ...result });
         this.#logger.info('recovered stalled jobs', { ...result });
         this.#wake();
