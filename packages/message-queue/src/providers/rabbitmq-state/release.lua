@@ -25,9 +25,10 @@ for i = 5, #ARGV, 2 do
       end
     end
     if err then
+      local record = decodeRecord(redis.call('HGET', key, 'r'))
+      err = withAttempt(err, record)
       redis.call('HSET', key, 'e', err, 'f', ARGV[2])
       move(id, 'a', 'f', now)
-      local record = decodeRecord(redis.call('HGET', key, 'r'))
       -- A flow parent this releases is published by the next maintain pass (outbox deadline: now).
       if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now, now) end
     else
@@ -35,6 +36,7 @@ for i = 5, #ARGV, 2 do
     end
   end
 end
--- Counted only with maxStalls: the stalls counted, and the jobs of them dead-lettered. (A flow
+-- Counted only with maxStalls: the stalls counted, and the jobs of them dead-lettered, then the
+-- flow parents dead-lettered with them. (A flow
 -- parent this releases is published by maintain, from the outbox: see above.)
-return {stalls, deadLettered}
+return {stalls, deadLettered, #failedParents / 3}
