@@ -1082,7 +1082,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       );
       if (result.recovered + result.deadLettered > 0) {
         // Poison jobs (past maxStalls) and cancelled jobs of dead workers land in the DLQ too.
-        this.#countStalls(result.recovered + result.deadLettered, result.deadLettered + (result.parentsDeadLettered ?? 0));
+        this.#countStalls(
+          result.recovered + result.deadLettered,
+          result.deadLettered + (result.parentsDeadLettered ?? 0),
+        );
         publishJobEvent('stalled', { queue: this.queueName, ...result });
         this.#logger.info('recovered stalled jobs', { ...result });
         this.#wake();

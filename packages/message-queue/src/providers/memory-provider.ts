@@ -11,6 +11,7 @@ import type {
 import {
   allCapabilities,
   type CancelOutcome,
+  type DeadLetteredParent,
   type ExchangeRequest,
   type ExchangeResponse,
   type LeasedJob,
@@ -22,7 +23,6 @@ import {
   type Settlement,
   type StalledRelease,
   type StalledReleaseResult,
-  type DeadLetteredParent,
 } from '../provider.js';
 import { Wakers } from './wakers.js';
 

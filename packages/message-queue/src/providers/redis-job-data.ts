@@ -58,7 +58,11 @@ export function releaseResult(
 export function deadParentsIn(reply: readonly unknown[], start: number, count: number): DeadLetteredParent[] {
   const parents: DeadLetteredParent[] = [];
   for (let index = start; index < start + 3 * count; index += 3) {
-    parents.push({ id: String(reply[index]), name: String(reply[index + 1]), message: String(reply[index + 2]) });
+    parents.push({
+      id: String(reply[index]),
+      name: String(reply[index + 1]),
+      message: String(reply[index + 2]),
+    });
   }
   return parents;
 }

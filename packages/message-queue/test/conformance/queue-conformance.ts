@@ -837,7 +837,11 @@ export function describeQueueConformance(target: ConformanceTarget): void {
             },
             { registry },
           );
-          await waitFor(async () => (await queue.getJob(flow.id))?.state === 'failed', 5_000, 'the parent dead');
+          await waitFor(
+            async () => (await queue.getJob(flow.id))?.state === 'failed',
+            5_000,
+            'the parent dead',
+          );
           // Before: the child's event and count only; the parent moved to the DLQ unseen.
           await waitFor(() => deadEvents.length === 2, 5_000, 'two dead-lettered events');
           expect(deadEvents.map((event) => [event.jobId, event.name, event.attempt])).toEqual([
@@ -862,18 +866,22 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           });
           const other = new Queue({ name: queue.name, provider, registry });
           // The worker above would run the child: lease it from the provider instead, and die.
-          const leased = await waitFor(async () => {
-            const response = await provider.exchange(queue.name, {
-              settle: [],
-              fetch: 1,
-              leaseUntil: Date.now() + 100,
-              now: Date.now(),
-              promoteDelayed: true,
-              groupWeights: {},
-              defaultGroupWeight: 1,
-            });
-            return response.jobs.length > 0 ? response.jobs : undefined;
-          }, 5_000, 'the child leased');
+          const leased = await waitFor(
+            async () => {
+              const response = await provider.exchange(queue.name, {
+                settle: [],
+                fetch: 1,
+                leaseUntil: Date.now() + 100,
+                now: Date.now(),
+                promoteDelayed: true,
+                groupWeights: {},
+                defaultGroupWeight: 1,
+              });
+              return response.jobs.length > 0 ? response.jobs : undefined;
+            },
+            5_000,
+            'the child leased',
+          );
           expect(leased.map((job) => job.id)).toEqual(stalledFlow.childIds);
           await sleep(300);
           expect(await other.clean({}, 0)).toMatchObject({ deadLettered: 1, parentsDeadLettered: 1 });
@@ -893,8 +901,16 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       async () => {
         const queue = makeQueue<{ n: number }>();
         // Two jobs that fail their first try and wait for a retry a minute away.
-        const { id: delayedId } = await queue.add('x', { n: 1 }, { attempts: 3, backoff: { type: 'fixed', delayMs: 60_000 } });
-        const { id: activeId } = await queue.add('x', { n: 2 }, { attempts: 3, backoff: { type: 'fixed', delayMs: 0 } });
+        const { id: delayedId } = await queue.add(
+          'x',
+          { n: 1 },
+          { attempts: 3, backoff: { type: 'fixed', delayMs: 60_000 } },
+        );
+        const { id: activeId } = await queue.add(
+          'x',
+          { n: 2 },
+          { attempts: 3, backoff: { type: 'fixed', delayMs: 0 } },
+        );
         const lease = (settle: Settlement[], leaseMs: number) =>
           provider.exchange(queue.name, {
             settle,

@@ -1,7 +1,7 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { type QueueProvider, Queue, Worker } from '../../src/index.js';
+import { Queue, type QueueProvider, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { waitFor } from '../helpers.js';
 
