@@ -857,6 +857,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
           recovered: counted.stalled - counted.deadLettered,
           deadLettered: counted.deadLettered,
           removed: 0,
+          ...(counted.parentsDeadLettered ? { parentsDeadLettered: counted.parentsDeadLettered } : {}),
         };
         publishJobEvent('stalled', { queue: this.queueName, ...result });
         this.#logger.info('gave back a job that stalled past its lease', {
