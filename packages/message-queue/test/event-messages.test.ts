@@ -16,7 +16,12 @@ function recordEvents(queue: string) {
     diagnosticsChannel.subscribe(`noa:message-queue:${event}`, listener);
     return () => diagnosticsChannel.unsubscribe(`noa:message-queue:${event}`, listener);
   });
-  return { seen, stop: () => listeners.forEach((stop) => stop()) };
+  return {
+    seen,
+    stop: () => {
+      for (const stop of listeners) stop();
+    },
+  };
 }
 
 // README, "Metrics and events": the message of each lifecycle event.
