@@ -728,7 +728,10 @@ export class Queue<Data = unknown> {
     purge: async (ids?: string[]): Promise<number> => this.provider.purgeDead(this.name, ids),
   };
 
-  /** Marks the queue closed (the provider is closed by its owner). */
+  /**
+   * Marks the queue closed: later adds throw `ClosedError`; reads, `cancel`, `pause` and the DLQ
+   * still answer, and workers built on it go on (the provider is closed by its owner).
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
