@@ -811,6 +811,69 @@ export function describeQueueConformance(target: ConformanceTarget): void {
     });
 
     itWith(
+      ['flows', 'getJob', 'dlqInspect'],
+      "a parent dead-lettered by 'fail' and redriven runs at once with the results stored by its failure",
+      async () => {
+        const queue = makeQueue<{ role: string }>();
+        let releaseSlow = (): void => {};
+        const slowMayFinish = new Promise<void>((resolve) => {
+          releaseSlow = resolve;
+        });
+        const flow = await queue.addFlow({
+          name: 'parent',
+          data: { role: 'parent' },
+          onChildFailure: 'fail',
+          children: [
+            { name: 'child', data: { role: 'early' } },
+            { name: 'child', data: { role: 'broken' }, options: { attempts: 1 } },
+            { name: 'child', data: { role: 'late' } },
+          ],
+        });
+        const [earlyId, , lateId] = flow.childIds;
+        const parentSaw: unknown[] = [];
+        startWorker(
+          queue,
+          async (job) => {
+            if (job.data.role === 'parent') {
+              parentSaw.push(await job.childrenResults());
+              return 'parent ran';
+            }
+            if (job.data.role === 'early') return 'early';
+            if (job.data.role === 'late') {
+              await slowMayFinish;
+              return 'late';
+            }
+            // The broken child fails once the early one has completed.
+            await waitFor(async () => (await queue.getJob(earlyId!))?.state === 'completed', 5_000, 'early');
+            throw new Error('broken child');
+          },
+          { concurrency: 3 },
+        );
+        await waitFor(
+          async () => (await queue.getJob(flow.id))?.state === 'failed',
+          5_000,
+          'the parent dead',
+        );
+        releaseSlow();
+        await waitFor(
+          async () => (await queue.getJob(lateId!))?.state === 'completed',
+          5_000,
+          'the late child',
+        );
+        expect(parentSaw).toEqual([]);
+        expect(await queue.dlq.retry(flow.id)).toBe(true);
+        await waitFor(() => parentSaw.length === 1, 5_000, 'the redriven parent to run');
+        // The early child's result, stored before the failure; the late one's, after it, is not.
+        expect(parentSaw[0]).toEqual({ results: { [earlyId!]: 'early' }, failures: {} });
+        await waitFor(
+          async () => (await queue.getJob(flow.id))?.state === 'completed',
+          5_000,
+          'the parent done',
+        );
+      },
+    );
+
+    itWith(
       ['flows', 'getJob', 'leaseRecovery'],
       "counts and publishes a flow parent dead-lettered by 'fail' as dead-lettered, as its child",
       async () => {
