@@ -138,6 +138,32 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
     });
 
+    it('carries payloads and results as JSON: a Date as its ISO string, a Buffer as { type, data }, undefined fields dropped', async () => {
+      const queue = makeQueue<{ at: Date; buf: Buffer; gone: undefined; kept: number }>();
+      const { id } = await queue.add('json', {
+        at: new Date(0),
+        buf: Buffer.from('hi'),
+        gone: undefined,
+        kept: 1,
+      });
+      const seen: unknown[] = [];
+      startWorker(queue, (job) => {
+        seen.push(job.data);
+        return { finished: new Date(1_000), nothing: undefined };
+      });
+      await waitFor(() => seen.length === 1);
+      const expected = { at: '1970-01-01T00:00:00.000Z', buf: { type: 'Buffer', data: [104, 105] }, kept: 1 };
+      expect(seen[0]).toStrictEqual(expected);
+      if (supports('getJob')) {
+        const job = await waitFor(async () => {
+          const info = await queue.getJob(id);
+          return info?.state === 'completed' ? info : undefined;
+        });
+        expect(job.data).toStrictEqual(expected);
+        expect(job.result).toStrictEqual({ finished: '1970-01-01T00:00:01.000Z' });
+      }
+    });
+
     itWith(['priorities'], 'runs higher priority first, then in insertion order', async () => {
       const queue = makeQueue<{ n: number }>();
       await queue.pause();
