@@ -697,7 +697,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       const queue = makeQueue<{ n: number }>();
       const cyclic: Record<string, unknown> = {};
       cyclic.self = cyclic;
-      const failures: { id: string; code: unknown; willRetry: boolean }[] = [];
+      const failures: { id: string; code: unknown; field: unknown; willRetry: boolean }[] = [];
       const completed: string[] = [];
       const worker = startWorker(queue, (job) => {
         if (job.name === 'bigint') return { n: 1n };
@@ -705,7 +705,12 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         return job.data.n;
       });
       worker.on('failed', (id, error, willRetry) =>
-        failures.push({ id, code: (error as { code?: unknown }).code, willRetry }),
+        failures.push({
+          id,
+          code: (error as { code?: unknown }).code,
+          field: (error as { field?: unknown }).field,
+          willRetry,
+        }),
       );
       worker.on('completed', (id) => completed.push(id));
       const bigint = await queue.add(
@@ -726,7 +731,9 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         failures.filter((failure) => failure.id === bigint.id).map((failure) => failure.willRetry),
       ).toEqual([true, false]);
       expect(failures.find((failure) => failure.id === cycle.id)?.willRetry).toBe(false);
-      for (const failure of failures) expect(failure.code).toBe('NOA_MQ_RESULT_NOT_SERIALIZABLE');
+      for (const failure of failures) {
+        expect(failure).toMatchObject({ code: 'NOA_MQ_RESULT_NOT_SERIALIZABLE', field: 'result' });
+      }
       if (supports('getJob')) {
         const info = await waitFor(async () => {
           const job = await queue.getJob(bigint.id);
