@@ -602,8 +602,9 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         const queue = makeQueue(undefined, dropCancelMessages(provider));
         const { id } = await queue.add('a', null, { attempts: 5 });
         const { seen, handler } = untilAborted();
+        const registry = new Registry();
         // A long lease: no heartbeat runs before close().
-        const worker = startWorker(queue, handler, { leaseMs: 60_000 });
+        const worker = startWorker(queue, handler, { leaseMs: 60_000, registry });
         await waitFor(() => seen.runs === 1);
         expect(await queue.cancel(id)).toBe('signalled');
         await worker.close(50);
@@ -612,6 +613,10 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           return job?.state === 'failed' ? job : undefined;
         });
         expect(info.errors.at(-1)?.name).toBe('JobCancelledError');
+        // Moved to the DLQ by this worker's close(): counted as every such move is.
+        expect(await registry.metrics()).toContain(
+          `noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 1`,
+        );
         const again = untilAborted();
         startWorker(queue, again.handler);
         await sleep(300);
