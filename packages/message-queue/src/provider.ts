@@ -12,6 +12,11 @@ export interface StalledRelease {
 export interface StalledReleaseResult {
   stalled: number;
   deadLettered: number;
+  /**
+   * Jobs dead-lettered as cancelled instead of released (cancelled while active, the cancel
+   * unheard by their worker), with or without `stalled`. Absent: none.
+   */
+  cancelled?: number;
   /** Flow parents dead-lettered because one of those jobs was their child (policy `fail`). */
   parentsDeadLettered?: number;
 }
@@ -223,7 +228,8 @@ export interface QueueProvider {
    * leases (the worker stalled: `LeaseLostError` `'expired'`): each counts as a stall, as lease
    * recovery counts one, and a job past `stalled.maxStalls` is dead-lettered (`JobStalledError`)
    * instead of waiting again. Otherwise a job that stalls every run was given back for ever.
-   * With `stalled` it returns what it counted (the worker's metrics), else nothing.
+   * It returns what it counted (the worker's metrics): with `stalled` always, else when it
+   * dead-lettered jobs (cancelled ones, and flow parents with them); nothing otherwise.
    */
   release(
     queue: string,

@@ -39,6 +39,7 @@ import type {
   QueueProvider,
   RetentionPolicy,
   Settlement,
+  StalledReleaseResult,
 } from './provider.js';
 import { Queue, retentionSchema } from './queue.js';
 import { RunningJob, RunningJobs } from './running-jobs.js';
@@ -850,8 +851,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     this.#provider
       .release(this.queueName, [running.record], this.#clock.now(), stalled)
       .then((counted) => {
+        this.#countReleased(counted);
         if (!counted || counted.stalled === 0) return;
-        this.#countStalls(counted.stalled, counted.deadLettered + (counted.parentsDeadLettered ?? 0));
+        this.#countStalls(counted.stalled, counted.deadLettered);
         // As a maintenance pass reports its recoveries (the same event, the same fields).
         const result = {
           recovered: counted.stalled - counted.deadLettered,
@@ -868,6 +870,17 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       .catch((error: unknown) => this.#reportError('give back a job whose lease was lost', error));
     this.#startBuffered();
     this.#wake();
+  }
+
+  /**
+   * Counts in `jobs_dead_lettered_total` what a `release` dead-lettered besides stalls: jobs
+   * cancelled while active (the cancel unheard) and flow parents that went with a child.
+   */
+  // `unknown`: a provider of your own written before `stalled` resolves `release` to nothing.
+  #countReleased(counted: unknown): void {
+    const result = counted as StalledReleaseResult | undefined;
+    const dead = (result?.cancelled ?? 0) + (result?.parentsDeadLettered ?? 0);
+    if (dead > 0) this.#metrics.deadLettered.inc(this.#labels, dead);
   }
 
   /**
@@ -1057,6 +1070,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       // As at close(): a job still ours goes back to waiting; one another run holds is left to it.
       this.#provider
         .release(this.queueName, dropped, this.#clock.now())
+        .then((counted) => this.#countReleased(counted))
         .catch((error: unknown) =>
           this.#reportError('give back leased-ahead jobs whose leases were lost', error),
         );
@@ -1175,7 +1189,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       released.unshift(...this.#buffer.splice(0));
       if (released.length === 0) return;
       try {
-        await this.#provider.release(this.queueName, released, this.#clock.now());
+        this.#countReleased(await this.#provider.release(this.queueName, released, this.#clock.now()));
       } catch (error) {
         // Not fatal: their leases expire and another worker recovers them.
         this.#reportError('release in-flight jobs', error);

@@ -435,6 +435,7 @@ export class MemoryProvider implements QueueProvider {
       delete entry.lease;
       if (entry.cancelled) {
         this.#deadCancelled(queue, entry, now);
+        counted.cancelled = (counted.cancelled ?? 0) + 1;
         continue;
       }
       if (stalled) {
@@ -450,7 +451,7 @@ export class MemoryProvider implements QueueProvider {
     this.#wake(queue);
     const parents = this.#takeFailedParents().length;
     if (parents > 0) counted.parentsDeadLettered = parents;
-    return stalled ? counted : undefined;
+    return stalled || counted.cancelled || parents > 0 ? counted : undefined;
   }
 
   /** Counts a stall of an entry taken off active; past `maxStalls` dead-letters it (true). */

@@ -41,16 +41,19 @@ export function releaseScriptHead(now: number, stalled: StalledRelease | undefin
 }
 
 /**
- * What a `release` reports: with `stalled`, the script's counts (`[stalls, deadLettered,
- * parentsDeadLettered]`).
+ * What a `release` reports from the script's counts (`[stalls, deadLettered,
+ * parentsDeadLettered, cancelled]`): with `stalled` always, else when it dead-lettered jobs.
  */
 export function releaseResult(
   stalled: StalledRelease | undefined,
   reply: readonly number[] | undefined,
 ): StalledReleaseResult | undefined {
-  if (!stalled) return undefined;
+  const parents = reply?.[2] ?? 0;
+  const cancelled = reply?.[3] ?? 0;
+  if (!stalled && parents === 0 && cancelled === 0) return undefined;
   const result: StalledReleaseResult = { stalled: reply?.[0] ?? 0, deadLettered: reply?.[1] ?? 0 };
-  if (reply?.[2]) result.parentsDeadLettered = reply[2];
+  if (parents > 0) result.parentsDeadLettered = parents;
+  if (cancelled > 0) result.cancelled = cancelled;
   return result;
 }
 

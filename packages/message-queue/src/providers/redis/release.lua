@@ -4,10 +4,11 @@
 -- worker stalled): each counts a stall, as lease recovery does, and a job past maxStalls is
 -- dead-lettered with the stall error instead of waiting again (it was given back for ever).
 -- ARGV: prefix, now, maxStalls or '', stall error JSON or '', then id, priority, group, lease token
--- Returns {stalls counted, dead-lettered past maxStalls, flow parents dead-lettered with them}.
+-- Returns {stalls counted, dead-lettered past maxStalls, flow parents dead-lettered with them,
+-- dead-lettered as cancelled}.
 local now = tonumber(ARGV[2])
 local maxStalls = tonumber(ARGV[3])
-local stalls, deadLettered = 0, 0
+local stalls, deadLettered, cancelled = 0, 0, 0
 for i = 5, #ARGV, 4 do
   local id = ARGV[i]
   if ownsLease(id, ARGV[i + 3]) and redis.call('ZREM', ACTIVE, id) == 1 then
@@ -15,6 +16,7 @@ for i = 5, #ARGV, 4 do
     local err = nil
     if redis.call('ZREM', CANCELLED, id) == 1 then
       err = cancelError(id, now)
+      cancelled = cancelled + 1
     elseif maxStalls and redis.call('HINCRBY', P .. 'stalls', id, 1) > maxStalls then
       stalls = stalls + 1
       deadLettered = deadLettered + 1
@@ -36,4 +38,4 @@ end
 finish()
 -- Counted only with maxStalls: the stalls counted, and the jobs of them dead-lettered; then the
 -- flow parents dead-lettered with a child (policy 'fail').
-return {stalls, deadLettered, #failedParents / 3}
+return {stalls, deadLettered, #failedParents / 3, cancelled}
