@@ -363,6 +363,26 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       },
     );
 
+    itWith(
+      ['dedupe', 'exactCounts'],
+      'dedupes a jobId while the job is retained, and takes it again once retention removed it',
+      async () => {
+        const queue = makeQueue<number>();
+        const seen: number[] = [];
+        startWorker(queue, (job) => {
+          seen.push(job.data);
+        });
+        expect((await queue.add('once', 1, { jobId: 'kept' })).added).toBe(true);
+        await waitFor(async () => (await queue.counts()).completed === 1, 5_000, 'the first run');
+        // Completed and retained: still held.
+        expect((await queue.add('once', 2, { jobId: 'kept' })).added).toBe(false);
+        expect(await queue.clean({ completedCount: 0 })).toMatchObject({ removed: 1 });
+        expect((await queue.add('once', 3, { jobId: 'kept' })).added).toBe(true);
+        await waitFor(() => seen.length === 2, 5_000, 'the second run');
+        expect(seen).toEqual([1, 3]);
+      },
+    );
+
     itWith(['dedupe'], 'dedupes by jobId', async () => {
       const queue = makeQueue();
       const first = await queue.add('once', 1, { jobId: 'order-1' });
