@@ -74,7 +74,8 @@ export const workerOptionsSchema = z
     prefetch: z.union([z.number().int().nonnegative().max(10_000), z.literal('auto')]).default('auto'),
     /**
      * Lease of a fetched job, renewed every `leaseMs / 3`: a worker that stops heart-beating for
-     * this long loses its jobs to others, and when a renewal goes unanswered this long or is
+     * this long loses its jobs to others (on RabbitMQ without a state store only its lost
+     * connection does), and when a renewal goes unanswered this long or is
      * refused, the handler's `job.signal` aborts with `LeaseLostError`.
      */
     leaseMs: z.number().int().min(100).max(maxTimerMs).default(30_000),
@@ -97,11 +98,15 @@ export const workerOptionsSchema = z
      * `closeTimeoutMs`, which is about handlers (`close(0)` must still give the jobs back).
      */
     backendCloseTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
-    /** A job whose lease expires more than this many times is dead-lettered (poison job). */
+    /**
+     * A job whose lease expires more than this many times is dead-lettered (poison job). Not on
+     * RabbitMQ without a state store: nothing counts stalls there, and such a job is redelivered
+     * for ever.
+     */
     maxStalls: z.number().int().nonnegative().default(3),
     /** Longest idle wait between fetches when no notification arrives. */
     pollIntervalMs: z.number().int().positive().max(maxTimerMs).default(1_000),
-    /** How often this worker recovers stalled jobs and applies retention. */
+    /** How often this worker recovers stalled jobs and applies retention (a busy one also after every 1,000 settled jobs). */
     maintenanceIntervalMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Delayed jobs are promoted at most this often while the queue is busy (always when idle). */
     promoteIntervalMs: z.number().int().positive().default(50),
