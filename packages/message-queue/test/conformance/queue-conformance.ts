@@ -970,7 +970,12 @@ export function describeQueueConformance(target: ConformanceTarget): void {
             [flow.id, 'parent', 0],
           ]);
           const parentInfo = await queue.getJob(flow.id);
-          expect(parentInfo?.errors.at(-1)?.code).toBe('NOA_MQ_CHILD_FAILED');
+          expect(parentInfo?.errors.at(-1)).toMatchObject({
+            code: 'NOA_MQ_CHILD_FAILED',
+            attempt: 0,
+            // Before: Redis and the state store left the child's message out.
+            message: `child ${flow.childIds[0]} of job ${flow.id} failed: child broke`,
+          });
           expect(deadEvents[1]?.error).toBe(parentInfo?.errors.at(-1)?.message);
           expect(await registry.metrics()).toContain(
             `noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 2`,
