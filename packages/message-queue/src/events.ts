@@ -2,7 +2,8 @@ import { tracingChannel } from '@noa/core';
 
 /**
  * Lifecycle events on `node:diagnostics_channel`, named `noa:message-queue:<event>` (as every @noa package: `noa:<package-name>:<event>`). Each
- * message is `{ queue, jobId, name, ... }`; publishing costs nothing without subscribers.
+ * message is `{ queue, jobId, name, ... }`, except `stalled`'s, which is per maintenance pass or
+ * give-back (`{ queue, recovered, deadLettered, removed }`); publishing costs nothing without subscribers.
  */
 export const jobEvents = {
   added: tracingChannel('message-queue', 'added'),

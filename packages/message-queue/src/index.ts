@@ -62,6 +62,7 @@ export type {
 export type { Jsonified } from './jsonified.js';
 export type {
   CancelOutcome,
+  DeadLetteredParent,
   ExchangeRequest,
   ExchangeResponse,
   LeasedJob,

@@ -24,7 +24,9 @@ export const maxDelayMs = maxRetryDelayMs;
 export const childFailurePolicySchema = z.enum(['fail', 'ignore', 'continue']);
 
 /**
- * - `fail`: the parent is dead-lettered at once, with a `ChildFailedError` entry (code `NOA_MQ_CHILD_FAILED`) in its error history.
+ * - `fail`: the parent is dead-lettered at once, with a `ChildFailedError` entry (code `NOA_MQ_CHILD_FAILED`,
+ *   message `child <id> of job <parent id> failed: <the child's error message>`) in its error history; the
+ *   worker whose exchange did it counts it in `_jobs_dead_lettered_total` and publishes `dead-lettered`.
  * - `ignore`: the failed child counts as done; the parent runs without its result.
  * - `continue`: the parent runs once all children settle and sees each failure in `childrenFailures`.
  */

@@ -3,6 +3,12 @@ import type { ChildFailurePolicy } from './job-options.js';
 
 /** One failed try of a job, kept in its error history (and shown in the DLQ). */
 export interface JobErrorEntry {
+  /**
+   * The tries the job had made (`attemptsMade`) when the entry was written: a failed try's own
+   * number (1-based); for an entry the backend writes (`JobStalledError`, `JobCancelledError`,
+   * `ChildFailedError`) the tries made before it, 0 if none (a stall is not a try). The same on
+   * every provider.
+   */
   attempt: number;
   name: string;
   message: string;

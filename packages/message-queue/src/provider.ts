@@ -12,6 +12,20 @@ export interface StalledRelease {
 export interface StalledReleaseResult {
   stalled: number;
   deadLettered: number;
+  /**
+   * Jobs dead-lettered as cancelled instead of released (cancelled while active, the cancel
+   * unheard by their worker), with or without `stalled`. Absent: none.
+   */
+  cancelled?: number;
+  /** Flow parents dead-lettered because one of those jobs was their child (policy `fail`). */
+  parentsDeadLettered?: number;
+}
+
+/** A flow parent dead-lettered because a child failed (policy `fail`): its id, name and error message. */
+export interface DeadLetteredParent {
+  id: string;
+  name: string;
+  message: string;
 }
 
 /**
@@ -120,6 +134,11 @@ export interface ExchangeResponse {
    * to the worker, which fails each try with `ResultTooLargeError`. Absent: none.
    */
   oversized?: OversizedSettlement[];
+  /**
+   * Flow parents this exchange dead-lettered because a child it dead-lettered failed (policy
+   * `fail`): the worker counts and publishes them as dead-lettered. Absent: none.
+   */
+  parentsDeadLettered?: DeadLetteredParent[];
   /** When nothing was fetched: the earliest delayed job's due time, if known. */
   nextDueAt?: number;
 }
@@ -138,6 +157,11 @@ export interface MaintenanceResult {
   recovered: number;
   /** Jobs that stalled more than `maxStalls` times, or were cancelled while active, and were dead-lettered. */
   deadLettered: number;
+  /**
+   * Flow parents dead-lettered because one of the `deadLettered` jobs was their child (policy
+   * `fail`); not in `deadLettered`, which counts stalled jobs. Absent: none.
+   */
+  parentsDeadLettered?: number;
   /** Completed and dead jobs removed by retention. */
   removed: number;
 }
@@ -204,7 +228,8 @@ export interface QueueProvider {
    * leases (the worker stalled: `LeaseLostError` `'expired'`): each counts as a stall, as lease
    * recovery counts one, and a job past `stalled.maxStalls` is dead-lettered (`JobStalledError`)
    * instead of waiting again. Otherwise a job that stalls every run was given back for ever.
-   * With `stalled` it returns what it counted (the worker's metrics), else nothing.
+   * It returns what it counted (the worker's metrics): with `stalled` always, else when it
+   * dead-lettered jobs (cancelled ones, and flow parents with them); nothing otherwise.
    */
   release(
     queue: string,

@@ -666,7 +666,11 @@ export class Queue<Data = unknown> {
     return count;
   }
 
-  /** Stops workers everywhere from taking new jobs (in-flight ones finish). */
+  /**
+   * Stops the queue's workers from taking new jobs (in-flight and leased-ahead ones finish): in
+   * every process, except on RabbitMQ without a state store, where only this provider's consumers
+   * pause (`capabilities.globalPause`).
+   */
   async pause(): Promise<void> {
     await this.provider.pause(this.name);
   }
@@ -685,8 +689,9 @@ export class Queue<Data = unknown> {
   }
 
   /**
-   * Cancels a job: a waiting or delayed one goes straight to the DLQ (`removed`); an active one
-   * has its handler's signal aborted with {@link JobCancelledError} and is not retried (`signalled`).
+   * Cancels a job: a waiting or delayed one (or a flow parent waiting for its children) goes
+   * straight to the DLQ (`removed`); an active one has its handler's signal aborted with
+   * {@link JobCancelledError} and is not retried (`signalled`).
    */
   async cancel(id: string): Promise<CancelOutcome> {
     if (!this.provider.capabilities.cancel) throw new UnsupportedOperationError(this.provider.name, 'cancel');
@@ -702,11 +707,15 @@ export class Queue<Data = unknown> {
     if (result.recovered + result.deadLettered > 0) {
       this.#metrics.stalled.inc(labels, result.recovered + result.deadLettered);
     }
-    if (result.deadLettered > 0) this.#metrics.deadLettered.inc(labels, result.deadLettered);
+    const deadLettered = result.deadLettered + (result.parentsDeadLettered ?? 0);
+    if (deadLettered > 0) this.#metrics.deadLettered.inc(labels, deadLettered);
     return result;
   }
 
-  /** The dead-letter queue: jobs that used all their attempts, with their error history. */
+  /**
+   * The dead-letter queue, with each job's error history: jobs that used all their attempts,
+   * stalled past `maxStalls`, were cancelled, or whose flow child failed (policy `fail`).
+   */
   readonly dlq = {
     /** Newest first. */
     list: async (options: { offset?: number; limit?: number } = {}): Promise<JobView<Data>[]> => {
@@ -727,7 +736,10 @@ export class Queue<Data = unknown> {
     purge: async (ids?: string[]): Promise<number> => this.provider.purgeDead(this.name, ids),
   };
 
-  /** Marks the queue closed (the provider is closed by its owner). */
+  /**
+   * Marks the queue closed: later adds throw `ClosedError`; reads, `cancel`, `pause` and the DLQ
+   * still answer, and workers built on it go on (the provider is closed by its owner).
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -33,7 +33,14 @@ import type { JobErrorEntry, JobRecord } from './job-record.js';
 import type { Jsonified } from './jsonified.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
 import { autoPrefetch, movingAverage } from './prefetch.js';
-import type { OversizedSettlement, QueueProvider, RetentionPolicy, Settlement } from './provider.js';
+import type {
+  DeadLetteredParent,
+  OversizedSettlement,
+  QueueProvider,
+  RetentionPolicy,
+  Settlement,
+  StalledReleaseResult,
+} from './provider.js';
 import { Queue, retentionSchema } from './queue.js';
 import { RunningJob, RunningJobs } from './running-jobs.js';
 import { TimeoutSweep } from './timeout-sweep.js';
@@ -67,7 +74,8 @@ export const workerOptionsSchema = z
     prefetch: z.union([z.number().int().nonnegative().max(10_000), z.literal('auto')]).default('auto'),
     /**
      * Lease of a fetched job, renewed every `leaseMs / 3`: a worker that stops heart-beating for
-     * this long loses its jobs to others, and when a renewal goes unanswered this long or is
+     * this long loses its jobs to others (on RabbitMQ without a state store only its lost
+     * connection does), and when a renewal goes unanswered this long or is
      * refused, the handler's `job.signal` aborts with `LeaseLostError`.
      */
     leaseMs: z.number().int().min(100).max(maxTimerMs).default(30_000),
@@ -90,11 +98,15 @@ export const workerOptionsSchema = z
      * `closeTimeoutMs`, which is about handlers (`close(0)` must still give the jobs back).
      */
     backendCloseTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
-    /** A job whose lease expires more than this many times is dead-lettered (poison job). */
+    /**
+     * A job whose lease expires more than this many times is dead-lettered (poison job). Not on
+     * RabbitMQ without a state store: nothing counts stalls there, and such a job is redelivered
+     * for ever.
+     */
     maxStalls: z.number().int().nonnegative().default(3),
     /** Longest idle wait between fetches when no notification arrives. */
     pollIntervalMs: z.number().int().positive().max(maxTimerMs).default(1_000),
-    /** How often this worker recovers stalled jobs and applies retention. */
+    /** How often this worker recovers stalled jobs and applies retention (a busy one also after every 1,000 settled jobs). */
     maintenanceIntervalMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Delayed jobs are promoted at most this often while the queue is busy (always when idle). */
     promoteIntervalMs: z.number().int().positive().default(50),
@@ -609,6 +621,8 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         const stored = response.oversized ? this.#oversized(settle, response.oversized) : settle;
         if (response.stale) this.#refused(stored, response.stale);
         else for (const item of stored) this.#persisted(item);
+        // After the children whose failure dead-lettered them.
+        if (response.parentsDeadLettered) this.#parentsDeadLettered(response.parentsDeadLettered);
         this.#settledSinceMaintenance += settle.length;
         if (this.#settledSinceMaintenance >= 1_000) void this.maintain();
       } catch (error) {
@@ -842,6 +856,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     this.#provider
       .release(this.queueName, [running.record], this.#clock.now(), stalled)
       .then((counted) => {
+        this.#countReleased(counted);
         if (!counted || counted.stalled === 0) return;
         this.#countStalls(counted.stalled, counted.deadLettered);
         // As a maintenance pass reports its recoveries (the same event, the same fields).
@@ -849,6 +864,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
           recovered: counted.stalled - counted.deadLettered,
           deadLettered: counted.deadLettered,
           removed: 0,
+          ...(counted.parentsDeadLettered ? { parentsDeadLettered: counted.parentsDeadLettered } : {}),
         };
         publishJobEvent('stalled', { queue: this.queueName, ...result });
         this.#logger.info('gave back a job that stalled past its lease', {
@@ -859,6 +875,17 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       .catch((error: unknown) => this.#reportError('give back a job whose lease was lost', error));
     this.#startBuffered();
     this.#wake();
+  }
+
+  /**
+   * Counts in `jobs_dead_lettered_total` what a `release` dead-lettered besides stalls: jobs
+   * cancelled while active (the cancel unheard) and flow parents that went with a child.
+   */
+  // `unknown`: a provider of your own written before `stalled` resolves `release` to nothing.
+  #countReleased(counted: unknown): void {
+    const result = counted as StalledReleaseResult | undefined;
+    const dead = (result?.cancelled ?? 0) + (result?.parentsDeadLettered ?? 0);
+    if (dead > 0) this.#metrics.deadLettered.inc(this.#labels, dead);
   }
 
   /**
@@ -949,6 +976,25 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     this.emit('failed', record.id, error, !item.terminal);
   }
 
+  /**
+   * Flow parents the backend dead-lettered because a child this worker dead-lettered failed
+   * (policy `fail`): counted and published as dead-lettered, as the child is (no try of theirs
+   * ran, so no `failed` event; `attempt` is the tries the parent made, 0).
+   */
+  #parentsDeadLettered(parents: readonly DeadLetteredParent[]): void {
+    this.#metrics.deadLettered.inc(this.#labels, parents.length);
+    if (!jobEvents.deadLettered.hasSubscribers) return;
+    for (const parent of parents) {
+      publishJobEvent('deadLettered', {
+        queue: this.queueName,
+        jobId: parent.id,
+        name: parent.name,
+        error: parent.message,
+        attempt: 0,
+      });
+    }
+  }
+
   #completed(settlement: Settlement & { kind: 'complete' }): void {
     const { record } = settlement;
     this.#metrics.completed.inc(this.#labels);
@@ -1029,6 +1075,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       // As at close(): a job still ours goes back to waiting; one another run holds is left to it.
       this.#provider
         .release(this.queueName, dropped, this.#clock.now())
+        .then((counted) => this.#countReleased(counted))
         .catch((error: unknown) =>
           this.#reportError('give back leased-ahead jobs whose leases were lost', error),
         );
@@ -1055,7 +1102,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       );
       if (result.recovered + result.deadLettered > 0) {
         // Poison jobs (past maxStalls) and cancelled jobs of dead workers land in the DLQ too.
-        this.#countStalls(result.recovered + result.deadLettered, result.deadLettered);
+        this.#countStalls(
+          result.recovered + result.deadLettered,
+          result.deadLettered + (result.parentsDeadLettered ?? 0),
+        );
         publishJobEvent('stalled', { queue: this.queueName, ...result });
         this.#logger.info('recovered stalled jobs', { ...result });
         this.#wake();
@@ -1144,7 +1194,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       released.unshift(...this.#buffer.splice(0));
       if (released.length === 0) return;
       try {
-        await this.#provider.release(this.queueName, released, this.#clock.now());
+        this.#countReleased(await this.#provider.release(this.queueName, released, this.#clock.now()));
       } catch (error) {
         // Not fatal: their leases expire and another worker recovers them.
         this.#reportError('release in-flight jobs', error);

@@ -1,6 +1,7 @@
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
 import type {
   CancelOutcome,
+  DeadLetteredParent,
   LeasedJob,
   LeaseRenewal,
   MaintenanceResult,
@@ -71,6 +72,8 @@ export interface StateExchangeResult {
    * failure is stored.
    */
   oversized?: OversizedSettlement[];
+  /** Flow parents dead-lettered because a child these settlements dead-lettered failed (policy `fail`). */
+  parentsDeadLettered?: DeadLetteredParent[];
 }
 
 /** A queue event the store broadcasts to every process. */

@@ -11,6 +11,7 @@ import type {
 import {
   allCapabilities,
   type CancelOutcome,
+  type DeadLetteredParent,
   type ExchangeRequest,
   type ExchangeResponse,
   type LeasedJob,
@@ -239,6 +240,16 @@ export class MemoryProvider implements QueueProvider {
     this.#wake(queue);
   }
 
+  /** Flow parents dead-lettered by the current call (policy `fail`): reported to the worker. */
+  #failedParents: DeadLetteredParent[] = [];
+
+  /** The flow parents dead-lettered since the last call, cleared. */
+  #takeFailedParents(): DeadLetteredParent[] {
+    const parents = this.#failedParents;
+    this.#failedParents = [];
+    return parents;
+  }
+
   #childSettled(
     queue: MemoryQueue,
     child: JobRecord,
@@ -254,14 +265,16 @@ export class MemoryProvider implements QueueProvider {
     parent.children = children;
     if (failure && link.onChildFailure === 'fail') {
       queue.waitingChildren -= 1;
+      const message = `child ${child.id} of job ${link.id} failed: ${failure.message}`;
       parent.record.errors.push({
-        attempt: 0,
+        attempt: parent.record.attemptsMade,
         name: 'ChildFailedError',
         code: 'NOA_MQ_CHILD_FAILED',
-        message: `child ${child.id} of job ${link.id} failed: ${failure.message}`,
+        message,
         at: now,
       });
       this.#toDead(queue, parent, now);
+      this.#failedParents.push({ id: link.id, name: parent.record.name, message });
       return;
     }
     if (failure) {
@@ -328,6 +341,7 @@ export class MemoryProvider implements QueueProvider {
 
   async exchange(queueName: string, request: ExchangeRequest): Promise<ExchangeResponse> {
     const queue = this.#queue(queueName);
+    this.#takeFailedParents();
     let stale: string[] | undefined;
     for (const settlement of request.settle) {
       if (this.#settle(queue, settlement, request.now)) continue;
@@ -367,6 +381,8 @@ export class MemoryProvider implements QueueProvider {
     if (request.settle.length > 0) this.#wake(queue);
     const response: ExchangeResponse = { jobs };
     if (stale) response.stale = stale;
+    const parents = this.#takeFailedParents();
+    if (parents.length > 0) response.parentsDeadLettered = parents;
     if (jobs.length === 0 && queue.delayed.length > 0) response.nextDueAt = queue.delayed[0]!.at;
     return response;
   }
@@ -410,6 +426,7 @@ export class MemoryProvider implements QueueProvider {
     stalled?: StalledRelease,
   ): Promise<StalledReleaseResult | undefined> {
     const queue = this.#queue(queueName);
+    this.#takeFailedParents();
     const counted: StalledReleaseResult = { stalled: 0, deadLettered: 0 };
     for (const record of records) {
       const entry = queue.entries.get(record.id);
@@ -418,6 +435,7 @@ export class MemoryProvider implements QueueProvider {
       delete entry.lease;
       if (entry.cancelled) {
         this.#deadCancelled(queue, entry, now);
+        counted.cancelled = (counted.cancelled ?? 0) + 1;
         continue;
       }
       if (stalled) {
@@ -431,7 +449,9 @@ export class MemoryProvider implements QueueProvider {
       this.#enqueue(queue, entry, now, true);
     }
     this.#wake(queue);
-    return stalled ? counted : undefined;
+    const parents = this.#takeFailedParents().length;
+    if (parents > 0) counted.parentsDeadLettered = parents;
+    return stalled || counted.cancelled || parents > 0 ? counted : undefined;
   }
 
   /** Counts a stall of an entry taken off active; past `maxStalls` dead-letters it (true). */
@@ -457,6 +477,7 @@ export class MemoryProvider implements QueueProvider {
     retention: RetentionPolicy,
   ): Promise<MaintenanceResult> {
     const queue = this.#queue(queueName);
+    this.#takeFailedParents();
     const result: MaintenanceResult = { recovered: 0, deadLettered: 0, removed: 0 };
     for (const id of [...queue.active]) {
       const entry = queue.entries.get(id)!;
@@ -484,6 +505,8 @@ export class MemoryProvider implements QueueProvider {
     );
     result.removed += this.#trim(queue, queue.dead, retention.deadCount, now - retention.deadAgeMs);
     if (result.recovered > 0) this.#wake(queue);
+    const parents = this.#takeFailedParents().length;
+    if (parents > 0) result.parentsDeadLettered = parents;
     return result;
   }
 

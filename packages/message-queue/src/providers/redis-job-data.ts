@@ -7,7 +7,7 @@ import type {
   JobRecord,
   JobState,
 } from '../job-record.js';
-import type { StalledRelease, StalledReleaseResult } from '../provider.js';
+import type { DeadLetteredParent, StalledRelease, StalledReleaseResult } from '../provider.js';
 import { decodeRecord } from './record-codec.js';
 
 /**
@@ -40,12 +40,34 @@ export function releaseScriptHead(now: number, stalled: StalledRelease | undefin
   ];
 }
 
-/** What a `release` reports: with `stalled`, the script's counts (`[stalls, deadLettered]`). */
+/**
+ * What a `release` reports from the script's counts (`[stalls, deadLettered,
+ * parentsDeadLettered, cancelled]`): with `stalled` always, else when it dead-lettered jobs.
+ */
 export function releaseResult(
   stalled: StalledRelease | undefined,
   reply: readonly number[] | undefined,
 ): StalledReleaseResult | undefined {
-  return stalled ? { stalled: reply?.[0] ?? 0, deadLettered: reply?.[1] ?? 0 } : undefined;
+  const parents = reply?.[2] ?? 0;
+  const cancelled = reply?.[3] ?? 0;
+  if (!stalled && parents === 0 && cancelled === 0) return undefined;
+  const result: StalledReleaseResult = { stalled: reply?.[0] ?? 0, deadLettered: reply?.[1] ?? 0 };
+  if (parents > 0) result.parentsDeadLettered = parents;
+  if (cancelled > 0) result.cancelled = cancelled;
+  return result;
+}
+
+/** The `count` flow parents (id, name, message each) a script reply lists from `start`. */
+export function deadParentsIn(reply: readonly unknown[], start: number, count: number): DeadLetteredParent[] {
+  const parents: DeadLetteredParent[] = [];
+  for (let index = start; index < start + 3 * count; index += 3) {
+    parents.push({
+      id: String(reply[index]),
+      name: String(reply[index + 1]),
+      message: String(reply[index + 2]),
+    });
+  }
+  return parents;
 }
 
 /** The error a job gets when it is cancelled before it runs. */

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
 import type {
   CancelOutcome,
+  DeadLetteredParent,
   LeasedJob,
   LeaseRenewal,
   MaintenanceResult,
@@ -28,6 +29,7 @@ import {
   cancelledErrorEntry,
   chunksOf,
   countsOf,
+  deadParentsIn,
   forEachDeadPage,
   jobInfoOf,
   listDeadIn,
@@ -201,6 +203,7 @@ export class RedisJobStateStore implements JobStateStore {
     // (the earlier ones judge no delivery), a completion over it alone is not stored.
     const { last: encoded, earlier, oversized } = await this.#argumentLimit.pack(request.settle, settleEntry);
     const stale: string[] = [];
+    const parents: DeadLetteredParent[] = [];
     const published: StatePublish[] = [];
     for (const batch of earlier) {
       const reply = (await this.#run('exchange', queue, [
@@ -211,8 +214,10 @@ export class RedisJobStateStore implements JobStateStore {
         '[]',
       ])) as unknown[];
       const count = Number(reply[1] ?? 0);
-      stale.push(...reply.slice(2, 2 + count).map(String));
-      published.push(...publishes(reply, 2 + count));
+      const parentCount = Number(reply[2] ?? 0);
+      stale.push(...reply.slice(3, 3 + count).map(String));
+      parents.push(...deadParentsIn(reply, 3 + count, parentCount));
+      published.push(...publishes(reply, 3 + count + 3 * parentCount));
     }
     const reply = (await this.#run('exchange', queue, [
       request.now,
@@ -223,16 +228,20 @@ export class RedisJobStateStore implements JobStateStore {
         ? '[]'
         : JSON.stringify(request.deliveries.map(({ id, token, orphaned }) => [id, token, orphaned ? 1 : 0])),
     ])) as unknown[];
-    // {verdict flags, refused count, refused ids…, takeover leases…, publishes…} (see exchange.lua).
+    // {verdict flags, refused count, parents count, refused ids…, parents…, takeover leases…,
+    // publishes…} (see exchange.lua).
     const flags = Array.from(String(reply[0] ?? ''));
     const staleCount = Number(reply[1] ?? 0);
-    let next = 2 + staleCount;
+    const parentCount = Number(reply[2] ?? 0);
+    parents.push(...deadParentsIn(reply, 3 + staleCount, parentCount));
+    let next = 3 + staleCount + 3 * parentCount;
     const takeovers = flags.filter((flag) => flag === '3').length;
     const result: StateExchangeResult = {
       verdicts: flags.map((flag) => verdicts[flag] ?? 'drop'),
       publish: published.concat(publishes(reply, next + takeovers)),
     };
-    if (staleCount > 0) stale.push(...reply.slice(2, next).map(String));
+    if (staleCount > 0) stale.push(...reply.slice(3, 3 + staleCount).map(String));
+    if (parents.length > 0) result.parentsDeadLettered = parents;
     if (stale.length > 0) result.stale = stale;
     if (oversized) result.oversized = oversized;
     if (takeovers > 0) {
@@ -278,12 +287,15 @@ export class RedisJobStateStore implements JobStateStore {
       JSON.stringify(stallError),
       now + this.#outboxMs,
     ])) as unknown[];
-    return {
+    const result: MaintenanceResult & { publish: StatePublish[] } = {
       recovered: Number(reply[0] ?? 0),
       deadLettered: Number(reply[1] ?? 0),
       removed: Number(reply[2] ?? 0),
-      publish: publishes(reply, 3),
+      publish: publishes(reply, 4),
     };
+    const parentsDeadLettered = Number(reply[3] ?? 0);
+    if (parentsDeadLettered > 0) result.parentsDeadLettered = parentsDeadLettered;
+    return result;
   }
 
   async getJob(queue: string, id: string, now: number): Promise<JobInfo | undefined> {

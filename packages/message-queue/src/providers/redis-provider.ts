@@ -5,6 +5,7 @@ import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '.
 import {
   allCapabilities,
   type CancelOutcome,
+  type DeadLetteredParent,
   type ExchangeRequest,
   type ExchangeResponse,
   type LeasedJob,
@@ -23,6 +24,7 @@ import {
   cancelledErrorEntry,
   chunksOf,
   countsOf,
+  deadParentsIn,
   forEachDeadPage,
   jobInfoOf,
   listDeadIn,
@@ -224,6 +226,7 @@ export class RedisProvider implements QueueProvider {
     // worker fails its try). Refused, it failed every exchange carrying it, for ever.
     const { last: encoded, earlier, oversized } = await this.#argumentLimit.pack(request.settle, settleEntry);
     const stale: string[] = [];
+    const parents: DeadLetteredParent[] = [];
     const settleOnly = async (batch: string) => {
       const reply = (await this.#runIn('exchange', state, [
         request.now,
@@ -233,8 +236,9 @@ export class RedisProvider implements QueueProvider {
         request.defaultGroupWeight,
         state.weightsJson!,
         batch,
-      ])) as [string, string, number, ...string[]];
-      stale.push(...(reply.slice(3, 3 + reply[2]) as string[]));
+      ])) as [string, string, number, number, ...string[]];
+      stale.push(...(reply.slice(4, 4 + reply[2]) as string[]));
+      parents.push(...deadParentsIn(reply, 4 + reply[2], reply[3]));
     };
     for (const batch of earlier) await settleOnly(batch);
     const reply = (await this.#runIn('exchange', state, [
@@ -245,10 +249,12 @@ export class RedisProvider implements QueueProvider {
       request.defaultGroupWeight,
       state.weightsJson!,
       encoded,
-    ])) as [string, string, number, ...string[]];
-    // {next due, lease token, refused count, refused ids…, records…} (see exchange.lua).
-    const [nextDue, lease, staleCount] = reply;
-    const firstRecord = 3 + staleCount;
+    ])) as [string, string, number, number, ...string[]];
+    // {next due, lease token, refused count, parents count, refused ids…, parents…, records…}
+    // (see exchange.lua).
+    const [nextDue, lease, staleCount, parentCount] = reply;
+    parents.push(...deadParentsIn(reply, 4 + staleCount, parentCount));
+    const firstRecord = 4 + staleCount + 3 * parentCount;
     const jobs: JobRecord[] = [];
     for (let index = firstRecord; index < reply.length; index += 1) {
       const record = decodeRecord(reply[index] as string);
@@ -256,7 +262,8 @@ export class RedisProvider implements QueueProvider {
       jobs.push(record);
     }
     const response: ExchangeResponse = { jobs };
-    if (staleCount > 0) stale.push(...(reply.slice(3, firstRecord) as string[]));
+    if (staleCount > 0) stale.push(...(reply.slice(4, 4 + staleCount) as string[]));
+    if (parents.length > 0) response.parentsDeadLettered = parents;
     if (stale.length > 0) response.stale = stale;
     if (oversized) response.oversized = oversized;
     if (nextDue) response.nextDueAt = Number(nextDue);
@@ -297,7 +304,7 @@ export class RedisProvider implements QueueProvider {
     retention: RetentionPolicy,
   ): Promise<MaintenanceResult> {
     const stallError = stalledErrorEntry(maxStalls, now);
-    const [recovered, deadLettered, removed] = (await this.#run('maintain', queue, [
+    const [recovered, deadLettered, removed, parentsDeadLettered] = (await this.#run('maintain', queue, [
       now,
       maxStalls,
       retention.completedCount,
@@ -306,7 +313,13 @@ export class RedisProvider implements QueueProvider {
       retention.deadAgeMs,
       JSON.stringify(stallError),
     ])) as number[];
-    return { recovered: recovered ?? 0, deadLettered: deadLettered ?? 0, removed: removed ?? 0 };
+    const result: MaintenanceResult = {
+      recovered: recovered ?? 0,
+      deadLettered: deadLettered ?? 0,
+      removed: removed ?? 0,
+    };
+    if (parentsDeadLettered) result.parentsDeadLettered = parentsDeadLettered;
+    return result;
   }
 
   async waitForWork(queue: string, timeoutMs: number, signal: AbortSignal): Promise<void> {

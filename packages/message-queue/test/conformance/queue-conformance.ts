@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { uniqueName } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
@@ -134,6 +135,32 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         });
         expect(job.result).toBe(42);
         expect(job.data).toEqual({ n: 21 });
+      }
+    });
+
+    it('carries payloads and results as JSON: a Date as its ISO string, a Buffer as { type, data }, undefined fields dropped', async () => {
+      const queue = makeQueue<{ at: Date; buf: Buffer; gone: undefined; kept: number }>();
+      const { id } = await queue.add('json', {
+        at: new Date(0),
+        buf: Buffer.from('hi'),
+        gone: undefined,
+        kept: 1,
+      });
+      const seen: unknown[] = [];
+      startWorker(queue, (job) => {
+        seen.push(job.data);
+        return { finished: new Date(1_000), nothing: undefined };
+      });
+      await waitFor(() => seen.length === 1);
+      const expected = { at: '1970-01-01T00:00:00.000Z', buf: { type: 'Buffer', data: [104, 105] }, kept: 1 };
+      expect(seen[0]).toStrictEqual(expected);
+      if (supports('getJob')) {
+        const job = await waitFor(async () => {
+          const info = await queue.getJob(id);
+          return info?.state === 'completed' ? info : undefined;
+        });
+        expect(job.data).toStrictEqual(expected);
+        expect(job.result).toStrictEqual({ finished: '1970-01-01T00:00:01.000Z' });
       }
     });
 
@@ -333,6 +360,26 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         await sleep(5);
         expect((await queue.clean({ deadAgeMs: 0 })).removed).toBe(1);
         expect((await queue.counts()).failed).toBe(0);
+      },
+    );
+
+    itWith(
+      ['dedupe', 'exactCounts'],
+      'dedupes a jobId while the job is retained, and takes it again once retention removed it',
+      async () => {
+        const queue = makeQueue<number>();
+        const seen: number[] = [];
+        startWorker(queue, (job) => {
+          seen.push(job.data);
+        });
+        expect((await queue.add('once', 1, { jobId: 'kept' })).added).toBe(true);
+        await waitFor(async () => (await queue.counts()).completed === 1, 5_000, 'the first run');
+        // Completed and retained: still held.
+        expect((await queue.add('once', 2, { jobId: 'kept' })).added).toBe(false);
+        expect(await queue.clean({ completedCount: 0 })).toMatchObject({ removed: 1 });
+        expect((await queue.add('once', 3, { jobId: 'kept' })).added).toBe(true);
+        await waitFor(() => seen.length === 2, 5_000, 'the second run');
+        expect(seen).toEqual([1, 3]);
       },
     );
 
@@ -575,8 +622,9 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         const queue = makeQueue(undefined, dropCancelMessages(provider));
         const { id } = await queue.add('a', null, { attempts: 5 });
         const { seen, handler } = untilAborted();
+        const registry = new Registry();
         // A long lease: no heartbeat runs before close().
-        const worker = startWorker(queue, handler, { leaseMs: 60_000 });
+        const worker = startWorker(queue, handler, { leaseMs: 60_000, registry });
         await waitFor(() => seen.runs === 1);
         expect(await queue.cancel(id)).toBe('signalled');
         await worker.close(50);
@@ -585,6 +633,10 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           return job?.state === 'failed' ? job : undefined;
         });
         expect(info.errors.at(-1)?.name).toBe('JobCancelledError');
+        // Moved to the DLQ by this worker's close(): counted as every such move is.
+        expect(await registry.metrics()).toContain(
+          `noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 1`,
+        );
         const again = untilAborted();
         startWorker(queue, again.handler);
         await sleep(300);
@@ -670,7 +722,7 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       const queue = makeQueue<{ n: number }>();
       const cyclic: Record<string, unknown> = {};
       cyclic.self = cyclic;
-      const failures: { id: string; code: unknown; willRetry: boolean }[] = [];
+      const failures: { id: string; code: unknown; field: unknown; willRetry: boolean }[] = [];
       const completed: string[] = [];
       const worker = startWorker(queue, (job) => {
         if (job.name === 'bigint') return { n: 1n };
@@ -678,7 +730,12 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         return job.data.n;
       });
       worker.on('failed', (id, error, willRetry) =>
-        failures.push({ id, code: (error as { code?: unknown }).code, willRetry }),
+        failures.push({
+          id,
+          code: (error as { code?: unknown }).code,
+          field: (error as { field?: unknown }).field,
+          willRetry,
+        }),
       );
       worker.on('completed', (id) => completed.push(id));
       const bigint = await queue.add(
@@ -699,7 +756,9 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         failures.filter((failure) => failure.id === bigint.id).map((failure) => failure.willRetry),
       ).toEqual([true, false]);
       expect(failures.find((failure) => failure.id === cycle.id)?.willRetry).toBe(false);
-      for (const failure of failures) expect(failure.code).toBe('NOA_MQ_RESULT_NOT_SERIALIZABLE');
+      for (const failure of failures) {
+        expect(failure).toMatchObject({ code: 'NOA_MQ_RESULT_NOT_SERIALIZABLE', field: 'result' });
+      }
       if (supports('getJob')) {
         const info = await waitFor(async () => {
           const job = await queue.getJob(bigint.id);
@@ -808,6 +867,235 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect(failedParent.errors.at(-1)?.code).toBe('NOA_MQ_CHILD_FAILED');
       expect(parents.has(failFlow.id)).toBe(false);
     });
+
+    itWith(
+      ['flows', 'getJob', 'dlqInspect'],
+      "a parent dead-lettered by 'fail' and redriven runs at once with the results stored by its failure",
+      async () => {
+        const queue = makeQueue<{ role: string }>();
+        let releaseSlow = (): void => {};
+        const slowMayFinish = new Promise<void>((resolve) => {
+          releaseSlow = resolve;
+        });
+        const flow = await queue.addFlow({
+          name: 'parent',
+          data: { role: 'parent' },
+          onChildFailure: 'fail',
+          children: [
+            { name: 'child', data: { role: 'early' } },
+            { name: 'child', data: { role: 'broken' }, options: { attempts: 1 } },
+            { name: 'child', data: { role: 'late' } },
+          ],
+        });
+        const [earlyId, , lateId] = flow.childIds;
+        const parentSaw: unknown[] = [];
+        startWorker(
+          queue,
+          async (job) => {
+            if (job.data.role === 'parent') {
+              parentSaw.push(await job.childrenResults());
+              return 'parent ran';
+            }
+            if (job.data.role === 'early') return 'early';
+            if (job.data.role === 'late') {
+              await slowMayFinish;
+              return 'late';
+            }
+            // The broken child fails once the early one has completed.
+            await waitFor(async () => (await queue.getJob(earlyId!))?.state === 'completed', 5_000, 'early');
+            throw new Error('broken child');
+          },
+          { concurrency: 3 },
+        );
+        await waitFor(
+          async () => (await queue.getJob(flow.id))?.state === 'failed',
+          5_000,
+          'the parent dead',
+        );
+        releaseSlow();
+        await waitFor(
+          async () => (await queue.getJob(lateId!))?.state === 'completed',
+          5_000,
+          'the late child',
+        );
+        expect(parentSaw).toEqual([]);
+        expect(await queue.dlq.retry(flow.id)).toBe(true);
+        await waitFor(() => parentSaw.length === 1, 5_000, 'the redriven parent to run');
+        // The early child's result, stored before the failure; the late one's, after it, is not.
+        expect(parentSaw[0]).toEqual({ results: { [earlyId!]: 'early' }, failures: {} });
+        await waitFor(
+          async () => (await queue.getJob(flow.id))?.state === 'completed',
+          5_000,
+          'the parent done',
+        );
+      },
+    );
+
+    itWith(
+      ['flows', 'getJob', 'leaseRecovery'],
+      "counts and publishes a flow parent dead-lettered by 'fail' as dead-lettered, as its child",
+      async () => {
+        const queue = makeQueue<{ ok: boolean }>();
+        const deadEvents: Record<string, unknown>[] = [];
+        const listener = (message: unknown) => {
+          const event = message as Record<string, unknown>;
+          if (event.queue === queue.name) deadEvents.push(event);
+        };
+        diagnosticsChannel.subscribe('noa:message-queue:dead-lettered', listener);
+        try {
+          const flow = await queue.addFlow({
+            name: 'parent',
+            data: { ok: true },
+            children: [{ name: 'child', data: { ok: false }, options: { attempts: 1 } }],
+            onChildFailure: 'fail',
+          });
+          const registry = new Registry();
+          const worker = startWorker(
+            queue,
+            (job) => {
+              if (!job.data.ok) throw new Error('child broke');
+              return 'ran';
+            },
+            { registry },
+          );
+          await waitFor(
+            async () => (await queue.getJob(flow.id))?.state === 'failed',
+            5_000,
+            'the parent dead',
+          );
+          // Before: the child's event and count only; the parent moved to the DLQ unseen.
+          await waitFor(() => deadEvents.length === 2, 5_000, 'two dead-lettered events');
+          expect(deadEvents.map((event) => [event.jobId, event.name, event.attempt])).toEqual([
+            [flow.childIds[0], 'child', 1],
+            [flow.id, 'parent', 0],
+          ]);
+          const parentInfo = await queue.getJob(flow.id);
+          expect(parentInfo?.errors.at(-1)).toMatchObject({
+            code: 'NOA_MQ_CHILD_FAILED',
+            attempt: 0,
+            // Before: Redis and the state store left the child's message out.
+            message: `child ${flow.childIds[0]} of job ${flow.id} failed: child broke`,
+          });
+          expect(deadEvents[1]?.error).toBe(parentInfo?.errors.at(-1)?.message);
+          expect(await registry.metrics()).toContain(
+            `noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 2`,
+          );
+          await worker.close();
+
+          // A child dead-lettered by lease recovery (past maxStalls) takes its parent along:
+          // counted in the pass's result and in the metric, as the child is.
+          const stalledFlow = await queue.addFlow({
+            name: 'parent',
+            data: { ok: true },
+            children: [{ name: 'child', data: { ok: true } }],
+            onChildFailure: 'fail',
+          });
+          const other = new Queue({ name: queue.name, provider, registry });
+          // The worker above would run the child: lease it from the provider instead, and die.
+          const leased = await waitFor(
+            async () => {
+              const response = await provider.exchange(queue.name, {
+                settle: [],
+                fetch: 1,
+                leaseUntil: Date.now() + 100,
+                now: Date.now(),
+                promoteDelayed: true,
+                groupWeights: {},
+                defaultGroupWeight: 1,
+              });
+              return response.jobs.length > 0 ? response.jobs : undefined;
+            },
+            5_000,
+            'the child leased',
+          );
+          expect(leased.map((job) => job.id)).toEqual(stalledFlow.childIds);
+          await sleep(300);
+          expect(await other.clean({}, 0)).toMatchObject({ deadLettered: 1, parentsDeadLettered: 1 });
+          expect((await queue.getJob(stalledFlow.id))?.state).toBe('failed');
+          expect(await registry.metrics()).toContain(
+            `noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 4`,
+          );
+        } finally {
+          diagnosticsChannel.unsubscribe('noa:message-queue:dead-lettered', listener);
+        }
+      },
+    );
+
+    itWith(
+      ['cancel', 'dlqInspect', 'leaseRecovery'],
+      "an entry the backend writes (stalled, cancelled) has the job's attemptsMade as its attempt, on every provider",
+      async () => {
+        const queue = makeQueue<{ n: number }>();
+        // Two jobs that fail their first try and wait for a retry a minute away.
+        const { id: delayedId } = await queue.add(
+          'x',
+          { n: 1 },
+          { attempts: 3, backoff: { type: 'fixed', delayMs: 60_000 } },
+        );
+        const { id: activeId } = await queue.add(
+          'x',
+          { n: 2 },
+          { attempts: 3, backoff: { type: 'fixed', delayMs: 0 } },
+        );
+        const lease = (settle: Settlement[], leaseMs: number) =>
+          provider.exchange(queue.name, {
+            settle,
+            fetch: 2,
+            leaseUntil: Date.now() + leaseMs,
+            now: Date.now(),
+            promoteDelayed: true,
+            groupWeights: {},
+            defaultGroupWeight: 1,
+          });
+        const first: JobRecord[] = [];
+        await waitFor(
+          async () => {
+            first.push(...(await lease([], 5_000)).jobs);
+            if (first.length === 2) return true;
+            await sleep(10);
+            return undefined;
+          },
+          5_000,
+          'both jobs leased',
+        );
+        expect(first.map((job) => job.id).sort()).toEqual([delayedId, activeId].sort());
+        const failed = (record: JobRecord): Settlement => ({
+          kind: 'fail',
+          record: {
+            ...record,
+            attemptsMade: 1,
+            errors: [{ attempt: 1, name: 'Error', message: 'first try', at: Date.now() }],
+          },
+          retryAt: record.id === delayedId ? Date.now() + 60_000 : Date.now(),
+        });
+        let settle = first.map(failed);
+        // The retry of the second job leased (RabbitMQ delivers its new message a moment later).
+        await waitFor(
+          async () => {
+            const response = await lease(settle, 150);
+            settle = [];
+            if (response.jobs.length > 0) return response.jobs;
+            await sleep(10);
+            return undefined;
+          },
+          5_000,
+          'the retry leased',
+        );
+        // Cancelled while delayed, and while active under a worker that died: both dead-lettered.
+        expect(await queue.cancel(delayedId)).toBe('removed');
+        expect(await queue.cancel(activeId)).toBe('signalled');
+        await sleep(300);
+        expect(await queue.clean({}, 5)).toMatchObject({ deadLettered: 1 });
+        const dead = new Map((await queue.dlq.list()).map((job) => [job.id, job]));
+        // Before: the Redis-backed stores wrote attempt 0 here, memory the tries made (1).
+        for (const id of [delayedId, activeId]) {
+          expect(dead.get(id)?.errors.map((entry) => [entry.code ?? entry.name, entry.attempt])).toEqual([
+            ['Error', 1],
+            ['NOA_MQ_JOB_CANCELLED', 1],
+          ]);
+        }
+      },
+    );
 
     itWith(
       ['dedupe', 'getJob', 'cancel', 'dlqInspect'],
@@ -1086,9 +1374,10 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         expect(await queue.clean({}, 0)).toMatchObject({ recovered: 0, deadLettered: 1 });
         const [dead] = await queue.dlq.list();
         expect(dead?.id).toBe(id);
-        expect(dead?.errors.map((entry) => [entry.name, entry.code, entry.message])).toEqual([
-          ['Error', undefined, 'first try'],
-          ['JobStalledError', 'NOA_MQ_JOB_STALLED', 'job stalled more than 0 times'],
+        // attempt: the tries counted when the entry was written (a stall is not a try).
+        expect(dead?.errors.map((entry) => [entry.name, entry.code, entry.message, entry.attempt])).toEqual([
+          ['Error', undefined, 'first try', 1],
+          ['JobStalledError', 'NOA_MQ_JOB_STALLED', 'job stalled more than 0 times', 1],
         ]);
       },
     );

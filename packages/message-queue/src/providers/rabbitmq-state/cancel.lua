@@ -12,11 +12,12 @@ if state == 'a' then
   return {'signalled'}
 end
 if state ~= 'q' and state ~= 'w' then return {'not-found'} end
-redis.call('HSET', key, 'e', ARGV[4], 'f', ARGV[2])
+local record = decodeRecord(redis.call('HGET', key, 'r'))
+local err = withAttempt(ARGV[4], record)
+redis.call('HSET', key, 'e', err, 'f', ARGV[2])
 redis.call('ZREM', OUTBOX, id)
 move(id, state, 'f', now)
-local record = decodeRecord(redis.call('HGET', key, 'r'))
-if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, ARGV[4], now, tonumber(ARGV[5])) end
+if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now, tonumber(ARGV[5])) end
 local out = {'removed'}
 for _, value in ipairs(publishes) do out[#out + 1] = value end
 return out

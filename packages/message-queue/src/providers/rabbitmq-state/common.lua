@@ -108,6 +108,19 @@ local function cancelError(id, now)
     message = 'job ' .. id .. ' was cancelled', at = now })
 end
 
+-- An entry the backend writes (stalled, cancelled) has the tries the job made (its attemptsMade)
+-- as `attempt`, as a failed try's entry has that try's number: one meaning on every provider.
+local function withAttempt(errJson, record)
+  if type(record) ~= 'table' or not record.m or record.m == 0 then return errJson end
+  local entry = cjson.decode(errJson)
+  entry.attempt = record.m
+  return cjson.encode(entry)
+end
+
+-- Flow parents this script dead-lettered by the 'fail' policy: id, name, message per parent
+-- (the worker counts and publishes them as dead-lettered).
+local failedParents = {}
+
 -- A flow child settled: record its result (or failure) and release or fail the parent.
 local function childSettled(parentId, policy, childId, resultJson, errorJson, now, deadline)
   local parentKey = jobKey(parentId)
@@ -119,10 +132,17 @@ local function childSettled(parentId, policy, childId, resultJson, errorJson, no
   local first = redis.call('HSETNX', deps, 's:' .. childId, '1') == 1
     and redis.call('HEXISTS', deps, 'f:' .. childId) == 0
   if errorJson and policy == 'fail' then
+    local failure = decodeRecord(errorJson)
+    local message = 'child ' .. childId .. ' of job ' .. parentId .. ' failed: ' .. tostring(failure.message)
+    local raw = redis.call('HGET', parentKey, 'r')
+    local parent = raw and decodeRecord(raw) or {}
     redis.call('HSET', parentKey, 'e', cjson.encode({
-      attempt = 0, name = 'ChildFailedError', code = 'NOA_MQ_CHILD_FAILED',
-      message = 'child ' .. childId .. ' of job ' .. parentId .. ' failed', at = now }), 'f', fmt(now))
+      attempt = parent.m or 0, name = 'ChildFailedError', code = 'NOA_MQ_CHILD_FAILED',
+      message = message, at = now }), 'f', fmt(now))
     move(parentId, 'w', 'f', now)
+    failedParents[#failedParents + 1] = parentId
+    failedParents[#failedParents + 1] = parent.n or ''
+    failedParents[#failedParents + 1] = message
     return
   end
   if errorJson then

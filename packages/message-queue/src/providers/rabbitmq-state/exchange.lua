@@ -8,8 +8,9 @@
 -- message its try ran (s.l, its lease): while the job is active under a newer message (it was
 -- recovered and another worker runs it, or took it over), a late settlement of the old one is
 -- refused. A run from the active state (a takeover) gets a lease of its own ('3', see leaseOf).
--- Returns {verdicts, count of refused settlements, their ids, the lease of each '3' verdict in
--- order, then id, token, record per publish}.
+-- Returns {verdicts, count of refused settlements, count of flow parents dead-lettered by a
+-- child's failure (policy 'fail'), the refused ids, id, name and message per such parent, the
+-- lease of each '3' verdict in order, then id, token, record per publish}.
 local now = tonumber(ARGV[2])
 local deadline = tonumber(ARGV[4])
 local settle = cjson.decode(ARGV[5])
@@ -104,8 +105,9 @@ if #deliveries > 0 then
     end
   end
 end
-local out = {table.concat(verdicts), #stale}
+local out = {table.concat(verdicts), #stale, #failedParents / 3}
 for _, id in ipairs(stale) do out[#out + 1] = id end
+for _, value in ipairs(failedParents) do out[#out + 1] = value end
 for _, lease in ipairs(leases) do out[#out + 1] = lease end
 for _, value in ipairs(publishes) do out[#out + 1] = value end
 return out

@@ -1,7 +1,8 @@
 -- Recovers expired leases (a new message; dead-lettered after maxStalls), republishes outbox
 -- entries the broker never confirmed, and applies retention.
 -- ARGV: prefix, now, maxStalls, completedCount, completedAgeMs, deadCount, deadAgeMs,
--- stall error JSON, outbox deadline. Returns {recovered, deadLettered, removed, then publishes}.
+-- stall error JSON, outbox deadline. Returns {recovered, deadLettered, removed, flow parents
+-- dead-lettered with a child (policy 'fail'), then publishes}.
 local now = tonumber(ARGV[2])
 local maxStalls = tonumber(ARGV[3])
 local deadline = tonumber(ARGV[9])
@@ -13,17 +14,18 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', INDEX.a, '-inf', ARGV[2], 'LIMIT
     redis.call('ZREM', INDEX.a, id)
   elseif redis.call('ZSCORE', CANCELLED, id) then
     -- Cancelled while active and its worker died: dead-lettered as cancelled, never rerun.
-    local err = cancelError(id, now)
+    local record = decodeRecord(raw)
+    local err = withAttempt(cancelError(id, now), record)
     redis.call('HSET', key, 'e', err, 'f', ARGV[2])
     move(id, 'a', 'f', now)
-    local record = decodeRecord(raw)
     if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now, deadline) end
     deadLettered = deadLettered + 1
   elseif redis.call('HINCRBY', key, 'st', 1) > maxStalls then
-    redis.call('HSET', key, 'e', ARGV[8], 'f', ARGV[2])
-    move(id, 'a', 'f', now)
     local record = decodeRecord(raw)
-    if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, ARGV[8], now, deadline) end
+    local err = withAttempt(ARGV[8], record)
+    redis.call('HSET', key, 'e', err, 'f', ARGV[2])
+    move(id, 'a', 'f', now)
+    if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now, deadline) end
     deadLettered = deadLettered + 1
   else
     requeue(id, 'a', raw, now, deadline)
@@ -61,6 +63,6 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', CANCELLED, '-inf', fmt(now - ton
   if redis.call('HGET', jobKey(id), 's') ~= 'a' then redis.call('ZREM', CANCELLED, id) end
 end
 local removed = trim(INDEX.c, tonumber(ARGV[4]), tonumber(ARGV[5])) + trim(INDEX.f, tonumber(ARGV[6]), tonumber(ARGV[7]))
-local out = {recovered, deadLettered, removed}
+local out = {recovered, deadLettered, removed, #failedParents / 3}
 for _, value in ipairs(publishes) do out[#out + 1] = value end
 return out

@@ -8,7 +8,7 @@
 -- unknown) per job.
 local now = tonumber(ARGV[2])
 local maxStalls = tonumber(ARGV[3])
-local stalls, deadLettered = 0, 0
+local stalls, deadLettered, cancelled = 0, 0, 0
 for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   local key = jobKey(id)
@@ -17,6 +17,7 @@ for i = 5, #ARGV, 2 do
     local err = nil
     if redis.call('ZSCORE', CANCELLED, id) then
       err = cancelError(id, now)
+      cancelled = cancelled + 1
     elseif maxStalls then
       stalls = stalls + 1
       if redis.call('HINCRBY', key, 'st', 1) > maxStalls then
@@ -25,9 +26,10 @@ for i = 5, #ARGV, 2 do
       end
     end
     if err then
+      local record = decodeRecord(redis.call('HGET', key, 'r'))
+      err = withAttempt(err, record)
       redis.call('HSET', key, 'e', err, 'f', ARGV[2])
       move(id, 'a', 'f', now)
-      local record = decodeRecord(redis.call('HGET', key, 'r'))
       -- A flow parent this releases is published by the next maintain pass (outbox deadline: now).
       if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now, now) end
     else
@@ -35,6 +37,7 @@ for i = 5, #ARGV, 2 do
     end
   end
 end
--- Counted only with maxStalls: the stalls counted, and the jobs of them dead-lettered. (A flow
+-- Counted only with maxStalls: the stalls counted, and the jobs of them dead-lettered, then the
+-- flow parents dead-lettered with them. (A flow
 -- parent this releases is published by maintain, from the outbox: see above.)
-return {stalls, deadLettered}
+return {stalls, deadLettered, #failedParents / 3, cancelled}

@@ -293,6 +293,7 @@ export class StateBridge {
     const response: ExchangeResponse = { jobs };
     if (result.stale) response.stale = result.stale;
     if (result.oversized) response.oversized = result.oversized;
+    if (result.parentsDeadLettered) response.parentsDeadLettered = result.parentsDeadLettered;
     // Retries over the broker's limit, dead-lettered instead: the worker reports them so.
     const deadLettered = request.settle
       .filter((asked, index) => asked.kind === 'fail' && asked.retryAt !== null && settle[index] !== asked)

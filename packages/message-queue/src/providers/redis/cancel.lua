@@ -11,10 +11,11 @@ if not raw then return 'not-found' end
 local record = decodeRecord(raw)
 local removed = redis.call('ZREM', (waitKey(record.g)), id) + redis.call('ZREM', DELAYED, id) + redis.call('ZREM', WC, id)
 if removed == 0 then return 'not-found' end
-redis.call('HSET', P .. 'derr', id, ARGV[4])
+local err = withAttempt(ARGV[4], record)
+redis.call('HSET', P .. 'derr', id, err)
 redis.call('ZADD', DEAD, ARGV[2], id)
 if type(record.P) == 'table' then
-  childSettled(record.P.i, record.P.f, id, nil, ARGV[4], tonumber(ARGV[2]))
+  childSettled(record.P.i, record.P.f, id, nil, err, tonumber(ARGV[2]))
 end
 finish()
 return 'removed'

@@ -108,6 +108,19 @@ local function cancelError(id, now)
     message = 'job ' .. id .. ' was cancelled', at = now })
 end
 
+-- An entry the backend writes (stalled, cancelled) has the tries the job made (its attemptsMade)
+-- as `attempt`, as a failed try's entry has that try's number: one meaning on every provider.
+local function withAttempt(errJson, record)
+  if type(record) ~= 'table' or not record.m or record.m == 0 then return errJson end
+  local entry = cjson.decode(errJson)
+  entry.attempt = record.m
+  return cjson.encode(entry)
+end
+
+-- Flow parents this script dead-lettered by the 'fail' policy: id, name, message per parent
+-- (the worker counts and publishes them as dead-lettered).
+local failedParents = {}
+
 local function finish()
   flushEnqueue()
   if woke then redis.call('PUBLISH', EVENTS, 'w') end
@@ -165,10 +178,17 @@ local function childSettled(parentId, policy, childId, resultJson, errorJson, no
     and redis.call('HEXISTS', deps, 'f:' .. childId) == 0
   if errorJson and policy == 'fail' then
     redis.call('ZREM', WC, parentId)
+    local failure = decodeRecord(errorJson)
+    local message = 'child ' .. childId .. ' of job ' .. parentId .. ' failed: ' .. tostring(failure.message)
+    local raw = redis.call('GET', P .. 'j:' .. parentId)
+    local parent = raw and decodeRecord(raw) or {}
     redis.call('HSET', P .. 'derr', parentId, cjson.encode({
-      attempt = 0, name = 'ChildFailedError', code = 'NOA_MQ_CHILD_FAILED',
-      message = 'child ' .. childId .. ' of job ' .. parentId .. ' failed', at = now }))
+      attempt = parent.m or 0, name = 'ChildFailedError', code = 'NOA_MQ_CHILD_FAILED',
+      message = message, at = now }))
     redis.call('ZADD', DEAD, fmt(now), parentId)
+    failedParents[#failedParents + 1] = parentId
+    failedParents[#failedParents + 1] = parent.n or ''
+    failedParents[#failedParents + 1] = message
     return
   end
   if errorJson then

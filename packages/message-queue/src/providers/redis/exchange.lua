@@ -1,8 +1,9 @@
 -- One worker round trip: settle finished tries, promote due delayed jobs, lease new ones.
 -- ARGV: prefix, now, leaseMs, fetch, promote (0/1), default weight, weights JSON, settlements JSON
 -- (now: the caller's clock, for delays and finish times; leases end leaseMs after Redis's TIME)
--- Returns {next due time or '', lease token or '', count of refused settlements, their ids...,
--- then the leased records}.
+-- Returns {next due time or '', lease token or '', count of refused settlements, count of flow
+-- parents dead-lettered by a child's failure (policy 'fail'), the refused ids..., id, name and
+-- message of each such parent..., then the leased records}.
 local now = tonumber(ARGV[2])
 local fetch = tonumber(ARGV[4])
 local settle = cjson.decode(ARGV[8])
@@ -144,7 +145,7 @@ end
 flushEnqueue()
 
 -- 3. Lease new jobs.
-local out = {'', '', 0}
+local out = {'', '', 0, 0}
 local records
 if fetch > 0 then
   local meta = redis.call('HMGET', META, 'paused', 'grouped')
@@ -230,7 +231,9 @@ if fetch > 0 then
   end
 end
 out[3] = #stale
+out[4] = #failedParents / 3
 for _, id in ipairs(stale) do out[#out + 1] = id end
+for _, value in ipairs(failedParents) do out[#out + 1] = value end
 if records then
   for _, raw in ipairs(records) do
     if raw then out[#out + 1] = raw end

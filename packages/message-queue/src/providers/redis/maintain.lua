@@ -13,16 +13,17 @@ if #expired > 0 then
       local record = decodeRecord(records[i])
       if redis.call('ZREM', CANCELLED, id) == 1 then
         -- Cancelled while active and its worker died: dead-lettered as cancelled, never rerun.
-        local err = cancelError(id, now)
+        local err = withAttempt(cancelError(id, now), record)
         redis.call('HSET', P .. 'derr', id, err)
         redis.call('ZADD', DEAD, ARGV[2], id)
         if type(record.P) == 'table' then childSettled(record.P.i, record.P.f, id, nil, err, now) end
         deadLettered = deadLettered + 1
       elseif redis.call('HINCRBY', P .. 'stalls', id, 1) > maxStalls then
-        redis.call('HSET', P .. 'derr', id, ARGV[8])
+        local err = withAttempt(ARGV[8], record)
+        redis.call('HSET', P .. 'derr', id, err)
         redis.call('ZADD', DEAD, ARGV[2], id)
         if type(record.P) == 'table' then
-          childSettled(record.P.i, record.P.f, id, nil, ARGV[8], now)
+          childSettled(record.P.i, record.P.f, id, nil, err, now)
         end
         deadLettered = deadLettered + 1
       else
@@ -57,4 +58,5 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', CANCELLED, '-inf', fmt(now - ton
 end
 local removed = trim(COMPLETED, tonumber(ARGV[4]), tonumber(ARGV[5])) + trim(DEAD, tonumber(ARGV[6]), tonumber(ARGV[7]))
 finish()
-return {recovered, deadLettered, removed}
+-- Then the flow parents dead-lettered with a child (policy 'fail').
+return {recovered, deadLettered, removed, #failedParents / 3}
