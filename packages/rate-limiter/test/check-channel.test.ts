@@ -1,39 +1,13 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { ManualClock } from '@noa/core';
 import { describe, expect, it } from 'vitest';
-import {
-  type CheckChannelMessage,
-  createRateLimiter,
-  MemoryStore,
-  type RateLimitStore,
-} from '../src/index.js';
+import { type CheckChannelMessage, createRateLimiter } from '../src/index.js';
+import { FlakyStore } from './flaky-store.js';
 
 // README "Metrics and logging": every result is published on noa:rate-limiter:check with the
 // limiter's `name` as `limiter`, so a subscriber with several limiters tells them apart.
 
 const start = 1_700_000_000_000;
-
-/** A remote store over memory that fails (rejects) while `down`. */
-class FlakyStore implements RateLimitStore {
-  readonly kind = 'flaky';
-  readonly remote = true;
-  readonly #memory = new MemoryStore();
-  down = false;
-  consume(...args: Parameters<MemoryStore['consume']>) {
-    if (this.down) return Promise.reject(new Error('connection refused'));
-    return Promise.resolve(this.#memory.consume(...args));
-  }
-  adjust(...args: Parameters<MemoryStore['adjust']>) {
-    if (this.down) return Promise.reject(new Error('connection refused'));
-    return Promise.resolve(this.#memory.adjust(...args));
-  }
-  async reset(key: string): Promise<boolean> {
-    return this.#memory.reset(key);
-  }
-  async close(): Promise<void> {
-    await this.#memory.close();
-  }
-}
 
 /** Runs `body` with a subscriber to the check channel; returns what it received. */
 async function published(body: () => Promise<void>): Promise<CheckChannelMessage[]> {

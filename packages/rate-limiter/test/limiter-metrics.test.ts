@@ -4,8 +4,7 @@ import { ManualClock } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { AcquireError, createRateLimiter } from '../src/index.js';
-import { MemoryStore } from '../src/stores/memory-store.js';
-import type { RateLimitStore } from '../src/stores/store.js';
+import { FlakyStore } from './flaky-store.js';
 
 // Each counter and histogram of the limiter counts with the labels its README row names: the
 // values a check, an adjustment, a failed store call or an acquire() records.
@@ -14,28 +13,6 @@ import type { RateLimitStore } from '../src/stores/store.js';
 async function samples(registry: Registry, metric: string): Promise<string[]> {
   const text = await registry.metrics();
   return text.split('\n').filter((line) => line.startsWith(`${metric}{`) || line.startsWith(`${metric} `));
-}
-
-/** A remote store over memory that fails (rejects) while `down`. */
-class FlakyStore implements RateLimitStore {
-  readonly kind = 'flaky';
-  readonly remote = true;
-  readonly #memory = new MemoryStore();
-  down = false;
-  consume(...args: Parameters<MemoryStore['consume']>) {
-    if (this.down) return Promise.reject(new Error('connection refused'));
-    return Promise.resolve(this.#memory.consume(...args));
-  }
-  adjust(...args: Parameters<MemoryStore['adjust']>) {
-    if (this.down) return Promise.reject(new Error('connection refused'));
-    return Promise.resolve(this.#memory.adjust(...args));
-  }
-  async reset(key: string): Promise<boolean> {
-    return this.#memory.reset(key);
-  }
-  async close(): Promise<void> {
-    await this.#memory.close();
-  }
 }
 
 describe('noa_rate_limiter_checks_total counts each check by result and source', () => {

@@ -4,7 +4,8 @@ import { Writable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { describe, expect, it, vi } from 'vitest';
 import winston from 'winston';
-import { type ConsumeOutcome, createRateLimiter, MemoryStore, type RateLimitStore } from '../src/index.js';
+import { createRateLimiter } from '../src/index.js';
+import { FlakyStore } from './flaky-store.js';
 
 // README "Metrics and logging", as a user wires it: a prom-client Registry and a winston logger
 // (passed as is). Each listed metric exists with its type and labels, moves as the table says,
@@ -39,30 +40,6 @@ function winstonLogger(): { logger: winston.Logger; lines: Record<string, unknow
     transports: [new winston.transports.Stream({ stream })],
   });
   return { logger, lines };
-}
-
-/** A remote store over memory: fails (rejects) while `down`, never answers while `hung`. */
-class FlakyStore implements RateLimitStore {
-  readonly kind = 'flaky';
-  readonly remote = true;
-  readonly #memory = new MemoryStore();
-  down = false;
-  hung = false;
-  consume(...args: Parameters<MemoryStore['consume']>): Promise<ConsumeOutcome[]> {
-    if (this.hung) return new Promise(() => {});
-    if (this.down) return Promise.reject(new Error('connection refused'));
-    return Promise.resolve(this.#memory.consume(...args));
-  }
-  adjust(...args: Parameters<MemoryStore['adjust']>) {
-    if (this.down) return Promise.reject(new Error('connection refused'));
-    return Promise.resolve(this.#memory.adjust(...args));
-  }
-  async reset(key: string): Promise<boolean> {
-    return this.#memory.reset(key);
-  }
-  async close(): Promise<void> {
-    await this.#memory.close();
-  }
 }
 
 /** The value of each series of `metric` (sample name included for histograms), keyed by labels. */
