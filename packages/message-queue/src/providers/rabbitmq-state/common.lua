@@ -108,19 +108,6 @@ local function cancelError(id, now)
     message = 'job ' .. id .. ' was cancelled', at = now })
 end
 
--- An entry the backend writes (stalled, cancelled) has the tries the job made (its attemptsMade)
--- as `attempt`, as a failed try's entry has that try's number: one meaning on every provider.
-local function withAttempt(errJson, record)
-  if type(record) ~= 'table' or not record.m or record.m == 0 then return errJson end
-  local entry = cjson.decode(errJson)
-  entry.attempt = record.m
-  return cjson.encode(entry)
-end
-
--- Flow parents this script dead-lettered by the 'fail' policy: id, name, message per parent
--- (the worker counts and publishes them as dead-lettered).
-local failedParents = {}
-
 -- A flow child settled: record its result (or failure) and release or fail the parent.
 local function childSettled(parentId, policy, childId, resultJson, errorJson, now, deadline)
   local parentKey = jobKey(parentId)
