@@ -9,6 +9,11 @@
 //     itself (a left-open handle hangs it; a promise awaited only on unref'd timers makes Node
 //     exit 13 "unsettled top-level await"), which the in-workspace README tests cannot see;
 //   - type-check those blocks in a strict project with moduleResolution nodenext and bundler;
+//   - follow each README's Install section verbatim in a fresh project of its own (its `npm install`
+//     lines as written, the tarballs for @noa/*, plus typescript and @types/node): its quick-start
+//     blocks must import only what those lines install (not a dependency of a dependency that npm
+//     happens to hoist), type-check strict with skipLibCheck false under nodenext and bundler (a
+//     missing @types package fails here), and run there on Node 24;
 //   - type-check a file importing every entry (main and subpaths) of every package, skipLibCheck
 //     false, under each moduleResolution a user may have: node10 (`"node"`: no `exports` support,
 //     so the packages' top-level `types` and `typesVersions` must point at every entry), node16,
@@ -44,6 +49,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { tarballContentProblems } from './check-packed-content.mjs';
 import { root, workspacePackages } from './workspace-packages.mjs';
 
 // A block that never finishes is stopped after PROCESS_TIMEOUT_MS; one that finished but left a
@@ -144,14 +150,14 @@ const packed = [];
 const readmes = new Map();
 for (const file of readdirSync(tarballs).filter((entry) => entry.endsWith('.tgz'))) {
   const listing = must(run('tar', ['-tzf', path.join(tarballs, file)]), `tar -tzf ${file}`).split('\n');
-  const stray = listing.filter((entry) => /^package\/(src|test|bench)\//.test(entry));
-  if (stray.length > 0) fail(`${file}: ships ${stray.slice(0, 3).join(', ')}`);
-  if (!listing.includes('package/LICENSE')) fail(`${file}: ships no LICENSE`);
-  // Source maps must not point at files the tarball lacks: they carry their sources inline.
-  const maps = listing.filter((entry) => entry.endsWith('.map'));
-  for (const map of maps.slice(0, 3)) {
-    const text = must(run('tar', ['-xOzf', path.join(tarballs, file), map]), `${file} ${map}`);
-    if (!JSON.parse(text).sourcesContent) fail(`${file}: ${map} points at sources it does not carry`);
+  // Unpacked once, so that every source map can be read.
+  const unpacked = path.join(scratch, 'unpacked', file);
+  mkdirSync(unpacked, { recursive: true });
+  must(run('tar', ['-xzf', path.join(tarballs, file), '-C', unpacked]), `tar -xzf ${file}`);
+  for (const problem of tarballContentProblems(listing, (entry) =>
+    readFileSync(path.join(unpacked, entry), 'utf8'),
+  )) {
+    fail(`${file}: ${problem}`);
   }
   const manifestText = must(run('tar', ['-xOzf', path.join(tarballs, file), 'package/package.json']), file);
   const manifest = JSON.parse(manifestText);
@@ -211,6 +217,16 @@ const minimal = path.join(scratch, 'minimal');
 const app = path.join(scratch, 'readme');
 const minimalInstalled = cpu(() => makeApp(minimal, {}));
 const appInstalled = cpu(() => makeApp(app, extras));
+// One fresh project per package, its Install section followed verbatim (see makeVerbatimApp).
+const verbatim = new Map(
+  packages.map(({ manifest }) => {
+    const quickStart = quickStartBlocks(blocks.filter((block) => block.package === manifest.name));
+    const dir = path.join(scratch, `verbatim-${manifest.name.replace('@noa/', '')}`);
+    const entry = { dir, quickStart, installed: undefined };
+    entry.installed = cpu(() => makeVerbatimApp(dir, manifest.name, quickStart));
+    return [manifest.name, entry];
+  }),
+);
 
 // 3. In the minimal app, on each Node: import every package, require() each from CommonJS. One
 // process per probe, side by side (they only read the install).
@@ -334,6 +350,27 @@ const libCheck = tsProject(
   'tsc --strict, skipLibCheck: false, no optional peer installed: every main entry',
 );
 projects.push(libCheck);
+for (const [name, entry] of verbatim) {
+  const setup = await entry.installed;
+  for (const line of setup.problems) fail(`${name} Install section, followed verbatim: ${line}`);
+  if (entry.quickStart.length === 0) continue;
+  mkdirSync(path.join(entry.dir, 'blocks'), { recursive: true });
+  for (const block of entry.quickStart) writeFileSync(path.join(entry.dir, 'blocks', block.file), block.code);
+  writeFileSync(path.join(entry.dir, 'run-block.mjs'), BLOCK_RUNNER);
+  for (const moduleResolution of ['nodenext', 'bundler']) {
+    projects.push(
+      tsProject(
+        entry.dir,
+        'quick-start',
+        ['blocks/*.ts'],
+        moduleResolution,
+        false,
+        false,
+        `tsc --strict, skipLibCheck: false, moduleResolution ${moduleResolution}: ${name} quick start with only what its Install section installs`,
+      ),
+    );
+  }
+}
 const groups = Array.from({ length: Math.min(JOBS, projects.length) }, () => []);
 for (const [index, project] of projects.entries()) groups[index % groups.length].push(project);
 // The compilers run while the blocks do, at a lower CPU priority: the blocks mostly wait on
@@ -354,6 +391,10 @@ const reports = Promise.all(
       for (const block of blocks.filter((entry) => entry.package === manifest.name)) {
         lines.push(await runBlock(label, binary, block));
       }
+    }
+    const { dir, quickStart } = verbatim.get(manifest.name);
+    for (const block of quickStart) {
+      lines.push(await runBlock('node24 (Install section verbatim)', node24, block, dir));
     }
     return lines;
   }),
@@ -473,14 +514,14 @@ function report({ ok, what, detail, reproduce }) {
 }
 
 /** Runs one README block as its own process; `ok` when it exits 0 by itself. */
-async function runBlock(label, binary, block) {
+async function runBlock(label, binary, block, cwd = app) {
   const what = `${label} ${block.package} README block ${block.index} (${block.section})`;
-  const reproduce = `cd ${app} && ${binary} blocks/${block.file}`;
+  const reproduce = `cd ${cwd} && ${binary} blocks/${block.file}`;
   const { status, output, timedOut } = await runAsync(
     binary,
     ['run-block.mjs', path.join('blocks', block.file)],
     {
-      cwd: app,
+      cwd,
       env: { ...process.env, NODE_NO_WARNINGS: '1' },
     },
   );
@@ -517,6 +558,95 @@ async function makeApp(dir, extras) {
     ),
     `npm install in ${dir}`,
   );
+}
+
+/** A README's quick start: the blocks of its "Quick start…" sections, else its first block. */
+function quickStartBlocks(packageBlocks) {
+  const quick = packageBlocks.filter((block) => /^Quick start/i.test(block.section));
+  return quick.length > 0 ? quick : packageBlocks.slice(0, 1);
+}
+
+/**
+ * The packages an Install section's `npm install` lines install, as written: `npm install a b`,
+ * `npm i -D c` (a `# comment` ends the command). Names only (a `name@range` loses its range).
+ */
+function installCommandPackages(section) {
+  const names = [];
+  for (const [, code] of section.matchAll(/```(?:sh|bash|shell|console)\n([\s\S]*?)```/g)) {
+    for (const rawLine of code.split('\n')) {
+      const command = /^\s*(?:\$\s*)?npm\s+(?:install|i|add)\s+([^#]*)/.exec(rawLine);
+      if (!command) continue;
+      for (const word of command[1].trim().split(/\s+/)) {
+        if (word === '' || word.startsWith('-')) continue;
+        names.push(word.replace(/^(@?[^@]+)@.*$/, '$1'));
+      }
+    }
+  }
+  return names;
+}
+
+/**
+ * A fresh npm project at `dir` for the package `name`, its README's Install section followed as a
+ * new user does: what its `npm install` lines install (the @noa packages from the tarballs, the
+ * others at the workspace's pinned versions), and typescript and @types/node (any TypeScript
+ * project has them). A quick-start block's import that the lines do not install but a comment
+ * offers instead (`# or: npm install fastify`) is installed too, as a user taking that path would. The
+ * other @noa packages come from the tarballs through `overrides`, as the registry would give them.
+ * Returns `problems`: a quick-start import the section does not install at all (it resolves only
+ * when npm hoists it as a dependency of a dependency), or a package no workspace manifest pins.
+ */
+async function makeVerbatimApp(dir, name, quickStart) {
+  const section = installSections.get(name) ?? '';
+  const problems = [];
+  const installed = new Set(installCommandPackages(section));
+  // What a comment offers instead (`# or: npm install fastify`, `# or mysql2, ioredis`): the words
+  // after its "or". A comment that names a package otherwise ("zod comes with it") installs nothing.
+  const alternatives = new Set(
+    [...section.matchAll(/```(?:sh|bash|shell|console)\n([\s\S]*?)```/g)].flatMap(([, code]) =>
+      code.split('\n').flatMap((line) => /#.*?\bor\b:?(.*)$/.exec(line)?.[1].match(/[@\w][\w./-]*/g) ?? []),
+    ),
+  );
+  if (installed.size === 0) problems.push('it has no `npm install` command');
+  for (const block of quickStart) {
+    for (const specifier of block.imports) {
+      if (installed.has(specifier)) continue;
+      if (alternatives.has(specifier)) {
+        installed.add(specifier);
+      } else {
+        problems.push(
+          `quick-start block ${block.index} (${block.section}) imports ${specifier}: its npm install lines do not install it (at best npm hoists it as a dependency of a dependency)`,
+        );
+      }
+    }
+  }
+  const tarballOf = new Map(
+    packed.map(({ file, name: packageName }) => [packageName, `file:../tarballs/${file}`]),
+  );
+  const dependencies = {};
+  for (const dependency of [...installed, 'typescript', '@types/node']) {
+    const range = tarballOf.get(dependency) ?? pinned.get(dependency);
+    if (range === undefined) problems.push(`it installs ${dependency}, which no workspace manifest pins`);
+    else dependencies[dependency] = range;
+  }
+  mkdirSync(dir);
+  const manifest = {
+    name: `noa-packed-${path.basename(dir)}`,
+    private: true,
+    type: 'module',
+    dependencies,
+    overrides: Object.fromEntries(tarballOf),
+  };
+  writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  mustAsync(
+    await runAsync(
+      'npm',
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'],
+      { cwd: dir },
+      { timeoutMs: 10 * PROCESS_TIMEOUT_MS },
+    ),
+    `npm install in ${dir}`,
+  );
+  return { problems };
 }
 
 /** The ```ts blocks of a README with their section and the bare specifiers they import. */
