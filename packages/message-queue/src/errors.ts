@@ -14,7 +14,8 @@ export type AnyMessageQueueError =
   | BrokerRefusedError
   | MessageTooLargeError
   | BackendUnavailableError
-  | AddNotConfirmedError;
+  | AddNotConfirmedError
+  | DriverNotInstalledError;
 
 /** The codes of this package's errors: a `MessageQueueError`'s `code` is one of them, so a `switch` on it can be exhaustive. */
 export type MessageQueueErrorCode = AnyMessageQueueError['code'];
@@ -248,5 +249,20 @@ export class AddNotConfirmedError extends MessageQueueError<'NOA_MQ_ADD_NOT_CONF
     this.reason = reason;
     this.jobIds = jobIds;
     this.mayBeEnqueued = options.mayBeEnqueued;
+  }
+}
+
+/**
+ * An optional peer dependency the provider needs (`amqplib` for `RabbitMqProvider`) could not be
+ * found: the message says what to install, the import error is the `cause`. Nothing was sent;
+ * the import is tried again at the next call, so installing the package is enough.
+ */
+export class DriverNotInstalledError extends MessageQueueError<'NOA_MQ_DRIVER_NOT_INSTALLED'> {
+  constructor(packageName: string, cause?: unknown) {
+    super(
+      'NOA_MQ_DRIVER_NOT_INSTALLED',
+      `the \`${packageName}\` package is not installed (it is an optional peer dependency of @noa/message-queue): npm install ${packageName}`,
+      { cause, details: { package: packageName } },
+    );
   }
 }

@@ -26,6 +26,7 @@ export {
   BackendUnavailableError,
   BrokerRefusedError,
   BrokerUnavailableError,
+  DriverNotInstalledError,
   InvalidPayloadError,
   JobCancelledError,
   JobTimeoutError,

@@ -5,6 +5,7 @@ import {
   BackendUnavailableError,
   BrokerRefusedError,
   BrokerUnavailableError,
+  DriverNotInstalledError,
   InvalidPayloadError,
   JobCancelledError,
   JobTimeoutError,
@@ -37,6 +38,7 @@ const errors = [
   new MessageTooLargeError('q', '1', 10, 5),
   new BackendUnavailableError('q', 'fetch', 10),
   new AddNotConfirmedError('q', ['1'], 'timeout', { timeoutMs: 10, mayBeEnqueued: true }),
+  new DriverNotInstalledError('amqplib'),
 ] as const;
 
 function handled(error: AnyMessageQueueError): string {
@@ -57,6 +59,7 @@ function handled(error: AnyMessageQueueError): string {
     case 'NOA_MQ_BROKER_REFUSED':
     case 'NOA_MQ_MESSAGE_TOO_LARGE':
     case 'NOA_MQ_BACKEND_UNAVAILABLE':
+    case 'NOA_MQ_DRIVER_NOT_INSTALLED':
       return error.code;
     default: {
       const unhandled: never = error;
@@ -82,6 +85,7 @@ describe('@noa/message-queue error codes', () => {
       | 'NOA_MQ_MESSAGE_TOO_LARGE'
       | 'NOA_MQ_BACKEND_UNAVAILABLE'
       | 'NOA_MQ_ADD_NOT_CONFIRMED'
+      | 'NOA_MQ_DRIVER_NOT_INSTALLED'
     >();
     expectTypeOf<MessageQueueError['code']>().toEqualTypeOf<MessageQueueErrorCode>();
   });
@@ -101,6 +105,7 @@ describe('@noa/message-queue error codes', () => {
       'NOA_MQ_MESSAGE_TOO_LARGE',
       'NOA_MQ_BACKEND_UNAVAILABLE',
       'maybe true',
+      'NOA_MQ_DRIVER_NOT_INSTALLED',
     ]);
     for (const error of errors) {
       expect(error).toBeInstanceOf(MessageQueueError);

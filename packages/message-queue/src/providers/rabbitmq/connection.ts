@@ -1,5 +1,6 @@
 import { ClosedError, type Logger } from '@noa/core';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
+import { loadAmqplib } from './amqplib-import.js';
 
 /** What {@link AmqpConnection} needs: where to connect, its backoff, and what to do on (re)connect, loss and close. */
 export interface AmqpConnectionOptions {
@@ -124,7 +125,7 @@ export class AmqpConnection {
   }
 
   async #connect(): Promise<void> {
-    const amqp = await import('amqplib');
+    const amqp = await loadAmqplib();
     const options = this.#options;
     let attempt = 0;
     if (this.#quickLosses > 0) {
