@@ -8,7 +8,7 @@ import {
 import { type BenchCase, runBench } from '@noa/testkit/bench';
 import { httpCases } from './http-cases.js';
 import { memoryCases } from './memory-cases.js';
-import { pauseCase, redisCases, redisClusterCases } from './redis-cases.js';
+import { pauseCases, redisCases, redisClusterCases } from './redis-cases.js';
 
 // Side-by-side cases: ours and the named anchor, same inputs, same (private) Redis, one run.
 let redis: PrivateRedis | undefined;
@@ -31,7 +31,7 @@ try {
   if (redis) cases.push(...(await redisCases(redis)));
   if (clusterCases) cases.push(...clusterCases.cases);
   cases.push(...http.cases);
-  if (redis) cases.push(pauseCase(redis));
+  if (redis) cases.push(...pauseCases(redis));
   await runBench('@noa/rate-limiter', path.dirname(new URL(import.meta.url).pathname), cases);
 } finally {
   http.close();

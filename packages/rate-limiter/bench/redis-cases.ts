@@ -2,7 +2,12 @@ import { once } from 'node:events';
 import type { PrivateRedis, PrivateRedisCluster } from '@noa/testkit';
 import { type BenchCase, concurrentOpsPerSecond, median, quantile, size, smoke } from '@noa/testkit/bench';
 import { Cluster, Redis } from 'ioredis';
-import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import {
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+  RLWrapperTimeouts,
+} from 'rate-limiter-flexible';
 import { createRateLimiter } from '../src/index.js';
 import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../src/redis.js';
 
@@ -69,6 +74,14 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
   const admin = await client(redis, {});
   const oursClient = await client(redis);
   const theirsClient = await client(redis);
+  // RLF's side again on a connection with ioredis's auto-pipelining (one write per tick for all
+  // its EVALSHAs, as ours sends a tick's batched calls): what an RLF user tuning for throughput
+  // would switch on. The goal rows keep the plain client (RLF's documented setup); the rows
+  // "RLF with auto-pipelining" show whether that changes the comparison.
+  const theirsPipelinedClient = await client(redis, {
+    ...recommendedRedisOptions,
+    enableAutoPipelining: true,
+  });
   const big = 1_000_000_000;
   const callsPerCheck = { ours: 0, theirs: 0 };
   const scriptMicrosPerCheck = { ours: [] as number[], theirs: [] as number[] };
@@ -87,9 +100,9 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
     scriptMicrosPerCheck.ours.push(scriptMicros / total);
     return value;
   };
-  const throughputTheirs = async () => {
+  const throughputTheirs = async (storeClient: Redis = theirsClient) => {
     const limiter = new RateLimiterRedis({
-      storeClient: theirsClient,
+      storeClient,
       keyPrefix: fresh('t'),
       points: big,
       duration: 60,
@@ -97,10 +110,13 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
     const { value, calls, scriptMicros } = await counting(admin, () =>
       concurrentOpsPerSecond(total, 64, (index) => limiter.consume(keys[index % keyCount]!)),
     );
-    callsPerCheck.theirs = calls / total;
-    scriptMicrosPerCheck.theirs.push(scriptMicros / total);
+    if (storeClient === theirsClient) {
+      callsPerCheck.theirs = calls / total;
+      scriptMicrosPerCheck.theirs.push(scriptMicros / total);
+    }
     return value;
   };
+  const throughputTheirsPipelined = () => throughputTheirs(theirsPipelinedClient);
 
   /** Redis CPU µs per check of one run of `throughput` (ours or theirs). */
   const cpuPerCheck = async (throughput: () => Promise<number>): Promise<number> => {
@@ -138,16 +154,25 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
   const hotLimit = size(500, 50);
   const hotRequests = hotLimit * 20;
   const hotCalls = { ours: 0, theirs: 0 };
+  // Requests each side admitted in its last round: both must admit exactly the limit, or the
+  // row would compare different work (a side that admits more answers more from memory).
+  const hotAdmitted = { ours: 0, theirs: 0 };
   const hotOurs = async () => {
     const limiter = createRateLimiter({
       store: new RedisStore({ client: oursClient, prefix: `${fresh('h')}:` }),
       limits: [{ limit: hotLimit, windowMs: 60_000 }],
       deadlineMs: 1_000,
     });
+    let admitted = 0;
     const { value, calls } = await counting(admin, () =>
-      concurrentOpsPerSecond(hotRequests, 64, () => limiter.check('hot')),
+      concurrentOpsPerSecond(hotRequests, 64, () =>
+        limiter.check('hot').then((result) => {
+          if (result.allowed) admitted += 1;
+        }),
+      ),
     );
     hotCalls.ours = calls / hotRequests;
+    hotAdmitted.ours = admitted;
     return value;
   };
   const hotTheirs = async () => {
@@ -159,14 +184,21 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
       inMemoryBlockOnConsumed: hotLimit,
       inMemoryBlockDuration: 60,
     });
+    let admitted = 0;
     const { value, calls } = await counting(admin, () =>
       concurrentOpsPerSecond(hotRequests, 64, () =>
-        limiter.consume('hot').catch((error: unknown) => {
-          if (!(error instanceof RateLimiterRes)) throw error;
-        }),
+        limiter.consume('hot').then(
+          () => {
+            admitted += 1;
+          },
+          (error: unknown) => {
+            if (!(error instanceof RateLimiterRes)) throw error;
+          },
+        ),
       ),
     );
     hotCalls.theirs = calls / hotRequests;
+    hotAdmitted.theirs = admitted;
     return value;
   };
 
@@ -178,7 +210,7 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
       goal: 1.3,
       anchor: rlfAnchor,
       ours: throughputOurs,
-      theirs: throughputTheirs,
+      theirs: () => throughputTheirs(),
       extra: () => ({
         redisCallsPerCheckOurs: Number(callsPerCheck.ours.toFixed(3)),
         redisCallsPerCheckTheirs: Number(callsPerCheck.theirs.toFixed(3)),
@@ -196,7 +228,7 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
       goal: 0.75,
       anchor: rlfAnchor,
       ours: () => cpuPerCheck(throughputOurs),
-      theirs: () => cpuPerCheck(throughputTheirs),
+      theirs: () => cpuPerCheck(() => throughputTheirs()),
       extra: () => {
         // The scripts' share (commandstats: EVALSHA µs, the commands they ran included), per
         // check, median over the runs of both throughput rows.
@@ -206,6 +238,23 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
           scriptMicrosPerCheckTheirs: perCheck(scriptMicrosPerCheck.theirs),
         };
       },
+    },
+    {
+      // No goal: RLF given ioredis's enableAutoPipelining (see theirsPipelinedClient).
+      case: 'redis, fixed window, 10k keys, 64 in flight, RLF with auto-pipelining',
+      unit: 'ops/s',
+      better: 'higher',
+      anchor: `${rlfAnchor} + enableAutoPipelining`,
+      ours: throughputOurs,
+      theirs: throughputTheirsPipelined,
+    },
+    {
+      case: 'redis, fixed window, 10k keys: Redis CPU per check, RLF with auto-pipelining',
+      unit: 'µs',
+      better: 'lower',
+      anchor: `${rlfAnchor} + enableAutoPipelining`,
+      ours: () => cpuPerCheck(throughputOurs),
+      theirs: () => cpuPerCheck(throughputTheirsPipelined),
     },
     {
       // No goal: the issue sets none for one check at a time. Our function does more per call
@@ -238,6 +287,8 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
       extra: () => ({
         redisCallsPerRequestOurs: Number(hotCalls.ours.toFixed(4)),
         redisCallsPerRequestTheirs: Number(hotCalls.theirs.toFixed(4)),
+        admittedOurs: hotAdmitted.ours,
+        admittedTheirs: hotAdmitted.theirs,
       }),
     },
     {
@@ -257,12 +308,19 @@ export async function redisCases(redis: PrivateRedis): Promise<BenchCase[]> {
 
 /**
  * Open-loop load at 2k checks/s while Redis is paused (`CLIENT PAUSE`) for 5 s (0.3 s in smoke
- * mode): p99 latency of a check, ours (25 ms deadline, breaker, local fallback) vs RLF.
+ * mode): p99 latency of a check, ours (25 ms deadline, breaker, local fallback) vs RLF. The goal
+ * row gives RLF its own documented answer to a stalled store, configured like ours: its
+ * `RLWrapperTimeouts` with the same 25 ms and a `RateLimiterMemory` insurance limiter of the same
+ * limit (RLF's insurance strategy; our `failMode: 'local'`), on a client with the same options.
+ * The second row, no goal, is `RateLimiterRedis` as its README example sets it up: no timeout,
+ * so a check waits out the pause.
  */
-export function pauseCase(redis: PrivateRedis): BenchCase {
+export function pauseCases(redis: PrivateRedis): BenchCase[] {
   const pauseMs = smoke ? 300 : 5_000;
   const runMs = smoke ? 1_000 : 8_000;
   const rate = 2_000;
+  const limit = 1_000_000;
+  const deadlineMs = 25;
   const openLoop = async (check: (key: string) => Promise<unknown>): Promise<number> => {
     const latencies: number[] = [];
     const pending: Promise<unknown>[] = [];
@@ -285,37 +343,59 @@ export function pauseCase(redis: PrivateRedis): BenchCase {
     await Promise.all(pending);
     return quantile(latencies, 0.99);
   };
-  return {
-    case: `redis paused ${pauseMs / 1_000} s during ${rate}/s open loop: p99 latency`,
-    unit: 'ms',
-    better: 'lower',
-    goal: 0.1,
-    rounds: 1,
-    anchor: rlfAnchor,
-    ours: async () => {
-      const connection = await client(redis);
-      const limiter = createRateLimiter({
-        store: new RedisStore({ client: connection, prefix: `${fresh('p')}:` }),
-        limits: [{ limit: 1_000_000, windowMs: 60_000 }],
-        failMode: 'local',
-      });
-      const p99 = await openLoop((key) => limiter.check(key));
-      connection.disconnect();
-      return p99;
-    },
-    theirs: async () => {
-      const connection = await client(redis, {});
-      const limiter = new RateLimiterRedis({
-        storeClient: connection,
-        keyPrefix: fresh('pt'),
-        points: 1_000_000,
-        duration: 60,
-      });
-      const p99 = await openLoop((key) => limiter.consume(key).catch(() => undefined));
-      connection.disconnect();
-      return p99;
-    },
+  const ours = async () => {
+    const connection = await client(redis);
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client: connection, prefix: `${fresh('p')}:` }),
+      limits: [{ limit, windowMs: 60_000 }],
+      deadlineMs,
+      failMode: 'local',
+    });
+    const p99 = await openLoop((key) => limiter.check(key));
+    connection.disconnect();
+    return p99;
   };
+  const theirs = (insured: boolean) => async () => {
+    const connection = await client(redis);
+    const redisLimiter = new RateLimiterRedis({
+      storeClient: connection,
+      keyPrefix: fresh('pt'),
+      points: limit,
+      duration: 60,
+    });
+    const limiter = insured
+      ? new RLWrapperTimeouts({
+          limiter: redisLimiter,
+          timeoutMs: deadlineMs,
+          insuranceLimiter: new RateLimiterMemory({ points: limit, duration: 60 }),
+        })
+      : redisLimiter;
+    const p99 = await openLoop((key) => limiter.consume(key).catch(() => undefined));
+    connection.disconnect();
+    return p99;
+  };
+  const label = `redis paused ${pauseMs / 1_000} s during ${rate}/s open loop: p99 latency`;
+  return [
+    {
+      case: label,
+      unit: 'ms',
+      better: 'lower',
+      goal: 0.1,
+      rounds: 1,
+      anchor: `${rlfAnchor} in RLWrapperTimeouts (${deadlineMs} ms) + insuranceLimiter`,
+      ours,
+      theirs: theirs(true),
+    },
+    {
+      case: `${label}, RLF without a timeout (its README setup)`,
+      unit: 'ms',
+      better: 'lower',
+      rounds: 1,
+      anchor: rlfAnchor,
+      ours,
+      theirs: theirs(false),
+    },
+  ];
 }
 
 /**
