@@ -64,7 +64,7 @@ describe.skipIf(skip !== undefined).each(targets)('limiter.acquire on $name', (t
         // never above the limit.
         let run = 0;
         for (const { result } of admitted) {
-          const rank = limit - result.remaining;
+          const rank = limit - (result.remaining ?? Number.NaN);
           run = rank === 1 ? 1 : run + 1;
           expect(rank).toBe(run);
           expect(run).toBeLessThanOrEqual(limit);
