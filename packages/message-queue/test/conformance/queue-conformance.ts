@@ -1499,7 +1499,11 @@ export function describeQueueConformance(target: ConformanceTarget): void {
      * A view of the provider for a worker that stalls: its lease renewals do nothing (as when a
      * blocked event loop delays its heartbeat past the lease). `track.leased` collects the records
      * it leased (with their lease tokens); `track.settled` turns true once a settlement of it
-     * reached the backend.
+     * reached the backend, or its give-back (`release`) was answered. A frozen heartbeat still
+     * "answers", but a loaded machine can hold the worker's event loop past `leaseMs` between two
+     * of them: its own lease check then gives the job up, and a late failure goes back by
+     * `release` (as a stall), not by an exchange. Counting only exchanges, the case waited 5 s for
+     * a settlement that never came.
      */
     const frozenHeartbeat = (track: { leased: JobRecord[]; settled: boolean }) =>
       new Proxy(provider, {
@@ -1507,6 +1511,13 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           const value = Reflect.get(target, key, target) as unknown;
           if (typeof value !== 'function') return value;
           if (key === 'extendLeases') return async () => ({ cancelled: [], lost: [] });
+          if (key === 'release') {
+            return async (...args: Parameters<QueueProvider['release']>) => {
+              const counted = await target.release(...args);
+              track.settled = true;
+              return counted;
+            };
+          }
           if (key === 'settleNow') {
             return (...args: Parameters<NonNullable<QueueProvider['settleNow']>>) => {
               const taken = target.settleNow?.(...args) ?? false;
