@@ -200,9 +200,11 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     const prefix = 'failed-then-stored:';
     const waiter = await open(prefix, true);
     const writer = await open(prefix);
-    await writer.set('k', 'old', { ttlMs: 50, graceMs: 60_000 });
+    // Expired by a call, not by a 50 ms TTL the waiter's read below could come after.
+    await writer.set('k', 'old', { ttlMs: 60_000, graceMs: 60_000 });
     expect(await waiter.get('k')).toBe('old');
-    await delay(80);
+    await writer.expire('k');
+    expect(await until(() => waiter.getLocal('k') === undefined)).toBe(true);
     // A holder failed (its mark lasts its back-off), and another instance took the lease after it.
     await admin.set(`${prefix}__failed:k`, '1', 'PX', 60_000);
     await admin.set(`${prefix}__lease:k`, 'next-holder', 'PX', 60_000);
