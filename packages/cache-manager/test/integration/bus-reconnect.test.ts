@@ -41,6 +41,35 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     return Number(/cmdstat_publish:calls=(\d+)/.exec(stats)?.[1] ?? 0);
   }
 
+  /**
+   * Counts, server-side (MONITOR on the connection `on`), the lease attempts (`SET … NX`) on keys
+   * of `prefix`: how a case knows that a waiter has read its value in grace and reached the
+   * lease, rather than assuming it did within a fixed delay.
+   */
+  async function watchLeaseAttempts(
+    on: Redis,
+    prefix: string,
+  ): Promise<{ count: () => number; stop: () => void }> {
+    const monitor = await on.monitor();
+    monitor.on('error', () => {});
+    let attempts = 0;
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      const [command, key] = args;
+      if (command?.toLowerCase() === 'set' && key?.startsWith(`${prefix}__lease:`)) attempts += 1;
+    });
+    return { count: () => attempts, stop: () => monitor.disconnect() };
+  }
+
+  /** Polls `check` until true, for up to 10 s (a loaded machine's slowest, not a fixed wait). */
+  async function until(check: () => boolean | Promise<boolean>): Promise<boolean> {
+    const deadline = Date.now() + 10_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) return false;
+      await delay(10);
+    }
+    return true;
+  }
+
   async function waitForSubscribers(prefix: string, count: number): Promise<void> {
     const deadline = Date.now() + 5_000;
     while (Date.now() < deadline && (await subscribers(prefix)) < count) await delay(10);
@@ -137,9 +166,12 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     const prefix = 'failed-holder:';
     const waiter = await open(prefix, true);
     const holder = await open(prefix);
-    await holder.set('k', 'old', { ttlMs: 50, graceMs: 60_000 });
+    // Expired by a call, not by a 50 ms TTL: on a loaded machine the waiter's read below came
+    // after such a TTL had run out, and found nothing fresh to read.
+    await holder.set('k', 'old', { ttlMs: 60_000, graceMs: 60_000 });
     expect(await waiter.get('k')).toBe('old');
-    await delay(80);
+    await holder.expire('k');
+    expect(await until(() => waiter.getLocal('k') === undefined)).toBe(true);
     // The waiter's bus stays down: its SUBSCRIBE is held back, so no `rel` message reaches it.
     proxy.holdSubscribe = true;
     await admin.client('KILL', 'TYPE', 'pubsub');
@@ -148,11 +180,14 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     const holding = holder.getOrSet('k', () => new Promise<string>((_, reject) => (failHolder = reject)));
     while (failHolder === undefined) await delay(5);
     let waiterRuns = 0;
+    const leaseAttempts = await watchLeaseAttempts(admin, prefix);
     const waiting = waiter.getOrSet('k', async () => {
       waiterRuns += 1;
       return 'recomputed';
     });
-    await delay(50);
+    // The holder fails once the waiter waits on its lease (seen by Redis), not after a fixed delay.
+    expect(await until(() => leaseAttempts.count() > 0)).toBe(true);
+    leaseAttempts.stop();
     failHolder(new Error('source down'));
     expect(await holding).toBe('old');
     // As with a working bus: the source that just failed is not called again by each waiter.
@@ -165,9 +200,11 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     const prefix = 'failed-then-stored:';
     const waiter = await open(prefix, true);
     const writer = await open(prefix);
-    await writer.set('k', 'old', { ttlMs: 50, graceMs: 60_000 });
+    // Expired by a call, not by a 50 ms TTL the waiter's read below could come after.
+    await writer.set('k', 'old', { ttlMs: 60_000, graceMs: 60_000 });
     expect(await waiter.get('k')).toBe('old');
-    await delay(80);
+    await writer.expire('k');
+    expect(await until(() => waiter.getLocal('k') === undefined)).toBe(true);
     // A holder failed (its mark lasts its back-off), and another instance took the lease after it.
     await admin.set(`${prefix}__failed:k`, '1', 'PX', 60_000);
     await admin.set(`${prefix}__lease:k`, 'next-holder', 'PX', 60_000);
@@ -329,20 +366,24 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     try {
       const holder = await openOn();
       const waiter = await openOn();
+      const monitorOn = new Redis(dying.url);
+      monitorOn.on('error', () => {});
+      clients.push(monitorOn);
       await holder.set('k', 'old');
       expect(await waiter.get('k')).toBe('old');
       await holder.expire('k');
-      const deadline = Date.now() + 2_000;
-      while (Date.now() < deadline && waiter.getLocal('k') !== undefined) await delay(10);
-      expect(waiter.getLocal('k')).toBeUndefined();
+      expect(await until(() => waiter.getLocal('k') === undefined)).toBe(true);
       let finish: ((value: string) => void) | undefined;
       const holding = holder.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
       while (finish === undefined) await delay(5);
-      // The waiter finds the lease taken and polls, its value in grace at hand.
+      // The waiter finds the lease taken and polls, its value in grace at hand: Redis is killed
+      // once the waiter's lease attempt has reached it, not after a fixed delay.
+      const leaseAttempts = await watchLeaseAttempts(monitorOn, 'dying:');
       const waiting = waiter.getOrSet('k', async () => {
         throw new Error('source down');
       });
-      await delay(100);
+      expect(await until(() => leaseAttempts.count() > 0)).toBe(true);
+      leaseAttempts.stop();
       await dying.kill();
       // Its bus connection closes and its next poll fails: neither is a change of the key.
       expect(await waiting).toBe('old');

@@ -1,9 +1,8 @@
-import { delay } from '@noa/core';
 import { clusterMasterPortOf, commandStat, generousDeadlineMs, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
-import { findMemorySplit } from './helpers.js';
+import { eventually, findMemorySplit } from './helpers.js';
 import { usePrivateCluster } from './redis-server.js';
 
 const { installed: hasRedisServer, client: cluster } = usePrivateCluster(
@@ -78,8 +77,13 @@ describe.skipIf(!hasRedisServer)('tagged writes on a Cluster whose tag set maste
     expect(manyValues).toEqual(['many value']);
     expect(await admin.smembers(`${prefix}__tag:t`)).toEqual([]); // the SADDs were refused
     await writer.deleteByTag('t');
-    // The deletes of values left unnamed are sent without waiting for them: give them a moment.
-    await delay(100);
+    // The deletes of values left unnamed are sent without waiting for them: wait for the cluster
+    // to have run them (a fixed 100 ms assumed it had).
+    const gone = async () =>
+      (await Promise.all([plain, computed, many].map((key) => cluster().exists(`${prefix}v:${key}`)))).every(
+        (found) => found === 0,
+      );
+    await eventually(gone);
     const reader = new Cache(options);
     caches.push(reader);
     await reader.ready();
@@ -141,7 +145,9 @@ describe.skipIf(!hasRedisServer)('tagged writes on a Cluster whose tag set maste
     };
     const plain = await splitWrites('plain', 'set', (key) => writer.set(key, big, { tags: ['t'] }));
     await writer.deleteByTag('t');
-    await delay(100); // the deletes of values left unnamed, not waited for
+    // The deletes of values left unnamed are not waited for by deleteByTag: wait for Redis to
+    // have run them (a fixed 100 ms assumed it had).
+    await eventually(async () => (await admin.keys(`${prefix}v:*`)).length === 0);
     expect(await admin.keys(`${prefix}v:*`)).toEqual([]);
     const reader = new Cache(options);
     caches.push(reader);

@@ -186,6 +186,23 @@ export function resyncWatcher(): { logger: Logger; resynced: () => boolean } {
   return { logger, resynced: () => resynced };
 }
 
+/**
+ * Polls `check` every 10 ms until it holds, for up to `timeoutMs`: whether it held. For a test
+ * that needs another party to have progressed (a bus message heard, a background delete run):
+ * it returns as soon as that happened, where a fixed delay assumed it within the delay.
+ */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) return false;
+    await delay(10);
+  }
+  return true;
+}
+
 /** Polls `condition` every 20 ms until it holds; throws naming `what` after `timeoutMs`. */
 async function waitUntil(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1499,7 +1499,11 @@ export function describeQueueConformance(target: ConformanceTarget): void {
      * A view of the provider for a worker that stalls: its lease renewals do nothing (as when a
      * blocked event loop delays its heartbeat past the lease). `track.leased` collects the records
      * it leased (with their lease tokens); `track.settled` turns true once a settlement of it
-     * reached the backend.
+     * reached the backend, or its give-back (`release`) was answered. A frozen heartbeat still
+     * "answers", but a loaded machine can hold the worker's event loop past `leaseMs` between two
+     * of them: its own lease check then gives the job up, and a late failure goes back by
+     * `release` (as a stall), not by an exchange. Counting only exchanges, the case waited 5 s for
+     * a settlement that never came.
      */
     const frozenHeartbeat = (track: { leased: JobRecord[]; settled: boolean }) =>
       new Proxy(provider, {
@@ -1507,6 +1511,13 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           const value = Reflect.get(target, key, target) as unknown;
           if (typeof value !== 'function') return value;
           if (key === 'extendLeases') return async () => ({ cancelled: [], lost: [] });
+          if (key === 'release') {
+            return async (...args: Parameters<QueueProvider['release']>) => {
+              const counted = await target.release(...args);
+              track.settled = true;
+              return counted;
+            };
+          }
           if (key === 'settleNow') {
             return (...args: Parameters<NonNullable<QueueProvider['settleNow']>>) => {
               const taken = target.settleNow?.(...args) ?? false;
@@ -1757,9 +1768,27 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       const queue = makeQueue<number>();
       await queue.addBulk(Array.from({ length: 4 }, (_, n) => ({ name: 'slow', data: n })));
       const started: number[] = [];
-      const worker = startWorker(queue, async (job) => {
+      // "Slow" is relative to the worker's round trip, which a loaded machine stretches past any
+      // fixed handler time (a fixed 80 ms run was faster than the exchanges once, so the worker
+      // rightly leased ahead). Each run lasts twice the slowest exchange answered so far.
+      let slowestExchangeMs = 0;
+      const timed = new Proxy(provider, {
+        get: (target, key) => {
+          const value = Reflect.get(target, key, target) as unknown;
+          if (typeof value !== 'function') return value;
+          if (key !== 'exchange') return value.bind(target);
+          return async (...args: Parameters<QueueProvider['exchange']>) => {
+            const sentAt = performance.now();
+            const response = await target.exchange(...args);
+            slowestExchangeMs = Math.max(slowestExchangeMs, performance.now() - sentAt);
+            return response;
+          };
+        },
+      });
+      const worker = startWorker(new Queue<number>({ name: queue.name, provider: timed }), async (job) => {
         started.push(job.data);
-        await sleep(80);
+        const startedAt = performance.now();
+        while (performance.now() - startedAt < Math.max(80, 2 * slowestExchangeMs)) await sleep(10);
       });
       // After two slow jobs the worker knows its handler is slower than a round trip.
       await waitFor(() => started.length === 3);

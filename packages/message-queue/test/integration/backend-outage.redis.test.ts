@@ -69,6 +69,9 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
       expect(worker.backendUp).toBe(true);
 
       await stopServer();
+      // The first error comes once an exchange has gone 500 ms unanswered: waited for, not
+      // assumed within the outage below (a loaded machine stretches it).
+      await waitFor(() => errors.length > 0, 10_000, 'the worker to report Redis unavailable');
       // Many polls and exchanges' worth of outage: still one error event.
       await sleep(3_000);
       expect(errors.map((error) => (error as Error & { code?: string }).code)).toEqual([
@@ -113,8 +116,8 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
 
       // A second worker of the queue whose backend answers does not hide the first one's outage.
       onMemory = new Worker({ queue: new Queue({ name, provider: new MemoryProvider() }), ...options });
-      await sleep(300);
-      expect(onMemory.backendUp).toBe(true);
+      // Up once its first exchange is answered: waited for, not assumed within 300 ms.
+      await waitFor(() => onMemory!.backendUp, 5_000, 'the memory worker to find its backend up');
       expect(await up()).toEqual([0]);
 
       await startServer();
