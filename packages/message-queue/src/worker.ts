@@ -500,8 +500,11 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     const maintenance = setInterval(() => void this.maintain(), this.#options.maintenanceIntervalMs);
     this.#timers.push(heartbeat, maintenance);
     heartbeat.unref();
+    // Judged one I/O turn later (setImmediate): Node runs due timers before it reads sockets, so
+    // after the process was busy (a long synchronous task, a GC pause) a call whose answer
+    // already waits in its socket would look unanswered at the timer, a false outage.
     const watchdog = setInterval(
-      () => this.#health.check(performance.now()),
+      () => setImmediate(() => this.#health.check(performance.now())),
       Math.max(25, Math.floor(this.#options.backendTimeoutMs / 4)),
     );
     watchdog.unref();
