@@ -27,7 +27,7 @@ describe('RabbitMqProvider without amqplib installed', () => {
         expect(error).toBeInstanceOf(DriverNotInstalledError);
         expect(error?.code).toBe('NOA_MQ_DRIVER_NOT_INSTALLED');
         expect(error?.message).toContain('npm install amqplib');
-        expect((error?.cause as { code?: string }).code).toBe('ERR_MODULE_NOT_FOUND');
+        expect((error?.cause as { code?: string } | undefined)?.code).toBe('ERR_MODULE_NOT_FOUND');
       }
     } finally {
       await queue.close();
