@@ -106,12 +106,15 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
     const options = { registry, pollIntervalMs: 50, backendCloseTimeoutMs: 500, handler: () => {} };
     await stopServer();
     // Started against a Redis that is already down.
-    const onRedis = new Worker({ queue: new Queue({ name, provider }), backendTimeoutMs: 1_000, ...options });
+    // backendTimeoutMs 3 s: the "absent while unknown" read below comes well inside it even when a
+    // loaded machine stretches the 300 ms wait (with 1 s, a stretched wait found it down already).
+    const onRedis = new Worker({ queue: new Queue({ name, provider }), backendTimeoutMs: 3_000, ...options });
     let onMemory: Worker | undefined;
     try {
       await sleep(300);
+      expect(onRedis.backendState).toBe('unknown');
       expect(await up()).toEqual([]);
-      await waitFor(() => onRedis.backendState === 'down', 5_000, 'the worker to find Redis down');
+      await waitFor(() => onRedis.backendState === 'down', 10_000, 'the worker to find Redis down');
       expect(await up()).toEqual([0]);
 
       // A second worker of the queue whose backend answers does not hide the first one's outage.
@@ -124,7 +127,7 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
       await waitFor(() => onRedis.backendUp, 10_000, 'the worker to see Redis back');
       expect(await up()).toEqual([1]);
       await stopServer();
-      await waitFor(() => onRedis.backendState === 'down', 5_000, 'the worker to find Redis down again');
+      await waitFor(() => onRedis.backendState === 'down', 10_000, 'the worker to find Redis down again');
       expect(await up()).toEqual([0]);
 
       // Closed, a worker is out of the gauge: what is left is the other one's view, then nothing.
@@ -138,7 +141,7 @@ describe.skipIf(privateRedis.skip !== undefined)('Redis outage (private redis-se
       await onMemory?.close(0);
       await provider.close();
     }
-  }, 40_000);
+  }, 60_000);
 
   it('queue_depth_stale is the minimum over the queue objects of a name on one registry, and the last one closed takes it and the depth series away', async () => {
     const provider = new RedisProvider({ connection: connect() });
