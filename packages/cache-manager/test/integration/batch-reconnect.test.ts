@@ -65,7 +65,7 @@ function singleNode(): Backend {
       return cache;
     },
     async killBus() {
-      await admin.client('KILL', 'TYPE', 'pubsub');
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     },
     async stall(_redisKey, ms) {
       await server.pause(ms);
@@ -104,7 +104,7 @@ function threeMasters(): Backend {
       return cache;
     },
     async killBus() {
-      await Promise.all(admins.map((admin) => admin.client('KILL', 'TYPE', 'pubsub')));
+      await Promise.all(admins.map((admin) => admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')));
     },
     async stall(redisKey, ms) {
       router ??= await connect();

@@ -73,7 +73,7 @@ describe.skipIf(!hasRedisServer)('invalidation bus on a Redis Cluster', () => {
       const deadline = Date.now() + 5_000;
       while (Date.now() < deadline && (await reader.get('k')) !== `before ${round}`) await delay(50);
       expect(await reader.get('k')).toBe(`before ${round}`);
-      await Promise.all(admins.map((admin) => admin.client('KILL', 'TYPE', 'pubsub')));
+      await Promise.all(admins.map((admin) => admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')));
       await writer.set('k', `after ${round}`);
       while (Date.now() < deadline && (await reader.get('k')) !== `after ${round}`) await delay(50);
       expect(await reader.get('k')).toBe(`after ${round}`);

@@ -99,7 +99,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     expect(reader.getLocal('k')).toBe('v1');
 
     proxy.holdSubscribe = true;
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     // The reader's bus connection is back (ready) and its SUBSCRIBE is on its way.
     await proxy.held();
     await waitForSubscribers(prefix, 1);
@@ -128,7 +128,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     let finish: ((value: string) => void) | undefined;
     const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
     while (finish === undefined) await delay(5);
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     const deadline = Date.now() + 5_000;
     while (Date.now() < deadline && !resynced()) await delay(10);
     expect(resynced()).toBe(true);
@@ -150,7 +150,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     let finish: ((value: string) => void) | undefined;
     const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
     while (finish === undefined) await delay(5);
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     // The write lands in L2 while the runner's bus is down (its message is lost to it).
     await writer.set('k', 'newer');
     const deadline = Date.now() + 5_000;
@@ -174,7 +174,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     expect(await until(() => waiter.getLocal('k') === undefined)).toBe(true);
     // The waiter's bus stays down: its SUBSCRIBE is held back, so no `rel` message reaches it.
     proxy.holdSubscribe = true;
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     await proxy.held();
     let failHolder: ((error: Error) => void) | undefined;
     const holding = holder.getOrSet('k', () => new Promise<string>((_, reject) => (failHolder = reject)));
@@ -237,7 +237,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     let finish: ((value: string) => void) | undefined;
     const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));
     while (finish === undefined) await delay(5);
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     // Both land in L2 while the runner's bus is down: L2 holds nothing again, as the run saw it.
     await writer.set('k', 'newer');
     await writer.delete('k');
@@ -261,7 +261,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     while (finish === undefined) await delay(5);
     // The runner's bus connection is back, but its SUBSCRIBE is held: it hears nothing yet.
     proxy.holdSubscribe = true;
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     await proxy.held();
     await writer.set('k', 'newer');
     await writer.delete('k');
@@ -283,7 +283,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     const writer = await open(prefix);
     // The runner's bus connection is back, but its SUBSCRIBE is held: it hears nothing yet.
     proxy.holdSubscribe = true;
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     await proxy.held();
     // Started after the connection closed: no close happens during it to mark it.
     let finish: ((value: string) => void) | undefined;
@@ -308,7 +308,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     const runner = await open(prefix, true);
     const writer = await open(prefix);
     proxy.holdSubscribe = true;
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     await proxy.held();
     let finish: ((values: string[]) => void) | undefined;
     const running = runner.getOrSetMany(
@@ -334,7 +334,7 @@ describe.skipIf(started.skip !== undefined)('invalidation bus reconnect', () => 
     const runner = await open(prefix, true, { logger });
     const writer = await open(prefix);
     proxy.holdSubscribe = true;
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     await proxy.held();
     let finish: ((value: string) => void) | undefined;
     const running = runner.getOrSet('k', () => new Promise<string>((resolve) => (finish = resolve)));

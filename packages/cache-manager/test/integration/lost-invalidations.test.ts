@@ -126,7 +126,7 @@ describe.skipIf(started.skip !== undefined)(
       while (finish === undefined) await delay(5);
       const subscribed = await subscribers();
       // The bus connections drop; the write's message reaches nobody (ioredis reconnects after 50 ms).
-      await admin.client('KILL', 'TYPE', 'pubsub');
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
       await writer.set('spanning', 'newer');
       const deadline = Date.now() + 5_000;
       while (Date.now() < deadline && (await subscribers()) < subscribed) await delay(20);
@@ -187,7 +187,7 @@ describe.skipIf(started.skip !== undefined)(
       // Once the pause ended (the PING waits for it).
       await admin.ping();
       // The bus connections drop; the delete's message reaches nobody.
-      await admin.client('KILL', 'TYPE', 'pubsub');
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
       await writer.delete('deleted');
       const deadline = Date.now() + 5_000;
       while (Date.now() < deadline && (await subscribers()) < subscribed) await delay(20);

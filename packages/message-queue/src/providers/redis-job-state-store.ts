@@ -46,7 +46,7 @@ import {
   redisConnectionOption,
   redisPrefixOption,
 } from './redis-options.js';
-import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
+import { closeSubscriber, duplicateConnection, subscribeWhenReady } from './redis-subscriber.js';
 import { ArgumentLimit, buildSettleEntry, type SettleEntry } from './settle-batches.js';
 
 /** Options of {@link RedisJobStateStore}. */
@@ -397,7 +397,7 @@ export class RedisJobStateStore implements JobStateStore {
     };
     if (this.#closed) return remove;
     if (!this.#subscriber) {
-      const subscriber = this.#redis.duplicate();
+      const subscriber = duplicateConnection(this.#redis);
       subscriber.on('error', () => {});
       subscriber.on('message', (from: string, message: string) => this.#onMessage(from, message));
       this.#subscriber = subscriber;

@@ -42,7 +42,7 @@ import {
   redisPrefixOption,
 } from './redis-options.js';
 import { loadRedisScripts, type RedisScriptName } from './redis-scripts.js';
-import { closeSubscriber, subscribeWhenReady } from './redis-subscriber.js';
+import { closeSubscriber, duplicateConnection, subscribeWhenReady } from './redis-subscriber.js';
 import { ArgumentLimit, buildSettleEntry, type SettleEntry } from './settle-batches.js';
 import { Wakers } from './wakers.js';
 
@@ -162,7 +162,7 @@ export class RedisProvider implements QueueProvider {
     if (this.#closed) return Promise.resolve();
     if (state.subscribed) return state.subscribed;
     if (!this.#subscriber) {
-      const subscriber = this.#redis.duplicate();
+      const subscriber = duplicateConnection(this.#redis);
       subscriber.on('error', () => {});
       subscriber.on('message', (channel: string, message: string) => this.#onMessage(channel, message));
       this.#subscriber = subscriber;

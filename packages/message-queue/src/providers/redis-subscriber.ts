@@ -16,6 +16,17 @@ export async function closeSubscriber(subscriber: Redis | Cluster, timeoutMs: nu
   await withDeadline(subscriber.quit(), timeoutMs, 'Redis QUIT').catch(() => subscriber.disconnect());
 }
 
+/**
+ * A new connection like `connection` (same options, or the same cluster nodes) for pub/sub.
+ * ioredis 6 makes `Redis` and `Cluster` generic over their reply mapping, so `duplicate()` on the
+ * union is no longer callable: each side is called on its own type.
+ */
+export function duplicateConnection(connection: Redis | Cluster): Redis | Cluster {
+  return (connection as { isCluster?: boolean }).isCluster === true
+    ? (connection as Cluster).duplicate()
+    : (connection as Redis).duplicate();
+}
+
 /** The last SUBSCRIBE sent on each pub/sub connection: the next one waits for it. */
 const lastSubscription = new WeakMap<Redis | Cluster, Promise<void>>();
 
