@@ -5,6 +5,7 @@ import type { Settlement } from '../src/provider.js';
 import {
   ArgumentLimit,
   fitFailure,
+  isReplyError,
   minArgumentBytes,
   packSettlements,
   type SettleEntry,
@@ -164,5 +165,23 @@ describe('ArgumentLimit', () => {
     await expect(flaky.for(minArgumentBytes)).rejects.toThrow(/closed/);
     expect(await flaky.for(minArgumentBytes)).toBe(1_048_576);
     expect(await new ArgumentLimit({} as never, 5_000_000).for(minArgumentBytes)).toBe(5_000_000);
+  });
+
+  it("tells error replies of any ReplyError subclass (ioredis 6: SimpleError, BlobError), whatever their name, from lost connections", async () => {
+    class ReplyError extends Error {
+      override name = 'ReplyError';
+    }
+    class SimpleError extends ReplyError {
+      override name = 'SimpleError';
+    }
+    expect(isReplyError(new SimpleError('NOPERM'))).toBe(true);
+    expect(isReplyError(new ReplyError('ERR'))).toBe(true);
+    expect(isReplyError(new Error('Connection is closed.'))).toBe(false);
+    expect(isReplyError(undefined)).toBe(false);
+    const refused = new ArgumentLimit(
+      { config: async () => Promise.reject(new SimpleError('NOPERM')) } as never,
+      undefined,
+    );
+    expect(await refused.for(minArgumentBytes)).toBe(512 * 1024 * 1024);
   });
 });

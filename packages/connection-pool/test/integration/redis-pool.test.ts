@@ -1,4 +1,5 @@
 import { isReachable, serviceUrl, startPrivateRedis, uniqueName } from '@noa/testkit';
+import { ReplyError } from 'ioredis';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from '../../src/index.js';
@@ -78,7 +79,9 @@ describe.skipIf(!reachable)('RedisPool', () => {
     try {
       await pool.use((client) => client.rpush(key, 'a'));
       const error = await pool.use((client) => client.incr(key)).catch((caught: unknown) => caught);
-      expect((error as Error).constructor.name).toBe('ReplyError');
+      // ioredis 6: a SimpleError, its subclass of ReplyError (named ReplyError still).
+      expect(error).toBeInstanceOf(ReplyError);
+      expect((error as Error).name).toBe('ReplyError');
       expect((error as Error).message).toMatch(/^WRONGTYPE/);
       expect(
         await sampleOf(registry, `noa_connection_pool_connections_destroyed_total{pool="${name}"}`),

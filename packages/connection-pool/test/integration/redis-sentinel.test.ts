@@ -15,7 +15,7 @@ afterAll(async () => {
 async function write(pool: ReturnType<typeof createRedisPool>, key: string): Promise<string> {
   return pool
     .use((client) => client.set(key, 'v'))
-    .catch((error: unknown) => `${(error as Error).constructor.name}: ${(error as Error).message}`);
+    .catch((error: unknown) => `${(error as Error).name}: ${(error as Error).message}`);
 }
 
 /** The port of the server a pooled connection is on (asked of the server: ioredis keeps 6379 in its options). */

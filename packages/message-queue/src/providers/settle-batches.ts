@@ -246,14 +246,38 @@ export class ArgumentLimit {
   async #read(): Promise<number> {
     try {
       const reply = (await this.#redis.config('GET', 'proto-max-bulk-len')) as unknown;
-      const value = Array.isArray(reply) ? Number(reply[1]) : Number.NaN;
+      // A flat [name, value] array (RESP2, and ioredis 6's default reply mapping), or an object
+      // (ioredis 6 with `replyMapping: 'resp3'`: RESP3 maps as plain objects).
+      const raw = Array.isArray(reply)
+        ? reply[1]
+        : typeof reply === 'object' && reply !== null
+          ? (reply as Record<string, unknown>)['proto-max-bulk-len']
+          : undefined;
+      const value = Number(raw);
       return Number.isFinite(value) && value > 0 ? value : defaultArgumentBytes;
     } catch (error) {
       // Refused by the server (renamed or forbidden `CONFIG`): its default. Anything else (the
       // connection) is the exchange's failure, and the limit is read again next time.
-      if ((error as { name?: unknown }).name === 'ReplyError') return defaultArgumentBytes;
+      if (isReplyError(error)) return defaultArgumentBytes;
       this.#bytes = undefined;
       throw error;
     }
   }
+}
+
+/**
+ * Whether `error` is the server's error reply (not a lost connection): ioredis 5's `ReplyError`,
+ * or ioredis 6's subclasses of it named after the RESP3 type (`SimpleError`, `BlobError`). Told by
+ * the class names along the prototype chain, so nothing imports ioredis at run time.
+ */
+export function isReplyError(error: unknown): boolean {
+  if ((error as { name?: unknown } | null)?.name === 'ReplyError') return true;
+  for (
+    let proto: unknown = error;
+    proto !== null && typeof proto === 'object';
+    proto = Object.getPrototypeOf(proto)
+  ) {
+    if ((proto as { constructor?: { name?: unknown } }).constructor?.name === 'ReplyError') return true;
+  }
+  return false;
 }
