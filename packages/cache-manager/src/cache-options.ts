@@ -152,7 +152,7 @@ export const cacheOptionsSchema = z
     /** The in-process tier. */
     l1: l1OptionsSchema.default(l1OptionsSchema.parse({})),
     /**
-     * An ioredis 5 client (single node or Cluster) for L2, the bus and leases; absent: memory only.
+     * An ioredis 5.4+ or 6 client (single node or Cluster) for L2, the bus and leases; absent: memory only.
      * Checked for the methods of {@link RedisClient} (mgetBuffer is ioredis's own).
      */
     redis: z

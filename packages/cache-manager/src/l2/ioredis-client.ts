@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import type { RedisClient } from './redis-client.js';
 
-/** An ioredis 5 client: a single node (`new Redis()`) or a cluster (`new Redis.Cluster()`). */
+/** An ioredis 5.4+ or 6 client: a single node (`new Redis()`) or a cluster (`new Redis.Cluster()`). */
 export type IoRedisClient = Redis | Cluster;
 
 /** True for an ioredis Cluster client. */

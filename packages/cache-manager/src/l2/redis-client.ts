@@ -1,5 +1,5 @@
 /**
- * The `redis` option: an ioredis 5 client, a single node (`new Redis()`) or a cluster
+ * The `redis` option: an ioredis 5.4+ or 6 client, a single node (`new Redis()`) or a cluster
  * (`new Cluster()`). Typed by the members the cache calls to tell one apart and set up its tiers,
  * not as ioredis's classes, so that the cache's declarations do not import ioredis: it is an
  * optional peer, and a memory-only app compiled with `skipLibCheck: false` would need it

@@ -52,7 +52,7 @@ import { ArgumentLimit, buildSettleEntry, type SettleEntry } from './settle-batc
 /** Options of {@link RedisJobStateStore}. */
 export const redisJobStateStoreOptionsSchema = z
   .object({
-    /** An ioredis 5 client or cluster, owned by the caller (not closed by the store). */
+    /** An ioredis 5.4+ or 6 client or cluster, owned by the caller (not closed by the store). */
     connection: redisConnectionOption,
     /** Key prefix; each queue's keys are `<prefix>:{<queue>}:…` (one hash slot per queue). */
     prefix: redisPrefixOption('noa:mq:state'),
@@ -93,7 +93,7 @@ function publishes(flat: unknown[], from: number): StatePublish[] {
 }
 
 /**
- * The job state of a {@link RabbitMqProvider} kept in Redis (ioredis 5, cluster-safe: every key
+ * The job state of a {@link RabbitMqProvider} kept in Redis (ioredis 5.4+ or 6, cluster-safe: every key
  * of a queue carries its `{queue}` hash tag). One Lua script per transition, so a dedupe claim,
  * a batch of settlements plus the verdicts on a batch of deliveries, or a maintenance pass is
  * one atomic round trip. Cancellations and pause/resume reach every process by pub/sub.

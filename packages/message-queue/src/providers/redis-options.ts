@@ -3,7 +3,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 
 /**
- * The `connection` option of the Redis-backed classes: an ioredis 5 client or cluster created
+ * The `connection` option of the Redis-backed classes: an ioredis 5.4+ or 6 client or cluster created
  * with `maxRetriesPerRequest: null` (a cluster: in `redisOptions`). With ioredis's default (20)
  * a command fails once its connection has failed 20 reconnects, so a Redis restart longer than
  * that fails lease renewals, settlements and adds instead of waiting; refused, as BullMQ's

@@ -49,7 +49,7 @@ import { Wakers } from './wakers.js';
 /** Options of {@link RedisProvider}. */
 export const redisProviderOptionsSchema = z
   .object({
-    /** An ioredis 5 client or cluster, owned by the caller (not closed by the provider). */
+    /** An ioredis 5.4+ or 6 client or cluster, owned by the caller (not closed by the provider). */
     connection: redisConnectionOption,
     /** Key prefix; each queue's keys are `<prefix>:{<queue>}:…` (one hash slot per queue). */
     prefix: redisPrefixOption('noa:mq'),
@@ -89,7 +89,7 @@ interface QueueState {
 }
 
 /**
- * The Redis provider (ioredis 5, Redis ≥ 6.2, cluster-safe): one Lua script per state
+ * The Redis provider (ioredis 5.4+ or 6, Redis ≥ 6.2, cluster-safe): one Lua script per state
  * transition, batch leases and batch acknowledgements, pub/sub wake-ups. At-least-once: a job
  * leaves Redis only when a worker has settled it; leases of dead workers expire and their
  * jobs are requeued.
