@@ -167,7 +167,7 @@ describe('ArgumentLimit', () => {
     expect(await new ArgumentLimit({} as never, 5_000_000).for(minArgumentBytes)).toBe(5_000_000);
   });
 
-  it("tells error replies of any ReplyError subclass (ioredis 6: SimpleError, BlobError), whatever their name, from lost connections", async () => {
+  it('tells error replies of any ReplyError subclass (ioredis 6: SimpleError, BlobError), whatever their name, from lost connections', async () => {
     class ReplyError extends Error {
       override name = 'ReplyError';
     }
