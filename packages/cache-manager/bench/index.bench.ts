@@ -177,7 +177,7 @@ for (const [label, value] of payloadCases) {
     unit: 'ops/s',
     better: 'higher',
     goal: 0.8,
-    anchor: 'ioredis@5.11.1 getBuffer (no decode)',
+    anchor: 'ioredis@6.1.0 getBuffer (no decode)',
     ours: () => opsWithin((index) => oursL2Reader.get(keys[index % KEYS]!), IN_FLIGHT),
     theirs: () => opsWithin((index) => raw.getBuffer(`${oursData}${keys[index % KEYS]!}`), IN_FLIGHT),
   });
@@ -186,7 +186,7 @@ for (const [label, value] of payloadCases) {
       case: `L2-hit get, ${label}, ${IN_FLIGHT} in flight, vs MGET + msgpackr unpack (floor)`,
       unit: 'ops/s',
       better: 'higher',
-      anchor: 'ioredis@5.11.1 mgetBuffer batches + msgpackr@2.1.3 unpack (same bytes)',
+      anchor: 'ioredis@6.1.0 mgetBuffer batches + msgpackr@2.1.3 unpack (same bytes)',
       ours: () => opsWithin((index) => oursL2Reader.get(keys[index % KEYS]!), IN_FLIGHT),
       theirs: () => opsWithin((index) => floor(keys[index % KEYS]!), IN_FLIGHT),
       // The floor against the raw GET: the best any decoding cache could score on that goal.
@@ -234,7 +234,7 @@ for (const [label, value] of payloadCases) {
     case: `L2-hit get, ${label}, ${IN_FLIGHT} in flight, vs raw GET + JSON.parse`,
     unit: 'ops/s',
     better: 'higher',
-    anchor: 'ioredis@5.11.1 get + JSON.parse',
+    anchor: 'ioredis@6.1.0 get + JSON.parse',
     ours: () => opsWithin((index) => oursL2Reader.get(keys[index % KEYS]!), IN_FLIGHT),
     theirs: () =>
       opsWithin(
@@ -248,7 +248,7 @@ for (const [label, value] of payloadCases) {
       case: `L2-hit get, ${label}, ${IN_FLIGHT} in flight, vs auto-pipelined GET`,
       unit: 'ops/s',
       better: 'higher',
-      anchor: 'ioredis@5.11.1 enableAutoPipelining',
+      anchor: 'ioredis@6.1.0 enableAutoPipelining',
       ours: () => opsWithin((index) => oursL2Reader.get(keys[index % KEYS]!), IN_FLIGHT),
       theirs: () =>
         opsWithin((index) => rawPipelined.getBuffer(`${oursData}${keys[index % KEYS]!}`), IN_FLIGHT),
