@@ -535,6 +535,20 @@ async function runBlock(label, binary, block, cwd = app) {
   return { what, reproduce, detail, ok: !timedOut && status === 0 };
 }
 
+/** Writes `manifest` as `dir`'s package.json and runs `npm install` there (offline first). */
+async function installManifest(dir, manifest) {
+  writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  mustAsync(
+    await runAsync(
+      'npm',
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'],
+      { cwd: dir },
+      { timeoutMs: 10 * PROCESS_TIMEOUT_MS },
+    ),
+    `npm install in ${dir}`,
+  );
+}
+
 /**
  * A fresh npm project at `dir` with every tarball and `extras` installed. npm takes what its cache
  * already has without asking the registry again (--prefer-offline); a clean machine fetches it.
@@ -548,16 +562,7 @@ async function makeApp(dir, extras) {
     type: 'module',
     dependencies: { ...dependencies, ...extras },
   };
-  writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  mustAsync(
-    await runAsync(
-      'npm',
-      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'],
-      { cwd: dir },
-      { timeoutMs: 10 * PROCESS_TIMEOUT_MS },
-    ),
-    `npm install in ${dir}`,
-  );
+  await installManifest(dir, manifest);
 }
 
 /** A README's quick start: the blocks of its "Quick start…" sections, else its first block. */
@@ -636,16 +641,7 @@ async function makeVerbatimApp(dir, name, quickStart) {
     dependencies,
     overrides: Object.fromEntries(tarballOf),
   };
-  writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  mustAsync(
-    await runAsync(
-      'npm',
-      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'],
-      { cwd: dir },
-      { timeoutMs: 10 * PROCESS_TIMEOUT_MS },
-    ),
-    `npm install in ${dir}`,
-  );
+  await installManifest(dir, manifest);
   return { problems };
 }
 
