@@ -176,6 +176,9 @@ describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () =
       const queue = open({ state });
       const id = uniqueName('near');
       const options = { jobId: id, attempts: 3, backoff: { type: 'fixed' as const, delayMs: 0 } };
+      // One time for both fields and both calls: a record whose availableAt equals its createdAt
+      // is encoded 18 bytes shorter, so two Date.now() reads a millisecond apart changed the size.
+      const now = Date.now();
       const sizeWith = (text: string) =>
         Buffer.byteLength(
           encodeRecord({
@@ -188,8 +191,8 @@ describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () =
             removeOnComplete: false,
             attemptsMade: 0,
             errors: [],
-            createdAt: Date.now(),
-            availableAt: Date.now(),
+            createdAt: now,
+            availableAt: now,
           }),
         );
       const text = 't'.repeat(maxMessageBytes - 200 - sizeWith(''));
