@@ -1,4 +1,4 @@
-import { breakerOptionsSchema, type Clock, type Logger, maxTimerMs } from '@noa/core';
+import { breakerOptionsSchema, type Clock, isLogger, type Logger, maxTimerMs } from '@noa/core';
 import { z } from 'zod';
 import type { EdgePurger } from './edge-purger.js';
 import type { RedisClient } from './l2/redis-client.js';
@@ -265,7 +265,7 @@ export const cacheOptionsSchema = z
     logIntervalMs: positiveMs.default(1_000),
     /** Logger (winston-compatible; pino through `fromPino`). */
     logger: z
-      .custom<Logger>((value) => hasMethods(value, 'debug', 'info', 'warn', 'error'), {
+      .custom<Logger>(isLogger, {
         message: 'a logger with debug, info, warn and error methods (pino: through fromPino)',
       })
       .optional(),

@@ -57,7 +57,7 @@ export {
   type LogSamplerOptions,
   logSamplerOptionsSchema,
 } from './log-sampler.js';
-export { childLogger, fromPino, type Logger, type PinoLike, silentLogger } from './logger.js';
+export { childLogger, fromPino, isLogger, type Logger, type PinoLike, silentLogger } from './logger.js';
 export {
   type CounterMetric,
   type GaugeMetric,

@@ -9,6 +9,21 @@ export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
+const loggerMethods = ['debug', 'info', 'warn', 'error'] as const;
+
+/**
+ * Whether `value` has the four methods of {@link Logger}: what a package's `logger` option is
+ * checked against, so that a logger missing one is refused at construction rather than losing
+ * that level's lines at run time.
+ */
+export function isLogger(value: unknown): value is Logger {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    loggerMethods.every((method) => typeof (value as Record<string, unknown>)[method] === 'function')
+  );
+}
+
 const ignore = (): void => {};
 
 /** A logger that drops everything: the default, so libraries stay quiet unless asked. */

@@ -3,6 +3,7 @@ import { type ReplicatedRedisCluster, startReplicatedRedisClusterOrSkip } from '
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
+import { keySlot } from './key-slot.js';
 
 /**
  * A migrating user's Cluster does not stand still: slots are resharded between masters while
@@ -213,17 +214,6 @@ describe('a Redis Cluster under change', () => {
     );
   }, 120_000);
 });
-
-/** CRC16 (XMODEM) hash slot of a key without hash tag, as Redis Cluster computes it. */
-function keySlot(key: string): number {
-  let crc = 0;
-  for (const byte of Buffer.from(key)) {
-    crc ^= byte << 8;
-    for (let bit = 0; bit < 8; bit += 1)
-      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
-  return crc % 16384;
-}
 
 /** Waits (at most 15 s) until `check` holds; the reader's L1 keeps a copy for 10 min, so only the bus can make it hold. */
 /** Waits until `cache` reads every key as its own value at `version(key)` (its L1 lags by a bus latency). */

@@ -1,6 +1,7 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
+import { keySlot } from './key-slot.js';
 import { usePrivateCluster } from './redis-server.js';
 
 /**
@@ -33,17 +34,6 @@ async function cacheOn(prefix: string): Promise<Cache> {
   caches.push(cache);
   await cache.ready();
   return cache;
-}
-
-/** CRC16 (XMODEM) hash slot of a key, as Redis Cluster computes it. */
-function keySlot(key: string): number {
-  let crc = 0;
-  for (const byte of Buffer.from(key)) {
-    crc ^= byte << 8;
-    for (let bit = 0; bit < 8; bit += 1)
-      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
-  return crc % 16384;
 }
 
 /** The master serving `slot` and another one, as admin connections. */
