@@ -1,13 +1,7 @@
 import { ManualClock } from '@noa/core';
 import { describe, expect, it } from 'vitest';
-import {
-  type ConsumeOutcome,
-  createRateLimiter,
-  type LimitInput,
-  MemoryStore,
-  type RateLimitStore,
-  rateLimitHeaders,
-} from '../src/index.js';
+import { createRateLimiter, type LimitInput, rateLimitHeaders } from '../src/index.js';
+import { RemoteMemoryStore } from './remote-memory-store.js';
 
 // The memory store's answer during a block (blocked-retry.test.ts) on a remote store, where the
 // local block cache answers a blocked key's checks without a store call: a check of a cost the
@@ -16,28 +10,6 @@ import {
 // refusal was of. Found by the model-based test (integration/limiter-model.test.ts) on Redis:
 // after `block()`, a check of a spent window said "retry when the block ends", and a client that
 // obeyed was refused again.
-
-/** A remote store over memory (the limiter then runs its remote path: deadline, batch, block cache). */
-class RemoteMemoryStore implements RateLimitStore {
-  readonly kind = 'remote-memory';
-  readonly remote = true;
-  readonly #memory: MemoryStore;
-  constructor(clock: ManualClock) {
-    this.#memory = new MemoryStore({ clock });
-  }
-  async consume(...args: Parameters<MemoryStore['consume']>): Promise<ConsumeOutcome[]> {
-    return this.#memory.consume(...args);
-  }
-  async adjust(...args: Parameters<MemoryStore['adjust']>): Promise<ConsumeOutcome> {
-    return this.#memory.adjust(...args);
-  }
-  async reset(key: string): Promise<boolean> {
-    return this.#memory.reset(key);
-  }
-  async close(): Promise<void> {
-    await this.#memory.close();
-  }
-}
 
 const windowStart = 1_800_000_000_000;
 const limits: LimitInput[] = [{ name: 'minute', limit: 2, windowMs: 60_000 }];

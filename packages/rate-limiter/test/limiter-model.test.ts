@@ -8,10 +8,11 @@ import { commandsOf, limitArb, type ModelState, type Real } from './limiter-mode
 // Model-based test of the public API on the memory store: random sequences of check, checkSync,
 // consume, peek, refund, penalize, block, unblock, reset, resetAll and acquire, with the limiter's
 // clock moved between them, each answer (result and headers) compared with the reference model of
-// limiter-model.ts, which follows the README. Seeds: NOA_MODEL_SEED reruns one (fast-check prints
+// limiter-model.ts, which follows the README. Seeds: NOA_MODEL_SEED (and NOA_MODEL_PATH) rerun a failure (fast-check prints
 // the seed and path of a failure).
 
 const seed = process.env.NOA_MODEL_SEED === undefined ? undefined : Number(process.env.NOA_MODEL_SEED);
+const path = process.env.NOA_MODEL_PATH;
 const runs = Number(process.env.NOA_MODEL_RUNS ?? 150);
 
 const windowArb = fc.constantFrom(1_000, 2_000, 5_000, 10_000);
@@ -88,7 +89,7 @@ describe('the limiter on the memory store follows the README model', () => {
           await limiter.close();
         }
       }),
-      { numRuns: runs, seed },
+      { numRuns: runs, seed, path },
     );
   });
 });
