@@ -35,7 +35,14 @@ describe('exceeds-capacity on a remote store answers as on the memory store', ()
       clock.advance(100);
       const beyond = await limiter.check({ key: 'k', cost: 2 });
       expect(beyond.outcome).toBe('exceeds-capacity');
-      answers.push(beyond.limits.map(({ name, allowed, remaining, retryAfterMs }) => ({ name, allowed, remaining, retryAfterMs })));
+      answers.push(
+        beyond.limits.map(({ name, allowed, remaining, retryAfterMs }) => ({
+          name,
+          allowed,
+          remaining,
+          retryAfterMs,
+        })),
+      );
       await limiter.close();
     }
     expect(answers[0]).toEqual([

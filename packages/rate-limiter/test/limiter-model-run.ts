@@ -4,9 +4,9 @@ import {
   AcquireError,
   CostExceedsCapacityError,
   type LimitInput,
+  RateLimitedError,
   type RateLimiter,
   type RateLimitResult,
-  RateLimitedError,
   rateLimitHeaders,
 } from '../src/index.js';
 import {
@@ -179,11 +179,14 @@ class CheckCommand implements fc.AsyncCommand<ModelState, Real> {
     const { value, from, to } = await real.timeOf(() => call(real.limiter));
     const expected = model.model.check(this.input, from);
     if ((value as { costExceedsCapacity?: CostExceedsCapacityError }).costExceedsCapacity !== undefined) {
-      const error = (value as unknown as { costExceedsCapacity: CostExceedsCapacityError }).costExceedsCapacity;
+      const error = (value as unknown as { costExceedsCapacity: CostExceedsCapacityError })
+        .costExceedsCapacity;
       expect(expected.outcome, real.log.join('\n')).toBe('exceeds-capacity');
       expect(error.cost).toBe(this.input.cost ?? 1);
       expect(error.limits).toEqual(
-        expected.limits.filter((limit) => limit.retryAfterMs === Number.POSITIVE_INFINITY).map((limit) => limit.name),
+        expected.limits
+          .filter((limit) => limit.retryAfterMs === Number.POSITIVE_INFINITY)
+          .map((limit) => limit.name),
       );
     } else {
       compare(real, value, expected, to - from);
@@ -206,7 +209,13 @@ class PeekCommand implements fc.AsyncCommand<ModelState, Real> {
     return true;
   }
   run(model: ModelState, real: Real): Promise<void> {
-    return run(real, `peek ${show(this.input)}`, (l) => l.peek(this.input), (now) => model.model.peek(this.input, now), model);
+    return run(
+      real,
+      `peek ${show(this.input)}`,
+      (l) => l.peek(this.input),
+      (now) => model.model.peek(this.input, now),
+      model,
+    );
   }
   toString(): string {
     return `peek(${show(this.input)})`;
@@ -247,7 +256,13 @@ class BlockCommand implements fc.AsyncCommand<ModelState, Real> {
   run(model: ModelState, real: Real): Promise<void> {
     const durationMs = this.durationMs;
     if (durationMs === undefined)
-      return run(real, `unblock ${show(this.input)}`, (l) => l.unblock(this.input), (now) => model.model.unblock(this.input, now), model);
+      return run(
+        real,
+        `unblock ${show(this.input)}`,
+        (l) => l.unblock(this.input),
+        (now) => model.model.unblock(this.input, now),
+        model,
+      );
     return run(
       real,
       `block ${show(this.input)} ${durationMs}`,
@@ -257,7 +272,9 @@ class BlockCommand implements fc.AsyncCommand<ModelState, Real> {
     );
   }
   toString(): string {
-    return this.durationMs === undefined ? `unblock(${show(this.input)})` : `block(${show(this.input)}, ${this.durationMs})`;
+    return this.durationMs === undefined
+      ? `unblock(${show(this.input)})`
+      : `block(${show(this.input)}, ${this.durationMs})`;
   }
 }
 
@@ -335,7 +352,10 @@ class AcquireCommand implements fc.AsyncCommand<ModelState, Real> {
     );
     const cost = this.input.cost ?? 1;
     // The lists and unlimited roles answer first (an allow-listed caller of any cost is admitted).
-    const listed = model.model.peek({ key: this.input.key, ip: this.input.ip, role: this.input.role }, from).source;
+    const listed = model.model.peek(
+      { key: this.input.key, ip: this.input.ip, role: this.input.role },
+      from,
+    ).source;
     const denied = model.model.peek({ key: this.input.key, ip: this.input.ip }, from).outcome === 'denied';
     if (denied || (listed !== 'lists' && cost > model.model.maxCostOf(this.input.role))) {
       expect((value as { error?: AcquireError }).error, real.log.join('\n')).toBeInstanceOf(AcquireError);
@@ -348,7 +368,10 @@ class AcquireCommand implements fc.AsyncCommand<ModelState, Real> {
       // ('limited', retryAfterMs the delay) and its slot given back.
       const error = (value as { error?: AcquireError }).error;
       expect(error, real.log.join('\n')).toBeInstanceOf(AcquireError);
-      expect([error!.reason, error!.retryAfterMs], real.log.join('\n')).toEqual(['limited', expected.delayMs]);
+      expect([error!.reason, error!.retryAfterMs], real.log.join('\n')).toEqual([
+        'limited',
+        expected.delayMs,
+      ]);
       model.model.adjust(this.input, 'refund', cost, from);
       if (real.twin !== undefined) {
         real.twin.setTime(from);
@@ -405,20 +428,36 @@ export function commandsOf(space: CommandSpace): fc.Arbitrary<Iterable<fc.AsyncC
     },
     { requiredKeys: ['key'] },
   ) as fc.Arbitrary<ModelInput>;
-  const keyed = fc.record({ key: fc.constantFrom(...space.keys), role: fc.constantFrom(...space.roles) }, { requiredKeys: ['key'] }) as fc.Arbitrary<ModelInput>;
+  const keyed = fc.record(
+    { key: fc.constantFrom(...space.keys), role: fc.constantFrom(...space.roles) },
+    { requiredKeys: ['key'] },
+  ) as fc.Arbitrary<ModelInput>;
   const commands: fc.Arbitrary<fc.AsyncCommand<ModelState, Real>>[] = [
-    fc.tuple(input, fc.constantFrom('check', 'cost-argument', 'checkSync', 'consume') as fc.Arbitrary<CheckCommand['via']>).map(
-      ([given, via]) => new CheckCommand(given, via),
-    ),
-    fc.tuple(input, fc.constantFrom('check', 'checkSync') as fc.Arbitrary<CheckCommand['via']>).map(
-      ([given, via]) => new CheckCommand(given, via),
-    ),
+    fc
+      .tuple(
+        input,
+        fc.constantFrom('check', 'cost-argument', 'checkSync', 'consume') as fc.Arbitrary<
+          CheckCommand['via']
+        >,
+      )
+      .map(([given, via]) => new CheckCommand(given, via)),
+    fc
+      .tuple(input, fc.constantFrom('check', 'checkSync') as fc.Arbitrary<CheckCommand['via']>)
+      .map(([given, via]) => new CheckCommand(given, via)),
     input.map((given) => new PeekCommand({ key: given.key, role: given.role, ip: given.ip })),
-    fc.tuple(keyed, fc.constantFrom('refund', 'penalize') as fc.Arbitrary<'refund' | 'penalize'>, fc.integer({ min: 0, max: space.maxPoints })).map(
-      ([given, operation, points]) => new AdjustCommand(given, operation, points),
-    ),
-    fc.tuple(keyed, fc.option(space.blockMs, { nil: undefined })).map(([given, ms]) => new BlockCommand(given, ms)),
-    fc.tuple(fc.constantFrom(...space.keys), fc.constantFrom(...space.roles)).map(([key, role]) => new ResetCommand(key, role)),
+    fc
+      .tuple(
+        keyed,
+        fc.constantFrom('refund', 'penalize') as fc.Arbitrary<'refund' | 'penalize'>,
+        fc.integer({ min: 0, max: space.maxPoints }),
+      )
+      .map(([given, operation, points]) => new AdjustCommand(given, operation, points)),
+    fc
+      .tuple(keyed, fc.option(space.blockMs, { nil: undefined }))
+      .map(([given, ms]) => new BlockCommand(given, ms)),
+    fc
+      .tuple(fc.constantFrom(...space.keys), fc.constantFrom(...space.roles))
+      .map(([key, role]) => new ResetCommand(key, role)),
   ];
   const weighted = commands.map((arbitrary) => ({ weight: 3, arbitrary }));
   // resetAll() SCANs the whole keyspace on Redis (a second on a shared server): rare there.
@@ -433,9 +472,13 @@ export function commandsOf(space: CommandSpace): fc.Arbitrary<Iterable<fc.AsyncC
 export function limitArb(name: string, windowMs: fc.Arbitrary<number>): fc.Arbitrary<LimitInput> {
   return fc
     .record({
-      algorithm: fc.constantFrom('fixed-window', 'sliding-window', 'sliding-log', 'token-bucket', 'leaky-bucket') as fc.Arbitrary<
-        NonNullable<LimitInput['algorithm']>
-      >,
+      algorithm: fc.constantFrom(
+        'fixed-window',
+        'sliding-window',
+        'sliding-log',
+        'token-bucket',
+        'leaky-bucket',
+      ) as fc.Arbitrary<NonNullable<LimitInput['algorithm']>>,
       limit: fc.integer({ min: 1, max: 5 }),
       windowMs,
       burst: fc.option(fc.integer({ min: 1, max: 7 }), { nil: undefined }),

@@ -13,7 +13,7 @@ import { commandsOf, limitArb, type ModelState, type Real } from './limiter-mode
 
 const seed = process.env.NOA_MODEL_SEED === undefined ? undefined : Number(process.env.NOA_MODEL_SEED);
 const path = process.env.NOA_MODEL_PATH;
-const runs = Number(process.env.NOA_MODEL_RUNS ?? 150);
+const runs = Number(process.env.NOA_MODEL_RUNS ?? 300);
 
 const windowArb = fc.constantFrom(1_000, 2_000, 5_000, 10_000);
 
@@ -21,29 +21,31 @@ const limitsArb = fc
   .uniqueArray(fc.constantFrom('a', 'b', 'c'), { minLength: 1, maxLength: 3 })
   .chain((names) => fc.tuple(...names.map((name) => limitArb(name, windowArb))));
 
-const configArb: fc.Arbitrary<ModelConfig> = fc.record(
-  {
-    limits: limitsArb as fc.Arbitrary<LimitInput[]>,
-    roles: fc.record({
-      pro: fc.tuple(limitArb('p', windowArb)) as fc.Arbitrary<LimitInput[]>,
-      admin: fc.constant('unlimited' as const),
-    }),
-    autoBlock: fc.option(
-      fc
-        .record({
-          violations: fc.integer({ min: 1, max: 4 }),
-          withinMs: fc.integer({ min: 1_000, max: 8_000 }),
-          blockMs: fc.integer({ min: 500, max: 10_000 }),
-          multiplier: fc.constantFrom(1, 1.5, 2, 3),
-          growth: fc.integer({ min: 1, max: 8 }),
-          forgetAfterMs: fc.integer({ min: 1_000, max: 40_000 }),
-        })
-        .map(({ growth, ...rest }) => ({ ...rest, maxBlockMs: rest.blockMs * growth })),
-      { nil: undefined },
-    ),
-  },
-  { requiredKeys: ['limits', 'roles'] },
-).map((config) => ({ ...config, allow: ['10.0.0.0/8'], deny: ['192.0.2.0/24'] }));
+const configArb: fc.Arbitrary<ModelConfig> = fc
+  .record(
+    {
+      limits: limitsArb as fc.Arbitrary<LimitInput[]>,
+      roles: fc.record({
+        pro: fc.tuple(limitArb('p', windowArb)) as fc.Arbitrary<LimitInput[]>,
+        admin: fc.constant('unlimited' as const),
+      }),
+      autoBlock: fc.option(
+        fc
+          .record({
+            violations: fc.integer({ min: 1, max: 4 }),
+            withinMs: fc.integer({ min: 1_000, max: 8_000 }),
+            blockMs: fc.integer({ min: 500, max: 10_000 }),
+            multiplier: fc.constantFrom(1, 1.5, 2, 3),
+            growth: fc.integer({ min: 1, max: 8 }),
+            forgetAfterMs: fc.integer({ min: 1_000, max: 40_000 }),
+          })
+          .map(({ growth, ...rest }) => ({ ...rest, maxBlockMs: rest.blockMs * growth })),
+        { nil: undefined },
+      ),
+    },
+    { requiredKeys: ['limits', 'roles'] },
+  )
+  .map((config) => ({ ...config, allow: ['10.0.0.0/8'], deny: ['192.0.2.0/24'] }));
 
 const commands = commandsOf({
   keys: ['k1', 'k2'],
@@ -83,8 +85,10 @@ describe('the limiter on the memory store follows the README model', () => {
           advance: (ms) => clock.advance(ms),
         };
         try {
-          await fc.asyncModelRun(() => ({ model: { model: new LimiterModel(config) } satisfies ModelState, real }), sequence);
-          if (process.env.NOA_MODEL_DEBUG) console.log(real.log.length, [...sequence].length);
+          await fc.asyncModelRun(
+            () => ({ model: { model: new LimiterModel(config) } satisfies ModelState, real }),
+            sequence,
+          );
         } finally {
           await limiter.close();
         }

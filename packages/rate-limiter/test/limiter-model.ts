@@ -59,7 +59,7 @@ export interface ExpectedResult {
   resetMs: number;
   retryAfterMs: number;
   delayMs: number;
-  source: 'store' | 'lists';
+  source: 'store' | 'lists' | 'local-cache';
   blockedMs?: number;
 }
 
@@ -115,7 +115,6 @@ interface AlgorithmModel {
   delay(state: unknown, t: number, cost: number, limit: ModelLimit): number;
   refund(state: unknown, t: number, points: number, limit: ModelLimit): unknown;
   penalize(state: unknown, t: number, points: number, limit: ModelLimit): unknown;
-  /** The latest time anything of `state` still matters, for the search bound. */
 }
 
 const windowStart = (t: number, w: number) => t - (t % w);
@@ -129,7 +128,10 @@ const fixedCount = (s: Fixed | undefined, t: number, w: number) =>
 const fixed: AlgorithmModel = {
   remaining: (s, t, l) => Math.max(0, l.limit - fixedCount(s as Fixed, t, l.windowMs)),
   fits: (s, t, c, l) => fixedCount(s as Fixed, t, l.windowMs) + c <= l.limit,
-  take: (s, t, c, l) => ({ start: windowStart(t, l.windowMs), count: fixedCount(s as Fixed, t, l.windowMs) + c }),
+  take: (s, t, c, l) => ({
+    start: windowStart(t, l.windowMs),
+    count: fixedCount(s as Fixed, t, l.windowMs) + c,
+  }),
   delay: () => 0,
   refund: (s, t, p, l) => {
     const state = s as Fixed | undefined;
@@ -163,7 +165,10 @@ function previousWeight(s: Sliding | undefined, t: number, w: number): number {
 const sliding: AlgorithmModel = {
   remaining: (s, t, l) => {
     const { current } = slidingCounts(s as Sliding, t, l.windowMs);
-    return Math.max(0, l.limit - current - Math.ceil(previousWeight(s as Sliding, t, l.windowMs) / l.windowMs));
+    return Math.max(
+      0,
+      l.limit - current - Math.ceil(previousWeight(s as Sliding, t, l.windowMs) / l.windowMs),
+    );
   },
   fits: (s, t, c, l) => {
     const { current } = slidingCounts(s as Sliding, t, l.windowMs);
@@ -183,7 +188,11 @@ const sliding: AlgorithmModel = {
   penalize: (s, t, p, l) => {
     const { current, previous } = slidingCounts(s as Sliding, t, l.windowMs);
     const ceiling = l.limit - Math.ceil(previousWeight(s as Sliding, t, l.windowMs) / l.windowMs);
-    return { start: windowStart(t, l.windowMs), previous, current: Math.max(current, Math.min(current + p, ceiling)) };
+    return {
+      start: windowStart(t, l.windowMs),
+      previous,
+      current: Math.max(current, Math.min(current + p, ceiling)),
+    };
   },
 };
 
@@ -234,14 +243,17 @@ const tokenBucket: AlgorithmModel = {
   take: (s, t, c, l) => ({ units: tokensAt(s as Bucket, t, l) - c * l.windowMs, at: t }),
   delay: () => 0,
   refund: (s, t, p, l) =>
-    s === undefined ? s : { units: Math.min(l.burst * l.windowMs, tokensAt(s as Bucket, t, l) + p * l.windowMs), at: t },
+    s === undefined
+      ? s
+      : { units: Math.min(l.burst * l.windowMs, tokensAt(s as Bucket, t, l) + p * l.windowMs), at: t },
   penalize: (s, t, p, l) => ({ units: Math.max(0, tokensAt(s as Bucket, t, l) - p * l.windowMs), at: t }),
 };
 
 const levelAt = (s: Bucket | undefined, t: number, l: ModelLimit) =>
   s === undefined ? 0 : Math.max(0, s.units - Math.max(0, t - s.at) * l.limit);
 const leakyBucket: AlgorithmModel = {
-  remaining: (s, t, l) => Math.max(0, Math.floor((l.burst * l.windowMs - levelAt(s as Bucket, t, l)) / l.windowMs)),
+  remaining: (s, t, l) =>
+    Math.max(0, Math.floor((l.burst * l.windowMs - levelAt(s as Bucket, t, l)) / l.windowMs)),
   fits: (s, t, c, l) =>
     levelAt(s as Bucket, t, l) + c * l.windowMs <= l.burst * l.windowMs + l.queueMaxDelayMs * l.limit,
   take: (s, t, c, l) => ({ units: levelAt(s as Bucket, t, l) + c * l.windowMs, at: t }),
@@ -273,7 +285,12 @@ const algorithmModels: Record<ModelLimit['algorithm'], AlgorithmModel> = {
 function firstTime(now: number, limit: ModelLimit, holds: (t: number) => boolean): number {
   if (holds(now)) return 0;
   let low = now; // does not hold
-  let high = now + 2 * limit.windowMs + Math.ceil((limit.burst * limit.windowMs) / limit.limit) + limit.queueMaxDelayMs + 2;
+  let high =
+    now +
+    2 * limit.windowMs +
+    Math.ceil((limit.burst * limit.windowMs) / limit.limit) +
+    limit.queueMaxDelayMs +
+    2;
   if (!holds(high)) throw new Error(`model: condition never holds for ${JSON.stringify(limit)}`);
   while (high - low > 1) {
     const middle = Math.floor((low + high) / 2);
@@ -305,7 +322,8 @@ function decide(
     // Until the quota is whole again.
     resetMs: firstTime(now, limit, (t) => model.remaining(after, t, limit) >= full),
     // Until more than `remaining` is back (0 when nothing more can come).
-    nextMs: remaining >= full ? 0 : firstTime(now, limit, (t) => model.remaining(after, t, limit) > remaining),
+    nextMs:
+      remaining >= full ? 0 : firstTime(now, limit, (t) => model.remaining(after, t, limit) > remaining),
     retryAfterMs: allowed
       ? 0
       : cost > maxCost(limit)
@@ -406,7 +424,10 @@ export class LimiterModel {
   constructor(config: ModelConfig) {
     this.#default = { id: 'default', limits: modelLimits(config.limits) };
     for (const [role, rule] of Object.entries(config.roles ?? {}))
-      this.#roles.set(role, rule === 'unlimited' ? 'unlimited' : { id: `role-${role}`, limits: modelLimits(rule) });
+      this.#roles.set(
+        role,
+        rule === 'unlimited' ? 'unlimited' : { id: `role-${role}`, limits: modelLimits(rule) },
+      );
     this.#block = blockPolicy(config.autoBlock);
     this.#allow = config.allow ?? [];
     this.#deny = config.deny ?? [];
@@ -471,11 +492,18 @@ export class LimiterModel {
     if (admitted) {
       keyModel.states = steps.map((step) => step.state);
       if (cost > 0) keyModel.touched = true;
-      return this.#compose(input.key, steps.map((step) => step.decision), 0, 'admitted');
+      return this.#compose(
+        input.key,
+        steps.map((step) => step.decision),
+        0,
+        'admitted',
+      );
     }
     // Refused: counted in none; a limit that would admit reports its unspent state.
     const decisions = steps.map((step, index) =>
-      step.decision.allowed ? decide(keyModel.states[index], now, 0, rule.limits[index]!).decision : step.decision,
+      step.decision.allowed
+        ? decide(keyModel.states[index], now, 0, rule.limits[index]!).decision
+        : step.decision,
     );
     if (blockedMs > 0) return this.#compose(input.key, decisions, blockedMs, 'blocked');
     if (this.#block !== undefined) {
@@ -527,12 +555,17 @@ export class LimiterModel {
     let remaining = Number.POSITIVE_INFINITY;
     let resetMs = 0;
     for (const decision of decisions)
-      if (decision.remaining < remaining || (decision.remaining === remaining && decision.resetMs > resetMs)) {
+      if (
+        decision.remaining < remaining ||
+        (decision.remaining === remaining && decision.resetMs > resetMs)
+      ) {
         remaining = decision.remaining;
         resetMs = decision.resetMs;
       }
     const allowed = how === 'admitted';
-    const retryAfterMs = allowed ? 0 : Math.max(blockedMs, ...decisions.map((decision) => decision.retryAfterMs));
+    const retryAfterMs = allowed
+      ? 0
+      : Math.max(blockedMs, ...decisions.map((decision) => decision.retryAfterMs));
     return {
       allowed,
       outcome: allowed ? 'allowed' : how === 'blocked' ? 'blocked' : 'limited',
@@ -550,7 +583,9 @@ export class LimiterModel {
   /** What a cost-0 check reports, counting nothing (peek, and the answer of every adjustment). */
   #state(rule: Rule, keyModel: KeyModel, key: string, now: number): ExpectedResult {
     const blockedMs = Math.max(0, (keyModel.block?.blockedUntil ?? 0) - now);
-    const decisions = rule.limits.map((limit, index) => decide(keyModel.states[index], now, 0, limit).decision);
+    const decisions = rule.limits.map(
+      (limit, index) => decide(keyModel.states[index], now, 0, limit).decision,
+    );
     return this.#compose(key, decisions, blockedMs, blockedMs > 0 ? 'blocked' : 'admitted');
   }
 
@@ -662,12 +697,15 @@ export function expectedHeaders(result: ExpectedResult): Record<string, string> 
       )
       .join(', ');
     const tightest =
-      result.limits.find((limit) => limit.remaining === result.remaining && limit.resetMs === result.resetMs) ??
-      result.limits[0]!;
+      result.limits.find(
+        (limit) => limit.remaining === result.remaining && limit.resetMs === result.resetMs,
+      ) ?? result.limits[0]!;
     headers['X-RateLimit-Limit'] = String(tightest.limit);
     headers['X-RateLimit-Remaining'] = String(blocked ? 0 : result.remaining);
     headers['X-RateLimit-Reset'] = String(
-      seconds(blocked ? blockedUntilMs(result.remaining, result.resetMs, result.retryAfterMs) : result.resetMs),
+      seconds(
+        blocked ? blockedUntilMs(result.remaining, result.resetMs, result.retryAfterMs) : result.resetMs,
+      ),
     );
   }
   if (!result.allowed && result.retryAfterMs > 0 && Number.isFinite(result.retryAfterMs))

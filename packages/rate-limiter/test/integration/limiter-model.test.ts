@@ -24,7 +24,7 @@ if (!redisUp) console.log(`skipped: no Redis at ${serviceUrl('redis')}`);
 
 const seed = process.env.NOA_MODEL_SEED === undefined ? undefined : Number(process.env.NOA_MODEL_SEED);
 const path = process.env.NOA_MODEL_PATH;
-const runs = Number(process.env.NOA_MODEL_RUNS ?? 40);
+const runs = Number(process.env.NOA_MODEL_RUNS ?? 60);
 
 const hourMs = 3_600_000;
 const windowArb = fc.integer({ min: 2_000_000_000_000, max: 10_000_000_000_000 });
@@ -40,7 +40,11 @@ const configArb: fc.Arbitrary<ModelConfig> = fc
     {
       limits: limitsArb as fc.Arbitrary<LimitInput[]>,
       roles: fc.record({
-        pro: fc.tuple(limitArb('p', windowArb)).map((limits) => limits.map(({ queueMaxDelayMs: _q, ...limit }) => limit)) as fc.Arbitrary<LimitInput[]>,
+        pro: fc
+          .tuple(limitArb('p', windowArb))
+          .map((limits) => limits.map(({ queueMaxDelayMs: _q, ...limit }) => limit)) as fc.Arbitrary<
+          LimitInput[]
+        >,
         admin: fc.constant('unlimited' as const),
       }),
       autoBlock: fc.option(
@@ -70,64 +74,75 @@ const commands = commandsOf({
   resetAll: false,
 });
 
-describe.skipIf(!redisUp)('the limiter on Redis follows the README model and agrees with the memory store', () => {
-  const client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
-  const prefix = `${uniqueName('rlmodel')}:`;
-  beforeAll(async () => {
-    await client.connect();
-  });
-  afterAll(async () => {
-    // The windows are long: leave no key behind.
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length > 0) await client.unlink(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    await client.quit();
-  });
+describe.skipIf(!redisUp)(
+  'the limiter on Redis follows the README model and agrees with the memory store',
+  () => {
+    const client = new Redis(serviceUrl('redis'), { ...recommendedRedisOptions, lazyConnect: true });
+    const prefix = `${uniqueName('rlmodel')}:`;
+    beforeAll(async () => {
+      await client.connect();
+    });
+    afterAll(async () => {
+      // The windows are long: leave no key behind.
+      let cursor = '0';
+      do {
+        const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+        if (keys.length > 0) await client.unlink(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+      await client.quit();
+    });
 
-  const redisTime = async () => {
-    const [secondsText, microsText] = await client.time();
-    return Number(secondsText) * 1_000 + Math.floor(Number(microsText) / 1_000);
-  };
+    const redisTime = async () => {
+      const [secondsText, microsText] = await client.time();
+      return Number(secondsText) * 1_000 + Math.floor(Number(microsText) / 1_000);
+    };
 
-  it('over random call sequences', async () => {
-    let run = 0;
-    await fc.assert(
-      fc.asyncProperty(configArb, commands, async (config, sequence) => {
-        run += 1;
-        // A prefix per run: the limiters of a run share nothing with the last run's.
-        const store = new RedisStore({ client, prefix: `${prefix}${run}:` });
-        const limiter = createRateLimiter({ ...config, store, failMode: 'closed', deadlineMs: generousDeadlineMs });
-        const clock = new ManualClock(await redisTime());
-        const twin = createRateLimiter({ ...config, clock, store: new MemoryStore({ clock }) });
-        let widestMs = 0;
-        const real: Real = {
-          limiter,
-          sync: false,
-          acquireTimeoutMs: 60_000,
-          log: [`config ${JSON.stringify(config)}`],
-          async timeOf(call) {
-            const from = await redisTime();
-            const value = await call();
-            const to = await redisTime();
-            // Plus 2 ms: a refusal the local block cache answers is shifted by the time elapsed on
-            // this process's clock since Redis gave it (README, "Hot keys"), each clock rounded to
-            // its millisecond.
-            const slack = to - from + widestMs + 2;
-            widestMs = Math.max(widestMs, to - from);
-            return { value, from, to: from + slack };
-          },
-          twin: { limiter: twin, setTime: (ms) => clock.set(ms) },
-        };
-        try {
-          await fc.asyncModelRun(() => ({ model: { model: new LimiterModel(config) } satisfies ModelState, real }), sequence);
-        } finally {
-          await Promise.all([limiter.close(), twin.close()]);
-        }
-      }),
-      { numRuns: runs, seed, path },
-    );
-  });
-});
+    it('over random call sequences', async () => {
+      let run = 0;
+      await fc.assert(
+        fc.asyncProperty(configArb, commands, async (config, sequence) => {
+          run += 1;
+          // A prefix per run: the limiters of a run share nothing with the last run's.
+          const store = new RedisStore({ client, prefix: `${prefix}${run}:` });
+          const limiter = createRateLimiter({
+            ...config,
+            store,
+            failMode: 'closed',
+            deadlineMs: generousDeadlineMs,
+          });
+          const clock = new ManualClock(await redisTime());
+          const twin = createRateLimiter({ ...config, clock, store: new MemoryStore({ clock }) });
+          let widestMs = 0;
+          const real: Real = {
+            limiter,
+            sync: false,
+            acquireTimeoutMs: 60_000,
+            log: [`config ${JSON.stringify(config)}`],
+            async timeOf(call) {
+              const from = await redisTime();
+              const value = await call();
+              const to = await redisTime();
+              // Plus 2 ms: a refusal the local block cache answers is shifted by the time elapsed on
+              // this process's clock since Redis gave it (README, "Hot keys"), each clock rounded to
+              // its millisecond.
+              const slack = to - from + widestMs + 2;
+              widestMs = Math.max(widestMs, to - from);
+              return { value, from, to: from + slack };
+            },
+            twin: { limiter: twin, setTime: (ms) => clock.set(ms) },
+          };
+          try {
+            await fc.asyncModelRun(
+              () => ({ model: { model: new LimiterModel(config) } satisfies ModelState, real }),
+              sequence,
+            );
+          } finally {
+            await Promise.all([limiter.close(), twin.close()]);
+          }
+        }),
+        { numRuns: runs, seed, path },
+      );
+    });
+  },
+);
