@@ -203,6 +203,36 @@ class CheckCommand implements fc.AsyncCommand<ModelState, Real> {
   }
 }
 
+/**
+ * `count` checks of one input made at once (`Promise.all`): a remote store merges a key's checks
+ * of one tick into one call (README, `batch`), which must decide them as the same checks one
+ * after another, in the order they were made.
+ */
+class BurstCommand implements fc.AsyncCommand<ModelState, Real> {
+  constructor(
+    readonly input: ModelInput,
+    readonly count: number,
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  async run(model: ModelState, real: Real): Promise<void> {
+    real.log.push(`burst ${this.count} × ${show(this.input)}`);
+    const { value, from, to } = await real.timeOf(() =>
+      Promise.all(Array.from({ length: this.count }, () => real.limiter.check(this.input))),
+    );
+    const expected = value.map(() => model.model.check(this.input, from));
+    value.forEach((result, index) => compare(real, result, expected[index]!, to - from));
+    if (real.twin !== undefined) {
+      real.twin.setTime(from);
+      for (const want of expected) compare(real, await real.twin.limiter.check(this.input), want, to - from);
+    }
+  }
+  toString(): string {
+    return `burst(${show(this.input)}, ${this.count})`;
+  }
+}
+
 class PeekCommand implements fc.AsyncCommand<ModelState, Real> {
   constructor(readonly input: ModelInput) {}
   check(): boolean {
@@ -445,6 +475,7 @@ export function commandsOf(space: CommandSpace): fc.Arbitrary<Iterable<fc.AsyncC
       .tuple(input, fc.constantFrom('check', 'checkSync') as fc.Arbitrary<CheckCommand['via']>)
       .map(([given, via]) => new CheckCommand(given, via)),
     input.map((given) => new PeekCommand({ key: given.key, role: given.role, ip: given.ip })),
+    fc.tuple(input, fc.integer({ min: 2, max: 5 })).map(([given, count]) => new BurstCommand(given, count)),
     fc
       .tuple(
         keyed,

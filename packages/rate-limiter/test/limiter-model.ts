@@ -616,6 +616,10 @@ export class LimiterModel {
     const keyModel = this.#keyModel(rule, input.key);
     // Not an offence: the violations and offences stay; only the block's end is set.
     keyModel.block ??= emptyBlock();
+    // Offences already forgotten (no block for forgetAfterMs) stay forgotten: the manual block's
+    // end must not revive them.
+    if (this.#block !== undefined && now - keyModel.block.blockedUntil >= this.#block.forgetAfterMs)
+      keyModel.block.offences = 0;
     keyModel.block.blockedUntil = now + durationMs;
     keyModel.touched = true;
     return this.#state(rule, keyModel, input.key, now);
