@@ -222,7 +222,7 @@ class BurstCommand implements fc.AsyncCommand<ModelState, Real> {
       Promise.all(Array.from({ length: this.count }, () => real.limiter.check(this.input))),
     );
     const expected = value.map(() => model.model.check(this.input, from));
-    value.forEach((result, index) => compare(real, result, expected[index]!, to - from));
+    for (const [index, result] of value.entries()) compare(real, result, expected[index]!, to - from);
     if (real.twin !== undefined) {
       real.twin.setTime(from);
       for (const want of expected) compare(real, await real.twin.limiter.check(this.input), want, to - from);

@@ -24,7 +24,7 @@ if (!redisUp) console.log(`skipped: no Redis at ${serviceUrl('redis')}`);
 
 const seed = process.env.NOA_MODEL_SEED === undefined ? undefined : Number(process.env.NOA_MODEL_SEED);
 const path = process.env.NOA_MODEL_PATH;
-const runs = Number(process.env.NOA_MODEL_RUNS ?? 60);
+const runs = Number(process.env.NOA_MODEL_RUNS ?? 50);
 
 const hourMs = 3_600_000;
 const windowArb = fc.integer({ min: 2_000_000_000_000, max: 10_000_000_000_000 });
