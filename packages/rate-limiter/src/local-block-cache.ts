@@ -112,14 +112,20 @@ export class LocalBlockCache {
       return undefined;
     blocked.rechecking = false;
     blocked.until = now + Math.min(blocked.refusedUntil - now, blockRecheckMs);
-    return shifted(blocked, now);
+    // The store cannot be asked: a block's retry time for another cost is exact when the windows
+    // admit that cost, else the remembered one is the best known.
+    return (cost === undefined ? undefined : blockedFor(blocked, now, cost)) ?? shifted(blocked, now);
   }
 
   /**
    * The remembered refusal of `key` for a request of `cost`, its times shifted to `now`, or
    * undefined when none holds. Past a block, only a request of the cost refused is answered here:
    * a smaller one may fit, and a larger one's retry time is later than the one remembered, so the
-   * store decides those. `cost` undefined: any remembered refusal (a request refused anyway).
+   * store decides those. During a block, a request of another cost is refused too, but its retry
+   * time is the later of the block's end and its windows' for that cost, which the remembered
+   * refusal (of another cost: `block()`'s is of cost 0) does not say: it is answered here only when
+   * every window admits that cost (the retry time is then the block's end), else by the store.
+   * `cost` undefined: any remembered refusal (a request refused anyway).
    */
   lookup(key: string, now: number, cost?: number): ConsumeOutcome | undefined {
     const blocked = this.#entries.get(key);
@@ -141,6 +147,7 @@ export class LocalBlockCache {
         return undefined;
       }
     }
+    if (cost !== undefined && cost !== blocked.cost) return blockedFor(blocked, now, cost);
     return shifted(blocked, now);
   }
 
@@ -157,6 +164,20 @@ export class LocalBlockCache {
 /** Whether the remembered refusal's block (if any) still holds at `now`. */
 function isBlocked(blocked: Blocked, now: number): boolean {
   return now - blocked.at < blocked.outcome.blockedMs;
+}
+
+/**
+ * The remembered block's answer at `now` to a request of `cost` (another cost than the one it
+ * refused), when it is known without the store: every limit has `cost` left, so each refuses it
+ * only until the block ends. Undefined when a limit has less: its retry time for `cost` may be
+ * later than the block's end, and only the store knows it.
+ */
+function blockedFor(blocked: Blocked, now: number, cost: number): ConsumeOutcome | undefined {
+  if (!isBlocked(blocked, now)) return undefined;
+  for (const decision of blocked.outcome.decisions) if (decision.remaining < cost) return undefined;
+  const outcome = shifted(blocked, now);
+  for (const decision of outcome.decisions) decision.retryAfterMs = outcome.blockedMs;
+  return outcome;
 }
 
 /** The remembered refusal with its times shifted to `now`. */

@@ -148,9 +148,11 @@ describe('LocalBlockCache', () => {
     expect(cache.settle('k', admission, false, 8, 9)?.decisions[0]?.allowed).toBe(false);
     expect(cache.settle('k', admission, true, 9, 1)).toBeUndefined();
     expect(cache.lookup('k', 10, 5)).toBeUndefined();
-    // A block refuses every cost until it ends.
+    // A block refuses every cost until it ends, but says when only for a cost its windows admit
+    // (then at the block's end): for another cost the spent window's retry time is the store's.
     cache.remember('b', { ...refusal(500), blockedMs: 500 }, 0, 5);
-    expect(cache.lookup('b', 1, 1)?.blockedMs).toBe(499);
-    expect(cache.lookup('b', 2, 0)).toBeDefined();
+    expect(cache.lookup('b', 1, 1)).toBeUndefined();
+    expect(cache.lookup('b', 2, 0)?.blockedMs).toBe(498);
+    expect(cache.lookup('b', 2, 0)?.decisions[0]?.retryAfterMs).toBe(498);
   });
 });
