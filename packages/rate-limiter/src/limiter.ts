@@ -963,8 +963,9 @@ export class RateLimiter implements AsyncDisposable {
 }
 
 /**
- * `outcome` (a cost-0 check of the key) as the refusal of `cost`: the limits it is above refuse
- * it with `retryAfterMs` Infinity; the others report the key's state as the check found it. A
+ * `outcome` (a cost-0 check of the key, or the local block cache's remembered refusal of another
+ * cost) as the refusal of `cost`: the limits it is above refuse it with `retryAfterMs` Infinity;
+ * the others report the key's state as a cost-0 check finds it (admitted unless blocked). A
  * blocked key has no quota until its block ends, whatever its windows hold: its limits say so
  * (the headers of a `blocked` answer say the same, from its retry time, which this one lacks).
  */
@@ -986,14 +987,16 @@ function beyondCapacity(
               nextMs: blockedResetMs(found.remaining, found.nextMs, blockedMs),
             }
           : found;
-      return cost > maxCostOf(limits[index]!)
-        ? withNeverRetryJSON({
-            ...decision,
-            allowed: false,
-            retryAfterMs: Number.POSITIVE_INFINITY,
-            delayMs: 0,
-          })
-        : decision;
+      if (cost > maxCostOf(limits[index]!))
+        return withNeverRetryJSON({
+          ...decision,
+          allowed: false,
+          retryAfterMs: Number.POSITIVE_INFINITY,
+          delayMs: 0,
+        });
+      // As a cost-0 check finds it, whichever outcome came (the local block cache's remembered
+      // refusal of another cost too): it admits nothing more, but refuses only while blocked.
+      return { ...decision, allowed: blockedMs === 0, retryAfterMs: blockedMs, delayMs: 0 };
     }),
   };
 }

@@ -10,12 +10,9 @@ import { RemoteMemoryStore } from './remote-memory-store.js';
 // retry in N" where the memory store says "admits a cost of 0". Found by the model-based test on
 // Redis (integration/limiter-model.test.ts), whose memory twin disagreed.
 //
-// KNOWN DEFECT, not fixed here: the fix belongs in src/limiter.ts (edited by another session), in
-// `beyondCapacity()`: a limit the cost is within reports its state as a cost-0 check does
-// (`allowed: blockedMs === 0`, `retryAfterMs: blockedMs`, `delayMs: 0`), whichever outcome it was
-// given (a cost-0 store check, or the block cache's refusal of another cost, which
-// `#beyondCapacity` takes from `lookup()` without a cost). Until then this test is `it.fails`:
-// once fixed it fails, and `.fails` goes.
+// Fixed in `beyondCapacity()` (src/limiter.ts): a limit the cost is within reports its state as a
+// cost-0 check does (`allowed: blockedMs === 0`, `retryAfterMs: blockedMs`, `delayMs: 0`),
+// whichever outcome it was given.
 
 const start = 1_800_000_000_000;
 const limits = [
@@ -24,7 +21,7 @@ const limits = [
 ];
 
 describe('exceeds-capacity on a remote store answers as on the memory store', () => {
-  it.fails('after a refusal the block cache remembers, the limits within the cost report a cost-0 check', async () => {
+  it('after a refusal the block cache remembers, the limits within the cost report a cost-0 check', async () => {
     const answers = [];
     for (const remote of [false, true]) {
       const clock = new ManualClock(start);

@@ -110,17 +110,6 @@ function compare(real: Real, actual: RateLimitResult, expected: ExpectedResult, 
   // second (README, "Hot keys"): the same answer, said by the local block cache.
   if (got.source === 'local-cache' && want.source === 'store' && !want.allowed) {
     want.source = 'local-cache';
-    // KNOWN DEFECT (test/beyond-capacity-remote.test.ts, it.fails; the fix is for src/limiter.ts):
-    // a cost above a limit's capacity answered from the block cache's refusal of another cost
-    // shows the limits within the cost as that refusal did, not as a cost-0 check finds them.
-    // Tolerated here (their state, remaining and times, is still compared) so that the model
-    // test guards everything else; remove once beyond-capacity-remote.test.ts passes.
-    if (want.outcome === 'exceeds-capacity')
-      want.limits = want.limits.map((limit, index) =>
-        limit.retryAfterMs === Number.POSITIVE_INFINITY || got.limits[index] === undefined
-          ? limit
-          : { ...limit, allowed: got.limits[index]!.allowed, retryAfterMs: got.limits[index]!.retryAfterMs },
-      );
   }
   expect(got, real.log.join('\n')).toEqual(want);
   expect(rateLimitHeaders(actual, modelHeaderOptions), `headers\n${real.log.join('\n')}`).toEqual(
