@@ -68,12 +68,15 @@ describe('README options table: the defaults are the schema defaults', () => {
     await limiter.close();
   });
 
-  it('`breaker`: ratio 0.5 over 5 s, at least 5 calls a second, half-open after 1 s', () => {
-    expect(defaults.get('`breaker`')).toBe('ratio 0.5 over 5 s, at least 5 calls/s, half-open after 1 s');
+  it('`breaker`: ratio 0.5 over 5 s, at least 5 calls a second, or 10 failed calls in a row, half-open after 1 s', () => {
+    expect(defaults.get('`breaker`')).toBe(
+      'ratio 0.5 over 5 s, at least 5 calls/s, or 10 failed calls in a row; half-open after 1 s',
+    );
     expect(breakerOptionsSchema.parse({})).toEqual({
       failureRatio: 0.5,
       samplingDurationMs: 5_000,
       minimumRps: 5,
+      consecutiveFailures: 10,
       halfOpenAfterMs: 1_000,
     });
   });
@@ -112,10 +115,28 @@ class SwitchStore implements RateLimitStore {
 describe('the default breaker (README "Failure modes")', () => {
   const breakerOf = (limiter: ReturnType<typeof createRateLimiter>) => limiter.health().details.breaker;
 
-  it('stays closed below 25 calls in its 5 s window, failing every one (5 calls/s × 5 s)', async () => {
+  it('opens after 10 failed calls in a row, though 100 succeeded before (the ratio is far below half)', async () => {
+    const store = new SwitchStore();
+    const limiter = createRateLimiter({ store, limits: [{ limit: 100, windowMs: 60_000 }], batch: false });
+    for (let index = 0; index < 100; index += 1) await limiter.check(`ok${index}`);
+    store.down = true;
+    for (let index = 0; index < 9; index += 1) await limiter.check(`failed${index}`);
+    expect(breakerOf(limiter)).toBe('closed');
+    await limiter.check('failed9');
+    expect(breakerOf(limiter)).toBe('open');
+    await limiter.close();
+  });
+
+  it('the ratio stays closed below 25 calls in its 5 s window, failing every one (5 calls/s × 5 s)', async () => {
     const store = new SwitchStore();
     store.down = true;
-    const limiter = createRateLimiter({ store, limits: [{ limit: 100, windowMs: 60_000 }], batch: false });
+    const limiter = createRateLimiter({
+      store,
+      limits: [{ limit: 100, windowMs: 60_000 }],
+      batch: false,
+      // The ratio alone: no run of failures this long.
+      breaker: { consecutiveFailures: 1_000 },
+    });
     for (let index = 0; index < 24; index += 1) await limiter.check(`k${index}`);
     expect(breakerOf(limiter)).toBe('closed');
     await limiter.check('k24');
@@ -123,12 +144,15 @@ describe('the default breaker (README "Failure modes")', () => {
     await limiter.close();
   });
 
-  it('opens when more than half of the window’s calls fail: exactly half keeps it closed', async () => {
+  it('opens when more than half of the window’s calls fail, with no run of 10: exactly half keeps it closed', async () => {
     const store = new SwitchStore();
     const limiter = createRateLimiter({ store, limits: [{ limit: 100, windowMs: 60_000 }], batch: false });
-    for (let index = 0; index < 13; index += 1) await limiter.check(`ok${index}`);
-    store.down = true;
-    for (let index = 0; index < 13; index += 1) await limiter.check(`failed${index}`);
+    for (let index = 0; index < 13; index += 1) {
+      store.down = false;
+      await limiter.check(`ok${index}`);
+      store.down = true;
+      await limiter.check(`failed${index}`);
+    }
     // 13 of 26 failed: half, not more.
     expect(breakerOf(limiter)).toBe('closed');
     await limiter.check('failed13');
