@@ -65,7 +65,9 @@ describe("the README's options table", () => {
   });
 
   it('states the breaker, lock and edge defaults the schema has', () => {
-    expect(defaults.get('breaker')).toBe('ratio 0.5 over 5 s, or 10 failed calls in a row; half-open after 1 s');
+    expect(defaults.get('breaker')).toBe(
+      'ratio 0.5 over 5 s, or 10 failed calls in a row; half-open after 1 s',
+    );
     expect(at('breaker')).toMatchObject({
       failureRatio: 0.5,
       samplingDurationMs: 5_000,

@@ -60,7 +60,12 @@ export class RatioOrRunBreaker implements IBreaker {
   readonly #ratio: SamplingBreaker;
   readonly #run: ConsecutiveBreaker;
 
-  constructor(options: { failureRatio: number; samplingDurationMs: number; minimumRps: number; consecutiveFailures: number }) {
+  constructor(options: {
+    failureRatio: number;
+    samplingDurationMs: number;
+    minimumRps: number;
+    consecutiveFailures: number;
+  }) {
     this.#ratio = new SamplingBreaker({
       threshold: options.failureRatio,
       duration: options.samplingDurationMs,

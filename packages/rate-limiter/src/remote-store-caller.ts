@@ -181,7 +181,12 @@ export class RemoteStoreCaller {
     if (store.ping === undefined) return undefined;
     if (store.consumeEach !== undefined && store.keysPerCall === undefined) return undefined;
     const operation = `rate-limit store probe (PING) on ${store.kind}`;
-    return () => withDeadline(Promise.resolve().then(() => store.ping!()), this.#deadlineMs, operation);
+    return () =>
+      withDeadline(
+        Promise.resolve().then(() => store.ping!()),
+        this.#deadlineMs,
+        operation,
+      );
   }
 
   /** Takes this limiter out of the fallback gauge (its limiter is closed). */

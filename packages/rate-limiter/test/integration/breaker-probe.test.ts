@@ -27,7 +27,8 @@ async function sample(registry: Registry, name: string): Promise<number> {
   return line === undefined ? 0 : Number(line.slice(name.length + 1));
 }
 
-const timedOut = 'noa_rate_limiter_check_duration_seconds_count{limiter="limiter",store="redis",result="timeout"}';
+const timedOut =
+  'noa_rate_limiter_check_duration_seconds_count{limiter="limiter",store="redis",result="timeout"}';
 
 describe.skipIf(skip !== undefined)('a Redis that stalls after healthy traffic (default breaker)', () => {
   let admin: Redis;
