@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { defaultConsecutiveFailures } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import { cacheOptionsSchema } from '../src/cache-options.js';
 
@@ -71,9 +72,11 @@ describe("the README's options table", () => {
     expect(at('breaker')).toMatchObject({
       failureRatio: 0.5,
       samplingDurationMs: 5_000,
-      consecutiveFailures: 10,
       halfOpenAfterMs: 1_000,
     });
+    // Unset, the run is core's default (set, it replaces the ratio).
+    expect(at('breaker')).not.toHaveProperty('consecutiveFailures');
+    expect(defaultConsecutiveFailures).toBe(10);
     expect(defaults.get('lock.enabled')).toBe('true / 10000 / 5000 / 100');
     expect(at('lock')).toEqual({ enabled: true, leaseMs: 10_000, timeoutMs: 5_000, pollMs: 100 });
     expect(defaults.get('edge')).toBe('none (`timeoutMs` 10000)');

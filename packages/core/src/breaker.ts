@@ -39,11 +39,11 @@ export const breakerOptionsSchema = z
     /** Calls per second below which the ratio is not trusted and the breaker stays closed. */
     minimumRps: z.number().nonnegative().default(5),
     /**
-     * Also open after this many failed calls in a row, whatever the ratio: the ratio alone, over
-     * a window of healthy calls, took seconds to notice a backend that stopped answering. Either
-     * trips the breaker (see {@link defaultConsecutiveFailures} for the default's reasoning).
+     * Unset (the default), the breaker opens on the ratio OR a run of
+     * {@link defaultConsecutiveFailures} failed calls in a row. Set, it opens after this many
+     * failed calls in a row only, and the ratio options are not used (as in earlier releases).
      */
-    consecutiveFailures: z.number().int().positive().default(defaultConsecutiveFailures),
+    consecutiveFailures: z.number().int().positive().optional(),
     /** How long the breaker stays open before it tries the backend again (a probe, half-open). */
     halfOpenAfterMs: z.number().int().positive().default(1_000),
   })
@@ -152,8 +152,9 @@ function toBreakerState(state: CircuitState): BreakerState {
 }
 
 /**
- * Builds a circuit breaker on cockatiel: it opens on the failure ratio or on a run of
- * consecutive failures ({@link RatioOrRunBreaker}), and tries the backend again after
+ * Builds a circuit breaker on cockatiel: by default it opens on the failure ratio or on a run of
+ * consecutive failures ({@link RatioOrRunBreaker}); with `consecutiveFailures` set, on that run
+ * only. It tries the backend again after
  * `halfOpenAfterMs`, by `hooks.probe` when given (see {@link BreakerHooks}), by one user call
  * otherwise. `operation` names the backend in errors, e.g. `'redis'`.
  */
@@ -165,7 +166,10 @@ export function createCircuitBreaker(
   const parsed = parseOptions('breaker', breakerOptionsSchema, options);
   const policy: CircuitBreakerPolicy = circuitBreaker(handleAll, {
     halfOpenAfter: parsed.halfOpenAfterMs,
-    breaker: new RatioOrRunBreaker(parsed),
+    breaker:
+      parsed.consecutiveFailures === undefined
+        ? new RatioOrRunBreaker({ ...parsed, consecutiveFailures: defaultConsecutiveFailures })
+        : new ConsecutiveBreaker(parsed.consecutiveFailures),
   });
   let openedAt = 0;
   policy.onBreak(() => {

@@ -127,6 +127,13 @@ describe('RatioOrRunBreaker: the ratio or a run of failures', () => {
     expect(opened).toBe(true);
   });
 
+  it('consecutiveFailures set explicitly is the run alone, as before: the ratio does not open it', async () => {
+    const breaker = createCircuitBreaker('redis', { consecutiveFailures: 1_000, halfOpenAfterMs: 30 });
+    for (let index = 0; index < 100; index += 1)
+      await expect(breaker.execute(() => Promise.reject(new Error('down')))).rejects.toThrow('down');
+    expect(breaker.state).toBe('closed');
+  });
+
   it('defaults to a run of 10 with the ratio kept', async () => {
     expect(defaultConsecutiveFailures).toBe(10);
     const breaker = createCircuitBreaker('redis', { halfOpenAfterMs: 30 });
