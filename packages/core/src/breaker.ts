@@ -131,9 +131,10 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 export interface CircuitBreaker {
   /**
    * The current state; cheap, for hot paths that want to skip the backend when open. Once an
-   * open breaker has waited `halfOpenAfterMs`, this reports `'half-open'` (a probe call would be
-   * let through) even before any call arrives, so callers that skip calls while `'open'` still
-   * send the probe that closes it again.
+   * open breaker has waited `halfOpenAfterMs`, this reports `'half-open'` (the next call would be
+   * the trial, or, with a probe, set it off) even before any call arrives, so callers that skip
+   * calls while `'open'` still make the call that closes it again. With a probe it stays
+   * `'half-open'` while the probe is out.
    */
   readonly state: BreakerState;
   /**
