@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { defaultConsecutiveFailures } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import { cacheOptionsSchema } from '../src/cache-options.js';
 
@@ -65,12 +66,17 @@ describe("the README's options table", () => {
   });
 
   it('states the breaker, lock and edge defaults the schema has', () => {
-    expect(defaults.get('breaker')).toBe('ratio 0.5 over 5 s, half-open after 1 s');
+    expect(defaults.get('breaker')).toBe(
+      'ratio 0.5 over 5 s, or 10 failed calls in a row; half-open after 1 s',
+    );
     expect(at('breaker')).toMatchObject({
       failureRatio: 0.5,
       samplingDurationMs: 5_000,
       halfOpenAfterMs: 1_000,
     });
+    // Unset, the run is core's default (set, it replaces the ratio).
+    expect(at('breaker')).not.toHaveProperty('consecutiveFailures');
+    expect(defaultConsecutiveFailures).toBe(10);
     expect(defaults.get('lock.enabled')).toBe('true / 10000 / 5000 / 100');
     expect(at('lock')).toEqual({ enabled: true, leaseMs: 10_000, timeoutMs: 5_000, pollMs: 100 });
     expect(defaults.get('edge')).toBe('none (`timeoutMs` 10000)');

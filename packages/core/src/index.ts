@@ -1,9 +1,12 @@
 export {
+  type BreakerHooks,
   type BreakerOptions,
+  type BreakerProbe,
   type BreakerState,
   breakerOptionsSchema,
   type CircuitBreaker,
   createCircuitBreaker,
+  defaultConsecutiveFailures,
 } from './breaker.js';
 export { type Clock, CoarseClock, coarseClock, ManualClock, systemClock } from './clock.js';
 export { delay, maxTimerMs, startDeadline, withDeadline } from './deadline.js';

@@ -138,7 +138,9 @@ export class RemoteStoreCaller {
       this.#store.keysPerCall ??
       (this.#store.consumeEach === undefined ? earlyFlushKeys : earlyFlushKeysEach);
     this.#bypassing = new GaugeShare(this.#metrics.fallback);
-    this.#breaker = createCircuitBreaker(`rate-limit store (${this.#store.kind})`, options.breaker);
+    this.#breaker = createCircuitBreaker(`rate-limit store (${this.#store.kind})`, options.breaker, {
+      probe: this.#probe(),
+    });
     this.#breaker.onStateChange((state) => {
       this.#bypassing.set(state === 'closed' ? 0 : 1);
       const previous = this.#breakerState;
@@ -163,6 +165,28 @@ export class RemoteStoreCaller {
         );
       }
     });
+  }
+
+  /**
+   * The breaker's probe: the store's `ping()` (a PING of its Redis) under the checks' deadline,
+   * so no batch of user checks is the half-open trial that waits out the deadline on a store still
+   * stalled, and checks keep the fail mode's instant answer until the PING comes back. None (a
+   * user call is the trial, as before) for a store without `ping()`, and for one whose parts
+   * answer separately (a Cluster): its PING asks every master, and would keep the breaker open
+   * while one master is down though the others answer (its checks close the breaker as soon as
+   * any part answers).
+   */
+  #probe(): ((signal: AbortSignal) => Promise<unknown>) | undefined {
+    const store = this.#store;
+    if (store.ping === undefined) return undefined;
+    if (store.consumeEach !== undefined && store.keysPerCall === undefined) return undefined;
+    const operation = `rate-limit store probe (PING) on ${store.kind}`;
+    return () =>
+      withDeadline(
+        Promise.resolve().then(() => store.ping!()),
+        this.#deadlineMs,
+        operation,
+      );
   }
 
   /** Takes this limiter out of the fallback gauge (its limiter is closed). */

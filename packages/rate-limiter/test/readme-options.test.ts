@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { breakerOptionsSchema, ManualClock } from '@noa/core';
+import { breakerOptionsSchema, defaultConsecutiveFailures, ManualClock } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import {
   acquireOptionsSchema,
@@ -68,14 +68,18 @@ describe('README options table: the defaults are the schema defaults', () => {
     await limiter.close();
   });
 
-  it('`breaker`: ratio 0.5 over 5 s, at least 5 calls a second, half-open after 1 s', () => {
-    expect(defaults.get('`breaker`')).toBe('ratio 0.5 over 5 s, at least 5 calls/s, half-open after 1 s');
+  it('`breaker`: ratio 0.5 over 5 s, at least 5 calls a second, or 10 failed calls in a row, half-open after 1 s', () => {
+    expect(defaults.get('`breaker`')).toBe(
+      'ratio 0.5 over 5 s, at least 5 calls/s, or 10 failed calls in a row; half-open after 1 s',
+    );
     expect(breakerOptionsSchema.parse({})).toEqual({
       failureRatio: 0.5,
       samplingDurationMs: 5_000,
       minimumRps: 5,
       halfOpenAfterMs: 1_000,
     });
+    // Unset, the run is core's default (set, it replaces the ratio).
+    expect(defaultConsecutiveFailures).toBe(10);
   });
 
   it('`limits`: 1 to 16', () => {
@@ -112,23 +116,42 @@ class SwitchStore implements RateLimitStore {
 describe('the default breaker (README "Failure modes")', () => {
   const breakerOf = (limiter: ReturnType<typeof createRateLimiter>) => limiter.health().details.breaker;
 
-  it('stays closed below 25 calls in its 5 s window, failing every one (5 calls/s × 5 s)', async () => {
+  it('opens after 10 failed calls in a row, though 100 succeeded before (the ratio is far below half)', async () => {
     const store = new SwitchStore();
-    store.down = true;
     const limiter = createRateLimiter({ store, limits: [{ limit: 100, windowMs: 60_000 }], batch: false });
-    for (let index = 0; index < 24; index += 1) await limiter.check(`k${index}`);
+    for (let index = 0; index < 100; index += 1) await limiter.check(`ok${index}`);
+    store.down = true;
+    for (let index = 0; index < 9; index += 1) await limiter.check(`failed${index}`);
     expect(breakerOf(limiter)).toBe('closed');
+    await limiter.check('failed9');
+    expect(breakerOf(limiter)).toBe('open');
+    await limiter.close();
+  });
+
+  it('the ratio stays closed below 25 calls in its 5 s window, though 2 of 3 fail (5 calls/s × 5 s)', async () => {
+    const store = new SwitchStore();
+    const limiter = createRateLimiter({ store, limits: [{ limit: 100, windowMs: 60_000 }], batch: false });
+    // Two failed calls, then one answered: 16 of 24 failed, never more than 2 in a row.
+    for (let index = 0; index < 24; index += 1) {
+      store.down = index % 3 !== 2;
+      await limiter.check(`k${index}`);
+    }
+    expect(breakerOf(limiter)).toBe('closed');
+    store.down = true;
     await limiter.check('k24');
     expect(breakerOf(limiter)).toBe('open');
     await limiter.close();
   });
 
-  it('opens when more than half of the window’s calls fail: exactly half keeps it closed', async () => {
+  it('opens when more than half of the window’s calls fail, with no run of 10: exactly half keeps it closed', async () => {
     const store = new SwitchStore();
     const limiter = createRateLimiter({ store, limits: [{ limit: 100, windowMs: 60_000 }], batch: false });
-    for (let index = 0; index < 13; index += 1) await limiter.check(`ok${index}`);
-    store.down = true;
-    for (let index = 0; index < 13; index += 1) await limiter.check(`failed${index}`);
+    for (let index = 0; index < 13; index += 1) {
+      store.down = false;
+      await limiter.check(`ok${index}`);
+      store.down = true;
+      await limiter.check(`failed${index}`);
+    }
     // 13 of 26 failed: half, not more.
     expect(breakerOf(limiter)).toBe('closed');
     await limiter.check('failed13');

@@ -1,5 +1,6 @@
 import {
   type BreakerOptions,
+  type BreakerProbe,
   type BreakerState,
   type CircuitBreaker,
   createCircuitBreaker,
@@ -102,7 +103,7 @@ export interface RedisGuardOptions {
  * {@link BackendUnavailableError} when configured to throw.
  */
 export class RedisGuard {
-  readonly #breaker: CircuitBreaker;
+  #breaker: CircuitBreaker;
   readonly #options: RedisGuardOptions;
   readonly #deadlines: DeadlineQueue;
   /** One failure warning per `logIntervalMs` at most: an outage must not flood the logs. */
@@ -119,17 +120,27 @@ export class RedisGuard {
   constructor(options: RedisGuardOptions) {
     this.#options = options;
     this.#failureLog = new LogSampler({ intervalMs: options.logIntervalMs });
-    this.#breaker = createCircuitBreaker('redis', options.breaker);
+    this.#breaker = this.#newBreaker(undefined);
     this.#deadlines = new DeadlineQueue(options.operationTimeoutMs);
     // A gauge set only on changes would have no sample until Redis first failed.
     // One source of truth: the gauge reads the breaker's `state` (as stats() and health() do) at
     // each scrape, not only on cockatiel's changes, which miss the move to half-open while idle.
     if (options.metrics.enabled) options.metrics.followBreaker(() => this.#breaker.state);
-    this.#breaker.onStateChange((state) => {
-      options.metrics.breakerState(this.#breaker.state);
+  }
+
+  /**
+   * The breaker, with `probe` as its way back (see core's `BreakerHooks`): without one, a user
+   * call is the half-open trial.
+   */
+  #newBreaker(probe: BreakerProbe | undefined): CircuitBreaker {
+    const options = this.#options;
+    const breaker = createCircuitBreaker('redis', options.breaker, { probe });
+    breaker.onStateChange((state) => {
+      options.metrics.breakerState(breaker.state);
       const log = state === 'open' ? options.logger.warn : options.logger.info;
       log.call(options.logger, `redis circuit breaker ${state}`, { state });
     });
+    return breaker;
   }
 
   /**
@@ -150,6 +161,11 @@ export class RedisGuard {
    * as lost, and landed on reconnecting over a later write of another instance.
    */
   sendOnlyWhenConnected(client: IoRedisClient): void {
+    // Before any call (the tier wires its client at once): the breaker, once open, tries Redis
+    // again by a PING under operationTimeoutMs, sent as calls are (held while reconnecting, failed
+    // at once while down), and not by a user call: a get while it is open is answered from L1 at
+    // once instead of waiting out the deadline as the trial on a Redis still stalled.
+    this.#breaker = this.#newBreaker(() => this.#send('PING (breaker probe)', () => client.ping()));
     this.#disconnected = () => {
       const status = client.status;
       return status === 'ready' ? undefined : status;
