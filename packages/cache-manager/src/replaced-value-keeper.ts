@@ -22,6 +22,13 @@ export type ExtendEach = (
 const extendAtOnce: ExtendEach = (values, extend) => Promise.all(values.map(extend));
 
 /**
+ * How many times the trusted time (`max(lock.leaseMs, hardTimeoutMs)`) a run may last with its
+ * replaced values kept: far past the lease (the longest run trusted, after which another
+ * instance may compute the key anyway), so only a run that looks hung loses its extension.
+ */
+export const hungAfterTrusted = 10;
+
+/**
  * Makes the values a factory run will replace by compare-and-set outlive the run in Redis:
  * their physical TTL (the end of their grace, `ttlMs + graceMs` after their write) may come
  * before the run's end, and the write, finding the key gone, would fail (not cached, the next
@@ -38,7 +45,12 @@ const extendAtOnce: ExtendEach = (values, extend) => Promise.all(values.map(exte
  * run lasts: one script call per value and period. A run shorter than the trusted time sends
  * nothing more. Renewals stop as the run settles ({@link stop}; so does the first extension's
  * sending of its later batches), when its key changed (the script found other bytes: its write
- * will lose), when it is superseded, or when the cache closes. A longer TTL is left as it is (PEXPIRE GT). Readers judge freshness and grace by the
+ * will lose), when it is superseded, when the cache closes, or once the run has lasted
+ * {@link hungAfterTrusted} times the trusted time: a factory that never settles (a fetch with no
+ * timeout of its own) would otherwise keep a value no reader serves, at one script call per
+ * value and period, for as long as the process lives. That is logged once as a warning naming
+ * the keys (the factory looks hung); the values then keep the extension last sent, and a write
+ * that comes after it ends loses (not cached), as when an extension fails. A longer TTL is left as it is (PEXPIRE GT). Readers judge freshness and grace by the
  * entry's own times, so a value kept past its grace is served by none. A failure (Redis down)
  * is counted and logged by the guard (`refresh_extend`) and fails nothing: the next period
  * tries again, and the write is tried as before.
@@ -51,6 +63,10 @@ export class ReplacedValueKeeper {
   #values: readonly ReplacedValue[];
   /** Between two renewals; a renewal's TTL is this and the operation deadline. */
   readonly #periodMs: number;
+  /** How long the run has lasted when the next renewal is due (by the schedule, from its start). */
+  #runningMs: number;
+  /** From this running time on, no renewal: the run looks hung (see {@link hungAfterTrusted}). */
+  readonly #hungAfterMs: number;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** The extension in flight (settled when none is); never rejects. */
@@ -70,6 +86,8 @@ export class ReplacedValueKeeper {
     const trustedMs = Math.max(engine.options.lock.leaseMs, hardTimeoutMs ?? 0);
     // At least the deadline: a lease far shorter than it would otherwise renew every few ms.
     this.#periodMs = Math.max(trustedMs, engine.options.operationTimeoutMs);
+    this.#runningMs = trustedMs;
+    this.#hungAfterMs = hungAfterTrusted * trustedMs;
     this.#sent = this.#extend(trustedMs + engine.options.operationTimeoutMs, trustedMs);
   }
 
@@ -120,10 +138,29 @@ export class ReplacedValueKeeper {
         this.#timer = undefined;
         this.#values = this.#values.filter((value) => !value.run.superseded);
         if (this.#stopped || this.#engine.closed || this.#values.length === 0) return;
+        if (this.#runningMs >= this.#hungAfterMs) {
+          this.#givenUp();
+          return;
+        }
+        this.#runningMs += this.#periodMs;
         this.#sent = this.#extend(this.#periodMs + this.#engine.options.operationTimeoutMs, this.#periodMs);
       },
       Math.max(0, delayMs),
     );
     this.#timer.unref();
+  }
+
+  /** The run looks hung: no more renewals, said once (a keeper belongs to one run). */
+  #givenUp(): void {
+    const keys = this.#values.map((value) => value.fullKey);
+    this.#engine.logger.warn(
+      'factory still running long past lock.leaseMs (it looks hung): the values it replaces are no longer kept in Redis',
+      {
+        keys: keys.slice(0, 10),
+        ...(keys.length > 10 ? { more: keys.length - 10 } : {}),
+        runningMs: this.#runningMs,
+      },
+    );
+    this.#values = [];
   }
 }

@@ -63,6 +63,7 @@ export type {
 export type { Jsonified } from './jsonified.js';
 export type {
   CancelOutcome,
+  CancelResult,
   DeadLetteredParent,
   ExchangeRequest,
   ExchangeResponse,

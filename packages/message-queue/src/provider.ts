@@ -185,6 +185,16 @@ export interface LeaseRenewal {
 export type CancelOutcome = 'removed' | 'signalled' | 'not-found';
 
 /**
+ * What {@link QueueProvider.cancel} did: its outcome and, when the job removed was a flow child
+ * whose parent waited on it with policy `fail`, that parent (dead-lettered with it), which the
+ * `Queue` counts and publishes as dead-lettered.
+ */
+export interface CancelResult {
+  outcome: CancelOutcome;
+  parentsDeadLettered?: DeadLetteredParent[];
+}
+
+/**
  * The one interface every backend implements. Queue names are passed per call so one
  * provider (one connection) serves many queues. Times come from the caller's clock, except
  * lease expiry on a provider with a clock of its own (Redis `TIME`).
@@ -265,9 +275,10 @@ export interface QueueProvider {
    * (`'removed'`); an active one is recorded as cancelled and its worker told (`'signalled'`).
    * The record is durable: the worker also learns it from `extendLeases`, and `maintain`
    * dead-letters the job instead of requeueing it if its worker died. It is dropped when the
-   * job leaves the active state, so it never touches a later run of the same id.
+   * job leaves the active state, so it never touches a later run of the same id. A flow parent
+   * dead-lettered with a removed child (policy `fail`) is returned in `parentsDeadLettered`.
    */
-  cancel(queue: string, id: string, now: number): Promise<CancelOutcome>;
+  cancel(queue: string, id: string, now: number): Promise<CancelResult>;
   /** Subscribes to cancellations of active jobs; returns the unsubscribe function. */
   onCancel(queue: string, listener: (id: string) => void): Promise<() => void>;
   childrenResults(queue: string, parentId: string): Promise<ChildrenResults>;

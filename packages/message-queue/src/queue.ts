@@ -30,7 +30,13 @@ import {
 import type { JobCounts, JobInfo, JobRecord } from './job-record.js';
 import type { Jsonified } from './jsonified.js';
 import { createQueueMetrics, type QueueMetrics } from './metrics.js';
-import type { CancelOutcome, MaintenanceResult, QueueProvider, RetentionPolicy } from './provider.js';
+import type {
+  CancelOutcome,
+  DeadLetteredParent,
+  MaintenanceResult,
+  QueueProvider,
+  RetentionPolicy,
+} from './provider.js';
 import { isStandardSchema, issuePath, type StandardSchemaV1 } from './standard-schema.js';
 
 /** Retention of finished jobs, so backend memory stays bounded. */
@@ -691,11 +697,29 @@ export class Queue<Data = unknown> {
   /**
    * Cancels a job: a waiting or delayed one (or a flow parent waiting for its children) goes
    * straight to the DLQ (`removed`); an active one has its handler's signal aborted with
-   * {@link JobCancelledError} and is not retried (`signalled`).
+   * {@link JobCancelledError} and is not retried (`signalled`). A flow parent that waited on a
+   * removed child with policy `fail` is dead-lettered with it, and counted in this queue's
+   * `_jobs_dead_lettered_total` and published as `dead-lettered` here (no worker's call moved it).
    */
   async cancel(id: string): Promise<CancelOutcome> {
     if (!this.provider.capabilities.cancel) throw new UnsupportedOperationError(this.provider.name, 'cancel');
-    return this.provider.cancel(this.name, id, this.#clock.now());
+    const { outcome, parentsDeadLettered } = await this.provider.cancel(this.name, id, this.#clock.now());
+    if (parentsDeadLettered) this.#parentsDeadLettered(parentsDeadLettered);
+    return outcome;
+  }
+
+  /** Counted and published as a worker does the parents of a child it dead-lettered. */
+  #parentsDeadLettered(parents: readonly DeadLetteredParent[]): void {
+    this.#metrics.deadLettered.inc({ queue: this.name }, parents.length);
+    for (const parent of parents) {
+      publishJobEvent('deadLettered', {
+        queue: this.name,
+        jobId: parent.id,
+        name: parent.name,
+        error: parent.message,
+        attempt: 0,
+      });
+    }
   }
 
   /** Recovers stalled jobs and applies retention now (workers also do this periodically). */

@@ -68,8 +68,9 @@ function describeRefreshPastExpiry(
       const call = { ttlMs: 1_000, graceMs, refreshThresholdMs: 900 };
       expect(await a.getOrSet(key, factory, call)).toBe('first');
       await done;
-      // The run's compare-and-set write (one script call) lands meanwhile.
-      await delay(250);
+      // The run's compare-and-set write follows the factory: A's close() waits for its background
+      // work (the refresh, write and lease release included), whatever the machine's load.
+      await a.close();
       return { a, b, c, runs: () => runs, factory, call };
     }
 
@@ -125,7 +126,8 @@ function describeRefreshPastExpiry(
       };
       expect(await a.getOrSet('soft', factory, { ttlMs: 60_000, softTimeoutMs: 0 })).toBe('first');
       await done;
-      await delay(250);
+      // The run goes on in the background (its caller was served): close() waits for its write.
+      await a.close();
       expect(await c.get('soft')).toBe('refreshed');
     });
 
@@ -148,7 +150,7 @@ function describeRefreshPastExpiry(
       expect(
         await a.getOrSetMany(['many-1', 'many-2'], factoryMany, { ttlMs: 60_000, tags: ['t-many'] }),
       ).toEqual(['refreshed', 'refreshed']);
-      await delay(250);
+      // writeMode 'await': the writes landed before the call returned.
       expect(await c.getMany(['many-1', 'many-2'])).toEqual(['refreshed', 'refreshed']);
       expect(runs).toBe(1);
     });
@@ -208,7 +210,7 @@ function describeRefreshPastExpiry(
       };
       expect(await a.getOrSet(key, factory, call)).toBe('first');
       await done;
-      await delay(250);
+      await a.close();
       expect(await c.get(key)).toBeUndefined();
     });
 
@@ -280,7 +282,8 @@ describe.skipIf(noServer !== undefined)('an early refresh whose extension fails'
     };
     expect(await cache.getOrSet('k', factory, call)).toBe('first');
     await done;
-    await delay(250);
+    // close() waits for the refresh (its extension and write) running in the background.
+    await cache.close();
     expect(
       await total(registry, 'noa_cache_manager_degraded_operations_total', { operation: 'refresh_extend' }),
     ).toBe(1);

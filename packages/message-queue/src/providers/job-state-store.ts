@@ -1,6 +1,6 @@
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
 import type {
-  CancelOutcome,
+  CancelResult,
   DeadLetteredParent,
   LeasedJob,
   LeaseRenewal,
@@ -149,11 +149,7 @@ export interface JobStateStore {
   /** Forgets waiting (and delayed) jobs; returns how many. */
   drain(queue: string, includeDelayed: boolean, now: number): Promise<number>;
   setProgress(queue: string, id: string, progress: unknown): Promise<void>;
-  cancel(
-    queue: string,
-    id: string,
-    now: number,
-  ): Promise<{ outcome: CancelOutcome; publish: StatePublish[] }>;
+  cancel(queue: string, id: string, now: number): Promise<CancelResult & { publish: StatePublish[] }>;
   /** Listens to the queue's events from every process; resolves once listening. */
   subscribe(queue: string, listener: (event: StateEvent) => void): Promise<() => void>;
   childrenResults(queue: string, parentId: string): Promise<ChildrenResults>;

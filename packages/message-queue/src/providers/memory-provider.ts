@@ -10,7 +10,7 @@ import type {
 } from '../job-record.js';
 import {
   allCapabilities,
-  type CancelOutcome,
+  type CancelResult,
   type DeadLetteredParent,
   type ExchangeRequest,
   type ExchangeResponse,
@@ -594,14 +594,14 @@ export class MemoryProvider implements QueueProvider {
     if (entry) entry.progress = clone(progress);
   }
 
-  async cancel(queueName: string, id: string, now: number): Promise<CancelOutcome> {
+  async cancel(queueName: string, id: string, now: number): Promise<CancelResult> {
     const queue = this.#queue(queueName);
     const entry = queue.entries.get(id);
-    if (!entry) return 'not-found';
+    if (!entry) return { outcome: 'not-found' };
     if (entry.state === 'active') {
       entry.cancelled = true;
       for (const listener of queue.cancelListeners) listener(id);
-      return 'signalled';
+      return { outcome: 'signalled' };
     }
     if (entry.state === 'waiting' || entry.state === 'delayed' || entry.state === 'waiting-children') {
       if (entry.state === 'waiting') queue.waitingCount -= 1;
@@ -615,9 +615,13 @@ export class MemoryProvider implements QueueProvider {
       });
       this.#toDead(queue, entry, now);
       this.#childSettled(queue, entry.record, now, undefined, entry.record.errors.at(-1));
-      return 'removed';
+      // Taken here, or a later call (of any queue) would report this cancel's parent.
+      const parents = this.#takeFailedParents();
+      return parents.length > 0
+        ? { outcome: 'removed', parentsDeadLettered: parents }
+        : { outcome: 'removed' };
     }
-    return 'not-found';
+    return { outcome: 'not-found' };
   }
 
   async onCancel(queueName: string, listener: (id: string) => void): Promise<() => void> {

@@ -15,7 +15,7 @@ import { BrokerUnavailableError, UnsupportedOperationError } from '../errors.js'
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord } from '../job-record.js';
 import {
   allCapabilities,
-  type CancelOutcome,
+  type CancelResult,
   type ExchangeRequest,
   type ExchangeResponse,
   type LeasedJob,
@@ -438,7 +438,7 @@ export class RabbitMqProvider implements QueueProvider {
     await this.#state?.setProgress(queue, id, progress);
   }
 
-  async cancel(queue: string, id: string, now: number): Promise<CancelOutcome> {
+  async cancel(queue: string, id: string, now: number): Promise<CancelResult> {
     if (!this.#bridge) throw new UnsupportedOperationError(this.name, 'cancel');
     return this.#bridge.cancel(queue, id, now);
   }

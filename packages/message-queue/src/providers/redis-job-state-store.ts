@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '../job-record.js';
 import type {
   CancelOutcome,
+  CancelResult,
   DeadLetteredParent,
   LeasedJob,
   LeaseRenewal,
@@ -357,11 +358,7 @@ export class RedisJobStateStore implements JobStateStore {
     await this.#run('progress', queue, [id, JSON.stringify(progress ?? null)]);
   }
 
-  async cancel(
-    queue: string,
-    id: string,
-    now: number,
-  ): Promise<{ outcome: CancelOutcome; publish: StatePublish[] }> {
+  async cancel(queue: string, id: string, now: number): Promise<CancelResult & { publish: StatePublish[] }> {
     const error = cancelledErrorEntry(id, now);
     const reply = (await this.#run('cancel', queue, [
       now,
@@ -369,7 +366,13 @@ export class RedisJobStateStore implements JobStateStore {
       JSON.stringify(error),
       now + this.#outboxMs,
     ])) as unknown[];
-    return { outcome: reply[0] as CancelOutcome, publish: publishes(reply, 1) };
+    const parents = Number(reply[1] ?? 0);
+    const result: CancelResult & { publish: StatePublish[] } = {
+      outcome: reply[0] as CancelOutcome,
+      publish: publishes(reply, 2 + 3 * parents),
+    };
+    if (parents > 0) result.parentsDeadLettered = deadParentsIn(reply, 2, parents);
+    return result;
   }
 
   #onMessage(channel: string, message: string): void {

@@ -5,6 +5,7 @@ import type { ChildrenResults, JobCounts, JobInfo, JobRecord, JobState } from '.
 import {
   allCapabilities,
   type CancelOutcome,
+  type CancelResult,
   type DeadLetteredParent,
   type ExchangeRequest,
   type ExchangeResponse,
@@ -364,9 +365,13 @@ export class RedisProvider implements QueueProvider {
     await this.#redis.hset(`${this.#keyPrefix(queue)}prog`, id, JSON.stringify(progress ?? null));
   }
 
-  async cancel(queue: string, id: string, now: number): Promise<CancelOutcome> {
+  async cancel(queue: string, id: string, now: number): Promise<CancelResult> {
     const error = cancelledErrorEntry(id, now);
-    return (await this.#run('cancel', queue, [now, id, JSON.stringify(error)])) as CancelOutcome;
+    const reply = (await this.#run('cancel', queue, [now, id, JSON.stringify(error)])) as unknown[];
+    const result: CancelResult = { outcome: reply[0] as CancelOutcome };
+    const parents = Number(reply[1] ?? 0);
+    if (parents > 0) result.parentsDeadLettered = deadParentsIn(reply, 2, parents);
+    return result;
   }
 
   async onCancel(queue: string, listener: (id: string) => void): Promise<() => void> {

@@ -1022,6 +1022,81 @@ export function describeQueueConformance(target: ConformanceTarget): void {
     );
 
     itWith(
+      ['flows', 'cancel', 'getJob'],
+      "counts and publishes a flow parent dead-lettered by a cancelled child ('fail'), waiting or running",
+      async () => {
+        const deadEvents: Record<string, unknown>[] = [];
+        const listener = (message: unknown) => deadEvents.push(message as Record<string, unknown>);
+        diagnosticsChannel.subscribe('noa:message-queue:dead-lettered', listener);
+        try {
+          // A waiting child cancelled: no worker call moved it, so the Queue that cancelled it
+          // counts and publishes the parent (the child itself, removed by its owner, is not).
+          const registry = new Registry();
+          const queue = new Queue<{ hold: boolean }>({ name: uniqueName('mq'), provider, registry });
+          queueNames.push(queue.name);
+          const flow = await queue.addFlow({
+            name: 'parent',
+            data: { hold: false },
+            children: [{ name: 'child', data: { hold: false }, options: { delay: 60_000 } }],
+            onChildFailure: 'fail',
+          });
+          expect(await queue.cancel(flow.childIds[0]!)).toBe('removed');
+          expect((await queue.getJob(flow.id))?.state).toBe('failed');
+          const message = `child ${flow.childIds[0]} of job ${flow.id} failed: job ${flow.childIds[0]} was cancelled`;
+          expect((await queue.getJob(flow.id))?.errors.at(-1)).toMatchObject({
+            code: 'NOA_MQ_CHILD_FAILED',
+            message,
+          });
+          // Before: no event and no count for the parent.
+          expect(deadEvents.filter((event) => event.queue === queue.name)).toEqual([
+            { queue: queue.name, jobId: flow.id, name: 'parent', error: message, attempt: 0 },
+          ]);
+          expect(await registry.metrics()).toContain(
+            `noa_message_queue_jobs_dead_lettered_total{queue="${queue.name}"} 1`,
+          );
+
+          // A running child cancelled: its worker settles it as cancelled and reports the
+          // parent with it, as for a child that failed its last try.
+          const running = makeQueue<{ hold: boolean }>();
+          const runningFlow = await running.addFlow({
+            name: 'parent',
+            data: { hold: false },
+            children: [{ name: 'child', data: { hold: true } }],
+            onChildFailure: 'fail',
+          });
+          const workerRegistry = new Registry();
+          const { seen, handler } = untilAborted();
+          startWorker(running, handler, { registry: workerRegistry });
+          await waitFor(() => seen.runs === 1, 5_000, 'the child running');
+          expect(await running.cancel(runningFlow.childIds[0]!)).toBe('signalled');
+          await waitFor(
+            async () => (await running.getJob(runningFlow.id))?.state === 'failed',
+            5_000,
+            'the parent dead',
+          );
+          await waitFor(
+            () => deadEvents.filter((event) => event.queue === running.name).length === 2,
+            5_000,
+            'two dead-lettered events',
+          );
+          expect(
+            deadEvents
+              .filter((event) => event.queue === running.name)
+              .map((event) => [event.jobId, event.name, event.attempt]),
+          ).toEqual([
+            [runningFlow.childIds[0], 'child', 1],
+            [runningFlow.id, 'parent', 0],
+          ]);
+          expect(await workerRegistry.metrics()).toContain(
+            `noa_message_queue_jobs_dead_lettered_total{queue="${running.name}"} 2`,
+          );
+        } finally {
+          diagnosticsChannel.unsubscribe('noa:message-queue:dead-lettered', listener);
+        }
+      },
+    );
+
+    itWith(
       ['cancel', 'dlqInspect', 'leaseRecovery'],
       "an entry the backend writes (stalled, cancelled) has the job's attemptsMade as its attempt, on every provider",
       async () => {

@@ -81,6 +81,9 @@ export interface HotSpaceToken {
   readonly namespace: string;
 }
 
+/** The consumeHot of a store whose consumeSingle is overridden: always "ask consumeSingle". */
+const noHotPath = (): undefined => undefined;
+
 /** A new entry (every entry is made here, so all share one shape). */
 function newEntry(
   key: string,
@@ -177,6 +180,8 @@ const evictionScan = 16;
  * In-process store. Bounded: at most `maxKeys` entries of counters, plus one per key blocked now
  * up to `maxBlockedKeys` (see #evictOldest); expired entries are swept a few at a time on
  * insertion and the oldest are evicted at the cap, so a flood of new keys cannot grow memory. No timer per key (no timer at all). Decisions are synchronous.
+ * A subclass that overrides `consumeSingle` sees every single-limit check: the limiter's hot
+ * path (`consumeHot`) is off for its instances.
  */
 export class MemoryStore implements RateLimitStore {
   readonly kind = 'memory';
@@ -215,6 +220,14 @@ export class MemoryStore implements RateLimitStore {
     this.#maxKeys = parsed.maxKeys;
     this.#maxBlocked = parsed.maxBlockedKeys ?? Math.ceil(parsed.maxKeys / 10);
     this.#clock = parsed.clock ?? coarseClock;
+    // A subclass that overrides consumeSingle (to audit, or to decide otherwise) must see every
+    // single-limit check, and the limiter's hot path would answer a live key around it: such a
+    // store has no hot path (its limiter asks consumeSingle). Decided once here, by an own
+    // property on that instance only, so the built-in store's consumeHot costs nothing more
+    // per check (decision 009).
+    if (this.consumeSingle !== MemoryStore.prototype.consumeSingle) {
+      Object.defineProperty(this, 'consumeHot', { value: noHotPath });
+    }
   }
 
   /** Keys currently held (expired ones may linger until swept). */

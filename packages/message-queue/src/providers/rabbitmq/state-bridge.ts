@@ -1,7 +1,7 @@
 import { ConfigError, type Logger } from '@noa/core';
 import type { JobRecord } from '../../job-record.js';
 import type {
-  CancelOutcome,
+  CancelResult,
   ExchangeRequest,
   ExchangeResponse,
   MaintenanceResult,
@@ -168,11 +168,11 @@ export class StateBridge {
     return result;
   }
 
-  async cancel(queue: string, id: string, now: number): Promise<CancelOutcome> {
-    const { outcome, publish } = await this.#state.cancel(queue, id, now);
+  async cancel(queue: string, id: string, now: number): Promise<CancelResult> {
+    const { outcome, publish, parentsDeadLettered } = await this.#state.cancel(queue, id, now);
     // A flow parent released by the cancelled child (policy `ignore` or `continue`).
     await this.publish(queue, publish, now);
-    return outcome;
+    return parentsDeadLettered ? { outcome, parentsDeadLettered } : { outcome };
   }
 
   /** Redrives dead jobs (all when `ids` is undefined); returns how many. */
