@@ -1,0 +1,367 @@
+import { ManualClock } from '@noa/core';
+import { generousDeadlineMs } from '@noa/testkit';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions } from '../../src/index.js';
+import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+
+/**
+ * Model-based test: two instances (two app servers, each with its own client and L1) on one
+ * Redis and one bus, driven by random command sequences and checked after every command
+ * against a plain map of key → { value, tags, expiresAt, staleUntil } on a shared ManualClock.
+ *
+ * After each command the bus is settled deterministically: the instance that ran it deletes a
+ * barrier key of its own, and the test waits until the other instance's `onInvalidation` sees
+ * that `del`. The command's own messages went through the same outbox and connection before
+ * it (a `set`'s PUBLISH is queued once its SET has landed, which is before the barrier's DEL is
+ * answered), so Redis delivered them first. Then every L1 copy of both instances (`getLocal`,
+ * which reads nothing) must hold the model's fresh value or nothing: never a value a delivered
+ * set, delete, tag delete, expire or clear replaced.
+ *
+ * Entry TTLs are a minute or more of model time, far beyond a run's real duration, so Redis
+ * never expires a key on its own: freshness is the clock's alone, as the model's.
+ * FC_SEED=<seed> (and FC_PATH) replays a failure; FC_RUNS overrides the number of runs.
+ */
+
+const PATHS = ['', 'a', 'a/b'] as const;
+type Path = (typeof PATHS)[number];
+const KEYS = ['k0', 'k1', 'k2'] as const;
+const TAGS = ['t0', 't1'] as const;
+const TTLS = [60_000, 150_000, Number.POSITIVE_INFINITY] as const;
+const ADVANCES = [1_000, 40_000, 70_000, 200_000] as const;
+
+type Value = number | string | { id: number; name: string } | null;
+interface WriteOpts {
+  ttlMs: number;
+  tags: string[];
+}
+type Command =
+  | { op: 'set'; on: number; path: Path; key: string; value: Value; opts: WriteOpts }
+  | { op: 'setMany'; on: number; path: Path; items: { key: string; value: Value; opts: WriteOpts }[] }
+  | { op: 'get'; on: number; path: Path; key: string }
+  | { op: 'has'; on: number; path: Path; key: string }
+  | { op: 'getMany'; on: number; path: Path; keys: string[] }
+  | { op: 'getOrSet'; on: number; path: Path; key: string; value: Value; opts: WriteOpts }
+  | { op: 'delete'; on: number; path: Path; key: string }
+  | { op: 'deleteMany'; on: number; path: Path; keys: string[] }
+  | { op: 'deleteByTag'; on: number; path: Path; tag: string }
+  | { op: 'expire'; on: number; path: Path; key: string }
+  | { op: 'clear'; on: number; path: Path }
+  | { op: 'advance'; ms: number };
+
+interface ModelEntry {
+  value: Value;
+  tags: string[];
+  expiresAt: number;
+  staleUntil: number;
+}
+
+/** Full key of the model: the namespace path and the key (paths hold no '|'). */
+const fullKey = (path: Path, key: string) => `${path}|${key}`;
+/** A tag as a namespace owns it (`tagScope: 'namespace'`). */
+const scopedTag = (path: Path, tag: string) => `${path}|${tag}`;
+
+class Model {
+  readonly entries = new Map<string, ModelEntry>();
+  constructor(
+    readonly clock: ManualClock,
+    readonly graceMs: number,
+  ) {}
+  fresh(path: Path, key: string): Value | undefined {
+    const entry = this.entries.get(fullKey(path, key));
+    return entry !== undefined && this.clock.now() < entry.expiresAt ? entry.value : undefined;
+  }
+  isFresh(path: Path, key: string): boolean {
+    const entry = this.entries.get(fullKey(path, key));
+    return entry !== undefined && this.clock.now() < entry.expiresAt;
+  }
+  write(path: Path, key: string, value: Value, opts: WriteOpts): void {
+    const now = this.clock.now();
+    const expiresAt = now + opts.ttlMs;
+    this.entries.set(fullKey(path, key), {
+      value,
+      tags: opts.tags.map((tag) => scopedTag(path, tag)),
+      expiresAt,
+      staleUntil: expiresAt + this.graceMs,
+    });
+  }
+  /** Whether `delete` may say the key was there: yes (fresh or in grace), no, or either (past grace: Redis still holds it). */
+  presence(path: Path, key: string): 'yes' | 'no' | 'either' {
+    const entry = this.entries.get(fullKey(path, key));
+    if (entry === undefined) return 'no';
+    return this.clock.now() < entry.staleUntil ? 'yes' : 'either';
+  }
+  expire(path: Path, key: string): void {
+    const name = fullKey(path, key);
+    const entry = this.entries.get(name);
+    const now = this.clock.now();
+    if (entry === undefined || now >= entry.expiresAt) return;
+    const grace = Number.isFinite(entry.expiresAt) ? entry.staleUntil - entry.expiresAt : this.graceMs;
+    this.entries.set(name, { ...entry, expiresAt: now, staleUntil: Math.min(entry.staleUntil, now + grace) });
+  }
+}
+
+const value: fc.Arbitrary<Value> = fc.oneof(
+  fc.integer({ min: 0, max: 9 }),
+  fc.constantFrom('x', 'y', ''),
+  fc.constant(null),
+  // A recurring record shape: shared msgpack structures are proposed and used after two writes.
+  fc.record({ id: fc.integer({ min: 0, max: 9 }), name: fc.constantFrom('ada', 'grace') }),
+);
+const opts: fc.Arbitrary<WriteOpts> = fc.record({
+  ttlMs: fc.constantFrom(...TTLS),
+  tags: fc.subarray([...TAGS]),
+});
+const on = fc.integer({ min: 0, max: 1 });
+const path = fc.constantFrom(...PATHS);
+const key = fc.constantFrom(...KEYS);
+const keys = fc.uniqueArray(key, { minLength: 1, maxLength: KEYS.length });
+
+const command: fc.Arbitrary<Command> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('set' as const), on, path, key, value, opts }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant('setMany' as const),
+      on,
+      path,
+      items: fc.uniqueArray(fc.record({ key, value, opts }), {
+        minLength: 1,
+        maxLength: 3,
+        selector: (item) => item.key,
+      }),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('get' as const), on, path, key }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('has' as const), on, path, key }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('getMany' as const), on, path, keys }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('getOrSet' as const), on, path, key, value, opts }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('delete' as const), on, path, key }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteMany' as const), on, path, keys }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant('deleteByTag' as const), on, path, tag: fc.constantFrom(...TAGS) }),
+  },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('expire' as const), on, path, key }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const), on, path }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.constantFrom(...ADVANCES) }) },
+);
+
+/** Per-run cache settings: grace on or off, batching, write mode, a tiny L1 (evictions), serializer. */
+const settings = fc.record({
+  graceMs: fc.constantFrom(0, 30_000),
+  batching: fc.boolean(),
+  writeMode: fc.constantFrom('await' as const, 'background' as const),
+  maxEntries: fc.constantFrom(4, 1_000),
+  serializer: fc.constantFrom('msgpack' as const, 'json' as const),
+});
+
+const numRuns = Number(process.env.FC_RUNS ?? 25);
+const seed = process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED);
+const replayPath = process.env.FC_PATH;
+
+const base = testPrefix('model2');
+const clientA = redisUp ? new Redis(redisUrl) : undefined;
+const clientB = redisUp ? new Redis(redisUrl) : undefined;
+afterAll(async () => {
+  if (redisUp) await dropPrefix(base);
+  clientA?.disconnect();
+  clientB?.disconnect();
+});
+
+/** How long a barrier may take before the test says the bus lost it (not a time assertion: a hang guard). */
+const BARRIER_GIVE_UP_MS = 10_000;
+
+/** Waits until `to` has applied every bus message `from` sent so far (see the file comment). */
+async function settleBus(from: Cache, to: Cache, step: number): Promise<void> {
+  const barrier = `__barrier:${step}`;
+  let stop = () => {};
+  const heard = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`bus barrier ${barrier} never reached the other instance`)),
+      BARRIER_GIVE_UP_MS,
+    );
+    const unsubscribe = to.onInvalidation((message) => {
+      if (message.t === 'del' && message.k.includes(barrier)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    stop = () => {
+      clearTimeout(timer);
+      unsubscribe();
+    };
+  });
+  try {
+    await from.delete(barrier);
+    await heard;
+  } finally {
+    stop();
+  }
+}
+
+function describeCommand(command: Command): string {
+  return JSON.stringify(command, (_, item) => (item === Number.POSITIVE_INFINITY ? 'Infinity' : item));
+}
+
+async function runCommands(
+  run: number,
+  config: { graceMs: number; batching: boolean; writeMode: 'await' | 'background'; maxEntries: number; serializer: 'msgpack' | 'json' },
+  commands: Command[],
+): Promise<void> {
+  const clock = new ManualClock(1_800_000_000_000);
+  const model = new Model(clock, config.graceMs);
+  const prefix = `${base}r${run}:`;
+  const common: CacheOptions = {
+    prefix,
+    clock,
+    ttlMs: 60_000,
+    graceMs: config.graceMs,
+    earlyRefreshBeta: 0,
+    batching: config.batching,
+    writeMode: config.writeMode,
+    serializer: config.serializer,
+    l1: { maxEntries: config.maxEntries },
+    operationTimeoutMs: generousDeadlineMs,
+  };
+  const caches = [new Cache({ ...common, redis: clientA }), new Cache({ ...common, redis: clientB })];
+  try {
+    await Promise.all(caches.map((cache) => cache.ready()));
+    const views = caches.map((cache) => {
+      const a = cache.namespace('a');
+      return { '': cache, a, 'a/b': a.namespace('b') } as Record<Path, Cache>;
+    });
+    const trail: string[] = [];
+    for (let step = 0; step < commands.length; step += 1) {
+      const command = commands[step]!;
+      trail.push(describeCommand(command));
+      const where = () => `after step ${step}: ${trail.slice(-6).join(' → ')}`;
+      if (command.op === 'advance') {
+        clock.advance(command.ms);
+      } else {
+        await apply(command, views[command.on]![command.path], model, where);
+        const other = 1 - command.on;
+        await settleBus(caches[command.on]!, caches[other]!, step);
+      }
+      // No L1 copy on either instance may differ from the model's fresh value.
+      for (let instance = 0; instance < 2; instance += 1) {
+        for (const p of PATHS) {
+          for (const k of KEYS) {
+            const local = views[instance]![p].getLocal(k);
+            if (local === undefined) continue;
+            expect(
+              { instance, path: p, key: k, local },
+              `L1 copy differs from the model ${where()}`,
+            ).toEqual({ instance, path: p, key: k, local: model.fresh(p, k) });
+          }
+        }
+      }
+    }
+    // A last full read on both instances, L1 and L2 alike.
+    for (let instance = 0; instance < 2; instance += 1) {
+      for (const p of PATHS) {
+        const read = await views[instance]![p].getMany([...KEYS]);
+        expect(read, `final getMany on ${instance} ${p}`).toEqual(KEYS.map((k) => model.fresh(p, k)));
+      }
+    }
+  } finally {
+    await Promise.all(caches.map((cache) => cache.close()));
+  }
+}
+
+async function apply(
+  command: Exclude<Command, { op: 'advance' }>,
+  view: Cache,
+  model: Model,
+  where: () => string,
+): Promise<void> {
+  const { path: p } = command;
+  switch (command.op) {
+    case 'set':
+      await view.set(command.key, command.value, command.opts);
+      model.write(p, command.key, command.value, command.opts);
+      return;
+    case 'setMany':
+      await view.setMany(command.items.map((item) => ({ key: item.key, value: item.value, ...item.opts })));
+      for (const item of command.items) model.write(p, item.key, item.value, item.opts);
+      return;
+    case 'get':
+      expect(await view.get(command.key), `get ${where()}`).toEqual(model.fresh(p, command.key));
+      return;
+    case 'has':
+      expect(await view.has(command.key), `has ${where()}`).toBe(model.isFresh(p, command.key));
+      return;
+    case 'getMany':
+      expect(await view.getMany(command.keys), `getMany ${where()}`).toEqual(
+        command.keys.map((k) => model.fresh(p, k)),
+      );
+      return;
+    case 'getOrSet': {
+      let runs = 0;
+      const expected = model.isFresh(p, command.key) ? model.fresh(p, command.key) : command.value;
+      const factoryExpected = !model.isFresh(p, command.key);
+      const got = await view.getOrSet(
+        command.key,
+        async () => {
+          runs += 1;
+          return command.value;
+        },
+        command.opts,
+      );
+      expect({ got, runs }, `getOrSet ${where()}`).toEqual({ got: expected, runs: factoryExpected ? 1 : 0 });
+      if (factoryExpected) model.write(p, command.key, command.value, command.opts);
+      return;
+    }
+    case 'delete': {
+      const presence = model.presence(p, command.key);
+      const found = await view.delete(command.key);
+      if (presence !== 'either') expect(found, `delete ${where()}`).toBe(presence === 'yes');
+      model.entries.delete(fullKey(p, command.key));
+      return;
+    }
+    case 'deleteMany': {
+      const presences = command.keys.map((k) => model.presence(p, k));
+      const found = await view.deleteMany(command.keys);
+      if (presences.includes('yes')) expect(found, `deleteMany ${where()}`).toBe(true);
+      else if (!presences.includes('either')) expect(found, `deleteMany ${where()}`).toBe(false);
+      for (const k of command.keys) model.entries.delete(fullKey(p, k));
+      return;
+    }
+    case 'deleteByTag': {
+      const tag = scopedTag(p, command.tag);
+      const tagged = [...model.entries].filter(([, entry]) => entry.tags.includes(tag));
+      const atLeast = tagged.filter(([, entry]) => model.clock.now() < entry.staleUntil).length;
+      const removed = await view.deleteByTag(command.tag);
+      expect(removed, `deleteByTag count ${where()}`).toBeGreaterThanOrEqual(atLeast);
+      expect(removed, `deleteByTag count ${where()}`).toBeLessThanOrEqual(tagged.length);
+      for (const [name] of tagged) model.entries.delete(name);
+      return;
+    }
+    case 'expire':
+      await view.expire(command.key);
+      model.expire(p, command.key);
+      return;
+    case 'clear': {
+      await view.clear();
+      for (const name of [...model.entries.keys()]) {
+        const entryPath = name.slice(0, name.indexOf('|'));
+        // A namespace's clear removes its own keys and its children's (`a` clears `a/b`).
+        if (p === '' || entryPath === p || entryPath.startsWith(`${p}/`)) model.entries.delete(name);
+      }
+      return;
+    }
+  }
+}
+
+describe.skipIf(!redisUp)('model: two instances on one Redis and bus', () => {
+  it('every read, delete, tag delete and L1 copy agrees with a map of key → value, tags, expiry', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(settings, fc.array(command, { minLength: 1, maxLength: 40 }), async (config, commands) => {
+        run += 1;
+        await runCommands(run, config, commands);
+      }),
+      { numRuns, seed, path: replayPath, endOnFailure: false, verbose: 1 },
+    );
+  });
+});
