@@ -2,7 +2,7 @@ import { ManualClock } from '@noa/core';
 import { generousDeadlineMs } from '@noa/testkit';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions } from '../../src/index.js';
+import { Cache, type CacheOptions, type KeyTtl } from '../../src/index.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 
 /**
@@ -51,7 +51,14 @@ type Command =
   | { op: 'deleteByTag'; on: number; path: Path; tag: string }
   | { op: 'expire'; on: number; path: Path; key: string }
   | { op: 'clear'; on: number; path: Path }
-  | { op: 'advance'; ms: number };
+  | { op: 'advance'; ms: number }
+  | { op: 'race'; first: RaceCommand; second: RaceCommand; gap: number };
+
+/** Commands run two at a time by `race`: each is one change or read per key (no pull, no failing source). */
+type RaceCommand = Extract<
+  Command,
+  { op: 'set' | 'setMany' | 'get' | 'has' | 'getMany' | 'getOrSet' | 'delete' | 'deleteMany' | 'deleteByTag' | 'expire' | 'clear' }
+>;
 
 interface ModelEntry {
   value: Value;
@@ -93,6 +100,52 @@ class Model {
   allowed(on: number, path: Path, key: string): (Value | undefined)[] {
     const copy = this.backoff(on, path, key);
     return copy === undefined ? [this.fresh(path, key)] : [this.fresh(path, key), copy.value];
+  }
+  clone(): Model {
+    const copy = new Model(this.clock, this.graceMs);
+    for (const [name, entry] of this.entries) copy.entries.set(name, { ...entry });
+    this.backoffs.forEach((copies, index) => {
+      for (const [name, item] of copies) copy.backoffs[index]!.set(name, { ...item });
+    });
+    return copy;
+  }
+  /** What a change does to the model, with no result to check (the orders a race may take). */
+  effect(command: RaceCommand, superseded = false): void {
+    const p = command.path;
+    switch (command.op) {
+      case 'set':
+        this.write(p, command.key, command.value, command.opts);
+        return;
+      case 'setMany':
+        for (const item of command.items) this.write(p, item.key, item.value, item.opts);
+        return;
+      case 'getOrSet':
+        // Superseded by a change that reached the key while it ran: served, not cached.
+        if (!superseded && !this.isFresh(p, command.key)) this.write(p, command.key, command.value, command.opts);
+        return;
+      case 'delete':
+        this.remove(fullKey(p, command.key));
+        return;
+      case 'deleteMany':
+        for (const k of command.keys) this.remove(fullKey(p, k));
+        return;
+      case 'deleteByTag': {
+        const tag = scopedTag(p, command.tag);
+        for (const [name, entry] of [...this.entries]) if (entry.tags.includes(tag)) this.remove(name);
+        return;
+      }
+      case 'expire':
+        this.expire(p, command.key);
+        return;
+      case 'clear':
+        for (const name of [...this.entries.keys()]) {
+          const entryPath = name.slice(0, name.indexOf('|'));
+          if (p === '' || entryPath === p || entryPath.startsWith(`${p}/`)) this.remove(name);
+        }
+        return;
+      default:
+        return;
+    }
   }
   /** Any change of a key drops the back-off copies of it (bus messages, or the instance's own change). */
   changed(name: string): void {
@@ -221,6 +274,67 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.constantFrom(...ADVANCES) }) },
 );
 
+/** The commands a race draws from: reads and changes of a key weigh most. */
+const raceCommand: fc.Arbitrary<RaceCommand> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('get' as const), on, path, key }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('has' as const), on, path, key }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('getMany' as const), on, path, keys }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({ op: fc.constant('getOrSet' as const), on, path, key, value, opts, fail: fc.constant(false) }),
+  },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('set' as const), on, path, key, value, opts }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant('setMany' as const),
+      on,
+      path,
+      items: fc.uniqueArray(fc.record({ key, value, opts }), { minLength: 1, maxLength: 3, selector: (item) => item.key }),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('delete' as const), on, path, key }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteMany' as const), on, path, keys }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant('deleteByTag' as const), on, path, tag: fc.constantFrom(...TAGS) }),
+  },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('expire' as const), on, path, key }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const), on, path }) },
+);
+/** Two commands at once (on one instance or both), then the bus settled both ways. */
+/** The key (and path) a race command names, if one. */
+function raceTarget(item: RaceCommand): { path: Path; key: string } | undefined {
+  if ('key' in item) return { path: item.path, key: item.key };
+  if ('keys' in item) return { path: item.path, key: item.keys[0]! };
+  if ('items' in item) return { path: item.path, key: item.items[0]!.key };
+  return undefined;
+}
+/** `item` aimed at `target`'s key: races of two commands of one key are the ones that matter. */
+function aimAt(item: RaceCommand, target: { path: Path; key: string }): RaceCommand {
+  if ('key' in item) return { ...item, path: target.path, key: target.key };
+  if ('keys' in item) return { ...item, path: target.path, keys: [...new Set([target.key, ...item.keys])] };
+  if ('items' in item) {
+    const [head, ...rest] = item.items;
+    return { ...item, path: target.path, items: [{ ...head!, key: target.key }, ...rest.filter((entry) => entry.key !== target.key)] };
+  }
+  return { ...item, path: target.path };
+}
+const race: fc.Arbitrary<Command> = fc
+  .record({
+    op: fc.constant('race' as const),
+    first: raceCommand,
+    second: raceCommand,
+    sameKey: fc.constantFrom(true, true, true, false),
+    // Event-loop turns between the two starts: the second lands at another point of the first.
+    gap: fc.integer({ min: 0, max: 6 }),
+  })
+  .map(({ sameKey, ...drawn }) => {
+    const target = raceTarget(drawn.first);
+    return sameKey && target !== undefined ? { ...drawn, second: aimAt(drawn.second, target) } : drawn;
+  });
+const anyCommand: fc.Arbitrary<Command> = fc.oneof({ weight: 3, arbitrary: command }, { weight: 2, arbitrary: race });
+
 /** Per-run cache settings: grace on or off, batching, write mode, a tiny L1 (evictions), serializer. */
 const settings = fc.record({
   graceMs: fc.constantFrom(0, 30_000),
@@ -300,6 +414,9 @@ async function runCommands(
     operationTimeoutMs: generousDeadlineMs,
   };
   const caches = [new Cache({ ...common, redis: clientA }), new Cache({ ...common, redis: clientB })];
+  // Reads L2 for the race checks without filling the instances' L1s: a cache of its own, made
+  // for each check (its L1 starts empty and it hears no bus), that sends nothing.
+  const observer = () => new Cache({ ...common, redis: clientA, bus: false });
   try {
     await Promise.all(caches.map((cache) => cache.ready()));
     const views = caches.map((cache) => {
@@ -313,6 +430,8 @@ async function runCommands(
       const where = () => `after step ${step}: ${trail.slice(-6).join(' → ')}`;
       if (command.op === 'advance') {
         clock.advance(command.ms);
+      } else if (command.op === 'race') {
+        await runRace(command, views, caches, observer, model, step, where);
       } else {
         await apply(command, views[command.on]![command.path], model, where);
         const other = 1 - command.on;
@@ -347,6 +466,175 @@ async function runCommands(
   }
 }
 
+/** Unique values for a race's writes, so that the state after it tells which write came last. */
+function distinctValues(command: RaceCommand, tag: string): RaceCommand {
+  switch (command.op) {
+    case 'set':
+    case 'getOrSet':
+      return { ...command, value: `${tag}:${command.key}` };
+    case 'setMany':
+      return { ...command, items: command.items.map((item) => ({ ...item, value: `${tag}:${item.key}` })) };
+    default:
+      return command;
+  }
+}
+
+/** The keys a race may have touched or read, by path. */
+const ALL_KEYS = PATHS.flatMap((p) => KEYS.map((k) => ({ p, k, name: fullKey(p, k) })));
+
+/**
+ * Runs two commands at once. Nothing promises that two calls are atomic with each other, but
+ * each key must end as if they ran one after the other (either order; a `getOrSet` whose run a
+ * change of its key superseded caches nothing), both instances must agree on it once the bus
+ * has settled both ways, and each read must answer with the key's value before or after the
+ * other command.
+ */
+async function runRace(
+  command: Extract<Command, { op: 'race' }>,
+  views: Record<Path, Cache>[],
+  caches: Cache[],
+  observer: () => Cache,
+  model: Model,
+  step: number,
+  where: () => string,
+): Promise<void> {
+  const first = distinctValues(command.first, `r${step}a`);
+  const second = distinctValues(command.second, `r${step}b`);
+  const label = `race ${where()}`;
+  // Back-off copies make reads instance-dependent in ways `effect` does not follow: run in turn.
+  if (model.backoffs.some((copies) => copies.size > 0)) {
+    for (const item of [first, second]) {
+      await apply(item, views[item.on]![item.path], model, where);
+      await settleBus(caches[item.on]!, caches[1 - item.on]!, step * 1_000 + (item === first ? 1 : 2));
+    }
+    return;
+  }
+  const call = async (item: RaceCommand) => {
+    const view = views[item.on]![item.path];
+    let runs = 0;
+    switch (item.op) {
+      case 'set':
+        return { result: await view.set(item.key, item.value, item.opts), runs };
+      case 'setMany':
+        return {
+          result: await view.setMany(item.items.map((entry) => ({ key: entry.key, value: entry.value, ...entry.opts }))),
+          runs,
+        };
+      case 'get':
+        return { result: [await view.get(item.key)], runs };
+      case 'has':
+        return { result: await view.has(item.key), runs };
+      case 'getMany':
+        return { result: await view.getMany(item.keys), runs };
+      case 'getOrSet': {
+        const result = await view.getOrSet(
+          item.key,
+          async () => {
+            runs += 1;
+            return item.value;
+          },
+          item.opts,
+        );
+        return { result, runs };
+      }
+      case 'delete':
+        return { result: await view.delete(item.key), runs };
+      case 'deleteMany':
+        return { result: await view.deleteMany(item.keys), runs };
+      case 'deleteByTag':
+        return { result: await view.deleteByTag(item.tag), runs };
+      case 'expire':
+        return { result: await view.expire(item.key), runs };
+      case 'clear':
+        return { result: await view.clear(), runs };
+    }
+  };
+  const startSecond = async () => {
+    for (let turn = 0; turn < command.gap; turn += 1) await new Promise((resolve) => setImmediate(resolve));
+    return call(second);
+  };
+  const [outFirst, outSecond] = await Promise.all([call(first), startSecond()]);
+  await settleBus(caches[0]!, caches[1]!, step * 1_000 + 1);
+  await settleBus(caches[1]!, caches[0]!, step * 1_000 + 2);
+
+  // Reads: per key, the value before the other command or after it.
+  const checkRead = (item: RaceCommand, other: RaceCommand, out: { result: unknown; runs: number }) => {
+    const after = model.clone();
+    after.effect(other);
+    const allowed = (k: string) => [...model.allowed(item.on, item.path, k), ...after.allowed(item.on, item.path, k)];
+    if (item.op === 'get') expectOneOf((out.result as unknown[])[0], allowed(item.key), `${label}: get`);
+    if (item.op === 'has')
+      expectOneOf(out.result, allowed(item.key).map((value) => value !== undefined), `${label}: has`);
+    if (item.op === 'getMany')
+      item.keys.forEach((k, index) => expectOneOf((out.result as unknown[])[index], allowed(k), `${label}: getMany ${k}`));
+    if (item.op === 'getOrSet') {
+      expect(out.runs, `${label}: getOrSet runs`).toBeLessThanOrEqual(1);
+      if (out.runs === 1) expect(out.result, `${label}: getOrSet computed`).toEqual(item.value);
+      else expectOneOf(out.result, allowed(item.key).filter((value) => value !== undefined), `${label}: getOrSet`);
+    }
+  };
+  checkRead(first, second, outFirst);
+  checkRead(second, first, outSecond);
+
+  // Each key ends as one of the orders left it, on both instances alike.
+  const orders: Model[] = [];
+  for (const [a, b] of [
+    [first, second],
+    [second, first],
+  ] as const) {
+    for (const supersede of [false, true]) {
+      if (supersede && a.op !== 'getOrSet') continue;
+      const candidate = model.clone();
+      candidate.effect(a, supersede);
+      candidate.effect(b);
+      orders.push(candidate);
+    }
+  }
+  const reader = observer();
+  await reader.ready();
+  const observed = { '': reader, a: reader.namespace('a'), 'a/b': reader.namespace('a').namespace('b') };
+  for (const { p, k, name } of ALL_KEYS) {
+    // What L2 holds; the instances' L1 copies are checked against the chosen order afterwards.
+    const seen: { value: unknown; ttl: KeyTtl | undefined }[] = [
+      { value: await observed[p].get(k), ttl: await observed[p].ttl(k) },
+    ];
+    const matching = orders.find((candidate) => {
+      const expectedTtl = candidate.ttl(p, k);
+      const actualTtl = seen[0]!.ttl;
+      return (
+        isDeepEqual(seen[0]!.value, candidate.fresh(p, k)) &&
+        (expectedTtl === undefined
+          ? actualTtl === undefined
+          : actualTtl !== undefined &&
+            actualTtl.ttlMs === expectedTtl.ttlMs &&
+            actualTtl.inGrace === expectedTtl.inGrace &&
+            actualTtl.untilGoneMs === expectedTtl.untilGoneMs)
+      );
+    });
+    if (matching === undefined) {
+      expect(
+        seen[0],
+        `${label}: ${name} ends as neither order of the two commands leaves it (${orders
+          .map((candidate) => JSON.stringify({ value: candidate.fresh(p, k), ttl: candidate.ttl(p, k) }))
+          .join(' or ')})`,
+      ).toBe('one of the orders');
+    }
+    const entry = matching!.entries.get(name);
+    if (entry === undefined) model.entries.delete(name);
+    else model.entries.set(name, { ...entry });
+  }
+  await reader.close();
+}
+
+function isDeepEqual(a: unknown, b: unknown): boolean {
+  try {
+    expect(a).toEqual(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** `actual` is one of `allowed` (deep equality). */
 function expectOneOf(actual: unknown, allowed: readonly unknown[], message: string): void {
   const matches = allowed.some((candidate) => {
@@ -363,7 +651,7 @@ function expectOneOf(actual: unknown, allowed: readonly unknown[], message: stri
 class SourceDown extends Error {}
 
 async function apply(
-  command: Exclude<Command, { op: 'advance' }>,
+  command: Exclude<Command, { op: 'advance' | 'race' }>,
   view: Cache,
   model: Model,
   where: () => string,
@@ -540,7 +828,7 @@ describe.skipIf(!redisUp)('model: two instances on one Redis and bus', () => {
   it('every read, delete, tag delete and L1 copy agrees with a map of key → value, tags, expiry', async () => {
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(settings, fc.array(command, { minLength: 1, maxLength: 40 }), async (config, commands) => {
+      fc.asyncProperty(settings, fc.array(anyCommand, { minLength: 1, maxLength: 40 }), async (config, commands) => {
         run += 1;
         await runCommands(run, config, commands);
       }),
