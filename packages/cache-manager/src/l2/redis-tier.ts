@@ -846,7 +846,9 @@ export class RedisTier {
   markFailedHolder(key: string, ms: number): Promise<boolean> {
     return this.#guard.run('lease_release', false, async () => {
       const current = await this.client.getBuffer(this.dataKey(key));
-      return (await this.client.set(`${this.#prefix}__failed:${key}`, failureMarkOf(current), 'PX', ms)) === 'OK';
+      return (
+        (await this.client.set(`${this.#prefix}__failed:${key}`, failureMarkOf(current), 'PX', ms)) === 'OK'
+      );
     });
   }
 
@@ -1209,5 +1211,7 @@ function isSlidingFrame(value: Buffer): boolean {
  */
 function failureMarkOf(current: Buffer | null): string {
   if (current === null) return '-';
-  return createHash('sha1').update(current.subarray(slidingFrameBytes(current))).digest('hex');
+  return createHash('sha1')
+    .update(current.subarray(slidingFrameBytes(current)))
+    .digest('hex');
 }

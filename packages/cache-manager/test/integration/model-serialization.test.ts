@@ -29,7 +29,15 @@ const leaf = fc.oneof(
   fc.float64Array({ maxLength: 3, noNaN: true }),
 );
 const node = fc.letrec((tie) => ({
-  node: fc.oneof({ depthSize: 'small' }, leaf, tie('array'), tie('object'), tie('record'), tie('map'), tie('set')),
+  node: fc.oneof(
+    { depthSize: 'small' },
+    leaf,
+    tie('array'),
+    tie('object'),
+    tie('record'),
+    tie('map'),
+    tie('set'),
+  ),
   array: fc.array(tie('node'), { maxLength: 4 }),
   object: fc.dictionary(
     fc.string().filter((key) => key !== '__proto__' && key !== '$noa'),
@@ -37,7 +45,11 @@ const node = fc.letrec((tie) => ({
     { maxKeys: 4 },
   ),
   // One recurring shape: msgpack's shared structures take it up after two writes.
-  record: fc.record({ id: fc.integer(), name: fc.string({ maxLength: 8 }), at: fc.date({ noInvalidDate: true }) }),
+  record: fc.record({
+    id: fc.integer(),
+    name: fc.string({ maxLength: 8 }),
+    at: fc.date({ noInvalidDate: true }),
+  }),
   map: fc
     .array(fc.tuple(fc.oneof(fc.string(), fc.integer()), tie('node')), { maxLength: 3 })
     .map((pairs) => new Map(pairs)),
@@ -83,26 +95,34 @@ describe.skipIf(!redisUp)('serialization property across two instances', () => {
     async (serializer) => {
       const prefix = `${base}${serializer}:`;
       const options = { prefix, serializer, compression: { thresholdBytes: THRESHOLD_BYTES } };
-      const caches = [new Cache({ ...options, redis: clients[0] }), new Cache({ ...options, redis: clients[1] })];
+      const caches = [
+        new Cache({ ...options, redis: clients[0] }),
+        new Cache({ ...options, redis: clients[1] }),
+      ];
       await Promise.all(caches.map((cache) => cache.ready()));
       const stored = { compressed: 0, plain: 0 };
       let round = 0;
       try {
         await fc.assert(
-          fc.asyncProperty(value, fc.nat(1), fc.constantFrom('k0', 'k1', 'k2'), async (written, writer, key) => {
-            round += 1;
-            const from = caches[writer]!;
-            const to = caches[1 - writer]!;
-            await to.get(key); // the reader's L1 holds the key's older value, if any
-            await from.set(key, written);
-            await settleBus(from, to, `__barrier:${round}`);
-            expect(to.getLocal(key), 'a copy older than the write survived its message').toBeUndefined();
-            expect(await to.get(key)).toEqual(written);
-            expect(await to.getMany([key])).toEqual([written]);
-            const raw = await clients[0]!.getBuffer(`${prefix}v:${key}`);
-            if ((raw![0]! & 0b111) !== 0) stored.compressed += 1;
-            else stored.plain += 1;
-          }),
+          fc.asyncProperty(
+            value,
+            fc.nat(1),
+            fc.constantFrom('k0', 'k1', 'k2'),
+            async (written, writer, key) => {
+              round += 1;
+              const from = caches[writer]!;
+              const to = caches[1 - writer]!;
+              await to.get(key); // the reader's L1 holds the key's older value, if any
+              await from.set(key, written);
+              await settleBus(from, to, `__barrier:${round}`);
+              expect(to.getLocal(key), 'a copy older than the write survived its message').toBeUndefined();
+              expect(await to.get(key)).toEqual(written);
+              expect(await to.getMany([key])).toEqual([written]);
+              const raw = await clients[0]!.getBuffer(`${prefix}v:${key}`);
+              if ((raw![0]! & 0b111) !== 0) stored.compressed += 1;
+              else stored.plain += 1;
+            },
+          ),
           { numRuns, seed },
         );
       } finally {

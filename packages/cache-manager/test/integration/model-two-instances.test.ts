@@ -57,7 +57,20 @@ type Command =
 /** Commands run two at a time by `race`: each is one change or read per key (no pull, no failing source). */
 type RaceCommand = Extract<
   Command,
-  { op: 'set' | 'setMany' | 'get' | 'has' | 'getMany' | 'getOrSet' | 'delete' | 'deleteMany' | 'deleteByTag' | 'expire' | 'clear' }
+  {
+    op:
+      | 'set'
+      | 'setMany'
+      | 'get'
+      | 'has'
+      | 'getMany'
+      | 'getOrSet'
+      | 'delete'
+      | 'deleteMany'
+      | 'deleteByTag'
+      | 'expire'
+      | 'clear';
+  }
 >;
 
 interface ModelEntry {
@@ -121,7 +134,8 @@ class Model {
         return;
       case 'getOrSet':
         // Superseded by a change that reached the key while it ran: served, not cached.
-        if (!superseded && !this.isFresh(p, command.key)) this.write(p, command.key, command.value, command.opts);
+        if (!superseded && !this.isFresh(p, command.key))
+          this.write(p, command.key, command.value, command.opts);
         return;
       case 'delete':
         this.remove(fullKey(p, command.key));
@@ -253,7 +267,11 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       op: fc.constant('getOrSetMany' as const),
       on,
       path,
-      items: fc.uniqueArray(fc.record({ key, value }), { minLength: 1, maxLength: 3, selector: (item) => item.key }),
+      items: fc.uniqueArray(fc.record({ key, value }), {
+        minLength: 1,
+        maxLength: 3,
+        selector: (item) => item.key,
+      }),
       opts,
     }),
   },
@@ -261,17 +279,30 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('ttl' as const), on, path, key }) },
   {
     weight: 1,
-    arbitrary: fc.record({ op: fc.constant('expireByTag' as const), on, path, tag: fc.constantFrom(...TAGS) }),
+    arbitrary: fc.record({
+      op: fc.constant('expireByTag' as const),
+      on,
+      path,
+      tag: fc.constantFrom(...TAGS),
+    }),
   },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('delete' as const), on, path, key }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteMany' as const), on, path, keys }) },
   {
     weight: 2,
-    arbitrary: fc.record({ op: fc.constant('deleteByTag' as const), on, path, tag: fc.constantFrom(...TAGS) }),
+    arbitrary: fc.record({
+      op: fc.constant('deleteByTag' as const),
+      on,
+      path,
+      tag: fc.constantFrom(...TAGS),
+    }),
   },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('expire' as const), on, path, key }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const), on, path }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.constantFrom(...ADVANCES) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.constantFrom(...ADVANCES) }),
+  },
 );
 
 /** The commands a race draws from: reads and changes of a key weigh most. */
@@ -281,7 +312,15 @@ const raceCommand: fc.Arbitrary<RaceCommand> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constant('getMany' as const), on, path, keys }) },
   {
     weight: 4,
-    arbitrary: fc.record({ op: fc.constant('getOrSet' as const), on, path, key, value, opts, fail: fc.constant(false) }),
+    arbitrary: fc.record({
+      op: fc.constant('getOrSet' as const),
+      on,
+      path,
+      key,
+      value,
+      opts,
+      fail: fc.constant(false),
+    }),
   },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('set' as const), on, path, key, value, opts }) },
   {
@@ -290,14 +329,23 @@ const raceCommand: fc.Arbitrary<RaceCommand> = fc.oneof(
       op: fc.constant('setMany' as const),
       on,
       path,
-      items: fc.uniqueArray(fc.record({ key, value, opts }), { minLength: 1, maxLength: 3, selector: (item) => item.key }),
+      items: fc.uniqueArray(fc.record({ key, value, opts }), {
+        minLength: 1,
+        maxLength: 3,
+        selector: (item) => item.key,
+      }),
     }),
   },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('delete' as const), on, path, key }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteMany' as const), on, path, keys }) },
   {
     weight: 2,
-    arbitrary: fc.record({ op: fc.constant('deleteByTag' as const), on, path, tag: fc.constantFrom(...TAGS) }),
+    arbitrary: fc.record({
+      op: fc.constant('deleteByTag' as const),
+      on,
+      path,
+      tag: fc.constantFrom(...TAGS),
+    }),
   },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('expire' as const), on, path, key }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const), on, path }) },
@@ -316,7 +364,11 @@ function aimAt(item: RaceCommand, target: { path: Path; key: string }): RaceComm
   if ('keys' in item) return { ...item, path: target.path, keys: [...new Set([target.key, ...item.keys])] };
   if ('items' in item) {
     const [head, ...rest] = item.items;
-    return { ...item, path: target.path, items: [{ ...head!, key: target.key }, ...rest.filter((entry) => entry.key !== target.key)] };
+    return {
+      ...item,
+      path: target.path,
+      items: [{ ...head!, key: target.key }, ...rest.filter((entry) => entry.key !== target.key)],
+    };
   }
   return { ...item, path: target.path };
 }
@@ -333,7 +385,10 @@ const race: fc.Arbitrary<Command> = fc
     const target = raceTarget(drawn.first);
     return sameKey && target !== undefined ? { ...drawn, second: aimAt(drawn.second, target) } : drawn;
   });
-const anyCommand: fc.Arbitrary<Command> = fc.oneof({ weight: 3, arbitrary: command }, { weight: 2, arbitrary: race });
+const anyCommand: fc.Arbitrary<Command> = fc.oneof(
+  { weight: 3, arbitrary: command },
+  { weight: 2, arbitrary: race },
+);
 
 /** Per-run cache settings: grace on or off, batching, write mode, a tiny L1 (evictions), serializer. */
 const settings = fc.record({
@@ -394,7 +449,13 @@ function describeCommand(command: Command): string {
 
 async function runCommands(
   run: number,
-  config: { graceMs: number; batching: boolean; writeMode: 'await' | 'background'; maxEntries: number; serializer: 'msgpack' | 'json' },
+  config: {
+    graceMs: number;
+    batching: boolean;
+    writeMode: 'await' | 'background';
+    maxEntries: number;
+    serializer: 'msgpack' | 'json';
+  },
   commands: Command[],
 ): Promise<void> {
   const clock = new ManualClock(1_800_000_000_000);
@@ -456,9 +517,9 @@ async function runCommands(
     for (let instance = 0; instance < 2; instance += 1) {
       for (const p of PATHS) {
         const read = await views[instance]![p].getMany([...KEYS]);
-        KEYS.forEach((k, index) =>
-          expectOneOf(read[index], model.allowed(instance, p, k), `final getMany on ${instance} ${p} ${k}`),
-        );
+        KEYS.forEach((k, index) => {
+          expectOneOf(read[index], model.allowed(instance, p, k), `final getMany on ${instance} ${p} ${k}`);
+        });
       }
     }
   } finally {
@@ -517,7 +578,9 @@ async function runRace(
         return { result: await view.set(item.key, item.value, item.opts), runs };
       case 'setMany':
         return {
-          result: await view.setMany(item.items.map((entry) => ({ key: entry.key, value: entry.value, ...entry.opts }))),
+          result: await view.setMany(
+            item.items.map((entry) => ({ key: entry.key, value: entry.value, ...entry.opts })),
+          ),
           runs,
         };
       case 'get':
@@ -561,16 +624,30 @@ async function runRace(
   const checkRead = (item: RaceCommand, other: RaceCommand, out: { result: unknown; runs: number }) => {
     const after = model.clone();
     after.effect(other);
-    const allowed = (k: string) => [...model.allowed(item.on, item.path, k), ...after.allowed(item.on, item.path, k)];
+    const allowed = (k: string) => [
+      ...model.allowed(item.on, item.path, k),
+      ...after.allowed(item.on, item.path, k),
+    ];
     if (item.op === 'get') expectOneOf((out.result as unknown[])[0], allowed(item.key), `${label}: get`);
     if (item.op === 'has')
-      expectOneOf(out.result, allowed(item.key).map((value) => value !== undefined), `${label}: has`);
+      expectOneOf(
+        out.result,
+        allowed(item.key).map((value) => value !== undefined),
+        `${label}: has`,
+      );
     if (item.op === 'getMany')
-      item.keys.forEach((k, index) => expectOneOf((out.result as unknown[])[index], allowed(k), `${label}: getMany ${k}`));
+      item.keys.forEach((k, index) => {
+        expectOneOf((out.result as unknown[])[index], allowed(k), `${label}: getMany ${k}`);
+      });
     if (item.op === 'getOrSet') {
       expect(out.runs, `${label}: getOrSet runs`).toBeLessThanOrEqual(1);
       if (out.runs === 1) expect(out.result, `${label}: getOrSet computed`).toEqual(item.value);
-      else expectOneOf(out.result, allowed(item.key).filter((value) => value !== undefined), `${label}: getOrSet`);
+      else
+        expectOneOf(
+          out.result,
+          allowed(item.key).filter((value) => value !== undefined),
+          `${label}: getOrSet`,
+        );
     }
   };
   checkRead(first, second, outFirst);
@@ -678,9 +755,9 @@ async function apply(
       return;
     case 'getMany': {
       const read = await view.getMany(command.keys);
-      command.keys.forEach((k, index) =>
-        expectOneOf(read[index], model.allowed(instance, p, k), `getMany ${k} ${where()}`),
-      );
+      command.keys.forEach((k, index) => {
+        expectOneOf(read[index], model.allowed(instance, p, k), `getMany ${k} ${where()}`);
+      });
       return;
     }
     case 'ttl': {
@@ -732,7 +809,9 @@ async function apply(
           expiresAt: Math.min(model.clock.now() + GRACE_BACKOFF_MS, entry.staleUntil),
         });
       } else {
-        expect((outcome as { error?: unknown }).error, label).toMatchObject({ code: 'NOA_CACHE_FACTORY_FAILED' });
+        expect((outcome as { error?: unknown }).error, label).toMatchObject({
+          code: 'NOA_CACHE_FACTORY_FAILED',
+        });
       }
       return;
     }
@@ -754,7 +833,9 @@ async function apply(
         command.opts,
       );
       const label = `getOrSetMany ${where()}`;
-      got.forEach((value, index) => expectOneOf(value, expected[index]!, `${label} item ${index}`));
+      got.forEach((value, index) => {
+        expectOneOf(value, expected[index]!, `${label} item ${index}`);
+      });
       // A key with a back-off copy may be served from it or (copy evicted) computed.
       const computed = asked.flat();
       for (const k of missing) expect(computed, label).toContain(k);
@@ -799,7 +880,9 @@ async function apply(
     case 'expireByTag': {
       const tag = scopedTag(p, command.tag);
       const now = model.clock.now();
-      const fresh = [...model.entries].filter(([, entry]) => entry.tags.includes(tag) && now < entry.expiresAt);
+      const fresh = [...model.entries].filter(
+        ([, entry]) => entry.tags.includes(tag) && now < entry.expiresAt,
+      );
       const marked = await view.expireByTag(command.tag);
       expect(marked, `expireByTag count ${where()}`).toBe(fresh.length);
       for (const [name] of [...model.entries].filter(([, entry]) => entry.tags.includes(tag))) {
@@ -825,14 +908,22 @@ async function apply(
 }
 
 describe.skipIf(!redisUp)('model: two instances on one Redis and bus', () => {
-  it('every read, delete, tag delete and L1 copy agrees with a map of key → value, tags, expiry', async () => {
-    let run = 0;
-    await fc.assert(
-      fc.asyncProperty(settings, fc.array(anyCommand, { minLength: 1, maxLength: 40 }), async (config, commands) => {
-        run += 1;
-        await runCommands(run, config, commands);
-      }),
-      { numRuns, seed, path: replayPath },
-    );
-  }, Math.max(60_000, numRuns * 1_000));
+  it(
+    'every read, delete, tag delete and L1 copy agrees with a map of key → value, tags, expiry',
+    async () => {
+      let run = 0;
+      await fc.assert(
+        fc.asyncProperty(
+          settings,
+          fc.array(anyCommand, { minLength: 1, maxLength: 40 }),
+          async (config, commands) => {
+            run += 1;
+            await runCommands(run, config, commands);
+          },
+        ),
+        { numRuns, seed, path: replayPath },
+      );
+    },
+    Math.max(60_000, numRuns * 1_000),
+  );
 });
