@@ -837,23 +837,35 @@ export class RedisTier {
 
   /**
    * Records for `ms` that the holder of `key`'s lease failed: waiters that miss the bus's `rel`
-   * message (their bus down, or the lease taken just before it arrived) read it here.
+   * message (their bus down, or the lease taken just before it arrived) read it here. The mark
+   * holds a digest of the value L2 held when the holder failed (see {@link failureMarkOf}), so
+   * that it stands for that value only: a value written after the failure (the source was back)
+   * and then expired by the user is recomputed by the next caller, not served stale for the rest
+   * of the mark. Named by the key alone, it also covered those later values.
    */
   markFailedHolder(key: string, ms: number): Promise<boolean> {
-    return this.#guard.run(
-      'lease_release',
-      false,
-      async () => (await this.client.set(`${this.#prefix}__failed:${key}`, '1', 'PX', ms)) === 'OK',
-    );
+    return this.#guard.run('lease_release', false, async () => {
+      const current = await this.client.getBuffer(this.dataKey(key));
+      return (
+        (await this.client.set(`${this.#prefix}__failed:${key}`, failureMarkOf(current), 'PX', ms)) === 'OK'
+      );
+    });
   }
 
-  /** Whether a holder of `key`'s lease failed within the last {@link markFailedHolder} period. */
+  /**
+   * Whether a holder of `key`'s lease failed within the last {@link markFailedHolder} period over
+   * the value L2 still holds. A mark of another value (the key was written, expired or deleted
+   * since), or one of the previous release (`'1'`, no digest), does not count: the caller then
+   * runs its factory, as without a mark. The two GETs are sent together (one round trip).
+   */
   holderFailed(key: string): Promise<boolean> {
-    return this.#guard.run(
-      'lease',
-      false,
-      async () => (await this.client.exists(`${this.#prefix}__failed:${key}`)) === 1,
-    );
+    return this.#guard.run('lease', false, async () => {
+      const [mark, current] = await Promise.all([
+        this.client.get(`${this.#prefix}__failed:${key}`),
+        this.client.getBuffer(this.dataKey(key)),
+      ]);
+      return mark !== null && mark === failureMarkOf(current);
+    });
   }
 
   /** Releases a lease if `token` still holds it. */
@@ -1191,4 +1203,15 @@ function escapeGlob(value: string): string {
 /** Whether `value` is a sliding entry (format 3), whose frame of timings reads may move. */
 function isSlidingFrame(value: Buffer): boolean {
   return value.length >= slidingFrameLength && value[0] === slidingFrameHeader;
+}
+
+/**
+ * What a failure mark holds: a SHA-1 of the value L2 held (its sliding frame of timings aside,
+ * which reads move), or `-` when it held none.
+ */
+function failureMarkOf(current: Buffer | null): string {
+  if (current === null) return '-';
+  return createHash('sha1')
+    .update(current.subarray(slidingFrameBytes(current)))
+    .digest('hex');
 }
