@@ -30,7 +30,21 @@ describe('replyValues (the one-key reply string)', () => {
   });
 
   it('refuses anything else: undefined, so the store throws its unexpected-reply error', () => {
-    for (const text of ['', ' ', '1  2', '1 ', ' 1', '-', '1 -', '--1', '1-2', '1.5 2', 'OK', '1e3 1', '+1 2'])
+    for (const text of [
+      '',
+      ' ',
+      '1  2',
+      '1 ',
+      ' 1',
+      '-',
+      '1 -',
+      '--1',
+      '1-2',
+      '1.5 2',
+      'OK',
+      '1e3 1',
+      '+1 2',
+    ])
       expect(replyValues(text), text).toBeUndefined();
   });
 });
