@@ -10,7 +10,8 @@
 -- KEYS: per group its state hash, then (when its set has a sliding log) one sorted set per limit.
 -- Returns now (Redis ms, for the client's clock offset), then 0 when the call expired (nothing
 -- was read or counted; nothing else follows) or 1 followed by, per group, per cost: blockedMs,
--- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs, nextMs (R, below).
+-- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs, nextMs (R, below). The short
+-- form that ran replies these nine numbers as one string, separated by spaces (see `entry`).
 
 -- Per call (set by `entry`): the batch's shape and auto-block policy, the reply being built and its
 -- length, the number cache and the per-group scratch. Declared here, before the functions that
@@ -322,7 +323,10 @@ local function entry(keys, args)
   if #ARGV == 7 then
     local p = read_policy(2)
     check_single(KEYS[1], { first = p, alg = p.alg, step = ALG[p.alg] }, tonumber(ARGV[7]))
-    return out
+    -- Its nine numbers as one string ('%d': the truncation Redis applies to a number it replies):
+    -- ioredis 6 decodes each integer of a reply at a cost (its RESP decoder), one string at about
+    -- the cost of one integer (replyValues in lua-script.ts).
+    return format('%d %d %d %d %d %d %d %d %d', unpack(out, 1, 9))
   end
 
   ngroups = tonumber(ARGV[2])

@@ -24,6 +24,7 @@ import {
   checkScriptSha,
   decisionFromReply,
   plainScript,
+  replyValues,
   replyValuesPerLimit,
 } from './lua-script.js';
 import { warnIfEvicting } from './memory-policy.js';
@@ -1267,8 +1268,15 @@ function giveUpOf(options: ConsumeOptions | undefined): GiveUp | undefined {
   return { atMs: performance.now() + deadlineMs, deadlineMs };
 }
 
-/** The script's reply (header: Redis's clock, then 0 if the call expired instead of running). */
+/**
+ * The script's reply (header: Redis's clock, then 0 if the call expired instead of running): an
+ * array of integers, or the one-key short form's string of them (see `replyValues`).
+ */
 function checkedReply(reply: unknown): number[] {
+  if (typeof reply === 'string') {
+    const values = replyValues(reply);
+    if (values !== undefined && values.length >= 2) return values;
+  }
   if (!Array.isArray(reply) || reply.length < 2 || typeof reply[0] !== 'number')
     throw new RateLimitStoreError('unexpected reply from the rate-limit script', { details: { reply } });
   return reply as number[];

@@ -10,6 +10,7 @@ import {
 } from '../../src/index.js';
 import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
 import { clusterSlot } from '../../src/stores/cluster-slot.js';
+import { checkScript, replyValues } from '../../src/stores/lua-script.js';
 import { defaultNamespace } from '../rule-namespace.js';
 import { migrateSlotKeys, scriptCalls } from './redis-stats.js';
 
@@ -131,6 +132,28 @@ describe.skipIf(skip !== undefined)('the limiter on a 3-master Redis Cluster, on
       await inMemory.close();
     },
   );
+
+  it('a one-key call replies one string of its nine numbers (one value for ioredis to decode, not nine)', async () => {
+    const client = await connect();
+    const prefix = nextPrefix();
+    const store = new RedisStore({ client, prefix });
+    const limiter = createRateLimiter({ store, limits: [{ limit: 5, windowMs }], localBlockCache: false });
+    const hashKey = hashKeyOf(prefix, 'shape');
+    await limiter.check('shape');
+    // The script itself, in its short form (expiry, algorithm, limit, window, burst, queue, cost),
+    // as the store sends it: a second request of the key.
+    const reply = await client.eval(checkScript, 1, hashKey, 0, 1, 5, windowMs, 5, 0, 1);
+    expect(typeof reply).toBe('string');
+    const values = replyValues(reply as string)!;
+    expect(values).toHaveLength(9);
+    // Ran, not blocked, allowed, 3 of 5 left; no retry or delay.
+    expect(values.slice(1, 5)).toEqual([1, 0, 1, 3]);
+    expect(values.slice(6, 8)).toEqual([0, 0]);
+    expect(values[0]).toBeGreaterThan(1_700_000_000_000);
+    // The store reads it: the limiter's next check sees the third request.
+    expect((await limiter.check('shape')).remaining).toBe(2);
+    await limiter.close();
+  });
 
   it("a new client's first tick reaches every master: none of its checks fails for a master still connecting", async () => {
     // Both a client used at once and one already ready: masters connect lazily, and a command
