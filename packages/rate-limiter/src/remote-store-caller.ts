@@ -462,8 +462,9 @@ export class RemoteStoreCaller {
    * {@link #call} on a store whose parts fail independently (a Redis Cluster's masters): each
    * key is answered as soon as its own part answers, and by the fail mode when its part fails or
    * has not answered by the deadline. The breaker counts the call as failed only when no part
-   * answered, so one master down does not send the other masters' keys to the fail mode; its
-   * own keys wait at most the deadline each time.
+   * answered, nor any other call's within {@link partAnswerWindowMs}, so one master down does not
+   * send the other masters' keys to the fail mode; its own keys wait at most the deadline each
+   * time.
    */
   #callEach(batch: Pending[]): void {
     const started = performance.now();
