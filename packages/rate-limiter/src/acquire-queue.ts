@@ -193,16 +193,15 @@ export class AcquireQueue {
   }
 
   /**
-   * Rejects every waiter with `ClosedError` and clears every timer; the slots of callers waiting
-   * out a delay, and admissions still in flight, are given back (the limiter lets that refund
-   * reach a remote store after its close).
+   * Rejects every waiter with `ClosedError` (but see {@link #endOnClose}) and clears every timer;
+   * the slots of callers waiting out a delay, and admissions still in flight, are given back (the
+   * limiter lets that refund reach a remote store after its close).
    */
   close(): void {
     this.#closed = true;
     for (const queue of this.#queues.values()) {
       if (queue.retryTimer !== undefined) clearTimeout(queue.retryTimer);
-      for (const waiter of queue.waiters)
-        this.#settle(waiter, 'closed', () => waiter.reject(new ClosedError('RateLimiter')));
+      for (const waiter of queue.waiters) this.#endOnClose(waiter, queue.lastRefusal);
       queue.waiters.length = 0;
     }
     this.#queues.clear();
@@ -211,6 +210,18 @@ export class AcquireQueue {
       this.#giveBack(waiter);
     }
     this.#delayed.clear();
+  }
+
+  /**
+   * Ends a waiter on close: with its own end when that came first, else with `ClosedError`. Its
+   * deadline may have passed by the clock with its timer not run yet (a busy process runs due
+   * timers late, and judges them after the I/O then in): it gets `timeout`, as it would have a
+   * moment earlier, whether the head's check is in flight (a remote store) or answered.
+   */
+  #endOnClose(waiter: Waiter, lastRefusal: RateLimitResult | undefined): void {
+    if (waiter.signal?.aborted === true) this.#fail(waiter, 'aborted', lastRefusal, waiter.signal.reason);
+    else if (this.#deps.clock.now() >= waiter.deadline) this.#fail(waiter, 'timeout', lastRefusal);
+    else this.#settle(waiter, 'closed', () => waiter.reject(new ClosedError('RateLimiter')));
   }
 
   #refuse(
@@ -238,7 +249,8 @@ export class AcquireQueue {
         // check() rejects only on close or a bad input (validated before queueing): end this waiter.
         queue.checking = undefined;
         this.#remove(queue, head);
-        this.#settle(head, 'closed', () => head.reject(error as Error));
+        if (error instanceof ClosedError) this.#endOnClose(head, queue.lastRefusal);
+        else this.#settle(head, 'closed', () => head.reject(error as Error));
         this.#continue(queue);
       },
     );

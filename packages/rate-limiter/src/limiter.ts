@@ -499,7 +499,8 @@ export class RateLimiter implements AsyncDisposable {
    * 10 s), at once when `signal` aborts, when `maxQueue` callers (default 1,000) already wait for the
    * key, for a deny-listed IP, for a cost that even an unused key refuses, and as soon as a refusal
    * (a block, a long window) shows the request cannot be admitted before its timeout. Rejects with
-   * `ClosedError` on `close()`. This limiter's `reset`, `unblock`, `refund`, `block` and `penalize`
+   * `ClosedError` on `close()`, unless its timeout had passed by the clock (`timeout`) or its
+   * signal aborted (`aborted`) before. This limiter's `reset`, `unblock`, `refund`, `block` and `penalize`
    * of the key make the head check again at once. Plain `check()` calls do not queue and compete
    * with the waiters. An admission with `delayMs` (queueing leaky bucket) resolves once the delay
    * has passed (the caller goes at once), or is refused and given back when it would end too late.
@@ -739,7 +740,8 @@ export class RateLimiter implements AsyncDisposable {
   }
 
   /**
-   * Stops accepting checks, rejects the callers waiting in {@link acquire} with `ClosedError`;
+   * Stops accepting checks, rejects the callers waiting in {@link acquire} with `ClosedError` (one
+   * whose timeout had already passed by the clock, with its `timeout`);
    * closes the store only when the limiter created it.
    */
   async close(): Promise<void> {

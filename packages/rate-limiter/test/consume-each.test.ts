@@ -1,3 +1,4 @@
+import { ManualClock } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createRateLimiter, type RateLimitStore } from '../src/index.js';
@@ -70,9 +71,11 @@ describe('a store whose parts fail independently (consumeEach)', () => {
 
   it('keeps the breaker closed while some part answers, and opens it when none does', async () => {
     const store = new PartedStore();
+    const clock = new ManualClock(1_800_000_000_000);
     const limiter = createRateLimiter({
       store,
       limits,
+      clock,
       failMode: 'open',
       deadlineMs: 20,
       breaker: { consecutiveFailures: 3 },
@@ -81,6 +84,11 @@ describe('a store whose parts fail independently (consumeEach)', () => {
     for (let round = 0; round < 5; round += 1)
       await Promise.all(['ok', 'down-1', 'stalled-1'].map((key) => limiter.check(`${key}-${round}`)));
     expect(limiter.fallbackActive).toBe(false);
+    // Within a second of a part's answer, batches that no part answered are those parts' failures.
+    for (let round = 0; round < 3; round += 1)
+      await Promise.all(['down-1', 'stalled-1'].map((key) => limiter.check(`${key}-${round}`)));
+    expect(limiter.fallbackActive).toBe(false);
+    clock.advance(1_000);
     for (let round = 0; round < 3; round += 1)
       await Promise.all(['down-1', 'stalled-1'].map((key) => limiter.check(`${key}-${round}`)));
     expect(limiter.fallbackActive).toBe(true);
@@ -88,6 +96,35 @@ describe('a store whose parts fail independently (consumeEach)', () => {
     const result = await limiter.check('ok-again');
     expect(result.source).toBe('fail-mode');
     expect(store.batches).toBe(before);
+    await limiter.close();
+  });
+
+  it('one key per call (low traffic): a run of failures on one part opens the breaker only once no part answered for a second', async () => {
+    const store = new PartedStore();
+    const clock = new ManualClock(1_800_000_000_000);
+    // The default breaker: the ratio or a run of 10 failed calls.
+    const limiter = createRateLimiter({
+      store,
+      limits,
+      clock,
+      failMode: 'closed',
+      deadlineMs: 20,
+      localBlockCache: false,
+    });
+    expect((await limiter.check('ok-0')).source).toBe('store');
+    for (let call = 0; call < 30; call += 1)
+      expect((await limiter.check(`down-${call}`)).source).toBe('fail-mode');
+    expect(limiter.fallbackActive).toBe(false);
+    expect((await limiter.check('ok-1')).source).toBe('store');
+    clock.advance(999);
+    for (let call = 0; call < 30; call += 1) await limiter.check(`down-${call}`);
+    expect(limiter.fallbackActive).toBe(false);
+    clock.advance(1);
+    for (let call = 0; call < 9; call += 1) await limiter.check(`down-${call}`);
+    expect(limiter.fallbackActive).toBe(false);
+    await limiter.check('down-9');
+    expect(limiter.fallbackActive).toBe(true);
+    expect((await limiter.check('ok-2')).source).toBe('fail-mode');
     await limiter.close();
   });
 

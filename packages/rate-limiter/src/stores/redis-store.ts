@@ -196,6 +196,11 @@ export class RedisStore implements RateLimitStore {
   readonly #clockLearning = new Map<string, Promise<void>>();
   /** The check program as a Redis function library on this client's servers. */
   readonly #library: CheckFunctionLibrary;
+  /**
+   * Per server (`''` for a standalone client, a Cluster master's `host:port`), the EVAL in flight
+   * that loads the check script there after a NOSCRIPT (see {@link #evalLoading}).
+   */
+  readonly #scriptLoads = new Map<string, Promise<void>>();
 
   constructor(options: RedisStoreOptions) {
     const parsed = parseOptions('RedisStore', redisStoreOptionsSchema, options);
@@ -991,27 +996,73 @@ export class RedisStore implements RateLimitStore {
     return this.#sendScript(call, giveUp, !this.#library.enabled);
   }
 
-  /** The call as a script: EVALSHA, then EVAL on NOSCRIPT (EVAL at once when `load`). */
+  /**
+   * The call as a script: EVALSHA, then on NOSCRIPT an EVAL that loads it (at once when `load`),
+   * shared with the calls in flight to that server (see {@link #evalLoading}).
+   */
   async #sendScript(
     call: ScriptCall,
     giveUp: GiveUp | undefined,
     load: boolean,
   ): Promise<ConsumeOutcome[][]> {
-    this.#stampExpiry(call, giveUp);
-    let sentAt = performance.now();
-    let reply: unknown;
-    if (load) reply = await this.#eval(call);
-    else
+    if (!load) {
+      this.#stampExpiry(call, giveUp);
+      const sentAt = performance.now();
       try {
-        reply = await this.#evalsha(call);
+        const reply = await this.#evalsha(call);
+        return this.#read(call, reply, sentAt, performance.now(), giveUp);
       } catch (error) {
         if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
-        // A MOVED may have moved the slot meanwhile: stamped for where it goes now.
-        this.#stampExpiry(call, giveUp);
-        sentAt = performance.now();
-        reply = await this.#eval(call);
       }
+    }
+    const { reply, sentAt } = await this.#evalLoading(call, giveUp);
     return this.#read(call, reply, sentAt, performance.now(), giveUp);
+  }
+
+  /**
+   * The call on a server that lacks the script. The first such call sends it as EVAL (which
+   * loads the script and runs the call, in one round trip); calls that found no script while
+   * that EVAL is out wait for it, then EVALSHA. Before, each sent an EVAL of its own: a new
+   * process's first ticks (a tick's keys go in calls of up to 32) each sent the whole script
+   * (~46 KB) and had Redis hash it, 7 EVALs for 200 first checks instead of one. Should the
+   * script be missing again (a load that failed, a SCRIPT FLUSH in between), a waiter sends its
+   * own EVAL. Stamped for the time it is sent: a waiter's expiry is set after its wait.
+   */
+  async #evalLoading(
+    call: ScriptCall,
+    giveUp: GiveUp | undefined,
+  ): Promise<{ reply: unknown; sentAt: number }> {
+    const server = this.#scriptServerOf(call);
+    const loading = this.#scriptLoads.get(server);
+    if (loading !== undefined) {
+      await loading;
+      this.#stampExpiry(call, giveUp);
+      const sentAt = performance.now();
+      try {
+        return { reply: await this.#evalsha(call), sentAt };
+      } catch (error) {
+        if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+      }
+    }
+    // A MOVED may have moved the slot meanwhile: stamped for where it goes now.
+    this.#stampExpiry(call, giveUp);
+    const sentAt = performance.now();
+    const evaluated = this.#eval(call);
+    const loaded = evaluated.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#scriptLoads.set(server, loaded);
+    loaded.then(() => {
+      if (this.#scriptLoads.get(server) === loaded) this.#scriptLoads.delete(server);
+    });
+    return { reply: await evaluated, sentAt };
+  }
+
+  /** The server a call goes to, as {@link #scriptLoads} names it. */
+  #scriptServerOf(call: ScriptCall): string {
+    if (this.#commands === undefined) return '';
+    return (this.#client as Cluster).slots[call.slot ?? clusterSlot(call.keys[0]!)]?.[0] ?? '';
   }
 
   /**

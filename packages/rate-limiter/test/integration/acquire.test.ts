@@ -168,6 +168,27 @@ describe.skipIf(privateRedis.skip !== undefined)('limiter.acquire while Redis is
     await limiter.close();
   });
 
+  it("close() after the caller's timeout passed (its timer not run yet: the process was busy) rejects with 'timeout', not ClosedError", async () => {
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client, prefix: 'acquire-close-late:' }),
+      limits: [{ limit: 5, windowMs: 60_000 }],
+      deadlineMs: 10_000,
+    });
+    await limiter.peek('k');
+    await limiter.check('warm');
+    await privateRedis.redis!.pause(1_000);
+    const late = limiter.acquire('k', { timeoutMs: 100 }).catch((caught: unknown) => caught);
+    const within = limiter.acquire('j', { timeoutMs: 60_000 }).catch((caught: unknown) => caught);
+    // The head checks are in flight (Redis paused); the process is busy past the first timeout.
+    await new Promise((resolve) => setImmediate(resolve));
+    const busyUntil = performance.now() + 250;
+    while (performance.now() < busyUntil);
+    await limiter.close();
+    expect(await late).toBeInstanceOf(AcquireError);
+    expect(await late).toMatchObject({ key: 'k', reason: 'timeout' });
+    expect(await within).toBeInstanceOf(ClosedError);
+  });
+
   it('gives back an admission that arrives after close(), on the shared store', async () => {
     const options = {
       store: new RedisStore({ client, prefix: 'acquire-close:' }),

@@ -67,6 +67,23 @@ describe.skipIf(skip !== undefined)('the check code is loaded again when the ser
     await limiter.close();
   });
 
+  it('scripts: concurrent first checks (several calls in flight) share one EVAL: the others EVALSHA once it has run', async () => {
+    const { limiter } = await limiterOn(client, false);
+    await admin.script('FLUSH');
+    await admin.config('RESETSTAT');
+    // 200 keys in one tick: calls of up to 32 keys each, all sent before the first NOSCRIPT returns.
+    const keys = Array.from({ length: 200 }, (_, index) => `first-${index}`);
+    const results = await Promise.all(keys.map((key) => limiter.check(key)));
+    for (const result of results)
+      expect(result).toMatchObject({ allowed: true, remaining: 1, source: 'store' });
+    const stats = await scriptStats(admin);
+    // Each call's EVALSHA was refused; one EVAL loaded (and ran) the script for all of them.
+    expect(stats.eval).toBe(1);
+    expect(stats.evalshaFailed).toBeGreaterThan(1);
+    expect(stats.evalsha! - stats.evalshaFailed!).toBe(stats.evalshaFailed! - 1);
+    await limiter.close();
+  });
+
   it('scripts: a batch of keys and costs (the batch path, made lazily in a script) counts as a function does', async () => {
     const policy = { name: 'p', algorithm: 'fixed-window' as const, limit: 3, windowMs: 60_000 };
     const requests = [
