@@ -55,6 +55,11 @@ function traffic(writer: Cache, reader: Cache, keys: string[], stop: Promise<voi
   const loop = (async () => {
     while (!done) {
       rounds += 1;
+      // One round per turn of the event loop, as requests arriving over sockets come: while the
+      // breaker is open every call is answered at once (L1, no Redis I/O), so without this the
+      // loop ran on microtasks alone, never letting the breaker's PING probe read its reply nor
+      // the test's own timer stop the traffic (it spun until the test timed out).
+      await new Promise<void>((resolve) => setImmediate(resolve));
       await Promise.all(
         keys.map(async (key) => {
           const version = (latest.get(key) ?? 0) + 1;
