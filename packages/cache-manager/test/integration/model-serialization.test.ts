@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
+import { settleBus } from './bus-barrier.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 
 /**
@@ -67,27 +68,6 @@ afterAll(async () => {
   if (redisUp) await dropPrefix(base);
   for (const client of clients) client.disconnect();
 });
-
-/** Waits until `to` has applied every bus message `from` sent so far (the barrier of the model test). */
-async function settleBus(from: Cache, to: Cache, barrier: string): Promise<void> {
-  let stop = () => {};
-  const heard = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`bus barrier ${barrier} never arrived`)), 10_000);
-    const unsubscribe = to.onInvalidation((message) => {
-      if (message.t === 'del' && message.k.includes(barrier)) resolve();
-    });
-    stop = () => {
-      clearTimeout(timer);
-      unsubscribe();
-    };
-  });
-  try {
-    await from.delete(barrier);
-    await heard;
-  } finally {
-    stop();
-  }
-}
 
 describe.skipIf(!redisUp)('serialization property across two instances', () => {
   it.each(['msgpack', 'json'] as const)(

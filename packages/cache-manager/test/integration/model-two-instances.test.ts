@@ -3,6 +3,7 @@ import { generousDeadlineMs } from '@noa/testkit';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions, type KeyTtl } from '../../src/index.js';
+import { settleBus } from './bus-barrier.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 
 /**
@@ -412,37 +413,6 @@ afterAll(async () => {
   clientB?.disconnect();
 });
 
-/** How long a barrier may take before the test says the bus lost it (not a time assertion: a hang guard). */
-const BARRIER_GIVE_UP_MS = 30_000;
-
-/** Waits until `to` has applied every bus message `from` sent so far (see the file comment). */
-async function settleBus(from: Cache, to: Cache, step: number): Promise<void> {
-  const barrier = `__barrier:${step}`;
-  let stop = () => {};
-  const heard = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`bus barrier ${barrier} never reached the other instance`)),
-      BARRIER_GIVE_UP_MS,
-    );
-    const unsubscribe = to.onInvalidation((message) => {
-      if (message.t === 'del' && message.k.includes(barrier)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    stop = () => {
-      clearTimeout(timer);
-      unsubscribe();
-    };
-  });
-  try {
-    await from.delete(barrier);
-    await heard;
-  } finally {
-    stop();
-  }
-}
-
 function describeCommand(command: Command): string {
   return JSON.stringify(command, (_, item) => (item === Number.POSITIVE_INFINITY ? 'Infinity' : item));
 }
@@ -496,7 +466,7 @@ async function runCommands(
       } else {
         await apply(command, views[command.on]![command.path], model, where);
         const other = 1 - command.on;
-        await settleBus(caches[command.on]!, caches[other]!, step);
+        await settleBus(caches[command.on]!, caches[other]!, `__barrier:${step}`);
       }
       // No L1 copy on either instance may differ from the model's fresh value.
       for (let instance = 0; instance < 2; instance += 1) {
@@ -566,7 +536,11 @@ async function runRace(
   if (model.backoffs.some((copies) => copies.size > 0)) {
     for (const item of [first, second]) {
       await apply(item, views[item.on]![item.path], model, where);
-      await settleBus(caches[item.on]!, caches[1 - item.on]!, step * 1_000 + (item === first ? 1 : 2));
+      await settleBus(
+        caches[item.on]!,
+        caches[1 - item.on]!,
+        `__barrier:${step * 1_000 + (item === first ? 1 : 2)}`,
+      );
     }
     return;
   }
@@ -617,8 +591,8 @@ async function runRace(
     return call(second);
   };
   const [outFirst, outSecond] = await Promise.all([call(first), startSecond()]);
-  await settleBus(caches[0]!, caches[1]!, step * 1_000 + 1);
-  await settleBus(caches[1]!, caches[0]!, step * 1_000 + 2);
+  await settleBus(caches[0]!, caches[1]!, `__barrier:${step * 1_000 + 1}`);
+  await settleBus(caches[1]!, caches[0]!, `__barrier:${step * 1_000 + 2}`);
 
   // Reads: per key, the value before the other command or after it.
   const checkRead = (item: RaceCommand, other: RaceCommand, out: { result: unknown; runs: number }) => {
