@@ -81,6 +81,7 @@ export {
   startReplicatedRedisCluster,
   startReplicatedRedisClusterOrSkip,
 } from './redis-cluster.js';
+export { type MonitoredCommand, monitorRedis, parseMonitorLine, type RedisMonitor } from './redis-monitor.js';
 export { clearRedisPrefix, escapeGlob, type RedisPrefix, withRedisPrefix } from './redis-prefix.js';
 export { clearSqsQueues } from './sqs-queues.js';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';

@@ -1,4 +1,4 @@
-import { startRedisClusterOrSkip } from '@noa/testkit';
+import { monitorRedis, type RedisMonitor, startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createRateLimiter, type RateLimiter } from '../../src/index.js';
@@ -25,7 +25,7 @@ describe.skipIf(skip !== undefined)('a Cluster call ioredis redirects by itself'
   const prefix = 'redirect-expiry:';
   const admins = new Map<string, { redis: Redis; id: string }>();
   const seen = new Map<string, string[][]>();
-  const monitors: { disconnect(): void }[] = [];
+  const monitors: RedisMonitor[] = [];
   let client: Cluster;
   let limiter: RateLimiter;
 
@@ -52,13 +52,11 @@ describe.skipIf(skip !== undefined)('a Cluster call ioredis redirects by itself'
       await redis.script('LOAD', checkScript);
       await redis.script('LOAD', adjustScript);
       admins.set(address, { redis, id: String(await redis.cluster('MYID')) });
-      // monitor() opens a connection of its own; the instance it is called on stays lazy, so its
-      // ready-check INFO cannot land in the same read as MONITOR's +OK (ioredis then met a
-      // monitored line before its monitoring mode, "Command queue state error": CI 2026-12-06).
-      const monitor = await new Redis(node.port, node.host, { lazyConnect: true }).monitor();
-      monitor.on('monitor', (_time: string, args: string[]) => {
+      // A raw MONITOR (testkit), not ioredis's monitor(): see monitorRedis.
+      const monitor = await monitorRedis(node);
+      monitor.on(({ args }) => {
         if (!seen.has(address)) seen.set(address, []);
-        seen.get(address)!.push(args);
+        seen.get(address)!.push([...args]);
       });
       monitors.push(monitor);
     }
@@ -87,7 +85,7 @@ describe.skipIf(skip !== undefined)('a Cluster call ioredis redirects by itself'
   afterAll(async () => {
     await limiter?.close();
     client?.disconnect();
-    for (const monitor of monitors) monitor.disconnect();
+    for (const monitor of monitors) monitor.stop();
     for (const { redis } of admins.values()) redis.disconnect();
     await cluster?.stop();
   });
