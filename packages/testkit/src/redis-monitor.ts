@@ -27,7 +27,8 @@ export interface RedisMonitor {
  * Not ioredis's `monitor()`: that one enters its monitoring mode a microtask after MONITOR's
  * `+OK`, so a monitored line that arrives in the same read (any live traffic) is taken for the
  * reply of a command never sent ("Command queue state error", and its `monitor()` rejects; seen
- * in CI 2026-12-06 with ioredis 6.1.0). Here every line after `+OK` is a monitored command.
+ * in CI 2026-12-06 with ioredis 6.1.0; reported upstream with 5.3.2 in taskforcesh/bullmq#2505, and
+ * ioredis#1981 is open on the message). Here every line after `+OK` is a monitored command.
  */
 export async function monitorRedis(target: { host: string; port: number } | string): Promise<RedisMonitor> {
   const url = typeof target === 'string' ? new URL(target) : undefined;
