@@ -132,7 +132,7 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled', 
     for (const master of byMaster.keys()) await reader.get(`warm-${master}`);
     const pausers = new Map([...byMaster.keys()].map((master) => [master, admin(master)]));
     // The stalled master for long; the others for long enough that the breaker opens meanwhile.
-    await pausers.get(stalled!)!.call('CLIENT', 'PAUSE', '20000', 'ALL');
+    await pausers.get(stalled!)!.call('CLIENT', 'PAUSE', '10000', 'ALL');
     await Promise.all(healthy.map((master) => pausers.get(master)!.call('CLIENT', 'PAUSE', '4000', 'ALL')));
     let stalledNext = 0;
     let elsewhereNext = 0;
