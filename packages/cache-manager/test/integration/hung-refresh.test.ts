@@ -70,4 +70,47 @@ describe.skipIf(!redisUp)('a background refresh whose factory never settles', ()
     caches.push(other);
     expect(await other.get('key')).toBe('v1');
   });
+
+  it('a soft-timeout run that never settles is joined for lock.leaseMs only: then the key is computed again, once (held before this change)', async () => {
+    const logger = recordingLogger();
+    const cache = new Cache({
+      redis,
+      prefix: `${prefix}soft:`,
+      logger,
+      operationTimeoutMs: generousDeadlineMs,
+      lock: { leaseMs },
+      earlyRefreshBeta: 0,
+    });
+    caches.push(cache);
+    await cache.ready();
+    // Stale at once, in grace for a minute: each call below serves it after its soft timeout.
+    await cache.set('key', 'v0', { ttlMs: 1, graceMs: 60_000 });
+    let hungStarts = 0;
+    const hung = () => {
+      hungStarts += 1;
+      return new Promise<string>(() => {});
+    };
+    const options = { ttlMs: 60_000, graceMs: 60_000, softTimeoutMs: 10 };
+    // Polled until the value is stale and the hung run started (it serves v0 either way).
+    expect(
+      await eventually(async () => (await cache.getOrSet('key', hung, options)) === 'v0' && hungStarts === 1),
+    ).toBe(true);
+    let laterStarts = 0;
+    const later = async () => {
+      laterStarts += 1;
+      return 'v1';
+    };
+    let calls = 0;
+    const computed = await eventually(async () => {
+      calls += 1;
+      return (await cache.getOrSet('key', later, options)) === 'v1';
+    }, 20 * leaseMs);
+    console.log('hung soft-timeout run:', JSON.stringify({ calls, hungStarts, laterStarts }));
+    expect(computed).toBe(true);
+    expect(hungStarts).toBe(1);
+    expect(laterStarts).toBe(1);
+    expect(
+      logger.messages('warn').filter((message) => message.startsWith('a factory run outlived lock.leaseMs')),
+    ).toHaveLength(1);
+  });
 });
