@@ -52,7 +52,11 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled', 
    */
   async function keysByMaster(client: Cluster, keyPrefix: string, count: number) {
     const byMaster = new Map<string, string[]>();
-    for (let index = 0; [...byMaster.values()].filter((keys) => keys.length >= count).length < 3; index += 1) {
+    for (
+      let index = 0;
+      [...byMaster.values()].filter((keys) => keys.length >= count).length < 3;
+      index += 1
+    ) {
       const key = `${keyPrefix}${index}`;
       const master = client.slots[keySlot(`${prefix}v:${key}`)]![0]!;
       const keys = byMaster.get(master) ?? [];
@@ -89,7 +93,9 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled', 
     // A run of twice the breaker's run on the stalled master (one getMany's keys there, or a
     // run by chance), all timing out together.
     await Promise.all(
-      Array.from({ length: 2 * defaultConsecutiveFailures }, () => read('stalled', onStalled[stalledNext++]!)),
+      Array.from({ length: 2 * defaultConsecutiveFailures }, () =>
+        read('stalled', onStalled[stalledNext++]!),
+      ),
     );
     // Then the other masters' keys, one at a time, then both interleaved.
     for (let index = 0; index < 20; index += 1) await read('elsewhere', elsewhere[elsewhereNext++]!);
@@ -99,12 +105,19 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled', 
     }
     // Another run, with the other masters' keys read meanwhile.
     await Promise.all([
-      ...Array.from({ length: 2 * defaultConsecutiveFailures }, () => read('stalled', onStalled[stalledNext++]!)),
+      ...Array.from({ length: 2 * defaultConsecutiveFailures }, () =>
+        read('stalled', onStalled[stalledNext++]!),
+      ),
       ...Array.from({ length: 20 }, () => read('elsewhere', elsewhere[elsewhereNext++]!)),
     ]);
     const stats = reader.stats();
     await pausing.ping(); // answered once the pause is over
-    console.log('one master stalled: reads', JSON.stringify(results), 'degraded', JSON.stringify(stats.degraded));
+    console.log(
+      'one master stalled: reads',
+      JSON.stringify(results),
+      'degraded',
+      JSON.stringify(stats.degraded),
+    );
     expect(results.elsewhere).toEqual({ redis: 45, degraded: 0 });
     expect(results.stalled).toEqual({ redis: 0, degraded: 45 });
     expect(stats.degraded.breakerOpen).toBe(0);
@@ -170,7 +183,11 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled', 
     }
     console.log(
       'every master stalled, then two back:',
-      JSON.stringify({ after, readsBeforeBack, opens: logger.messages('warn').filter((m) => m === 'redis circuit breaker open').length }),
+      JSON.stringify({
+        after,
+        readsBeforeBack,
+        opens: logger.messages('warn').filter((m) => m === 'redis circuit breaker open').length,
+      }),
     );
     expect(after.redis).toBe(20);
     // Degraded only while the breaker was open: once a read came back from Redis, all did.

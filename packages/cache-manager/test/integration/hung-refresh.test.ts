@@ -63,7 +63,9 @@ describe.skipIf(!redisUp)('a background refresh whose factory never settles', ()
     // one run at a time: at most the hits made since.
     expect(laterStarts).toBeGreaterThanOrEqual(1);
     expect(
-      logger.messages('warn').filter((message) => message.startsWith('an early refresh outlived lock.leaseMs')),
+      logger
+        .messages('warn')
+        .filter((message) => message.startsWith('an early refresh outlived lock.leaseMs')),
     ).toHaveLength(1);
     // The hung run is superseded: its lease is not held, and L2 holds the new value.
     const other = new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs, bus: false });
