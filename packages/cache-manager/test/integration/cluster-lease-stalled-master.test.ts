@@ -132,7 +132,8 @@ describe.skipIf(skip !== undefined)('a lease holder whose key’s master stalls 
     // One unanswered renewal at a time: none is sent while the last one waits for the master
     // (before: one more per period, all unanswered until the stall ended).
     expect(calls.mostInFlight).toBe(1);
-    expect(sentInStall).toBe(1);
+    // One renewal period's call, or two if one was sent (and answered) as the pause began.
+    expect(sentInStall).toBeLessThanOrEqual(2);
     // The run's write, if any, is the only call after it settled (no renewal).
     expect(calls.sent - sentBySettle).toBeLessThanOrEqual(1);
     // The waiters' polls failed on the stalled master: each ran its own factory, once (in-process
