@@ -104,8 +104,11 @@ export class CacheEngine {
   readonly decodeTurns = new DecodeTurns();
   /** Factory runs in progress by key, for callers that come after their first ones gave up. */
   readonly running = new Map<string, RunningFactory<unknown>>();
-  /** Keys with an early (XFetch) refresh in progress. */
-  readonly refreshing = new Set<string>();
+  /**
+   * Keys with an early refresh (XFetch, refresh-ahead) in progress, each with its refresh: the
+   * key is freed by its own refresh only, which one abandoned past `lock.leaseMs` is not.
+   */
+  readonly refreshing = new Map<string, object>();
   /** Callers waiting for another instance's lease, woken by the bus. */
   readonly wakeups = new KeyWakeups();
   /** Observers of applied bus messages from other instances (measurements and tests). */

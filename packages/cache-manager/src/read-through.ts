@@ -892,7 +892,11 @@ export function refreshEarly<T>(
   current: CacheEntry,
 ): void {
   if (engine.refreshing.has(fullKey) || engine.flights.has(fullKey) || engine.closed) return;
-  engine.refreshing.add(fullKey);
+  const slot = {};
+  engine.refreshing.set(fullKey, slot);
+  const freeSlot = () => {
+    if (engine.refreshing.get(fullKey) === slot) engine.refreshing.delete(fullKey);
+  };
   // `current` is L1's copy, looked up in this same turn.
   const staleSince = engine.fills.epoch;
   const refresh = (async () => {
@@ -952,7 +956,36 @@ export function refreshEarly<T>(
       background: true,
       l2Held: { ...held },
     };
-    await runFactory(engine, load, token);
-  })().finally(() => engine.refreshing.delete(fullKey));
+    const running = startFactory(engine, load, token);
+    const abandon = setTimeout(() => {
+      freeSlot();
+      abandonRefresh(engine, running, userKey);
+    }, engine.options.lock.leaseMs);
+    abandon.unref();
+    try {
+      await awaitFactory(engine, load, running);
+    } finally {
+      clearTimeout(abandon);
+    }
+  })().finally(freeSlot);
   engine.track(refresh);
+}
+
+/**
+ * An early refresh still running `lock.leaseMs` after its factory started: its key is freed for
+ * the next refresh (the lease it took has expired by now, so another instance may refresh it
+ * already), and the run is superseded, as a `getOrSet` run past the lease is (see
+ * {@link outlivedLease}): its value, if it ever comes, is not cached over the newer one's, and
+ * the value it replaces is no longer kept for it. Kept, a factory that never settled (a fetch
+ * with no timeout of its own) held the key's refresh for as long as the process lived: no hit
+ * refreshed the key early again. Logged once per run: only the user knows a slow factory from a
+ * hung one.
+ */
+function abandonRefresh(engine: CacheEngine, running: RunningFactory<unknown>, userKey: string): void {
+  if (running.run.superseded) return;
+  running.run.superseded = true;
+  engine.logger.warn(
+    'an early refresh outlived lock.leaseMs and was abandoned: the key may be refreshed again (set lock.leaseMs above the slowest factory run)',
+    { key: userKey, runningMs: Date.now() - running.startedAt, leaseMs: engine.options.lock.leaseMs },
+  );
 }

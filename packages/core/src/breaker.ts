@@ -105,7 +105,9 @@ export class RatioOrRunBreaker implements IBreaker {
 
 /**
  * A cheap call that tells whether the backend answers again (a PING under a deadline), made by
- * the breaker itself instead of a user call: it rejects when the backend does not answer.
+ * the breaker itself instead of a user call: it rejects when the backend does not answer. On a
+ * backend whose parts fail apart (a Redis Cluster, where ioredis sends a keyless PING to one
+ * master at random), it must ask every part, as the failures it stands for do (see the README).
  */
 export type BreakerProbe = (signal: AbortSignal) => Promise<unknown>;
 

@@ -10,7 +10,23 @@ import {
 import { BackendUnavailableError } from '../errors.js';
 import type { CacheMetrics } from '../metrics.js';
 import { DeadlineQueue } from './deadline-queue.js';
-import { failedAttempts, type IoRedisClient } from './ioredis-client.js';
+import { failedAttempts, type IoRedisClient, isCluster } from './ioredis-client.js';
+
+/**
+ * On a Cluster (whose masters fail apart): a call that failed while another call had been
+ * answered within this many ms is its master's failure, not Redis's, and is not counted by the
+ * breaker (as the rate limiter counts, `partAnswerWindowMs`). Each key's GET is its own breaker
+ * call there, so with one master of three stalled a run of 10 reads on it (one `getMany`'s keys
+ * on that master, or a run by chance at low traffic) opened the breaker for every key, and the
+ * healthy masters' keys were degraded with the stalled one's. A Cluster that stopped answering as
+ * a whole is counted once no call was answered for this long.
+ */
+const partAnswerWindowMs = 1_000;
+
+/** A failed call of one Cluster master while others answered (see {@link partAnswerWindowMs}). */
+class PartFailure {
+  constructor(readonly error: unknown) {}
+}
 
 /** The failure of a call not sent because the connection is down (see {@link RedisGuard.sendOnlyWhenConnected}). */
 class NotConnectedError extends Error {
@@ -116,6 +132,10 @@ export class RedisGuard {
   #watch: ConnectionWatch | undefined;
   /** Starts connecting a `lazyConnect` client not connected yet (`wait`). */
   #connectIfWaiting: () => void = () => {};
+  /** The client is a Cluster: see {@link partAnswerWindowMs}. */
+  #partsFailApart = false;
+  /** When (performance.now()) a call was last answered, on a Cluster. */
+  #lastAnswerAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: RedisGuardOptions) {
     this.#options = options;
@@ -162,10 +182,11 @@ export class RedisGuard {
    */
   sendOnlyWhenConnected(client: IoRedisClient): void {
     // Before any call (the tier wires its client at once): the breaker, once open, tries Redis
-    // again by a PING under operationTimeoutMs, sent as calls are (held while reconnecting, failed
+    // again by a probe under operationTimeoutMs, sent as calls are (held while reconnecting, failed
     // at once while down), and not by a user call: a get while it is open is answered from L1 at
     // once instead of waiting out the deadline as the trial on a Redis still stalled.
-    this.#breaker = this.#newBreaker(() => this.#send('PING (breaker probe)', () => client.ping()));
+    this.#partsFailApart = isCluster(client);
+    this.#breaker = this.#newBreaker(() => this.#send('PING (breaker probe)', () => this.#ping(client)));
     this.#disconnected = () => {
       const status = client.status;
       return status === 'ready' ? undefined : status;
@@ -175,6 +196,24 @@ export class RedisGuard {
       // ioredis moves to `connecting` at once; a failed attempt is seen by the watch (`close`).
       if (client.status === 'wait') client.connect().catch(() => {});
     };
+  }
+
+  /**
+   * The breaker's probe: a PING. On a Cluster, one PING to every master, answered when any of
+   * them answers: ioredis sends a keyless command (`client.ping()`) to one master picked at
+   * random, so the breaker's verdict was that master's, and with one master of three stalled the
+   * probe kept the breaker open a third of the time though the others answered. The breaker opens
+   * on a Cluster only when no master answered for {@link partAnswerWindowMs}, so it closes as soon
+   * as one answers again: the stalled master's keys then fail alone, uncounted.
+   */
+  #ping(client: IoRedisClient): Promise<unknown> {
+    if (!isCluster(client)) return client.ping();
+    const masters = client.nodes('master');
+    if (masters.length === 0) return client.ping();
+    const pings = masters.map((node) => node.ping());
+    // The PINGs of masters that do not answer are left to land or fail on their own.
+    for (const ping of pings) ping.catch(() => {});
+    return Promise.any(pings);
   }
 
   /** Sends `work` now, or once the client is ready again within the deadline (see {@link sendOnlyWhenConnected}). */
@@ -229,7 +268,9 @@ export class RedisGuard {
     // attempted after halfOpenAfterMs, and an open breaker rejects at once anyway.
     const started = metrics.enabled ? performance.now() : 0;
     try {
-      const result = await this.#breaker.execute(() => this.#send(operation, work));
+      const outcome = await this.#breaker.execute(() => this.#countedByBreaker(this.#send(operation, work)));
+      if (outcome instanceof PartFailure) throw outcome.error;
+      const result = outcome;
       if (metrics.enabled) metrics.latency('l2', operation, (performance.now() - started) / 1_000);
       this.#healthy = true;
       this.#lastError = undefined;
@@ -254,6 +295,27 @@ export class RedisGuard {
       }
       return this.#fail(operation, fallback, error);
     }
+  }
+
+  /**
+   * `call` as the breaker sees it: on a Cluster, its answer marks Redis as answering, and its
+   * failure while another call was answered within {@link partAnswerWindowMs} resolves as a
+   * {@link PartFailure}, which the breaker does not count and {@link run} handles as the failure
+   * it is. Never while the breaker is not closed: its trial must count. On one node, as is.
+   */
+  #countedByBreaker<T>(call: Promise<T>): Promise<T | PartFailure> {
+    if (!this.#partsFailApart) return call;
+    return call.then(
+      (value) => {
+        this.#lastAnswerAt = performance.now();
+        return value;
+      },
+      (error: unknown) => {
+        if (this.#breaker.state === 'closed' && performance.now() - this.#lastAnswerAt < partAnswerWindowMs)
+          return new PartFailure(error);
+        throw error;
+      },
+    );
   }
 
   #fail<T>(operation: string, fallback: T, error: unknown): T {

@@ -904,11 +904,20 @@ export class RedisTier {
     const ms = Math.max(1, Math.ceil(ttlMs));
     const args = [digest, String(frame), String(ms)];
     const tagKeys = tags.map((tag) => this.tagKey(tag));
+    // The last extension of this key is still unanswered (past its deadline: a stalled master, a
+    // Redis that hangs): it lands when Redis answers, and one more would only wait behind it and
+    // land with it, each costing a deadline meanwhile. Not sent, and not a failure (nothing ran).
+    if (this.#unansweredExtensions.has(key)) return Promise.resolve(undefined);
     return this.#guard.run('refresh_extend', undefined as boolean | undefined, async () => {
       if (!this.#cluster)
-        return (await this.#evalKeys(extendIfUnchangedScript, [this.dataKey(key), ...tagKeys], args)) === 1;
+        return (
+          (await this.#unanswered(
+            key,
+            this.#evalKeys(extendIfUnchangedScript, [this.dataKey(key), ...tagKeys], args),
+          )) === 1
+        );
       const [kept, ...tagSets] = await Promise.allSettled([
-        this.#eval(extendIfUnchangedScript, this.dataKey(key), args),
+        this.#unanswered(key, this.#eval(extendIfUnchangedScript, this.dataKey(key), args)),
         ...tagKeys.map((tagKey) => this.client.pexpire(tagKey, ms, 'GT')),
       ]);
       if (kept!.status === 'rejected') throw kept!.reason;
@@ -918,6 +927,20 @@ export class RedisTier {
       if (failed) throw failed.reason;
       return true;
     });
+  }
+
+  /**
+   * Keys whose last {@link extendIfUnchanged} script call Redis has not answered yet (or failed),
+   * whatever its deadline said: see there.
+   */
+  readonly #unansweredExtensions = new Set<string>();
+
+  /** `call`, with `key` in {@link #unansweredExtensions} until Redis answers it (or it fails). */
+  #unanswered<T>(key: string, call: Promise<T>): Promise<T> {
+    this.#unansweredExtensions.add(key);
+    const answered = () => this.#unansweredExtensions.delete(key);
+    call.then(answered, answered);
+    return call;
   }
 
   /**
