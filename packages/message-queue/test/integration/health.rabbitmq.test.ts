@@ -27,22 +27,29 @@ async function backendUp(registry: Registry, queue: string): Promise<number[]> {
   return (metric?.values ?? []).filter((value) => value.labels.queue === queue).map((value) => value.value);
 }
 
+/** The worker's outage transitions ('backend unavailable …' / 'backend available again'), in order. */
+function transitions(logger: RecordingLogger, from = 0): string[] {
+  return logger.entries
+    .slice(from)
+    .map((entry) => entry.message)
+    .filter((message) => message.startsWith('backend unavailable') || message === 'backend available again');
+}
+
 /**
  * Every error the worker emitted was an outage report ('backend unavailable', once per outage),
- * none another failure's: as many errors as such lines, at least one, and a later one only after
- * the worker saw the backend again. A graceful node stop can let a reconnect answer once before
- * the node is gone (two outages, reported twice; the clean-clone CI saw 2 errors once).
+ * none another failure's: as many errors as such lines, and a later one only after the worker saw
+ * the backend again. Besides the stop's, a loaded machine can give one: a call (the first
+ * exchange's connect, a Redis round trip of the freshly booted setup) slower than the test's
+ * 500 ms `backendTimeoutMs` is an outage by contract, ended by its late answer (seen in a loop
+ * under load: 'backend unavailable' 535 ms before the stop, then 'available again').
  */
 function expectOutageReports(errors: unknown[], logger: RecordingLogger): void {
-  const transitions = logger
-    .messages('warn', 'info')
-    .filter((message) => message.startsWith('backend unavailable') || message === 'backend available again');
-  const downs = transitions.filter((message) => message.startsWith('backend unavailable'));
-  expect(downs.length).toBeGreaterThanOrEqual(1);
+  const seen = transitions(logger);
+  const downs = seen.filter((message) => message.startsWith('backend unavailable'));
   expect(errors.length, errors.map(String).join('; ')).toBe(downs.length);
-  for (let index = 1; index < transitions.length; index += 1)
-    if (transitions[index]!.startsWith('backend unavailable'))
-      expect(transitions[index - 1], transitions.join(' | ')).toBe('backend available again');
+  for (let index = 1; index < seen.length; index += 1)
+    if (seen[index]!.startsWith('backend unavailable'))
+      expect(seen[index - 1], seen.join(' | ')).toBe('backend available again');
 }
 
 const redisUp = await isReachable('redis');
@@ -98,12 +105,20 @@ describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ bro
           await waitFor(() => worker.backendState === 'up', 5_000, 'the worker to be up');
           expect(await backendUp(registry, queue.name)).toEqual([1]);
 
+          // One stop is one outage, one report: the node stops its listener before it closes the
+          // connections, so no reconnect reaches it while it shuts down.
+          const errorsBeforeStop = errors.length;
+          const linesBeforeStop = logger.entries.length;
           await node.stop();
           await waitFor(() => worker.backendState === 'down', 15_000, 'the worker to see the broker down');
           const report = worker.health();
           expect(report.status).toBe('down');
           expect(report.cause).toBeInstanceOf(Error);
           expect(await backendUp(registry, queue.name)).toEqual([0]);
+          expect(errors.slice(errorsBeforeStop).map(String)).toHaveLength(1);
+          expect(transitions(logger, linesBeforeStop)).toEqual([
+            expect.stringMatching(/^backend unavailable/),
+          ]);
           expectOutageReports(errors, logger);
 
           await node.start();
