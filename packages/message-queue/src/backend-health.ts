@@ -72,8 +72,14 @@ export class BackendHealth {
     return call;
   }
 
-  answered(call: BackendCall, now: number): void {
+  /**
+   * The call was answered. With `provesUp` false (answered without the backend: a RabbitMQ lease
+   * renewal from the state store while the broker is unreachable) it is only no longer pending:
+   * it neither ends an outage nor counts as an answer that keeps a slow call from being one.
+   */
+  answered(call: BackendCall, now: number, provesUp = true): void {
     this.#pending.delete(call);
+    if (!provesUp) return;
     this.#lastAnsweredAt = now;
     const was = this.#state;
     if (was === 'up') return;

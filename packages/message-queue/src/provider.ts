@@ -179,6 +179,12 @@ export interface LeaseRenewal {
    * their handlers with `LeaseLostError`.
    */
   lost: string[];
+  /**
+   * True when the renewal was answered without the queue's backend: on RabbitMQ, by the state
+   * store or by this process, while the broker is unreachable. The worker then does not take it
+   * for the backend answering (it would end, or hide, the broker's outage).
+   */
+  backendDown?: boolean;
 }
 
 /** Outcome of `cancel`. */

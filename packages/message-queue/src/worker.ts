@@ -84,7 +84,8 @@ export const workerOptionsSchema = z
      * else answered meanwhile, marks the backend unavailable: one `error` event
      * (`BackendUnavailableError`) and a warning per outage, `backend_up` 0, until a call is
      * answered (logged with the outage's length). A call that fails does the same at once. The
-     * calls are not abandoned: they wait for the backend (ioredis's offline queue).
+     * calls are not abandoned: they wait for the backend (ioredis's offline queue). A lease
+     * renewal answered without the backend (`LeaseRenewal.backendDown`) counts neither way.
      */
     backendTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Time limit of each try when the job has no `timeout`. */
@@ -542,11 +543,22 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     this.#logger.info('backend available again', { downMs: Math.round(downMs), failedCalls });
   }
 
-  /** Runs a backend call through the health check: a failure is reported once per outage. */
-  async #call<T>(operation: string, work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a backend call through the health check: a failure is reported once per outage.
+   * `provesUp` says whether an answer came from the backend (default: every answer does).
+   */
+  async #call<T>(
+    operation: string,
+    work: () => Promise<T>,
+    provesUp: (value: T) => boolean = () => true,
+  ): Promise<T> {
     const call = this.#health.begin(operation, performance.now());
     try {
       const value = await work();
+      if (!provesUp(value)) {
+        this.#health.answered(call, performance.now(), false);
+        return value;
+      }
       this.#health.answered(call, performance.now());
       // Unknown (no series) until the first answer or the first outage, not 1 from the start.
       this.#upVote.set(1);
@@ -1022,8 +1034,14 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       const held: JobRecord[] = [];
       for (const running of this.#running.values()) if (!running.leaseLost) held.push(running.record);
       held.push(...this.#buffer);
-      const { cancelled, lost } = await this.#call('renew leases', () =>
-        this.#provider.extendLeases(this.queueName, held, now + this.#options.leaseMs, now),
+      // A renewal answered without the backend (a RabbitMQ state store while the broker is away)
+      // keeps the leases but says nothing of the backend: counted as its answer, each heartbeat
+      // ended the outage (one error per heartbeat) or, heart-beating faster than
+      // backendTimeoutMs, hid it.
+      const { cancelled, lost } = await this.#call(
+        'renew leases',
+        () => this.#provider.extendLeases(this.queueName, held, now + this.#options.leaseMs, now),
+        (renewal) => renewal.backendDown !== true,
       );
       this.#renewedAt = sentAt;
       if (lost.length > 0) this.#loseLeases(new Set(held), new Set(lost), 'revoked');

@@ -73,4 +73,33 @@ describe('BackendHealth', () => {
     health.check(260);
     expect(downs).toHaveLength(1);
   });
+
+  it('a call that cannot prove the backend up (a lease renewal) does not end an outage', () => {
+    // With a RabbitMQ state store, renewals are answered by Redis while the broker is down: ended
+    // by them, one node stop was reported once per heartbeat (3 errors in 6 s).
+    const { health, downs, ups } = tracked(100);
+    health.answered(health.begin('exchange', 0), 1);
+    const exchange = health.begin('exchange', 10);
+    health.check(110);
+    expect(downs).toHaveLength(1);
+    for (let at = 200; at < 1_000; at += 200) {
+      health.answered(health.begin('renew leases', at), at + 1, false);
+      health.check(at + 150);
+    }
+    expect(health.state).toBe('down');
+    expect(downs).toHaveLength(1);
+    expect(ups).toEqual([]);
+    health.answered(exchange, 1_200);
+    expect(ups).toEqual([{ downMs: 1_190, failedCalls: 0 }]);
+  });
+
+  it('a call that cannot prove the backend up does not hide an outage either', () => {
+    // Heart-beating faster than the bound, such answers kept a broker that was gone 'up'.
+    const { health, downs } = tracked(100);
+    health.answered(health.begin('exchange', 0), 1);
+    health.begin('exchange', 10);
+    for (let at = 20; at <= 100; at += 40) health.answered(health.begin('renew leases', at), at + 1, false);
+    health.check(110);
+    expect(downs).toEqual([{ operation: 'exchange', error: undefined, timeoutMs: 100 }]);
+  });
 });

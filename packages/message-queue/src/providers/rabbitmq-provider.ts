@@ -303,6 +303,13 @@ export class RabbitMqProvider implements QueueProvider {
   }
 
   async extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
+    // Answered without the broker (by the store, or here): while it is unreachable the answer
+    // says so, or the worker would take it for the broker answering (see `backendDown`).
+    const renewal = await this.#renew(queue, jobs, leaseUntil);
+    return this.#connection.connected ? renewal : { ...renewal, backendDown: true };
+  }
+
+  async #renew(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
     // With a store, a lease's token is its message's token (or a takeover's lease).
     if (this.#state) return this.#state.extendLeases(queue, jobs, leaseUntil);
     // Without one the broker keeps a delivery until its channel closes: nothing to renew (and no

@@ -457,17 +457,19 @@ export function describeQueueConformance(target: ConformanceTarget): void {
         const queue = makeQueue(undefined, dropCancelMessages(provider));
         const { id } = await queue.add('a', null, { attempts: 5 });
         const { seen, handler } = untilAborted();
-        const leaseMs = 300; // heartbeat every 100 ms
+        // Heartbeats (every leaseMs / 3) bring the cancel. Not shorter: with 300 ms a loaded
+        // machine delayed a renewal past the lease (CI-like load, 2 of 5 backends in one run): the
+        // worker gave the job up (LeaseLostError, not the cancel), or the lease ended in the store
+        // before the cancel (which then found the job waiting: 'removed').
+        const leaseMs = 1_500;
         const failed: boolean[] = [];
         startWorker(queue, handler, { leaseMs }).on('failed', (_id, _error, willRetry) =>
           failed.push(willRetry),
         );
         await waitFor(() => seen.runs === 1);
-        const cancelledAt = Date.now();
         expect(await queue.cancel(id)).toBe('signalled');
+        // Only a heartbeat can bring it (the message is dropped): the wait is a bound, not a measure.
         await waitFor(() => seen.reasons.length === 1, 10_000, 'the abort');
-        // Generous bound: a few heartbeat periods on a noisy machine.
-        expect(Date.now() - cancelledAt).toBeLessThan(10 * (leaseMs / 3) + 2_000);
         expect(seen.reasons[0]).toBeInstanceOf(JobCancelledError);
         await waitFor(() => failed.length === 1);
         expect(failed).toEqual([false]);
@@ -475,7 +477,8 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           await waitFor(async () => (await queue.getJob(id))?.state === 'failed');
           expect((await queue.getJob(id))?.errors.at(-1)?.name).toBe('JobCancelledError');
         }
-        await sleep(3 * leaseMs);
+        // Past the lease: a job recovered for its lease would have run again by now.
+        await sleep(2 * leaseMs);
         expect(seen.runs).toBe(1);
       },
     );
@@ -1685,7 +1688,11 @@ export function describeQueueConformance(target: ConformanceTarget): void {
           await waitFor(() => stalled.settled, 5_000, 'the late outcome to reach the backend');
           await sleep(200);
           // The second run is untouched: still active, nothing completed, retried or dead-lettered.
-          expect((await queue.getJob(id))?.state).toBe('active');
+          // Seen 'waiting' once (rabbitmq + redis cluster state, 'fail (retry)', loaded whole-package
+          // run; not in 18 loaded loops of the case): the record says whether the late failure was
+          // applied (an attempt and its error) or the job was recovered again (lease, stalls).
+          const contended = await queue.getJob(id);
+          expect(contended?.state, JSON.stringify({ ...contended, runs, stalled })).toBe('active');
           expect(await queue.counts()).toMatchObject({
             active: 1,
             waiting: 0,

@@ -61,7 +61,16 @@ describe
           expect(completed.sort()).toEqual(['after', 'quick', 'slow']);
           expect((await provider.counts(queue.name)).waiting).toBe(0);
           await provider.deleteQueue(queue.name);
-          expect(logger.lines('warn').some((warning) => warning.includes('PRECONDITION_FAILED'))).toBe(true);
+          const told = logger.lines('warn').some((warning) => warning.includes('PRECONDITION_FAILED'));
+          // Not reproduced alone or under load (once in a loaded whole-package run, both cases):
+          // if it recurs, the failure shows what the node had set and what was logged.
+          const diagnosis = told
+            ? ''
+            : `${await node.ctl(
+                'eval',
+                '{application:get_env(rabbit, consumer_timeout), application:get_env(rabbit, channel_tick_interval)}.',
+              )} ${logger.lines('warn', 'info').join(' | ')}`;
+          expect(told, diagnosis).toBe(true);
         } finally {
           await provider.close();
         }
