@@ -75,6 +75,12 @@ export {
   type VotedGauge,
 } from './metrics.js';
 export { type RedisInfoClient, redisEvictingPolicy, whenRedisMayEvict } from './redis-memory-policy.js';
-export { pingRedis, RedisNotConnectedError, type RedisPingClient, type RedisPingNode } from './redis-ping.js';
+export {
+  type PingRedisOptions,
+  pingRedis,
+  RedisNotConnectedError,
+  type RedisPingClient,
+  type RedisPingNode,
+} from './redis-ping.js';
 export { type RevivableRedisClient, reviveSentinelClient } from './sentinel-revival.js';
 export { tracingChannel } from './tracing.js';

@@ -36,19 +36,41 @@ async function pingNode(node: RedisPingNode): Promise<void> {
   await node.ping();
 }
 
+/** Options of {@link pingRedis}. */
+export interface PingRedisOptions {
+  /**
+   * On a Cluster, which masters must answer: `all` (the default: a readiness check, since a
+   * Cluster with one master frozen fails the keys of its slots) or `any` (a circuit breaker's
+   * probe on a backend whose masters fail apart: one answering master means Redis is there, and
+   * the keys of a frozen one fail alone). Ignored for a single node.
+   */
+  readonly masters?: 'all' | 'any';
+}
+
 /**
  * PINGs what serves `client`'s commands: a single node (for a Sentinel client, the master it is
  * connected to, which is where its commands go), or every master a Cluster client knows (a
  * Cluster with one master frozen fails the keys of its slots). A Cluster that knows no master yet
  * (still connecting) is PINGed through the client, which sends it to a node once ready. Resolves
- * when all answered; rejects with the first failure (`RedisNotConnectedError` for a connection
- * that is down). No deadline of its own: the caller bounds it.
+ * when all answered (with `masters: 'any'`, when one did: a keyless `client.ping()` would ask one
+ * master picked at random); rejects with the first failure (`RedisNotConnectedError` for a
+ * connection that is down; with `any`, once every master failed). No deadline of its own: the
+ * caller bounds it.
  */
-export async function pingRedis(client: RedisPingClient): Promise<void> {
+export async function pingRedis(client: RedisPingClient, options: PingRedisOptions = {}): Promise<void> {
   if (client.isCluster === true && typeof client.nodes === 'function') {
     const masters = client.nodes('master');
     if (masters.length > 0) {
-      await Promise.all(masters.map(pingNode));
+      if (options.masters !== 'any') {
+        await Promise.all(masters.map(pingNode));
+        return;
+      }
+      const pings = masters.map(pingNode);
+      // The PINGs of masters that do not answer land or fail on their own.
+      for (const ping of pings) ping.catch(() => {});
+      await Promise.any(pings).catch((error: unknown) => {
+        throw error instanceof AggregateError ? error.errors[0] : error;
+      });
       return;
     }
   }

@@ -6,6 +6,7 @@ import {
   createCircuitBreaker,
   type Logger,
   LogSampler,
+  pingRedis,
 } from '@noa/core';
 import { BackendUnavailableError } from '../errors.js';
 import type { CacheMetrics } from '../metrics.js';
@@ -199,21 +200,15 @@ export class RedisGuard {
   }
 
   /**
-   * The breaker's probe: a PING. On a Cluster, one PING to every master, answered when any of
-   * them answers: ioredis sends a keyless command (`client.ping()`) to one master picked at
+   * The breaker's probe: a PING (core's `pingRedis`). On a Cluster, one PING to every master,
+   * answered when any of them answers (`masters: 'any'`): ioredis sends a keyless command (`client.ping()`) to one master picked at
    * random, so the breaker's verdict was that master's, and with one master of three stalled the
    * probe kept the breaker open a third of the time though the others answered. The breaker opens
    * on a Cluster only when no master answered for {@link partAnswerWindowMs}, so it closes as soon
    * as one answers again: the stalled master's keys then fail alone, uncounted.
    */
   #ping(client: IoRedisClient): Promise<unknown> {
-    if (!isCluster(client)) return client.ping();
-    const masters = client.nodes('master');
-    if (masters.length === 0) return client.ping();
-    const pings = masters.map((node) => node.ping());
-    // The PINGs of masters that do not answer are left to land or fail on their own.
-    for (const ping of pings) ping.catch(() => {});
-    return Promise.any(pings);
+    return pingRedis(client, { masters: 'any' });
   }
 
   /** Sends `work` now, or once the client is ready again within the deadline (see {@link sendOnlyWhenConnected}). */
