@@ -45,7 +45,11 @@ if (require('ioredis/package.json').version.startsWith('5')) {
 }
 const batchKeys = 32;
 const values = shape.startsWith('batch')
-  ? [1765040000123, 1, ...Array.from({ length: batchKeys }, (_, key) => [0, 1, 999999876 - key, 59877, 0, 0, 0]).flat()]
+  ? [
+      1765040000123,
+      1,
+      ...Array.from({ length: batchKeys }, (_, key) => [0, 1, 999999876 - key, 59877, 0, 0, 0]).flat(),
+    ]
   : [1765040000123, 1, 0, 1, 999999876, 59877, 0, 0, 0];
 const text = values.join(' ');
 const chunk = Buffer.from(
@@ -62,4 +66,5 @@ for (let index = 0; index < Number(calls); index += 1) {
   const numbers = typeof converted === 'string' ? replyValues(converted) : converted;
   sink += numbers.length;
 }
-if (sink !== Number(calls) * (shape === 'rlf' ? 2 : values.length)) throw new Error(`unexpected replies (${sink})`);
+if (sink !== Number(calls) * (shape === 'rlf' ? 2 : values.length))
+  throw new Error(`unexpected replies (${sink})`);

@@ -1,6 +1,7 @@
 // Sends EVALSHA of server-reply.lua <calls> times, one at a time: `node server-reply.mjs <port> <mode> <distinct> <calls>` (see server-reply.sh).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+
 const require = createRequire(import.meta.url);
 const { Redis } = require('ioredis');
 const [port, mode, distinct, calls] = process.argv.slice(2);

@@ -320,10 +320,11 @@ local function define_check_group()
 end
 
 -- A number as the reply's text carries it: '%d', the truncation Redis applies to a number it replies.
--- Kept per call in TEXT: string.format costs Redis about 1,300 instructions per number, six times
--- what replying it as an integer costs, and most numbers of a batch repeat (the window's reset time,
--- counts that move together, 0), so each distinct number of a call is formatted once. (A NaN, which
--- no step returns, is not kept: a table index cannot be NaN.)
+-- Kept per call in TEXT: string.format costs Redis about 1,300-1,700 instructions per number, more
+-- than replying it as an integer, and most numbers of a batch repeat (the window's reset time,
+-- counts that move together, 0), so each distinct number of a call is formatted once
+-- (bench/instructions/server-reply.sh). (A NaN, which no step returns, is not kept: a table index
+-- cannot be NaN.)
 local TEXT_OF = { __index = function(texts, value)
   local text = format('%d', value)
   if value == value then texts[value] = text end
