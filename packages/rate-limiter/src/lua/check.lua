@@ -95,7 +95,24 @@ local function check_single(hkey, set, cost)
     end
   end
   local allowed, remaining, reset, retry, delay, nxt, na, nb, ncv = set.step(a, b, c, now, cost, p)
-  put_single(o, 0, allowed, remaining, reset, retry, delay, nxt)
+  -- put_single's two forms, inline: this is every key's path.
+  if TEXT == nil then
+    out[o + 1] = 0
+    out[o + 2] = allowed and 1 or 0
+    out[o + 3] = remaining
+    out[o + 4] = reset
+    out[o + 5] = retry
+    out[o + 6] = delay
+    out[o + 7] = nxt
+  else
+    out[o + 1] = '0'
+    out[o + 2] = allowed and '1' or '0'
+    out[o + 3] = TEXT[remaining]
+    out[o + 4] = TEXT[reset]
+    out[o + 5] = retry == 0 and '0' or TEXT[retry]
+    out[o + 6] = delay == 0 and '0' or TEXT[delay]
+    out[o + 7] = TEXT[nxt]
+  end
   if not allowed then return end
   if na == a and alg <= 2 then
     if nb ~= b then redis.call('HSET', hkey, '1:b', format('%d', nb)) end
