@@ -2,11 +2,12 @@
 # Redis server instructions per check of the standalone store at 64 in flight over 10k keys
 # (bench/instructions/redis-loop.mjs, run by plain Node), counted by valgrind (callgrind) on a
 # private redis-server: (instructions of a server that answered 30k checks - of one that answered
-# 10k) / 20k, the warm-up and the function load cancelling out. Only what Redis executes for the
-# calls is counted (valgrind's --toggle-collect: reading and parsing a call, running it, writing
-# its reply into the client's buffer, sending it), not its timers and event-loop turns, whose
-# number moves with time (a full count of the same runs moved by ±15%); how many checks share a
-# call moves with timing too (the loop prints it).
+# 10k) / 20k, the warm-up and the function load cancelling out. Only what Redis executes inside
+# FCALL is counted (valgrind's --toggle-collect=fcallCommand: the script, the commands it runs and
+# turning its result into the reply), not parsing, timers or event-loop turns, whose number moves
+# with time. Repeated runs still scatter by up to 20% (cause not found: compare versions over
+# several runs, or one callgrind profile of each as the CHANGELOG's figures are); how many checks
+# share a call moves with timing too (the loop prints it).
 # IN_FLIGHT=1 counts checks sent one at a time (each call one key: the short form).
 # Usage: packages/rate-limiter/bench/instructions/redis-server-count.sh (after `pnpm build`);
 # needs valgrind, redis-server, redis-cli and the toolchain's Node.
