@@ -4,7 +4,9 @@
 // them to strings as ioredis does for a command with `replyEncoding: 'utf8'`, and reads the
 // numbers as the store does. Shapes: array (check.lua's one-key reply before: nine integers),
 // string (its reply now: one bulk string of them; parsed by the built package's `replyValues`, so
-// run `pnpm build` first), rlf (RateLimiterRedis's reply: two integers).
+// run `pnpm build` first), rlf (RateLimiterRedis's reply: two integers), batch-array and
+// batch-string (a standalone call of 32 one-cost keys, as the 64-in-flight bench sends: the
+// header, then 7 numbers per key, 226 in all, as integers or as one string).
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { replyValues } from '../../dist/stores/lua-script.js';
@@ -41,11 +43,18 @@ if (require('ioredis/package.json').version.startsWith('5')) {
   });
   feed = (chunk) => decoder.write(chunk);
 }
-const values = [1765040000123, 1, 0, 1, 999999876, 59877, 0, 0, 0];
+const batchKeys = 32;
+const values = shape.startsWith('batch')
+  ? [
+      1765040000123,
+      1,
+      ...Array.from({ length: batchKeys }, (_, key) => [0, 1, 999999876 - key, 59877, 0, 0, 0]).flat(),
+    ]
+  : [1765040000123, 1, 0, 1, 999999876, 59877, 0, 0, 0];
 const text = values.join(' ');
 const chunk = Buffer.from(
-  shape === 'array'
-    ? `*9\r\n${values.map((value) => `:${value}\r\n`).join('')}`
+  shape === 'array' || shape === 'batch-array'
+    ? `*${values.length}\r\n${values.map((value) => `:${value}\r\n`).join('')}`
     : shape === 'rlf'
       ? '*2\r\n:5\r\n:60000\r\n'
       : `$${text.length}\r\n${text}\r\n`,
@@ -57,4 +66,5 @@ for (let index = 0; index < Number(calls); index += 1) {
   const numbers = typeof converted === 'string' ? replyValues(converted) : converted;
   sink += numbers.length;
 }
-if (sink !== Number(calls) * (shape === 'rlf' ? 2 : 9)) throw new Error(`unexpected replies (${sink})`);
+if (sink !== Number(calls) * (shape === 'rlf' ? 2 : values.length))
+  throw new Error(`unexpected replies (${sink})`);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per reply read on the client (bench/instructions/reply.mjs), counted by valgrind
 # (callgrind) with --single-threaded --predictable, so that a count does not move with the
-# machine's load: (instructions of 300k replies - of 100k) / 200k, per shape. Run it in a tree
+# machine's load: (instructions of 300k replies - of 100k) / 200k, per shape (a batch shape, 32
+# keys per reply: of 15k - of 5k, per reply and per key). Run it in a tree
 # whose ioredis is 6 (the repo's) or 5 (a copy with a pnpm override, as `scripts/run
 # compat-ioredis` makes). Usage: packages/rate-limiter/bench/instructions/reply.sh [shape ...]
 # (after `pnpm build`); needs valgrind and the toolchain's Node.
@@ -17,7 +18,13 @@ count() {
 }
 version="$(cd "$here" && node -p 'require("ioredis/package.json").version')"
 for shape in "${shapes[@]}"; do
-  low="$(count "$shape" 100000)"
-  high="$(count "$shape" 300000)"
-  echo "ioredis $version, $shape: $(((high - low) / 200000)) instructions per reply read"
+  calls=100000
+  case "$shape" in batch-*) calls=5000 ;; esac
+  low="$(count "$shape" "$calls")"
+  high="$(count "$shape" "$((calls * 3))")"
+  per=$(((high - low) / (calls * 2)))
+  case "$shape" in
+    batch-*) echo "ioredis $version, $shape: $per instructions per reply read, $((per / 32)) per key" ;;
+    *) echo "ioredis $version, $shape: $per instructions per reply read" ;;
+  esac
 done

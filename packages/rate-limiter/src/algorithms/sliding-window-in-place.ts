@@ -131,10 +131,21 @@ function retryOf(
   // inexact, and a quota that seems to fit must not divide by that 0).
   if (current + cost <= limit && previous > 0) {
     // Within this window: wait until previous × (window − e) ≤ (limit − current − cost) × window.
-    const slack = Math.floor(((limit - current - cost) * window) / previous);
-    return windowStart + window - slack - now;
+    const room = (limit - current - cost) * window;
+    return windowStart + window - fittingSlack(Math.floor(room / previous), previous, room) - now;
   }
   // Next window: its "previous" is our current count, its current count is 0.
-  const slack = current > 0 ? Math.floor(((limit - cost) * window) / current) : window;
-  return windowStart + 2 * window - Math.min(window, slack) - now;
+  const room = (limit - cost) * window;
+  const slack =
+    current > 0 ? fittingSlack(Math.min(window, Math.floor(room / current)), current, room) : window;
+  return windowStart + 2 * window - slack - now;
+}
+
+/**
+ * `slack` (the ms of the window left when the cost fits), one less when the step's own comparison,
+ * `count × slack > room`, would still refuse there: past 2^53 the quotient is rounded and could
+ * come out 1 too big, a retry time 1 ms early (sliding-window-retry-bound.test.ts).
+ */
+function fittingSlack(slack: number, count: number, room: number): number {
+  return count * slack > room ? slack - 1 : slack;
 }

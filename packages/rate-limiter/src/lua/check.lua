@@ -10,18 +10,41 @@
 -- KEYS: per group its state hash, then (when its set has a sliding log) one sorted set per limit.
 -- Returns now (Redis ms, for the client's clock offset), then 0 when the call expired (nothing
 -- was read or counted; nothing else follows) or 1 followed by, per group, per cost: blockedMs,
--- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs, nextMs (R, below). The short
--- form that ran replies these nine numbers as one string, separated by spaces (see `entry`).
+-- then per limit allowed, remaining, resetMs, retryAfterMs, delayMs, nextMs (R, below). A call that
+-- ran replies these numbers as one string, separated by spaces (the short form's reason, in
+-- `entry`, holds for a batch: its reply carries 7 numbers per key); an expired one, the array.
 
 -- Per call (set by `entry`): the batch's shape and auto-block policy, the reply being built and its
 -- length, the number cache and the per-group scratch. Declared here, before the functions that
 -- share them, and assigned at each call: loaded as a Redis function, this file's definitions run
 -- once, not at every call (see lua-script.ts).
-local ngroups, blocking, bp, out, nout, format, NUMBERS
+local ngroups, blocking, bp, out, nout, format, NUMBERS, TEXT
 -- Values per limit in the reply (replyValuesPerLimit in lua-script.ts).
 local R = 6
 -- Per-group scratch of check_group, reused: groups are checked one after the other.
 local SA, SB, SC, LOG, NA, NB, NC, NLOG, W
+
+-- check_single's results at `o` of `out`: numbers for the short form (one string.format makes its
+-- reply), texts for a batch (TEXT; see TEXT_OF), so that most need no string.format of their own.
+local function put_single(o, blocked, allowed, remaining, reset, retry, delay, nxt)
+  if TEXT == nil then
+    out[o + 1] = blocked
+    out[o + 2] = allowed and 1 or 0
+    out[o + 3] = remaining
+    out[o + 4] = reset
+    out[o + 5] = retry
+    out[o + 6] = delay
+    out[o + 7] = nxt
+    return
+  end
+  out[o + 1] = blocked == 0 and '0' or TEXT[blocked]
+  out[o + 2] = allowed and '1' or '0'
+  out[o + 3] = TEXT[remaining]
+  out[o + 4] = TEXT[reset]
+  out[o + 5] = retry == 0 and '0' or TEXT[retry]
+  out[o + 6] = delay == 0 and '0' or TEXT[delay]
+  out[o + 7] = TEXT[nxt]
+end
 
 -- check_group for one cost over one scalar limit without auto-block (a manual block included):
 -- the same step, the same
@@ -67,24 +90,29 @@ local function check_single(hkey, set, cost)
       -- started the block says); a limit that would admit it reports its unspent state.
       local fits, remaining, reset, retry, delay, nxt = set.step(a, b, c, now, cost, p)
       if fits then remaining, reset, retry, delay, nxt = select(2, set.step(a, b, c, now, 0, p)) end
-      out[o + 1] = bu - now
-      out[o + 2] = 0
-      out[o + 3] = remaining
-      out[o + 4] = reset
-      out[o + 5] = later(retry, bu - now)
-      out[o + 6] = delay
-      out[o + 7] = nxt
+      put_single(o, bu - now, false, remaining, reset, later(retry, bu - now), delay, nxt)
       return
     end
   end
   local allowed, remaining, reset, retry, delay, nxt, na, nb, ncv = set.step(a, b, c, now, cost, p)
-  out[o + 1] = 0
-  out[o + 2] = allowed and 1 or 0
-  out[o + 3] = remaining
-  out[o + 4] = reset
-  out[o + 5] = retry
-  out[o + 6] = delay
-  out[o + 7] = nxt
+  -- put_single's two forms, inline: this is every key's path.
+  if TEXT == nil then
+    out[o + 1] = 0
+    out[o + 2] = allowed and 1 or 0
+    out[o + 3] = remaining
+    out[o + 4] = reset
+    out[o + 5] = retry
+    out[o + 6] = delay
+    out[o + 7] = nxt
+  else
+    out[o + 1] = '0'
+    out[o + 2] = allowed and '1' or '0'
+    out[o + 3] = TEXT[remaining]
+    out[o + 4] = TEXT[reset]
+    out[o + 5] = retry == 0 and '0' or TEXT[retry]
+    out[o + 6] = delay == 0 and '0' or TEXT[delay]
+    out[o + 7] = TEXT[nxt]
+  end
   if not allowed then return end
   if na == a and alg <= 2 then
     if nb ~= b then redis.call('HSET', hkey, '1:b', format('%d', nb)) end
@@ -166,6 +194,7 @@ local function define_check_group()
       end
     end
     local logDirty = nil
+    local first = nout + 1
     for j = 1, nc do
       local cost = tonumber(ARGV[costAt + j - 1])
       local blockedMs = 0
@@ -250,6 +279,8 @@ local function define_check_group()
       end
     end
 
+    -- Its results were read back above (report_unspent, `later`): made text only now.
+    for i = first, nout do out[i] = TEXT[out[i]] end
     if not (dirty or blockDirty) then return end
     local n = 0
     local ttl = 1
@@ -305,14 +336,27 @@ local function define_check_group()
   end
 end
 
+-- A number as the reply's text carries it: '%d', the truncation Redis applies to a number it replies.
+-- Kept per call in TEXT: string.format costs Redis about 1,300-1,700 instructions per number, more
+-- than replying it as an integer, and most numbers of a batch repeat (the window's reset time,
+-- counts that move together, 0), so each distinct number of a call is formatted once
+-- (bench/instructions/server-reply.sh). (A NaN, which no step returns, is not kept: a table index
+-- cannot be NaN.)
+local TEXT_OF = { __index = function(texts, value)
+  local text = format('%d', value)
+  if value == value then texts[value] = text end
+  return text
+end }
+
 -- One call of this script: `begin` reads the clock and the deadline, then the batch is checked.
 local function entry(keys, args)
   if begin(keys, args) then return { now, 0 } end
+  format = string.format
   out = { now, 1 }
   -- The length of `out`, kept by hand: `#out` is a search.
   nout = 2
-  format = string.format
   NUMBERS = nil
+  TEXT = nil
 
   -- The commonest call, one key with one cost over one scalar limit and no auto-block (a check
   -- of a quiet key, and every call on a Cluster, where keys rarely share a slot), comes in a
@@ -343,6 +387,9 @@ local function entry(keys, args)
   end
 
   if check_group == nil then define_check_group() end
+  -- The batch's reply is built as texts (see TEXT_OF), joined at the end.
+  TEXT = setmetatable({}, TEXT_OF)
+  out[1], out[2] = TEXT[now], '1'
   NUMBERS = setmetatable({}, { __index = function(cache, text)
     local value = tonumber(text)
     if value ~= nil then cache[text] = value end
@@ -421,5 +468,6 @@ local function entry(keys, args)
     keyAt = keyAt + 1
     if set.logs then keyAt = keyAt + set.nl end
   end
-  return out
+  -- The batch's numbers as one string too, for the short form's reason (7 numbers per key).
+  return table.concat(out, ' ', 1, nout)
 end

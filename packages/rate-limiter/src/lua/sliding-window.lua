@@ -5,16 +5,23 @@ local function sw_reset(ws, w, now, prev, cur)
   return 0
 end
 
+-- One less when the step's own comparison would still refuse at `slack` (fittingSlack).
+local function sw_fitting(slack, count, room)
+  if count * slack > room then return slack - 1 end
+  return slack
+end
+
 local function sw_retry(ws, w, now, prev, cur, cost, limit)
   if cost > limit then return NEVER end
   -- Without a previous count nothing frees within this window (retryOf).
   if cur + cost <= limit and prev > 0 then
-    local slack = math.floor(((limit - cur - cost) * w) / prev)
-    return ws + w - slack - now
+    local room = (limit - cur - cost) * w
+    return ws + w - sw_fitting(math.floor(room / prev), prev, room) - now
   end
+  local room = (limit - cost) * w
   local slack = w
-  if cur > 0 then slack = math.floor(((limit - cost) * w) / cur) end
-  return ws + 2 * w - math.min(w, slack) - now
+  if cur > 0 then slack = sw_fitting(math.min(w, math.floor(room / cur)), cur, room) end
+  return ws + 2 * w - slack - now
 end
 
 -- When the weighted count next frees a point: remaining + 1 fit (0 with the whole limit left).

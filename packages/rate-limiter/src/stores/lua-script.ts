@@ -86,9 +86,9 @@ export const algorithmCodes = {
 } as const;
 
 /**
- * The numbers of a check's one-key reply (check.lua's short form): one string of integers
- * separated by single spaces, a leading `-` for a negative one; `undefined` when `text` is not
- * such a string. The script sends them as one bulk string rather than an array of nine integers:
+ * The numbers of a check's reply (check.lua's short form, and its batch form that ran): one string
+ * of integers separated by single spaces, a leading `-` for a negative one; `undefined` when `text`
+ * is not such a string. The script sends them as one bulk string rather than an array of integers:
  * ioredis 6's RESP decoder spends about 0.3 µs of client CPU per integer of a reply (ioredis 5's
  * redis-parser, 0.015), and one string costs it about as much as one integer.
  */

@@ -1321,7 +1321,8 @@ function giveUpOf(options: ConsumeOptions | undefined): GiveUp | undefined {
 
 /**
  * The script's reply (header: Redis's clock, then 0 if the call expired instead of running): an
- * array of integers, or the one-key short form's string of them (see `replyValues`).
+ * array of integers (an expired call's `[now, 0]`), or, from a call that ran, one string of them
+ * (see `replyValues`).
  */
 function checkedReply(reply: unknown): number[] {
   if (typeof reply === 'string') {

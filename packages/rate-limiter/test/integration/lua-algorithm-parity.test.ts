@@ -212,6 +212,49 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
     }
   });
 
+  it('sliding-window: the same retry time past 2^53, where the rounded quotient would make it 1 ms early', async () => {
+    // sliding-window-retry-bound.test.ts's counterexample: a full window, then a refused point.
+    const policy: LimitPolicy = {
+      name: 'p',
+      algorithm: 'sliding-window',
+      limit: 5_821_975_669_930_150,
+      windowMs: 16_858,
+    };
+    const windowStart = 1_700_000_000_123 - (1_700_000_000_123 % policy.windowMs);
+    const first = [
+      [windowStart, policy.limit],
+      [windowStart, 1],
+    ] as const;
+    const argv = (steps: readonly (readonly [number, number])[]) =>
+      [
+        algorithmNames.indexOf(policy.algorithm) + 1,
+        policy.limit,
+        policy.windowMs,
+        capacityOf(policy),
+        0,
+        ...steps.flat(),
+      ].map(String);
+    const reply = (await client.eval(harness, 0, ...argv(first))) as number[];
+    const full = algorithms['sliding-window'].step(undefined, windowStart, policy.limit, policy);
+    const refused = algorithms['sliding-window'].step(full.state, windowStart, 1, policy).decision;
+    expect(refused.allowed).toBe(false);
+    expect(reply.slice(perStep, perStep + 6)).toEqual([
+      0,
+      refused.remaining,
+      refused.resetMs,
+      refused.retryAfterMs,
+      refused.delayMs,
+      refused.nextMs,
+    ]);
+    // The retry time admits the point, in the script as in TypeScript.
+    const retried = (await client.eval(
+      harness,
+      0,
+      ...argv([...first, [windowStart + refused.retryAfterMs, 1]]),
+    )) as number[];
+    expect(retried[perStep * 2]).toBe(1);
+  });
+
   /** Runs `steps` ([time, cost]) through the harness and the TypeScript step: both decisions. */
   async function both(policy: LimitPolicy, steps: readonly (readonly [number, number])[]) {
     const argv = [
