@@ -193,23 +193,28 @@ export class RemoteStoreCaller {
   /**
    * The breaker's probe: the store's `ping()` (a PING of its Redis) under the checks' deadline,
    * so no batch of user checks is the half-open trial that waits out the deadline on a store still
-   * stalled, and checks keep the fail mode's instant answer until the PING comes back. None (a
-   * user call is the trial, as before) for a store without `ping()`, and for one whose parts
-   * answer separately (a Cluster): its PING asks every master, and would keep the breaker open
-   * while one master is down though the others answer (its checks close the breaker as soon as
-   * any part answers).
+   * stalled, and checks keep the fail mode's instant answer until the PING comes back. On a store
+   * whose parts answer separately (a Cluster) its `pingAnyPart()`: a PING of every master that
+   * succeeds when any answers, as the breaker there counts a failure only when no part answered
+   * (`ping()` asks that every master answer, and would hold the breaker open while one master is
+   * down though the others answer). None (a user call is the trial, as before) for a store
+   * without the method its kind needs.
    */
   #probe(): ((signal: AbortSignal) => Promise<unknown>) | undefined {
     const store = this.#store;
-    if (store.ping === undefined) return undefined;
-    if (store.consumeEach !== undefined && store.keysPerCall === undefined) return undefined;
+    const partsApart = store.consumeEach !== undefined && store.keysPerCall === undefined;
+    const ping = partsApart ? store.pingAnyPart : store.ping;
+    if (ping === undefined) return undefined;
     const operation = `rate-limit store probe (PING) on ${store.kind}`;
     return () =>
       withDeadline(
-        Promise.resolve().then(() => store.ping!()),
+        Promise.resolve().then(() => ping.call(store)),
         this.#deadlineMs,
         operation,
-      );
+      ).then(() => {
+        // A part answered: the stalled part's failures right after the breaker closes are its own.
+        this.#lastAnswerAt = this.#clock.now();
+      });
   }
 
   /** Takes this limiter out of the fallback gauge (its limiter is closed). */

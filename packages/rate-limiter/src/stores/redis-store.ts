@@ -473,6 +473,14 @@ export class RedisStore implements RateLimitStore {
     return pingRedis(this.#client);
   }
 
+  /**
+   * The breaker's probe on a Cluster: one PING to every master, resolved once any of them answered
+   * (@noa/core's `pingRedis` with `masters: 'any'`); on a single node, {@link ping}.
+   */
+  pingAnyPart(): Promise<void> {
+    return pingRedis(this.#client, { masters: 'any' });
+  }
+
   /** The client belongs to the caller, who closes it; the store stops watching it. */
   async close(): Promise<void> {
     this.#stopReviving?.();

@@ -143,6 +143,14 @@ export interface RateLimitStore {
    * traffic alone, as `health()` does.
    */
   ping?(): Promise<void>;
+  /**
+   * Optional, for a remote store whose parts answer separately (`consumeEach`, a Redis Cluster):
+   * resolves once ANY part answered a PING, rejecting once every part failed. The breaker probes
+   * by it there (one part down must neither hold the breaker open for the others nor hide that
+   * every part is gone); without it a user call is the half-open trial. {@link ping} stays the
+   * readiness check, which every part must answer.
+   */
+  pingAnyPart?(): Promise<void>;
   /** Releases what the store owns (not a client passed in by the user). */
   close(): Promise<void>;
 }
