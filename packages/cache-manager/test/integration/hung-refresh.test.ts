@@ -1,7 +1,6 @@
-import { generousDeadlineMs, recordingLogger } from '@noa/testkit';
-import { afterAll, describe, expect, it } from 'vitest';
-import { Cache } from '../../src/index.js';
-import { dropPrefix, eventually, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+import { recordingLogger } from '@noa/testkit';
+import { describe, expect, it } from 'vitest';
+import { eventually, redisUp, sharedRedisCaches } from './helpers.js';
 
 // Issue 10, loose end 2: a background refresh (refresh-ahead here; XFetch takes the same path)
 // whose factory never settles. It held the key's refresh slot for as long as the process lived:
@@ -12,28 +11,11 @@ import { dropPrefix, eventually, Redis, redisUp, redisUrl, testPrefix } from './
 const leaseMs = 300;
 
 describe.skipIf(!redisUp)('a background refresh whose factory never settles', () => {
-  const prefix = testPrefix('cm_hung_refresh');
-  const redis = redisUp ? new Redis(redisUrl) : undefined;
-  const caches: Cache[] = [];
-  afterAll(async () => {
-    await Promise.all(caches.map((cache) => cache.close()));
-    if (redis) {
-      await dropPrefix(prefix);
-      redis.disconnect();
-    }
-  });
+  const { prefix, open } = sharedRedisCaches('cm_hung_refresh');
 
   it('is abandoned after lock.leaseMs: a later hit refreshes the key again, once, and its value is cached', async () => {
     const logger = recordingLogger();
-    const cache = new Cache({
-      redis,
-      prefix,
-      logger,
-      operationTimeoutMs: generousDeadlineMs,
-      lock: { leaseMs },
-    });
-    caches.push(cache);
-    await cache.ready();
+    const cache = await open({ logger, lock: { leaseMs } });
     // The threshold above the TTL: every hit after a write refreshes in the background.
     const options = { ttlMs: 60_000, refreshThresholdMs: 120_000 };
     await cache.set('key', 'v0', { ttlMs: 60_000 });
@@ -68,23 +50,13 @@ describe.skipIf(!redisUp)('a background refresh whose factory never settles', ()
         .filter((message) => message.startsWith('an early refresh outlived lock.leaseMs')),
     ).toHaveLength(1);
     // The hung run is superseded: its lease is not held, and L2 holds the new value.
-    const other = new Cache({ redis, prefix, operationTimeoutMs: generousDeadlineMs, bus: false });
-    caches.push(other);
+    const other = await open({ bus: false });
     expect(await other.get('key')).toBe('v1');
   });
 
   it('a soft-timeout run that never settles is joined for lock.leaseMs only: then the key is computed again, once (held before this change)', async () => {
     const logger = recordingLogger();
-    const cache = new Cache({
-      redis,
-      prefix: `${prefix}soft:`,
-      logger,
-      operationTimeoutMs: generousDeadlineMs,
-      lock: { leaseMs },
-      earlyRefreshBeta: 0,
-    });
-    caches.push(cache);
-    await cache.ready();
+    const cache = await open({ prefix: `${prefix}soft:`, logger, lock: { leaseMs }, earlyRefreshBeta: 0 });
     // Stale at once, in grace for a minute: each call below serves it after its soft timeout.
     await cache.set('key', 'v0', { ttlMs: 1, graceMs: 60_000 });
     let hungStarts = 0;
