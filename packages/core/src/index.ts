@@ -74,6 +74,7 @@ export {
   metricLabelValue,
   type VotedGauge,
 } from './metrics.js';
+export { PartAnswers, PartFailure, partAnswerWindowMs, unlessPartFailure } from './part-answers.js';
 export { type RedisInfoClient, redisEvictingPolicy, whenRedisMayEvict } from './redis-memory-policy.js';
 export {
   type PingRedisOptions,

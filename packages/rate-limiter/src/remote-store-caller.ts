@@ -7,8 +7,11 @@ import {
   GaugeShare,
   type Logger,
   LogSampler,
+  PartAnswers,
+  PartFailure,
   startDeadline,
   TimeoutError,
+  unlessPartFailure,
   withDeadline,
 } from '@noa/core';
 import type { AutoBlockPolicy } from './auto-block.js';
@@ -88,22 +91,6 @@ const closedRetryAfterMs = 1_000;
 const lateRefundMaxMs = 1_000;
 
 /**
- * On a store whose parts fail apart (a Cluster's masters): a call that failed while another part
- * had answered within this many ms is that part's failure, not the store's, and is not counted
- * by the breaker (see {@link RemoteStoreCaller.#storeAnswers}). At low traffic each call is one
- * key, and with one master of three down a run of 10 calls can all land on it by chance ((1/3)^10
- * per run: about once an hour at 10 checks/s); the breaker would then open for every key. Within
- * a second the other masters' keys answer many times over at any traffic where such runs are
- * likely; a Cluster that stopped answering as a whole is counted after that second.
- */
-const partAnswerWindowMs = 1_000;
-
-/** A failed call of one part while the store answered elsewhere (see {@link partAnswerWindowMs}). */
-class PartFailure {
-  constructor(readonly error: unknown) {}
-}
-
-/**
  * Calls a remote store (Redis) so that a check never waits on it for longer than the deadline:
  * batches the checks of a tick (one key's requests together, keys in shared calls), runs each
  * call under a deadline and a circuit breaker, and answers by the fail mode when the call fails,
@@ -129,11 +116,12 @@ export class RemoteStoreCaller {
   readonly #pending = new Map<string, Pending>();
   readonly #earlyFlushKeys: number;
   #flushScheduled = false;
-  /** The store's parts answer separately (a Cluster): see {@link partAnswerWindowMs}. */
-  readonly #partsFailApart: boolean;
-  /** When (the limiter's clock) a part last answered in time. */
-  #lastAnswerAt = Number.NEGATIVE_INFINITY;
-  readonly #clock: Clock;
+  /**
+   * When the store's parts answer separately (a Cluster): when a part last answered in time, so
+   * that one part's failure is not counted by the breaker (core's `PartAnswers`). Undefined on a
+   * store answering as one.
+   */
+  readonly #parts: PartAnswers | undefined;
 
   /**
    * This limiter's part of the fallback gauge (1 while its breaker is not closed): limiters
@@ -159,8 +147,14 @@ export class RemoteStoreCaller {
       this.#store.keysPerCall ??
       (this.#store.consumeEach === undefined ? earlyFlushKeys : earlyFlushKeysEach);
     this.#bypassing = new GaugeShare(this.#metrics.fallback);
-    this.#partsFailApart = this.#store.consumeEach !== undefined && this.#store.keysPerCall === undefined;
-    this.#clock = options.clock;
+    const clock = options.clock;
+    this.#parts =
+      this.#store.consumeEach !== undefined && this.#store.keysPerCall === undefined
+        ? new PartAnswers(
+            () => clock.now(),
+            () => this.#breaker.state === 'closed',
+          )
+        : undefined;
     this.#breaker = createCircuitBreaker(`rate-limit store (${this.#store.kind})`, options.breaker, {
       probe: this.#probe(),
     });
@@ -202,8 +196,7 @@ export class RemoteStoreCaller {
    */
   #probe(): ((signal: AbortSignal) => Promise<unknown>) | undefined {
     const store = this.#store;
-    const partsApart = store.consumeEach !== undefined && store.keysPerCall === undefined;
-    const ping = partsApart ? store.pingAnyPart : store.ping;
+    const ping = this.#parts !== undefined ? store.pingAnyPart : store.ping;
     if (ping === undefined) return undefined;
     const operation = `rate-limit store probe (PING) on ${store.kind}`;
     return () =>
@@ -213,7 +206,7 @@ export class RemoteStoreCaller {
         operation,
       ).then(() => {
         // A part answered: the stalled part's failures right after the breaker closes are its own.
-        this.#lastAnswerAt = this.#clock.now();
+        this.#parts?.answered();
       });
   }
 
@@ -323,9 +316,9 @@ export class RemoteStoreCaller {
       .execute(() => {
         work = consumeAll();
         // Judged after the replies already in are read: a busy process must not fail them.
-        return this.#countedByBreaker(
-          withDeadline(work, this.#deadlineMs, `rate-limit check on ${this.#store.kind}`),
-        );
+        const call = withDeadline(work, this.#deadlineMs, `rate-limit check on ${this.#store.kind}`);
+        // A standalone store's call is the breaker's as is (no extra step on its hot path).
+        return this.#parts ? this.#parts.counted(call) : call;
       })
       .then(
         (results) => {
@@ -343,40 +336,6 @@ export class RemoteStoreCaller {
         },
         (error: unknown) => onFailure(error),
       );
-  }
-
-  /**
-   * `call` as the breaker sees it: its answer marks the store as answering; on a store whose
-   * parts fail apart, its failure while another part answered within {@link partAnswerWindowMs}
-   * resolves as a {@link PartFailure} (not counted by the breaker, nor a probe of it), which the
-   * caller handles as the failure it is. Elsewhere the failure rejects, as before.
-   */
-  #countedByBreaker<T>(call: Promise<T>): Promise<T | PartFailure> {
-    // A standalone store's call is the breaker's as is (no extra step on its hot path).
-    if (!this.#partsFailApart) return call;
-    return call.then(
-      (value) => {
-        this.#lastAnswerAt = this.#clock.now();
-        return value;
-      },
-      (error: unknown) => {
-        if (this.#storeAnswers()) return new PartFailure(error);
-        throw error;
-      },
-    );
-  }
-
-  /**
-   * Whether another part of a store whose parts fail apart answered within
-   * {@link partAnswerWindowMs}: a failure now is its part's, not the store's. Never while the
-   * breaker is not closed: its trial call must count, and no call answered while it was open.
-   */
-  #storeAnswers(): boolean {
-    return (
-      this.#partsFailApart &&
-      this.#breaker.state === 'closed' &&
-      this.#clock.now() - this.#lastAnswerAt < partAnswerWindowMs
-    );
   }
 
   /**
@@ -467,7 +426,7 @@ export class RemoteStoreCaller {
    * {@link #call} on a store whose parts fail independently (a Redis Cluster's masters): each
    * key is answered as soon as its own part answers, and by the fail mode when its part fails or
    * has not answered by the deadline. The breaker counts the call as failed only when no part
-   * answered, nor any other call's within {@link partAnswerWindowMs}, so one master down does not
+   * answered, nor any other call's within core's `partAnswerWindowMs` (1 s), so one master down does not
    * send the other masters' keys to the fail mode; its own keys wait at most the deadline each
    * time.
    */
@@ -509,7 +468,7 @@ export class RemoteStoreCaller {
               () => {
                 timedOut = true;
                 const timeout = new TimeoutError(operation, this.#deadlineMs);
-                if (stored === 0 && !this.#storeAnswers()) reject(timeout);
+                if (stored === 0 && !this.#parts?.otherPartAnswered()) reject(timeout);
                 else {
                   fallbackRest(timeout);
                   resolve();
@@ -521,7 +480,7 @@ export class RemoteStoreCaller {
               settled += 1;
               if (settled < parts.length || timedOut) return;
               cancelDeadline();
-              if (stored === 0 && !this.#storeAnswers()) reject(firstError);
+              if (stored === 0 && !this.#parts?.otherPartAnswered()) reject(firstError);
               else {
                 if (failed > 0) fallbackRest(firstError);
                 else this.#observe(started, 'ok');
@@ -532,7 +491,7 @@ export class RemoteStoreCaller {
               parts[key]!.then(
                 (outcomes) => {
                   stored += 1;
-                  if (!timedOut) this.#lastAnswerAt = this.#clock.now();
+                  if (!timedOut) this.#parts?.answered();
                   const pending = batch[key]!;
                   if (!answered[key]) {
                     answered[key] = true;
@@ -593,15 +552,15 @@ export class RemoteStoreCaller {
     // The store learns when the call stops mattering, so a late arrival is skipped, not applied.
     const options = { deadlineMs: this.#deadlineMs };
     return this.#breaker
-      .execute(() =>
-        this.#countedByBreaker(
-          withDeadline(call(options), this.#deadlineMs, `rate-limit ${operation} on ${this.#store.kind}`),
-        ),
-      )
-      .then((value) => {
-        if (value instanceof PartFailure) throw value.error;
-        return value;
+      .execute(() => {
+        const sent = withDeadline(
+          call(options),
+          this.#deadlineMs,
+          `rate-limit ${operation} on ${this.#store.kind}`,
+        );
+        return this.#parts ? this.#parts.counted(sent) : sent;
       })
+      .then(unlessPartFailure)
       .catch((error: unknown) => {
         const kind = failureKind(error);
         this.#metrics.errors.inc({ kind });

@@ -6,28 +6,14 @@ import {
   createCircuitBreaker,
   type Logger,
   LogSampler,
+  PartAnswers,
   pingRedis,
+  unlessPartFailure,
 } from '@noa/core';
 import { BackendUnavailableError } from '../errors.js';
 import type { CacheMetrics } from '../metrics.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import { failedAttempts, type IoRedisClient, isCluster } from './ioredis-client.js';
-
-/**
- * On a Cluster (whose masters fail apart): a call that failed while another call had been
- * answered within this many ms is its master's failure, not Redis's, and is not counted by the
- * breaker (as the rate limiter counts, `partAnswerWindowMs`). Each key's GET is its own breaker
- * call there, so with one master of three stalled a run of 10 reads on it (one `getMany`'s keys
- * on that master, or a run by chance at low traffic) opened the breaker for every key, and the
- * healthy masters' keys were degraded with the stalled one's. A Cluster that stopped answering as
- * a whole is counted once no call was answered for this long.
- */
-const partAnswerWindowMs = 1_000;
-
-/** A failed call of one Cluster master while others answered (see {@link partAnswerWindowMs}). */
-class PartFailure {
-  constructor(readonly error: unknown) {}
-}
 
 /** The failure of a call not sent because the connection is down (see {@link RedisGuard.sendOnlyWhenConnected}). */
 class NotConnectedError extends Error {
@@ -133,10 +119,14 @@ export class RedisGuard {
   #watch: ConnectionWatch | undefined;
   /** Starts connecting a `lazyConnect` client not connected yet (`wait`). */
   #connectIfWaiting: () => void = () => {};
-  /** The client is a Cluster: see {@link partAnswerWindowMs}. */
-  #partsFailApart = false;
-  /** When (performance.now()) a call was last answered, on a Cluster. */
-  #lastAnswerAt = Number.NEGATIVE_INFINITY;
+  /**
+   * On a Cluster (whose masters fail apart): when a call was last answered, so that a failed call
+   * while another was answered within a second is its master's, not counted by the breaker (core's
+   * `PartAnswers`, as the rate limiter counts). Each key's GET is its own breaker call there, so
+   * with one master of three stalled a run of 10 reads on it (one `getMany`'s keys on that master,
+   * or a run by chance at low traffic) opened the breaker for every key. Undefined on one node.
+   */
+  #parts: PartAnswers | undefined;
 
   constructor(options: RedisGuardOptions) {
     this.#options = options;
@@ -186,7 +176,12 @@ export class RedisGuard {
     // again by a probe under operationTimeoutMs, sent as calls are (held while reconnecting, failed
     // at once while down), and not by a user call: a get while it is open is answered from L1 at
     // once instead of waiting out the deadline as the trial on a Redis still stalled.
-    this.#partsFailApart = isCluster(client);
+    this.#parts = isCluster(client)
+      ? new PartAnswers(
+          () => performance.now(),
+          () => this.#breaker.state === 'closed',
+        )
+      : undefined;
     this.#breaker = this.#newBreaker(() => this.#send('PING (breaker probe)', () => this.#ping(client)));
     this.#disconnected = () => {
       const status = client.status;
@@ -204,7 +199,7 @@ export class RedisGuard {
    * answered when any of them answers (`masters: 'any'`): ioredis sends a keyless command (`client.ping()`) to one master picked at
    * random, so the breaker's verdict was that master's, and with one master of three stalled the
    * probe kept the breaker open a third of the time though the others answered. The breaker opens
-   * on a Cluster only when no master answered for {@link partAnswerWindowMs}, so it closes as soon
+   * on a Cluster only when no master answered for a second (core's `partAnswerWindowMs`), so it closes as soon
    * as one answers again: the stalled master's keys then fail alone, uncounted.
    */
   #ping(client: IoRedisClient): Promise<unknown> {
@@ -263,9 +258,12 @@ export class RedisGuard {
     // attempted after halfOpenAfterMs, and an open breaker rejects at once anyway.
     const started = metrics.enabled ? performance.now() : 0;
     try {
-      const outcome = await this.#breaker.execute(() => this.#countedByBreaker(this.#send(operation, work)));
-      if (outcome instanceof PartFailure) throw outcome.error;
-      const result = outcome;
+      const result = unlessPartFailure(
+        await this.#breaker.execute(() => {
+          const call = this.#send(operation, work);
+          return this.#parts ? this.#parts.counted(call) : call;
+        }),
+      );
       if (metrics.enabled) metrics.latency('l2', operation, (performance.now() - started) / 1_000);
       this.#healthy = true;
       this.#lastError = undefined;
@@ -290,27 +288,6 @@ export class RedisGuard {
       }
       return this.#fail(operation, fallback, error);
     }
-  }
-
-  /**
-   * `call` as the breaker sees it: on a Cluster, its answer marks Redis as answering, and its
-   * failure while another call was answered within {@link partAnswerWindowMs} resolves as a
-   * {@link PartFailure}, which the breaker does not count and {@link run} handles as the failure
-   * it is. Never while the breaker is not closed: its trial must count. On one node, as is.
-   */
-  #countedByBreaker<T>(call: Promise<T>): Promise<T | PartFailure> {
-    if (!this.#partsFailApart) return call;
-    return call.then(
-      (value) => {
-        this.#lastAnswerAt = performance.now();
-        return value;
-      },
-      (error: unknown) => {
-        if (this.#breaker.state === 'closed' && performance.now() - this.#lastAnswerAt < partAnswerWindowMs)
-          return new PartFailure(error);
-        throw error;
-      },
-    );
   }
 
   #fail<T>(operation: string, fallback: T, error: unknown): T {
