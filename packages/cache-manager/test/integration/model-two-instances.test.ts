@@ -232,24 +232,41 @@ const path = fc.constantFrom(...PATHS);
 const key = fc.constantFrom(...KEYS);
 const keys = fc.uniqueArray(key, { minLength: 1, maxLength: KEYS.length });
 
+/** The commands both draws (a sequence and a race) share. */
+const setCommand = fc.record({ op: fc.constant('set' as const), on, path, key, value, opts });
+const getCommand = fc.record({ op: fc.constant('get' as const), on, path, key });
+const hasCommand = fc.record({ op: fc.constant('has' as const), on, path, key });
+const getManyCommand = fc.record({ op: fc.constant('getMany' as const), on, path, keys });
+const deleteCommand = fc.record({ op: fc.constant('delete' as const), on, path, key });
+const deleteManyCommand = fc.record({ op: fc.constant('deleteMany' as const), on, path, keys });
+const expireCommand = fc.record({ op: fc.constant('expire' as const), on, path, key });
+const clearCommand = fc.record({ op: fc.constant('clear' as const), on, path });
+const setManyCommand = fc.record({
+  op: fc.constant('setMany' as const),
+  on,
+  path,
+  items: fc.uniqueArray(fc.record({ key, value, opts }), {
+    minLength: 1,
+    maxLength: 3,
+    selector: (item) => item.key,
+  }),
+});
+const deleteByTagCommand = fc.record({
+  op: fc.constant('deleteByTag' as const),
+  on,
+  path,
+  tag: fc.constantFrom(...TAGS),
+});
+
 const command: fc.Arbitrary<Command> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('set' as const), on, path, key, value, opts }) },
+  { weight: 4, arbitrary: setCommand },
   {
     weight: 1,
-    arbitrary: fc.record({
-      op: fc.constant('setMany' as const),
-      on,
-      path,
-      items: fc.uniqueArray(fc.record({ key, value, opts }), {
-        minLength: 1,
-        maxLength: 3,
-        selector: (item) => item.key,
-      }),
-    }),
+    arbitrary: setManyCommand,
   },
-  { weight: 3, arbitrary: fc.record({ op: fc.constant('get' as const), on, path, key }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('has' as const), on, path, key }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('getMany' as const), on, path, keys }) },
+  { weight: 3, arbitrary: getCommand },
+  { weight: 1, arbitrary: hasCommand },
+  { weight: 2, arbitrary: getManyCommand },
   {
     weight: 3,
     arbitrary: fc.record({
@@ -287,19 +304,14 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       tag: fc.constantFrom(...TAGS),
     }),
   },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('delete' as const), on, path, key }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteMany' as const), on, path, keys }) },
+  { weight: 2, arbitrary: deleteCommand },
+  { weight: 1, arbitrary: deleteManyCommand },
   {
     weight: 2,
-    arbitrary: fc.record({
-      op: fc.constant('deleteByTag' as const),
-      on,
-      path,
-      tag: fc.constantFrom(...TAGS),
-    }),
+    arbitrary: deleteByTagCommand,
   },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('expire' as const), on, path, key }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const), on, path }) },
+  { weight: 1, arbitrary: expireCommand },
+  { weight: 1, arbitrary: clearCommand },
   {
     weight: 2,
     arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.constantFrom(...ADVANCES) }),
@@ -308,9 +320,9 @@ const command: fc.Arbitrary<Command> = fc.oneof(
 
 /** The commands a race draws from: reads and changes of a key weigh most. */
 const raceCommand: fc.Arbitrary<RaceCommand> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('get' as const), on, path, key }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('has' as const), on, path, key }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('getMany' as const), on, path, keys }) },
+  { weight: 4, arbitrary: getCommand },
+  { weight: 1, arbitrary: hasCommand },
+  { weight: 2, arbitrary: getManyCommand },
   {
     weight: 4,
     arbitrary: fc.record({
@@ -323,35 +335,20 @@ const raceCommand: fc.Arbitrary<RaceCommand> = fc.oneof(
       fail: fc.constant(false),
     }),
   },
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('set' as const), on, path, key, value, opts }) },
+  { weight: 4, arbitrary: setCommand },
   {
     weight: 1,
-    arbitrary: fc.record({
-      op: fc.constant('setMany' as const),
-      on,
-      path,
-      items: fc.uniqueArray(fc.record({ key, value, opts }), {
-        minLength: 1,
-        maxLength: 3,
-        selector: (item) => item.key,
-      }),
-    }),
+    arbitrary: setManyCommand,
   },
-  { weight: 3, arbitrary: fc.record({ op: fc.constant('delete' as const), on, path, key }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteMany' as const), on, path, keys }) },
+  { weight: 3, arbitrary: deleteCommand },
+  { weight: 1, arbitrary: deleteManyCommand },
   {
     weight: 2,
-    arbitrary: fc.record({
-      op: fc.constant('deleteByTag' as const),
-      on,
-      path,
-      tag: fc.constantFrom(...TAGS),
-    }),
+    arbitrary: deleteByTagCommand,
   },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('expire' as const), on, path, key }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const), on, path }) },
+  { weight: 2, arbitrary: expireCommand },
+  { weight: 1, arbitrary: clearCommand },
 );
-/** Two commands at once (on one instance or both), then the bus settled both ways. */
 /** The key (and path) a race command names, if one. */
 function raceTarget(item: RaceCommand): { path: Path; key: string } | undefined {
   if ('key' in item) return { path: item.path, key: item.key };
