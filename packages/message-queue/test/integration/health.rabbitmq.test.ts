@@ -53,6 +53,27 @@ function expectOutageReports(errors: unknown[], logger: RecordingLogger): void {
       expect(seen[index - 1], seen.join(' | ')).toBe('backend available again');
 }
 
+/**
+ * A provider on the private node (quick reconnects), with a Redis job state store under a prefix
+ * of `statePrefix` when `state`; `redis` is that store's connection, for the case to close.
+ */
+function providerOn(
+  node: PrivateRabbit,
+  state: boolean,
+  statePrefix: string,
+): { redis: Redis | undefined; provider: RabbitMqProvider } {
+  const redis = state ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null }) : undefined;
+  const provider = new RabbitMqProvider({
+    url: node.url,
+    reconnectDelayMs: 50,
+    maxReconnectDelayMs: 200,
+    ...(redis
+      ? { state: new RedisJobStateStore({ connection: redis, prefix: uniqueName(statePrefix) }) }
+      : {}),
+  });
+  return { redis, provider };
+}
+
 const redisUp = await isReachable('redis');
 if (!redisUp) console.log(`skipped (state store variant): no Redis at ${serviceUrl('redis')}`);
 const variants = [
@@ -74,17 +95,7 @@ describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ bro
     it.skipIf(variant.skip)(
       `goes down with the cause while the node is stopped, and up again once it is back and runs a job added then (${variant.label})`,
       async () => {
-        const redis = variant.state
-          ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null })
-          : undefined;
-        const provider = new RabbitMqProvider({
-          url: node.url,
-          reconnectDelayMs: 50,
-          maxReconnectDelayMs: 200,
-          ...(redis
-            ? { state: new RedisJobStateStore({ connection: redis, prefix: uniqueName('health-state') }) }
-            : {}),
-        });
+        const { redis, provider } = providerOn(node, variant.state, 'health-state');
         const registry = new Registry();
         const queue = new Queue<number>({ name: uniqueName('health-rabbit'), provider });
         const ran: number[] = [];
@@ -144,22 +155,7 @@ describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ bro
     it.skipIf(variant.skip)(
       `reports a stop once while a job runs through it, its lease renewals answered meanwhile without the broker (${variant.label})`,
       async () => {
-        const redis = variant.state
-          ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null })
-          : undefined;
-        const provider = new RabbitMqProvider({
-          url: node.url,
-          reconnectDelayMs: 50,
-          maxReconnectDelayMs: 200,
-          ...(redis
-            ? {
-                state: new RedisJobStateStore({
-                  connection: redis,
-                  prefix: uniqueName('health-renew-state'),
-                }),
-              }
-            : {}),
-        });
+        const { redis, provider } = providerOn(node, variant.state, 'health-renew-state');
         // Counts the renewals answered while the worker holds the broker down: by Redis with a
         // store, by the provider itself without one.
         let workerDown = (): boolean => false;
