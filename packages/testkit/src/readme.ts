@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -33,8 +34,6 @@ export function readmeBlocks(packageDir: string, options: { all?: boolean } = {}
   }));
 }
 
-let runs = 0;
-
 /**
  * `code` with the package's own imports pointed at its sources: the bare name at
  * `src/index.ts`, a subpath at its `@noa/source` export. Throws for a subpath the package does
@@ -64,14 +63,15 @@ export function withPackageSources(packageDir: string, code: string): string {
  * The file is written under `<packageDir>/node_modules/.readme/` (so the package's own
  * dependencies resolve, and neither git nor Biome sees it) with the package's published name
  * pointed at its `src/index.ts` and each subpath it imports (`@noa/connection-pool/pg`) at the
- * source its `@noa/source` export condition names, and removed afterwards.
+ * source its `@noa/source` export condition names, and removed afterwards. Its name is new
+ * for every run: a module imported once is never evaluated again in that process, and a
+ * counter restarts with every fresh instance of this module (`vi.resetModules()`).
  */
 export async function runReadmeBlock(packageDir: string, code: string): Promise<unknown[][]> {
   const source = withPackageSources(packageDir, code);
   const scratch = path.join(packageDir, 'node_modules', '.readme');
   mkdirSync(scratch, { recursive: true });
-  runs += 1;
-  const file = path.join(scratch, `block-${process.pid}-${runs}.ts`);
+  const file = path.join(scratch, `block-${process.pid}-${randomUUID()}.ts`);
   writeFileSync(file, `${source}\nexport {};\n`);
   const calls: unknown[][] = [];
   const original = console.log;

@@ -34,192 +34,203 @@ function describeRefreshPastExpiry(
   skip: boolean,
   open: (options: CacheOptions) => Promise<Cache>,
 ): void {
-  describe.skipIf(skip)(`an early refresh that outlives the value it refreshes (${backend})`, () => {
-    /** Sets `key` (ttl 1 s), then starts its early refresh on A with a 1.5 s factory; resolves once its write is done. */
-    async function refreshPastTtl(
-      key: string,
-      { graceMs = 0, during = [] as During[], onA = {}, slidingTtlMs = undefined as number | undefined } = {},
-    ) {
-      const a = await open({ ...onA, bus: false });
-      const b = await open({});
-      const c = await open({});
-      await a.set(key, 'first', { ttlMs: 1_000, graceMs, ...(slidingTtlMs ? { slidingTtlMs } : {}) });
-      await delay(150);
-      let runs = 0;
-      let returned!: () => void;
-      const done = new Promise<void>((resolve) => {
-        returned = resolve;
-      });
-      const factory = async () => {
-        runs += 1;
-        let at = 0;
-        try {
-          for (const hook of during) {
-            await delay(hook.atMs - at);
-            at = hook.atMs;
-            await hook.run({ b, c }, key);
+  // Concurrent: every case has keys and tags of its own and waits out real TTLs (1.5 s runs), so
+  // one after another they took 20 s per backend.
+  describe.skipIf(skip)(
+    `an early refresh that outlives the value it refreshes (${backend})`,
+    { concurrent: true },
+    () => {
+      /** Sets `key` (ttl 1 s), then starts its early refresh on A with a 1.5 s factory; resolves once its write is done. */
+      async function refreshPastTtl(
+        key: string,
+        {
+          graceMs = 0,
+          during = [] as During[],
+          onA = {},
+          slidingTtlMs = undefined as number | undefined,
+        } = {},
+      ) {
+        const a = await open({ ...onA, bus: false });
+        const b = await open({});
+        const c = await open({});
+        await a.set(key, 'first', { ttlMs: 1_000, graceMs, ...(slidingTtlMs ? { slidingTtlMs } : {}) });
+        await delay(150);
+        let runs = 0;
+        let returned!: () => void;
+        const done = new Promise<void>((resolve) => {
+          returned = resolve;
+        });
+        const factory = async () => {
+          runs += 1;
+          let at = 0;
+          try {
+            for (const hook of during) {
+              await delay(hook.atMs - at);
+              at = hook.atMs;
+              await hook.run({ b, c }, key);
+            }
+            await delay(1_500 - at);
+            return 'refreshed';
+          } finally {
+            returned();
           }
-          await delay(1_500 - at);
-          return 'refreshed';
-        } finally {
-          returned();
-        }
-      };
-      const call = { ttlMs: 1_000, graceMs, refreshThresholdMs: 900 };
-      expect(await a.getOrSet(key, factory, call)).toBe('first');
-      await done;
-      // The run's compare-and-set write follows the factory: A's close() waits for its background
-      // work (the refresh, write and lease release included), whatever the machine's load.
-      await a.close();
-      return { a, b, c, runs: () => runs, factory, call };
-    }
+        };
+        const call = { ttlMs: 1_000, graceMs, refreshThresholdMs: 900 };
+        expect(await a.getOrSet(key, factory, call)).toBe('first');
+        await done;
+        // The run's compare-and-set write follows the factory: A's close() waits for its background
+        // work (the refresh, write and lease release included), whatever the machine's load.
+        await a.close();
+        return { a, b, c, runs: () => runs, factory, call };
+      }
 
-    it('with no grace the refresh is cached for every instance, the next call runs no factory', async () => {
-      const { c, runs, factory, call } = await refreshPastTtl('no-grace');
-      expect(runs()).toBe(1);
-      expect(await c.get('no-grace')).toBe('refreshed');
-      expect(await c.getOrSet('no-grace', factory, call)).toBe('refreshed');
-      expect(runs()).toBe(1);
-    });
+      it('with no grace the refresh is cached for every instance, the next call runs no factory', async () => {
+        const { c, runs, factory, call } = await refreshPastTtl('no-grace');
+        expect(runs()).toBe(1);
+        expect(await c.get('no-grace')).toBe('refreshed');
+        expect(await c.getOrSet('no-grace', factory, call)).toBe('refreshed');
+        expect(runs()).toBe(1);
+      });
 
-    it('the extended value is not served once its own times say it is gone', async () => {
-      const seen: unknown[] = [];
-      const { c } = await refreshPastTtl('not-served', {
-        during: [
-          {
-            // Past the value's ttl (and its grace of 0): still in Redis, but no reader serves it.
-            atMs: 1_100,
-            run: async ({ c }, key) => {
-              seen.push(await c.get(key), await c.has(key), await c.ttl(key), (await c.getMany([key]))[0]);
+      it('the extended value is not served once its own times say it is gone', async () => {
+        const seen: unknown[] = [];
+        const { c } = await refreshPastTtl('not-served', {
+          during: [
+            {
+              // Past the value's ttl (and its grace of 0): still in Redis, but no reader serves it.
+              atMs: 1_100,
+              run: async ({ c }, key) => {
+                seen.push(await c.get(key), await c.has(key), await c.ttl(key), (await c.getMany([key]))[0]);
+              },
             },
-          },
-        ],
+          ],
+        });
+        expect(seen).toEqual([undefined, false, undefined, undefined]);
+        expect(await c.get('not-served')).toBe('refreshed');
       });
-      expect(seen).toEqual([undefined, false, undefined, undefined]);
-      expect(await c.get('not-served')).toBe('refreshed');
-    });
 
-    it('a sliding value that another instance slides during the run keeps its extension', async () => {
-      // The slide moves the value's TTL to its new end of grace (here shorter than the extension).
-      const { c, runs } = await refreshPastTtl('slid', {
-        slidingTtlMs: 500,
-        during: [{ atMs: 150, run: ({ c }, key) => c.get(key) }],
+      it('a sliding value that another instance slides during the run keeps its extension', async () => {
+        // The slide moves the value's TTL to its new end of grace (here shorter than the extension).
+        const { c, runs } = await refreshPastTtl('slid', {
+          slidingTtlMs: 500,
+          during: [{ atMs: 150, run: ({ c }, key) => c.get(key) }],
+        });
+        expect(runs()).toBe(1);
+        expect(await c.get('slid')).toBe('refreshed');
       });
-      expect(runs()).toBe(1);
-      expect(await c.get('slid')).toBe('refreshed');
-    });
 
-    it('a run past a soft timeout (the value in grace served) whose grace ends during it is cached', async () => {
-      const a = await open({ bus: false });
-      const c = await open({});
-      const written = { ttlMs: 100, graceMs: 900 };
-      await a.set('soft', 'first', written);
-      await delay(150);
-      let returned!: () => void;
-      const done = new Promise<void>((resolve) => {
-        returned = resolve;
+      it('a run past a soft timeout (the value in grace served) whose grace ends during it is cached', async () => {
+        const a = await open({ bus: false });
+        const c = await open({});
+        const written = { ttlMs: 100, graceMs: 900 };
+        await a.set('soft', 'first', written);
+        await delay(150);
+        let returned!: () => void;
+        const done = new Promise<void>((resolve) => {
+          returned = resolve;
+        });
+        const factory = async () => {
+          await delay(1_500);
+          returned();
+          return 'refreshed';
+        };
+        expect(await a.getOrSet('soft', factory, { ttlMs: 60_000, softTimeoutMs: 0 })).toBe('first');
+        await done;
+        // The run goes on in the background (its caller was served): close() waits for its write.
+        await a.close();
+        expect(await c.get('soft')).toBe('refreshed');
       });
-      const factory = async () => {
-        await delay(1_500);
-        returned();
-        return 'refreshed';
-      };
-      expect(await a.getOrSet('soft', factory, { ttlMs: 60_000, softTimeoutMs: 0 })).toBe('first');
-      await done;
-      // The run goes on in the background (its caller was served): close() waits for its write.
-      await a.close();
-      expect(await c.get('soft')).toBe('refreshed');
-    });
 
-    it('a getOrSetMany run whose factory outlasts the grace of the values it replaces is cached', async () => {
-      const a = await open({ bus: false });
-      const c = await open({});
-      const written = { ttlMs: 100, graceMs: 400, tags: ['t-many'] };
-      await a.setMany([
-        { key: 'many-1', value: 'first', ...written },
-        { key: 'many-2', value: 'first', ...written },
-      ]);
-      await delay(150);
-      let runs = 0;
-      const factoryMany = async (keys: readonly string[]) => {
-        runs += 1;
-        // Past the values' grace (their physical TTL in Redis) by the time the run writes.
-        await delay(1_000);
-        return keys.map(() => 'refreshed');
-      };
-      expect(
-        await a.getOrSetMany(['many-1', 'many-2'], factoryMany, { ttlMs: 60_000, tags: ['t-many'] }),
-      ).toEqual(['refreshed', 'refreshed']);
-      // writeMode 'await': the writes landed before the call returned.
-      expect(await c.getMany(['many-1', 'many-2'])).toEqual(['refreshed', 'refreshed']);
-      expect(runs).toBe(1);
-    });
-
-    it('with locks off the refresh is cached too', async () => {
-      const { c, runs } = await refreshPastTtl('locks-off', { onA: { lock: { enabled: false } } });
-      expect(runs()).toBe(1);
-      expect(await c.get('locks-off')).toBe('refreshed');
-    });
-
-    it.each([
-      ['while the value is fresh', 300],
-      ['once the value is past its ttl', 1_100],
-    ])('a delete on another instance %s wins over the refresh', async (_, atMs) => {
-      const key = `deleted-${atMs}`;
-      const { a, c, runs, factory, call } = await refreshPastTtl(key, {
-        during: [{ atMs, run: ({ b }, key) => b.delete(key) }],
+      it('a getOrSetMany run whose factory outlasts the grace of the values it replaces is cached', async () => {
+        const a = await open({ bus: false });
+        const c = await open({});
+        const written = { ttlMs: 100, graceMs: 400, tags: ['t-many'] };
+        await a.setMany([
+          { key: 'many-1', value: 'first', ...written },
+          { key: 'many-2', value: 'first', ...written },
+        ]);
+        await delay(150);
+        let runs = 0;
+        const factoryMany = async (keys: readonly string[]) => {
+          runs += 1;
+          // Past the values' grace (their physical TTL in Redis) by the time the run writes.
+          await delay(1_000);
+          return keys.map(() => 'refreshed');
+        };
+        expect(
+          await a.getOrSetMany(['many-1', 'many-2'], factoryMany, { ttlMs: 60_000, tags: ['t-many'] }),
+        ).toEqual(['refreshed', 'refreshed']);
+        // writeMode 'await': the writes landed before the call returned.
+        expect(await c.getMany(['many-1', 'many-2'])).toEqual(['refreshed', 'refreshed']);
+        expect(runs).toBe(1);
       });
-      expect(await c.get(key)).toBeUndefined();
-      // A does not keep its result either (its write lost).
-      expect(a.getLocal(key)).toBeUndefined();
-      expect(await c.getOrSet(key, factory, call)).toBe('refreshed');
-      expect(runs()).toBe(2);
-    });
 
-    it.each([
-      ['while the value is fresh', 300],
-      ['once the value is past its ttl', 1_100],
-    ])('another instance’s write %s wins over the refresh', async (_, atMs) => {
-      const key = `written-${atMs}`;
-      const { c } = await refreshPastTtl(key, {
-        during: [{ atMs, run: ({ b }, key) => b.set(key, 'B', { ttlMs: 60_000 }) }],
+      it('with locks off the refresh is cached too', async () => {
+        const { c, runs } = await refreshPastTtl('locks-off', { onA: { lock: { enabled: false } } });
+        expect(runs()).toBe(1);
+        expect(await c.get('locks-off')).toBe('refreshed');
       });
-      expect(await c.get(key)).toBe('B');
-    });
 
-    it('a tag delete on another instance once the value is past its ttl wins over the refresh', async () => {
-      const key = 'tag-deleted';
-      const a = await open({ bus: false });
-      const b = await open({});
-      const c = await open({});
-      const written = { ttlMs: 1_000, graceMs: 0, tags: ['t-past'] };
-      const call = { ...written, refreshThresholdMs: 900 };
-      await a.set(key, 'first', written);
-      await delay(150);
-      let returned!: () => void;
-      const done = new Promise<void>((resolve) => {
-        returned = resolve;
+      it.each([
+        ['while the value is fresh', 300],
+        ['once the value is past its ttl', 1_100],
+      ])('a delete on another instance %s wins over the refresh', async (_, atMs) => {
+        const key = `deleted-${atMs}`;
+        const { a, c, runs, factory, call } = await refreshPastTtl(key, {
+          during: [{ atMs, run: ({ b }, key) => b.delete(key) }],
+        });
+        expect(await c.get(key)).toBeUndefined();
+        // A does not keep its result either (its write lost).
+        expect(a.getLocal(key)).toBeUndefined();
+        expect(await c.getOrSet(key, factory, call)).toBe('refreshed');
+        expect(runs()).toBe(2);
       });
-      const factory = async () => {
-        await delay(1_100);
-        // The value's tag set would have expired with it: the refresh extends it too.
-        await b.deleteByTag('t-past');
-        await delay(400);
-        returned();
-        return 'refreshed';
-      };
-      expect(await a.getOrSet(key, factory, call)).toBe('first');
-      await done;
-      await a.close();
-      expect(await c.get(key)).toBeUndefined();
-    });
 
-    it('with a grace longer than the run the refresh is cached for every instance', async () => {
-      const { c, runs } = await refreshPastTtl('graced', { graceMs: 10_000 });
-      expect(runs()).toBe(1);
-      expect(await c.get('graced')).toBe('refreshed');
-    });
-  });
+      it.each([
+        ['while the value is fresh', 300],
+        ['once the value is past its ttl', 1_100],
+      ])('another instance’s write %s wins over the refresh', async (_, atMs) => {
+        const key = `written-${atMs}`;
+        const { c } = await refreshPastTtl(key, {
+          during: [{ atMs, run: ({ b }, key) => b.set(key, 'B', { ttlMs: 60_000 }) }],
+        });
+        expect(await c.get(key)).toBe('B');
+      });
+
+      it('a tag delete on another instance once the value is past its ttl wins over the refresh', async () => {
+        const key = 'tag-deleted';
+        const a = await open({ bus: false });
+        const b = await open({});
+        const c = await open({});
+        const written = { ttlMs: 1_000, graceMs: 0, tags: ['t-past'] };
+        const call = { ...written, refreshThresholdMs: 900 };
+        await a.set(key, 'first', written);
+        await delay(150);
+        let returned!: () => void;
+        const done = new Promise<void>((resolve) => {
+          returned = resolve;
+        });
+        const factory = async () => {
+          await delay(1_100);
+          // The value's tag set would have expired with it: the refresh extends it too.
+          await b.deleteByTag('t-past');
+          await delay(400);
+          returned();
+          return 'refreshed';
+        };
+        expect(await a.getOrSet(key, factory, call)).toBe('first');
+        await done;
+        await a.close();
+        expect(await c.get(key)).toBeUndefined();
+      });
+
+      it('with a grace longer than the run the refresh is cached for every instance', async () => {
+        const { c, runs } = await refreshPastTtl('graced', { graceMs: 10_000 });
+        expect(runs()).toBe(1);
+        expect(await c.get('graced')).toBe('refreshed');
+      });
+    },
+  );
 }
 
 const shared = sharedRedisCaches('refresh-past-expiry');
