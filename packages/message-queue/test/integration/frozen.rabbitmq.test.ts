@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { TimeoutError } from '@noa/core';
 import {
   isReachable,
   type PrivateRabbit,
@@ -116,7 +117,9 @@ describe.skipIf(unavailable !== undefined)(
             expect(report.status).toBe('down');
             expect(report.cause).toBeInstanceOf(BackendUnavailableError);
             // The queue's active probe times out too.
-            expect((await queue.checkHealth({ timeoutMs: 500 })).status).toBe('down');
+            const probe = await queue.checkHealth({ timeoutMs: 500 });
+            expect(probe.status).toBe('down');
+            expect(probe.cause).toBeInstanceOf(TimeoutError);
             // A publish to the frozen broker is bounded by the add's deadline: it rejects with the
             // typed error, the job possibly enqueued (its bytes are in the socket).
             const during = await queue.add('during', 2, {}, { timeoutMs: 1_000 }).then(
