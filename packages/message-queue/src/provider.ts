@@ -181,7 +181,8 @@ export interface LeaseRenewal {
   lost: string[];
   /**
    * True when the renewal was answered without the queue's backend: on RabbitMQ, by the state
-   * store or by this process, while the broker is unreachable. The worker then does not take it
+   * store or by this process, while the broker is unreachable or was not heard from within the
+   * last second (a frozen broker keeps its connection open). The worker then does not take it
    * for the backend answering (it would end, or hide, the broker's outage).
    */
   backendDown?: boolean;

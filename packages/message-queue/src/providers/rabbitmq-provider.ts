@@ -207,11 +207,15 @@ export class RabbitMqProvider implements QueueProvider {
     // reported to the worker, which backs off before the next exchange starts it again.
     const refused = this.#consumers.takeRefusal(queue);
     if (refused) throw refused;
+    // The answer comes from this process's buffer (and the store's): while the broker is away or
+    // frozen it would say "no jobs" at once, and the worker would count the broker up. Waiting
+    // until the broker is known to answer (connected, and heard from lately or probed) makes the
+    // outage an unanswered call (backend_up 0, health down), as on Redis. With a store, while
+    // disconnected the settlements are still stored (a consumer restarting waits for the
+    // connection instead; see `StateBridge.exchange`).
+    if (!this.#connection.fresh && (!this.#bridge || this.#connection.connected))
+      await this.#connection.answered();
     if (this.#bridge) return this.#bridge.exchange(queue, request);
-    // Without a store the answer comes from this process's buffer: while the broker is away it
-    // would say "no jobs" at once, and the worker would count the broker up. Waiting for the
-    // connection makes the outage an unanswered call (backend_up 0, health down), as on Redis.
-    if (!this.#connection.connected) await this.#connection.ready();
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
     const stale: string[] = [];
@@ -303,10 +307,12 @@ export class RabbitMqProvider implements QueueProvider {
   }
 
   async extendLeases(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
-    // Answered without the broker (by the store, or here): while it is unreachable the answer
-    // says so, or the worker would take it for the broker answering (see `backendDown`).
+    // Answered without the broker (by the store, or here), and not made to wait for it: the
+    // leases must be kept while it is away (with a store, others would recover the jobs). Unless
+    // the broker was heard from lately, the answer says so, or the worker would take it for the
+    // broker answering (see `backendDown`): a frozen broker stays connected.
     const renewal = await this.#renew(queue, jobs, leaseUntil);
-    return this.#connection.connected ? renewal : { ...renewal, backendDown: true };
+    return this.#connection.fresh ? renewal : { ...renewal, backendDown: true };
   }
 
   async #renew(queue: string, jobs: readonly LeasedJob[], leaseUntil: number): Promise<LeaseRenewal> {
@@ -355,10 +361,12 @@ export class RabbitMqProvider implements QueueProvider {
     maxStalls: number,
     retention: RetentionPolicy,
   ): Promise<MaintenanceResult> {
-    // Answered only once connected, as `exchange`: an instant answer (from this process, or from
-    // the store while the broker is away) would count the broker up between two unanswered
-    // exchanges, one more `error` each pass. What it recovers is published to the broker anyway.
-    if (!this.#connection.connected) await this.#connection.ready();
+    // Answered only once the broker is known to answer, as `exchange`: an instant answer (from
+    // this process, or from the store while the broker is away or frozen) would count the broker
+    // up between two unanswered exchanges, one more `error` each pass, or hide a frozen broker
+    // from a worker whose slots are all busy (no exchange in flight). What it recovers is
+    // published to the broker anyway.
+    if (!this.#connection.fresh) await this.#connection.answered();
     // Without a store, redelivery of a dead consumer's jobs and DLQ expiry are the broker's job.
     if (!this.#bridge) return { recovered: 0, deadLettered: 0, removed: 0 };
     return this.#bridge.maintain(queue, now, maxStalls, retention);
@@ -374,11 +382,15 @@ export class RabbitMqProvider implements QueueProvider {
   }
 
   /**
-   * Exact, from the state store. Without one: `waiting`, `failed` and `delayed` from passive
-   * declares; `active` is this process's deliveries only.
+   * Exact, from the state store, once the broker is known to answer (so `queue.checkHealth()`
+   * reports a broker that is down or frozen, not the store alone). Without one: `waiting`,
+   * `failed` and `delayed` from passive declares; `active` is this process's deliveries only.
    */
   async counts(queue: string): Promise<JobCounts> {
-    if (this.#state) return this.#state.counts(queue, Date.now());
+    if (this.#state) {
+      if (!this.#connection.fresh) await this.#connection.answered();
+      return this.#state.counts(queue, Date.now());
+    }
     await this.#topology.declare(queue);
     // Passive declares on the consuming connection's declare channel: the publishing one stops
     // being read while a memory alarm blocks it, and a queue gone (404) closes only this channel.

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { TimeoutError } from '@noa/core';
 import {
   isReachable,
   type PrivateRabbit,
@@ -127,6 +128,10 @@ describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ bro
           expect(report.status).toBe('down');
           expect(report.cause).toBeInstanceOf(Error);
           expect(await backendUp(registry, queue.name)).toEqual([0]);
+          // The queue's probe too (with a store it read the store alone, and said up).
+          const probe = await queue.checkHealth({ timeoutMs: 500 });
+          expect(probe.status).toBe('down');
+          expect(probe.cause).toBeInstanceOf(TimeoutError);
           expect(errors.slice(errorsBeforeStop).map(String)).toHaveLength(1);
           expect(transitions(logger, linesBeforeStop)).toEqual([
             expect.stringMatching(/^backend unavailable/),

@@ -24,6 +24,20 @@ export interface AmqpConnectionOptions {
 const quickLossMs = 1_000;
 
 /**
+ * How recently the broker must have been heard from (a delivery, a publish confirm, a probe's
+ * reply) for an answer made in this process to stand for the broker's: past it, `answered()`
+ * waits for a probe. A frozen broker (SIGSTOP) keeps its sockets open, so `connected` alone
+ * says nothing of it until amqplib's heartbeat gives up (two missed 60 s beats).
+ */
+export const brokerFreshMs = 1_000;
+
+/**
+ * The exchange a probe declares passively: every vhost has it and it cannot be deleted, and a
+ * passive declare needs no permission (the default exchange `''` is refused).
+ */
+const probeExchange = 'amq.direct';
+
+/**
  * The RabbitMQ provider's connections: one for publishing (its confirm channel) and one for
  * consuming and declaring, as RabbitMQ advises. A memory or disk alarm blocks a connection
  * that publishes (the broker stops reading its socket), so on a shared one the workers' acks,
@@ -51,6 +65,13 @@ export class AmqpConnection {
   /** When the current connection opened, and how many in a row were lost soon after opening. */
   #connectedAt = 0;
   #quickLosses = 0;
+  /** When the broker last sent something on the current connection (`performance.now()`). */
+  #heardAt = Number.NEGATIVE_INFINITY;
+  /** The probe in flight (one per connection), see `answered`. */
+  #probing: { model: ChannelModel; done: Promise<void> } | undefined;
+  /** The channel probes run on, and the connection it belongs to. */
+  #prober: Promise<Channel> | undefined;
+  #proberModel: ChannelModel | undefined;
 
   constructor(options: AmqpConnectionOptions) {
     this.#options = options;
@@ -71,6 +92,69 @@ export class AmqpConnection {
   /** Whether both connections are open now (false while connecting or reconnecting). */
   get connected(): boolean {
     return this.#model !== undefined && this.#consuming !== undefined && this.#publisher !== undefined;
+  }
+
+  /** Connected, and the broker heard from within {@link brokerFreshMs}. */
+  get fresh(): boolean {
+    return this.connected && performance.now() - this.#heardAt < brokerFreshMs;
+  }
+
+  /** The broker sent something on the current connection (a delivery, a confirm, a reply). */
+  heard(): void {
+    this.#heardAt = performance.now();
+  }
+
+  /**
+   * Resolves once the broker is known to answer: connected (waiting for a connection as
+   * `ready()` does) and heard from within {@link brokerFreshMs}, else after a probe's reply (a
+   * passive declare of `amq.direct` on a channel of its own, one in flight per connection). No
+   * deadline of its own: a frozen broker leaves it pending, which is how the caller (a worker's
+   * exchange or maintenance, bounded by its `backendTimeoutMs`) finds the broker down. A
+   * connection lost meanwhile is waited out like one that is down; other failures reject.
+   */
+  async answered(): Promise<void> {
+    while (true) {
+      const { consuming } = await this.ready();
+      if (performance.now() - this.#heardAt < brokerFreshMs) return;
+      const generation = this.#generation;
+      try {
+        await this.#probe(consuming);
+        return;
+      } catch (error) {
+        if (this.#closed || this.#generation === generation) throw error;
+      }
+    }
+  }
+
+  #probe(model: ChannelModel): Promise<void> {
+    if (this.#probing?.model === model) return this.#probing.done;
+    const done = (async () => {
+      const channel = await this.#probeChannel(model);
+      await channel.checkExchange(probeExchange);
+      if (this.#consuming === model) this.heard();
+    })().finally(() => {
+      if (this.#probing?.done === done) this.#probing = undefined;
+    });
+    this.#probing = { model, done };
+    return done;
+  }
+
+  /** The probe channel on `model`, created again after it closed (as `declarer`). */
+  #probeChannel(model: ChannelModel): Promise<Channel> {
+    if (this.#prober && this.#proberModel === model) return this.#prober;
+    const created = model.createChannel().then((channel) => {
+      channel.on('error', () => {});
+      channel.on('close', () => {
+        if (this.#prober === created) this.#prober = undefined;
+      });
+      return channel;
+    });
+    created.catch(() => {
+      if (this.#prober === created) this.#prober = undefined;
+    });
+    this.#prober = created;
+    this.#proberModel = model;
+    return created;
   }
 
   /** The broker's version (`server-properties`) on the current connection, if connected. */
@@ -180,6 +264,8 @@ export class AmqpConnection {
         this.#publisher = publisher;
         this.#lastError = undefined;
         this.#connectedAt = Date.now();
+        // Its handshake just answered.
+        this.heard();
         if (attempt > 0) options.logger.info('reconnected to RabbitMQ', { attempts: attempt });
         options.onConnected();
         return;
@@ -211,6 +297,7 @@ export class AmqpConnection {
     this.#model = undefined;
     this.#consuming = undefined;
     this.#publisher = undefined;
+    this.#heardAt = Number.NEGATIVE_INFINITY;
     this.#quickLosses = Date.now() - this.#connectedAt < quickLossMs ? this.#quickLosses + 1 : 0;
     void model.close().catch(() => {});
     void other?.close().catch(() => {});

@@ -247,6 +247,7 @@ export class RabbitConsumers {
           queue,
           (message) => {
             if (!message) return;
+            this.#connection.heard();
             consumer.buffer.push({ tracked: acks.track(message), acks, generation });
             consumer.wakers.wakeAll();
           },
@@ -299,6 +300,7 @@ export class RabbitConsumers {
         name,
         (message) => {
           if (!message) return;
+          this.#connection.heard();
           let buffer = consumer.groupBuffers.get(group);
           if (!buffer) {
             buffer = [];

@@ -140,7 +140,8 @@ export class RabbitPublisher {
         routes.push(await this.#topology.delayQueue(queue, record.availableAt - now, base));
       else routes.push(base);
     }
-    const { publisher } = await this.#connection.ready();
+    const connection = this.#connection;
+    const { publisher } = await connection.ready();
     // Checked before the first send: the broker closes the channel on a message over its limit,
     // which says only "channel closed" and takes the batch's other messages with it.
     const maxBytes = this.maxBytes;
@@ -158,6 +159,7 @@ export class RabbitPublisher {
           reject(error instanceof Error ? error : new Error(String(error)));
         } else if (--unconfirmed === 0) {
           settled = true;
+          connection.heard();
           resolve();
         }
       };

@@ -1,0 +1,172 @@
+import { existsSync } from 'node:fs';
+import { TimeoutError } from '@noa/core';
+import {
+  isReachable,
+  type PrivateRabbit,
+  recordingLogger,
+  serviceUrl,
+  startPrivateRabbit,
+  uniqueName,
+} from '@noa/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AddNotConfirmedError, BackendUnavailableError, Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RedisJobStateStore } from '../../src/redis.js';
+import { waitFor } from '../helpers.js';
+
+// A frozen broker (its Erlang VM SIGSTOPped): the TCP connections stay open, the AMQP connection
+// still counts as open, and nothing answers. The worker must find it down by its own calls
+// (within backendTimeoutMs of its next exchange or maintenance pass, see README "Health"), not
+// by amqplib's heartbeat (60 s, twice), and up again after SIGCONT, with nothing lost or run twice.
+const binDir = process.env.RABBITMQ_BIN_DIR ?? '/usr/lib/rabbitmq/bin';
+const unavailable = existsSync(`${binDir}/rabbitmq-server`)
+  ? undefined
+  : `no RabbitMQ server binaries in ${binDir}`;
+if (unavailable) console.log(`skipped: ${unavailable}`);
+
+const redisUp = await isReachable('redis');
+if (!redisUp) console.log(`skipped (state store variant): no Redis at ${serviceUrl('redis')}`);
+const variants = [
+  { label: 'AMQP only', state: false, skip: false },
+  { label: 'with a Redis job state store', state: true, skip: !redisUp },
+];
+
+/** A provider on the private node (quick reconnects), with a Redis job state store when `state`. */
+function providerOn(
+  node: PrivateRabbit,
+  state: boolean,
+): { redis: Redis | undefined; provider: RabbitMqProvider } {
+  const redis = state ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null }) : undefined;
+  const provider = new RabbitMqProvider({
+    url: node.url,
+    reconnectDelayMs: 50,
+    maxReconnectDelayMs: 200,
+    ...(redis
+      ? { state: new RedisJobStateStore({ connection: redis, prefix: uniqueName('frozen-state') }) }
+      : {}),
+  });
+  return { redis, provider };
+}
+
+/** How many times each value occurs. */
+function tally(values: readonly unknown[]): Map<unknown, number> {
+  const counts = new Map<unknown, number>();
+  for (const value of values) counts.set(value, (counts.get(value) ?? 0) + 1);
+  return counts;
+}
+
+// One node for the file, the variants one after the other (each freezes it).
+describe.skipIf(unavailable !== undefined)(
+  'worker health while the RabbitMQ broker is frozen (SIGSTOP)',
+  () => {
+    let node: PrivateRabbit;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    beforeAll(async () => {
+      process.on('unhandledRejection', onUnhandled);
+      node = await startPrivateRabbit();
+    });
+    afterAll(async () => {
+      process.off('unhandledRejection', onUnhandled);
+      await node?.destroy();
+    });
+
+    for (const variant of variants)
+      it.skipIf(variant.skip)(
+        `goes down while the node is frozen under a running job and up after SIGCONT; the job completes once, an add during the freeze rejects with AddNotConfirmedError and lands once (${variant.label})`,
+        async () => {
+          const { redis, provider } = providerOn(node, variant.state);
+          const queue = new Queue<number>({ name: uniqueName('frozen-rabbit'), provider });
+          const logger = recordingLogger();
+          const errors: unknown[] = [];
+          const ran: number[] = [];
+          const completed: string[] = [];
+          let letFinish = (): void => {};
+          const mayFinish = new Promise<void>((resolve) => {
+            letFinish = resolve;
+          });
+          const worker = new Worker({
+            queue,
+            // Defaults otherwise: leaseMs 30 s (renewals every 10 s), maintenance every 5 s.
+            backendTimeoutMs: 1_000,
+            logger,
+            handler: async (job) => {
+              ran.push(job.data);
+              if (job.data === 1) await mayFinish;
+            },
+          });
+          worker.on('error', (error) => errors.push(error));
+          worker.on('completed', (id) => completed.push(id));
+          let frozen = false;
+          try {
+            const first = await queue.add('held', 1);
+            await waitFor(() => ran.includes(1) && worker.backendState === 'up', 20_000, 'the job to run');
+            const errorsBeforeFreeze = errors.length;
+
+            node.freeze();
+            frozen = true;
+            await waitFor(
+              () => worker.backendState === 'down',
+              30_000,
+              'the worker to see the frozen broker down',
+            );
+            const report = worker.health();
+            expect(report.status).toBe('down');
+            expect(report.cause).toBeInstanceOf(BackendUnavailableError);
+            // The queue's active probe times out too.
+            const probe = await queue.checkHealth({ timeoutMs: 500 });
+            expect(probe.status).toBe('down');
+            expect(probe.cause).toBeInstanceOf(TimeoutError);
+            // A publish to the frozen broker is bounded by the add's deadline: it rejects with the
+            // typed error, the job possibly enqueued (its bytes are in the socket).
+            const during = await queue.add('during', 2, {}, { timeoutMs: 1_000 }).then(
+              () => undefined,
+              (error: unknown) => error,
+            );
+            expect(during).toBeInstanceOf(AddNotConfirmedError);
+            expect(during).toMatchObject({ reason: 'timeout', mayBeEnqueued: true });
+            expect(worker.health().status).toBe('down');
+
+            node.resume();
+            frozen = false;
+            await waitFor(() => worker.backendState === 'up', 30_000, 'the worker to be up again');
+            expect(worker.health().status).toBe('up');
+            letFinish();
+            await waitFor(() => completed.includes(first.id), 30_000, 'the held job to complete');
+            await waitFor(() => ran.includes(2), 30_000, 'the job added during the freeze to run');
+            const after = await queue.add('after', 3);
+            await waitFor(
+              () => completed.includes(after.id),
+              30_000,
+              'a job added after SIGCONT to complete',
+            );
+            await waitFor(() => completed.length === 3, 30_000, 'three completions');
+
+            // One outage, one report; each job ran and completed once.
+            expect(
+              errors
+                .slice(errorsBeforeFreeze)
+                .map((error) => (error as { code?: string }).code ?? String(error)),
+            ).toEqual(['NOA_MQ_BACKEND_UNAVAILABLE']);
+            expect([...tally(ran).values()]).toEqual([1, 1, 1]);
+            expect([...tally(completed).values()]).toEqual([1, 1, 1]);
+            expect(logger.messages('warn').filter((message) => message.startsWith('leases expired'))).toEqual(
+              [],
+            );
+            expect(unhandled).toEqual([]);
+          } finally {
+            letFinish();
+            if (frozen) node.resume();
+            await worker.close();
+            await provider.deleteQueue(queue.name);
+            await provider.close();
+            redis?.disconnect();
+          }
+        },
+        180_000,
+      );
+  },
+);
