@@ -72,8 +72,9 @@ export interface PreparedWrite {
  * Sends prepared L2 writes {@link WRITE_BATCH_ITEMS} at a time, each chunk once the previous one
  * has settled (`setMany`, and the values of a `getOrSetMany` factory run); `then` once they are
  * done (a lease release, see {@link awaitInOrder}). The first chunk is always sent, so that a
- * `setMany` made while Redis is failing still tries, as a `set` does; after a read that failed
- * (`afterRedisWait`: a `getOrSetMany`'s), it is sent but not waited for. After a chunk that left
+ * `setMany` made while Redis is failing still tries, as a `set` does; after a read (`afterRedisWait`:
+ * a `getOrSetMany`'s) that failed (`readFailed`, that read's own outcome) or with Redis failing as
+ * a whole, it is sent but not waited for. After a chunk that left
  * Redis failing (see {@link redisFailing}; with `onBackendError: 'throw'`, a write of it
  * rejected) the chunks left are not sent but recorded as lost, as a failed write is
  * ({@link skipWrite}): sent one after the other, each waited its deadline (three for a
@@ -90,6 +91,7 @@ export async function sendWrites(
   writes: readonly PreparedWrite[],
   then?: () => Promise<unknown>,
   afterRedisWait = false,
+  readFailed = false,
 ): Promise<void> {
   let failed: { error: unknown } | undefined;
   let start = 0;
@@ -114,7 +116,7 @@ export async function sendWrites(
         if (!stopWaiting(index)) sends.push(writes[index]!.send());
       }
       const sent = Promise.allSettled(sends);
-      if (start === 0 && afterRedisWait && redisFailing(engine)) {
+      if (start === 0 && afterRedisWait && (redisFailing(engine) || (readFailed && degrading(engine)))) {
         engine.track(sent);
         start += WRITE_BATCH_ITEMS;
         break;
@@ -141,12 +143,21 @@ export async function sendWrites(
 }
 
 /**
- * Whether a call stops waiting for Redis: a Redis call has failed since Redis last answered
- * (the caller's, or another's), and `onBackendError` is `degrade`. With `throw`, the caller is
- * owed the outcome of its own calls, and stops at the first of them that rejects.
+ * Whether a call stops waiting for Redis: Redis as a whole is failing (`RedisTier.healthy`: on
+ * one node a call failed since Redis last answered, the caller's or another's; on a Cluster one
+ * that no master answered around), and `onBackendError` is `degrade`. With `throw`, the caller
+ * is owed the outcome of its own calls, and stops at the first of them that rejects. A hint for
+ * an optional wait only: one master of a Cluster failing leaves it false, so the writes of the
+ * other masters' keys are still sent and waited for, not recorded as lost; the caller's own
+ * failed read (`readFailed`) stops the wait as well.
  */
 function redisFailing(engine: CacheEngine): boolean {
-  return engine.options.onBackendError === 'degrade' && engine.tier?.healthy === false;
+  return degrading(engine) && engine.tier?.healthy === false;
+}
+
+/** `onBackendError: 'degrade'`: a Redis failure is the caller's fallback, not its error. */
+function degrading(engine: CacheEngine): boolean {
+  return engine.options.onBackendError === 'degrade';
 }
 
 /**
@@ -162,7 +173,8 @@ export function skipWrite(engine: CacheEngine, fullKey: string): void {
  * Runs `steps`, Redis calls that must go one after the other (a factory run's write, then the
  * lease it ran under), every one whatever the others do. In `writeMode: 'await'` the caller
  * waits for them, so that they have landed when it returns, but not past a Redis failure (see
- * {@link redisFailing}): the steps left then go on in the background (`close()` waits for them;
+ * {@link redisFailing}) nor after the caller's own L2 read failed (`readFailed`: on a Cluster,
+ * its key's master may be the one failing): the steps left then go on in the background (`close()` waits for them;
  * a write that fails there is recorded as lost, as ever) and the caller returns. Waited for to
  * the end, a `getOrSet` whose L2 read had timed out waited a second deadline for its write, and
  * one whose write timed out a second for its lease release. With `onBackendError: 'throw'` the
@@ -175,13 +187,14 @@ export async function awaitInOrder(
   engine: CacheEngine,
   steps: readonly (() => Promise<unknown>)[],
   waitInBackgroundMode = false,
+  readFailed = false,
 ): Promise<void> {
   if (engine.options.writeMode === 'background' && !waitInBackgroundMode) {
     engine.track(runEvery(steps, 0));
     return;
   }
   for (let index = 0; index < steps.length; index += 1) {
-    if (redisFailing(engine)) {
+    if (redisFailing(engine) || (readFailed && degrading(engine))) {
       engine.track(runEvery(steps, index));
       return;
     }
