@@ -136,6 +136,15 @@ describe.skipIf(!installed)('getOrSet on a Cluster with one master paused', () =
       // The paused master's key: each instance ran it itself (its read failed), once.
       expect(manyRuns.get(pausedKey)).toBeLessThanOrEqual(instances.length);
     }
+    // A setMany of two chunks (1,024 items each at most), keys on every master: the second chunk
+    // is sent after the first, whose paused master's keys failed, since Redis as a whole answers.
+    const items = Array.from({ length: 1_100 }, (_, index) => ({ key: `bulk-${index}`, value: index }));
+    await instances[0]!.setMany(items);
+    const reader = new Cache({ redis: await connect(), prefix, bus: false, operationTimeoutMs });
+    caches.push(reader);
+    const healthyItems = items.filter(({ key }) => masterOf(`${prefix}v:${key}`) !== paused);
+    const inL2 = await reader.getMany(healthyItems.map(({ key }) => key));
+    expect(inL2.filter((value, index) => value !== healthyItems[index]!.value)).toEqual([]);
     sample();
     expect(new Set(reports.map((report) => JSON.stringify(report)))).toEqual(
       new Set([JSON.stringify({ status: 'degraded', answering: true, partFailing: true })]),
