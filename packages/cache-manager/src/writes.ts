@@ -137,7 +137,7 @@ export async function sendWrites(
   }
   if (then) {
     if (failed) engine.track(then());
-    else await awaitInOrder(engine, [then]);
+    else await awaitInOrder(engine, [then], false, readFailed);
   }
   if (failed) throw failed.error;
 }
