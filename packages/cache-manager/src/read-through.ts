@@ -289,10 +289,10 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   const tier = engine.tier;
   // After our own L2 read of the key failed (Redis down, or on a Cluster the key's master) a
   // lease would only cost another deadline: in-process single flight instead. Our read's
-  // outcome, not the tier's `healthy`: on a Cluster with one master stalled that flag said
-  // what the last call of any key did, and a cold key on a healthy master skipped its lease at
-  // random, its factory run by every instance. (With the breaker open the lease call fails at
-  // once, unsent: no deadline is lost there.)
+  // outcome, not the tier's `healthy` read after it, which says what the last call to settle
+  // did: a miss answered in the same round trip as another call's failure (a write Redis
+  // refused) skipped the lease, and the factory ran beside the holder's
+  // (read-outcome-race.test.ts). With the breaker open the lease call fails at once, unsent.
   if (!tier || !engine.options.lock.enabled || held.bytes === undefined) return runFactory(engine, load);
   const token = randomUUID();
   let lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
