@@ -421,10 +421,13 @@ export class Cache {
 
   /**
    * The cache's health, from state it keeps anyway (no Redis call): `up`; `degraded` while Redis
-   * is bypassed (its breaker not closed, or its last call failed) and L1 serves alone; `down`
-   * then with `onBackendError: 'throw'` (calls reject), and after `close()`. `details`:
-   * `l1Entries`, `l2` (the breaker state, `none` without Redis), `l2Answering`,
-   * `onBackendError`; `cause`: the last Redis error. Up again at the first call Redis answers.
+   * is bypassed (its breaker not closed, or not answering as a whole: its last call failed, on a
+   * Cluster one that no master answered around) and L1 serves alone; `down` then with
+   * `onBackendError: 'throw'` (calls reject), and after `close()`. On a Cluster with one master's
+   * calls failing while the others answer: `degraded` (`l2PartFailing`), in both modes. `details`:
+   * `l1Entries`, `l2` (the breaker state, `none` without Redis), `l2Answering`, `l2PartFailing`,
+   * `onBackendError`; `cause`: the last Redis error. Up again at the first call Redis answers (a
+   * failing master: a second after its last failed call).
    * An idle cache reports `up` whatever Redis does: for a readiness probe, use
    * {@link Cache.checkHealth}.
    */
@@ -466,7 +469,12 @@ export class Cache {
       l2:
         tier === undefined
           ? undefined
-          : { breaker: tier.state, answering: tier.healthy, lastError: tier.lastError },
+          : {
+              breaker: tier.state,
+              answering: tier.healthy,
+              partFailing: tier.partFailing,
+              lastError: tier.lastError,
+            },
       now: Date.now(),
     };
   }

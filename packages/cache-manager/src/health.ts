@@ -11,15 +11,23 @@ export interface CacheHealthState {
   closed: boolean;
   l1Entries: number;
   onBackendError: 'degrade' | 'throw';
-  /** Undefined for a memory-only cache. */
-  l2: { breaker: BreakerState; answering: boolean; lastError: unknown } | undefined;
+  /**
+   * Undefined for a memory-only cache. `answering`: Redis as a whole answers (`RedisTier.healthy`);
+   * `partFailing`: on a Cluster, one master's calls are failing while the others answer
+   * (`RedisTier.partFailing`).
+   */
+  l2: { breaker: BreakerState; answering: boolean; partFailing: boolean; lastError: unknown } | undefined;
   now: number;
 }
 
 /**
- * The cache's {@link HealthReport}. Redis with its breaker not closed, or whose last call failed,
+ * The cache's {@link HealthReport}. Redis with its breaker not closed, or not answering as a whole
+ * (on one node: its last call failed; on a Cluster: a call failed that no master answered around),
  * leaves L1 serving alone: `degraded` (reads fall back to L1 and the factory, writes stay local),
- * or `down` with `onBackendError: 'throw'`, where those calls reject instead.
+ * or `down` with `onBackendError: 'throw'`, where those calls reject instead. On a Cluster whose
+ * masters answer but one (its keys' calls failing within core's `partAnswerWindowMs`), the cache
+ * is `degraded` whatever `onBackendError` says, `l2Answering` true and `l2PartFailing` true: the
+ * other masters' keys are served from Redis, that master's from L1 and the factory (or reject).
  */
 export function cacheHealth(state: CacheHealthState): HealthReport {
   const details: Record<string, unknown> = { l1Entries: state.l1Entries };
@@ -34,8 +42,10 @@ export function cacheHealth(state: CacheHealthState): HealthReport {
   }
   details.l2 = state.l2.breaker;
   details.l2Answering = state.l2.answering;
+  details.l2PartFailing = state.l2.partFailing;
   details.onBackendError = state.onBackendError;
-  if (state.l2.breaker === 'closed' && state.l2.answering) return report('up');
+  if (state.l2.breaker === 'closed' && state.l2.answering)
+    return state.l2.partFailing ? report('degraded', state.l2.lastError) : report('up');
   return report(state.onBackendError === 'throw' ? 'down' : 'degraded', state.l2.lastError);
 }
 

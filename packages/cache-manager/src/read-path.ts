@@ -47,16 +47,22 @@ export function l1Charge(bytes: Buffer, entry: CacheEntry): number {
   return isCompressed(bytes) ? Math.max(bytes.length, estimateSize(entry.value)) : bytes.length;
 }
 
-/** One key from L2, decoded; undefined when absent or undecodable. */
+/**
+ * One key from L2, decoded; undefined when absent, undecodable or not read. `held` tells these
+ * apart: it gets what this very read found (see {@link L2Held}), undefined bytes when it failed.
+ * The read's own outcome, not the tier's `healthy` after it: another call may have answered or
+ * failed in between (another request, another master of a Cluster).
+ */
 export async function readL2(
   engine: CacheEngine,
   fullKey: string,
   held?: L2Held,
 ): Promise<L2Read | undefined> {
   const since = engine.fills.epoch;
-  const bytes = await engine.tier!.get(fullKey);
+  const read = await engine.tier!.getOrFailed(fullKey, NOT_READ);
+  const bytes = read === NOT_READ ? undefined : read;
   if (held) {
-    held.bytes = bytes ?? (engine.tier!.healthy ? null : undefined);
+    held.bytes = read === NOT_READ ? undefined : (read ?? null);
     held.tags = undefined;
     held.writeId = undefined;
   }

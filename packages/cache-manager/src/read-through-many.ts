@@ -197,24 +197,30 @@ async function computeMany<T>(
   let batch = [...indexes];
   const waits: Promise<void>[] = [];
   let token: string | undefined;
-  if (tier && engine.options.lock.enabled && tier.healthy) {
+  // The keys whose L2 read failed (Redis down, or on a Cluster their master) take no lease: it
+  // would only cost another deadline. Each key's own read decides, not the tier's `healthy`
+  // after the batch: on a Cluster with one master stalled, its keys' failures (landing last, at
+  // their deadline) made every key of the batch skip its lease, healthy masters' included, and
+  // every instance ran the factory for them.
+  const leased = tier && engine.options.lock.enabled ? indexes.filter((index) => l2Held.has(index)) : [];
+  if (tier && leased.length > 0) {
     const leaseToken = randomUUID();
     token = leaseToken;
+    batch = indexes.filter((index) => !l2Held.has(index));
     let leases: LeaseResult[];
     try {
-      leases = await inBatches(indexes, (index) =>
+      leases = await inBatches(leased, (index) =>
         tier.acquireLease(fullKeys[index]!, leaseToken, engine.options.lock.leaseMs),
       );
     } catch (error) {
       // `onBackendError: 'throw'` and a chunk failed: the call rejects, and frees the leases it
       // took (earlier chunks, and those of the failed one that may still land) rather than keep
       // every other instance waiting on them for `leaseMs`.
-      await Promise.allSettled(indexes.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)));
+      await Promise.allSettled(leased.map((index) => tier.releaseLease(fullKeys[index]!, leaseToken)));
       throw error;
     }
-    batch = [];
     const held: number[] = [];
-    indexes.forEach((index, position) => {
+    leased.forEach((index, position) => {
       const lease = leases[position];
       if (lease === 'busy') {
         // Another instance computes it: wait for its value (or take over), one key at a time.
@@ -250,19 +256,29 @@ async function computeMany<T>(
       batch = batch.filter((index) => !elsewhere.has(index));
     }
   }
-  if (batch.length > 0) await runMany(engine, load, batch, token);
+  if (batch.length > 0)
+    await runMany(engine, load, batch, token === undefined ? undefined : { token, leased });
   await Promise.all(waits);
 }
 
-/** Runs `factoryMany` once for `batch`, writes the values (in chunks), releases the leases. */
+/**
+ * Runs `factoryMany` once for `batch`, writes the values (in chunks), releases the leases:
+ * `leases.token`'s, of the keys in `leases.leased` (those whose lease was asked for; a key whose
+ * L2 read failed asked for none, and its release would only wait on its failing master).
+ */
 async function runMany<T>(
   engine: CacheEngine,
   load: ManyLoad<T>,
   batch: readonly number[],
-  leaseToken: string | undefined,
+  leases: { token: string; leased: readonly number[] } | undefined,
 ): Promise<void> {
   const { fullKeys, userKeys, settlers, factoryMany, options, stale, staleSince, held } = load;
   const tier = engine.tier;
+  const leaseToken = leases?.token;
+  const asked = new Set(leases?.leased);
+  // This batch's own reads: one failed (Redis down, or its master on a Cluster), the writes after
+  // the run are not waited for (see `sendWrites`).
+  const readFailed = batch.some((index) => !held.has(index));
   const started = performance.now();
   const keys = batch.map((index) => userKeys[index]!);
   const runs = batch.map((index) => {
@@ -294,8 +310,9 @@ async function runMany<T>(
       : undefined;
   // A failed holder marks it in Redis first, for waiters the `rel` message misses (as runFactory).
   const failedMarkMs = Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs);
-  const release = (indexes: readonly number[], holderFailed = false) =>
-    leaseToken && tier && indexes.length > 0
+  const release = (all: readonly number[], holderFailed = false) => {
+    const indexes = all.filter((index) => asked.has(index));
+    return leaseToken && tier && indexes.length > 0
       ? inBatches(indexes, async (index) => {
           if (holderFailed) await tier.markFailedHolder(fullKeys[index]!, failedMarkMs);
           await tier.releaseLease(fullKeys[index]!, leaseToken);
@@ -309,6 +326,7 @@ async function runMany<T>(
             .catch(() => {});
         })
       : Promise.resolve();
+  };
   try {
     let values: (T | undefined)[];
     try {
@@ -399,7 +417,10 @@ async function runMany<T>(
     const releaseWritten =
       leaseToken && tier
         ? async () => {
-            await inBatches(written, (index) => tier.releaseLease(fullKeys[index]!, leaseToken));
+            await inBatches(
+              written.filter((index) => asked.has(index)),
+              (index) => tier.releaseLease(fullKeys[index]!, leaseToken),
+            );
             // No `set` message comes for a write that lost: its waiters are woken to read L2.
             if (lost.length > 0)
               engine.bus
@@ -412,7 +433,7 @@ async function runMany<T>(
         : undefined;
     const finished = Promise.allSettled([
       awaitInOrder(engine, [() => release(unwritten)]),
-      sendWrites(engine, writes, releaseWritten, true),
+      sendWrites(engine, writes, releaseWritten, true, readFailed),
     ]).then((settled) => {
       for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
     });

@@ -124,7 +124,7 @@ export async function loadThrough<T>(
   }
   if (engine.tier) {
     const remote = await readL2Current(engine, fullKey, held);
-    l2Seen = seenInL2(engine, remote);
+    l2Seen = seenInL2(remote, held);
     if (remote) {
       const entry = remote.entry as CacheEntry<T>;
       const now = engine.clock.now();
@@ -287,9 +287,13 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   let l2Seen = load.l2Seen;
   const held: L2Held = { ...load.l2Held };
   const tier = engine.tier;
-  // After a failed Redis call (our L2 read just now, typically) a lease would only cost
-  // another deadline: fall back to in-process single flight until Redis answers again.
-  if (!tier || !engine.options.lock.enabled || !tier.healthy) return runFactory(engine, load);
+  // After our own L2 read of the key failed (Redis down, or on a Cluster the key's master) a
+  // lease would only cost another deadline: in-process single flight instead. Our read's
+  // outcome, not the tier's `healthy` read after it, which says what the last call to settle
+  // did: a miss answered in the same round trip as another call's failure (a write Redis
+  // refused) skipped the lease, and the factory ran beside the holder's
+  // (read-outcome-race.test.ts). With the breaker open the lease call fails at once, unsent.
+  if (!tier || !engine.options.lock.enabled || held.bytes === undefined) return runFactory(engine, load);
   const token = randomUUID();
   let lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
   if (lease === 'busy') {
@@ -339,7 +343,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
         }
         await wait.sleep(Math.min(engine.options.lock.pollMs, remaining));
         const remote = await readL2(engine, fullKey, held);
-        l2Seen = seenInL2(engine, remote);
+        l2Seen = seenInL2(remote, held);
         const now = engine.clock.now();
         if (remote && servable(load, remote.entry, now)) {
           engine.metrics.lockWait('value');
@@ -471,7 +475,7 @@ async function takeOver<T>(
     engine,
     {
       ...load,
-      l2Seen: seenInL2(engine, remote),
+      l2Seen: seenInL2(remote, held),
       l2Held: { ...held },
     },
     token,
@@ -661,7 +665,8 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
         if (stored === undefined || notCached) engine.bus?.publish('rel', [fullKey]).catch(() => {});
       });
     }
-    await awaitInOrder(engine, steps);
+    // Our own read of the key failed (its master on a Cluster, maybe): not waited for either.
+    await awaitInOrder(engine, steps, false, tier !== undefined && load.l2Held?.bytes === undefined);
     return value;
   })().finally(() => engine.runs.end(fullKey, run));
   const running: RunningFactory<T> = { work, run, context, tracked: false, startedAt: Date.now() };
@@ -772,13 +777,13 @@ function failedRun<T>(engine: CacheEngine, load: KeyLoad<T>, running: RunningFac
 
 /**
  * What an L2 read saw, for {@link KeyLoad.l2Seen}: the value's `createdAt`, null for no value,
- * undefined when the read failed (the tier unhealthy right after it). A failed read is no
+ * undefined when the read failed (`held`, the read's own outcome: see `readL2`). A failed read is no
  * proof that L2 held nothing: taken as one, a run spanning a reconnect cached its value over
  * a delete the bus lost, since L2 held nothing after it either.
  */
-function seenInL2(engine: CacheEngine, remote: L2Read | undefined): number | null | undefined {
+function seenInL2(remote: L2Read | undefined, held: L2Held): number | null | undefined {
   if (remote) return remote.entry.createdAt;
-  return engine.tier?.healthy ? null : undefined;
+  return held.bytes === undefined ? undefined : null;
 }
 
 /**
@@ -797,7 +802,8 @@ async function checkL2(
   if (!engine.tier || load.l2Seen === undefined) return 'unknown';
   let seen: number | null | undefined;
   try {
-    seen = seenInL2(engine, await readL2(engine, load.fullKey));
+    const held: L2Held = {};
+    seen = seenInL2(await readL2(engine, load.fullKey, held), held);
   } catch {
     // `onBackendError: 'throw'`: L2 cannot be checked.
     return 'unknown';

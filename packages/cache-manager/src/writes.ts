@@ -72,9 +72,11 @@ export interface PreparedWrite {
  * Sends prepared L2 writes {@link WRITE_BATCH_ITEMS} at a time, each chunk once the previous one
  * has settled (`setMany`, and the values of a `getOrSetMany` factory run); `then` once they are
  * done (a lease release, see {@link awaitInOrder}). The first chunk is always sent, so that a
- * `setMany` made while Redis is failing still tries, as a `set` does; after a read that failed
- * (`afterRedisWait`: a `getOrSetMany`'s), it is sent but not waited for. After a chunk that left
- * Redis failing (see {@link redisFailing}; with `onBackendError: 'throw'`, a write of it
+ * `setMany` made while Redis is failing still tries, as a `set` does; after a read
+ * (`afterRedisWait`: a `getOrSetMany`'s) that failed (`readFailed`, that read's own outcome), or
+ * with Redis failing as a whole, it is sent but not waited for, nor is `then` (which follows it in
+ * the background). After a chunk that
+ * left Redis failing (see {@link redisFailing}; with `onBackendError: 'throw'`, a write of it
  * rejected) the chunks left are not sent but recorded as lost, as a failed write is
  * ({@link skipWrite}): sent one after the other, each waited its deadline (three for a
  * 2,500-item `setMany` on a frozen Redis), and sent in the background instead, a chunk could
@@ -90,8 +92,11 @@ export async function sendWrites(
   writes: readonly PreparedWrite[],
   then?: () => Promise<unknown>,
   afterRedisWait = false,
+  readFailed = false,
 ): Promise<void> {
   let failed: { error: unknown } | undefined;
+  /** The first chunk, sent but not waited for (see above). */
+  let unwaited: Promise<unknown> | undefined;
   let start = 0;
   // The writes of the later chunks, watched for changes of their keys until they go out.
   const waiting = writes.map((write, index) =>
@@ -114,8 +119,8 @@ export async function sendWrites(
         if (!stopWaiting(index)) sends.push(writes[index]!.send());
       }
       const sent = Promise.allSettled(sends);
-      if (start === 0 && afterRedisWait && redisFailing(engine)) {
-        engine.track(sent);
+      if (start === 0 && afterRedisWait && (redisFailing(engine) || (readFailed && degrading(engine)))) {
+        unwaited = sent;
         start += WRITE_BATCH_ITEMS;
         break;
       }
@@ -133,20 +138,34 @@ export async function sendWrites(
   } finally {
     for (let index = 0; index < waiting.length; index += 1) stopWaiting(index);
   }
-  if (then) {
+  if (unwaited) {
+    // In the background, but `then` (the leases' release) still after the writes: released at
+    // once, a lease on another master than its value's could free the key before the value
+    // landed, and a waiter on another instance took it over and ran the factory again.
+    engine.track(then ? unwaited.then(then) : unwaited);
+  } else if (then) {
     if (failed) engine.track(then());
-    else await awaitInOrder(engine, [then]);
+    else await awaitInOrder(engine, [then], false, readFailed);
   }
   if (failed) throw failed.error;
 }
 
 /**
- * Whether a call stops waiting for Redis: a Redis call has failed since Redis last answered
- * (the caller's, or another's), and `onBackendError` is `degrade`. With `throw`, the caller is
- * owed the outcome of its own calls, and stops at the first of them that rejects.
+ * Whether a call stops waiting for Redis: Redis as a whole is failing (`RedisTier.healthy`: on
+ * one node a call failed since Redis last answered, the caller's or another's; on a Cluster one
+ * that no master answered around), and `onBackendError` is `degrade`. With `throw`, the caller
+ * is owed the outcome of its own calls, and stops at the first of them that rejects. A hint for
+ * an optional wait only: one master of a Cluster failing leaves it false, so the writes of the
+ * other masters' keys are still sent and waited for, not recorded as lost; the caller's own
+ * failed read (`readFailed`) stops the wait as well.
  */
 function redisFailing(engine: CacheEngine): boolean {
-  return engine.options.onBackendError === 'degrade' && engine.tier?.healthy === false;
+  return degrading(engine) && engine.tier?.healthy === false;
+}
+
+/** `onBackendError: 'degrade'`: a Redis failure is the caller's fallback, not its error. */
+function degrading(engine: CacheEngine): boolean {
+  return engine.options.onBackendError === 'degrade';
 }
 
 /**
@@ -162,8 +181,10 @@ export function skipWrite(engine: CacheEngine, fullKey: string): void {
  * Runs `steps`, Redis calls that must go one after the other (a factory run's write, then the
  * lease it ran under), every one whatever the others do. In `writeMode: 'await'` the caller
  * waits for them, so that they have landed when it returns, but not past a Redis failure (see
- * {@link redisFailing}): the steps left then go on in the background (`close()` waits for them;
- * a write that fails there is recorded as lost, as ever) and the caller returns. Waited for to
+ * {@link redisFailing}) nor after the caller's own L2 read failed (`readFailed`: on a Cluster,
+ * its key's master may be the one failing): the steps left then go on in the background
+ * (`close()` waits for them; a write that fails there is recorded as lost, as ever) and the
+ * caller returns. Waited for to
  * the end, a `getOrSet` whose L2 read had timed out waited a second deadline for its write, and
  * one whose write timed out a second for its lease release. With `onBackendError: 'throw'` the
  * first step that rejects ends the wait with its error. In `writeMode: 'background'` every step
@@ -175,13 +196,14 @@ export async function awaitInOrder(
   engine: CacheEngine,
   steps: readonly (() => Promise<unknown>)[],
   waitInBackgroundMode = false,
+  readFailed = false,
 ): Promise<void> {
   if (engine.options.writeMode === 'background' && !waitInBackgroundMode) {
     engine.track(runEvery(steps, 0));
     return;
   }
   for (let index = 0; index < steps.length; index += 1) {
-    if (redisFailing(engine)) {
+    if (redisFailing(engine) || (readFailed && degrading(engine))) {
       engine.track(runEvery(steps, index));
       return;
     }

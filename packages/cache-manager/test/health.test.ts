@@ -4,9 +4,15 @@ import { cacheHealth, checkedCacheHealth } from '../src/health.js';
 import { Cache } from '../src/index.js';
 
 const failure = new Error('connect ECONNREFUSED');
-const l2 = (breaker: 'closed' | 'open' | 'half-open', answering: boolean, lastError?: unknown) => ({
+const l2 = (
+  breaker: 'closed' | 'open' | 'half-open',
+  answering: boolean,
+  lastError?: unknown,
+  partFailing = false,
+) => ({
   breaker,
   answering,
+  partFailing,
   lastError,
 });
 
@@ -43,6 +49,23 @@ describe('cacheHealth', () => {
         status: 'degraded',
         cause: failure,
         details: { l2: state.breaker, l2Answering: false },
+      });
+  });
+
+  it('is degraded, in both modes, while one master of a Cluster fails and the others answer', () => {
+    for (const onBackendError of ['degrade', 'throw'] as const)
+      expect(
+        cacheHealth({
+          closed: false,
+          l1Entries: 1,
+          onBackendError,
+          l2: l2('closed', true, failure, true),
+          now: 0,
+        }),
+      ).toMatchObject({
+        status: 'degraded',
+        cause: failure,
+        details: { l2: 'closed', l2Answering: true, l2PartFailing: true },
       });
   });
 
@@ -99,7 +122,7 @@ describe('checkedCacheHealth', () => {
     closed: false,
     l1Entries: 0,
     onBackendError,
-    l2: { breaker, answering: false, lastError: new Error('earlier call failed') },
+    l2: { breaker, answering: false, partFailing: false, lastError: new Error('earlier call failed') },
     now: 5,
   });
   const timeout = new Error('no answer');

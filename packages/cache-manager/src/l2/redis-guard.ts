@@ -7,8 +7,9 @@ import {
   type Logger,
   LogSampler,
   PartAnswers,
+  PartFailure,
+  partAnswerWindowMs,
   pingRedis,
-  unlessPartFailure,
 } from '@noa/core';
 import { BackendUnavailableError } from '../errors.js';
 import type { CacheMetrics } from '../metrics.js';
@@ -112,6 +113,8 @@ export class RedisGuard {
   /** One failure warning per `logIntervalMs` at most: an outage must not flood the logs. */
   readonly #failureLog: LogSampler;
   #healthy = true;
+  /** `performance.now()` of the last call that failed as its master's alone (see {@link partFailing}). */
+  #partFailedAt = Number.NEGATIVE_INFINITY;
   #lastError: unknown;
   /** The client's status while calls must not go out (undefined: they can). */
   #disconnected: () => string | undefined = () => undefined;
@@ -236,9 +239,27 @@ export class RedisGuard {
     });
   }
 
-  /** False from a failed call until the next successful one (cheap hint for optional calls). */
+  /**
+   * Whether Redis as a whole answers: false from a failed call the breaker counted until the next
+   * successful call. On one node that is any failed call; on a Cluster, a call that failed while
+   * another master had answered within core's `partAnswerWindowMs` is its master's failure (see
+   * {@link partFailing}) and leaves it as it was, so one stalled master of three does not flip it
+   * with every call of its keys. A hint for calls that are optional (whether to wait for a write),
+   * process-wide: it may already say what another call did, so it never tells how a given call
+   * went. That is the call's own outcome (a read's `failed` value, see `RedisTier.getOrFailed`).
+   */
   get healthy(): boolean {
     return this.#healthy;
+  }
+
+  /**
+   * On a Cluster, whether a call failed as its master's alone (another master answering, the
+   * breaker closed) within core's `partAnswerWindowMs`: the keys of one master are failing while
+   * the others answer. Always false on one node, where every failure is Redis's (see
+   * {@link healthy}).
+   */
+  get partFailing(): boolean {
+    return performance.now() - this.#partFailedAt < partAnswerWindowMs;
   }
 
   /** The error of the last failed call (not one the open breaker skipped) until a call succeeds. */
@@ -257,13 +278,17 @@ export class RedisGuard {
     // No short-cut on state === 'open': cockatiel only moves to half-open when a call is
     // attempted after halfOpenAfterMs, and an open breaker rejects at once anyway.
     const started = metrics.enabled ? performance.now() : 0;
+    let partFailure = false;
     try {
-      const result = unlessPartFailure(
-        await this.#breaker.execute(() => {
-          const call = this.#send(operation, work);
-          return this.#parts ? this.#parts.counted(call) : call;
-        }),
-      );
+      const outcome = await this.#breaker.execute(() => {
+        const call = this.#send(operation, work);
+        return this.#parts ? this.#parts.counted(call) : call;
+      });
+      if (outcome instanceof PartFailure) {
+        partFailure = true;
+        throw outcome.error;
+      }
+      const result = outcome;
       if (metrics.enabled) metrics.latency('l2', operation, (performance.now() - started) / 1_000);
       this.#healthy = true;
       this.#lastError = undefined;
@@ -275,7 +300,9 @@ export class RedisGuard {
           : (error as { code?: string }).code === 'NOA_CIRCUIT_OPEN'
             ? 'circuit_open'
             : 'error';
-      this.#healthy = false;
+      // Its master's failure alone (a Cluster's other masters answer): Redis as a whole still does.
+      if (partFailure) this.#partFailedAt = performance.now();
+      else this.#healthy = false;
       // A call that was sent is timed however it ended: timing successes only, the histogram
       // showed a Redis that hung as a fast one. Skipped calls (breaker open, not connected) took
       // no Redis time.

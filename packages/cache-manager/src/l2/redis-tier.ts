@@ -76,6 +76,9 @@ export const dataKeyMarker = 'v:';
 /** The most keys one batched MGET carries (see the RedisTier constructor). */
 export const readBatchMaxKeys = 16;
 
+/** A batched read's keys when its MGET failed: each caller maps it to its own `failed` (see `RedisTier.getOrFailed`). */
+const READ_FAILED = Symbol('read failed');
+
 /**
  * The most keys one MGET or UNLINK of a batch call (`getMany`, `deleteMany`) names: a larger
  * batch goes out as several commands, sent together under the call's one deadline, as the one
@@ -157,7 +160,7 @@ export class RedisTier {
   /** `<prefix>v:`: every cache value lives under it (see {@link RedisTier.dataKey}). */
   readonly #dataPrefix: string;
   readonly #cluster: boolean;
-  readonly #reads: TickBatcher<string, Buffer | undefined> | undefined;
+  readonly #reads: TickBatcher<string, Buffer | undefined | typeof READ_FAILED> | undefined;
   readonly #writes: TickBatcher<PendingWrite, boolean> | undefined;
   readonly #casWrites: TickBatcher<CasWrite, boolean | undefined> | undefined;
   /** Shared with every tier on this client (see {@link ClientWriteOrder}). */
@@ -197,7 +200,7 @@ export class RedisTier {
       // decode the last. Measured on 32 concurrent hits (2026-12-04, small/10 KB/100 KB values):
       // 16 keys per MGET gave 1.1–1.4× the reads per second of one 32-key MGET.
       // A batch serves `get` calls: its metrics and degraded counts say `get`, not `get_many`.
-      this.#reads = new TickBatcher((keys) => this.#readMany(keys, undefined, 'get'), readBatchMaxKeys);
+      this.#reads = new TickBatcher((keys) => this.#readMany(keys, READ_FAILED, 'get'), readBatchMaxKeys);
       // Writes flush every 16 KiB so Redis ingests a batch while the next is being encoded.
       this.#writes = new TickBatcher((writes) => this.#writeBatch(writes), 256, 16 * 1024);
       // Factory runs' compare-and-set writes of one turn (a getOrSetMany's values, runs ending
@@ -241,9 +244,20 @@ export class RedisTier {
     warn(this.#evictingPolicy);
   }
 
-  /** False since the last failed Redis call, until one succeeds. */
+  /**
+   * Whether Redis as a whole answers (see `RedisGuard.healthy`): a hint for calls that are
+   * optional, never the outcome of a given call (see {@link getOrFailed}).
+   */
   get healthy(): boolean {
     return this.#guard.healthy;
+  }
+
+  /**
+   * On a Cluster, whether a call failed as its master's alone (others answering) within core's
+   * `partAnswerWindowMs` (see `RedisGuard.partFailing`); always false on one node.
+   */
+  get partFailing(): boolean {
+    return this.#guard.partFailing;
   }
 
   /** The last Redis error until a call succeeds (see `RedisGuard.lastError`). */
@@ -280,8 +294,22 @@ export class RedisTier {
 
   /** Reads one encoded value (undefined when absent or Redis is unavailable). */
   get(key: string): Promise<Buffer | undefined> {
-    if (this.#reads) return this.#reads.add(key);
-    return this.#getOne(key, undefined);
+    return this.getOrFailed(key, undefined);
+  }
+
+  /**
+   * {@link get} that tells a failed read (timeout, error, breaker open, the key's master
+   * failing on a Cluster) from an absent value: `failed` when this very read failed. The
+   * outcome belongs to the call: {@link healthy}, read after it, may already say what another
+   * call did since (another request's, another master's), and a failed read taken for "absent"
+   * let a run spanning a reconnect cache its value over a delete the bus lost.
+   */
+  getOrFailed<F>(key: string, failed: F): Promise<Buffer | undefined | F> {
+    if (this.#reads) {
+      const read = this.#reads.add(key);
+      return read.then((bytes) => (bytes === READ_FAILED ? failed : bytes));
+    }
+    return this.#getOne(key, failed);
   }
 
   /** One guarded GET (its own deadline and breaker call); `failed` when it fails. */
