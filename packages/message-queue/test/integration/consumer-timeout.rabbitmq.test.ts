@@ -1,15 +1,11 @@
-import { existsSync } from 'node:fs';
 import { type PrivateRabbit, recordingLogger, startPrivateRabbit, uniqueName } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { sleep, waitFor } from '../helpers.js';
+import { privateRabbitUnavailable } from './private-rabbit-setup.js';
 
-const binDir = process.env.RABBITMQ_BIN_DIR ?? '/usr/lib/rabbitmq/bin';
-const unavailable = existsSync(`${binDir}/rabbitmq-server`)
-  ? undefined
-  : `no RabbitMQ server binaries in ${binDir}`;
-if (unavailable) console.log(`skipped: ${unavailable}`);
+const unavailable = privateRabbitUnavailable();
 
 describe
   .skipIf(unavailable !== undefined)

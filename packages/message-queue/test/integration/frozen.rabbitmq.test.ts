@@ -1,53 +1,16 @@
-import { existsSync } from 'node:fs';
 import { TimeoutError } from '@noa/core';
-import {
-  isReachable,
-  type PrivateRabbit,
-  recordingLogger,
-  serviceUrl,
-  startPrivateRabbit,
-  uniqueName,
-} from '@noa/testkit';
-import { Redis } from 'ioredis';
+import { type PrivateRabbit, recordingLogger, startPrivateRabbit, uniqueName } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AddNotConfirmedError, BackendUnavailableError, Queue, Worker } from '../../src/index.js';
-import { RabbitMqProvider } from '../../src/rabbitmq.js';
-import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
+import { privateRabbitUnavailable, providerOn, stateVariants } from './private-rabbit-setup.js';
 
 // A frozen broker (its Erlang VM SIGSTOPped): the TCP connections stay open, the AMQP connection
 // still counts as open, and nothing answers. The worker must find it down by its own calls
 // (within backendTimeoutMs of its next exchange or maintenance pass, see README "Health"), not
 // by amqplib's heartbeat (60 s, twice), and up again after SIGCONT, with nothing lost or run twice.
-const binDir = process.env.RABBITMQ_BIN_DIR ?? '/usr/lib/rabbitmq/bin';
-const unavailable = existsSync(`${binDir}/rabbitmq-server`)
-  ? undefined
-  : `no RabbitMQ server binaries in ${binDir}`;
-if (unavailable) console.log(`skipped: ${unavailable}`);
-
-const redisUp = await isReachable('redis');
-if (!redisUp) console.log(`skipped (state store variant): no Redis at ${serviceUrl('redis')}`);
-const variants = [
-  { label: 'AMQP only', state: false, skip: false },
-  { label: 'with a Redis job state store', state: true, skip: !redisUp },
-];
-
-/** A provider on the private node (quick reconnects), with a Redis job state store when `state`. */
-function providerOn(
-  node: PrivateRabbit,
-  state: boolean,
-): { redis: Redis | undefined; provider: RabbitMqProvider } {
-  const redis = state ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null }) : undefined;
-  const provider = new RabbitMqProvider({
-    url: node.url,
-    reconnectDelayMs: 50,
-    maxReconnectDelayMs: 200,
-    ...(redis
-      ? { state: new RedisJobStateStore({ connection: redis, prefix: uniqueName('frozen-state') }) }
-      : {}),
-  });
-  return { redis, provider };
-}
+const unavailable = privateRabbitUnavailable();
+const variants = await stateVariants();
 
 /** How many times each value occurs. */
 function tally(values: readonly unknown[]): Map<unknown, number> {
@@ -78,7 +41,7 @@ describe.skipIf(unavailable !== undefined)(
       it.skipIf(variant.skip)(
         `goes down while the node is frozen under a running job and up after SIGCONT; the job completes once, an add during the freeze rejects with AddNotConfirmedError and lands once (${variant.label})`,
         async () => {
-          const { redis, provider } = providerOn(node, variant.state);
+          const { redis, provider } = providerOn(node, variant.state, 'frozen-state');
           const queue = new Queue<number>({ name: uniqueName('frozen-rabbit'), provider });
           const logger = recordingLogger();
           const errors: unknown[] = [];

@@ -1,27 +1,18 @@
-import { existsSync } from 'node:fs';
 import { TimeoutError } from '@noa/core';
 import {
-  isReachable,
   type PrivateRabbit,
   type RecordingLogger,
   recordingLogger,
-  serviceUrl,
   startPrivateRabbit,
   uniqueName,
 } from '@noa/testkit';
-import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, type QueueProvider, Worker } from '../../src/index.js';
-import { RabbitMqProvider } from '../../src/rabbitmq.js';
-import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
+import { privateRabbitUnavailable, providerOn, stateVariants } from './private-rabbit-setup.js';
 
-const binDir = process.env.RABBITMQ_BIN_DIR ?? '/usr/lib/rabbitmq/bin';
-const unavailable = existsSync(`${binDir}/rabbitmq-server`)
-  ? undefined
-  : `no RabbitMQ server binaries in ${binDir}`;
-if (unavailable) console.log(`skipped: ${unavailable}`);
+const unavailable = privateRabbitUnavailable();
 
 async function backendUp(registry: Registry, queue: string): Promise<number[]> {
   const metric = await registry.getSingleMetric('noa_message_queue_backend_up')?.get();
@@ -54,33 +45,7 @@ function expectOutageReports(errors: unknown[], logger: RecordingLogger): void {
       expect(seen[index - 1], seen.join(' | ')).toBe('backend available again');
 }
 
-/**
- * A provider on the private node (quick reconnects), with a Redis job state store under a prefix
- * of `statePrefix` when `state`; `redis` is that store's connection, for the case to close.
- */
-function providerOn(
-  node: PrivateRabbit,
-  state: boolean,
-  statePrefix: string,
-): { redis: Redis | undefined; provider: RabbitMqProvider } {
-  const redis = state ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null }) : undefined;
-  const provider = new RabbitMqProvider({
-    url: node.url,
-    reconnectDelayMs: 50,
-    maxReconnectDelayMs: 200,
-    ...(redis
-      ? { state: new RedisJobStateStore({ connection: redis, prefix: uniqueName(statePrefix) }) }
-      : {}),
-  });
-  return { redis, provider };
-}
-
-const redisUp = await isReachable('redis');
-if (!redisUp) console.log(`skipped (state store variant): no Redis at ${serviceUrl('redis')}`);
-const variants = [
-  { label: 'AMQP only', state: false, skip: false },
-  { label: 'with a Redis job state store', state: true, skip: !redisUp },
-];
+const variants = await stateVariants();
 
 // The variants one after the other: each stops and starts the node.
 describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ broker is down', () => {

@@ -1,26 +1,16 @@
-import { existsSync } from 'node:fs';
-import { isReachable, type PrivateRabbit, serviceUrl, startPrivateRabbit, uniqueName } from '@noa/testkit';
+import { type PrivateRabbit, serviceUrl, startPrivateRabbit, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 import { sleep, startProducer, waitFor } from '../helpers.js';
+import { privateRabbitUnavailable, stateVariants } from './private-rabbit-setup.js';
 
-// Where testkit's startPrivateRabbit looks for the server scripts.
-const binDir = process.env.RABBITMQ_BIN_DIR ?? '/usr/lib/rabbitmq/bin';
-const unavailable = existsSync(`${binDir}/rabbitmq-server`)
-  ? undefined
-  : `no RabbitMQ server binaries in ${binDir}`;
-if (unavailable) console.log(`skipped: ${unavailable}`);
-const redisUp = await isReachable('redis');
-if (!redisUp) console.log(`skipped (state store variant): no Redis at ${serviceUrl('redis')}`);
+const unavailable = privateRabbitUnavailable();
 
 // The same run without and with a job state store (Redis stays up; the broker restarts).
-const variants = [
-  { label: 'AMQP only', state: false, skip: false },
-  { label: 'with a Redis job state store', state: true, skip: !redisUp },
-];
+const variants = await stateVariants();
 
 /**
  * One stop and start of the node for every variant that runs (a node boot and a stop are most
