@@ -65,10 +65,6 @@ describe('a getOrSet whose read answered while another call of its cache failed'
       expect(await held).toBe('from holder');
       await waiting;
     }
-    console.log(
-      'runs:',
-      runs.filter((run) => run.startsWith('other')),
-    );
     expect(runs.filter((run) => run.startsWith('other'))).toEqual([]);
   });
 });
