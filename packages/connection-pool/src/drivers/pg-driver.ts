@@ -23,6 +23,29 @@ interface PgInternals {
 
 const statementCaches = new WeakMap<Client, StatementCache>();
 
+/**
+ * Statements a client's cache evicted, to be dropped on the server once the statement that
+ * evicted them has settled (see {@link dropEvicted}).
+ */
+const evictedNames = new WeakMap<Client, string[]>();
+
+/**
+ * Drops the statements `client`'s cache evicted, in one simple-protocol query sent after the
+ * statement that evicted them settled, when the client has nothing of ours queued. Sent before
+ * it instead, the `DEALLOCATE` and the statement were two queries queued on one client whenever
+ * something ran ahead of them (the `ROLLBACK` of a connection given back inside a transaction):
+ * pg 8 warns of that ("already executing a query") and says pg 9 removes it. Never reused names
+ * (see `StatementCache`), so the drop is only hygiene: failures are ignored. Only names the
+ * server parsed are dropped (see the cache's eviction callback): inside a transaction, a failed
+ * drop would abort the caller's transaction.
+ */
+function dropEvicted(client: Client): void {
+  const names = evictedNames.get(client);
+  if (names === undefined || names.length === 0) return;
+  evictedNames.delete(client);
+  client.query(names.map((name) => `DEALLOCATE ${name}`).join('; ')).catch(() => {});
+}
+
 const CONNECTION_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -62,6 +85,37 @@ function runNamed(
   });
 }
 
+/** Sends one statement as `pgDriver.query` takes it, named from the client's cache when it has values. */
+function sendStatement(
+  client: Client,
+  sql: string,
+  statementValues: StatementValues | undefined,
+  settings: StatementSettings | undefined,
+): Promise<QueryResult<QueryResultRow>> {
+  // pg has positional parameters only, and PgPool's types take lists only: anything else
+  // reaches pg as it came, as it would from pg.Pool.
+  const values = statementValues as readonly unknown[] | undefined;
+  if (settings !== undefined) {
+    // A QueryConfig's own settings (rowMode, types, a name of the caller's): its name wins,
+    // else a parameterized one is named from the cache like any other.
+    const cache = values !== undefined && values.length > 0 ? statementCaches.get(client) : undefined;
+    const config = { ...settings, text: sql, values: values as unknown[] | undefined } as QueryConfig;
+    if (config.name === undefined && cache !== undefined) {
+      config.name = cache.nameFor(sql);
+      return runNamed(client, cache, config);
+    }
+    return client.query(config);
+  }
+  if (values !== undefined && values.length > 0) {
+    const cache = statementCaches.get(client);
+    if (cache !== undefined) {
+      return runNamed(client, cache, { name: cache.nameFor(sql), text: sql, values: values as unknown[] });
+    }
+    return client.query(sql, values as unknown[]);
+  }
+  return client.query(sql);
+}
+
 /**
  * Driver for `pg` (node-postgres): named prepared statements with a bounded per-connection LRU.
  * Its `settings` are a `QueryConfig`'s other fields (`rowMode`, `types`, `name`).
@@ -99,10 +153,15 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
       statementCaches.set(
         client,
         new StatementCache(settings.statementCacheSize, (name) => {
-          // Never reused names, so dropping the server-side statement is only hygiene: ignore failures.
-          client.query(`DEALLOCATE ${name}`).catch(() => {});
           const parsed = (client as unknown as PgInternals).connection?.parsedStatements;
+          // pg marks a name parsed once the server said so: one whose statement failed to parse
+          // is not on the server, and dropping it there would fail.
+          if (parsed && parsed[name] === undefined) return;
           if (parsed) delete parsed[name];
+          // Dropped on the server after the statement that evicted it (see dropEvicted).
+          const names = evictedNames.get(client);
+          if (names) names.push(name);
+          else evictedNames.set(client, [name]);
         }),
       );
     }
@@ -133,28 +192,10 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
     statementValues: StatementValues | undefined,
     settings?: StatementSettings,
   ): Promise<QueryResult<QueryResultRow>> {
-    // pg has positional parameters only, and PgPool's types take lists only: anything else
-    // reaches pg as it came, as it would from pg.Pool.
-    const values = statementValues as readonly unknown[] | undefined;
-    if (settings !== undefined) {
-      // A QueryConfig's own settings (rowMode, types, a name of the caller's): its name wins,
-      // else a parameterized one is named from the cache like any other.
-      const cache = values !== undefined && values.length > 0 ? statementCaches.get(client) : undefined;
-      const config = { ...settings, text: sql, values: values as unknown[] | undefined } as QueryConfig;
-      if (config.name === undefined && cache !== undefined) {
-        config.name = cache.nameFor(sql);
-        return runNamed(client, cache, config);
-      }
-      return client.query(config);
-    }
-    if (values !== undefined && values.length > 0) {
-      const cache = statementCaches.get(client);
-      if (cache !== undefined) {
-        return runNamed(client, cache, { name: cache.nameFor(sql), text: sql, values: values as unknown[] });
-      }
-      return client.query(sql, values as unknown[]);
-    }
-    return client.query(sql);
+    const answer = sendStatement(client, sql, statementValues, settings);
+    // Statements the cache evicted to name this one are dropped once it has settled (see
+    // dropEvicted).
+    return evictedNames.has(client) ? answer.finally(() => dropEvicted(client)) : answer;
   },
 
   // The status of the last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' in a failed one.

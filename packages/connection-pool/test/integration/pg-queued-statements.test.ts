@@ -1,0 +1,75 @@
+import { isReachable, serviceUrl } from '@noa/testkit';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPgPool } from '../../src/pg.js';
+
+const url = serviceUrl('postgres');
+const reachable = await isReachable('postgres');
+if (!reachable) console.log(`skipped: no Postgres at ${url}`);
+
+// pg 8 warns (and pg 9 refuses, says the warning) when a statement is sent on a client while
+// another waits queued behind the one running: "Calling client.query() when the client is already
+// executing a query". The pool itself must never queue two on a connection. It did: a connection
+// given back inside a transaction has its ROLLBACK queued as it goes back, and the next
+// borrower's statement, evicting an older one from the statement cache, sent its DEALLOCATE and
+// then itself, both behind the ROLLBACK. A file of its own: Node warns once per process.
+describe.skipIf(!reachable)('PgPool: statements queued on one connection', () => {
+  const warnings: string[] = [];
+  const onWarning = (warning: Error) => {
+    if (warning.name === 'DeprecationWarning') warnings.push(warning.message);
+  };
+  beforeAll(() => {
+    process.on('warning', onWarning);
+  });
+  afterAll(() => {
+    process.off('warning', onWarning);
+  });
+
+  it('an eviction right after a rolled-back give-back queues no second statement', async () => {
+    const db = createPgPool({ primary: url, statementCacheSize: 1, pool: { max: 1 } });
+    const outside = new pg.Client({ connectionString: url });
+    await outside.connect();
+    try {
+      // Statement A fills the one-entry cache.
+      expect((await db.query<{ n: number }>('SELECT $1::int AS n', [1])).rows).toEqual([{ n: 1 }]);
+      const client = await db.connect();
+      await client.query('BEGIN');
+      client.release(); // no COMMIT: rolled back as it goes back
+      // Statement B evicts A, on the same connection (max: 1), behind the ROLLBACK.
+      expect((await db.query<{ t: string }>('SELECT $1::text AS t', ['b'])).rows).toEqual([{ t: 'b' }]);
+      // Let a warning emitted on process.nextTick arrive.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((message) => message.includes('already executing a query'))).toEqual([]);
+      // And A was dropped on the server, B kept: one named statement of ours on the connection.
+      const statements = await db.query<{ name: string }>(
+        "SELECT name FROM pg_prepared_statements WHERE name LIKE 'noa_s%' ORDER BY name",
+      );
+      expect(statements.rows.map((row) => row.name)).toEqual(['noa_s2']);
+    } finally {
+      await outside.end();
+      await db.close();
+    }
+  });
+
+  it('a statement that never parsed, evicted inside a transaction, does not abort it', async () => {
+    // Its name is in the cache (named before it was sent) but not on the server: dropping it
+    // there would fail, and inside a transaction that failure aborted the caller's transaction.
+    const db = createPgPool({ primary: url, statementCacheSize: 1, pool: { max: 1 } });
+    try {
+      await expect(db.query('SELECT $1::no_such_type', [1])).rejects.toMatchObject({ code: '42704' });
+      const rows = await db.withTransaction(async (tx) => {
+        const first = await tx.query<{ n: number }>('SELECT $1::int AS n', [1]); // evicts the unparsed one
+        const second = await tx.query<{ t: string }>('SELECT $1::text AS t', ['b']); // evicts the first
+        return [...first.rows, ...second.rows];
+      });
+      expect(rows).toEqual([{ n: 1 }, { t: 'b' }]);
+      // The parsed statement it evicted was dropped: only the last one is kept.
+      const statements = await db.query<{ name: string }>(
+        "SELECT name FROM pg_prepared_statements WHERE name LIKE 'noa_s%' ORDER BY name",
+      );
+      expect(statements.rows.map((row) => row.name)).toEqual(['noa_s3']);
+    } finally {
+      await db.close();
+    }
+  });
+});
