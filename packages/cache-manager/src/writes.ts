@@ -119,7 +119,7 @@ export async function sendWrites(
         if (!stopWaiting(index)) sends.push(writes[index]!.send());
       }
       const sent = Promise.allSettled(sends);
-      if (start === 0 && afterRedisWait && (redisFailing(engine) || (readFailed && degrading(engine)))) {
+      if (start === 0 && afterRedisWait && redisFailing(engine, readFailed)) {
         unwaited = sent;
         start += WRITE_BATCH_ITEMS;
         break;
@@ -159,13 +159,8 @@ export async function sendWrites(
  * other masters' keys are still sent and waited for, not recorded as lost; the caller's own
  * failed read (`readFailed`) stops the wait as well.
  */
-function redisFailing(engine: CacheEngine): boolean {
-  return degrading(engine) && engine.tier?.healthy === false;
-}
-
-/** `onBackendError: 'degrade'`: a Redis failure is the caller's fallback, not its error. */
-function degrading(engine: CacheEngine): boolean {
-  return engine.options.onBackendError === 'degrade';
+function redisFailing(engine: CacheEngine, readFailed = false): boolean {
+  return engine.options.onBackendError === 'degrade' && (readFailed || engine.tier?.healthy === false);
 }
 
 /**
@@ -203,7 +198,7 @@ export async function awaitInOrder(
     return;
   }
   for (let index = 0; index < steps.length; index += 1) {
-    if (redisFailing(engine) || (readFailed && degrading(engine))) {
+    if (redisFailing(engine, readFailed)) {
       engine.track(runEvery(steps, index));
       return;
     }

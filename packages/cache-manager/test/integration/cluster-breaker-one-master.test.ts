@@ -1,11 +1,12 @@
 import { once } from 'node:events';
 import { defaultConsecutiveFailures } from '@noa/core';
 import { recordingLogger, startRedisClusterOrSkip } from '@noa/testkit';
-import { Cluster, Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { eventually } from './helpers.js';
 import { keySlot } from './key-slot.js';
+import { stallTolerantCluster } from './redis-server.js';
 
 // Issue 10, loose end 1: the breaker on a 3-master Cluster with one master stalled (CLIENT PAUSE
 // ALL: it takes connections and answers nothing). Each key's GET is its own breaker call, so a
@@ -29,13 +30,7 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled', 
     await cluster?.stop();
   });
 
-  async function connect(): Promise<Cluster> {
-    const client = new Cluster(cluster!.nodes, { retryDelayOnFailover: 0 });
-    client.on('error', () => {});
-    clients.push(client);
-    await once(client, 'ready');
-    return client;
-  }
+  const connect = (): Promise<Cluster> => stallTolerantCluster(cluster!.nodes, clients);
 
   /** A plain connection to the master at `hostPort`, for CLIENT PAUSE. */
   function admin(hostPort: string): Redis {

@@ -1,11 +1,11 @@
 import { delay } from '@noa/core';
 import { uniqueName } from '@noa/testkit';
-import { Cluster, Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { eventually } from './helpers.js';
 import { keySlot } from './key-slot.js';
-import { usePrivateCluster } from './redis-server.js';
+import { stallTolerantCluster, usePrivateCluster } from './redis-server.js';
 
 /**
  * Issue 10: whether a `getOrSet`/`getOrSetMany` takes its keys' leases (stampede protection
@@ -34,13 +34,7 @@ afterAll(async () => {
   for (const client of clients) client.disconnect();
 });
 
-async function connect(): Promise<Cluster> {
-  const client = new Cluster(nodes(), { retryDelayOnFailover: 0 });
-  client.on('error', () => {});
-  clients.push(client);
-  await new Promise<void>((resolve) => client.once('ready', () => resolve()));
-  return client;
-}
+const connect = (): Promise<Cluster> => stallTolerantCluster(nodes(), clients);
 
 /**
  * Each slot's master (host:port), taken once before the pause: the client's own map may change

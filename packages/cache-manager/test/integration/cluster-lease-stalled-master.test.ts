@@ -1,10 +1,12 @@
 import { once } from 'node:events';
 import { recordingLogger, startRedisClusterOrSkip } from '@noa/testkit';
-import { Cluster, Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
+import { observingEvalsha } from './evalsha-observer.js';
 import { eventually } from './helpers.js';
 import { keySlot } from './key-slot.js';
+import { stallTolerantCluster } from './redis-server.js';
 
 // Issue 10, loose end 3: a getOrSet holds a key's lease on a 3-master Cluster, and the master of
 // that key (its value, its lease) stalls (CLIENT PAUSE ALL) while the factory runs. The holder
@@ -30,13 +32,7 @@ describe.skipIf(skip !== undefined)('a lease holder whose key’s master stalls 
     await cluster?.stop();
   });
 
-  async function connect(): Promise<Cluster> {
-    const client = new Cluster(cluster!.nodes, { retryDelayOnFailover: 0 });
-    client.on('error', () => {});
-    clients.push(client);
-    await once(client, 'ready');
-    return client;
-  }
+  const connect = (): Promise<Cluster> => stallTolerantCluster(cluster!.nodes, clients);
 
   it('renews one call at a time until the run settles, no rejection escapes, and every instance ends on the value in L2 once the master is back', async () => {
     const probe = await connect();
@@ -147,30 +143,21 @@ describe.skipIf(skip !== undefined)('a lease holder whose key’s master stalls 
 
 /**
  * `client`, counting the EVALSHA calls whose first key is `valueKey` into `calls` (sent, in
- * flight, the most in flight at once): a Proxy, every other member is the client's own.
+ * flight, the most in flight at once).
  */
 function scriptsOn(
   client: Cluster,
   valueKey: string,
   calls: { sent: number; inFlight: number; mostInFlight: number },
 ) {
-  return new Proxy(client, {
-    get(target, property) {
-      const value = Reflect.get(target, property);
-      if (typeof value !== 'function') return value;
-      if (property !== 'evalsha') return value.bind(target);
-      return (...args: unknown[]) => {
-        const reply = (value as (...all: unknown[]) => Promise<unknown>).apply(target, args);
-        if (String(args[2]) !== valueKey) return reply;
-        calls.sent += 1;
-        calls.inFlight += 1;
-        calls.mostInFlight = Math.max(calls.mostInFlight, calls.inFlight);
-        const settled = () => {
-          calls.inFlight -= 1;
-        };
-        reply.then(settled, settled);
-        return reply;
-      };
-    },
+  return observingEvalsha(client, (_sha, firstKey, reply) => {
+    if (firstKey !== valueKey) return;
+    calls.sent += 1;
+    calls.inFlight += 1;
+    calls.mostInFlight = Math.max(calls.mostInFlight, calls.inFlight);
+    const settled = () => {
+      calls.inFlight -= 1;
+    };
+    reply.then(settled, settled);
   });
 }

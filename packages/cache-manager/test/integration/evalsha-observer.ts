@@ -1,13 +1,14 @@
 import type { Cluster, Redis } from 'ioredis';
 
 /**
- * `client` with each EVALSHA call shown to `observe(sha, firstKey)` before it is sent (a Proxy:
+ * `client` with each EVALSHA call shown to `observe(sha, firstKey, reply)` as it is sent (a Proxy:
  * every other property is the client's own). How the long-run tests and `bench/many-run-settle.ts`
- * count the extension's and the writes' script calls without a server-side monitor.
+ * count the extension's and the writes' script calls without a server-side monitor; `reply` lets
+ * an observer count the calls still in flight.
  */
 export function observingEvalsha<C extends Redis | Cluster>(
   client: C,
-  observe: (sha: string, firstKey: string) => void,
+  observe: (sha: string, firstKey: string, reply: Promise<unknown>) => void,
 ): C {
   return new Proxy(client, {
     get(target, property) {
@@ -15,8 +16,9 @@ export function observingEvalsha<C extends Redis | Cluster>(
       if (typeof value !== 'function') return value;
       if (property !== 'evalsha') return value.bind(target);
       return (...args: unknown[]) => {
-        observe(String(args[0]), String(args[2]));
-        return (value as (...all: unknown[]) => unknown).apply(target, args);
+        const reply = (value as (...all: unknown[]) => Promise<unknown>).apply(target, args);
+        observe(String(args[0]), String(args[2]), reply);
+        return reply;
       };
     },
   });

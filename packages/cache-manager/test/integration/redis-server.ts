@@ -18,6 +18,22 @@ export function redisServerInstalled(purpose: string): boolean {
 }
 
 /**
+ * A Cluster client on `nodes` for tests that stall masters: it retries a redirected command at
+ * once (`retryDelayOnFailover: 0`), swallows its errors, joins `clients` (the caller disconnects
+ * them) and resolves once ready.
+ */
+export async function stallTolerantCluster(
+  nodes: PrivateRedisCluster['nodes'],
+  clients: { push(client: Cluster): unknown },
+): Promise<Cluster> {
+  const client = new Cluster(nodes, { retryDelayOnFailover: 0 });
+  client.on('error', () => {});
+  clients.push(client);
+  await new Promise<void>((resolve) => client.once('ready', () => resolve()));
+  return client;
+}
+
+/**
  * A private 3-master Redis Cluster started before the file's tests, with one connected client
  * (`client()`), both stopped after them. `installed` is false (and nothing starts) without a
  * `redis-server` binary.
