@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Cache } from '../../src/index.js';
 import { eventually } from './helpers.js';
 import { keySlot } from './key-slot.js';
-import { stallTolerantCluster, usePrivateCluster } from './redis-server.js';
+import { settledSlotMasters, stallTolerantCluster, usePrivateCluster } from './redis-server.js';
 
 /**
  * Issue 10: whether a `getOrSet`/`getOrSetMany` takes its keys' leases (stampede protection
@@ -42,31 +42,6 @@ const connect = (): Promise<Cluster> => stallTolerantCluster(nodes(), clients);
  * key on the paused one never ended).
  */
 let slotMasters: readonly string[] = [];
-
-/**
- * Each slot's master (host:port) as the Cluster itself says (CLUSTER SLOTS), once every slot is
- * served and the three masters hold about a third each, as the test's Cluster is made. Read
- * from the client's own map instead, the search for keys on one master once found none in
- * 100,000 tries, in CI (about 1 in 9 keys qualifies; what the map held was not recorded): asked
- * again until the reply is the settled one, or the test says what the Cluster answered.
- */
-async function settledSlotMasters(client: Cluster): Promise<string[]> {
-  let last: unknown;
-  for (let attempt = 0; attempt < 50; attempt += 1) {
-    const reply = (await client.call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
-    last = reply;
-    const masters: string[] = [];
-    for (const [start, end, [host, port]] of reply)
-      for (let slot = start; slot <= end; slot += 1) masters[slot] = `${host || '127.0.0.1'}:${port}`;
-    const owned = new Map<string, number>();
-    for (const master of masters) if (master !== undefined) owned.set(master, (owned.get(master) ?? 0) + 1);
-    const covered =
-      masters.length === 16_384 && [...owned.values()].reduce((sum, n) => sum + n, 0) === 16_384;
-    if (covered && owned.size === 3 && [...owned.values()].every((n) => n > 5_000)) return masters;
-    await delay(100);
-  }
-  throw new Error(`no settled slot map: ${JSON.stringify(last)}`);
-}
 
 /** The master (host:port) holding `redisKey`. */
 function masterOf(redisKey: string): string {
