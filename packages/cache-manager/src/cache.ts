@@ -464,6 +464,7 @@ export class Cache {
     const tier = this.#engine.tier;
     return {
       closed: this.#engine.closed,
+      l1: this.#engine.l1Enabled,
       l1Entries: this.#engine.l1.size,
       onBackendError: this.#engine.options.onBackendError,
       l2:
