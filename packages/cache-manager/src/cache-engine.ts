@@ -21,12 +21,7 @@ import type {
   SetOptions,
 } from './cache-options.js';
 import { DecodeTurns } from './decode-turns.js';
-import {
-  type CacheEntry,
-  isFresh,
-  scopeTags,
-  slideEntry,
-} from './entry.js';
+import { type CacheEntry, isFresh, scopeTags, slideEntry } from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
 import { FillGuard } from './fill-guard.js';
 import { clearPrefix, deleteByTags, deleteKeys, expireByTags, expireKeys } from './invalidation.js';

@@ -933,8 +933,7 @@ export function refreshEarly<T>(
   fromFlight = false,
 ): void {
   // A load in flight (an L1 miss) makes a refresh needless, unless it is the caller.
-  if (engine.refreshing.has(fullKey) || (!fromFlight && engine.flights.has(fullKey)) || engine.closed)
-    return;
+  if (engine.refreshing.has(fullKey) || (!fromFlight && engine.flights.has(fullKey)) || engine.closed) return;
   const slot = {};
   engine.refreshing.set(fullKey, slot);
   const freeSlot = () => {
