@@ -270,9 +270,12 @@ export class CacheEngine {
     if (keys.length > 0) this.logger.info('warmed L1 from the saved hot keys', { keys: keys.length });
   }
 
-  /** Saves the L1's most valuable keys to Redis for the next start. */
+  /**
+   * Saves the L1's most valuable keys to Redis for the next start. Not for an L2-only cache: it
+   * has none, and saving none would delete the set that instances with L1 saved under the prefix.
+   */
   async saveHotKeys(limit: number): Promise<void> {
-    if (!this.tier || limit === 0) return;
+    if (!this.tier || limit === 0 || !this.l1Enabled) return;
     await this.tier.saveHotKeys(this.l1.hottest(limit));
   }
 

@@ -135,6 +135,18 @@ describe.skipIf(!redisUp)('l1: false (L2-only) on Redis', () => {
     expect(factory).toHaveBeenCalledTimes(2);
   });
 
+  it('saveHotKeys of an L2-only cache leaves the hot set instances with L1 saved under the prefix', async () => {
+    const ownPrefix = `${prefix}hot:`;
+    const withL1 = make({ prefix: ownPrefix, l1: {} });
+    await withL1.set('hot:a', 1);
+    await withL1.saveHotKeys(10);
+    const saved = await redis.lrange(`${ownPrefix}__hot`, 0, -1);
+    expect(saved).toEqual(['hot:a']);
+    // It has no L1 keys to save: saving none would delete the list.
+    await make({ prefix: ownPrefix }).saveHotKeys(10);
+    expect(await redis.lrange(`${ownPrefix}__hot`, 0, -1)).toEqual(saved);
+  });
+
   it('warm writes L2 only: another instance reads the keys, the warming one holds nothing', async () => {
     const cache = make();
     const report = await cache.warm(['w:1', 'w:2'], (key) => `loaded ${key}`);
