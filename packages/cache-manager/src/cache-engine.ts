@@ -21,20 +21,14 @@ import type {
   SetOptions,
 } from './cache-options.js';
 import { DecodeTurns } from './decode-turns.js';
-import {
-  type CacheEntry,
-  isFresh,
-  scopeTags,
-  shouldRefreshAhead,
-  shouldRefreshEarly,
-  slideEntry,
-} from './entry.js';
+import { type CacheEntry, isFresh, scopeTags, slideEntry } from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
 import { FillGuard } from './fill-guard.js';
 import { clearPrefix, deleteByTags, deleteKeys, expireByTags, expireKeys } from './invalidation.js';
 import { KeyWakeups } from './key-wakeups.js';
 import { createL1Store } from './l1/create-l1-store.js';
 import type { L1Store, RemovalReason } from './l1/l1-store.js';
+import { NoL1Store } from './l1/no-l1-store.js';
 import { onConnectionClose } from './l2/connection-close.js';
 import {
   clusterResendWindowMs,
@@ -53,7 +47,7 @@ import {
   loadThrough,
   outlivedFlight,
   type RunningFactory,
-  refreshEarly,
+  refreshIfDue,
   sameLimits,
 } from './read-through.js';
 import { getOrSetMany } from './read-through-many.js';
@@ -79,6 +73,16 @@ export class CacheEngine {
   readonly logger: Logger;
   readonly metrics: CacheMetrics;
   readonly l1: L1Store;
+  /**
+   * False for an L2-only cache (`l1: false`): {@link l1} is a {@link NoL1Store}, and the work that
+   * only serves L1 (fills, their guard, tag indexing, freezing, copies) is skipped.
+   */
+  readonly l1Enabled: boolean;
+  /**
+   * How values leave L1 (`l1.mode`). An L2-only cache has `reference`: it keeps no value, and
+   * each read decodes its own.
+   */
+  readonly l1Mode: 'reference' | 'freeze' | 'clone';
   readonly tier: RedisTier | undefined;
   readonly bus: InvalidationBus | undefined;
   readonly codec: EntryCodec;
@@ -138,12 +142,15 @@ export class CacheEngine {
     this.events = new CacheEvents(this.logger);
     this.listeners = this.events.lists;
     this.random = options.random ?? (() => 1 - Math.random());
-    this.l1 = createL1Store(
-      options.l1.policy,
-      options.l1.maxEntries,
-      options.l1.maxBytes,
-      (key, entry, reason) => this.#onL1Removal(key, entry, reason),
-    );
+    const l1 = options.l1;
+    this.l1Enabled = l1 !== false;
+    this.l1Mode = l1 === false ? 'reference' : l1.mode;
+    this.l1 =
+      l1 === false
+        ? new NoL1Store()
+        : createL1Store(l1.policy, l1.maxEntries, l1.maxBytes, (key, entry, reason) =>
+            this.#onL1Removal(key, entry, reason),
+          );
     if (options.redis) {
       const client = ioRedisClient(options.redis);
       const guard = new RedisGuard({
@@ -263,9 +270,12 @@ export class CacheEngine {
     if (keys.length > 0) this.logger.info('warmed L1 from the saved hot keys', { keys: keys.length });
   }
 
-  /** Saves the L1's most valuable keys to Redis for the next start. */
+  /**
+   * Saves the L1's most valuable keys to Redis for the next start. Not for an L2-only cache: it
+   * has none, and saving none would delete the set that instances with L1 saved under the prefix.
+   */
   async saveHotKeys(limit: number): Promise<void> {
-    if (!this.tier || limit === 0) return;
+    if (!this.tier || limit === 0 || !this.l1Enabled) return;
     await this.tier.saveHotKeys(this.l1.hottest(limit));
   }
 
@@ -289,7 +299,7 @@ export class CacheEngine {
 
   /** Copies a value out of L1 according to the `l1.mode` option. */
   out<T>(value: T): T {
-    return this.options.l1.mode === 'clone' ? structuredClone(value) : value;
+    return this.l1Mode === 'clone' ? structuredClone(value) : value;
   }
 
   // ---- reads (the L1 part; the rest is in read-path.ts) ----------------------------------
@@ -301,7 +311,8 @@ export class CacheEngine {
   l1Get(fullKey: string, now: number): CacheEntry | undefined {
     if (!this.metrics.enabled) return this.l1.get(fullKey, now);
     this.#l1Lookups = (this.#l1Lookups + 1) % l1TimingEvery;
-    if (this.#l1Lookups !== 0) return this.l1.get(fullKey, now);
+    // An L2-only cache has no lookup to time.
+    if (this.#l1Lookups !== 0 || !this.l1Enabled) return this.l1.get(fullKey, now);
     const started = performance.now();
     const entry = this.l1.get(fullKey, now);
     this.metrics.latency('l1', 'get', (performance.now() - started) / 1_000);
@@ -367,8 +378,12 @@ export class CacheEngine {
     }
     const later = this.clock.now();
     if (entry && isFresh(entry, later)) {
-      const fillable = this.fills.mayFill(fullKey, entry.tags, since, entry.writeId);
-      if (!fillable && !again) return this.#lookupL2(fullKey, asValue, true);
+      // L2-only: nothing to fill, and no second read: the value is L2's as of after the call began.
+      let fillable = false;
+      if (this.l1Enabled) {
+        fillable = this.fills.mayFill(fullKey, entry.tags, since, entry.writeId);
+        if (!fillable && !again) return this.#lookupL2(fullKey, asValue, true);
+      }
       if (entry.slidingMs) slideEntry(entry, later);
       this.metrics.request('l2', 'hit');
       if (fillable) this.l1Set(fullKey, entry, l1Charge(bytes!, entry));
@@ -394,14 +409,7 @@ export class CacheEngine {
       if (entry.slidingMs) slideEntry(entry, now);
       this.metrics.request('l1', 'hit');
       if (this.listeners.hit) this.emitHit(fullKey, 'l1');
-      const beta = options.earlyRefreshBeta ?? this.options.earlyRefreshBeta;
-      const threshold = options.refreshThresholdMs ?? this.options.refreshThresholdMs;
-      if (
-        (entry.computeMs > 0 && shouldRefreshEarly(entry, now, beta, this.random)) ||
-        (threshold !== undefined && shouldRefreshAhead(entry, now, threshold))
-      ) {
-        refreshEarly(this, fullKey, userKey, factory, options, entry);
-      }
+      refreshIfDue(this, fullKey, userKey, factory, options, entry, now);
       return Promise.resolve(this.out(entry.value as T));
     }
     if (!forced) this.metrics.request('l1', entry ? 'stale' : 'miss');
@@ -424,7 +432,7 @@ export class CacheEngine {
             },
             promise,
           );
-      const mode = this.options.l1.mode;
+      const mode = this.l1Mode;
       if (mode === 'reference') return shared;
       return mode === 'clone' ? shared.then(copyOfFlight) : shared.then(frozenForJoiner);
     }
@@ -443,7 +451,7 @@ export class CacheEngine {
     this.flights.set(fullKey, flight);
     // The flight resolves to the object L1 holds (or the factory's, which other callers share):
     // in clone mode the caller that started it gets a copy like everyone else.
-    return this.options.l1.mode === 'clone' ? load.then(copyOfFlight) : load;
+    return this.l1Mode === 'clone' ? load.then(copyOfFlight) : load;
   }
 
   /** Batch read-through (see `Cache.getOrSetMany` and read-through-many.ts). */
@@ -541,6 +549,7 @@ export class CacheEngine {
    * that change (see {@link FillGuard}). The caller is served the value either way.
    */
   fill(fullKey: string, entry: CacheEntry, bytes: number, since: number): void {
+    if (!this.l1Enabled) return;
     if (this.fills.mayFill(fullKey, entry.tags, since, entry.writeId)) this.l1Set(fullKey, entry, bytes);
   }
 
@@ -549,9 +558,14 @@ export class CacheEngine {
     return this.options.tagScope === 'global' ? tags : scopeTags(fullKey, tags);
   }
 
-  /** Puts an entry in L1 (capped by `l1.maxTtlMs`, frozen in freeze mode) and indexes its tags. */
+  /**
+   * Puts an entry in L1 (capped by `l1.maxTtlMs`, frozen in freeze mode) and indexes its tags;
+   * nothing at all in an L2-only cache.
+   */
   l1Set(fullKey: string, entry: CacheEntry, bytes: number): void {
-    const maxTtlMs = this.options.l1.maxTtlMs;
+    const l1 = this.options.l1;
+    if (l1 === false) return;
+    const maxTtlMs = l1.maxTtlMs;
     let local = entry;
     if (maxTtlMs !== undefined) {
       const cap = this.clock.now() + maxTtlMs;
@@ -559,15 +573,15 @@ export class CacheEngine {
       if (entry.expiresAt > cap || (entry.slidingMs && entry.maxExpiresAt! > cap))
         local = { ...entry, expiresAt: Math.min(entry.expiresAt, cap), maxExpiresAt: cap };
     }
-    if (this.options.l1.mode === 'freeze') deepFreeze(local.value);
+    if (l1.mode === 'freeze') deepFreeze(local.value);
     // Indexed before the store takes it: a policy may drop the new entry on the way in (the
     // soonest to expire under `ttl`, a byte budget's victim), and its removal then unindexes it.
     // Indexed after, every such entry stayed in the tag index for good.
-    const fits = bytes <= this.options.l1.maxBytes;
+    const fits = bytes <= l1.maxBytes;
     if (fits) this.#indexTags(fullKey, local.tags);
     this.l1.set(fullKey, local, bytes);
     // Too big for L1, the store dropped it (and any older copy, whose tags went with it).
-    if (!fits) this.#tooLarge(fullKey, bytes);
+    if (!fits) this.#tooLarge(fullKey, bytes, l1.maxBytes);
     if (this.metrics.enabled) this.metrics.l1Size(this.l1.size, this.l1.bytes);
   }
 
@@ -576,9 +590,9 @@ export class CacheEngine {
    * it is lost (the `set` resolved, the next `get` misses), a warning; with Redis, L2 has it
    * and every read of it goes there, a debug line.
    */
-  #tooLarge(fullKey: string, bytes: number): void {
+  #tooLarge(fullKey: string, bytes: number, maxBytes: number): void {
     this.metrics.eviction('l1', 'too_large');
-    const fields = { key: fullKey, bytes, maxBytes: this.options.l1.maxBytes };
+    const fields = { key: fullKey, bytes, maxBytes };
     if (this.tier) this.logger.debug('value larger than l1.maxBytes: served from Redis only', fields);
     else this.logger.warn('value larger than l1.maxBytes not cached (memory-only cache)', fields);
   }

@@ -149,8 +149,11 @@ export const cacheOptionsSchema = z
      * Absent or 0: off (XFetch still applies).
      */
     refreshThresholdMs: z.number().int().nonnegative().optional(),
-    /** The in-process tier. */
-    l1: l1OptionsSchema.default(l1OptionsSchema.parse({})),
+    /**
+     * The in-process tier, or `false` for none (an L2-only cache: needs `redis`; every read goes
+     * to Redis and is current there, nothing is kept in process; see "L2 only" in the README).
+     */
+    l1: z.union([z.literal(false), l1OptionsSchema]).default(l1OptionsSchema.parse({})),
     /**
      * An ioredis 5.4+ or 6 client (single node or Cluster) for L2, the bus and leases; absent: memory only.
      * Checked for the methods of {@link RedisClient} (mgetBuffer is ioredis's own).
@@ -280,7 +283,30 @@ export const cacheOptionsSchema = z
       })
       .optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((options, context) => {
+    if (options.l1 !== false) return;
+    const refuse = (message: string) => context.addIssue({ code: 'custom', path: ['l1'], message });
+    if (options.redis === undefined) refuse(l2OnlyWithoutRedis);
+    if (options.hotKeys > 0) refuse(l2OnlyWithHotKeys);
+    if (options.writeMode === 'background') refuse(l2OnlyWithBackgroundWrites);
+  });
+
+/** Why `l1: false` needs `redis`. */
+export const l2OnlyWithoutRedis = 'false (no L1) needs redis: a cache with neither tier holds nothing';
+/** Why `l1: false` refuses `hotKeys`. */
+export const l2OnlyWithHotKeys = 'false (no L1) leaves no tier for hotKeys to keep hot: set hotKeys to 0';
+/**
+ * Why `l1: false` refuses `writeMode: 'background'`: a background `set` resolves before Redis
+ * has the value, and with no L1 to hold it meanwhile a `get` right after it on the same instance
+ * missed (or read the value it replaced). Keeping the pending writes to answer such reads would
+ * be an L1 by another name, one that can hold a value Redis never got.
+ */
+export const l2OnlyWithBackgroundWrites =
+  "false (no L1) needs writeMode 'await': a background write resolves before Redis has the value, and with no L1 a get right after it would miss it";
+
+/** Options of the in-process tier, as given (`l1`, when not `false`). */
+export type L1Options = z.input<typeof l1OptionsSchema>;
 
 /** Options of `new Cache()` (input type: every field optional). */
 export type CacheOptions = z.input<typeof cacheOptionsSchema>;

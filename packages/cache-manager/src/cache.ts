@@ -147,7 +147,10 @@ export class Cache {
     }
   }
 
-  /** L1 only, synchronous: the fresh value held in this process, or undefined. */
+  /**
+   * L1 only, synchronous: the fresh value held in this process, or undefined (always, for an
+   * L2-only cache: `l1: false`).
+   */
   getLocal<T = unknown>(key: string): T | undefined {
     const entry = this.#engine.getLocal(this.#key(key, 'getLocal'));
     return entry === undefined ? undefined : this.#engine.out(entry.value as T);
@@ -464,6 +467,7 @@ export class Cache {
     const tier = this.#engine.tier;
     return {
       closed: this.#engine.closed,
+      l1: this.#engine.l1Enabled,
       l1Entries: this.#engine.l1.size,
       onBackendError: this.#engine.options.onBackendError,
       l2:
@@ -522,7 +526,10 @@ export class Cache {
     await this.#engine.ready;
   }
 
-  /** Saves this process's hottest L1 keys for the next start (done by `close()` when `hotKeys` > 0). */
+  /**
+   * Saves this process's hottest L1 keys for the next start (done by `close()` when `hotKeys` > 0);
+   * nothing for an L2-only cache (`l1: false`), which has none.
+   */
   async saveHotKeys(limit: number): Promise<void> {
     this.#open();
     await this.#engine.saveHotKeys(limit);

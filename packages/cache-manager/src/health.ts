@@ -9,6 +9,8 @@ import {
 /** What a cache knows of its tiers, as {@link cacheHealth} reads it. */
 export interface CacheHealthState {
   closed: boolean;
+  /** False for an L2-only cache (`l1: false`): reported as `l1: 'none'`. */
+  l1?: boolean;
   l1Entries: number;
   onBackendError: 'degrade' | 'throw';
   /**
@@ -31,6 +33,7 @@ export interface CacheHealthState {
  */
 export function cacheHealth(state: CacheHealthState): HealthReport {
   const details: Record<string, unknown> = { l1Entries: state.l1Entries };
+  if (state.l1 === false) details.l1 = 'none';
   const report = (status: HealthReport['status'], cause?: unknown): HealthReport =>
     cause === undefined
       ? { component: 'cache', status, checkedAt: state.now, details }

@@ -25,6 +25,7 @@ export {
   type FactoryContext,
   type GetOrSetOptions,
   getOrSetOptionsSchema,
+  type L1Options,
   type ManyFactory,
   type ManyFactoryResult,
   type SetOptions,

@@ -77,7 +77,8 @@ export async function readL2(
     held.tags = entry.tags;
     held.writeId = entry.writeId;
   }
-  return entry ? { entry, bytes: l1Charge(bytes, entry), since } : undefined;
+  // L2-only: no L1 to charge (the estimate of a compressed value would walk it for nothing).
+  return entry ? { entry, bytes: engine.l1Enabled ? l1Charge(bytes, entry) : 0, since } : undefined;
 }
 
 /**
@@ -94,6 +95,8 @@ export async function readL2Current(
   const read = await readL2(engine, fullKey, held);
   if (
     read === undefined ||
+    // L2-only: the value read is L2's as of after the call began, and fills nothing.
+    !engine.l1Enabled ||
     engine.fills.mayFill(fullKey, read.entry.tags, read.since, read.entry.writeId) ||
     !isFresh(read.entry, engine.clock.now())
   )
@@ -206,7 +209,7 @@ function takeFromBatch(
   if (entry && isFresh(entry, now)) {
     if (entry.slidingMs) slideEntry(entry, now);
     engine.metrics.request('l2', 'hit');
-    engine.fill(fullKey, entry, l1Charge(bytes!, entry), since);
+    if (engine.l1Enabled) engine.fill(fullKey, entry, l1Charge(bytes!, entry), since);
     if (engine.listeners.hit) engine.emitHit(fullKey, 'l2');
     return { entry, fresh: true };
   }
@@ -333,7 +336,7 @@ function later(a: CacheEntry, b: CacheEntry): CacheEntry {
 export async function keyTtl(engine: CacheEngine, fullKey: string): Promise<KeyTtl | undefined> {
   const now = engine.clock.now();
   const local = engine.l1.get(fullKey, now);
-  const capped = engine.options.l1.maxTtlMs !== undefined;
+  const capped = engine.options.l1 !== false && engine.options.l1.maxTtlMs !== undefined;
   if (local !== undefined && now < local.expiresAt && (!engine.tier || !capped))
     return describeTtl(local, now);
   const remote = engine.tier ? await peekL2(engine, fullKey) : undefined;

@@ -79,7 +79,7 @@ async function inBatches<I, R>(items: readonly I[], call: (item: I) => Promise<R
 
 /** A flight's value for one more caller (a copy in clone mode, a frozen one in freeze mode, as `getOrSet` hands out). */
 function handOut<T>(engine: CacheEngine, value: T): T {
-  const mode = engine.options.l1.mode;
+  const mode = engine.l1Mode;
   if (mode === 'reference') return value;
   return mode === 'clone' ? copyOfFlight(value) : frozenForJoiner(value);
 }

@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { tracingChannel, withDeadline } from '@noa/core';
 import type { CacheEngine } from './cache-engine.js';
 import type { Factory, GetOrSetOptions } from './cache-options.js';
-import { type CacheEntry, isFresh, refreshTarget, slideEntry } from './entry.js';
+import {
+  type CacheEntry,
+  isFresh,
+  refreshTarget,
+  shouldRefreshAhead,
+  shouldRefreshEarly,
+  slideEntry,
+} from './entry.js';
 import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
 import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
@@ -133,6 +140,8 @@ export async function loadThrough<T>(
         engine.metrics.request('l2', 'hit');
         engine.fill(fullKey, entry, remote.bytes, remote.since);
         if (engine.listeners.hit) engine.emitHit(fullKey, 'l2');
+        // With L1 the next hit, an L1 one, decides; an L2-only cache has only L2 hits.
+        if (!engine.l1Enabled) refreshIfDue(engine, fullKey, userKey, factory, options, entry, now, true);
         return entry.value;
       }
       engine.metrics.request('l2', 'stale');
@@ -834,7 +843,8 @@ export function unchangedOrNot(
  */
 export function backOff(engine: CacheEngine, fullKey: string, stale: CacheEntry, since?: number): void {
   const backoffMs = engine.options.graceBackoffMs;
-  if (backoffMs <= 0) return;
+  // L2-only: no copy to keep; the failed holder's mark in Redis backs the source off instead.
+  if (backoffMs <= 0 || !engine.l1Enabled) return;
   if (since !== undefined && !engine.fills.mayFill(fullKey, stale.tags, since, stale.writeId)) return;
   const now = engine.clock.now();
   // Not sliding: hits during the back-off would otherwise carry the stale value a whole window
@@ -889,6 +899,30 @@ function anotherWrite(entry: CacheEntry, current: CacheEntry): boolean {
   return entry.createdAt > current.createdAt;
 }
 
+/**
+ * Starts an early refresh of `entry` (see {@link refreshEarly}) when XFetch or the refresh-ahead
+ * threshold says it is due at `now`; `fromFlight`: called by the key's own load (an L2-only
+ * cache's hit), whose flight ends with the value.
+ */
+export function refreshIfDue<T>(
+  engine: CacheEngine,
+  fullKey: string,
+  userKey: string,
+  factory: Factory<T>,
+  options: GetOrSetOptions,
+  entry: CacheEntry,
+  now: number,
+  fromFlight = false,
+): void {
+  const beta = options.earlyRefreshBeta ?? engine.options.earlyRefreshBeta;
+  const threshold = options.refreshThresholdMs ?? engine.options.refreshThresholdMs;
+  if (
+    (entry.computeMs > 0 && shouldRefreshEarly(entry, now, beta, engine.random)) ||
+    (threshold !== undefined && shouldRefreshAhead(entry, now, threshold))
+  )
+    refreshEarly(engine, fullKey, userKey, factory, options, entry, fromFlight);
+}
+
 export function refreshEarly<T>(
   engine: CacheEngine,
   fullKey: string,
@@ -896,8 +930,10 @@ export function refreshEarly<T>(
   factory: Factory<T>,
   options: GetOrSetOptions,
   current: CacheEntry,
+  fromFlight = false,
 ): void {
-  if (engine.refreshing.has(fullKey) || engine.flights.has(fullKey) || engine.closed) return;
+  // A load in flight (an L1 miss) makes a refresh needless, unless it is the caller.
+  if (engine.refreshing.has(fullKey) || (!fromFlight && engine.flights.has(fullKey)) || engine.closed) return;
   const slot = {};
   engine.refreshing.set(fullKey, slot);
   const freeSlot = () => {

@@ -278,7 +278,8 @@ export function prepareWrite(
   // An L2 read of the key in flight answers with the value this write replaces (not into L1),
   // or, landing after it, with this very value, which its id tells (see `FillGuard`).
   const writeId = engine.writeIds.next();
-  engine.fills.changedKey(fullKey, writeId);
+  // L2-only: no read fills L1, so there is no fill to guard.
+  if (engine.l1Enabled) engine.fills.changedKey(fullKey, writeId);
   const now = engine.clock.now();
   const entry = createEntry(
     l1Value(engine, value, fullKey),
@@ -292,12 +293,12 @@ export function prepareWrite(
   );
   const tier = engine.tier;
   if (!tier || localOnly) {
-    engine.l1Set(fullKey, entry, estimateSize(value));
+    if (engine.l1Enabled) engine.l1Set(fullKey, entry, estimateSize(value));
     announceSet(engine, fullKey);
     return Object.assign(() => Promise.resolve(true), { tags: entry.tags });
   }
   const encoded = engine.codec.encode(entry, fullKey);
-  engine.l1Set(fullKey, entry, l1Charge(encoded, entry));
+  if (engine.l1Enabled) engine.l1Set(fullKey, entry, l1Charge(encoded, entry));
   const physicalTtl = Number.isFinite(entry.staleUntil) ? entry.staleUntil - now : undefined;
   // Reads may slide a sliding value up to its bound (plus grace) without touching its tag sets.
   const tagTtl = entry.slidingMs
@@ -364,7 +365,7 @@ function announceSet(engine: CacheEngine, fullKey: string): void {
 
 /** What L1 keeps of a value the caller passed (see `l1.mode`): its own copy, but in `reference` mode. */
 function l1Value(engine: CacheEngine, value: unknown, fullKey: string): unknown {
-  const mode = engine.options.l1.mode;
+  const mode = engine.l1Mode;
   if (mode === 'reference') return value;
   return mode === 'clone' ? cloneForL1(value, fullKey) : frozenCopy(value);
 }

@@ -55,6 +55,8 @@ describe("the README's options table", () => {
       'edge',
       'breaker',
       'lock.enabled',
+      // An object of defaults, each checked on its own row (`l1.policy`, …).
+      'l1',
     ]);
     let checked = 0;
     for (const [option, cell] of defaults) {

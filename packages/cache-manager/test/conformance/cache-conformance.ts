@@ -23,15 +23,29 @@ export interface ConformanceBackend {
  * memory + Redis Cluster run this same suite unchanged. `shared` is true when two caches
  * built from `options()` share data (Redis), false for memory; it is a parameter rather than
  * part of the lazily built backend so that the cross-instance cases are reported as skipped
- * on memory instead of passing without asserting anything.
+ * on memory instead of passing without asserting anything. `l2Only`: the backend's caches have
+ * `l1: false` (see "L2 only" in the README); the cases about L1 itself assert what such a cache
+ * does instead, or are skipped with the reason in their name.
  */
 export function describeCacheConformance(
   name: string,
   shared: boolean,
   setup: () => ConformanceBackend,
   skip = false,
+  l2Only = false,
 ): void {
   describe.skipIf(skip)(`cache conformance: ${name}`, () => {
+    /** A case about L1 itself: skipped for an L2-only cache, saying why. */
+    const itWithL1 = (title: string, reason: string, run: () => Promise<void>) =>
+      l2Only ? it.skip(`${title} [not run: ${reason}]`, run) : it(title, run);
+    /**
+     * What `cache` serves of `key` without another tier: its L1 copy, or for an L2-only cache,
+     * which has none, its read of L2.
+     */
+    const held = (cache: Cache, key: string): Promise<unknown> =>
+      l2Only ? cache.get(key) : Promise.resolve(cache.getLocal(key));
+    /** The tier an instance's repeated read hits. */
+    const ownTier = l2Only ? 'l2' : 'l1';
     const caches: Cache[] = [];
     let backend: ConformanceBackend | undefined;
     const make = (extra: CacheOptions = {}) => {
@@ -64,7 +78,9 @@ export function describeCacheConformance(
     it.skipIf(!shared)(
       'a delete, tag delete or clear right after a write wins in the shared tier, in either write mode',
       async () => {
-        for (const writeMode of ['await', 'background'] as const) {
+        // An L2-only cache takes no background writes (see the README, "L2 only").
+        const writeModes: ('await' | 'background')[] = l2Only ? ['await'] : ['await', 'background'];
+        for (const writeMode of writeModes) {
           const cache = make({ writeMode });
           // Not awaited (or, in background mode, resolved once L1 has it): the L2 write is in flight.
           const writes = [
@@ -356,7 +372,7 @@ export function describeCacheConformance(
       expect(factory).not.toHaveBeenCalled();
       expect(await cache.getOrSet('forced', factory, { forceFresh: true })).toBe(2);
       expect(factory).toHaveBeenCalledTimes(1);
-      expect(cache.getLocal('forced')).toBe(2);
+      expect(cache.getLocal('forced')).toBe(l2Only ? undefined : 2);
       expect(await cache.get('forced')).toBe(2);
       if (shared) {
         // In L2 for a new instance, and the bus drops the other instance's old L1 copy.
@@ -540,9 +556,9 @@ export function describeCacheConformance(
         const second = written(a);
         await b.set('rewrite:k', 'v2');
         await second;
-        expect(b.getLocal('rewrite:k')).toBe('v2');
+        expect(await held(b, 'rewrite:k')).toBe('v2');
         expect(await a.deleteByTag('rewrite:T')).toBe(0);
-        expect(b.getLocal('rewrite:k')).toBe('v2');
+        expect(await held(b, 'rewrite:k')).toBe('v2');
         expect(await a.get('rewrite:k')).toBe('v2');
         expect(await make().get('rewrite:k')).toBe('v2');
         // The key tagged again is deleted everywhere, by the same call.
@@ -557,7 +573,7 @@ export function describeCacheConformance(
         });
         expect(await a.deleteByTag('rewrite:T')).toBe(1);
         await evicted;
-        expect(b.getLocal('rewrite:k')).toBeUndefined();
+        expect(await held(b, 'rewrite:k')).toBeUndefined();
         expect(await make().get('rewrite:k')).toBeUndefined();
       },
     );
@@ -585,20 +601,24 @@ export function describeCacheConformance(
       expect(await reader.get('forever')).toBeUndefined();
     });
 
-    it('the clearing instance keeps in L1 only what L2 still holds once its clear returns', async () => {
-      const writer = make();
-      const keys = Array.from({ length: 3_000 }, (_, index) => `k${index}`);
-      await writer.namespace('during-clear').setMany(keys.map((key) => ({ key, value: key })));
-      const clearer = (shared ? make() : writer).namespace('during-clear');
-      const done = clearer.clear();
-      // Reads while the clear's pages go on: L1 takes what L2 still holds at that moment.
-      await clearer.getMany(keys);
-      await done;
-      const local = keys.filter((key) => clearer.getLocal(key) !== undefined);
-      const fresh = (shared ? make() : writer).namespace('during-clear');
-      const inL2 = (await fresh.getMany(local)).filter((value) => value !== undefined);
-      expect(inL2.length).toBe(local.length);
-    });
+    itWithL1(
+      'the clearing instance keeps in L1 only what L2 still holds once its clear returns',
+      'an L2-only cache keeps nothing in L1',
+      async () => {
+        const writer = make();
+        const keys = Array.from({ length: 3_000 }, (_, index) => `k${index}`);
+        await writer.namespace('during-clear').setMany(keys.map((key) => ({ key, value: key })));
+        const clearer = (shared ? make() : writer).namespace('during-clear');
+        const done = clearer.clear();
+        // Reads while the clear's pages go on: L1 takes what L2 still holds at that moment.
+        await clearer.getMany(keys);
+        await done;
+        const local = keys.filter((key) => clearer.getLocal(key) !== undefined);
+        const fresh = (shared ? make() : writer).namespace('during-clear');
+        const inL2 = (await fresh.getMany(local)).filter((value) => value !== undefined);
+        expect(inL2.length).toBe(local.length);
+      },
+    );
 
     it('clear of a namespace whose name holds glob characters clears that namespace alone', async () => {
       const cache = make();
@@ -810,12 +830,12 @@ export function describeCacheConformance(
       await cache.namespace('ns').clear();
       expect(seen).toEqual([
         'set ev:a',
-        'hit l1 ev:a',
-        'hit l1 ev:a',
+        `hit ${ownTier} ev:a`,
+        `hit ${ownTier} ev:a`,
         'miss ev:none',
         'miss ev:b',
         'set ev:b',
-        'hit l1 ev:b',
+        `hit ${ownTier} ev:b`,
         'miss :ns::k',
         'delete ev:b',
         'delete ev:a',
@@ -1303,8 +1323,10 @@ export function describeCacheConformance(
       expect(called.sort()).toEqual(['closing:0', 'closing:1']);
     });
 
-    it.skipIf(!shared)(
-      'a write on one instance evicts the key from the other instance’s L1 (bus)',
+    it.skipIf(!shared || l2Only)(
+      l2Only
+        ? 'a write on one instance evicts the key from the other instance’s L1 (bus) [not run: an L2-only cache has no L1; see l2-only.test.ts]'
+        : 'a write on one instance evicts the key from the other instance’s L1 (bus)',
       async () => {
         const a = make();
         const b = make();
@@ -1454,7 +1476,7 @@ export function describeCacheConformance(
     });
 
     it.skipIf(!shared)(
-      'an L2 hit slides L2’s copy for every instance; an L1 hit slides only that L1',
+      'an L2 hit slides L2’s copy for every instance; an L1 hit slides only that L1 (L2-only: every hit slides L2)',
       async () => {
         const clock = new ManualClock(Date.now());
         const a = make({ clock, slidingTtlMs: 1_000 });
@@ -1476,9 +1498,10 @@ export function describeCacheConformance(
         clock.advance(800); // 2,400: b's L1 copy ended at 1,800
         expect(await b.get('slide:shared')).toBe('v'); // L2 hit: L2 and b's copy end at 3,400
         clock.advance(800); // 3,200
-        expect(await b.get('slide:shared')).toBe('v'); // L1 hit: b's copy ends at 4,200, L2 stays
-        clock.advance(400); // 3,600: a's copy (2,600) and L2's (3,400) are past
-        expect(await a.get('slide:shared')).toBeUndefined();
+        // L1 hit: b's copy ends at 4,200, L2 stays. L2-only: an L2 hit, L2 ends at 4,200.
+        expect(await b.get('slide:shared')).toBe('v');
+        clock.advance(400); // 3,600: a's copy (2,600) and L2's (3,400) are past; L2-only: L2's is not
+        expect(await a.get('slide:shared')).toBe(l2Only ? 'v' : undefined);
         expect(await b.get('slide:shared')).toBe('v');
       },
     );
@@ -1690,16 +1713,16 @@ export function describeCacheConformance(
         ]);
         await written;
         expect(await b.getMany(['eb:k', 'eb:t'])).toEqual(['old', 'tagged']);
-        expect([b.getLocal('eb:k'), b.getLocal('eb:t')]).toEqual(['old', 'tagged']);
+        expect([await held(b, 'eb:k'), await held(b, 'eb:t')]).toEqual(['old', 'tagged']);
         const expired = applied('exp', ['eb:k']);
         await a.expire('eb:k');
         await expired;
-        expect(b.getLocal('eb:k')).toBeUndefined();
-        expect(b.getLocal('eb:t')).toBe('tagged');
+        expect(await held(b, 'eb:k')).toBeUndefined();
+        expect(await held(b, 'eb:t')).toBe('tagged');
         const tagExpired = applied('exptag', ['eb']);
         await a.expireByTag('eb');
         await tagExpired;
-        expect(b.getLocal('eb:t')).toBeUndefined();
+        expect(await held(b, 'eb:t')).toBeUndefined();
         expect(await b.getOrSet('eb:k', failing)).toBe('old');
         expect(await b.getOrSet('eb:t', () => 'recomputed')).toBe('recomputed');
       },
@@ -1762,7 +1785,7 @@ export function describeCacheConformance(
       await publish('del', ['bus:gone']);
       await known;
       expect(seen).toEqual(['del']);
-      expect(cache.getLocal('bus:kept')).toBe('v');
+      expect(await held(cache, 'bus:kept')).toBe('v');
       expect(await cache.get('bus:kept')).toBe('v');
     });
 
@@ -1807,8 +1830,9 @@ export function describeCacheConformance(
           await new Promise((resolve) => setTimeout(resolve, 20));
           expect(uncaught).toEqual([]);
           expect(observed).toBe(1);
-          expect(cache.getLocal('bus:malformed-gone')).toBeUndefined();
-          expect(cache.getLocal('bus:malformed-kept')).toBe('v');
+          // A message changes L1 only: an L2-only cache had nothing to drop, and reads L2's value.
+          expect(await held(cache, 'bus:malformed-gone')).toBe(l2Only ? 'v' : undefined);
+          expect(await held(cache, 'bus:malformed-kept')).toBe('v');
         } finally {
           process.off('uncaughtException', onUncaught);
         }

@@ -13,3 +13,16 @@ describeCacheConformance(
   },
   !hasRedisServer,
 );
+
+describeCacheConformance(
+  'L2 only (l1: false) + Redis Cluster (3 masters)',
+  true,
+  () => {
+    const prefix = `${uniqueName('cm_cluster_l2only')}:`;
+    return {
+      options: () => ({ redis: cluster(), prefix, operationTimeoutMs: generousDeadlineMs, l1: false }),
+    };
+  },
+  !hasRedisServer,
+  true,
+);

@@ -56,3 +56,21 @@ describeCacheConformance(
   },
   !privateServer && !redisUp,
 );
+
+describeCacheConformance(
+  'L2 only (l1: false) + Redis',
+  true,
+  () => {
+    const redis = new Redis(url);
+    const prefix = testPrefix('cm_conf_l2only');
+    return {
+      options: () => ({ redis, prefix, operationTimeoutMs: generousDeadlineMs, l1: false }),
+      cleanup: async () => {
+        if (!privateServer) await dropPrefix(prefix);
+        redis.disconnect();
+      },
+    };
+  },
+  !privateServer && !redisUp,
+  true,
+);
