@@ -15,7 +15,8 @@
  *   warm-up) is written there, an allocation profile with `NOA_L2_PROFILE_HEAP=1`.
  * - `NOA_L2_PAYLOADS` (comma-separated labels, default `10 KB,100 KB`), `NOA_L2_ROUNDS`
  *   (default 7), `NOA_L2_IN_FLIGHT` (default 32, as the bench), `NOA_L2_READER_L1` (the
- *   reader's `l1` options as JSON, default `{"maxEntries":1}`: every get misses L1).
+ *   reader's `l1` option as JSON, default `{"maxEntries":1}`: every get misses L1; `false`: L2
+ *   only), `NOA_L2_BASELINE_L1` (the baseline reader's, when it differs: default the same).
  * V8's allocation-site pretenuring can flip a decoder's values into old space for the rest of
  * a process (GC then costs 2-3x): run with `--no-allocation-site-pretenuring` for steady A/B
  * numbers, and without it to see what users get.
@@ -53,9 +54,17 @@ const redis = new Redis(url);
 const raw = new Redis(url);
 
 /** A writer and an L2 reader (L1 of one entry: every get misses L1) under `cachePrefix`. */
-async function contender(Implementation: CacheClass, cachePrefix: string, value: unknown, keys: string[]) {
+async function contender(
+  Implementation: CacheClass,
+  cachePrefix: string,
+  value: unknown,
+  keys: string[],
+  l1Variable = 'NOA_L2_READER_L1',
+) {
   const writer = new Implementation({ redis, prefix: cachePrefix, bus: false });
-  const l1 = JSON.parse(process.env.NOA_L2_READER_L1 ?? '{"maxEntries":1}') as { maxEntries?: number };
+  const l1 = JSON.parse(process.env[l1Variable] ?? process.env.NOA_L2_READER_L1 ?? '{"maxEntries":1}') as
+    | false
+    | { maxEntries?: number };
   const reader = new Implementation({ redis, prefix: cachePrefix, bus: false, l1 });
   await Promise.all([writer.ready(), reader.ready()]);
   // Reach the steady state of shared structures first (see learnShapes in index.bench.ts).
@@ -107,7 +116,9 @@ try {
     const keys = Array.from({ length: KEYS }, (_, index) => `l2:${label}:${index}`);
     const oursPrefix = `${prefix}ours:${label}:`;
     const ours = await contender(Cache, oursPrefix, value, keys);
-    const before = Baseline ? await contender(Baseline, `${prefix}before:${label}:`, value, keys) : undefined;
+    const before = Baseline
+      ? await contender(Baseline, `${prefix}before:${label}:`, value, keys, 'NOA_L2_BASELINE_L1')
+      : undefined;
     // The floor decodes the bytes the baseline wrote when there is one (the format of main).
     const floorPrefix = before ? `${prefix}before:${label}:` : oursPrefix;
     const floor = await mgetAndUnpack(raw, floorPrefix, `${floorPrefix}${dataKeyMarker}`);
