@@ -123,6 +123,13 @@ export interface SqlDriver<Conn, Config, Result> {
    * next borrower does not run in it. A driver that cannot tell leaves it out.
    */
   inTransaction?(conn: Conn): boolean;
+  /**
+   * A statement of the driver's own still running on `conn` (pg: the DEALLOCATE of statements
+   * its cache evicted, sent once the statement that evicted them settled), as a promise that
+   * settles, never rejecting, when it has; else undefined. The cluster lends a connection given
+   * back only once it has settled, so the next borrower's statements never queue behind it.
+   */
+  pendingWork?(conn: Conn): Promise<void> | undefined;
   /** Cheap liveness probe. */
   ping(conn: Conn): Promise<void>;
   /** Replication delay of the server behind `conn` in ms (0 for a primary; Infinity when replication is stopped). */
