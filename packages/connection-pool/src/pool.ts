@@ -228,7 +228,8 @@ export class Pool<T> {
     }
     this.#active -= 1;
     if (this.#metrics.enabled) this.#metrics.active.dec();
-    if (reset !== undefined && !entry.broken && this.#state !== CLOSED) {
+    // One about to be closed anyway (broken, expired, pool closed) is not reset first.
+    if (reset !== undefined && !entry.broken && this.#state !== CLOSED && !this.#expired(entry)) {
       this.#reset(entry, reset);
       return;
     }

@@ -99,6 +99,21 @@ describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transac
     }
   });
 
+  it('a connection its borrower ended and then released is closed, not lent: the next query runs on a new connection', async () => {
+    const db = createMysqlPool({ primary: url, pool: { max: 1 } });
+    try {
+      const conn = await db.acquire();
+      const ended = conn.end();
+      db.release(conn);
+      const [rows] = await db.query<RowDataPacket[]>('SELECT 1 AS one');
+      expect(rows).toEqual([{ one: 1 }]);
+      await ended;
+      expect(db.health().primary.healthy).toBe(true);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a transaction ended by COMMIT through query() leaves nothing to roll back', async () => {
     const db = createMysqlPool({ primary: url, pool: { max: 1 } });
     try {

@@ -90,6 +90,21 @@ describe.skipIf(!reachable)('PgPool: a connection given back inside a transactio
     }
   });
 
+  // pg.Pool closes a client given back ended (`_ending`) or no longer queryable, as this does.
+  it('a connect()ed client its borrower ended and then released is closed, not lent: the next query runs on a new connection', async () => {
+    const db = createPgPool({ primary: url, pool: { max: 1 } });
+    try {
+      const client = await db.connect();
+      const ended = client.end();
+      client.release();
+      expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      await ended;
+      expect(db.health().primary.healthy).toBe(true);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a BEGIN through query() does not swallow the next caller’s writes into a transaction nobody commits', async () => {
     const db = createPgPool({ primary: url, pool: { max: 1 } });
     try {
