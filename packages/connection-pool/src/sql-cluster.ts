@@ -809,8 +809,15 @@ export class SqlCluster<Conn, Config, Result> {
    * left open), and closes it when the ROLLBACK fails. A connection that came back clean, the
    * common case, goes back at once: both checks are local reads, no round trip. The pool checks
    * the connection is lent before it calls the reset, so a connection not lent gets nothing.
+   * One that can take no more statements (ended by its borrower) is closed instead.
    */
   #giveBack(node: ServerNode<Conn, Config>, conn: Conn): void {
+    // Ended by its borrower (client.end()), or failed: lent on, it would fail the next caller's
+    // statement as if the server were down.
+    if (this.#driver.unusable?.(conn) === true) {
+      node.pool.destroy(conn);
+      return;
+    }
     const rollback = this.#driver.inTransaction?.(conn) === true;
     const running = this.#driver.pendingWork?.(conn);
     if (!rollback && running === undefined) {

@@ -219,6 +219,12 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
     return status === 'T' || status === 'E';
   },
 
+  unusable(client: Client): boolean {
+    // pg.Pool's own test (@types/pg omits both fields).
+    const state = client as unknown as { _ending?: boolean; _queryable?: boolean };
+    return state._ending === true || state._queryable === false;
+  },
+
   pendingWork(client: Client): Promise<void> | undefined {
     return runningDrops.get(client);
   },
