@@ -35,10 +35,10 @@ const evictedNames = new WeakMap<Client, string[]>();
  * it instead, the `DEALLOCATE` and the statement were two queries queued on one client whenever
  * something ran ahead of them (the `ROLLBACK` of a connection given back inside a transaction):
  * pg 8 warns of that ("already executing a query") and says pg 9 removes it. While it runs it is
- * the driver's `pendingWork`: a client given back meanwhile is lent on once it settled. Never reused names
- * (see `StatementCache`), so the drop is only hygiene: failures are ignored. Only names the
- * server parsed are dropped (see the cache's eviction callback): inside a transaction, a failed
- * drop would abort the caller's transaction.
+ * the driver's `pendingWork`: a client given back meanwhile is lent on once it settled. Never
+ * reused names (see `StatementCache`), so the drop is only hygiene: failures are ignored. Only
+ * names the server parsed are dropped (see the cache's eviction callback): inside a transaction,
+ * a failed drop would abort the caller's transaction.
  */
 function dropEvicted(client: Client): void {
   const names = evictedNames.get(client);

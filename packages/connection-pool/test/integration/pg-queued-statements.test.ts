@@ -12,7 +12,9 @@ if (!reachable) console.log(`skipped: no Postgres at ${url}`);
 // executing a query". The pool itself must never queue two on a connection. It did: a connection
 // given back inside a transaction has its ROLLBACK queued as it goes back, and the next
 // borrower's statement, evicting an older one from the statement cache, sent its DEALLOCATE and
-// then itself, both behind the ROLLBACK. A file of its own: Node warns once per process.
+// then itself, both behind the ROLLBACK; and a borrower sending two statements at once queued
+// them behind that ROLLBACK, or behind a DEALLOCATE the pool sent as the connection went back.
+// A file of its own: Node warns once per process (so each case fails alone: `-t` to see it).
 describe.skipIf(!reachable)('PgPool: statements queued on one connection', () => {
   const warnings: string[] = [];
   const onWarning = (warning: Error) => {
@@ -35,7 +37,7 @@ describe.skipIf(!reachable)('PgPool: statements queued on one connection', () =>
       const client = await db.connect();
       await client.query('BEGIN');
       client.release(); // no COMMIT: rolled back as it goes back
-      // Statement B evicts A, on the same connection (max: 1), behind the ROLLBACK.
+      // Statement B evicts A, on the same connection (max: 1), once the ROLLBACK has answered.
       expect((await db.query<{ t: string }>('SELECT $1::text AS t', ['b'])).rows).toEqual([{ t: 'b' }]);
       // Let a warning emitted on process.nextTick arrive.
       await new Promise((resolve) => setImmediate(resolve));
