@@ -1,3 +1,4 @@
+import { ManualClock } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { NotBorrowedError, Pool } from '../src/index.js';
@@ -129,6 +130,19 @@ describe('Pool#release with a reset', () => {
     expect(second).not.toBe(first);
     expect(destroyed).toEqual([first.id]);
     pool.release(second);
+    await pool.close();
+  });
+
+  it('a resource given back past maxLifetimeMs is closed without running its reset', async () => {
+    const { factory, destroyed } = resources();
+    const clock = new ManualClock(1_000);
+    const pool = new Pool(factory, { max: 1, maxLifetimeMs: 60_000, clock });
+    const first = await pool.acquire();
+    clock.advance(60_000);
+    const { calls, reset } = pendingReset();
+    pool.release(first, reset);
+    expect(calls).toEqual([]);
+    expect(destroyed).toEqual([first.id]);
     await pool.close();
   });
 
