@@ -126,6 +126,8 @@ export class Pool<T> {
   #pending = 0;
   /** Idle resources being validated for waiters (validateOnBorrow), each meant for one of them. */
   #validating = 0;
+  /** Given-back resources whose `reset` (see `release`) has not settled yet. */
+  #resetting = 0;
   #state = OPEN;
   #failures = 0;
   #retryAt = 0;
@@ -211,8 +213,14 @@ export class Pool<T> {
     return this.#acquireSlow(options);
   }
 
-  /** Returns a resource to the pool; the oldest waiter gets it directly. */
-  release(resource: T): void {
+  /**
+   * Returns a resource to the pool; the oldest waiter gets it directly. With `reset` (work the
+   * resource must finish before anyone else gets it: a `ROLLBACK`), the pool calls
+   * `reset(resource)` and lends the resource to no one until its promise settles: resolved, it
+   * goes back as above; rejected, it is closed (and a waiter gets a new one). `drain()` waits for
+   * it; `close()` closes it at once. Without `reset`, nothing is awaited.
+   */
+  release(resource: T, reset?: (resource: T) => Promise<unknown>): void {
     const entry = this.#entries.get(resource);
     if (entry === undefined || entry.state !== LENT) {
       if (this.#takenBack.delete(resource)) return;
@@ -220,6 +228,16 @@ export class Pool<T> {
     }
     this.#active -= 1;
     if (this.#metrics.enabled) this.#metrics.active.dec();
+    // One about to be closed anyway (broken, expired, pool closed) is not reset first.
+    if (reset !== undefined && !entry.broken && this.#state !== CLOSED && !this.#expired(entry)) {
+      this.#reset(entry, reset);
+      return;
+    }
+    this.#putBack(entry);
+  }
+
+  /** A given-back resource: closed (broken, expired, pool closed), else to a waiter or idle. */
+  #putBack(entry: Entry<T>): void {
     if (entry.broken || this.#state === CLOSED || this.#expired(entry)) {
       this.#destroyEntry(entry);
       this.#dispatch();
@@ -238,6 +256,43 @@ export class Pool<T> {
     this.#idle.push(entry);
     if (this.#metrics.enabled) this.#metrics.idle.inc();
     if (this.options.allowExitOnIdle) this.#factory.unref?.(entry.resource);
+    if (this.#state === DRAINING) this.#checkDrained();
+  }
+
+  /**
+   * Runs a given-back resource's `reset`, lending it to no one meanwhile (BUSY: neither lent nor
+   * idle), then puts it back, or closes it when the reset failed. Counted in #resetting, so that
+   * waiters wait for it rather than open a connection each, and a drain waits for it.
+   */
+  #reset(entry: Entry<T>, reset: (resource: T) => Promise<unknown>): void {
+    entry.state = BUSY;
+    this.#resetting += 1;
+    let work: Promise<unknown>;
+    try {
+      work = reset(entry.resource);
+    } catch (error) {
+      work = Promise.reject(error);
+    }
+    work.then(
+      () => this.#afterReset(entry, true),
+      (error: unknown) => {
+        this.#logger.warn('could not reset a connection given back: closing it', { error: String(error) });
+        this.#afterReset(entry, false);
+      },
+    );
+  }
+
+  #afterReset(entry: Entry<T>, ok: boolean): void {
+    this.#resetting -= 1;
+    // close() took it meanwhile (and closed it).
+    if (this.#entries.get(entry.resource) !== entry) return;
+    if (ok) {
+      this.#putBack(entry);
+      return;
+    }
+    this.#metrics.errors.inc({ kind: 'reset' });
+    this.#destroyEntry(entry);
+    this.#dispatch();
     if (this.#state === DRAINING) this.#checkDrained();
   }
 
@@ -586,7 +641,11 @@ export class Pool<T> {
       this.#scheduleRetry();
       return;
     }
-    while (this.#liveWaiters > this.#pending + this.#validating && this.#size() < this.options.max) {
+    // A resource being reset is back for the next waiter in a moment: open none for that one.
+    while (
+      this.#liveWaiters > this.#pending + this.#validating + this.#resetting &&
+      this.#size() < this.options.max
+    ) {
       this.#create();
     }
   }
@@ -815,7 +874,12 @@ export class Pool<T> {
   }
 
   #checkDrained(): void {
-    if (this.#drainListeners.length > 0 && this.#active === 0 && this.#liveWaiters === 0) {
+    if (
+      this.#drainListeners.length > 0 &&
+      this.#active === 0 &&
+      this.#resetting === 0 &&
+      this.#liveWaiters === 0
+    ) {
       for (const listener of this.#drainListeners.splice(0)) listener();
     }
   }

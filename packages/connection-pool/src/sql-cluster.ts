@@ -181,6 +181,7 @@ export class SqlCluster<Conn, Config, Result> {
   readonly #routed: { inc(labels: { cluster: string; target: string; reason: string }): void };
   readonly #replicaMetrics: ReplicaMetrics;
   readonly #errors: { inc(labels: { pool: string; kind: string }): void };
+  readonly #releasedInTransaction: { inc(labels: { pool: string }): void };
   readonly #failover: FailoverHandler<Config> | undefined;
   #failoverRunning = false;
   #failoverAfter = 0;
@@ -225,6 +226,11 @@ export class SqlCluster<Conn, Config, Result> {
     this.#metricsOn = metrics.enabled;
     this.#routed = metrics.counter('routed_queries_total', routedHelp, ['cluster', 'target', 'reason']);
     this.#errors = metrics.counter('errors_total', errorsHelp, ['pool', 'kind']);
+    this.#releasedInTransaction = metrics.counter(
+      'released_in_transaction_total',
+      'Connections given back inside a transaction, rolled back before they were lent again',
+      ['pool'],
+    );
     this.#replicaMetrics = replicaMetrics(this.options.registry, this.options.name);
     this.#primary = this.#node('primary', 'primary', options.primary);
     this.#replicas = (options.replicas ?? []).map((config, index) =>
@@ -796,15 +802,47 @@ export class SqlCluster<Conn, Config, Result> {
   /**
    * Returns a caller's connection to its pool. One still inside a transaction (a `BEGIN` through
    * `query()`, a borrowed client given back without COMMIT or ROLLBACK, or after an error in its
-   * transaction) is rolled back: the ROLLBACK is queued on it now, ahead of anything the next
-   * borrower sends (a waiter it is handed to runs in a later microtask), and a connection whose
-   * rollback fails is closed. Released first, so a connection not lent gets nothing.
+   * transaction) is rolled back, and one with a statement of the driver's own still running (pg:
+   * a DEALLOCATE) waits for it: the pool lends it to no one before that has settled (lent at
+   * once, the next borrower's statements queued behind it: two sent at once made pg 8 warn
+   * "already executing a query", and one sent behind a failing ROLLBACK ran in the transaction
+   * left open), and closes it when the ROLLBACK fails. A connection that came back clean, the
+   * common case, goes back at once: both checks are local reads, no round trip. The pool checks
+   * the connection is lent before it calls the reset, so a connection not lent gets nothing.
+   * One that can take no more statements (ended by its borrower) is closed instead.
    */
   #giveBack(node: ServerNode<Conn, Config>, conn: Conn): void {
-    node.pool.release(conn);
-    if (this.#driver.inTransaction?.(conn) !== true) return;
-    this.#logger.debug('connection given back inside a transaction: rolled back', { server: node.name });
-    this.#driver.query(conn, 'ROLLBACK', undefined).catch(() => node.pool.invalidate(conn));
+    // Ended by its borrower (client.end()), or failed: lent on, it would fail the next caller's
+    // statement as if the server were down.
+    if (this.#driver.unusable?.(conn) === true) {
+      node.pool.destroy(conn);
+      return;
+    }
+    const rollback = this.#driver.inTransaction?.(conn) === true;
+    const running = this.#driver.pendingWork?.(conn);
+    if (!rollback && running === undefined) {
+      node.pool.release(conn);
+      return;
+    }
+    node.pool.release(conn, () => this.#reset(node, conn, rollback, running));
+  }
+
+  /** The reset of a connection given back (see #giveBack): its driver's own work, then a ROLLBACK. */
+  #reset(
+    node: ServerNode<Conn, Config>,
+    conn: Conn,
+    rollback: boolean,
+    running: Promise<void> | undefined,
+  ): Promise<unknown> {
+    if (!rollback) return running!;
+    const pool = `${this.options.name}:${node.name}`;
+    this.#releasedInTransaction.inc({ pool });
+    this.#logger.debug('connection given back inside a transaction: rolling it back', { server: node.name });
+    // After the driver's own statement, so the two are never queued on the connection together;
+    // through #run, so that with queryTimeoutMs a ROLLBACK a frozen server never answers closes
+    // the connection instead of holding its slot.
+    const send = () => this.#run(conn, 'ROLLBACK', undefined);
+    return running === undefined ? send() : running.then(send);
   }
 
   /** Runs one statement, tracked by the query watchdog when `queryTimeoutMs` is set. */

@@ -123,6 +123,19 @@ export interface SqlDriver<Conn, Config, Result> {
    * next borrower does not run in it. A driver that cannot tell leaves it out.
    */
   inTransaction?(conn: Conn): boolean;
+  /**
+   * True when `conn` can take no more statements: its borrower ended it, or it failed (pg:
+   * `_ending`, not `_queryable`, what pg.Pool checks; mysql2: closing or a fatal error). Given
+   * back, such a connection is closed instead of lent. A local read: no round trip.
+   */
+  unusable?(conn: Conn): boolean;
+  /**
+   * A statement of the driver's own still running on `conn` (pg: the DEALLOCATE of statements
+   * its cache evicted, sent once the statement that evicted them settled), as a promise that
+   * settles, never rejecting, when it has; else undefined. The cluster lends a connection given
+   * back only once it has settled, so the next borrower's statements never queue behind it.
+   */
+  pendingWork?(conn: Conn): Promise<void> | undefined;
   /** Cheap liveness probe. */
   ping(conn: Conn): Promise<void>;
   /** Replication delay of the server behind `conn` in ms (0 for a primary; Infinity when replication is stopped). */

@@ -155,6 +155,14 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     return answer.then((result) => noteTransactionStatus(conn, result));
   },
 
+  unusable(conn: Connection): boolean {
+    // The core connection under the promise wrapper: end()/destroy() set _closing, a lost
+    // socket _fatalError (mysql2 then refuses every command: "connection is in closed state").
+    const core = (conn as unknown as { connection?: { _closing?: boolean; _fatalError?: unknown } })
+      .connection;
+    return core !== undefined && (core._closing === true || (core._fatalError ?? null) !== null);
+  },
+
   inTransaction(conn: Connection): boolean {
     return openTransactions.has(conn);
   },

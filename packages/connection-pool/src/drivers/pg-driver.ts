@@ -34,16 +34,31 @@ const evictedNames = new WeakMap<Client, string[]>();
  * statement that evicted them settled, when the client has nothing of ours queued. Sent before
  * it instead, the `DEALLOCATE` and the statement were two queries queued on one client whenever
  * something ran ahead of them (the `ROLLBACK` of a connection given back inside a transaction):
- * pg 8 warns of that ("already executing a query") and says pg 9 removes it. Never reused names
- * (see `StatementCache`), so the drop is only hygiene: failures are ignored. Only names the
- * server parsed are dropped (see the cache's eviction callback): inside a transaction, a failed
- * drop would abort the caller's transaction.
+ * pg 8 warns of that ("already executing a query") and says pg 9 removes it. While it runs it is
+ * the driver's `pendingWork`: a client given back meanwhile is lent on once it settled. Never
+ * reused names (see `StatementCache`), so the drop is only hygiene: failures are ignored. Only
+ * names the server parsed are dropped (see the cache's eviction callback): inside a transaction,
+ * a failed drop would abort the caller's transaction.
  */
 function dropEvicted(client: Client): void {
   const names = evictedNames.get(client);
   if (names === undefined || names.length === 0) return;
   evictedNames.delete(client);
-  client.query(names.map((name) => `DEALLOCATE ${name}`).join('; ')).catch(() => {});
+  const drop: Promise<void> = client.query(names.map((name) => `DEALLOCATE ${name}`).join('; ')).then(
+    () => forgetDrop(client, drop),
+    () => forgetDrop(client, drop),
+  );
+  runningDrops.set(client, drop);
+}
+
+/**
+ * The DEALLOCATE each client has running (see {@link dropEvicted}): `pgDriver.pendingWork`, so
+ * the cluster lends the client on only once it has settled.
+ */
+const runningDrops = new WeakMap<Client, Promise<void>>();
+
+function forgetDrop(client: Client, drop: Promise<void>): void {
+  if (runningDrops.get(client) === drop) runningDrops.delete(client);
 }
 
 const CONNECTION_CODES = new Set([
@@ -202,6 +217,16 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
   inTransaction(client: Client): boolean {
     const status = (client as unknown as { getTransactionStatus?(): string | null }).getTransactionStatus?.();
     return status === 'T' || status === 'E';
+  },
+
+  unusable(client: Client): boolean {
+    // pg.Pool's own test (@types/pg omits both fields).
+    const state = client as unknown as { _ending?: boolean; _queryable?: boolean };
+    return state._ending === true || state._queryable === false;
+  },
+
+  pendingWork(client: Client): Promise<void> | undefined {
+    return runningDrops.get(client);
   },
 
   async ping(client: Client): Promise<void> {

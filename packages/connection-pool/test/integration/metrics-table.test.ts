@@ -54,7 +54,7 @@ describe.skipIf(skip !== undefined)('README metrics table, on one injected regis
       await pg.checkHealth({ maxAgeMs: 0 });
 
       const table = readmeMetrics();
-      expect(table.size).toBe(12);
+      expect(table.size).toBe(13);
       for (const [metricName, labels] of table) {
         const metric = registry.getSingleMetric(metricName) as
           | (Metric & { labelNames: string[] })

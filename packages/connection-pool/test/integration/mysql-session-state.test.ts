@@ -77,6 +77,43 @@ describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transac
     }
   });
 
+  // The next caller gets the connection only once its give-back ROLLBACK has settled, and a
+  // connection whose ROLLBACK fails is closed. Lent at once, the next caller's write was queued
+  // behind a ROLLBACK the server refused, inside the transaction left open, and lost with it.
+  it('a connection whose give-back ROLLBACK fails is closed, not lent on: the next caller’s write is committed', async () => {
+    const db = createMysqlPool({ primary: url, pool: { max: 1 } });
+    const xid = uniqueName('cp_xa');
+    try {
+      const [[before]] = await db.query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
+      // An XA transaction: the server says "in a transaction", and refuses a plain ROLLBACK
+      // (XAER_RMFAIL) while it is active.
+      await db.query(`XA START '${xid}'`);
+      await db.query(`INSERT INTO ${table} (tag) VALUES ('next-caller')`);
+      expect(await committed()).toEqual(['next-caller']);
+      const [[after]] = await db.query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
+      expect(after?.id).not.toBe(before?.id); // closed, and a new connection opened
+      expect(db.health().primary.stats.size).toBe(1);
+    } finally {
+      await outside.query(`DELETE FROM ${table}`);
+      await db.close();
+    }
+  });
+
+  it('a connection its borrower ended and then released is closed, not lent: the next query runs on a new connection', async () => {
+    const db = createMysqlPool({ primary: url, pool: { max: 1 } });
+    try {
+      const conn = await db.acquire();
+      const ended = conn.end();
+      db.release(conn);
+      const [rows] = await db.query<RowDataPacket[]>('SELECT 1 AS one');
+      expect(rows).toEqual([{ one: 1 }]);
+      await ended;
+      expect(db.health().primary.healthy).toBe(true);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a transaction ended by COMMIT through query() leaves nothing to roll back', async () => {
     const db = createMysqlPool({ primary: url, pool: { max: 1 } });
     try {

@@ -1,5 +1,6 @@
-import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import { isReachable, recordingLogger, serviceUrl, uniqueName } from '@noa/testkit';
 import pg from 'pg';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TransactionEndedError } from '../../src/index.js';
 import { createPgPool, type PgTransaction } from '../../src/pg.js';
@@ -57,6 +58,49 @@ describe.skipIf(!reachable)('PgPool: a connection given back inside a transactio
       expect(db.health().primary.stats.size).toBe(1); // rolled back and reused, not reconnected
     } finally {
       await outside.query(`DELETE FROM ${table}`);
+      await db.close();
+    }
+  });
+
+  it('a give-back that needed a ROLLBACK is counted (released_in_transaction_total) and logged at debug; a clean one is not', async () => {
+    const registry = new Registry();
+    const logger = recordingLogger();
+    const name = uniqueName('cp_giveback');
+    const db = createPgPool({ name, primary: url, pool: { max: 1 }, registry, logger });
+    try {
+      const clean = await db.connect();
+      await clean.query('SELECT 1');
+      clean.release();
+      await db.withTransaction(async (tx) => tx.query('SELECT 1'));
+      const forgot = await db.connect();
+      await forgot.query('BEGIN');
+      forgot.release(); // no COMMIT
+      await db.query('SELECT 1'); // lent after the ROLLBACK settled
+      const counted = await registry
+        .getSingleMetric('noa_connection_pool_released_in_transaction_total')!
+        .get();
+      expect(counted.values).toEqual([
+        expect.objectContaining({ labels: { pool: `${name}:primary` }, value: 1 }),
+      ]);
+      expect(logger.messages('debug')).toContain(
+        'connection given back inside a transaction: rolling it back',
+      );
+    } finally {
+      await db.close();
+    }
+  });
+
+  // pg.Pool closes a client given back ended (`_ending`) or no longer queryable, as this does.
+  it('a connect()ed client its borrower ended and then released is closed, not lent: the next query runs on a new connection', async () => {
+    const db = createPgPool({ primary: url, pool: { max: 1 } });
+    try {
+      const client = await db.connect();
+      const ended = client.end();
+      client.release();
+      expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      await ended;
+      expect(db.health().primary.healthy).toBe(true);
+    } finally {
       await db.close();
     }
   });
