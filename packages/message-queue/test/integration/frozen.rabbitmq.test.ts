@@ -131,5 +131,78 @@ describe.skipIf(unavailable !== undefined)(
         },
         180_000,
       );
+
+    // README, Failure modes, "A frozen RabbitMQ broker": with the defaults an idle worker sees it
+    // down within pollIntervalMs (its next exchange) + brokerFreshMs (the exchange starting a
+    // second or more after the freeze is the one that probes) + backendTimeoutMs + a watchdog
+    // tick (a quarter of it): 1 + 1 + 5 + 1.25 s, "about 8 s". The wait below is that plus a
+    // margin for a loaded machine, under the 12 s of a busy worker's bound.
+    const idleBoundMs = 1_000 + 1_000 + 5_000 + 1_250;
+    const loadMarginMs = 2_500;
+    for (const variant of variants)
+      it.skipIf(variant.skip)(
+        `an idle worker (defaults, no jobs) goes down within the README's bound while the node is frozen, and up after SIGCONT; a job added then runs once (${variant.label})`,
+        async () => {
+          const { redis, provider } = providerOn(node, variant.state, 'frozen-idle-state');
+          const queue = new Queue<number>({ name: uniqueName('frozen-idle'), provider });
+          const logger = recordingLogger();
+          const errors: unknown[] = [];
+          const ran: number[] = [];
+          const completed: string[] = [];
+          // The defaults: the README's bound is stated for them.
+          const worker = new Worker({
+            queue,
+            logger,
+            handler: async (job) => {
+              ran.push(job.data);
+            },
+          });
+          worker.on('error', (error) => errors.push(error));
+          worker.on('completed', (id) => completed.push(id));
+          let frozen = false;
+          try {
+            await waitFor(() => worker.backendState === 'up', 20_000, 'the worker to see the broker up');
+            const errorsBeforeFreeze = errors.length;
+
+            node.freeze();
+            frozen = true;
+            await waitFor(
+              () => worker.health().status === 'down',
+              idleBoundMs + loadMarginMs,
+              'the idle worker to report the frozen broker down',
+            );
+            const report = worker.health();
+            expect(report.cause).toBeInstanceOf(BackendUnavailableError);
+            expect(worker.activeCount).toBe(0);
+
+            node.resume();
+            frozen = false;
+            await waitFor(() => worker.health().status === 'up', 30_000, 'the worker to be up again');
+            const after = await queue.add('after', 1);
+            await waitFor(
+              () => completed.includes(after.id),
+              30_000,
+              'a job added after SIGCONT to complete',
+            );
+            // Nothing else to run: the job ran once, and the freeze was one outage, one report.
+            await waitFor(() => worker.activeCount === 0, 5_000, 'the worker to be idle again');
+            expect(ran).toEqual([1]);
+            expect(completed).toEqual([after.id]);
+            expect(
+              errors
+                .slice(errorsBeforeFreeze)
+                .map((error) => (error as { code?: string }).code ?? String(error)),
+            ).toEqual(['NOA_MQ_BACKEND_UNAVAILABLE']);
+            expect(unhandled).toEqual([]);
+          } finally {
+            if (frozen) node.resume();
+            await worker.close();
+            await provider.deleteQueue(queue.name);
+            await provider.close();
+            redis?.disconnect();
+          }
+        },
+        120_000,
+      );
   },
 );
