@@ -1154,7 +1154,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         this.#wake();
       }
     } catch (error) {
-      this.#reportError('autoscale', error);
+      // An outage the worker already reported (once): a count failing each interval is not news
+      // (on RabbitMQ one rejects every `readyTimeoutMs` while the broker is down or frozen).
+      if (this.#health.down) this.#logger.debug('worker could not autoscale', { error: String(error) });
+      else this.#reportError('autoscale', error);
     } finally {
       this.#autoscaling = false;
     }

@@ -1,7 +1,13 @@
-import { TimeoutError } from '@noa/core';
+import { TimeoutError, withDeadline } from '@noa/core';
 import { type PrivateRabbit, recordingLogger, startPrivateRabbit, uniqueName } from '@noa/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AddNotConfirmedError, BackendUnavailableError, Queue, Worker } from '../../src/index.js';
+import {
+  AddNotConfirmedError,
+  BackendUnavailableError,
+  BrokerUnavailableError,
+  Queue,
+  Worker,
+} from '../../src/index.js';
 import { waitFor } from '../helpers.js';
 import { privateRabbitUnavailable, providerOn, stateVariants } from './private-rabbit-setup.js';
 
@@ -197,6 +203,70 @@ describe.skipIf(unavailable !== undefined)(
           } finally {
             if (frozen) node.resume();
             await worker.close();
+            await provider.deleteQueue(queue.name);
+            await provider.close();
+            redis?.disconnect();
+          }
+        },
+        120_000,
+      );
+
+    // counts() are the broker's (with a store, read once the broker is known to answer): a frozen
+    // broker must make them fail with the typed error within the provider's readyTimeoutMs, not
+    // wait for SIGCONT or amqplib's heartbeat (two minutes). A count started within a second of
+    // the broker's last word may still be answered (README: "at most 1 s ago counts as
+    // answering"), so counts are asked one after the other until one rejects.
+    const readyTimeoutMs = 2_000;
+    for (const variant of variants)
+      it.skipIf(variant.skip)(
+        `queue.counts() rejects with BrokerUnavailableError within readyTimeoutMs while the node is frozen, and answers after SIGCONT (${variant.label})`,
+        async () => {
+          const { redis, provider } = providerOn(node, variant.state, 'frozen-counts-state', {
+            readyTimeoutMs,
+          });
+          const queue = new Queue<number>({ name: uniqueName('frozen-counts'), provider });
+          let frozen = false;
+          try {
+            await queue.add('waiting', 1);
+            expect((await queue.counts()).waiting).toBe(1);
+
+            node.freeze();
+            frozen = true;
+            // Bounded per count: brokerFreshMs (1 s) for the first, readyTimeoutMs for the one that
+            // waits, plus a margin for a loaded machine.
+            const outcomes: unknown[] = [];
+            await waitFor(
+              async () => {
+                outcomes.push(
+                  await withDeadline(queue.counts(), readyTimeoutMs + 3_000, 'queue.counts()').then(
+                    (counts) => counts,
+                    (error: unknown) => error,
+                  ),
+                );
+                return outcomes.at(-1) instanceof BrokerUnavailableError;
+              },
+              1_000 + readyTimeoutMs + 3_000,
+              'a count to reject while the node is frozen',
+            );
+            const rejected = outcomes.at(-1) as BrokerUnavailableError;
+            expect(rejected.code).toBe('NOA_MQ_BROKER_UNAVAILABLE');
+            // The counts answered before it (the broker heard from within the last second) were
+            // the true ones; none failed otherwise.
+            for (const outcome of outcomes.slice(0, -1)) expect(outcome).toMatchObject({ waiting: 1 });
+
+            node.resume();
+            frozen = false;
+            await waitFor(
+              async () =>
+                (await queue.counts().then(
+                  (counts) => counts.waiting,
+                  () => undefined,
+                )) === 1,
+              30_000,
+              'counts() to answer after SIGCONT',
+            );
+          } finally {
+            if (frozen) node.resume();
             await provider.deleteQueue(queue.name);
             await provider.close();
             redis?.disconnect();
