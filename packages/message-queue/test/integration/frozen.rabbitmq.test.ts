@@ -274,5 +274,124 @@ describe.skipIf(unavailable !== undefined)(
         },
         120_000,
       );
+
+    // An autoscaling worker counts the queue every intervalMs; on a frozen broker each count now
+    // rejects after readyTimeoutMs. Once the worker has reported the outage, those rejections are
+    // the same outage: logged at debug, not one `error` event each.
+    for (const variant of variants)
+      it.skipIf(variant.skip)(
+        `an autoscaling worker reports the frozen broker once, its failing counts at debug (${variant.label})`,
+        async () => {
+          const logger = recordingLogger();
+          const { redis, provider } = providerOn(node, variant.state, 'frozen-autoscale-state', {
+            readyTimeoutMs: 500,
+            logger,
+          });
+          const queue = new Queue<number>({ name: uniqueName('frozen-autoscale'), provider });
+          const errors: unknown[] = [];
+          const worker = new Worker({
+            queue,
+            backendTimeoutMs: 500,
+            autoscale: { min: 1, max: 4, jobsPerSlot: 1, intervalMs: 50 },
+            logger,
+            handler: async () => {},
+          });
+          worker.on('error', (error) => errors.push(error));
+          const autoscaleFailures = (): number =>
+            // At debug during a reported outage, at warn (with an `error`) otherwise.
+            logger.messages('debug', 'warn').filter((message) => message === 'worker could not autoscale')
+              .length;
+          let frozen = false;
+          try {
+            await waitFor(() => worker.backendState === 'up', 20_000, 'the worker to see the broker up');
+            node.freeze();
+            frozen = true;
+            await waitFor(
+              () => worker.backendState === 'down',
+              15_000,
+              'the worker to see the frozen broker down',
+            );
+            const errorsAtDown = errors.length;
+            const failuresAtDown = autoscaleFailures();
+            await waitFor(
+              () => autoscaleFailures() >= failuresAtDown + 3,
+              15_000,
+              'three autoscale counts to fail during the outage',
+            );
+            expect(worker.backendState).toBe('down');
+            expect(errors.slice(errorsAtDown).map(String)).toEqual([]);
+
+            node.resume();
+            frozen = false;
+            await waitFor(() => worker.backendState === 'up', 30_000, 'the worker to be up again');
+            expect(unhandled).toEqual([]);
+          } finally {
+            if (frozen) node.resume();
+            await worker.close();
+            await provider.deleteQueue(queue.name);
+            await provider.close();
+            redis?.disconnect();
+          }
+        },
+        120_000,
+      );
+
+    // README, Health: "Until its backend first answers … it is down without a cause … so a worker
+    // that never reached its broker is not reported up." Its first call, the cancel subscription,
+    // is answered without the broker on RabbitMQ (nothing to subscribe to without a store, the
+    // store's answer with one), so it must not count as the broker answering.
+    for (const variant of variants)
+      it.skipIf(variant.skip)(
+        `a worker started while the node is frozen is never up until the broker answers, then runs a job once (${variant.label})`,
+        async () => {
+          const { redis, provider } = providerOn(node, variant.state, 'frozen-start-state');
+          const queue = new Queue<number>({ name: uniqueName('frozen-start'), provider });
+          const errors: unknown[] = [];
+          const ran: number[] = [];
+          const completed: string[] = [];
+          node.freeze();
+          let frozen = true;
+          const worker = new Worker({
+            queue,
+            backendTimeoutMs: 500,
+            handler: async (job) => {
+              ran.push(job.data);
+            },
+          });
+          worker.on('error', (error) => errors.push(error));
+          worker.on('completed', (id) => completed.push(id));
+          try {
+            const seen = new Set<string>();
+            await waitFor(
+              () => {
+                seen.add(worker.backendState);
+                return worker.backendState === 'down';
+              },
+              15_000,
+              'the worker to find the frozen broker down',
+            );
+            expect([...seen]).not.toContain('up');
+            expect(worker.health().cause).toBeInstanceOf(BackendUnavailableError);
+
+            node.resume();
+            frozen = false;
+            await waitFor(() => worker.backendState === 'up', 30_000, 'the worker to be up after SIGCONT');
+            const job = await queue.add('after', 1);
+            await waitFor(() => completed.includes(job.id), 30_000, 'a job added after SIGCONT to complete');
+            expect(ran).toEqual([1]);
+            expect(errors.map((error) => (error as { code?: string }).code ?? String(error))).toEqual([
+              'NOA_MQ_BACKEND_UNAVAILABLE',
+            ]);
+            expect(unhandled).toEqual([]);
+          } finally {
+            if (frozen) node.resume();
+            await worker.close();
+            await provider.deleteQueue(queue.name);
+            await provider.close();
+            redis?.disconnect();
+          }
+        },
+        120_000,
+      );
   },
 );
