@@ -137,7 +137,8 @@ export class LeaseLostError extends MessageQueueError<'NOA_MQ_LEASE_LOST'> {
 }
 
 /**
- * `RabbitMqProvider.ready()` found no broker within its time limit. Names the host (never the
+ * `RabbitMqProvider.ready()` found no broker within its time limit, or `counts()` got no answer
+ * from it within `readyTimeoutMs` (down, or frozen: connected and silent). Names the host (never the
  * credentials) and carries the last connection error, e.g. `ECONNREFUSED` or `ACCESS_REFUSED`.
  * The provider keeps reconnecting in the background.
  */

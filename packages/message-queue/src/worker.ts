@@ -481,9 +481,14 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     // Listen for cancellations before taking any job: a cancel of a job this worker runs is a
     // one-shot message, and one published before the subscription would be lost.
     // Through the health check: a backend down at start is found within backendTimeoutMs (the
-    // pump, and with it every other call, waits for this subscription).
-    const listening = this.#call('subscribe to cancellations', () =>
-      this.#provider.onCancel(this.queueName, (id) => this.#cancelRunning(id)),
+    // pump, and with it every other call, waits for this subscription). Its answer proves
+    // nothing up: a provider may answer it without its backend (RabbitMQ: nothing to subscribe
+    // to without a store, the store's answer with one), and a worker that never reached its
+    // broker must not be reported up; the first exchange proves it.
+    const listening = this.#call(
+      'subscribe to cancellations',
+      () => this.#provider.onCancel(this.queueName, (id) => this.#cancelRunning(id)),
+      () => false,
     )
       .then((unsubscribe) => {
         if (this.#closing) unsubscribe();
@@ -1154,7 +1159,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         this.#wake();
       }
     } catch (error) {
-      this.#reportError('autoscale', error);
+      // An outage the worker already reported (once): a count failing each interval is not news
+      // (on RabbitMQ one rejects every `readyTimeoutMs` while the broker is down or frozen).
+      if (this.#health.down) this.#logger.debug('worker could not autoscale', { error: String(error) });
+      else this.#reportError('autoscale', error);
     } finally {
       this.#autoscaling = false;
     }

@@ -52,7 +52,10 @@ export const rabbitMqProviderOptionsSchema = z
     maxReconnectDelayMs: z.number().int().positive().max(maxTimerMs).default(5_000),
     /** Per connection attempt: a host that drops packets counts as failed after this long. */
     connectTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
-    /** How long `ready()` waits for a connection before rejecting with `BrokerUnavailableError`. */
+    /**
+     * How long `ready()` waits for a connection, and `counts()` for the broker's answer, before
+     * rejecting with `BrokerUnavailableError`.
+     */
     readyTimeoutMs: z.number().int().positive().max(maxTimerMs).default(10_000),
     /**
      * How long `close()` waits for the broker and the state store to close; past it, what is
@@ -385,12 +388,39 @@ export class RabbitMqProvider implements QueueProvider {
    * Exact, from the state store, once the broker is known to answer (so `queue.checkHealth()`
    * reports a broker that is down or frozen, not the store alone). Without one: `waiting`,
    * `failed` and `delayed` from passive declares; `active` is this process's deliveries only.
+   * The counts are the broker's: one that is down or frozen (connected, nothing answers) rejects
+   * them with {@link BrokerUnavailableError} after `readyTimeoutMs` instead of waiting for it
+   * (until SIGCONT, or amqplib's heartbeat closing the connection two minutes later).
    */
   async counts(queue: string): Promise<JobCounts> {
     if (this.#state) {
-      if (!this.#connection.fresh) await this.#connection.answered();
+      if (!this.#connection.fresh) await this.#brokerBound(this.#connection.answered());
       return this.#state.counts(queue, Date.now());
     }
+    return this.#brokerBound(this.#brokerCounts(queue));
+  }
+
+  /**
+   * `work` (which waits for the broker), or {@link BrokerUnavailableError} once `readyTimeoutMs`
+   * passes without it. `work` goes on (an AMQP call cannot be taken back): a late answer is dropped.
+   */
+  async #brokerBound<T>(work: Promise<T>): Promise<T> {
+    const timeoutMs = this.#options.readyTimeoutMs;
+    try {
+      return await withDeadline(work, timeoutMs, 'wait for RabbitMQ');
+    } catch (error) {
+      if (!(error instanceof TimeoutError)) throw error;
+      work.catch(() => {});
+      // Connected, the broker still did not answer: frozen or hung, not refused.
+      const reason = this.#connection.connected
+        ? 'connected, but the broker did not answer'
+        : this.#connection.lastError;
+      throw new BrokerUnavailableError(brokerHost(this.#options.url), timeoutMs, reason);
+    }
+  }
+
+  /** Counts without a state store, from passive declares (see `counts`). */
+  async #brokerCounts(queue: string): Promise<JobCounts> {
     await this.#topology.declare(queue);
     // Passive declares on the consuming connection's declare channel: the publishing one stops
     // being read while a memory alarm blocks it, and a queue gone (404) closes only this channel.

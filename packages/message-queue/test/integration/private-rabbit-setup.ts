@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { isReachable, type PrivateRabbit, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
-import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { RabbitMqProvider, type RabbitMqProviderOptions } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 
 /**
@@ -36,18 +36,21 @@ export async function stateVariants(): Promise<StateVariant[]> {
 
 /**
  * A provider on a private node that reconnects quickly, with a Redis job state store under a
- * fresh `statePrefix` name when `state`. The caller closes the provider and disconnects `redis`.
+ * fresh `statePrefix` name when `state`, and any other `options`. The caller closes the provider
+ * and disconnects `redis`.
  */
 export function providerOn(
   node: PrivateRabbit,
   state: boolean,
   statePrefix: string,
+  options: Omit<RabbitMqProviderOptions, 'url' | 'state'> = {},
 ): { redis: Redis | undefined; provider: RabbitMqProvider } {
   const redis = state ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null }) : undefined;
   const provider = new RabbitMqProvider({
     url: node.url,
     reconnectDelayMs: 50,
     maxReconnectDelayMs: 200,
+    ...options,
     ...(redis
       ? { state: new RedisJobStateStore({ connection: redis, prefix: uniqueName(statePrefix) }) }
       : {}),
