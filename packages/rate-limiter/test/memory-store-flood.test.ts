@@ -154,10 +154,14 @@ describe('MemoryStore under a key flood: memory stays bounded', () => {
     }
     gc();
     const flooded = process.memoryUsage().heapUsed;
-    const perKey = (full - empty) / maxKeys;
-    expect(perKey).toBeGreaterThan(0);
-    // The keys held are as many; what grew is noise (a few hundred KB), not 160,000 keys.
-    expect(flooded - full).toBeLessThan((full - empty) / 2);
+    const held = full - empty;
+    expect(held / maxKeys).toBeGreaterThan(0);
+    // The keys held are as many; what grew (0.92–0.95 MB in each run measured, alone or in the
+    // full unit run; not attributed) is less than the first maxKeys took, where 8x
+    // maxKeys kept would be 8x it. Not "half of it": the first maxKeys measure 110–140 B a key in
+    // a process that ran other files first (unit files share one), 220 B in a fresh one, and
+    // the growth came to 43% of the smaller figure in a full unit run.
+    expect(flooded - full, JSON.stringify({ empty, full, flooded })).toBeLessThan(held);
     expect(store.size).toBe(maxKeys);
   }, 60_000);
 });
