@@ -1,5 +1,6 @@
 import { TimeoutError, withDeadline } from '@noa/core';
 import { type PrivateRabbit, recordingLogger, startPrivateRabbit, uniqueName } from '@noa/testkit';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AddNotConfirmedError,
@@ -8,6 +9,7 @@ import {
   Queue,
   Worker,
 } from '../../src/index.js';
+import type { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { waitFor } from '../helpers.js';
 import { privateRabbitUnavailable, providerOn, stateVariants } from './private-rabbit-setup.js';
 
@@ -23,6 +25,27 @@ function tally(values: readonly unknown[]): Map<unknown, number> {
   const counts = new Map<unknown, number>();
   for (const value of values) counts.set(value, (counts.get(value) ?? 0) + 1);
   return counts;
+}
+
+/**
+ * A case's cleanup, whether it ended frozen or not: the node resumed (SIGCONT leaves a running
+ * node as it is), then the worker closed, the queue deleted, the provider closed and the state
+ * store's connection dropped.
+ */
+async function cleanUp(
+  node: PrivateRabbit,
+  parts: {
+    worker?: Worker<number>;
+    queue: Queue<number>;
+    provider: RabbitMqProvider;
+    redis: Redis | undefined;
+  },
+): Promise<void> {
+  node.resume();
+  await parts.worker?.close();
+  await parts.provider.deleteQueue(parts.queue.name);
+  await parts.provider.close();
+  parts.redis?.disconnect();
 }
 
 // One node for the file, the variants one after the other (each freezes it).
@@ -69,14 +92,12 @@ describe.skipIf(unavailable !== undefined)(
           });
           worker.on('error', (error) => errors.push(error));
           worker.on('completed', (id) => completed.push(id));
-          let frozen = false;
           try {
             const first = await queue.add('held', 1);
             await waitFor(() => ran.includes(1) && worker.backendState === 'up', 20_000, 'the job to run');
             const errorsBeforeFreeze = errors.length;
 
             node.freeze();
-            frozen = true;
             await waitFor(
               () => worker.backendState === 'down',
               30_000,
@@ -100,7 +121,6 @@ describe.skipIf(unavailable !== undefined)(
             expect(worker.health().status).toBe('down');
 
             node.resume();
-            frozen = false;
             await waitFor(() => worker.backendState === 'up', 30_000, 'the worker to be up again');
             expect(worker.health().status).toBe('up');
             letFinish();
@@ -128,11 +148,7 @@ describe.skipIf(unavailable !== undefined)(
             expect(unhandled).toEqual([]);
           } finally {
             letFinish();
-            if (frozen) node.resume();
-            await worker.close();
-            await provider.deleteQueue(queue.name);
-            await provider.close();
-            redis?.disconnect();
+            await cleanUp(node, { worker, queue, provider, redis });
           }
         },
         180_000,
@@ -165,13 +181,11 @@ describe.skipIf(unavailable !== undefined)(
           });
           worker.on('error', (error) => errors.push(error));
           worker.on('completed', (id) => completed.push(id));
-          let frozen = false;
           try {
             await waitFor(() => worker.backendState === 'up', 20_000, 'the worker to see the broker up');
             const errorsBeforeFreeze = errors.length;
 
             node.freeze();
-            frozen = true;
             await waitFor(
               () => worker.health().status === 'down',
               idleBoundMs + loadMarginMs,
@@ -182,7 +196,6 @@ describe.skipIf(unavailable !== undefined)(
             expect(worker.activeCount).toBe(0);
 
             node.resume();
-            frozen = false;
             await waitFor(() => worker.health().status === 'up', 30_000, 'the worker to be up again');
             const after = await queue.add('after', 1);
             await waitFor(
@@ -201,11 +214,7 @@ describe.skipIf(unavailable !== undefined)(
             ).toEqual(['NOA_MQ_BACKEND_UNAVAILABLE']);
             expect(unhandled).toEqual([]);
           } finally {
-            if (frozen) node.resume();
-            await worker.close();
-            await provider.deleteQueue(queue.name);
-            await provider.close();
-            redis?.disconnect();
+            await cleanUp(node, { worker, queue, provider, redis });
           }
         },
         120_000,
@@ -225,13 +234,11 @@ describe.skipIf(unavailable !== undefined)(
             readyTimeoutMs,
           });
           const queue = new Queue<number>({ name: uniqueName('frozen-counts'), provider });
-          let frozen = false;
           try {
             await queue.add('waiting', 1);
             expect((await queue.counts()).waiting).toBe(1);
 
             node.freeze();
-            frozen = true;
             // Bounded per count: brokerFreshMs (1 s) for the first, readyTimeoutMs for the one that
             // waits, plus a margin for a loaded machine.
             const outcomes: unknown[] = [];
@@ -255,7 +262,6 @@ describe.skipIf(unavailable !== undefined)(
             for (const outcome of outcomes.slice(0, -1)) expect(outcome).toMatchObject({ waiting: 1 });
 
             node.resume();
-            frozen = false;
             await waitFor(
               async () =>
                 (await queue.counts().then(
@@ -266,10 +272,7 @@ describe.skipIf(unavailable !== undefined)(
               'counts() to answer after SIGCONT',
             );
           } finally {
-            if (frozen) node.resume();
-            await provider.deleteQueue(queue.name);
-            await provider.close();
-            redis?.disconnect();
+            await cleanUp(node, { queue, provider, redis });
           }
         },
         120_000,
@@ -301,11 +304,9 @@ describe.skipIf(unavailable !== undefined)(
             // At debug during a reported outage, at warn (with an `error`) otherwise.
             logger.messages('debug', 'warn').filter((message) => message === 'worker could not autoscale')
               .length;
-          let frozen = false;
           try {
             await waitFor(() => worker.backendState === 'up', 20_000, 'the worker to see the broker up');
             node.freeze();
-            frozen = true;
             await waitFor(
               () => worker.backendState === 'down',
               15_000,
@@ -322,15 +323,10 @@ describe.skipIf(unavailable !== undefined)(
             expect(errors.slice(errorsAtDown).map(String)).toEqual([]);
 
             node.resume();
-            frozen = false;
             await waitFor(() => worker.backendState === 'up', 30_000, 'the worker to be up again');
             expect(unhandled).toEqual([]);
           } finally {
-            if (frozen) node.resume();
-            await worker.close();
-            await provider.deleteQueue(queue.name);
-            await provider.close();
-            redis?.disconnect();
+            await cleanUp(node, { worker, queue, provider, redis });
           }
         },
         120_000,
@@ -350,7 +346,6 @@ describe.skipIf(unavailable !== undefined)(
           const ran: number[] = [];
           const completed: string[] = [];
           node.freeze();
-          let frozen = true;
           const worker = new Worker({
             queue,
             backendTimeoutMs: 500,
@@ -374,7 +369,6 @@ describe.skipIf(unavailable !== undefined)(
             expect(worker.health().cause).toBeInstanceOf(BackendUnavailableError);
 
             node.resume();
-            frozen = false;
             await waitFor(() => worker.backendState === 'up', 30_000, 'the worker to be up after SIGCONT');
             const job = await queue.add('after', 1);
             await waitFor(() => completed.includes(job.id), 30_000, 'a job added after SIGCONT to complete');
@@ -384,11 +378,7 @@ describe.skipIf(unavailable !== undefined)(
             ]);
             expect(unhandled).toEqual([]);
           } finally {
-            if (frozen) node.resume();
-            await worker.close();
-            await provider.deleteQueue(queue.name);
-            await provider.close();
-            redis?.disconnect();
+            await cleanUp(node, { worker, queue, provider, redis });
           }
         },
         120_000,
