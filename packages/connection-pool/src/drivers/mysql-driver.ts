@@ -41,6 +41,19 @@ const loadMysql = lazyPeer<typeof import('mysql2/promise')>('mysql2');
 const openTransactions = new WeakSet<Connection>();
 const SERVER_STATUS_IN_TRANS = 1;
 
+/**
+ * A statement failed: an error packet carries no server status. A single statement leaves the
+ * transaction state as it was (or ends the transaction: a deadlock; the stale "open" then costs
+ * one needless ROLLBACK), but a multi-statement text that fails part-way may have opened one
+ * (`START TRANSACTION; INSERT …; <fails>`): on a `multipleStatements` connection the state is
+ * unknown, so it is taken as open, and the connection is rolled back when given back.
+ */
+function noteFailure(conn: Connection, error: unknown): never {
+  const core = (conn as unknown as { connection?: { config?: { multipleStatements?: boolean } } }).connection;
+  if (core?.config?.multipleStatements === true) openTransactions.add(conn);
+  throw error;
+}
+
 /** Notes the transaction status of `result`'s OK packets (a multi-statement's last one wins). */
 function noteTransactionStatus(conn: Connection, result: MysqlResult): MysqlResult {
   const first = result[0] as unknown;
@@ -141,7 +154,10 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     // Plain text (the common call) goes as is: no settings, no object to build per query.
     if (settings === undefined) {
       const answer = values === undefined ? conn.query(sql) : conn.query(sql, values as never);
-      return answer.then((result) => noteTransactionStatus(conn, result));
+      return answer.then(
+        (result) => noteTransactionStatus(conn, result),
+        (error: unknown) => noteFailure(conn, error),
+      );
     }
     const { execute: prepared, ...options } = settings;
     // mysql2's options-object form: the caller's options (`rowsAsArray`, `typeCast`…) with the text.
@@ -152,7 +168,10 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
         : values === undefined
           ? conn.query(statement)
           : conn.query(statement, values as never);
-    return answer.then((result) => noteTransactionStatus(conn, result));
+    return answer.then(
+      (result) => noteTransactionStatus(conn, result),
+      (error: unknown) => noteFailure(conn, error),
+    );
   },
 
   unusable(conn: Connection): boolean {
