@@ -17,6 +17,7 @@ export {
 export type { BusMessage } from './bus-message.js';
 export { Cache, type CacheItem } from './cache.js';
 export type { CacheStats } from './cache-counters.js';
+export { type CloseOptions, closeOptionsSchema } from './close-options.js';
 export type { CacheEventListener, CacheEventMap, CacheEventName, StaleReason } from './cache-events.js';
 export {
   type CacheOptions,
