@@ -11,6 +11,7 @@ import {
 } from '@noa/core';
 import { InvalidationBus } from './bus.js';
 import { applyBusMessage } from './bus-handling.js';
+import { BusyLeases } from './busy-leases.js';
 import type { BusMessage } from './bus-message.js';
 import { CacheEvents, type StaleReason } from './cache-events.js';
 import type {
@@ -113,6 +114,8 @@ export class CacheEngine {
    * key is freed by its own refresh only, which one abandoned past `lock.leaseMs` is not.
    */
   readonly refreshing = new Map<string, object>();
+  /** L2-only: refresh leases found busy, not asked for again for a while (see {@link BusyLeases}). */
+  readonly busyLeases = new BusyLeases();
   /** Callers waiting for another instance's lease, woken by the bus. */
   readonly wakeups = new KeyWakeups();
   /** Observers of applied bus messages from other instances (measurements and tests). */

@@ -962,6 +962,8 @@ export function refreshEarly<T>(
 ): void {
   // A load in flight (an L1 miss) makes a refresh needless, unless it is the caller.
   if (engine.refreshing.has(fullKey) || (!fromFlight && engine.flights.has(fullKey)) || engine.closed) return;
+  // L2-only: another instance held the lease a moment ago for this very value (see `BusyLeases`).
+  if (!engine.l1Enabled && engine.busyLeases.busy(fullKey, current, engine.clock.now())) return;
   const slot = {};
   engine.refreshing.set(fullKey, slot);
   const freeSlot = () => {
@@ -978,7 +980,11 @@ export function refreshEarly<T>(
       if (lease === 'busy') {
         // Another instance is refreshing; its bus message reaches us. Until then a hit of a key
         // past its refresh threshold would try the lease again, one Redis call per hit.
-        current.refreshBlockedUntil = engine.clock.now() + engine.options.lock.pollMs;
+        const now = engine.clock.now();
+        current.refreshBlockedUntil = now + engine.options.lock.pollMs;
+        // An L2-only cache's next hit decodes a new entry, without that mark: remembered here.
+        if (!engine.l1Enabled)
+          engine.busyLeases.remember(fullKey, current, now + engine.options.lock.pollMs, now);
         return;
       }
       if (lease === 'unavailable') token = undefined;
