@@ -11,8 +11,8 @@ import {
 } from '@noa/core';
 import { InvalidationBus } from './bus.js';
 import { applyBusMessage } from './bus-handling.js';
-import { BusyLeases } from './busy-leases.js';
 import type { BusMessage } from './bus-message.js';
+import { BusyLeases } from './busy-leases.js';
 import { CacheEvents, type StaleReason } from './cache-events.js';
 import type {
   Factory,

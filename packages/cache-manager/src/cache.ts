@@ -38,12 +38,12 @@ import {
   checkTags,
   checkValue,
 } from './call-options.js';
+import { type CloseOptions, closeOptionsSchema } from './close-options.js';
 import { scopeTags } from './entry.js';
 import { HealthCheckTimeoutError } from './errors.js';
 import { type CacheHealthState, cacheHealth, checkedCacheHealth } from './health.js';
 import type { KeyTtl } from './key-ttl.js';
 import { keyTtl } from './read-path.js';
-import { type CloseOptions, closeOptionsSchema } from './close-options.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
 import { writeMany } from './writes.js';
 

@@ -17,7 +17,6 @@ export {
 export type { BusMessage } from './bus-message.js';
 export { Cache, type CacheItem } from './cache.js';
 export type { CacheStats } from './cache-counters.js';
-export { type CloseOptions, closeOptionsSchema } from './close-options.js';
 export type { CacheEventListener, CacheEventMap, CacheEventName, StaleReason } from './cache-events.js';
 export {
   type CacheOptions,
@@ -32,6 +31,7 @@ export {
   type SetOptions,
   setOptionsSchema,
 } from './cache-options.js';
+export { type CloseOptions, closeOptionsSchema } from './close-options.js';
 export type { EdgePurger } from './edge-purger.js';
 export { type CacheEntry, shouldRefreshAhead, shouldRefreshEarly } from './entry.js';
 export {

@@ -225,7 +225,9 @@ async function computeMany<T>(
       if (lease === 'busy') {
         // Another instance computes it: wait for its value (or take over), one key at a time.
         const single: Factory<T> = async (context) =>
-          alignMany(await factoryMany([userKeys[index]!], { signal: context.signal }), [userKeys[index]!])[0] as T;
+          alignMany(await factoryMany([userKeys[index]!], { signal: context.signal }), [
+            userKeys[index]!,
+          ])[0] as T;
         const settler = settlers.get(index)!;
         waits.push(
           computeOnce(engine, {

@@ -112,9 +112,9 @@ describe('ctx.signal (memory-only cache)', () => {
   it('a getOrSetMany run close() gives up on is aborted; its keys reject with FactoryError', async () => {
     const cache = new Cache();
     const source = hungSource();
-    const outcome = cache.getOrSetMany(['a', 'b'], (_keys, { signal }) => source.load(signal)).catch(
-      (error: unknown) => error,
-    );
+    const outcome = cache
+      .getOrSetMany(['a', 'b'], (_keys, { signal }) => source.load(signal))
+      .catch((error: unknown) => error);
     await delay(5);
     await cache.close({ waitMs: 0 });
     expect(source.reasons[0]).toBeInstanceOf(ClosedError);

@@ -104,7 +104,9 @@ describe.skipIf(!redisUp)('close() and background work', () => {
       await cache.set('hung-signal', 'old', { ttlMs: 1, graceMs: 60_000 });
       await delay(5);
       // Its caller leaves at the soft timeout: the run, holding the key's lease, is close()'s to wait for.
-      expect(await cache.getOrSet('hung-signal', hungUntilAborted(reasons), { softTimeoutMs: 10 })).toBe('old');
+      expect(await cache.getOrSet('hung-signal', hungUntilAborted(reasons), { softTimeoutMs: 10 })).toBe(
+        'old',
+      );
       // Far below the 5 s default: this close waited 100 ms, not 5 s.
       expect(await settledWithin(cache.close({ waitMs: 100 }), 4_000)).toBe('closed');
       expect(reasons).toHaveLength(1);
