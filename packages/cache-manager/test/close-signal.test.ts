@@ -77,6 +77,19 @@ describe('ctx.signal (memory-only cache)', () => {
     expect(signal?.aborted).toBe(false);
   });
 
+  it('with no background work left, close() aborts nothing: a run a caller awaits goes on for it', async () => {
+    const cache = new Cache();
+    let signal: AbortSignal | undefined;
+    const waiting = cache.getOrSet('k', async (context) => {
+      signal = context.signal;
+      await delay(50);
+      return 'computed';
+    });
+    await cache.close({ waitMs: 1_000 });
+    expect(signal?.aborted).toBe(false);
+    expect(await waiting).toBe('computed');
+  });
+
   it('wrap gives the signal as this.signal, getOrSetMany as its second argument, warm to its loader', async () => {
     const cache = new Cache();
     const seen: AbortSignal[] = [];
