@@ -12,6 +12,7 @@ import {
 import { InvalidationBus } from './bus.js';
 import { applyBusMessage } from './bus-handling.js';
 import type { BusMessage } from './bus-message.js';
+import { BusyLeases } from './busy-leases.js';
 import { CacheEvents, type StaleReason } from './cache-events.js';
 import type {
   Factory,
@@ -113,6 +114,8 @@ export class CacheEngine {
    * key is freed by its own refresh only, which one abandoned past `lock.leaseMs` is not.
    */
   readonly refreshing = new Map<string, object>();
+  /** L2-only: refresh leases found busy, not asked for again for a while (see {@link BusyLeases}). */
+  readonly busyLeases = new BusyLeases();
   /** Callers waiting for another instance's lease, woken by the bus. */
   readonly wakeups = new KeyWakeups();
   /** Observers of applied bus messages from other instances (measurements and tests). */
@@ -124,6 +127,10 @@ export class CacheEngine {
   /** Ids of this instance's L2 writes (see {@link WriteIds}). */
   readonly writeIds = new WriteIds();
   readonly #background = new Set<Promise<unknown>>();
+  /** The `ctx.signal` controllers of the factory runs in progress (see {@link runSignal}). */
+  readonly #runAborts = new Set<AbortController>();
+  /** Set once `close()` stopped waiting: a run that starts after gets an aborted signal. */
+  #runsAborted = false;
   #closed = false;
   readonly #closing = new AbortController();
   /** L1 lookups since the last timed one (see `l1Get`). */
@@ -508,12 +515,39 @@ export class CacheEngine {
     void tracked.finally(() => this.#background.delete(tracked));
   }
 
-  async close(): Promise<void> {
+  /**
+   * A factory run's `ctx.signal` controller: aborted (a `ClosedError` its reason) when `close()`
+   * stops waiting, already aborted if it has. `endRun` forgets it once the run settles. One
+   * controller per run, never on the hit path.
+   */
+  runSignal(): AbortController {
+    const controller = new AbortController();
+    if (this.#runsAborted) controller.abort(new ClosedError('cache-manager'));
+    else this.#runAborts.add(controller);
+    return controller;
+  }
+
+  endRun(controller: AbortController): void {
+    this.#runAborts.delete(controller);
+  }
+
+  /**
+   * Waits up to `waitMs` for background work, then (when it did not all settle in time, or at
+   * once with 0) aborts the `ctx.signal` of every factory run still in progress.
+   */
+  async close(waitMs = 5_000): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort(new ClosedError('cache-manager'));
-    // Tracked promises never reject: a rejection here can only be the 5 s deadline.
-    await withDeadline(Promise.all([...this.#background]), 5_000, 'cache close').catch(() => {});
+    // Tracked promises never reject: a rejection here can only be the deadline.
+    const gaveUp =
+      waitMs === 0
+        ? true
+        : await withDeadline(Promise.all([...this.#background]), waitMs, 'cache close').then(
+            () => false,
+            () => true,
+          );
+    if (gaveUp) this.#abortRuns();
     await this.saveHotKeys(this.options.hotKeys);
     await this.structures?.settled();
     this.#stopWatchingConnection?.();
@@ -521,6 +555,15 @@ export class CacheEngine {
     this.wakeups.wakeAll();
     await this.bus?.close();
     this.metrics.close();
+  }
+
+  /** Tells every factory run still in progress, and any started from now on, to stop. */
+  #abortRuns(): void {
+    this.#runsAborted = true;
+    const reason = new ClosedError('cache-manager');
+    const controllers = [...this.#runAborts];
+    this.#runAborts.clear();
+    for (const controller of controllers) controller.abort(reason);
   }
 
   // ---- shared by the operation modules -------------------------------------------------

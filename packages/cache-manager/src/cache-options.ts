@@ -388,6 +388,15 @@ export interface FactoryContext<T> {
    */
   readonly staleValue: T | undefined;
   /**
+   * Aborted when `close()` stops waiting for the run (after its `waitMs`, at once with 0), its
+   * `reason` a `ClosedError` (`code` `NOA_CLOSED`): pass it to `fetch`, a driver's query, or
+   * check it between steps, so that a run close() gives up on stops and frees its sockets. A
+   * run that rejects once it is aborted is not a failure of the source: no failure mark for
+   * other instances' waiters, no `factory-error` event, its lease freed at once. Not aborted
+   * for any other reason (a change of the key during the run does not abort it).
+   */
+  readonly signal: AbortSignal;
+  /**
    * Sets the entry's `ttlMs`, `graceMs`, `slidingTtlMs` and `tags` (over the call's options; later calls
    * override earlier ones field by field). Validated at once: a bad field throws `ConfigError`
    * naming it, and if the factory lets it through, `getOrSet` rejects with that error (no stale
@@ -419,4 +428,6 @@ export type ManyFactoryResult<T> = ReadonlyMap<string, T> | readonly (T | undefi
  */
 export type ManyFactory<T> = (
   keys: readonly string[],
+  /** `signal`: as {@link FactoryContext.signal}, for this batch's run. */
+  context: Pick<FactoryContext<T>, 'signal'>,
 ) => ManyFactoryResult<T> | Promise<ManyFactoryResult<T>>;

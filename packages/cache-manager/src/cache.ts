@@ -38,6 +38,7 @@ import {
   checkTags,
   checkValue,
 } from './call-options.js';
+import { type CloseOptions, closeOptionsSchema } from './close-options.js';
 import { scopeTags } from './entry.js';
 import { HealthCheckTimeoutError } from './errors.js';
 import { type CacheHealthState, cacheHealth, checkedCacheHealth } from './health.js';
@@ -396,11 +397,12 @@ export class Cache {
    * progress. Keys already fresh are skipped; failures are counted, not thrown; a throwing
    * `onProgress` is logged and ignored. When `signal` aborts or the cache closes, no new load
    * starts and it rejects at once with `WarmAbortedError` (the report so far attached); loads
-   * in flight are abandoned, finish in the background and are cached.
+   * in flight are abandoned, finish in the background and are cached. `loader` gets its run's
+   * `signal` (see `FactoryContext.signal`: aborted when `close()` stops waiting, not by warm's).
    */
   async warm<T>(
     keys: Iterable<string>,
-    loader: (key: string) => T | Promise<T>,
+    loader: (key: string, context: Pick<FactoryContext<T>, 'signal'>) => T | Promise<T>,
     options: WarmOptions = {},
   ): Promise<WarmReport> {
     this.#open();
@@ -569,12 +571,15 @@ export class Cache {
   }
 
   /**
-   * Waits for background work (refreshes, background writes; at most 5 s) and closes the bus
-   * connection. The Redis client passed in is the caller's and stays open. Closing a
-   * namespace view closes the whole cache.
+   * Waits for background work (early refreshes, factory runs whose callers stopped waiting,
+   * background writes) for at most `waitMs` (default 5 000), then aborts `ctx.signal` of every
+   * factory run still in progress (reason: a `ClosedError`), and closes the bus connection.
+   * `waitMs: 0` aborts at once. The Redis client passed in is the caller's and stays open.
+   * Closing a namespace view closes the whole cache; a second call resolves at once.
    */
-  async close(): Promise<void> {
-    await this.#engine.close();
+  async close(options?: CloseOptions): Promise<void> {
+    const { waitMs } = parseOptions('cache-manager close', closeOptionsSchema, options ?? {});
+    await this.#engine.close(waitMs);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -16,6 +16,7 @@ interface FactoryRunState {
 export class FactoryRunContext<T> implements FactoryContext<T> {
   readonly key: string;
   readonly staleValue: T | undefined;
+  readonly signal: AbortSignal;
   readonly #run: FactoryRunState;
   #options: SetOptions | undefined;
   #skipped = false;
@@ -29,10 +30,13 @@ export class FactoryRunContext<T> implements FactoryContext<T> {
     key: string,
     staleValue: T | undefined,
     run: FactoryRunState,
+    /** Aborted when `close()` stops waiting for the run (see `CacheEngine.runSignal`). */
+    signal: AbortSignal,
     storedTags: (tags: readonly string[]) => readonly string[] = (tags) => tags,
   ) {
     this.key = key;
     this.staleValue = staleValue;
+    this.signal = signal;
     this.#run = run;
     this.#storedTags = storedTags;
   }

@@ -31,6 +31,7 @@ export {
   type SetOptions,
   setOptionsSchema,
 } from './cache-options.js';
+export { type CloseOptions, closeOptionsSchema } from './close-options.js';
 export type { EdgePurger } from './edge-purger.js';
 export { type CacheEntry, shouldRefreshAhead, shouldRefreshEarly } from './entry.js';
 export {

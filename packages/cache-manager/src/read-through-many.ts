@@ -224,8 +224,10 @@ async function computeMany<T>(
       const lease = leases[position];
       if (lease === 'busy') {
         // Another instance computes it: wait for its value (or take over), one key at a time.
-        const single: Factory<T> = async () =>
-          alignMany(await factoryMany([userKeys[index]!]), [userKeys[index]!])[0] as T;
+        const single: Factory<T> = async (context) =>
+          alignMany(await factoryMany([userKeys[index]!], { signal: context.signal }), [
+            userKeys[index]!,
+          ])[0] as T;
         const settler = settlers.get(index)!;
         waits.push(
           computeOnce(engine, {
@@ -327,18 +329,23 @@ async function runMany<T>(
         })
       : Promise.resolve();
   };
+  const abort = engine.runSignal();
   try {
     let values: (T | undefined)[];
     try {
-      values = alignMany(await factoryMany(keys), keys);
+      values = alignMany(await factoryMany(keys, { signal: abort.signal }), keys);
     } catch (error) {
       void kept?.stop();
-      engine.metrics.factoryRun('error');
-      const failed = engine.listeners['factory-error'];
-      if (failed)
-        for (const index of batch)
-          engine.events.emit('factory-error', failed, { key: fullKeys[index]!, error });
-      await release(batch, true);
+      // As in `startFactory`: a run close() aborted is no failure of the source (no mark, no event).
+      const aborted = abort.signal.aborted;
+      if (!aborted) {
+        engine.metrics.factoryRun('error');
+        const failed = engine.listeners['factory-error'];
+        if (failed)
+          for (const index of batch)
+            engine.events.emit('factory-error', failed, { key: fullKeys[index]!, error });
+      }
+      await release(batch, !aborted);
       const now = engine.clock.now();
       for (const [position, index] of batch.entries()) {
         const fallback = stale.get(index);
@@ -445,6 +452,7 @@ async function runMany<T>(
   } catch (error) {
     for (const index of batch) settlers.get(index)!.reject(error);
   } finally {
+    engine.endRun(abort);
     batch.forEach((index, position) => {
       engine.runs.end(fullKeys[index]!, runs[position]!);
     });

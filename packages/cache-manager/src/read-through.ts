@@ -577,8 +577,13 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   const startedEpoch = engine.fills.epoch;
   // Only a write compared against what L2 held (compare-and-set) may ignore its late message.
   if (load.l2Held?.bytes) run.replaces = load.l2Held.writeId;
-  const context = new FactoryRunContext<T>(userKey, stale && engine.out(stale.value as T), run, (tags) =>
-    engine.tagsOf(fullKey, tags),
+  const abort = engine.runSignal();
+  const context = new FactoryRunContext<T>(
+    userKey,
+    stale && engine.out(stale.value as T),
+    run,
+    abort.signal,
+    (tags) => engine.tagsOf(fullKey, tags),
   );
   // Sent as the run starts, beside the factory (no caller waits for it), renewed while the run
   // lasts, settled before the write.
@@ -589,6 +594,24 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
       value = await factory(context);
     } catch (error) {
       void kept?.stop();
+      if (abort.signal.aborted) {
+        // close() gave up on the run and told it to stop: no failure of the source, so no
+        // failure mark (other instances' waiters would serve their stale values and back off),
+        // no event; the lease is freed at once for another instance to take.
+        engine.logger.debug('factory run aborted by close()', { key: userKey });
+        if (leaseToken && tier)
+          await awaitInOrder(
+            engine,
+            [
+              async () => {
+                await tier.releaseLease(fullKey, leaseToken);
+                engine.bus?.publish('rel', [fullKey]).catch(() => {});
+              },
+            ],
+            true,
+          );
+        throw error;
+      }
       engine.metrics.factoryRun('error');
       const failed = engine.listeners['factory-error'];
       if (failed) engine.events.emit('factory-error', failed, { key: fullKey, error });
@@ -677,7 +700,10 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     // Our own read of the key failed (its master on a Cluster, maybe): not waited for either.
     await awaitInOrder(engine, steps, false, tier !== undefined && load.l2Held?.bytes === undefined);
     return value;
-  })().finally(() => engine.runs.end(fullKey, run));
+  })().finally(() => {
+    engine.runs.end(fullKey, run);
+    engine.endRun(abort);
+  });
   const running: RunningFactory<T> = { work, run, context, tracked: false, startedAt: Date.now() };
   engine.running.set(fullKey, running);
   const settled = () => {
@@ -746,7 +772,7 @@ function backOffAfterLateFailure<T>(
   running.lateFailureWatched = true;
   const { run, context } = running;
   running.work.catch((error: unknown) => {
-    if (context.rejected(error) || run.superseded || run.suspect) return;
+    if (context.rejected(error) || context.signal.aborted || run.superseded || run.suspect) return;
     const now = engine.clock.now();
     if (now >= stale.staleUntil || isFresh(stale, now)) return;
     engine.logger.warn('factory failed after its callers were served the stale value; backing off', {
@@ -762,6 +788,8 @@ function failedRun<T>(engine: CacheEngine, load: KeyLoad<T>, running: RunningFac
   const { fullKey, userKey, stale } = load;
   const { run, context } = running;
   if (context.rejected(error)) throw error;
+  // An early refresh close() aborted: nothing failed, and nobody is served.
+  if (load.background && context.signal.aborted && stale) return stale.value;
   if (stale && engine.clock.now() < stale.staleUntil) {
     if (load.background) {
       engine.logger.warn('early refresh failed; keeping the current value', {
@@ -934,6 +962,8 @@ export function refreshEarly<T>(
 ): void {
   // A load in flight (an L1 miss) makes a refresh needless, unless it is the caller.
   if (engine.refreshing.has(fullKey) || (!fromFlight && engine.flights.has(fullKey)) || engine.closed) return;
+  // L2-only: another instance held the lease a moment ago for this very value (see `BusyLeases`).
+  if (!engine.l1Enabled && engine.busyLeases.busy(fullKey, current, engine.clock.now())) return;
   const slot = {};
   engine.refreshing.set(fullKey, slot);
   const freeSlot = () => {
@@ -950,7 +980,11 @@ export function refreshEarly<T>(
       if (lease === 'busy') {
         // Another instance is refreshing; its bus message reaches us. Until then a hit of a key
         // past its refresh threshold would try the lease again, one Redis call per hit.
-        current.refreshBlockedUntil = engine.clock.now() + engine.options.lock.pollMs;
+        const now = engine.clock.now();
+        current.refreshBlockedUntil = now + engine.options.lock.pollMs;
+        // An L2-only cache's next hit decodes a new entry, without that mark: remembered here.
+        if (!engine.l1Enabled)
+          engine.busyLeases.remember(fullKey, current, now + engine.options.lock.pollMs, now);
         return;
       }
       if (lease === 'unavailable') token = undefined;

@@ -46,7 +46,7 @@ export type WarmOptions = z.input<typeof warmOptionsSchema>;
 export interface Warmable {
   getOrSet<T>(
     key: string,
-    factory: () => T | Promise<T>,
+    factory: (context: { readonly signal: AbortSignal }) => T | Promise<T>,
     options?: {
       ttlMs?: number;
       graceMs?: number;
@@ -76,7 +76,7 @@ export interface WarmContext {
 export async function warmKeys<T>(
   cache: Warmable,
   keys: Iterable<string>,
-  loader: (key: string) => T | Promise<T>,
+  loader: (key: string, context: { readonly signal: AbortSignal }) => T | Promise<T>,
   options: WarmOptions,
   context: WarmContext,
 ): Promise<WarmReport> {
@@ -125,8 +125,10 @@ export async function warmKeys<T>(
       try {
         await cache.getOrSet(
           key,
-          () => {
-            load = (async () => loader(key))();
+          // The run's signal (see `FactoryContext.signal`), not warm's own: aborting `signal`
+          // abandons the loads in flight, which finish and are cached.
+          ({ signal }) => {
+            load = (async () => loader(key, { signal }))();
             return load;
           },
           entryOptions,

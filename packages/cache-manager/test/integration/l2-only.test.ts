@@ -135,6 +135,72 @@ describe.skipIf(!redisUp)('l1: false (L2-only) on Redis', () => {
     expect(factory).toHaveBeenCalledTimes(2);
   });
 
+  it('while another instance holds the refresh lease, hits of a due key cost one lease call per lock.pollMs or value, not one each', async () => {
+    const clock = new ManualClock(Date.now());
+    const options = { clock, ttlMs: 10_000, refreshThresholdMs: 2_000 };
+    // This instance's lease calls (SET … NX), counted as sent; `inFlight` settles before each next hit.
+    let leaseCalls = 0;
+    let inFlight = 0;
+    const client = new Redis(redisUrl);
+    const counted = new Proxy(client, {
+      get(target, property) {
+        const value = Reflect.get(target, property);
+        if (typeof value !== 'function') return value;
+        if (property !== 'set') return value.bind(target);
+        return (...args: unknown[]) => {
+          const reply = (value as (...all: unknown[]) => Promise<unknown>).apply(target, args);
+          if (args.includes('NX') && String(args[0]).endsWith('busy-lease')) {
+            leaseCalls += 1;
+            inFlight += 1;
+            void reply.finally(() => {
+              inFlight -= 1;
+            });
+          }
+          return reply;
+        };
+      },
+    });
+    const here = make({ ...options, redis: counted });
+    const holder = make(options);
+    let release: (value: string) => void = () => {};
+    const started = vi.fn();
+    try {
+      await here.set('busy-lease', 'v1');
+      clock.advance(9_000); // 1 s of freshness left, under the threshold: every hit finds it due
+      // The other instance's early refresh takes the lease and hangs until released.
+      expect(
+        await holder.getOrSet('busy-lease', () => {
+          started();
+          return new Promise<string>((resolve) => {
+            release = resolve;
+          });
+        }),
+      ).toBe('v1');
+      await vi.waitFor(() => expect(started).toHaveBeenCalledTimes(1));
+      const hit = async () => {
+        expect(await here.getOrSet('busy-lease', () => 'not run here')).toBe('v1');
+        await vi.waitFor(() => expect(inFlight).toBe(0));
+      };
+      for (let round = 0; round < 10; round += 1) await hit();
+      // Each hit found the lease busy with a call of its own: 10. Remembered: 1.
+      expect(leaseCalls).toBe(1);
+      // Past lock.pollMs (100 ms by default), the lease is asked for again, once.
+      clock.advance(150);
+      for (let round = 0; round < 5; round += 1) await hit();
+      expect(leaseCalls).toBe(2);
+      // Another value (still due) is another question, whatever the window.
+      await holder.set('busy-lease', 'v2', { ttlMs: 1_000 });
+      for (let round = 0; round < 5; round += 1)
+        expect(await here.getOrSet('busy-lease', () => 'not run here')).toBe('v2');
+      await vi.waitFor(() => expect(inFlight).toBe(0));
+      expect(leaseCalls).toBe(3);
+    } finally {
+      release('refreshed');
+      await here.close();
+      client.disconnect();
+    }
+  });
+
   it('saveHotKeys of an L2-only cache leaves the hot set instances with L1 saved under the prefix', async () => {
     const ownPrefix = `${prefix}hot:`;
     const withL1 = make({ prefix: ownPrefix, l1: {} });
