@@ -41,7 +41,7 @@ describe
           // Between the broker's close and the redelivery's arrival (the reconnect) it does not,
           // and a try finishing then is refused and the job runs again (at-least-once).
           const held = async (id: string) =>
-            (await provider.extendLeases(queue.name, [{ id }], Date.now(), Date.now())).lost.length === 0;
+            (await provider.extendLeases(queue.name, [{ id }], Date.now())).lost.length === 0;
           // Until the broker has closed the channel twice for this try (not a guess at how long
           // that takes: a starved broker is late), then until the redelivery is back here. The
           // poll that first sees both is within one 10 ms step of the arrival, a whole
