@@ -106,15 +106,18 @@ describe.skipIf(!managementUp).concurrent('RabbitMQ: a stopped consumer closes i
             await roundTrip();
           }
           // The management API lists a channel from its first stats emission (every 5 s by
-          // default, `collect_statistics_interval`) on: a listing read at once could be the one
-          // from before the cycles. One interval and a margin later it has been emitted again.
+          // default, `collect_statistics_interval`) on: a listing read at once could lack the
+          // channels the cycles left open. One interval and a margin later they are listed. A
+          // broker slower than that cannot fail the check below, only make it miss such channels.
           await sleep(6_500);
           // Before: baseline + 12 (each stop cancelled its consumer and left the channel open).
+          // Exactly the baseline, not at most: a broker that has not yet emitted the last
+          // consumer's channel lists one fewer, which ended the wait and failed the assertion.
           let count = 0;
           await waitFor(
             async () => {
               count = await brokerChannels(connectionName);
-              return count <= baseline;
+              return count === baseline;
             },
             20_000,
             'the channel count to come back to the baseline',

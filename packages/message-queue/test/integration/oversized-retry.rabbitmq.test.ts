@@ -3,7 +3,7 @@ import { isReachable, recordingLogger, serviceUrl, uniqueName } from '@noa/testk
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { Queue, Worker } from '../../src/index.js';
+import { Queue, type QueueProvider, Worker } from '../../src/index.js';
 import { encodeRecord } from '../../src/providers/record-codec.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
@@ -18,6 +18,7 @@ const reachable = (await isReachable('rabbitmq')) && (await isReachable('redis')
 if (!reachable) console.log(`skipped: no RabbitMQ at ${url} or no Redis at ${redisUrl}`);
 
 const maxMessageBytes = 2_048;
+const outboxTimeoutMs = 500;
 /** An error whose entry alone is over `maxMessageBytes`. */
 const bigError = () => new Error(`boom ${'e'.repeat(4_000)}`);
 
@@ -37,7 +38,7 @@ describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () =
       logger,
       // Short outbox timeout, so an outbox republish loop would show within the test's window.
       ...(state && {
-        state: new RedisJobStateStore({ connection, prefix: uniqueName('oversized'), outboxTimeoutMs: 500 }),
+        state: new RedisJobStateStore({ connection, prefix: uniqueName('oversized'), outboxTimeoutMs }),
       }),
     });
     providers.push(provider);
@@ -58,8 +59,23 @@ describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () =
     const queue = open();
     const tries = new Map<number, number>();
     const errors: string[] = [];
+    // When each of the worker's maintenance passes (where the outbox republishes) began, once done.
+    const passes: number[] = [];
+    const counting = new Proxy(queue.provider, {
+      get: (target, key) => {
+        const value = Reflect.get(target, key, target) as unknown;
+        if (typeof value !== 'function') return value;
+        if (key !== 'maintain') return value.bind(target);
+        return async (...args: Parameters<QueueProvider['maintain']>) => {
+          const startedAt = Date.now();
+          const result = await target.maintain(...args);
+          passes.push(startedAt);
+          return result;
+        };
+      },
+    });
     const worker = new Worker({
-      queue,
+      queue: new Queue<{ n: number }>({ name: queue.name, provider: counting }),
       maintenanceIntervalMs: 200,
       handler: (job) => {
         tries.set(job.data.n, (tries.get(job.data.n) ?? 0) + 1);
@@ -70,10 +86,18 @@ describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () =
     workers.push(worker as Worker<unknown, unknown>);
     worker.on('error', (error: Error) => errors.push(error.message));
     const { id } = await queue.add('big', { n: 1 }, { attempts: 5, backoff: { type: 'fixed', delayMs: 0 } });
-    // Bounded: what became of the oversized job within 5 s. Before: its retry was stored, its
-    // publish refused, and republished from the outbox at every maintenance pass (a warning
-    // each time), the job waiting for ever and never dead-lettered.
-    await sleep(5_000);
+    // Before: its retry was stored, its publish refused, and republished from the outbox at
+    // every maintenance pass (a warning each time), the job waiting for ever and never
+    // dead-lettered. Waited for (a loaded broker or Redis is slow), not assumed within 5 s.
+    await waitFor(async () => (await queue.counts()).failed === 1, 20_000, 'the oversized job dead-lettered');
+    // Then two whole maintenance passes after anything the failure stored was due for the outbox
+    // (outboxTimeoutMs after it): a republish loop would have warned by then.
+    const due = Date.now() + outboxTimeoutMs;
+    await waitFor(
+      () => passes.filter((startedAt) => startedAt > due).length >= 2,
+      20_000,
+      'two maintenance passes after the outbox timeout',
+    );
     expect(tries.get(1)).toBe(1);
     expect(logger.messages('warn').filter((warning) => warning.includes('publish failed'))).toEqual([]);
     expect(await queue.counts()).toMatchObject({ waiting: 0, delayed: 0, active: 0, failed: 1 });
@@ -95,7 +119,7 @@ describe.skipIf(!reachable)('RabbitMQ: a retry grown past maxMessageBytes', () =
     // A redrive publishes the fitted record (no MessageTooLargeError on the way back).
     expect(await queue.dlq.retry(id)).toBe(true);
     await waitFor(() => (tries.get(1) ?? 0) === 2, 5_000, 'the redriven job to run');
-  }, 20_000);
+  }, 60_000);
 
   // Before: the worker reported what it had asked for (a retry: willRetry true, `retried`
   // counted and published) although the provider had dead-lettered the job.
