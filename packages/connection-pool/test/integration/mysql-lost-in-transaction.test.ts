@@ -1,21 +1,17 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
-import mysql, { type RowDataPacket } from 'mysql2/promise';
+import type mysql from 'mysql2/promise';
+import type { RowDataPacket } from 'mysql2/promise';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BackendUnavailableError } from '../../src/index.js';
 import { createMysqlPool } from '../../src/mysql.js';
+import { giveBackCounters } from './helpers/metrics.js';
+import { useTagTable } from './helpers/tag-table.js';
 import { waitFor } from './helpers/wait.js';
 
 const url = serviceUrl('mysql');
 const reachable = await isReachable('mysql');
 if (!reachable) console.log(`skipped: no MariaDB at ${url}`);
-
-/** The value of the sample `series` (name and labels), or 0 when it does not exist. */
-async function sampleOf(registry: Registry, series: string): Promise<number> {
-  const text = await registry.metrics();
-  const line = text.split('\n').find((row) => row.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
 
 const idOf = async (conn: mysql.Connection) =>
   (await conn.query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id'))[0][0]!.id as number;
@@ -36,32 +32,15 @@ const STATEMENT_TIMEOUT = 1969;
 describe.skipIf(!reachable)(
   'MysqlPool: a connection its server ended while it was borrowed inside a transaction',
   () => {
-    const table = uniqueName('cp_lost');
-    let outside: mysql.Connection;
-
-    /** The rows another connection sees: only committed ones. */
-    const committed = async () => {
-      const [rows] = await outside.query<RowDataPacket[]>(`SELECT tag FROM ${table} ORDER BY tag`);
-      return rows.map((row) => row.tag as string);
-    };
+    const { table, outside, committed } = useTagTable(url, 'cp_lost');
 
     const connectionGone = async (id: number) => {
-      const [rows] = await outside.query<RowDataPacket[]>(
+      const [rows] = await outside().query<RowDataPacket[]>(
         'SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ?',
         [id],
       );
       return rows.length === 0;
     };
-
-    beforeAll(async () => {
-      outside = await mysql.createConnection(url);
-      await outside.query(`CREATE TABLE ${table} (tag varchar(40) NOT NULL) ENGINE=InnoDB`);
-    });
-
-    afterAll(async () => {
-      await outside.query(`DROP TABLE IF EXISTS ${table}`);
-      await outside.end();
-    });
 
     it.each(['KILL CONNECTION', 'idle_transaction_timeout'])(
       '%s while an acquire()d connection was inside a transaction: given back, it is closed, the next caller gets a new connection',
@@ -77,7 +56,7 @@ describe.skipIf(!reachable)(
             await conn.query('SET SESSION idle_transaction_timeout = 1');
           await conn.query('START TRANSACTION');
           await conn.query(`INSERT INTO ${table} (tag) VALUES ('lost-write')`);
-          if (cause === 'KILL CONNECTION') await outside.query(`KILL CONNECTION ${id}`);
+          if (cause === 'KILL CONNECTION') await outside().query(`KILL CONNECTION ${id}`);
           await waitFor(() => connectionGone(id));
           await noticed;
           db.release(conn);
@@ -89,14 +68,9 @@ describe.skipIf(!reachable)(
           expect(db.health().primary.healthy).toBe(true);
           expect(db.health().primary.stats.size).toBe(1);
           const pool = `${name}:primary`;
-          expect(
-            await sampleOf(registry, `noa_connection_pool_connections_destroyed_total{pool="${pool}"}`),
-          ).toBe(1);
-          expect(
-            await sampleOf(registry, `noa_connection_pool_errors_total{pool="${pool}",kind="reset"}`),
-          ).toBe(0);
+          expect(await giveBackCounters(registry, pool)).toMatchObject({ destroyed: 1, resetErrors: 0 });
         } finally {
-          await outside.query(`DELETE FROM ${table}`);
+          await outside().query(`DELETE FROM ${table}`);
           await db.close();
         }
       },
@@ -111,7 +85,7 @@ describe.skipIf(!reachable)(
             id = await idOf(tx.connection);
             const noticed = lost(tx.connection);
             await tx.query(`INSERT INTO ${table} (tag) VALUES ('lost-write')`);
-            await outside.query(`KILL CONNECTION ${id}`);
+            await outside().query(`KILL CONNECTION ${id}`);
             await noticed;
             await tx.query(`INSERT INTO ${table} (tag) VALUES ('after-kill')`);
           }),
@@ -122,7 +96,7 @@ describe.skipIf(!reachable)(
         expect(await committed()).toEqual(['next-caller']);
         expect(db.health().primary.stats.size).toBe(1);
       } finally {
-        await outside.query(`DELETE FROM ${table}`);
+        await outside().query(`DELETE FROM ${table}`);
         await db.close();
       }
     });
@@ -145,7 +119,7 @@ describe.skipIf(!reachable)(
         await db.query(`INSERT INTO ${table} (tag) VALUES ('next-caller')`);
         expect(await committed()).toEqual(['next-caller']);
       } finally {
-        await outside.query(`DELETE FROM ${table}`);
+        await outside().query(`DELETE FROM ${table}`);
         await db.close();
       }
     });
@@ -183,11 +157,9 @@ describe.skipIf(!reachable)(
           );
           expect(after).toEqual({ id: before?.id, open: 0 }); // rolled back and reused
           const pool = `${name}:primary`;
-          expect(
-            await sampleOf(registry, `noa_connection_pool_released_in_transaction_total{pool="${pool}"}`),
-          ).toBe(1);
+          expect(await giveBackCounters(registry, pool)).toMatchObject({ releasedInTransaction: 1 });
         } finally {
-          await outside.query(`DELETE FROM ${table}`);
+          await outside().query(`DELETE FROM ${table}`);
           await db.close();
         }
       },

@@ -1,8 +1,9 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
-import mysql, { type RowDataPacket } from 'mysql2/promise';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RowDataPacket } from 'mysql2/promise';
+import { describe, expect, it } from 'vitest';
 import { TransactionEndedError } from '../../src/index.js';
 import { createMysqlPool, type MysqlTransaction } from '../../src/mysql.js';
+import { useTagTable } from './helpers/tag-table.js';
 
 const url = serviceUrl('mysql');
 const reachable = await isReachable('mysql');
@@ -11,24 +12,7 @@ if (!reachable) console.log(`skipped: no MariaDB at ${url}`);
 // A connection given back inside a transaction must not be lent on as it is: the next caller's
 // writes would join a transaction nobody commits. max: 1, so the next caller gets that connection.
 describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transaction', () => {
-  const table = uniqueName('cp_txstate');
-  let outside: mysql.Connection;
-
-  /** The rows another connection sees: only committed ones. */
-  const committed = async () => {
-    const [rows] = await outside.query<RowDataPacket[]>(`SELECT tag FROM ${table} ORDER BY tag`);
-    return rows.map((row) => row.tag as string);
-  };
-
-  beforeAll(async () => {
-    outside = await mysql.createConnection(url);
-    await outside.query(`CREATE TABLE ${table} (tag varchar(40) NOT NULL) ENGINE=InnoDB`);
-  });
-
-  afterAll(async () => {
-    await outside.query(`DROP TABLE IF EXISTS ${table}`);
-    await outside.end();
-  });
+  const { table, outside, committed } = useTagTable(url, 'cp_txstate');
 
   it.each(['START TRANSACTION', 'BEGIN'])(
     'a %s through query() does not swallow the next caller’s writes',
@@ -39,7 +23,7 @@ describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transac
         await db.query(`INSERT INTO ${table} (tag) VALUES ('other-caller')`);
         expect(await committed()).toEqual(['other-caller']);
       } finally {
-        await outside.query(`DELETE FROM ${table}`);
+        await outside().query(`DELETE FROM ${table}`);
         await db.close();
       }
     },
@@ -55,7 +39,7 @@ describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transac
       await db.query(`START TRANSACTION; INSERT INTO ${table} (tag) VALUES ('committed'); COMMIT`);
       expect(await committed()).toEqual(['committed', 'other-caller']);
     } finally {
-      await outside.query(`DELETE FROM ${table}`);
+      await outside().query(`DELETE FROM ${table}`);
       await db.close();
     }
   });
@@ -72,7 +56,7 @@ describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transac
       await db.query(`INSERT INTO ${table} (tag) VALUES ('fresh-connection')`);
       expect(await committed()).toEqual(['fresh-connection']);
     } finally {
-      await outside.query(`DELETE FROM ${table}`);
+      await outside().query(`DELETE FROM ${table}`);
       await db.close();
     }
   });
@@ -94,7 +78,7 @@ describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transac
       expect(after?.id).not.toBe(before?.id); // closed, and a new connection opened
       expect(db.health().primary.stats.size).toBe(1);
     } finally {
-      await outside.query(`DELETE FROM ${table}`);
+      await outside().query(`DELETE FROM ${table}`);
       await db.close();
     }
   });
@@ -125,7 +109,7 @@ describe.skipIf(!reachable)('MysqlPool: a connection given back inside a transac
       await db.query(`INSERT INTO ${table} (tag) VALUES ('plain')`);
       expect(await committed()).toEqual(['in-tx', 'plain']);
     } finally {
-      await outside.query(`DELETE FROM ${table}`);
+      await outside().query(`DELETE FROM ${table}`);
       await db.close();
     }
   });

@@ -3,18 +3,12 @@ import pg from 'pg';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgPool, type PgPoolClient } from '../../src/pg.js';
+import { giveBackCounters } from './helpers/metrics.js';
 import { waitFor } from './helpers/wait.js';
 
 const url = serviceUrl('postgres');
 const reachable = await isReachable('postgres');
 if (!reachable) console.log(`skipped: no Postgres at ${url}`);
-
-/** The value of the sample `series` (name and labels), or 0 when it does not exist. */
-async function sampleOf(registry: Registry, series: string): Promise<number> {
-  const text = await registry.metrics();
-  const line = text.split('\n').find((row) => row.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
 
 /** The socket a pg client reads its server's messages from (pg's own field). */
 const socketOf = (client: PgPoolClient) =>
@@ -103,19 +97,13 @@ describe.skipIf(!reachable)(
           expect(db.health().primary.healthy).toBe(true);
           expect(db.health().primary.stats.size).toBe(1);
           const pool = `${name}:primary`;
-          expect(
-            await sampleOf(registry, `noa_connection_pool_connections_destroyed_total{pool="${pool}"}`),
-          ).toBe(1);
-          expect(
-            await sampleOf(registry, `noa_connection_pool_connections_created_total{pool="${pool}"}`),
-          ).toBe(2);
           // No ROLLBACK was tried on it: neither counted as a failed reset nor as a rollback.
-          expect(
-            await sampleOf(registry, `noa_connection_pool_errors_total{pool="${pool}",kind="reset"}`),
-          ).toBe(0);
-          expect(
-            await sampleOf(registry, `noa_connection_pool_released_in_transaction_total{pool="${pool}"}`),
-          ).toBe(0);
+          expect(await giveBackCounters(registry, pool)).toEqual({
+            created: 2,
+            destroyed: 1,
+            resetErrors: 0,
+            releasedInTransaction: 0,
+          });
         } finally {
           await db.close();
         }
@@ -151,15 +139,11 @@ describe.skipIf(!reachable)(
           expect(db.health().primary.healthy).toBe(true);
           expect(db.health().primary.stats.size).toBe(1);
           const pool = `${name}:primary`;
-          expect(
-            await sampleOf(registry, `noa_connection_pool_errors_total{pool="${pool}",kind="reset"}`),
-          ).toBe(1);
-          expect(
-            await sampleOf(registry, `noa_connection_pool_released_in_transaction_total{pool="${pool}"}`),
-          ).toBe(1);
-          expect(
-            await sampleOf(registry, `noa_connection_pool_connections_destroyed_total{pool="${pool}"}`),
-          ).toBe(1);
+          expect(await giveBackCounters(registry, pool)).toMatchObject({
+            resetErrors: 1,
+            releasedInTransaction: 1,
+            destroyed: 1,
+          });
         } finally {
           await db.close();
         }
@@ -193,15 +177,11 @@ describe.skipIf(!reachable)(
           next.release();
         }
         const pool = `${name}:primary`;
-        expect(
-          await sampleOf(registry, `noa_connection_pool_released_in_transaction_total{pool="${pool}"}`),
-        ).toBe(1);
-        expect(
-          await sampleOf(registry, `noa_connection_pool_errors_total{pool="${pool}",kind="reset"}`),
-        ).toBe(0);
-        expect(
-          await sampleOf(registry, `noa_connection_pool_connections_destroyed_total{pool="${pool}"}`),
-        ).toBe(0);
+        expect(await giveBackCounters(registry, pool)).toMatchObject({
+          releasedInTransaction: 1,
+          resetErrors: 0,
+          destroyed: 0,
+        });
         expect(db.health().primary.stats.size).toBe(1);
       } finally {
         await db.close();

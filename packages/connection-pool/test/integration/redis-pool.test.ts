@@ -4,14 +4,8 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { BackendUnavailableError, PoolClosedError, QueryTimeoutError } from '../../src/index.js';
 import { createRedisPool } from '../../src/redis.js';
+import { sampleOf } from './helpers/metrics.js';
 import { sleep, waitFor } from './helpers/wait.js';
-
-/** The value of the sample `series` (name and labels), or 0 when it does not exist. */
-async function sampleOf(registry: Registry, series: string): Promise<number> {
-  const text = await registry.metrics();
-  const line = text.split('\n').find((row) => row.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
 
 /** The value of `noa_connection_pool_errors_total{pool, kind}`, or 0 when the series does not exist. */
 function errorsOfKind(registry: Registry, pool: string, kind: string): Promise<number> {
