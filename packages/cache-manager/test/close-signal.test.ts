@@ -1,34 +1,13 @@
 import { delay } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import { Cache, ClosedError, type FactoryContext } from '../src/index.js';
+import { hungSource, settledWithin } from './hung-factory.js';
 
 /**
  * `ctx.signal` on a memory-only cache (README "Closing"): aborted with a `ClosedError` when
  * `close()` stops waiting (after `waitMs`, at once with 0), never before; every kind of factory
  * run gets one (getOrSet, wrap's `this`, getOrSetMany's second argument, warm's loader).
  */
-
-/** A source that never answers unless told to stop; records the reason it was told. */
-function hungSource(): { load: (signal: AbortSignal) => Promise<never>; reasons: unknown[] } {
-  const reasons: unknown[] = [];
-  const load = (signal: AbortSignal) =>
-    new Promise<never>((_, reject) => {
-      signal.addEventListener(
-        'abort',
-        () => {
-          reasons.push(signal.reason);
-          reject(signal.reason);
-        },
-        { once: true },
-      );
-    });
-  return { load, reasons };
-}
-
-/** 'closed' if `closing` resolved within `boundMs`, 'late' otherwise (a generous bound, not a timing). */
-function settledWithin(closing: Promise<void>, boundMs: number): Promise<'closed' | 'late'> {
-  return Promise.race([closing.then(() => 'closed' as const), delay(boundMs).then(() => 'late' as const)]);
-}
 
 describe('ctx.signal (memory-only cache)', () => {
   it('a hung run its caller left is aborted with a ClosedError once close({ waitMs }) stops waiting', async () => {

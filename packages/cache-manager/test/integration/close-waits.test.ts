@@ -1,6 +1,7 @@
 import { delay } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import { Cache, ClosedError } from '../../src/index.js';
+import { hungSource, settledWithin } from '../hung-factory.js';
 import { Redis, redisUp, redisUrl, sharedRedisCaches } from './helpers.js';
 
 /**
@@ -11,25 +12,6 @@ import { Redis, redisUp, redisUrl, sharedRedisCaches } from './helpers.js';
  * settles.
  */
 
-/** A factory that never settles unless its `ctx.signal` aborts; `reasons` gets each abort's reason. */
-function hungUntilAborted(reasons: unknown[]): (context: { signal: AbortSignal }) => Promise<string> {
-  return ({ signal }) =>
-    new Promise<string>((_, reject) => {
-      signal.addEventListener(
-        'abort',
-        () => {
-          reasons.push(signal.reason);
-          reject(signal.reason);
-        },
-        { once: true },
-      );
-    });
-}
-
-/** 'closed' if `closing` resolved within `boundMs`, 'late' otherwise (a generous bound, not a timing). */
-function settledWithin(closing: Promise<void>, boundMs: number): Promise<'closed' | 'late'> {
-  return Promise.race([closing.then(() => 'closed' as const), delay(boundMs).then(() => 'late' as const)]);
-}
 describe.skipIf(!redisUp)('close() and background work', () => {
   const { prefix, open } = sharedRedisCaches('cm_close_waits');
 
@@ -98,13 +80,13 @@ describe.skipIf(!redisUp)('close() and background work', () => {
     timeout: 20_000,
   }, async () => {
     const { cache, client } = own();
-    const reasons: unknown[] = [];
+    const { load, reasons } = hungSource();
     try {
       await cache.ready();
       await cache.set('hung-signal', 'old', { ttlMs: 1, graceMs: 60_000 });
       await delay(5);
       // Its caller leaves at the soft timeout: the run, holding the key's lease, is close()'s to wait for.
-      expect(await cache.getOrSet('hung-signal', hungUntilAborted(reasons), { softTimeoutMs: 10 })).toBe(
+      expect(await cache.getOrSet('hung-signal', ({ signal }) => load(signal), { softTimeoutMs: 10 })).toBe(
         'old',
       );
       // Far below the 5 s default: this close waited 100 ms, not 5 s.
