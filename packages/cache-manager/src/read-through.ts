@@ -594,49 +594,33 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
       value = await factory(context);
     } catch (error) {
       void kept?.stop();
-      if (abort.signal.aborted) {
-        // close() gave up on the run and told it to stop: no failure of the source, so no
-        // failure mark (other instances' waiters would serve their stale values and back off),
-        // no event; the lease is freed at once for another instance to take.
-        engine.logger.debug('factory run aborted by close()', { key: userKey });
-        if (leaseToken && tier)
-          await awaitInOrder(
-            engine,
-            [
-              async () => {
-                await tier.releaseLease(fullKey, leaseToken);
-                engine.bus?.publish('rel', [fullKey]).catch(() => {});
-              },
-            ],
-            true,
-          );
-        throw error;
-      }
-      engine.metrics.factoryRun('error');
-      const failed = engine.listeners['factory-error'];
-      if (failed) engine.events.emit('factory-error', failed, { key: fullKey, error });
-      if (factoryChannel.hasSubscribers) {
-        factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: false, error });
+      // close() gave up on the run and told it to stop: no failure of the source, so no failure
+      // mark (other instances' waiters would serve their stale values and back off) and no
+      // event; the lease is freed at once for another instance to take.
+      const aborted = abort.signal.aborted;
+      if (aborted) engine.logger.debug('factory run aborted by close()', { key: userKey });
+      else {
+        engine.metrics.factoryRun('error');
+        const failed = engine.listeners['factory-error'];
+        if (failed) engine.events.emit('factory-error', failed, { key: fullKey, error });
+        if (factoryChannel.hasSubscribers) {
+          factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: false, error });
+        }
       }
       if (leaseToken && tier) {
         // Free the lease first, then wake waiters: those with a value in grace serve it, one
         // of the others takes the lease and retries at once. The mark tells the waiters the
         // message misses; it lasts the back-off a failure served stale gets here.
-        await awaitInOrder(
-          engine,
-          [
-            () =>
-              tier.markFailedHolder(
-                fullKey,
-                Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs),
-              ),
-            async () => {
-              await tier.releaseLease(fullKey, leaseToken);
-              engine.bus?.publish('rel', [fullKey], { holderFailed: true }).catch(() => {});
-            },
-          ],
-          true,
-        );
+        const release = async () => {
+          await tier.releaseLease(fullKey, leaseToken);
+          engine.bus?.publish('rel', [fullKey], { holderFailed: !aborted }).catch(() => {});
+        };
+        const mark = () =>
+          tier.markFailedHolder(
+            fullKey,
+            Math.max(engine.options.graceBackoffMs, 2 * engine.options.lock.pollMs),
+          );
+        await awaitInOrder(engine, aborted ? [release] : [mark, release], true);
       }
       throw error;
     }
