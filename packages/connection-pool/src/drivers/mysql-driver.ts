@@ -17,10 +17,24 @@ const authenticationCodes = new Set([
   'ER_DBACCESS_DENIED_ERROR',
 ]);
 
+/** What the driver reads of mysql2's core connection, the one under a promise connection (not public API). */
+interface MysqlCore {
+  stream?: { ref?(): void; unref?(): void; destroy(): void };
+  config?: { multipleStatements?: boolean };
+  /** Set by end() and destroy(). */
+  _closing?: boolean;
+  /** Set when the socket was lost: mysql2 then refuses every command. */
+  _fatalError?: unknown;
+}
+
+/** The core connection under a mysql2 promise connection. */
+function coreOf(conn: Connection): MysqlCore | undefined {
+  return (conn as unknown as { connection?: MysqlCore }).connection;
+}
+
 /** The socket under a mysql2 promise connection (its core connection's stream). */
-function socketOf(conn: Connection): { ref?(): void; unref?(): void } | undefined {
-  return (conn as unknown as { connection?: { stream?: { ref?(): void; unref?(): void } } }).connection
-    ?.stream;
+function socketOf(conn: Connection): MysqlCore['stream'] {
+  return coreOf(conn)?.stream;
 }
 
 /** How to reach one MySQL/MariaDB server: a URL or mysql2 ConnectionOptions. */
@@ -49,8 +63,7 @@ const SERVER_STATUS_IN_TRANS = 1;
  * unknown, so it is taken as open, and the connection is rolled back when given back.
  */
 function noteFailure(conn: Connection, error: unknown): never {
-  const core = (conn as unknown as { connection?: { config?: { multipleStatements?: boolean } } }).connection;
-  if (core?.config?.multipleStatements === true) openTransactions.add(conn);
+  if (coreOf(conn)?.config?.multipleStatements === true) openTransactions.add(conn);
   throw error;
 }
 
@@ -137,7 +150,7 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   abort(conn: Connection): void {
     // Connection#destroy() only ends our side (FIN) and keeps reading, so a statement running
     // on a slow or frozen server would still be awaited: drop the socket itself.
-    const stream = (conn as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+    const stream = socketOf(conn);
     if (stream === undefined) conn.destroy();
     else stream.destroy();
   },
@@ -177,8 +190,7 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
   unusable(conn: Connection): boolean {
     // The core connection under the promise wrapper: end()/destroy() set _closing, a lost
     // socket _fatalError (mysql2 then refuses every command: "connection is in closed state").
-    const core = (conn as unknown as { connection?: { _closing?: boolean; _fatalError?: unknown } })
-      .connection;
+    const core = coreOf(conn);
     return core !== undefined && (core._closing === true || (core._fatalError ?? null) !== null);
   },
 
