@@ -401,11 +401,12 @@ export class RabbitMqProvider implements QueueProvider {
   }
 
   /**
-   * `work` (which waits for the broker), or {@link BrokerUnavailableError} once `readyTimeoutMs`
-   * passes without it. `work` goes on (an AMQP call cannot be taken back): a late answer is dropped.
+   * `work` (which waits for the broker), or {@link BrokerUnavailableError} once `timeoutMs`
+   * (default `readyTimeoutMs`) passes without it, naming the last connection error, or saying
+   * the broker was connected but did not answer (frozen or hung). `work` goes on (an AMQP call
+   * cannot be taken back): a late answer is dropped.
    */
-  async #brokerBound<T>(work: Promise<T>): Promise<T> {
-    const timeoutMs = this.#options.readyTimeoutMs;
+  async #brokerBound<T>(work: Promise<T>, timeoutMs: number = this.#options.readyTimeoutMs): Promise<T> {
     try {
       return await withDeadline(work, timeoutMs, 'wait for RabbitMQ');
     } catch (error) {
@@ -587,14 +588,7 @@ export class RabbitMqProvider implements QueueProvider {
    * calls succeed once the broker is up. Optional: without it, operations wait for the broker.
    */
   async ready(timeoutMs: number = this.#options.readyTimeoutMs): Promise<void> {
-    const connecting = this.#connection.ready();
-    try {
-      await withDeadline(connecting, timeoutMs, 'connect to RabbitMQ');
-    } catch (error) {
-      if (!(error instanceof TimeoutError)) throw error;
-      connecting.catch(() => {});
-      throw new BrokerUnavailableError(brokerHost(this.#options.url), timeoutMs, this.#connection.lastError);
-    }
+    await this.#brokerBound(this.#connection.ready(), timeoutMs);
   }
 
   /**
