@@ -59,9 +59,8 @@ export class AmqpConnection {
   #lastError: string | undefined;
   /** The connections `close()` is closing, until the broker confirms (see `abandon`). */
   #closingModels: ChannelModel[] = [];
-  /** The channel declares run on (see `declarer`), and the connection it belongs to. */
-  #declarer: Promise<Channel> | undefined;
-  #declarerModel: ChannelModel | undefined;
+  /** The channel declares run on (see `declarer`). */
+  readonly #declarer = new KeptChannel();
   /** When the current connection opened, and how many in a row were lost soon after opening. */
   #connectedAt = 0;
   #quickLosses = 0;
@@ -69,9 +68,8 @@ export class AmqpConnection {
   #heardAt = Number.NEGATIVE_INFINITY;
   /** The probe in flight (one per connection), see `answered`. */
   #probing: { model: ChannelModel; done: Promise<void> } | undefined;
-  /** The channel probes run on, and the connection it belongs to. */
-  #prober: Promise<Channel> | undefined;
-  #proberModel: ChannelModel | undefined;
+  /** The channel probes run on (see `answered`). */
+  readonly #prober = new KeptChannel();
 
   constructor(options: AmqpConnectionOptions) {
     this.#options = options;
@@ -129,7 +127,7 @@ export class AmqpConnection {
   #probe(model: ChannelModel): Promise<void> {
     if (this.#probing?.model === model) return this.#probing.done;
     const done = (async () => {
-      const channel = await this.#probeChannel(model);
+      const channel = await this.#prober.on(model);
       await channel.checkExchange(probeExchange);
       if (this.#consuming === model) this.heard();
     })().finally(() => {
@@ -137,24 +135,6 @@ export class AmqpConnection {
     });
     this.#probing = { model, done };
     return done;
-  }
-
-  /** The probe channel on `model`, created again after it closed (as `declarer`). */
-  #probeChannel(model: ChannelModel): Promise<Channel> {
-    if (this.#prober && this.#proberModel === model) return this.#prober;
-    const created = model.createChannel().then((channel) => {
-      channel.on('error', () => {});
-      channel.on('close', () => {
-        if (this.#prober === created) this.#prober = undefined;
-      });
-      return channel;
-    });
-    created.catch(() => {
-      if (this.#prober === created) this.#prober = undefined;
-    });
-    this.#prober = created;
-    this.#proberModel = model;
-    return created;
   }
 
   /** The broker's version (`server-properties`) on the current connection, if connected. */
@@ -191,21 +171,7 @@ export class AmqpConnection {
    */
   async declarer(): Promise<Channel> {
     const { consuming: model } = await this.ready();
-    if (this.#declarer && this.#declarerModel === model) return this.#declarer;
-    const created = model.createChannel().then((channel) => {
-      // The refusal reaches the declare's caller; the channel's own error event is not news.
-      channel.on('error', () => {});
-      channel.on('close', () => {
-        if (this.#declarer === created) this.#declarer = undefined;
-      });
-      return channel;
-    });
-    created.catch(() => {
-      if (this.#declarer === created) this.#declarer = undefined;
-    });
-    this.#declarer = created;
-    this.#declarerModel = model;
-    return created;
+    return this.#declarer.on(model);
   }
 
   async #connect(): Promise<void> {
@@ -334,5 +300,33 @@ export class AmqpConnection {
         | undefined;
       connection?.stream?.destroy(new Error('RabbitMQ did not confirm the close in time'));
     }
+  }
+}
+
+/**
+ * A plain channel kept on a connection, created again after it closed (or failed to open) or
+ * once the connection is another. Its `error` events are not news: a refusal reaches the
+ * caller of the call that caused it.
+ */
+class KeptChannel {
+  #channel: Promise<Channel> | undefined;
+  #model: ChannelModel | undefined;
+
+  /** The channel on `model`. */
+  on(model: ChannelModel): Promise<Channel> {
+    if (this.#channel && this.#model === model) return this.#channel;
+    const created = model.createChannel().then((channel) => {
+      channel.on('error', () => {});
+      channel.on('close', () => {
+        if (this.#channel === created) this.#channel = undefined;
+      });
+      return channel;
+    });
+    created.catch(() => {
+      if (this.#channel === created) this.#channel = undefined;
+    });
+    this.#channel = created;
+    this.#model = model;
+    return created;
   }
 }
