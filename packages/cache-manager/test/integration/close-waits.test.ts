@@ -12,6 +12,13 @@ import { Redis, redisUp, redisUrl, sharedRedisCaches } from './helpers.js';
  * settles.
  */
 
+/** Holds 'old' for `key` in L2, already expired and in its grace period: a miss serves it stale. */
+async function staleInGrace(cache: Cache, key: string): Promise<void> {
+  await cache.ready();
+  await cache.set(key, 'old', { ttlMs: 1, graceMs: 60_000 });
+  await delay(5);
+}
+
 describe.skipIf(!redisUp)('close() and background work', () => {
   const { prefix, open } = sharedRedisCaches('cm_close_waits');
 
@@ -24,9 +31,7 @@ describe.skipIf(!redisUp)('close() and background work', () => {
   it('waits for a factory run its caller left at the soft timeout: its value is in L2 once close() resolves', async () => {
     const { cache, client } = own();
     try {
-      await cache.ready();
-      await cache.set('left', 'old', { ttlMs: 1, graceMs: 60_000 });
-      await delay(5);
+      await staleInGrace(cache, 'left');
       const served = await cache.getOrSet(
         'left',
         async () => {
@@ -63,9 +68,7 @@ describe.skipIf(!redisUp)('close() and background work', () => {
   }, async () => {
     const { cache, client } = own();
     try {
-      await cache.ready();
-      await cache.set('hung', 'old', { ttlMs: 1, graceMs: 60_000 });
-      await delay(5);
+      await staleInGrace(cache, 'hung');
       expect(await cache.getOrSet('hung', () => new Promise<string>(() => {}), { softTimeoutMs: 10 })).toBe(
         'old',
       );
@@ -82,9 +85,7 @@ describe.skipIf(!redisUp)('close() and background work', () => {
     const { cache, client } = own();
     const { load, reasons } = hungSource();
     try {
-      await cache.ready();
-      await cache.set('hung-signal', 'old', { ttlMs: 1, graceMs: 60_000 });
-      await delay(5);
+      await staleInGrace(cache, 'hung-signal');
       // Its caller leaves at the soft timeout: the run, holding the key's lease, is close()'s to wait for.
       expect(await cache.getOrSet('hung-signal', ({ signal }) => load(signal), { softTimeoutMs: 10 })).toBe(
         'old',
@@ -111,9 +112,7 @@ describe.skipIf(!redisUp)('close() and background work', () => {
     const { cache, client } = own();
     let signal: AbortSignal | undefined;
     try {
-      await cache.ready();
-      await cache.set('zero', 'old', { ttlMs: 1, graceMs: 60_000 });
-      await delay(5);
+      await staleInGrace(cache, 'zero');
       const served = await cache.getOrSet(
         'zero',
         async (context) => {
