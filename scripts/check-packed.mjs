@@ -162,10 +162,14 @@ for (const file of readdirSync(tarballs).filter((entry) => entry.endsWith('.tgz'
   const manifestText = must(run('tar', ['-xOzf', path.join(tarballs, file), 'package/package.json']), file);
   const manifest = JSON.parse(manifestText);
   packed.push({ file, name: manifest.name });
-  // The README as installed: the one in the tarball.
+  // The README as installed: the one in the tarball, followed by the guides it links to
+  // (`docs/*.md`, shipped beside it), whose blocks are run and type-checked the same way.
+  const guides = listing.filter((entry) => /^package\/docs\/[^/]+\.md$/.test(entry)).sort();
   readmes.set(
     manifest.name,
-    must(run('tar', ['-xOzf', path.join(tarballs, file), 'package/README.md']), `${file} README.md`),
+    ['package/README.md', ...guides]
+      .map((entry) => readFileSync(path.join(unpacked, entry), 'utf8'))
+      .join('\n'),
   );
   const runtime = {
     ...manifest.dependencies,

@@ -60,6 +60,7 @@ export {
   withVhostPath,
 } from './rabbit-vhost.js';
 export {
+  documentationFiles,
   expectedOutputs,
   formatLogs,
   type ReadmeBlock,

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
@@ -9,29 +9,50 @@ import { format } from 'node:util';
  * README test uses this one runner and keeps its own assertions.
  */
 
-/** One ```ts block of a README. */
+/** One ```ts block of a README (or of a guide under the package's `docs/`). */
 export interface ReadmeBlock {
   /** `redis` for `<!-- test:redis -->` or `<!-- test: redis -->`; undefined for `<!-- test -->`. */
   tag: string | undefined;
   code: string;
-  /** 1-based line of the block in README.md, for test names. */
+  /** 1-based line of the block in its file, for test names. */
   line: number;
+  /** The file the block is in, relative to the package: `README.md` or `docs/<name>.md`. */
+  file: string;
 }
 
 /**
- * The ```ts blocks of `<packageDir>/README.md` marked by a `<!-- test -->` (or
- * `<!-- test:tag -->`) line just before them, in order; with `all`, every ```ts block.
+ * The markdown files whose examples a package's README test runs: `README.md`, then every
+ * `docs/*.md` of the package in name order (guides the README links to), relative paths.
+ */
+export function documentationFiles(packageDir: string): string[] {
+  const docs = path.join(packageDir, 'docs');
+  const guides = existsSync(docs)
+    ? readdirSync(docs)
+        .filter((name) => name.endsWith('.md'))
+        .sort()
+        .map((name) => `docs/${name}`)
+    : [];
+  return ['README.md', ...guides];
+}
+
+/**
+ * The ```ts blocks of `<packageDir>/README.md`, then of each `<packageDir>/docs/*.md` in name
+ * order, marked by a `<!-- test -->` (or `<!-- test:tag -->`) line just before them, in order;
+ * with `all`, every ```ts block.
  */
 export function readmeBlocks(packageDir: string, options: { all?: boolean } = {}): ReadmeBlock[] {
-  const readme = readFileSync(path.join(packageDir, 'README.md'), 'utf8');
   const pattern = options.all
     ? /()```ts\n([\s\S]*?)```/g
     : /<!-- test(?::\s*([\w-]+))? -->\s*```ts\n([\s\S]*?)```/g;
-  return [...readme.matchAll(pattern)].map((match) => ({
-    tag: match[1] || undefined,
-    code: match[2]!,
-    line: readme.slice(0, match.index).split('\n').length,
-  }));
+  return documentationFiles(packageDir).flatMap((file) => {
+    const text = readFileSync(path.join(packageDir, file), 'utf8');
+    return [...text.matchAll(pattern)].map((match) => ({
+      tag: match[1] || undefined,
+      code: match[2]!,
+      line: text.slice(0, match.index).split('\n').length,
+      file,
+    }));
+  });
 }
 
 /**
