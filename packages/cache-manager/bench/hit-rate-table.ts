@@ -1,6 +1,6 @@
 /**
- * Prints the README's hit-rate table: every policy on every trace of the hit-rate section,
- * without the rest of the benchmark (hit rates are deterministic, so one run is the result).
+ * Prints the hit-rate table of docs/eviction.md: every policy on every trace, without the rest of
+ * the benchmark (hit rates are deterministic, so one run is the result).
  * Run: node --conditions=@noa/source --import tsx bench/hit-rate-table.ts
  */
 import type { EvictionPolicyName } from '../src/index.js';

@@ -3,7 +3,7 @@
  * to its values being in L2 (the call resolves then, `writeMode: 'await'`), and how many
  * extension script calls (`extend-if-unchanged.lua`, one per value, in batches of 256) it sent,
  * in all and after the settle. Not part of `pnpm bench` (no anchor: a measurement of our own
- * change, quoted in the README's "A run that outlasts the value it replaces"). Run from the
+ * change, quoted in docs/consistency.md, "A run that outlasts the value it replaces"). Run from the
  * package: `node --conditions=@noa/source --import tsx bench/many-run-settle.ts`, with
  * REDIS_URL set (its own key prefix, dropped after); KEYS and ROUNDS change the 10,000 and 5.
  */
