@@ -224,9 +224,9 @@ describe("failMode 'open' / 'closed' answers (source 'fail-mode'): nothing is kn
     });
   });
 
-  it("the README's 503 example is quotaProblem() of that refusal", () => {
-    const readme = readFileSync(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8');
-    const section = readme.slice(readme.indexOf('## Failure modes and fail modes'));
+  it("the failure-modes guide's 503 example is quotaProblem() of that refusal", () => {
+    const guide = readFileSync(fileURLToPath(new URL('../docs/failure-modes.md', import.meta.url)), 'utf8');
+    const section = guide.slice(guide.indexOf('## Who decided'));
     const example = /```json\n([\s\S]*?)```/.exec(section)?.[1];
     expect(JSON.parse(example ?? 'null')).toEqual(quotaProblem(failClosed));
   });

@@ -25,13 +25,13 @@ function expectedLogs(code: string): (string | undefined)[] {
 const redisUp = await isReachable('redis');
 if (!redisUp) console.log(`skipped: no Redis at ${serviceUrl('redis')} (README Redis example)`);
 
-describe('README examples run as written', () => {
+describe('README and guide (docs/*.md) examples run as written', () => {
   const all = readmeBlocks(packageDir);
   it('finds the examples', () => {
     expect(all.length).toBeGreaterThanOrEqual(4);
   });
   for (const block of all) {
-    it.skipIf(block.tag === 'redis' && !redisUp)(`example at README.md line ${block.line}`, async () => {
+    it.skipIf(block.tag === 'redis' && !redisUp)(`example at ${block.file} line ${block.line}`, async () => {
       // The examples count in fixed windows of a minute (or an hour, a day) on the real clock, aligned
       // to it, and print what a later call sees (remaining 2, refused): they must not start within 3 s
       // of a minute's end. The README stays free of test plumbing.
