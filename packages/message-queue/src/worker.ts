@@ -995,9 +995,12 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       }
       if (!item.awaitedRedelivery) {
         item.awaitedRedelivery = true;
-        this.#logger.debug("a finished try's channel had closed; its outcome waits for the job's redelivery", {
-          jobId: item.settlement.record.id,
-        });
+        this.#logger.debug(
+          "a finished try's channel had closed; its outcome waits for the job's redelivery",
+          {
+            jobId: item.settlement.record.id,
+          },
+        );
       }
       this.#awaiting.push(item);
     }
@@ -1016,7 +1019,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     this.#refused(
       items,
       items.map((item) => item.settlement.record.id),
-      "worker closed before the redelivery of jobs whose channel closed came back; their outcomes are not reported",
+      'worker closed before the redelivery of jobs whose channel closed came back; their outcomes are not reported',
     );
   }
 

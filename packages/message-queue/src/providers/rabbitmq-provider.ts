@@ -33,7 +33,11 @@ import { AmqpConnection } from './rabbitmq/connection.js';
 import { RabbitConsumers } from './rabbitmq/consumers.js';
 import { type Delivery, HeldDeliveries, rejectUndecodable, settled } from './rabbitmq/deliveries.js';
 import { type PublishItem, RabbitPublisher } from './rabbitmq/publisher.js';
-import { type RememberedOutcome, RememberedOutcomes, rememberOutcomesMs } from './rabbitmq/remembered-outcomes.js';
+import {
+  type RememberedOutcome,
+  RememberedOutcomes,
+  rememberOutcomesMs,
+} from './rabbitmq/remembered-outcomes.js';
 import { StateBridge } from './rabbitmq/state-bridge.js';
 import { deadQueueName, groupQueueName, Topology } from './rabbitmq/topology.js';
 import { decodeMessage } from './record-codec.js';

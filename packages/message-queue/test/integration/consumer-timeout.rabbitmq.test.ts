@@ -127,7 +127,7 @@ describe
         }
       }, 120_000);
     }
-  
+
     // The gap: the broker has closed the channel (and requeued the job) and the handler returns
     // before the redelivery is back. Its outcome cannot be acknowledged on the closed channel; the
     // redelivery must not run it again here. Three outcomes: completed, failed with a retry left,
@@ -180,9 +180,7 @@ describe
               const retried = outcome === 'fails and retries';
               expect(runs).toEqual(retried ? ['gap#0', 'gap#1', 'after#0'] : ['gap#0', 'after#0']);
               expect(completed).toEqual(outcome === 'fails for good' ? [after.id] : [gap.id, after.id]);
-              expect(failed).toEqual(
-                outcome === 'completes' ? [] : [{ id: gap.id, willRetry: retried }],
-              );
+              expect(failed).toEqual(outcome === 'completes' ? [] : [{ id: gap.id, willRetry: retried }]);
               const counts = await provider.counts(queue.name);
               expect(counts).toMatchObject({ waiting: 0, active: 0, delayed: 0 });
               expect(counts.failed).toBe(outcome === 'fails for good' ? 1 : 0);
