@@ -20,6 +20,7 @@ export interface QueueMetrics {
   deadLettered: CounterMetric<'queue'>;
   stalled: CounterMetric<'queue'>;
   leasesLost: CounterMetric<'queue'>;
+  redeliveriesSettled: CounterMetric<'queue'>;
   processingSeconds: HistogramMetric<'queue'>;
   waitSeconds: HistogramMetric<'queue'>;
   depth: GaugeMetric<'queue' | 'state'>;
@@ -122,6 +123,11 @@ export function createQueueMetrics(registry?: Registry): QueueMetrics {
     leasesLost: factory.counter(
       'leases_lost_total',
       'Settlements and lease renewals refused because their lease had ended (a stalled worker)',
+      ['queue'],
+    ),
+    redeliveriesSettled: factory.counter(
+      'redeliveries_settled_total',
+      "Redeliveries settled with the outcome of this worker's try that finished after its broker channel closed, instead of running the job again (RabbitMQ without a state store)",
       ['queue'],
     ),
     processingSeconds: factory.histogram(

@@ -139,6 +139,17 @@ export interface ExchangeResponse {
    * `fail`): the worker counts and publishes them as dead-lettered. Absent: none.
    */
   parentsDeadLettered?: DeadLetteredParent[];
+  /**
+   * Ids of settlements not applied yet, nor refused: the try's delivery was gone (RabbitMQ
+   * without a state store: its channel closed before the outcome was acknowledged) and no
+   * redelivery of the job was here, so the provider keeps the outcome to settle the redelivery
+   * if the broker gives it back to this process. The worker reports nothing of them yet and
+   * sends each again (the same object) with its later exchanges: an answer that no longer lists
+   * it here nor in `stale` means it settled the redelivery (report it as stored, with
+   * `deadLettered` as usual); `stale` means it was forgotten first (the redelivery went
+   * elsewhere). Absent: none.
+   */
+  awaitingRedelivery?: string[];
   /** When nothing was fetched: the earliest delayed job's due time, if known. */
   nextDueAt?: number;
 }

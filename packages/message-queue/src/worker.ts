@@ -165,6 +165,8 @@ interface PendingSettlement {
   error?: Error;
   attempt?: number;
   terminal?: boolean;
+  /** The provider kept it for the job's redelivery (see `ExchangeResponse.awaitingRedelivery`). */
+  awaitedRedelivery?: boolean;
 }
 
 /**
@@ -360,6 +362,11 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   #concurrency: number;
   /** Finished tries not yet stored, each with the events to emit once it is. */
   #settle: PendingSettlement[] = [];
+  /**
+   * Finished tries the provider keeps for their job's redelivery (their channel closed), sent
+   * again with each exchange until it answers what became of them.
+   */
+  #awaiting: PendingSettlement[] = [];
   /** Whether run times are measured: for the processing histogram and for `prefetch: 'auto'`. */
   readonly #timed: boolean;
   #wakePump: (() => void) | undefined;
@@ -605,7 +612,10 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         ? 0
         : Math.max(0, this.#concurrency + this.#prefetch() - this.#running.size - this.#buffer.length);
       if (want === 0 && this.#settle.length === 0) {
-        if (this.#closing && this.#running.size === 0) return;
+        if (this.#closing && this.#running.size === 0) {
+          this.#stopAwaiting();
+          return;
+        }
         await new Promise<void>((resolve) => {
           this.#wakePump = resolve;
         });
@@ -618,13 +628,15 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       if (promoteDelayed) lastPromote = now;
       const settle = this.#settle;
       this.#settle = [];
+      const resent = this.#resendable(settle);
+      const sent = resent.length > 0 ? settle.concat(resent) : settle;
       let response: Awaited<ReturnType<QueueProvider['exchange']>>;
       const sentAt = performance.now();
       let answeredAt: number;
       try {
         response = await this.#call('exchange jobs', () =>
           this.#provider.exchange(this.queueName, {
-            settle: settle.map((item) => item.settlement),
+            settle: sent.map((item) => item.settlement),
             fetch: want,
             leaseUntil: now + this.#options.leaseMs,
             now,
@@ -637,8 +649,11 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         failures = 0;
         answeredAt = performance.now();
         if (this.#measureExchanges) this.#exchangeMs = movingAverage(this.#exchangeMs, answeredAt - sentAt);
-        if (response.deadLettered) markDeadLettered(settle, response.deadLettered);
-        const stored = response.oversized ? this.#oversized(settle, response.oversized) : settle;
+        const answered = response.awaitingRedelivery
+          ? this.#awaitRedelivery(sent, response.awaitingRedelivery)
+          : sent;
+        if (response.deadLettered) markDeadLettered(answered, response.deadLettered);
+        const stored = response.oversized ? this.#oversized(answered, response.oversized) : answered;
         if (response.stale) this.#refused(stored, response.stale);
         else for (const item of stored) this.#persisted(item);
         // After the children whose failure dead-lettered them.
@@ -647,6 +662,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
         if (this.#settledSinceMaintenance >= 1_000) void this.maintain();
       } catch (error) {
         this.#settle = settle.concat(this.#settle);
+        this.#awaiting.push(...resent);
         failures += 1;
         // A failed call is reported by #call, once per outage; anything else thrown here is not
         // the backend's (a throwing listener) and is reported each time.
@@ -951,11 +967,72 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   }
 
   /**
+   * The kept settlements to send again with an exchange carrying `settle` (taken out of
+   * `#awaiting`): not one whose job has a new settlement in it, so that the provider's answers,
+   * which name jobs by id, name one settlement each.
+   */
+  #resendable(settle: PendingSettlement[]): PendingSettlement[] {
+    if (this.#awaiting.length === 0) return [];
+    const fresh = new Set(settle.map((item) => item.settlement.record.id));
+    const resend: PendingSettlement[] = [];
+    const later: PendingSettlement[] = [];
+    for (const item of this.#awaiting) (fresh.has(item.settlement.record.id) ? later : resend).push(item);
+    this.#awaiting = later;
+    return resend;
+  }
+
+  /**
+   * Keeps the settlements the provider holds for their job's redelivery (unreported: neither
+   * stored nor refused yet) and returns the others of the exchange.
+   */
+  #awaitRedelivery(sent: PendingSettlement[], ids: readonly string[]): PendingSettlement[] {
+    const awaiting = new Set(ids);
+    const answered: PendingSettlement[] = [];
+    for (const item of sent) {
+      if (!awaiting.has(item.settlement.record.id)) {
+        answered.push(item);
+        continue;
+      }
+      if (!item.awaitedRedelivery) {
+        item.awaitedRedelivery = true;
+        this.#logger.debug(
+          "a finished try's channel had closed; its outcome waits for the job's redelivery",
+          {
+            jobId: item.settlement.record.id,
+          },
+        );
+      }
+      this.#awaiting.push(item);
+    }
+    return answered;
+  }
+
+  /**
+   * The worker closed with settlements still waiting for their job's redelivery: reported
+   * refused (the lease ended with the channel), as if the redelivery had gone elsewhere. The
+   * provider still settles a redelivery that comes back to it with the kept outcome.
+   */
+  #stopAwaiting(): void {
+    if (this.#awaiting.length === 0) return;
+    const items = this.#awaiting;
+    this.#awaiting = [];
+    this.#refused(
+      items,
+      items.map((item) => item.settlement.record.id),
+      'worker closed before the redelivery of jobs whose channel closed came back; their outcomes are not reported',
+    );
+  }
+
+  /**
    * Reports the settlements of an exchange that refused some (`stale`: their lease had ended, so
    * another worker holds the job or finished it): those are counted and logged, not reported as
    * completed or failed, since nothing of them was stored.
    */
-  #refused(settle: PendingSettlement[], stale: string[]): void {
+  #refused(
+    settle: PendingSettlement[],
+    stale: string[],
+    message = 'late outcomes refused: their leases had ended (lease expired, or the broker channel closed)',
+  ): void {
     const refused = new Set(stale);
     let lost = 0;
     for (const item of settle) {
@@ -963,17 +1040,13 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
       else if (!item.leaseLost) lost += 1;
     }
     if (lost > 0) this.#metrics.leasesLost.inc(this.#labels, lost);
-    this.#logger.warn(
-      'late outcomes refused: their leases had ended (lease expired, or the broker channel closed)',
-      {
-        jobIds: stale,
-      },
-    );
+    this.#logger.warn(message, { jobIds: stale });
   }
 
   /** Reports a settlement once the backend has stored it. */
   #persisted(item: PendingSettlement): void {
     const { settlement } = item;
+    if (item.awaitedRedelivery) this.#metrics.redeliveriesSettled.inc(this.#labels);
     if (settlement.kind === 'complete') {
       this.#completed(settlement);
       return;

@@ -33,6 +33,11 @@ import { AmqpConnection } from './rabbitmq/connection.js';
 import { RabbitConsumers } from './rabbitmq/consumers.js';
 import { type Delivery, HeldDeliveries, rejectUndecodable, settled } from './rabbitmq/deliveries.js';
 import { type PublishItem, RabbitPublisher } from './rabbitmq/publisher.js';
+import {
+  type RememberedOutcome,
+  RememberedOutcomes,
+  rememberOutcomesMs,
+} from './rabbitmq/remembered-outcomes.js';
 import { StateBridge } from './rabbitmq/state-bridge.js';
 import { deadQueueName, groupQueueName, Topology } from './rabbitmq/topology.js';
 import { decodeMessage } from './record-codec.js';
@@ -136,6 +141,8 @@ export class RabbitMqProvider implements QueueProvider {
   readonly #publisher: RabbitPublisher;
   readonly #consumers: RabbitConsumers;
   readonly #held: HeldDeliveries;
+  /** Without a state store: outcomes of tries that finished after their channel closed. */
+  readonly #outcomes: RememberedOutcomes;
   /** With a state store: what the provider does through it. */
   readonly #bridge: StateBridge | undefined;
   #closing: Promise<void> | undefined;
@@ -172,7 +179,15 @@ export class RabbitMqProvider implements QueueProvider {
       this.#state !== undefined,
       this.#options.maxMessageBytes,
     );
-    this.#consumers = new RabbitConsumers(connection, this.#topology, this.#state, this.#logger);
+    this.#outcomes = new RememberedOutcomes(rememberOutcomesMs(this.#options.maxReconnectDelayMs));
+    // With a store, the store drops the redelivery of a finished job (its outcome is stored).
+    this.#consumers = new RabbitConsumers(
+      connection,
+      this.#topology,
+      this.#state,
+      this.#logger,
+      this.#state ? undefined : (queue, delivery) => this.#settleRedelivery(queue, delivery),
+    );
     this.#held = new HeldDeliveries(() => connection.generation);
     this.#bridge = this.#state
       ? new StateBridge({
@@ -222,11 +237,38 @@ export class RabbitMqProvider implements QueueProvider {
     const publishes: PublishItem[] = [];
     const acks: Delivery[] = [];
     const stale: string[] = [];
+    const awaiting: string[] = [];
+    const settledLater: string[] = [];
     for (const settlement of request.settle) {
-      const held = this.#settleTarget(queue, settlement.record.id);
+      const id = settlement.record.id;
+      const remembered = this.#outcomes.sentAgain(queue, settlement);
+      if (remembered) {
+        if (remembered.state !== 'settled') awaiting.push(id);
+        else if (remembered.deadLettered) settledLater.push(id);
+        continue;
+      }
+      const target = this.#settleTarget(queue, id);
+      if (target && 'closed' in target) {
+        // Its channel closed and no redelivery is here yet: kept for the redelivery, which the
+        // broker may give back to this process (see `#settleRedelivery`).
+        this.#outcomes.remember(
+          queue,
+          id,
+          target.closed.tracked.message.content,
+          settlement,
+          request.now - Date.now(),
+        );
+        this.#logger.debug('outcome kept for the redelivery of a job whose channel closed', {
+          queue,
+          id,
+        });
+        awaiting.push(id);
+        continue;
+      }
+      const held = target?.delivery;
       if (!held) {
         // Its channel closed and the broker gave the job to another consumer: the lease is lost.
-        stale.push(settlement.record.id);
+        stale.push(id);
         continue;
       }
       if (settlement.kind === 'fail') {
@@ -240,7 +282,8 @@ export class RabbitMqProvider implements QueueProvider {
     // Retries over the broker's limit, dead-lettered instead: the worker reports them so.
     const deadLettered = fitted
       .filter((item, index) => item.target === 'dead' && publishes[index]!.target === 'queue')
-      .map((item) => item.record.id);
+      .map((item) => item.record.id)
+      .concat(settledLater);
     if (fitted.length > 0) await this.#publisher.publish(queue, fitted);
     const generation = this.#connection.generation;
     for (const held of acks) {
@@ -266,7 +309,68 @@ export class RabbitMqProvider implements QueueProvider {
     const response: ExchangeResponse = { jobs };
     if (stale.length > 0) response.stale = stale;
     if (deadLettered.length > 0) response.deadLettered = deadLettered;
+    if (awaiting.length > 0) response.awaitingRedelivery = awaiting;
     return response;
+  }
+
+  /**
+   * A redelivered message as it arrives (without a store): if it is the message of a try that
+   * finished here after its channel closed, it is settled with that try's outcome (acknowledged,
+   * after publishing the failed try's retry or dead letter) and not run again. True when it was.
+   */
+  #settleRedelivery(queue: string, delivery: Delivery): boolean {
+    const remembered = this.#outcomes.match(queue, delivery.tracked.message.content);
+    if (!remembered) return false;
+    remembered.delivery = delivery;
+    if (remembered.state === 'waiting') void this.#applyRemembered(queue, remembered);
+    // Redelivered again after it was settled (the ack was lost with its channel): acked again.
+    else if (remembered.state === 'settled') this.#ackRemembered(remembered);
+    // 'settling': this latest delivery is acknowledged once the publish is confirmed.
+    return true;
+  }
+
+  /** Applies a kept outcome to its redelivery: publishes a failed try's retry or dead letter, then acks. */
+  async #applyRemembered(queue: string, remembered: RememberedOutcome): Promise<void> {
+    const { settlement } = remembered;
+    if (settlement.kind === 'fail') {
+      remembered.state = 'settling';
+      const record = { ...settlement.record };
+      if (settlement.retryAt !== null) record.availableAt = settlement.retryAt;
+      const target = settlement.retryAt === null ? ('dead' as const) : ('queue' as const);
+      const now = Date.now() + remembered.clockOffsetMs;
+      const [fitted] = this.#publisher.fitSettled(queue, [{ record, target, now }]);
+      remembered.deadLettered = fitted!.target === 'dead' && target === 'queue';
+      try {
+        await this.#publisher.publish(queue, [fitted!]);
+      } catch (error) {
+        // Not known to be published: the redelivery runs (at-least-once), as if none were kept.
+        this.#logger.warn('could not publish the kept outcome of a redelivered job; it runs again', {
+          queue,
+          id: record.id,
+          error: error instanceof Error ? error.message : String(error),
+        });
+        this.#outcomes.forget(remembered);
+        const delivery = remembered.delivery;
+        delete remembered.delivery;
+        if (delivery && delivery.generation === this.#connection.generation) {
+          settled(delivery);
+          delivery.acks.nack(delivery.tracked, true);
+        }
+        return;
+      }
+    }
+    remembered.state = 'settled';
+    this.#ackRemembered(remembered);
+    // A worker waiting for work learns at its next exchange that its outcome stands.
+    this.#consumers.get(queue).wakers.wakeAll();
+  }
+
+  #ackRemembered(remembered: RememberedOutcome): void {
+    const delivery = remembered.delivery;
+    delete remembered.delivery;
+    if (!delivery || delivery.generation !== this.#connection.generation) return;
+    settled(delivery);
+    delivery.acks.ack(delivery.tracked);
   }
 
   /**
@@ -276,9 +380,11 @@ export class RabbitMqProvider implements QueueProvider {
   settleNow(queue: string, settlement: Settlement): boolean {
     // With a state store the outcome is stored first (batched in the next exchange), then acked.
     if (settlement.kind !== 'complete' || this.#state) return false;
-    const held = this.#settleTarget(queue, settlement.record.id);
-    // No delivery left to acknowledge: `exchange` reports the outcome refused (`stale`).
-    if (!held) return false;
+    const held = this.#held.peek(queue, settlement.record.id);
+    // Its channel is gone: `exchange` settles the redelivery, keeps the outcome for it, or
+    // reports the outcome refused (`stale`).
+    if (held?.generation !== this.#connection.generation) return false;
+    this.#held.takeAny(queue, settlement.record.id);
     held.acks.ack(held.tracked);
     return true;
   }
@@ -287,15 +393,18 @@ export class RabbitMqProvider implements QueueProvider {
    * The delivery a finished try settles (without a store): the one it came on, or, if that
    * channel is gone, the broker's redelivery of the job still waiting in this process's buffer
    * (a worker at full concurrency had not fetched it), taken out so it does not run again.
-   * None when the channel is gone and the redelivery did not come back here: the broker gave
-   * the job to another consumer, which runs it, so this try's outcome is refused.
+   * `closed` (the delivery it came on) when that channel is gone and no redelivery is here: the
+   * redelivery may still come back to this process. None when this process holds no delivery
+   * of the job (the redelivery came back here and was run, or the try was given back): another
+   * run holds the job, so this try's outcome is refused.
    */
-  #settleTarget(queue: string, id: string): Delivery | undefined {
+  #settleTarget(queue: string, id: string): { delivery: Delivery } | { closed: Delivery } | undefined {
     const held = this.#held.takeAny(queue, id);
-    if (!held || held.generation === this.#connection.generation) return held;
+    if (!held) return undefined;
+    if (held.generation === this.#connection.generation) return { delivery: held };
     const { buffer } = this.#consumers.get(queue);
     const index = this.#redeliveryIndex(buffer, id);
-    return index < 0 ? undefined : buffer.splice(index, 1)[0];
+    return index < 0 ? { closed: held } : { delivery: buffer.splice(index, 1)[0]! };
   }
 
   /** Where a redelivery of the job on the live channel waits in a consumer's buffer (-1: none). */

@@ -1,4 +1,4 @@
-import { isReachable, serviceUrl, startTcpProxy, uniqueName } from '@noa/testkit';
+import { isReachable, recordingLogger, serviceUrl, startTcpProxy, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -136,6 +136,88 @@ describe.skipIf(!reachable)('RabbitMQ: the run whose channel closed loses its le
           await providerB.close();
           await proxy.close();
           await Promise.all(connections.map((connection) => connection.quit()));
+        }
+      },
+      60_000,
+    );
+  }
+
+  // The same gap as a consumer_timeout's (consumer-timeout.rabbitmq.test.ts), by a cut connection:
+  // the handler returns while the connection is down, so its outcome cannot be acknowledged, and
+  // the broker gives the job back to this same process (its only consumer) once it reconnects.
+  for (const variant of variants) {
+    it.skipIf(variant.skip)(
+      `a run finishing while its connection is down is not run again when the job comes back to it (${variant.label})`,
+      async () => {
+        const broker = new URL(url);
+        const proxy = await startTcpProxy({ host: broker.hostname, port: Number(broker.port || 5672) });
+        const proxied = new URL(url);
+        proxied.hostname = '127.0.0.1';
+        proxied.port = String(proxy.port);
+        const name = uniqueName('lease-loss-gap');
+        const connection = variant.state
+          ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null })
+          : undefined;
+        const logger = recordingLogger();
+        const provider = new RabbitMqProvider({
+          url: proxied.toString(),
+          reconnectDelayMs: 50,
+          maxReconnectDelayMs: 200,
+          logger,
+          ...(connection
+            ? { state: new RedisJobStateStore({ connection, prefix: uniqueName('lease-loss-gap-state') }) }
+            : {}),
+        });
+        const queue = new Queue({ name, provider });
+        const registry = new Registry();
+        const finish = gate();
+        const runs: string[] = [];
+        const completed: string[] = [];
+        let worker: Worker | undefined;
+        try {
+          worker = new Worker({
+            queue,
+            registry,
+            concurrency: 1,
+            // No heartbeat while the connection is down (one would abort the try: not this case).
+            leaseMs: 180_000,
+            handler: async (job) => {
+              runs.push(job.name);
+              if (job.name === 'gap') await finish.wait;
+              return job.name;
+            },
+          });
+          worker.on('completed', (id) => completed.push(id));
+          const { id } = await queue.add('gap', null);
+          await waitFor(() => runs.length === 1, 10_000, 'the job to run');
+          await proxy.down();
+          await waitFor(
+            () => logger.messages('warn').includes('RabbitMQ connection lost; reconnecting'),
+            10_000,
+            'the provider to see its connection lost',
+          );
+          finish.open();
+          await proxy.up();
+          await waitFor(() => completed.includes(id), 20_000, 'the job to complete');
+          const after = await queue.add('after', null);
+          await waitFor(() => completed.includes(after.id), 10_000, 'a job added after it');
+          await waitFor(async () => (await provider.counts(name)).active === 0, 10_000, 'nothing held');
+          await worker.close();
+          expect(runs).toEqual(['gap', 'after']);
+          expect(completed).toEqual([id, after.id]);
+          expect(await leasesLost(registry, name)).toBe(0);
+          const settled = /noa_message_queue_redeliveries_settled_total\{queue="[^"]+"\} (\d+)/.exec(
+            await registry.metrics(),
+          );
+          expect(Number(settled?.[1] ?? 0)).toBe(variant.state ? 0 : 1);
+          if (variant.state) expect((await queue.getJob(id))?.state).toBe('completed');
+        } finally {
+          finish.open();
+          await worker?.close();
+          await provider.deleteQueue(name).catch(() => undefined);
+          await provider.close();
+          await proxy.close();
+          await connection?.quit();
         }
       },
       60_000,

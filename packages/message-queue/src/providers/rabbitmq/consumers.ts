@@ -32,6 +32,9 @@ const groupStartWaitMs = 25;
 /** How old a group queue's ready count may be before it is read again. */
 const backlogReadMs = 50;
 
+/** Settles a redelivered message at its arrival (see `RabbitConsumers`); true when it did. */
+export type RedeliverySettler = (queue: string, delivery: Delivery) => boolean;
+
 /** One queue's consumer in this provider: its channel, its buffered deliveries, its pause. */
 export interface Consumer {
   wanted: boolean;
@@ -77,17 +80,24 @@ export class RabbitConsumers {
   readonly #consumers = new Map<string, Consumer>();
   /** Consumer channels this provider closes itself (a stopped consumer): not a lost connection. */
   readonly #retired = new WeakSet<Channel>();
+  readonly #settleRedelivery: RedeliverySettler | undefined;
 
+  /**
+   * @param settleRedelivery without a state store: given each redelivered message of a queue's
+   * own consumer as it arrives; true when it settled it (not buffered, not run).
+   */
   constructor(
     connection: AmqpConnection,
     topology: Topology,
     state: JobStateStore | undefined,
     logger: Logger,
+    settleRedelivery?: RedeliverySettler,
   ) {
     this.#connection = connection;
     this.#topology = topology;
     this.#state = state;
     this.#logger = logger;
+    this.#settleRedelivery = settleRedelivery;
   }
 
   /** The queue's consumer (created, not started, on first use). */
@@ -248,7 +258,10 @@ export class RabbitConsumers {
           (message) => {
             if (!message) return;
             this.#connection.heard();
-            consumer.buffer.push({ tracked: acks.track(message), acks, generation });
+            const delivery: Delivery = { tracked: acks.track(message), acks, generation };
+            // A job this process finished after its channel closed: settled with that outcome.
+            const settledHere = message.fields.redelivered && this.#settleRedelivery?.(queue, delivery);
+            if (!settledHere) consumer.buffer.push(delivery);
             consumer.wakers.wakeAll();
           },
           { noAck: false },
