@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { delay, parseOptions } from '@noa/core';
+import { parseOptions } from '@noa/core';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { type ProblemOptions, quotaProblem, rateLimitHeaders, withEarlierPolicies } from '../headers.js';
@@ -7,11 +7,13 @@ import type { RateLimitResult } from '../result.js';
 import {
   checkInputOf,
   defaultRequestWasSuccessful,
+  giveBackUnserved,
   middlewareOptionsSchemaOf,
   type RequestFacts,
   refunderFor,
   warnTrustProxy,
 } from './options.js';
+import { waitOutQueueDelay } from './queue-delay.js';
 
 /** What the middleware reads from an Express request (structural, so express is not a dependency). */
 export interface ExpressRequestLike extends IncomingMessage {
@@ -224,7 +226,11 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
         await handler(expressReq, expressRes, result, problemOptions);
         return;
       }
-      if (result.delayMs > 0) await delay(result.delayMs);
+      // Gone during its queue delay: no route to run for nobody, and its slot is a live client's.
+      if (result.delayMs > 0 && !(await waitOutQueueDelay(res, result.delayMs))) {
+        giveBackUnserved(parsed.limiter, input, result, refund);
+        return;
+      }
       next();
     };
     run().catch(next);

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { delay, parseOptions } from '@noa/core';
+import { parseOptions } from '@noa/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { z } from 'zod';
@@ -9,12 +9,14 @@ import type { RateLimitResult } from '../result.js';
 import {
   checkInputOf,
   defaultRequestWasSuccessful,
+  giveBackUnserved,
   middlewareOptionsSchemaOf,
   type ParsedMiddlewareOptions,
   type RequestFacts,
   refunderFor,
   warnTrustProxy,
 } from './options.js';
+import { waitOutQueueDelay } from './queue-delay.js';
 
 /**
  * Sends the refusal; the default replies problem+json with 429 (403 when deny-listed, 413 for a
@@ -313,7 +315,12 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
       const problem = quotaProblem(result, active);
       return reply.code(problem.status).type('application/problem+json').send(problem);
     }
-    if (result.delayMs > 0) await delay(result.delayMs);
+    // Gone during its queue delay: no route to run for nobody (hijacked, the lifecycle stops
+    // here), and its slot is a live client's.
+    if (result.delayMs > 0 && !(await waitOutQueueDelay(reply.raw, result.delayMs))) {
+      giveBackUnserved(active.limiter, input, result, refund);
+      reply.hijack();
+    }
     return undefined;
   };
   fastify.addHook('onResponse', async (request, reply) => {

@@ -265,29 +265,66 @@ function endpointKey<Facts extends RequestFacts>(
 export const defaultRequestWasSuccessful = (statusCode: number): boolean => statusCode < 400;
 
 /**
+ * What a counted request may owe back, once: see {@link refunderFor}. `successful` is its
+ * response's success (false: the client went away); `'unserved'`: it never reached the route (its
+ * client went away during its queue delay), so its points go back whatever the options say.
+ */
+export type RequestRefund = (outcome: boolean | 'unserved') => void;
+
+/**
  * When a counted request must be given back after its response (`skipSuccessfulRequests` /
- * `skipFailedRequests`): returns the function to call once with the response's success, or
- * undefined when nothing can be refunded (neither option, or the request was not counted).
+ * `skipFailedRequests`): returns the function to call with the response's success (the first
+ * call decides), or undefined when nothing can be refunded (neither option, or the request was
+ * not counted). Its points go back at most once, however it is called (see {@link RequestRefund}).
  */
 export function refunderFor(
   options: Pick<ParsedMiddlewareOptions, 'skipSuccessfulRequests' | 'skipFailedRequests' | 'limiter'>,
   input: CheckInput,
   result: RateLimitResult,
-): ((successful: boolean) => void) | undefined {
+): RequestRefund | undefined {
   if (!options.skipSuccessfulRequests && !options.skipFailedRequests) return undefined;
   // Only points the store counted can go back: not a fallback's, a list's or a zero cost's.
   if (!result.allowed || result.outcome !== 'allowed' || result.source !== 'store') return undefined;
   const points = input.cost ?? 1;
   if (points === 0) return undefined;
-  let settled = false;
-  return (successful) => {
-    if (settled) return;
-    settled = true;
-    if (successful ? !options.skipSuccessfulRequests : !options.skipFailedRequests) return;
+  let decided = false;
+  let refunded = false;
+  const giveBack = (): void => {
+    if (refunded) return;
+    refunded = true;
     // A refund that fails (store down) leaves the request counted: the limiter has logged it, and
     // the response is already sent.
     options.limiter.refund({ key: input.key, role: input.role }, points).catch(() => {});
   };
+  return (outcome) => {
+    if (outcome === 'unserved') giveBack();
+    if (outcome === 'unserved' || decided) return;
+    decided = true;
+    if (outcome ? options.skipSuccessfulRequests : options.skipFailedRequests) giveBack();
+  };
+}
+
+/**
+ * Gives back the points of an admitted request that never reached the route: its client went away
+ * while it waited out its queue delay (see `waitOutQueueDelay`), as `acquire()` gives back the
+ * slot of a caller that aborts during its delay. Through `refund` when the skip options made one
+ * (so that the points go back once), else directly; best effort, as refunds after a response are.
+ */
+export function giveBackUnserved(
+  limiter: RateLimiter,
+  input: CheckInput,
+  result: RateLimitResult,
+  refund: RequestRefund | undefined,
+): void {
+  if (refund !== undefined) {
+    refund('unserved');
+    return;
+  }
+  const points = input.cost ?? 1;
+  // Only what was counted for this request: in the store, or in the local fallback during an outage.
+  if (points === 0 || result.outcome !== 'allowed') return;
+  if (result.source !== 'store' && result.source !== 'fallback') return;
+  limiter.refund({ key: input.key, role: input.role }, points).catch(() => {});
 }
 
 /**
