@@ -12,6 +12,7 @@ import {
   type RequestFacts,
   refunderFor,
   warnTrustProxy,
+  warnUndefinedIp,
 } from './options.js';
 import { waitOutQueueDelay } from './queue-delay.js';
 
@@ -180,6 +181,11 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
   // Requests this middleware already checked: mounted twice on one path (`app.use` and a
   // router's `use`), it would count each request twice (express-rate-limit's ERR_ERL_DOUBLE_COUNT).
   const checked = new WeakSet<IncomingMessage>();
+  // Once per middleware, as the trust-proxy warnings.
+  let onUndefinedIp: (() => void) | undefined = () => {
+    onUndefinedIp = undefined;
+    warnUndefinedIp();
+  };
   return (incoming, res, next) => {
     if (checked.has(incoming)) return next();
     checked.add(incoming);
@@ -191,7 +197,7 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
     const facts = new ExpressFacts(req, res);
     const run = async (): Promise<void> => {
       if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
-      const pending = checkInputOf(facts, parsed);
+      const pending = checkInputOf(facts, parsed, onUndefinedIp);
       const input = pending instanceof Promise ? await pending : pending;
       const result = await parsed.limiter.check(input);
       req.rateLimit = result;

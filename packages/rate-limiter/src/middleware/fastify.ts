@@ -15,6 +15,7 @@ import {
   type RequestFacts,
   refunderFor,
   warnTrustProxy,
+  warnUndefinedIp,
 } from './options.js';
 import { waitOutQueueDelay } from './queue-delay.js';
 
@@ -248,6 +249,11 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
   });
   // The trust-proxy settings that break IP keys, as the Express middleware warns about them.
   let watchTrustProxy = true;
+  // Once per registration, as the trust-proxy warnings.
+  let onUndefinedIp: (() => void) | undefined = () => {
+    onUndefinedIp = undefined;
+    warnUndefinedIp();
+  };
   const limit = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     // Read at request time, not only in onRoute: routes declared before the plugin keep their config.
     const config = request.routeOptions.config.rateLimit;
@@ -278,7 +284,7 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     if (!(active.limiter instanceof RateLimiter)) return;
     const facts = factsOf(request, reply);
     if (active.skip !== undefined && (await active.skip(facts))) return;
-    const pending = checkInputOf(facts, active);
+    const pending = checkInputOf(facts, active, onUndefinedIp);
     const input = pending instanceof Promise ? await pending : pending;
     const result = await active.limiter.check(input);
     request.rateLimit = result;
