@@ -1,7 +1,7 @@
 import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRateLimiter, type LimitOptions, type QuotaResult } from '../../src/index.js';
+import { createRateLimiter, type LimitInput, type QuotaResult } from '../../src/index.js';
 import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
 
 // A key's Redis TTL is the time its state still matters, as the result states it: the time until
@@ -15,7 +15,7 @@ const redisUp = await isReachable('redis');
 const skip = redisUp ? undefined : `skipped: no Redis at ${serviceUrl('redis')}`;
 if (skip) console.log(skip);
 
-const shapes: { label: string; limit: LimitOptions }[] = [
+const shapes: { label: string; limit: LimitInput }[] = [
   { label: 'fixed window', limit: { algorithm: 'fixed-window', limit: 5, windowMs: 10_000 } },
   { label: 'sliding window', limit: { algorithm: 'sliding-window', limit: 5, windowMs: 10_000 } },
   { label: 'sliding log', limit: { algorithm: 'sliding-log', limit: 5, windowMs: 10_000 } },
