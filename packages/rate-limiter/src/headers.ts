@@ -19,7 +19,7 @@ export type LegacyResetFormat = (typeof legacyResetFormats)[number];
 /** Which rate-limit headers to send. */
 export interface HeaderOptions {
   /** IETF `RateLimit-Policy` and `RateLimit` (of `draft`). Default true. */
-  standard?: boolean;
+  standard?: boolean | undefined;
   /**
    * Which draft of the IETF fields: `'draft-10'` (default: structured fields, one member per
    * limit), or for clients written against express-rate-limit's `standardHeaders`, `'draft-7'`
@@ -27,15 +27,15 @@ export interface HeaderOptions {
    * `RateLimit-Remaining`, `RateLimit-Reset`), each with `RateLimit-Policy: 100;w=60`, for the
    * tightest limit only (those drafts have one quota per field).
    */
-  draft?: HeaderDraft;
+  draft?: HeaderDraft | undefined;
   /** Legacy `X-RateLimit-Limit/Remaining/Reset` (Reset in epoch seconds, as GitHub). Default false. */
-  legacy?: boolean;
+  legacy?: boolean | undefined;
   /**
    * What the legacy `X-RateLimit-Reset` states: `'epoch-seconds'` (default, as express-rate-limit
    * and GitHub) or `'delta-seconds'`, the seconds until the quota is full again (as
    * @fastify/rate-limit sends it).
    */
-  legacyReset?: LegacyResetFormat;
+  legacyReset?: LegacyResetFormat | undefined;
 }
 
 /** The problem type of a 429 (draft-ietf-httpapi-ratelimit-headers-10, section "Problem Types"). */
@@ -60,7 +60,7 @@ export interface ProblemOptions {
    * @fastify/rate-limit's `ban` answers a client that kept going over its limit. Either way the
    * body's type is {@link abnormalUsageDetectedType} and it says when to retry (the block ends).
    */
-  blockedStatus?: (typeof blockedStatuses)[number];
+  blockedStatus?: (typeof blockedStatuses)[number] | undefined;
 }
 
 /**

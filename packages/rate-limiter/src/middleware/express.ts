@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { delay, parseOptions } from '@noa/core';
+import { parseOptions } from '@noa/core';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { type ProblemOptions, quotaProblem, rateLimitHeaders, withEarlierPolicies } from '../headers.js';
@@ -7,11 +7,14 @@ import type { RateLimitResult } from '../result.js';
 import {
   checkInputOf,
   defaultRequestWasSuccessful,
+  giveBackUnserved,
   middlewareOptionsSchemaOf,
   type RequestFacts,
   refunderFor,
   warnTrustProxy,
+  warnUndefinedIp,
 } from './options.js';
+import { waitOutQueueDelay } from './queue-delay.js';
 
 /** What the middleware reads from an Express request (structural, so express is not a dependency). */
 export interface ExpressRequestLike extends IncomingMessage {
@@ -178,6 +181,11 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
   // Requests this middleware already checked: mounted twice on one path (`app.use` and a
   // router's `use`), it would count each request twice (express-rate-limit's ERR_ERL_DOUBLE_COUNT).
   const checked = new WeakSet<IncomingMessage>();
+  // Once per middleware, as the trust-proxy warnings.
+  let onUndefinedIp: (() => void) | undefined = () => {
+    onUndefinedIp = undefined;
+    warnUndefinedIp();
+  };
   return (incoming, res, next) => {
     if (checked.has(incoming)) return next();
     checked.add(incoming);
@@ -189,7 +197,7 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
     const facts = new ExpressFacts(req, res);
     const run = async (): Promise<void> => {
       if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
-      const pending = checkInputOf(facts, parsed);
+      const pending = checkInputOf(facts, parsed, onUndefinedIp);
       const input = pending instanceof Promise ? await pending : pending;
       const result = await parsed.limiter.check(input);
       req.rateLimit = result;
@@ -224,7 +232,11 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
         await handler(expressReq, expressRes, result, problemOptions);
         return;
       }
-      if (result.delayMs > 0) await delay(result.delayMs);
+      // Gone during its queue delay: no route to run for nobody, and its slot is a live client's.
+      if (result.delayMs > 0 && !(await waitOutQueueDelay(res, result.delayMs))) {
+        giveBackUnserved(parsed.limiter, input, result, refund);
+        return;
+      }
       next();
     };
     run().catch(next);

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { delay, parseOptions } from '@noa/core';
+import { parseOptions } from '@noa/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { z } from 'zod';
@@ -9,12 +9,15 @@ import type { RateLimitResult } from '../result.js';
 import {
   checkInputOf,
   defaultRequestWasSuccessful,
+  giveBackUnserved,
   middlewareOptionsSchemaOf,
   type ParsedMiddlewareOptions,
   type RequestFacts,
   refunderFor,
   warnTrustProxy,
+  warnUndefinedIp,
 } from './options.js';
+import { waitOutQueueDelay } from './queue-delay.js';
 
 /**
  * Sends the refusal; the default replies problem+json with 429 (403 when deny-listed, 413 for a
@@ -246,6 +249,11 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
   });
   // The trust-proxy settings that break IP keys, as the Express middleware warns about them.
   let watchTrustProxy = true;
+  // Once per registration, as the trust-proxy warnings.
+  let onUndefinedIp: (() => void) | undefined = () => {
+    onUndefinedIp = undefined;
+    warnUndefinedIp();
+  };
   const limit = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     // Read at request time, not only in onRoute: routes declared before the plugin keep their config.
     const config = request.routeOptions.config.rateLimit;
@@ -276,7 +284,7 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     if (!(active.limiter instanceof RateLimiter)) return;
     const facts = factsOf(request, reply);
     if (active.skip !== undefined && (await active.skip(facts))) return;
-    const pending = checkInputOf(facts, active);
+    const pending = checkInputOf(facts, active, onUndefinedIp);
     const input = pending instanceof Promise ? await pending : pending;
     const result = await active.limiter.check(input);
     request.rateLimit = result;
@@ -313,7 +321,12 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
       const problem = quotaProblem(result, active);
       return reply.code(problem.status).type('application/problem+json').send(problem);
     }
-    if (result.delayMs > 0) await delay(result.delayMs);
+    // Gone during its queue delay: no route to run for nobody (hijacked, the lifecycle stops
+    // here), and its slot is a live client's.
+    if (result.delayMs > 0 && !(await waitOutQueueDelay(reply.raw, result.delayMs))) {
+      giveBackUnserved(active.limiter, input, result, refund);
+      reply.hijack();
+    }
     return undefined;
   };
   fastify.addHook('onResponse', async (request, reply) => {

@@ -130,6 +130,7 @@ const isPromiseLike = (value: unknown): value is PromiseLike<unknown> =>
 export function checkInputOf<Facts extends RequestFacts>(
   facts: Facts,
   options: ParsedMiddlewareOptions<Facts>,
+  onUndefinedIp?: () => void,
 ): CheckInput | Promise<CheckInput> {
   const customKey = typeof options.keyBy === 'function' ? options.keyBy(facts) : undefined;
   const role = options.role?.(facts);
@@ -137,12 +138,12 @@ export function checkInputOf<Facts extends RequestFacts>(
   // A promise kept as the key would be a new key per request (nothing limited), and its rejection unhandled.
   if (isPromiseLike(customKey) || isPromiseLike(role) || isPromiseLike(cost))
     return Promise.all([customKey, role, cost]).then(async ([key, roleName, points]) => ({
-      key: await requestKey(facts, options, key),
+      key: await requestKey(facts, options, key, onUndefinedIp),
       ip: facts.ip,
       role: roleName,
       cost: points,
     }));
-  const key = requestKey(facts, options, customKey);
+  const key = requestKey(facts, options, customKey, onUndefinedIp);
   if (typeof key !== 'string') return key.then((found) => ({ key: found, ip: facts.ip, role, cost }));
   return { key, ip: facts.ip, role, cost };
 }
@@ -201,12 +202,14 @@ export function customKeyOf(value: string | number): string {
 
 /**
  * The key of a request under `options`; `customKey` is what a `keyBy` function returned. A
- * promise only when the key is the IP and an `ipv6Subnet` function returned one.
+ * promise only when the key is the IP and an `ipv6Subnet` function returned one. `onUndefinedIp`
+ * is called when the key is the IP and the request has none (`ip:unknown`, see {@link warnUndefinedIp}).
  */
 function requestKey<Facts extends RequestFacts>(
   facts: Facts,
   options: ParsedMiddlewareOptions<Facts>,
   customKey: string | undefined,
+  onUndefinedIp?: () => void,
 ): string | Promise<string> {
   // A custom key is often what the client sends (a header): kept as it is, `ip:203.0.113.5` or
   // `user:42` would spend that IP's or user's quota. Its own prefix keeps the key spaces apart.
@@ -245,8 +248,10 @@ function requestKey<Facts extends RequestFacts>(
     if (isPromiseLike(subnet))
       return Promise.resolve(subnet).then((found) => endpointKey(facts, options, ipKeyBy(ip, found)));
     key = ipKeyBy(ip, subnet);
-  } else if (key === undefined || key === '')
+  } else if (key === undefined || key === '') {
+    if (facts.ip === undefined) onUndefinedIp?.();
     key = `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet as number | false)}`;
+  }
   return endpointKey(facts, options, key);
 }
 
@@ -265,29 +270,66 @@ function endpointKey<Facts extends RequestFacts>(
 export const defaultRequestWasSuccessful = (statusCode: number): boolean => statusCode < 400;
 
 /**
+ * What a counted request may owe back, once: see {@link refunderFor}. `successful` is its
+ * response's success (false: the client went away); `'unserved'`: it never reached the route (its
+ * client went away during its queue delay), so its points go back whatever the options say.
+ */
+export type RequestRefund = (outcome: boolean | 'unserved') => void;
+
+/**
  * When a counted request must be given back after its response (`skipSuccessfulRequests` /
- * `skipFailedRequests`): returns the function to call once with the response's success, or
- * undefined when nothing can be refunded (neither option, or the request was not counted).
+ * `skipFailedRequests`): returns the function to call with the response's success (the first
+ * call decides), or undefined when nothing can be refunded (neither option, or the request was
+ * not counted). Its points go back at most once, however it is called (see {@link RequestRefund}).
  */
 export function refunderFor(
   options: Pick<ParsedMiddlewareOptions, 'skipSuccessfulRequests' | 'skipFailedRequests' | 'limiter'>,
   input: CheckInput,
   result: RateLimitResult,
-): ((successful: boolean) => void) | undefined {
+): RequestRefund | undefined {
   if (!options.skipSuccessfulRequests && !options.skipFailedRequests) return undefined;
   // Only points the store counted can go back: not a fallback's, a list's or a zero cost's.
   if (!result.allowed || result.outcome !== 'allowed' || result.source !== 'store') return undefined;
   const points = input.cost ?? 1;
   if (points === 0) return undefined;
-  let settled = false;
-  return (successful) => {
-    if (settled) return;
-    settled = true;
-    if (successful ? !options.skipSuccessfulRequests : !options.skipFailedRequests) return;
+  let decided = false;
+  let refunded = false;
+  const giveBack = (): void => {
+    if (refunded) return;
+    refunded = true;
     // A refund that fails (store down) leaves the request counted: the limiter has logged it, and
     // the response is already sent.
     options.limiter.refund({ key: input.key, role: input.role }, points).catch(() => {});
   };
+  return (outcome) => {
+    if (outcome === 'unserved') giveBack();
+    if (outcome === 'unserved' || decided) return;
+    decided = true;
+    if (outcome ? options.skipSuccessfulRequests : options.skipFailedRequests) giveBack();
+  };
+}
+
+/**
+ * Gives back the points of an admitted request that never reached the route: its client went away
+ * while it waited out its queue delay (see `waitOutQueueDelay`), as `acquire()` gives back the
+ * slot of a caller that aborts during its delay. Through `refund` when the skip options made one
+ * (so that the points go back once), else directly; best effort, as refunds after a response are.
+ */
+export function giveBackUnserved(
+  limiter: RateLimiter,
+  input: CheckInput,
+  result: RateLimitResult,
+  refund: RequestRefund | undefined,
+): void {
+  if (refund !== undefined) {
+    refund('unserved');
+    return;
+  }
+  const points = input.cost ?? 1;
+  // Only what was counted for this request: in the store, or in the local fallback during an outage.
+  if (points === 0 || result.outcome !== 'allowed') return;
+  if (result.source !== 'store' && result.source !== 'fallback') return;
+  limiter.refund({ key: input.key, role: input.role }, points).catch(() => {});
 }
 
 /**
@@ -307,4 +349,17 @@ export function warnTrustProxy(problem: 'permissive' | 'untrusted', setting: str
       `A request carries X-Forwarded-For but ${setting} is off: behind a proxy every client shares the proxy's IP and quota; set ${setting} to your proxies`,
       { code: 'NOA_RATE_LIMIT_UNTRUSTED_FORWARDED_FOR' },
     );
+}
+
+/**
+ * Emits the process warning about a request without a client address (`req.ip` undefined), keyed
+ * by the IP: the server listens on a socket without addresses (a Unix socket, a named pipe) or the
+ * connection closed before the check. Every such request is keyed `ip:unknown`, one quota for all
+ * of their clients (express-rate-limit's ERR_ERL_UNDEFINED_IP_ADDRESS). Each middleware warns once.
+ */
+export function warnUndefinedIp(): void {
+  process.emitWarning(
+    "A request has no client IP (req.ip is undefined: a server on a Unix socket or a named pipe, or a connection closed before the check): every such request is keyed 'ip:unknown' and shares one quota; behind a proxy, have the framework trust it or key requests with a keyBy function",
+    { code: 'NOA_RATE_LIMIT_UNDEFINED_IP' },
+  );
 }
