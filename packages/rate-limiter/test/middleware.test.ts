@@ -5,7 +5,12 @@ import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expressRateLimit } from '../src/express.js';
 import { fastifyRateLimit } from '../src/fastify.js';
-import { createRateLimiter, quotaExceededType, type RequestFacts } from '../src/index.js';
+import {
+  createRateLimiter,
+  InvalidCheckInputError,
+  quotaExceededType,
+  type RequestFacts,
+} from '../src/index.js';
 import {
   checkInputOf,
   middlewareOptionsSchema,
@@ -576,6 +581,24 @@ describe('request keys that come out empty', () => {
     // What is there still counts.
     expect(keyOf({ keyBy: fromHeader }, facts('192.0.2.1', { 'x-tenant': 'acme' }))).toBe('custom:acme');
     expect(keyOf({ keyBy: 'user' }, facts('192.0.2.3', {}, { id: 0 }))).toBe('user:0');
+  });
+
+  it("keyBy 'user' refuses an id that prints as [object …] (every user would share one quota) and keeps ids with their own toString", () => {
+    for (const id of [{}, { sub: 'ada' }, [], Object.create(null) as object, new Map()]) {
+      expect(() => keyOf({ keyBy: 'user' }, facts('192.0.2.5', {}, { id }))).toThrow(InvalidCheckInputError);
+    }
+    expect(() => keyOf({ keyBy: 'user' }, facts('192.0.2.5', {}, { id: {} }))).toThrow(/req\.user\.id/);
+    // A MongoDB ObjectId, a UUID class, a bigint: their own text is the key.
+    class ObjectIdLike {
+      constructor(readonly hex: string) {}
+      toString(): string {
+        return this.hex;
+      }
+    }
+    expect(keyOf({ keyBy: 'user' }, facts('192.0.2.5', {}, { id: new ObjectIdLike('65a1f0c2') }))).toBe(
+      'user:65a1f0c2',
+    );
+    expect(keyOf({ keyBy: 'user' }, facts('192.0.2.5', {}, { id: 42n }))).toBe('user:42');
   });
 });
 

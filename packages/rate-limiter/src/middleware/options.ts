@@ -231,7 +231,7 @@ function requestKey<Facts extends RequestFacts>(
     value === undefined || value === null || value === '' ? undefined : customKeyOf(value as string);
   if (options.keyBy === 'user') {
     const id = (facts.user as { id?: unknown } | undefined)?.id;
-    key = id === undefined || id === null || id === '' ? undefined : `user:${String(id)}`;
+    key = id === undefined || id === null || id === '' ? undefined : `user:${userIdText(id)}`;
   } else if (options.keyBy === 'api-key') {
     const header = facts.headers[options.apiKeyHeader.toLowerCase()];
     const value = Array.isArray(header) ? header[0] : header;
@@ -253,6 +253,28 @@ function requestKey<Facts extends RequestFacts>(
     key = `ip:${facts.ip === undefined ? 'unknown' : ipKey(facts.ip, options.ipv6Subnet as number | false)}`;
   }
   return endpointKey(facts, options, key);
+}
+
+/**
+ * `req.user.id` as the text of a `user:` key. An object whose text is V8's `[object …]` (a plain
+ * object, an array, a Map, one without a prototype) is refused: kept, every user would share the
+ * one key `user:[object Object]`. An id with a `toString` of its own (a MongoDB ObjectId, a
+ * bigint) keeps its text.
+ */
+function userIdText(id: unknown): string {
+  let text: string | undefined;
+  try {
+    text = String(id);
+  } catch {
+    text = undefined;
+  }
+  if (text === undefined || (typeof id === 'object' && /^\[object [^\]]*\]$/.test(text)) || text === '')
+    throw new InvalidCheckInputError(
+      'keyBy',
+      'keyBy',
+      `keyBy 'user': req.user.id must be a string, a number or an object with its own toString (an ObjectId), got ${text === undefined ? 'an object that cannot be converted to a string' : text}`,
+    );
+  return text;
 }
 
 /** `key`, for `perEndpoint` followed by the request's method and route. */
