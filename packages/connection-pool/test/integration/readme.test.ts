@@ -4,30 +4,38 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMysqlPool } from '../../src/mysql.js';
 import { type PrivatePgCluster, privatePgSkipReason, startPrivatePgCluster } from './helpers/private-pg.js';
 
-// Every ```ts block preceded by `<!-- test -->` in the README runs here, against a private
-// Postgres primary + replica, a fresh MariaDB database, the shared Redis and the shared MongoDB.
+// Every ```ts block preceded by `<!-- test -->` in the README and its guides (docs/*.md, after the
+// README in name order) runs here, against a private Postgres primary + replica, a fresh MariaDB
+// database, the shared Redis and the shared MongoDB.
 const packageDir = path.resolve(import.meta.dirname, '../..');
-const blocks = readmeBlocks(packageDir)
-  .filter((block) => block.tag === undefined)
-  .map((block) => block.code);
+const blocks = readmeBlocks(packageDir).filter((block) => block.tag === undefined);
 
-// What each block prints, in order.
-const expectedLogs: ((logs: unknown[][]) => void)[] = [
-  (logs) => expect(logs[0]).toEqual(['ada']),
-  (logs) => expect(logs).toEqual([[2], [40]]),
-  (logs) => expect(logs).toEqual([[[1, 'a']], [{ n: 2 }]]),
-  (logs) => expect(logs[0]).toEqual([true]),
-  (logs) => expect(logs[0]).toEqual([true, 'up']),
-  (logs) => expect(logs[0]).toEqual([false, 'down', 'NOA_POOL_BACKEND_UNAVAILABLE']),
-  (logs) =>
-    expect(logs).toEqual([
-      ['orders', 'down', { primary: 'down', replicas: 0, replicasInRotation: 0 }],
-      ['NOA_POOL_BACKEND_UNAVAILABLE'],
-    ]),
-  (logs) => expect(logs[0]).toEqual(['NOA_CONFIG_INVALID', ['primary']]),
-  (logs) => expect(logs[0]).toEqual([1, true]),
-  (logs) => expect(logs[0]).toEqual([[expect.stringMatching(/^readme:jobs:/), 'job-1']]),
-  (logs) => expect(logs[0]).toEqual([1, true]),
+// What each block prints, in order, with the file it is in.
+const expectedLogs: { file: string; check: (logs: unknown[][]) => void }[] = [
+  { file: 'README.md', check: (logs) => expect(logs[0]).toEqual(['ada']) },
+  { file: 'README.md', check: (logs) => expect(logs).toEqual([[2], [40]]) },
+  { file: 'README.md', check: (logs) => expect(logs).toEqual([[[1, 'a']], [{ n: 2 }]]) },
+  { file: 'README.md', check: (logs) => expect(logs[0]).toEqual([true]) },
+  { file: 'README.md', check: (logs) => expect(logs[0]).toEqual([true, 'up']) },
+  { file: 'README.md', check: (logs) => expect(logs[0]).toEqual([1, true]) },
+  {
+    file: 'README.md',
+    check: (logs) => expect(logs[0]).toEqual([[expect.stringMatching(/^readme:jobs:/), 'job-1']]),
+  },
+  { file: 'README.md', check: (logs) => expect(logs[0]).toEqual([1, true]) },
+  { file: 'README.md', check: (logs) => expect(logs[0]).toEqual(['NOA_CONFIG_INVALID', ['primary']]) },
+  {
+    file: 'docs/health.md',
+    check: (logs) => expect(logs[0]).toEqual([false, 'down', 'NOA_POOL_BACKEND_UNAVAILABLE']),
+  },
+  {
+    file: 'docs/health.md',
+    check: (logs) =>
+      expect(logs).toEqual([
+        ['orders', 'down', { primary: 'down', replicas: 0, replicasInRotation: 0 }],
+        ['NOA_POOL_BACKEND_UNAVAILABLE'],
+      ]),
+  },
 ];
 
 const pgSkip = privatePgSkipReason();
@@ -67,16 +75,16 @@ describe.skipIf(skip !== undefined)('README examples', () => {
     await cluster?.destroy();
   });
 
-  it('has one expectation per example', () => {
-    expect(blocks).toHaveLength(expectedLogs.length);
+  it('has one expectation per example, each in its file', () => {
+    expect(blocks.map((block) => block.file)).toEqual(expectedLogs.map((expected) => expected.file));
   });
 
-  blocks.forEach((code, index) => {
+  blocks.forEach(({ code, file, line }, index) => {
     const needsMongo = code.includes('createMongoPool');
     it.skipIf(needsMongo && mongoSkip !== undefined)(
-      `example ${index + 1} runs and prints what the README says`,
+      `example ${index + 1} (${file}:${line}) runs and prints what the docs say`,
       async () => {
-        expectedLogs[index]!(await runReadmeBlock(packageDir, code));
+        expectedLogs[index]!.check(await runReadmeBlock(packageDir, code));
       },
     );
   });
