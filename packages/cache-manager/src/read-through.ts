@@ -14,7 +14,7 @@ import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError
 import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
-import { type L2Held, type L2Read, readL2, readL2Current, writeIdInL2 } from './read-path.js';
+import { type L2Held, type L2Read, readL2, readL2Current, replacedInL2 } from './read-path.js';
 import { ReplacedValueKeeper } from './replaced-value-keeper.js';
 import { awaitInOrder, writeEntry, writeLocal } from './writes.js';
 
@@ -109,14 +109,21 @@ export async function loadThrough<T>(
   const held: L2Held = {};
   if (options.forceFresh === true) {
     // Nothing served from the cache: the factory runs (or a run in flight is joined). L2 is
-    // read only to name the write it holds now, the one the call replaces (a value of another
-    // write is a later one), and to keep its bytes: the run's write replaces only them
+    // read to name the write it holds now, the one the call replaces (a value of another write
+    // is a later one), and to keep its bytes: the run's write replaces only them
     // (compare-and-set, see `KeyLoad.l2Held`), so a change another instance makes during the
     // run stands. `l2Seen` stays unknown, so a run spanning a bus reconnect is not cached over
-    // L2 (see `KeyLoad.l2Seen`).
+    // L2 (see `KeyLoad.l2Seen`). The value replaced backs the call as in grace: L1's, or L2's
+    // when newer or L1 has none (another instance wrote it, it left L1, or there is no L1).
     const forcedAt = engine.clock.now();
-    const replacedWriteId = engine.tier ? await writeIdInL2(engine, fullKey, held) : null;
-    const inGrace = stale && forcedAt < stale.staleUntil ? stale : undefined;
+    let replacedWriteId: number | null | undefined = null;
+    if (engine.tier) {
+      const replaced = await replacedInL2(engine, fullKey, held);
+      replacedWriteId = replaced.writeId;
+      const remote = replaced.entry as CacheEntry<T> | undefined;
+      if (remote && (!stale || remote.createdAt > stale.createdAt)) stale = remote;
+    }
+    const inGrace = stale && engine.clock.now() < stale.staleUntil ? stale : undefined;
     return computeOnce(engine, {
       fullKey,
       userKey,

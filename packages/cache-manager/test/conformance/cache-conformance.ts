@@ -436,6 +436,41 @@ export function describeCacheConformance(
       expect(await fresh.get('forced-join')).toBe(shared ? 'forced' : 'plain');
     });
 
+    it('getOrSet with forceFresh serves the value it replaces when its factory fails, from whichever tier holds it', async () => {
+      // README "Forcing a refresh": the value the call replaces backs it as in grace. It was
+      // served only from this instance's L1: one that only L2 held (written by another instance,
+      // or by an L2-only cache, or in grace there) left the factory's error to the caller, and
+      // the factory's context without it (bentocache#115 has the context half of this).
+      const clock = new ManualClock(Date.now());
+      const options = { clock, ttlMs: 60_000, graceMs: 60_000 };
+      const cache = make(options);
+      const seen: unknown[] = [];
+      const failing = async (context: FactoryContext<string>): Promise<string> => {
+        seen.push(context.staleValue);
+        throw new Error('source down');
+      };
+      await cache.set('forced-fallback', 'mine');
+      expect(await cache.getOrSet('forced-fallback', failing, { forceFresh: true })).toBe('mine');
+      expect(seen).toEqual(['mine']);
+      if (!shared) return;
+      // Written by another instance: this one has no copy of its own.
+      await make(options).set('forced-fallback-l2', 'theirs');
+      expect(await make(options).getOrSet('forced-fallback-l2', failing, { forceFresh: true })).toBe(
+        'theirs',
+      );
+      // In grace in L2 (expired, not yet dropped): served as after any failure.
+      clock.advance(61_000);
+      expect(await make(options).getOrSet('forced-fallback-l2', failing, { forceFresh: true })).toBe(
+        'theirs',
+      );
+      expect(seen).toEqual(['mine', 'theirs', 'theirs']);
+      // Past its grace nothing backs the call: the factory's error.
+      clock.advance(60_000);
+      await expect(
+        make(options).getOrSet('forced-fallback-l2', failing, { forceFresh: true }),
+      ).rejects.toBeInstanceOf(FactoryError);
+    });
+
     it('forceFresh must be a boolean (ConfigError naming it)', async () => {
       const cache = make();
       await expect(
