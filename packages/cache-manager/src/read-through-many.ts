@@ -162,7 +162,8 @@ export async function getOrSetMany<T>(
       });
       // Handled here; joiners and this call still see the rejection.
       flight.catch(() => {});
-      const own: Flight = { promise: flight, startedAt: Date.now() };
+      // Its value in grace (L1's or L2's) is a joining getOrSet's too (see `Flight.stale`).
+      const own: Flight = { promise: flight, startedAt: Date.now(), stale: stale.get(index) };
       engine.flights.set(fullKey, own);
       join(index, own);
     }

@@ -101,6 +101,8 @@ export async function loadThrough<T>(
   factory: Factory<T>,
   options: GetOrSetOptions,
   staleL1: CacheEntry<T> | undefined,
+  /** The load's flight, told the value in grace found for its joiners (see {@link Flight.stale}). */
+  flight?: Flight,
 ): Promise<T> {
   let stale = staleL1;
   // L1's copy was current as the call looked it up, in this same turn; L2's read starts now.
@@ -124,6 +126,7 @@ export async function loadThrough<T>(
       if (remote && (!stale || remote.createdAt > stale.createdAt)) stale = remote;
     }
     const inGrace = stale && engine.clock.now() < stale.staleUntil ? stale : undefined;
+    if (flight) flight.stale = inGrace;
     return computeOnce(engine, {
       fullKey,
       userKey,
@@ -158,6 +161,7 @@ export async function loadThrough<T>(
     }
   }
   if (engine.listeners.miss) engine.emitMiss(fullKey);
+  if (flight) flight.stale = stale;
   return computeOnce(engine, {
     fullKey,
     userKey,
@@ -196,6 +200,13 @@ export interface Flight {
   outlived?: boolean;
   /** A `forceFresh` load: it runs the factory (or joins a run), never serves the cached value. */
   forced?: boolean;
+  /**
+   * The value in grace the load found (L1's, or L2's once read): a caller joining it with other
+   * timeouts than its own serves it past its own soft timeout (see {@link joinFlight}), as the
+   * load's first caller would. Without it, a value only L2 held (another instance's write, or
+   * no L1) backed the first caller and not the joiner, which got its hard timeout's error.
+   */
+  stale?: CacheEntry;
 }
 
 /**

@@ -471,6 +471,47 @@ export function describeCacheConformance(
       ).rejects.toBeInstanceOf(FactoryError);
     });
 
+    it('a getOrSet joining a load in flight with timeouts of its own serves its value in grace, from whichever tier holds it', async () => {
+      // README "Hard timeout": a caller finding the key's load in flight with other timeouts
+      // joins it with its own, and its value in grace. The joiner had only this instance's L1
+      // copy: one only L2 held (another instance's write, or no L1) backed the load's first
+      // caller, not the joiner, which waited out its hard timeout and got its error.
+      const clock = new ManualClock(Date.now());
+      const options = { clock, ttlMs: 1_000, graceMs: 600_000 };
+      const writer = make(options);
+      const reader = shared ? make(options) : writer;
+      const joinerOptions = { softTimeoutMs: 10, hardTimeoutMs: 1_000 };
+      let release: ((value: string) => void) | undefined;
+      let started = 0;
+      const slow = () =>
+        new Promise<string>((resolve) => {
+          started += 1;
+          release = resolve;
+        });
+      await writer.set('join-grace', 'old');
+      await writer.set('join-grace-many', 'old');
+      clock.advance(2_000);
+      // getOrSet's load: the first caller has no timeouts, the joiner's soft timeout passes.
+      const first = reader.getOrSet('join-grace', slow);
+      await vi.waitFor(() => expect(started).toBe(1));
+      await expect(reader.getOrSet('join-grace', slow, joinerOptions)).resolves.toBe('old');
+      release?.('new');
+      expect(await first).toBe('new');
+      // getOrSetMany's load, joined by a getOrSet with timeouts.
+      const batch = reader.getOrSetMany(
+        ['join-grace-many'],
+        () =>
+          new Promise<string[]>((resolve) => {
+            started += 1;
+            release = (value) => resolve([value]);
+          }),
+      );
+      await vi.waitFor(() => expect(started).toBe(2));
+      await expect(reader.getOrSet('join-grace-many', slow, joinerOptions)).resolves.toBe('old');
+      release?.('new');
+      expect(await batch).toEqual(['new']);
+    });
+
     it('forceFresh must be a boolean (ConfigError naming it)', async () => {
       const cache = make();
       await expect(
