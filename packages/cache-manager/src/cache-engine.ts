@@ -44,9 +44,9 @@ import { decodeEntry, getManyEntries, l1Charge } from './read-path.js';
 import {
   type Flight,
   flightLimits,
+  joinableFlight,
   joinFlight,
   loadThrough,
-  outlivedFlight,
   type RunningFactory,
   refreshIfDue,
   sameLimits,
@@ -422,7 +422,7 @@ export class CacheEngine {
     if (!forced) this.metrics.request('l1', entry ? 'stale' : 'miss');
     const inflight = this.flights.get(fullKey);
     // A forced call joins only a forced load: a plain one may end in the cached value.
-    if (inflight && (!forced || inflight.forced) && !outlivedFlight(this, inflight, fullKey, userKey)) {
+    if (inflight && (!forced || inflight.forced) && joinableFlight(this, inflight, fullKey, userKey)) {
       const promise = inflight.promise as Promise<T>;
       const shared = sameLimits(inflight.limits, flightLimits(this, options))
         ? promise
@@ -444,7 +444,7 @@ export class CacheEngine {
       return mode === 'clone' ? shared.then(copyOfFlight) : shared.then(frozenForJoiner);
     }
     // Its promise is the load's, set right below: the load only writes the flight's `stale`.
-    const flight = { limits: flightLimits(this, options), forced } as Flight;
+    const flight = { limits: flightLimits(this, options), forced, since: this.fills.epoch } as Flight;
     const load = loadThrough(
       this,
       fullKey,

@@ -207,6 +207,31 @@ export interface Flight {
    * no L1) backed the first caller and not the joiner, which got its hard timeout's error.
    */
   stale?: CacheEntry;
+  /** `fills.epoch` as the load began: a change of the key heard since ends its joining (see {@link joinableFlight}). */
+  since?: number;
+}
+
+/**
+ * Whether a caller may join `flight`, the load of its key in flight on this instance: not once
+ * a change of the key (a write, delete, expire, tag delete or expire, clear) has reached this
+ * instance since the load began, but the write of the value in grace the load found. The change
+ * supersedes the load's run (README "Hard timeout": joined until a write, delete or expire
+ * supersedes it), and the load's outcome may be the value it replaced, served past the first
+ * caller's timeout or failure: a caller that asked after a delete got the deleted value. Such a
+ * caller starts a load of its own, as after {@link outlivedFlight}.
+ */
+export function joinableFlight(
+  engine: CacheEngine,
+  flight: Flight,
+  fullKey: string,
+  userKey: string,
+): boolean {
+  if (
+    flight.since !== undefined &&
+    !engine.fills.mayFill(fullKey, flight.stale?.tags ?? [], flight.since, flight.stale?.writeId)
+  )
+    return false;
+  return !outlivedFlight(engine, flight, fullKey, userKey);
 }
 
 /**
