@@ -512,6 +512,37 @@ export function describeCacheConformance(
       expect(await batch).toEqual(['new']);
     });
 
+    it.skipIf(!shared)(
+      "a getOrSet after another instance's delete does not join the load in flight: never the deleted value",
+      async () => {
+        // The load in flight serves its first caller the value in grace past its soft timeout;
+        // a caller that asked after the delete was heard joined it and got that value too.
+        const clock = new ManualClock(Date.now());
+        const options = { clock, ttlMs: 1_000, graceMs: 600_000 };
+        const cache = make(options);
+        const other = make(options);
+        await cache.set('joined-after-delete', 'old');
+        clock.advance(2_000);
+        let started = 0;
+        const slow = () => {
+          started += 1;
+          return delay(600).then(() => 'older');
+        };
+        // Still waiting when the later call comes: it serves its value in grace at 300 ms.
+        const first = cache.getOrSet('joined-after-delete', slow, { softTimeoutMs: 300 });
+        await vi.waitFor(() => expect(started).toBe(1));
+        const heard = new Promise<void>((resolve) => cache.onInvalidation(() => resolve()));
+        await other.delete('joined-after-delete');
+        await heard;
+        const later = cache.getOrSet('joined-after-delete', () => delay(30).then(() => 'new'), {
+          softTimeoutMs: 20,
+          hardTimeoutMs: 5_000,
+        });
+        expect(await first).toBe('old');
+        expect(await later).toBe('new');
+      },
+    );
+
     it('forceFresh must be a boolean (ConfigError naming it)', async () => {
       const cache = make();
       await expect(
