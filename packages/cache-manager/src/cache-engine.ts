@@ -22,7 +22,7 @@ import type {
   SetOptions,
 } from './cache-options.js';
 import { DecodeTurns } from './decode-turns.js';
-import { type CacheEntry, isFresh, scopeTags, slideEntry } from './entry.js';
+import { type CacheEntry, isFresh, newerEntry, scopeTags, slideEntry } from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
 import { FillGuard } from './fill-guard.js';
 import { clearPrefix, deleteByTags, deleteKeys, expireByTags, expireKeys } from './invalidation.js';
@@ -44,9 +44,9 @@ import { decodeEntry, getManyEntries, l1Charge } from './read-path.js';
 import {
   type Flight,
   flightLimits,
+  joinableFlight,
   joinFlight,
   loadThrough,
-  outlivedFlight,
   type RunningFactory,
   refreshIfDue,
   sameLimits,
@@ -422,7 +422,7 @@ export class CacheEngine {
     if (!forced) this.metrics.request('l1', entry ? 'stale' : 'miss');
     const inflight = this.flights.get(fullKey);
     // A forced call joins only a forced load: a plain one may end in the cached value.
-    if (inflight && (!forced || inflight.forced) && !outlivedFlight(this, inflight, fullKey, userKey)) {
+    if (inflight && (!forced || inflight.forced) && joinableFlight(this, inflight, fullKey, userKey)) {
       const promise = inflight.promise as Promise<T>;
       const shared = sameLimits(inflight.limits, flightLimits(this, options))
         ? promise
@@ -433,7 +433,7 @@ export class CacheEngine {
               userKey,
               factory,
               options,
-              stale: entry as CacheEntry<T> | undefined,
+              stale: newerEntry(entry, inflight.stale) as CacheEntry<T> | undefined,
               // L1's copy, current as looked up in this turn (see `KeyLoad.staleSince`).
               staleSince: this.fills.epoch,
             },
@@ -443,6 +443,8 @@ export class CacheEngine {
       if (mode === 'reference') return shared;
       return mode === 'clone' ? shared.then(copyOfFlight) : shared.then(frozenForJoiner);
     }
+    // Its promise is the load's, set right below: the load only writes the flight's `stale`.
+    const flight = { limits: flightLimits(this, options), forced, since: this.fills.epoch } as Flight;
     const load = loadThrough(
       this,
       fullKey,
@@ -450,11 +452,12 @@ export class CacheEngine {
       factory,
       options,
       entry as CacheEntry<T> | undefined,
+      flight,
     ).finally(() => {
       // A forced call may have replaced this flight with its own.
       if (this.flights.get(fullKey) === flight) this.flights.delete(fullKey);
     });
-    const flight: Flight = { promise: load, limits: flightLimits(this, options), forced };
+    flight.promise = load;
     this.flights.set(fullKey, flight);
     // The flight resolves to the object L1 holds (or the factory's, which other callers share):
     // in clone mode the caller that started it gets a copy like everyone else.

@@ -129,6 +129,15 @@ export function slideEntry(entry: CacheEntry, now: number): void {
 }
 
 /**
+ * The later written of two copies of a key's value (by `createdAt`; `a` on a tie), either
+ * possibly absent: what a read-through serves in grace when L1 and L2 hold different ones.
+ */
+export function newerEntry(a: CacheEntry | undefined, b: CacheEntry | undefined): CacheEntry | undefined {
+  if (!a || !b) return a ?? b;
+  return b.createdAt > a.createdAt ? b : a;
+}
+
+/**
  * The entry as if it had expired at `now` (`expire`, `expireByTag`): freshness ends now and its
  * grace follows, as for an entry that expires naturally, so a grace of 0 makes it a miss
  * (`staleUntil` ≤ `now`: callers drop it). The grace is the entry's own (`staleUntil -

@@ -166,32 +166,42 @@ export async function seenManyInL2(
   });
 }
 
+/** What L2 held as a `forceFresh` call began (see {@link replacedInL2}). */
+export interface ReplacedInL2 {
+  /**
+   * The id of the write whose value L2 holds (`CacheEntry.writeId`): null when it holds none,
+   * or one without an id (the previous release's) or undecodable; undefined when the read
+   * failed. What the call replaces (see `KeyLoad.replacedWriteId`).
+   */
+  writeId: number | null | undefined;
+  /** That value, decoded: it backs the call as in grace while it is servable (see `loadThrough`). */
+  entry: CacheEntry | undefined;
+}
+
 /**
- * The id of the write whose value L2 holds for `fullKey` (`CacheEntry.writeId`): null when it
- * holds none, or one without an id (the previous release's) or undecodable; undefined when the
- * read failed. What a `forceFresh` call replaces (see `KeyLoad.replacedWriteId`). `held` gets
- * the bytes as stored (null: none; left undefined when the read failed), which the call's run
- * compares its write with (see `KeyLoad.l2Held`).
+ * The value L2 holds for `fullKey` and the id of its write, as a `forceFresh` call begins,
+ * read without sliding it. `held` gets the bytes as stored (null: none; left undefined when the
+ * read failed), which the call's run compares its write with (see `KeyLoad.l2Held`).
  */
-export async function writeIdInL2(
+export async function replacedInL2(
   engine: CacheEngine,
   fullKey: string,
   held?: L2Held,
-): Promise<number | null | undefined> {
+): Promise<ReplacedInL2> {
   const [bytes] = await fetchMany(engine, [fullKey], NOT_READ);
-  if (bytes === NOT_READ) return undefined;
+  if (bytes === NOT_READ) return { writeId: undefined, entry: undefined };
   if (held) {
     held.bytes = bytes ?? null;
     held.tags = undefined;
     held.writeId = undefined;
   }
-  if (bytes === undefined) return null;
+  if (bytes === undefined) return { writeId: null, entry: undefined };
   const entry = decodeEntry(engine, fullKey, bytes);
   if (held) {
     held.tags = entry?.tags;
     held.writeId = entry?.writeId;
   }
-  return entry?.writeId ?? null;
+  return { writeId: entry?.writeId ?? null, entry };
 }
 
 /**

@@ -13,8 +13,8 @@ import {
   type Flight,
   type FlightLimits,
   flightLimits,
+  joinableFlight,
   joinFlight,
-  outlivedFlight,
   sameLimits,
   unchangedOrNot,
 } from './read-through.js';
@@ -138,7 +138,7 @@ export async function getOrSetMany<T>(
     engine.metrics.request('l1', entry ? 'stale' : 'miss');
     if (entry) stale.set(index, entry as CacheEntry<T>);
     const flight = engine.flights.get(fullKey);
-    if (flight && !outlivedFlight(engine, flight, fullKey, userKeys[index]!)) join(index, flight);
+    if (flight && joinableFlight(engine, flight, fullKey, userKeys[index]!)) join(index, flight);
     else rest.push(index);
   }
   if (engine.tier && rest.length > 0)
@@ -147,7 +147,7 @@ export async function getOrSetMany<T>(
   const mine: number[] = [];
   for (const index of rest) {
     const flight = engine.flights.get(fullKeys[index]!);
-    if (flight && !outlivedFlight(engine, flight, fullKeys[index]!, userKeys[index]!)) join(index, flight);
+    if (flight && joinableFlight(engine, flight, fullKeys[index]!, userKeys[index]!)) join(index, flight);
     else mine.push(index);
   }
   if (mine.length > 0) {
@@ -162,7 +162,13 @@ export async function getOrSetMany<T>(
       });
       // Handled here; joiners and this call still see the rejection.
       flight.catch(() => {});
-      const own: Flight = { promise: flight, startedAt: Date.now() };
+      // Its value in grace (L1's or L2's) is a joining getOrSet's too (see `Flight.stale`).
+      const own: Flight = {
+        promise: flight,
+        startedAt: Date.now(),
+        stale: stale.get(index),
+        since: staleSince,
+      };
       engine.flights.set(fullKey, own);
       join(index, own);
     }

@@ -14,7 +14,7 @@ import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError
 import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
-import { type L2Held, type L2Read, readL2, readL2Current, writeIdInL2 } from './read-path.js';
+import { type L2Held, type L2Read, readL2, readL2Current, replacedInL2 } from './read-path.js';
 import { ReplacedValueKeeper } from './replaced-value-keeper.js';
 import { awaitInOrder, writeEntry, writeLocal } from './writes.js';
 
@@ -101,6 +101,8 @@ export async function loadThrough<T>(
   factory: Factory<T>,
   options: GetOrSetOptions,
   staleL1: CacheEntry<T> | undefined,
+  /** The load's flight, told the value in grace found for its joiners (see {@link Flight.stale}). */
+  flight?: Flight,
 ): Promise<T> {
   let stale = staleL1;
   // L1's copy was current as the call looked it up, in this same turn; L2's read starts now.
@@ -109,14 +111,22 @@ export async function loadThrough<T>(
   const held: L2Held = {};
   if (options.forceFresh === true) {
     // Nothing served from the cache: the factory runs (or a run in flight is joined). L2 is
-    // read only to name the write it holds now, the one the call replaces (a value of another
-    // write is a later one), and to keep its bytes: the run's write replaces only them
+    // read to name the write it holds now, the one the call replaces (a value of another write
+    // is a later one), and to keep its bytes: the run's write replaces only them
     // (compare-and-set, see `KeyLoad.l2Held`), so a change another instance makes during the
     // run stands. `l2Seen` stays unknown, so a run spanning a bus reconnect is not cached over
-    // L2 (see `KeyLoad.l2Seen`).
+    // L2 (see `KeyLoad.l2Seen`). The value replaced backs the call as in grace: L1's, or L2's
+    // when newer or L1 has none (another instance wrote it, it left L1, or there is no L1).
     const forcedAt = engine.clock.now();
-    const replacedWriteId = engine.tier ? await writeIdInL2(engine, fullKey, held) : null;
-    const inGrace = stale && forcedAt < stale.staleUntil ? stale : undefined;
+    let replacedWriteId: number | null | undefined = null;
+    if (engine.tier) {
+      const replaced = await replacedInL2(engine, fullKey, held);
+      replacedWriteId = replaced.writeId;
+      const remote = replaced.entry as CacheEntry<T> | undefined;
+      if (remote && (!stale || remote.createdAt > stale.createdAt)) stale = remote;
+    }
+    const inGrace = stale && engine.clock.now() < stale.staleUntil ? stale : undefined;
+    if (flight) flight.stale = inGrace;
     return computeOnce(engine, {
       fullKey,
       userKey,
@@ -151,6 +161,7 @@ export async function loadThrough<T>(
     }
   }
   if (engine.listeners.miss) engine.emitMiss(fullKey);
+  if (flight) flight.stale = stale;
   return computeOnce(engine, {
     fullKey,
     userKey,
@@ -189,6 +200,38 @@ export interface Flight {
   outlived?: boolean;
   /** A `forceFresh` load: it runs the factory (or joins a run), never serves the cached value. */
   forced?: boolean;
+  /**
+   * The value in grace the load found (L1's, or L2's once read): a caller joining it with other
+   * timeouts than its own serves it past its own soft timeout (see {@link joinFlight}), as the
+   * load's first caller would. Without it, a value only L2 held (another instance's write, or
+   * no L1) backed the first caller and not the joiner, which got its hard timeout's error.
+   */
+  stale?: CacheEntry;
+  /** `fills.epoch` as the load began: a change of the key heard since ends its joining (see {@link joinableFlight}). */
+  since?: number;
+}
+
+/**
+ * Whether a caller may join `flight`, the load of its key in flight on this instance: not once
+ * a change of the key (a write, delete, expire, tag delete or expire, clear) has reached this
+ * instance since the load began, but the write of the value in grace the load found. The change
+ * supersedes the load's run (README "Hard timeout": joined until a write, delete or expire
+ * supersedes it), and the load's outcome may be the value it replaced, served past the first
+ * caller's timeout or failure: a caller that asked after a delete got the deleted value. Such a
+ * caller starts a load of its own, as after {@link outlivedFlight}.
+ */
+export function joinableFlight(
+  engine: CacheEngine,
+  flight: Flight,
+  fullKey: string,
+  userKey: string,
+): boolean {
+  if (
+    flight.since !== undefined &&
+    !engine.fills.mayFill(fullKey, flight.stale?.tags ?? [], flight.since, flight.stale?.writeId)
+  )
+    return false;
+  return !outlivedFlight(engine, flight, fullKey, userKey);
 }
 
 /**

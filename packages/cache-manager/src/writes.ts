@@ -276,10 +276,11 @@ export function prepareWrite(
     });
   }
   // An L2 read of the key in flight answers with the value this write replaces (not into L1),
-  // or, landing after it, with this very value, which its id tells (see `FillGuard`).
+  // or, landing after it, with this very value, which its id tells (see `FillGuard`). L2-only
+  // too, though no read fills L1 there: a load in flight is not joined after the write (see
+  // `joinableFlight`), as its outcome may be the value in grace the write replaced.
   const writeId = engine.writeIds.next();
-  // L2-only: no read fills L1, so there is no fill to guard.
-  if (engine.l1Enabled) engine.fills.changedKey(fullKey, writeId);
+  engine.fills.changedKey(fullKey, writeId);
   const now = engine.clock.now();
   const entry = createEntry(
     l1Value(engine, value, fullKey),

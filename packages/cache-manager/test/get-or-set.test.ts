@@ -629,6 +629,45 @@ describe('writes and deletes during a factory run', () => {
     expect(fresh).toBe('fresh');
     expect(await cache.get('deleted')).toBe('fresh');
   });
+
+  it('a caller after a delete, tag delete or clear starts its own load: it never gets the value the change removed', async () => {
+    // The load in flight serves its first caller the value in grace past its soft timeout. A
+    // caller that asked after the change joined that load (README "Hard timeout": joined until
+    // a write, delete or expire supersedes it) and got the deleted value with it, with the same
+    // timeouts (the flight's outcome) or others (the flight's value in grace).
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 60_000 });
+    const view = cache.namespace('ns');
+    const pending: ((value: string) => void)[] = [];
+    const hung = () => {
+      const source = deferred<string>();
+      pending.push(source.resolve);
+      return source.promise;
+    };
+    const slowlyNew = () => delay(30).then(() => 'new');
+    const changes = {
+      delete: () => cache.delete('k'),
+      deleteByTag: () => cache.deleteByTag('t'),
+      clear: () => view.clear(),
+    };
+    for (const [name, change] of Object.entries(changes)) {
+      for (const joiner of [{ softTimeoutMs: 10 }, { softTimeoutMs: 5, hardTimeoutMs: 2_000 }]) {
+        const on = name === 'clear' ? view : cache;
+        await on.set('k', 'old', { tags: ['t'] });
+        clock.advance(200); // in grace
+        const first = on.getOrSet('k', hung, { softTimeoutMs: 10, tags: ['t'] });
+        await tick();
+        await change();
+        const later = await on.getOrSet('k', slowlyNew, { ...joiner, tags: ['t'] });
+        expect({ name, joiner, later }).toEqual({ name, joiner, later: 'new' });
+        // The first caller asked before the change: it is served the value it found.
+        expect(await first).toBe('old');
+        expect(await on.get('k')).toBe('new');
+        for (const resolve of pending.splice(0)) resolve('older');
+        await on.delete('k');
+      }
+    }
+  });
 });
 
 describe('L1 value modes', () => {

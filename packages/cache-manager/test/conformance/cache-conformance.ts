@@ -436,6 +436,113 @@ export function describeCacheConformance(
       expect(await fresh.get('forced-join')).toBe(shared ? 'forced' : 'plain');
     });
 
+    it('getOrSet with forceFresh serves the value it replaces when its factory fails, from whichever tier holds it', async () => {
+      // README "Forcing a refresh": the value the call replaces backs it as in grace. It was
+      // served only from this instance's L1: one that only L2 held (written by another instance,
+      // or by an L2-only cache, or in grace there) left the factory's error to the caller, and
+      // the factory's context without it (bentocache#115 has the context half of this).
+      const clock = new ManualClock(Date.now());
+      const options = { clock, ttlMs: 60_000, graceMs: 60_000 };
+      const cache = make(options);
+      const seen: unknown[] = [];
+      const failing = async (context: FactoryContext<string>): Promise<string> => {
+        seen.push(context.staleValue);
+        throw new Error('source down');
+      };
+      await cache.set('forced-fallback', 'mine');
+      expect(await cache.getOrSet('forced-fallback', failing, { forceFresh: true })).toBe('mine');
+      expect(seen).toEqual(['mine']);
+      if (!shared) return;
+      // Written by another instance: this one has no copy of its own.
+      await make(options).set('forced-fallback-l2', 'theirs');
+      expect(await make(options).getOrSet('forced-fallback-l2', failing, { forceFresh: true })).toBe(
+        'theirs',
+      );
+      // In grace in L2 (expired, not yet dropped): served as after any failure.
+      clock.advance(61_000);
+      expect(await make(options).getOrSet('forced-fallback-l2', failing, { forceFresh: true })).toBe(
+        'theirs',
+      );
+      expect(seen).toEqual(['mine', 'theirs', 'theirs']);
+      // Past its grace nothing backs the call: the factory's error.
+      clock.advance(60_000);
+      await expect(
+        make(options).getOrSet('forced-fallback-l2', failing, { forceFresh: true }),
+      ).rejects.toBeInstanceOf(FactoryError);
+    });
+
+    it('a getOrSet joining a load in flight with timeouts of its own serves its value in grace, from whichever tier holds it', async () => {
+      // README "Hard timeout": a caller finding the key's load in flight with other timeouts
+      // joins it with its own, and its value in grace. The joiner had only this instance's L1
+      // copy: one only L2 held (another instance's write, or no L1) backed the load's first
+      // caller, not the joiner, which waited out its hard timeout and got its error.
+      const clock = new ManualClock(Date.now());
+      const options = { clock, ttlMs: 1_000, graceMs: 600_000 };
+      const writer = make(options);
+      const reader = shared ? make(options) : writer;
+      const joinerOptions = { softTimeoutMs: 10, hardTimeoutMs: 1_000 };
+      let release: ((value: string) => void) | undefined;
+      let started = 0;
+      const slow = () =>
+        new Promise<string>((resolve) => {
+          started += 1;
+          release = resolve;
+        });
+      await writer.set('join-grace', 'old');
+      await writer.set('join-grace-many', 'old');
+      clock.advance(2_000);
+      // getOrSet's load: the first caller has no timeouts, the joiner's soft timeout passes.
+      const first = reader.getOrSet('join-grace', slow);
+      await vi.waitFor(() => expect(started).toBe(1));
+      await expect(reader.getOrSet('join-grace', slow, joinerOptions)).resolves.toBe('old');
+      release?.('new');
+      expect(await first).toBe('new');
+      // getOrSetMany's load, joined by a getOrSet with timeouts.
+      const batch = reader.getOrSetMany(
+        ['join-grace-many'],
+        () =>
+          new Promise<string[]>((resolve) => {
+            started += 1;
+            release = (value) => resolve([value]);
+          }),
+      );
+      await vi.waitFor(() => expect(started).toBe(2));
+      await expect(reader.getOrSet('join-grace-many', slow, joinerOptions)).resolves.toBe('old');
+      release?.('new');
+      expect(await batch).toEqual(['new']);
+    });
+
+    it.skipIf(!shared)(
+      "a getOrSet after another instance's delete does not join the load in flight: never the deleted value",
+      async () => {
+        // The load in flight serves its first caller the value in grace past its soft timeout;
+        // a caller that asked after the delete was heard joined it and got that value too.
+        const clock = new ManualClock(Date.now());
+        const options = { clock, ttlMs: 1_000, graceMs: 600_000 };
+        const cache = make(options);
+        const other = make(options);
+        await cache.set('joined-after-delete', 'old');
+        clock.advance(2_000);
+        let started = 0;
+        const slow = () => {
+          started += 1;
+          return delay(600).then(() => 'older');
+        };
+        // Still waiting when the later call comes: it serves its value in grace at 300 ms.
+        const first = cache.getOrSet('joined-after-delete', slow, { softTimeoutMs: 300 });
+        await vi.waitFor(() => expect(started).toBe(1));
+        const heard = new Promise<void>((resolve) => cache.onInvalidation(() => resolve()));
+        await other.delete('joined-after-delete');
+        await heard;
+        const later = cache.getOrSet('joined-after-delete', () => delay(30).then(() => 'new'), {
+          softTimeoutMs: 20,
+          hardTimeoutMs: 5_000,
+        });
+        expect(await first).toBe('old');
+        expect(await later).toBe('new');
+      },
+    );
+
     it('forceFresh must be a boolean (ConfigError naming it)', async () => {
       const cache = make();
       await expect(

@@ -114,6 +114,27 @@ describe.skipIf(!redisUp)('l1: false (L2-only) on Redis', () => {
     expect(factory).toHaveBeenCalledTimes(2);
   });
 
+  it('a getOrSet after its own set reads that write: it does not join the load in flight, whose value in grace it replaced', async () => {
+    // L2-only writes did not tell the fill guard (no L1 to fill), so the load in flight looked
+    // unchanged: the later call joined it and got the value in grace the set had replaced,
+    // served past the first caller's soft timeout (an L1 cache hits its own write in L1).
+    const clock = new ManualClock(Date.now());
+    const cache = make({ clock, ttlMs: 1_000, graceMs: 600_000 });
+    await cache.set('own-write', 'old');
+    clock.advance(2_000);
+    let started = 0;
+    const slow = () => {
+      started += 1;
+      return new Promise<string>((resolve) => setTimeout(() => resolve('older'), 600));
+    };
+    const first = cache.getOrSet('own-write', slow, { softTimeoutMs: 300 });
+    await vi.waitFor(() => expect(started).toBe(1));
+    await cache.set('own-write', 'mine');
+    expect(await cache.getOrSet('own-write', slow, { softTimeoutMs: 300 })).toBe('mine');
+    expect(await first).toBe('old');
+    expect(started).toBe(1);
+  });
+
   it('refreshes ahead on an L2 hit (it has no other kind): the caller gets the current value, the next the refreshed one', async () => {
     const clock = new ManualClock(Date.now());
     const cache = make({ clock, ttlMs: 10_000, refreshThresholdMs: 2_000 });
