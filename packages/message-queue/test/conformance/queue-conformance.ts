@@ -390,20 +390,25 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       const bulk = await queue.addBulk([
         { name: 'once', data: 3, options: { jobId: 'order-1' } },
         { name: 'once', data: 4, options: { jobId: 'order-2' } },
+        // The same id twice in one batch (bullmq #458: addBulk ignored jobId): the first item wins.
+        { name: 'once', data: 5, options: { jobId: 'order-3' } },
+        { name: 'once', data: 6, options: { jobId: 'order-3' } },
       ]);
       expect([first.added, second.added, ...bulk.map((result) => result.added)]).toEqual([
         true,
         false,
         false,
         true,
+        true,
+        false,
       ]);
       const seen: unknown[] = [];
       startWorker(queue, (job) => {
         seen.push(job.data);
       });
-      await waitFor(() => seen.length === 2);
+      await waitFor(() => seen.length === 3);
       await sleep(100);
-      expect(seen.sort()).toEqual([1, 4]);
+      expect(seen.sort()).toEqual([1, 4, 5]);
     });
 
     it('pauses and resumes', async () => {
