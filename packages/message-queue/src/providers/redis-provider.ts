@@ -362,7 +362,7 @@ export class RedisProvider implements QueueProvider {
   }
 
   async setProgress(queue: string, id: string, progress: unknown): Promise<void> {
-    await this.#redis.hset(`${this.#keyPrefix(queue)}prog`, id, JSON.stringify(progress ?? null));
+    await this.#run('progress', queue, [id, JSON.stringify(progress ?? null)]);
   }
 
   async cancel(queue: string, id: string, now: number): Promise<CancelResult> {

@@ -668,6 +668,25 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       release();
     });
 
+    itWith(
+      ['progress', 'getJob', 'dedupe'],
+      'a progress written after its job was removed is not stored: a job re-added with that id has none',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('short', null, { jobId: 'reported-late', removeOnComplete: true });
+        let finished: Job<unknown> | undefined;
+        const worker = startWorker(queue, (job) => {
+          finished = job;
+        });
+        await waitFor(async () => finished !== undefined && (await queue.getJob(id)) === undefined);
+        await worker.close();
+        // A handler's un-awaited progress call (or one from a run that outlived its timeout) lands late.
+        await finished?.progress({ percent: 99 });
+        expect((await queue.add('short', null, { jobId: 'reported-late' })).added).toBe(true);
+        expect((await queue.getJob(id))?.progress).toBeUndefined();
+      },
+    );
+
     it('aborts a job at its timeout and reuses the slot', async () => {
       const queue = makeQueue();
       await queue.add('stuck', null, { timeout: 100, attempts: 1 });
