@@ -10,33 +10,39 @@ import { sleep, waitFor } from '../helpers.js';
 // going, the outage reported through its logger, health and metrics.
 const privateRedis = await startPrivateRedisOrSkip();
 
-describe.skipIf(privateRedis.skip !== undefined)('a worker with no error listener (private redis-server)', () => {
-  const server = privateRedis.redis!;
-  afterAll(() => server.stop());
+describe.skipIf(privateRedis.skip !== undefined)(
+  'a worker with no error listener (private redis-server)',
+  () => {
+    const server = privateRedis.redis!;
+    afterAll(() => server.stop());
 
-  it('survives Redis stopping past backendTimeoutMs and runs a job added after the restart', async () => {
-    const connection = new Redis(server.url, { maxRetriesPerRequest: null });
-    connection.on('error', () => {});
-    const queue = new Queue({ name: uniqueName('no-error-listener'), provider: new RedisProvider({ connection }) });
-    const done: string[] = [];
-    const worker = new Worker({
-      queue,
-      pollIntervalMs: 100,
-      backendTimeoutMs: 500,
-      handler: (job) => void done.push(job.name),
-    });
-    try {
-      await queue.add('before', null);
-      await waitFor(() => done.includes('before'), 5_000, 'the first job ran');
-      await server.kill();
-      await sleep(1_500); // past backendTimeoutMs: the worker emits 'error' with no listener of ours
-      await server.restart();
-      await queue.add('after', null);
-      await waitFor(() => done.includes('after'), 10_000, 'the job added after the restart ran');
-      expect(done).toEqual(['before', 'after']);
-    } finally {
-      await worker.close();
-      connection.disconnect();
-    }
-  }, 30_000);
-});
+    it('survives Redis stopping past backendTimeoutMs and runs a job added after the restart', async () => {
+      const connection = new Redis(server.url, { maxRetriesPerRequest: null });
+      connection.on('error', () => {});
+      const queue = new Queue({
+        name: uniqueName('no-error-listener'),
+        provider: new RedisProvider({ connection }),
+      });
+      const done: string[] = [];
+      const worker = new Worker({
+        queue,
+        pollIntervalMs: 100,
+        backendTimeoutMs: 500,
+        handler: (job) => void done.push(job.name),
+      });
+      try {
+        await queue.add('before', null);
+        await waitFor(() => done.includes('before'), 5_000, 'the first job ran');
+        await server.kill();
+        await sleep(1_500); // past backendTimeoutMs: the worker emits 'error' with no listener of ours
+        await server.restart();
+        await queue.add('after', null);
+        await waitFor(() => done.includes('after'), 10_000, 'the job added after the restart ran');
+        expect(done).toEqual(['before', 'after']);
+      } finally {
+        await worker.close();
+        connection.disconnect();
+      }
+    }, 30_000);
+  },
+);
