@@ -62,9 +62,8 @@ describe.concurrent('a Redis connection with an ioredis keyPrefix', () => {
             children: [{ name: 'child', data: 7 }],
           });
           await waitFor(async () => (await queue.getJob(flow.id))?.state === 'completed', 10_000, 'the flow');
-          expect(
-            Object.values(((await queue.getJob(flow.id))?.result as { results: object }).results),
-          ).toEqual([7]);
+          const parentResult = (await queue.getJob(flow.id))?.result as { results?: object } | undefined;
+          expect(Object.values(parentResult?.results ?? {})).toEqual([7]);
           await waitFor(async () => (await queue.dlq.list()).length === 1, 10_000, 'the dead job listed');
           expect((await queue.dlq.list()).map((job) => job.name)).toEqual(['doomed']);
           const keys = await raw.keys(`*{${name}}*`);
