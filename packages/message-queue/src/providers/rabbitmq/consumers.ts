@@ -80,6 +80,8 @@ export class RabbitConsumers {
   readonly #consumers = new Map<string, Consumer>();
   /** Consumer channels this provider closes itself (a stopped consumer): not a lost connection. */
   readonly #retired = new WeakSet<Channel>();
+  /** Consumer channels on which the broker cancelled a subscription (see `#cancelledByBroker`). */
+  readonly #brokerCancelled = new WeakSet<Channel>();
   readonly #settleRedelivery: RedeliverySettler | undefined;
 
   /**
@@ -313,7 +315,9 @@ export class RabbitConsumers {
    * declaring its queues anew.
    */
   #cancelledByBroker(queue: string, consumer: Consumer, channel: Channel, cancelled: string): void {
-    if (consumer.channel !== channel) return;
+    // Once per channel: a node going down cancels the queue's and every group queue's consumer.
+    if (consumer.channel !== channel || this.#brokerCancelled.has(channel)) return;
+    this.#brokerCancelled.add(channel);
     this.#logger.warn('RabbitMQ cancelled a consumer (queue deleted or unavailable): consuming again', {
       queue,
       cancelled,
