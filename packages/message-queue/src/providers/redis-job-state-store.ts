@@ -42,6 +42,7 @@ import {
 } from './redis-job-data.js';
 import {
   addChunkSizeOption,
+  clientKeyPrefix,
   closeTimeoutOption,
   maxArgumentBytesOption,
   redisConnectionOption,
@@ -105,6 +106,8 @@ export class RedisJobStateStore implements JobStateStore {
   /** The largest argument Redis takes (an exchange's settlements are one). */
   readonly #argumentLimit: ArgumentLimit;
   readonly #prefix: string;
+  /** The connection's ioredis `keyPrefix` (see {@link clientKeyPrefix}). */
+  readonly #clientPrefix: string;
   readonly #outboxMs: number;
   readonly #chunk: number;
   readonly #scripts: Record<JobStateScriptName, LuaScript>;
@@ -121,6 +124,7 @@ export class RedisJobStateStore implements JobStateStore {
     const parsed = parseOptions('RedisJobStateStore', redisJobStateStoreOptionsSchema, options);
     this.#redis = parsed.connection;
     this.#prefix = parsed.prefix;
+    this.#clientPrefix = clientKeyPrefix(parsed.connection);
     this.#outboxMs = parsed.outboxTimeoutMs;
     this.#chunk = parsed.addChunkSize;
     this.#closeTimeoutMs = parsed.closeTimeoutMs;
@@ -133,14 +137,25 @@ export class RedisJobStateStore implements JobStateStore {
     this.#whenClosed.catch(() => {});
   }
 
+  /** The prefix of a queue's keys as commands name them (ioredis adds the client's `keyPrefix`). */
   #keyPrefix(queue: string): string {
     return `${this.#prefix}:{${queue}}:`;
   }
 
+  /** The same prefix as the keys are stored: for Lua scripts and pub/sub channels. */
+  #storedPrefix(queue: string): string {
+    return `${this.#clientPrefix}${this.#keyPrefix(queue)}`;
+  }
+
   /** Runs a script by EVALSHA; on NOSCRIPT (first use, or after a Redis restart) loads it once. */
   #run(name: JobStateScriptName, queue: string, args: (string | number)[]): Promise<unknown> {
-    const prefix = this.#keyPrefix(queue);
-    return runLuaScript(this.#redis, this.#scripts[name], `${prefix}meta`, prefix, args);
+    return runLuaScript(
+      this.#redis,
+      this.#scripts[name],
+      `${this.#keyPrefix(queue)}meta`,
+      this.#storedPrefix(queue),
+      args,
+    );
   }
 
   async add(queue: string, records: JobRecord[], now: number): Promise<number[]> {
@@ -333,13 +348,13 @@ export class RedisJobStateStore implements JobStateStore {
   async pause(queue: string): Promise<void> {
     const prefix = this.#keyPrefix(queue);
     await this.#redis.hset(`${prefix}meta`, 'paused', '1');
-    await this.#redis.publish(`${prefix}ev`, 'p');
+    await this.#redis.publish(`${this.#storedPrefix(queue)}ev`, 'p');
   }
 
   async resume(queue: string): Promise<void> {
     const prefix = this.#keyPrefix(queue);
     await this.#redis.hdel(`${prefix}meta`, 'paused');
-    await this.#redis.publish(`${prefix}ev`, 'r');
+    await this.#redis.publish(`${this.#storedPrefix(queue)}ev`, 'r');
   }
 
   async groups(queue: string): Promise<string[]> {
@@ -388,7 +403,7 @@ export class RedisJobStateStore implements JobStateStore {
   }
 
   async subscribe(queue: string, listener: (event: StateEvent) => void): Promise<() => void> {
-    const channel = `${this.#keyPrefix(queue)}ev`;
+    const channel = `${this.#storedPrefix(queue)}ev`;
     let listeners = this.#listeners.get(channel);
     if (!listeners) {
       listeners = new Set();

@@ -28,6 +28,17 @@ export const redisConnectionOption = z
     });
   });
 
+/**
+ * The client's own ioredis `keyPrefix` ('' when unset). ioredis adds it to the keys of the
+ * commands it sends (a script's declared keys included), not to the keys a Lua script builds nor
+ * to pub/sub channels: the Redis-backed classes give their scripts and channels the same prefix,
+ * so every key lives under it (BullMQ breaks on a `keyPrefix`: "Missing lock for job").
+ */
+export function clientKeyPrefix(connection: Redis | Cluster): string {
+  const keyPrefix = (connection.options as { keyPrefix?: unknown }).keyPrefix;
+  return typeof keyPrefix === 'string' ? keyPrefix : '';
+}
+
 /** A key prefix option (no braces: each queue's keys carry their own `{<queue>}` hash tag). */
 export function redisPrefixOption(defaultPrefix: string) {
   return z

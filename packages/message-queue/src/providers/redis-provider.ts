@@ -37,6 +37,7 @@ import {
 } from './redis-job-data.js';
 import {
   addChunkSizeOption,
+  clientKeyPrefix,
   closeTimeoutOption,
   maxArgumentBytesOption,
   redisConnectionOption,
@@ -104,6 +105,8 @@ export class RedisProvider implements QueueProvider {
   /** The largest argument Redis takes (an exchange's settlements are one). */
   readonly #argumentLimit: ArgumentLimit;
   readonly #prefix: string;
+  /** The connection's ioredis `keyPrefix` (see {@link clientKeyPrefix}). */
+  readonly #clientPrefix: string;
   readonly #chunk: number;
   readonly #scripts: Record<RedisScriptName, LuaScript>;
   readonly #queues = new Map<string, QueueState>();
@@ -119,6 +122,7 @@ export class RedisProvider implements QueueProvider {
     const parsed = parseOptions('RedisProvider', redisProviderOptionsSchema, options);
     this.#redis = parsed.connection;
     this.#prefix = parsed.prefix;
+    this.#clientPrefix = clientKeyPrefix(parsed.connection);
     this.#chunk = parsed.addChunkSize;
     this.#closeTimeoutMs = parsed.closeTimeoutMs;
     this.#argumentLimit = new ArgumentLimit(parsed.connection, parsed.maxArgumentBytes);
@@ -128,8 +132,14 @@ export class RedisProvider implements QueueProvider {
     });
   }
 
+  /** The prefix of a queue's keys as commands name them (ioredis adds the client's `keyPrefix`). */
   #keyPrefix(queue: string): string {
     return `${this.#prefix}:{${queue}}:`;
+  }
+
+  /** The same prefix as the keys are stored: for Lua scripts and pub/sub channels. */
+  #storedPrefix(queue: string): string {
+    return `${this.#clientPrefix}${this.#keyPrefix(queue)}`;
   }
 
   /** Runs a script by EVALSHA; on NOSCRIPT (first use, or after a Redis restart) loads it once. */
@@ -144,10 +154,9 @@ export class RedisProvider implements QueueProvider {
   #state(queue: string): QueueState {
     let state = this.#queues.get(queue);
     if (!state) {
-      const prefix = this.#keyPrefix(queue);
       state = {
-        prefix,
-        meta: `${prefix}meta`,
+        prefix: this.#storedPrefix(queue),
+        meta: `${this.#keyPrefix(queue)}meta`,
         wakers: new Wakers(),
         cancelListeners: new Set(),
         notified: 0,
@@ -168,7 +177,7 @@ export class RedisProvider implements QueueProvider {
       subscriber.on('message', (channel: string, message: string) => this.#onMessage(channel, message));
       this.#subscriber = subscriber;
     }
-    const channel = `${this.#keyPrefix(queue)}ev`;
+    const channel = `${this.#storedPrefix(queue)}ev`;
     this.#channels.set(channel, queue);
     state.subscribed = Promise.race([subscribeWhenReady(this.#subscriber, channel), this.#whenClosed]);
     return state.subscribed;
@@ -354,7 +363,7 @@ export class RedisProvider implements QueueProvider {
   async resume(queue: string): Promise<void> {
     const prefix = this.#keyPrefix(queue);
     await this.#redis.hdel(`${prefix}meta`, 'paused');
-    await this.#redis.publish(`${prefix}ev`, 'w');
+    await this.#redis.publish(`${this.#storedPrefix(queue)}ev`, 'w');
   }
 
   async drain(queue: string, includeDelayed: boolean): Promise<number> {
@@ -362,7 +371,7 @@ export class RedisProvider implements QueueProvider {
   }
 
   async setProgress(queue: string, id: string, progress: unknown): Promise<void> {
-    await this.#redis.hset(`${this.#keyPrefix(queue)}prog`, id, JSON.stringify(progress ?? null));
+    await this.#run('progress', queue, [id, JSON.stringify(progress ?? null)]);
   }
 
   async cancel(queue: string, id: string, now: number): Promise<CancelResult> {

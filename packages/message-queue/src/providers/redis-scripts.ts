@@ -14,6 +14,7 @@ const redisScriptNames = [
   'cancel',
   'redrive',
   'purge-dead',
+  'progress',
 ] as const;
 
 /** A script's name. */

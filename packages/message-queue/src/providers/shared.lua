@@ -33,3 +33,24 @@ end
 -- Flow parents this script dead-lettered by the 'fail' policy: id, name, message per parent
 -- (the worker counts and publishes them as dead-lettered).
 local failedParents = {}
+
+-- redis.call(command, [key,] values...) over a list of any length, 1,000 values per call:
+-- unpack() fails past ~8,000 values ("too many results to unpack"), and a worker of the largest
+-- concurrency (10,000) leases and settles more than that in one exchange. `key` nil: no key
+-- argument (MGET). Returns the array replies joined in order (false where the reply had nil).
+local function callSliced(command, key, values)
+  local joined = {}
+  for first = 1, #values, 1000 do
+    local last = math.min(first + 999, #values)
+    local reply
+    if key then
+      reply = redis.call(command, key, unpack(values, first, last))
+    else
+      reply = redis.call(command, unpack(values, first, last))
+    end
+    if type(reply) == 'table' then
+      for k = 1, last - first + 1 do joined[#joined + 1] = reply[k] end
+    end
+  end
+  return joined
+end

@@ -390,20 +390,25 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       const bulk = await queue.addBulk([
         { name: 'once', data: 3, options: { jobId: 'order-1' } },
         { name: 'once', data: 4, options: { jobId: 'order-2' } },
+        // The same id twice in one batch (bullmq #458: addBulk ignored jobId): the first item wins.
+        { name: 'once', data: 5, options: { jobId: 'order-3' } },
+        { name: 'once', data: 6, options: { jobId: 'order-3' } },
       ]);
       expect([first.added, second.added, ...bulk.map((result) => result.added)]).toEqual([
         true,
         false,
         false,
         true,
+        true,
+        false,
       ]);
       const seen: unknown[] = [];
       startWorker(queue, (job) => {
         seen.push(job.data);
       });
-      await waitFor(() => seen.length === 2);
+      await waitFor(() => seen.length === 3);
       await sleep(100);
-      expect(seen.sort()).toEqual([1, 4]);
+      expect(seen.sort()).toEqual([1, 4, 5]);
     });
 
     it('pauses and resumes', async () => {
@@ -662,6 +667,25 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect((await queue.getJob(id))?.progress).toEqual({ percent: 50 });
       release();
     });
+
+    itWith(
+      ['progress', 'getJob', 'dedupe'],
+      'a progress written after its job was removed is not stored: a job re-added with that id has none',
+      async () => {
+        const queue = makeQueue();
+        const { id } = await queue.add('short', null, { jobId: 'reported-late', removeOnComplete: true });
+        let finished: Job<unknown> | undefined;
+        const worker = startWorker(queue, (job) => {
+          finished = job;
+        });
+        await waitFor(async () => finished !== undefined && (await queue.getJob(id)) === undefined);
+        await worker.close();
+        // A handler's un-awaited progress call (or one from a run that outlived its timeout) lands late.
+        await finished?.progress({ percent: 99 });
+        expect((await queue.add('short', null, { jobId: 'reported-late' })).added).toBe(true);
+        expect((await queue.getJob(id))?.progress).toBeUndefined();
+      },
+    );
 
     it('aborts a job at its timeout and reuses the slot', async () => {
       const queue = makeQueue();

@@ -80,6 +80,8 @@ export class RabbitConsumers {
   readonly #consumers = new Map<string, Consumer>();
   /** Consumer channels this provider closes itself (a stopped consumer): not a lost connection. */
   readonly #retired = new WeakSet<Channel>();
+  /** Consumer channels on which the broker cancelled a subscription (see `#cancelledByBroker`). */
+  readonly #brokerCancelled = new WeakSet<Channel>();
   readonly #settleRedelivery: RedeliverySettler | undefined;
 
   /**
@@ -256,7 +258,10 @@ export class RabbitConsumers {
         const { consumerTag } = await channel.consume(
           queue,
           (message) => {
-            if (!message) return;
+            if (!message) {
+              this.#cancelledByBroker(queue, consumer, channel, queue);
+              return;
+            }
             this.#connection.heard();
             const delivery: Delivery = { tracked: acks.track(message), acks, generation };
             // A job this process finished after its channel closed: settled with that outcome.
@@ -301,6 +306,33 @@ export class RabbitConsumers {
     await consumer.starting;
   }
 
+  /**
+   * The broker cancelled one of the consumer's subscriptions itself (amqplib passes `null`): its
+   * queue `cancelled` was deleted, or became unavailable (its node down in a cluster). The
+   * channel stays open, so nothing else would notice, and the worker would wait
+   * for deliveries that never come. The consumer is stopped as a pause stops it (buffered
+   * deliveries back, running ones still acknowledged on the old channel) and started again,
+   * declaring its queues anew.
+   */
+  #cancelledByBroker(queue: string, consumer: Consumer, channel: Channel, cancelled: string): void {
+    // Once per channel: a node going down cancels the queue's and every group queue's consumer.
+    if (consumer.channel !== channel || this.#brokerCancelled.has(channel)) return;
+    this.#brokerCancelled.add(channel);
+    this.#logger.warn('RabbitMQ cancelled a consumer (queue deleted or unavailable): consuming again', {
+      queue,
+      cancelled,
+    });
+    this.#topology.forget(queue);
+    this.#topology.forget(cancelled);
+    void (async () => {
+      await consumer.starting;
+      if (consumer.channel !== channel) return;
+      await this.#stop(consumer);
+      if (consumer.wanted && !consumer.paused) await this.start(queue, consumer);
+      consumer.wakers.wakeAll();
+    })();
+  }
+
   /** With a state store: consumes a job group's queue on the consumer's channel (once). */
   async #consumeGroup(queue: string, consumer: Consumer, group: string): Promise<void> {
     const { channel, acks } = consumer;
@@ -312,7 +344,10 @@ export class RabbitConsumers {
       const { consumerTag } = await channel.consume(
         name,
         (message) => {
-          if (!message) return;
+          if (!message) {
+            this.#cancelledByBroker(queue, consumer, channel, name);
+            return;
+          }
           this.#connection.heard();
           let buffer = consumer.groupBuffers.get(group);
           if (!buffer) {

@@ -38,7 +38,18 @@ function groupQueueOptions(): Options.AssertQueue {
 }
 
 /**
- * The broker queues of the RabbitMQ provider, declared once per connection: each queue with its
+ * How long a delay queue's last declare is trusted. The broker deletes a delay queue its
+ * `x-expires` (bucket + 60 s) after its last declare, with the messages in it, and publishing to
+ * it does not renew that; a publish to a deleted queue is confirmed and dropped. Declared again
+ * once its declare is this old, a delay queue is there for each publish and stays at least
+ * bucket + 30 s after it: every message in it dead-letters out (after its bucket) before it can
+ * expire.
+ */
+export const delayQueueRenewMs = 30_000;
+
+/**
+ * The broker queues of the RabbitMQ provider, declared once per connection (delay queues again
+ * every {@link delayQueueRenewMs}): each queue with its
  * dead-letter queue, its delay queues (one TTL queue per delay bucket that dead-letters back
  * into its target) and, with a state store, its job groups' queues. Remembers the delay and
  * group queues declared here, for counts, drain and delete.
@@ -48,6 +59,8 @@ export class Topology {
   readonly #declared = new Set<string>();
   readonly #delayQueues = new Map<string, Set<string>>();
   readonly #groupQueues = new Map<string, Set<string>>();
+  /** Each delay queue's last declare (`performance.now()` when it was sent), or the one under way. */
+  readonly #delayDeclares = new Map<string, { sentAt: number; done: Promise<void> }>();
 
   /** @param declarer resolves with the channel to declare on (connecting if needed). */
   constructor(declarer: () => Promise<Channel>) {
@@ -70,11 +83,13 @@ export class Topology {
   /** A new connection: everything is declared again on first use. */
   reset(): void {
     this.#declared.clear();
+    this.#delayDeclares.clear();
   }
 
   /** Declared again on next use (after the queue was deleted). */
   forget(name: string): void {
     this.#declared.delete(name);
+    this.#delayDeclares.delete(name);
   }
 
   /** The delay queues of a queue declared by this provider. */
@@ -124,17 +139,30 @@ export class Topology {
   async delayQueue(queue: string, delayMs: number, target = queue): Promise<string> {
     const bucket = delayBucket(delayMs);
     const name = `${target}.delay.${bucket}`;
-    if (this.#declared.has(name)) return name;
-    await this.#assert(name, {
-      durable: true,
-      arguments: {
-        'x-message-ttl': bucket,
-        'x-dead-letter-exchange': '',
-        'x-dead-letter-routing-key': target,
-        'x-expires': bucket + 60_000,
-      },
-    });
-    this.#declared.add(name);
+    const last = this.#delayDeclares.get(name);
+    if (last && performance.now() - last.sentAt < delayQueueRenewMs) {
+      await last.done;
+      return name;
+    }
+    const declare = {
+      sentAt: performance.now(),
+      done: this.#assert(name, {
+        durable: true,
+        arguments: {
+          'x-message-ttl': bucket,
+          'x-dead-letter-exchange': '',
+          'x-dead-letter-routing-key': target,
+          'x-expires': bucket + 60_000,
+        },
+      }).then(() => undefined),
+    };
+    this.#delayDeclares.set(name, declare);
+    try {
+      await declare.done;
+    } catch (error) {
+      if (this.#delayDeclares.get(name) === declare) this.#delayDeclares.delete(name);
+      throw error;
+    }
     remember(this.#delayQueues, queue, name);
     return name;
   }

@@ -147,10 +147,10 @@ end
 
 -- Takes `ids` off the sorted set `setKey` and returns their stored records (false when gone).
 local function takeRecords(setKey, ids)
-  redis.call('ZREM', setKey, unpack(ids))
+  callSliced('ZREM', setKey, ids)
   local keys = {}
   for i, id in ipairs(ids) do keys[i] = P .. 'j:' .. id end
-  return redis.call('MGET', unpack(keys))
+  return callSliced('MGET', nil, keys)
 end
 
 -- A flow child settled: record its result (or failure) and release or fail the parent.

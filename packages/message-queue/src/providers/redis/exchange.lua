@@ -13,11 +13,11 @@ local stale = {}
 if #settle > 0 then
   local ids = {}
   for i, s in ipairs(settle) do ids[i] = s.id end
-  local held = redis.call('HMGET', LEASES, unpack(ids))
+  local held = callSliced('HMGET', LEASES, ids)
   -- A token whose job is not active was left by a script of the previous version (its maintain
   -- or release requeued the job without knowing LEASES): it is dropped, and the settlement is
   -- judged as one of a job that is not active (taken off the queue, or refused if finished).
-  local active = redis.call('ZMSCORE', ACTIVE, unpack(ids))
+  local active = callSliced('ZMSCORE', ACTIVE, ids)
   local present = {}
   local owned = {}
   -- Settlements this very lease already made (resent: see SETTLED): applied, nothing to redo.
@@ -28,7 +28,7 @@ if #settle > 0 then
   end
   if #ask > 0 then
     local landed = {}
-    local scores = redis.call('ZMSCORE', SETTLED, unpack(ask))
+    local scores = callSliced('ZMSCORE', SETTLED, ask)
     for k, member in ipairs(ask) do
       if scores[k] then landed[member] = true end
     end
@@ -63,10 +63,10 @@ if #settle > 0 then
     end
   end
   if #owned > 0 then
-    redis.call('ZREM', ACTIVE, unpack(owned))
-    redis.call('HDEL', LEASES, unpack(owned))
+    callSliced('ZREM', ACTIVE, owned)
+    callSliced('HDEL', LEASES, owned)
     -- These runs are over: their cancel records (if any) must not touch a later run.
-    redis.call('ZREM', CANCELLED, unpack(owned))
+    callSliced('ZREM', CANCELLED, owned)
   end
   local completed = {}
   local results = {}
@@ -121,7 +121,7 @@ if #settle > 0 then
     redis.call('ZREMRANGEBYSCORE', SETTLED, '-inf', '(' .. fmt(tonumber(time) - SETTLED_KEEP_MS))
   end
   if #completed > 0 then zaddChunked(COMPLETED, completed) end
-  if #results > 0 then redis.call('HSET', P .. 'res', unpack(results)) end
+  if #results > 0 then writeChunked('HSET', P .. 'res', results) end
   if #retries > 0 then
     local base = seqBlock(#retries)
     for k, s in ipairs(retries) do enqueue(s.id, s.pr, s.g, base + k) end
@@ -225,7 +225,7 @@ if fetch > 0 then
       end
       zaddChunked(ACTIVE, lease)
       writeChunked('HSET', LEASES, tokens)
-      records = redis.call('MGET', unpack(keys))
+      records = callSliced('MGET', nil, keys)
       out[2] = token
     end
   end
