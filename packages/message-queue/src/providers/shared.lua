@@ -39,6 +39,12 @@ local failedParents = {}
 -- concurrency (10,000) leases and settles more than that in one exchange. `key` nil: no key
 -- argument (MGET). Returns the array replies joined in order (false where the reply had nil).
 local function callSliced(command, key, values)
+  -- One slice (every exchange of a worker below 1,000 at once): the reply as it is, no copy.
+  if #values == 0 then return {} end
+  if #values <= 1000 then
+    if key then return redis.call(command, key, unpack(values)) end
+    return redis.call(command, unpack(values))
+  end
   local joined = {}
   for first = 1, #values, 1000 do
     local last = math.min(first + 999, #values)
