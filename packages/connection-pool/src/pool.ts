@@ -498,12 +498,18 @@ export class Pool<T> {
         site: this.options.leakDetectionThresholdMs === undefined ? undefined : new Error('acquired here'),
       };
       if (ownTimeout !== undefined) {
-        waiter.timer = setTimeout(() => this.#timeOut(waiter, ownTimeout), ownTimeout);
+        waiter.timer = setTimeout(() => {
+          this.#timeOut(waiter, ownTimeout);
+          this.#dropSettledWaiters();
+        }, ownTimeout);
       } else if (this.#deadlineTimer === undefined) {
         this.#armDeadlineTimer(this.options.acquireTimeoutMs);
       }
       if (signal !== undefined) {
-        waiter.onAbort = () => this.#fail(waiter, new AcquireAbortedError(this.name, signal.reason));
+        waiter.onAbort = () => {
+          this.#fail(waiter, new AcquireAbortedError(this.name, signal.reason));
+          this.#dropSettledWaiters();
+        };
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
       this.#waiters.push(waiter);
@@ -533,11 +539,46 @@ export class Pool<T> {
         if (waiter === undefined || waiter.settled || waiter.deadline === 0) continue;
         if (waiter.deadline > now) {
           this.#armDeadlineTimer(waiter.deadline - now);
-          return;
+          break;
         }
         this.#timeOut(waiter, this.options.acquireTimeoutMs);
       }
+      this.#dropSettledWaiters();
     }, delayMs);
+  }
+
+  /**
+   * Forgets queued callers who stopped waiting (timed out, aborted) before their turn. They stay
+   * in the queue until a release reaches them, and while every resource is held (a slow server, a
+   * leak) none does: each kept its closures, signal and stack, and the deadline timer scanned them
+   * all at every run (generic-pool#108). The head is trimmed at once; settled ones further back
+   * are dropped once they outnumber the live ones, so the copy costs O(1) per caller. Never call
+   * it inside a loop over the queue: it replaces the array.
+   */
+  #dropSettledWaiters(): void {
+    while (this.#waiterHead < this.#waiters.length) {
+      const waiter = this.#waiters[this.#waiterHead];
+      if (waiter !== undefined && !waiter.settled) break;
+      this.#waiters[this.#waiterHead] = undefined;
+      this.#waiterHead += 1;
+    }
+    const queued = this.#waiters.length - this.#waiterHead;
+    if (queued === 0) {
+      this.#waiters = [];
+      this.#waiterHead = 0;
+      return;
+    }
+    if (queued <= 1024 || this.#liveWaiters * 2 >= queued) {
+      this.#compactWaiters();
+      return;
+    }
+    const live: Waiter<T>[] = [];
+    for (let index = this.#waiterHead; index < this.#waiters.length; index += 1) {
+      const waiter = this.#waiters[index];
+      if (waiter !== undefined && !waiter.settled) live.push(waiter);
+    }
+    this.#waiters = live;
+    this.#waiterHead = 0;
   }
 
   #size(): number {
