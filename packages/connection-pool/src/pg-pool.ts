@@ -169,7 +169,9 @@ export class PgPool extends SqlCluster<Client, PgConnectionConfig, QueryResult<Q
    * Borrows a primary client with `release()`, like `pg.Pool#connect`, for code written
    * against `pg.Pool` (cursors, COPY, LISTEN). Pass `role: 'replica'` for read-only work.
    */
-  async connect(options: { role?: 'primary' | 'replica'; signal?: AbortSignal } = {}): Promise<PgPoolClient> {
+  async connect(
+    options: { role?: 'primary' | 'replica' | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<PgPoolClient> {
     const invalid = badOptions(connectOptionsCheck, options);
     if (invalid !== undefined) throw invalid;
     const { role = 'primary', signal } = options;

@@ -414,7 +414,10 @@ export class SqlCluster<Conn, Config, Result> {
    * Borrows a connection for work `query()` cannot express (cursors, COPY, session state).
    * Give it back with `release(conn)`; a broken one with `release(conn, true)`.
    */
-  async acquire(role: 'primary' | 'replica' = 'primary', options?: { signal?: AbortSignal }): Promise<Conn> {
+  async acquire(
+    role: 'primary' | 'replica' = 'primary',
+    options?: { signal?: AbortSignal | undefined },
+  ): Promise<Conn> {
     if (role !== 'primary' && role !== 'replica') {
       throw new ConfigError('acquire', [{ path: 'role', message: "must be 'primary' or 'replica'" }]);
     }
