@@ -806,14 +806,15 @@ export class Pool<T> {
   async #validate(entry: Entry<T>): Promise<boolean> {
     entry.state = BUSY;
     if (this.options.allowExitOnIdle) this.#factory.ref?.(entry.resource);
-    const validate = this.#factory.validate;
-    let ok = validate === undefined;
+    const factory = this.#factory;
+    let ok = factory.validate === undefined;
     let timedOut = false;
-    if (validate !== undefined) {
+    if (factory.validate !== undefined) {
       let timer: NodeJS.Timeout | undefined;
       try {
         ok = await Promise.race([
-          validate(entry.resource),
+          // Called on the factory: a class-based one's validate uses `this` (as create does).
+          factory.validate(entry.resource),
           new Promise<boolean>((resolve) => {
             timer = setTimeout(() => {
               timedOut = true;
