@@ -100,8 +100,8 @@ const CLOSED = 2;
  * while the backend is down, `drain()` and `close()`.
  *
  * The hot path (an idle resource is free and nobody waits) is a pop, a map lookup and a
- * resolved promise: no timers, no closures, no clock reads unless metrics or leak detection
- * are on.
+ * resolved promise: no timers, no closures, no clock reads unless metrics, leak detection or
+ * `maxLifetimeMs` (an expired idle resource is closed, not lent) are on.
  */
 export class Pool<T> {
   /** Name used in errors, logs and metrics. */
@@ -207,8 +207,10 @@ export class Pool<T> {
       options?.signal?.aborted !== true
     ) {
       const entry = this.#idle.pop()!;
-      this.#lend(entry, this.#metrics.enabled ? performance.now() : 0);
-      return Promise.resolve(entry.resource);
+      if (!this.#expiredIdle(entry)) {
+        this.#lend(entry, this.#metrics.enabled ? performance.now() : 0);
+        return Promise.resolve(entry.resource);
+      }
     }
     return this.#acquireSlow(options);
   }
@@ -664,6 +666,7 @@ export class Pool<T> {
   #dispatch(): void {
     while (this.#liveWaiters > this.#validating && this.#idle.length > 0 && this.#state !== CLOSED) {
       const entry = this.#idle.pop()!;
+      if (this.#expiredIdle(entry)) continue;
       if (this.#metrics.enabled) this.#metrics.idle.dec();
       if (this.options.validateOnBorrow) {
         this.#validating += 1;
@@ -791,6 +794,19 @@ export class Pool<T> {
     // After a failure, probe with one connect instead of a burst.
     const target = this.#failures > 0 ? Math.min(this.options.min, this.#size() + 1) : this.options.min;
     while (this.#size() < target) this.#create();
+  }
+
+  /**
+   * For an entry just popped off the idle stack: past `maxLifetimeMs`, it is closed (and counted
+   * off the idle gauge) instead of lent, as pg.Pool's `maxLifetimeSeconds` closes an idle client
+   * when it expires; without it the next eviction run (up to `evictionIntervalMs` later) was the
+   * first to notice. No clock read without `maxLifetimeMs`.
+   */
+  #expiredIdle(entry: Entry<T>): boolean {
+    if (this.options.maxLifetimeMs === undefined || !this.#expired(entry)) return false;
+    if (this.#metrics.enabled) this.#metrics.idle.dec();
+    this.#destroyEntry(entry);
+    return true;
   }
 
   #expired(entry: Entry<T>): boolean {
