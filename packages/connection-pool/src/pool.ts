@@ -672,8 +672,7 @@ export class Pool<T> {
         this.#validating += 1;
         void this.#validate(entry).then((ok) => {
           this.#validating -= 1;
-          // close() took it meanwhile.
-          if (ok && this.#entries.get(entry.resource) === entry) this.#handOut(entry);
+          if (ok && this.#stillUsable(entry)) this.#handOut(entry);
           this.#dispatch();
         });
         continue;
@@ -854,6 +853,19 @@ export class Pool<T> {
     return ok;
   }
 
+  /**
+   * After a validate that answered true: whether the resource may be lent or go idle. Not when
+   * close() took it meanwhile (it is closed: put back, it sat on a closed pool's idle stack), nor
+   * when it was reported broken meanwhile (`invalidate`, its connection's 'error': the ping may
+   * still have answered), which closes it instead.
+   */
+  #stillUsable(entry: Entry<T>): boolean {
+    if (this.#entries.get(entry.resource) !== entry) return false;
+    if (!entry.broken) return true;
+    this.#destroyEntry(entry);
+    return false;
+  }
+
   #destroyEntry(entry: Entry<T>): void {
     entry.state = BUSY;
     this.#entries.delete(entry.resource);
@@ -893,7 +905,7 @@ export class Pool<T> {
       for (const entry of this.#idle.splice(0)) {
         if (this.#metrics.enabled) this.#metrics.idle.dec();
         void this.#validate(entry).then((ok) => {
-          if (ok) this.#handOut(entry);
+          if (ok && this.#stillUsable(entry)) this.#handOut(entry);
           this.#dispatch();
           this.#fill();
         });
