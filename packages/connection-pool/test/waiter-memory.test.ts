@@ -56,4 +56,35 @@ describe('Pool: callers who stopped waiting while every resource is held', () =>
     pool.release(held);
     await pool.close();
   });
+
+  it('the callers still waiting after the others were forgotten are served in arrival order', async () => {
+    let nextId = 0;
+    const pool = new Pool(
+      { create: async () => ({ id: ++nextId }), destroy: async () => {} },
+      { max: 1, acquireTimeoutMs: 60_000 },
+    );
+    const held = await pool.acquire();
+    const served: number[] = [];
+    const patient: Promise<void>[] = [];
+    const impatient: Promise<unknown>[] = [];
+    for (let index = 0; index < 2_000; index += 1) {
+      if (index % 200 === 0) {
+        const place = index / 200;
+        patient.push(
+          pool.acquire().then((resource) => {
+            served.push(place);
+            pool.release(resource);
+          }),
+        );
+      } else {
+        impatient.push(pool.acquire({ timeoutMs: 5 }).catch(() => undefined));
+      }
+    }
+    await Promise.all(impatient);
+    expect(pool.stats.waiting).toBe(10);
+    pool.release(held);
+    await Promise.all(patient);
+    expect(served).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    await pool.close();
+  });
 });
