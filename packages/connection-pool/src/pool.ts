@@ -730,7 +730,7 @@ export class Pool<T> {
 
   #create(): void {
     this.#pending += 1;
-    this.#factory.create().then(
+    promised(() => this.#factory.create()).then(
       (resource) => {
         this.#pending -= 1;
         this.#failures = 0;
@@ -864,7 +864,7 @@ export class Pool<T> {
     // close() took it meanwhile: nothing left to destroy.
     if (!ok && this.#entries.get(entry.resource) === entry) {
       this.#metrics.errors.inc({ kind: 'validate' });
-      if (timedOut) this.#factory.abort?.(entry.resource);
+      if (timedOut) this.#abort(entry.resource);
       this.#destroyEntry(entry);
     }
     return ok;
@@ -883,11 +883,20 @@ export class Pool<T> {
     return false;
   }
 
+  /** The factory's `abort`; one that throws is logged, and the resource still destroyed after it. */
+  #abort(resource: T): void {
+    try {
+      this.#factory.abort?.(resource);
+    } catch (error) {
+      this.#logger.warn('error while aborting a connection', { error: String(error) });
+    }
+  }
+
   #destroyEntry(entry: Entry<T>): void {
     entry.state = BUSY;
     this.#entries.delete(entry.resource);
     this.#metrics.destroyed.inc();
-    this.#factory.destroy(entry.resource).catch((error: unknown) => {
+    promised(() => this.#factory.destroy(entry.resource)).catch((error: unknown) => {
       this.#logger.warn('error while closing a connection', { error: String(error) });
     });
   }
@@ -992,7 +1001,7 @@ export class Pool<T> {
         this.#active -= 1;
         metrics?.active.dec();
         this.#takenBack.add(entry.resource);
-        this.#factory.abort?.(entry.resource);
+        this.#abort(entry.resource);
       } else if (entry.state === IDLE) {
         metrics?.idle.dec();
       }
@@ -1000,7 +1009,7 @@ export class Pool<T> {
       this.#entries.delete(entry.resource);
       this.#metrics.destroyed.inc();
       closing.push(
-        this.#factory.destroy(entry.resource).catch((error: unknown) => {
+        promised(() => this.#factory.destroy(entry.resource)).catch((error: unknown) => {
           this.#logger.warn('error while closing a connection', { error: String(error) });
         }),
       );
@@ -1009,6 +1018,20 @@ export class Pool<T> {
     // Whatever the counts say now, a closed pool holds nothing: its share leaves the gauges.
     this.#metrics.release();
     await Promise.all(closing);
+  }
+}
+
+/**
+ * Calls a factory method as a promise: one that throws before returning its promise (a create
+ * reading bad config), or returns none (a plain-JavaScript `destroy(c) { c.end() }`), as
+ * generic-pool and tarn accept. Otherwise a create's throw left its slot counted as opening for
+ * good, and a destroy's crashed the process from the eviction timer.
+ */
+function promised<R>(call: () => R | PromiseLike<R>): Promise<R> {
+  try {
+    return Promise.resolve(call());
+  } catch (error) {
+    return Promise.reject(error);
   }
 }
 
