@@ -132,6 +132,8 @@ export class Pool<T> {
   #liveWaiters = 0;
   #active = 0;
   #pending = 0;
+  /** Bumped by invalidateAll(): a create begun before it went to the old server. */
+  #generation = 0;
   /** Idle resources being validated for waiters (validateOnBorrow), each meant for one of them. */
   #validating = 0;
   /** Given-back resources whose `reset` (see `release`) has not settled yet. */
@@ -344,9 +346,12 @@ export class Pool<T> {
 
   /**
    * Marks every resource broken (after a failover to a new server): idle ones close now, lent
-   * ones when they come back; new acquires open fresh connections at once.
+   * ones when they come back; new acquires open fresh connections at once. A create already
+   * under way went to the old server: what it opens is closed, not lent, and its failure is not
+   * counted against the new one; a waiter gets a connection opened afterwards.
    */
   invalidateAll(): void {
+    this.#generation += 1;
     for (const entry of this.#entries.values()) entry.broken = true;
     for (const entry of this.#idle.splice(0)) {
       if (this.#metrics.enabled) this.#metrics.idle.dec();
@@ -730,9 +735,21 @@ export class Pool<T> {
 
   #create(): void {
     this.#pending += 1;
+    const generation = this.#generation;
     promised(() => this.#factory.create()).then(
       (resource) => {
         this.#pending -= 1;
+        if (generation !== this.#generation) {
+          // Begun before invalidateAll(): opened to the old server. Closed, and one opened anew
+          // for whoever waits.
+          this.#metrics.created.inc();
+          this.#metrics.destroyed.inc();
+          promised(() => this.#factory.destroy(resource)).catch((error: unknown) => {
+            this.#logger.warn('error while closing a connection', { error: String(error) });
+          });
+          this.#dispatch();
+          return;
+        }
         this.#failures = 0;
         this.#lastError = undefined;
         this.#lastFailure = undefined;
@@ -758,6 +775,11 @@ export class Pool<T> {
       },
       (error: unknown) => {
         this.#pending -= 1;
+        // Begun before invalidateAll(): says nothing of the server it switched to.
+        if (generation !== this.#generation) {
+          this.#dispatch();
+          return;
+        }
         this.#failures += 1;
         this.#lastError = error;
         this.#lastFailure = this.#createFailure(error);

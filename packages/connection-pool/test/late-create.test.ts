@@ -3,6 +3,14 @@ import { AcquireTimeoutError, Pool, PoolClosedError } from '../src/index.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not reached');
+    await sleep(5);
+  }
+}
+
 /** A factory whose creates answer only when the test says so. */
 function heldCreates() {
   let nextId = 0;
@@ -53,5 +61,23 @@ describe('Pool: a create that finishes after its caller stopped waiting', () => 
     await sleep(5);
     expect(destroyed).toEqual([1]);
     expect(pool.stats).toEqual({ active: 0, idle: 0, waiting: 0, pending: 0, size: 0 });
+  });
+
+  // invalidateAll() is the failover hook ("every resource broken: new acquires open fresh
+  // connections at once"): a connect already under way when it is called went to the old server.
+  it('after invalidateAll(), a create begun before it is closed and a fresh one lent instead', async () => {
+    const { factory, destroyed, opening } = heldCreates();
+    const pool = new Pool(factory, { max: 1 });
+    const waiting = pool.acquire();
+    expect(opening).toHaveLength(1);
+    pool.invalidateAll();
+    opening[0]!(); // resource 1: connected to the old server
+    await until(() => opening.length === 2);
+    opening[1]!(); // resource 2, opened after the failover
+    const lent = await waiting;
+    expect(lent.id).toBe(2);
+    expect(destroyed).toEqual([1]);
+    pool.release(lent);
+    await pool.close();
   });
 });
