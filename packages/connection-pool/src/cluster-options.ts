@@ -124,8 +124,10 @@ export type ClusterOptions<Config> = Omit<
   'primary' | 'replicas' | 'failover'
 > & {
   primary: Config;
-  replicas?: Config[];
-  failover?: FailoverHandler<Config>;
+  // `| undefined`: a value read from config may be missing (exactOptionalPropertyTypes), as the
+  // zod-typed options above allow.
+  replicas?: Config[] | undefined;
+  failover?: FailoverHandler<Config> | undefined;
 };
 
 /** Parsed cluster options. */

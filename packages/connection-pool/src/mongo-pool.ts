@@ -244,7 +244,7 @@ export class MongoPool {
    * The database for reads: the configured read preference (secondaries by default), or the
    * primary while this session is inside its read-your-writes window.
    */
-  readDb(name?: string, options: { session?: string } = {}): Db {
+  readDb(name?: string, options: { session?: string | undefined } = {}): Db {
     const invalid = badOptions(readDbOptionsCheck, options);
     if (invalid !== undefined) throw invalid;
     const pinned = this.#sessions.mustReadPrimary(options.session, this.#clock.now());

@@ -169,13 +169,17 @@ export class PgPool extends SqlCluster<Client, PgConnectionConfig, QueryResult<Q
    * Borrows a primary client with `release()`, like `pg.Pool#connect`, for code written
    * against `pg.Pool` (cursors, COPY, LISTEN). Pass `role: 'replica'` for read-only work.
    */
-  async connect(options: { role?: 'primary' | 'replica'; signal?: AbortSignal } = {}): Promise<PgPoolClient> {
+  async connect(
+    options: { role?: 'primary' | 'replica' | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<PgPoolClient> {
     const invalid = badOptions(connectOptionsCheck, options);
     if (invalid !== undefined) throw invalid;
     const { role = 'primary', signal } = options;
     const client = (await this.acquire(role, signal === undefined ? undefined : { signal })) as PgPoolClient;
+    // Closed only for a truthy argument, as pg.Pool does: pg's own callbacks pass null on success,
+    // and `client.query(sql, (err) => client.release(err))` must give back a working client.
     client.release = (error?: Error | boolean) => {
-      this.release(client, error !== undefined && error !== false);
+      this.release(client, Boolean(error));
     };
     return client;
   }
@@ -194,7 +198,10 @@ export class PgPool extends SqlCluster<Client, PgConnectionConfig, QueryResult<Q
 
 /** A borrowed `pg` client with `release()`, as `pg.Pool#connect` returns. */
 export type PgPoolClient = Client & {
-  /** Gives the client back; pass an error (or `true`) to close it instead. */
+  /**
+   * Gives the client back; pass an error (or `true`) to close it instead. As with `pg.Pool`, only a
+   * truthy argument closes it: `release(null)` (a pg callback's error on success) gives it back.
+   */
   release(error?: Error | boolean): void;
 };
 

@@ -71,15 +71,16 @@ export interface ResourceFactory<T> {
   /** Closes a resource; errors are logged, never thrown to the caller. */
   destroy(resource: T): Promise<void>;
   /** Resolves true when the resource still works (e.g. `SELECT 1`). */
-  validate?(resource: T): Promise<boolean>;
+  // The optional members take `undefined` (a factory built from config, exactOptionalPropertyTypes).
+  validate?: ((resource: T) => Promise<boolean>) | undefined;
   /**
    * Drops a resource at once, without a goodbye to the server. `close()` calls it for the
    * resources still lent when `closeTimeoutMs` runs out, before `destroy`: a graceful close
    * would wait for the work running on them (or for a server that no longer answers).
    */
-  abort?(resource: T): void;
+  abort?: ((resource: T) => void) | undefined;
   /** Lets an idle resource's socket no longer keep the process alive (`allowExitOnIdle`). */
-  unref?(resource: T): void;
+  unref?: ((resource: T) => void) | undefined;
   /** Undoes `unref` when the resource is lent. */
-  ref?(resource: T): void;
+  ref?: ((resource: T) => void) | undefined;
 }

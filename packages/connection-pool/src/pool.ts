@@ -1,4 +1,12 @@
-import { type Clock, childLogger, type Logger, parseOptions, silentLogger, systemClock } from '@noa/core';
+import {
+  type Clock,
+  childLogger,
+  coarseClock,
+  type Logger,
+  parseOptions,
+  silentLogger,
+  systemClock,
+} from '@noa/core';
 import {
   type AcquireOptions,
   acquireOptionsCheck,
@@ -100,8 +108,8 @@ const CLOSED = 2;
  * while the backend is down, `drain()` and `close()`.
  *
  * The hot path (an idle resource is free and nobody waits) is a pop, a map lookup and a
- * resolved promise: no timers, no closures, no clock reads unless metrics or leak detection
- * are on.
+ * resolved promise: no timers, no closures, no clock reads unless metrics, leak detection or
+ * `maxLifetimeMs` (an expired idle resource is closed, not lent) are on.
  */
 export class Pool<T> {
   /** Name used in errors, logs and metrics. */
@@ -124,6 +132,8 @@ export class Pool<T> {
   #liveWaiters = 0;
   #active = 0;
   #pending = 0;
+  /** Bumped by invalidateAll(): a create begun before it went to the old server. */
+  #generation = 0;
   /** Idle resources being validated for waiters (validateOnBorrow), each meant for one of them. */
   #validating = 0;
   /** Given-back resources whose `reset` (see `release`) has not settled yet. */
@@ -145,6 +155,12 @@ export class Pool<T> {
   #shutting: Promise<void> | undefined;
   readonly #fastPath: boolean;
   readonly #trackTime: boolean;
+  /**
+   * Stamps an acquire when neither metrics nor leak detection time it: the heldMs that close(),
+   * drain() and leaks() report. The system clock's coarse twin (one Date.now() per event-loop turn
+   * and 16 reads at most), so the hot path stays cheap; an injected clock as it is.
+   */
+  readonly #lendClock: Clock;
 
   constructor(factory: ResourceFactory<T>, options: PoolOptions = {}) {
     this.options = parseOptions('connection pool', poolOptionsSchema, options);
@@ -158,6 +174,7 @@ export class Pool<T> {
     this.#metrics = poolMetrics(this.options.registry, this.name);
     this.#fastPath = !this.options.validateOnBorrow;
     this.#trackTime = this.#metrics.enabled || this.options.leakDetectionThresholdMs !== undefined;
+    this.#lendClock = this.#clock === systemClock ? coarseClock : this.#clock;
     this.#timer = setInterval(() => this.#maintain(), this.options.evictionIntervalMs);
     this.#timer.unref();
     this.#fill();
@@ -207,8 +224,10 @@ export class Pool<T> {
       options?.signal?.aborted !== true
     ) {
       const entry = this.#idle.pop()!;
-      this.#lend(entry, this.#metrics.enabled ? performance.now() : 0);
-      return Promise.resolve(entry.resource);
+      if (!this.#expiredIdle(entry)) {
+        this.#lend(entry, this.#metrics.enabled ? performance.now() : 0);
+        return Promise.resolve(entry.resource);
+      }
     }
     return this.#acquireSlow(options);
   }
@@ -327,9 +346,12 @@ export class Pool<T> {
 
   /**
    * Marks every resource broken (after a failover to a new server): idle ones close now, lent
-   * ones when they come back; new acquires open fresh connections at once.
+   * ones when they come back; new acquires open fresh connections at once. A create already
+   * under way went to the old server: what it opens is closed, not lent, and its failure is not
+   * counted against the new one; a waiter gets a connection opened afterwards.
    */
   invalidateAll(): void {
+    this.#generation += 1;
     for (const entry of this.#entries.values()) entry.broken = true;
     for (const entry of this.#idle.splice(0)) {
       if (this.#metrics.enabled) this.#metrics.idle.dec();
@@ -498,12 +520,18 @@ export class Pool<T> {
         site: this.options.leakDetectionThresholdMs === undefined ? undefined : new Error('acquired here'),
       };
       if (ownTimeout !== undefined) {
-        waiter.timer = setTimeout(() => this.#timeOut(waiter, ownTimeout), ownTimeout);
+        waiter.timer = setTimeout(() => {
+          this.#timeOut(waiter, ownTimeout);
+          this.#dropSettledWaiters();
+        }, ownTimeout);
       } else if (this.#deadlineTimer === undefined) {
         this.#armDeadlineTimer(this.options.acquireTimeoutMs);
       }
       if (signal !== undefined) {
-        waiter.onAbort = () => this.#fail(waiter, new AcquireAbortedError(this.name, signal.reason));
+        waiter.onAbort = () => {
+          this.#fail(waiter, new AcquireAbortedError(this.name, signal.reason));
+          this.#dropSettledWaiters();
+        };
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
       this.#waiters.push(waiter);
@@ -533,11 +561,46 @@ export class Pool<T> {
         if (waiter === undefined || waiter.settled || waiter.deadline === 0) continue;
         if (waiter.deadline > now) {
           this.#armDeadlineTimer(waiter.deadline - now);
-          return;
+          break;
         }
         this.#timeOut(waiter, this.options.acquireTimeoutMs);
       }
+      this.#dropSettledWaiters();
     }, delayMs);
+  }
+
+  /**
+   * Forgets queued callers who stopped waiting (timed out, aborted) before their turn. They stay
+   * in the queue until a release reaches them, and while every resource is held (a slow server, a
+   * leak) none does: each kept its closures, signal and stack, and the deadline timer scanned them
+   * all at every run (generic-pool#108). The head is trimmed at once; settled ones further back
+   * are dropped once they outnumber the live ones, so the copy costs O(1) per caller. Never call
+   * it inside a loop over the queue: it replaces the array.
+   */
+  #dropSettledWaiters(): void {
+    while (this.#waiterHead < this.#waiters.length) {
+      const waiter = this.#waiters[this.#waiterHead];
+      if (waiter !== undefined && !waiter.settled) break;
+      this.#waiters[this.#waiterHead] = undefined;
+      this.#waiterHead += 1;
+    }
+    const queued = this.#waiters.length - this.#waiterHead;
+    if (queued === 0) {
+      this.#waiters = [];
+      this.#waiterHead = 0;
+      return;
+    }
+    if (queued <= 1024 || this.#liveWaiters * 2 >= queued) {
+      this.#compactWaiters();
+      return;
+    }
+    const live: Waiter<T>[] = [];
+    for (let index = this.#waiterHead; index < this.#waiters.length; index += 1) {
+      const waiter = this.#waiters[index];
+      if (waiter !== undefined && !waiter.settled) live.push(waiter);
+    }
+    this.#waiters = live;
+    this.#waiterHead = 0;
   }
 
   #size(): number {
@@ -561,6 +624,8 @@ export class Pool<T> {
         this.#metrics.active.inc();
         if (fromFastPath) this.#metrics.idle.dec();
       }
+    } else {
+      entry.acquiredAt = this.#lendClock.now();
     }
   }
 
@@ -623,13 +688,13 @@ export class Pool<T> {
   #dispatch(): void {
     while (this.#liveWaiters > this.#validating && this.#idle.length > 0 && this.#state !== CLOSED) {
       const entry = this.#idle.pop()!;
+      if (this.#expiredIdle(entry)) continue;
       if (this.#metrics.enabled) this.#metrics.idle.dec();
       if (this.options.validateOnBorrow) {
         this.#validating += 1;
         void this.#validate(entry).then((ok) => {
           this.#validating -= 1;
-          // close() took it meanwhile.
-          if (ok && this.#entries.get(entry.resource) === entry) this.#handOut(entry);
+          if (ok && this.#stillUsable(entry)) this.#handOut(entry);
           this.#dispatch();
         });
         continue;
@@ -670,9 +735,21 @@ export class Pool<T> {
 
   #create(): void {
     this.#pending += 1;
-    this.#factory.create().then(
+    const generation = this.#generation;
+    promised(() => this.#factory.create()).then(
       (resource) => {
         this.#pending -= 1;
+        if (generation !== this.#generation) {
+          // Begun before invalidateAll(): opened to the old server. Closed, and one opened anew
+          // for whoever waits.
+          this.#metrics.created.inc();
+          this.#metrics.destroyed.inc();
+          promised(() => this.#factory.destroy(resource)).catch((error: unknown) => {
+            this.#logger.warn('error while closing a connection', { error: String(error) });
+          });
+          this.#dispatch();
+          return;
+        }
         this.#failures = 0;
         this.#lastError = undefined;
         this.#lastFailure = undefined;
@@ -698,6 +775,11 @@ export class Pool<T> {
       },
       (error: unknown) => {
         this.#pending -= 1;
+        // Begun before invalidateAll(): says nothing of the server it switched to.
+        if (generation !== this.#generation) {
+          this.#dispatch();
+          return;
+        }
         this.#failures += 1;
         this.#lastError = error;
         this.#lastFailure = this.#createFailure(error);
@@ -752,6 +834,19 @@ export class Pool<T> {
     while (this.#size() < target) this.#create();
   }
 
+  /**
+   * For an entry just popped off the idle stack: past `maxLifetimeMs`, it is closed (and counted
+   * off the idle gauge) instead of lent, as pg.Pool's `maxLifetimeSeconds` closes an idle client
+   * when it expires; without it the next eviction run (up to `evictionIntervalMs` later) was the
+   * first to notice. No clock read without `maxLifetimeMs`.
+   */
+  #expiredIdle(entry: Entry<T>): boolean {
+    if (this.options.maxLifetimeMs === undefined || !this.#expired(entry)) return false;
+    if (this.#metrics.enabled) this.#metrics.idle.dec();
+    this.#destroyEntry(entry);
+    return true;
+  }
+
   #expired(entry: Entry<T>): boolean {
     const lifetime = this.options.maxLifetimeMs;
     return lifetime !== undefined && this.#clock.now() - entry.createdAt >= lifetime;
@@ -765,14 +860,15 @@ export class Pool<T> {
   async #validate(entry: Entry<T>): Promise<boolean> {
     entry.state = BUSY;
     if (this.options.allowExitOnIdle) this.#factory.ref?.(entry.resource);
-    const validate = this.#factory.validate;
-    let ok = validate === undefined;
+    const factory = this.#factory;
+    let ok = factory.validate === undefined;
     let timedOut = false;
-    if (validate !== undefined) {
+    if (factory.validate !== undefined) {
       let timer: NodeJS.Timeout | undefined;
       try {
         ok = await Promise.race([
-          validate(entry.resource),
+          // Called on the factory: a class-based one's validate uses `this` (as create does).
+          factory.validate(entry.resource),
           new Promise<boolean>((resolve) => {
             timer = setTimeout(() => {
               timedOut = true;
@@ -790,17 +886,39 @@ export class Pool<T> {
     // close() took it meanwhile: nothing left to destroy.
     if (!ok && this.#entries.get(entry.resource) === entry) {
       this.#metrics.errors.inc({ kind: 'validate' });
-      if (timedOut) this.#factory.abort?.(entry.resource);
+      if (timedOut) this.#abort(entry.resource);
       this.#destroyEntry(entry);
     }
     return ok;
+  }
+
+  /**
+   * After a validate that answered true: whether the resource may be lent or go idle. Not when
+   * close() took it meanwhile (it is closed: put back, it sat on a closed pool's idle stack), nor
+   * when it was reported broken meanwhile (`invalidate`, its connection's 'error': the ping may
+   * still have answered), which closes it instead.
+   */
+  #stillUsable(entry: Entry<T>): boolean {
+    if (this.#entries.get(entry.resource) !== entry) return false;
+    if (!entry.broken) return true;
+    this.#destroyEntry(entry);
+    return false;
+  }
+
+  /** The factory's `abort`; one that throws is logged, and the resource still destroyed after it. */
+  #abort(resource: T): void {
+    try {
+      this.#factory.abort?.(resource);
+    } catch (error) {
+      this.#logger.warn('error while aborting a connection', { error: String(error) });
+    }
   }
 
   #destroyEntry(entry: Entry<T>): void {
     entry.state = BUSY;
     this.#entries.delete(entry.resource);
     this.#metrics.destroyed.inc();
-    this.#factory.destroy(entry.resource).catch((error: unknown) => {
+    promised(() => this.#factory.destroy(entry.resource)).catch((error: unknown) => {
       this.#logger.warn('error while closing a connection', { error: String(error) });
     });
   }
@@ -835,7 +953,7 @@ export class Pool<T> {
       for (const entry of this.#idle.splice(0)) {
         if (this.#metrics.enabled) this.#metrics.idle.dec();
         void this.#validate(entry).then((ok) => {
-          if (ok) this.#handOut(entry);
+          if (ok && this.#stillUsable(entry)) this.#handOut(entry);
           this.#dispatch();
           this.#fill();
         });
@@ -905,7 +1023,7 @@ export class Pool<T> {
         this.#active -= 1;
         metrics?.active.dec();
         this.#takenBack.add(entry.resource);
-        this.#factory.abort?.(entry.resource);
+        this.#abort(entry.resource);
       } else if (entry.state === IDLE) {
         metrics?.idle.dec();
       }
@@ -913,7 +1031,7 @@ export class Pool<T> {
       this.#entries.delete(entry.resource);
       this.#metrics.destroyed.inc();
       closing.push(
-        this.#factory.destroy(entry.resource).catch((error: unknown) => {
+        promised(() => this.#factory.destroy(entry.resource)).catch((error: unknown) => {
           this.#logger.warn('error while closing a connection', { error: String(error) });
         }),
       );
@@ -922,6 +1040,20 @@ export class Pool<T> {
     // Whatever the counts say now, a closed pool holds nothing: its share leaves the gauges.
     this.#metrics.release();
     await Promise.all(closing);
+  }
+}
+
+/**
+ * Calls a factory method as a promise: one that throws before returning its promise (a create
+ * reading bad config), or returns none (a plain-JavaScript `destroy(c) { c.end() }`), as
+ * generic-pool and tarn accept. Otherwise a create's throw left its slot counted as opening for
+ * good, and a destroy's crashed the process from the eviction timer.
+ */
+function promised<R>(call: () => R | PromiseLike<R>): Promise<R> {
+  try {
+    return Promise.resolve(call());
+  } catch (error) {
+    return Promise.reject(error);
   }
 }
 

@@ -142,7 +142,10 @@ class ServerNode<Conn, Config> {
   unresponsive = false;
   /** The last connect got no answer within `connectTimeoutMs` (frozen), rather than a refusal (gone). */
   connectTimedOut = false;
-  /** `Date.now()` of the server's last answer: a lag probe, or a statement while `queryTimeoutMs` is set. */
+  /**
+   * `performance.now()` of the server's last answer: a lag probe, or a statement while
+   * `queryTimeoutMs` is set (monotonic, as the statements' start times it is compared with).
+   */
   answeredAt = 0;
 
   constructor(name: string, role: 'primary' | 'replica', config: Config) {
@@ -188,7 +191,7 @@ export class SqlCluster<Conn, Config, Result> {
   #healthTimer: NodeJS.Timeout | undefined;
   #primaryProbeTimer: NodeJS.Timeout | undefined;
   #watchdog: NodeJS.Timeout | undefined;
-  /** Start time of each statement in flight, only while `queryTimeoutMs` is set. */
+  /** `performance.now()` at the start of each statement in flight, only while `queryTimeoutMs` is set. */
   readonly #running = new Map<Conn, number>();
   /** Connections lent to a health probe (not to a caller), with their server. */
   readonly #probeConns = new Map<Conn, ServerNode<Conn, Config>>();
@@ -414,7 +417,10 @@ export class SqlCluster<Conn, Config, Result> {
    * Borrows a connection for work `query()` cannot express (cursors, COPY, session state).
    * Give it back with `release(conn)`; a broken one with `release(conn, true)`.
    */
-  async acquire(role: 'primary' | 'replica' = 'primary', options?: { signal?: AbortSignal }): Promise<Conn> {
+  async acquire(
+    role: 'primary' | 'replica' = 'primary',
+    options?: { signal?: AbortSignal | undefined },
+  ): Promise<Conn> {
     if (role !== 'primary' && role !== 'replica') {
       throw new ConfigError('acquire', [{ path: 'role', message: "must be 'primary' or 'replica'" }]);
     }
@@ -646,7 +652,7 @@ export class SqlCluster<Conn, Config, Result> {
       const config = node.config;
       let conn: Conn | undefined;
       let brokenEarly = false;
-      const startedAt = Date.now();
+      const startedAt = performance.now();
       let created: Conn;
       try {
         created = await driver.connect({
@@ -662,7 +668,7 @@ export class SqlCluster<Conn, Config, Result> {
       } catch (error) {
         if (node.config !== config && !this.#closed) continue;
         // Drivers word their connect timeouts differently; the time taken does not vary.
-        node.connectTimedOut = Date.now() - startedAt >= this.options.connectTimeoutMs;
+        node.connectTimedOut = performance.now() - startedAt >= this.options.connectTimeoutMs;
         if (driver.isAuthenticationError?.(error))
           throw new AuthenticationFailedError(`${this.options.name}:${node.name}`, error);
         throw error;
@@ -853,12 +859,12 @@ export class SqlCluster<Conn, Config, Result> {
     settings?: StatementSettings,
   ): Promise<Result> {
     if (this.#watchdog === undefined) return this.#driver.query(conn, sql, values, settings);
-    this.#running.set(conn, Date.now());
+    this.#running.set(conn, performance.now());
     return this.#driver.query(conn, sql, values, settings).then(
       (result) => {
         this.#running.delete(conn);
         const node = this.#owner.get(conn as object);
-        if (node !== undefined) node.answeredAt = Date.now();
+        if (node !== undefined) node.answeredAt = performance.now();
         return result;
       },
       (error: unknown) => {
@@ -868,9 +874,14 @@ export class SqlCluster<Conn, Config, Result> {
     );
   }
 
-  /** Closes the connections whose statement has run past `queryTimeoutMs`. */
+  /**
+   * Closes the connections whose statement has run past `queryTimeoutMs`. Timed on the monotonic
+   * clock, as the acquire deadlines are: on `Date.now()` a wall clock stepped forward (NTP, a VM
+   * resumed) abandoned every statement in flight, and one stepped back let a statement on a frozen
+   * server run past its deadline by the size of the step.
+   */
   #abortSlowQueries(timeoutMs: number): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const [conn, startedAt] of this.#running) {
       if (now - startedAt < timeoutMs) continue;
       this.#running.delete(conn);
@@ -929,7 +940,7 @@ export class SqlCluster<Conn, Config, Result> {
       .then(
         (lagMs) => {
           node.lagMs = lagMs;
-          node.answeredAt = Date.now();
+          node.answeredAt = performance.now();
           // Infinity (replication stopped) is not a lag: the series goes away until one is measured.
           this.#replicaMetrics.lagSeconds(node.name, Number.isFinite(lagMs) ? lagMs / 1_000 : undefined);
           // Two probes in a row over the bound: a probe that lands between a WAL record's
