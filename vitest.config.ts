@@ -23,7 +23,7 @@ const staticFiles = [
   'packages/*/test/entry-peers.test.ts',
   'packages/*/test/entries.test.ts',
   'packages/rate-limiter/test/express-types.test.ts',
-  'packages/rate-limiter/test/exact-optional-types.test.ts',
+  'packages/*/test/exact-optional-types.test.ts',
 ];
 
 export default defineConfig({
