@@ -1,0 +1,141 @@
+import { uniqueName } from '@noa/testkit';
+import type { Cluster, Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cache, type CacheOptions } from '../../src/index.js';
+import { redisUp, sharedRedisCaches } from './helpers.js';
+import { usePrivateCluster } from './redis-server.js';
+
+/**
+ * A tag set names every key written with the tag; a member whose value expired or was deleted
+ * one by one (not by deleteByTag) stayed until the whole set expired, which it never did while
+ * the tag was written to. Tagged writes now prune a random sample of the set now and then
+ * (see docs/tags.md): the set stays within a bound proportional to the live keys.
+ *
+ * The bound asserted: SCARD ≤ 2 × live keys + 64. The expected size is about 4/3 of the live
+ * keys (each tag write prunes with probability 1/16 a sample of 64, so dead members settle at
+ * about a third of the live ones); without pruning the set names every key ever written.
+ */
+const LIVE = 100;
+const WRITES = 3_000;
+const bound = (live: number) => 2 * live + 64;
+
+/** Members of `tagKey` whose value key exists. */
+async function liveMembers(admin: Redis | Cluster, prefix: string, tagKey: string): Promise<number> {
+  const members = await admin.smembers(tagKey);
+  let live = 0;
+  for (const member of members) live += await admin.exists(`${prefix}v:${member}`);
+  return live;
+}
+
+/** The value of one sample line, 0 when the series does not exist. */
+async function sample(registry: Registry, series: string): Promise<number> {
+  const line = (await registry.metrics()).split('\n').find((text) => text.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+/**
+ * Writes {@link WRITES} keys tagged `tag`, deleting each one {@link LIVE} writes later
+ * (`delete`, which leaves the tag set alone): {@link LIVE} keys live at any time.
+ */
+async function churn(cache: Cache, tag: string): Promise<void> {
+  for (let index = 0; index < WRITES; index += 1) {
+    await cache.set(`${tag}:${index}`, index, { tags: [tag] });
+    if (index >= LIVE) await cache.delete(`${tag}:${index - LIVE}`);
+  }
+}
+
+describe.skipIf(!redisUp)('tag sets stay bounded while the tag is written (Redis)', () => {
+  const { prefix, redis, open } = sharedRedisCaches('tagprune');
+
+  it('keys deleted one by one leave the set', async () => {
+    const registry = new Registry();
+    const logged: string[] = [];
+    const cache = await open({
+      registry,
+      logger: {
+        debug: (message) => logged.push(message),
+        info: () => {},
+        warn: () => {},
+        error: () => {},
+      },
+    });
+    await churn(cache, 'deleted');
+    const tagKey = `${prefix}__tag:deleted`;
+    expect(await liveMembers(redis!, prefix, tagKey)).toBe(LIVE);
+    expect(await redis!.scard(tagKey)).toBeLessThanOrEqual(bound(LIVE));
+    const pruned = await sample(registry, 'noa_cache_manager_tag_members_pruned_total{cache="cache"}');
+    expect(pruned).toBeGreaterThanOrEqual(WRITES - bound(LIVE));
+    expect(logged.filter((message) => message.startsWith('tag set pruned')).length).toBeGreaterThan(0);
+    // deleteByTag still reaches every live key.
+    expect(await cache.deleteByTag('deleted')).toBe(LIVE);
+    expect(await redis!.exists(`${prefix}v:deleted:${WRITES - 1}`)).toBe(0);
+  }, 60_000);
+
+  it('keys that expire leave the set', async () => {
+    const cache = await open({ ttlMs: 20, graceMs: 0 });
+    const tag = 'expiring';
+    for (let index = 0; index < WRITES; index += 1) {
+      await cache.set(`${tag}:${index}`, index, { tags: [tag] });
+      // About 100 writes per 20 ms TTL whatever the machine's speed: a pause every 25 writes.
+      if (index % 25 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const tagKey = `${prefix}__tag:${tag}`;
+    const live = await liveMembers(redis!, prefix, tagKey);
+    expect(await redis!.scard(tagKey)).toBeLessThanOrEqual(bound(live));
+  }, 60_000);
+
+  it('a key that lives on stays in the set, whatever the sample', async () => {
+    const cache = await open();
+    await cache.set('kept', 1, { tags: ['mixed'] });
+    await churn(cache, 'mixed');
+    expect(await redis!.sismember(`${prefix}__tag:mixed`, 'kept')).toBe(1);
+  }, 60_000);
+
+  it('a prune that fails never fails the write that started it', async () => {
+    const { Redis } = await import('ioredis');
+    const base = new Redis(redis!.options);
+    // SRANDMEMBER, the prune's first command, always fails.
+    const client = new Proxy(base, {
+      get(target, property) {
+        const value = Reflect.get(target, property);
+        if (property === 'srandmember') return () => Promise.reject(new Error('refused'));
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const cache = await open({ redis: client });
+    for (let index = 0; index < 200; index += 1) await cache.set(`failing:${index}`, index, { tags: ['failing'] });
+    const keys = Array.from({ length: 200 }, (_, index) => `${prefix}v:failing:${index}`);
+    expect(await redis!.exists(...keys)).toBe(200);
+    expect(await redis!.scard(`${prefix}__tag:failing`)).toBe(200);
+    // The prunes were tried (about one write in 16), failed, and were counted as Redis errors.
+    expect(cache.stats().l2Errors).toBeGreaterThan(0);
+    await cache.close();
+    base.disconnect();
+  }, 60_000);
+});
+
+const { installed, client: cluster } = usePrivateCluster('tag sets pruned on a Redis Cluster');
+
+describe.skipIf(!installed)('tag sets stay bounded while the tag is written (Redis Cluster)', () => {
+  const prefix = `${uniqueName('cm_tagprune_cluster')}:`;
+  const caches: Cache[] = [];
+  afterAll(async () => {
+    await Promise.all(caches.map((cache) => cache.close()));
+  });
+  async function open(options: CacheOptions = {}): Promise<Cache> {
+    const cache = new Cache({ redis: cluster(), prefix, ...options });
+    caches.push(cache);
+    await cache.ready();
+    return cache;
+  }
+
+  it('keys deleted one by one leave the set', async () => {
+    const cache = await open();
+    await churn(cache, 'deleted');
+    const tagKey = `${prefix}__tag:deleted`;
+    expect(await liveMembers(cluster(), prefix, tagKey)).toBe(LIVE);
+    expect(await cluster().scard(tagKey)).toBeLessThanOrEqual(bound(LIVE));
+    expect(await cache.deleteByTag('deleted')).toBe(LIVE);
+  }, 120_000);
+});
