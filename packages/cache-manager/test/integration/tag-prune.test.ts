@@ -138,4 +138,55 @@ describe.skipIf(!installed)('tag sets stay bounded while the tag is written (Red
     expect(await cluster().scard(tagKey)).toBeLessThanOrEqual(bound(LIVE));
     expect(await cache.deleteByTag('deleted')).toBe(LIVE);
   }, 120_000);
+
+  /**
+   * The set and the values live on other masters, so a prune removes the dead members it found
+   * (SREM) and then checks them again, adding back those written meanwhile. Here the member is
+   * written again (SET, then SADD) between the prune's check and its SREM, every time: the SREM
+   * is held until that write is done. Without the second check the value stayed out of its set.
+   */
+  it('a member written again between the check and the SREM is added back', async () => {
+    const writer = await open();
+    await writer.set('victim', 'old', { tags: ['race'] });
+    await writer.delete('victim');
+    let intercepted = false;
+    const client = new Proxy(cluster(), {
+      get(target, property) {
+        const value = Reflect.get(target, property);
+        if (typeof value !== 'function') return value;
+        const call = (...args: unknown[]) => (value as (...all: unknown[]) => unknown).apply(target, args);
+        if (property !== 'srem') return call;
+        return async (...args: unknown[]) => {
+          if (!intercepted && String(args[0]).endsWith('__tag:race') && args.includes('victim')) {
+            intercepted = true;
+            await writer.set('victim', 'new', { tags: ['race'] });
+          }
+          return call(...args);
+        };
+      },
+    });
+    let pruned = false;
+    const pruner = await open({
+      redis: client,
+      logger: {
+        // The prune's debug line comes once it is done, re-check and SADD included.
+        debug: (message, fields) => {
+          if (intercepted && message === 'tag set pruned' && fields?.['tag'] === 'race') pruned = true;
+        },
+        info: () => {},
+        warn: () => {},
+        error: () => {},
+      },
+    });
+    for (let index = 0; index < 2_000 && !intercepted; index += 1)
+      await pruner.set(`filler:${index}`, index, { tags: ['race'] });
+    expect(intercepted).toBe(true);
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !pruned) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(pruned).toBe(true);
+    const tagKey = `${prefix}__tag:race`;
+    expect(await cluster().sismember(tagKey, 'victim')).toBe(1);
+    expect(await pruner.deleteByTag('race')).toBeGreaterThan(1);
+    expect(await cluster().exists(`${prefix}v:victim`)).toBe(0);
+  }, 60_000);
 });
