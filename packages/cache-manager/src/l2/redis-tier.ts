@@ -547,7 +547,11 @@ export class RedisTier {
   #mayPrune<T>(tags: readonly string[], written: Promise<T>): Promise<T> {
     if (tags.length === 0 || this.#pruneRefused) return written;
     let due: string[] | undefined;
-    for (const tag of tags) if (Math.random() < PRUNE_CHANCE) (due ??= []).push(tag);
+    for (const tag of tags) {
+      if (Math.random() >= PRUNE_CHANCE) continue;
+      due ??= [];
+      due.push(tag);
+    }
     if (due === undefined) return written;
     const prune = () => {
       for (const tag of due) this.#pruneTag(tag);
@@ -621,9 +625,7 @@ export class RedisTier {
   async #pruneApart(tagKey: string): Promise<{ sampled: number; removed: number }> {
     const members = await this.client.srandmember(tagKey, PRUNE_SAMPLE);
     const absent = async (candidates: readonly string[]) => {
-      const exists = await Promise.all(
-        candidates.map((member) => this.client.exists(this.dataKey(member))),
-      );
+      const exists = await Promise.all(candidates.map((member) => this.client.exists(this.dataKey(member))));
       return candidates.filter((_, index) => exists[index] === 0);
     };
     const dead = await absent(members);
@@ -1331,7 +1333,9 @@ export class RedisTier {
     // trip for a tagged write), so that a SADD never lands before its SET, which a tag delete's
     // restore and a Cluster prune rely on (see `#pruneApart`). A SET that failed sends none.
     const stored = sent[0] as Promise<unknown>;
-    const send = this.#cluster ? (command: () => unknown) => stored.then(command) : (command: () => unknown) => command();
+    const send = this.#cluster
+      ? (command: () => unknown) => stored.then(command)
+      : (command: () => unknown) => command();
     for (const tag of tags) {
       const tagKey = this.tagKey(tag);
       sent.push(send(() => target.sadd(tagKey, key)));

@@ -104,7 +104,8 @@ describe.skipIf(!redisUp)('tag sets stay bounded while the tag is written (Redis
       },
     });
     const cache = await open({ redis: client });
-    for (let index = 0; index < 200; index += 1) await cache.set(`failing:${index}`, index, { tags: ['failing'] });
+    for (let index = 0; index < 200; index += 1)
+      await cache.set(`failing:${index}`, index, { tags: ['failing'] });
     const keys = Array.from({ length: 200 }, (_, index) => `${prefix}v:failing:${index}`);
     expect(await redis!.exists(...keys)).toBe(200);
     expect(await redis!.scard(`${prefix}__tag:failing`)).toBe(200);
@@ -171,7 +172,7 @@ describe.skipIf(!installed)('tag sets stay bounded while the tag is written (Red
       logger: {
         // The prune's debug line comes once it is done, re-check and SADD included.
         debug: (message, fields) => {
-          if (intercepted && message === 'tag set pruned' && fields?.['tag'] === 'race') pruned = true;
+          if (intercepted && message === 'tag set pruned' && fields?.tag === 'race') pruned = true;
         },
         info: () => {},
         warn: () => {},
