@@ -137,6 +137,8 @@ export class CacheMetrics {
       'Tag set members removed because their value was gone (expired, evicted or deleted one by one), by the pruning of tagged writes',
       ['cache'],
     );
+    // At 0 from the start, as a counter that rarely moves should be (a rate over it is 0, not absent).
+    this.#tagMembersPruned.inc({ cache: name }, 0);
     this.#breaker = factory.gauge(
       'breaker_state',
       'Caches of one name whose Redis breaker is in each state (closed, open, half_open; 1 for the current state of one cache)',
