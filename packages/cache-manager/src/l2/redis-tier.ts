@@ -5,6 +5,7 @@ import { slidingFrameBytes } from '../serialization/entry-codec.js';
 import type { IoRedisClient } from './ioredis-client.js';
 import { isCluster } from './ioredis-client.js';
 import type { RedisGuard } from './redis-guard.js';
+import { PRUNE_SAMPLE, tagsToPrune } from './tag-pruning.js';
 import { TickBatcher } from './tick-batcher.js';
 
 /**
@@ -64,22 +65,6 @@ interface WriteTarget {
  * whole set its short expiry, and `deleteByTag` would then miss the members that never expire.
  */
 const TAG_SET_FOREVER_MS = 100 * 365 * 24 * 3_600_000;
-
-/**
- * Members of a tag set one prune samples (`SRANDMEMBER <set> 64`, then one EXISTS per member):
- * what one prune costs Redis, whatever the set's size.
- */
-const PRUNE_SAMPLE = 64;
-
-/**
- * The chance that a tag write prunes its tag's set. A member is added per write at most, and a
- * prune removes on average PRUNE_SAMPLE × (dead share) of them, so at PRUNE_SAMPLE ×
- * PRUNE_CHANCE = 4 the dead members settle at about a third of the live ones (4/3 of the live
- * keys in all); it must stay above 1, or nothing bounds the set. Per tag write that is, on
- * average, 1/16 of a prune: 1/8 of a round trip and 4 member checks. Random rather than every
- * 16th write: a count would prune the same tag of writes that carry several, always.
- */
-const PRUNE_CHANCE = 1 / 16;
 
 /** What a {@link RedisTier} tells its cache of the pruning of tag sets (see `RedisTier.#pruneTag`). */
 export interface TagPruneReport {
@@ -540,23 +525,22 @@ export class RedisTier {
   }
 
   /**
-   * Once `written` settles, prunes with {@link PRUNE_CHANCE} each of `tags`' sets (see
+   * Once `written` resolves true, prunes each of `tags`' sets with `PRUNE_CHANCE` (see
    * {@link #pruneTag}). Returns `written` itself: the write's outcome is the caller's, and
    * nothing is added to the write's path unless a prune is drawn.
    */
   #mayPrune<T>(tags: readonly string[], written: Promise<T>): Promise<T> {
     if (tags.length === 0 || this.#pruneRefused) return written;
-    let due: string[] | undefined;
-    for (const tag of tags) {
-      if (Math.random() >= PRUNE_CHANCE) continue;
-      due ??= [];
-      due.push(tag);
-    }
+    const due = tagsToPrune(tags);
     if (due === undefined) return written;
-    const prune = () => {
-      for (const tag of due) this.#pruneTag(tag);
-    };
-    written.then(prune, prune);
+    // Only after a write that landed: one that failed (or lost its compare-and-set) says Redis
+    // is failing or the key is contended, and a prune then would only add a failure to count.
+    written.then(
+      (outcome) => {
+        if (outcome === true) for (const tag of due) this.#pruneTag(tag);
+      },
+      () => {},
+    );
     return written;
   }
 
@@ -565,14 +549,20 @@ export class RedisTier {
    * one by one): a set names every key written with its tag, and lives as long as its
    * longest-lived member, so without this a tag written to all the time (on keys that come and
    * go) named more and more dead keys, and `deleteByTag` read each. A random sample of
-   * {@link PRUNE_SAMPLE} members is checked (see {@link PRUNE_CHANCE} for the bound that gives).
+   * {@link PRUNE_SAMPLE} members is checked (see `PRUNE_CHANCE` in tag-pruning.ts for the bound).
    * Background work: one guarded operation (`prune_tag`, counted and logged as any), whose
    * failure only leaves the dead members for a later prune. Skipped while the breaker is not
    * closed, and while this tier prunes the same tag already. The stored layout is unchanged
    * (the same sets, members and expiries): an instance of an earlier release shares them.
    */
   #pruneTag(tag: string): void {
-    if (this.#pruneRefused || this.#pruning.has(tag) || this.#guard.state !== 'closed') return;
+    if (
+      this.#pruneRefused ||
+      this.#pruning.has(tag) ||
+      this.#guard.state !== 'closed' ||
+      !this.#guard.healthy
+    )
+      return;
     this.#pruning.add(tag);
     const tagKey = this.tagKey(tag);
     this.#guard
