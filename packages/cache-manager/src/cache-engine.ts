@@ -176,6 +176,17 @@ export class CacheEngine {
         () => clock.now(),
         options.batching,
         options.slidingTtlMs !== undefined,
+        {
+          pruned: (tag, sampled, removed) => {
+            this.metrics.tagMembersPruned(removed);
+            this.logger.debug('tag set pruned', { tag, sampled, removed });
+          },
+          refused: (error) =>
+            this.logger.warn(
+              'Redis refused a command of tag set pruning (an ACL without +srandmember?): tag sets are not pruned on this instance, and keep naming expired and deleted keys until they expire; add +srandmember to the ACL user (see "Production Redis" in the README)',
+              { error: String(error) },
+            ),
+        },
       );
       // Only for a cache given a logger: the warning is all it is for.
       if (options.logger !== undefined)

@@ -53,6 +53,7 @@ export class CacheMetrics {
   readonly #bytesWritten: CounterMetric<'cache' | 'tier'>;
   readonly #bus: CounterMetric<'cache' | 'direction'>;
   readonly #lockWaits: CounterMetric<'cache' | 'result'>;
+  readonly #tagMembersPruned: CounterMetric<'cache'>;
   readonly #breaker: GaugeMetric<'cache' | 'state'>;
   /**
    * This cache's shares of the gauges. Caches of one name sharing a registry share its series, so
@@ -131,6 +132,13 @@ export class CacheMetrics {
       'cache',
       'result',
     ]);
+    this.#tagMembersPruned = factory.counter(
+      'tag_members_pruned_total',
+      'Tag set members removed because their value was gone (expired, evicted or deleted one by one), by the pruning of tagged writes',
+      ['cache'],
+    );
+    // At 0 from the start, as a counter that rarely moves should be (a rate over it is 0, not absent).
+    this.#tagMembersPruned.inc({ cache: name }, 0);
     this.#breaker = factory.gauge(
       'breaker_state',
       'Caches of one name whose Redis breaker is in each state (closed, open, half_open; 1 for the current state of one cache)',
@@ -212,6 +220,11 @@ export class CacheMetrics {
 
   lockWait(result: 'value' | 'acquired' | 'stale' | 'timeout'): void {
     this.#lockWaits.inc({ cache: this.#name, result });
+  }
+
+  /** `count` dead members removed from a tag set by one prune (see `RedisTier`). */
+  tagMembersPruned(count: number): void {
+    if (count > 0) this.#tagMembersPruned.inc({ cache: this.#name }, count);
   }
 
   breakerState(state: BreakerState): void {

@@ -5,6 +5,7 @@ import { slidingFrameBytes } from '../serialization/entry-codec.js';
 import type { IoRedisClient } from './ioredis-client.js';
 import { isCluster } from './ioredis-client.js';
 import type { RedisGuard } from './redis-guard.js';
+import { PRUNE_SAMPLE, tagsToPrune } from './tag-pruning.js';
 import { TickBatcher } from './tick-batcher.js';
 
 /**
@@ -29,6 +30,7 @@ const writeIfUnchangedScript = script('write-if-unchanged', ['compare-and-set'])
 const extendIfUnchangedScript = script('extend-if-unchanged', ['compare-and-set']);
 const getSlidingScript = script('get-sliding', ['slide-frame']);
 const slideScript = script('slide', ['slide-frame']);
+const pruneTagScript = script('prune-tag');
 /** The header byte of a sliding entry's frame (format 3, see entry-codec.ts). */
 const slidingFrameHeader = 0x30;
 /** A frame's length: the header and four doubles. */
@@ -63,6 +65,14 @@ interface WriteTarget {
  * whole set its short expiry, and `deleteByTag` would then miss the members that never expire.
  */
 const TAG_SET_FOREVER_MS = 100 * 365 * 24 * 3_600_000;
+
+/** What a {@link RedisTier} tells its cache of the pruning of tag sets (see `RedisTier.#pruneTag`). */
+export interface TagPruneReport {
+  /** A prune of `tag`'s set sampled `sampled` members and removed `removed` dead ones. */
+  pruned(tag: string, sampled: number, removed: number): void;
+  /** Redis refused a prune's command (an ACL without SRANDMEMBER): this tier prunes no more. */
+  refused(error: unknown): void;
+}
 
 /** Average encoded size from which a batch of writes goes out as separate commands. */
 const DIRECT_WRITE_BYTES = 4 * 1024;
@@ -169,6 +179,11 @@ export class RedisTier {
   readonly #clock: () => number;
   /** Every read runs `get-sliding.lua` instead of GET/MGET (a cache with a `slidingTtlMs`). */
   readonly #slidingReads: boolean;
+  readonly #pruneReport: TagPruneReport | undefined;
+  /** Tags whose set this tier is pruning: one prune per tag at a time (a `setMany` of one tag). */
+  readonly #pruning = new Set<string>();
+  /** Redis refused a prune's command: tag sets are not pruned (they grow as before). */
+  #pruneRefused = false;
 
   /**
    * With `slidingReads`, every read runs `get-sliding.lua` (a GET that also extends a sliding
@@ -184,8 +199,10 @@ export class RedisTier {
     clock: () => number,
     batching = true,
     slidingReads = false,
+    pruneReport?: TagPruneReport,
   ) {
     this.client = client;
+    this.#pruneReport = pruneReport;
     this.#clock = clock;
     this.#slidingReads = slidingReads;
     this.#guard = guard;
@@ -420,13 +437,16 @@ export class RedisTier {
     const write: PendingWrite = { key, bytes, ttlMs, tags, tagTtlMs };
     if (this.#writes) {
       this.#batchAfterOthers();
-      return this.#writes.add(write, bytes.length);
+      return this.#mayPrune(tags, this.#writes.add(write, bytes.length));
     }
     this.#writesFirst();
-    return this.#guard.run('set', false, async () => {
-      await this.#awaitWrite(write, this.#sendWrite(this.client, write));
-      return true;
-    });
+    return this.#mayPrune(
+      tags,
+      this.#guard.run('set', false, async () => {
+        await this.#awaitWrite(write, this.#sendWrite(this.client, write));
+        return true;
+      }),
+    );
   }
 
   /**
@@ -455,20 +475,23 @@ export class RedisTier {
       // this write joins.
       this.#batchAfterOthers();
       this.#writes?.flush();
-      return this.#casWrites.add(write, bytes.length + (expected?.length ?? 0));
+      return this.#mayPrune(tags, this.#casWrites.add(write, bytes.length + (expected?.length ?? 0)));
     }
     this.#writesFirst();
     if (!this.#cluster) {
-      return this.#guard.run('set', undefined as boolean | undefined, async () => {
-        const [written] = await this.#casScript([write]);
-        return written;
-      });
+      return this.#mayPrune(
+        tags,
+        this.#guard.run('set', undefined as boolean | undefined, async () => {
+          const [written] = await this.#casScript([write]);
+          return written;
+        }),
+      );
     }
     // On a Cluster a value and its tag sets live in other slots, so no script holds both: the
     // tag sets are added to once the value is written, as a `set` sends its SET before its SADD
-    // (the order `deleteTag`'s restore relies on). Added to first, a write that lost left the
-    // key a member of sets its value never carried.
-    return this.#guard.run('set', undefined as boolean | undefined, async () => {
+    // (the order `deleteTag`'s restore and `#pruneTag` rely on). Added to first, a write that
+    // lost left the key a member of sets its value never carried.
+    const written = this.#guard.run('set', undefined as boolean | undefined, async () => {
       const { digest, frame } = casDigest(expected);
       const replaced = await this.#eval(replaceIfUnchangedScript, this.dataKey(key), [
         digest,
@@ -498,6 +521,113 @@ export class RedisTier {
       if (failed !== undefined) throw failed.reason;
       return true;
     });
+    return this.#mayPrune(tags, written);
+  }
+
+  /**
+   * Once `written` resolves true, prunes each of `tags`' sets with `PRUNE_CHANCE` (see
+   * {@link #pruneTag}). Returns `written` itself: the write's outcome is the caller's, and
+   * nothing is added to the write's path unless a prune is drawn.
+   */
+  #mayPrune<T>(tags: readonly string[], written: Promise<T>): Promise<T> {
+    if (tags.length === 0 || this.#pruneRefused) return written;
+    const due = tagsToPrune(tags);
+    if (due === undefined) return written;
+    // Only after a write that landed: one that failed (or lost its compare-and-set) says Redis
+    // is failing or the key is contended, and a prune then would only add a failure to count.
+    written.then(
+      (outcome) => {
+        if (outcome === true) for (const tag of due) this.#pruneTag(tag);
+      },
+      () => {},
+    );
+    return written;
+  }
+
+  /**
+   * Removes from `tag`'s set some of the members whose value is gone (expired, evicted, deleted
+   * one by one): a set names every key written with its tag, and lives as long as its
+   * longest-lived member, so without this a tag written to all the time (on keys that come and
+   * go) named more and more dead keys, and `deleteByTag` read each. A random sample of
+   * {@link PRUNE_SAMPLE} members is checked (see `PRUNE_CHANCE` in tag-pruning.ts for the bound).
+   * Background work: one guarded operation (`prune_tag`, counted and logged as any), whose
+   * failure only leaves the dead members for a later prune. Skipped while the breaker is not
+   * closed, and while this tier prunes the same tag already. The stored layout is unchanged
+   * (the same sets, members and expiries): an instance of an earlier release shares them.
+   */
+  #pruneTag(tag: string): void {
+    if (
+      this.#pruneRefused ||
+      this.#pruning.has(tag) ||
+      this.#guard.state !== 'closed' ||
+      !this.#guard.healthy
+    )
+      return;
+    this.#pruning.add(tag);
+    const tagKey = this.tagKey(tag);
+    this.#guard
+      .run('prune_tag', undefined as { sampled: number; removed: number } | undefined, async () => {
+        try {
+          return this.#cluster ? await this.#pruneApart(tagKey) : await this.#pruneAtOnce(tagKey);
+        } catch (error) {
+          if (String((error as Error).message).startsWith('NOPERM') && !this.#pruneRefused) {
+            this.#pruneRefused = true;
+            this.#pruneReport?.refused(error);
+          }
+          throw error;
+        }
+      })
+      .then((outcome) => {
+        if (outcome !== undefined) this.#pruneReport?.pruned(tag, outcome.sampled, outcome.removed);
+      })
+      // With onBackendError 'throw' the guard rejects, and nobody awaits this call to be told.
+      .catch(() => {})
+      .finally(() => this.#pruning.delete(tag));
+  }
+
+  /**
+   * A single node's prune: the sample (SRANDMEMBER), then `prune-tag.lua`, which checks each
+   * member's value and removes the dead ones in one step (see there for why no value written
+   * meanwhile leaves its set). Two round trips.
+   */
+  async #pruneAtOnce(tagKey: string): Promise<{ sampled: number; removed: number }> {
+    const members = await this.client.srandmember(tagKey, PRUNE_SAMPLE);
+    if (members.length === 0) return { sampled: 0, removed: 0 };
+    const keys = [tagKey, ...members.map((member) => this.dataKey(member))];
+    const removed = (await this.#evalKeys(pruneTagScript, keys, members)) as number;
+    return { sampled: members.length, removed };
+  }
+
+  /**
+   * A Cluster's prune: the set and the values live in other slots, so no script holds both.
+   * Sampled members whose value is absent are removed (SREM), THEN checked again, and those whose
+   * value exists now are added back (with the set given the expiry of a member that never
+   * expires if the SREM emptied it, as `#restoreTagged` does). Why no tagged value ends up
+   * outside its set: a writer sends its SET, and its SADD once the SET is answered (`#sendWrite`,
+   * `setIfUnchanged`). If its SADD lands after our SREM, the SADD puts the member back. If it
+   * lands before our SREM, its SET landed before that too, so before our second check, which
+   * then sees the value and adds the member back. A write that lands entirely after the second
+   * check adds the member itself. The whole sequence is one chain: past its deadline (reported
+   * as a failure) it still runs to the end when Redis answers; only a command that fails
+   * (connection lost between the SREM and the re-check) can leave a value rewritten in those
+   * round trips out of its set, the window `deleteByTag`'s restore has too. Four round trips.
+   */
+  async #pruneApart(tagKey: string): Promise<{ sampled: number; removed: number }> {
+    const members = await this.client.srandmember(tagKey, PRUNE_SAMPLE);
+    const absent = async (candidates: readonly string[]) => {
+      const exists = await Promise.all(candidates.map((member) => this.client.exists(this.dataKey(member))));
+      return candidates.filter((_, index) => exists[index] === 0);
+    };
+    const dead = await absent(members);
+    if (dead.length === 0) return { sampled: members.length, removed: 0 };
+    const removed = await this.client.srem(tagKey, ...dead);
+    const stillDead = new Set(await absent(dead));
+    const back = dead.filter((member) => !stillDead.has(member));
+    if (back.length > 0) {
+      await this.client.sadd(tagKey, ...back);
+      await this.client.pexpire(tagKey, TAG_SET_FOREVER_MS, 'NX');
+    }
+    return { sampled: members.length, removed: Math.max(0, removed - back.length) };
   }
 
   /** One guarded call of {@link #casScript} for a batch of {@link setIfUnchanged} (single node). */
@@ -1188,11 +1318,22 @@ export class RedisTier {
     if (tags.length > 0) this.#tagsWritten();
     const sent = [ms === undefined ? target.set(dataKey, bytes) : target.set(dataKey, bytes, 'PX', ms)];
     const tagSetMs = tagTtlMs === undefined ? TAG_SET_FOREVER_MS : Math.max(1, Math.ceil(tagTtlMs));
+    // On a Cluster the tag sets live on other masters, whose connections do not keep the order
+    // in which commands were sent: the tag commands go once the SET is answered (one more round
+    // trip for a tagged write), so that a SADD never lands before its SET, which a tag delete's
+    // restore and a Cluster prune rely on (see `#pruneApart`). A SET that failed sends none.
+    const stored = sent[0] as Promise<unknown>;
+    const send = this.#cluster
+      ? (command: () => unknown) => stored.then(command)
+      : (command: () => unknown) => command();
     for (const tag of tags) {
       const tagKey = this.tagKey(tag);
-      sent.push(target.sadd(tagKey, key));
+      sent.push(send(() => target.sadd(tagKey, key)));
       // The set lives as long as its longest-lived member: NX sets a first expiry, GT extends it.
-      sent.push(target.pexpire(tagKey, tagSetMs, 'NX'), target.pexpire(tagKey, tagSetMs, 'GT'));
+      sent.push(
+        send(() => target.pexpire(tagKey, tagSetMs, 'NX')),
+        send(() => target.pexpire(tagKey, tagSetMs, 'GT')),
+      );
     }
     return sent;
   }

@@ -2,7 +2,11 @@ import { delay } from '@noa/core';
 import { generousDeadlineMs } from '@noa/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheEventName } from '../../src/index.js';
+import { pruneTagsWithChance } from '../../src/l2/tag-pruning.js';
 import { counting, dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
+
+// Script calls are counted exactly: no tagged write here prunes its set (tag-prune.test.ts does).
+pruneTagsWithChance(0);
 
 describe.skipIf(!redisUp)('getOrSetMany on a real Redis', () => {
   const prefix = testPrefix('cm_many');

@@ -34,13 +34,18 @@ async function readmeMetricNames(): Promise<string[]> {
   return [...section.matchAll(/^\| `(noa_cache_manager_[a-z_]+)`/gm)].map((match) => match[1]!);
 }
 
-/** Every series on the registry: its metric name and label values. */
+/**
+ * Every series on the registry: its metric name and label values. Those of `prune_tag` (a tag
+ * set's pruning, drawn for 1 tag write in 16) are left out: whether a run of the workload drew
+ * one is chance, not its size, and the label value is one, however many tags.
+ */
 async function series(
   registry: Registry,
 ): Promise<Array<{ name: string; labels: Record<string, string | number> }>> {
   const all: Array<{ name: string; labels: Record<string, string | number> }> = [];
   for (const metric of await registry.getMetricsAsJSON()) {
     for (const value of metric.values) {
+      if ((value.labels as Record<string, unknown>).operation === 'prune_tag') continue;
       all.push({
         name: (value as { metricName?: string }).metricName ?? metric.name,
         labels: value.labels as Record<string, string | number>,
@@ -106,7 +111,7 @@ describe.skipIf(!redisUp)(
 
     it('two named caches on one registry, with a winston logger: every README metric, bounded labels, lines with fields', async () => {
       const documented = await readmeMetricNames();
-      expect(documented.length).toBe(13);
+      expect(documented.length).toBe(14);
       const label = async (count: number, run: string) => {
         const registry = new Registry();
         const { logger } = winstonLogger();

@@ -19,7 +19,9 @@ const { redis: server, skip } = await startPrivateRedisOrSkip();
 const prefix = 'app:cache:';
 /** The README's minimal command list (see "Production Redis"). */
 const minimalCommands =
-  '+get +set +mget +del +unlink +exists +pexpire +getrange +setrange +evalsha +eval +sadd +srem +sscan +scan +rpush +lrange +llen +publish +subscribe';
+  '+get +set +mget +del +unlink +exists +pexpire +getrange +setrange +evalsha +eval +sadd +srem +srandmember +sscan +scan +rpush +lrange +llen +publish +subscribe';
+/** The list of earlier releases, without `+srandmember` (tag set pruning's sample). */
+const previousCommands = minimalCommands.replace(' +srandmember', '');
 /** The README's "Production Redis" ACL lines (the second adds `-@dangerous`, the third grants only what is used). */
 const users = restrictedAclUsers(prefix, minimalCommands);
 
@@ -103,6 +105,17 @@ describe.skipIf(skip !== undefined)('the cache on an ACL-restricted Redis user',
         await rootCleared;
         expect(await other.get('w1')).toBeUndefined();
         await cache.set('hot', { id: 5, name: 'hot' });
+        // Tagged writes prune their tag's set now and then (SRANDMEMBER, then prune-tag.lua's
+        // EXISTS and SREM), in the background: 200 writes prune at least once but with a chance
+        // of (15/16)^200, about 2.5e-6. Each key is deleted once written, so the prune removes some.
+        for (let index = 0; index < 200; index += 1) {
+          await cache.set(`p${index}`, index, { tags: ['pruned'] });
+          await cache.delete(`p${index}`);
+        }
+        const deadline = Date.now() + 10_000;
+        while (Date.now() < deadline && !logger.messages('debug').includes('tag set pruned'))
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        expect(logger.messages('debug')).toContain('tag set pruned');
       } finally {
         await Promise.all([cache.close(), other.close()]);
       }
@@ -115,4 +128,37 @@ describe.skipIf(skip !== undefined)('the cache on an ACL-restricted Redis user',
       expect(keys.filter((key) => !key.startsWith(prefix))).toEqual([]);
     },
   );
+
+  it('a user with the previous list (no +srandmember): tagged writes still work, pruning stops with one warning', async () => {
+    await admin.flushall();
+    await admin.call(
+      'ACL',
+      'SETUSER',
+      'previous',
+      'on',
+      '>secret',
+      'resetkeys',
+      `~${prefix}*`,
+      'resetchannels',
+      `&${prefix}*`,
+      '-@all',
+      ...previousCommands.split(' '),
+    );
+    const client = await connectAs('previous');
+    const logger = recordingLogger();
+    const cache = new Cache({ redis: client, prefix, logger, operationTimeoutMs: generousDeadlineMs });
+    await cache.ready();
+    try {
+      for (let index = 0; index < 400; index += 1) {
+        await cache.set(`q${index}`, index, { tags: ['refused'] });
+        if (index % 2 === 0) await cache.delete(`q${index}`);
+      }
+      expect(await admin.exists(`${prefix}v:q399`)).toBe(1);
+      expect(await cache.deleteByTag('refused')).toBe(200);
+    } finally {
+      await cache.close();
+    }
+    const refusals = logger.messages('warn').filter((message) => message.includes('+srandmember'));
+    expect(refusals).toHaveLength(1);
+  });
 });
