@@ -12,7 +12,7 @@ import { createRateLimiter } from '../src/index.js';
 // are pinned here, and the plain stack's double count too, so the guide's claim stays true.
 
 const clock = new ManualClock(1_700_000_000_000);
-const closers: (() => Promise<unknown> | void)[] = [];
+const closers: (() => unknown)[] = [];
 afterEach(async () => {
   for (const close of closers.splice(0)) await close();
 });
