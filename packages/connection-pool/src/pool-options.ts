@@ -30,6 +30,12 @@ export const poolOptionsObject = z
     leakDetectionThresholdMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).optional(),
     /** `close()` waits this long for lent resources to come back before it destroys them. */
     closeTimeoutMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(5_000),
+    /**
+     * A factory `destroy` not settled after this long is abandoned (logged at `warn`, counted as
+     * `destroy_timeout`, the resource aborted): `close()` goes on without it. Its slot is free from
+     * the start: a resource being destroyed does not count toward `max`.
+     */
+    destroyTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
     /** First delay after a failed create; doubles per failure up to `maxBackoffMs`. */
     initialBackoffMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(100),
     /** Longest delay between reconnect attempts while the backend is down. */

@@ -744,9 +744,7 @@ export class Pool<T> {
           // for whoever waits.
           this.#metrics.created.inc();
           this.#metrics.destroyed.inc();
-          promised(() => this.#factory.destroy(resource)).catch((error: unknown) => {
-            this.#logger.warn('error while closing a connection', { error: String(error) });
-          });
+          void this.#closeResource(resource, false);
           this.#dispatch();
           return;
         }
@@ -918,9 +916,35 @@ export class Pool<T> {
     entry.state = BUSY;
     this.#entries.delete(entry.resource);
     this.#metrics.destroyed.inc();
-    promised(() => this.#factory.destroy(entry.resource)).catch((error: unknown) => {
-      this.#logger.warn('error while closing a connection', { error: String(error) });
+    void this.#closeResource(entry.resource, false);
+  }
+
+  /**
+   * The factory's `destroy`, bounded by `destroyTimeoutMs`: one that has not settled by then is
+   * abandoned (the resource aborted, logged, counted as `destroy_timeout`), so that a goodbye a
+   * server never answers cannot hold `close()` for ever (coopernurse/node-pool#288). Resolves
+   * either way. The timer holds the process only for `close()`, whose caller awaits it.
+   */
+  #closeResource(resource: T, forClose: boolean): Promise<void> {
+    const timeoutMs = this.options.destroyTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const abandoned = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.#metrics.errors.inc({ kind: 'destroy_timeout' });
+        this.#logger.warn('a connection did not close within destroyTimeoutMs: abandoned', { timeoutMs });
+        this.#abort(resource);
+        resolve();
+      }, timeoutMs);
+      if (!forClose) timer.unref();
     });
+    const destroyed = promised(() => this.#factory.destroy(resource)).then(
+      () => clearTimeout(timer),
+      (error: unknown) => {
+        clearTimeout(timer);
+        this.#logger.warn('error while closing a connection', { error: String(error) });
+      },
+    );
+    return Promise.race([destroyed, abandoned]);
   }
 
   #removeIdle(entry: Entry<T>): void {
@@ -1030,11 +1054,7 @@ export class Pool<T> {
       entry.state = BUSY;
       this.#entries.delete(entry.resource);
       this.#metrics.destroyed.inc();
-      closing.push(
-        promised(() => this.#factory.destroy(entry.resource)).catch((error: unknown) => {
-          this.#logger.warn('error while closing a connection', { error: String(error) });
-        }),
-      );
+      closing.push(this.#closeResource(entry.resource, true));
     }
     this.#idle.length = 0;
     // Whatever the counts say now, a closed pool holds nothing: its share leaves the gauges.
