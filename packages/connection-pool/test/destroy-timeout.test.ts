@@ -85,7 +85,10 @@ describe('Pool: a destroy that never settles (destroyTimeoutMs)', () => {
     pool.release(two!);
     pool.invalidate(two!);
     // Both slots are free at once: max 2 lets two new ones open while the destroys hang.
-    const [three, four] = await Promise.all([pool.acquire({ timeoutMs: 500 }), pool.acquire({ timeoutMs: 500 })]);
+    const [three, four] = await Promise.all([
+      pool.acquire({ timeoutMs: 500 }),
+      pool.acquire({ timeoutMs: 500 }),
+    ]);
     expect([three!.id, four!.id]).toEqual([3, 4]);
     pool.release(three!);
     pool.release(four!);
