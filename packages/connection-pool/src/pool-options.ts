@@ -16,6 +16,12 @@ export const poolOptionsObject = z
     max: z.number().int().positive().default(10),
     /** How long `acquire()` waits for a resource before it rejects with `AcquireTimeoutError`. */
     acquireTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(10_000),
+    /**
+     * Most callers queued for a resource to be given back (those a connection being opened will
+     * serve do not count); one more rejects at once with `QueueFullError`. Load shedding, as
+     * mysql2's `queueLimit` (but 0 here means no queue at all). Unbounded when not set.
+     */
+    maxWaiting: z.number().int().nonnegative().optional(),
     /** An idle resource above `min` is closed after this long unused. */
     idleTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(30_000),
     /** A resource is closed (and replaced) once it is this old, lent or not, at its next return. */

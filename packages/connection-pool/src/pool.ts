@@ -24,6 +24,7 @@ import {
   DriverNotInstalledError,
   NotBorrowedError,
   PoolClosedError,
+  QueueFullError,
 } from './errors.js';
 import { type PoolMetrics, poolMetrics } from './metrics.js';
 import {
@@ -506,6 +507,11 @@ export class Pool<T> {
       this.#metrics.errors.inc({ kind: 'unavailable' });
       return Promise.reject(this.#createFailure(this.#lastError));
     }
+    const maxWaiting = this.options.maxWaiting;
+    if (maxWaiting !== undefined && this.#waitingForRelease() >= maxWaiting) {
+      this.#metrics.errors.inc({ kind: 'queue_full' });
+      return Promise.reject(new QueueFullError(this.name, maxWaiting));
+    }
     return new Promise<T>((resolve, reject) => {
       const ownTimeout = options?.timeoutMs;
       const waiter: Waiter<T> = {
@@ -601,6 +607,20 @@ export class Pool<T> {
     }
     this.#waiters = live;
     this.#waiterHead = 0;
+  }
+
+  /**
+   * Queued callers beyond those the pool is about to serve (an idle resource, one being opened,
+   * validated or reset, room to open one): those who wait for a release, as `maxWaiting` counts.
+   */
+  #waitingForRelease(): number {
+    const coming =
+      this.#idle.length +
+      this.#pending +
+      this.#validating +
+      this.#resetting +
+      (this.options.max - this.#size());
+    return this.#liveWaiters - coming;
   }
 
   #size(): number {
