@@ -6,6 +6,7 @@ import { maskUrlPassword } from './redact.js';
 export type AnyConnectionPoolError =
   | AcquireTimeoutError
   | AcquireAbortedError
+  | QueueFullError
   | PoolClosedError
   | DrainTimeoutError
   | BackendUnavailableError
@@ -39,6 +40,18 @@ export class AcquireTimeoutError extends ConnectionPoolError<'NOA_POOL_ACQUIRE_T
 export class AcquireAbortedError extends ConnectionPoolError<'NOA_POOL_ACQUIRE_ABORTED'> {
   constructor(pool: string, reason: unknown) {
     super('NOA_POOL_ACQUIRE_ABORTED', `${pool}: acquire aborted`, { cause: reason, details: { pool } });
+  }
+}
+
+/**
+ * `maxWaiting` callers were already queued: this one is refused at once instead of waiting (load
+ * shedding). `details.maxWaiting` is the bound.
+ */
+export class QueueFullError extends ConnectionPoolError<'NOA_POOL_QUEUE_FULL'> {
+  constructor(pool: string, maxWaiting: number) {
+    super('NOA_POOL_QUEUE_FULL', `${pool}: ${maxWaiting} callers already waiting for a connection`, {
+      details: { pool, maxWaiting },
+    });
   }
 }
 

@@ -42,6 +42,7 @@ export {
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
+  QueueFullError,
   TransactionEndedError,
   TransactionRetryError,
 } from './errors.js';

@@ -13,7 +13,7 @@ import type { Registry } from 'prom-client';
  * kinds are those the README's metrics table lists.
  */
 export const errorsHelp =
-  'Connection errors by kind (create, validate, reset, unavailable, query_connection, query_timeout, checkout_<reason>, pool_cleared)';
+  'Connection errors by kind (create, validate, reset, unavailable, queue_full, destroy_timeout, query_connection, query_timeout, checkout_<reason>, pool_cleared)';
 
 /**
  * Help of `routed_queries_total` (SQL clusters and Mongo pools, both labelled `cluster`, `target`,

@@ -16,6 +16,12 @@ export const poolOptionsObject = z
     max: z.number().int().positive().default(10),
     /** How long `acquire()` waits for a resource before it rejects with `AcquireTimeoutError`. */
     acquireTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(10_000),
+    /**
+     * Most callers queued for a resource to be given back (those a connection being opened will
+     * serve do not count); one more rejects at once with `QueueFullError`. Load shedding, as
+     * mysql2's `queueLimit` (but 0 here means no queue at all). Unbounded when not set.
+     */
+    maxWaiting: z.number().int().nonnegative().optional(),
     /** An idle resource above `min` is closed after this long unused. */
     idleTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(30_000),
     /** A resource is closed (and replaced) once it is this old, lent or not, at its next return. */
@@ -30,6 +36,12 @@ export const poolOptionsObject = z
     leakDetectionThresholdMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).optional(),
     /** `close()` waits this long for lent resources to come back before it destroys them. */
     closeTimeoutMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(5_000),
+    /**
+     * A factory `destroy` not settled after this long is abandoned (logged at `warn`, counted as
+     * `destroy_timeout`, the resource aborted): `close()` goes on without it. Its slot is free from
+     * the start: a resource being destroyed does not count toward `max`.
+     */
+    destroyTimeoutMs: z.number().int().positive().max(maxTimerMs, timerBoundMessage).default(5_000),
     /** First delay after a failed create; doubles per failure up to `maxBackoffMs`. */
     initialBackoffMs: z.number().int().nonnegative().max(maxTimerMs, timerBoundMessage).default(100),
     /** Longest delay between reconnect attempts while the backend is down. */

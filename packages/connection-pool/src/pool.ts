@@ -24,6 +24,7 @@ import {
   DriverNotInstalledError,
   NotBorrowedError,
   PoolClosedError,
+  QueueFullError,
 } from './errors.js';
 import { type PoolMetrics, poolMetrics } from './metrics.js';
 import {
@@ -506,6 +507,11 @@ export class Pool<T> {
       this.#metrics.errors.inc({ kind: 'unavailable' });
       return Promise.reject(this.#createFailure(this.#lastError));
     }
+    const maxWaiting = this.options.maxWaiting;
+    if (maxWaiting !== undefined && this.#waitingForRelease() >= maxWaiting) {
+      this.#metrics.errors.inc({ kind: 'queue_full' });
+      return Promise.reject(new QueueFullError(this.name, maxWaiting));
+    }
     return new Promise<T>((resolve, reject) => {
       const ownTimeout = options?.timeoutMs;
       const waiter: Waiter<T> = {
@@ -601,6 +607,20 @@ export class Pool<T> {
     }
     this.#waiters = live;
     this.#waiterHead = 0;
+  }
+
+  /**
+   * Queued callers beyond those the pool is about to serve (an idle resource, one being opened,
+   * validated or reset, room to open one): those who wait for a release, as `maxWaiting` counts.
+   */
+  #waitingForRelease(): number {
+    const coming =
+      this.#idle.length +
+      this.#pending +
+      this.#validating +
+      this.#resetting +
+      (this.options.max - this.#size());
+    return this.#liveWaiters - coming;
   }
 
   #size(): number {
@@ -744,9 +764,7 @@ export class Pool<T> {
           // for whoever waits.
           this.#metrics.created.inc();
           this.#metrics.destroyed.inc();
-          promised(() => this.#factory.destroy(resource)).catch((error: unknown) => {
-            this.#logger.warn('error while closing a connection', { error: String(error) });
-          });
+          void this.#closeResource(resource, false);
           this.#dispatch();
           return;
         }
@@ -918,9 +936,35 @@ export class Pool<T> {
     entry.state = BUSY;
     this.#entries.delete(entry.resource);
     this.#metrics.destroyed.inc();
-    promised(() => this.#factory.destroy(entry.resource)).catch((error: unknown) => {
-      this.#logger.warn('error while closing a connection', { error: String(error) });
+    void this.#closeResource(entry.resource, false);
+  }
+
+  /**
+   * The factory's `destroy`, bounded by `destroyTimeoutMs`: one that has not settled by then is
+   * abandoned (the resource aborted, logged, counted as `destroy_timeout`), so that a goodbye a
+   * server never answers cannot hold `close()` for ever (coopernurse/node-pool#288). Resolves
+   * either way. The timer holds the process only for `close()`, whose caller awaits it.
+   */
+  #closeResource(resource: T, forClose: boolean): Promise<void> {
+    const timeoutMs = this.options.destroyTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const abandoned = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.#metrics.errors.inc({ kind: 'destroy_timeout' });
+        this.#logger.warn('a connection did not close within destroyTimeoutMs: abandoned', { timeoutMs });
+        this.#abort(resource);
+        resolve();
+      }, timeoutMs);
+      if (!forClose) timer.unref();
     });
+    const destroyed = promised(() => this.#factory.destroy(resource)).then(
+      () => clearTimeout(timer),
+      (error: unknown) => {
+        clearTimeout(timer);
+        this.#logger.warn('error while closing a connection', { error: String(error) });
+      },
+    );
+    return Promise.race([destroyed, abandoned]);
   }
 
   #removeIdle(entry: Entry<T>): void {
@@ -1030,11 +1074,7 @@ export class Pool<T> {
       entry.state = BUSY;
       this.#entries.delete(entry.resource);
       this.#metrics.destroyed.inc();
-      closing.push(
-        promised(() => this.#factory.destroy(entry.resource)).catch((error: unknown) => {
-          this.#logger.warn('error while closing a connection', { error: String(error) });
-        }),
-      );
+      closing.push(this.#closeResource(entry.resource, true));
     }
     this.#idle.length = 0;
     // Whatever the counts say now, a closed pool holds nothing: its share leaves the gauges.

@@ -68,6 +68,14 @@ export interface StatementSettings {
   readonly name?: string;
 }
 
+/**
+ * Idle time before a connection's first TCP keep-alive probe, when its config sets none. Well
+ * under what NAT gateways, load balancers and proxies keep an idle flow (about 4 to 6 minutes in
+ * the big clouds), which then drop it without a word (ether/ueberDB#998); the OS default is 2 hours
+ * on Linux.
+ */
+export const keepAliveInitialDelayMs = 10_000;
+
 /** What a driver needs to open a connection. */
 export interface ConnectSettings<Config> {
   config: Config;

@@ -14,6 +14,7 @@ import {
   NotBorrowedError,
   PoolClosedError,
   QueryTimeoutError,
+  QueueFullError,
   TransactionEndedError,
   TransactionRetryError,
 } from '../src/index.js';
@@ -35,6 +36,7 @@ const errors = [
   new AuthenticationFailedError('p', new Error('password authentication failed')),
   new HealthCheckTimeoutError('p', 500),
   new TransactionEndedError('p', 1),
+  new QueueFullError('p', 0),
 ] as const;
 
 function handled(error: AnyConnectionPoolError): string {
@@ -52,6 +54,7 @@ function handled(error: AnyConnectionPoolError): string {
     case 'NOA_POOL_AUTH_FAILED':
     case 'NOA_POOL_HEALTH_CHECK_TIMEOUT':
     case 'NOA_POOL_TRANSACTION_ENDED':
+    case 'NOA_POOL_QUEUE_FULL':
       return error.code;
     default: {
       const unhandled: never = error;
@@ -76,6 +79,7 @@ describe('@noa/connection-pool error codes', () => {
       | 'NOA_POOL_AUTH_FAILED'
       | 'NOA_POOL_HEALTH_CHECK_TIMEOUT'
       | 'NOA_POOL_TRANSACTION_ENDED'
+      | 'NOA_POOL_QUEUE_FULL'
     >();
     expectTypeOf<ConnectionPoolError['code']>().toEqualTypeOf<ConnectionPoolErrorCode>();
   });
@@ -94,6 +98,7 @@ describe('@noa/connection-pool error codes', () => {
       'NOA_POOL_AUTH_FAILED',
       'NOA_POOL_HEALTH_CHECK_TIMEOUT',
       'NOA_POOL_TRANSACTION_ENDED',
+      'NOA_POOL_QUEUE_FULL',
     ]);
     for (const error of errors) {
       expect(error).toBeInstanceOf(ConnectionPoolError);

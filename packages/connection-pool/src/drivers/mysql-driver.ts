@@ -5,6 +5,7 @@ import {
   type ConnectSettings,
   type IsolationLevel,
   isolationLevelSql,
+  keepAliveInitialDelayMs,
   type SqlDriver,
   type StatementSettings,
   type StatementValues,
@@ -97,6 +98,16 @@ const CONNECTION_CODES = new Set([
   'ER_CON_COUNT_ERROR',
 ]);
 
+/** Whether a mysql2 URI sets `keepAliveInitialDelay` (mysql2 lets an option given beside it win). */
+function uriSetsKeepAliveDelay(uri: string | undefined): boolean {
+  if (uri === undefined) return false;
+  try {
+    return new URL(uri).searchParams.has('keepAliveInitialDelay');
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Driver for `mysql2/promise`. Statements run through mysql2's `query()` (values formatted
  * client-side, as mysql2 does: lists, objects, `??` identifiers); with the `{ execute: true }`
@@ -120,6 +131,10 @@ export const mysqlDriver: SqlDriver<Connection, MysqlConnectionConfig, MysqlResu
     const conn = await mysql.createConnection({
       connectTimeout: settings.connectTimeoutMs,
       ...base,
+      // mysql2 turns keep-alive on (enableKeepAlive) at the OS's first-probe delay (2 h on Linux),
+      // longer than NATs and proxies keep an idle flow. A delay given in the options or URL stays.
+      keepAliveInitialDelay:
+        base.keepAliveInitialDelay ?? (uriSetsKeepAliveDelay(base.uri) ? undefined : keepAliveInitialDelayMs),
       maxPreparedStatements: Math.max(1, settings.statementCacheSize),
     });
     let broken = false;

@@ -5,6 +5,7 @@ import {
   type ConnectSettings,
   type IsolationLevel,
   isolationLevelSql,
+  keepAliveInitialDelayMs,
   type SqlDriver,
   type StatementSettings,
   type StatementValues,
@@ -147,7 +148,14 @@ export const pgDriver: SqlDriver<Client, PgConnectionConfig, QueryResult<QueryRe
     const pg = await loadPg();
     const base: ClientConfig =
       typeof settings.config === 'string' ? { connectionString: settings.config } : settings.config;
-    const client = new pg.Client({ connectionTimeoutMillis: settings.connectTimeoutMs, ...base });
+    const client = new pg.Client({
+      connectionTimeoutMillis: settings.connectTimeoutMs,
+      ...base,
+      // pg leaves TCP keep-alive off unless asked: an idle connection a NAT or proxy dropped was
+      // found dead only by the query sent on it. On unless the config says otherwise.
+      keepAlive: base.keepAlive ?? true,
+      keepAliveInitialDelayMillis: base.keepAliveInitialDelayMillis ?? keepAliveInitialDelayMs,
+    });
     let broken = false;
     const onBroken = (error: unknown) => {
       if (broken) return;
