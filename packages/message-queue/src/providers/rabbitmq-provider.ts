@@ -28,10 +28,10 @@ import {
   type StalledRelease,
   type StalledReleaseResult,
 } from '../provider.js';
+import { deliveredFrom, withDeliveredData } from './delivered-data.js';
 import type { JobStateStore } from './job-state-store.js';
 import { AmqpConnection } from './rabbitmq/connection.js';
 import { RabbitConsumers } from './rabbitmq/consumers.js';
-import { deliveredFrom, withDeliveredData } from './delivered-data.js';
 import { type Delivery, HeldDeliveries, rejectUndecodable, settled } from './rabbitmq/deliveries.js';
 import { type PublishItem, RabbitPublisher } from './rabbitmq/publisher.js';
 import {

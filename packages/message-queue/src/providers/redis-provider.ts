@@ -237,10 +237,11 @@ export class RedisProvider implements QueueProvider {
     // worker fails its try). Refused, it failed every exchange carrying it, for ever.
     // A failed try's retry (or dead letter) is stored with the payload as leased, not as the
     // handler left it.
-    const { last: encoded, earlier, oversized } = await this.#argumentLimit.pack(
-      request.settle.map(settledWithDeliveredData),
-      settleEntry,
-    );
+    const {
+      last: encoded,
+      earlier,
+      oversized,
+    } = await this.#argumentLimit.pack(request.settle.map(settledWithDeliveredData), settleEntry);
     const stale: string[] = [];
     const parents: DeadLetteredParent[] = [];
     const settleOnly = async (batch: string) => {

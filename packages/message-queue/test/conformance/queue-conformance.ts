@@ -304,7 +304,10 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
       const queue = makeQueue<Order>();
       const added: Order = { count: 0, items: [1, 2, 3], customer: { name: 'Ada', tags: ['vip'] } };
-      const { id } = await queue.add('edits', added, { attempts: 3, backoff: { type: 'fixed', delayMs: 10 } });
+      const { id } = await queue.add('edits', added, {
+        attempts: 3,
+        backoff: { type: 'fixed', delayMs: 10 },
+      });
       const seen: unknown[] = [];
       const seenByGetJob: unknown[] = [];
       const failures: boolean[] = [];
