@@ -346,6 +346,40 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       }
     });
 
+    itWith(
+      ['progress', 'getJob'],
+      'the progress a failed try stored is what the next try reads back (state carried to a retry)',
+      async () => {
+        const queue = makeQueue<{ items: string[] }>();
+        const { id } = await queue.add(
+          'resumable',
+          { items: ['a', 'b', 'c'] },
+          { attempts: 3, backoff: { type: 'fixed', delayMs: 10 } },
+        );
+        const resumedAt: unknown[] = [];
+        const sent: string[] = [];
+        startWorker(queue, async (job) => {
+          const stored = (await queue.getJob(job.id))?.progress as { done: number } | undefined;
+          const done = stored?.done ?? 0;
+          resumedAt.push(done);
+          // One item per try, then a failure: the next try resumes after it.
+          const item = job.data.items[done];
+          if (item === undefined) return sent;
+          sent.push(item);
+          await job.progress({ done: done + 1 });
+          throw new Error('interrupted');
+        });
+        const job = await waitFor(async () => {
+          const info = await queue.getJob(id);
+          return info?.state === 'failed' ? info : undefined;
+        });
+        expect(resumedAt).toEqual([0, 1, 2]);
+        expect(sent).toEqual(['a', 'b', 'c']);
+        expect(job.progress).toEqual({ done: 3 });
+        expect(job.data).toEqual({ items: ['a', 'b', 'c'] });
+      },
+    );
+
     it('dead-letters after the last attempt, and redrives and purges the DLQ', async () => {
       const queue = makeQueue<{ healthy: boolean }>();
       let healthy = false;
