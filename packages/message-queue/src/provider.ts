@@ -72,7 +72,11 @@ export const allCapabilities: Readonly<ProviderCapabilities> = Object.freeze({
   globalPause: true,
 });
 
-/** A finished try reported by a worker. */
+/**
+ * A finished try reported by a worker. A failed try's `record.data` is the object its handler
+ * held, with any edits the handler made in place: a provider stores the job's payload as it
+ * delivered it (every try, `getJob` and the DLQ show the payload as added), not that object.
+ */
 export type Settlement =
   | { kind: 'complete'; record: JobRecord; result: unknown }
   /** `retryAt` null sends the job to the DLQ; `record` already holds the new error history. */

@@ -862,6 +862,9 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     const now = this.#clock.now();
     const error = toError(cause);
     const attempt = record.attemptsMade + 1;
+    // A copy with every own property of the leased record: a provider may keep there the stored
+    // form it decoded the payload from, to store the retry with the payload as delivered rather
+    // than as the handler left it (see providers/delivered-data.ts).
     const failed: JobRecord = {
       ...record,
       attemptsMade: attempt,

@@ -327,7 +327,11 @@ export class MemoryProvider implements QueueProvider {
       else queue.completed.add(id);
       return true;
     }
-    entry.record = clone(settlement.record);
+    // The payload stays the stored one: the settlement carries the object the handler held,
+    // with whatever it did to it (every try, getJob and the DLQ show the payload as added).
+    const stored = entry.record.data;
+    entry.record = clone({ ...settlement.record, data: undefined });
+    entry.record.data = stored;
     delete entry.record.lease;
     if (settlement.retryAt === null) {
       this.#toDead(queue, entry, now);

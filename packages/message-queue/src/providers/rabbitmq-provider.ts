@@ -28,6 +28,7 @@ import {
   type StalledRelease,
   type StalledReleaseResult,
 } from '../provider.js';
+import { deliveredFrom, withDeliveredData } from './delivered-data.js';
 import type { JobStateStore } from './job-state-store.js';
 import { AmqpConnection } from './rabbitmq/connection.js';
 import { RabbitConsumers } from './rabbitmq/consumers.js';
@@ -272,7 +273,8 @@ export class RabbitMqProvider implements QueueProvider {
         continue;
       }
       if (settlement.kind === 'fail') {
-        const record = { ...settlement.record };
+        // With the payload as delivered, not as the handler left it.
+        const record = { ...withDeliveredData(settlement.record) };
         if (settlement.retryAt !== null) record.availableAt = settlement.retryAt;
         publishes.push({ record, target: settlement.retryAt === null ? 'dead' : 'queue', now: request.now });
       }
@@ -304,7 +306,7 @@ export class RabbitMqProvider implements QueueProvider {
       if (delivery.tracked.message.fields.redelivered && this.#held.rebind(queue, record.id, delivery))
         continue;
       this.#held.hold(queue, record.id, delivery);
-      jobs.push(record);
+      jobs.push(deliveredFrom(record, delivery.tracked.message.content));
     }
     const response: ExchangeResponse = { jobs };
     if (stale.length > 0) response.stale = stale;
@@ -334,7 +336,7 @@ export class RabbitMqProvider implements QueueProvider {
     const { settlement } = remembered;
     if (settlement.kind === 'fail') {
       remembered.state = 'settling';
-      const record = { ...settlement.record };
+      const record = { ...withDeliveredData(settlement.record) };
       if (settlement.retryAt !== null) record.availableAt = settlement.retryAt;
       const target = settlement.retryAt === null ? ('dead' as const) : ('queue' as const);
       const now = Date.now() + remembered.clockOffsetMs;

@@ -19,6 +19,7 @@ import {
   type StalledRelease,
   type StalledReleaseResult,
 } from '../provider.js';
+import { deliveredFrom, settledWithDeliveredData } from './delivered-data.js';
 import { type LuaScript, runLuaScript } from './lua-scripts.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import {
@@ -234,7 +235,13 @@ export class RedisProvider implements QueueProvider {
     // One argument of settlements, unless it is over what Redis takes (`proto-max-bulk-len`):
     // then several, the earlier ones settling only; a completion over it alone is not sent (the
     // worker fails its try). Refused, it failed every exchange carrying it, for ever.
-    const { last: encoded, earlier, oversized } = await this.#argumentLimit.pack(request.settle, settleEntry);
+    // A failed try's retry (or dead letter) is stored with the payload as leased, not as the
+    // handler left it.
+    const {
+      last: encoded,
+      earlier,
+      oversized,
+    } = await this.#argumentLimit.pack(request.settle.map(settledWithDeliveredData), settleEntry);
     const stale: string[] = [];
     const parents: DeadLetteredParent[] = [];
     const settleOnly = async (batch: string) => {
@@ -267,7 +274,8 @@ export class RedisProvider implements QueueProvider {
     const firstRecord = 4 + staleCount + 3 * parentCount;
     const jobs: JobRecord[] = [];
     for (let index = firstRecord; index < reply.length; index += 1) {
-      const record = decodeRecord(reply[index] as string);
+      const stored = reply[index] as string;
+      const record = deliveredFrom(decodeRecord(stored), stored);
       record.lease = lease;
       jobs.push(record);
     }

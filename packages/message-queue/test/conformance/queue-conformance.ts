@@ -295,6 +295,91 @@ export function describeQueueConformance(target: ConformanceTarget): void {
       expect(depths).toEqual([3_000, 3_000]);
     });
 
+    it("every try, getJob and the DLQ see the payload as added, whatever a failed try's handler did to job.data", async () => {
+      interface Order {
+        count: number;
+        items: number[];
+        customer: { name: string; tags: string[] };
+        note?: string;
+      }
+      const queue = makeQueue<Order>();
+      const added: Order = { count: 0, items: [1, 2, 3], customer: { name: 'Ada', tags: ['vip'] } };
+      const { id } = await queue.add('edits', added, {
+        attempts: 3,
+        backoff: { type: 'fixed', delayMs: 10 },
+      });
+      const seen: unknown[] = [];
+      const seenByGetJob: unknown[] = [];
+      const failures: boolean[] = [];
+      const worker = startWorker(queue, async (job) => {
+        seen.push(structuredClone(job.data));
+        // In place, nested and top-level, as a handler that consumes its payload does.
+        job.data.count += 1;
+        job.data.items.pop();
+        job.data.customer.name = 'changed';
+        job.data.customer.tags.push('edited');
+        job.data.note = 'added by the handler';
+        if (capabilities.getJob) seenByGetJob.push((await queue.getJob(id))?.data);
+        throw new Error(`try ${job.attempt} failed`);
+      });
+      worker.on('failed', (_id, _error, willRetry) => failures.push(willRetry));
+      await waitFor(() => failures.length === 3, 10_000, 'three failed tries');
+      expect(failures).toEqual([true, true, false]);
+      expect(seen).toEqual([added, added, added]);
+      if (supports('getJob')) {
+        expect(seenByGetJob).toEqual([added, added, added]);
+        const dead = await waitFor(async () => {
+          const info = await queue.getJob(id);
+          return info?.state === 'failed' ? info : undefined;
+        });
+        expect(dead.data).toEqual(added);
+        expect(dead.errors.map((error) => error.message)).toEqual([
+          'try 1 failed',
+          'try 2 failed',
+          'try 3 failed',
+        ]);
+      }
+      if (supports('dlqInspect')) {
+        const [entry] = await queue.dlq.list();
+        expect(entry?.id).toBe(id);
+        expect(entry?.data).toEqual(added);
+      }
+    });
+
+    itWith(
+      ['progress', 'getJob'],
+      'the progress a failed try stored is what the next try reads back (state carried to a retry)',
+      async () => {
+        const queue = makeQueue<{ items: string[] }>();
+        const { id } = await queue.add(
+          'resumable',
+          { items: ['a', 'b', 'c'] },
+          { attempts: 3, backoff: { type: 'fixed', delayMs: 10 } },
+        );
+        const resumedAt: unknown[] = [];
+        const sent: string[] = [];
+        startWorker(queue, async (job) => {
+          const stored = (await queue.getJob(job.id))?.progress as { done: number } | undefined;
+          const done = stored?.done ?? 0;
+          resumedAt.push(done);
+          // One item per try, then a failure: the next try resumes after it.
+          const item = job.data.items[done];
+          if (item === undefined) return sent;
+          sent.push(item);
+          await job.progress({ done: done + 1 });
+          throw new Error('interrupted');
+        });
+        const job = await waitFor(async () => {
+          const info = await queue.getJob(id);
+          return info?.state === 'failed' ? info : undefined;
+        });
+        expect(resumedAt).toEqual([0, 1, 2]);
+        expect(sent).toEqual(['a', 'b', 'c']);
+        expect(job.progress).toEqual({ done: 3 });
+        expect(job.data).toEqual({ items: ['a', 'b', 'c'] });
+      },
+    );
+
     it('dead-letters after the last attempt, and redrives and purges the DLQ', async () => {
       const queue = makeQueue<{ healthy: boolean }>();
       let healthy = false;

@@ -8,6 +8,7 @@ import type {
   RetentionPolicy,
   Settlement,
 } from '../../provider.js';
+import { deliveredFrom, settledWithDeliveredData } from '../delivered-data.js';
 import type { JobStateStore, StatePublish } from '../job-state-store.js';
 import { decodeMessage } from '../record-codec.js';
 import type { AmqpConnection } from './connection.js';
@@ -278,7 +279,7 @@ export class StateBridge {
         // refuses its later steps once the job runs under a newer message or another lease.
         record.lease = result.leases?.[index] ?? String(token);
         delivery.lease = record.lease;
-        jobs.push(record);
+        jobs.push(deliveredFrom(record, delivery.tracked.message.content));
       } else if (verdict === 'requeue') {
         paused = true;
         settled(delivery);
@@ -296,20 +297,26 @@ export class StateBridge {
     if (result.parentsDeadLettered) response.parentsDeadLettered = result.parentsDeadLettered;
     // Retries over the broker's limit, dead-lettered instead: the worker reports them so.
     const deadLettered = request.settle
-      .filter((asked, index) => asked.kind === 'fail' && asked.retryAt !== null && settle[index] !== asked)
+      .filter(
+        (asked, index) =>
+          asked.kind === 'fail' && asked.retryAt !== null && (settle[index] as typeof asked).retryAt === null,
+      )
       .map((asked) => asked.record.id);
     if (deadLettered.length > 0) response.deadLettered = deadLettered;
     return response;
   }
 
   /**
-   * The settlements with each failed try whose record is over the broker's limit dead-lettered
-   * instead (record fitted, see `RabbitPublisher.fitFailed`), as without a store: its retry
-   * would be stored and then never published (the publish refused, again at every outbox pass),
-   * and a dead job kept whole could never be redriven.
+   * The settlements as the store takes them: each failed try's record with its payload as
+   * delivered, not as the handler left it (see `withDeliveredData`), and, when that record is
+   * over the broker's limit, dead-lettered instead (record fitted, see
+   * `RabbitPublisher.fitFailed`), as without a store: its retry would be stored and then never
+   * published (the publish refused, again at every outbox pass), and a dead job kept whole could
+   * never be redriven.
    */
   #fitSettled(queue: string, request: ExchangeRequest): Settlement[] {
-    return request.settle.map((settlement) => {
+    return request.settle.map((asked) => {
+      const settlement = settledWithDeliveredData(asked);
       if (settlement.kind !== 'fail') return settlement;
       const retrying = settlement.retryAt !== null;
       const fitted = this.#publisher.fitFailed(queue, settlement.record, request.now, retrying);
