@@ -86,6 +86,7 @@ export { type MonitoredCommand, monitorRedis, parseMonitorLine, type RedisMonito
 export { clearRedisPrefix, escapeGlob, type RedisPrefix, withRedisPrefix } from './redis-prefix.js';
 export { clearSqsQueues } from './sqs-queues.js';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+export { typecheckUserFile, type UserTypecheck } from './user-typecheck.js';
 export {
   awayFromWindowEdge,
   type RedisTimeSource,
