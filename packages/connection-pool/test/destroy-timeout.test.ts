@@ -2,16 +2,7 @@ import { ConfigError, maxTimerMs } from '@noa/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { Pool, type ResourceFactory } from '../src/index.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await sleep(5);
-  }
-}
+import { sleep, until } from './poll.js';
 
 interface Conn {
   id: number;

@@ -1,15 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BackendUnavailableError, Pool, type ResourceFactory } from '../src/index.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await sleep(5);
-  }
-}
+import { until } from './poll.js';
 
 // Factories written in plain JavaScript, or as non-async functions, break the typed contract in
 // the two ways generic-pool and tarn tolerate (coopernurse/node-pool#194: an error thrown inside

@@ -10,17 +10,7 @@ import {
   Pool,
   PoolClosedError,
 } from '../src/index.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls until `check` holds (timers on a loaded machine fire late; no fixed sleeps). */
-async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await sleep(5);
-  }
-}
+import { sleep, until } from './poll.js';
 
 function counterFactory(options: { fail?: () => boolean; validate?: (id: number) => boolean } = {}) {
   let nextId = 0;

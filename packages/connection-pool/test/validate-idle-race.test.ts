@@ -1,15 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Pool } from '../src/index.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await sleep(5);
-  }
-}
+import { sleep, until } from './poll.js';
 
 /** A factory whose validate answers only when the test says so. */
 function heldValidation() {
