@@ -1,4 +1,5 @@
 import { delay } from '@noa/core';
+import type { JobRecord } from '../src/index.js';
 
 /** Polls `check` every 10 ms until it returns a truthy value, or throws after `timeoutMs`. */
 export async function waitFor<T>(
@@ -52,5 +53,22 @@ export function startProducer<T>(add: (n: number) => Promise<T>): Producer<T> {
       producing = false;
       await running;
     },
+  };
+}
+
+/** A job record with every field at its plainest (unit tests of pieces that take one). */
+export function jobRecord(id: string, name = 'job'): JobRecord {
+  return {
+    id,
+    name,
+    data: null,
+    priority: 0,
+    attempts: 1,
+    backoff: { type: 'fixed', delayMs: 0 },
+    removeOnComplete: false,
+    attemptsMade: 0,
+    errors: [],
+    createdAt: 0,
+    availableAt: 0,
   };
 }

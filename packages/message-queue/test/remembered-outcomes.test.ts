@@ -1,26 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import type { JobRecord } from '../src/index.js';
 import type { Settlement } from '../src/provider.js';
 import {
   maxRememberedOutcomes,
   RememberedOutcomes,
   rememberOutcomesMs,
 } from '../src/providers/rabbitmq/remembered-outcomes.js';
+import { jobRecord } from './helpers.js';
 
 function completion(id: string): Settlement {
-  const record: JobRecord = {
-    id,
-    name: 'job',
-    data: null,
-    priority: 0,
-    attempts: 1,
-    backoff: { type: 'fixed', delayMs: 0 },
-    removeOnComplete: false,
-    attemptsMade: 0,
-    errors: [],
-    createdAt: 0,
-    availableAt: 0,
-  };
+  const record = jobRecord(id);
   return { kind: 'complete', record, result: id };
 }
 

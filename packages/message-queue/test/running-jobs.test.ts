@@ -1,20 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { JobRecord } from '../src/index.js';
 import { RunningJob, RunningJobs } from '../src/running-jobs.js';
+import { jobRecord } from './helpers.js';
 
-const record = (id: string): JobRecord => ({
-  id,
-  name: 'x',
-  data: null,
-  priority: 0,
-  attempts: 1,
-  backoff: { type: 'fixed', delayMs: 0 },
-  removeOnComplete: false,
-  attemptsMade: 0,
-  errors: [],
-  createdAt: 0,
-  availableAt: 0,
-});
+const record = (id: string) => jobRecord(id, 'x');
 
 describe('RunningJob', () => {
   it('makes its signal on first read and aborts it with the reason', () => {

@@ -6,6 +6,7 @@ import { Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
+import { stateVariants } from './private-rabbit-setup.js';
 
 // The broker cancels a consumer itself (basic.cancel; amqplib calls the consume callback with
 // null) when its queue is deleted or, in a cluster, when the node holding it goes down. The channel stays open, so nothing looked lost: the worker
@@ -13,12 +14,7 @@ import { waitFor } from '../helpers.js';
 const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
 if (!reachable) console.log(`skipped: no RabbitMQ at ${url}`);
-const redisUp = await isReachable('redis');
-
-const variants = [
-  { label: 'AMQP only', state: false, skip: false },
-  { label: 'with a Redis job state store', state: true, skip: !redisUp },
-];
+const variants = await stateVariants();
 
 describe.skipIf(!reachable)('RabbitMQ: a consumer the broker cancels', () => {
   for (const variant of variants) {

@@ -5,6 +5,7 @@ import { Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 import { sleep, waitFor } from '../helpers.js';
+import { stateVariants } from './private-rabbit-setup.js';
 
 // A delay queue is declared with `x-expires` (its bucket + 60 s) so unused buckets go away. The
 // broker deletes such a queue that long after its last declare, whatever is published to it
@@ -14,12 +15,7 @@ import { sleep, waitFor } from '../helpers.js';
 const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
 if (!reachable) console.log(`skipped: no RabbitMQ at ${url}`);
-const redisUp = await isReachable('redis');
-
-const variants = [
-  { label: 'AMQP only', state: false, skip: false },
-  { label: 'with a Redis job state store', state: true, skip: !redisUp },
-];
+const variants = await stateVariants();
 
 describe.skipIf(!reachable).concurrent('RabbitMQ: a delay queue outlives its first declare', () => {
   for (const variant of variants) {
