@@ -6,10 +6,10 @@ import {
   MetricsFactory,
   maxTimerMs,
   metricLabelValue,
+  monotonicClock,
   NoaError,
   parseOptions,
   silentLogger,
-  systemClock,
   withDeadline,
 } from '@noa/core';
 import type { Db, MongoClient, MongoClientOptions, ReadPreferenceMode } from 'mongodb';
@@ -177,7 +177,7 @@ export class MongoPool {
       ['cluster', 'target', 'reason'],
     );
     this.#sessions = new SessionTracker(this.options.readYourWritesMs);
-    this.#clock = this.options.clock ?? systemClock;
+    this.#clock = this.options.clock ?? monotonicClock;
     this.#logger = childLogger(this.options.logger ?? silentLogger, {
       component: 'connection-pool',
       pool: this.options.name,

@@ -55,7 +55,11 @@ export const poolOptionsObject = z
     allowExitOnIdle: z.boolean().default(false),
     /** Logger for leaks, create failures and destroy errors. */
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).optional(),
-    /** Clock for idle, lifetime and leak ages (tests pass a `ManualClock`). */
+    /**
+     * Clock for idle, lifetime and leak ages (tests pass a `ManualClock`). Default: monotonic
+     * (`performance.now()`), so a wall-clock step (NTP, a VM resume) neither expires idle
+     * connections nor reports lent ones as leaked.
+     */
     clock: z.custom<Clock>((value) => typeof value === 'object' && value !== null).optional(),
     /** prom-client registry for the pool's metrics; none → metrics cost nothing. */
     registry: z.custom<Registry>((value) => typeof value === 'object' && value !== null).optional(),

@@ -1,11 +1,11 @@
 import {
   type Clock,
   childLogger,
-  coarseClock,
+  coarseMonotonicClock,
   type Logger,
+  monotonicClock,
   parseOptions,
   silentLogger,
-  systemClock,
 } from '@noa/core';
 import {
   type AcquireOptions,
@@ -158,8 +158,8 @@ export class Pool<T> {
   readonly #trackTime: boolean;
   /**
    * Stamps an acquire when neither metrics nor leak detection time it: the heldMs that close(),
-   * drain() and leaks() report. The system clock's coarse twin (one Date.now() per event-loop turn
-   * and 16 reads at most), so the hot path stays cheap; an injected clock as it is.
+   * drain() and leaks() report. The monotonic clock's coarse twin (one performance.now() per
+   * event-loop turn and 16 reads at most), so the hot path stays cheap; an injected clock as it is.
    */
   readonly #lendClock: Clock;
 
@@ -167,7 +167,7 @@ export class Pool<T> {
     this.options = parseOptions('connection pool', poolOptionsSchema, options);
     this.name = this.options.name;
     this.#factory = factory;
-    this.#clock = this.options.clock ?? systemClock;
+    this.#clock = this.options.clock ?? monotonicClock;
     this.#logger = childLogger(this.options.logger ?? silentLogger, {
       component: 'connection-pool',
       pool: this.name,
@@ -175,7 +175,7 @@ export class Pool<T> {
     this.#metrics = poolMetrics(this.options.registry, this.name);
     this.#fastPath = !this.options.validateOnBorrow;
     this.#trackTime = this.#metrics.enabled || this.options.leakDetectionThresholdMs !== undefined;
-    this.#lendClock = this.#clock === systemClock ? coarseClock : this.#clock;
+    this.#lendClock = this.#clock === monotonicClock ? coarseMonotonicClock : this.#clock;
     this.#timer = setInterval(() => this.#maintain(), this.options.evictionIntervalMs);
     this.#timer.unref();
     this.#fill();

@@ -8,10 +8,10 @@ import {
   MetricsFactory,
   maxTimerMs,
   metricLabelValue,
+  monotonicClock,
   NoaError,
   parseOptions,
   silentLogger,
-  systemClock,
   TimeoutError,
   tracingChannel,
   withDeadline,
@@ -213,7 +213,7 @@ export class SqlCluster<Conn, Config, Result> {
         : connectionStringIssues(this.options, driver.connectionStringProblem, driver.connectionStringOption);
     if (unparsable.length > 0) throw new ConfigError(`${driver.name} pool`, unparsable);
     this.#driver = driver;
-    this.#clock = this.options.clock ?? systemClock;
+    this.#clock = this.options.clock ?? monotonicClock;
     this.#logger = childLogger(this.options.logger ?? silentLogger, {
       component: 'connection-pool',
       pool: this.options.name,

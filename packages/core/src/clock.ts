@@ -6,6 +6,12 @@ export interface Clock {
 /** The real clock (`Date.now()`). */
 export const systemClock: Clock = { now: () => Date.now() };
 
+/**
+ * A monotonic clock (`performance.now()`: milliseconds since the process started, never stepped
+ * by NTP or a VM resume). For durations and ages only; its readings are not dates.
+ */
+export const monotonicClock: Clock = { now: () => performance.now() };
+
 /** A clock that moves only when told to: for tests of time-dependent logic. */
 export class ManualClock implements Clock {
   #now: number;
@@ -50,14 +56,21 @@ export class CoarseClock implements Clock {
   /** The `setImmediate` that will forget the reading, or undefined when none is pending. */
   #armedWith: typeof setImmediate | undefined;
   readonly #maxReuse: number;
+  readonly #source: (() => number) | undefined;
   readonly #forget = (): void => {
     this.#left = 0;
     this.#armedWith = undefined;
   };
 
-  constructor(maxReuse = 16) {
+  /**
+   * @param maxReuse later calls that may reuse one reading (default 16).
+   * @param source the time read (default: `Date.now()`, looked up on each read so that fake
+   *   timers installed later are seen; `() => performance.now()` for a coarse monotonic clock).
+   */
+  constructor(maxReuse = 16, source?: () => number) {
     if (!Number.isInteger(maxReuse) || maxReuse < 0) throw new RangeError('maxReuse must be an integer ≥ 0');
     this.#maxReuse = maxReuse;
+    this.#source = source;
   }
 
   now(): number {
@@ -69,9 +82,9 @@ export class CoarseClock implements Clock {
     return this.#read();
   }
 
-  /** Reads `Date.now()` and arms the forgetting of the reading. */
+  /** Reads the source and arms the forgetting of the reading. */
   #read(): number {
-    this.#now = Date.now();
+    this.#now = this.#source === undefined ? Date.now() : this.#source();
     this.#left = this.#maxReuse;
     // Armed through another setImmediate than today's: fake timers were installed or removed
     // since, and removing them drops their pending callbacks, so arm again with the current one.
@@ -86,3 +99,6 @@ export class CoarseClock implements Clock {
 
 /** The shared {@link CoarseClock} (one `setImmediate` per event-loop turn at most, for all users). */
 export const coarseClock: Clock = new CoarseClock();
+
+/** The shared coarse twin of {@link monotonicClock}: for ages stamped on a hot path. */
+export const coarseMonotonicClock: Clock = new CoarseClock(16, () => performance.now());

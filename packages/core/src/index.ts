@@ -8,7 +8,15 @@ export {
   createCircuitBreaker,
   defaultConsecutiveFailures,
 } from './breaker.js';
-export { type Clock, CoarseClock, coarseClock, ManualClock, systemClock } from './clock.js';
+export {
+  type Clock,
+  CoarseClock,
+  coarseClock,
+  coarseMonotonicClock,
+  ManualClock,
+  monotonicClock,
+  systemClock,
+} from './clock.js';
 export { delay, maxTimerMs, startDeadline, withDeadline } from './deadline.js';
 export {
   CircuitOpenError,
