@@ -171,10 +171,11 @@ interface PendingSettlement {
 
 /**
  * Events a worker emits (also published on diagnostics channels), each once the outcome is
- * stored: after `completed`, `getJob` shows the job completed.
+ * stored: after `completed`, `getJob` shows the job completed. `completed` carries the handler's
+ * own return value (typed `Result`, the worker's), not its stored JSON form.
  */
-export interface WorkerEvents {
-  completed: [jobId: string, result: unknown];
+export interface WorkerEvents<Result = unknown> {
+  completed: [jobId: string, result: Result];
   failed: [jobId: string, error: Error, willRetry: boolean];
   error: [error: Error];
 }
@@ -304,22 +305,31 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
   // to the latest, and an unknown name fails to type-check with each (or with none).
 
   /** Listens to an event by name (`completed`, `failed`, `error`; see {@link WorkerEvents}). */
-  override on<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): this {
+  override on<E extends keyof WorkerEvents<Result>>(
+    event: E,
+    listener: (...args: WorkerEvents<Result>[E]) => void,
+  ): this {
     return super.on(event, listener as never);
   }
 
   /** Listens to the next such event only (see {@link Worker.on}). */
-  override once<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): this {
+  override once<E extends keyof WorkerEvents<Result>>(
+    event: E,
+    listener: (...args: WorkerEvents<Result>[E]) => void,
+  ): this {
     return super.once(event, listener as never);
   }
 
   /** Removes a listener (see {@link Worker.on}). */
-  override off<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): this {
+  override off<E extends keyof WorkerEvents<Result>>(
+    event: E,
+    listener: (...args: WorkerEvents<Result>[E]) => void,
+  ): this {
     return super.off(event, listener as never);
   }
 
   /** Emits an event with the arguments of its name (see {@link WorkerEvents}). */
-  override emit<E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]): boolean {
+  override emit<E extends keyof WorkerEvents<Result>>(event: E, ...args: WorkerEvents<Result>[E]): boolean {
     return super.emit(event, ...args);
   }
   readonly #provider: QueueProvider;
@@ -1097,7 +1107,7 @@ export class Worker<Data = unknown, Result = unknown> extends EventEmitter {
     if (jobEvents.completed.hasSubscribers) {
       publishJobEvent('completed', { queue: this.queueName, jobId: record.id, name: record.name });
     }
-    this.emit('completed', record.id, settlement.result);
+    this.emit('completed', record.id, settlement.result as Result);
   }
 
   /**

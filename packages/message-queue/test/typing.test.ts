@@ -46,13 +46,34 @@ describe('types as the payload arrives (JSON)', () => {
     });
     expectTypeOf(worker.on<'completed'>)
       .parameter(1)
-      .toEqualTypeOf<(...args: WorkerEvents['completed']) => void>();
+      .toEqualTypeOf<(...args: WorkerEvents<number>['completed']) => void>();
     expectTypeOf<Parameters<typeof worker.once>[0]>().toEqualTypeOf<keyof WorkerEvents>();
     // @ts-expect-error there is no 'active' event
     worker.once('active', () => {});
     worker.once('completed', (id, result) => {
       expectTypeOf(id).toEqualTypeOf<string>();
-      expectTypeOf(result).toEqualTypeOf<unknown>();
+      expectTypeOf(result).toEqualTypeOf<number>();
     });
+  });
+
+  it("types the completed event's result as the handler's return value", async () => {
+    const queue = new Queue<{ n: number }>({ name: 'result-type', provider: new MemoryProvider() });
+    const worker = new Worker({
+      queue,
+      handler: async (job) => ({ doubled: job.data.n * 2, at: new Date(0) }),
+    });
+    const results: { doubled: number; at: Date }[] = [];
+    worker.on('completed', (_id, result) => {
+      expectTypeOf(result).toEqualTypeOf<{ doubled: number; at: Date }>();
+      results.push(result);
+    });
+    // A worker typed by hand with no Result keeps `unknown`.
+    expectTypeOf<Parameters<Parameters<Worker<{ n: number }>['on']>[1]>[1]>().toEqualTypeOf<unknown>();
+    await queue.add('x', { n: 21 });
+    await waitFor(() => results.length === 1);
+    await worker.close();
+    // The handler's own value, not its stored JSON form: the Date is still a Date.
+    expect(results[0]).toEqual({ doubled: 42, at: new Date(0) });
+    expect(results[0]?.at).toBeInstanceOf(Date);
   });
 });
