@@ -160,6 +160,10 @@ export const connectOptionsCheck = optionsCheck('connect', connectOptionsSchema,
   role: isRole,
   signal: isAbortSignal,
 });
+export const getConnectionOptionsCheck = optionsCheck('getConnection', connectOptionsSchema, {
+  role: isRole,
+  signal: isAbortSignal,
+});
 export const readDbOptionsCheck = optionsCheck('readDb', readDbOptionsSchema, { session: isString });
 export const mongoRunOptionsCheck = optionsCheck('run', mongoRunOptionsSchema, {});
 export const mongoConnectOptionsCheck = optionsCheck('connect', mongoNoOptionsSchema, {});

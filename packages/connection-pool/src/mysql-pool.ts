@@ -5,8 +5,14 @@ import type {
   QueryOptions as Mysql2QueryOptions,
   QueryResult,
 } from 'mysql2/promise';
+import { badOptions, getConnectionOptionsCheck } from './call-options.js';
 import type { ClusterOptions } from './cluster-options.js';
-import { type MysqlConnectionConfig, type MysqlResult, mysqlDriver } from './drivers/mysql-driver.js';
+import {
+  type MysqlConnectionConfig,
+  type MysqlResult,
+  mysqlDriver,
+  trackedStatementMethods,
+} from './drivers/mysql-driver.js';
 import {
   callbackRefused,
   type QueryOptions,
@@ -15,6 +21,14 @@ import {
   type TransactionOptions,
 } from './sql-cluster.js';
 import type { StatementSettings, StatementValues } from './sql-driver.js';
+
+/** A connection lent by `MysqlPool#getConnection()`, as mysql2's pool lends one. */
+export type MysqlPoolConnection = Connection & {
+  /** Gives the connection back; pass an error (or `true`) to close it instead. A second call does nothing. */
+  release(error?: Error | boolean): void;
+  /** Closes the connection and frees its slot in the pool. */
+  destroy(): void;
+};
 
 /** Options of {@link createMysqlPool}: servers are URLs or mysql2 ConnectionOptions. */
 export type MysqlPoolOptions = ClusterOptions<MysqlConnectionConfig>;
@@ -153,6 +167,50 @@ export class MysqlPool extends SqlCluster<Connection, MysqlConnectionConfig, Mys
     handle.query = run(false);
     handle.execute = run(true);
     return handle;
+  }
+
+  /** Each connection lent by getConnection() as its borrower sees it → the pooled connection. */
+  readonly #lentViews = new WeakMap<object, { conn: Connection; giveBack(close: boolean): void }>();
+
+  /**
+   * Borrows a connection with `release()`, like mysql2's `pool.getConnection()`, for code written
+   * against mysql2's pool: `release()` gives it back (a second call does nothing), `release(err)`
+   * or `destroy()` closes it and frees its slot. A transaction it left open (`beginTransaction()`,
+   * or `START TRANSACTION` through its `query()`/`execute()`) is rolled back before anyone else
+   * gets it. Pass `role: 'replica'` for read-only work. `pool.release(conn)` takes it too.
+   */
+  async getConnection(
+    options: { role?: 'primary' | 'replica' | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<MysqlPoolConnection> {
+    const invalid = badOptions(getConnectionOptionsCheck, options);
+    if (invalid !== undefined) throw invalid;
+    const { role = 'primary', signal } = options;
+    const conn = await this.acquire(role, signal === undefined ? undefined : { signal });
+    let lent = true;
+    const giveBack = (close: boolean) => {
+      if (!lent) return;
+      lent = false;
+      super.release(conn, close);
+    };
+    // A view of the connection, not the connection changed: the next borrower (of acquire() too)
+    // gets mysql2's own methods, and a view kept after release() cannot give back someone else's.
+    const methods: Record<string | symbol, unknown> = {
+      ...trackedStatementMethods(conn),
+      release: (error?: Error | boolean) => giveBack(Boolean(error)),
+      destroy: () => giveBack(true),
+    };
+    const view = new Proxy(conn, {
+      get: (target, key) => (Object.hasOwn(methods, key) ? methods[key] : Reflect.get(target, key, target)),
+    }) as MysqlPoolConnection;
+    this.#lentViews.set(view, { conn, giveBack });
+    return view;
+  }
+
+  /** Returns a connection from `acquire()` or `getConnection()`; `broken` closes it instead. */
+  override release(conn: Connection, broken = false): void {
+    const lent = this.#lentViews.get(conn);
+    if (lent === undefined) super.release(conn, broken);
+    else lent.giveBack(broken);
   }
 
   /** Runs `fn` in a retried transaction on the primary (deadlocks 1213 and lock waits 1205 retry by default). */

@@ -6,6 +6,7 @@ export { type MysqlConnectionConfig, type MysqlResult, mysqlDriver } from './dri
 export {
   createMysqlPool,
   MysqlPool,
+  type MysqlPoolConnection,
   type MysqlPoolOptions,
   type MysqlQueryOptions,
   type MysqlTransaction,

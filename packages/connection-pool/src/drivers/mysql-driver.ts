@@ -83,6 +83,37 @@ function noteTransactionStatus(conn: Connection, result: MysqlResult): MysqlResu
   return result;
 }
 
+/**
+ * The statement methods of a connection lent by `MysqlPool#getConnection()`, noting the
+ * transaction status as the driver's own statements do: `query()`/`execute()` results,
+ * `beginTransaction()`, `commit()` and `rollback()` (statements of a `prepare()`d handle are not
+ * seen). Bound to `conn`; the connection itself is not changed.
+ */
+export function trackedStatementMethods(
+  conn: Connection,
+): Record<string, (...args: never[]) => Promise<unknown>> {
+  const noted =
+    (method: (...args: never[]) => Promise<unknown>) =>
+    (...args: never[]) =>
+      method.apply(conn, args).then(
+        (result) => noteTransactionStatus(conn, result as MysqlResult),
+        (error: unknown) => noteFailure(conn, error),
+      );
+  const ended = () => {
+    openTransactions.delete(conn);
+  };
+  return {
+    query: noted(conn.query as (...args: never[]) => Promise<unknown>),
+    execute: noted(conn.execute as (...args: never[]) => Promise<unknown>),
+    beginTransaction: () =>
+      conn.beginTransaction().then(() => {
+        openTransactions.add(conn);
+      }),
+    commit: () => conn.commit().then(ended),
+    rollback: () => conn.rollback().then(ended),
+  };
+}
+
 /** Connections opened with `statementCacheSize: 0`: `execute()` closes each statement after it runs. */
 const uncached = new WeakSet<Connection>();
 
