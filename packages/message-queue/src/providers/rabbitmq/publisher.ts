@@ -1,5 +1,5 @@
-import type { ConsumeMessage } from 'amqplib';
-import { MessageTooLargeError } from '../../errors.js';
+import type { ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
+import { BrokerRefusedError, MessageTooLargeError } from '../../errors.js';
 import { maxPriority } from '../../job-options.js';
 import type { JobErrorEntry, JobRecord } from '../../job-record.js';
 import { encodeRecord } from '../record-codec.js';
@@ -15,10 +15,37 @@ export interface PublishItem {
   token?: number;
 }
 
-/** Message properties by priority, built once (amqplib only reads them). */
+/**
+ * Message properties by priority, built once (amqplib only reads them). `mandatory`: a message
+ * the broker cannot route (its queue deleted under this producer) comes back instead of being
+ * dropped and confirmed all the same.
+ */
 const publishOptions = Array.from({ length: maxPriority + 1 }, (_, priority) =>
-  Object.freeze({ persistent: true, priority, contentType: 'application/json' }),
+  Object.freeze({ persistent: true, priority, contentType: 'application/json', mandatory: true }),
 );
+
+/** AMQP's reply code of a mandatory message no queue took. */
+const NO_ROUTE = 312;
+
+/**
+ * The message ids each publisher channel got back unroutable (`basic.return`), kept until the
+ * message's confirm, which the broker sends after its return.
+ */
+const returnedOn = new WeakMap<ConfirmChannel, Set<string>>();
+
+function returnedIds(channel: ConfirmChannel): Set<string> {
+  let ids = returnedOn.get(channel);
+  if (ids === undefined) {
+    const set = new Set<string>();
+    channel.on('return', (message: Message) => {
+      const id = message.properties.messageId;
+      if (typeof id === 'string') set.add(id);
+    });
+    returnedOn.set(channel, set);
+    ids = set;
+  }
+  return ids;
+}
 
 /**
  * RabbitMQ's default `max_message_size` for a broker version: 128 MiB from 3.8, 16 MiB from 4.0
@@ -47,6 +74,8 @@ export class RabbitPublisher {
   readonly #topology: Topology;
   readonly #groupQueues: boolean;
   readonly #maxMessageBytes: number | undefined;
+  /** Numbers each message published (its `messageId`), to tell which one came back unroutable. */
+  #sequence = 0;
 
   /**
    * @param groupQueues whether grouped jobs go to their group's queue (with a state store).
@@ -122,8 +151,11 @@ export class RabbitPublisher {
    * confirmed every one of them. Each batch counts its own confirms through the per-message
    * callback (one shared function): `waitForConfirms` would wrap every message still unconfirmed
    * on the channel in a promise on each call, and make concurrent adds wait for each other.
+   * Messages the broker returned unroutable (their queue deleted since this provider declared
+   * it: an operator, a queue lost with its node, a delay queue expired) are declared for and sent
+   * once more; returned again, the publish rejects with a {@link BrokerRefusedError}.
    */
-  async publish(queue: string, items: PublishItem[]): Promise<void> {
+  async publish(queue: string, items: PublishItem[], again = true): Promise<void> {
     if (items.length === 0) return;
     // Every body before the first send: one that cannot be encoded fails the batch with nothing published.
     const bodies = items.map(({ record }) => Buffer.from(encodeRecord(record)));
@@ -149,33 +181,65 @@ export class RabbitPublisher {
       const bytes = bodies[index]!.length;
       if (bytes > maxBytes) throw new MessageTooLargeError(queue, items[index]!.record.id, bytes, maxBytes);
     }
-    await new Promise<void>((resolve, reject) => {
-      let unconfirmed = items.length;
-      let settled = false;
-      const confirmed = (error: unknown) => {
-        if (settled) return;
-        if (error) {
-          settled = true;
-          reject(error instanceof Error ? error : new Error(String(error)));
-        } else if (--unconfirmed === 0) {
-          settled = true;
-          connection.heard();
-          resolve();
-        }
-      };
-      for (let index = 0; index < items.length; index += 1) {
-        const { record, token } = items[index]!;
-        const options = publishOptions[record.priority] ?? {
-          ...publishOptions[0],
-          priority: record.priority,
+    const returned = returnedIds(publisher);
+    const ids: string[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let unconfirmed = items.length;
+        let settled = false;
+        const confirmed = (error: unknown) => {
+          if (settled) return;
+          if (error) {
+            settled = true;
+            reject(error instanceof Error ? error : new Error(String(error)));
+          } else if (--unconfirmed === 0) {
+            settled = true;
+            connection.heard();
+            resolve();
+          }
         };
-        publisher.sendToQueue(
-          routes[index]!,
-          bodies[index]!,
-          token === undefined ? options : { ...options, headers: { [tokenHeader]: token } },
-          confirmed,
-        );
-      }
-    });
+        for (let index = 0; index < items.length; index += 1) {
+          const { record, token } = items[index]!;
+          this.#sequence = this.#sequence === Number.MAX_SAFE_INTEGER ? 1 : this.#sequence + 1;
+          const messageId = String(this.#sequence);
+          ids.push(messageId);
+          const options = publishOptions[record.priority] ?? publishOptions[0]!;
+          publisher.sendToQueue(
+            routes[index]!,
+            bodies[index]!,
+            token === undefined
+              ? { ...options, priority: record.priority, messageId }
+              : { ...options, priority: record.priority, messageId, headers: { [tokenHeader]: token } },
+            confirmed,
+          );
+        }
+      });
+    } catch (error) {
+      for (const id of ids) returned.delete(id);
+      throw error;
+    }
+    // Each return comes before its message's confirm: all of the batch's are in.
+    if (returned.size === 0) return;
+    const back: PublishItem[] = [];
+    const backRoutes = new Set<string>();
+    for (let index = 0; index < items.length; index += 1) {
+      if (!returned.delete(ids[index]!)) continue;
+      back.push(items[index]!);
+      backRoutes.add(routes[index]!);
+    }
+    if (back.length === 0) return;
+    if (!again) {
+      const route = [...backRoutes].join(', ');
+      throw new BrokerRefusedError(
+        queue,
+        'route a message to',
+        NO_ROUTE,
+        `no queue ${route} took it, after declaring it again`,
+      );
+    }
+    // Declared again on the next publish: the queue, its DLQ, group and delay queues.
+    this.#topology.forget(queue);
+    for (const route of backRoutes) this.#topology.forget(route);
+    await this.publish(queue, back, false);
   }
 }

@@ -1,0 +1,70 @@
+import { isReachable, serviceUrl, uniqueName } from '@noa/testkit';
+import amqp from 'amqplib';
+import { describe, expect, it } from 'vitest';
+import { delayBucket } from '../../src/delay-bucket.js';
+import { Queue, Worker } from '../../src/index.js';
+import { RabbitMqProvider } from '../../src/rabbitmq.js';
+import { waitFor } from '../helpers.js';
+
+// A queue deleted under a producer (an operator, a non-replicated queue lost with its node): the
+// default exchange drops a message it cannot route and the broker still confirms it, so add()
+// resolved and the job was gone (the producer had declared the queue once and trusted that).
+// Published `mandatory`, the broker returns it: the queue is declared again and the job sent again.
+const url = serviceUrl('rabbitmq');
+const reachable = await isReachable('rabbitmq');
+if (!reachable) console.log(`skipped: no RabbitMQ at ${url}`);
+
+describe.skipIf(!reachable)('RabbitMQ: a queue deleted under a producer', () => {
+  it('add() after the delete does not lose the job: the queue is declared again and the job runs', async () => {
+    const name = uniqueName('deleted-queue');
+    const adding = new RabbitMqProvider({ url });
+    const queue = new Queue({ name, provider: adding });
+    const admin = await amqp.connect(url);
+    try {
+      await queue.add('before', null);
+      const channel = await admin.createChannel();
+      await channel.deleteQueue(name);
+      await channel.close();
+      await queue.add('after', { n: 1 });
+      await queue.addBulk([
+        { name: 'many-1', data: null },
+        { name: 'many-2', data: null },
+      ]);
+      const ran: string[] = [];
+      const worker = new Worker({ queue, handler: (job) => void ran.push(job.name) });
+      try {
+        await waitFor(() => ran.length === 3, 10_000, 'the jobs added after the delete ran');
+        expect(ran.sort()).toEqual(['after', 'many-1', 'many-2']);
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      await adding.deleteQueue(name);
+      await Promise.all([adding.close(), admin.close()]);
+    }
+  }, 30_000);
+
+  it('a delayed add after its delay queue was deleted is not lost either', async () => {
+    const name = uniqueName('deleted-delay');
+    const adding = new RabbitMqProvider({ url });
+    const queue = new Queue({ name, provider: adding });
+    const admin = await amqp.connect(url);
+    try {
+      await queue.add('first', null, { delay: 200 });
+      const channel = await admin.createChannel();
+      await channel.deleteQueue(`${name}.delay.${delayBucket(200)}`);
+      await channel.close();
+      await queue.add('second', null, { delay: 200 });
+      const ran: string[] = [];
+      const worker = new Worker({ queue, handler: (job) => void ran.push(job.name) });
+      try {
+        await waitFor(() => ran.includes('second'), 10_000, 'the delayed job added after the delete ran');
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      await adding.deleteQueue(name);
+      await Promise.all([adding.close(), admin.close()]);
+    }
+  }, 30_000);
+});
