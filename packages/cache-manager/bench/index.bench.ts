@@ -172,8 +172,8 @@ for (const [label, value] of payloadCases) {
 // ---- L2 hits (L1 misses) -----------------------------------------------------------------
 // The small value's goal rows (vs bentocache, vs raw GET) run in 5 fresh processes of 3 rounds
 // each, and each row is the median of theirs (the harness's `processes`): one process is one
-// sample of what it fixes at start (V8's hash seed, the heap's layout, the order code tiers up
-// in), and the small row vs bentocache moved across its goal of 2 between runs of one code. Each
+// sample of what it fixes at start (the heap's layout, when and how code tiers up), and the small
+// row vs bentocache moved across its goal of 2 between runs of one code. Each
 // process runs this file's setup again (its own private redis-server, its keys written anew),
 // about 7 s a process: the 10 KB and 100 KB rows would add 2 more minutes to the run.
 const inProcesses = (label: string) => (label === 'small' ? ({ processes: 5, rounds: 3 } as const) : {});

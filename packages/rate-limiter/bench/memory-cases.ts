@@ -102,11 +102,12 @@ function strippedFixedWindow(): () => Promise<number> {
 }
 
 /**
- * One process is one sample of what it fixes at start (V8's hash seed, the heap's layout, the
- * order code tiers up in): the express-rate-limit row read 0.66 in one process and 1.06 in the
- * next on the same code, with its rounds within each process ±5% apart (decision 009). So each
- * timed row runs in 5 fresh processes of 3 rounds each, and the row is their median (the harness's
- * `processes`). About 4 s per process: 9 rows × 5 processes, 2–3 minutes more than one process.
+ * One process is one sample of what it fixes at start (the heap's layout, when and how code tiers
+ * up; a fixed V8 hash seed did not make it repeatable): the express-rate-limit row read 0.66 in one
+ * process and 1.06 in the next on the same code, with its rounds within each process ±5% apart
+ * (decision 009). So each timed row runs in 5 fresh processes of 3 rounds each, and the row is
+ * their median (the harness's `processes`). About 4 s per process: 9 rows × 5 processes, 2–3
+ * minutes more than one process.
  */
 const inProcesses = { processes: 5, rounds: 3 } as const;
 

@@ -12,17 +12,17 @@ import { runInNewContext } from 'node:vm';
  * in CONVENTIONS.md). With `NOA_BENCH_SMOKE=1` every case runs one tiny round and nothing
  * is written: CI uses that so bench code cannot rot.
  *
- * One process is one sample of whatever the process fixes at start (V8's random hash seed, the
- * heap's layout, the order code tiers up in): a row can move by a third between two processes of
- * the same code while its rounds within a process agree to ±5%. A case with `processes: K` is
- * therefore run in K fresh child processes, one after another (the same entry script, node
- * flags and environment, plus `NOA_BENCH_CHILD=<case name>`, which runs that case alone, in
- * process, and hands its row back through a temporary file instead of writing results.json).
- * Each child does the usual warm-up and alternating rounds; the parent's row has ours/theirs as
- * the median of the per-process medians, `ratio` as the median of the per-process ratios,
- * `spread` as the spread of those per-process ratios (so it shows the between-process movement),
- * and `processRatios` (each process's ratio) and `withinProcessSpread` (the median of the
- * children's own spreads) beside them. Smoke runs keep every case in process.
+ * One process is one sample of whatever the process fixes at start (the heap's layout, when and how
+ * code tiers up; a fixed V8 hash seed did not make it repeatable): a row can move by a third
+ * between two processes of the same code while its rounds within a process agree to ±5%. A case
+ * with `processes: K` is therefore run in K fresh child processes, one after another (the same
+ * entry script, node flags and environment, plus `NOA_BENCH_CHILD=<case name>`, which runs that
+ * case alone, in process, and hands its row back through a temporary file instead of writing
+ * results.json). Each child does the usual warm-up and alternating rounds; the parent's row has
+ * ours/theirs as the median of the per-process medians, `ratio` as the median of the per-process
+ * ratios, `spread` as the spread of those per-process ratios (so it shows the between-process
+ * movement), and `processRatios` (each process's ratio) and `withinProcessSpread` (the median of
+ * the children's own spreads) beside them. Smoke runs keep every case in process.
  */
 
 /** True when benchmarks should run at smoke size (CI). */
