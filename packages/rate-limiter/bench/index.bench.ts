@@ -5,18 +5,22 @@ import {
   startPrivateRedis,
   startRedisCluster,
 } from '@noa/testkit';
-import { type BenchCase, runBench } from '@noa/testkit/bench';
+import { type BenchCase, benchChildCase, runBench } from '@noa/testkit/bench';
 import { httpCases } from './http-cases.js';
 import { memoryCases } from './memory-cases.js';
 import { pauseCases, redisCases, redisClusterCases } from './redis-cases.js';
 
 // Side-by-side cases: ours and the named anchor, same inputs, same (private) Redis, one run.
+const memory = memoryCases();
+// A child process started for one memory row (their `processes`) needs no server.
+const memoryChild = benchChildCase !== undefined && memory.some((each) => each.case === benchChildCase);
 let redis: PrivateRedis | undefined;
-try {
-  redis = await startPrivateRedis();
-} catch (error) {
-  console.log(`skipped: Redis cases (no redis-server to start privately: ${(error as Error).message})`);
-}
+if (!memoryChild)
+  try {
+    redis = await startPrivateRedis();
+  } catch (error) {
+    console.log(`skipped: Redis cases (no redis-server to start privately: ${(error as Error).message})`);
+  }
 let cluster: PrivateRedisCluster | undefined;
 if (redis)
   try {
@@ -24,17 +28,17 @@ if (redis)
   } catch (error) {
     console.log(`skipped: Redis Cluster case (no private cluster: ${(error as Error).message})`);
   }
-const http = await httpCases();
+const http = memoryChild ? undefined : await httpCases();
 const clusterCases = cluster ? await redisClusterCases(cluster) : undefined;
 try {
-  const cases: BenchCase[] = [...memoryCases()];
+  const cases: BenchCase[] = [...memory];
   if (redis) cases.push(...(await redisCases(redis)));
   if (clusterCases) cases.push(...clusterCases.cases);
-  cases.push(...http.cases);
+  if (http) cases.push(...http.cases);
   if (redis) cases.push(...pauseCases(redis));
   await runBench('@noa/rate-limiter', path.dirname(new URL(import.meta.url).pathname), cases);
 } finally {
-  http.close();
+  http?.close();
   clusterCases?.close();
   await cluster?.stop();
   await redis?.stop();

@@ -101,6 +101,16 @@ function strippedFixedWindow(): () => Promise<number> {
   return () => loop(iterations, (index) => check(keys[index % keyCount]!));
 }
 
+/**
+ * One process is one sample of what it fixes at start (the heap's layout, when and how code tiers
+ * up; a fixed V8 hash seed did not make it repeatable): the express-rate-limit row read 0.66 in one
+ * process and 1.06 in the next on the same code, with its rounds within each process ±5% apart
+ * (decision 009). So each timed row runs in 5 fresh processes of 3 rounds each, and the row is
+ * their median (the harness's `processes`). About 4 s per process: 9 rows × 5 processes, 2–3
+ * minutes more than one process.
+ */
+const inProcesses = { processes: 5, rounds: 3 } as const;
+
 /** Memory store cases: fixed window against both anchors, the other algorithms against RLF. */
 export function memoryCases(): BenchCase[] {
   // check() returns a promise, as RLF's consume() and express-rate-limit's increment() do: the
@@ -194,6 +204,8 @@ export function memoryCases(): BenchCase[] {
       theirs: rlf(),
     });
   }
+  // Every timed row above runs in fresh processes (see inProcesses); the key-flood rows count bytes.
+  for (const each of cases) Object.assign(each, inProcesses);
   cases.push(...keyFloodCases());
   return cases;
 }
