@@ -369,7 +369,11 @@ export class Cache {
    */
   wrap<Args extends unknown[], T>(
     fn: (this: FactoryContext<T>, ...args: Args) => T | Promise<T>,
-    keyFn: (...args: Args) => string,
+    // NoInfer: the wrapper's parameters are fn's. A key function with untyped parameters was an
+    // inference site too, and turned fn's optional and default parameters into required ones.
+    // (Around the whole type: `(...args: NoInfer<Args>)` typed such a key function's parameter
+    // for an optional one as required, which then did not fit.)
+    keyFn: NoInfer<(...args: Args) => string>,
     options?: GetOrSetOptions,
   ): (...args: Args) => Promise<T> {
     checkFunction(fn, 'wrap', 'fn');
