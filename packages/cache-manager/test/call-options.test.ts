@@ -47,6 +47,8 @@ const optionValue = fc.oneof(
   fc.boolean(),
   fc.array(fc.string({ maxLength: 3 }), { maxLength: 3 }),
   fc.array(fc.oneof(fc.string(), fc.integer()), { maxLength: 3 }),
+  // Tags with a lone surrogate (refused) beside a whole emoji (kept).
+  fc.array(fc.constantFrom('t', '\uD800', 'x\uDFFF', '😀'), { maxLength: 3 }),
   fc.constant({}),
 );
 const optionName = fc.constantFrom(
