@@ -21,6 +21,7 @@ import type {
   ResolvedCacheOptions,
   SetOptions,
 } from './cache-options.js';
+import { watchSteps } from './clock-steps.js';
 import { DecodeTurns } from './decode-turns.js';
 import { type CacheEntry, isFresh, newerEntry, scopeTags, slideEntry } from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
@@ -143,8 +144,13 @@ export class CacheEngine {
 
   constructor(options: ResolvedCacheOptions) {
     this.options = options;
-    this.clock = options.clock ?? systemClock;
     this.logger = childLogger(options.logger ?? silentLogger, { component: 'cache-manager' });
+    const wallClock = options.clock ?? systemClock;
+    const maxTtlMs = options.l1 === false ? undefined : options.l1.maxTtlMs;
+    // L1's copies are capped at `maxTtlMs` from when they were put, on the wall clock: stepped
+    // back an hour, the cap held them an hour longer, a lost invalidation included.
+    this.clock =
+      maxTtlMs === undefined ? wallClock : watchSteps(wallClock, (stepMs) => this.#onClockStepBack(stepMs));
     this.metrics = new CacheMetrics(options.registry, options.name);
     this.events = new CacheEvents(this.logger);
     this.listeners = this.events.lists;
@@ -681,6 +687,20 @@ export class CacheEngine {
     if (!keys) return;
     keys.delete(fullKey);
     if (keys.size === 0) this.tagIndex.delete(tag);
+  }
+
+  /**
+   * The wall clock went back `stepMs` (see `watchSteps`): every L1 copy's `l1.maxTtlMs` cap was
+   * measured on the old time and would hold it that much longer, so L1 is dropped, as after lost
+   * bus messages; copies put from now on are capped on the new time. A fill in flight sees the
+   * change and makes no copy (it may have read before a change it will not hear of).
+   */
+  #onClockStepBack(stepMs: number): void {
+    this.logger.warn('the clock went back; L1 dropped so that l1.maxTtlMs still bounds its copies', {
+      stepMs,
+    });
+    this.l1.clear();
+    this.fills.changedPrefix('');
   }
 
   #onL1Removal(fullKey: string, entry: CacheEntry, reason: RemovalReason): void {

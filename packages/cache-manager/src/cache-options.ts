@@ -4,6 +4,7 @@ import type { EdgePurger } from './edge-purger.js';
 import type { RedisClient } from './l2/redis-client.js';
 import type { MetricsRegistry } from './metrics-registry.js';
 import { DEFAULT_MAX_DECOMPRESSED_BYTES, defaultCompression } from './serialization/compression.js';
+import { illFormedMessage, isWellFormed } from './well-formed-text.js';
 
 const positiveMs = z.number().int().positive();
 /**
@@ -62,7 +63,14 @@ function hasMethods(value: unknown, ...names: string[]): boolean {
 export const undefinedValueMessage = 'must not be undefined (use delete() to remove a key)';
 
 /** A name given to `cache.namespace(name)`: not empty, without `:`. */
-export const namespaceNameSchema = z.string().min(1).refine(separateName, separatorMessage);
+export const namespaceNameSchema = z
+  .string()
+  .min(1)
+  .refine(separateName, separatorMessage)
+  .refine(isWellFormed, illFormedMessage);
+
+/** A key or tag as it reaches Redis: no lone surrogate (see well-formed-text.ts). */
+const redisText = z.string().refine(isWellFormed, illFormedMessage);
 
 /** Options of the in-process tier. */
 export const l1OptionsSchema = z
@@ -95,7 +103,11 @@ export const l1OptionsSchema = z
 export const cacheOptionsSchema = z
   .object({
     /** Root namespace: every key is `:<namespace>::<key>` (no `:` in it; nest with `cache.namespace()`). */
-    namespace: z.string().refine(separateName, separatorMessage).default(''),
+    namespace: z
+      .string()
+      .refine(separateName, separatorMessage)
+      .refine(isWellFormed, illFormedMessage)
+      .default(''),
     /**
      * Redis key prefix: values live under `<prefix>v:`, the cache's own keys (tag sets, leases,
      * structures, hot keys) under `<prefix>__`, the bus channel is `<prefix>__bus`. It ends with
@@ -115,6 +127,7 @@ export const cacheOptionsSchema = z
       .refine((value) => value.split(':').every((segment) => segment !== 'v' && !segment.startsWith('__')), {
         error: `no ":"-separated segment may be "v" or start with "__" (the markers that follow a prefix; rename that segment, ${prefixChangeNote})`,
       })
+      .refine(isWellFormed, illFormedMessage)
       .default('noa:cache:'),
     /**
      * Default freshness of an entry in ms (absent or `Infinity`: no expiry; `l1.maxTtlMs` still
@@ -324,7 +337,7 @@ export const setOptionsSchema = z
     /** Sliding expiry in ms (default: the cache's `slidingTtlMs`; 0: this entry does not slide). */
     slidingTtlMs: z.number().int().nonnegative().optional(),
     /** Tags for `deleteByTag` (the namespace's own unless `tagScope: 'global'`). */
-    tags: z.array(z.string()).readonly().optional(),
+    tags: z.array(redisText).readonly().optional(),
   })
   .strict();
 
@@ -334,7 +347,7 @@ export type SetOptions = z.input<typeof setOptionsSchema>;
 /** One item of `setMany`: a key, its value and its write options. */
 export const setManyItemSchema = setOptionsSchema
   .extend({
-    key: z.string(),
+    key: redisText,
     value: z.unknown().refine((value) => value !== undefined, undefinedValueMessage),
   })
   .strict();

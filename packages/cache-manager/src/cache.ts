@@ -37,6 +37,7 @@ import {
   checkSetOptions,
   checkTags,
   checkValue,
+  illFormedError,
 } from './call-options.js';
 import { type CloseOptions, closeOptionsSchema } from './close-options.js';
 import { scopeTags } from './entry.js';
@@ -45,6 +46,7 @@ import { type CacheHealthState, cacheHealth, checkedCacheHealth } from './health
 import type { KeyTtl } from './key-ttl.js';
 import { keyTtl } from './read-path.js';
 import { type WarmOptions, type WarmReport, warmKeys, warmOptionsSchema } from './warm.js';
+import { illFormedMessage, isWellFormed } from './well-formed-text.js';
 import { writeMany } from './writes.js';
 
 /** The options of a call made without any (shared, never mutated). */
@@ -112,6 +114,12 @@ export class Cache {
   #key(key: string, method: string): string {
     // A key that is no string would be coerced: `{}` and `{ id: 1 }` both "[object Object]".
     if (typeof key !== 'string') throw argumentError(method, 'key', 'a string', key);
+    if (!isWellFormed(key)) throw illFormedError(method, 'key');
+    return this.#fullKey(key);
+  }
+
+  /** {@link #key} of a key already checked. */
+  #fullKey(key: string): string {
     if (this.#keyPrefix !== '') return this.#keyPrefix + key;
     return key.charCodeAt(0) === 58 ? `::${key}` : key;
   }
@@ -131,7 +139,8 @@ export class Cache {
     for (let index = 0; index < keys.length; index += 1) {
       const key = keys[index];
       if (typeof key !== 'string') throw argumentError(method, `keys.${index}`, 'a string', key);
-      fullKeys[index] = this.#key(key, method);
+      if (!isWellFormed(key)) throw illFormedError(method, `keys.${index}`);
+      fullKeys[index] = this.#fullKey(key);
     }
     return fullKeys;
   }
@@ -204,7 +213,7 @@ export class Cache {
     checkSetManyItems(items);
     await writeMany(
       this.#engine,
-      items.map(({ key, value, ...options }) => ({ fullKey: this.#key(key, 'setMany'), value, options })),
+      items.map(({ key, value, ...options }) => ({ fullKey: this.#fullKey(key), value, options })),
     );
   }
 
@@ -360,7 +369,11 @@ export class Cache {
    */
   wrap<Args extends unknown[], T>(
     fn: (this: FactoryContext<T>, ...args: Args) => T | Promise<T>,
-    keyFn: (...args: Args) => string,
+    // NoInfer: the wrapper's parameters are fn's. A key function with untyped parameters was an
+    // inference site too, and turned fn's optional and default parameters into required ones.
+    // (Around the whole type: `(...args: NoInfer<Args>)` typed such a key function's parameter
+    // for an optional one as required, which then did not fit.)
+    keyFn: NoInfer<(...args: Args) => string>,
     options?: GetOrSetOptions,
   ): (...args: Args) => Promise<T> {
     checkFunction(fn, 'wrap', 'fn');
@@ -383,12 +396,14 @@ export class Cache {
           ]),
         );
       }
-      return this.#engine.getOrSet(
-        this.#key(key, 'wrap'),
-        key,
-        (context) => fn.apply(context, args),
-        checked,
-      );
+      if (!isWellFormed(key)) {
+        return Promise.reject(
+          new ConfigError('cache-manager wrap', [
+            { path: 'keyFn', message: `must return a key that ${illFormedMessage}` },
+          ]),
+        );
+      }
+      return this.#engine.getOrSet(this.#fullKey(key), key, (context) => fn.apply(context, args), checked);
     };
   }
 
@@ -606,6 +621,7 @@ function warmList(keys: Iterable<string>): string[] {
   for (let index = 0; index < list.length; index += 1) {
     if (typeof list[index] !== 'string')
       throw argumentError('warm', `keys.${index}`, 'a string', list[index]);
+    if (!isWellFormed(list[index] as string)) throw illFormedError('warm', `keys.${index}`);
   }
   return list;
 }

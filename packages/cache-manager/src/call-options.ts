@@ -8,6 +8,7 @@ import {
   setOptionsSchema,
   undefinedValueMessage,
 } from './cache-options.js';
+import { illFormedMessage, isWellFormed } from './well-formed-text.js';
 
 /** A check of one present (not undefined) option value; mirrors its zod rule. */
 type Rule = (value: unknown) => boolean;
@@ -20,10 +21,11 @@ const nonNegativeInt: Rule = (value) =>
 /** `softTimeoutMs`: a timer's wait or 0 (see cache-options.ts). */
 const softTimeoutMs: Rule = (value) => nonNegativeInt(value) && (value as number) <= maxTimerMs;
 const nonNegativeNumber: Rule = (value) => typeof value === 'number' && Number.isFinite(value) && value >= 0;
+/** Tags: strings, each well-formed (see well-formed-text.ts). */
 const stringList: Rule = (value) => {
   if (!Array.isArray(value)) return false;
   for (let index = 0; index < value.length; index += 1) {
-    if (typeof value[index] !== 'string') return false;
+    if (typeof value[index] !== 'string' || !isWellFormed(value[index])) return false;
   }
   return true;
 };
@@ -39,7 +41,7 @@ export const setOptionRules: Readonly<Record<string, Rule>> = {
 /** The rules of a `setMany` item: its key and value, then its write options. */
 const setManyItemRules: Readonly<Record<string, Rule>> = {
   ...setOptionRules,
-  key: (value) => typeof value === 'string',
+  key: (value) => typeof value === 'string' && isWellFormed(value),
   value: () => true,
 };
 
@@ -105,13 +107,25 @@ export function argumentError(method: string, path: string, expected: string, va
   ]);
 }
 
-/** `tags` as a list, or `ConfigError` naming `tags` (or `tags.<i>`) when it is not a string or a list of them. */
+/** The `ConfigError` of a key, tag or name holding a lone surrogate (see well-formed-text.ts). */
+export function illFormedError(method: string, path: string): ConfigError {
+  return new ConfigError(`cache-manager ${method}`, [{ path, message: illFormedMessage }]);
+}
+
+/**
+ * `tags` as a list, or `ConfigError` naming `tags` (or `tags.<i>`) when it is not a string or a
+ * list of them, or one holds a lone surrogate.
+ */
 export function checkTags(tags: unknown, method: string): readonly string[] {
-  if (typeof tags === 'string') return [tags];
+  if (typeof tags === 'string') {
+    if (!isWellFormed(tags)) throw illFormedError(method, 'tags.0');
+    return [tags];
+  }
   if (!Array.isArray(tags)) throw argumentError(method, 'tags', 'a string or an array of strings', tags);
   for (let index = 0; index < tags.length; index += 1) {
     if (typeof tags[index] !== 'string')
       throw argumentError(method, `tags.${index}`, 'a string', tags[index]);
+    if (!isWellFormed(tags[index])) throw illFormedError(method, `tags.${index}`);
   }
   return tags;
 }
@@ -145,7 +159,7 @@ const namespaceArgumentSchema = z.object({ name: namespaceNameSchema });
 
 /** Validates the name of `cache.namespace(name)`; throws `ConfigError` naming `name`. */
 export function checkNamespaceName(name: unknown): void {
-  if (typeof name !== 'string' || name === '' || name.includes(':')) {
+  if (typeof name !== 'string' || name === '' || name.includes(':') || !isWellFormed(name)) {
     explain('cache-manager namespace', namespaceArgumentSchema, { name });
   }
 }

@@ -68,6 +68,53 @@ describe('call arguments of the wrong type are refused at the call with ConfigEr
     await cache.deleteMany(['s1', 's2']);
   });
 
+  it('a key, tag or name holding a lone surrogate, in every configuration (in Redis it would be another key’s: test/integration/ill-formed-keys.test.ts)', async () => {
+    const bad = 'half of 😀'.slice(0, 9); // ends in a lone high surrogate
+    expect((await refusal(() => cache.get(bad))).fields).toEqual(['key']);
+    expect((await refusal(() => cache.has(bad))).fields).toEqual(['key']);
+    expect((await refusal(() => cache.getLocal(bad))).fields).toEqual(['key']);
+    expect((await refusal(() => cache.set(bad, 1))).fields).toEqual(['key']);
+    expect((await refusal(() => cache.pull(bad))).fields).toEqual(['key']);
+    expect((await refusal(() => cache.ttl(bad))).fields).toEqual(['key']);
+    expect((await refusal(() => cache.expire(bad))).fields).toEqual(['key']);
+    expect((await refusal(() => cache.getOrSet(bad, () => 1))).fields).toEqual(['key']);
+    expect((await refusal(() => cache.getMany(['a', bad]))).fields).toEqual(['keys.1']);
+    expect((await refusal(() => cache.deleteMany([bad]))).fields).toEqual(['keys.0']);
+    expect((await refusal(() => cache.getOrSetMany([bad], () => [1]))).fields).toEqual(['keys.0']);
+    expect((await refusal(() => cache.warm(['a', bad], () => 1))).fields).toEqual(['keys.1']);
+    expect(
+      (
+        await refusal(() =>
+          cache.setMany([
+            { key: 'a', value: 1 },
+            { key: bad, value: 1 },
+          ]),
+        )
+      ).fields,
+    ).toEqual(['1.key']);
+    expect(
+      (
+        await refusal(() =>
+          cache.wrap(
+            async () => 1,
+            () => bad,
+          )(),
+        )
+      ).fields,
+    ).toEqual(['keyFn']);
+    expect((await refusal(() => cache.set('a', 1, { tags: ['ok', bad] }))).fields).toEqual(['tags.1']);
+    expect((await refusal(() => cache.getOrSet('a', () => 1, { tags: [bad] }))).fields).toEqual(['tags.0']);
+    expect((await refusal(() => cache.deleteByTag(bad))).fields).toEqual(['tags.0']);
+    expect((await refusal(() => cache.expireByTag(['ok', bad]))).fields).toEqual(['tags.1']);
+    expect((await refusal(() => cache.namespace(bad))).fields).toEqual(['name']);
+    expect((await refusal(() => new Cache({ namespace: bad }))).fields).toEqual(['namespace']);
+    expect((await refusal(() => new Cache({ prefix: `${bad}:` }))).fields).toEqual(['prefix']);
+    // A surrogate pair (the whole emoji) is well-formed.
+    await cache.set('😀', 1, { tags: ['😀'] });
+    expect(await cache.deleteByTag('😀')).toBe(1);
+    expect(cache.stats().l1.entries).toBe(0);
+  });
+
   it('a get with a bad key rejects, never throws synchronously', () => {
     const pending = loose.get(undefined) as Promise<unknown>;
     expect(pending).toBeInstanceOf(Promise);

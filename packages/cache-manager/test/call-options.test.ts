@@ -47,6 +47,8 @@ const optionValue = fc.oneof(
   fc.boolean(),
   fc.array(fc.string({ maxLength: 3 }), { maxLength: 3 }),
   fc.array(fc.oneof(fc.string(), fc.integer()), { maxLength: 3 }),
+  // Tags with a lone surrogate (refused) beside a whole emoji (kept).
+  fc.array(fc.constantFrom('t', '\uD800', 'x\uDFFF', '😀'), { maxLength: 3 }),
   fc.constant({}),
 );
 const optionName = fc.constantFrom(
@@ -196,6 +198,37 @@ describe('per-call option checks', () => {
     );
     expect(await fieldsOf(() => other())).toEqual(['keyFn']);
     expect(await byId(7)).toBe('user 7');
+  });
+
+  it('wrap takes the wrapper’s parameters from fn: optional and rest ones stay so with an untyped key function (tsc checks the calls)', async () => {
+    const cache = make();
+    // As the README writes key functions: parameters typed by context. They were an inference
+    // site of the parameters too, so `lang` became required: `greet(1)` did not compile.
+    const greet = cache.wrap(
+      async (id: number, lang?: string) => `${lang ?? 'en'}:${id}`,
+      (id, lang) => `greet:${id}:${lang ?? 'en'}`,
+    );
+    const count = cache.wrap(
+      async (id: number, step?: number) => id + (step ?? 1),
+      (id, step) => `count:${id}:${step ?? 1}`,
+    );
+    const sum = cache.wrap(
+      async (...values: number[]) => values.reduce((total, value) => total + value, 0),
+      (...values) => `sum:${values.join()}`,
+    );
+    expect(await greet(1)).toBe('en:1');
+    expect(await greet(1, 'fr')).toBe('fr:1');
+    expect(await count(1)).toBe(2);
+    expect(await sum()).toBe(0);
+    expect(await sum(1, 2)).toBe(3);
+    // The key function still gets fn's parameter types, and a wrong call is still refused.
+    cache.wrap(
+      async (id: number) => id,
+      // @ts-expect-error: a key function whose parameters fn's arguments do not fit
+      (id: string) => id,
+    );
+    // @ts-expect-error: more arguments than fn takes
+    void greet(1, 'fr', 'extra').catch(() => undefined);
   });
 
   it('wrap: the key alone names the entry (README): wrappers whose keys coincide share it, namespaces or prefixes keep them apart', async () => {

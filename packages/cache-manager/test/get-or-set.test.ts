@@ -293,6 +293,25 @@ describe('timeouts', () => {
     slow.resolve('new');
   });
 
+  it('softTimeoutMs at or above hardTimeoutMs is accepted, each applying on its own side: the soft with a value in grace, the hard without', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, graceMs: 60_000, softTimeoutMs: 60_000, hardTimeoutMs: 20 });
+    await cache.getOrSet('k', () => 'old');
+    clock.advance(200);
+    // A value in grace: the hard timeout does not apply; the call waits for the factory (up to the soft one).
+    const slow = deferred<string>();
+    const withStale = cache.getOrSet('k', () => slow.promise);
+    expect(await Promise.race([withStale, delay(200).then(() => 'still waiting')])).toBe('still waiting');
+    slow.resolve('new');
+    expect(await withStale).toBe('new');
+    // Nothing stale: the hard timeout ends the call.
+    const never = deferred<string>();
+    const error = await cache.getOrSet('cold', () => never.promise).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(FactoryTimeoutError);
+    expect(error).toMatchObject({ details: { key: 'cold', timeoutMs: 20 } });
+    never.resolve('late');
+  });
+
   it('a caller with a shorter hard timeout than the call in flight for its key gets its own timeout', async () => {
     const cache = make();
     const slow = deferred<string>();
