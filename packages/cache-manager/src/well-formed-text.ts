@@ -16,4 +16,4 @@ export function isWellFormed(text: string): boolean {
 
 /** The message of a refused key, tag or name. */
 export const illFormedMessage =
-  'must be well-formed UTF-16, without a lone surrogate (Redis keys are UTF-8, where each becomes U+FFFD and two keys would be one)';
+  'must be well-formed UTF-16, without a lone surrogate (Redis keys are UTF-8, where each becomes U+FFFD and two keys would be one); text cut by slice() can be mended with toWellFormed() first';
