@@ -170,6 +170,11 @@ export class RedisTier {
   /** `<prefix>v:`: every cache value lives under it (see {@link RedisTier.dataKey}). */
   readonly #dataPrefix: string;
   readonly #cluster: boolean;
+  /**
+   * On a Cluster, per tag, the tagged writes of this tier whose SADD is not sent yet (it waits
+   * for the value's SET, see `#sendWrite`): a tag delete waits for them before it scans the set.
+   */
+  readonly #tagWritesInFlight = new Map<string, Set<Promise<unknown>>>();
   readonly #reads: TickBatcher<string, Buffer | undefined | typeof READ_FAILED> | undefined;
   readonly #writes: TickBatcher<PendingWrite, boolean> | undefined;
   readonly #casWrites: TickBatcher<CasWrite, boolean | undefined> | undefined;
@@ -521,7 +526,51 @@ export class RedisTier {
       if (failed !== undefined) throw failed.reason;
       return true;
     });
+    if (tags.length > 0) this.#noteTagWrite(tags, written);
     return this.#mayPrune(tags, written);
+  }
+
+  /**
+   * Notes a Cluster write of `tags` whose SADDs go once `sent` settles (see
+   * {@link #tagWritesInFlight}).
+   */
+  #noteTagWrite(tags: readonly string[], sent: Promise<unknown>): void {
+    for (const tag of tags) {
+      let pending = this.#tagWritesInFlight.get(tag);
+      if (pending === undefined) {
+        pending = new Set();
+        this.#tagWritesInFlight.set(tag, pending);
+      }
+      pending.add(sent);
+    }
+    const done = () => {
+      for (const tag of tags) {
+        const pending = this.#tagWritesInFlight.get(tag);
+        if (pending === undefined) continue;
+        pending.delete(sent);
+        if (pending.size === 0) this.#tagWritesInFlight.delete(tag);
+      }
+    };
+    sent.then(done, done);
+  }
+
+  /**
+   * Waits (one guarded operation, so within the operation deadline) until this tier's tagged
+   * writes of `tag` in flight have sent their SADDs: on a Cluster a write sends them once its SET
+   * is answered, and a tag delete that scanned the set before would miss a value landing after it
+   * (on one node the SADD goes with the SET, before any later command). False when Redis did not
+   * answer in time.
+   */
+  async #tagWritesSent(tag: string, operation: 'tag_members' | 'delete_tag'): Promise<boolean> {
+    const pending = this.#tagWritesInFlight.get(tag);
+    if (pending === undefined) return true;
+    // Settled in the order registered: each write's SADD (chained on its SET first) is sent
+    // before this wait resumes, so the scan that follows reaches the set's master after it.
+    const writes = [...pending];
+    return this.#guard.run(operation, false, async () => {
+      await Promise.allSettled(writes);
+      return true;
+    });
   }
 
   /**
@@ -756,6 +805,7 @@ export class RedisTier {
     operation: 'tag_members' | 'delete_tag' = 'tag_members',
   ): Promise<boolean> {
     this.#writesFirst();
+    if (this.#cluster && !(await this.#tagWritesSent(tag, operation))) return false;
     const tagKey = this.tagKey(tag);
     let cursor = '0';
     do {
@@ -1323,6 +1373,7 @@ export class RedisTier {
     // trip for a tagged write), so that a SADD never lands before its SET, which a tag delete's
     // restore and a Cluster prune rely on (see `#pruneApart`). A SET that failed sends none.
     const stored = sent[0] as Promise<unknown>;
+    if (this.#cluster && tags.length > 0) this.#noteTagWrite(tags, stored);
     const send = this.#cluster
       ? (command: () => unknown) => stored.then(command)
       : (command: () => unknown) => command();
