@@ -88,8 +88,19 @@ export const rateLimiterOptionsSchema = z
             });
       })
       .default({}),
-    /** Namespace of the keys in the store (several limiters can share one store). */
-    prefix: z.string().min(1).default('rl'),
+    /**
+     * Namespace of the keys in the store (several limiters can share one store). Not starting
+     * with `}`: on Redis the key is hash-tagged `{<prefix>:…}`, and `{}` is an empty tag, which
+     * Redis Cluster ignores (the key's state would span slots).
+     */
+    prefix: z
+      .string()
+      .min(1)
+      .refine(
+        (prefix) => !prefix.startsWith('}'),
+        'must not start with "}": the Redis store tags each key "{<prefix>:…}", and Redis Cluster ignores an empty tag "{}" (a key\'s state would span slots)',
+      )
+      .default('rl'),
     /** Addresses/CIDRs never limited. */
     allow: z.array(cidrSchema).default([]),
     /** Addresses/CIDRs always refused. */

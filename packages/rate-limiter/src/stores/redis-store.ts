@@ -16,7 +16,7 @@ import { RateLimitStoreError } from '../errors.js';
 import { loggerOptionSchema } from '../logger-option.js';
 import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
 import { isWellFormedText, utf16Digest, wellFormedHead } from '../utf16-key.js';
-import { clusterSlot } from './cluster-slot.js';
+import { clusterSlot, hasEmptyHashTag } from './cluster-slot.js';
 import {
   algorithmCodes,
   checkProgram,
@@ -51,8 +51,18 @@ export const redisStoreOptionsSchema = z
       (value) => typeof (value as Redis)?.evalsha === 'function',
       'an ioredis Redis or Cluster instance',
     ),
-    /** Prefix of every key; the key itself is wrapped in `{…}` so all of its state shares a Cluster slot. */
-    prefix: z.string().default('noa:rl:'),
+    /**
+     * Prefix of every key; the key itself is wrapped in `{…}` so all of its state shares a Cluster
+     * slot. A prefix with an empty hash tag (`{}`) is refused: Redis Cluster would hash each key
+     * whole, so a key's state would span slots (CROSSSLOT).
+     */
+    prefix: z
+      .string()
+      .refine(
+        (prefix) => !hasEmptyHashTag(prefix),
+        'must not hold an empty hash tag "{}" before any other "{": Redis Cluster would then hash each key whole, and a key\'s state (its hash and sliding-log sets) would span slots (CROSSSLOT)',
+      )
+      .default('noa:rl:'),
     /**
      * Run checks as a Redis function (`FCALL`, Redis ≥ 7; the store loads its library on first
      * use, and again after a `FUNCTION FLUSH` or a restart that lost it), which costs the server
@@ -75,7 +85,19 @@ export const redisStoreOptionsSchema = z
      */
     logger: loggerOptionSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((value, context) => {
+    // ioredis puts its keyPrefix in front of every key: an empty tag there (or one the prefix
+    // completes, `a{` + `}b:`) makes Redis Cluster hash each key whole, as one in the prefix does.
+    const keyPrefix = (value.client?.options as { keyPrefix?: unknown } | undefined)?.keyPrefix;
+    if (typeof keyPrefix !== 'string' || keyPrefix === '' || hasEmptyHashTag(value.prefix)) return;
+    if (hasEmptyHashTag(keyPrefix + value.prefix))
+      context.addIssue({
+        code: 'custom',
+        path: ['client'],
+        message: `the client's keyPrefix ${JSON.stringify(keyPrefix)} followed by the prefix ${JSON.stringify(value.prefix)} holds an empty hash tag "{}" before any other "{": Redis Cluster would hash each key whole, and a key's state would span slots (CROSSSLOT)`,
+      });
+  });
 
 /** Options of {@link RedisStore} as written by users. */
 export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
