@@ -37,6 +37,15 @@ export function clusterSlot(key: string): number {
 }
 
 /**
+ * The ioredis `keyPrefix` of `client` ('' for none): ioredis writes it in front of every key it
+ * sends, and routes a command by the slot of the prefixed key.
+ */
+export function keyPrefixOf(client: { options?: unknown }): string {
+  const keyPrefix = (client.options as { keyPrefix?: unknown } | undefined)?.keyPrefix;
+  return typeof keyPrefix === 'string' ? keyPrefix : '';
+}
+
+/**
  * True when the first `{` of `text` is followed at once by `}`: an empty hash tag, so Redis
  * Cluster hashes every key that starts with `text` whole, and the hash tag a store puts after it
  * (`{<key>}`) no longer keeps a caller's keys in one slot.

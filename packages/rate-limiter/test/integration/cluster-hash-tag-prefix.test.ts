@@ -1,9 +1,10 @@
 import { once } from 'node:events';
 import { startRedisClusterOrSkip } from '@noa/testkit';
-import { Cluster } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, createRateLimiter } from '../../src/index.js';
 import { RedisStore, recommendedClusterOptions } from '../../src/redis.js';
+import { clusterSlot } from '../../src/stores/cluster-slot.js';
 
 // Braces in the prefixes in front of a key on a real 3-master Cluster. A whole tag there
 // (`{app}:`, or an ioredis keyPrefix `{tenant}:`, as advised for other clients' multi-key
@@ -66,6 +67,37 @@ describe.skipIf(skip !== undefined)('prefixes with hash tags on a Redis Cluster'
         await limiter.close();
       }
     });
+
+  it('with a keyPrefix tag, the library goes to the master holding the keys: one failed FCALL, one load, no other master asked', async () => {
+    // ioredis routes by the prefixed key (`{tenant}:noa:rl:{…}` hashes as `tenant`); the store
+    // must find the same master for what it does per key: loading its library, the clock its
+    // deadline is stamped in, which master to wait for.
+    const client = await connect('{tenant}:');
+    const store = new RedisStore({ client, prefix: 'lib:' });
+    const limits = [{ name: 'day', algorithm: 'fixed-window' as const, limit: 100, windowMs: 86_400_000 }];
+    const holder = client.slots[clusterSlot('{tenant}:')]![0]!;
+    // A key whose own tag would hash to another master than the tenant's.
+    const key = Array.from({ length: 50 }, (_, index) => `user-${index}`).find(
+      (candidate) => client.slots[clusterSlot(`lib:{${candidate}}`)]![0] !== holder,
+    )!;
+    await store.consume(key, limits, [1], undefined);
+    const admins = cluster!.nodes.map(({ host, port }) => new Redis(port, host));
+    try {
+      const admin = admins.find((node) => `${node.options.host}:${node.options.port}` === holder)!;
+      await admin.call('FUNCTION', 'FLUSH');
+      await Promise.all(admins.map((node) => node.config('RESETSTAT')));
+      const [outcome] = await store.consume(key, limits, [1], undefined);
+      expect(outcome!.decisions[0]).toMatchObject({ allowed: true, remaining: 98 });
+      expect(store.usesFunctions).toBe(true);
+      const stats = await admin.info('commandstats');
+      expect(stats).toMatch(/cmdstat_fcall:calls=2,.*failed_calls=1\b/);
+      expect(stats).toMatch(/cmdstat_function\|load:calls=1,/);
+      for (const other of admins.filter((node) => node !== admin))
+        expect(await other.info('commandstats')).not.toMatch(/cmdstat_(fcall|function\|load|evalsha|eval):/);
+    } finally {
+      for (const admin of admins) admin.disconnect();
+    }
+  });
 
   it('an empty tag in the store prefix or the keyPrefix is refused before any call', async () => {
     const client = await connect('x{}');
