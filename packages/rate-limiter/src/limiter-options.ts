@@ -89,13 +89,17 @@ export const rateLimiterOptionsSchema = z
       })
       .default({}),
     /**
-     * Namespace of the keys in the store (several limiters can share one store). Not starting
-     * with `}`: on Redis the key is hash-tagged `{<prefix>:…}`, and `{}` is an empty tag, which
+     * Namespace of the keys in the store (several limiters can share one store). Well-formed
+     * Unicode, as role names are, and not starting with `}`: on Redis the key is hash-tagged `{<prefix>:…}`, and `{}` is an empty tag, which
      * Redis Cluster ignores (the key's state would span slots).
      */
     prefix: z
       .string()
       .min(1)
+      .refine(
+        isWellFormedText,
+        'must be well-formed Unicode (a lone surrogate cannot be encoded into store keys: resetAll() on Redis would find none of them)',
+      )
       .refine(
         (prefix) => !prefix.startsWith('}'),
         'must not start with "}": the Redis store tags each key "{<prefix>:…}", and Redis Cluster ignores an empty tag "{}" (a key\'s state would span slots)',

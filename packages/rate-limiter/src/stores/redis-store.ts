@@ -59,6 +59,10 @@ export const redisStoreOptionsSchema = z
     prefix: z
       .string()
       .refine(
+        isWellFormedText,
+        'must be well-formed Unicode (Redis writes a lone surrogate as U+FFFD: prefixes that differ only there would share their keys)',
+      )
+      .refine(
         (prefix) => !hasEmptyHashTag(prefix),
         'must not hold an empty hash tag "{}" before any other "{": Redis Cluster would then hash each key whole, and a key\'s state (its hash and sliding-log sets) would span slots (CROSSSLOT)',
       )
