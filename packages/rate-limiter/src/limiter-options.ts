@@ -43,14 +43,17 @@ function checkLimitList(
   });
 }
 
+// Lists are `.readonly()`: the limiter only reads them, so a config written `as const` (or typed
+// readonly) is an option too; mutable arrays still are (readonly-config-types.test.ts).
 const limitsSchema = z
   .array(limitSchema)
+  .readonly()
   .superRefine((limits, context) => checkLimitList(limits, context, []));
 /**
  * A role's rule: its limits or `'unlimited'`, as plain schemas so that core's messages name each
  * bad field (`roles.pro.0.windowMs: required`); the list's own checks run on the record.
  */
-const roleRuleSchema = z.union([z.array(limitSchema), z.literal('unlimited')]);
+const roleRuleSchema = z.union([z.array(limitSchema).readonly(), z.literal('unlimited')]);
 const cidrSchema = z
   .string()
   .refine(isAddressOrCidr, 'an IPv4/IPv6 address or CIDR range')
@@ -106,9 +109,9 @@ export const rateLimiterOptionsSchema = z
       )
       .default('rl'),
     /** Addresses/CIDRs never limited. */
-    allow: z.array(cidrSchema).default([]),
+    allow: z.array(cidrSchema).readonly().default([]),
     /** Addresses/CIDRs always refused. */
-    deny: z.array(cidrSchema).default([]),
+    deny: z.array(cidrSchema).readonly().default([]),
     /** Block keys that keep hitting the limit. */
     autoBlock: autoBlockSchema.optional(),
     /**
