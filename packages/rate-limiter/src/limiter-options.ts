@@ -43,14 +43,17 @@ function checkLimitList(
   });
 }
 
+// Lists are `.readonly()`: the limiter only reads them, so a config written `as const` (or typed
+// readonly) is an option too; mutable arrays still are (readonly-config-types.test.ts).
 const limitsSchema = z
   .array(limitSchema)
+  .readonly()
   .superRefine((limits, context) => checkLimitList(limits, context, []));
 /**
  * A role's rule: its limits or `'unlimited'`, as plain schemas so that core's messages name each
  * bad field (`roles.pro.0.windowMs: required`); the list's own checks run on the record.
  */
-const roleRuleSchema = z.union([z.array(limitSchema), z.literal('unlimited')]);
+const roleRuleSchema = z.union([z.array(limitSchema).readonly(), z.literal('unlimited')]);
 const cidrSchema = z
   .string()
   .refine(isAddressOrCidr, 'an IPv4/IPv6 address or CIDR range')
@@ -88,12 +91,27 @@ export const rateLimiterOptionsSchema = z
             });
       })
       .default({}),
-    /** Namespace of the keys in the store (several limiters can share one store). */
-    prefix: z.string().min(1).default('rl'),
+    /**
+     * Namespace of the keys in the store (several limiters can share one store). Well-formed
+     * Unicode, as role names are, and not starting with `}`: on Redis the key is hash-tagged `{<prefix>:…}`, and `{}` is an empty tag, which
+     * Redis Cluster ignores (the key's state would span slots).
+     */
+    prefix: z
+      .string()
+      .min(1)
+      .refine(
+        isWellFormedText,
+        'must be well-formed Unicode (a lone surrogate cannot be encoded into store keys: resetAll() on Redis would find none of them)',
+      )
+      .refine(
+        (prefix) => !prefix.startsWith('}'),
+        'must not start with "}": the Redis store tags each key "{<prefix>:…}", and Redis Cluster ignores an empty tag "{}" (a key\'s state would span slots)',
+      )
+      .default('rl'),
     /** Addresses/CIDRs never limited. */
-    allow: z.array(cidrSchema).default([]),
+    allow: z.array(cidrSchema).readonly().default([]),
     /** Addresses/CIDRs always refused. */
-    deny: z.array(cidrSchema).default([]),
+    deny: z.array(cidrSchema).readonly().default([]),
     /** Block keys that keep hitting the limit. */
     autoBlock: autoBlockSchema.optional(),
     /**

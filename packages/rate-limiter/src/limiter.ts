@@ -582,10 +582,14 @@ export class RateLimiter implements AsyncDisposable {
    * Blocks `input`'s key for `durationMs` from now, exactly as an auto-block does (checks answer
    * `blocked`, with `Retry-After` and `RateLimit` showing the block's end), with or without the
    * `autoBlock` option. Replaces any current block; repeat-offender growth is left to auto-blocks.
+   * `durationMs` is at most 2^53 − 1, as autoBlock's `blockMs`: Redis refuses a block end far
+   * past it, and that refusal, a store failure, would feed the breaker.
    */
   block(input: CheckInput | string, durationMs: number): Promise<QuotaResult> {
-    if (!Number.isInteger(durationMs) || durationMs <= 0)
-      return Promise.reject(new InvalidAdjustmentError('durationMs', durationMs, 'a positive integer'));
+    if (!Number.isSafeInteger(durationMs) || durationMs <= 0)
+      return Promise.reject(
+        new InvalidAdjustmentError('durationMs', durationMs, 'a positive integer of at most 2^53 - 1'),
+      );
     return this.#adjust(input, { operation: 'block', durationMs });
   }
 

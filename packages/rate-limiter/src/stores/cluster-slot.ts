@@ -36,6 +36,25 @@ export function clusterSlot(key: string): number {
   return crc & 16_383;
 }
 
+/**
+ * The ioredis `keyPrefix` of `client` ('' for none): ioredis writes it in front of every key it
+ * sends, and routes a command by the slot of the prefixed key.
+ */
+export function keyPrefixOf(client: { options?: unknown }): string {
+  const keyPrefix = (client.options as { keyPrefix?: unknown } | undefined)?.keyPrefix;
+  return typeof keyPrefix === 'string' ? keyPrefix : '';
+}
+
+/**
+ * True when the first `{` of `text` is followed at once by `}`: an empty hash tag, so Redis
+ * Cluster hashes every key that starts with `text` whole, and the hash tag a store puts after it
+ * (`{<key>}`) no longer keeps a caller's keys in one slot.
+ */
+export function hasEmptyHashTag(text: string): boolean {
+  const open = text.indexOf('{');
+  return open !== -1 && text.charCodeAt(open + 1) === 0x7d;
+}
+
 function utf8Slot(hashed: string): number {
   let crc = 0;
   for (const byte of encoder.encode(hashed))

@@ -1,6 +1,6 @@
 import type { Logger } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
-import { clusterSlot } from './cluster-slot.js';
+import { clusterSlot, keyPrefixOf } from './cluster-slot.js';
 import { checkProgram } from './lua-script.js';
 
 /** The error by which a server says it has no such function (not loaded, flushed, restarted). */
@@ -147,7 +147,8 @@ export class CheckFunctionLibrary {
     if ((client as Cluster).isCluster !== true) return [client];
     const cluster = client as Cluster;
     const masters = cluster.nodes('master');
-    const node = cluster.slots[clusterSlot(hashKey)]?.[0];
+    // ioredis routes the call by the key with its keyPrefix in front (a tag there decides).
+    const node = cluster.slots[clusterSlot(keyPrefixOf(cluster) + hashKey)]?.[0];
     const master = masters.find((server) => `${server.options.host}:${server.options.port}` === node);
     return master === undefined ? masters : [master];
   }

@@ -16,7 +16,7 @@ import { RateLimitStoreError } from '../errors.js';
 import { loggerOptionSchema } from '../logger-option.js';
 import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
 import { isWellFormedText, utf16Digest, wellFormedHead } from '../utf16-key.js';
-import { clusterSlot } from './cluster-slot.js';
+import { clusterSlot, hasEmptyHashTag, keyPrefixOf } from './cluster-slot.js';
 import {
   algorithmCodes,
   checkProgram,
@@ -51,8 +51,22 @@ export const redisStoreOptionsSchema = z
       (value) => typeof (value as Redis)?.evalsha === 'function',
       'an ioredis Redis or Cluster instance',
     ),
-    /** Prefix of every key; the key itself is wrapped in `{…}` so all of its state shares a Cluster slot. */
-    prefix: z.string().default('noa:rl:'),
+    /**
+     * Prefix of every key; the key itself is wrapped in `{…}` so all of its state shares a Cluster
+     * slot. A prefix with an empty hash tag (`{}`) is refused: Redis Cluster would hash each key
+     * whole, so a key's state would span slots (CROSSSLOT).
+     */
+    prefix: z
+      .string()
+      .refine(
+        isWellFormedText,
+        'must be well-formed Unicode (Redis writes a lone surrogate as U+FFFD: prefixes that differ only there would share their keys)',
+      )
+      .refine(
+        (prefix) => !hasEmptyHashTag(prefix),
+        'must not hold an empty hash tag "{}" before any other "{": Redis Cluster would then hash each key whole, and a key\'s state (its hash and sliding-log sets) would span slots (CROSSSLOT)',
+      )
+      .default('noa:rl:'),
     /**
      * Run checks as a Redis function (`FCALL`, Redis ≥ 7; the store loads its library on first
      * use, and again after a `FUNCTION FLUSH` or a restart that lost it), which costs the server
@@ -75,7 +89,19 @@ export const redisStoreOptionsSchema = z
      */
     logger: loggerOptionSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((value, context) => {
+    // ioredis puts its keyPrefix in front of every key: an empty tag there (or one the prefix
+    // completes, `a{` + `}b:`) makes Redis Cluster hash each key whole, as one in the prefix does.
+    const keyPrefix = value.client === undefined ? '' : keyPrefixOf(value.client);
+    if (keyPrefix === '' || hasEmptyHashTag(value.prefix)) return;
+    if (hasEmptyHashTag(keyPrefix + value.prefix))
+      context.addIssue({
+        code: 'custom',
+        path: ['client'],
+        message: `the client's keyPrefix ${JSON.stringify(keyPrefix)} followed by the prefix ${JSON.stringify(value.prefix)} holds an empty hash tag "{}" before any other "{": Redis Cluster would hash each key whole, and a key's state would span slots (CROSSSLOT)`,
+      });
+  });
 
 /** Options of {@link RedisStore} as written by users. */
 export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
@@ -175,6 +201,12 @@ export class RedisStore implements RateLimitStore {
   readonly remote = true;
   readonly #client: Redis | Cluster;
   readonly #prefix: string;
+  /**
+   * The client's ioredis `keyPrefix` ('' for none), in front of every key on the server: a
+   * Cluster slot is the prefixed key's (a tag in it, `{tenant}:`, decides the slot), as ioredis
+   * routes it.
+   */
+  readonly #keyPrefix: string;
   /** The client and key prefix: stores on one client with one prefix share their keys. */
   readonly stateScope: { readonly owner: object; readonly prefix: string };
   /**
@@ -206,6 +238,7 @@ export class RedisStore implements RateLimitStore {
     const parsed = parseOptions('RedisStore', redisStoreOptionsSchema, options);
     this.#client = parsed.client;
     this.#prefix = parsed.prefix;
+    this.#keyPrefix = keyPrefixOf(parsed.client);
     this.stateScope = { owner: parsed.client, prefix: parsed.prefix };
     const clientOptions = (parsed.client as Redis).options as
       | {
@@ -519,7 +552,7 @@ export class RedisStore implements RateLimitStore {
     if (this.#commands === undefined) return send();
     return send().catch((error: unknown) => {
       if (!neverSent(error) || resends >= maxResends) throw error;
-      return this.#beforeResend(call.slot ?? clusterSlot(call.keys[0]!), giveUp, error).then(() =>
+      return this.#beforeResend(call.slot ?? this.#slotOf(call.keys[0]!), giveUp, error).then(() =>
         this.#untilSent(call, giveUp, send, resends + 1),
       );
     });
@@ -676,7 +709,7 @@ export class RedisStore implements RateLimitStore {
     for (let index = 0; index < requests.length && !shared; index += 1) {
       const request = requests[index]!;
       const hashKey = this.#hashKey(request.key);
-      const slot = clusterSlot(hashKey);
+      const slot = this.#slotOf(hashKey);
       if (slots.has(slot)) shared = true;
       slots.add(slot);
       calls[index] = this.#oneKeyCall(request, hashKey, block) ?? this.#scriptCall([request], block);
@@ -685,7 +718,7 @@ export class RedisStore implements RateLimitStore {
     if (!shared) return calls;
     const bySlot = new Map<number, number[]>();
     for (let index = 0; index < requests.length; index += 1) {
-      const slot = clusterSlot(this.#hashKey(requests[index]!.key));
+      const slot = this.#slotOf(this.#hashKey(requests[index]!.key));
       const members = bySlot.get(slot);
       if (members === undefined) bySlot.set(slot, [index]);
       else members.push(index);
@@ -734,6 +767,11 @@ export class RedisStore implements RateLimitStore {
    */
   get usesFunctions(): boolean {
     return this.#library.enabled;
+  }
+
+  /** The Cluster slot of a key of this store, as ioredis routes it (with the client's keyPrefix). */
+  #slotOf(key: string): number {
+    return clusterSlot(this.#keyPrefix === '' ? key : this.#keyPrefix + key);
   }
 
   /**
@@ -1070,7 +1108,7 @@ export class RedisStore implements RateLimitStore {
   /** The server a call goes to, as {@link #scriptLoads} names it. */
   #scriptServerOf(call: ScriptCall): string {
     if (this.#commands === undefined) return '';
-    return (this.#client as Cluster).slots[call.slot ?? clusterSlot(call.keys[0]!)]?.[0] ?? '';
+    return (this.#client as Cluster).slots[call.slot ?? this.#slotOf(call.keys[0]!)]?.[0] ?? '';
   }
 
   /**
@@ -1141,7 +1179,7 @@ export class RedisStore implements RateLimitStore {
   /** {@link #clockOf} for the keys of `call` (the slot computed once per call). */
   #clockOfCall(call: ScriptCall): RedisClockOffset | undefined {
     if ((this.#client as Cluster).isCluster !== true) return this.#clock;
-    call.slot ??= clusterSlot(call.keys[0]!);
+    call.slot ??= this.#slotOf(call.keys[0]!);
     return this.#clockOfSlot(call.slot);
   }
 
@@ -1152,7 +1190,7 @@ export class RedisStore implements RateLimitStore {
    */
   #clockOf(hashKey: string): RedisClockOffset | undefined {
     if ((this.#client as Cluster).isCluster !== true) return this.#clock;
-    return this.#clockOfSlot(clusterSlot(hashKey));
+    return this.#clockOfSlot(this.#slotOf(hashKey));
   }
 
   /** {@link #clockOf} for a Cluster slot already known. */
@@ -1251,7 +1289,7 @@ export class RedisStore implements RateLimitStore {
       this.#mastersReady = true;
       return send();
     }
-    call.slot ??= clusterSlot(call.keys[0]!);
+    call.slot ??= this.#slotOf(call.keys[0]!);
     const serving = client.slots[call.slot]?.[0];
     // A slot the client does not know goes to any node (which redirects it): wait for them all.
     const known = masters.find((node) => `${node.options.host}:${node.options.port}` === serving);
@@ -1309,7 +1347,7 @@ export class RedisStore implements RateLimitStore {
         (node) => this.#clockOfNode(this.#nodeKeyOf(node)),
       );
     if (this.#commands === undefined) return send();
-    const slot = clusterSlot(hashKey);
+    const slot = this.#slotOf(hashKey);
     for (let resends = 0; ; resends += 1)
       try {
         return await send();
