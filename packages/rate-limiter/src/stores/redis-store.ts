@@ -16,6 +16,7 @@ import { RateLimitStoreError } from '../errors.js';
 import { loggerOptionSchema } from '../logger-option.js';
 import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
 import { isWellFormedText, utf16Digest, wellFormedHead } from '../utf16-key.js';
+import { hasKeyWindowOffset } from '../window-offset.js';
 import { clusterSlot } from './cluster-slot.js';
 import {
   algorithmCodes,
@@ -23,6 +24,7 @@ import {
   checkScript,
   checkScriptSha,
   decisionFromReply,
+  fifthPolicyValue,
   plainScript,
   replyValues,
   replyValuesPerLimit,
@@ -778,7 +780,7 @@ export class RedisStore implements RateLimitStore {
         policy!.limit,
         policy!.windowMs,
         capacityOf(policy!),
-        policy!.queueMaxDelayMs ?? 0,
+        fifthPolicyValue(policy!, request.key),
         costs[0]!,
       ],
       slot: undefined,
@@ -815,10 +817,13 @@ export class RedisStore implements RateLimitStore {
     let oneCostEach = true;
     for (const { costs } of requests) if (costs.length !== 1) oneCostEach = false;
     for (const { key, limits, costs } of requests) {
-      let set = sets.get(limits);
+      // A limit with an offset per key ('key') is sent with this key's offset: a set of its own
+      // (under a copy of the list, which no other key finds).
+      const perKey = hasKeyWindowOffset(limits);
+      let set = perKey ? undefined : sets.get(limits);
       if (set === undefined) {
         set = sets.size + 1;
-        sets.set(limits, set);
+        sets.set(perKey ? [...limits] : limits, set);
         setArgs.push(limits.length);
         for (const policy of limits)
           setArgs.push(
@@ -826,7 +831,7 @@ export class RedisStore implements RateLimitStore {
             policy.limit,
             policy.windowMs,
             capacityOf(policy),
-            policy.queueMaxDelayMs ?? 0,
+            fifthPolicyValue(policy, key),
           );
       }
       const hashKey = this.#hashKey(key);
@@ -1295,6 +1300,7 @@ export class RedisStore implements RateLimitStore {
     const send = () =>
       adjustOnRedis(
         this.#client,
+        key,
         hashKey,
         limits,
         adjustment,
