@@ -112,7 +112,17 @@ describe('windowOffsetMs: windows start at k × windowMs + offset', () => {
         seen[index]!.push(`${result.allowed ? 'y' : 'n'}@${clock.now() - start + first.resetMs}`);
       }
     }
-    const expected = ['y@7000', 'y@7000', 'y@7000', 'n@7000', 'n@7000', 'y@17000', 'y@17000', 'y@17000', 'n@17000'];
+    const expected = [
+      'y@7000',
+      'y@7000',
+      'y@7000',
+      'n@7000',
+      'n@7000',
+      'y@17000',
+      'y@17000',
+      'y@17000',
+      'n@17000',
+    ];
     for (const each of seen) expect(each).toEqual(expected);
     for (const limiter of variants) await limiter.close();
   });
@@ -120,16 +130,28 @@ describe('windowOffsetMs: windows start at k × windowMs + offset', () => {
   it('refund and penalize count in the offset window: a refund after its end changes nothing', () => {
     const clock = new ManualClock(1_700_000_000_000);
     const store = new MemoryStore({ clock });
-    const policy: LimitPolicy = { name: 'p', algorithm: 'fixed-window', limit: 2, windowMs: 10_000, windowOffsetMs: 4_000 };
+    const policy: LimitPolicy = {
+      name: 'p',
+      algorithm: 'fixed-window',
+      limit: 2,
+      windowMs: 10_000,
+      windowOffsetMs: 4_000,
+    };
     store.consumeOne('k', [policy], 2, undefined);
     clock.advance(3_999);
-    expect(store.adjust('k', [policy], { operation: 'refund', points: 1 }, undefined).decisions[0]!.remaining).toBe(1);
+    expect(
+      store.adjust('k', [policy], { operation: 'refund', points: 1 }, undefined).decisions[0]!.remaining,
+    ).toBe(1);
     clock.advance(1);
     // The window of offset 4 s ended: a fresh one, which a late refund does not touch.
     const after = store.adjust('k', [policy], { operation: 'refund', points: 1 }, undefined).decisions[0]!;
     expect(after.remaining).toBe(2);
-    const penalized = store.adjust('k', [policy], { operation: 'penalize', points: 5 }, undefined).decisions[0]!;
-    expect({ remaining: penalized.remaining, resetMs: penalized.resetMs }).toEqual({ remaining: 0, resetMs: 10_000 });
+    const penalized = store.adjust('k', [policy], { operation: 'penalize', points: 5 }, undefined)
+      .decisions[0]!;
+    expect({ remaining: penalized.remaining, resetMs: penalized.resetMs }).toEqual({
+      remaining: 0,
+      resetMs: 10_000,
+    });
   });
 
   it("'key' gives each key its own offset, the same one for the same key, spread over the window", () => {
@@ -151,7 +173,13 @@ describe('windowOffsetMs: windows start at k × windowMs + offset', () => {
     const start = 1_700_000_000_000;
     const clock = new ManualClock(start);
     const store = new MemoryStore({ clock });
-    const policy: LimitPolicy = { name: 'p', algorithm: 'fixed-window', limit: 1, windowMs: 60_000, windowOffsetMs: 'key' };
+    const policy: LimitPolicy = {
+      name: 'p',
+      algorithm: 'fixed-window',
+      limit: 1,
+      windowMs: 60_000,
+      windowOffsetMs: 'key',
+    };
     const ends = new Set<number>();
     for (const key of ['a', 'b', 'c', 'd']) {
       const offset = windowOffsetOf(policy, `ns:${key}`);
@@ -177,7 +205,9 @@ describe('windowOffsetMs: windows start at k × windowMs + offset', () => {
     };
     expect(fields({ limit: 1, windowMs: 1_000, windowOffsetMs: 0 })).toBeUndefined();
     expect(fields({ limit: 1, windowMs: 1_000, windowOffsetMs: 999 })).toBeUndefined();
-    expect(fields({ limit: 1, windowMs: 1_000, windowOffsetMs: 'key', algorithm: 'sliding-window' })).toBeUndefined();
+    expect(
+      fields({ limit: 1, windowMs: 1_000, windowOffsetMs: 'key', algorithm: 'sliding-window' }),
+    ).toBeUndefined();
     expect(fields({ limit: 1, windowMs: 1_000, windowOffsetMs: 1_000 })).toEqual(['limits.0.windowOffsetMs']);
     expect(fields({ limit: 1, windowMs: 1_000, windowOffsetMs: -1 })).toEqual(['limits.0.windowOffsetMs']);
     expect(fields({ limit: 1, windowMs: 1_000, windowOffsetMs: 1.5 })).toEqual(['limits.0.windowOffsetMs']);

@@ -320,7 +320,11 @@ export class MemoryStore implements RateLimitStore {
         const policy = limits[index]!;
         ttl = Math.max(
           ttl,
-          algorithms[policy.algorithm].ttlMs(states[index], countingTime(policy, namespace, key, now), policy),
+          algorithms[policy.algorithm].ttlMs(
+            states[index],
+            countingTime(policy, namespace, key, now),
+            policy,
+          ),
         );
       }
       // A manual block that has ended is dropped, so the key's checks take the fast path again.

@@ -440,9 +440,9 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
           expect(batch.map((outcomes) => allowedOf(outcomes)[0])).toEqual([false, true, true]);
           for (const [index, each] of others.entries()) {
             const decision = batch[index + 1]![0]!.decisions[0]!;
-            expect(offGrid(Date.now() + decision.resetMs, 60_000, keyWindowOffset(each, 60_000))).toBeLessThan(
-              2_000,
-            );
+            expect(
+              offGrid(Date.now() + decision.resetMs, 60_000, keyWindowOffset(each, 60_000)),
+            ).toBeLessThan(2_000);
           }
         }
       });
