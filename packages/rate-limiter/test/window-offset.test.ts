@@ -193,6 +193,23 @@ describe('windowOffsetMs: windows start at k × windowMs + offset', () => {
     expect(ends.size).toBeGreaterThan(1);
   });
 
+  it('two limiters writing one rule with different offsets conflict, and the error says so', async () => {
+    const store = new MemoryStore();
+    const first = createRateLimiter({
+      store,
+      limits: [{ limit: 5, windowMs: 60_000, windowOffsetMs: 1_000 }],
+    });
+    expect(() =>
+      createRateLimiter({ store, limits: [{ limit: 5, windowMs: 60_000, windowOffsetMs: 'key' }] }),
+    ).toThrow(/offset 1000 ms[\s\S]*this one: [^)]*offset per key/);
+    await first.close();
+    // An offset of 0 is no offset: the same limits, no conflict.
+    const zero = createRateLimiter({ store, limits: [{ limit: 5, windowMs: 60_000, windowOffsetMs: 0 }] });
+    const plain = createRateLimiter({ store, limits: [{ limit: 5, windowMs: 60_000 }] });
+    await plain.close();
+    await zero.close();
+  });
+
   it('an offset of 0 is the epoch grid; out of range, or on an algorithm without windows, is a ConfigError naming windowOffsetMs', () => {
     const fields = (limit: LimitInput) => {
       try {
