@@ -19,18 +19,6 @@ export function windowOffsetOf(policy: LimitPolicy, key: string): number {
   return offset === 'key' ? keyWindowOffset(key, policy.windowMs) : offset;
 }
 
-/** Whether any of `limits` has a window offset (a store takes its offset path only then). */
-export function hasWindowOffset(limits: readonly LimitPolicy[]): boolean {
-  for (const policy of limits) if (policy.windowOffsetMs !== undefined) return true;
-  return false;
-}
-
-/** Whether any of `limits` has an offset per key (`'key'`): its store arguments differ per key. */
-export function hasKeyWindowOffset(limits: readonly LimitPolicy[]): boolean {
-  for (const policy of limits) if (policy.windowOffsetMs === 'key') return true;
-  return false;
-}
-
 /**
  * The offset `'key'` gives `key` in a window of `windowMs`: a 53-bit hash of its UTF-16 code
  * units (two FNV-1a-style passes with different bases and primes) modulo `windowMs`, so that any window, up to a

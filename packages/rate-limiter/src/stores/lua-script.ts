@@ -97,6 +97,15 @@ export function fifthPolicyValue(policy: LimitPolicy, key: string): number {
 }
 
 /**
+ * Whether the scripts' arguments of `limits` differ per key: some limit has an offset per key
+ * (`windowOffsetMs: 'key'`), so its {@link fifthPolicyValue} is the key's.
+ */
+export function policyValuesPerKey(limits: readonly LimitPolicy[]): boolean {
+  for (const policy of limits) if (policy.windowOffsetMs === 'key') return true;
+  return false;
+}
+
+/**
  * The numbers of a check's reply (check.lua's short form, and its batch form that ran): one string
  * of integers separated by single spaces, a leading `-` for a negative one; `undefined` when `text`
  * is not such a string. The script sends them as one bulk string rather than an array of integers:

@@ -16,7 +16,6 @@ import { RateLimitStoreError } from '../errors.js';
 import { loggerOptionSchema } from '../logger-option.js';
 import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
 import { isWellFormedText, utf16Digest, wellFormedHead } from '../utf16-key.js';
-import { hasKeyWindowOffset } from '../window-offset.js';
 import { clusterSlot } from './cluster-slot.js';
 import {
   algorithmCodes,
@@ -26,6 +25,7 @@ import {
   decisionFromReply,
   fifthPolicyValue,
   plainScript,
+  policyValuesPerKey,
   replyValues,
   replyValuesPerLimit,
 } from './lua-script.js';
@@ -819,7 +819,7 @@ export class RedisStore implements RateLimitStore {
     for (const { key, limits, costs } of requests) {
       // A limit with an offset per key ('key') is sent with this key's offset: a set of its own
       // (under a copy of the list, which no other key finds).
-      const perKey = hasKeyWindowOffset(limits);
+      const perKey = policyValuesPerKey(limits);
       let set = perKey ? undefined : sets.get(limits);
       if (set === undefined) {
         set = sets.size + 1;
