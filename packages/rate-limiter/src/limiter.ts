@@ -135,7 +135,7 @@ export class RateLimiter implements AsyncDisposable {
   readonly #clock: Clock;
   readonly #ownsStore: boolean;
   readonly #memoryStore: MemoryStore | undefined;
-  /** The memory store when the default rule has a single limit (and no auto-block). */
+  /** The memory store when the default rule has a single limit (no auto-block, no window offset). */
   readonly #memorySingle: MemoryStore | undefined;
   readonly #waiters: AcquireQueue;
   /** Gives up this limiter's claim on its rules' keys in the store (see `claimRules`). */
@@ -173,7 +173,11 @@ export class RateLimiter implements AsyncDisposable {
       };
     };
     this.#defaultRule = rule('default', 'default limits', parsed.limits);
-    this.#memorySingle = this.#defaultRule.single === undefined ? undefined : this.#memoryStore;
+    // consumeHot counts on the epoch's grid: a limit with a window offset takes consumeSingle.
+    this.#memorySingle =
+      this.#defaultRule.single === undefined || this.#defaultRule.single.windowOffsetMs !== undefined
+        ? undefined
+        : this.#memoryStore;
     // Encoded: a role name is the user's and may hold the ':' that ends a namespace, and then
     // role `a` with key `b:k` would share `rl:role-a:b:k` with role `a:b` and key `k`.
     for (const [role, limits] of Object.entries(parsed.roles))

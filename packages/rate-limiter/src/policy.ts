@@ -50,6 +50,13 @@ export const limitSchema = z
       // A longer timer fires at once (Node clamps it to 1 ms): the request would not wait.
       .max(maxTimerMs, `must be at most ${maxTimerMs} (the longest timer Node can set)`)
       .optional(),
+    /**
+     * Fixed and sliding window only: where windows start, `k × windowMs + windowOffsetMs` instead
+     * of on the Unix epoch's grid (0 ≤ offset < windowMs; a day's window reset at midnight UTC-5 is
+     * 5 h, 18_000_000). `'key'`: an offset per key, a hash of the key, so that keys' windows end
+     * at different instants (the same key gets the same offset in every process and store).
+     */
+    windowOffsetMs: z.union([z.number().int().nonnegative(), z.literal('key')]).optional(),
   })
   .strict()
   .superRefine((value, context) => {
@@ -67,6 +74,20 @@ export const limitSchema = z
       });
     if (value.queueMaxDelayMs !== undefined && value.algorithm !== 'leaky-bucket')
       context.addIssue({ code: 'custom', path: ['queueMaxDelayMs'], message: 'only leaky-bucket can queue' });
+    if (value.windowOffsetMs !== undefined) {
+      if (value.algorithm !== 'fixed-window' && value.algorithm !== 'sliding-window')
+        context.addIssue({
+          code: 'custom',
+          path: ['windowOffsetMs'],
+          message: `only fixed-window and sliding-window have windows to offset (${value.algorithm} has none: it starts counting at each key's own requests)`,
+        });
+      else if (typeof value.windowOffsetMs === 'number' && value.windowOffsetMs >= value.windowMs)
+        context.addIssue({
+          code: 'custom',
+          path: ['windowOffsetMs'],
+          message: `must be less than windowMs (${value.windowMs}): an offset of o and of o % windowMs start the same windows`,
+        });
+    }
     if (value.algorithm === 'token-bucket' || value.algorithm === 'leaky-bucket') {
       // Buckets keep their level in whole points × windowMs (exact refill at any rate); past 2^53
       // that loses precision, and Redis's Lua cannot store it as an integer at all.
@@ -92,6 +113,8 @@ export interface LimitPolicy {
   windowMs: number;
   burst?: number | undefined;
   queueMaxDelayMs?: number | undefined;
+  /** Where windows start (see `limitSchema`); absent for the epoch's grid (an offset of 0). */
+  windowOffsetMs?: number | 'key' | undefined;
 }
 
 /** The name of the limit at `index` of its list when it has none: `default`, then `limit-1`, `limit-2`… */
@@ -101,7 +124,13 @@ export function defaultLimitName(index: number): string {
 
 /** Fills in default names (see {@link defaultLimitName}) of a parsed list of limits. */
 export function nameLimits(limits: readonly z.infer<typeof limitSchema>[]): LimitPolicy[] {
-  return limits.map((limit, index) => ({ ...limit, name: limit.name ?? defaultLimitName(index) }));
+  return limits.map((limit, index) => {
+    // An offset of 0 is the epoch's grid: left out (not deleted, which would slow the object's
+    // reads), so that such a limit takes the paths without an offset, which do no work for one.
+    const { windowOffsetMs, ...rest } = limit;
+    const named = { ...rest, name: limit.name ?? defaultLimitName(index) };
+    return windowOffsetMs === undefined || windowOffsetMs === 0 ? named : { ...named, windowOffsetMs };
+  });
 }
 
 /** The capacity of a limit: `burst` for buckets, otherwise `limit`. */
@@ -111,8 +140,9 @@ export function capacityOf(policy: LimitPolicy): number {
 
 /**
  * A short digest of what shapes the stored state of a rule's limits: each limit's name, algorithm
- * and window, not its `limit` or `burst` (raising a limit in a deploy keeps the counters; another
- * algorithm or window starts afresh, as such a change means). Part of the rule's store keys, so
+ * and window, not its `limit`, `burst` or `windowOffsetMs` (raising a limit in a deploy keeps the
+ * counters; another algorithm or window starts afresh, as such a change means; a new offset keeps
+ * the count of the window the key was in, which then ends on the new grid). Part of the rule's store keys, so
  * that state written under one shape is never read under another.
  */
 export function stateFingerprint(limits: readonly LimitPolicy[]): string {

@@ -46,7 +46,11 @@ export function describeLimits(limits: readonly LimitPolicy[]): string {
   return limits
     .map((policy) => {
       const burst = policy.burst === undefined ? '' : ` burst ${policy.burst}`;
-      return `${policy.algorithm} ${policy.limit} per ${policy.windowMs} ms${burst} "${policy.name}"`;
+      const offset =
+        policy.windowOffsetMs === undefined
+          ? ''
+          : ` offset ${policy.windowOffsetMs === 'key' ? 'per key' : `${policy.windowOffsetMs} ms`}`;
+      return `${policy.algorithm} ${policy.limit} per ${policy.windowMs} ms${burst}${offset} "${policy.name}"`;
     })
     .join(', ');
 }

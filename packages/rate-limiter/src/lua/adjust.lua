@@ -4,7 +4,7 @@
 -- ARGV: expiresAt (Redis ms, 0 = none), operation ('peek', 'refund', 'penalize', 'block',
 -- 'unblock'), amount (points, or the block's ms), autoBlock (0/1; unused: checks honour blocks
 -- either way), forgetAfterMs, nLimits, then
--- per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs).
+-- per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs or the window's offset).
 -- KEYS: the state hash, then one sorted set per limit (used by sliding logs only).
 -- Returns now, then 0 when the call expired (nothing read or changed; nothing else follows) or
 -- 1, blockedMs, then per limit what a cost-0 check reports: allowed, remaining, resetMs,
@@ -66,7 +66,8 @@ local function entry(keys, args)
   end
 
   -- Refund and penalty per algorithm: function(a, b, c, now, points, p) -> new a, b, c (the log's:
-  -- function(log, now, points, p) -> new log). nil state = a key never seen.
+  -- function(log, now, points, p) -> new log). nil state = a key never seen. The windows count at
+  -- now - p.off, as their checks do (read_policy).
   local REFUND, PENALIZE = {}, {}
   -- The window a change at `now` counts in: the state's when it is later (countingWindowStart).
   local function counting_ws(a, now, w)
@@ -80,20 +81,24 @@ local function entry(keys, args)
     return now
   end
   REFUND[1] = function(a, b, c, now, points, p)
+    now = now - p.off
     if a == nil or a ~= counting_ws(a, now, p.window) then return a, b, c end
     return a, math.max(0, b - points), nil
   end
   PENALIZE[1] = function(a, b, _, now, points, p)
+    now = now - p.off
     local ws = counting_ws(a, now, p.window)
     local count = 0
     if a == ws then count = b or 0 end
     return ws, math.max(count, math.min(p.limit, count + points)), nil
   end
   REFUND[2] = function(a, b, c, now, points, p)
+    now = now - p.off
     if a == nil or a ~= counting_ws(a, now, p.window) then return a, b, c end
     return a, math.max(0, b - points), c
   end
   PENALIZE[2] = function(a, b, c, now, points, p)
+    now = now - p.off
     local w = p.window
     local ws = counting_ws(a, now, w)
     local prev, cur = 0, 0

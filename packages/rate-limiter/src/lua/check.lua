@@ -3,7 +3,7 @@
 -- ARGV (the batch form; one key with one cost over one scalar limit and no auto-block has a short
 -- form, see `entry`): expiresAt (Redis ms, 0 = none), nGroups, autoBlock (0/1) [, violations, withinMs,
 -- blockMs, multiplier, maxBlockMs, forgetAfterMs when 1], nSets, then per set of limits: nLimits
--- and per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs); then oneCostEach (0/1) and
+-- and per limit (algorithm, limit, windowMs, burst, queueMaxDelayMs or the window's offset); then oneCostEach (0/1) and
 -- per group: set index, nCosts (only when oneCostEach is 0), the costs.
 -- Groups of one rule share its set, so limits are sent and parsed once per call; most calls carry
 -- one cost per key, and then two values per key (every value sent costs Redis some parsing).

@@ -1,5 +1,7 @@
 -- Fixed window. State: a = window start, b = points used in it.
+-- Counted at now - p.off: its windows start at k * window + off (read_policy).
 ALG[1] = function(a, b, _, now, cost, p)
+  now = now - p.off
   local ws = now - (now % p.window)
   -- A clock that went back counts in the state's later window (countingWindowStart).
   -- Not one further ahead than any clock step back (isBeyondClockStep).

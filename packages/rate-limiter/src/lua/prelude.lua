@@ -138,11 +138,14 @@ local FIELDS = { 2, 3, 0, 2, 2 }
 local NAMES = { 'a', 'b', 'c' }
 
 -- One limit as the scripts receive it: ARGV[at .. at + 4] = algorithm, limit, windowMs, burst,
--- queueMaxDelayMs.
+-- and the leaky bucket's queueMaxDelayMs or a window's offset (fifthPolicyValue in lua-script.ts:
+-- windows have no queue, buckets no windows). A window counts at `now - off` (window-offset.ts),
+-- so its windows start at k * window + off; every other time (blocks, expiry) stays `now`.
 local function read_policy(at)
+  local fifth = tonumber(ARGV[at + 4])
   return {
     alg = tonumber(ARGV[at]), limit = tonumber(ARGV[at + 1]), window = tonumber(ARGV[at + 2]),
-    burst = tonumber(ARGV[at + 3]), queue = tonumber(ARGV[at + 4]),
+    burst = tonumber(ARGV[at + 3]), queue = fifth, off = fifth,
   }
 end
 
@@ -171,8 +174,8 @@ end
 -- How long a limit's state must be kept (mirrors the TypeScript ttlMs functions).
 local function state_ttl(p, a, b)
   if a == nil then return 0 end
-  if p.alg == 1 then return a + p.window - now end
-  if p.alg == 2 then return a + 2 * p.window - now end
+  if p.alg == 1 then return a + p.window - (now - p.off) end
+  if p.alg == 2 then return a + 2 * p.window - (now - p.off) end
   if p.alg == 4 then return math.ceil((p.burst * p.window - a) / p.limit) - (now - b) end
   if p.alg == 5 then return math.ceil(a / p.limit) - (now - b) end
   return 0

@@ -30,7 +30,9 @@ local function sw_next(ws, w, now, prev, cur, remaining, limit)
   return sw_retry(ws, w, now, prev, cur, remaining + 1, limit)
 end
 
+-- Counted at now - p.off: its windows start at k * window + off (read_policy).
 ALG[2] = function(a, b, c, now, cost, p)
+  now = now - p.off
   local w = p.window
   local ws = now - (now % w)
   -- A clock that went back counts in the state's later window (countingWindowStart).

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Decision } from '../decision.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
+import { windowOffsetOf } from '../window-offset.js';
 
 /**
  * The check script, assembled from the `.lua` files next to this module's `../lua/` folder
@@ -84,6 +85,25 @@ export const algorithmCodes = {
   'token-bucket': 4,
   'leaky-bucket': 5,
 } as const;
+
+/**
+ * A limit's fifth value in the scripts' arguments (after algorithm, limit, windowMs, burst): the
+ * leaky bucket's `queueMaxDelayMs`, a window's offset for the store key `key` (see
+ * window-offset.ts; the scripts count windows at Redis `TIME` minus it), otherwise 0. One slot
+ * serves both: windows have no queue and buckets no windows, so a call sends no more values.
+ */
+export function fifthPolicyValue(policy: LimitPolicy, key: string): number {
+  return policy.queueMaxDelayMs ?? windowOffsetOf(policy, key);
+}
+
+/**
+ * Whether the scripts' arguments of `limits` differ per key: some limit has an offset per key
+ * (`windowOffsetMs: 'key'`), so its {@link fifthPolicyValue} is the key's.
+ */
+export function policyValuesPerKey(limits: readonly LimitPolicy[]): boolean {
+  for (const policy of limits) if (policy.windowOffsetMs === 'key') return true;
+  return false;
+}
 
 /**
  * The numbers of a check's reply (check.lua's short form, and its batch form that ran): one string

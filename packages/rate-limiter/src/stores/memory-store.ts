@@ -14,6 +14,7 @@ import {
 } from '../auto-block.js';
 import type { Decision } from '../decision.js';
 import type { LimitPolicy } from '../policy.js';
+import { windowOffsetOf } from '../window-offset.js';
 import type {
   ConsumeOptions,
   ConsumeOutcome,
@@ -264,8 +265,11 @@ export class MemoryStore implements RateLimitStore {
     const now = this.#clock.now();
     const entries = this.#entriesOf(namespace);
     const entry = this.#live(entries, key, now);
-    if (block === undefined && limits.length === 1 && entry?.block === undefined)
-      return { decisions: [this.#consumeSingle(entries, key, entry, limits[0]!, cost, now)], blockedMs: 0 };
+    if (block === undefined && limits.length === 1 && entry?.block === undefined) {
+      const policy = limits[0]!;
+      const at = countingTime(policy, namespace, key, now);
+      return { decisions: [this.#consumeSingle(entries, key, entry, policy, cost, now, at)], blockedMs: 0 };
+    }
     // A block recorded by a clock that was ahead lasts its own length from now (boundedBlock).
     if (entry?.block !== undefined) entry.block = boundedBlock(entry.block, now);
     // A block is honoured with or without auto-block (a manual one); only auto-block records violations.
@@ -280,7 +284,7 @@ export class MemoryStore implements RateLimitStore {
       // retry time is when the limit would admit it, which may be after the block ends.
       const step = algorithms[policy.algorithm].step(
         stateOf(policy.algorithm, previous?.[index]),
-        now,
+        countingTime(policy, namespace, key, now),
         cost,
         policy,
       );
@@ -298,7 +302,7 @@ export class MemoryStore implements RateLimitStore {
           const policy = limits[index]!;
           decision = algorithms[policy.algorithm].step(
             stateOf(policy.algorithm, previous?.[index]),
-            now,
+            countingTime(policy, namespace, key, now),
             0,
             policy,
           ).decision;
@@ -314,7 +318,14 @@ export class MemoryStore implements RateLimitStore {
       let ttl = 0;
       for (let index = 0; index < limits.length; index += 1) {
         const policy = limits[index]!;
-        ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(states[index], now, policy));
+        ttl = Math.max(
+          ttl,
+          algorithms[policy.algorithm].ttlMs(
+            states[index],
+            countingTime(policy, namespace, key, now),
+            policy,
+          ),
+        );
       }
       // A manual block that has ended is dropped, so the key's checks take the fast path again.
       const blockState = block === undefined ? undefined : entry?.block;
@@ -331,7 +342,7 @@ export class MemoryStore implements RateLimitStore {
       const policy = limits[index]!;
       decisions[index] = algorithms[policy.algorithm].step(
         stateOf(policy.algorithm, previous?.[index]),
-        now,
+        countingTime(policy, namespace, key, now),
         0,
         policy,
       ).decision;
@@ -368,7 +379,9 @@ export class MemoryStore implements RateLimitStore {
     const entries = this.#entriesOf(namespace);
     const entry = this.#live(entries, key, now);
     if (entry !== undefined && entry.block !== undefined && entry.block.blockedUntil > now) return undefined;
-    return this.#consumeSingle(entries, key, entry, policy, cost, now);
+    // A limit without a window offset (every one by default) counts at `now` itself.
+    const at = policy.windowOffsetMs === undefined ? now : now - windowOffsetOf(policy, namespace + key);
+    return this.#consumeSingle(entries, key, entry, policy, cost, now, at);
   }
 
   /**
@@ -384,7 +397,9 @@ export class MemoryStore implements RateLimitStore {
    * window start is always aligned (`windowStartOf`), so a time inside it counts in it. `space`
    * names the namespace (by its `namespace`) and is compared by reference: give the same token
    * for a namespace each time, and `policy` must be the one every check of the namespace uses (a
-   * limiter's namespace carries its limits' fingerprint). Small, so that V8 inlines it into the
+   * limiter's namespace carries its limits' fingerprint) and have no `windowOffsetMs` (the
+   * window arithmetic here is on the epoch's grid: the limiter, choosing at construction, never
+   * takes this path for a limit with an offset). Small, so that V8 inlines it into the
    * limiter's check(); the instruction counts that chose this are in decision 009.
    * @internal the limiter's fast path, not part of the store interface.
    */
@@ -455,7 +470,11 @@ export class MemoryStore implements RateLimitStore {
     return undefined;
   }
 
-  /** The common case (one limit, no auto-block) without the general path's arrays. */
+  /**
+   * The common case (one limit, no auto-block) without the general path's arrays. The limit counts
+   * at `at`: `now`, shifted by its window offset when it has one (see window-offset.ts); entries
+   * keep and expire by `now`.
+   */
   #consumeSingle(
     entries: KeySpace,
     key: string,
@@ -463,21 +482,22 @@ export class MemoryStore implements RateLimitStore {
     policy: LimitPolicy,
     cost: number,
     now: number,
+    at: number,
   ): Decision {
     // A fixed window lives inline in its entry, unless the general path gave the key `states`.
     if (policy.algorithm === 'fixed-window' && entry?.states === undefined) {
       if (entry === undefined) {
         const fresh = newEntry(key, entries, undefined, undefined, now);
-        const decision = fixedWindowInPlace(fresh, now, cost, policy);
-        if (decision.allowed) this.#insert(entries, key, fresh, now, fixedWindowTtl(fresh, now, policy));
+        const decision = fixedWindowInPlace(fresh, at, cost, policy);
+        if (decision.allowed) this.#insert(entries, key, fresh, now, fixedWindowTtl(fresh, at, policy));
         return decision;
       }
-      const decision = fixedWindowInPlace(entry, now, cost, policy);
-      if (decision.allowed) this.#extend(entry, now, fixedWindowTtl(entry, now, policy));
+      const decision = fixedWindowInPlace(entry, at, cost, policy);
+      if (decision.allowed) this.#extend(entry, now, fixedWindowTtl(entry, at, policy));
       else this.#touch(entry, now);
       return decision;
     }
-    return this.#consumeSingleRecord(entries, key, entry, policy, cost, now);
+    return this.#consumeSingleRecord(entries, key, entry, policy, cost, now, at);
   }
 
   /**
@@ -492,19 +512,20 @@ export class MemoryStore implements RateLimitStore {
     policy: LimitPolicy,
     cost: number,
     now: number,
+    at: number,
   ): Decision {
     const inPlace = inPlaceAlgorithms[policy.algorithm];
     const kept = stateOf(policy.algorithm, entry?.states?.[0]);
     if (kept !== undefined) {
-      const decision = inPlace.step(kept, now, cost, policy);
-      if (decision.allowed) this.#extend(entry!, now, inPlace.ttlMs(kept, now, policy));
+      const decision = inPlace.step(kept, at, cost, policy);
+      if (decision.allowed) this.#extend(entry!, now, inPlace.ttlMs(kept, at, policy));
       else this.#touch(entry!, now);
       return decision;
     }
     // The key's first admitted request allocates its state record; later checks update it in place.
-    const fresh = inPlace.newState(now, policy);
-    const decision = inPlace.step(fresh, now, cost, policy);
-    if (decision.allowed) this.#keep(entries, key, entry, fresh, now, inPlace.ttlMs(fresh, now, policy));
+    const fresh = inPlace.newState(at, policy);
+    const decision = inPlace.step(fresh, at, cost, policy);
+    if (decision.allowed) this.#keep(entries, key, entry, fresh, now, inPlace.ttlMs(fresh, at, policy));
     return decision;
   }
 
@@ -551,14 +572,15 @@ export class MemoryStore implements RateLimitStore {
       let ttl = 0;
       for (let index = 0; index < limits.length; index += 1) {
         const policy = limits[index]!;
+        const at = countingTime(policy, namespace, key, now);
         next[index] = adjusters[policy.algorithm][operation](
           stateOf(policy.algorithm, states?.[index]),
-          now,
+          at,
           adjustment.points,
           policy,
         );
         if (next[index] !== undefined)
-          ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(next[index], now, policy));
+          ttl = Math.max(ttl, algorithms[policy.algorithm].ttlMs(next[index], at, policy));
       }
       // A refund of a key never seen leaves nothing to keep.
       if (entry !== undefined || next.some((state) => state !== undefined)) {
@@ -597,7 +619,7 @@ export class MemoryStore implements RateLimitStore {
       );
       this.#write(entries, key, entry, states ?? [], blockState, now, keepUntil - now);
     }
-    return peekOutcome(limits, states, blockState, now);
+    return peekOutcome(limits, states, blockState, now, namespace + key);
   }
 
   /**
@@ -865,18 +887,22 @@ function blockKeptUntil(state: BlockState, policy: AutoBlockPolicy): number {
   return Math.max(state.blockedUntil + policy.forgetAfterMs, violationsCountUntil(state, policy));
 }
 
-/** What a cost-0 check of `states` reports at `now` (a blocked key is refused until the block ends). */
+/**
+ * What a cost-0 check of `states` of the store key `storeKey` reports at `now` (a blocked key is
+ * refused until the block ends).
+ */
 function peekOutcome(
   limits: readonly LimitPolicy[],
   states: unknown[] | undefined,
   block: BlockState | undefined,
   now: number,
+  storeKey: string,
 ): ConsumeOutcome {
   const blockedMs = blockRemainingMs(block, now);
   const decisions = limits.map((policy, index) => {
     const decision = algorithms[policy.algorithm].step(
       stateOf(policy.algorithm, states?.[index]),
-      now,
+      countingTime(policy, '', storeKey, now),
       0,
       policy,
     ).decision;
@@ -887,4 +913,13 @@ function peekOutcome(
     return decision;
   });
   return { decisions, blockedMs };
+}
+
+/**
+ * The time `policy` counts at for `key` of the namespace `namespace` at `now`: `now`, shifted by
+ * the limit's window offset when it has one (see window-offset.ts; the offset of `'key'` is of the
+ * store key, `namespace + key`, as every store names it).
+ */
+function countingTime(policy: LimitPolicy, namespace: string, key: string, now: number): number {
+  return policy.windowOffsetMs === undefined ? now : now - windowOffsetOf(policy, namespace + key);
 }

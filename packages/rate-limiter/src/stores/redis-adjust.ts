@@ -3,7 +3,13 @@ import type { Cluster, Redis } from 'ioredis';
 import type { AutoBlockPolicy } from '../auto-block.js';
 import { RateLimitStoreError } from '../errors.js';
 import { capacityOf, type LimitPolicy } from '../policy.js';
-import { algorithmCodes, assembleScript, decisionFromReply, replyValuesPerLimit } from './lua-script.js';
+import {
+  algorithmCodes,
+  assembleScript,
+  decisionFromReply,
+  fifthPolicyValue,
+  replyValuesPerLimit,
+} from './lua-script.js';
 import type { RedisClockOffset } from './redis-clock.js';
 import type { ConsumeOptions, ConsumeOutcome, StoreAdjustment } from './store.js';
 import { type ClusterCommands, stampedExpiry } from './unsent-command.js';
@@ -20,7 +26,7 @@ export const adjustScript = adjust.source;
 export const adjustScriptSha = adjust.sha;
 
 /**
- * Applies `adjustment` to the state of `hashKey` in one script call (EVALSHA, EVAL on NOSCRIPT),
+ * Applies `adjustment` to the state of `hashKey` (the hash of the store key `key`) in one script call (EVALSHA, EVAL on NOSCRIPT),
  * timed by Redis `TIME`. Every key the script touches shares `hashKey`'s hash tag, so it runs on
  * a Cluster too. With `options.deadlineMs` the call carries its deadline in Redis time (from
  * `clockOf()`, the offset of the server holding the key, as checks do): one that reaches Redis
@@ -31,6 +37,7 @@ export const adjustScriptSha = adjust.sha;
  */
 export async function adjustOnRedis(
   client: Redis | Cluster,
+  key: string,
   hashKey: string,
   limits: readonly LimitPolicy[],
   adjustment: StoreAdjustment,
@@ -65,7 +72,7 @@ export async function adjustOnRedis(
       policy.limit,
       policy.windowMs,
       capacityOf(policy),
-      policy.queueMaxDelayMs ?? 0,
+      fifthPolicyValue(policy, key),
     );
   // The same sorted-set names as the check script's (one per limit), read by sliding logs only.
   const keys = [hashKey, ...limits.map((_, index) => `${hashKey}:log${index + 1}`)];

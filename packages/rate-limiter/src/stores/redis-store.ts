@@ -23,7 +23,9 @@ import {
   checkScript,
   checkScriptSha,
   decisionFromReply,
+  fifthPolicyValue,
   plainScript,
+  policyValuesPerKey,
   replyValues,
   replyValuesPerLimit,
 } from './lua-script.js';
@@ -816,7 +818,7 @@ export class RedisStore implements RateLimitStore {
         policy!.limit,
         policy!.windowMs,
         capacityOf(policy!),
-        policy!.queueMaxDelayMs ?? 0,
+        fifthPolicyValue(policy!, request.key),
         costs[0]!,
       ],
       slot: undefined,
@@ -853,10 +855,13 @@ export class RedisStore implements RateLimitStore {
     let oneCostEach = true;
     for (const { costs } of requests) if (costs.length !== 1) oneCostEach = false;
     for (const { key, limits, costs } of requests) {
-      let set = sets.get(limits);
+      // A limit with an offset per key ('key') is sent with this key's offset: a set of its own
+      // (under a copy of the list, which no other key finds).
+      const perKey = policyValuesPerKey(limits);
+      let set = perKey ? undefined : sets.get(limits);
       if (set === undefined) {
         set = sets.size + 1;
-        sets.set(limits, set);
+        sets.set(perKey ? [...limits] : limits, set);
         setArgs.push(limits.length);
         for (const policy of limits)
           setArgs.push(
@@ -864,7 +869,7 @@ export class RedisStore implements RateLimitStore {
             policy.limit,
             policy.windowMs,
             capacityOf(policy),
-            policy.queueMaxDelayMs ?? 0,
+            fifthPolicyValue(policy, key),
           );
       }
       const hashKey = this.#hashKey(key);
@@ -1333,6 +1338,7 @@ export class RedisStore implements RateLimitStore {
     const send = () =>
       adjustOnRedis(
         this.#client,
+        key,
         hashKey,
         limits,
         adjustment,

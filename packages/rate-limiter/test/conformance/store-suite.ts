@@ -4,6 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { autoBlockSchema } from '../../src/auto-block.js';
 import { type AlgorithmName, algorithmNames, type LimitPolicy } from '../../src/policy.js';
 import type { ConsumeOutcome, RateLimitStore, StoreAdjustment } from '../../src/stores/store.js';
+import { keyWindowOffset } from '../../src/window-offset.js';
 
 /** How a backend is brought up for the suite; `skip` names why it cannot run here. */
 export interface StoreFactory {
@@ -385,6 +386,76 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
       // Another record drops the expired ones (a store may list them until then).
       await store.recordNamespace!(rule, later!, 60_000);
       expect((await store.recordedNamespaces!(rule)).sort()).toEqual([kept, later]);
+    });
+
+    /** How far `instant` is from the nearest k × windowMs + offset (a grid's window start). */
+    const offGrid = (instant: number, windowMs: number, offset: number) => {
+      const phase = (((instant - offset) % windowMs) + windowMs) % windowMs;
+      return Math.min(phase, windowMs - phase);
+    };
+
+    for (const algorithm of ['fixed-window', 'sliding-window'] as const) {
+      it(`${algorithm}: windowOffsetMs moves the windows to k × windowMs + offset (resets, peek, refund)`, async () => {
+        const k = key();
+        // The offset window ends about 20 s from now (the epoch's minute anywhere 3-57 s away).
+        const offset = (Date.now() + 20_000) % 60_000;
+        const limits = [policy(algorithm, 3, 60_000, { windowOffsetMs: offset })];
+        const results: ConsumeOutcome[] = [];
+        for (let index = 0; index < 4; index += 1) results.push(await one(k, limits));
+        const at = Date.now();
+        expect(allowedOf(results)).toEqual([true, true, true, false]);
+        const refused = results[3]!.decisions[0]!;
+        // The fixed window's quota is back at the window's end; the sliding window's a window later.
+        const windows = algorithm === 'fixed-window' ? 0 : 60_000;
+        expect(refused.resetMs - windows).toBeGreaterThan(15_000);
+        expect(refused.resetMs - windows).toBeLessThanOrEqual(21_000);
+        expect(offGrid(at + refused.resetMs, 60_000, offset)).toBeLessThan(2_000);
+        if (store.adjust !== undefined) {
+          const peeked = (await store.adjust(k, limits, { operation: 'peek' }, undefined)).decisions[0]!;
+          expect(peeked.remaining).toBe(0);
+          expect(offGrid(Date.now() + peeked.resetMs, 60_000, offset)).toBeLessThan(2_000);
+          const refunded = await store.adjust(k, limits, { operation: 'refund', points: 1 }, undefined);
+          expect(refunded.decisions[0]!.remaining).toBe(1);
+          expect(allowedOf([await one(k, limits), await one(k, limits)])).toEqual([true, false]);
+        }
+      });
+
+      it(`${algorithm}: windowOffsetMs 'key' ends each key's windows at its own offset, a hash of the key`, async () => {
+        // A key whose window edge is at least 5 s from now, so that its counts stay in one window.
+        let k = key();
+        while (offGrid(Date.now(), 60_000, keyWindowOffset(k, 60_000)) < 5_000) k = key();
+        const offset = keyWindowOffset(k, 60_000);
+        const limits = [policy(algorithm, 2, 60_000, { windowOffsetMs: 'key' })];
+        const results = await store.consume(k, limits, [1, 1, 1], undefined);
+        expect(allowedOf(results)).toEqual([true, true, false]);
+        const refused = results[2]!.decisions[0]!;
+        expect(offGrid(Date.now() + refused.resetMs, 60_000, offset)).toBeLessThan(2_000);
+        // Batched with other keys, each key counts in its own windows.
+        if (store.consumeMany !== undefined) {
+          const others = [key(), key()];
+          const batch = await store.consumeMany(
+            [k, ...others].map((each) => ({ key: each, limits, costs: [1] })),
+            undefined,
+          );
+          expect(batch.map((outcomes) => allowedOf(outcomes)[0])).toEqual([false, true, true]);
+          for (const [index, each] of others.entries()) {
+            const decision = batch[index + 1]![0]!.decisions[0]!;
+            expect(
+              offGrid(Date.now() + decision.resetMs, 60_000, keyWindowOffset(each, 60_000)),
+            ).toBeLessThan(2_000);
+          }
+        }
+      });
+    }
+
+    it('windowOffsetMs: a window of the offset grid passes in real time', async () => {
+      const k = key();
+      // The window of 1 s ends 400 ms from now.
+      const offset = (Date.now() + 400) % 1_000;
+      const limits = [policy('fixed-window', 1, 1_000, { windowOffsetMs: offset })];
+      expect(allowedOf(await store.consume(k, limits, [1, 1], undefined))).toEqual([true, false]);
+      await new Promise((resolve) => setTimeout(resolve, 550));
+      expect(allowedOf([await one(k, limits)])).toEqual([true]);
     });
 
     it('a window passes in real time', async () => {

@@ -7,8 +7,9 @@ import { maxClockStepBackMs } from '../../src/algorithms/clock-step.js';
 import { algorithms } from '../../src/algorithms/index.js';
 import { autoBlockSchema, type BlockState, boundedBlock, recordViolation } from '../../src/auto-block.js';
 import { type AlgorithmName, algorithmNames, capacityOf, type LimitPolicy } from '../../src/policy.js';
-import { algorithmFiles } from '../../src/stores/lua-script.js';
+import { algorithmFiles, fifthPolicyValue } from '../../src/stores/lua-script.js';
 import { RedisStore } from '../../src/stores/redis-store.js';
+import { windowOffsetOf } from '../../src/window-offset.js';
 import { policyArb } from '../policy-arbitrary.js';
 
 // Each algorithm's Lua twin run on a real Redis with a time the test chooses (Redis's TIME cannot
@@ -23,13 +24,16 @@ if (skip) console.log(skip);
 const luaSource = algorithmFiles
   .map((file) => readFileSync(new URL(`../../src/lua/${file}`, import.meta.url), 'utf8'))
   .join('\n');
-/** ARGV: algorithm, limit, windowMs, burst, queueMaxDelayMs, then (now, cost) per step. */
+/**
+ * ARGV: algorithm, limit, windowMs, burst, queueMaxDelayMs or a window's offset (as read_policy
+ * reads them), then (now, cost) per step.
+ */
 const harness = `
 local CALL_ARGV = ARGV
 ${luaSource}
 local p = {
   alg = tonumber(CALL_ARGV[1]), limit = tonumber(CALL_ARGV[2]), window = tonumber(CALL_ARGV[3]),
-  burst = tonumber(CALL_ARGV[4]), queue = tonumber(CALL_ARGV[5]),
+  burst = tonumber(CALL_ARGV[4]), queue = tonumber(CALL_ARGV[5]), off = tonumber(CALL_ARGV[5]),
 }
 local a, b, c
 local log = { times = {}, costs = {} }
@@ -88,13 +92,24 @@ const stepsArb = fc.array(
   { minLength: 1, maxLength: 60 },
 );
 
-/** A policy of `algorithm`; a leaky bucket sometimes queues. */
-const anyPolicyArb = (algorithm: AlgorithmName) =>
+/** A policy of `algorithm`; a leaky bucket sometimes queues, a window sometimes has an offset. */
+const anyPolicyArb = (algorithm: AlgorithmName): fc.Arbitrary<LimitPolicy> =>
   algorithm === 'leaky-bucket'
     ? fc
         .tuple(policyArb(algorithm), fc.option(fc.integer({ min: 0, max: 3_000 }), { nil: undefined }))
         .map(([policy, queueMaxDelayMs]): LimitPolicy => ({ ...policy, queueMaxDelayMs }))
-    : policyArb(algorithm);
+    : algorithm === 'fixed-window' || algorithm === 'sliding-window'
+      ? policyArb(algorithm).chain((policy) =>
+          fc
+            .option(fc.integer({ min: 1, max: Math.max(1, policy.windowMs - 1) }), { nil: undefined })
+            .map(
+              (offset): LimitPolicy =>
+                offset === undefined || offset >= policy.windowMs
+                  ? policy
+                  : { ...policy, windowOffsetMs: offset },
+            ),
+        )
+      : policyArb(algorithm);
 
 describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript steps', () => {
   let client: Redis;
@@ -107,7 +122,8 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
   });
 
   for (const algorithm of algorithmNames) {
-    it(`${algorithm}: same decisions for the same times and costs, clock going back included`, async () => {
+    // A window's offset: the Lua step counts at now − offset, as the stores run the TypeScript one.
+    it(`${algorithm}: same decisions for the same times and costs, clock going back included (and window offsets)`, async () => {
       await fc.assert(
         fc.asyncProperty(
           anyPolicyArb(algorithm),
@@ -125,15 +141,16 @@ describe.skipIf(skip !== undefined)('Lua algorithms decide as the TypeScript ste
               policy.limit,
               policy.windowMs,
               capacityOf(policy),
-              policy.queueMaxDelayMs ?? 0,
+              fifthPolicyValue(policy, 'k'),
               ...steps.flatMap((step, index) => [times[index]!, step.cost]),
             ].map(String);
             const reply = (await client.eval(harness, 0, ...argv)) as number[];
+            const offset = windowOffsetOf(policy, 'k');
             let state: unknown;
             steps.forEach((request, index) => {
               const { decision, state: next } = algorithms[algorithm].step(
                 state,
-                times[index]!,
+                times[index]! - offset,
                 request.cost,
                 policy,
               );
