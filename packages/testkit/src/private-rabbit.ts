@@ -27,6 +27,11 @@ export interface PrivateRabbit {
   readonly distPort: number;
   /** `amqp://guest:guest@127.0.0.1:<port>` (guest may log in from loopback). */
   readonly url: string;
+  /**
+   * Whether the node's process is alive (started, not stopped or killed): a test that failed
+   * with the node stopped leaves it so, and the next case starts it again instead of waiting for it.
+   */
+  readonly running: boolean;
   /** Starts the node again after `stop()` or `kill()`; resolves once AMQP accepts connections. */
   start(): Promise<void>;
   /**
@@ -139,6 +144,9 @@ export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Pr
     port,
     distPort,
     url: `amqp://guest:guest@127.0.0.1:${port}`,
+    get running() {
+      return server.running;
+    },
     start,
     stop,
     restart: async () => {
