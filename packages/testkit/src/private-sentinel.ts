@@ -97,6 +97,10 @@ export async function startPrivateSentinel({
     '',
     '--appendonly',
     'no',
+    // A replica's full sync (each failover, and the killed master's return) starts at once, not
+    // after the default 5 s wait for more replicas to share it: there is only one.
+    '--repl-diskless-sync-delay',
+    '0',
     ...(replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(replicaOf)]),
   ];
   const startData = async (port: number, replicaOf?: number, extra: string[] = []): Promise<Node> => {
@@ -109,7 +113,7 @@ export async function startPrivateSentinel({
     await waitForPort(port);
     return { port, process };
   };
-  // 40 s: a full sync takes seconds (the master's diskless-sync delay is 5 s), but two test files
+  // 40 s: a full sync takes under a second here (no diskless-sync delay, see dataArgs), but two test files
   // at a time on a loaded 2-core machine once took longer than 20 s (CI, 2026-12-06); on a
   // timeout the replica's own view of its link and its log are in the error.
   const linkUp = async (port: number) => {
