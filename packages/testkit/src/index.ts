@@ -31,7 +31,7 @@ export {
   withMysqlDatabase,
 } from './mysql-database.js';
 export { createNamespace, type Namespace, namespaceFor, uniqueName } from './namespace.js';
-export { sparePort, waitForPort } from './ports.js';
+export { ephemeralPortRange, portFree, restartablePort, sparePort, waitForPort } from './ports.js';
 export {
   type PostgresSchema,
   postgresExec,

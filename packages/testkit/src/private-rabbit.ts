@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { sparePort, waitForPort } from './ports.js';
+import { portFree, restartablePort, waitForPort } from './ports.js';
 import { removeAtExit, ServerProcess } from './server-process.js';
 
 const run = promisify(execFile);
@@ -55,13 +55,6 @@ export interface PrivateRabbit {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** A spare port whose +10 010 (the range rabbitmqctl derives from the dist port) stays valid. */
-async function lowSparePort(): Promise<number> {
-  let port = await sparePort();
-  while (port > 55_000) port = await sparePort();
-  return port;
-}
-
 /**
  * Starts a private RabbitMQ node beside the shared one: its own node name, AMQP and
  * distribution ports, data and log directories, Erlang cookie (in a private HOME), no plugins
@@ -74,9 +67,10 @@ export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Pr
   const root = await mkdtemp(path.join(tmpdir(), 'noa-rabbit-'));
   removeAtExit(root);
   const nodeName = `noa-${randomBytes(4).toString('hex')}@localhost`;
-  const port = await lowSparePort();
-  let distPort = await lowSparePort();
-  while (distPort === port) distPort = await lowSparePort();
+  // Below the ephemeral range (so also below 55 525, where the dist port's +10 010, the range
+  // rabbitmqctl derives from it, stays valid): the node is stopped and started again on them.
+  const port = await restartablePort();
+  const distPort = await restartablePort();
 
   await mkdir(path.join(root, 'mnesia'));
   await mkdir(path.join(root, 'log'));
@@ -119,6 +113,13 @@ export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Pr
     return stdout;
   };
   const start = async () => {
+    // Taken while the node was stopped: the port would answer (another process) and pass for
+    // the node's, which then fails to boot on eaddrinuse.
+    for (const taken of [port, distPort])
+      if (!(await portFree(taken)))
+        throw new Error(
+          `private rabbitmq ${nodeName}: port ${taken} is taken by another process; the node cannot listen there`,
+        );
     server.start();
     try {
       await Promise.race([

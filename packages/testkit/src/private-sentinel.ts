@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Redis, RedisOptions } from 'ioredis';
-import { sparePort, waitForPort } from './ports.js';
+import { restartablePort, sparePort, waitForPort } from './ports.js';
 import { pollUntil, removeAtExit, ServerProcess } from './server-process.js';
 
 const run = promisify(execFile);
@@ -164,8 +164,10 @@ export async function startPrivateSentinel({
   };
 
   try {
-    const masterPort = await sparePort();
-    const replicaPort = await sparePort();
+    // Below the ephemeral range: killMaster() starts the killed server again on its port, which
+    // no listen(0) or connection of another test can be given meanwhile (see restartablePort).
+    const masterPort = await restartablePort();
+    const replicaPort = await restartablePort();
     data.push(await startData(masterPort));
     data.push(await startData(replicaPort, masterPort));
     await linkUp(replicaPort);
