@@ -77,10 +77,10 @@ export async function restartablePort(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt += 1) {
     const port = floor + Math.floor(Math.random() * (ceiling - floor));
     if (handedOut.has(port)) continue;
-    if (await portFree(port)) {
-      handedOut.add(port);
-      return port;
-    }
+    // Taken before the check, so a concurrent call cannot pick it meanwhile.
+    handedOut.add(port);
+    if (await portFree(port)) return port;
+    handedOut.delete(port);
   }
   throw new Error(`no free port in [${floor}, ${ceiling}) after 200 tries`);
 }

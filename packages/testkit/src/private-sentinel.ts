@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Redis, RedisOptions } from 'ioredis';
-import { restartablePort, sparePort, waitForPort } from './ports.js';
+import { portFree, restartablePort, sparePort, waitForPort } from './ports.js';
 import { pollUntil, removeAtExit, ServerProcess } from './server-process.js';
 
 const run = promisify(execFile);
@@ -105,6 +105,11 @@ export async function startPrivateSentinel({
   ];
   const startData = async (port: number, replicaOf?: number, extra: string[] = []): Promise<Node> => {
     await mkdir(path.join(dir, String(port)), { recursive: true });
+    // Another process on the port (a killed master's, taken meanwhile) would answer for this one.
+    if (!(await portFree(port)))
+      throw new Error(
+        `private sentinel: port ${port} is taken by another process; redis-server cannot listen there`,
+      );
     const process = new ServerProcess({
       command: 'redis-server',
       args: [...dataArgs(port, replicaOf), ...extra],
