@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chown, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { sparePort } from './ports.js';
+import { portFree, restartablePort } from './ports.js';
 import { type OsUser, osUser, pollUntil, removeAtExit, runAs, ServerProcess } from './server-process.js';
 
 /**
@@ -164,7 +164,9 @@ export async function startPrivatePostgres(options: PrivatePostgresOptions = {})
   const binDir = options.binDir ?? postgresBinDir();
   const bin = (name: string) => path.join(binDir, name);
   const user: OsUser | undefined = process.getuid?.() === 0 ? await osUser('postgres') : undefined;
-  const port = await sparePort();
+  // Below the ephemeral range: start() after a stop or kill is on the same port, which no
+  // listen(0) or connection of another test can be given meanwhile (see restartablePort).
+  const port = await restartablePort();
   const root = await mkdtemp(path.join(tmpdir(), 'noa-pg-'));
   removeAtExit(root);
   if (user) await chown(root, user.uid, user.gid);
@@ -208,6 +210,11 @@ export async function startPrivatePostgres(options: PrivatePostgresOptions = {})
   let isReplica = Boolean(options.replicaOf);
 
   const start = async () => {
+    // Another process on the port would answer pg_isready for this server.
+    if (!(await portFree(port)))
+      throw new Error(
+        `private postgres: port ${port} is taken by another process; postgres cannot listen there`,
+      );
     server.start();
     try {
       await pollUntil(
