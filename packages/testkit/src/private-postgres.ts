@@ -51,7 +51,7 @@ export interface PrivatePostgresOptions {
   startTimeoutMs?: number;
 }
 
-/** A PostgreSQL cluster owned by one test, on a spare port, that it may stop, kill and start again. */
+/** A PostgreSQL cluster owned by one test, on a restartable port, that it may stop, kill and start again. */
 export interface PrivatePostgres {
   readonly port: number;
   /** `postgres://postgres@127.0.0.1:<port>/postgres` (trust auth: no password). */
@@ -70,7 +70,7 @@ export interface PrivatePostgres {
   freeze(): void;
   /** SIGCONT after `freeze()`. */
   resume(): void;
-  /** Starts a streaming replica of this server (pg_basebackup -R) on another spare port. */
+  /** Starts a streaming replica of this server (pg_basebackup -R) on another restartable port. */
   createReplica(options?: Omit<PrivatePostgresOptions, 'replicaOf'>): Promise<PrivatePostgres>;
   /** Promotes a replica to a primary (`pg_ctl promote -w`). */
   promote(): Promise<void>;

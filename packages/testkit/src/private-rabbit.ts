@@ -17,7 +17,7 @@ export interface PrivateRabbitOptions {
   startTimeoutMs?: number;
 }
 
-/** A second RabbitMQ node owned by one test, on spare ports, that it may stop, kill and restart. */
+/** A second RabbitMQ node owned by one test, on restartable ports, that it may stop, kill and restart. */
 export interface PrivateRabbit {
   /** The Erlang node name, `noa-<random>@localhost`. */
   readonly nodeName: string;

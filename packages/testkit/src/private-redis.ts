@@ -8,7 +8,7 @@ import { removeAtExit, ServerProcess } from './server-process.js';
 
 const run = promisify(execFile);
 
-/** A redis-server owned by one test, on a spare port, that the test may pause, kill or restart. */
+/** A redis-server owned by one test, on a restartable port, that the test may pause, kill or restart. */
 export interface PrivateRedis {
   readonly port: number;
   readonly url: string;
