@@ -1,6 +1,6 @@
 export { aclRefusedObjects, type RestrictedAclUser, restrictedAclUsers } from './acl-users.js';
 export { type CommandStat, clusterMasterPortOf, commandStat } from './command-stats.js';
-export { generousDeadlineMs } from './deadlines.js';
+export { type CleanupStep, cleanUpWithin, generousDeadlineMs, within } from './deadlines.js';
 export { busyFor, type EchoProcess, startEchoProcess } from './echo-process.js';
 export {
   type ContainerSpec,
@@ -31,7 +31,7 @@ export {
   withMysqlDatabase,
 } from './mysql-database.js';
 export { createNamespace, type Namespace, namespaceFor, uniqueName } from './namespace.js';
-export { sparePort, waitForPort } from './ports.js';
+export { ephemeralPortRange, portFree, restartablePort, sparePort, waitForPort } from './ports.js';
 export {
   type PostgresSchema,
   postgresExec,

@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chown, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { sparePort } from './ports.js';
+import { portFree, restartablePort } from './ports.js';
 import { type OsUser, osUser, pollUntil, removeAtExit, runAs, ServerProcess } from './server-process.js';
 
 /**
@@ -51,7 +51,7 @@ export interface PrivatePostgresOptions {
   startTimeoutMs?: number;
 }
 
-/** A PostgreSQL cluster owned by one test, on a spare port, that it may stop, kill and start again. */
+/** A PostgreSQL cluster owned by one test, on a restartable port, that it may stop, kill and start again. */
 export interface PrivatePostgres {
   readonly port: number;
   /** `postgres://postgres@127.0.0.1:<port>/postgres` (trust auth: no password). */
@@ -70,7 +70,7 @@ export interface PrivatePostgres {
   freeze(): void;
   /** SIGCONT after `freeze()`. */
   resume(): void;
-  /** Starts a streaming replica of this server (pg_basebackup -R) on another spare port. */
+  /** Starts a streaming replica of this server (pg_basebackup -R) on another restartable port. */
   createReplica(options?: Omit<PrivatePostgresOptions, 'replicaOf'>): Promise<PrivatePostgres>;
   /** Promotes a replica to a primary (`pg_ctl promote -w`). */
   promote(): Promise<void>;
@@ -164,7 +164,9 @@ export async function startPrivatePostgres(options: PrivatePostgresOptions = {})
   const binDir = options.binDir ?? postgresBinDir();
   const bin = (name: string) => path.join(binDir, name);
   const user: OsUser | undefined = process.getuid?.() === 0 ? await osUser('postgres') : undefined;
-  const port = await sparePort();
+  // Below the ephemeral range: start() after a stop or kill is on the same port, which no
+  // listen(0) or connection of another test can be given meanwhile (see restartablePort).
+  const port = await restartablePort();
   const root = await mkdtemp(path.join(tmpdir(), 'noa-pg-'));
   removeAtExit(root);
   if (user) await chown(root, user.uid, user.gid);
@@ -208,6 +210,11 @@ export async function startPrivatePostgres(options: PrivatePostgresOptions = {})
   let isReplica = Boolean(options.replicaOf);
 
   const start = async () => {
+    // Another process on the port would answer pg_isready for this server.
+    if (!(await portFree(port)))
+      throw new Error(
+        `private postgres: port ${port} is taken by another process; postgres cannot listen there`,
+      );
     server.start();
     try {
       await pollUntil(

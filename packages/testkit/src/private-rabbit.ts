@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { sparePort, waitForPort } from './ports.js';
+import { portFree, restartablePort, waitForPort } from './ports.js';
 import { removeAtExit, ServerProcess } from './server-process.js';
 
 const run = promisify(execFile);
@@ -17,7 +17,7 @@ export interface PrivateRabbitOptions {
   startTimeoutMs?: number;
 }
 
-/** A second RabbitMQ node owned by one test, on spare ports, that it may stop, kill and restart. */
+/** A second RabbitMQ node owned by one test, on restartable ports, that it may stop, kill and restart. */
 export interface PrivateRabbit {
   /** The Erlang node name, `noa-<random>@localhost`. */
   readonly nodeName: string;
@@ -27,6 +27,11 @@ export interface PrivateRabbit {
   readonly distPort: number;
   /** `amqp://guest:guest@127.0.0.1:<port>` (guest may log in from loopback). */
   readonly url: string;
+  /**
+   * Whether the node's process is alive (started, not stopped or killed): a test that failed
+   * with the node stopped leaves it so, and the next case starts it again instead of waiting for it.
+   */
+  readonly running: boolean;
   /** Starts the node again after `stop()` or `kill()`; resolves once AMQP accepts connections. */
   start(): Promise<void>;
   /**
@@ -50,13 +55,6 @@ export interface PrivateRabbit {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** A spare port whose +10 010 (the range rabbitmqctl derives from the dist port) stays valid. */
-async function lowSparePort(): Promise<number> {
-  let port = await sparePort();
-  while (port > 55_000) port = await sparePort();
-  return port;
-}
-
 /**
  * Starts a private RabbitMQ node beside the shared one: its own node name, AMQP and
  * distribution ports, data and log directories, Erlang cookie (in a private HOME), no plugins
@@ -69,9 +67,10 @@ export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Pr
   const root = await mkdtemp(path.join(tmpdir(), 'noa-rabbit-'));
   removeAtExit(root);
   const nodeName = `noa-${randomBytes(4).toString('hex')}@localhost`;
-  const port = await lowSparePort();
-  let distPort = await lowSparePort();
-  while (distPort === port) distPort = await lowSparePort();
+  // Below the ephemeral range (so also below 55 525, where the dist port's +10 010, the range
+  // rabbitmqctl derives from it, stays valid): the node is stopped and started again on them.
+  const port = await restartablePort();
+  const distPort = await restartablePort();
 
   await mkdir(path.join(root, 'mnesia'));
   await mkdir(path.join(root, 'log'));
@@ -114,6 +113,13 @@ export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Pr
     return stdout;
   };
   const start = async () => {
+    // Taken while the node was stopped: the port would answer (another process) and pass for
+    // the node's, which then fails to boot on eaddrinuse.
+    for (const taken of [port, distPort])
+      if (!(await portFree(taken)))
+        throw new Error(
+          `private rabbitmq ${nodeName}: port ${taken} is taken by another process; the node cannot listen there`,
+        );
     server.start();
     try {
       await Promise.race([
@@ -139,6 +145,9 @@ export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Pr
     port,
     distPort,
     url: `amqp://guest:guest@127.0.0.1:${port}`,
+    get running() {
+      return server.running;
+    },
     start,
     stop,
     restart: async () => {

@@ -3,12 +3,12 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { sparePort, waitForPort } from './ports.js';
+import { portFree, restartablePort, waitForPort } from './ports.js';
 import { removeAtExit, ServerProcess } from './server-process.js';
 
 const run = promisify(execFile);
 
-/** A redis-server owned by one test, on a spare port, that the test may pause, kill or restart. */
+/** A redis-server owned by one test, on a restartable port, that the test may pause, kill or restart. */
 export interface PrivateRedis {
   readonly port: number;
   readonly url: string;
@@ -34,7 +34,9 @@ async function redisCli(port: number, ...args: string[]): Promise<string> {
 
 /** Starts a private redis-server (extra args e.g. `['--appendonly', 'yes']`). */
 export async function startPrivateRedis(extraArgs: string[] = []): Promise<PrivateRedis> {
-  const port = await sparePort();
+  // Below the ephemeral range: a restart is on the same port, which no listen(0) or connection of
+  // another test can be given meanwhile (see restartablePort).
+  const port = await restartablePort();
   const dir = await mkdtemp(path.join(tmpdir(), 'noa-redis-'));
   removeAtExit(dir);
   // Its own process group, killed when the test process exits even if `stop()` never ran.
@@ -46,6 +48,11 @@ export async function startPrivateRedis(extraArgs: string[] = []): Promise<Priva
   const start = async () => {
     // `stop()` removed the directory; a restart after it gets a fresh one.
     await mkdir(dir, { recursive: true });
+    // Another process on the port would answer for this server.
+    if (!(await portFree(port)))
+      throw new Error(
+        `private redis: port ${port} is taken by another process; redis-server cannot listen there`,
+      );
     server.start();
     await waitForPort(port);
     // A fresh server can accept TCP before it loads; PING until it answers.

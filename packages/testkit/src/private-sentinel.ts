@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Redis, RedisOptions } from 'ioredis';
-import { sparePort, waitForPort } from './ports.js';
+import { portFree, restartablePort, sparePort, waitForPort } from './ports.js';
 import { pollUntil, removeAtExit, ServerProcess } from './server-process.js';
 
 const run = promisify(execFile);
@@ -97,10 +97,19 @@ export async function startPrivateSentinel({
     '',
     '--appendonly',
     'no',
+    // A replica's full sync (each failover, and the killed master's return) starts at once, not
+    // after the default 5 s wait for more replicas to share it: there is only one.
+    '--repl-diskless-sync-delay',
+    '0',
     ...(replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(replicaOf)]),
   ];
   const startData = async (port: number, replicaOf?: number, extra: string[] = []): Promise<Node> => {
     await mkdir(path.join(dir, String(port)), { recursive: true });
+    // Another process on the port (a killed master's, taken meanwhile) would answer for this one.
+    if (!(await portFree(port)))
+      throw new Error(
+        `private sentinel: port ${port} is taken by another process; redis-server cannot listen there`,
+      );
     const process = new ServerProcess({
       command: 'redis-server',
       args: [...dataArgs(port, replicaOf), ...extra],
@@ -109,7 +118,7 @@ export async function startPrivateSentinel({
     await waitForPort(port);
     return { port, process };
   };
-  // 40 s: a full sync takes seconds (the master's diskless-sync delay is 5 s), but two test files
+  // 40 s: a full sync takes under a second here (no diskless-sync delay, see dataArgs), but two test files
   // at a time on a loaded 2-core machine once took longer than 20 s (CI, 2026-12-06); on a
   // timeout the replica's own view of its link and its log are in the error.
   const linkUp = async (port: number) => {
@@ -160,8 +169,10 @@ export async function startPrivateSentinel({
   };
 
   try {
-    const masterPort = await sparePort();
-    const replicaPort = await sparePort();
+    // Below the ephemeral range: killMaster() starts the killed server again on its port, which
+    // no listen(0) or connection of another test can be given meanwhile (see restartablePort).
+    const masterPort = await restartablePort();
+    const replicaPort = await restartablePort();
     data.push(await startData(masterPort));
     data.push(await startData(replicaPort, masterPort));
     await linkUp(replicaPort);

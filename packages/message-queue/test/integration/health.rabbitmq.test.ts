@@ -1,13 +1,15 @@
 import { TimeoutError } from '@noa/core';
 import {
+  cleanUpWithin,
   type PrivateRabbit,
   type RecordingLogger,
   recordingLogger,
   startPrivateRabbit,
   uniqueName,
+  within,
 } from '@noa/testkit';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { Queue, type QueueProvider, Worker } from '../../src/index.js';
 import { waitFor } from '../helpers.js';
 import { privateRabbitUnavailable, providerOn, stateVariants } from './private-rabbit-setup.js';
@@ -47,6 +49,22 @@ function expectOutageReports(errors: unknown[], logger: RecordingLogger): void {
 
 const variants = await stateVariants();
 
+/**
+ * Bounds of the steps that have no deadline of their own, so that a hang fails with its step
+ * instead of the test's timeout (CI once saw all four cases reach it, naming no step). The
+ * node boots in 3-10 s; stop() is SIGTERM, SIGKILL after 15 s, then up to 5 s for its process
+ * group. An add without a deadline waits for its broker. worker.close() is bounded by its
+ * closeTimeoutMs (10 s) and backendCloseTimeoutMs (5 s), provider.close() by its 5 s.
+ */
+const nodeStartMs = 45_000;
+const nodeStopMs = 25_000;
+const addMs = 10_000;
+const workerCloseMs = 20_000;
+const providerCloseMs = 10_000;
+const deleteQueueMs = 10_000;
+/** Above the sum of a case's bounded waits (about 160 s at worst), so a step's bound fails first. */
+const caseTimeoutMs = 180_000;
+
 // The variants one after the other: each stops and starts the node.
 describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ broker is down', () => {
   let node: PrivateRabbit;
@@ -55,6 +73,11 @@ describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ bro
   });
   afterAll(async () => {
     await node?.destroy();
+  });
+  // A case that failed with the node stopped left it so: the next one starts it (else its first
+  // add would wait for the broker until its own bound, and every case after would fail too).
+  beforeEach(async () => {
+    if (!node.running) await within('start the private node left stopped', nodeStartMs, node.start());
   });
 
   for (const variant of variants)
@@ -77,48 +100,52 @@ describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ bro
           },
         });
         worker.on('error', (error) => errors.push(error));
-        try {
-          await queue.add('before', 1);
-          await waitFor(() => ran.includes(1), 10_000, 'a job before the outage');
-          await waitFor(() => worker.backendState === 'up', 5_000, 'the worker to be up');
-          expect(await backendUp(registry, queue.name)).toEqual([1]);
+        // After the case, failed or not, each step bounded (see `cleanUpWithin`).
+        onTestFinished(() =>
+          cleanUpWithin([
+            ['worker.close()', workerCloseMs, () => worker.close()],
+            // A broker left stopped by a failure would hold deleteQueue for ever.
+            [
+              'provider.deleteQueue()',
+              deleteQueueMs,
+              () => (node.running ? provider.deleteQueue(queue.name) : undefined),
+            ],
+            ['provider.close()', providerCloseMs, () => provider.close()],
+            ['redis.disconnect()', 1_000, () => redis?.disconnect()],
+          ]),
+        );
+        await within('add a job before the outage', addMs, queue.add('before', 1));
+        await waitFor(() => ran.includes(1), 10_000, 'a job before the outage');
+        await waitFor(() => worker.backendState === 'up', 5_000, 'the worker to be up');
+        expect(await backendUp(registry, queue.name)).toEqual([1]);
 
-          // One stop is one outage, one report: the node stops its listener before it closes the
-          // connections, so no reconnect reaches it while it shuts down.
-          const errorsBeforeStop = errors.length;
-          const linesBeforeStop = logger.entries.length;
-          await node.stop();
-          await waitFor(() => worker.backendState === 'down', 15_000, 'the worker to see the broker down');
-          const report = worker.health();
-          expect(report.status).toBe('down');
-          expect(report.cause).toBeInstanceOf(Error);
-          expect(await backendUp(registry, queue.name)).toEqual([0]);
-          // The queue's probe too (with a store it read the store alone, and said up).
-          const probe = await queue.checkHealth({ timeoutMs: 500 });
-          expect(probe.status).toBe('down');
-          expect(probe.cause).toBeInstanceOf(TimeoutError);
-          expect(errors.slice(errorsBeforeStop).map(String)).toHaveLength(1);
-          expect(transitions(logger, linesBeforeStop)).toEqual([
-            expect.stringMatching(/^backend unavailable/),
-          ]);
-          expectOutageReports(errors, logger);
+        // One stop is one outage, one report: the node stops its listener before it closes the
+        // connections, so no reconnect reaches it while it shuts down.
+        const errorsBeforeStop = errors.length;
+        const linesBeforeStop = logger.entries.length;
+        await within('stop the private node', nodeStopMs, node.stop());
+        await waitFor(() => worker.backendState === 'down', 15_000, 'the worker to see the broker down');
+        const report = worker.health();
+        expect(report.status).toBe('down');
+        expect(report.cause).toBeInstanceOf(Error);
+        expect(await backendUp(registry, queue.name)).toEqual([0]);
+        // The queue's probe too (with a store it read the store alone, and said up).
+        const probe = await queue.checkHealth({ timeoutMs: 500 });
+        expect(probe.status).toBe('down');
+        expect(probe.cause).toBeInstanceOf(TimeoutError);
+        expect(errors.slice(errorsBeforeStop).map(String)).toHaveLength(1);
+        expect(transitions(logger, linesBeforeStop)).toEqual([expect.stringMatching(/^backend unavailable/)]);
+        expectOutageReports(errors, logger);
 
-          await node.start();
-          await queue.add('after', 2);
-          await waitFor(() => ran.includes(2), 30_000, 'a job added after the restart');
-          await waitFor(() => worker.backendState === 'up', 10_000, 'the worker to be up again');
-          expect(worker.health().status).toBe('up');
-          expect(await backendUp(registry, queue.name)).toEqual([1]);
-          expectOutageReports(errors, logger);
-        } finally {
-          await worker.close();
-          // A broker left stopped by a failure would hold deleteQueue for ever; the node goes anyway.
-          if (worker.backendState === 'up') await provider.deleteQueue(queue.name);
-          await provider.close();
-          redis?.disconnect();
-        }
+        await within('start the private node again', nodeStartMs, node.start());
+        await within('add a job after the restart', addMs, queue.add('after', 2));
+        await waitFor(() => ran.includes(2), 30_000, 'a job added after the restart');
+        await waitFor(() => worker.backendState === 'up', 10_000, 'the worker to be up again');
+        expect(worker.health().status).toBe('up');
+        expect(await backendUp(registry, queue.name)).toEqual([1]);
+        expectOutageReports(errors, logger);
       },
-      120_000,
+      caseTimeoutMs,
     );
 
   for (const variant of variants)
@@ -164,44 +191,43 @@ describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ bro
         });
         workerDown = () => worker.backendState === 'down';
         worker.on('error', (error) => errors.push(error));
-        let nodeStopped = false;
-        try {
-          await queue.add('long', 1);
-          await waitFor(() => ran.includes(1) && worker.backendState === 'up', 10_000, 'the job to run');
-          const errorsBeforeStop = errors.length;
-          const linesBeforeStop = logger.entries.length;
-          nodeStopped = true;
-          await node.stop();
-          await waitFor(() => renewalsWhileDown >= 3, 20_000, 'three lease renewals answered while down');
-          // Before: each answered renewal ended the outage and the next unanswered call began
-          // another (3 errors in 6 s), or, renewed faster than backendTimeoutMs, kept it 'up'.
-          expect(worker.backendState).toBe('down');
-          expect(errors.slice(errorsBeforeStop).map(String)).toHaveLength(1);
-          expect(transitions(logger, linesBeforeStop)).toEqual([
-            expect.stringMatching(/^backend unavailable/),
-          ]);
+        onTestFinished(() =>
+          cleanUpWithin([
+            ['let the job finish', 1_000, () => letFinish()],
+            ['worker.close()', workerCloseMs, () => worker.close()],
+            // deleteQueue waits for the broker: not while the node is left stopped by a failure.
+            [
+              'provider.deleteQueue()',
+              deleteQueueMs,
+              () => (node.running ? provider.deleteQueue(queue.name) : undefined),
+            ],
+            ['provider.close()', providerCloseMs, () => provider.close()],
+            ['redis.disconnect()', 1_000, () => redis?.disconnect()],
+          ]),
+        );
+        await within('add a job before the outage', addMs, queue.add('long', 1));
+        await waitFor(() => ran.includes(1) && worker.backendState === 'up', 10_000, 'the job to run');
+        const errorsBeforeStop = errors.length;
+        const linesBeforeStop = logger.entries.length;
+        await within('stop the private node', nodeStopMs, node.stop());
+        await waitFor(() => renewalsWhileDown >= 3, 20_000, 'three lease renewals answered while down');
+        // Before: each answered renewal ended the outage and the next unanswered call began
+        // another (3 errors in 6 s), or, renewed faster than backendTimeoutMs, kept it 'up'.
+        expect(worker.backendState).toBe('down');
+        expect(errors.slice(errorsBeforeStop).map(String)).toHaveLength(1);
+        expect(transitions(logger, linesBeforeStop)).toEqual([expect.stringMatching(/^backend unavailable/)]);
 
-          await node.start();
-          nodeStopped = false;
-          await waitFor(() => worker.backendState === 'up', 30_000, 'the worker to be up again');
-          letFinish();
-          await queue.add('after', 2);
-          await waitFor(() => ran.includes(2), 30_000, 'a job added after the restart');
-          expect(transitions(logger, linesBeforeStop).slice(0, 2)).toEqual([
-            expect.stringMatching(/^backend unavailable/),
-            'backend available again',
-          ]);
-          expectOutageReports(errors, logger);
-        } finally {
-          letFinish();
-          await worker.close();
-          // deleteQueue waits for the broker: not while the node is left stopped by a failure.
-          if (!nodeStopped) await provider.deleteQueue(queue.name);
-          await provider.close();
-          redis?.disconnect();
-          if (nodeStopped) await node.start();
-        }
+        await within('start the private node again', nodeStartMs, node.start());
+        await waitFor(() => worker.backendState === 'up', 30_000, 'the worker to be up again');
+        letFinish();
+        await within('add a job after the restart', addMs, queue.add('after', 2));
+        await waitFor(() => ran.includes(2), 30_000, 'a job added after the restart');
+        expect(transitions(logger, linesBeforeStop).slice(0, 2)).toEqual([
+          expect.stringMatching(/^backend unavailable/),
+          'backend available again',
+        ]);
+        expectOutageReports(errors, logger);
       },
-      120_000,
+      caseTimeoutMs,
     );
 });

@@ -1,6 +1,7 @@
+import net from 'node:net';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PrivateRabbit, serviceUrl, startPrivateRabbit } from '../../src/index.js';
+import { ephemeralPortRange, type PrivateRabbit, serviceUrl, startPrivateRabbit } from '../../src/index.js';
 
 describe('startPrivateRabbit', () => {
   let rabbit: PrivateRabbit;
@@ -47,6 +48,32 @@ describe('startPrivateRabbit', () => {
     await rabbit.kill();
     await closed;
     await expect(amqp.connect(rabbit.url)).rejects.toThrow();
+    await rabbit.start();
+    const again = await amqp.connect(rabbit.url);
+    await again.close();
+  });
+
+  it('listens below the ephemeral port range, where no listen(0) or connection of another test is given its port while it is stopped', () => {
+    const { low } = ephemeralPortRange();
+    expect(rabbit.port).toBeLessThan(low);
+    expect(rabbit.distPort).toBeLessThan(low);
+  });
+
+  it('does not pass for started when another process took its port while it was stopped', async () => {
+    await rabbit.stop();
+    const holder = net.createServer((socket) => socket.destroy());
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.once('error', reject);
+        holder.listen(rabbit.port, '127.0.0.1', () => resolve());
+      });
+      // Before: resolved at once (the port answered: the other process), and the node then failed
+      // to boot on eaddrinuse; a test went on to wait for a broker that was never there.
+      await expect(rabbit.start()).rejects.toThrow(`port ${rabbit.port} is taken`);
+      expect(rabbit.running).toBe(false);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
     await rabbit.start();
     const again = await amqp.connect(rabbit.url);
     await again.close();
