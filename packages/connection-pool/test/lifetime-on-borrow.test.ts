@@ -1,21 +1,7 @@
 import { ManualClock } from '@noa/core';
 import { describe, expect, it } from 'vitest';
 import { Pool } from '../src/index.js';
-
-function counterFactory() {
-  let nextId = 0;
-  const destroyed: number[] = [];
-  return {
-    destroyed,
-    factory: {
-      create: async () => ({ id: ++nextId }),
-      destroy: async (resource: { id: number }) => {
-        destroyed.push(resource.id);
-      },
-      validate: async () => true,
-    },
-  };
-}
+import { counterFactory } from './counter-factory.js';
 
 // pg.Pool's maxLifetimeSeconds (brianc/node-postgres#2698) closes an idle client the moment it
 // expires, and HikariCP never lends a connection past maxLifetime: an idle resource past
@@ -26,7 +12,7 @@ describe('Pool: maxLifetimeMs at borrow', () => {
 
   it('an idle resource past maxLifetimeMs is closed and a new one lent (fast path)', async () => {
     const clock = new ManualClock(0);
-    const { factory, destroyed } = counterFactory();
+    const { factory, destroyed } = counterFactory({ validate: true });
     const pool = new Pool(factory, { ...quiet, max: 2, clock });
     pool.release(await pool.acquire());
     clock.advance(999);
@@ -44,7 +30,7 @@ describe('Pool: maxLifetimeMs at borrow', () => {
 
   it('the same with validateOnBorrow (the caller queues while the idle one is checked)', async () => {
     const clock = new ManualClock(0);
-    const { factory, destroyed } = counterFactory();
+    const { factory, destroyed } = counterFactory({ validate: true });
     const pool = new Pool(factory, { ...quiet, max: 2, clock, validateOnBorrow: true });
     const [first, second] = await Promise.all([pool.acquire(), pool.acquire()]);
     pool.release(first!);

@@ -1,19 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Pool } from '../src/index.js';
-
-function counterFactory() {
-  let nextId = 0;
-  const destroyed: number[] = [];
-  return {
-    destroyed,
-    factory: {
-      create: async () => ({ id: ++nextId }),
-      destroy: async (resource: { id: number }) => {
-        destroyed.push(resource.id);
-      },
-    },
-  };
-}
+import { counterFactory } from './counter-factory.js';
 
 const HOUR = 3_600_000;
 

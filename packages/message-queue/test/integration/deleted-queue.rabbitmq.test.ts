@@ -14,57 +14,69 @@ const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
 if (!reachable) console.log(`skipped: no RabbitMQ at ${url}`);
 
+/**
+ * Adds a first job with `first` (which declares the queues), deletes `deleted(name)` from another
+ * connection, adds with `after`, then runs a worker until the jobs named `expected`, and only
+ * those, ran.
+ */
+async function afterDelete(
+  label: string,
+  first: (queue: Queue) => Promise<unknown>,
+  deleted: (name: string) => string,
+  after: (queue: Queue) => Promise<unknown>,
+  expected: string[],
+): Promise<void> {
+  const name = uniqueName(label);
+  const adding = new RabbitMqProvider({ url });
+  const queue = new Queue({ name, provider: adding });
+  const admin = await amqp.connect(url);
+  try {
+    await first(queue);
+    const channel = await admin.createChannel();
+    await channel.deleteQueue(deleted(name));
+    await channel.close();
+    await after(queue);
+    const ran: string[] = [];
+    const worker = new Worker({ queue, handler: (job) => void ran.push(job.name) });
+    try {
+      await waitFor(
+        () => expected.every((job) => ran.includes(job)),
+        10_000,
+        'the jobs added after the delete ran',
+      );
+    } finally {
+      await worker.close();
+    }
+  } finally {
+    await adding.deleteQueue(name);
+    await Promise.all([adding.close(), admin.close()]);
+  }
+}
+
 describe.skipIf(!reachable)('RabbitMQ: a queue deleted under a producer', () => {
   it('add() after the delete does not lose the job: the queue is declared again and the job runs', async () => {
-    const name = uniqueName('deleted-queue');
-    const adding = new RabbitMqProvider({ url });
-    const queue = new Queue({ name, provider: adding });
-    const admin = await amqp.connect(url);
-    try {
-      await queue.add('before', null);
-      const channel = await admin.createChannel();
-      await channel.deleteQueue(name);
-      await channel.close();
-      await queue.add('after', { n: 1 });
-      await queue.addBulk([
-        { name: 'many-1', data: null },
-        { name: 'many-2', data: null },
-      ]);
-      const ran: string[] = [];
-      const worker = new Worker({ queue, handler: (job) => void ran.push(job.name) });
-      try {
-        await waitFor(() => ran.length === 3, 10_000, 'the jobs added after the delete ran');
-        expect(ran.sort()).toEqual(['after', 'many-1', 'many-2']);
-      } finally {
-        await worker.close();
-      }
-    } finally {
-      await adding.deleteQueue(name);
-      await Promise.all([adding.close(), admin.close()]);
-    }
+    await afterDelete(
+      'deleted-queue',
+      (queue) => queue.add('before', null),
+      (name) => name,
+      async (queue) => {
+        await queue.add('after', { n: 1 });
+        await queue.addBulk([
+          { name: 'many-1', data: null },
+          { name: 'many-2', data: null },
+        ]);
+      },
+      ['after', 'many-1', 'many-2'],
+    );
   }, 30_000);
 
   it('a delayed add after its delay queue was deleted is not lost either', async () => {
-    const name = uniqueName('deleted-delay');
-    const adding = new RabbitMqProvider({ url });
-    const queue = new Queue({ name, provider: adding });
-    const admin = await amqp.connect(url);
-    try {
-      await queue.add('first', null, { delay: 200 });
-      const channel = await admin.createChannel();
-      await channel.deleteQueue(`${name}.delay.${delayBucket(200)}`);
-      await channel.close();
-      await queue.add('second', null, { delay: 200 });
-      const ran: string[] = [];
-      const worker = new Worker({ queue, handler: (job) => void ran.push(job.name) });
-      try {
-        await waitFor(() => ran.includes('second'), 10_000, 'the delayed job added after the delete ran');
-      } finally {
-        await worker.close();
-      }
-    } finally {
-      await adding.deleteQueue(name);
-      await Promise.all([adding.close(), admin.close()]);
-    }
+    await afterDelete(
+      'deleted-delay',
+      (queue) => queue.add('first', null, { delay: 200 }),
+      (name) => `${name}.delay.${delayBucket(200)}`,
+      (queue) => queue.add('second', null, { delay: 200 }),
+      ['second'],
+    );
   }, 30_000);
 });

@@ -1,18 +1,17 @@
 import { TimeoutError } from '@noa/core';
-import {
-  cleanUpWithin,
-  type PrivateRabbit,
-  type RecordingLogger,
-  recordingLogger,
-  startPrivateRabbit,
-  uniqueName,
-  within,
-} from '@noa/testkit';
+import { type RecordingLogger, recordingLogger, uniqueName, within } from '@noa/testkit';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { Queue, type QueueProvider, Worker } from '../../src/index.js';
 import { waitFor } from '../helpers.js';
-import { privateRabbitUnavailable, providerOn, stateVariants } from './private-rabbit-setup.js';
+import {
+  cleanUpCase,
+  nodeStartMs,
+  privateRabbitUnavailable,
+  providerOn,
+  stateVariants,
+  usePrivateRabbitNode,
+} from './private-rabbit-setup.js';
 
 const unavailable = privateRabbitUnavailable();
 
@@ -56,34 +55,24 @@ const variants = await stateVariants();
  * group. An add without a deadline waits for its broker. worker.close() is bounded by its
  * closeTimeoutMs (10 s) and backendCloseTimeoutMs (5 s), provider.close() by its 5 s.
  */
-const nodeStartMs = 45_000;
 const nodeStopMs = 25_000;
 const addMs = 10_000;
 const workerCloseMs = 20_000;
 const providerCloseMs = 10_000;
 const deleteQueueMs = 10_000;
+const bounds = { workerCloseMs, providerCloseMs, deleteQueueMs };
 /** Above the sum of a case's bounded waits (about 160 s at worst), so a step's bound fails first. */
 const caseTimeoutMs = 180_000;
 
 // The variants one after the other: each stops and starts the node.
 describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ broker is down', () => {
-  let node: PrivateRabbit;
-  beforeAll(async () => {
-    node = await startPrivateRabbit();
-  });
-  afterAll(async () => {
-    await node?.destroy();
-  });
-  // A case that failed with the node stopped left it so: the next one starts it (else its first
-  // add would wait for the broker until its own bound, and every case after would fail too).
-  beforeEach(async () => {
-    if (!node.running) await within('start the private node left stopped', nodeStartMs, node.start());
-  });
+  const privateNode = usePrivateRabbitNode();
 
   for (const variant of variants)
     it.skipIf(variant.skip)(
       `goes down with the cause while the node is stopped, and up again once it is back and runs a job added then (${variant.label})`,
       async () => {
+        const node = privateNode();
         const { redis, provider } = providerOn(node, variant.state, 'health-state');
         const registry = new Registry();
         const queue = new Queue<number>({ name: uniqueName('health-rabbit'), provider });
@@ -101,19 +90,7 @@ describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ bro
         });
         worker.on('error', (error) => errors.push(error));
         // After the case, failed or not, each step bounded (see `cleanUpWithin`).
-        onTestFinished(() =>
-          cleanUpWithin([
-            ['worker.close()', workerCloseMs, () => worker.close()],
-            // A broker left stopped by a failure would hold deleteQueue for ever.
-            [
-              'provider.deleteQueue()',
-              deleteQueueMs,
-              () => (node.running ? provider.deleteQueue(queue.name) : undefined),
-            ],
-            ['provider.close()', providerCloseMs, () => provider.close()],
-            ['redis.disconnect()', 1_000, () => redis?.disconnect()],
-          ]),
-        );
+        onTestFinished(() => cleanUpCase({ node, worker, queue, provider, redis }, bounds));
         await within('add a job before the outage', addMs, queue.add('before', 1));
         await waitFor(() => ran.includes(1), 10_000, 'a job before the outage');
         await waitFor(() => worker.backendState === 'up', 5_000, 'the worker to be up');
@@ -152,6 +129,7 @@ describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ bro
     it.skipIf(variant.skip)(
       `reports a stop once while a job runs through it, its lease renewals answered meanwhile without the broker (${variant.label})`,
       async () => {
+        const node = privateNode();
         const { redis, provider } = providerOn(node, variant.state, 'health-renew-state');
         // Counts the renewals answered while the worker holds the broker down: by Redis with a
         // store, by the provider itself without one.
@@ -192,17 +170,8 @@ describe.skipIf(unavailable !== undefined)('worker health while the RabbitMQ bro
         workerDown = () => worker.backendState === 'down';
         worker.on('error', (error) => errors.push(error));
         onTestFinished(() =>
-          cleanUpWithin([
+          cleanUpCase({ node, worker, queue, provider, redis }, bounds, [
             ['let the job finish', 1_000, () => letFinish()],
-            ['worker.close()', workerCloseMs, () => worker.close()],
-            // deleteQueue waits for the broker: not while the node is left stopped by a failure.
-            [
-              'provider.deleteQueue()',
-              deleteQueueMs,
-              () => (node.running ? provider.deleteQueue(queue.name) : undefined),
-            ],
-            ['provider.close()', providerCloseMs, () => provider.close()],
-            ['redis.disconnect()', 1_000, () => redis?.disconnect()],
           ]),
         );
         await within('add a job before the outage', addMs, queue.add('long', 1));

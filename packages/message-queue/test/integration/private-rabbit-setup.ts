@@ -1,6 +1,15 @@
 import { existsSync } from 'node:fs';
-import { isReachable, type PrivateRabbit, serviceUrl, uniqueName } from '@noa/testkit';
+import {
+  cleanUpWithin,
+  isReachable,
+  type PrivateRabbit,
+  serviceUrl,
+  startPrivateRabbit,
+  uniqueName,
+  within,
+} from '@noa/testkit';
 import { Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { RabbitMqProvider, type RabbitMqProviderOptions } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 
@@ -56,4 +65,65 @@ export function providerOn(
       : {}),
   });
   return { redis, provider };
+}
+
+/** How long the private node may take to start (a loaded CI machine). */
+export const nodeStartMs = 45_000;
+
+/**
+ * One private RabbitMQ node for the describe block it is called in: started before its cases,
+ * destroyed after them, and started again before a case when an earlier one failed with the node
+ * stopped (else that case's first add would wait for the broker until its bound, and every case
+ * after would fail too). Returns the node's getter.
+ */
+export function usePrivateRabbitNode(): () => PrivateRabbit {
+  let node: PrivateRabbit | undefined;
+  beforeAll(async () => {
+    node = await startPrivateRabbit();
+  });
+  afterAll(async () => {
+    await node?.destroy();
+  });
+  beforeEach(async () => {
+    if (node && !node.running) await within('start the private node left stopped', nodeStartMs, node.start());
+  });
+  return () => node!;
+}
+
+/** The bounds of {@link cleanUpCase}'s steps (ms). */
+export interface CleanUpBounds {
+  workerCloseMs: number;
+  deleteQueueMs: number;
+  providerCloseMs: number;
+}
+
+/**
+ * A case's cleanup on a private node, each step bounded and named (`cleanUpWithin`): `first`
+ * steps (e.g. let a held job finish), the worker closed, the queue deleted (only with the node
+ * running: a node left stopped by a failure would hold deleteQueue for ever), the provider closed,
+ * the state store's Redis disconnected.
+ */
+export function cleanUpCase(
+  parts: {
+    node: PrivateRabbit;
+    worker: { close(): Promise<unknown> };
+    queue: { name: string };
+    provider: RabbitMqProvider;
+    redis: Redis | undefined;
+  },
+  bounds: CleanUpBounds,
+  first: [string, number, () => unknown][] = [],
+): Promise<void> {
+  const { node, worker, queue, provider, redis } = parts;
+  return cleanUpWithin([
+    ...first,
+    ['worker.close()', bounds.workerCloseMs, () => worker.close()],
+    [
+      'provider.deleteQueue()',
+      bounds.deleteQueueMs,
+      () => (node.running ? provider.deleteQueue(queue.name) : undefined),
+    ],
+    ['provider.close()', bounds.providerCloseMs, () => provider.close()],
+    ['redis.disconnect()', 1_000, () => redis?.disconnect()],
+  ]);
 }

@@ -1,9 +1,15 @@
-import { cleanUpWithin, type PrivateRabbit, startPrivateRabbit, uniqueName, within } from '@noa/testkit';
+import { cleanUpWithin, uniqueName, within } from '@noa/testkit';
 import amqp from 'amqplib';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
 import { sleep, waitFor } from '../helpers.js';
-import { privateRabbitUnavailable, providerOn, stateVariants } from './private-rabbit-setup.js';
+import {
+  nodeStartMs,
+  privateRabbitUnavailable,
+  providerOn,
+  stateVariants,
+  usePrivateRabbitNode,
+} from './private-rabbit-setup.js';
 
 // The broker cancels a consumer when its queue is deleted (or its node goes down in a cluster):
 // the provider stops that consumer and starts it again, declaring the queue anew (see
@@ -16,7 +22,6 @@ const variants = await stateVariants();
 
 /** When the node stops, counted from the delete that made the broker cancel the consumer. */
 const stopDelaysMs = [0, 30, 200];
-const nodeStartMs = 45_000;
 const nodeStopMs = 25_000;
 /** worker.close(): its closeTimeoutMs (10 s, for handlers; none runs) and backendCloseTimeoutMs (5 s). */
 const workerCloseMs = 20_000;
@@ -26,19 +31,11 @@ const providerCloseMs = 10_000;
 describe.skipIf(unavailable !== undefined)(
   'RabbitMQ: the node stops while a consumer the broker cancelled is started again',
   () => {
-    let node: PrivateRabbit;
-    beforeAll(async () => {
-      node = await startPrivateRabbit();
-    });
-    afterAll(async () => {
-      await node?.destroy();
-    });
-    beforeEach(async () => {
-      if (!node.running) await within('start the private node left stopped', nodeStartMs, node.start());
-    });
+    const privateNode = usePrivateRabbitNode();
 
     /** A worker on the private node that has run one job, its queue then deleted under it. */
     async function cancelledConsumer(state: boolean) {
+      const node = privateNode();
       const { redis, provider } = providerOn(node, state, 'restart-outage-state');
       const queue = new Queue<number>({ name: uniqueName('restart-outage'), provider });
       const ran: number[] = [];
@@ -74,6 +71,7 @@ describe.skipIf(unavailable !== undefined)(
       it.skipIf(variant.skip)(
         `worker.close() and provider.close() return while the node is down (${variant.label})`,
         async () => {
+          const node = privateNode();
           for (const delayMs of stopDelaysMs) {
             const { worker, provider } = await cancelledConsumer(variant.state);
             await sleep(delayMs);
@@ -99,6 +97,7 @@ describe.skipIf(unavailable !== undefined)(
       it.skipIf(variant.skip)(
         `once the node is back, the consumer is started again and a job added then runs (${variant.label})`,
         async () => {
+          const node = privateNode();
           for (const delayMs of stopDelaysMs) {
             const { queue, ran } = await cancelledConsumer(variant.state);
             await sleep(delayMs);
