@@ -44,6 +44,8 @@ async function afterDelete(
         10_000,
         'the jobs added after the delete ran',
       );
+      // Exactly those: the first job went with the deleted queue.
+      expect([...ran].sort()).toEqual([...expected].sort());
     } finally {
       await worker.close();
     }
