@@ -32,62 +32,76 @@ async function keysOnCluster(nodes: PrivateRedisCluster['nodes'], pattern: strin
 }
 
 describe.skipIf(started.skip !== undefined)('a Redis Cluster connection with an ioredis keyPrefix', () => {
-  it('add, work, retry, pause, the DLQ and counts work, and every key is under the prefix (RedisProvider)', async () => {
-    const keyPrefix = `${uniqueName('cluster-key-prefix')}:`;
-    const connection = new Cluster(cluster!.nodes, { keyPrefix, redisOptions: { maxRetriesPerRequest: null } });
-    const name = uniqueName('prefixed-cluster');
-    const provider = new RedisProvider({ connection });
-    const queue = new Queue<number>({ name, provider });
-    const runs: string[] = [];
-    let worker: Worker<number> | undefined;
-    try {
-      await queue.pause();
-      expect((await queue.counts()).paused).toBe(true);
-      worker = new Worker<number>({
-        queue,
-        pollIntervalMs: 20_000, // wake-ups must come by pub/sub, on the prefixed channel
-        handler: async (job) => {
-          runs.push(`${job.name}#${job.attemptsMade}`);
-          if (job.name === 'flaky' && job.attemptsMade === 0) throw new Error('first try fails');
-          if (job.name === 'doomed') throw new Error('doomed');
-          return job.data * 2;
-        },
-      });
-      const held = await queue.add('held', 1);
-      await sleep(300);
-      expect(runs).toEqual([]);
-      expect(await queue.counts()).toMatchObject({ waiting: 1, active: 0, paused: true });
-      await queue.resume();
-      await waitFor(async () => (await queue.getJob(held.id))?.state === 'completed', 10_000, 'the held job');
-      expect((await queue.getJob(held.id))?.result).toBe(2);
-      const flaky = await queue.add('flaky', 2, { attempts: 2, backoff: { type: 'fixed', delayMs: 50 } });
-      await queue.add('doomed', 0, { attempts: 1 });
-      await waitFor(async () => (await queue.getJob(flaky.id))?.state === 'completed', 10_000, 'the retried job');
-      expect((await queue.getJob(flaky.id))?.result).toBe(4);
-      await waitFor(async () => (await queue.dlq.list()).length === 1, 10_000, 'the dead job listed');
-      expect((await queue.dlq.list()).map((job) => job.name)).toEqual(['doomed']);
-      expect(runs.sort()).toEqual(['doomed#0', 'flaky#0', 'flaky#1', 'held#0']);
-      expect(await queue.counts()).toMatchObject({
-        waiting: 0,
-        active: 0,
-        delayed: 0,
-        completed: 2,
-        failed: 1,
-        paused: false,
-      });
-      const keys = await keysOnCluster(cluster!.nodes, `*{${name}}*`);
-      expect(keys.length).toBeGreaterThan(0);
-      expect(keys.filter((key) => !key.startsWith(keyPrefix))).toEqual([]);
-    } finally {
-      await worker?.close();
-      await provider.close();
-      for (const node of cluster!.nodes) {
-        const raw = new Redis(node.port, node.host);
-        const keys = await raw.keys(`*{${name}}*`);
-        if (keys.length > 0) await raw.del(...keys);
-        raw.disconnect();
+  // The prefix given to the Cluster, or in the options of its node connections: both prefix.
+  for (const where of ['the Cluster options', 'redisOptions'] as const) {
+    it(`add, work, retry, pause, the DLQ and counts work, and every key is under the prefix (keyPrefix in ${where})`, async () => {
+      const keyPrefix = `${uniqueName('cluster-key-prefix')}:`;
+      const connection =
+        where === 'the Cluster options'
+          ? new Cluster(cluster!.nodes, { keyPrefix, redisOptions: { maxRetriesPerRequest: null } })
+          : new Cluster(cluster!.nodes, { redisOptions: { keyPrefix, maxRetriesPerRequest: null } });
+      const name = uniqueName('prefixed-cluster');
+      const provider = new RedisProvider({ connection });
+      const queue = new Queue<number>({ name, provider });
+      const runs: string[] = [];
+      let worker: Worker<number> | undefined;
+      try {
+        await queue.pause();
+        expect((await queue.counts()).paused).toBe(true);
+        worker = new Worker<number>({
+          queue,
+          pollIntervalMs: 20_000, // wake-ups must come by pub/sub, on the prefixed channel
+          handler: async (job) => {
+            runs.push(`${job.name}#${job.attemptsMade}`);
+            if (job.name === 'flaky' && job.attemptsMade === 0) throw new Error('first try fails');
+            if (job.name === 'doomed') throw new Error('doomed');
+            return job.data * 2;
+          },
+        });
+        const held = await queue.add('held', 1);
+        await sleep(300);
+        expect(runs).toEqual([]);
+        expect(await queue.counts()).toMatchObject({ waiting: 1, active: 0, paused: true });
+        await queue.resume();
+        await waitFor(
+          async () => (await queue.getJob(held.id))?.state === 'completed',
+          10_000,
+          'the held job',
+        );
+        expect((await queue.getJob(held.id))?.result).toBe(2);
+        const flaky = await queue.add('flaky', 2, { attempts: 2, backoff: { type: 'fixed', delayMs: 50 } });
+        await queue.add('doomed', 0, { attempts: 1 });
+        await waitFor(
+          async () => (await queue.getJob(flaky.id))?.state === 'completed',
+          10_000,
+          'the retried job',
+        );
+        expect((await queue.getJob(flaky.id))?.result).toBe(4);
+        await waitFor(async () => (await queue.dlq.list()).length === 1, 10_000, 'the dead job listed');
+        expect((await queue.dlq.list()).map((job) => job.name)).toEqual(['doomed']);
+        expect(runs.sort()).toEqual(['doomed#0', 'flaky#0', 'flaky#1', 'held#0']);
+        expect(await queue.counts()).toMatchObject({
+          waiting: 0,
+          active: 0,
+          delayed: 0,
+          completed: 2,
+          failed: 1,
+          paused: false,
+        });
+        const keys = await keysOnCluster(cluster!.nodes, `*{${name}}*`);
+        expect(keys.length).toBeGreaterThan(0);
+        expect(keys.filter((key) => !key.startsWith(keyPrefix))).toEqual([]);
+      } finally {
+        await worker?.close();
+        await provider.close();
+        for (const node of cluster!.nodes) {
+          const raw = new Redis(node.port, node.host);
+          const keys = await raw.keys(`*{${name}}*`);
+          if (keys.length > 0) await raw.del(...keys);
+          raw.disconnect();
+        }
+        connection.disconnect();
       }
-      connection.disconnect();
-    }
-  }, 60_000);
+    }, 60_000);
+  }
 });
