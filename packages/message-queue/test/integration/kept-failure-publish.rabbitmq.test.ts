@@ -91,7 +91,11 @@ describe.skipIf(!reachable)('RabbitMQ: the publish of a kept failure fails', () 
       const { id } = await queue.add('gap', null, { attempts: 3, backoff: { type: 'fixed', delayMs: 50 } });
       await waitFor(() => runs.length === 1, 10_000, 'the job to run');
       await proxy.down();
-      await waitFor(() => count(logger, lostWarning) === 1, 10_000, 'the provider to see its connection lost');
+      await waitFor(
+        () => count(logger, lostWarning) === 1,
+        10_000,
+        'the provider to see its connection lost',
+      );
       finish.open();
       // The redelivery passes; the kept retry's publish (and all the worker sends after it) is held.
       let publishHeld = false;
@@ -132,83 +136,93 @@ describe.skipIf(!reachable)('RabbitMQ: the publish of a kept failure fails', () 
 // The same, the broker refusing the retry's publish (a policy on the job's delay queues: no room,
 // reject-publish; the broker nacks the message) on a private node. The redelivery is given back
 // (nack, requeue) and runs again; the policy is lifted once the refusal is seen.
-describe.skipIf(noPrivateNode !== undefined)('RabbitMQ: the broker refuses the publish of a kept failure', () => {
-  let node: PrivateRabbit;
-  beforeAll(async () => {
-    node = await startPrivateRabbit();
-  });
-  afterAll(async () => {
-    await node?.destroy();
-  });
-
-  it('the job runs again and completes once (the broker nacks the publish)', async () => {
-    const proxy: TcpProxy = await startTcpProxy(node.url);
-    const proxied = new URL(node.url);
-    proxied.port = String(proxy.port);
-    const name = uniqueName('kept-failure-refused');
-    const logger = recordingLogger();
-    const provider = new RabbitMqProvider({
-      url: proxied.toString(),
-      reconnectDelayMs: 50,
-      maxReconnectDelayMs: 200,
-      logger,
+describe.skipIf(noPrivateNode !== undefined)(
+  'RabbitMQ: the broker refuses the publish of a kept failure',
+  () => {
+    let node: PrivateRabbit;
+    beforeAll(async () => {
+      node = await startPrivateRabbit();
     });
-    const queue = new Queue({ name, provider });
-    const registry = new Registry();
-    const finish = gate();
-    const runs: string[] = [];
-    const completed: string[] = [];
-    const failed: string[] = [];
-    let worker: Worker | undefined;
-    try {
-      worker = new Worker({
-        queue,
-        registry,
-        concurrency: 1,
-        leaseMs: 180_000,
-        handler: async (job) => {
-          runs.push(`${job.name}#${job.attemptsMade}`);
-          if (job.name !== 'gap' || runs.length > 1) return job.name;
-          await finish.wait;
-          throw new Error('failed while the connection was down');
-        },
+    afterAll(async () => {
+      await node?.destroy();
+    });
+
+    it('the job runs again and completes once (the broker nacks the publish)', async () => {
+      const proxy: TcpProxy = await startTcpProxy(node.url);
+      const proxied = new URL(node.url);
+      proxied.port = String(proxy.port);
+      const name = uniqueName('kept-failure-refused');
+      const logger = recordingLogger();
+      const provider = new RabbitMqProvider({
+        url: proxied.toString(),
+        reconnectDelayMs: 50,
+        maxReconnectDelayMs: 200,
+        logger,
       });
-      worker.on('completed', (id) => completed.push(id));
-      worker.on('failed', (id) => failed.push(id));
-      await node.ctl(
-        'set_policy',
-        '--apply-to',
-        'queues',
-        'no-room-for-retries',
-        `^${name}\\.delay\\.`,
-        '{"max-length":0,"overflow":"reject-publish"}',
-      );
-      // Long enough that the retry goes to a delay queue, whatever the reconnect takes.
-      const { id } = await queue.add('gap', null, { attempts: 3, backoff: { type: 'fixed', delayMs: 60_000 } });
-      await waitFor(() => runs.length === 1, 10_000, 'the job to run');
-      await proxy.down();
-      await waitFor(() => count(logger, lostWarning) === 1, 10_000, 'the provider to see its connection lost');
-      finish.open();
-      await proxy.up();
-      await waitFor(() => count(logger, keptNotPublished) >= 1, 20_000, 'the broker to refuse the publish');
-      await node.ctl('clear_policy', 'no-room-for-retries');
-      await waitFor(() => completed.includes(id), 20_000, 'the job to complete');
-      const after = await queue.add('after', null);
-      await waitFor(() => completed.includes(after.id), 20_000, 'a job added after it');
-      await waitFor(async () => (await provider.counts(name)).active === 0, 10_000, 'nothing held');
-      await worker.close();
-      // As above: the redelivery, given back, ran again; the late failure was refused.
-      expect(completed).toEqual([id, after.id]);
-      expect(runs).toEqual(['gap#0', 'gap#0', 'after#0']);
-      expect(failed).toEqual([]);
-      expect(await counter(registry, 'leases_lost_total', name)).toBe(1);
-      expect(await provider.counts(name)).toMatchObject({ waiting: 0, active: 0, delayed: 0, failed: 0 });
-    } finally {
-      finish.open();
-      await worker?.close();
-      await provider.deleteQueue(name).catch(() => undefined);
-      await provider.close();
-      await proxy.close();
-    }
-  }, 90_000);
-});
+      const queue = new Queue({ name, provider });
+      const registry = new Registry();
+      const finish = gate();
+      const runs: string[] = [];
+      const completed: string[] = [];
+      const failed: string[] = [];
+      let worker: Worker | undefined;
+      try {
+        worker = new Worker({
+          queue,
+          registry,
+          concurrency: 1,
+          leaseMs: 180_000,
+          handler: async (job) => {
+            runs.push(`${job.name}#${job.attemptsMade}`);
+            if (job.name !== 'gap' || runs.length > 1) return job.name;
+            await finish.wait;
+            throw new Error('failed while the connection was down');
+          },
+        });
+        worker.on('completed', (id) => completed.push(id));
+        worker.on('failed', (id) => failed.push(id));
+        await node.ctl(
+          'set_policy',
+          '--apply-to',
+          'queues',
+          'no-room-for-retries',
+          `^${name}\\.delay\\.`,
+          '{"max-length":0,"overflow":"reject-publish"}',
+        );
+        // Long enough that the retry goes to a delay queue, whatever the reconnect takes.
+        const { id } = await queue.add('gap', null, {
+          attempts: 3,
+          backoff: { type: 'fixed', delayMs: 60_000 },
+        });
+        await waitFor(() => runs.length === 1, 10_000, 'the job to run');
+        await proxy.down();
+        await waitFor(
+          () => count(logger, lostWarning) === 1,
+          10_000,
+          'the provider to see its connection lost',
+        );
+        finish.open();
+        await proxy.up();
+        await waitFor(() => count(logger, keptNotPublished) >= 1, 20_000, 'the broker to refuse the publish');
+        await node.ctl('clear_policy', 'no-room-for-retries');
+        await waitFor(() => completed.includes(id), 20_000, 'the job to complete');
+        const after = await queue.add('after', null);
+        await waitFor(() => completed.includes(after.id), 20_000, 'a job added after it');
+        await waitFor(async () => (await provider.counts(name)).active === 0, 10_000, 'nothing held');
+        await worker.close();
+        // As above: the redelivery, given back, ran again; the late failure was refused.
+        expect(completed).toEqual([id, after.id]);
+        expect(runs).toEqual(['gap#0', 'gap#0', 'after#0']);
+        expect(failed).toEqual([]);
+        expect(await counter(registry, 'leases_lost_total', name)).toBe(1);
+        expect(await provider.counts(name)).toMatchObject({ waiting: 0, active: 0, delayed: 0, failed: 0 });
+      } finally {
+        finish.open();
+        await worker?.close();
+        await provider.deleteQueue(name).catch(() => undefined);
+        await provider.close();
+        await proxy.close();
+      }
+    }, 90_000);
+  },
+);

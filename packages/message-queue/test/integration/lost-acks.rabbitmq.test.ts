@@ -1,7 +1,12 @@
 import {
   isReachable,
   type RecordingLogger,
-  recordingLogger, serviceUrl, startTcpProxy, type TcpProxy, uniqueName } from '@noa/testkit';
+  recordingLogger,
+  serviceUrl,
+  startTcpProxy,
+  type TcpProxy,
+  uniqueName,
+} from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -47,7 +52,11 @@ const lostWarning = 'RabbitMQ connection lost; reconnecting';
  * the next ack the client sends, and all after it, is held), and returns once
  * the provider has seen the loss (an add before then may go to the dying channel and reject).
  */
-async function loseHeldAndReconnect(proxy: TcpProxy, logger: RecordingLogger, holdNextAck = false): Promise<void> {
+async function loseHeldAndReconnect(
+  proxy: TcpProxy,
+  logger: RecordingLogger,
+  holdNextAck = false,
+): Promise<void> {
   const before = logger.messages('warn').filter((message) => message === lostWarning).length;
   proxy.sever();
   proxy.thaw();
@@ -80,7 +89,12 @@ describe.skipIf(!reachable)('RabbitMQ: acks lost with the connection, twice', ()
     const { proxy, url: proxied } = await proxiedUrl();
     const name = uniqueName('lost-acks-kept');
     const logger = recordingLogger();
-    const provider = new RabbitMqProvider({ url: proxied, reconnectDelayMs: 50, maxReconnectDelayMs: 200, logger });
+    const provider = new RabbitMqProvider({
+      url: proxied,
+      reconnectDelayMs: 50,
+      maxReconnectDelayMs: 200,
+      logger,
+    });
     const queue = new Queue({ name, provider });
     const registry = new Registry();
     const finish = gate();
@@ -166,7 +180,8 @@ describe.skipIf(!reachable)('RabbitMQ: acks lost with the connection, twice', ()
         const runs: string[] = [];
         const completed: string[] = [];
         let worker: Worker | undefined;
-        const dropped = () => logger.messages('debug').filter((m) => m === 'delivery dropped by the state store');
+        const dropped = () =>
+          logger.messages('debug').filter((m) => m === 'delivery dropped by the state store');
         try {
           worker = new Worker({
             queue,
