@@ -17,7 +17,13 @@ export interface TcpProxy {
    * are accepted, but nothing is passed on in either direction until {@link thaw}.
    */
   freeze(): void;
-  /** Passes on what was held back during {@link freeze}, and everything after it. */
+  /**
+   * Holds back what clients send (what the server sends still passes) from the first chunk a
+   * client sends that `match` accepts (that chunk included) until {@link thaw}: e.g. a message's
+   * ack, then lost when the test severs the connection, while the server saw nothing amiss.
+   */
+  holdClientFrom(match: (chunk: Buffer) => boolean): void;
+  /** Passes on what was held back during {@link freeze} or {@link holdClientFrom}, and everything after it. */
   thaw(): void;
   /** As a stopped server looks: connections reset and new ones refused (nothing listens) until {@link up}. */
   down(): Promise<void>;
@@ -38,6 +44,9 @@ export async function startTcpProxy(to: { host: string; port: number } | string)
   const sockets = new Set<Socket>();
   let severed = false;
   let frozen = false;
+  /** Holding back what clients send (see `holdClientFrom`). */
+  let clientHeld = false;
+  let holdFrom: ((chunk: Buffer) => boolean) | undefined;
   /** The data held back while frozen, in order, with the socket it goes to. */
   const held: { to: Socket; chunk: Buffer }[] = [];
   let port = 0;
@@ -59,7 +68,11 @@ export async function startTcpProxy(to: { host: string; port: number } | string)
     // By hand rather than pipe(): a frozen proxy must keep reading (as the frozen server's
     // kernel still accepts bytes) and forward nothing.
     const forward = (to: Socket) => (chunk: Buffer) => {
-      if (frozen) held.push({ to, chunk });
+      if (to === upstream && holdFrom?.(chunk)) {
+        holdFrom = undefined;
+        clientHeld = true;
+      }
+      if (frozen || (clientHeld && to === upstream)) held.push({ to, chunk });
       else to.write(chunk);
     };
     client.on('data', forward(upstream));
@@ -94,8 +107,13 @@ export async function startTcpProxy(to: { host: string; port: number } | string)
     freeze: () => {
       frozen = true;
     },
+    holdClientFrom: (match) => {
+      holdFrom = match;
+    },
     thaw: () => {
       frozen = false;
+      clientHeld = false;
+      holdFrom = undefined;
       for (const { to, chunk } of held.splice(0)) if (!to.destroyed) to.write(chunk);
     },
     down,
