@@ -2,12 +2,12 @@
 // its users need fastify's types (a declaration importing an optional peer is TS2307 without it).
 // Its plugin claims @fastify/rate-limit's names; `@noa/rate-limiter/fastify-own-names` is the
 // same plugin under names of its own, for an app that has both.
-export {
-  type FastifyRateLimitHook,
-  type FastifyRateLimitOptions,
-  type FastifyRefusalHandler,
-  type FastifyRequestFacts,
-  type FastifyRequestWasSuccessful,
-  type RouteRateLimitOptions,
+export type {
+  FastifyRateLimitHook,
+  FastifyRateLimitOptions,
+  FastifyRefusalHandler,
+  FastifyRequestFacts,
+  FastifyRequestWasSuccessful,
+  RouteRateLimitOptions,
 } from './middleware/fastify.js';
 export { fastifyRateLimit } from './middleware/fastify-rate-limit-names.js';

@@ -23,8 +23,10 @@ const otherRateLimit: FastifyPluginAsync = fastifyPlugin(
     // A plain string: this program's FastifyInstance types `rateLimit` as @noa/rate-limiter/fastify's.
     const decorator: string = 'rateLimit';
     if (!fastify.hasDecorator(decorator))
-      fastify.decorate(decorator, (options: { max: number }) => (request: FastifyRequest, reply: FastifyReply) =>
-        limit(request, reply, options.max),
+      fastify.decorate(
+        decorator,
+        (options: { max: number }) => (request: FastifyRequest, reply: FastifyReply) =>
+          limit(request, reply, options.max),
       );
     fastify.addHook('onRequest', async (request, reply) => {
       const config = (request.routeOptions.config as { rateLimit?: { max: number } | false }).rateLimit;
@@ -44,34 +46,46 @@ const statuses = async (app: ReturnType<typeof Fastify>, url: string, times: num
 // An app migrating from @fastify/rate-limit runs both plugins while its routes move over: routes
 // not moved keep `config.rateLimit` and `fastify.rateLimit()`, which are @fastify/rate-limit's.
 describe('@noa/rate-limiter/fastify-own-names beside a plugin that claims rateLimit', () => {
-  it('reads config.noaRateLimit, decorates fastify.noaRateLimit, and leaves the rateLimit names alone', async () => {
-    const app = Fastify();
-    const limiter = createRateLimiter({ limits: [{ name: 'api', limit: 2, windowMs: 60_000 }] });
-    const strict = createRateLimiter({ prefix: 'strict', limits: [{ name: 'strict', limit: 1, windowMs: 60_000 }] });
-    // Ours first: the other plugin still gets `fastify.rateLimit`.
-    await app.register(fastifyRateLimitOwnNames, { limiter, global: false });
-    await app.register(otherRateLimit);
-    app.get('/old', { config: { rateLimit: { max: 1 } } as object }, async () => 'old');
-    // Typed as the other plugin types it: this program also has @noa/rate-limiter/fastify's `rateLimit`.
-    const other = app as unknown as { rateLimit(options: { max: number }): ReturnType<typeof app.noaRateLimit> };
-    app.get('/old-hook', { onRequest: other.rateLimit({ max: 1 }) }, async () => 'old');
-    app.get('/new', { config: { noaRateLimit: {} } }, async () => 'new');
-    app.get('/new-hook', { onRequest: app.noaRateLimit({ limiter: strict }) }, async () => 'new');
-    await app.ready();
+  it.each([
+    ['registered first', true],
+    ['registered second', false],
+  ])(
+    'reads config.noaRateLimit, decorates fastify.noaRateLimit, leaves the rateLimit names alone (%s)',
+    async (_order, oursFirst) => {
+      const app = Fastify();
+      const limiter = createRateLimiter({ limits: [{ name: 'api', limit: 2, windowMs: 60_000 }] });
+      const strict = createRateLimiter({
+        prefix: 'strict',
+        limits: [{ name: 'strict', limit: 1, windowMs: 60_000 }],
+      });
+      // Ours first, the other plugin still gets `fastify.rateLimit`.
+      if (oursFirst) await app.register(fastifyRateLimitOwnNames, { limiter, global: false });
+      await app.register(otherRateLimit);
+      if (!oursFirst) await app.register(fastifyRateLimitOwnNames, { limiter, global: false });
+      app.get('/old', { config: { rateLimit: { max: 1 } } as object }, async () => 'old');
+      // Typed as the other plugin types it: this program also has @noa/rate-limiter/fastify's `rateLimit`.
+      const other = app as unknown as {
+        rateLimit(options: { max: number }): ReturnType<typeof app.noaRateLimit>;
+      };
+      app.get('/old-hook', { onRequest: other.rateLimit({ max: 1 }) }, async () => 'old');
+      app.get('/new', { config: { noaRateLimit: {} } }, async () => 'new');
+      app.get('/new-hook', { onRequest: app.noaRateLimit({ limiter: strict }) }, async () => 'new');
+      await app.ready();
 
-    expect(await statuses(app, '/old', 2)).toBe('200 429');
-    expect(await statuses(app, '/old-hook', 2)).toBe('200 429');
-    const old = await app.inject({ url: '/old' });
-    expect(old.json()).toEqual({ refusedBy: 'other' });
-    expect(old.headers.ratelimit).toBeUndefined();
-    expect(await statuses(app, '/new', 3)).toBe('200 200 429');
-    const refused = await app.inject({ url: '/new-hook' });
-    expect(refused.headers.ratelimit).toMatch(/^"strict";r=0;/);
-    expect(await statuses(app, '/new-hook', 1)).toBe('429');
-    expect((await app.inject({ url: '/new-hook' })).headers['content-type']).toMatch(/problem\+json/);
-    await app.close();
-    await Promise.all([limiter.close(), strict.close()]);
-  });
+      expect(await statuses(app, '/old', 2)).toBe('200 429');
+      expect(await statuses(app, '/old-hook', 2)).toBe('200 429');
+      const old = await app.inject({ url: '/old' });
+      expect(old.json()).toEqual({ refusedBy: 'other' });
+      expect(old.headers.ratelimit).toBeUndefined();
+      expect(await statuses(app, '/new', 3)).toBe('200 200 429');
+      const refused = await app.inject({ url: '/new-hook' });
+      expect(refused.headers.ratelimit).toMatch(/^"strict";r=0;/);
+      expect(await statuses(app, '/new-hook', 1)).toBe('429');
+      expect((await app.inject({ url: '/new-hook' })).headers['content-type']).toMatch(/problem\+json/);
+      await app.close();
+      await Promise.all([limiter.close(), strict.close()]);
+    },
+  );
 
   it('sets request.rateLimit and exempts a route with config.noaRateLimit: false', async () => {
     const app = Fastify();
@@ -88,7 +102,7 @@ describe('@noa/rate-limiter/fastify-own-names beside a plugin that claims rateLi
 
   // Why the second entry: the plugin of `@noa/rate-limiter/fastify` takes `config.rateLimit` as
   // its own options, so @fastify/rate-limit's there are a ConfigError at the route's registration.
-  it('the plugin of @noa/rate-limiter/fastify refuses the other plugin\'s config.rateLimit', async () => {
+  it("the plugin of @noa/rate-limiter/fastify refuses the other plugin's config.rateLimit", async () => {
     const app = Fastify();
     const limiter = createRateLimiter({ limits: [{ limit: 1, windowMs: 60_000 }] });
     await app.register(fastifyRateLimit, { limiter, global: false });

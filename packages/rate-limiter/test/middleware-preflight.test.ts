@@ -14,7 +14,10 @@ import { createRateLimiter, type RequestFacts } from '../src/index.js';
 const isPreflight = ({ method, headers }: RequestFacts) =>
   method === 'OPTIONS' && headers['access-control-request-method'] !== undefined;
 
-const preflight = { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } };
+const preflight = {
+  method: 'OPTIONS',
+  headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' },
+};
 
 /** Statuses of a browser's preflight + POST, twice, then of a bare OPTIONS and a POST. */
 async function session(base: string): Promise<string> {

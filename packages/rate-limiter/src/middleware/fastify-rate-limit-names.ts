@@ -3,11 +3,7 @@
 // declarations are apart from the plugin's own (fastify.ts) because they clash with
 // @fastify/rate-limit's (TS2717): a program with both imports `@noa/rate-limiter/fastify-own-names`,
 // which never reaches this file.
-import {
-  type FastifyRateLimitHook,
-  fastifyPluginNamed,
-  type RouteRateLimitOptions,
-} from './fastify.js';
+import { type FastifyRateLimitHook, fastifyPluginNamed, type RouteRateLimitOptions } from './fastify.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
