@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { parseOptions } from '@noa/core';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { z } from 'zod';
 import { type ProblemOptions, quotaProblem, rateLimitHeaders, withEarlierPolicies } from '../headers.js';
@@ -212,174 +212,174 @@ function isPlainObject(value: unknown): value is object {
   return proto === Object.prototype || proto === null;
 }
 
-/** The plugin, reading `config[names]` and decorating `fastify[names]`. */
-const pluginNamed =
-  (names: FastifyPluginNames): FastifyPluginAsync<FastifyRateLimitOptions> =>
-  async (fastify, options) => {
-    const { global, hook, requestWasSuccessful, ...shared } = parseOptions(
-      'fastifyRateLimit',
-      pluginOptionsSchema,
-      options,
-    );
-    // Per registration: a second one (another limiter) owes the same request its own refund.
-    /** The refund owed by each counted request whose response decides it (see `refunderFor`). */
-    const pendingRefunds = new WeakMap<FastifyRequest, (successful: boolean) => void>();
-    const wasSuccessful: FastifyRequestWasSuccessful =
-      requestWasSuccessful ?? ((_, reply) => defaultRequestWasSuccessful(reply.statusCode));
-    // Keyed by the route's own config object: the options it resolves to, parsed once.
-    const routeOptions = new WeakMap<RouteRateLimitOptions, FastifyOptions>();
-    const configOf = (config: unknown): RouteRateLimitOptions | false | undefined =>
-      (config as Partial<Record<FastifyPluginNames, RouteRateLimitOptions | false>> | undefined)?.[names];
-    // One object per distinct options, so that hooks made from equal ones (two objects, or a route's
-    // config.rateLimit and a fastify.rateLimit() with the same) are one check per request: `enforce`
-    // tells a request checked already by the identity of its options.
-    const distinctOptions: FastifyOptions[] = [];
-    // `component` names the options in a ConfigError: a route's config.rateLimit, or fastify.rateLimit().
-    const resolve = (component: string, config: RouteRateLimitOptions): FastifyOptions => {
-      let resolved = routeOptions.get(config);
+/** The plugin, reading a route's `config[names]` and decorating `fastify[names]`. */
+const plugin = async (
+  fastify: FastifyInstance,
+  options: FastifyRateLimitOptions,
+  names: FastifyPluginNames,
+): Promise<void> => {
+  const { global, hook, requestWasSuccessful, ...shared } = parseOptions(
+    'fastifyRateLimit',
+    pluginOptionsSchema,
+    options,
+  );
+  // Per registration: a second one (another limiter) owes the same request its own refund.
+  /** The refund owed by each counted request whose response decides it (see `refunderFor`). */
+  const pendingRefunds = new WeakMap<FastifyRequest, (successful: boolean) => void>();
+  const wasSuccessful: FastifyRequestWasSuccessful =
+    requestWasSuccessful ?? ((_, reply) => defaultRequestWasSuccessful(reply.statusCode));
+  // Keyed by the route's own config object: the options it resolves to, parsed once.
+  const routeOptions = new WeakMap<RouteRateLimitOptions, FastifyOptions>();
+  const configOf = (config: unknown): RouteRateLimitOptions | false | undefined =>
+    (config as Partial<Record<FastifyPluginNames, RouteRateLimitOptions | false>> | undefined)?.[names];
+  // One object per distinct options, so that hooks made from equal ones (two objects, or a route's
+  // config.rateLimit and a fastify.rateLimit() with the same) are one check per request: `enforce`
+  // tells a request checked already by the identity of its options.
+  const distinctOptions: FastifyOptions[] = [];
+  // `component` names the options in a ConfigError: a route's config.rateLimit, or fastify.rateLimit().
+  const resolve = (component: string, config: RouteRateLimitOptions): FastifyOptions => {
+    let resolved = routeOptions.get(config);
+    if (resolved === undefined) {
+      const parsedRoute = parseOptions(component, routeRateLimitSchema, config);
+      // Only what the route wrote overrides the plugin's options (not the schema's defaults).
+      const overrides = Object.fromEntries(Object.entries(parsedRoute).filter(([name]) => name in config));
+      // Field by field for `headers` too: `{ legacy: true }` adds the legacy fields to the plugin's
+      // draft, it does not bring back the schema's defaults for `standard` and `draft`.
+      if (parsedRoute.headers !== undefined && config.headers !== undefined)
+        overrides.headers = {
+          ...shared.headers,
+          ...Object.fromEntries(
+            Object.entries(parsedRoute.headers).filter(([name]) => name in (config.headers as object)),
+          ),
+        };
+      const merged = { ...shared, ...overrides } as FastifyOptions;
+      resolved = sameOptions(merged, shared)
+        ? shared
+        : distinctOptions.find((known) => sameOptions(known, merged));
       if (resolved === undefined) {
-        const parsedRoute = parseOptions(component, routeRateLimitSchema, config);
-        // Only what the route wrote overrides the plugin's options (not the schema's defaults).
-        const overrides = Object.fromEntries(Object.entries(parsedRoute).filter(([name]) => name in config));
-        // Field by field for `headers` too: `{ legacy: true }` adds the legacy fields to the plugin's
-        // draft, it does not bring back the schema's defaults for `standard` and `draft`.
-        if (parsedRoute.headers !== undefined && config.headers !== undefined)
-          overrides.headers = {
-            ...shared.headers,
-            ...Object.fromEntries(
-              Object.entries(parsedRoute.headers).filter(([name]) => name in (config.headers as object)),
-            ),
-          };
-        const merged = { ...shared, ...overrides } as FastifyOptions;
-        resolved = sameOptions(merged, shared)
-          ? shared
-          : distinctOptions.find((known) => sameOptions(known, merged));
-        if (resolved === undefined) {
-          resolved = merged;
-          // Bounded: hooks made per request with options of their own would otherwise grow it forever.
-          if (distinctOptions.length < maxDistinctOptions) distinctOptions.push(merged);
-        }
-        routeOptions.set(config, resolved);
+        resolved = merged;
+        // Bounded: hooks made per request with options of their own would otherwise grow it forever.
+        if (distinctOptions.length < maxDistinctOptions) distinctOptions.push(merged);
       }
-      return resolved;
-    };
-    // A second registration (a global limiter and a stricter one) shares the decorator.
-    if (!fastify.hasRequestDecorator('rateLimit')) fastify.decorateRequest('rateLimit', undefined);
-    // Routes added after the plugin are checked at registration, so a bad option fails at start-up.
-    fastify.addHook('onRoute', (route) => {
-      const config = configOf(route.config);
-      if (config !== undefined && config !== false)
-        resolve(`route ${String(route.method)} ${route.url} config.${names}`, config);
-    });
-    // The trust-proxy settings that break IP keys, as the Express middleware warns about them.
-    let watchTrustProxy = true;
-    // Once per registration, as the trust-proxy warnings.
-    let onUndefinedIp: (() => void) | undefined = () => {
-      onUndefinedIp = undefined;
-      warnUndefinedIp();
-    };
-    const limit = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
-      // Read at request time, not only in onRoute: routes declared before the plugin keep their config.
-      const config = configOf(request.routeOptions.config);
-      if (config === false || (config === undefined && !global)) return;
-      const route =
-        config === undefined
-          ? undefined
-          : resolve(
-              `route ${String(request.routeOptions.method)} ${request.routeOptions.url} config.${names}`,
-              config,
-            );
-      return enforce(request, reply, route ?? shared);
-    };
-    /** The options each request was checked with, so that a manual hook with the same ones does not count it twice. */
-    const checkedWith = new WeakMap<FastifyRequest, FastifyOptions | FastifyOptions[]>();
-    const enforce = async (
-      request: FastifyRequest,
-      reply: FastifyReply,
-      active: FastifyOptions,
-    ): Promise<unknown> => {
-      // One options object per request is the rule; a list only for hooks of several options.
-      const checked = checkedWith.get(request);
-      if (checked === undefined) checkedWith.set(request, active);
-      else if (checked === active || (Array.isArray(checked) && checked.includes(active))) return;
-      else if (Array.isArray(checked)) checked.push(active);
-      else checkedWith.set(request, [checked, active]);
-      if (watchTrustProxy) watchTrustProxy = checkTrustProxy(request);
-      if (!(active.limiter instanceof RateLimiter)) return;
-      const facts = factsOf(request, reply);
-      if (active.skip !== undefined && (await active.skip(facts))) return;
-      const pending = checkInputOf(facts, active, onUndefinedIp);
-      const input = pending instanceof Promise ? await pending : pending;
-      const result = await active.limiter.check(input);
-      request.rateLimit = result;
-      const refund = refunderFor(active, input, result);
-      if (refund !== undefined) {
-        // Gone while the request was being checked: its onRequestAbort came before there was a refund.
-        if (reply.raw.closed && !reply.raw.writableFinished) refund(false);
-        else {
-          // A manual hook with other options (another limiter) owes the request a refund of its own.
-          const earlier = pendingRefunds.get(request);
-          pendingRefunds.set(
-            request,
-            earlier === undefined
-              ? refund
-              : (successful) => {
-                  earlier(successful);
-                  refund(successful);
-                },
-          );
-        }
-      }
-      // Another registration (or hook) may have checked the request already: its policies stay listed.
-      reply.headers(
-        withEarlierPolicies(rateLimitHeaders(result, active.headers, active.limiter.clock.now()), (name) =>
-          reply.getHeader(name),
-        ),
-      );
-      if (!result.allowed) {
-        if (active.handler !== undefined) {
-          const handled = await active.handler(request, reply, result, {
-            blockedStatus: active.blockedStatus,
-          });
-          // A handler that sent nothing would let the refused request through to the route.
-          if (reply.sent) return handled;
-        }
-        const problem = quotaProblem(result, active);
-        return reply.code(problem.status).type('application/problem+json').send(problem);
-      }
-      // Gone during its queue delay: no route to run for nobody (hijacked, the lifecycle stops
-      // here), and its slot is a live client's.
-      if (result.delayMs > 0 && !(await waitOutQueueDelay(reply.raw, result.delayMs))) {
-        giveBackUnserved(active.limiter, input, result, refund);
-        reply.hijack();
-      }
-      return undefined;
-    };
-    fastify.addHook('onResponse', async (request, reply) => {
-      const refund = pendingRefunds.get(request);
-      if (refund === undefined) return;
-      pendingRefunds.delete(request);
-      // A function that throws (even synchronously) or rejects cannot tell: a failure, as in Express.
-      refund(
-        await Promise.resolve()
-          .then(() => wasSuccessful(request, reply))
-          .catch(() => false),
-      );
-    });
-    // The client went away before the response: a failure.
-    fastify.addHook('onRequestAbort', async (request) => {
-      pendingRefunds.get(request)?.(false);
-      pendingRefunds.delete(request);
-    });
-    // The first registration in a context names the decorator (a second one there would clash).
-    if (!fastify.hasDecorator(names))
-      fastify.decorate(names, (options?: RouteRateLimitOptions): FastifyRateLimitHook => {
-        const active = options === undefined ? shared : resolve(`fastify.${names}()`, options);
-        return (request, reply) => enforce(request, reply, active);
-      });
-    if (hook === 'preHandler') fastify.addHook('preHandler', limit);
-    else fastify.addHook('onRequest', limit);
+      routeOptions.set(config, resolved);
+    }
+    return resolved;
   };
+  // A second registration (a global limiter and a stricter one) shares the decorator.
+  if (!fastify.hasRequestDecorator('rateLimit')) fastify.decorateRequest('rateLimit', undefined);
+  // Routes added after the plugin are checked at registration, so a bad option fails at start-up.
+  fastify.addHook('onRoute', (route) => {
+    const config = configOf(route.config);
+    if (config !== undefined && config !== false)
+      resolve(`route ${String(route.method)} ${route.url} config.${names}`, config);
+  });
+  // The trust-proxy settings that break IP keys, as the Express middleware warns about them.
+  let watchTrustProxy = true;
+  // Once per registration, as the trust-proxy warnings.
+  let onUndefinedIp: (() => void) | undefined = () => {
+    onUndefinedIp = undefined;
+    warnUndefinedIp();
+  };
+  const limit = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    // Read at request time, not only in onRoute: routes declared before the plugin keep their config.
+    const config = configOf(request.routeOptions.config);
+    if (config === false || (config === undefined && !global)) return;
+    const route =
+      config === undefined
+        ? undefined
+        : resolve(
+            `route ${String(request.routeOptions.method)} ${request.routeOptions.url} config.${names}`,
+            config,
+          );
+    return enforce(request, reply, route ?? shared);
+  };
+  /** The options each request was checked with, so that a manual hook with the same ones does not count it twice. */
+  const checkedWith = new WeakMap<FastifyRequest, FastifyOptions | FastifyOptions[]>();
+  const enforce = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    active: FastifyOptions,
+  ): Promise<unknown> => {
+    // One options object per request is the rule; a list only for hooks of several options.
+    const checked = checkedWith.get(request);
+    if (checked === undefined) checkedWith.set(request, active);
+    else if (checked === active || (Array.isArray(checked) && checked.includes(active))) return;
+    else if (Array.isArray(checked)) checked.push(active);
+    else checkedWith.set(request, [checked, active]);
+    if (watchTrustProxy) watchTrustProxy = checkTrustProxy(request);
+    if (!(active.limiter instanceof RateLimiter)) return;
+    const facts = factsOf(request, reply);
+    if (active.skip !== undefined && (await active.skip(facts))) return;
+    const pending = checkInputOf(facts, active, onUndefinedIp);
+    const input = pending instanceof Promise ? await pending : pending;
+    const result = await active.limiter.check(input);
+    request.rateLimit = result;
+    const refund = refunderFor(active, input, result);
+    if (refund !== undefined) {
+      // Gone while the request was being checked: its onRequestAbort came before there was a refund.
+      if (reply.raw.closed && !reply.raw.writableFinished) refund(false);
+      else {
+        // A manual hook with other options (another limiter) owes the request a refund of its own.
+        const earlier = pendingRefunds.get(request);
+        pendingRefunds.set(
+          request,
+          earlier === undefined
+            ? refund
+            : (successful) => {
+                earlier(successful);
+                refund(successful);
+              },
+        );
+      }
+    }
+    // Another registration (or hook) may have checked the request already: its policies stay listed.
+    reply.headers(
+      withEarlierPolicies(rateLimitHeaders(result, active.headers, active.limiter.clock.now()), (name) =>
+        reply.getHeader(name),
+      ),
+    );
+    if (!result.allowed) {
+      if (active.handler !== undefined) {
+        const handled = await active.handler(request, reply, result, { blockedStatus: active.blockedStatus });
+        // A handler that sent nothing would let the refused request through to the route.
+        if (reply.sent) return handled;
+      }
+      const problem = quotaProblem(result, active);
+      return reply.code(problem.status).type('application/problem+json').send(problem);
+    }
+    // Gone during its queue delay: no route to run for nobody (hijacked, the lifecycle stops
+    // here), and its slot is a live client's.
+    if (result.delayMs > 0 && !(await waitOutQueueDelay(reply.raw, result.delayMs))) {
+      giveBackUnserved(active.limiter, input, result, refund);
+      reply.hijack();
+    }
+    return undefined;
+  };
+  fastify.addHook('onResponse', async (request, reply) => {
+    const refund = pendingRefunds.get(request);
+    if (refund === undefined) return;
+    pendingRefunds.delete(request);
+    // A function that throws (even synchronously) or rejects cannot tell: a failure, as in Express.
+    refund(
+      await Promise.resolve()
+        .then(() => wasSuccessful(request, reply))
+        .catch(() => false),
+    );
+  });
+  // The client went away before the response: a failure.
+  fastify.addHook('onRequestAbort', async (request) => {
+    pendingRefunds.get(request)?.(false);
+    pendingRefunds.delete(request);
+  });
+  // The first registration in a context names the decorator (a second one there would clash).
+  if (!fastify.hasDecorator(names))
+    fastify.decorate(names, (options?: RouteRateLimitOptions): FastifyRateLimitHook => {
+      const active = options === undefined ? shared : resolve(`fastify.${names}()`, options);
+      return (request, reply) => enforce(request, reply, active);
+    });
+  if (hook === 'preHandler') fastify.addHook('preHandler', limit);
+  else fastify.addHook('onRequest', limit);
+};
 
 /**
  * The Fastify plugin reading a route's `config[names]` and decorating `fastify[names]()`: the
@@ -387,7 +387,9 @@ const pluginNamed =
  * `@noa/rate-limiter/fastify-own-names` `'noaRateLimit'`'s.
  */
 export function fastifyPluginNamed(names: FastifyPluginNames): FastifyPluginAsync<FastifyRateLimitOptions> {
-  return fastifyPlugin(pluginNamed(names), { fastify: '5.x', name: '@noa/rate-limiter' });
+  const named: FastifyPluginAsync<FastifyRateLimitOptions> = (fastify, options) =>
+    plugin(fastify, options, names);
+  return fastifyPlugin(named, { fastify: '5.x', name: '@noa/rate-limiter' });
 }
 
 /**
