@@ -18,6 +18,7 @@ describe('entries and optional peers', () => {
     expect(optionalPeersByEntry(packageDir)).toEqual({
       '.': [],
       './fastify': ['fastify'],
+      './fastify-own-names': ['fastify'],
       './redis': ['ioredis'],
       './express': ['express'],
     });

@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { parseOptions } from '@noa/core';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { z } from 'zod';
 import { type ProblemOptions, quotaProblem, rateLimitHeaders, withEarlierPolicies } from '../headers.js';
@@ -56,7 +56,7 @@ const fastifyMiddlewareSchema = middlewareOptionsSchemaOf<FastifyRequestFacts>()
 });
 
 const pluginOptionsSchema = fastifyMiddlewareSchema.extend({
-  /** Limit every route (true) or only routes with `config.rateLimit` (false). */
+  /** Limit every route (true) or only routes with `config.rateLimit` / `config.noaRateLimit` (false). */
   global: z.boolean().default(true),
   /**
    * The hook the check runs in. `'preHandler'` runs after the `onRequest`/`preValidation` hooks
@@ -78,31 +78,50 @@ export type FastifyRequestWasSuccessful = (
 /** Options of {@link fastifyRateLimit}. */
 export type FastifyRateLimitOptions = z.input<typeof pluginOptionsSchema>;
 
-/** Per-route overrides, in a route's `config.rateLimit` (or `false` to exempt the route). */
+/**
+ * Per-route overrides, in a route's `config.rateLimit` (`config.noaRateLimit` with
+ * `@noa/rate-limiter/fastify-own-names`), or `false` to exempt the route.
+ */
 export const routeRateLimitSchema = fastifyMiddlewareSchema.partial().strict();
 
-/** Per-route options as written in `config: { rateLimit: … }`. */
+/** Per-route options as written in `config: { rateLimit: … }` (or `config: { noaRateLimit: … }`). */
 export type RouteRateLimitOptions = z.input<typeof routeRateLimitSchema>;
 
-/** A hook made by `fastify.rateLimit()`: checks the request as the plugin's own hook does. */
+/**
+ * A hook made by `fastify.rateLimit()` (`fastify.noaRateLimit()` with
+ * `@noa/rate-limiter/fastify-own-names`): checks the request as the plugin's own hook does.
+ */
 export type FastifyRateLimitHook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+
+/**
+ * The names the plugin claims on Fastify's types: `config.<name>` for a route's options and
+ * `fastify.<name>()` for the manual hook. `rateLimit` are @fastify/rate-limit's own (the
+ * `@noa/rate-limiter/fastify` entry, declared in fastify-rate-limit-names.ts); `noaRateLimit` are
+ * ours alone, so that the two plugins can be installed, imported and registered side by side
+ * (`@noa/rate-limiter/fastify-own-names`).
+ */
+export type FastifyPluginNames = 'rateLimit' | 'noaRateLimit';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /**
-     * The plugin's check as a hook of your own (@noa/rate-limiter; @fastify/rate-limit's
-     * `fastify.rateLimit()`), for where the plugin's hook does not run or should run with other
-     * options: `setNotFoundHandler({ preHandler: fastify.rateLimit() }, …)`, a route's `onRequest`
-     * or `preHandler` under `global: false`. `options` override the plugin's as a route's
-     * `config.rateLimit` does, parsed when the hook is made; the route's `config.rateLimit` is not
-     * read. A request is checked once per distinct options: hooks of equal options (the same
-     * limiter, functions and handler, equal values), the plugin's own included, count it once.
+     * The plugin's check as a hook of your own, under a name @fastify/rate-limit does not claim
+     * (`@noa/rate-limiter/fastify-own-names`; `fastify.rateLimit()` with `@noa/rate-limiter/fastify`):
+     * for where the plugin's hook does not run or should run with other options:
+     * `setNotFoundHandler({ preHandler: fastify.noaRateLimit() }, …)`, a route's `onRequest` or
+     * `preHandler` under `global: false`. `options` override the plugin's as a route's
+     * `config.noaRateLimit` does, parsed when the hook is made; the route's config is not read. A
+     * request is checked once per distinct options: hooks of equal options (the same limiter,
+     * functions and handler, equal values), the plugin's own included, count it once.
      */
-    rateLimit(options?: RouteRateLimitOptions): FastifyRateLimitHook;
+    noaRateLimit(options?: RouteRateLimitOptions): FastifyRateLimitHook;
   }
   interface FastifyContextConfig {
-    /** @noa/rate-limiter overrides for this route, or `false` to exempt it. */
-    rateLimit?: RouteRateLimitOptions | false;
+    /**
+     * @noa/rate-limiter overrides for this route, or `false` to exempt it, read by the plugin of
+     * `@noa/rate-limiter/fastify-own-names` (that of `@noa/rate-limiter/fastify` reads `rateLimit`).
+     */
+    noaRateLimit?: RouteRateLimitOptions | false;
   }
   interface FastifyRequest {
     /** The rate-limit check's result (set by @noa/rate-limiter). */
@@ -193,7 +212,12 @@ function isPlainObject(value: unknown): value is object {
   return proto === Object.prototype || proto === null;
 }
 
-const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, options) => {
+/** The plugin, reading a route's `config[names]` and decorating `fastify[names]`. */
+const plugin = async (
+  fastify: FastifyInstance,
+  options: FastifyRateLimitOptions,
+  names: FastifyPluginNames,
+): Promise<void> => {
   const { global, hook, requestWasSuccessful, ...shared } = parseOptions(
     'fastifyRateLimit',
     pluginOptionsSchema,
@@ -206,6 +230,8 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     requestWasSuccessful ?? ((_, reply) => defaultRequestWasSuccessful(reply.statusCode));
   // Keyed by the route's own config object: the options it resolves to, parsed once.
   const routeOptions = new WeakMap<RouteRateLimitOptions, FastifyOptions>();
+  const configOf = (config: unknown): RouteRateLimitOptions | false | undefined =>
+    (config as Partial<Record<FastifyPluginNames, RouteRateLimitOptions | false>> | undefined)?.[names];
   // One object per distinct options, so that hooks made from equal ones (two objects, or a route's
   // config.rateLimit and a fastify.rateLimit() with the same) are one check per request: `enforce`
   // tells a request checked already by the identity of its options.
@@ -243,9 +269,9 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
   if (!fastify.hasRequestDecorator('rateLimit')) fastify.decorateRequest('rateLimit', undefined);
   // Routes added after the plugin are checked at registration, so a bad option fails at start-up.
   fastify.addHook('onRoute', (route) => {
-    const config = (route.config as { rateLimit?: RouteRateLimitOptions | false } | undefined)?.rateLimit;
+    const config = configOf(route.config);
     if (config !== undefined && config !== false)
-      resolve(`route ${String(route.method)} ${route.url} config.rateLimit`, config);
+      resolve(`route ${String(route.method)} ${route.url} config.${names}`, config);
   });
   // The trust-proxy settings that break IP keys, as the Express middleware warns about them.
   let watchTrustProxy = true;
@@ -256,13 +282,13 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
   };
   const limit = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     // Read at request time, not only in onRoute: routes declared before the plugin keep their config.
-    const config = request.routeOptions.config.rateLimit;
+    const config = configOf(request.routeOptions.config);
     if (config === false || (config === undefined && !global)) return;
     const route =
       config === undefined
         ? undefined
         : resolve(
-            `route ${String(request.routeOptions.method)} ${request.routeOptions.url} config.rateLimit`,
+            `route ${String(request.routeOptions.method)} ${request.routeOptions.url} config.${names}`,
             config,
           );
     return enforce(request, reply, route ?? shared);
@@ -346,9 +372,9 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
     pendingRefunds.delete(request);
   });
   // The first registration in a context names the decorator (a second one there would clash).
-  if (!fastify.hasDecorator('rateLimit'))
-    fastify.decorate('rateLimit', (options?: RouteRateLimitOptions): FastifyRateLimitHook => {
-      const active = options === undefined ? shared : resolve('fastify.rateLimit()', options);
+  if (!fastify.hasDecorator(names))
+    fastify.decorate(names, (options?: RouteRateLimitOptions): FastifyRateLimitHook => {
+      const active = options === undefined ? shared : resolve(`fastify.${names}()`, options);
       return (request, reply) => enforce(request, reply, active);
     });
   if (hook === 'preHandler') fastify.addHook('preHandler', limit);
@@ -356,12 +382,22 @@ const plugin: FastifyPluginAsync<FastifyRateLimitOptions> = async (fastify, opti
 };
 
 /**
- * Fastify plugin (fastify-plugin, so it applies to the whole instance): checks requests in an
- * `onRequest` hook (or `preHandler`, option `hook`), sets the rate-limit headers, replies 429 problem+json when refused (413, without
- * `Retry-After`, for a cost no limit's capacity can ever admit; 503, without rate-limit fields, when
- * `failMode: 'closed'` refuses because the store cannot be reached). Routes
- * override options with `config: { rateLimit: { … } }` or opt out with `config: { rateLimit: false }`.
- * `request.ip` honours Fastify's `trustProxy` option (a process warning says when it looks wrong,
- * as the Express middleware's does).
+ * The Fastify plugin reading a route's `config[names]` and decorating `fastify[names]()`: the
+ * plugin of `@noa/rate-limiter/fastify` is `'rateLimit'`'s, that of
+ * `@noa/rate-limiter/fastify-own-names` `'noaRateLimit'`'s.
  */
-export const fastifyRateLimit = fastifyPlugin(plugin, { fastify: '5.x', name: '@noa/rate-limiter' });
+export function fastifyPluginNamed(names: FastifyPluginNames): FastifyPluginAsync<FastifyRateLimitOptions> {
+  const named: FastifyPluginAsync<FastifyRateLimitOptions> = (fastify, options) =>
+    plugin(fastify, options, names);
+  return fastifyPlugin(named, { fastify: '5.x', name: '@noa/rate-limiter' });
+}
+
+/**
+ * The Fastify plugin of `@noa/rate-limiter/fastify-own-names`, exported there as `fastifyRateLimit`:
+ * the same plugin under names @fastify/rate-limit does not claim, so that both can be installed,
+ * imported and registered in one app while routes move over. A route's options are its
+ * `config.noaRateLimit` (`config.rateLimit` is left to @fastify/rate-limit, not read), the manual
+ * hook is `fastify.noaRateLimit()` (`fastify.rateLimit` is not decorated); `request.rateLimit` is
+ * the result, as with `@noa/rate-limiter/fastify`.
+ */
+export const fastifyRateLimitOwnNames = fastifyPluginNamed('noaRateLimit');
