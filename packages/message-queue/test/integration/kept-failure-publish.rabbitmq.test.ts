@@ -5,30 +5,19 @@ import {
   recordingLogger,
   serviceUrl,
   startPrivateRabbit,
-  startTcpProxy,
-  type TcpProxy,
   uniqueName,
 } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
-import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { waitFor } from '../helpers.js';
 import { privateRabbitUnavailable } from './private-rabbit-setup.js';
+import { gate, heldJobWorker, proxiedUrl, reconnectingProvider } from './proxied-rabbit.js';
 
 const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
 if (!reachable) console.log(`skipped: no RabbitMQ at ${url}`);
 const noPrivateNode = privateRabbitUnavailable();
-
-/** A gate a handler waits on until the test opens it. */
-function gate(): { wait: Promise<void>; open: () => void } {
-  let open = (): void => {};
-  const wait = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { wait, open };
-}
 
 /** A counter's value for one queue (0 when it has no series). */
 async function counter(registry: Registry, name: string, queue: string): Promise<number> {
@@ -52,19 +41,10 @@ function count(logger: RecordingLogger, message: string): number {
 // the publish on, then is cut). The job must be neither lost nor completed twice.
 describe.skipIf(!reachable)('RabbitMQ: the publish of a kept failure fails', () => {
   it('the job runs again and completes once (the connection is lost during the publish)', async () => {
-    const broker = new URL(url);
-    const proxy: TcpProxy = await startTcpProxy({ host: broker.hostname, port: Number(broker.port || 5672) });
-    const proxied = new URL(url);
-    proxied.hostname = '127.0.0.1';
-    proxied.port = String(proxy.port);
+    const { proxy, url: proxied } = await proxiedUrl(url);
     const name = uniqueName('kept-failure-publish');
     const logger = recordingLogger();
-    const provider = new RabbitMqProvider({
-      url: proxied.toString(),
-      reconnectDelayMs: 50,
-      maxReconnectDelayMs: 200,
-      logger,
-    });
+    const provider = reconnectingProvider(proxied, logger);
     const queue = new Queue({ name, provider });
     const registry = new Registry();
     const finish = gate();
@@ -76,9 +56,7 @@ describe.skipIf(!reachable)('RabbitMQ: the publish of a kept failure fails', () 
       worker = new Worker({
         queue,
         registry,
-        concurrency: 1,
-        // No heartbeat while the connection is down (one would abort the try: not this case).
-        leaseMs: 180_000,
+        ...heldJobWorker,
         handler: async (job) => {
           runs.push(`${job.name}#${job.attemptsMade}`);
           if (job.name !== 'gap' || runs.length > 1) return job.name;
@@ -148,17 +126,10 @@ describe.skipIf(noPrivateNode !== undefined)(
     });
 
     it('the job runs again and completes once (the broker nacks the publish)', async () => {
-      const proxy: TcpProxy = await startTcpProxy(node.url);
-      const proxied = new URL(node.url);
-      proxied.port = String(proxy.port);
+      const { proxy, url: proxied } = await proxiedUrl(node.url);
       const name = uniqueName('kept-failure-refused');
       const logger = recordingLogger();
-      const provider = new RabbitMqProvider({
-        url: proxied.toString(),
-        reconnectDelayMs: 50,
-        maxReconnectDelayMs: 200,
-        logger,
-      });
+      const provider = reconnectingProvider(proxied, logger);
       const queue = new Queue({ name, provider });
       const registry = new Registry();
       const finish = gate();

@@ -1,4 +1,4 @@
-import { isReachable, recordingLogger, serviceUrl, startTcpProxy, uniqueName } from '@noa/testkit';
+import { isReachable, recordingLogger, serviceUrl, uniqueName } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { LeaseLostError, Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
+import { gate, heldJobWorker, proxiedUrl } from './proxied-rabbit.js';
 
 const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
@@ -17,15 +18,6 @@ const variants = [
   { label: 'AMQP only', state: false, skip: false },
   { label: 'with a Redis job state store', state: true, skip: !redisUp },
 ];
-
-/** A gate a handler waits on until the test opens it. */
-function gate(): { wait: Promise<void>; open: () => void } {
-  let open = (): void => {};
-  const wait = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { wait, open };
-}
 
 async function leasesLost(registry: Registry, queue: string): Promise<number> {
   const text = await registry.metrics();
@@ -41,11 +33,7 @@ describe.skipIf(!reachable)('RabbitMQ: the run whose channel closed loses its le
     it.skipIf(variant.skip)(
       `the first run's late outcome is refused and counted, the redelivered run's stands (${variant.label})`,
       async () => {
-        const broker = new URL(url);
-        const proxy = await startTcpProxy({ host: broker.hostname, port: Number(broker.port || 5672) });
-        const proxied = new URL(url);
-        proxied.hostname = '127.0.0.1';
-        proxied.port = String(proxy.port);
+        const { proxy, url: proxied } = await proxiedUrl(url);
         const name = uniqueName('lease-loss');
         const prefix = uniqueName('lease-loss-state');
         const connections: Redis[] = [];
@@ -56,7 +44,7 @@ describe.skipIf(!reachable)('RabbitMQ: the run whose channel closed loses its le
           return { state: new RedisJobStateStore({ connection, prefix }) };
         };
         const providerA = new RabbitMqProvider({
-          url: proxied.toString(),
+          url: proxied,
           reconnectDelayMs: 50,
           maxReconnectDelayMs: 200,
           ...state(),
@@ -149,18 +137,14 @@ describe.skipIf(!reachable)('RabbitMQ: the run whose channel closed loses its le
     it.skipIf(variant.skip)(
       `a run finishing while its connection is down is not run again when the job comes back to it (${variant.label})`,
       async () => {
-        const broker = new URL(url);
-        const proxy = await startTcpProxy({ host: broker.hostname, port: Number(broker.port || 5672) });
-        const proxied = new URL(url);
-        proxied.hostname = '127.0.0.1';
-        proxied.port = String(proxy.port);
+        const { proxy, url: proxied } = await proxiedUrl(url);
         const name = uniqueName('lease-loss-gap');
         const connection = variant.state
           ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null })
           : undefined;
         const logger = recordingLogger();
         const provider = new RabbitMqProvider({
-          url: proxied.toString(),
+          url: proxied,
           reconnectDelayMs: 50,
           maxReconnectDelayMs: 200,
           logger,
@@ -178,9 +162,7 @@ describe.skipIf(!reachable)('RabbitMQ: the run whose channel closed loses its le
           worker = new Worker({
             queue,
             registry,
-            concurrency: 1,
-            // No heartbeat while the connection is down (one would abort the try: not this case).
-            leaseMs: 180_000,
+            ...heldJobWorker,
             handler: async (job) => {
               runs.push(job.name);
               if (job.name === 'gap') await finish.wait;

@@ -3,7 +3,6 @@ import {
   type RecordingLogger,
   recordingLogger,
   serviceUrl,
-  startTcpProxy,
   type TcpProxy,
   uniqueName,
 } from '@noa/testkit';
@@ -14,21 +13,13 @@ import { Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
+import { gate, heldJobWorker, proxiedUrl, reconnectingProvider } from './proxied-rabbit.js';
 
 const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
 if (!reachable) console.log(`skipped: no RabbitMQ at ${url}`);
 const redisUp = await isReachable('redis');
 if (!redisUp) console.log(`skipped (state store variant): no Redis at ${serviceUrl('redis')}`);
-
-/** A gate a handler waits on until the test opens it. */
-function gate(): { wait: Promise<void>; open: () => void } {
-  let open = (): void => {};
-  const wait = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { wait, open };
-}
 
 /** A counter's value for one queue (0 when it has no series). */
 async function counter(registry: Registry, name: string, queue: string): Promise<number> {
@@ -70,15 +61,6 @@ async function loseHeldAndReconnect(
   );
 }
 
-async function proxiedUrl(): Promise<{ proxy: TcpProxy; url: string }> {
-  const broker = new URL(url);
-  const proxy = await startTcpProxy({ host: broker.hostname, port: Number(broker.port || 5672) });
-  const proxied = new URL(url);
-  proxied.hostname = '127.0.0.1';
-  proxied.port = String(proxy.port);
-  return { proxy, url: proxied.toString() };
-}
-
 // A worker reaches the broker through a proxy that passes the broker's deliveries but holds back
 // what the worker sends from its next ack on (`holdClientFrom`), then is cut: the ack is lost
 // with the connection and the broker redelivers the message. Twice.
@@ -86,15 +68,10 @@ describe.skipIf(!reachable)('RabbitMQ: acks lost with the connection, twice', ()
   // The job finishes while the connection is down (its outcome kept for the redelivery), and the
   // ack of that redelivery is lost too: the second redelivery is only acknowledged.
   it('without a store: a kept outcome settles the redelivery and its redelivery again; one run', async () => {
-    const { proxy, url: proxied } = await proxiedUrl();
+    const { proxy, url: proxied } = await proxiedUrl(url);
     const name = uniqueName('lost-acks-kept');
     const logger = recordingLogger();
-    const provider = new RabbitMqProvider({
-      url: proxied,
-      reconnectDelayMs: 50,
-      maxReconnectDelayMs: 200,
-      logger,
-    });
+    const provider = reconnectingProvider(proxied, logger);
     const queue = new Queue({ name, provider });
     const registry = new Registry();
     const finish = gate();
@@ -105,9 +82,7 @@ describe.skipIf(!reachable)('RabbitMQ: acks lost with the connection, twice', ()
       worker = new Worker({
         queue,
         registry,
-        concurrency: 1,
-        // No heartbeat while the connection is down (one would abort the try: not this case).
-        leaseMs: 180_000,
+        ...heldJobWorker,
         handler: async (job) => {
           runs.push(job.name);
           if (job.name === 'gap') await finish.wait;
@@ -161,7 +136,7 @@ describe.skipIf(!reachable)('RabbitMQ: acks lost with the connection, twice', ()
     it.skipIf(variant.skip)(
       `a completed job whose ack and its redelivery's ack are lost runs ${variant.runs === 1 ? 'once' : 'at every delivery'} (${variant.label})`,
       async () => {
-        const { proxy, url: proxied } = await proxiedUrl();
+        const { proxy, url: proxied } = await proxiedUrl(url);
         const name = uniqueName('lost-acks-in-flight');
         const connection = variant.state
           ? new Redis(serviceUrl('redis'), { maxRetriesPerRequest: null })

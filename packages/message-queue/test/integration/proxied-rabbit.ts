@@ -1,0 +1,36 @@
+import { type RecordingLogger, startTcpProxy, type TcpProxy } from '@noa/testkit';
+import { RabbitMqProvider, type RabbitMqProviderOptions } from '../../src/rabbitmq.js';
+
+/** A gate a handler waits on until the test opens it. */
+export function gate(): { wait: Promise<void>; open: () => void } {
+  let open = (): void => {};
+  const wait = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { wait, open };
+}
+
+/** A TCP proxy in front of the broker at `brokerUrl`, and the AMQP URL that goes through it. */
+export async function proxiedUrl(brokerUrl: string): Promise<{ proxy: TcpProxy; url: string }> {
+  const broker = new URL(brokerUrl);
+  const proxy = await startTcpProxy({ host: broker.hostname, port: Number(broker.port || 5672) });
+  const proxied = new URL(brokerUrl);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(proxy.port);
+  return { proxy, url: proxied.toString() };
+}
+
+/** A provider that reconnects quickly (50–200 ms) and logs to `logger`, with any other options. */
+export function reconnectingProvider(
+  url: string,
+  logger: RecordingLogger,
+  options: Omit<RabbitMqProviderOptions, 'url' | 'logger'> = {},
+): RabbitMqProvider {
+  return new RabbitMqProvider({ url, reconnectDelayMs: 50, maxReconnectDelayMs: 200, logger, ...options });
+}
+
+/**
+ * Worker options for a job held through a connection loss: one at a time, and a lease long enough
+ * that no heartbeat falls while the connection is down (one would abort the try: not these cases).
+ */
+export const heldJobWorker = { concurrency: 1, leaseMs: 180_000 } as const;
