@@ -12,23 +12,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, Worker } from '../../src/index.js';
 import { waitFor } from '../helpers.js';
 import { privateRabbitUnavailable } from './private-rabbit-setup.js';
-import { gate, heldJobWorker, proxiedUrl, reconnectingProvider } from './proxied-rabbit.js';
+import {
+  counter,
+  gate,
+  heldJobWorker,
+  lostWarning,
+  proxiedUrl,
+  reconnectingProvider,
+} from './proxied-rabbit.js';
 
 const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
 if (!reachable) console.log(`skipped: no RabbitMQ at ${url}`);
 const noPrivateNode = privateRabbitUnavailable();
 
-/** A counter's value for one queue (0 when it has no series). */
-async function counter(registry: Registry, name: string, queue: string): Promise<number> {
-  const metric = await registry.getSingleMetric(`noa_message_queue_${name}`)?.get();
-  return metric?.values.find((value) => value.labels.queue === queue)?.value ?? 0;
-}
-
 /** An AMQP basic.publish method (class 60, method 40) in what a client sends. */
 const publishMethod = Buffer.from([0, 60, 0, 40]);
 
-const lostWarning = 'RabbitMQ connection lost; reconnecting';
 const keptNotPublished = 'could not publish the kept outcome of a redelivered job; it runs again';
 
 function count(logger: RecordingLogger, message: string): number {

@@ -13,19 +13,20 @@ import { Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
-import { gate, heldJobWorker, proxiedUrl, reconnectingProvider } from './proxied-rabbit.js';
+import {
+  counter,
+  gate,
+  heldJobWorker,
+  lostWarning,
+  proxiedUrl,
+  reconnectingProvider,
+} from './proxied-rabbit.js';
 
 const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
 if (!reachable) console.log(`skipped: no RabbitMQ at ${url}`);
 const redisUp = await isReachable('redis');
 if (!redisUp) console.log(`skipped (state store variant): no Redis at ${serviceUrl('redis')}`);
-
-/** A counter's value for one queue (0 when it has no series). */
-async function counter(registry: Registry, name: string, queue: string): Promise<number> {
-  const metric = await registry.getSingleMetric(`noa_message_queue_${name}`)?.get();
-  return metric?.values.find((value) => value.labels.queue === queue)?.value ?? 0;
-}
 
 /** An AMQP basic.ack method frame's size (13) and method (class 60, method 80), as sent. */
 const ackFrame = Buffer.from([0, 0, 0, 13, 0, 60, 0, 80]);
@@ -34,8 +35,6 @@ const ackFrame = Buffer.from([0, 0, 0, 13, 0, 60, 0, 80]);
 function isAck(chunk: Buffer): boolean {
   return chunk.includes(ackFrame);
 }
-
-const lostWarning = 'RabbitMQ connection lost; reconnecting';
 
 /**
  * Cuts the proxied connection, dropping what the client sent since the hold began (its ack),

@@ -1,5 +1,9 @@
 import { type RecordingLogger, startTcpProxy, type TcpProxy } from '@noa/testkit';
+import type { Registry } from 'prom-client';
 import { RabbitMqProvider, type RabbitMqProviderOptions } from '../../src/rabbitmq.js';
+
+/** What the provider logs (warn) when it sees its connection lost. */
+export const lostWarning = 'RabbitMQ connection lost; reconnecting';
 
 /** A gate a handler waits on until the test opens it. */
 export function gate(): { wait: Promise<void>; open: () => void } {
@@ -34,3 +38,9 @@ export function reconnectingProvider(
  * that no heartbeat falls while the connection is down (one would abort the try: not these cases).
  */
 export const heldJobWorker = { concurrency: 1, leaseMs: 180_000 } as const;
+
+/** A queue counter's value (`noa_message_queue_<name>`) for one queue; 0 when it has no series. */
+export async function counter(registry: Registry, name: string, queue: string): Promise<number> {
+  const metric = await registry.getSingleMetric(`noa_message_queue_${name}`)?.get();
+  return metric?.values.find((value) => value.labels.queue === queue)?.value ?? 0;
+}
