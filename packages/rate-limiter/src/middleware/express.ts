@@ -2,8 +2,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseOptions } from '@noa/core';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
+import type { CheckInput } from '../check-input.js';
 import { type ProblemOptions, quotaProblem, rateLimitHeaders, withEarlierPolicies } from '../headers.js';
 import type { RateLimitResult } from '../result.js';
+import { MemoryStore } from '../stores/memory-store.js';
 import {
   checkInputOf,
   defaultRequestWasSuccessful,
@@ -186,59 +188,106 @@ export function expressRateLimit(options: ExpressRateLimitOptions): ExpressMiddl
     onUndefinedIp = undefined;
     warnUndefinedIp();
   };
+  // A memory store decides synchronously: the request goes on in the same tick, without the two
+  // promises and microtask turns of `check()` (unless `skip` or a request function is async).
+  const decidesSync = parsed.limiter.store instanceof MemoryStore && parsed.skip === undefined;
+
+  /**
+   * After the check: `req.rateLimit`, the refund watch, the headers, then the refusal or the
+   * queue delay. Returns true when the route is next (the caller calls `next()`, outside its
+   * error handling), else a promise of whether it is (false: refused, or gone while queued).
+   */
+  const answer = (
+    req: ExpressRequestLike,
+    res: ServerResponse,
+    input: CheckInput,
+    result: RateLimitResult,
+  ): true | Promise<boolean> => {
+    req.rateLimit = result;
+    const refund = refunderFor(parsed, input, result);
+    if (refund !== undefined) {
+      const wasSuccessful =
+        parsed.requestWasSuccessful ?? ((_, done) => defaultRequestWasSuccessful(done.statusCode));
+      res.once('finish', () => {
+        Promise.resolve()
+          .then(() => wasSuccessful(req as Request, res as Response))
+          .then(refund, () => refund(false));
+      });
+      // Closed before the response was finished: the client went away, a failure.
+      res.once('close', () => {
+        if (!res.writableFinished) refund(false);
+      });
+      // Gone while the request was being checked: that close came before the listener.
+      if (res.closed && !res.writableFinished) refund(false);
+    }
+    // An earlier middleware may have sent the headers (a streamed prelude) and handed on: adding
+    // ours would throw, failing a request that was only to be counted (express-rate-limit skips them too).
+    if (!res.headersSent) {
+      // Another limiter's middleware may have checked the request already: its policies stay listed.
+      const headers = withEarlierPolicies(
+        rateLimitHeaders(result, parsed.headers, parsed.limiter.clock.now()),
+        (name) => res.getHeader(name),
+      );
+      for (const name in headers) res.setHeader(name, headers[name]!);
+    }
+    // Awaited: an async handler's rejection goes to next(error), not to an unhandled rejection.
+    if (!result.allowed)
+      return Promise.resolve(handler(req as Request, res as Response, result, problemOptions)).then(
+        () => false,
+      );
+    if (result.delayMs === 0) return true;
+    // Gone during its queue delay: no route to run for nobody, and its slot is a live client's.
+    return waitOutQueueDelay(res, result.delayMs).then((served) => {
+      if (served) return true;
+      giveBackUnserved(parsed.limiter, input, result, refund);
+      return false;
+    });
+  };
+
+  /** The request's check when something on the way is asynchronous (store, `skip`, a function). */
+  const checkAsync = async (
+    facts: ExpressFacts,
+    req: ExpressRequestLike,
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+    given?: Promise<CheckInput>,
+  ): Promise<void> => {
+    let pending: CheckInput | Promise<CheckInput> | undefined = given;
+    if (pending === undefined) {
+      if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
+      pending = checkInputOf(facts, parsed, onUndefinedIp);
+    }
+    const input = pending instanceof Promise ? await pending : pending;
+    const go = answer(req, res, input, await parsed.limiter.check(input));
+    if (go === true || (await go)) next();
+  };
+
   return (incoming, res, next) => {
     if (checked.has(incoming)) return next();
     checked.add(incoming);
     const req = incoming as ExpressRequestLike;
-    // The user's functions see Express's types; this file reads only what ExpressRequestLike has.
-    const expressReq = incoming as Request;
-    const expressRes = res as Response;
     if (checkTrustProxy !== undefined && !checkTrustProxy(req)) checkTrustProxy = undefined;
     const facts = new ExpressFacts(req, res);
-    const run = async (): Promise<void> => {
-      if (parsed.skip !== undefined && (await parsed.skip(facts))) return next();
-      const pending = checkInputOf(facts, parsed, onUndefinedIp);
-      const input = pending instanceof Promise ? await pending : pending;
-      const result = await parsed.limiter.check(input);
-      req.rateLimit = result;
-      const refund = refunderFor(parsed, input, result);
-      if (refund !== undefined) {
-        res.once('finish', () => {
-          const wasSuccessful =
-            parsed.requestWasSuccessful ?? ((_, done) => defaultRequestWasSuccessful(done.statusCode));
-          Promise.resolve()
-            .then(() => wasSuccessful(expressReq, expressRes))
-            .then(refund, () => refund(false));
-        });
-        // Closed before the response was finished: the client went away, a failure.
-        res.once('close', () => {
-          if (!res.writableFinished) refund(false);
-        });
-        // Gone while the request was being checked: that close came before the listener.
-        if (res.closed && !res.writableFinished) refund(false);
-      }
-      // An earlier middleware may have sent the headers (a streamed prelude) and handed on: adding
-      // ours would throw, failing a request that was only to be counted (express-rate-limit skips them too).
-      if (!res.headersSent) {
-        // Another limiter's middleware may have checked the request already: its policies stay listed.
-        const headers = withEarlierPolicies(
-          rateLimitHeaders(result, parsed.headers, parsed.limiter.clock.now()),
-          (name) => res.getHeader(name),
-        );
-        for (const name in headers) res.setHeader(name, headers[name]!);
-      }
-      // Awaited: an async handler's rejection goes to next(error), not to an unhandled rejection.
-      if (!result.allowed) {
-        await handler(expressReq, expressRes, result, problemOptions);
+    let pending: Promise<CheckInput> | undefined;
+    if (decidesSync) {
+      let go: true | Promise<boolean> | undefined;
+      try {
+        const input = checkInputOf(facts, parsed, onUndefinedIp);
+        // Request functions that answered with a promise: the rest goes the asynchronous way.
+        if (input instanceof Promise) pending = input;
+        else go = answer(req, res, input, parsed.limiter.checkSync(input));
+      } catch (error) {
+        next(error);
         return;
       }
-      // Gone during its queue delay: no route to run for nobody, and its slot is a live client's.
-      if (result.delayMs > 0 && !(await waitOutQueueDelay(res, result.delayMs))) {
-        giveBackUnserved(parsed.limiter, input, result, refund);
+      if (go === true) return next();
+      if (go !== undefined) {
+        go.then((served) => {
+          if (served) next();
+        }).catch(next);
         return;
       }
-      next();
-    };
-    run().catch(next);
+    }
+    checkAsync(facts, req, res, next, pending).catch(next);
   };
 }
