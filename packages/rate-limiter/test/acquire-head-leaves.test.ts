@@ -52,7 +52,9 @@ describe('acquire(): the head of a queue leaves', () => {
   it('a cheaper waiter behind an aborted head goes when its own cost fits, not at the head’s retry time', async () => {
     const limiter = await drainedBucket();
     const controller = new AbortController();
-    const head = track(limiter.acquire({ key: 'k', cost: 10 }, { signal: controller.signal, timeoutMs: 20_000 }));
+    const head = track(
+      limiter.acquire({ key: 'k', cost: 10 }, { signal: controller.signal, timeoutMs: 20_000 }),
+    );
     const next = track(limiter.acquire({ key: 'k', cost: 1 }, { timeoutMs: 20_000 }));
     await vi.advanceTimersByTimeAsync(2_000);
     expect(next.state()).toBe('pending');
@@ -100,7 +102,9 @@ describe('acquire(): the head of a queue leaves', () => {
     };
     expect((await limiter.check({ key: 'k', cost: 10 })).allowed).toBe(true);
     const controller = new AbortController();
-    const head = track(limiter.acquire({ key: 'k', cost: 5 }, { signal: controller.signal, timeoutMs: 20_000 }));
+    const head = track(
+      limiter.acquire({ key: 'k', cost: 5 }, { signal: controller.signal, timeoutMs: 20_000 }),
+    );
     const next = track(limiter.acquire({ key: 'k', cost: 5 }, { timeoutMs: 20_000 }));
     await vi.advanceTimersByTimeAsync(1_000);
     const before = await checks();
