@@ -361,9 +361,15 @@ export class AcquireQueue {
       this.#giveBack(waiter);
       return;
     }
+    const wasHead = queue.waiters[0] === waiter;
     this.#remove(queue, waiter);
     this.#fail(waiter, reason, queue.lastRefusal, cause);
-    this.#dropIfIdle(queue);
+    if (this.#dropIfIdle(queue)) return;
+    // The queue's pace is the head's refusal, for the head's cost: a new head that needs fewer
+    // points may pass sooner (a retry time grows with the cost), so it is asked now, and the
+    // refusal no longer judges newcomers. One of the same cost or more keeps the pace.
+    const next = queue.waiters[0];
+    if (wasHead && next !== undefined && next.cost < waiter.cost) this.wake(queue.queueKey);
   }
 
   #remove(queue: KeyQueue, waiter: Waiter): void {

@@ -16,6 +16,7 @@ import {
 } from '@noa/core';
 import type { AutoBlockPolicy } from './auto-block.js';
 import type { Decision } from './decision.js';
+import { isKeyValueError, uncountedIfKeyValue } from './key-value-error.js';
 import type { LimiterMetrics } from './limiter-metrics.js';
 import type { FailMode } from './limiter-options.js';
 import { capacityOf, type LimitPolicy } from './policy.js';
@@ -316,8 +317,9 @@ export class RemoteStoreCaller {
       .execute(() => {
         work = consumeAll();
         // Judged after the replies already in are read: a busy process must not fail them.
-        const call = withDeadline(work, this.#deadlineMs, `rate-limit check on ${this.#store.kind}`);
-        // A standalone store's call is the breaker's as is (no extra step on its hot path).
+        const call = withDeadline(work, this.#deadlineMs, `rate-limit check on ${this.#store.kind}`).catch(
+          uncountedIfKeyValue,
+        );
         return this.#parts ? this.#parts.counted(call) : call;
       })
       .then(
@@ -435,6 +437,8 @@ export class RemoteStoreCaller {
     const operation = `rate-limit check on ${this.#store.kind}`;
     const answered: boolean[] = new Array(batch.length).fill(false);
     let stored = 0;
+    // Parts that answered with an error about their keys' values (see isKeyValueError).
+    let answeredWithError = 0;
     let failed = 0;
     let firstError: unknown;
     // Per key, when the fail mode answered it: which of its requests it refused.
@@ -468,7 +472,7 @@ export class RemoteStoreCaller {
               () => {
                 timedOut = true;
                 const timeout = new TimeoutError(operation, this.#deadlineMs);
-                if (stored === 0 && !this.#parts?.otherPartAnswered()) reject(timeout);
+                if (stored + answeredWithError === 0 && !this.#parts?.otherPartAnswered()) reject(timeout);
                 else {
                   fallbackRest(timeout);
                   resolve();
@@ -480,7 +484,7 @@ export class RemoteStoreCaller {
               settled += 1;
               if (settled < parts.length || timedOut) return;
               cancelDeadline();
-              if (stored === 0 && !this.#parts?.otherPartAnswered()) reject(firstError);
+              if (stored + answeredWithError === 0 && !this.#parts?.otherPartAnswered()) reject(firstError);
               else {
                 if (failed > 0) fallbackRest(firstError);
                 else this.#observe(started, 'ok');
@@ -507,6 +511,10 @@ export class RemoteStoreCaller {
                 (error: unknown) => {
                   failed += 1;
                   firstError ??= error;
+                  if (isKeyValueError(error)) {
+                    answeredWithError += 1;
+                    if (!timedOut) this.#parts?.answered();
+                  }
                   done();
                 },
               );
@@ -520,7 +528,8 @@ export class RemoteStoreCaller {
     const kind = failureKind(error);
     this.#metrics.errors.inc({ kind });
     if (kind === 'circuit-open') return;
-    this.#lastFailure = error;
+    // A key's own value (WRONGTYPE) is no outage: health() does not report it.
+    if (!isKeyValueError(error)) this.#lastFailure = error;
     this.#observe(started, kind);
     this.#failureLog.log(this.#logger, 'warn', 'rate-limit store call failed; applying fail mode', {
       store: this.#store.kind,
@@ -557,7 +566,7 @@ export class RemoteStoreCaller {
           call(options),
           this.#deadlineMs,
           `rate-limit ${operation} on ${this.#store.kind}`,
-        );
+        ).catch(uncountedIfKeyValue);
         return this.#parts ? this.#parts.counted(sent) : sent;
       })
       .then(unlessPartFailure)

@@ -5,9 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { RedisStore, recommendedClusterOptions, recommendedRedisOptions } from '../src/redis.js';
 
 /** The warnings a store logs at construction for `client` (never connected: lazyConnect). */
-function warningsFor(client: Redis | Cluster): string[] {
+function warningsFor(client: Redis | Cluster, prefix?: string): string[] {
   const logger = recordingLogger();
-  new RedisStore({ client, logger });
+  new RedisStore(prefix === undefined ? { client, logger } : { client, logger, prefix });
   client.disconnect();
   return logger.messages('warn');
 }
@@ -56,6 +56,25 @@ describe('RedisStore client option warnings', () => {
       lazyConnect: true,
     });
     expect(warningsFor(client)).toEqual([expect.stringContaining('retryDelayOnFailover > 0')]);
+  });
+  it('warns once that a whole hash tag in the prefix or keyPrefix puts every key on one master of a Cluster', () => {
+    // As ioredis and BullMQ tell their users: a tag before the store's own `{<key>}` is the one
+    // Redis hashes, so every key lands in its slot. It works (tested on a real Cluster by
+    // integration/cluster-hash-tag-prefix.test.ts); the load no longer spreads.
+    const cluster = (keyPrefix?: string) =>
+      new Cluster(nodes, {
+        ...recommendedClusterOptions,
+        ...(keyPrefix === undefined ? {} : { keyPrefix }),
+        lazyConnect: true,
+      });
+    expect(warningsFor(cluster(), '{app}:')).toEqual([expect.stringContaining('hash tag "{app}"')]);
+    expect(warningsFor(cluster('{tenant}:'))).toEqual([expect.stringContaining('hash tag "{tenant}"')]);
+    // Braces that make no whole tag before the store's own leave the keys spread: no warning.
+    expect(warningsFor(cluster(), 'a{:')).toEqual([]);
+    expect(warningsFor(cluster(), 'a}{:')).toEqual([]);
+    expect(warningsFor(cluster(), 'noa:rl:')).toEqual([]);
+    // Standalone Redis has no slots.
+    expect(warningsFor(new Redis({ ...recommendedRedisOptions, lazyConnect: true }), '{app}:')).toEqual([]);
   });
 });
 

@@ -55,6 +55,18 @@ export function hasEmptyHashTag(text: string): boolean {
   return open !== -1 && text.charCodeAt(open + 1) === 0x7d;
 }
 
+/**
+ * The whole hash tag (`{app}`) that `text` holds before any key a store writes after it, or
+ * undefined: its first `{` closed by a `}` with something between. Every key that starts with
+ * `text` then hashes by that tag, so all of them share one Redis Cluster slot.
+ */
+export function wholeHashTagOf(text: string): string | undefined {
+  const open = text.indexOf('{');
+  if (open === -1) return undefined;
+  const close = text.indexOf('}', open + 1);
+  return close > open + 1 ? text.slice(open, close + 1) : undefined;
+}
+
 function utf8Slot(hashed: string): number {
   let crc = 0;
   for (const byte of encoder.encode(hashed))

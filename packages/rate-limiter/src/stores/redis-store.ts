@@ -16,7 +16,7 @@ import { RateLimitStoreError } from '../errors.js';
 import { loggerOptionSchema } from '../logger-option.js';
 import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
 import { isWellFormedText, utf16Digest, wellFormedHead } from '../utf16-key.js';
-import { clusterSlot, hasEmptyHashTag, keyPrefixOf } from './cluster-slot.js';
+import { clusterSlot, hasEmptyHashTag, keyPrefixOf, wholeHashTagOf } from './cluster-slot.js';
 import {
   algorithmCodes,
   checkProgram,
@@ -293,6 +293,14 @@ export class RedisStore implements RateLimitStore {
           'RedisStore: ioredis ended this Sentinel client in a failover (the switch was announced while it looked up the master); reconnecting it',
           { component: 'rate-limiter' },
         ),
+      );
+    // As ioredis and BullMQ tell their users: a tag in front of the store's own `{<key>}` is the
+    // one Redis hashes. It works (one slot, so one master) but the limiter's load stops spreading.
+    const prefixTag = isCluster ? wholeHashTagOf(this.#keyPrefix + parsed.prefix) : undefined;
+    if (prefixTag !== undefined)
+      logger.warn(
+        `RedisStore: the prefix (with the client's keyPrefix) holds the hash tag ${JSON.stringify(prefixTag)}, so every key of this store is in one slot, on one master of the Cluster; drop the braces to spread the keys over the masters`,
+        { component: 'rate-limiter' },
       );
     if (isCluster && clientOptions?.enableAutoPipelining === true)
       logger.warn(

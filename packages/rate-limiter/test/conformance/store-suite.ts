@@ -237,6 +237,27 @@ export function storeConformanceSuite(name: string, factory: StoreFactory): void
       expect(allowedOf(await store.consume(k, limits, [1], block))).toEqual([true]);
     });
 
+    for (const algorithm of algorithmNames)
+      it(`${algorithm}: refused requests take nothing, so a limit raised in the window admits the difference`, async () => {
+        // envoyproxy/ratelimit#185: its counter grew with every refused call, so a customer
+        // whose quota was raised mid-window stayed refused. Here a key refused five times and a
+        // key never refused stand alike under the raised limit.
+        const [refused, spared] = [key(), key()];
+        const low = [policy(algorithm, 2, 60_000)];
+        for (let index = 0; index < 7; index += 1) await one(refused, low);
+        for (let index = 0; index < 2; index += 1) await one(spared, low);
+        const high = [policy(algorithm, 4, 60_000)];
+        const after = async (k: string) => {
+          const results: ConsumeOutcome[] = [];
+          for (let index = 0; index < 3; index += 1) results.push(await one(k, high));
+          return results.map((result) => [allowedOf([result])[0], result.decisions[0]!.remaining]);
+        };
+        const expected = await after(spared);
+        expect(await after(refused)).toEqual(expected);
+        if (algorithm !== 'token-bucket')
+          expect(expected.map(([allowed]) => allowed)).toEqual([true, true, false]);
+      });
+
     it('checks several limits atomically: a refused request is counted in none', async () => {
       const k = key();
       const limits = [policy('token-bucket', 2, 60_000), policy('fixed-window', 3, 86_400_000)];
