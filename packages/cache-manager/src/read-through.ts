@@ -543,8 +543,8 @@ export interface RunningFactory<T> {
   tracked: boolean;
   /** `Date.now()` at its start: joined for `lock.leaseMs` at most (see {@link joinable}). */
   startedAt: number;
-  /** Set once a late failure will back off the value its callers were served (see {@link backOffAfterLateFailure}). */
-  lateFailureWatched?: boolean;
+  /** The first value in grace served past a timeout: a late failure backs it off (see {@link lateFailure}). */
+  lateStale?: { fullKey: string; staleSince: number | undefined; stale: CacheEntry<T> };
 }
 
 /**
@@ -770,10 +770,10 @@ async function awaitFactory<T>(
   }
   if (!running.tracked) {
     running.tracked = true;
-    engine.track(work);
+    engine.track(work.catch((error: unknown) => lateFailure(engine, load, running, error)));
   }
   if (stale && engine.clock.now() < stale.staleUntil) {
-    backOffAfterLateFailure(engine, load, running, stale);
+    running.lateStale ??= { fullKey, staleSince: load.staleSince, stale };
     engine.servedStale(fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
     return stale.value;
   }
@@ -784,29 +784,36 @@ async function awaitFactory<T>(
 }
 
 /**
- * A run whose callers all stopped waiting (soft timeout) that then fails: the value they were
- * served is still in grace, so it is backed off as after a failure served stale. Without it,
- * every call past the soft timeout (every call with `softTimeoutMs: 0`) started one more run
- * of the failing source. Once per run: the first caller's value in grace.
+ * A run whose callers all stopped waiting (soft or hard timeout) that then fails: one warning
+ * naming the key (it was also logged as an anonymous "background cache work failed"). When the
+ * first of them was served a value still in grace, that value is backed off as after a failure
+ * served stale: without it, every call past the soft timeout (every call with `softTimeoutMs: 0`)
+ * started one more run of the failing source. A run `close()` aborted is logged already (debug).
  */
-function backOffAfterLateFailure<T>(
-  engine: CacheEngine,
-  load: KeyLoad<T>,
-  running: RunningFactory<T>,
-  stale: CacheEntry<T>,
-): void {
-  if (running.lateFailureWatched) return;
-  running.lateFailureWatched = true;
-  const { run, context } = running;
-  running.work.catch((error: unknown) => {
-    if (context.rejected(error) || context.signal.aborted || run.superseded || run.suspect) return;
-    const now = engine.clock.now();
-    if (now >= stale.staleUntil || isFresh(stale, now)) return;
+function lateFailure<T>(engine: CacheEngine, load: KeyLoad<T>, running: RunningFactory<T>, error: unknown): void {
+  const { run, context, lateStale } = running;
+  if (context.signal.aborted && !context.rejected(error)) return;
+  const stale = lateStale?.stale;
+  const now = engine.clock.now();
+  const backsOff =
+    lateStale !== undefined &&
+    stale !== undefined &&
+    !context.rejected(error) &&
+    !run.superseded &&
+    !run.suspect &&
+    now < stale.staleUntil &&
+    !isFresh(stale, now);
+  if (backsOff) {
     engine.logger.warn('factory failed after its callers were served the stale value; backing off', {
       key: load.userKey,
       error: String(error),
     });
-    backOff(engine, load.fullKey, stale, load.staleSince);
+    backOff(engine, lateStale.fullKey, stale, lateStale.staleSince);
+    return;
+  }
+  engine.logger.warn('factory failed after its callers stopped waiting', {
+    key: load.userKey,
+    error: String(error),
   });
 }
 
