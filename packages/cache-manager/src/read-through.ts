@@ -671,6 +671,8 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     // during the run: its result goes to its callers, not into the cache.
     if (context.options?.tags !== undefined && engine.fills.tagsChangedSince(run.tags, startedEpoch))
       run.superseded = true;
+    if (!run.superseded && leaseToken && tier && (await leaseTakenOver(engine, tier, load, leaseToken, started)))
+      run.superseded = true;
     engine.metrics.factoryRun('ok');
     if (factoryChannel.hasSubscribers) {
       factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
@@ -738,6 +740,33 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   };
   work.then(settled, settled);
   return running;
+}
+
+/**
+ * Whether a run that outlived its lease (`lock.leaseMs` since it started, so the lease ended
+ * earlier still) finds the lease held by another instance, which took it over and runs the
+ * factory again, having read the source later: the newer run's value is the one to cache, as
+ * in process (see {@link outlivedLease}). Otherwise the late run's write landed first, the
+ * newer run's compare-and-set then lost, and every instance served the older value until its
+ * TTL. Asked only of runs that long (one GET); a lease that ended with nobody taking it over
+ * leaves the write to the compare-and-set. Between the GET and the write another instance may
+ * still take the lease (one round trip, as against the whole overlap before).
+ */
+async function leaseTakenOver(
+  engine: CacheEngine,
+  tier: NonNullable<CacheEngine['tier']>,
+  { fullKey, userKey }: Pick<KeyLoad<unknown>, 'fullKey' | 'userKey'>,
+  leaseToken: string,
+  started: number,
+): Promise<boolean> {
+  const runningMs = performance.now() - started;
+  if (runningMs < engine.options.lock.leaseMs) return false;
+  if (!(await tier.leaseTakenOver(fullKey, leaseToken))) return false;
+  engine.logger.warn(
+    'a factory run outlived lock.leaseMs and another instance took its lease over: its value is not cached (set lock.leaseMs above the slowest factory run)',
+    { key: userKey, runningMs: Math.round(runningMs), leaseMs: engine.options.lock.leaseMs },
+  );
+  return true;
 }
 
 /**
