@@ -671,7 +671,14 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     // during the run: its result goes to its callers, not into the cache.
     if (context.options?.tags !== undefined && engine.fills.tagsChangedSince(run.tags, startedEpoch))
       run.superseded = true;
-    if (!run.superseded && leaseToken && tier && (await leaseTakenOver(engine, tier, load, leaseToken, started)))
+    // Only a run as long as its lease asks (no await on the common path).
+    if (
+      !run.superseded &&
+      leaseToken &&
+      tier &&
+      performance.now() - started >= engine.options.lock.leaseMs &&
+      (await leaseTakenOver(engine, tier, load, leaseToken, started))
+    )
       run.superseded = true;
     engine.metrics.factoryRun('ok');
     if (factoryChannel.hasSubscribers) {
@@ -748,7 +755,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
  * factory again, having read the source later: the newer run's value is the one to cache, as
  * in process (see {@link outlivedLease}). Otherwise the late run's write landed first, the
  * newer run's compare-and-set then lost, and every instance served the older value until its
- * TTL. Asked only of runs that long (one GET); a lease that ended with nobody taking it over
+ * TTL. Asked only of runs that long (one GET; the caller checks the age); a lease that ended with nobody taking it over
  * leaves the write to the compare-and-set. Between the GET and the write another instance may
  * still take the lease (one round trip, as against the whole overlap before).
  */
@@ -759,9 +766,8 @@ async function leaseTakenOver(
   leaseToken: string,
   started: number,
 ): Promise<boolean> {
-  const runningMs = performance.now() - started;
-  if (runningMs < engine.options.lock.leaseMs) return false;
   if (!(await tier.leaseTakenOver(fullKey, leaseToken))) return false;
+  const runningMs = performance.now() - started;
   engine.logger.warn(
     'a factory run outlived lock.leaseMs and another instance took its lease over: its value is not cached (set lock.leaseMs above the slowest factory run)',
     { key: userKey, runningMs: Math.round(runningMs), leaseMs: engine.options.lock.leaseMs },
@@ -819,7 +825,12 @@ async function awaitFactory<T>(
  * served stale: without it, every call past the soft timeout (every call with `softTimeoutMs: 0`)
  * started one more run of the failing source. A run `close()` aborted is logged already (debug).
  */
-function lateFailure<T>(engine: CacheEngine, load: KeyLoad<T>, running: RunningFactory<T>, error: unknown): void {
+function lateFailure<T>(
+  engine: CacheEngine,
+  load: KeyLoad<T>,
+  running: RunningFactory<T>,
+  error: unknown,
+): void {
   const { run, context, lateStale } = running;
   if (context.signal.aborted && !context.rejected(error)) return;
   const stale = lateStale?.stale;
