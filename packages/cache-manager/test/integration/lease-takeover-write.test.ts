@@ -42,6 +42,31 @@ describe.skipIf(!redisUp)('a run that outlived its lease, taken over by another 
     expect(a.getLocal('k')).toBeUndefined();
   });
 
+  it('getOrSetMany: a key whose lease was taken over keeps the newer run’s value, the others are cached', async () => {
+    const a = await open({ ...options, bus: false });
+    const b = await open(options);
+    const reader = await open(options);
+    let source = 'old';
+    const slowMany = async (keys: readonly string[]) => {
+      const read = source;
+      await delay(300);
+      return keys.map((key) => `${key}:${read}`);
+    };
+    const slowerB = async () => {
+      const read = source;
+      await delay(250);
+      return `x:${read}`;
+    };
+    const batch = a.getOrSetMany(['x', 'y'], slowMany);
+    await delay(200);
+    source = 'new';
+    const second = b.getOrSet('x', slowerB);
+    expect(await batch).toEqual(['x:old', 'y:old']);
+    expect(await second).toBe('x:new');
+    await delay(50);
+    expect(await reader.getMany(['x', 'y'])).toEqual(['x:new', 'y:old']);
+  });
+
   it('still caches a run that outlived its lease when no other instance took it over', async () => {
     const a = await open({ ...options, bus: false });
     const reader = await open(options);
