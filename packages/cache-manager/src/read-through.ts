@@ -671,6 +671,11 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     // during the run: its result goes to its callers, not into the cache.
     if (context.options?.tags !== undefined && engine.fills.tagsChangedSince(run.tags, startedEpoch))
       run.superseded = true;
+    engine.metrics.factoryRun('ok');
+    if (factoryChannel.hasSubscribers) {
+      factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
+    }
+    await kept?.stop();
     // Only a run as long as its lease asks (no await on the common path).
     if (
       !run.superseded &&
@@ -680,11 +685,6 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
       (await leaseTakenOver(engine, tier, load, leaseToken, started))
     )
       run.superseded = true;
-    engine.metrics.factoryRun('ok');
-    if (factoryChannel.hasSubscribers) {
-      factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
-    }
-    await kept?.stop();
     let stored: Promise<void> | undefined;
     let notCached = false;
     // L2 unreadable in a full outage: with the resync still to come, which drops L1, the value
