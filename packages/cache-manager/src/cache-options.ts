@@ -226,7 +226,7 @@ export const cacheOptionsSchema = z
       .object({
         enabled: z.boolean().default(true),
         /** Lease lifetime: a crashed holder blocks others at most this long. */
-        leaseMs: positiveMs.default(10_000),
+        leaseMs: timerMs.default(10_000),
         /** How long waiters wait for the holder before the stale value or `LockTimeoutError`. */
         timeoutMs: timerMs.default(5_000),
         /** Waiters re-check Redis at least this often in case a wake-up message is lost. */

@@ -371,6 +371,29 @@ async function runMany<T>(
     engine.metrics.factoryRun('ok');
     const computeMs = performance.now() - started;
     await kept?.stop();
+    // As in `startFactory`: a run as long as its leases leaves each key whose lease another
+    // instance took over (and runs again, having read the source later) to that newer run.
+    if (leaseToken && tier && computeMs >= engine.options.lock.leaseMs) {
+      const mine = batch.flatMap((index, position) =>
+        asked.has(index) && !runs[position]!.superseded ? [position] : [],
+      );
+      const takenOver = await inBatches(mine, (position) =>
+        tier.leaseTakenOver(fullKeys[batch[position]!]!, leaseToken),
+      );
+      const yielded = mine.filter((_, at) => takenOver[at]);
+      for (const position of yielded) runs[position]!.superseded = true;
+      if (yielded.length > 0) {
+        engine.logger.warn(
+          'a getOrSetMany factory run outlived lock.leaseMs and other instances took leases of its keys over: their values are not cached (set lock.leaseMs above the slowest factory run)',
+          {
+            keys: yielded.slice(0, 10).map((position) => userKeys[batch[position]!]!),
+            count: yielded.length,
+            runningMs: Math.round(computeMs),
+            leaseMs: engine.options.lock.leaseMs,
+          },
+        );
+      }
+    }
     const inL2 = await checkL2(engine, load, batch, runs, values);
     // As in `runFactory`: a key L2 cannot vouch for is cached in L1 only until the resync.
     const awaitingResync = engine.bus?.awaitingResync === true;

@@ -543,8 +543,8 @@ export interface RunningFactory<T> {
   tracked: boolean;
   /** `Date.now()` at its start: joined for `lock.leaseMs` at most (see {@link joinable}). */
   startedAt: number;
-  /** Set once a late failure will back off the value its callers were served (see {@link backOffAfterLateFailure}). */
-  lateFailureWatched?: boolean;
+  /** The first value in grace served past a timeout: a late failure backs it off (see {@link lateFailure}). */
+  lateStale?: { fullKey: string; staleSince: number | undefined; stale: CacheEntry<T> };
 }
 
 /**
@@ -676,6 +676,15 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
       factoryChannel.publish({ key: userKey, durationMs: performance.now() - started, ok: true });
     }
     await kept?.stop();
+    // Only a run as long as its lease asks (no await on the common path).
+    if (
+      !run.superseded &&
+      leaseToken &&
+      tier &&
+      performance.now() - started >= engine.options.lock.leaseMs &&
+      (await leaseTakenOver(engine, tier, load, leaseToken, started))
+    )
+      run.superseded = true;
     let stored: Promise<void> | undefined;
     let notCached = false;
     // L2 unreadable in a full outage: with the resync still to come, which drops L1, the value
@@ -741,6 +750,32 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
 }
 
 /**
+ * Whether a run that outlived its lease (`lock.leaseMs` since it started, so the lease ended
+ * earlier still) finds the lease held by another instance, which took it over and runs the
+ * factory again, having read the source later: the newer run's value is the one to cache, as
+ * in process (see {@link outlivedLease}). Otherwise the late run's write landed first, the
+ * newer run's compare-and-set then lost, and every instance served the older value until its
+ * TTL. Asked only of runs that long (one GET; the caller checks the age); a lease that ended with nobody taking it over
+ * leaves the write to the compare-and-set. Between the GET and the write another instance may
+ * still take the lease (one round trip, as against the whole overlap before).
+ */
+async function leaseTakenOver(
+  engine: CacheEngine,
+  tier: NonNullable<CacheEngine['tier']>,
+  { fullKey, userKey }: Pick<KeyLoad<unknown>, 'fullKey' | 'userKey'>,
+  leaseToken: string,
+  started: number,
+): Promise<boolean> {
+  if (!(await tier.leaseTakenOver(fullKey, leaseToken))) return false;
+  const runningMs = performance.now() - started;
+  engine.logger.warn(
+    'a factory run outlived lock.leaseMs and another instance took its lease over: its value is not cached (set lock.leaseMs above the slowest factory run)',
+    { key: userKey, runningMs: Math.round(runningMs), leaseMs: engine.options.lock.leaseMs },
+  );
+  return true;
+}
+
+/**
  * Waits for a run with the caller's soft/hard timeouts and grace: its value, or the caller's
  * stale value in grace (timeout, failure), or `FactoryTimeoutError` / `FactoryError`.
  */
@@ -770,10 +805,10 @@ async function awaitFactory<T>(
   }
   if (!running.tracked) {
     running.tracked = true;
-    engine.track(work);
+    engine.track(work.catch((error: unknown) => lateFailure(engine, load, running, error)));
   }
   if (stale && engine.clock.now() < stale.staleUntil) {
-    backOffAfterLateFailure(engine, load, running, stale);
+    running.lateStale ??= { fullKey, staleSince: load.staleSince, stale };
     engine.servedStale(fullKey, softTimeoutMs !== undefined ? 'soft_timeout' : 'hard_timeout');
     return stale.value;
   }
@@ -784,29 +819,41 @@ async function awaitFactory<T>(
 }
 
 /**
- * A run whose callers all stopped waiting (soft timeout) that then fails: the value they were
- * served is still in grace, so it is backed off as after a failure served stale. Without it,
- * every call past the soft timeout (every call with `softTimeoutMs: 0`) started one more run
- * of the failing source. Once per run: the first caller's value in grace.
+ * A run whose callers all stopped waiting (soft or hard timeout) that then fails: one warning
+ * naming the key (it was also logged as an anonymous "background cache work failed"). When the
+ * first of them was served a value still in grace, that value is backed off as after a failure
+ * served stale: without it, every call past the soft timeout (every call with `softTimeoutMs: 0`)
+ * started one more run of the failing source. A run `close()` aborted is logged already (debug).
  */
-function backOffAfterLateFailure<T>(
+function lateFailure<T>(
   engine: CacheEngine,
   load: KeyLoad<T>,
   running: RunningFactory<T>,
-  stale: CacheEntry<T>,
+  error: unknown,
 ): void {
-  if (running.lateFailureWatched) return;
-  running.lateFailureWatched = true;
-  const { run, context } = running;
-  running.work.catch((error: unknown) => {
-    if (context.rejected(error) || context.signal.aborted || run.superseded || run.suspect) return;
-    const now = engine.clock.now();
-    if (now >= stale.staleUntil || isFresh(stale, now)) return;
+  const { run, context, lateStale } = running;
+  if (context.signal.aborted && !context.rejected(error)) return;
+  const stale = lateStale?.stale;
+  const now = engine.clock.now();
+  const backsOff =
+    lateStale !== undefined &&
+    stale !== undefined &&
+    !context.rejected(error) &&
+    !run.superseded &&
+    !run.suspect &&
+    now < stale.staleUntil &&
+    !isFresh(stale, now);
+  if (backsOff) {
     engine.logger.warn('factory failed after its callers were served the stale value; backing off', {
       key: load.userKey,
       error: String(error),
     });
-    backOff(engine, load.fullKey, stale, load.staleSince);
+    backOff(engine, lateStale.fullKey, stale, lateStale.staleSince);
+    return;
+  }
+  engine.logger.warn('factory failed after its callers stopped waiting', {
+    key: load.userKey,
+    error: String(error),
   });
 }
 

@@ -1,13 +1,13 @@
-import { ConfigError, delay } from '@noa/core';
+import { ConfigError, delay, ManualClock } from '@noa/core';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { getOrSetOptionsSchema, setOptionsSchema } from '../src/cache-options.js';
 import { getOrSetOptionRules, passes, setOptionRules } from '../src/call-options.js';
-import { Cache, type GetOrSetOptions } from '../src/index.js';
+import { Cache, type CacheOptions, type GetOrSetOptions } from '../src/index.js';
 
 const caches: Cache[] = [];
-function make(): Cache {
-  const cache = new Cache();
+function make(options: CacheOptions = {}): Cache {
+  const cache = new Cache(options);
   caches.push(cache);
   return cache;
 }
@@ -122,9 +122,27 @@ describe('per-call option checks', () => {
       [{ operationTimeoutMs: 2 ** 31 }, 'operationTimeoutMs'],
       [{ lock: { timeoutMs: 2 ** 31 } }, 'lock.timeoutMs'],
       [{ lock: { pollMs: 2 ** 31 } }, 'lock.pollMs'],
+      // The timer that abandons an early refresh waits leaseMs: past 2^31 - 1 it fired at once,
+      // so every refresh was abandoned (not cached, one warning each).
+      [{ lock: { leaseMs: 2 ** 31 } }, 'lock.leaseMs'],
     ] as const) {
       expect(await fieldsOf(() => new Cache(options))).toEqual([field]);
     }
+  });
+
+  it('caches an early refresh under the longest lease a timer takes (lock.leaseMs 2^31 - 1)', async () => {
+    const clock = new ManualClock(0);
+    const cache = make({ clock, ttlMs: 100, refreshThresholdMs: 50, lock: { leaseMs: 2 ** 31 - 1 } });
+    await cache.getOrSet('k', () => 1);
+    clock.advance(70);
+    expect(
+      await cache.getOrSet('k', async () => {
+        await delay(20);
+        return 2;
+      }),
+    ).toBe(1);
+    await delay(60);
+    expect(await cache.get('k')).toBe(2);
   });
 
   it('accepts good and undefined options and applies them', async () => {

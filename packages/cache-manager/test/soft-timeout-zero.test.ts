@@ -1,6 +1,6 @@
 import { ConfigError, ManualClock } from '@noa/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions } from '../src/index.js';
+import { Cache, type CacheOptions, FactoryTimeoutError } from '../src/index.js';
 
 const caches: Cache[] = [];
 function make(options: CacheOptions = {}): Cache {
@@ -87,6 +87,49 @@ describe('softTimeoutMs: 0', () => {
     await expect(cache.getOrSet('k', failing)).resolves.toBe(1);
     await tick();
     expect(runs).toBe(2);
+  });
+
+  it('logs a run that fails after its callers stopped waiting once, naming the key', async () => {
+    const warnings: { message: string; fields?: Record<string, unknown> }[] = [];
+    const logger = {
+      debug() {},
+      info() {},
+      warn: (message: string, fields?: Record<string, unknown>) => void warnings.push({ message, fields }),
+      error() {},
+    };
+    const clock = new ManualClock(0);
+    const cache = make({ clock, logger, ttlMs: 100, graceMs: 60_000, softTimeoutMs: 0 });
+    await cache.getOrSet('k', () => 1);
+    clock.advance(200);
+    const failing = deferred<number>();
+    await expect(cache.getOrSet('k', () => failing.promise)).resolves.toBe(1);
+    failing.reject(new Error('source down'));
+    await tick();
+    await tick();
+    // One event, one warning: it says the callers were served the value in grace and that the
+    // key backs off (it was also logged as an anonymous "background cache work failed").
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.message).toMatch(/served the stale value.*backing off/);
+    expect(warnings[0]!.fields).toMatchObject({ key: 'k', error: 'Error: source down' });
+  });
+
+  it('logs a run that fails after its caller timed out with nothing in grace once, naming the key', async () => {
+    const warnings: { message: string; fields?: Record<string, unknown> }[] = [];
+    const logger = {
+      debug() {},
+      info() {},
+      warn: (message: string, fields?: Record<string, unknown>) => void warnings.push({ message, fields }),
+      error() {},
+    };
+    const cache = make({ logger, hardTimeoutMs: 5 });
+    const failing = deferred<number>();
+    await expect(cache.getOrSet('k', () => failing.promise)).rejects.toBeInstanceOf(FactoryTimeoutError);
+    failing.reject(new Error('source down'));
+    await tick();
+    await tick();
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.message).toMatch(/factory failed after its callers stopped waiting/);
+    expect(warnings[0]!.fields).toMatchObject({ key: 'k', error: 'Error: source down' });
   });
 
   it('refuses a negative softTimeoutMs, per call and as a default', async () => {

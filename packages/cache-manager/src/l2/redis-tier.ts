@@ -1112,6 +1112,17 @@ export class RedisTier {
     });
   }
 
+  /**
+   * Whether another holder has the lease of `key` now (it expired under `token`'s holder and was
+   * taken again): a GET, sent only for a run that outlived its lease. Unknown (Redis failed): false.
+   */
+  leaseTakenOver(key: string, token: string): Promise<boolean> {
+    return this.#guard.run('lease', false, async () => {
+      const holder = await this.client.get(this.leaseKey(key));
+      return holder !== null && holder !== token;
+    });
+  }
+
   /** Releases a lease if `token` still holds it. */
   releaseLease(key: string, token: string): Promise<boolean> {
     return this.#guard.run(
