@@ -164,7 +164,19 @@ try {
       const line = [
         `${label}, ${inFlight} in flight: ours/floor ${ratio(ops, 'ours')} wall, ${ratio(cpu, 'ours')} CPU`,
       ];
-      if (before) line.push(`before/floor ${ratio(ops, 'before')} wall, ${ratio(cpu, 'before')} CPU`);
+      if (before) {
+        line.push(`before/floor ${ratio(ops, 'before')} wall, ${ratio(cpu, 'before')} CPU`);
+        // The A/B itself: ours over before round by round (both ran in the same seconds), with
+        // the range over rounds, and each side's median reads per CPU-second.
+        const versus = (table: Record<string, number[]>) => {
+          const ratios = table.ours!.map((value, index) => value / table.before![index]!);
+          return `${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`;
+        };
+        line.push(`ours/before ${versus(ops)} wall, ${versus(cpu)} CPU`);
+        line.push(
+          `per CPU-s ours ${Math.round(median(cpu.ours!))}, before ${Math.round(median(cpu.before!))}, floor ${Math.round(median(cpu.floor!))}`,
+        );
+      }
       console.log(line.join('; '));
     }
     await Promise.all([
