@@ -396,7 +396,7 @@ export class CacheEngine {
       const loading = this.codec.prepare(bytes);
       if (loading) await loading;
       // One decode at a time (see DecodeTurns): no await from here to the return.
-      const turn = this.decodeTurns.take();
+      const turn = this.decodeTurns.take(bytes);
       if (turn) await turn;
       entry = decodeEntry(this, fullKey, bytes);
     }
