@@ -84,7 +84,14 @@ describe('DecodeTurns', () => {
 
   it('makes a compressed value take a turn whatever its length (it may decode to far more)', () => {
     const codec = new EntryCodec('msgpack', 'zstd', 1_024);
-    const entry = { value: 'x'.repeat(100_000), createdAt: 0, expiresAt: 1, staleUntil: 1, computeMs: 0, tags: [] };
+    const entry = {
+      value: 'x'.repeat(100_000),
+      createdAt: 0,
+      expiresAt: 1,
+      staleUntil: 1,
+      computeMs: 0,
+      tags: [],
+    };
     const compressed = codec.encode(entry);
     expect(compressed.length).toBeLessThan(decodeTurnMinBytes);
     const turns = new DecodeTurns();
