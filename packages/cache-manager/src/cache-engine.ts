@@ -21,7 +21,6 @@ import type {
   ResolvedCacheOptions,
   SetOptions,
 } from './cache-options.js';
-import { illFormedError } from './call-options.js';
 import { watchSteps } from './clock-steps.js';
 import { DecodeTurns } from './decode-turns.js';
 import { type CacheEntry, isFresh, newerEntry, scopeTags, slideEntry } from './entry.js';
@@ -57,7 +56,6 @@ import { getOrSetMany } from './read-through-many.js';
 import { EntryCodec } from './serialization/entry-codec.js';
 import { SharedStructures } from './serialization/shared-structures.js';
 import { copyOfFlight, deepFreeze, frozenForJoiner } from './value-copies.js';
-import { isWellFormed } from './well-formed-text.js';
 import { WriteIds } from './write-ids.js';
 import { writeValue } from './writes.js';
 
@@ -429,21 +427,7 @@ export class CacheEngine {
 
   // ---- read-through (the L1 part and the single flight; the rest is in read-through.ts) --
 
-  /**
-   * `Cache.getOrSet` past its argument checks. `keyChecked` false: `userKey` was not checked for
-   * lone surrogates yet, which is done here on an L1 miss only. A key L1 holds went in through a
-   * call that checked it, and its full key is ill-formed exactly when it is (a namespace path
-   * ends in `:`), so a hit needs no check: an L1-hit getOrSet took 4-5% less CPU without it
-   * (~5 of ~132 ns; per-run medians 1.00-1.075x over eight alternating runs of ASCII and
-   * non-ASCII keys, where A/A runs read 0.986-1.035x; 2026-12-07).
-   */
-  getOrSet<T>(
-    fullKey: string,
-    userKey: string,
-    factory: Factory<T>,
-    options: GetOrSetOptions,
-    keyChecked = true,
-  ): Promise<T> {
+  getOrSet<T>(fullKey: string, userKey: string, factory: Factory<T>, options: GetOrSetOptions): Promise<T> {
     const now = this.clock.now();
     const entry = this.l1Get(fullKey, now);
     const forced = options.forceFresh === true;
@@ -454,7 +438,6 @@ export class CacheEngine {
       refreshIfDue(this, fullKey, userKey, factory, options, entry, now);
       return Promise.resolve(this.out(entry.value as T));
     }
-    if (!keyChecked && !isWellFormed(userKey)) return Promise.reject(illFormedError('getOrSet', 'key'));
     if (!forced) this.metrics.request('l1', entry ? 'stale' : 'miss');
     const inflight = this.flights.get(fullKey);
     // A forced call joins only a forced load: a plain one may end in the cached value.

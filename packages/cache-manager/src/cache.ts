@@ -314,16 +314,15 @@ export class Cache {
    */
   getOrSet<T>(key: string, factory: Factory<T>, options?: GetOrSetOptions): Promise<T> {
     if (this.#engine.closed) return Promise.reject(new ClosedError('cache-manager'));
+    let fullKey: string;
     try {
-      // A key that is no string would be coerced (see #key); its lone surrogates are looked for
-      // on an L1 miss only (see CacheEngine.getOrSet: a key L1 holds was checked going in).
-      if (typeof key !== 'string') throw argumentError('getOrSet', 'key', 'a string', key);
+      fullKey = this.#key(key, 'getOrSet');
       if (typeof factory !== 'function') checkFunction(factory, 'getOrSet', 'factory');
       if (options !== undefined) checkGetOrSetOptions(options);
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#engine.getOrSet(this.#fullKey(key), key, factory, options ?? noOptions, false);
+    return this.#engine.getOrSet(fullKey, key, factory, options ?? noOptions);
   }
 
   /**

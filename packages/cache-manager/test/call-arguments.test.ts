@@ -68,7 +68,7 @@ describe('call arguments of the wrong type are refused at the call with ConfigEr
     await cache.deleteMany(['s1', 's2']);
   });
 
-  it('getOrSet looks for lone surrogates on an L1 miss only, and every ill-formed key misses: refused with L1 full of its neighbours, forced, in a namespace', async () => {
+  it('getOrSet refuses a lone-surrogate key with L1 full of its neighbours, forced, in a namespace; its factory never runs', async () => {
     const local = new Cache();
     const ns = local.namespace('n');
     let calls = 0;
