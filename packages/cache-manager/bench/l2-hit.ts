@@ -17,6 +17,8 @@
  *   (default 7), `NOA_L2_IN_FLIGHT` (default 32, as the bench), `NOA_L2_READER_L1` (the
  *   reader's `l1` option as JSON, default `{"maxEntries":1}`: every get misses L1; `false`: L2
  *   only), `NOA_L2_BASELINE_L1` (the baseline reader's, when it differs: default the same).
+ * - `NOA_L2_BENTO=1`: bentocache's L2-only store (the anchor of the bench's L2-hit rows) as one
+ *   more side, with ours/bento and before/bento printed like ours/before.
  * V8's allocation-site pretenuring can flip a decoder's values into old space for the rest of
  * a process (GC then costs 2-3x): run with `--no-allocation-site-pretenuring` for steady A/B
  * numbers, and without it to see what users get.
@@ -52,6 +54,21 @@ const Baseline: CacheClass | undefined = baselinePath
 
 const redis = new Redis(url);
 const raw = new Redis(url);
+// bentocache's L2-only store, as in index.bench.ts, loaded only when asked for.
+const bento =
+  process.env.NOA_L2_BENTO === '1'
+    ? await (async () => {
+        const [{ BentoCache, bentostore }, { redisDriver }] = await Promise.all([
+          import('bentocache'),
+          import('bentocache/drivers/redis'),
+        ]);
+        return new BentoCache({
+          default: 'l2only',
+          prefix: `${prefix}bento`,
+          stores: { l2only: bentostore().useL2Layer(redisDriver({ connection: redis })) },
+        });
+      })()
+    : undefined;
 
 /** A writer and an L2 reader (L1 of one entry: every get misses L1) under `cachePrefix`. */
 async function contender(
@@ -127,6 +144,11 @@ try {
       floor: (index) => floor.fetchAndUnpack(keys[index % KEYS]!),
     };
     if (before) sides.before = (index) => before.reader.get(keys[index % KEYS]!);
+    if (bento) {
+      // A number of ms, as the bench passes it (a string is parsed on every call).
+      await Promise.all(keys.map((key) => bento.set({ key, value, ttl: 3_600_000 })));
+      sides.bento = (index) => bento.get({ key: keys[index % KEYS]! });
+    }
     if (only) {
       const side = sides[only];
       if (!side) throw new Error(`NOA_L2_ONLY: no side ${only}`);
@@ -164,9 +186,30 @@ try {
       const line = [
         `${label}, ${inFlight} in flight: ours/floor ${ratio(ops, 'ours')} wall, ${ratio(cpu, 'ours')} CPU`,
       ];
-      if (before) line.push(`before/floor ${ratio(ops, 'before')} wall, ${ratio(cpu, 'before')} CPU`);
+      // One side over another round by round (both ran in the same seconds): the median and
+      // the range over rounds.
+      const versus = (table: Record<string, number[]>, side: string, other: string) => {
+        const ratios = table[side]!.map((value, index) => value / table[other]![index]!);
+        return `${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`;
+      };
+      if (bento) {
+        line.push(`ours/bento ${versus(ops, 'ours', 'bento')} wall, ${versus(cpu, 'ours', 'bento')} CPU`);
+        if (before)
+          line.push(
+            `before/bento ${versus(ops, 'before', 'bento')} wall, ${versus(cpu, 'before', 'bento')} CPU`,
+          );
+      }
+      if (before) {
+        line.push(`before/floor ${ratio(ops, 'before')} wall, ${ratio(cpu, 'before')} CPU`);
+        // The A/B itself, and each side's median reads per CPU-second.
+        line.push(`ours/before ${versus(ops, 'ours', 'before')} wall, ${versus(cpu, 'ours', 'before')} CPU`);
+        line.push(
+          `per CPU-s ours ${Math.round(median(cpu.ours!))}, before ${Math.round(median(cpu.before!))}, floor ${Math.round(median(cpu.floor!))}`,
+        );
+      }
       console.log(line.join('; '));
     }
+    if (bento) await Promise.all(keys.map((key) => bento.delete({ key })));
     await Promise.all([
       ours.writer.close(),
       ours.reader.close(),
@@ -175,6 +218,7 @@ try {
     ]);
   }
 } finally {
+  await bento?.disconnectAll();
   await clearRedisPrefix(prefix, url);
   redis.disconnect();
   raw.disconnect();

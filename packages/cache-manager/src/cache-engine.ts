@@ -39,7 +39,7 @@ import {
   sentinelWithoutFailoverDetector,
 } from './l2/ioredis-client.js';
 import { RedisGuard } from './l2/redis-guard.js';
-import { RedisTier } from './l2/redis-tier.js';
+import { RedisTier, readAt } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
 import { decodeEntry, getManyEntries, l1Charge } from './read-path.js';
 import {
@@ -390,13 +390,15 @@ export class CacheEngine {
    */
   async #lookupL2(fullKey: string, asValue: boolean, again = false): Promise<unknown> {
     const since = this.fills.epoch;
-    const bytes = await this.tier!.get(fullKey);
+    // Joined to the turn's read batch, awaiting its one promise (no promise of this read's own).
+    const slot = this.tier!.joinRead(fullKey);
+    const bytes = slot === undefined ? await this.tier!.get(fullKey) : readAt(await slot.results, slot.index);
     let entry: CacheEntry | undefined;
     if (bytes) {
       const loading = this.codec.prepare(bytes);
       if (loading) await loading;
       // One decode at a time (see DecodeTurns): no await from here to the return.
-      const turn = this.decodeTurns.take();
+      const turn = this.decodeTurns.take(bytes);
       if (turn) await turn;
       entry = decodeEntry(this, fullKey, bytes);
     }

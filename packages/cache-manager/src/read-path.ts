@@ -70,7 +70,7 @@ export async function readL2(
   const loading = engine.codec.prepare(bytes);
   if (loading) await loading;
   // One decode at a time (see DecodeTurns): no await from here to the return.
-  const turn = engine.decodeTurns.take();
+  const turn = engine.decodeTurns.take(bytes);
   if (turn) await turn;
   const entry = decodeEntry(engine, fullKey, bytes);
   if (held && entry) {
@@ -110,7 +110,7 @@ export async function peekL2(engine: CacheEngine, fullKey: string): Promise<Cach
   if (!bytes) return undefined;
   const loading = engine.codec.prepare(bytes);
   if (loading) await loading;
-  const turn = engine.decodeTurns.take();
+  const turn = engine.decodeTurns.take(bytes);
   if (turn) await turn;
   return decodeEntry(engine, fullKey, bytes);
 }

@@ -68,6 +68,35 @@ describe('call arguments of the wrong type are refused at the call with ConfigEr
     await cache.deleteMany(['s1', 's2']);
   });
 
+  it('getOrSet refuses a lone-surrogate key with L1 full of its neighbours, forced, in a namespace; its factory never runs', async () => {
+    const local = new Cache();
+    const ns = local.namespace('n');
+    let calls = 0;
+    const factory = () => {
+      calls += 1;
+      return 1;
+    };
+    const high = 'x\uD83D'; // a lone high surrogate
+    const low = '\uDE00x'; // a lone low surrogate
+    for (const key of ['x', 'x\uD83D\uDE00', '\uD83D\uDE00x', ':x', 'n', ':n::x']) {
+      await local.getOrSet(key, factory);
+      await ns.getOrSet(key, factory);
+    }
+    const before = calls;
+    for (const bad of [high, low, `${low}${high}`, '\uD83D', '\uDE00', ':\uDE00']) {
+      expect((await refusal(() => local.getOrSet(bad, factory))).fields).toEqual(['key']);
+      expect((await refusal(() => ns.getOrSet(bad, factory))).fields).toEqual(['key']);
+      expect((await refusal(() => local.getOrSet(bad, factory, { forceFresh: true }))).fields).toEqual([
+        'key',
+      ]);
+    }
+    expect(calls).toBe(before);
+    // The well-formed keys are still served from L1 without a call.
+    expect(await local.getOrSet('x\uD83D\uDE00', factory)).toBe(1);
+    expect(calls).toBe(before);
+    await local.close();
+  });
+
   it('a key, tag or name holding a lone surrogate, in every configuration (in Redis it would be another key’s: test/integration/ill-formed-keys.test.ts)', async () => {
     const bad = 'half of 😀'.slice(0, 9); // ends in a lone high surrogate
     expect((await refusal(() => cache.get(bad))).fields).toEqual(['key']);

@@ -1,6 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DecodeTurns } from '../src/decode-turns.js';
+import { DecodeTurns, decodeTurnMinBytes } from '../src/decode-turns.js';
+import { EntryCodec } from '../src/index.js';
+
+/** Bytes large enough to take a turn (uncompressed: first byte 0). */
+const large = Buffer.alloc(decodeTurnMinBytes);
 
 /**
  * `readers` readers whose reads all complete in one pass, each decoding in its turn as the
@@ -15,7 +19,7 @@ async function burst(readers: number): Promise<string[]> {
   });
   const read = async (reader: number) => {
     await arrived;
-    const turn = turns.take();
+    const turn = turns.take(large);
     if (turn) await turn;
     log.push(`decode ${reader}`);
     return reader;
@@ -62,12 +66,36 @@ describe('DecodeTurns', () => {
 
   it('is free again once a burst is over: a later lone reader takes the turn at once', async () => {
     const turns = new DecodeTurns();
-    expect(turns.take()).toBeUndefined();
-    const waiter = turns.take();
+    expect(turns.take(large)).toBeUndefined();
+    const waiter = turns.take(large);
     expect(waiter).toBeInstanceOf(Promise);
     // A woken holder that decodes nothing still passes the turn on at the next release.
     await waiter;
     await new Promise<void>((resolve) => setImmediate(resolve));
-    expect(turns.take()).toBeUndefined();
+    expect(turns.take(large)).toBeUndefined();
+  });
+
+  it('lets small uncompressed values decode at once, never waiting for a turn held by a large one', () => {
+    const turns = new DecodeTurns();
+    expect(turns.take(large)).toBeUndefined();
+    expect(turns.take(Buffer.alloc(decodeTurnMinBytes - 1))).toBeUndefined();
+    expect(turns.take(large)).toBeInstanceOf(Promise);
+  });
+
+  it('makes a compressed value take a turn whatever its length (it may decode to far more)', () => {
+    const codec = new EntryCodec('msgpack', 'zstd', 1_024);
+    const entry = {
+      value: 'x'.repeat(100_000),
+      createdAt: 0,
+      expiresAt: 1,
+      staleUntil: 1,
+      computeMs: 0,
+      tags: [],
+    };
+    const compressed = codec.encode(entry);
+    expect(compressed.length).toBeLessThan(decodeTurnMinBytes);
+    const turns = new DecodeTurns();
+    expect(turns.take(large)).toBeUndefined();
+    expect(turns.take(compressed)).toBeInstanceOf(Promise);
   });
 });

@@ -53,4 +53,37 @@ describe('TickBatcher', () => {
       { numRuns: 50 },
     );
   });
+
+  it('gives joined items their batch results and their own place in them, mixed with added items', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.integer(), fc.boolean()), { minLength: 1, maxLength: 100 }),
+        async (calls) => {
+          const batches: number[][] = [];
+          const batcher = new TickBatcher<number, number>(async (batch) => {
+            batches.push(batch);
+            return batch.map((item) => item * 2);
+          }, 16);
+          const results = await Promise.all(
+            calls.map(async ([item, joined]) => {
+              if (!joined) return batcher.add(item);
+              const slot = batcher.join(item);
+              return (await slot.results)[slot.index];
+            }),
+          );
+          expect(results).toEqual(calls.map(([item]) => item * 2));
+          expect(batches.flat()).toEqual(calls.map(([item]) => item));
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+
+  it('rejects the results of a failed batch for joined items as for added ones', async () => {
+    const batcher = new TickBatcher<number, number>(() => Promise.reject(new Error('down')));
+    const added = batcher.add(1);
+    const slot = batcher.join(2);
+    const results = await Promise.allSettled([added, slot.results]);
+    expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
+  });
 });
