@@ -1,6 +1,7 @@
 import { Registry } from 'prom-client';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createRateLimiter, MemoryStore } from '../src/index.js';
+import { useAcquireFakeTimers } from './fake-timers.js';
 
 const start = 1_700_000_000_000;
 
@@ -12,17 +13,7 @@ const start = 1_700_000_000_000;
  * behind the (fake) timers once the key is refused, so each retry timer fires `lagMs` early by it.
  */
 describe('limiter.acquire when its retry timer fires before the refusal ends by the clock', () => {
-  beforeEach(() => {
-    // clearImmediate is faked with setImmediate: Node's own, given a fake immediate, miscounts its
-    // immediates, and on Node 22 the worker's event loop then stopped (a 30 s timeout in CI).
-    vi.useFakeTimers({
-      now: start,
-      toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate', 'Date'],
-    });
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  useAcquireFakeTimers(start);
 
   it('waits out the rest instead of checking again (no extra refusal counted), then is admitted', async () => {
     const lagMs = 30;

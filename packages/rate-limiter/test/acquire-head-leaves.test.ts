@@ -1,6 +1,7 @@
 import { Registry } from 'prom-client';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AcquireError, createRateLimiter, type RateLimiter } from '../src/index.js';
+import { useAcquireFakeTimers } from './fake-timers.js';
 
 // x/time/rate's Reservation.Cancel gives its tokens to the reservations behind it
 // (golang/go#69419: it restored the wrong number), and .NET's queued leases move up when one is
@@ -39,15 +40,7 @@ function track<T>(promise: Promise<T>): { state: () => string; promise: Promise<
 }
 
 describe('acquire(): the head of a queue leaves', () => {
-  beforeEach(() => {
-    vi.useFakeTimers({
-      now: start,
-      toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate', 'Date'],
-    });
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  useAcquireFakeTimers(start);
 
   it('a cheaper waiter behind an aborted head goes when its own cost fits, not at the head’s retry time', async () => {
     const limiter = await drainedBucket();

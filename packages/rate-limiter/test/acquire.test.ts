@@ -1,7 +1,7 @@
 import { ClosedError, ConfigError } from '@noa/core';
 import fc from 'fast-check';
 import { Registry } from 'prom-client';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   AcquireError,
   type AlgorithmName,
@@ -9,6 +9,7 @@ import {
   type RateLimiter,
   type RateLimiterOptions,
 } from '../src/index.js';
+import { useAcquireFakeTimers } from './fake-timers.js';
 
 const start = 1_700_000_000_000;
 /** Date.now(), which the fake timers move: timers and the limiter's clock agree. */
@@ -46,17 +47,7 @@ async function metricSum(registry: Registry, name: string): Promise<number> {
 }
 
 describe('limiter.acquire on the memory store', () => {
-  beforeEach(() => {
-    // clearImmediate is faked with setImmediate: Node's own, given a fake immediate, miscounts its
-    // immediates, and on Node 22 the worker's event loop then stopped (a 30 s timeout in CI).
-    vi.useFakeTimers({
-      now: start,
-      toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate', 'Date'],
-    });
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  useAcquireFakeTimers(start);
 
   it('waits for the window to reset and resolves with the admitting result', async () => {
     const limiter = limiterOf({ limits: [{ limit: 2, windowMs: 1_000 }] });
