@@ -416,7 +416,7 @@ export function describeCacheConformance(
       expect(await cache.getOrSet('forced-flight', async () => 'newer', { forceFresh: true })).toBe('newer');
     });
 
-    it('a forced getOrSet does not join a plain load that may end in the cached value; it joins a factory run', async () => {
+    it('a forced getOrSet does not join a plain load, nor a factory run that started before it', async () => {
       const cache = make();
       const fresh = make(); // an empty L1: its plain getOrSet reads L2 (shared) or runs its factory
       await cache.set('forced-join', 'old');
@@ -429,11 +429,64 @@ export function describeCacheConformance(
         expect(plainFactory).not.toHaveBeenCalled();
         expect(forcedFactory).toHaveBeenCalledTimes(1);
       } else {
-        // The plain call's factory is running: the forced call joins it, not a second run.
-        expect(await Promise.all([plain, forced])).toEqual(['plain', 'plain']);
-        expect(forcedFactory).not.toHaveBeenCalled();
+        // The plain call's factory is running, but it started before the forced call: it may
+        // have read the source before the change the forced call was made for (symfony#62328).
+        // Joined, the forced call returned 'plain' (and 'plain' stayed cached until its TTL).
+        expect(await Promise.all([plain, forced])).toEqual(['plain', 'forced']);
+        expect(forcedFactory).toHaveBeenCalledTimes(1);
       }
-      expect(await fresh.get('forced-join')).toBe(shared ? 'forced' : 'plain');
+      expect(await fresh.get('forced-join')).toBe('forced');
+    });
+
+    it('a forced getOrSet runs its own factory past a run that began before it; that run is not cached over it', async () => {
+      // README "Forcing a refresh": after a webhook says the source changed, the forced call
+      // returns and caches a value read after the call began, never the one a run already
+      // going read before the change. Forced calls made once its run began share that run.
+      const cache = make();
+      let source = 'before';
+      const gates: (() => void)[] = [];
+      let runs = 0;
+      const slow = async () => {
+        runs += 1;
+        const read = source;
+        await new Promise<void>((resolve) => gates.push(resolve));
+        return read;
+      };
+      // The old run ends last: its value must not overwrite the forced one.
+      const plain = cache.getOrSet('forced-older', slow);
+      await vi.waitFor(() => expect(runs).toBe(1));
+      source = 'after';
+      const forced = cache.getOrSet('forced-older', slow, { forceFresh: true });
+      await vi.waitFor(() => expect(runs).toBe(2));
+      const joiners = [
+        cache.getOrSet('forced-older', slow, { forceFresh: true }),
+        cache.getOrSet('forced-older', slow, { forceFresh: true, hardTimeoutMs: 5_000 }),
+        cache.getOrSet('forced-older', slow),
+      ];
+      gates[1]!();
+      expect(await forced).toBe('after');
+      expect(await Promise.all(joiners)).toEqual(['after', 'after', 'after']);
+      gates[0]!();
+      // The older run's callers still get its value; the cache keeps the newer.
+      expect(await plain).toBe('before');
+      expect(runs).toBe(2);
+      expect(await cache.get('forced-older')).toBe('after');
+      if (shared) expect(await make().get('forced-older')).toBe('after');
+
+      // The old run ends first: its value goes to its callers and is not cached either.
+      await cache.delete('forced-older-2');
+      source = 'before';
+      const plain2 = cache.getOrSet('forced-older-2', slow);
+      await vi.waitFor(() => expect(runs).toBe(3));
+      source = 'after';
+      const forced2 = cache.getOrSet('forced-older-2', slow, { forceFresh: true });
+      await vi.waitFor(() => expect(runs).toBe(4));
+      gates[2]!();
+      expect(await plain2).toBe('before');
+      expect(await cache.get('forced-older-2')).toBeUndefined();
+      gates[3]!();
+      expect(await forced2).toBe('after');
+      expect(await cache.get('forced-older-2')).toBe('after');
     });
 
     it('getOrSet with forceFresh serves the value it replaces when its factory fails, from whichever tier holds it', async () => {
