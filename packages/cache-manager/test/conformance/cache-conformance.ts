@@ -1252,6 +1252,57 @@ export function describeCacheConformance(
       expect(await cache.getOrSetMany(['gr:old'], failing)).toEqual(['old']);
     });
 
+    it('getOrSetMany whose factory fails rejects with FactoryError carrying the values it resolved (error.partial)', async () => {
+      // ehcache3#225: the hits of a batch whose loader failed were lost with the rejection; the
+      // caller had to read them again. They ride on the error, keyed by the caller's keys.
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, graceBackoffMs: 0 });
+      await cache.set('part:hit', 'hit');
+      await cache.set('part:old', 'old', { ttlMs: 1_000 });
+      clock.advance(2_000);
+      await cache.set('part:hit2', { n: 2 });
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let called = 0;
+      const failing = async (): Promise<string[]> => {
+        called += 1;
+        await gate;
+        throw new Error('source down');
+      };
+      const batch = cache
+        .getOrSetMany(['part:hit', 'part:new', 'part:old', 'part:hit', 'part:hit2', 'part:new2'], failing)
+        .catch((caught: unknown) => caught);
+      await vi.waitFor(() => expect(called).toBe(1));
+      // A getOrSet joining the batch's flight of a failing key gets its own error, without partial.
+      const joiner = cache.getOrSet('part:new', async () => 'never').catch((caught: unknown) => caught);
+      release();
+      const error = await batch;
+      expect(error).toBeInstanceOf(FactoryError);
+      const failed = error as FactoryError;
+      expect(failed.code).toBe('NOA_CACHE_FACTORY_FAILED');
+      expect(failed.details.key).toBe('part:new');
+      expect(failed.cause).toMatchObject({ message: 'source down' });
+      // The hits and the value in grace; not the keys that failed.
+      expect(failed.partial).toEqual(
+        new Map<string, unknown>([
+          ['part:hit', 'hit'],
+          ['part:old', 'old'],
+          ['part:hit2', { n: 2 }],
+        ]),
+      );
+      expect(JSON.stringify(failed)).not.toContain('hit2');
+      const joined = await joiner;
+      expect(joined).toBeInstanceOf(FactoryError);
+      expect((joined as FactoryError).partial).toBeUndefined();
+      // A getOrSet's own failure carries none either.
+      const single = await cache
+        .getOrSet('part:none', () => Promise.reject(new Error('down')))
+        .catch((caught: unknown) => caught);
+      expect((single as FactoryError).partial).toBeUndefined();
+    });
+
     it.skipIf(!shared)(
       'getOrSetMany across instances: keys leased by another instance are awaited, not recomputed',
       async () => {
