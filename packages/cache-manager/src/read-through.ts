@@ -598,7 +598,10 @@ function joinable<T>(
  * refresh): it may have read the source before the change the call was made for. A forced run
  * is joined whenever it began: it was itself asked for after a change.
  */
-function olderThanForced(load: Pick<KeyLoad<unknown>, 'runsBefore'>, running: RunningFactory<unknown>): boolean {
+function olderThanForced(
+  load: Pick<KeyLoad<unknown>, 'runsBefore'>,
+  running: RunningFactory<unknown>,
+): boolean {
   return load.runsBefore !== undefined && !running.forced && running.startedSeq <= load.runsBefore;
 }
 

@@ -489,6 +489,43 @@ export function describeCacheConformance(
       expect(await cache.get('forced-older-2')).toBe('after');
     });
 
+    it.skipIf(!shared)(
+      "across instances, expire before a forced getOrSet keeps another instance's older run from answering it",
+      async () => {
+        // docs/get-or-set.md "Forcing a refresh", the limit across instances: a forced call that
+        // finds another instance's lease waits for that run, which may have begun before it.
+        // An expire first supersedes that run everywhere: its value is not cached, its lease is
+        // released, and the forced call runs the factory after the change.
+        const a = make();
+        const b = make({ lock: { pollMs: 10 } });
+        await Promise.all([a.ready(), b.ready()]);
+        let source = 'before';
+        let runs = 0;
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        const slow = async () => {
+          runs += 1;
+          const read = source;
+          if (runs === 1) await gate;
+          return read;
+        };
+        const plain = a.getOrSet('forced-remote', slow);
+        await vi.waitFor(() => expect(runs).toBe(1));
+        source = 'after';
+        await b.expire('forced-remote');
+        const forced = b.getOrSet('forced-remote', slow, { forceFresh: true });
+        await delay(50);
+        release();
+        expect(await plain).toBe('before');
+        expect(await forced).toBe('after');
+        expect(runs).toBe(2);
+        await vi.waitFor(async () => expect(await a.get('forced-remote')).toBe('after'));
+        expect(await make().get('forced-remote')).toBe('after');
+      },
+    );
+
     it('getOrSet with forceFresh serves the value it replaces when its factory fails, from whichever tier holds it', async () => {
       // README "Forcing a refresh": the value the call replaces backs it as in grace. It was
       // served only from this instance's L1: one that only L2 held (written by another instance,
