@@ -25,11 +25,35 @@ export class CacheManagerError<
  * `getOrSetMany` factory's result had the wrong shape (`reason` says how).
  */
 export class FactoryError extends CacheManagerError<'NOA_CACHE_FACTORY_FAILED'> {
+  /**
+   * Thrown by `getOrSetMany` only: the call's keys that did resolve (hits, values in grace,
+   * values of other loads it joined), by the caller's key; a key the factory left out maps to
+   * `undefined`. The keys that failed are absent. Not enumerable, so it stays out of JSON logs.
+   */
+  declare readonly partial?: ReadonlyMap<string, unknown>;
+  readonly #reason: string | undefined;
+
   constructor(key: string, options: NoaErrorOptions = {}, reason?: string) {
     super('NOA_CACHE_FACTORY_FAILED', `factory for cache key "${key}" failed${reason ? `: ${reason}` : ''}`, {
       ...options,
       details: { key, ...options.details },
     });
+    this.#reason = reason;
+  }
+
+  /**
+   * A copy of this error (same key, message, cause and details) with {@link partial} set: the
+   * error a `getOrSetMany` call throws. A copy, since the original may be shared by other
+   * callers of the key (a `getOrSet` that joined the batch's load).
+   */
+  withPartial(partial: ReadonlyMap<string, unknown>): FactoryError {
+    const copy = new FactoryError(
+      String(this.details.key),
+      { cause: this.cause, details: this.details },
+      this.#reason,
+    );
+    Object.defineProperty(copy, 'partial', { value: partial, enumerable: false });
+    return copy;
   }
 }
 

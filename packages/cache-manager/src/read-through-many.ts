@@ -103,6 +103,8 @@ export async function getOrSetMany<T>(
   const stale = new Map<number, CacheEntry<T>>();
   const seen = new Map<number, number | null>();
   const held = new Map<number, L2Held>();
+  /** The keys whose load failed, and how (the call throws the first one's, see below). */
+  const failures = new Map<number, unknown>();
   const join = (index: number, { promise, limits }: Flight) => {
     // A getOrSet flight with timeouts: not its caller's timeout error or stale value, the run's.
     const fullKey = fullKeys[index]!;
@@ -118,9 +120,14 @@ export async function getOrSetMany<T>(
             true,
           );
     return joined.push(
-      flight.then((value) => {
-        results[index] = handOut(engine, value);
-      }),
+      flight.then(
+        (value) => {
+          results[index] = handOut(engine, value);
+        },
+        (error: unknown) => {
+          failures.set(index, error);
+        },
+      ),
     );
   };
   let rest: number[] = [];
@@ -185,7 +192,29 @@ export async function getOrSetMany<T>(
     }
   }
   await Promise.all(joined);
+  if (failures.size > 0) throw failedMany(failures, userKeys, results);
   return results;
+}
+
+/**
+ * The error a `getOrSetMany` call with failed keys throws: the first failed key's (in the call's
+ * order). A `FactoryError` carries the values the call did resolve (`partial`, ehcache3#225):
+ * rejected bare, a batch whose loader failed lost its hits, which the caller then read again.
+ * Other errors (a lease wait's `LockTimeoutError`, Redis's under `onBackendError: 'throw'`,
+ * `ClosedError`) are thrown as they are.
+ */
+function failedMany(
+  failures: ReadonlyMap<number, unknown>,
+  userKeys: readonly string[],
+  results: readonly unknown[],
+): unknown {
+  const first = failures.get(Math.min(...failures.keys()));
+  if (!(first instanceof FactoryError)) return first;
+  const partial = new Map<string, unknown>();
+  userKeys.forEach((key, index) => {
+    if (!failures.has(index)) partial.set(key, results[index]);
+  });
+  return first.withPartial(partial);
 }
 
 /**

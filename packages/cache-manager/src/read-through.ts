@@ -78,7 +78,19 @@ export interface KeyLoad<T> {
    * write, so a value with another id was written after that read: no clock is compared.
    */
   replacedWriteId?: number | null;
+  /**
+   * `forceFresh`: {@link runsStarted} as the call began. The call joins a run of this instance
+   * only when it is forced too or started after that (a later `startedSeq`): a run begun before
+   * the call may have read the source before the change the call was made for.
+   */
+  runsBefore?: number;
 }
+
+/**
+ * Factory runs started in this process so far (all caches): orders a run against a forced
+ * call's start exactly, where two `Date.now()` readings in one millisecond could not.
+ */
+let runsStarted = 0;
 
 /** Whether an L2 entry read during `load` may be served: fresh, and for a forced load written after its start. */
 function servable(
@@ -118,6 +130,7 @@ export async function loadThrough<T>(
     // L2 (see `KeyLoad.l2Seen`). The value replaced backs the call as in grace: L1's, or L2's
     // when newer or L1 has none (another instance wrote it, it left L1, or there is no L1).
     const forcedAt = engine.clock.now();
+    const runsBefore = runsStarted;
     let replacedWriteId: number | null | undefined = null;
     if (engine.tier) {
       const replaced = await replacedInL2(engine, fullKey, held);
@@ -136,6 +149,7 @@ export async function loadThrough<T>(
       staleSince,
       forcedAt,
       replacedWriteId,
+      runsBefore,
       l2Held: { ...held },
     });
   }
@@ -332,8 +346,15 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   // slow source during a Redis outage (ioredis's reconnect attempts close the bus again and
   // again, so every run goes suspect).
   const running = engine.running.get(fullKey) as RunningFactory<T> | undefined;
-  if (joinable(engine, running)) return awaitFactory(engine, load, running);
-  if (running) outlivedLease(engine, running, userKey);
+  if (joinable(engine, running)) {
+    if (!olderThanForced(load, running)) return awaitFactory(engine, load, running);
+    // A forced call does not settle for a run begun before it (symfony#62328): its own run
+    // supersedes that one, whose value goes to its callers but is not cached over the newer.
+    running.run.superseded = true;
+    // That run holds the key's lease: waiting for it is waiting for its value. In-process
+    // single flight only, then; its release lets other instances' waiters read ours.
+    if (running.leased) return runFactory(engine, load);
+  } else if (running) outlivedLease(engine, running, userKey);
   let stale = load.stale;
   let staleSince = load.staleSince;
   let l2Seen = load.l2Seen;
@@ -543,6 +564,12 @@ export interface RunningFactory<T> {
   tracked: boolean;
   /** `Date.now()` at its start: joined for `lock.leaseMs` at most (see {@link joinable}). */
   startedAt: number;
+  /** {@link runsStarted} once it started: a forced call joins it only when started after the call. */
+  startedSeq: number;
+  /** A `forceFresh` run: joined by any later forced call (a burst of them shares one run). */
+  forced: boolean;
+  /** It holds the key's lease (this instance's other callers would wait for it there). */
+  leased: boolean;
   /** The first value in grace served past a timeout: a late failure backs it off (see {@link lateFailure}). */
   lateStale?: { fullKey: string; staleSince: number | undefined; stale: CacheEntry<T> };
 }
@@ -564,6 +591,18 @@ function joinable<T>(
     (!running.run.suspect || engine.bus?.awaitingResync === true) &&
     Date.now() - running.startedAt < engine.options.lock.leaseMs
   );
+}
+
+/**
+ * Whether `running`, joinable, began before the forced call `load` (a plain run, an early
+ * refresh): it may have read the source before the change the call was made for. A forced run
+ * is joined whenever it began: it was itself asked for after a change.
+ */
+function olderThanForced(
+  load: Pick<KeyLoad<unknown>, 'runsBefore'>,
+  running: RunningFactory<unknown>,
+): boolean {
+  return load.runsBefore !== undefined && !running.forced && running.startedSeq <= load.runsBefore;
 }
 
 /**
@@ -740,7 +779,16 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     engine.runs.end(fullKey, run);
     engine.endRun(abort);
   });
-  const running: RunningFactory<T> = { work, run, context, tracked: false, startedAt: Date.now() };
+  const running: RunningFactory<T> = {
+    work,
+    run,
+    context,
+    tracked: false,
+    startedAt: Date.now(),
+    startedSeq: ++runsStarted,
+    forced: load.forcedAt !== undefined,
+    leased: leaseToken !== undefined,
+  };
   engine.running.set(fullKey, running);
   const settled = () => {
     if (engine.running.get(fullKey) === running) engine.running.delete(fullKey);

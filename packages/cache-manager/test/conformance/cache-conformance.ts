@@ -416,7 +416,7 @@ export function describeCacheConformance(
       expect(await cache.getOrSet('forced-flight', async () => 'newer', { forceFresh: true })).toBe('newer');
     });
 
-    it('a forced getOrSet does not join a plain load that may end in the cached value; it joins a factory run', async () => {
+    it('a forced getOrSet does not join a plain load, nor a factory run that started before it', async () => {
       const cache = make();
       const fresh = make(); // an empty L1: its plain getOrSet reads L2 (shared) or runs its factory
       await cache.set('forced-join', 'old');
@@ -429,12 +429,102 @@ export function describeCacheConformance(
         expect(plainFactory).not.toHaveBeenCalled();
         expect(forcedFactory).toHaveBeenCalledTimes(1);
       } else {
-        // The plain call's factory is running: the forced call joins it, not a second run.
-        expect(await Promise.all([plain, forced])).toEqual(['plain', 'plain']);
-        expect(forcedFactory).not.toHaveBeenCalled();
+        // The plain call's factory is running, but it started before the forced call: it may
+        // have read the source before the change the forced call was made for (symfony#62328).
+        // Joined, the forced call returned 'plain' (and 'plain' stayed cached until its TTL).
+        expect(await Promise.all([plain, forced])).toEqual(['plain', 'forced']);
+        expect(forcedFactory).toHaveBeenCalledTimes(1);
       }
-      expect(await fresh.get('forced-join')).toBe(shared ? 'forced' : 'plain');
+      expect(await fresh.get('forced-join')).toBe('forced');
     });
+
+    it('a forced getOrSet runs its own factory past a run that began before it; that run is not cached over it', async () => {
+      // README "Forcing a refresh": after a webhook says the source changed, the forced call
+      // returns and caches a value read after the call began, never the one a run already
+      // going read before the change. Forced calls made once its run began share that run.
+      const cache = make();
+      let source = 'before';
+      const gates: (() => void)[] = [];
+      let runs = 0;
+      const slow = async () => {
+        runs += 1;
+        const read = source;
+        await new Promise<void>((resolve) => gates.push(resolve));
+        return read;
+      };
+      // The old run ends last: its value must not overwrite the forced one.
+      const plain = cache.getOrSet('forced-older', slow);
+      await vi.waitFor(() => expect(runs).toBe(1));
+      source = 'after';
+      const forced = cache.getOrSet('forced-older', slow, { forceFresh: true });
+      await vi.waitFor(() => expect(runs).toBe(2));
+      const joiners = [
+        cache.getOrSet('forced-older', slow, { forceFresh: true }),
+        cache.getOrSet('forced-older', slow, { forceFresh: true, hardTimeoutMs: 5_000 }),
+        cache.getOrSet('forced-older', slow),
+      ];
+      gates[1]!();
+      expect(await forced).toBe('after');
+      expect(await Promise.all(joiners)).toEqual(['after', 'after', 'after']);
+      gates[0]!();
+      // The older run's callers still get its value; the cache keeps the newer.
+      expect(await plain).toBe('before');
+      expect(runs).toBe(2);
+      expect(await cache.get('forced-older')).toBe('after');
+      if (shared) expect(await make().get('forced-older')).toBe('after');
+
+      // The old run ends first: its value goes to its callers and is not cached either.
+      await cache.delete('forced-older-2');
+      source = 'before';
+      const plain2 = cache.getOrSet('forced-older-2', slow);
+      await vi.waitFor(() => expect(runs).toBe(3));
+      source = 'after';
+      const forced2 = cache.getOrSet('forced-older-2', slow, { forceFresh: true });
+      await vi.waitFor(() => expect(runs).toBe(4));
+      gates[2]!();
+      expect(await plain2).toBe('before');
+      expect(await cache.get('forced-older-2')).toBeUndefined();
+      gates[3]!();
+      expect(await forced2).toBe('after');
+      expect(await cache.get('forced-older-2')).toBe('after');
+    });
+
+    it.skipIf(!shared)(
+      "across instances, expire before a forced getOrSet keeps another instance's older run from answering it",
+      async () => {
+        // docs/get-or-set.md "Forcing a refresh", the limit across instances: a forced call that
+        // finds another instance's lease waits for that run, which may have begun before it.
+        // An expire first supersedes that run everywhere: its value is not cached, its lease is
+        // released, and the forced call runs the factory after the change.
+        const a = make();
+        const b = make({ lock: { pollMs: 10 } });
+        await Promise.all([a.ready(), b.ready()]);
+        let source = 'before';
+        let runs = 0;
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        const slow = async () => {
+          runs += 1;
+          const read = source;
+          if (runs === 1) await gate;
+          return read;
+        };
+        const plain = a.getOrSet('forced-remote', slow);
+        await vi.waitFor(() => expect(runs).toBe(1));
+        source = 'after';
+        await b.expire('forced-remote');
+        const forced = b.getOrSet('forced-remote', slow, { forceFresh: true });
+        await delay(50);
+        release();
+        expect(await plain).toBe('before');
+        expect(await forced).toBe('after');
+        expect(runs).toBe(2);
+        await vi.waitFor(async () => expect(await a.get('forced-remote')).toBe('after'));
+        expect(await make().get('forced-remote')).toBe('after');
+      },
+    );
 
     it('getOrSet with forceFresh serves the value it replaces when its factory fails, from whichever tier holds it', async () => {
       // README "Forcing a refresh": the value the call replaces backs it as in grace. It was
@@ -1197,6 +1287,57 @@ export function describeCacheConformance(
       expect(error).toBeInstanceOf(FactoryError);
       expect((error as FactoryError).cause).toMatchObject({ message: 'source down' });
       expect(await cache.getOrSetMany(['gr:old'], failing)).toEqual(['old']);
+    });
+
+    it('getOrSetMany whose factory fails rejects with FactoryError carrying the values it resolved (error.partial)', async () => {
+      // ehcache3#225: the hits of a batch whose loader failed were lost with the rejection; the
+      // caller had to read them again. They ride on the error, keyed by the caller's keys.
+      const clock = new ManualClock(Date.now());
+      const cache = make({ clock, graceMs: 60_000, graceBackoffMs: 0 });
+      await cache.set('part:hit', 'hit');
+      await cache.set('part:old', 'old', { ttlMs: 1_000 });
+      clock.advance(2_000);
+      await cache.set('part:hit2', { n: 2 });
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let called = 0;
+      const failing = async (): Promise<string[]> => {
+        called += 1;
+        await gate;
+        throw new Error('source down');
+      };
+      const batch = cache
+        .getOrSetMany(['part:hit', 'part:new', 'part:old', 'part:hit', 'part:hit2', 'part:new2'], failing)
+        .catch((caught: unknown) => caught);
+      await vi.waitFor(() => expect(called).toBe(1));
+      // A getOrSet joining the batch's flight of a failing key gets its own error, without partial.
+      const joiner = cache.getOrSet('part:new', async () => 'never').catch((caught: unknown) => caught);
+      release();
+      const error = await batch;
+      expect(error).toBeInstanceOf(FactoryError);
+      const failed = error as FactoryError;
+      expect(failed.code).toBe('NOA_CACHE_FACTORY_FAILED');
+      expect(failed.details.key).toBe('part:new');
+      expect(failed.cause).toMatchObject({ message: 'source down' });
+      // The hits and the value in grace; not the keys that failed.
+      expect(failed.partial).toEqual(
+        new Map<string, unknown>([
+          ['part:hit', 'hit'],
+          ['part:old', 'old'],
+          ['part:hit2', { n: 2 }],
+        ]),
+      );
+      expect(JSON.stringify(failed)).not.toContain('hit2');
+      const joined = await joiner;
+      expect(joined).toBeInstanceOf(FactoryError);
+      expect((joined as FactoryError).partial).toBeUndefined();
+      // A getOrSet's own failure carries none either.
+      const single = await cache
+        .getOrSet('part:none', () => Promise.reject(new Error('down')))
+        .catch((caught: unknown) => caught);
+      expect((single as FactoryError).partial).toBeUndefined();
     });
 
     it.skipIf(!shared)(
