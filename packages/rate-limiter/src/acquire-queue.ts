@@ -33,8 +33,8 @@ export const acquireOptionsSchema = z
     timeoutMs: z.number().int().positive().max(maxTimerMs).default(10_000),
     /**
      * Stops waiting at once (rejected with `reason: 'aborted'`) and leaves the queue. Taken by its
-     * shape, as Node's own APIs take one: a polyfilled signal or one of another realm (jsdom, a vm
-     * context) is not an instance of this realm's AbortSignal.
+     * shape, as Node's own APIs take one: a polyfilled signal or one of another realm (jsdom's) is
+     * not an instance of this realm's AbortSignal.
      */
     signal: z
       .custom<AbortSignal>(

@@ -4,8 +4,8 @@ import { AcquireError, createRateLimiter } from '../src/index.js';
 
 // acquire()'s `signal` is taken by its shape, as Node's own APIs take one (rstest#1745): a
 // polyfilled signal (the abort-controller package, a test environment's) or one from another
-// realm (jsdom, a vm context) is not an instance of this realm's AbortSignal, and was refused
-// with a ConfigError.
+// realm (jsdom's) is not an instance of this realm's AbortSignal, and was refused with a
+// ConfigError.
 
 /** A polyfill's signal: an EventTarget with `aborted` and `reason`, not this realm's AbortSignal. */
 class PolyfilledSignal extends EventTarget {
