@@ -9,9 +9,10 @@
  * `NOA_FASTIFY_IMPL=<path of a built fastify.js>` (with `NOA_FASTIFY_LIMITER=<its index.js>`)
  * measures a build instead of the sources (through tsx the sources carry esbuild's `keepNames`
  * helpers). `NOA_FASTIFY_BASELINE=<dir>`: another build's output directory (its `fastify.js` and
- * `index.js`), a "before" side in the same rounds, for A/B checks. `NOA_FASTIFY_INJECT=1` measures
- * whole requests through `app.inject()` instead, with a side without the plugin ("none") to show
- * what Fastify itself costs (noisier: the plugin is a few percent of such a request).
+ * `index.js`), a "before" side in the same rounds, for A/B checks.
+ * Not through `app.inject()`: here (Fastify 5.12, Node 24) it keeps about 10 kB per request for the
+ * process's life, with no plugin too, so each round costs more than the last and a side's median
+ * depends on its place in the rounds.
  */
 
 import { median } from '@noa/testkit/bench';
@@ -100,29 +101,8 @@ function directSide(build: Build): Side {
   };
 }
 
-/** A fresh app each round, the last one closed. */
-function injectSide(build: Build | undefined): Side {
-  let app: FastifyInstance | undefined;
-  return async () => {
-    await app?.close();
-    app = Fastify();
-    if (build !== undefined) await app.register(build.fastifyRateLimit as FastifyPluginAsync, options(build));
-    app.get('/', (_request, reply) => {
-      reply.send('ok');
-    });
-    await app.ready();
-    const current = app;
-    return async (calls) => {
-      for (let index = 0; index < calls; index++) await current.inject({ url: '/' });
-    };
-  };
-}
-
-const inject = process.env.NOA_FASTIFY_INJECT === '1';
 const sides: Record<string, Side> = {};
-for (const [name, build] of Object.entries(builds))
-  sides[name] = inject ? injectSide(build) : directSide(build);
-if (inject) sides.none = injectSide(undefined);
+for (const [name, build] of Object.entries(builds)) sides[name] = directSide(build);
 
 /** CPU nanoseconds per request over `calls` requests. */
 async function cpuPerCall(side: Side, calls: number): Promise<number> {
@@ -135,9 +115,7 @@ async function cpuPerCall(side: Side, calls: number): Promise<number> {
 }
 
 const rounds = Number(process.env.NOA_FASTIFY_ROUNDS ?? 9);
-// app.inject() keeps about 10 kB per request for the process's life (Fastify 5.12, Node 24, with
-// no plugin too): 5,000 per round keeps a run's heap under a gigabyte.
-const calls = inject ? 5_000 : 100_000;
+const calls = 100_000;
 const samples: Record<string, number[]> = Object.fromEntries(Object.keys(sides).map((name) => [name, []]));
 for (let round = 0; round < rounds; round++)
   for (const [name, side] of Object.entries(sides)) samples[name]!.push(await cpuPerCall(side, calls));
@@ -147,8 +125,3 @@ for (const [name, values] of Object.entries(samples))
   );
 if (samples.before !== undefined)
   console.log(`before / ours: ${(median(samples.before) / median(samples.ours!)).toFixed(2)}`);
-if (samples.none !== undefined)
-  for (const name of Object.keys(builds))
-    console.log(
-      `${name} minus none: ${(median(samples[name]!) - median(samples.none)).toFixed(0)} ns CPU per request`,
-    );
