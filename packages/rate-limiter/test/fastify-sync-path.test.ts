@@ -66,6 +66,16 @@ describe('fastifyRateLimit on a memory store', () => {
     await limiter.close();
   });
 
+  it("checks in the same tick under hook: 'preHandler' too", async () => {
+    const limiter = createRateLimiter({ limits });
+    const { app, ticks } = await appWith(limiter, { hook: 'preHandler' });
+    expect((await app.inject({ url: '/' })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/' })).statusCode).toBe(429);
+    expect(ticks).toEqual([true, true]);
+    await app.close();
+    await limiter.close();
+  });
+
   it('refuses in the same tick too, with the default problem', async () => {
     const limiter = createRateLimiter({ limits });
     const { app, ticks } = await appWith(limiter);
