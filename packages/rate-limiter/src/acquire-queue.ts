@@ -12,6 +12,17 @@ import { AcquireError, type AcquireFailure } from './errors.js';
 import type { CheckInput } from './limiter.js';
 import type { RateLimitResult } from './result.js';
 
+/** What the queue reads of a signal: `aborted`, `reason`, and its abort event. */
+function isAbortSignalLike(value: unknown): value is AbortSignal {
+  if (typeof value !== 'object' || value === null) return false;
+  const signal = value as Partial<Record<'aborted' | 'addEventListener' | 'removeEventListener', unknown>>;
+  return (
+    typeof signal.aborted === 'boolean' &&
+    typeof signal.addEventListener === 'function' &&
+    typeof signal.removeEventListener === 'function'
+  );
+}
+
 /** Options of `limiter.acquire()`. */
 export const acquireOptionsSchema = z
   .object({
@@ -20,8 +31,17 @@ export const acquireOptionsSchema = z
      * At most 2³¹ - 1 (about 24.8 days): Node fires a longer timer at once.
      */
     timeoutMs: z.number().int().positive().max(maxTimerMs).default(10_000),
-    /** Stops waiting at once (rejected with `reason: 'aborted'`) and leaves the queue. */
-    signal: z.custom<AbortSignal>((value) => value instanceof AbortSignal, 'an AbortSignal').optional(),
+    /**
+     * Stops waiting at once (rejected with `reason: 'aborted'`) and leaves the queue. Taken by its
+     * shape, as Node's own APIs take one: a polyfilled signal or one of another realm (jsdom's) is
+     * not an instance of this realm's AbortSignal.
+     */
+    signal: z
+      .custom<AbortSignal>(
+        isAbortSignalLike,
+        'an AbortSignal (aborted, addEventListener, removeEventListener)',
+      )
+      .optional(),
     /** Most callers waiting for one key in this process; one more is rejected with `queue-full`. */
     maxQueue: z.number().int().positive().default(1_000),
   })

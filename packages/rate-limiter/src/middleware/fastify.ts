@@ -1,11 +1,19 @@
 import { isDeepStrictEqual } from 'node:util';
 import { parseOptions } from '@noa/core';
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type {
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyReply,
+  FastifyRequest,
+  HookHandlerDoneFunction,
+} from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { z } from 'zod';
+import type { CheckInput } from '../check-input.js';
 import { type ProblemOptions, quotaProblem, rateLimitHeaders, withEarlierPolicies } from '../headers.js';
 import { RateLimiter } from '../limiter.js';
 import type { RateLimitResult } from '../result.js';
+import { MemoryStore } from '../stores/memory-store.js';
 import {
   checkInputOf,
   defaultRequestWasSuccessful,
@@ -188,6 +196,21 @@ function factsOf(request: FastifyRequest, reply: FastifyReply): FastifyRequestFa
   };
 }
 
+/**
+ * What a hook does after a request's check: `'next'`, the route runs; `'stop'`, the reply was sent
+ * (refused) or hijacked; a promise of either when something on the way was asynchronous.
+ */
+type Outcome = 'next' | 'stop' | Promise<'next' | 'stop'>;
+
+const isPromiseLike = (value: unknown): value is PromiseLike<unknown> =>
+  typeof (value as PromiseLike<unknown> | undefined)?.then === 'function';
+
+/** The default refusal: problem+json with the status of `result` under `options`' `blockedStatus`. */
+function sendDefaultProblem(reply: FastifyReply, options: ProblemOptions, result: RateLimitResult): void {
+  const problem = quotaProblem(result, options);
+  reply.code(problem.status).type('application/problem+json').send(problem);
+}
+
 /** Most distinct resolved options a registration remembers to tell equal ones apart (see `resolve`). */
 const maxDistinctOptions = 1_000;
 
@@ -280,39 +303,71 @@ const plugin = async (
     onUndefinedIp = undefined;
     warnUndefinedIp();
   };
-  const limit = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+  /** The options a request is checked with by the plugin's hook, or undefined when its route is not limited. */
+  const activeFor = (request: FastifyRequest): FastifyOptions | undefined => {
     // Read at request time, not only in onRoute: routes declared before the plugin keep their config.
     const config = configOf(request.routeOptions.config);
-    if (config === false || (config === undefined && !global)) return;
-    const route =
-      config === undefined
-        ? undefined
-        : resolve(
-            `route ${String(request.routeOptions.method)} ${request.routeOptions.url} config.${names}`,
-            config,
-          );
-    return enforce(request, reply, route ?? shared);
+    if (config === false || (config === undefined && !global)) return undefined;
+    if (config === undefined) return shared;
+    return resolve(
+      `route ${String(request.routeOptions.method)} ${request.routeOptions.url} config.${names}`,
+      config,
+    );
   };
   /** The options each request was checked with, so that a manual hook with the same ones does not count it twice. */
   const checkedWith = new WeakMap<FastifyRequest, FastifyOptions | FastifyOptions[]>();
-  const enforce = async (
-    request: FastifyRequest,
-    reply: FastifyReply,
-    active: FastifyOptions,
-  ): Promise<unknown> => {
+  /** Whether `request` is still to be checked with `active` (each distinct options count it once). */
+  const firstCheck = (request: FastifyRequest, active: FastifyOptions): boolean => {
     // One options object per request is the rule; a list only for hooks of several options.
     const checked = checkedWith.get(request);
     if (checked === undefined) checkedWith.set(request, active);
-    else if (checked === active || (Array.isArray(checked) && checked.includes(active))) return;
+    else if (checked === active || (Array.isArray(checked) && checked.includes(active))) return false;
     else if (Array.isArray(checked)) checked.push(active);
     else checkedWith.set(request, [checked, active]);
     if (watchTrustProxy) watchTrustProxy = checkTrustProxy(request);
-    if (!(active.limiter instanceof RateLimiter)) return;
+    return active.limiter instanceof RateLimiter;
+  };
+  /**
+   * The request's check. `'next'`: the route is next; `'stop'`: the reply was sent (refused); else
+   * the promise of one of the two, when something on the way is asynchronous. A memory store
+   * without `skip` decides in the caller's tick (checkSync), unless a request function returns a
+   * promise. Throws what the request functions or the limiter throw.
+   */
+  const enforce = (request: FastifyRequest, reply: FastifyReply, active: FastifyOptions): Outcome => {
+    if (!firstCheck(request, active)) return 'next';
     const facts = factsOf(request, reply);
-    if (active.skip !== undefined && (await active.skip(facts))) return;
-    const pending = checkInputOf(facts, active, onUndefinedIp);
+    if (active.skip === undefined && active.limiter.store instanceof MemoryStore) {
+      const input = checkInputOf(facts, active, onUndefinedIp);
+      if (!(input instanceof Promise))
+        return answer(request, reply, active, input, active.limiter.checkSync(input));
+      return checkAsync(request, reply, active, facts, input);
+    }
+    return checkAsync(request, reply, active, facts, undefined);
+  };
+  /** The check when something on the way is asynchronous (store, `skip`, a request function). */
+  const checkAsync = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    active: FastifyOptions,
+    facts: FastifyRequestFacts,
+    given: Promise<CheckInput> | undefined,
+  ): Promise<'next' | 'stop'> => {
+    let pending: CheckInput | Promise<CheckInput> | undefined = given;
+    if (pending === undefined) {
+      if (active.skip !== undefined && (await active.skip(facts))) return 'next';
+      pending = checkInputOf(facts, active, onUndefinedIp);
+    }
     const input = pending instanceof Promise ? await pending : pending;
-    const result = await active.limiter.check(input);
+    return answer(request, reply, active, input, await active.limiter.check(input));
+  };
+  /** After the check: `request.rateLimit`, the refund owed, the headers, then the refusal or the queue delay. */
+  const answer = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    active: FastifyOptions,
+    input: CheckInput,
+    result: RateLimitResult,
+  ): Outcome => {
     request.rateLimit = result;
     const refund = refunderFor(active, input, result);
     if (refund !== undefined) {
@@ -338,44 +393,91 @@ const plugin = async (
         reply.getHeader(name),
       ),
     );
-    if (!result.allowed) {
-      if (active.handler !== undefined) {
-        const handled = await active.handler(request, reply, result, { blockedStatus: active.blockedStatus });
-        // A handler that sent nothing would let the refused request through to the route.
-        if (reply.sent) return handled;
-      }
-      const problem = quotaProblem(result, active);
-      return reply.code(problem.status).type('application/problem+json').send(problem);
-    }
+    if (!result.allowed) return refuse(request, reply, active, result);
+    if (result.delayMs === 0) return 'next';
     // Gone during its queue delay: no route to run for nobody (hijacked, the lifecycle stops
     // here), and its slot is a live client's.
-    if (result.delayMs > 0 && !(await waitOutQueueDelay(reply.raw, result.delayMs))) {
+    return waitOutQueueDelay(reply.raw, result.delayMs).then((served) => {
+      if (served) return 'next';
       giveBackUnserved(active.limiter, input, result, refund);
       reply.hijack();
+      return 'stop';
+    });
+  };
+  /** Sends the refusal: the handler's, else (or when it sent nothing) the default problem. */
+  const refuse = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    active: FastifyOptions,
+    result: RateLimitResult,
+  ): Outcome => {
+    if (active.handler !== undefined) {
+      const handled = active.handler(request, reply, result, { blockedStatus: active.blockedStatus });
+      // Awaited (a Reply is a thenable too): its rejection reaches Fastify's error handler.
+      if (isPromiseLike(handled))
+        return Promise.resolve(handled).then(() => {
+          if (!reply.sent) sendDefaultProblem(reply, active, result);
+          return 'stop';
+        });
+      // A handler that sent nothing would let the refused request through to the route.
+      if (reply.sent) return 'stop';
     }
+    sendDefaultProblem(reply, active, result);
+    return 'stop';
+  };
+  /**
+   * The plugin's hook, a callback hook (Fastify 5 calls it with `done` and waits for a promise
+   * only when one is returned): a check decided in this tick calls `done()` at once (or, refused,
+   * sends the reply and does not call it); an asynchronous one returns its promise, as an async
+   * hook does.
+   */
+  const limit = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    done: HookHandlerDoneFunction,
+  ): Promise<unknown> | undefined => {
+    let outcome: Outcome;
+    try {
+      const active = activeFor(request);
+      outcome = active === undefined ? 'next' : enforce(request, reply, active);
+    } catch (error) {
+      done(error as Error);
+      return undefined;
+    }
+    // Outside the try: an error of what runs next in the lifecycle is not this check's.
+    if (outcome === 'next') done();
+    else if (outcome !== 'stop') return outcome.then((after) => (after === 'stop' ? reply : undefined));
     return undefined;
   };
-  fastify.addHook('onResponse', async (request, reply) => {
+  // Callback hooks that return at once when no refund is pending: most requests owe none.
+  fastify.addHook('onResponse', (request, reply, done) => {
     const refund = pendingRefunds.get(request);
-    if (refund === undefined) return;
+    if (refund === undefined) return done();
     pendingRefunds.delete(request);
     // A function that throws (even synchronously) or rejects cannot tell: a failure, as in Express.
-    refund(
-      await Promise.resolve()
-        .then(() => wasSuccessful(request, reply))
-        .catch(() => false),
-    );
+    return Promise.resolve()
+      .then(() => wasSuccessful(request, reply))
+      .catch(() => false)
+      .then(refund);
   });
   // The client went away before the response: a failure.
-  fastify.addHook('onRequestAbort', async (request) => {
-    pendingRefunds.get(request)?.(false);
-    pendingRefunds.delete(request);
+  fastify.addHook('onRequestAbort', (request, done) => {
+    const refund = pendingRefunds.get(request);
+    if (refund !== undefined) {
+      pendingRefunds.delete(request);
+      refund(false);
+    }
+    done();
   });
   // The first registration in a context names the decorator (a second one there would clash).
   if (!fastify.hasDecorator(names))
     fastify.decorate(names, (options?: RouteRateLimitOptions): FastifyRateLimitHook => {
       const active = options === undefined ? shared : resolve(`fastify.${names}()`, options);
-      return (request, reply) => enforce(request, reply, active);
+      return async (request, reply) => {
+        const outcome = await enforce(request, reply, active);
+        // Refused: resolved once the reply is sent (a Reply is a thenable), as `return reply` in an async hook.
+        return outcome === 'stop' ? reply : undefined;
+      };
     });
   if (hook === 'preHandler') fastify.addHook('preHandler', limit);
   else fastify.addHook('onRequest', limit);
