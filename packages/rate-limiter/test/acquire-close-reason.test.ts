@@ -36,7 +36,16 @@ const stores: { name: string; make: (clock: ManualClock) => RateLimitStore }[] =
   { name: 'remote store', make: (clock) => new RemoteMemoryStore(clock) },
 ];
 
-const settleTurns = () => new Promise((resolve) => setTimeout(resolve, 5));
+/**
+ * Lets the head checks answer: an immediate first (a remote store's batch goes out on one, queued
+ * before this one; its answer is read in the microtasks after it), then a few ms. A timer alone
+ * could fire first: a process descheduled for 5 ms runs due timers before the immediates, and the
+ * check had not answered (retryAfterMs 0 instead of the refusal's, red CI at 60d955fe on Node 22).
+ */
+const settleTurns = async () => {
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setTimeout(resolve, 5));
+};
 
 describe.each(stores)('close() while acquire() waits, $name', ({ make }) => {
   it('a waiter past its timeout gets its timeout, one within it ClosedError', async () => {
