@@ -136,15 +136,19 @@ export class AcquireQueue {
     if (this.#closed) return Promise.reject(new ClosedError('RateLimiter'));
     const { signal, timeoutMs, maxQueue } = options;
     const now = this.#deps.clock.now();
-    if (signal?.aborted) return this.#refuse(key, 'aborted', undefined, { cause: signal.reason });
+    if (signal?.aborted) return this.#refuse(key, 'aborted', 0, { cause: signal.reason });
     let queue = this.#queues.get(queueKey);
     const deadline = now + timeoutMs;
     if (queue !== undefined) {
-      if (queue.waiters.length >= maxQueue) return this.#refuse(key, 'queue-full', queue.lastRefusal);
+      // From now to the head's next check: the soonest this caller could be judged. The refusal's
+      // own retryAfterMs counts from the refusal, which may be long past (a 60 s wait told to a
+      // caller arriving 50 s into it).
+      const untilNextCheck = queue.lastRefusal === undefined ? 0 : Math.max(0, queue.nextCheckAt - now);
+      if (queue.waiters.length >= maxQueue) return this.#refuse(key, 'queue-full', untilNextCheck);
       // Those ahead come first, so a waiter whose deadline is before the head's next chance cannot
       // be admitted: it is told at once instead of after waiting for nothing.
       if (queue.lastRefusal !== undefined && queue.nextCheckAt > deadline)
-        return this.#refuse(key, refusalReason(queue.lastRefusal), queue.lastRefusal);
+        return this.#refuse(key, refusalReason(queue.lastRefusal), untilNextCheck);
     }
     return new Promise<RateLimitResult>((resolve, reject) => {
       const waiter: Waiter = {
@@ -247,11 +251,11 @@ export class AcquireQueue {
   #refuse(
     key: string,
     reason: AcquireFailure,
-    lastRefusal: RateLimitResult | undefined,
+    retryAfterMs: number,
     options: { cause?: unknown } = {},
   ): Promise<never> {
     this.#deps.waits.observe({ result: reason }, 0);
-    return Promise.reject(new AcquireError(key, reason, 0, lastRefusal?.retryAfterMs ?? 0, options));
+    return Promise.reject(new AcquireError(key, reason, 0, retryAfterMs, options));
   }
 
   /** Sends the head's request to the store. */

@@ -187,7 +187,9 @@ export class AcquireError extends RateLimiterError<'NOA_RATE_LIMIT_ACQUIRE'> {
   /**
    * From the last refusal, when there was one: milliseconds until the key may admit again
    * (`Infinity` for `exceeds-capacity` and `denied`: never; then `JSON.stringify` and `details` leave it out,
-   * as for a result), counted from that refusal. It is the queue's head's refusal, for the head's
+   * as for a result), counted from that refusal; for a caller refused at once (its timeout ends
+   * before the head's next check, or the queue is full), from now to that check. It is the
+   * queue's head's refusal, for the head's
    * cost: for a caller that waited behind the head it is a lower bound, since the callers ahead of
    * it take their points first (and others' checks compete); retrying sooner is pointless, later
    * may still be refused.
