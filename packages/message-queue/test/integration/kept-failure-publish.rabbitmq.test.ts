@@ -14,9 +14,9 @@ import { waitFor } from '../helpers.js';
 import { privateRabbitUnavailable } from './private-rabbit-setup.js';
 import {
   counter,
+  cutWhileRunning,
   gate,
   heldJobWorker,
-  lostWarning,
   proxiedUrl,
   reconnectingProvider,
 } from './proxied-rabbit.js';
@@ -67,13 +67,7 @@ describe.skipIf(!reachable)('RabbitMQ: the publish of a kept failure fails', () 
       worker.on('completed', (id) => completed.push(id));
       worker.on('failed', (id) => failed.push(id));
       const { id } = await queue.add('gap', null, { attempts: 3, backoff: { type: 'fixed', delayMs: 50 } });
-      await waitFor(() => runs.length === 1, 10_000, 'the job to run');
-      await proxy.down();
-      await waitFor(
-        () => count(logger, lostWarning) === 1,
-        10_000,
-        'the provider to see its connection lost',
-      );
+      await cutWhileRunning(proxy, logger, runs);
       finish.open();
       // The redelivery passes; the kept retry's publish (and all the worker sends after it) is held.
       let publishHeld = false;
@@ -141,8 +135,7 @@ describe.skipIf(noPrivateNode !== undefined)(
         worker = new Worker({
           queue,
           registry,
-          concurrency: 1,
-          leaseMs: 180_000,
+          ...heldJobWorker,
           handler: async (job) => {
             runs.push(`${job.name}#${job.attemptsMade}`);
             if (job.name !== 'gap' || runs.length > 1) return job.name;
@@ -165,13 +158,7 @@ describe.skipIf(noPrivateNode !== undefined)(
           attempts: 3,
           backoff: { type: 'fixed', delayMs: 60_000 },
         });
-        await waitFor(() => runs.length === 1, 10_000, 'the job to run');
-        await proxy.down();
-        await waitFor(
-          () => count(logger, lostWarning) === 1,
-          10_000,
-          'the provider to see its connection lost',
-        );
+        await cutWhileRunning(proxy, logger, runs);
         finish.open();
         await proxy.up();
         await waitFor(() => count(logger, keptNotPublished) >= 1, 20_000, 'the broker to refuse the publish');

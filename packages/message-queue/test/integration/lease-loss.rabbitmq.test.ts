@@ -6,7 +6,7 @@ import { LeaseLostError, Queue, Worker } from '../../src/index.js';
 import { RabbitMqProvider } from '../../src/rabbitmq.js';
 import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
-import { gate, heldJobWorker, lostWarning, proxiedUrl } from './proxied-rabbit.js';
+import { cutWhileRunning, gate, heldJobWorker, proxiedUrl } from './proxied-rabbit.js';
 
 const url = serviceUrl('rabbitmq');
 const reachable = await isReachable('rabbitmq');
@@ -171,13 +171,7 @@ describe.skipIf(!reachable)('RabbitMQ: the run whose channel closed loses its le
           });
           worker.on('completed', (id) => completed.push(id));
           const { id } = await queue.add('gap', null);
-          await waitFor(() => runs.length === 1, 10_000, 'the job to run');
-          await proxy.down();
-          await waitFor(
-            () => logger.messages('warn').includes(lostWarning),
-            10_000,
-            'the provider to see its connection lost',
-          );
+          await cutWhileRunning(proxy, logger, runs);
           finish.open();
           await proxy.up();
           await waitFor(() => completed.includes(id), 20_000, 'the job to complete');

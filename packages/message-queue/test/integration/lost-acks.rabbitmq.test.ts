@@ -15,9 +15,10 @@ import { RedisJobStateStore } from '../../src/redis.js';
 import { waitFor } from '../helpers.js';
 import {
   counter,
+  cutWhileRunning,
   gate,
   heldJobWorker,
-  lostWarning,
+  lostWarnings,
   proxiedUrl,
   reconnectingProvider,
 } from './proxied-rabbit.js';
@@ -47,17 +48,13 @@ async function loseHeldAndReconnect(
   logger: RecordingLogger,
   holdNextAck = false,
 ): Promise<void> {
-  const before = logger.messages('warn').filter((message) => message === lostWarning).length;
+  const before = lostWarnings(logger);
   proxy.sever();
   proxy.thaw();
   // Armed before the reconnect: the redelivery cannot pass first.
   if (holdNextAck) proxy.holdClientFrom(isAck);
   proxy.mend();
-  await waitFor(
-    () => logger.messages('warn').filter((message) => message === lostWarning).length > before,
-    10_000,
-    'the provider to see its connection lost',
-  );
+  await waitFor(() => lostWarnings(logger) > before, 10_000, 'the provider to see its connection lost');
 }
 
 // A worker reaches the broker through a proxy that passes the broker's deliveries but holds back
@@ -90,13 +87,7 @@ describe.skipIf(!reachable)('RabbitMQ: acks lost with the connection, twice', ()
       });
       worker.on('completed', (id) => completed.push(id));
       const { id } = await queue.add('gap', null);
-      await waitFor(() => runs.length === 1, 10_000, 'the job to run');
-      await proxy.down();
-      await waitFor(
-        () => logger.messages('warn').includes(lostWarning),
-        10_000,
-        'the provider to see its connection lost',
-      );
+      await cutWhileRunning(proxy, logger, runs);
       finish.open();
       // The redelivery reaches the worker; its ack does not reach the broker.
       proxy.holdClientFrom(isAck);

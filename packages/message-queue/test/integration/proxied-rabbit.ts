@@ -1,9 +1,30 @@
 import { type RecordingLogger, startTcpProxy, type TcpProxy } from '@noa/testkit';
 import type { Registry } from 'prom-client';
 import { RabbitMqProvider, type RabbitMqProviderOptions } from '../../src/rabbitmq.js';
+import { waitFor } from '../helpers.js';
 
 /** What the provider logs (warn) when it sees its connection lost. */
 export const lostWarning = 'RabbitMQ connection lost; reconnecting';
+
+/** How many times the provider logged {@link lostWarning} so far. */
+export function lostWarnings(logger: RecordingLogger): number {
+  return logger.messages('warn').filter((message) => message === lostWarning).length;
+}
+
+/**
+ * Waits until the held job ran (`runs` has its one entry), cuts the proxy, and waits until the
+ * provider has seen that connection lost (a new {@link lostWarning}).
+ */
+export async function cutWhileRunning(
+  proxy: TcpProxy,
+  logger: RecordingLogger,
+  runs: readonly string[],
+): Promise<void> {
+  await waitFor(() => runs.length === 1, 10_000, 'the job to run');
+  const before = lostWarnings(logger);
+  await proxy.down();
+  await waitFor(() => lostWarnings(logger) > before, 10_000, 'the provider to see its connection lost');
+}
 
 /** A gate a handler waits on until the test opens it. */
 export function gate(): { wait: Promise<void>; open: () => void } {
