@@ -35,6 +35,34 @@ function signalBackends(dataDir: string, signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * How many processes still have the shared memory segment of the cluster's last postmaster
+ * attached (0 once it is gone). A postmaster refuses to start while any process of the old one
+ * holds it ("pre-existing shared memory block is still in use"), and a SIGKILLed backend, or
+ * one forked just before the kill, may take a moment to exit.
+ */
+function sharedMemoryAttached(dataDir: string): number {
+  let shmid: string | undefined;
+  try {
+    // Line 7 of postmaster.pid: "<key> <shmid>".
+    shmid = readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[6]?.trim().split(/\s+/)[1];
+    if (!shmid) return 0;
+  } catch {
+    return 0;
+  }
+  let table: string;
+  try {
+    table = readFileSync('/proc/sysvipc/shm', 'utf8');
+  } catch {
+    return 0; // not Linux: nothing to wait on here
+  }
+  for (const line of table.split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[1] === shmid) return Number(fields[6]);
+  }
+  return 0;
+}
+
 /** Options of {@link startPrivatePostgres}. */
 export interface PrivatePostgresOptions {
   /**
@@ -215,6 +243,15 @@ export async function startPrivatePostgres(options: PrivatePostgresOptions = {})
       throw new Error(
         `private postgres: port ${port} is taken by another process; postgres cannot listen there`,
       );
+    // The processes of a killed cluster must be gone first, or the new postmaster exits.
+    await pollUntil(
+      `private postgres on port ${port}: old backends to exit`,
+      async () => sharedMemoryAttached(dataDir) === 0,
+      {
+        timeoutMs: startTimeoutMs,
+        intervalMs: 20,
+      },
+    );
     server.start();
     try {
       await pollUntil(
@@ -242,9 +279,20 @@ export async function startPrivatePostgres(options: PrivatePostgresOptions = {})
     start,
     stop,
     kill: async () => {
+      // Stopped first, the postmaster forks no backend that the list below would miss.
+      server.signal('SIGSTOP');
       signalBackends(dataDir, 'SIGKILL');
       server.signal('SIGKILL');
       await server.waitExit();
+      // A killed process may still hold the shared memory for a moment; "killed" means gone.
+      await pollUntil(
+        `private postgres on port ${port}: killed backends to exit`,
+        async () => sharedMemoryAttached(dataDir) === 0,
+        {
+          timeoutMs: 30_000,
+          intervalMs: 20,
+        },
+      );
     },
     freeze: () => {
       signalBackends(dataDir, 'SIGSTOP');
