@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
-import { AcquireError, createRateLimiter } from '../src/index.js';
+import { createRateLimiter } from '../src/index.js';
+import { rejectionOf } from './acquire-rejection.js';
 import { useAcquireFakeTimers } from './fake-timers.js';
 
 // A caller refused at once by acquire() (its deadline comes before the head's next check, or the
@@ -10,15 +11,6 @@ import { useAcquireFakeTimers } from './fake-timers.js';
 const start = 1_700_000_040_000;
 const clock = { now: () => Date.now() };
 
-async function rejection(promise: Promise<unknown>): Promise<AcquireError> {
-  const error = await promise.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  );
-  expect(error).toBeInstanceOf(AcquireError);
-  return error as AcquireError;
-}
-
 describe('acquire(): retryAfterMs of a caller refused at once', () => {
   useAcquireFakeTimers(start);
 
@@ -27,7 +19,7 @@ describe('acquire(): retryAfterMs of a caller refused at once', () => {
     await limiter.check('k');
     const head = limiter.acquire('k', { timeoutMs: 100_000 });
     await vi.advanceTimersByTimeAsync(50_000);
-    const late = await rejection(limiter.acquire('k', { timeoutMs: 1_000 }));
+    const late = await rejectionOf(limiter.acquire('k', { timeoutMs: 1_000 }));
     expect(late.reason).toBe('limited');
     expect(late.retryAfterMs).toBe(10_000);
     await vi.advanceTimersByTimeAsync(10_000);
@@ -40,7 +32,7 @@ describe('acquire(): retryAfterMs of a caller refused at once', () => {
     await limiter.check('k');
     const head = limiter.acquire('k', { timeoutMs: 100_000, maxQueue: 1 });
     await vi.advanceTimersByTimeAsync(45_000);
-    const full = await rejection(limiter.acquire('k', { timeoutMs: 100_000, maxQueue: 1 }));
+    const full = await rejectionOf(limiter.acquire('k', { timeoutMs: 100_000, maxQueue: 1 }));
     expect(full.reason).toBe('queue-full');
     expect(full.retryAfterMs).toBe(15_000);
     await vi.advanceTimersByTimeAsync(15_000);

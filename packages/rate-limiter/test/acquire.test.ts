@@ -9,6 +9,7 @@ import {
   type RateLimiter,
   type RateLimiterOptions,
 } from '../src/index.js';
+import { rejectionOf } from './acquire-rejection.js';
 import { useAcquireFakeTimers } from './fake-timers.js';
 
 const start = 1_700_000_000_000;
@@ -17,16 +18,6 @@ const clock = { now: () => Date.now() };
 
 function limiterOf(options: Omit<RateLimiterOptions, 'clock'>): RateLimiter {
   return createRateLimiter({ ...options, clock });
-}
-
-/** The rejection of `promise` (fails the test if it resolves). */
-async function rejectionOf(promise: Promise<unknown>): Promise<AcquireError> {
-  const outcome = await promise.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(outcome).toBeInstanceOf(AcquireError);
-  return outcome as AcquireError;
 }
 
 /** Counts the settled state of a promise without awaiting it. */
