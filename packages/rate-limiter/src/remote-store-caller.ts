@@ -131,6 +131,9 @@ export class RemoteStoreCaller {
    */
   readonly #bypassing: GaugeShare;
 
+  /** The probe's last PING has neither been answered nor failed yet (see {@link #probe}). */
+  #unansweredPing = false;
+
   constructor(options: RemoteStoreCallerOptions) {
     this.#store = options.store;
     this.#failMode = options.failMode;
@@ -200,15 +203,22 @@ export class RemoteStoreCaller {
     const ping = this.#parts !== undefined ? store.pingAnyPart : store.ping;
     if (ping === undefined) return undefined;
     const operation = `rate-limit store probe (PING) on ${store.kind}`;
-    return () =>
-      withDeadline(
-        Promise.resolve().then(() => ping.call(store)),
-        this.#deadlineMs,
-        operation,
-      ).then(() => {
+    return () => {
+      // A PING sent by an earlier probe and still unanswered (a server frozen with its connection
+      // open: ioredis keeps the command until the connection ends) fails this probe at once
+      // instead of sending another: one PING kept per limiter, not one per halfOpenAfterMs.
+      if (this.#unansweredPing) return Promise.reject(new TimeoutError(operation, this.#deadlineMs));
+      this.#unansweredPing = true;
+      const sent = Promise.resolve().then(() => ping.call(store));
+      const answered = () => {
+        this.#unansweredPing = false;
+      };
+      sent.then(answered, answered);
+      return withDeadline(sent, this.#deadlineMs, operation).then(() => {
         // A part answered: the stalled part's failures right after the breaker closes are its own.
         this.#parts?.answered();
       });
+    };
   }
 
   /** Takes this limiter out of the fallback gauge (its limiter is closed). */

@@ -146,4 +146,44 @@ describe.skipIf(skip !== undefined)('a Redis limiter over many reconnects (soak)
       `timers back to ${before.Timeout ?? 0}: ${JSON.stringify(resources())}`,
     );
   }, 30_000);
+
+  it('a Redis frozen with its connection open: the breaker’s probes do not pile PINGs up on the connection', async () => {
+    const client = clientOf();
+    await new Promise((resolve) => client.once('ready', resolve));
+    const limiter = createRateLimiter({
+      store: new RedisStore({ client, prefix: 'soak-probes:' }),
+      limits: [{ limit: 100, windowMs: 2_000 }],
+      failMode: 'local',
+      deadlineMs: 30,
+      breaker: { consecutiveFailures: 3, halfOpenAfterMs: 40 },
+    });
+    await limiter.check('warm');
+    // ioredis keeps each command sent until its answer or the connection's end: a SIGSTOPped
+    // server (a hung process, a VM paused) keeps the connection, so nothing ends them.
+    const unanswered = () => (client as unknown as { commandQueue: { length: number } }).commandQueue.length;
+    redis!.freeze();
+    try {
+      // Checks keep coming: the breaker opens, then probes every halfOpenAfterMs (a day of a
+      // default 1 s probe is 86,400 PINGs kept, with the promises and closures waiting on them).
+      let probesDue = 0;
+      const stopAt = performance.now() + 1_000;
+      while (performance.now() < stopAt) {
+        await Promise.all(Array.from({ length: 10 }, (_, index) => limiter.check(`k${index}`)));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        probesDue += 1;
+      }
+      expect(limiter.fallbackActive).toBe(true);
+      // The checks sent before the breaker opened, and one PING.
+      expect(unanswered()).toBeLessThanOrEqual(3 + 1);
+      expect(probesDue).toBeGreaterThan(10);
+    } finally {
+      redis!.resume();
+    }
+    await until(() => {
+      void limiter.check('probe');
+      return !limiter.fallbackActive;
+    }, 'the breaker to close once Redis answers again');
+    await limiter.close();
+    client.disconnect();
+  }, 20_000);
 });
