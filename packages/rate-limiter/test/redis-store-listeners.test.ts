@@ -51,13 +51,14 @@ describe('RedisStores sharing one client', () => {
     };
     process.on('warning', onWarning);
     try {
-      const first = new RedisStore({ client, prefix: 't0:' });
+      // With a logger, as a store that warns of an evicting Redis once connected.
+      const first = new RedisStore({ client, prefix: 't0:', logger: recordingLogger() });
       // The first check starts the wait for the first connection (it gives up at its deadline).
       await first.consume('t0:k', limits, [1], undefined, { deadlineMs: 1 }).catch(() => {});
       const one = listeners(client);
       const stores = [first];
       for (let index = 1; index < 20; index += 1) {
-        const store = new RedisStore({ client, prefix: `t${index}:` });
+        const store = new RedisStore({ client, prefix: `t${index}:`, logger: recordingLogger() });
         await store.consume(`t${index}:k`, limits, [1], undefined, { deadlineMs: 1 }).catch(() => {});
         stores.push(store);
       }

@@ -1,5 +1,5 @@
 import { reviveSentinelClient } from '@noa/core';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /**
  * What the RedisStores on one ioredis client watch on it, shared by them: one set of listeners
@@ -53,10 +53,10 @@ export function watchSentinelClient(client: Redis, store: object, onRevive: () =
   };
 }
 
-const nextReadies = new WeakMap<Redis, Promise<void>>();
+const nextReadies = new WeakMap<Redis | Cluster, Promise<void>>();
 
 /** Resolves at `client`'s next `ready` event: one listener for every store waiting for it. */
-export function nextReady(client: Redis): Promise<void> {
+export function nextReady(client: Redis | Cluster): Promise<void> {
   let ready = nextReadies.get(client);
   if (ready === undefined) {
     ready = new Promise<void>((resolve) => {
