@@ -4,6 +4,7 @@ import {
   childLogger,
   HealthProbeGate,
   type HealthProbeOptions,
+  type HealthProbeOutcome,
   type HealthReport,
   type Logger,
   parseOptions,
@@ -11,6 +12,7 @@ import {
   probeTimedOut,
   silentLogger,
   systemClock,
+  TimeoutError,
   tracingChannel,
   withDeadline,
 } from '@noa/core';
@@ -147,6 +149,8 @@ export class RateLimiter implements AsyncDisposable {
   #closed = false;
   /** `checkHealth()`'s single-flight PING (made at the first call). */
   #healthGate: HealthProbeGate<HealthReport> | undefined;
+  /** `checkHealth()`'s last PING has neither been answered nor failed yet. */
+  #healthPingUnanswered = false;
   readonly #deadlineMs: number;
 
   constructor(options: RateLimiterOptions) {
@@ -322,14 +326,26 @@ export class RateLimiter implements AsyncDisposable {
     this.#healthGate ??= new HealthProbeGate<HealthReport>({
       probe: async () => {
         const ping = this.store.ping?.bind(this.store);
-        const probe =
-          ping === undefined
-            ? undefined
-            : await probeBackend(
-                ping,
-                Math.max(this.#deadlineMs, probeDeadlineMs),
-                'rate-limiter health PING',
-              );
+        const deadlineMs = Math.max(this.#deadlineMs, probeDeadlineMs);
+        const operation = 'rate-limiter health PING';
+        let probe: HealthProbeOutcome | undefined;
+        if (ping === undefined) probe = undefined;
+        // The last PING, past its deadline, is still unanswered (a server frozen with its
+        // connection open, where ioredis keeps every command): no other is sent after it, one
+        // per readiness probe, but the timeout is reported at once.
+        else if (this.#healthPingUnanswered)
+          probe = probeTimedOut(
+            new TimeoutError(operation, deadlineMs, { details: { unansweredPing: true } }),
+          );
+        else {
+          this.#healthPingUnanswered = true;
+          const sent = Promise.resolve().then(ping);
+          const answered = () => {
+            this.#healthPingUnanswered = false;
+          };
+          sent.then(answered, answered);
+          probe = await probeBackend(() => sent, deadlineMs, operation);
+        }
         return checkedLimiterHealth(this.#healthState(), probe);
       },
       timedOut: (timeoutMs) =>
