@@ -114,6 +114,13 @@ const recordDeadlineMs = 5_000;
 const probeDeadlineMs = 5_000;
 
 /**
+ * How long `checkHealth()`'s unanswered PING holds back the next one (ms): a store whose PING is
+ * lost for good while later ones answer (not Redis, whose replies come in order) is asked again
+ * after that; a PING kept by a frozen server is then one a minute, not one per call.
+ */
+const unansweredPingMaxMs = 60_000;
+
+/**
  * The rate limiter: checks keys against their limits in a store, with allow/deny lists,
  * role rules, auto-blocking, a local cache of refused hot keys and, for remote stores, a
  * per-call deadline, a circuit breaker and a fail mode (see {@link RemoteStoreCaller}).
@@ -149,8 +156,8 @@ export class RateLimiter implements AsyncDisposable {
   #closed = false;
   /** `checkHealth()`'s single-flight PING (made at the first call). */
   #healthGate: HealthProbeGate<HealthReport> | undefined;
-  /** `checkHealth()`'s last PING has neither been answered nor failed yet. */
-  #healthPingUnanswered = false;
+  /** When `checkHealth()`'s last PING was sent, while it has neither been answered nor failed. */
+  #healthPingSentAt: number | undefined;
   readonly #deadlineMs: number;
 
   constructor(options: RateLimiterOptions) {
@@ -331,17 +338,21 @@ export class RateLimiter implements AsyncDisposable {
         let probe: HealthProbeOutcome | undefined;
         if (ping === undefined) probe = undefined;
         // The last PING, past its deadline, is still unanswered (a server frozen with its
-        // connection open, where ioredis keeps every command): no other is sent after it, one
-        // per readiness probe, but the timeout is reported at once.
-        else if (this.#healthPingUnanswered)
+        // connection open, where ioredis keeps every command): for a while no other is sent
+        // after it, one per readiness probe, but the timeout is reported at once.
+        else if (
+          this.#healthPingSentAt !== undefined &&
+          performance.now() - this.#healthPingSentAt < unansweredPingMaxMs
+        )
           probe = probeTimedOut(
             new TimeoutError(operation, deadlineMs, { details: { unansweredPing: true } }),
           );
         else {
-          this.#healthPingUnanswered = true;
+          const sentAt = performance.now();
+          this.#healthPingSentAt = sentAt;
           const sent = Promise.resolve().then(ping);
           const answered = () => {
-            this.#healthPingUnanswered = false;
+            if (this.#healthPingSentAt === sentAt) this.#healthPingSentAt = undefined;
           };
           sent.then(answered, answered);
           probe = await probeBackend(() => sent, deadlineMs, operation);

@@ -82,6 +82,12 @@ const earlyFlushKeys = 32;
  */
 const earlyFlushKeysEach = 256;
 
+/**
+ * How long a probe's unanswered PING holds back the next one (ms): see `#probe`. A PING kept by a
+ * frozen server is then one a minute, not one per `halfOpenAfterMs`.
+ */
+const unansweredPingMaxMs = 60_000;
+
 /** `failMode: 'closed'` tells refused clients to come back after this long. */
 const closedRetryAfterMs = 1_000;
 
@@ -131,8 +137,8 @@ export class RemoteStoreCaller {
    */
   readonly #bypassing: GaugeShare;
 
-  /** The probe's last PING has neither been answered nor failed yet (see {@link #probe}). */
-  #unansweredPing = false;
+  /** When the probe's last PING was sent, while it has neither been answered nor failed (see {@link #probe}). */
+  #pingSentAt: number | undefined;
 
   constructor(options: RemoteStoreCallerOptions) {
     this.#store = options.store;
@@ -206,12 +212,15 @@ export class RemoteStoreCaller {
     return () => {
       // A PING sent by an earlier probe and still unanswered (a server frozen with its connection
       // open: ioredis keeps the command until the connection ends) fails this probe at once
-      // instead of sending another: one PING kept per limiter, not one per halfOpenAfterMs.
-      if (this.#unansweredPing) return Promise.reject(new TimeoutError(operation, this.#deadlineMs));
-      this.#unansweredPing = true;
+      // instead of sending another, for up to a minute: a store whose PING is lost for good while
+      // later ones answer (not Redis, whose replies come in order) is probed again after that.
+      const now = performance.now();
+      if (this.#pingSentAt !== undefined && now - this.#pingSentAt < unansweredPingMaxMs)
+        return Promise.reject(new TimeoutError(operation, this.#deadlineMs));
+      this.#pingSentAt = now;
       const sent = Promise.resolve().then(() => ping.call(store));
       const answered = () => {
-        this.#unansweredPing = false;
+        if (this.#pingSentAt === now) this.#pingSentAt = undefined;
       };
       sent.then(answered, answered);
       return withDeadline(sent, this.#deadlineMs, operation).then(() => {
