@@ -4,6 +4,7 @@ import {
   childLogger,
   HealthProbeGate,
   type HealthProbeOptions,
+  type HealthProbeOutcome,
   type HealthReport,
   type Logger,
   parseOptions,
@@ -11,6 +12,7 @@ import {
   probeTimedOut,
   silentLogger,
   systemClock,
+  TimeoutError,
   tracingChannel,
   withDeadline,
 } from '@noa/core';
@@ -112,6 +114,13 @@ const recordDeadlineMs = 5_000;
 const probeDeadlineMs = 5_000;
 
 /**
+ * How long `checkHealth()`'s unanswered PING holds back the next one (ms): a store whose PING is
+ * lost for good while later ones answer (not Redis, whose replies come in order) is asked again
+ * after that; a PING kept by a frozen server is then one a minute, not one per call.
+ */
+const unansweredPingMaxMs = 60_000;
+
+/**
  * The rate limiter: checks keys against their limits in a store, with allow/deny lists,
  * role rules, auto-blocking, a local cache of refused hot keys and, for remote stores, a
  * per-call deadline, a circuit breaker and a fail mode (see {@link RemoteStoreCaller}).
@@ -147,6 +156,8 @@ export class RateLimiter implements AsyncDisposable {
   #closed = false;
   /** `checkHealth()`'s single-flight PING (made at the first call). */
   #healthGate: HealthProbeGate<HealthReport> | undefined;
+  /** When `checkHealth()`'s last PING was sent, while it has neither been answered nor failed. */
+  #healthPingSentAt: number | undefined;
   readonly #deadlineMs: number;
 
   constructor(options: RateLimiterOptions) {
@@ -322,14 +333,30 @@ export class RateLimiter implements AsyncDisposable {
     this.#healthGate ??= new HealthProbeGate<HealthReport>({
       probe: async () => {
         const ping = this.store.ping?.bind(this.store);
-        const probe =
-          ping === undefined
-            ? undefined
-            : await probeBackend(
-                ping,
-                Math.max(this.#deadlineMs, probeDeadlineMs),
-                'rate-limiter health PING',
-              );
+        const deadlineMs = Math.max(this.#deadlineMs, probeDeadlineMs);
+        const operation = 'rate-limiter health PING';
+        let probe: HealthProbeOutcome | undefined;
+        if (ping === undefined) probe = undefined;
+        // The last PING, past its deadline, is still unanswered (a server frozen with its
+        // connection open, where ioredis keeps every command): for a while no other is sent
+        // after it, one per readiness probe, but the timeout is reported at once.
+        else if (
+          this.#healthPingSentAt !== undefined &&
+          performance.now() - this.#healthPingSentAt < unansweredPingMaxMs
+        )
+          probe = probeTimedOut(
+            new TimeoutError(operation, deadlineMs, { details: { unansweredPing: true } }),
+          );
+        else {
+          const sentAt = performance.now();
+          this.#healthPingSentAt = sentAt;
+          const sent = Promise.resolve().then(ping);
+          const answered = () => {
+            if (this.#healthPingSentAt === sentAt) this.#healthPingSentAt = undefined;
+          };
+          sent.then(answered, answered);
+          probe = await probeBackend(() => sent, deadlineMs, operation);
+        }
         return checkedLimiterHealth(this.#healthState(), probe);
       },
       timedOut: (timeoutMs) =>

@@ -82,6 +82,12 @@ const earlyFlushKeys = 32;
  */
 const earlyFlushKeysEach = 256;
 
+/**
+ * How long a probe's unanswered PING holds back the next one (ms): see `#probe`. A PING kept by a
+ * frozen server is then one a minute, not one per `halfOpenAfterMs`.
+ */
+const unansweredPingMaxMs = 60_000;
+
 /** `failMode: 'closed'` tells refused clients to come back after this long. */
 const closedRetryAfterMs = 1_000;
 
@@ -130,6 +136,9 @@ export class RemoteStoreCaller {
    * another that still bypasses its store.
    */
   readonly #bypassing: GaugeShare;
+
+  /** When the probe's last PING was sent, while it has neither been answered nor failed (see {@link #probe}). */
+  #pingSentAt: number | undefined;
 
   constructor(options: RemoteStoreCallerOptions) {
     this.#store = options.store;
@@ -200,15 +209,25 @@ export class RemoteStoreCaller {
     const ping = this.#parts !== undefined ? store.pingAnyPart : store.ping;
     if (ping === undefined) return undefined;
     const operation = `rate-limit store probe (PING) on ${store.kind}`;
-    return () =>
-      withDeadline(
-        Promise.resolve().then(() => ping.call(store)),
-        this.#deadlineMs,
-        operation,
-      ).then(() => {
+    return () => {
+      // A PING sent by an earlier probe and still unanswered (a server frozen with its connection
+      // open: ioredis keeps the command until the connection ends) fails this probe at once
+      // instead of sending another, for up to a minute: a store whose PING is lost for good while
+      // later ones answer (not Redis, whose replies come in order) is probed again after that.
+      const now = performance.now();
+      if (this.#pingSentAt !== undefined && now - this.#pingSentAt < unansweredPingMaxMs)
+        return Promise.reject(new TimeoutError(operation, this.#deadlineMs));
+      this.#pingSentAt = now;
+      const sent = Promise.resolve().then(() => ping.call(store));
+      const answered = () => {
+        if (this.#pingSentAt === now) this.#pingSentAt = undefined;
+      };
+      sent.then(answered, answered);
+      return withDeadline(sent, this.#deadlineMs, operation).then(() => {
         // A part answered: the stalled part's failures right after the breaker closes are its own.
         this.#parts?.answered();
       });
+    };
   }
 
   /** Takes this limiter out of the fallback gauge (its limiter is closed). */

@@ -1,13 +1,5 @@
 import type { Socket } from 'node:net';
-import {
-  childLogger,
-  parseOptions,
-  pingRedis,
-  reviveSentinelClient,
-  silentLogger,
-  TimeoutError,
-  withDeadline,
-} from '@noa/core';
+import { childLogger, parseOptions, pingRedis, silentLogger, TimeoutError, withDeadline } from '@noa/core';
 import type { Cluster, Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AutoBlockPolicy } from '../auto-block.js';
@@ -16,6 +8,7 @@ import { RateLimitStoreError } from '../errors.js';
 import { loggerOptionSchema } from '../logger-option.js';
 import { capacityOf, type LimitPolicy, maxLimitsPerRule } from '../policy.js';
 import { isWellFormedText, utf16Digest, wellFormedHead } from '../utf16-key.js';
+import { nextReady, watchSentinelClient } from './client-watches.js';
 import { clusterSlot, hasEmptyHashTag, keyPrefixOf, wholeHashTagOf } from './cluster-slot.js';
 import {
   algorithmCodes,
@@ -287,8 +280,9 @@ export class RedisStore implements RateLimitStore {
       );
     // With the failover detector, ioredis can end a Sentinel client for good in a failover (the
     // switch announced while the client, its master dead, looks up the new one): reconnected.
+    // One watch per client, shared by its stores (see client-watches.ts).
     if (!isCluster)
-      this.#stopReviving = reviveSentinelClient(parsed.client as Redis, () =>
+      this.#stopReviving = watchSentinelClient(parsed.client as Redis, this, () =>
         logger.warn(
           'RedisStore: ioredis ended this Sentinel client in a failover (the switch was announced while it looked up the master); reconnecting it',
           { component: 'rate-limiter' },
@@ -529,7 +523,7 @@ export class RedisStore implements RateLimitStore {
     this.#stopReviving?.();
   }
 
-  /** Stops {@link reviveSentinelClient}'s watch of a Sentinel client, at close. */
+  /** Releases this store's share of its Sentinel client's revival watch, at close. */
   #stopReviving: (() => void) | undefined;
 
   async #runGroups(
@@ -1254,7 +1248,8 @@ export class RedisStore implements RateLimitStore {
     if (!this.#listeningForReady) {
       this.#listeningForReady = true;
       if (client.status === 'wait') client.connect().catch(() => {});
-      client.once('ready', () => {
+      // One 'ready' listener for all the stores on the client (see client-watches.ts).
+      void nextReady(client).then(() => {
         this.#everReady = true;
         for (const wake of this.#readyWaiters) wake();
         this.#readyWaiters.clear();
