@@ -75,7 +75,12 @@ export const rabbitMqProviderOptionsSchema = z
      * a declare whose `x-expires` differs from the queue's). Shorter cleans up unused buckets
      * sooner at the cost of more declares; at most 60 000, so the longest delay still fits.
      */
-    delayQueueIdleMs: z.number().int().min(2_000).max(defaultDelayQueueIdleMs).default(defaultDelayQueueIdleMs),
+    delayQueueIdleMs: z
+      .number()
+      .int()
+      .min(2_000)
+      .max(defaultDelayQueueIdleMs)
+      .default(defaultDelayQueueIdleMs),
     /**
      * Largest encoded job (bytes) the broker takes: a bigger one is refused at `add` with
      * `MessageTooLargeError`. Default: RabbitMQ's default `max_message_size` for the broker's
