@@ -92,7 +92,9 @@ export function useSharedOutages<T = void>(actions: {
 }): SharedOutages<T> {
   const out = new Rendezvous<T>(actions.takeOut);
   const back = new Rendezvous<void>(() => actions.bringBack());
-  // vitest 4 hands the suite over as beforeAll's second argument (the first is for fixtures).
+  // vitest 4 hands the suite over as beforeAll's second argument; the first is for fixtures and
+  // must be a destructuring pattern.
+  // biome-ignore lint/correctness/noEmptyPattern: vitest parses the pattern to find the fixtures used.
   beforeAll(({}, suite) => {
     const cases = runningCases(suite as unknown as TaskTree);
     if (cases > 5) throw new Error(`${cases} cases share the outages, over vitest's maxConcurrency (5)`);
