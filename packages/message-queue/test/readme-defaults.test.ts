@@ -90,6 +90,7 @@ describe('the defaults the README states', () => {
       connectTimeoutMs: 5_000,
       readyTimeoutMs: 10_000,
       closeTimeoutMs: 5_000,
+      delayQueueIdleMs: 60_000,
     });
   });
 });

@@ -75,6 +75,10 @@ describe('time options past the longest Node timer (~24.8 days)', () => {
     expect(fieldsOf({ url, readyTimeoutMs: pastLongestTimer })).toEqual(['readyTimeoutMs']);
     expect(fieldsOf({ url, connectTimeoutMs: pastLongestTimer })).toEqual(['connectTimeoutMs']);
     expect(fieldsOf({ url, maxReconnectDelayMs: pastLongestTimer })).toEqual(['maxReconnectDelayMs']);
+    // Past 60 s the longest delay's x-expires would pass 2^32 - 1; under 2 s renewals would flood.
+    expect(fieldsOf({ url, delayQueueIdleMs: 60_001 })).toEqual(['delayQueueIdleMs']);
+    expect(fieldsOf({ url, delayQueueIdleMs: 1_999 })).toEqual(['delayQueueIdleMs']);
+    expect(fieldsOf({ url, delayQueueIdleMs: 2_000 })).toEqual([]);
     // Before: accepted, then retried for ever in the background (every add just waited).
     expect(fieldsOf({ url: 'http://127.0.0.1:15672' })).toEqual(['url']);
     expect(fieldsOf({ url: 'amqps://broker.example:5671' })).toEqual([]);

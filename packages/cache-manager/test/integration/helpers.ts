@@ -172,18 +172,22 @@ export function heard(cache: Cache, name: string): Promise<void> {
   });
 }
 
-/** A logger that notes the bus's "reconnected" log line, and a reader of whether it came. */
-export function resyncWatcher(): { logger: Logger; resynced: () => boolean } {
-  let resynced = false;
+/**
+ * A logger that notes the bus's "reconnected" log lines, and readers of whether one came and of
+ * how many: a case with several reconnects waits for one past the count it took before the
+ * restart it means (the flag alone may have been set by an earlier one).
+ */
+export function resyncWatcher(): { logger: Logger; resynced: () => boolean; resyncs: () => number } {
+  let resyncs = 0;
   const logger: Logger = {
     debug: () => {},
     info: (message: string) => {
-      if (message.startsWith('invalidation bus reconnected')) resynced = true;
+      if (message.startsWith('invalidation bus reconnected')) resyncs += 1;
     },
     warn: () => {},
     error: () => {},
   };
-  return { logger, resynced: () => resynced };
+  return { logger, resynced: () => resyncs > 0, resyncs: () => resyncs };
 }
 
 /**

@@ -40,7 +40,7 @@ import {
   rememberOutcomesMs,
 } from './rabbitmq/remembered-outcomes.js';
 import { StateBridge } from './rabbitmq/state-bridge.js';
-import { deadQueueName, groupQueueName, Topology } from './rabbitmq/topology.js';
+import { deadQueueName, defaultDelayQueueIdleMs, groupQueueName, Topology } from './rabbitmq/topology.js';
 import { decodeMessage } from './record-codec.js';
 
 /** Options of {@link RabbitMqProvider}. */
@@ -68,6 +68,19 @@ export const rabbitMqProviderOptionsSchema = z
      * left is abandoned with a warning and `close()` resolves (see README, Failure modes).
      */
     closeTimeoutMs: z.number().int().positive().max(maxTimerMs).default(5_000),
+    /**
+     * How long an unused delay queue (one per delay bucket) stays after its bucket: its
+     * `x-expires` is bucket + this, and the provider declares it again every half of this while
+     * it publishes to it. Every provider of a queue must use the same value (the broker refuses
+     * a declare whose `x-expires` differs from the queue's). Shorter cleans up unused buckets
+     * sooner at the cost of more declares; at most 60 000, so the longest delay still fits.
+     */
+    delayQueueIdleMs: z
+      .number()
+      .int()
+      .min(2_000)
+      .max(defaultDelayQueueIdleMs)
+      .default(defaultDelayQueueIdleMs),
     /**
      * Largest encoded job (bytes) the broker takes: a bigger one is refused at `add` with
      * `MessageTooLargeError`. Default: RabbitMQ's default `max_message_size` for the broker's
@@ -173,7 +186,7 @@ export class RabbitMqProvider implements QueueProvider {
       onClosing: () => this.#consumers.wakeAll(),
     });
     const connection = this.#connection;
-    this.#topology = new Topology(() => connection.declarer());
+    this.#topology = new Topology(() => connection.declarer(), this.#options.delayQueueIdleMs);
     this.#publisher = new RabbitPublisher(
       connection,
       this.#topology,

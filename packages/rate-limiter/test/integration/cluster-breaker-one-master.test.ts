@@ -32,13 +32,26 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled, l
     clients.push(client);
     await once(client, 'ready');
     const logger = recordingLogger();
+    // Low traffic as the limiter's clock sees it: one check every 25 ms, whatever the machine's
+    // load. A failure counts for the breaker only past a second (core's partAnswerWindowMs) since
+    // a part last answered, and the run below is 20 checks: on the real clock, with each stalled
+    // check waiting out its deadline, a loaded machine could stretch it past that second. And a
+    // deadline of 100 ms, not 25: on a loaded machine a healthy master's answer once took longer
+    // (`{ store: 29, 'fail-mode': 1 }`, 1 run in 6 beside two busy loops).
+    let clockMs = Date.now();
     const limiter = createRateLimiter({
       store: new RedisStore({ client, prefix }),
       limits,
       failMode: 'closed',
       logger,
       localBlockCache: false,
+      deadlineMs: 100,
+      clock: { now: () => clockMs },
     });
+    const check = (key: string) => {
+      clockMs += 25;
+      return limiter.check(key);
+    };
     const masterOf = (key: string) =>
       client.slots[clusterSlot(`${prefix}{${defaultNamespace(limits)}${key}}`)]![0]!;
     const keys = Array.from({ length: 300 }, (_, index) => `user-${index}`);
@@ -51,8 +64,8 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled, l
     expect(new Set(elsewhere.map(masterOf)).size).toBe(2);
     // Healthy traffic first (every master answers). The first checks on a new client may outlive
     // the deadline (connections, script loads): warmed once, then every answer is the store's.
-    for (const key of [...onStalled, ...elsewhere]) await limiter.check(key);
-    for (const key of [...onStalled, ...elsewhere]) expect((await limiter.check(key)).source).toBe('store');
+    for (const key of [...onStalled, ...elsewhere]) await check(key);
+    for (const key of [...onStalled, ...elsewhere]) expect((await check(key)).source).toBe('store');
     const [host, port] = stalled.split(':');
     const admin = new Redis(Number(port), host!);
     clients.push(admin);
@@ -67,11 +80,11 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled, l
         sources[where].set(source, (sources[where].get(source) ?? 0) + 1);
       // Low traffic: one check at a time, each its own call. A run of 20 on the stalled master,
       // then the other masters' keys, then interleaved.
-      for (const key of onStalled) count('stalled', (await limiter.check(key)).source);
-      for (const key of elsewhere) count('elsewhere', (await limiter.check(key)).source);
+      for (const key of onStalled) count('stalled', (await check(key)).source);
+      for (const key of elsewhere) count('elsewhere', (await check(key)).source);
       for (let index = 0; index < 10; index += 1) {
-        count('stalled', (await limiter.check(onStalled[index]!)).source);
-        count('elsewhere', (await limiter.check(elsewhere[index]!)).source);
+        count('stalled', (await check(onStalled[index]!)).source);
+        count('elsewhere', (await check(elsewhere[index]!)).source);
       }
       expect(Object.fromEntries(sources.elsewhere)).toEqual({ store: 30 });
       expect(Object.fromEntries(sources.stalled)).toEqual({ 'fail-mode': 30 });
@@ -95,6 +108,9 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled, l
       failMode: 'closed',
       logger,
       localBlockCache: false,
+      // As in the first case: the warmed checks below must be the store's, and a loaded machine
+      // once made one outlive 25 ms (this case failed at 529 ms, with the suite's files beside it).
+      deadlineMs: 100,
     });
     const keys = Array.from({ length: 30 }, (_, index) => `user-${index}`);
     for (const key of keys) await limiter.check(key);
@@ -103,8 +119,8 @@ describe.skipIf(skip !== undefined)('one master of a 3-master Cluster stalled, l
     clients.push(...admins);
     await Promise.all(admins.map((admin) => admin.call('CLIENT', 'PAUSE', '30000', 'WRITE')));
     try {
-      // One check at a time, each waiting out its deadline (25 ms), until the breaker opens: about
-      // 40 in the second without answers, then 10 counted; at most 200 (5 s).
+      // One check at a time, each waiting out its deadline (100 ms), until the breaker opens:
+      // about 10 in the second without answers, then 10 counted; at most 200 (20 s).
       let checks = 0;
       while (!limiter.fallbackActive && checks < 200) {
         await limiter.check(keys[checks % keys.length]!);

@@ -38,18 +38,24 @@ function groupQueueOptions(): Options.AssertQueue {
 }
 
 /**
- * How long a delay queue's last declare is trusted. The broker deletes a delay queue its
- * `x-expires` (bucket + 60 s) after its last declare, with the messages in it, and publishing to
- * it does not renew that; a publish to a deleted queue is confirmed and dropped. Declared again
- * once its declare is this old, a delay queue is there for each publish and stays at least
- * bucket + 30 s after it: every message in it dead-letters out (after its bucket) before it can
- * expire.
+ * The default of the provider's `delayQueueIdleMs`: a delay queue's `x-expires` is its bucket +
+ * this. The broker deletes a delay queue that long after its last declare, with the messages in
+ * it, and publishing to it does not renew that; a publish to a deleted queue is confirmed and
+ * dropped. So a delay queue's declare is trusted for half of it ({@link delayQueueRenewMs}):
+ * declared again once its declare is that old, a delay queue is there for each publish and stays
+ * at least bucket + idle / 2 after it, so every message in it dead-letters out (after its bucket)
+ * before it can expire.
  */
-export const delayQueueRenewMs = 30_000;
+export const defaultDelayQueueIdleMs = 60_000;
+
+/** How long a delay queue's last declare is trusted: half its idle time. */
+export function delayQueueRenewMs(idleMs: number): number {
+  return Math.floor(idleMs / 2);
+}
 
 /**
  * The broker queues of the RabbitMQ provider, declared once per connection (delay queues again
- * every {@link delayQueueRenewMs}): each queue with its
+ * every {@link delayQueueRenewMs}, half of `delayQueueIdleMs`): each queue with its
  * dead-letter queue, its delay queues (one TTL queue per delay bucket that dead-letters back
  * into its target) and, with a state store, its job groups' queues. Remembers the delay and
  * group queues declared here, for counts, drain and delete.
@@ -61,10 +67,15 @@ export class Topology {
   readonly #groupQueues = new Map<string, Set<string>>();
   /** Each delay queue's last declare (`performance.now()` when it was sent), or the one under way. */
   readonly #delayDeclares = new Map<string, { sentAt: number; done: Promise<void> }>();
+  readonly #delayQueueIdleMs: number;
 
-  /** @param declarer resolves with the channel to declare on (connecting if needed). */
-  constructor(declarer: () => Promise<Channel>) {
+  /**
+   * @param declarer resolves with the channel to declare on (connecting if needed).
+   * @param delayQueueIdleMs a delay queue's `x-expires` past its bucket (see {@link defaultDelayQueueIdleMs}).
+   */
+  constructor(declarer: () => Promise<Channel>, delayQueueIdleMs = defaultDelayQueueIdleMs) {
     this.#declarer = declarer;
+    this.#delayQueueIdleMs = delayQueueIdleMs;
   }
 
   /** Declares a queue on the declare channel; a refusal is a {@link BrokerRefusedError}. */
@@ -140,7 +151,7 @@ export class Topology {
     const bucket = delayBucket(delayMs);
     const name = `${target}.delay.${bucket}`;
     const last = this.#delayDeclares.get(name);
-    if (last && performance.now() - last.sentAt < delayQueueRenewMs) {
+    if (last && performance.now() - last.sentAt < delayQueueRenewMs(this.#delayQueueIdleMs)) {
       await last.done;
       return name;
     }
@@ -152,7 +163,7 @@ export class Topology {
           'x-message-ttl': bucket,
           'x-dead-letter-exchange': '',
           'x-dead-letter-routing-key': target,
-          'x-expires': bucket + 60_000,
+          'x-expires': bucket + this.#delayQueueIdleMs,
         },
       }).then(() => undefined),
     };
