@@ -89,17 +89,6 @@ export type LeaseResult = 'acquired' | 'busy' | 'unavailable';
  */
 export const forcedLeasePrefix = 'forced:';
 
-/**
- * The part of a Redis key that picks its Cluster slot: the first `{…}` with something inside,
- * else undefined (the whole key). Two keys with the same such part share a slot.
- */
-function hashTagOf(key: string): string | undefined {
-  const open = key.indexOf('{');
-  if (open < 0) return undefined;
-  const close = key.indexOf('}', open + 1);
-  return close > open + 1 ? key.slice(open + 1, close) : undefined;
-}
-
 /** What follows the prefix in the Redis key of every cache value (see {@link RedisTier.dataKey}). */
 export const dataKeyMarker = 'v:';
 
@@ -543,8 +532,7 @@ export class RedisTier {
    * On a Cluster one script call per key, its tag sets added to once it is written. With
    * `leaseToken` (a run holding the key's lease) it is not written once another holder has
    * that lease (a forced run took it over, see {@link takeForcedLease}): checked in the same
-   * script, but on a Cluster whose lease and value keys lie in other slots (no common hash
-   * tag), by a GET sent first. Returns whether it was written (false: the key changed
+   * script on a single node, by a GET sent first on a Cluster. Returns whether it was written (false: the key changed
    * meanwhile, or the lease was taken over), undefined when Redis was unavailable.
    */
   setIfUnchanged(
@@ -580,24 +568,20 @@ export class RedisTier {
     // lost left the key a member of sets its value never carried.
     const written = this.#guard.run('set', undefined as boolean | undefined, async () => {
       const { digest, frame } = casDigest(expected);
-      const dataKey = this.dataKey(key);
-      const args = [digest, bytes, physicalMs(ttlMs), String(frame)];
-      let replaced: unknown;
-      if (leaseToken === undefined) replaced = await this.#eval(replaceIfUnchangedScript, dataKey, args);
-      else {
-        const leaseKey = this.leaseKey(key);
-        const tag = hashTagOf(dataKey);
-        if (tag !== undefined && tag === hashTagOf(leaseKey)) {
-          // One slot: the lease is checked in the write's own step.
-          replaced = await this.#evalKeys(replaceIfUnchangedScript, [dataKey, leaseKey], [...args, leaseToken]);
-        } else {
-          // Other slots: the lease is read first (one more round trip). A takeover between the
-          // two still loses to this write, in that round trip only.
-          const holder = await this.client.get(leaseKey);
-          if (holder !== null && holder !== leaseToken) return false;
-          replaced = await this.#eval(replaceIfUnchangedScript, dataKey, args);
-        }
+      if (leaseToken !== undefined) {
+        // The lease is read first (one more round trip), even when a hash tag puts it in the
+        // value's slot: a script naming both keys is refused (TRYAGAIN) while that slot moves
+        // between masters and only one of them exists on either. A takeover between the GET
+        // and the write still loses to this write, in that round trip only.
+        const holder = await this.client.get(this.leaseKey(key));
+        if (holder !== null && holder !== leaseToken) return false;
       }
+      const replaced = await this.#eval(replaceIfUnchangedScript, this.dataKey(key), [
+        digest,
+        bytes,
+        physicalMs(ttlMs),
+        String(frame),
+      ]);
       if (replaced !== 1) return false;
       if (tags.length === 0) return true;
       this.#tagsWritten();

@@ -46,7 +46,7 @@ function describeForced(backend: string, skip: boolean, open: (options?: CacheOp
       expect(a.getLocal('k')).toBeUndefined();
     });
 
-    it('a hash-tagged key (lease and value in one slot) behaves the same', async () => {
+    it('a hash-tagged key behaves the same', async () => {
       const a = await open({ bus: false });
       const b = await open();
       const reader = await open();
