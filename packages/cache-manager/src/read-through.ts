@@ -769,15 +769,13 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
             computeMs,
             load.l2Held?.bytes,
             leaseToken,
-          ).then(
-            (written) => {
-              if (written) return;
-              // L2 changed since the run read it, by another instance whose bus message had not
-              // arrived: as if it had (see `superseded` above), served but not cached.
-              notCached = true;
-              engine.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
-            },
-          );
+          ).then((written) => {
+            if (written) return;
+            // L2 changed since the run read it, by another instance whose bus message had not
+            // arrived: as if it had (see `superseded` above), served but not cached.
+            notCached = true;
+            engine.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
+          });
       } catch (error) {
         // The value is good, it just cannot be stored: serve it uncached rather than fail.
         if (!(error instanceof SerializationError)) throw error;

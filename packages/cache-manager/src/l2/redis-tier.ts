@@ -1138,12 +1138,13 @@ export class RedisTier {
     try {
       return await this.#guard.run('lease', 'unavailable' as LeaseResult | 'replaced', async () => {
         unanswered = true;
-        const reply = await this.#eval(takeForcedLeaseScript, this.leaseKey(key), [token, String(leaseMs)]).catch(
-          (error: unknown) => {
-            if ((error as { name?: string } | undefined)?.name === 'ReplyError') unanswered = false;
-            throw error;
-          },
-        );
+        const reply = await this.#eval(takeForcedLeaseScript, this.leaseKey(key), [
+          token,
+          String(leaseMs),
+        ]).catch((error: unknown) => {
+          if ((error as { name?: string } | undefined)?.name === 'ReplyError') unanswered = false;
+          throw error;
+        });
         unanswered = false;
         return reply === 1 ? 'acquired' : reply === 2 ? 'replaced' : 'busy';
       });

@@ -14,7 +14,11 @@ import { usePrivateCluster } from './redis-server.js';
  * Forced calls made together on several instances still share one run. Each cache has its own
  * Redis client: separate instances, in one process.
  */
-function describeForced(backend: string, skip: boolean, open: (options?: CacheOptions) => Promise<Cache>): void {
+function describeForced(
+  backend: string,
+  skip: boolean,
+  open: (options?: CacheOptions) => Promise<Cache>,
+): void {
   describe.skipIf(skip)(`forceFresh across instances (${backend})`, () => {
     it('does not settle for another instance’s run begun before it, and its value is the one cached', async () => {
       const a = await open({ bus: false });
@@ -138,7 +142,11 @@ afterAll(async () => {
   if (redisUp) await dropPrefix(prefix);
   for (const client of clients) client.disconnect();
 });
-const options = { ttlMs: 60_000, operationTimeoutMs: generousDeadlineMs, lock: { timeoutMs: 5_000, pollMs: 20 } };
+const options = {
+  ttlMs: 60_000,
+  operationTimeoutMs: generousDeadlineMs,
+  lock: { timeoutMs: 5_000, pollMs: 20 },
+};
 describeForced('Redis', !redisUp, async (extra = {}) => {
   const client = new Redis(redisUrl);
   clients.push(client);
