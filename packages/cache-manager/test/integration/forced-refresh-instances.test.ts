@@ -105,6 +105,33 @@ function describeForced(
       expect(await reader.get('ahead')).toBe('new');
     });
 
+    it('a getOrSetMany run of another instance begun before it, ending first, is not cached over it', async () => {
+      const a = await open({ bus: false });
+      const b = await open();
+      const reader = await open();
+      let source = 'old';
+      const batch = a.getOrSetMany(['m1', 'm2'], async (keys) => {
+        const read = source;
+        await delay(300);
+        return keys.map((key) => `${key}:${read}`);
+      });
+      await delay(100);
+      source = 'new';
+      const forced = b.getOrSet(
+        'm1',
+        async () => {
+          const read = source;
+          await delay(350);
+          return `m1:${read}`;
+        },
+        { forceFresh: true },
+      );
+      expect(await batch).toEqual(['m1:old', 'm2:old']);
+      expect(await forced).toBe('m1:new');
+      // The batch's other key, whose lease nobody took, is cached as before.
+      expect(await reader.getMany(['m1', 'm2'])).toEqual(['m1:new', 'm2:old']);
+    });
+
     it('forced calls made together on three instances share one run, a plain run begun before aside', async () => {
       const plain = await open({ bus: false });
       const instances = [await open(), await open(), await open()];
