@@ -3,6 +3,7 @@ import { generousDeadlineMs, uniqueName } from '@noa/testkit';
 import type { Cluster } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cache, type CacheOptions } from '../../src/index.js';
+import { type FixtureProcess, spawnFixture } from './fixture-process.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 import { usePrivateCluster } from './redis-server.js';
 
@@ -12,7 +13,8 @@ import { usePrivateCluster } from './redis-server.js';
  * B must not settle for A's run, which read the source before the change: B runs its own
  * factory, and its value is the one the cache ends up holding, even when A's run ends first.
  * Forced calls made together on several instances still share one run. Each cache has its own
- * Redis client: separate instances, in one process.
+ * Redis client: separate instances, in one process; the last case runs two child processes
+ * (fixtures/forced-refresh-worker.ts), their factories held until the test lets them end.
  */
 function describeForced(
   backend: string,
@@ -190,4 +192,53 @@ describeForced('Redis Cluster', !installed, async (extra = {}) => {
   caches.push(cache);
   await cache.ready();
   return cache;
+});
+
+/** A generous bound on a step that must come: a forced call that waits for the older run never runs. */
+function within<T>(step: Promise<T>, what: string): Promise<T> {
+  return Promise.race([
+    step,
+    delay(10_000).then(() => {
+      throw new Error(`${what} did not come`);
+    }),
+  ]);
+}
+
+describe.skipIf(!redisUp)('forceFresh across processes', () => {
+  const workers: FixtureProcess[] = [];
+  afterAll(async () => {
+    for (const { child } of workers) {
+      if (child.exitCode !== null) continue;
+      child.stdin.on('error', () => {});
+      child.stdin.write('finish\n');
+      setTimeout(() => child.kill('SIGKILL'), 3_000).unref();
+    }
+    await Promise.all(workers.map(({ child, exited }) => (child.exitCode !== null ? undefined : exited)));
+  });
+
+  it('a forced call in one process runs its factory past another process’s older run, and its value is cached', async () => {
+    const sourceKey = `${prefix}source`;
+    const admin = new Redis(redisUrl);
+    clients.push(admin);
+    const spawn = (mode: string) =>
+      spawnFixture('forced-refresh-worker.ts', [redisUrl, prefix, 'xproc', sourceKey, mode], mode);
+    const [plain, forced] = [spawn('plain'), spawn('forced')];
+    workers.push(plain, forced);
+    await Promise.all([plain.next('ready'), forced.next('ready')]);
+    await admin.set(sourceKey, 'old');
+    plain.child.stdin.write('go\n');
+    expect((await within(plain.next('running'), 'the plain run')).read).toBe('old');
+    await admin.set(sourceKey, 'new');
+    forced.child.stdin.write('go\n');
+    expect((await within(forced.next('running'), 'the forced run')).read).toBe('new');
+    // The older run ends first: its write is refused, its caller still gets its value.
+    plain.child.stdin.write('finish\n');
+    expect((await plain.next('done')).value).toBe('old');
+    forced.child.stdin.write('finish\n');
+    expect((await forced.next('done')).value).toBe('new');
+    const reader = new Cache({ redis: admin, prefix, operationTimeoutMs: generousDeadlineMs });
+    caches.push(reader);
+    await reader.ready();
+    expect(await reader.get('xproc')).toBe('new');
+  }, 60_000);
 });
