@@ -532,8 +532,9 @@ export class RedisTier {
    * On a Cluster one script call per key, its tag sets added to once it is written. With
    * `leaseToken` (a run holding the key's lease) it is not written once another holder has
    * that lease (a forced run took it over, see {@link takeForcedLease}): checked in the same
-   * script on a single node, by a GET sent first on a Cluster. Returns whether it was written (false: the key changed
-   * meanwhile, or the lease was taken over), undefined when Redis was unavailable.
+   * script on a single node, by a GET sent first on a Cluster. Returns whether it was written
+   * (false: the key changed meanwhile, or the lease was taken over), undefined when Redis was
+   * unavailable.
    */
   setIfUnchanged(
     key: string,
