@@ -427,6 +427,7 @@ export class Cache {
       logger: this.#engine.logger,
       closing: this.#engine.closing,
       hardTimeoutMs: this.#engine.options.hardTimeoutMs,
+      runOf: (key) => this.#engine.running.get(this.#key(key, 'warm'))?.work,
     });
   }
 

@@ -447,9 +447,20 @@ async function runMany<T>(
           writeLocal(engine, fullKeys[index]!, value, options, computeMs);
           return;
         }
-        // Compare-and-set against what L2 held before the run (as `runFactory`'s write).
+        // Compare-and-set against what L2 held before the run (as `runFactory`'s write), refused
+        // once another holder has the key's lease (a forced call took it over).
         const expected = held.get(index)?.bytes;
-        const remote = prepareWrite(engine, fullKeys[index]!, value, options, computeMs, false, expected);
+        const token = asked.has(index) ? leaseToken : undefined;
+        const remote = prepareWrite(
+          engine,
+          fullKeys[index]!,
+          value,
+          options,
+          computeMs,
+          false,
+          expected,
+          token,
+        );
         // A later chunk goes after anything this instance sent meanwhile: a delete of the key
         // since its L1 write must not be overwritten by the value it superseded.
         writes.push({

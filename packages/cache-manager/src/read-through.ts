@@ -14,6 +14,7 @@ import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError
 import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
+import { forcedLeasePrefix, type LeaseResult } from './l2/redis-tier.js';
 import { type L2Held, type L2Read, readL2, readL2Current, replacedInL2 } from './read-path.js';
 import { ReplacedValueKeeper } from './replaced-value-keeper.js';
 import { awaitInOrder, writeEntry, writeLocal } from './writes.js';
@@ -350,10 +351,8 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     if (!olderThanForced(load, running)) return awaitFactory(engine, load, running);
     // A forced call does not settle for a run begun before it (symfony#62328): its own run
     // supersedes that one, whose value goes to its callers but is not cached over the newer.
+    // A lease that run holds is taken over below, as another instance's would be.
     running.run.superseded = true;
-    // That run holds the key's lease: waiting for it is waiting for its value. In-process
-    // single flight only, then; its release lets other instances' waiters read ours.
-    if (running.leased) return runFactory(engine, load);
   } else if (running) outlivedLease(engine, running, userKey);
   let stale = load.stale;
   let staleSince = load.staleSince;
@@ -367,8 +366,21 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
   // refused) skipped the lease, and the factory ran beside the holder's
   // (read-outcome-race.test.ts). With the breaker open the lease call fails at once, unsent.
   if (!tier || !engine.options.lock.enabled || held.bytes === undefined) return runFactory(engine, load);
-  const token = randomUUID();
-  let lease = await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
+  // A forced call takes the lease over from a plain holder (see `RedisTier.takeForcedLease`),
+  // on any instance: that run may have read the source before the change, and its write is now
+  // refused. It waits only for a forced holder, whose value it takes.
+  const forced = load.forcedAt !== undefined;
+  const token = forced ? forcedLeasePrefix + randomUUID() : randomUUID();
+  let holderReplaced = false;
+  const leaseMs = engine.options.lock.leaseMs;
+  const takeLease = async (): Promise<LeaseResult> => {
+    if (!forced) return tier.acquireLease(fullKey, token, leaseMs);
+    const taken = await tier.takeForcedLease(fullKey, token, leaseMs);
+    if (taken !== 'replaced') return taken;
+    holderReplaced = true;
+    return 'acquired';
+  };
+  let lease = await takeLease();
   if (lease === 'busy') {
     const started = Date.now();
     const lockTimeoutMs = options.lockTimeoutMs ?? engine.options.lock.timeoutMs;
@@ -439,10 +451,7 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
         // failed read before the lease, a lease attempt would only cost another deadline (a whole
         // one on a Redis that hangs, on top of the poll's), so the wait ends in in-process single
         // flight, with what it left of the call's timeouts.
-        lease =
-          held.bytes === undefined
-            ? 'unavailable'
-            : await tier.acquireLease(fullKey, token, engine.options.lock.leaseMs);
+        lease = held.bytes === undefined ? 'unavailable' : await takeLease();
       }
       // The failure may have been reported while we took the lease it freed, or not have
       // reached us at all (our bus down): the holder also marks it in Redis for a while.
@@ -484,11 +493,17 @@ export async function computeOnce<T>(engine: CacheEngine, load: KeyLoad<T>): Pro
     if (lease === 'unavailable')
       return runFactory(engine, { ...load, stale, staleSince, l2Seen, l2Held, options: bounded });
     engine.metrics.lockWait('acquired');
-    return takeOver(engine, { ...load, stale, staleSince, l2Seen, l2Held, options: bounded }, token, true);
+    return takeOver(
+      engine,
+      { ...load, stale, staleSince, l2Seen, l2Held, options: bounded },
+      token,
+      true,
+      holderReplaced,
+    );
   }
   // 'unavailable': Redis is down, so only in-process single-flight protects the source.
   if (lease === 'unavailable') return runFactory(engine, load);
-  return takeOver(engine, load, token);
+  return takeOver(engine, load, token, false, holderReplaced);
 }
 
 /** A waiter whose lease holder failed serves its value in grace, and backs off like a holder. */
@@ -512,12 +527,16 @@ function serveStaleAfterFailedHolder<T>(
  * within its back-off (its failure mark): then the value in grace is served and backed off, as
  * by a waiter of that holder. Without the check, every instance whose caller came after the
  * failure (every call with `softTimeoutMs: 0` past its back-off) ran the failing source again.
+ * `holderReplaced`: a forced call took the lease from a plain run (see `RedisTier.takeForcedLease`);
+ * L2 is read only for the compare-and-set, never served: a value there now may be that older
+ * run's, written before it lost the lease.
  */
 async function takeOver<T>(
   engine: CacheEngine,
   load: KeyLoad<T>,
   token: string,
   failureChecked = false,
+  holderReplaced = false,
 ): Promise<T> {
   const { fullKey, stale } = load;
   const tier = engine.tier!;
@@ -525,7 +544,7 @@ async function takeOver<T>(
   // the value and released its lease.
   const held: L2Held = {};
   const remote = await readL2(engine, fullKey, held);
-  if (remote && servable(load, remote.entry, engine.clock.now())) {
+  if (!holderReplaced && remote && servable(load, remote.entry, engine.clock.now())) {
     await tier.releaseLease(fullKey, token);
     engine.fill(fullKey, remote.entry, remote.bytes, remote.since);
     return remote.entry.value as T;
@@ -568,8 +587,6 @@ export interface RunningFactory<T> {
   startedSeq: number;
   /** A `forceFresh` run: joined by any later forced call (a burst of them shares one run). */
   forced: boolean;
-  /** It holds the key's lease (this instance's other callers would wait for it there). */
-  leased: boolean;
   /** The first value in grace served past a timeout: a late failure backs it off (see {@link lateFailure}). */
   lateStale?: { fullKey: string; staleSince: number | undefined; stale: CacheEntry<T> };
 }
@@ -744,15 +761,21 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
         // L1 only: nothing in L2 for the lease's waiters, who are woken at once (see below).
         if (localOnly) writeLocal(engine, fullKey, value, chosenOptions, computeMs);
         else
-          stored = writeEntry(engine, fullKey, value, chosenOptions, computeMs, load.l2Held?.bytes).then(
-            (written) => {
-              if (written) return;
-              // L2 changed since the run read it, by another instance whose bus message had not
-              // arrived: as if it had (see `superseded` above), served but not cached.
-              notCached = true;
-              engine.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
-            },
-          );
+          stored = writeEntry(
+            engine,
+            fullKey,
+            value,
+            chosenOptions,
+            computeMs,
+            load.l2Held?.bytes,
+            leaseToken,
+          ).then((written) => {
+            if (written) return;
+            // L2 changed since the run read it, by another instance whose bus message had not
+            // arrived: as if it had (see `superseded` above), served but not cached.
+            notCached = true;
+            engine.logger.debug('key changed while its factory ran; result not cached', { key: userKey });
+          });
       } catch (error) {
         // The value is good, it just cannot be stored: serve it uncached rather than fail.
         if (!(error instanceof SerializationError)) throw error;
@@ -787,7 +810,6 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     startedAt: Date.now(),
     startedSeq: ++runsStarted,
     forced: load.forcedAt !== undefined,
-    leased: leaseToken !== undefined,
   };
   engine.running.set(fullKey, running);
   const settled = () => {

@@ -65,6 +65,13 @@ export interface WarmContext {
   closing: AbortSignal;
   /** The cache's `hardTimeoutMs`: how long a load is waited for, from its start (none: unbounded). */
   hardTimeoutMs?: number | undefined;
+  /**
+   * The key's factory run in progress (undefined: none), which settles once its value is
+   * written: a load left running past a soft timeout counts as loaded only then, so that a read
+   * after `warm` finds the value (its write, on a Cluster after a lease check, may land after
+   * the loader settles).
+   */
+  runOf?: (key: string) => Promise<unknown> | undefined;
 }
 
 /**
@@ -138,14 +145,18 @@ export async function warmKeys<T>(
       }
       loads.release(load);
       // getOrSet may have served a value in grace for the key while its load failed, or still
-      // runs (a soft timeout): the key counts as loaded once the loader succeeded, within the
-      // hard timeout that bounds a load with nothing in grace (a hanging loader must not hang warm).
+      // runs (a soft timeout): the key counts as loaded once the loader succeeded and its value
+      // was written (the run's write is not the loader's to report), within the hard timeout
+      // that bounds a load with nothing in grace (a hanging loader must not hang warm).
       if (load !== undefined && !failed) {
         const hardMs = context.hardTimeoutMs;
+        const run = context.runOf?.(key);
+        const written: Promise<unknown> =
+          run === undefined ? load : Promise.all([load, run.catch(() => undefined)]);
         const bounded =
           hardMs === undefined
-            ? load
-            : withDeadline(load, Math.max(1, hardMs - (Date.now() - started)), 'cache warm');
+            ? written
+            : withDeadline(written, Math.max(1, hardMs - (Date.now() - started)), 'cache warm');
         failed = await bounded.then(
           () => false,
           () => true,

@@ -235,8 +235,10 @@ export function writeEntry(
   options: SetOptions,
   computeMs: number,
   expected?: Buffer | null,
+  /** The writing run's lease token: the write is refused once another holder has the lease. */
+  leaseToken?: string,
 ): Promise<boolean> {
-  return prepareWrite(engine, fullKey, value, options, computeMs, false, expected)();
+  return prepareWrite(engine, fullKey, value, options, computeMs, false, expected, leaseToken)();
 }
 
 /**
@@ -266,6 +268,7 @@ export function prepareWrite(
   computeMs: number,
   localOnly = false,
   expected?: Buffer | null,
+  leaseToken?: string,
 ): PreparedSend {
   // Cheap enough for every write; a function nested in a value is refused by the encoders (and
   // by the clone of `clone` mode), a memory-only cache in the other modes holds it as it is.
@@ -317,10 +320,12 @@ export function prepareWrite(
           physicalTtl,
           entry.tags,
           tagTtl,
+          leaseToken,
         );
         if (replaced === false) {
           // Another instance changed the key since the run read it (its bus message not here
-          // yet): its change stands in L2, and our older value leaves L1 (that message would
+          // yet), or a forced run took the run's lease over: its change stands in L2, and our
+          // older value leaves L1 (that message would
           // evict it too). Served to the run's callers only, as a superseded run's. Found by its
           // write id, not by identity: under `l1.maxTtlMs` L1 holds a capped copy of `entry`,
           // which stayed (served over the change for maxTtlMs, with no message to come).

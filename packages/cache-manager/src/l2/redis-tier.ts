@@ -22,6 +22,7 @@ function script(name: string, parts: readonly string[] = []): Script {
   return { source, sha: createHash('sha1').update(source).digest('hex') };
 }
 const releaseLeaseScript = script('release-lease');
+const takeForcedLeaseScript = script('take-forced-lease');
 const structuresLoadScript = script('structures-load');
 const structuresAppendScript = script('structures-append');
 const replaceIfUnchangedScript = script('replace-if-unchanged', ['compare-and-set']);
@@ -49,6 +50,8 @@ interface PendingWrite {
 interface CasWrite extends PendingWrite {
   /** The bytes read before (null: no value). */
   expected: Buffer | null;
+  /** The writing run's lease token: not written once another holder has the lease. */
+  leaseToken: string | undefined;
 }
 
 /** The write commands of a connection or a pipeline (a pipeline returns itself, not a promise). */
@@ -79,6 +82,12 @@ const DIRECT_WRITE_BYTES = 4 * 1024;
 
 /** Result of trying to take a key's compute lease. */
 export type LeaseResult = 'acquired' | 'busy' | 'unavailable';
+
+/**
+ * What a forced run's lease token starts with (see {@link RedisTier.takeForcedLease}): a lease
+ * holding it is a `forceFresh` run's, which later forced calls wait for rather than replace.
+ */
+export const forcedLeasePrefix = 'forced:';
 
 /** What follows the prefix in the Redis key of every cache value (see {@link RedisTier.dataKey}). */
 export const dataKeyMarker = 'v:';
@@ -520,8 +529,11 @@ export class RedisTier {
    * are one step (`write-if-unchanged.lua`): a write that lost adds the key to no tag set; the
    * writes of one turn go out as one script call per chunk ({@link CAS_SCRIPT_KEYS} keys, about
    * {@link CAS_SCRIPT_BYTES}), so a `getOrSetMany` of many keys costs one call, not one per key.
-   * On a Cluster one script call per key, its tag sets added to once it is written. Returns
-   * whether it was written (false: the key changed meanwhile), undefined when Redis was
+   * On a Cluster one script call per key, its tag sets added to once it is written. With
+   * `leaseToken` (a run holding the key's lease) it is not written once another holder has
+   * that lease (a forced run took it over, see {@link takeForcedLease}): checked in the same
+   * script on a single node, by a GET sent first on a Cluster. Returns whether it was written
+   * (false: the key changed meanwhile, or the lease was taken over), undefined when Redis was
    * unavailable.
    */
   setIfUnchanged(
@@ -531,8 +543,9 @@ export class RedisTier {
     ttlMs: number | undefined,
     tags: readonly string[],
     tagTtlMs: number | undefined,
+    leaseToken?: string,
   ): Promise<boolean | undefined> {
-    const write: CasWrite = { key, expected, bytes, ttlMs, tags, tagTtlMs };
+    const write: CasWrite = { key, expected, bytes, ttlMs, tags, tagTtlMs, leaseToken };
     if (this.#casWrites) {
       // The plain writes of this turn first (see #writesFirst); not the compare-and-set batch
       // this write joins.
@@ -556,6 +569,14 @@ export class RedisTier {
     // lost left the key a member of sets its value never carried.
     const written = this.#guard.run('set', undefined as boolean | undefined, async () => {
       const { digest, frame } = casDigest(expected);
+      if (leaseToken !== undefined) {
+        // The lease is read first (one more round trip), even when a hash tag puts it in the
+        // value's slot: a script naming both keys is refused (TRYAGAIN) while that slot moves
+        // between masters and only one of them exists on either. A takeover between the GET
+        // and the write still loses to this write, in that round trip only.
+        const holder = await this.client.get(this.leaseKey(key));
+        if (holder !== null && holder !== leaseToken) return false;
+      }
       const replaced = await this.#eval(replaceIfUnchangedScript, this.dataKey(key), [
         digest,
         bytes,
@@ -752,6 +773,7 @@ export class RedisTier {
       keys.push(this.dataKey(write.key));
       if (write.tags.length > 0) this.#tagsWritten();
       for (const tag of write.tags) keys.push(this.tagKey(tag));
+      if (write.leaseToken !== undefined) keys.push(this.leaseKey(write.key));
       args.push(
         String(write.tags.length),
         digest,
@@ -760,6 +782,7 @@ export class RedisTier {
         String(frame),
         write.key,
         String(tagSetExpiry(write.tagTtlMs)),
+        write.leaseToken ?? '',
       );
     }
     const reply = (await this.#evalKeys(writeIfUnchangedScript, keys, args)) as number[];
@@ -1095,6 +1118,36 @@ export class RedisTier {
           });
         unanswered = false;
         return reply === 'OK' ? 'acquired' : 'busy';
+      });
+    } finally {
+      if (unanswered) this.#eval(releaseLeaseScript, this.leaseKey(key), [token]).catch(() => {});
+    }
+  }
+
+  /**
+   * Takes the compute lease of `key` for a `forceFresh` run (`token` starts with
+   * {@link forcedLeasePrefix}) in one script: free, it is taken as {@link acquireLease} does;
+   * held by a plain run (a miss's, an early refresh, which may have read the source before the
+   * change the forced call was made for), it is replaced (`'replaced'`), so that run's write
+   * fails its lease check (see {@link setIfUnchanged}); held by a forced run, it is kept
+   * (`'busy'`): forced calls made together share that run. Which run came first is told by the
+   * holder's kind, not by app servers' clocks. An unanswered attempt is released behind, as
+   * {@link acquireLease}'s is (a replaced holder then has no lease: its write is refused still).
+   */
+  async takeForcedLease(key: string, token: string, leaseMs: number): Promise<LeaseResult | 'replaced'> {
+    let unanswered = false;
+    try {
+      return await this.#guard.run('lease', 'unavailable' as LeaseResult | 'replaced', async () => {
+        unanswered = true;
+        const reply = await this.#eval(takeForcedLeaseScript, this.leaseKey(key), [
+          token,
+          String(leaseMs),
+        ]).catch((error: unknown) => {
+          if ((error as { name?: string } | undefined)?.name === 'ReplyError') unanswered = false;
+          throw error;
+        });
+        unanswered = false;
+        return reply === 1 ? 'acquired' : reply === 2 ? 'replaced' : 'busy';
       });
     } finally {
       if (unanswered) this.#eval(releaseLeaseScript, this.leaseKey(key), [token]).catch(() => {});

@@ -492,10 +492,10 @@ export function describeCacheConformance(
     it.skipIf(!shared)(
       "across instances, expire before a forced getOrSet keeps another instance's older run from answering it",
       async () => {
-        // docs/get-or-set.md "Forcing a refresh", the limit across instances: a forced call that
-        // finds another instance's lease waits for that run, which may have begun before it.
-        // An expire first supersedes that run everywhere: its value is not cached, its lease is
-        // released, and the forced call runs the factory after the change.
+        // docs/get-or-set.md "Forcing a refresh": an expire before a forced call (the advice
+        // while a forced call waited for another instance's lease holder) still works: it
+        // supersedes that run everywhere, its value is not cached, its lease is released, and
+        // the forced call runs the factory after the change.
         const a = make();
         const b = make({ lock: { pollMs: 10 } });
         await Promise.all([a.ready(), b.ready()]);
@@ -523,6 +523,45 @@ export function describeCacheConformance(
         expect(runs).toBe(2);
         await vi.waitFor(async () => expect(await a.get('forced-remote')).toBe('after'));
         expect(await make().get('forced-remote')).toBe('after');
+      },
+    );
+
+    it.skipIf(!shared)(
+      "across instances, a forced getOrSet takes over another instance's older run, which ends first and is not cached",
+      async () => {
+        // docs/get-or-set.md "Forcing a refresh", across instances: the forced call takes the
+        // plain holder's lease over and runs its factory; the older run's write is refused.
+        const a = make();
+        const b = make({ lock: { pollMs: 10 } });
+        await Promise.all([a.ready(), b.ready()]);
+        let source = 'before';
+        let runs = 0;
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        let releaseForced!: () => void;
+        const forcedGate = new Promise<void>((resolve) => {
+          releaseForced = resolve;
+        });
+        const slow = async () => {
+          runs += 1;
+          const read = source;
+          await (runs === 1 ? gate : forcedGate);
+          return read;
+        };
+        const plain = a.getOrSet('forced-takeover', slow);
+        await vi.waitFor(() => expect(runs).toBe(1));
+        source = 'after';
+        const forced = b.getOrSet('forced-takeover', slow, { forceFresh: true });
+        await vi.waitFor(() => expect(runs).toBe(2));
+        release();
+        expect(await plain).toBe('before');
+        releaseForced();
+        expect(await forced).toBe('after');
+        expect(runs).toBe(2);
+        await vi.waitFor(async () => expect(await a.get('forced-takeover')).toBe('after'));
+        expect(await make().get('forced-takeover')).toBe('after');
       },
     );
 

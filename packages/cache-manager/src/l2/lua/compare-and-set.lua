@@ -24,6 +24,17 @@ local function unchanged(current, digest, frame_arg)
   return redis.sha1hex(current) == digest
 end
 
+-- Whether a factory run holding a lease under `token` may still write: not once another holder
+-- has the lease (a forced run took it over, or it expired and was taken again). A lease that
+-- expired with nobody taking it leaves the write to the compare. An empty `token`: no lease.
+local function lease_allows(lease_key, token)
+  if token == nil or token == '' then
+    return true
+  end
+  local holder = redis.call('GET', lease_key)
+  return not holder or holder == token
+end
+
 local function replace_if_unchanged(key, digest, bytes, ttl, frame_arg)
   if not unchanged(redis.call('GET', key), digest, frame_arg) then
     return 0
