@@ -22,59 +22,39 @@ function describeForced(
   open: (options?: CacheOptions) => Promise<Cache>,
 ): void {
   describe.skipIf(skip)(`forceFresh across instances (${backend})`, () => {
-    it('does not settle for another instance’s run begun before it, and its value is the one cached', async () => {
-      const a = await open({ bus: false });
-      const b = await open();
-      const reader = await open();
-      let source = 'old';
-      // A reads the source at once and returns after 300 ms; B's run ends after A's.
-      const slowA = async () => {
-        const read = source;
-        await delay(300);
-        return read;
-      };
-      let forcedRuns = 0;
-      const slowerB = async () => {
-        forcedRuns += 1;
-        const read = source;
-        await delay(350);
-        return read;
-      };
-      const first = a.getOrSet('k', slowA);
-      await delay(100);
-      source = 'new';
-      const forced = b.getOrSet('k', slowerB, { forceFresh: true });
-      expect(await first).toBe('old');
-      expect(await forced).toBe('new');
-      expect(forcedRuns).toBe(1);
-      expect(await reader.get('k')).toBe('new');
-      // A's L1 does not keep its older value either (its bus is off: only its refused write says so).
-      expect(a.getLocal('k')).toBeUndefined();
-    });
-
-    it('a hash-tagged key behaves the same', async () => {
-      const a = await open({ bus: false });
-      const b = await open();
-      const reader = await open();
-      let source = 'old';
-      const slowA = async () => {
-        const read = source;
-        await delay(300);
-        return read;
-      };
-      const slowerB = async () => {
-        const read = source;
-        await delay(350);
-        return read;
-      };
-      const first = a.getOrSet('{user:7}:profile', slowA);
-      await delay(100);
-      source = 'new';
-      const forced = b.getOrSet('{user:7}:profile', slowerB, { forceFresh: true });
-      expect(await first).toBe('old');
-      expect(await forced).toBe('new');
-      expect(await reader.get('{user:7}:profile')).toBe('new');
-    });
+    // A hash-tagged key too: its lease and value keys share a slot on a Cluster.
+    it.each(['k', '{user:7}:profile'])(
+      'does not settle for another instance’s run begun before it, and its value is the one cached (key %s)',
+      async (key) => {
+        const a = await open({ bus: false });
+        const b = await open();
+        const reader = await open();
+        let source = 'old';
+        // A reads the source at once and returns after 300 ms; B's run ends after A's.
+        const slowA = async () => {
+          const read = source;
+          await delay(300);
+          return read;
+        };
+        let forcedRuns = 0;
+        const slowerB = async () => {
+          forcedRuns += 1;
+          const read = source;
+          await delay(350);
+          return read;
+        };
+        const first = a.getOrSet(key, slowA);
+        await delay(100);
+        source = 'new';
+        const forced = b.getOrSet(key, slowerB, { forceFresh: true });
+        expect(await first).toBe('old');
+        expect(await forced).toBe('new');
+        expect(forcedRuns).toBe(1);
+        expect(await reader.get(key)).toBe('new');
+        // A's L1 does not keep its older value either (its bus is off: only its refused write says so).
+        expect(a.getLocal(key)).toBeUndefined();
+      },
+    );
 
     it('an early refresh of another instance begun before it is not settled for either', async () => {
       const options = { ttlMs: 1_000, refreshThresholdMs: 900 };
