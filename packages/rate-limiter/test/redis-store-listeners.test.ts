@@ -1,4 +1,4 @@
-import { recordingLogger } from '@noa/testkit';
+import { listenerCounts, recordingLogger } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LimitPolicy } from '../src/policy.js';
@@ -13,15 +13,6 @@ const limits: LimitPolicy[] = [{ name: 'default', algorithm: 'fixed-window', lim
  * so the eleventh store set off Node's MaxListenersExceededWarning, and a limiter's `close()`
  * (which leaves a store it did not create open) left them all on the client for its whole life.
  */
-
-function listeners(client: Redis): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const name of client.eventNames()) {
-    const count = client.listenerCount(name);
-    if (count > 0) counts[String(name)] = count;
-  }
-  return counts;
-}
 
 const clients: Redis[] = [];
 afterEach(() => {
@@ -44,7 +35,7 @@ function sentinelClient(): Redis {
 describe('RedisStores sharing one client', () => {
   it('a Sentinel client: 20 stores add what one store adds; closing them all removes it', async () => {
     const client = sentinelClient();
-    const before = listeners(client);
+    const before = listenerCounts(client);
     const warnings: string[] = [];
     const onWarning = (warning: Error) => {
       if (warning.name === 'MaxListenersExceededWarning') warnings.push(warning.message);
@@ -55,19 +46,19 @@ describe('RedisStores sharing one client', () => {
       const first = new RedisStore({ client, prefix: 't0:', logger: recordingLogger() });
       // The first check starts the wait for the first connection (it gives up at its deadline).
       await first.consume('t0:k', limits, [1], undefined, { deadlineMs: 1 }).catch(() => {});
-      const one = listeners(client);
+      const one = listenerCounts(client);
       const stores = [first];
       for (let index = 1; index < 20; index += 1) {
         const store = new RedisStore({ client, prefix: `t${index}:`, logger: recordingLogger() });
         await store.consume(`t${index}:k`, limits, [1], undefined, { deadlineMs: 1 }).catch(() => {});
         stores.push(store);
       }
-      expect(listeners(client)).toEqual(one);
+      expect(listenerCounts(client)).toEqual(one);
       await new Promise((resolve) => setImmediate(resolve));
       expect(warnings).toEqual([]);
       for (const store of stores) await store.close();
       // The first connection's wait stays until the client connects (one listener for all).
-      const { ready: _ready, ...left } = listeners(client);
+      const { ready: _ready, ...left } = listenerCounts(client);
       const { ready: _before, ...leftBefore } = before;
       expect(left).toEqual(leftBefore);
     } finally {

@@ -24,6 +24,7 @@ export {
   serviceUrl,
 } from './env.js';
 export { clearKafkaTopics } from './kafka-topics.js';
+export { activeResources, activeTimers, listenerCounts, liveObjects } from './leak-counts.js';
 export {
   type MysqlDatabase,
   quoteMysqlIdentifier,

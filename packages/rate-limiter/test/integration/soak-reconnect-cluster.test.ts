@@ -1,5 +1,4 @@
-import { queryObjects } from 'node:v8';
-import { startRedisClusterOrSkip } from '@noa/testkit';
+import { activeTimers, listenerCounts, liveObjects, startRedisClusterOrSkip } from '@noa/testkit';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createRateLimiter, type RateLimiter } from '../../src/index.js';
@@ -13,23 +12,6 @@ import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
  */
 
 const { cluster, skip } = await startRedisClusterOrSkip(3);
-
-function listeners(emitter: Cluster | Redis): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const name of emitter.eventNames()) {
-    const count = emitter.listenerCount(name);
-    if (count > 0) counts[String(name)] = count;
-  }
-  return counts;
-}
-
-function livePromises(): number {
-  return queryObjects(Promise, { format: 'count' }) as number;
-}
-
-function timers(): number {
-  return process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
-}
 
 async function until(
   condition: () => boolean | Promise<boolean>,
@@ -59,7 +41,7 @@ describe.skipIf(skip !== undefined)('a Redis Cluster limiter over many reconnect
 
   it('keeps the client’s listeners and live promises flat; close() leaves no timer', async () => {
     for (const admin of admins) await admin.connect();
-    const before = timers();
+    const before = activeTimers();
     const client = new Cluster(cluster!.nodes, { ...recommendedRedisOptions, enableOfflineQueue: true });
     client.on('error', () => {});
     const limiter = createRateLimiter({
@@ -81,15 +63,15 @@ describe.skipIf(skip !== undefined)('a Redis Cluster limiter over many reconnect
       await until(() => allFromStore(limiter, round), 'checks answered by the cluster again');
     };
     await cycle(0);
-    const baseListeners = listeners(client);
-    const basePromises = livePromises();
+    const baseListeners = listenerCounts(client);
+    const basePromises = liveObjects(Promise);
     for (let round = 1; round <= 8; round += 1) await cycle(round);
-    expect(listeners(client)).toEqual(baseListeners);
+    expect(listenerCounts(client)).toEqual(baseListeners);
     for (const node of client.nodes('all'))
-      expect(Math.max(0, ...Object.values(listeners(node)))).toBeLessThan(5);
-    expect(livePromises() - basePromises).toBeLessThan(300);
+      expect(Math.max(0, ...Object.values(listenerCounts(node)))).toBeLessThan(5);
+    expect(liveObjects(Promise) - basePromises).toBeLessThan(300);
     await limiter.close();
     await client.quit();
-    await until(() => timers() <= before, `timers back to ${before} (${timers()})`);
+    await until(() => activeTimers() <= before, `timers back to ${before} (${activeTimers()})`);
   }, 30_000);
 });

@@ -1,5 +1,4 @@
-import { queryObjects } from 'node:v8';
-import { startPrivateRedisOrSkip } from '@noa/testkit';
+import { activeResources, listenerCounts, liveObjects, startPrivateRedisOrSkip } from '@noa/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ClosedError, createRateLimiter, type RateLimiter } from '../../src/index.js';
@@ -14,28 +13,6 @@ import { RedisStore, recommendedRedisOptions } from '../../src/redis.js';
  */
 
 const { redis, skip } = await startPrivateRedisOrSkip();
-
-/** Listener count per event of `emitter` (events with none left out). */
-function listeners(emitter: Redis): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const name of emitter.eventNames()) {
-    const count = emitter.listenerCount(name);
-    if (count > 0) counts[String(name)] = count;
-  }
-  return counts;
-}
-
-/** Live promises after a full garbage collection (queryObjects collects first). */
-function livePromises(): number {
-  return queryObjects(Promise, { format: 'count' }) as number;
-}
-
-/** The active resources of this process by kind (`Timeout`, `TCPSocketWrap`, …). */
-function resources(): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1;
-  return counts;
-}
 
 async function until(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
   const giveUp = performance.now() + timeoutMs;
@@ -94,30 +71,30 @@ describe.skipIf(skip !== undefined)('a Redis limiter over many reconnects (soak)
 
   it('keeps listeners, live promises and acquire queues flat; close() leaves no timer', async () => {
     await admin.connect();
-    const before = resources();
+    const before = activeResources();
     const client = clientOf();
     await new Promise((resolve) => client.once('ready', resolve));
     const limiter = limiterOn(client, 'soak:');
     await cycle(limiter, client, 0);
-    const baseListeners = listeners(client);
-    const basePromises = livePromises();
+    const baseListeners = listenerCounts(client);
+    const basePromises = liveObjects(Promise);
     for (let round = 1; round <= 12; round += 1) await cycle(limiter, client, round);
-    expect(listeners(client)).toEqual(baseListeners);
+    expect(listenerCounts(client)).toEqual(baseListeners);
     expect(limiter.waitingKeys).toBe(0);
     // 2,500 checks and acquires since the baseline: one promise kept per call, or per reconnect,
     // would show far above this bound.
-    expect(livePromises() - basePromises).toBeLessThan(300);
+    expect(liveObjects(Promise) - basePromises).toBeLessThan(300);
     await limiter.close();
     client.disconnect();
     await until(
-      () => (resources().Timeout ?? 0) <= (before.Timeout ?? 0),
-      `timers back to ${before.Timeout ?? 0}: ${JSON.stringify(resources())}`,
+      () => (activeResources().Timeout ?? 0) <= (before.Timeout ?? 0),
+      `timers back to ${before.Timeout ?? 0}: ${JSON.stringify(activeResources())}`,
     );
-    expect(resources().Timeout ?? 0).toBeLessThanOrEqual(before.Timeout ?? 0);
+    expect(activeResources().Timeout ?? 0).toBeLessThanOrEqual(before.Timeout ?? 0);
   }, 30_000);
 
   it('close() while checks and acquires wait on a frozen Redis: every promise settles, no timer stays', async () => {
-    const before = resources();
+    const before = activeResources();
     const client = clientOf();
     await new Promise((resolve) => client.once('ready', resolve));
     const limiter = limiterOn(client, 'soak-frozen:');
@@ -142,8 +119,8 @@ describe.skipIf(skip !== undefined)('a Redis limiter over many reconnects (soak)
     }
     client.disconnect();
     await until(
-      () => (resources().Timeout ?? 0) <= (before.Timeout ?? 0),
-      `timers back to ${before.Timeout ?? 0}: ${JSON.stringify(resources())}`,
+      () => (activeResources().Timeout ?? 0) <= (before.Timeout ?? 0),
+      `timers back to ${before.Timeout ?? 0}: ${JSON.stringify(activeResources())}`,
     );
   }, 30_000);
 
