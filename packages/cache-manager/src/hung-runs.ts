@@ -1,3 +1,18 @@
+/** A promise and its settling functions. */
+export interface Resolvers<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (reason: unknown) => void;
+}
+
+/**
+ * `Promise.withResolvers()` (Node 22+; `engines` asks for 22.12), which the ES2023 lib does not
+ * declare: a run's give-up promise without a closure of ours per run.
+ */
+export function withResolvers<T>(): Resolvers<T> {
+  return (Promise as unknown as { withResolvers<U>(): Resolvers<U> }).withResolvers<T>();
+}
+
 /** What {@link HungRuns} reads of a factory run in progress to decide whether to give it up. */
 export interface WatchedRun {
   /** `Date.now()` at the run's start. */

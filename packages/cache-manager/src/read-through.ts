@@ -13,7 +13,7 @@ import {
 import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
 import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
-import type { WatchedRun } from './hung-runs.js';
+import { type WatchedRun, withResolvers } from './hung-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { forcedLeasePrefix, type LeaseResult } from './l2/redis-tier.js';
 import { type L2Held, type L2Read, readL2, readL2Current, replacedInL2 } from './read-path.js';
@@ -705,7 +705,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   // lasts, settled before the write.
   const kept = keepReplaced(engine, load, run);
   // Rejected only by a give-up: the run then settles even if its factory never does.
-  const givenUp = Promise.withResolvers<never>();
+  const givenUp = withResolvers<never>();
   const running = {
     run,
     context,
