@@ -52,7 +52,7 @@ export class HungRuns<Run extends WatchedRun> {
   readonly #runs = new Set<Run>();
   readonly #sweepMs: number;
   readonly #giveUp: (run: Run, runningMs: number) => void;
-  /** Give-ups per key since its last log line (see {@link sampled}). */
+  /** Give-ups per key, of the last 1,024 keys given up (see {@link sampled}). */
   readonly #counts = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -108,12 +108,15 @@ export class HungRuns<Run extends WatchedRun> {
     this.#timer = undefined;
   }
 
+  /** One function for every sweep's timer. */
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    this.sweep();
+    if (this.#runs.size > 0 && !this.#closed) this.#arm();
+  };
+
   #arm(): void {
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.sweep();
-      if (this.#runs.size > 0 && !this.#closed) this.#arm();
-    }, this.#sweepMs);
+    this.#timer = setTimeout(this.#onTimer, this.#sweepMs);
     this.#timer.unref();
   }
 }
