@@ -60,7 +60,7 @@ export class FactoryError extends CacheManagerError<'NOA_CACHE_FACTORY_FAILED'> 
 /**
  * Why a {@link FactoryTimeoutError} was raised: `timeout`, the caller's own `hardTimeoutMs` (or
  * soft timeout with nothing in grace) passed; `abandoned`, the cache gave the run up (see
- * README "Factory context": past `max(lock.leaseMs, hardTimeoutMs)` with nobody waiting, or
+ * README "Runs that never settle": past `max(lock.leaseMs, hardTimeoutMs)` with nobody waiting, or
  * after another run of its key replaced it). An abandoned run's `ctx.signal.reason` is such an error.
  */
 export type FactoryTimeoutReason = 'timeout' | 'abandoned';

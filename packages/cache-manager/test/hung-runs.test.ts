@@ -8,7 +8,7 @@ import { hungSource } from './hung-factory.js';
 
 /**
  * Factory runs that never settle (a fetch with no timeout of its own against a hung source), on
- * a memory-only cache (README "Factory context", docs/get-or-set.md "Runs that never settle"):
+ * a memory-only cache (README and docs/get-or-set.md "Runs that never settle"):
  * given up past `max(lock.leaseMs, hardTimeoutMs)` once replaced by another run of the key or
  * awaited by nobody. Memory is counted in live objects (`v8.queryObjects`), not heap bytes.
  */

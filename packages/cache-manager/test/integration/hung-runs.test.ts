@@ -7,7 +7,7 @@ import { FactoryTimeoutError } from '../../src/index.js';
 import { hungSource } from '../hung-factory.js';
 import { eventually, redisUp, sharedRedisCaches } from './helpers.js';
 
-// Factory runs that never settle on a memory+Redis cache (README "Factory context",
+// Factory runs that never settle on a memory+Redis cache (README "Runs that never settle",
 // docs/get-or-set.md "Runs that never settle"): each call past the lease takes the key's lease
 // again and starts another run; the old ones are given up past `max(lock.leaseMs,
 // hardTimeoutMs)`, their ctx.signal aborted, their memory dropped, their late values unwritten.
