@@ -20,7 +20,10 @@ describe.skipIf(!redisUp)('a factory that never settles (memory + Redis)', () =>
 
   it('same key, one hung run per lease: the live runs stay bounded over 25 lease periods', async () => {
     const cache = await open({ lock: { leaseMs } });
+    // Counted: run contexts (held with the running map's entry) and signal controllers (kept
+    // by close()'s list even once a factory that never settles dropped its context).
     const before = liveObjects(FactoryRunContext);
+    const controllers = liveObjects(AbortController);
     for (let period = 0; period < 25; period += 1) {
       await expect(cache.getOrSet('same', deaf, { hardTimeoutMs: 5 })).rejects.toBeInstanceOf(
         FactoryTimeoutError,
@@ -29,9 +32,11 @@ describe.skipIf(!redisUp)('a factory that never settles (memory + Redis)', () =>
     }
     await delay(3 * leaseMs);
     const live = liveObjects(FactoryRunContext) - before;
-    console.log('hung runs (Redis), same key, live run contexts after 25 runs:', live);
-    // Before the change: 25, one per run, for as long as the process lived.
+    const liveControllers = liveObjects(AbortController) - controllers;
+    console.log('hung runs (Redis), same key, live after 25 runs:', { live, liveControllers });
+    // Before the change: a controller per run, for as long as the process lived.
     expect(live).toBeLessThanOrEqual(3);
+    expect(liveControllers).toBeLessThanOrEqual(3);
   });
 
   it("aborts ctx.signal with FactoryTimeoutError (reason 'abandoned'), frees the lease, counts the run", async () => {
