@@ -2,8 +2,8 @@ import { ClosedError, delay } from '@noa/core';
 import { liveObjects, recordingLogger } from '@noa/testkit';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cache, type CacheOptions, FactoryTimeoutError } from '../src/index.js';
 import { FactoryRunContext } from '../src/factory-context.js';
+import { Cache, type CacheOptions, FactoryTimeoutError } from '../src/index.js';
 import { hungSource } from './hung-factory.js';
 
 /**
@@ -44,7 +44,9 @@ describe('a factory that never settles (memory-only cache)', () => {
     const before = liveObjects(AbortController);
     for (let period = 0; period < 40; period += 1) {
       // The caller leaves at its hard timeout; the next call, past the lease, starts another run.
-      await expect(cache.getOrSet('k', deaf, { hardTimeoutMs: 5 })).rejects.toBeInstanceOf(FactoryTimeoutError);
+      await expect(cache.getOrSet('k', deaf, { hardTimeoutMs: 5 })).rejects.toBeInstanceOf(
+        FactoryTimeoutError,
+      );
       await delay(leaseMs + 5);
     }
     await delay(3 * leaseMs);
@@ -84,7 +86,9 @@ describe('a factory that never settles (memory-only cache)', () => {
     expect(reason).toBeInstanceOf(FactoryTimeoutError);
     expect(reason.reason).toBe('abandoned');
     expect(reason.code).toBe('NOA_CACHE_FACTORY_TIMEOUT');
-    expect(logger.messages('warn').filter((message) => message.startsWith('a factory run was abandoned'))).toHaveLength(1);
+    expect(
+      logger.messages('warn').filter((message) => message.startsWith('a factory run was abandoned')),
+    ).toHaveLength(1);
     // No "factory failed after its callers stopped waiting": the source did not fail.
     expect(logger.messages('warn').filter((message) => message.includes('after its callers'))).toEqual([]);
   });
@@ -98,7 +102,10 @@ describe('a factory that never settles (memory-only cache)', () => {
     await cache.delete('k');
     const next = cache.getOrSet('k', deaf, { hardTimeoutMs: 5 }).catch(() => undefined);
     // Bounded, so that a run never given up fails the test rather than hang it.
-    const error = (await Promise.race([waiting, delay(4_000).then(() => 'still waiting')])) as FactoryTimeoutError;
+    const error = (await Promise.race([
+      waiting,
+      delay(4_000).then(() => 'still waiting'),
+    ])) as FactoryTimeoutError;
     expect(error).toBeInstanceOf(FactoryTimeoutError);
     expect(error.reason).toBe('abandoned');
     expect(source.reasons).toEqual([error]);
