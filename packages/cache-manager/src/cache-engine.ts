@@ -26,6 +26,7 @@ import { DecodeTurns } from './decode-turns.js';
 import { type CacheEntry, isFresh, newerEntry, scopeTags, slideEntry } from './entry.js';
 import { FactoryRuns } from './factory-runs.js';
 import { FillGuard } from './fill-guard.js';
+import { HungRuns } from './hung-runs.js';
 import { clearPrefix, deleteByTags, deleteKeys, expireByTags, expireKeys } from './invalidation.js';
 import { KeyWakeups } from './key-wakeups.js';
 import { createL1Store } from './l1/create-l1-store.js';
@@ -43,6 +44,7 @@ import { RedisTier, readAt } from './l2/redis-tier.js';
 import { CacheMetrics } from './metrics.js';
 import { decodeEntry, getManyEntries, l1Charge } from './read-path.js';
 import {
+  abandonRun,
   type Flight,
   flightLimits,
   joinableFlight,
@@ -123,6 +125,12 @@ export class CacheEngine {
   readonly busListeners = new Set<(message: BusMessage) => void>();
   /** Factory runs in progress by full key (see {@link FactoryRun}). */
   readonly runs = new FactoryRuns(() => this.bus?.awaitingResync === true);
+  /**
+   * `getOrSet` factory runs in progress (and early refreshes), swept every half lease: a run past
+   * `max(lock.leaseMs, hardTimeoutMs)` that nobody awaits or another run replaced is given up
+   * (see `abandonRun`).
+   */
+  readonly hungRuns: HungRuns<RunningFactory<unknown>>;
   /** Changes that reached a key while an L2 read of it was in flight (see {@link fill}). */
   readonly fills = new FillGuard();
   /** Ids of this instance's L2 writes (see {@link WriteIds}). */
@@ -152,6 +160,9 @@ export class CacheEngine {
     this.clock =
       maxTtlMs === undefined ? wallClock : watchSteps(wallClock, (stepMs) => this.#onClockStepBack(stepMs));
     this.metrics = new CacheMetrics(options.registry, options.name);
+    this.hungRuns = new HungRuns(Math.max(1, Math.floor(options.lock.leaseMs / 2)), (running, runningMs) =>
+      abandonRun(this, running, runningMs),
+    );
     this.events = new CacheEvents(this.logger);
     this.listeners = this.events.lists;
     this.random = options.random ?? (() => 1 - Math.random());
@@ -561,6 +572,8 @@ export class CacheEngine {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort(new ClosedError('cache-manager'));
+    // From here on only close() aborts runs, as before: `waitMs` is the runs' budget.
+    this.hungRuns.close();
     // Tracked promises never reject: a rejection here can only be the deadline.
     const gaveUp =
       waitMs === 0

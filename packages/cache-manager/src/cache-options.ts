@@ -150,7 +150,7 @@ export const cacheOptionsSchema = z
      * background; 0: return it at once (bentocache's `timeout: 0`). No stale value: no effect.
      */
     softTimeoutMs: softTimeoutMs.optional(),
-    /** Without a stale value, give up after this long with `FactoryTimeoutError` (the factory still finishes and is cached), also when waiting for another instance's factory. */
+    /** Without a stale value, give up after this long with `FactoryTimeoutError` (the factory goes on, and is cached if it finishes within `max(lock.leaseMs, hardTimeoutMs)`: past that it is given up), also when waiting for another instance's factory. */
     hardTimeoutMs: timerMs.optional(),
     /** XFetch β: 0 disables early refresh; 1 is the paper's optimum; higher refreshes earlier. */
     earlyRefreshBeta: z.number().nonnegative().default(1),
@@ -405,8 +405,11 @@ export interface FactoryContext<T> {
    * `reason` a `ClosedError` (`code` `NOA_CLOSED`): pass it to `fetch`, a driver's query, or
    * check it between steps, so that a run close() gives up on stops and frees its sockets. A
    * run that rejects once it is aborted is not a failure of the source: no failure mark for
-   * other instances' waiters, no `factory-error` event, its lease freed at once. Not aborted
-   * for any other reason (a change of the key during the run does not abort it).
+   * other instances' waiters, no `factory-error` event, its lease freed at once. Also aborted
+   * when the cache gives the run up (a `getOrSet` run or early refresh past
+   * `max(lock.leaseMs, hardTimeoutMs)` that nobody awaits or another run of its key replaced),
+   * its `reason` then a `FactoryTimeoutError` with `reason: 'abandoned'`. Not aborted for any
+   * other reason (a change of the key during the run does not abort it by itself).
    */
   readonly signal: AbortSignal;
   /**

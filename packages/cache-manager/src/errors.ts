@@ -57,16 +57,34 @@ export class FactoryError extends CacheManagerError<'NOA_CACHE_FACTORY_FAILED'> 
   }
 }
 
-/** The factory did not finish within `hardTimeoutMs` and no stale value could be served. */
+/**
+ * Why a {@link FactoryTimeoutError} was raised: `timeout`, the caller's own `hardTimeoutMs` (or
+ * soft timeout with nothing in grace) passed; `abandoned`, the cache gave the run up (see
+ * README "Runs that never settle": past `max(lock.leaseMs, hardTimeoutMs)` with nobody waiting, or
+ * after another run of its key replaced it). An abandoned run's `ctx.signal.reason` is such an error.
+ */
+export type FactoryTimeoutReason = 'timeout' | 'abandoned';
+
+/**
+ * The factory did not finish within `hardTimeoutMs` and no stale value could be served; or, with
+ * `reason: 'abandoned'`, the cache gave the run up (the reason of its `ctx.signal` too).
+ */
 export class FactoryTimeoutError extends CacheManagerError<'NOA_CACHE_FACTORY_TIMEOUT'> {
-  constructor(key: string, timeoutMs: number) {
+  /** `timeout`: the caller's own bound passed; `abandoned`: the cache gave the run up. */
+  readonly reason: FactoryTimeoutReason;
+
+  constructor(key: string, timeoutMs: number, reason: FactoryTimeoutReason = 'timeout') {
     super(
       'NOA_CACHE_FACTORY_TIMEOUT',
-      `factory for cache key "${key}" did not finish within ${timeoutMs} ms`,
+      reason === 'abandoned'
+        ? `factory for cache key "${key}" was abandoned after ${timeoutMs} ms (it outlived its lease with nobody waiting, or another run replaced it)`
+        : `factory for cache key "${key}" did not finish within ${timeoutMs} ms`,
       {
-        details: { key, timeoutMs },
+        // Only an abandoned run's names its reason: a timeout's details stay as they were.
+        details: reason === 'abandoned' ? { key, timeoutMs, reason } : { key, timeoutMs },
       },
     );
+    this.reason = reason;
   }
 }
 

@@ -30,7 +30,7 @@ export class FactoryRunContext<T> implements FactoryContext<T> {
     key: string,
     staleValue: T | undefined,
     run: FactoryRunState,
-    /** Aborted when `close()` stops waiting for the run (see `CacheEngine.runSignal`). */
+    /** Aborted when `close()` stops waiting for the run (see `CacheEngine.runSignal`), or as it is given up (see `abandonRun`). */
     signal: AbortSignal,
     storedTags: (tags: readonly string[]) => readonly string[] = (tags) => tags,
   ) {

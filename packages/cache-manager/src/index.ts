@@ -42,6 +42,7 @@ export {
   EdgePurgeError,
   FactoryError,
   FactoryTimeoutError,
+  type FactoryTimeoutReason,
   HealthCheckTimeoutError,
   LockTimeoutError,
   SerializationError,

@@ -44,6 +44,7 @@ export class CacheMetrics {
   readonly #requests: CounterMetric<'cache' | 'tier' | 'result'>;
   readonly #staleServed: CounterMetric<'cache' | 'reason'>;
   readonly #factoryRuns: CounterMetric<'cache' | 'result'>;
+  readonly #factoryRunsAbandoned: CounterMetric<'cache'>;
   readonly #errors: CounterMetric<'cache' | 'tier' | 'operation'>;
   readonly #degraded: CounterMetric<'cache' | 'operation' | 'kind'>;
   readonly #latency: HistogramMetric<'cache' | 'tier' | 'operation'>;
@@ -91,6 +92,11 @@ export class CacheMetrics {
       'cache',
       'result',
     ]);
+    this.#factoryRunsAbandoned = factory.counter(
+      'factory_runs_abandoned_total',
+      'Factory runs the cache gave up on (hung past the lease with nobody waiting, or replaced), their ctx.signal aborted',
+      ['cache'],
+    );
     this.#errors = factory.counter('errors_total', 'Backend errors by tier and operation', [
       'cache',
       'tier',
@@ -139,6 +145,7 @@ export class CacheMetrics {
     );
     // At 0 from the start, as a counter that rarely moves should be (a rate over it is 0, not absent).
     this.#tagMembersPruned.inc({ cache: name }, 0);
+    this.#factoryRunsAbandoned.inc({ cache: name }, 0);
     this.#breaker = factory.gauge(
       'breaker_state',
       'Caches of one name whose Redis breaker is in each state (closed, open, half_open; 1 for the current state of one cache)',
@@ -174,6 +181,11 @@ export class CacheMetrics {
     if (result === 'ok') this.counters.factoryOk += 1;
     else this.counters.factoryErrors += 1;
     this.#factoryRuns.inc({ cache: this.#name, result });
+  }
+
+  /** A factory run given up (see `HungRuns`): its signal aborted, its memory dropped. */
+  factoryRunAbandoned(): void {
+    this.#factoryRunsAbandoned.inc({ cache: this.#name });
   }
 
   error(tier: Tier, operation: string): void {

@@ -13,6 +13,7 @@ import {
 import { FactoryError, FactoryTimeoutError, LockTimeoutError, SerializationError } from './errors.js';
 import { FactoryRunContext } from './factory-context.js';
 import type { FactoryRun } from './factory-runs.js';
+import { type WatchedRun, withResolvers } from './hung-runs.js';
 import { estimateSize } from './l1/estimate-size.js';
 import { forcedLeasePrefix, type LeaseResult } from './l2/redis-tier.js';
 import { type L2Held, type L2Read, readL2, readL2Current, replacedInL2 } from './read-path.js';
@@ -330,10 +331,20 @@ export async function joinFlight<T>(
   const fresh = engine.getLocal(load.fullKey);
   if (!fresh && joinable(engine, running))
     return untimed
-      ? running.work
+      ? awaitUntimed(running)
       : awaitFactory(engine, { ...load, stale, options: { ...load.options, ...limits } }, running, startedAt);
   if ('error' in outcome) throw outcome.error;
   return outcome.value;
+}
+
+/** A `getOrSetMany` caller's wait for a run it joined: no timeouts, but counted as a waiter. */
+async function awaitUntimed<T>(running: RunningFactory<T>): Promise<T> {
+  running.waiters++;
+  try {
+    return await running.work;
+  } finally {
+    running.waiters--;
+  }
 }
 
 /** Runs the factory once across instances: takes the key's lease or waits for its holder. */
@@ -575,10 +586,16 @@ async function takeOver<T>(
 }
 
 /** A factory run in progress: its work (the run, its write and lease release), watch and context. */
-export interface RunningFactory<T> {
+export interface RunningFactory<T> extends WatchedRun {
   work: Promise<T>;
   run: FactoryRun;
   context: FactoryRunContext<T>;
+  /** Its `ctx.signal`'s controller: aborted by `close()`, or as the run is given up ({@link abandonRun}). */
+  abort: AbortController;
+  /** Settles {@link work} with the give-up's error, whether or not the factory heeds its signal. */
+  giveUp: (reason: FactoryTimeoutError) => void;
+  /** Set once given up ({@link abandonRun}): the error its waiters get (its signal's reason). */
+  abandoned?: FactoryTimeoutError;
   /** Kept by `engine.track` (close waits for it) since a caller stopped waiting for it. */
   tracked: boolean;
   /** `Date.now()` at its start: joined for `lock.leaseMs` at most (see {@link joinable}). */
@@ -687,18 +704,38 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
   // Sent as the run starts, beside the factory (no caller waits for it), renewed while the run
   // lasts, settled before the write.
   const kept = keepReplaced(engine, load, run);
+  // Rejected only by a give-up: the run then settles even if its factory never does.
+  const givenUp = withResolvers<never>();
+  const running = {
+    run,
+    context,
+    abort,
+    giveUp: givenUp.reject,
+    tracked: false,
+    startedAt: Date.now(),
+    startedSeq: ++runsStarted,
+    forced: load.forcedAt !== undefined,
+    trustedMs: Math.max(engine.options.lock.leaseMs, flightLimits(engine, options).hardTimeoutMs ?? 0),
+    replaced: false,
+    waiters: 0,
+  } as RunningFactory<T>;
+  // Before the factory is called: one that throws at once is deleted as it settles, in this turn.
+  engine.hungRuns.add(running as RunningFactory<unknown>);
   const work = (async () => {
     let value: T;
     try {
-      value = await factory(context);
+      value = await Promise.race([factory(context), givenUp.promise]);
     } catch (error) {
+      engine.hungRuns.delete(running);
       void kept?.stop();
-      // close() gave up on the run and told it to stop: no failure of the source, so no failure
-      // mark (other instances' waiters would serve their stale values and back off) and no
-      // event; the lease is freed at once for another instance to take.
+      // close() gave up on the run and told it to stop, or the run was given up (abandonRun,
+      // logged there): no failure of the source, so no failure mark (other instances' waiters
+      // would serve their stale values and back off) and no event; the lease is freed at once
+      // for another instance to take.
       const aborted = abort.signal.aborted;
-      if (aborted) engine.logger.debug('factory run aborted by close()', { key: userKey });
-      else {
+      if (aborted) {
+        if (!running.abandoned) engine.logger.debug('factory run aborted by close()', { key: userKey });
+      } else {
         engine.metrics.factoryRun('error');
         const failed = engine.listeners['factory-error'];
         if (failed) engine.events.emit('factory-error', failed, { key: fullKey, error });
@@ -723,6 +760,7 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
       }
       throw error;
     }
+    engine.hungRuns.delete(running);
     // The factory may have read its source before that invalidation, as for any change
     // during the run: its result goes to its callers, not into the cache.
     if (context.options?.tags !== undefined && engine.fills.tagsChangedSince(run.tags, startedEpoch))
@@ -802,15 +840,11 @@ function startFactory<T>(engine: CacheEngine, load: KeyLoad<T>, leaseToken?: str
     engine.runs.end(fullKey, run);
     engine.endRun(abort);
   });
-  const running: RunningFactory<T> = {
-    work,
-    run,
-    context,
-    tracked: false,
-    startedAt: Date.now(),
-    startedSeq: ++runsStarted,
-    forced: load.forcedAt !== undefined,
-  };
+  running.work = work;
+  // Not joined (it outlived its lease, a change superseded it, or a forced call would not
+  // settle for it): this run replaces it, so past its trusted time it is given up.
+  const previous = engine.running.get(fullKey);
+  if (previous) previous.replaced = true;
   engine.running.set(fullKey, running);
   const settled = () => {
     if (engine.running.get(fullKey) === running) engine.running.delete(fullKey);
@@ -862,6 +896,10 @@ async function awaitFactory<T>(
   const limit = load.background ? undefined : stale ? (softTimeoutMs ?? hardTimeoutMs) : hardTimeoutMs;
   // `softTimeoutMs: 0` (only a soft timeout can be 0, so there is a value in grace): no wait.
   let timedOut = limit === 0;
+  // A caller awaits the run meanwhile (an early refresh's own wait is nobody's): while one does,
+  // only its replacement gives the run up (see `givenUp`).
+  const waiting = !timedOut && !load.background;
+  if (waiting) running.waiters++;
   try {
     if (!timedOut) {
       return limit === undefined
@@ -872,6 +910,8 @@ async function awaitFactory<T>(
     }
   } catch (error) {
     if (!timedOut) return failedRun(engine, load, running, error);
+  } finally {
+    if (waiting) running.waiters--;
   }
   if (!running.tracked) {
     running.tracked = true;
@@ -927,7 +967,11 @@ function lateFailure<T>(
   });
 }
 
-/** A run that failed while its caller waited: the value in grace (backed off), else `FactoryError`. */
+/**
+ * A run that failed while its caller waited: the value in grace (backed off), else `FactoryError`;
+ * a run given up while its caller waited (with no timeout of its own, or a longer one): the value
+ * in grace, else the give-up's `FactoryTimeoutError` (`reason: 'abandoned'`).
+ */
 function failedRun<T>(engine: CacheEngine, load: KeyLoad<T>, running: RunningFactory<T>, error: unknown): T {
   const { fullKey, userKey, stale } = load;
   const { run, context } = running;
@@ -953,7 +997,40 @@ function failedRun<T>(engine: CacheEngine, load: KeyLoad<T>, running: RunningFac
     }
     return stale.value;
   }
+  if (running.abandoned) throw running.abandoned;
   throw new FactoryError(userKey, { cause: error });
+}
+
+/**
+ * Gives a run up (see `HungRuns`, `givenUp`): past its trusted time, replaced by another run of
+ * its key or awaited by nobody. Its `ctx.signal` is aborted with a `FactoryTimeoutError`
+ * (`reason: 'abandoned'`), so a `fetch(url, { signal })` stops and frees its socket; its work
+ * settles with that error whether or not the factory heeds the signal, which drops it from the
+ * runs in progress, the signals `close()` aborts, the promise `close()` waits on and the running
+ * map; its late value, if it ever comes, is not written (superseded). Counted, and logged per
+ * key at the 1st, 2nd, 4th… give-up (a hung source would otherwise log once per lease).
+ */
+export function abandonRun(engine: CacheEngine, running: RunningFactory<unknown>, runningMs: number): void {
+  const { run, context } = running;
+  if (running.abandoned || running.abort.signal.aborted) return;
+  const reason = new FactoryTimeoutError(context.key, running.trustedMs, 'abandoned');
+  running.abandoned = reason;
+  run.superseded = true;
+  engine.metrics.factoryRunAbandoned();
+  running.abort.abort(reason);
+  running.giveUp(reason);
+  const count = engine.hungRuns.sampled(context.key);
+  if (count !== undefined) {
+    engine.logger.warn(
+      'a factory run was abandoned: it outlived lock.leaseMs (and its hard timeout) with nobody waiting, or another run of its key replaced it; its ctx.signal is aborted (give the factory a timeout of its own, or pass it ctx.signal)',
+      {
+        key: context.key,
+        runningMs: Math.round(runningMs),
+        trustedMs: running.trustedMs,
+        ...(count > 1 ? { abandoned: count } : {}),
+      },
+    );
+  }
 }
 
 /**

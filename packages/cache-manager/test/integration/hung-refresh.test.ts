@@ -83,8 +83,11 @@ describe.skipIf(!redisUp)('a background refresh whose factory never settles', ()
     expect(computed).toBe(true);
     expect(hungStarts).toBe(1);
     expect(laterStarts).toBe(1);
-    expect(
-      logger.messages('warn').filter((message) => message.startsWith('a factory run outlived lock.leaseMs')),
-    ).toHaveLength(1);
+    // Said once as a call finds it past the lease, or (given up first, with no caller waiting at
+    // that sweep: hung-runs.test.ts) only by the give-up's warning; never once per call.
+    const warned = (start: string) => logger.messages('warn').filter((message) => message.startsWith(start));
+    const outlived = warned('a factory run outlived lock.leaseMs').length;
+    expect(outlived).toBeLessThanOrEqual(1);
+    expect(outlived + warned('a factory run was abandoned').length).toBeGreaterThanOrEqual(1);
   });
 });

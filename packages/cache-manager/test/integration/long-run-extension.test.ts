@@ -2,7 +2,7 @@ import { delay } from '@noa/core';
 import { uniqueName } from '@noa/testkit';
 import type { Cluster } from 'ioredis';
 import { afterAll, describe, it } from 'vitest';
-import { Cache, type CacheOptions } from '../../src/index.js';
+import { Cache, type CacheOptions, type FactoryContext } from '../../src/index.js';
 import { observingEvalsha } from './evalsha-observer.js';
 import { dropPrefix, Redis, redisUp, redisUrl, testPrefix } from './helpers.js';
 import { usePrivateCluster } from './redis-server.js';
@@ -138,12 +138,17 @@ function describeLongRuns(backend: string, skip: boolean, connect: () => Client,
       const b = await open();
       await b.set('hung', 'first', { ttlMs: 100, graceMs: 1_400 });
       await delay(150);
-      // Served in grace at once (`softTimeoutMs: 0`); the run never settles.
-      const hung = () => new Promise<string>(() => {});
-      expect(await a.getOrSet('hung', hung, { ttlMs: 60_000, softTimeoutMs: 0 })).toBe('first');
+      // The run never settles (but for its signal). Its caller awaits it with no timeout: a run
+      // nobody awaits would be given up past the lease (hung-runs.test.ts), renewals and all.
+      const hung = ({ signal }: FactoryContext<string>) =>
+        new Promise<string>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+      const waiting = a.getOrSet('hung', hung, { ttlMs: 60_000 }).catch((error: unknown) => error);
       await delay(extensionMs + 700);
       expect(counted.calls('hung')).toBeGreaterThanOrEqual(2);
-      await a.close();
+      // Not waiting for the run: close() aborts it.
+      await a.close({ waitMs: 0 });
+      // Its grace over by now: the abort's ClosedError, as cause.
+      expect(await waiting).toMatchObject({ code: 'NOA_CACHE_FACTORY_FAILED' });
       const after = counted.calls('hung');
       await delay(2 * renewalPeriodMs + 500);
       expect(counted.calls('hung')).toBe(after);

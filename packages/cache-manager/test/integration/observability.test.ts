@@ -111,7 +111,7 @@ describe.skipIf(!redisUp)(
 
     it('two named caches on one registry, with a winston logger: every README metric, bounded labels, lines with fields', async () => {
       const documented = await readmeMetricNames();
-      expect(documented.length).toBe(14);
+      expect(documented.length).toBe(15);
       const label = async (count: number, run: string) => {
         const registry = new Registry();
         const { logger } = winstonLogger();
