@@ -10,7 +10,6 @@ import {
   stateVariants,
   usePrivateRabbitNode,
 } from './private-rabbit-setup.js';
-import { useSharedOutages } from './shared-outage.js';
 
 // The broker cancels a consumer when its queue is deleted (or its node goes down in a cluster):
 // the provider stops that consumer and starts it again, declaring the queue anew (see
@@ -18,48 +17,24 @@ import { useSharedOutages } from './shared-outage.js';
 // it. A user's close() must return while the node is away (CI once saw the RabbitMQ health
 // cases hang until their timeout, with a stop and start of a private node in each), and once
 // the node is back the restart must finish: a job added then runs.
-//
-// The four cases (two checks, two setups) run together and share the node's stops: in each round
-// every case gets its own worker's consumer cancelled (the deletes at once), the node stops once
-// `delayMs` later, each case does its part while it is down, and the node starts once. Three node
-// stops and starts in all instead of twelve (about 6 s each).
 const unavailable = privateRabbitUnavailable();
 const variants = await stateVariants();
 
 /** When the node stops, counted from the delete that made the broker cancel the consumer. */
 const stopDelaysMs = [0, 30, 200];
 const nodeStopMs = 25_000;
-/**
- * The workers' bound on close()'s last exchange with the broker, which with the node down is
- * never answered: every close waits it out, so 1 s instead of the default 5 s (each round's start
- * waits for the closes).
- */
-const backendCloseTimeoutMs = 1_000;
-/** worker.close(): its closeTimeoutMs (10 s, for handlers; none runs) and backendCloseTimeoutMs. */
+/** worker.close(): its closeTimeoutMs (10 s, for handlers; none runs) and backendCloseTimeoutMs (5 s). */
 const workerCloseMs = 20_000;
 /** provider.close(): its closeTimeoutMs (5 s). */
 const providerCloseMs = 10_000;
 
-describe
-  .skipIf(unavailable !== undefined)
-  .concurrent('RabbitMQ: the node stops while a consumer the broker cancelled is started again', () => {
+describe.skipIf(unavailable !== undefined)(
+  'RabbitMQ: the node stops while a consumer the broker cancelled is started again',
+  () => {
     const privateNode = usePrivateRabbitNode();
-    /** Per round: every case's queue deleted at once, then the node stopped `delayMs` later. */
-    const outages = useSharedOutages<{ delayMs: number; deleteQueue: () => Promise<void> }>({
-      takeOut: async (arrivals) => {
-        await Promise.all(arrivals.map((arrival) => arrival.deleteQueue()));
-        const delayMs = arrivals[0]!.delayMs;
-        await sleep(delayMs);
-        await within(`stop the node ${delayMs} ms after the delete`, nodeStopMs, privateNode().stop());
-      },
-      bringBack: () => within('start the node again', nodeStartMs, privateNode().start()),
-    });
 
-    /**
-     * A worker on the private node that has run one job, and the delete (from another
-     * connection) that makes the broker cancel its consumer.
-     */
-    async function runningConsumer(state: boolean) {
+    /** A worker on the private node that has run one job, its queue then deleted under it. */
+    async function cancelledConsumer(state: boolean) {
       const node = privateNode();
       const { redis, provider } = providerOn(node, state, 'restart-outage-state');
       const queue = new Queue<number>({ name: uniqueName('restart-outage'), provider });
@@ -67,7 +42,6 @@ describe
       const worker = new Worker({
         queue,
         backendTimeoutMs: 500,
-        backendCloseTimeoutMs,
         handler: async (job) => {
           ran.push(job.data);
         },
@@ -82,26 +56,26 @@ describe
       );
       await within('add a job', 10_000, queue.add('before', 1));
       await waitFor(() => ran.includes(1), 10_000, 'the first job to run');
-      const deleteQueue = async (): Promise<void> => {
-        const admin = await within('an admin connection', 10_000, amqp.connect(node.url));
-        try {
-          const channel = await admin.createChannel();
-          await channel.deleteQueue(queue.name);
-        } finally {
-          await admin.close().catch(() => {});
-        }
-      };
-      return { queue, worker, provider, ran, deleteQueue };
+      // Deleted from another connection: the broker cancels the worker's consumer.
+      const admin = await within('an admin connection', 10_000, amqp.connect(node.url));
+      try {
+        const channel = await admin.createChannel();
+        await channel.deleteQueue(queue.name);
+      } finally {
+        await admin.close().catch(() => {});
+      }
+      return { queue, worker, provider, ran };
     }
 
     for (const variant of variants)
       it.skipIf(variant.skip)(
         `worker.close() and provider.close() return while the node is down (${variant.label})`,
         async () => {
-          onTestFinished(() => outages.leave());
+          const node = privateNode();
           for (const delayMs of stopDelaysMs) {
-            const { worker, provider, deleteQueue } = await runningConsumer(variant.state);
-            await outages.out({ delayMs, deleteQueue });
+            const { worker, provider } = await cancelledConsumer(variant.state);
+            await sleep(delayMs);
+            await within(`stop the node ${delayMs} ms after the delete`, nodeStopMs, node.stop());
             await within(
               `worker.close() with the node down (stopped at ${delayMs} ms)`,
               workerCloseMs,
@@ -112,7 +86,7 @@ describe
               providerCloseMs,
               provider.close(),
             );
-            await outages.back();
+            await within('start the node again', nodeStartMs, node.start());
           }
         },
         // Three rounds of a node stop and start (about 6 s each idle) and bounded closes.
@@ -123,11 +97,12 @@ describe
       it.skipIf(variant.skip)(
         `once the node is back, the consumer is started again and a job added then runs (${variant.label})`,
         async () => {
-          onTestFinished(() => outages.leave());
+          const node = privateNode();
           for (const delayMs of stopDelaysMs) {
-            const { queue, ran, deleteQueue } = await runningConsumer(variant.state);
-            await outages.out({ delayMs, deleteQueue });
-            await outages.back();
+            const { queue, ran } = await cancelledConsumer(variant.state);
+            await sleep(delayMs);
+            await within(`stop the node ${delayMs} ms after the delete`, nodeStopMs, node.stop());
+            await within('start the node again', nodeStartMs, node.start());
             await within('add a job after the restart', 10_000, queue.add('after', 2));
             await waitFor(
               () => ran.includes(2),
@@ -139,4 +114,5 @@ describe
         },
         240_000,
       );
-  });
+  },
+);
