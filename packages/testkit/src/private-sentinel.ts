@@ -259,7 +259,20 @@ export async function startPrivateSentinel({
     masterPort: askMaster,
     failover: async () => {
       const old = await askMaster();
-      await redisCli(sentinelNodes[0]!.port, 'sentinel', 'failover', masterName);
+      // A refusal comes back as text (redis-cli exits 0): NOGOODSLAVE while the sentinel has not
+      // yet seen the replica's link up, INPROG while an earlier failover's state lasts. CI once
+      // waited 30 s for a promotion that a refused FAILOVER never started: asked again until OK.
+      let refusal = '';
+      await pollUntil(
+        'SENTINEL FAILOVER accepted',
+        async () => {
+          refusal = await redisCli(sentinelNodes[0]!.port, 'sentinel', 'failover', masterName);
+          return refusal === 'OK';
+        },
+        { timeoutMs: 30_000, intervalMs: 250 },
+      ).catch((error: unknown) => {
+        throw new Error(`${(error as Error).message}; last reply: ${refusal}`);
+      });
       const master = await promoted(old, 30_000);
       // The sentinels turn the old master into the new one's replica only at their next INFO of
       // it (every 10 s); doing what they would do at once spares each failover those seconds.
